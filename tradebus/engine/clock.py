@@ -1,0 +1,174 @@
+"""Clocks: one interface, a simulated clock driven by replayed data and a live one on asyncio.
+
+Timers and alerts call ``callback(TimeEvent)``. The simulated clock fires every due
+timer in timestamp order (ties in the order they were set) *before* the data that
+follows them; the kernel calls :meth:`SimulatedClock.advance_to` with each replayed
+message's timestamp before dispatching it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from tradebus.engine.messages import TimeEvent
+from tradebus.errors import ConfigError
+
+__all__ = ["Clock", "LiveClock", "SimulatedClock", "TimerCallback"]
+
+TimerCallback = Callable[[TimeEvent], None]
+
+
+class Clock(ABC):
+    """Time source of a run: ``now_ns``, repeating timers and one-shot alerts."""
+
+    @abstractmethod
+    def now_ns(self) -> int:
+        """Current time, int nanoseconds since the epoch (UTC)."""
+
+    @abstractmethod
+    def set_timer(
+        self,
+        name: str,
+        interval_ns: int,
+        callback: TimerCallback,
+        start_ns: int | None = None,
+        stop_ns: int | None = None,
+    ) -> None:
+        """Fire ``callback`` every ``interval_ns`` from ``start_ns`` (default now) until ``stop_ns``."""
+
+    @abstractmethod
+    def set_alert(self, name: str, at_ns: int, callback: TimerCallback) -> None:
+        """Fire ``callback`` once at ``at_ns``."""
+
+    @abstractmethod
+    def cancel(self, name: str) -> None:
+        """Cancel a timer or alert by name (no error if unknown)."""
+
+    @staticmethod
+    def _check(name: str, interval_ns: int | None, names: set[str] | dict) -> None:
+        if name in names:
+            raise ConfigError(f"clock: a timer or alert named {name!r} already exists")
+        if interval_ns is not None and interval_ns <= 0:
+            raise ConfigError(f"clock: timer {name!r} interval must be > 0 ns, got {interval_ns}")
+
+
+class SimulatedClock(Clock):
+    """A clock that only moves when told to; timers fire in timestamp order."""
+
+    def __init__(self, start_ns: int = 0) -> None:
+        self._now = start_ns
+        self._heap: list[tuple[int, int, str]] = []
+        self._timers: dict[str, tuple[int, int | None, TimerCallback]] = {}
+        self._order = itertools.count()
+        self.next_due: int = 2**63 - 1
+
+    def now_ns(self) -> int:
+        return self._now
+
+    def set_timer(
+        self,
+        name: str,
+        interval_ns: int,
+        callback: TimerCallback,
+        start_ns: int | None = None,
+        stop_ns: int | None = None,
+    ) -> None:
+        self._check(name, interval_ns, self._timers)
+        first = (self._now if start_ns is None else start_ns) + interval_ns
+        self._timers[name] = (interval_ns, stop_ns, callback)
+        self._push(first, name)
+
+    def set_alert(self, name: str, at_ns: int, callback: TimerCallback) -> None:
+        self._check(name, None, self._timers)
+        self._timers[name] = (0, None, callback)
+        self._push(at_ns, name)
+
+    def cancel(self, name: str) -> None:
+        self._timers.pop(name, None)
+
+    def _push(self, at_ns: int, name: str) -> None:
+        heapq.heappush(self._heap, (at_ns, next(self._order), name))
+        self.next_due = self._heap[0][0]
+
+    def advance_to(self, ts_ns: int) -> None:
+        """Move time to ``ts_ns``, firing every timer due at or before it, in order.
+
+        Time never goes backwards: an earlier ``ts_ns`` leaves the clock where it is.
+        """
+        heap = self._heap
+        while heap and heap[0][0] <= ts_ns:
+            at_ns, _, name = heapq.heappop(heap)
+            entry = self._timers.get(name)
+            if entry is None:
+                continue
+            interval, stop_ns, callback = entry
+            if interval and (stop_ns is None or at_ns + interval <= stop_ns):
+                heapq.heappush(heap, (at_ns + interval, next(self._order), name))
+            else:
+                del self._timers[name]
+            if at_ns > self._now:
+                self._now = at_ns
+            callback(TimeEvent(name, at_ns, self._now))
+        self.next_due = heap[0][0] if heap else 2**63 - 1
+        if ts_ns > self._now:
+            self._now = ts_ns
+
+
+class LiveClock(Clock):
+    """Wall-clock time; timers run as callbacks on the asyncio loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop
+        self._handles: dict[str, asyncio.TimerHandle] = {}
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def now_ns(self) -> int:
+        return time.time_ns()
+
+    def _at(self, name: str, at_ns: int, fire: Callable[[int], None]) -> None:
+        delay = max(0.0, (at_ns - time.time_ns()) / 1e9)
+        self._handles[name] = self.loop.call_later(delay, fire, at_ns)
+
+    def set_timer(
+        self,
+        name: str,
+        interval_ns: int,
+        callback: TimerCallback,
+        start_ns: int | None = None,
+        stop_ns: int | None = None,
+    ) -> None:
+        self._check(name, interval_ns, self._handles)
+
+        def fire(at_ns: int) -> None:
+            nxt = at_ns + interval_ns
+            if stop_ns is None or nxt <= stop_ns:
+                self._at(name, nxt, fire)
+            else:
+                self._handles.pop(name, None)
+            callback(TimeEvent(name, at_ns, time.time_ns()))
+
+        self._at(name, (time.time_ns() if start_ns is None else start_ns) + interval_ns, fire)
+
+    def set_alert(self, name: str, at_ns: int, callback: TimerCallback) -> None:
+        self._check(name, None, self._handles)
+
+        def fire(at: int) -> None:
+            self._handles.pop(name, None)
+            callback(TimeEvent(name, at, time.time_ns()))
+
+        self._at(name, at_ns, fire)
+
+    def cancel(self, name: str) -> None:
+        handle = self._handles.pop(name, None)
+        if handle is not None:
+            handle.cancel()

@@ -1,0 +1,103 @@
+"""Instruments: what can be traded, with the venue's increments and fees."""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+
+import msgspec
+
+from tradebus.errors import OrderError
+
+__all__ = ["Instrument", "InstrumentKind"]
+
+
+class InstrumentKind(StrEnum):
+    """Spot pair or perpetual swap."""
+
+    SPOT = "spot"
+    PERPETUAL = "perpetual"
+
+
+class Instrument(msgspec.Struct, frozen=True):
+    """A tradable instrument.
+
+    Parameters
+    ----------
+    venue, symbol
+        Venue name (``"BINANCE"``) and the venue's symbol (``"BTCUSDT"``).
+        ``instrument_id`` is ``"{symbol}.{venue}"``.
+    kind
+        :class:`InstrumentKind`.
+    base, quote
+        Currencies; PnL and fees are in ``quote``.
+    tick_size, lot_size
+        Price and quantity increments (> 0).
+    min_notional
+        Smallest ``price * quantity`` an order may have (0 = none).
+    maker_fee, taker_fee
+        Fee rates as fractions of notional (0.001 = 10 bps); negative = rebate.
+    min_quantity
+        Smallest order quantity (defaults to one lot).
+    """
+
+    venue: str
+    symbol: str
+    kind: InstrumentKind = InstrumentKind.SPOT
+    base: str = ""
+    quote: str = ""
+    tick_size: float = 0.01
+    lot_size: float = 1e-8
+    min_notional: float = 0.0
+    maker_fee: float = 0.0
+    taker_fee: float = 0.0
+    min_quantity: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("tick_size", "lot_size"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise OrderError(f"instrument {self.symbol}.{self.venue}: {name} must be > 0, got {value!r}")
+        if self.min_notional < 0 or self.min_quantity < 0:
+            raise OrderError(f"instrument {self.symbol}.{self.venue}: min_notional/min_quantity must be >= 0")
+
+    @property
+    def instrument_id(self) -> str:
+        """``"{symbol}.{venue}"``, the key used on every message."""
+        return f"{self.symbol}.{self.venue}"
+
+    def round_price(self, price: float) -> float:
+        """Round a price to the nearest tick."""
+        ticks = round(price / self.tick_size)
+        return _clean(ticks * self.tick_size, self.tick_size)
+
+    def round_quantity(self, quantity: float) -> float:
+        """Round a quantity *down* to a whole number of lots (never trade more than asked)."""
+        lots = math.floor(quantity / self.lot_size + 1e-9)
+        return _clean(lots * self.lot_size, self.lot_size)
+
+    def validate_order(self, quantity: float, price: float) -> str | None:
+        """Return why an order of ``quantity`` at ``price`` is invalid, or ``None`` if it is valid.
+
+        ``price`` may be NaN for market orders (min notional is then not checked).
+        """
+        if not (quantity > 0 and math.isfinite(quantity)):
+            return f"quantity {quantity!r} must be a positive finite number"
+        if quantity < max(self.min_quantity, self.lot_size) - 1e-12:
+            return f"quantity {quantity} is below the minimum {max(self.min_quantity, self.lot_size)}"
+        if abs(quantity / self.lot_size - round(quantity / self.lot_size)) > 1e-6:
+            return f"quantity {quantity} is not a multiple of the lot size {self.lot_size}"
+        if not math.isnan(price):
+            if not (price > 0 and math.isfinite(price)):
+                return f"price {price!r} must be a positive finite number"
+            if abs(price / self.tick_size - round(price / self.tick_size)) > 1e-6:
+                return f"price {price} is not a multiple of the tick size {self.tick_size}"
+            if price * quantity < self.min_notional - 1e-12:
+                return f"notional {price * quantity} is below the minimum {self.min_notional}"
+        return None
+
+
+def _clean(value: float, increment: float) -> float:
+    """Strip float noise from ``n * increment`` (0.1 * 3 -> 0.3, not 0.30000000000000004)."""
+    decimals = max(0, -math.floor(math.log10(increment)) + 1) if increment < 1 else 0
+    return round(value, decimals + 2)

@@ -1,0 +1,395 @@
+"""Core messages: market data (nouns), commands (imperative) and events (past tense).
+
+Every message is an immutable ``msgspec.Struct`` and carries ``ts_event`` (venue
+time) and ``ts_init`` (when this process saw or created it), both int64
+nanoseconds since the Unix epoch, UTC. Prices and sizes are float64.
+
+A :class:`Bar`'s ``ts_event`` is the bar's *close* time: a bar is only known once
+it has closed, so a decision taken on it is stamped no earlier than its close.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+import msgspec
+
+__all__ = [
+    "Bar",
+    "BookDelta",
+    "BookResynced",
+    "BookSnapshot",
+    "CancelOrder",
+    "FeedStale",
+    "FundingRate",
+    "Liquidity",
+    "MarkPrice",
+    "ModifyOrder",
+    "OrderAccepted",
+    "OrderCanceled",
+    "OrderDenied",
+    "OrderExpired",
+    "OrderFilled",
+    "OrderModified",
+    "OrderRejected",
+    "OrderSide",
+    "OrderStatus",
+    "OrderSubmitted",
+    "OrderTriggered",
+    "OrderType",
+    "PositionChanged",
+    "Quote",
+    "SubmitOrder",
+    "TimeEvent",
+    "TimeInForce",
+    "Trade",
+    "TradingState",
+    "TradingStateChanged",
+]
+
+
+class OrderSide(IntEnum):
+    """Order or aggressor side; the value is the sign of the position change."""
+
+    BUY = 1
+    SELL = -1
+
+
+class OrderType(StrEnum):
+    """Order types supported by the venues."""
+
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+    STOP_MARKET = "STOP_MARKET"
+    STOP_LIMIT = "STOP_LIMIT"
+
+
+class TimeInForce(StrEnum):
+    """How long an order stays working."""
+
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+
+
+class Liquidity(StrEnum):
+    """Whether a fill added (maker) or took (taker) liquidity."""
+
+    MAKER = "MAKER"
+    TAKER = "TAKER"
+
+
+class OrderStatus(StrEnum):
+    """States of the order state machine (see ``execution.orders``)."""
+
+    INITIALIZED = "INITIALIZED"
+    DENIED = "DENIED"
+    SUBMITTED = "SUBMITTED"
+    ACCEPTED = "ACCEPTED"
+    TRIGGERED = "TRIGGERED"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    UNKNOWN = "UNKNOWN"
+
+
+class TradingState(StrEnum):
+    """Risk gate state: ACTIVE trades, REDUCING only reduces, HALTED denies all."""
+
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"
+    HALTED = "HALTED"
+
+
+# --------------------------------------------------------------------------- data
+
+
+class Bar(msgspec.Struct, frozen=True, gc=False):
+    """OHLCV bar; ``ts_event`` is the close time of the bar."""
+
+    instrument_id: str
+    ts_event: int
+    ts_init: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class Trade(msgspec.Struct, frozen=True, gc=False):
+    """A public trade; ``aggressor`` is +1 buyer-initiated, -1 seller-initiated, 0 unknown."""
+
+    instrument_id: str
+    ts_event: int
+    ts_init: int
+    price: float
+    size: float
+    aggressor: int
+    trade_id: str
+
+
+class Quote(msgspec.Struct, frozen=True, gc=False):
+    """Best bid and ask."""
+
+    instrument_id: str
+    ts_event: int
+    ts_init: int
+    bid_price: float
+    bid_size: float
+    ask_price: float
+    ask_size: float
+
+
+class BookDelta(msgspec.Struct, frozen=True, gc=False):
+    """A batch of L2 level updates from one venue message (size 0 removes a level).
+
+    ``bids``/``asks`` are float64 arrays of shape (n, 2): price, size.
+    ``first_seq``/``last_seq``/``prev_seq`` carry the venue's sequence ids (-1 when absent).
+    """
+
+    instrument_id: str
+    ts_event: int
+    ts_init: int
+    bids: object
+    asks: object
+    first_seq: int = -1
+    last_seq: int = -1
+    prev_seq: int = -1
+
+
+class BookSnapshot(msgspec.Struct, frozen=True, gc=False):
+    """A full L2 book; ``bids``/``asks`` are float64 arrays of shape (n, 2)."""
+
+    instrument_id: str
+    ts_event: int
+    ts_init: int
+    bids: object
+    asks: object
+    last_seq: int = -1
+
+
+class MarkPrice(msgspec.Struct, frozen=True, gc=False):
+    """Mark (and index, NaN if unknown) price of a derivative."""
+
+    instrument_id: str
+    ts_event: int
+    ts_init: int
+    mark_price: float
+    index_price: float
+
+
+class FundingRate(msgspec.Struct, frozen=True, gc=False):
+    """Current funding rate of a perpetual and the time of the next funding."""
+
+    instrument_id: str
+    ts_event: int
+    ts_init: int
+    rate: float
+    next_funding_ns: int
+
+
+class TimeEvent(msgspec.Struct, frozen=True, gc=False):
+    """A timer or alert firing; ``ts_event`` is its scheduled time."""
+
+    name: str
+    ts_event: int
+    ts_init: int
+
+
+# ----------------------------------------------------------------------- commands
+
+
+class SubmitOrder(msgspec.Struct, frozen=True, gc=False):
+    """Ask the venue to work a new order.
+
+    ``price`` is the limit price (NaN for market and stop-market orders);
+    ``trigger_price`` the stop trigger (NaN unless a stop type).
+    """
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    side: OrderSide
+    quantity: float
+    ts_event: int
+    ts_init: int
+    order_type: OrderType = OrderType.MARKET
+    price: float = float("nan")
+    trigger_price: float = float("nan")
+    time_in_force: TimeInForce = TimeInForce.GTC
+    post_only: bool = False
+    reduce_only: bool = False
+    reason: str = ""
+
+
+class CancelOrder(msgspec.Struct, frozen=True, gc=False):
+    """Ask the venue to cancel a working order."""
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    ts_event: int
+    ts_init: int
+    reason: str = ""
+
+
+class ModifyOrder(msgspec.Struct, frozen=True, gc=False):
+    """Ask the venue to change quantity, price or trigger of a working order (NaN = unchanged)."""
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    ts_event: int
+    ts_init: int
+    quantity: float = float("nan")
+    price: float = float("nan")
+    trigger_price: float = float("nan")
+
+
+# ------------------------------------------------------------------------- events
+
+
+class OrderDenied(msgspec.Struct, frozen=True, gc=False):
+    """The risk gate (or the order manager) refused an order before it left the process."""
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    reason: str
+    ts_event: int
+    ts_init: int
+
+
+class OrderSubmitted(msgspec.Struct, frozen=True, gc=False):
+    """An order passed the risk gate and was sent to the venue."""
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    ts_event: int
+    ts_init: int
+
+
+class OrderAccepted(msgspec.Struct, frozen=True, gc=False):
+    """The venue acknowledged an order and is working it."""
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    venue_order_id: str
+    ts_event: int
+    ts_init: int
+
+
+class OrderRejected(msgspec.Struct, frozen=True, gc=False):
+    """The venue refused an order."""
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    reason: str
+    ts_event: int
+    ts_init: int
+
+
+class OrderTriggered(msgspec.Struct, frozen=True, gc=False):
+    """A stop or stop-limit order's trigger price was reached."""
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    ts_event: int
+    ts_init: int
+
+
+class OrderModified(msgspec.Struct, frozen=True, gc=False):
+    """The venue applied a modification."""
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    quantity: float
+    price: float
+    trigger_price: float
+    ts_event: int
+    ts_init: int
+
+
+class OrderFilled(msgspec.Struct, frozen=True, gc=False):
+    """A (partial) fill. ``fee`` is in quote currency, positive = paid."""
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    venue_order_id: str
+    trade_id: str
+    side: OrderSide
+    last_qty: float
+    last_px: float
+    fee: float
+    liquidity: Liquidity
+    ts_event: int
+    ts_init: int
+
+
+class OrderCanceled(msgspec.Struct, frozen=True, gc=False):
+    """The order is no longer working because it was canceled (unfilled rest dropped)."""
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    reason: str
+    ts_event: int
+    ts_init: int
+
+
+class OrderExpired(msgspec.Struct, frozen=True, gc=False):
+    """An IOC/FOK (or GTD) order ended without filling completely."""
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    reason: str
+    ts_event: int
+    ts_init: int
+
+
+class PositionChanged(msgspec.Struct, frozen=True, gc=False):
+    """Net position of an instrument after a fill (``quantity`` signed)."""
+
+    instrument_id: str
+    quantity: float
+    avg_price: float
+    realized_pnl: float
+    ts_event: int
+    ts_init: int
+
+
+class TradingStateChanged(msgspec.Struct, frozen=True, gc=False):
+    """The risk gate moved between ACTIVE, REDUCING and HALTED."""
+
+    state: TradingState
+    reason: str
+    ts_event: int
+    ts_init: int
+
+
+class BookResynced(msgspec.Struct, frozen=True, gc=False):
+    """An order book was rebuilt from a fresh snapshot after an integrity failure."""
+
+    instrument_id: str
+    reason: str
+    ts_event: int
+    ts_init: int
+
+
+class FeedStale(msgspec.Struct, frozen=True, gc=False):
+    """A feed delivered nothing for longer than its allowed silence."""
+
+    source: str
+    last_message_ns: int
+    ts_event: int
+    ts_init: int

@@ -1,0 +1,91 @@
+"""Exceptions raised by tradebus.
+
+Every error carries a message a user can act on: it names the file, row,
+field or message that was wrong and what was expected.
+
+Hierarchy::
+
+    TradebusError
+    ├── ConfigError          a run config or a parameter is invalid
+    ├── DataError            a data file or a replayed row is invalid
+    ├── FeatureError         a feature spec cannot be built
+    ├── OrderError           an order cannot be built or a transition is invalid
+    │   └── InvalidTransition
+    ├── VenueError           a venue (simulated or live) answered with an error
+    ├── ParseError           a market-data frame could not be parsed
+    └── BookError            an order book lost integrity
+        ├── SequenceGap      a sequence id was skipped
+        ├── ChecksumMismatch the venue's checksum disagrees with our book
+        └── CrossedBook      best bid >= best ask after an update
+    StaleFeed                a feed went silent longer than allowed
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BookError",
+    "ChecksumMismatch",
+    "ConfigError",
+    "CrossedBook",
+    "DataError",
+    "FeatureError",
+    "InvalidTransition",
+    "OrderError",
+    "ParseError",
+    "SequenceGap",
+    "StaleFeed",
+    "TradebusError",
+    "VenueError",
+]
+
+
+class TradebusError(Exception):
+    """Base class of every error raised by tradebus."""
+
+
+class ConfigError(TradebusError):
+    """A run config, a spec or a parameter is invalid."""
+
+
+class DataError(TradebusError):
+    """A data file, a catalog dataset or a replayed row is invalid."""
+
+
+class FeatureError(TradebusError):
+    """A feature spec is invalid (unknown kind, bad parameter, cyclic input)."""
+
+
+class OrderError(TradebusError):
+    """An order cannot be built (bad quantity, price, type combination)."""
+
+
+class InvalidTransition(OrderError):
+    """An order event does not fit the order's current state."""
+
+
+class VenueError(TradebusError):
+    """A venue answered with an error or could not be reached."""
+
+
+class ParseError(TradebusError):
+    """A market-data frame could not be parsed into core messages."""
+
+
+class BookError(TradebusError):
+    """An order book lost integrity and must be resynchronised."""
+
+
+class SequenceGap(BookError):
+    """A sequence id was skipped between two book updates."""
+
+
+class ChecksumMismatch(BookError):
+    """The venue's book checksum disagrees with the local book."""
+
+
+class CrossedBook(BookError):
+    """Best bid is at or above best ask after an update."""
+
+
+class StaleFeed(TradebusError):
+    """A feed delivered nothing for longer than its allowed silence."""

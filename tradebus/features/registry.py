@@ -1,0 +1,153 @@
+"""The feature-kind registry: what every step kernel declares about itself.
+
+The kernel contract
+-------------------
+Every feature kind has one ``@njit(cache=True)`` step kernel::
+
+    def step(state: float64[::1], params: float64[::1], x: float64[::1], out: float64[::1]) -> None
+
+* ``state``: the kind's state row, ``state_size(params)`` float64 values. A fresh
+  state is **all zeros** (kernels are written so that zero is the initial state).
+  ``state[0]`` is the ready flag: the kernel sets it to 1.0 once its window is
+  filled and the outputs are meaningful.
+* ``params``: the kind's parameters packed as float64 in the order of ``params``
+  (integers such as windows are stored as floats).
+* ``x``: this event's inputs, one value per name in ``inputs`` (NaN allowed;
+  each kind documents whether NaN is skipped or propagated).
+* ``out``: one slot per name in ``outputs``; the kernel writes every slot on every
+  call (NaN while not ready).
+
+Each kernel module exposes a tuple ``KINDS`` of :class:`FeatureKind` and one
+``@njit(cache=True)`` ``dispatch(kind_id, state, params, x, out)`` that calls the
+step kernel of ``kind_id`` (an ``if`` chain). Kind ids are unique; each module owns
+one range (``core`` 1-99, ``ta`` 100-199, ``stats`` 200-299, ``regime`` 300-399,
+``flow`` 400-499, ``book`` 500-599).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tradebus.errors import FeatureError
+
+__all__ = ["FeatureKind", "Param", "all_kinds", "get_kind", "register"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a feature kind.
+
+    Parameters
+    ----------
+    name
+        Keyword used in specs (``span``, ``window``, ...).
+    default
+        Value used when the spec omits it; ``None`` makes it required.
+    low, high
+        Inclusive bounds; ``None`` means unbounded.
+    integer
+        Whether the value must be a whole number (stored as float64).
+    """
+
+    name: str
+    default: float | None = None
+    low: float | None = None
+    high: float | None = None
+    integer: bool = False
+
+    def check(self, kind: str, value: float) -> float:
+        """Return ``value`` as float after validating it, or raise :class:`FeatureError`."""
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise FeatureError(f"feature {kind!r}: parameter {self.name!r} must be a number, got {value!r}") from None
+        if not np.isfinite(v):
+            raise FeatureError(f"feature {kind!r}: parameter {self.name!r} must be finite, got {value!r}")
+        if self.integer and v != int(v):
+            raise FeatureError(f"feature {kind!r}: parameter {self.name!r} must be a whole number, got {value!r}")
+        if self.low is not None and v < self.low:
+            raise FeatureError(f"feature {kind!r}: parameter {self.name!r} must be >= {self.low}, got {value!r}")
+        if self.high is not None and v > self.high:
+            raise FeatureError(f"feature {kind!r}: parameter {self.name!r} must be <= {self.high}, got {value!r}")
+        return v
+
+
+@dataclass(frozen=True)
+class FeatureKind:
+    """Everything the bank needs to know about one kind of feature.
+
+    Parameters
+    ----------
+    name
+        Spec name (``"ema"``).
+    kind_id
+        Unique dispatch id (see the module docstring for the ranges).
+    inputs
+        Names of the input slots (``("x",)``, ``("high", "low", "close")``).
+    outputs
+        Names of the output slots (``("value",)``, ``("macd", "signal", "hist")``).
+    params
+        Parameters in packing order.
+    state_size
+        Number of state floats for packed ``params`` (includes ``state[0]``).
+    step
+        The ``@njit`` step kernel (used by the single-feature facade and tests).
+    normalize
+        Optional hook mapping user keywords to the declared ones before validation
+        (e.g. EWM ``halflife``/``alpha`` → ``span``); returns the keyword dict.
+    """
+
+    name: str
+    kind_id: int
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    params: tuple[Param, ...]
+    state_size: Callable[[np.ndarray], int]
+    step: Callable[..., None]
+    normalize: Callable[[dict[str, float]], dict[str, float]] | None = field(default=None)
+
+    def pack(self, kwargs: dict[str, float]) -> np.ndarray:
+        """Validate keyword parameters and pack them as a float64 array in declared order."""
+        given = dict(self.normalize(dict(kwargs)) if self.normalize else kwargs)
+        unknown = set(given) - {p.name for p in self.params}
+        if unknown:
+            known = ", ".join(p.name for p in self.params) or "none"
+            raise FeatureError(f"feature {self.name!r}: unknown parameter(s) {sorted(unknown)}; known: {known}")
+        packed = []
+        for p in self.params:
+            if p.name in given:
+                packed.append(p.check(self.name, given[p.name]))
+            elif p.default is None:
+                raise FeatureError(f"feature {self.name!r}: parameter {p.name!r} is required")
+            else:
+                packed.append(float(p.default))
+        return np.asarray(packed, dtype=np.float64)
+
+
+_REGISTRY: dict[str, FeatureKind] = {}
+_IDS: dict[int, str] = {}
+
+
+def register(*kinds: FeatureKind) -> None:
+    """Add kinds to the registry; names and ids must be unique."""
+    for kind in kinds:
+        if _REGISTRY.get(kind.name, kind) is not kind or _IDS.get(kind.kind_id, kind.name) != kind.name:
+            raise FeatureError(f"feature kind {kind.name!r} (id {kind.kind_id}) clashes with a registered kind")
+        _REGISTRY[kind.name] = kind
+        _IDS[kind.kind_id] = kind.name
+
+
+def get_kind(name: str) -> FeatureKind:
+    """Look up a registered kind by name, or raise :class:`FeatureError` listing the known ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise FeatureError(f"unknown feature kind {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def all_kinds() -> tuple[FeatureKind, ...]:
+    """Every registered kind, ordered by id."""
+    return tuple(sorted(_REGISTRY.values(), key=lambda k: k.kind_id))
