@@ -1,0 +1,103 @@
+"""Messages are immutable and carry int64 ns timestamps; instruments round and validate orders."""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+import pytest
+
+from tradebus import errors
+from tradebus.engine import messages
+from tradebus.engine.instrument import Instrument, InstrumentKind
+from tradebus.engine.messages import Bar, OrderSide, SubmitOrder
+from tradebus.errors import OrderError
+
+
+def make_instrument(**overrides: object) -> Instrument:
+    fields: dict[str, object] = dict(
+        venue="BINANCE", symbol="BTCUSDT", kind=InstrumentKind.SPOT, base="BTC", quote="USDT",
+        tick_size=0.01, lot_size=0.001, min_notional=5.0, maker_fee=0.0002, taker_fee=0.0004,
+    )
+    fields.update(overrides)
+    return Instrument(**fields)  # type: ignore[arg-type]
+
+
+def test_message_fields_cannot_be_reassigned() -> None:
+    bar = Bar("BTCUSDT.BINANCE", 2, 3, 1.0, 2.0, 0.5, 1.5, 10.0)
+    with pytest.raises(AttributeError):
+        bar.close = 2.0  # type: ignore[misc]
+
+
+def test_every_message_carries_ts_event_and_ts_init() -> None:
+    structs = [
+        obj for name in messages.__all__
+        if isinstance(obj := getattr(messages, name), type) and issubclass(obj, msgspec.Struct)
+    ]
+    assert len(structs) == 24
+    for struct in structs:
+        assert {"ts_event", "ts_init"} <= set(struct.__struct_fields__), struct.__name__
+
+
+def test_submit_order_defaults_are_a_gtc_market_order_without_prices() -> None:
+    cmd = SubmitOrder("s", "BTCUSDT.BINANCE", "s-1", OrderSide.BUY, 1.0, 10, 10)
+    assert cmd.order_type == messages.OrderType.MARKET
+    assert cmd.time_in_force == messages.TimeInForce.GTC
+    assert math.isnan(cmd.price) and math.isnan(cmd.trigger_price)
+    assert int(OrderSide.SELL) == -1
+
+
+def test_instrument_id_is_symbol_dot_venue() -> None:
+    assert make_instrument().instrument_id == "BTCUSDT.BINANCE"
+
+
+@pytest.mark.parametrize("field", ["tick_size", "lot_size"])
+@pytest.mark.parametrize("value", [0.0, -1.0, math.nan, math.inf])
+def test_instrument_rejects_non_positive_increments(field: str, value: float) -> None:
+    with pytest.raises(OrderError, match=field):
+        make_instrument(**{field: value})
+
+
+def test_round_price_snaps_to_tick_without_float_noise() -> None:
+    inst = make_instrument(tick_size=0.1)
+    assert inst.round_price(100.26) == 100.3
+    assert inst.round_price(0.30000000000000004) == 0.3
+
+
+def test_round_quantity_rounds_down_to_whole_lots() -> None:
+    inst = make_instrument(lot_size=0.001)
+    assert inst.round_quantity(1.23456) == 1.234
+    assert inst.round_quantity(0.0009) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("quantity", "price", "reason"),
+    [
+        (0.0, 100.0, "positive"),
+        (0.0005, 20_000.0, "below the minimum"),
+        (0.0015, 20_000.0, "lot size"),
+        (0.01, 100.005, "tick size"),
+        (0.01, 100.0, "notional"),
+        (0.01, -5.0, "price"),
+        (math.nan, 100.0, "positive"),
+    ],
+)
+def test_validate_order_names_the_broken_rule(quantity: float, price: float, reason: str) -> None:
+    message = make_instrument().validate_order(quantity, price)
+    assert message is not None and reason in message
+
+
+def test_validate_order_accepts_a_valid_order_and_market_orders_without_price() -> None:
+    inst = make_instrument()
+    assert inst.validate_order(0.01, 20_000.0) is None
+    assert inst.validate_order(0.001, math.nan) is None
+
+
+def test_error_hierarchy_is_pinned() -> None:
+    assert sorted(errors.__all__) == sorted(
+        name for name in vars(errors) if isinstance(getattr(errors, name), type)
+        and issubclass(getattr(errors, name), Exception) and getattr(errors, name).__module__ == errors.__name__
+    )
+    assert issubclass(errors.SequenceGap, errors.BookError)
+    assert issubclass(errors.InvalidTransition, errors.OrderError)
+    assert issubclass(errors.ConfigError, errors.TradebusError)
