@@ -1,0 +1,10 @@
+"""Venue-independent pieces of the live market-data adapters.
+
+* :mod:`.book` — Numba-backed L2 order book (sorted float64 arrays per side).
+* :mod:`.sync` — the resync state machine and pluggable venue sequence rules.
+* :mod:`.policy` — reconnect policy: error classifier, backoff, subscriptions, keep-alive.
+* :mod:`.watchdog`, :mod:`.dedup` — stale-feed watchdog, trade de-duplication.
+* :mod:`.client` — the asyncio WebSocket client base.
+* :mod:`.recorder` — raw-frame recording and reading.
+* :mod:`.local_server` — a local venue emulator for tests (protocol plugins, fault injection).
+"""

@@ -1,0 +1,509 @@
+"""Keeping an L2 book in sync with a venue: the generic resync state machine.
+
+A :class:`BookSync` owns one :class:`~tradebus.adapters.common.book.OrderBook` and is
+fed the venue's :class:`~tradebus.engine.messages.BookSnapshot` and
+:class:`~tradebus.engine.messages.BookDelta` messages (already parsed) in arrival order.
+It has two states:
+
+``SYNCED``
+    Each delta is checked by the venue's :class:`SequenceRule`, applied, checked for a
+    crossed book and verified by the rule (e.g. a checksum). Then the delta is emitted,
+    followed by a :class:`~tradebus.engine.messages.Quote` if the top of book changed
+    (and ``emit_quotes`` is on).
+``AWAITING_SNAPSHOT``
+    Nothing is emitted (no Quote, no book message: never trade on a broken book).
+    Deltas are buffered (bounded). A fresh snapshot is requested through the injected
+    async ``request_snapshot`` callable; when a snapshot arrives (returned by that
+    callable — Binance REST — or delivered in-stream through :meth:`BookSync.on_snapshot`
+    — OKX/Bybit after a resubscribe), the book is loaded, the buffered deltas that follow
+    it are replayed through the rule, and the machine goes back to ``SYNCED``, emitting
+    a :class:`~tradebus.engine.messages.BookSnapshot` of the rebuilt book, then
+    :class:`~tradebus.engine.messages.BookResynced` (``reason`` = the failure that caused
+    the resync; not emitted for the initial sync), then a Quote.
+
+Any failure — sequence gap, checksum mismatch, crossed book, a malformed level, an
+explicit :meth:`BookSync.invalidate` (e.g. the connection dropped) — moves the machine
+to ``AWAITING_SNAPSHOT``. The delta that revealed the failure is kept in the buffer: it
+may be exactly what follows the next snapshot.
+
+Writing a venue rule
+--------------------
+Subclass :class:`SequenceRule` and implement :meth:`~SequenceRule.reset`,
+:meth:`~SequenceRule.check` and :meth:`~SequenceRule.advance`; override
+:meth:`~SequenceRule.verify` for checksums. The rule never touches the book or
+emits anything; it only judges sequence ids (and, in ``verify``, the book). ``extra`` is
+an opaque venue payload passed along with a message (e.g. OKX: the checksum and the raw
+price/size strings), ``None`` if the venue has none. Example (sequence ids that must
+follow each other by one)::
+
+    class ConsecutiveRule(SequenceRule):
+        name = "consecutive"
+
+        def reset(self, snapshot, extra=None):
+            self.last = snapshot.last_seq
+
+        def check(self, delta):
+            if delta.last_seq <= self.last:
+                return Verdict.DROP
+            if delta.first_seq == self.last + 1:
+                return Verdict.APPLY
+            return Verdict.GAP
+
+        def advance(self, delta):
+            self.last = delta.last_seq
+
+Rules here: :class:`BinanceSpotRule`, :class:`BinanceFuturesRule`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Awaitable, Callable
+from enum import IntEnum, StrEnum
+from typing import Any
+
+import numpy as np
+from loguru import logger
+
+from tradebus.adapters.common.book import APPLIED, CROSSED, INVALID, OrderBook
+from tradebus.engine.messages import BookDelta, BookResynced, BookSnapshot, Quote
+from tradebus.errors import ConfigError
+
+__all__ = [
+    "BinanceFuturesRule",
+    "BinanceSpotRule",
+    "BookSync",
+    "SequenceRule",
+    "SnapshotRequester",
+    "SyncState",
+    "Verdict",
+]
+
+SnapshotRequester = Callable[[], Awaitable[BookSnapshot | None]]
+"""Async callable asking the venue for a fresh snapshot.
+
+Returns the snapshot (Binance: REST depth) or ``None`` when the snapshot will arrive
+in-stream (OKX/Bybit: resubscribe) and be passed to :meth:`BookSync.on_snapshot`.
+An exception means "try again later" (after a backoff delay).
+"""
+
+
+class SyncState(StrEnum):
+    """State of a :class:`BookSync`."""
+
+    SYNCED = "SYNCED"
+    AWAITING_SNAPSHOT = "AWAITING_SNAPSHOT"
+
+
+class Verdict(IntEnum):
+    """What a :class:`SequenceRule` says about a delta."""
+
+    APPLY = 0
+    """The delta continues the book: apply it."""
+    DROP = 1
+    """The delta is older than the book (already contained in it): skip it silently."""
+    GAP = 2
+    """At least one delta is missing between the book and this one: resync."""
+
+
+class SequenceRule(ABC):
+    """Venue-specific sequence rule for one book (one instance per book).
+
+    Subclasses set ``name`` and implement :meth:`reset`, :meth:`check`, :meth:`advance`;
+    :meth:`verify` and :meth:`gap_reason` have defaults.
+    """
+
+    name: str = "rule"
+
+    @abstractmethod
+    def reset(self, snapshot: BookSnapshot, extra: Any = None) -> None:
+        """Start over from ``snapshot`` (its ``last_seq`` is the venue's snapshot id)."""
+
+    @abstractmethod
+    def check(self, delta: BookDelta) -> Verdict:
+        """Judge ``delta`` against the current position; must not change the rule's state."""
+
+    @abstractmethod
+    def advance(self, delta: BookDelta) -> None:
+        """Record that ``delta`` was applied (called only after APPLY and a successful apply)."""
+
+    def verify(self, book: OrderBook, msg: BookDelta | BookSnapshot, extra: Any = None) -> str | None:
+        """Check the book after ``msg`` was applied; return a failure reason or ``None`` if fine.
+
+        The default checks nothing. OKX overrides it with its CRC32 checksum.
+        """
+        return None
+
+    def gap_reason(self, delta: BookDelta) -> str:
+        """Human-readable reason for a GAP verdict on ``delta`` (used in logs and BookResynced)."""
+        return (
+            f"sequence gap ({self.name}): delta first_seq={delta.first_seq} last_seq={delta.last_seq} "
+            f"prev_seq={delta.prev_seq} does not continue the book"
+        )
+
+
+class BinanceSpotRule(SequenceRule):
+    """Binance spot diff-depth rule.
+
+    Drop every delta with ``u <= lastUpdateId``; the first applied delta must have
+    ``U <= lastUpdateId + 1 <= u``; each later one ``U == previous u + 1``.
+    ``first_seq`` = ``U``, ``last_seq`` = ``u``.
+    """
+
+    name = "binance-spot"
+
+    def __init__(self) -> None:
+        self.last = -1
+        self.first = True
+
+    def reset(self, snapshot: BookSnapshot, extra: Any = None) -> None:
+        self.last = snapshot.last_seq
+        self.first = True
+
+    def check(self, delta: BookDelta) -> Verdict:
+        if delta.last_seq <= self.last:
+            return Verdict.DROP
+        if self.first:
+            ok = delta.first_seq <= self.last + 1 <= delta.last_seq
+        else:
+            ok = delta.first_seq == self.last + 1
+        return Verdict.APPLY if ok else Verdict.GAP
+
+    def advance(self, delta: BookDelta) -> None:
+        self.last = delta.last_seq
+        self.first = False
+
+    def gap_reason(self, delta: BookDelta) -> str:
+        if self.first:
+            want = f"U <= {self.last + 1} <= u"
+        else:
+            want = f"U == {self.last + 1}"
+        return f"sequence gap ({self.name}): expected {want}, got U={delta.first_seq} u={delta.last_seq}"
+
+
+class BinanceFuturesRule(SequenceRule):
+    """Binance USD-M / COIN-M diff-depth rule.
+
+    Drop every delta with ``u < lastUpdateId``; the first applied delta must have
+    ``U <= lastUpdateId <= u``; each later one ``pu == previous u``. Once synced, a delta
+    with ``u <= previous u`` (a repeat) is dropped. ``first_seq`` = ``U``,
+    ``last_seq`` = ``u``, ``prev_seq`` = ``pu``.
+    """
+
+    name = "binance-futures"
+
+    def __init__(self) -> None:
+        self.last = -1
+        self.first = True
+
+    def reset(self, snapshot: BookSnapshot, extra: Any = None) -> None:
+        self.last = snapshot.last_seq
+        self.first = True
+
+    def check(self, delta: BookDelta) -> Verdict:
+        if self.first:
+            if delta.last_seq < self.last:
+                return Verdict.DROP
+            ok = delta.first_seq <= self.last <= delta.last_seq
+        else:
+            if delta.last_seq <= self.last:
+                return Verdict.DROP
+            ok = delta.prev_seq == self.last
+        return Verdict.APPLY if ok else Verdict.GAP
+
+    def advance(self, delta: BookDelta) -> None:
+        self.last = delta.last_seq
+        self.first = False
+
+    def gap_reason(self, delta: BookDelta) -> str:
+        if self.first:
+            return (
+                f"sequence gap ({self.name}): expected U <= {self.last} <= u, "
+                f"got U={delta.first_seq} u={delta.last_seq}"
+            )
+        return f"sequence gap ({self.name}): expected pu == {self.last}, got pu={delta.prev_seq} u={delta.last_seq}"
+
+
+class BookSync:
+    """Resync state machine around one order book (see the module docstring).
+
+    Parameters
+    ----------
+    instrument_id
+        Instrument of the book (used on every emitted message).
+    rule
+        The venue's :class:`SequenceRule` (a fresh instance per book).
+    emit
+        Sink for the emitted core messages (``kernel.process``, ``bus.publish`` ...).
+    request_snapshot
+        Async callable fetching or requesting a fresh snapshot (:data:`SnapshotRequester`);
+        ``None`` when snapshots only ever arrive in-stream.
+    emit_quotes
+        Emit a :class:`Quote` whenever the top of book changes (turn off when the venue's
+        own best-bid/ask stream is the quote source).
+    emit_deltas
+        Emit every applied :class:`BookDelta`.
+    max_buffer
+        Deltas kept while awaiting a snapshot; the oldest is dropped beyond it (the rule
+        then sees a gap and a newer snapshot is requested).
+    retry_delays
+        Seconds to wait before each snapshot attempt (the last value repeats).
+    snapshot_timeout
+        Seconds allowed for an in-stream snapshot to arrive after a request that
+        returned ``None`` before requesting again.
+    capacity
+        Initial book capacity per side.
+    clock
+        ``ts_init`` source for emitted messages that are not a venue message passed through.
+    """
+
+    def __init__(
+        self,
+        instrument_id: str,
+        rule: SequenceRule,
+        emit: Callable[[Any], None],
+        request_snapshot: SnapshotRequester | None = None,
+        *,
+        emit_quotes: bool = True,
+        emit_deltas: bool = True,
+        max_buffer: int = 10_000,
+        retry_delays: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 5.0),
+        snapshot_timeout: float = 10.0,
+        capacity: int = 2048,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        if max_buffer < 1:
+            raise ConfigError(f"book sync {instrument_id}: max_buffer must be >= 1, got {max_buffer}")
+        if not retry_delays or any(d < 0 for d in retry_delays):
+            raise ConfigError(f"book sync {instrument_id}: retry_delays must be non-empty and >= 0")
+        self.instrument_id = instrument_id
+        self.rule = rule
+        self.book = OrderBook(instrument_id, capacity)
+        self.state = SyncState.AWAITING_SNAPSHOT
+        self.emit_quotes = emit_quotes
+        self.emit_deltas = emit_deltas
+        self._emit = emit
+        self._request = request_snapshot
+        self._buffer: deque[tuple[BookDelta, Any]] = deque()
+        self._max_buffer = max_buffer
+        self._retry_delays = retry_delays
+        self._snapshot_timeout = snapshot_timeout
+        self._clock = clock
+        self._reason: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._synced_event = asyncio.Event()
+        self._top = (np.nan, np.nan, np.nan, np.nan)
+        self.resyncs = 0
+        self.dropped_from_buffer = 0
+        self.snapshot_requests = 0
+
+    # --------------------------------------------------------------- lifecycle
+
+    def start(self, request: bool = True) -> None:
+        """Begin the initial sync: request a snapshot now (``request=False``: wait for one in-stream)."""
+        self.state = SyncState.AWAITING_SNAPSHOT
+        self._reason = None
+        if request:
+            self._schedule_request()
+
+    async def wait_synced(self, timeout: float | None = None) -> bool:
+        """Wait until the book is SYNCED; return False on timeout."""
+        try:
+            await asyncio.wait_for(self._synced_event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Cancel a pending snapshot request."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    @property
+    def synced(self) -> bool:
+        """Whether the book is SYNCED (safe to read and trade on)."""
+        return self.state is SyncState.SYNCED
+
+    # ------------------------------------------------------------------ inputs
+
+    def on_delta(self, delta: BookDelta, extra: Any = None) -> None:
+        """Feed one parsed venue delta (in arrival order)."""
+        if self.state is not SyncState.SYNCED:
+            self._buffer_delta(delta, extra)
+            return
+        verdict = self.rule.check(delta)
+        if verdict is Verdict.DROP:
+            return
+        if verdict is Verdict.GAP:
+            self._buffer_delta(delta, extra)
+            self._fail(self.rule.gap_reason(delta))
+            return
+        failure = self._apply(delta, extra)
+        if failure is not None:
+            self._buffer_delta(delta, extra)
+            self._fail(failure)
+            return
+        if self.emit_deltas:
+            self._emit(delta)
+        if self.emit_quotes:
+            self._maybe_quote(delta.ts_event, delta.ts_init)
+
+    def on_snapshot(self, snapshot: BookSnapshot, extra: Any = None) -> None:
+        """Load a snapshot (fetched or in-stream), replay the buffered deltas and go SYNCED if they fit."""
+        if snapshot.instrument_id != self.instrument_id:
+            logger.warning(
+                "book {}: ignoring a snapshot for {}", self.instrument_id, snapshot.instrument_id
+            )
+            return
+        book = self.book
+        crossed = book.load(snapshot.bids, snapshot.asks, snapshot.last_seq, snapshot.ts_event)
+        self.rule.reset(snapshot, extra)
+        if crossed:
+            self._fail(f"crossed book in snapshot seq={snapshot.last_seq}: bid {book.bid_px[0]} >= ask {book.ask_px[0]}")
+            return
+        bad = self.rule.verify(book, snapshot, extra)
+        if bad is not None:
+            self._fail(bad)
+            return
+        last_ts = (snapshot.ts_event, snapshot.ts_init)
+        buffered = self._buffer
+        while buffered:
+            delta, dextra = buffered[0]
+            verdict = self.rule.check(delta)
+            if verdict is Verdict.DROP:
+                buffered.popleft()
+                continue
+            if verdict is Verdict.GAP:
+                self._fail(self.rule.gap_reason(delta))
+                return
+            failure = self._apply(delta, dextra)
+            if failure is not None:
+                self._fail(failure)
+                return
+            buffered.popleft()
+            last_ts = (delta.ts_event, delta.ts_init)
+        self._go_synced(last_ts[0], last_ts[1])
+
+    def invalidate(self, reason: str) -> None:
+        """Declare the book untrustworthy (e.g. the connection dropped) and resync."""
+        self._buffer.clear()
+        self._fail(reason)
+
+    # --------------------------------------------------------------- internals
+
+    def _apply(self, delta: BookDelta, extra: Any) -> str | None:
+        book = self.book
+        status = book.apply(delta.bids, delta.asks)  # type: ignore[arg-type]
+        if status == APPLIED:
+            bad = self.rule.verify(book, delta, extra)
+            if bad is not None:
+                return bad
+            self.rule.advance(delta)
+            book.last_seq = delta.last_seq
+            book.ts_event = delta.ts_event
+            return None
+        if status == CROSSED:
+            return (
+                f"crossed book after delta seq={delta.last_seq}: "
+                f"bid {book.bid_px[0]} >= ask {book.ask_px[0]}"
+            )
+        if status == INVALID:
+            return f"malformed level in delta seq={delta.last_seq} (non-finite/non-positive price or bad size)"
+        raise AssertionError(f"unknown book status {status}")
+
+    def _buffer_delta(self, delta: BookDelta, extra: Any) -> None:
+        buffered = self._buffer
+        if len(buffered) >= self._max_buffer:
+            buffered.popleft()
+            self.dropped_from_buffer += 1
+        buffered.append((delta, extra))
+
+    def _fail(self, reason: str) -> None:
+        was_synced = self.state is SyncState.SYNCED
+        self.state = SyncState.AWAITING_SNAPSHOT
+        self._synced_event.clear()
+        self._top = (np.nan, np.nan, np.nan, np.nan)
+        if was_synced:
+            self._reason = reason
+        logger.warning("book {}: {} -> awaiting snapshot", self.instrument_id, reason)
+        self._schedule_request()
+
+    def _go_synced(self, ts_event: int, ts_init: int) -> None:
+        self.state = SyncState.SYNCED
+        self._synced_event.set()
+        book = self.book
+        now = self._clock()
+        self._emit(
+            BookSnapshot(
+                instrument_id=self.instrument_id,
+                ts_event=ts_event,
+                ts_init=ts_init,
+                bids=book.bids(),
+                asks=book.asks(),
+                last_seq=book.last_seq,
+            )
+        )
+        if self._reason is not None:
+            self.resyncs += 1
+            logger.info("book {}: resynced ({})", self.instrument_id, self._reason)
+            self._emit(BookResynced(self.instrument_id, self._reason, ts_event, now))
+        self._reason = None
+        if self.emit_quotes:
+            self._maybe_quote(ts_event, ts_init)
+
+    def _maybe_quote(self, ts_event: int, ts_init: int) -> None:
+        book = self.book
+        counts = book.counts
+        if counts[0] == 0 or counts[1] == 0:
+            return
+        top = (book.bid_px[0], book.bid_sz[0], book.ask_px[0], book.ask_sz[0])
+        if top == self._top:
+            return
+        self._top = top
+        self._emit(
+            Quote(self.instrument_id, ts_event, ts_init, float(top[0]), float(top[1]), float(top[2]), float(top[3]))
+        )
+
+    def _schedule_request(self) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            logger.debug("book {}: no running loop; snapshot must be fed with on_snapshot()", self.instrument_id)
+            return
+        self._task = loop.create_task(self._resync_loop(), name=f"resync:{self.instrument_id}")
+
+    async def _resync_loop(self) -> None:
+        attempt = 0
+        while self.state is not SyncState.SYNCED:
+            delay = self._retry_delays[min(attempt, len(self._retry_delays) - 1)]
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self.state is SyncState.SYNCED:
+                return
+            attempt += 1
+            if self._request is None:
+                continue
+            self.snapshot_requests += 1
+            try:
+                snapshot = await self._request()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure of the fetch means "retry later"
+                logger.warning("book {}: snapshot request {} failed: {!r}", self.instrument_id, attempt, exc)
+                continue
+            if snapshot is not None:
+                self._task = None  # on_snapshot may fail again and must be able to schedule a new request
+                self.on_snapshot(snapshot)
+                return
+            if await self.wait_synced(self._snapshot_timeout):
+                return
