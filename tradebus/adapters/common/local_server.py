@@ -1,0 +1,410 @@
+"""A local venue emulator for tests: a real websockets server on 127.0.0.1 replaying recorded frames.
+
+The server is venue-agnostic; a :class:`VenueProtocol` plugin speaks the venue's
+dialect (how subscriptions are made and acknowledged, which stream a frame belongs
+to, application pings, REST endpoints such as the depth snapshot). Binance's plugin
+lives in :mod:`tradebus.adapters.binance.emulator`; OKX/Bybit plugins subclass the same ABC.
+
+Replay model
+------------
+The server holds one list of recorded frames ``(recv_ns, raw)`` and one cursor over it.
+A connection starts sending once it has at least one subscription, from
+``max(0, cursor - resume_overlap)`` — so a client that reconnects sees a few frames
+again (to exercise trade de-duplication) and misses none. Only frames whose
+:meth:`VenueProtocol.topic_of` is subscribed (or ``None``: sent to everyone) are sent.
+``speed=None`` sends as fast as the socket drains; ``speed=k`` paces the frames by
+their recorded receive times divided by ``k``. When the recording is exhausted the
+connection stays open and silent (``close_at_end=False``) or is closed normally.
+
+Fault injection
+---------------
+Each :class:`Fault` fires once, on connection number ``connection`` (0 = first), when
+that connection is about to send its ``at``-th frame (0-based) among the frames whose
+raw text contains ``match``:
+
+``DROP``      abort the TCP connection (client sees an abnormal close, code 1006)
+``DELAY``     sleep ``seconds`` before sending the frame
+``GARBLE``    send the frame cut in half (invalid JSON) instead
+``SKIP``      do not send the frame (a sequence gap for book streams)
+``SILENCE``   send nothing for ``seconds`` (``math.inf``: until the server stops)
+``UNKNOWN``   send the plugin's unknown-message-type frame before the frame
+``CORRUPT``   send the frame with ``field`` replaced by ``value`` (plugin decides where the field lives)
+
+Bounded: the server stops itself after ``lifetime`` seconds, and at most
+``max_connections`` connections are accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from loguru import logger
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from tradebus.errors import ConfigError
+
+__all__ = ["Fault", "FaultKind", "LocalVenueServer", "Session", "VenueProtocol"]
+
+
+class FaultKind(StrEnum):
+    """What a :class:`Fault` does (see the module docstring)."""
+
+    DROP = "DROP"
+    DELAY = "DELAY"
+    GARBLE = "GARBLE"
+    SKIP = "SKIP"
+    SILENCE = "SILENCE"
+    UNKNOWN = "UNKNOWN"
+    CORRUPT = "CORRUPT"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected fault.
+
+    Parameters
+    ----------
+    kind
+        :class:`FaultKind`.
+    at
+        0-based index, among this connection's frames containing ``match``, of the frame it hits.
+    match
+        Substring selecting the frames ``at`` counts (``""``: every frame).
+    connection
+        Connection number it applies to (0 = the first accepted connection).
+    seconds
+        For DELAY and SILENCE.
+    field, value
+        For CORRUPT: the field to overwrite and its new value.
+    """
+
+    kind: FaultKind
+    at: int
+    match: str = ""
+    connection: int = 0
+    seconds: float = 0.0
+    field: str = ""
+    value: Any = None
+
+
+@dataclass
+class Session:
+    """State of one client connection, shared with the protocol plugin."""
+
+    index: int
+    path: str
+    query: dict[str, list[str]]
+    subscriptions: set[str] = field(default_factory=set)
+    subscribed: asyncio.Event = field(default_factory=asyncio.Event)
+    received: list[str] = field(default_factory=list)
+    sent: int = 0
+
+    def subscribe(self, topics: Sequence[str]) -> None:
+        """Add topics (sets the ``subscribed`` event)."""
+        self.subscriptions.update(topics)
+        if self.subscriptions:
+            self.subscribed.set()
+
+    def unsubscribe(self, topics: Sequence[str]) -> None:
+        """Remove topics."""
+        self.subscriptions.difference_update(topics)
+
+
+class VenueProtocol(ABC):
+    """A venue dialect for :class:`LocalVenueServer`.
+
+    Implement :meth:`topic_of` and :meth:`on_client_message`; override the rest as needed.
+    """
+
+    name: str = "venue"
+
+    def on_connect(self, session: Session) -> list[str]:
+        """Frames to send right after the handshake; may subscribe from the URL (``session.query``)."""
+        return []
+
+    @abstractmethod
+    def on_client_message(self, text: str, session: Session) -> list[str]:
+        """Handle a client frame (subscribe, unsubscribe, ping...); return the replies to send."""
+
+    @abstractmethod
+    def topic_of(self, raw: str) -> str | None:
+        """The subscription topic a recorded frame belongs to (``None``: send it to every connection)."""
+
+    def render(self, raw: str, session: Session) -> str:
+        """The frame as sent to this session (default: unchanged)."""
+        return raw
+
+    def on_sent(self, raw: str) -> None:
+        """Called with each recorded frame the server moved its cursor past (sent, or skipped by a fault)."""
+        return
+
+    def http(self, path: str, query: dict[str, list[str]]) -> tuple[int, str] | None:
+        """Answer a plain HTTP GET (REST endpoint): ``(status, json body)``, or ``None`` for 404."""
+        return None
+
+    def unknown_message(self) -> str:
+        """A frame of a type the client does not know (for the UNKNOWN fault)."""
+        return '{"e":"someNewEvent","E":0}'
+
+    def corrupt(self, raw: str, field_name: str, value: Any) -> str:
+        """``raw`` with ``field_name`` set to ``value`` (for the CORRUPT fault)."""
+        return raw
+
+
+class LocalVenueServer:
+    """Replays recorded frames to WebSocket clients on 127.0.0.1, speaking a venue protocol.
+
+    Parameters
+    ----------
+    protocol
+        The venue plugin.
+    frames
+        Recorded frames ``(recv_ns, raw_text)`` in order.
+    faults
+        Faults to inject.
+    resume_overlap
+        Frames re-sent to a reconnecting client (see the module docstring).
+    speed
+        ``None``: as fast as possible; else replay at ``speed`` times the recorded pace.
+    close_at_end
+        Close connections normally once every frame was sent.
+    lifetime
+        Seconds after which the server stops itself.
+    max_connections
+        Further connection attempts are refused with HTTP 503.
+
+    Use as ``async with LocalVenueServer(...) as server:``; ``server.ws_url`` and
+    ``server.http_url`` are the endpoints.
+    """
+
+    def __init__(
+        self,
+        protocol: VenueProtocol,
+        frames: Sequence[tuple[int, str]],
+        faults: Sequence[Fault] = (),
+        *,
+        resume_overlap: int = 0,
+        speed: float | None = None,
+        close_at_end: bool = False,
+        lifetime: float = 60.0,
+        max_connections: int = 16,
+    ) -> None:
+        if speed is not None and not speed > 0:
+            raise ConfigError(f"local server: speed must be > 0 or None, got {speed!r}")
+        if resume_overlap < 0:
+            raise ConfigError(f"local server: resume_overlap must be >= 0, got {resume_overlap}")
+        self.protocol = protocol
+        self.frames = list(frames)
+        self.faults = list(faults)
+        self.resume_overlap = resume_overlap
+        self.speed = speed
+        self.close_at_end = close_at_end
+        self.lifetime = lifetime
+        self.max_connections = max_connections
+        self.sessions: list[Session] = []
+        self.http_requests: list[str] = []
+        self.cursor = 0
+        self.port = 0
+        self._server: Server | None = None
+        self._stopper: asyncio.TimerHandle | None = None
+        self._fired: set[int] = set()
+        self._done = asyncio.Event()
+
+    # --------------------------------------------------------------- lifecycle
+
+    @property
+    def ws_url(self) -> str:
+        """``ws://127.0.0.1:<port>``."""
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """``http://127.0.0.1:<port>`` (same port: plain GETs are answered by the plugin)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        """Bind an ephemeral port on 127.0.0.1 and start serving."""
+        self._server = await serve(
+            self._handle,
+            "127.0.0.1",
+            0,
+            process_request=self._process_request,
+            ping_interval=20,
+            ping_timeout=20,
+            max_size=2**24,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        self._stopper = loop.call_later(self.lifetime, lambda: loop.create_task(self.stop()))
+        logger.debug("local {} server on {}", self.protocol.name, self.ws_url)
+
+    async def stop(self) -> None:
+        """Close every connection and stop listening."""
+        if self._stopper is not None:
+            self._stopper.cancel()
+            self._stopper = None
+        self._done.set()
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+
+    async def __aenter__(self) -> LocalVenueServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # -------------------------------------------------------------------- http
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if len(self.sessions) >= self.max_connections:
+            return self._response(503, '{"msg":"too many connections"}')
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return None
+        self.http_requests.append(request.path)
+        parts = urlsplit(request.path)
+        answer = self.protocol.http(parts.path, parse_qs(parts.query))
+        if answer is None:
+            return self._response(404, '{"msg":"not found"}')
+        return self._response(*answer)
+
+    @staticmethod
+    def _response(status: int, body: str) -> Response:
+        data = body.encode()
+        headers = Headers(
+            [("Content-Type", "application/json"), ("Content-Length", str(len(data))), ("Connection", "close")]
+        )
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 503: "Service Unavailable"}.get(status, "Error")
+        return Response(status, reason, headers, data)
+
+    # --------------------------------------------------------------- websocket
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        parts = urlsplit(ws.request.path if ws.request is not None else "/")
+        session = Session(index=len(self.sessions), path=parts.path, query=parse_qs(parts.query))
+        self.sessions.append(session)
+        for reply in self.protocol.on_connect(session):
+            await ws.send(reply)
+        reader = asyncio.create_task(self._read(ws, session))
+        try:
+            await self._send_loop(ws, session)
+        except ConnectionClosed:
+            pass
+        finally:
+            reader.cancel()
+            try:
+                await reader
+            except (asyncio.CancelledError, ConnectionClosed):
+                pass
+
+    async def _read(self, ws: ServerConnection, session: Session) -> None:
+        async for message in ws:
+            text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+            session.received.append(text)
+            for reply in self.protocol.on_client_message(text, session):
+                await ws.send(reply)
+
+    async def _send_loop(self, ws: ServerConnection, session: Session) -> None:
+        await _first(session.subscribed.wait(), self._done.wait(), ws.wait_closed())
+        if not session.subscribed.is_set() or self._done.is_set():
+            return
+        protocol = self.protocol
+        faults = [(i, f) for i, f in enumerate(self.faults) if f.connection == session.index]
+        match_counts = dict.fromkeys({f.match for _, f in faults}, 0)
+        start = max(0, self.cursor - self.resume_overlap)
+        t0_wall = time.monotonic()
+        t0_rec = self.frames[start][0] if start < len(self.frames) else 0
+        i = start
+        while i < len(self.frames) and not self._done.is_set():
+            recv_ns, raw = self.frames[i]
+            topic = protocol.topic_of(raw)
+            if topic is not None and topic not in session.subscriptions:
+                i += 1
+                self._advance(i, raw)
+                continue
+            if self.speed is not None:
+                due = t0_wall + (recv_ns - t0_rec) / 1e9 / self.speed
+                wait = due - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            out: str | None = protocol.render(raw, session)
+            for key in match_counts:
+                if key in raw:
+                    match_counts[key] += 1
+            for fid, fault in faults:
+                if fid in self._fired or fault.match not in raw or match_counts[fault.match] - 1 != fault.at:
+                    continue
+                self._fired.add(fid)
+                out = await self._inject(ws, fault, out, session)
+                if fault.kind is FaultKind.DROP:
+                    return
+            if out is not None:
+                await ws.send(out)
+                session.sent += 1
+            i += 1
+            self._advance(i, raw)
+            if session.sent % 64 == 0:
+                await asyncio.sleep(0)
+        if self.close_at_end:
+            await ws.close()
+        else:
+            await _first(self._done.wait(), ws.wait_closed())
+
+    def _advance(self, i: int, raw: str) -> None:
+        if i > self.cursor:
+            self.cursor = i
+            self.protocol.on_sent(raw)
+
+    async def _inject(self, ws: ServerConnection, fault: Fault, out: str | None, session: Session) -> str | None:
+        kind = fault.kind
+        logger.debug("local server: injecting {} on connection {} frame {}", kind, session.index, fault.at)
+        if kind is FaultKind.DROP:
+            ws.transport.abort()
+            return None
+        if kind is FaultKind.DELAY:
+            await asyncio.sleep(fault.seconds)
+            return out
+        if kind is FaultKind.GARBLE:
+            return None if out is None else out[: len(out) // 2]
+        if kind is FaultKind.SKIP:
+            return None
+        if kind is FaultKind.SILENCE:
+            if math.isinf(fault.seconds):
+                await _first(self._done.wait(), ws.wait_closed())
+                return None
+            await asyncio.sleep(fault.seconds)
+            return out
+        if kind is FaultKind.UNKNOWN:
+            await ws.send(self.protocol.unknown_message())
+            return out
+        if kind is FaultKind.CORRUPT:
+            return None if out is None else self.protocol.corrupt(out, fault.field, fault.value)
+        raise ConfigError(f"local server: unknown fault kind {kind!r}")
+
+
+async def _first(*aws: Any) -> None:
+    """Wait until the first of ``aws`` completes; cancel the others."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            if not t.done():
+                t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,193 @@
+"""Recording raw WebSocket frames and reading them back.
+
+Format: gzip-compressed JSON lines, one frame per line::
+
+    {"t": <recv_ns>, "c": "<connection id>", "d": "<raw text frame>"}
+
+(a binary frame is stored base64-encoded under ``"b"`` instead of ``"d"``). The writer
+flushes with ``Z_SYNC_FLUSH`` every ``flush_every`` frames and at least every
+``flush_interval`` seconds, so after a crash everything up to the last flush is readable;
+:func:`read_frames` reads such a truncated file (and files of several gzip members,
+e.g. appended runs) and stops cleanly at the last complete line.
+
+:func:`convert_hftbacktest` turns the shared Binance captures (``"<recv_ts> <json>"``
+lines, ns or µs) into this format.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+import msgspec
+from loguru import logger
+
+from tradebus.errors import DataError
+
+__all__ = ["FrameRecorder", "convert_hftbacktest", "iter_hftbacktest", "read_frames"]
+
+_encoder = msgspec.json.Encoder()
+
+
+class _Line(msgspec.Struct, omit_defaults=True):
+    t: int
+    c: str
+    d: str | None = None
+    b: str | None = None
+
+
+_decoder = msgspec.json.Decoder(_Line)
+
+
+class FrameRecorder:
+    """Append raw frames with their receive time and connection id to a gzip JSONL file.
+
+    Parameters
+    ----------
+    path
+        Output file (``.jsonl.gz``); parent folders are created. An existing file is
+        appended to (a new gzip member).
+    flush_every
+        Sync-flush after this many frames.
+    flush_interval
+        Sync-flush when this many seconds passed since the last flush (checked on write).
+    """
+
+    def __init__(self, path: str | Path, flush_every: int = 256, flush_interval: float = 1.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = gzip.open(self.path, "ab", compresslevel=6)
+        self._flush_every = max(1, flush_every)
+        self._flush_interval = flush_interval
+        self._pending = 0
+        self._last_flush = time.monotonic()
+        self.frames = 0
+
+    def write(self, recv_ns: int, conn: str, raw: str | bytes) -> None:
+        """Record one frame received at ``recv_ns`` on connection ``conn``."""
+        if isinstance(raw, bytes):
+            line = _Line(recv_ns, conn, b=base64.b64encode(raw).decode("ascii"))
+        else:
+            line = _Line(recv_ns, conn, d=raw)
+        self._file.write(_encoder.encode(line) + b"\n")
+        self.frames += 1
+        self._pending += 1
+        if self._pending >= self._flush_every or time.monotonic() - self._last_flush >= self._flush_interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Make everything written so far readable even if the process dies now."""
+        if self._file.closed:
+            return
+        self._file.flush(zlib.Z_SYNC_FLUSH)
+        self._file.fileobj.flush()  # type: ignore[union-attr]
+        self._pending = 0
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        """Flush and close (writes the gzip trailer)."""
+        if not self._file.closed:
+            self._file.close()
+
+    def __enter__(self) -> FrameRecorder:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _decompressed_chunks(path: Path, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+    """Decompressed bytes of every gzip member of ``path``; stops quietly at a truncated end."""
+    with open(path, "rb") as fh:
+        inflater = zlib.decompressobj(wbits=31)
+        while True:
+            data = fh.read(chunk_size)
+            if not data:
+                if not inflater.eof:
+                    tail = inflater.flush()
+                    if tail:
+                        yield tail
+                return
+            while data:
+                try:
+                    out = inflater.decompress(data)
+                except zlib.error as exc:
+                    raise DataError(f"{path}: corrupt gzip data ({exc})") from None
+                if out:
+                    yield out
+                if inflater.eof:
+                    data = inflater.unused_data
+                    inflater = zlib.decompressobj(wbits=31)
+                else:
+                    data = b""
+
+
+def read_frames(path: str | Path) -> Iterator[tuple[int, str, str | bytes]]:
+    """Yield ``(recv_ns, conn, raw)`` for every complete frame line of a recording.
+
+    Raises :class:`DataError` naming the file and line for a line that is not a frame
+    record; a final incomplete line (crash before flush) is skipped with a warning.
+    """
+    path = Path(path)
+    rest = b""
+    lineno = 0
+    for chunk in _decompressed_chunks(path):
+        buf = rest + chunk
+        lines = buf.split(b"\n")
+        rest = lines.pop()
+        for raw_line in lines:
+            lineno += 1
+            if not raw_line:
+                continue
+            try:
+                rec = _decoder.decode(raw_line)
+            except msgspec.DecodeError as exc:
+                raise DataError(f"{path}: line {lineno} is not a frame record ({exc})") from None
+            if rec.d is not None:
+                yield rec.t, rec.c, rec.d
+            elif rec.b is not None:
+                yield rec.t, rec.c, base64.b64decode(rec.b)
+            else:
+                raise DataError(f"{path}: line {lineno} has neither 'd' (text) nor 'b' (binary)")
+    if rest:
+        logger.warning("{}: skipped an incomplete last line ({} bytes) after line {}", path, len(rest), lineno)
+
+
+def iter_hftbacktest(path: str | Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(recv_ns, raw_json)`` from a hftbacktest capture (``"<recv_ts> <json>"`` gzip lines).
+
+    Receive times below 1e17 are taken as microseconds (the 2023 captures) and scaled to ns.
+    """
+    path = Path(path)
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            ts_text, sep, raw = line.partition(" ")
+            if not sep or not ts_text.isdigit():
+                raise DataError(f"{path}: line {lineno}: expected '<recv_ts> <json>', got {line[:60]!r}")
+            ts = int(ts_text)
+            yield (ts * 1000 if ts < 10**17 else ts), raw
+
+
+def convert_hftbacktest(src: str | Path, dst: str | Path, conn: str = "hftbacktest", limit: int | None = None) -> int:
+    """Convert a hftbacktest capture into the recorder format; return the number of frames written.
+
+    ``limit`` keeps only the first ``limit`` frames (to cut fixtures).
+    """
+    n = 0
+    with FrameRecorder(dst, flush_every=4096, flush_interval=3600.0) as rec:
+        for recv_ns, raw in iter_hftbacktest(src):
+            if limit is not None and n >= limit:
+                break
+            rec.write(recv_ns, conn, raw)
+            n += 1
+    return n
