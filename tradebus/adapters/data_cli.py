@@ -1,0 +1,131 @@
+"""``tradebus data``: import files into the catalog and list or verify its datasets.
+
+Mounted by the main CLI as ``tradebus data``; usable alone as ``data_app``.
+A :class:`~tradebus.errors.DataError` is printed as one line on stderr and the
+command exits with status 1 (no traceback).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tradebus.adapters.catalog import Catalog, Manifest
+from tradebus.adapters.ingest import format_interval, import_file
+from tradebus.errors import DataError
+
+__all__ = ["DEFAULT_CATALOG", "data_app"]
+
+DEFAULT_CATALOG = Path("data/catalog")
+
+data_app = typer.Typer(name="data", help="Import market data into the Parquet catalog and inspect it.", no_args_is_help=True)
+
+_out = Console()
+_err = Console(stderr=True)
+
+CatalogOpt = Annotated[Path, typer.Option("--catalog", help="Catalog root directory.")]
+
+
+def _iso(ns: int) -> str:
+    return pd.Timestamp(ns, unit="ns", tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _fail(exc: DataError) -> typer.Exit:
+    _err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+def _summary(manifest: Manifest) -> str:
+    interval = f", {format_interval(manifest.interval_ns)} bars" if manifest.interval_ns else ""
+    gaps = f", {manifest.gaps} gaps ({manifest.missing_bars} missing bars)" if manifest.gaps is not None else ""
+    return (
+        f"{manifest.venue}/{manifest.market}/{manifest.symbol}/{manifest.dataset}: {manifest.rows} rows{interval}, "
+        f"{_iso(manifest.start_ns)} -> {_iso(manifest.end_ns)} UTC, {len(manifest.files)} files{gaps}"
+    )
+
+
+@data_app.command("import")
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="CSV[.gz], Parquet or Coinbase candles JSON[.gz] file.")],
+    venue: Annotated[str, typer.Option(help="Venue directory name, e.g. binance.")],
+    market: Annotated[str, typer.Option(help="Market, e.g. spot or perp.")],
+    symbol: Annotated[str, typer.Option(help="Venue symbol, e.g. BTCUSDT.")],
+    kind: Annotated[str, typer.Option(help="bars or trades.")] = "bars",
+    interval: Annotated[str | None, typer.Option(help="Bar interval (1m, 4h, 1d); detected when omitted.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset name (default bars_<interval> or trades).")] = None,
+    period: Annotated[str | None, typer.Option(help="Partition period: day, month or year.")] = None,
+    ts_unit: Annotated[str, typer.Option(help="auto, s, ms, us, ns or iso.")] = "auto",
+    append: Annotated[bool, typer.Option("--append", help="Add a new, non-overlapping time range.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset.")] = False,
+    drop_duplicates: Annotated[
+        bool, typer.Option("--drop-duplicates", help="Keep the first bar of a repeated time (each drop is logged).")
+    ] = False,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+) -> None:
+    """Validate a file and write it into the catalog as one dataset."""
+    if append and overwrite:
+        raise _fail(DataError("--append and --overwrite exclude each other"))
+    if kind not in ("bars", "trades"):
+        raise _fail(DataError(f"--kind {kind!r} is not bars or trades"))
+    mode: Literal["create", "append", "overwrite"] = "append" if append else "overwrite" if overwrite else "create"
+    try:
+        manifest = import_file(
+            catalog,
+            path,
+            venue=venue,
+            market=market,
+            symbol=symbol,
+            kind=kind,  # type: ignore[arg-type]
+            interval=interval,
+            dataset=dataset,
+            period=period,  # type: ignore[arg-type]
+            ts_unit=ts_unit,  # type: ignore[arg-type]
+            duplicates="keep_first" if drop_duplicates else "error",
+            mode=mode,
+        )
+    except DataError as exc:
+        raise _fail(exc) from None
+    _out.print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+
+
+@data_app.command("info")
+def info_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
+    """List the datasets of the catalog with their rows and time ranges."""
+    cat = Catalog(catalog)
+    refs = cat.datasets()
+    if not refs:
+        _out.print(f"no datasets in {catalog}", highlight=False)
+        return
+    table = Table(title=f"catalog {catalog}")
+    for column in ("venue", "market", "symbol", "dataset", "kind", "rows", "start (UTC)", "end (UTC)", "files", "period", "gaps"):
+        table.add_column(column, justify="right" if column in ("rows", "files", "gaps") else "left")
+    for ref in refs:
+        try:
+            m = cat.manifest(ref.venue, ref.market, ref.symbol, ref.dataset)
+        except DataError as exc:
+            raise _fail(exc) from None
+        table.add_row(
+            m.venue, m.market, m.symbol, m.dataset, m.kind, f"{m.rows:,}", _iso(m.start_ns), _iso(m.end_ns),
+            str(len(m.files)), m.period, "" if m.gaps is None else str(m.gaps),
+        )
+    _out.print(table)
+
+
+data_app.command("ls", help="Alias of info.")(info_cmd)
+
+
+@data_app.command("verify")
+def verify_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
+    """Check every dataset: files present, sha256 as in the manifest, schema and row counts."""
+    cat = Catalog(catalog)
+    for ref in cat.datasets():
+        try:
+            manifest = cat.verify(ref.venue, ref.market, ref.symbol, ref.dataset)
+        except DataError as exc:
+            raise _fail(exc) from None
+        _out.print(f"ok {_summary(manifest)}", highlight=False, soft_wrap=True)
