@@ -199,15 +199,15 @@ def rsi_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarr
     ``G_t = (G_{t-1} (n - 1) + gain_t) / n`` (same for ``L``);
     ``RSI = 100 G / (G + L)``.
 
-    Reference: ``talib.RSI(x, timeperiod=window)``, same operation order, equal to
-    the last bit in practice. Ready from the ``window + 1``-th valid value (TA-Lib's
+    Reference: ``talib.RSI(x, timeperiod=window)``, same operation order (agrees to
+    ~1e-15 relative; the last bit can differ with the C compiler's choices). Ready from the ``window + 1``-th valid value (TA-Lib's
     first non-NaN index is ``window``).
 
     NaN policy: skip (non-finite ``x`` leaves the state unchanged).
 
-    Differences from TA-Lib: when ``G + L == 0`` exactly (no movement over the whole
-    history) the output is 50 (neutral); TA-Lib returns 0 and also applies that
-    rule whenever ``|G + L| < 1e-8``, which misreads assets quoted below ~1e-6.
+    Difference from TA-Lib: when ``G + L == 0`` (no movement at all since the start,
+    or long enough for both averages to underflow) the output is 50 (neutral);
+    TA-Lib returns 0, which reads as maximally oversold.
 
     State: ``[ready, count, prev, G, L]``. Params: ``[window]``.
     """
@@ -269,14 +269,14 @@ def macd_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndar
     ``hist = macd - signal``, each EMA ``e_t = (x_t - e_{t-1}) k + e_{t-1}`` with
     ``k = 2 / (period + 1)``.
 
-    Reference: ``talib.MACD(x, fastperiod, slowperiod, signalperiod)``, reproduced
-    exactly including its seeding: both price EMAs start at index ``slow - 1``
-    (0-based, counting valid values); the slow one is seeded with the mean of
-    values ``0 .. slow-1``, the fast one with the mean of the ``fast`` values
-    ``slow-fast .. slow-1`` (not with an EMA run from the first value); the signal
+    Reference: ``talib.MACD(x, fastperiod, slowperiod, signalperiod)``, with its
+    seeding and operation order (agrees to ~1e-13 relative). Both price EMAs start
+    at index ``slow - 1`` (0-based, counting valid values): the slow one seeded with
+    the mean of values ``0 .. slow-1``, the fast one with the mean of the ``fast``
+    values ``slow-fast .. slow-1`` (not an EMA run from the first value). The signal
     EMA is seeded with the mean of the first ``signal`` macd values. All three
-    outputs start together at index ``slow + signal - 2`` (33 for 12/26/9), where
-    TA-Lib's first non-NaN row is, and are NaN before, as in TA-Lib. This differs
+    outputs start together at index ``slow + signal - 2`` (33 for 12/26/9), TA-Lib's
+    first non-NaN row, and are NaN before (macd too, as in TA-Lib). This differs
     from ``pandas.Series.ewm(span=..., adjust=False)``, which seeds with the first
     value; the difference decays as ``(1 - k)**t``.
 
@@ -392,12 +392,11 @@ def bollinger_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np
 
     NaN policy: skip.
 
-    Differences from TA-Lib: TA-Lib computes ``E[x^2] - E[x]^2`` from unshifted
-    running sums and forces ``sd = 0`` when that is below 1e-8, which wipes out the
-    bands of low-priced or stable assets; we use shifted sums recomputed exactly every
-    ``window`` values, so ``sd`` is more accurate (the two agree to ~1e-12 relative
-    on BTC prices). A flat window gives ``sd == 0`` exactly, then
-    ``pctb = 0.5``; ``bandwidth`` is NaN when ``mid == 0``.
+    Numerics: the moments come from sums of deviations from a shift that is moved to
+    the newest value and recomputed exactly from the window every ``window`` values,
+    so nothing drifts over a long run (TA-Lib keeps unshifted running sums over one
+    call). Agreement with TA-Lib is ~1e-13 relative on BTC prices. A flat window gives
+    ``sd == 0`` exactly, then ``pctb = 0.5``; ``bandwidth`` is NaN when ``mid == 0``.
 
     State: ``[ready, last_x, ring(window)]``. Params: ``[window, k]``.
     """
@@ -475,7 +474,7 @@ def stoch_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.nda
     NaN policy: skip the bar if any of high, low, close is not finite.
 
     Differences from TA-Lib: a flat range (``HH == LL``) gives ``fastK = 50``
-    (neutral); TA-Lib gives 0. Averages use shifted sums instead of TA-Lib's running
+    (neutral); TA-Lib gives 0, which reads as maximally oversold. Averages use shifted sums instead of TA-Lib's running
     sum, agreeing to ~1e-13 absolute on the 0-100 scale.
 
     Params: ``[k_window, smooth, d_window]``.
