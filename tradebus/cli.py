@@ -1,0 +1,238 @@
+"""The ``tradebus`` command line: ``tradebus backtest CONFIG [--out DIR]`` and ``tradebus data ...``.
+
+``backtest`` validates the config (before any data is read), checks every data
+row, runs the kernel, and writes ``fills.csv``, ``orders.csv``, ``equity.csv``,
+``metrics.json`` and ``config.yaml`` (the resolved config) into the output
+directory, atomically: a failed run leaves no directory that looks complete.
+
+Exit codes: 0 success, 2 invalid config (unknown key, bad value, missing file),
+3 invalid data (unsorted or duplicate timestamps, bad prices, ...), 1 any other
+tradebus error. Errors are printed as one message naming the file and the
+field or row, without a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from loguru import logger
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from tradebus.adapters.data_cli import data_app
+from tradebus.adapters.replay import Replay, ReplaySource
+from tradebus.config import RunConfig, dump_config, load_config, parse_duration
+from tradebus.engine.kernel import Kernel, RunResult
+from tradebus.errors import ConfigError, DataError, TradebusError
+from tradebus.reports.metrics import compute_metrics
+from tradebus.reports.writers import RunDirectory, write_run
+from tradebus.strategies.base import resolve_strategy
+
+__all__ = ["app", "build_kernel", "build_replay", "main", "run_backtest"]
+
+app = typer.Typer(
+    name="tradebus",
+    help="Event-driven crypto trading: backtest, paper and live runs of one kernel.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data", help="Import and inspect market data in the Parquet catalog.")
+
+#: Exit code per error class (most specific first).
+EXIT_CODES: tuple[tuple[type[TradebusError], int], ...] = ((ConfigError, 2), (DataError, 3), (TradebusError, 1))
+
+# Show a progress bar only for runs that take longer than this (and only on a terminal).
+_PROGRESS_AFTER_S = 2.0
+
+
+def build_replay(config: RunConfig) -> Replay:
+    """The :class:`Replay` of a (path-resolved) config's data sources and time range.
+
+    Raises
+    ------
+    ConfigError
+        If a data file does not exist (names the field ``data.sources.N.file``).
+    DataError
+        If a catalog dataset is missing or its manifest is invalid.
+    """
+    sources = []
+    for n, src in enumerate(config.data.sources):
+        if src.file is not None:
+            if not src.file.is_file():
+                raise ConfigError(f"data.sources.{n}.file: no such file {src.file}")
+            sources.append(ReplaySource.from_file(src.file, src.instrument, src.kind, interval=src.interval))
+        else:
+            venue, market, symbol, dataset = src.catalog_key
+            try:
+                source = ReplaySource.from_catalog(config.data.catalog, src.instrument, venue, market, symbol, dataset)
+            except DataError as exc:
+                raise DataError(f"data.sources.{n}.dataset: {exc}") from None
+            if source.kind != src.kind:
+                raise ConfigError(
+                    f"data.sources.{n}.kind: {src.kind!r}, but dataset {src.dataset!r} holds {source.kind}"
+                )
+            sources.append(source)
+    end_ns = config.data.end_ns
+    # The config's end is exclusive, the replay's inclusive.
+    return Replay(sources, start_ns=config.data.start_ns, end_ns=None if end_ns is None else end_ns - 1)
+
+
+def build_kernel(config: RunConfig) -> Kernel:
+    """A backtest :class:`Kernel` with the config's instruments, venue, risk, features and strategy."""
+    kernel = Kernel(
+        config.instrument_map().values(),
+        venue_config=config.venue,
+        risk_config=config.risk,
+        initial_cash=config.initial_cash,
+        features=config.features,
+        equity_interval_ns=parse_duration(config.report.equity_interval),
+    )
+    cls = resolve_strategy(config.strategy.name)
+    params = cls.Params.model_validate(config.strategy.params)
+    kernel.add_strategy(cls.from_params(config.strategy.instruments, params, config.strategy.id))
+    return kernel
+
+
+def run_backtest(
+    config_path: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    on_batch_factory: Callable[[int], Callable[[int], None] | None] | None = None,
+) -> tuple[RunResult, dict[str, Any], Path]:
+    """Validate, run and write a backtest; return the result, its metrics and the output directory.
+
+    Parameters
+    ----------
+    config_path
+        The YAML run config.
+    out_dir
+        Output directory; default ``runs/<config file stem>``.
+    on_batch_factory
+        Given the total number of rows, returns the progress callback for :meth:`Kernel.run`.
+
+    Raises
+    ------
+    ConfigError, DataError
+        Before any output is written (and nothing is left behind on failure).
+    """
+    config_path = Path(config_path)
+    config = load_config(config_path)
+    out = Path(out_dir) if out_dir is not None else Path("runs") / config_path.stem
+    replay = build_replay(config)
+    rows = replay.validate()
+    kernel = build_kernel(config)
+    lot_sizes = {iid: inst.lot_size for iid, inst in kernel.instruments.items()}
+    with RunDirectory(out) as run_dir:
+        on_batch = on_batch_factory(rows) if on_batch_factory is not None else None
+        result = kernel.run(replay, on_batch=on_batch)
+        metrics = compute_metrics(result, lot_sizes)
+        write_run(run_dir.path, result, metrics, dump_config(config))
+    logger.info("backtest written to {}", out)
+    return result, metrics, out
+
+
+class _LazyProgress:
+    """A rich progress bar that appears only once a run has lasted a few seconds."""
+
+    def __init__(self, console: Console, total: int) -> None:
+        self._console = console
+        self._total = total
+        self._done = 0
+        self._t0 = time.perf_counter()
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def __call__(self, rows: int) -> None:
+        self._done += rows
+        if self._progress is None:
+            if time.perf_counter() - self._t0 < _PROGRESS_AFTER_S:
+                return
+            self._progress = Progress(
+                TextColumn("backtest"),
+                BarColumn(),
+                TextColumn("{task.completed:,}/{task.total:,} rows"),
+                TimeRemainingColumn(),
+                console=self._console,
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("run", total=self._total)
+        self._progress.update(self._task, completed=self._done)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _summary(metrics: dict[str, Any], out: Path) -> Table:
+    table = Table(title=f"backtest -> {out}", show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    percent = {"total_return", "cagr", "annualised_volatility", "max_drawdown", "hit_rate", "exposure"}
+    for key, value in metrics.items():
+        if value is None:
+            text = "-"
+        elif key in percent:
+            text = f"{value * 100:,.2f} %"
+        elif isinstance(value, float):
+            text = f"{value:,.4f}"
+        elif isinstance(value, list):
+            text = ", ".join(str(v) for v in value)
+        else:
+            text = f"{value:,}" if isinstance(value, int) else str(value)
+        table.add_row(key, text)
+    return table
+
+
+def _fail(exc: TradebusError, console: Console) -> None:
+    code = next(code for cls, code in EXIT_CODES if isinstance(exc, cls))
+    console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def backtest(
+    config: Annotated[Path, typer.Argument(help="YAML run config.", show_default=False)],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output directory [default: runs/<config stem>].")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="Log level on stderr (DEBUG, INFO, WARNING, ...).")] = "WARNING",
+) -> None:
+    """Run a backtest and write fills, orders, equity, metrics and the resolved config."""
+    logger.remove()
+    logger.add(sys.stderr, level=log_level.upper(), format="{time:HH:mm:ss} {level} {message}")
+    console = Console()
+    err = Console(stderr=True)
+    progress: _LazyProgress | None = None
+
+    def factory(total: int) -> Callable[[int], None] | None:
+        nonlocal progress
+        if not console.is_terminal:
+            return None
+        progress = _LazyProgress(console, total)
+        return progress
+
+    try:
+        _, metrics, out_dir = run_backtest(config, out, on_batch_factory=factory)
+    except TradebusError as exc:
+        _fail(exc, err)
+    finally:
+        if progress is not None:
+            progress.close()
+    console.print(_summary(metrics, out_dir))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``)."""
+    app(args=argv, prog_name="tradebus")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,385 @@
+"""Run configuration: a YAML file validated by pydantic models before any data is touched.
+
+A run config names the data to replay, the instruments, the strategy and its
+parameters, the simulated venue, the risk limits, extra features and the
+initial cash. Every model forbids unknown keys, so a typo is an error, not a
+silently ignored setting. :func:`load_config` turns every problem into a
+:class:`~tradebus.errors.ConfigError` whose message names the config file and
+the field path (``strategy.params.fast``).
+
+Relative paths in a config (the catalog root, data files) are resolved against
+the directory of the config file, so a config runs the same from any working
+directory.
+
+Example::
+
+    data:
+      catalog: ../data/catalog
+      sources:
+        - instrument: BTC-USD.COINBASE
+          dataset: coinbase/spot/BTC-USD/bars_4h
+    instruments:
+      - {venue: COINBASE, symbol: BTC-USD, base: BTC, quote: USD,
+         tick_size: 0.01, lot_size: 1.0e-8, taker_fee: 0.006, maker_fee: 0.004}
+    strategy:
+      name: ema_cross
+      instruments: [BTC-USD.COINBASE]
+      params: {fast: 10, slow: 30, mode: long_only, quantity: 0.1}
+    initial_cash: 100000
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from tradebus.engine.instrument import Instrument, InstrumentKind
+from tradebus.errors import ConfigError
+from tradebus.execution.config import VenueConfig
+from tradebus.features.spec import FeatureSpec
+from tradebus.risk.config import RiskConfig
+
+__all__ = [
+    "DataConfig",
+    "DataSourceConfig",
+    "InstrumentConfig",
+    "ReportConfig",
+    "RunConfig",
+    "StrategyConfig",
+    "dump_config",
+    "load_config",
+    "parse_duration",
+    "to_ns",
+]
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(ns|us|ms|s|m|h|d|w)\s*$")
+_UNIT_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+    "d": 86_400_000_000_000,
+    "w": 604_800_000_000_000,
+}
+
+
+def parse_duration(value: str | int) -> int:
+    """Parse ``"30s"``, ``"1m"`` (minute), ``"4h"``, ``"1d"``, ``"1w"`` or an int of ns into ns.
+
+    Raises
+    ------
+    ValueError
+        If the value is not a positive duration in one of those forms.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like '1h' or '15m', got {value!r}")
+    if isinstance(value, int):
+        ns = value
+    else:
+        match = _DURATION.match(str(value))
+        if match is None:
+            raise ValueError(f"expected a duration like '1h', '15m' or '1d', got {value!r}")
+        ns = int(match.group(1)) * _UNIT_NS[match.group(2)]
+    if ns <= 0:
+        raise ValueError(f"duration must be > 0, got {value!r}")
+    return ns
+
+
+def to_ns(moment: datetime | date) -> int:
+    """Nanoseconds since the epoch of a datetime (naive = UTC) or a date (its midnight UTC)."""
+    if not isinstance(moment, datetime):
+        moment = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+    elif moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InstrumentConfig(_Model):
+    """One tradable instrument; becomes a :class:`~tradebus.engine.instrument.Instrument`.
+
+    Fees are fractions of notional (0.001 = 10 bps), negative for a rebate.
+    """
+
+    venue: str = Field(min_length=1)
+    symbol: str = Field(min_length=1)
+    kind: InstrumentKind = InstrumentKind.SPOT
+    base: str = ""
+    quote: str = ""
+    tick_size: PositiveFloat
+    lot_size: PositiveFloat
+    min_notional: float = Field(default=0.0, ge=0.0)
+    min_quantity: float = Field(default=0.0, ge=0.0)
+    maker_fee: float = Field(default=0.0, gt=-0.01, lt=0.1)
+    taker_fee: float = Field(default=0.0, gt=-0.01, lt=0.1)
+
+    @property
+    def instrument_id(self) -> str:
+        """``"{symbol}.{venue}"``."""
+        return f"{self.symbol}.{self.venue}"
+
+    def to_instrument(self) -> Instrument:
+        """The :class:`Instrument` this config describes."""
+        return Instrument(**self.model_dump())
+
+
+class DataSourceConfig(_Model):
+    """One replayed stream: a catalog dataset or a CSV/Parquet file, for one instrument.
+
+    Give exactly one of ``dataset`` (``"venue/market/symbol/dataset"`` under
+    :attr:`DataConfig.catalog`) or ``file``. ``interval`` (``"4h"``) is only
+    needed for a bar file whose timestamps are bar *open* times and whose
+    interval cannot be detected from the data.
+    """
+
+    instrument: str = Field(min_length=1)
+    kind: Literal["bars", "trades"] = "bars"
+    dataset: str | None = None
+    file: Path | None = None
+    interval: str | None = None
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_has_four_parts(cls, value: str | None) -> str | None:
+        if value is not None and (len(parts := value.strip("/").split("/")) != 4 or not all(parts)):
+            raise ValueError(f"expected 'venue/market/symbol/dataset', got {value!r}")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_is_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_location(self) -> DataSourceConfig:
+        if (self.dataset is None) == (self.file is None):
+            raise ValueError("give exactly one of 'dataset' (catalog) or 'file'")
+        return self
+
+    @property
+    def catalog_key(self) -> tuple[str, str, str, str]:
+        """``(venue, market, symbol, dataset)`` of a catalog source."""
+        if self.dataset is None:
+            raise ConfigError(f"data source of {self.instrument} is a file, not a catalog dataset")
+        venue, market, symbol, name = self.dataset.strip("/").split("/")
+        return venue, market, symbol, name
+
+
+class DataConfig(_Model):
+    """Where the replayed data comes from and which time range is used.
+
+    ``start`` is inclusive and ``end`` exclusive; dates mean midnight UTC and
+    naive datetimes are UTC.
+    """
+
+    catalog: Path | None = None
+    sources: list[DataSourceConfig] = Field(min_length=1)
+    start: datetime | date | None = None
+    end: datetime | date | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if any(s.dataset is not None for s in self.sources) and self.catalog is None:
+            raise ValueError("'catalog' is required when a source names a catalog 'dataset'")
+        if self.start is not None and self.end is not None and to_ns(self.start) >= to_ns(self.end):
+            raise ValueError(f"start {self.start} must be before end {self.end}")
+        return self
+
+    @property
+    def start_ns(self) -> int | None:
+        """Inclusive start in ns, or ``None``."""
+        return None if self.start is None else to_ns(self.start)
+
+    @property
+    def end_ns(self) -> int | None:
+        """Exclusive end in ns, or ``None``."""
+        return None if self.end is None else to_ns(self.end)
+
+
+class StrategyConfig(_Model):
+    """The strategy to run: a built-in name (``ema_cross``) or ``"package.module:Class"``.
+
+    ``params`` are validated by the strategy class's ``Params`` model.
+    """
+
+    name: str = Field(min_length=1)
+    id: str | None = Field(default=None, min_length=1)
+    instruments: list[str] = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ReportConfig(_Model):
+    """Run outputs: ``equity_interval`` is the spacing of the equity curve samples."""
+
+    equity_interval: str = "1h"
+
+    @field_validator("equity_interval")
+    @classmethod
+    def _is_duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def equity_interval_ns(self) -> int:
+        """The sampling interval in ns."""
+        return parse_duration(self.equity_interval)
+
+
+class RunConfig(_Model):
+    """A whole backtest (or paper) run."""
+
+    data: DataConfig
+    instruments: list[InstrumentConfig] = Field(min_length=1)
+    strategy: StrategyConfig
+    venue: VenueConfig = Field(default_factory=VenueConfig)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    features: list[FeatureSpec] = Field(default_factory=list)
+    initial_cash: PositiveFloat = 100_000.0
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> RunConfig:
+        ids = [i.instrument_id for i in self.instruments]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"instruments: duplicate instrument ids in {ids}")
+        known = set(ids)
+        for n, source in enumerate(self.data.sources):
+            if source.instrument not in known:
+                raise ValueError(f"data.sources.{n}.instrument: {source.instrument!r} is not one of the instruments {ids}")
+        for n, iid in enumerate(self.strategy.instruments):
+            if iid not in known:
+                raise ValueError(f"strategy.instruments.{n}: {iid!r} is not one of the instruments {ids}")
+        return self
+
+    def instrument_map(self) -> dict[str, Instrument]:
+        """``instrument_id -> Instrument`` in config order."""
+        return {i.instrument_id: i.to_instrument() for i in self.instruments}
+
+    def resolve_paths(self, base: Path) -> RunConfig:
+        """A copy with the catalog root and data files made absolute against ``base``."""
+
+        def absolute(path: Path | None) -> Path | None:
+            return None if path is None else (path if path.is_absolute() else (base / path)).resolve()
+
+        data = self.data.model_copy(
+            update={
+                "catalog": absolute(self.data.catalog),
+                "sources": [s.model_copy(update={"file": absolute(s.file)}) for s in self.data.sources],
+            }
+        )
+        return self.model_copy(update={"data": data})
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "<root>"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    message = str(error["msg"])
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    if error["type"] == "extra_forbidden":
+        return f"{_loc(error['loc'])}: unknown key (not allowed here)"
+    if error["type"] == "missing":
+        return f"{_loc(error['loc'])}: required field is missing"
+    if not error["loc"]:
+        # A whole-config check names its own field path.
+        return message
+    if error["type"] == "value_error":
+        return f"{_loc(error['loc'])}: {message}"
+    return f"{_loc(error['loc'])}: {message} (got {error.get('input')!r})"
+
+
+def _validation_error(source: str, exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> ConfigError:
+    lines = [_describe({**e, "loc": prefix + tuple(e["loc"])}) for e in exc.errors()]
+    return ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines))
+
+
+def parse_config(data: Any, source: str = "<config>", base: Path | None = None) -> RunConfig:
+    """Validate a config mapping (already parsed from YAML) into a :class:`RunConfig`.
+
+    Strategy parameters are validated against the strategy class (which is
+    imported by name) and its instruments. Relative paths are resolved against
+    ``base`` when given. No data file is opened.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``source`` and the field path of every problem.
+    """
+    from tradebus.strategies.base import resolve_strategy
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of config sections, got {type(data).__name__}")
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_error(source, exc) from None
+    try:
+        cls = resolve_strategy(config.strategy.name)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: strategy.name: {exc}") from None
+    try:
+        params = cls.Params.model_validate(config.strategy.params)
+    except ValidationError as exc:
+        raise _validation_error(source, exc, ("strategy", "params")) from None
+    instruments = config.instrument_map()
+    try:
+        cls.check_params(params, [instruments[i] for i in config.strategy.instruments])
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: strategy.params.{exc}") from None
+    # Store the validated (defaults filled in) parameters so the resolved config is complete.
+    strategy = config.strategy.model_copy(update={"params": params.model_dump(mode="json")})
+    config = config.model_copy(update={"strategy": strategy})
+    return config.resolve_paths(base) if base is not None else config
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a YAML run config.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing or unreadable, is not valid YAML, or any field is
+        invalid; the message names the file and the field path.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(data, str(path), base=path.resolve().parent)
+
+
+def dump_config(config: RunConfig) -> str:
+    """The resolved config as YAML text (defaults filled in, stable key order)."""
+    data = config.model_dump(mode="json")
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+

@@ -1,0 +1,556 @@
+"""The kernel: wires the bus, clock, features, strategies, risk, orders, venue and portfolio.
+
+One :class:`Kernel` serves every mode. Each market-data message goes through the
+same steps, in this order:
+
+1. the clock moves to the message's ``ts_init`` (a simulated clock first fires
+   every timer due at or before it);
+2. the execution engine sees it (the venue matches working orders, the
+   portfolio marks, the risk gate updates prices and breakers), so an order
+   decided on an earlier event can fill on this one but never on the event it
+   was decided on;
+3. the cache stores it and the instrument's feature bank is updated;
+4. it is published on the bus to the strategies (and any other subscriber);
+5. the equity curve is sampled when the message crosses a sampling boundary.
+
+Two entry points run these steps:
+
+* :meth:`Kernel.process` takes one message (paper and live daemons hand it what
+  their asyncio adapters receive; a backtest can too).
+* :meth:`Kernel.run` is the backtest loop over ``Replay.batches()``: columns of
+  a batch are read as Python lists, bars are built positionally, a batch's
+  features are computed in one compiled call (row *i* only uses rows <= *i*,
+  and each row is exposed to the strategy only when its bar is delivered), the
+  execution engine is skipped while no order is working and nothing it does on
+  a mark is observable, and the clock's timer heap is consulted only when a
+  timer is due. It produces exactly the orders and fills of :meth:`process`.
+
+The kernel does no I/O: results are collected in memory (:class:`RunResult`)
+and written by :mod:`tradebus.reports.writers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from loguru import logger
+
+from tradebus.engine.bus import MessageBus
+from tradebus.engine.cache import Cache, FeatureView
+from tradebus.engine.clock import Clock, SimulatedClock
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import (
+    Bar,
+    CancelOrder,
+    ModifyOrder,
+    OrderAccepted,
+    OrderCanceled,
+    OrderDenied,
+    OrderExpired,
+    OrderFilled,
+    OrderModified,
+    OrderRejected,
+    OrderSubmitted,
+    OrderTriggered,
+    PositionChanged,
+    Quote,
+    SubmitOrder,
+    Trade,
+)
+from tradebus.engine.portfolio import Portfolio
+from tradebus.errors import ConfigError, DataError
+from tradebus.execution.config import VenueConfig
+from tradebus.execution.engine import ExecutionEngine
+from tradebus.execution.orders import Order, OrderManager
+from tradebus.execution.simulated import SimulatedVenue
+from tradebus.execution.venue import Venue
+from tradebus.features.bank import FeatureBank
+from tradebus.features.spec import FeatureSpec
+from tradebus.risk.config import RiskConfig
+from tradebus.risk.gate import RiskGate
+from tradebus.strategies.base import Strategy
+
+__all__ = ["EquitySample", "FillRecord", "Kernel", "RunResult"]
+
+_NEVER = 2**63 - 1
+
+#: Strategy handler name per order/position event type.
+_EVENT_HANDLERS: dict[type, str] = {
+    OrderSubmitted: "on_order_submitted",
+    OrderAccepted: "on_order_accepted",
+    OrderRejected: "on_order_rejected",
+    OrderDenied: "on_order_denied",
+    OrderTriggered: "on_order_triggered",
+    OrderModified: "on_order_modified",
+    OrderFilled: "on_order_filled",
+    OrderCanceled: "on_order_canceled",
+    OrderExpired: "on_order_expired",
+}
+_DATA_HANDLERS: dict[type, str] = {Bar: "on_bar", Trade: "on_trade", Quote: "on_quote"}
+
+
+class BatchLike(Protocol):
+    """What :meth:`Kernel.run` needs of a replay batch (``tradebus.adapters.replay.ReplayBatch``)."""
+
+    instrument_id: str
+    kind: str
+    ts_event: np.ndarray
+    ts_init: np.ndarray
+
+
+class ReplayLike(Protocol):
+    """What :meth:`Kernel.run` needs of a replay: merged-order batches."""
+
+    def batches(self) -> Iterable[Any]:
+        """Runs of consecutive rows of one source, in merged order."""
+
+
+@dataclass(frozen=True, slots=True)
+class FillRecord:
+    """One fill as written to ``fills.csv``; ``reason`` is the reason the order was submitted."""
+
+    ts_event: int
+    instrument_id: str
+    side: str
+    quantity: float
+    price: float
+    fee: float
+    liquidity: str
+    client_order_id: str
+    strategy_id: str
+    trade_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class EquitySample:
+    """The portfolio at one sampling time (after the event at ``ts`` was processed)."""
+
+    ts: int
+    equity: float
+    cash: float
+    position_value: float
+    realized_pnl: float
+    unrealized_pnl: float
+    fees_paid: float
+
+
+@dataclass(slots=True)
+class RunResult:
+    """Everything a run produced, in memory (the writers turn it into files)."""
+
+    instruments: tuple[str, ...]
+    initial_cash: float
+    start_ns: int | None = None
+    end_ns: int | None = None
+    bars: int = 0
+    trades: int = 0
+    quotes: int = 0
+    fills: list[FillRecord] = field(default_factory=list)
+    orders: list[Order] = field(default_factory=list)
+    submit_reasons: dict[str, str] = field(default_factory=dict)
+    denials: list[OrderDenied] = field(default_factory=list)
+    equity: list[EquitySample] = field(default_factory=list)
+
+    @property
+    def events(self) -> int:
+        """Market-data messages processed."""
+        return self.bars + self.trades + self.quotes
+
+
+class Kernel:
+    """Runs strategies against a stream of market data.
+
+    Parameters
+    ----------
+    instruments
+        Every instrument of the run.
+    clock
+        Time source; a fresh :class:`SimulatedClock` when omitted (backtest).
+    venue
+        Where orders go; a :class:`SimulatedVenue` built from ``venue_config``
+        when omitted.
+    venue_config, risk_config
+        Simulated venue and risk gate settings (defaults: no fees override, no limits).
+    initial_cash
+        Starting quote-currency balance.
+    features
+        Extra feature specs computed on every instrument (strategies add their own).
+    equity_interval_ns
+        Spacing of the equity-curve samples (a sample is taken at the first event at
+        or after each multiple of the interval).
+    """
+
+    def __init__(
+        self,
+        instruments: Iterable[Instrument],
+        *,
+        clock: Clock | None = None,
+        venue: Venue | None = None,
+        venue_config: VenueConfig | None = None,
+        risk_config: RiskConfig | None = None,
+        initial_cash: float = 100_000.0,
+        features: Sequence[FeatureSpec] = (),
+        equity_interval_ns: int = 3_600_000_000_000,
+    ) -> None:
+        self.instruments: dict[str, Instrument] = {}
+        for instrument in instruments:
+            if instrument.instrument_id in self.instruments:
+                raise ConfigError(f"kernel: duplicate instrument {instrument.instrument_id!r}")
+            self.instruments[instrument.instrument_id] = instrument
+        if not self.instruments:
+            raise ConfigError("kernel: at least one instrument is required")
+        if equity_interval_ns <= 0:
+            raise ConfigError(f"kernel: equity_interval_ns must be > 0, got {equity_interval_ns}")
+        self.clock: Clock = clock if clock is not None else SimulatedClock()
+        self.bus = MessageBus()
+        self.portfolio = Portfolio(self.instruments, initial_cash)
+        self.orders = OrderManager(self.bus, self.clock)
+        self.risk_config = risk_config or RiskConfig()
+        self.risk = RiskGate(self.risk_config, self.portfolio, self.clock, self.bus)
+        self.venue: Venue = (
+            venue if venue is not None else SimulatedVenue(self.clock, self.instruments, venue_config or VenueConfig())
+        )
+        self.execution = ExecutionEngine(
+            self.bus, self.clock, self.instruments, self.risk, self.orders, self.venue, self.portfolio
+        )
+        self.cache = Cache(self.portfolio, self.orders)
+        self.strategies: list[Strategy] = []
+        self.banks: dict[str, FeatureBank] = {}
+        self.result = RunResult(tuple(self.instruments), float(initial_cash))
+        self._extra_features = tuple(features)
+        self._equity_interval = equity_interval_ns
+        self._next_sample = -(2**63)
+        self._started = False
+        self._stopped = False
+        self._dispatch: dict[type, Callable[[Any], None]] = {
+            Bar: self._process_bar,
+            Trade: self._process_trade,
+            Quote: self._process_quote,
+        }
+        self.bus.subscribe(OrderFilled, self._record_fill)
+        self.bus.subscribe(OrderDenied, self.result.denials.append)
+
+    # ------------------------------------------------------------------ set-up
+
+    def add_strategy(self, strategy: Strategy) -> None:
+        """Register a strategy (before :meth:`start`).
+
+        Raises
+        ------
+        ConfigError
+            If the kernel already started, the strategy id is taken, or the
+            strategy names an unknown instrument.
+        """
+        if self._started:
+            raise ConfigError(f"kernel: cannot add strategy {strategy.strategy_id!r} after start")
+        if any(s.strategy_id == strategy.strategy_id for s in self.strategies):
+            raise ConfigError(f"kernel: strategy id {strategy.strategy_id!r} is already used")
+        unknown = [iid for iid in strategy.instrument_ids if iid not in self.instruments]
+        if unknown:
+            raise ConfigError(f"strategy {strategy.strategy_id!r}: unknown instrument(s) {unknown}")
+        strategy.bind(self)
+        self.strategies.append(strategy)
+
+    def start(self) -> None:
+        """Build the feature banks, subscribe the strategies and call their ``on_start``."""
+        if self._started:
+            return
+        self._started = True
+        for iid in self.instruments:
+            specs = list(self._extra_features)
+            for strategy in self.strategies:
+                if iid in strategy.instrument_ids:
+                    specs.extend(strategy.feature_specs(iid))
+            specs = _dedupe(specs)
+            if specs:
+                bank = FeatureBank(specs)
+                self.banks[iid] = bank
+                self.cache.feature_views[iid] = FeatureView(bank.names)
+        for strategy in self.strategies:
+            self._subscribe(strategy)
+        for strategy in self.strategies:
+            strategy.on_start()
+
+    def _subscribe(self, strategy: Strategy) -> None:
+        cls = type(strategy)
+        for msg_type, name in _DATA_HANDLERS.items():
+            if getattr(cls, name) is not getattr(Strategy, name):
+                for iid in strategy.instrument_ids:
+                    self.bus.subscribe(msg_type, getattr(strategy, name), iid)
+        if cls.on_position_changed is not Strategy.on_position_changed:
+            for iid in strategy.instrument_ids:
+                self.bus.subscribe(PositionChanged, strategy.on_position_changed, iid)
+        for event_type, name in _EVENT_HANDLERS.items():
+            if getattr(cls, name) is not getattr(Strategy, name):
+                self.bus.subscribe(event_type, _only_for(strategy.strategy_id, getattr(strategy, name)))
+
+    # ------------------------------------------------------------------ commands
+
+    def submit(self, cmd: SubmitOrder) -> None:
+        """Send an order command through the risk gate to the venue (strategies call this)."""
+        self.result.submit_reasons[cmd.client_order_id] = cmd.reason
+        self.execution.submit(cmd)
+
+    def cancel(self, cmd: CancelOrder) -> None:
+        """Forward a cancel command to the execution engine."""
+        self.execution.cancel(cmd)
+
+    def modify(self, cmd: ModifyOrder) -> None:
+        """Forward a modify command to the execution engine."""
+        self.execution.modify(cmd)
+
+    # ------------------------------------------------------------------ generic path
+
+    def process(self, msg: Any) -> None:
+        """Run one market-data message through the kernel (see the module docstring).
+
+        Raises
+        ------
+        DataError
+            If the message is of an unsupported type or names an unknown instrument.
+        """
+        if not self._started:
+            self.start()
+        handler = self._dispatch.get(type(msg))
+        if handler is None:
+            raise DataError(f"kernel: cannot process a {type(msg).__name__} message")
+        if msg.instrument_id not in self.instruments:
+            raise DataError(f"kernel: {type(msg).__name__} for unknown instrument {msg.instrument_id!r}")
+        clock = self.clock
+        if isinstance(clock, SimulatedClock):
+            clock.advance_to(msg.ts_init)
+        handler(msg)
+        if msg.ts_init >= self._next_sample:
+            self._sample(msg.ts_init)
+
+    def _process_bar(self, bar: Bar) -> None:
+        self.execution.on_bar(bar)
+        iid = bar.instrument_id
+        self.cache.bars[iid] = bar
+        bank = self.banks.get(iid)
+        if bank is not None:
+            self.cache.feature_views[iid].row = bank.update_bar(
+                bar.ts_event, bar.open, bar.high, bar.low, bar.close, bar.volume
+            )
+        self._count_bar(bar.ts_init)
+        self.bus.publish(bar)
+
+    def _process_trade(self, trade: Trade) -> None:
+        self.execution.on_trade(trade)
+        self.cache.trades[trade.instrument_id] = trade
+        self._count(trade.ts_init, "trades")
+        self.bus.publish(trade)
+
+    def _process_quote(self, quote: Quote) -> None:
+        self.execution.on_quote(quote)
+        self.cache.quotes[quote.instrument_id] = quote
+        self._count(quote.ts_init, "quotes")
+        self.bus.publish(quote)
+
+    def _count_bar(self, ts: int) -> None:
+        result = self.result
+        if result.start_ns is None:
+            result.start_ns = ts
+        result.end_ns = ts
+        result.bars += 1
+
+    def _count(self, ts: int, kind: str) -> None:
+        result = self.result
+        if result.start_ns is None:
+            result.start_ns = ts
+        result.end_ns = ts
+        setattr(result, kind, getattr(result, kind) + 1)
+
+    # ------------------------------------------------------------------ backtest loop
+
+    def run(self, replay: ReplayLike, on_batch: Callable[[int], None] | None = None) -> RunResult:
+        """Run a whole backtest over ``replay.batches()`` and stop; return the result.
+
+        Parameters
+        ----------
+        replay
+            A :class:`tradebus.adapters.replay.Replay` (or anything with the same ``batches()``).
+        on_batch
+            Called with the number of rows after each batch (progress reporting).
+
+        Raises
+        ------
+        ConfigError
+            If the clock is not a :class:`SimulatedClock`.
+        DataError
+            If a batch names an unknown instrument or an unsupported kind.
+        """
+        if not isinstance(self.clock, SimulatedClock):
+            raise ConfigError("kernel: run() replays history and needs a SimulatedClock")
+        self.start()
+        for batch in replay.batches():
+            if batch.instrument_id not in self.instruments:
+                raise DataError(f"kernel: replay batch for unknown instrument {batch.instrument_id!r}")
+            if batch.kind == "bars":
+                self._run_bars(batch)
+            elif batch.kind == "trades":
+                self._run_trades(batch)
+            else:
+                raise DataError(f"kernel: unsupported replay batch kind {batch.kind!r}")
+            if on_batch is not None:
+                on_batch(len(batch.ts_event))
+        self.stop()
+        return self.result
+
+    def _run_bars(self, batch: Any) -> None:
+        n = len(batch.ts_event)
+        if n == 0:
+            return
+        iid = self._intern(batch.instrument_id)
+        clock = self.clock
+        assert isinstance(clock, SimulatedClock)
+        bank = self.banks.get(iid)
+        view = self.cache.feature_views.get(iid)
+        rows: list[list[float]] | None = None
+        if bank is not None:
+            rows = bank.run_bars(batch.ts_event, batch.open, batch.high, batch.low, batch.close, batch.volume).tolist()
+        handlers = self.bus.handlers(Bar, iid)
+        execution_on_bar = self.execution.on_bar
+        cache_bars = self.cache.bars
+        orders = self.orders
+        marks_matter = self.risk_config.max_drawdown_pct is not None
+        advance = clock.advance_to
+        result = self.result
+        if result.start_ns is None:
+            result.start_ns = int(batch.ts_init[0])
+        i = 0
+        for te, ti, o, h, lo, c, v in zip(
+            batch.ts_event.tolist(),
+            batch.ts_init.tolist(),
+            batch.open.tolist(),
+            batch.high.tolist(),
+            batch.low.tolist(),
+            batch.close.tolist(),
+            batch.volume.tolist(),
+            strict=True,
+        ):
+            advance(ti)
+            bar = Bar(iid, te, ti, o, h, lo, c, v)
+            if orders.open_count or marks_matter:
+                execution_on_bar(bar)
+            cache_bars[iid] = bar
+            if rows is not None:
+                view.row = rows[i]  # type: ignore[union-attr]
+            i += 1
+            for handler in handlers:
+                handler(bar)
+            if ti >= self._next_sample:
+                self._sample(ti)
+        result.bars += n
+        result.end_ns = ti
+
+    def _run_trades(self, batch: Any) -> None:
+        iid = self._intern(batch.instrument_id)
+        trade_ids = batch.trade_id
+        for k, (te, ti, px, sz, side) in enumerate(
+            zip(
+                batch.ts_event.tolist(),
+                batch.ts_init.tolist(),
+                batch.price.tolist(),
+                batch.size.tolist(),
+                batch.aggressor.tolist(),
+                strict=True,
+            )
+        ):
+            self.process(Trade(iid, te, ti, px, sz, side, trade_ids[k]))
+
+    def _intern(self, instrument_id: str) -> str:
+        # The instrument dict's own key object: identity-equal ids make dict lookups cheapest.
+        for key in self.instruments:
+            if key == instrument_id:
+                return key
+        raise DataError(f"kernel: unknown instrument {instrument_id!r}")
+
+    # ------------------------------------------------------------------ outputs
+
+    def _record_fill(self, fill: OrderFilled) -> None:
+        self.result.fills.append(
+            FillRecord(
+                fill.ts_event,
+                fill.instrument_id,
+                fill.side.name,
+                fill.last_qty,
+                fill.last_px,
+                fill.fee,
+                str(fill.liquidity),
+                fill.client_order_id,
+                fill.strategy_id,
+                fill.trade_id,
+                self.result.submit_reasons.get(fill.client_order_id, ""),
+            )
+        )
+
+    def _sample(self, ts: int) -> None:
+        """Mark every instrument at its latest price and append an equity sample."""
+        portfolio = self.portfolio
+        position_value = 0.0
+        for iid in self.instruments:
+            price = self.cache.price(iid)
+            if price == price:
+                portfolio.mark(iid, price)
+            qty = portfolio.position(iid)
+            if qty:
+                position_value += qty * portfolio.last_price(iid)
+        self.result.equity.append(
+            EquitySample(
+                ts,
+                portfolio.equity(),
+                portfolio.cash,
+                position_value,
+                portfolio.realized_pnl,
+                portfolio.unrealized_pnl(),
+                portfolio.fees_paid,
+            )
+        )
+        interval = self._equity_interval
+        self._next_sample = (ts // interval + 1) * interval
+
+    def stop(self) -> None:
+        """Call every strategy's ``on_stop``, take the final equity sample and collect the orders."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if not self._started:
+            self.start()
+        for strategy in self.strategies:
+            strategy.on_stop()
+        end = self.result.end_ns
+        if end is not None and (not self.result.equity or self.result.equity[-1].ts != end):
+            self._sample(end)
+        self.result.orders = self.orders.orders()
+        logger.debug(
+            "kernel stopped: {} bars, {} trades, {} fills, equity {}",
+            self.result.bars,
+            self.result.trades,
+            len(self.result.fills),
+            self.portfolio.equity(),
+        )
+
+
+def _only_for(strategy_id: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:
+    """Wrap an order-event handler so it sees only the events of its own strategy's orders."""
+
+    def route(event: Any) -> None:
+        if event.strategy_id == strategy_id:
+            handler(event)
+
+    return route
+
+
+def _dedupe(specs: list[FeatureSpec]) -> list[FeatureSpec]:
+    """Drop repeated specs (equal specs asked for by several strategies), keeping first order."""
+    out: list[FeatureSpec] = []
+    for spec in specs:
+        if spec not in out:
+            out.append(spec)
+    return out
+

@@ -1,0 +1,229 @@
+"""Performance metrics of a run, computed from its fills and equity samples.
+
+Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
+
+* **total_return**: ``final_equity / initial_cash - 1``.
+* **cagr**: ``(final_equity / initial_cash) ** (1 / years) - 1`` with
+  ``years = (end - start) / 365.25 days``; -1 when equity ended at or below 0.
+* Daily returns: the equity at the last sample of each UTC day, relative to the
+  previous day's (the first day relative to ``initial_cash``). Crypto trades every
+  day, so annualisation uses 365 days.
+* **annualised_volatility**: sample standard deviation of daily returns * sqrt(365).
+* **sharpe**: mean / standard deviation of daily returns * sqrt(365) (risk-free rate 0).
+* **sortino**: mean daily return / downside deviation * sqrt(365), the downside
+  deviation being ``sqrt(mean(min(r, 0) ** 2))``.
+* **max_drawdown**: largest fall of the sampled equity from its running peak
+  (starting at ``initial_cash``), as a positive fraction.
+* **calmar**: ``cagr / max_drawdown``.
+* Round trips: a position of an instrument from flat back to flat (a flip closes
+  one and opens the next). Its PnL is realised with average-cost accounting net of
+  the fees of its fills (a flipping fill's fee is split pro rata).
+  **hit_rate** = winning / closed round trips; **profit_factor** = gross wins /
+  gross losses; **average_win** / **average_loss** (the latter negative).
+* **turnover**: traded notional / mean sampled equity.
+* **exposure**: fraction of the run's time with a non-zero position in any instrument.
+* **fees_paid**: sum of fill fees.
+
+A metric that is undefined for the run (fewer than two days, no losing round
+trip, ...) is ``None``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
+
+__all__ = ["RoundTrip", "compute_metrics", "daily_returns", "format_ns", "max_drawdown", "round_trips"]
+
+_DAY_NS = 86_400_000_000_000
+_YEAR_NS = 365.25 * _DAY_NS
+_ANNUAL = math.sqrt(365.0)
+
+
+def format_ns(ts_ns: int | None) -> str | None:
+    """ISO-8601 UTC text of an epoch-ns timestamp (``2024-01-02T03:04:05Z``, fraction if any)."""
+    if ts_ns is None:
+        return None
+    seconds, rest = divmod(ts_ns, 1_000_000_000)
+    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if rest:
+        text += f".{rest:09d}".rstrip("0")
+    return text + "Z"
+
+
+def daily_returns(equity: Sequence[EquitySample], initial_cash: float) -> list[float]:
+    """Returns of the last equity sample of each UTC day, the first day against ``initial_cash``."""
+    closes: list[float] = []
+    last_day: int | None = None
+    for sample in equity:
+        day = sample.ts // _DAY_NS
+        if day == last_day:
+            closes[-1] = sample.equity
+        else:
+            closes.append(sample.equity)
+            last_day = day
+    returns: list[float] = []
+    previous = initial_cash
+    for close in closes:
+        returns.append(close / previous - 1.0 if previous > 0.0 else math.nan)
+        previous = close
+    return returns
+
+
+def max_drawdown(values: Sequence[float]) -> float:
+    """Largest ``1 - value / running peak`` of a series (0 if it never falls)."""
+    peak = -math.inf
+    worst = 0.0
+    for value in values:
+        if value > peak:
+            peak = value
+        elif peak > 0.0:
+            drop = 1.0 - value / peak
+            if drop > worst:
+                worst = drop
+    return worst
+
+
+class RoundTrip:
+    """One closed position episode of an instrument."""
+
+    __slots__ = ("closed", "entry_ns", "exit_ns", "fees", "instrument_id", "pnl")
+
+    def __init__(self, instrument_id: str, entry_ns: int) -> None:
+        self.instrument_id = instrument_id
+        self.entry_ns = entry_ns
+        self.exit_ns = entry_ns
+        self.pnl = 0.0
+        self.fees = 0.0
+        self.closed = False
+
+    @property
+    def net_pnl(self) -> float:
+        """Realised PnL minus fees."""
+        return self.pnl - self.fees
+
+
+def round_trips(fills: Sequence[FillRecord], lot_sizes: dict[str, float] | None = None) -> list[RoundTrip]:
+    """Split fills into round trips per instrument (average-cost accounting; see the module doc).
+
+    ``lot_sizes`` sets, per instrument, the residual below which a position counts as flat
+    (a thousandth of a lot; 1e-12 when not given).
+    """
+    state: dict[str, tuple[float, float, RoundTrip | None]] = {}
+    done: list[RoundTrip] = []
+    for fill in fills:
+        iid = fill.instrument_id
+        eps = (lot_sizes or {}).get(iid, 1e-9) * 1e-3
+        pos, avg, trip = state.get(iid, (0.0, 0.0, None))
+        qty = fill.quantity if fill.side == "BUY" else -fill.quantity
+        if trip is None or pos == 0.0:
+            trip = RoundTrip(iid, fill.ts_event)
+            pos, avg = qty, fill.price
+            trip.fees += fill.fee
+        elif (pos > 0.0) == (qty > 0.0):
+            avg = (pos * avg + qty * fill.price) / (pos + qty)
+            pos += qty
+            trip.fees += fill.fee
+        else:
+            closed = min(abs(qty), abs(pos))
+            share = closed / abs(qty)
+            trip.pnl += closed * (fill.price - avg) * (1.0 if pos > 0.0 else -1.0)
+            trip.fees += fill.fee * share
+            trip.exit_ns = fill.ts_event
+            new = pos + qty
+            if abs(new) <= eps or (new > 0.0) != (pos > 0.0):
+                trip.closed = True
+                done.append(trip)
+                if abs(new) <= eps:
+                    pos, avg, trip = 0.0, 0.0, None
+                else:
+                    trip = RoundTrip(iid, fill.ts_event)
+                    trip.fees += fill.fee * (1.0 - share)
+                    pos, avg = new, fill.price
+            else:
+                pos = new
+        state[iid] = (pos, avg, trip)
+    return done
+
+
+def _exposure(fills: Sequence[FillRecord], start_ns: int, end_ns: int, eps: float = 1e-12) -> float:
+    if end_ns <= start_ns:
+        return 0.0
+    positions: dict[str, float] = {}
+    in_market_since: int | None = None
+    total = 0
+    for fill in fills:
+        qty = fill.quantity if fill.side == "BUY" else -fill.quantity
+        positions[fill.instrument_id] = positions.get(fill.instrument_id, 0.0) + qty
+        open_now = any(abs(p) > eps for p in positions.values())
+        if open_now and in_market_since is None:
+            in_market_since = fill.ts_event
+        elif not open_now and in_market_since is not None:
+            total += fill.ts_event - in_market_since
+            in_market_since = None
+    if in_market_since is not None:
+        total += max(end_ns - in_market_since, 0)
+    return total / (end_ns - start_ns)
+
+
+def _clean(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
+
+
+def compute_metrics(result: RunResult, lot_sizes: dict[str, float] | None = None) -> dict[str, Any]:
+    """The metrics of a finished run, as a JSON-ready dict in a fixed key order (see module doc)."""
+    initial = result.initial_cash
+    final = result.equity[-1].equity if result.equity else initial
+    start, end = result.start_ns, result.end_ns
+    returns = [r for r in daily_returns(result.equity, initial) if math.isfinite(r)]
+    vol = sharpe = sortino = None
+    if len(returns) >= 2:
+        mean = sum(returns) / len(returns)
+        std = math.sqrt(sum((r - mean) ** 2 for r in returns) / (len(returns) - 1))
+        vol = std * _ANNUAL
+        sharpe = mean / std * _ANNUAL if std > 0.0 else None
+        downside = math.sqrt(sum(min(r, 0.0) ** 2 for r in returns) / len(returns))
+        sortino = mean / downside * _ANNUAL if downside > 0.0 else None
+    cagr = None
+    if start is not None and end is not None and end > start:
+        years = (end - start) / _YEAR_NS
+        cagr = (final / initial) ** (1.0 / years) - 1.0 if final > 0.0 else -1.0
+    mdd = max_drawdown([initial] + [s.equity for s in result.equity])
+    calmar = cagr / mdd if cagr is not None and mdd > 0.0 else None
+    trips = round_trips(result.fills, lot_sizes)
+    wins = [t.net_pnl for t in trips if t.net_pnl > 0.0]
+    losses = [t.net_pnl for t in trips if t.net_pnl <= 0.0]
+    notional = sum(f.quantity * f.price for f in result.fills)
+    mean_equity = sum(s.equity for s in result.equity) / len(result.equity) if result.equity else initial
+    exposure = _exposure(result.fills, start, end) if start is not None and end is not None else 0.0
+    return {
+        "start": format_ns(start),
+        "end": format_ns(end),
+        "bars": result.bars,
+        "trades": result.trades,
+        "instruments": list(result.instruments),
+        "orders": len(result.orders),
+        "denied": len(result.denials),
+        "fills": len(result.fills),
+        "round_trips": len(trips),
+        "initial_cash": initial,
+        "final_equity": final,
+        "total_return": final / initial - 1.0,
+        "cagr": _clean(cagr),
+        "annualised_volatility": _clean(vol),
+        "sharpe": _clean(sharpe),
+        "sortino": _clean(sortino),
+        "max_drawdown": mdd,
+        "calmar": _clean(calmar),
+        "hit_rate": len(wins) / len(trips) if trips else None,
+        "profit_factor": _clean(sum(wins) / -sum(losses)) if losses and sum(losses) < 0.0 else None,
+        "average_win": sum(wins) / len(wins) if wins else None,
+        "average_loss": sum(losses) / len(losses) if losses else None,
+        "turnover": notional / mean_equity if mean_equity > 0.0 else None,
+        "exposure": exposure,
+        "fees_paid": sum(f.fee for f in result.fills),
+    }

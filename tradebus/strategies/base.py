@@ -1,0 +1,378 @@
+"""The Strategy API: event handlers in, order commands out.
+
+A strategy subclasses :class:`Strategy`, overrides the ``on_*`` handlers it
+needs, and trades through the helpers (:meth:`Strategy.submit_market`,
+:meth:`Strategy.submit_limit`, :meth:`Strategy.submit_stop`,
+:meth:`Strategy.cancel`, :meth:`Strategy.target_position`). It reads time from
+:attr:`Strategy.clock`, positions from :meth:`Strategy.position` and its
+instrument's features from :meth:`Strategy.features`. The kernel gives it the
+same objects in backtest, paper and live runs, so a strategy cannot tell which
+mode it runs in.
+
+Lifecycle: the kernel calls :meth:`Strategy.feature_specs` while building the
+feature banks, then ``on_start`` once, then the data and order handlers, then
+``on_stop`` once. Handlers a subclass does not override are never subscribed,
+so they cost nothing.
+
+Parameters coming from a run config are validated by the class attribute
+``Params`` (a pydantic model, unknown keys rejected) and by
+:meth:`Strategy.check_params` against the instruments.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from loguru import logger
+from pydantic import BaseModel, ConfigDict
+
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import (
+    Bar,
+    CancelOrder,
+    OrderAccepted,
+    OrderCanceled,
+    OrderDenied,
+    OrderExpired,
+    OrderFilled,
+    OrderModified,
+    OrderRejected,
+    OrderSide,
+    OrderSubmitted,
+    OrderTriggered,
+    OrderType,
+    PositionChanged,
+    Quote,
+    SubmitOrder,
+    TimeInForce,
+    Trade,
+)
+from tradebus.errors import ConfigError, OrderError
+
+if TYPE_CHECKING:
+    from tradebus.engine.cache import Cache, FeatureView
+    from tradebus.engine.clock import Clock
+    from tradebus.engine.kernel import Kernel
+    from tradebus.features.spec import FeatureSpec
+
+__all__ = ["BUILTIN_STRATEGIES", "NoParams", "Strategy", "resolve_strategy"]
+
+#: Built-in strategies by config name -> ``"module:Class"``.
+BUILTIN_STRATEGIES: dict[str, str] = {
+    "ema_cross": "tradebus.strategies.ema_cross:EmaCross",
+}
+
+_NAN = float("nan")
+
+
+class NoParams(BaseModel):
+    """Parameters of a strategy that takes none (any key is an error)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Strategy:
+    """Base class of every strategy.
+
+    Parameters
+    ----------
+    instrument_ids
+        The instruments the strategy receives data for and trades (one id or a
+        sequence). The first one is its *primary* instrument.
+    strategy_id
+        Unique id used in client order ids; defaults to the class name. The
+        kernel rejects two strategies with the same id.
+    """
+
+    #: Validates the ``params`` mapping of a run config (subclasses override).
+    Params: ClassVar[type[BaseModel]] = NoParams
+
+    def __init__(self, instrument_ids: str | Sequence[str], *, strategy_id: str | None = None) -> None:
+        ids = (instrument_ids,) if isinstance(instrument_ids, str) else tuple(instrument_ids)
+        if not ids:
+            raise ConfigError(f"{type(self).__name__}: at least one instrument id is required")
+        self.instrument_ids: tuple[str, ...] = ids
+        self.instrument_id: str = ids[0]
+        self.strategy_id: str = strategy_id or type(self).__name__
+        self.log = logger.bind(strategy=self.strategy_id)
+        self._kernel: Kernel | None = None
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_params(
+        cls, instrument_ids: Sequence[str], params: BaseModel, strategy_id: str | None = None
+    ) -> Strategy:
+        """Build the strategy from validated config ``params`` (keyword arguments of ``__init__``)."""
+        return cls(instrument_ids, strategy_id=strategy_id, **params.model_dump())
+
+    @classmethod
+    def check_params(cls, params: BaseModel, instruments: Sequence[Instrument]) -> None:
+        """Check validated ``params`` against the strategy's instruments (first = primary).
+
+        Raises
+        ------
+        ConfigError
+            Whose message starts with the offending parameter name
+            (``"quantity: 1e-09 is below the lot size ..."``).
+        """
+
+    def feature_specs(self, instrument_id: str) -> Sequence[FeatureSpec]:
+        """Features this strategy needs on ``instrument_id`` (added to its feature bank)."""
+        return ()
+
+    def bind(self, kernel: Kernel) -> None:
+        """Attach to the kernel that runs this strategy (called by :meth:`Kernel.add_strategy`)."""
+        if self._kernel is not None and self._kernel is not kernel:
+            raise ConfigError(f"strategy {self.strategy_id!r} is already attached to another kernel")
+        self._kernel = kernel
+
+    @property
+    def kernel(self) -> Kernel:
+        """The kernel running this strategy."""
+        if self._kernel is None:
+            raise ConfigError(f"strategy {self.strategy_id!r} is not attached to a kernel")
+        return self._kernel
+
+    # ------------------------------------------------------------------ handlers
+
+    def on_start(self) -> None:
+        """Called once before the first event."""
+
+    def on_stop(self) -> None:
+        """Called once after the last event."""
+
+    def on_bar(self, bar: Bar) -> None:
+        """A bar of one of the strategy's instruments closed (features already include it)."""
+
+    def on_trade(self, trade: Trade) -> None:
+        """A public trade of one of the strategy's instruments."""
+
+    def on_quote(self, quote: Quote) -> None:
+        """A best bid/ask update of one of the strategy's instruments."""
+
+    def on_order_submitted(self, event: OrderSubmitted) -> None:
+        """An order passed the risk gate and went to the venue."""
+
+    def on_order_accepted(self, event: OrderAccepted) -> None:
+        """The venue is working an order."""
+
+    def on_order_rejected(self, event: OrderRejected) -> None:
+        """The venue refused an order."""
+
+    def on_order_denied(self, event: OrderDenied) -> None:
+        """The risk gate refused an order (``event.reason`` says why)."""
+
+    def on_order_triggered(self, event: OrderTriggered) -> None:
+        """A stop order's trigger price was reached."""
+
+    def on_order_modified(self, event: OrderModified) -> None:
+        """A modification was applied."""
+
+    def on_order_filled(self, event: OrderFilled) -> None:
+        """An order (partially) filled."""
+
+    def on_order_canceled(self, event: OrderCanceled) -> None:
+        """An order was canceled."""
+
+    def on_order_expired(self, event: OrderExpired) -> None:
+        """An IOC/FOK order ended unfilled or partially filled."""
+
+    def on_position_changed(self, event: PositionChanged) -> None:
+        """The net position of one of the strategy's instruments changed."""
+
+    # ------------------------------------------------------------------ context
+
+    @property
+    def clock(self) -> Clock:
+        """The run's clock (simulated in a backtest, wall clock in paper/live)."""
+        return self.kernel.clock
+
+    @property
+    def cache(self) -> Cache:
+        """Last bar/trade/quote per instrument, orders and positions."""
+        return self.kernel.cache
+
+    def instrument(self, instrument_id: str | None = None) -> Instrument:
+        """The :class:`Instrument` (default: the primary one)."""
+        return self.kernel.instruments[instrument_id or self.instrument_id]
+
+    def position(self, instrument_id: str | None = None) -> float:
+        """Signed net position (default: primary instrument)."""
+        return self.kernel.portfolio.position(instrument_id or self.instrument_id)
+
+    def features(self, instrument_id: str | None = None) -> FeatureView:
+        """The instrument's current feature values (as of the last event, never later)."""
+        return self.kernel.cache.features(instrument_id or self.instrument_id)
+
+    # ------------------------------------------------------------------ orders
+
+    def submit_market(
+        self,
+        instrument_id: str,
+        side: OrderSide,
+        quantity: float,
+        *,
+        reduce_only: bool = False,
+        time_in_force: TimeInForce = TimeInForce.GTC,
+        reason: str = "",
+    ) -> str:
+        """Submit a market order; returns its client order id.
+
+        The outcome arrives as events: ``on_order_denied`` if the risk gate
+        refuses it, otherwise ``on_order_submitted`` / ``on_order_accepted`` /
+        ``on_order_filled`` (or ``on_order_rejected``).
+        """
+        return self._submit(
+            instrument_id, side, quantity, OrderType.MARKET, _NAN, _NAN, time_in_force, False, reduce_only, reason
+        )
+
+    def submit_limit(
+        self,
+        instrument_id: str,
+        side: OrderSide,
+        quantity: float,
+        price: float,
+        *,
+        post_only: bool = False,
+        reduce_only: bool = False,
+        time_in_force: TimeInForce = TimeInForce.GTC,
+        reason: str = "",
+    ) -> str:
+        """Submit a limit order at ``price``; returns its client order id."""
+        if not (price > 0 and math.isfinite(price)):
+            raise OrderError(f"{self.strategy_id}: limit price must be a positive finite number, got {price!r}")
+        return self._submit(
+            instrument_id, side, quantity, OrderType.LIMIT, price, _NAN, time_in_force, post_only, reduce_only, reason
+        )
+
+    def submit_stop(
+        self,
+        instrument_id: str,
+        side: OrderSide,
+        quantity: float,
+        trigger_price: float,
+        *,
+        limit_price: float | None = None,
+        reduce_only: bool = False,
+        time_in_force: TimeInForce = TimeInForce.GTC,
+        reason: str = "",
+    ) -> str:
+        """Submit a stop-market order (or stop-limit if ``limit_price`` is given); returns its id."""
+        if not (trigger_price > 0 and math.isfinite(trigger_price)):
+            raise OrderError(f"{self.strategy_id}: trigger price must be a positive finite number, got {trigger_price!r}")
+        order_type = OrderType.STOP_MARKET if limit_price is None else OrderType.STOP_LIMIT
+        price = _NAN if limit_price is None else limit_price
+        return self._submit(
+            instrument_id, side, quantity, order_type, price, trigger_price, time_in_force, False, reduce_only, reason
+        )
+
+    def cancel(self, client_order_id: str, reason: str = "") -> None:
+        """Ask the venue to cancel one of this strategy's working orders."""
+        kernel = self.kernel
+        order = kernel.orders.order(client_order_id)
+        now = kernel.clock.now_ns()
+        kernel.cancel(CancelOrder(self.strategy_id, order.instrument_id, client_order_id, now, now, reason))
+
+    def cancel_all(self, instrument_id: str | None = None, reason: str = "") -> int:
+        """Cancel every working order of this strategy (on one instrument if given); returns the count."""
+        orders = [o for o in self.kernel.orders.open_orders(instrument_id) if o.strategy_id == self.strategy_id]
+        for order in orders:
+            self.cancel(order.client_order_id, reason)
+        return len(orders)
+
+    def pending_quantity(self, instrument_id: str | None = None) -> float:
+        """Signed unfilled quantity of this strategy's working market orders on the instrument.
+
+        Limit and stop orders are not counted: they may never fill.
+        """
+        iid = instrument_id or self.instrument_id
+        pending = 0.0
+        for order in self.kernel.orders.open_orders(iid):
+            if order.strategy_id == self.strategy_id and order.type is OrderType.MARKET:
+                pending += int(order.side) * (order.quantity - order.filled_qty)
+        return pending
+
+    def target_position(self, instrument_id: str, target: float, *, reason: str = "") -> str | None:
+        """Submit the market order that moves the position to ``target`` (signed).
+
+        Working market orders of this strategy count as if filled, so calling this
+        again before they fill does not double the order. The difference is
+        rounded down to whole lots; returns the client order id, or ``None`` when
+        no order is needed.
+        """
+        instrument = self.kernel.instruments[instrument_id]
+        current = self.kernel.portfolio.position(instrument_id) + self.pending_quantity(instrument_id)
+        delta = target - current
+        quantity = instrument.round_quantity(abs(delta))
+        if quantity <= 0.0:
+            return None
+        side = OrderSide.BUY if delta > 0 else OrderSide.SELL
+        return self._submit(
+            instrument_id, side, quantity, OrderType.MARKET, _NAN, _NAN, TimeInForce.GTC, False, False, reason
+        )
+
+    def _submit(
+        self,
+        instrument_id: str,
+        side: OrderSide,
+        quantity: float,
+        order_type: OrderType,
+        price: float,
+        trigger_price: float,
+        time_in_force: TimeInForce,
+        post_only: bool,
+        reduce_only: bool,
+        reason: str,
+    ) -> str:
+        kernel = self.kernel
+        if instrument_id not in kernel.instruments:
+            raise OrderError(f"{self.strategy_id}: unknown instrument {instrument_id!r}")
+        now = kernel.clock.now_ns()
+        client_order_id = kernel.orders.next_client_order_id(self.strategy_id)
+        kernel.submit(
+            SubmitOrder(
+                self.strategy_id,
+                instrument_id,
+                client_order_id,
+                side,
+                quantity,
+                now,
+                now,
+                order_type,
+                price,
+                trigger_price,
+                time_in_force,
+                post_only,
+                reduce_only,
+                reason,
+            )
+        )
+        return client_order_id
+
+
+def resolve_strategy(name: str) -> type[Strategy]:
+    """The strategy class for a built-in name (``"ema_cross"``) or ``"package.module:Class"``.
+
+    Raises
+    ------
+    ConfigError
+        If the name is unknown, the module cannot be imported or the object is
+        not a :class:`Strategy` subclass.
+    """
+    target = BUILTIN_STRATEGIES.get(name, name)
+    if ":" not in target:
+        known = ", ".join(sorted(BUILTIN_STRATEGIES))
+        raise ConfigError(f"unknown strategy {name!r}; built-in: {known}, or give 'package.module:Class'")
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"strategy {name!r}: cannot import module {module_name!r} ({exc})") from None
+    cls: Any = getattr(module, attr, None)
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise ConfigError(f"strategy {name!r}: {target!r} is not a Strategy subclass")
+    return cls

@@ -1,0 +1,140 @@
+"""EmaCross: trade the crossings of a fast and a slow exponential moving average of the close.
+
+Decisions are taken at bar close, once both EMAs are ready (their warm-up is
+complete), with market orders. The EMAs come from the instrument's feature bank
+(feature kind ``ema``); the strategy does no arithmetic of its own on prices.
+
+The first bar on which both EMAs are ready only records which one is above; an
+order is sent when that relation flips (a tie keeps the previous relation):
+
+* fast crosses above slow: go long ``quantity``;
+* fast crosses below slow: go flat (``long_only``) or short ``quantity``
+  (``long_short``).
+
+Orders go through :meth:`Strategy.target_position`, so a signal while an order
+is still working does not stack orders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tradebus.engine.cache import FeatureView
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import Bar, OrderDenied
+from tradebus.errors import ConfigError
+from tradebus.features.spec import FeatureSpec
+from tradebus.strategies.base import Strategy
+
+__all__ = ["EmaCross", "EmaCrossParams"]
+
+
+class EmaCrossParams(BaseModel):
+    """Parameters of :class:`EmaCross` (``fast < slow``, spans in bars)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fast: int = Field(gt=0)
+    slow: int = Field(gt=1)
+    mode: Literal["long_only", "long_short"] = "long_only"
+    quantity: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _fast_below_slow(self) -> EmaCrossParams:
+        if self.fast >= self.slow:
+            raise ValueError(f"fast ({self.fast}) must be smaller than slow ({self.slow})")
+        return self
+
+
+class EmaCross(Strategy):
+    """Long (or long/short) on EMA crossovers of the primary instrument's closes.
+
+    Parameters
+    ----------
+    instrument_ids
+        The traded instrument (first id if several are given).
+    fast, slow
+        EMA spans in bars, ``fast < slow``.
+    mode
+        ``"long_only"`` (flat on a down-cross) or ``"long_short"`` (short on a down-cross).
+    quantity
+        Position size in base units (a whole number of lots).
+    strategy_id
+        Defaults to ``"EmaCross"``.
+    """
+
+    Params = EmaCrossParams
+
+    def __init__(
+        self,
+        instrument_ids: str | Sequence[str],
+        *,
+        fast: int,
+        slow: int,
+        mode: Literal["long_only", "long_short"] = "long_only",
+        quantity: float,
+        strategy_id: str | None = None,
+    ) -> None:
+        super().__init__(instrument_ids, strategy_id=strategy_id)
+        params = EmaCrossParams(fast=fast, slow=slow, mode=mode, quantity=quantity)
+        self.params = params
+        self.fast_name = f"ema_{params.fast}"
+        self.slow_name = f"ema_{params.slow}"
+        self._low = -params.quantity if params.mode == "long_short" else 0.0
+        self._above: bool | None = None
+        self._fast_col = 0
+        self._slow_col = 0
+        self._view = FeatureView(())
+
+    @classmethod
+    def check_params(cls, params: EmaCrossParams, instruments: Sequence[Instrument]) -> None:  # type: ignore[override]
+        """The quantity must be a valid order size of the traded instrument."""
+        instrument = instruments[0]
+        problem = instrument.validate_order(params.quantity, float("nan"))
+        if problem is not None:
+            raise ConfigError(f"quantity: {problem} for {instrument.instrument_id}")
+
+    def feature_specs(self, instrument_id: str) -> Sequence[FeatureSpec]:
+        """The two EMAs of the close on the traded instrument."""
+        if instrument_id != self.instrument_id:
+            return ()
+        return (
+            FeatureSpec(name=self.fast_name, kind="ema", params={"span": self.params.fast}, inputs=("close",)),
+            FeatureSpec(name=self.slow_name, kind="ema", params={"span": self.params.slow}, inputs=("close",)),
+        )
+
+    def on_start(self) -> None:
+        """Resolve the feature columns once."""
+        view = self.features()
+        self._fast_col = view.index(self.fast_name)
+        self._slow_col = view.index(self.slow_name)
+        self._view = view
+
+    def on_bar(self, bar: Bar) -> None:
+        """Act on a crossing of the two EMAs at this bar's close."""
+        row = self._view.row
+        fast = row[self._fast_col]
+        slow = row[self._slow_col]
+        if fast > slow:
+            above = True
+        elif fast < slow:
+            above = False
+        else:  # tie, or an EMA not ready yet (NaN compares false)
+            return
+        previous = self._above
+        if above is previous:
+            return
+        self._above = above
+        if previous is None:
+            return
+        if above:
+            self.target_position(self.instrument_id, self.params.quantity, reason="ema fast crossed above slow")
+        else:
+            self.target_position(self.instrument_id, self._low, reason="ema fast crossed below slow")
+
+    def on_order_denied(self, event: OrderDenied) -> None:
+        """Log a denial; the next crossing tries again."""
+        self.log.warning("order {} denied: {}", event.client_order_id, event.reason)
