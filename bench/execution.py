@@ -1,0 +1,130 @@
+"""Benchmark: one market-order round trip through the execution path.
+
+A round trip is ``ExecutionEngine.submit`` (risk gate -> order manager -> OrderSubmitted ->
+venue queue) followed by ``ExecutionEngine.on_bar`` of the next bar (arrival -> OrderAccepted ->
+fill at the open -> order manager -> portfolio -> OrderFilled + PositionChanged on the bus ->
+mark -> risk breakers). Alternating buys and sells keep the position bounded.
+
+Usage::
+
+    python bench/execution.py [--n 50000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from tradebus.engine.bus import MessageBus
+from tradebus.engine.clock import SimulatedClock
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import Bar, OrderFilled, OrderSide, PositionChanged, SubmitOrder
+from tradebus.engine.portfolio import Portfolio
+from tradebus.execution.config import VenueConfig
+from tradebus.execution.engine import ExecutionEngine
+from tradebus.execution.orders import OrderManager
+from tradebus.execution.simulated import SimulatedVenue
+from tradebus.risk.config import RiskConfig
+from tradebus.risk.gate import RiskGate
+
+BAR_NS = 60_000_000_000
+
+
+def _build(risk_config: RiskConfig) -> tuple[ExecutionEngine, SimulatedClock, str, list[int]]:
+    inst = Instrument("BINANCE", "BTCUSDT", tick_size=0.01, lot_size=0.001, taker_fee=0.0005, maker_fee=0.0002)
+    instruments = {inst.instrument_id: inst}
+    bus = MessageBus()
+    clock = SimulatedClock(0)
+    portfolio = Portfolio(instruments, 1_000_000.0)
+    risk = RiskGate(risk_config, portfolio, clock, bus)
+    engine = ExecutionEngine(
+        bus, clock, instruments, risk, OrderManager(bus, clock), SimulatedVenue(clock, instruments, VenueConfig()), portfolio
+    )
+    counter = [0]
+
+    def on_event(_msg: object) -> None:
+        counter[0] += 1
+
+    bus.subscribe(OrderFilled, on_event)
+    bus.subscribe(PositionChanged, on_event)
+    return engine, clock, inst.instrument_id, counter
+
+
+def run(n: int, risk_config: RiskConfig) -> dict[str, float]:
+    """Time ``n`` round trips; return figures in microseconds."""
+    engine, clock, iid, counter = _build(risk_config)
+    om = engine.orders
+    ts = BAR_NS
+    clock.advance_to(ts)
+    engine.on_bar(Bar(iid, ts, ts, 100.0, 101.0, 99.0, 100.0, 10.0))
+    bars = [
+        Bar(iid, BAR_NS * (i + 2), BAR_NS * (i + 2), 100.0 + (i % 7) * 0.1, 102.0, 98.0, 100.5, 10.0)
+        for i in range(n)
+    ]
+    sides = (OrderSide.BUY, OrderSide.SELL)
+    t_submit = 0.0
+    t0 = time.perf_counter()
+    for i in range(n):
+        now = BAR_NS * (i + 1)
+        cmd = SubmitOrder("bench", iid, om.next_client_order_id("bench"), sides[i & 1], 0.01, now, now)
+        engine.submit(cmd)
+        bar = bars[i]
+        clock.advance_to(bar.ts_event)
+        engine.on_bar(bar)
+    total = time.perf_counter() - t0
+    if counter[0] != 2 * n:
+        raise RuntimeError(f"expected {2 * n} fill/position events, got {counter[0]}")
+    # Submit alone, on a fresh engine (orders stay queued: no bar follows).
+    engine2, clock2, iid2, _ = _build(risk_config)
+    om2 = engine2.orders
+    clock2.advance_to(BAR_NS)
+    engine2.on_bar(Bar(iid2, BAR_NS, BAR_NS, 100.0, 101.0, 99.0, 100.0, 10.0))
+    cmds = [
+        SubmitOrder("b", iid2, om2.next_client_order_id("b"), sides[i & 1], 0.01, BAR_NS, BAR_NS) for i in range(n)
+    ]
+    t0 = time.perf_counter()
+    for cmd in cmds:
+        engine2.submit(cmd)
+    t_submit = time.perf_counter() - t0
+    return {
+        "round_trip_us": total / n * 1e6,
+        "submit_us": t_submit / n * 1e6,
+        "bar_with_fill_us": (total - t_submit) / n * 1e6,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=50_000, help="round trips per measurement")
+    parser.add_argument("--json", action="store_true", help="print JSON only")
+    args = parser.parse_args()
+    configs = {
+        "no_limits": RiskConfig(),
+        "all_limits": RiskConfig(
+            max_order_quantity=10.0,
+            max_order_notional=1e6,
+            max_position=100.0,
+            price_band_pct=50.0,
+            max_orders_per_window=1_000_000,
+            max_open_orders=1000,
+            max_drawdown_pct=50.0,
+        ),
+    }
+    run(2000, RiskConfig())  # warm-up
+    results = {name: run(args.n, cfg) for name, cfg in configs.items()}
+    results_out = {"n": args.n, "python": sys.version.split()[0], **results}
+    if args.json:
+        sys.stdout.write(json.dumps(results_out, indent=2) + "\n")
+        return
+    sys.stdout.write(f"execution round trip (market order, submit + next bar fill), n={args.n}\n")
+    for name, figures in results.items():
+        sys.stdout.write(
+            f"  {name:<11} round trip {figures['round_trip_us']:6.2f} us   "
+            f"(submit {figures['submit_us']:5.2f} us, bar+fill {figures['bar_with_fill_us']:5.2f} us)\n"
+        )
+
+
+if __name__ == "__main__":
+    main()

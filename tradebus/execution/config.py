@@ -1,0 +1,62 @@
+"""Configuration of the simulated venue."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["VenueConfig"]
+
+
+class VenueConfig(BaseModel):
+    """How the simulated venue matches orders.
+
+    Parameters
+    ----------
+    maker_fee, taker_fee
+        Fee rates (fraction of notional, negative = rebate) overriding every instrument's own;
+        ``None`` uses the instrument's rates.
+    slippage_bps
+        Fixed adverse slippage applied to taker fills, in basis points. A slipped price is
+        clamped to what the data allowed: the bar's ``[low, high]`` (and the order's limit);
+        on trades and quotes the fill is at the printed price, so slippage cannot apply there.
+    latency_ns
+        Time from a decision to its arrival at the venue (submit, cancel and modify alike).
+        Nothing an order does at the venue happens before its arrival.
+    fill_on
+        Market data the venue matches against:
+
+        ``"bars"``
+            Each bar is walked along the path open -> low -> high -> close when
+            ``close >= open`` and open -> high -> low -> close otherwise. An action is handled
+            in the first bar whose ``ts_init`` is strictly after its arrival; it is taken to
+            arrive at that bar's open (so latency shorter than one bar costs nothing, a longer
+            one delays the order by whole bars).
+        ``"trades"``
+            An order fills at the first trade strictly after its arrival that crosses it.
+        ``"quotes"``
+            As trades, with buys crossing against the ask and sells against the bid (paper mode).
+    limit_fill
+        ``"touch"``: a resting limit fills when the price reaches it; ``"through"``: only when
+        the price trades beyond it (more conservative).
+    trade_size_limit
+        On trades and quotes, fill at most the printed size per event (partial fills); off,
+        an order fills completely at the first crossing event.
+    reduce_only_mode
+        What a reduce-only order whose quantity exceeds the position does at fill time:
+        ``"cap"`` fills only the position's size and cancels the rest; ``"reject"`` cancels it
+        without a fill. A reduce-only order that would not reduce at all (flat, or same side)
+        is rejected on arrival in both modes. A reduce-only order never flips a position.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    maker_fee: float | None = None
+    taker_fee: float | None = None
+    slippage_bps: float = Field(default=0.0, ge=0.0)
+    latency_ns: int = Field(default=0, ge=0)
+    fill_on: Literal["bars", "trades", "quotes"] = "bars"
+    limit_fill: Literal["touch", "through"] = "touch"
+    trade_size_limit: bool = False
+    reduce_only_mode: Literal["cap", "reject"] = "cap"

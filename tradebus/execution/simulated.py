@@ -1,0 +1,640 @@
+"""Simulated venue v1: a matching engine over bars, trades or quotes.
+
+Used unchanged by backtests (replayed data, simulated clock) and paper trading (live data,
+wall clock): it reads time only from the injected clock and the market data it is given.
+
+Arrival and latency
+    Every action (submit, cancel, modify) arrives at ``clock.now_ns() + latency_ns`` and is
+    handled by the first market event of its instrument whose ``ts_init`` is strictly after
+    the arrival, before that event is matched. Nothing fills before arrival. An order decided
+    while the kernel processes bar t (clock at t's close) is therefore matched from bar t+1 on.
+
+Bars (``fill_on="bars"``)
+    Arrival is taken to be the bar's open. The bar is walked along a path: open -> low ->
+    high -> close when ``close >= open`` ("up bar"), open -> high -> low -> close otherwise.
+    The position along that path decides which of several orders and triggers happen first
+    (ties keep arrival order; a trigger precedes the fill it causes).
+
+    * market: fills at the open (taker).
+    * limit: marketable at the open -> fills at the open (taker; a buy limit at or above the
+      open pays the open, not its limit). Resting -> fills at the limit price (maker) when the
+      path reaches it, or at the open if the bar *gaps* through it (a better price for the
+      trader: the book moved past the order before the bar traded).
+    * stop-market: triggers when the path reaches the trigger, at the trigger price, or at the
+      open on a gap; fills at that price (taker).
+    * stop-limit: triggers like a stop, then works as a limit from that point of the path:
+      marketable at the trigger price -> fills there (taker), else rests at its limit.
+
+Trades / quotes (``fill_on="trades" | "quotes"``)
+    An order fills at the first event strictly after its arrival that crosses it: a buy
+    crosses a trade price (or the ask) at or below its limit, a sell one at or above it (with
+    ``limit_fill="through"`` a resting limit needs a strictly better print). An order that was
+    marketable on arrival (against the last trade, or the ask/bid when quotes are known) fills
+    at the crossing event's price (taker); a resting limit fills at its limit price (maker).
+    Stops trigger on the first print at or beyond the trigger and fill at that print.
+
+Time in force
+    GTC rests until filled or canceled. IOC/FOK limits that are not marketable on arrival
+    expire on arrival; otherwise they fill what the first matching event allows and expire
+    the rest (FOK: all or nothing). For stops, IOC/FOK applies when they trigger.
+
+Post-only and reduce-only
+    A post-only order (limit or stop-limit) that would take liquidity on arrival is rejected.
+    A reduce-only order that would not reduce the venue-side position (flat, or same side) is
+    rejected on arrival; at fill time one larger than the position is capped to the position
+    (rest canceled) or canceled (``reduce_only_mode``); it never flips a position.
+
+Prices
+    Taker fills pay ``slippage_bps`` against the trader, rounded to the tick against the
+    trader, then clamped to what the data allowed (the bar's ``[low, high]``) and to the
+    order's limit. On trades/quotes the fill is at the printed price, so slippage is zero.
+    Fees are ``quantity * price * rate`` with the maker or taker rate of the instrument
+    (or the config's override).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from loguru import logger
+
+from tradebus.engine.clock import Clock
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import (
+    Bar,
+    Liquidity,
+    ModifyOrder,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderModified,
+    OrderRejected,
+    OrderStatus,
+    OrderTriggered,
+    OrderType,
+    Quote,
+    TimeInForce,
+    Trade,
+)
+from tradebus.execution.config import VenueConfig
+from tradebus.execution.orders import Order
+from tradebus.execution.venue import EventHandler, OrderStatusReport, Venue
+
+__all__ = ["SimulatedVenue"]
+
+_SUBMIT, _CANCEL, _MODIFY = 0, 1, 2
+_MAKER = Liquidity.MAKER
+_TAKER = Liquidity.TAKER
+_STOPS = frozenset({OrderType.STOP_MARKET, OrderType.STOP_LIMIT})
+_LIMITS = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT})
+_WORKING = frozenset({OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED})
+_NAN = math.nan
+
+
+class _SimOrder:
+    """The venue's own record of an order (independent of the order manager's)."""
+
+    __slots__ = (
+        "aggressive",
+        "buy",
+        "client_order_id",
+        "filled",
+        "fills",
+        "instrument_id",
+        "limit",
+        "order_type",
+        "post_only",
+        "quantity",
+        "reduce_only",
+        "seq",
+        "side",
+        "status",
+        "strategy_id",
+        "tif",
+        "trigger",
+        "triggered",
+        "ts_event",
+        "venue_order_id",
+    )
+
+    def __init__(self, order: Order, seq: int) -> None:
+        self.seq = seq
+        self.venue_order_id = f"SIM-{seq}"
+        self.client_order_id = order.client_order_id
+        self.strategy_id = order.strategy_id
+        self.instrument_id = order.instrument_id
+        self.side = order.side
+        self.buy = order.side > 0
+        self.order_type = order.order_type
+        self.quantity = order.quantity
+        self.limit = order.price
+        self.trigger = order.trigger_price
+        self.tif = order.tif
+        self.post_only = order.post_only
+        self.reduce_only = order.reduce_only
+        self.status = OrderStatus.SUBMITTED
+        self.filled = 0.0
+        self.triggered = False
+        self.aggressive = False
+        self.fills: list[OrderFilled] = []
+        self.ts_event = 0
+
+    @property
+    def leaves(self) -> float:
+        return self.quantity - self.filled
+
+
+class SimulatedVenue(Venue):
+    """Matching engine for backtests and paper trading (see the module docstring).
+
+    Parameters
+    ----------
+    clock
+        The run's clock; actions arrive at ``clock.now_ns() + config.latency_ns``.
+    instruments
+        ``instrument_id -> Instrument`` (tick size, fees).
+    config
+        :class:`VenueConfig`.
+    emit
+        Event handler (usually bound later by the execution engine).
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        instruments: dict[str, Instrument],
+        config: VenueConfig | None = None,
+        emit: EventHandler | None = None,
+    ) -> None:
+        super().__init__(emit)
+        self.clock = clock
+        self.instruments = instruments
+        self.config = config or VenueConfig()
+        cfg = self.config
+        self._latency = cfg.latency_ns
+        self._slip = cfg.slippage_bps * 1e-4
+        self._through = cfg.limit_fill == "through"
+        self._fill_on = cfg.fill_on
+        self._fees: dict[str, tuple[float, float]] = {
+            iid: (
+                inst.maker_fee if cfg.maker_fee is None else cfg.maker_fee,
+                inst.taker_fee if cfg.taker_fee is None else cfg.taker_fee,
+            )
+            for iid, inst in instruments.items()
+        }
+        self._pending: dict[str, deque[tuple[int, int, _SimOrder | Order, ModifyOrder | None]]] = {
+            iid: deque() for iid in instruments
+        }
+        self._working: dict[str, list[_SimOrder]] = {iid: [] for iid in instruments}
+        self._orders: dict[str, _SimOrder] = {}
+        self._positions: dict[str, float] = dict.fromkeys(instruments, 0.0)
+        self._last: dict[str, float] = dict.fromkeys(instruments, _NAN)
+        self._bid: dict[str, float] = dict.fromkeys(instruments, _NAN)
+        self._ask: dict[str, float] = dict.fromkeys(instruments, _NAN)
+        self._venue_ids = 0
+        self._trade_ids = 0
+
+    # ------------------------------------------------------------------ commands
+
+    def submit(self, order: Order) -> None:
+        """Queue a new order; it arrives after the latency and is accepted or rejected then."""
+        self._venue_ids += 1
+        sim = _SimOrder(order, self._venue_ids)
+        self._orders[order.client_order_id] = sim
+        self._queue(order.instrument_id, _SUBMIT, sim, None)
+
+    def cancel(self, order: Order) -> None:
+        """Queue a cancel; on arrival a working order is canceled (a closed one is left alone)."""
+        self._queue(order.instrument_id, _CANCEL, order, None)
+
+    def modify(self, order: Order, cmd: ModifyOrder) -> None:
+        """Queue a modification (NaN fields unchanged), applied on arrival if still working."""
+        self._queue(order.instrument_id, _MODIFY, order, cmd)
+
+    def query_order(self, order: Order) -> OrderStatusReport | None:
+        """The venue's view of ``order`` (``None`` if it never reached the venue)."""
+        sim = self._orders.get(order.client_order_id)
+        if sim is None:
+            return None
+        return OrderStatusReport(
+            sim.client_order_id, sim.venue_order_id, sim.status, sim.filled, sim.ts_event, tuple(sim.fills)
+        )
+
+    def position(self, instrument_id: str) -> float:
+        """The venue's net position of an instrument (from its own fills)."""
+        return self._positions.get(instrument_id, 0.0)
+
+    def _queue(self, iid: str, action: int, target: _SimOrder | Order, cmd: ModifyOrder | None) -> None:
+        pending = self._pending.get(iid)
+        if pending is None:
+            # Unknown instrument: answered at once; there is no data stream to wait for.
+            if action == _SUBMIT:
+                assert isinstance(target, _SimOrder)
+                now = self.clock.now_ns()
+                self._reject(target, f"unknown instrument {iid!r}", now)
+            else:
+                logger.warning("venue: {} for unknown instrument {!r} ignored", "cancel/modify", iid)
+            return
+        pending.append((self.clock.now_ns() + self._latency, action, target, cmd))
+
+    # --------------------------------------------------------------- market data
+
+    def on_bar(self, bar: Bar) -> None:
+        """Handle arrivals, then match working orders along the bar's path."""
+        if self._fill_on != "bars":
+            return
+        iid = bar.instrument_id
+        pending = self._pending.get(iid)
+        if pending is None:
+            return
+        if pending and pending[0][0] < bar.ts_init:
+            self._arrive(iid, pending, bar.ts_init, bar.open, bar.open)
+        working = self._working[iid]
+        if working:
+            self._match_bar(iid, bar, working)
+        self._last[iid] = bar.close
+
+    def on_trade(self, trade: Trade) -> None:
+        """Handle arrivals, then match working orders against the trade's price."""
+        iid = trade.instrument_id
+        if iid not in self._last:
+            return
+        if self._fill_on == "trades":
+            pending = self._pending[iid]
+            if pending and pending[0][0] < trade.ts_init:
+                ref_buy = self._ask[iid] if self._ask[iid] == self._ask[iid] else self._last[iid]
+                ref_sell = self._bid[iid] if self._bid[iid] == self._bid[iid] else self._last[iid]
+                self._arrive(iid, pending, trade.ts_init, ref_buy, ref_sell)
+            working = self._working[iid]
+            if working:
+                px, size = trade.price, trade.size
+                self._match_tick(iid, working, px, size, px, size, trade.ts_event)
+        self._last[iid] = trade.price
+
+    def on_quote(self, quote: Quote) -> None:
+        """Record best bid/ask; in quote mode handle arrivals and match against them."""
+        iid = quote.instrument_id
+        if iid not in self._last:
+            return
+        if self._fill_on == "quotes":
+            pending = self._pending[iid]
+            if pending and pending[0][0] < quote.ts_init:
+                self._arrive(iid, pending, quote.ts_init, self._ask[iid], self._bid[iid])
+            working = self._working[iid]
+            if working:
+                self._match_tick(
+                    iid, working, quote.ask_price, quote.ask_size, quote.bid_price, quote.bid_size, quote.ts_event
+                )
+        self._bid[iid] = quote.bid_price
+        self._ask[iid] = quote.ask_price
+
+    # ------------------------------------------------------------------ arrivals
+
+    def _arrive(
+        self,
+        iid: str,
+        pending: deque[tuple[int, int, _SimOrder | Order, ModifyOrder | None]],
+        ts: int,
+        ref_buy: float,
+        ref_sell: float,
+    ) -> None:
+        """Handle every queued action that arrived before ``ts`` (in arrival order)."""
+        while pending and pending[0][0] < ts:
+            arrival, action, target, cmd = pending.popleft()
+            if action == _SUBMIT:
+                assert isinstance(target, _SimOrder)
+                self._accept(iid, target, arrival, ref_buy if target.buy else ref_sell)
+            elif action == _CANCEL:
+                sim = self._orders.get(target.client_order_id)
+                if sim is None or sim.status not in _WORKING:
+                    logger.info("venue: cancel of {} ignored: not working", target.client_order_id)
+                    continue
+                self._close(sim, OrderStatus.CANCELED, "canceled", arrival)
+            else:
+                assert cmd is not None
+                self._apply_modify(target.client_order_id, cmd, arrival, ref_buy, ref_sell)
+
+    def _accept(self, iid: str, sim: _SimOrder, arrival: int, ref: float) -> None:
+        reason = self._arrival_check(iid, sim, ref)
+        if reason:
+            self._reject(sim, reason, arrival)
+            return
+        sim.status = OrderStatus.ACCEPTED
+        sim.ts_event = arrival
+        self.emit(
+            OrderAccepted(
+                sim.strategy_id, iid, sim.client_order_id, sim.venue_order_id, arrival, self.clock.now_ns()
+            )
+        )
+        typ = sim.order_type
+        if typ == OrderType.LIMIT:
+            # With no reference price the order is treated as marketable (fills at the next print).
+            sim.aggressive = ref != ref or (ref <= sim.limit if sim.buy else ref >= sim.limit)
+            if sim.tif != TimeInForce.GTC and not sim.aggressive:
+                self._close(sim, OrderStatus.EXPIRED, f"{sim.tif}: not marketable on arrival", arrival)
+                return
+        elif typ == OrderType.MARKET:
+            sim.aggressive = True
+        self._working[iid].append(sim)
+
+    def _arrival_check(self, iid: str, sim: _SimOrder, ref: float) -> str:
+        typ = sim.order_type
+        if typ in _LIMITS and not (sim.limit > 0.0 and math.isfinite(sim.limit)):
+            return f"{typ} needs a positive limit price, got {sim.limit!r}"
+        if typ in _STOPS and not (sim.trigger > 0.0 and math.isfinite(sim.trigger)):
+            return f"{typ} needs a positive trigger price, got {sim.trigger!r}"
+        if not (sim.quantity > 0.0 and math.isfinite(sim.quantity)):
+            return f"quantity {sim.quantity!r} must be > 0"
+        if sim.post_only:
+            if typ not in _LIMITS:
+                return f"post_only: not allowed on {typ} orders"
+            if typ == OrderType.LIMIT and ref == ref and (ref <= sim.limit if sim.buy else ref >= sim.limit):
+                return f"post_only: limit {sim.limit} would take liquidity at {ref}"
+        if sim.reduce_only:
+            pos = self._positions[iid]
+            if pos == 0.0 or (pos > 0.0) == sim.buy:
+                return f"reduce_only: {sim.side.name} would not reduce position {pos}"
+        return ""
+
+    def _apply_modify(self, coid: str, cmd: ModifyOrder, arrival: int, ref_buy: float, ref_sell: float) -> None:
+        sim = self._orders.get(coid)
+        if sim is None or sim.status not in _WORKING:
+            logger.warning("venue: modify of {} ignored: not working", coid)
+            return
+        qty = sim.quantity if cmd.quantity != cmd.quantity else cmd.quantity
+        limit = sim.limit if cmd.price != cmd.price else cmd.price
+        trigger = sim.trigger if cmd.trigger_price != cmd.trigger_price else cmd.trigger_price
+        if qty <= sim.filled:
+            logger.warning("venue: modify of {} ignored: quantity {} <= filled {}", coid, qty, sim.filled)
+            return
+        if sim.order_type in _LIMITS and not (limit > 0.0 and math.isfinite(limit)):
+            logger.warning("venue: modify of {} ignored: bad limit {!r}", coid, limit)
+            return
+        if sim.order_type in _STOPS and not (trigger > 0.0 and math.isfinite(trigger)):
+            logger.warning("venue: modify of {} ignored: bad trigger {!r}", coid, trigger)
+            return
+        sim.quantity, sim.limit, sim.trigger = qty, limit, trigger
+        if sim.order_type == OrderType.LIMIT or sim.triggered:
+            ref = ref_buy if sim.buy else ref_sell
+            sim.aggressive = ref == ref and (ref <= limit if sim.buy else ref >= limit)
+        sim.ts_event = arrival
+        self.emit(
+            OrderModified(
+                sim.strategy_id,
+                sim.instrument_id,
+                coid,
+                qty,
+                sim.limit,
+                sim.trigger,
+                arrival,
+                self.clock.now_ns(),
+            )
+        )
+
+    # ------------------------------------------------------------------ matching
+
+    def _match_bar(self, iid: str, bar: Bar, working: list[_SimOrder]) -> None:
+        o, h, lo, c = bar.open, bar.high, bar.low, bar.close
+        path = (o, lo, h, c) if c >= o else (o, h, lo, c)
+        ts = bar.ts_event
+        if len(working) == 1:
+            plans = self._plan_bar(working[0], path)
+        else:
+            plans = []
+            for sim in working:
+                plans.extend(self._plan_bar(sim, path))
+            plans.sort(key=_plan_key)
+        for pos, seq, kind, sim, px, liq in plans:
+            if sim.status not in _WORKING:
+                continue
+            if kind == 0:
+                sim.triggered = True
+                sim.status = OrderStatus.TRIGGERED
+                sim.ts_event = ts
+                self.emit(
+                    OrderTriggered(sim.strategy_id, iid, sim.client_order_id, ts, self.clock.now_ns())
+                )
+            elif kind == 1:
+                if liq is _TAKER and self._slip:
+                    px = self._slipped(iid, sim, px, lo, h)
+                self._fill(iid, sim, sim.leaves, px, liq, ts)
+            else:
+                self._close(sim, OrderStatus.EXPIRED, f"{sim.tif}: not marketable when triggered", ts)
+        for sim in working:
+            if sim.order_type == OrderType.LIMIT or sim.triggered:
+                sim.aggressive = False
+        self._prune(iid)
+
+    def _plan_bar(
+        self, sim: _SimOrder, path: tuple[float, float, float, float]
+    ) -> list[tuple[float, int, int, _SimOrder, float, Liquidity | None]]:
+        """Events of one order along the bar path: (position, 0 trigger | 1 fill | 2 expire, price)."""
+        buy = sim.buy
+        seq = sim.seq
+        typ = sim.order_type
+        if typ == OrderType.MARKET:
+            return [(0.0, seq, 1, sim, path[0], _TAKER)]
+        plans: list[tuple[float, int, int, _SimOrder, float, Liquidity | None]] = []
+        start = 0.0
+        aggressive = sim.aggressive
+        if typ in _STOPS and not sim.triggered:
+            r = _reach(path, 0.0, sim.trigger, buy, False)
+            if r is None:
+                return plans
+            px = path[0] if r == 0.0 else sim.trigger
+            plans.append((r, seq, 0, sim, px, None))
+            if typ == OrderType.STOP_MARKET:
+                plans.append((r, seq, 1, sim, px, _TAKER))
+                return plans
+            if (px <= sim.limit) if buy else (px >= sim.limit):
+                plans.append((r, seq, 1, sim, px, _TAKER))
+                return plans
+            if sim.tif != TimeInForce.GTC:
+                plans.append((r, seq, 2, sim, px, None))
+                return plans
+            start = r
+            aggressive = False
+        if aggressive:
+            plans.append((0.0, seq, 1, sim, path[0], _TAKER))
+            return plans
+        r = _reach(path, start, sim.limit, not buy, self._through)
+        if r is not None:
+            plans.append((r, seq, 1, sim, path[0] if r == 0.0 else sim.limit, _MAKER))
+        return plans
+
+    def _match_tick(
+        self,
+        iid: str,
+        working: list[_SimOrder],
+        buy_px: float,
+        buy_size: float,
+        sell_px: float,
+        sell_size: float,
+        ts: int,
+    ) -> None:
+        limit_size = self.config.trade_size_limit
+        avail_buy = buy_size if limit_size else math.inf
+        avail_sell = sell_size if limit_size else math.inf
+        through = self._through
+        for sim in list(working):
+            if sim.status not in _WORKING:
+                continue
+            buy = sim.buy
+            px = buy_px if buy else sell_px
+            if not (px > 0.0):
+                continue
+            typ = sim.order_type
+            if typ in _STOPS and not sim.triggered:
+                if not (px >= sim.trigger if buy else px <= sim.trigger):
+                    continue
+                sim.triggered = True
+                sim.aggressive = True
+                sim.status = OrderStatus.TRIGGERED
+                sim.ts_event = ts
+                self.emit(OrderTriggered(sim.strategy_id, iid, sim.client_order_id, ts, self.clock.now_ns()))
+            if typ == OrderType.MARKET or typ == OrderType.STOP_MARKET:
+                liq, fill_px = _TAKER, px
+            elif sim.aggressive:
+                if px <= sim.limit if buy else px >= sim.limit:
+                    liq, fill_px = _TAKER, px
+                elif sim.tif != TimeInForce.GTC:
+                    self._close(sim, OrderStatus.EXPIRED, f"{sim.tif}: not marketable", ts)
+                    continue
+                else:
+                    sim.aggressive = False
+                    continue
+            elif (
+                (px < sim.limit if through else px <= sim.limit)
+                if buy
+                else (px > sim.limit if through else px >= sim.limit)
+            ):
+                liq, fill_px = _MAKER, sim.limit
+            else:
+                continue
+            avail = avail_buy if buy else avail_sell
+            qty = min(sim.leaves, avail)
+            if sim.tif == TimeInForce.FOK and qty < sim.leaves:
+                self._close(sim, OrderStatus.EXPIRED, f"FOK: only {avail} available of {sim.leaves}", ts)
+                continue
+            if qty <= 0.0:
+                continue
+            filled = self._fill(iid, sim, qty, fill_px, liq, ts)
+            if buy:
+                avail_buy -= filled
+            else:
+                avail_sell -= filled
+            if sim.status in _WORKING:
+                if sim.tif != TimeInForce.GTC:
+                    self._close(sim, OrderStatus.EXPIRED, f"{sim.tif}: remainder {sim.leaves} expired", ts)
+                elif liq is _TAKER and typ != OrderType.MARKET and typ != OrderType.STOP_MARKET:
+                    sim.aggressive = False
+        self._prune(iid)
+
+    # ------------------------------------------------------------------- helpers
+
+    def _slipped(self, iid: str, sim: _SimOrder, px: float, low: float, high: float) -> float:
+        tick = self.instruments[iid].tick_size
+        if sim.buy:
+            px = math.ceil(px * (1.0 + self._slip) / tick - 1e-9) * tick
+            px = min(px, high)
+            if sim.order_type in _LIMITS:
+                px = min(px, sim.limit)
+        else:
+            px = math.floor(px * (1.0 - self._slip) / tick + 1e-9) * tick
+            px = max(px, low)
+            if sim.order_type in _LIMITS:
+                px = max(px, sim.limit)
+        return px
+
+    def _fill(self, iid: str, sim: _SimOrder, qty: float, px: float, liq: Liquidity, ts: int) -> float:
+        """Fill up to ``qty`` (reduce-only capped); return the quantity filled."""
+        pos = self._positions[iid]
+        if sim.reduce_only:
+            room = abs(pos) if (pos > 0.0) != sim.buy and pos != 0.0 else 0.0
+            if room <= 0.0 or (qty > room and self.config.reduce_only_mode == "reject"):
+                self._close(sim, OrderStatus.CANCELED, f"reduce_only: position {pos} leaves no room", ts)
+                return 0.0
+            if qty > room:
+                if sim.tif == TimeInForce.FOK:
+                    self._close(sim, OrderStatus.EXPIRED, f"FOK reduce_only: position {pos} < {qty}", ts)
+                    return 0.0
+                qty = room
+        maker, taker = self._fees[iid]
+        fee = qty * px * (maker if liq is _MAKER else taker)
+        self._trade_ids += 1
+        sim.filled += qty
+        self._positions[iid] = pos + qty if sim.buy else pos - qty
+        fill = OrderFilled(
+            sim.strategy_id,
+            iid,
+            sim.client_order_id,
+            sim.venue_order_id,
+            f"SIM-T{self._trade_ids}",
+            sim.side,
+            qty,
+            px,
+            fee,
+            liq,
+            ts,
+            self.clock.now_ns(),
+        )
+        sim.fills.append(fill)
+        sim.ts_event = ts
+        done = sim.filled >= sim.quantity * (1.0 - 1e-9)
+        sim.status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
+        self.emit(fill)
+        if not done and sim.reduce_only and abs(self._positions[iid]) <= 1e-12:
+            self._close(sim, OrderStatus.CANCELED, "reduce_only: capped at the position size", ts)
+        return qty
+
+    def _close(self, sim: _SimOrder, status: OrderStatus, reason: str, ts: int) -> None:
+        sim.status = status
+        sim.ts_event = ts
+        now = self.clock.now_ns()
+        if status == OrderStatus.CANCELED:
+            self.emit(OrderCanceled(sim.strategy_id, sim.instrument_id, sim.client_order_id, reason, ts, now))
+        else:
+            self.emit(OrderExpired(sim.strategy_id, sim.instrument_id, sim.client_order_id, reason, ts, now))
+
+    def _reject(self, sim: _SimOrder, reason: str, ts: int) -> None:
+        sim.status = OrderStatus.REJECTED
+        sim.ts_event = ts
+        logger.info("venue: order {} rejected: {}", sim.client_order_id, reason)
+        self.emit(
+            OrderRejected(sim.strategy_id, sim.instrument_id, sim.client_order_id, reason, ts, self.clock.now_ns())
+        )
+
+    def _prune(self, iid: str) -> None:
+        working = self._working[iid]
+        if any(sim.status not in _WORKING for sim in working):
+            self._working[iid] = [sim for sim in working if sim.status in _WORKING]
+
+
+def _plan_key(plan: tuple[float, int, int, _SimOrder, float, Liquidity | None]) -> tuple[float, int, int]:
+    return plan[0], plan[1], plan[2]
+
+
+def _price_at(path: tuple[float, float, float, float], pos: float) -> float:
+    k = min(int(pos), 2)
+    return path[k] + (pos - k) * (path[k + 1] - path[k])
+
+
+def _reach(path: tuple[float, float, float, float], start: float, level: float, up: bool, strict: bool) -> float | None:
+    """First position >= ``start`` on the bar path where the price is at/above (``up``) or
+    at/below ``level`` (beyond it when ``strict``); ``None`` if the rest of the path never gets there.
+    Positions run from 0 (open) to 3 (close), one unit per leg.
+    """
+    x = _price_at(path, start)
+    if (x > level if strict else x >= level) if up else (x < level if strict else x <= level):
+        return start
+    for k in range(min(int(start), 3), 3):
+        a = start if start > k else float(k)
+        xa = _price_at(path, a)
+        y = path[k + 1]
+        if (y > level if strict else y >= level) if up else (y < level if strict else y <= level):
+            frac = (level - xa) / (y - xa) if y != xa else 1.0
+            frac = 0.0 if frac < 0.0 else 1.0 if frac > 1.0 else frac
+            return a + frac * (k + 1 - a)
+    return None

@@ -1,0 +1,101 @@
+"""The venue interface shared by the simulated venue and live venues.
+
+A venue receives orders from the :class:`~tradebus.execution.engine.ExecutionEngine` and
+answers with order events (``OrderAccepted``, ``OrderRejected``, ``OrderTriggered``,
+``OrderModified``, ``OrderFilled``, ``OrderCanceled``, ``OrderExpired``, and
+``OrderTimedOut`` when a request got no answer in time) through the event handler bound with
+:meth:`Venue.bind`. Events may be emitted synchronously from any method or later (a live
+venue emits them from its user-stream task on the event loop's thread).
+
+Nothing here assumes where time comes from: a venue reads the injected clock only.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from tradebus.engine.messages import Bar, ModifyOrder, OrderFilled, OrderStatus, Quote, Trade
+from tradebus.execution.orders import Order
+from tradebus.errors import VenueError
+
+__all__ = ["EventHandler", "OrderStatusReport", "Venue"]
+
+EventHandler = Callable[[Any], None]
+
+
+class OrderStatusReport(msgspec.Struct, frozen=True, gc=False):
+    """What a venue knows about one order, answered by :meth:`Venue.query_order`.
+
+    ``fills`` lists every fill of the order the venue knows of (the order manager ignores
+    the ones it already booked, by ``trade_id``).
+    """
+
+    client_order_id: str
+    venue_order_id: str
+    status: OrderStatus
+    filled_qty: float
+    ts_event: int
+    fills: tuple[OrderFilled, ...] = ()
+    reason: str = ""
+
+
+class Venue(ABC):
+    """Where orders are worked: the simulated matching engine or an exchange.
+
+    Parameters
+    ----------
+    emit
+        Handler of the events the venue produces; usually bound later by the execution
+        engine with :meth:`bind`.
+    """
+
+    def __init__(self, emit: EventHandler | None = None) -> None:
+        self._emit = emit
+
+    def bind(self, emit: EventHandler) -> None:
+        """Send every event this venue produces to ``emit``."""
+        self._emit = emit
+
+    def emit(self, event: Any) -> None:
+        """Hand one event to the bound handler.
+
+        Raises
+        ------
+        VenueError
+            If no handler was bound (events must never be dropped).
+        """
+        if self._emit is None:
+            raise VenueError(f"{type(self).__name__}: no event handler bound; call bind() first")
+        self._emit(event)
+
+    @abstractmethod
+    def submit(self, order: Order) -> None:
+        """Send a new order (already SUBMITTED in the order manager)."""
+
+    @abstractmethod
+    def cancel(self, order: Order) -> None:
+        """Ask to cancel a working order."""
+
+    @abstractmethod
+    def modify(self, order: Order, cmd: ModifyOrder) -> None:
+        """Ask to change a working order's quantity, price or trigger (NaN fields unchanged)."""
+
+    @abstractmethod
+    def query_order(self, order: Order) -> OrderStatusReport | None:
+        """What the venue knows of ``order`` now; ``None`` if the venue has no such order.
+
+        Used to resolve an order in the UNKNOWN state after a timed-out request.
+        """
+
+    def on_bar(self, bar: Bar) -> None:  # noqa: B027 - optional hook, no-op for live venues
+        """Market data hook: match working orders against a bar (no-op unless simulated)."""
+
+    def on_trade(self, trade: Trade) -> None:  # noqa: B027
+        """Market data hook: match working orders against a trade (no-op unless simulated)."""
+
+    def on_quote(self, quote: Quote) -> None:  # noqa: B027
+        """Market data hook: match working orders against a quote (no-op unless simulated)."""

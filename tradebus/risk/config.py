@@ -1,0 +1,48 @@
+"""Configuration of the pre-trade risk gate."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["RiskConfig"]
+
+
+class RiskConfig(BaseModel):
+    """Limits checked on every order; every limit is optional (``None`` = off).
+
+    Parameters
+    ----------
+    max_order_quantity
+        Largest quantity of one order.
+    max_order_notional
+        Largest ``quantity * price`` of one order (price: the limit, else the trigger, else the
+        last price).
+    max_position
+        Largest absolute position per instrument *after* the order would fill completely.
+    price_band_pct
+        Largest distance, in percent, of a limit or trigger price from the last price.
+    max_orders_per_window, order_rate_window_ns
+        At most ``max_orders_per_window`` orders may pass the gate within any sliding window
+        of ``order_rate_window_ns`` nanoseconds (default one second) on the run's clock.
+    max_open_orders
+        Largest number of open orders (a new order is denied when this many are open).
+    max_drawdown_pct
+        Equity drawdown from its peak, in percent, at which the breaker trips (evaluated on
+        every mark).
+    drawdown_action
+        Trading state the breaker moves to: ``"halt"`` (HALTED) or ``"reduce"`` (REDUCING).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_order_quantity: float | None = Field(default=None, gt=0)
+    max_order_notional: float | None = Field(default=None, gt=0)
+    max_position: float | None = Field(default=None, ge=0)
+    price_band_pct: float | None = Field(default=None, gt=0)
+    max_orders_per_window: int | None = Field(default=None, gt=0)
+    order_rate_window_ns: int = Field(default=1_000_000_000, gt=0)
+    max_open_orders: int | None = Field(default=None, ge=0)
+    max_drawdown_pct: float | None = Field(default=None, gt=0, le=100)
+    drawdown_action: Literal["halt", "reduce"] = "halt"
