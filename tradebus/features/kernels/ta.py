@@ -656,7 +656,7 @@ _RV_RING = 3
 def realized_vol_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """Rolling realised volatility of log returns.
 
-    ``r_t = log(x_t / x_{t-1})``, ``rv = sqrt(sum(r**2))`` over the last ``window``
+    ``r_t = log(x_t) - log(x_{t-1})``, ``rv = sqrt(sum(r**2))`` over the last ``window``
     returns; with ``periods_per_year > 0`` it is annualised as
     ``sqrt(sum(r**2) * periods_per_year / window)`` (mean square return scaled to a
     year; e.g. 2190 for 4h bars over 365 days).
@@ -669,18 +669,19 @@ def realized_vol_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out:
     event does not break the return chain: the next return is taken from the last
     valid price.
 
-    State: ``[ready, has_prev, prev, ring(r**2)]``. Params: ``[window, periods_per_year]``.
+    State: ``[ready, has_prev, log(prev), ring(r**2)]``. Params: ``[window, periods_per_year]``.
     """
     v = x[0]
     w = int(params[0])
     if math.isfinite(v) and v > 0.0:
+        log_v = math.log(v)
         if state[1] != 0.0:
-            r = math.log(v / state[2])
+            r = log_v - state[2]
             _ring_push(state, _RV_RING, w, r * r)
             if _ring_full(state, _RV_RING, w):
                 state[0] = 1.0
         state[1] = 1.0
-        state[2] = v
+        state[2] = log_v
     if state[0] == 0.0:
         out[0] = _NAN
         return
