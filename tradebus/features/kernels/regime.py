@@ -419,7 +419,9 @@ def _hmm_normalize(kwargs: dict[str, Any]) -> dict[str, float]:
 
     def vector(name: str, values: Any, prefix: str) -> list[float]:
         if values is None:
-            return [_as_float("hmm", f"{prefix}{j}", kw.pop(f"{prefix}{j}", math.nan)) for j in range(K)]
+            if not all(f"{prefix}{j}" in kw for j in range(K)):
+                raise FeatureError(f"feature 'hmm': {name} missing; give {name}=[...] or {prefix}0..{prefix}{K - 1}")
+            return [_as_float("hmm", f"{prefix}{j}", kw.pop(f"{prefix}{j}")) for j in range(K)]
         if not _is_seq(values) or len(values) != K:
             raise FeatureError(f"feature 'hmm': {name} must be a list of {K} numbers, got {values!r}")
         return [_as_float("hmm", f"{name}[{j}]", v) for j, v in enumerate(values)]
@@ -439,7 +441,9 @@ def _hmm_normalize(kwargs: dict[str, Any]) -> dict[str, float]:
                 raise FeatureError(f"feature 'hmm': transition row {i} must have {K} entries, got {row!r}")
             rows.append([_as_float("hmm", f"transition[{i}][{j}]", v) for j, v in enumerate(row)])
     else:
-        rows = [[_as_float("hmm", f"a{i}{j}", kw.pop(f"a{i}{j}", math.nan)) for j in range(K)] for i in range(K)]
+        if not all(f"a{i}{j}" in kw for i in range(K) for j in range(K)):
+            raise FeatureError(f"feature 'hmm': transition missing; give transition=[[...]] ({K}x{K}) or a00..a{K - 1}{K - 1}")
+        rows = [[_as_float("hmm", f"a{i}{j}", kw.pop(f"a{i}{j}")) for j in range(K)] for i in range(K)]
     for name, vals in (("means", mu), ("stds", sd), ("init", pi)):
         for j, v in enumerate(vals):
             if not math.isfinite(v):
