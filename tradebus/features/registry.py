@@ -98,6 +98,9 @@ class FeatureKind:
     normalize
         Optional hook mapping user keywords to the declared ones before validation
         (e.g. EWM ``halflife``/``alpha`` → ``span``); returns the keyword dict.
+    warmup
+        Optional: for packed ``params``, the number of clean (non-NaN) events after
+        which the kernel sets its ready flag. Tests use it to check warm-up exactly.
     """
 
     name: str
@@ -108,6 +111,7 @@ class FeatureKind:
     state_size: Callable[[np.ndarray], int]
     step: Callable[..., None]
     normalize: Callable[[dict[str, float]], dict[str, float]] | None = field(default=None)
+    warmup: Callable[[np.ndarray], int] | None = field(default=None)
 
     def pack(self, kwargs: dict[str, float]) -> np.ndarray:
         """Validate keyword parameters and pack them as a float64 array in declared order."""
@@ -140,8 +144,14 @@ def register(*kinds: FeatureKind) -> None:
         _IDS[kind.kind_id] = kind.name
 
 
+def _load_kernels() -> None:
+    """Import every kernel module so that their kinds are registered."""
+    import tradebus.features.kernels  # noqa: F401  (registers KINDS of every group on import)
+
+
 def get_kind(name: str) -> FeatureKind:
     """Look up a registered kind by name, or raise :class:`FeatureError` listing the known ones."""
+    _load_kernels()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -150,4 +160,5 @@ def get_kind(name: str) -> FeatureKind:
 
 def all_kinds() -> tuple[FeatureKind, ...]:
     """Every registered kind, ordered by id."""
+    _load_kernels()
     return tuple(sorted(_REGISTRY.values(), key=lambda k: k.kind_id))

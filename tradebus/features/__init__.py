@@ -1,0 +1,73 @@
+"""Feature steppers: Numba incremental features, the feature bank and batch runners.
+
+Importing this package points Numba's on-disk cache at a project-owned
+directory before any kernel is compiled (see :func:`cache_dir`): unless the user
+set ``NUMBA_CACHE_DIR``, it is ``<repo>/.cache/numba`` in a source checkout and
+``~/.cache/tradebus/numba`` otherwise. Either way the cache lives in a
+sub-directory named after a short hash of every ``tradebus/features/**/*.py``
+source, because Numba only checks the file that defines a cached function: a
+driver cached in one file would otherwise keep a stale copy of a kernel edited in
+another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_CACHE_PREFIX = "features-"
+
+
+def _sources_hash() -> str:
+    """Short hash of the contents and relative paths of every feature source file."""
+    digest = hashlib.blake2b(digest_size=6)
+    for path in sorted(_PACKAGE_DIR.rglob("*.py")):
+        digest.update(path.relative_to(_PACKAGE_DIR).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _default_base() -> Path:
+    repo = _PACKAGE_DIR.parent.parent
+    if (repo / "pyproject.toml").is_file() and os.access(repo, os.W_OK):
+        return repo / ".cache" / "numba"
+    return Path.home() / ".cache" / "tradebus" / "numba"
+
+
+def _configure_cache() -> Path:
+    """Set ``NUMBA_CACHE_DIR`` (environment and Numba's live config) to the keyed directory."""
+    name = _CACHE_PREFIX + _sources_hash()
+    user = os.environ.get("NUMBA_CACHE_DIR")
+    if user and Path(user).name == name:
+        target = Path(user)  # inherited from a parent process that already keyed it
+    else:
+        target = (Path(user) if user else _default_base()) / name
+    os.environ["NUMBA_CACHE_DIR"] = str(target)
+    from numba.core import config as numba_config
+
+    numba_config.CACHE_DIR = str(target)
+    return target
+
+
+_CACHE_DIR = _configure_cache()
+
+
+def cache_dir() -> Path:
+    """The Numba cache directory used by the feature kernels of this process."""
+    return _CACHE_DIR
+
+
+from tradebus.features.registry import FeatureKind, Param, all_kinds, get_kind, register  # noqa: E402
+
+__all__ = [
+    "FeatureKind",
+    "Param",
+    "all_kinds",
+    "cache_dir",
+    "get_kind",
+    "register",
+]

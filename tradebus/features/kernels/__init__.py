@@ -1,0 +1,86 @@
+"""Numba step kernels, one module per group of features, and the all-group drivers.
+
+Importing this package imports every group module (``core``, ``ta``, ``stats``,
+``regime``, ``flow``, ``book``), registers their ``KINDS`` and checks that each
+kind id lies in its module's range. :func:`dispatch` routes a kind id to its
+group's dispatcher; the single-feature drivers :func:`step`, :func:`step1` and
+:func:`run` all go through it, and so does the feature bank, so a live update
+and a batch run execute the same compiled step kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from tradebus.errors import FeatureError
+from tradebus.features.kernels import book, core, flow, regime, stats, ta
+from tradebus.features.registry import register
+
+__all__ = ["GROUPS", "dispatch", "run", "step", "step1"]
+
+#: (module, first id, last id) of every kernel group.
+GROUPS = ((core, 1, 99), (ta, 100, 199), (stats, 200, 299), (regime, 300, 399), (flow, 400, 499), (book, 500, 599))
+
+
+def _register_groups() -> None:
+    for module, low, high in GROUPS:
+        for kind in module.KINDS:
+            if not low <= kind.kind_id <= high:
+                raise FeatureError(
+                    f"feature kind {kind.name!r} of {module.__name__} has id {kind.kind_id}, outside {low}-{high}"
+                )
+        register(*module.KINDS)
+
+
+_register_groups()
+
+_core_dispatch = core.dispatch
+_ta_dispatch = ta.dispatch
+_stats_dispatch = stats.dispatch
+_regime_dispatch = regime.dispatch
+_flow_dispatch = flow.dispatch
+_book_dispatch = book.dispatch
+
+
+@njit(cache=True)
+def dispatch(kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    """Call the step kernel of ``kind_id`` through its group's dispatcher (by id range)."""
+    if kind_id < 100:
+        _core_dispatch(kind_id, state, params, x, out)
+    elif kind_id < 200:
+        _ta_dispatch(kind_id, state, params, x, out)
+    elif kind_id < 300:
+        _stats_dispatch(kind_id, state, params, x, out)
+    elif kind_id < 400:
+        _regime_dispatch(kind_id, state, params, x, out)
+    elif kind_id < 500:
+        _flow_dispatch(kind_id, state, params, x, out)
+    else:
+        _book_dispatch(kind_id, state, params, x, out)
+
+
+@njit(cache=True)
+def step(kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    """One event of one feature: ``x`` already holds the inputs, ``out`` receives the outputs."""
+    dispatch(kind_id, state, params, x, out)
+
+
+@njit(cache=True)
+def step1(kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray, x0: float) -> float:
+    """One event of a single-input feature given as a scalar; returns the first output."""
+    x[0] = x0
+    dispatch(kind_id, state, params, x, out)
+    return out[0]
+
+
+@njit(cache=True)
+def run(
+    kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray, inputs: np.ndarray, result: np.ndarray
+) -> None:
+    """Feed every row of ``inputs`` (n, n_inputs) in order; row ``i`` of ``result`` gets the outputs."""
+    n_in = inputs.shape[1]
+    for i in range(inputs.shape[0]):
+        for j in range(n_in):
+            x[j] = inputs[i, j]
+        dispatch(kind_id, state, params, x, result[i])
