@@ -208,6 +208,11 @@ class _Frame:
         return DataError(f"{self.name} row {self.row(index)}: {message}")
 
 
+def _v(value: object) -> str:
+    """Format a cell value for an error message (numpy scalars as plain Python values)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -332,7 +337,7 @@ def _to_float(frame: _Frame, array: pa.Array, field: str) -> np.ndarray:
         except pa.ArrowInvalid:
             text = trimmed.to_pylist()
             index = next(i for i, t in enumerate(text) if not _is_number(t))
-            raise frame.error(index, f"{field} {text[index]!r} is not a number") from None
+            raise frame.error(index, f"{field} {_v(text[index])} is not a number") from None
     elif not (pa.types.is_floating(array.type) or pa.types.is_integer(array.type) or pa.types.is_decimal(array.type)):
         raise DataError(f"{frame.name}: column {field} has type {array.type}, expected numbers")
     if array.null_count:
@@ -345,7 +350,7 @@ def _check_plausible(frame: _Frame, ns: np.ndarray, field: str, unit: str, raw: 
     bad = np.flatnonzero((ns < TS_MIN_NS) | (ns >= TS_MAX_NS))
     if bad.size:
         i = int(bad[0])
-        raise frame.error(i, f"{field} {raw(i)!r} is not a plausible time as {unit} (expected years 2000..2100)")
+        raise frame.error(i, f"{field} {_v(raw(i))} is not a plausible time as {unit} (expected years 2000..2100)")
 
 
 def _iso_to_ns(frame: _Frame, text: pa.Array, field: str) -> np.ndarray:
@@ -411,7 +416,7 @@ def to_ns(frame_name: str, array: pa.Array, field: str, ts_unit: TsUnit = "auto"
                 if ts_unit != "auto":
                     values = text.to_pylist()
                     index = next(i for i, t in enumerate(values) if not _is_number(t))
-                    raise frame.error(index, f"{field} {values[index]!r} is not a number (ts_unit={ts_unit!r})") from None
+                    raise frame.error(index, f"{field} {_v(values[index])} is not a number (ts_unit={ts_unit!r})") from None
                 return _iso_to_ns(frame, text, field)
     elif ts_unit == "iso":
         raise DataError(f"{frame_name}: {field} is numeric; ts_unit='iso' needs strings")
@@ -420,7 +425,7 @@ def to_ns(frame_name: str, array: pa.Array, field: str, ts_unit: TsUnit = "auto"
     values = array.to_numpy(zero_copy_only=False)
     if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
         index = int(np.flatnonzero(~np.isfinite(values))[0])
-        raise frame.error(index, f"{field} {values[index]!r} is not a time")
+        raise frame.error(index, f"{field} {_v(values[index])} is not a time")
     unit = ts_unit
     if unit == "auto":
         first = float(values[0])
@@ -428,7 +433,7 @@ def to_ns(frame_name: str, array: pa.Array, field: str, ts_unit: TsUnit = "auto"
         if not unit:
             raise frame.error(
                 0,
-                f"{field} {values[0]!r} is not a plausible Unix time in s, ms, us or ns (years 2000..2100); pass ts_unit=",
+                f"{field} {_v(values[0])} is not a plausible Unix time in s, ms, us or ns (years 2000..2100); pass ts_unit=",
             )
     factor = _NS_PER[unit]
     if values.dtype.kind == "f":
@@ -488,19 +493,19 @@ def _bar_checks(
     with np.errstate(invalid="ignore"):
         for field, arr in (("open", o), ("high", h), ("low", low), ("close", c)):
             checks.append(
-                (~(np.isfinite(arr) & (arr > 0)), lambda i, f=field, a=arr: f"{f} {a[i]!r} is not a finite positive price")
+                (~(np.isfinite(arr) & (arr > 0)), lambda i, f=field, a=arr: f"{f} {_v(a[i])} is not a finite positive price")
             )
-        checks.append((h < low, lambda i: f"high {h[i]!r} < low {low[i]!r}"))
+        checks.append((h < low, lambda i: f"high {_v(h[i])} < low {_v(low[i])}"))
         tol = _PRICE_RTOL * np.abs(h)
         for field, arr in (("open", o), ("close", c)):
             checks.append(
                 (
                     (arr < low - tol) | (arr > h + tol),
-                    lambda i, f=field, a=arr: f"{f} {a[i]!r} is outside [low {low[i]!r}, high {h[i]!r}]",
+                    lambda i, f=field, a=arr: f"{f} {_v(a[i])} is outside [low {_v(low[i])}, high {_v(h[i])}]",
                 )
             )
-        checks.append((~np.isfinite(v), lambda i: f"volume {v[i]!r} is not a finite number"))
-        checks.append((v < 0, lambda i: f"volume {v[i]!r} is negative"))
+        checks.append((~np.isfinite(v), lambda i: f"volume {_v(v[i])} is not a finite number"))
+        checks.append((v < 0, lambda i: f"volume {_v(v[i])} is negative"))
     return checks
 
 
@@ -549,8 +554,8 @@ def validate_trades(table: pa.Table, name: str, rows: np.ndarray | None = None) 
     aggressor = table.column("aggressor").to_numpy()
     with np.errstate(invalid="ignore"):
         checks: list[tuple[np.ndarray, Callable[[int], str]]] = [
-            (~(np.isfinite(price) & (price > 0)), lambda i: f"price {price[i]!r} is not a finite positive price"),
-            (~(np.isfinite(size) & (size > 0)), lambda i: f"size {size[i]!r} is not a finite positive size"),
+            (~(np.isfinite(price) & (price > 0)), lambda i: f"price {_v(price[i])} is not a finite positive price"),
+            (~(np.isfinite(size) & (size > 0)), lambda i: f"size {_v(size[i])} is not a finite positive size"),
             (~np.isin(aggressor, (-1, 0, 1)), lambda i: f"aggressor {int(aggressor[i])} is not 1, -1 or 0"),
         ]
     _raise_first(frame, checks)
@@ -611,8 +616,8 @@ def _drop_duplicate_bars(frame: _Frame, ts: np.ndarray, cols: dict[str, np.ndarr
     kept_index = np.maximum.accumulate(np.where(keep, np.arange(ts.size), 0))
     for i in dup.tolist():
         k = int(kept_index[i])
-        values = ", ".join(f"{n}={cols[n][i]!r}" for n in ("open", "high", "low", "close", "volume"))
-        kept = ", ".join(f"{n}={cols[n][k]!r}" for n in ("open", "high", "low", "close", "volume"))
+        values = ", ".join(f"{n}={_v(cols[n][i])}" for n in ("open", "high", "low", "close", "volume"))
+        kept = ", ".join(f"{n}={_v(cols[n][k])}" for n in ("open", "high", "low", "close", "volume"))
         logger.warning(
             "{} row {}: dropped duplicate bar at {} ({}); kept row {} ({})",
             frame.name, frame.row(i), pd.Timestamp(int(ts[i]), unit="ns", tz="UTC").isoformat(), values, frame.row(k), kept,
@@ -791,9 +796,9 @@ def read_trades(
         Naming the file, 1-based row and field of the first problem.
     """
     path = Path(path)
-    frame, has_header = _read_source(path)
-    if not has_header and Path(_strip_gz(path.name.lower())).suffix == ".json":
+    if Path(_strip_gz(path.name.lower())).suffix == ".json":
         raise DataError(f"{path.name}: JSON input is only supported for Coinbase candles (bars)")
+    frame, has_header = _read_source(path)
     if not has_header:
         frame.columns = _headerless_trade_columns(frame)
     ts_name, ts_array = _time_column(frame, ts_column)

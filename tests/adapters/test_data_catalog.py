@@ -1,0 +1,311 @@
+"""Catalog: layout, manifest, determinism, verification, atomic writes and appends."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tradebus.adapters import catalog as catalog_module
+from tradebus.adapters.catalog import SCHEMA_VERSION, Catalog, DatasetRef
+from tradebus.adapters.ingest import import_file
+from tradebus.errors import DataError
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
+HOUR_NS = 3_600_000_000_000
+DAY_NS = 24 * HOUR_NS
+T0_NS = 1_704_067_200_000_000_000  # 2024-01-01 00:00 UTC
+
+
+def make_bars(n: int, start_ns: int = T0_NS, step_ns: int = HOUR_NS) -> pa.Table:
+    """Bars with close times start_ns + step, + 2 step, ... and simple increasing prices."""
+    ts = start_ns + step_ns * np.arange(1, n + 1, dtype=np.int64)
+    base = 100.0 + np.arange(n, dtype=np.float64)
+    return pa.table(
+        {
+            "ts_event": ts,
+            "ts_init": ts,
+            "open": base,
+            "high": base + 2.0,
+            "low": base - 1.0,
+            "close": base + 1.0,
+            "volume": np.full(n, 5.0),
+        }
+    )
+
+
+def make_trades(n: int, start_ns: int = T0_NS, step_ns: int = 1_000_000_000) -> pa.Table:
+    ts = start_ns + step_ns * np.arange(n, dtype=np.int64)
+    return pa.table(
+        {
+            "ts_event": ts,
+            "ts_init": ts,
+            "price": 100.0 + np.arange(n, dtype=np.float64),
+            "size": np.full(n, 0.5),
+            "aggressor": pa.array(np.where(np.arange(n) % 2 == 0, 1, -1).astype(np.int8)),
+            "trade_id": [str(i) for i in range(n)],
+        }
+    )
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_write_then_read_round_trips_bars_exactly(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    table = make_bars(100, step_ns=DAY_NS)
+    manifest = cat.write(table, "binance", "spot", "BTCUSDT", "bars_1d", "month", interval_ns=DAY_NS)
+    assert manifest.rows == 100
+    assert manifest.schema_version == SCHEMA_VERSION
+    assert manifest.start_ns == table.column("ts_init")[0].as_py()
+    assert manifest.end_ns == table.column("ts_init")[-1].as_py()
+    assert manifest.kind == "bars"
+    assert manifest.gaps == 0 and manifest.missing_bars == 0
+    assert cat.read("binance", "spot", "BTCUSDT", "bars_1d").equals(table)
+
+
+def test_write_partitions_by_period_named_after_first_day(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    manifest = cat.write(make_bars(100, step_ns=DAY_NS), "binance", "spot", "BTCUSDT", "bars_1d", "month")
+    dirs = [f.path.split("/")[0] for f in manifest.files]
+    assert dirs == ["date=2024-01-01", "date=2024-02-01", "date=2024-03-01", "date=2024-04-01"]
+    assert [f.rows for f in manifest.files] == [30, 29, 31, 10]  # closes Jan 2..31, Feb, Mar, Apr 1..10
+    base = tmp_path / "binance" / "spot" / "BTCUSDT" / "bars_1d"
+    assert (base / "manifest.json").is_file()
+    for entry in manifest.files:
+        assert (base / entry.path).is_file()
+        assert pq.ParquetFile(base / entry.path).metadata.num_rows == entry.rows
+
+
+def test_write_trades_round_trip_with_day_partitions(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    table = make_trades(10, step_ns=HOUR_NS * 6)
+    manifest = cat.write(table, "binance", "spot", "BTCUSDT", "trades", "day")
+    assert manifest.kind == "trades" and manifest.gaps is None
+    assert [f.rows for f in manifest.files] == [4, 4, 2]
+    assert cat.read("binance", "spot", "BTCUSDT", "trades").equals(table)
+
+
+def test_write_twice_gives_byte_identical_files(tmp_path: Path) -> None:
+    table = make_bars(5000, step_ns=HOUR_NS)
+    Catalog(tmp_path / "a").write(table, "x", "spot", "S", "bars_1h", "month", interval_ns=HOUR_NS, row_group_rows=1000)
+    Catalog(tmp_path / "b").write(table, "x", "spot", "S", "bars_1h", "month", interval_ns=HOUR_NS, row_group_rows=1000)
+    a, b = tree_hashes(tmp_path / "a"), tree_hashes(tmp_path / "b")
+    assert len(a) == 8  # 7 monthly files + manifest
+    assert a == b
+
+
+def test_write_drops_schema_metadata_for_determinism(tmp_path: Path) -> None:
+    table = make_bars(10)
+    noisy = table.replace_schema_metadata({"created": "2026-01-01T12:00:00"})
+    Catalog(tmp_path / "a").write(table, "x", "spot", "S", "bars_1h", "year")
+    Catalog(tmp_path / "b").write(noisy, "x", "spot", "S", "bars_1h", "year")
+    assert tree_hashes(tmp_path / "a") == tree_hashes(tmp_path / "b")
+
+
+def test_manifest_records_sha256_of_every_file(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    manifest = cat.write(make_bars(50, step_ns=DAY_NS), "x", "spot", "S", "bars_1d", "month")
+    base = cat.dataset_dir("x", "spot", "S", "bars_1d")
+    for entry in manifest.files:
+        assert hashlib.sha256((base / entry.path).read_bytes()).hexdigest() == entry.sha256
+    on_disk = json.loads((base / "manifest.json").read_text())
+    assert on_disk["rows"] == 50 and on_disk["period"] == "month"
+    assert on_disk["columns"] == {
+        "ts_event": "int64", "ts_init": "int64", "open": "double", "high": "double",
+        "low": "double", "close": "double", "volume": "double",
+    }
+
+
+def test_gaps_and_missing_bars_are_counted(tmp_path: Path) -> None:
+    table = make_bars(10)
+    keep = np.ones(10, dtype=bool)
+    keep[[3, 6, 7]] = False  # one gap of 1 bar, one of 2 bars
+    manifest = Catalog(tmp_path).write(table.filter(pa.array(keep)), "x", "spot", "S", "bars_1h", "year", interval_ns=HOUR_NS)
+    assert (manifest.gaps, manifest.missing_bars) == (2, 3)
+
+
+def test_files_with_verify_detects_a_modified_file(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    manifest = cat.write(make_bars(50, step_ns=DAY_NS), "x", "spot", "S", "bars_1d", "month")
+    target = cat.dataset_dir("x", "spot", "S", "bars_1d") / manifest.files[1].path
+    data = bytearray(target.read_bytes())
+    data[10] ^= 0xFF
+    target.write_bytes(bytes(data))
+    assert len(cat.files("x", "spot", "S", "bars_1d")) == 2  # no hashing unless asked
+    with pytest.raises(DataError, match=rf"{manifest.files[1].path}: sha256 [0-9a-f]+ does not match the manifest"):
+        cat.files("x", "spot", "S", "bars_1d", verify=True)
+    with pytest.raises(DataError, match="does not match the manifest"):
+        cat.verify("x", "spot", "S", "bars_1d")
+
+
+def test_files_names_a_missing_file(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    manifest = cat.write(make_bars(50, step_ns=DAY_NS), "x", "spot", "S", "bars_1d", "month")
+    (cat.dataset_dir("x", "spot", "S", "bars_1d") / manifest.files[0].path).unlink()
+    with pytest.raises(DataError, match=r"date=2024-01-01/part-00000.parquet: file listed in the manifest is missing"):
+        cat.files("x", "spot", "S", "bars_1d")
+
+
+def test_verify_names_a_file_with_the_wrong_schema(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    manifest = cat.write(make_bars(20), "x", "spot", "S", "bars_1h", "year")
+    path = cat.dataset_dir("x", "spot", "S", "bars_1h") / manifest.files[0].path
+    pq.write_table(make_bars(20).drop_columns(["volume"]), path)
+    with pytest.raises(DataError, match=r"part-00000.parquet: schema mismatch: got \(ts_event:int64.*expected"):
+        catalog_module.open_parquet(path, "bars")
+
+
+def test_manifest_of_unknown_dataset_and_bad_manifest(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    with pytest.raises(DataError, match="dataset not found"):
+        cat.manifest("x", "spot", "S", "bars_1h")
+    cat.write(make_bars(5), "x", "spot", "S", "bars_1h", "year")
+    path = cat.dataset_dir("x", "spot", "S", "bars_1h") / "manifest.json"
+    doc = json.loads(path.read_text())
+    doc["schema_version"] = 99
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match="schema_version 99 is not supported"):
+        cat.manifest("x", "spot", "S", "bars_1h")
+    path.write_text("{not json")
+    with pytest.raises(DataError, match="manifest is not valid JSON"):
+        cat.manifest("x", "spot", "S", "bars_1h")
+    del doc["rows"]
+    doc["schema_version"] = SCHEMA_VERSION
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"malformed manifest: .*rows"):
+        cat.manifest("x", "spot", "S", "bars_1h")
+
+
+def test_write_create_refuses_an_existing_dataset(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    cat.write(make_bars(5), "x", "spot", "S", "bars_1h", "year")
+    with pytest.raises(DataError, match="dataset exists"):
+        cat.write(make_bars(5), "x", "spot", "S", "bars_1h", "year")
+
+
+def test_write_overwrite_replaces_the_dataset(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    cat.write(make_bars(50, step_ns=DAY_NS), "x", "spot", "S", "bars", "month")
+    manifest = cat.write(make_bars(5), "x", "spot", "S", "bars", "month", mode="overwrite")
+    assert manifest.rows == 5
+    base = cat.dataset_dir("x", "spot", "S", "bars")
+    assert sorted(p.name for p in base.iterdir()) == ["date=2024-01-01", "manifest.json"]
+    assert [p.name for p in base.parent.iterdir()] == ["bars"]  # no temp or retired dirs left
+
+
+def test_append_after_and_before_then_reject_overlap(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    full = make_bars(90, step_ns=DAY_NS)
+    cat.write(full.slice(30, 30), "x", "spot", "S", "bars_1d", "month", interval_ns=DAY_NS)
+    cat.write(full.slice(60, 30), "x", "spot", "S", "bars_1d", "month", mode="append")
+    manifest = cat.write(full.slice(0, 30), "x", "spot", "S", "bars_1d", "month", mode="append")
+    assert manifest.rows == 90
+    assert manifest.gaps == 0 and manifest.interval_ns == DAY_NS
+    assert cat.read("x", "spot", "S", "bars_1d").equals(full)
+    starts = [f.start_ns for f in manifest.files]
+    assert starts == sorted(starts)
+    # one partition got two parts (Feb: rows 30..59 in the first write, row 29 prepended)
+    assert any(f.path.endswith("part-00001.parquet") for f in manifest.files)
+    before = tree_hashes(tmp_path)
+    with pytest.raises(DataError, match=r"overlap the existing range"):
+        cat.write(full.slice(85, 10), "x", "spot", "S", "bars_1d", "month", mode="append")
+    assert tree_hashes(tmp_path) == before
+
+
+def test_append_rejects_a_different_period_or_kind(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    cat.write(make_bars(5), "x", "spot", "S", "d", "month")
+    with pytest.raises(DataError, match="cannot append with period 'day'"):
+        cat.write(make_bars(5, start_ns=T0_NS + 30 * DAY_NS), "x", "spot", "S", "d", "day", mode="append")
+    with pytest.raises(DataError, match="cannot append trades to a bars dataset"):
+        cat.write(make_trades(5, start_ns=T0_NS + 30 * DAY_NS), "x", "spot", "S", "d", "month", mode="append")
+
+
+def test_failed_write_leaves_no_partial_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cat = Catalog(tmp_path)
+    cat.write(make_bars(24 * 40), "x", "spot", "S", "bars_1h", "month")
+    before = tree_hashes(tmp_path)
+    real_write = catalog_module._write_parquet
+    calls = []
+
+    def fail_on_second(table: pa.Table, path: Path, rows: int, kind: str) -> None:
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        real_write(table, path, rows, kind)
+
+    monkeypatch.setattr(catalog_module, "_write_parquet", fail_on_second)
+    with pytest.raises(OSError, match="disk full"):
+        cat.write(make_bars(24 * 40, start_ns=T0_NS + 60 * DAY_NS), "x", "spot", "S", "bars_1h", "month", mode="append")
+    assert tree_hashes(tmp_path) == before
+    assert [p.name for p in (tmp_path / "x" / "spot" / "S").iterdir()] == ["bars_1h"]
+    with pytest.raises(OSError, match="disk full"):
+        calls.clear()
+        cat.write(make_bars(24 * 40), "x", "spot", "S", "fresh", "month")
+    assert not cat.exists("x", "spot", "S", "fresh")
+    assert [p.name for p in (tmp_path / "x" / "spot" / "S").iterdir()] == ["bars_1h"]
+
+
+def test_write_rejects_unsorted_duplicate_and_missing_columns(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    table = make_bars(10)
+    order = np.arange(10)
+    order[[4, 5]] = [5, 4]
+    with pytest.raises(DataError, match=r"x/spot/S/b row 6: ts_init .* < previous"):
+        cat.write(table.take(pa.array(order)), "x", "spot", "S", "b", "year")
+    with pytest.raises(DataError, match=r"row 4: ts_event .* is not after previous bar"):
+        cat.write(table.take(pa.array([0, 1, 2, 2, 3])), "x", "spot", "S", "b", "year")
+    with pytest.raises(DataError, match=r"missing column\(s\) \['volume'\]"):
+        cat.write(table.drop_columns(["volume"]), "x", "spot", "S", "b", "year", kind="bars")
+    with pytest.raises(DataError, match="cannot tell bars from trades"):
+        cat.write(table.select(["ts_event", "ts_init"]), "x", "spot", "S", "b", "year")
+    with pytest.raises(DataError, match="not a valid name"):
+        cat.write(table, "../x", "spot", "S", "b", "year")
+    assert cat.datasets() == []
+
+
+def test_datasets_lists_every_dataset_sorted(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    cat.write(make_trades(3), "okx", "perp", "BTC-USDT-SWAP", "trades", "day")
+    cat.write(make_bars(3), "binance", "spot", "BTCUSDT", "bars_1h", "year")
+    assert cat.datasets() == [
+        DatasetRef("binance", "spot", "BTCUSDT", "bars_1h"),
+        DatasetRef("okx", "perp", "BTC-USDT-SWAP", "trades"),
+    ]
+    assert Catalog(tmp_path / "nothing").datasets() == []
+
+
+def test_files_prunes_by_time_range(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    manifest = cat.write(make_bars(100, step_ns=DAY_NS), "x", "spot", "S", "bars_1d", "month")
+    feb = manifest.files[1]
+    files = cat.files("x", "spot", "S", "bars_1d", start_ns=feb.start_ns, end_ns=feb.end_ns)
+    assert [p.parent.name for p in files] == ["date=2024-02-01"]
+
+
+def test_import_file_uses_default_dataset_name_and_period(tmp_path: Path) -> None:
+    manifest = import_file(
+        tmp_path, FIXTURES / "coinbase_btc-usd_4h_cut.json.gz", venue="coinbase", market="spot", symbol="BTC-USD"
+    )
+    assert (manifest.dataset, manifest.period, manifest.rows) == ("bars_4h", "year", 300)
+    assert (manifest.gaps, manifest.missing_bars) == (1, 3)
+    assert manifest.notes == ["imported from coinbase_btc-usd_4h_cut.json.gz"]
+    trades = import_file(
+        tmp_path, FIXTURES / "btcusdt-trades.parquet", venue="binance", market="spot", symbol="BTCUSDT", kind="trades"
+    )
+    assert (trades.dataset, trades.period, trades.rows) == ("trades", "day", 2001)
+
+
+def test_import_file_validation_error_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="bars_high_below_low.csv row 17: high 99.0 < low 100.0"):
+        import_file(tmp_path, FIXTURES / "bars_high_below_low.csv", venue="x", market="spot", symbol="S")
+    assert list(tmp_path.iterdir()) == []

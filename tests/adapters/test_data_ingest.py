@@ -1,0 +1,344 @@
+"""Importers: formats, timestamp units, open->close conversion and validation errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from loguru import logger
+
+from tradebus.adapters.catalog import BAR_SCHEMA, TRADE_SCHEMA
+from tradebus.adapters.ingest import (
+    detect_interval,
+    format_interval,
+    parse_interval,
+    read_bars,
+    read_trades,
+    to_ns,
+)
+from tradebus.errors import DataError
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
+HOUR_NS = 3_600_000_000_000
+T0_NS = 1_704_067_200_000_000_000  # 2024-01-01 00:00 UTC, open time of the first fixture bar
+
+
+def fixture(name: str) -> Path:
+    return FIXTURES / name
+
+
+# --------------------------------------------------------------------------- bar validation
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("bars_high_below_low.csv", "bars_high_below_low.csv row 17: high 99.0 < low 100.0"),
+        ("bars_unsorted.csv", "bars_unsorted.csv row 5: timestamp"),
+        ("bars_duplicate_ts.csv", "bars_duplicate_ts.csv row 8: duplicate timestamp"),
+        ("bars_nan_price.csv", "bars_nan_price.csv row 3: close nan is not a finite positive price"),
+        ("bars_inf_price.csv", "bars_inf_price.csv row 4: open inf is not a finite positive price"),
+        ("bars_zero_price.csv", "bars_zero_price.csv row 6: low 0.0 is not a finite positive price"),
+        ("bars_negative_price.csv", "bars_negative_price.csv row 2: open -5.0 is not a finite positive price"),
+        ("bars_open_outside.csv", "bars_open_outside.csv row 9: open 111.0 is outside [low 107.0, high 110.0]"),
+        ("bars_close_outside.csv", "bars_close_outside.csv row 10: close 107.5 is outside [low 108.0, high 111.0]"),
+        ("bars_negative_volume.csv", "bars_negative_volume.csv row 11: volume -1.0 is negative"),
+        ("bars_nan_volume.csv", "bars_nan_volume.csv row 12: volume nan is not a finite number"),
+        ("bars_unparsable.csv", "bars_unparsable.csv row 5: high 'abc' is not a number"),
+        ("bars_empty_value.csv", "bars_empty_value.csv row 7: volume '' is not a number"),
+        ("bars_ragged.csv", "bars_ragged.csv row 6: expected 6 fields, got 5"),
+        ("bars_implausible_timestamp.csv", "bars_implausible_timestamp.csv row 1: timestamp 12345 is not a plausible Unix time"),
+        ("bars_mixed_units.csv", "bars_mixed_units.csv row 10: timestamp 1704099600 is not a plausible time as ms"),
+        ("bars_bad_iso.csv", "bars_bad_iso.csv row 6: timestamp"),
+        ("bars_overlapping.csv", "bars_overlapping.csv row 13: timestamp is 30m after the previous bar, shorter than the interval 1h"),
+    ],
+)
+def test_read_bars_bad_file_names_file_row_and_field(name: str, expected: str) -> None:
+    with pytest.raises(DataError) as info:
+        read_bars(fixture(name))
+    assert str(info.value).startswith(expected), str(info.value)
+
+
+def test_read_bars_missing_column_names_the_field_and_columns_found() -> None:
+    with pytest.raises(DataError, match=r"bars_missing_column.csv: missing column 'volume'.*got \['timestamp', 'open'"):
+        read_bars(fixture("bars_missing_column.csv"))
+
+
+def test_read_bars_bad_iso_names_the_value() -> None:
+    with pytest.raises(DataError, match=r"row 6: timestamp '2024-13-01T05:00:00Z' is not a Unix time or an ISO-8601 date"):
+        read_bars(fixture("bars_bad_iso.csv"))
+
+
+def test_read_bars_counts_further_invalid_rows_in_message(tmp_path: Path) -> None:
+    lines = fixture("bars_valid.csv").read_text().splitlines()
+    for i in (3, 5, 9):  # data rows 3, 5, 9 get high < low
+        fields = lines[i].split(",")
+        fields[2], fields[3] = fields[3], fields[2]
+        lines[i] = ",".join(fields)
+    path = tmp_path / "three_bad.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"three_bad.csv row 3: high .* < low .* \(and 2 more invalid rows\)"):
+        read_bars(path)
+
+
+def test_read_bars_tolerates_float_noise_at_the_range_edges() -> None:
+    table = read_bars(fixture("bars_float_noise.csv"))
+    assert table.num_rows == 20
+    # values are kept as given, not clipped
+    assert table.column("close")[4].as_py() > table.column("high")[4].as_py()
+
+
+# --------------------------------------------------------------------------- bar formats
+
+
+def test_read_bars_valid_csv_converts_open_time_to_close_time() -> None:
+    table = read_bars(fixture("bars_valid.csv"))
+    assert table.schema == BAR_SCHEMA
+    ts = table.column("ts_event").to_numpy()
+    assert ts[0] == T0_NS + HOUR_NS  # open 00:00 + 1h interval
+    assert np.array_equal(ts, table.column("ts_init").to_numpy())
+    assert np.all(np.diff(ts) == HOUR_NS)
+    assert table.column("open")[0].as_py() == 100.0
+
+
+def test_read_bars_with_close_time_column_named_ts_event_is_not_shifted(tmp_path: Path) -> None:
+    source = read_bars(fixture("bars_valid.csv"))
+    path = tmp_path / "stored.parquet"
+    pq.write_table(source, path)
+    again = read_bars(path)
+    assert again.equals(source)
+
+
+def test_read_bars_time_is_close_overrides_the_default(tmp_path: Path) -> None:
+    table = read_bars(fixture("bars_valid.csv"), time_is="close")
+    assert table.column("ts_event")[0].as_py() == T0_NS
+
+
+def test_read_bars_given_interval_is_used_for_the_close_time() -> None:
+    table = read_bars(fixture("bars_valid.csv"), interval="30m")
+    assert table.column("ts_event")[0].as_py() == T0_NS + HOUR_NS // 2
+
+
+def test_read_bars_iso_dates_match_unix_ms() -> None:
+    iso = read_bars(fixture("bars_iso.csv"))
+    ms = read_bars(fixture("bars_valid.csv"))
+    assert iso.equals(ms)
+
+
+def test_read_bars_headerless_binance_vision_klines() -> None:
+    table = read_bars(fixture("ADABTC-1m-2021-11-27_head120.csv"))
+    assert table.num_rows == 120
+    # first line: open time 1637971200000 ms, 1m bar -> close 1637971260000 ms
+    assert table.column("ts_event")[0].as_py() == 1_637_971_260_000_000_000
+    assert table.column("open")[0].as_py() == 0.00002853
+    assert table.column("volume")[0].as_py() == 36304.2
+
+
+def test_read_bars_coinbase_json_gz_real_cut_keeps_the_gap() -> None:
+    table = read_bars(fixture("coinbase_btc-usd_4h_cut.json.gz"))
+    assert table.num_rows == 300
+    ts = table.column("ts_event").to_numpy()
+    four_h = 4 * HOUR_NS
+    assert ts[0] == 1_531_713_600 * 1_000_000_000 + four_h
+    steps = np.diff(ts)
+    assert np.count_nonzero(steps != four_h) == 1
+    assert steps.max() == 4 * four_h  # 2018-08-10: 3 missing bars
+    assert table.column("low")[0].as_py() == 6347.0
+
+
+def test_read_bars_coinbase_newest_first_is_reversed() -> None:
+    table = read_bars(fixture("coinbase_candles_newest_first.json"))
+    ts = table.column("ts_event").to_numpy()
+    assert np.all(np.diff(ts) == 4 * HOUR_NS)
+    assert table.column("open").to_pylist() == [100.0, 101.0, 102.0, 103.0, 104.0, 105.0]
+
+
+def test_read_bars_coinbase_missing_field_names_row_and_field() -> None:
+    with pytest.raises(DataError, match=r"coinbase_candles_missing_field.json row 4: high is missing"):
+        read_bars(fixture("coinbase_candles_missing_field.json"))
+
+
+def test_read_bars_coinbase_duplicate_is_an_error_by_default() -> None:
+    with pytest.raises(DataError, match=r"coinbase_candles_duplicate.json row 5: duplicate time"):
+        read_bars(fixture("coinbase_candles_duplicate.json"))
+
+
+def test_read_bars_keep_first_drops_duplicates_and_logs_each_drop() -> None:
+    messages: list[str] = []
+    sink = logger.add(lambda m: messages.append(m.record["message"]), level="WARNING")
+    try:
+        table = read_bars(fixture("bars_duplicate_ts.csv"), duplicates="keep_first")
+    finally:
+        logger.remove(sink)
+    assert table.num_rows == 19
+    assert len(messages) == 1
+    assert messages[0].startswith("bars_duplicate_ts.csv row 8: dropped duplicate bar at 2024-01-01T06:00:00+00:00")
+    assert "kept row 7" in messages[0]
+
+
+def test_read_bars_parquet_with_timestamp_column(tmp_path: Path) -> None:
+    source = read_bars(fixture("bars_valid.csv"))
+    opens = pa.array(source.column("ts_event").to_numpy() - HOUR_NS).cast(pa.timestamp("ns", tz="UTC"))
+    table = pa.table({"date": opens, **{n: source.column(n) for n in ("open", "high", "low", "close", "volume")}})
+    path = tmp_path / "bars.parquet"
+    pq.write_table(table, path)
+    assert read_bars(path).equals(source)
+
+
+def test_read_bars_single_bar_without_interval_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "one.csv"
+    path.write_text("timestamp,open,high,low,close,volume\n1704067200000,1,2,0.5,1.5,3\n")
+    with pytest.raises(DataError, match="one.csv: cannot detect the bar interval from a single bar"):
+        read_bars(path)
+    assert read_bars(path, interval="1d").column("ts_event")[0].as_py() == T0_NS + 24 * HOUR_NS
+
+
+def test_read_bars_unsupported_file_type(tmp_path: Path) -> None:
+    path = tmp_path / "bars.xlsx"
+    path.write_bytes(b"x")
+    with pytest.raises(DataError, match=r"bars.xlsx: unsupported file type '.xlsx'"):
+        read_bars(path)
+
+
+def test_read_bars_gzipped_csv(tmp_path: Path) -> None:
+    path = tmp_path / "bars.csv.gz"
+    path.write_bytes(gzip.compress(fixture("bars_valid.csv").read_bytes(), mtime=0))
+    assert read_bars(path).equals(read_bars(fixture("bars_valid.csv")))
+
+
+# --------------------------------------------------------------------------- timestamps
+
+
+@pytest.mark.parametrize(
+    ("values", "expected_ns"),
+    [
+        ([1_704_067_200], T0_NS),
+        ([1_704_067_200_000], T0_NS),
+        ([1_704_067_200_000_000], T0_NS),
+        ([1_704_067_200_000_000_123], T0_NS + 123),
+        (["1704067200"], T0_NS),
+        (["1704067200.5"], T0_NS + 500_000_000),
+        (["2024-01-01T00:00:00Z"], T0_NS),
+        (["2024-01-01 01:00:00+01:00"], T0_NS),
+        (["2024-01-01"], T0_NS),
+        (["2024-01-01T00:00:00.000000123Z"], T0_NS + 123),
+    ],
+)
+def test_to_ns_detects_unit_and_iso(values: list[object], expected_ns: int) -> None:
+    assert to_ns("x.csv", pa.array(values), "ts").tolist() == [expected_ns]
+
+
+@pytest.mark.parametrize(("unit", "value"), [("s", 1_704_067_200), ("ms", 1_704_067_200_000), ("us", 1_704_067_200_000_000)])
+def test_to_ns_explicit_unit_overrides_detection(unit: str, value: int) -> None:
+    assert to_ns("x.csv", pa.array([value]), "ts", unit).tolist() == [T0_NS]  # type: ignore[arg-type]
+
+
+def test_to_ns_explicit_wrong_unit_is_implausible() -> None:
+    with pytest.raises(DataError, match=r"x.csv row 1: ts 1704067200000 is not a plausible time as s"):
+        to_ns("x.csv", pa.array([1_704_067_200_000]), "ts", "s")
+
+
+def test_to_ns_arrow_timestamp_column() -> None:
+    arr = pa.array([T0_NS // 1_000_000], pa.timestamp("ms", tz="UTC"))
+    assert to_ns("x.parquet", arr, "timestamp").tolist() == [T0_NS]
+
+
+@pytest.mark.parametrize("value", [0, -1, 99, 4_102_444_800_000_000_001, 5_000_000_000_000_000_000])
+def test_to_ns_rejects_implausible_numbers(value: int) -> None:
+    with pytest.raises(DataError, match=r"x.csv row 1: ts .* not a plausible"):
+        to_ns("x.csv", pa.array([value], pa.int64() if value < 2**63 else pa.uint64()), "ts")
+
+
+def test_to_ns_rejects_iso_before_2000() -> None:
+    with pytest.raises(DataError, match=r"row 2: ts '1999-12-31T23:59:59Z' is not a plausible time"):
+        to_ns("x.csv", pa.array(["2024-01-01", "1999-12-31T23:59:59Z"]), "ts")
+
+
+def test_parse_and_format_interval_round_trip() -> None:
+    assert parse_interval("4h") == 4 * HOUR_NS
+    assert parse_interval("15min") == parse_interval("15m") == 15 * 60 * 1_000_000_000
+    assert parse_interval(" 1d ") == 24 * HOUR_NS
+    assert format_interval(4 * HOUR_NS) == "4h"
+    assert format_interval(90 * 1_000_000_000) == "90s"
+    for bad in ("", "4x", "0h", "-1h", 0, "h"):
+        with pytest.raises(DataError, match="interval"):
+            parse_interval(bad)  # type: ignore[arg-type]
+
+
+def test_detect_interval_uses_modal_spacing() -> None:
+    ts = np.array([0, 60, 120, 300, 360, 420], dtype=np.int64)
+    assert detect_interval(ts) == 60
+
+
+# --------------------------------------------------------------------------- trades
+
+
+def test_read_trades_valid_csv() -> None:
+    table = read_trades(fixture("trades_valid.csv"))
+    assert table.schema == TRADE_SCHEMA
+    assert table.num_rows == 12
+    assert table.column("ts_event")[1].as_py() == T0_NS + 250_000_000
+    assert table.column("aggressor").to_pylist()[:3] == [1, -1, 1]
+    assert table.column("trade_id")[0].as_py() == "1000"
+
+
+def test_read_trades_equal_timestamps_are_allowed() -> None:
+    assert read_trades(fixture("trades_equal_timestamps.csv")).num_rows == 12
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("trades_unsorted.csv", "trades_unsorted.csv row 7: ts_event"),
+        ("trades_zero_size.csv", "trades_zero_size.csv row 5: size 0.0 is not a finite positive size"),
+        ("trades_bad_side.csv", "trades_bad_side.csv row 8: side 'maybe' is not buy/sell"),
+        ("trades_duplicate_id.csv", "trades_duplicate_id.csv row 10: duplicate trade_id '1008' (same as row 9)"),
+        ("trades_negative_price.csv", "trades_negative_price.csv row 3: price -1.0 is not a finite positive price"),
+    ],
+)
+def test_read_trades_bad_file_names_file_row_and_field(name: str, expected: str) -> None:
+    with pytest.raises(DataError) as info:
+        read_trades(fixture(name))
+    assert str(info.value).startswith(expected), str(info.value)
+
+
+def test_read_trades_real_binance_parquet_with_buyer_maker() -> None:
+    table = read_trades(fixture("btcusdt-trades.parquet"))
+    assert table.num_rows == 2001
+    first = table.slice(0, 2).to_pylist()
+    assert first[0]["ts_event"] == 1_610_064_000_278_000_000
+    assert first[0]["price"] == 39432.48
+    assert first[0]["aggressor"] == -1  # buyer is maker -> seller-initiated
+    assert first[1]["aggressor"] == 1
+    assert first[0]["trade_id"] == "553287559"
+
+
+def test_read_trades_headerless_binance_aggtrades(tmp_path: Path) -> None:
+    path = tmp_path / "BTCUSDT-aggTrades.csv"
+    path.write_text(
+        "26129,0.01633102,4.70443515,27781,27781,1498793709153,True,True\n"
+        "26130,0.01633103,0.50000000,27782,27782,1498793710000,False,True\n"
+    )
+    table = read_trades(path)
+    assert table.column("ts_event").to_pylist() == [1_498_793_709_153_000_000, 1_498_793_710_000_000_000]
+    assert table.column("aggressor").to_pylist() == [-1, 1]
+    assert table.column("size").to_pylist() == [4.70443515, 0.5]
+
+
+def test_read_trades_headerless_unknown_layout_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("1,2,3\n")
+    with pytest.raises(DataError, match="t.csv: headerless trade CSV with 3 columns"):
+        read_trades(path)
+
+
+def test_read_trades_rejects_coinbase_json(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"candles": []}))
+    with pytest.raises(DataError, match="only supported for Coinbase candles"):
+        read_trades(path)
