@@ -87,7 +87,7 @@ class Cache:
         Owner of the orders.
     """
 
-    __slots__ = ("_orders", "_portfolio", "bars", "feature_views", "quotes", "trades")
+    __slots__ = ("_orders", "_portfolio", "bars", "feature_views", "prices", "quotes", "trades")
 
     def __init__(self, portfolio: Portfolio, orders: OrderManager) -> None:
         self._portfolio = portfolio
@@ -98,6 +98,8 @@ class Cache:
         self.trades: dict[str, Trade] = {}
         #: ``instrument_id -> last Quote``.
         self.quotes: dict[str, Quote] = {}
+        #: ``instrument_id -> latest price`` (bar close, trade price or quote mid).
+        self.prices: dict[str, float] = {}
         #: ``instrument_id -> FeatureView``.
         self.feature_views: dict[str, FeatureView] = {}
 
@@ -116,22 +118,10 @@ class Cache:
         return self.quotes.get(instrument_id)
 
     def price(self, instrument_id: str) -> float:
-        """The latest known price: the later of the last bar close, last trade and quote mid.
-
-        NaN before any market data of the instrument.
+        """The latest price of the instrument: last bar close, trade price or quote mid,
+        whichever message came last. NaN before any market data of the instrument.
         """
-        best_ts = -1
-        price = math.nan
-        bar = self.bars.get(instrument_id)
-        if bar is not None:
-            best_ts, price = bar.ts_init, bar.close
-        trade = self.trades.get(instrument_id)
-        if trade is not None and trade.ts_init >= best_ts:
-            best_ts, price = trade.ts_init, trade.price
-        quote = self.quotes.get(instrument_id)
-        if quote is not None and quote.ts_init >= best_ts:
-            price = 0.5 * (quote.bid_price + quote.ask_price)
-        return price
+        return self.prices.get(instrument_id, math.nan)
 
     def features(self, instrument_id: str) -> FeatureView:
         """The instrument's :class:`FeatureView`.

@@ -291,9 +291,33 @@ class Kernel:
     # ------------------------------------------------------------------ commands
 
     def submit(self, cmd: SubmitOrder) -> None:
-        """Send an order command through the risk gate to the venue (strategies call this)."""
+        """Send an order command through the risk gate to the venue (strategies call this).
+
+        The portfolio and the risk gate are brought up to the latest prices first (the
+        backtest loop skips marking while nothing is working; see :meth:`sync_marks`).
+        """
         self.result.submit_reasons[cmd.client_order_id] = cmd.reason
+        self.sync_marks()
         self.execution.submit(cmd)
+
+    def sync_marks(self) -> None:
+        """Mark the portfolio and the risk gate at every instrument's latest price.
+
+        Idempotent: it repeats the marks the execution engine made for the latest
+        message of each instrument, or makes the ones :meth:`run` skipped while no
+        order was working (no drawdown breaker is configured then, so skipping a
+        mark changes nothing but the cached prices).
+        """
+        portfolio = self.portfolio
+        risk = self.risk
+        for iid, price in self.cache.prices.items():
+            portfolio.mark(iid, price)
+            risk.on_price(iid, price)
+
+    def equity(self) -> float:
+        """Portfolio equity at the latest prices."""
+        self.sync_marks()
+        return self.portfolio.equity()
 
     def cancel(self, cmd: CancelOrder) -> None:
         """Forward a cancel command to the execution engine."""
@@ -331,6 +355,7 @@ class Kernel:
         self.execution.on_bar(bar)
         iid = bar.instrument_id
         self.cache.bars[iid] = bar
+        self.cache.prices[iid] = bar.close
         bank = self.banks.get(iid)
         if bank is not None:
             self.cache.feature_views[iid].row = bank.update_bar(
@@ -342,12 +367,14 @@ class Kernel:
     def _process_trade(self, trade: Trade) -> None:
         self.execution.on_trade(trade)
         self.cache.trades[trade.instrument_id] = trade
+        self.cache.prices[trade.instrument_id] = trade.price
         self._count(trade.ts_init, "trades")
         self.bus.publish(trade)
 
     def _process_quote(self, quote: Quote) -> None:
         self.execution.on_quote(quote)
         self.cache.quotes[quote.instrument_id] = quote
+        self.cache.prices[quote.instrument_id] = 0.5 * (quote.bid_price + quote.ask_price)
         self._count(quote.ts_init, "quotes")
         self.bus.publish(quote)
 
@@ -416,6 +443,7 @@ class Kernel:
         handlers = self.bus.handlers(Bar, iid)
         execution_on_bar = self.execution.on_bar
         cache_bars = self.cache.bars
+        cache_prices = self.cache.prices
         orders = self.orders
         marks_matter = self.risk_config.max_drawdown_pct is not None
         advance = clock.advance_to
@@ -438,6 +466,7 @@ class Kernel:
             if orders.open_count or marks_matter:
                 execution_on_bar(bar)
             cache_bars[iid] = bar
+            cache_prices[iid] = c
             if rows is not None:
                 view.row = rows[i]  # type: ignore[union-attr]
             i += 1
@@ -492,11 +521,9 @@ class Kernel:
     def _sample(self, ts: int) -> None:
         """Mark every instrument at its latest price and append an equity sample."""
         portfolio = self.portfolio
+        self.sync_marks()
         position_value = 0.0
         for iid in self.instruments:
-            price = self.cache.price(iid)
-            if price == price:
-                portfolio.mark(iid, price)
             qty = portfolio.position(iid)
             if qty:
                 position_value += qty * portfolio.last_price(iid)

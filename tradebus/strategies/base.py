@@ -204,6 +204,10 @@ class Strategy:
         """Signed net position (default: primary instrument)."""
         return self.kernel.portfolio.position(instrument_id or self.instrument_id)
 
+    def equity(self) -> float:
+        """Portfolio equity (cash plus positions at their latest prices)."""
+        return self.kernel.equity()
+
     def features(self, instrument_id: str | None = None) -> FeatureView:
         """The instrument's current feature values (as of the last event, never later)."""
         return self.kernel.cache.features(instrument_id or self.instrument_id)

@@ -1,0 +1,184 @@
+"""Backtest throughput on the full path, and the cost of one market-order round trip.
+
+Generates a deterministic random walk of one-minute bars (fixed seed), writes it to
+a temporary Parquet catalog, and runs it through the whole kernel path:
+replay -> bus -> feature bank (EMA 10 and 30) -> EmaCross long_only quantity 1 ->
+risk gate -> order manager -> simulated venue (2 bps taker fee) -> portfolio.
+
+Reported: bars/s (median of ``--runs`` runs, replay reading included, catalog
+writing excluded), fills, final PnL, peak RSS, and the cost of one market-order
+round trip (submit -> risk -> order manager -> venue -> fill on the next bar ->
+portfolio -> strategy callback), measured as the extra time per bar of a strategy
+that sends a market order on every bar over one that never trades, on the same data.
+
+Usage::
+
+    python bench/throughput.py [--bars 1000000] [--runs 3] [--json] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import math
+import os
+import platform
+import pstats
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".cache" / "numba"))
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+from loguru import logger  # noqa: E402
+
+from tradebus.adapters.catalog import Catalog  # noqa: E402
+from tradebus.adapters.replay import Replay, ReplaySource  # noqa: E402
+from tradebus.engine.instrument import Instrument  # noqa: E402
+from tradebus.engine.kernel import Kernel  # noqa: E402
+from tradebus.engine.messages import Bar, OrderFilled, OrderSide  # noqa: E402
+from tradebus.execution.config import VenueConfig  # noqa: E402
+from tradebus.strategies.base import Strategy  # noqa: E402
+from tradebus.strategies.ema_cross import EmaCross  # noqa: E402
+
+MINUTE_NS = 60_000_000_000
+START_NS = 1_704_067_200_000_000_000  # 2024-01-01T00:00:00Z
+SEED = 20240101
+IID = "BTCUSDT.BENCH"
+
+
+def make_bars(n: int, seed: int = SEED) -> pa.Table:
+    """``n`` one-minute bars of a geometric random walk (deterministic for a seed)."""
+    rng = np.random.default_rng(seed)
+    log_ret = rng.normal(0.0, 0.0008, n)
+    close = np.round(30_000.0 * np.exp(np.cumsum(log_ret)), 2)
+    open_ = np.empty(n)
+    open_[0] = 30_000.0
+    open_[1:] = close[:-1]
+    wick = np.abs(rng.normal(0.0, 0.0004, (2, n)))
+    high = np.round(np.maximum(open_, close) * (1.0 + wick[0]), 2)
+    low = np.round(np.minimum(open_, close) * (1.0 - wick[1]), 2)
+    volume = np.round(rng.lognormal(1.0, 0.5, n), 6)
+    ts = START_NS + MINUTE_NS * np.arange(1, n + 1, dtype=np.int64)
+    return pa.table(
+        {"ts_event": ts, "ts_init": ts, "open": open_, "high": high, "low": low, "close": close, "volume": volume}
+    )
+
+
+def instrument() -> Instrument:
+    """The benchmark instrument: 2 bps taker fee, 1e-5 lots."""
+    return Instrument("BENCH", "BTCUSDT", tick_size=0.01, lot_size=1e-5, maker_fee=0.0001, taker_fee=0.0002)
+
+
+class EveryBar(Strategy):
+    """Round-trip probe: a market order on every bar, alternating buy and sell."""
+
+    def __init__(self, instrument_id: str, trade: bool) -> None:
+        super().__init__(instrument_id, strategy_id="probe")
+        self.trade = trade
+        self.side = OrderSide.BUY
+        self.filled = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        if self.trade:
+            self.submit_market(self.instrument_id, self.side, 1.0)
+            self.side = OrderSide.SELL if self.side is OrderSide.BUY else OrderSide.BUY
+
+    def on_order_filled(self, event: OrderFilled) -> None:
+        self.filled += 1
+
+
+def run_once(replay: Replay, strategy: Strategy) -> tuple[float, Kernel]:
+    kernel = Kernel([instrument()], venue_config=VenueConfig(taker_fee=0.0002), initial_cash=1_000_000.0)
+    kernel.add_strategy(strategy)
+    t0 = time.perf_counter()
+    kernel.run(replay)
+    return time.perf_counter() - t0, kernel
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bars", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--probe-bars", type=int, default=100_000, help="bars per round-trip measurement")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of one full run")
+    args = parser.parse_args()
+    logger.remove()
+
+    with tempfile.TemporaryDirectory(prefix="tradebus-bench-") as tmp:
+        catalog = Catalog(Path(tmp) / "catalog")
+        catalog.write(make_bars(args.bars), "bench", "spot", "BTCUSDT", "bars_1m", period="month", interval_ns=MINUTE_NS)
+        source = ReplaySource.from_catalog(catalog, IID, "bench", "spot", "BTCUSDT", "bars_1m")
+        replay = Replay([source])
+
+        # Warm-up: numba compilation/cache load and imports are not part of the figure.
+        run_once(Replay([source], end_ns=START_NS + 1000 * MINUTE_NS), EmaCross(IID, fast=10, slow=30, quantity=1.0))
+
+        times: list[float] = []
+        kernel: Kernel | None = None
+        for _ in range(args.runs):
+            elapsed, kernel = run_once(replay, EmaCross(IID, fast=10, slow=30, quantity=1.0))
+            times.append(elapsed)
+        assert kernel is not None
+        result = kernel.result
+        pnl = kernel.portfolio.equity() - result.initial_cash
+
+        profile_text = ""
+        if args.profile:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            run_once(replay, EmaCross(IID, fast=10, slow=30, quantity=1.0))
+            profiler.disable()
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
+            profile_text = out.getvalue()
+
+        probe_end = START_NS + args.probe_bars * MINUTE_NS
+        trips: list[float] = []
+        for _ in range(max(args.runs, 3)):
+            idle, _k = run_once(Replay([source], end_ns=probe_end), EveryBar(IID, trade=False))
+            busy, k_busy = run_once(Replay([source], end_ns=probe_end), EveryBar(IID, trade=True))
+            fills = len(k_busy.result.fills)
+            trips.append((busy - idle) / max(fills, 1) * 1e6)
+
+    median = statistics.median(times)
+    figures = {
+        "bars": result.bars,
+        "runs": args.runs,
+        "seconds_median": median,
+        "bars_per_second": result.bars / median,
+        "bars_per_second_best": result.bars / min(times),
+        "fills": len(result.fills),
+        "final_pnl": pnl,
+        "fees_paid": kernel.portfolio.fees_paid,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "round_trip_us_median": statistics.median(trips),
+        "round_trip_us_runs": trips,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        print(f"bars            {figures['bars']:,} one-minute bars, {args.runs} runs")
+        print(f"throughput      {figures['bars_per_second']:,.0f} bars/s (median; best {figures['bars_per_second_best']:,.0f})")
+        print(f"fills           {figures['fills']:,}")
+        print(f"final PnL       {figures['final_pnl']:,.2f} (fees {figures['fees_paid']:,.2f})")
+        print(f"peak RSS        {figures['peak_rss_mb']:,.1f} MB")
+        print(f"round trip      {figures['round_trip_us_median']:.2f} us per market order (median)")
+    if profile_text:
+        print(profile_text, file=sys.stderr)
+    if not math.isfinite(pnl):
+        raise SystemExit("benchmark produced a non-finite PnL")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,344 @@
+"""Kernel: the batch loop and process(msg) agree, no lookahead, event routing, timers, outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from tradebus.adapters.catalog import Catalog
+from tradebus.adapters.replay import Replay, ReplaySource
+from tradebus.engine.clock import LiveClock
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.kernel import Kernel
+from tradebus.engine.messages import (
+    Bar,
+    OrderDenied,
+    OrderFilled,
+    OrderSide,
+    OrderSubmitted,
+    PositionChanged,
+    TimeEvent,
+    Trade,
+)
+from tradebus.errors import ConfigError, DataError
+from tradebus.execution.config import VenueConfig
+from tradebus.risk.config import RiskConfig
+from tradebus.strategies.base import Strategy
+from tradebus.strategies.ema_cross import EmaCross
+
+IID = "BTCUSD.SIM"
+MIN = 60_000_000_000
+T0 = 1_700_006_400_000_000_000  # 2023-11-15T00:00:00Z, a whole day
+
+
+def make_instrument(**overrides: Any) -> Instrument:
+    fields: dict[str, Any] = dict(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, taker_fee=0.0002)
+    fields.update(overrides)
+    return Instrument(**fields)
+
+
+def bar_table(n: int, seed: int = 7, start: int = T0) -> pa.Table:
+    """A random walk of ``n`` one-minute bars (close times ``start + k*MIN``)."""
+    rng = np.random.default_rng(seed)
+    close = np.round(100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.004, n))), 2)
+    open_ = np.concatenate([[100.0], close[:-1]])
+    high = np.round(np.maximum(open_, close) * (1.0 + np.abs(rng.normal(0.0, 0.001, n))), 2)
+    low = np.round(np.minimum(open_, close) * (1.0 - np.abs(rng.normal(0.0, 0.001, n))), 2)
+    ts = start + MIN * np.arange(1, n + 1, dtype=np.int64)
+    return pa.table(
+        {"ts_event": ts, "ts_init": ts, "open": open_, "high": high, "low": low, "close": close,
+         "volume": np.full(n, 3.0)}
+    )
+
+
+def write_catalog(root: Path, table: pa.Table, dataset: str = "bars_1m") -> ReplaySource:
+    catalog = Catalog(root)
+    catalog.write(table, "sim", "spot", "BTCUSD", dataset, period="month", mode="overwrite")
+    return ReplaySource.from_catalog(catalog, IID, "sim", "spot", "BTCUSD", dataset)
+
+
+def make_kernel(strategy: Strategy | None = None, **kwargs: Any) -> Kernel:
+    kwargs.setdefault("initial_cash", 10_000.0)
+    kernel = Kernel([make_instrument()], **kwargs)
+    if strategy is not None:
+        kernel.add_strategy(strategy)
+    return kernel
+
+
+def fills_of(kernel: Kernel) -> list[tuple[Any, ...]]:
+    return [(f.ts_event, f.side, f.quantity, f.price, f.fee, f.client_order_id) for f in kernel.result.fills]
+
+
+def orders_of(kernel: Kernel) -> list[tuple[Any, ...]]:
+    return [(o.client_order_id, o.side, o.quantity, str(o.status), o.ts_created, o.ts_last) for o in kernel.result.orders]
+
+
+class Recorder(Strategy):
+    """Records every callback in order; optionally trades a market order every ``every`` bars."""
+
+    def __init__(
+        self, instrument_id: str = IID, every: int = 0, strategy_id: str = "rec", quantity: float = 0.01
+    ) -> None:
+        super().__init__(instrument_id, strategy_id=strategy_id)
+        self.every = every
+        self.quantity = quantity
+        self.log_: list[tuple[str, Any]] = []
+        self.n = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        self.log_.append(("bar", bar.ts_event))
+        self.n += 1
+        if self.every and self.n % self.every == 0:
+            side = OrderSide.BUY if (self.n // self.every) % 2 else OrderSide.SELL
+            self.submit_market(self.instrument_id, side, self.quantity, reason=f"bar {self.n}")
+
+    def on_trade(self, trade: Trade) -> None:
+        self.log_.append(("trade", trade.ts_event))
+
+    def on_order_submitted(self, event: OrderSubmitted) -> None:
+        self.log_.append(("submitted", event.client_order_id))
+
+    def on_order_filled(self, event: OrderFilled) -> None:
+        self.log_.append(("filled", event.client_order_id))
+
+    def on_order_denied(self, event: OrderDenied) -> None:
+        self.log_.append(("denied", event.reason))
+
+    def on_position_changed(self, event: PositionChanged) -> None:
+        self.log_.append(("position", event.quantity))
+
+
+# ----------------------------------------------------------------------------- fast loop == process()
+
+
+@pytest.mark.parametrize("latency_ns", [0, 3 * MIN])
+def test_batch_loop_and_process_give_identical_orders_fills_and_equity(tmp_path: Path, latency_ns: int) -> None:
+    source = write_catalog(tmp_path / "cat", bar_table(3_000))
+    venue = VenueConfig(latency_ns=latency_ns, slippage_bps=1.0)
+    fast = make_kernel(EmaCross(IID, fast=5, slow=20, mode="long_short", quantity=0.5), venue_config=venue)
+    fast.run(Replay([source], batch_rows=700))
+    slow = make_kernel(EmaCross(IID, fast=5, slow=20, mode="long_short", quantity=0.5), venue_config=venue)
+    for msg in Replay([source]):
+        slow.process(msg)
+    slow.stop()
+    assert len(fast.result.fills) > 20
+    assert fills_of(fast) == fills_of(slow)
+    assert orders_of(fast) == orders_of(slow)
+    assert fast.result.equity == slow.result.equity
+    assert fast.portfolio.equity() == slow.portfolio.equity()
+
+
+def test_batch_loop_and_process_agree_with_a_drawdown_breaker(tmp_path: Path) -> None:
+    source = write_catalog(tmp_path / "cat", bar_table(2_000, seed=3))
+    risk = RiskConfig(max_drawdown_pct=0.5)
+    fast = make_kernel(Recorder(every=7, quantity=50.0), risk_config=risk)
+    fast.run(Replay([source]))
+    slow = make_kernel(Recorder(every=7, quantity=50.0), risk_config=risk)
+    for msg in Replay([source]):
+        slow.process(msg)
+    slow.stop()
+    assert fast.result.denials, "the breaker should have halted trading"
+    assert fills_of(fast) == fills_of(slow)
+    assert [d.reason for d in fast.result.denials] == [d.reason for d in slow.result.denials]
+
+
+# ----------------------------------------------------------------------------- no lookahead
+
+
+def test_perturbing_bars_after_t_changes_nothing_decided_at_or_before_t(tmp_path: Path) -> None:
+    base = bar_table(2_000, seed=11)
+    cut = 1_200
+    t = int(base.column("ts_init")[cut - 1].as_py())
+    columns = {name: base.column(name).to_numpy().copy() for name in base.column_names}
+    rng = np.random.default_rng(99)
+    scale = 1.0 + rng.normal(0.0, 0.05, len(columns["close"]) - cut)
+    for name in ("open", "high", "low", "close"):
+        columns[name][cut:] = np.round(columns[name][cut:] * scale, 2)
+    columns["high"] = np.maximum.reduce([columns["high"], columns["open"], columns["close"]])
+    columns["low"] = np.minimum.reduce([columns["low"], columns["open"], columns["close"]])
+    perturbed = pa.table(columns)
+
+    runs = []
+    for name, table in (("a", base), ("b", perturbed)):
+        kernel = make_kernel(EmaCross(IID, fast=8, slow=21, mode="long_short", quantity=1.0))
+        kernel.run(Replay([write_catalog(tmp_path / name, table)], batch_rows=500))
+        runs.append(kernel)
+    before = [[f for f in k.result.fills if f.ts_event <= t] for k in runs]
+    created = [[o.client_order_id for o in k.result.orders if o.ts_created <= t] for k in runs]
+    assert len(before[0]) > 10
+    assert before[0] == before[1]
+    assert created[0] == created[1]
+    assert [s for s in runs[0].result.equity if s.ts <= t] == [s for s in runs[1].result.equity if s.ts <= t]
+    assert fills_of(runs[0]) != fills_of(runs[1]), "the perturbation must matter after t"
+
+
+def test_fills_happen_strictly_after_the_decision(tmp_path: Path) -> None:
+    kernel = make_kernel(Recorder(every=3))
+    kernel.run(Replay([write_catalog(tmp_path / "c", bar_table(300))]))
+    created = {o.client_order_id: o.ts_created for o in kernel.result.orders}
+    assert kernel.result.fills
+    assert all(f.ts_event > created[f.client_order_id] for f in kernel.result.fills)
+
+
+# ----------------------------------------------------------------------------- routing and lifecycle
+
+
+def test_strategy_sees_features_updated_with_the_bar_it_receives(tmp_path: Path) -> None:
+    seen: list[tuple[float, float]] = []
+
+    class Probe(EmaCross):
+        def on_bar(self, bar: Bar) -> None:
+            seen.append((bar.close, self.features()[self.fast_name]))
+
+    kernel = make_kernel(Probe(IID, fast=1 + 1, slow=3, quantity=1.0))
+    kernel.run(Replay([write_catalog(tmp_path / "c", bar_table(50))]))
+    closes = [c for c, _ in seen]
+    k = 2.0 / 3.0
+    ema = (closes[0] + closes[1]) / 2.0
+    assert np.isnan(seen[0][1])
+    assert seen[1][1] == ema
+    for close, value in seen[2:]:
+        ema = (close - ema) * k + ema
+        assert value == ema
+
+
+def test_order_events_reach_only_the_strategy_that_sent_the_order(tmp_path: Path) -> None:
+    trader = Recorder(every=5, strategy_id="trader")
+    watcher = Recorder(every=0, strategy_id="watcher")
+    kernel = make_kernel()
+    kernel.add_strategy(trader)
+    kernel.add_strategy(watcher)
+    kernel.run(Replay([write_catalog(tmp_path / "c", bar_table(40))]))
+    assert any(kind == "filled" for kind, _ in trader.log_)
+    assert not any(kind in ("filled", "submitted") for kind, _ in watcher.log_)
+    # Positions are per instrument, so every strategy on the instrument sees them.
+    assert any(kind == "position" for kind, _ in watcher.log_)
+
+
+def test_fill_callback_sees_the_new_position_and_position_event_follows(tmp_path: Path) -> None:
+    positions: list[float] = []
+
+    class Checker(Recorder):
+        def on_order_filled(self, event: OrderFilled) -> None:
+            positions.append(self.position())
+            super().on_order_filled(event)
+
+    strategy = Checker(every=4)
+    kernel = make_kernel(strategy)
+    kernel.run(Replay([write_catalog(tmp_path / "c", bar_table(20))]))
+    kinds = [kind for kind, _ in strategy.log_]
+    first_fill = kinds.index("filled")
+    assert kinds[first_fill + 1] == "position"
+    assert positions[0] == 0.01  # the first order (n=4) buys
+
+
+def test_timer_fires_before_the_bar_that_follows_it(tmp_path: Path) -> None:
+    log: list[str] = []
+
+    class Timed(Strategy):
+        def on_start(self) -> None:
+            self.clock.set_alert("mid", T0 + 2 * MIN + MIN // 2, self.on_time)
+
+        def on_time(self, event: TimeEvent) -> None:
+            log.append(f"timer@{(event.ts_event - T0) / MIN}")
+
+        def on_bar(self, bar: Bar) -> None:
+            log.append(f"bar@{(bar.ts_event - T0) // MIN}")
+
+    kernel = make_kernel(Timed(IID))
+    kernel.run(Replay([write_catalog(tmp_path / "c", bar_table(4))]))
+    assert log == ["bar@1", "bar@2", "timer@2.5", "bar@3", "bar@4"]
+
+
+def test_strategy_clock_reads_the_time_of_the_bar_being_handled(tmp_path: Path) -> None:
+    times: list[tuple[int, int]] = []
+
+    class Clocked(Strategy):
+        def on_bar(self, bar: Bar) -> None:
+            times.append((bar.ts_init, self.clock.now_ns()))
+
+    kernel = make_kernel(Clocked(IID))
+    kernel.run(Replay([write_catalog(tmp_path / "c", bar_table(10))]))
+    assert times and all(a == b for a, b in times)
+
+
+def test_denied_order_is_reported_to_the_strategy_and_recorded(tmp_path: Path) -> None:
+    strategy = Recorder(every=2)
+    kernel = make_kernel(strategy, risk_config=RiskConfig(max_order_quantity=0.001))
+    kernel.run(Replay([write_catalog(tmp_path / "c", bar_table(6))]))
+    denials = [reason for kind, reason in strategy.log_ if kind == "denied"]
+    assert len(denials) == 3 and all(r.startswith("max_order_quantity") for r in denials)
+    assert len(kernel.result.denials) == 3
+    assert kernel.result.fills == []
+
+
+def test_target_position_counts_working_orders(tmp_path: Path) -> None:
+    ids: list[str | None] = []
+
+    class Target(Strategy):
+        def on_bar(self, bar: Bar) -> None:
+            ids.append(self.target_position(self.instrument_id, 1.0, reason="target"))
+
+    # Orders arrive 5 bars later: calls in between must not stack more orders.
+    kernel = make_kernel(Target(IID), venue_config=VenueConfig(latency_ns=5 * MIN))
+    kernel.run(Replay([write_catalog(tmp_path / "c", bar_table(12))]))
+    assert ids[0] is not None and all(i is None for i in ids[1:])
+    assert kernel.portfolio.position(IID) == 1.0
+
+
+def test_equity_is_sampled_on_the_interval_grid_and_at_the_end(tmp_path: Path) -> None:
+    kernel = make_kernel(Recorder(), equity_interval_ns=10 * MIN)
+    kernel.run(Replay([write_catalog(tmp_path / "c", bar_table(35))]))
+    assert [(s.ts - T0) // MIN for s in kernel.result.equity] == [1, 10, 20, 30, 35]
+    assert all(s.equity == 10_000.0 for s in kernel.result.equity)
+
+
+def test_process_accepts_trades_and_runs_with_a_live_clock() -> None:
+    strategy = Recorder()
+    kernel = make_kernel(strategy, clock=LiveClock())
+    kernel.process(Trade(IID, T0 + 1, T0 + 1, 100.0, 1.0, 1, "x1"))
+    kernel.process(Bar(IID, T0 + MIN, T0 + MIN, 100.0, 101.0, 99.0, 100.5, 2.0))
+    assert strategy.log_ == [("trade", T0 + 1), ("bar", T0 + MIN)]
+    assert kernel.cache.price(IID) == 100.5
+    assert kernel.result.trades == 1 and kernel.result.bars == 1
+
+
+def test_run_with_a_live_clock_is_refused() -> None:
+    kernel = make_kernel(clock=LiveClock())
+    with pytest.raises(ConfigError, match="SimulatedClock"):
+        kernel.run(Replay([ReplaySource(IID, "bars", path=Path("unused.csv"))]))
+
+
+def test_process_rejects_unknown_instrument_and_message_type() -> None:
+    kernel = make_kernel()
+    with pytest.raises(DataError, match="unknown instrument 'ETH.SIM'"):
+        kernel.process(Bar("ETH.SIM", 1, 1, 1.0, 1.0, 1.0, 1.0, 1.0))
+    with pytest.raises(DataError, match="cannot process a TimeEvent"):
+        kernel.process(TimeEvent("x", 1, 1))
+
+
+def test_replay_of_an_instrument_the_kernel_does_not_know_is_a_data_error(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "c")
+    catalog.write(bar_table(5), "sim", "spot", "ETHUSD", "bars_1m", period="month")
+    source = ReplaySource.from_catalog(catalog, "ETHUSD.SIM", "sim", "spot", "ETHUSD", "bars_1m")
+    with pytest.raises(DataError, match="unknown instrument 'ETHUSD.SIM'"):
+        make_kernel().run(Replay([source]))
+
+
+def test_duplicate_strategy_id_and_unknown_strategy_instrument_are_config_errors() -> None:
+    kernel = make_kernel(Recorder(strategy_id="same"))
+    with pytest.raises(ConfigError, match="already used"):
+        kernel.add_strategy(Recorder(strategy_id="same"))
+    with pytest.raises(ConfigError, match="unknown instrument"):
+        kernel.add_strategy(Recorder(instrument_id="ETH.SIM", strategy_id="other"))
+
+
+def test_adding_a_strategy_after_start_is_refused() -> None:
+    kernel = make_kernel()
+    kernel.start()
+    with pytest.raises(ConfigError, match="after start"):
+        kernel.add_strategy(Recorder())
