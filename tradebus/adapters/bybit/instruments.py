@@ -1,0 +1,114 @@
+"""Bybit instruments from the REST response of ``GET /v5/market/instruments-info``.
+
+Mapping (fees are not in this response; they stay 0 and come from the run config):
+
+* ``tick_size`` = ``priceFilter.tickSize``; ``min_quantity`` = ``lotSizeFilter.minOrderQty``.
+* spot: ``lot_size`` = ``basePrecision``; ``min_notional`` = ``minOrderAmt`` (quote currency).
+* linear: ``lot_size`` = ``qtyStep``; ``min_notional`` = ``minNotionalValue``;
+  only ``LinearPerpetual`` (kind PERPETUAL); dated ``LinearFutures`` are skipped
+  with a logged reason (no expiring kind in :class:`InstrumentKind`).
+* The symbol gets the category suffix of
+  :func:`tradebus.adapters.bybit.parse.instrument_symbol` (``BTCUSDT-LINEAR``), so
+  spot and linear instruments of the same Bybit symbol have distinct ids.
+* Instruments whose ``status`` is not ``Trading`` are skipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+from loguru import logger
+
+from tradebus.adapters.bybit.parse import instrument_symbol
+from tradebus.adapters.bybit.schemas import BybitInstrument, BybitInstrumentsResponse
+from tradebus.engine.instrument import Instrument, InstrumentKind
+from tradebus.errors import DataError, OrderError
+
+__all__ = ["instrument_from_bybit", "load_instruments", "parse_instruments"]
+
+_decoder = msgspec.json.Decoder(BybitInstrumentsResponse)
+
+
+def _num(value: str, name: str, symbol: str, default: float | None = None) -> float:
+    if value == "" and default is not None:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise DataError(f"Bybit instrument {symbol}: {name}={value!r} must be a decimal string") from None
+
+
+def instrument_from_bybit(item: BybitInstrument, category: str, venue: str = "BYBIT") -> Instrument | None:
+    """Build an :class:`Instrument` from one Bybit instrument, or ``None`` (logged) if unsupported.
+
+    Raises
+    ------
+    DataError
+        A numeric field is not a decimal string or an increment is not positive.
+    """
+    if item.status and item.status != "Trading":
+        logger.debug("Bybit instrument {} skipped: status {!r}", item.symbol, item.status)
+        return None
+    lots = item.lotSizeFilter
+    if category == "spot":
+        kind = InstrumentKind.SPOT
+        lot = _num(lots.basePrecision, "basePrecision", item.symbol)
+        min_notional = _num(lots.minOrderAmt, "minOrderAmt", item.symbol, 0.0)
+    elif category == "linear" and item.contractType == "LinearPerpetual":
+        kind = InstrumentKind.PERPETUAL
+        lot = _num(lots.qtyStep, "qtyStep", item.symbol)
+        min_notional = _num(lots.minNotionalValue, "minNotionalValue", item.symbol, 0.0)
+    else:
+        logger.debug("Bybit instrument {} skipped: {} {!r} not supported", item.symbol, category, item.contractType)
+        return None
+    try:
+        return Instrument(
+            venue=venue,
+            symbol=instrument_symbol(item.symbol, category),
+            kind=kind,
+            base=item.baseCoin,
+            quote=item.quoteCoin,
+            tick_size=_num(item.priceFilter.tickSize, "tickSize", item.symbol),
+            lot_size=lot,
+            min_notional=min_notional,
+            min_quantity=_num(lots.minOrderQty, "minOrderQty", item.symbol, 0.0),
+        )
+    except OrderError as exc:
+        raise DataError(f"Bybit instrument {item.symbol}: {exc}") from None
+
+
+def parse_instruments(body: bytes | str, venue: str = "BYBIT") -> dict[str, Instrument]:
+    """Instruments of a REST response body (category taken from ``result.category``), keyed by id.
+
+    Raises
+    ------
+    DataError
+        Not a Bybit instruments response, ``retCode != 0``, unknown category, or invalid increments.
+    """
+    try:
+        resp = _decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise DataError(f"Bybit instruments response: {exc}") from None
+    if resp.retCode != 0:
+        raise DataError(f"Bybit instruments response: retCode {resp.retCode} ({resp.retMsg!r}), expected 0")
+    category = resp.result.category
+    if category not in ("spot", "linear"):
+        raise DataError(f"Bybit instruments response: category {category!r}, expected 'spot' or 'linear'")
+    if resp.result.nextPageCursor:
+        logger.warning("Bybit instruments response ({}) has more pages; only this page is parsed", category)
+    out: dict[str, Instrument] = {}
+    for item in resp.result.items:
+        inst = instrument_from_bybit(item, category, venue)
+        if inst is not None:
+            out[inst.instrument_id] = inst
+    return out
+
+
+def load_instruments(path: str | Path, venue: str = "BYBIT") -> dict[str, Instrument]:
+    """:func:`parse_instruments` of a saved response file (errors name the file)."""
+    path = Path(path)
+    try:
+        return parse_instruments(path.read_bytes(), venue)
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None

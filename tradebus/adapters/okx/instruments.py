@@ -1,0 +1,104 @@
+"""OKX instruments from the REST response of ``GET /api/v5/public/instruments``.
+
+Mapping (all from the response; OKX publishes no fees there, so fees stay 0 and
+are set by the run config):
+
+* ``tick_size`` = ``tickSz``; ``lot_size`` = ``lotSz``; ``min_quantity`` = ``minSz``.
+* SPOT: ``base``/``quote`` = ``baseCcy``/``quoteCcy``; sizes in base currency.
+* SWAP (linear, ``ctType == "linear"``): kind PERPETUAL, ``base``/``quote`` from
+  ``uly`` (``"BTC-USDT"``); sizes are in **contracts** of ``ctVal`` ``ctValCcy``
+  each (BTC-USDT-SWAP: 1 contract = 0.01 BTC), as OKX orders are.
+* Inverse swaps (coin-margined, PnL in the base coin) and other types are skipped
+  with a logged reason: :class:`~tradebus.engine.instrument.Instrument` models
+  quote-currency PnL only.
+* ``min_notional`` = 0: OKX states no minimum notional in this response.
+* Instruments whose ``state`` is not ``live`` are skipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+from loguru import logger
+
+from tradebus.adapters.okx.schemas import OkxInstrument, OkxInstrumentsResponse
+from tradebus.engine.instrument import Instrument, InstrumentKind
+from tradebus.errors import DataError, OrderError
+
+__all__ = ["instrument_from_okx", "load_instruments", "parse_instruments"]
+
+_decoder = msgspec.json.Decoder(OkxInstrumentsResponse)
+
+
+def instrument_from_okx(item: OkxInstrument, venue: str = "OKX") -> Instrument | None:
+    """Build an :class:`Instrument` from one OKX instrument, or ``None`` (logged) if unsupported.
+
+    Raises
+    ------
+    DataError
+        A numeric field is missing or not a positive number.
+    """
+    if item.state and item.state != "live":
+        logger.debug("OKX instrument {} skipped: state {!r}", item.instId, item.state)
+        return None
+    if item.instType == "SPOT":
+        kind, base, quote = InstrumentKind.SPOT, item.baseCcy, item.quoteCcy
+    elif item.instType == "SWAP" and item.ctType == "linear":
+        kind = InstrumentKind.PERPETUAL
+        base, _, quote = (item.uly or item.instFamily).partition("-")
+    else:
+        logger.debug("OKX instrument {} skipped: {} {} not supported", item.instId, item.instType, item.ctType)
+        return None
+    try:
+        tick, lot, min_sz = float(item.tickSz), float(item.lotSz), float(item.minSz)
+    except ValueError:
+        raise DataError(
+            f"OKX instrument {item.instId}: tickSz={item.tickSz!r} lotSz={item.lotSz!r} minSz={item.minSz!r} "
+            "must be decimal strings"
+        ) from None
+    try:
+        return Instrument(
+            venue=venue,
+            symbol=item.instId,
+            kind=kind,
+            base=base,
+            quote=quote,
+            tick_size=tick,
+            lot_size=lot,
+            min_quantity=min_sz,
+        )
+    except OrderError as exc:
+        raise DataError(f"OKX instrument {item.instId}: {exc}") from None
+
+
+def parse_instruments(body: bytes | str, venue: str = "OKX") -> dict[str, Instrument]:
+    """Instruments of a REST response body, keyed by instrument id (``"BTC-USDT.OKX"``).
+
+    Raises
+    ------
+    DataError
+        The body is not an OKX instruments response, OKX returned an error code,
+        or an instrument has invalid increments.
+    """
+    try:
+        resp = _decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise DataError(f"OKX instruments response: {exc}") from None
+    if resp.code != "0":
+        raise DataError(f"OKX instruments response: error code {resp.code!r} ({resp.msg!r}), expected '0'")
+    out: dict[str, Instrument] = {}
+    for item in resp.data:
+        inst = instrument_from_okx(item, venue)
+        if inst is not None:
+            out[inst.instrument_id] = inst
+    return out
+
+
+def load_instruments(path: str | Path, venue: str = "OKX") -> dict[str, Instrument]:
+    """:func:`parse_instruments` of a saved response file (errors name the file)."""
+    path = Path(path)
+    try:
+        return parse_instruments(path.read_bytes(), venue)
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None

@@ -1,0 +1,496 @@
+"""OKX v5 public WebSocket frames -> core messages.
+
+Entry point: :meth:`OkxParser.parse_frame` (``raw`` frame as received, local
+receive time in ns) returns a list of core messages. Times: ``ts_event`` is
+OKX's ``ts`` (ms) converted to ns; ``ts_init`` is the receive time.
+
+A frame is decoded in two steps: the envelope (:class:`OkxFrame`, with ``data``
+kept as raw bytes), then ``data`` with the typed decoder of its channel, found
+in a dict built once. Unknown channels are skipped with a logged reason;
+undecodable frames raise :class:`~tradebus.errors.ParseError` naming the frame.
+
+Order books keep OKX's integrity rules (:mod:`tradebus.adapters.okx.sync`). When
+a book fails (sequence gap, checksum mismatch, crossed book, malformed level)
+its updates are dropped until a fresh snapshot arrives; the parser records a
+resync request (:attr:`OkxParser.resync_requests`, and the ``on_resync``
+callback) so the client resubscribes, which makes OKX send that snapshot. The
+snapshot that ends a resync is followed by a :class:`BookResynced` message.
+"""
+
+from __future__ import annotations
+
+from calendar import monthrange
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+
+import msgspec
+import numpy as np
+from loguru import logger
+
+from tradebus.adapters.okx.schemas import (
+    OkxBbo,
+    OkxBook,
+    OkxFrame,
+    OkxFundingRate,
+    OkxMarkPrice,
+    OkxTicker,
+    OkxTrade,
+)
+from tradebus.adapters.okx.sync import Level, OkxBookSync
+from tradebus.engine.messages import (
+    Bar,
+    BookDelta,
+    BookResynced,
+    BookSnapshot,
+    FundingRate,
+    MarkPrice,
+    Quote,
+    Trade,
+)
+from tradebus.errors import BookError, ParseError
+
+__all__ = ["BOOK_CHANNELS", "OkxParser", "candle_close_ms", "describe_frame"]
+
+MS = 1_000_000
+"""Nanoseconds per millisecond."""
+
+BOOK_CHANNELS = frozenset({"books", "books-l2-tbt", "books50-l2-tbt", "books5"})
+"""Channels carrying an L2 book (``books5`` sends a full 5-level snapshot every time)."""
+
+_SEQUENCED = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})
+
+_UNIT_MS = {"s": 1_000, "m": 60_000, "H": 3_600_000, "D": 86_400_000, "W": 604_800_000}
+_HK = timezone(timedelta(hours=8))
+_EMPTY = np.empty((0, 2), dtype=np.float64)
+_EMPTY.setflags(write=False)
+_DEDUP_WINDOW = 4096
+
+
+def describe_frame(raw: bytes | str, limit: int = 160) -> str:
+    """A short printable excerpt of a frame for error messages."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray | memoryview) else str(raw)
+    return repr(text if len(text) <= limit else text[:limit] + f"...(+{len(text) - limit} chars)")
+
+
+def candle_close_ms(start_ms: int, bar: str) -> int:
+    """Close time (ms) of an OKX candle that opens at ``start_ms``.
+
+    ``bar`` is the channel suffix: ``1s``, ``1m``, ``3m`` ... ``1H`` ... ``1D``,
+    ``1W``, ``1M``, ``3M``, optionally with ``utc``. Fixed-length bars close at
+    ``start + n * unit``. Month bars close at the same time of day ``n``
+    calendar months later, counted in Hong Kong time (UTC+8) as OKX aligns
+    them, or in UTC for the ``utc`` variants.
+
+    Raises
+    ------
+    ParseError
+        ``bar`` is not an OKX bar size.
+    """
+    utc = bar.endswith("utc")
+    core = bar[:-3] if utc else bar
+    count_s, unit = core[:-1], core[-1:]
+    if not count_s.isdigit() or (unit not in _UNIT_MS and unit != "M"):
+        raise ParseError(f"unknown OKX candle bar size {bar!r}: expected e.g. 1m, 1H, 1D, 1Dutc, 1M")
+    count = int(count_s)
+    if unit != "M":
+        return start_ms + count * _UNIT_MS[unit]
+    start = datetime.fromtimestamp(start_ms / 1000, tz=UTC if utc else _HK)
+    month0 = start.month - 1 + count
+    year = start.year + month0 // 12
+    month = month0 % 12 + 1
+    close = start.replace(year=year, month=month, day=min(start.day, monthrange(year, month)[1]))
+    return round(close.timestamp() * 1000)
+
+
+class _RecentIds:
+    """The last ``capacity`` trade ids of one instrument (bounded memory dedup)."""
+
+    __slots__ = ("_ids", "_capacity")
+
+    def __init__(self, capacity: int) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._capacity = capacity
+
+    def seen(self, trade_id: str) -> bool:
+        """Return True if ``trade_id`` was seen recently, else remember it and return False."""
+        ids = self._ids
+        if trade_id in ids:
+            return True
+        ids[trade_id] = None
+        if len(ids) > self._capacity:
+            ids.popitem(last=False)
+        return False
+
+
+class _Book:
+    __slots__ = ("sync", "resync_reason", "dropped")
+
+    def __init__(self, sync: OkxBookSync) -> None:
+        self.sync = sync
+        self.resync_reason = ""
+        """Non-empty while the book waits for a fresh snapshot after a failure."""
+        self.dropped = 0
+
+
+class OkxParser:
+    """Stateful parser of the OKX v5 public stream (books, trade dedup).
+
+    Parameters
+    ----------
+    venue
+        Venue name in instrument ids (``"BTC-USDT.OKX"``).
+    verify_checksum
+        Verify the order-book CRC32 (see :mod:`tradebus.adapters.okx.sync`).
+    on_resync
+        Called with ``(channel, instId, reason)`` when a book needs a fresh
+        snapshot; the client resubscribes that channel.
+
+    Attributes
+    ----------
+    resync_requests
+        ``(channel, instId, reason)`` of every resync requested, in order.
+    skipped
+        Counts of frames or items skipped, by reason (``"unknown_channel:xyz"``,
+        ``"unconfirmed_candle"``, ``"duplicate_trade"``, ``"book_dropped"`` ...).
+    """
+
+    def __init__(
+        self,
+        venue: str = "OKX",
+        *,
+        verify_checksum: bool = True,
+        on_resync: Callable[[str, str, str], None] | None = None,
+    ) -> None:
+        self.venue = venue
+        self.verify_checksum = verify_checksum
+        self.on_resync = on_resync
+        self.resync_requests: list[tuple[str, str, str]] = []
+        self.skipped: Counter[str] = Counter()
+        self._iids: dict[str, str] = {}
+        self._books: dict[tuple[str, str], _Book] = {}
+        self._trade_ids: dict[str, _RecentIds] = {}
+        self._frame = msgspec.json.Decoder(OkxFrame)
+        self._trades = msgspec.json.Decoder(list[OkxTrade], strict=False)
+        self._tickers = msgspec.json.Decoder(list[OkxTicker], strict=False)
+        self._book = msgspec.json.Decoder(list[OkxBook], strict=False)
+        self._bbo = msgspec.json.Decoder(list[OkxBbo], strict=False)
+        self._funding = msgspec.json.Decoder(list[OkxFundingRate], strict=False)
+        self._mark = msgspec.json.Decoder(list[OkxMarkPrice], strict=False)
+        self._candles = msgspec.json.Decoder(list[list[str]])
+        self._handlers: dict[str, Callable[[str, str, OkxFrame, int], list]] = {
+            "trades": self._on_trades,
+            "trades-all": self._on_trades,
+            "tickers": self._on_tickers,
+            "bbo-tbt": self._on_bbo,
+            "funding-rate": self._on_funding,
+            "mark-price": self._on_mark,
+        }
+        for channel in BOOK_CHANNELS:
+            self._handlers[channel] = self._on_books
+
+    # ------------------------------------------------------------------ public
+
+    def instrument_id(self, inst_id: str) -> str:
+        """``"{instId}.{venue}"``, cached."""
+        iid = self._iids.get(inst_id)
+        if iid is None:
+            iid = self._iids[inst_id] = f"{inst_id}.{self.venue}"
+        return iid
+
+    def book(self, inst_id: str, channel: str = "books") -> OkxBookSync | None:
+        """The book kept for ``instId`` on ``channel`` (``None`` before its first message)."""
+        state = self._books.get((channel, inst_id))
+        return state.sync if state is not None else None
+
+    def book_in_sync(self, inst_id: str, channel: str = "books") -> bool:
+        """True if the book has a snapshot and is not waiting for a resync."""
+        state = self._books.get((channel, inst_id))
+        return state is not None and state.sync.has_snapshot and not state.resync_reason
+
+    def parse_frame(self, raw: bytes | str, recv_ns: int) -> list:
+        """Parse one frame into core messages.
+
+        Parameters
+        ----------
+        raw
+            The frame as received (text or bytes).
+        recv_ns
+            Local receive time, ns since the epoch (becomes ``ts_init``).
+
+        Returns
+        -------
+        list
+            Core messages (possibly empty: events, pongs, skipped channels).
+
+        Raises
+        ------
+        ParseError
+            The frame is not valid JSON, not an OKX frame, or a field of a
+            known channel has the wrong type or an impossible value. Nothing
+            was applied to any book.
+        """
+        if raw == "pong" or raw == b"pong":
+            return []
+        try:
+            frame = self._frame.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ParseError(f"OKX frame {describe_frame(raw)}: {exc}") from None
+        arg = frame.arg
+        if frame.event:
+            self._on_event(frame, raw)
+            return []
+        if arg is None or not frame.data:
+            raise ParseError(f"OKX frame {describe_frame(raw)}: expected an 'event' or 'arg' + 'data'")
+        channel = arg.channel
+        handler = self._handlers.get(channel)
+        if handler is None:
+            handler = self._handler_for(channel)
+            if handler is None:
+                key = f"unknown_channel:{channel}"
+                if not self.skipped[key]:
+                    logger.warning("OKX: skipping channel {!r} (no parser for it)", channel)
+                self.skipped[key] += 1
+                return []
+        try:
+            return handler(channel, arg.instId, frame, recv_ns)
+        except (msgspec.DecodeError, msgspec.ValidationError, ParseError) as exc:
+            raise ParseError(f"OKX {channel} frame {describe_frame(raw)}: {exc}") from None
+
+    # ---------------------------------------------------------------- channels
+
+    def _handler_for(self, channel: str) -> Callable[[str, str, OkxFrame, int], list] | None:
+        if channel.startswith("candle"):
+            bar = channel[6:]
+            try:
+                candle_close_ms(0, bar)
+            except ParseError:
+                return None
+
+            def on_candles(channel: str, inst_id: str, frame: OkxFrame, recv_ns: int) -> list:
+                return self._on_candles(bar, inst_id, frame, recv_ns)
+
+            self._handlers[channel] = on_candles
+            return on_candles
+        return None
+
+    def _on_event(self, frame: OkxFrame, raw: bytes | str) -> None:
+        if frame.event == "error":
+            logger.error("OKX error event code={} msg={!r} frame={}", frame.code, frame.msg, describe_frame(raw))
+        else:
+            logger.debug("OKX event {} {}", frame.event, frame.arg)
+
+    def _on_trades(self, channel: str, inst_id: str, frame: OkxFrame, recv_ns: int) -> list:
+        """``trades``: one Trade per element; ``side`` is the taker side.
+
+        Payload::
+
+            {"arg": {"channel": "trades", "instId": "BTC-USD-220527"},
+             "data": [{"instId": "BTC-USD-220527", "tradeId": "7849", "px": "30218.8",
+                       "sz": "1", "side": "buy", "ts": "1652459199958"}]}
+        """
+        out = []
+        for t in self._trades.decode(frame.data):
+            iid = self.instrument_id(t.instId)
+            recent = self._trade_ids.get(iid)
+            if recent is None:
+                recent = self._trade_ids[iid] = _RecentIds(_DEDUP_WINDOW)
+            if recent.seen(t.tradeId):
+                self.skipped["duplicate_trade"] += 1
+                logger.debug("OKX: duplicate trade {} {} dropped", iid, t.tradeId)
+                continue
+            out.append(Trade(iid, t.ts * MS, recv_ns, t.px, t.sz, 1 if t.side == "buy" else -1, t.tradeId))
+        return out
+
+    def _on_tickers(self, channel: str, inst_id: str, frame: OkxFrame, recv_ns: int) -> list:
+        """``tickers``: a Quote from best bid/ask (skipped when a side is empty).
+
+        Payload::
+
+            {"arg": {"channel": "tickers", "instId": "BTC-USDT"},
+             "data": [{"instType": "SPOT", "instId": "BTC-USDT", "last": "30236", "lastSz": "0.0002",
+                       "askPx": "30228.7", "askSz": "1.55896972", "bidPx": "30228.6", "bidSz": "0.23393",
+                       "open24h": "29700.4", ..., "ts": "1652459223003"}]}
+        """
+        out = []
+        for t in self._tickers.decode(frame.data):
+            if not (t.bidPx and t.askPx and t.bidSz and t.askSz):
+                self.skipped["ticker_without_bbo"] += 1
+                continue
+            out.append(
+                _quote(self.instrument_id(t.instId), t.ts * MS, recv_ns, t.bidPx, t.bidSz, t.askPx, t.askSz)
+            )
+        return out
+
+    def _on_bbo(self, channel: str, inst_id: str, frame: OkxFrame, recv_ns: int) -> list:
+        """``bbo-tbt``: a Quote from the single level per side.
+
+        Payload::
+
+            {"arg": {"channel": "bbo-tbt", "instId": "BTC-USDT"},
+             "data": [{"asks": [["8476.98", "415", "0", "13"]], "bids": [["8476.97", "256", "0", "12"]],
+                       "ts": "1597026383085", "seqId": 123456}]}
+        """
+        out = []
+        iid = self.instrument_id(inst_id)
+        for b in self._bbo.decode(frame.data):
+            if not b.bids or not b.asks or len(b.bids[0]) < 2 or len(b.asks[0]) < 2:
+                self.skipped["bbo_empty_side"] += 1
+                continue
+            out.append(_quote(iid, b.ts * MS, recv_ns, b.bids[0][0], b.bids[0][1], b.asks[0][0], b.asks[0][1]))
+        return out
+
+    def _on_candles(self, bar: str, inst_id: str, frame: OkxFrame, recv_ns: int) -> list:
+        """``candle<bar>``: a Bar per *confirmed* candle (``confirm == "1"``).
+
+        ``ts_event`` is the candle's close time, start + bar length (see
+        :func:`candle_close_ms`): a bar is only known once closed. ``volume``
+        is ``vol`` (contracts for derivatives, base currency for spot).
+
+        Payload::
+
+            {"arg": {"channel": "candle1D", "instId": "BTC-USDT"},
+             "data": [["1597026383085", "8533.02", "8553.74", "8527.17", "8548.26",
+                       "45247", "529.5858061", "5529.5858061", "1"]]}
+        """
+        out = []
+        iid = self.instrument_id(inst_id)
+        for row in self._candles.decode(frame.data):
+            if len(row) < 9:
+                raise ParseError(f"candle row {row!r}: expected 9 fields [ts,o,h,l,c,vol,volCcy,volCcyQuote,confirm]")
+            if row[8] != "1":
+                self.skipped["unconfirmed_candle"] += 1
+                continue
+            try:
+                start = int(row[0])
+                o, h, lo, c, v = float(row[1]), float(row[2]), float(row[3]), float(row[4]), float(row[5])
+            except ValueError:
+                raise ParseError(f"candle row {row!r}: non-numeric field") from None
+            if not (0.0 < lo <= min(o, c) and max(o, c) <= h < np.inf and 0.0 <= v < np.inf and start >= 0):
+                raise ParseError(f"candle row {row!r}: expected 0 < low <= open,close <= high and volume >= 0")
+            out.append(Bar(iid, candle_close_ms(start, bar) * MS, recv_ns, o, h, lo, c, v))
+        return out
+
+    def _on_funding(self, channel: str, inst_id: str, frame: OkxFrame, recv_ns: int) -> list:
+        """``funding-rate``: FundingRate; ``next_funding_ns`` is ``fundingTime``, when this rate is settled.
+
+        ``ts_event`` is ``ts``; messages without ``ts`` (older OKX) use the receive time.
+
+        Payload::
+
+            {"arg": {"channel": "funding-rate", "instId": "BTC-USDT-SWAP"},
+             "data": [{"instId": "BTC-USDT-SWAP", "fundingRate": "0.0001", "nextFundingRate": "0.0002",
+                       "fundingTime": "1744590349506", "nextFundingTime": "1744619149506",
+                       "ts": "1744590349506"}]}
+        """
+        return [
+            FundingRate(
+                self.instrument_id(f.instId), f.ts * MS if f.ts else recv_ns, recv_ns, f.fundingRate, f.fundingTime * MS
+            )
+            for f in self._funding.decode(frame.data)
+        ]
+
+    def _on_mark(self, channel: str, inst_id: str, frame: OkxFrame, recv_ns: int) -> list:
+        """``mark-price``: MarkPrice (index price unknown: NaN).
+
+        Payload::
+
+            {"arg": {"channel": "mark-price", "instId": "BTC-USDT-SWAP"},
+             "data": [{"instType": "SWAP", "instId": "BTC-USDT-SWAP", "markPx": "84660.1",
+                       "ts": "1744590349506"}]}
+        """
+        return [
+            MarkPrice(self.instrument_id(m.instId), m.ts * MS, recv_ns, m.markPx, float("nan"))
+            for m in self._mark.decode(frame.data)
+        ]
+
+    def _on_books(self, channel: str, inst_id: str, frame: OkxFrame, recv_ns: int) -> list:
+        """``books`` (400 levels), ``books50-l2-tbt``, ``books-l2-tbt``, ``books5``.
+
+        ``action`` ``snapshot`` -> BookSnapshot, ``update`` -> BookDelta (size 0
+        removes a level); ``books5`` has no ``action`` and is a snapshot each time.
+
+        Payload (update)::
+
+            {"arg": {"channel": "books", "instId": "BTC-USD-220527"}, "action": "update",
+             "data": [{"asks": [["30249.4", "0", "0", "0"], ["30261", "4", "0", "1"]],
+                       "bids": [["30182.6", "452", "0", "1"]], "ts": "1652459225464",
+                       "checksum": -914047754, "seqId": 123457, "prevSeqId": 123456}]}
+        """
+        key = (channel, inst_id)
+        state = self._books.get(key)
+        if state is None:
+            sync = OkxBookSync(f"OKX {inst_id} {channel}", verify_checksum=self.verify_checksum)
+            state = self._books[key] = _Book(sync)
+        iid = self.instrument_id(inst_id)
+        try:
+            items = self._book.decode(frame.data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self._request_resync(channel, inst_id, state, "undecodable book message")
+            raise
+        snapshot = frame.action == "snapshot" or (not frame.action and channel not in _SEQUENCED)
+        if not snapshot and frame.action != "update":
+            self._request_resync(channel, inst_id, state, f"unknown action {frame.action!r}")
+            raise ParseError(f"book action {frame.action!r}: expected 'snapshot' or 'update'")
+        out: list = []
+        for item in items:
+            ts_event = item.ts * MS
+            if snapshot:
+                try:
+                    bids, asks = state.sync.apply_snapshot(item)
+                except BookError as exc:
+                    self._request_resync(channel, inst_id, state, str(exc))
+                    continue
+                except ParseError:
+                    self._request_resync(channel, inst_id, state, "malformed snapshot")
+                    raise
+                seq = item.seqId if item.seqId is not None else -1
+                out.append(BookSnapshot(iid, ts_event, recv_ns, _array(bids), _array(asks), seq))
+                if state.resync_reason:
+                    out.append(BookResynced(iid, state.resync_reason, ts_event, recv_ns))
+                    logger.info("OKX {} {}: book resynced after: {}", inst_id, channel, state.resync_reason)
+                    state.resync_reason = ""
+                continue
+            if state.resync_reason:
+                state.dropped += 1
+                self.skipped["book_dropped"] += 1
+                continue
+            try:
+                bids, asks = state.sync.apply_update(item)
+            except BookError as exc:
+                self._request_resync(channel, inst_id, state, str(exc))
+                continue
+            except ParseError:
+                self._request_resync(channel, inst_id, state, "malformed update")
+                raise
+            if not bids and not asks:
+                continue
+            seq = item.seqId if item.seqId is not None else -1
+            prev = item.prevSeqId if item.prevSeqId is not None else -1
+            out.append(BookDelta(iid, ts_event, recv_ns, _array(bids), _array(asks), -1, seq, prev))
+        return out
+
+    def _request_resync(self, channel: str, inst_id: str, state: _Book, reason: str) -> None:
+        if state.resync_reason:
+            return
+        state.resync_reason = reason
+        logger.warning("OKX {} {}: book out of sync ({}); requesting a fresh snapshot", inst_id, channel, reason)
+        self.resync_requests.append((channel, inst_id, reason))
+        if self.on_resync is not None:
+            self.on_resync(channel, inst_id, reason)
+
+
+def _quote(iid: str, ts_event: int, recv_ns: int, bp: str, bs: str, ap: str, as_: str) -> Quote:
+    try:
+        bid, bid_sz, ask, ask_sz = float(bp), float(bs), float(ap), float(as_)
+    except ValueError:
+        raise ParseError(f"best bid/ask {bp!r}x{bs!r} / {ap!r}x{as_!r}: non-numeric") from None
+    if not (0.0 < bid < np.inf and 0.0 < ask < np.inf and 0.0 <= bid_sz < np.inf and 0.0 <= ask_sz < np.inf):
+        raise ParseError(f"best bid/ask {bp!r}x{bs!r} / {ap!r}x{as_!r}: expected positive finite prices, sizes >= 0")
+    return Quote(iid, ts_event, recv_ns, bid, bid_sz, ask, ask_sz)
+
+
+def _array(levels: list[Level]) -> np.ndarray:
+    if not levels:
+        return _EMPTY
+    return np.array([(lv[0], lv[1]) for lv in levels], dtype=np.float64)

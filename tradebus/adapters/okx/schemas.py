@@ -1,0 +1,167 @@
+"""msgspec Structs mirroring the OKX v5 public WebSocket and REST JSON.
+
+Field names are OKX's own (camelCase) so a frame decodes without renaming.
+Numeric fields that OKX sends as strings are typed ``float``/``int`` and decoded
+with ``strict=False`` (msgspec converts ``"30218.8"`` to ``30218.8`` in C);
+their constraints reject NaN, infinities, and non-positive prices. Book levels
+stay strings: the CRC32 checksum is computed over the exact strings OKX sent.
+
+Unknown fields are ignored (OKX adds fields without notice); missing required
+fields or wrong types raise ``msgspec.ValidationError``, which the parser turns
+into :class:`tradebus.errors.ParseError`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Literal
+
+import msgspec
+
+__all__ = [
+    "OkxArg",
+    "OkxBbo",
+    "OkxBook",
+    "OkxFrame",
+    "OkxFundingRate",
+    "OkxInstrument",
+    "OkxInstrumentsResponse",
+    "OkxMarkPrice",
+    "OkxTicker",
+    "OkxTrade",
+]
+
+_MAX = sys.float_info.max
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0, le=_MAX)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0.0, le=_MAX)]
+FiniteFloat = Annotated[float, msgspec.Meta(ge=-_MAX, le=_MAX)]
+Millis = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class OkxArg(msgspec.Struct, frozen=True):
+    """The ``arg`` object naming a subscription: ``{"channel": "trades", "instId": "BTC-USDT"}``."""
+
+    channel: str
+    instId: str = ""
+    instType: str = ""
+    instFamily: str = ""
+
+
+class OkxFrame(msgspec.Struct):
+    """Outer envelope of every OKX frame; ``data`` is kept raw and decoded per channel.
+
+    Push: ``{"arg": {...}, "action": "snapshot"|"update", "data": [...]}``
+    (``action`` only on order-book channels). Event:
+    ``{"event": "subscribe"|"unsubscribe"|"error", "arg": {...}, "code": "...", "msg": "..."}``.
+    """
+
+    arg: OkxArg | None = None
+    data: msgspec.Raw = msgspec.Raw()
+    action: str = ""
+    event: str = ""
+    code: str = ""
+    msg: str = ""
+    connId: str = ""
+
+
+class OkxTrade(msgspec.Struct, frozen=True):
+    """One element of a ``trades`` push."""
+
+    instId: str
+    tradeId: str
+    px: PositiveFloat
+    sz: PositiveFloat
+    side: Literal["buy", "sell"]
+    ts: Millis
+    count: str = ""
+
+
+class OkxTicker(msgspec.Struct, frozen=True):
+    """One element of a ``tickers`` push; prices stay strings because OKX sends ``""`` for an empty side."""
+
+    instId: str
+    ts: Millis
+    bidPx: str = ""
+    bidSz: str = ""
+    askPx: str = ""
+    askSz: str = ""
+    last: str = ""
+    lastSz: str = ""
+    instType: str = ""
+
+
+class OkxBook(msgspec.Struct, frozen=True):
+    """One element of a ``books``/``books5``/``books50-l2-tbt``/``books-l2-tbt`` push.
+
+    Levels are ``[price, size, "0", orders]`` strings. ``checksum`` is the signed
+    CRC32 of the top 25 levels; ``seqId``/``prevSeqId`` chain the messages
+    (absent in captures older than 2022-06, hence optional).
+    """
+
+    asks: list[list[str]]
+    bids: list[list[str]]
+    ts: Millis
+    checksum: int | None = None
+    seqId: int | None = None
+    prevSeqId: int | None = None
+
+
+class OkxBbo(msgspec.Struct, frozen=True):
+    """One element of a ``bbo-tbt`` push: one level per side."""
+
+    asks: list[list[str]]
+    bids: list[list[str]]
+    ts: Millis
+    seqId: int | None = None
+
+
+class OkxFundingRate(msgspec.Struct, frozen=True):
+    """One element of a ``funding-rate`` push.
+
+    ``fundingTime`` is the settlement time at which ``fundingRate`` is paid;
+    ``ts`` (the push time) is absent in older messages.
+    """
+
+    instId: str
+    fundingRate: FiniteFloat
+    fundingTime: Millis
+    nextFundingTime: str = ""
+    nextFundingRate: str = ""
+    ts: Millis = 0
+    instType: str = ""
+
+
+class OkxMarkPrice(msgspec.Struct, frozen=True):
+    """One element of a ``mark-price`` push."""
+
+    instId: str
+    markPx: PositiveFloat
+    ts: Millis
+    instType: str = ""
+
+
+class OkxInstrument(msgspec.Struct, frozen=True):
+    """One element of ``GET /api/v5/public/instruments`` (fields we use; all strings as OKX sends them)."""
+
+    instId: str
+    instType: str
+    tickSz: str
+    lotSz: str
+    minSz: str
+    state: str = ""
+    baseCcy: str = ""
+    quoteCcy: str = ""
+    settleCcy: str = ""
+    ctVal: str = ""
+    ctValCcy: str = ""
+    ctType: str = ""
+    uly: str = ""
+    instFamily: str = ""
+
+
+class OkxInstrumentsResponse(msgspec.Struct, frozen=True):
+    """REST envelope ``{"code": "0", "msg": "", "data": [...]}``."""
+
+    code: str
+    data: list[OkxInstrument]
+    msg: str = ""
