@@ -70,7 +70,7 @@ from loguru import logger
 
 from tradebus.adapters.common.book import APPLIED, CROSSED, INVALID, OrderBook
 from tradebus.engine.messages import BookDelta, BookResynced, BookSnapshot, Quote
-from tradebus.errors import ConfigError
+from tradebus.errors import BookError, ConfigError
 
 __all__ = [
     "BinanceFuturesRule",
@@ -364,7 +364,12 @@ class BookSync:
             )
             return
         book = self.book
-        crossed = book.load(snapshot.bids, snapshot.asks, snapshot.last_seq, snapshot.ts_event)
+        try:
+            crossed = book.load(snapshot.bids, snapshot.asks, snapshot.last_seq, snapshot.ts_event)
+        except BookError as exc:
+            book.clear()
+            self._fail(f"unusable snapshot seq={snapshot.last_seq}: {exc}")
+            return
         self.rule.reset(snapshot, extra)
         if crossed:
             self._fail(f"crossed book in snapshot seq={snapshot.last_seq}: bid {book.bid_px[0]} >= ask {book.ask_px[0]}")
@@ -392,10 +397,19 @@ class BookSync:
             last_ts = (delta.ts_event, delta.ts_init)
         self._go_synced(last_ts[0], last_ts[1])
 
-    def invalidate(self, reason: str) -> None:
-        """Declare the book untrustworthy (e.g. the connection dropped) and resync."""
+    def invalidate(self, reason: str, request: bool = True) -> None:
+        """Declare the book untrustworthy (e.g. the connection dropped) and drop buffered deltas.
+
+        ``request=False`` waits for :meth:`request` (e.g. once reconnected) instead of
+        asking for a snapshot now.
+        """
         self._buffer.clear()
-        self._fail(reason)
+        self._fail(reason, request)
+
+    def request(self) -> None:
+        """Ask for a snapshot now if not SYNCED (no-op while a request is already pending)."""
+        if self.state is not SyncState.SYNCED:
+            self._schedule_request()
 
     # --------------------------------------------------------------- internals
 
@@ -426,7 +440,7 @@ class BookSync:
             self.dropped_from_buffer += 1
         buffered.append((delta, extra))
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str, request: bool = True) -> None:
         was_synced = self.state is SyncState.SYNCED
         self.state = SyncState.AWAITING_SNAPSHOT
         self._synced_event.clear()
@@ -434,7 +448,8 @@ class BookSync:
         if was_synced:
             self._reason = reason
         logger.warning("book {}: {} -> awaiting snapshot", self.instrument_id, reason)
-        self._schedule_request()
+        if request:
+            self._schedule_request()
 
     def _go_synced(self, ts_event: int, ts_init: int) -> None:
         self.state = SyncState.SYNCED

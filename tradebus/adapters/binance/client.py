@@ -1,0 +1,384 @@
+"""Binance market-data client (spot and USD-M): streams -> parsers -> books -> sink.
+
+:class:`BinanceFeed` is the synchronous part: it routes each combined-stream frame by
+its stream name through a dict of handlers to the parsers, keeps one
+:class:`~tradebus.adapters.common.sync.BookSync` per symbol for the diff-depth stream,
+drops repeated trades (by trade id, bounded memory) and hands core messages to the
+sink. It is used both live (by :class:`BinanceClient`) and to replay a recording
+(:meth:`BinanceFeed.replay`), so a recording goes through exactly the same code.
+
+:class:`BinanceClient` adds the connection (a :class:`~tradebus.adapters.common.client.WsClient`
+on ``{ws_url}/stream?streams=...``) and the REST depth snapshot, fetched with ccxt
+(``ccxt.async_support.binance`` with its URLs pointed at the configured ``rest_url``,
+calling the implicit ``public_get_depth`` / ``fapipublic_get_depth`` endpoints, no
+market loading) or with a plain aiohttp GET (``snapshot_fetcher: http``).
+
+Messages: ``trade``/``aggTrade`` -> Trade; closed ``kline`` -> Bar; ``bookTicker`` ->
+Quote; ``depth`` + snapshot -> BookSnapshot, BookDelta, BookResynced and (only when
+``bookTicker`` is not subscribed) Quote from the book; ``markPrice`` -> MarkPrice +
+FundingRate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import msgspec
+from loguru import logger
+
+from tradebus.adapters.binance.config import BinanceConfig, BinanceMarket
+from tradebus.adapters.binance.parse import (
+    StreamKind,
+    parse_agg_trade,
+    parse_book_ticker,
+    parse_depth_snapshot,
+    parse_depth_update,
+    parse_kline,
+    parse_mark_price,
+    parse_trade,
+    split_stream,
+    stream_kind,
+)
+from tradebus.adapters.common.client import Sink, WsClient
+from tradebus.adapters.common.dedup import TradeDeduper
+from tradebus.adapters.common.policy import ConnectionPolicy, FatalVenueError
+from tradebus.adapters.common.recorder import FrameRecorder
+from tradebus.adapters.common.sync import BinanceFuturesRule, BinanceSpotRule, BookSync, SequenceRule
+from tradebus.engine.messages import BookSnapshot
+from tradebus.errors import ParseError, VenueError
+
+__all__ = ["BinanceClient", "BinanceFeed", "CcxtDepthFetcher", "DepthFetcher", "HttpDepthFetcher"]
+
+Handler = Callable[[str | bytes, int], None]
+SnapshotFetch = Callable[[str], Awaitable[BookSnapshot]]
+
+_control = msgspec.json.Decoder()
+
+
+class BinanceFeed:
+    """Frame router of one Binance connection: stream name -> parser -> (book) -> sink.
+
+    Parameters
+    ----------
+    config
+        The adapter config (symbols, channels, market, venue name).
+    sink
+        Receives core messages.
+    fetch_snapshot
+        Async ``fetch(symbol) -> BookSnapshot`` used by the books to (re)sync;
+        ``None`` when snapshots are fed with :meth:`on_snapshot_frame` (replay).
+    clock_ns
+        Time source for messages the feed creates itself (BookResynced).
+    """
+
+    def __init__(
+        self,
+        config: BinanceConfig,
+        sink: Sink,
+        fetch_snapshot: SnapshotFetch | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.config = config
+        self.sink = sink
+        self.dedup = TradeDeduper(config.dedup_capacity)
+        self.counts: Counter[str] = Counter()
+        self.unknown = 0
+        self.books: dict[str, BookSync] = {}
+        self._handlers: dict[str, Handler] = {}
+        self._fetch = fetch_snapshot
+        self._clock = clock_ns
+        quotes_from_book = "bookTicker" not in config.channels
+        for stream in config.streams():
+            symbol = stream.partition("@")[0].upper()
+            iid = config.instrument_id(symbol)
+            kind = stream_kind(stream)
+            if kind is StreamKind.DEPTH:
+                self.books[symbol] = self._make_sync(symbol, iid, quotes_from_book)
+            self._handlers[stream] = self._handler(kind, iid, symbol)
+
+    # -------------------------------------------------------------- handlers
+
+    def _make_sync(self, symbol: str, iid: str, emit_quotes: bool) -> BookSync:
+        rule: SequenceRule = BinanceSpotRule() if self.config.market is BinanceMarket.SPOT else BinanceFuturesRule()
+        fetch = self._fetch
+        requester = None if fetch is None else (lambda: fetch(symbol))
+        return BookSync(iid, rule, self.sink, requester, emit_quotes=emit_quotes, clock=self._clock)
+
+    def _handler(self, kind: StreamKind | None, iid: str, symbol: str) -> Handler:
+        sink = self.sink
+        counts = self.counts
+        seen = self.dedup.seen
+        if kind is StreamKind.TRADE or kind is StreamKind.AGG_TRADE:
+            parse = parse_trade if kind is StreamKind.TRADE else parse_agg_trade
+            key = kind.value
+
+            def on_trade(raw: str | bytes, recv_ns: int) -> None:
+                trade = parse(raw, recv_ns, iid)
+                if seen((iid, trade.trade_id)):
+                    counts["duplicate_" + key] += 1
+                    return
+                counts[key] += 1
+                sink(trade)
+
+            return on_trade
+        if kind is StreamKind.BOOK_TICKER:
+
+            def on_ticker(raw: str | bytes, recv_ns: int) -> None:
+                sink(parse_book_ticker(raw, recv_ns, iid))
+                counts["bookTicker"] += 1
+
+            return on_ticker
+        if kind is StreamKind.KLINE:
+
+            def on_kline(raw: str | bytes, recv_ns: int) -> None:
+                bar = parse_kline(raw, recv_ns, iid)
+                counts["kline"] += 1
+                if bar is not None:
+                    counts["bar"] += 1
+                    sink(bar)
+
+            return on_kline
+        if kind is StreamKind.DEPTH:
+            on_delta = self.books[symbol].on_delta
+
+            def on_depth(raw: str | bytes, recv_ns: int) -> None:
+                on_delta(parse_depth_update(raw, recv_ns, iid))
+                counts["depth"] += 1
+
+            return on_depth
+        if kind is StreamKind.MARK_PRICE:
+
+            def on_mark(raw: str | bytes, recv_ns: int) -> None:
+                mark, funding = parse_mark_price(raw, recv_ns, iid)
+                counts["markPrice"] += 1
+                sink(mark)
+                if funding is not None:
+                    sink(funding)
+
+            return on_mark
+        raise VenueError(f"binance: no parser for stream kind {kind!r} ({iid})")
+
+    # ----------------------------------------------------------------- input
+
+    def on_frame(self, raw: str | bytes, recv_ns: int) -> None:
+        """Route one received frame; raises :class:`ParseError` for a frame that cannot be used."""
+        stream = split_stream(raw)
+        if stream is not None:
+            handler = self._handlers.get(stream)
+            if handler is not None:
+                handler(raw, recv_ns)
+                return
+        self._on_other(raw, stream)
+
+    def _on_other(self, raw: str | bytes, stream: str | None) -> None:
+        if stream is not None:
+            self.unknown += 1
+            raise ParseError(f"binance: frame of unsubscribed or unknown stream {stream!r} skipped")
+        try:
+            msg = _control.decode(raw)
+        except msgspec.DecodeError as exc:
+            self.unknown += 1
+            head = raw[:80]
+            raise ParseError(f"binance: undecodable frame skipped ({exc}): {head!r}") from None
+        if isinstance(msg, dict) and "id" in msg and "result" in msg:
+            self.counts["ack"] += 1
+            return
+        if isinstance(msg, dict) and isinstance(msg.get("error"), dict):
+            err = msg["error"]
+            raise FatalVenueError(f"binance rejected request id={msg.get('id')}: code {err.get('code')} {err.get('msg')}")
+        self.unknown += 1
+        raise ParseError(f"binance: frame of unknown shape skipped: {str(raw)[:80]!r}")
+
+    def on_snapshot_frame(self, raw: str | bytes, recv_ns: int, symbol: str) -> None:
+        """Feed a REST depth snapshot body (recorded or fetched) to ``symbol``'s book."""
+        sync = self.books.get(symbol)
+        if sync is None:
+            raise ParseError(f"binance: depth snapshot for {symbol}, which has no depth subscription")
+        sync.on_snapshot(parse_depth_snapshot(raw, recv_ns, sync.instrument_id))
+
+    def start_books(self) -> None:
+        """Request a snapshot for every book that is not SYNCED (no-op without a fetcher)."""
+        if self._fetch is None:
+            return
+        for sync in self.books.values():
+            sync.request()
+
+    def invalidate_books(self, reason: str) -> None:
+        """Mark every book as broken (connection lost): nothing is emitted until resynced.
+
+        No snapshot is requested here; :meth:`start_books` does it once reconnected.
+        """
+        for sync in self.books.values():
+            sync.invalidate(reason, request=False)
+
+    async def close(self) -> None:
+        """Cancel pending snapshot requests."""
+        for sync in self.books.values():
+            await sync.close()
+
+    def replay(self, frames: Iterable[tuple[int, str, str | bytes]]) -> None:
+        """Run recorded ``(recv_ns, conn, raw)`` frames through the same path as live frames.
+
+        Frames whose ``conn`` starts with ``"rest:"`` are REST depth snapshots
+        (``"rest:<SYMBOL>"``). Rejected frames are logged and skipped, as live.
+        """
+        for recv_ns, conn, raw in frames:
+            try:
+                if conn.startswith("rest:"):
+                    self.on_snapshot_frame(raw, recv_ns, conn[5:])
+                else:
+                    self.on_frame(raw, recv_ns)
+            except ParseError as exc:
+                logger.warning("binance replay: frame rejected: {}", exc)
+
+
+class DepthFetcher:
+    """Base of the REST depth-snapshot fetchers: ``await fetch(symbol)`` returns the raw JSON body."""
+
+    async def fetch(self, symbol: str, limit: int) -> bytes:
+        """Raw JSON body of the depth snapshot of ``symbol``."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release the HTTP session."""
+        return
+
+
+class CcxtDepthFetcher(DepthFetcher):
+    """Depth snapshot through ``ccxt.async_support.binance`` pointed at ``rest_base``.
+
+    Uses the implicit endpoints (``public_get_depth`` for spot, ``fapipublic_get_depth``
+    for USD-M), so no market loading happens. ccxt returns decoded JSON; it is
+    re-encoded (the same values, byte layout may differ) for the parser and the recorder.
+    """
+
+    def __init__(self, rest_base: str, market: BinanceMarket) -> None:
+        import ccxt.async_support as ccxt_async
+
+        self._exchange = ccxt_async.binance({"enableRateLimit": False})
+        api = self._exchange.urls["api"]
+        api["public"] = f"{rest_base}/api/v3"
+        api["fapiPublic"] = f"{rest_base}/fapi/v1"
+        self._market = market
+
+    async def fetch(self, symbol: str, limit: int) -> bytes:
+        import ccxt
+
+        params = {"symbol": symbol, "limit": limit}
+        try:
+            if self._market is BinanceMarket.SPOT:
+                body = await self._exchange.public_get_depth(params)
+            else:
+                body = await self._exchange.fapipublic_get_depth(params)
+        except (ccxt.AuthenticationError, ccxt.PermissionDenied, ccxt.BadSymbol) as exc:
+            raise FatalVenueError(f"binance depth {symbol}: {exc}") from exc
+        except ccxt.BaseError as exc:
+            raise VenueError(f"binance depth {symbol}: {type(exc).__name__}: {exc}") from exc
+        return msgspec.json.encode(body)
+
+    async def close(self) -> None:
+        await self._exchange.close()
+
+
+class HttpDepthFetcher(DepthFetcher):
+    """Depth snapshot with a plain aiohttp GET on ``{rest_base}{path}?symbol=..&limit=..``."""
+
+    def __init__(self, rest_base: str, market: BinanceMarket, timeout: float = 10.0) -> None:
+        self._url = rest_base + ("/api/v3/depth" if market is BinanceMarket.SPOT else "/fapi/v1/depth")
+        self._timeout = timeout
+        self._session: Any = None
+
+    async def fetch(self, symbol: str, limit: int) -> bytes:
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
+        try:
+            async with self._session.get(self._url, params={"symbol": symbol, "limit": str(limit)}) as resp:
+                body = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise VenueError(f"binance depth {symbol}: {type(exc).__name__}: {exc}") from exc
+        if status >= 500 or status == 429:
+            raise VenueError(f"binance depth {symbol}: HTTP {status}: {body[:200]!r}")
+        if status != 200:
+            raise FatalVenueError(f"binance depth {symbol}: HTTP {status}: {body[:200]!r}")
+        return body
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class BinanceClient(WsClient):
+    """Live Binance market data (spot or USD-M) for the configured symbols and channels.
+
+    Parameters
+    ----------
+    config
+        Endpoints, symbols, channels.
+    sink
+        Receives core messages (``kernel.process``).
+    policy
+        Connection policy (default :meth:`ConnectionPolicy.binance`).
+    recorder
+        Records every frame and REST snapshot (``conn`` = ``"rest:<SYMBOL>"``); default:
+        one opened on ``config.record_path`` if set.
+    fetcher
+        REST depth fetcher (default from ``config.snapshot_fetcher``).
+    """
+
+    def __init__(
+        self,
+        config: BinanceConfig,
+        sink: Sink,
+        policy: ConnectionPolicy | None = None,
+        recorder: FrameRecorder | None = None,
+        fetcher: DepthFetcher | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        if recorder is None and config.record_path is not None:
+            recorder = FrameRecorder(config.record_path)
+        policy = policy or ConnectionPolicy.binance()
+        policy.stale_after = config.stale_after
+        super().__init__(f"binance-{config.market.value}", sink, policy, recorder, clock_ns)
+        self.config = config
+        if fetcher is None and "depth" in config.channels:
+            cls = CcxtDepthFetcher if config.snapshot_fetcher == "ccxt" else HttpDepthFetcher
+            fetcher = cls(config.rest_base, config.market)
+        self.fetcher = fetcher
+        self.feed = BinanceFeed(config, sink, self._fetch_snapshot if fetcher else None, clock_ns)
+        self.subscriptions.add(config.streams())
+
+    async def _fetch_snapshot(self, symbol: str) -> BookSnapshot:
+        assert self.fetcher is not None
+        body = await self.fetcher.fetch(symbol, self.config.depth_limit)
+        recv_ns = self.clock_ns()
+        if self.recorder is not None:
+            self.recorder.write(recv_ns, f"rest:{symbol}", body.decode())
+        sync = self.feed.books[symbol]
+        return parse_depth_snapshot(body, recv_ns, sync.instrument_id)
+
+    def connect_url(self) -> str:
+        return f"{self.config.ws_base}/stream?streams={'/'.join(self.subscriptions)}"
+
+    def subscribe_frames(self) -> list[str]:
+        return []
+
+    def on_frame(self, raw: str | bytes, recv_ns: int) -> None:
+        self.feed.on_frame(raw, recv_ns)
+
+    async def on_connected(self) -> None:
+        self.feed.start_books()
+
+    def on_disconnected(self, reason: str) -> None:
+        self.feed.invalidate_books(f"connection lost: {reason}")
+
+    async def on_stopped(self) -> None:
+        await self.feed.close()
+        if self.fetcher is not None:
+            await self.fetcher.close()

@@ -1,0 +1,148 @@
+"""Configuration of the Binance market-data adapter (pydantic, ``extra="forbid"``).
+
+Endpoints come from the config so tests (and testnets) point the adapter at a local
+server. Defaults are Binance's production endpoints.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = ["BinanceConfig", "BinanceMarket", "Channel"]
+
+
+class BinanceMarket(StrEnum):
+    """Which Binance market: spot or USD-M futures (perpetuals)."""
+
+    SPOT = "spot"
+    USDM = "usdm"
+
+
+Channel = Literal["trade", "aggTrade", "kline", "bookTicker", "depth", "markPrice"]
+
+_DEFAULTS: dict[BinanceMarket, tuple[str, str, str]] = {
+    # ws base, rest base, instrument venue name
+    BinanceMarket.SPOT: ("wss://stream.binance.com:9443", "https://api.binance.com", "BINANCE"),
+    BinanceMarket.USDM: ("wss://fstream.binance.com", "https://fapi.binance.com", "BINANCE_USDM"),
+}
+
+_DEPTH_SPEEDS: dict[BinanceMarket, tuple[str, ...]] = {
+    BinanceMarket.SPOT: ("100ms", "1000ms"),
+    BinanceMarket.USDM: ("0ms", "100ms", "250ms", "500ms"),
+}
+
+
+class BinanceConfig(BaseModel):
+    """Settings of one Binance market-data connection.
+
+    Parameters
+    ----------
+    market
+        ``spot`` or ``usdm``.
+    symbols
+        Venue symbols (``BTCUSDT``), upper case.
+    channels
+        Streams per symbol. ``markPrice`` (mark price + funding) is USD-M only.
+        ``trade`` and ``aggTrade`` both produce Trades; subscribe to one of them.
+    ws_url, rest_url
+        Base URLs (``None``: production for the market). Streams are opened on
+        ``{ws_url}/stream?streams=...``; the depth snapshot is fetched from
+        ``{rest_url}/api/v3/depth`` (spot) or ``{rest_url}/fapi/v1/depth`` (USD-M).
+    venue
+        Venue name on instruments (``instrument_id = "{symbol}.{venue}"``); ``None``:
+        ``BINANCE`` for spot, ``BINANCE_USDM`` for USD-M.
+    kline_interval, depth_speed, depth_limit, mark_price_speed
+        Stream parameters.
+    snapshot_fetcher
+        ``ccxt`` (ccxt.async_support with its URLs pointed at ``rest_url``) or ``http``
+        (a plain aiohttp GET).
+    stale_after
+        Seconds of silence before FeedStale and a reconnect.
+    dedup_capacity
+        Trade ids remembered per client to drop repeats after a reconnect.
+    record_path
+        Record every raw frame (and REST snapshot) here (gzip JSONL), or ``None``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    market: BinanceMarket = BinanceMarket.SPOT
+    symbols: list[str] = Field(min_length=1)
+    channels: list[Channel] = Field(default_factory=lambda: ["trade", "bookTicker", "depth"], min_length=1)
+    ws_url: str | None = None
+    rest_url: str | None = None
+    venue: str | None = None
+    kline_interval: Literal["1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"] = "1m"
+    depth_speed: str = "100ms"
+    depth_limit: Literal[5, 10, 20, 50, 100, 500, 1000] = 1000
+    mark_price_speed: Literal["1s", "3s"] = "1s"
+    snapshot_fetcher: Literal["ccxt", "http"] = "ccxt"
+    stale_after: float = Field(default=30.0, gt=0)
+    dedup_capacity: int = Field(default=100_000, ge=1)
+    record_path: str | None = None
+
+    @field_validator("symbols")
+    @classmethod
+    def _upper(cls, symbols: list[str]) -> list[str]:
+        for s in symbols:
+            if not s or not s.isalnum() or s != s.upper():
+                raise ValueError(f"symbol {s!r} must be upper-case alphanumeric like 'BTCUSDT'")
+        if len(set(symbols)) != len(symbols):
+            raise ValueError("symbols must be unique")
+        return symbols
+
+    @model_validator(mode="after")
+    def _market_rules(self) -> BinanceConfig:
+        if "markPrice" in self.channels and self.market is not BinanceMarket.USDM:
+            raise ValueError("channels: 'markPrice' exists only for market 'usdm'")
+        if self.depth_speed not in _DEPTH_SPEEDS[self.market]:
+            raise ValueError(
+                f"depth_speed: {self.depth_speed!r} is not offered on {self.market.value}; "
+                f"use one of {_DEPTH_SPEEDS[self.market]}"
+            )
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError("channels must be unique")
+        return self
+
+    @property
+    def ws_base(self) -> str:
+        """WebSocket base URL (configured or production)."""
+        return (self.ws_url or _DEFAULTS[self.market][0]).rstrip("/")
+
+    @property
+    def rest_base(self) -> str:
+        """REST base URL (configured or production)."""
+        return (self.rest_url or _DEFAULTS[self.market][1]).rstrip("/")
+
+    @property
+    def venue_name(self) -> str:
+        """Venue name used in instrument ids."""
+        return self.venue or _DEFAULTS[self.market][2]
+
+    @property
+    def depth_path(self) -> str:
+        """REST path of the depth snapshot."""
+        return "/api/v3/depth" if self.market is BinanceMarket.SPOT else "/fapi/v1/depth"
+
+    def streams(self) -> list[str]:
+        """Stream names to subscribe, in a stable order (symbol-major)."""
+        out: list[str] = []
+        for symbol in self.symbols:
+            s = symbol.lower()
+            for ch in self.channels:
+                if ch == "kline":
+                    out.append(f"{s}@kline_{self.kline_interval}")
+                elif ch == "depth":
+                    out.append(f"{s}@depth@{self.depth_speed}")
+                elif ch == "markPrice":
+                    out.append(f"{s}@markPrice@{self.mark_price_speed}")
+                else:
+                    out.append(f"{s}@{ch}")
+        return out
+
+    def instrument_id(self, symbol: str) -> str:
+        """``"{SYMBOL}.{venue}"``."""
+        return f"{symbol.upper()}.{self.venue_name}"

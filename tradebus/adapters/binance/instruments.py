@@ -1,0 +1,121 @@
+"""Binance instruments from the REST ``exchangeInfo`` response.
+
+Tick size comes from ``PRICE_FILTER.tickSize``, lot size from ``LOT_SIZE.stepSize``
+(minimum quantity from ``LOT_SIZE.minQty``), the minimum notional from ``NOTIONAL`` /
+``MIN_NOTIONAL`` (``minNotional`` on spot, ``notional`` on futures). Fees are not in
+``exchangeInfo``; they are given by the caller (account-specific).
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from loguru import logger
+
+from tradebus.adapters.binance.config import BinanceMarket
+from tradebus.engine.instrument import Instrument, InstrumentKind
+from tradebus.errors import DataError, OrderError
+
+__all__ = ["instruments_from_exchange_info", "load_exchange_info"]
+
+
+def load_exchange_info(path: str | Path) -> dict[str, Any]:
+    """Read an ``exchangeInfo`` JSON file (``.json`` or ``.json.gz``)."""
+    path = Path(path)
+    try:
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        info = msgspec.json.decode(data)
+    except (OSError, msgspec.DecodeError, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: cannot read Binance exchangeInfo ({exc})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("symbols"), list):
+        raise DataError(f"{path}: not a Binance exchangeInfo response (no 'symbols' list)")
+    return info
+
+
+def _filter(sym: dict[str, Any], *names: str) -> dict[str, Any] | None:
+    for f in sym.get("filters", ()):
+        if f.get("filterType") in names:
+            return f
+    return None
+
+
+def instruments_from_exchange_info(
+    info: dict[str, Any],
+    market: BinanceMarket,
+    *,
+    venue: str | None = None,
+    symbols: list[str] | None = None,
+    maker_fee: float = 0.001,
+    taker_fee: float = 0.001,
+    trading_only: bool = True,
+) -> list[Instrument]:
+    """Build :class:`Instrument` objects from a decoded ``exchangeInfo`` response.
+
+    Parameters
+    ----------
+    info
+        The decoded JSON.
+    market
+        Spot (every pair) or USD-M (perpetual contracts only; delivery contracts are skipped).
+    venue
+        Venue name for instrument ids (default ``BINANCE`` / ``BINANCE_USDM``).
+    symbols
+        Keep only these symbols (``None``: all); an unknown one raises :class:`DataError`.
+    maker_fee, taker_fee
+        Fee rates put on every instrument.
+    trading_only
+        Skip symbols whose ``status`` is not ``TRADING``.
+
+    Raises
+    ------
+    DataError
+        A kept symbol lacks PRICE_FILTER/LOT_SIZE or has unusable values, or a requested
+        symbol is absent.
+    """
+    venue = venue or ("BINANCE" if market is BinanceMarket.SPOT else "BINANCE_USDM")
+    wanted = set(symbols) if symbols is not None else None
+    out: list[Instrument] = []
+    for sym in info.get("symbols", ()):
+        name = sym.get("symbol", "")
+        if wanted is not None and name not in wanted:
+            continue
+        if trading_only and sym.get("status") != "TRADING":
+            continue
+        if market is BinanceMarket.USDM and sym.get("contractType") != "PERPETUAL":
+            continue
+        price_f = _filter(sym, "PRICE_FILTER")
+        lot_f = _filter(sym, "LOT_SIZE")
+        if price_f is None or lot_f is None:
+            raise DataError(f"exchangeInfo symbol {name}: missing PRICE_FILTER or LOT_SIZE filter")
+        notional_f = _filter(sym, "NOTIONAL", "MIN_NOTIONAL")
+        min_notional = 0.0
+        if notional_f is not None:
+            min_notional = float(notional_f.get("minNotional", notional_f.get("notional", 0.0)))
+        try:
+            inst = Instrument(
+                venue=venue,
+                symbol=name,
+                kind=InstrumentKind.SPOT if market is BinanceMarket.SPOT else InstrumentKind.PERPETUAL,
+                base=sym.get("baseAsset", ""),
+                quote=sym.get("quoteAsset", ""),
+                tick_size=float(price_f["tickSize"]),
+                lot_size=float(lot_f["stepSize"]),
+                min_notional=min_notional,
+                maker_fee=maker_fee,
+                taker_fee=taker_fee,
+                min_quantity=float(lot_f.get("minQty", 0.0)),
+            )
+        except (KeyError, ValueError, OrderError) as exc:
+            if wanted is not None:
+                raise DataError(f"exchangeInfo symbol {name}: unusable filters ({exc})") from None
+            logger.warning("exchangeInfo symbol {}: skipped, unusable filters ({})", name, exc)
+            continue
+        out.append(inst)
+    if wanted is not None:
+        missing = wanted - {i.symbol for i in out}
+        if missing:
+            raise DataError(f"exchangeInfo: symbols not found or not tradable: {sorted(missing)}")
+    return out

@@ -1,0 +1,268 @@
+"""Binance market data -> core messages.
+
+Every parser takes one raw combined-stream frame (``{"stream": ..., "data": ...}``, as
+``str`` or ``bytes``), its local receive time ``recv_ns`` and the ``instrument_id``, and
+returns core messages with ``ts_event`` = the venue's time (ms -> ns) and ``ts_init`` =
+``recv_ns``. A frame that does not decode, or carries a non-positive/non-finite price or
+size, raises :class:`~tradebus.errors.ParseError` naming the stream and the field.
+Book levels are not checked here: :class:`~tradebus.adapters.common.book.OrderBook`
+rejects a malformed level atomically and the book resyncs.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+
+import msgspec
+import numpy as np
+
+from tradebus.adapters.binance.schemas import (
+    AggTradeEvent,
+    BookTickerEvent,
+    DepthSnapshot,
+    DepthUpdateEvent,
+    KlineEvent,
+    MarkPriceEvent,
+    TradeEvent,
+    decoder,
+)
+from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
+from tradebus.errors import ParseError
+
+__all__ = [
+    "StreamKind",
+    "parse_agg_trade",
+    "parse_book_ticker",
+    "parse_depth_snapshot",
+    "parse_depth_update",
+    "parse_kline",
+    "parse_mark_price",
+    "parse_trade",
+    "split_stream",
+    "stream_kind",
+]
+
+_MS = 1_000_000
+_INF = math.inf
+
+_trade = decoder(TradeEvent)
+_agg = decoder(AggTradeEvent)
+_kline = decoder(KlineEvent)
+_ticker = decoder(BookTickerEvent)
+_depth = decoder(DepthUpdateEvent)
+_mark = decoder(MarkPriceEvent)
+_snapshot = decoder(DepthSnapshot, envelope=False)
+
+
+class StreamKind(StrEnum):
+    """Kind of a Binance market-data stream, from its name."""
+
+    TRADE = "trade"
+    AGG_TRADE = "aggTrade"
+    KLINE = "kline"
+    BOOK_TICKER = "bookTicker"
+    DEPTH = "depth"
+    MARK_PRICE = "markPrice"
+
+
+def stream_kind(stream: str) -> StreamKind | None:
+    """Kind of ``stream`` (``"btcusdt@depth@100ms"`` -> DEPTH), or ``None`` if not a supported stream."""
+    _, _, rest = stream.partition("@")
+    name = rest.partition("@")[0]
+    if name.startswith("kline_"):
+        return StreamKind.KLINE
+    try:
+        return StreamKind(name)
+    except ValueError:
+        return None
+
+
+def split_stream(raw: str | bytes) -> str | None:
+    """The ``stream`` name of a combined-stream frame without decoding it (``None`` if not one)."""
+    if isinstance(raw, bytes):
+        if raw.startswith(b'{"stream":"'):
+            end = raw.find(b'"', 11)
+            return raw[11:end].decode() if end > 0 else None
+        return None
+    if raw.startswith('{"stream":"'):
+        end = raw.find('"', 11)
+        return raw[11:end] if end > 0 else None
+    return None
+
+
+def _fail(kind: str, raw: str | bytes, exc: Exception) -> ParseError:
+    head = raw[:120] if isinstance(raw, str) else raw[:120].decode("utf-8", "replace")
+    return ParseError(f"binance {kind} frame rejected: {exc} (frame starts {head!r})")
+
+
+def _levels(rows: list[tuple[float, float]]) -> np.ndarray:
+    if not rows:
+        return np.empty((0, 2), dtype=np.float64)
+    return np.array(rows, dtype=np.float64)
+
+
+def parse_trade(raw: str | bytes, recv_ns: int, instrument_id: str) -> Trade:
+    """``<symbol>@trade`` -> :class:`Trade` (``ts_event`` = trade time ``T``).
+
+    ``aggressor`` is -1 when the buyer was the maker (a sell hit the bid), else +1.
+    Payload::
+
+        {"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT",
+         "t":3735683259,"p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}}
+    """
+    try:
+        d = _trade.decode(raw).data
+    except msgspec.MsgspecError as exc:
+        raise _fail("trade", raw, exc) from None
+    if not (0.0 < d.price < _INF and 0.0 < d.quantity < _INF):
+        raise ParseError(f"binance trade {d.symbol} #{d.trade_id}: price {d.price} / qty {d.quantity} must be > 0")
+    return Trade(
+        instrument_id, d.trade_time * _MS, recv_ns, d.price, d.quantity, -1 if d.buyer_is_maker else 1, str(d.trade_id)
+    )
+
+
+def parse_agg_trade(raw: str | bytes, recv_ns: int, instrument_id: str) -> Trade:
+    """``<symbol>@aggTrade`` -> :class:`Trade` (``trade_id`` = aggregate id ``a``).
+
+    Payload::
+
+        {"stream":"nknusdt@aggTrade","data":{"e":"aggTrade","E":1633998523963,"s":"NKNUSDT",
+         "a":15683430,"p":"0.35280000","q":"58.00000000","f":19862790,"l":19862790,
+         "T":1633998523963,"m":false,"M":true}}
+    """
+    try:
+        d = _agg.decode(raw).data
+    except msgspec.MsgspecError as exc:
+        raise _fail("aggTrade", raw, exc) from None
+    if not (0.0 < d.price < _INF and 0.0 < d.quantity < _INF):
+        raise ParseError(f"binance aggTrade {d.symbol} #{d.agg_id}: price {d.price} / qty {d.quantity} must be > 0")
+    return Trade(
+        instrument_id, d.trade_time * _MS, recv_ns, d.price, d.quantity, -1 if d.buyer_is_maker else 1, str(d.agg_id)
+    )
+
+
+def parse_kline(raw: str | bytes, recv_ns: int, instrument_id: str) -> Bar | None:
+    """``<symbol>@kline_<interval>`` -> :class:`Bar` for a *closed* kline (``x: true``), else ``None``.
+
+    ``ts_event`` is the bar's close time: Binance's ``T`` is the last millisecond inside
+    the bar (start + interval - 1 ms), so ``ts_event = (T + 1) ms`` — the exact interval
+    boundary, the same stamp a catalog bar of that interval gets.
+    Payload::
+
+        {"stream":"sushiusdt@kline_1m","data":{"e":"kline","E":1626992760203,"s":"SUSHIUSDT",
+         "k":{"t":1626992700000,"T":1626992759999,"s":"SUSHIUSDT","i":"1m","f":126902874,
+         "L":126902986,"o":"7.6080","c":"7.6170","h":"7.6180","l":"7.6070","v":"3005","n":113,
+         "x":true,"q":"22875.8590","V":"1900","Q":"14464.6960","B":"0"}}}
+    """
+    try:
+        k = _kline.decode(raw).data.kline
+    except msgspec.MsgspecError as exc:
+        raise _fail("kline", raw, exc) from None
+    if not k.closed:
+        return None
+    if not (0.0 < k.low <= min(k.open, k.close) and max(k.open, k.close) <= k.high < _INF and 0.0 <= k.volume < _INF):
+        raise ParseError(
+            f"binance kline {k.symbol} {k.interval} @{k.start_time}: inconsistent OHLCV "
+            f"o={k.open} h={k.high} l={k.low} c={k.close} v={k.volume}"
+        )
+    return Bar(instrument_id, (k.close_time + 1) * _MS, recv_ns, k.open, k.high, k.low, k.close, k.volume)
+
+
+def parse_book_ticker(raw: str | bytes, recv_ns: int, instrument_id: str) -> Quote:
+    """``<symbol>@bookTicker`` -> :class:`Quote`.
+
+    ``ts_event``: futures' transaction time ``T`` (else event time ``E``); spot frames carry
+    no time, so ``ts_event = recv_ns`` there. Payload (spot)::
+
+        {"stream":"btcusdt@bookTicker","data":{"u":50093239212,"s":"BTCUSDT",
+         "b":"61837.63000000","B":"3.78826000","a":"61837.64000000","A":"1.54698000"}}
+    """
+    try:
+        d = _ticker.decode(raw).data
+    except msgspec.MsgspecError as exc:
+        raise _fail("bookTicker", raw, exc) from None
+    if not (
+        0.0 < d.bid_price < _INF and 0.0 < d.ask_price < _INF and 0.0 <= d.bid_qty < _INF and 0.0 <= d.ask_qty < _INF
+    ):
+        raise ParseError(f"binance bookTicker {d.symbol} u={d.update_id}: non-positive or non-finite price/size")
+    ts = d.transaction_time or d.event_time
+    return Quote(
+        instrument_id, ts * _MS if ts else recv_ns, recv_ns, d.bid_price, d.bid_qty, d.ask_price, d.ask_qty
+    )
+
+
+def parse_depth_update(raw: str | bytes, recv_ns: int, instrument_id: str) -> BookDelta:
+    """``<symbol>@depth[@speed]`` -> :class:`BookDelta` (``first_seq=U``, ``last_seq=u``, ``prev_seq=pu`` or -1).
+
+    ``ts_event``: futures' transaction time ``T``, else the event time ``E``. Payload (USD-M)::
+
+        {"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate","E":1680652700594,
+         "T":1680652700586,"s":"BTCUSDT","U":2710246765373,"u":2710246765597,"pu":2710246765326,
+         "b":[["5000.00","14.368"],["28018.90","0.000"]],"a":[["28145.20","6.961"]]}}
+    """
+    try:
+        d = _depth.decode(raw).data
+    except msgspec.MsgspecError as exc:
+        raise _fail("depthUpdate", raw, exc) from None
+    if d.first_update_id > d.final_update_id:
+        raise ParseError(f"binance depthUpdate {d.symbol}: U={d.first_update_id} > u={d.final_update_id}")
+    return BookDelta(
+        instrument_id,
+        (d.transaction_time or d.event_time) * _MS,
+        recv_ns,
+        _levels(d.bids),
+        _levels(d.asks),
+        d.first_update_id,
+        d.final_update_id,
+        d.prev_final_update_id,
+    )
+
+
+def parse_mark_price(raw: str | bytes, recv_ns: int, instrument_id: str) -> tuple[MarkPrice, FundingRate | None]:
+    """``<symbol>@markPrice[@1s]`` (USD-M) -> (:class:`MarkPrice`, :class:`FundingRate` or None).
+
+    The funding rate is None when Binance sends an empty ``r`` (delivery contracts).
+    Payload::
+
+        {"stream":"btcusdt@markPrice@1s","data":{"e":"markPriceUpdate","E":1680652701000,
+         "s":"BTCUSDT","p":"28147.27373413","P":"28142.15563565","i":"28159.75642857",
+         "r":"0.00002754","T":1680652800000}}
+    """
+    try:
+        d = _mark.decode(raw).data
+    except msgspec.MsgspecError as exc:
+        raise _fail("markPriceUpdate", raw, exc) from None
+    if not (0.0 < d.mark_price < _INF):
+        raise ParseError(f"binance markPriceUpdate {d.symbol} @{d.event_time}: mark price {d.mark_price} must be > 0")
+    ts = d.event_time * _MS
+    index = d.index_price if 0.0 < d.index_price < _INF else math.nan
+    mark = MarkPrice(instrument_id, ts, recv_ns, d.mark_price, index)
+    if not d.funding_rate:
+        return mark, None
+    try:
+        rate = float(d.funding_rate)
+    except ValueError:
+        raise ParseError(f"binance markPriceUpdate {d.symbol}: funding rate {d.funding_rate!r} is not a number") from None
+    if not math.isfinite(rate):
+        raise ParseError(f"binance markPriceUpdate {d.symbol}: funding rate {d.funding_rate!r} is not finite")
+    return mark, FundingRate(instrument_id, ts, recv_ns, rate, d.next_funding_time * _MS)
+
+
+def parse_depth_snapshot(raw: str | bytes, recv_ns: int, instrument_id: str) -> BookSnapshot:
+    """REST depth response -> :class:`BookSnapshot` (``last_seq`` = ``lastUpdateId``).
+
+    ``ts_event``: futures' ``T`` (else ``E``); spot responses carry no time, so ``recv_ns``.
+    Payload (spot, truncated)::
+
+        {"lastUpdateId":50093239218,"bids":[["61837.63000000","3.78826000"],...],
+         "asks":[["61837.64000000","1.54698000"],...]}
+    """
+    try:
+        d = _snapshot.decode(raw)
+    except msgspec.MsgspecError as exc:
+        raise _fail("depth snapshot", raw, exc) from None
+    ts = d.transaction_time or d.event_time
+    return BookSnapshot(
+        instrument_id, ts * _MS if ts else recv_ns, recv_ns, _levels(d.bids), _levels(d.asks), d.last_update_id
+    )

@@ -1,0 +1,240 @@
+"""The asyncio WebSocket client base shared by the venue adapters.
+
+:class:`WsClient` owns the connection loop and applies a
+:class:`~tradebus.adapters.common.policy.ConnectionPolicy`: connect to the configured URL,
+send the subscription frames for the tracked :class:`SubscriptionSet`, hand every frame
+(with its local receive time) to :meth:`WsClient.on_frame`, record raw frames if a
+:class:`~tradebus.adapters.common.recorder.FrameRecorder` is attached, send the venue's
+keep-alive, publish FeedStale and recycle the connection when the feed goes silent,
+reconnect before the venue's scheduled disconnect, and after any retryable error
+reconnect with jittered backoff. A fatal error (auth, rejected subscription, a bug in a
+handler or the sink) stops :meth:`WsClient.run` by raising.
+
+Venue clients subclass it and implement :meth:`WsClient.connect_url`,
+:meth:`WsClient.subscribe_frames` and :meth:`WsClient.on_frame`; they route frames to
+parsers through a dict of handlers keyed by stream name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+from loguru import logger
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tradebus.adapters.common.policy import ConnectionPolicy, ErrorClass, SubscriptionSet, classify_error
+from tradebus.adapters.common.recorder import FrameRecorder
+from tradebus.adapters.common.watchdog import StaleWatchdog
+from tradebus.errors import ParseError, VenueError
+
+__all__ = ["Sink", "WsClient"]
+
+Sink = Callable[[Any], None]
+"""Where core messages go (``kernel.process``, ``bus.publish``, ``list.append`` in tests)."""
+
+
+class WsClient(ABC):
+    """Connection loop of one venue WebSocket (see the module docstring).
+
+    Parameters
+    ----------
+    name
+        Feed name (logs, FeedStale ``source``, recorder connection ids ``"{name}:{n}"``).
+    sink
+        Receives core messages.
+    policy
+        Reconnect/keep-alive/staleness policy.
+    recorder
+        Records every raw frame with its receive time, or ``None``.
+    clock_ns
+        Wall-clock source of receive times (``ts_init``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        sink: Sink,
+        policy: ConnectionPolicy,
+        recorder: FrameRecorder | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.name = name
+        self.sink = sink
+        self.policy = policy
+        self.recorder = recorder
+        self.clock_ns = clock_ns
+        self.subscriptions = SubscriptionSet()
+        self.watchdog = StaleWatchdog(name, policy.stale_after, sink)
+        self.connections = 0
+        self.frames = 0
+        self.rejected = 0
+        self.conn_id = ""
+        self.connected = asyncio.Event()
+        self._ws: ClientConnection | None = None
+        self._stopping = False
+        self._stop_event = asyncio.Event()
+        self._last_ping = 0.0
+
+    # ------------------------------------------------------------ venue hooks
+
+    @abstractmethod
+    def connect_url(self) -> str:
+        """URL to open (may carry the subscriptions, e.g. Binance combined streams)."""
+
+    @abstractmethod
+    def subscribe_frames(self) -> list[str]:
+        """Frames to send right after connecting to (re)subscribe ``self.subscriptions``."""
+
+    @abstractmethod
+    def on_frame(self, raw: str | bytes, recv_ns: int) -> None:
+        """Handle one received frame; raise :class:`ParseError` to reject it (it is logged and skipped)."""
+
+    async def on_connected(self) -> None:
+        """Called after the subscription frames were sent (e.g. start book snapshots)."""
+        return
+
+    def on_disconnected(self, reason: str) -> None:
+        """Called when a connection ended (e.g. invalidate order books)."""
+        return
+
+    async def on_stopped(self) -> None:
+        """Called once when :meth:`run` returns (close REST sessions, flush recorders)."""
+        return
+
+    # ------------------------------------------------------------------- loop
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to close the connection and return."""
+        self._stopping = True
+        self._stop_event.set()
+        ws = self._ws
+        if ws is not None:
+            asyncio.get_running_loop().create_task(ws.close())
+
+    async def run(self) -> None:
+        """Connect, receive and reconnect per policy until :meth:`stop` or a fatal error.
+
+        Raises
+        ------
+        VenueError
+            After ``policy.max_reconnects`` consecutive failed attempts, or on a fatal error
+            (the original exception is chained).
+        """
+        policy = self.policy
+        failures = 0
+        try:
+            while not self._stopping:
+                reason = "closed"
+                opened_before = self.connections
+                try:
+                    await self._connect_and_receive()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - classified below; fatal ones re-raised
+                    reason = f"{type(exc).__name__}: {exc}"
+                    if classify_error(exc) is ErrorClass.FATAL:
+                        logger.error("{}: fatal error, stopping: {}", self.name, reason)
+                        raise VenueError(f"{self.name}: fatal connection error: {reason}") from exc
+                finally:
+                    self._ws = None
+                    self.connected.clear()
+                    if self.connections > opened_before:
+                        failures = 0
+                if self._stopping:
+                    self.on_disconnected("stopped")
+                    break
+                self.on_disconnected(reason)
+                failures += 1
+                if policy.max_reconnects is not None and failures > policy.max_reconnects:
+                    raise VenueError(f"{self.name}: gave up after {failures - 1} reconnect attempts ({reason})")
+                delay = policy.backoff.next_delay(time.monotonic())
+                logger.warning("{}: connection ended ({}); reconnecting in {:.2f} s", self.name, reason, delay)
+                try:
+                    await asyncio.wait_for(self._stop_event.wait(), delay)
+                except TimeoutError:
+                    pass
+        finally:
+            if self.recorder is not None:
+                self.recorder.flush()
+            await self.on_stopped()
+
+    async def _connect_and_receive(self) -> None:
+        policy = self.policy
+        url = self.connect_url()
+        async with connect(url, open_timeout=policy.open_timeout, max_size=2**24, close_timeout=2) as ws:
+            self._ws = ws
+            self.connections += 1
+            self.conn_id = f"{self.name}:{self.connections}"
+            now = time.monotonic()
+            policy.backoff.connected(now)
+            self._last_ping = now
+            self.watchdog.start(self.clock_ns())
+            logger.info("{}: connected to {} ({})", self.name, url.split("?")[0], self.conn_id)
+            for frame in self.subscribe_frames():
+                await ws.send(frame)
+            self.connected.set()
+            await self.on_connected()
+            timers = asyncio.create_task(self._timers(ws, now), name=f"timers:{self.conn_id}")
+            try:
+                await self._receive(ws)
+            finally:
+                timers.cancel()
+                try:
+                    await timers
+                except asyncio.CancelledError:
+                    pass
+
+    async def _receive(self, ws: ClientConnection) -> None:
+        clock = self.clock_ns
+        recorder = self.recorder
+        watchdog = self.watchdog
+        on_frame = self.on_frame
+        conn = self.conn_id
+        async for raw in ws:
+            recv_ns = clock()
+            self.frames += 1
+            watchdog.touch(recv_ns)
+            if recorder is not None:
+                recorder.write(recv_ns, conn, raw)
+            try:
+                on_frame(raw, recv_ns)
+            except ParseError as exc:
+                self.rejected += 1
+                logger.warning("{}: frame rejected: {}", self.name, exc)
+
+    async def _timers(self, ws: ClientConnection, opened: float) -> None:
+        """Keep-alive, stale-feed watchdog and scheduled reconnect for one connection."""
+        policy = self.policy
+        keepalive = policy.keepalive
+        tick = min(1.0, policy.stale_after / 4, keepalive.interval / 4 if keepalive.interval else 1.0)
+        for _ in itertools.count():
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            idle = (self.clock_ns() - self.watchdog.last_message_ns) / 1e9
+            if keepalive.due(idle, now - self._last_ping):
+                self._last_ping = now
+                await ws.send(keepalive.payload)
+            if self.watchdog.check(self.clock_ns()):
+                logger.warning("{}: feed stale, recycling connection {}", self.name, self.conn_id)
+                await ws.close(1001, "stale feed")
+                return
+            if policy.max_connection_age is not None and now - opened >= policy.max_connection_age:
+                logger.info("{}: connection {} reached its scheduled age, reconnecting", self.name, self.conn_id)
+                await ws.close(1000, "scheduled reconnect")
+                return
+
+    async def send(self, frame: str) -> None:
+        """Send a frame on the current connection (no-op when disconnected)."""
+        ws = self._ws
+        if ws is None:
+            return
+        try:
+            await ws.send(frame)
+        except ConnectionClosed:
+            logger.debug("{}: send on a closed connection dropped", self.name)
