@@ -139,9 +139,10 @@ class Portfolio:
         if pos is None or not (price > 0.0 and price < math.inf):
             return
         pos.last_price = price
-        equity = self.equity()
-        if equity > self.max_equity:
-            self.max_equity = equity
+        if pos.quantity != 0.0:  # a flat instrument's price does not move equity
+            equity = self.equity()
+            if equity > self.max_equity:
+                self.max_equity = equity
 
     # ------------------------------------------------------------------ queries
 

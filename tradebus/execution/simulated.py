@@ -94,25 +94,18 @@ _NAN = math.nan
 
 
 class _SimOrder:
-    """The venue's own record of an order (independent of the order manager's)."""
+    """The venue's own state of an order; identity fields are read from the submitted order."""
 
     __slots__ = (
         "aggressive",
         "buy",
-        "client_order_id",
         "filled",
         "fills",
-        "instrument_id",
         "limit",
-        "order_type",
-        "post_only",
+        "order",
         "quantity",
-        "reduce_only",
         "seq",
-        "side",
         "status",
-        "strategy_id",
-        "tif",
         "trigger",
         "triggered",
         "ts_event",
@@ -120,20 +113,13 @@ class _SimOrder:
     )
 
     def __init__(self, order: Order, seq: int) -> None:
+        self.order = order
         self.seq = seq
         self.venue_order_id = f"SIM-{seq}"
-        self.client_order_id = order.client_order_id
-        self.strategy_id = order.strategy_id
-        self.instrument_id = order.instrument_id
-        self.side = order.side
         self.buy = order.side > 0
-        self.order_type = order.order_type
         self.quantity = order.quantity
         self.limit = order.price
         self.trigger = order.trigger_price
-        self.tif = order.tif
-        self.post_only = order.post_only
-        self.reduce_only = order.reduce_only
         self.status = OrderStatus.SUBMITTED
         self.filled = 0.0
         self.triggered = False
@@ -195,6 +181,8 @@ class SimulatedVenue(Venue):
         self._ask: dict[str, float] = dict.fromkeys(instruments, _NAN)
         self._venue_ids = 0
         self._trade_ids = 0
+        # Instruments where a working order closed; their working list is pruned after matching.
+        self._dirty: set[str] = set()
 
     # ------------------------------------------------------------------ commands
 
@@ -219,7 +207,7 @@ class SimulatedVenue(Venue):
         if sim is None:
             return None
         return OrderStatusReport(
-            sim.client_order_id, sim.venue_order_id, sim.status, sim.filled, sim.ts_event, tuple(sim.fills)
+            sim.order.client_order_id, sim.venue_order_id, sim.status, sim.filled, sim.ts_event, tuple(sim.fills)
         )
 
     def position(self, instrument_id: str) -> float:
@@ -251,6 +239,7 @@ class SimulatedVenue(Venue):
             return
         if pending and pending[0][0] < bar.ts_init:
             self._arrive(iid, pending, bar.ts_init, bar.open, bar.open)
+            self._prune(iid)
         working = self._working[iid]
         if working:
             self._match_bar(iid, bar, working)
@@ -267,6 +256,7 @@ class SimulatedVenue(Venue):
                 ref_buy = self._ask[iid] if self._ask[iid] == self._ask[iid] else self._last[iid]
                 ref_sell = self._bid[iid] if self._bid[iid] == self._bid[iid] else self._last[iid]
                 self._arrive(iid, pending, trade.ts_init, ref_buy, ref_sell)
+                self._prune(iid)
             working = self._working[iid]
             if working:
                 px, size = trade.price, trade.size
@@ -282,6 +272,7 @@ class SimulatedVenue(Venue):
             pending = self._pending[iid]
             if pending and pending[0][0] < quote.ts_init:
                 self._arrive(iid, pending, quote.ts_init, self._ask[iid], self._bid[iid])
+                self._prune(iid)
             working = self._working[iid]
             if working:
                 self._match_tick(
@@ -323,39 +314,39 @@ class SimulatedVenue(Venue):
             return
         sim.status = OrderStatus.ACCEPTED
         sim.ts_event = arrival
-        self.emit(
+        self._emit(
             OrderAccepted(
-                sim.strategy_id, iid, sim.client_order_id, sim.venue_order_id, arrival, self.clock.now_ns()
+                sim.order.strategy_id, iid, sim.order.client_order_id, sim.venue_order_id, arrival, self.clock.now_ns()
             )
         )
-        typ = sim.order_type
+        typ = sim.order.order_type
         if typ == OrderType.LIMIT:
             # With no reference price the order is treated as marketable (fills at the next print).
             sim.aggressive = ref != ref or (ref <= sim.limit if sim.buy else ref >= sim.limit)
-            if sim.tif != TimeInForce.GTC and not sim.aggressive:
-                self._close(sim, OrderStatus.EXPIRED, f"{sim.tif}: not marketable on arrival", arrival)
+            if sim.order.tif != TimeInForce.GTC and not sim.aggressive:
+                self._close(sim, OrderStatus.EXPIRED, f"{sim.order.tif}: not marketable on arrival", arrival)
                 return
         elif typ == OrderType.MARKET:
             sim.aggressive = True
         self._working[iid].append(sim)
 
     def _arrival_check(self, iid: str, sim: _SimOrder, ref: float) -> str:
-        typ = sim.order_type
+        typ = sim.order.order_type
         if typ in _LIMITS and not (sim.limit > 0.0 and math.isfinite(sim.limit)):
             return f"{typ} needs a positive limit price, got {sim.limit!r}"
         if typ in _STOPS and not (sim.trigger > 0.0 and math.isfinite(sim.trigger)):
             return f"{typ} needs a positive trigger price, got {sim.trigger!r}"
         if not (sim.quantity > 0.0 and math.isfinite(sim.quantity)):
             return f"quantity {sim.quantity!r} must be > 0"
-        if sim.post_only:
+        if sim.order.post_only:
             if typ not in _LIMITS:
                 return f"post_only: not allowed on {typ} orders"
             if typ == OrderType.LIMIT and ref == ref and (ref <= sim.limit if sim.buy else ref >= sim.limit):
                 return f"post_only: limit {sim.limit} would take liquidity at {ref}"
-        if sim.reduce_only:
+        if sim.order.reduce_only:
             pos = self._positions[iid]
             if pos == 0.0 or (pos > 0.0) == sim.buy:
-                return f"reduce_only: {sim.side.name} would not reduce position {pos}"
+                return f"reduce_only: {sim.order.side.name} would not reduce position {pos}"
         return ""
 
     def _apply_modify(self, coid: str, cmd: ModifyOrder, arrival: int, ref_buy: float, ref_sell: float) -> None:
@@ -369,21 +360,21 @@ class SimulatedVenue(Venue):
         if qty <= sim.filled:
             logger.warning("venue: modify of {} ignored: quantity {} <= filled {}", coid, qty, sim.filled)
             return
-        if sim.order_type in _LIMITS and not (limit > 0.0 and math.isfinite(limit)):
+        if sim.order.order_type in _LIMITS and not (limit > 0.0 and math.isfinite(limit)):
             logger.warning("venue: modify of {} ignored: bad limit {!r}", coid, limit)
             return
-        if sim.order_type in _STOPS and not (trigger > 0.0 and math.isfinite(trigger)):
+        if sim.order.order_type in _STOPS and not (trigger > 0.0 and math.isfinite(trigger)):
             logger.warning("venue: modify of {} ignored: bad trigger {!r}", coid, trigger)
             return
         sim.quantity, sim.limit, sim.trigger = qty, limit, trigger
-        if sim.order_type == OrderType.LIMIT or sim.triggered:
+        if sim.order.order_type == OrderType.LIMIT or sim.triggered:
             ref = ref_buy if sim.buy else ref_sell
             sim.aggressive = ref == ref and (ref <= limit if sim.buy else ref >= limit)
         sim.ts_event = arrival
-        self.emit(
+        self._emit(
             OrderModified(
-                sim.strategy_id,
-                sim.instrument_id,
+                sim.order.strategy_id,
+                sim.order.instrument_id,
                 coid,
                 qty,
                 sim.limit,
@@ -413,17 +404,17 @@ class SimulatedVenue(Venue):
                 sim.triggered = True
                 sim.status = OrderStatus.TRIGGERED
                 sim.ts_event = ts
-                self.emit(
-                    OrderTriggered(sim.strategy_id, iid, sim.client_order_id, ts, self.clock.now_ns())
+                self._emit(
+                    OrderTriggered(sim.order.strategy_id, iid, sim.order.client_order_id, ts, self.clock.now_ns())
                 )
             elif kind == 1:
                 if liq is _TAKER and self._slip:
                     px = self._slipped(iid, sim, px, lo, h)
                 self._fill(iid, sim, sim.leaves, px, liq, ts)
             else:
-                self._close(sim, OrderStatus.EXPIRED, f"{sim.tif}: not marketable when triggered", ts)
+                self._close(sim, OrderStatus.EXPIRED, f"{sim.order.tif}: not marketable when triggered", ts)
         for sim in working:
-            if sim.order_type == OrderType.LIMIT or sim.triggered:
+            if sim.order.order_type == OrderType.LIMIT or sim.triggered:
                 sim.aggressive = False
         self._prune(iid)
 
@@ -433,7 +424,7 @@ class SimulatedVenue(Venue):
         """Events of one order along the bar path: (position, 0 trigger | 1 fill | 2 expire, price)."""
         buy = sim.buy
         seq = sim.seq
-        typ = sim.order_type
+        typ = sim.order.order_type
         if typ == OrderType.MARKET:
             return [(0.0, seq, 1, sim, path[0], _TAKER)]
         plans: list[tuple[float, int, int, _SimOrder, float, Liquidity | None]] = []
@@ -451,7 +442,7 @@ class SimulatedVenue(Venue):
             if (px <= sim.limit) if buy else (px >= sim.limit):
                 plans.append((r, seq, 1, sim, px, _TAKER))
                 return plans
-            if sim.tif != TimeInForce.GTC:
+            if sim.order.tif != TimeInForce.GTC:
                 plans.append((r, seq, 2, sim, px, None))
                 return plans
             start = r
@@ -485,7 +476,7 @@ class SimulatedVenue(Venue):
             px = buy_px if buy else sell_px
             if not (px > 0.0):
                 continue
-            typ = sim.order_type
+            typ = sim.order.order_type
             if typ in _STOPS and not sim.triggered:
                 if not (px >= sim.trigger if buy else px <= sim.trigger):
                     continue
@@ -493,14 +484,14 @@ class SimulatedVenue(Venue):
                 sim.aggressive = True
                 sim.status = OrderStatus.TRIGGERED
                 sim.ts_event = ts
-                self.emit(OrderTriggered(sim.strategy_id, iid, sim.client_order_id, ts, self.clock.now_ns()))
+                self._emit(OrderTriggered(sim.order.strategy_id, iid, sim.order.client_order_id, ts, self.clock.now_ns()))
             if typ == OrderType.MARKET or typ == OrderType.STOP_MARKET:
                 liq, fill_px = _TAKER, px
             elif sim.aggressive:
                 if px <= sim.limit if buy else px >= sim.limit:
                     liq, fill_px = _TAKER, px
-                elif sim.tif != TimeInForce.GTC:
-                    self._close(sim, OrderStatus.EXPIRED, f"{sim.tif}: not marketable", ts)
+                elif sim.order.tif != TimeInForce.GTC:
+                    self._close(sim, OrderStatus.EXPIRED, f"{sim.order.tif}: not marketable", ts)
                     continue
                 else:
                     sim.aggressive = False
@@ -515,7 +506,7 @@ class SimulatedVenue(Venue):
                 continue
             avail = avail_buy if buy else avail_sell
             qty = min(sim.leaves, avail)
-            if sim.tif == TimeInForce.FOK and qty < sim.leaves:
+            if sim.order.tif == TimeInForce.FOK and qty < sim.leaves:
                 self._close(sim, OrderStatus.EXPIRED, f"FOK: only {avail} available of {sim.leaves}", ts)
                 continue
             if qty <= 0.0:
@@ -526,8 +517,8 @@ class SimulatedVenue(Venue):
             else:
                 avail_sell -= filled
             if sim.status in _WORKING:
-                if sim.tif != TimeInForce.GTC:
-                    self._close(sim, OrderStatus.EXPIRED, f"{sim.tif}: remainder {sim.leaves} expired", ts)
+                if sim.order.tif != TimeInForce.GTC:
+                    self._close(sim, OrderStatus.EXPIRED, f"{sim.order.tif}: remainder {sim.leaves} expired", ts)
                 elif liq is _TAKER and typ != OrderType.MARKET and typ != OrderType.STOP_MARKET:
                     sim.aggressive = False
         self._prune(iid)
@@ -539,25 +530,25 @@ class SimulatedVenue(Venue):
         if sim.buy:
             px = math.ceil(px * (1.0 + self._slip) / tick - 1e-9) * tick
             px = min(px, high)
-            if sim.order_type in _LIMITS:
+            if sim.order.order_type in _LIMITS:
                 px = min(px, sim.limit)
         else:
             px = math.floor(px * (1.0 - self._slip) / tick + 1e-9) * tick
             px = max(px, low)
-            if sim.order_type in _LIMITS:
+            if sim.order.order_type in _LIMITS:
                 px = max(px, sim.limit)
         return px
 
     def _fill(self, iid: str, sim: _SimOrder, qty: float, px: float, liq: Liquidity, ts: int) -> float:
         """Fill up to ``qty`` (reduce-only capped); return the quantity filled."""
         pos = self._positions[iid]
-        if sim.reduce_only:
+        if sim.order.reduce_only:
             room = abs(pos) if (pos > 0.0) != sim.buy and pos != 0.0 else 0.0
             if room <= 0.0 or (qty > room and self.config.reduce_only_mode == "reject"):
                 self._close(sim, OrderStatus.CANCELED, f"reduce_only: position {pos} leaves no room", ts)
                 return 0.0
             if qty > room:
-                if sim.tif == TimeInForce.FOK:
+                if sim.order.tif == TimeInForce.FOK:
                     self._close(sim, OrderStatus.EXPIRED, f"FOK reduce_only: position {pos} < {qty}", ts)
                     return 0.0
                 qty = room
@@ -567,12 +558,12 @@ class SimulatedVenue(Venue):
         sim.filled += qty
         self._positions[iid] = pos + qty if sim.buy else pos - qty
         fill = OrderFilled(
-            sim.strategy_id,
+            sim.order.strategy_id,
             iid,
-            sim.client_order_id,
+            sim.order.client_order_id,
             sim.venue_order_id,
             f"SIM-T{self._trade_ids}",
-            sim.side,
+            sim.order.side,
             qty,
             px,
             fee,
@@ -583,33 +574,38 @@ class SimulatedVenue(Venue):
         sim.fills.append(fill)
         sim.ts_event = ts
         done = sim.filled >= sim.quantity * (1.0 - 1e-9)
-        sim.status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
-        self.emit(fill)
-        if not done and sim.reduce_only and abs(self._positions[iid]) <= 1e-12:
+        if done:
+            sim.status = OrderStatus.FILLED
+            self._dirty.add(iid)
+        else:
+            sim.status = OrderStatus.PARTIALLY_FILLED
+        self._emit(fill)
+        if not done and sim.order.reduce_only and abs(self._positions[iid]) <= 1e-12:
             self._close(sim, OrderStatus.CANCELED, "reduce_only: capped at the position size", ts)
         return qty
 
     def _close(self, sim: _SimOrder, status: OrderStatus, reason: str, ts: int) -> None:
+        self._dirty.add(sim.order.instrument_id)
         sim.status = status
         sim.ts_event = ts
         now = self.clock.now_ns()
         if status == OrderStatus.CANCELED:
-            self.emit(OrderCanceled(sim.strategy_id, sim.instrument_id, sim.client_order_id, reason, ts, now))
+            self._emit(OrderCanceled(sim.order.strategy_id, sim.order.instrument_id, sim.order.client_order_id, reason, ts, now))
         else:
-            self.emit(OrderExpired(sim.strategy_id, sim.instrument_id, sim.client_order_id, reason, ts, now))
+            self._emit(OrderExpired(sim.order.strategy_id, sim.order.instrument_id, sim.order.client_order_id, reason, ts, now))
 
     def _reject(self, sim: _SimOrder, reason: str, ts: int) -> None:
         sim.status = OrderStatus.REJECTED
         sim.ts_event = ts
-        logger.info("venue: order {} rejected: {}", sim.client_order_id, reason)
-        self.emit(
-            OrderRejected(sim.strategy_id, sim.instrument_id, sim.client_order_id, reason, ts, self.clock.now_ns())
+        logger.info("venue: order {} rejected: {}", sim.order.client_order_id, reason)
+        self._emit(
+            OrderRejected(sim.order.strategy_id, sim.order.instrument_id, sim.order.client_order_id, reason, ts, self.clock.now_ns())
         )
 
     def _prune(self, iid: str) -> None:
-        working = self._working[iid]
-        if any(sim.status not in _WORKING for sim in working):
-            self._working[iid] = [sim for sim in working if sim.status in _WORKING]
+        if iid in self._dirty:
+            self._dirty.discard(iid)
+            self._working[iid] = [sim for sim in self._working[iid] if sim.status in _WORKING]
 
 
 def _plan_key(plan: tuple[float, int, int, _SimOrder, float, Liquidity | None]) -> tuple[float, int, int]:

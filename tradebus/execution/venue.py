@@ -54,23 +54,20 @@ class Venue(ABC):
     """
 
     def __init__(self, emit: EventHandler | None = None) -> None:
-        self._emit = emit
+        self._emit: EventHandler = self._unbound if emit is None else emit
 
     def bind(self, emit: EventHandler) -> None:
         """Send every event this venue produces to ``emit``."""
         self._emit = emit
 
     def emit(self, event: Any) -> None:
-        """Hand one event to the bound handler.
-
-        Raises
-        ------
-        VenueError
-            If no handler was bound (events must never be dropped).
-        """
-        if self._emit is None:
-            raise VenueError(f"{type(self).__name__}: no event handler bound; call bind() first")
+        """Hand one event to the bound handler (raises :class:`VenueError` if none is bound)."""
         self._emit(event)
+
+    def _unbound(self, event: Any) -> None:
+        raise VenueError(
+            f"{type(self).__name__}: no event handler bound for {type(event).__name__}; call bind() first"
+        )
 
     @abstractmethod
     def submit(self, order: Order) -> None:

@@ -1,0 +1,130 @@
+"""Portfolio: netting positions, average price, realised PnL on reductions and flips, equity identity."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide
+from tradebus.engine.portfolio import Portfolio
+from tradebus.errors import OrderError
+
+INST = Instrument("BINANCE", "BTCUSDT", tick_size=0.01, lot_size=0.001)
+IID = INST.instrument_id
+_n = [0]
+
+
+def fill(side: OrderSide, qty: float, px: float, fee: float = 0.0, iid: str = IID) -> OrderFilled:
+    _n[0] += 1
+    return OrderFilled("s", iid, f"c-{_n[0]}", "v", f"t-{_n[0]}", side, qty, px, fee, Liquidity.TAKER, 1, 1)
+
+
+def _pf(cash: float = 10_000.0) -> Portfolio:
+    return Portfolio({IID: INST}, cash)
+
+
+def test_buy_then_partial_sell_realizes_pnl_and_keeps_avg_price() -> None:
+    pf = _pf()
+    pf.apply_fill(fill(OrderSide.BUY, 2.0, 100.0))
+    pf.apply_fill(fill(OrderSide.BUY, 2.0, 110.0))
+    assert pf.avg_price(IID) == 105.0
+    change = pf.apply_fill(fill(OrderSide.SELL, 1.0, 120.0))
+    assert change.quantity == 3.0 and change.avg_price == 105.0 and change.realized_pnl == 15.0
+    assert pf.realized_pnl == 15.0
+
+
+def test_flip_long_to_short_realizes_closed_part_and_opens_rest_at_fill_price() -> None:
+    pf = _pf()
+    pf.apply_fill(fill(OrderSide.BUY, 1.0, 100.0))
+    change = pf.apply_fill(fill(OrderSide.SELL, 3.0, 90.0))
+    assert change.quantity == -2.0 and change.avg_price == 90.0 and pf.realized_pnl == -10.0
+
+
+def test_short_cover_realizes_profit_when_price_falls() -> None:
+    pf = _pf()
+    pf.apply_fill(fill(OrderSide.SELL, 2.0, 100.0))
+    pf.apply_fill(fill(OrderSide.BUY, 2.0, 95.0))
+    assert pf.position(IID) == 0.0 and pf.avg_price(IID) == 0.0 and pf.realized_pnl == 10.0
+
+
+def test_fees_reduce_cash_and_equity_and_are_tracked() -> None:
+    pf = _pf()
+    pf.apply_fill(fill(OrderSide.BUY, 1.0, 100.0, fee=0.5))
+    assert pf.fees_paid == 0.5 and pf.cash == 10_000.0 - 100.0 - 0.5
+    assert pf.equity() == pytest.approx(10_000.0 - 0.5)
+
+
+def test_mark_moves_unrealized_pnl_equity_and_drawdown() -> None:
+    pf = _pf()
+    pf.apply_fill(fill(OrderSide.BUY, 10.0, 100.0))
+    pf.mark(IID, 110.0)
+    assert pf.unrealized_pnl() == 100.0 and pf.max_equity == 10_100.0
+    pf.mark(IID, 90.0)
+    assert pf.equity() == 9_900.0
+    assert pf.drawdown() == pytest.approx(200.0 / 10_100.0)
+
+
+def test_mark_ignores_non_finite_or_non_positive_prices() -> None:
+    pf = _pf()
+    pf.apply_fill(fill(OrderSide.BUY, 1.0, 100.0))
+    for bad in (math.nan, math.inf, 0.0, -5.0):
+        pf.mark(IID, bad)
+    assert pf.last_price(IID) == 100.0
+
+
+def test_fill_for_unknown_instrument_raises_and_books_nothing() -> None:
+    pf = _pf()
+    with pytest.raises(OrderError, match="unknown instrument 'ETHUSDT.BINANCE'"):
+        pf.apply_fill(fill(OrderSide.BUY, 1.0, 100.0, iid="ETHUSDT.BINANCE"))
+    assert pf.cash == 10_000.0
+
+
+def test_fill_with_nan_price_raises_and_books_nothing() -> None:
+    pf = _pf()
+    with pytest.raises(OrderError, match="invalid"):
+        pf.apply_fill(fill(OrderSide.BUY, 1.0, math.nan))
+    assert pf.cash == 10_000.0 and pf.position(IID) == 0.0
+
+
+fills_strategy = st.lists(
+    st.tuples(
+        st.sampled_from([OrderSide.BUY, OrderSide.SELL]),
+        st.integers(min_value=1, max_value=5_000),  # lots of 0.001
+        st.integers(min_value=100, max_value=1_000_000),  # ticks of 0.01
+        st.floats(min_value=-0.5, max_value=5.0, allow_nan=False),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(fills=fills_strategy, last=st.integers(min_value=100, max_value=1_000_000))
+def test_equity_identity_holds_for_any_fill_sequence_including_flips(
+    fills: list[tuple[OrderSide, int, int, float]], last: int
+) -> None:
+    """Tolerance: 1e-9 relative to the sum of absolute notionals (float64 accumulation)."""
+    initial = 50_000.0
+    pf = _pf(initial)
+    flows = 0.0
+    fees = 0.0
+    position = 0.0
+    scale = initial
+    for side, lots, ticks, fee in fills:
+        qty, px = lots * 0.001, ticks * 0.01
+        pf.apply_fill(fill(side, qty, px, fee))
+        flows -= side * qty * px
+        fees += fee
+        position += side * qty
+        scale += qty * px
+    last_px = last * 0.01
+    pf.mark(IID, last_px)
+    tol = 1e-9 * (scale + abs(position) * last_px)
+    assert pf.position(IID) == pytest.approx(position, abs=1e-9)
+    expected = initial + flows - fees + position * last_px
+    assert abs(pf.equity() - expected) <= tol
+    assert abs((pf.realized_pnl + pf.unrealized_pnl() - pf.fees_paid) - (pf.equity() - initial)) <= tol

@@ -1,0 +1,232 @@
+"""Order manager: deterministic ids, the transition table, invalid transitions, overfill, UNKNOWN."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tradebus.engine.bus import MessageBus
+from tradebus.engine.clock import SimulatedClock
+from tradebus.engine.messages import (
+    Liquidity,
+    OrderAccepted,
+    OrderCanceled,
+    OrderDenied,
+    OrderExpired,
+    OrderFilled,
+    OrderModified,
+    OrderRejected,
+    OrderSide,
+    OrderStatus,
+    OrderSubmitted,
+    OrderTriggered,
+    OrderType,
+    SubmitOrder,
+)
+from tradebus.errors import InvalidTransition, OrderError
+from tradebus.execution.orders import (
+    TERMINAL_STATUSES,
+    TRANSITIONS,
+    OrderManager,
+    OrderResolved,
+    OrderTimedOut,
+)
+
+from .conftest import IID, bar, build_stack
+
+S = OrderStatus
+
+
+def _om() -> OrderManager:
+    return OrderManager(MessageBus(), SimulatedClock(5))
+
+
+def _cmd(coid: str = "", qty: float = 2.0, typ: OrderType = OrderType.LIMIT) -> SubmitOrder:
+    return SubmitOrder("strat", IID, coid, OrderSide.BUY, qty, 0, 0, typ, 100.0)
+
+
+def _fill(coid: str, qty: float, px: float = 100.0, trade_id: str = "T1") -> OrderFilled:
+    return OrderFilled("strat", IID, coid, "V1", trade_id, OrderSide.BUY, qty, px, 0.01, Liquidity.MAKER, 1, 1)
+
+
+def _accepted(om: OrderManager, coid: str = "c-1", qty: float = 2.0) -> None:
+    om.create(_cmd(coid, qty))
+    om.apply(OrderSubmitted("strat", IID, coid, 1, 1))
+    om.apply(OrderAccepted("strat", IID, coid, "V1", 1, 1))
+
+
+def test_client_order_ids_are_deterministic_per_strategy() -> None:
+    a, b = _om(), _om()
+    ids_a = [a.next_client_order_id("x"), a.next_client_order_id("x"), a.next_client_order_id("y")]
+    ids_b = [b.next_client_order_id("x"), b.next_client_order_id("x"), b.next_client_order_id("y")]
+    assert ids_a == ids_b == ["x-1", "x-2", "y-1"]
+
+
+def test_create_without_id_assigns_next_id_and_duplicate_id_raises() -> None:
+    om = _om()
+    order = om.create(_cmd())
+    assert order.client_order_id == "strat-1" and order.status == S.INITIALIZED and order.ts_created == 5
+    with pytest.raises(OrderError, match="strat-1: client_order_id already used"):
+        om.create(_cmd("strat-1"))
+
+
+def test_full_lifecycle_partial_then_filled_tracks_qty_and_average_price() -> None:
+    om = _om()
+    _accepted(om)
+    order = om.apply(_fill("c-1", 0.5, 100.0, "T1"))
+    assert order.status == S.PARTIALLY_FILLED and order.leaves_qty == 1.5
+    order = om.apply(_fill("c-1", 1.5, 104.0, "T2"))
+    assert order.status == S.FILLED and order.filled_qty == 2.0
+    assert order.avg_px == pytest.approx((0.5 * 100 + 1.5 * 104) / 2.0)
+    assert om.open_orders() == [] and order.leaves_qty == 0.0
+
+
+def test_denied_only_from_initialized() -> None:
+    om = _om()
+    order = om.create(_cmd("c-1"))
+    om.apply(OrderDenied("strat", IID, "c-1", "max_order_quantity: 2.0 > 1.0", 1, 1))
+    assert order.status == S.DENIED and order.reason == "max_order_quantity: 2.0 > 1.0"
+    _accepted(om, "c-2")
+    with pytest.raises(InvalidTransition, match="c-2: invalid transition from ACCEPTED on denied"):
+        om.apply(OrderDenied("strat", IID, "c-2", "late", 1, 1))
+
+
+def test_invalid_transition_names_order_state_and_event() -> None:
+    om = _om()
+    om.create(_cmd("c-1"))
+    with pytest.raises(InvalidTransition) as err:
+        om.apply(OrderAccepted("strat", IID, "c-1", "V1", 1, 1))
+    message = str(err.value)
+    assert "c-1" in message and "INITIALIZED" in message and "OrderAccepted" in message
+
+
+@pytest.mark.parametrize("terminal", sorted(TERMINAL_STATUSES))
+def test_no_event_leaves_a_terminal_state(terminal: OrderStatus) -> None:
+    assert not any(state == terminal for state, _ in TRANSITIONS)
+
+
+def test_fill_after_filled_raises_invalid_transition() -> None:
+    om = _om()
+    _accepted(om)
+    om.apply(_fill("c-1", 2.0))
+    with pytest.raises(OrderError):
+        om.apply(_fill("c-1", 0.1, trade_id="T9"))
+
+
+def test_overfill_raises_and_leaves_order_unchanged() -> None:
+    om = _om()
+    _accepted(om)
+    om.apply(_fill("c-1", 1.5, trade_id="T1"))
+    with pytest.raises(OrderError, match="overfill"):
+        om.apply(_fill("c-1", 1.0, trade_id="T2"))
+    order = om.order("c-1")
+    assert order.filled_qty == 1.5 and order.status == S.PARTIALLY_FILLED
+
+
+def test_duplicate_trade_id_fill_raises() -> None:
+    om = _om()
+    _accepted(om)
+    om.apply(_fill("c-1", 0.5, trade_id="T1"))
+    with pytest.raises(OrderError, match="duplicate fill"):
+        om.apply(_fill("c-1", 0.5, trade_id="T1"))
+
+
+def test_stop_order_triggered_then_filled() -> None:
+    om = _om()
+    _accepted(om)
+    assert om.apply(OrderTriggered("strat", IID, "c-1", 2, 2)).status == S.TRIGGERED
+    assert om.apply(_fill("c-1", 2.0)).status == S.FILLED
+
+
+def test_modify_updates_price_and_quantity_but_not_below_filled() -> None:
+    om = _om()
+    _accepted(om)
+    om.apply(_fill("c-1", 1.0))
+    order = om.apply(OrderModified("strat", IID, "c-1", 3.0, 99.0, math.nan, 2, 2))
+    assert (order.quantity, order.price, order.status) == (3.0, 99.0, S.PARTIALLY_FILLED)
+    with pytest.raises(OrderError, match="not above the filled quantity"):
+        om.apply(OrderModified("strat", IID, "c-1", 0.5, 99.0, math.nan, 2, 2))
+
+
+@pytest.mark.parametrize(
+    ("event", "status"),
+    [
+        (OrderCanceled("strat", IID, "c-1", "user", 2, 2), S.CANCELED),
+        (OrderExpired("strat", IID, "c-1", "IOC", 2, 2), S.EXPIRED),
+    ],
+)
+def test_working_order_can_be_canceled_or_expired(event: object, status: OrderStatus) -> None:
+    om = _om()
+    _accepted(om)
+    assert om.apply(event).status == status
+
+
+def test_rejected_from_submitted_records_reason() -> None:
+    om = _om()
+    om.create(_cmd("c-1"))
+    om.apply(OrderSubmitted("strat", IID, "c-1", 1, 1))
+    order = om.apply(OrderRejected("strat", IID, "c-1", "post_only: would take", 2, 2))
+    assert order.status == S.REJECTED and order.reason == "post_only: would take"
+
+
+def test_timeout_moves_submitted_to_unknown_not_rejected_and_stays_open() -> None:
+    om = _om()
+    om.create(_cmd("c-1"))
+    om.apply(OrderSubmitted("strat", IID, "c-1", 1, 1))
+    order = om.apply(OrderTimedOut("strat", IID, "c-1", "submit timed out after 5 s", 2, 2))
+    assert order.status == S.UNKNOWN and order.is_open and om.open_orders() == [order]
+
+
+def test_unknown_resolves_to_reported_status_and_rejects_nonsense() -> None:
+    om = _om()
+    om.create(_cmd("c-1"))
+    om.apply(OrderSubmitted("strat", IID, "c-1", 1, 1))
+    om.apply(OrderTimedOut("strat", IID, "c-1", "timeout", 2, 2))
+    with pytest.raises(InvalidTransition, match="cannot resolve UNKNOWN to INITIALIZED"):
+        om.apply(OrderResolved("strat", IID, "c-1", S.INITIALIZED, "", 3, 3))
+    assert om.apply(OrderResolved("strat", IID, "c-1", S.ACCEPTED, "venue has it", 3, 3)).status == S.ACCEPTED
+
+
+def test_engine_resolve_unknown_books_missed_fill_from_venue_query() -> None:
+    s = build_stack()
+    s.feed_bar(bar(1, 100.0, 101.0, 99.0, 100.0))
+    coid = s.submit(OrderSide.BUY, 1.0)
+    # The venue's answers are lost (as on a timed-out connection): the OM hears only a timeout.
+    lost: list[object] = []
+    s.venue.bind(lost.append)
+    s.feed_bar(bar(2, 100.0, 101.0, 99.0, 100.0))
+    s.venue.bind(s.engine.on_venue_event)
+    s.engine.on_venue_event(OrderTimedOut("s", IID, coid, "submit timed out", 2, 2))
+    assert s.orders.order(coid).status == S.UNKNOWN and s.portfolio.position(IID) == 0.0
+    order = s.engine.resolve_unknown(coid)
+    assert order.status == S.FILLED and order.filled_qty == 1.0
+    assert s.portfolio.position(IID) == 1.0
+    assert len(s.fills(coid)) == 1
+
+
+def test_engine_resolve_unknown_when_venue_never_got_order_resolves_rejected() -> None:
+    s = build_stack()
+    s.feed_bar(bar(1, 100.0, 101.0, 99.0, 100.0))
+    order = s.orders.create(SubmitOrder("s", IID, "", OrderSide.BUY, 1.0, 0, 0))
+    s.orders.apply(OrderSubmitted("s", IID, order.client_order_id, 0, 0))
+    s.engine.on_venue_event(OrderTimedOut("s", IID, order.client_order_id, "timeout", 1, 1))
+    s.engine.resolve_unknown(order.client_order_id)
+    assert order.status == S.REJECTED and "never arrived" in order.reason
+
+
+def test_engine_resolve_unknown_on_working_order_resolves_accepted() -> None:
+    s = build_stack()
+    s.feed_bar(bar(1, 100.0, 101.0, 99.0, 100.0))
+    coid = s.submit(OrderSide.BUY, 1.0, OrderType.LIMIT, price=90.0)
+    s.feed_bar(bar(2, 100.0, 101.0, 99.0, 100.0))
+    s.engine.on_venue_event(OrderTimedOut("s", IID, coid, "cancel timed out", 2, 2))
+    assert s.engine.resolve_unknown(coid).status == S.ACCEPTED
+
+
+def test_resolve_unknown_on_order_not_unknown_raises() -> None:
+    s = build_stack()
+    s.feed_bar(bar(1, 100.0, 101.0, 99.0, 100.0))
+    coid = s.submit(OrderSide.BUY, 1.0)
+    with pytest.raises(OrderError, match="needs UNKNOWN"):
+        s.engine.resolve_unknown(coid)

@@ -1,0 +1,352 @@
+"""Simulated venue v1: bars (intrabar path), trades, quotes, TIF, post-only, reduce-only, latency."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tradebus.engine.messages import (
+    CancelOrder,
+    Liquidity,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderSide,
+    OrderStatus,
+    OrderSubmitted,
+    OrderTriggered,
+    OrderType,
+    SubmitOrder,
+    TimeInForce,
+)
+from tradebus.execution.config import VenueConfig
+
+from .conftest import BAR_NS, IID, bar, build_stack, quote, trade
+
+BUY, SELL = OrderSide.BUY, OrderSide.SELL
+LIMIT, STOP, STOP_LIMIT = OrderType.LIMIT, OrderType.STOP_MARKET, OrderType.STOP_LIMIT
+
+
+def _started(**kw: object):
+    s = build_stack(**kw)  # type: ignore[arg-type]
+    s.feed_bar(bar(1, 100.0, 101.0, 99.0, 100.0))
+    return s
+
+
+# ------------------------------------------------------------------------ bars
+
+
+def test_market_order_decided_on_bar_fills_at_next_bar_open_not_decision_bar() -> None:
+    s = _started()
+    coid = s.submit(BUY, 1.0)
+    assert s.fills() == []
+    s.feed_bar(bar(2, 103.0, 104.0, 102.0, 103.5))
+    (fill,) = s.fills(coid)
+    assert fill.last_px == 103.0 and fill.liquidity == Liquidity.TAKER and fill.ts_event == 2 * BAR_NS
+
+
+def test_resting_buy_limit_fills_at_limit_as_maker_when_low_reaches_it() -> None:
+    s = _started()
+    coid = s.submit(BUY, 1.0, LIMIT, price=98.0)
+    s.feed_bar(bar(2, 100.0, 101.0, 97.5, 100.0))
+    (fill,) = s.fills(coid)
+    assert fill.last_px == 98.0 and fill.liquidity == Liquidity.MAKER
+    assert fill.fee == pytest.approx(98.0 * 0.0002)
+
+
+def test_resting_buy_limit_not_reached_stays_working() -> None:
+    s = _started()
+    coid = s.submit(BUY, 1.0, LIMIT, price=98.0)
+    s.feed_bar(bar(2, 100.0, 101.0, 98.5, 100.0))
+    assert s.fills() == [] and s.orders.order(coid).status == OrderStatus.ACCEPTED
+
+
+def test_limit_fill_through_mode_needs_price_beyond_limit() -> None:
+    s = _started(venue=VenueConfig(limit_fill="through"))
+    coid = s.submit(BUY, 1.0, LIMIT, price=98.0)
+    s.feed_bar(bar(2, 100.0, 101.0, 98.0, 100.0))  # touches only
+    assert s.fills() == []
+    s.feed_bar(bar(3, 100.0, 101.0, 97.99, 100.0))
+    assert s.fills(coid)[0].last_px == 98.0
+
+
+def test_resting_buy_limit_fills_at_open_when_bar_gaps_below_it() -> None:
+    s = _started()
+    coid = s.submit(BUY, 1.0, LIMIT, price=95.0)
+    s.feed_bar(bar(2, 100.0, 101.0, 99.0, 100.0))
+    s.feed_bar(bar(3, 93.0, 94.0, 92.0, 93.5))
+    (fill,) = s.fills(coid)
+    assert fill.last_px == 93.0 and fill.liquidity == Liquidity.MAKER
+
+
+def test_buy_limit_marketable_on_arrival_fills_at_open_as_taker() -> None:
+    s = _started()
+    coid = s.submit(BUY, 1.0, LIMIT, price=105.0)
+    s.feed_bar(bar(2, 101.0, 102.0, 100.0, 101.0))
+    (fill,) = s.fills(coid)
+    assert fill.last_px == 101.0 and fill.liquidity == Liquidity.TAKER
+
+
+def test_sell_stop_triggers_at_trigger_price_and_fills_there() -> None:
+    s = _started()
+    coid = s.submit(SELL, 1.0, STOP, trigger=98.0)
+    s.feed_bar(bar(2, 100.0, 101.0, 97.0, 99.0))
+    assert [type(e) for e in s.events if getattr(e, "client_order_id", None) == coid][-3:] == [
+        OrderAccepted,
+        OrderTriggered,
+        OrderFilled,
+    ]
+    (fill,) = s.fills(coid)
+    assert fill.last_px == 98.0 and fill.liquidity == Liquidity.TAKER
+
+
+def test_sell_stop_fills_at_open_when_bar_gaps_through_trigger() -> None:
+    s = _started()
+    coid = s.submit(SELL, 1.0, STOP, trigger=98.0)
+    s.feed_bar(bar(2, 96.0, 97.0, 95.0, 96.5))
+    assert s.fills(coid)[0].last_px == 96.0
+
+
+def test_buy_stop_limit_triggers_then_rests_at_limit_when_trigger_price_above_limit() -> None:
+    s = _started()
+    # Down bar path: open 100 -> high 103 -> low 99.5 -> close 100.
+    coid = s.submit(BUY, 1.0, STOP_LIMIT, price=100.0, trigger=102.0)
+    s.feed_bar(bar(2, 100.5, 103.0, 99.5, 100.0))
+    assert s.orders.order(coid).status == OrderStatus.FILLED
+    (fill,) = s.fills(coid)
+    assert fill.last_px == 100.0 and fill.liquidity == Liquidity.MAKER
+
+
+def test_stop_limit_triggered_but_limit_never_reached_stays_triggered() -> None:
+    s = _started()
+    coid = s.submit(BUY, 1.0, STOP_LIMIT, price=100.0, trigger=102.0)
+    s.feed_bar(bar(2, 101.0, 103.0, 100.5, 102.5))  # up bar: low 100.5 comes before the trigger
+    assert s.orders.order(coid).status == OrderStatus.TRIGGERED and s.fills() == []
+    s.feed_bar(bar(3, 101.0, 101.5, 99.0, 100.0))
+    assert s.fills(coid)[0].last_px == 100.0
+
+
+def test_up_bar_path_fills_buy_limit_at_low_before_sell_limit_at_high() -> None:
+    s = _started()
+    sell = s.submit(SELL, 1.0, LIMIT, price=103.0)
+    buy = s.submit(BUY, 1.0, LIMIT, price=98.0)
+    s.feed_bar(bar(2, 100.0, 104.0, 97.0, 102.0))  # up bar: open -> low -> high -> close
+    assert [f.client_order_id for f in s.fills()] == [buy, sell]
+
+
+def test_down_bar_path_fills_sell_limit_at_high_before_buy_limit_at_low() -> None:
+    s = _started()
+    buy = s.submit(BUY, 1.0, LIMIT, price=98.0)
+    sell = s.submit(SELL, 1.0, LIMIT, price=103.0)
+    s.feed_bar(bar(2, 100.0, 104.0, 97.0, 99.0))  # down bar: open -> high -> low -> close
+    assert [f.client_order_id for f in s.fills()] == [sell, buy]
+
+
+def test_long_with_stop_and_take_profit_in_same_down_bar_takes_profit_first() -> None:
+    s = _started()
+    s.submit(BUY, 1.0)
+    s.feed_bar(bar(2, 100.0, 100.5, 99.5, 100.0))
+    stop = s.submit(SELL, 1.0, STOP, trigger=97.0, reduce_only=True)
+    take = s.submit(SELL, 1.0, LIMIT, price=103.0, reduce_only=True)
+    s.feed_bar(bar(3, 100.0, 104.0, 96.0, 98.0))
+    assert s.orders.order(take).status == OrderStatus.FILLED
+    assert s.orders.order(stop).status == OrderStatus.CANCELED  # reduce-only: nothing left to reduce
+    assert s.portfolio.position(IID) == 0.0
+
+
+def test_ioc_limit_not_marketable_on_arrival_expires() -> None:
+    s = _started()
+    coid = s.submit(BUY, 1.0, LIMIT, price=95.0, tif=TimeInForce.IOC)
+    s.feed_bar(bar(2, 100.0, 101.0, 90.0, 100.0))
+    assert s.orders.order(coid).status == OrderStatus.EXPIRED and s.fills() == []
+    assert len(s.of_type(OrderExpired)) == 1
+
+
+def test_fok_limit_marketable_on_arrival_fills_completely() -> None:
+    s = _started()
+    coid = s.submit(BUY, 2.0, LIMIT, price=101.0, tif=TimeInForce.FOK)
+    s.feed_bar(bar(2, 100.0, 101.0, 99.0, 100.0))
+    assert s.orders.order(coid).status == OrderStatus.FILLED and s.fills(coid)[0].last_qty == 2.0
+
+
+def test_post_only_limit_that_would_take_liquidity_is_rejected() -> None:
+    s = _started()
+    coid = s.submit(BUY, 1.0, LIMIT, price=101.0, post_only=True)
+    s.feed_bar(bar(2, 100.0, 101.0, 99.0, 100.0))
+    (rej,) = s.of_type(OrderRejected)
+    assert rej.client_order_id == coid and rej.reason.startswith("post_only")
+    assert s.orders.order(coid).status == OrderStatus.REJECTED
+
+
+def test_post_only_limit_resting_is_accepted_and_fills_as_maker() -> None:
+    s = _started()
+    coid = s.submit(BUY, 1.0, LIMIT, price=99.0, post_only=True)
+    s.feed_bar(bar(2, 100.0, 101.0, 98.0, 100.0))
+    assert s.fills(coid)[0].liquidity == Liquidity.MAKER
+
+
+def test_reduce_only_when_flat_is_rejected() -> None:
+    s = _started()
+    coid = s.submit(SELL, 1.0, reduce_only=True)
+    s.feed_bar(bar(2, 100.0, 101.0, 99.0, 100.0))
+    assert s.orders.order(coid).status == OrderStatus.REJECTED
+    assert s.portfolio.position(IID) == 0.0
+
+
+def test_reduce_only_larger_than_position_is_capped_and_never_flips() -> None:
+    s = _started()
+    s.submit(BUY, 1.0)
+    s.feed_bar(bar(2, 100.0, 101.0, 99.0, 100.0))
+    coid = s.submit(SELL, 3.0, reduce_only=True)
+    s.feed_bar(bar(3, 100.0, 101.0, 99.0, 100.0))
+    (fill,) = s.fills(coid)
+    assert fill.last_qty == 1.0
+    assert s.orders.order(coid).status == OrderStatus.CANCELED
+    assert s.portfolio.position(IID) == 0.0
+
+
+def test_reduce_only_reject_mode_cancels_oversized_order_without_fill() -> None:
+    s = _started(venue=VenueConfig(reduce_only_mode="reject"))
+    s.submit(BUY, 1.0)
+    s.feed_bar(bar(2, 100.0, 101.0, 99.0, 100.0))
+    coid = s.submit(SELL, 3.0, reduce_only=True)
+    s.feed_bar(bar(3, 100.0, 101.0, 99.0, 100.0))
+    assert s.fills(coid) == [] and s.orders.order(coid).status == OrderStatus.CANCELED
+    assert s.portfolio.position(IID) == 1.0
+
+
+def test_latency_longer_than_a_bar_delays_fill_to_the_bar_after_arrival() -> None:
+    s = _started(venue=VenueConfig(latency_ns=BAR_NS + 1))
+    coid = s.submit(BUY, 1.0)
+    s.feed_bar(bar(2, 101.0, 102.0, 100.0, 101.0))
+    assert s.fills() == [] and s.orders.order(coid).status == OrderStatus.SUBMITTED
+    s.feed_bar(bar(3, 104.0, 105.0, 103.0, 104.0))
+    (fill,) = s.fills(coid)
+    assert fill.last_px == 104.0
+    (acc,) = s.of_type(OrderAccepted)
+    assert acc.ts_event == BAR_NS + BAR_NS + 1
+
+
+def test_slippage_on_taker_fill_is_clamped_to_bar_high() -> None:
+    s = _started(venue=VenueConfig(slippage_bps=100.0))
+    coid = s.submit(BUY, 1.0)
+    s.feed_bar(bar(2, 100.0, 100.5, 99.0, 100.2))  # 1% would be 101.0 > high
+    assert s.fills(coid)[0].last_px == 100.5
+
+
+def test_slippage_on_taker_fill_moves_price_against_trader_by_bps() -> None:
+    s = _started(venue=VenueConfig(slippage_bps=10.0))
+    coid = s.submit(SELL, 1.0)
+    s.feed_bar(bar(2, 100.0, 101.0, 99.0, 100.0))
+    assert s.fills(coid)[0].last_px == pytest.approx(99.9)
+
+
+def test_fee_override_from_config_replaces_instrument_fee() -> None:
+    s = _started(venue=VenueConfig(taker_fee=0.01))
+    coid = s.submit(BUY, 2.0)
+    s.feed_bar(bar(2, 100.0, 101.0, 99.0, 100.0))
+    assert s.fills(coid)[0].fee == pytest.approx(2.0 * 100.0 * 0.01)
+
+
+def test_unknown_instrument_order_is_rejected_by_venue() -> None:
+    s = _started()
+    order = s.orders.create(SubmitOrder("s", "ETHUSDT.BINANCE", "x-1", BUY, 1.0, 0, 0))
+    s.orders.apply(OrderSubmitted("s", "ETHUSDT.BINANCE", "x-1", 0, 0))
+    s.venue.submit(order)
+    assert order.status == OrderStatus.REJECTED and "unknown instrument" in order.reason
+
+
+# ---------------------------------------------------------------- trades/quotes
+
+
+def test_trade_mode_fills_only_at_trade_strictly_after_arrival() -> None:
+    s = build_stack(venue=VenueConfig(fill_on="trades", latency_ns=10))
+    s.feed_trade(trade(1_000, 100.0))
+    coid = s.submit(BUY, 1.0)
+    s.feed_trade(trade(1_010, 101.0))  # arrival is 1_010: not strictly after
+    assert s.fills() == []
+    s.feed_trade(trade(1_011, 102.0))
+    (fill,) = s.fills(coid)
+    assert fill.last_px == 102.0 and fill.ts_event == 1_011
+
+
+def test_trade_mode_resting_limit_fills_at_limit_as_maker() -> None:
+    s = build_stack(venue=VenueConfig(fill_on="trades"))
+    s.feed_trade(trade(1_000, 100.0))
+    coid = s.submit(BUY, 1.0, LIMIT, price=99.0)
+    s.feed_trade(trade(1_001, 99.5))
+    s.feed_trade(trade(1_002, 98.5))
+    (fill,) = s.fills(coid)
+    assert fill.last_px == 99.0 and fill.liquidity == Liquidity.MAKER
+
+
+def test_trade_mode_size_limit_gives_partial_fills() -> None:
+    s = build_stack(venue=VenueConfig(fill_on="trades", trade_size_limit=True))
+    s.feed_trade(trade(1_000, 100.0))
+    coid = s.submit(BUY, 1.0, LIMIT, price=99.0)
+    s.feed_trade(trade(1_001, 99.0, size=0.4))
+    assert s.orders.order(coid).status == OrderStatus.PARTIALLY_FILLED
+    s.feed_trade(trade(1_002, 98.0, size=5.0))
+    assert [f.last_qty for f in s.fills(coid)] == [0.4, pytest.approx(0.6)]
+    assert s.orders.order(coid).status == OrderStatus.FILLED
+
+
+def test_trade_mode_fok_expires_when_trade_size_too_small() -> None:
+    s = build_stack(venue=VenueConfig(fill_on="trades", trade_size_limit=True))
+    s.feed_trade(trade(1_000, 100.0))
+    coid = s.submit(BUY, 1.0, tif=TimeInForce.FOK)
+    s.feed_trade(trade(1_001, 100.0, size=0.5))
+    assert s.orders.order(coid).status == OrderStatus.EXPIRED and s.fills() == []
+
+
+def test_trade_mode_stop_triggers_on_print_beyond_trigger_and_fills_at_print() -> None:
+    s = build_stack(venue=VenueConfig(fill_on="trades"))
+    s.feed_trade(trade(1_000, 100.0))
+    coid = s.submit(SELL, 1.0, STOP, trigger=99.0)
+    s.feed_trade(trade(1_001, 99.5))
+    assert s.fills() == []
+    s.feed_trade(trade(1_002, 98.7))
+    assert s.fills(coid)[0].last_px == 98.7
+    assert len(s.of_type(OrderTriggered)) == 1
+
+
+def test_quote_mode_market_buy_fills_at_ask_and_sell_at_bid() -> None:
+    s = build_stack(venue=VenueConfig(fill_on="quotes"))
+    s.feed_quote(quote(1_000, 99.9, 100.1))
+    buy = s.submit(BUY, 1.0)
+    sell = s.submit(SELL, 1.0)
+    s.feed_quote(quote(1_001, 100.0, 100.2))
+    assert s.fills(buy)[0].last_px == 100.2
+    assert s.fills(sell)[0].last_px == 100.0
+
+
+def test_quote_mode_post_only_buy_at_or_above_ask_is_rejected() -> None:
+    s = build_stack(venue=VenueConfig(fill_on="quotes"))
+    s.feed_quote(quote(1_000, 99.9, 100.1))
+    coid = s.submit(BUY, 1.0, LIMIT, price=100.1, post_only=True)
+    s.feed_quote(quote(1_001, 99.9, 100.1))
+    assert s.orders.order(coid).status == OrderStatus.REJECTED
+
+
+def test_cancel_arriving_before_fill_wins_on_trades() -> None:
+    s = build_stack(venue=VenueConfig(fill_on="trades"))
+    s.feed_trade(trade(1_000, 100.0))
+    coid = s.submit(BUY, 1.0, LIMIT, price=99.0)
+    s.feed_trade(trade(1_001, 100.0))
+    s.engine.cancel(CancelOrder("s", IID, coid, 1_001, 1_001))
+    s.feed_trade(trade(1_002, 98.0))
+    assert s.fills() == [] and s.orders.order(coid).status == OrderStatus.CANCELED
+    assert len(s.of_type(OrderCanceled)) == 1
+
+
+def test_query_order_reports_venue_state_and_fills() -> None:
+    s = _started()
+    coid = s.submit(BUY, 1.0)
+    s.feed_bar(bar(2, 100.0, 101.0, 99.0, 100.0))
+    report = s.venue.query_order(s.orders.order(coid))
+    assert report is not None
+    assert report.status == OrderStatus.FILLED and report.filled_qty == 1.0 and len(report.fills) == 1
+    assert not math.isnan(report.fills[0].last_px)
