@@ -25,8 +25,13 @@ DEFAULT_CATALOG = Path("data/catalog")
 
 data_app = typer.Typer(name="data", help="Import market data into the Parquet catalog and inspect it.", no_args_is_help=True)
 
-_out = Console()
-_err = Console(stderr=True)
+_PIPE_WIDTH = 200
+
+
+def _console(*, stderr: bool = False) -> Console:
+    """Return a console; when not writing to a terminal, wide enough not to truncate the table."""
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=_PIPE_WIDTH)
 
 CatalogOpt = Annotated[Path, typer.Option("--catalog", help="Catalog root directory.")]
 
@@ -36,7 +41,7 @@ def _iso(ns: int) -> str:
 
 
 def _fail(exc: DataError) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    _console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
     return typer.Exit(code=1)
 
 
@@ -90,7 +95,7 @@ def import_cmd(
         )
     except DataError as exc:
         raise _fail(exc) from None
-    _out.print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+    _console().print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
 
 
 @data_app.command("info")
@@ -99,7 +104,7 @@ def info_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
     cat = Catalog(catalog)
     refs = cat.datasets()
     if not refs:
-        _out.print(f"no datasets in {catalog}", highlight=False)
+        _console().print(f"no datasets in {catalog}", highlight=False)
         return
     table = Table(title=f"catalog {catalog}")
     for column in ("venue", "market", "symbol", "dataset", "kind", "rows", "start (UTC)", "end (UTC)", "files", "period", "gaps"):
@@ -113,7 +118,7 @@ def info_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
             m.venue, m.market, m.symbol, m.dataset, m.kind, f"{m.rows:,}", _iso(m.start_ns), _iso(m.end_ns),
             str(len(m.files)), m.period, "" if m.gaps is None else str(m.gaps),
         )
-    _out.print(table)
+    _console().print(table)
 
 
 data_app.command("ls", help="Alias of info.")(info_cmd)
@@ -128,4 +133,4 @@ def verify_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
             manifest = cat.verify(ref.venue, ref.market, ref.symbol, ref.dataset)
         except DataError as exc:
             raise _fail(exc) from None
-        _out.print(f"ok {_summary(manifest)}", highlight=False, soft_wrap=True)
+        _console().print(f"ok {_summary(manifest)}", highlight=False, soft_wrap=True)

@@ -1,0 +1,289 @@
+"""Replay: k-way merge order, batches vs messages, time ranges, validation, flat memory, sample catalog."""
+
+from __future__ import annotations
+
+import gc
+import tempfile
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tradebus.adapters.catalog import Catalog
+from tradebus.adapters.replay import Replay, ReplayBatch, ReplaySource
+from tradebus.engine.messages import Bar, Trade
+from tradebus.errors import DataError
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "data"
+SAMPLE_CATALOG = REPO / "data" / "catalog"
+SEC_NS = 1_000_000_000
+MIN_NS = 60 * SEC_NS
+HOUR_NS = 60 * MIN_NS
+T0_NS = 1_704_067_200_000_000_000  # 2024-01-01 00:00 UTC
+
+
+def trades_table(ts: list[int] | np.ndarray, tag: str) -> pa.Table:
+    ts = np.asarray(ts, dtype=np.int64)
+    n = ts.size
+    return pa.table(
+        {
+            "ts_event": ts,
+            "ts_init": ts,
+            "price": 100.0 + np.arange(n, dtype=np.float64),
+            "size": np.full(n, 1.0),
+            "aggressor": pa.array(np.ones(n, dtype=np.int8)),
+            "trade_id": [f"{tag}-{i}" for i in range(n)],
+        }
+    )
+
+
+def bars_table(n: int, start_ns: int = T0_NS, step_ns: int = MIN_NS) -> pa.Table:
+    ts = start_ns + step_ns * np.arange(1, n + 1, dtype=np.int64)
+    base = 100.0 + (np.arange(n, dtype=np.float64) % 50)
+    return pa.table(
+        {
+            "ts_event": ts,
+            "ts_init": ts,
+            "open": base,
+            "high": base + 2.0,
+            "low": base - 1.0,
+            "close": base + 1.0,
+            "volume": np.full(n, 3.0),
+        }
+    )
+
+
+def trade_source(cat: Catalog, name: str, ts: list[int], row_group_rows: int = 2) -> ReplaySource:
+    cat.write(trades_table(ts, name), "v", "spot", name, "trades", "day", row_group_rows=row_group_rows)
+    return ReplaySource.from_catalog(cat, f"{name}.V", "v", "spot", name, "trades")
+
+
+def expected_order(streams: list[list[int]]) -> list[tuple[int, int, int]]:
+    """(ts_init, source, row) of every row, sorted: the replay contract."""
+    return sorted((ts, s, r) for s, stream in enumerate(streams) for r, ts in enumerate(stream))
+
+
+def merged_keys_from_batches(replay: Replay) -> list[tuple[int, int, int]]:
+    keys = []
+    for batch in replay.batches():
+        rows = [int(t.split("-")[1]) for t in batch.trade_id]  # type: ignore[union-attr]
+        keys.extend(zip(batch.ts_init.tolist(), [batch.source] * len(batch), rows, strict=True))
+    return keys
+
+
+THREE_STREAMS = [
+    [T0_NS + s * SEC_NS for s in (1, 2, 2, 5, 9)],
+    [T0_NS + s * SEC_NS for s in (2, 3, 5, 5, 10)],
+    [T0_NS + s * SEC_NS for s in (0, 2, 5, 11)],
+]
+
+
+@pytest.mark.parametrize("batch_rows", [1, 2, 3, 65_536])
+def test_merge_of_three_sources_orders_by_ts_then_source_then_row(tmp_path: Path, batch_rows: int) -> None:
+    cat = Catalog(tmp_path)
+    sources = [trade_source(cat, f"S{i}", ts) for i, ts in enumerate(THREE_STREAMS)]
+    replay = Replay(sources, batch_rows=batch_rows)
+    assert merged_keys_from_batches(replay) == expected_order(THREE_STREAMS)
+    messages = list(replay)
+    assert [(m.ts_init, m.instrument_id, m.trade_id) for m in messages] == [
+        (ts, f"S{s}.V", f"S{s}-{r}") for ts, s, r in expected_order(THREE_STREAMS)
+    ]
+
+
+def test_batches_order_equals_iter_order_for_bars_and_trades(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    cat.write(bars_table(50, step_ns=SEC_NS), "v", "spot", "B", "bars_1s", "day", row_group_rows=7)
+    sources = [
+        ReplaySource.from_catalog(cat, "B.V", "v", "spot", "B", "bars_1s"),
+        trade_source(cat, "T", [T0_NS + k * SEC_NS // 2 for k in range(0, 120)], row_group_rows=11),
+    ]
+    replay = Replay(sources, batch_rows=5)
+    from_batches: list[tuple[str, int, int]] = []
+    for batch in replay.batches():
+        assert isinstance(batch, ReplayBatch)
+        assert len(batch.ts_event) == len(batch.ts_init) == len(batch)
+        from_batches.extend((batch.instrument_id, t, batch.source) for t in batch.ts_init.tolist())
+    messages = list(replay)
+    from_iter = [(m.instrument_id, m.ts_init, 0 if isinstance(m, Bar) else 1) for m in messages]
+    assert from_iter == from_batches
+    assert len(messages) == 170
+    assert all(a[1] <= b[1] for a, b in zip(from_iter, from_iter[1:], strict=False))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    streams=st.lists(
+        st.lists(st.integers(min_value=0, max_value=20), min_size=1, max_size=15).map(sorted), min_size=1, max_size=4
+    ),
+    batch_rows=st.integers(min_value=1, max_value=6),
+    row_group_rows=st.integers(min_value=1, max_value=6),
+    window=st.tuples(st.integers(min_value=0, max_value=20), st.integers(min_value=0, max_value=20)).map(sorted),
+)
+def test_merge_matches_sorted_order_for_random_streams(
+    streams: list[list[int]], batch_rows: int, row_group_rows: int, window: list[int]
+) -> None:
+    streams = [[T0_NS + x * SEC_NS for x in s] for s in streams]
+    start, end = T0_NS + window[0] * SEC_NS, T0_NS + window[1] * SEC_NS
+    with tempfile.TemporaryDirectory() as root:
+        cat = Catalog(root)
+        sources = [trade_source(cat, f"S{i}", ts, row_group_rows=row_group_rows) for i, ts in enumerate(streams)]
+        replay = Replay(sources, start_ns=start, end_ns=end, batch_rows=batch_rows)
+        got = merged_keys_from_batches(replay)
+        from_iter = [(m.ts_init, int(m.instrument_id[1:-2]), int(m.trade_id.split("-")[1])) for m in replay]
+    expected = [k for k in expected_order(streams) if start <= k[0] <= end]
+    assert got == expected
+    assert from_iter == expected
+
+
+def test_single_source_runs_are_the_row_groups(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    cat.write(bars_table(1000), "v", "spot", "B", "bars_1m", "year", row_group_rows=100)
+    replay = Replay([ReplaySource.from_catalog(cat, "B.V", "v", "spot", "B", "bars_1m")])
+    assert [len(b) for b in replay.batches()] == [100] * 10
+
+
+def test_time_range_is_inclusive_and_prunes_partitions(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    manifest = cat.write(bars_table(3 * 24 * 60), "v", "spot", "B", "bars_1m", "day", row_group_rows=60)
+    assert len(manifest.files) == 4  # the last bar closes at 00:00 of day 4
+    source = ReplaySource.from_catalog(cat, "B.V", "v", "spot", "B", "bars_1m")
+    day2 = manifest.files[1]
+    start, end = day2.start_ns + 10 * MIN_NS, day2.start_ns + 20 * MIN_NS
+    bars = list(Replay([source], start_ns=start, end_ns=end))
+    assert [b.ts_init for b in bars] == list(range(start, end + 1, MIN_NS))
+    # files outside the range are not even opened: delete them and replay again
+    base = cat.dataset_dir("v", "spot", "B", "bars_1m")
+    for entry in (manifest.files[0], manifest.files[2], manifest.files[3]):
+        (base / entry.path).unlink()
+    assert len(list(Replay([source], start_ns=start, end_ns=end))) == 11
+    with pytest.raises(DataError, match="file listed in the manifest is missing"):
+        list(Replay([source]))
+
+
+def test_file_source_goes_through_ingest_validation() -> None:
+    good = ReplaySource.from_file(FIXTURES / "bars_valid.csv", "X.V", "bars")
+    bars = list(Replay([good]))
+    assert len(bars) == 20 and bars[0].ts_event == T0_NS + HOUR_NS
+    bad = ReplaySource.from_file(FIXTURES / "bars_high_below_low.csv", "X.V", "bars")
+    with pytest.raises(DataError, match="bars_high_below_low.csv row 17: high 99.0 < low 100.0"):
+        list(Replay([bad]))
+    with pytest.raises(DataError, match="trades_zero_size.csv row 5: size 0.0"):
+        Replay([ReplaySource.from_file(FIXTURES / "trades_zero_size.csv", "X.V", "trades")]).validate()
+
+
+def test_validate_names_parquet_file_and_row_of_a_bad_catalog_value(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    table = bars_table(300).to_pydict()
+    table["high"][250] = table["low"][250] - 1.0  # Catalog.write stores values as given
+    manifest = cat.write(pa.table(table), "v", "spot", "B", "bars_1m", "year", row_group_rows=64)
+    source = ReplaySource.from_catalog(cat, "B.V", "v", "spot", "B", "bars_1m")
+    assert len(list(Replay([source]))) == 300  # streaming alone does not check values
+    with pytest.raises(DataError, match=rf"{manifest.files[0].path} row 251: high 98.0 < low 99.0"):
+        Replay([source], batch_rows=50).validate()
+
+
+def test_unsorted_catalog_file_is_reported_with_file_and_row(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    manifest = cat.write(bars_table(40), "v", "spot", "B", "bars_1m", "year", row_group_rows=10)
+    path = cat.dataset_dir("v", "spot", "B", "bars_1m") / manifest.files[0].path
+    order = np.arange(40)
+    order[[24, 25]] = [25, 24]
+    pq.write_table(bars_table(40).take(pa.array(order)), path, row_group_size=10)
+    source = ReplaySource.from_catalog(cat, "B.V", "v", "spot", "B", "bars_1m")
+    with pytest.raises(DataError, match=r"part-00000.parquet row 26: ts_init .* < previous .*not sorted"):
+        list(Replay([source], batch_rows=100))
+    with pytest.raises(DataError, match="sha256"):
+        list(Replay([source], verify=True))
+
+
+def test_replay_rejects_bad_arguments(tmp_path: Path) -> None:
+    source = ReplaySource.from_file(FIXTURES / "bars_valid.csv", "X.V", "bars")
+    with pytest.raises(DataError, match="at least one source"):
+        Replay([])
+    with pytest.raises(DataError, match="end_ns .* is before start_ns"):
+        Replay([source], start_ns=2, end_ns=1)
+    with pytest.raises(DataError, match="batch_rows"):
+        Replay([source], batch_rows=0)
+    with pytest.raises(DataError, match="dataset not found"):
+        ReplaySource.from_catalog(tmp_path, "X.V", "v", "spot", "X", "bars_1m")
+    with pytest.raises(DataError, match="unknown data kind"):
+        ReplaySource.from_file(FIXTURES / "bars_valid.csv", "X.V", "quotes")  # type: ignore[arg-type]
+
+
+def _peak_replay_bytes(source: ReplaySource) -> tuple[int, int, int]:
+    """Return (Python/numpy peak bytes via tracemalloc, Arrow pool peak sampled per batch, rows)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        rows = 0
+        arrow_peak = 0
+        for batch in Replay([source], batch_rows=1000).batches():
+            rows += len(batch)
+            arrow_peak = max(arrow_peak, pa.total_allocated_bytes())
+        for _ in Replay([source], batch_rows=1000):
+            rows += 1
+        return tracemalloc.get_traced_memory()[1], arrow_peak, rows
+    finally:
+        tracemalloc.stop()
+
+
+def test_replay_peak_memory_is_flat_in_history_length(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    short, long = 20_000, 200_000
+    cat.write(bars_table(short), "v", "spot", "S", "bars_1m", "month", row_group_rows=1000)
+    cat.write(bars_table(long), "v", "spot", "L", "bars_1m", "month", row_group_rows=1000)
+    s_src = ReplaySource.from_catalog(cat, "S.V", "v", "spot", "S", "bars_1m")
+    l_src = ReplaySource.from_catalog(cat, "L.V", "v", "spot", "L", "bars_1m")
+    _peak_replay_bytes(s_src)  # warm-up: first-use allocations are not history
+    short_peak, short_arrow, short_rows = _peak_replay_bytes(s_src)
+    long_peak, long_arrow, long_rows = _peak_replay_bytes(l_src)
+    assert (short_rows, long_rows) == (2 * short, 2 * long)
+    # the history is 10x longer; a replay holding it would need ~10x (one bar row = 56 bytes, plus a Bar object)
+    assert long_peak < 2 * short_peak, (short_peak, long_peak)
+    assert long_peak < long * 56 / 4
+    # Arrow buffers (not seen by tracemalloc) stay bounded too
+    assert long_arrow < 2 * max(short_arrow, 1 << 16), (short_arrow, long_arrow)
+
+
+# --------------------------------------------------------------------------- shipped sample catalog
+
+
+def test_sample_catalog_replays_20695_coinbase_4h_bars_stamped_at_close() -> None:
+    assert Catalog(SAMPLE_CATALOG).verify("coinbase", "spot", "BTC-USD", "bars_4h").rows == 20_695
+    source = ReplaySource.from_catalog(SAMPLE_CATALOG, "BTC-USD.COINBASE", "coinbase", "spot", "BTC-USD", "bars_4h")
+    replay = Replay([source])
+    bars = list(replay)
+    assert len(bars) == 20_695
+    first, last = bars[0], bars[-1]
+    four_h = 4 * HOUR_NS
+    # first candle: start 1463544000 (2016-05-18 04:00 UTC), o/h/l/c 456.16/456.81/455.3/456.02
+    assert first == Bar("BTC-USD.COINBASE", 1_463_544_000 * SEC_NS + four_h, 1_463_544_000 * SEC_NS + four_h,
+                        456.16, 456.81, 455.3, 456.02, 561.88098307)
+    # last candle: start 1761609600 (2025-10-28 00:00 UTC) closes 04:00
+    assert last.ts_event == 1_761_609_600 * SEC_NS + four_h
+    assert (last.open, last.close) == (114087.06, 113912.05)
+    steps = np.diff([b.ts_event for b in bars])
+    assert steps.min() == four_h
+    assert int(np.count_nonzero(steps > four_h)) == 3
+    assert replay.validate() == 20_695
+
+
+def test_sample_catalog_manifest_documents_gaps() -> None:
+    manifest = Catalog(SAMPLE_CATALOG).manifest("coinbase", "spot", "BTC-USD", "bars_4h")
+    assert (manifest.period, manifest.interval_ns, manifest.gaps, manifest.missing_bars) == ("year", 4 * HOUR_NS, 3, 5)
+    assert [f.path.split("/")[0] for f in manifest.files] == [f"date={y}-01-01" for y in range(2016, 2026)]
+    assert sum(f.stat().st_size for f in SAMPLE_CATALOG.rglob("*.parquet")) < 600_000
+
+
+def test_messages_of_trade_batch_are_trades(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    source = trade_source(cat, "T", [T0_NS, T0_NS + 1])
+    (trade_a, trade_b) = list(Replay([source]))
+    assert trade_a == Trade("T.V", T0_NS, T0_NS, 100.0, 1.0, 1, "T-0")
+    assert isinstance(trade_b, Trade)
