@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 from tradebus.errors import FeatureError
+from tradebus.features.flow import Amihud, KyleLambda, SignedVolume, TradeImbalance, Vpin
 from tradebus.features.kernels import flow as F
 from tradebus.features.registry import FeatureKind, get_kind
+from tradebus.features.stepper import Stepper
 
 RTOL = 1e-9
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "features_flow" / "binance_usdm_btcusdt_trades_20240808_4k.csv"
@@ -261,3 +263,55 @@ def test_restored_state_continues_bit_for_bit(kind: FeatureKind, kw: dict, cols:
     _, snap = run_kind(kind, kw, rows[:133])
     rest, _ = run_kind(kind, kw, rows[133:], state=snap.copy())
     assert np.array_equal(full[133:], rest, equal_nan=True)
+
+
+# --------------------------------------------------------------------------- typed facades
+
+FACADES = [
+    (SignedVolume, {"window": 9}, (1, 2)),
+    (TradeImbalance, {"window": 9}, (1, 2)),
+    (Amihud, {"window": 9, "scale": 1e6}, (0, 1)),
+    (KyleLambda, {"window": 9}, (0, 1, 2)),
+    (Vpin, {"bucket_volume": 2.0, "n_buckets": 4}, (1, 2)),
+]
+FACADE_IDS = [c.__name__ for c, _, _ in FACADES]
+
+
+def dirty_trades(cols: tuple[int, ...]) -> np.ndarray:
+    rows = trade_rows(200, seed=11, cols=cols)
+    rows[[15, 60], 0] = np.nan
+    rows[100, -1] = np.inf
+    rows[120:135] = rows[120]  # a constant run
+    return rows
+
+
+@pytest.mark.parametrize(("cls", "kw", "cols"), FACADES, ids=FACADE_IDS)
+def test_facade_live_updates_equal_batch_run_bit_for_bit(cls: type[Stepper], kw: dict, cols: tuple[int, ...]) -> None:
+    rows = dirty_trades(cols)
+    live = cls(**kw)
+    updates = np.array([live.update(*row) for row in rows])
+    batch = cls(**kw).run(*rows.T)
+    direct, _ = run_kind(live.kind, kw, rows)
+    assert np.array_equal(updates, batch, equal_nan=True)
+    assert np.array_equal(batch, direct[:, 0], equal_nan=True)
+    assert live.ready
+
+
+@pytest.mark.parametrize(("cls", "kw", "cols"), FACADES, ids=FACADE_IDS)
+def test_facade_from_state_continues_bit_for_bit(cls: type[Stepper], kw: dict, cols: tuple[int, ...]) -> None:
+    rows = dirty_trades(cols)
+    full = cls(**kw).run(rows)
+    first = cls(**kw)
+    first.run(rows[:77])
+    resumed = cls.from_state(first.state, **kw)
+    assert np.array_equal(resumed.run(rows[77:]), full[77:], equal_nan=True)
+
+
+def test_real_trades_flow_features_stay_in_their_ranges() -> None:
+    price, size, side = real_trades()
+    imb = TradeImbalance(window=200).run(size, side)
+    vpin = Vpin(bucket_volume=float(size.sum() / 100), n_buckets=10).run(size, side)
+    amihud = Amihud(window=200).run(price, size)
+    assert np.nanmin(imb) >= -1.0 and np.nanmax(imb) <= 1.0
+    assert np.isfinite(vpin[-1]) and 0.0 < vpin[-1] < 1.0
+    assert np.nanmin(amihud) >= 0.0 and np.isfinite(amihud[-1])

@@ -8,7 +8,9 @@ from scipy.stats import norm
 
 from tradebus.errors import FeatureError
 from tradebus.features.kernels import regime as R
+from tradebus.features.regimes import Cusum, Garch, Hmm, Hurst
 from tradebus.features.registry import FeatureKind, get_kind
+from tradebus.features.stepper import Stepper
 
 RTOL = 1e-9
 
@@ -270,3 +272,60 @@ def test_restored_state_continues_bit_for_bit(kind: FeatureKind, kw: dict) -> No
     _, snap = run_kind(kind, kw, x[:41])
     rest, _ = run_kind(kind, kw, x[41:], state=snap.copy())
     assert np.array_equal(full[41:], rest, equal_nan=True)
+
+
+# --------------------------------------------------------------------------- typed facades
+
+HMM3 = {"transition": HMM_MODELS[3][0].tolist(), "means": [-1.0, 0.0, 1.5], "stds": [0.5, 1.0, 2.0]}
+FACADES = [
+    (Cusum, {"threshold": 1.0}),
+    (Cusum, {"threshold": 0.5, "input_is_return": True}),
+    (Hurst, {"window": 20, "max_lag": 5}),
+    (Garch, {"omega": 0.05, "alpha": 0.1, "beta": 0.85}),
+    (Hmm, HMM3),
+]
+FACADE_IDS = ["Cusum", "Cusum-returns", "Hurst", "Garch", "Hmm"]
+
+
+def dirty_series(n: int = 150) -> np.ndarray:
+    x = series(n, seed=14)
+    x[[20, 55]] = np.nan
+    x[90] = np.inf
+    x[100:110] = x[100]  # a constant run
+    return x
+
+
+@pytest.mark.parametrize(("cls", "kw"), FACADES, ids=FACADE_IDS)
+def test_facade_live_updates_equal_batch_run_bit_for_bit(cls: type[Stepper], kw: dict) -> None:
+    x = dirty_series()
+    live = cls(**kw)
+    updates = np.array([np.atleast_1d(live.update(v)) for v in x])
+    batch = cls(**kw).run(x).reshape(len(x), -1)
+    direct, _ = run_kind(live.kind, kw, x)
+    assert np.array_equal(updates, batch, equal_nan=True)
+    assert np.array_equal(batch, direct, equal_nan=True)
+    assert live.ready
+
+
+@pytest.mark.parametrize(("cls", "kw"), FACADES, ids=FACADE_IDS)
+def test_facade_from_state_continues_bit_for_bit(cls: type[Stepper], kw: dict) -> None:
+    x = dirty_series()
+    full = cls(**kw).run(x)
+    first = cls(**kw)
+    first.run(x[:64])
+    resumed = cls.from_state(first.state, **kw)
+    assert np.array_equal(resumed.run(x[64:]), full[64:], equal_nan=True)
+
+
+def test_hmm_facade_exposes_used_state_probabilities() -> None:
+    hmm = Hmm(**HMM3)
+    hmm.run(series(30, seed=15))
+    assert hmm.n_states == 3
+    assert hmm.probabilities == hmm.values[:3]
+    assert sum(hmm.probabilities) == pytest.approx(1.0)
+
+
+def test_cusum_facade_event_property() -> None:
+    cusum = Cusum(threshold=2.5)
+    cusum.run(np.arange(4.0))
+    assert cusum.event == 1.0

@@ -9,7 +9,9 @@ import statsmodels.api as sm
 
 from tradebus.errors import FeatureError
 from tradebus.features.kernels import stats as S
+from tradebus.features.pairs import DistanceCorr, KalmanHedge, RollingCorr, RollingCov, RollingOls
 from tradebus.features.registry import FeatureKind, get_kind
+from tradebus.features.stepper import Stepper
 
 RTOL = 1e-9
 
@@ -241,3 +243,58 @@ def test_restored_state_continues_bit_for_bit(kind: FeatureKind, kw: dict) -> No
     _, snap = run_kind(kind, kw, rows[:37])
     rest, _ = run_kind(kind, kw, rows[37:], state=snap.copy())
     assert np.array_equal(full[37:], rest, equal_nan=True)
+
+
+# --------------------------------------------------------------------------- typed facades
+
+FACADES = [
+    (RollingOls, {"window": 12}),
+    (RollingCorr, {"window": 12}),
+    (RollingCov, {"window": 12}),
+    (DistanceCorr, {"window": 12}),
+    (KalmanHedge, {"delta": 1e-3, "obs_var": 0.5, "warmup": 3}),
+]
+
+
+def dirty_pairs(n: int = 150) -> np.ndarray:
+    x, y = pair_series(n, seed=12)
+    rows = np.c_[y, x]
+    rows[[20, 55], 0] = np.nan
+    rows[[56, 90], 1] = np.inf
+    rows[100:110] = rows[100]  # a constant run
+    return rows
+
+
+@pytest.mark.parametrize(("cls", "kw"), FACADES, ids=[c.__name__ for c, _ in FACADES])
+def test_facade_live_updates_equal_batch_run_bit_for_bit(cls: type[Stepper], kw: dict) -> None:
+    rows = dirty_pairs()
+    live = cls(**kw)
+    updates = np.array([np.atleast_1d(live.update(*row)) for row in rows])
+    batch = cls(**kw).run(rows[:, 0], rows[:, 1]).reshape(len(rows), -1)
+    direct, _ = run_kind(live.kind, kw, rows)
+    assert np.array_equal(updates, batch, equal_nan=True)
+    assert np.array_equal(batch, direct, equal_nan=True)
+    assert live.ready
+
+
+@pytest.mark.parametrize(("cls", "kw"), FACADES, ids=[c.__name__ for c, _ in FACADES])
+def test_facade_from_state_continues_bit_for_bit(cls: type[Stepper], kw: dict) -> None:
+    rows = dirty_pairs()
+    full = cls(**kw).run(rows)
+    first = cls(**kw)
+    first.run(rows[:70])
+    resumed = cls.from_state(first.state, **kw)
+    assert np.array_equal(resumed.run(rows[70:]), full[70:], equal_nan=True)
+
+
+def test_facade_named_outputs_follow_the_kind_outputs() -> None:
+    x, y = pair_series(60, seed=13)
+    ols = RollingOls(window=20)
+    ols.run(y, x)
+    assert (ols.beta, ols.alpha, ols.r2, ols.resid) == ols.values
+    kf = KalmanHedge()
+    kf.run(y, x)
+    assert (kf.beta, kf.zscore) == (kf.values[0], kf.values[3])
+    dc = DistanceCorr(window=10)
+    dc.run(x, y)
+    assert dc.dcor == dc.value
