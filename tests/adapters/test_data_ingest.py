@@ -39,8 +39,8 @@ def fixture(name: str) -> Path:
     ("name", "expected"),
     [
         ("bars_high_below_low.csv", "bars_high_below_low.csv row 17: high 99.0 < low 100.0"),
-        ("bars_unsorted.csv", "bars_unsorted.csv row 5: timestamp"),
-        ("bars_duplicate_ts.csv", "bars_duplicate_ts.csv row 8: duplicate timestamp"),
+        ("bars_unsorted.csv", "bars_unsorted.csv row 5: timestamp 2024-01-01T02:00:00Z is before the previous row's 2024-01-01T03:00:00Z"),
+        ("bars_duplicate_ts.csv", "bars_duplicate_ts.csv row 8: duplicate timestamp 2024-01-01T06:00:00Z (same as row 7)"),
         ("bars_nan_price.csv", "bars_nan_price.csv row 3: close nan is not a finite positive price"),
         ("bars_inf_price.csv", "bars_inf_price.csv row 4: open inf is not a finite positive price"),
         ("bars_zero_price.csv", "bars_zero_price.csv row 6: low 0.0 is not a finite positive price"),
@@ -164,7 +164,7 @@ def test_read_bars_coinbase_missing_field_names_row_and_field() -> None:
 
 
 def test_read_bars_coinbase_duplicate_is_an_error_by_default() -> None:
-    with pytest.raises(DataError, match=r"coinbase_candles_duplicate.json row 5: duplicate time"):
+    with pytest.raises(DataError, match=r"coinbase_candles_duplicate.json row 5: duplicate start 2024-01-01T12:00:00Z \(same as row 4\)"):
         read_bars(fixture("coinbase_candles_duplicate.json"))
 
 
@@ -294,7 +294,7 @@ def test_read_trades_equal_timestamps_are_allowed() -> None:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("trades_unsorted.csv", "trades_unsorted.csv row 7: ts_event"),
+        ("trades_unsorted.csv", "trades_unsorted.csv row 7: ts_event 2024-01-01T00:00:01.249Z is before the previous row's 2024-01-01T00:00:01.25Z"),
         ("trades_zero_size.csv", "trades_zero_size.csv row 5: size 0.0 is not a finite positive size"),
         ("trades_bad_side.csv", "trades_bad_side.csv row 8: side 'maybe' is not buy/sell"),
         ("trades_duplicate_id.csv", "trades_duplicate_id.csv row 10: duplicate trade_id '1008' (same as row 9)"),

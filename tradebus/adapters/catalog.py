@@ -371,6 +371,12 @@ class Catalog:
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
+            retired = sorted(path.parent.parent.glob(f".{path.parent.name}.old-*/{MANIFEST_NAME}"))
+            if retired:
+                raise DataError(
+                    f"{path}: dataset not found, but an interrupted write left {retired[0].parent}; "
+                    f"rename it back to {path.parent} to recover the previous version"
+                ) from None
             raise DataError(f"{path}: dataset not found (no manifest) in catalog {self.root}") from None
         try:
             manifest = _manifest_decoder.decode(raw)

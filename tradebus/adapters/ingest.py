@@ -213,6 +213,13 @@ def _v(value: object) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
+def _iso(ns: int | np.integer) -> str:
+    """Format ns since the epoch as ISO-8601 UTC (``2024-01-01T04:00:00Z``; sub-second digits if any)."""
+    text = str(np.datetime64(int(ns), "ns"))
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    return text + "Z"
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -305,7 +312,7 @@ def _read_coinbase_json(path: Path) -> _Frame:
             if value is None:
                 raise DataError(f"{path.name} row {i + 1}: {key} is missing")
             values[key].append(str(value))
-    return _Frame(path.name, {("time" if k == "start" else k): pa.array(v, pa.string()) for k, v in values.items()})
+    return _Frame(path.name, {k: pa.array(v, pa.string()) for k, v in values.items()})
 
 
 def _pick(frame: _Frame, aliases: Sequence[str], field: str, *, required: bool = True) -> pa.Array | None:
@@ -479,11 +486,12 @@ def _check_time_order(frame: _Frame, ts: np.ndarray, field: str, *, strict: bool
     back = _first(step < 0)
     dup = _first(step == 0) if strict else None
     if back is not None and (dup is None or back < dup):
-        raise frame.error(back + 1, f"{field} {ts[back + 1]} < previous {ts[back]} (rows must be sorted by time)")
-    if dup is not None:
         raise frame.error(
-            dup + 1, f"duplicate {field} {ts[dup + 1]} (same as row {frame.row(dup)})"
+            back + 1,
+            f"{field} {_iso(ts[back + 1])} is before the previous row's {_iso(ts[back])} (rows must be sorted by time)",
         )
+    if dup is not None:
+        raise frame.error(dup + 1, f"duplicate {field} {_iso(ts[dup + 1])} (same as row {frame.row(dup)})")
 
 
 def _bar_checks(
@@ -607,7 +615,9 @@ def _drop_duplicate_bars(frame: _Frame, ts: np.ndarray, cols: dict[str, np.ndarr
     step = np.diff(ts)
     back = _first(step < 0)
     if back is not None:
-        raise frame.error(back + 1, f"time {ts[back + 1]} < previous {ts[back]} (rows must be sorted by time)")
+        raise frame.error(
+            back + 1, f"time {_iso(ts[back + 1])} is before the previous row's {_iso(ts[back])} (rows must be sorted by time)"
+        )
     dup = np.flatnonzero(step == 0) + 1
     if dup.size == 0:
         return ts, cols
@@ -891,6 +901,8 @@ def import_file(
         )
         dataset = dataset or f"bars_{format_interval(interval_ns)}"
     elif kind == "trades":
+        if interval is not None:
+            raise DataError(f"{source.name}: interval applies to bars only, not to trades")
         table = read_trades(source, ts_column=ts_column, ts_unit=ts_unit)
         dataset = dataset or "trades"
     else:
