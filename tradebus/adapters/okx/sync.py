@@ -239,7 +239,7 @@ class OkxBookSync:
     exception the book is left exactly as before the call.
     """
 
-    __slots__ = ("bids", "asks", "last_seq", "has_snapshot", "verify_checksum", "where", "checked")
+    __slots__ = ("bids", "asks", "last_seq", "has_snapshot", "verify_checksum", "where", "checked", "_fields")
 
     def __init__(self, where: str, *, verify_checksum: bool = True) -> None:
         self.bids = RawBookSide(descending=True)
@@ -250,6 +250,8 @@ class OkxBookSync:
         self.where = where
         self.checked = 0
         """Number of messages whose checksum was verified."""
+        self._fields = (False, False)
+        """Whether the snapshot carried ``checksum`` and ``seqId``: updates must then carry them too."""
 
     # ------------------------------------------------------------------ queries
 
@@ -299,6 +301,7 @@ class OkxBookSync:
             raise
         self.last_seq = msg.seqId
         self.has_snapshot = True
+        self._fields = (msg.checksum is not None, msg.seqId is not None)
         return bids, asks
 
     def apply_update(self, msg: OkxBook) -> tuple[list[Level], list[Level]]:
@@ -307,7 +310,8 @@ class OkxBookSync:
         Raises
         ------
         ParseError
-            A level is malformed (book untouched).
+            A level is malformed, or the update lacks the ``checksum``/``seqId``
+            fields its snapshot had (book untouched).
         SequenceGap
             No snapshot yet, or the ``seqId`` chain is broken (book untouched).
         ChecksumMismatch, CrossedBook
@@ -315,6 +319,11 @@ class OkxBookSync:
         """
         if not self.has_snapshot:
             raise SequenceGap(f"{self.where}: update before any snapshot")
+        has_checksum, has_seq = self._fields
+        if has_checksum and msg.checksum is None:
+            raise ParseError(f"{self.where}: update without 'checksum' although the snapshot had one")
+        if has_seq and (msg.seqId is None or msg.prevSeqId is None):
+            raise ParseError(f"{self.where}: update without 'seqId'/'prevSeqId' although the snapshot had them")
         bids = parse_levels(msg.bids, "bids", self.where)
         asks = parse_levels(msg.asks, "asks", self.where)
         check_sequence(self.last_seq, msg.prevSeqId, msg.seqId, len(bids) + len(asks), self.where)
