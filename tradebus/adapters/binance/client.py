@@ -142,10 +142,16 @@ class BinanceFeed:
 
             return on_kline
         if kind is StreamKind.DEPTH:
-            on_delta = self.books[symbol].on_delta
+            sync = self.books[symbol]
+            on_delta = sync.on_delta
 
             def on_depth(raw: str | bytes, recv_ns: int) -> None:
-                on_delta(parse_depth_update(raw, recv_ns, iid))
+                try:
+                    delta = parse_depth_update(raw, recv_ns, iid)
+                except ParseError as exc:
+                    sync.mark_lost(f"unparseable depth frame: {exc}")
+                    raise
+                on_delta(delta)
                 counts["depth"] += 1
 
             return on_depth
@@ -171,9 +177,9 @@ class BinanceFeed:
             if handler is not None:
                 handler(raw, recv_ns)
                 return
-        self._on_other(raw, stream)
+        self._on_other(raw, stream, recv_ns)
 
-    def _on_other(self, raw: str | bytes, stream: str | None) -> None:
+    def _on_other(self, raw: str | bytes, stream: str | None, recv_ns: int) -> None:
         if stream is not None:
             self.unknown += 1
             raise ParseError(f"binance: frame of unsubscribed or unknown stream {stream!r} skipped")
@@ -183,6 +189,13 @@ class BinanceFeed:
             self.unknown += 1
             head = raw[:80]
             raise ParseError(f"binance: undecodable frame skipped ({exc}): {head!r}") from None
+        if isinstance(msg, dict) and isinstance(msg.get("stream"), str):
+            handler = self._handlers.get(msg["stream"])
+            if handler is not None:  # a combined-stream frame laid out differently (e.g. spaces)
+                handler(raw, recv_ns)
+                return
+            self.unknown += 1
+            raise ParseError(f"binance: frame of unsubscribed or unknown stream {msg['stream']!r} skipped")
         if isinstance(msg, dict) and "id" in msg and "result" in msg:
             self.counts["ack"] += 1
             return

@@ -406,6 +406,13 @@ class BookSync:
         self._buffer.clear()
         self._fail(reason, request)
 
+    def mark_lost(self, reason: str) -> None:
+        """A message of this book's stream was lost (e.g. it could not be parsed): resync.
+
+        Buffered deltas are kept; the next snapshot decides which of them still apply.
+        """
+        self._fail(reason)
+
     def request(self) -> None:
         """Ask for a snapshot now if not SYNCED (no-op while a request is already pending)."""
         if self.state is not SyncState.SYNCED:
