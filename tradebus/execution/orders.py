@@ -142,7 +142,6 @@ _EVENT_KIND: dict[type, str] = {
     OrderRejected: "rejected",
     OrderTriggered: "triggered",
     OrderModified: "modified",
-    OrderFilled: "fill",
     OrderCanceled: "canceled",
     OrderExpired: "expired",
     OrderTimedOut: "timed_out",
@@ -359,37 +358,16 @@ class OrderManager:
         order = self._orders.get(event.client_order_id)
         if order is None:
             raise OrderError(f"{type(event).__name__}: unknown client_order_id {event.client_order_id!r}")
-        kind = _EVENT_KIND.get(type(event))
+        cls = type(event)
+        if cls is OrderFilled:
+            return self._apply_fill(order, event)
+        kind = _EVENT_KIND.get(cls)
         if kind is None:
-            raise OrderError(f"order {order.client_order_id}: {type(event).__name__} is not an order event")
-        status = order.status
-        if kind == "fill":
-            self._check_fill(order, event)
-            filled = order.filled_qty + event.last_qty
-            kind = "filled" if filled >= order.quantity * (1.0 - _QTY_RTOL) else "partially_filled"
-        target = TRANSITIONS.get((status, kind))
+            raise OrderError(f"order {order.client_order_id}: {cls.__name__} is not an order event")
+        target = TRANSITIONS.get((order.status, kind))
         if target is None:
-            raise InvalidTransition(
-                f"order {order.client_order_id}: invalid transition from {status} on {kind} "
-                f"({type(event).__name__})"
-            )
-        if kind == "resolved":
-            if event.status not in _RESOLVABLE:
-                raise InvalidTransition(
-                    f"order {order.client_order_id}: cannot resolve UNKNOWN to {event.status}"
-                )
-            target = event.status
-        if kind in ("filled", "partially_filled"):
-            qty = event.last_qty
-            prev = order.filled_qty
-            total = prev + qty
-            order.avg_px = event.last_px if prev == 0.0 else (order.avg_px * prev + event.last_px * qty) / total
-            order.filled_qty = total
-            order.fee_paid += event.fee
-            order.trade_ids.add(event.trade_id)
-            if event.venue_order_id and not order.venue_order_id:
-                order.venue_order_id = event.venue_order_id
-        elif kind == "accepted":
+            raise self._invalid(order, kind, event)
+        if kind == "accepted":
             order.venue_order_id = event.venue_order_id
         elif kind == "modified":
             if event.quantity < order.filled_qty * (1.0 + _QTY_RTOL):
@@ -400,15 +378,48 @@ class OrderManager:
             order.quantity = event.quantity
             order.price = event.price
             order.trigger_price = event.trigger_price
+        elif kind == "resolved":
+            if event.status not in _RESOLVABLE:
+                raise InvalidTransition(f"order {order.client_order_id}: cannot resolve UNKNOWN to {event.status}")
+            target = event.status
+            order.reason = event.reason
         elif kind != "submitted" and kind != "triggered":
             order.reason = event.reason
+        self._set_status(order, target, event.ts_event)
+        return order
+
+    def _apply_fill(self, order: Order, fill: OrderFilled) -> Order:
+        self._check_fill(order, fill)
+        qty = fill.last_qty
+        prev = order.filled_qty
+        total = prev + qty
+        kind = "filled" if total >= order.quantity * (1.0 - _QTY_RTOL) else "partially_filled"
+        target = TRANSITIONS.get((order.status, kind))
+        if target is None:
+            raise self._invalid(order, kind, fill)
+        order.avg_px = fill.last_px if prev == 0.0 else (order.avg_px * prev + fill.last_px * qty) / total
+        order.filled_qty = total
+        order.fee_paid += fill.fee
+        order.trade_ids.add(fill.trade_id)
+        if fill.venue_order_id and not order.venue_order_id:
+            order.venue_order_id = fill.venue_order_id
+        self._set_status(order, target, fill.ts_event)
+        return order
+
+    def _set_status(self, order: Order, target: OrderStatus, ts_event: int) -> None:
         order.status = target
-        order.ts_last = event.ts_event
+        order.ts_last = ts_event
         if target in OPEN_STATUSES:
             self._open[order.client_order_id] = order
         else:
             self._open.pop(order.client_order_id, None)
-        return order
+
+    @staticmethod
+    def _invalid(order: Order, kind: str, event: Any) -> InvalidTransition:
+        return InvalidTransition(
+            f"order {order.client_order_id}: invalid transition from {order.status} on {kind} "
+            f"({type(event).__name__})"
+        )
 
     def process(self, event: Any) -> Order:
         """:meth:`apply` the event, then publish it on the bus."""
