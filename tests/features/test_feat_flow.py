@@ -315,3 +315,16 @@ def test_real_trades_flow_features_stay_in_their_ranges() -> None:
     assert np.nanmin(imb) >= -1.0 and np.nanmax(imb) <= 1.0
     assert np.isfinite(vpin[-1]) and 0.0 < vpin[-1] < 1.0
     assert np.nanmin(amihud) >= 0.0 and np.isfinite(amihud[-1])
+
+
+@pytest.mark.parametrize(("kind", "kw", "cols"), [c for c in CASES if c[0] is not F.VPIN], ids=IDS[:-1])
+def test_ready_flag_rises_exactly_after_declared_warmup(kind: FeatureKind, kw: dict, cols: tuple[int, ...]) -> None:
+    rows = trade_rows(40, seed=12, cols=cols)
+    need = kind.warmup(kind.pack(kw))
+    _, before = run_kind(kind, kw, rows[: need - 1])
+    _, after = run_kind(kind, kw, rows[:need])
+    assert before[0] == 0.0 and after[0] == 1.0
+
+
+def test_vpin_declares_no_fixed_warmup() -> None:
+    assert F.VPIN.warmup is None

@@ -329,3 +329,12 @@ def test_cusum_facade_event_property() -> None:
     cusum = Cusum(threshold=2.5)
     cusum.run(np.arange(4.0))
     assert cusum.event == 1.0
+
+
+@pytest.mark.parametrize(("kind", "kw"), [*CASES, (R.CUSUM, {"threshold": 1.0, "input_is_return": 1})])
+def test_ready_flag_rises_exactly_after_declared_warmup(kind: FeatureKind, kw: dict) -> None:
+    x = series(40, seed=16)
+    need = kind.warmup(kind.pack(kw))
+    _, before = run_kind(kind, kw, x[: need - 1]) if need > 1 else (None, np.zeros(1))
+    _, after = run_kind(kind, kw, x[:need])
+    assert before[0] == 0.0 and after[0] == 1.0

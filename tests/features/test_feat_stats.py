@@ -298,3 +298,13 @@ def test_facade_named_outputs_follow_the_kind_outputs() -> None:
     dc = DistanceCorr(window=10)
     dc.run(x, y)
     assert dc.dcor == dc.value
+
+
+@pytest.mark.parametrize(("kind", "kw"), CASES, ids=[k.name for k, _ in CASES])
+def test_ready_flag_rises_exactly_after_declared_warmup(kind: FeatureKind, kw: dict) -> None:
+    x, y = pair_series(40, seed=14)
+    params = kind.pack(kw)
+    need = kind.warmup(params)
+    _, before = run_kind(kind, kw, np.c_[y, x][: need - 1])
+    _, after = run_kind(kind, kw, np.c_[y, x][:need])
+    assert before[0] == 0.0 and after[0] == 1.0

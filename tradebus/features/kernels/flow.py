@@ -141,6 +141,15 @@ def _signed_volume_size(params: np.ndarray) -> int:
     return 6 + int(params[0])
 
 
+def _window_warmup(params: np.ndarray) -> int:
+    return int(params[0])
+
+
+def _window_plus_one_warmup(params: np.ndarray) -> int:
+    # the first valid trade only seeds the previous price
+    return int(params[0]) + 1
+
+
 # --------------------------------------------------------------------------- trade imbalance
 
 # state: header[4], buy_sum, buy_nz, sell_sum, sell_nz, buy[w], sell[w]
@@ -399,6 +408,7 @@ SIGNED_VOLUME = FeatureKind(
     params=(_WINDOW,),
     state_size=_signed_volume_size,
     step=signed_volume_step,
+    warmup=_window_warmup,
 )
 TRADE_IMBALANCE = FeatureKind(
     name="trade_imbalance",
@@ -408,6 +418,7 @@ TRADE_IMBALANCE = FeatureKind(
     params=(_WINDOW,),
     state_size=_trade_imbalance_size,
     step=trade_imbalance_step,
+    warmup=_window_warmup,
 )
 AMIHUD = FeatureKind(
     name="amihud",
@@ -417,6 +428,7 @@ AMIHUD = FeatureKind(
     params=(_WINDOW, Param("scale", 1e6, low=0.0)),
     state_size=_amihud_size,
     step=amihud_step,
+    warmup=_window_plus_one_warmup,
 )
 KYLE_LAMBDA = FeatureKind(
     name="kyle_lambda",
@@ -426,6 +438,7 @@ KYLE_LAMBDA = FeatureKind(
     params=(Param("window", 100, low=3, high=1_000_000, integer=True),),
     state_size=_kyle_lambda_size,
     step=kyle_lambda_step,
+    warmup=_window_plus_one_warmup,
 )
 VPIN = FeatureKind(
     name="vpin",

@@ -124,6 +124,10 @@ def _cusum_size(params: np.ndarray) -> int:
     return 5
 
 
+def _cusum_warmup(params: np.ndarray) -> int:
+    return 1 if params[1] else 2
+
+
 # --------------------------------------------------------------------------- Hurst
 
 # state: ready, count, pos, hurst, buf[w]
@@ -214,6 +218,10 @@ def _hurst_size(params: np.ndarray) -> int:
     return _HU_BUF + int(params[0])
 
 
+def _hurst_warmup(params: np.ndarray) -> int:
+    return int(params[0])
+
+
 def _hurst_normalize(kwargs: dict[str, float]) -> dict[str, float]:
     w = kwargs.get("window", 100)
     lag = kwargs.get("max_lag", 10)
@@ -276,6 +284,10 @@ def garch_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.nda
 
 def _garch_size(params: np.ndarray) -> int:
     return 6
+
+
+def _one(params: np.ndarray) -> int:
+    return 1
 
 
 def _garch_normalize(kwargs: dict[str, float]) -> dict[str, float]:
@@ -483,6 +495,7 @@ CUSUM = FeatureKind(
     params=(Param("threshold", None, low=0.0), Param("input_is_return", 0, low=0, high=1, integer=True)),
     state_size=_cusum_size,
     step=cusum_step,
+    warmup=_cusum_warmup,
 )
 HURST = FeatureKind(
     name="hurst",
@@ -493,6 +506,7 @@ HURST = FeatureKind(
     state_size=_hurst_size,
     step=hurst_step,
     normalize=_hurst_normalize,
+    warmup=_hurst_warmup,
 )
 GARCH = FeatureKind(
     name="garch",
@@ -508,6 +522,7 @@ GARCH = FeatureKind(
     state_size=_garch_size,
     step=garch_step,
     normalize=_garch_normalize,
+    warmup=_one,
 )
 HMM = FeatureKind(
     name="hmm",
@@ -524,6 +539,7 @@ HMM = FeatureKind(
     state_size=_hmm_size,
     step=hmm_step,
     normalize=_hmm_normalize,
+    warmup=_one,
 )
 
 KINDS: tuple[FeatureKind, ...] = (CUSUM, HURST, GARCH, HMM)

@@ -176,6 +176,10 @@ def rolling_ols_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: 
     _store(state, _HDR, out, 4)
 
 
+def _window_warmup(params: np.ndarray) -> int:
+    return _window_of(params)
+
+
 def _rolling_size(n_out: int) -> Callable[[np.ndarray], int]:
     def size(params: np.ndarray) -> int:
         return _HDR + n_out + 2 * _window_of(params)
@@ -437,6 +441,10 @@ def _kalman_size(params: np.ndarray) -> int:
     return _KF_P + 3
 
 
+def _kalman_warmup(params: np.ndarray) -> int:
+    return int(params[3])
+
+
 def _kalman_normalize(kwargs: dict[str, float]) -> dict[str, float]:
     v = kwargs.get("obs_var")
     if isinstance(v, int | float) and not v > 0.0:
@@ -456,6 +464,7 @@ ROLLING_OLS = FeatureKind(
     params=(Param("window", 20, low=3, high=100_000, integer=True),),
     state_size=_rolling_size(4),
     step=rolling_ols_step,
+    warmup=_window_warmup,
 )
 ROLLING_CORR = FeatureKind(
     name="rolling_corr",
@@ -465,6 +474,7 @@ ROLLING_CORR = FeatureKind(
     params=(_WINDOW2,),
     state_size=_rolling_size(1),
     step=rolling_corr_step,
+    warmup=_window_warmup,
 )
 ROLLING_COV = FeatureKind(
     name="rolling_cov",
@@ -474,6 +484,7 @@ ROLLING_COV = FeatureKind(
     params=(_WINDOW2,),
     state_size=_rolling_size(1),
     step=rolling_cov_step,
+    warmup=_window_warmup,
 )
 DCOR = FeatureKind(
     name="dcor",
@@ -483,6 +494,7 @@ DCOR = FeatureKind(
     params=(Param("window", 32, low=2, high=DCOR_MAX_WINDOW, integer=True),),
     state_size=_dcor_size,
     step=dcor_step,
+    warmup=_window_warmup,
 )
 KALMAN_HEDGE = FeatureKind(
     name="kalman_hedge",
@@ -498,6 +510,7 @@ KALMAN_HEDGE = FeatureKind(
     state_size=_kalman_size,
     step=kalman_hedge_step,
     normalize=_kalman_normalize,
+    warmup=_kalman_warmup,
 )
 
 KINDS: tuple[FeatureKind, ...] = (ROLLING_OLS, ROLLING_CORR, ROLLING_COV, DCOR, KALMAN_HEDGE)
