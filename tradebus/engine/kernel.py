@@ -269,7 +269,9 @@ class Kernel:
             if specs:
                 bank = FeatureBank(specs)
                 self.banks[iid] = bank
-                self.cache.feature_views[iid] = FeatureView(bank.names)
+                view = FeatureView(bank.columns)
+                view.row = self._live_outputs(bank)
+                self.cache.feature_views[iid] = view
         for strategy in self.strategies:
             self._subscribe(strategy)
         for strategy in self.strategies:
@@ -358,23 +360,29 @@ class Kernel:
         self.cache.prices[iid] = bar.close
         bank = self.banks.get(iid)
         if bank is not None:
-            self.cache.feature_views[iid].row = bank.update_bar(
-                bar.ts_event, bar.open, bar.high, bar.low, bar.close, bar.volume
-            )
+            bank.update_bar(bar.ts_event, bar.open, bar.high, bar.low, bar.close, bar.volume)
         self._count_bar(bar.ts_init)
         self.bus.publish(bar)
 
     def _process_trade(self, trade: Trade) -> None:
         self.execution.on_trade(trade)
-        self.cache.trades[trade.instrument_id] = trade
-        self.cache.prices[trade.instrument_id] = trade.price
+        iid = trade.instrument_id
+        self.cache.trades[iid] = trade
+        self.cache.prices[iid] = trade.price
+        bank = self.banks.get(iid)
+        if bank is not None:
+            bank.update_trade(trade.ts_event, trade.price, trade.size, float(trade.aggressor))
         self._count(trade.ts_init, "trades")
         self.bus.publish(trade)
 
     def _process_quote(self, quote: Quote) -> None:
         self.execution.on_quote(quote)
-        self.cache.quotes[quote.instrument_id] = quote
-        self.cache.prices[quote.instrument_id] = 0.5 * (quote.bid_price + quote.ask_price)
+        iid = quote.instrument_id
+        self.cache.quotes[iid] = quote
+        self.cache.prices[iid] = 0.5 * (quote.bid_price + quote.ask_price)
+        bank = self.banks.get(iid)
+        if bank is not None:
+            bank.update_quote(quote.ts_event, quote.bid_price, quote.ask_price, quote.bid_size, quote.ask_size)
         self._count(quote.ts_init, "quotes")
         self.bus.publish(quote)
 
@@ -438,7 +446,10 @@ class Kernel:
         bank = self.banks.get(iid)
         view = self.cache.feature_views.get(iid)
         rows: list[list[float]] | None = None
-        if bank is not None:
+        if bank is not None and view is not None:
+            # Until row i's bar is delivered, the strategy must see the values before the batch.
+            live = view.row
+            view.row = live.tolist()  # type: ignore[union-attr]
             rows = bank.run_bars(batch.ts_event, batch.open, batch.high, batch.low, batch.close, batch.volume).tolist()
         handlers = self.bus.handlers(Bar, iid)
         execution_on_bar = self.execution.on_bar
@@ -476,6 +487,8 @@ class Kernel:
                 self._sample(ti)
         result.bars += n
         result.end_ns = ti
+        if rows is not None:
+            view.row = live  # type: ignore[union-attr]
 
     def _run_trades(self, batch: Any) -> None:
         iid = self._intern(batch.instrument_id)
@@ -491,6 +504,15 @@ class Kernel:
             )
         ):
             self.process(Trade(iid, te, ti, px, sz, side, trade_ids[k]))
+
+    @staticmethod
+    def _live_outputs(bank: FeatureBank) -> np.ndarray:
+        """The live view of a bank's feature outputs, in ``bank.columns`` order."""
+        columns = bank.columns
+        if not columns:
+            return bank.values[:0]
+        first = bank.slot(columns[0])
+        return bank.values[first : first + len(columns)]
 
     def _intern(self, instrument_id: str) -> str:
         # The instrument dict's own key object: identity-equal ids make dict lookups cheapest.

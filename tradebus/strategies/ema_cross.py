@@ -102,8 +102,8 @@ class EmaCross(Strategy):
         if instrument_id != self.instrument_id:
             return ()
         return (
-            FeatureSpec(name=self.fast_name, kind="ema", params={"span": self.params.fast}, inputs=("close",)),
-            FeatureSpec(name=self.slow_name, kind="ema", params={"span": self.params.slow}, inputs=("close",)),
+            FeatureSpec(name=self.fast_name, kind="ema", params={"span": self.params.fast}, input="close"),
+            FeatureSpec(name=self.slow_name, kind="ema", params={"span": self.params.slow}, input="close"),
         )
 
     def on_start(self) -> None:

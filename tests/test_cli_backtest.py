@@ -1,0 +1,301 @@
+"""`tradebus backtest`: outputs, determinism, bad config and bad data handling, entry points."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tradebus.cli import app
+from tradebus.reports.writers import EQUITY_COLUMNS, FILL_COLUMNS, ORDER_COLUMNS
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURE = REPO / "tests" / "fixtures" / "kernel" / "coinbase_btc_usd_4h_2022_1200.csv"
+OUTPUT_FILES = ("config.yaml", "equity.csv", "fills.csv", "metrics.json", "orders.csv")
+METRIC_KEYS = {
+    "start", "end", "bars", "instruments", "fills", "total_return", "cagr", "annualised_volatility", "sharpe",
+    "sortino", "max_drawdown", "calmar", "hit_rate", "profit_factor", "average_win", "average_loss", "turnover",
+    "exposure", "fees_paid",
+}
+
+
+def make_config(data_file: str = "bars.csv", **sections: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "data": {"sources": [{"instrument": "BTC-USD.COINBASE", "file": data_file}]},
+        "instruments": [
+            {"venue": "COINBASE", "symbol": "BTC-USD", "base": "BTC", "quote": "USD", "tick_size": 0.01,
+             "lot_size": 1.0e-8, "min_notional": 1.0, "maker_fee": 0.004, "taker_fee": 0.006}
+        ],
+        "strategy": {"name": "ema_cross", "instruments": ["BTC-USD.COINBASE"],
+                     "params": {"fast": 10, "slow": 30, "mode": "long_short", "quantity": 0.5}},
+        "initial_cash": 100_000.0,
+        "report": {"equity_interval": "4h"},
+    }
+    config.update(sections)
+    return config
+
+
+def write_config(directory: Path, config: dict[str, Any], name: str = "run.yaml") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    shutil.copy(FIXTURE, tmp_path / "bars.csv")
+    return tmp_path
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def leftovers(parent: Path, name: str) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith(name))
+
+
+# ----------------------------------------------------------------------------- successful runs
+
+
+def test_backtest_writes_the_five_outputs_with_their_columns(workdir: Path) -> None:
+    config = write_config(workdir, make_config())
+    out = workdir / "out"
+    result = invoke("backtest", str(config), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == list(OUTPUT_FILES)
+    with (out / "fills.csv").open() as handle:
+        rows = list(csv.reader(handle))
+    assert tuple(rows[0]) == FILL_COLUMNS
+    assert len(rows) > 10
+    assert {r[FILL_COLUMNS.index("liquidity")] for r in rows[1:]} == {"taker"}
+    assert {r[FILL_COLUMNS.index("reason")] for r in rows[1:]} == {
+        "ema fast crossed above slow", "ema fast crossed below slow"}
+    with (out / "orders.csv").open() as handle:
+        assert tuple(next(csv.reader(handle))) == ORDER_COLUMNS
+    with (out / "equity.csv").open() as handle:
+        equity = list(csv.reader(handle))
+    assert tuple(equity[0]) == EQUITY_COLUMNS
+    assert len(equity) == 1 + 1200
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(metrics)
+    assert metrics["bars"] == 1200
+    assert metrics["fills"] == len(rows) - 1
+    assert metrics["start"] == "2022-01-01T04:00:00Z"
+    assert "total_return" in result.output and "sharpe" in result.output
+    assert leftovers(workdir, "out.") == []
+
+
+def test_resolved_config_has_defaults_and_absolute_paths_and_reruns(workdir: Path) -> None:
+    config = write_config(workdir, make_config())
+    out = workdir / "out"
+    assert invoke("backtest", str(config), "--out", str(out)).exit_code == 0
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["venue"]["fill_on"] == "bars"
+    assert resolved["risk"]["max_position"] is None
+    assert Path(resolved["data"]["sources"][0]["file"]) == (workdir / "bars.csv").resolve()
+    rerun = write_config(workdir / "elsewhere", resolved)
+    assert invoke("backtest", str(rerun), "--out", str(workdir / "out2")).exit_code == 0
+    assert (workdir / "out2" / "fills.csv").read_bytes() == (out / "fills.csv").read_bytes()
+
+
+def test_same_config_and_data_give_byte_identical_outputs(workdir: Path) -> None:
+    config = write_config(workdir, make_config())
+    for name in ("a", "b"):
+        assert invoke("backtest", str(config), "--out", str(workdir / name)).exit_code == 0
+    for name in OUTPUT_FILES:
+        assert (workdir / "a" / name).read_bytes() == (workdir / "b" / name).read_bytes(), name
+
+
+def test_floats_are_written_repr_exact(workdir: Path) -> None:
+    config = write_config(workdir, make_config())
+    out = workdir / "out"
+    assert invoke("backtest", str(config), "--out", str(out)).exit_code == 0
+    with (out / "fills.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        for field in ("quantity", "price", "fee"):
+            assert repr(float(row[field])) == row[field]
+
+
+def test_default_output_directory_is_runs_slash_config_stem(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write_config(workdir / "configs", make_config(data_file="../bars.csv"), name="my_run.yaml")
+    monkeypatch.chdir(workdir)
+    assert invoke("backtest", str(config)).exit_code == 0
+    assert sorted(p.name for p in (workdir / "runs" / "my_run").iterdir()) == list(OUTPUT_FILES)
+
+
+def test_rerun_replaces_an_existing_output_directory(workdir: Path) -> None:
+    config = write_config(workdir, make_config())
+    out = workdir / "out"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    assert invoke("backtest", str(config), "--out", str(out)).exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == list(OUTPUT_FILES)
+    assert leftovers(workdir, "out.") == []
+
+
+def test_catalog_source_runs_like_the_quickstart(workdir: Path) -> None:
+    assert invoke("data", "import", str(workdir / "bars.csv"), "--catalog", str(workdir / "cat"), "--venue",
+                  "coinbase", "--market", "spot", "--symbol", "BTC-USD").exit_code == 0
+    config = make_config()
+    config["data"] = {"catalog": "cat", "sources": [{"instrument": "BTC-USD.COINBASE",
+                                                      "dataset": "coinbase/spot/BTC-USD/bars_4h"}]}
+    path = write_config(workdir, config)
+    file_run = write_config(workdir, make_config(), name="file.yaml")
+    assert invoke("backtest", str(path), "--out", str(workdir / "cat_out")).exit_code == 0
+    assert invoke("backtest", str(file_run), "--out", str(workdir / "file_out")).exit_code == 0
+    assert (workdir / "cat_out" / "fills.csv").read_bytes() == (workdir / "file_out" / "fills.csv").read_bytes()
+
+
+def test_start_and_end_restrict_the_replayed_range(workdir: Path) -> None:
+    config = make_config()
+    config["data"]["start"] = "2022-02-01"
+    config["data"]["end"] = "2022-03-01"
+    out = workdir / "out"
+    assert invoke("backtest", str(write_config(workdir, config)), "--out", str(out)).exit_code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["start"] == "2022-02-01T00:00:00Z"
+    assert metrics["end"] == "2022-02-28T20:00:00Z"
+    assert metrics["bars"] == 28 * 6
+
+
+# ----------------------------------------------------------------------------- bad config
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda c: c.update(initial_cahs=5), "initial_cahs: unknown key"),
+        (lambda c: c["venue"].update(latency=5) if "venue" in c else c.update(venue={"latency": 5}),
+         "venue.latency: unknown key"),
+        (lambda c: c["strategy"]["params"].update(fast=0), "strategy.params.fast"),
+        (lambda c: c["strategy"]["params"].update(slow=5), "fast (10) must be smaller than slow (5)"),
+        (lambda c: c["strategy"]["params"].update(window=3), "strategy.params.window: unknown key"),
+        (lambda c: c["strategy"]["params"].update(quantity=1e-9), "strategy.params.quantity"),
+        (lambda c: c["strategy"].update(name="nope"), "strategy.name: unknown strategy 'nope'"),
+        (lambda c: c["instruments"][0].update(tick_size=-1), "instruments.0.tick_size"),
+        (lambda c: c["data"]["sources"][0].update(instrument="ETH-USD.COINBASE"), "data.sources.0.instrument"),
+        (lambda c: c["data"]["sources"][0].update(file="missing.csv"), "data.sources.0.file: no such file"),
+        (lambda c: c.pop("strategy"), "strategy: required field is missing"),
+        (lambda c: c["report"].update(equity_interval="hourly"), "report.equity_interval"),
+    ],
+)
+def test_bad_config_exits_2_naming_file_and_field_without_output(
+    workdir: Path, mutate: Any, expected: str
+) -> None:
+    config = make_config()
+    mutate(config)
+    path = write_config(workdir, config)
+    result = invoke("backtest", str(path), "--out", str(workdir / "out"))
+    assert result.exit_code == 2
+    assert expected in result.output
+    assert "Traceback" not in result.output
+    assert leftovers(workdir, "out") == []
+
+
+def test_missing_config_file_exits_2(workdir: Path) -> None:
+    result = invoke("backtest", str(workdir / "nope.yaml"), "--out", str(workdir / "out"))
+    assert result.exit_code == 2
+    assert "nope.yaml: config file not found" in result.output
+
+
+def test_invalid_yaml_exits_2(workdir: Path) -> None:
+    path = workdir / "bad.yaml"
+    path.write_text("data: [unclosed\n")
+    result = invoke("backtest", str(path), "--out", str(workdir / "out"))
+    assert result.exit_code == 2
+    assert "not valid YAML" in result.output
+
+
+# ----------------------------------------------------------------------------- bad data
+
+
+def _corrupt(workdir: Path, row: int, column: str, value: str) -> None:
+    path = workdir / "bars.csv"
+    with path.open() as handle:
+        rows = list(csv.reader(handle))
+    rows[row][rows[0].index(column)] = value
+    with path.open("w", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(rows)
+
+
+@pytest.mark.parametrize(
+    ("row", "column", "value", "expected"),
+    [
+        (500, "close", "nan", "row 500"),
+        (600, "open", "0", "row 600"),
+        (700, "low", "-5", "row 700"),
+        (800, "high", "1.0", "row 800"),
+        (900, "ts", "1641009600000", "row 900"),
+    ],
+)
+def test_bad_data_stops_before_trading_naming_the_row_and_leaves_no_output(
+    workdir: Path, row: int, column: str, value: str, expected: str
+) -> None:
+    _corrupt(workdir, row, column, value)
+    path = write_config(workdir, make_config())
+    result = invoke("backtest", str(path), "--out", str(workdir / "out"))
+    assert result.exit_code == 3, result.output
+    assert "bars.csv" in result.output and expected in result.output
+    assert "Traceback" not in result.output
+    assert leftovers(workdir, "out") == []
+
+
+def test_corrupt_catalog_row_found_before_trading(workdir: Path) -> None:
+    import pyarrow.parquet as pq
+
+    assert invoke("data", "import", str(workdir / "bars.csv"), "--catalog", str(workdir / "cat"), "--venue",
+                  "coinbase", "--market", "spot", "--symbol", "BTC-USD").exit_code == 0
+    part = next((workdir / "cat").rglob("*.parquet"))
+    table = pq.read_table(part)
+    close = table.column("close").to_pylist()
+    close[1000] = -1.0
+    pq.write_table(table.set_column(table.column_names.index("close"), "close", [close]), part)
+    config = make_config()
+    config["data"] = {"catalog": "cat", "sources": [{"instrument": "BTC-USD.COINBASE",
+                                                      "dataset": "coinbase/spot/BTC-USD/bars_4h"}]}
+    result = invoke("backtest", str(write_config(workdir, config)), "--out", str(workdir / "out"))
+    assert result.exit_code == 3, result.output
+    assert "row 1001" in result.output
+    assert leftovers(workdir, "out") == []
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def test_python_dash_m_and_the_backtest_script_run(workdir: Path) -> None:
+    config = write_config(workdir, make_config())
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(REPO / ".cache" / "numba")}
+    help_text = subprocess.run(
+        [sys.executable, "-m", "tradebus.cli", "--help"], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert "backtest" in help_text and "data" in help_text
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "backtest.py"), str(config), "--out", str(workdir / "out")],
+        capture_output=True, text=True, env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (workdir / "out" / "metrics.json").is_file()
+    failed = subprocess.run(
+        [sys.executable, "-m", "tradebus.cli", "backtest", str(workdir / "missing.yaml")],
+        capture_output=True, text=True, env=env,
+    )
+    assert failed.returncode == 2
+    assert "Traceback" not in failed.stdout + failed.stderr
+
+
+def test_data_commands_are_mounted() -> None:
+    result = invoke("data", "--help")
+    assert result.exit_code == 0
+    assert "import" in result.output
