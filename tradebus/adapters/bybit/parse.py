@@ -182,6 +182,17 @@ class BybitParser:
         """The merged ticker fields of ``symbol`` (snapshot + every delta since), a copy."""
         return dict(self._tickers.get(symbol, {}))
 
+    def invalidate_books(self, reason: str) -> None:
+        """Mark every book as out of sync (e.g. the connection dropped) without requesting a resync.
+
+        Updates are dropped until each book's next snapshot, which the venue sends
+        after the (re)subscription; that snapshot is followed by a
+        :class:`BookResynced` carrying ``reason``.
+        """
+        for state in self._books.values():
+            if state.sync.has_snapshot and not state.resync_reason:
+                state.resync_reason = reason
+
     def parse_frame(self, raw: bytes | str, recv_ns: int) -> list:
         """Parse one frame into core messages.
 
