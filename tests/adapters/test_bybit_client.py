@@ -1,0 +1,109 @@
+"""Bybit client end to end against the local server replaying the real linear capture on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from tradebus.adapters.bybit.client import BybitClient, op_message
+from tradebus.adapters.bybit.config import BybitConfig
+from tradebus.adapters.bybit.local import BybitProtocol
+from tradebus.adapters.bybit.parse import BybitParser
+from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer, Session
+from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive
+from tradebus.adapters.common.recorder import read_frames
+from tradebus.engine.messages import BookResynced, Trade
+
+FIX = Path(__file__).parent.parent / "fixtures" / "bybit"
+SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "DOGEUSDT")
+BOOKS = [f"orderbook.200.{s}" for s in SYMBOLS]
+TOPICS = BOOKS + [f"{k}.{s}" for k in ("publicTrade", "tickers", "kline.1") for s in SYMBOLS]
+
+
+def capture() -> list[tuple[int, str]]:
+    return [(t, raw) for t, c, raw in read_frames(FIX / "bybit_v5_public_2026-08-09.jsonl.gz") if c == "linear"]
+
+
+def fast_policy(ping: float = 20.0) -> ConnectionPolicy:
+    return ConnectionPolicy(
+        backoff=Backoff(base=0.05, cap=0.1, min_delay=0.01, seed=5), keepalive=KeepAlive.bybit(ping), stale_after=10.0
+    )
+
+
+async def run_until_replayed(server: LocalVenueServer, client: BybitClient, n_frames: int, extra: float = 0.1) -> None:
+    task = asyncio.create_task(client.run())
+    try:
+        for _ in range(1000):
+            await asyncio.sleep(0.01)
+            if server.cursor >= n_frames and all(client.parser.book_in_sync(t) for t in BOOKS):
+                await asyncio.sleep(extra)  # let the frames still in flight arrive
+                break
+    finally:
+        client.stop()
+        await task
+
+
+def reference() -> tuple[BybitParser, list[Trade]]:
+    parser = BybitParser("linear")
+    trades = [m for t, raw in capture() for m in parser.parse_frame(raw, t) if isinstance(m, Trade)]
+    return parser, trades
+
+
+async def test_dropped_connection_reconnects_resyncs_books_with_no_lost_or_duplicated_trades() -> None:
+    frames = capture()
+    faults = [Fault(FaultKind.DROP, at=700, match='"type":"delta"')]
+    protocol = BybitProtocol(frames)
+    out: list = []
+    async with LocalVenueServer(protocol, frames, faults, resume_overlap=60, lifetime=30.0) as server:
+        client = BybitClient(out.append, topics=TOPICS, url=server.ws_url, policy=fast_policy())
+        await run_until_replayed(server, client, len(frames))
+    assert client.connections == 2
+    ref, ref_trades = reference()
+    for topic in BOOKS:
+        assert client.parser.book(topic).state() == ref.book(topic).state()
+    keys = [m.trade_id for m in out if isinstance(m, Trade)]
+    assert len(keys) == len(set(keys))
+    assert set(keys) == {m.trade_id for m in ref_trades}
+    resynced = [m for m in out if isinstance(m, BookResynced)]
+    assert {m.instrument_id for m in resynced} == {f"{s}-LINEAR.BYBIT" for s in SYMBOLS}
+    assert all("connection lost" in m.reason for m in resynced)
+
+
+async def test_corrupted_update_id_makes_the_client_resubscribe_and_resync() -> None:
+    frames = capture()
+    faults = [Fault(FaultKind.CORRUPT, at=40, match='"topic":"orderbook.200.ETHUSDT","type":"delta"', field="u", value=5)]
+    protocol = BybitProtocol(frames)
+    out: list = []
+    async with LocalVenueServer(protocol, frames, faults, lifetime=30.0) as server:
+        client = BybitClient(out.append, topics=TOPICS, url=server.ws_url, policy=fast_policy(ping=0.05))
+        await run_until_replayed(server, client, len(frames), extra=0.2)
+        sent = [json.loads(m) for m in server.sessions[0].received]
+    assert client.connections == 1 and client.resubscriptions == 1
+    assert {"op": "unsubscribe", "args": ["orderbook.200.ETHUSDT"]} in sent
+    assert {"op": "ping"} in sent and protocol.pings > 0
+    (resynced,) = [m for m in out if isinstance(m, BookResynced)]
+    assert resynced.instrument_id == "ETHUSDT-LINEAR.BYBIT" and "expected u=" in resynced.reason
+    ref, _ = reference()
+    for topic in BOOKS:
+        assert client.parser.book(topic).state() == ref.book(topic).state()
+
+
+def test_protocol_answers_ping_and_subscribe_like_bybit() -> None:
+    protocol = BybitProtocol(capture())
+    session = Session(index=0, path="/v5/public/linear", query={})
+    (pong,) = protocol.on_client_message('{"op":"ping"}', session)
+    assert json.loads(pong)["ret_msg"] == "pong"
+    (ack,) = protocol.on_client_message(op_message("subscribe", ["publicTrade.BTCUSDT"]), session)
+    assert json.loads(ack)["success"] is True and "publicTrade.BTCUSDT" in session.subscriptions
+    (err,) = protocol.on_client_message("{", session)
+    assert json.loads(err)["success"] is False
+
+
+def test_subscribe_frames_are_batched_by_ten_and_url_follows_category() -> None:
+    client = BybitClient(lambda m: None, BybitConfig(category="spot"), topics=TOPICS)
+    frames = [json.loads(f) for f in client.subscribe_frames()]
+    assert [len(f["args"]) for f in frames] == [10, 6]
+    assert sorted(a for f in frames for a in f["args"]) == sorted(TOPICS)
+    assert client.url == "wss://stream.bybit.com/v5/public/spot"
+    assert client.policy.keepalive.payload == '{"op":"ping"}'
