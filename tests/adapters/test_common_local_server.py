@@ -1,0 +1,185 @@
+"""The local venue emulator with Binance's dialect: subscriptions, REST, faults, bounded life."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosedError
+
+from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture
+from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer, Session, VenueProtocol
+from tradebus.errors import ConfigError
+
+from .binance_testdata import capture
+
+LINES = capture()[:600]
+FRAMES, SNAPSHOT = split_capture(LINES)
+TRADES = [raw for _, raw in FRAMES if "@trade" in raw]
+STREAMS = "/stream?streams=btcusdt@trade"
+
+
+async def recv_all(url: str, n: int, timeout: float = 5.0) -> list[str]:
+    out: list[str] = []
+    async with connect(url) as ws:
+        while len(out) < n:
+            out.append(await asyncio.wait_for(ws.recv(), timeout))
+    return out
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+async def test_combined_stream_url_subscribes_and_only_subscribed_frames_are_sent() -> None:
+    async with LocalVenueServer(BinanceProtocol(SNAPSHOT), FRAMES, lifetime=10) as srv:
+        got = await recv_all(srv.ws_url + STREAMS, len(TRADES))
+    assert got == TRADES
+
+
+async def test_subscribe_method_is_acknowledged_and_ws_path_sends_bare_payloads() -> None:
+    async with LocalVenueServer(BinanceProtocol(SNAPSHOT), FRAMES, lifetime=10) as srv:
+        async with connect(srv.ws_url + "/ws") as ws:
+            await ws.send(json.dumps({"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": 3}))
+            assert json.loads(await ws.recv()) == {"result": None, "id": 3}
+            first = json.loads(await ws.recv())
+            await ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 4}))
+            replies = [json.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(len(TRADES))]
+    assert first == json.loads(TRADES[0])["data"]
+    assert {"result": ["btcusdt@trade"], "id": 4} in replies
+
+
+async def test_bad_requests_get_binance_error_objects() -> None:
+    async with LocalVenueServer(BinanceProtocol(SNAPSHOT), FRAMES, lifetime=10) as srv:
+        async with connect(srv.ws_url + "/ws") as ws:
+            await ws.send("not json")
+            assert json.loads(await ws.recv())["error"]["code"] == 3
+            await ws.send(json.dumps({"method": "SUBSCRIBE", "params": [1], "id": 9}))
+            reply = json.loads(await ws.recv())
+    assert reply["error"]["code"] == 2 and reply["id"] == 9
+
+
+async def test_rest_depth_snapshot_and_errors() -> None:
+    proto = BinanceProtocol(SNAPSHOT, http_failures=1)
+    async with LocalVenueServer(proto, FRAMES, lifetime=10) as srv:
+        url = srv.http_url + "/api/v3/depth?symbol=BTCUSDT&limit=1000"
+        first = await asyncio.to_thread(http_get, url)
+        second = await asyncio.to_thread(http_get, url)
+        missing = await asyncio.to_thread(http_get, srv.http_url + "/api/v3/nothing")
+        no_symbol = await asyncio.to_thread(http_get, srv.http_url + "/api/v3/depth")
+    assert first[0] == 503
+    assert second == (200, SNAPSHOT.encode())
+    assert missing[0] == 404 and no_symbol[0] == 400
+    assert proto.depth_requests == 3
+
+
+async def test_snapshot_served_after_replay_is_rebuilt_at_the_cursor() -> None:
+    depth = [raw for _, raw in FRAMES if "@depth" in raw]
+    async with LocalVenueServer(BinanceProtocol(SNAPSHOT), FRAMES, lifetime=10) as srv:
+        await recv_all(srv.ws_url + "/stream?streams=btcusdt@depth@100ms", len(depth))
+        status, body = await asyncio.to_thread(http_get, srv.http_url + "/api/v3/depth?symbol=BTCUSDT&limit=5")
+    snap = json.loads(body)
+    assert status == 200 and snap["lastUpdateId"] == json.loads(depth[-1])["data"]["u"]
+    assert len(snap["bids"]) == 5 and float(snap["bids"][0][0]) < float(snap["asks"][0][0])
+
+
+@pytest.mark.parametrize(
+    ("fault", "check"),
+    [
+        (Fault(FaultKind.SKIP, at=2, match="@trade"), lambda got: got == TRADES[:2] + TRADES[3:6]),
+        (Fault(FaultKind.GARBLE, at=1), lambda got: got[1] == TRADES[1][: len(TRADES[1]) // 2]),
+        (Fault(FaultKind.UNKNOWN, at=1), lambda got: "someNewEvent" in got[1] and got[2] == TRADES[1]),
+        (
+            Fault(FaultKind.CORRUPT, at=0, field="p", value="-1"),
+            lambda got: json.loads(got[0])["data"]["p"] == "-1" and got[1:] == TRADES[1:5],
+        ),
+        (Fault(FaultKind.DELAY, at=1, seconds=0.05), lambda got: got == TRADES[:5]),
+    ],
+    ids=["skip", "garble", "unknown", "corrupt", "delay"],
+)
+async def test_fault_injection(fault: Fault, check: object) -> None:
+    async with LocalVenueServer(BinanceProtocol(SNAPSHOT), FRAMES, [fault], lifetime=10) as srv:
+        got = await recv_all(srv.ws_url + STREAMS, 5)
+    assert check(got)  # type: ignore[operator]
+
+
+async def test_drop_fault_aborts_and_reconnect_resumes_with_overlap() -> None:
+    faults = [Fault(FaultKind.DROP, at=4, match="@trade")]
+    async with LocalVenueServer(BinanceProtocol(SNAPSHOT), FRAMES, faults, resume_overlap=3, lifetime=10) as srv:
+        got: list[str] = []
+        with pytest.raises(ConnectionClosedError):
+            async with connect(srv.ws_url + STREAMS) as ws:
+                while True:
+                    got.append(await asyncio.wait_for(ws.recv(), 5))
+        again = await recv_all(srv.ws_url + STREAMS, 6)
+    assert got == TRADES[:4]
+    start = TRADES.index(again[0])
+    assert start < 4 and again == TRADES[start : start + 6]  # overlap re-sends, nothing is lost
+
+
+async def test_silence_fault_sends_nothing_for_the_given_time() -> None:
+    faults = [Fault(FaultKind.SILENCE, at=2, seconds=float("inf"))]
+    async with LocalVenueServer(BinanceProtocol(SNAPSHOT), FRAMES, faults, lifetime=10) as srv:
+        async with connect(srv.ws_url + STREAMS) as ws:
+            got = [await asyncio.wait_for(ws.recv(), 5) for _ in range(2)]
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(ws.recv(), 0.3)
+    assert got == TRADES[:2]
+
+
+async def test_server_stops_by_itself_after_its_lifetime() -> None:
+    srv = LocalVenueServer(BinanceProtocol(SNAPSHOT), FRAMES, lifetime=0.2)
+    await srv.start()
+    await asyncio.sleep(0.5)
+    assert srv._server is None
+    with pytest.raises(OSError):
+        async with connect(srv.ws_url + STREAMS, open_timeout=1):
+            pass
+
+
+async def test_connection_limit_refuses_extra_clients() -> None:
+    async with LocalVenueServer(BinanceProtocol(SNAPSHOT), FRAMES, lifetime=10, max_connections=1) as srv:
+        async with connect(srv.ws_url + STREAMS):
+            with pytest.raises(Exception, match="503"):
+                async with connect(srv.ws_url + STREAMS):
+                    pass
+
+
+class EchoProtocol(VenueProtocol):
+    """A minimal plugin: every frame is one topic; 'sub' subscribes; 'ping' -> 'pong'."""
+
+    name = "echo"
+
+    def on_client_message(self, text: str, session: Session) -> list[str]:
+        if text == "ping":
+            return ["pong"]
+        session.subscribe([text])
+        return [f"ack {text}"]
+
+    def topic_of(self, raw: str) -> str | None:
+        return raw.split(":", 1)[0]
+
+
+async def test_a_plugin_only_needs_topic_of_and_on_client_message() -> None:
+    frames = [(i, f"t{i % 2}:{i}") for i in range(6)]
+    async with LocalVenueServer(EchoProtocol(), frames, lifetime=10) as srv:
+        async with connect(srv.ws_url) as ws:
+            await ws.send("ping")
+            assert await ws.recv() == "pong"
+            await ws.send("t1")
+            got = [await asyncio.wait_for(ws.recv(), 5) for _ in range(4)]
+    assert got == ["ack t1", "t1:1", "t1:3", "t1:5"]
+    assert srv.sessions[0].received == ["ping", "t1"]
+
+
+def test_bad_server_parameters_raise_config_error() -> None:
+    with pytest.raises(ConfigError, match="speed"):
+        LocalVenueServer(EchoProtocol(), [], speed=0)
