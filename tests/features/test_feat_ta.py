@@ -67,7 +67,7 @@ def _random_walk(seed: int, n: int = 3000, level: float = 100.0) -> dict[str, np
     high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0.0, 0.004, n)))
     low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0.0, 0.004, n)))
     volume = rng.lognormal(3.0, 1.0, n)
-    ts = 1_700_000_000_000.0 + BAR_SECONDS * 1000.0 * np.arange(n)
+    ts = 1_700_006_400_000.0 + BAR_SECONDS * 1000.0 * np.arange(n)  # from a UTC midnight: bars align with days
     return {"ts": ts, "open": open_, "high": high, "low": low, "close": close, "volume": volume}
 
 
@@ -198,16 +198,22 @@ def test_vwap_matches_pandas_rolling_sums(bars: dict[str, np.ndarray], window: i
     assert_matches(got, ref, rtol=1e-12)
 
 
-@pytest.mark.parametrize(("session", "offset"), [(86400.0, 0.0), (86400.0, 3600.0 * 13.5), (7 * 86400.0, 4 * 86400.0)])
-def test_session_vwap_matches_pandas_groupby_cumsum(bars: dict[str, np.ndarray], session: float, offset: float) -> None:
-    # Bars are stamped at their close (Bar.ts_event), so sessions are right-closed.
-    t_close = bars["ts"] / 1000.0 + BAR_SECONDS
-    sid = np.ceil((t_close - offset) / session) - 1.0
+@pytest.mark.parametrize(("session", "offset"), [(86400.0, 0.0), (86400.0, 3600.0 * 20), (7 * 86400.0, 4 * 86400.0)])
+@pytest.mark.parametrize("stamp", ["close_time_right_closed", "open_time_left_closed"])
+def test_session_vwap_matches_pandas_groupby_cumsum(
+    bars: dict[str, np.ndarray], session: float, offset: float, stamp: str
+) -> None:
+    t_open = bars["ts"] / 1000.0
+    sid = np.floor((t_open - offset) / session)
     p, v = pd.Series(bars["close"]), pd.Series(bars["volume"])
     ref = ((p * v).groupby(sid).cumsum() / v.groupby(sid).cumsum()).to_numpy()
+    # A bar covers [open, open + 4h): stamped at its close (Bar.ts_event) it needs
+    # right-closed sessions, stamped at its open left-closed ones.
+    right_closed = stamp == "close_time_right_closed"
+    t = t_open + BAR_SECONDS if right_closed else t_open
     got = run_kind(
-        ta.SESSION_VWAP, [bars["close"], bars["volume"], t_close],
-        session_seconds=session, offset_seconds=offset, right_closed=1,
+        ta.SESSION_VWAP, [bars["close"], bars["volume"], t],
+        session_seconds=session, offset_seconds=offset, right_closed=int(right_closed),
     )[:, 0]
     assert_matches(got, ref, rtol=1e-12)
 

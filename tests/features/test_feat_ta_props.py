@@ -145,6 +145,7 @@ def test_first_defined_output_is_at_the_documented_index(name: str, params: dict
     kind = kind_of(name)
     got = batch(kind, market_inputs(kind, 100, seed=15), **params)
     assert int(np.argmax(np.isfinite(got[:, 0]))) == first_ready
+    assert kind.warmup is not None and kind.warmup(kind.pack(params)) == first_ready + 1
 
 
 CONSTANT_EXPECTED = {
@@ -204,19 +205,19 @@ def session_rows(*events: tuple[float, float, float]) -> np.ndarray:
     return np.array(events, dtype=np.float64)
 
 
-def test_session_vwap_resets_at_midnight_for_left_closed_sessions() -> None:
+def test_session_vwap_left_closed_sessions_reset_on_an_event_at_midnight() -> None:
     rows = session_rows((100.0, 1.0, DAY - 10), (110.0, 1.0, DAY - 5), (200.0, 2.0, DAY), (210.0, 2.0, DAY + 5))
-    assert batch(ta.SESSION_VWAP, rows)[:, 0].tolist() == [100.0, 105.0, 200.0, 205.0]
+    assert batch(ta.SESSION_VWAP, rows, right_closed=0)[:, 0].tolist() == [100.0, 105.0, 200.0, 205.0]
 
 
-def test_session_vwap_right_closed_keeps_the_bar_closing_at_midnight_in_its_day() -> None:
+def test_session_vwap_by_default_keeps_the_bar_closing_at_midnight_in_its_day() -> None:
     rows = session_rows((100.0, 1.0, DAY - 10), (110.0, 1.0, DAY - 5), (200.0, 2.0, DAY), (210.0, 2.0, DAY + 5))
-    got = batch(ta.SESSION_VWAP, rows, right_closed=1)[:, 0]
+    got = batch(ta.SESSION_VWAP, rows)[:, 0]
     assert got.tolist() == [100.0, 105.0, (100.0 + 110.0 + 400.0) / 4.0, 210.0]
 
 
 def test_session_vwap_offset_moves_the_boundary() -> None:
-    rows = session_rows((100.0, 1.0, DAY + 3599), (120.0, 1.0, DAY + 3600))
+    rows = session_rows((100.0, 1.0, DAY + 3600), (120.0, 1.0, DAY + 3601))
     assert batch(ta.SESSION_VWAP, rows, offset_seconds=3600.0)[:, 0].tolist() == [100.0, 120.0]
     assert batch(ta.SESSION_VWAP, rows)[:, 0].tolist() == [100.0, 110.0]
 

@@ -16,8 +16,8 @@ id    name            inputs                       outputs                      
 102   atr             high, low, close             value                               ``talib.ATR``
 103   bollinger       x                            mid, upper, lower, pctb, bandwidth  ``talib.BBANDS`` (SMA)
 104   stoch           high, low, close             k, d                                ``talib.STOCH`` / ``STOCHF``
-105   vwap            price, volume                value                               pandas rolling sums
-106   session_vwap    price, volume, time          value                               pandas groupby cumsum
+105   vwap            close, volume                value                               pandas rolling sums
+106   session_vwap    close, volume, time          value                               pandas groupby cumsum
 107   obv             close, volume                value                               ``talib.OBV``
 108   realized_vol    x                            value                               pandas rolling sum
 ====  ==============  ===========================  ==================================  ==========================
@@ -537,7 +537,9 @@ _VW_RING = 1
 def vwap_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """Rolling volume-weighted average price over the last ``window`` events.
 
-    ``vwap = sum(price * volume) / sum(volume)`` over the window.
+    ``vwap = sum(price * volume) / sum(volume)`` over the window. The inputs are named
+    after bar fields (``close, volume``) so that a bar spec needs no ``input``; for
+    trades feed ``price, size``.
 
     Reference: ``(p * v).rolling(w).sum() / v.rolling(w).sum()`` in pandas. Ready once
     ``window`` valid events are in.
@@ -572,13 +574,15 @@ def vwap_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndar
 def session_vwap_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """VWAP anchored at the start of each session, reset at every session boundary.
 
-    Session of an event at ``time`` (seconds): ``floor((time - offset) / length)``
-    with sessions ``[start, end)``; with ``right_closed=1`` sessions are
-    ``(start, end]``, i.e. ``ceil((time - offset) / length) - 1``. Use
-    ``right_closed=1`` for bars stamped at their close time (tradebus ``Bar.ts_event``),
-    so that the bar closing at midnight stays in the day it covers; use the default
-    for trades and quotes. ``vwap = cumsum(price * volume) / cumsum(volume)`` within
-    the session.
+    Sessions are ``(start, end]`` by default (``right_closed=1``): the session of an
+    event at ``time`` (seconds) is ``ceil((time - offset) / length) - 1``, so a bar
+    stamped at its close time (tradebus ``Bar.ts_event``) that closes at midnight
+    stays in the day it covers. With ``right_closed=0`` sessions are ``[start, end)``,
+    ``floor((time - offset) / length)``; the two differ only for an event stamped
+    exactly on a boundary (a trade at 00:00:00.000 opens the new day only with 0).
+    ``vwap = cumsum(price * volume) / cumsum(volume)`` within
+    the session. The inputs are named after bar fields (``close, volume, time``); for
+    trades feed ``price, size, time``.
 
     Reference: pandas ``groupby(session).cumsum()`` of ``p * v`` and ``v``. Ready
     from the first valid event.
@@ -735,10 +739,25 @@ def _macd_normalize(kwargs: dict[str, float]) -> dict[str, float]:
 
 
 def _fixed(size: int) -> Callable[[np.ndarray], int]:
-    def state_size(params: np.ndarray) -> int:
+    def constant(params: np.ndarray) -> int:
         return size
 
-    return state_size
+    return constant
+
+
+def _window_plus(extra: int) -> Callable[[np.ndarray], int]:
+    def warmup(params: np.ndarray) -> int:
+        return int(params[0]) + extra
+
+    return warmup
+
+
+def _macd_warmup(params: np.ndarray) -> int:
+    return int(params[1]) + int(params[2]) - 1
+
+
+def _stoch_warmup(params: np.ndarray) -> int:
+    return int(params[0]) + int(params[1]) + int(params[2]) - 2
 
 
 def _bollinger_size(params: np.ndarray) -> int:
@@ -765,6 +784,7 @@ RSI = FeatureKind(
     params=(_window(14.0, low=2.0),),
     state_size=_fixed(5),
     step=rsi_step,
+    warmup=_window_plus(1),
 )
 MACD = FeatureKind(
     name="macd",
@@ -779,6 +799,7 @@ MACD = FeatureKind(
     state_size=_fixed(6),
     step=macd_step,
     normalize=_macd_normalize,
+    warmup=_macd_warmup,
 )
 ATR = FeatureKind(
     name="atr",
@@ -788,6 +809,7 @@ ATR = FeatureKind(
     params=(_window(14.0),),
     state_size=_fixed(4),
     step=atr_step,
+    warmup=_window_plus(1),
 )
 BOLLINGER = FeatureKind(
     name="bollinger",
@@ -797,6 +819,7 @@ BOLLINGER = FeatureKind(
     params=(_window(20.0), Param("k", 2.0, low=0.0)),
     state_size=_bollinger_size,
     step=bollinger_step,
+    warmup=_window_plus(0),
 )
 STOCH = FeatureKind(
     name="stoch",
@@ -810,28 +833,31 @@ STOCH = FeatureKind(
     ),
     state_size=_stoch_size,
     step=stoch_step,
+    warmup=_stoch_warmup,
 )
 VWAP = FeatureKind(
     name="vwap",
     kind_id=105,
-    inputs=("price", "volume"),
+    inputs=("close", "volume"),
     outputs=("value",),
     params=(_window(20.0),),
     state_size=_vwap_size,
     step=vwap_step,
+    warmup=_window_plus(0),
 )
 SESSION_VWAP = FeatureKind(
     name="session_vwap",
     kind_id=106,
-    inputs=("price", "volume", "time"),
+    inputs=("close", "volume", "time"),
     outputs=("value",),
     params=(
         Param("session_seconds", 86400.0, low=1e-9),
         Param("offset_seconds", 0.0),
-        Param("right_closed", 0.0, low=0.0, high=1.0, integer=True),
+        Param("right_closed", 1.0, low=0.0, high=1.0, integer=True),
     ),
     state_size=_fixed(4),
     step=session_vwap_step,
+    warmup=_fixed(1),
 )
 OBV = FeatureKind(
     name="obv",
@@ -841,6 +867,7 @@ OBV = FeatureKind(
     params=(),
     state_size=_fixed(3),
     step=obv_step,
+    warmup=_fixed(1),
 )
 REALIZED_VOL = FeatureKind(
     name="realized_vol",
@@ -850,6 +877,7 @@ REALIZED_VOL = FeatureKind(
     params=(_window(20.0), Param("periods_per_year", 0.0, low=0.0)),
     state_size=_realized_vol_size,
     step=realized_vol_step,
+    warmup=_window_plus(1),
 )
 
 KINDS: tuple[FeatureKind, ...] = (RSI, MACD, ATR, BOLLINGER, STOCH, VWAP, SESSION_VWAP, OBV, REALIZED_VOL)
