@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import heapq
 import os
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,39 +194,51 @@ class ReplayBatch:
 
     def messages(self) -> list[Bar] | list[Trade]:
         """Return the rows as :class:`Bar` or :class:`Trade` messages."""
-        iid = self.instrument_id
-        if self.kind == "bars":
-            return [
-                Bar(iid, te, ti, o, h, lo, c, v)
-                for te, ti, o, h, lo, c, v in zip(
-                    self.ts_event.tolist(),
-                    self.ts_init.tolist(),
-                    self.open.tolist(),  # type: ignore[union-attr]
-                    self.high.tolist(),  # type: ignore[union-attr]
-                    self.low.tolist(),  # type: ignore[union-attr]
-                    self.close.tolist(),  # type: ignore[union-attr]
-                    self.volume.tolist(),  # type: ignore[union-attr]
-                    strict=True,
-                )
-            ]
+        columns = {"open": self.open, "high": self.high, "low": self.low, "close": self.close,
+                   "volume": self.volume, "price": self.price, "size": self.size, "aggressor": self.aggressor}
+        return _to_messages(self.instrument_id, self.kind, self.ts_event, self.ts_init, columns, self.trade_id)
+
+
+def _to_messages(
+    iid: str,
+    kind: str,
+    ts_event: np.ndarray,
+    ts_init: np.ndarray,
+    columns: dict[str, np.ndarray | None],
+    trade_id: list[str] | None,
+) -> list[Bar] | list[Trade]:
+    """Build the messages of aligned columns (bars or trades)."""
+    if kind == "bars":
         return [
-            Trade(iid, te, ti, p, s, a, tid)
-            for te, ti, p, s, a, tid in zip(
-                self.ts_event.tolist(),
-                self.ts_init.tolist(),
-                self.price.tolist(),  # type: ignore[union-attr]
-                self.size.tolist(),  # type: ignore[union-attr]
-                self.aggressor.tolist(),  # type: ignore[union-attr]
-                self.trade_id,  # type: ignore[arg-type]
+            Bar(iid, te, ti, o, h, lo, c, v)
+            for te, ti, o, h, lo, c, v in zip(
+                ts_event.tolist(),
+                ts_init.tolist(),
+                *(columns[f].tolist() for f in _BAR_FIELDS),  # type: ignore[union-attr]
                 strict=True,
             )
         ]
+    return [
+        Trade(iid, te, ti, p, sz, a, tid)
+        for te, ti, p, sz, a, tid in zip(
+            ts_event.tolist(),
+            ts_init.tolist(),
+            *(columns[f].tolist() for f in _TRADE_FIELDS),  # type: ignore[union-attr]
+            trade_id,  # type: ignore[arg-type]
+            strict=True,
+        )
+    ]
 
 
 class _Chunk:
-    """Columns of one read batch of a source, plus where they came from (for errors)."""
+    """Columns of one read batch of a source, plus where they came from (for errors).
 
-    __slots__ = ("columns", "first_row", "origin", "trade_id", "ts_event", "ts_init")
+    ``ts_list`` and ``messages`` are built on first use only: the merge needs the
+    Python ``ts_init`` list only when several sources compete, and the messages
+    only when iterating with :meth:`Replay.__iter__`.
+    """
+
+    __slots__ = ("_messages", "_ts_list", "columns", "first_row", "origin", "trade_id", "ts_event", "ts_init")
 
     def __init__(
         self,
@@ -242,9 +255,21 @@ class _Chunk:
         self.ts_init = ts_init
         self.columns = columns
         self.trade_id = trade_id
+        self._ts_list: list[int] | None = None
+        self._messages: list[Bar] | list[Trade] | None = None
 
     def __len__(self) -> int:
         return int(self.ts_init.shape[0])
+
+    def ts_list(self) -> list[int]:
+        if self._ts_list is None:
+            self._ts_list = self.ts_init.tolist()
+        return self._ts_list
+
+    def messages(self, instrument_id: str, kind: str) -> list[Bar] | list[Trade]:
+        if self._messages is None:
+            self._messages = _to_messages(instrument_id, kind, self.ts_event, self.ts_init, self.columns, self.trade_id)
+        return self._messages
 
     def cut(self, lo: int, hi: int) -> _Chunk:
         return _Chunk(
@@ -428,6 +453,44 @@ class Replay:
 
     # ------------------------------------------------------------------ merged streams
 
+    def _runs(self) -> Iterator[tuple[int, _Chunk, int, int]]:
+        """Yield ``(source, chunk, lo, hi)``: rows ``lo:hi`` of ``chunk`` come next in merged order.
+
+        The heap holds ``(head ts_init, source)`` of every live source; the top
+        source's run extends up to the second-smallest head (a bisect on the
+        chunk's ``ts_init``: ``<=`` it if the top source is listed first, ``<`` otherwise).
+        """
+        streams = [self._chunks(i) for i in range(len(self.sources))]
+        heads: list[_Chunk | None] = [next(s, None) for s in streams]
+        pos = [0] * len(streams)
+        heap = [(int(c.ts_init[0]), i) for i, c in enumerate(heads) if c is not None]
+        heapq.heapify(heap)
+        while heap:
+            i = heap[0][1]
+            chunk = heads[i]
+            assert chunk is not None
+            p = pos[i]
+            n = len(chunk)
+            live = len(heap)
+            if live == 1:
+                end = n
+            else:
+                other_ts, other = heap[1] if live == 2 or heap[1] < heap[2] else heap[2]
+                ts = chunk.ts_list()
+                end = bisect_right(ts, other_ts, p) if i < other else bisect_left(ts, other_ts, p)
+            yield i, chunk, p, end
+            if end < n:
+                pos[i] = end
+                heapq.heapreplace(heap, (chunk.ts_list()[end], i))
+                continue
+            nxt = next(streams[i], None)
+            heads[i] = nxt
+            pos[i] = 0
+            if nxt is None:
+                heapq.heappop(heap)
+            else:
+                heapq.heapreplace(heap, (int(nxt.ts_init[0]), i))
+
     def batches(self) -> Iterator[ReplayBatch]:
         """Yield runs of consecutive rows of one source in merged ``(ts_init, source, row)`` order.
 
@@ -438,40 +501,47 @@ class Replay:
             wrong schema, or a file source fails validation.
         """
         sources = self.sources
-        streams = [self._chunks(i) for i in range(len(sources))]
-        heads: list[_Chunk | None] = [next(s, None) for s in streams]
-        pos = [0] * len(sources)
-        heap = [(int(c.ts_init[0]), i) for i, c in enumerate(heads) if c is not None]
-        heapq.heapify(heap)
-        while heap:
-            _, i = heapq.heappop(heap)
-            chunk = heads[i]
-            assert chunk is not None
-            p = pos[i]
-            n = len(chunk)
-            if heap:
-                other_ts, other = heap[0]
-                side: Literal["left", "right"] = "right" if i < other else "left"
-                end = p + int(np.searchsorted(chunk.ts_init[p:], other_ts, side=side))
-            else:
-                end = n
+        new = object.__new__
+        for i, chunk, lo, hi in self._runs():
             src = sources[i]
-            part = chunk if (p == 0 and end == n) else chunk.cut(p, end)
-            yield ReplayBatch(i, src.instrument_id, src.kind, part.ts_event, part.ts_init, part.columns, part.trade_id)
-            if end < n:
-                pos[i] = end
-                heapq.heappush(heap, (int(chunk.ts_init[end]), i))
+            if lo == 0 and hi == len(chunk):
+                yield ReplayBatch(i, src.instrument_id, src.kind, chunk.ts_event, chunk.ts_init, chunk.columns, chunk.trade_id)
                 continue
-            nxt = next(streams[i], None)
-            heads[i] = nxt
-            pos[i] = 0
-            if nxt is not None:
-                heapq.heappush(heap, (int(nxt.ts_init[0]), i))
+            # A cut run (merge of several sources, often one row): set the slots directly.
+            batch = new(ReplayBatch)
+            batch.source = i
+            batch.instrument_id = src.instrument_id
+            batch.kind = src.kind
+            batch.ts_event = chunk.ts_event[lo:hi]
+            batch.ts_init = chunk.ts_init[lo:hi]
+            cols = chunk.columns
+            if src.kind == "bars":
+                batch.open = cols["open"][lo:hi]
+                batch.high = cols["high"][lo:hi]
+                batch.low = cols["low"][lo:hi]
+                batch.close = cols["close"][lo:hi]
+                batch.volume = cols["volume"][lo:hi]
+                batch.price = batch.size = batch.aggressor = batch.trade_id = None
+            else:
+                batch.price = cols["price"][lo:hi]
+                batch.size = cols["size"][lo:hi]
+                batch.aggressor = cols["aggressor"][lo:hi]
+                batch.trade_id = chunk.trade_id[lo:hi]  # type: ignore[index]
+                batch.open = batch.high = batch.low = batch.close = batch.volume = None
+            yield batch
 
     def __iter__(self) -> Iterator[Bar | Trade]:
-        """Yield :class:`Bar` / :class:`Trade` messages in merged order (same order as :meth:`batches`)."""
-        for batch in self.batches():
-            yield from batch.messages()
+        """Yield :class:`Bar` / :class:`Trade` messages in merged order (the order of :meth:`batches`)."""
+        sources = self.sources
+        for i, chunk, lo, hi in self._runs():
+            src = sources[i]
+            messages = chunk.messages(src.instrument_id, src.kind)
+            if hi - lo == 1:
+                yield messages[lo]
+            elif lo == 0 and hi == len(messages):
+                yield from messages
+            else:
+                yield from messages[lo:hi]
 
     def validate(self) -> int:
         """Read every source in range and check every row; return the number of rows.
