@@ -1,0 +1,1 @@
+"""Bybit v5 public market data: schemas, parser (``BybitParser.parse_frame``), book rules, client, instruments."""
