@@ -352,8 +352,8 @@ class LocalVenueServer:
                     continue
                 self._fired.add(fid)
                 out = await self._inject(ws, fault, out, session)
-                if fault.kind is FaultKind.DROP:
-                    return
+                if fault.kind is FaultKind.DROP or (fault.kind is FaultKind.SILENCE and math.isinf(fault.seconds)):
+                    return  # the frame was not delivered: the cursor stays on it
             if out is not None:
                 await ws.send(out)
                 session.sent += 1

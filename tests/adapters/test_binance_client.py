@@ -1,0 +1,188 @@
+"""BinanceClient against the local venue emulator replaying real captures (127.0.0.1 only)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tradebus.adapters.binance.client import BinanceClient, BinanceFeed, HttpDepthFetcher
+from tradebus.adapters.binance.config import BinanceConfig, BinanceMarket
+from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture
+from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
+from tradebus.adapters.common.policy import Backoff, ConnectionPolicy
+from tradebus.adapters.common.recorder import FrameRecorder, read_frames
+from tradebus.engine.messages import (
+    BookDelta,
+    BookResynced,
+    BookSnapshot,
+    FeedStale,
+    FundingRate,
+    MarkPrice,
+    Quote,
+    Trade,
+)
+from tradebus.errors import VenueError
+
+from .binance_testdata import USDM_CAPTURE, capture
+
+SPOT_LINES = capture()[:2500]
+SPOT_FRAMES, SPOT_SNAPSHOT = split_capture(SPOT_LINES)
+SPOT_TRADE_IDS = [str(json.loads(raw)["data"]["t"]) for _, raw in SPOT_FRAMES if "@trade" in raw]
+
+
+def policy(stale_after: float = 5.0, max_reconnects: int | None = 20) -> ConnectionPolicy:
+    return ConnectionPolicy(
+        backoff=Backoff(base=0.02, cap=0.05, min_delay=0.01, seed=7), stale_after=stale_after, max_reconnects=max_reconnects
+    )
+
+
+def spot_config(srv: LocalVenueServer, channels: list[str], **kw: Any) -> BinanceConfig:
+    return BinanceConfig(symbols=["BTCUSDT"], channels=channels, ws_url=srv.ws_url, rest_url=srv.http_url, **kw)
+
+
+async def run_until(client: BinanceClient, done: Callable[[], bool], timeout: float = 20.0) -> None:
+    task = asyncio.create_task(client.run())
+    try:
+        for _ in range(int(timeout / 0.02)):
+            if done() or task.done():
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        client.stop()
+        await asyncio.wait_for(task, 10)
+
+
+def trades(out: list[Any]) -> list[Trade]:
+    return [m for m in out if isinstance(m, Trade)]
+
+
+async def test_reconnect_after_dropped_connection_loses_and_duplicates_no_trade() -> None:
+    faults = [Fault(FaultKind.DROP, at=150, match="@trade"), Fault(FaultKind.DROP, at=100, match="@trade", connection=1)]
+    out: list[Any] = []
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, faults, resume_overlap=60) as srv:
+        client = BinanceClient(spot_config(srv, ["trade"]), out.append, policy())
+        await run_until(client, lambda: len(trades(out)) >= len(SPOT_TRADE_IDS))
+    assert [t.trade_id for t in trades(out)] == SPOT_TRADE_IDS
+    assert client.connections == 3
+    assert client.feed.counts["duplicate_trade"] > 0  # the overlap was really re-sent and dropped
+
+
+async def test_book_gap_triggers_rest_resync_and_no_book_message_from_a_broken_book() -> None:
+    faults = [Fault(FaultKind.SKIP, at=120, match="@depth")]
+    out: list[Any] = []
+    depth_frames = sum("@depth" in raw for _, raw in SPOT_FRAMES)
+    proto = BinanceProtocol(SPOT_SNAPSHOT)
+    # paced replay (~2 s at 20x) so that the skipped diff comes after the first snapshot
+    async with LocalVenueServer(proto, SPOT_FRAMES, faults, speed=20.0) as srv:
+        client = BinanceClient(spot_config(srv, ["trade", "depth"]), out.append, policy())
+
+        def done() -> bool:
+            return client.feed.counts["depth"] >= depth_frames - 1 and client.feed.books["BTCUSDT"].synced
+
+        await run_until(client, done)
+    resynced = [m for m in out if isinstance(m, BookResynced)]
+    assert len(resynced) == 1 and resynced[0].reason.startswith("sequence gap (binance-spot)")
+    assert proto.depth_requests == 2
+    # every emitted delta continues the previous book message: nothing left a broken book
+    last, after_snapshot = None, False
+    for m in out:
+        if isinstance(m, BookSnapshot):
+            last, after_snapshot = m.last_seq, True
+        elif isinstance(m, BookDelta):
+            assert last is not None
+            if after_snapshot:  # the spot rule's first diff straddles the snapshot id
+                assert m.first_seq <= last + 1 <= m.last_seq, (m.first_seq, m.last_seq, last)
+            else:
+                assert m.first_seq == last + 1, (m.first_seq, last)
+            last, after_snapshot = m.last_seq, False
+    i = out.index(resynced[0])
+    assert isinstance(out[i - 1], BookSnapshot)
+    assert any(isinstance(m, Quote) for m in out[i:])  # quotes resume after the resync
+
+
+@pytest.mark.parametrize("fetcher", ["ccxt", "http"])
+async def test_snapshot_fetch_is_retried_after_a_5xx(fetcher: str) -> None:
+    out: list[Any] = []
+    proto = BinanceProtocol(SPOT_SNAPSHOT, http_failures=1)
+    async with LocalVenueServer(proto, SPOT_FRAMES) as srv:
+        client = BinanceClient(spot_config(srv, ["depth"], snapshot_fetcher=fetcher), out.append, policy())
+        await run_until(client, lambda: client.feed.books["BTCUSDT"].synced)
+    assert proto.depth_requests == 2
+    assert isinstance(next(m for m in out if not isinstance(m, FeedStale)), BookSnapshot)
+    assert not client.feed.books["BTCUSDT"].synced  # stopping the client invalidates its books
+
+
+async def test_silent_feed_publishes_feed_stale_and_reconnects() -> None:
+    faults = [Fault(FaultKind.SILENCE, at=20, match="@trade", seconds=float("inf"))]
+    out: list[Any] = []
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, faults, resume_overlap=0) as srv:
+        client = BinanceClient(spot_config(srv, ["trade"], stale_after=0.3), out.append, policy(stale_after=0.3))
+        await run_until(client, lambda: client.connections >= 2 and len(trades(out)) > 40)
+    stale = [m for m in out if isinstance(m, FeedStale)]
+    assert stale and stale[0].source == "binance-spot"
+    assert [t.trade_id for t in trades(out)] == SPOT_TRADE_IDS[: len(trades(out))]
+
+
+async def test_garbled_and_unknown_frames_are_rejected_and_the_feed_goes_on() -> None:
+    faults = [Fault(FaultKind.GARBLE, at=3, match="@trade"), Fault(FaultKind.UNKNOWN, at=5, match="@trade")]
+    out: list[Any] = []
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, faults) as srv:
+        client = BinanceClient(spot_config(srv, ["trade"]), out.append, policy())
+        await run_until(client, lambda: len(trades(out)) >= len(SPOT_TRADE_IDS) - 1)
+    assert client.rejected == 2 and client.connections == 1
+    assert [t.trade_id for t in trades(out)] == SPOT_TRADE_IDS[:3] + SPOT_TRADE_IDS[4:]
+
+
+async def test_gives_up_after_max_reconnects_when_the_venue_refuses() -> None:
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, max_connections=0) as srv:
+        client = BinanceClient(spot_config(srv, ["trade"]), lambda m: None, policy(max_reconnects=2))
+        with pytest.raises(VenueError, match="gave up after 2"):
+            await asyncio.wait_for(client.run(), 10)
+
+
+async def test_recording_replays_through_the_same_path_into_identical_messages(tmp_path: Path) -> None:
+    out: list[Any] = []
+    path = tmp_path / "rec.jsonl.gz"
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
+        cfg = spot_config(srv, ["trade", "bookTicker", "depth"])
+        with FrameRecorder(path) as rec:
+            client = BinanceClient(cfg, out.append, policy(), recorder=rec)
+            await run_until(client, lambda: client.frames >= len(SPOT_FRAMES))
+    replayed: list[Any] = []
+    BinanceFeed(cfg, replayed.append).replay(read_frames(path))
+    assert len(out) > 2000
+    assert [type(m) for m in replayed] == [type(m) for m in out]
+    for a, b in zip(replayed, out, strict=True):
+        if isinstance(a, (BookDelta, BookSnapshot)):
+            assert (a.last_seq, a.ts_init, a.bids.tolist(), a.asks.tolist()) == (b.last_seq, b.ts_init, b.bids.tolist(), b.asks.tolist())
+        else:
+            assert a == b
+
+
+async def test_usdm_mark_price_funding_and_futures_book_rule() -> None:
+    frames, snapshot = split_capture(capture(USDM_CAPTURE)[:1500])
+    out: list[Any] = []
+    async with LocalVenueServer(BinanceProtocol(snapshot, futures=True), frames) as srv:
+        cfg = BinanceConfig(
+            market=BinanceMarket.USDM, symbols=["BTCUSDT"], channels=["markPrice", "depth"], depth_speed="0ms",
+            ws_url=srv.ws_url, rest_url=srv.http_url,
+        )
+        client = BinanceClient(cfg, out.append, policy())
+        n_mark = sum("@markPrice" in raw for _, raw in frames)
+        await run_until(client, lambda: client.feed.counts["markPrice"] >= n_mark and client.feed.books["BTCUSDT"].synced)
+    marks = [m for m in out if isinstance(m, MarkPrice)]
+    assert len(marks) == n_mark and all(m.instrument_id == "BTCUSDT.BINANCE_USDM" for m in marks)
+    assert len([m for m in out if isinstance(m, FundingRate)]) == n_mark
+    assert sum(isinstance(m, BookSnapshot) for m in out) == 1 and any(isinstance(m, BookDelta) for m in out)
+
+
+def test_http_fetcher_is_selected_by_config() -> None:
+    cfg = BinanceConfig(symbols=["BTCUSDT"], channels=["depth"], snapshot_fetcher="http", rest_url="http://127.0.0.1:9")
+    client = BinanceClient(cfg, lambda m: None)
+    assert isinstance(client.fetcher, HttpDepthFetcher)
+    assert client.connect_url() == "wss://stream.binance.com:9443/stream?streams=btcusdt@depth@100ms"
