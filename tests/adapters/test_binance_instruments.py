@@ -1,0 +1,77 @@
+"""Binance instruments from real exchangeInfo responses, and config validation."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from tradebus.adapters.binance.config import BinanceConfig, BinanceMarket
+from tradebus.adapters.binance.instruments import instruments_from_exchange_info, load_exchange_info
+from tradebus.engine.instrument import InstrumentKind
+from tradebus.errors import DataError
+
+from .binance_testdata import FIXTURES
+
+SPOT_INFO = FIXTURES / "exchangeInfo_spot_2021-10-12.json.gz"
+USDM_INFO = FIXTURES / "exchangeInfo_usdm_2021-07-22.json.gz"
+
+
+def test_spot_btcusdt_filters() -> None:
+    (btc,) = instruments_from_exchange_info(load_exchange_info(SPOT_INFO), BinanceMarket.SPOT, symbols=["BTCUSDT"])
+    assert btc.instrument_id == "BTCUSDT.BINANCE" and btc.kind is InstrumentKind.SPOT
+    assert (btc.tick_size, btc.lot_size, btc.min_notional, btc.min_quantity) == (0.01, 0.00001, 10.0, 0.00001)
+    assert (btc.base, btc.quote) == ("BTC", "USDT")
+
+
+def test_usdm_btcusdt_perpetual_filters() -> None:
+    (btc,) = instruments_from_exchange_info(
+        load_exchange_info(USDM_INFO), BinanceMarket.USDM, symbols=["BTCUSDT"], maker_fee=0.0002, taker_fee=0.0004
+    )
+    assert btc.instrument_id == "BTCUSDT.BINANCE_USDM" and btc.kind is InstrumentKind.PERPETUAL
+    assert (btc.tick_size, btc.lot_size, btc.min_notional) == (0.01, 0.001, 5.0)
+    assert (btc.maker_fee, btc.taker_fee) == (0.0002, 0.0004)
+
+
+def test_all_trading_symbols_load_and_delivery_contracts_are_skipped() -> None:
+    spot = instruments_from_exchange_info(load_exchange_info(SPOT_INFO), BinanceMarket.SPOT)
+    usdm = instruments_from_exchange_info(load_exchange_info(USDM_INFO), BinanceMarket.USDM)
+    info = load_exchange_info(USDM_INFO)
+    perps = [s for s in info["symbols"] if s["contractType"] == "PERPETUAL" and s["status"] == "TRADING"]
+    assert len(usdm) == len(perps) and all(i.kind is InstrumentKind.PERPETUAL for i in usdm)
+    spot_info = load_exchange_info(SPOT_INFO)
+    assert len(spot) == sum(s["status"] == "TRADING" for s in spot_info["symbols"])
+
+
+def test_unknown_symbol_and_bad_file_raise_data_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(DataError, match="NOPE"):
+        instruments_from_exchange_info(load_exchange_info(SPOT_INFO), BinanceMarket.SPOT, symbols=["NOPE"])
+    bad = tmp_path / "x.json"
+    bad.write_text('{"a": 1}')
+    with pytest.raises(DataError, match="symbols"):
+        load_exchange_info(bad)
+
+
+def test_config_streams_and_urls() -> None:
+    cfg = BinanceConfig(
+        market=BinanceMarket.USDM, symbols=["BTCUSDT", "ETHUSDT"], channels=["aggTrade", "kline", "depth", "markPrice"],
+        depth_speed="0ms", ws_url="ws://127.0.0.1:1/", rest_url="http://127.0.0.1:2",
+    )
+    assert cfg.streams()[:4] == ["btcusdt@aggTrade", "btcusdt@kline_1m", "btcusdt@depth@0ms", "btcusdt@markPrice@1s"]
+    assert (cfg.ws_base, cfg.rest_base, cfg.depth_path) == ("ws://127.0.0.1:1", "http://127.0.0.1:2", "/fapi/v1/depth")
+    assert cfg.instrument_id("ethusdt") == "ETHUSDT.BINANCE_USDM"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"symbols": ["btcusdt"]}, "upper-case"),
+        ({"symbols": []}, "symbols"),
+        ({"symbols": ["BTCUSDT"], "channels": ["markPrice"]}, "markPrice"),
+        ({"symbols": ["BTCUSDT"], "depth_speed": "0ms"}, "depth_speed"),
+        ({"symbols": ["BTCUSDT"], "colour": "red"}, "colour"),
+        ({"symbols": ["BTCUSDT"], "channels": ["ticker"]}, "channels"),
+    ],
+)
+def test_bad_config_names_the_field(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        BinanceConfig(**kwargs)
