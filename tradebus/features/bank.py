@@ -519,6 +519,10 @@ class FeatureBank:
         """The event type (bar/trade/quote/book) that updates feature ``name``."""
         return self._features[self._feature_index(name)].on
 
+    def input_slots(self, name: str) -> tuple[int, ...]:
+        """Indices in :attr:`values` that feature ``name`` reads, in input order."""
+        return self._features[self._feature_index(name)].inputs
+
     def _feature_index(self, name: str) -> int:
         try:
             return self._index[name.partition(".")[0]]

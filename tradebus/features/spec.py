@@ -68,7 +68,7 @@ class FeatureSpec(BaseModel):
 
     name: str
     kind: str
-    params: dict[str, float] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
     input: str | list[str] | None = None
     on: EventType | None = None
 

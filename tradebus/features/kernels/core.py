@@ -378,9 +378,10 @@ def _roll_recompute(state: np.ndarray, w: int) -> None:
 def _roll_update(state: np.ndarray, w: int, min_periods: float, x: float) -> bool:
     """Push ``x`` into the window and update the shifted sums ``S1 = sum(x-K)``, ``S2 = sum((x-K)^2)``.
 
-    Sums are compensated (Neumaier) and recomputed exactly every
-    ``max(window, 64)`` events (amortised O(1)); ``K`` is the window mean at the
-    last recomputation, so the sums never cancel catastrophically. Returns
+    Sums are compensated (Neumaier) and recomputed exactly (two-pass) every
+    ``window`` events, O(1) amortised; ``K`` is the window mean at the last
+    recomputation, so the sums never cancel catastrophically: the error is
+    bounded by the drift of the level within one window, not over the run. Returns
     whether the window holds at least ``min_periods`` non-NaN values.
     """
     seen = state[_R_SEEN]
@@ -414,7 +415,7 @@ def _roll_update(state: np.ndarray, w: int, min_periods: float, x: float) -> boo
             state[_R_RUN] = 1.0
         state[_R_PREV] = x
     state[_R_SINCE] += 1.0
-    if state[_R_SINCE] >= max(w, _RECOMPUTE_MIN):
+    if state[_R_SINCE] >= w:
         _roll_recompute(state, w)
     if state[_R_NOBS] >= w:
         state[0] = 1.0
