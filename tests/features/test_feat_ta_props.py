@@ -263,7 +263,9 @@ def test_copied_state_continues_exactly_like_an_uninterrupted_run(name: str) -> 
         ("vwap", {"span": 3}, "unknown parameter"),
     ],
 )
-def test_bad_parameters_raise_feature_error_naming_the_parameter(name: str, params: dict[str, float], match: str) -> None:
+def test_bad_parameters_raise_feature_error_naming_the_parameter(
+    name: str, params: dict[str, float], match: str
+) -> None:
     with pytest.raises(FeatureError, match=match):
         kind_of(name).pack(params)
 

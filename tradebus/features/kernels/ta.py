@@ -200,8 +200,8 @@ def rsi_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarr
     ``RSI = 100 G / (G + L)``.
 
     Reference: ``talib.RSI(x, timeperiod=window)``, same operation order (agrees to
-    ~1e-15 relative; the last bit can differ with the C compiler's choices). Ready from the ``window + 1``-th valid value (TA-Lib's
-    first non-NaN index is ``window``).
+    ~1e-15 relative; the last bit can differ with the C compiler's choices). Ready
+    from the ``window + 1``-th valid value (TA-Lib's first non-NaN index is ``window``).
 
     NaN policy: skip (non-finite ``x`` leaves the state unchanged).
 
