@@ -31,10 +31,14 @@ and written by :mod:`tradebus.reports.writers`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import gc
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Protocol
 
+import msgspec
 import numpy as np
 from loguru import logger
 
@@ -108,8 +112,7 @@ class ReplayLike(Protocol):
         """Runs of consecutive rows of one source, in merged order."""
 
 
-@dataclass(frozen=True, slots=True)
-class FillRecord:
+class FillRecord(msgspec.Struct, frozen=True, gc=False):
     """One fill as written to ``fills.csv``; ``reason`` is the reason the order was submitted."""
 
     ts_event: int
@@ -125,8 +128,7 @@ class FillRecord:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class EquitySample:
+class EquitySample(msgspec.Struct, frozen=True, gc=False):
     """The portfolio at one sampling time (after the event at ``ts`` was processed)."""
 
     ts: int
@@ -224,6 +226,9 @@ class Kernel:
         self._extra_features = tuple(features)
         self._equity_interval = equity_interval_ns
         self._next_sample = -(2**63)
+        # Whether the batch loop must call the execution engine on the next bar: an order
+        # may be working, or a breaker evaluates every mark. Set on every submit.
+        self._busy = self.risk_config.max_drawdown_pct is not None
         self._started = False
         self._stopped = False
         self._dispatch: dict[type, Callable[[Any], None]] = {
@@ -300,6 +305,7 @@ class Kernel:
         """
         self.result.submit_reasons[cmd.client_order_id] = cmd.reason
         self.sync_marks()
+        self._busy = True
         self.execution.submit(cmd)
 
     def sync_marks(self) -> None:
@@ -422,22 +428,23 @@ class Kernel:
         if not isinstance(self.clock, SimulatedClock):
             raise ConfigError("kernel: run() replays history and needs a SimulatedClock")
         self.start()
-        for batch in replay.batches():
-            if batch.instrument_id not in self.instruments:
-                raise DataError(f"kernel: replay batch for unknown instrument {batch.instrument_id!r}")
-            if batch.kind == "bars":
-                self._run_bars(batch)
-            elif batch.kind == "trades":
-                self._run_trades(batch)
-            else:
-                raise DataError(f"kernel: unsupported replay batch kind {batch.kind!r}")
-            if on_batch is not None:
-                on_batch(len(batch.ts_event))
+        with _rare_gc():
+            for batch in replay.batches():
+                if batch.instrument_id not in self.instruments:
+                    raise DataError(f"kernel: replay batch for unknown instrument {batch.instrument_id!r}")
+                if batch.kind == "bars":
+                    self._run_bars(batch)
+                elif batch.kind == "trades":
+                    self._run_trades(batch)
+                else:
+                    raise DataError(f"kernel: unsupported replay batch kind {batch.kind!r}")
+                if on_batch is not None:
+                    on_batch(len(batch.ts_init))
         self.stop()
         return self.result
 
     def _run_bars(self, batch: Any) -> None:
-        n = len(batch.ts_event)
+        n = len(batch.ts_init)
         if n == 0:
             return
         iid = self._intern(batch.instrument_id)
@@ -445,12 +452,20 @@ class Kernel:
         assert isinstance(clock, SimulatedClock)
         bank = self.banks.get(iid)
         view = self.cache.feature_views.get(iid)
-        rows: list[list[float]] | None = None
         if bank is not None and view is not None:
-            # Until row i's bar is delivered, the strategy must see the values before the batch.
             live = view.row
+            # Until row i's bar is delivered, the strategy sees the values from before the batch.
             view.row = live.tolist()  # type: ignore[union-attr]
-            rows = bank.run_bars(batch.ts_event, batch.open, batch.high, batch.low, batch.close, batch.volume).tolist()
+            out = bank.run_bars(batch.ts_event, batch.open, batch.high, batch.low, batch.close, batch.volume)
+            # Column lists zipped back into one tuple per row as the loop goes: no n-element
+            # list of lists for the garbage collector to walk.
+            features: Iterable[Any] = zip(*out.T.tolist(), strict=True)
+        else:
+            view = live = None
+            features = repeat(None, n)
+        ts_init = batch.ts_init.tolist()
+        # Historical bars usually have ts_event == ts_init: share the int objects.
+        ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
         handlers = self.bus.handlers(Bar, iid)
         execution_on_bar = self.execution.on_bar
         cache_bars = self.cache.bars
@@ -458,37 +473,43 @@ class Kernel:
         orders = self.orders
         marks_matter = self.risk_config.max_drawdown_pct is not None
         advance = clock.advance_to
+        set_time = clock.set_time
+        next_sample = self._next_sample
         result = self.result
         if result.start_ns is None:
-            result.start_ns = int(batch.ts_init[0])
-        i = 0
-        for te, ti, o, h, lo, c, v in zip(
-            batch.ts_event.tolist(),
-            batch.ts_init.tolist(),
+            result.start_ns = ts_init[0]
+        for te, ti, o, h, lo, c, v, row in zip(
+            ts_event,
+            ts_init,
             batch.open.tolist(),
             batch.high.tolist(),
             batch.low.tolist(),
             batch.close.tolist(),
             batch.volume.tolist(),
+            features,
             strict=True,
         ):
-            advance(ti)
+            if ti < clock.next_due:
+                set_time(ti)
+            else:
+                advance(ti)
             bar = Bar(iid, te, ti, o, h, lo, c, v)
-            if orders.open_count or marks_matter:
+            if self._busy:
                 execution_on_bar(bar)
+                self._busy = marks_matter or orders.open_count > 0
             cache_bars[iid] = bar
             cache_prices[iid] = c
-            if rows is not None:
-                view.row = rows[i]  # type: ignore[union-attr]
-            i += 1
+            if view is not None:
+                view.row = row
             for handler in handlers:
                 handler(bar)
-            if ti >= self._next_sample:
+            if ti >= next_sample:
                 self._sample(ti)
+                next_sample = self._next_sample
         result.bars += n
-        result.end_ns = ti
-        if rows is not None:
-            view.row = live  # type: ignore[union-attr]
+        result.end_ns = ts_init[-1]
+        if view is not None:
+            view.row = live  # type: ignore[assignment]
 
     def _run_trades(self, batch: Any) -> None:
         iid = self._intern(batch.instrument_id)
@@ -528,11 +549,11 @@ class Kernel:
             FillRecord(
                 fill.ts_event,
                 fill.instrument_id,
-                fill.side.name,
+                "BUY" if fill.side > 0 else "SELL",
                 fill.last_qty,
                 fill.last_px,
                 fill.fee,
-                str(fill.liquidity),
+                fill.liquidity.value,
                 fill.client_order_id,
                 fill.strategy_id,
                 fill.trade_id,
@@ -583,6 +604,26 @@ class Kernel:
             len(self.result.fills),
             self.portfolio.equity(),
         )
+
+
+@contextmanager
+def _rare_gc() -> Iterator[None]:
+    """Run the cyclic garbage collector rarely for the duration of a backtest loop.
+
+    The loop allocates many short-lived objects but no reference cycles (messages are
+    ``gc=False`` structs), so the default thresholds only spend time walking the
+    long-lived objects of the run (orders, fills, modules). Objects alive at the start
+    are frozen out of collection and the young-generation threshold is raised; both
+    are restored afterwards.
+    """
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1_000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def _only_for(strategy_id: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:
