@@ -281,10 +281,10 @@ def test_fuzzed_real_frames_are_parsed_or_rejected_and_never_corrupt_the_book(sp
             assert len(out) == before  # a rejected frame emits nothing
         book = sync.book
         if sync.synced:
-            nb, na = book.n_bids, book.n_asks
-            assert np.all(np.diff(book.bid_px[:nb]) < 0) and np.all(np.diff(book.ask_px[:na]) > 0)
-            assert np.all(book.bid_sz[:nb] > 0) and np.all(book.ask_sz[:na] > 0)
-            assert np.all(np.isfinite(book.bid_px[:nb])) and not book.crossed()
+            bids, asks = book.bids(), book.asks()
+            assert np.all(np.diff(bids[:, 0]) < 0) and np.all(np.diff(asks[:, 0]) > 0)
+            assert np.all(bids[:, 1] > 0) and np.all(asks[:, 1] > 0)
+            assert np.all(np.isfinite(bids)) and np.all(np.isfinite(asks)) and not book.crossed()
     for m in out:
         if isinstance(m, (Trade, Quote)):
             values = (m.price, m.size) if isinstance(m, Trade) else (m.bid_price, m.ask_price)

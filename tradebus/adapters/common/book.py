@@ -1,8 +1,11 @@
 """A venue-independent L2 order book backed by sorted float64 arrays and Numba kernels.
 
-Each side is a pair of float64 arrays (``price``, ``size``) kept sorted best-first
-(bids descending, asks ascending) with a level count; there is no dict of floats in
-the hot path. Applying one venue message (both sides) is **one** compiled call
+Each side is a pair of float64 arrays (``price``, ``size``) kept sorted with the
+*best level last* (bids ascending, asks descending) and a level count; there is no
+dict of floats in the hot path. Best-last storage makes the common case cheap: venue
+updates cluster at the top of the book, and inserting or removing a level only shifts
+the levels *better* than it (a handful), not the whole deep book behind it. The
+public accessors (:meth:`OrderBook.bids`, :meth:`OrderBook.top`...) return best-first. Applying one venue message (both sides) is **one** compiled call
 (:func:`apply_levels`), which also reports whether the book is crossed afterwards.
 
 Level semantics are the usual L2 ones: an update carries the *new total size* at a
@@ -43,7 +46,7 @@ INVALID = -1
 
 @njit(cache=True)
 def _find(px: np.ndarray, n: int, price: float, descending: bool) -> int:
-    """Index of ``price`` in ``px[:n]`` or of the slot where it would be inserted (binary search)."""
+    """Index of ``price`` in ``px[:n]`` (sorted ascending, or descending if ``descending``) or of its insertion slot."""
     lo = 0
     hi = n
     if descending:
@@ -66,6 +69,9 @@ def _find(px: np.ndarray, n: int, price: float, descending: bool) -> int:
 @njit(cache=True)
 def apply_side(px: np.ndarray, sz: np.ndarray, n: int, levels: np.ndarray, descending: bool) -> int:
     """Apply ``levels`` (shape (m, 2): price, new size) to one side and return its new level count.
+
+    The side is stored best-last: ascending for bids (``descending=False``), descending
+    for asks (``descending=True``).
 
     The caller guarantees ``len(px) >= n + m`` (see :meth:`OrderBook.reserve`), so an
     insert never overflows. Size 0 removes the level; removing an absent level is a no-op.
@@ -115,11 +121,11 @@ def apply_levels(
             s = levels[i, 1]
             if not (p > 0.0 and p < np.inf and s >= 0.0 and s < np.inf):
                 return INVALID
-    nb = apply_side(bid_px, bid_sz, counts[0], bids, True)
-    na = apply_side(ask_px, ask_sz, counts[1], asks, False)
+    nb = apply_side(bid_px, bid_sz, counts[0], bids, False)
+    na = apply_side(ask_px, ask_sz, counts[1], asks, True)
     counts[0] = nb
     counts[1] = na
-    if nb > 0 and na > 0 and bid_px[0] >= ask_px[0]:
+    if nb > 0 and na > 0 and bid_px[nb - 1] >= ask_px[na - 1]:
         return CROSSED
     return APPLIED
 
@@ -128,7 +134,8 @@ def apply_levels(
 def load_side(px: np.ndarray, sz: np.ndarray, levels: np.ndarray, descending: bool) -> int:
     """Replace one side with ``levels`` (any order; size-0 rows skipped; a repeated price keeps the last).
 
-    Returns the level count. The caller guarantees ``len(px) >= len(levels)``.
+    Returns the level count. The caller guarantees ``len(px) >= len(levels)``. Storage
+    order as in :func:`apply_side` (best last).
     """
     n = 0
     for i in range(levels.shape[0]):
@@ -161,8 +168,9 @@ class OrderBook:
 
     Notes
     -----
-    ``bid_px``/``bid_sz`` hold the bids best (highest) first, ``ask_px``/``ask_sz`` the
-    asks best (lowest) first; only the first ``n_bids``/``n_asks`` entries are meaningful.
+    ``bid_px``/``bid_sz`` hold the bids ascending and ``ask_px``/``ask_sz`` the asks
+    descending, so the best level of each side is at index ``n - 1``; only the first
+    ``n_bids``/``n_asks`` entries are meaningful. Use the accessors for best-first views.
     ``last_seq`` is the venue sequence id of the last applied update (maintained by
     :class:`tradebus.adapters.common.sync.BookSync`).
     """
@@ -211,8 +219,8 @@ class OrderBook:
         asks = _levels(asks, self.instrument_id, "asks")
         self.counts[:] = 0
         self.reserve(bids.shape[0], asks.shape[0])
-        self.counts[0] = load_side(self.bid_px, self.bid_sz, bids, True)
-        self.counts[1] = load_side(self.ask_px, self.ask_sz, asks, False)
+        self.counts[0] = load_side(self.bid_px, self.bid_sz, bids, False)
+        self.counts[1] = load_side(self.ask_px, self.ask_sz, asks, True)
         self.last_seq = last_seq
         self.ts_event = ts_event
         return self.crossed()
@@ -251,29 +259,34 @@ class OrderBook:
 
     def best_bid(self) -> tuple[float, float]:
         """(price, size) of the best bid, or (NaN, NaN) if there is none."""
-        if self.counts[0] == 0:
+        n = self.counts[0]
+        if n == 0:
             return float("nan"), float("nan")
-        return float(self.bid_px[0]), float(self.bid_sz[0])
+        return float(self.bid_px[n - 1]), float(self.bid_sz[n - 1])
 
     def best_ask(self) -> tuple[float, float]:
         """(price, size) of the best ask, or (NaN, NaN) if there is none."""
-        if self.counts[1] == 0:
+        n = self.counts[1]
+        if n == 0:
             return float("nan"), float("nan")
-        return float(self.ask_px[0]), float(self.ask_sz[0])
+        return float(self.ask_px[n - 1]), float(self.ask_sz[n - 1])
 
     def crossed(self) -> bool:
         """Whether best bid >= best ask (both sides non-empty)."""
-        return bool(self.counts[0] > 0 and self.counts[1] > 0 and self.bid_px[0] >= self.ask_px[0])
+        nb, na = self.counts[0], self.counts[1]
+        return bool(nb > 0 and na > 0 and self.bid_px[nb - 1] >= self.ask_px[na - 1])
 
     def bids(self, depth: int | None = None) -> np.ndarray:
         """Copy of the top ``depth`` bids (all if None), shape (k, 2), best first."""
-        k = self.n_bids if depth is None else min(depth, self.n_bids)
-        return np.column_stack((self.bid_px[:k], self.bid_sz[:k]))
+        n = self.n_bids
+        k = n if depth is None else min(depth, n)
+        return np.column_stack((self.bid_px[n - k : n][::-1], self.bid_sz[n - k : n][::-1]))
 
     def asks(self, depth: int | None = None) -> np.ndarray:
         """Copy of the top ``depth`` asks (all if None), shape (k, 2), best first."""
-        k = self.n_asks if depth is None else min(depth, self.n_asks)
-        return np.column_stack((self.ask_px[:k], self.ask_sz[:k]))
+        n = self.n_asks
+        k = n if depth is None else min(depth, n)
+        return np.column_stack((self.ask_px[n - k : n][::-1], self.ask_sz[n - k : n][::-1]))
 
     def top(self, depth: int) -> tuple[np.ndarray, np.ndarray]:
         """(bids, asks) of the top ``depth`` levels each."""

@@ -372,7 +372,9 @@ class BookSync:
             return
         self.rule.reset(snapshot, extra)
         if crossed:
-            self._fail(f"crossed book in snapshot seq={snapshot.last_seq}: bid {book.bid_px[0]} >= ask {book.ask_px[0]}")
+            self._fail(
+                f"crossed book in snapshot seq={snapshot.last_seq}: bid {book.best_bid()[0]} >= ask {book.best_ask()[0]}"
+            )
             return
         bad = self.rule.verify(book, snapshot, extra)
         if bad is not None:
@@ -434,7 +436,7 @@ class BookSync:
         if status == CROSSED:
             return (
                 f"crossed book after delta seq={delta.last_seq}: "
-                f"bid {book.bid_px[0]} >= ask {book.ask_px[0]}"
+                f"bid {book.best_bid()[0]} >= ask {book.best_ask()[0]}"
             )
         if status == INVALID:
             return f"malformed level in delta seq={delta.last_seq} (non-finite/non-positive price or bad size)"
@@ -483,10 +485,10 @@ class BookSync:
 
     def _maybe_quote(self, ts_event: int, ts_init: int) -> None:
         book = self.book
-        counts = book.counts
-        if counts[0] == 0 or counts[1] == 0:
+        nb, na = book.counts
+        if nb == 0 or na == 0:
             return
-        top = (book.bid_px[0], book.bid_sz[0], book.ask_px[0], book.ask_sz[0])
+        top = (book.bid_px[nb - 1], book.bid_sz[nb - 1], book.ask_px[na - 1], book.ask_sz[na - 1])
         if top == self._top:
             return
         self._top = top

@@ -1,0 +1,258 @@
+"""Market-data throughput: parse+normalise rate per venue and message type, book updates per second.
+
+Usage::
+
+    NUMBA_CACHE_DIR=.cache/numba .venv/bin/python bench/market_data.py [--json] [--repeat N]
+
+Inputs are the real captures under ``tests/fixtures/`` (Binance spot/USD-M hftbacktest
+cuts and cryptofeed recordings; OKX/Bybit recordings when their adapters exist). Every
+figure is the median over ``--repeat`` runs on one core.
+
+* ``parse``: raw frame (str) -> core message through the venue's parser.
+* ``feed``: raw frame -> routing by stream name -> parser -> de-dup -> sink (no-op).
+* ``book``: pre-parsed diffs applied through :class:`BookSync` with the Binance
+  sequence rule, the crossed-book check and Quote/BookDelta emission to a no-op
+  sink, in price-level updates per second; ``book_kernel`` is the bare
+  :meth:`OrderBook.apply` rate on the same diffs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tradebus.adapters.binance.client import BinanceFeed  # noqa: E402
+from tradebus.adapters.binance.config import BinanceConfig, BinanceMarket  # noqa: E402
+from tradebus.adapters.binance.parse import (  # noqa: E402
+    parse_agg_trade,
+    parse_book_ticker,
+    parse_depth_snapshot,
+    parse_depth_update,
+    parse_kline,
+    parse_mark_price,
+    parse_trade,
+)
+from tradebus.adapters.common.recorder import iter_hftbacktest, read_frames  # noqa: E402
+from tradebus.adapters.common.sync import BinanceFuturesRule, BinanceSpotRule, BookSync  # noqa: E402
+
+FIX = ROOT / "tests" / "fixtures"
+BIN = FIX / "binance"
+
+
+def _noop(msg: Any) -> None:
+    return None
+
+
+def _median_rate(fn: Callable[[], tuple[int, float]], repeat: int) -> float:
+    """``fn`` returns (units, seconds); median units/s over ``repeat`` runs (one warm-up)."""
+    fn()
+    rates = []
+    for _ in range(repeat):
+        n, secs = fn()
+        rates.append(n / secs)
+    return statistics.median(rates)
+
+
+def _parse_case(frames: list[str], parse: Callable[[str, int, str], Any], min_msgs: int = 200_000) -> Callable[[], tuple[int, float]]:
+    loops = max(1, min_msgs // max(1, len(frames)))
+
+    def run() -> tuple[int, float]:
+        t0 = time.perf_counter()
+        for _ in range(loops):
+            for raw in frames:
+                parse(raw, 0, "BTCUSDT.BINANCE")
+        return loops * len(frames), time.perf_counter() - t0
+
+    return run
+
+
+def _cryptofeed(path: Path) -> list[str]:
+    import gzip
+
+    out = []
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            head, sep, raw = line.rstrip("\n").partition(": ")
+            if sep and raw.startswith("{"):
+                out.append(raw)
+    return out
+
+
+def binance_parse(repeat: int) -> dict[str, float]:
+    spot = [raw for _, raw in iter_hftbacktest(BIN / "spot_btcusdt_20240808_head4000.gz")]
+    usdm = [raw for _, raw in iter_hftbacktest(BIN / "usdm_btcusdt_20230404_head4000.gz")]
+    cf = _cryptofeed(BIN / "cryptofeed_usdm_2021-07-22.ws.txt.gz")
+    cases = {
+        "trade": ([r for r in spot if "@trade" in r], parse_trade),
+        "bookTicker": ([r for r in spot if "@bookTicker" in r], parse_book_ticker),
+        "depthUpdate": ([r for r in spot + usdm if "@depth" in r], parse_depth_update),
+        "aggTrade": ([r for r in cf if "@aggTrade" in r], parse_agg_trade),
+        "kline": ([r for r in cf if "@kline" in r], parse_kline),
+        "markPrice": ([r for r in usdm if "@markPrice" in r], parse_mark_price),
+    }
+    return {name: _median_rate(_parse_case(frames, fn), repeat) for name, (frames, fn) in cases.items()}
+
+
+def binance_feed(repeat: int) -> dict[str, float]:
+    spot = [(ts, raw) for ts, raw in iter_hftbacktest(BIN / "spot_btcusdt_20240808_head4000.gz")]
+    frames = [(ts, raw) for ts, raw in spot if "@trade" in raw or "@bookTicker" in raw]
+    cfg = BinanceConfig(symbols=["BTCUSDT"], channels=["trade", "bookTicker"])
+    loops = max(1, 200_000 // len(frames))
+
+    def run() -> tuple[int, float]:
+        total = 0.0
+        for _ in range(loops):
+            feed = BinanceFeed(cfg, _noop)  # fresh de-dup memory: every trade is new
+            on_frame = feed.on_frame
+            t0 = time.perf_counter()
+            for ts, raw in frames:
+                on_frame(raw, ts)
+            total += time.perf_counter() - t0
+        return loops * len(frames), total
+
+    return {"trade+bookTicker": _median_rate(run, repeat)}
+
+
+def binance_book(repeat: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, path, rule in (
+        ("spot", BIN / "spot_btcusdt_20240808_head4000.gz", BinanceSpotRule),
+        ("usdm", BIN / "usdm_btcusdt_20230404_head4000.gz", BinanceFuturesRule),
+    ):
+        lines = list(iter_hftbacktest(path))
+        snap_raw = next(raw for _, raw in lines if raw.startswith('{"lastUpdateId"'))
+        snapshot = parse_depth_snapshot(snap_raw, 0, "BTCUSDT.BINANCE")
+        deltas = [parse_depth_update(raw, ts, "BTCUSDT.BINANCE") for ts, raw in lines if "@depth" in raw]
+        deltas = [d for d in deltas if d.last_seq > snapshot.last_seq]  # the ones the rule would not drop
+        levels = sum(d.bids.shape[0] + d.asks.shape[0] for d in deltas)
+        loops = max(1, 2_000_000 // max(1, levels))
+
+        def run_sync(rule: type = rule, deltas: list = deltas, levels: int = levels, loops: int = loops) -> tuple[int, float]:
+            total = 0.0
+            for _ in range(loops):
+                sync = BookSync("BTCUSDT.BINANCE", rule(), _noop, capacity=4096)
+                sync.on_snapshot(snapshot)
+                on_delta = sync.on_delta
+                t0 = time.perf_counter()
+                for d in deltas:
+                    on_delta(d)
+                total += time.perf_counter() - t0
+                if not sync.synced:
+                    raise RuntimeError(f"bench {name}: book lost sync; the capture or the rule is wrong")
+            return loops * levels, total
+
+        def run_kernel(deltas: list = deltas, levels: int = levels, loops: int = loops) -> tuple[int, float]:
+            total = 0.0
+            for _ in range(loops):
+                sync = BookSync("BTCUSDT.BINANCE", rule(), _noop, capacity=4096)
+                sync.on_snapshot(snapshot)
+                apply = sync.book.apply
+                t0 = time.perf_counter()
+                for d in deltas:
+                    apply(d.bids, d.asks)
+                total += time.perf_counter() - t0
+            return loops * levels, total
+
+        out[f"{name}_levels_per_s"] = _median_rate(run_sync, repeat)
+        out[f"{name}_kernel_levels_per_s"] = _median_rate(run_kernel, repeat)
+        out[f"{name}_levels_per_diff"] = levels / len(deltas)
+    return out
+
+
+def other_venues(repeat: int) -> dict[str, dict[str, float]]:
+    """OKX/Bybit parsers (L-B's modules) on their fixture recordings, if present."""
+    results: dict[str, dict[str, float]] = {}
+    specs = (
+        ("okx", "tradebus.adapters.okx.parse", "OkxParser", FIX / "okx" / "okx_v5_public_2022-05-13.jsonl.gz", {}),
+        ("bybit", "tradebus.adapters.bybit.parse", "BybitParser", FIX / "bybit" / "bybit_v5_public_2026-08-09.jsonl.gz",
+         {"category": "linear"}),
+    )
+    for venue, module, cls_name, path, kwargs in specs:
+        try:
+            cls = getattr(importlib.import_module(module), cls_name)
+        except (ImportError, AttributeError):
+            continue
+        if not path.exists():
+            continue
+        frames = [(t, raw) for t, conn, raw in read_frames(path) if isinstance(raw, str) and conn in ("okx-public", "linear")]
+        groups: dict[str, list[tuple[int, str]]] = {}
+        for t, raw in frames:
+            key = _channel(raw)
+            if key is not None:
+                groups.setdefault(key, []).append((t, raw))
+        venue_rates: dict[str, float] = {}
+        for key, group in sorted(groups.items()):
+            if key.startswith(("books", "orderbook")) or len(group) < 20:
+                continue  # stateful book streams cannot be replayed in a loop without resyncs
+            loops = max(1, 100_000 // len(group))
+
+            def run(group: list = group, loops: int = loops, cls: type = cls, kwargs: dict = kwargs) -> tuple[int, float]:
+                total = 0.0
+                for _ in range(loops):
+                    parser = cls(**kwargs)
+                    parse = parser.parse_frame
+                    t0 = time.perf_counter()
+                    for t, raw in group:
+                        parse(raw, t)
+                    total += time.perf_counter() - t0
+                return loops * len(group), total
+
+            venue_rates[key] = _median_rate(run, repeat)
+        results[venue] = venue_rates
+    return results
+
+
+def _channel(raw: str) -> str | None:
+    try:
+        msg = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(msg, dict) or "data" not in msg:
+        return None
+    if "arg" in msg:
+        return str(msg["arg"].get("channel"))
+    topic = msg.get("topic")
+    return str(topic).split(".")[0] if topic else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    ap.add_argument("--repeat", type=int, default=5, help="runs per figure (median reported)")
+    args = ap.parse_args()
+    res = {
+        "binance_parse_msgs_per_s": binance_parse(args.repeat),
+        "binance_feed_msgs_per_s": binance_feed(args.repeat),
+        "binance_book": binance_book(args.repeat),
+        "other_venues_parse_msgs_per_s": other_venues(args.repeat),
+        "targets": {"parse_trades_and_top_of_book_msgs_per_s": 300_000, "book_levels_per_s": 5_000_000},
+    }
+    if args.json:
+        print(json.dumps(res, indent=2, sort_keys=True))
+        return
+    print("Binance parse+normalise (msgs/s, median):")
+    for k, v in res["binance_parse_msgs_per_s"].items():
+        print(f"  {k:<14} {v:>12,.0f}")
+    for k, v in res["binance_feed_msgs_per_s"].items():
+        print(f"Binance feed path {k}: {v:,.0f} msgs/s")
+    print("Binance book (Binance sequence rules, crossed check, emission):")
+    for k, v in res["binance_book"].items():
+        print(f"  {k:<26} {v:>14,.0f}")
+    for venue, rates in res["other_venues_parse_msgs_per_s"].items():
+        print(f"{venue} parse_frame (msgs/s, median):")
+        for k, v in rates.items():
+            print(f"  {k:<14} {v:>12,.0f}")
+
+
+if __name__ == "__main__":
+    main()
