@@ -20,11 +20,11 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 _CACHE_PREFIX = "features-"
 
 
-def _sources_hash() -> str:
-    """Short hash of the contents and relative paths of every feature source file."""
+def _sources_hash(root: Path = _PACKAGE_DIR) -> str:
+    """Short hash of the contents and relative paths of every ``*.py`` file under ``root``."""
     digest = hashlib.blake2b(digest_size=6)
-    for path in sorted(_PACKAGE_DIR.rglob("*.py")):
-        digest.update(path.relative_to(_PACKAGE_DIR).as_posix().encode())
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
         digest.update(b"\0")
         digest.update(path.read_bytes())
         digest.update(b"\0")

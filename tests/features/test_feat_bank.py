@@ -1,0 +1,239 @@
+"""FeatureBank: spec resolution, errors naming the feature, live == batch, snapshots, compute_features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from feat_helpers import messy_series, real_bars
+
+from tradebus.errors import FeatureError
+from tradebus.features.bank import FeatureBank
+from tradebus.features.batch import compute_features
+from tradebus.features.spec import FeatureSpec, load_specs
+from tradebus.features.stepper import Ema, Stepper
+
+BARS = real_bars()
+TS = (BARS["ts"].astype(np.int64) + 4 * 3600 * 1000) * 1_000_000  # bar close time in ns
+
+CHAIN = [
+    {"name": "r", "kind": "log_ret", "input": "close"},
+    {"name": "up", "kind": "rolling_mean", "params": {"window": 14}, "input": "r"},
+    {"name": "smooth", "kind": "ema", "params": {"span": 5}, "input": "up"},
+    {"name": "z", "kind": "rolling_zscore", "params": {"window": 30}, "input": "r"},
+    {"name": "vol", "kind": "ewm_std", "params": {"span": 20}, "input": "r"},
+    {"name": "hi", "kind": "rolling_max", "params": {"window": 10}, "input": "high"},
+    {"name": "t", "kind": "ema", "params": {"span": 3}, "input": "bar.time"},
+]
+
+YAML = """
+features:
+  - {name: r, kind: log_ret, input: close}
+  - name: vol
+    kind: ewm_std
+    params: {halflife: 10}
+    input: r
+  - {name: z, kind: ewm_zscore, params: {span: 50}, input: vol}
+"""
+
+
+def feed_bars(bank: FeatureBank, n: int | None = None) -> np.ndarray:
+    rows = []
+    for i in range(len(TS) if n is None else n):
+        bank.update_bar(int(TS[i]), BARS["open"][i], BARS["high"][i], BARS["low"][i], BARS["close"][i], BARS["volume"][i])
+        rows.append(np.array([bank.value(c) for c in bank.columns]))
+    return np.asarray(rows)
+
+
+def run_bars(bank: FeatureBank, start: int = 0, stop: int | None = None) -> np.ndarray:
+    s = slice(start, stop)
+    return bank.run_bars(TS[s], BARS["open"][s], BARS["high"][s], BARS["low"][s], BARS["close"][s], BARS["volume"][s])
+
+
+def test_chained_features_equal_the_steppers_composed_by_hand() -> None:
+    bank = FeatureBank(CHAIN)
+    out = run_bars(bank)
+    r = Stepper("log_ret").run(BARS["close"])
+    up = Stepper("rolling_mean", window=14).run(r)
+    assert np.array_equal(out[:, bank.columns.index("r")], r, equal_nan=True)
+    assert np.array_equal(out[:, bank.columns.index("smooth")], Ema(span=5).run(up), equal_nan=True)
+    assert np.array_equal(out[:, bank.columns.index("z")], Stepper("rolling_zscore", window=30).run(r), equal_nan=True)
+    assert np.array_equal(out[:, bank.columns.index("t")], Ema(span=3).run(TS / 1e9), equal_nan=True)
+
+
+def test_specs_are_ordered_by_dependency_whatever_their_order() -> None:
+    bank = FeatureBank(list(reversed(CHAIN)))
+    names = bank.names
+    assert names.index("r") < names.index("up") < names.index("smooth")
+    assert np.array_equal(run_bars(bank)[:, [bank.columns.index(c) for c in FeatureBank(CHAIN).columns]],
+                          run_bars(FeatureBank(CHAIN)), equal_nan=True)
+
+
+def test_update_bar_row_by_row_equals_run_bars_bit_for_bit() -> None:
+    assert np.array_equal(feed_bars(FeatureBank(CHAIN)), run_bars(FeatureBank(CHAIN)), equal_nan=True)
+
+
+def test_compute_features_equals_the_bank_row_by_row() -> None:
+    df = pd.DataFrame({k: BARS[k] for k in ("open", "high", "low", "close", "volume")},
+                      index=pd.to_datetime(TS, unit="ns", utc=True))
+    out = compute_features(df, CHAIN)
+    assert list(out.columns) == list(FeatureBank(CHAIN).columns)
+    assert out.index.equals(df.index)
+    assert np.array_equal(out.to_numpy(), feed_bars(FeatureBank(CHAIN)), equal_nan=True)
+
+
+def test_compute_features_reports_a_missing_column() -> None:
+    df = pd.DataFrame({"close": BARS["close"][:10]})
+    with pytest.raises(FeatureError, match="high"):
+        compute_features(df, CHAIN)
+
+
+def test_run_in_two_chunks_equals_one_run() -> None:
+    bank = FeatureBank(CHAIN)
+    first = run_bars(bank, 0, 1234)
+    second = run_bars(bank, 1234)
+    assert np.array_equal(np.vstack([first, second]), run_bars(FeatureBank(CHAIN)), equal_nan=True)
+
+
+def test_snapshot_restore_continues_exactly_and_reset_starts_over() -> None:
+    bank = FeatureBank(CHAIN)
+    run_bars(bank, 0, 1500)
+    snap = bank.state
+    tail = run_bars(bank, 1500)
+    other = FeatureBank(CHAIN)
+    other.state = snap
+    assert np.array_equal(run_bars(other, 1500), tail, equal_nan=True)
+    other.reset()
+    assert np.array_equal(run_bars(other), run_bars(FeatureBank(CHAIN)), equal_nan=True)
+    with pytest.raises(FeatureError, match="snapshot"):
+        FeatureBank(CHAIN[:2]).restore(snap)
+
+
+def test_readiness_propagates_from_inputs() -> None:
+    bank = FeatureBank([
+        {"name": "slow", "kind": "sma", "params": {"window": 50}, "input": "close"},
+        {"name": "fast_of_slow", "kind": "ema", "params": {"span": 2}, "input": "slow"},
+        {"name": "ret_skip", "kind": "ret", "input": "close"},
+    ])
+    closes = BARS["close"]
+    for i in range(60):
+        bank.update_bar(int(TS[i]), closes[i], closes[i], closes[i], closes[i], 1.0)
+        assert bank.ready("fast_of_slow") == (i >= 50)  # its own 2 values come after slow's 50
+        assert bank.ready("ret_skip") == (i >= 1)
+        if not bank.ready("slow"):
+            assert np.isnan(bank.get("slow")) and bank.get("slow", -1.0) == -1.0
+    assert bank.get("slow") == bank.value("slow") == bank.values[bank.slot("slow")]
+
+
+def test_trade_quote_and_book_events_drive_their_features() -> None:
+    bank = FeatureBank([
+        {"name": "tp", "kind": "ema", "params": {"span": 2}, "input": "price"},
+        {"name": "flow", "kind": "rolling_sum", "params": {"window": 2}, "input": "side"},
+        {"name": "m", "kind": "sma", "params": {"window": 1}, "input": "quote.mid"},
+        {"name": "bk", "kind": "sma", "params": {"window": 1}, "input": "book.ask_px_1"},
+        {"name": "spread_b", "kind": "sma", "params": {"window": 1}, "input": "ask", "on": "book"},
+        {"name": "last_px_on_bar", "kind": "sma", "params": {"window": 1}, "input": "price", "on": "bar"},
+    ])
+    assert [bank.event_of(n) for n in bank.names] == ["trade", "trade", "quote", "book", "book", "bar"]
+    bank.update_trade(1, 100.0, 2.0, 1)
+    bank.update_trade(2, 102, 1, -1)  # ints are converted, not a new compile
+    assert bank.value("tp") == 101.0 and bank.value("flow") == 0.0
+    bank.update_quote(3, 99.0, 101.0, 1.0, 2.0)
+    assert bank.value("m") == 100.0
+    levels = np.array([1.0, 2.0, 3.0])
+    bank.update_book(4, levels, levels, levels + 10, levels)
+    assert bank.value("bk") == 12.0 and bank.value("spread_b") == 11.0
+    assert bank.values[bank.slot("book.ask_px_5")] != bank.values[bank.slot("book.ask_px_5")]  # NaN
+    bank.update_bar(5, 1.0, 1.0, 1.0, 1.0, 1.0)
+    assert bank.value("last_px_on_bar") == 102.0
+    assert bank.value("tp") == 101.0  # a bar leaves trade-driven features alone
+
+
+def test_run_trades_quotes_books_equal_live_updates() -> None:
+    specs = [{"name": "tp", "kind": "ewm_mean", "params": {"span": 4}, "input": "price"},
+             {"name": "q", "kind": "rolling_std", "params": {"window": 5}, "input": "quote.mid"},
+             {"name": "b", "kind": "wma", "params": {"window": 3}, "input": "book.bid_sz_2"}]
+    n = 200
+    px = messy_series(1, n, 0.05, True)
+    ts = np.arange(n, dtype=np.int64) * 1_000_000
+    live = FeatureBank(specs)
+    rows = []
+    lv = np.random.default_rng(0).lognormal(size=(n, 4))
+    for i in range(n):
+        live.update_trade(int(ts[i]), px[i], 1.0, 1.0)
+        live.update_quote(int(ts[i]), px[i] - 0.1, px[i] + 0.1, 1.0, 1.0)
+        live.update_book(int(ts[i]), lv[i], lv[i], lv[i], lv[i])
+        rows.append(live.values[len(live.values) - 3 :].copy())
+    batch = FeatureBank(specs)
+    out = np.full((n, 3), np.nan)
+    for i in range(n):  # interleave one event of each type, as live
+        out[i, 0] = batch.run_trades(ts[i : i + 1], px[i : i + 1], [1.0], [1.0])[0, 0]
+        out[i, 1] = batch.run_quotes(ts[i : i + 1], px[i : i + 1] - 0.1, px[i : i + 1] + 0.1, [1.0], [1.0])[0, 1]
+        out[i, 2] = batch.run_books(ts[i : i + 1], lv[i : i + 1], lv[i : i + 1], lv[i : i + 1], lv[i : i + 1])[0, 2]
+    assert np.array_equal(np.asarray(rows), out, equal_nan=True)
+
+
+def test_multi_output_columns_and_inputs_by_output_name() -> None:
+    bank = FeatureBank([
+        {"name": "m", "kind": "macd", "input": "close"},
+        {"name": "hz", "kind": "ewm_zscore", "params": {"span": 30}, "input": "m.hist"},
+        {"name": "first", "kind": "sma", "params": {"window": 1}, "input": "m"},
+    ])
+    assert bank.columns[:3] == ("m.macd", "m.signal", "m.hist")
+    out = run_bars(bank)
+    assert np.array_equal(out[:, 4], out[:, 0], equal_nan=True)
+    assert bank.slot("m") == bank.slot("m.macd")
+
+
+def test_specs_from_yaml_build_a_bank() -> None:
+    specs = load_specs(yaml.safe_load(YAML))
+    assert specs[1] == FeatureSpec(name="vol", kind="ewm_std", params={"halflife": 10}, input="r")
+    bank = FeatureBank(yaml.safe_load(YAML))
+    assert bank.names == ("r", "vol", "z") and bank.event_of("z") == "bar"
+
+
+@pytest.mark.parametrize(
+    ("specs", "match"),
+    [
+        ([{"name": "a", "kind": "ema", "params": {"span": 3}, "input": "b"},
+          {"name": "b", "kind": "ema", "params": {"span": 3}, "input": "a"}], r"feature 'a': dependency cycle a -> b -> a"),
+        ([{"name": "a", "kind": "ema", "params": {"span": 3}, "input": "a"}], r"feature 'a': dependency cycle"),
+        ([{"name": "a", "kind": "nope", "input": "close"}], r"feature 'a'.*unknown feature kind 'nope'"),
+        ([{"name": "a", "kind": "ema", "params": {"span": 0}, "input": "close"}], r"feature 'a'.*span.*>= 1"),
+        ([{"name": "a", "kind": "ema", "params": {"span": 2.5}, "input": "close"}], r"feature 'a'.*whole number"),
+        ([{"name": "a", "kind": "ema", "params": {"spam": 2}, "input": "close"}], r"feature 'a'.*unknown parameter"),
+        ([{"name": "a", "kind": "ema", "input": "close"}], r"feature 'a'.*'span' is required"),
+        ([{"name": "a", "kind": "ema", "params": {"span": 3}, "input": "closing"}], r"feature 'a': unknown input 'closing'"),
+        ([{"name": "a", "kind": "ema", "params": {"span": 3}, "input": "bid"}], r"feature 'a'.*set 'on'"),
+        ([{"name": "a", "kind": "ema", "params": {"span": 3}, "input": "bid", "on": "bar"}], r"feature 'a'.*qualify"),
+        ([{"name": "a", "kind": "ema", "params": {"span": 3}}], r"feature 'a'.*set 'input'"),
+        ([{"name": "a", "kind": "ema", "params": {"span": 3}, "input": ["close", "open"]}], r"feature 'a'.*takes 1"),
+        ([{"name": "a", "kind": "sma", "params": {"window": 3}, "input": "close"},
+          {"name": "a", "kind": "sma", "params": {"window": 3}, "input": "close"}], r"feature 'a' is defined twice"),
+        ([{"name": "a", "kind": "sma", "params": {"window": 3}, "input": "close"},
+          {"name": "b", "kind": "sma", "params": {"window": 3}, "input": "a.nope"}], r"feature 'b'.*not 'nope'"),
+        ([{"name": "a", "kind": "sma", "params": {"window": 3}, "input": ["close"], "bogus": 1}], r"feature 'a'.*bogus"),
+        ([{"name": "close", "kind": "sma", "params": {"window": 3}, "input": "close"}], r"feature 'close'.*field"),
+        ([{"name": "a", "kind": "rolling_corr", "input": ["close", "price"]}], r"feature 'a'.*several event types"),
+    ],
+)
+def test_bad_specs_raise_feature_error_naming_the_feature(specs: list[dict], match: str) -> None:
+    with pytest.raises(FeatureError, match=match):
+        FeatureBank(specs)
+
+
+def test_unknown_names_in_accessors_raise_feature_error() -> None:
+    bank = FeatureBank(CHAIN)
+    with pytest.raises(FeatureError, match="nope"):
+        bank.value("nope")
+    with pytest.raises(FeatureError, match="nope"):
+        bank.ready("nope")
+
+
+def test_event_drivers_never_compile_again_for_int_arguments() -> None:
+    from tradebus.features import bank as bank_module
+
+    bank = FeatureBank(CHAIN)
+    bank.update_bar(1, 1, 2, 0, 1, 5)
+    assert len(bank_module._on_bar.signatures) == 1  # noqa: SLF001
