@@ -1,5 +1,9 @@
 """The ``tradebus`` command line: ``tradebus backtest CONFIG [--out DIR]`` and ``tradebus data ...``.
 
+``tradebus paper CONFIG`` runs the paper-trading daemon (:mod:`tradebus.engine.node`) and
+``tradebus replay RECORDING --config CONFIG`` plays a recording of its feeds as a backtest
+(:mod:`tradebus.adapters.playback`).
+
 ``backtest`` validates the config (before any data is read), checks every data
 row, runs the kernel, and writes ``fills.csv``, ``orders.csv``, ``equity.csv``,
 ``metrics.json`` and ``config.yaml`` (the resolved config) into the output
@@ -29,7 +33,7 @@ from tradebus.adapters.data_cli import data_app
 from tradebus.adapters.replay import Replay, ReplaySource
 from tradebus.config import RunConfig, dump_config, load_config, parse_duration
 from tradebus.engine.kernel import Kernel, RunResult
-from tradebus.errors import ConfigError, DataError, TradebusError
+from tradebus.errors import ConfigError, DataError, FeatureError, TradebusError
 from tradebus.reports.metrics import compute_metrics
 from tradebus.reports.writers import RunDirectory, write_run
 from tradebus.strategies.base import resolve_strategy
@@ -125,9 +129,13 @@ def run_backtest(
     config_path = Path(config_path)
     config = load_config(config_path)
     out = Path(out_dir) if out_dir is not None else Path("runs") / config_path.stem
+    try:
+        kernel = build_kernel(config)
+        kernel.start()  # builds the feature banks: bad feature specs fail before any data is read
+    except FeatureError as exc:
+        raise ConfigError(f"{config_path}: features: {exc}") from None
     replay = build_replay(config)
     rows = replay.validate()
-    kernel = build_kernel(config)
     lot_sizes = {iid: inst.lot_size for iid, inst in kernel.instruments.items()}
     with RunDirectory(out) as run_dir:
         on_batch = on_batch_factory(rows) if on_batch_factory is not None else None
@@ -227,6 +235,47 @@ def backtest(
         if progress is not None:
             progress.close()
     console.print(_summary(metrics, out_dir))
+
+
+@app.command()
+def paper(
+    config: Annotated[Path, typer.Argument(help="YAML paper config (feeds, strategy, venue, risk).", show_default=False)],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the run outputs here on shutdown.")] = None,
+    max_seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    max_messages: Annotated[int | None, typer.Option(help="Stop after this many market-data messages.")] = None,
+    log_level: Annotated[str, typer.Option(help="Log level on stderr (DEBUG, INFO, WARNING, ...).")] = "INFO",
+) -> None:
+    """Run the paper-trading daemon (live market data, simulated fills) until SIGINT/SIGTERM."""
+    from tradebus.engine.node import run_paper
+
+    logger.remove()
+    logger.add(sys.stderr, level=log_level.upper(), format="{time:HH:mm:ss.SSS} {level} {message}")
+    try:
+        run_paper(config, out, max_seconds=max_seconds, max_messages=max_messages)
+    except TradebusError as exc:
+        _fail(exc, Console(stderr=True))
+
+
+@app.command()
+def replay(
+    recording: Annotated[Path, typer.Argument(help="Recorded frames (recorder or hftbacktest format).", show_default=False)],
+    config: Annotated[Path, typer.Option("--config", "-c", help="The paper config of the recorded feeds.", show_default=False)],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output directory [default: runs/replay-<recording name>].")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="Log level on stderr (DEBUG, INFO, WARNING, ...).")] = "WARNING",
+) -> None:
+    """Play a recording through the venue parsers into the kernel, as a backtest, and write its outputs."""
+    from tradebus.adapters.playback import run_playback
+    from tradebus.reports.metrics import compute_metrics
+
+    logger.remove()
+    logger.add(sys.stderr, level=log_level.upper(), format="{time:HH:mm:ss} {level} {message}")
+    try:
+        result, out_dir = run_playback(recording, config, out)
+    except TradebusError as exc:
+        _fail(exc, Console(stderr=True))
+    Console().print(_summary(compute_metrics(result), out_dir))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,11 @@ Arrival and latency
     handled by the first market event of its instrument whose ``ts_init`` is strictly after
     the arrival, before that event is matched. Nothing fills before arrival. An order decided
     while the kernel processes bar t (clock at t's close) is therefore matched from bar t+1 on.
+    With a wall clock (paper trading, ``arrival_alerts``), each action also sets a clock alert
+    at its arrival time, so it is accepted, canceled or modified when it is due even if no
+    market event of its instrument comes first (trades and quotes only: a bar-filled order
+    arrives at the next bar's open by definition). Either way it is handled once, at the
+    earlier of the two, with the last trade/quote known at that moment as reference price.
 
 Bars (``fill_on="bars"``)
     Arrival is taken to be the bar's open. The bar is walked along a path: open -> low ->
@@ -59,7 +64,7 @@ from collections import deque
 
 from loguru import logger
 
-from tradebus.engine.clock import Clock
+from tradebus.engine.clock import Clock, SimulatedClock
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     Bar,
@@ -75,6 +80,7 @@ from tradebus.engine.messages import (
     OrderTriggered,
     OrderType,
     Quote,
+    TimeEvent,
     TimeInForce,
     Trade,
 )
@@ -145,6 +151,9 @@ class SimulatedVenue(Venue):
         :class:`VenueConfig`.
     emit
         Event handler (usually bound later by the execution engine).
+    arrival_alerts
+        Set a clock alert at each action's arrival (see the module docstring); ``None``:
+        on unless the clock is a :class:`SimulatedClock` (a backtest is unchanged).
     """
 
     def __init__(
@@ -153,6 +162,7 @@ class SimulatedVenue(Venue):
         instruments: dict[str, Instrument],
         config: VenueConfig | None = None,
         emit: EventHandler | None = None,
+        arrival_alerts: bool | None = None,
     ) -> None:
         super().__init__(emit)
         self.clock = clock
@@ -183,6 +193,11 @@ class SimulatedVenue(Venue):
         self._trade_ids = 0
         # Instruments where a working order closed; their working list is pruned after matching.
         self._dirty: set[str] = set()
+        if arrival_alerts is None:
+            arrival_alerts = not isinstance(clock, SimulatedClock)
+        self._alerts = arrival_alerts and cfg.fill_on != "bars"
+        self._alert_seq = 0
+        self._alert_names: set[str] = set()
 
     # ------------------------------------------------------------------ commands
 
@@ -225,7 +240,34 @@ class SimulatedVenue(Venue):
             else:
                 logger.warning("venue: {} for unknown instrument {!r} ignored", "cancel/modify", iid)
             return
-        pending.append((self.clock.now_ns() + self._latency, action, target, cmd))
+        arrival = self.clock.now_ns() + self._latency
+        pending.append((arrival, action, target, cmd))
+        if self._alerts:
+            self._alert_seq += 1
+            name = f"venue-arrival-{self._alert_seq}"
+            self._alert_names.add(name)
+            self.clock.set_alert(name, arrival, lambda event: self._on_due(iid, event))
+
+    def close(self) -> None:
+        """Cancel the pending arrival alerts (end of a live run): nothing is emitted afterwards."""
+        for name in self._alert_names:
+            self.clock.cancel(name)
+        self._alert_names.clear()
+
+    def _on_due(self, iid: str, event: TimeEvent) -> None:
+        """Alert at an action's arrival: handle every action of ``iid`` due by now (if still queued)."""
+        self._alert_names.discard(event.name)
+        pending = self._pending[iid]
+        if not pending:
+            return
+        due = max(event.ts_event, self.clock.now_ns())
+        if self._fill_on == "quotes":
+            ref_buy, ref_sell = self._ask[iid], self._bid[iid]
+        else:
+            ref_buy = self._ask[iid] if self._ask[iid] == self._ask[iid] else self._last[iid]
+            ref_sell = self._bid[iid] if self._bid[iid] == self._bid[iid] else self._last[iid]
+        self._arrive(iid, pending, due + 1, ref_buy, ref_sell)
+        self._prune(iid)
 
     # --------------------------------------------------------------- market data
 

@@ -1,0 +1,362 @@
+"""Play a recording of live feeds back through the same parsers into a kernel, as a backtest.
+
+A paper daemon (``tradebus paper``) with ``record:`` set writes every raw frame with its
+receive time (:mod:`tradebus.adapters.common.recorder`). :func:`play` reads such a
+recording and hands each frame to the parsing part of the feed it came from -- the very
+objects the live clients use (:class:`~tradebus.adapters.binance.client.BinanceFeed`,
+:class:`~tradebus.adapters.okx.parse.OkxParser`, :class:`~tradebus.adapters.bybit.parse.BybitParser`)
+-- and routes the messages through the daemon's :class:`~tradebus.engine.node.NodeRouter`
+into the daemon's kernel (:func:`~tradebus.engine.node.build_paper_kernel`), with a
+:class:`~tradebus.engine.clock.SimulatedClock` moved to each frame's recorded receive time.
+So a strategy sees the same messages, with the same ``ts_init``, as the daemon saw live,
+and ``tradebus replay`` writes the outputs of ``tradebus backtest``.
+
+Recording formats
+-----------------
+* the recorder's gzip JSON lines (``{"t": recv_ns, "c": conn, "d": frame}``): each frame
+  goes to the feed whose name is the connection id's prefix (``"binance-spot:3"``);
+  ``"rest:<SYMBOL>"`` lines (Binance depth snapshots) to the Binance feed with that book;
+  a connection named after a feed's market (``"linear"``, as in converted captures) to the
+  only feed of that market. Frames of other connections are skipped and counted.
+* hftbacktest captures (``"<recv_ts> <json>"`` gzip lines, e.g. the shared Binance
+  captures), read with :func:`~tradebus.adapters.common.recorder.iter_hftbacktest`: the
+  config must have one feed; its REST depth snapshot line feeds that feed's only book.
+
+A frame a parser rejects is skipped and counted (and logged at DEBUG), as live.
+
+Serving a recording
+-------------------
+``python -m tradebus.adapters.playback serve RECORDING --venue binance [--port N]``
+replays a recording on a local WebSocket server speaking the venue's protocol
+(:class:`~tradebus.adapters.common.local_server.LocalVenueServer`), so that a paper
+daemon can be pointed at it (``ws_url: ws://127.0.0.1:N``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+from loguru import logger
+
+from tradebus.adapters.common.recorder import iter_hftbacktest, read_frames
+from tradebus.engine.clock import SimulatedClock
+from tradebus.engine.kernel import Kernel, RunResult
+from tradebus.engine.node import Feed, MarketGuard, NodeRouter, build_feeds, build_paper_kernel, write_outputs
+from tradebus.engine.node_config import PaperConfig, load_paper_config
+from tradebus.errors import DataError, ParseError
+
+__all__ = ["Playback", "PlaybackStats", "detect_format", "play", "read_recording", "run_playback"]
+
+RecordingFormat = Literal["recorder", "hftbacktest"]
+
+
+def detect_format(path: str | Path) -> RecordingFormat:
+    """Whether ``path`` is a recorder file or a hftbacktest capture (from its first line).
+
+    Raises
+    ------
+    DataError
+        The file is missing, not gzip, empty, or its first line is neither format.
+    """
+    path = Path(path)
+    try:
+        with gzip.open(path, "rb") as fh:
+            head = fh.readline(4096)
+    except FileNotFoundError:
+        raise DataError(f"{path}: recording not found") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: not a gzip recording ({exc})") from None
+    if head.startswith(b"{"):
+        return "recorder"
+    if head[:1].isdigit():
+        return "hftbacktest"
+    if not head:
+        raise DataError(f"{path}: the recording is empty")
+    raise DataError(
+        f"{path}: line 1 is neither a recorder line ('{{\"t\": ...}}') nor a hftbacktest line ('<recv_ts> <json>'): "
+        f"{head[:60]!r}"
+    )
+
+
+def read_recording(path: str | Path, feeds: list[Feed]) -> Iterator[tuple[int, str, str | bytes]]:
+    """Yield ``(recv_ns, conn, raw)`` of every frame of a recording in either format.
+
+    A hftbacktest capture is given the connection id of the only feed, and its REST
+    depth snapshot line the id ``"rest:<SYMBOL>"`` of that feed's only book.
+
+    Raises
+    ------
+    DataError
+        Unknown format, or a hftbacktest capture with a config that is not one feed
+        (with at most one book for the snapshot).
+    """
+    path = Path(path)
+    if detect_format(path) == "recorder":
+        yield from read_frames(path)
+        return
+    if len(feeds) != 1:
+        raise DataError(f"{path}: a hftbacktest capture holds one connection; the config has {len(feeds)} feeds")
+    feed = feeds[0]
+    conn = f"{feed.name}:1"
+    books = list(feed.book_checks())
+    rest = f"rest:{feed.symbols[books[0]]}" if len(books) == 1 else None
+    for lineno, (recv_ns, raw) in enumerate(iter_hftbacktest(path), 1):
+        if raw.startswith('{"lastUpdateId"'):
+            if rest is None:
+                raise DataError(f"{path}: line {lineno}: a depth snapshot, but feed {feed.name} has no single book for it")
+            yield recv_ns, rest, raw
+        else:
+            yield recv_ns, conn, raw
+
+
+@dataclass
+class PlaybackStats:
+    """Counts of a playback: frames per feed, skipped connections, rejected frames."""
+
+    frames: int = 0
+    per_feed: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    skipped_connections: dict[str, int] = field(default_factory=dict)
+    first_ns: int | None = None
+    last_ns: int | None = None
+
+    def to_json(self) -> str:
+        """Deterministically ordered JSON text."""
+        return json.dumps(self.__dict__, indent=2, sort_keys=True)
+
+
+class Playback:
+    """A paper run's kernel, router and feed parsers on a simulated clock, fed with recorded frames.
+
+    Parameters
+    ----------
+    config
+        The paper config whose feeds made the recording.
+
+    Attributes
+    ----------
+    kernel, router, guard, feeds, clock
+        The parts, as in :class:`~tradebus.engine.node.TradingNode` (``feeds`` without clients).
+    stats
+        :class:`PlaybackStats`.
+    """
+
+    def __init__(self, config: PaperConfig) -> None:
+        self.config = config
+        self.clock = SimulatedClock()
+        self.guard = MarketGuard()
+        self.kernel: Kernel
+        self.kernel, self.venue = build_paper_kernel(config, self.clock, self.guard)
+        self.router = NodeRouter(self.kernel, self.guard)
+        self.feeds = build_feeds(config, self.router, live=False, clock_ns=self.clock.now_ns)
+        for feed in self.feeds:
+            self.guard.register_feed(feed.name, feed.instrument_ids, feed.book_checks())
+        self.stats = PlaybackStats()
+        self._routes: dict[str, Feed | None] = {}
+        self._rejected: Counter[str] = Counter()
+        self._skipped: Counter[str] = Counter()
+        self._per_feed: Counter[str] = Counter()
+
+    def _route(self, conn: str) -> Feed | None:
+        feed = self._routes.get(conn, False)
+        if feed is not False:
+            return feed  # type: ignore[return-value]
+        found = next((f for f in self.feeds if f.accepts(conn)), None)
+        if found is None:
+            prefix = conn.partition(":")[0]
+            by_market = [f for f in self.feeds if f.config.market == prefix]
+            found = by_market[0] if len(by_market) == 1 else None
+        if found is None:
+            logger.warning("playback: frames of connection {!r} match no configured feed; skipped", conn)
+        self._routes[conn] = found
+        return found
+
+    def feed_frame(self, recv_ns: int, conn: str, raw: str | bytes) -> None:
+        """Play one recorded frame: move the clock to its receive time and parse it into the kernel."""
+        feed = self._route(conn)
+        if feed is None:
+            self._skipped[conn] += 1
+            return
+        self.clock.advance_to(recv_ns)
+        stats = self.stats
+        stats.frames += 1
+        if stats.first_ns is None:
+            stats.first_ns = recv_ns
+        stats.last_ns = recv_ns
+        self._per_feed[feed.name] += 1
+        try:
+            feed.on_frame(raw, recv_ns, conn)
+        except ParseError as exc:
+            self._rejected[feed.name] += 1
+            logger.debug("playback: {} frame rejected: {}", feed.name, exc)
+
+    def run(self, path: str | Path) -> RunResult:
+        """Play a whole recording and stop the kernel; return the run result.
+
+        Raises
+        ------
+        DataError
+            Unreadable recording (names the file and line).
+        """
+        self.kernel.start()
+        for recv_ns, conn, raw in read_recording(path, self.feeds):
+            self.feed_frame(recv_ns, conn, raw)
+        self.kernel.stop()
+        stats = self.stats
+        stats.per_feed = dict(sorted(self._per_feed.items()))
+        stats.rejected = dict(sorted(self._rejected.items()))
+        stats.skipped_connections = dict(sorted(self._skipped.items()))
+        if self._rejected:
+            logger.info("playback: frames rejected by the parsers: {}", stats.rejected)
+        return self.kernel.result
+
+
+def play(recording: str | Path, config: PaperConfig) -> Playback:
+    """Play ``recording`` through ``config``'s feeds and kernel; return the finished :class:`Playback`."""
+    playback = Playback(config)
+    playback.run(recording)
+    return playback
+
+
+def run_playback(
+    recording: str | Path, config_path: str | Path, out_dir: str | Path | None = None
+) -> tuple[RunResult, Path]:
+    """Validate the config, play the recording and write the backtest outputs.
+
+    Writes ``fills.csv``, ``orders.csv``, ``equity.csv``, ``metrics.json``, ``config.yaml``
+    and ``playback.json`` (:class:`PlaybackStats`) into ``out_dir`` (default
+    ``runs/replay-<recording name>``), atomically.
+
+    Raises
+    ------
+    ConfigError
+        Invalid config (before the recording is read).
+    DataError
+        Unreadable recording.
+    """
+    recording = Path(recording)
+    config = load_paper_config(config_path)
+    detect_format(recording)
+    name = recording.name.split(".")[0]
+    out = Path(out_dir) if out_dir is not None else Path("runs") / f"replay-{name}"
+    playback = Playback(config)
+    result = playback.run(recording)
+    write_outputs(out, playback.kernel, config, {"playback.json": playback.stats.to_json()})
+    return result, out
+
+
+# --------------------------------------------------------------------------- serving
+
+
+async def serve_recording(
+    path: str | Path,
+    venue: Literal["binance", "okx", "bybit"],
+    *,
+    speed: float | None = 1.0,
+    futures: bool = False,
+    config: str | Path | None = None,
+    write_config: str | Path | None = None,
+    lifetime: float = 86_400.0,
+) -> None:
+    """Serve a recording on ``ws://127.0.0.1:<ephemeral port>`` in ``venue``'s protocol until cancelled.
+
+    Binance REST depth snapshots in the recording (``rest:`` lines, or a hftbacktest
+    snapshot line) are served on ``/api/v3/depth`` (``/fapi/v1/depth`` with ``futures``).
+    With ``config`` and ``write_config``, a copy of that paper config whose feeds point at
+    this server is written to ``write_config`` (run ``tradebus paper`` on it).
+    """
+    from tradebus.adapters.common.local_server import LocalVenueServer, VenueProtocol
+
+    path = Path(path)
+    frames: list[tuple[int, str]] = []
+    snapshot: str | None = None
+    lines: Iterator[tuple[int, str, str | bytes]] = (
+        read_frames(path)
+        if detect_format(path) == "recorder"
+        else ((t, "rest:" if raw.startswith('{"lastUpdateId"') else "", raw) for t, raw in iter_hftbacktest(path))
+    )
+    for t, conn, raw in lines:
+        text = raw if isinstance(raw, str) else raw.decode()
+        if conn.startswith("rest:"):
+            snapshot = snapshot or text
+        else:
+            frames.append((t, text))
+    protocol: VenueProtocol
+    if venue == "binance":
+        from tradebus.adapters.binance.emulator import BinanceProtocol
+
+        protocol = BinanceProtocol(snapshot, futures=futures)
+    elif venue == "okx":
+        from tradebus.adapters.okx.local import OkxProtocol
+
+        protocol = OkxProtocol(frames)
+    else:
+        from tradebus.adapters.bybit.local import BybitProtocol
+
+        protocol = BybitProtocol(frames)
+    server = LocalVenueServer(protocol, frames, speed=speed, lifetime=lifetime, resume_overlap=50)
+    await server.start()
+    logger.info("serving {} frames of {} as {} on {} (REST {})", len(frames), path, venue, server.ws_url, server.http_url)
+    if config is not None and write_config is not None:
+        _write_local_config(Path(config), Path(write_config), server.ws_url, server.http_url)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
+
+
+def _write_local_config(config: Path, out: Path, ws_url: str, http_url: str) -> None:
+    """Copy a paper config with every feed's endpoints replaced by the local server's."""
+    import yaml
+
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    for feed in data.get("feeds", []):
+        feed["ws_url"] = ws_url
+        feed["rest_url"] = http_url
+    base = config.resolve().parent
+    for key in ("journal", "record"):
+        if data.get(key) and not Path(data[key]).is_absolute():
+            data[key] = str((base / data[key]).resolve())
+    out.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    logger.info("paper config pointing at the local server written to {}", out)
+
+
+def _main() -> None:
+    import typer
+
+    app = typer.Typer(add_completion=False, help="Serve a recording locally for a paper daemon.")
+
+    @app.command()
+    def serve(
+        recording: Annotated[Path, typer.Argument(help="Recorder file or hftbacktest capture.")],
+        venue: Annotated[str, typer.Option(help="binance | okx | bybit")] = "binance",
+        speed: Annotated[float, typer.Option(help="Replay pace (1 = as recorded; 0 = as fast as possible).")] = 1.0,
+        futures: Annotated[bool, typer.Option(help="Binance USD-M depth endpoint.")] = False,
+        config: Annotated[Path | None, typer.Option(help="Paper config to point at this server.")] = None,
+        write_config: Annotated[Path | None, typer.Option(help="Where to write that config.")] = None,
+    ) -> None:
+        """Replay RECORDING on a local WebSocket server speaking the venue's protocol."""
+        if venue not in ("binance", "okx", "bybit"):
+            raise typer.BadParameter(f"venue must be binance, okx or bybit, got {venue!r}")
+        coro = serve_recording(
+            recording, venue, speed=speed or None, futures=futures, config=config, write_config=write_config  # type: ignore[arg-type]
+        )
+        try:
+            asyncio.run(coro)
+        except KeyboardInterrupt:
+            pass
+
+    app()
+
+
+if __name__ == "__main__":
+    _main()
+
