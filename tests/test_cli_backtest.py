@@ -189,6 +189,8 @@ def test_start_and_end_restrict_the_replayed_range(workdir: Path) -> None:
         (lambda c: c["data"]["sources"][0].update(file="missing.csv"), "data.sources.0.file: no such file"),
         (lambda c: c.pop("strategy"), "strategy: required field is missing"),
         (lambda c: c["report"].update(equity_interval="hourly"), "report.equity_interval"),
+        (lambda c: c.update(features=[{"name": "v", "kind": "ewm_stdd", "input": "close"}]),
+         "features: feature 'v' (kind 'ewm_stdd')"),
     ],
 )
 def test_bad_config_exits_2_naming_file_and_field_without_output(

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tradebus.engine.cache import FeatureView
 from tradebus.engine.instrument import Instrument
@@ -79,7 +79,14 @@ class EmaCross(Strategy):
         strategy_id: str | None = None,
     ) -> None:
         super().__init__(instrument_ids, strategy_id=strategy_id)
-        params = EmaCrossParams(fast=fast, slow=slow, mode=mode, quantity=quantity)
+        try:
+            params = EmaCrossParams(fast=fast, slow=slow, mode=mode, quantity=quantity)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'params'}: {str(e['msg']).removeprefix('Value error, ')}"
+                for e in exc.errors()
+            )
+            raise ConfigError(f"{self.strategy_id}: invalid parameters: {problems}") from None
         self.params = params
         self.fast_name = f"ema_{params.fast}"
         self.slow_name = f"ema_{params.slow}"

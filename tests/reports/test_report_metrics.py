@@ -1,0 +1,97 @@
+"""Metrics: hand-computed cases for returns, risk ratios, round trips, exposure and turnover."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
+from tradebus.reports.metrics import compute_metrics, daily_returns, format_ns, max_drawdown, round_trips
+
+DAY = 86_400_000_000_000
+T0 = 1_704_067_200_000_000_000  # 2024-01-01T00:00:00Z
+
+
+def sample(ts: int, equity: float) -> EquitySample:
+    return EquitySample(ts, equity, equity, 0.0, 0.0, 0.0, 0.0)
+
+
+def fill(ts: int, side: str, qty: float, px: float, fee: float = 0.0, iid: str = "X.SIM") -> FillRecord:
+    return FillRecord(ts, iid, side, qty, px, fee, "TAKER", f"o{ts}", "s", f"t{ts}", "")
+
+
+def test_format_ns_is_iso_utc_with_fraction_only_when_needed() -> None:
+    assert format_ns(T0) == "2024-01-01T00:00:00Z"
+    assert format_ns(T0 + 1_500_000) == "2024-01-01T00:00:00.0015Z"
+    assert format_ns(None) is None
+
+
+def test_daily_returns_use_the_last_sample_of_each_day() -> None:
+    equity = [sample(T0 + 3600 * 10**9, 101.0), sample(T0 + 20 * 3600 * 10**9, 102.0),
+              sample(T0 + DAY + 1, 99.96), sample(T0 + 3 * DAY, 104.958)]
+    assert daily_returns(equity, 100.0) == pytest.approx([0.02, 99.96 / 102.0 - 1.0, 104.958 / 99.96 - 1.0])
+
+
+def test_max_drawdown_is_the_largest_fall_from_a_running_peak() -> None:
+    assert max_drawdown([100.0, 120.0, 90.0, 130.0, 65.0, 140.0]) == 0.5
+    assert max_drawdown([1.0, 2.0, 3.0]) == 0.0
+
+
+def test_round_trips_net_of_fees_with_a_flip_splitting_its_fee() -> None:
+    fills = [
+        fill(1, "BUY", 1.0, 100.0, 1.0),
+        fill(2, "SELL", 1.0, 110.0, 1.0),   # closes +10, fees 2 -> +8
+        fill(3, "BUY", 1.0, 100.0, 1.0),
+        fill(4, "SELL", 2.0, 90.0, 2.0),    # closes -10, fee 1 + half of 2 -> -12; opens short 1 at 90
+        fill(5, "BUY", 1.0, 80.0, 0.5),     # closes short +10, fees 1 + 0.5 -> +8.5
+        fill(6, "BUY", 0.5, 80.0, 0.0),     # opens, never closed
+    ]
+    trips = round_trips(fills)
+    assert [t.net_pnl for t in trips] == [8.0, -12.0, 8.5]
+    assert [(t.entry_ns, t.exit_ns) for t in trips] == [(1, 2), (3, 4), (4, 5)]
+
+
+def test_round_trips_are_tracked_per_instrument() -> None:
+    fills = [fill(1, "BUY", 1.0, 10.0, iid="A"), fill(2, "SELL", 1.0, 20.0, iid="B"),
+             fill(3, "SELL", 1.0, 12.0, iid="A"), fill(4, "BUY", 1.0, 25.0, iid="B")]
+    assert sorted((t.instrument_id, t.net_pnl) for t in round_trips(fills)) == [("A", 2.0), ("B", -5.0)]
+
+
+def test_compute_metrics_on_a_hand_built_run() -> None:
+    values = [100.0, 110.0, 99.0, 120.0, 114.0]
+    equity = [sample(T0 + (k + 1) * DAY - 1, v) for k, v in enumerate(values)]
+    fills = [fill(T0 + DAY // 2, "BUY", 1.0, 50.0, 0.05), fill(T0 + 2 * DAY + DAY // 2, "SELL", 1.0, 60.0, 0.06),
+             fill(T0 + 3 * DAY, "BUY", 2.0, 40.0, 0.08), fill(T0 + 4 * DAY, "SELL", 2.0, 39.0, 0.08)]
+    result = RunResult(("X.SIM",), 100.0, start_ns=T0, end_ns=T0 + 5 * DAY - 1, bars=120, fills=fills, equity=equity)
+    m = compute_metrics(result)
+    r = np.array([v / p - 1.0 for v, p in zip(values, [100.0] + values[:-1], strict=True)])
+    assert m["total_return"] == pytest.approx(0.14)
+    years = (5 * DAY - 1) / (365.25 * DAY)
+    assert m["cagr"] == pytest.approx(1.14 ** (1 / years) - 1)
+    assert m["annualised_volatility"] == pytest.approx(r.std(ddof=1) * math.sqrt(365))
+    assert m["sharpe"] == pytest.approx(r.mean() / r.std(ddof=1) * math.sqrt(365))
+    downside = math.sqrt(np.mean(np.minimum(r, 0.0) ** 2))
+    assert m["sortino"] == pytest.approx(r.mean() / downside * math.sqrt(365))
+    assert m["max_drawdown"] == pytest.approx(0.1)
+    assert m["calmar"] == pytest.approx(m["cagr"] / 0.1)
+    assert m["round_trips"] == 2
+    assert m["hit_rate"] == 0.5
+    assert m["average_win"] == pytest.approx(10.0 - 0.11)
+    assert m["average_loss"] == pytest.approx(-2.0 - 0.16)
+    assert m["profit_factor"] == pytest.approx(9.89 / 2.16)
+    assert m["fees_paid"] == pytest.approx(0.27)
+    assert m["turnover"] == pytest.approx((50 + 60 + 80 + 78) / np.mean(values))
+    assert m["exposure"] == pytest.approx((2 * DAY + DAY) / (5 * DAY - 1))
+    assert (m["start"], m["bars"], m["fills"]) == ("2024-01-01T00:00:00Z", 120, 4)
+
+
+def test_undefined_metrics_are_none() -> None:
+    result = RunResult(("X.SIM",), 100.0, start_ns=T0, end_ns=T0 + 3600 * 10**9, bars=2,
+                       equity=[sample(T0, 100.0), sample(T0 + 3600 * 10**9, 100.0)])
+    m = compute_metrics(result)
+    assert m["total_return"] == 0.0
+    assert m["sharpe"] is None and m["sortino"] is None and m["annualised_volatility"] is None
+    assert m["hit_rate"] is None and m["profit_factor"] is None and m["calmar"] is None
+    assert m["exposure"] == 0.0 and m["fees_paid"] == 0

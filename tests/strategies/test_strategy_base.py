@@ -1,0 +1,181 @@
+"""Strategy API: order helpers, event handlers, context access, strategy resolution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.kernel import Kernel
+from tradebus.engine.messages import (
+    Bar,
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    OrderSide,
+    OrderTriggered,
+    PositionChanged,
+)
+from tradebus.errors import ConfigError, OrderError
+from tradebus.strategies.base import Strategy, resolve_strategy
+from tradebus.strategies.ema_cross import EmaCross
+
+IID = "ETHUSD.SIM"
+MIN = 60_000_000_000
+T0 = 1_700_006_400_000_000_000
+
+
+def make_bar(k: int, o: float, h: float, lo: float, c: float) -> Bar:
+    return Bar(IID, T0 + k * MIN, T0 + k * MIN, o, h, lo, c, 1.0)
+
+
+def make_kernel(strategy: Strategy) -> Kernel:
+    kernel = Kernel([Instrument("SIM", "ETHUSD", tick_size=0.01, lot_size=0.01, taker_fee=0.001, maker_fee=0.0)],
+                    initial_cash=10_000.0)
+    kernel.add_strategy(strategy)
+    return kernel
+
+
+class Scripted(Strategy):
+    """Runs ``actions[k](self)`` on bar k and records order events."""
+
+    def __init__(self, actions: dict[int, Any]) -> None:
+        super().__init__(IID, strategy_id="s")
+        self.actions = actions
+        self.k = 0
+        self.events: list[Any] = []
+        self.ids: list[str | None] = []
+
+    def on_bar(self, bar: Bar) -> None:
+        action = self.actions.get(self.k)
+        if action is not None:
+            self.ids.append(action(self))
+        self.k += 1
+
+    def on_order_accepted(self, event: OrderAccepted) -> None:
+        self.events.append(event)
+
+    def on_order_filled(self, event: OrderFilled) -> None:
+        self.events.append(event)
+
+    def on_order_canceled(self, event: OrderCanceled) -> None:
+        self.events.append(event)
+
+    def on_order_triggered(self, event: OrderTriggered) -> None:
+        self.events.append(event)
+
+    def on_position_changed(self, event: PositionChanged) -> None:
+        self.events.append(event)
+
+
+def feed(kernel: Kernel, bars: list[Bar]) -> None:
+    for bar in bars:
+        kernel.process(bar)
+    kernel.stop()
+
+
+def test_limit_order_rests_then_fills_when_price_trades_through() -> None:
+    strategy = Scripted({0: lambda s: s.submit_limit(IID, OrderSide.BUY, 1.0, 95.0, reason="dip")})
+    kernel = make_kernel(strategy)
+    feed(kernel, [make_bar(0, 100, 101, 99, 100), make_bar(1, 100, 101, 98, 99), make_bar(2, 99, 99, 94, 96)])
+    kinds = [type(e).__name__ for e in strategy.events]
+    assert kinds == ["OrderAccepted", "OrderFilled", "PositionChanged"]
+    fill = strategy.events[1]
+    assert fill.last_px == 95.0 and fill.ts_event == T0 + 2 * MIN
+    assert strategy.position() == 1.0
+    assert kernel.result.fills[0].reason == "dip"
+
+
+def test_cancel_removes_a_working_limit_order() -> None:
+    strategy = Scripted({
+        0: lambda s: s.submit_limit(IID, OrderSide.SELL, 1.0, 120.0),
+        2: lambda s: s.cancel(s.ids[0], reason="changed my mind"),
+    })
+    kernel = make_kernel(strategy)
+    feed(kernel, [make_bar(k, 100, 101, 99, 100) for k in range(5)])
+    assert [type(e).__name__ for e in strategy.events] == ["OrderAccepted", "OrderCanceled"]
+    assert kernel.orders.order(strategy.ids[0]).status == "CANCELED"
+    assert kernel.result.fills == []
+
+
+def test_stop_order_triggers_and_fills() -> None:
+    strategy = Scripted({0: lambda s: s.submit_stop(IID, OrderSide.BUY, 0.5, 105.0)})
+    kernel = make_kernel(strategy)
+    feed(kernel, [make_bar(0, 100, 101, 99, 100), make_bar(1, 100, 104, 99, 103), make_bar(2, 103, 107, 102, 106)])
+    kinds = [type(e).__name__ for e in strategy.events]
+    assert "OrderTriggered" in kinds and "OrderFilled" in kinds
+    assert strategy.position() == 0.5
+
+
+def test_cancel_all_cancels_only_this_strategys_open_orders() -> None:
+    strategy = Scripted({
+        0: lambda s: s.submit_limit(IID, OrderSide.BUY, 1.0, 80.0),
+        1: lambda s: s.submit_limit(IID, OrderSide.BUY, 1.0, 81.0),
+        2: lambda s: s.cancel_all(),
+    })
+    kernel = make_kernel(strategy)
+    feed(kernel, [make_bar(k, 100, 101, 99, 100) for k in range(5)])
+    assert strategy.ids[2] == 2
+    assert kernel.orders.open_orders() == []
+
+
+def test_target_position_flips_with_one_order_and_ignores_dust() -> None:
+    strategy = Scripted({
+        0: lambda s: s.target_position(IID, 1.0),
+        2: lambda s: s.target_position(IID, -1.0),
+        4: lambda s: s.target_position(IID, -1.004),  # less than one 0.01 lot away
+    })
+    kernel = make_kernel(strategy)
+    feed(kernel, [make_bar(k, 100, 101, 99, 100) for k in range(6)])
+    assert [(o.side, o.quantity) for o in kernel.result.orders] == [(OrderSide.BUY, 1.0), (OrderSide.SELL, 2.0)]
+    assert strategy.ids[2] is None
+    assert strategy.position() == -1.0
+
+
+def test_equity_reads_positions_at_the_latest_price() -> None:
+    strategy = Scripted({0: lambda s: s.submit_market(IID, OrderSide.BUY, 1.0)})
+    kernel = make_kernel(strategy)
+    feed(kernel, [make_bar(0, 100, 101, 99, 100), make_bar(1, 100, 101, 99, 100), make_bar(2, 100, 111, 99, 110)])
+    # Bought 1 at the open of bar 1 (100) with a 0.1 % fee; marked at 110.
+    assert strategy.equity() == pytest.approx(10_000.0 - 100.0 - 0.1 + 110.0)
+
+
+def test_invalid_limit_and_trigger_prices_raise_order_error() -> None:
+    strategy = Scripted({})
+    make_kernel(strategy)
+    with pytest.raises(OrderError, match="limit price"):
+        strategy.submit_limit(IID, OrderSide.BUY, 1.0, float("nan"))
+    with pytest.raises(OrderError, match="trigger price"):
+        strategy.submit_stop(IID, OrderSide.BUY, 1.0, -3.0)
+    with pytest.raises(OrderError, match="unknown instrument"):
+        strategy.submit_market("XRP.SIM", OrderSide.BUY, 1.0)
+
+
+def test_strategy_not_attached_to_a_kernel_says_so() -> None:
+    strategy = Scripted({})
+    with pytest.raises(ConfigError, match="not attached to a kernel"):
+        _ = strategy.clock
+
+
+def test_only_overridden_handlers_are_subscribed() -> None:
+    class BarsOnly(Strategy):
+        def on_bar(self, bar: Bar) -> None:
+            pass
+
+    kernel = make_kernel(BarsOnly(IID))
+    kernel.start()
+    assert len(kernel.bus.handlers(Bar, IID)) == 1
+    assert kernel.bus.handlers(OrderAccepted, IID) == ()
+    assert kernel.bus.handlers(PositionChanged, IID) == ()
+
+
+def test_resolve_strategy_by_builtin_name_and_dotted_path() -> None:
+    assert resolve_strategy("ema_cross") is EmaCross
+    assert resolve_strategy("tradebus.strategies.ema_cross:EmaCross") is EmaCross
+    with pytest.raises(ConfigError, match="unknown strategy 'sma'"):
+        resolve_strategy("sma")
+    with pytest.raises(ConfigError, match="cannot import module"):
+        resolve_strategy("tradebus.nope:Thing")
+    with pytest.raises(ConfigError, match="not a Strategy subclass"):
+        resolve_strategy("tradebus.engine.kernel:Kernel")

@@ -1,0 +1,105 @@
+"""Run config: durations, times, path resolution, validation messages, resolved dump."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tradebus.config import dump_config, load_config, parse_config, parse_duration, to_ns
+from tradebus.errors import ConfigError
+
+
+def minimal() -> dict[str, Any]:
+    return {
+        "data": {"catalog": "cat", "sources": [{"instrument": "BTCUSDT.BINANCE", "dataset": "binance/spot/BTCUSDT/bars_1m"}]},
+        "instruments": [{"venue": "BINANCE", "symbol": "BTCUSDT", "tick_size": 0.01, "lot_size": 1e-5}],
+        "strategy": {"name": "ema_cross", "instruments": ["BTCUSDT.BINANCE"], "params": {"fast": 5, "slow": 20, "quantity": 0.01}},
+    }
+
+
+@pytest.mark.parametrize(("text", "ns"), [("1m", 60 * 10**9), ("4h", 4 * 3600 * 10**9), ("1d", 86_400 * 10**9),
+                                          ("250ms", 250 * 10**6), (" 2 w ", 2 * 604_800 * 10**9), (17, 17)])
+def test_parse_duration(text: str | int, ns: int) -> None:
+    assert parse_duration(text) == ns
+
+
+@pytest.mark.parametrize("bad", ["", "1y", "h", "-1h", "0s", 0, True])
+def test_parse_duration_rejects(bad: Any) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+def test_to_ns_treats_naive_and_dates_as_utc() -> None:
+    assert to_ns(date(2024, 1, 1)) == 1_704_067_200 * 10**9
+    assert to_ns(datetime(2024, 1, 1, 0, 0, 1, 5)) == 1_704_067_201 * 10**9 + 5_000
+
+
+def test_defaults_are_filled_and_paths_resolved_against_the_config_directory(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "run.yaml"
+    path.write_text(yaml.safe_dump(minimal()))
+    config = load_config(path)
+    assert config.data.catalog == (tmp_path / "conf" / "cat").resolve()
+    assert config.strategy.params == {"fast": 5, "slow": 20, "mode": "long_only", "quantity": 0.01}
+    assert config.initial_cash == 100_000.0
+    assert config.venue.fill_on == "bars" and config.risk.max_position is None
+    again = parse_config(yaml.safe_load(dump_config(config)))
+    assert again == config
+
+
+def test_catalog_is_required_for_a_dataset_source() -> None:
+    data = minimal()
+    del data["data"]["catalog"]
+    with pytest.raises(ConfigError, match="data: 'catalog' is required"):
+        parse_config(data, "x.yaml")
+
+
+def test_every_problem_is_listed_with_the_file_name() -> None:
+    data = minimal()
+    data["instruments"][0]["lot_size"] = 0
+    data["initial_cash"] = -5
+    data["data"]["sources"][0]["dataset"] = "binance/BTCUSDT"
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "conf/run.yaml")
+    text = str(info.value)
+    assert text.startswith("conf/run.yaml: invalid config:")
+    for field in ("instruments.0.lot_size", "initial_cash", "data.sources.0.dataset"):
+        assert field in text
+
+
+def test_file_and_dataset_are_mutually_exclusive_and_start_must_precede_end() -> None:
+    data = minimal()
+    data["data"]["sources"][0]["file"] = "x.csv"
+    with pytest.raises(ConfigError, match="exactly one of 'dataset'"):
+        parse_config(data)
+    data = minimal()
+    data["data"].update(start="2024-02-01", end="2024-01-01")
+    with pytest.raises(ConfigError, match="must be before end"):
+        parse_config(data)
+
+
+def test_duplicate_instruments_and_unknown_strategy_instrument_are_rejected() -> None:
+    data = minimal()
+    data["instruments"].append(dict(data["instruments"][0]))
+    with pytest.raises(ConfigError, match="duplicate instrument ids"):
+        parse_config(data)
+    data = minimal()
+    data["strategy"]["instruments"] = ["ETHUSDT.BINANCE"]
+    with pytest.raises(ConfigError, match="strategy.instruments.0"):
+        parse_config(data)
+
+
+def test_top_level_must_be_a_mapping() -> None:
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        parse_config(["data"], "list.yaml")
+
+
+def test_extra_feature_specs_are_validated() -> None:
+    data = minimal()
+    data["features"] = [{"name": "vol", "kind": "ewm_std", "params": {"span": 20}, "input": "close", "colour": 1}]
+    with pytest.raises(ConfigError, match="features.0.colour: unknown key"):
+        parse_config(data)
