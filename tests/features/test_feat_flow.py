@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from tradebus.errors import FeatureError
 from tradebus.features.flow import Amihud, KyleLambda, SignedVolume, TradeImbalance, Vpin
@@ -196,6 +199,12 @@ def test_vpin_trade_spanning_more_buckets_than_the_window() -> None:
     assert st[6] == pytest.approx(0.2)
 
 
+def test_vpin_huge_trade_completes_quickly_with_pure_buckets() -> None:
+    # 1e150 / V buckets do not fit an int64: the split must not count them one by one
+    res, _ = run_kind(F.VPIN, {"bucket_volume": 1.0, "n_buckets": 3}, np.c_[[0.4, 1e150], [-1.0, 1.0]])
+    assert res[1, 0] == 1.0
+
+
 @pytest.mark.parametrize("source", ["synthetic", "real"])
 def test_vpin_matches_reference_bucketing(source: str) -> None:
     _, size, side = synthetic_trades(4000, seed=6) if source == "synthetic" else real_trades()
@@ -328,3 +337,25 @@ def test_ready_flag_rises_exactly_after_declared_warmup(kind: FeatureKind, kw: d
 
 def test_vpin_declares_no_fixed_warmup() -> None:
     assert F.VPIN.warmup is None
+
+
+WILD_CASES = [(k, kw) for k, kw, _ in CASES]
+COLS = {k.name: cols for k, _, cols in CASES}
+_WILD = [np.nan, np.inf, -np.inf, 0.0, 1.0, -1.0, 1e300, -1e300, 1e-300, 5e-324, 1e150, 3.0]
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_wild_inputs_never_raise_nor_emit_inf(data: st.DataObject) -> None:
+    for kind, kw in WILD_CASES:
+        n_in = len(kind.inputs)
+        rows = data.draw(
+            arrays(np.float64, (40, n_in), elements=st.one_of(st.sampled_from(_WILD), st.floats(-1e9, 1e9)))
+        )
+        if data.draw(st.booleans()):
+            rows[5:25] = rows[5]  # a constant run
+        res, state = run_kind(kind, kw, rows)
+        assert not np.isinf(res).any(), kind.name
+        # the state recovers: plain data afterwards gives finite values again
+        after, _ = run_kind(kind, kw, trade_rows(80, seed=5, cols=COLS[kind.name]), state=state)
+        assert np.isfinite(after[-1, 0]), kind.name

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from scipy.stats import norm
 
 from tradebus.errors import FeatureError
@@ -338,3 +341,24 @@ def test_ready_flag_rises_exactly_after_declared_warmup(kind: FeatureKind, kw: d
     _, before = run_kind(kind, kw, x[: need - 1]) if need > 1 else (None, np.zeros(1))
     _, after = run_kind(kind, kw, x[:need])
     assert before[0] == 0.0 and after[0] == 1.0
+
+
+WILD_CASES = [*CASES, (R.CUSUM, {"threshold": 0.5, "input_is_return": 1})]
+_WILD = [np.nan, np.inf, -np.inf, 0.0, 1.0, -1.0, 1e300, -1e300, 1e-300, 5e-324, 1e150, 3.0]
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_wild_inputs_never_raise_nor_emit_inf(data: st.DataObject) -> None:
+    for kind, kw in WILD_CASES:
+        n_in = len(kind.inputs)
+        rows = data.draw(
+            arrays(np.float64, (40, n_in), elements=st.one_of(st.sampled_from(_WILD), st.floats(-1e9, 1e9)))
+        )
+        if data.draw(st.booleans()):
+            rows[5:25] = rows[5]  # a constant run
+        res, state = run_kind(kind, kw, rows)
+        assert not np.isinf(res).any(), kind.name
+        # the state recovers: plain data afterwards gives finite values again
+        after, _ = run_kind(kind, kw, series(80, seed=5), state=state)
+        assert np.isfinite(after[-1, 0]), kind.name

@@ -19,7 +19,9 @@ Inputs come from trades: ``side`` is the aggressor side, +1 buy, -1 sell, 0 unkn
 
 Shared policy: a trade with a non-finite field or a negative ``size`` is skipped
 (state unchanged, outputs held at the last valid values; NaN while not ready).
-``amihud`` also skips ``size == 0`` and ``price <= 0`` (its ratio is undefined there).
+``amihud`` also skips ``size == 0`` and ``price <= 0`` (its ratio is undefined there);
+a trade whose ratio over- or underflows adds no ratio but becomes the reference price. An output that overflows float64
+(sizes around 1e300) is NaN, never inf.
 
 Rolling sums (``signed_volume``, ``trade_imbalance``, ``amihud``) are updated by
 adding the new value and subtracting the one leaving the window, and re-summed
@@ -68,6 +70,8 @@ def _hold(state: np.ndarray, out: np.ndarray) -> None:
 
 @njit(cache=True)
 def _emit(state: np.ndarray, out: np.ndarray, value: float) -> None:
+    if not math.isfinite(value):
+        value = np.nan  # an overflowed sum (sizes ~1e300), never inf
     state[_READY] = 1.0
     state[_OUT] = value
     out[0] = value
@@ -228,12 +232,14 @@ def amihud_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.nd
         state[7] = p
         out[0] = np.nan
         return
-    ratio = abs(math.log(p / state[7])) / (p * q)
-    if not math.isfinite(ratio):
-        # p * q underflowed to 0 or p / p_prev overflowed: no usable ratio
+    rel = p / state[7]
+    dollars = p * q
+    state[7] = p
+    if not (rel > 0.0 and math.isfinite(rel) and dollars > 0.0 and math.isfinite(dollars)):
+        # p / p_prev or p * q over- or underflowed: no ratio, but p is the next reference
         _hold(state, out)
         return
-    state[7] = p
+    ratio = abs(math.log(rel)) / dollars
     w = int(params[0])
     slot, evicting, full = _advance(state, w)
     _roll(state, 8, w, slot, evicting, ratio, 4, 5)
@@ -283,6 +289,9 @@ def kyle_lambda_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: 
         return
     dp = p - state[5]
     state[5] = p
+    if not math.isfinite(dp):
+        _hold(state, out)  # prices of opposite sign near 1e308: no usable change
+        return
     w = int(params[0])
     slot, _, full = _advance(state, w)
     state[6 + slot] = dp
@@ -377,7 +386,7 @@ def vpin_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndar
             break
         _vpin_close(state, n, abs(state[4] - state[5]))
         closed = True
-        full = math.floor(rem / vb)
+        full = np.floor(rem / vb)  # float: math.floor would return an int64 and overflow
         if full >= 1.0:
             imb = vb if sgn != 0.0 else 0.0
             for _ in range(int(min(full, float(n)))):

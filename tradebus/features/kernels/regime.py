@@ -257,7 +257,8 @@ def garch_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.nda
     Reference: the recursion written with numpy (tests); ``arch``'s
     ``GARCH`` variance recursion with the same :math:`h_1`.
 
-    NaN policy: a non-finite return is skipped (variance not advanced, outputs held).
+    NaN policy: a non-finite return is skipped (variance not advanced, outputs held),
+    and so is a return so large that :math:`h_{t+1}` would overflow to inf.
     """
     r = x[0]
     if not math.isfinite(r):
@@ -271,6 +272,10 @@ def garch_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.nda
     else:
         h = state[2]
     hn = omega + a * r * r + b * h
+    if not math.isfinite(hn):
+        # r ~ 1e150 or beyond: the variance would stay infinite forever; skip it
+        _hold(state, 3, out, 3)
+        return
     state[1] = 1.0
     state[2] = hn
     state[0] = 1.0

@@ -24,6 +24,8 @@ Shared conventions
   long the stream, and a constant input yields exactly zero (co)variances.
   Deviations are taken from the window's first stored value before the usual
   two-pass mean removal, so a constant window gives exact zeros.
+* An output that overflows float64 (inputs beyond ~1e150) is NaN, never inf; the
+  window recovers once the huge value has left it.
 
 State layout of the rolling kinds: ``[ready, count, pos, out_0..out_{k-1}, x[w], y[w], ...]``.
 """
@@ -74,7 +76,10 @@ def _hold(state: np.ndarray, off: int, out: np.ndarray, n: int) -> None:
 
 @njit(cache=True)
 def _store(state: np.ndarray, off: int, out: np.ndarray, n: int) -> None:
+    """Replace overflowed (non-finite) outputs by NaN and keep a copy at ``state[off:off+n]``."""
     for k in range(n):
+        if not math.isfinite(out[k]):
+            out[k] = np.nan
         state[off + k] = out[k]
 
 
@@ -167,7 +172,8 @@ def rolling_ols_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: 
         alpha = my - beta * mx
         out[0] = beta
         out[1] = alpha
-        out[2] = (sxy * sxy) / (sxx * syy) if syy > 0.0 else np.nan
+        den = sxx * syy
+        out[2] = (sxy * sxy) / den if den > 0.0 else np.nan
         out[3] = yv - (alpha + beta * xv)
     else:
         for k in range(4):
@@ -217,13 +223,13 @@ def rolling_corr_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out:
         out[0] = np.nan
         return
     _, _, sxx, syy, sxy = _comoments(state, w, xoff)
-    if sxx > 0.0 and syy > 0.0:
-        r = sxy / math.sqrt(sxx * syy)
-        out[0] = min(1.0, max(-1.0, r))
+    den = math.sqrt(sxx * syy)
+    if den > 0.0:
+        out[0] = min(1.0, max(-1.0, sxy / den))
     else:
         out[0] = np.nan
     state[0] = 1.0
-    state[_HDR] = out[0]
+    _store(state, _HDR, out, 1)
 
 
 @njit(cache=True)
@@ -253,7 +259,7 @@ def rolling_cov_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: 
     _, _, _, _, sxy = _comoments(state, w, xoff)
     out[0] = sxy / (w - 1)
     state[0] = 1.0
-    state[_HDR] = out[0]
+    _store(state, _HDR, out, 1)
 
 
 # --------------------------------------------------------------------------- distance correlation
@@ -390,7 +396,8 @@ def kalman_hedge_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out:
     Reference: a direct numpy implementation of these equations (tests).
 
     NaN policy: an observation with a non-finite ``x`` or ``y`` is skipped entirely
-    (no predict step, outputs held). ``Q_t >= obs_var > 0``, so no division by zero.
+    (no predict step, outputs held), and so is one that would overflow the state
+    (``|x|`` or ``|y|`` beyond ~1e150): the filter never stores inf or NaN.
 
     Inputs ``(y, x)``; params ``(delta, obs_var, prior_var, warmup)``; state 11.
     """
@@ -415,15 +422,24 @@ def kalman_hedge_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out:
     hr1 = xv * r01 + r11
     q = xv * hr0 + hr1 + ve
     e = yv - (beta * xv + alpha)
+    if not (q > 0.0 and math.isfinite(q) and math.isfinite(e)):
+        _hold(state, _KF_OUT, out, 4)
+        return
     k0 = hr0 / q
     k1 = hr1 / q
     beta += k0 * e
     alpha += k1 * e
+    p00 = r00 - k0 * hr0
+    p01 = r01 - k0 * hr1
+    p11 = r11 - k1 * hr1
+    if not (math.isfinite(beta) and math.isfinite(alpha) and math.isfinite(p00 + p01 + p11)):
+        _hold(state, _KF_OUT, out, 4)
+        return
     state[_KF_TH] = beta
     state[_KF_TH + 1] = alpha
-    state[_KF_P] = r00 - k0 * hr0
-    state[_KF_P + 1] = r01 - k0 * hr1
-    state[_KF_P + 2] = r11 - k1 * hr1
+    state[_KF_P] = p00
+    state[_KF_P + 1] = p01
+    state[_KF_P + 2] = p11
     state[1] += 1.0
     out[0] = beta
     out[1] = alpha
