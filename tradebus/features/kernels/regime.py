@@ -130,7 +130,7 @@ def _cusum_warmup(params: np.ndarray) -> int:
 
 # --------------------------------------------------------------------------- Hurst
 
-# state: ready, count, pos, hurst, buf[w]
+# state: ready, count, pos, hurst, buf[w], scratch[w] (the window in time order)
 _HU_BUF = 4
 
 
@@ -151,7 +151,8 @@ def hurst_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.nda
     The R/S method was not chosen: on windows of a few hundred points its
     small-sample bias is large and needs the Anis-Lloyd correction.
 
-    Cost: O(window * max_lag) per step.
+    Cost: O(window * max_lag) per step, about 5 µs at window 100, max_lag 10 on the
+    2-core build machine: meant for bars, not for every trade.
 
     Reference: the same estimator written with numpy on each window (tests).
 
@@ -177,7 +178,13 @@ def hurst_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.nda
         if state[1] < w:
             out[0] = np.nan
             return
-    # chronological element i is state[_HU_BUF + (pos + i) % w]; pos is the oldest
+    # copy the ring (oldest first, pos is the oldest) to the scratch row: the lag loops
+    # then read contiguous memory instead of taking a modulo per element
+    c = _HU_BUF + w
+    for i in range(w - pos):
+        state[c + i] = state[_HU_BUF + pos + i]
+    for i in range(pos):
+        state[c + w - pos + i] = state[_HU_BUF + i]
     sx = 0.0
     sxx = 0.0
     sy = 0.0
@@ -185,15 +192,14 @@ def hurst_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.nda
     ok = True
     for k in range(1, lmax + 1):
         m = w - k
-        ref = state[_HU_BUF + (pos + k) % w] - state[_HU_BUF + pos]
+        ref = state[c + k] - state[c]
         s1 = 0.0
         for i in range(m):
-            d = state[_HU_BUF + (pos + i + k) % w] - state[_HU_BUF + (pos + i) % w]
-            s1 += d - ref
+            s1 += (state[c + i + k] - state[c + i]) - ref
         mu = s1 / m
         s2 = 0.0
         for i in range(m):
-            d = state[_HU_BUF + (pos + i + k) % w] - state[_HU_BUF + (pos + i) % w] - ref - mu
+            d = (state[c + i + k] - state[c + i]) - ref - mu
             s2 += d * d
         v = s2 / m
         if not v > 0.0:
@@ -207,7 +213,8 @@ def hurst_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.nda
         sxy += lk * lv
     if ok:
         n = float(lmax)
-        out[0] = 0.5 * (n * sxy - sx * sy) / (n * sxx - sx * sx)
+        h = 0.5 * (n * sxy - sx * sy) / (n * sxx - sx * sx)
+        out[0] = h if math.isfinite(h) else np.nan  # inf variances from ~1e300 inputs
     else:
         out[0] = np.nan
     state[0] = 1.0
@@ -215,7 +222,7 @@ def hurst_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.nda
 
 
 def _hurst_size(params: np.ndarray) -> int:
-    return _HU_BUF + int(params[0])
+    return _HU_BUF + 2 * int(params[0])
 
 
 def _hurst_warmup(params: np.ndarray) -> int:
