@@ -9,7 +9,8 @@ Reported: bars/s (median of ``--runs`` runs, replay reading included, catalog
 writing excluded), fills, final PnL, peak RSS, and the cost of one market-order
 round trip (submit -> risk -> order manager -> venue -> fill on the next bar ->
 portfolio -> strategy callback), measured as the extra time per bar of a strategy
-that sends a market order on every bar over one that never trades, on the same data.
+that sends a market order on every bar over one that never trades, on the same data
+(CPU time of this process, so that other load on the machine distorts it less).
 
 Usage::
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import json
 import math
@@ -95,12 +97,18 @@ class EveryBar(Strategy):
         self.filled += 1
 
 
-def run_once(replay: Replay, strategy: Strategy) -> tuple[float, Kernel]:
+def _rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_once(replay: Replay, strategy: Strategy) -> tuple[float, float, Kernel]:
+    """Run a fresh kernel; return (wall seconds, CPU seconds of this process, kernel)."""
     kernel = Kernel([instrument()], venue_config=VenueConfig(taker_fee=0.0002), initial_cash=1_000_000.0)
     kernel.add_strategy(strategy)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     kernel.run(replay)
-    return time.perf_counter() - t0, kernel
+    return time.perf_counter() - t0, time.process_time() - c0, kernel
 
 
 def main() -> None:
@@ -121,15 +129,21 @@ def main() -> None:
 
         # Warm-up: numba compilation/cache load and imports are not part of the figure.
         run_once(Replay([source], end_ns=START_NS + 1000 * MINUTE_NS), EmaCross(IID, fast=10, slow=30, quantity=1.0))
+        gc.collect()
 
         times: list[float] = []
-        kernel: Kernel | None = None
+        cpu: list[float] = []
+        rss_before = _rss_mb()
         for _ in range(args.runs):
-            elapsed, kernel = run_once(replay, EmaCross(IID, fast=10, slow=30, quantity=1.0))
+            elapsed, used, kernel = run_once(replay, EmaCross(IID, fast=10, slow=30, quantity=1.0))
             times.append(elapsed)
-        assert kernel is not None
-        result = kernel.result
-        pnl = kernel.portfolio.equity() - result.initial_cash
+            cpu.append(used)
+            rss_peak = _rss_mb()
+            bars, fills, fees = kernel.result.bars, len(kernel.result.fills), kernel.portfolio.fees_paid
+            pnl = kernel.portfolio.equity() - kernel.result.initial_cash
+            # Kernels hold reference cycles (strategy <-> kernel, venue <-> engine): free them now.
+            del kernel
+            gc.collect()
 
         profile_text = ""
         if args.profile:
@@ -144,22 +158,26 @@ def main() -> None:
         probe_end = START_NS + args.probe_bars * MINUTE_NS
         trips: list[float] = []
         for _ in range(max(args.runs, 3)):
-            idle, _k = run_once(Replay([source], end_ns=probe_end), EveryBar(IID, trade=False))
-            busy, k_busy = run_once(Replay([source], end_ns=probe_end), EveryBar(IID, trade=True))
-            fills = len(k_busy.result.fills)
-            trips.append((busy - idle) / max(fills, 1) * 1e6)
+            _, idle, _k = run_once(Replay([source], end_ns=probe_end), EveryBar(IID, trade=False))
+            _, busy, k_busy = run_once(Replay([source], end_ns=probe_end), EveryBar(IID, trade=True))
+            trips.append((busy - idle) / max(len(k_busy.result.fills), 1) * 1e6)
+            del _k, k_busy
+            gc.collect()
 
     median = statistics.median(times)
     figures = {
-        "bars": result.bars,
+        "bars": bars,
         "runs": args.runs,
         "seconds_median": median,
-        "bars_per_second": result.bars / median,
-        "bars_per_second_best": result.bars / min(times),
-        "fills": len(result.fills),
+        "bars_per_second": bars / median,
+        "bars_per_second_best": bars / min(times),
+        "bars_per_cpu_second": bars / statistics.median(cpu),
+        "load_average_1m": os.getloadavg()[0],
+        "fills": fills,
         "final_pnl": pnl,
-        "fees_paid": kernel.portfolio.fees_paid,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "fees_paid": fees,
+        "peak_rss_mb": rss_peak,
+        "rss_before_runs_mb": rss_before,
         "round_trip_us_median": statistics.median(trips),
         "round_trip_us_runs": trips,
         "python": platform.python_version(),
@@ -169,11 +187,18 @@ def main() -> None:
         print(json.dumps(figures, indent=2))
     else:
         print(f"bars            {figures['bars']:,} one-minute bars, {args.runs} runs")
-        print(f"throughput      {figures['bars_per_second']:,.0f} bars/s (median; best {figures['bars_per_second_best']:,.0f})")
+        print(
+            f"throughput      {figures['bars_per_second']:,.0f} bars/s wall (median; best "
+            f"{figures['bars_per_second_best']:,.0f}); {figures['bars_per_cpu_second']:,.0f} bars per CPU second"
+        )
         print(f"fills           {figures['fills']:,}")
         print(f"final PnL       {figures['final_pnl']:,.2f} (fees {figures['fees_paid']:,.2f})")
-        print(f"peak RSS        {figures['peak_rss_mb']:,.1f} MB")
-        print(f"round trip      {figures['round_trip_us_median']:.2f} us per market order (median)")
+        print(
+            f"peak RSS        {figures['peak_rss_mb']:,.1f} MB ({figures['rss_before_runs_mb']:,.1f} MB after "
+            "imports, data generation and catalog writing)"
+        )
+        print(f"round trip      {figures['round_trip_us_median']:.2f} us CPU per market order (median)")
+        print(f"load average    {figures['load_average_1m']:.1f} (machine shared with other processes)")
     if profile_text:
         print(profile_text, file=sys.stderr)
     if not math.isfinite(pnl):

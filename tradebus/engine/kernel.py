@@ -304,8 +304,10 @@ class Kernel:
         backtest loop skips marking while nothing is working; see :meth:`sync_marks`).
         """
         self.result.submit_reasons[cmd.client_order_id] = cmd.reason
-        self.sync_marks()
-        self._busy = True
+        if not self._busy:
+            # The batch loop skipped the execution engine on this bar: catch up on its marks.
+            self.sync_marks()
+            self._busy = True
         self.execution.submit(cmd)
 
     def sync_marks(self) -> None:
@@ -319,8 +321,9 @@ class Kernel:
         portfolio = self.portfolio
         risk = self.risk
         for iid, price in self.cache.prices.items():
-            portfolio.mark(iid, price)
-            risk.on_price(iid, price)
+            if portfolio.last_price(iid) != price:
+                portfolio.mark(iid, price)
+                risk.on_price(iid, price)
 
     def equity(self) -> float:
         """Portfolio equity at the latest prices."""
@@ -461,12 +464,12 @@ class Kernel:
             # list of lists for the garbage collector to walk.
             features: Iterable[Any] = zip(*out.T.tolist(), strict=True)
         else:
-            view = live = None
-            features = repeat(None, n)
+            view, live = FeatureView(()), None  # a throwaway view keeps the loop free of branches
+            features = repeat((), n)
         ts_init = batch.ts_init.tolist()
         # Historical bars usually have ts_event == ts_init: share the int objects.
         ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
-        handlers = self.bus.handlers(Bar, iid)
+        deliver = _fan_out(self.bus.handlers(Bar, iid))
         execution_on_bar = self.execution.on_bar
         cache_bars = self.cache.bars
         cache_prices = self.cache.prices
@@ -499,17 +502,15 @@ class Kernel:
                 self._busy = marks_matter or orders.open_count > 0
             cache_bars[iid] = bar
             cache_prices[iid] = c
-            if view is not None:
-                view.row = row
-            for handler in handlers:
-                handler(bar)
+            view.row = row
+            deliver(bar)
             if ti >= next_sample:
                 self._sample(ti)
                 next_sample = self._next_sample
         result.bars += n
         result.end_ns = ts_init[-1]
-        if view is not None:
-            view.row = live  # type: ignore[assignment]
+        if live is not None:
+            view.row = live
 
     def _run_trades(self, batch: Any) -> None:
         iid = self._intern(batch.instrument_id)
@@ -624,6 +625,18 @@ def _rare_gc() -> Iterator[None]:
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
+
+
+def _fan_out(handlers: tuple[Callable[[Any], None], ...]) -> Callable[[Any], None]:
+    """One callable delivering a message to every handler, in order (no loop for a single one)."""
+    if len(handlers) == 1:
+        return handlers[0]
+
+    def deliver(msg: Any) -> None:
+        for handler in handlers:
+            handler(msg)
+
+    return deliver
 
 
 def _only_for(strategy_id: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:

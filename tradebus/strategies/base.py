@@ -21,6 +21,7 @@ Parameters coming from a run config are validated by the class attribute
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from collections.abc import Sequence
@@ -293,10 +294,12 @@ class Strategy:
 
         Limit and stop orders are not counted: they may never fill.
         """
-        iid = instrument_id or self.instrument_id
+        orders = self.kernel.orders
+        if not orders.open_count:
+            return 0.0
         pending = 0.0
-        for order in self.kernel.orders.open_orders(iid):
-            if order.strategy_id == self.strategy_id and order.type is OrderType.MARKET:
+        for order in orders.open_orders(instrument_id or self.instrument_id):
+            if order.strategy_id == self.strategy_id and order.order_type is OrderType.MARKET:
                 pending += int(order.side) * (order.quantity - order.filled_qty)
         return pending
 
@@ -308,10 +311,12 @@ class Strategy:
         rounded down to whole lots; returns the client order id, or ``None`` when
         no order is needed.
         """
-        instrument = self.kernel.instruments[instrument_id]
-        current = self.kernel.portfolio.position(instrument_id) + self.pending_quantity(instrument_id)
-        delta = target - current
-        quantity = instrument.round_quantity(abs(delta))
+        kernel = self.kernel
+        instrument = kernel.instruments.get(instrument_id)
+        if instrument is None:
+            raise OrderError(f"{self.strategy_id}: unknown instrument {instrument_id!r}")
+        delta = target - kernel.portfolio.position(instrument_id) - self.pending_quantity(instrument_id)
+        quantity = _round_lots(instrument, abs(delta))
         if quantity <= 0.0:
             return None
         side = OrderSide.BUY if delta > 0 else OrderSide.SELL
@@ -356,6 +361,12 @@ class Strategy:
             )
         )
         return client_order_id
+
+
+@functools.lru_cache(maxsize=4096)
+def _round_lots(instrument: Instrument, quantity: float) -> float:
+    """``instrument.round_quantity`` memoised: strategies keep asking for the same sizes."""
+    return instrument.round_quantity(quantity)
 
 
 def resolve_strategy(name: str) -> type[Strategy]:
