@@ -90,13 +90,14 @@ def read_recording(path: str | Path, feeds: list[Feed]) -> Iterator[tuple[int, s
     """Yield ``(recv_ns, conn, raw)`` of every frame of a recording in either format.
 
     A hftbacktest capture is given the connection id of the only feed, and its REST
-    depth snapshot line the id ``"rest:<SYMBOL>"`` of that feed's only book.
+    depth snapshot line the id ``"rest:<SYMBOL>"`` of that feed's only book (skipped when
+    the feed subscribes no book).
 
     Raises
     ------
     DataError
-        Unknown format, or a hftbacktest capture with a config that is not one feed
-        (with at most one book for the snapshot).
+        Unknown format, or a hftbacktest capture with a config that is not one feed, or
+        whose feed has several books (the snapshot's symbol is not in the capture).
     """
     path = Path(path)
     if detect_format(path) == "recorder":
@@ -110,9 +111,12 @@ def read_recording(path: str | Path, feeds: list[Feed]) -> Iterator[tuple[int, s
     rest = f"rest:{feed.symbols[books[0]]}" if len(books) == 1 else None
     for lineno, (recv_ns, raw) in enumerate(iter_hftbacktest(path), 1):
         if raw.startswith('{"lastUpdateId"'):
-            if rest is None:
-                raise DataError(f"{path}: line {lineno}: a depth snapshot, but feed {feed.name} has no single book for it")
-            yield recv_ns, rest, raw
+            if rest is not None:
+                yield recv_ns, rest, raw
+            elif books:
+                raise DataError(f"{path}: line {lineno}: a depth snapshot, but feed {feed.name} has several books")
+            else:
+                logger.debug("{}: line {}: depth snapshot skipped (no book subscribed)", path, lineno)
         else:
             yield recv_ns, conn, raw
 

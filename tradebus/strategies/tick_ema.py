@@ -111,10 +111,10 @@ class TickEmaCross(Strategy):
         """The two EMAs of the trade price (or quote mid) on the traded instrument."""
         if instrument_id != self.instrument_id:
             return ()
-        field = "price" if self.params.source == "trades" else "mid"
+        field, event = ("price", "trade") if self.params.source == "trades" else ("mid", "quote")
         return (
-            FeatureSpec(name=self.fast_name, kind="ema", params={"span": self.params.fast}, input=field),
-            FeatureSpec(name=self.slow_name, kind="ema", params={"span": self.params.slow}, input=field),
+            FeatureSpec(name=self.fast_name, kind="ema", params={"span": self.params.fast}, input=field, on=event),
+            FeatureSpec(name=self.slow_name, kind="ema", params={"span": self.params.slow}, input=field, on=event),
         )
 
     def on_start(self) -> None:

@@ -1,0 +1,194 @@
+"""Shared helpers of the paper-daemon and playback tests (not a test module).
+
+Market data are cuts of real captures already in ``tests/fixtures`` (see
+``tests/fixtures/SOURCES.md``): the Binance spot BTCUSDT hftbacktest capture (trades,
+bookTicker, depth diffs and the REST depth snapshot) and the OKX v5 public recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tradebus.adapters.binance.emulator import split_capture
+from tradebus.adapters.common.recorder import iter_hftbacktest, read_frames
+from tradebus.engine.node import TradingNode
+from tradebus.engine.node_config import PaperConfig, parse_paper_config
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+SPOT_CAPTURE = FIXTURES / "binance" / "spot_btcusdt_20240808_head4000.gz"
+OKX_RECORDING = FIXTURES / "okx" / "okx_v5_public_2022-05-13.jsonl.gz"
+IID = "BTCUSDT.BINANCE"
+OKX_IID = "BTC-USDT.OKX"
+
+SPOT_LINES = list(iter_hftbacktest(SPOT_CAPTURE))
+SPOT_FRAMES, SPOT_SNAPSHOT = split_capture(SPOT_LINES)
+SPOT_TRADE_IDS = [str(json.loads(raw)["data"]["t"]) for _, raw in SPOT_FRAMES if "@trade" in raw]
+SPOT_QUOTES = sum("@bookTicker" in raw for _, raw in SPOT_FRAMES)
+
+BINANCE_INSTRUMENT = {
+    "venue": "BINANCE",
+    "symbol": "BTCUSDT",
+    "base": "BTC",
+    "quote": "USDT",
+    "tick_size": 0.01,
+    "lot_size": 1.0e-5,
+    "taker_fee": 0.001,
+    "maker_fee": 0.001,
+}
+OKX_INSTRUMENT = {
+    "venue": "OKX",
+    "symbol": "BTC-USDT",
+    "base": "BTC",
+    "quote": "USDT",
+    "tick_size": 0.1,
+    "lot_size": 1.0e-8,
+    "taker_fee": 0.001,
+    "maker_fee": 0.0008,
+}
+
+
+def okx_frames() -> list[tuple[int, str]]:
+    """(recv_ns, raw) of the OKX recording."""
+    return [(t, raw if isinstance(raw, str) else raw.decode()) for t, _, raw in read_frames(OKX_RECORDING)]
+
+
+def binance_config(
+    ws_url: str | None,
+    rest_url: str | None,
+    channels: list[str],
+    *,
+    tmp: Path | None = None,
+    journal: bool = False,
+    record: bool = False,
+    stale_after: float = 30.0,
+    strategy: dict[str, Any] | None = None,
+    risk: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A paper config mapping for the Binance spot BTCUSDT capture (trade-driven TickEmaCross)."""
+    data: dict[str, Any] = {
+        "instruments": [BINANCE_INSTRUMENT],
+        "strategy": strategy
+        or {
+            "name": "tradebus.strategies.tick_ema:TickEmaCross",
+            "instruments": [IID],
+            "params": {"fast": 2, "slow": 8, "quantity": 0.01},
+        },
+        "venue": {"fill_on": "trades"},
+        "feeds": [
+            {
+                "venue": "binance",
+                "market": "spot",
+                "ws_url": ws_url,
+                "rest_url": rest_url,
+                "subscriptions": {IID: channels},
+                "stale_after": stale_after,
+                "backoff": {"base": 0.05, "cap": 0.2, "min_delay": 0.01},
+                "snapshot_fetcher": "http",
+            }
+        ],
+        "warm_up": True,
+    }
+    if risk:
+        data["risk"] = risk
+    if journal:
+        assert tmp is not None
+        data["journal"] = str(tmp / "journal.sqlite")
+    if record:
+        assert tmp is not None
+        data["record"] = str(tmp / "frames.jsonl.gz")
+    return data
+
+
+def config_of(data: dict[str, Any]) -> PaperConfig:
+    """Validate a config mapping."""
+    return parse_paper_config(data, "<test config>")
+
+
+async def run_node(node: TradingNode, done: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Run ``node`` until ``done()`` (polled) or ``timeout`` seconds, then stop it and wait for it."""
+    task = asyncio.create_task(node.run())
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline and not task.done():
+            if node.running.is_set() and done():
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        node.stop("test done")
+        await asyncio.wait_for(task, 20)
+
+
+def fill_keys(fills: list[Any]) -> list[tuple[Any, ...]]:
+    """What must be equal between two runs of one stream: ids, sides, sizes, prices, liquidity, trades."""
+    return [(f.client_order_id, f.side, f.quantity, f.price, f.liquidity, f.trade_id, f.ts_event) for f in fills]
+
+
+def order_keys(orders: list[Any]) -> list[tuple[Any, ...]]:
+    """Order identity and outcome (not its wall-clock times)."""
+    return [
+        (o.client_order_id, o.side, o.order_type, o.quantity, o.status, o.filled_qty, o.avg_px, o.reason)
+        for o in orders
+    ]
+
+
+def _dict_levels(book: dict[float, float], descending: bool) -> np.ndarray:
+    rows = sorted(book.items(), key=lambda kv: -kv[0] if descending else kv[0])
+    return np.array(rows, dtype=np.float64).reshape(-1, 2)
+
+
+def binance_reference_book() -> tuple[np.ndarray, np.ndarray, int]:
+    """The spot capture's book after its last diff, rebuilt with dicts and the json module.
+
+    Independent of the adapter: REST snapshot, then every diff with ``u`` above the
+    snapshot's ``lastUpdateId`` (spot rule: the first straddles it, the next ones follow
+    by one). Returns (bids best-first, asks best-first, last update id).
+    """
+    snap = json.loads(SPOT_SNAPSHOT or "{}")
+    bids = {float(p): float(q) for p, q in snap["bids"] if float(q) > 0}
+    asks = {float(p): float(q) for p, q in snap["asks"] if float(q) > 0}
+    last = snap["lastUpdateId"]
+    for _, raw in SPOT_FRAMES:
+        if "@depth" not in raw:
+            continue
+        d = json.loads(raw)["data"]
+        if d["u"] <= last:
+            continue
+        assert d["U"] <= last + 1 <= d["u"], f"capture gap at U={d['U']} after {last}"
+        for side, key in ((bids, "b"), (asks, "a")):
+            for p, q in d[key]:
+                if float(q) == 0.0:
+                    side.pop(float(p), None)
+                else:
+                    side[float(p)] = float(q)
+        last = d["u"]
+    return _dict_levels(bids, True), _dict_levels(asks, False), last
+
+
+def okx_reference_book(inst_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """An OKX ``books`` channel's final book from the recording (snapshot + updates, by price string)."""
+    bids: dict[str, str] = {}
+    asks: dict[str, str] = {}
+    for _, raw in okx_frames():
+        msg = json.loads(raw)
+        arg = msg.get("arg", {})
+        if msg.get("event") or arg.get("channel") != "books" or arg.get("instId") != inst_id:
+            continue
+        for item in msg["data"]:
+            if msg.get("action") == "snapshot":
+                bids.clear()
+                asks.clear()
+            for side, key in ((bids, "bids"), (asks, "asks")):
+                for level in item[key]:
+                    if float(level[1]) == 0.0:
+                        side.pop(level[0], None)
+                    else:
+                        side[level[0]] = level[1]
+    as_float = {float(p): float(q) for p, q in bids.items()}, {float(p): float(q) for p, q in asks.items()}
+    return _dict_levels(as_float[0], True), _dict_levels(as_float[1], False)

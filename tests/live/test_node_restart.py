@@ -1,0 +1,156 @@
+"""Crash recovery of the paper daemon from its SQLite journal.
+
+A daemon process is killed with SIGKILL while trading, then restarted: it rebuilds its
+orders and position from the journal, resolves the orders the killed process may have
+been working (the simulated venue stopped with it: CANCELED, never re-sent), numbers new
+orders after the journaled ones, and exits with status 0 on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from tradebus.adapters.binance.emulator import BinanceProtocol
+from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.engine.messages import OrderAccepted, OrderFilled, OrderSide, OrderStatus, OrderSubmitted, SubmitOrder
+from tradebus.engine.node import TradingNode
+from tradebus.execution.journal import Journal
+from tradebus.features.warmup import warm_up
+
+from .node_testdata import IID, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config, config_of, run_node
+
+ROOT = Path(__file__).resolve().parents[2]
+PAPER = ROOT / "scripts" / "paper.py"
+
+
+def journal_rows(path: Path) -> list[tuple[str, str, str, bytes]]:
+    """(kind, type, client_order_id, payload) of every journal entry, read-only, in seq order."""
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT kind, type, client_order_id, payload FROM journal ORDER BY seq").fetchall()
+    except sqlite3.OperationalError:  # the table is not created yet
+        return []
+    finally:
+        db.close()
+
+
+def signed_fills(rows: list[tuple[str, str, str, bytes]]) -> float:
+    total = 0.0
+    for _, name, _, payload in rows:
+        if name == "OrderFilled":
+            fill = msgspec.msgpack.decode(payload, type=OrderFilled)
+            total += fill.last_qty * int(fill.side)
+    return total
+
+
+def order_number(coid: str) -> int:
+    return int(coid.rpartition("-")[2])
+
+
+async def wait_for(predicate: Any, proc: asyncio.subprocess.Process, timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert proc.returncode is None, f"daemon exited early ({proc.returncode}) while waiting for {what}"
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+async def test_daemon_killed_mid_run_restarts_from_its_journal_without_duplicated_orders(tmp_path: Path) -> None:
+    warm_up()  # compile (or load) the kernels here once: the daemons then load them from the disk cache
+    journal = tmp_path / "journal.sqlite"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, speed=6.0, resume_overlap=60, lifetime=90.0) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["trade", "bookTicker"], tmp=tmp_path, journal=True)
+        cfg = tmp_path / "paper.yaml"
+        cfg.write_text(yaml.safe_dump(data), encoding="utf-8")
+        with (tmp_path / "run1.log").open("wb") as log1:
+            first = await asyncio.create_subprocess_exec(
+                sys.executable, str(PAPER), str(cfg), stdout=log1, stderr=log1, env=env
+            )
+        try:
+            await wait_for(lambda: sum(r[1] == "OrderFilled" for r in journal_rows(journal)) >= 2, first, 90.0, "2 fills")
+        finally:
+            first.send_signal(signal.SIGKILL)
+            await first.wait()
+        assert first.returncode == -signal.SIGKILL
+        before = journal_rows(journal)
+        submitted = [r[2] for r in before if r[1] == "SubmitOrder"]
+        closed = {r[2] for r in before if r[1] in ("OrderFilled", "OrderDenied", "OrderRejected", "OrderCanceled")}
+        open_at_kill = [c for c in submitted if c not in closed]
+        position = signed_fills(before)
+
+        out = tmp_path / "out2"
+        with (tmp_path / "run2.log").open("wb") as log2:
+            second = await asyncio.create_subprocess_exec(
+                sys.executable, str(PAPER), str(cfg), "--out", str(out), stdout=log2, stderr=log2, env=env
+            )
+        try:
+            await wait_for(
+                lambda: any(r[1] == "SubmitOrder" and r[2] not in submitted for r in journal_rows(journal)),
+                second,
+                90.0,
+                "a new order after the restart",
+            )
+        finally:
+            second.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(second.wait(), 30.0)
+    assert second.returncode == 0, (tmp_path / "run2.log").read_text()
+    summary = json.loads((out / "node.json").read_text())
+    assert summary["stop_reason"] == "signal SIGTERM"
+    assert summary["recovered_orders"] == len(submitted)
+    assert summary["recovered_positions"] == ({IID: position} if position else {})
+    assert summary["resolved_unknown"] == open_at_kill
+    after = journal_rows(journal)
+    coids = [r[2] for r in after if r[1] == "SubmitOrder"]
+    assert len(coids) == len(set(coids))  # no order submitted twice
+    assert coids[: len(submitted)] == submitted
+    assert min(order_number(c) for c in coids[len(submitted) :]) == max(order_number(c) for c in submitted) + 1
+    resolved = [msgspec.msgpack.decode(r[3]) for r in after if r[1] == "OrderResolved"]
+    assert [r["client_order_id"] for r in resolved] == open_at_kill
+    assert all(r["status"] == "CANCELED" and "paper venue restarted" in r["reason"] for r in resolved)
+    assert summary["positions"][IID] == signed_fills(after)  # the position carries over the restart
+
+
+async def test_restart_resolves_an_order_the_stopped_process_was_working(tmp_path: Path) -> None:
+    journal_path = tmp_path / "journal.sqlite"
+    journal = Journal(journal_path)
+    t = 1_723_161_253_000_000_000
+    done = SubmitOrder("TickEmaCross", IID, "TickEmaCross-1", OrderSide.BUY, 0.01, t, t)
+    working = SubmitOrder("TickEmaCross", IID, "TickEmaCross-2", OrderSide.SELL, 0.02, t + 1, t + 1)
+    journal.record_command(done, done.client_order_id)
+    journal.record_event(OrderSubmitted("TickEmaCross", IID, "TickEmaCross-1", t, t))
+    journal.record_event(OrderAccepted("TickEmaCross", IID, "TickEmaCross-1", "SIM-1", t, t))
+    journal.record_event(
+        OrderFilled("TickEmaCross", IID, "TickEmaCross-1", "SIM-1", "SIM-T1", OrderSide.BUY, 0.01, 61830.0, 0.6183, "TAKER", t, t)  # type: ignore[arg-type]
+    )
+    journal.record_command(working, working.client_order_id)
+    journal.record_event(OrderSubmitted("TickEmaCross", IID, "TickEmaCross-2", t + 1, t + 1))
+    journal.record_event(OrderAccepted("TickEmaCross", IID, "TickEmaCross-2", "SIM-2", t + 1, t + 1))
+    journal.close()
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, journal=True)
+        node = TradingNode(config_of(data), handle_signals=False, max_messages=300)
+        await run_node(node, lambda: False, timeout=30.0)
+    assert node.summary.stop_reason == "max_messages reached (300)"
+    assert node.summary.recovered_orders == 2
+    assert node.summary.resolved_unknown == ["TickEmaCross-2"]
+    assert node.summary.recovered_positions == {IID: 0.01}
+    order = node.kernel.orders.order("TickEmaCross-2")
+    assert order.status == OrderStatus.CANCELED and order.reason.startswith("paper venue restarted")
+    new = [o.client_order_id for o in node.kernel.orders.orders()[2:]]
+    assert new and new[0] == "TickEmaCross-3"
+    assert node.venue.position(IID) == node.kernel.portfolio.position(IID)
+    assert node.router.messages == 300
