@@ -37,7 +37,7 @@ import numpy as np
 from numba import njit, types
 
 from tradebus.errors import FeatureError
-from tradebus.features.kernels import dispatch
+from tradebus.features.kernels import dispatch, window
 from tradebus.features.registry import FeatureKind, get_kind
 from tradebus.features.spec import BOOK_LEVELS, EVENT_FIELDS, EVENTS, FeatureSpec, load_specs
 
@@ -76,17 +76,15 @@ def _apply(ws: np.ndarray, event: int) -> None:
     for r in range(rows):
         b = plan + r * width
         so = int(ws[b + _P_SOFF])
-        po = int(ws[b + _P_POFF])
-        oo = int(ws[b + _P_OOFF])
         n_in = int(ws[b + _P_NIN])
         for i in range(n_in):
             ws[x_off + i] = ws[int(ws[b + _P_IN + i])]
         dispatch(
             int(ws[b + _P_KIND]),
-            ws[so : so + int(ws[b + _P_SLEN])],
-            ws[po : po + int(ws[b + _P_PLEN])],
-            ws[x_off : x_off + n_in],
-            ws[oo : oo + int(ws[b + _P_NOUT])],
+            window(ws, so, int(ws[b + _P_SLEN])),
+            window(ws, int(ws[b + _P_POFF]), int(ws[b + _P_PLEN])),
+            window(ws, x_off, n_in),
+            window(ws, int(ws[b + _P_OOFF]), int(ws[b + _P_NOUT])),
         )
         ready = ws[so] != 0.0
         d0 = b + _P_IN + n_in

@@ -787,7 +787,7 @@ KINDS: tuple[FeatureKind, ...] = (
 )
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dispatch(kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """Call the step kernel of ``kind_id`` (an ``if`` chain over the ids of :data:`KINDS`)."""
     if kind_id == 1:
