@@ -134,7 +134,9 @@ def _check_settings(max_age_ns: int, min_count: int, ddof: int) -> tuple[int, in
     try:
         age = int(max_age_ns)
     except (TypeError, ValueError):
-        raise FeatureError(f"cross-section: max_age_ns must be an integer number of nanoseconds, got {max_age_ns!r}") from None
+        raise FeatureError(
+            f"cross-section: max_age_ns must be an integer number of nanoseconds, got {max_age_ns!r}"
+        ) from None
     if age < 0:
         raise FeatureError(f"cross-section: max_age_ns must be >= 0, got {max_age_ns!r}")
     if ddof not in (0, 1):
@@ -244,7 +246,8 @@ class CrossSection:
         t = int(ts)
         if t < self._last_ts[i]:
             raise DataError(
-                f"cross-section: update of {instrument!r} at ts={t} is older than its previous update at ts={self._last_ts[i]}"
+                f"cross-section: update of {instrument!r} at ts={t} is older than "
+                f"its previous update at ts={self._last_ts[i]}"
             )
         self._values[i] = v
         self._last_ts[i] = t
@@ -309,11 +312,14 @@ def cross_section(
     """
     age, mc, dd = _check_settings(max_age_ns, min_count, ddof)
     if values.columns.has_duplicates:
-        raise FeatureError(f"cross_section: duplicate instrument columns {sorted(set(values.columns[values.columns.duplicated()]))}")
+        dupes = sorted(set(values.columns[values.columns.duplicated()]))
+        raise FeatureError(f"cross_section: duplicate instrument columns {dupes}")
     ts = _index_ns(values.index)
     if ts.size > 1 and np.any(np.diff(ts) < 0):
         row = int(np.argmax(np.diff(ts) < 0)) + 1
-        raise DataError(f"cross_section: the index must be non-decreasing; row {row} ({values.index[row]}) goes back in time")
+        raise DataError(
+            f"cross_section: the index must be non-decreasing; row {row} ({values.index[row]}) goes back in time"
+        )
     try:
         wide = np.ascontiguousarray(values.to_numpy(dtype=np.float64, na_value=np.nan))
     except (TypeError, ValueError) as exc:

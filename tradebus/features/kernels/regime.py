@@ -234,7 +234,8 @@ def _hurst_normalize(kwargs: dict[str, float]) -> dict[str, float]:
     lag = kwargs.get("max_lag", 10)
     if isinstance(w, int | float) and isinstance(lag, int | float) and lag > w // 2:
         raise FeatureError(
-            f"feature 'hurst': max_lag ({lag}) must be <= window // 2 ({int(w) // 2}) so every lag has enough differences"
+            f"feature 'hurst': max_lag ({lag}) must be <= window // 2 ({int(w) // 2}) "
+            "so every lag has enough differences"
         )
     return kwargs
 
@@ -466,7 +467,9 @@ def _hmm_normalize(kwargs: dict[str, Any]) -> dict[str, float]:
             rows.append([_as_float("hmm", f"transition[{i}][{j}]", v) for j, v in enumerate(row)])
     else:
         if not all(f"a{i}{j}" in kw for i in range(K) for j in range(K)):
-            raise FeatureError(f"feature 'hmm': transition missing; give transition=[[...]] ({K}x{K}) or a00..a{K - 1}{K - 1}")
+            raise FeatureError(
+                f"feature 'hmm': transition missing; give transition=[[...]] ({K}x{K}) or a00..a{K - 1}{K - 1}"
+            )
         rows = [[_as_float("hmm", f"a{i}{j}", kw.pop(f"a{i}{j}")) for j in range(K)] for i in range(K)]
     for name, vals in (("means", mu), ("stds", sd), ("init", pi)):
         for j, v in enumerate(vals):
