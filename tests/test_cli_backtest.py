@@ -301,3 +301,37 @@ def test_data_commands_are_mounted() -> None:
     result = invoke("data", "--help")
     assert result.exit_code == 0
     assert "import" in result.output
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+def test_progress_bar_appears_only_after_the_delay_on_a_terminal() -> None:
+    import io
+
+    from rich.console import Console
+
+    from tradebus.cli import LazyProgress
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=100)
+    late = LazyProgress(console, total=100, after_s=3600.0)
+    late(50)
+    assert not late.shown and buffer.getvalue() == ""
+    early = LazyProgress(console, total=100, after_s=0.0)
+    early(40)
+    early(60)
+    early.close()
+    assert early.shown
+    assert "100/100 rows" in buffer.getvalue()
+
+
+def test_no_progress_bar_when_output_is_not_a_terminal() -> None:
+    import io
+
+    from rich.console import Console
+
+    from tradebus.cli import progress_for
+
+    assert progress_for(Console(file=io.StringIO()), 10) is None
+    assert progress_for(Console(file=io.StringIO(), force_terminal=True), 10) is not None

@@ -38,7 +38,7 @@ from tradebus.reports.metrics import compute_metrics
 from tradebus.reports.writers import RunDirectory, write_run
 from tradebus.strategies.base import resolve_strategy
 
-__all__ = ["app", "build_kernel", "build_replay", "main", "run_backtest"]
+__all__ = ["LazyProgress", "app", "progress_for", "build_kernel", "build_replay", "main", "run_backtest"]
 
 app = typer.Typer(
     name="tradebus",
@@ -146,12 +146,16 @@ def run_backtest(
     return result, metrics, out
 
 
-class _LazyProgress:
-    """A rich progress bar that appears only once a run has lasted a few seconds."""
+class LazyProgress:
+    """A rich progress bar that appears only once a run has lasted ``after_s`` seconds.
 
-    def __init__(self, console: Console, total: int) -> None:
+    Call it with the number of rows done since the last call (the kernel's ``on_batch``).
+    """
+
+    def __init__(self, console: Console, total: int, after_s: float = _PROGRESS_AFTER_S) -> None:
         self._console = console
         self._total = total
+        self._after_s = after_s
         self._done = 0
         self._t0 = time.perf_counter()
         self._progress: Progress | None = None
@@ -160,7 +164,7 @@ class _LazyProgress:
     def __call__(self, rows: int) -> None:
         self._done += rows
         if self._progress is None:
-            if time.perf_counter() - self._t0 < _PROGRESS_AFTER_S:
+            if time.perf_counter() - self._t0 < self._after_s:
                 return
             self._progress = Progress(
                 TextColumn("backtest"),
@@ -174,9 +178,22 @@ class _LazyProgress:
             self._task = self._progress.add_task("run", total=self._total)
         self._progress.update(self._task, completed=self._done)
 
+    @property
+    def shown(self) -> bool:
+        """Whether the bar has appeared."""
+        return self._progress is not None
+
     def close(self) -> None:
+        """Remove the bar (if it appeared)."""
         if self._progress is not None:
             self._progress.stop()
+
+
+def progress_for(console: Console, total: int) -> LazyProgress | None:
+    """A :class:`LazyProgress` for a run of ``total`` rows, or ``None`` when ``console`` is not a terminal."""
+    if not console.is_terminal:
+        return None
+    return LazyProgress(console, total, after_s=_PROGRESS_AFTER_S)
 
 
 def _summary(metrics: dict[str, Any], out: Path) -> Table:
@@ -218,13 +235,11 @@ def backtest(
     logger.add(sys.stderr, level=log_level.upper(), format="{time:HH:mm:ss} {level} {message}")
     console = Console()
     err = Console(stderr=True)
-    progress: _LazyProgress | None = None
+    progress: LazyProgress | None = None
 
     def factory(total: int) -> Callable[[int], None] | None:
         nonlocal progress
-        if not console.is_terminal:
-            return None
-        progress = _LazyProgress(console, total)
+        progress = progress_for(console, total)
         return progress
 
     try:
