@@ -1,0 +1,85 @@
+"""PaperConfig validation: a bad paper config stops before any I/O, naming the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tradebus.engine.node_config import load_paper_config
+
+from .node_testdata import IID, OKX_IID, OKX_INSTRUMENT, binance_config
+
+
+def load(tmp: Path, data: dict[str, Any]) -> Any:
+    path = tmp / "paper.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return load_paper_config(path)
+
+
+def test_relative_journal_and_record_paths_resolve_against_the_config_directory(tmp_path: Path) -> None:
+    data = binance_config(None, None, ["trade"])
+    data |= {"journal": "state/journal.sqlite", "record": "rec/frames.jsonl.gz"}
+    config = load(tmp_path, data)
+    assert config.journal == tmp_path / "state" / "journal.sqlite"
+    assert config.record == tmp_path / "rec" / "frames.jsonl.gz"
+    assert config.strategy.params == {"fast": 2, "slow": 8, "source": "trades", "mode": "long_short", "quantity": 0.01}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(feed={}), "feed: unknown key"),
+        (lambda d: d["feeds"][0].update(market="usdt"), "feeds.0: market: 'usdt' is not a binance market"),
+        (lambda d: d["feeds"][0].update(subscriptions={IID: ["books"]}), "unknown binance channel 'books'"),
+        (lambda d: d["feeds"][0].update(subscriptions={"ETHUSDT.BINANCE": ["trade"]}), "'ETHUSDT.BINANCE' is not one of"),
+        (lambda d: d["feeds"][0].update(subscriptions={IID: ["bookTicker"]}), "venue.fill_on: 'trades' needs one of"),
+        (lambda d: d["feeds"][0].update(subscriptions={IID: ["trade", "markPrice"]}), "'markPrice' exists only for"),
+        (lambda d: d["feeds"][0].update(stale_after=0), "feeds.0.stale_after"),
+        (lambda d: d["strategy"]["params"].update(fast=9), "fast (9) must be smaller than slow (8)"),
+        (lambda d: d["strategy"]["params"].update(quantity=1e-9), "strategy.params.quantity"),
+        (lambda d: d.update(journal_sync="OFF"), "journal_sync"),
+    ],
+)
+def test_invalid_paper_config_is_a_config_error_naming_the_field(tmp_path: Path, change: Any, message: str) -> None:
+    data = binance_config(None, None, ["trade"])
+    change(data)
+    with pytest.raises(Exception, match="invalid config|strategy.params") as info:
+        load(tmp_path, data)
+    assert type(info.value).__name__ == "ConfigError"
+    assert message in str(info.value)
+
+
+def test_one_binance_feed_needs_one_channel_set_and_an_instrument_one_feed(tmp_path: Path) -> None:
+    data = binance_config(None, None, ["trade"])
+    eth = dict(data["instruments"][0], symbol="ETHUSDT")
+    data["instruments"].append(eth)
+    data["feeds"][0]["subscriptions"]["ETHUSDT.BINANCE"] = ["trade", "bookTicker"]
+    with pytest.raises(Exception, match="needs the same channels"):
+        load(tmp_path, data)
+    data["feeds"][0]["subscriptions"]["ETHUSDT.BINANCE"] = ["trade"]
+    data["feeds"].append(dict(data["feeds"][0], subscriptions={IID: ["trade"]}))
+    with pytest.raises(Exception, match=r"feeds.1.subscriptions: 'BTCUSDT.BINANCE' is already fed by feeds.0"):
+        load(tmp_path, data)
+
+
+def test_okx_and_bybit_feeds_take_their_own_channel_names(tmp_path: Path) -> None:
+    bybit = {"venue": "BYBIT", "symbol": "BTCUSDT-LINEAR", "tick_size": 0.1, "lot_size": 0.001}
+    data = {
+        "instruments": [OKX_INSTRUMENT, bybit],
+        "strategy": {"name": "tradebus.strategies.tick_ema:TickEmaCross", "instruments": [OKX_IID],
+                     "params": {"fast": 2, "slow": 5, "quantity": 0.001}},
+        "feeds": [
+            {"venue": "okx", "market": "spot", "subscriptions": {OKX_IID: ["trades", "books", "candle1m"]}},
+            {"venue": "bybit", "market": "linear",
+             "subscriptions": {"BTCUSDT-LINEAR.BYBIT": ["publicTrade", "orderbook.50", "kline.1"]}},
+        ],
+    }
+    config = load(tmp_path, data)
+    assert config.feeds[0].has_book(OKX_IID) and config.feeds[1].has_book("BTCUSDT-LINEAR.BYBIT")
+    data["instruments"][1] = dict(bybit, symbol="BTCUSDT")
+    data["feeds"][1]["subscriptions"] = {"BTCUSDT.BYBIT": ["publicTrade"]}
+    with pytest.raises(Exception, match="must end with '-LINEAR'"):
+        load(tmp_path, data)

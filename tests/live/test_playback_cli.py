@@ -1,0 +1,132 @@
+"""`tradebus replay`: a recording played through the venue parsers into the kernel, like a backtest."""
+
+from __future__ import annotations
+
+import gzip
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from loguru import logger
+from typer.testing import CliRunner
+
+from tradebus.adapters.common.recorder import FrameRecorder
+from tradebus.adapters.playback import Playback, detect_format, play, read_recording
+from tradebus.cli import app
+from tradebus.engine.messages import OrderSide, SubmitOrder
+from tradebus.errors import DataError
+
+from .node_testdata import (
+    IID,
+    SPOT_CAPTURE,
+    SPOT_LINES,
+    SPOT_QUOTES,
+    SPOT_TRADE_IDS,
+    binance_config,
+    config_of,
+    fill_keys,
+)
+
+@pytest.fixture(autouse=True)
+def _loguru_to_current_stderr() -> Iterator[None]:
+    """The CLI points loguru at the CliRunner's stderr, closed after the call: log to the live stderr again."""
+    yield
+    logger.remove()
+    logger.add(lambda message: sys.stderr.write(message), level="DEBUG")
+
+
+OUTPUTS = ("config.yaml", "equity.csv", "fills.csv", "metrics.json", "orders.csv", "playback.json")
+
+
+def write_config(tmp: Path, channels: list[str]) -> Path:
+    path = tmp / "paper.yaml"
+    path.write_text(yaml.safe_dump(binance_config(None, None, channels)), encoding="utf-8")
+    return path
+
+
+def to_recorder(tmp: Path, conn: str = "binance-spot:1") -> Path:
+    """The capture in the recorder format, as a daemon would have written it."""
+    path = tmp / "frames.jsonl.gz"
+    with FrameRecorder(path) as rec:
+        for recv_ns, raw in SPOT_LINES:
+            rec.write(recv_ns, "rest:BTCUSDT" if raw.startswith('{"lastUpdateId"') else conn, raw)
+    return path
+
+
+def test_replay_writes_backtest_outputs_and_is_byte_identical_across_runs(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, ["trade", "bookTicker", "depth"])
+    runner = CliRunner()
+    for out in ("a", "b"):
+        res = runner.invoke(app, ["replay", str(SPOT_CAPTURE), "--config", str(cfg), "--out", str(tmp_path / out)])
+        assert res.exit_code == 0, res.output
+    for name in OUTPUTS:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    fills = (tmp_path / "a" / "fills.csv").read_text().splitlines()
+    assert fills[0].startswith("ts_event,time,instrument,side") and len(fills) > 10
+
+
+def test_recorder_file_and_hftbacktest_capture_play_identically(tmp_path: Path) -> None:
+    config = config_of(binance_config(None, None, ["trade", "bookTicker", "depth"]))
+    from_capture = play(SPOT_CAPTURE, config)
+    from_recording = play(to_recorder(tmp_path), config)
+    assert from_capture.kernel.result.trades == len(SPOT_TRADE_IDS)
+    assert from_capture.kernel.result.quotes == SPOT_QUOTES
+    assert fill_keys(from_recording.kernel.result.fills) == fill_keys(from_capture.kernel.result.fills)
+    assert from_recording.stats.rejected == {} and from_recording.router.books[IID].last_seq > 0
+
+
+def test_frames_of_a_connection_no_feed_owns_are_skipped_and_counted(tmp_path: Path) -> None:
+    path = to_recorder(tmp_path, conn="okx-public:1")
+    playback = play(path, config_of(binance_config(None, None, ["trade"])))
+    assert playback.kernel.result.trades == 0
+    # the depth snapshot is Binance's, but this feed subscribes no book: skipped as well
+    assert playback.stats.skipped_connections == {"okx-public:1": len(SPOT_LINES) - 1, "rest:BTCUSDT": 1}
+
+
+def test_orders_are_denied_while_the_book_is_unsynced_and_allowed_once_synced() -> None:
+    playback = Playback(config_of(binance_config(None, None, ["trade", "depth"])))
+    kernel = playback.kernel
+    kernel.start()
+    frames = list(read_recording(SPOT_CAPTURE, playback.feeds))
+    snapshot_at = next(i for i, (_, conn, _) in enumerate(frames) if conn.startswith("rest:"))
+
+    def probe(n: int) -> str | None:
+        now = kernel.clock.now_ns()
+        kernel.submit(SubmitOrder("probe", IID, f"probe-{n}", OrderSide.BUY, 0.001, now, now))
+        denied = [d.reason for d in kernel.result.denials if d.client_order_id == f"probe-{n}"]
+        return denied[0] if denied else None
+
+    for frame in frames[:snapshot_at]:
+        playback.feed_frame(*frame)
+    assert (probe(1) or "").startswith("book unsynced: the BTCUSDT.BINANCE order book")
+    for frame in frames[snapshot_at : snapshot_at + 50]:
+        playback.feed_frame(*frame)
+    assert probe(2) is None
+
+
+def test_replay_of_a_missing_or_foreign_file_is_a_data_error_naming_it(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, ["trade"])
+    res = CliRunner().invoke(app, ["replay", str(tmp_path / "nope.gz"), "--config", str(cfg), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 3 and "nope.gz: recording not found" in res.output
+    plain = tmp_path / "plain.txt"
+    plain.write_text("hello\n")
+    with pytest.raises(DataError, match="plain.txt: not a gzip recording"):
+        detect_format(plain)
+    odd = tmp_path / "odd.gz"
+    with gzip.open(odd, "wt") as fh:
+        fh.write("hello world\n")
+    with pytest.raises(DataError, match="odd.gz: line 1 is neither"):
+        detect_format(odd)
+    assert not (tmp_path / "o").exists()
+
+
+def test_replay_with_an_invalid_config_fails_before_reading_the_recording(tmp_path: Path) -> None:
+    data = binance_config(None, None, ["trade"])
+    data["feeds"][0]["subscriptions"] = {IID: ["trades"]}  # an OKX channel name on a Binance feed
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(data), encoding="utf-8")
+    res = CliRunner().invoke(app, ["replay", str(tmp_path / "missing.gz"), "--config", str(cfg)])
+    assert res.exit_code == 2
+    assert "feeds.0: subscriptions.BTCUSDT.BINANCE: unknown binance channel 'trades'" in res.output
