@@ -123,7 +123,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="tradebus-bench-") as tmp:
         catalog = Catalog(Path(tmp) / "catalog")
-        catalog.write(make_bars(args.bars), "bench", "spot", "BTCUSDT", "bars_1m", period="month", interval_ns=MINUTE_NS)
+        catalog.write(
+            make_bars(args.bars), "bench", "spot", "BTCUSDT", "bars_1m", period="month", interval_ns=MINUTE_NS
+        )
         source = ReplaySource.from_catalog(catalog, IID, "bench", "spot", "BTCUSDT", "bars_1m")
         replay = Replay([source])
 

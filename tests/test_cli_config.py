@@ -15,9 +15,16 @@ from tradebus.errors import ConfigError
 
 def minimal() -> dict[str, Any]:
     return {
-        "data": {"catalog": "cat", "sources": [{"instrument": "BTCUSDT.BINANCE", "dataset": "binance/spot/BTCUSDT/bars_1m"}]},
+        "data": {
+            "catalog": "cat",
+            "sources": [{"instrument": "BTCUSDT.BINANCE", "dataset": "binance/spot/BTCUSDT/bars_1m"}],
+        },
         "instruments": [{"venue": "BINANCE", "symbol": "BTCUSDT", "tick_size": 0.01, "lot_size": 1e-5}],
-        "strategy": {"name": "ema_cross", "instruments": ["BTCUSDT.BINANCE"], "params": {"fast": 5, "slow": 20, "quantity": 0.01}},
+        "strategy": {
+            "name": "ema_cross",
+            "instruments": ["BTCUSDT.BINANCE"],
+            "params": {"fast": 5, "slow": 20, "quantity": 0.01},
+        },
     }
 
 
@@ -103,3 +110,9 @@ def test_extra_feature_specs_are_validated() -> None:
     data["features"] = [{"name": "vol", "kind": "ewm_std", "params": {"span": 20}, "input": "close", "colour": 1}]
     with pytest.raises(ConfigError, match="features.0.colour: unknown key"):
         parse_config(data)
+
+
+@pytest.mark.parametrize("name", ["quickstart.yaml", "ema_cross_long_short.yaml"])
+def test_shipped_backtest_configs_are_valid(name: str) -> None:
+    config = load_config(Path(__file__).resolve().parent.parent / "configs" / name)
+    assert config.data.catalog is not None and config.data.catalog.name == "catalog"

@@ -266,7 +266,9 @@ class RunConfig(_Model):
         known = set(ids)
         for n, source in enumerate(self.data.sources):
             if source.instrument not in known:
-                raise ValueError(f"data.sources.{n}.instrument: {source.instrument!r} is not one of the instruments {ids}")
+                raise ValueError(
+                    f"data.sources.{n}.instrument: {source.instrument!r} is not one of the instruments {ids}"
+                )
         for n, iid in enumerate(self.strategy.instruments):
             if iid not in known:
                 raise ValueError(f"strategy.instruments.{n}: {iid!r} is not one of the instruments {ids}")

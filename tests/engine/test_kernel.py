@@ -74,7 +74,9 @@ def fills_of(kernel: Kernel) -> list[tuple[Any, ...]]:
 
 
 def orders_of(kernel: Kernel) -> list[tuple[Any, ...]]:
-    return [(o.client_order_id, o.side, o.quantity, str(o.status), o.ts_created, o.ts_last) for o in kernel.result.orders]
+    return [
+        (o.client_order_id, o.side, o.quantity, str(o.status), o.ts_created, o.ts_last) for o in kernel.result.orders
+    ]
 
 
 class Recorder(Strategy):

@@ -17,13 +17,23 @@ Two entry points run these steps:
 
 * :meth:`Kernel.process` takes one message (paper and live daemons hand it what
   their asyncio adapters receive; a backtest can too).
-* :meth:`Kernel.run` is the backtest loop over ``Replay.batches()``: columns of
-  a batch are read as Python lists, bars are built positionally, a batch's
-  features are computed in one compiled call (row *i* only uses rows <= *i*,
-  and each row is exposed to the strategy only when its bar is delivered), the
-  execution engine is skipped while no order is working and nothing it does on
-  a mark is observable, and the clock's timer heap is consulted only when a
-  timer is due. It produces exactly the orders and fills of :meth:`process`.
+* :meth:`Kernel.run` is the backtest loop over ``Replay.batches()``. It produces
+  exactly the orders, fills and equity samples of :meth:`process` on the same
+  data, faster:
+
+  - columns of a batch are read as Python lists and bars are built positionally;
+  - a batch's features are computed in one compiled call
+    (``FeatureBank.run_bars``); row *i* only uses rows <= *i* and is exposed to
+    the strategy only when bar *i* is delivered, so there is no lookahead;
+  - the execution engine is skipped while no order is working and no drawdown
+    breaker is configured (it would only mark prices); the skipped marks are
+    made before the next order is submitted, before each equity sample and
+    when a strategy asks for its equity (:meth:`Kernel.sync_marks`). Orders
+    must therefore go through :meth:`Kernel.submit` (the strategy helpers do);
+  - the clock's timer heap is consulted only when a timer is due;
+  - the cyclic garbage collector runs rarely during the loop (see :func:`_rare_gc`).
+
+  Trade batches go through :meth:`process` message by message.
 
 The kernel does no I/O: results are collected in memory (:class:`RunResult`)
 and written by :mod:`tradebus.reports.writers`.
@@ -79,8 +89,6 @@ from tradebus.strategies.base import Strategy
 
 __all__ = ["EquitySample", "FillRecord", "Kernel", "RunResult"]
 
-_NEVER = 2**63 - 1
-
 #: Strategy handler name per order/position event type.
 _EVENT_HANDLERS: dict[type, str] = {
     OrderSubmitted: "on_order_submitted",
@@ -94,15 +102,6 @@ _EVENT_HANDLERS: dict[type, str] = {
     OrderExpired: "on_order_expired",
 }
 _DATA_HANDLERS: dict[type, str] = {Bar: "on_bar", Trade: "on_trade", Quote: "on_quote"}
-
-
-class BatchLike(Protocol):
-    """What :meth:`Kernel.run` needs of a replay batch (``tradebus.adapters.replay.ReplayBatch``)."""
-
-    instrument_id: str
-    kind: str
-    ts_event: np.ndarray
-    ts_init: np.ndarray
 
 
 class ReplayLike(Protocol):

@@ -268,7 +268,9 @@ class Strategy:
     ) -> str:
         """Submit a stop-market order (or stop-limit if ``limit_price`` is given); returns its id."""
         if not (trigger_price > 0 and math.isfinite(trigger_price)):
-            raise OrderError(f"{self.strategy_id}: trigger price must be a positive finite number, got {trigger_price!r}")
+            raise OrderError(
+                f"{self.strategy_id}: trigger price must be a positive finite number, got {trigger_price!r}"
+            )
         order_type = OrderType.STOP_MARKET if limit_price is None else OrderType.STOP_LIMIT
         price = _NAN if limit_price is None else limit_price
         return self._submit(
