@@ -89,6 +89,9 @@ from tradebus.strategies.base import Strategy
 
 __all__ = ["EquitySample", "FillRecord", "Kernel", "RunResult"]
 
+#: Bar batches shorter than this go through :meth:`Kernel.process` row by row.
+_SMALL_BATCH = 16
+
 #: Strategy handler name per order/position event type.
 _EVENT_HANDLERS: dict[type, str] = {
     OrderSubmitted: "on_order_submitted",
@@ -447,7 +450,10 @@ class Kernel:
 
     def _run_bars(self, batch: Any) -> None:
         n = len(batch.ts_init)
-        if n == 0:
+        if n < _SMALL_BATCH:
+            # Interleaved sources give runs of a few rows: per-batch set-up would dominate.
+            for bar in batch.messages():
+                self.process(bar)
             return
         iid = self._intern(batch.instrument_id)
         clock = self.clock
