@@ -65,7 +65,7 @@ _BOOK_LEVEL0 = _BOOK + 6  # after time, bid, ask, bid_size, ask_size, mid
 # ============================================================================ compiled drivers
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _apply(ws: np.ndarray, event: int) -> None:
     """Update, in plan order, every feature driven by ``event`` (fields already written)."""
     plan = int(ws[_H_PLAN + 2 * event])
@@ -205,16 +205,26 @@ _SIGNATURES = {
 }
 
 
-@functools.cache
-def _compiled_event_drivers() -> None:
-    """Compile (or load from cache) the per-event drivers once, then freeze them.
+_FROZEN: set[Any] = set()
+
+
+def _frozen(driver: Any) -> Any:
+    """Compile (or load from cache) an event driver for its one signature, then freeze it.
 
     Freezing makes Numba convert e.g. an ``int`` price to float64 instead of
     silently compiling a new specialisation on the hot path.
     """
-    for driver, signature in _SIGNATURES.items():
-        driver.compile(signature)
+    if driver not in _FROZEN:
+        driver.compile(_SIGNATURES[driver])
         driver.disable_compile()
+        _FROZEN.add(driver)
+    return driver
+
+
+def _compiled_event_drivers() -> None:
+    """Compile or load every event driver (used by :func:`~tradebus.features.warmup.warm_up`)."""
+    for driver in _SIGNATURES:
+        _frozen(driver)
 
 
 # ============================================================================ layout
@@ -278,11 +288,27 @@ class FeatureBank:
         self._specs = load_specs(specs)
         self._features = self._resolve(self._specs)
         self._build_layout()
-        _compiled_event_drivers()
-        self.update_bar = functools.partial(_on_bar, self._ws)  # type: ignore[method-assign]
-        self.update_trade = functools.partial(_on_trade, self._ws)  # type: ignore[method-assign]
-        self.update_quote = functools.partial(_on_quote, self._ws)  # type: ignore[method-assign]
-        self.update_book = functools.partial(_on_book, self._ws)  # type: ignore[method-assign]
+        for attr, driver in (
+            ("update_bar", _on_bar), ("update_trade", _on_trade), ("update_quote", _on_quote), ("update_book", _on_book)
+        ):
+            self._bind_lazily(attr, driver)
+
+    def _bind_lazily(self, attr: str, driver: Any) -> None:
+        """Bind ``attr`` to the frozen driver partially applied to the workspace.
+
+        A driver already loaded is bound at once; otherwise the first call loads it
+        (so a bank that never sees quotes never loads the quote driver) and rebinds.
+        """
+        if driver in _FROZEN:
+            setattr(self, attr, functools.partial(driver, self._ws))
+            return
+
+        def first_call(*args: Any) -> None:
+            bound = functools.partial(_frozen(driver), self._ws)
+            setattr(self, attr, bound)
+            bound(*args)
+
+        setattr(self, attr, first_call)
 
     # ------------------------------------------------------------------ resolution
     @staticmethod

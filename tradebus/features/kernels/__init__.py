@@ -20,7 +20,7 @@ from tradebus.errors import FeatureError
 from tradebus.features.kernels import book, core, flow, regime, stats, ta
 from tradebus.features.registry import register
 
-__all__ = ["GROUPS", "dispatch", "run", "step", "step1", "unmanaged", "window"]
+__all__ = ["GROUPS", "dispatch", "run", "step", "step1", "window"]
 
 #: (module, first id, last id) of every kernel group.
 GROUPS = ((core, 1, 99), (ta, 100, 199), (stats, 200, 299), (regime, 300, 399), (flow, 400, 499), (book, 500, 599))
@@ -44,25 +44,6 @@ _stats_dispatch = stats.dispatch
 _regime_dispatch = regime.dispatch
 _flow_dispatch = flow.dispatch
 _book_dispatch = book.dispatch
-
-
-@intrinsic
-def unmanaged(typingctx: object, arr: types.Array) -> tuple:
-    """Borrow ``arr`` as an array without a memory-info pointer (njit only).
-
-    Views sliced from the result carry no reference count, so creating them and
-    passing them to kernels costs no NRT incref/decref calls (~8 per feature
-    otherwise). Only valid while ``arr`` itself is alive: use it on arguments of
-    the running compiled function, never return or store it.
-    """
-
-    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
-        src = context.make_array(signature.args[0])(context, builder, value=args[0])
-        out = context.make_array(signature.return_type)(context, builder)
-        populate_array(out, data=src.data, shape=src.shape, strides=src.strides, itemsize=src.itemsize, meminfo=None)
-        return out._getvalue()
-
-    return arr(arr), codegen
 
 
 @intrinsic
@@ -125,17 +106,20 @@ def step1(kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray, ou
     return out[0]
 
 
+@njit(cache=True, _nrt=False)
+def _run_rows(
+    kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray, inputs: np.ndarray, result: np.ndarray
+) -> None:
+    n_in = inputs.shape[1]
+    for i in range(inputs.shape[0]):
+        for j in range(n_in):
+            x[j] = inputs[i, j]
+        dispatch(kind_id, state, params, x, result[i])
+
+
 @njit(cache=True)
 def run(
     kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray, inputs: np.ndarray, result: np.ndarray
 ) -> None:
     """Feed every row of ``inputs`` (n, n_inputs) in order; row ``i`` of ``result`` gets the outputs."""
-    n_in = inputs.shape[1]
-    st = unmanaged(state)
-    pa = unmanaged(params)
-    xb = unmanaged(x)
-    res = unmanaged(result)
-    for i in range(inputs.shape[0]):
-        for j in range(n_in):
-            xb[j] = inputs[i, j]
-        dispatch(kind_id, st, pa, xb, res[i])
+    _run_rows(kind_id, state, params, x, inputs, result)

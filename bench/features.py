@@ -1,0 +1,320 @@
+"""Feature-framework benchmarks: bank per-event cost, batch speed, cold start.
+
+Usage::
+
+    python bench/features.py            # human-readable table
+    python bench/features.py --json     # one JSON document
+    python bench/features.py --size 1000000 --runs 3
+
+Figures (medians of ``--runs`` runs):
+
+* ``bank``: ns per ``FeatureBank.update_bar`` call from Python for a bank of 20
+  features mixed across groups (target <= 300 ns), plus the same call on an
+  empty bank (the Python -> Numba call floor).
+* ``batch``: ns per value of ``Stepper.run`` for every core kind over ``--size``
+  values, against a hand-written single-purpose ``@njit`` loop (target <= 1.5x)
+  and against pandas / TA-Lib.
+* ``cold_start``: seconds from process start to the first bank update, imports
+  included, with a warm Numba cache (target <= 1.5 s), measured in subprocesses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import talib
+from numba import njit
+
+from tradebus.features.bank import FeatureBank
+from tradebus.features.registry import all_kinds
+from tradebus.features.stepper import Stepper
+from tradebus.features.warmup import warm_up
+
+REPO = Path(__file__).resolve().parents[1]
+
+MIXED_BANK: list[dict[str, Any]] = [
+    {"name": "r", "kind": "log_ret", "input": "close"},
+    {"name": "ema_fast", "kind": "ema", "params": {"span": 12}, "input": "close"},
+    {"name": "ema_slow", "kind": "ema", "params": {"span": 26}, "input": "close"},
+    {"name": "sma", "kind": "sma", "params": {"window": 20}, "input": "close"},
+    {"name": "wma", "kind": "wma", "params": {"window": 10}, "input": "close"},
+    {"name": "vol", "kind": "ewm_std", "params": {"span": 30}, "input": "r"},
+    {"name": "rstd", "kind": "rolling_std", "params": {"window": 20}, "input": "r"},
+    {"name": "z", "kind": "rolling_zscore", "params": {"window": 50}, "input": "r"},
+    {"name": "hi", "kind": "rolling_max", "params": {"window": 20}, "input": "high"},
+    {"name": "lo", "kind": "rolling_min", "params": {"window": 20}, "input": "low"},
+    {"name": "rsi", "kind": "rsi", "params": {"window": 14}, "input": "close"},
+    {"name": "rsi_ema", "kind": "ema", "params": {"span": 5}, "input": "rsi"},
+    {"name": "macd", "kind": "macd", "input": "close"},
+    {"name": "atr", "kind": "atr", "params": {"window": 14}},
+    {"name": "bb", "kind": "bollinger", "params": {"window": 20}, "input": "close"},
+    {"name": "stoch", "kind": "stoch"},
+    {"name": "obv", "kind": "obv", "input": ["close", "volume"]},
+    {"name": "corr", "kind": "rolling_corr", "params": {"window": 30}, "input": ["r", "volume"]},
+    {"name": "cusum", "kind": "cusum", "params": {"threshold": 0.02}, "input": "close"},
+    {"name": "ewz", "kind": "ewm_zscore", "params": {"span": 40}, "input": "close"},
+]
+
+
+def available_specs() -> list[dict[str, Any]]:
+    """The mixed bank restricted to kinds registered in this checkout."""
+    names = {k.name for k in all_kinds()}
+    return [s for s in MIXED_BANK if s["kind"] in names]
+
+
+def median_of(runs: int, fn: Callable[[], float]) -> float:
+    return statistics.median(fn() for _ in range(runs))
+
+
+def bank_per_event(runs: int, n: int = 200_000) -> dict[str, float]:
+    rng = np.random.default_rng(0)
+    close = 30_000.0 * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
+    rows = [
+        (1_700_000_000_000_000_000 + i * 60_000_000_000, c, c * 1.001, c * 0.999, c, v)
+        for i, (c, v) in enumerate(zip(close.tolist(), rng.lognormal(2, 1, n).tolist(), strict=True))
+    ]
+
+    def one(specs: list[dict[str, Any]]) -> float:
+        update = FeatureBank(specs).update_bar
+        start = time.perf_counter()
+        for row in rows:
+            update(*row)
+        return (time.perf_counter() - start) / n * 1e9
+
+    specs = available_specs()
+    return {
+        "features": float(len(specs)),
+        "ns_per_event": median_of(runs, lambda: one(specs)),
+        "ns_per_event_empty_bank": median_of(runs, lambda: one([])),
+    }
+
+
+# ---------------------------------------------------------------- hand-written single-purpose loops
+@njit(cache=True)
+def _hand_ret(x: np.ndarray, out: np.ndarray) -> None:
+    out[0] = np.nan
+    for i in range(1, x.shape[0]):
+        out[i] = x[i] / x[i - 1] - 1.0
+
+
+@njit(cache=True)
+def _hand_log_ret(x: np.ndarray, out: np.ndarray) -> None:
+    out[0] = np.nan
+    for i in range(1, x.shape[0]):
+        out[i] = math.log(x[i] / x[i - 1])
+
+
+@njit(cache=True)
+def _hand_ema(x: np.ndarray, out: np.ndarray, span: int) -> None:
+    k = 2.0 / (span + 1.0)
+    s = 0.0
+    for i in range(span):
+        s += x[i]
+        out[i] = np.nan
+    e = s / span
+    out[span - 1] = e
+    for i in range(span, x.shape[0]):
+        e = (x[i] - e) * k + e
+        out[i] = e
+
+
+@njit(cache=True)
+def _hand_ewm_mean(x: np.ndarray, out: np.ndarray, span: int) -> None:
+    a = 2.0 / (span + 1.0)
+    num = 0.0
+    den = 0.0
+    for i in range(x.shape[0]):
+        num = num * (1.0 - a) + x[i]
+        den = den * (1.0 - a) + 1.0
+        out[i] = num / den if i + 1 >= span else np.nan
+
+
+@njit(cache=True)
+def _hand_rolling_mean(x: np.ndarray, out: np.ndarray, w: int) -> None:
+    s = 0.0
+    for i in range(x.shape[0]):
+        s += x[i]
+        if i >= w:
+            s -= x[i - w]
+        out[i] = s / w if i + 1 >= w else np.nan
+
+
+@njit(cache=True)
+def _hand_rolling_std(x: np.ndarray, out: np.ndarray, w: int) -> None:
+    k = x[0]
+    s1 = 0.0
+    s2 = 0.0
+    for i in range(x.shape[0]):
+        d = x[i] - k
+        s1 += d
+        s2 += d * d
+        if i >= w:
+            d = x[i - w] - k
+            s1 -= d
+            s2 -= d * d
+        out[i] = math.sqrt(max((s2 - s1 * s1 / w) / (w - 1), 0.0)) if i + 1 >= w else np.nan
+
+
+@njit(cache=True)
+def _hand_rolling_max(x: np.ndarray, out: np.ndarray, w: int) -> None:
+    idx = np.empty(x.shape[0], dtype=np.int64)
+    head = 0
+    tail = 0
+    for i in range(x.shape[0]):
+        while tail > head and idx[head] <= i - w:
+            head += 1
+        while tail > head and x[idx[tail - 1]] <= x[i]:
+            tail -= 1
+        idx[tail] = i
+        tail += 1
+        out[i] = x[idx[head]] if i + 1 >= w else np.nan
+
+
+@njit(cache=True)
+def _hand_wma(x: np.ndarray, out: np.ndarray, w: int) -> None:
+    div = w * (w + 1) / 2.0
+    for i in range(x.shape[0]):
+        if i + 1 < w:
+            out[i] = np.nan
+            continue
+        s = 0.0
+        for j in range(w):
+            s += (j + 1.0) * x[i - w + 1 + j]
+        out[i] = s / div
+
+
+BATCH_CASES: list[tuple[str, dict[str, Any], Callable[..., None] | None, tuple[int, ...], Callable[..., Any] | None]] = [
+    ("ret", {}, _hand_ret, (), lambda s: s.pct_change(fill_method=None)),
+    ("log_ret", {}, _hand_log_ret, (), lambda s: np.log(s / s.shift(1))),
+    ("ewm_mean", {"span": 20}, _hand_ewm_mean, (20,), lambda s: s.ewm(span=20, min_periods=20).mean()),
+    ("ewm_std", {"span": 20}, None, (), lambda s: s.ewm(span=20, min_periods=20).std()),
+    ("ewm_zscore", {"span": 20}, None, (), None),
+    ("ewm_skew", {"span": 20}, None, (), None),
+    ("rolling_sum", {"window": 20}, None, (), lambda s: s.rolling(20).sum()),
+    ("rolling_mean", {"window": 20}, _hand_rolling_mean, (20,), lambda s: s.rolling(20).mean()),
+    ("rolling_std", {"window": 20}, _hand_rolling_std, (20,), lambda s: s.rolling(20).std()),
+    ("rolling_max", {"window": 20}, _hand_rolling_max, (20,), lambda s: s.rolling(20).max()),
+    ("rolling_zscore", {"window": 20}, None, (), None),
+    ("rolling_rank", {"window": 20}, None, (), lambda s: s.rolling(20).rank(pct=True)),
+    ("sma", {"window": 20}, _hand_rolling_mean, (20,), lambda s: talib.SMA(s.to_numpy(), 20)),
+    ("ema", {"span": 20}, _hand_ema, (20,), lambda s: talib.EMA(s.to_numpy(), 20)),
+    ("wma", {"window": 10}, _hand_wma, (10,), lambda s: talib.WMA(s.to_numpy(), 10)),
+]
+
+
+def batch_speed(runs: int, size: int) -> dict[str, dict[str, float]]:
+    rng = np.random.default_rng(1)
+    x = 30_000.0 * np.exp(np.cumsum(rng.normal(0, 0.001, size)))
+    series = pd.Series(x)
+    out = np.empty(size)
+    results: dict[str, dict[str, float]] = {}
+    for name, params, hand, hand_args, reference in BATCH_CASES:
+        Stepper(name, **params).run(x[:100])
+
+        def ours(name: str = name, params: dict[str, Any] = params) -> float:
+            s = Stepper(name, **params)
+            start = time.perf_counter()
+            s.run(x)
+            return (time.perf_counter() - start) / size * 1e9
+
+        row = {"ns_per_value": median_of(runs, ours)}
+        if hand is not None:
+            hand(x[:100], out[:100], *hand_args)
+
+            def hand_time(hand: Callable[..., None] = hand, args: tuple[int, ...] = hand_args) -> float:
+                start = time.perf_counter()
+                hand(x, out, *args)
+                return (time.perf_counter() - start) / size * 1e9
+
+            row["hand_ns_per_value"] = median_of(runs, hand_time)
+            row["vs_hand"] = row["ns_per_value"] / row["hand_ns_per_value"]
+        if reference is not None:
+
+            def ref_time(reference: Callable[..., Any] = reference) -> float:
+                start = time.perf_counter()
+                reference(series)
+                return (time.perf_counter() - start) / size * 1e9
+
+            row["reference_ns_per_value"] = median_of(runs, ref_time)
+            row["vs_reference"] = row["ns_per_value"] / row["reference_ns_per_value"]
+        results[name] = row
+    return results
+
+
+COLD = """
+import time
+t0 = time.perf_counter()
+from tradebus.features.bank import FeatureBank
+b = FeatureBank({specs!r})
+b.update_bar(1_700_000_000_000_000_000, 1.0, 1.0, 1.0, 1.0, 1.0)
+print(time.perf_counter() - t0)
+"""
+
+
+def cold_start(runs: int) -> dict[str, float]:
+    code = COLD.format(specs=available_specs())
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True)  # fill the cache
+
+    def once() -> tuple[float, float]:
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True, text=True)
+        return time.perf_counter() - start, float(done.stdout.strip().splitlines()[-1])
+
+    samples = [once() for _ in range(runs)]
+    return {
+        "seconds_process_start_to_first_update": statistics.median(s[0] for s in samples),
+        "seconds_import_to_first_update": statistics.median(s[1] for s in samples),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--size", type=int, default=10_000_000, help="values per batch run")
+    parser.add_argument("--runs", type=int, default=5, help="runs per figure (median reported)")
+    args = parser.parse_args()
+    warm_up()
+    report = {
+        "bank": bank_per_event(args.runs),
+        "batch": batch_speed(max(1, args.runs // 2 + 1), args.size),
+        "cold_start": cold_start(args.runs),
+        "size": args.size,
+        "runs": args.runs,
+    }
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    b = report["bank"]
+    lines = [
+        f"bank of {int(b['features'])} mixed features: {b['ns_per_event']:.0f} ns/event from Python "
+        f"(empty bank {b['ns_per_event_empty_bank']:.0f} ns; target <= 300)",
+        f"batch over {args.size:,} values (ns/value; ratio vs hand-written @njit loop, target <= 1.5x):",
+    ]
+    for name, row in report["batch"].items():
+        parts = [f"  {name:15s} {row['ns_per_value']:7.2f}"]
+        if "vs_hand" in row:
+            parts.append(f"hand {row['hand_ns_per_value']:6.2f} ({row['vs_hand']:.2f}x)")
+        if "vs_reference" in row:
+            parts.append(f"pandas/TA-Lib {row['reference_ns_per_value']:6.2f} ({row['vs_reference']:.2f}x)")
+        lines.append("  ".join(parts))
+    c = report["cold_start"]
+    lines.append(
+        f"cold start, warm cache: {c['seconds_process_start_to_first_update']:.3f} s process start -> first update "
+        f"({c['seconds_import_to_first_update']:.3f} s from first import; target <= 1.5 s)"
+    )
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
