@@ -254,6 +254,17 @@ def test_bad_data_stops_before_trading_naming_the_row_and_leaves_no_output(
     assert leftovers(workdir, "out") == []
 
 
+def test_duplicate_bar_time_stops_before_trading(workdir: Path) -> None:
+    path = workdir / "bars.csv"
+    rows = path.read_text().splitlines()
+    rows[400] = rows[399].split(",")[0] + "," + rows[400].split(",", 1)[1]
+    path.write_text("\n".join(rows) + "\n")
+    result = invoke("backtest", str(write_config(workdir, make_config())), "--out", str(workdir / "out"))
+    assert result.exit_code == 3, result.output
+    assert "bars.csv row 400" in result.output and "duplicate" in result.output
+    assert leftovers(workdir, "out") == []
+
+
 def test_corrupt_catalog_row_found_before_trading(workdir: Path) -> None:
     import pyarrow.parquet as pq
 
