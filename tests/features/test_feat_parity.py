@@ -171,3 +171,63 @@ def test_fresh_state_is_all_zeros_and_not_ready(kind: FeatureKind) -> None:
     assert not s.ready
     assert np.all(s.state == 0.0)
     assert s.state.shape == (kind.state_size(s._params),)  # noqa: SLF001
+
+
+_BAR_FIELDS = ("close", "volume", "high", "low", "open")
+
+
+def _bank_specs(kind: FeatureKind) -> tuple[str, list[dict[str, Any]]]:
+    """One feature of ``kind`` wired to event fields: its own field names when they are fields, else bar fields."""
+    from tradebus.features.spec import EVENT_FIELDS
+
+    for event, fields in EVENT_FIELDS.items():
+        if all(i in fields for i in kind.inputs):
+            inputs = [f"{event}.{i}" for i in kind.inputs]
+            return event, [{"name": "f", "kind": kind.name, "params": params_for(kind), "input": inputs}]
+    inputs = [f"bar.{_BAR_FIELDS[j % len(_BAR_FIELDS)]}" for j in range(len(kind.inputs))]
+    return "bar", [{"name": "f", "kind": kind.name, "params": params_for(kind), "input": inputs}]
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS, ids=lambda k: k.name)
+@settings(max_examples=4, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**31 - 1), nan_frac=st.sampled_from([0.0, 0.1]))
+def test_bank_update_equals_bank_run_and_the_stepper(kind: FeatureKind, seed: int, nan_frac: float) -> None:
+    from tradebus.features.bank import FeatureBank
+    from tradebus.features.spec import EVENT_FIELDS
+
+    event, specs = _bank_specs(kind)
+    n = 120
+    fields = [f for f in EVENT_FIELDS[event] if f not in ("time", "mid")]
+    if event == "book":
+        fields = [f for f in fields if f not in ("bid", "ask", "bid_size", "ask_size")]
+    data = kind_inputs(tuple(fields), seed, n, nan_frac, True)
+    col = {name: np.ascontiguousarray(data[:, j]) for j, name in enumerate(fields)}
+    ts = (1_700_000_000 + np.cumsum(np.random.default_rng(seed).integers(1, 3600, n))) * 1_000_000_000
+    live = FeatureBank(specs)
+    rows = []
+    for i in range(n):
+        if event == "bar":
+            live.update_bar(int(ts[i]), *(col[f][i] for f in ("open", "high", "low", "close", "volume")))
+        elif event == "trade":
+            live.update_trade(int(ts[i]), col["price"][i], col["size"][i], col["side"][i])
+        elif event == "quote":
+            live.update_quote(int(ts[i]), *(col[f][i] for f in ("bid", "ask", "bid_size", "ask_size")))
+        else:
+            sides = [np.array([col[f"{s}_{k}"][i] for k in range(10)]) for s in ("bid_px", "bid_sz", "ask_px", "ask_sz")]
+            live.update_book(int(ts[i]), *sides)
+        rows.append(live.values[-len(kind.outputs) :].copy())
+    bank = FeatureBank(specs)
+    if event == "bar":
+        out = bank.run_bars(ts, *(col[f] for f in ("open", "high", "low", "close", "volume")))
+    elif event == "trade":
+        out = bank.run_trades(ts, col["price"], col["size"], col["side"])
+    elif event == "quote":
+        out = bank.run_quotes(ts, *(col[f] for f in ("bid", "ask", "bid_size", "ask_size")))
+    else:
+        out = bank.run_books(ts, *(np.column_stack([col[f"{s}_{k}"] for k in range(10)])
+                                   for s in ("bid_px", "bid_sz", "ask_px", "ask_sz")))
+    assert np.array_equal(np.asarray(rows), out, equal_nan=True)
+    names = [ref.split(".")[1] for ref in specs[0]["input"]]
+    if all(name == "time" or name in col for name in names):  # derived book fields are checked above only
+        xs = np.column_stack([ts / 1e9 if name == "time" else col[name] for name in names])
+        assert np.array_equal(batch(stepper(kind), np.ascontiguousarray(xs)), out, equal_nan=True)

@@ -98,3 +98,11 @@ def test_params_and_repr_show_the_normalised_values() -> None:
 def test_stepper_without_kind_is_rejected() -> None:
     with pytest.raises(FeatureError, match="no feature kind"):
         Stepper()
+
+
+def test_package_exports_the_public_api() -> None:
+    import tradebus.features as features
+
+    for name in features.__all__:
+        assert getattr(features, name) is not None, name
+    assert features.FeatureBank.__module__ == "tradebus.features.bank"

@@ -63,11 +63,37 @@ def cache_dir() -> Path:
 
 from tradebus.features.registry import FeatureKind, Param, all_kinds, get_kind, register  # noqa: E402
 
+#: Public names loaded on first access (importing them compiles nothing, but loads Numba and pydantic).
+_LAZY = {
+    "BankSnapshot": "tradebus.features.bank",
+    "FeatureBank": "tradebus.features.bank",
+    "FeatureSpec": "tradebus.features.spec",
+    "load_specs": "tradebus.features.spec",
+    "Stepper": "tradebus.features.stepper",
+    "compute_features": "tradebus.features.batch",
+    "warm_up": "tradebus.features.warmup",
+}
+
 __all__ = [
+    "BankSnapshot",
+    "FeatureBank",
     "FeatureKind",
+    "FeatureSpec",
     "Param",
+    "Stepper",
     "all_kinds",
     "cache_dir",
+    "compute_features",
     "get_kind",
+    "load_specs",
     "register",
+    "warm_up",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tradebus.features' has no attribute {name!r}")
