@@ -186,7 +186,7 @@ def test_start_and_end_restrict_the_replayed_range(workdir: Path) -> None:
         (lambda c: c["strategy"].update(name="nope"), "strategy.name: unknown strategy 'nope'"),
         (lambda c: c["instruments"][0].update(tick_size=-1), "instruments.0.tick_size"),
         (lambda c: c["data"]["sources"][0].update(instrument="ETH-USD.COINBASE"), "data.sources.0.instrument"),
-        (lambda c: c["data"]["sources"][0].update(file="missing.csv"), "data.sources.0.file: no such file"),
+        (lambda c: c["data"]["sources"][0].update(file="missing.csv"), "run.yaml: data.sources.0.file: no such file"),
         (lambda c: c.pop("strategy"), "strategy: required field is missing"),
         (lambda c: c["report"].update(equity_interval="hourly"), "report.equity_interval"),
         (lambda c: c.update(features=[{"name": "v", "kind": "ewm_stdd", "input": "close"}]),
@@ -203,6 +203,16 @@ def test_bad_config_exits_2_naming_file_and_field_without_output(
     assert result.exit_code == 2
     assert expected in result.output
     assert "Traceback" not in result.output
+    assert leftovers(workdir, "out") == []
+
+
+def test_missing_catalog_dataset_names_the_config_field(workdir: Path) -> None:
+    config = make_config()
+    config["data"] = {"catalog": "cat", "sources": [{"instrument": "BTC-USD.COINBASE",
+                                                      "dataset": "coinbase/spot/BTC-USD/bars_1h"}]}
+    result = invoke("backtest", str(write_config(workdir, config)), "--out", str(workdir / "out"))
+    assert result.exit_code == 2
+    assert "run.yaml: data.sources.0.dataset: no dataset 'coinbase/spot/BTC-USD/bars_1h'" in result.output
     assert leftovers(workdir, "out") == []
 
 

@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from tradebus.adapters.catalog import Catalog
 from tradebus.adapters.data_cli import data_app
 from tradebus.adapters.replay import Replay, ReplaySource
 from tradebus.config import RunConfig, dump_config, load_config, parse_duration
@@ -38,7 +39,7 @@ from tradebus.reports.metrics import compute_metrics
 from tradebus.reports.writers import RunDirectory, write_run
 from tradebus.strategies.base import resolve_strategy
 
-__all__ = ["LazyProgress", "app", "progress_for", "build_kernel", "build_replay", "main", "run_backtest"]
+__all__ = ["LazyProgress", "app", "build_kernel", "build_replay", "main", "progress_for", "run_backtest"]
 
 app = typer.Typer(
     name="tradebus",
@@ -62,9 +63,10 @@ def build_replay(config: RunConfig) -> Replay:
     Raises
     ------
     ConfigError
-        If a data file does not exist (names the field ``data.sources.N.file``).
+        If a data file or catalog dataset does not exist (names the field
+        ``data.sources.N.file`` / ``data.sources.N.dataset``).
     DataError
-        If a catalog dataset is missing or its manifest is invalid.
+        If a catalog dataset's manifest is invalid.
     """
     sources = []
     for n, src in enumerate(config.data.sources):
@@ -74,8 +76,11 @@ def build_replay(config: RunConfig) -> Replay:
             sources.append(ReplaySource.from_file(src.file, src.instrument, src.kind, interval=src.interval))
         else:
             venue, market, symbol, dataset = src.catalog_key
+            catalog = Catalog(config.data.catalog)  # type: ignore[arg-type]
+            if not catalog.exists(venue, market, symbol, dataset):
+                raise ConfigError(f"data.sources.{n}.dataset: no dataset {src.dataset!r} in catalog {catalog.root}")
             try:
-                source = ReplaySource.from_catalog(config.data.catalog, src.instrument, venue, market, symbol, dataset)
+                source = ReplaySource.from_catalog(catalog, src.instrument, venue, market, symbol, dataset)
             except DataError as exc:
                 raise DataError(f"data.sources.{n}.dataset: {exc}") from None
             if source.kind != src.kind:
@@ -134,7 +139,10 @@ def run_backtest(
         kernel.start()  # builds the feature banks: bad feature specs fail before any data is read
     except FeatureError as exc:
         raise ConfigError(f"{config_path}: features: {exc}") from None
-    replay = build_replay(config)
+    try:
+        replay = build_replay(config)
+    except (ConfigError, DataError) as exc:
+        raise type(exc)(f"{config_path}: {exc}") from None
     rows = replay.validate()
     lot_sizes = {iid: inst.lot_size for iid, inst in kernel.instruments.items()}
     with RunDirectory(out) as run_dir:
