@@ -1,0 +1,189 @@
+"""Tick-to-order latency of the paper daemon against a local server replaying a real capture.
+
+Usage::
+
+    NUMBA_CACHE_DIR=.cache/numba .venv/bin/python bench/market_data_latency.py [--json] [--copies N] [--speed X]
+
+A :class:`~tradebus.engine.node.TradingNode` (journal on, decision log to a file, Numba
+warm-up first) connects to a :class:`~tradebus.adapters.common.local_server.LocalVenueServer`
+that replays the Binance spot BTCUSDT capture of ``tests/fixtures/binance`` (trades and
+bookTicker; the capture is repeated ``--copies`` times with shifted trade ids and times, so
+that no trade is a duplicate) at ``--speed`` times its recorded pace (``--no-journal``:
+without the SQLite journal, to see its share). The strategy flips
+its target position on every trade, so every trade is one decision: a market order.
+
+Figures, per decision (wall clock, ``time.time_ns``):
+
+* ``tick_to_submit``: from the frame's receive time in the client (``Trade.ts_init``) to
+  ``OrderSubmitted`` (parse, route, kernel, features, strategy, risk, journal);
+* ``tick_to_accept``: from the same receive time to ``OrderAccepted`` from the simulated
+  venue (the order's arrival is handled by a clock alert on the event loop, or by the next
+  trade if that comes first).
+
+Target: p99 tick-to-accept <= 1 ms over >= 10,000 decisions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import msgspec  # noqa: E402
+from loguru import logger  # noqa: E402
+
+from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture  # noqa: E402
+from tradebus.adapters.common.local_server import LocalVenueServer  # noqa: E402
+from tradebus.adapters.common.recorder import iter_hftbacktest  # noqa: E402
+from tradebus.engine.messages import OrderAccepted, OrderSubmitted, Trade  # noqa: E402
+from tradebus.engine.node import TradingNode  # noqa: E402
+from tradebus.engine.node_config import parse_paper_config  # noqa: E402
+from tradebus.strategies.base import Strategy  # noqa: E402
+
+CAPTURE = ROOT / "tests" / "fixtures" / "binance" / "spot_btcusdt_20240808_head4000.gz"
+IID = "BTCUSDT.BINANCE"
+
+#: Receive time of the trade :class:`Flipper` is deciding on (set before it submits).
+DECIDING_ON = [0]
+#: ``client order id -> receive time of the trade that decided it``.
+DECIDED_ON: dict[str, int] = {}
+
+
+class Flipper(Strategy):
+    """Flip between long and short ``quantity`` on every trade (one market order per trade)."""
+
+    def __init__(self, instrument_ids: Any, *, strategy_id: str | None = None) -> None:
+        super().__init__(instrument_ids, strategy_id=strategy_id)
+        self._long = False
+
+    def on_trade(self, trade: Trade) -> None:
+        self._long = not self._long
+        DECIDING_ON[0] = trade.ts_init
+        self.target_position(self.instrument_id, 0.01 if self._long else -0.01, reason="flip on every trade")
+
+
+def frames(copies: int) -> list[tuple[int, str]]:
+    """The capture's trade and bookTicker frames, repeated with shifted trade ids and times."""
+    base, _ = split_capture(list(iter_hftbacktest(CAPTURE)))
+    base = [(t, raw) for t, raw in base if "@trade" in raw or "@bookTicker" in raw]
+    span_ns = base[-1][0] - base[0][0] + 1_000_000
+    decode = msgspec.json.decode
+    encode = msgspec.json.encode
+    out: list[tuple[int, str]] = []
+    for k in range(copies):
+        shift_ms = k * (span_ns // 1_000_000)
+        for recv_ns, raw in base:
+            if k and "@trade" in raw:
+                msg = decode(raw)
+                data = msg["data"]
+                data["t"] += k * 10_000_000
+                data["T"] += shift_ms
+                data["E"] += shift_ms
+                raw = encode(msg).decode()
+            out.append((recv_ns + k * span_ns, raw))
+    return out
+
+
+def config(ws_url: str, tmp: Path, journal: bool) -> Any:
+    return parse_paper_config(
+        {
+            "instruments": [
+                {"venue": "BINANCE", "symbol": "BTCUSDT", "base": "BTC", "quote": "USDT", "tick_size": 0.01,
+                 "lot_size": 1e-5, "taker_fee": 0.001, "maker_fee": 0.001}
+            ],
+            "strategy": {"name": "__main__:Flipper", "instruments": [IID]},
+            "venue": {"fill_on": "trades"},
+            "feeds": [{"venue": "binance", "market": "spot", "ws_url": ws_url,
+                       "subscriptions": {IID: ["trade", "bookTicker"]}}],
+            "journal": str(tmp / "journal.sqlite") if journal else None,
+        },
+        "<bench>",
+    )
+
+
+def percentiles(values_ns: list[int]) -> dict[str, float]:
+    """p50/p99/max/mean in microseconds."""
+    v = sorted(values_ns)
+    n = len(v)
+    return {
+        "p50_us": v[n // 2] / 1e3,
+        "p99_us": v[min(n - 1, int(n * 0.99))] / 1e3,
+        "max_us": v[-1] / 1e3,
+        "mean_us": statistics.fmean(v) / 1e3,
+    }
+
+
+async def run(copies: int, speed: float | None, journal: bool) -> dict[str, Any]:
+    data = frames(copies)
+    n_trades = sum("@trade" in raw for _, raw in data)
+    submit_ns: list[int] = []
+    accept_ns: list[int] = []
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        logger.remove()
+        logger.add(tmp / "paper.log", level="INFO")  # the daemon's one line per decision goes somewhere real
+        async with LocalVenueServer(BinanceProtocol(None), data, speed=speed, lifetime=3600.0) as srv:
+            node = TradingNode(config(srv.ws_url, tmp, journal), handle_signals=False)
+            clock_ns = time.time_ns
+
+            def on_submitted(event: OrderSubmitted) -> None:
+                recv = DECIDED_ON[event.client_order_id] = DECIDING_ON[0]
+                submit_ns.append(clock_ns() - recv)
+
+            def on_accepted(event: OrderAccepted) -> None:
+                accept_ns.append(clock_ns() - DECIDED_ON[event.client_order_id])
+
+            node.kernel.bus.subscribe(OrderSubmitted, on_submitted)
+            node.kernel.bus.subscribe(OrderAccepted, on_accepted)
+            result = node.kernel.result
+            task = asyncio.create_task(node.run())
+            t0 = time.perf_counter()
+            while not task.done() and (result.trades < n_trades or len(accept_ns) < len(DECIDED_ON)):
+                await asyncio.sleep(0.05)
+            elapsed = time.perf_counter() - t0
+            node.stop("bench done")
+            await task
+    return {
+        "decisions": len(accept_ns),
+        "trades": result.trades,
+        "quotes": result.quotes,
+        "frames": len(data),
+        "speed": speed,
+        "journal": journal,
+        "elapsed_s": elapsed,
+        "tick_to_submit": percentiles(submit_ns),
+        "tick_to_accept": percentiles(accept_ns),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--copies", type=int, default=16, help="capture repetitions (16 -> 10,816 trades)")
+    parser.add_argument("--speed", type=float, default=100.0, help="replay pace; 0 = as fast as possible")
+    parser.add_argument("--no-journal", action="store_true", help="run without the SQLite journal")
+    args = parser.parse_args()
+    report = asyncio.run(run(args.copies, args.speed or None, not args.no_journal))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"paper daemon tick-to-order latency: {report['decisions']:,} decisions, {report['frames']:,} frames "
+          f"replayed at {report['speed'] or 'max'}x in {report['elapsed_s']:.1f} s, "
+          f"journal {'on' if report['journal'] else 'off'}")
+    for key in ("tick_to_submit", "tick_to_accept"):
+        p = report[key]
+        print(f"  {key:<15} p50 {p['p50_us']:8.1f} us   p99 {p['p99_us']:8.1f} us   max {p['max_us']:9.1f} us   "
+              f"mean {p['mean_us']:7.1f} us")
+
+
+if __name__ == "__main__":
+    main()
