@@ -371,3 +371,15 @@ def test_interleaved_instruments_in_small_batches_match_process(tmp_path: Path) 
     assert {f.instrument_id for f in fast.result.fills} == {IID, "ETHUSD.SIM"}
     assert fills_of(fast) == fills_of(slow)
     assert fast.result.equity == slow.result.equity
+
+
+def test_metrics_reconcile_with_the_portfolio(tmp_path: Path) -> None:
+    from tradebus.reports.metrics import compute_metrics, round_trips
+
+    kernel = make_kernel(EmaCross(IID, fast=5, slow=20, mode="long_short", quantity=0.5))
+    kernel.run(Replay([write_catalog(tmp_path / "c", bar_table(2_000))]))
+    metrics = compute_metrics(kernel.result)
+    assert metrics["fees_paid"] == kernel.portfolio.fees_paid
+    assert metrics["final_equity"] == kernel.portfolio.equity()
+    trips = round_trips(kernel.result.fills)
+    assert sum(t.pnl for t in trips) == pytest.approx(kernel.portfolio.realized_pnl, rel=1e-12, abs=1e-9)

@@ -197,7 +197,7 @@ def compute_metrics(result: RunResult, lot_sizes: dict[str, float] | None = None
     trips = round_trips(result.fills, lot_sizes)
     wins = [t.net_pnl for t in trips if t.net_pnl > 0.0]
     losses = [t.net_pnl for t in trips if t.net_pnl <= 0.0]
-    notional = sum(f.quantity * f.price for f in result.fills)
+    notional = sum((f.quantity * f.price for f in result.fills), 0.0)
     mean_equity = sum(s.equity for s in result.equity) / len(result.equity) if result.equity else initial
     exposure = _exposure(result.fills, start, end) if start is not None and end is not None else 0.0
     return {
@@ -225,5 +225,5 @@ def compute_metrics(result: RunResult, lot_sizes: dict[str, float] | None = None
         "average_loss": sum(losses) / len(losses) if losses else None,
         "turnover": notional / mean_equity if mean_equity > 0.0 else None,
         "exposure": exposure,
-        "fees_paid": sum(f.fee for f in result.fills),
+        "fees_paid": sum((f.fee for f in result.fills), 0.0),
     }
