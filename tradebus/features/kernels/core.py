@@ -384,13 +384,14 @@ def _roll_recompute(state: np.ndarray, w: int) -> None:
 
 
 @njit(cache=True, _nrt=False)
-def _roll_update(state: np.ndarray, w: int, min_periods: float, x: float) -> bool:
+def _roll_update(state: np.ndarray, w: int, min_periods: float, x: float, squares: bool) -> bool:
     """Push ``x`` into the window and update the shifted sums ``S1 = sum(x-K)``, ``S2 = sum((x-K)^2)``.
 
     Sums are compensated (Neumaier) and recomputed exactly (two-pass) every
     ``window`` events, O(1) amortised; ``K`` is the window mean at the last
     recomputation, so the sums never cancel catastrophically: the error is
-    bounded by the drift of the level within one window, not over the run. Returns
+    bounded by the drift of the level within one window, not over the run.
+    ``squares=False`` (sum, mean) skips ``S2`` and the constant-run length. Returns
     whether the window holds at least ``min_periods`` non-NaN values.
     """
     seen = state[_R_SEEN]
@@ -401,7 +402,8 @@ def _roll_update(state: np.ndarray, w: int, min_periods: float, x: float) -> boo
             state[_R_COUNT] -= 1.0
             d = old - state[_R_K]
             state[_R_S1], state[_R_C1] = _neumaier(state[_R_S1], state[_R_C1], -d)
-            state[_R_S2], state[_R_C2] = _neumaier(state[_R_S2], state[_R_C2], -(d * d))
+            if squares:
+                state[_R_S2], state[_R_C2] = _neumaier(state[_R_S2], state[_R_C2], -(d * d))
     state[_R_RING + pos] = x
     state[_R_POS] = _wrap(pos + 1, w)
     state[_R_SEEN] = seen + 1.0
@@ -415,14 +417,16 @@ def _roll_update(state: np.ndarray, w: int, min_periods: float, x: float) -> boo
         else:
             d = x - state[_R_K]
             state[_R_S1], state[_R_C1] = _neumaier(state[_R_S1], state[_R_C1], d)
-            state[_R_S2], state[_R_C2] = _neumaier(state[_R_S2], state[_R_C2], d * d)
+            if squares:
+                state[_R_S2], state[_R_C2] = _neumaier(state[_R_S2], state[_R_C2], d * d)
         state[_R_COUNT] += 1.0
         state[_R_NOBS] += 1.0
-        if state[_R_NOBS] > 1.0 and x == state[_R_PREV]:
-            state[_R_RUN] += 1.0
-        else:
-            state[_R_RUN] = 1.0
-        state[_R_PREV] = x
+        if squares:
+            if state[_R_NOBS] > 1.0 and x == state[_R_PREV]:
+                state[_R_RUN] += 1.0
+            else:
+                state[_R_RUN] = 1.0
+            state[_R_PREV] = x
     state[_R_SINCE] += 1.0
     if state[_R_SINCE] >= w:
         _roll_recompute(state, w)
@@ -457,7 +461,7 @@ def rolling_sum_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: 
     window, NaN output while fewer than ``min_periods`` values (default: any NaN
     in a full window propagates, as pandas).
     """
-    if _roll_update(state, int(params[0]), _min_periods(params), x[0]):
+    if _roll_update(state, int(params[0]), _min_periods(params), x[0], False):
         out[0] = state[_R_COUNT] * state[_R_K] + (state[_R_S1] + state[_R_C1])
     else:
         out[0] = _NAN
@@ -469,7 +473,7 @@ def rolling_mean_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out:
 
     pandas: ``s.rolling(window, min_periods).mean()``. NaN policy: as rolling_sum.
     """
-    if _roll_update(state, int(params[0]), _min_periods(params), x[0]):
+    if _roll_update(state, int(params[0]), _min_periods(params), x[0], False):
         out[0] = _roll_mean(state)
     else:
         out[0] = _NAN
@@ -482,7 +486,7 @@ def rolling_var_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: 
     pandas: ``s.rolling(window, min_periods).var()``. NaN policy: as rolling_sum;
     NaN with fewer than 2 values.
     """
-    if _roll_update(state, int(params[0]), _min_periods(params), x[0]):
+    if _roll_update(state, int(params[0]), _min_periods(params), x[0], True):
         out[0] = _roll_var(state)
     else:
         out[0] = _NAN
@@ -494,7 +498,7 @@ def rolling_std_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: 
 
     pandas: ``s.rolling(window, min_periods).std()``. NaN policy: as rolling_var.
     """
-    if _roll_update(state, int(params[0]), _min_periods(params), x[0]):
+    if _roll_update(state, int(params[0]), _min_periods(params), x[0], True):
         out[0] = math.sqrt(_roll_var(state))
     else:
         out[0] = _NAN
@@ -508,7 +512,7 @@ def rolling_zscore_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, ou
     input gives NaN, otherwise as rolling_var; a zero std gives NaN.
     """
     v = x[0]
-    if _roll_update(state, int(params[0]), _min_periods(params), v) and v == v:
+    if _roll_update(state, int(params[0]), _min_periods(params), v, True) and v == v:
         sd = math.sqrt(_roll_var(state))
         out[0] = (v - _roll_mean(state)) / sd if sd > 0.0 else _NAN
     else:
@@ -522,7 +526,7 @@ def sma_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarr
     TA-Lib: ``SMA(x, timeperiod=window)``; pandas: ``s.rolling(window).mean()``.
     NaN policy: propagate (NaN while a NaN is in the window).
     """
-    if _roll_update(state, int(params[0]), params[0], x[0]):
+    if _roll_update(state, int(params[0]), params[0], x[0], False):
         out[0] = _roll_mean(state)
     else:
         out[0] = _NAN
