@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import signal
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -44,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
+import typer
 from loguru import logger
 
 from tradebus.adapters.common.recorder import iter_hftbacktest, read_frames
@@ -270,7 +272,7 @@ async def serve_recording(
     write_config: str | Path | None = None,
     lifetime: float = 86_400.0,
 ) -> None:
-    """Serve a recording on ``ws://127.0.0.1:<ephemeral port>`` in ``venue``'s protocol until cancelled.
+    """Serve a recording on ``ws://127.0.0.1:<ephemeral port>`` in ``venue``'s protocol until SIGINT/SIGTERM.
 
     Binance REST depth snapshots in the recording (``rest:`` lines, or a hftbacktest
     snapshot line) are served on ``/api/v3/depth`` (``/fapi/v1/depth`` with ``futures``).
@@ -311,9 +313,15 @@ async def serve_recording(
     logger.info("serving {} frames of {} as {} on {} (REST {})", len(frames), path, venue, server.ws_url, server.http_url)
     if config is not None and write_config is not None:
         _write_local_config(Path(config), Path(write_config), server.ws_url, server.http_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         await server.stop()
 
 
@@ -334,9 +342,11 @@ def _write_local_config(config: Path, out: Path, ws_url: str, http_url: str) -> 
 
 
 def _main() -> None:
-    import typer
-
     app = typer.Typer(add_completion=False, help="Serve a recording locally for a paper daemon.")
+
+    @app.callback()
+    def _commands() -> None:
+        """Tools around recordings (``serve``)."""
 
     @app.command()
     def serve(
@@ -353,10 +363,7 @@ def _main() -> None:
         coro = serve_recording(
             recording, venue, speed=speed or None, futures=futures, config=config, write_config=write_config  # type: ignore[arg-type]
         )
-        try:
-            asyncio.run(coro)
-        except KeyboardInterrupt:
-            pass
+        asyncio.run(coro)
 
     app()
 

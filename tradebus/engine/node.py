@@ -820,7 +820,9 @@ class TradingNode:
         summary.stop_reason = self._stop_reason or "stopped"
         summary.stopped_ns = self.clock.now_ns()
         summary.messages = self.router.messages
-        summary.counts = dict(sorted(self.router.counts.items()))
+        result = self.kernel.result
+        counts = {"bars": result.bars, "trades": result.trades, "quotes": result.quotes, **self.router.counts}
+        summary.counts = dict(sorted(counts.items()))
         for feed in self.feeds:
             client = feed.client
             if client is not None:
