@@ -192,3 +192,54 @@ def okx_reference_book(inst_id: str) -> tuple[np.ndarray, np.ndarray]:
                         side[level[0]] = level[1]
     as_float = {float(p): float(q) for p, q in bids.items()}, {float(p): float(q) for p, q in asks.items()}
     return _dict_levels(as_float[0], True), _dict_levels(as_float[1], False)
+
+
+BYBIT_RECORDING = FIXTURES / "bybit" / "bybit_v5_public_2026-08-09.jsonl.gz"
+BYBIT_IID = "BTCUSDT-LINEAR.BYBIT"
+BYBIT_INSTRUMENT = {
+    "venue": "BYBIT",
+    "symbol": "BTCUSDT-LINEAR",
+    "kind": "perpetual",
+    "base": "BTC",
+    "quote": "USDT",
+    "tick_size": 0.1,
+    "lot_size": 0.001,
+    "taker_fee": 0.00055,
+    "maker_fee": 0.0002,
+}
+
+
+def bybit_linear_frames() -> list[tuple[int, str]]:
+    """(recv_ns, raw) of the linear connection of the Bybit recording."""
+    out = []
+    for t, conn, raw in read_frames(BYBIT_RECORDING):
+        if conn == "linear":
+            out.append((t, raw if isinstance(raw, str) else raw.decode()))
+    return out
+
+
+def bybit_reference(topic: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A Bybit book's final state (snapshot + deltas, by price string) and the symbol's trade ids, in order."""
+    bids: dict[str, str] = {}
+    asks: dict[str, str] = {}
+    trades: list[str] = []
+    symbol = topic.rsplit(".", 1)[1]
+    for _, raw in bybit_linear_frames():
+        msg = json.loads(raw)
+        if msg.get("topic") == f"publicTrade.{symbol}":
+            trades.extend(t["i"] for t in msg["data"])
+        if msg.get("topic") != topic:
+            continue
+        data = msg["data"]
+        if msg["type"] == "snapshot":
+            bids.clear()
+            asks.clear()
+        for side, key in ((bids, "b"), (asks, "a")):
+            for price, size in data[key]:
+                if float(size) == 0.0:
+                    side.pop(price, None)
+                else:
+                    side[price] = size
+    b = {float(p): float(q) for p, q in bids.items()}
+    a = {float(p): float(q) for p, q in asks.items()}
+    return _dict_levels(b, True), _dict_levels(a, False), trades

@@ -14,12 +14,15 @@ from typing import Any
 import numpy as np
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
+from tradebus.adapters.bybit.local import BybitProtocol
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
 from tradebus.adapters.okx.local import OkxProtocol
 from tradebus.engine.messages import BookResynced, FeedStale, OrderDenied, OrderSide, SubmitOrder, Trade
 from tradebus.engine.node import TradingNode
 
 from .node_testdata import (
+    BYBIT_IID,
+    BYBIT_INSTRUMENT,
     IID,
     OKX_IID,
     OKX_INSTRUMENT,
@@ -28,6 +31,8 @@ from .node_testdata import (
     SPOT_TRADE_IDS,
     binance_config,
     binance_reference_book,
+    bybit_linear_frames,
+    bybit_reference,
     config_of,
     okx_frames,
     okx_reference_book,
@@ -196,3 +201,43 @@ async def test_corrupted_okx_checksum_resubscribes_and_the_book_matches_the_capt
     book = node.router.books[OKX_IID]
     assert np.array_equal(book.bids(), bids) and np.array_equal(book.asks(), asks)
     assert len(watch.trades) == len(set(watch.trades)) > 0
+
+
+async def test_bybit_dropped_connection_resubscribes_and_the_book_matches_the_capture(tmp_path: Path) -> None:
+    frames = bybit_linear_frames()
+    topic = "orderbook.200.BTCUSDT"
+    ref_bids, ref_asks, ref_trades = bybit_reference(topic)
+    faults = [Fault(FaultKind.DROP, at=200, match='"topic":"orderbook.200.BTCUSDT"')]
+    async with LocalVenueServer(BybitProtocol(frames), frames, faults, resume_overlap=60, lifetime=60.0) as srv:
+        data = {
+            "instruments": [BYBIT_INSTRUMENT],
+            "strategy": {
+                "name": "tradebus.strategies.tick_ema:TickEmaCross",
+                "instruments": [BYBIT_IID],
+                "params": {"fast": 2, "slow": 5, "quantity": 0.001},
+            },
+            "venue": {"fill_on": "trades"},
+            "feeds": [
+                {
+                    "venue": "bybit",
+                    "market": "linear",
+                    "ws_url": srv.ws_url,
+                    "subscriptions": {BYBIT_IID: ["publicTrade", "tickers", topic.rsplit(".", 1)[0]]},
+                    "backoff": {"base": 0.05, "cap": 0.2, "min_delay": 0.01},
+                }
+            ],
+        }
+        node = TradingNode(config_of(data), handle_signals=False)
+        watch = Watch(node, BYBIT_IID)
+
+        def done() -> bool:
+            parser = node.feeds[0].parser  # type: ignore[attr-defined]
+            return srv.cursor >= len(frames) and parser.book_in_sync(topic) and len(watch.trades) >= len(ref_trades)
+
+        await run_node(node, done, timeout=40.0)
+    assert node.summary.feeds["bybit-linear"]["connections"] == 2
+    (resynced,) = watch.of(BookResynced)
+    assert resynced.instrument_id == BYBIT_IID and "connection lost" in resynced.reason
+    assert watch.trades == ref_trades
+    book = node.router.books[BYBIT_IID]
+    assert np.array_equal(book.bids(), ref_bids) and np.array_equal(book.asks(), ref_asks)

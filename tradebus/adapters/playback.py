@@ -310,7 +310,9 @@ async def serve_recording(
         protocol = BybitProtocol(frames)
     server = LocalVenueServer(protocol, frames, speed=speed, lifetime=lifetime, resume_overlap=50)
     await server.start()
-    logger.info("serving {} frames of {} as {} on {} (REST {})", len(frames), path, venue, server.ws_url, server.http_url)
+    logger.info(
+        "serving {} frames of {} as {} on {} (REST {})", len(frames), path, venue, server.ws_url, server.http_url
+    )
     if config is not None and write_config is not None:
         _write_local_config(Path(config), Path(write_config), server.ws_url, server.http_url)
     stop = asyncio.Event()
@@ -360,10 +362,16 @@ def _main() -> None:
         """Replay RECORDING on a local WebSocket server speaking the venue's protocol."""
         if venue not in ("binance", "okx", "bybit"):
             raise typer.BadParameter(f"venue must be binance, okx or bybit, got {venue!r}")
-        coro = serve_recording(
-            recording, venue, speed=speed or None, futures=futures, config=config, write_config=write_config  # type: ignore[arg-type]
+        asyncio.run(
+            serve_recording(
+                recording,
+                venue,  # type: ignore[arg-type]
+                speed=speed or None,
+                futures=futures,
+                config=config,
+                write_config=write_config,
+            )
         )
-        asyncio.run(coro)
 
     app()
 

@@ -49,6 +49,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from loguru import logger
 
 from tradebus.adapters.binance.client import BinanceClient, BinanceFeed
@@ -64,6 +65,7 @@ from tradebus.adapters.okx.client import OkxClient
 from tradebus.adapters.okx.config import OkxConfig
 from tradebus.adapters.okx.parse import BOOK_CHANNELS as OKX_BOOK_CHANNELS
 from tradebus.adapters.okx.parse import OkxParser
+from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import Clock, LiveClock
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel, RunResult
@@ -83,6 +85,7 @@ from tradebus.engine.messages import (
     Trade,
 )
 from tradebus.engine.node_config import FeedConfig, PaperConfig, dump_paper_config, load_paper_config, venue_symbol
+from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.execution.engine import ExecutionEngine
@@ -128,7 +131,9 @@ class MarketGuard:
         self._feeds: dict[str, tuple[str, ...]] = {}
         self._book_checks: dict[str, Callable[[], bool]] = {}
 
-    def register_feed(self, name: str, instrument_ids: Iterable[str], book_checks: dict[str, Callable[[], bool]]) -> None:
+    def register_feed(
+        self, name: str, instrument_ids: Iterable[str], book_checks: dict[str, Callable[[], bool]]
+    ) -> None:
         """Declare a feed's instruments and, per instrument with a book, its in-sync test."""
         self._feeds[name] = tuple(instrument_ids)
         self._book_checks.update(book_checks)
@@ -148,7 +153,9 @@ class MarketGuard:
         silent = (msg.ts_event - msg.last_message_ns) / 1e9
         for iid in self._feeds.get(msg.source, ()):
             self._stale[iid] = f"feed stale: {msg.source} delivered nothing for {silent:.1f} s"
-        logger.warning("feed {} stale: orders on {} stop until data flows again", msg.source, self._feeds.get(msg.source, ()))
+        logger.warning(
+            "feed {} stale: orders on {} stop until data flows again", msg.source, self._feeds.get(msg.source, ())
+        )
 
     def on_data(self, instrument_id: str) -> None:
         """A market-data message of ``instrument_id`` arrived: it is not stale any more."""
@@ -165,7 +172,9 @@ class GuardedRiskGate(RiskGate):
 
     __slots__ = ("guard",)
 
-    def __init__(self, config: RiskConfig, portfolio: Any, clock: Clock, bus: Any, guard: MarketGuard) -> None:
+    def __init__(
+        self, config: RiskConfig, portfolio: Portfolio, clock: Clock, bus: MessageBus, guard: MarketGuard
+    ) -> None:
         super().__init__(config, portfolio, clock, bus)
         self.guard = guard
 
@@ -184,10 +193,10 @@ class PaperVenue(SimulatedVenue):
     """The simulated venue of a paper daemon, able to take over from a stopped process.
 
     The matching engine lives in the daemon's process, so its working orders end with
-    it. :meth:`resume` tells a fresh venue the position the journal recorded and which
-    orders the previous process may have been working; :meth:`query_order` answers for
-    those (when the journal's recovery resolves them) that they were canceled by the
-    restart, with their journaled fills.
+    it. :meth:`resume` tells a fresh venue the position the journal recorded (so that
+    reduce-only orders are judged against it) and which orders the previous process may
+    have been working; :meth:`query_order` answers for those, when the journal's recovery
+    resolves them, that the restart canceled them (their journaled fills stay booked).
     """
 
     def __init__(
@@ -494,7 +503,9 @@ def build_feeds(
     ]
     names = [f.name for f in feeds]
     if len(set(names)) != len(names):
-        raise ConfigError(f"feeds: two feeds share a connection name in {names}; their recordings could not be told apart")
+        raise ConfigError(
+            f"feeds: two feeds share a connection name in {names}; their recordings could not be told apart"
+        )
     return feeds
 
 
@@ -606,7 +617,7 @@ class NodeRouter:
             # A delta always follows its book's snapshot; without one there is nothing to update.
             self.counts["delta_without_book"] += 1
             return
-        book.apply(msg.bids, msg.asks)  # type: ignore[arg-type]
+        book.apply(_writable(msg.bids), _writable(msg.asks))
         book.last_seq = msg.last_seq
         self.counts["BookDelta"] += 1
         self._publish(msg)
@@ -645,6 +656,15 @@ class NodeRouter:
             event.reason,
             why or "none given",
         )
+
+
+def _writable(levels: Any) -> np.ndarray:
+    """``levels`` itself, or a copy if read-only (parsers share a read-only empty array).
+
+    :meth:`OrderBook.apply` compiles for writeable arrays; a read-only one next to a
+    writeable one cannot be typed by Numba.
+    """
+    return levels if levels.flags.writeable else levels.copy()
 
 
 # ----------------------------------------------------------------------------- daemon
@@ -749,25 +769,29 @@ class TradingNode:
             self._stop.set()
         summary = self.summary
         summary.started_ns = self.clock.now_ns()
-        if self.config.warm_up:
-            from tradebus.features.warmup import warm_up
-
-            logger.info("warming up the feature kernels")
-            warm_up()
-        self._recover()
-        self.kernel.start()
-        if self.config.record is not None:
-            self.recorder = FrameRecorder(self.config.record)
-        self.feeds = build_feeds(self.config, self.router, live=True, recorder=self.recorder)
-        for feed in self.feeds:
-            self.guard.register_feed(feed.name, feed.instrument_ids, feed.book_checks())
+        # Installed first: a signal during the warm-up or the recovery stops the daemon cleanly.
         signals = self._install_signals(loop) if self.handle_signals else []
-        tasks = {asyncio.create_task(feed.run(), name=f"feed:{feed.name}"): feed for feed in self.feeds}
+        tasks: dict[asyncio.Task[None], Feed] = {}
         failure: BaseException | None = None
-        self.running.set()
-        logger.info("paper daemon running: {} feed(s), strategy {}", len(self.feeds), self.config.strategy.name)
         try:
-            failure = await self._serve(tasks)
+            if self.config.warm_up:
+                from tradebus.features.warmup import warm_up
+
+                logger.info("warming up the feature kernels")
+                warm_up()
+            self._recover()
+            self.kernel.start()
+            if self.config.record is not None:
+                self.recorder = FrameRecorder(self.config.record)
+            self.feeds = build_feeds(self.config, self.router, live=True, recorder=self.recorder)
+            for feed in self.feeds:
+                self.guard.register_feed(feed.name, feed.instrument_ids, feed.book_checks())
+            await asyncio.sleep(0)  # let a signal received so far be handled before subscribing
+            if not self._stop.is_set():
+                tasks = {asyncio.create_task(feed.run(), name=f"feed:{feed.name}"): feed for feed in self.feeds}
+                self.running.set()
+                logger.info("paper daemon running: {} feed(s), strategy {}", len(self.feeds), self.config.strategy.name)
+                failure = await self._serve(tasks)
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)
@@ -870,7 +894,10 @@ class TradingNode:
         summary.resolved_unknown = [o.client_order_id for o in unknown]
         summary.recovered_positions = {iid: qty for iid, qty in positions.items() if qty}
         logger.info(
-            "recovered {} order(s) from journal {}; positions {}", len(orders), journal.path, summary.recovered_positions
+            "recovered {} order(s) from journal {}; positions {}",
+            len(orders),
+            journal.path,
+            summary.recovered_positions,
         )
 
 

@@ -227,7 +227,9 @@ def venue_symbol(feed: FeedConfig, instrument: Instrument | InstrumentConfig) ->
         return symbol
     if feed.venue == "bybit" and feed.market == "linear":
         if not symbol.endswith("-LINEAR"):
-            raise ConfigError(f"feed bybit linear: instrument {iid}: symbol must end with '-LINEAR' (e.g. BTCUSDT-LINEAR)")
+            raise ConfigError(
+                f"feed bybit linear: instrument {iid}: symbol must end with '-LINEAR' (e.g. BTCUSDT-LINEAR)"
+            )
         return symbol[: -len("-LINEAR")]
     return symbol
 
@@ -291,7 +293,9 @@ class PaperConfig(_Model):
                 except ConfigError as exc:
                     raise ValueError(f"feeds.{n}.subscriptions: {exc}") from None
             if len(venues) > 1:
-                raise ValueError(f"feeds.{n}: the instruments of one feed must share one venue name, got {sorted(venues)}")
+                raise ValueError(
+                    f"feeds.{n}: the instruments of one feed must share one venue name, got {sorted(venues)}"
+                )
         fill_on = self.venue.fill_on
         for iid in self.strategy.instruments:
             if iid not in fed:
