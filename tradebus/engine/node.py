@@ -7,8 +7,8 @@ message to a :class:`NodeRouter`, synchronously, on the loop's thread::
     venue WS --frame--> client (recv time, recorder) --> parser/book sync --> NodeRouter
         Trade/Quote/Bar  -> kernel.process (clock, venue matching, features, strategies)
         BookSnapshot/BookDelta -> the node's book of the instrument, then the bus
-        FeedStale, BookResynced -> MarketGuard (orders on the instrument stop), then the bus
-        MarkPrice/FundingRate -> the bus
+        FeedStale -> MarketGuard (orders on the feed's instruments stop), then the bus
+        BookResynced, MarkPrice, FundingRate -> the bus (and the log)
 
 The kernel is the backtest kernel with a :class:`~tradebus.engine.clock.LiveClock`, a
 :class:`PaperVenue` (the simulated matching engine, with arrival alerts on the wall
@@ -277,6 +277,8 @@ def _policy(feed: FeedConfig, keepalive: KeepAlive, max_age: float | None = None
 
 class Feed(ABC):
     """One configured market-data feed: a live client, or its parser alone for a playback.
+
+    The venue subclasses take ``(config, instruments, sink, *, live, recorder, clock_ns)``.
 
     Parameters
     ----------
@@ -732,7 +734,12 @@ class TradingNode:
         self.clock = LiveClock()
         self.guard = MarketGuard()
         self.journal = None if config.journal is None else _open_journal(config.journal, config.journal_sync)
-        self.kernel, self.venue = build_paper_kernel(config, self.clock, self.guard, self.journal)
+        try:
+            self.kernel, self.venue = build_paper_kernel(config, self.clock, self.guard, self.journal)
+        except Exception:
+            if self.journal is not None:
+                self.journal.close()
+            raise
         self.router = NodeRouter(self.kernel, self.guard, max_messages=max_messages, on_limit=self._limit_reached)
         self.feeds: list[Feed] = []
         self.recorder: FrameRecorder | None = None
