@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tradebus.adapters.common.book import APPLIED, CROSSED, INVALID, OrderBook
+from tradebus.adapters.common.book import APPLIED, CROSSED, INVALID, OrderBook, apply_side
 from tradebus.errors import BookError
 
 
@@ -119,3 +119,21 @@ def test_apply_matches_a_dict_reference_model(batches: list[tuple[list, list]]) 
             ref_a.pop(p + 100.0, None) if q == 0 else ref_a.__setitem__(p + 100.0, q)
     assert book.bids().tolist() == [[p, q] for p, q in sorted(ref_b.items(), reverse=True)]
     assert book.asks().tolist() == [[p, q] for p, q in sorted(ref_a.items())]
+
+
+def test_kernel_refuses_to_insert_into_a_full_side_instead_of_looping() -> None:
+    px = np.array([1.0, 2.0])
+    sz = np.array([1.0, 1.0])
+    side = np.array([0, 2, 2], dtype=np.int64)
+    with pytest.raises(ValueError, match="reserve"):
+        apply_side(px, sz, side, lv((3.0, 1.0)), False)
+
+
+def test_removed_levels_are_reused_and_the_side_stays_sorted() -> None:
+    book = OrderBook("TEST.VENUE", capacity=8)
+    book.load(lv(*[(float(p), 1.0) for p in range(1, 11)]), lv((20.0, 1.0)))
+    book.apply(lv((3.0, 0.0), (5.0, 0.0), (7.0, 0.0)), lv())
+    book.apply(lv((4.5, 2.0), (0.5, 2.0), (10.5, 2.0), (6.5, 2.0)), lv())
+    prices = book.bids()[:, 0].tolist()
+    assert prices == sorted(prices, reverse=True) and len(prices) == 11
+    assert prices[0] == 10.5 and prices[-1] == 0.5 and 4.5 in prices and 3.0 not in prices

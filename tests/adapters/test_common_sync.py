@@ -14,6 +14,7 @@ from tradebus.adapters.common.sync import (
     BinanceFuturesRule,
     BinanceSpotRule,
     BookSync,
+    DeltaBatch,
     SequenceRule,
     SyncState,
     Verdict,
@@ -287,3 +288,43 @@ def test_capture_has_real_depth_frames() -> None:
     lines = capture()
     kinds = [json.loads(raw).get("data", {}).get("e", "snapshot") for _, raw in lines[:5]]
     assert kinds[:2] == ["depthUpdate", "depthUpdate"] and "snapshot" in kinds
+
+
+# ------------------------------------------------------------- fast_forward
+
+
+def _split(lines: list[tuple[int, str]]) -> tuple[BookSnapshot, list[BookDelta]]:
+    snap_raw = next((ts, raw) for ts, raw in lines if raw.startswith('{"lastUpdateId"'))
+    deltas = [delta_from(raw, ts) for ts, raw in lines if '"depthUpdate"' in raw]
+    return snapshot_from(snap_raw[1], snap_raw[0]), deltas
+
+
+@pytest.mark.parametrize("futures", [False, True], ids=["spot", "usdm"])
+def test_fast_forward_gives_the_same_book_and_rule_state_as_on_delta(futures: bool) -> None:
+    lines = capture(USDM_CAPTURE) if futures else capture()
+    snapshot, deltas = _split(lines)
+    rule = BinanceFuturesRule if futures else BinanceSpotRule
+    slow = BookSync(IID, rule(), lambda m: None, capacity=8)
+    fast_out: list[Any] = []
+    fast = BookSync(IID, rule(), fast_out.append, capacity=8)  # tiny capacity: exercises the grow-and-resume path
+    for sync in (slow, fast):
+        sync.on_snapshot(snapshot)
+    for dlt in deltas:
+        slow.on_delta(dlt)
+    fast.fast_forward(DeltaBatch(deltas))
+    assert fast.synced and fast.book.equals(slow.book)
+    assert (fast.book.last_seq, fast.rule.last, fast.rule.first) == (slow.book.last_seq, slow.rule.last, slow.rule.first)
+    assert not any(isinstance(m, BookDelta) for m in fast_out)
+    assert isinstance(fast_out[-1], Quote) and fast_out[-1].bid_price == slow.book.best_bid()[0]
+
+
+def test_fast_forward_stops_at_a_gap_and_resyncs_like_on_delta() -> None:
+    snapshot, deltas = _split(capture())
+    out: list[Any] = []
+    sync = BookSync(IID, BinanceSpotRule(), out.append)
+    sync.on_snapshot(snapshot)
+    batch = DeltaBatch(deltas[:100] + deltas[101:200])
+    sync.fast_forward(batch)
+    assert sync.state is SyncState.AWAITING_SNAPSHOT
+    assert sync.book.last_seq == deltas[99].last_seq
+    assert not any(isinstance(m, (BookDelta, Quote)) for m in out[2:])

@@ -1,20 +1,27 @@
 """A venue-independent L2 order book backed by sorted float64 arrays and Numba kernels.
 
-Each side is a pair of float64 arrays (``price``, ``size``) kept sorted with the
-*best level last* (bids ascending, asks descending) and a level count; there is no
-dict of floats in the hot path. Best-last storage makes the common case cheap: venue
-updates cluster at the top of the book, and inserting or removing a level only shifts
-the levels *better* than it (a handful), not the whole deep book behind it. The
-public accessors (:meth:`OrderBook.bids`, :meth:`OrderBook.top`...) return best-first. Applying one venue message (both sides) is **one** compiled call
-(:func:`apply_levels`), which also reports whether the book is crossed afterwards.
+Each side is a pair of float64 arrays (``price``, ``size``) holding the side's slots
+``[lo, hi)`` sorted with the *best level last* (bids ascending, asks descending); there
+is no dict of floats in the hot path. Applying one venue message (both sides) is
+**one** compiled call (:func:`apply_levels`), which also reports whether the book is
+crossed afterwards. The public accessors (:meth:`OrderBook.bids`, :meth:`OrderBook.top`
+...) return best-first copies.
+
+Why this layout: venues update levels all over a deep book (Binance touches ~30 levels
+per diff across 1,000+), so a plain sorted array pays O(depth) shifts per insert or
+removal. Here a removed level becomes a *tombstone* (size 0, price kept so the order
+holds); an insert reuses the nearest tombstone or the free space at either end of
+``[lo, hi)``, shifting only the levels in between; tombstones at both ends are trimmed
+(so ``hi - 1`` is always the best live level) and the side is compacted when they
+outnumber the live levels.
 
 Level semantics are the usual L2 ones: an update carries the *new total size* at a
 price; size 0 removes the level (removing an absent level is a no-op); an unknown
 price with a positive size inserts a level at its sorted position.
 
 Prices are compared exactly: both the snapshot and the deltas are parsed from the
-venue's decimal strings with the same ``float()`` conversion, so one price string
-always maps to one float64.
+venue's decimal strings with the same correctly rounded conversion, so one price
+string always maps to one float64.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ __all__ = [
     "OrderBook",
     "apply_levels",
     "apply_side",
+    "collect",
     "load_side",
 ]
 
@@ -43,12 +51,15 @@ CROSSED = 1
 INVALID = -1
 """Status of :func:`apply_levels`: a level was malformed; the book was left untouched."""
 
+# layout of OrderBook.counts: per side [lo, hi, live]; bids at 0..2, asks at 3..5
+_LO = 0
+_HI = 1
+_LIVE = 2
+
 
 @njit(cache=True)
-def _find(px: np.ndarray, n: int, price: float, descending: bool) -> int:
-    """Index of ``price`` in ``px[:n]`` (sorted ascending, or descending if ``descending``) or of its insertion slot."""
-    lo = 0
-    hi = n
+def _find(px: np.ndarray, lo: int, hi: int, price: float, descending: bool) -> int:
+    """Index of ``price`` in ``px[lo:hi]`` (ascending, or descending) or of its insertion slot."""
     if descending:
         while lo < hi:
             mid = (lo + hi) >> 1
@@ -67,35 +78,101 @@ def _find(px: np.ndarray, n: int, price: float, descending: bool) -> int:
 
 
 @njit(cache=True)
-def apply_side(px: np.ndarray, sz: np.ndarray, n: int, levels: np.ndarray, descending: bool) -> int:
-    """Apply ``levels`` (shape (m, 2): price, new size) to one side and return its new level count.
+def _compact(px: np.ndarray, sz: np.ndarray, lo: int, hi: int) -> int:
+    """Squeeze the tombstones out of ``[lo, hi)`` towards ``lo``; return the new ``hi``."""
+    w = lo
+    for r in range(lo, hi):
+        if sz[r] > 0.0:
+            px[w] = px[r]
+            sz[w] = sz[r]
+            w += 1
+    return w
 
-    The side is stored best-last: ascending for bids (``descending=False``), descending
-    for asks (``descending=True``).
 
-    The caller guarantees ``len(px) >= n + m`` (see :meth:`OrderBook.reserve`), so an
-    insert never overflows. Size 0 removes the level; removing an absent level is a no-op.
+@njit(cache=True)
+def apply_side(px: np.ndarray, sz: np.ndarray, side: np.ndarray, levels: np.ndarray, descending: bool) -> None:
+    """Apply ``levels`` (shape (m, 2): price, new size) to one side.
+
+    ``side`` is the int64 triple ``[lo, hi, live]`` updated in place (see the module
+    docstring for the tombstone layout). The caller guarantees at least ``m`` free slots
+    outside ``[lo, hi)`` (see :meth:`OrderBook.reserve`), so an insert always finds room.
     """
+    cap = px.shape[0]
+    lo = side[0]
+    hi = side[1]
+    live = side[2]
     for i in range(levels.shape[0]):
         price = levels[i, 0]
         size = levels[i, 1]
-        j = _find(px, n, price, descending)
-        if j < n and px[j] == price:
+        j = _find(px, lo, hi, price, descending)
+        if j < hi and px[j] == price:
             if size > 0.0:
+                if sz[j] == 0.0:
+                    live += 1
                 sz[j] = size
-            else:
-                for k in range(j, n - 1):
-                    px[k] = px[k + 1]
-                    sz[k] = sz[k + 1]
-                n -= 1
-        elif size > 0.0:
-            for k in range(n, j, -1):
+            elif sz[j] > 0.0:
+                sz[j] = 0.0
+                live -= 1
+            continue
+        if size <= 0.0:
+            continue
+        live += 1
+        if j > lo and sz[j - 1] == 0.0:  # tombstone just below the slot: take it
+            px[j - 1] = price
+            sz[j - 1] = size
+            continue
+        if j < hi and sz[j] == 0.0:  # tombstone at the slot
+            px[j] = price
+            sz[j] = size
+            continue
+        # nearest free slot: a tombstone, or the free space just outside [lo, hi)
+        left = j - 1
+        right = j
+        t = -1
+        while left >= lo - 1 or right <= hi:
+            if right <= hi:
+                if right == hi:
+                    if hi < cap:
+                        t = hi
+                        hi += 1
+                        break
+                elif sz[right] == 0.0:
+                    t = right
+                    break
+            if left >= lo - 1:
+                if left == lo - 1:
+                    if lo > 0:
+                        t = lo - 1
+                        lo -= 1
+                        break
+                elif sz[left] == 0.0:
+                    t = left
+                    break
+            left -= 1
+            right += 1
+        if t < 0:
+            raise ValueError("order book side is full: reserve() was not called before apply")
+        if t >= j:
+            for k in range(t, j, -1):
                 px[k] = px[k - 1]
                 sz[k] = sz[k - 1]
             px[j] = price
             sz[j] = size
-            n += 1
-    return n
+        else:
+            for k in range(t, j - 1):
+                px[k] = px[k + 1]
+                sz[k] = sz[k + 1]
+            px[j - 1] = price
+            sz[j - 1] = size
+    while hi > lo and sz[hi - 1] == 0.0:
+        hi -= 1
+    while lo < hi and sz[lo] == 0.0:
+        lo += 1
+    if hi - lo > 2 * live + 64:
+        hi = _compact(px, sz, lo, hi)
+    side[0] = lo
+    side[1] = hi
+    side[2] = live
 
 
 @njit(cache=True)
@@ -110,40 +187,53 @@ def apply_levels(
 ) -> int:
     """Apply one message's bid and ask updates in one call.
 
-    ``counts`` is an int64 array ``[n_bids, n_asks]`` updated in place. Returns
-    :data:`APPLIED`, :data:`CROSSED` (applied, and best bid >= best ask now) or
-    :data:`INVALID` (a level has a non-finite or non-positive price or a negative or
-    non-finite size: *nothing* was applied).
+    ``counts`` is the int64 array ``[bid lo, bid hi, bid levels, ask lo, ask hi, ask
+    levels]`` updated in place. Returns :data:`APPLIED`, :data:`CROSSED` (applied, and
+    best bid >= best ask now) or :data:`INVALID` (a level has a non-finite or
+    non-positive price or a negative or non-finite size: *nothing* was applied).
     """
     for levels in (bids, asks):
         for i in range(levels.shape[0]):
             p = levels[i, 0]
-            s = levels[i, 1]
-            if not (p > 0.0 and p < np.inf and s >= 0.0 and s < np.inf):
+            q = levels[i, 1]
+            if not (p > 0.0 and p < np.inf and q >= 0.0 and q < np.inf):
                 return INVALID
-    nb = apply_side(bid_px, bid_sz, counts[0], bids, False)
-    na = apply_side(ask_px, ask_sz, counts[1], asks, True)
-    counts[0] = nb
-    counts[1] = na
-    if nb > 0 and na > 0 and bid_px[nb - 1] >= ask_px[na - 1]:
+    apply_side(bid_px, bid_sz, counts[0:3], bids, False)
+    apply_side(ask_px, ask_sz, counts[3:6], asks, True)
+    if counts[2] > 0 and counts[5] > 0 and bid_px[counts[1] - 1] >= ask_px[counts[4] - 1]:
         return CROSSED
     return APPLIED
 
 
 @njit(cache=True)
-def load_side(px: np.ndarray, sz: np.ndarray, levels: np.ndarray, descending: bool) -> int:
-    """Replace one side with ``levels`` (any order; size-0 rows skipped; a repeated price keeps the last).
+def collect(px: np.ndarray, sz: np.ndarray, lo: int, hi: int, depth: int) -> np.ndarray:
+    """The best ``depth`` live levels of one side's ``[lo, hi)``, best first, shape (k, 2)."""
+    out = np.empty((max(0, min(depth, hi - lo)), 2), dtype=np.float64)
+    k = 0
+    r = hi - 1
+    while r >= lo and k < out.shape[0]:
+        if sz[r] > 0.0:
+            out[k, 0] = px[r]
+            out[k, 1] = sz[r]
+            k += 1
+        r -= 1
+    return out[:k]
 
-    Returns the level count. The caller guarantees ``len(px) >= len(levels)``. Storage
-    order as in :func:`apply_side` (best last).
+
+@njit(cache=True)
+def load_side(px: np.ndarray, sz: np.ndarray, start: int, levels: np.ndarray, descending: bool) -> int:
+    """Write ``levels`` (any order; size-0 rows skipped; a repeated price keeps the last) from ``start``.
+
+    Returns the end index (exclusive). The caller guarantees room for ``len(levels)``.
+    Storage order as in :func:`apply_side` (best last).
     """
-    n = 0
+    n = start
     for i in range(levels.shape[0]):
         price = levels[i, 0]
         size = levels[i, 1]
         if size <= 0.0:
             continue
-        j = _find(px, n, price, descending)
+        j = _find(px, start, n, price, descending)
         if j < n and px[j] == price:
             sz[j] = size
             continue
@@ -164,15 +254,16 @@ class OrderBook:
     instrument_id
         Key of the instrument (``"BTCUSDT.BINANCE"``), used in error messages.
     capacity
-        Initial levels per side; the arrays grow (doubling) when an update could overflow.
+        Initial slots per side; the arrays grow (doubling) when an update could overflow.
 
     Notes
     -----
-    ``bid_px``/``bid_sz`` hold the bids ascending and ``ask_px``/``ask_sz`` the asks
-    descending, so the best level of each side is at index ``n - 1``; only the first
-    ``n_bids``/``n_asks`` entries are meaningful. Use the accessors for best-first views.
-    ``last_seq`` is the venue sequence id of the last applied update (maintained by
-    :class:`tradebus.adapters.common.sync.BookSync`).
+    ``bid_px``/``bid_sz`` hold the bid slots ascending and ``ask_px``/``ask_sz`` the ask
+    slots descending within ``[lo, hi)``; ``counts`` is ``[bid lo, bid hi, bid levels,
+    ask lo, ask hi, ask levels]``; a slot with size 0 is a tombstone (see the module
+    docstring). The best level of a side is at ``hi - 1``. Use the accessors for
+    best-first views. ``last_seq`` is the venue sequence id of the last applied update
+    (maintained by :class:`tradebus.adapters.common.sync.BookSync`).
     """
 
     __slots__ = ("instrument_id", "bid_px", "bid_sz", "ask_px", "ask_sz", "counts", "last_seq", "ts_event")
@@ -185,25 +276,39 @@ class OrderBook:
         self.bid_sz = np.zeros(capacity, dtype=np.float64)
         self.ask_px = np.zeros(capacity, dtype=np.float64)
         self.ask_sz = np.zeros(capacity, dtype=np.float64)
-        self.counts = np.zeros(2, dtype=np.int64)
+        self.counts = np.zeros(6, dtype=np.int64)
         self.last_seq = -1
         self.ts_event = 0
 
     # ----------------------------------------------------------------- mutation
 
+    def room(self, extra_bids: int, extra_asks: int) -> bool:
+        """Whether ``extra_bids``/``extra_asks`` inserts fit without growing."""
+        c = self.counts
+        return bool(
+            self.bid_px.shape[0] - (c[1] - c[0]) >= extra_bids and self.ask_px.shape[0] - (c[4] - c[3]) >= extra_asks
+        )
+
     def reserve(self, extra_bids: int, extra_asks: int) -> None:
-        """Grow the arrays so that ``extra_bids``/``extra_asks`` inserts cannot overflow."""
-        need = max(int(self.counts[0]) + extra_bids, int(self.counts[1]) + extra_asks)
-        cap = self.bid_px.shape[0]
-        if need <= cap:
-            return
-        while cap < need:
-            cap *= 2
-        for name in ("bid_px", "bid_sz", "ask_px", "ask_sz"):
-            old = getattr(self, name)
-            new = np.zeros(cap, dtype=np.float64)
-            new[: old.shape[0]] = old
-            setattr(self, name, new)
+        """Grow (and re-centre) the arrays so that ``extra_bids``/``extra_asks`` inserts cannot overflow."""
+        for px_name, sz_name, base, extra in (("bid_px", "bid_sz", 0, extra_bids), ("ask_px", "ask_sz", 3, extra_asks)):
+            px, sz = getattr(self, px_name), getattr(self, sz_name)
+            lo, hi = int(self.counts[base]), int(self.counts[base + 1])
+            used = hi - lo
+            cap = px.shape[0]
+            if cap - used >= extra:
+                continue
+            while cap - used < extra:
+                cap *= 2
+            new_lo = (cap - used) // 2
+            new_px = np.zeros(cap, dtype=np.float64)
+            new_sz = np.zeros(cap, dtype=np.float64)
+            new_px[new_lo : new_lo + used] = px[lo:hi]
+            new_sz[new_lo : new_lo + used] = sz[lo:hi]
+            setattr(self, px_name, new_px)
+            setattr(self, sz_name, new_sz)
+            self.counts[base] = new_lo
+            self.counts[base + 1] = new_lo + used
 
     def clear(self) -> None:
         """Remove every level."""
@@ -214,13 +319,17 @@ class OrderBook:
         """Replace the whole book with a snapshot; return True if it is crossed.
 
         ``bids``/``asks`` are float64 arrays of shape (n, 2) (price, size) in any order.
+        The levels are placed in the middle of the arrays, leaving free room at both ends.
         """
         bids = _levels(bids, self.instrument_id, "bids")
         asks = _levels(asks, self.instrument_id, "asks")
         self.counts[:] = 0
-        self.reserve(bids.shape[0], asks.shape[0])
-        self.counts[0] = load_side(self.bid_px, self.bid_sz, bids, False)
-        self.counts[1] = load_side(self.ask_px, self.ask_sz, asks, True)
+        self.reserve(2 * bids.shape[0], 2 * asks.shape[0])
+        b_lo = (self.bid_px.shape[0] - bids.shape[0]) // 2
+        a_lo = (self.ask_px.shape[0] - asks.shape[0]) // 2
+        b_hi = load_side(self.bid_px, self.bid_sz, b_lo, bids, False)
+        a_hi = load_side(self.ask_px, self.ask_sz, a_lo, asks, True)
+        self.counts[:] = (b_lo, b_hi, b_hi - b_lo, a_lo, a_hi, a_hi - a_lo)
         self.last_seq = last_seq
         self.ts_event = ts_event
         return self.crossed()
@@ -231,62 +340,68 @@ class OrderBook:
         Returns :data:`APPLIED`, :data:`CROSSED` or :data:`INVALID` (see :func:`apply_levels`;
         on INVALID the book is unchanged).
 
-        The arrays must already be float64 and C-contiguous (parsers produce them so);
-        anything else raises :class:`BookError` rather than silently compiling a new
-        specialisation in the hot path.
+        The arrays must already be float64 (parsers produce them so); anything else
+        raises :class:`BookError` rather than silently compiling a new specialisation in
+        the hot path.
         """
         if bids.dtype != np.float64 or asks.dtype != np.float64 or bids.ndim != 2 or asks.ndim != 2:
             raise BookError(
                 f"book {self.instrument_id}: level arrays must be float64 of shape (n, 2), "
                 f"got {bids.dtype}{bids.shape} / {asks.dtype}{asks.shape}"
             )
-        counts = self.counts
-        if counts[0] + bids.shape[0] > self.bid_px.shape[0] or counts[1] + asks.shape[0] > self.ask_px.shape[0]:
+        if not self.room(bids.shape[0], asks.shape[0]):
             self.reserve(bids.shape[0], asks.shape[0])
-        return apply_levels(self.bid_px, self.bid_sz, self.ask_px, self.ask_sz, counts, bids, asks)
+        return apply_levels(self.bid_px, self.bid_sz, self.ask_px, self.ask_sz, self.counts, bids, asks)
 
     # ------------------------------------------------------------------ queries
 
     @property
     def n_bids(self) -> int:
         """Number of bid levels."""
-        return int(self.counts[0])
+        return int(self.counts[2])
 
     @property
     def n_asks(self) -> int:
         """Number of ask levels."""
-        return int(self.counts[1])
+        return int(self.counts[5])
 
     def best_bid(self) -> tuple[float, float]:
         """(price, size) of the best bid, or (NaN, NaN) if there is none."""
-        n = self.counts[0]
-        if n == 0:
+        c = self.counts
+        if c[2] == 0:
             return float("nan"), float("nan")
-        return float(self.bid_px[n - 1]), float(self.bid_sz[n - 1])
+        return float(self.bid_px[c[1] - 1]), float(self.bid_sz[c[1] - 1])
 
     def best_ask(self) -> tuple[float, float]:
         """(price, size) of the best ask, or (NaN, NaN) if there is none."""
-        n = self.counts[1]
-        if n == 0:
+        c = self.counts
+        if c[5] == 0:
             return float("nan"), float("nan")
-        return float(self.ask_px[n - 1]), float(self.ask_sz[n - 1])
+        return float(self.ask_px[c[4] - 1]), float(self.ask_sz[c[4] - 1])
+
+    def top_of_book(self) -> tuple[float, float, float, float] | None:
+        """(bid, bid size, ask, ask size), or None if a side is empty."""
+        c = self.counts
+        if c[2] == 0 or c[5] == 0:
+            return None
+        b = c[1] - 1
+        a = c[4] - 1
+        return float(self.bid_px[b]), float(self.bid_sz[b]), float(self.ask_px[a]), float(self.ask_sz[a])
 
     def crossed(self) -> bool:
         """Whether best bid >= best ask (both sides non-empty)."""
-        nb, na = self.counts[0], self.counts[1]
-        return bool(nb > 0 and na > 0 and self.bid_px[nb - 1] >= self.ask_px[na - 1])
+        c = self.counts
+        return bool(c[2] > 0 and c[5] > 0 and self.bid_px[c[1] - 1] >= self.ask_px[c[4] - 1])
 
     def bids(self, depth: int | None = None) -> np.ndarray:
         """Copy of the top ``depth`` bids (all if None), shape (k, 2), best first."""
-        n = self.n_bids
-        k = n if depth is None else min(depth, n)
-        return np.column_stack((self.bid_px[n - k : n][::-1], self.bid_sz[n - k : n][::-1]))
+        c = self.counts
+        return collect(self.bid_px, self.bid_sz, c[0], c[1], c[2] if depth is None else depth)
 
     def asks(self, depth: int | None = None) -> np.ndarray:
         """Copy of the top ``depth`` asks (all if None), shape (k, 2), best first."""
-        n = self.n_asks
-        k = n if depth is None else min(depth, n)
-        return np.column_stack((self.ask_px[n - k : n][::-1], self.ask_sz[n - k : n][::-1]))
+        c = self.counts
+        return collect(self.ask_px, self.ask_sz, c[3], c[4], c[5] if depth is None else depth)
 
     def top(self, depth: int) -> tuple[np.ndarray, np.ndarray]:
         """(bids, asks) of the top ``depth`` levels each."""
@@ -294,15 +409,9 @@ class OrderBook:
 
     def equals(self, other: OrderBook) -> bool:
         """Exact level-by-level equality of both sides (sequence ids are not compared)."""
-        nb, na = self.n_bids, self.n_asks
-        if nb != other.n_bids or na != other.n_asks:
+        if self.n_bids != other.n_bids or self.n_asks != other.n_asks:
             return False
-        return bool(
-            np.array_equal(self.bid_px[:nb], other.bid_px[:nb])
-            and np.array_equal(self.bid_sz[:nb], other.bid_sz[:nb])
-            and np.array_equal(self.ask_px[:na], other.ask_px[:na])
-            and np.array_equal(self.ask_sz[:na], other.ask_sz[:na])
-        )
+        return bool(np.array_equal(self.bids(), other.bids()) and np.array_equal(self.asks(), other.asks()))
 
     def __repr__(self) -> str:
         bb, ba = self.best_bid(), self.best_ask()

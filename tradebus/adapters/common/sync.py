@@ -67,8 +67,9 @@ from typing import Any
 
 import numpy as np
 from loguru import logger
+from numba import njit
 
-from tradebus.adapters.common.book import APPLIED, CROSSED, INVALID, OrderBook
+from tradebus.adapters.common.book import APPLIED, CROSSED, INVALID, OrderBook, apply_levels
 from tradebus.engine.messages import BookDelta, BookResynced, BookSnapshot, Quote
 from tradebus.errors import BookError, ConfigError
 
@@ -76,6 +77,7 @@ __all__ = [
     "BinanceFuturesRule",
     "BinanceSpotRule",
     "BookSync",
+    "DeltaBatch",
     "SequenceRule",
     "SnapshotRequester",
     "SyncState",
@@ -117,6 +119,8 @@ class SequenceRule(ABC):
     """
 
     name: str = "rule"
+    kernel_id: int = -1
+    """Id of a compiled twin of this rule for :meth:`BookSync.fast_forward` (-1: none)."""
 
     @abstractmethod
     def reset(self, snapshot: BookSnapshot, extra: Any = None) -> None:
@@ -154,6 +158,7 @@ class BinanceSpotRule(SequenceRule):
     """
 
     name = "binance-spot"
+    kernel_id = 0
 
     def __init__(self) -> None:
         self.last = -1
@@ -194,6 +199,7 @@ class BinanceFuturesRule(SequenceRule):
     """
 
     name = "binance-futures"
+    kernel_id = 1
 
     def __init__(self) -> None:
         self.last = -1
@@ -225,6 +231,110 @@ class BinanceFuturesRule(SequenceRule):
                 f"got U={delta.first_seq} u={delta.last_seq}"
             )
         return f"sequence gap ({self.name}): expected pu == {self.last}, got pu={delta.prev_seq} u={delta.last_seq}"
+
+
+class DeltaBatch:
+    """Recorded deltas of one book packed into aligned arrays for :meth:`BookSync.fast_forward`.
+
+    Message ``i`` has bid levels ``levels[bid_start[i]:ask_start[i]]`` and ask levels
+    ``levels[ask_start[i]:end[i]]``; ``first``/``last``/``prev`` are its sequence ids.
+    """
+
+    __slots__ = ("levels", "bid_start", "ask_start", "end", "first", "last", "prev", "ts_event", "ts_init")
+
+    def __init__(self, deltas: list[BookDelta]) -> None:
+        n = len(deltas)
+        self.bid_start = np.empty(n, dtype=np.int64)
+        self.ask_start = np.empty(n, dtype=np.int64)
+        self.end = np.empty(n, dtype=np.int64)
+        parts: list[np.ndarray] = []
+        pos = 0
+        for i, d in enumerate(deltas):
+            self.bid_start[i] = pos
+            pos += d.bids.shape[0]  # type: ignore[attr-defined]
+            self.ask_start[i] = pos
+            pos += d.asks.shape[0]  # type: ignore[attr-defined]
+            self.end[i] = pos
+            parts += (d.bids, d.asks)  # type: ignore[list-item]
+        self.levels = np.ascontiguousarray(np.concatenate(parts) if parts else np.empty((0, 2)), dtype=np.float64)
+        self.first = np.array([d.first_seq for d in deltas], dtype=np.int64)
+        self.last = np.array([d.last_seq for d in deltas], dtype=np.int64)
+        self.prev = np.array([d.prev_seq for d in deltas], dtype=np.int64)
+        self.ts_event = np.array([d.ts_event for d in deltas], dtype=np.int64)
+        self.ts_init = np.array([d.ts_init for d in deltas], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return self.first.shape[0]
+
+    @property
+    def n_levels(self) -> int:
+        """Total level updates in the batch."""
+        return int(self.levels.shape[0])
+
+
+_FF_DONE = 0
+_FF_STOPPED = 1  # message ``i`` was not applied (gap, crossed, malformed) or needs more capacity
+
+
+@njit(cache=True)
+def _fast_forward(
+    bid_px: np.ndarray,
+    bid_sz: np.ndarray,
+    ask_px: np.ndarray,
+    ask_sz: np.ndarray,
+    counts: np.ndarray,
+    levels: np.ndarray,
+    bid_start: np.ndarray,
+    ask_start: np.ndarray,
+    end: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    prev: np.ndarray,
+    start: int,
+    rule_kind: int,
+    rule_state: np.ndarray,
+) -> int:
+    """Apply messages from ``start`` on with the Binance rules compiled; return the first index not applied.
+
+    ``rule_state`` = ``[last id, first flag]``. Stops (returning its index) at a message
+    that is a gap, that would overflow the arrays, or whose apply is not APPLIED (that
+    message then has to be replayed through the Python path, which handles the failure).
+    """
+    for i in range(start, first.shape[0]):
+        last_id = rule_state[0]
+        is_first = rule_state[1] == 1
+        u = last[i]
+        if rule_kind == 0:
+            if u <= last_id:
+                continue
+            ok = (first[i] <= last_id + 1 <= u) if is_first else (first[i] == last_id + 1)
+        else:
+            if is_first:
+                if u < last_id:
+                    continue
+                ok = first[i] <= last_id <= u
+            else:
+                if u <= last_id:
+                    continue
+                ok = prev[i] == last_id
+        if not ok:
+            return i
+        nb = ask_start[i] - bid_start[i]
+        na = end[i] - ask_start[i]
+        if bid_px.shape[0] - (counts[1] - counts[0]) < nb or ask_px.shape[0] - (counts[4] - counts[3]) < na:
+            return i
+        status = apply_levels(
+            bid_px, bid_sz, ask_px, ask_sz, counts, levels[bid_start[i] : ask_start[i]], levels[ask_start[i] : end[i]]
+        )
+        if status != APPLIED:
+            # CROSSED was applied: undoing is not possible here, so the Python path must see the
+            # failure; the book is marked unsynced by it (resync rebuilds everything anyway)
+            rule_state[0] = u
+            rule_state[1] = 0
+            return -i - 1 if status == CROSSED else i
+        rule_state[0] = u
+        rule_state[1] = 0
+    return first.shape[0]
 
 
 class BookSync:
@@ -399,6 +509,56 @@ class BookSync:
             last_ts = (delta.ts_event, delta.ts_init)
         self._go_synced(last_ts[0], last_ts[1])
 
+    def fast_forward(self, batch: DeltaBatch) -> None:
+        """Apply a batch of recorded deltas in compiled code, emitting nothing per delta.
+
+        For replays and backtests where the deltas are published elsewhere: the book and
+        the rule advance exactly as with :meth:`on_delta` for every delta, but only the
+        state changes (no BookDelta/Quote per message; one Quote at the end if the top
+        changed). Needs a rule with a compiled twin (``kernel_id >= 0``) and a SYNCED book;
+        otherwise, and from the first delta that fails, the deltas go through
+        :meth:`on_delta` (so failures resync exactly as live).
+        """
+        n = len(batch)
+        i = 0
+        rule = self.rule
+        while i < n:
+            if self.state is not SyncState.SYNCED or rule.kernel_id < 0:
+                self.on_delta(_delta_at(batch, i, self.instrument_id))
+                i += 1
+                continue
+            book = self.book
+            state = np.array([rule.last, 1 if rule.first else 0], dtype=np.int64)  # type: ignore[attr-defined]
+            stop = _fast_forward(
+                book.bid_px, book.bid_sz, book.ask_px, book.ask_sz, book.counts, batch.levels,
+                batch.bid_start, batch.ask_start, batch.end, batch.first, batch.last, batch.prev,
+                i, rule.kernel_id, state,
+            )
+            rule.last = int(state[0])  # type: ignore[attr-defined]
+            rule.first = bool(state[1])  # type: ignore[attr-defined]
+            applied_to = stop if stop >= 0 else -stop - 1
+            if applied_to > i:
+                book.last_seq = rule.last  # type: ignore[attr-defined]
+                book.ts_event = int(batch.ts_event[applied_to - 1])
+            if stop == n:
+                break
+            if stop < 0:  # applied but crossed: fail like on_delta does
+                bid, ask = book.best_bid()[0], book.best_ask()[0]
+                self._buffer_delta(_delta_at(batch, applied_to, self.instrument_id), None)
+                self._fail(f"crossed book after delta seq={batch.last[applied_to]}: bid {bid} >= ask {ask}")
+                i = applied_to + 1
+                continue
+            n_bids = int(batch.ask_start[stop] - batch.bid_start[stop])
+            n_asks = int(batch.end[stop] - batch.ask_start[stop])
+            if not book.room(n_bids, n_asks):
+                book.reserve(n_bids, n_asks)  # out of room: grow and resume in compiled code
+                i = stop
+                continue
+            self.on_delta(_delta_at(batch, stop, self.instrument_id))  # gap or malformed: handled as live
+            i = stop + 1
+        if self.emit_quotes and self.state is SyncState.SYNCED and n:
+            self._maybe_quote(int(batch.ts_event[n - 1]), int(batch.ts_init[n - 1]))
+
     def invalidate(self, reason: str, request: bool = True) -> None:
         """Declare the book untrustworthy (e.g. the connection dropped) and drop buffered deltas.
 
@@ -484,17 +644,11 @@ class BookSync:
             self._maybe_quote(ts_event, ts_init)
 
     def _maybe_quote(self, ts_event: int, ts_init: int) -> None:
-        book = self.book
-        nb, na = book.counts
-        if nb == 0 or na == 0:
-            return
-        top = (book.bid_px[nb - 1], book.bid_sz[nb - 1], book.ask_px[na - 1], book.ask_sz[na - 1])
-        if top == self._top:
+        top = self.book.top_of_book()
+        if top is None or top == self._top:
             return
         self._top = top
-        self._emit(
-            Quote(self.instrument_id, ts_event, ts_init, float(top[0]), float(top[1]), float(top[2]), float(top[3]))
-        )
+        self._emit(Quote(self.instrument_id, ts_event, ts_init, top[0], top[1], top[2], top[3]))
 
     def _schedule_request(self) -> None:
         if self._task is not None and not self._task.done():
@@ -531,3 +685,17 @@ class BookSync:
                 return
             if await self.wait_synced(self._snapshot_timeout):
                 return
+
+
+def _delta_at(batch: DeltaBatch, i: int, instrument_id: str) -> BookDelta:
+    """Message ``i`` of a batch as a BookDelta."""
+    return BookDelta(
+        instrument_id,
+        int(batch.ts_event[i]),
+        int(batch.ts_init[i]),
+        batch.levels[batch.bid_start[i] : batch.ask_start[i]],
+        batch.levels[batch.ask_start[i] : batch.end[i]],
+        int(batch.first[i]),
+        int(batch.last[i]),
+        int(batch.prev[i]),
+    )
