@@ -65,7 +65,7 @@ _N = 10  # levels per side provided by the bank's book events
 # state: ready, last value
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def microprice_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """Size-weighted mid of the best bid/ask; inputs (bid, ask, bid_size, ask_size)."""
     bid = x[0]
@@ -101,7 +101,7 @@ def _one_warmup(params: np.ndarray) -> int:
 # state: ready, last value
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def book_imbalance_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """Top-``levels`` size imbalance; inputs bid_sz_0..9 then ask_sz_0..9."""
     levels = int(params[0])
@@ -145,7 +145,7 @@ _O_PREV = 7
 _O_RING = _O_PREV + 4 * _N
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _level_ofi(pb: float, qb: float, pa: float, qa: float, pb0: float, qb0: float, pa0: float, qa0: float) -> float:
     e = 0.0
     if math.isfinite(pb) and math.isfinite(qb) and math.isfinite(pb0) and math.isfinite(qb0):
@@ -161,7 +161,7 @@ def _level_ofi(pb: float, qb: float, pa: float, qa: float, pb0: float, qb0: floa
     return e
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def ofi_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """Multi-level OFI rolling sum; inputs bid_px_0..9, bid_sz_0..9, ask_px_0..9, ask_sz_0..9."""
     levels = int(params[0])
@@ -252,7 +252,7 @@ OFI = FeatureKind(
 KINDS: tuple[FeatureKind, ...] = (MICROPRICE, BOOK_IMBALANCE, OFI)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def dispatch(kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """Call the step kernel of ``kind_id`` (ids 500-502)."""
     if kind_id == MICROPRICE_ID:

@@ -54,7 +54,7 @@ _POS = 2
 _OUT = 3
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _sign(v: float) -> float:
     if v > 0.0:
         return 1.0
@@ -63,12 +63,12 @@ def _sign(v: float) -> float:
     return 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _hold(state: np.ndarray, out: np.ndarray) -> None:
     out[0] = state[_OUT] if state[_READY] == 1.0 else np.nan
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _emit(state: np.ndarray, out: np.ndarray, value: float) -> None:
     if not math.isfinite(value):
         value = np.nan  # an overflowed sum (sizes ~1e300), never inf
@@ -77,7 +77,7 @@ def _emit(state: np.ndarray, out: np.ndarray, value: float) -> None:
     out[0] = value
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _advance(state: np.ndarray, w: int) -> tuple[int, bool, bool]:
     """Return ``(slot, evicting, full)`` for the next value and move the write position."""
     pos = int(state[_POS])
@@ -89,7 +89,7 @@ def _advance(state: np.ndarray, w: int) -> tuple[int, bool, bool]:
     return pos, evicting, state[_COUNT] >= w
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _roll(state: np.ndarray, buf: int, w: int, slot: int, evicting: bool, value: float, s: int, nz: int) -> None:
     """Put ``value`` in ring buffer ``buf`` at ``slot``; keep its sum ``state[s]`` and non-zero count ``state[nz]``.
 
@@ -117,7 +117,7 @@ def _roll(state: np.ndarray, buf: int, w: int, slot: int, evicting: bool, value:
 # state: header[4], sum, nonzero, buf[w]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def signed_volume_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     r"""Rolling signed volume: :math:`\sum_{i \in W} \mathrm{sign}(side_i)\,size_i` over the last ``window`` trades.
 
@@ -159,7 +159,7 @@ def _window_plus_one_warmup(params: np.ndarray) -> int:
 # state: header[4], buy_sum, buy_nz, sell_sum, sell_nz, buy[w], sell[w]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def trade_imbalance_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     r"""Rolling trade order-flow imbalance :math:`(B - S)/(B + S)` in ``[-1, 1]``.
 
@@ -203,7 +203,7 @@ def _trade_imbalance_size(params: np.ndarray) -> int:
 # state: header[4], sum, nonzero, has_last, last_price, buf[w]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def amihud_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     r"""Rolling Amihud illiquidity: mean of :math:`|\ln(p_t/p_{t-1})| / (p_t\,q_t)` times ``scale``.
 
@@ -258,7 +258,7 @@ def _amihud_size(params: np.ndarray) -> int:
 # state: header[4], has_last, last_price, dp[w], flow[w]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def kyle_lambda_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     r"""Rolling Kyle's lambda: OLS slope of the price change on the signed volume.
 
@@ -328,7 +328,7 @@ def _kyle_lambda_size(params: np.ndarray) -> int:
 _VP_BUF = 7
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _vpin_close(state: np.ndarray, n: int, imbalance: float) -> None:
     slot, _, _ = _advance(state, n)
     state[_VP_BUF + slot] = imbalance
@@ -337,7 +337,7 @@ def _vpin_close(state: np.ndarray, n: int, imbalance: float) -> None:
     state[6] = 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def vpin_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     r"""Volume-synchronised probability of informed trading (Easley, López de Prado, O'Hara 2012).
 
@@ -462,7 +462,7 @@ VPIN = FeatureKind(
 KINDS: tuple[FeatureKind, ...] = (SIGNED_VOLUME, TRADE_IMBALANCE, AMIHUD, KYLE_LAMBDA, VPIN)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def dispatch(kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """Call the step kernel of ``kind_id`` (ids 400-404)."""
     if kind_id == SIGNED_VOLUME_ID:

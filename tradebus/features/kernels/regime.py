@@ -40,7 +40,7 @@ HMM_ID = 303
 HMM_MAX_STATES = 4
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _hold(state: np.ndarray, off: int, out: np.ndarray, n: int) -> None:
     """Write the stored outputs ``state[off:off+n]`` to ``out`` (NaN while not ready)."""
     ready = state[0] == 1.0
@@ -53,7 +53,7 @@ def _hold(state: np.ndarray, off: int, out: np.ndarray, n: int) -> None:
 # state: ready, count, last_x, s_pos, s_neg
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def cusum_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     r"""Symmetric CUSUM filter (López de Prado, *Advances in Financial ML*, 2.5.2.1).
 
@@ -134,7 +134,7 @@ def _cusum_warmup(params: np.ndarray) -> int:
 _HU_BUF = 4
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def hurst_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     r"""Rolling Hurst exponent by the lag-variance (variogram) method.
 
@@ -245,7 +245,7 @@ def _hurst_normalize(kwargs: dict[str, float]) -> dict[str, float]:
 # state: ready, count, h (variance of the next return), out[3]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def garch_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     r"""GARCH(1,1) conditional variance filter with given parameters.
 
@@ -330,7 +330,7 @@ _HS_PRED = 6
 _HS_LOGL = 10
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def hmm_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     r"""Forward filter of a Gaussian hidden Markov model with given parameters.
 
@@ -560,7 +560,7 @@ HMM = FeatureKind(
 KINDS: tuple[FeatureKind, ...] = (CUSUM, HURST, GARCH, HMM)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def dispatch(kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """Call the step kernel of ``kind_id`` (ids 300-303)."""
     if kind_id == CUSUM_ID:

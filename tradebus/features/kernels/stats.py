@@ -67,7 +67,7 @@ _HDR = 3  # ready, count, pos
 # --------------------------------------------------------------------------- helpers
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _hold(state: np.ndarray, off: int, out: np.ndarray, n: int) -> None:
     """Write the stored outputs ``state[off:off+n]`` to ``out`` (NaN while not ready)."""
     ready = state[0] == 1.0
@@ -75,7 +75,7 @@ def _hold(state: np.ndarray, off: int, out: np.ndarray, n: int) -> None:
         out[k] = state[off + k] if ready else np.nan
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _store(state: np.ndarray, off: int, out: np.ndarray, n: int) -> None:
     """Replace overflowed (non-finite) outputs by NaN and keep a copy at ``state[off:off+n]``."""
     for k in range(n):
@@ -84,7 +84,7 @@ def _store(state: np.ndarray, off: int, out: np.ndarray, n: int) -> None:
         state[off + k] = out[k]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _push_pair(state: np.ndarray, w: int, xoff: int, a: float, b: float) -> bool:
     """Append ``(a, b)`` to the two ring buffers at ``xoff`` and ``xoff + w``; return whether the window is full."""
     pos = int(state[2])
@@ -99,7 +99,7 @@ def _push_pair(state: np.ndarray, w: int, xoff: int, a: float, b: float) -> bool
     return state[1] >= w
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _comoments(state: np.ndarray, w: int, xoff: int) -> tuple[float, float, float, float, float]:
     """Return ``(mean_x, mean_y, Sxx, Syy, Sxy)`` of the full window (centred sums of squares)."""
     kx = state[xoff]
@@ -130,7 +130,7 @@ def _window_of(params: np.ndarray) -> int:
 # --------------------------------------------------------------------------- rolling OLS
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def rolling_ols_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     r"""Rolling ordinary least squares of ``y`` on ``x`` with an intercept.
 
@@ -197,7 +197,7 @@ def _rolling_size(n_out: int) -> Callable[[np.ndarray], int]:
 # --------------------------------------------------------------------------- rolling corr / cov
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def rolling_corr_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     r"""Rolling Pearson correlation of ``x`` and ``y``.
 
@@ -233,7 +233,7 @@ def rolling_corr_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out:
     _store(state, _HDR, out, 1)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def rolling_cov_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     r"""Rolling sample covariance of ``x`` and ``y`` (``ddof = 1``).
 
@@ -266,7 +266,7 @@ def rolling_cov_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: 
 # --------------------------------------------------------------------------- distance correlation
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def dcor_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     r"""Rolling distance correlation (Székely, Rizzo & Bakirov 2007).
 
@@ -373,7 +373,7 @@ _KF_TH = 6
 _KF_P = 8
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def kalman_hedge_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     r"""Kalman-filter hedge ratio: ``y_t = beta_t * x_t + alpha_t + e_t``.
 
@@ -534,7 +534,7 @@ KALMAN_HEDGE = FeatureKind(
 KINDS: tuple[FeatureKind, ...] = (ROLLING_OLS, ROLLING_CORR, ROLLING_COV, DCOR, KALMAN_HEDGE)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def dispatch(kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """Call the step kernel of ``kind_id`` (ids 200-204)."""
     if kind_id == ROLLING_OLS_ID:

@@ -94,7 +94,7 @@ def _ring_size(window: int) -> int:
     return _R_BUF + window
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _ring_push(state: np.ndarray, o: int, w: int, v: float) -> None:
     """Append ``v`` to the ring at ``o`` (capacity ``w``), evicting the oldest value when full."""
     n = int(state[o + _R_N])
@@ -140,18 +140,18 @@ def _ring_push(state: np.ndarray, o: int, w: int, v: float) -> None:
         state[o + _R_PUSHES] = pushes
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _ring_newest(state: np.ndarray, o: int, w: int) -> float:
     head = int(state[o + _R_HEAD])
     return state[o + _R_BUF + (head - 1 if head > 0 else w - 1)]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _ring_full(state: np.ndarray, o: int, w: int) -> bool:
     return state[o + _R_N] >= w
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _ring_sum(state: np.ndarray, o: int, w: int) -> float:
     n = state[o + _R_N]
     if state[o + _R_RUN] >= n:
@@ -159,7 +159,7 @@ def _ring_sum(state: np.ndarray, o: int, w: int) -> float:
     return n * state[o + _R_K] + state[o + _R_S1]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _ring_mean(state: np.ndarray, o: int, w: int) -> float:
     n = state[o + _R_N]
     if state[o + _R_RUN] >= n:
@@ -167,7 +167,7 @@ def _ring_mean(state: np.ndarray, o: int, w: int) -> float:
     return state[o + _R_K] + state[o + _R_S1] / n
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _ring_pvar(state: np.ndarray, o: int, w: int) -> float:
     """Population variance (ddof=0) of the values in the ring."""
     n = state[o + _R_N]
@@ -181,7 +181,7 @@ def _ring_pvar(state: np.ndarray, o: int, w: int) -> float:
 # --------------------------------------------------------------------------------------
 # 100 RSI
 # --------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _rsi_emit(state: np.ndarray, out: np.ndarray) -> None:
     if state[0] == 0.0:
         out[0] = _NAN
@@ -190,7 +190,7 @@ def _rsi_emit(state: np.ndarray, out: np.ndarray) -> None:
     out[0] = 100.0 * (state[3] / total) if total != 0.0 else 50.0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def rsi_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """Relative Strength Index with Wilder smoothing.
 
@@ -249,7 +249,7 @@ def rsi_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarr
 # --------------------------------------------------------------------------------------
 # 101 MACD
 # --------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _macd_emit(state: np.ndarray, out: np.ndarray) -> None:
     if state[0] == 0.0:
         out[0] = _NAN
@@ -261,7 +261,7 @@ def _macd_emit(state: np.ndarray, out: np.ndarray) -> None:
     out[2] = state[5] - state[4]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def macd_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """Moving Average Convergence/Divergence with TA-Lib's seeding.
 
@@ -320,7 +320,7 @@ def macd_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndar
 # --------------------------------------------------------------------------------------
 # 102 ATR
 # --------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def atr_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """Average True Range with Wilder smoothing.
 
@@ -374,7 +374,7 @@ def atr_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarr
 _BB_RING = 2
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def bollinger_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """Bollinger bands on a simple moving average with population standard deviation.
 
@@ -433,7 +433,7 @@ _ST_HEAD = 7
 _ST_BUF = 8
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _stoch_rescan(state: np.ndarray, kw: int, n: int, head: int, lows: bool) -> None:
     """Find the extreme of the high (or low) buffer and its age; newest wins ties."""
     base = _ST_BUF + (kw if lows else 0)
@@ -455,7 +455,7 @@ def _stoch_rescan(state: np.ndarray, kw: int, n: int, head: int, lows: bool) -> 
         state[3] = best_age
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def stoch_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """Stochastic oscillator: slow %K and %D, both smoothed with simple averages.
 
@@ -533,7 +533,7 @@ def stoch_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.nda
 _VW_RING = 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def vwap_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """Rolling volume-weighted average price over the last ``window`` events.
 
@@ -570,7 +570,7 @@ def vwap_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndar
 # --------------------------------------------------------------------------------------
 # 106 session-anchored VWAP
 # --------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def session_vwap_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """VWAP anchored at the start of each session, reset at every session boundary.
 
@@ -620,7 +620,7 @@ def session_vwap_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out:
 # --------------------------------------------------------------------------------------
 # 107 OBV
 # --------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def obv_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """On-balance volume.
 
@@ -656,7 +656,7 @@ def obv_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarr
 _RV_RING = 3
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def realized_vol_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """Rolling realised volatility of log returns.
 
@@ -699,7 +699,7 @@ def realized_vol_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out:
 # --------------------------------------------------------------------------------------
 # Dispatch and registration
 # --------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def dispatch(kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """Call the step kernel of ``kind_id`` (ids 100-108); unknown ids do nothing."""
     if kind_id == 100:
