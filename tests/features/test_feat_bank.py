@@ -232,8 +232,10 @@ def test_unknown_names_in_accessors_raise_feature_error() -> None:
 
 
 def test_event_drivers_never_compile_again_for_int_arguments() -> None:
-    from tradebus.features import bank as bank_module
-
     bank = FeatureBank(CHAIN)
     bank.update_bar(1, 1, 2, 0, 1, 5)
-    assert len(bank_module._on_bar.signatures) == 1  # noqa: SLF001
+    bank.run_bars([2], [1], [2], [0], [1], [5])
+    module = bank._module  # noqa: SLF001
+    assert len(module.on_bar.signatures) == 1
+    assert len(module.run_bar.signatures) == 1
+    assert bank.value("bar.close") == 1.0

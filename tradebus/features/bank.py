@@ -3,9 +3,9 @@
 Layout
 ------
 A bank keeps everything in one float64 *workspace* vector, so that a Python call
-passes a single array to Numba (each array argument costs ~40 ns to unbox)::
+passes a single array to Numba::
 
-    [ header | values | ready | state | params | x buffer | plans ]
+    [ values | ready | x | params | table | state ]
 
 * ``values``: the fields of every event type (:data:`~tradebus.features.spec.EVENT_FIELDS`,
   NaN until the first event of that type) followed by every feature output, in
@@ -13,15 +13,19 @@ passes a single array to Numba (each array argument costs ~40 ns to unbox)::
   and :meth:`FeatureBank.slot` gives an index into it.
 * ``ready``: one flag per feature: its kernel's ready flag AND the ready flags of
   every feature it reads (readiness propagates).
-* ``state`` / ``params``: the kernels' state rows and packed parameters.
-* ``plans``: one table per event type, one row per feature driven by that event, in
-  dependency order: ``kind_id, state offset/len, params offset/len, output
-  offset/count, feature index, n_inputs, n_deps, input slots..., dep indices...``.
+* ``x``: scratch inputs of a feature whose input values are not adjacent.
+* ``params``: the kernels' packed parameters; ``table``: ``(state offset, state
+  length)`` per feature; ``state``: the kernels' state rows.
 
-Per event, a cached ``@njit`` driver writes the event fields and walks the plan,
-calling :func:`tradebus.features.kernels.dispatch` (which routes by kind-id range
-to the group dispatchers). The batch runners (:meth:`FeatureBank.run_bars` ...)
-call the same plan walker row by row, so they are bit-identical to live updates.
+Everything before ``params`` has a size fixed by the bank's *structure* (kinds and
+wiring), so the compiled drivers of :mod:`tradebus.features.drivers`, generated per
+structure, address it with constants; state offsets, which depend on parameter
+values, are read from ``table``.
+
+Per event, the bank's generated ``on_<event>`` writes the event fields and calls
+every step kernel driven by that event in dependency order. The batch runners
+(:meth:`FeatureBank.run_bars` ...) loop over the same compiled function, so they
+are bit-identical to live updates.
 """
 
 from __future__ import annotations
@@ -29,206 +33,21 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import numpy as np
-from numba import njit, types
 
 from tradebus.errors import FeatureError
-from tradebus.features.kernels import dispatch, window
+from tradebus.features import drivers
+from tradebus.features.drivers import FIELD_BASE as _FIELD_BASE
+from tradebus.features.drivers import N_FIELDS as _N_FIELDS
 from tradebus.features.registry import FeatureKind, get_kind
-from tradebus.features.spec import BOOK_LEVELS, EVENT_FIELDS, EVENTS, FeatureSpec, load_specs
+from tradebus.features.spec import EVENT_FIELDS, EVENTS, FeatureSpec, load_specs
 
 __all__ = ["BankSnapshot", "FeatureBank"]
-
-# header slots
-_H_VALUES, _H_READY, _H_STATE, _H_PARAMS, _H_X, _H_WIDTH = range(6)
-_H_PLAN = 6  # plan offset of event e at _H_PLAN + 2 e, row count at _H_PLAN + 2 e + 1
-_HEADER = _H_PLAN + 2 * len(EVENTS)
-# plan row columns
-_P_KIND, _P_SOFF, _P_SLEN, _P_POFF, _P_PLEN, _P_OOFF, _P_NOUT, _P_FEAT, _P_NIN, _P_NDEP = range(10)
-_P_IN = 10
-
-_EVENT_CODE = {e: i for i, e in enumerate(EVENTS)}
-_FIELD_BASE: dict[str, int] = {}
-_base = 0
-for _event in EVENTS:
-    _FIELD_BASE[_event] = _base
-    _base += len(EVENT_FIELDS[_event])
-_N_FIELDS = _base
-_BAR, _TRADE, _QUOTE, _BOOK = (_FIELD_BASE[e] for e in EVENTS)
-_BOOK_LEVEL0 = _BOOK + 6  # after time, bid, ask, bid_size, ask_size, mid
-
-
-# ============================================================================ compiled drivers
-
-
-@njit(cache=True, _nrt=False)
-def _apply(ws: np.ndarray, event: int) -> None:
-    """Update, in plan order, every feature driven by ``event`` (fields already written)."""
-    plan = int(ws[_H_PLAN + 2 * event])
-    rows = int(ws[_H_PLAN + 2 * event + 1])
-    width = int(ws[_H_WIDTH])
-    x_off = int(ws[_H_X])
-    r_off = int(ws[_H_READY])
-    for r in range(rows):
-        b = plan + r * width
-        so = int(ws[b + _P_SOFF])
-        n_in = int(ws[b + _P_NIN])
-        for i in range(n_in):
-            ws[x_off + i] = ws[int(ws[b + _P_IN + i])]
-        dispatch(
-            int(ws[b + _P_KIND]),
-            window(ws, so, int(ws[b + _P_SLEN])),
-            window(ws, int(ws[b + _P_POFF]), int(ws[b + _P_PLEN])),
-            window(ws, x_off, n_in),
-            window(ws, int(ws[b + _P_OOFF]), int(ws[b + _P_NOUT])),
-        )
-        ready = ws[so] != 0.0
-        d0 = b + _P_IN + n_in
-        for d in range(int(ws[b + _P_NDEP])):
-            if ws[r_off + int(ws[d0 + d])] == 0.0:
-                ready = False
-        ws[r_off + int(ws[b + _P_FEAT])] = 1.0 if ready else 0.0
-
-
-@njit(cache=True)
-def _on_bar(ws: np.ndarray, ts_event_ns: int, open_: float, high: float, low: float, close: float, volume: float) -> None:
-    v = int(ws[_H_VALUES]) + _BAR
-    ws[v] = ts_event_ns / 1e9
-    ws[v + 1] = open_
-    ws[v + 2] = high
-    ws[v + 3] = low
-    ws[v + 4] = close
-    ws[v + 5] = volume
-    _apply(ws, 0)
-
-
-@njit(cache=True)
-def _on_trade(ws: np.ndarray, ts_event_ns: int, price: float, size: float, side: float) -> None:
-    v = int(ws[_H_VALUES]) + _TRADE
-    ws[v] = ts_event_ns / 1e9
-    ws[v + 1] = price
-    ws[v + 2] = size
-    ws[v + 3] = side
-    _apply(ws, 1)
-
-
-@njit(cache=True)
-def _on_quote(ws: np.ndarray, ts_event_ns: int, bid: float, ask: float, bid_size: float, ask_size: float) -> None:
-    v = int(ws[_H_VALUES]) + _QUOTE
-    ws[v] = ts_event_ns / 1e9
-    ws[v + 1] = bid
-    ws[v + 2] = ask
-    ws[v + 3] = bid_size
-    ws[v + 4] = ask_size
-    ws[v + 5] = (bid + ask) / 2.0
-    _apply(ws, 2)
-
-
-@njit(cache=True)
-def _write_side(ws: np.ndarray, at: int, levels: np.ndarray) -> None:
-    n = min(levels.shape[0], BOOK_LEVELS)
-    for i in range(n):
-        ws[at + i] = levels[i]
-    for i in range(n, BOOK_LEVELS):
-        ws[at + i] = np.nan
-
-
-@njit(cache=True)
-def _on_book(
-    ws: np.ndarray, ts_event_ns: int, bid_px: np.ndarray, bid_sz: np.ndarray, ask_px: np.ndarray, ask_sz: np.ndarray
-) -> None:
-    v = int(ws[_H_VALUES]) + _BOOK
-    lv = int(ws[_H_VALUES]) + _BOOK_LEVEL0
-    _write_side(ws, lv, bid_px)
-    _write_side(ws, lv + BOOK_LEVELS, bid_sz)
-    _write_side(ws, lv + 2 * BOOK_LEVELS, ask_px)
-    _write_side(ws, lv + 3 * BOOK_LEVELS, ask_sz)
-    ws[v] = ts_event_ns / 1e9
-    ws[v + 1] = ws[lv]
-    ws[v + 2] = ws[lv + 2 * BOOK_LEVELS]
-    ws[v + 3] = ws[lv + BOOK_LEVELS]
-    ws[v + 4] = ws[lv + 3 * BOOK_LEVELS]
-    ws[v + 5] = (ws[v + 1] + ws[v + 2]) / 2.0
-    _apply(ws, 3)
-
-
-@njit(cache=True)
-def _run_scalar_events(
-    ws: np.ndarray, event: int, ts_event_ns: np.ndarray, fields: np.ndarray, first: int, result: np.ndarray
-) -> None:
-    """Feed bar/trade/quote rows; ``result[i]`` gets ``values[first:first + result.shape[1]]`` after row ``i``."""
-    n_out = result.shape[1]
-    vo = int(ws[_H_VALUES])
-    for i in range(ts_event_ns.shape[0]):
-        if event == 0:
-            _on_bar(ws, ts_event_ns[i], fields[i, 0], fields[i, 1], fields[i, 2], fields[i, 3], fields[i, 4])
-        elif event == 1:
-            _on_trade(ws, ts_event_ns[i], fields[i, 0], fields[i, 1], fields[i, 2])
-        else:
-            _on_quote(ws, ts_event_ns[i], fields[i, 0], fields[i, 1], fields[i, 2], fields[i, 3])
-        for j in range(n_out):
-            result[i, j] = ws[vo + first + j]
-
-
-@njit(cache=True)
-def _run_book_events(
-    ws: np.ndarray,
-    ts_event_ns: np.ndarray,
-    bid_px: np.ndarray,
-    bid_sz: np.ndarray,
-    ask_px: np.ndarray,
-    ask_sz: np.ndarray,
-    first: int,
-    result: np.ndarray,
-) -> None:
-    """Feed book rows (levels arrays of shape (n, L)); outputs as in :func:`_run_scalar_events`."""
-    n_out = result.shape[1]
-    vo = int(ws[_H_VALUES])
-    for i in range(ts_event_ns.shape[0]):
-        _on_book(ws, ts_event_ns[i], bid_px[i], bid_sz[i], ask_px[i], ask_sz[i])
-        for j in range(n_out):
-            result[i, j] = ws[vo + first + j]
-
-
-_F64 = types.float64
-_I64 = types.int64
-_WS = types.float64[::1]
-_SIGNATURES = {
-    _on_bar: (_WS, _I64, _F64, _F64, _F64, _F64, _F64),
-    _on_trade: (_WS, _I64, _F64, _F64, _F64),
-    _on_quote: (_WS, _I64, _F64, _F64, _F64, _F64),
-    _on_book: (_WS, _I64, _WS, _WS, _WS, _WS),
-}
-
-
-_FROZEN: set[Any] = set()
-
-
-def _frozen(driver: Any) -> Any:
-    """Compile (or load from cache) an event driver for its one signature, then freeze it.
-
-    Freezing makes Numba convert e.g. an ``int`` price to float64 instead of
-    silently compiling a new specialisation on the hot path.
-    """
-    if driver not in _FROZEN:
-        driver.compile(_SIGNATURES[driver])
-        driver.disable_compile()
-        _FROZEN.add(driver)
-    return driver
-
-
-def _compiled_event_drivers() -> None:
-    """Compile or load every event driver (used by :func:`~tradebus.features.warmup.warm_up`)."""
-    for driver in _SIGNATURES:
-        _frozen(driver)
-
-
-# ============================================================================ layout
-
 
 @dataclass(frozen=True)
 class _Feature:
@@ -279,36 +98,37 @@ class FeatureBank:
 
     Notes
     -----
-    The typed entry points ``update_bar``, ``update_trade``, ``update_quote`` and
-    ``update_book`` are bound per instance to the compiled drivers (no Python
-    frame in between); their arguments are converted to int64/float64 by Numba.
+    Building a bank compiles the drivers of its structure (or loads them from
+    Numba's on-disk cache, see :mod:`tradebus.features.drivers`) for every event
+    type that drives one of its features, so no compilation lands on the first
+    event. The typed entry points ``update_bar``, ``update_trade``, ``update_quote``
+    and ``update_book`` are bound per instance to the compiled drivers (no Python
+    frame in between); their arguments are converted to int64/float64 as ``int()``
+    and ``float()`` would.
     """
 
     def __init__(self, specs: Iterable[FeatureSpec | Mapping[str, Any]] | Mapping[str, Any]) -> None:
         self._specs = load_specs(specs)
         self._features = self._resolve(self._specs)
         self._build_layout()
-        for attr, driver in (
-            ("update_bar", _on_bar), ("update_trade", _on_trade), ("update_quote", _on_quote), ("update_book", _on_book)
-        ):
-            self._bind_lazily(attr, driver)
+        self._module: ModuleType | None = drivers.load_module(self._source) if self._plans else None
+        for event in EVENTS:
+            setattr(self, f"update_{event}", functools.partial(self._entry(event), self._ws))
 
-    def _bind_lazily(self, attr: str, driver: Any) -> None:
-        """Bind ``attr`` to the frozen driver partially applied to the workspace.
+    def _drivers(self, event: str) -> ModuleType:
+        """The driver module of ``event``: the bank's own, or the shared field-only one."""
+        if event in self._plans:
+            assert self._module is not None
+            return self._module
+        return drivers.fields_only()
 
-        A driver already loaded is bound at once; otherwise the first call loads it
-        (so a bank that never sees quotes never loads the quote driver) and rebinds.
-        """
-        if driver in _FROZEN:
-            setattr(self, attr, functools.partial(driver, self._ws))
-            return
+    def _entry(self, event: str) -> Callable[..., None]:
+        """The compiled live driver of ``event`` (workspace first)."""
+        return drivers.live_entry(self._drivers(event), event)
 
-        def first_call(*args: Any) -> None:
-            bound = functools.partial(_frozen(driver), self._ws)
-            setattr(self, attr, bound)
-            bound(*args)
-
-        setattr(self, attr, first_call)
+    def _runner(self, event: str) -> Any:
+        """The compiled batch runner of ``event``, compiled or loaded on first use."""
+        return drivers.batch_runner(self._drivers(event), event)
 
     # ------------------------------------------------------------------ resolution
     @staticmethod
@@ -462,22 +282,14 @@ class FeatureBank:
         n_feat = len(feats)
         n_values = _N_FIELDS + sum(len(f.kind.outputs) for f in feats)
         state_sizes = [int(f.kind.state_size(f.params)) for f in feats]
-        max_in = max((len(f.inputs) for f in feats), default=0)
-        max_dep = max((len(f.deps) for f in feats), default=0)
-        width = _P_IN + max_in + max_dep
-        v_off = _HEADER
-        r_off = v_off + n_values
-        s_off = r_off + n_feat
-        p_off = s_off + sum(state_sizes)
-        x_off = p_off + sum(len(f.params) for f in feats)
-        plan_off = x_off + max(max_in, 1)
-        total = plan_off + n_feat * width
-        ws = np.zeros(total, dtype=np.float64)
-        ws[v_off:r_off] = np.nan
-        ws[_H_VALUES], ws[_H_READY], ws[_H_STATE], ws[_H_PARAMS], ws[_H_X], ws[_H_WIDTH] = (
-            v_off, r_off, s_off, p_off, x_off, width,
-        )
-        rows: dict[str, list[np.ndarray]] = {e: [] for e in EVENTS}
+        r_off = n_values
+        x_off = r_off + n_feat
+        p_off = x_off + max((len(f.inputs) for f in feats), default=1)
+        t_off = p_off + sum(len(f.params) for f in feats)
+        s_off = t_off + 2 * n_feat
+        ws = np.zeros(s_off + sum(state_sizes), dtype=np.float64)
+        ws[:r_off] = np.nan
+        plans: dict[str, list[drivers.FeatureCall]] = {}
         self._slots: dict[str, int] = {}
         self._columns: list[str] = []
         self._index: dict[str, int] = {}
@@ -493,35 +305,38 @@ class FeatureBank:
                 self._slots[f"{name}.{out}"] = o_cur + j
             self._slots.setdefault(name, o_cur)
             ws[p_cur : p_cur + len(f.params)] = f.params
-            row = np.zeros(width, dtype=np.float64)
-            row[:_P_IN] = (
-                f.kind.kind_id, s_cur, size, p_cur, len(f.params), v_off + o_cur, len(outputs), i,
-                len(f.inputs), len(f.deps),
+            ws[t_off + 2 * i], ws[t_off + 2 * i + 1] = s_cur, size
+            plans.setdefault(f.on, []).append(
+                drivers.FeatureCall(
+                    name=name,
+                    kind=f.kind.name,
+                    step=f.kind.step,
+                    table=t_off + 2 * i,
+                    params=(p_cur, len(f.params)),
+                    inputs=f.inputs,
+                    x=x_off,
+                    outputs=(o_cur, len(outputs)),
+                    ready=r_off + i,
+                    deps=tuple(r_off + d for d in f.deps),
+                )
             )
-            row[_P_IN : _P_IN + len(f.inputs)] = [v_off + s for s in f.inputs]
-            row[_P_IN + len(f.inputs) : _P_IN + len(f.inputs) + len(f.deps)] = f.deps
-            rows[f.on].append(row)
             s_cur += size
             p_cur += len(f.params)
             o_cur += len(outputs)
-        at = plan_off
-        for e, event in enumerate(EVENTS):
-            ws[_H_PLAN + 2 * e] = at
-            ws[_H_PLAN + 2 * e + 1] = len(rows[event])
-            for row in rows[event]:
-                ws[at : at + width] = row
-                at += width
         for event in EVENTS:
             for j, field in enumerate(EVENT_FIELDS[event]):
                 self._slots.setdefault(f"{event}.{field}", _FIELD_BASE[event] + j)
+        self._plans = {event: tuple(calls) for event, calls in plans.items()}
+        self._source = drivers.source(self._plans) if plans else ""
         self._ws = ws
         self._initial = ws.copy()
-        self._v_off, self._r_off, self._s_off, self._mutable_end = v_off, r_off, s_off, p_off
-        self._values = ws[v_off:r_off]
-        self._ready = ws[r_off:s_off]
-        self._fingerprint = hashlib.blake2b(
-            np.concatenate([ws[:_HEADER], ws[p_off:]]).tobytes(), digest_size=8
-        ).hexdigest()
+        self._p_off, self._s_off = p_off, s_off
+        self._values = ws[:r_off]
+        self._ready = ws[r_off:x_off]
+        digest = hashlib.blake2b(self._source.encode(), digest_size=8)
+        digest.update(ws[p_off:s_off].tobytes())
+        digest.update(np.asarray(state_sizes, dtype=np.int64).tobytes())
+        self._fingerprint = digest.hexdigest()
 
     # ------------------------------------------------------------------ description
     @property
@@ -583,7 +398,8 @@ class FeatureBank:
     # ------------------------------------------------------------------ state
     def snapshot(self) -> BankSnapshot:
         """Copy of the mutable state (values, ready flags, kernel states)."""
-        return BankSnapshot(self._fingerprint, self._ws[self._v_off : self._mutable_end].copy())
+        ws = self._ws
+        return BankSnapshot(self._fingerprint, np.concatenate([ws[: self._p_off], ws[self._s_off :]]))
 
     def restore(self, snapshot: BankSnapshot) -> None:
         """Continue from ``snapshot``; it must come from a bank with the same specs.
@@ -593,10 +409,12 @@ class FeatureBank:
         FeatureError
             The snapshot belongs to a different layout.
         """
-        size = self._mutable_end - self._v_off
+        head = self._p_off
+        size = head + self._ws.shape[0] - self._s_off
         if snapshot.fingerprint != self._fingerprint or snapshot.data.shape != (size,):
             raise FeatureError("bank snapshot does not match this bank's specs (different features or parameters)")
-        self._ws[self._v_off : self._mutable_end] = snapshot.data
+        self._ws[:head] = snapshot.data[:head]
+        self._ws[self._s_off :] = snapshot.data[head:]
 
     @property
     def state(self) -> BankSnapshot:
@@ -618,17 +436,17 @@ class FeatureBank:
         self, ts_event_ns: int, open: float, high: float, low: float, close: float, volume: float
     ) -> None:
         """Update every bar-driven feature with one bar (``ts_event_ns`` = bar close time, int ns)."""
-        _on_bar(self._ws, ts_event_ns, open, high, low, close, volume)
+        self._entry("bar")(self._ws, ts_event_ns, open, high, low, close, volume)
 
     def update_trade(self, ts_event_ns: int, price: float, size: float, side: float) -> None:
         """Update every trade-driven feature with one trade (``side`` +1 buy / -1 sell / 0 unknown)."""
-        _on_trade(self._ws, ts_event_ns, price, size, side)
+        self._entry("trade")(self._ws, ts_event_ns, price, size, side)
 
     def update_quote(
         self, ts_event_ns: int, bid: float, ask: float, bid_size: float, ask_size: float
     ) -> None:
         """Update every quote-driven feature with one best bid/ask (``mid`` is derived)."""
-        _on_quote(self._ws, ts_event_ns, bid, ask, bid_size, ask_size)
+        self._entry("quote")(self._ws, ts_event_ns, bid, ask, bid_size, ask_size)
 
     def update_book(
         self, ts_event_ns: int, bid_px: np.ndarray, bid_sz: np.ndarray, ask_px: np.ndarray, ask_sz: np.ndarray
@@ -639,7 +457,7 @@ class FeatureBank:
         ones are NaN); ``bid``/``ask``/``bid_size``/``ask_size``/``mid`` are derived
         from level 0. The arrays are read, never kept: pass views of your book.
         """
-        _on_book(self._ws, ts_event_ns, bid_px, bid_sz, ask_px, ask_sz)
+        self._entry("book")(self._ws, ts_event_ns, bid_px, bid_sz, ask_px, ask_sz)
 
     # ------------------------------------------------------------------ batch
     def _result(self, n: int) -> np.ndarray:
@@ -655,11 +473,9 @@ class FeatureBank:
     def _run_scalar(self, event: str, ts_event_ns: Any, columns: dict[str, Any]) -> np.ndarray:
         ts = self._column("ts_event_ns", ts_event_ns, None, np.int64)
         n = ts.shape[0]
-        fields = np.empty((n, len(columns)), dtype=np.float64)
-        for j, (name, col) in enumerate(columns.items()):
-            fields[:, j] = self._column(name, col, n)
+        cols = [self._column(name, col, n) for name, col in columns.items()]
         result = self._result(n)
-        _run_scalar_events(self._ws, _EVENT_CODE[event], ts, fields, _N_FIELDS, result)
+        self._runner(event)(self._ws, ts, *cols, result)
         return result
 
     def run_bars(self, ts_event_ns: Any, open: Any, high: Any, low: Any, close: Any, volume: Any) -> np.ndarray:
@@ -696,5 +512,5 @@ class FeatureBank:
                 raise FeatureError(f"batch column {name!r} must have shape (n={n}, levels), got {arr.shape}")
             sides.append(arr)
         result = self._result(n)
-        _run_book_events(self._ws, ts, *sides, _N_FIELDS, result)
+        self._runner("book")(self._ws, ts, *sides, result)
         return result

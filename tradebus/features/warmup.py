@@ -1,9 +1,11 @@
-"""Compile (or load from the on-disk cache) every feature kernel and driver ahead of time.
+"""Compile (or load from the on-disk cache) every feature kernel and shared driver ahead of time.
 
 Call :func:`warm_up` once before opening sockets: the first compile of all the
 kernels takes tens of seconds, and a cached load still costs some hundred
 milliseconds that should not land on the first market event. The cache lives in
 :func:`tradebus.features.cache_dir` (keyed by a hash of the feature sources).
+A :class:`~tradebus.features.bank.FeatureBank` compiles (or loads) the drivers of
+its own structure when it is built.
 """
 
 from __future__ import annotations
@@ -13,10 +15,9 @@ import time
 import numpy as np
 from loguru import logger
 
-from tradebus.features import cache_dir
+from tradebus.features import cache_dir, drivers
 from tradebus.features import kernels as _kernels
-from tradebus.features.bank import FeatureBank, _compiled_event_drivers, _run_book_events, _run_scalar_events
-from tradebus.features.spec import BOOK_LEVELS
+from tradebus.features.spec import EVENTS
 
 __all__ = ["warm_up"]
 
@@ -37,12 +38,10 @@ def warm_up() -> float:
     _kernels.step(0, state, params, x, out)  # id 0 is not a kind: compiles the dispatch without running a kernel
     _kernels.step1(0, state, params, x, out, 0.0)
     _kernels.run(0, state, params, x, np.zeros((1, 1)), np.zeros((1, 1)))
-    _compiled_event_drivers()
-    bank = FeatureBank([])
-    ts = np.zeros(1, dtype=np.int64)
-    _run_scalar_events(bank._ws, 0, ts, np.zeros((1, 5)), 0, np.zeros((1, 0)))
-    level = np.zeros((1, BOOK_LEVELS))
-    _run_book_events(bank._ws, ts, level, level, level, level, 0, np.zeros((1, 0)))
+    shared = drivers.fields_only()
+    for event in EVENTS:
+        drivers.live_entry(shared, event)
+        drivers.batch_runner(shared, event)
     elapsed = time.perf_counter() - start
     logger.debug("feature kernels warmed up in {:.3f} s (cache {})", elapsed, cache_dir())
     return elapsed
