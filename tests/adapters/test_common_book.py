@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tradebus.adapters.common.book import APPLIED, CROSSED, INVALID, OrderBook, apply_side
+from tradebus.adapters.common.book import APPLIED, CROSSED, INVALID, OrderBook, apply_side, first_invalid
 from tradebus.errors import BookError
 
 
@@ -137,3 +137,29 @@ def test_removed_levels_are_reused_and_the_side_stays_sorted() -> None:
     prices = book.bids()[:, 0].tolist()
     assert prices == sorted(prices, reverse=True) and len(prices) == 11
     assert prices[0] == 10.5 and prices[-1] == 0.5 and 4.5 in prices and 3.0 not in prices
+
+
+@pytest.mark.parametrize("read_only", ["bids", "asks", "both"])
+def test_apply_accepts_read_only_level_arrays(read_only: str) -> None:
+    book = make_book()
+    bids, asks = lv((99.5, 4)), lv((101, 0))
+    empty = np.empty((0, 2), dtype=np.float64)
+    for arr in (bids, asks, empty):
+        arr.setflags(write=False)
+    if read_only == "bids":
+        asks = lv((101, 0))
+    elif read_only == "asks":
+        bids = lv((99.5, 4))
+    assert book.apply(bids, asks) == APPLIED
+    assert book.apply(empty, lv((101.5, 2))) == APPLIED
+    assert book.bids(2).tolist() == [[100, 2], [99.5, 4]]
+    assert book.asks(2).tolist() == [[101.5, 2], [102, 1]]
+    bad = lv((np.nan, 1))
+    bad.setflags(write=False)
+    assert book.apply(empty, bad) == INVALID
+
+
+def test_first_invalid_names_the_first_bad_row() -> None:
+    assert first_invalid(lv((1, 1), (2, 0))) == -1
+    assert first_invalid(lv((1, 1), (0, 1), (np.inf, 1))) == 1
+    assert first_invalid(lv((1, np.nan))) == 0

@@ -49,7 +49,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from loguru import logger
 
 from tradebus.adapters.binance.client import BinanceClient, BinanceFeed
@@ -619,7 +618,7 @@ class NodeRouter:
             # A delta always follows its book's snapshot; without one there is nothing to update.
             self.counts["delta_without_book"] += 1
             return
-        book.apply(_writable(msg.bids), _writable(msg.asks))
+        book.apply(msg.bids, msg.asks)  # type: ignore[arg-type]
         book.last_seq = msg.last_seq
         self.counts["BookDelta"] += 1
         self._publish(msg)
@@ -658,15 +657,6 @@ class NodeRouter:
             event.reason,
             why or "none given",
         )
-
-
-def _writable(levels: Any) -> np.ndarray:
-    """``levels`` itself, or a copy if read-only (parsers share a read-only empty array).
-
-    :meth:`OrderBook.apply` compiles for writeable arrays; a read-only one next to a
-    writeable one cannot be typed by Numba.
-    """
-    return levels if levels.flags.writeable else levels.copy()
 
 
 # ----------------------------------------------------------------------------- daemon

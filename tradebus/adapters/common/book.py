@@ -39,6 +39,7 @@ __all__ = [
     "apply_levels",
     "apply_side",
     "collect",
+    "first_invalid",
     "load_side",
 ]
 
@@ -176,6 +177,20 @@ def apply_side(px: np.ndarray, sz: np.ndarray, side: np.ndarray, levels: np.ndar
 
 
 @njit(cache=True)
+def first_invalid(levels: np.ndarray) -> int:
+    """Index of the first malformed row of ``levels`` (shape (m, 2)), or -1 if every row is valid.
+
+    A row is valid when its price is finite and > 0 and its size finite and >= 0 (NaN fails both).
+    """
+    for i in range(levels.shape[0]):
+        p = levels[i, 0]
+        q = levels[i, 1]
+        if not (p > 0.0 and p < np.inf and q >= 0.0 and q < np.inf):
+            return i
+    return -1
+
+
+@njit(cache=True)
 def apply_levels(
     bid_px: np.ndarray,
     bid_sz: np.ndarray,
@@ -192,12 +207,9 @@ def apply_levels(
     best bid >= best ask now) or :data:`INVALID` (a level has a non-finite or
     non-positive price or a negative or non-finite size: *nothing* was applied).
     """
-    for levels in (bids, asks):
-        for i in range(levels.shape[0]):
-            p = levels[i, 0]
-            q = levels[i, 1]
-            if not (p > 0.0 and p < np.inf and q >= 0.0 and q < np.inf):
-                return INVALID
+    # one call per side: (bids, asks) may mix read-only and writeable arrays, which a tuple cannot hold
+    if first_invalid(bids) >= 0 or first_invalid(asks) >= 0:
+        return INVALID
     apply_side(bid_px, bid_sz, counts[0:3], bids, False)
     apply_side(ask_px, ask_sz, counts[3:6], asks, True)
     if counts[2] > 0 and counts[5] > 0 and bid_px[counts[1] - 1] >= ask_px[counts[4] - 1]:
@@ -342,7 +354,7 @@ class OrderBook:
 
         The arrays must already be float64 (parsers produce them so); anything else
         raises :class:`BookError` rather than silently compiling a new specialisation in
-        the hot path.
+        the hot path. Read-only arrays (a shared empty side, a buffer view) are accepted.
         """
         if bids.dtype != np.float64 or asks.dtype != np.float64 or bids.ndim != 2 or asks.ndim != 2:
             raise BookError(
