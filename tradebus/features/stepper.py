@@ -50,7 +50,6 @@ __all__ = [
 
 _step = _kernels.step
 _step1 = _kernels.step1
-_run = _kernels.run
 
 
 class Stepper:
@@ -160,7 +159,8 @@ class Stepper:
         n = inputs.shape[0]
         result = np.empty((n, self._n_out), dtype=np.float64)
         if n:
-            _run(self._kid, self._state, self._params, self._x, inputs, result)
+            run = _kernels.runner(self._kid)
+            run(self._state, self._params, inputs.reshape(-1), self._n_in, result.reshape(-1), self._n_out)
             self._out[:] = result[n - 1]
         return result.reshape(n) if self._n_out == 1 else result
 
@@ -170,7 +170,7 @@ class Stepper:
             arr = np.asarray(columns[0], dtype=np.float64)
             if arr.shape[1] != self._n_in:
                 raise FeatureError(f"feature {name!r}: run() needs {self._n_in} column(s), got {arr.shape[1]}")
-            return np.array(arr, dtype=np.float64, order="C", copy=True)
+            return np.ascontiguousarray(arr)
         if len(columns) != self._n_in:
             raise FeatureError(
                 f"feature {name!r}: run() takes {self._n_in} column(s) {self._kind.inputs}, got {len(columns)}"
@@ -179,10 +179,7 @@ class Stepper:
         if any(c.ndim != 1 for c in cols) or len({c.shape[0] for c in cols}) > 1:
             raise FeatureError(f"feature {name!r}: run() columns must be 1-D and of equal length")
         if len(cols) == 1:
-            col = cols[0]
-            if not (col.flags.c_contiguous and col.flags.writeable):
-                col = col.copy()
-            return col.reshape(col.shape[0], 1)
+            return np.ascontiguousarray(cols[0]).reshape(cols[0].shape[0], 1)
         return np.ascontiguousarray(np.column_stack(cols))
 
     # ------------------------------------------------------------------ state

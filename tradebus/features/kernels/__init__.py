@@ -1,14 +1,19 @@
-"""Numba step kernels, one module per group of features, and the all-group drivers.
+"""Numba step kernels, one module per group of features, and the single-feature drivers.
 
 Importing this package imports every group module (``core``, ``ta``, ``stats``,
 ``regime``, ``flow``, ``book``), registers their ``KINDS`` and checks that each
 kind id lies in its module's range. :func:`dispatch` routes a kind id to its
-group's dispatcher; the single-feature drivers :func:`step`, :func:`step1` and
-:func:`run` all go through it, and so does the feature bank, so a live update
-and a batch run execute the same compiled step kernel.
+group's dispatcher; the single-feature drivers :func:`step` and :func:`step1`
+go through it. :func:`runner` gives a batch loop specialised to
+one kind (the kind id is a compile-time constant, so the branch folds away and
+the kernel is inlined into the loop). A live update and a batch run therefore
+execute the same step kernel on the same state, bit for bit.
 """
 
 from __future__ import annotations
+
+import functools
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -20,7 +25,7 @@ from tradebus.errors import FeatureError
 from tradebus.features.kernels import book, core, flow, regime, stats, ta
 from tradebus.features.registry import register
 
-__all__ = ["GROUPS", "dispatch", "run", "step", "step1", "window"]
+__all__ = ["GROUPS", "dispatch", "runner", "step", "step1", "window"]
 
 #: (module, first id, last id) of every kernel group.
 GROUPS = ((core, 1, 99), (ta, 100, 199), (stats, 200, 299), (regime, 300, 399), (flow, 400, 499), (book, 500, 599))
@@ -106,20 +111,37 @@ def step1(kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray, ou
     return out[0]
 
 
-@njit(cache=True, _nrt=False)
-def _run_rows(
-    kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray, inputs: np.ndarray, result: np.ndarray
-) -> None:
-    n_in = inputs.shape[1]
-    for i in range(inputs.shape[0]):
-        for j in range(n_in):
-            x[j] = inputs[i, j]
-        dispatch(kind_id, state, params, x, result[i])
+_RUN_SIGNATURE = (
+    types.float64[::1],
+    types.float64[::1],
+    types.Array(types.float64, 1, "C", readonly=True),
+    types.int64,
+    types.float64[::1],
+    types.int64,
+)
 
 
-@njit(cache=True)
-def run(
-    kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray, inputs: np.ndarray, result: np.ndarray
-) -> None:
-    """Feed every row of ``inputs`` (n, n_inputs) in order; row ``i`` of ``result`` gets the outputs."""
-    _run_rows(kind_id, state, params, x, inputs, result)
+@functools.cache
+def runner(kind_id: int) -> Any:
+    """The batch loop of one kind: ``run(state, params, inputs, n_in, result, n_out)``.
+
+    ``inputs`` is the flattened C-order (n, n_in) input matrix and ``result`` the
+    flattened (n, n_out) output matrix; row ``i`` of the outputs is written by the
+    step of row ``i``, in order, directly in place (no copies, no per-row views
+    with reference counts). ``kind_id`` is a closure constant, which Numba folds
+    into the code and into the cache key, so each kind gets its own cached loop
+    with its step kernel inlined. Compiled (or loaded) for its one signature on
+    first use.
+    """
+    kid = int(kind_id)
+
+    @njit(cache=True, _nrt=False)
+    def run_kind(
+        state: np.ndarray, params: np.ndarray, inputs: np.ndarray, n_in: int, result: np.ndarray, n_out: int
+    ) -> None:
+        for i in range(result.shape[0] // n_out):
+            dispatch(kid, state, params, window(inputs, i * n_in, n_in), window(result, i * n_out, n_out))
+
+    run_kind.compile(_RUN_SIGNATURE)
+    run_kind.disable_compile()
+    return run_kind

@@ -63,6 +63,18 @@ def _wrap(i: int, n: int) -> int:
     return i - n if i >= n else i
 
 
+@njit(cache=True, _nrt=False)
+def _next_pos(pos: float, n: int) -> float:
+    """Next ring position after ``pos`` (a float in ``[0, n)``), computed in floating point.
+
+    Same values as ``_wrap(int(pos) + 1, n)``, but the position carried from one event
+    to the next never goes through a float -> int -> float round trip, which in a
+    batch loop is the longest dependency chain of a ring-buffer kernel.
+    """
+    nxt = pos + 1.0
+    return 0.0 if nxt >= n else nxt
+
+
 # ----------------------------------------------------------------------------- returns
 # state: [ready, seen, pos, ring[lag]]
 
@@ -71,10 +83,11 @@ def _wrap(i: int, n: int) -> int:
 def _lagged(state: np.ndarray, lag: int, x: float) -> float:
     """Push ``x`` into the lag ring; return the value ``lag`` events ago (NaN before)."""
     seen = state[1]
-    pos = int(state[2])
+    p = state[2]
+    pos = int(p)
     old = state[3 + pos] if seen >= lag else _NAN
     state[3 + pos] = x
-    state[2] = _wrap(pos + 1, lag)
+    state[2] = _next_pos(p, lag)
     state[1] = seen + 1.0
     if seen >= lag:
         state[0] = 1.0
@@ -394,45 +407,63 @@ def _roll_update(state: np.ndarray, w: int, min_periods: float, x: float, square
     ``squares=False`` (sum, mean) skips ``S2`` and the constant-run length. Returns
     whether the window holds at least ``min_periods`` non-NaN values.
     """
+    # Header fields are read once into locals and stored once: in a batch loop a field
+    # updated twice through memory (remove the old value, add the new) doubles its chain.
     seen = state[_R_SEEN]
-    pos = int(state[_R_POS])
+    p = state[_R_POS]
+    pos = int(p)
+    count = state[_R_COUNT]
+    k = state[_R_K]
+    s1 = state[_R_S1]
+    c1 = state[_R_C1]
+    s2 = state[_R_S2]
+    c2 = state[_R_C2]
     if seen >= w:
         old = state[_R_RING + pos]
         if old == old:
-            state[_R_COUNT] -= 1.0
-            d = old - state[_R_K]
-            state[_R_S1], state[_R_C1] = _neumaier(state[_R_S1], state[_R_C1], -d)
+            count -= 1.0
+            d = old - k
+            s1, c1 = _neumaier(s1, c1, -d)
             if squares:
-                state[_R_S2], state[_R_C2] = _neumaier(state[_R_S2], state[_R_C2], -(d * d))
+                s2, c2 = _neumaier(s2, c2, -(d * d))
     state[_R_RING + pos] = x
-    state[_R_POS] = _wrap(pos + 1, w)
+    state[_R_POS] = _next_pos(p, w)
     state[_R_SEEN] = seen + 1.0
+    nobs = state[_R_NOBS]
     if x == x:
-        if state[_R_COUNT] == 0.0:
-            state[_R_K] = x
-            state[_R_S1] = 0.0
-            state[_R_C1] = 0.0
-            state[_R_S2] = 0.0
-            state[_R_C2] = 0.0
+        if count == 0.0:
+            k = x
+            s1 = 0.0
+            c1 = 0.0
+            s2 = 0.0
+            c2 = 0.0
         else:
-            d = x - state[_R_K]
-            state[_R_S1], state[_R_C1] = _neumaier(state[_R_S1], state[_R_C1], d)
+            d = x - k
+            s1, c1 = _neumaier(s1, c1, d)
             if squares:
-                state[_R_S2], state[_R_C2] = _neumaier(state[_R_S2], state[_R_C2], d * d)
-        state[_R_COUNT] += 1.0
-        state[_R_NOBS] += 1.0
+                s2, c2 = _neumaier(s2, c2, d * d)
+        count += 1.0
+        nobs += 1.0
         if squares:
-            if state[_R_NOBS] > 1.0 and x == state[_R_PREV]:
+            if nobs > 1.0 and x == state[_R_PREV]:
                 state[_R_RUN] += 1.0
             else:
                 state[_R_RUN] = 1.0
             state[_R_PREV] = x
-    state[_R_SINCE] += 1.0
-    if state[_R_SINCE] >= w:
+    state[_R_COUNT] = count
+    state[_R_NOBS] = nobs
+    state[_R_K] = k
+    state[_R_S1] = s1
+    state[_R_C1] = c1
+    state[_R_S2] = s2
+    state[_R_C2] = c2
+    since = state[_R_SINCE] + 1.0
+    state[_R_SINCE] = since
+    if since >= w:
         _roll_recompute(state, w)
-    if state[_R_NOBS] >= w:
+    if nobs >= w:
         state[0] = 1.0
-    return state[_R_COUNT] >= min_periods and state[_R_COUNT] > 0.0
+    return count >= min_periods and count > 0.0
 
 
 @njit(cache=True, _nrt=False)
