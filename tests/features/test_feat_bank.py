@@ -239,3 +239,44 @@ def test_event_drivers_never_compile_again_for_int_arguments() -> None:
     assert len(module.on_bar.signatures) == 1
     assert len(module.run_bar.signatures) == 1
     assert bank.value("bar.close") == 1.0
+
+
+def test_banks_differing_only_in_parameters_share_one_driver_and_stay_exact() -> None:
+    wide = [dict(s, params={k: v * 2 for k, v in s.get("params", {}).items()}) for s in CHAIN]
+    narrow_bank, wide_bank = FeatureBank(CHAIN), FeatureBank(wide)
+    assert wide_bank._module is narrow_bank._module  # noqa: SLF001
+    out = run_bars(wide_bank)
+    r = Stepper("log_ret").run(BARS["close"])
+    assert np.array_equal(out[:, wide_bank.columns.index("z")], Stepper("rolling_zscore", window=60).run(r), equal_nan=True)
+    assert np.array_equal(out[:, wide_bank.columns.index("hi")], Stepper("rolling_max", window=20).run(BARS["high"]),
+                          equal_nan=True)
+    narrow = run_bars(narrow_bank)  # the shared driver reads each bank's own offsets and parameters
+    assert np.array_equal(narrow[:, narrow_bank.columns.index("z")], Stepper("rolling_zscore", window=30).run(r),
+                          equal_nan=True)
+
+
+def test_update_with_a_non_number_raises_and_changes_nothing() -> None:
+    bank = FeatureBank(CHAIN)
+    feed_bars(bank, 50)
+    before = bank.snapshot().data.copy()
+    with pytest.raises(TypeError):
+        bank.update_bar(int(TS[50]), 1.0, None, 1.0, 1.0, 1.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        bank.update_trade(int(TS[50]), [1.0], 1.0, 1.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        bank.update_book(int(TS[50]), np.ones(3, dtype=np.int64), np.ones(3), np.ones(3), np.ones(3))
+    assert np.array_equal(bank.snapshot().data, before, equal_nan=True)
+
+
+def test_book_batch_and_live_accept_read_only_and_short_level_arrays() -> None:
+    specs = [{"name": "imb", "kind": "ema", "params": {"span": 2}, "input": "book.bid_sz_1", "on": "book"}]
+    levels = np.arange(1.0, 16.0).reshape(5, 3)
+    levels.setflags(write=False)
+    live = FeatureBank(specs)
+    rows = []
+    for i in range(5):
+        live.update_book(i, levels[i], levels[i], levels[i] + 10, levels[i])
+        rows.append(live.value("imb"))
+    out = FeatureBank(specs).run_books(np.arange(5), levels, levels, levels + 10, levels)
+    assert np.array_equal(out[:, 0], np.asarray(rows), equal_nan=True)
+    assert np.isnan(live.value("book.bid_px_5"))

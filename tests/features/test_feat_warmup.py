@@ -11,14 +11,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 COUNT_MISSES = """
-import json, numba
+import json, sys, numba
 from numba.core.registry import CPUDispatcher
 import tradebus.features.kernels as K
-from tradebus.features import bank, kernels, warmup
+from tradebus.features import bank, drivers, kernels, warmup
 from tradebus.features.kernels import core, ta, stats, regime, flow, book
 {body}
 misses = {{}}
-for mod in (K, bank, core, ta, stats, regime, flow, book):
+generated = [m for n, m in sys.modules.items() if n.startswith("_tradebus_bank_")]
+for mod in (K, bank, drivers, core, ta, stats, regime, flow, book, *generated):
     for name, obj in vars(mod).items():
         if isinstance(obj, CPUDispatcher) and obj.stats.cache_misses:
             misses[mod.__name__ + "." + name] = sum(obj.stats.cache_misses.values())
@@ -50,6 +51,26 @@ def test_second_start_after_warm_up_has_no_cache_miss_and_updates() -> None:
     body = "warmup.warm_up()\n" + FIRST_UPDATE
     misses = json.loads(python(COUNT_MISSES.format(body=body)).strip().splitlines()[-1])
     assert misses == {}
+
+
+def test_generated_bank_driver_and_kind_runner_load_from_the_cache_in_a_new_process() -> None:
+    body = """
+import numpy as np
+from tradebus.features.stepper import Stepper
+b = bank.FeatureBank([{"name": "z", "kind": "rolling_zscore", "params": {"window": 3}, "input": "close"},
+                      {"name": "m", "kind": "macd", "input": "z"}])
+b.update_bar(0, 1.0, 1.0, 1.0, 1.0, 1.0)
+b.run_bars(np.arange(3), np.ones(3), np.ones(3), np.ones(3), np.arange(3.0), np.ones(3))
+Stepper("wma", window=3).run(np.arange(5.0))
+runners = {"runner": K.runner(core.KINDS[-1].kind_id)}
+for name, obj in runners.items():
+    if obj.stats.cache_misses:
+        print("MISS", name)
+"""
+    python(COUNT_MISSES.format(body=body))  # compiles and fills the cache
+    out = python(COUNT_MISSES.format(body=body)).strip().splitlines()
+    assert "MISS runner" not in out
+    assert json.loads(out[-1]) == {}
 
 
 def test_cache_dir_is_keyed_by_the_sources_under_the_user_dir(tmp_path: Path) -> None:
