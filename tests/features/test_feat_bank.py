@@ -247,7 +247,8 @@ def test_banks_differing_only_in_parameters_share_one_driver_and_stay_exact() ->
     assert wide_bank._module is narrow_bank._module  # noqa: SLF001
     out = run_bars(wide_bank)
     r = Stepper("log_ret").run(BARS["close"])
-    assert np.array_equal(out[:, wide_bank.columns.index("z")], Stepper("rolling_zscore", window=60).run(r), equal_nan=True)
+    wide_z = Stepper("rolling_zscore", window=60).run(r)
+    assert np.array_equal(out[:, wide_bank.columns.index("z")], wide_z, equal_nan=True)
     assert np.array_equal(out[:, wide_bank.columns.index("hi")], Stepper("rolling_max", window=20).run(BARS["high"]),
                           equal_nan=True)
     narrow = run_bars(narrow_bank)  # the shared driver reads each bank's own offsets and parameters

@@ -114,7 +114,9 @@ _BATCH_SIGNATURES: dict[str, tuple[Any, ...]] = {
 
 
 @njit(cache=True, _nrt=False)
-def write_bar(ws: np.ndarray, ts_event_ns: int, open_: float, high: float, low: float, close: float, volume: float) -> None:
+def write_bar(
+    ws: np.ndarray, ts_event_ns: int, open_: float, high: float, low: float, close: float, volume: float
+) -> None:
     """Write a bar's fields (``time`` in float seconds) into the values vector."""
     ws[_BAR] = ts_event_ns / 1e9
     ws[_BAR + 1] = open_
