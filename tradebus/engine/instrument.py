@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from enum import StrEnum
 
@@ -68,36 +69,45 @@ class Instrument(msgspec.Struct, frozen=True):
 
     def round_price(self, price: float) -> float:
         """Round a price to the nearest tick."""
-        ticks = round(price / self.tick_size)
-        return _clean(ticks * self.tick_size, self.tick_size)
+        tick = self.tick_size
+        return round(round(price / tick) * tick, _digits(tick))
 
     def round_quantity(self, quantity: float) -> float:
         """Round a quantity *down* to a whole number of lots (never trade more than asked)."""
-        lots = math.floor(quantity / self.lot_size + 1e-9)
-        return _clean(lots * self.lot_size, self.lot_size)
+        lot = self.lot_size
+        return round(math.floor(quantity / lot + 1e-9) * lot, _digits(lot))
 
     def validate_order(self, quantity: float, price: float) -> str | None:
         """Return why an order of ``quantity`` at ``price`` is invalid, or ``None`` if it is valid.
 
         ``price`` may be NaN for market orders (min notional is then not checked).
         """
-        if not (quantity > 0 and math.isfinite(quantity)):
+        if not (quantity > 0.0 and quantity < math.inf):
             return f"quantity {quantity!r} must be a positive finite number"
-        if quantity < max(self.min_quantity, self.lot_size) - 1e-12:
-            return f"quantity {quantity} is below the minimum {max(self.min_quantity, self.lot_size)}"
-        if abs(quantity / self.lot_size - round(quantity / self.lot_size)) > 1e-6:
-            return f"quantity {quantity} is not a multiple of the lot size {self.lot_size}"
-        if not math.isnan(price):
-            if not (price > 0 and math.isfinite(price)):
+        lot = self.lot_size
+        if quantity < max(self.min_quantity, lot) - 1e-12:
+            return f"quantity {quantity} is below the minimum {max(self.min_quantity, lot)}"
+        lots = quantity / lot
+        if abs(lots - round(lots)) > 1e-6:
+            return f"quantity {quantity} is not a multiple of the lot size {lot}"
+        if price == price:
+            if not (price > 0.0 and price < math.inf):
                 return f"price {price!r} must be a positive finite number"
-            if abs(price / self.tick_size - round(price / self.tick_size)) > 1e-6:
+            ticks = price / self.tick_size
+            if abs(ticks - round(ticks)) > 1e-6:
                 return f"price {price} is not a multiple of the tick size {self.tick_size}"
             if price * quantity < self.min_notional - 1e-12:
                 return f"notional {price * quantity} is below the minimum {self.min_notional}"
         return None
 
 
-def _clean(value: float, increment: float) -> float:
-    """Strip float noise from ``n * increment`` (0.1 * 3 -> 0.3, not 0.30000000000000004)."""
+@functools.lru_cache(maxsize=256)
+def _digits(increment: float) -> int:
+    """Decimal digits that hold every multiple of ``increment`` without float noise.
+
+    A few digits beyond the increment's own (0.01 -> 5, 0.25 -> 4, 5.0 -> 2), so that
+    ``round(n * increment, _digits(increment))`` strips the noise of the multiplication
+    (0.1 * 3 -> 0.30000000000000004 -> 0.3) and nothing else. Cached: every rounding asks.
+    """
     decimals = max(0, -math.floor(math.log10(increment)) + 1) if increment < 1 else 0
-    return round(value, decimals + 2)
+    return decimals + 2

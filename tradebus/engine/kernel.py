@@ -59,6 +59,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     Bar,
     CancelOrder,
+    Liquidity,
     ModifyOrder,
     OrderAccepted,
     OrderCanceled,
@@ -105,6 +106,8 @@ _EVENT_HANDLERS: dict[type, str] = {
     OrderExpired: "on_order_expired",
 }
 _DATA_HANDLERS: dict[type, str] = {Bar: "on_bar", Trade: "on_trade", Quote: "on_quote"}
+#: ``Liquidity -> its value`` (``Enum.value`` is a slow descriptor; fills are recorded in the hot path).
+_LIQUIDITY_NAMES: dict[str, str] = {member: member.value for member in Liquidity}
 
 
 class ReplayLike(Protocol):
@@ -212,6 +215,7 @@ class Kernel:
         self.clock: Clock = clock if clock is not None else SimulatedClock()
         self.bus = MessageBus()
         self.portfolio = Portfolio(self.instruments, initial_cash)
+        self._positions = {iid: self.portfolio.position_state(iid) for iid in self.instruments}
         self.orders = OrderManager(self.bus, self.clock)
         self.risk_config = risk_config or RiskConfig()
         self.risk = RiskGate(self.risk_config, self.portfolio, self.clock, self.bus)
@@ -320,12 +324,11 @@ class Kernel:
         order was working (no drawdown breaker is configured then, so skipping a
         mark changes nothing but the cached prices).
         """
-        portfolio = self.portfolio
-        risk = self.risk
+        positions = self._positions
         for iid, price in self.cache.prices.items():
-            if portfolio.last_price(iid) != price:
-                portfolio.mark(iid, price)
-                risk.on_price(iid, price)
+            if positions[iid].last_price != price:
+                self.portfolio.mark(iid, price)
+                self.risk.on_price(iid, price)
 
     def equity(self) -> float:
         """Portfolio equity at the latest prices."""
@@ -559,7 +562,7 @@ class Kernel:
                 fill.last_qty,
                 fill.last_px,
                 fill.fee,
-                fill.liquidity.value,
+                _LIQUIDITY_NAMES[fill.liquidity],
                 fill.client_order_id,
                 fill.strategy_id,
                 fill.trade_id,

@@ -26,6 +26,8 @@ from tradebus.errors import OrderError
 
 __all__ = ["Portfolio", "Position"]
 
+_INF = math.inf
+
 
 class Position:
     """Net position of one instrument (mutated only by :class:`Portfolio`)."""
@@ -95,7 +97,7 @@ class Portfolio:
         qty = fill.last_qty
         px = fill.last_px
         fee = fill.fee
-        if not (qty > 0.0 and px > 0.0 and math.isfinite(qty) and math.isfinite(px) and math.isfinite(fee)):
+        if not (0.0 < qty < _INF and 0.0 < px < _INF and -_INF < fee < _INF):
             raise OrderError(
                 f"portfolio: fill {fill.trade_id!r} of order {fill.client_order_id} has invalid "
                 f"qty={qty!r} px={px!r} fee={fee!r}"
@@ -123,7 +125,11 @@ class Portfolio:
                 pos.quantity = new
         if pos.last_price != pos.last_price:
             pos.last_price = px
-        equity = self.equity()
+        equity = self.cash  # self.equity(), inlined: this runs on every fill
+        for p in self._positions.values():
+            q = p.quantity
+            if q != 0.0:
+                equity += q * p.last_price
         if equity > self.max_equity:
             self.max_equity = equity
         return PositionChanged(
@@ -140,7 +146,11 @@ class Portfolio:
             return
         pos.last_price = price
         if pos.quantity != 0.0:  # a flat instrument's price does not move equity
-            equity = self.equity()
+            equity = self.cash  # self.equity(), inlined: this runs on every mark
+            for p in self._positions.values():
+                q = p.quantity
+                if q != 0.0:
+                    equity += q * p.last_price
             if equity > self.max_equity:
                 self.max_equity = equity
 

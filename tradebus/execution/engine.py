@@ -134,7 +134,11 @@ class ExecutionEngine:
             logger.info("order {} denied: {}", order.client_order_id, reason)
             self._event(OrderDenied(cmd.strategy_id, cmd.instrument_id, order.client_order_id, reason, now, now))
             return order
-        self._event(OrderSubmitted(cmd.strategy_id, cmd.instrument_id, order.client_order_id, now, now))
+        event = OrderSubmitted(cmd.strategy_id, cmd.instrument_id, order.client_order_id, now, now)
+        om.apply(event)
+        if journal is not None:
+            journal.record_event(event)  # journaled before the venue is called
+        self._bus.publish(event)
         self._venue.submit(order)
         return order
 
@@ -233,16 +237,17 @@ class ExecutionEngine:
 
     def on_venue_event(self, event: Any) -> None:
         """Apply a venue event to its order (and the portfolio for a fill) and publish it."""
+        self._om.apply(event)
+        journal = self._journal
+        if journal is not None:
+            journal.record_event(event)
         if type(event) is OrderFilled:
-            self._om.apply(event)
-            if self._journal is not None:
-                self._journal.record_event(event)
             change = self._portfolio.apply_fill(event)
             bus = self._bus
             bus.publish(event)
             bus.publish(change)
         else:
-            self._event(event)
+            self._bus.publish(event)
 
     def _event(self, event: Any) -> None:
         self._om.apply(event)

@@ -148,8 +148,18 @@ _EVENT_KIND: dict[type, str] = {
     OrderResolved: "resolved",
 }
 
+#: ``event type -> {status: new status}``: :data:`TRANSITIONS` regrouped for one lookup per event.
+_BY_TYPE: dict[type, dict[OrderStatus, OrderStatus]] = {
+    cls: {status: target for (status, k), target in TRANSITIONS.items() if k == kind}
+    for cls, kind in _EVENT_KIND.items()
+}
+_ON_FILLED = {status: target for (status, k), target in TRANSITIONS.items() if k == "filled"}
+_ON_PARTIAL = {status: target for (status, k), target in TRANSITIONS.items() if k == "partially_filled"}
+
 # Quantities are float64: a remaining quantity below this fraction of the order is float noise.
 _QTY_RTOL = 1e-9
+# An order's trade ids are kept in a tuple up to this many fills (linear lookups), then in a set.
+_TUPLE_TRADE_IDS = 16
 
 
 class Order:
@@ -166,6 +176,8 @@ class Order:
         Current :class:`OrderStatus`.
     filled_qty, avg_px
         Cumulative filled quantity and its volume-weighted price (NaN before the first fill).
+    fee_paid, trade_ids
+        Fees of the applied fills, and their trade ids (a tuple, or a set once there are many).
     venue_order_id
         The venue's id once accepted (``""`` before).
     ts_created, ts_last
@@ -231,7 +243,8 @@ class Order:
         self.ts_created = ts_created
         self.ts_last = ts_created
         self.reason = ""
-        self.trade_ids: set[str] = set()
+        # A tuple while the order has few fills (a set costs 216 bytes per order), a set beyond.
+        self.trade_ids: tuple[str, ...] | set[str] = ()
 
     @property
     def type(self) -> OrderType:
@@ -313,9 +326,10 @@ class OrderManager:
             If the client order id is already used.
         """
         coid = cmd.client_order_id or self.next_client_order_id(cmd.strategy_id)
-        if coid in self._orders:
+        orders = self._orders
+        if coid in orders:
             raise OrderError(f"order {coid}: client_order_id already used in this run")
-        order = Order(
+        order = orders[coid] = Order(
             coid,
             cmd.strategy_id,
             cmd.instrument_id,
@@ -329,7 +343,6 @@ class OrderManager:
             cmd.reduce_only,
             self._clock.now_ns(),
         )
-        self._orders[coid] = order
         return order
 
     def restore(self, order: Order) -> None:
@@ -361,15 +374,17 @@ class OrderManager:
         cls = type(event)
         if cls is OrderFilled:
             return self._apply_fill(order, event)
-        kind = _EVENT_KIND.get(cls)
-        if kind is None:
+        table = _BY_TYPE.get(cls)
+        if table is None:
             raise OrderError(f"order {order.client_order_id}: {cls.__name__} is not an order event")
-        target = TRANSITIONS.get((order.status, kind))
+        target = table.get(order.status)
         if target is None:
-            raise self._invalid(order, kind, event)
-        if kind == "accepted":
+            raise self._invalid(order, _EVENT_KIND[cls], event)
+        if cls is OrderSubmitted or cls is OrderTriggered:
+            pass
+        elif cls is OrderAccepted:
             order.venue_order_id = event.venue_order_id
-        elif kind == "modified":
+        elif cls is OrderModified:
             if event.quantity < order.filled_qty * (1.0 + _QTY_RTOL):
                 raise OrderError(
                     f"order {order.client_order_id}: modified quantity {event.quantity} is not above "
@@ -378,41 +393,64 @@ class OrderManager:
             order.quantity = event.quantity
             order.price = event.price
             order.trigger_price = event.trigger_price
-        elif kind == "resolved":
+        elif cls is OrderResolved:
             if event.status not in _RESOLVABLE:
                 raise InvalidTransition(f"order {order.client_order_id}: cannot resolve UNKNOWN to {event.status}")
             target = event.status
             order.reason = event.reason
-        elif kind != "submitted" and kind != "triggered":
+        else:
             order.reason = event.reason
-        self._set_status(order, target, event.ts_event)
-        return order
-
-    def _apply_fill(self, order: Order, fill: OrderFilled) -> Order:
-        self._check_fill(order, fill)
-        qty = fill.last_qty
-        prev = order.filled_qty
-        total = prev + qty
-        kind = "filled" if total >= order.quantity * (1.0 - _QTY_RTOL) else "partially_filled"
-        target = TRANSITIONS.get((order.status, kind))
-        if target is None:
-            raise self._invalid(order, kind, fill)
-        order.avg_px = fill.last_px if prev == 0.0 else (order.avg_px * prev + fill.last_px * qty) / total
-        order.filled_qty = total
-        order.fee_paid += fill.fee
-        order.trade_ids.add(fill.trade_id)
-        if fill.venue_order_id and not order.venue_order_id:
-            order.venue_order_id = fill.venue_order_id
-        self._set_status(order, target, fill.ts_event)
-        return order
-
-    def _set_status(self, order: Order, target: OrderStatus, ts_event: int) -> None:
         order.status = target
-        order.ts_last = ts_event
+        order.ts_last = event.ts_event
         if target in OPEN_STATUSES:
             self._open[order.client_order_id] = order
         else:
             self._open.pop(order.client_order_id, None)
+        return order
+
+    def _apply_fill(self, order: Order, fill: OrderFilled) -> Order:
+        qty = fill.last_qty
+        px = fill.last_px
+        if not (qty > 0.0 and qty < math.inf):
+            raise OrderError(f"order {order.client_order_id}: fill quantity {qty!r} must be > 0")
+        if not (px > 0.0 and px < math.inf):
+            raise OrderError(f"order {order.client_order_id}: fill price {px!r} must be > 0")
+        trade_ids = order.trade_ids
+        if fill.trade_id in trade_ids:
+            raise OrderError(f"order {order.client_order_id}: duplicate fill, trade_id {fill.trade_id!r}")
+        prev = order.filled_qty
+        total = prev + qty
+        quantity = order.quantity
+        if total > quantity * (1.0 + _QTY_RTOL):
+            raise OrderError(
+                f"order {order.client_order_id}: overfill: filled {prev} + {qty} > quantity {quantity}"
+            )
+        if total >= quantity * (1.0 - _QTY_RTOL):
+            target = _ON_FILLED.get(order.status)
+            if target is None:
+                raise self._invalid(order, "filled", fill)
+        else:
+            target = _ON_PARTIAL.get(order.status)
+            if target is None:
+                raise self._invalid(order, "partially_filled", fill)
+        order.avg_px = px if prev == 0.0 else (order.avg_px * prev + px * qty) / total
+        order.filled_qty = total
+        order.fee_paid += fill.fee
+        if len(trade_ids) < _TUPLE_TRADE_IDS:
+            order.trade_ids = (*trade_ids, fill.trade_id)
+        elif type(trade_ids) is tuple:
+            order.trade_ids = {*trade_ids, fill.trade_id}
+        else:
+            trade_ids.add(fill.trade_id)
+        if fill.venue_order_id and not order.venue_order_id:
+            order.venue_order_id = fill.venue_order_id
+        order.status = target
+        order.ts_last = fill.ts_event
+        if target in OPEN_STATUSES:
+            self._open[order.client_order_id] = order
+        else:
+            self._open.pop(order.client_order_id, None)
+        return order
 
     @staticmethod
     def _invalid(order: Order, kind: str, event: Any) -> InvalidTransition:
@@ -426,20 +464,6 @@ class OrderManager:
         order = self.apply(event)
         self._bus.publish(event)
         return order
-
-    @staticmethod
-    def _check_fill(order: Order, fill: OrderFilled) -> None:
-        if not (fill.last_qty > 0.0 and math.isfinite(fill.last_qty)):
-            raise OrderError(f"order {order.client_order_id}: fill quantity {fill.last_qty!r} must be > 0")
-        if not (fill.last_px > 0.0 and math.isfinite(fill.last_px)):
-            raise OrderError(f"order {order.client_order_id}: fill price {fill.last_px!r} must be > 0")
-        if fill.trade_id in order.trade_ids:
-            raise OrderError(f"order {order.client_order_id}: duplicate fill, trade_id {fill.trade_id!r}")
-        if order.filled_qty + fill.last_qty > order.quantity * (1.0 + _QTY_RTOL):
-            raise OrderError(
-                f"order {order.client_order_id}: overfill: filled {order.filled_qty} + {fill.last_qty} "
-                f"> quantity {order.quantity}"
-            )
 
     # ------------------------------------------------------------------ queries
 

@@ -97,6 +97,21 @@ _STOPS = frozenset({OrderType.STOP_MARKET, OrderType.STOP_LIMIT})
 _LIMITS = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT})
 _WORKING = frozenset({OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED})
 _NAN = math.nan
+_INF = math.inf
+# Enum members read through their class cost ~60 ns each (EnumType attribute lookup).
+_MARKET = OrderType.MARKET
+_LIMIT = OrderType.LIMIT
+_STOP_MARKET = OrderType.STOP_MARKET
+_GTC = TimeInForce.GTC
+_FOK = TimeInForce.FOK
+_SUBMITTED = OrderStatus.SUBMITTED
+_ACCEPTED = OrderStatus.ACCEPTED
+_TRIGGERED = OrderStatus.TRIGGERED
+_PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
+_FILLED = OrderStatus.FILLED
+_CANCELED = OrderStatus.CANCELED
+_EXPIRED = OrderStatus.EXPIRED
+_REJECTED = OrderStatus.REJECTED
 
 
 class _SimOrder:
@@ -105,16 +120,22 @@ class _SimOrder:
     __slots__ = (
         "aggressive",
         "buy",
+        "coid",
         "filled",
         "fills",
         "limit",
         "order",
         "quantity",
+        "reduce_only",
         "seq",
+        "side",
         "status",
+        "strategy_id",
+        "tif",
         "trigger",
         "triggered",
         "ts_event",
+        "type",
         "venue_order_id",
     )
 
@@ -122,15 +143,22 @@ class _SimOrder:
         self.order = order
         self.seq = seq
         self.venue_order_id = f"SIM-{seq}"
+        # Copies of the order's fixed fields, read on every event.
+        self.coid = order.client_order_id
+        self.strategy_id = order.strategy_id
+        self.type = order.order_type
+        self.tif = order.tif
+        self.side = order.side
+        self.reduce_only = order.reduce_only
         self.buy = order.side > 0
         self.quantity = order.quantity
         self.limit = order.price
         self.trigger = order.trigger_price
-        self.status = OrderStatus.SUBMITTED
+        self.status = _SUBMITTED
         self.filled = 0.0
         self.triggered = False
         self.aggressive = False
-        self.fills: list[OrderFilled] = []
+        self.fills: list[OrderFilled] | None = None  # created at the first fill
         self.ts_event = 0
 
     @property
@@ -173,6 +201,7 @@ class SimulatedVenue(Venue):
         self._slip = cfg.slippage_bps * 1e-4
         self._through = cfg.limit_fill == "through"
         self._fill_on = cfg.fill_on
+        self._on_bars = cfg.fill_on == "bars"
         self._fees: dict[str, tuple[float, float]] = {
             iid: (
                 inst.maker_fee if cfg.maker_fee is None else cfg.maker_fee,
@@ -222,7 +251,7 @@ class SimulatedVenue(Venue):
         if sim is None:
             return None
         return OrderStatusReport(
-            sim.order.client_order_id, sim.venue_order_id, sim.status, sim.filled, sim.ts_event, tuple(sim.fills)
+            sim.coid, sim.venue_order_id, sim.status, sim.filled, sim.ts_event, tuple(sim.fills or ())
         )
 
     def position(self, instrument_id: str) -> float:
@@ -273,7 +302,7 @@ class SimulatedVenue(Venue):
 
     def on_bar(self, bar: Bar) -> None:
         """Handle arrivals, then match working orders along the bar's path."""
-        if self._fill_on != "bars":
+        if not self._on_bars:
             return
         iid = bar.instrument_id
         pending = self._pending.get(iid)
@@ -281,7 +310,8 @@ class SimulatedVenue(Venue):
             return
         if pending and pending[0][0] < bar.ts_init:
             self._arrive(iid, pending, bar.ts_init, bar.open, bar.open)
-            self._prune(iid)
+            if self._dirty:
+                self._prune(iid)
         working = self._working[iid]
         if working:
             self._match_bar(iid, bar, working)
@@ -344,7 +374,7 @@ class SimulatedVenue(Venue):
                 if sim is None or sim.status not in _WORKING:
                     logger.info("venue: cancel of {} ignored: not working", target.client_order_id)
                     continue
-                self._close(sim, OrderStatus.CANCELED, "canceled", arrival)
+                self._close(sim, _CANCELED, "canceled", arrival)
             else:
                 assert cmd is not None
                 self._apply_modify(target.client_order_id, cmd, arrival, ref_buy, ref_sell)
@@ -354,38 +384,35 @@ class SimulatedVenue(Venue):
         if reason:
             self._reject(sim, reason, arrival)
             return
-        sim.status = OrderStatus.ACCEPTED
+        sim.status = _ACCEPTED
         sim.ts_event = arrival
-        self._emit(
-            OrderAccepted(
-                sim.order.strategy_id, iid, sim.order.client_order_id, sim.venue_order_id, arrival, self.clock.now_ns()
-            )
-        )
-        typ = sim.order.order_type
-        if typ == OrderType.LIMIT:
+        self._emit(OrderAccepted(sim.strategy_id, iid, sim.coid, sim.venue_order_id, arrival, self.clock.now_ns()))
+        typ = sim.type
+        if typ == _MARKET:
+            sim.aggressive = True
+        elif typ == _LIMIT:
             # With no reference price the order is treated as marketable (fills at the next print).
             sim.aggressive = ref != ref or (ref <= sim.limit if sim.buy else ref >= sim.limit)
-            if sim.order.tif != TimeInForce.GTC and not sim.aggressive:
-                self._close(sim, OrderStatus.EXPIRED, f"{sim.order.tif}: not marketable on arrival", arrival)
+            if sim.tif != _GTC and not sim.aggressive:
+                self._close(sim, _EXPIRED, f"{sim.tif}: not marketable on arrival", arrival)
                 return
-        elif typ == OrderType.MARKET:
-            sim.aggressive = True
         self._working[iid].append(sim)
 
     def _arrival_check(self, iid: str, sim: _SimOrder, ref: float) -> str:
-        typ = sim.order.order_type
-        if typ in _LIMITS and not (sim.limit > 0.0 and math.isfinite(sim.limit)):
-            return f"{typ} needs a positive limit price, got {sim.limit!r}"
-        if typ in _STOPS and not (sim.trigger > 0.0 and math.isfinite(sim.trigger)):
-            return f"{typ} needs a positive trigger price, got {sim.trigger!r}"
-        if not (sim.quantity > 0.0 and math.isfinite(sim.quantity)):
+        typ = sim.type
+        if typ != _MARKET:
+            if typ in _LIMITS and not (sim.limit > 0.0 and sim.limit < _INF):
+                return f"{typ} needs a positive limit price, got {sim.limit!r}"
+            if typ in _STOPS and not (sim.trigger > 0.0 and sim.trigger < _INF):
+                return f"{typ} needs a positive trigger price, got {sim.trigger!r}"
+        if not (sim.quantity > 0.0 and sim.quantity < _INF):
             return f"quantity {sim.quantity!r} must be > 0"
         if sim.order.post_only:
             if typ not in _LIMITS:
                 return f"post_only: not allowed on {typ} orders"
-            if typ == OrderType.LIMIT and ref == ref and (ref <= sim.limit if sim.buy else ref >= sim.limit):
+            if typ == _LIMIT and ref == ref and (ref <= sim.limit if sim.buy else ref >= sim.limit):
                 return f"post_only: limit {sim.limit} would take liquidity at {ref}"
-        if sim.order.reduce_only:
+        if sim.reduce_only:
             pos = self._positions[iid]
             if pos == 0.0 or (pos > 0.0) == sim.buy:
                 return f"reduce_only: {sim.order.side.name} would not reduce position {pos}"
@@ -402,20 +429,20 @@ class SimulatedVenue(Venue):
         if qty <= sim.filled:
             logger.warning("venue: modify of {} ignored: quantity {} <= filled {}", coid, qty, sim.filled)
             return
-        if sim.order.order_type in _LIMITS and not (limit > 0.0 and math.isfinite(limit)):
+        if sim.type in _LIMITS and not (limit > 0.0 and math.isfinite(limit)):
             logger.warning("venue: modify of {} ignored: bad limit {!r}", coid, limit)
             return
-        if sim.order.order_type in _STOPS and not (trigger > 0.0 and math.isfinite(trigger)):
+        if sim.type in _STOPS and not (trigger > 0.0 and math.isfinite(trigger)):
             logger.warning("venue: modify of {} ignored: bad trigger {!r}", coid, trigger)
             return
         sim.quantity, sim.limit, sim.trigger = qty, limit, trigger
-        if sim.order.order_type == OrderType.LIMIT or sim.triggered:
+        if sim.type == _LIMIT or sim.triggered:
             ref = ref_buy if sim.buy else ref_sell
             sim.aggressive = ref == ref and (ref <= limit if sim.buy else ref >= limit)
         sim.ts_event = arrival
         self._emit(
             OrderModified(
-                sim.order.strategy_id,
+                sim.strategy_id,
                 sim.order.instrument_id,
                 coid,
                 qty,
@@ -429,9 +456,20 @@ class SimulatedVenue(Venue):
     # ------------------------------------------------------------------ matching
 
     def _match_bar(self, iid: str, bar: Bar, working: list[_SimOrder]) -> None:
+        ts = bar.ts_event
+        if len(working) == 1 and working[0].type == _MARKET:
+            # The common case, planned inline: one market order fills at the open.
+            sim = working[0]
+            if sim.status in _WORKING:
+                px = bar.open
+                if self._slip:
+                    px = self._slipped(iid, sim, px, bar.low, bar.high)
+                self._fill(iid, sim, sim.quantity - sim.filled, px, _TAKER, ts)
+            if self._dirty:
+                self._prune(iid)
+            return
         o, h, lo, c = bar.open, bar.high, bar.low, bar.close
         path = (o, lo, h, c) if c >= o else (o, h, lo, c)
-        ts = bar.ts_event
         if len(working) == 1:
             plans = self._plan_bar(working[0], path)
         else:
@@ -444,19 +482,17 @@ class SimulatedVenue(Venue):
                 continue
             if kind == 0:
                 sim.triggered = True
-                sim.status = OrderStatus.TRIGGERED
+                sim.status = _TRIGGERED
                 sim.ts_event = ts
-                self._emit(
-                    OrderTriggered(sim.order.strategy_id, iid, sim.order.client_order_id, ts, self.clock.now_ns())
-                )
+                self._emit(OrderTriggered(sim.strategy_id, iid, sim.coid, ts, self.clock.now_ns()))
             elif kind == 1:
                 if liq is _TAKER and self._slip:
                     px = self._slipped(iid, sim, px, lo, h)
                 self._fill(iid, sim, sim.leaves, px, liq, ts)
             else:
-                self._close(sim, OrderStatus.EXPIRED, f"{sim.order.tif}: not marketable when triggered", ts)
+                self._close(sim, _EXPIRED, f"{sim.tif}: not marketable when triggered", ts)
         for sim in working:
-            if sim.order.order_type == OrderType.LIMIT or sim.triggered:
+            if sim.type == _LIMIT or sim.triggered:
                 sim.aggressive = False
         self._prune(iid)
 
@@ -466,8 +502,8 @@ class SimulatedVenue(Venue):
         """Events of one order along the bar path: (position, 0 trigger | 1 fill | 2 expire, price)."""
         buy = sim.buy
         seq = sim.seq
-        typ = sim.order.order_type
-        if typ == OrderType.MARKET:
+        typ = sim.type
+        if typ == _MARKET:
             return [(0.0, seq, 1, sim, path[0], _TAKER)]
         plans: list[tuple[float, int, int, _SimOrder, float, Liquidity | None]] = []
         start = 0.0
@@ -478,13 +514,13 @@ class SimulatedVenue(Venue):
                 return plans
             px = path[0] if r == 0.0 else sim.trigger
             plans.append((r, seq, 0, sim, px, None))
-            if typ == OrderType.STOP_MARKET:
+            if typ == _STOP_MARKET:
                 plans.append((r, seq, 1, sim, px, _TAKER))
                 return plans
             if (px <= sim.limit) if buy else (px >= sim.limit):
                 plans.append((r, seq, 1, sim, px, _TAKER))
                 return plans
-            if sim.order.tif != TimeInForce.GTC:
+            if sim.tif != _GTC:
                 plans.append((r, seq, 2, sim, px, None))
                 return plans
             start = r
@@ -518,22 +554,22 @@ class SimulatedVenue(Venue):
             px = buy_px if buy else sell_px
             if not (px > 0.0):
                 continue
-            typ = sim.order.order_type
+            typ = sim.type
             if typ in _STOPS and not sim.triggered:
                 if not (px >= sim.trigger if buy else px <= sim.trigger):
                     continue
                 sim.triggered = True
                 sim.aggressive = True
-                sim.status = OrderStatus.TRIGGERED
+                sim.status = _TRIGGERED
                 sim.ts_event = ts
-                self._emit(OrderTriggered(sim.order.strategy_id, iid, sim.order.client_order_id, ts, self.clock.now_ns()))
-            if typ == OrderType.MARKET or typ == OrderType.STOP_MARKET:
+                self._emit(OrderTriggered(sim.strategy_id, iid, sim.coid, ts, self.clock.now_ns()))
+            if typ == _MARKET or typ == _STOP_MARKET:
                 liq, fill_px = _TAKER, px
             elif sim.aggressive:
                 if px <= sim.limit if buy else px >= sim.limit:
                     liq, fill_px = _TAKER, px
-                elif sim.order.tif != TimeInForce.GTC:
-                    self._close(sim, OrderStatus.EXPIRED, f"{sim.order.tif}: not marketable", ts)
+                elif sim.tif != _GTC:
+                    self._close(sim, _EXPIRED, f"{sim.tif}: not marketable", ts)
                     continue
                 else:
                     sim.aggressive = False
@@ -548,8 +584,8 @@ class SimulatedVenue(Venue):
                 continue
             avail = avail_buy if buy else avail_sell
             qty = min(sim.leaves, avail)
-            if sim.order.tif == TimeInForce.FOK and qty < sim.leaves:
-                self._close(sim, OrderStatus.EXPIRED, f"FOK: only {avail} available of {sim.leaves}", ts)
+            if sim.tif == _FOK and qty < sim.leaves:
+                self._close(sim, _EXPIRED, f"FOK: only {avail} available of {sim.leaves}", ts)
                 continue
             if qty <= 0.0:
                 continue
@@ -559,9 +595,9 @@ class SimulatedVenue(Venue):
             else:
                 avail_sell -= filled
             if sim.status in _WORKING:
-                if sim.order.tif != TimeInForce.GTC:
-                    self._close(sim, OrderStatus.EXPIRED, f"{sim.order.tif}: remainder {sim.leaves} expired", ts)
-                elif liq is _TAKER and typ != OrderType.MARKET and typ != OrderType.STOP_MARKET:
+                if sim.tif != _GTC:
+                    self._close(sim, _EXPIRED, f"{sim.tif}: remainder {sim.leaves} expired", ts)
+                elif liq is _TAKER and typ != _MARKET and typ != _STOP_MARKET:
                     sim.aggressive = False
         self._prune(iid)
 
@@ -572,26 +608,26 @@ class SimulatedVenue(Venue):
         if sim.buy:
             px = math.ceil(px * (1.0 + self._slip) / tick - 1e-9) * tick
             px = min(px, high)
-            if sim.order.order_type in _LIMITS:
+            if sim.type in _LIMITS:
                 px = min(px, sim.limit)
         else:
             px = math.floor(px * (1.0 - self._slip) / tick + 1e-9) * tick
             px = max(px, low)
-            if sim.order.order_type in _LIMITS:
+            if sim.type in _LIMITS:
                 px = max(px, sim.limit)
         return px
 
     def _fill(self, iid: str, sim: _SimOrder, qty: float, px: float, liq: Liquidity, ts: int) -> float:
         """Fill up to ``qty`` (reduce-only capped); return the quantity filled."""
         pos = self._positions[iid]
-        if sim.order.reduce_only:
+        if sim.reduce_only:
             room = abs(pos) if (pos > 0.0) != sim.buy and pos != 0.0 else 0.0
             if room <= 0.0 or (qty > room and self.config.reduce_only_mode == "reject"):
-                self._close(sim, OrderStatus.CANCELED, f"reduce_only: position {pos} leaves no room", ts)
+                self._close(sim, _CANCELED, f"reduce_only: position {pos} leaves no room", ts)
                 return 0.0
             if qty > room:
-                if sim.order.tif == TimeInForce.FOK:
-                    self._close(sim, OrderStatus.EXPIRED, f"FOK reduce_only: position {pos} < {qty}", ts)
+                if sim.tif == _FOK:
+                    self._close(sim, _EXPIRED, f"FOK reduce_only: position {pos} < {qty}", ts)
                     return 0.0
                 qty = room
         maker, taker = self._fees[iid]
@@ -600,12 +636,12 @@ class SimulatedVenue(Venue):
         sim.filled += qty
         self._positions[iid] = pos + qty if sim.buy else pos - qty
         fill = OrderFilled(
-            sim.order.strategy_id,
+            sim.strategy_id,
             iid,
-            sim.order.client_order_id,
+            sim.coid,
             sim.venue_order_id,
             f"SIM-T{self._trade_ids}",
-            sim.order.side,
+            sim.side,
             qty,
             px,
             fee,
@@ -613,17 +649,20 @@ class SimulatedVenue(Venue):
             ts,
             self.clock.now_ns(),
         )
-        sim.fills.append(fill)
+        if sim.fills is None:
+            sim.fills = [fill]
+        else:
+            sim.fills.append(fill)
         sim.ts_event = ts
         done = sim.filled >= sim.quantity * (1.0 - 1e-9)
         if done:
-            sim.status = OrderStatus.FILLED
+            sim.status = _FILLED
             self._dirty.add(iid)
         else:
-            sim.status = OrderStatus.PARTIALLY_FILLED
+            sim.status = _PARTIALLY_FILLED
         self._emit(fill)
-        if not done and sim.order.reduce_only and abs(self._positions[iid]) <= 1e-12:
-            self._close(sim, OrderStatus.CANCELED, "reduce_only: capped at the position size", ts)
+        if not done and sim.reduce_only and abs(self._positions[iid]) <= 1e-12:
+            self._close(sim, _CANCELED, "reduce_only: capped at the position size", ts)
         return qty
 
     def _close(self, sim: _SimOrder, status: OrderStatus, reason: str, ts: int) -> None:
@@ -631,23 +670,30 @@ class SimulatedVenue(Venue):
         sim.status = status
         sim.ts_event = ts
         now = self.clock.now_ns()
-        if status == OrderStatus.CANCELED:
-            self._emit(OrderCanceled(sim.order.strategy_id, sim.order.instrument_id, sim.order.client_order_id, reason, ts, now))
+        if status == _CANCELED:
+            self._emit(OrderCanceled(sim.strategy_id, sim.order.instrument_id, sim.coid, reason, ts, now))
         else:
-            self._emit(OrderExpired(sim.order.strategy_id, sim.order.instrument_id, sim.order.client_order_id, reason, ts, now))
+            self._emit(OrderExpired(sim.strategy_id, sim.order.instrument_id, sim.coid, reason, ts, now))
 
     def _reject(self, sim: _SimOrder, reason: str, ts: int) -> None:
-        sim.status = OrderStatus.REJECTED
+        sim.status = _REJECTED
         sim.ts_event = ts
-        logger.info("venue: order {} rejected: {}", sim.order.client_order_id, reason)
+        logger.info("venue: order {} rejected: {}", sim.coid, reason)
         self._emit(
-            OrderRejected(sim.order.strategy_id, sim.order.instrument_id, sim.order.client_order_id, reason, ts, self.clock.now_ns())
+            OrderRejected(sim.strategy_id, sim.order.instrument_id, sim.coid, reason, ts, self.clock.now_ns())
         )
 
     def _prune(self, iid: str) -> None:
-        if iid in self._dirty:
-            self._dirty.discard(iid)
-            self._working[iid] = [sim for sim in self._working[iid] if sim.status in _WORKING]
+        """Drop the closed orders from ``iid``'s working list (in place; no one iterates it now)."""
+        dirty = self._dirty
+        if iid in dirty:
+            dirty.discard(iid)
+            working = self._working[iid]
+            if len(working) == 1:
+                if working[0].status not in _WORKING:
+                    working.clear()
+            else:
+                working[:] = [sim for sim in working if sim.status in _WORKING]
 
 
 def _plan_key(plan: tuple[float, int, int, _SimOrder, float, Liquidity | None]) -> tuple[float, int, int]:

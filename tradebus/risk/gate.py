@@ -31,12 +31,22 @@ from loguru import logger
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import Clock
 from tradebus.engine.messages import OrderType, SubmitOrder, TradingState, TradingStateChanged
-from tradebus.engine.portfolio import Portfolio
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.portfolio import Portfolio, Position
 from tradebus.risk.config import RiskConfig
 
 __all__ = ["RiskGate"]
 
 _SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+# Enum members read through their class cost ~60 ns each (EnumType attribute lookup).
+_ACTIVE = TradingState.ACTIVE
+_HALTED = TradingState.HALTED
+_MARKET = OrderType.MARKET
+_LIMIT = OrderType.LIMIT
+_STOP_MARKET = OrderType.STOP_MARKET
+_STOP_LIMIT = OrderType.STOP_LIMIT
+_NAN = math.nan
+_INF = math.inf
 
 
 class RiskGate:
@@ -45,7 +55,7 @@ class RiskGate:
     Parameters
     ----------
     config
-        :class:`RiskConfig` limits.
+        :class:`RiskConfig` limits (frozen; read once here).
     portfolio
         Source of positions, equity and the instruments.
     clock
@@ -55,20 +65,29 @@ class RiskGate:
     """
 
     __slots__ = (
+        "_band",
         "_bus",
         "_clock",
+        "_config",
         "_dd_limit",
         "_dd_state",
         "_last",
+        "_limited",
+        "_max_notional",
+        "_max_open",
+        "_max_position",
+        "_max_quantity",
+        "_max_rate",
         "_portfolio",
         "_rate",
-        "config",
+        "_rate_window",
+        "_specs",
         "instruments",
         "state",
     )
 
     def __init__(self, config: RiskConfig, portfolio: Portfolio, clock: Clock, bus: MessageBus) -> None:
-        self.config = config
+        self._config = config
         self._portfolio = portfolio
         self._clock = clock
         self._bus = bus
@@ -76,8 +95,33 @@ class RiskGate:
         self.state = TradingState.ACTIVE
         self._last: dict[str, float] = {}
         self._rate: deque[int] = deque()
+        # instrument_id -> (instrument, its live position record, lot size, minimum quantity)
+        self._specs: dict[str, tuple[Instrument, Position, float, float]] = {}
+        self._max_quantity = config.max_order_quantity
+        self._max_notional = config.max_order_notional
+        self._max_position = config.max_position
+        self._band = config.price_band_pct
+        self._max_open = config.max_open_orders
+        self._max_rate = config.max_orders_per_window
+        self._rate_window = config.order_rate_window_ns
+        self._limited = any(
+            limit is not None
+            for limit in (
+                self._max_quantity,
+                self._max_notional,
+                self._max_position,
+                self._band,
+                self._max_open,
+                self._max_rate,
+            )
+        )
         self._dd_limit = None if config.max_drawdown_pct is None else config.max_drawdown_pct / 100.0
         self._dd_state = TradingState.HALTED if config.drawdown_action == "halt" else TradingState.REDUCING
+
+    @property
+    def config(self) -> RiskConfig:
+        """The limits (read-only: the gate keeps its own copy of each)."""
+        return self._config
 
     # -------------------------------------------------------------------- checks
 
@@ -91,81 +135,110 @@ class RiskGate:
         open_orders
             Number of orders currently open (for ``max_open_orders``).
         """
-        cfg = self.config
         iid = cmd.instrument_id
         qty = cmd.quantity
         signed = qty if cmd.side > 0 else -qty
+        spec = self._specs.get(iid)
+        if spec is None:
+            spec = self._spec(iid)
+        pos = self._portfolio.position(iid) if spec is None else spec[1].quantity
         state = self.state
-        pos = self._portfolio.position(iid)
-        if state is not TradingState.ACTIVE:
-            if state is TradingState.HALTED:
+        if state is not _ACTIVE:
+            if state is _HALTED:
                 return "trading_state: HALTED denies every order"
             if pos == 0.0 or (pos > 0.0) == (signed > 0.0) or abs(signed) > abs(pos) * (1.0 + 1e-9):
                 return f"trading_state: REDUCING allows only reducing orders; position {pos}, order {signed}"
-        inst = self.instruments.get(iid)
-        if inst is None:
+        if spec is None:
             return f"instrument: unknown instrument {iid!r}"
+        inst, _, lot, minimum = spec
         typ = cmd.order_type
-        last = self._last.get(iid, math.nan)
-        if typ == OrderType.LIMIT or typ == OrderType.STOP_LIMIT:
-            px = cmd.price
-            if px != px:
-                return f"instrument: {typ} order needs a limit price"
-        elif typ == OrderType.STOP_MARKET:
-            px = cmd.trigger_price
+        last = self._last.get(iid, _NAN)
+        if typ == _MARKET:
+            # Instrument.validate_order(qty, nan) inline; it is asked for the reason when a check fails.
+            if not (qty > 0.0 and qty < _INF and qty >= minimum - 1e-12) or abs(qty / lot - round(qty / lot)) > 1e-6:
+                why = inst.validate_order(qty, _NAN)
+                if why is not None:
+                    return f"instrument: {why}"
+            px = _NAN
         else:
-            px = math.nan
-        if typ == OrderType.STOP_MARKET or typ == OrderType.STOP_LIMIT:
-            trg = cmd.trigger_price
-            if trg != trg:
-                return f"instrument: {typ} order needs a trigger price"
-            why = inst.validate_order(qty, trg)
+            if typ == _LIMIT or typ == _STOP_LIMIT:
+                px = cmd.price
+                if px != px:
+                    return f"instrument: {typ} order needs a limit price"
+            elif typ == _STOP_MARKET:
+                px = cmd.trigger_price
+            else:
+                px = _NAN
+            if typ == _STOP_MARKET or typ == _STOP_LIMIT:
+                trg = cmd.trigger_price
+                if trg != trg:
+                    return f"instrument: {typ} order needs a trigger price"
+                why = inst.validate_order(qty, trg)
+                if why is not None:
+                    return f"instrument: trigger: {why}"
+            why = inst.validate_order(qty, px)
             if why is not None:
-                return f"instrument: trigger: {why}"
-        why = inst.validate_order(qty, px)
-        if why is not None:
-            return f"instrument: {why}"
-        value_px = px if px == px else last
-        if px != px and inst.min_notional > 0.0 and last == last and qty * last < inst.min_notional - 1e-12:
-            return f"instrument: notional {qty * last} at last price is below the minimum {inst.min_notional}"
-        limit = cfg.max_order_quantity
+                return f"instrument: {why}"
+        if px != px:
+            min_notional = inst.min_notional
+            if min_notional > 0.0 and last == last and qty * last < min_notional - 1e-12:
+                return f"instrument: notional {qty * last} at last price is below the minimum {min_notional}"
+        if self._limited:
+            return self._check_limits(cmd, qty, signed, pos, px, last, open_orders)
+        return None
+
+    def _check_limits(
+        self, cmd: SubmitOrder, qty: float, signed: float, pos: float, px: float, last: float, open_orders: int
+    ) -> str | None:
+        """The configured limits of :meth:`check` (steps 3 to 6), for an order that passed 1 and 2."""
+        limit = self._max_quantity
         if limit is not None and qty > limit:
             return f"max_order_quantity: {qty} > {limit}"
-        limit = cfg.max_order_notional
+        limit = self._max_notional
         if limit is not None:
+            value_px = px if px == px else last
             if value_px != value_px:
-                return f"max_order_notional: no price to value the order (no last price for {iid})"
+                return f"max_order_notional: no price to value the order (no last price for {cmd.instrument_id})"
             notional = qty * value_px
             if notional > limit:
                 return f"max_order_notional: {notional} > {limit}"
-        limit = cfg.max_position
+        limit = self._max_position
         if limit is not None:
             projected = abs(pos + signed)
             if projected > limit * (1.0 + 1e-9) and projected > abs(pos):
                 return f"max_position: |{pos} + {signed}| = {projected} > {limit}"
-        band = cfg.price_band_pct
-        if band is not None and typ != OrderType.MARKET:
+        band = self._band
+        if band is not None and cmd.order_type != _MARKET:
             if last != last:
-                return f"price_band: no last price for {iid}"
+                return f"price_band: no last price for {cmd.instrument_id}"
             for name, value in (("price", cmd.price), ("trigger_price", cmd.trigger_price)):
                 if value == value:
                     dist = abs(value / last - 1.0) * 100.0
                     if dist > band:
                         return f"price_band: {name} {value} is {dist:.4g}% from last {last} > {band}%"
-        limit = cfg.max_open_orders
-        if limit is not None and open_orders >= limit:
-            return f"max_open_orders: {open_orders} open >= {limit}"
-        limit = cfg.max_orders_per_window
-        if limit is not None:
+        max_open = self._max_open
+        if max_open is not None and open_orders >= max_open:
+            return f"max_open_orders: {open_orders} open >= {max_open}"
+        max_rate = self._max_rate
+        if max_rate is not None:
             now = self._clock.now_ns()
             rate = self._rate
-            horizon = now - cfg.order_rate_window_ns
+            horizon = now - self._rate_window
             while rate and rate[0] <= horizon:
                 rate.popleft()
-            if len(rate) >= limit:
-                return f"max_order_rate: {len(rate)} orders in {cfg.order_rate_window_ns} ns >= {limit}"
+            if len(rate) >= max_rate:
+                return f"max_order_rate: {len(rate)} orders in {self._rate_window} ns >= {max_rate}"
             rate.append(now)
         return None
+
+    def _spec(self, iid: str) -> tuple[Instrument, Position, float, float] | None:
+        """The per-instrument constants of :meth:`check` (``None`` for an unknown instrument)."""
+        inst = self.instruments.get(iid)
+        if inst is None:
+            return None
+        spec = (inst, self._portfolio.position_state(iid), inst.lot_size, max(inst.min_quantity, inst.lot_size))
+        self._specs[iid] = spec
+        return spec
 
     # ------------------------------------------------------------ trading state
 
@@ -191,7 +264,7 @@ class RiskGate:
             if dd >= limit:
                 self.set_state(
                     self._dd_state,
-                    f"max_drawdown: {dd * 100.0:.4g}% >= {self.config.max_drawdown_pct}% "
+                    f"max_drawdown: {dd * 100.0:.4g}% >= {self._config.max_drawdown_pct}% "
                     f"(equity {self._portfolio.equity()}, peak {self._portfolio.max_equity})",
                 )
 

@@ -339,7 +339,9 @@ class Strategy:
         reduce_only: bool,
         reason: str,
     ) -> str:
-        kernel = self.kernel
+        kernel = self._kernel
+        if kernel is None:
+            kernel = self.kernel  # raises: not attached
         if instrument_id not in kernel.instruments:
             raise OrderError(f"{self.strategy_id}: unknown instrument {instrument_id!r}")
         now = kernel.clock.now_ns()
