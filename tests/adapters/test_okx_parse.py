@@ -74,7 +74,7 @@ def test_capture_counts_per_instrument_and_type() -> None:
 def test_every_checksum_of_the_capture_passes() -> None:
     parser = OkxParser()
     replay(parser, capture())
-    checked = {inst: parser.book(inst).checked for inst in ("BTC-USD-220527", "UNI-USD-SWAP", "BTC-USDT")}
+    checked = {inst: parser.book(inst).rule.checked for inst in ("BTC-USD-220527", "UNI-USD-SWAP", "BTC-USDT")}
     # every snapshot and update carries a checksum and every one was verified: 290 in total
     assert checked == {"BTC-USD-220527": 99, "UNI-USD-SWAP": 93, "BTC-USDT": 98}
     assert all(parser.book_in_sync(inst) for inst in checked)
@@ -219,17 +219,18 @@ def test_garbled_book_frame_raises_and_leaves_the_book_untouched() -> None:
     books = [i for i, (_, r) in enumerate(frames) if '"channel":"books","instId":"BTC-USDT"' in r and '"data"' in r]
     cut = books[10]
     replay(parser, frames[:cut])
-    before = parser.book("BTC-USDT").state()
+    sync = parser.book("BTC-USDT")
+    before = sync.rule.raw_levels(sync.book)
     raw = frames[cut][1]
     with pytest.raises(ParseError, match="OKX frame") as err:
         parser.parse_frame(raw[: len(raw) // 2], frames[cut][0])
     assert '"instId":"BTC-USDT"' in str(err.value) and "truncated" in str(err.value)
-    assert parser.book("BTC-USDT").state() == before
+    assert sync.rule.raw_levels(sync.book) == before and parser.book_in_sync("BTC-USDT")
     # the lost update is detected by the checksum of the next one, which asks for a resync
-    parser.parse_frame(frames[books[11]][1], frames[books[11]][0])
-    assert parser.resync_requests[0][:2] == ("books", "BTC-USDT")
-    assert "checksum" in parser.resync_requests[0][2]
-    assert parser.book("BTC-USDT").state() == before
+    assert parser.parse_frame(frames[books[11]][1], frames[books[11]][0]) == []
+    assert parser.resync_requests[0][0] == "books:BTC-USDT"
+    assert "checksum" in parser.resync_requests[0][1]
+    assert not parser.book_in_sync("BTC-USDT")
 
 
 def test_parse_frame_accepts_bytes_and_str_identically() -> None:

@@ -12,7 +12,9 @@ handler or the sink) stops :meth:`WsClient.run` by raising.
 
 Venue clients subclass it and implement :meth:`WsClient.connect_url`,
 :meth:`WsClient.subscribe_frames` and :meth:`WsClient.on_frame`; they route frames to
-parsers through a dict of handlers keyed by stream name.
+parsers through a dict of handlers keyed by stream name. :class:`StreamBookClient` is
+the base of the venues whose books resync by resubscribing (OKX, Bybit): one URL, one
+stateful parser, subscription keys sent in batches of ``{"op": ...}`` requests.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import asyncio
 import itertools
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from loguru import logger
 from websockets.asyncio.client import ClientConnection, connect
@@ -30,10 +32,11 @@ from websockets.exceptions import ConnectionClosed
 
 from tradebus.adapters.common.policy import ConnectionPolicy, ErrorClass, SubscriptionSet, classify_error
 from tradebus.adapters.common.recorder import FrameRecorder
+from tradebus.adapters.common.stream_books import StreamBooks
 from tradebus.adapters.common.watchdog import StaleWatchdog
 from tradebus.errors import ParseError, VenueError
 
-__all__ = ["Sink", "WsClient"]
+__all__ = ["Sink", "StreamBookClient", "StreamParser", "WsClient"]
 
 Sink = Callable[[Any], None]
 """Where core messages go (``kernel.process``, ``bus.publish``, ``list.append`` in tests)."""
@@ -238,3 +241,88 @@ class WsClient(ABC):
             await ws.send(frame)
         except ConnectionClosed:
             logger.debug("{}: send on a closed connection dropped", self.name)
+
+
+class StreamParser(Protocol):
+    """What :class:`StreamBookClient` needs of its venue parser."""
+
+    books: StreamBooks
+
+    def parse_frame(self, raw: str | bytes, recv_ns: int) -> list[Any]:
+        """Core messages of one frame (raises :class:`ParseError` to reject it)."""
+        ...
+
+    def invalidate_books(self, reason: str) -> None:
+        """Every book is out of sync until its next snapshot."""
+        ...
+
+
+class StreamBookClient(WsClient):
+    """A venue connection whose books get their snapshots by (re)subscribing (OKX, Bybit).
+
+    Subscriptions are the venue's stream keys (OKX ``"books:BTC-USDT"``, Bybit
+    ``"orderbook.200.BTCUSDT"``), sent after every (re)connect in batches of
+    :attr:`batch` with :meth:`op_message`. Every frame goes through :attr:`parser`
+    into the sink. A failed book calls :meth:`resubscribe` (unsubscribe, subscribe:
+    the venue answers with a fresh snapshot); a dropped connection marks every book
+    out of sync until the snapshots the resubscription after the reconnect brings.
+
+    Subclasses set :attr:`batch`, implement :meth:`op_message` and create
+    ``self.parser`` with ``resubscribe=self.resubscribe`` before using the client.
+
+    Attributes
+    ----------
+    resubscriptions
+        Books resubscribed to get a fresh snapshot.
+    """
+
+    batch: int = 10
+    """Stream keys per subscribe request."""
+    parser: StreamParser
+
+    def __init__(
+        self,
+        name: str,
+        sink: Sink,
+        policy: ConnectionPolicy,
+        url: str,
+        recorder: FrameRecorder | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        super().__init__(name, sink, policy, recorder, clock_ns)
+        self.url = url
+        self.resubscriptions = 0
+
+    @abstractmethod
+    def op_message(self, op: str, keys: Sequence[str]) -> str:
+        """The venue request ``op`` (``"subscribe"``/``"unsubscribe"``) for stream ``keys``, as JSON text."""
+
+    async def add_subscriptions(self, keys: Iterable[str]) -> None:
+        """Add stream keys (sent now if connected, and after every reconnect)."""
+        added = self.subscriptions.add(keys)
+        for i in range(0, len(added), self.batch):
+            await self.send(self.op_message("subscribe", added[i : i + self.batch]))
+
+    async def resubscribe(self, key: str) -> None:
+        """Unsubscribe and subscribe ``key`` again: the venue sends a fresh book snapshot."""
+        self.resubscriptions += 1
+        logger.info("{}: resubscribing {} for a fresh snapshot", self.name, key)
+        await self.send(self.op_message("unsubscribe", [key]))
+        await self.send(self.op_message("subscribe", [key]))
+
+    def connect_url(self) -> str:
+        return self.url
+
+    def subscribe_frames(self) -> list[str]:
+        return [self.op_message("subscribe", keys) for keys in self.subscriptions.batches(self.batch)]
+
+    def on_frame(self, raw: str | bytes, recv_ns: int) -> None:
+        sink = self.sink
+        for msg in self.parser.parse_frame(raw, recv_ns):
+            sink(msg)
+
+    def on_disconnected(self, reason: str) -> None:
+        self.parser.invalidate_books(f"connection lost ({reason})")
+
+    async def on_stopped(self) -> None:
+        await self.parser.books.close()

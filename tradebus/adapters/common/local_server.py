@@ -3,7 +3,9 @@
 The server is venue-agnostic; a :class:`VenueProtocol` plugin speaks the venue's
 dialect (how subscriptions are made and acknowledged, which stream a frame belongs
 to, application pings, REST endpoints such as the depth snapshot). Binance's plugin
-lives in :mod:`tradebus.adapters.binance.emulator`; OKX/Bybit plugins subclass the same ABC.
+lives in :mod:`tradebus.adapters.binance.emulator`; OKX/Bybit plugins subclass
+:class:`StreamBookProtocol`, which serves the in-stream book snapshot a late
+(re)subscription gets from those venues.
 
 Replay model
 ------------
@@ -55,7 +57,7 @@ from websockets.http11 import Request, Response
 
 from tradebus.errors import ConfigError
 
-__all__ = ["Fault", "FaultKind", "LocalVenueServer", "Session", "VenueProtocol"]
+__all__ = ["Fault", "FaultKind", "LocalVenueServer", "Session", "StreamBookProtocol", "VenueProtocol"]
 
 
 class FaultKind(StrEnum):
@@ -161,6 +163,97 @@ class VenueProtocol(ABC):
     def corrupt(self, raw: str, field_name: str, value: Any) -> str:
         """``raw`` with ``field_name`` set to ``value`` (for the CORRUPT fault)."""
         return raw
+
+
+class StreamBookProtocol(VenueProtocol):
+    """A venue whose books start with an in-stream snapshot after each subscription (OKX, Bybit).
+
+    The plugin rebuilds every recorded book from the frames the server has replayed
+    (:meth:`apply_book`). A subscription to a book made after its recorded snapshot
+    went by (a resubscribe, a reconnect) gets a snapshot of the book in place of the
+    next recorded update of that book (the update is folded into it), so snapshot and
+    updates reach the session in stream order; at once, with the subscribe reply, when
+    the recording holds no further update. Recorded updates already contained in a
+    snapshot are not re-sent to that session.
+
+    Parameters
+    ----------
+    frames
+        The same ``(recv_ns, raw)`` list given to the server (book frames are indexed by identity).
+    """
+
+    def __init__(self, frames: Sequence[tuple[int, str]]) -> None:
+        self._ordinal: dict[int, tuple[str, int]] = {}
+        counts: dict[str, int] = {}
+        for _, raw in frames:
+            key = self.book_key(raw)
+            if key is not None:
+                counts[key] = counts.get(key, 0) + 1
+                self._ordinal[id(raw)] = (key, counts[key])
+        self._total = counts
+        self._applied: dict[str, int] = {}
+        self._sent_upto: dict[tuple[int, str], int] = {}
+        self._pending: set[tuple[int, str]] = set()
+        self.snapshots_served = 0
+
+    # ------------------------------------------------------------- venue hooks
+
+    @abstractmethod
+    def book_key(self, raw: str) -> str | None:
+        """The book stream (subscription topic) of a recorded book data frame, ``None`` for other frames."""
+
+    @abstractmethod
+    def apply_book(self, key: str, raw: str) -> None:
+        """Apply a recorded book frame of stream ``key`` to the plugin's copy of that book."""
+
+    @abstractmethod
+    def book_ready(self, key: str) -> bool:
+        """Whether the plugin's copy of book ``key`` holds a snapshot."""
+
+    @abstractmethod
+    def snapshot_frame(self, key: str) -> str:
+        """A venue snapshot frame of the plugin's current copy of book ``key``."""
+
+    # ----------------------------------------------------------------- shared
+
+    def subscribe_book(self, key: str, session: Session) -> list[str]:
+        """Book part of subscribing ``session`` to ``key``: the snapshot now, or later in place of the next update."""
+        if not self.book_ready(key):
+            return []  # the recorded snapshot is still ahead: the session gets it in stream order
+        if self._applied[key] >= self._total[key]:
+            self._sent_upto[(session.index, key)] = self._applied[key]
+            self.snapshots_served += 1
+            return [self.snapshot_frame(key)]
+        self._pending.add((session.index, key))
+        return []
+
+    def render(self, raw: str, session: Session) -> str | None:  # type: ignore[override]
+        """The frame for this session; ``None`` (not sent) for book updates its snapshot already holds."""
+        entry = self._ordinal.get(id(raw))
+        if entry is None:
+            return raw
+        key, ordinal = entry
+        marker = (session.index, key)
+        if marker in self._pending:
+            if ordinal <= self._applied.get(key, 0):
+                return None
+            self._apply(raw, key, ordinal)
+            self._pending.discard(marker)
+            self._sent_upto[marker] = ordinal
+            self.snapshots_served += 1
+            return self.snapshot_frame(key)
+        if ordinal <= self._sent_upto.get(marker, 0):
+            return None
+        return raw
+
+    def on_sent(self, raw: str) -> None:
+        entry = self._ordinal.get(id(raw))
+        if entry is not None and entry[1] > self._applied.get(entry[0], 0):
+            self._apply(raw, *entry)
+
+    def _apply(self, raw: str, key: str, ordinal: int) -> None:
+        self.apply_book(key, raw)
+        self._applied[key] = ordinal
 
 
 class LocalVenueServer:

@@ -21,6 +21,10 @@ It has two states:
     :class:`~tradebus.engine.messages.BookResynced` (``reason`` = the failure that caused
     the resync; not emitted for the initial sync), then a Quote.
 
+    With ``snapshots_in_stream=True`` (OKX, Bybit: the venue sends the snapshot on the
+    stream after a (re)subscription, before any later delta) nothing is buffered: every
+    delta received while waiting precedes the snapshot and is contained in it.
+
 Any failure — sequence gap, checksum mismatch, crossed book, a malformed level, an
 explicit :meth:`BookSync.invalidate` (e.g. the connection dropped) — moves the machine
 to ``AWAITING_SNAPSHOT``. The delta that revealed the failure is kept in the buffer: it
@@ -368,6 +372,15 @@ class BookSync:
         Initial book capacity per side.
     clock
         ``ts_init`` source for emitted messages that are not a venue message passed through.
+    snapshots_in_stream
+        The venue delivers snapshots in-stream, ahead of the deltas that follow them, so
+        deltas received while awaiting a snapshot are dropped instead of buffered.
+
+    Attributes
+    ----------
+    failure
+        Why the book is not SYNCED (the last failure), ``None`` while SYNCED and before
+        the first failure.
     """
 
     def __init__(
@@ -384,6 +397,7 @@ class BookSync:
         snapshot_timeout: float = 10.0,
         capacity: int = 2048,
         clock: Callable[[], int] = time.time_ns,
+        snapshots_in_stream: bool = False,
     ) -> None:
         if max_buffer < 1:
             raise ConfigError(f"book sync {instrument_id}: max_buffer must be >= 1, got {max_buffer}")
@@ -403,6 +417,8 @@ class BookSync:
         self._snapshot_timeout = snapshot_timeout
         self._clock = clock
         self._reason: str | None = None
+        self._in_stream = snapshots_in_stream
+        self.failure: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._synced_event = asyncio.Event()
         self._top = (np.nan, np.nan, np.nan, np.nan)
@@ -563,9 +579,13 @@ class BookSync:
         """Declare the book untrustworthy (e.g. the connection dropped) and drop buffered deltas.
 
         ``request=False`` waits for :meth:`request` (e.g. once reconnected) instead of
-        asking for a snapshot now.
+        asking for a snapshot now, and cancels a request in progress (its answer would
+        belong to the lost connection).
         """
         self._buffer.clear()
+        if not request and self._task is not None and not self._task.done():
+            self._task.cancel()
+            self._task = None
         self._fail(reason, request)
 
     def mark_lost(self, reason: str) -> None:
@@ -603,6 +623,8 @@ class BookSync:
         raise AssertionError(f"unknown book status {status}")
 
     def _buffer_delta(self, delta: BookDelta, extra: Any) -> None:
+        if self._in_stream:
+            return
         buffered = self._buffer
         if len(buffered) >= self._max_buffer:
             buffered.popleft()
@@ -612,6 +634,7 @@ class BookSync:
     def _fail(self, reason: str, request: bool = True) -> None:
         was_synced = self.state is SyncState.SYNCED
         self.state = SyncState.AWAITING_SNAPSHOT
+        self.failure = reason
         self._synced_event.clear()
         self._top = (np.nan, np.nan, np.nan, np.nan)
         if was_synced:
@@ -622,6 +645,7 @@ class BookSync:
 
     def _go_synced(self, ts_event: int, ts_init: int) -> None:
         self.state = SyncState.SYNCED
+        self.failure = None
         self._synced_event.set()
         book = self.book
         now = self._clock()
@@ -651,16 +675,17 @@ class BookSync:
         self._emit(Quote(self.instrument_id, ts_event, ts_init, top[0], top[1], top[2], top[3]))
 
     def _schedule_request(self) -> None:
-        if self._task is not None and not self._task.done():
+        request = self._request
+        if request is None or (self._task is not None and not self._task.done()):
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             logger.debug("book {}: no running loop; snapshot must be fed with on_snapshot()", self.instrument_id)
             return
-        self._task = loop.create_task(self._resync_loop(), name=f"resync:{self.instrument_id}")
+        self._task = loop.create_task(self._resync_loop(request), name=f"resync:{self.instrument_id}")
 
-    async def _resync_loop(self) -> None:
+    async def _resync_loop(self, request: SnapshotRequester) -> None:
         attempt = 0
         while self.state is not SyncState.SYNCED:
             delay = self._retry_delays[min(attempt, len(self._retry_delays) - 1)]
@@ -669,11 +694,9 @@ class BookSync:
             if self.state is SyncState.SYNCED:
                 return
             attempt += 1
-            if self._request is None:
-                continue
             self.snapshot_requests += 1
             try:
-                snapshot = await self._request()
+                snapshot = await request()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure of the fetch means "retry later"

@@ -3,9 +3,9 @@
 Subscriptions are ``(channel, instId)`` pairs kept as ``"channel:instId"`` in the
 client's :class:`~tradebus.adapters.common.policy.SubscriptionSet`; after every
 (re)connect they are sent as ``{"op": "subscribe", "args": [{"channel": ..., "instId": ...}, ...]}``
-in batches. Keep-alive: the text ``"ping"`` when nothing arrived for
-``config.ping_after_s`` seconds (OKX drops a connection silent for 30 s and answers
-``"pong"``).
+in batches of 50 (OKX limits a request to 64 kB). Keep-alive: the text ``"ping"`` when
+nothing arrived for ``config.ping_after_s`` seconds (OKX drops a connection silent for
+30 s and answers ``"pong"``).
 
 Order books are checked by the parser (seqId chain, CRC32, crossed book). When a
 book fails, the client unsubscribes and resubscribes that channel for that
@@ -13,28 +13,24 @@ instrument, which makes OKX send a fresh snapshot. When the connection drops,
 every book is marked out of sync; the resubscription after the reconnect brings
 the snapshots, each followed by :class:`~tradebus.engine.messages.BookResynced`.
 Trades repeated across a reconnect are dropped by the parser (bounded window of
-trade ids per instrument).
+trade ids per instrument). The connection logic is
+:class:`~tradebus.adapters.common.client.StreamBookClient`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
-from loguru import logger
 
-from tradebus.adapters.common.client import Sink, WsClient
+from tradebus.adapters.common.client import Sink, StreamBookClient
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive
 from tradebus.adapters.common.recorder import FrameRecorder
 from tradebus.adapters.okx.config import OkxConfig
-from tradebus.adapters.okx.parse import OkxParser
+from tradebus.adapters.okx.parse import OkxParser, book_key
 
 __all__ = ["OkxClient", "okx_policy", "subscribe_message"]
-
-_BATCH = 50
-"""Subscription args per frame (OKX limits a request to 64 kB)."""
 
 
 def okx_policy(config: OkxConfig, seed: int | None = None) -> ConnectionPolicy:
@@ -52,7 +48,7 @@ def subscribe_message(op: str, pairs: Iterable[tuple[str, str]]) -> str:
     return msgspec.json.encode({"op": op, "args": args}).decode()
 
 
-class OkxClient(WsClient):
+class OkxClient(StreamBookClient):
     """OKX public market data (see the module docstring).
 
     Parameters
@@ -73,6 +69,8 @@ class OkxClient(WsClient):
         Receive-time source.
     """
 
+    batch = 50
+
     def __init__(
         self,
         sink: Sink,
@@ -85,62 +83,20 @@ class OkxClient(WsClient):
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.config = config or OkxConfig()
-        super().__init__(
-            f"{self.config.venue.lower()}-public", sink, policy or okx_policy(self.config), recorder, clock_ns
-        )
-        self.url = url or self.config.public_url
-        self.parser = OkxParser(self.config.venue, verify_checksum=self.config.verify_checksum, on_resync=self._on_resync)
-        self.resubscriptions = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.subscriptions.add(f"{c}:{i}" for c, i in subscriptions)
-
-    # ------------------------------------------------------------------ public
+        name = f"{self.config.venue.lower()}-public"
+        policy = policy or okx_policy(self.config)
+        super().__init__(name, sink, policy, url or self.config.public_url, recorder, clock_ns)
+        self.parser = OkxParser(self.config.venue, verify_checksum=self.config.verify_checksum, resubscribe=self.resubscribe)
+        self.subscriptions.add(book_key(c, i) for c, i in subscriptions)
 
     async def subscribe(self, pairs: Iterable[tuple[str, str]]) -> None:
         """Add ``(channel, instId)`` subscriptions (sent now if connected, and after every reconnect)."""
-        added = self.subscriptions.add(f"{c}:{i}" for c, i in pairs)
-        if added:
-            await self.send(subscribe_message("subscribe", (_split(s) for s in added)))
+        await self.add_subscriptions(book_key(c, i) for c, i in pairs)
 
-    # ------------------------------------------------------------------- hooks
-
-    def connect_url(self) -> str:
-        return self.url
-
-    def subscribe_frames(self) -> list[str]:
-        return [subscribe_message("subscribe", (_split(s) for s in batch)) for batch in self.subscriptions.batches(_BATCH)]
-
-    def on_frame(self, raw: str | bytes, recv_ns: int) -> None:
-        sink = self.sink
-        for msg in self.parser.parse_frame(raw, recv_ns):
-            sink(msg)
-
-    def on_disconnected(self, reason: str) -> None:
-        self.parser.invalidate_books(f"connection lost ({reason})")
-
-    async def on_stopped(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    # --------------------------------------------------------------- internals
-
-    def _on_resync(self, channel: str, inst_id: str, reason: str) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        task = loop.create_task(self._resubscribe(channel, inst_id), name=f"okx-resub:{channel}:{inst_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _resubscribe(self, channel: str, inst_id: str) -> None:
-        self.resubscriptions += 1
-        logger.info("{}: resubscribing {} {} for a fresh snapshot", self.name, channel, inst_id)
-        await self.send(subscribe_message("unsubscribe", [(channel, inst_id)]))
-        await self.send(subscribe_message("subscribe", [(channel, inst_id)]))
+    def op_message(self, op: str, keys: Sequence[str]) -> str:
+        return subscribe_message(op, (_split(key) for key in keys))
 
 
-def _split(stream: str) -> tuple[str, str]:
-    channel, _, inst_id = stream.partition(":")
+def _split(key: str) -> tuple[str, str]:
+    channel, _, inst_id = key.partition(":")
     return channel, inst_id

@@ -6,13 +6,10 @@
 * The text ``"ping"`` is answered with ``"pong"``.
 * Recorded frames belong to the topic ``"channel:instId"`` of their ``arg``; recorded
   event frames are not replayed.
-* Books: the plugin rebuilds every recorded book from the frames the server has
-  replayed. A subscription to a book made after its recorded snapshot went by (a
-  resubscribe, a reconnect) gets a snapshot of the book -- raw strings and CRC32 as
-  OKX computes them -- in place of the next recorded update of that book (the update
-  is folded into it), so snapshot and updates reach the session in stream order (at
-  once, with the subscribe reply, when the recording has no further update); the
-  recorded updates already contained in a snapshot are not re-sent to that session.
+* Books (:class:`~tradebus.adapters.common.local_server.StreamBookProtocol`): the
+  plugin rebuilds every recorded book with an :class:`~tradebus.adapters.okx.parse.OkxParser`
+  and serves a late subscription a snapshot of it -- raw strings and CRC32 as OKX
+  computes them, ``seqId`` of the last update (when the recording has them).
 """
 
 from __future__ import annotations
@@ -23,10 +20,10 @@ from typing import Any
 
 import msgspec
 
-from tradebus.adapters.common.local_server import Session, VenueProtocol
-from tradebus.adapters.okx.parse import BOOK_CHANNELS
-from tradebus.adapters.okx.schemas import OkxArg, OkxBook
-from tradebus.adapters.okx.sync import OkxBookSync
+from tradebus.adapters.common.local_server import Session, StreamBookProtocol
+from tradebus.adapters.okx.parse import BOOK_CHANNELS, OkxParser, book_key
+from tradebus.adapters.okx.schemas import OkxArg
+from tradebus.adapters.okx.sync import okx_checksum
 
 __all__ = ["OkxProtocol"]
 
@@ -34,12 +31,6 @@ __all__ = ["OkxProtocol"]
 class _Head(msgspec.Struct):
     arg: OkxArg | None = None
     event: str = ""
-    action: str = ""
-
-
-class _BookFrame(msgspec.Struct):
-    data: list[OkxBook]
-    action: str = ""
 
 
 class _Request(msgspec.Struct):
@@ -47,7 +38,7 @@ class _Request(msgspec.Struct):
     args: list[OkxArg] = []
 
 
-class OkxProtocol(VenueProtocol):
+class OkxProtocol(StreamBookProtocol):
     """OKX v5 public dialect over a recording.
 
     Parameters
@@ -61,22 +52,8 @@ class OkxProtocol(VenueProtocol):
     def __init__(self, frames: Sequence[tuple[int, str]]) -> None:
         self._head = msgspec.json.Decoder(_Head)
         self._request = msgspec.json.Decoder(_Request)
-        self._book_frame = msgspec.json.Decoder(_BookFrame, strict=False)
-        self._ordinal: dict[int, tuple[str, int]] = {}
-        counts: dict[str, int] = {}
-        for _, raw in frames:
-            head = self._head.decode(raw)
-            if head.arg is not None and head.arg.channel in BOOK_CHANNELS and not head.event:
-                key = f"{head.arg.channel}:{head.arg.instId}"
-                counts[key] = counts.get(key, 0) + 1
-                self._ordinal[id(raw)] = (key, counts[key])
-        self._total = counts
-        self._books: dict[str, OkxBookSync] = {}
-        self._applied: dict[str, int] = {}
-        self._ts: dict[str, int] = {}
-        self._sent_upto: dict[tuple[int, str], int] = {}
-        self._pending: set[tuple[int, str]] = set()
-        self.snapshots_served = 0
+        self._parser = OkxParser()
+        super().__init__(frames)
 
     # ---------------------------------------------------------------- protocol
 
@@ -91,22 +68,13 @@ class OkxProtocol(VenueProtocol):
             return [json.dumps({"event": "error", "code": "60012", "msg": f"Invalid request: op {req.op}"})]
         replies: list[str] = []
         for arg in req.args:
-            key = f"{arg.channel}:{arg.instId}"
+            key = book_key(arg.channel, arg.instId)
             plain = {"channel": arg.channel, "instId": arg.instId}
+            replies.append(json.dumps({"event": req.op, "arg": plain, "connId": f"local{session.index}"}))
             if req.op == "unsubscribe":
                 session.unsubscribe([key])
-                replies.append(json.dumps({"event": "unsubscribe", "arg": plain, "connId": f"local{session.index}"}))
                 continue
-            replies.append(json.dumps({"event": "subscribe", "arg": plain, "connId": f"local{session.index}"}))
-            book = self._books.get(key)
-            if book is not None and book.has_snapshot:
-                if self._applied[key] >= self._total[key]:
-                    # the recording holds no further update of this book: answer right away
-                    replies.append(self._snapshot(arg.channel, arg.instId, book))
-                    self._sent_upto[(session.index, key)] = self._applied[key]
-                    self.snapshots_served += 1
-                else:
-                    self._pending.add((session.index, key))
+            replies += self.subscribe_book(key, session)
             session.subscribe([key])
         return replies
 
@@ -114,45 +82,7 @@ class OkxProtocol(VenueProtocol):
         head = self._head.decode(raw)
         if head.event or head.arg is None:
             return "event"
-        return f"{head.arg.channel}:{head.arg.instId}"
-
-    def render(self, raw: str, session: Session) -> str | None:  # type: ignore[override]
-        """The frame for this session; ``None`` (not sent) for book updates its snapshot already holds."""
-        entry = self._ordinal.get(id(raw))
-        if entry is None:
-            return raw
-        key, ordinal = entry
-        marker = (session.index, key)
-        if marker in self._pending:
-            if ordinal <= self._applied.get(key, 0):
-                return None
-            self._apply(raw, key, ordinal)
-            self._pending.discard(marker)
-            self._sent_upto[marker] = ordinal
-            self.snapshots_served += 1
-            channel, _, inst_id = key.partition(":")
-            return self._snapshot(channel, inst_id, self._books[key])
-        if ordinal <= self._sent_upto.get(marker, 0):
-            return None
-        return raw
-
-    def on_sent(self, raw: str) -> None:
-        entry = self._ordinal.get(id(raw))
-        if entry is not None and entry[1] > self._applied.get(entry[0], 0):
-            self._apply(raw, *entry)
-
-    def _apply(self, raw: str, key: str, ordinal: int) -> None:
-        frame = self._book_frame.decode(raw)
-        book = self._books.get(key)
-        if book is None:
-            book = self._books[key] = OkxBookSync(f"local {key}")
-        for item in frame.data:
-            if frame.action == "snapshot" or not frame.action:
-                book.apply_snapshot(item)
-            else:
-                book.apply_update(item)
-            self._ts[key] = item.ts
-        self._applied[key] = ordinal
+        return book_key(head.arg.channel, head.arg.instId)
 
     def unknown_message(self) -> str:
         return '{"arg":{"channel":"brand-new-channel","instId":"BTC-USDT"},"data":[{"x":"1"}]}'
@@ -163,17 +93,32 @@ class OkxProtocol(VenueProtocol):
         frame["data"][0][field_name] = value
         return json.dumps(frame)
 
-    # --------------------------------------------------------------- internals
+    # ------------------------------------------------------------------- books
 
-    def _snapshot(self, channel: str, inst_id: str, book: OkxBookSync) -> str:
-        bids, asks = book.state()
+    def book_key(self, raw: str) -> str | None:
+        head = self._head.decode(raw)
+        if head.arg is None or head.event or head.arg.channel not in BOOK_CHANNELS:
+            return None
+        return book_key(head.arg.channel, head.arg.instId)
+
+    def apply_book(self, key: str, raw: str) -> None:
+        self._parser.parse_frame(raw, 0)
+
+    def book_ready(self, key: str) -> bool:
+        return self._parser.books.in_sync(key)
+
+    def snapshot_frame(self, key: str) -> str:
+        channel, _, inst_id = key.partition(":")
+        sync = self._parser.books.syncs[key]
+        book = sync.book
+        bids, asks = sync.rule.raw_levels(book)  # type: ignore[attr-defined]
         data: dict[str, Any] = {
             "asks": [[p, s, "0", "1"] for p, s in asks],
             "bids": [[p, s, "0", "1"] for p, s in bids],
-            "ts": str(self._ts.get(f"{channel}:{inst_id}", 0)),
-            "checksum": book.checksum(),
+            "ts": str(book.ts_event // 1_000_000),
+            "checksum": okx_checksum(bids, asks),
         }
-        if book.last_seq is not None:
+        if book.last_seq != -1:
             data["seqId"] = book.last_seq
             data["prevSeqId"] = -1
         return json.dumps({"arg": {"channel": channel, "instId": inst_id}, "action": "snapshot", "data": [data]})

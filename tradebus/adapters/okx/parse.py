@@ -9,18 +9,21 @@ kept as raw bytes), then ``data`` with the typed decoder of its channel, found
 in a dict built once. Unknown channels are skipped with a logged reason;
 undecodable frames raise :class:`~tradebus.errors.ParseError` naming the frame.
 
-Order books keep OKX's integrity rules (:mod:`tradebus.adapters.okx.sync`). When
-a book fails (sequence gap, checksum mismatch, crossed book, malformed level)
-its updates are dropped until a fresh snapshot arrives; the parser records a
-resync request (:attr:`OkxParser.resync_requests`, and the ``on_resync``
-callback) so the client resubscribes, which makes OKX send that snapshot. The
-snapshot that ends a resync is followed by a :class:`BookResynced` message.
+Order books: one :class:`~tradebus.adapters.common.sync.BookSync` (Numba book) per
+``channel:instId`` with :class:`~tradebus.adapters.okx.sync.OkxRule` (seqId chain,
+CRC32 of the top 25 levels), kept by
+:class:`~tradebus.adapters.common.stream_books.StreamBooks`. When a book fails
+(sequence gap, checksum mismatch, crossed book, malformed level) nothing of it is
+emitted until a fresh snapshot arrives; the books resubscribe the stream (the
+``resubscribe`` callable, given by the client), which makes OKX send that snapshot,
+and record the request (:attr:`OkxParser.resync_requests`). The snapshot that ends a
+resync is followed by a :class:`BookResynced` message.
 """
 
 from __future__ import annotations
 
 from calendar import monthrange
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -28,32 +31,25 @@ import msgspec
 import numpy as np
 from loguru import logger
 
+from tradebus.adapters.common.dedup import TradeDeduper
+from tradebus.adapters.common.parsing import MS, describe_frame, level_array
+from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks
+from tradebus.adapters.common.sync import BookSync
 from tradebus.adapters.okx.schemas import (
     OkxBbo,
     OkxBook,
+    OkxBookStrings,
     OkxFrame,
     OkxFundingRate,
     OkxMarkPrice,
     OkxTicker,
     OkxTrade,
 )
-from tradebus.adapters.okx.sync import Level, OkxBookSync
-from tradebus.engine.messages import (
-    Bar,
-    BookDelta,
-    BookResynced,
-    BookSnapshot,
-    FundingRate,
-    MarkPrice,
-    Quote,
-    Trade,
-)
-from tradebus.errors import BookError, ParseError
+from tradebus.adapters.okx.sync import OkxLevels, OkxRule
+from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
+from tradebus.errors import ParseError
 
-__all__ = ["BOOK_CHANNELS", "OkxParser", "candle_close_ms", "describe_frame"]
-
-MS = 1_000_000
-"""Nanoseconds per millisecond."""
+__all__ = ["BOOK_CHANNELS", "OkxParser", "book_key", "candle_close_ms", "describe_frame"]
 
 BOOK_CHANNELS = frozenset({"books", "books-l2-tbt", "books50-l2-tbt", "books5"})
 """Channels carrying an L2 book (``books5`` sends a full 5-level snapshot every time)."""
@@ -62,15 +58,12 @@ _SEQUENCED = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})
 
 _UNIT_MS = {"s": 1_000, "m": 60_000, "H": 3_600_000, "D": 86_400_000, "W": 604_800_000}
 _HK = timezone(timedelta(hours=8))
-_EMPTY = np.empty((0, 2), dtype=np.float64)
-_EMPTY.setflags(write=False)
 _DEDUP_WINDOW = 4096
 
 
-def describe_frame(raw: bytes | str, limit: int = 160) -> str:
-    """A short printable excerpt of a frame for error messages."""
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray | memoryview) else str(raw)
-    return repr(text if len(text) <= limit else text[:limit] + f"...(+{len(text) - limit} chars)")
+def book_key(channel: str, inst_id: str) -> str:
+    """The key of a book stream: its subscription ``"channel:instId"`` (``"books:BTC-USDT"``)."""
+    return f"{channel}:{inst_id}"
 
 
 def candle_close_ms(start_ms: int, bar: str) -> int:
@@ -103,36 +96,6 @@ def candle_close_ms(start_ms: int, bar: str) -> int:
     return round(close.timestamp() * 1000)
 
 
-class _RecentIds:
-    """The last ``capacity`` trade ids of one instrument (bounded memory dedup)."""
-
-    __slots__ = ("_ids", "_capacity")
-
-    def __init__(self, capacity: int) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._capacity = capacity
-
-    def seen(self, trade_id: str) -> bool:
-        """Return True if ``trade_id`` was seen recently, else remember it and return False."""
-        ids = self._ids
-        if trade_id in ids:
-            return True
-        ids[trade_id] = None
-        if len(ids) > self._capacity:
-            ids.popitem(last=False)
-        return False
-
-
-class _Book:
-    __slots__ = ("sync", "resync_reason", "dropped")
-
-    def __init__(self, sync: OkxBookSync) -> None:
-        self.sync = sync
-        self.resync_reason = ""
-        """Non-empty while the book waits for a fresh snapshot after a failure."""
-        self.dropped = 0
-
-
 class OkxParser:
     """Stateful parser of the OKX v5 public stream (books, trade dedup).
 
@@ -142,17 +105,17 @@ class OkxParser:
         Venue name in instrument ids (``"BTC-USDT.OKX"``).
     verify_checksum
         Verify the order-book CRC32 (see :mod:`tradebus.adapters.okx.sync`).
-    on_resync
-        Called with ``(channel, instId, reason)`` when a book needs a fresh
-        snapshot; the client resubscribes that channel.
+    resubscribe
+        Async ``resubscribe("channel:instId")`` of the client: how a failed book gets a
+        fresh snapshot. ``None``: the caller feeds snapshots (playback, tests).
 
     Attributes
     ----------
-    resync_requests
-        ``(channel, instId, reason)`` of every resync requested, in order.
+    books
+        The order books (``"channel:instId"`` -> BookSync).
     skipped
         Counts of frames or items skipped, by reason (``"unknown_channel:xyz"``,
-        ``"unconfirmed_candle"``, ``"duplicate_trade"``, ``"book_dropped"`` ...).
+        ``"unconfirmed_candle"``, ``"duplicate_trade"`` ...).
     """
 
     def __init__(
@@ -160,20 +123,21 @@ class OkxParser:
         venue: str = "OKX",
         *,
         verify_checksum: bool = True,
-        on_resync: Callable[[str, str, str], None] | None = None,
+        resubscribe: Resubscribe | None = None,
     ) -> None:
         self.venue = venue
         self.verify_checksum = verify_checksum
-        self.on_resync = on_resync
-        self.resync_requests: list[tuple[str, str, str]] = []
+        self._recv_ns = 0
+        # a BookResynced is stamped with the receive time of the snapshot that ends the resync
+        self.books = StreamBooks(_okx_rule, resubscribe, clock=lambda: self._recv_ns)
         self.skipped: Counter[str] = Counter()
         self._iids: dict[str, str] = {}
-        self._books: dict[tuple[str, str], _Book] = {}
-        self._trade_ids: dict[str, _RecentIds] = {}
+        self._trade_ids: dict[str, TradeDeduper] = {}
         self._frame = msgspec.json.Decoder(OkxFrame)
         self._trades = msgspec.json.Decoder(list[OkxTrade], strict=False)
         self._tickers = msgspec.json.Decoder(list[OkxTicker], strict=False)
         self._book = msgspec.json.Decoder(list[OkxBook], strict=False)
+        self._book_strings = msgspec.json.Decoder(list[OkxBookStrings])
         self._bbo = msgspec.json.Decoder(list[OkxBbo], strict=False)
         self._funding = msgspec.json.Decoder(list[OkxFundingRate], strict=False)
         self._mark = msgspec.json.Decoder(list[OkxMarkPrice], strict=False)
@@ -198,15 +162,22 @@ class OkxParser:
             iid = self._iids[inst_id] = f"{inst_id}.{self.venue}"
         return iid
 
-    def book(self, inst_id: str, channel: str = "books") -> OkxBookSync | None:
-        """The book kept for ``instId`` on ``channel`` (``None`` before its first message)."""
-        state = self._books.get((channel, inst_id))
-        return state.sync if state is not None else None
+    def book(self, inst_id: str, channel: str = "books") -> BookSync | None:
+        """The book kept for ``instId`` on ``channel`` (``None`` before its first message).
+
+        ``.book`` is the Numba order book, ``.rule`` the :class:`OkxRule` (raw strings,
+        checksums verified), ``.synced`` whether it may be read.
+        """
+        return self.books.syncs.get(book_key(channel, inst_id))
 
     def book_in_sync(self, inst_id: str, channel: str = "books") -> bool:
         """True if the book has a snapshot and is not waiting for a resync."""
-        state = self._books.get((channel, inst_id))
-        return state is not None and state.sync.has_snapshot and not state.resync_reason
+        return self.books.in_sync(book_key(channel, inst_id))
+
+    @property
+    def resync_requests(self) -> list[tuple[str, str]]:
+        """``("channel:instId", reason)`` of every failure that made a book ask for a fresh snapshot, in order."""
+        return self.books.resync_requests
 
     def invalidate_books(self, reason: str) -> None:
         """Mark every book as out of sync (e.g. the connection dropped) without requesting a resync.
@@ -215,9 +186,7 @@ class OkxParser:
         after the (re)subscription; that snapshot is followed by a
         :class:`BookResynced` carrying ``reason``.
         """
-        for state in self._books.values():
-            if state.sync.has_snapshot and not state.resync_reason:
-                state.resync_reason = reason
+        self.books.invalidate(reason)
 
     def parse_frame(self, raw: bytes | str, recv_ns: int) -> list:
         """Parse one frame into core messages.
@@ -305,7 +274,7 @@ class OkxParser:
             iid = self.instrument_id(t.instId)
             recent = self._trade_ids.get(iid)
             if recent is None:
-                recent = self._trade_ids[iid] = _RecentIds(_DEDUP_WINDOW)
+                recent = self._trade_ids[iid] = TradeDeduper(_DEDUP_WINDOW)
             if recent.seen(t.tradeId):
                 self.skipped["duplicate_trade"] += 1
                 logger.debug("OKX: duplicate trade {} {} dropped", iid, t.tradeId)
@@ -428,67 +397,60 @@ class OkxParser:
                        "bids": [["30182.6", "452", "0", "1"]], "ts": "1652459225464",
                        "checksum": -914047754, "seqId": 123457, "prevSeqId": 123456}]}
         """
-        key = (channel, inst_id)
-        state = self._books.get(key)
-        if state is None:
-            sync = OkxBookSync(f"OKX {inst_id} {channel}", verify_checksum=self.verify_checksum)
-            state = self._books[key] = _Book(sync)
-        iid = self.instrument_id(inst_id)
+        key = book_key(channel, inst_id)
+        books = self.books
+        sync = books.syncs.get(key)
+        if sync is None:
+            sync = books.open(key, self.instrument_id(inst_id))
         try:
             items = self._book.decode(frame.data)
+            raws = self._book_strings.decode(frame.data) if self.verify_checksum else None
         except (msgspec.DecodeError, msgspec.ValidationError):
-            self._request_resync(channel, inst_id, state, "undecodable book message")
+            books.lost(key, "undecodable book message")
             raise
         snapshot = frame.action == "snapshot" or (not frame.action and channel not in _SEQUENCED)
         if not snapshot and frame.action != "update":
-            self._request_resync(channel, inst_id, state, f"unknown action {frame.action!r}")
+            books.lost(key, f"unknown action {frame.action!r}")
             raise ParseError(f"book action {frame.action!r}: expected 'snapshot' or 'update'")
+        iid = sync.instrument_id
+        where = sync.rule.where  # type: ignore[attr-defined]
+        self._recv_ns = recv_ns
         out: list = []
-        for item in items:
+        for i, item in enumerate(items):
+            try:
+                bids = level_array(item.bids, "bids", where)
+                asks = level_array(item.asks, "asks", where)
+                if snapshot:
+                    if item.prevSeqId is not None and item.prevSeqId != -1:
+                        raise ParseError(f"{where}: snapshot with prevSeqId {item.prevSeqId}, expected -1")
+                elif sync.synced:
+                    _check_fields(sync.rule, item, where)  # type: ignore[arg-type]
+            except ParseError:
+                books.lost(key, f"malformed {'snapshot' if snapshot else 'update'}")
+                raise
+            extra = OkxLevels(item.checksum) if raws is None else OkxLevels(item.checksum, raws[i].bids, raws[i].asks)
+            seq = item.seqId if item.seqId is not None else -1
             ts_event = item.ts * MS
             if snapshot:
-                try:
-                    bids, asks = state.sync.apply_snapshot(item)
-                except BookError as exc:
-                    self._request_resync(channel, inst_id, state, str(exc))
-                    continue
-                except ParseError:
-                    self._request_resync(channel, inst_id, state, "malformed snapshot")
-                    raise
-                seq = item.seqId if item.seqId is not None else -1
-                out.append(BookSnapshot(iid, ts_event, recv_ns, _array(bids), _array(asks), seq))
-                if state.resync_reason:
-                    out.append(BookResynced(iid, state.resync_reason, ts_event, recv_ns))
-                    logger.info("OKX {} {}: book resynced after: {}", inst_id, channel, state.resync_reason)
-                    state.resync_reason = ""
-                continue
-            if state.resync_reason:
-                state.dropped += 1
-                self.skipped["book_dropped"] += 1
-                continue
-            try:
-                bids, asks = state.sync.apply_update(item)
-            except BookError as exc:
-                self._request_resync(channel, inst_id, state, str(exc))
-                continue
-            except ParseError:
-                self._request_resync(channel, inst_id, state, "malformed update")
-                raise
-            if not bids and not asks:
-                continue
-            seq = item.seqId if item.seqId is not None else -1
-            prev = item.prevSeqId if item.prevSeqId is not None else -1
-            out.append(BookDelta(iid, ts_event, recv_ns, _array(bids), _array(asks), -1, seq, prev))
+                out += books.on_snapshot(key, sync, BookSnapshot(iid, ts_event, recv_ns, bids, asks, seq), extra)
+            else:
+                prev = item.prevSeqId if item.prevSeqId is not None else -1
+                delta = BookDelta(iid, ts_event, recv_ns, bids, asks, -1, seq, prev)
+                out += books.on_delta(key, sync, delta, extra)
         return out
 
-    def _request_resync(self, channel: str, inst_id: str, state: _Book, reason: str) -> None:
-        if state.resync_reason:
-            return
-        state.resync_reason = reason
-        logger.warning("OKX {} {}: book out of sync ({}); requesting a fresh snapshot", inst_id, channel, reason)
-        self.resync_requests.append((channel, inst_id, reason))
-        if self.on_resync is not None:
-            self.on_resync(channel, inst_id, reason)
+
+def _okx_rule(key: str) -> OkxRule:
+    channel, _, inst_id = key.partition(":")
+    return OkxRule(f"OKX {inst_id} {channel}")
+
+
+def _check_fields(rule: OkxRule, item: OkxBook, where: str) -> None:
+    """An update must carry the ``checksum``/``seqId`` fields its snapshot had."""
+    if rule.expects_checksum and item.checksum is None:
+        raise ParseError(f"{where}: update without 'checksum' although the snapshot had one")
+    if rule.expects_seq and (item.seqId is None or item.prevSeqId is None):
+        raise ParseError(f"{where}: update without 'seqId'/'prevSeqId' although the snapshot had them")
 
 
 def _quote(iid: str, ts_event: int, recv_ns: int, bp: str, bs: str, ap: str, as_: str) -> Quote:
@@ -499,9 +461,3 @@ def _quote(iid: str, ts_event: int, recv_ns: int, bp: str, bs: str, ap: str, as_
     if not (0.0 < bid < np.inf and 0.0 < ask < np.inf and 0.0 <= bid_sz < np.inf and 0.0 <= ask_sz < np.inf):
         raise ParseError(f"best bid/ask {bp!r}x{bs!r} / {ap!r}x{as_!r}: expected positive finite prices, sizes >= 0")
     return Quote(iid, ts_event, recv_ns, bid, bid_sz, ask, ask_sz)
-
-
-def _array(levels: list[Level]) -> np.ndarray:
-    if not levels:
-        return _EMPTY
-    return np.array([(lv[0], lv[1]) for lv in levels], dtype=np.float64)

@@ -3,8 +3,9 @@
 Field names are OKX's own (camelCase) so a frame decodes without renaming.
 Numeric fields that OKX sends as strings are typed ``float``/``int`` and decoded
 with ``strict=False`` (msgspec converts ``"30218.8"`` to ``30218.8`` in C);
-their constraints reject NaN, infinities, and non-positive prices. Book levels
-stay strings: the CRC32 checksum is computed over the exact strings OKX sent.
+their constraints reject NaN, infinities, and non-positive prices. Book levels are
+decoded twice: as numbers for the book and, when the checksum is verified, as the
+exact strings OKX sent (the CRC32 is computed over them).
 
 Unknown fields are ignored (OKX adds fields without notice); missing required
 fields or wrong types raise ``msgspec.ValidationError``, which the parser turns
@@ -22,10 +23,12 @@ __all__ = [
     "OkxArg",
     "OkxBbo",
     "OkxBook",
+    "OkxBookStrings",
     "OkxFrame",
     "OkxFundingRate",
     "OkxInstrument",
     "OkxInstrumentsResponse",
+    "OkxLevel",
     "OkxMarkPrice",
     "OkxTicker",
     "OkxTrade",
@@ -93,17 +96,35 @@ class OkxTicker(msgspec.Struct, frozen=True):
 class OkxBook(msgspec.Struct, frozen=True):
     """One element of a ``books``/``books5``/``books50-l2-tbt``/``books-l2-tbt`` push.
 
-    Levels are ``[price, size, "0", orders]`` strings. ``checksum`` is the signed
-    CRC32 of the top 25 levels; ``seqId``/``prevSeqId`` chain the messages
-    (absent in captures older than 2022-06, hence optional).
+    Levels are ``[price, size, "0", orders]`` strings, decoded here as numbers
+    (``strict=False``); :class:`OkxBookStrings` decodes the same levels as strings for
+    the checksum. ``checksum`` is the signed CRC32 of the top 25 levels;
+    ``seqId``/``prevSeqId`` chain the messages (absent in captures older than 2022-06,
+    hence optional).
     """
 
-    asks: list[list[str]]
-    bids: list[list[str]]
+    asks: list[list[float]]
+    bids: list[list[float]]
     ts: Millis
     checksum: int | None = None
     seqId: int | None = None
     prevSeqId: int | None = None
+
+
+class OkxLevel(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One book level as OKX's strings: ``["30249.4", "2", "0", "1"]`` (not tracked by the GC)."""
+
+    px: str
+    sz: str
+    liquidated: str = "0"
+    orders: str = "0"
+
+
+class OkxBookStrings(msgspec.Struct, frozen=True):
+    """The levels of one book push element as OKX's strings (the CRC32 covers the exact text)."""
+
+    asks: list[OkxLevel]
+    bids: list[OkxLevel]
 
 
 class OkxBbo(msgspec.Struct, frozen=True):
