@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,18 @@ def test_floats_are_written_repr_exact(workdir: Path) -> None:
     for row in rows:
         for field in ("quantity", "price", "fee"):
             assert repr(float(row[field])) == row[field]
+
+
+def test_every_fill_price_of_the_quickstart_run_is_on_the_tick_grid(tmp_path: Path) -> None:
+    # The shipped quickstart (slippage 2 bps on the shipped catalog) once wrote 665.0600000000001.
+    config = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
+    (tick,) = {Decimal(repr(i["tick_size"])) for i in config["instruments"]}
+    out = tmp_path / "quickstart"
+    assert invoke("backtest", str(REPO / "configs" / "quickstart.yaml"), "--out", str(out)).exit_code == 0
+    with (out / "fills.csv").open() as handle:
+        prices = [row["price"] for row in csv.DictReader(handle)]
+    assert len(prices) > 10
+    assert [p for p in prices if Decimal(p) % tick != 0] == []
 
 
 def test_default_output_directory_is_runs_slash_config_stem(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -64,6 +64,14 @@ def test_round_price_snaps_to_tick_without_float_noise() -> None:
     assert inst.round_price(0.30000000000000004) == 0.3
 
 
+def test_round_price_up_and_down_go_to_the_grid_against_the_trader_without_float_noise() -> None:
+    inst = make_instrument(tick_size=0.01)
+    assert repr(inst.round_price_up(600.171)) == "600.18"  # 60018 * 0.01 == 600.1800000000001
+    assert repr(inst.round_price_down(599.939)) == "599.93"  # 59993 * 0.01 == 599.9300000000001
+    assert inst.round_price_up(600.18) == 600.18 and inst.round_price_down(600.18) == 600.18
+    assert inst.round_price_up(600.1800000000001) == 600.18  # already on the grid up to noise
+
+
 def test_round_quantity_rounds_down_to_whole_lots() -> None:
     inst = make_instrument(lot_size=0.001)
     assert inst.round_quantity(1.23456) == 1.234

@@ -244,6 +244,17 @@ def test_slippage_on_taker_fill_moves_price_against_trader_by_bps() -> None:
     assert s.fills(coid)[0].last_px == pytest.approx(99.9)
 
 
+@pytest.mark.parametrize(("side", "open_", "expected"), [(BUY, 600.05, "600.18"), (SELL, 600.06, "599.93")])
+def test_slipped_fill_price_is_an_exact_tick_multiple_without_float_noise(
+    side: OrderSide, open_: float, expected: str
+) -> None:
+    # 60018 * 0.01 == 600.1800000000001 and 59993 * 0.01 == 599.9300000000001 in float64.
+    s = _started(venue=VenueConfig(slippage_bps=2.0))
+    coid = s.submit(side, 1.0)
+    s.feed_bar(bar(2, open_, 601.0, 599.0, 600.5))
+    assert repr(s.fills(coid)[0].last_px) == expected
+
+
 def test_fee_override_from_config_replaces_instrument_fee() -> None:
     s = _started(venue=VenueConfig(taker_fee=0.01))
     coid = s.submit(BUY, 2.0)

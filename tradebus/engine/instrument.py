@@ -20,7 +20,7 @@ class InstrumentKind(StrEnum):
     PERPETUAL = "perpetual"
 
 
-class Instrument(msgspec.Struct, frozen=True):
+class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
     """A tradable instrument.
 
     Parameters
@@ -71,6 +71,19 @@ class Instrument(msgspec.Struct, frozen=True):
         """Round a price to the nearest tick."""
         tick = self.tick_size
         return round(round(price / tick) * tick, _digits(tick))
+
+    def round_price_up(self, price: float) -> float:
+        """Round a price *up* to the tick grid (a buyer's price, rounded against the buyer).
+
+        A price already on the grid up to float noise (``66506.000000001`` ticks) stays where it is.
+        """
+        tick = self.tick_size
+        return round(math.ceil(price / tick - 1e-9) * tick, _digits(tick))
+
+    def round_price_down(self, price: float) -> float:
+        """Round a price *down* to the tick grid (a seller's price, rounded against the seller)."""
+        tick = self.tick_size
+        return round(math.floor(price / tick + 1e-9) * tick, _digits(tick))
 
     def round_quantity(self, quantity: float) -> float:
         """Round a quantity *down* to a whole number of lots (never trade more than asked)."""

@@ -51,8 +51,8 @@ Post-only and reduce-only
 
 Prices
     Taker fills pay ``slippage_bps`` against the trader, rounded to the tick against the
-    trader, then clamped to what the data allowed (the bar's ``[low, high]``) and to the
-    order's limit. On trades/quotes the fill is at the printed price, so slippage is zero.
+    trader (an exact decimal multiple of the tick, free of float noise), then clamped to what
+    the data allowed (the bar's ``[low, high]``) and to the order's limit. On trades/quotes the fill is at the printed price, so slippage is zero.
     Fees are ``quantity * price * rate`` with the maker or taker rate of the instrument
     (or the config's override).
 """
@@ -604,15 +604,14 @@ class SimulatedVenue(Venue):
     # ------------------------------------------------------------------- helpers
 
     def _slipped(self, iid: str, sim: _SimOrder, px: float, low: float, high: float) -> float:
-        tick = self.instruments[iid].tick_size
+        """``px`` moved ``slippage_bps`` against the trader onto the tick grid, within the bar and limit."""
+        instrument = self.instruments[iid]
         if sim.buy:
-            px = math.ceil(px * (1.0 + self._slip) / tick - 1e-9) * tick
-            px = min(px, high)
+            px = min(instrument.round_price_up(px * (1.0 + self._slip)), high)
             if sim.type in _LIMITS:
                 px = min(px, sim.limit)
         else:
-            px = math.floor(px * (1.0 - self._slip) / tick + 1e-9) * tick
-            px = max(px, low)
+            px = max(instrument.round_price_down(px * (1.0 - self._slip)), low)
             if sim.type in _LIMITS:
                 px = max(px, sim.limit)
         return px
