@@ -119,3 +119,15 @@ def test_handler_publishing_during_dispatch_is_delivered_synchronously() -> None
     bus.subscribe(Trade, lambda t: order.append("trade"))
     bus.publish(make_bar())
     assert order == ["bar", "trade", "bar-done"]
+
+
+def test_unsubscribing_the_last_handler_of_a_type_stops_delivery_until_a_new_subscription() -> None:
+    bus = MessageBus()
+    got: list[Any] = []
+    bus.subscribe(Bar, got.append, "BTCUSDT.BINANCE")
+    bus.unsubscribe(Bar, got.append, "BTCUSDT.BINANCE")
+    bus.publish(make_bar(ts=1))
+    bus.subscribe(Bar, got.append)
+    bus.publish(make_bar(ts=2))
+    assert [m.ts_event for m in got] == [2]
+    assert bus.published == 2

@@ -3,7 +3,9 @@
 ``publish`` calls the subscribers of a message in subscription order. Routing is a
 dict lookup on ``(type(message), instrument_id)``; the handler list for each key
 (specific subscribers merged with the type-wide ones, in subscription order) is
-built once on first use and rebuilt only when subscriptions change.
+built once on first use and rebuilt only when subscriptions change. A message of a
+type nobody subscribed to returns after one set lookup (order events often have no
+listener: most strategies do not handle ``OrderSubmitted`` or ``PositionChanged``).
 """
 
 from __future__ import annotations
@@ -19,25 +21,29 @@ Handler = Callable[[Any], None]
 class MessageBus:
     """Routes messages to handlers by message type and (optionally) instrument."""
 
-    __slots__ = ("_subs", "_routes", "_seq", "published")
+    __slots__ = ("_routes", "_seq", "_subs", "_types", "published")
 
     def __init__(self) -> None:
         # (type, instrument_id or None) -> [(seq, handler)]
         self._subs: dict[tuple[type, str | None], list[tuple[int, Handler]]] = {}
         self._routes: dict[tuple[type, str | None], tuple[Handler, ...]] = {}
         self._seq = 0
+        # Message types with at least one subscription (of any instrument).
+        self._types: set[type] = set()
         self.published = 0
 
     def subscribe(self, msg_type: type, handler: Handler, instrument_id: str | None = None) -> None:
         """Call ``handler(msg)`` for every published ``msg_type`` (of ``instrument_id`` if given)."""
         self._seq += 1
         self._subs.setdefault((msg_type, instrument_id), []).append((self._seq, handler))
+        self._types.add(msg_type)
         self._routes.clear()
 
     def unsubscribe(self, msg_type: type, handler: Handler, instrument_id: str | None = None) -> None:
         """Remove a subscription made with the same arguments (no error if absent)."""
         subs = self._subs.get((msg_type, instrument_id), [])
         self._subs[(msg_type, instrument_id)] = [(s, h) for s, h in subs if h != handler]
+        self._types = {t for (t, _), entries in self._subs.items() if entries}
         self._routes.clear()
 
     def handlers(self, msg_type: type, instrument_id: str | None = None) -> tuple[Handler, ...]:
@@ -55,7 +61,10 @@ class MessageBus:
     def publish(self, msg: Any) -> None:
         """Deliver ``msg`` to its subscribers, synchronously, in subscription order."""
         self.published += 1
-        key = (type(msg), getattr(msg, "instrument_id", None))
+        cls = type(msg)
+        if cls not in self._types:
+            return
+        key = (cls, getattr(msg, "instrument_id", None))
         route = self._routes.get(key)
         if route is None:
             route = self.handlers(*key)

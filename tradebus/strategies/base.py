@@ -296,7 +296,7 @@ class Strategy:
 
         Limit and stop orders are not counted: they may never fill.
         """
-        orders = self.kernel.orders
+        orders = (self._kernel or self.kernel).orders
         if not orders.open_count:
             return 0.0
         pending = 0.0
@@ -313,7 +313,7 @@ class Strategy:
         rounded down to whole lots; returns the client order id, or ``None`` when
         no order is needed.
         """
-        kernel = self.kernel
+        kernel = self._kernel or self.kernel
         instrument = kernel.instruments.get(instrument_id)
         if instrument is None:
             raise OrderError(f"{self.strategy_id}: unknown instrument {instrument_id!r}")
@@ -339,9 +339,7 @@ class Strategy:
         reduce_only: bool,
         reason: str,
     ) -> str:
-        kernel = self._kernel
-        if kernel is None:
-            kernel = self.kernel  # raises: not attached
+        kernel = self._kernel or self.kernel  # the property raises when not attached
         if instrument_id not in kernel.instruments:
             raise OrderError(f"{self.strategy_id}: unknown instrument {instrument_id!r}")
         now = kernel.clock.now_ns()
