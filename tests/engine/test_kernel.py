@@ -21,12 +21,15 @@ from tradebus.engine.messages import (
     OrderSide,
     OrderSubmitted,
     PositionChanged,
+    SubmitOrder,
     TimeEvent,
     Trade,
 )
 from tradebus.errors import ConfigError, DataError
 from tradebus.execution.config import VenueConfig
+from tradebus.execution.journal import Journal
 from tradebus.risk.config import RiskConfig
+from tradebus.risk.gate import RiskGate
 from tradebus.strategies.base import Strategy
 from tradebus.strategies.ema_cross import EmaCross
 
@@ -277,6 +280,36 @@ def test_denied_order_is_reported_to_the_strategy_and_recorded(tmp_path: Path) -
     assert len(denials) == 3 and all(r.startswith("max_order_quantity") for r in denials)
     assert len(kernel.result.denials) == 3
     assert kernel.result.fills == []
+
+
+def test_risk_factory_builds_the_gate_every_order_goes_through(tmp_path: Path) -> None:
+    class NoSells(RiskGate):
+        def check(self, cmd: SubmitOrder, open_orders: int = 0) -> str | None:
+            return "no_sells: selling is off" if cmd.side < 0 else super().check(cmd, open_orders)
+
+    strategy = Recorder(every=10)
+    kernel = make_kernel(strategy, risk_factory=NoSells, risk_config=RiskConfig(max_order_quantity=1.0))
+    assert isinstance(kernel.risk, NoSells) and kernel.execution.risk is kernel.risk
+    assert kernel.risk.config == RiskConfig(max_order_quantity=1.0)
+    kernel.run(Replay([write_catalog(tmp_path / "c", bar_table(40))]))
+    assert [d.reason for d in kernel.result.denials] == ["no_sells: selling is off"] * 2
+    assert [f.side for f in kernel.result.fills] == ["BUY", "BUY"]
+
+
+def test_journal_records_every_command_before_its_events(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.sqlite")
+    kernel = make_kernel(Recorder(every=10), journal=journal)
+    kernel.run(Replay([write_catalog(tmp_path / "c", bar_table(30))]))
+    entries = [(e.kind, type(e.message).__name__, e.message.client_order_id) for e in journal.entries()]
+    journal.close()
+    first, second, last = (o.client_order_id for o in kernel.result.orders)  # last: decided on the last bar
+    assert entries == [
+        ("command", "SubmitOrder", first), ("event", "OrderSubmitted", first),
+        ("event", "OrderAccepted", first), ("event", "OrderFilled", first),
+        ("command", "SubmitOrder", second), ("event", "OrderSubmitted", second),
+        ("event", "OrderAccepted", second), ("event", "OrderFilled", second),
+        ("command", "SubmitOrder", last), ("event", "OrderSubmitted", last),
+    ]
 
 
 def test_target_position_counts_working_orders(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import numpy as np
@@ -88,7 +88,13 @@ from tradebus.risk.config import RiskConfig
 from tradebus.risk.gate import RiskGate
 from tradebus.strategies.base import Strategy
 
-__all__ = ["EquitySample", "FillRecord", "Kernel", "RunResult"]
+if TYPE_CHECKING:
+    from tradebus.execution.journal import Journal
+
+__all__ = ["EquitySample", "FillRecord", "Kernel", "RiskFactory", "RunResult"]
+
+#: Builds a risk gate from ``(risk_config, portfolio, clock, bus)``.
+RiskFactory = Callable[[RiskConfig, Portfolio, Clock, MessageBus], RiskGate]
 
 #: Bar batches shorter than this go through :meth:`Kernel.process` row by row.
 _SMALL_BATCH = 16
@@ -182,6 +188,12 @@ class Kernel:
         when omitted.
     venue_config, risk_config
         Simulated venue and risk gate settings (defaults: no fees override, no limits).
+    risk_factory
+        Builds the risk gate from ``(risk_config, portfolio, clock, bus)`` (the kernel's own
+        portfolio and bus); :class:`RiskGate` when omitted. Daemons pass a gate with extra
+        checks (a :class:`RiskGate` subclass, or a ``functools.partial`` binding its extras).
+    journal
+        Journal of every order command and event (paper and live daemons); none in a backtest.
     initial_cash
         Starting quote-currency balance.
     features
@@ -199,6 +211,8 @@ class Kernel:
         venue: Venue | None = None,
         venue_config: VenueConfig | None = None,
         risk_config: RiskConfig | None = None,
+        risk_factory: RiskFactory = RiskGate,
+        journal: Journal | None = None,
         initial_cash: float = 100_000.0,
         features: Sequence[FeatureSpec] = (),
         equity_interval_ns: int = 3_600_000_000_000,
@@ -218,12 +232,12 @@ class Kernel:
         self._positions = {iid: self.portfolio.position_state(iid) for iid in self.instruments}
         self.orders = OrderManager(self.bus, self.clock)
         self.risk_config = risk_config or RiskConfig()
-        self.risk = RiskGate(self.risk_config, self.portfolio, self.clock, self.bus)
+        self.risk = risk_factory(self.risk_config, self.portfolio, self.clock, self.bus)
         self.venue: Venue = (
             venue if venue is not None else SimulatedVenue(self.clock, self.instruments, venue_config or VenueConfig())
         )
         self.execution = ExecutionEngine(
-            self.bus, self.clock, self.instruments, self.risk, self.orders, self.venue, self.portfolio
+            self.bus, self.clock, self.instruments, self.risk, self.orders, self.venue, self.portfolio, journal
         )
         self.cache = Cache(self.portfolio, self.orders)
         self.strategies: list[Strategy] = []

@@ -87,7 +87,6 @@ from tradebus.engine.node_config import FeedConfig, PaperConfig, dump_paper_conf
 from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
-from tradebus.execution.engine import ExecutionEngine
 from tradebus.execution.journal import Journal
 from tradebus.execution.orders import Order
 from tradebus.execution.simulated import SimulatedVenue
@@ -233,11 +232,7 @@ class PaperVenue(SimulatedVenue):
 def build_paper_kernel(
     config: PaperConfig, clock: Clock, guard: MarketGuard, journal: Journal | None = None
 ) -> tuple[Kernel, PaperVenue]:
-    """The kernel of a paper run (or of its playback): guarded risk gate, paper venue, journal.
-
-    The kernel is built as for a backtest, then its execution engine is rebuilt around the
-    :class:`GuardedRiskGate` and the journal (the kernel takes neither as a parameter).
-    """
+    """The kernel of a paper run (or of its playback): guarded risk gate, paper venue, journal."""
     instruments = config.instrument_map()
     venue = PaperVenue(clock, instruments, config.venue)
     kernel = Kernel(
@@ -245,14 +240,11 @@ def build_paper_kernel(
         clock=clock,
         venue=venue,
         risk_config=config.risk,
+        risk_factory=lambda risk, portfolio, clk, bus: GuardedRiskGate(risk, portfolio, clk, bus, guard),
+        journal=journal,
         initial_cash=config.initial_cash,
         features=config.features,
         equity_interval_ns=config.report.equity_interval_ns,
-    )
-    risk = GuardedRiskGate(config.risk, kernel.portfolio, clock, kernel.bus, guard)
-    kernel.risk = risk
-    kernel.execution = ExecutionEngine(
-        kernel.bus, clock, kernel.instruments, risk, kernel.orders, venue, kernel.portfolio, journal
     )
     cls = resolve_strategy(config.strategy.name)
     params = cls.Params.model_validate(config.strategy.params)
