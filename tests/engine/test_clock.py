@@ -57,6 +57,48 @@ def test_timers_and_alerts_fire_in_timestamp_order_ties_in_set_order() -> None:
     assert fired == [("every10", 10), ("every10", 20), ("tie-b", 25), ("tie-a", 25), ("every10", 30), ("late", 35)]
 
 
+@pytest.mark.parametrize("timer_first", [True, False])
+def test_repeating_timer_keeps_its_creation_rank_on_ties_with_an_alert(timer_first: bool) -> None:
+    # The timer's firing at 20 is queued when it fires at 10, after the alert was created:
+    # it still ranks by when the timer itself was created.
+    clock = SimulatedClock(start_ns=0)
+    fired: list[tuple[str, int]] = []
+
+    def rec(e: TimeEvent) -> None:
+        fired.append((e.name, e.ts_event))
+
+    if timer_first:
+        clock.set_timer("every10", 10, rec)
+        clock.set_alert("at20", 20, rec)
+    else:
+        clock.set_alert("at20", 20, rec)
+        clock.set_timer("every10", 10, rec)
+    clock.advance_to(20)
+    tie = [("every10", 20), ("at20", 20)] if timer_first else [("at20", 20), ("every10", 20)]
+    assert fired == [("every10", 10), *tie]
+
+
+def test_two_repeating_timers_due_together_fire_in_creation_order_every_time() -> None:
+    clock = SimulatedClock(start_ns=0)
+    fired: list[str] = []
+    clock.set_timer("fast", 10, lambda e: fired.append(f"fast@{e.ts_event}"))
+    clock.set_timer("slow", 20, lambda e: fired.append(f"slow@{e.ts_event}"))
+    clock.advance_to(40)
+    assert fired == ["fast@10", "fast@20", "slow@20", "fast@30", "fast@40", "slow@40"]
+
+
+def test_canceled_alert_whose_name_is_reused_fires_only_at_the_new_time() -> None:
+    clock = SimulatedClock(start_ns=0)
+    fired: list[int] = []
+    clock.set_alert("x", 10, lambda e: fired.append(e.ts_event))
+    clock.cancel("x")
+    clock.set_alert("x", 30, lambda e: fired.append(e.ts_event))
+    clock.advance_to(20)
+    assert fired == []
+    clock.advance_to(40)
+    assert fired == [30]
+
+
 def test_timer_due_before_data_fires_before_the_data_is_handled() -> None:
     """The kernel advances the clock to a message's ts_init before dispatching it."""
     clock = SimulatedClock(start_ns=0)

@@ -1,9 +1,10 @@
 """Clocks: one interface, a simulated clock driven by replayed data and a live one on asyncio.
 
 Timers and alerts call ``callback(TimeEvent)``. The simulated clock fires every due
-timer in timestamp order (ties in the order they were set) *before* the data that
-follows them; the kernel calls :meth:`SimulatedClock.advance_to` with each replayed
-message's timestamp before dispatching it.
+timer in timestamp order *before* the data that follows them; the kernel calls
+:meth:`SimulatedClock.advance_to` with each replayed message's timestamp before
+dispatching it. Timers and alerts due at the same time fire in the order they were
+created: a repeating timer keeps the rank of its creation for every firing.
 """
 
 from __future__ import annotations
@@ -58,13 +59,20 @@ class Clock(ABC):
 
 
 class SimulatedClock(Clock):
-    """A clock that only moves when told to; timers fire in timestamp order."""
+    """A clock that only moves when told to; timers fire in timestamp order.
+
+    Ties (timers and alerts due at the same nanosecond) fire in the order the timers and
+    alerts were created, whatever they are and however often a timer already fired.
+    ``next_due`` is the time of the earliest pending firing (``2**63 - 1`` if none).
+    """
 
     def __init__(self, start_ns: int = 0) -> None:
         self._now = start_ns
+        # (due time, creation rank, name); entries of canceled or replaced timers stay until popped.
         self._heap: list[tuple[int, int, str]] = []
-        self._timers: dict[str, tuple[int, int | None, TimerCallback]] = {}
-        self._order = itertools.count()
+        # name -> (interval (0: alert), stop_ns, callback, creation rank)
+        self._timers: dict[str, tuple[int, int | None, TimerCallback, int]] = {}
+        self._created = itertools.count()
         self.next_due: int = 2**63 - 1
 
     def now_ns(self) -> int:
@@ -80,19 +88,21 @@ class SimulatedClock(Clock):
     ) -> None:
         self._check(name, interval_ns, self._timers)
         first = (self._now if start_ns is None else start_ns) + interval_ns
-        self._timers[name] = (interval_ns, stop_ns, callback)
-        self._push(first, name)
+        rank = next(self._created)
+        self._timers[name] = (interval_ns, stop_ns, callback, rank)
+        self._push(first, rank, name)
 
     def set_alert(self, name: str, at_ns: int, callback: TimerCallback) -> None:
         self._check(name, None, self._timers)
-        self._timers[name] = (0, None, callback)
-        self._push(at_ns, name)
+        rank = next(self._created)
+        self._timers[name] = (0, None, callback, rank)
+        self._push(at_ns, rank, name)
 
     def cancel(self, name: str) -> None:
         self._timers.pop(name, None)
 
-    def _push(self, at_ns: int, name: str) -> None:
-        heapq.heappush(self._heap, (at_ns, next(self._order), name))
+    def _push(self, at_ns: int, rank: int, name: str) -> None:
+        heapq.heappush(self._heap, (at_ns, rank, name))
         self.next_due = self._heap[0][0]
 
     def set_time(self, ts_ns: int) -> None:
@@ -111,13 +121,13 @@ class SimulatedClock(Clock):
         """
         heap = self._heap
         while heap and heap[0][0] <= ts_ns:
-            at_ns, _, name = heapq.heappop(heap)
+            at_ns, rank, name = heapq.heappop(heap)
             entry = self._timers.get(name)
-            if entry is None:
-                continue
-            interval, stop_ns, callback = entry
+            if entry is None or entry[3] != rank:
+                continue  # canceled, or canceled and its name reused by a newer timer
+            interval, stop_ns, callback, _ = entry
             if interval and (stop_ns is None or at_ns + interval <= stop_ns):
-                heapq.heappush(heap, (at_ns + interval, next(self._order), name))
+                heapq.heappush(heap, (at_ns + interval, rank, name))
             else:
                 del self._timers[name]
             if at_ns > self._now:
