@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from tradebus.adapters.catalog import Catalog
-from tradebus.adapters.replay import Replay, ReplaySource
+from tradebus.adapters.replay import Replay, ReplayBatch, ReplaySource
 from tradebus.engine.clock import LiveClock
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
@@ -135,6 +135,27 @@ def test_batch_loop_and_process_give_identical_orders_fills_and_equity(tmp_path:
     assert orders_of(fast) == orders_of(slow)
     assert fast.result.equity == slow.result.equity
     assert fast.portfolio.equity() == slow.portfolio.equity()
+
+
+def test_bar_batch_with_times_out_of_order_never_moves_the_clock_back() -> None:
+    table = bar_table(40)
+    ts = table["ts_init"].to_numpy().copy()
+    ts[[20, 21]] = ts[[21, 20]]
+    columns = {name: table[name].to_numpy() for name in ("open", "high", "low", "close", "volume")}
+
+    class OneBatch:
+        def batches(self) -> Any:
+            yield ReplayBatch(0, IID, "bars", ts, ts, columns)
+
+    seen: list[int] = []
+
+    class Clocked(Strategy):
+        def on_bar(self, bar: Bar) -> None:
+            seen.append(self.clock.now_ns())
+
+    make_kernel(Clocked(IID)).run(OneBatch())
+    assert len(seen) == 40 and seen == sorted(seen)
+    assert seen[20] == seen[21] == ts[20]
 
 
 def test_batch_loop_and_process_agree_with_a_drawdown_breaker(tmp_path: Path) -> None:

@@ -63,11 +63,20 @@ class SimulatedClock(Clock):
 
     Ties (timers and alerts due at the same nanosecond) fire in the order the timers and
     alerts were created, whatever they are and however often a timer already fired.
-    ``next_due`` is the time of the earliest pending firing (``2**63 - 1`` if none).
+
+    Attributes
+    ----------
+    current_ns
+        The current time (what :meth:`now_ns` returns). Move it with :meth:`advance_to` or
+        :meth:`set_time`; a driver that has checked that a new time is neither earlier than
+        ``current_ns`` nor at or after ``next_due`` may assign it directly (the kernel's
+        backtest loop does, once per bar).
+    next_due
+        Time of the earliest pending firing (``2**63 - 1`` if none).
     """
 
     def __init__(self, start_ns: int = 0) -> None:
-        self._now = start_ns
+        self.current_ns = start_ns
         # (due time, creation rank, name); entries of canceled or replaced timers stay until popped.
         self._heap: list[tuple[int, int, str]] = []
         # name -> (interval (0: alert), stop_ns, callback, creation rank)
@@ -76,7 +85,7 @@ class SimulatedClock(Clock):
         self.next_due: int = 2**63 - 1
 
     def now_ns(self) -> int:
-        return self._now
+        return self.current_ns
 
     def set_timer(
         self,
@@ -87,7 +96,7 @@ class SimulatedClock(Clock):
         stop_ns: int | None = None,
     ) -> None:
         self._check(name, interval_ns, self._timers)
-        first = (self._now if start_ns is None else start_ns) + interval_ns
+        first = (self.current_ns if start_ns is None else start_ns) + interval_ns
         rank = next(self._created)
         self._timers[name] = (interval_ns, stop_ns, callback, rank)
         self._push(first, rank, name)
@@ -111,8 +120,8 @@ class SimulatedClock(Clock):
         A fast path for a driver that has checked ``ts_ns < next_due`` (the kernel's
         backtest loop); otherwise use :meth:`advance_to`. Time never goes backwards.
         """
-        if ts_ns > self._now:
-            self._now = ts_ns
+        if ts_ns > self.current_ns:
+            self.current_ns = ts_ns
 
     def advance_to(self, ts_ns: int) -> None:
         """Move time to ``ts_ns``, firing every timer due at or before it, in order.
@@ -130,12 +139,12 @@ class SimulatedClock(Clock):
                 heapq.heappush(heap, (at_ns + interval, rank, name))
             else:
                 del self._timers[name]
-            if at_ns > self._now:
-                self._now = at_ns
-            callback(TimeEvent(name, at_ns, self._now))
+            if at_ns > self.current_ns:
+                self.current_ns = at_ns
+            callback(TimeEvent(name, at_ns, self.current_ns))
         self.next_due = heap[0][0] if heap else 2**63 - 1
-        if ts_ns > self._now:
-            self._now = ts_ns
+        if ts_ns > self.current_ns:
+            self.current_ns = ts_ns
 
 
 class LiveClock(Clock):

@@ -30,7 +30,8 @@ Two entry points run these steps:
     made before the next order is submitted, before each equity sample and
     when a strategy asks for its equity (:meth:`Kernel.sync_marks`). Orders
     must therefore go through :meth:`Kernel.submit` (the strategy helpers do);
-  - the clock's timer heap is consulted only when a timer is due;
+  - the clock is moved by assignment (its timer heap is consulted only when a timer is
+    due), after one vectorised check that the batch's times are in order;
   - the cyclic garbage collector runs rarely during the loop (see :func:`_rare_gc`).
 
   Trade batches go through :meth:`process` message by message.
@@ -467,14 +468,15 @@ class Kernel:
 
     def _run_bars(self, batch: Any) -> None:
         n = len(batch.ts_init)
-        if n < _SMALL_BATCH:
+        clock = self.clock
+        assert isinstance(clock, SimulatedClock)
+        if n < _SMALL_BATCH or not _ordered_from(batch.ts_init, clock.current_ns):
             # Interleaved sources give runs of a few rows: per-batch set-up would dominate.
+            # Out-of-order times (not from a Replay) take the path that never moves time back.
             for bar in batch.messages():
                 self.process(bar)
             return
         iid = self._intern(batch.instrument_id)
-        clock = self.clock
-        assert isinstance(clock, SimulatedClock)
         bank = self.banks.get(iid)
         view = self.cache.feature_views.get(iid)
         if bank is not None and view is not None:
@@ -498,7 +500,6 @@ class Kernel:
         orders = self.orders
         marks_matter = self.risk_config.max_drawdown_pct is not None
         advance = clock.advance_to
-        set_time = clock.set_time
         next_sample = self._next_sample
         result = self.result
         if result.start_ns is None:
@@ -515,7 +516,7 @@ class Kernel:
             strict=True,
         ):
             if ti < clock.next_due:
-                set_time(ti)
+                clock.current_ns = ti  # ordered batch, no timer due: nothing else to do
             else:
                 advance(ti)
             bar = Bar(iid, te, ti, o, h, lo, c, v)
@@ -647,6 +648,11 @@ def _rare_gc() -> Iterator[None]:
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
+
+
+def _ordered_from(ts: np.ndarray, start: int) -> bool:
+    """Whether ``ts`` never decreases and starts at or after ``start``."""
+    return bool(ts[0] >= start and (ts[1:] >= ts[:-1]).all())
 
 
 def _fan_out(handlers: tuple[Callable[[Any], None], ...]) -> Callable[[Any], None]:
