@@ -380,14 +380,16 @@ class SimulatedVenue(Venue):
                 self._apply_modify(target.client_order_id, cmd, arrival, ref_buy, ref_sell)
 
     def _accept(self, iid: str, sim: _SimOrder, arrival: int, ref: float) -> None:
-        reason = self._arrival_check(iid, sim, ref)
-        if reason:
-            self._reject(sim, reason, arrival)
-            return
+        typ = sim.type
+        # A plain market order of a valid quantity passes every arrival check: skip the call.
+        if typ != _MARKET or sim.reduce_only or sim.order.post_only or not (0.0 < sim.quantity < _INF):
+            reason = self._arrival_check(iid, sim, ref)
+            if reason:
+                self._reject(sim, reason, arrival)
+                return
         sim.status = _ACCEPTED
         sim.ts_event = arrival
         self._emit(OrderAccepted(sim.strategy_id, iid, sim.coid, sim.venue_order_id, arrival, self.clock.now_ns()))
-        typ = sim.type
         if typ == _MARKET:
             sim.aggressive = True
         elif typ == _LIMIT:

@@ -256,7 +256,7 @@ class RiskGate:
 
         The portfolio must already be marked at ``price`` (the execution engine does both).
         """
-        if price > 0.0 and price < math.inf:
+        if price > 0.0 and price < _INF:
             self._last[instrument_id] = price
         limit = self._dd_limit
         if limit is not None and _SEVERITY[self.state] < _SEVERITY[self._dd_state]:
