@@ -89,19 +89,11 @@ class Portfolio:
             non-finite fee (nothing is booked then).
         """
         pos = self._positions.get(fill.instrument_id)
-        if pos is None:
-            raise OrderError(
-                f"portfolio: fill {fill.trade_id!r} of order {fill.client_order_id} is for unknown "
-                f"instrument {fill.instrument_id!r}"
-            )
         qty = fill.last_qty
         px = fill.last_px
         fee = fill.fee
-        if not (0.0 < qty < _INF and 0.0 < px < _INF and -_INF < fee < _INF):
-            raise OrderError(
-                f"portfolio: fill {fill.trade_id!r} of order {fill.client_order_id} has invalid "
-                f"qty={qty!r} px={px!r} fee={fee!r}"
-            )
+        if pos is None or not (qty > 0.0 and qty < _INF and px > 0.0 and px < _INF and abs(fee) < _INF):
+            raise _bad_fill(fill, pos is None)
         signed = qty if fill.side > 0 else -qty
         self.cash -= signed * px + fee
         self._fees += fee
@@ -222,3 +214,11 @@ class Portfolio:
             return 0.0
         dd = (peak - self.equity()) / peak
         return dd if dd > 0.0 else 0.0
+
+
+def _bad_fill(fill: OrderFilled, unknown: bool) -> OrderError:
+    """The error of a fill :meth:`Portfolio.apply_fill` refuses."""
+    where = f"portfolio: fill {fill.trade_id!r} of order {fill.client_order_id}"
+    if unknown:
+        return OrderError(f"{where} is for unknown instrument {fill.instrument_id!r}")
+    return OrderError(f"{where} has invalid qty={fill.last_qty!r} px={fill.last_px!r} fee={fill.fee!r}")

@@ -158,6 +158,7 @@ _ON_PARTIAL = {status: target for (status, k), target in TRANSITIONS.items() if 
 
 # Quantities are float64: a remaining quantity below this fraction of the order is float noise.
 _QTY_RTOL = 1e-9
+_INF = math.inf
 # An order's trade ids are kept in a tuple up to this many fills (linear lookups), then in a set.
 _TUPLE_TRADE_IDS = 16
 
@@ -411,37 +412,30 @@ class OrderManager:
     def _apply_fill(self, order: Order, fill: OrderFilled) -> Order:
         qty = fill.last_qty
         px = fill.last_px
-        if not (qty > 0.0 and qty < math.inf):
-            raise OrderError(f"order {order.client_order_id}: fill quantity {qty!r} must be > 0")
-        if not (px > 0.0 and px < math.inf):
-            raise OrderError(f"order {order.client_order_id}: fill price {px!r} must be > 0")
+        trade_id = fill.trade_id
         trade_ids = order.trade_ids
-        if fill.trade_id in trade_ids:
-            raise OrderError(f"order {order.client_order_id}: duplicate fill, trade_id {fill.trade_id!r}")
         prev = order.filled_qty
         total = prev + qty
         quantity = order.quantity
-        if total > quantity * (1.0 + _QTY_RTOL):
-            raise OrderError(
-                f"order {order.client_order_id}: overfill: filled {prev} + {qty} > quantity {quantity}"
-            )
-        if total >= quantity * (1.0 - _QTY_RTOL):
-            target = _ON_FILLED.get(order.status)
-            if target is None:
-                raise self._invalid(order, "filled", fill)
-        else:
-            target = _ON_PARTIAL.get(order.status)
-            if target is None:
-                raise self._invalid(order, "partially_filled", fill)
+        if (
+            not (qty > 0.0 and qty < _INF and px > 0.0 and px < _INF)
+            or trade_id in trade_ids
+            or total > quantity * (1.0 + _QTY_RTOL)
+        ):
+            raise self._bad_fill(order, fill)
+        done = total >= quantity * (1.0 - _QTY_RTOL)
+        target = (_ON_FILLED if done else _ON_PARTIAL).get(order.status)
+        if target is None:
+            raise self._invalid(order, "filled" if done else "partially_filled", fill)
         order.avg_px = px if prev == 0.0 else (order.avg_px * prev + px * qty) / total
         order.filled_qty = total
         order.fee_paid += fill.fee
         if len(trade_ids) < _TUPLE_TRADE_IDS:
-            order.trade_ids = (*trade_ids, fill.trade_id)
+            order.trade_ids = (*trade_ids, trade_id)
         elif type(trade_ids) is tuple:
-            order.trade_ids = {*trade_ids, fill.trade_id}
+            order.trade_ids = {*trade_ids, trade_id}
         else:
-            trade_ids.add(fill.trade_id)
+            trade_ids.add(trade_id)
         if fill.venue_order_id and not order.venue_order_id:
             order.venue_order_id = fill.venue_order_id
         order.status = target
@@ -451,6 +445,21 @@ class OrderManager:
         else:
             self._open.pop(order.client_order_id, None)
         return order
+
+    @staticmethod
+    def _bad_fill(order: Order, fill: OrderFilled) -> OrderError:
+        """The error of a fill :meth:`_apply_fill` refuses (checks in this order)."""
+        coid = order.client_order_id
+        qty = fill.last_qty
+        if not (qty > 0.0 and qty < _INF):
+            return OrderError(f"order {coid}: fill quantity {qty!r} must be > 0")
+        if not (fill.last_px > 0.0 and fill.last_px < _INF):
+            return OrderError(f"order {coid}: fill price {fill.last_px!r} must be > 0")
+        if fill.trade_id in order.trade_ids:
+            return OrderError(f"order {coid}: duplicate fill, trade_id {fill.trade_id!r}")
+        return OrderError(
+            f"order {coid}: overfill: filled {order.filled_qty} + {qty} > quantity {order.quantity}"
+        )
 
     @staticmethod
     def _invalid(order: Order, kind: str, event: Any) -> InvalidTransition:

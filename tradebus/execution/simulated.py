@@ -234,8 +234,12 @@ class SimulatedVenue(Venue):
         """Queue a new order; it arrives after the latency and is accepted or rejected then."""
         self._venue_ids += 1
         sim = _SimOrder(order, self._venue_ids)
-        self._orders[order.client_order_id] = sim
-        self._queue(order.instrument_id, _SUBMIT, sim, None)
+        self._orders[sim.coid] = sim
+        pending = self._pending.get(order.instrument_id)
+        if pending is not None and not self._alerts:
+            pending.append((self.clock.now_ns() + self._latency, _SUBMIT, sim, None))  # _queue, inlined
+        else:
+            self._queue(order.instrument_id, _SUBMIT, sim, None)
 
     def cancel(self, order: Order) -> None:
         """Queue a cancel; on arrival a working order is canceled (a closed one is left alone)."""
