@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import time
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _CACHE_PREFIX = "features-"
+#: A cache directory of another source version is removed once unused for this long (seconds).
+_STALE_AFTER_S = 3600.0
 
 
 def _sources_hash(root: Path = _PACKAGE_DIR) -> str:
@@ -47,10 +51,35 @@ def _configure_cache() -> Path:
     else:
         target = (Path(user) if user else _default_base()) / name
     os.environ["NUMBA_CACHE_DIR"] = str(target)
+    _prune_stale(target)
     from numba.core import config as numba_config
 
     numba_config.CACHE_DIR = str(target)
     return target
+
+
+def _prune_stale(current: Path, now: float | None = None) -> list[Path]:
+    """Remove sibling cache directories of other source versions left unused for an hour.
+
+    Every edit of a kernel source makes a new keyed directory; without pruning they
+    pile up (hundreds of MB in a working checkout). A directory still in use by a
+    running process of an older version is spared by the age rule; deleting one in
+    use would only cost that process a recompile, never a wrong result.
+    """
+    cutoff = (time.time() if now is None else now) - _STALE_AFTER_S
+    removed = []
+    try:
+        siblings = list(current.parent.glob(_CACHE_PREFIX + "*"))
+    except OSError:
+        return removed
+    for path in siblings:
+        try:
+            if path != current and path.is_dir() and path.stat().st_mtime < cutoff:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
 
 
 _CACHE_DIR = _configure_cache()
