@@ -12,11 +12,11 @@ import pytest
 from loguru import logger
 
 from tradebus.adapters.bybit.parse import BybitParser, instrument_symbol
-from tradebus.adapters.bybit.schemas import BybitBook
-from tradebus.adapters.bybit.sync import BybitBookSync, check_update_id
+from tradebus.adapters.bybit.sync import BybitRule, is_snapshot
 from tradebus.adapters.common.recorder import read_frames
+from tradebus.adapters.common.sync import Verdict
 from tradebus.engine.messages import Bar, BookDelta, BookResynced, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
-from tradebus.errors import ConfigError, CrossedBook, ParseError, SequenceGap
+from tradebus.errors import ConfigError, ParseError
 
 FIX = Path(__file__).parent.parent / "fixtures" / "bybit"
 CAPTURE = FIX / "bybit_v5_public_2026-08-09.jsonl.gz"
@@ -41,11 +41,29 @@ def topic_frames(frames: list[tuple[int, str]], topic: str, kind: str | None = N
     return [i for i, (_, r) in enumerate(frames) if tag in r and (kind is None or f'"type":"{kind}"' in r)]
 
 
-def snapshot_frame(sync: BybitBookSync, topic: str, u: int, ts: int = 1) -> str:
-    bids, asks = sync.state()
+def state(parser: BybitParser, topic: str) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """Every level of the book of ``topic``, best first."""
+    sync = parser.book(topic)
+    assert sync is not None
+    return [tuple(r) for r in sync.book.bids().tolist()], [tuple(r) for r in sync.book.asks().tolist()]
+
+
+def last_u(parser: BybitParser, topic: str) -> int:
+    sync = parser.book(topic)
+    assert sync is not None
+    return sync.book.last_seq
+
+
+def snapshot_frame(parser: BybitParser, topic: str, u: int, ts: int = 1) -> str:
+    bids, asks = state(parser, topic)
     data = {"s": topic.rsplit(".", 1)[1], "b": [[repr(p), repr(s)] for p, s in bids],
             "a": [[repr(p), repr(s)] for p, s in asks], "u": u, "seq": 1}
     return json.dumps({"topic": topic, "type": "snapshot", "ts": ts, "data": data})
+
+
+def book_frame(kind: str, u: int, b: list[list[str]], a: list[list[str]], topic: str = "orderbook.50.X") -> str:
+    data = {"s": topic.rsplit(".", 1)[1], "b": b, "a": a, "u": u, "seq": 1}
+    return json.dumps({"topic": topic, "type": kind, "ts": u, "data": data})
 
 
 @pytest.fixture
@@ -95,9 +113,9 @@ def test_ob500_dump_snapshot_and_49_deltas() -> None:
     parser = BybitParser("linear")
     msgs = replay(parser, [(t, r) for t, _, r in read_frames(OB500)])
     assert Counter(type(m).__name__ for m in msgs) == {"BookSnapshot": 1, "BookDelta": 49}
-    sync = parser.book("orderbook.500.XRPUSDT")
-    assert (len(sync.bids), len(sync.asks)) == (500, 500)
-    assert sync.best_bid() < sync.best_ask()
+    book = parser.book("orderbook.500.XRPUSDT").book
+    assert (book.n_bids, book.n_asks) == (500, 500)
+    assert book.best_bid()[0] < book.best_ask()[0]
 
 
 def test_instrument_ids_distinguish_spot_and_linear() -> None:
@@ -195,26 +213,43 @@ def test_invalid_frames_raise_parse_error_naming_the_frame(raw: str) -> None:
 # --------------------------------------------------------------------------- book rules
 
 
-def book(u: int, b: list[list[str]], a: list[list[str]]) -> BybitBook:
-    return BybitBook(s="X", b=b, a=a, u=u)
+def delta(u: int) -> BookDelta:
+    empty = np.empty((0, 2))
+    return BookDelta("X.BYBIT", 1, 1, empty, np.array([[100.0, 1.0]]), u, u, u - 1)
 
 
 def test_update_id_rule() -> None:
-    check_update_id(10, 11, "t")
+    rule = BybitRule("t")
+    rule.reset(BookSnapshot("X.BYBIT", 1, 1, np.array([[99.0, 1.0]]), np.array([[101.0, 1.0]]), 10))
+    assert rule.check(delta(11)) is Verdict.APPLY
     for u in (10, 12, 9):
-        with pytest.raises(SequenceGap, match=f"u={u} after u=10"):
-            check_update_id(10, u, "t")
-    with pytest.raises(SequenceGap, match="before any snapshot"):
-        check_update_id(None, 5, "t")
+        assert rule.check(delta(u)) is Verdict.GAP
+        assert f"u={u} after u=10, expected u=11" in rule.gap_reason(delta(u))
+    assert "repeated" in rule.gap_reason(delta(10)) and "missing" in rule.gap_reason(delta(12))
 
 
-def test_crossed_delta_is_rolled_back() -> None:
-    sync = BybitBookSync("t")
-    sync.apply_snapshot(book(5, [["99", "1"]], [["101", "1"]]))
-    before = sync.state()
-    with pytest.raises(CrossedBook, match="u=6"):
-        sync.apply_delta(book(6, [["101.5", "1"]], []))
-    assert sync.state() == before and sync.last_u == 5
+def test_u_equal_1_or_snapshot_type_replaces_the_book() -> None:
+    assert is_snapshot("snapshot", 500) and is_snapshot("delta", 1)
+    assert not is_snapshot("delta", 2)
+
+
+def test_crossed_delta_stops_the_book_until_a_snapshot() -> None:
+    parser = BybitParser("linear")
+    parser.parse_frame(book_frame("snapshot", 5, [["99", "1"]], [["101", "1"]]), 1)
+    assert parser.parse_frame(book_frame("delta", 6, [["101.5", "1"]], []), 2) == []
+    assert not parser.book_in_sync("orderbook.50.X")
+    assert "crossed book after delta seq=6" in parser.resync_requests[0][1]
+    assert parser.parse_frame(book_frame("delta", 7, [["98", "1"]], []), 3) == []
+    out = parser.parse_frame(book_frame("snapshot", 9, [["99", "1"]], [["101", "2"]]), 4)
+    assert [type(m) for m in out] == [BookSnapshot, BookResynced] and "crossed" in out[1].reason
+    assert state(parser, "orderbook.50.X") == ([(99.0, 1.0)], [(101.0, 2.0)])
+
+
+def test_crossed_snapshot_is_refused_and_asks_for_another() -> None:
+    parser = BybitParser("linear")
+    assert parser.parse_frame(book_frame("snapshot", 5, [["102", "1"]], [["101", "1"]]), 1) == []
+    assert not parser.book_in_sync("orderbook.50.X")
+    assert parser.resync_requests[0][0] == "orderbook.50.X" and "crossed" in parser.resync_requests[0][1]
 
 
 def test_skipped_delta_triggers_resync_and_snapshot_restores() -> None:
@@ -226,15 +261,15 @@ def test_skipped_delta_triggers_resync_and_snapshot_restores() -> None:
     parser = BybitParser("linear")
     replay(parser, frames[:skip])
     out = replay(parser, frames[skip + 1 : deltas[60]])
-    assert parser.resync_requests[0][:2] == (TOPIC, "BTCUSDT")
-    assert "expected u=" in parser.resync_requests[0][2]
+    assert parser.resync_requests[0][0] == TOPIC
+    assert "expected u=" in parser.resync_requests[0][1]
     assert not any(isinstance(m, BookDelta) and m.instrument_id == "BTCUSDT-LINEAR.BYBIT" for m in out)
-    fresh = snapshot_frame(reference.book(TOPIC), TOPIC, reference.book(TOPIC).last_u)
+    fresh = snapshot_frame(reference, TOPIC, last_u(reference, TOPIC))
     msgs = parser.parse_frame(fresh, 1)
     assert [type(m) for m in msgs] == [BookSnapshot, BookResynced]
     replay(reference, frames[deltas[60] :])
     replay(parser, frames[deltas[60] :])
-    assert parser.book(TOPIC).state() == reference.book(TOPIC).state()
+    assert state(parser, TOPIC) == state(reference, TOPIC)
 
 
 def test_snapshot_mid_stream_resets_the_book() -> None:
@@ -242,12 +277,12 @@ def test_snapshot_mid_stream_resets_the_book() -> None:
     deltas = topic_frames(frames, TOPIC, "delta")
     parser = BybitParser("linear")
     replay(parser, frames[: deltas[30]])
-    sync = parser.book(TOPIC)
     raw = json.dumps({"topic": TOPIC, "type": "snapshot", "ts": 5,
-                      "data": {"s": "BTCUSDT", "b": [["60000", "1"]], "a": [["60001", "2"]], "u": sync.last_u, "seq": 1}})
+                      "data": {"s": "BTCUSDT", "b": [["60000", "1"]], "a": [["60001", "2"]], "u": last_u(parser, TOPIC),
+                               "seq": 1}})
     msgs = parser.parse_frame(raw, 9)
     assert [type(m) for m in msgs] == [BookSnapshot]
-    assert parser.book(TOPIC).state() == ([(60000.0, 1.0)], [(60001.0, 2.0)])
+    assert state(parser, TOPIC) == ([(60000.0, 1.0)], [(60001.0, 2.0)])
     assert parser.resync_requests == []
 
 
@@ -260,10 +295,10 @@ def test_delta_with_u_equal_1_is_a_reset_snapshot() -> None:
                       "data": {"s": "BTCUSDT", "b": [["60000", "1"]], "a": [["60001", "2"]], "u": 1, "seq": 1}})
     (snap,) = parser.parse_frame(raw, 9)
     assert isinstance(snap, BookSnapshot) and snap.last_seq == 1
-    assert parser.book(TOPIC).state() == ([(60000.0, 1.0)], [(60001.0, 2.0)])
+    assert state(parser, TOPIC) == ([(60000.0, 1.0)], [(60001.0, 2.0)])
     raw2 = raw.replace('"u": 1', '"u": 2').replace('"60000", "1"', '"60000", "0"').replace('"type": "delta"', '"type": "delta"')
     (delta,) = parser.parse_frame(raw2, 10)
-    assert isinstance(delta, BookDelta) and parser.book(TOPIC).state() == ([], [(60001.0, 2.0)])
+    assert isinstance(delta, BookDelta) and state(parser, TOPIC) == ([], [(60001.0, 2.0)])
 
 
 def test_garbled_frame_raises_and_leaves_book_untouched() -> None:
@@ -271,15 +306,29 @@ def test_garbled_frame_raises_and_leaves_book_untouched() -> None:
     deltas = topic_frames(frames, TOPIC, "delta")
     parser = BybitParser("linear")
     replay(parser, frames[: deltas[5]])
-    before = parser.book(TOPIC).state()
+    before = state(parser, TOPIC)
     raw = frames[deltas[5]][1]
     with pytest.raises(ParseError, match="orderbook.200.BTCUSDT"):
         parser.parse_frame(raw[: len(raw) // 2], 1)
-    assert parser.book(TOPIC).state() == before
-    # the lost delta shows up as a u gap on the next one
-    parser.parse_frame(frames[deltas[6]][1], 2)
-    assert "expected u=" in parser.resync_requests[0][2]
-    assert parser.book(TOPIC).state() == before
+    # the frame names its topic: the book knows it lost a message and resyncs at once
+    assert parser.resync_requests == [(TOPIC, "undecodable book message")]
+    assert state(parser, TOPIC) == before and not parser.book_in_sync(TOPIC)
+    assert parser.parse_frame(frames[deltas[6]][1], 2) == []  # nothing until the fresh snapshot
+    assert state(parser, TOPIC) == before and len(parser.resync_requests) == 1
+
+
+def test_garbled_frame_without_a_readable_topic_is_detected_as_a_gap_by_the_next_delta() -> None:
+    frames = capture("linear")
+    deltas = topic_frames(frames, TOPIC, "delta")
+    parser = BybitParser("linear")
+    replay(parser, frames[: deltas[5]])
+    before = state(parser, TOPIC)
+    with pytest.raises(ParseError, match="Bybit frame"):
+        parser.parse_frame(frames[deltas[5]][1].replace('"topic"', '"topi', 1), 1)
+    assert parser.book_in_sync(TOPIC) and parser.resync_requests == []
+    assert parser.parse_frame(frames[deltas[6]][1], 2) == []
+    assert "expected u=" in parser.resync_requests[0][1]
+    assert state(parser, TOPIC) == before and not parser.book_in_sync(TOPIC)
 
 
 def _mutate(raw: str, rng: random.Random) -> str:
@@ -308,28 +357,32 @@ def test_fuzzed_real_frames_are_parsed_or_rejected_never_corrupting_the_book() -
         reference.parse_frame(raw, t)
         if '"topic":"orderbook' in raw and '"type":"delta"' in raw and rng.random() < 0.5:
             topic = json.loads(raw)["topic"]
-            before = parser.book(topic).state()
-            last_u = parser.book(topic).last_u
+            previous_u = last_u(parser, topic)
+            in_sync = parser.book_in_sync(topic)
             mutated = _mutate(raw, rng)
             try:
-                parser.parse_frame(mutated, t)
+                out = parser.parse_frame(mutated, t)
             except ParseError as exc:
                 assert "Bybit" in str(exc)
                 rejected += 1
-            sync = parser.book(topic)
-            if sync.state() != before:
-                # only an accepted delta (u continued) or a u == 1 reset may change the book
-                assert sync.last_u in (last_u + 1, 1)
-            assert sync.best_bid() < sync.best_ask() or not len(sync.bids) or not len(sync.asks)
+                out = []
+            for m in out:
+                # only an accepted delta (u continued) or a u == 1 reset is emitted
+                assert isinstance(m, BookDelta) and in_sync and m.last_seq == previous_u + 1 or (
+                    isinstance(m, BookSnapshot) and m.last_seq == 1
+                )
+            book = parser.book(topic).book
+            if parser.book_in_sync(topic) and book.n_bids and book.n_asks:
+                assert book.best_bid()[0] < book.best_ask()[0]
         try:
             parser.parse_frame(raw, t)
         except ParseError:
             pytest.fail(f"real frame rejected after fuzzing: {raw[:80]}")
-        for topic, _, _ in parser.resync_requests[served:]:
+        for topic, _ in parser.resync_requests[served:]:
             served += 1  # the client resubscribes; Bybit sends the current book
-            ref = reference.book(topic)
-            if ref is not None:  # a mutated topic name has no real book behind it
-                parser.parse_frame(snapshot_frame(ref, topic, ref.last_u), t)
+            if reference.book(topic) is not None:  # a mutated topic name has no real book behind it
+                parser.parse_frame(snapshot_frame(reference, topic, last_u(reference, topic)), t)
     assert rejected > 100 and served > 10
     for topic in {json.loads(r)["topic"] for _, r in frames if '"topic":"orderbook' in r}:
-        assert parser.book(topic).state() == reference.book(topic).state()
+        assert parser.book_in_sync(topic)
+        assert state(parser, topic) == state(reference, topic)

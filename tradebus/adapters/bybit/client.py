@@ -5,31 +5,28 @@ Subscriptions are Bybit topics (``"publicTrade.BTCUSDT"``, ``"orderbook.200.BTCU
 ``{"op": "subscribe", "args": [...]}`` in batches of 10 (Bybit's limit per request
 on spot). Keep-alive: ``{"op": "ping"}`` every ``config.ping_interval_s`` seconds.
 
-Order books follow the update-id rules of :mod:`tradebus.adapters.bybit.sync`. When a
+Order books follow the update-id rule of :mod:`tradebus.adapters.bybit.sync`. When a
 book fails, the client unsubscribes and resubscribes its topic; Bybit answers with a
 snapshot. When the connection drops every book is marked out of sync until the
 snapshot that the resubscription brings, then :class:`~tradebus.engine.messages.BookResynced`
-is emitted. Trades repeated across a reconnect are dropped by trade id ``i``.
+is emitted. Trades repeated across a reconnect are dropped by trade id ``i``. The
+connection logic is :class:`~tradebus.adapters.common.client.StreamBookClient`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
-from loguru import logger
 
 from tradebus.adapters.bybit.config import BybitConfig
 from tradebus.adapters.bybit.parse import BybitParser
-from tradebus.adapters.common.client import Sink, WsClient
+from tradebus.adapters.common.client import Sink, StreamBookClient
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive
 from tradebus.adapters.common.recorder import FrameRecorder
 
 __all__ = ["BybitClient", "bybit_policy", "op_message"]
-
-_BATCH = 10
 
 
 def bybit_policy(config: BybitConfig, seed: int | None = None) -> ConnectionPolicy:
@@ -46,7 +43,7 @@ def op_message(op: str, topics: Iterable[str]) -> str:
     return msgspec.json.encode({"op": op, "args": list(topics)}).decode()
 
 
-class BybitClient(WsClient):
+class BybitClient(StreamBookClient):
     """Bybit public market data of one category (see the module docstring).
 
     Parameters
@@ -67,6 +64,8 @@ class BybitClient(WsClient):
         Receive-time source.
     """
 
+    batch = 10
+
     def __init__(
         self,
         sink: Sink,
@@ -80,49 +79,14 @@ class BybitClient(WsClient):
     ) -> None:
         self.config = config or BybitConfig()
         name = f"{self.config.venue.lower()}-{self.config.category}"
-        super().__init__(name, sink, policy or bybit_policy(self.config), recorder, clock_ns)
-        self.url = url or self.config.ws_url
-        self.parser = BybitParser(self.config.category, self.config.venue, on_resync=self._on_resync)
-        self.resubscriptions = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        policy = policy or bybit_policy(self.config)
+        super().__init__(name, sink, policy, url or self.config.ws_url, recorder, clock_ns)
+        self.parser = BybitParser(self.config.category, self.config.venue, resubscribe=self.resubscribe)
         self.subscriptions.add(topics)
 
     async def subscribe(self, topics: Iterable[str]) -> None:
         """Add topics (sent now if connected, and after every reconnect)."""
-        added = self.subscriptions.add(topics)
-        for i in range(0, len(added), _BATCH):
-            await self.send(op_message("subscribe", added[i : i + _BATCH]))
+        await self.add_subscriptions(topics)
 
-    def connect_url(self) -> str:
-        return self.url
-
-    def subscribe_frames(self) -> list[str]:
-        return [op_message("subscribe", batch) for batch in self.subscriptions.batches(_BATCH)]
-
-    def on_frame(self, raw: str | bytes, recv_ns: int) -> None:
-        sink = self.sink
-        for msg in self.parser.parse_frame(raw, recv_ns):
-            sink(msg)
-
-    def on_disconnected(self, reason: str) -> None:
-        self.parser.invalidate_books(f"connection lost ({reason})")
-
-    async def on_stopped(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def _on_resync(self, topic: str, symbol: str, reason: str) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        task = loop.create_task(self._resubscribe(topic), name=f"bybit-resub:{topic}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _resubscribe(self, topic: str) -> None:
-        self.resubscriptions += 1
-        logger.info("{}: resubscribing {} for a fresh snapshot", self.name, topic)
-        await self.send(op_message("unsubscribe", [topic]))
-        await self.send(op_message("subscribe", [topic]))
+    def op_message(self, op: str, keys: Sequence[str]) -> str:
+        return op_message(op, keys)

@@ -6,11 +6,9 @@
 * ``{"op": "ping"}`` is answered like the linear stream does:
   ``{"success": true, "ret_msg": "pong", "conn_id": ..., "req_id": ..., "op": "ping"}``.
 * Recorded frames belong to their ``topic``; recorded control frames are not replayed.
-* Books: the plugin rebuilds every recorded book from the replayed frames. A
-  subscription made after the book's recorded snapshot went by (resubscribe,
-  reconnect) gets a snapshot (``u`` = last applied ``u``) in place of the next recorded
-  delta of that topic, folded into it (at once when no delta remains); deltas already
-  contained in a snapshot are not re-sent to that session.
+* Books (:class:`~tradebus.adapters.common.local_server.StreamBookProtocol`): the
+  plugin rebuilds every recorded book with a :class:`~tradebus.adapters.bybit.parse.BybitParser`
+  and serves a late subscription a snapshot of it (``u`` = last applied ``u``).
 """
 
 from __future__ import annotations
@@ -21,23 +19,14 @@ from typing import Any
 
 import msgspec
 
-from tradebus.adapters.bybit.schemas import BybitBook
-from tradebus.adapters.bybit.sync import BybitBookSync
-from tradebus.adapters.common.local_server import Session, VenueProtocol
+from tradebus.adapters.bybit.parse import BybitParser
+from tradebus.adapters.common.local_server import Session, StreamBookProtocol
 
 __all__ = ["BybitProtocol"]
 
 
 class _Head(msgspec.Struct):
     topic: str = ""
-    type: str = ""
-    ts: int = 0
-
-
-class _BookFrame(msgspec.Struct):
-    data: BybitBook
-    type: str = ""
-    ts: int = 0
 
 
 class _Request(msgspec.Struct):
@@ -46,7 +35,7 @@ class _Request(msgspec.Struct):
     req_id: str = ""
 
 
-class BybitProtocol(VenueProtocol):
+class BybitProtocol(StreamBookProtocol):
     """Bybit v5 public dialect over a recording of one connection.
 
     Parameters
@@ -60,22 +49,9 @@ class BybitProtocol(VenueProtocol):
     def __init__(self, frames: Sequence[tuple[int, str]]) -> None:
         self._head = msgspec.json.Decoder(_Head)
         self._request = msgspec.json.Decoder(_Request)
-        self._book_frame = msgspec.json.Decoder(_BookFrame, strict=False)
-        self._ordinal: dict[int, tuple[str, int]] = {}
-        counts: dict[str, int] = {}
-        for _, raw in frames:
-            topic = self._head.decode(raw).topic
-            if topic.startswith("orderbook."):
-                counts[topic] = counts.get(topic, 0) + 1
-                self._ordinal[id(raw)] = (topic, counts[topic])
-        self._total = counts
-        self._books: dict[str, BybitBookSync] = {}
-        self._applied: dict[str, int] = {}
-        self._ts: dict[str, int] = {}
-        self._sent_upto: dict[tuple[int, str], int] = {}
-        self._pending: set[tuple[int, str]] = set()
-        self.snapshots_served = 0
+        self._parser = BybitParser("linear")
         self.pings = 0
+        super().__init__(frames)
 
     def on_client_message(self, text: str, session: Session) -> list[str]:
         conn = f"local{session.index}"
@@ -93,43 +69,12 @@ class BybitProtocol(VenueProtocol):
             session.unsubscribe(req.args)
             return replies
         for topic in req.args:
-            book = self._books.get(topic)
-            if book is not None and book.has_snapshot:
-                if self._applied[topic] >= self._total[topic]:
-                    replies.append(self._snapshot(topic, book))
-                    self._sent_upto[(session.index, topic)] = self._applied[topic]
-                    self.snapshots_served += 1
-                else:
-                    self._pending.add((session.index, topic))
+            replies += self.subscribe_book(topic, session)
         session.subscribe(req.args)
         return replies
 
     def topic_of(self, raw: str) -> str | None:
         return self._head.decode(raw).topic or "control"
-
-    def render(self, raw: str, session: Session) -> str | None:  # type: ignore[override]
-        """The frame for this session; ``None`` (not sent) for deltas its snapshot already holds."""
-        entry = self._ordinal.get(id(raw))
-        if entry is None:
-            return raw
-        topic, ordinal = entry
-        marker = (session.index, topic)
-        if marker in self._pending:
-            if ordinal <= self._applied.get(topic, 0):
-                return None
-            self._apply(raw, topic, ordinal)
-            self._pending.discard(marker)
-            self._sent_upto[marker] = ordinal
-            self.snapshots_served += 1
-            return self._snapshot(topic, self._books[topic])
-        if ordinal <= self._sent_upto.get(marker, 0):
-            return None
-        return raw
-
-    def on_sent(self, raw: str) -> None:
-        entry = self._ordinal.get(id(raw))
-        if entry is not None and entry[1] > self._applied.get(entry[0], 0):
-            self._apply(raw, *entry)
 
     def unknown_message(self) -> str:
         return '{"topic":"brandNewTopic.BTCUSDT","type":"snapshot","ts":1,"data":{"x":"1"}}'
@@ -140,25 +85,25 @@ class BybitProtocol(VenueProtocol):
         frame["data"][field_name] = value
         return json.dumps(frame)
 
-    def _apply(self, raw: str, topic: str, ordinal: int) -> None:
-        frame = self._book_frame.decode(raw)
-        book = self._books.get(topic)
-        if book is None:
-            book = self._books[topic] = BybitBookSync(f"local {topic}")
-        if frame.type == "snapshot" or frame.data.u == 1:
-            book.apply_snapshot(frame.data)
-        else:
-            book.apply_delta(frame.data)
-        self._ts[topic] = frame.ts
-        self._applied[topic] = ordinal
+    # ------------------------------------------------------------------- books
 
-    def _snapshot(self, topic: str, book: BybitBookSync) -> str:
-        bids, asks = book.state()
+    def book_key(self, raw: str) -> str | None:
+        topic = self._head.decode(raw).topic
+        return topic if topic.startswith("orderbook.") else None
+
+    def apply_book(self, key: str, raw: str) -> None:
+        self._parser.parse_frame(raw, 0)
+
+    def book_ready(self, key: str) -> bool:
+        return self._parser.books.in_sync(key)
+
+    def snapshot_frame(self, key: str) -> str:
+        book = self._parser.books.syncs[key].book
         data = {
-            "s": topic.rsplit(".", 1)[1],
-            "b": [[repr(p), repr(s)] for p, s in bids],
-            "a": [[repr(p), repr(s)] for p, s in asks],
-            "u": book.last_u,
+            "s": key.rsplit(".", 1)[1],
+            "b": [[repr(p), repr(s)] for p, s in book.bids().tolist()],
+            "a": [[repr(p), repr(s)] for p, s in book.asks().tolist()],
+            "u": book.last_seq,
             "seq": 0,
         }
-        return json.dumps({"topic": topic, "type": "snapshot", "ts": self._ts.get(topic, 0), "data": data})
+        return json.dumps({"topic": key, "type": "snapshot", "ts": book.ts_event // 1_000_000, "data": data})

@@ -8,59 +8,62 @@ URLs, so the parser is built for one ``category`` and names instruments
 :func:`instrument_symbol`. Times: ``ts_event`` is Bybit's ms time converted to
 ns (trade ``T``, book/ticker ``ts``, kline close), ``ts_init`` the receive time.
 
-Frames decode in two steps: the envelope (:class:`BybitFrame`, ``data`` kept raw),
-then ``data`` with the typed decoder of the topic, found through a per-topic
-cache built on first sight. Unknown topics are skipped with a logged reason;
-undecodable frames raise :class:`~tradebus.errors.ParseError`.
+Decoding: the topic is found with a string search for ``"topic":"`` and looked up in
+the routes built so far; a known topic's frame is decoded in one pass with the typed
+``*Frame`` struct of its kind (the decoded ``topic`` must match, else the frame takes
+the general path). Otherwise (first frame of a topic, control frames, unknown topics)
+the envelope (:class:`BybitFrame`, ``data`` kept raw) is decoded first and the topic
+routed. Unknown topics are skipped with a logged reason; undecodable frames raise
+:class:`~tradebus.errors.ParseError`.
 
-Order books follow :mod:`tradebus.adapters.bybit.sync`; on a failure the book
-drops deltas until a fresh snapshot, and a resync is requested
-(:attr:`BybitParser.resync_requests`, ``on_resync``): the client resubscribes
-the topic, Bybit answers with a snapshot, and :class:`BookResynced` follows it.
+Order books: one :class:`~tradebus.adapters.common.sync.BookSync` (Numba book) per
+topic with :class:`~tradebus.adapters.bybit.sync.BybitRule`, kept by
+:class:`~tradebus.adapters.common.stream_books.StreamBooks`; a failed book emits
+nothing until a fresh snapshot, which the books obtain by resubscribing the topic
+(the client's ``resubscribe``); :class:`BookResynced` follows that snapshot.
 """
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
-import numpy as np
 from loguru import logger
 
-from tradebus.adapters.bybit.schemas import BybitBook, BybitFrame, BybitKline, BybitTrade, TickerFields
-from tradebus.adapters.bybit.sync import BybitBookSync, Level
-from tradebus.engine.messages import (
-    Bar,
-    BookDelta,
-    BookResynced,
-    BookSnapshot,
-    FundingRate,
-    MarkPrice,
-    Quote,
-    Trade,
+from tradebus.adapters.bybit.schemas import (
+    BybitBookFrame,
+    BybitFrame,
+    BybitKlineFrame,
+    BybitTickerFrame,
+    BybitTradeFrame,
 )
-from tradebus.errors import BookError, ConfigError, ParseError
+from tradebus.adapters.bybit.sync import BybitRule, is_snapshot
+from tradebus.adapters.common.dedup import TradeDeduper
+from tradebus.adapters.common.parsing import MS, describe_frame, level_array
+from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks
+from tradebus.adapters.common.sync import BookSync
+from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
+from tradebus.errors import ConfigError, ParseError
 
 __all__ = ["CATEGORIES", "BybitParser", "describe_frame", "instrument_symbol"]
-
-MS = 1_000_000
-"""Nanoseconds per millisecond."""
 
 CATEGORIES = {"spot": "", "linear": "-LINEAR"}
 """Supported categories and the suffix they add to the symbol in instrument ids."""
 
-_QUOTE_FIELDS = frozenset({"bid1Price", "bid1Size", "ask1Price", "ask1Size"})
+_QUOTE_SET = frozenset({"bid1Price", "bid1Size", "ask1Price", "ask1Size"})
 _MARK_FIELDS = frozenset({"markPrice", "indexPrice"})
 _FUNDING_FIELDS = frozenset({"fundingRate", "nextFundingTime"})
-_NUMERIC = _QUOTE_FIELDS | _MARK_FIELDS | _FUNDING_FIELDS
-_EMPTY = np.empty((0, 2), dtype=np.float64)
-_EMPTY.setflags(write=False)
+_NUMERIC = _QUOTE_SET | _MARK_FIELDS | _FUNDING_FIELDS
 _DEDUP_WINDOW = 4096
 _MAX = 1.7976931348623157e308
+_TOPIC = '"topic":"'
+_TOPIC_B = b'"topic":"'
 
-Handler = Callable[[str, str, BybitFrame, int], list]
+Handler = Callable[[Any, str, str, Any, int], list]
+"""``handler(raw, topic, instrument_id, state, recv_ns)``; ``state`` is the topic's own (dedup, ticker, book)."""
+Route = tuple[Handler, str, Any]
 
 
 def instrument_symbol(symbol: str, category: str) -> str:
@@ -77,39 +80,31 @@ def instrument_symbol(symbol: str, category: str) -> str:
     return symbol + suffix
 
 
-def describe_frame(raw: bytes | str, limit: int = 160) -> str:
-    """A short printable excerpt of a frame for error messages."""
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray | memoryview) else str(raw)
-    return repr(text if len(text) <= limit else text[:limit] + f"...(+{len(text) - limit} chars)")
+def _scan_topic(raw: str | bytes) -> str | None:
+    """The value of the first ``"topic":"...`` in ``raw`` (a hint, checked against the decoded frame)."""
+    if isinstance(raw, str):
+        i = raw.find(_TOPIC)
+        if i < 0:
+            return None
+        i += 9
+        return raw[i : raw.find('"', i)]
+    if not isinstance(raw, bytes):
+        return None
+    i = raw.find(_TOPIC_B)
+    if i < 0:
+        return None
+    i += 9
+    return raw[i : raw.find(b'"', i)].decode("utf-8", "replace")
 
 
-class _RecentIds:
-    """The last ``capacity`` trade ids of one instrument (bounded memory dedup)."""
+class _Ticker:
+    """Merged ticker of one symbol: every field as sent, and the numeric ones as floats (``None``: empty)."""
 
-    __slots__ = ("_ids", "_capacity")
+    __slots__ = ("fields", "numbers")
 
-    def __init__(self, capacity: int) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._capacity = capacity
-
-    def seen(self, trade_id: str) -> bool:
-        """Return True if ``trade_id`` was seen recently, else remember it and return False."""
-        ids = self._ids
-        if trade_id in ids:
-            return True
-        ids[trade_id] = None
-        if len(ids) > self._capacity:
-            ids.popitem(last=False)
-        return False
-
-
-class _Book:
-    __slots__ = ("sync", "resync_reason", "dropped")
-
-    def __init__(self, sync: BybitBookSync) -> None:
-        self.sync = sync
-        self.resync_reason = ""
-        self.dropped = 0
+    def __init__(self) -> None:
+        self.fields: dict[str, Any] = {}
+        self.numbers: dict[str, float | None] = {}
 
 
 class BybitParser:
@@ -121,13 +116,14 @@ class BybitParser:
         ``"spot"`` or ``"linear"`` (the URL the connection uses).
     venue
         Venue name in instrument ids.
-    on_resync
-        Called with ``(topic, symbol, reason)`` when a book needs a fresh snapshot.
+    resubscribe
+        Async ``resubscribe(topic)`` of the client: how a failed book gets a fresh
+        snapshot. ``None``: the caller feeds snapshots (playback, tests).
 
     Attributes
     ----------
-    resync_requests
-        ``(topic, symbol, reason)`` of every resync requested, in order.
+    books
+        The order books (``topic`` -> BookSync).
     skipped
         Counts of skipped frames/items by reason.
     """
@@ -137,29 +133,28 @@ class BybitParser:
         category: str = "linear",
         venue: str = "BYBIT",
         *,
-        on_resync: Callable[[str, str, str], None] | None = None,
+        resubscribe: Resubscribe | None = None,
     ) -> None:
         instrument_symbol("", category)
         self.category = category
         self.venue = venue
-        self.on_resync = on_resync
-        self.resync_requests: list[tuple[str, str, str]] = []
         self.skipped: Counter[str] = Counter()
         self._suffix = CATEGORIES[category]
-        self._routes: dict[str, tuple[Handler, str, str] | None] = {}
-        self._books: dict[str, _Book] = {}
-        self._tickers: dict[str, dict[str, Any]] = {}
-        self._trade_ids: dict[str, _RecentIds] = {}
+        self._recv_ns = 0
+        # a BookResynced is stamped with the receive time of the snapshot that ends the resync
+        self.books = StreamBooks(self._rule, resubscribe, clock=lambda: self._recv_ns)
+        self._routes: dict[str, Route | None] = {}
+        self._tickers: dict[str, _Ticker] = {}
         self._frame = msgspec.json.Decoder(BybitFrame)
-        self._trades = msgspec.json.Decoder(list[BybitTrade], strict=False)
-        self._klines = msgspec.json.Decoder(list[BybitKline], strict=False)
-        self._book = msgspec.json.Decoder(BybitBook, strict=False)
-        self._ticker = msgspec.json.Decoder(TickerFields)
-        self._prefixes: dict[str, Handler] = {
-            "publicTrade": self._on_trades,
-            "kline": self._on_klines,
-            "tickers": self._on_tickers,
-            "orderbook": self._on_book,
+        self._trade_frame = msgspec.json.Decoder(BybitTradeFrame, strict=False)
+        self._kline_frame = msgspec.json.Decoder(BybitKlineFrame, strict=False)
+        self._ticker_frame = msgspec.json.Decoder(BybitTickerFrame)
+        self._book_frame = msgspec.json.Decoder(BybitBookFrame, strict=False)
+        self._prefixes: dict[str, Callable[[str, str], Route]] = {
+            "publicTrade": lambda topic, iid: (self._on_trades, iid, TradeDeduper(_DEDUP_WINDOW)),
+            "kline": lambda topic, iid: (self._on_klines, iid, None),
+            "tickers": lambda topic, iid: (self._on_tickers, iid, self._ticker_state(topic[8:])),
+            "orderbook": lambda topic, iid: (self._on_book, iid, self.books.open(topic, iid)),
         }
 
     # ------------------------------------------------------------------ public
@@ -168,19 +163,26 @@ class BybitParser:
         """``"{symbol}{suffix}.{venue}"`` for this parser's category."""
         return f"{symbol}{self._suffix}.{self.venue}"
 
-    def book(self, topic: str) -> BybitBookSync | None:
-        """The book kept for ``topic`` (``"orderbook.200.BTCUSDT"``), ``None`` before its first message."""
-        state = self._books.get(topic)
-        return state.sync if state is not None else None
+    def book(self, topic: str) -> BookSync | None:
+        """The book kept for ``topic`` (``"orderbook.200.BTCUSDT"``), ``None`` before its first message.
+
+        ``.book`` is the Numba order book, ``.synced`` whether it may be read.
+        """
+        return self.books.syncs.get(topic)
 
     def book_in_sync(self, topic: str) -> bool:
         """True if the book of ``topic`` has a snapshot and is not waiting for a resync."""
-        state = self._books.get(topic)
-        return state is not None and state.sync.has_snapshot and not state.resync_reason
+        return self.books.in_sync(topic)
+
+    @property
+    def resync_requests(self) -> list[tuple[str, str]]:
+        """``(topic, reason)`` of every failure that made a book ask for a fresh snapshot, in order."""
+        return self.books.resync_requests
 
     def ticker(self, symbol: str) -> dict[str, Any]:
         """The merged ticker fields of ``symbol`` (snapshot + every delta since), a copy."""
-        return dict(self._tickers.get(symbol, {}))
+        state = self._tickers.get(symbol)
+        return dict(state.fields) if state is not None else {}
 
     def invalidate_books(self, reason: str) -> None:
         """Mark every book as out of sync (e.g. the connection dropped) without requesting a resync.
@@ -189,9 +191,7 @@ class BybitParser:
         after the (re)subscription; that snapshot is followed by a
         :class:`BookResynced` carrying ``reason``.
         """
-        for state in self._books.values():
-            if state.sync.has_snapshot and not state.resync_reason:
-                state.resync_reason = reason
+        self.books.invalidate(reason)
 
     def parse_frame(self, raw: bytes | str, recv_ns: int) -> list:
         """Parse one frame into core messages.
@@ -214,6 +214,24 @@ class BybitParser:
             Not valid JSON, not a Bybit frame, or a known topic with a field of
             the wrong type or an impossible value. Nothing was applied.
         """
+        if isinstance(raw, str):  # _scan_topic inlined: this is the hot path
+            i = raw.find(_TOPIC) + 9
+            topic: str | None = raw[i : raw.find('"', i)] if i > 8 else None
+        else:
+            topic = _scan_topic(raw)
+        route = self._routes.get(topic) if topic is not None else None
+        if route is None:
+            return self._parse_routed(raw, recv_ns)
+        handler, iid, state = route
+        try:
+            return handler(raw, topic, iid, state, recv_ns)
+        except (msgspec.DecodeError, msgspec.ValidationError, ParseError) as exc:
+            raise ParseError(f"Bybit {topic} frame {describe_frame(raw)}: {exc}") from None
+
+    # --------------------------------------------------------------- internals
+
+    def _parse_routed(self, raw: bytes | str, recv_ns: int) -> list:
+        """The general path: decode the envelope, then route by its topic."""
         try:
             frame = self._frame.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -233,25 +251,34 @@ class BybitParser:
                 logger.warning("Bybit {}: skipping topic {!r} (no parser for it)", self.category, topic)
             self.skipped[key] += 1
             return []
-        handler, symbol, iid = route
         if not frame.data:
             raise ParseError(f"Bybit {topic} frame {describe_frame(raw)}: missing 'data'")
+        return self._call(route, raw, topic, recv_ns)
+
+    def _call(self, route: Route, raw: bytes | str, topic: str, recv_ns: int) -> list:
+        handler, iid, state = route
         try:
-            return handler(topic, iid, frame, recv_ns)
+            return handler(raw, topic, iid, state, recv_ns)
         except (msgspec.DecodeError, msgspec.ValidationError, ParseError) as exc:
             raise ParseError(f"Bybit {topic} frame {describe_frame(raw)}: {exc}") from None
 
-    # --------------------------------------------------------------- internals
-
-    def _route(self, topic: str) -> tuple[Handler, str, str] | None:
+    def _route(self, topic: str) -> Route | None:
         parts = topic.split(".")
-        handler = self._prefixes.get(parts[0])
-        if handler is None or len(parts) < 2 or not parts[-1]:
+        make = self._prefixes.get(parts[0])
+        if make is None or len(parts) < 2 or not parts[-1]:
             return None
         if parts[0] in ("kline", "orderbook") and len(parts) != 3:
             return None
-        symbol = parts[-1]
-        return handler, symbol, self.instrument_id(symbol)
+        return make(topic, self.instrument_id(parts[-1]))
+
+    def _rule(self, topic: str) -> BybitRule:
+        return BybitRule(f"BYBIT {self.category} {topic}")
+
+    def _ticker_state(self, symbol: str) -> _Ticker:
+        state = self._tickers.get(symbol)
+        if state is None:
+            state = self._tickers[symbol] = _Ticker()
+        return state
 
     def _on_control(self, frame: BybitFrame, raw: bytes | str) -> None:
         if frame.success is False:
@@ -259,7 +286,7 @@ class BybitParser:
         else:
             logger.debug("Bybit {}: {} ok {}", self.category, frame.op, frame.ret_msg)
 
-    def _on_trades(self, topic: str, iid: str, frame: BybitFrame, recv_ns: int) -> list:
+    def _on_trades(self, raw: bytes | str, topic: str, iid: str, recent: TradeDeduper, recv_ns: int) -> list:
         """``publicTrade.{symbol}``: one Trade per element, deduplicated by trade id ``i``.
 
         Payload::
@@ -269,19 +296,29 @@ class BybitParser:
                        "L": "MinusTick", "i": "a9188a0a-82bc-50de-be60-03eedbe3cdd7", "BT": false,
                        "RPI": false, "seq": 753843954913}]}
         """
+        frame = self._trade_frame.decode(raw)
+        if frame.topic != topic:
+            return self._parse_routed(raw, recv_ns)
+        trades = frame.data
+        if len(trades) == 1:
+            t = trades[0]
+            if not recent.seen(t.i):
+                return [Trade(iid, t.T * MS, recv_ns, t.p, t.v, 1 if t.S == "Buy" else -1, t.i)]
+            new: list[bool] | None = [False]
+        else:
+            new = recent.first_seen([t.i for t in trades])
+            if new is None:  # no duplicate: the usual case
+                return [Trade(iid, t.T * MS, recv_ns, t.p, t.v, 1 if t.S == "Buy" else -1, t.i) for t in trades]
         out = []
-        recent = self._trade_ids.get(iid)
-        if recent is None:
-            recent = self._trade_ids[iid] = _RecentIds(_DEDUP_WINDOW)
-        for t in self._trades.decode(frame.data):
-            if recent.seen(t.i):
+        for t, fresh in zip(trades, new, strict=True):
+            if not fresh:
                 self.skipped["duplicate_trade"] += 1
                 logger.debug("Bybit: duplicate trade {} {} dropped", iid, t.i)
                 continue
             out.append(Trade(iid, t.T * MS, recv_ns, t.p, t.v, 1 if t.S == "Buy" else -1, t.i))
         return out
 
-    def _on_klines(self, topic: str, iid: str, frame: BybitFrame, recv_ns: int) -> list:
+    def _on_klines(self, raw: bytes | str, topic: str, iid: str, state: None, recv_ns: int) -> list:
         """``kline.{interval}.{symbol}``: a Bar per *confirmed* kline (``confirm: true``).
 
         ``ts_event`` is the close time ``end + 1 ms`` (= start + interval; Bybit's
@@ -294,8 +331,11 @@ class BybitParser:
                        "close": "65114.3", "high": "65119.9", "low": "65114.2", "volume": "1.576",
                        "turnover": "102627.995", "confirm": false, "timestamp": 1786310818440}]}
         """
+        frame = self._kline_frame.decode(raw)
+        if frame.topic != topic:
+            return self._parse_routed(raw, recv_ns)
         out = []
-        for k in self._klines.decode(frame.data):
+        for k in frame.data:
             if not k.confirm:
                 self.skipped["unconfirmed_kline"] += 1
                 continue
@@ -304,7 +344,7 @@ class BybitParser:
             out.append(Bar(iid, (k.end + 1) * MS, recv_ns, k.open, k.high, k.low, k.close, k.volume))
         return out
 
-    def _on_tickers(self, topic: str, iid: str, frame: BybitFrame, recv_ns: int) -> list:
+    def _on_tickers(self, raw: bytes | str, topic: str, iid: str, state: _Ticker, recv_ns: int) -> list:
         """``tickers.{symbol}``: merged per symbol; Quote, MarkPrice, FundingRate when their fields change.
 
         Linear sends a ``snapshot`` then ``delta`` frames carrying only the
@@ -313,7 +353,8 @@ class BybitParser:
         ``bid1Price/bid1Size/ask1Price/ask1Size``, MarkPrice from
         ``markPrice``/``indexPrice``, FundingRate from ``fundingRate`` with
         ``nextFundingTime``. Spot tickers carry no best bid/ask nor mark and
-        yield nothing. ``ts_event`` is the frame's ``ts``.
+        yield nothing. ``ts_event`` is the frame's ``ts``. A frame with a bad
+        numeric field is rejected before anything is merged.
 
         Payload (linear delta)::
 
@@ -322,51 +363,56 @@ class BybitParser:
                       "ask1Price": "65114.30", "ask1Size": "10.486"},
              "cs": 753843907770, "ts": 1786310817883}
         """
-        data = self._ticker.decode(frame.data)
-        symbol = topic[8:]
-        for name in _NUMERIC.intersection(data):
+        frame = self._ticker_frame.decode(raw)
+        if frame.topic != topic:
+            return self._parse_routed(raw, recv_ns)
+        data = frame.data
+        touched = _NUMERIC.intersection(data)
+        numbers: dict[str, float | None] = {}
+        for name in touched:
             value = data[name]
             if value == "":
+                numbers[name] = None
                 continue
             try:
                 number = float(value)
             except (TypeError, ValueError):
                 raise ParseError(f"ticker field {name}={value!r}: expected a decimal string") from None
-            if not (-_MAX <= number <= _MAX):
+            if not -_MAX <= number <= _MAX:
                 raise ParseError(f"ticker field {name}={value!r}: expected a finite number")
-        state = self._tickers.get(symbol)
-        if frame.type == "snapshot" or state is None:
-            if state is None and frame.type != "snapshot":
+            numbers[name] = number
+        merged = state.numbers
+        if frame.type == "snapshot" or not state.fields:
+            if not state.fields and frame.type != "snapshot":
                 self.skipped["ticker_delta_before_snapshot"] += 1
-            state = self._tickers[symbol] = {}
-        state.update(data)
-        touched = data.keys()
+            state.fields.clear()
+            merged.clear()
+        state.fields.update(data)
+        merged.update(numbers)
         ts_event = frame.ts * MS
         out: list = []
-        if not _QUOTE_FIELDS.isdisjoint(touched):
-            bp, bs, ap, as_ = (state.get(f, "") for f in ("bid1Price", "bid1Size", "ask1Price", "ask1Size"))
-            if bp and bs and ap and as_:
-                bid, ask = float(bp), float(ap)
-                bid_sz, ask_sz = float(bs), float(as_)
-                if bid > 0.0 and ask > 0.0 and bid_sz >= 0.0 and ask_sz >= 0.0:
-                    out.append(Quote(iid, ts_event, recv_ns, bid, bid_sz, ask, ask_sz))
-                else:
-                    self.skipped["ticker_bad_bbo"] += 1
-            else:
+        get = merged.get
+        if not _QUOTE_SET.isdisjoint(touched):
+            bid, bid_sz, ask, ask_sz = get("bid1Price"), get("bid1Size"), get("ask1Price"), get("ask1Size")
+            if bid is None or bid_sz is None or ask is None or ask_sz is None:
                 self.skipped["ticker_incomplete_bbo"] += 1
+            elif bid > 0.0 and ask > 0.0 and bid_sz >= 0.0 and ask_sz >= 0.0:
+                out.append(Quote(iid, ts_event, recv_ns, bid, bid_sz, ask, ask_sz))
+            else:
+                self.skipped["ticker_bad_bbo"] += 1
         if not _MARK_FIELDS.isdisjoint(touched):
-            mark = state.get("markPrice", "")
-            if mark and float(mark) > 0.0:
-                index = state.get("indexPrice", "")
-                out.append(MarkPrice(iid, ts_event, recv_ns, float(mark), float(index) if index else float("nan")))
+            mark = get("markPrice")
+            if mark is not None and mark > 0.0:
+                index = get("indexPrice")
+                out.append(MarkPrice(iid, ts_event, recv_ns, mark, float("nan") if index is None else index))
         if not _FUNDING_FIELDS.isdisjoint(touched):
-            rate, next_time = state.get("fundingRate", ""), state.get("nextFundingTime", "")
-            if rate and next_time:
-                out.append(FundingRate(iid, ts_event, recv_ns, float(rate), int(float(next_time)) * MS))
+            rate, next_time = get("fundingRate"), get("nextFundingTime")
+            if rate is not None and next_time is not None:
+                out.append(FundingRate(iid, ts_event, recv_ns, rate, int(next_time) * MS))
         return out
 
-    def _on_book(self, topic: str, iid: str, frame: BybitFrame, recv_ns: int) -> list:
-        """``orderbook.{depth}.{symbol}``: BookSnapshot / BookDelta under the update-id rules.
+    def _on_book(self, raw: bytes | str, topic: str, iid: str, sync: BookSync, recv_ns: int) -> list:
+        """``orderbook.{depth}.{symbol}``: BookSnapshot / BookDelta under the update-id rule.
 
         ``type`` ``snapshot`` (or ``u == 1``) replaces the book; ``delta`` must
         continue ``u`` by one. ``first_seq``/``last_seq`` carry ``u``, ``prev_seq`` ``u - 1``.
@@ -378,59 +424,24 @@ class BybitParser:
                       "a": [["65116.60", "0"]], "u": 15076953, "seq": 753843911421},
              "cts": 1786310818027}
         """
-        state = self._books.get(topic)
-        if state is None:
-            state = self._books[topic] = _Book(BybitBookSync(f"BYBIT {self.category} {topic}"))
-        symbol = topic.rsplit(".", 1)[1]
+        books = self.books
         try:
-            msg = self._book.decode(frame.data)
+            frame = self._book_frame.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            self._request_resync(topic, symbol, state, "undecodable book message")
+            books.lost(topic, "undecodable book message")
             raise
-        ts_event = frame.ts * MS
+        if frame.topic != topic:
+            return self._parse_routed(raw, recv_ns)
         if frame.type not in ("snapshot", "delta"):
-            self._request_resync(topic, symbol, state, f"unknown type {frame.type!r}")
+            books.lost(topic, f"unknown type {frame.type!r}")
             raise ParseError(f"book type {frame.type!r}: expected 'snapshot' or 'delta'")
-        if frame.type == "snapshot" or msg.u == 1:
-            try:
-                bids, asks = state.sync.apply_snapshot(msg)
-            except BookError as exc:
-                self._request_resync(topic, symbol, state, str(exc))
-                return []
-            except ParseError:
-                self._request_resync(topic, symbol, state, "malformed snapshot")
-                raise
-            out: list = [BookSnapshot(iid, ts_event, recv_ns, _array(bids), _array(asks), msg.u)]
-            if state.resync_reason:
-                out.append(BookResynced(iid, state.resync_reason, ts_event, recv_ns))
-                logger.info("Bybit {} {}: book resynced after: {}", self.category, topic, state.resync_reason)
-                state.resync_reason = ""
-            return out
-        if state.resync_reason:
-            state.dropped += 1
-            self.skipped["book_dropped"] += 1
-            return []
-        try:
-            bids, asks = state.sync.apply_delta(msg)
-        except BookError as exc:
-            self._request_resync(topic, symbol, state, str(exc))
-            return []
-        except ParseError:
-            self._request_resync(topic, symbol, state, "malformed delta")
-            raise
-        return [BookDelta(iid, ts_event, recv_ns, _array(bids), _array(asks), msg.u, msg.u, msg.u - 1)]
-
-    def _request_resync(self, topic: str, symbol: str, state: _Book, reason: str) -> None:
-        if state.resync_reason:
-            return
-        state.resync_reason = reason
-        logger.warning("Bybit {} {}: book out of sync ({}); requesting a fresh snapshot", self.category, topic, reason)
-        self.resync_requests.append((topic, symbol, reason))
-        if self.on_resync is not None:
-            self.on_resync(topic, symbol, reason)
-
-
-def _array(levels: list[Level]) -> np.ndarray:
-    if not levels:
-        return _EMPTY
-    return np.array(levels, dtype=np.float64)
+        msg = frame.data
+        where = sync.rule.where  # type: ignore[attr-defined]
+        bids = level_array(msg.b, "b", where)
+        asks = level_array(msg.a, "a", where)
+        ts_event = frame.ts * MS
+        self._recv_ns = recv_ns
+        u = msg.u
+        if is_snapshot(frame.type, u):
+            return books.on_snapshot(topic, sync, BookSnapshot(iid, ts_event, recv_ns, bids, asks, u))
+        return books.on_delta(topic, sync, BookDelta(iid, ts_event, recv_ns, bids, asks, u, u, u - 1))

@@ -2,7 +2,9 @@
 
 Field names are Bybit's own. Numeric strings are typed ``float``/``int`` and
 decoded with ``strict=False`` (``"65114.20"`` -> ``65114.2`` in C); constraints
-reject NaN, infinities and non-positive prices. Unknown fields are ignored;
+reject NaN, infinities and non-positive prices. :class:`BybitFrame` is the envelope
+(``data`` kept raw); the ``*Frame`` structs decode a whole push of a known topic in
+one pass (the parser's fast path). Unknown fields are ignored;
 missing required fields or wrong types raise ``msgspec.ValidationError``.
 """
 
@@ -15,13 +17,18 @@ import msgspec
 
 __all__ = [
     "BybitBook",
+    "BybitBookFrame",
     "BybitFrame",
     "BybitInstrument",
     "BybitInstrumentsResponse",
     "BybitKline",
+    "BybitKlineFrame",
     "BybitLotSizeFilter",
     "BybitPriceFilter",
+    "BybitTickerFrame",
     "BybitTrade",
+    "BybitTradeFrame",
+    "TickerFields",
 ]
 
 _MAX = sys.float_info.max
@@ -50,17 +57,18 @@ class BybitFrame(msgspec.Struct):
     req_id: str = ""
 
 
-class BybitTrade(msgspec.Struct, frozen=True):
-    """One element of a ``publicTrade.{symbol}`` push; ``S`` is the taker side, ``i`` the trade id."""
+class BybitTrade(msgspec.Struct, frozen=True, gc=False):
+    """One element of a ``publicTrade.{symbol}`` push; ``S`` is the taker side, ``i`` the trade id.
+
+    Only the fields the parser uses are decoded (``s``, ``L``, ``BT``, ``RPI``, ``seq`` are
+    skipped: fewer objects per trade on the hot path).
+    """
 
     T: Millis
-    s: str
     S: Literal["Buy", "Sell"]
     v: PositiveFloat
     p: PositiveFloat
     i: str
-    BT: bool = False
-    seq: int = -1
 
 
 class BybitKline(msgspec.Struct, frozen=True):
@@ -80,17 +88,54 @@ class BybitKline(msgspec.Struct, frozen=True):
 
 
 class BybitBook(msgspec.Struct, frozen=True):
-    """``data`` of an ``orderbook.{depth}.{symbol}`` push: levels ``[price, size]`` as strings."""
+    """``data`` of an ``orderbook.{depth}.{symbol}`` push: levels ``[price, size]``, strings decoded as numbers."""
 
     s: str
-    b: list[list[str]]
-    a: list[list[str]]
+    b: list[tuple[PositiveFloat, NonNegativeFloat]]
+    a: list[tuple[PositiveFloat, NonNegativeFloat]]
     u: int
     seq: int = -1
 
 
 TickerFields = dict[str, Any]
 """``data`` of a ``tickers.{symbol}`` push: a flat object, every value a string except ``symbol``."""
+
+
+class BybitTradeFrame(msgspec.Struct, frozen=True, gc=False):
+    """A whole ``publicTrade.{symbol}`` push, decoded in one pass (``type``, ``ts`` unused: skipped).
+
+    ``gc=False`` on the ``*Frame`` structs: short-lived, they hold no reference cycle.
+    """
+
+    topic: str
+    data: list[BybitTrade]
+
+
+class BybitKlineFrame(msgspec.Struct, frozen=True, gc=False):
+    """A whole ``kline.{interval}.{symbol}`` push."""
+
+    topic: str
+    data: list[BybitKline]
+    type: str = ""
+    ts: Millis = 0
+
+
+class BybitTickerFrame(msgspec.Struct, frozen=True, gc=False):
+    """A whole ``tickers.{symbol}`` push."""
+
+    topic: str
+    data: TickerFields
+    type: str = ""
+    ts: Millis = 0
+
+
+class BybitBookFrame(msgspec.Struct, frozen=True, gc=False):
+    """A whole ``orderbook.{depth}.{symbol}`` push."""
+
+    topic: str
+    data: BybitBook
+    type: str = ""
+    ts: Millis = 0
 
 
 class BybitPriceFilter(msgspec.Struct, frozen=True):
