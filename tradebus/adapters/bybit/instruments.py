@@ -22,6 +22,7 @@ from loguru import logger
 
 from tradebus.adapters.bybit.parse import instrument_symbol
 from tradebus.adapters.bybit.schemas import BybitInstrument, BybitInstrumentsResponse
+from tradebus.adapters.common.instruments import load_instruments_file
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.errors import DataError, OrderError
 
@@ -107,8 +108,4 @@ def parse_instruments(body: bytes | str, venue: str = "BYBIT") -> dict[str, Inst
 
 def load_instruments(path: str | Path, venue: str = "BYBIT") -> dict[str, Instrument]:
     """:func:`parse_instruments` of a saved response file (errors name the file)."""
-    path = Path(path)
-    try:
-        return parse_instruments(path.read_bytes(), venue)
-    except DataError as exc:
-        raise DataError(f"{path}: {exc}") from None
+    return load_instruments_file(path, parse_instruments, venue)

@@ -42,7 +42,7 @@ from tradebus.adapters.bybit.schemas import (
 from tradebus.adapters.bybit.sync import BybitRule, is_snapshot
 from tradebus.adapters.common.dedup import TradeDeduper
 from tradebus.adapters.common.parsing import MS, describe_frame, level_array
-from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks
+from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks, StreamBooksParser
 from tradebus.adapters.common.sync import BookSync
 from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
 from tradebus.errors import ConfigError, ParseError
@@ -107,7 +107,7 @@ class _Ticker:
         self.numbers: dict[str, float | None] = {}
 
 
-class BybitParser:
+class BybitParser(StreamBooksParser):
     """Stateful parser of one Bybit v5 public connection (books, merged tickers, trade dedup).
 
     Parameters
@@ -174,24 +174,10 @@ class BybitParser:
         """True if the book of ``topic`` has a snapshot and is not waiting for a resync."""
         return self.books.in_sync(topic)
 
-    @property
-    def resync_requests(self) -> list[tuple[str, str]]:
-        """``(topic, reason)`` of every failure that made a book ask for a fresh snapshot, in order."""
-        return self.books.resync_requests
-
     def ticker(self, symbol: str) -> dict[str, Any]:
         """The merged ticker fields of ``symbol`` (snapshot + every delta since), a copy."""
         state = self._tickers.get(symbol)
         return dict(state.fields) if state is not None else {}
-
-    def invalidate_books(self, reason: str) -> None:
-        """Mark every book as out of sync (e.g. the connection dropped) without requesting a resync.
-
-        Updates are dropped until each book's next snapshot, which the venue sends
-        after the (re)subscription; that snapshot is followed by a
-        :class:`BookResynced` carrying ``reason``.
-        """
-        self.books.invalidate(reason)
 
     def parse_frame(self, raw: bytes | str, recv_ns: int) -> list:
         """Parse one frame into core messages.

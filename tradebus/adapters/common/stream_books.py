@@ -25,7 +25,7 @@ from typing import Any
 from tradebus.adapters.common.sync import BookSync, SequenceRule
 from tradebus.engine.messages import BookDelta, BookSnapshot
 
-__all__ = ["Resubscribe", "StreamBooks"]
+__all__ = ["Resubscribe", "StreamBooks", "StreamBooksParser"]
 
 Resubscribe = Callable[[str], Awaitable[None]]
 """Async ``resubscribe(key)``: unsubscribe and subscribe the book stream ``key`` again."""
@@ -160,3 +160,23 @@ def _requester(resubscribe: Resubscribe, key: str) -> Callable[[], Awaitable[Non
         return None  # the snapshot arrives in-stream
 
     return request
+
+
+class StreamBooksParser:
+    """What the OKX and Bybit parsers expose of their :class:`StreamBooks` (``self.books``)."""
+
+    books: StreamBooks
+
+    @property
+    def resync_requests(self) -> list[tuple[str, str]]:
+        """``(book stream key, reason)`` of every failure that made a book ask for a fresh snapshot, in order."""
+        return self.books.resync_requests
+
+    def invalidate_books(self, reason: str) -> None:
+        """Mark every book as out of sync (e.g. the connection dropped) without requesting a resync.
+
+        Updates are dropped until each book's next snapshot, which the venue sends
+        after the (re)subscription; that snapshot is followed by a
+        :class:`~tradebus.engine.messages.BookResynced` carrying ``reason``.
+        """
+        self.books.invalidate(reason)

@@ -86,7 +86,9 @@ class OkxClient(StreamBookClient):
         name = f"{self.config.venue.lower()}-public"
         policy = policy or okx_policy(self.config)
         super().__init__(name, sink, policy, url or self.config.public_url, recorder, clock_ns)
-        self.parser = OkxParser(self.config.venue, verify_checksum=self.config.verify_checksum, resubscribe=self.resubscribe)
+        self.parser = OkxParser(
+            self.config.venue, verify_checksum=self.config.verify_checksum, resubscribe=self.resubscribe
+        )
         self.subscriptions.add(book_key(c, i) for c, i in subscriptions)
 
     async def subscribe(self, pairs: Iterable[tuple[str, str]]) -> None:

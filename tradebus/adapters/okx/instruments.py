@@ -23,6 +23,7 @@ import msgspec
 from loguru import logger
 
 from tradebus.adapters.okx.schemas import OkxInstrument, OkxInstrumentsResponse
+from tradebus.adapters.common.instruments import load_instruments_file
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.errors import DataError, OrderError
 
@@ -97,8 +98,4 @@ def parse_instruments(body: bytes | str, venue: str = "OKX") -> dict[str, Instru
 
 def load_instruments(path: str | Path, venue: str = "OKX") -> dict[str, Instrument]:
     """:func:`parse_instruments` of a saved response file (errors name the file)."""
-    path = Path(path)
-    try:
-        return parse_instruments(path.read_bytes(), venue)
-    except DataError as exc:
-        raise DataError(f"{path}: {exc}") from None
+    return load_instruments_file(path, parse_instruments, venue)

@@ -33,7 +33,7 @@ from loguru import logger
 
 from tradebus.adapters.common.dedup import TradeDeduper
 from tradebus.adapters.common.parsing import MS, describe_frame, level_array
-from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks
+from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks, StreamBooksParser
 from tradebus.adapters.common.sync import BookSync
 from tradebus.adapters.okx.schemas import (
     OkxBbo,
@@ -96,7 +96,7 @@ def candle_close_ms(start_ms: int, bar: str) -> int:
     return round(close.timestamp() * 1000)
 
 
-class OkxParser:
+class OkxParser(StreamBooksParser):
     """Stateful parser of the OKX v5 public stream (books, trade dedup).
 
     Parameters
@@ -173,20 +173,6 @@ class OkxParser:
     def book_in_sync(self, inst_id: str, channel: str = "books") -> bool:
         """True if the book has a snapshot and is not waiting for a resync."""
         return self.books.in_sync(book_key(channel, inst_id))
-
-    @property
-    def resync_requests(self) -> list[tuple[str, str]]:
-        """``("channel:instId", reason)`` of every failure that made a book ask for a fresh snapshot, in order."""
-        return self.books.resync_requests
-
-    def invalidate_books(self, reason: str) -> None:
-        """Mark every book as out of sync (e.g. the connection dropped) without requesting a resync.
-
-        Updates are dropped until each book's next snapshot, which the venue sends
-        after the (re)subscription; that snapshot is followed by a
-        :class:`BookResynced` carrying ``reason``.
-        """
-        self.books.invalidate(reason)
 
     def parse_frame(self, raw: bytes | str, recv_ns: int) -> list:
         """Parse one frame into core messages.
