@@ -56,7 +56,9 @@ follow each other by one)::
         def advance(self, delta):
             self.last = delta.last_seq
 
-Rules here: :class:`BinanceSpotRule`, :class:`BinanceFuturesRule`.
+Rules here: :class:`BinanceSpotRule`, :class:`BinanceFuturesRule`; OKX's
+(:class:`tradebus.adapters.okx.sync.OkxRule`, with the CRC32 in ``verify``) and Bybit's
+(:class:`tradebus.adapters.bybit.sync.BybitRule`) live with their venues.
 """
 
 from __future__ import annotations
