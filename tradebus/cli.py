@@ -1,8 +1,8 @@
 """The ``tradebus`` command line: ``tradebus backtest CONFIG [--out DIR]`` and ``tradebus data ...``.
 
-``tradebus paper CONFIG`` runs the paper-trading daemon (:mod:`tradebus.engine.node`) and
+``tradebus paper CONFIG`` runs the paper-trading daemon (:mod:`tradebus.node.daemon`) and
 ``tradebus replay RECORDING --config CONFIG`` plays a recording of its feeds as a backtest
-(:mod:`tradebus.adapters.playback`).
+(:mod:`tradebus.node.playback`).
 
 ``backtest`` validates the config (before any data is read), checks every data
 row, runs the kernel, and writes ``fills.csv``, ``orders.csv``, ``equity.csv``,
@@ -269,7 +269,7 @@ def paper(
     log_level: Annotated[str, typer.Option(help="Log level on stderr (DEBUG, INFO, WARNING, ...).")] = "INFO",
 ) -> None:
     """Run the paper-trading daemon (live market data, simulated fills) until SIGINT/SIGTERM."""
-    from tradebus.engine.node import run_paper
+    from tradebus.node.daemon import run_paper
 
     logger.remove()
     logger.add(sys.stderr, level=log_level.upper(), format="{time:HH:mm:ss.SSS} {level} {message}")
@@ -289,7 +289,7 @@ def replay(
     log_level: Annotated[str, typer.Option(help="Log level on stderr (DEBUG, INFO, WARNING, ...).")] = "WARNING",
 ) -> None:
     """Play a recording through the venue parsers into the kernel, as a backtest, and write its outputs."""
-    from tradebus.adapters.playback import run_playback
+    from tradebus.node.playback import run_playback
     from tradebus.reports.metrics import compute_metrics
 
     logger.remove()

@@ -313,7 +313,11 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{_loc(error['loc'])}: {message} (got {error.get('input')!r})"
 
 
-def _validation_error(source: str, exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> ConfigError:
+def config_error_from(source: str, exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> ConfigError:
+    """Turn a pydantic ``ValidationError`` into one :class:`ConfigError` naming ``source`` and each field path.
+
+    ``prefix`` is prepended to every field path (e.g. ``("strategy", "params")``).
+    """
     lines = [_describe({**e, "loc": prefix + tuple(e["loc"])}) for e in exc.errors()]
     return ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines))
 
@@ -337,7 +341,7 @@ def parse_config(data: Any, source: str = "<config>", base: Path | None = None) 
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise _validation_error(source, exc) from None
+        raise config_error_from(source, exc) from None
     try:
         cls = resolve_strategy(config.strategy.name)
     except ConfigError as exc:
@@ -345,7 +349,7 @@ def parse_config(data: Any, source: str = "<config>", base: Path | None = None) 
     try:
         params = cls.Params.model_validate(config.strategy.params)
     except ValidationError as exc:
-        raise _validation_error(source, exc, ("strategy", "params")) from None
+        raise config_error_from(source, exc, ("strategy", "params")) from None
     instruments = config.instrument_map()
     try:
         cls.check_params(params, [instruments[i] for i in config.strategy.instruments])

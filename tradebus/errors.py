@@ -13,27 +13,24 @@ Hierarchy::
     │   └── InvalidTransition
     ├── VenueError           a venue (simulated or live) answered with an error
     ├── ParseError           a market-data frame could not be parsed
-    └── BookError            an order book lost integrity
-        ├── SequenceGap      a sequence id was skipped
-        ├── ChecksumMismatch the venue's checksum disagrees with our book
-        └── CrossedBook      best bid >= best ask after an update
-    StaleFeed                a feed went silent longer than allowed
+    └── BookError            an order book was given invalid levels or capacity
+
+A live book that loses integrity (sequence gap, checksum mismatch, crossed book)
+or a feed that goes silent is not an exception: the adapter resynchronises and
+publishes ``BookResynced`` / ``FeedStale`` with the reason (see
+``tradebus.adapters.common.sync``), because a daemon must keep running.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "BookError",
-    "ChecksumMismatch",
     "ConfigError",
-    "CrossedBook",
     "DataError",
     "FeatureError",
     "InvalidTransition",
     "OrderError",
     "ParseError",
-    "SequenceGap",
-    "StaleFeed",
     "TradebusError",
     "VenueError",
 ]
@@ -72,20 +69,4 @@ class ParseError(TradebusError):
 
 
 class BookError(TradebusError):
-    """An order book lost integrity and must be resynchronised."""
-
-
-class SequenceGap(BookError):
-    """A sequence id was skipped between two book updates."""
-
-
-class ChecksumMismatch(BookError):
-    """The venue's book checksum disagrees with the local book."""
-
-
-class CrossedBook(BookError):
-    """Best bid is at or above best ask after an update."""
-
-
-class StaleFeed(TradebusError):
-    """A feed delivered nothing for longer than its allowed silence."""
+    """An order book was given invalid levels or an invalid capacity."""

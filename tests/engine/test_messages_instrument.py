@@ -106,6 +106,6 @@ def test_error_hierarchy_is_pinned() -> None:
         name for name in vars(errors) if isinstance(getattr(errors, name), type)
         and issubclass(getattr(errors, name), Exception) and getattr(errors, name).__module__ == errors.__name__
     )
-    assert issubclass(errors.SequenceGap, errors.BookError)
+    assert issubclass(errors.BookError, errors.TradebusError)
     assert issubclass(errors.InvalidTransition, errors.OrderError)
     assert issubclass(errors.ConfigError, errors.TradebusError)

@@ -17,8 +17,8 @@ import numpy as np
 
 from tradebus.adapters.binance.emulator import split_capture
 from tradebus.adapters.common.recorder import iter_hftbacktest, read_frames
-from tradebus.engine.node import TradingNode
-from tradebus.engine.node_config import PaperConfig, parse_paper_config
+from tradebus.node.daemon import TradingNode
+from tradebus.node.config import PaperConfig, parse_paper_config
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SPOT_CAPTURE = FIXTURES / "binance" / "spot_btcusdt_20240808_head4000.gz"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tradebus.engine.node_config import load_paper_config
+from tradebus.node.config import load_paper_config
 
 from .node_testdata import IID, OKX_IID, OKX_INSTRUMENT, binance_config
 

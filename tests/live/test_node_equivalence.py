@@ -6,8 +6,8 @@ from pathlib import Path
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
-from tradebus.adapters.playback import play
-from tradebus.engine.node import TradingNode
+from tradebus.node.playback import play
+from tradebus.node.daemon import TradingNode
 
 from .node_testdata import (
     SPOT_CAPTURE,

@@ -18,7 +18,7 @@ from tradebus.adapters.bybit.local import BybitProtocol
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
 from tradebus.adapters.okx.local import OkxProtocol
 from tradebus.engine.messages import BookResynced, FeedStale, OrderDenied, OrderSide, SubmitOrder, Trade
-from tradebus.engine.node import TradingNode
+from tradebus.node.daemon import TradingNode
 
 from .node_testdata import (
     BYBIT_IID,

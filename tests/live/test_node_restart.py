@@ -23,7 +23,7 @@ import yaml
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.messages import OrderAccepted, OrderFilled, OrderSide, OrderStatus, OrderSubmitted, SubmitOrder
-from tradebus.engine.node import TradingNode
+from tradebus.node.daemon import TradingNode
 from tradebus.execution.journal import Journal
 from tradebus.features.warmup import warm_up
 

@@ -13,7 +13,7 @@ from loguru import logger
 from typer.testing import CliRunner
 
 from tradebus.adapters.common.recorder import FrameRecorder
-from tradebus.adapters.playback import Playback, detect_format, play, read_recording
+from tradebus.node.playback import Playback, detect_format, play, read_recording
 from tradebus.cli import app
 from tradebus.engine.messages import OrderSide, SubmitOrder
 from tradebus.errors import DataError

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -52,9 +53,10 @@ def _configure_cache() -> Path:
         target = (Path(user) if user else _default_base()) / name
     os.environ["NUMBA_CACHE_DIR"] = str(target)
     _prune_stale(target)
-    from numba.core import config as numba_config
+    if "numba" in sys.modules:  # otherwise Numba reads the environment when it is first imported
+        from numba.core import config as numba_config
 
-    numba_config.CACHE_DIR = str(target)
+        numba_config.CACHE_DIR = str(target)
     return target
 
 

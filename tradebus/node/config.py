@@ -48,7 +48,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
-from tradebus.config import InstrumentConfig, ReportConfig, StrategyConfig, _validation_error
+from tradebus.config import InstrumentConfig, ReportConfig, StrategyConfig, config_error_from
 from tradebus.engine.instrument import Instrument
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
@@ -340,7 +340,7 @@ def parse_paper_config(data: Any, source: str = "<config>", base: Path | None = 
     try:
         config = PaperConfig.model_validate(data)
     except ValidationError as exc:
-        raise _validation_error(source, exc) from None
+        raise config_error_from(source, exc) from None
     try:
         cls = resolve_strategy(config.strategy.name)
     except ConfigError as exc:
@@ -348,7 +348,7 @@ def parse_paper_config(data: Any, source: str = "<config>", base: Path | None = 
     try:
         params = cls.Params.model_validate(config.strategy.params)
     except ValidationError as exc:
-        raise _validation_error(source, exc, ("strategy", "params")) from None
+        raise config_error_from(source, exc, ("strategy", "params")) from None
     instruments = config.instrument_map()
     try:
         cls.check_params(params, [instruments[i] for i in config.strategy.instruments])

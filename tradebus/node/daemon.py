@@ -83,7 +83,6 @@ from tradebus.engine.messages import (
     SubmitOrder,
     Trade,
 )
-from tradebus.engine.node_config import FeedConfig, PaperConfig, dump_paper_config, load_paper_config, venue_symbol
 from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
@@ -91,6 +90,7 @@ from tradebus.execution.journal import Journal
 from tradebus.execution.orders import Order
 from tradebus.execution.simulated import SimulatedVenue
 from tradebus.execution.venue import OrderStatusReport
+from tradebus.node.config import FeedConfig, PaperConfig, dump_paper_config, load_paper_config, venue_symbol
 from tradebus.risk.config import RiskConfig
 from tradebus.risk.gate import RiskGate
 from tradebus.strategies.base import resolve_strategy

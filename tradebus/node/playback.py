@@ -5,8 +5,8 @@ receive time (:mod:`tradebus.adapters.common.recorder`). :func:`play` reads such
 recording and hands each frame to the parsing part of the feed it came from -- the very
 objects the live clients use (:class:`~tradebus.adapters.binance.client.BinanceFeed`,
 :class:`~tradebus.adapters.okx.parse.OkxParser`, :class:`~tradebus.adapters.bybit.parse.BybitParser`)
--- and routes the messages through the daemon's :class:`~tradebus.engine.node.NodeRouter`
-into the daemon's kernel (:func:`~tradebus.engine.node.build_paper_kernel`), with a
+-- and routes the messages through the daemon's :class:`~tradebus.node.daemon.NodeRouter`
+into the daemon's kernel (:func:`~tradebus.node.daemon.build_paper_kernel`), with a
 :class:`~tradebus.engine.clock.SimulatedClock` moved to each frame's recorded receive time.
 So a strategy sees the same messages, with the same ``ts_init``, as the daemon saw live,
 and ``tradebus replay`` writes the outputs of ``tradebus backtest``.
@@ -26,7 +26,7 @@ A frame a parser rejects is skipped and counted (and logged at DEBUG), as live.
 
 Serving a recording
 -------------------
-``python -m tradebus.adapters.playback serve RECORDING --venue binance [--port N]``
+``python -m tradebus.node.playback serve RECORDING --venue binance [--port N]``
 replays a recording on a local WebSocket server speaking the venue's protocol
 (:class:`~tradebus.adapters.common.local_server.LocalVenueServer`), so that a paper
 daemon can be pointed at it (``ws_url: ws://127.0.0.1:N``).
@@ -51,9 +51,9 @@ from loguru import logger
 from tradebus.adapters.common.recorder import iter_hftbacktest, read_frames
 from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.kernel import Kernel, RunResult
-from tradebus.engine.node import Feed, MarketGuard, NodeRouter, build_feeds, build_paper_kernel, write_outputs
-from tradebus.engine.node_config import PaperConfig, load_paper_config
 from tradebus.errors import DataError, ParseError
+from tradebus.node.config import PaperConfig, load_paper_config
+from tradebus.node.daemon import Feed, MarketGuard, NodeRouter, build_feeds, build_paper_kernel, write_outputs
 
 __all__ = ["Playback", "PlaybackStats", "detect_format", "play", "read_recording", "run_playback"]
 
@@ -150,7 +150,7 @@ class Playback:
     Attributes
     ----------
     kernel, router, guard, feeds, clock
-        The parts, as in :class:`~tradebus.engine.node.TradingNode` (``feeds`` without clients).
+        The parts, as in :class:`~tradebus.node.daemon.TradingNode` (``feeds`` without clients).
     stats
         :class:`PlaybackStats`.
     """

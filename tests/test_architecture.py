@@ -1,0 +1,39 @@
+"""The seams of ARCHITECTURE.md: the core never imports an adapter or the daemon."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import tradebus
+
+CORE = ("engine", "features", "strategies", "risk", "execution", "reports")
+OUTSIDE_CORE = ("tradebus.adapters", "tradebus.node", "tradebus.cli")
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_core_packages_never_import_adapters_node_or_cli() -> None:
+    root = Path(tradebus.__file__).parent
+    offenders = []
+    for package in CORE:
+        for path in sorted((root / package).rglob("*.py")):
+            for name in imported_modules(path):
+                if name.startswith(OUTSIDE_CORE):
+                    offenders.append(f"{path.relative_to(root)} imports {name}")
+    assert offenders == []
+
+
+def test_the_check_sees_imports_inside_functions(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from tradebus.adapters.replay import Replay\n")
+    assert "tradebus.adapters.replay" in imported_modules(module)

@@ -1,0 +1,6 @@
+"""The paper (and later live) trading daemon, and playback of its recordings.
+
+This is an integration layer, like the CLI: it wires the venue adapters to the
+kernel. The core (engine, features, strategies, risk, execution) never imports
+an adapter; this package does.
+"""
