@@ -4,7 +4,7 @@ Usage::
 
     NUMBA_CACHE_DIR=.cache/numba .venv/bin/python bench/market_data_latency.py [--json] [--copies N] [--speed X]
 
-A :class:`~tradebus.engine.node.TradingNode` (journal on, decision log to a file, Numba
+A :class:`~tradebus.node.daemon.TradingNode` (journal on, decision log to a file, Numba
 warm-up first) connects to a :class:`~tradebus.adapters.common.local_server.LocalVenueServer`
 that replays the Binance spot BTCUSDT capture of ``tests/fixtures/binance`` (trades and
 bookTicker; the capture is repeated ``--copies`` times with shifted trade ids and times, so
@@ -45,8 +45,8 @@ from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture  #
 from tradebus.adapters.common.local_server import LocalVenueServer  # noqa: E402
 from tradebus.adapters.common.recorder import iter_hftbacktest  # noqa: E402
 from tradebus.engine.messages import OrderAccepted, OrderSubmitted, Trade  # noqa: E402
-from tradebus.engine.node import TradingNode  # noqa: E402
-from tradebus.engine.node_config import parse_paper_config  # noqa: E402
+from tradebus.node.daemon import TradingNode  # noqa: E402
+from tradebus.node.config import parse_paper_config  # noqa: E402
 from tradebus.strategies.base import Strategy  # noqa: E402
 
 CAPTURE = ROOT / "tests" / "fixtures" / "binance" / "spot_btcusdt_20240808_head4000.gz"
