@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, Self, TypeVar
 
 import yaml
 from pydantic import (
@@ -322,12 +322,30 @@ def config_error_from(source: str, exc: ValidationError, prefix: tuple[int | str
     return ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines))
 
 
-def parse_config(data: Any, source: str = "<config>", base: Path | None = None) -> RunConfig:
-    """Validate a config mapping (already parsed from YAML) into a :class:`RunConfig`.
+class _StrategyRunConfig(Protocol):
+    """What :func:`parse_config` needs of a config model (``RunConfig``, ``PaperConfig``)."""
+
+    strategy: StrategyConfig
+
+    def instrument_map(self) -> dict[str, Instrument]: ...
+
+    def resolve_paths(self, base: Path) -> Self: ...
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Self: ...
+
+
+ConfigT = TypeVar("ConfigT", bound=_StrategyRunConfig)
+
+
+def parse_config(
+    data: Any, source: str = "<config>", base: Path | None = None, model: type[ConfigT] = RunConfig  # type: ignore[assignment]
+) -> ConfigT:
+    """Validate a config mapping (already parsed from YAML) into ``model`` (a :class:`RunConfig` by default).
 
     Strategy parameters are validated against the strategy class (which is
     imported by name) and its instruments. Relative paths are resolved against
-    ``base`` when given. No data file is opened.
+    ``base`` when given. No data file is opened. The paper daemon's config uses
+    the same path with its own model.
 
     Raises
     ------
@@ -339,7 +357,7 @@ def parse_config(data: Any, source: str = "<config>", base: Path | None = None) 
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of config sections, got {type(data).__name__}")
     try:
-        config = RunConfig.model_validate(data)
+        config = model.model_validate(data)  # type: ignore[attr-defined]
     except ValidationError as exc:
         raise config_error_from(source, exc) from None
     try:
@@ -361,8 +379,8 @@ def parse_config(data: Any, source: str = "<config>", base: Path | None = None) 
     return config.resolve_paths(base) if base is not None else config
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a YAML run config.
+def load_config(path: str | Path, model: type[ConfigT] = RunConfig) -> ConfigT:  # type: ignore[assignment]
+    """Read and validate a YAML run config (into ``model``, a :class:`RunConfig` by default).
 
     Raises
     ------
@@ -381,11 +399,11 @@ def load_config(path: str | Path) -> RunConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_config(data, str(path), base=path.resolve().parent)
+    return parse_config(data, str(path), base=path.resolve().parent, model=model)
 
 
-def dump_config(config: RunConfig) -> str:
-    """The resolved config as YAML text (defaults filled in, stable key order)."""
+def dump_config(config: BaseModel) -> str:
+    """The resolved config (a :class:`RunConfig` or the paper daemon's) as YAML text (defaults filled in, stable key order)."""
     data = config.model_dump(mode="json")
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
 

@@ -45,10 +45,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
 
-from tradebus.config import InstrumentConfig, ReportConfig, StrategyConfig, config_error_from
+from tradebus.config import InstrumentConfig, ReportConfig, StrategyConfig, dump_config, load_config, parse_config
 from tradebus.engine.instrument import Instrument
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
@@ -325,38 +324,16 @@ class PaperConfig(_Model):
 def parse_paper_config(data: Any, source: str = "<config>", base: Path | None = None) -> PaperConfig:
     """Validate a paper config mapping (parsed YAML) into a :class:`PaperConfig`.
 
-    Strategy parameters are validated against the strategy class and its instruments,
-    as for a backtest config. Relative paths are resolved against ``base`` when given.
+    The same validation as a backtest config (:func:`tradebus.config.parse_config`):
+    strategy parameters against the strategy class and its instruments, relative
+    paths resolved against ``base``.
 
     Raises
     ------
     ConfigError
         Naming ``source`` and the field path of every problem.
     """
-    from tradebus.strategies.base import resolve_strategy
-
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping of config sections, got {type(data).__name__}")
-    try:
-        config = PaperConfig.model_validate(data)
-    except ValidationError as exc:
-        raise config_error_from(source, exc) from None
-    try:
-        cls = resolve_strategy(config.strategy.name)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: strategy.name: {exc}") from None
-    try:
-        params = cls.Params.model_validate(config.strategy.params)
-    except ValidationError as exc:
-        raise config_error_from(source, exc, ("strategy", "params")) from None
-    instruments = config.instrument_map()
-    try:
-        cls.check_params(params, [instruments[i] for i in config.strategy.instruments])
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: strategy.params.{exc}") from None
-    strategy = config.strategy.model_copy(update={"params": params.model_dump(mode="json")})
-    config = config.model_copy(update={"strategy": strategy})
-    return config.resolve_paths(base) if base is not None else config
+    return parse_config(data, source, base, model=PaperConfig)
 
 
 def load_paper_config(path: str | Path) -> PaperConfig:
@@ -367,21 +344,9 @@ def load_paper_config(path: str | Path) -> PaperConfig:
     ConfigError
         Missing or unreadable file, invalid YAML, or any invalid field (named with its path).
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_paper_config(data, str(path), base=path.resolve().parent)
+    return load_config(path, model=PaperConfig)
 
 
 def dump_paper_config(config: PaperConfig) -> str:
     """The resolved config as YAML text (defaults filled in, stable key order)."""
-    data = config.model_dump(mode="json")
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return dump_config(config)

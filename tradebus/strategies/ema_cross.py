@@ -66,7 +66,9 @@ class EmaCross(Strategy):
         Defaults to ``"EmaCross"``.
     """
 
-    Params = EmaCrossParams
+    Params: type[BaseModel] = EmaCrossParams
+    #: Prefix of the feature names and of the decision reasons.
+    label = "ema"
 
     def __init__(
         self,
@@ -79,8 +81,12 @@ class EmaCross(Strategy):
         strategy_id: str | None = None,
     ) -> None:
         super().__init__(instrument_ids, strategy_id=strategy_id)
+        self._setup(fast=fast, slow=slow, mode=mode, quantity=quantity)
+
+    def _setup(self, **values: object) -> None:
+        """Validate the parameters (``ConfigError`` naming each bad one) and reset the state."""
         try:
-            params = EmaCrossParams(fast=fast, slow=slow, mode=mode, quantity=quantity)
+            params = self.Params(**values)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'params'}: {str(e['msg']).removeprefix('Value error, ')}"
@@ -88,29 +94,37 @@ class EmaCross(Strategy):
             )
             raise ConfigError(f"{self.strategy_id}: invalid parameters: {problems}") from None
         self.params = params
-        self.fast_name = f"ema_{params.fast}"
-        self.slow_name = f"ema_{params.slow}"
-        self._low = -params.quantity if params.mode == "long_short" else 0.0
+        self.fast_name = f"{self.label}_{params.fast}"  # type: ignore[attr-defined]
+        self.slow_name = f"{self.label}_{params.slow}"  # type: ignore[attr-defined]
+        self._low = -params.quantity if params.mode == "long_short" else 0.0  # type: ignore[attr-defined]
         self._above: bool | None = None
         self._fast_col = 0
         self._slow_col = 0
         self._view = FeatureView(())
+        #: Crossings acted upon (each one calls ``target_position``).
+        self.decisions = 0
 
     @classmethod
-    def check_params(cls, params: EmaCrossParams, instruments: Sequence[Instrument]) -> None:  # type: ignore[override]
+    def check_params(cls, params: BaseModel, instruments: Sequence[Instrument]) -> None:  # type: ignore[override]
         """The quantity must be a valid order size of the traded instrument."""
         instrument = instruments[0]
-        problem = instrument.validate_order(params.quantity, float("nan"))
+        problem = instrument.validate_order(params.quantity, float("nan"))  # type: ignore[attr-defined]
         if problem is not None:
             raise ConfigError(f"quantity: {problem} for {instrument.instrument_id}")
 
+    def ema_input(self) -> tuple[str, str | None]:
+        """The field the EMAs read and the event that drives them (``None``: inferred, bars)."""
+        return "close", None
+
     def feature_specs(self, instrument_id: str) -> Sequence[FeatureSpec]:
-        """The two EMAs of the close on the traded instrument."""
+        """The two EMAs (of the close here) on the traded instrument."""
         if instrument_id != self.instrument_id:
             return ()
-        return (
-            FeatureSpec(name=self.fast_name, kind="ema", params={"span": self.params.fast}, input="close"),
-            FeatureSpec(name=self.slow_name, kind="ema", params={"span": self.params.slow}, input="close"),
+        field, event = self.ema_input()
+        spans = (self.params.fast, self.params.slow)  # type: ignore[attr-defined]
+        return tuple(
+            FeatureSpec(name=name, kind="ema", params={"span": span}, input=field, on=event)
+            for name, span in zip((self.fast_name, self.slow_name), spans, strict=True)
         )
 
     def on_start(self) -> None:
@@ -122,6 +136,9 @@ class EmaCross(Strategy):
 
     def on_bar(self, bar: Bar) -> None:
         """Act on a crossing of the two EMAs at this bar's close."""
+        self._decide()
+
+    def _decide(self) -> None:
         row = self._view.row
         fast = row[self._fast_col]
         slow = row[self._slow_col]
@@ -137,10 +154,11 @@ class EmaCross(Strategy):
         self._above = above
         if previous is None:
             return
+        self.decisions += 1
         if above:
-            self.target_position(self.instrument_id, self.params.quantity, reason="ema fast crossed above slow")
+            self.target_position(self.instrument_id, self.params.quantity, reason=f"{self.label} fast crossed above slow")  # type: ignore[attr-defined]
         else:
-            self.target_position(self.instrument_id, self._low, reason="ema fast crossed below slow")
+            self.target_position(self.instrument_id, self._low, reason=f"{self.label} fast crossed below slow")
 
     def on_order_denied(self, event: OrderDenied) -> None:
         """Log a denial; the next crossing tries again."""

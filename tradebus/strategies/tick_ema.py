@@ -25,12 +25,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tradebus.engine.cache import FeatureView
-from tradebus.engine.instrument import Instrument
-from tradebus.engine.messages import OrderDenied, Quote, Trade
-from tradebus.errors import ConfigError
-from tradebus.features.spec import FeatureSpec
+from tradebus.engine.messages import Quote, Trade
 from tradebus.strategies.base import Strategy
+from tradebus.strategies.ema_cross import EmaCross
 
 __all__ = ["TickEmaCross", "TickEmaCrossParams"]
 
@@ -53,7 +50,7 @@ class TickEmaCrossParams(BaseModel):
         return self
 
 
-class TickEmaCross(Strategy):
+class TickEmaCross(EmaCross):
     """Long/short (or long/flat) on EMA crossovers of trade prices or quote mids.
 
     Parameters
@@ -74,6 +71,8 @@ class TickEmaCross(Strategy):
     """
 
     Params = TickEmaCrossParams
+    label = "tick_ema"
+    on_bar = Strategy.on_bar  # bars are not this strategy's source
 
     def __init__(
         self,
@@ -86,76 +85,19 @@ class TickEmaCross(Strategy):
         quantity: float,
         strategy_id: str | None = None,
     ) -> None:
-        super().__init__(instrument_ids, strategy_id=strategy_id)
-        params = TickEmaCrossParams(fast=fast, slow=slow, source=source, mode=mode, quantity=quantity)
-        self.params = params
-        self.fast_name = f"tick_ema_{params.fast}"
-        self.slow_name = f"tick_ema_{params.slow}"
-        self._low = -params.quantity if params.mode == "long_short" else 0.0
-        self._above: bool | None = None
-        self._fast_col = 0
-        self._slow_col = 0
-        self._view = FeatureView(())
-        #: Crossings acted upon (each one calls ``target_position``).
-        self.decisions = 0
+        Strategy.__init__(self, instrument_ids, strategy_id=strategy_id)
+        self._setup(fast=fast, slow=slow, source=source, mode=mode, quantity=quantity)
 
-    @classmethod
-    def check_params(cls, params: TickEmaCrossParams, instruments: Sequence[Instrument]) -> None:  # type: ignore[override]
-        """The quantity must be a valid order size of the traded instrument."""
-        instrument = instruments[0]
-        problem = instrument.validate_order(params.quantity, float("nan"))
-        if problem is not None:
-            raise ConfigError(f"quantity: {problem} for {instrument.instrument_id}")
-
-    def feature_specs(self, instrument_id: str) -> Sequence[FeatureSpec]:
-        """The two EMAs of the trade price (or quote mid) on the traded instrument."""
-        if instrument_id != self.instrument_id:
-            return ()
-        field, event = ("price", "trade") if self.params.source == "trades" else ("mid", "quote")
-        return (
-            FeatureSpec(name=self.fast_name, kind="ema", params={"span": self.params.fast}, input=field, on=event),
-            FeatureSpec(name=self.slow_name, kind="ema", params={"span": self.params.slow}, input=field, on=event),
-        )
-
-    def on_start(self) -> None:
-        """Resolve the feature columns once."""
-        view = self.features()
-        self._fast_col = view.index(self.fast_name)
-        self._slow_col = view.index(self.slow_name)
-        self._view = view
+    def ema_input(self) -> tuple[str, str | None]:
+        """The trade ``price`` on trades, or the quote ``mid`` on quotes."""
+        return ("price", "trade") if self.params.source == "trades" else ("mid", "quote")  # type: ignore[attr-defined]
 
     def on_trade(self, trade: Trade) -> None:
         """Act on a crossing of the EMAs of trade prices (``source="trades"``)."""
-        if self.params.source == "trades" and trade.instrument_id == self.instrument_id:
+        if self.params.source == "trades" and trade.instrument_id == self.instrument_id:  # type: ignore[attr-defined]
             self._decide()
 
     def on_quote(self, quote: Quote) -> None:
         """Act on a crossing of the EMAs of quote mids (``source="quotes"``)."""
-        if self.params.source == "quotes" and quote.instrument_id == self.instrument_id:
+        if self.params.source == "quotes" and quote.instrument_id == self.instrument_id:  # type: ignore[attr-defined]
             self._decide()
-
-    def _decide(self) -> None:
-        row = self._view.row
-        fast = row[self._fast_col]
-        slow = row[self._slow_col]
-        if fast > slow:
-            above = True
-        elif fast < slow:
-            above = False
-        else:  # tie, or an EMA not ready yet (NaN compares false)
-            return
-        previous = self._above
-        if above is previous:
-            return
-        self._above = above
-        if previous is None:
-            return
-        self.decisions += 1
-        if above:
-            self.target_position(self.instrument_id, self.params.quantity, reason="tick ema fast crossed above slow")
-        else:
-            self.target_position(self.instrument_id, self._low, reason="tick ema fast crossed below slow")
-
-    def on_order_denied(self, event: OrderDenied) -> None:
-        """Log a denial; the next crossing tries again."""
-        self.log.warning("order {} denied: {}", event.client_order_id, event.reason)
