@@ -22,10 +22,10 @@ backtest: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+BENCHES := features throughput execution market_data venue_books market_data_latency
+
 bench: $(STAMP)
-	$(PY) bench/features.py
-	$(PY) bench/throughput.py
-	$(PY) bench/market_data.py
+	@for b in $(BENCHES); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .cache runs
