@@ -37,6 +37,7 @@ import math
 import numpy as np
 from numba import njit
 
+from tradebus.features.kernels.stats import _comoments
 from tradebus.features.registry import FeatureKind, Param, register
 
 __all__ = ["AMIHUD", "KINDS", "KYLE_LAMBDA", "SIGNED_VOLUME", "TRADE_IMBALANCE", "VPIN", "dispatch"]
@@ -299,23 +300,9 @@ def kyle_lambda_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: 
     if not full:
         out[0] = np.nan
         return
-    # deviations from the first stored value, then from the mean: exact zeros for constants
-    ky = state[6]
-    kv = state[6 + w]
-    sy = 0.0
-    sv = 0.0
-    for i in range(w):
-        sy += state[6 + i] - ky
-        sv += state[6 + w + i] - kv
-    my = sy / w
-    mv = sv / w
-    svv = 0.0
-    svy = 0.0
-    for i in range(w):
-        dv = (state[6 + w + i] - kv) - mv
-        svv += dv * dv
-        svy += dv * ((state[6 + i] - ky) - my)
-    _emit(state, out, svy / svv if svv > 0.0 else np.nan)
+    # the rolling OLS sums of 'stats' (exact zeros for constants), dp in its x slot, v in its y slot
+    _, _, _, svv, sdv = _comoments(state, w, 6)
+    _emit(state, out, sdv / svv if svv > 0.0 else np.nan)
 
 
 def _kyle_lambda_size(params: np.ndarray) -> int:

@@ -28,6 +28,7 @@ import numpy as np
 from numba import njit
 
 from tradebus.errors import FeatureError
+from tradebus.features.kernels.stats import _hold
 from tradebus.features.registry import FeatureKind, Param, register
 
 __all__ = ["CUSUM", "GARCH", "HMM", "HMM_MAX_STATES", "HURST", "KINDS", "dispatch"]
@@ -38,14 +39,6 @@ GARCH_ID = 302
 HMM_ID = 303
 
 HMM_MAX_STATES = 4
-
-
-@njit(cache=True, _nrt=False)
-def _hold(state: np.ndarray, off: int, out: np.ndarray, n: int) -> None:
-    """Write the stored outputs ``state[off:off+n]`` to ``out`` (NaN while not ready)."""
-    ready = state[0] == 1.0
-    for k in range(n):
-        out[k] = state[off + k] if ready else np.nan
 
 
 # --------------------------------------------------------------------------- CUSUM
