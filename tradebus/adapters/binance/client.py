@@ -22,6 +22,7 @@ FundingRate.
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -248,12 +249,12 @@ class BinanceFeed:
                 logger.warning("binance replay: frame rejected: {}", exc)
 
 
-class DepthFetcher:
+class DepthFetcher(ABC):
     """Base of the REST depth-snapshot fetchers: ``await fetch(symbol)`` returns the raw JSON body."""
 
+    @abstractmethod
     async def fetch(self, symbol: str, limit: int) -> bytes:
         """Raw JSON body of the depth snapshot of ``symbol``."""
-        raise NotImplementedError
 
     async def close(self) -> None:
         """Release the HTTP session."""
