@@ -379,7 +379,18 @@ def _synced(sync: Any) -> Callable[[], bool]:
     return lambda: sync.synced
 
 
-class OkxFeedHandle(Feed):
+class _ParserFeed(Feed):
+    """A feed whose venue parser turns each frame into core messages (``parse_frame``)."""
+
+    parser: OkxParser | BybitParser
+
+    def on_frame(self, raw: str | bytes, recv_ns: int, conn: str) -> None:
+        sink = self.sink
+        for msg in self.parser.parse_frame(raw, recv_ns):
+            sink(msg)
+
+
+class OkxFeedHandle(_ParserFeed):
     """An OKX v5 public feed (``(channel, instId)`` subscriptions; books checked by seqId and CRC32)."""
 
     def __init__(
@@ -409,11 +420,6 @@ class OkxFeedHandle(Feed):
             self.parser = OkxParser(okx.venue, verify_checksum=okx.verify_checksum)
             self.name = f"{okx.venue.lower()}-public"
 
-    def on_frame(self, raw: str | bytes, recv_ns: int, conn: str) -> None:
-        sink = self.sink
-        for msg in self.parser.parse_frame(raw, recv_ns):
-            sink(msg)
-
     def book_checks(self) -> dict[str, Callable[[], bool]]:
         checks: dict[str, Callable[[], bool]] = {}
         parser = self.parser
@@ -429,7 +435,7 @@ def _all_in_sync(test: Callable[[str], bool], keys: list[str]) -> Callable[[], b
     return lambda: all(test(k) for k in keys)
 
 
-class BybitFeedHandle(Feed):
+class BybitFeedHandle(_ParserFeed):
     """A Bybit v5 public feed of one category (topics ``channel.SYMBOL``; books checked by update id)."""
 
     def __init__(
@@ -462,11 +468,6 @@ class BybitFeedHandle(Feed):
             self.client = None
             self.parser = BybitParser(config.market, self.venue_name)
             self.name = f"{self.venue_name.lower()}-{config.market}"
-
-    def on_frame(self, raw: str | bytes, recv_ns: int, conn: str) -> None:
-        sink = self.sink
-        for msg in self.parser.parse_frame(raw, recv_ns):
-            sink(msg)
 
     def book_checks(self) -> dict[str, Callable[[], bool]]:
         checks: dict[str, Callable[[], bool]] = {}
