@@ -41,8 +41,8 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 from loguru import logger  # noqa: E402
 
-from tradebus.adapters.catalog import Catalog  # noqa: E402
-from tradebus.adapters.replay import Replay, ReplaySource  # noqa: E402
+from tradebus.data.catalog import Catalog  # noqa: E402
+from tradebus.data.replay import Replay, ReplaySource  # noqa: E402
 from tradebus.engine.instrument import Instrument  # noqa: E402
 from tradebus.engine.kernel import Kernel  # noqa: E402
 from tradebus.engine.messages import Bar, OrderFilled, OrderSide  # noqa: E402

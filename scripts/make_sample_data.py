@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 from loguru import logger
 
-from tradebus.adapters.catalog import Catalog
-from tradebus.adapters.ingest import parse_interval, read_bars
+from tradebus.data.catalog import Catalog
+from tradebus.data.ingest import parse_interval, read_bars
 from tradebus.errors import DataError
 
 VENUE, MARKET, SYMBOL, DATASET = "coinbase", "spot", "BTC-USD", "bars_4h"
@@ -52,7 +52,7 @@ def _iso(ns: int) -> str:
 def build(source: Path, catalog_root: Path, *, drop_duplicates: bool) -> int:
     """Import ``source`` into ``catalog_root``; return the number of bars written."""
     dropped: list[str] = []
-    sink = logger.add(lambda m: dropped.append(m.record["message"]), level="WARNING", filter="tradebus.adapters.ingest")
+    sink = logger.add(lambda m: dropped.append(m.record["message"]), level="WARNING", filter="tradebus.data.ingest")
     try:
         table = read_bars(source, interval=INTERVAL, duplicates="keep_first" if drop_duplicates else "error")
     finally:

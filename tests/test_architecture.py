@@ -1,4 +1,4 @@
-"""The seams of ARCHITECTURE.md: the core never imports an adapter or the daemon."""
+"""The seams of ARCHITECTURE.md: the core never imports an adapter, data tooling or the daemon."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 import tradebus
 
 CORE = ("engine", "features", "strategies", "risk", "execution", "reports")
-OUTSIDE_CORE = ("tradebus.adapters", "tradebus.node", "tradebus.cli")
+OUTSIDE_CORE = ("tradebus.adapters", "tradebus.data", "tradebus.node", "tradebus.cli")
+# Data tooling sits beside the venue adapters: it may use the core, never a daemon or the main CLI.
+ABOVE_DATA = ("tradebus.node", "tradebus.cli")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -22,7 +24,7 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-def test_core_packages_never_import_adapters_node_or_cli() -> None:
+def test_core_packages_never_import_adapters_data_node_or_cli() -> None:
     root = Path(tradebus.__file__).parent
     offenders = []
     for package in CORE:
@@ -33,7 +35,18 @@ def test_core_packages_never_import_adapters_node_or_cli() -> None:
     assert offenders == []
 
 
+def test_data_tooling_never_imports_node_or_main_cli() -> None:
+    root = Path(tradebus.__file__).parent
+    offenders = [
+        f"{path.relative_to(root)} imports {name}"
+        for path in sorted((root / "data").rglob("*.py"))
+        for name in imported_modules(path)
+        if name.startswith(ABOVE_DATA)
+    ]
+    assert offenders == []
+
+
 def test_the_check_sees_imports_inside_functions(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from tradebus.adapters.replay import Replay\n")
-    assert "tradebus.adapters.replay" in imported_modules(module)
+    module.write_text("def f():\n    from tradebus.data.replay import Replay\n")
+    assert "tradebus.data.replay" in imported_modules(module)

@@ -29,9 +29,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tradebus.adapters.catalog import Catalog
-from tradebus.adapters.data_cli import data_app
-from tradebus.adapters.replay import Replay, ReplaySource
+from tradebus.data.catalog import Catalog
+from tradebus.data.cli import data_app
+from tradebus.data.replay import Replay, ReplaySource
 from tradebus.config import RunConfig, dump_config, load_config, parse_duration
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import ConfigError, DataError, FeatureError, TradebusError

@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tradebus.adapters.catalog import Catalog
-from tradebus.adapters.replay import Replay, ReplayBatch, ReplaySource
+from tradebus.data.catalog import Catalog
+from tradebus.data.replay import Replay, ReplayBatch, ReplaySource
 from tradebus.engine.clock import LiveClock
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel

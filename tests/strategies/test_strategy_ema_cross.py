@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import talib
 
-from tradebus.adapters.replay import Replay, ReplaySource
+from tradebus.data.replay import Replay, ReplaySource
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
 from tradebus.errors import ConfigError

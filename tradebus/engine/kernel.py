@@ -437,7 +437,7 @@ class Kernel:
         Parameters
         ----------
         replay
-            A :class:`tradebus.adapters.replay.Replay` (or anything with the same ``batches()``).
+            A :class:`tradebus.data.replay.Replay` (or anything with the same ``batches()``).
         on_batch
             Called with the number of rows after each batch (progress reporting).
 

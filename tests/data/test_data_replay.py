@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tradebus.adapters.catalog import Catalog
-from tradebus.adapters.replay import Replay, ReplayBatch, ReplaySource
+from tradebus.data.catalog import Catalog
+from tradebus.data.replay import Replay, ReplayBatch, ReplaySource
 from tradebus.engine.messages import Bar, Trade
 from tradebus.errors import DataError
 

@@ -10,8 +10,8 @@ from types import ModuleType
 import pytest
 from loguru import logger
 
-from tradebus.adapters.catalog import Catalog
-from tradebus.adapters.ingest import import_file
+from tradebus.data.catalog import Catalog
+from tradebus.data.ingest import import_file
 from tradebus.errors import DataError
 
 REPO = Path(__file__).resolve().parents[2]

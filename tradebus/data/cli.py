@@ -15,8 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tradebus.adapters.catalog import Catalog, Manifest
-from tradebus.adapters.ingest import format_interval, import_file
+from tradebus.data.catalog import Catalog, Manifest
+from tradebus.data.ingest import format_interval, import_file
 from tradebus.errors import DataError
 
 __all__ = ["DEFAULT_CATALOG", "data_app"]

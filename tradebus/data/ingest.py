@@ -69,7 +69,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from loguru import logger
 
-from tradebus.adapters.catalog import BAR_SCHEMA, TRADE_SCHEMA, Catalog, Manifest, Period
+from tradebus.data.catalog import BAR_SCHEMA, TRADE_SCHEMA, Catalog, Manifest, Period
 from tradebus.errors import DataError
 
 __all__ = [

@@ -14,7 +14,7 @@ so :meth:`Replay.batches` yields the longest runs the order allows and
 same order by construction.
 
 File sources (CSV, Parquet, Coinbase JSON) are read whole and validated by
-:mod:`tradebus.adapters.ingest`, then cut into chunks.
+:mod:`tradebus.data.ingest`, then cut into chunks.
 
 Time filtering keeps rows with ``start_ns <= ts_init <= end_ns`` (both
 inclusive, ``None`` = unbounded); catalog files and row groups outside the
@@ -35,8 +35,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tradebus.adapters.catalog import Catalog, open_parquet, schema_for
-from tradebus.adapters.ingest import read_bars, read_trades, validate_bars, validate_trades
+from tradebus.data.catalog import Catalog, open_parquet, schema_for
+from tradebus.data.ingest import read_bars, read_trades, validate_bars, validate_trades
 from tradebus.engine.messages import Bar, Trade
 from tradebus.errors import DataError
 

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tradebus.adapters import catalog as catalog_module
-from tradebus.adapters.catalog import SCHEMA_VERSION, Catalog, DatasetRef
-from tradebus.adapters.ingest import import_file
+from tradebus.data import catalog as catalog_module
+from tradebus.data.catalog import SCHEMA_VERSION, Catalog, DatasetRef
+from tradebus.data.ingest import import_file
 from tradebus.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"

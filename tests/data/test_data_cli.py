@@ -6,8 +6,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from tradebus.adapters.catalog import Catalog
-from tradebus.adapters.data_cli import data_app
+from tradebus.data.catalog import Catalog
+from tradebus.data.cli import data_app
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 runner = CliRunner()

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from loguru import logger
 
-from tradebus.adapters.catalog import BAR_SCHEMA, TRADE_SCHEMA
-from tradebus.adapters.ingest import (
+from tradebus.data.catalog import BAR_SCHEMA, TRADE_SCHEMA
+from tradebus.data.ingest import (
     detect_interval,
     format_interval,
     parse_interval,

@@ -522,7 +522,7 @@ class Catalog:
             Rows in the stored layout (see module docstring), sorted by ``ts_init``
             (bars: strictly increasing ``ts_event``). Extra columns are dropped;
             types are cast to the stored ones. Values are not re-validated here:
-            use :mod:`tradebus.adapters.ingest` to build tables from files.
+            use :mod:`tradebus.data.ingest` to build tables from files.
         venue, market, symbol, dataset
             Where to put it.
         period
