@@ -73,7 +73,9 @@ def build_replay(config: RunConfig) -> Replay:
         if src.file is not None:
             if not src.file.is_file():
                 raise ConfigError(f"data.sources.{n}.file: no such file {src.file}")
-            sources.append(ReplaySource.from_file(src.file, src.instrument, src.kind, interval=src.interval))
+            sources.append(
+                ReplaySource.from_file(src.file, src.instrument, src.kind, interval=src.interval, bar_time=src.bar_time)
+            )
         else:
             venue, market, symbol, dataset = src.catalog_key
             catalog = Catalog(config.data.catalog)  # type: ignore[arg-type]

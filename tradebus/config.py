@@ -148,7 +148,9 @@ class DataSourceConfig(_Model):
     Give exactly one of ``dataset`` (``"venue/market/symbol/dataset"`` under
     :attr:`DataConfig.catalog`) or ``file``. ``interval`` (``"4h"``) is only
     needed for a bar file whose timestamps are bar *open* times and whose
-    interval cannot be detected from the data.
+    interval cannot be detected from the data. ``bar_time`` says whether a bar
+    file's time column stamps the bar's ``open`` (shifted by the interval to the
+    close) or its ``close``; ``auto`` takes open unless the column is ``ts_event``.
     """
 
     instrument: str = Field(min_length=1)
@@ -156,6 +158,7 @@ class DataSourceConfig(_Model):
     dataset: str | None = None
     file: Path | None = None
     interval: str | None = None
+    bar_time: Literal["auto", "open", "close"] = "auto"
 
     @field_validator("dataset")
     @classmethod

@@ -234,16 +234,16 @@ def test_failed_write_leaves_no_partial_dataset(tmp_path: Path, monkeypatch: pyt
     cat = Catalog(tmp_path)
     cat.write(make_bars(24 * 40), "x", "spot", "S", "bars_1h", "month")
     before = tree_hashes(tmp_path)
-    real_write = catalog_module._write_parquet
+    real_open = catalog_module._open_part_writer
     calls = []
 
-    def fail_on_second(table: pa.Table, path: Path, rows: int, kind: str) -> None:
+    def fail_on_second(path: Path, kind: str) -> pq.ParquetWriter:
         calls.append(path)
         if len(calls) == 2:
             raise OSError("disk full")
-        real_write(table, path, rows, kind)
+        return real_open(path, kind)
 
-    monkeypatch.setattr(catalog_module, "_write_parquet", fail_on_second)
+    monkeypatch.setattr(catalog_module, "_open_part_writer", fail_on_second)
     with pytest.raises(OSError, match="disk full"):
         cat.write(make_bars(24 * 40, start_ns=T0_NS + 60 * DAY_NS), "x", "spot", "S", "bars_1h", "month", mode="append")
     assert tree_hashes(tmp_path) == before
@@ -298,7 +298,10 @@ def test_import_file_uses_default_dataset_name_and_period(tmp_path: Path) -> Non
     )
     assert (manifest.dataset, manifest.period, manifest.rows) == ("bars_4h", "year", 300)
     assert (manifest.gaps, manifest.missing_bars) == (1, 3)
-    assert manifest.notes == ["imported from coinbase_btc-usd_4h_cut.json.gz"]
+    assert manifest.notes == [
+        "imported from coinbase_btc-usd_4h_cut.json.gz",
+        "bar time: 'start' holds bar OPEN times; shifted +4h (detected) to the close stamp (ts_event = open + interval)",
+    ]
     trades = import_file(
         tmp_path, FIXTURES / "btcusdt-trades.parquet", venue="binance", market="spot", symbol="BTCUSDT", kind="trades"
     )

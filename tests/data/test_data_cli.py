@@ -1,9 +1,11 @@
-"""``tradebus data`` commands: import, info/ls, verify; errors exit 1 without a traceback."""
+"""``tradebus data`` commands: import, info/ls, verify; bad data exits 3, bad options 2, without a traceback."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from tradebus.data.catalog import Catalog
@@ -48,12 +50,12 @@ def test_import_trades_with_kind_and_interval_options(tmp_path: Path) -> None:
     assert Catalog(tmp_path).manifest("binance", "spot", "BTCUSDT", "bars_1h").interval_ns == 3_600_000_000_000
 
 
-def test_import_bad_file_exits_1_with_the_message_and_no_traceback(tmp_path: Path) -> None:
+def test_import_bad_file_exits_3_with_the_message_and_no_traceback(tmp_path: Path) -> None:
     code, out = run(
         "import", str(FIXTURES / "bars_high_below_low.csv"), "--venue", "x", "--market", "spot", "--symbol", "S",
         "--catalog", str(tmp_path),
     )
-    assert code == 1
+    assert code == 3  # as `tradebus backtest` and the README: invalid data exits 3
     assert "bars_high_below_low.csv row 17: high 99.0 < low 100.0" in out
     assert "Traceback" not in out
     assert Catalog(tmp_path).datasets() == []
@@ -64,13 +66,13 @@ def test_import_twice_needs_append_or_overwrite(tmp_path: Path) -> None:
             "--catalog", str(tmp_path)]
     assert run(*args)[0] == 0
     code, out = run(*args)
-    assert code == 1 and "dataset exists" in out
+    assert code == 3 and "dataset exists" in out
     code, out = run(*args, "--append")
-    assert code == 1 and "overlap the existing range" in out
+    assert code == 3 and "overlap the existing range" in out
     code, out = run(*args, "--overwrite")
     assert code == 0, out
     code, out = run(*args, "--append", "--overwrite")
-    assert code == 1 and "exclude each other" in out
+    assert code == 2 and "exclude each other" in out
 
 
 def test_verify_reports_a_corrupted_file(tmp_path: Path) -> None:
@@ -81,9 +83,75 @@ def test_verify_reports_a_corrupted_file(tmp_path: Path) -> None:
     part = next(tmp_path.rglob("*.parquet"))
     part.write_bytes(part.read_bytes()[:-1] + b"X")
     code, out = run("verify", "--catalog", str(tmp_path))
-    assert code == 1 and "does not match the manifest" in out
+    assert code == 3 and "does not match the manifest" in out
 
 
 def test_info_on_an_empty_catalog(tmp_path: Path) -> None:
     code, out = run("info", "--catalog", str(tmp_path))
     assert code == 0 and "no datasets" in out
+
+
+# --------------------------------------------------------------------------- issue 7 item 10
+
+TWO_SYMBOLS = FIXTURES / "binance_coinm_trades_two_symbols.csv"
+
+
+def test_import_refuses_a_file_holding_several_symbols_naming_column_and_symbols(tmp_path: Path) -> None:
+    code, out = run(
+        "import", str(TWO_SYMBOLS), "--venue", "binance", "--market", "coinm", "--symbol", "BTCUSD_PERP",
+        "--kind", "trades", "--catalog", str(tmp_path),
+    )
+    assert code == 3, out
+    assert "column 'symbol' holds more than one symbol" in out
+    assert "'BTCUSD_PERP' (row 1)" in out and "'ETHUSD_PERP' (row 5)" in out
+    assert "--split-by symbol" in out
+    assert list(tmp_path.iterdir()) == []  # nothing staged is left behind
+
+
+def test_import_split_by_symbol_writes_one_dataset_per_symbol_equal_to_a_pandas_filter(tmp_path: Path) -> None:
+    code, out = run(
+        "import", str(TWO_SYMBOLS), "--venue", "binance", "--market", "coinm", "--split-by", "symbol",
+        "--kind", "trades", "--catalog", str(tmp_path),
+    )
+    assert code == 0, out
+    reference = pd.read_csv(TWO_SYMBOLS, dtype={"trade_id": str})
+    cat = Catalog(tmp_path)
+    assert [r.symbol for r in cat.datasets()] == ["BTCUSD_PERP", "ETHUSD_PERP"]
+    for symbol, rows in reference.groupby("symbol"):
+        stored = cat.read("binance", "coinm", str(symbol), "trades").to_pandas()
+        assert stored["trade_id"].tolist() == rows["trade_id"].tolist()
+        assert stored["price"].tolist() == rows["price"].tolist()
+        assert (stored["ts_event"] // 1_000_000).tolist() == rows["trade_time_ms"].tolist()
+        assert stored["aggressor"].tolist() == [-1 if m else 1 for m in rows["is_buyer_maker"]]
+
+
+def test_import_bar_time_option_sets_the_shift_and_prints_it(tmp_path: Path) -> None:
+    common = ["import", str(FIXTURES / "bars_valid.csv"), "--venue", "x", "--market", "spot", "--symbol", "S",
+              "--catalog", str(tmp_path)]
+    code, out = run(*common, "--dataset", "as_open", "--bar-time", "open")
+    assert code == 0, out
+    assert "bar time: 'timestamp' holds bar OPEN times; shifted +1h (detected) to the close stamp" in out
+    code, out = run(*common, "--dataset", "as_close", "--bar-time", "close")
+    assert code == 0, out
+    assert "bar time: 'timestamp' holds bar CLOSE times; not shifted" in out
+    cat = Catalog(tmp_path)
+    opened = cat.read("x", "spot", "S", "as_open").column("ts_event").to_numpy()
+    closed = cat.read("x", "spot", "S", "as_close").column("ts_event").to_numpy()
+    assert (opened - closed).tolist() == [3_600_000_000_000] * 20
+    assert closed[0] == 1_704_067_200_000_000_000  # the file's first time, unshifted
+    assert any("not shifted" in n for n in cat.manifest("x", "spot", "S", "as_close").notes)
+    code, out = run(*common, "--dataset", "bad", "--bar-time", "middle")
+    assert code == 2 and "--bar-time 'middle'" in out
+
+
+def test_config_bar_time_reaches_the_replay_of_a_bar_file() -> None:
+    from tradebus.config import DataSourceConfig
+    from tradebus.data.replay import Replay, ReplaySource
+
+    src = DataSourceConfig.model_validate({"instrument": "S.X", "file": str(FIXTURES / "bars_valid.csv"), "bar_time": "close"})
+    for bar_time, first_ns in (("close", 1_704_067_200_000_000_000), ("open", 1_704_070_800_000_000_000)):
+        source = ReplaySource.from_file(src.file, src.instrument, src.kind, interval=src.interval, bar_time=bar_time)
+        first = next(iter(Replay([source]).batches()))
+        assert int(first.ts_event[0]) == first_ns
+    with pytest.raises(ValueError, match="bar_time"):
+        DataSourceConfig.model_validate({"instrument": "S.X", "file": "x.csv", "bar_time": "middle"})

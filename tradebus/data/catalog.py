@@ -51,6 +51,7 @@ from tradebus.errors import DataError
 
 __all__ = [
     "BAR_SCHEMA",
+    "DatasetWriter",
     "SCHEMA_VERSION",
     "TRADE_SCHEMA",
     "Catalog",
@@ -160,6 +161,9 @@ class Manifest(msgspec.Struct, frozen=True):
         Every file, ordered by time.
     notes
         Free text (provenance, cleaning applied).
+    quality
+        Summary of the quality report run on import (``status`` and the count
+        of each finding; ``None`` when none was run).
     """
 
     schema_version: int
@@ -180,6 +184,7 @@ class Manifest(msgspec.Struct, frozen=True):
     row_group_rows: int
     files: list[FileEntry]
     notes: list[str] = []
+    quality: dict[str, object] | None = None
 
     def ref(self) -> DatasetRef:
         """Return the :class:`DatasetRef` of this dataset."""
@@ -233,7 +238,7 @@ def _infer_kind(table: pa.Table) -> str:
     raise DataError(f"cannot tell bars from trades: columns {table.column_names}")
 
 
-def _conform(table: pa.Table, kind: str, name: str) -> pa.Table:
+def _conform(table: pa.Table, kind: str, name: str, offset: int = 0) -> pa.Table:
     """Return ``table`` with exactly the stored columns of ``kind``, types and no metadata."""
     schema = schema_for(kind)
     missing = [f.name for f in schema if f.name not in table.column_names]
@@ -243,7 +248,7 @@ def _conform(table: pa.Table, kind: str, name: str) -> pa.Table:
     for field in schema:
         column = table.column(field.name)
         if column.null_count:
-            row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0]) + 1
+            row = offset + int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0]) + 1
             raise DataError(f"{name} row {row}: {field.name} is missing (null)")
         if column.type != field.type:
             try:
@@ -252,27 +257,6 @@ def _conform(table: pa.Table, kind: str, name: str) -> pa.Table:
                 raise DataError(f"{name}: column {field.name} of type {column.type} is not {field.type}: {exc}") from None
         columns.append(column.combine_chunks())
     return pa.Table.from_arrays(columns, schema=schema)
-
-
-def _check_order(table: pa.Table, kind: str, name: str) -> None:
-    ts_init = table.column("ts_init").to_numpy()
-    if ts_init.size < 2:
-        return
-    step = np.diff(ts_init)
-    bad = np.flatnonzero(step < 0)
-    if bad.size:
-        row = int(bad[0]) + 2
-        raise DataError(
-            f"{name} row {row}: ts_init {int(ts_init[row - 1])} < previous {int(ts_init[row - 2])} (rows must be sorted by time)"
-        )
-    if kind == "bars":
-        ts_event = table.column("ts_event").to_numpy()
-        dup = np.flatnonzero(np.diff(ts_event) <= 0)
-        if dup.size:
-            row = int(dup[0]) + 2
-            raise DataError(
-                f"{name} row {row}: ts_event {int(ts_event[row - 1])} is not after previous bar {int(ts_event[row - 2])}"
-            )
 
 
 def _gap_stats(ts_event: np.ndarray, interval_ns: int) -> tuple[int, int]:
@@ -284,16 +268,15 @@ def _gap_stats(ts_event: np.ndarray, interval_ns: int) -> tuple[int, int]:
     return int(over.size), missing
 
 
-def _write_parquet(table: pa.Table, path: Path, row_group_rows: int, kind: str) -> None:
-    encodings = {"ts_event": "DELTA_BINARY_PACKED", "ts_init": "DELTA_BINARY_PACKED"}
-    pq.write_table(
-        table,
+def _open_part_writer(path: Path, kind: str) -> pq.ParquetWriter:
+    """A Parquet writer with the catalog's fixed, deterministic options."""
+    return pq.ParquetWriter(
         path,
-        row_group_size=row_group_rows,
+        schema_for(kind),
         compression=_COMPRESSION,
         compression_level=_COMPRESSION_LEVEL,
         use_dictionary=["trade_id"] if kind == "trades" else False,
-        column_encoding=encodings,
+        column_encoding={"ts_event": "DELTA_BINARY_PACKED", "ts_init": "DELTA_BINARY_PACKED"},
         write_statistics=True,
         store_schema=False,
     )
@@ -546,162 +529,350 @@ class Catalog:
             Bad columns, unsorted rows, an existing dataset in ``"create"`` mode,
             an overlap or a kind/period/interval mismatch in ``"append"`` mode.
         """
+        kind = kind or _infer_kind(table)
+        with self.writer(
+            venue, market, symbol, dataset, period, kind=kind, interval_ns=interval_ns, mode=mode,
+            row_group_rows=row_group_rows,
+        ) as writer:
+            writer.write(table)
+            return writer.commit(notes)
+
+    def writer(
+        self,
+        venue: str,
+        market: str,
+        symbol: str,
+        dataset: str,
+        period: Period = "day",
+        *,
+        kind: Kind,
+        interval_ns: int | None = None,
+        mode: Literal["create", "append", "overwrite"] = "create",
+        row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+    ) -> DatasetWriter:
+        """Open a :class:`DatasetWriter`: a dataset written batch by batch, swapped in on commit.
+
+        Parameters are those of :meth:`write`. Use it as a context manager: leaving
+        the block without :meth:`DatasetWriter.commit` (or on an exception) removes
+        everything it staged and leaves the catalog as it was.
+        """
+        return DatasetWriter(self, venue, market, symbol, dataset, period, kind, interval_ns, mode, row_group_rows)
+
+def _swap(tmp: Path, base: Path) -> None:
+    """Replace ``base`` by ``tmp``: two renames, the old copy removed last."""
+    if not base.exists():
+        os.rename(tmp, base)
+        return
+    retired = base.parent / f".{base.name}.old-{uuid.uuid4().hex}"
+    os.rename(base, retired)
+    try:
+        os.rename(tmp, base)
+    except BaseException:
+        os.rename(retired, base)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+class DatasetWriter:
+    """A dataset written in batches, in time order, and swapped into the catalog on commit.
+
+    Memory is bounded by one Parquet row group (``row_group_rows`` rows) whatever the
+    dataset's size: rows are buffered until a row group is full, then written, so the
+    files are byte-identical to a one-shot :meth:`Catalog.write` of the same rows
+    however the batches were cut. Partitions are staged in a hidden directory next to
+    the dataset; :meth:`commit` writes the manifest and renames it into place,
+    :meth:`abort` (or leaving the ``with`` block without a commit) removes it.
+
+    Built by :meth:`Catalog.writer`.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        venue: str,
+        market: str,
+        symbol: str,
+        dataset: str,
+        period: Period,
+        kind: Kind,
+        interval_ns: int | None,
+        mode: Literal["create", "append", "overwrite"],
+        row_group_rows: int,
+    ) -> None:
         if period not in _PERIOD_UNITS:
             raise DataError(f"unknown partition period {period!r}; expected one of {sorted(_PERIOD_UNITS)}")
         if row_group_rows < 1:
             raise DataError(f"row_group_rows must be >= 1, got {row_group_rows}")
-        base = self.dataset_dir(venue, market, symbol, dataset)
-        ref = DatasetRef(venue, market, symbol, dataset)
-        name = "/".join(ref.relpath().parts)
-        kind = kind or _infer_kind(table)
-        table = _conform(table, kind, name)
-        _check_order(table, kind, name)
-        if table.num_rows == 0:
-            raise DataError(f"{name}: nothing to write (0 rows)")
-
-        old: Manifest | None = None
-        if self.exists(venue, market, symbol, dataset):
-            if mode == "create":
-                raise DataError(f"{base}: dataset exists; use mode='append' or mode='overwrite'")
-            if mode == "append":
-                old = self.manifest(venue, market, symbol, dataset)
-                self._check_append(old, table, kind, period, interval_ns, base)
-                interval_ns = interval_ns if interval_ns is not None else old.interval_ns
-        elif mode not in ("create", "append", "overwrite"):
+        if mode not in ("create", "append", "overwrite"):
             raise DataError(f"unknown write mode {mode!r}")
-
-        base.parent.mkdir(parents=True, exist_ok=True)
-        tmp = base.parent / f".{dataset}.tmp-{uuid.uuid4().hex}"
-        tmp.mkdir()
+        schema_for(kind)
+        self.base = catalog.dataset_dir(venue, market, symbol, dataset)
+        self.ref = DatasetRef(venue, market, symbol, dataset)
+        self.name = "/".join(self.ref.relpath().parts)
+        self.kind, self.period, self.mode, self.row_group_rows = kind, period, mode, row_group_rows
+        self.interval_ns = interval_ns
+        self.old: Manifest | None = None
+        if catalog.exists(venue, market, symbol, dataset):
+            if mode == "create":
+                raise DataError(f"{self.base}: dataset exists; use mode='append' or mode='overwrite'")
+            if mode == "append":
+                self.old = catalog.manifest(venue, market, symbol, dataset)
+                self._check_append_layout(self.old)
+                self.interval_ns = interval_ns if interval_ns is not None else self.old.interval_ns
+        self.rows = 0
+        self._first_ts: int | None = None
+        self._last_ts_init: int | None = None
+        self._last_ts_event: int | None = None
+        self._entries: list[FileEntry] = []
+        self._taken: set[str] = set()
+        self._part: tuple[np.datetime64, str, pq.ParquetWriter] | None = None
+        self._part_rows = 0
+        self._part_range: tuple[int, int] | None = None
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+        self._done = False
+        self._made_dirs = [d for d in (self.base.parent, *self.base.parent.parents) if not d.exists()]
+        self.base.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.base.parent / f".{dataset}.tmp-{uuid.uuid4().hex}"
+        self._tmp.mkdir()
         try:
-            entries = self._stage(tmp, base, old, table, kind, period, row_group_rows)
-            manifest = self._build_manifest(tmp, ref, kind, period, entries, interval_ns, row_group_rows, old, notes)
-            (tmp / MANIFEST_NAME).write_bytes(msgspec.json.format(_manifest_encoder.encode(manifest), indent=2) + b"\n")
-            self._swap(tmp, base)
+            self._link_old()
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            self.abort()
             raise
-        logger.info(
-            "catalog: wrote {} ({} rows, {} files, {} mode)", name, table.num_rows, len(manifest.files), mode
-        )
-        return manifest
 
-    @staticmethod
-    def _check_append(
-        old: Manifest, table: pa.Table, kind: str, period: str, interval_ns: int | None, base: Path
-    ) -> None:
-        if old.kind != kind:
-            raise DataError(f"{base}: cannot append {kind} to a {old.kind} dataset")
-        if old.period != period:
-            raise DataError(f"{base}: cannot append with period {period!r}; the dataset uses {old.period!r}")
-        if interval_ns is not None and old.interval_ns is not None and interval_ns != old.interval_ns:
-            raise DataError(f"{base}: cannot append interval {interval_ns} ns to a dataset of {old.interval_ns} ns bars")
-        ts_init = table.column("ts_init")
-        first, last = ts_init[0].as_py(), ts_init[-1].as_py()
-        if not (first > old.end_ns or last < old.start_ns):
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._done:
+            self.abort()
+
+    def _check_append_layout(self, old: Manifest) -> None:
+        if old.kind != self.kind:
+            raise DataError(f"{self.base}: cannot append {self.kind} to a {old.kind} dataset")
+        if old.period != self.period:
+            raise DataError(f"{self.base}: cannot append with period {self.period!r}; the dataset uses {old.period!r}")
+        if self.interval_ns is not None and old.interval_ns is not None and self.interval_ns != old.interval_ns:
             raise DataError(
-                f"{base}: appended rows [{first}, {last}] overlap the existing range [{old.start_ns}, {old.end_ns}] (ts_init ns)"
+                f"{self.base}: cannot append interval {self.interval_ns} ns to a dataset of {old.interval_ns} ns bars"
             )
 
-    @staticmethod
-    def _stage(
-        tmp: Path,
-        base: Path,
-        old: Manifest | None,
-        table: pa.Table,
-        kind: str,
-        period: str,
-        row_group_rows: int,
-    ) -> list[FileEntry]:
-        """Write the new partitions into ``tmp`` and hard-link (or copy) the old files."""
-        entries: list[FileEntry] = []
-        taken: set[str] = set()
-        if old is not None:
-            for entry in old.files:
-                src, dst = base / entry.path, tmp / entry.path
-                if not src.is_file():
-                    raise DataError(f"{src}: file listed in the manifest is missing; refusing to append")
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(src, dst)
-                except OSError:
-                    shutil.copy2(src, dst)
-                entries.append(entry)
-                taken.add(entry.path)
-        ts_init = table.column("ts_init").to_numpy()
-        days = _partition_starts(ts_init, period)
-        cuts = np.flatnonzero(days[1:] != days[:-1]) + 1
-        bounds = [0, *cuts.tolist(), ts_init.size]
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
-            part_dir = f"date={days[lo]}"
-            n = 0
-            while f"{part_dir}/part-{n:05d}.parquet" in taken:
-                n += 1
-            rel = f"{part_dir}/part-{n:05d}.parquet"
-            taken.add(rel)
-            (tmp / part_dir).mkdir(parents=True, exist_ok=True)
-            _write_parquet(table.slice(lo, hi - lo), tmp / rel, row_group_rows, kind)
-            entries.append(FileEntry(rel, hi - lo, int(ts_init[lo]), int(ts_init[hi - 1]), _sha256(tmp / rel)))
-        entries.sort(key=lambda e: (e.start_ns, e.path))
-        return entries
+    def _link_old(self) -> None:
+        if self.old is None:
+            return
+        for entry in self.old.files:
+            src, dst = self.base / entry.path, self._tmp / entry.path
+            if not src.is_file():
+                raise DataError(f"{src}: file listed in the manifest is missing; refusing to append")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+            self._entries.append(entry)
+            self._taken.add(entry.path)
 
-    def _build_manifest(
-        self,
-        tmp: Path,
-        ref: DatasetRef,
-        kind: str,
-        period: str,
-        entries: list[FileEntry],
-        interval_ns: int | None,
-        row_group_rows: int,
-        old: Manifest | None,
-        notes: Iterable[str],
-    ) -> Manifest:
+    # ------------------------------------------------------------------ rows
+
+    def write(self, table: pa.Table) -> None:
+        """Add rows that continue the ones written so far (sorted by ``ts_init``).
+
+        Raises
+        ------
+        DataError
+            Missing or null columns, or rows out of order (naming the row, counted
+            from the first row given to this writer).
+        """
+        if self._done:
+            raise DataError(f"{self.name}: writer already committed or aborted")
+        table = _conform(table, self.kind, self.name, self.rows)
+        n = table.num_rows
+        if n == 0:
+            return
+        ts_init = table.column("ts_init").to_numpy()
+        self._check_order(table, ts_init)
+        if self._first_ts is None:
+            self._first_ts = int(ts_init[0])
+        days = _partition_starts(ts_init, self.period)
+        cuts = np.flatnonzero(days[1:] != days[:-1]) + 1
+        bounds = [0, *cuts.tolist(), n]
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
+            if self._part is None or self._part[0] != days[lo]:
+                self._close_part()
+                self._open_part(days[lo])
+            self._add(table.slice(lo, hi - lo), int(ts_init[lo]), int(ts_init[hi - 1]))
+        self.rows += n
+
+    def _check_order(self, table: pa.Table, ts_init: np.ndarray) -> None:
+        prev = self._last_ts_init
+        joined = ts_init if prev is None else np.concatenate(([prev], ts_init))
+        bad = np.flatnonzero(np.diff(joined) < 0)
+        shift = 0 if prev is None else 1
+        if bad.size:
+            i = int(bad[0]) + 1 - shift
+            before = int(joined[i - 1 + shift])
+            raise DataError(
+                f"{self.name} row {self.rows + i + 1}: ts_init {int(ts_init[i])} < previous {before} "
+                "(rows must be sorted by time)"
+            )
+        if self.kind == "bars":
+            ts_event = table.column("ts_event").to_numpy()
+            prev_e = self._last_ts_event
+            joined_e = ts_event if prev_e is None else np.concatenate(([prev_e], ts_event))
+            dup = np.flatnonzero(np.diff(joined_e) <= 0)
+            shift_e = 0 if prev_e is None else 1
+            if dup.size:
+                i = int(dup[0]) + 1 - shift_e
+                raise DataError(
+                    f"{self.name} row {self.rows + i + 1}: ts_event {int(ts_event[i])} is not after previous bar "
+                    f"{int(joined_e[i - 1 + shift_e])}"
+                )
+            self._last_ts_event = int(ts_event[-1])
+        self._last_ts_init = int(ts_init[-1])
+
+    def _open_part(self, day: np.datetime64) -> None:
+        part_dir = f"date={day}"
+        n = 0
+        while f"{part_dir}/part-{n:05d}.parquet" in self._taken:
+            n += 1
+        rel = f"{part_dir}/part-{n:05d}.parquet"
+        self._taken.add(rel)
+        (self._tmp / part_dir).mkdir(parents=True, exist_ok=True)
+        self._part = (day, rel, _open_part_writer(self._tmp / rel, self.kind))
+        self._part_rows = 0
+        self._part_range = None
+
+    def _add(self, rows: pa.Table, first: int, last: int) -> None:
+        self._buffer.append(rows)
+        self._buffered += rows.num_rows
+        self._part_rows += rows.num_rows
+        self._part_range = (first if self._part_range is None else self._part_range[0], last)
+        while self._buffered >= self.row_group_rows:
+            self._flush(self.row_group_rows)
+
+    def _flush(self, count: int) -> None:
+        assert self._part is not None
+        pending = pa.concat_tables(self._buffer)
+        self._part[2].write_table(pending.slice(0, count), row_group_size=self.row_group_rows)
+        rest = pending.slice(count)
+        self._buffer = [rest] if rest.num_rows else []
+        self._buffered = rest.num_rows
+
+    def _close_part(self) -> None:
+        if self._part is None:
+            return
+        if self._buffered:
+            self._flush(self._buffered)
+        _, rel, writer = self._part
+        writer.close()
+        assert self._part_range is not None
+        start, end = self._part_range
+        self._entries.append(FileEntry(rel, self._part_rows, start, end, _sha256(self._tmp / rel)))
+        self._part = None
+
+    # ------------------------------------------------------------------ end
+
+    def commit(self, notes: Iterable[str] = (), quality: dict[str, object] | None = None) -> Manifest:
+        """Finish the last file, write the manifest and swap the dataset in; return the manifest.
+
+        Parameters
+        ----------
+        notes
+            Free-text lines stored in the manifest (appended to existing notes).
+        quality
+            A quality summary stored in the manifest (``None``: none).
+
+        Raises
+        ------
+        DataError
+            Nothing was written, or appended rows overlap the existing range.
+        """
+        try:
+            self.check()
+            self._close_part()
+            self._entries.sort(key=lambda e: (e.start_ns, e.path))
+            manifest = self._manifest(notes, quality)
+            (self._tmp / MANIFEST_NAME).write_bytes(
+                msgspec.json.format(_manifest_encoder.encode(manifest), indent=2) + b"\n"
+            )
+            _swap(self._tmp, self.base)
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+        logger.info("catalog: wrote {} ({} rows, {} files, {} mode)", self.name, self.rows, len(manifest.files), self.mode)
+        return manifest
+
+    def check(self) -> None:
+        """Raise what :meth:`commit` would refuse: nothing written, or appended rows overlapping the dataset.
+
+        Raises
+        ------
+        DataError
+            Naming the dataset and the ranges.
+        """
+        if self.rows == 0:
+            raise DataError(f"{self.name}: nothing to write (0 rows)")
+        if self.old is not None:
+            first, last = self._first_ts, self._last_ts_init
+            assert first is not None and last is not None
+            if not (first > self.old.end_ns or last < self.old.start_ns):
+                raise DataError(
+                    f"{self.base}: appended rows [{first}, {last}] overlap the existing range "
+                    f"[{self.old.start_ns}, {self.old.end_ns}] (ts_init ns)"
+                )
+
+    def abort(self) -> None:
+        """Drop everything staged (a no-op after a commit); the catalog is left as it was."""
+        if self._done:
+            return
+        if self._part is not None:
+            try:
+                self._part[2].close()
+            except (OSError, pa.ArrowException):
+                pass
+            self._part = None
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        for directory in self._made_dirs:  # deepest first: the ones this writer created
+            try:
+                directory.rmdir()
+            except OSError:
+                break
+        self._done = True
+
+    def _manifest(self, notes: Iterable[str], quality: dict[str, object] | None) -> Manifest:
         gaps = missing = None
-        if kind == "bars" and interval_ns is not None:
+        if self.kind == "bars" and self.interval_ns is not None:
             gaps = missing = 0
             prev_last: int | None = None
-            for entry in entries:
-                ts_event = pq.read_table(tmp / entry.path, columns=["ts_event"]).column(0).to_numpy()
+            for entry in self._entries:
+                ts_event = pq.read_table(self._tmp / entry.path, columns=["ts_event"]).column(0).to_numpy()
                 if prev_last is not None:
                     ts_event = np.concatenate(([prev_last], ts_event))
-                g, m = _gap_stats(ts_event, interval_ns)
+                g, m = _gap_stats(ts_event, self.interval_ns)
                 gaps += g
                 missing += m
                 prev_last = int(ts_event[-1])
-        all_notes = [*(old.notes if old is not None else []), *notes]
+        old = self.old
         return Manifest(
             schema_version=SCHEMA_VERSION,
-            kind=kind,
-            venue=ref.venue,
-            market=ref.market,
-            symbol=ref.symbol,
-            dataset=ref.dataset,
-            period=period,
-            rows=sum(e.rows for e in entries),
-            start_ns=entries[0].start_ns,
-            end_ns=entries[-1].end_ns,
-            interval_ns=interval_ns,
+            kind=self.kind,
+            venue=self.ref.venue,
+            market=self.ref.market,
+            symbol=self.ref.symbol,
+            dataset=self.ref.dataset,
+            period=self.period,
+            rows=sum(e.rows for e in self._entries),
+            start_ns=self._entries[0].start_ns,
+            end_ns=self._entries[-1].end_ns,
+            interval_ns=self.interval_ns,
             gaps=gaps,
             missing_bars=missing,
-            columns={f.name: str(f.type) for f in schema_for(kind)},
+            columns={f.name: str(f.type) for f in schema_for(self.kind)},
             compression=_COMPRESSION,
-            row_group_rows=row_group_rows,
-            files=entries,
-            notes=all_notes,
+            row_group_rows=self.row_group_rows,
+            files=self._entries,
+            notes=[*(old.notes if old is not None else []), *notes],
+            quality=quality if quality is not None else (old.quality if old is not None else None),
         )
-
-    @staticmethod
-    def _swap(tmp: Path, base: Path) -> None:
-        """Replace ``base`` by ``tmp``: two renames, the old copy removed last."""
-        if not base.exists():
-            os.rename(tmp, base)
-            return
-        retired = base.parent / f".{base.name}.old-{uuid.uuid4().hex}"
-        os.rename(base, retired)
-        try:
-            os.rename(tmp, base)
-        except BaseException:
-            os.rename(retired, base)
-            raise
-        shutil.rmtree(retired, ignore_errors=True)

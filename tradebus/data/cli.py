@@ -1,8 +1,10 @@
 """``tradebus data``: import files into the catalog and list or verify its datasets.
 
 Mounted by the main CLI as ``tradebus data``; usable alone as ``data_app``.
-A :class:`~tradebus.errors.DataError` is printed as one line on stderr and the
-command exits with status 1 (no traceback).
+Exit codes as ``tradebus backtest``: 0 success, 2 invalid options, 3 invalid data
+(a :class:`~tradebus.errors.DataError`: bad rows, a corrupt file, a dataset that
+exists), 1 any other error. Errors are printed as one line on stderr, without a
+traceback.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from rich.console import Console
 from rich.table import Table
 
 from tradebus.data.catalog import Catalog, Manifest
-from tradebus.data.ingest import format_interval, import_file
-from tradebus.errors import DataError
+from tradebus.data.ingest import format_interval, import_path
+from tradebus.errors import ConfigError, DataError, TradebusError
 
-__all__ = ["DEFAULT_CATALOG", "data_app"]
+__all__ = ["DEFAULT_CATALOG", "EXIT_CODES", "data_app"]
+
+#: Exit code per error class (most specific first), as ``tradebus backtest``.
+EXIT_CODES: tuple[tuple[type[TradebusError], int], ...] = ((ConfigError, 2), (DataError, 3), (TradebusError, 1))
 
 DEFAULT_CATALOG = Path("data/catalog")
 
@@ -40,9 +45,9 @@ def _iso(ns: int) -> str:
     return pd.Timestamp(ns, unit="ns", tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _fail(exc: DataError) -> typer.Exit:
+def _fail(exc: TradebusError) -> typer.Exit:
     _console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
+    return typer.Exit(code=next(code for cls, code in EXIT_CODES if isinstance(exc, cls)))
 
 
 def _summary(manifest: Manifest) -> str:
@@ -59,12 +64,26 @@ def import_cmd(
     path: Annotated[Path, typer.Argument(help="CSV[.gz], Parquet or Coinbase candles JSON[.gz] file.")],
     venue: Annotated[str, typer.Option(help="Venue directory name, e.g. binance.")],
     market: Annotated[str, typer.Option(help="Market, e.g. spot or perp.")],
-    symbol: Annotated[str, typer.Option(help="Venue symbol, e.g. BTCUSDT.")],
+    symbol: Annotated[
+        str | None, typer.Option(help="Venue symbol, e.g. BTCUSDT (not with --split-by, which takes it from a column).")
+    ] = None,
     kind: Annotated[str, typer.Option(help="bars or trades.")] = "bars",
     interval: Annotated[str | None, typer.Option(help="Bar interval (1m, 4h, 1d); detected when omitted.")] = None,
+    bar_time: Annotated[
+        str,
+        typer.Option(
+            "--bar-time",
+            help="What the bar time column stamps: open (shifted by the interval to the close), close (kept), "
+            "or auto (open unless the column is ts_event). The shift applied is printed.",
+        ),
+    ] = "auto",
     dataset: Annotated[str | None, typer.Option(help="Dataset name (default bars_<interval> or trades).")] = None,
     period: Annotated[str | None, typer.Option(help="Partition period: day, month or year.")] = None,
     ts_unit: Annotated[str, typer.Option(help="auto, s, ms, us, ns or iso.")] = "auto",
+    split_by: Annotated[
+        str | None,
+        typer.Option("--split-by", help="Symbol column: write one dataset per symbol found in it."),
+    ] = None,
     append: Annotated[bool, typer.Option("--append", help="Add a new, non-overlapping time range.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset.")] = False,
     drop_duplicates: Annotated[
@@ -72,14 +91,22 @@ def import_cmd(
     ] = False,
     catalog: CatalogOpt = DEFAULT_CATALOG,
 ) -> None:
-    """Validate a file and write it into the catalog as one dataset."""
+    """Validate a file and write it into the catalog (one dataset, or one per symbol with --split-by)."""
     if append and overwrite:
-        raise _fail(DataError("--append and --overwrite exclude each other"))
+        raise _fail(ConfigError("--append and --overwrite exclude each other"))
     if kind not in ("bars", "trades"):
-        raise _fail(DataError(f"--kind {kind!r} is not bars or trades"))
+        raise _fail(ConfigError(f"--kind {kind!r} is not bars or trades"))
+    if bar_time not in ("auto", "open", "close"):
+        raise _fail(ConfigError(f"--bar-time {bar_time!r} is not open, close or auto"))
+    if kind == "trades" and bar_time != "auto":
+        raise _fail(ConfigError("--bar-time applies to bars only"))
+    if (symbol is None) == (split_by is None):
+        raise _fail(ConfigError("give exactly one of --symbol or --split-by"))
+    if period is not None and period not in ("day", "month", "year"):
+        raise _fail(ConfigError(f"--period {period!r} is not day, month or year"))
     mode: Literal["create", "append", "overwrite"] = "append" if append else "overwrite" if overwrite else "create"
     try:
-        manifest = import_file(
+        result = import_path(
             catalog,
             path,
             venue=venue,
@@ -90,12 +117,19 @@ def import_cmd(
             dataset=dataset,
             period=period,  # type: ignore[arg-type]
             ts_unit=ts_unit,  # type: ignore[arg-type]
+            bar_time=bar_time,  # type: ignore[arg-type]
             duplicates="keep_first" if drop_duplicates else "error",
             mode=mode,
+            split_by=split_by,
         )
-    except DataError as exc:
+    except TradebusError as exc:
         raise _fail(exc) from None
-    _console().print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+    console = _console()
+    console.print(result.describe_time(), highlight=False, soft_wrap=True)
+    if result.dropped_duplicates:
+        console.print(f"dropped {result.dropped_duplicates} duplicate bars (first kept)", highlight=False)
+    for manifest in result.manifests:
+        console.print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
 
 
 @data_app.command("info")

@@ -1,7 +1,7 @@
-"""Importers: bar and trade files -> validated tables in the catalog layout.
+"""Importers: bar and trade files -> validated tables in the catalog layout, streamed in chunks.
 
-Supported inputs
-----------------
+Supported inputs (read by :mod:`tradebus.data.sources`)
+-------------------------------------------------------
 * CSV (optionally ``.gz``), with or without a header. A first line none of
   whose fields is a number is a header. Without a header the columns are
   positional: bars ``time, open, high, low, close, volume[, ...ignored]`` (the
@@ -19,6 +19,22 @@ Supported inputs
 Header names are matched case-insensitively against aliases (``timestamp``,
 ``open_time``, ``qty``, ...); extra columns are ignored (logged at debug level).
 
+Memory
+------
+A file is read, converted, validated and written one chunk at a time (16 MB of
+CSV, 262,144 Parquet rows), so an import's peak memory does not grow with the
+file's size. State carried from chunk to chunk: the last time and row (order and
+duplicate checks), the time unit and bar interval found in the first chunk, the
+last integer trade id, and the symbols seen.
+
+One symbol per dataset
+----------------------
+A file with a symbol column (``symbol``, ``instrument``, ``instrument_id``,
+``inst_id``, ``ticker``, ``pair``, ``product_id``) that holds more than one value
+is refused, naming the column and the symbols found with their first rows,
+unless ``split_by`` names that column: then each symbol's rows become a dataset
+of their own (the symbol value is the catalog symbol).
+
 Timestamps
 ----------
 Integers/floats in s, ms, us or ns, or ISO-8601 strings (naive = UTC). With
@@ -31,13 +47,15 @@ Bars: open time -> close time
 -----------------------------
 A :class:`~tradebus.engine.messages.Bar` is stamped with its CLOSE time. Files
 almost always give the OPEN time (Binance ``open_time``, Coinbase ``start``,
-ccxt/freqtrade ``timestamp``), so by default (``time_is="auto"``) the time column
+ccxt/freqtrade ``timestamp``), so by default (``bar_time="auto"``) the time column
 is taken as the open time and ``ts_event = open + interval``, except when the
 column is named ``ts_event`` (this package's own layout), which is already a
-close time. ``interval`` is given (``"4h"``, ``"1m"``, ns int) or detected as the
-most frequent spacing between consecutive bars (ties -> the smallest); a
-spacing shorter than the interval (overlapping bars) is an error. ``ts_init``
-equals ``ts_event`` (historical data has no receive time).
+close time. ``bar_time="open"`` or ``"close"`` says it explicitly; the shift
+applied is returned in :class:`ImportResult` and recorded in the manifest's notes.
+``interval`` is given (``"4h"``, ``"1m"``, ns int) or detected as the most
+frequent spacing between consecutive bars of the first chunk (ties -> the
+smallest); a spacing shorter than the interval (overlapping bars) is an error.
+``ts_init`` equals ``ts_event`` (historical data has no receive time).
 
 Validation
 ----------
@@ -48,35 +66,42 @@ unparsable values, implausible timestamps, unsorted or duplicate bar times
 (trades may share a timestamp), NaN/inf/zero/negative prices, ``high < low``,
 open/close outside ``[low, high]`` (beyond a relative 1e-9 float tolerance),
 NaN/inf/negative volume, non-positive trade size, unknown aggressor values,
-duplicate trade ids.
+duplicate trade ids (ids that are increasing integers, as every exchange's are,
+are checked over the whole file in constant memory; other ids within each chunk
+and against the previous chunk). The "(and N more invalid rows)" count covers the
+chunk of the first error.
 """
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import msgspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 from loguru import logger
 
-from tradebus.data.catalog import BAR_SCHEMA, TRADE_SCHEMA, Catalog, Manifest, Period
+from tradebus.data.catalog import BAR_SCHEMA, TRADE_SCHEMA, Catalog, DatasetWriter, Manifest, Period
+from tradebus.data.sources import DEFAULT_BLOCK_BYTES, Frame, Source, is_number, open_source
 from tradebus.errors import DataError
 
 __all__ = [
+    "SYMBOL_COLUMNS",
+    "BarTime",
+    "ImportResult",
     "TsUnit",
     "detect_interval",
     "format_interval",
     "import_file",
+    "import_path",
+    "iter_bars",
+    "iter_trades",
     "parse_interval",
     "read_bars",
     "read_trades",
@@ -86,6 +111,7 @@ __all__ = [
 ]
 
 TsUnit = Literal["auto", "s", "ms", "us", "ns", "iso"]
+BarTime = Literal["auto", "open", "close"]
 
 _NS_PER: dict[str, int] = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 _INTERVAL_UNITS: dict[str, int] = {
@@ -131,13 +157,16 @@ _TRADE_ALIASES: dict[str, tuple[str, ...]] = {
     "size": ("size", "qty", "quantity", "amount", "q"),
     "trade_id": ("trade_id", "id", "tid", "agg_trade_id"),
 }
+SYMBOL_COLUMNS = ("symbol", "instrument", "instrument_id", "inst_id", "instid", "ticker", "pair", "product_id")
+"""Column names taken as a symbol column (a file may hold one symbol unless split)."""
+_MAX_SYMBOLS = 1000
 _AGGRESSOR_ALIASES = ("aggressor", "side", "taker_side", "aggressor_side")
 _MAKER_ALIASES = ("is_buyer_maker", "buyer_maker", "isbuyermaker", "m")
-_BUY_WORDS = frozenset({"buy", "b", "bid", "1", "+1"})
-_SELL_WORDS = frozenset({"sell", "s", "ask", "-1"})
-_UNKNOWN_WORDS = frozenset({"", "0", "unknown", "none", "n/a"})
-_TRUE_WORDS = frozenset({"true", "t", "1", "yes"})
-_FALSE_WORDS = frozenset({"false", "f", "0", "no"})
+_BUY_WORDS = ("buy", "b", "bid", "1", "+1")
+_SELL_WORDS = ("sell", "s", "ask", "-1")
+_UNKNOWN_WORDS = ("", "0", "unknown", "none", "n/a")
+_TRUE_WORDS = ("true", "t", "1", "yes")
+_FALSE_WORDS = ("false", "f", "0", "no")
 
 
 # --------------------------------------------------------------------------- intervals
@@ -192,22 +221,6 @@ def detect_interval(ts: np.ndarray) -> int:
 # --------------------------------------------------------------------------- helpers
 
 
-class _Frame:
-    """Raw columns of one input file, before conversion to the stored layout."""
-
-    def __init__(self, name: str, columns: dict[str, pa.Array], rows: np.ndarray | None = None) -> None:
-        self.name = name
-        self.columns = columns
-        # rows[i] is the 1-based file row of table row i (None = i + 1).
-        self.rows = rows
-
-    def row(self, index: int) -> int:
-        return int(self.rows[index]) if self.rows is not None else index + 1
-
-    def error(self, index: int, message: str) -> DataError:
-        return DataError(f"{self.name} row {self.row(index)}: {message}")
-
-
 def _v(value: object) -> str:
     """Format a cell value for an error message (numpy scalars as plain Python values)."""
     return repr(value.item() if isinstance(value, np.generic) else value)
@@ -220,130 +233,35 @@ def _iso(ns: int | np.integer) -> str:
     return text + "Z"
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _open_text(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path.name}: corrupt gzip file: {exc}") from None
-    return raw
-
-
-def _strip_gz(name: str) -> str:
-    return name[:-3] if name.lower().endswith(".gz") else name
-
-
-def _read_source(path: Path) -> tuple[_Frame, bool]:
-    """Load a file as string/native columns; return the frame and whether it had a header."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    suffix = Path(_strip_gz(path.name.lower())).suffix
-    if suffix in (".csv", ".txt"):
-        return _read_csv(path)
-    if suffix in (".parquet", ".pq"):
-        try:
-            table = pq.read_table(path)
-        except (OSError, pa.ArrowException) as exc:
-            raise DataError(f"{path.name}: cannot read Parquet: {exc}") from None
-        return _Frame(path.name, {n.lower(): table.column(n).combine_chunks() for n in table.column_names}), True
-    if suffix == ".json":
-        return _read_coinbase_json(path), True
-    raise DataError(f"{path.name}: unsupported file type {suffix!r}; expected .csv[.gz], .parquet or .json[.gz]")
-
-
-def _read_csv(path: Path) -> tuple[_Frame, bool]:
-    raw = _open_text(path)
-    first = raw.split(b"\n", 1)[0].decode("utf-8", "replace").strip().lstrip("\ufeff")
-    if not first:
-        raise DataError(f"{path.name}: empty file")
-    fields = [f.strip().strip('"') for f in first.split(",")]
-    has_header = not any(_is_number(f) for f in fields)
-    names = [f.lower() for f in fields] if has_header else [f"f{i}" for i in range(len(fields))]
-    if has_header and len(set(names)) != len(names):
-        raise DataError(f"{path.name}: duplicate column names in header {fields}")
-    bad_rows: list[str] = []
-
-    def on_invalid(row: pacsv.InvalidRow) -> str:
-        data_row = row.number - 1 if (has_header and row.number is not None) else row.number
-        bad_rows.append(
-            f"{path.name} row {data_row}: expected {row.expected_columns} fields, got {row.actual_columns}: {row.text!r}"
-        )
-        return "error"
-
-    try:
-        table = pacsv.read_csv(
-            pa.py_buffer(raw),
-            read_options=pacsv.ReadOptions(
-                column_names=names, skip_rows=1 if has_header else 0, use_threads=False
-            ),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names}, strings_can_be_null=False, quoted_strings_can_be_null=False
-            ),
-        )
-    except pa.ArrowInvalid as exc:
-        raise DataError(bad_rows[0] if bad_rows else f"{path.name}: cannot parse CSV: {exc}") from None
-    return _Frame(path.name, {n: table.column(n).combine_chunks() for n in names}), has_header
-
-
-def _read_coinbase_json(path: Path) -> _Frame:
-    try:
-        doc = msgspec.json.decode(_open_text(path))
-    except msgspec.DecodeError as exc:
-        raise DataError(f"{path.name}: not valid JSON: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("candles"), list):
-        raise DataError(f'{path.name}: expected a Coinbase candles object {{"candles": [...]}}')
-    keys = ("start", "open", "high", "low", "close", "volume")
-    values: dict[str, list[str]] = {k: [] for k in keys}
-    for i, candle in enumerate(doc["candles"]):
-        if not isinstance(candle, dict):
-            raise DataError(f"{path.name} row {i + 1}: candle is not an object")
-        for key in keys:
-            value = candle.get(key)
-            if value is None:
-                raise DataError(f"{path.name} row {i + 1}: {key} is missing")
-            values[key].append(str(value))
-    return _Frame(path.name, {k: pa.array(v, pa.string()) for k, v in values.items()})
-
-
-def _pick(frame: _Frame, aliases: Sequence[str], field: str, *, required: bool = True) -> pa.Array | None:
+def _pick(frame: Frame, aliases: Sequence[str], field: str, *, required: bool = True) -> str | None:
     for alias in aliases:
         if alias in frame.columns:
-            return frame.columns[alias]
+            return alias
     if required:
         raise DataError(f"{frame.name}: missing column {field!r} (accepted names: {list(aliases)}); got {list(frame.columns)}")
     return None
 
 
-def _time_column(frame: _Frame, ts_column: str | None) -> tuple[str, pa.Array]:
+def _time_column(frame: Frame, ts_column: str | None) -> str:
     if ts_column is not None:
         key = ts_column.lower()
         if key not in frame.columns:
             raise DataError(f"{frame.name}: ts_column {ts_column!r} not found; got {list(frame.columns)}")
-        return key, frame.columns[key]
+        return key
     for alias in _TIME_ALIASES:
         if alias in frame.columns:
-            return alias, frame.columns[alias]
+            return alias
     raise DataError(f"{frame.name}: missing time column (accepted names: {list(_TIME_ALIASES)}); got {list(frame.columns)}")
 
 
-def _to_float(frame: _Frame, array: pa.Array, field: str) -> np.ndarray:
+def _to_float(frame: Frame, array: pa.Array, field: str) -> np.ndarray:
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         trimmed = pc.utf8_trim_whitespace(array)
         try:
             array = pc.cast(trimmed, pa.float64())
         except pa.ArrowInvalid:
             text = trimmed.to_pylist()
-            index = next(i for i, t in enumerate(text) if not _is_number(t))
+            index = next(i for i, t in enumerate(text) if not is_number(t))
             raise frame.error(index, f"{field} {_v(text[index])} is not a number") from None
     elif not (pa.types.is_floating(array.type) or pa.types.is_integer(array.type) or pa.types.is_decimal(array.type)):
         raise DataError(f"{frame.name}: column {field} has type {array.type}, expected numbers")
@@ -353,14 +271,14 @@ def _to_float(frame: _Frame, array: pa.Array, field: str) -> np.ndarray:
     return np.asarray(pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
-def _check_plausible(frame: _Frame, ns: np.ndarray, field: str, unit: str, raw: Callable[[int], object]) -> None:
+def _check_plausible(frame: Frame, ns: np.ndarray, field: str, unit: str, raw: Callable[[int], object]) -> None:
     bad = np.flatnonzero((ns < TS_MIN_NS) | (ns >= TS_MAX_NS))
     if bad.size:
         i = int(bad[0])
         raise frame.error(i, f"{field} {_v(raw(i))} is not a plausible time as {unit} (expected years 2000..2100)")
 
 
-def _iso_to_ns(frame: _Frame, text: pa.Array, field: str) -> np.ndarray:
+def _iso_to_ns(frame: Frame, text: pa.Array, field: str) -> np.ndarray:
     series = pd.Series(text.to_pylist(), dtype="object")
     parsed = pd.to_datetime(series, utc=True, format="ISO8601", errors="coerce")
     bad = np.flatnonzero(parsed.isna().to_numpy())
@@ -396,24 +314,29 @@ def to_ns(frame_name: str, array: pa.Array, field: str, ts_unit: TsUnit = "auto"
     DataError
         Naming the file, row and field of the first unparsable or implausible value.
     """
-    frame = _Frame(frame_name, {}, rows)
+    return _to_ns_unit(Frame(frame_name, {}, rows=rows), array, field, ts_unit)[0]
+
+
+def _to_ns_unit(frame: Frame, array: pa.Array, field: str, ts_unit: str) -> tuple[np.ndarray, str]:
+    """:func:`to_ns` on one chunk; also return the unit used, to hold it for the next chunks."""
+    frame_name = frame.name
     if ts_unit not in ("auto", "iso", *_NS_PER):
         raise DataError(f"ts_unit {ts_unit!r} is not one of auto, s, ms, us, ns, iso")
     if array.null_count:
         index = int(np.flatnonzero(array.is_null().to_numpy(zero_copy_only=False))[0])
         raise frame.error(index, f"{field} is missing")
     if len(array) == 0:
-        return np.empty(0, dtype=np.int64)
+        return np.empty(0, dtype=np.int64), ts_unit
     if pa.types.is_timestamp(array.type) or pa.types.is_date(array.type):
         if ts_unit not in ("auto", "iso"):
             raise DataError(f"{frame_name}: {field} is already a {array.type} column; ts_unit={ts_unit!r} does not apply")
         ns = pc.cast(pc.cast(array, pa.timestamp("ns")), pa.int64()).to_numpy().astype(np.int64)
         _check_plausible(frame, ns, field, "timestamp", lambda i: str(array[i]))
-        return ns
+        return ns, ts_unit
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         text = pc.utf8_trim_whitespace(array)
         if ts_unit == "iso":
-            return _iso_to_ns(frame, text, field)
+            return _iso_to_ns(frame, text, field), "iso"
         try:
             array = pc.cast(text, pa.int64())
         except pa.ArrowInvalid:
@@ -422,9 +345,9 @@ def to_ns(frame_name: str, array: pa.Array, field: str, ts_unit: TsUnit = "auto"
             except pa.ArrowInvalid:
                 if ts_unit != "auto":
                     values = text.to_pylist()
-                    index = next(i for i, t in enumerate(values) if not _is_number(t))
+                    index = next(i for i, t in enumerate(values) if not is_number(t))
                     raise frame.error(index, f"{field} {_v(values[index])} is not a number (ts_unit={ts_unit!r})") from None
-                return _iso_to_ns(frame, text, field)
+                return _iso_to_ns(frame, text, field), "iso"
     elif ts_unit == "iso":
         raise DataError(f"{frame_name}: {field} is numeric; ts_unit='iso' needs strings")
     if not (pa.types.is_integer(array.type) or pa.types.is_floating(array.type)):
@@ -453,7 +376,7 @@ def to_ns(frame_name: str, array: pa.Array, field: str, ts_unit: TsUnit = "auto"
         ok = (wide >= 0) & (wide < limit)
         ns = np.where(ok, wide, 0) * factor
     _check_plausible(frame, np.where(ok, ns, 0), field, unit, lambda i: values[i].item())
-    return ns
+    return ns, unit
 
 
 # --------------------------------------------------------------------------- validation
@@ -464,7 +387,7 @@ def _first(mask: np.ndarray) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
-def _raise_first(frame: _Frame, checks: Iterable[tuple[np.ndarray, Callable[[int], str]]]) -> None:
+def _raise_first(frame: Frame, checks: Iterable[tuple[np.ndarray, Callable[[int], str]]]) -> None:
     """Raise for the earliest row failing any check (ties: the first check listed)."""
     best: tuple[int, Callable[[int], str]] | None = None
     total = None
@@ -479,19 +402,29 @@ def _raise_first(frame: _Frame, checks: Iterable[tuple[np.ndarray, Callable[[int
         raise frame.error(best[0], best[1](best[0]) + suffix)
 
 
-def _check_time_order(frame: _Frame, ts: np.ndarray, field: str, *, strict: bool) -> None:
-    if ts.size < 2:
+def _check_time_order(
+    frame: Frame, ts: np.ndarray, field: str, *, strict: bool, prev_ts: int | None = None, prev_row: int | None = None
+) -> None:
+    """Raise on the first time before its predecessor (``strict``: or equal to it).
+
+    ``prev_ts``/``prev_row`` are the last time and file row of the previous chunk.
+    """
+    full = ts if prev_ts is None else np.concatenate(([prev_ts], ts))
+    if full.size < 2:
         return
-    step = np.diff(ts)
+    s = 0 if prev_ts is None else 1
+    step = np.diff(full)
     back = _first(step < 0)
     dup = _first(step == 0) if strict else None
     if back is not None and (dup is None or back < dup):
         raise frame.error(
-            back + 1,
-            f"{field} {_iso(ts[back + 1])} is before the previous row's {_iso(ts[back])} (rows must be sorted by time)",
+            back + 1 - s,
+            f"{field} {_iso(full[back + 1])} is before the previous row's {_iso(full[back])} (rows must be sorted by time)",
         )
     if dup is not None:
-        raise frame.error(dup + 1, f"duplicate {field} {_iso(ts[dup + 1])} (same as row {frame.row(dup)})")
+        i = dup + 1 - s
+        before = frame.row(i - 1) if i > 0 else prev_row
+        raise frame.error(i, f"duplicate {field} {_iso(full[dup + 1])} (same as row {before})")
 
 
 def _bar_checks(
@@ -536,7 +469,7 @@ def validate_bars(table: pa.Table, name: str, rows: np.ndarray | None = None) ->
         unsorted ``ts_init``, bad prices, ``high < low``, open/close outside the
         range or bad volume.
     """
-    frame = _Frame(name, {}, rows)
+    frame = Frame(name, {}, rows=rows)
     _check_time_order(frame, table.column("ts_event").to_numpy(), "ts_event", strict=True)
     _check_time_order(frame, table.column("ts_init").to_numpy(), "ts_init", strict=False)
     cols = [np.asarray(table.column(n).to_numpy(), dtype=np.float64) for n in ("open", "high", "low", "close", "volume")]
@@ -554,7 +487,7 @@ def validate_trades(table: pa.Table, name: str, rows: np.ndarray | None = None) 
     DataError
         ``"<name> row <n>: <field> ..."``.
     """
-    frame = _Frame(name, {}, rows)
+    frame = Frame(name, {}, rows=rows)
     _check_time_order(frame, table.column("ts_event").to_numpy(), "ts_event", strict=False)
     _check_time_order(frame, table.column("ts_init").to_numpy(), "ts_init", strict=False)
     price = np.asarray(table.column("price").to_numpy(), dtype=np.float64)
@@ -577,28 +510,187 @@ def validate_trades(table: pa.Table, name: str, rows: np.ndarray | None = None) 
             seen[tid] = i
 
 
+# --------------------------------------------------------------------------- symbols
+
+
+class _Symbols:
+    """The symbol column of a file: refuse a second symbol, or split the rows by symbol."""
+
+    def __init__(self, name: str, column: str | None, split: bool) -> None:
+        self.name, self.column, self.split = name, column, split
+        self.first_rows: dict[str, int] = {}
+
+    @classmethod
+    def find(cls, frame: Frame, split_by: str | None) -> _Symbols:
+        if split_by is not None:
+            key = split_by.lower()
+            if key not in frame.columns:
+                raise DataError(f"{frame.name}: --split-by column {split_by!r} not found; got {list(frame.columns)}")
+            return cls(frame.name, key, True)
+        return cls(frame.name, next((c for c in SYMBOL_COLUMNS if c in frame.columns), None), False)
+
+    def groups(self, frame: Frame) -> list[tuple[str | None, Frame]]:
+        if self.column is None:
+            return [(None, frame)]
+        values = pc.utf8_trim_whitespace(pc.cast(frame.columns[self.column], pa.string()))
+        if values.null_count:
+            index = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+            raise frame.error(index, f"{self.column} is missing")
+        encoded = pc.dictionary_encode(values)
+        labels = [str(v) for v in encoded.dictionary.to_pylist()]
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        for code, label in enumerate(labels):
+            if label not in self.first_rows:
+                self.first_rows[label] = frame.row(int(np.argmax(codes == code)))
+        if not self.split:
+            if len(self.first_rows) > 1:
+                found = ", ".join(f"{s!r} (row {r})" for s, r in sorted(self.first_rows.items(), key=lambda x: x[1]))
+                raise DataError(
+                    f"{self.name}: column {self.column!r} holds more than one symbol: {found}; import one symbol "
+                    f"per file, or split the file into one dataset per symbol with --split-by {self.column}"
+                )
+            return [(None, frame)]
+        if len(self.first_rows) > _MAX_SYMBOLS:
+            raise DataError(f"{self.name}: column {self.column!r} holds more than {_MAX_SYMBOLS} symbols")
+        if len(labels) == 1:
+            return [(labels[0], frame)]
+        return [(label, frame.take(np.flatnonzero(codes == code))) for code, label in enumerate(labels)]
+
+
 # --------------------------------------------------------------------------- bars
 
 
-def _bar_columns(frame: _Frame, has_header: bool, ts_column: str | None) -> tuple[str, pa.Array, dict[str, pa.Array]]:
-    if not has_header:
-        if len(frame.columns) < 6:
-            raise DataError(
-                f"{frame.name}: headerless bar CSV needs at least 6 columns (time, open, high, low, close, volume); "
-                f"got {len(frame.columns)}"
+class _BarStream:
+    """Converts and validates the chunks of one bar series, carrying state between chunks."""
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        interval: str | int | None,
+        ts_column: str | None,
+        ts_unit: TsUnit,
+        bar_time: BarTime,
+        duplicates: Literal["error", "keep_first"],
+    ) -> None:
+        if duplicates not in ("error", "keep_first"):
+            raise DataError(f"duplicates={duplicates!r} is not 'error' or 'keep_first'")
+        if bar_time not in ("auto", "open", "close"):
+            raise DataError(f"bar time {bar_time!r} is not 'auto', 'open' or 'close'")
+        self.source = source
+        self.interval_ns = parse_interval(interval) if interval is not None else None
+        self.interval_detected = False
+        self.ts_column, self.unit, self.bar_time, self.duplicates = ts_column, ts_unit, bar_time, duplicates
+        self.ts_name = ""
+        self.fields: dict[str, str] = {}
+        self.prev_ts: int | None = None
+        self.prev_row: int | None = None
+        self.prev_values: dict[str, float] = {}
+        self.dropped = 0
+        self.rows = 0
+
+    @property
+    def shift_ns(self) -> int:
+        """What is added to the time column: the interval for open stamps, 0 for close stamps."""
+        return (self.interval_ns or 0) if self.bar_time == "open" else 0
+
+    def _layout(self, frame: Frame) -> None:
+        if not self.source.has_header:
+            if len(frame.columns) < 6:
+                raise DataError(
+                    f"{frame.name}: headerless bar CSV needs at least 6 columns (time, open, high, low, close, volume); "
+                    f"got {len(frame.columns)}"
+                )
+            names = list(frame.columns)
+            self.ts_name = names[0]
+            self.fields = dict(zip(("open", "high", "low", "close", "volume"), names[1:6], strict=True))
+            shown = "time"
+        else:
+            self.ts_name = _time_column(frame, self.ts_column)
+            self.fields = {f: _pick(frame, aliases, f) for f, aliases in _BAR_ALIASES.items()}  # type: ignore[misc]
+            used = {self.ts_name, *self.fields.values()}
+            extra = [n for n in frame.columns if n not in used]
+            if extra:
+                logger.debug("{}: ignoring columns {}", frame.name, extra)
+            shown = self.ts_name
+        if self.bar_time == "auto":
+            self.bar_time = "close" if self.ts_name == "ts_event" else "open"
+        self.display_ts = shown
+
+    def convert(self, frame: Frame) -> pa.Table:
+        """Return the chunk in the stored bar layout, validated against the rows before it."""
+        if not self.fields:
+            self._layout(frame)
+        ts, self.unit = _to_ns_unit(frame, frame.columns[self.ts_name], self.display_ts, self.unit)  # type: ignore[assignment]
+        cols = {f: _to_float(frame, frame.columns[name], f) for f, name in self.fields.items()}
+        if self.source.suffix == ".json":
+            ts = _reverse_if_descending(frame, ts, cols)
+        if self.duplicates == "keep_first":
+            ts, cols, frame = self._drop_duplicates(frame, ts, cols)
+        _check_time_order(frame, ts, self.display_ts, strict=True, prev_ts=self.prev_ts, prev_row=self.prev_row)
+        if ts.size == 0:
+            return BAR_SCHEMA.empty_table()
+        if self.interval_ns is None:
+            if ts.size < 2:
+                raise DataError(f"{frame.name}: cannot detect the bar interval from a single bar; pass interval=")
+            self.interval_ns = detect_interval(ts)
+            self.interval_detected = True
+        full = ts if self.prev_ts is None else np.concatenate(([self.prev_ts], ts))
+        short = _first(np.diff(full) < self.interval_ns)
+        if short is not None:
+            s = 0 if self.prev_ts is None else 1
+            raise frame.error(
+                short + 1 - s,
+                f"{self.display_ts} is {format_interval(int(full[short + 1] - full[short]))} after the previous bar, "
+                f"shorter than the interval {format_interval(self.interval_ns)} (overlapping bars)",
             )
-        cols = list(frame.columns.values())
-        return "time", cols[0], dict(zip(("open", "high", "low", "close", "volume"), cols[1:6], strict=True))
-    ts_name, ts_array = _time_column(frame, ts_column)
-    fields = {field: _pick(frame, aliases, field) for field, aliases in _BAR_ALIASES.items()}
-    used = {ts_name} | {a for aliases in _BAR_ALIASES.values() for a in aliases if a in frame.columns}
-    extra = [n for n in frame.columns if n not in used]
-    if extra:
-        logger.debug("{}: ignoring columns {}", frame.name, extra)
-    return ts_name, ts_array, fields  # type: ignore[return-value]
+        _raise_first(frame, _bar_checks(cols["open"], cols["high"], cols["low"], cols["close"], cols["volume"]))
+        last = ts.size - 1
+        self.prev_ts, self.prev_row = int(ts[last]), frame.row(last)
+        self.prev_values = {n: float(a[last]) for n, a in cols.items()}
+        self.rows += ts.size
+        stamped = pa.array(ts + self.shift_ns)
+        return pa.Table.from_arrays(
+            [stamped, stamped, *(pa.array(cols[n]) for n in ("open", "high", "low", "close", "volume"))], schema=BAR_SCHEMA
+        )
+
+    def _drop_duplicates(
+        self, frame: Frame, ts: np.ndarray, cols: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, dict[str, np.ndarray], Frame]:
+        full = ts if self.prev_ts is None else np.concatenate(([self.prev_ts], ts))
+        s = 0 if self.prev_ts is None else 1
+        step = np.diff(full)
+        back = _first(step < 0)
+        if back is not None:
+            raise frame.error(
+                back + 1 - s,
+                f"{self.display_ts} {_iso(full[back + 1])} is before the previous row's {_iso(full[back])} "
+                "(rows must be sorted by time)",
+            )
+        dup = np.flatnonzero(step == 0) + 1 - s
+        if dup.size == 0:
+            return ts, cols, frame
+        keep = np.ones(ts.size, dtype=bool)
+        keep[dup] = False
+        kept_index = np.maximum.accumulate(np.where(keep, np.arange(ts.size), -1))
+        names = ("open", "high", "low", "close", "volume")
+        for i in dup.tolist():
+            k = int(kept_index[i])
+            values = ", ".join(f"{n}={_v(cols[n][i])}" for n in names)
+            if k >= 0:
+                kept_row, kept = frame.row(k), ", ".join(f"{n}={_v(cols[n][k])}" for n in names)
+            else:
+                kept_row, kept = self.prev_row, ", ".join(f"{n}={self.prev_values[n]!r}" for n in names)
+            logger.warning(
+                "{} row {}: dropped duplicate bar at {} ({}); kept row {} ({})",
+                frame.name, frame.row(i), pd.Timestamp(int(ts[i]), unit="ns", tz="UTC").isoformat(), values, kept_row, kept,
+            )
+        self.dropped += int(dup.size)
+        kept_frame = Frame(frame.name, {}, rows=frame.row_numbers()[keep])
+        return ts[keep], {n: a[keep] for n, a in cols.items()}, kept_frame
 
 
-def _reverse_if_descending(frame: _Frame, ts: np.ndarray, columns: dict[str, np.ndarray]) -> np.ndarray:
+def _reverse_if_descending(frame: Frame, ts: np.ndarray, columns: dict[str, np.ndarray]) -> np.ndarray:
     """Coinbase API order: newest first. Reverse a strictly descending list (logged)."""
     if ts.size > 1 and np.all(np.diff(ts) < 0):
         logger.info("{}: candles are newest-first (Coinbase API order); reversing {} rows", frame.name, ts.size)
@@ -609,84 +701,207 @@ def _reverse_if_descending(frame: _Frame, ts: np.ndarray, columns: dict[str, np.
     return ts
 
 
-def _drop_duplicate_bars(frame: _Frame, ts: np.ndarray, cols: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    if ts.size < 2:
-        return ts, cols
-    step = np.diff(ts)
-    back = _first(step < 0)
-    if back is not None:
-        raise frame.error(
-            back + 1, f"time {_iso(ts[back + 1])} is before the previous row's {_iso(ts[back])} (rows must be sorted by time)"
-        )
-    dup = np.flatnonzero(step == 0) + 1
-    if dup.size == 0:
-        return ts, cols
-    keep = np.ones(ts.size, dtype=bool)
-    keep[dup] = False
-    kept_index = np.maximum.accumulate(np.where(keep, np.arange(ts.size), 0))
-    for i in dup.tolist():
-        k = int(kept_index[i])
-        values = ", ".join(f"{n}={_v(cols[n][i])}" for n in ("open", "high", "low", "close", "volume"))
-        kept = ", ".join(f"{n}={_v(cols[n][k])}" for n in ("open", "high", "low", "close", "volume"))
-        logger.warning(
-            "{} row {}: dropped duplicate bar at {} ({}); kept row {} ({})",
-            frame.name, frame.row(i), pd.Timestamp(int(ts[i]), unit="ns", tz="UTC").isoformat(), values, frame.row(k), kept,
-        )
-    rows = frame.rows if frame.rows is not None else np.arange(1, ts.size + 1, dtype=np.int64)
-    frame.rows = rows[keep]
-    return ts[keep], {n: a[keep] for n, a in cols.items()}
+# --------------------------------------------------------------------------- trades
 
 
-def _load_bars(
+class _TradeStream:
+    """Converts and validates the chunks of one trade series, carrying state between chunks."""
+
+    def __init__(self, source: Source, *, ts_column: str | None, ts_unit: TsUnit) -> None:
+        if source.suffix == ".json":
+            raise DataError(f"{source.name}: JSON input is only supported for Coinbase candles (bars)")
+        self.source, self.ts_column, self.unit = source, ts_column, ts_unit
+        self.names: dict[str, str | None] = {}
+        self.prev_ts: int | None = None
+        self.prev_row: int | None = None
+        self.last_int_id: int | None = None
+        self.prev_ids: pa.Array | None = None
+        self.prev_id_rows: np.ndarray | None = None
+        self.rows = 0
+
+    def _layout(self, frame: Frame) -> None:
+        if not self.source.has_header:
+            names = list(frame.columns)
+            first = [str(frame.columns[n][0]).strip().lower() for n in names] if len(frame) else []
+            flags = [i for i, v in enumerate(first) if v in ("true", "false")]
+            if flags and flags[0] == 5 and len(names) in (6, 7):
+                time_index = 4  # trades: id, price, qty, quote_qty, time, is_buyer_maker[, is_best_match]
+            elif flags and flags[0] == 6 and len(names) in (7, 8):
+                time_index = 5  # aggTrades: id, price, qty, first_id, last_id, time, is_buyer_maker[, is_best_match]
+            else:
+                raise DataError(
+                    f"{frame.name}: headerless trade CSV with {len(names)} columns is not a Binance trades/aggTrades "
+                    "layout; add a header (time, price, size[, side, trade_id])"
+                )
+            self.names = {"time": names[time_index], "price": names[1], "size": names[2],
+                          "side": names[flags[0]], "trade_id": names[0]}
+            self.display = {"time": "time", "side": "is_buyer_maker"}
+            return
+        side = next((a for a in (*_AGGRESSOR_ALIASES, *_MAKER_ALIASES) if a in frame.columns), None)
+        self.names = {
+            "time": _time_column(frame, self.ts_column),
+            "price": _pick(frame, _TRADE_ALIASES["price"], "price"),
+            "size": _pick(frame, _TRADE_ALIASES["size"], "size"),
+            "side": side,
+            "trade_id": _pick(frame, _TRADE_ALIASES["trade_id"], "trade_id", required=False),
+        }
+        self.display = {"time": self.names["time"] or "time", "side": side or ""}
+
+    def convert(self, frame: Frame) -> pa.Table:
+        """Return the chunk in the stored trade layout, validated against the rows before it."""
+        if not self.names:
+            self._layout(frame)
+        n = self.names
+        ts, self.unit = _to_ns_unit(frame, frame.columns[n["time"]], self.display["time"], self.unit)  # type: ignore[index,assignment]
+        price = _to_float(frame, frame.columns[n["price"]], "price")  # type: ignore[index]
+        size = _to_float(frame, frame.columns[n["size"]], "size")  # type: ignore[index]
+        if n["side"] is None:
+            aggressor = np.zeros(ts.size, dtype=np.int8)
+        else:
+            is_maker = n["side"] in _MAKER_ALIASES or not self.source.has_header
+            aggressor = _aggressor(frame, self.display["side"], frame.columns[n["side"]], is_maker)
+        ids = frame.columns[n["trade_id"]] if n["trade_id"] is not None else None
+        trade_id = pa.array([""] * ts.size, pa.string()) if ids is None else pc.cast(ids, pa.string())
+        _check_time_order(frame, ts, "ts_event", strict=False, prev_ts=self.prev_ts, prev_row=self.prev_row)
+        with np.errstate(invalid="ignore"):
+            _raise_first(frame, [
+                (~(np.isfinite(price) & (price > 0)), lambda i: f"price {_v(price[i])} is not a finite positive price"),
+                (~(np.isfinite(size) & (size > 0)), lambda i: f"size {_v(size[i])} is not a finite positive size"),
+            ])
+        if ids is not None:
+            self._check_ids(frame, ids, trade_id)
+        if ts.size:
+            self.prev_ts, self.prev_row = int(ts[-1]), frame.row(ts.size - 1)
+        self.rows += ts.size
+        stamped = pa.array(ts)
+        return pa.Table.from_arrays(
+            [stamped, stamped, pa.array(price), pa.array(size), pa.array(aggressor), trade_id], schema=TRADE_SCHEMA
+        )
+
+    def _check_ids(self, frame: Frame, raw: pa.Array, ids: pa.Array) -> None:
+        """Duplicate trade ids: O(1) state for increasing integer ids, else per chunk and its predecessor."""
+        if len(ids) == 0:
+            return
+        try:
+            ints = pc.cast(raw, pa.int64()).to_numpy(zero_copy_only=False) if raw.null_count == 0 else None
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            ints = None
+        if ints is not None and (self.last_int_id is not None or self.prev_ids is None):
+            full = ints if self.last_int_id is None else np.concatenate(([self.last_int_id], ints))
+            if np.all(np.diff(full) > 0):
+                self.last_int_id = int(ints[-1])
+                return
+        self.last_int_id = None
+        nonempty = pc.not_equal(ids, "")
+        both = ids if self.prev_ids is None else pa.concat_arrays([self.prev_ids, ids])
+        both_nonempty = pc.not_equal(both, "")
+        if pc.sum(pc.cast(both_nonempty, pa.int64())).as_py() > pc.count_distinct(pc.filter(both, both_nonempty)).as_py():
+            prev_rows = self.prev_id_rows if self.prev_id_rows is not None else np.empty(0, dtype=np.int64)
+            rows = np.concatenate((prev_rows, frame.row_numbers()))
+            seen: dict[str, int] = {}
+            for j, tid in enumerate(both.to_pylist()):
+                if tid and tid in seen:
+                    i = j - len(prev_rows)
+                    raise frame.error(i, f"duplicate trade_id {tid!r} (same as row {rows[seen[tid]]})")
+                seen[tid] = j
+        del nonempty
+        self.prev_ids, self.prev_id_rows = ids, frame.row_numbers()
+
+
+def _aggressor(frame: Frame, name: str, array: pa.Array, is_maker: bool) -> np.ndarray:
+    if pa.types.is_boolean(array.type):
+        if array.null_count:
+            raise frame.error(int(np.flatnonzero(array.is_null().to_numpy(zero_copy_only=False))[0]), f"{name} is missing")
+        flags = array.to_numpy(zero_copy_only=False)
+        return np.where(flags.astype(bool), -1, 1).astype(np.int8)
+    if pa.types.is_integer(array.type) and not is_maker:
+        values = array.to_numpy(zero_copy_only=False)
+        bad = _first(~np.isin(values, (-1, 0, 1)))
+        if bad is not None:
+            raise frame.error(bad, f"{name} {int(values[bad])} is not 1, -1 or 0")
+        return values.astype(np.int8)
+    words = pc.utf8_lower(pc.utf8_trim_whitespace(pc.cast(array, pa.string())))
+    words = pc.fill_null(words, "")
+    out = np.zeros(len(words), dtype=np.int8)
+    if is_maker:
+        yes = pc.is_in(words, pa.array(_TRUE_WORDS)).to_numpy(zero_copy_only=False)
+        no = pc.is_in(words, pa.array(_FALSE_WORDS)).to_numpy(zero_copy_only=False)
+        out[yes], out[no] = -1, 1
+        bad, expected = _first(~(yes | no)), "true/false"
+    else:
+        buy = pc.is_in(words, pa.array(_BUY_WORDS)).to_numpy(zero_copy_only=False)
+        sell = pc.is_in(words, pa.array(_SELL_WORDS)).to_numpy(zero_copy_only=False)
+        unknown = pc.is_in(words, pa.array(_UNKNOWN_WORDS)).to_numpy(zero_copy_only=False)
+        out[buy], out[sell] = 1, -1
+        bad, expected = _first(~(buy | sell | unknown)), "buy/sell"
+    if bad is not None:
+        raise frame.error(bad, f"{name} {words[bad].as_py()!r} is not {expected}")
+    return out
+
+
+# --------------------------------------------------------------------------- streams
+
+
+def _stream(
+    path: str | os.PathLike[str],
+    kind: str,
+    make: Callable[[Source], _BarStream | _TradeStream],
+    split_by: str | None,
+    block_bytes: int,
+    streams: dict[str | None, _BarStream | _TradeStream],
+) -> Iterator[tuple[str | None, pa.Table]]:
+    source = open_source(Path(path), block_bytes=block_bytes)
+    symbols: _Symbols | None = None
+    for frame in source.frames:
+        if symbols is None:
+            symbols = _Symbols.find(frame, split_by) if source.has_header else _Symbols(frame.name, None, False)
+            if split_by is not None and not source.has_header:
+                raise DataError(f"{frame.name}: --split-by needs a file with a header")
+        for key, part in symbols.groups(frame):
+            stream = streams.get(key)
+            if stream is None:
+                stream = streams[key] = make(source)
+            table = stream.convert(part)
+            if table.num_rows:
+                yield key, table
+    if not any(s.rows for s in streams.values()):
+        raise DataError(f"{source.name}: no {kind}")
+
+
+def iter_bars(
     path: str | os.PathLike[str],
     *,
-    interval: str | int | None,
-    ts_column: str | None,
-    ts_unit: TsUnit,
-    time_is: Literal["auto", "open", "close"],
-    duplicates: Literal["error", "keep_first"],
-) -> tuple[pa.Table, int]:
-    path = Path(path)
-    frame, has_header = _read_source(path)
-    is_coinbase = Path(_strip_gz(path.name.lower())).suffix == ".json"
-    ts_name, ts_array, fields = _bar_columns(frame, has_header, ts_column)
-    ts = to_ns(frame.name, ts_array, ts_name, ts_unit, frame.rows)
-    cols = {field: _to_float(frame, array, field) for field, array in fields.items()}
-    if is_coinbase:
-        ts = _reverse_if_descending(frame, ts, cols)
-    if duplicates == "keep_first":
-        ts, cols = _drop_duplicate_bars(frame, ts, cols)
-    elif duplicates != "error":
-        raise DataError(f"duplicates={duplicates!r} is not 'error' or 'keep_first'")
-    _check_time_order(frame, ts, ts_name, strict=True)
-    if ts.size == 0:
-        raise DataError(f"{frame.name}: no bars")
-    if interval is not None:
-        interval_ns = parse_interval(interval)
-    elif ts.size >= 2:
-        interval_ns = detect_interval(ts)
-        logger.debug("{}: detected bar interval {}", frame.name, format_interval(interval_ns))
-    else:
-        raise DataError(f"{frame.name}: cannot detect the bar interval from a single bar; pass interval=")
-    short = _first(np.diff(ts) < interval_ns)
-    if short is not None:
-        raise frame.error(
-            short + 1,
-            f"{ts_name} is {format_interval(int(ts[short + 1] - ts[short]))} after the previous bar, "
-            f"shorter than the interval {format_interval(interval_ns)} (overlapping bars)",
-        )
-    if time_is == "auto":
-        time_is = "close" if ts_name == "ts_event" else "open"
-    if time_is == "open":
-        ts = ts + interval_ns
-    elif time_is != "close":
-        raise DataError(f"time_is={time_is!r} is not 'auto', 'open' or 'close'")
-    _raise_first(frame, _bar_checks(cols["open"], cols["high"], cols["low"], cols["close"], cols["volume"]))
-    table = pa.Table.from_arrays(
-        [pa.array(ts), pa.array(ts), *(pa.array(cols[n]) for n in ("open", "high", "low", "close", "volume"))],
-        schema=BAR_SCHEMA,
-    )
-    return table, interval_ns
+    interval: str | int | None = None,
+    ts_column: str | None = None,
+    ts_unit: TsUnit = "auto",
+    bar_time: BarTime = "auto",
+    duplicates: Literal["error", "keep_first"] = "error",
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> Iterator[pa.Table]:
+    """Yield a bar file as validated chunks in the stored layout (see :func:`read_bars`)."""
+    streams: dict[str | None, _BarStream | _TradeStream] = {}
+
+    def make(source: Source) -> _BarStream:
+        return _BarStream(source, interval=interval, ts_column=ts_column, ts_unit=ts_unit, bar_time=bar_time,
+                          duplicates=duplicates)
+
+    for _, table in _stream(path, "bars", make, None, block_bytes, streams):
+        yield table
+
+
+def iter_trades(
+    path: str | os.PathLike[str],
+    *,
+    ts_column: str | None = None,
+    ts_unit: TsUnit = "auto",
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> Iterator[pa.Table]:
+    """Yield a trade file as validated chunks in the stored layout (see :func:`read_trades`)."""
+    streams: dict[str | None, _BarStream | _TradeStream] = {}
+    for _, table in _stream(
+        path, "trades", lambda source: _TradeStream(source, ts_column=ts_column, ts_unit=ts_unit), None, block_bytes, streams
+    ):
+        yield table
 
 
 def read_bars(
@@ -695,10 +910,10 @@ def read_bars(
     interval: str | int | None = None,
     ts_column: str | None = None,
     ts_unit: TsUnit = "auto",
-    time_is: Literal["auto", "open", "close"] = "auto",
+    time_is: BarTime = "auto",
     duplicates: Literal["error", "keep_first"] = "error",
 ) -> pa.Table:
-    """Read and validate a bar file into the stored bar layout (see module docstring).
+    """Read and validate a whole bar file into the stored bar layout (see module docstring).
 
     Parameters
     ----------
@@ -727,67 +942,13 @@ def read_bars(
     DataError
         Naming the file, 1-based row and field of the first problem.
     """
-    return _load_bars(path, interval=interval, ts_column=ts_column, ts_unit=ts_unit, time_is=time_is, duplicates=duplicates)[0]
+    chunks = list(iter_bars(path, interval=interval, ts_column=ts_column, ts_unit=ts_unit, bar_time=time_is,
+                            duplicates=duplicates))
+    return pa.concat_tables(chunks).combine_chunks()
 
 
-# --------------------------------------------------------------------------- trades
-
-
-def _headerless_trade_columns(frame: _Frame) -> dict[str, pa.Array]:
-    cols = list(frame.columns.values())
-    first = [str(c[0]).strip().lower() for c in cols] if len(cols[0]) else []
-    flags = [i for i, v in enumerate(first) if v in ("true", "false")]
-    if flags and flags[0] == 5 and len(cols) in (6, 7):
-        time_index = 4  # trades: id, price, qty, quote_qty, time, is_buyer_maker[, is_best_match]
-    elif flags and flags[0] == 6 and len(cols) in (7, 8):
-        time_index = 5  # aggTrades: id, price, qty, first_id, last_id, time, is_buyer_maker[, is_best_match]
-    else:
-        raise DataError(
-            f"{frame.name}: headerless trade CSV with {len(cols)} columns is not a Binance trades/aggTrades layout; "
-            "add a header (time, price, size[, side, trade_id])"
-        )
-    return {"time": cols[time_index], "price": cols[1], "size": cols[2], "is_buyer_maker": cols[flags[0]], "trade_id": cols[0]}
-
-
-def _aggressor(frame: _Frame, name: str, array: pa.Array) -> np.ndarray:
-    if pa.types.is_boolean(array.type):
-        flags = array.to_numpy(zero_copy_only=False)
-        return np.where(flags.astype(bool), -1, 1).astype(np.int8)
-    if pa.types.is_integer(array.type) and name not in _MAKER_ALIASES:
-        values = array.to_numpy(zero_copy_only=False)
-        bad = _first(~np.isin(values, (-1, 0, 1)))
-        if bad is not None:
-            raise frame.error(bad, f"{name} {int(values[bad])} is not 1, -1 or 0")
-        return values.astype(np.int8)
-    words = [str(w).strip().lower() for w in array.to_pylist()]
-    out = np.empty(len(words), dtype=np.int8)
-    maker = name in _MAKER_ALIASES
-    for i, word in enumerate(words):
-        if maker:
-            if word in _TRUE_WORDS:
-                out[i] = -1
-            elif word in _FALSE_WORDS:
-                out[i] = 1
-            else:
-                raise frame.error(i, f"{name} {word!r} is not true/false")
-        elif word in _BUY_WORDS:
-            out[i] = 1
-        elif word in _SELL_WORDS:
-            out[i] = -1
-        elif word in _UNKNOWN_WORDS:
-            out[i] = 0
-        else:
-            raise frame.error(i, f"{name} {word!r} is not buy/sell")
-    return out
-
-
-def read_trades(
-    path: str | os.PathLike[str],
-    *,
-    ts_column: str | None = None,
-    ts_unit: TsUnit = "auto",
-) -> pa.Table:
-    """Read and validate a trade file into the stored trade layout.
+def read_trades(path: str | os.PathLike[str], *, ts_column: str | None = None, ts_unit: TsUnit = "auto") -> pa.Table:
+    """Read and validate a whole trade file into the stored trade layout.
 
     Columns (case-insensitive aliases): time (``timestamp``, ``time``,
     ``trade_time_ms``, ...), ``price``, ``size`` (``qty``, ``quantity``, ``amount``),
@@ -805,34 +966,52 @@ def read_trades(
     DataError
         Naming the file, 1-based row and field of the first problem.
     """
-    path = Path(path)
-    if Path(_strip_gz(path.name.lower())).suffix == ".json":
-        raise DataError(f"{path.name}: JSON input is only supported for Coinbase candles (bars)")
-    frame, has_header = _read_source(path)
-    if not has_header:
-        frame.columns = _headerless_trade_columns(frame)
-    ts_name, ts_array = _time_column(frame, ts_column)
-    ts = to_ns(frame.name, ts_array, ts_name, ts_unit)
-    price = _to_float(frame, _pick(frame, _TRADE_ALIASES["price"], "price"), "price")  # type: ignore[arg-type]
-    size = _to_float(frame, _pick(frame, _TRADE_ALIASES["size"], "size"), "size")  # type: ignore[arg-type]
-    side_name = next((a for a in (*_AGGRESSOR_ALIASES, *_MAKER_ALIASES) if a in frame.columns), None)
-    if side_name is None:
-        aggressor = np.zeros(ts.size, dtype=np.int8)
-    else:
-        aggressor = _aggressor(frame, side_name, frame.columns[side_name])
-    ids = _pick(frame, _TRADE_ALIASES["trade_id"], "trade_id", required=False)
-    trade_id = pa.array([""] * ts.size, pa.string()) if ids is None else pc.cast(ids, pa.string())
-    table = pa.Table.from_arrays(
-        [pa.array(ts), pa.array(ts), pa.array(price), pa.array(size), pa.array(aggressor), trade_id],
-        schema=TRADE_SCHEMA,
-    )
-    validate_trades(table, frame.name)
-    if table.num_rows == 0:
-        raise DataError(f"{frame.name}: no trades")
-    return table
+    return pa.concat_tables(list(iter_trades(path, ts_column=ts_column, ts_unit=ts_unit))).combine_chunks()
 
 
 # --------------------------------------------------------------------------- import
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import wrote and how it read the file.
+
+    Attributes
+    ----------
+    manifests
+        One manifest per dataset written (several with ``split_by``), in symbol order.
+    time_column
+        The file's time column.
+    bar_time
+        Bars: ``"open"`` or ``"close"``, what the time column was taken to stamp;
+        ``None`` for trades.
+    shift_ns
+        What was added to the time column to get the close stamp (bars; 0 for trades).
+    interval_ns, interval_detected
+        The bar interval and whether it was detected from the data.
+    dropped_duplicates
+        Repeated bars dropped (``duplicates="keep_first"``).
+    """
+
+    manifests: list[Manifest]
+    time_column: str
+    bar_time: str | None = None
+    shift_ns: int = 0
+    interval_ns: int | None = None
+    interval_detected: bool = False
+    dropped_duplicates: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def describe_time(self) -> str:
+        """One line saying how the bar time column was read and the shift applied."""
+        if self.bar_time is None:
+            return f"time column {self.time_column!r}: trade times, not shifted"
+        interval = format_interval(self.interval_ns or 0)
+        detected = " (detected)" if self.interval_detected else ""
+        if self.bar_time == "open":
+            return (f"bar time: {self.time_column!r} holds bar OPEN times; shifted +{interval}{detected} "
+                    "to the close stamp (ts_event = open + interval)")
+        return f"bar time: {self.time_column!r} holds bar CLOSE times; not shifted (interval {interval}{detected})"
 
 
 def _default_period(kind: str, interval_ns: int | None) -> Period:
@@ -842,6 +1021,114 @@ def _default_period(kind: str, interval_ns: int | None) -> Period:
         if interval_ns >= _INTERVAL_UNITS["m"]:
             return "month"
     return "day"
+
+
+def import_path(
+    catalog: Catalog | str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    *,
+    venue: str,
+    market: str,
+    symbol: str | None,
+    kind: Literal["bars", "trades"] = "bars",
+    interval: str | int | None = None,
+    dataset: str | None = None,
+    period: Period | None = None,
+    ts_column: str | None = None,
+    ts_unit: TsUnit = "auto",
+    bar_time: BarTime = "auto",
+    duplicates: Literal["error", "keep_first"] = "error",
+    mode: Literal["create", "append", "overwrite"] = "create",
+    split_by: str | None = None,
+    notes: Iterable[str] = (),
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> ImportResult:
+    """Stream one file into the catalog: read, validate and write it chunk by chunk.
+
+    Nothing is swapped into the catalog until the whole file has been read and
+    validated; on any error every staged dataset is removed.
+
+    Parameters
+    ----------
+    catalog
+        A :class:`Catalog` or its root directory.
+    path
+        Input file (see the module docstring).
+    venue, market, symbol
+        Destination; ``symbol`` is ignored (may be ``None``) with ``split_by``.
+    kind
+        ``"bars"`` or ``"trades"``.
+    interval
+        Bar interval (detected when ``None``).
+    dataset
+        Dataset name; default ``"bars_<interval>"`` (``bars_4h``) or ``"trades"``.
+    period
+        Partition period; default ``"year"`` for bars of 1h or more, ``"month"``
+        for minute bars, ``"day"`` otherwise.
+    ts_column, ts_unit, duplicates
+        See :func:`read_bars`.
+    bar_time
+        ``"open"``, ``"close"`` or ``"auto"`` (see the module docstring).
+    mode
+        ``"create"``, ``"append"`` or ``"overwrite"`` (see :meth:`Catalog.write`).
+    split_by
+        A symbol column: one dataset per value (the value is the catalog symbol).
+    notes
+        Lines recorded in the manifest (the source and the time convention are always added).
+    block_bytes
+        CSV bytes read per chunk.
+
+    Raises
+    ------
+    DataError
+        Naming the file, row and field of the first problem.
+    """
+    if kind not in ("bars", "trades"):
+        raise DataError(f"kind {kind!r} is not 'bars' or 'trades'")
+    source = Path(path)
+    if kind == "trades" and interval is not None:
+        raise DataError(f"{source.name}: interval applies to bars only, not to trades")
+    if symbol is None and split_by is None:
+        raise DataError(f"{source.name}: a symbol is needed (or split_by, to take it from a column)")
+    cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
+    streams: dict[str | None, _BarStream | _TradeStream] = {}
+    writers: dict[str | None, DatasetWriter] = {}
+
+    def make(src: Source) -> _BarStream | _TradeStream:
+        if kind == "bars":
+            return _BarStream(src, interval=interval, ts_column=ts_column, ts_unit=ts_unit, bar_time=bar_time,
+                              duplicates=duplicates)
+        return _TradeStream(src, ts_column=ts_column, ts_unit=ts_unit)
+
+    try:
+        for key, table in _stream(source, kind, make, split_by, block_bytes, streams):
+            writer = writers.get(key)
+            if writer is None:
+                interval_ns = streams[key].interval_ns if isinstance(streams[key], _BarStream) else None  # type: ignore[union-attr]
+                name = dataset or (f"bars_{format_interval(interval_ns)}" if interval_ns else "trades")
+                writer = writers[key] = cat.writer(
+                    venue, market, key if key is not None else symbol, name,  # type: ignore[arg-type]
+                    period or _default_period(kind, interval_ns), kind=kind, interval_ns=interval_ns, mode=mode,
+                )
+            writer.write(table)
+        first = next(iter(streams.values()))
+        extra = [f"imported from {source.name}"]
+        if isinstance(first, _BarStream):
+            result = ImportResult([], first.display_ts, first.bar_time, first.shift_ns, first.interval_ns,
+                                  first.interval_detected, sum(s.dropped for s in streams.values()))  # type: ignore[union-attr]
+            extra.append(result.describe_time())
+            if result.dropped_duplicates:
+                extra.append(f"{result.dropped_duplicates} duplicate rows dropped (first kept)")
+        else:
+            result = ImportResult([], first.display["time"])
+        for writer in writers.values():
+            writer.check()
+        manifests = [writers[k].commit([*extra, *notes]) for k in sorted(writers, key=lambda k: k or "")]
+    finally:
+        for writer in writers.values():
+            writer.abort()
+    return ImportResult(manifests, result.time_column, result.bar_time, result.shift_ns, result.interval_ns,
+                        result.interval_detected, result.dropped_duplicates, extra)
 
 
 def import_file(
@@ -857,66 +1144,17 @@ def import_file(
     period: Period | None = None,
     ts_column: str | None = None,
     ts_unit: TsUnit = "auto",
+    bar_time: BarTime = "auto",
     duplicates: Literal["error", "keep_first"] = "error",
     mode: Literal["create", "append", "overwrite"] = "create",
     notes: Iterable[str] = (),
 ) -> Manifest:
-    """Read, validate and write one file into the catalog.
+    """Read, validate and write one single-symbol file into the catalog; return its manifest.
 
-    Parameters
-    ----------
-    catalog
-        A :class:`Catalog` or its root directory.
-    path
-        Input file (see :func:`read_bars` / :func:`read_trades`).
-    venue, market, symbol
-        Destination.
-    kind
-        ``"bars"`` or ``"trades"``.
-    interval
-        Bar interval (detected when ``None``).
-    dataset
-        Dataset name; default ``"bars_<interval>"`` (``bars_4h``) or ``"trades"``.
-    period
-        Partition period; default ``"year"`` for bars of 1h or more, ``"month"``
-        for minute bars, ``"day"`` otherwise.
-    ts_column, ts_unit, duplicates
-        See :func:`read_bars`.
-    mode
-        ``"create"``, ``"append"`` or ``"overwrite"`` (see :meth:`Catalog.write`).
-    notes
-        Lines recorded in the manifest (the source file name is always added).
-
-    Returns
-    -------
-    Manifest
-        The dataset's manifest after the write.
+    See :func:`import_path` for the parameters (this is it without ``split_by``).
     """
-    cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
-    source = Path(path)
-    interval_ns: int | None = None
-    if kind == "bars":
-        table, interval_ns = _load_bars(
-            source, interval=interval, ts_column=ts_column, ts_unit=ts_unit, time_is="auto", duplicates=duplicates
-        )
-        dataset = dataset or f"bars_{format_interval(interval_ns)}"
-    elif kind == "trades":
-        if interval is not None:
-            raise DataError(f"{source.name}: interval applies to bars only, not to trades")
-        table = read_trades(source, ts_column=ts_column, ts_unit=ts_unit)
-        dataset = dataset or "trades"
-    else:
-        raise DataError(f"kind {kind!r} is not 'bars' or 'trades'")
-    period = period or _default_period(kind, interval_ns)
-    return cat.write(
-        table,
-        venue,
-        market,
-        symbol,
-        dataset,
-        period,
-        kind=kind,
-        interval_ns=interval_ns,
-        mode=mode,
-        notes=[f"imported from {source.name}", *notes],
-    )
+    return import_path(
+        catalog, path, venue=venue, market=market, symbol=symbol, kind=kind, interval=interval, dataset=dataset,
+        period=period, ts_column=ts_column, ts_unit=ts_unit, bar_time=bar_time, duplicates=duplicates, mode=mode,
+        notes=notes,
+    ).manifests[0]

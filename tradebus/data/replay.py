@@ -61,8 +61,10 @@ class ReplaySource:
         ``"bars"`` or ``"trades"``.
     catalog_root, venue, market, symbol, dataset
         The catalog dataset (catalog sources).
-    path, interval, ts_unit
-        The file, the bar interval (``None`` = detect) and the time unit (file sources).
+    path, interval, ts_unit, bar_time
+        The file, the bar interval (``None`` = detect), the time unit and whether the
+        bar time column stamps the bar's open or close (``"auto"``: see
+        :mod:`tradebus.data.ingest`) (file sources).
     """
 
     instrument_id: str
@@ -75,6 +77,7 @@ class ReplaySource:
     path: Path | None = None
     interval: str | int | None = None
     ts_unit: Literal["auto", "s", "ms", "us", "ns", "iso"] = "auto"
+    bar_time: Literal["auto", "open", "close"] = "auto"
 
     @classmethod
     def from_catalog(
@@ -113,10 +116,13 @@ class ReplaySource:
         kind: Literal["bars", "trades"],
         interval: str | int | None = None,
         ts_unit: Literal["auto", "s", "ms", "us", "ns", "iso"] = "auto",
+        bar_time: Literal["auto", "open", "close"] = "auto",
     ) -> ReplaySource:
         """Return a source over a CSV/Parquet/Coinbase-JSON file (validated like an import)."""
         schema_for(kind)
-        return cls(instrument_id=instrument_id, kind=kind, path=Path(path), interval=interval, ts_unit=ts_unit)
+        return cls(
+            instrument_id=instrument_id, kind=kind, path=Path(path), interval=interval, ts_unit=ts_unit, bar_time=bar_time
+        )
 
     def describe(self) -> str:
         """Return a short human-readable name of the source."""
@@ -437,7 +443,7 @@ class Replay:
     def _file_chunks(self, src: ReplaySource) -> Iterator[_Chunk]:
         path = src.path
         if src.kind == "bars":
-            table = read_bars(path, interval=src.interval, ts_unit=src.ts_unit)  # type: ignore[arg-type]
+            table = read_bars(path, interval=src.interval, ts_unit=src.ts_unit, time_is=src.bar_time)  # type: ignore[arg-type]
             fields = _BAR_FIELDS
         else:
             table = read_trades(path, ts_unit=src.ts_unit)  # type: ignore[arg-type]

@@ -1,0 +1,243 @@
+"""Input files read in bounded chunks: CSV[.gz], Parquet and Coinbase candles JSON[.gz].
+
+Every reader yields :class:`Frame` objects, one chunk of raw columns each, so an import
+holds at most one chunk of the input in memory whatever the file's size:
+
+* CSV through ``pyarrow.csv.open_csv`` (a streaming reader, ``block_size`` bytes per
+  chunk), every column read as text so that the converters can name the row and
+  field of a bad value. A first line none of whose fields is a number is a header;
+  without one the columns are named ``f0``, ``f1``, ... A gzip file is recognised by
+  its magic bytes, whatever its name.
+* Parquet through ``ParquetFile.iter_batches`` (native column types kept).
+* Coinbase candles JSON (``{"candles": [...]}``) in one chunk: the API returns at most
+  a few hundred candles per document.
+
+Column names are lower-cased. Row numbers are 1-based data rows (the header is not
+counted; for JSON the candle's position).
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from tradebus.errors import DataError
+
+__all__ = ["DEFAULT_BLOCK_BYTES", "Frame", "Source", "is_number", "open_source", "strip_gz"]
+
+DEFAULT_BLOCK_BYTES = 16 << 20
+"""CSV bytes per chunk (about 200k kline rows or 300k trades)."""
+_PARQUET_BATCH_ROWS = 262_144
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class Frame:
+    """Raw columns of one chunk of an input file.
+
+    Parameters
+    ----------
+    name
+        File name used in error messages.
+    columns
+        Lower-cased column name -> Arrow array.
+    offset
+        Rows of the file before this chunk (row ``i`` is file row ``offset + i + 1``).
+    rows
+        Explicit 1-based file row of every element (after a reordering or a filter);
+        overrides ``offset``.
+    """
+
+    def __init__(self, name: str, columns: dict[str, pa.Array], offset: int = 0, rows: np.ndarray | None = None) -> None:
+        self.name = name
+        self.columns = columns
+        self.offset = offset
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def row(self, index: int) -> int:
+        """The 1-based file row of element ``index``."""
+        return int(self.rows[index]) if self.rows is not None else self.offset + index + 1
+
+    def row_numbers(self) -> np.ndarray:
+        """The 1-based file row of every element."""
+        if self.rows is not None:
+            return self.rows
+        return np.arange(self.offset + 1, self.offset + len(self) + 1, dtype=np.int64)
+
+    def error(self, index: int, message: str) -> DataError:
+        """A :class:`DataError` naming the file and the row of element ``index``."""
+        return DataError(f"{self.name} row {self.row(index)}: {message}")
+
+    def take(self, indices: np.ndarray) -> Frame:
+        """The elements at ``indices`` (their file rows kept)."""
+        picked = pa.array(indices, pa.int64())
+        return Frame(self.name, {k: v.take(picked) for k, v in self.columns.items()}, rows=self.row_numbers()[indices])
+
+
+@dataclass
+class Source:
+    """An opened input file: its kind of layout and its chunks.
+
+    Attributes
+    ----------
+    name
+        File name.
+    suffix
+        ``".csv"``, ``".parquet"`` or ``".json"`` (``.gz`` stripped, ``.txt``/``.pq`` folded).
+    has_header
+        Whether the columns have names from the file.
+    frames
+        The chunks, in file order.
+    """
+
+    name: str
+    suffix: str
+    has_header: bool
+    frames: Iterator[Frame]
+
+
+def is_number(text: str) -> bool:
+    """Whether ``text`` parses as a float."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def strip_gz(name: str) -> str:
+    """``name`` without a trailing ``.gz``."""
+    return name[:-3] if name.lower().endswith(".gz") else name
+
+
+def _is_gzip(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(2) == _GZIP_MAGIC
+
+
+def open_source(path: Path, *, block_bytes: int = DEFAULT_BLOCK_BYTES) -> Source:
+    """Open an input file for chunked reading.
+
+    Raises
+    ------
+    DataError
+        If the file is missing, of an unsupported type, empty or (while iterating)
+        malformed, naming the file and, where known, the row.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    suffix = Path(strip_gz(path.name.lower())).suffix
+    if suffix in (".csv", ".txt"):
+        return _open_csv(path, block_bytes)
+    if suffix in (".parquet", ".pq"):
+        try:
+            pf = pq.ParquetFile(path)
+        except (OSError, pa.ArrowException) as exc:
+            raise DataError(f"{path.name}: cannot read Parquet: {exc}") from None
+        return Source(path.name, ".parquet", True, _parquet_frames(path.name, pf))
+    if suffix == ".json":
+        return Source(path.name, ".json", True, iter([_read_coinbase_json(path)]))
+    raise DataError(f"{path.name}: unsupported file type {suffix!r}; expected .csv[.gz], .parquet or .json[.gz]")
+
+
+def _parquet_frames(name: str, pf: pq.ParquetFile) -> Iterator[Frame]:
+    offset = 0
+    try:
+        for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
+            yield Frame(name, {n.lower(): batch.column(i) for i, n in enumerate(batch.schema.names)}, offset)
+            offset += batch.num_rows
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(f"{name}: cannot read Parquet after row {offset}: {exc}") from None
+
+
+def _first_line(path: Path, gzipped: bool) -> str:
+    try:
+        with (gzip.open(path, "rb") if gzipped else path.open("rb")) as fh:
+            return fh.readline().decode("utf-8", "replace").strip().lstrip("\ufeff")
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path.name}: corrupt gzip file: {exc}") from None
+
+
+def _open_csv(path: Path, block_bytes: int) -> Source:
+    gzipped = _is_gzip(path)
+    first = _first_line(path, gzipped)
+    if not first:
+        raise DataError(f"{path.name}: empty file")
+    fields = [f.strip().strip('"') for f in first.split(",")]
+    has_header = not any(is_number(f) for f in fields)
+    names = [f.lower() for f in fields] if has_header else [f"f{i}" for i in range(len(fields))]
+    if has_header and len(set(names)) != len(names):
+        raise DataError(f"{path.name}: duplicate column names in header {fields}")
+    return Source(path.name, ".csv", has_header, _csv_frames(path, gzipped, names, has_header, block_bytes))
+
+
+def _csv_frames(path: Path, gzipped: bool, names: list[str], has_header: bool, block_bytes: int) -> Iterator[Frame]:
+    bad_rows: list[str] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        data_row = row.number - 1 if (has_header and row.number is not None) else row.number
+        bad_rows.append(
+            f"{path.name} row {data_row}: expected {row.expected_columns} fields, got {row.actual_columns}: {row.text!r}"
+        )
+        return "error"
+
+    stream: pa.NativeFile = pa.OSFile(str(path), "rb")
+    if gzipped:
+        stream = pa.CompressedInputStream(stream, "gzip")
+    offset = 0
+    try:
+        reader = pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(
+                column_names=names, skip_rows=1 if has_header else 0, use_threads=False, block_size=block_bytes
+            ),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=False, quoted_strings_can_be_null=False
+            ),
+        )
+        for batch in reader:
+            yield Frame(path.name, {n: batch.column(i) for i, n in enumerate(names)}, offset)
+            offset += batch.num_rows
+    except (pa.ArrowInvalid, OSError) as exc:
+        if bad_rows:
+            raise DataError(bad_rows[0]) from None
+        raise DataError(f"{path.name}: cannot parse CSV after row {offset}: {exc}") from None
+    finally:
+        stream.close()
+
+
+def _read_coinbase_json(path: Path) -> Frame:
+    raw = path.read_bytes()
+    if raw[:2] == _GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path.name}: corrupt gzip file: {exc}") from None
+    try:
+        doc = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise DataError(f"{path.name}: not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("candles"), list):
+        raise DataError(f'{path.name}: expected a Coinbase candles object {{"candles": [...]}}')
+    keys = ("start", "open", "high", "low", "close", "volume")
+    values: dict[str, list[str]] = {k: [] for k in keys}
+    for i, candle in enumerate(doc["candles"]):
+        if not isinstance(candle, dict):
+            raise DataError(f"{path.name} row {i + 1}: candle is not an object")
+        for key in keys:
+            value = candle.get(key)
+            if value is None:
+                raise DataError(f"{path.name} row {i + 1}: {key} is missing")
+            values[key].append(str(value))
+    return Frame(path.name, {k: pa.array(v, pa.string()) for k, v in values.items()})
