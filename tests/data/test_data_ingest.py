@@ -12,10 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 from loguru import logger
 
-from tradebus.data.catalog import BAR_SCHEMA, TRADE_SCHEMA
+from tradebus.data.catalog import BAR_SCHEMA, TRADE_SCHEMA, Catalog
 from tradebus.data.ingest import (
     detect_interval,
     format_interval,
+    import_path,
+    iter_bars,
+    iter_trades,
     parse_interval,
     read_bars,
     read_trades,
@@ -342,3 +345,84 @@ def test_read_trades_rejects_coinbase_json(tmp_path: Path) -> None:
     path.write_text(json.dumps({"candles": []}))
     with pytest.raises(DataError, match="only supported for Coinbase candles"):
         read_trades(path)
+
+
+# --------------------------------------------------------------------------- streaming in chunks
+
+BAD_BARS = [
+    ("bars_high_below_low.csv", "bars_high_below_low.csv row 17: high 99.0 < low 100.0"),
+    ("bars_unsorted.csv", "bars_unsorted.csv row 5: timestamp 2024-01-01T02:00:00Z is before the previous row's 2024-01-01T03:00:00Z"),
+    ("bars_duplicate_ts.csv", "bars_duplicate_ts.csv row 8: duplicate timestamp 2024-01-01T06:00:00Z (same as row 7)"),
+    ("bars_mixed_units.csv", "bars_mixed_units.csv row 10: timestamp 1704099600 is not a plausible time as ms"),
+    ("bars_overlapping.csv", "bars_overlapping.csv row 13: timestamp is 30m after the previous bar, shorter than the interval 1h"),
+    ("bars_ragged.csv", "bars_ragged.csv row 6: expected 6 fields, got 5"),
+]
+BAD_TRADES = [
+    ("trades_unsorted.csv", "trades_unsorted.csv row 7: ts_event 2024-01-01T00:00:01.249Z is before the previous row's"),
+    ("trades_duplicate_id.csv", "trades_duplicate_id.csv row 10: duplicate trade_id '1008' (same as row 9)"),
+    ("trades_bad_side.csv", "trades_bad_side.csv row 8: side 'maybe' is not buy/sell"),
+]
+
+
+@pytest.mark.parametrize("interval", [None, "1h"])  # with an interval, chunks are checked as they come
+@pytest.mark.parametrize("block_bytes", [97, 256, 1000])
+@pytest.mark.parametrize(("name", "expected"), BAD_BARS)
+def test_bar_errors_name_the_same_row_whatever_the_chunk_size(
+    name: str, expected: str, block_bytes: int, interval: str | None
+) -> None:
+    with pytest.raises(DataError) as info:
+        list(iter_bars(fixture(name), interval=interval or ("1h" if "overlapping" in name else None), block_bytes=block_bytes))
+    assert str(info.value).startswith(expected), str(info.value)
+
+
+@pytest.mark.parametrize("block_bytes", [97, 256, 1000])
+@pytest.mark.parametrize(("name", "expected"), BAD_TRADES)
+def test_trade_errors_name_the_same_row_whatever_the_chunk_size(name: str, expected: str, block_bytes: int) -> None:
+    with pytest.raises(DataError) as info:
+        list(iter_trades(fixture(name), block_bytes=block_bytes))
+    assert str(info.value).startswith(expected), str(info.value)
+
+
+def test_duplicate_non_integer_trade_ids_across_a_chunk_boundary(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    rows = [f"{1_704_067_200_000 + i},100.0,1.0,buy,x{i}" for i in range(6)]
+    rows.append(f"{1_704_067_200_000 + 6},100.0,1.0,buy,x5")
+    path.write_text("time,price,size,side,trade_id\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"t.csv row 7: duplicate trade_id 'x5' \(same as row 6\)"):
+        list(iter_trades(path, block_bytes=100))
+
+
+@pytest.mark.parametrize("block_bytes", [200, 1000, 1 << 20])
+def test_chunked_import_writes_the_same_bytes_as_a_whole_file_import(tmp_path: Path, block_bytes: int) -> None:
+    klines = fixture("ADABTC-1m-2021-11-27_head120.csv")
+    trades = FIXTURES / "binance_coinm_trades_two_symbols.csv"
+
+    def build(root: Path, size: int) -> dict[str, str]:
+        import_path(root, klines, venue="binance", market="spot", symbol="ADABTC", interval="1m", block_bytes=size)
+        import_path(root, trades, venue="binance", market="coinm", symbol=None, kind="trades", split_by="symbol",
+                    block_bytes=size)
+        return {str(p.relative_to(root)): p.read_bytes().hex() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    whole = build(tmp_path / "whole", 1 << 30)
+    assert build(tmp_path / "chunked", block_bytes) == whole
+    assert len(whole) == 6  # 1 bars + 2 trades datasets, each a manifest and one file
+
+
+def test_catalog_writer_row_groups_do_not_depend_on_batch_sizes(tmp_path: Path) -> None:
+    table = read_trades(fixture("btcusdt-trades.parquet"))
+    cat = Catalog(tmp_path)
+    cat.write(table, "x", "spot", "A", "trades", kind="trades", row_group_rows=300)
+    with cat.writer("x", "spot", "B", "trades", kind="trades", row_group_rows=300) as writer:
+        for start in range(0, table.num_rows, 77):
+            writer.write(table.slice(start, 77))
+        writer.commit()
+    a, b = (next((tmp_path / "x" / "spot" / s / "trades").rglob("*.parquet")) for s in "AB")
+    assert a.read_bytes() == b.read_bytes()
+    assert pq.ParquetFile(a).metadata.num_row_groups == -(-table.num_rows // 300)
+
+
+def test_a_failed_chunked_import_leaves_no_directory_behind(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="row 17"):
+        import_path(tmp_path, fixture("bars_high_below_low.csv"), venue="x", market="spot", symbol="S", interval="1h",
+                    block_bytes=200)
+    assert list(tmp_path.iterdir()) == []

@@ -160,6 +160,9 @@ _TRADE_ALIASES: dict[str, tuple[str, ...]] = {
 SYMBOL_COLUMNS = ("symbol", "instrument", "instrument_id", "inst_id", "instid", "ticker", "pair", "product_id")
 """Column names taken as a symbol column (a file may hold one symbol unless split)."""
 _MAX_SYMBOLS = 1000
+# Rows gathered before the bar interval is detected (all of a smaller file), so the
+# detection does not depend on how the file is cut into chunks.
+_DETECT_ROWS = 4096
 _AGGRESSOR_ALIASES = ("aggressor", "side", "taker_side", "aggressor_side")
 _MAKER_ALIASES = ("is_buyer_maker", "buyer_maker", "isbuyermaker", "m")
 _BUY_WORDS = ("buy", "b", "bid", "1", "+1")
@@ -588,6 +591,7 @@ class _BarStream:
         self.prev_values: dict[str, float] = {}
         self.dropped = 0
         self.rows = 0
+        self._pending: Frame | None = None
 
     @property
     def shift_ns(self) -> int:
@@ -618,9 +622,27 @@ class _BarStream:
         self.display_ts = shown
 
     def convert(self, frame: Frame) -> pa.Table:
-        """Return the chunk in the stored bar layout, validated against the rows before it."""
+        """Return the chunk in the stored bar layout, validated against the rows before it.
+
+        Until the interval is known, chunks are held back (an empty table returned)
+        until :data:`_DETECT_ROWS` rows are in hand or :meth:`finish` is called.
+        """
         if not self.fields:
             self._layout(frame)
+        if self.interval_ns is None and self.source.suffix != ".json":
+            frame = frame if self._pending is None else self._pending.concat(frame)
+            if len(frame) < _DETECT_ROWS:
+                self._pending = frame
+                return BAR_SCHEMA.empty_table()
+            self._pending = None
+        return self._convert(frame)
+
+    def finish(self) -> pa.Table:
+        """Convert the chunks still held back for the interval detection (end of file)."""
+        pending, self._pending = self._pending, None
+        return BAR_SCHEMA.empty_table() if pending is None else self._convert(pending)
+
+    def _convert(self, frame: Frame) -> pa.Table:
         ts, self.unit = _to_ns_unit(frame, frame.columns[self.ts_name], self.display_ts, self.unit)  # type: ignore[assignment]
         cols = {f: _to_float(frame, frame.columns[name], f) for f, name in self.fields.items()}
         if self.source.suffix == ".json":
@@ -719,6 +741,10 @@ class _TradeStream:
         self.prev_id_rows: np.ndarray | None = None
         self.rows = 0
 
+    def finish(self) -> pa.Table:
+        """Nothing is held back for trades."""
+        return TRADE_SCHEMA.empty_table()
+
     def _layout(self, frame: Frame) -> None:
         if not self.source.has_header:
             names = list(frame.columns)
@@ -786,25 +812,24 @@ class _TradeStream:
             ints = pc.cast(raw, pa.int64()).to_numpy(zero_copy_only=False) if raw.null_count == 0 else None
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             ints = None
+        increasing = False
         if ints is not None and (self.last_int_id is not None or self.prev_ids is None):
             full = ints if self.last_int_id is None else np.concatenate(([self.last_int_id], ints))
-            if np.all(np.diff(full) > 0):
-                self.last_int_id = int(ints[-1])
-                return
-        self.last_int_id = None
-        nonempty = pc.not_equal(ids, "")
-        both = ids if self.prev_ids is None else pa.concat_arrays([self.prev_ids, ids])
-        both_nonempty = pc.not_equal(both, "")
-        if pc.sum(pc.cast(both_nonempty, pa.int64())).as_py() > pc.count_distinct(pc.filter(both, both_nonempty)).as_py():
-            prev_rows = self.prev_id_rows if self.prev_id_rows is not None else np.empty(0, dtype=np.int64)
-            rows = np.concatenate((prev_rows, frame.row_numbers()))
-            seen: dict[str, int] = {}
-            for j, tid in enumerate(both.to_pylist()):
-                if tid and tid in seen:
-                    i = j - len(prev_rows)
-                    raise frame.error(i, f"duplicate trade_id {tid!r} (same as row {rows[seen[tid]]})")
-                seen[tid] = j
-        del nonempty
+            increasing = bool(np.all(np.diff(full) > 0))
+        if increasing:
+            self.last_int_id = int(ints[-1])  # type: ignore[index]
+        else:
+            self.last_int_id = None
+            both = ids if self.prev_ids is None else pa.concat_arrays([self.prev_ids, ids])
+            nonempty = pc.not_equal(both, "")
+            if pc.sum(pc.cast(nonempty, pa.int64())).as_py() > pc.count_distinct(pc.filter(both, nonempty)).as_py():
+                prev_rows = self.prev_id_rows if self.prev_id_rows is not None else np.empty(0, dtype=np.int64)
+                rows = np.concatenate((prev_rows, frame.row_numbers()))
+                seen: dict[str, int] = {}
+                for j, tid in enumerate(both.to_pylist()):
+                    if tid and tid in seen:
+                        raise frame.error(j - len(prev_rows), f"duplicate trade_id {tid!r} (same as row {rows[seen[tid]]})")
+                    seen[tid] = j
         self.prev_ids, self.prev_id_rows = ids, frame.row_numbers()
 
 
@@ -864,6 +889,10 @@ def _stream(
             table = stream.convert(part)
             if table.num_rows:
                 yield key, table
+    for key, stream in streams.items():
+        table = stream.finish()
+        if table.num_rows:
+            yield key, table
     if not any(s.rows for s in streams.values()):
         raise DataError(f"{source.name}: no {kind}")
 

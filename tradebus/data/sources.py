@@ -78,10 +78,19 @@ class Frame:
         """A :class:`DataError` naming the file and the row of element ``index``."""
         return DataError(f"{self.name} row {self.row(index)}: {message}")
 
+    def concat(self, other: Frame) -> Frame:
+        """This chunk followed by ``other`` (same columns)."""
+        columns = {k: pa.concat_arrays([_chunk(v), _chunk(other.columns[k])]) for k, v in self.columns.items()}
+        return Frame(self.name, columns, rows=np.concatenate((self.row_numbers(), other.row_numbers())))
+
     def take(self, indices: np.ndarray) -> Frame:
         """The elements at ``indices`` (their file rows kept)."""
         picked = pa.array(indices, pa.int64())
         return Frame(self.name, {k: v.take(picked) for k, v in self.columns.items()}, rows=self.row_numbers()[indices])
+
+
+def _chunk(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
 @dataclass
