@@ -356,6 +356,11 @@ BAD_BARS = [
     ("bars_mixed_units.csv", "bars_mixed_units.csv row 10: timestamp 1704099600 is not a plausible time as ms"),
     ("bars_overlapping.csv", "bars_overlapping.csv row 13: timestamp is 30m after the previous bar, shorter than the interval 1h"),
     ("bars_ragged.csv", "bars_ragged.csv row 6: expected 6 fields, got 5"),
+    # a word in a column typed as numbers by the first chunk: the reader goes on as text
+    ("bars_unparsable.csv", "bars_unparsable.csv row 5: high 'abc' is not a number"),
+    ("bars_empty_value.csv", "bars_empty_value.csv row 7: volume '' is not a number"),
+    ("bars_nan_price.csv", "bars_nan_price.csv row 3: close nan is not a finite positive price"),
+    ("bars_bad_iso.csv", "bars_bad_iso.csv row 6: timestamp '2024-13-01T05:00:00Z' is not a Unix time or an ISO-8601"),
 ]
 BAD_TRADES = [
     ("trades_unsorted.csv", "trades_unsorted.csv row 7: ts_event 2024-01-01T00:00:01.249Z is before the previous row's"),
