@@ -38,6 +38,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -576,13 +577,18 @@ def _swap(tmp: Path, base: Path) -> None:
     shutil.rmtree(retired, ignore_errors=True)
 
 
+_IN_FLIGHT = 2
+
+
 class DatasetWriter:
     """A dataset written in batches, in time order, and swapped into the catalog on commit.
 
-    Memory is bounded by one Parquet row group (``row_group_rows`` rows) whatever the
-    dataset's size: rows are buffered until a row group is full, then written, so the
-    files are byte-identical to a one-shot :meth:`Catalog.write` of the same rows
-    however the batches were cut. Partitions are staged in a hidden directory next to
+    Memory is bounded by a few Parquet row groups (``row_group_rows`` rows) whatever
+    the dataset's size: rows are buffered until a row group is full, then written, so
+    the files are byte-identical to a one-shot :meth:`Catalog.write` of the same rows
+    however the batches were cut. Row groups are encoded and compressed on one
+    background thread (pyarrow releases the GIL), at most :data:`_IN_FLIGHT` at a
+    time, so that reading the next input chunk overlaps writing the last one. Partitions are staged in a hidden directory next to
     the dataset; :meth:`commit` writes the manifest and renames it into place,
     :meth:`abort` (or leaving the ``with`` block without a commit) removes it.
 
@@ -633,6 +639,8 @@ class DatasetWriter:
         self._part_range: tuple[int, int] | None = None
         self._buffer: list[pa.Table] = []
         self._buffered = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-writer")
+        self._pending: list[Future[None]] = []
         self._done = False
         self._made_dirs = [d for d in (self.base.parent, *self.base.parent.parents) if not d.exists()]
         self.base.parent.mkdir(parents=True, exist_ok=True)
@@ -689,6 +697,8 @@ class DatasetWriter:
         """
         if self._done:
             raise DataError(f"{self.name}: writer already committed or aborted")
+        if self._pending and self._pending[0].done():
+            self._pending.pop(0).result()  # a write error surfaces at the next batch
         table = _conform(table, self.kind, self.name, self.rows)
         n = table.num_rows
         if n == 0:
@@ -757,16 +767,27 @@ class DatasetWriter:
     def _flush(self, count: int) -> None:
         assert self._part is not None
         pending = pa.concat_tables(self._buffer)
-        self._part[2].write_table(pending.slice(0, count), row_group_size=self.row_group_rows)
+        group = pending.slice(0, count)
+        writer = self._part[2]
+        while len(self._pending) >= _IN_FLIGHT:
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(writer.write_table, group, row_group_size=self.row_group_rows))
         rest = pending.slice(count)
         self._buffer = [rest] if rest.num_rows else []
         self._buffered = rest.num_rows
+
+    def _drain(self) -> None:
+        """Wait for the row groups in flight; raise the first write error."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def _close_part(self) -> None:
         if self._part is None:
             return
         if self._buffered:
             self._flush(self._buffered)
+        self._drain()
         _, rel, writer = self._part
         writer.close()
         assert self._part_range is not None
@@ -804,6 +825,7 @@ class DatasetWriter:
             self.abort()
             raise
         self._done = True
+        self._pool.shutdown()
         logger.info("catalog: wrote {} ({} rows, {} files, {} mode)", self.name, self.rows, len(manifest.files), self.mode)
         return manifest
 
@@ -830,6 +852,10 @@ class DatasetWriter:
         """Drop everything staged (a no-op after a commit); the catalog is left as it was."""
         if self._done:
             return
+        for future in self._pending:
+            future.cancel()
+        self._pool.shutdown(wait=True)
+        self._pending = []
         if self._part is not None:
             try:
                 self._part[2].close()
