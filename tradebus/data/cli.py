@@ -1,4 +1,4 @@
-"""``tradebus data``: import files into the catalog and list or verify its datasets.
+"""``tradebus data``: import files or download archives into the catalog; list or verify its datasets.
 
 Mounted by the main CLI as ``tradebus data``; usable alone as ``data_app``.
 Exit codes as ``tradebus backtest``: 0 success, 2 invalid options, 3 invalid data
@@ -9,12 +9,14 @@ traceback.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from tradebus.data.catalog import Catalog, Manifest
@@ -168,3 +170,75 @@ def verify_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
         except DataError as exc:
             raise _fail(exc) from None
         _console().print(f"ok {_summary(manifest)}", highlight=False, soft_wrap=True)
+
+
+download_app = typer.Typer(name="download", help="Download published exchange archives into the catalog.",
+                           no_args_is_help=True)
+data_app.add_typer(download_app, name="download")
+
+
+def _day(text: str, flag: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise _fail(ConfigError(f"{flag} {text!r} is not a date (YYYY-MM-DD)")) from None
+
+
+@download_app.command("binance")
+def download_binance_cmd(
+    symbol: Annotated[str, typer.Option(help="Binance symbol, e.g. BTCUSDT.")],
+    start: Annotated[str, typer.Option(help="First day (YYYY-MM-DD, UTC).")],
+    end: Annotated[str, typer.Option(help="Last day, inclusive (YYYY-MM-DD, UTC).")],
+    market: Annotated[str, typer.Option(help="spot, um (USD-M futures) or cm (COIN-M futures).")] = "spot",
+    data: Annotated[str, typer.Option("--data", help="klines, trades or aggTrades.")] = "klines",
+    interval: Annotated[str | None, typer.Option(help="Kline interval (1m, 1h, ...); klines only.")] = None,
+    monthly: Annotated[bool, typer.Option("--monthly", help="Monthly archives instead of daily ones.")] = False,
+    base_url: Annotated[
+        str, typer.Option("--base-url", envvar="TRADEBUS_BINANCE_VISION_URL", help="URL prefix of the archive tree.")
+    ] = "https://data.binance.vision/data",
+    cache_dir: Annotated[
+        Path, typer.Option("--cache-dir", help="Where verified zips are kept; a re-run reuses them.")
+    ] = Path("data/downloads/binance"),
+    workers: Annotated[int, typer.Option(help="Archives downloaded at once.", min=1, max=32)] = 4,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 3) when a day is not published.")] = False,
+    append: Annotated[bool, typer.Option("--append", help="Add a new, non-overlapping time range.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset.")] = False,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+) -> None:
+    """Download Binance public archives, verify each against its .CHECKSUM, import them as one dataset."""
+    from tradebus.data import binance_vision as vision
+
+    if append and overwrite:
+        raise _fail(ConfigError("--append and --overwrite exclude each other"))
+    first, last = _day(start, "--start"), _day(end, "--end")
+    try:
+        items = vision.archives(market, data, symbol, first, last, interval=interval, monthly=monthly)  # type: ignore[arg-type]
+    except DataError as exc:
+        raise _fail(ConfigError(str(exc))) from None
+    console = _console()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task(f"binance {market} {data} {symbol}", total=len(items))
+        report = vision.fetch(items, cache_dir, base_url=base_url, workers=workers,
+                              on_done=lambda _item, _outcome: progress.advance(task))
+    console.print(
+        f"{len(items)} archives: {len(report.downloaded)} downloaded, {len(report.reused)} reused (verified), "
+        f"{len(report.missing)} missing, {len(report.refused)} refused",
+        highlight=False,
+    )
+    if report.missing:
+        console.print(f"missing (not published): {', '.join(report.missing)}", highlight=False, soft_wrap=True)
+    for message in report.refused:
+        _console(stderr=True).print(f"[bold red]refused:[/] {message}", highlight=False, soft_wrap=True)
+    if report.refused:
+        raise _fail(DataError(f"{len(report.refused)} archive(s) refused; nothing was imported"))
+    if report.missing and strict:
+        raise _fail(DataError(f"{len(report.missing)} archive(s) missing and --strict; nothing was imported"))
+    mode: Literal["create", "append", "overwrite"] = "append" if append else "overwrite" if overwrite else "create"
+    try:
+        result = vision.import_archives(catalog, report.ready, market=market, data=data, symbol=symbol,  # type: ignore[arg-type]
+                                        interval=interval, mode=mode)
+    except TradebusError as exc:
+        raise _fail(exc) from None
+    for manifest in result.manifests:
+        console.print(f"imported -> {_summary(manifest)}", highlight=False, soft_wrap=True)

@@ -584,6 +584,7 @@ class _BarStream:
         self.interval_ns = parse_interval(interval) if interval is not None else None
         self.interval_detected = False
         self.ts_column, self.unit, self.bar_time, self.duplicates = ts_column, ts_unit, bar_time, duplicates
+        self.requested_unit: str = ts_unit
         self.ts_name = ""
         self.fields: dict[str, str] = {}
         self.prev_ts: int | None = None
@@ -636,6 +637,17 @@ class _BarStream:
                 return BAR_SCHEMA.empty_table()
             self._pending = None
         return self._convert(frame)
+
+    def use(self, source: Source) -> pa.Table:
+        """Go on with the next file of the same series; return the rows held back from the last one.
+
+        The layout and the time unit are found again (a Binance archive of 2025 is in
+        µs where one of 2024 is in ms); order, duplicate and interval checks go on
+        across the files.
+        """
+        held = self.finish()
+        self.source, self.fields, self.unit = source, {}, self.requested_unit
+        return held
 
     def finish(self) -> pa.Table:
         """Convert the chunks still held back for the interval detection (end of file)."""
@@ -733,6 +745,7 @@ class _TradeStream:
         if source.suffix == ".json":
             raise DataError(f"{source.name}: JSON input is only supported for Coinbase candles (bars)")
         self.source, self.ts_column, self.unit = source, ts_column, ts_unit
+        self.requested_unit: str = ts_unit
         self.names: dict[str, str | None] = {}
         self.prev_ts: int | None = None
         self.prev_row: int | None = None
@@ -740,6 +753,13 @@ class _TradeStream:
         self.prev_ids: pa.Array | None = None
         self.prev_id_rows: np.ndarray | None = None
         self.rows = 0
+
+    def use(self, source: Source) -> pa.Table:
+        """Go on with the next file of the same series (layout and unit found again)."""
+        if source.suffix == ".json":
+            raise DataError(f"{source.name}: JSON input is only supported for Coinbase candles (bars)")
+        self.source, self.names, self.unit = source, {}, self.requested_unit
+        return TRADE_SCHEMA.empty_table()
 
     def finish(self) -> pa.Table:
         """Nothing is held back for trades."""
@@ -868,33 +888,40 @@ def _aggressor(frame: Frame, name: str, array: pa.Array, is_maker: bool) -> np.n
 
 
 def _stream(
-    path: str | os.PathLike[str],
+    paths: Iterable[str | os.PathLike[str]],
     kind: str,
     make: Callable[[Source], _BarStream | _TradeStream],
     split_by: str | None,
     block_bytes: int,
     streams: dict[str | None, _BarStream | _TradeStream],
 ) -> Iterator[tuple[str | None, pa.Table]]:
-    source = open_source(Path(path), block_bytes=block_bytes)
-    symbols: _Symbols | None = None
-    for frame in source.frames:
-        if symbols is None:
-            symbols = _Symbols.find(frame, split_by) if source.has_header else _Symbols(frame.name, None, False)
-            if split_by is not None and not source.has_header:
-                raise DataError(f"{frame.name}: --split-by needs a file with a header")
-        for key, part in symbols.groups(frame):
-            stream = streams.get(key)
-            if stream is None:
-                stream = streams[key] = make(source)
-            table = stream.convert(part)
-            if table.num_rows:
-                yield key, table
+    names: list[str] = []
+    for path in paths:
+        source = open_source(Path(path), block_bytes=block_bytes)
+        names.append(source.name)
+        for key, stream in streams.items():
+            held = stream.use(source)
+            if held.num_rows:
+                yield key, held
+        symbols: _Symbols | None = None
+        for frame in source.frames:
+            if symbols is None:
+                symbols = _Symbols.find(frame, split_by) if source.has_header else _Symbols(frame.name, None, False)
+                if split_by is not None and not source.has_header:
+                    raise DataError(f"{frame.name}: --split-by needs a file with a header")
+            for key, part in symbols.groups(frame):
+                stream = streams.get(key)
+                if stream is None:
+                    stream = streams[key] = make(source)
+                table = stream.convert(part)
+                if table.num_rows:
+                    yield key, table
     for key, stream in streams.items():
         table = stream.finish()
         if table.num_rows:
             yield key, table
     if not any(s.rows for s in streams.values()):
-        raise DataError(f"{source.name}: no {kind}")
+        raise DataError(f"{', '.join(names) or 'no input files'}: no {kind}")
 
 
 def iter_bars(
@@ -914,7 +941,7 @@ def iter_bars(
         return _BarStream(source, interval=interval, ts_column=ts_column, ts_unit=ts_unit, bar_time=bar_time,
                           duplicates=duplicates)
 
-    for _, table in _stream(path, "bars", make, None, block_bytes, streams):
+    for _, table in _stream([path], "bars", make, None, block_bytes, streams):
         yield table
 
 
@@ -928,7 +955,8 @@ def iter_trades(
     """Yield a trade file as validated chunks in the stored layout (see :func:`read_trades`)."""
     streams: dict[str | None, _BarStream | _TradeStream] = {}
     for _, table in _stream(
-        path, "trades", lambda source: _TradeStream(source, ts_column=ts_column, ts_unit=ts_unit), None, block_bytes, streams
+        [path], "trades", lambda source: _TradeStream(source, ts_column=ts_column, ts_unit=ts_unit), None, block_bytes,
+        streams,
     ):
         yield table
 
@@ -1054,7 +1082,7 @@ def _default_period(kind: str, interval_ns: int | None) -> Period:
 
 def import_path(
     catalog: Catalog | str | os.PathLike[str],
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     *,
     venue: str,
     market: str,
@@ -1082,7 +1110,9 @@ def import_path(
     catalog
         A :class:`Catalog` or its root directory.
     path
-        Input file (see the module docstring).
+        Input file (see the module docstring), or several files of one series in time
+        order, read one after the other into the same dataset (an iterable is consumed
+        lazily: a file may be produced just before it is read).
     venue, market, symbol
         Destination; ``symbol`` is ignored (may be ``None``) with ``split_by``.
     kind
@@ -1114,11 +1144,19 @@ def import_path(
     """
     if kind not in ("bars", "trades"):
         raise DataError(f"kind {kind!r} is not 'bars' or 'trades'")
-    source = Path(path)
+    paths: Iterable[str | os.PathLike[str]] = [path] if isinstance(path, (str, os.PathLike)) else path
+    label = Path(path).name if isinstance(path, (str, os.PathLike)) else "input"
     if kind == "trades" and interval is not None:
-        raise DataError(f"{source.name}: interval applies to bars only, not to trades")
+        raise DataError(f"{label}: interval applies to bars only, not to trades")
     if symbol is None and split_by is None:
-        raise DataError(f"{source.name}: a symbol is needed (or split_by, to take it from a column)")
+        raise DataError(f"{label}: a symbol is needed (or split_by, to take it from a column)")
+    sources: list[str] = []
+
+    def named(items: Iterable[str | os.PathLike[str]]) -> Iterator[str | os.PathLike[str]]:
+        for item in items:
+            sources.append(Path(item).name)
+            yield item
+
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     streams: dict[str | None, _BarStream | _TradeStream] = {}
     writers: dict[str | None, DatasetWriter] = {}
@@ -1130,7 +1168,7 @@ def import_path(
         return _TradeStream(src, ts_column=ts_column, ts_unit=ts_unit)
 
     try:
-        for key, table in _stream(source, kind, make, split_by, block_bytes, streams):
+        for key, table in _stream(named(paths), kind, make, split_by, block_bytes, streams):
             writer = writers.get(key)
             if writer is None:
                 interval_ns = streams[key].interval_ns if isinstance(streams[key], _BarStream) else None  # type: ignore[union-attr]
@@ -1141,7 +1179,8 @@ def import_path(
                 )
             writer.write(table)
         first = next(iter(streams.values()))
-        extra = [f"imported from {source.name}"]
+        shown = ", ".join(sources) if len(sources) <= 3 else f"{sources[0]} ... {sources[-1]} ({len(sources)} files)"
+        extra = [f"imported from {shown}"]
         if isinstance(first, _BarStream):
             result = ImportResult([], first.display_ts, first.bar_time, first.shift_ns, first.interval_ns,
                                   first.interval_detected, sum(s.dropped for s in streams.values()))  # type: ignore[union-attr]

@@ -155,7 +155,9 @@ def open_source(path: Path, *, block_bytes: int = DEFAULT_BLOCK_BYTES) -> Source
         return _open_csv(path, block_bytes)
     if suffix in (".parquet", ".pq"):
         try:
-            pf = pq.ParquetFile(path)
+            # Measured on 6M trades: pre-buffering and threaded decoding made the peak RSS
+            # grow with the file (157 -> 223 MB); streamed reads of 1 MB stay flat (159 MB).
+            pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
         except (OSError, pa.ArrowException) as exc:
             raise DataError(f"{path.name}: cannot read Parquet: {exc}") from None
         return Source(path.name, ".parquet", True, _parquet_frames(path.name, pf))
@@ -167,7 +169,7 @@ def open_source(path: Path, *, block_bytes: int = DEFAULT_BLOCK_BYTES) -> Source
 def _parquet_frames(name: str, pf: pq.ParquetFile) -> Iterator[Frame]:
     offset = 0
     try:
-        for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
+        for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS, use_threads=False):
             yield Frame(name, {n.lower(): batch.column(i) for i, n in enumerate(batch.schema.names)}, offset)
             offset += batch.num_rows
     except (OSError, pa.ArrowException) as exc:
