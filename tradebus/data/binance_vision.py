@@ -37,6 +37,7 @@ import threading
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -197,8 +198,8 @@ def _check_zip(path: Path) -> str | None:
             bad = archive.testzip()
             if bad is not None:
                 return f"member {bad} fails its CRC check (corrupt archive)"
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        return f"is not a readable zip archive: {exc}"
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
+        return f"is not a readable zip archive ({type(exc).__name__}: {exc}); corrupt archive"
     return None
 
 

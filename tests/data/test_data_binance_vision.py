@@ -1,0 +1,189 @@
+"""``tradebus data download binance`` against a local HTTP server serving the Vision layout.
+
+The archives are built from real files: Binance Vision ADABTC 1m klines (2021-11-27/28,
+ms timestamps) and Binance spot BTCUSDT trades of 2021-01-08 written in the Vision
+trades layout with µs timestamps (the unit Binance uses since 2025).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+import zipfile
+from collections.abc import Iterator
+from datetime import date
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from tradebus.data.binance_vision import archives, fetch, import_archives
+from tradebus.data.catalog import Catalog
+from tradebus.data.cli import data_app
+from tradebus.data.ingest import read_bars
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
+KLINES = "spot/daily/klines/ADABTC/1m"
+TRADES = "spot/daily/trades/BTCUSDT"
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+class Server:
+    """A Vision-layout tree served on 127.0.0.1, counting the requests per path."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.requests: list[str] = []
+        outer = self
+
+        class Handler(_Quiet):
+            def do_GET(self) -> None:  # noqa: N802
+                outer.requests.append(self.path)
+                super().do_GET()
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/data"
+
+    def publish(self, rel: str, csv_bytes: bytes, *, corrupt: bool = False, wrong_checksum: bool = False) -> Path:
+        path = self.root / "data" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(path.name.replace(".zip", ".csv"), csv_bytes)
+        if corrupt:  # flip bytes inside the compressed member; the checksum is of the corrupt file
+            raw = bytearray(path.read_bytes())
+            raw[60:70] = bytes(b ^ 0xFF for b in raw[60:70])
+            path.write_bytes(bytes(raw))
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if wrong_checksum:
+            digest = hashlib.sha256(b"something else").hexdigest()
+        (path.parent / (path.name + ".CHECKSUM")).write_text(f"{digest}  {path.name}\n")
+        return path
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path / "www")
+    srv.thread.start()
+    try:
+        yield srv
+    finally:
+        srv.httpd.shutdown()
+        srv.httpd.server_close()
+
+
+def klines(day: str) -> bytes:
+    return (FIXTURES / f"ADABTC-1m-{day}_head120.csv").read_bytes()
+
+
+def trades_us() -> bytes:
+    table = pq.read_table(FIXTURES / "btcusdt-trades.parquet").to_pandas()
+    us = table["timestamp"].astype("int64") * 1_000  # the fixture's ms times, written in µs
+    lines = [
+        f"{tid},{price},{qty},{price * qty:.8f},{t},{maker},True"
+        for tid, price, qty, t, maker in zip(
+            table["trade_id"], table["price"], table["quantity"], us, table["buyer_maker"], strict=True
+        )
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(data_app, list(args))
+    return result.exit_code, result.output
+
+
+def test_archive_paths_follow_the_vision_layout() -> None:
+    days = archives("um", "klines", "BTCUSDT", date(2021, 1, 30), date(2021, 2, 1), interval="1h")
+    assert [a.path for a in days] == [
+        "futures/um/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2021-01-30.zip",
+        "futures/um/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2021-01-31.zip",
+        "futures/um/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2021-02-01.zip",
+    ]
+    months = archives("spot", "aggTrades", "ETHBTC", date(2020, 12, 5), date(2021, 1, 2), monthly=True)
+    assert [a.path for a in months] == [
+        "spot/monthly/aggTrades/ETHBTC/ETHBTC-aggTrades-2020-12.zip",
+        "spot/monthly/aggTrades/ETHBTC/ETHBTC-aggTrades-2021-01.zip",
+    ]
+
+
+def test_download_klines_imports_verified_days_and_lists_the_missing_one(server: Server, tmp_path: Path) -> None:
+    for day in ("2021-11-27", "2021-11-28"):
+        server.publish(f"{KLINES}/ADABTC-1m-{day}.zip", klines(day))
+    args = ["download", "binance", "--symbol", "ADABTC", "--interval", "1m", "--start", "2021-11-26",
+            "--end", "2021-11-28", "--base-url", server.url, "--cache-dir", str(tmp_path / "cache"),
+            "--catalog", str(tmp_path / "cat"), "--workers", "2"]
+    code, out = run(*args)
+    assert code == 0, out
+    assert "3 archives: 2 downloaded, 0 reused (verified), 1 missing, 0 refused" in out
+    assert "missing (not published): 2021-11-26" in out
+    stored = Catalog(tmp_path / "cat").read("binance", "spot", "ADABTC", "bars_1m")
+    expected = [read_bars(FIXTURES / f"ADABTC-1m-{d}_head120.csv", interval="1m") for d in ("2021-11-27", "2021-11-28")]
+    assert stored.num_rows == 240
+    assert stored.slice(0, 120).equals(expected[0]) and stored.slice(120).equals(expected[1])
+    # a re-run resumes: verified zips are reused, only checksums are fetched again
+    server.requests.clear()
+    code, out = run(*args, "--overwrite")
+    assert code == 0, out
+    assert "0 downloaded, 2 reused (verified), 1 missing" in out
+    assert not [r for r in server.requests if r.endswith(".zip")]
+    code, out = run(*args, "--overwrite", "--strict")
+    assert code == 3 and "missing and --strict" in out
+
+
+def test_download_trades_in_microseconds(server: Server, tmp_path: Path) -> None:
+    server.publish(f"{TRADES}/BTCUSDT-trades-2021-01-08.zip", trades_us())
+    code, out = run("download", "binance", "--symbol", "BTCUSDT", "--data", "trades", "--start", "2021-01-08",
+                    "--end", "2021-01-08", "--base-url", server.url, "--cache-dir", str(tmp_path / "cache"),
+                    "--catalog", str(tmp_path / "cat"))
+    assert code == 0, out
+    stored = Catalog(tmp_path / "cat").read("binance", "spot", "BTCUSDT", "trades")
+    reference = pq.read_table(FIXTURES / "btcusdt-trades.parquet").to_pandas()
+    assert stored.num_rows == len(reference) == 2001
+    ms = reference["timestamp"].astype("int64").to_numpy()
+    assert np.array_equal(stored.column("ts_event").to_numpy(), ms * 1_000_000)
+    assert stored.column("trade_id").to_pylist()[:2] == ["553287559", "553287560"]
+    assert stored.column("aggressor").to_pylist()[:2] == [-1, 1]
+
+
+@pytest.mark.parametrize(("corrupt", "wrong_checksum", "reason"), [
+    (True, False, "corrupt archive"),
+    (False, True, "does not match its .CHECKSUM"),
+])
+def test_bad_archives_are_refused_and_nothing_is_written(
+    server: Server, tmp_path: Path, corrupt: bool, wrong_checksum: bool, reason: str
+) -> None:
+    server.publish(f"{KLINES}/ADABTC-1m-2021-11-27.zip", klines("2021-11-27"))
+    server.publish(f"{KLINES}/ADABTC-1m-2021-11-28.zip", klines("2021-11-28"), corrupt=corrupt, wrong_checksum=wrong_checksum)
+    code, out = run("download", "binance", "--symbol", "ADABTC", "--interval", "1m", "--start", "2021-11-27",
+                    "--end", "2021-11-28", "--base-url", server.url, "--cache-dir", str(tmp_path / "cache"),
+                    "--catalog", str(tmp_path / "cat"))
+    assert code == 3, out
+    assert "ADABTC-1m-2021-11-28.zip" in out and reason in out and "nothing was imported" in out
+    assert not (tmp_path / "cat").exists()
+    assert not list((tmp_path / "cache").rglob("*2021-11-28.zip*"))  # the refused file is not kept
+
+
+def test_a_bad_row_inside_an_archive_is_named_and_nothing_is_written(server: Server, tmp_path: Path) -> None:
+    rows = klines("2021-11-28").decode().splitlines()
+    fields = rows[9].split(",")
+    fields[2], fields[3] = fields[3], fields[2]  # high < low in data row 10
+    server.publish(f"{KLINES}/ADABTC-1m-2021-11-27.zip", klines("2021-11-27"))
+    server.publish(f"{KLINES}/ADABTC-1m-2021-11-28.zip", ("\n".join([*rows[:9], ",".join(fields), *rows[10:]]) + "\n").encode())
+    report = fetch(archives("spot", "klines", "ADABTC", date(2021, 11, 27), date(2021, 11, 28), interval="1m"),
+                   tmp_path / "cache", base_url=server.url)
+    assert len(report.ready) == 2 and not report.refused
+    with pytest.raises(Exception, match=r"ADABTC-1m-2021-11-28.csv row 10: high .* < low"):
+        import_archives(tmp_path / "cat", report.ready, market="spot", data="klines", symbol="ADABTC", interval="1m")
+    assert Catalog(tmp_path / "cat").datasets() == []
