@@ -9,17 +9,19 @@ traceback.
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
 import pandas as pd
+import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tradebus.data.catalog import Catalog, Manifest
+from tradebus.data.catalog import Catalog, Manifest, open_parquet
 from tradebus.data.ingest import format_interval, import_path
 from tradebus.errors import ConfigError, DataError, TradebusError
 
@@ -242,3 +244,56 @@ def download_binance_cmd(
         raise _fail(exc) from None
     for manifest in result.manifests:
         console.print(f"imported -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+
+
+def _ref(dataset: str) -> tuple[str, str, str, str]:
+    parts = dataset.strip("/").split("/")
+    if len(parts) != 4 or not all(parts):
+        raise _fail(ConfigError(f"DATASET {dataset!r} is not venue/market/symbol/dataset"))
+    return parts[0], parts[1], parts[2], parts[3]
+
+
+@data_app.command("quality")
+def quality_cmd(
+    dataset: Annotated[str, typer.Argument(help="venue/market/symbol/dataset, e.g. binance/spot/BTCUSDT/bars_1m.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option("--fail-on", help="Exit 3 when one of these checks finds anything: a check name, error, warn or any "
+                     "(repeatable)."),
+    ] = None,
+    outlier_z: Annotated[
+        float | None, typer.Option(help="Robust z-score above which a return is an outlier [default: 12 bars, 100 trades].")
+    ] = None,
+    stale_bars: Annotated[int, typer.Option(help="Shortest run of identical bars reported as stale.", min=2)] = 5,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+) -> None:
+    """Report gaps, duplicates, broken bars, bad prices, stale and zero-volume stretches, outliers and id gaps."""
+    from tradebus.data.quality import QualityCheck
+
+    venue, market, symbol, name = _ref(dataset)
+    try:
+        manifest, entries = Catalog(catalog).entries(venue, market, symbol, name)
+        check = QualityCheck(manifest.kind, manifest.interval_ns, stale_bars=stale_bars, outlier_z=outlier_z)
+        for path, _ in entries:
+            for batch in open_parquet(path, manifest.kind).iter_batches(batch_size=65_536):
+                check.feed(pa.Table.from_batches([batch]))
+        report = check.report()
+        failing = report.failing(fail_on or [])
+    except TradebusError as exc:
+        raise _fail(exc) from None
+    console = _console()
+    if as_json:
+        console.print_json(json.dumps({"dataset": dataset, **report.to_dict()}))
+    else:
+        table = Table(title=f"quality of {dataset}: {report.status} ({report.rows:,} rows)")
+        for column in ("check", "level", "count", "details", "first at (UTC)"):
+            table.add_column(column, justify="right" if column == "count" else "left")
+        for key, entry in report.checks.items():
+            details = ", ".join(f"{k} {v}" for k, v in entry.items() if k not in ("level", "count", "examples"))
+            examples = entry["examples"]
+            assert isinstance(examples, list)
+            table.add_row(key, str(entry["level"]), f"{entry['count']:,}", details, ", ".join(examples[:2]))
+        console.print(table)
+    if failing:
+        raise _fail(DataError(f"{dataset}: quality checks failed: {', '.join(failing)}"))

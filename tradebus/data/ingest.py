@@ -88,6 +88,7 @@ import pyarrow.compute as pc
 from loguru import logger
 
 from tradebus.data.catalog import BAR_SCHEMA, TRADE_SCHEMA, Catalog, DatasetWriter, Manifest, Period
+from tradebus.data.quality import QualityCheck
 from tradebus.data.sources import DEFAULT_BLOCK_BYTES, Frame, Source, is_number, open_source
 from tradebus.errors import DataError
 
@@ -1103,7 +1104,9 @@ def import_path(
     """Stream one file into the catalog: read, validate and write it chunk by chunk.
 
     Nothing is swapped into the catalog until the whole file has been read and
-    validated; on any error every staged dataset is removed.
+    validated; on any error every staged dataset is removed. The quality checks of
+    :mod:`tradebus.data.quality` run on the rows as they are written; their summary
+    (status and non-zero counts of this import) is stored in the manifest.
 
     Parameters
     ----------
@@ -1160,6 +1163,7 @@ def import_path(
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     streams: dict[str | None, _BarStream | _TradeStream] = {}
     writers: dict[str | None, DatasetWriter] = {}
+    checks: dict[str | None, QualityCheck] = {}
 
     def make(src: Source) -> _BarStream | _TradeStream:
         if kind == "bars":
@@ -1177,7 +1181,9 @@ def import_path(
                     venue, market, key if key is not None else symbol, name,  # type: ignore[arg-type]
                     period or _default_period(kind, interval_ns), kind=kind, interval_ns=interval_ns, mode=mode,
                 )
+                checks[key] = QualityCheck(kind, interval_ns)
             writer.write(table)
+            checks[key].feed(table)
         first = next(iter(streams.values()))
         shown = ", ".join(sources) if len(sources) <= 3 else f"{sources[0]} ... {sources[-1]} ({len(sources)} files)"
         extra = [f"imported from {shown}"]
@@ -1191,7 +1197,10 @@ def import_path(
             result = ImportResult([], first.display["time"])
         for writer in writers.values():
             writer.check()
-        manifests = [writers[k].commit([*extra, *notes]) for k in sorted(writers, key=lambda k: k or "")]
+        manifests = [
+            writers[k].commit([*extra, *notes], quality=checks[k].report().summary())
+            for k in sorted(writers, key=lambda k: k or "")
+        ]
     finally:
         for writer in writers.values():
             writer.abort()

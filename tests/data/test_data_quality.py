@@ -1,0 +1,117 @@
+"""Quality report: defects planted in real data are counted exactly (against the clean data's report)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from tradebus.data.catalog import Catalog
+from tradebus.data.cli import data_app
+from tradebus.data.ingest import import_file, read_bars, read_trades
+from tradebus.data.quality import QualityCheck, QualityReport
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
+MINUTE_NS = 60_000_000_000
+
+
+def real_bars() -> pd.DataFrame:
+    days = [read_bars(FIXTURES / f"ADABTC-1m-{d}_head120.csv", interval="1m") for d in ("2021-11-27", "2021-11-28")]
+    return pa.concat_tables(days).to_pandas()
+
+
+def report(frame: pd.DataFrame, kind: str, interval_ns: int | None = None, chunk: int | None = None) -> QualityReport:
+    check = QualityCheck(kind, interval_ns)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    step = chunk or table.num_rows
+    for start in range(0, table.num_rows, step):
+        check.feed(table.slice(start, step))
+    return check.report()
+
+
+def counts(r: QualityReport) -> dict[str, int]:
+    return {k: int(v["count"]) for k, v in r.checks.items()}  # type: ignore[call-overload]
+
+
+def planted_bars() -> pd.DataFrame:
+    bars = real_bars()
+    bars = bars.drop(index=[30, 31, 32]).reset_index(drop=True)  # one gap of 3 missing bars
+    cols = ["open", "high", "low", "close"]
+    bars.loc[50:56, cols] = bars.loc[49, cols].to_numpy()  # 8 identical bars (49..56): one stale run
+    bars.loc[70:72, "volume"] = 0.0  # 3 zero-volume bars
+    bars.loc[90, "close"] = bars.loc[90, "close"] * 1.5  # a spike: up at 90, back down at 91
+    bars.loc[90, "high"] = bars.loc[90, "close"]
+    high, low = bars.loc[100, "high"], bars.loc[100, "low"]
+    bars.loc[100, ["high", "low"]] = [low * 0.999, high * 1.001]  # high < low
+    return bars
+
+
+@pytest.mark.parametrize("chunk", [None, 7, 64])  # findings must not depend on how the stream is cut
+def test_planted_bar_defects_are_counted(chunk: int | None) -> None:
+    clean = report(real_bars(), "bars", MINUTE_NS)
+    dirty = report(planted_bars(), "bars", MINUTE_NS, chunk=64 if chunk == 64 else chunk)
+    base, found = counts(clean), counts(dirty)
+    delta = {k: found[k] - base[k] for k in found}
+    assert delta["gaps"] == 1 and dirty.checks["gaps"]["missing"] == clean.checks.get("gaps", {}).get("missing", 0) + 3
+    assert delta["stale"] == 1 and dirty.checks["stale"]["longest"] >= 8
+    assert delta["zero_volume"] == 3 and dirty.checks["zero_volume"]["longest"] >= 3
+    assert delta["ohlc_integrity"] == 1
+    assert delta["outliers"] >= 2
+    assert delta["duplicate_time"] == delta["non_monotonic_time"] == delta["non_positive_price"] == 0
+    assert dirty.status == "fail" and clean.status in ("ok", "warn")
+    assert dirty.checks["ohlc_integrity"]["examples"] == [str(np.datetime64(int(planted_bars().ts_event[100]) // 1_000_000, "ms")) + "Z"]
+
+
+def test_duplicate_and_backward_bar_times_are_counted_across_chunks() -> None:
+    bars = real_bars()
+    bars.loc[110, "ts_event"] = bars.loc[109, "ts_event"]  # duplicate
+    bars.loc[150, "ts_event"] = bars.loc[148, "ts_event"] - 1  # goes back
+    r = report(bars, "bars", MINUTE_NS, chunk=10)
+    assert (r.checks["duplicate_time"]["count"], r.checks["non_monotonic_time"]["count"]) == (1, 1)
+
+
+def test_planted_trade_defects_are_counted() -> None:
+    clean_frame = read_trades(FIXTURES / "btcusdt-trades.parquet").to_pandas()
+    trades = clean_frame.drop(index=range(100, 105))  # 5 missing trade ids
+    trades = pd.concat([trades.loc[:200], trades.loc[[200]], trades.loc[201:]])  # a repeated trade
+    trades = trades.reset_index(drop=True)
+    trades.loc[300, "price"] *= 1.2
+    trades.loc[400, "size"] = 0.0
+    clean, dirty = report(clean_frame, "trades"), report(trades, "trades", chunk=97)
+    base, found = counts(clean), counts(dirty)
+    delta = {k: found[k] - base[k] for k in found}
+    assert delta["trade_id_gaps"] == 1
+    assert dirty.checks["trade_id_gaps"]["missing"] - clean.checks["trade_id_gaps"].get("missing", 0) == 5
+    assert delta["duplicate_trade_id"] == 1
+    assert delta["non_positive_price"] == 1
+    assert delta["outliers"] >= 2
+    assert dirty.status == "fail"
+    assert dirty.longest_quiet_s is not None and dirty.longest_quiet_s > 0
+
+
+def test_import_stores_the_quality_summary_and_the_cli_reports_and_fails_on_request(tmp_path: Path) -> None:
+    csv = tmp_path / "ADABTC-1m.csv"
+    bars = planted_bars().drop(index=[100]).reset_index(drop=True)  # an importable file: no broken bar
+    pd.DataFrame({"open_time": (bars.ts_event - MINUTE_NS) // 1_000_000, **{c: bars[c] for c in
+                  ("open", "high", "low", "close", "volume")}}).to_csv(csv, index=False)
+    manifest = import_file(tmp_path / "cat", csv, venue="binance", market="spot", symbol="ADABTC", interval="1m")
+    assert manifest.quality is not None and manifest.quality["status"] == "warn"
+    assert manifest.quality["zero_volume"] == 3 and manifest.quality["gaps"] >= 1
+    runner = CliRunner()
+    args = ["quality", "binance/spot/ADABTC/bars_1m", "--catalog", str(tmp_path / "cat")]
+    result = runner.invoke(data_app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["checks"]["zero_volume"]["count"] == 3 and doc["status"] == "warn"
+    assert runner.invoke(data_app, [*args, "--fail-on", "error"]).exit_code == 0
+    failed = runner.invoke(data_app, [*args, "--fail-on", "zero_volume"])
+    assert failed.exit_code == 3 and "quality checks failed: zero_volume" in failed.output
+    assert runner.invoke(data_app, [*args, "--fail-on", "nonsense"]).exit_code == 3
+    table = runner.invoke(data_app, args, terminal_width=200)
+    assert table.exit_code == 0 and "zero_volume" in table.output and "warn" in table.output
+    assert Catalog(tmp_path / "cat").verify("binance", "spot", "ADABTC", "bars_1m").quality == manifest.quality
