@@ -136,27 +136,73 @@ def import_cmd(
         console.print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
 
 
+def _size(nbytes: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if nbytes < 1000 or unit == "GB":
+            return f"{nbytes:,.0f} {unit}" if unit == "B" else f"{nbytes:,.1f} {unit}"
+        nbytes /= 1000  # type: ignore[assignment]
+    return ""
+
+
 @data_app.command("info")
 def info_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
-    """List the datasets of the catalog with their rows and time ranges."""
+    """List the datasets of the catalog: rows, time range, files, size, gaps and quality status."""
+    if not catalog.is_dir():
+        raise _fail(ConfigError(f"--catalog {catalog}: no such directory"))
     cat = Catalog(catalog)
     refs = cat.datasets()
     if not refs:
         _console().print(f"no datasets in {catalog}", highlight=False)
         return
     table = Table(title=f"catalog {catalog}")
-    for column in ("venue", "market", "symbol", "dataset", "kind", "rows", "start (UTC)", "end (UTC)", "files", "period", "gaps"):
-        table.add_column(column, justify="right" if column in ("rows", "files", "gaps") else "left")
+    columns = ("venue", "market", "symbol", "dataset", "kind", "rows", "start (UTC)", "end (UTC)", "files", "size",
+               "period", "gaps", "quality")
+    for column in columns:
+        table.add_column(column, justify="right" if column in ("rows", "files", "size", "gaps") else "left")
     for ref in refs:
         try:
             m = cat.manifest(ref.venue, ref.market, ref.symbol, ref.dataset)
         except DataError as exc:
             raise _fail(exc) from None
+        base = cat.dataset_dir(ref.venue, ref.market, ref.symbol, ref.dataset)
+        size = sum((base / e.path).stat().st_size for e in m.files if (base / e.path).is_file())
+        quality = "-" if m.quality is None else str(m.quality.get("status", "-"))
         table.add_row(
             m.venue, m.market, m.symbol, m.dataset, m.kind, f"{m.rows:,}", _iso(m.start_ns), _iso(m.end_ns),
-            str(len(m.files)), m.period, "" if m.gaps is None else str(m.gaps),
+            str(len(m.files)), _size(size), m.period, "" if m.gaps is None else str(m.gaps), quality,
         )
     _console().print(table)
+
+
+@data_app.command("query")
+def query_cmd(
+    sql: Annotated[str, typer.Argument(help="SQL over the views: one per dataset (venue_market_symbol_dataset), "
+                                       "plus bars and trades.")],
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+) -> None:
+    """Run SQL over the catalog in place with DuckDB (hive partitions; a time column as UTC timestamp)."""
+    from tradebus.data.query import query
+
+    if fmt not in ("table", "csv", "json"):
+        raise _fail(ConfigError(f"--format {fmt!r} is not table, csv or json"))
+    try:
+        result = query(sql, catalog)
+    except TradebusError as exc:
+        raise _fail(exc) from None
+    frame = result.to_pandas()
+    console = _console()
+    if fmt == "csv":
+        console.print(frame.to_csv(index=False), end="", highlight=False, markup=False, soft_wrap=True)
+    elif fmt == "json":
+        console.print(frame.to_json(orient="records", date_format="iso"), highlight=False, markup=False, soft_wrap=True)
+    else:
+        table = Table()
+        for column in frame.columns:
+            table.add_column(str(column))
+        for row in frame.itertuples(index=False):
+            table.add_row(*(str(v) for v in row))
+        console.print(table)
 
 
 data_app.command("ls", help="Alias of info.")(info_cmd)
