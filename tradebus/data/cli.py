@@ -343,3 +343,61 @@ def quality_cmd(
         console.print(table)
     if failing:
         raise _fail(DataError(f"{dataset}: quality checks failed: {', '.join(failing)}"))
+
+
+def _moment_ms(text: str, flag: str) -> int:
+    try:
+        stamp = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        raise _fail(ConfigError(f"{flag} {text!r} is not a date or time (ISO 8601, UTC)")) from None
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return int(stamp.value // 1_000_000)
+
+
+@data_app.command("backfill")
+def backfill_cmd(
+    exchange_id: Annotated[str, typer.Option("--exchange", help="ccxt exchange id: binance, bybit, okx, kraken, ...")],
+    symbol: Annotated[str, typer.Option(help="ccxt unified symbol, e.g. BTC/USDT.")],
+    since: Annotated[str, typer.Option(help="First bar open time (ISO 8601, UTC); a resume starts after the "
+                                       "catalog's last bar.")],
+    timeframe: Annotated[str, typer.Option(help="Bar timeframe (1m, 1h, 1d, ...).")] = "1m",
+    until: Annotated[str | None, typer.Option(help="End, exclusive (default: now, whole bars only).")] = None,
+    venue: Annotated[str | None, typer.Option(help="Catalog venue (default: the exchange id).")] = None,
+    market: Annotated[str | None, typer.Option(help="Catalog market (default: the ccxt market type).")] = None,
+    limit: Annotated[int, typer.Option(help="Bars per request.", min=1)] = 1000,
+    rate_limit_ms: Annotated[int | None, typer.Option(help="Milliseconds between requests (default: ccxt's).")] = None,
+    market_types: Annotated[str | None, typer.Option(help="Comma list of market types to load (ccxt option).")] = None,
+    api_base: Annotated[str | None, typer.Option("--api-base", envvar="TRADEBUS_BACKFILL_API_BASE",
+                                                 help="Send REST calls to this scheme://host instead.")] = None,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+) -> None:
+    """Backfill OHLCV bars from a ccxt exchange: paginated, rate-limited, resumable, deduplicated."""
+    import ccxt
+
+    from tradebus.data.backfill import backfill_ohlcv, make_exchange
+    from tradebus.data.ingest import parse_interval
+
+    try:
+        step_ms = parse_interval(timeframe) // 1_000_000
+    except DataError as exc:
+        raise _fail(ConfigError(f"--timeframe: {exc}")) from None
+    since_ms = _moment_ms(since, "--since")
+    now_ms = int(pd.Timestamp.now(tz="UTC").value // 1_000_000)
+    until_ms = _moment_ms(until, "--until") if until is not None else now_ms - now_ms % step_ms
+    options = {"fetchMarkets": {"types": market_types.split(",")}} if market_types else None
+    try:
+        exchange = make_exchange(exchange_id, api_base=api_base, rate_limit_ms=rate_limit_ms, options=options)
+        try:
+            exchange.load_markets()
+            info = exchange.market(symbol)
+        except ccxt.BaseError as exc:
+            raise DataError(f"{exchange_id}: cannot load the market {symbol}: {type(exc).__name__}: {exc}") from None
+        result = backfill_ohlcv(catalog, exchange, symbol, timeframe, since_ms=since_ms, until_ms=until_ms,
+                                venue=venue or exchange_id, market=market or str(info["type"]),
+                                catalog_symbol=str(info["id"]), limit=limit)
+    except TradebusError as exc:
+        raise _fail(exc) from None
+    console = _console()
+    console.print(f"{result.pages} requests, {result.rows} new bars, {result.retries} retries", highlight=False)
+    if result.manifest is not None:
+        console.print(f"backfilled -> {_summary(result.manifest)}", highlight=False, soft_wrap=True)

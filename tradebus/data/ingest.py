@@ -94,8 +94,10 @@ from tradebus.errors import DataError
 
 __all__ = [
     "SYMBOL_COLUMNS",
+    "BarStream",
     "BarTime",
     "ImportResult",
+    "TradeStream",
     "TsUnit",
     "detect_interval",
     "format_interval",
@@ -564,7 +566,7 @@ class _Symbols:
 # --------------------------------------------------------------------------- bars
 
 
-class _BarStream:
+class BarStream:
     """Converts and validates the chunks of one bar series, carrying state between chunks."""
 
     def __init__(
@@ -739,7 +741,7 @@ def _reverse_if_descending(frame: Frame, ts: np.ndarray, columns: dict[str, np.n
 # --------------------------------------------------------------------------- trades
 
 
-class _TradeStream:
+class TradeStream:
     """Converts and validates the chunks of one trade series, carrying state between chunks."""
 
     def __init__(self, source: Source, *, ts_column: str | None, ts_unit: TsUnit) -> None:
@@ -891,10 +893,10 @@ def _aggressor(frame: Frame, name: str, array: pa.Array, is_maker: bool) -> np.n
 def _stream(
     paths: Iterable[str | os.PathLike[str]],
     kind: str,
-    make: Callable[[Source], _BarStream | _TradeStream],
+    make: Callable[[Source], BarStream | TradeStream],
     split_by: str | None,
     block_bytes: int,
-    streams: dict[str | None, _BarStream | _TradeStream],
+    streams: dict[str | None, BarStream | TradeStream],
 ) -> Iterator[tuple[str | None, pa.Table]]:
     names: list[str] = []
     for path in paths:
@@ -936,10 +938,10 @@ def iter_bars(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
 ) -> Iterator[pa.Table]:
     """Yield a bar file as validated chunks in the stored layout (see :func:`read_bars`)."""
-    streams: dict[str | None, _BarStream | _TradeStream] = {}
+    streams: dict[str | None, BarStream | TradeStream] = {}
 
-    def make(source: Source) -> _BarStream:
-        return _BarStream(source, interval=interval, ts_column=ts_column, ts_unit=ts_unit, bar_time=bar_time,
+    def make(source: Source) -> BarStream:
+        return BarStream(source, interval=interval, ts_column=ts_column, ts_unit=ts_unit, bar_time=bar_time,
                           duplicates=duplicates)
 
     for _, table in _stream([path], "bars", make, None, block_bytes, streams):
@@ -954,9 +956,9 @@ def iter_trades(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
 ) -> Iterator[pa.Table]:
     """Yield a trade file as validated chunks in the stored layout (see :func:`read_trades`)."""
-    streams: dict[str | None, _BarStream | _TradeStream] = {}
+    streams: dict[str | None, BarStream | TradeStream] = {}
     for _, table in _stream(
-        [path], "trades", lambda source: _TradeStream(source, ts_column=ts_column, ts_unit=ts_unit), None, block_bytes,
+        [path], "trades", lambda source: TradeStream(source, ts_column=ts_column, ts_unit=ts_unit), None, block_bytes,
         streams,
     ):
         yield table
@@ -1161,21 +1163,21 @@ def import_path(
             yield item
 
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
-    streams: dict[str | None, _BarStream | _TradeStream] = {}
+    streams: dict[str | None, BarStream | TradeStream] = {}
     writers: dict[str | None, DatasetWriter] = {}
     checks: dict[str | None, QualityCheck] = {}
 
-    def make(src: Source) -> _BarStream | _TradeStream:
+    def make(src: Source) -> BarStream | TradeStream:
         if kind == "bars":
-            return _BarStream(src, interval=interval, ts_column=ts_column, ts_unit=ts_unit, bar_time=bar_time,
+            return BarStream(src, interval=interval, ts_column=ts_column, ts_unit=ts_unit, bar_time=bar_time,
                               duplicates=duplicates)
-        return _TradeStream(src, ts_column=ts_column, ts_unit=ts_unit)
+        return TradeStream(src, ts_column=ts_column, ts_unit=ts_unit)
 
     try:
         for key, table in _stream(named(paths), kind, make, split_by, block_bytes, streams):
             writer = writers.get(key)
             if writer is None:
-                interval_ns = streams[key].interval_ns if isinstance(streams[key], _BarStream) else None  # type: ignore[union-attr]
+                interval_ns = streams[key].interval_ns if isinstance(streams[key], BarStream) else None  # type: ignore[union-attr]
                 name = dataset or (f"bars_{format_interval(interval_ns)}" if interval_ns else "trades")
                 writer = writers[key] = cat.writer(
                     venue, market, key if key is not None else symbol, name,  # type: ignore[arg-type]
@@ -1187,7 +1189,7 @@ def import_path(
         first = next(iter(streams.values()))
         shown = ", ".join(sources) if len(sources) <= 3 else f"{sources[0]} ... {sources[-1]} ({len(sources)} files)"
         extra = [f"imported from {shown}"]
-        if isinstance(first, _BarStream):
+        if isinstance(first, BarStream):
             result = ImportResult([], first.display_ts, first.bar_time, first.shift_ns, first.interval_ns,
                                   first.interval_detected, sum(s.dropped for s in streams.values()))  # type: ignore[union-attr]
             extra.append(result.describe_time())

@@ -1,0 +1,162 @@
+"""ccxt backfill against a local server speaking Binance's public REST (exchangeInfo, klines).
+
+The server answers with the real ADABTC 1m klines of 2021-11-27 (first 120 minutes) and the
+real 2021-10-12 spot exchangeInfo, honours startTime/endTime/limit like Binance, leaves out
+five minutes (a gap the exchange has), and answers the first klines request with HTTP 429.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from typer.testing import CliRunner
+
+from tradebus.data.backfill import backfill_ohlcv, make_exchange
+from tradebus.data.catalog import Catalog
+from tradebus.data.cli import data_app
+from tradebus.data.ingest import read_bars
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+KLINES = FIXTURES / "data" / "ADABTC-1m-2021-11-27_head120.csv"
+FIRST_MS = 1_637_971_200_000
+MINUTE_MS = 60_000
+GAP = range(40, 45)  # rows the exchange does not have
+
+
+class Venue:
+    def __init__(self) -> None:
+        rows = [line.split(",") for line in KLINES.read_text().splitlines()]
+        self.klines = [r for i, r in enumerate(rows) if i not in GAP]
+        self.info = gzip.decompress((FIXTURES / "binance" / "exchangeInfo_spot_2021-10-12.json.gz").read_bytes())
+        self.requests: list[tuple[float, dict[str, list[str]]]] = []
+        self.throttle_next = 1
+        venue = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                url = urlsplit(self.path)
+                if url.path == "/api/v3/exchangeInfo":
+                    return self._send(200, venue.info)
+                if url.path == "/api/v3/klines":
+                    query = parse_qs(url.query)
+                    venue.requests.append((time.monotonic(), query))
+                    if venue.throttle_next:
+                        venue.throttle_next -= 1
+                        return self._send(429, b'{"code":-1003,"msg":"Too many requests"}', retry_after="0")
+                    start = int(query.get("startTime", ["0"])[0])
+                    end = int(query.get("endTime", [str(2**62)])[0])
+                    limit = int(query.get("limit", ["500"])[0])
+                    page = [r for r in venue.klines if start <= int(r[0]) <= end][:limit]
+                    body = [[int(r[0]), r[1], r[2], r[3], r[4], r[5], int(r[6]), r[7], int(r[8]), r[9], r[10], r[11]]
+                            for r in page]
+                    return self._send(200, json.dumps(body).encode())
+                return self._send(404, b'{"code":-1,"msg":"not found"}')
+
+            def _send(self, code: int, body: bytes, retry_after: str | None = None) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                if retry_after is not None:
+                    self.send_header("Retry-After", retry_after)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+
+@pytest.fixture
+def venue() -> Iterator[Venue]:
+    server = Venue()
+    server.thread.start()
+    try:
+        yield server
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+
+
+def exchange(venue: Venue, rate_limit_ms: int = 40):
+    return make_exchange("binance", api_base=venue.url, rate_limit_ms=rate_limit_ms,
+                         options={"fetchMarkets": {"types": ["spot"]}})
+
+
+def test_backfill_pages_through_a_gap_and_a_429_and_matches_the_file(venue: Venue, tmp_path: Path) -> None:
+    sleeps: list[float] = []
+    result = backfill_ohlcv(
+        tmp_path, exchange(venue), "ADA/BTC", "1m", since_ms=FIRST_MS, until_ms=FIRST_MS + 120 * MINUTE_MS,
+        venue="binance", market="spot", catalog_symbol="ADABTC", limit=25, sleep=sleeps.append,
+    )
+    assert result.retries == 1 and len(sleeps) == 1  # the 429, retried once after a backoff
+    assert result.rows == 115 and result.pages >= 5
+    stored = Catalog(tmp_path).read("binance", "spot", "ADABTC", "bars_1m").to_pandas()
+    expected = read_bars(KLINES, interval="1m").to_pandas().drop(index=list(GAP)).reset_index(drop=True)
+    assert stored.equals(expected)  # close stamps, values exact, nothing filled in the gap
+    manifest = Catalog(tmp_path).manifest("binance", "spot", "ADABTC", "bars_1m")
+    assert (manifest.gaps, manifest.missing_bars) == (1, 5)
+    assert manifest.quality is not None and manifest.quality["gaps"] == 1
+    starts = [int(q["startTime"][0]) for _, q in venue.requests]
+    assert starts[0] == starts[1] == FIRST_MS  # the throttled page is asked again
+    assert all(b > a for a, b in zip(starts[1:], starts[2:], strict=False))  # each page starts after the last bar
+    spacing = [b - a for (a, _), (b, _) in zip(venue.requests[1:], venue.requests[2:], strict=False)]
+    # ccxt's limiter: rateLimit (40 ms) times the endpoint's weight (Binance klines with limit < 100: 0.4)
+    assert min(spacing) >= 0.9 * 0.4 * 0.040
+
+
+def test_backfill_resumes_from_the_catalogs_last_bar_without_duplicates(venue: Venue, tmp_path: Path) -> None:
+    venue.throttle_next = 0
+    half = FIRST_MS + 60 * MINUTE_MS
+    first = backfill_ohlcv(tmp_path, exchange(venue, 1), "ADA/BTC", "1m", since_ms=FIRST_MS, until_ms=half,
+                           venue="binance", market="spot", catalog_symbol="ADABTC", limit=1000)
+    assert first.rows == 55
+    venue.requests.clear()
+    again = backfill_ohlcv(tmp_path, exchange(venue, 1), "ADA/BTC", "1m", since_ms=FIRST_MS,
+                           until_ms=FIRST_MS + 120 * MINUTE_MS, venue="binance", market="spot", catalog_symbol="ADABTC",
+                           limit=1000)
+    assert int(venue.requests[0][1]["startTime"][0]) == half  # resumed after the last stored bar
+    assert again.rows == 60
+    stored = Catalog(tmp_path).read("binance", "spot", "ADABTC", "bars_1m").to_pandas()
+    assert len(stored) == 115 and stored["ts_event"].is_unique and stored["ts_event"].is_monotonic_increasing
+    nothing = backfill_ohlcv(tmp_path, exchange(venue, 1), "ADA/BTC", "1m", since_ms=FIRST_MS,
+                             until_ms=FIRST_MS + 120 * MINUTE_MS, venue="binance", market="spot",
+                             catalog_symbol="ADABTC")
+    assert nothing.manifest is None and nothing.rows == 0
+
+
+def test_backfill_gives_up_after_the_retries_and_writes_nothing(venue: Venue, tmp_path: Path) -> None:
+    venue.throttle_next = 10
+    with pytest.raises(Exception, match="giving up after 2 retries"):
+        backfill_ohlcv(tmp_path, exchange(venue, 1), "ADA/BTC", "1m", since_ms=FIRST_MS,
+                       until_ms=FIRST_MS + 120 * MINUTE_MS, venue="binance", market="spot", catalog_symbol="ADABTC",
+                       retries=2, sleep=lambda s: None)
+    assert Catalog(tmp_path).datasets() == []
+
+
+def test_cli_backfill(venue: Venue, tmp_path: Path) -> None:
+    venue.throttle_next = 0
+    result = CliRunner().invoke(data_app, [
+        "backfill", "--exchange", "binance", "--symbol", "ADA/BTC", "--timeframe", "1m",
+        "--since", "2021-11-27T00:00:00", "--until", "2021-11-27T02:00:00", "--api-base", venue.url,
+        "--rate-limit-ms", "1", "--market-types", "spot", "--catalog", str(tmp_path),
+    ])
+    assert result.exit_code == 0, result.output
+    assert "binance/spot/ADABTC/bars_1m: 115 rows" in result.output
+    bad = CliRunner().invoke(data_app, ["backfill", "--exchange", "nosuchexchange", "--symbol", "X/Y",
+                                        "--since", "2021-11-27", "--catalog", str(tmp_path)])
+    assert bad.exit_code == 2 and "not a ccxt exchange id" in bad.output
