@@ -155,3 +155,14 @@ def test_config_bar_time_reaches_the_replay_of_a_bar_file() -> None:
         assert int(first.ts_event[0]) == first_ns
     with pytest.raises(ValueError, match="bar_time"):
         DataSourceConfig.model_validate({"instrument": "S.X", "file": "x.csv", "bar_time": "middle"})
+
+
+def test_import_logs_nothing_below_warning_by_default_and_checks_the_level(tmp_path: Path) -> None:
+    args = ["import", str(FIXTURES / "bars_valid.csv"), "--venue", "x", "--market", "spot", "--symbol", "S",
+            "--catalog", str(tmp_path)]
+    quiet = runner.invoke(data_app, args)
+    assert quiet.exit_code == 0 and "DEBUG" not in quiet.output and "INFO" not in quiet.output
+    loud = runner.invoke(data_app, ["--log-level", "info", *args, "--overwrite"])
+    assert loud.exit_code == 0 and "INFO catalog: wrote x/spot/S/bars_1h" in loud.output
+    bad = runner.invoke(data_app, ["--log-level", "LOUD", *args])
+    assert bad.exit_code == 2 and "--log-level 'LOUD'" in bad.output and "Traceback" not in bad.output

@@ -10,6 +10,7 @@ traceback.
 from __future__ import annotations
 
 import json
+import sys
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
@@ -17,6 +18,7 @@ from typing import Annotated, Literal
 import pandas as pd
 import pyarrow as pa
 import typer
+from loguru import logger
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -43,6 +45,19 @@ def _console(*, stderr: bool = False) -> Console:
     return console if console.is_terminal else Console(stderr=stderr, width=_PIPE_WIDTH)
 
 CatalogOpt = Annotated[Path, typer.Option("--catalog", help="Catalog root directory.")]
+_LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+
+
+@data_app.callback()
+def _logging(
+    log_level: Annotated[str, typer.Option("--log-level", help="Log level on stderr: DEBUG, INFO, WARNING, ERROR.")]
+    = "WARNING",
+) -> None:
+    """Import market data into the Parquet catalog and inspect it."""
+    if log_level.upper() not in _LOG_LEVELS:
+        raise _fail(ConfigError(f"--log-level {log_level!r} is not one of {', '.join(_LOG_LEVELS)}"))
+    logger.remove()
+    logger.add(sys.stderr, level=log_level.upper(), format="{time:HH:mm:ss} {level} {message}")
 
 
 def _iso(ns: int) -> str:
