@@ -14,9 +14,15 @@ run. Reported: the median of ``--runs`` runs of each, rows/s, and the ratio
 read / import (target >= 0.5: validation and catalog writing cost at most as
 much as the read).
 
+Bars from trades (issue 14.8): ``--bar-trades`` trades into 1-second time bars with
+:class:`tradebus.features.bars.BarBuilder.run` against a hand-written numba loop that
+builds the same OHLCV bars (the reference, same run). Targets: >= 10M trades/s, and at
+most 1.5x the reference's time.
+
 Usage::
 
-    python bench/data.py [--small 1000000] [--large 10000000] [--agg-rows 2000000] [--runs 3] [--json]
+    python bench/data.py [--small 1000000] [--large 10000000] [--agg-rows 2000000] [--bar-trades 10000000]
+                         [--runs 3] [--json]
 """
 
 from __future__ import annotations
@@ -37,7 +43,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from loguru import logger
 
+from numba import njit
+
 from tradebus.data.ingest import import_path
+from tradebus.features.bars import BarBuilder
 
 START_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 SEED = 20240101
@@ -45,7 +54,10 @@ _CHILD = """
 import resource, sys
 from loguru import logger
 logger.remove()
+from numba import njit
+
 from tradebus.data.ingest import import_path
+from tradebus.features.bars import BarBuilder
 import_path(sys.argv[1], sys.argv[2], venue="bench", market="spot", symbol="BTCUSDT", kind="trades")
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
@@ -107,6 +119,50 @@ def write_aggtrades_csv(path: Path, n: int) -> None:
     pacsv.write_csv(table, path, write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"))
 
 
+@njit(cache=True)
+def _reference_time_bars(ts: np.ndarray, price: np.ndarray, size: np.ndarray, interval: int, out: np.ndarray) -> int:
+    """The plainest loop building the same time bars (OHLCV + count), closed by the next bucket's first trade."""
+    rows, end = 0, -1
+    o = h = low = c = v = n = 0.0
+    for i in range(ts.size):
+        if end >= 0 and ts[i] >= end:
+            out[rows, 0], out[rows, 1], out[rows, 2], out[rows, 3], out[rows, 4], out[rows, 5] = o, h, low, c, v, n
+            rows += 1
+            end = -1
+        if end < 0:
+            end = (ts[i] // interval + 1) * interval
+            o = h = low = price[i]
+            v = n = 0.0
+        h = max(h, price[i])
+        low = min(low, price[i])
+        c = price[i]
+        v += size[i]
+        n += 1.0
+    return rows
+
+
+def bars_from_trades(n: int, runs: int) -> dict[str, float]:
+    rng = np.random.default_rng(SEED)
+    ts = (START_MS + np.cumsum(rng.integers(0, 40, n))) * 1_000_000
+    price, size = _walk(n, rng, 40_000.0), np.round(rng.exponential(0.05, n) + 1e-5, 5)
+    side = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    out = np.empty((n, 6))
+    _reference_time_bars(ts[:10], price[:10], size[:10], 1_000_000_000, out)  # compile outside the timing
+    BarBuilder("time", interval_ns=1_000_000_000).run(ts[:10], price[:10], size[:10], side[:10])
+    ours, ref = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        bar_ts, bars = BarBuilder("time", interval_ns=1_000_000_000).run(ts, price, size, side)
+        ours.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        rows = _reference_time_bars(ts, price, size, 1_000_000_000, out)
+        ref.append(time.perf_counter() - start)
+    assert rows == bar_ts.size and np.array_equal(out[:rows, 3], bars[:, 3])  # same bars, same closes
+    ours_s, ref_s = statistics.median(ours), statistics.median(ref)
+    return {"trades": n, "bars": int(bar_ts.size), "builder_s": ours_s, "reference_s": ref_s,
+            "trades_per_s": n / ours_s, "ratio_to_reference": ours_s / ref_s}
+
+
 def peak_rss_mb(catalog: Path, source: Path) -> float:
     """Peak RSS in MB of a fresh process that imports ``source`` into ``catalog``."""
     out = subprocess.run([sys.executable, "-c", _CHILD, str(catalog), str(source)],
@@ -134,6 +190,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=1_000_000, help="rows of the reference import (memory)")
     parser.add_argument("--large", type=int, default=10_000_000, help="rows of the large import (memory)")
     parser.add_argument("--agg-rows", type=int, default=2_000_000, help="aggTrades rows (throughput)")
+    parser.add_argument("--bar-trades", type=int, default=10_000_000, help="trades into time bars")
     parser.add_argument("--runs", type=int, default=3, help="runs per throughput figure (median)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args()
@@ -167,6 +224,7 @@ def main() -> None:
                 "import_rows_per_s": rows / import_s,
                 "ratio_read_over_import": read_s / import_s,
             }
+    figures["bars_from_trades"] = bars_from_trades(args.bar_trades, args.runs)
     if args.json:
         print(json.dumps(figures, indent=2))
         return
@@ -180,6 +238,11 @@ def main() -> None:
         print(f"{name:16s} {f['rows']:>10,} rows  {f['csv_mb']:6.1f} MB CSV: pyarrow.csv read {f['pyarrow_read_s']:.3f} s, "
               f"import {f['import_s']:.3f} s ({f['import_rows_per_s']:,.0f} rows/s) -> ratio "
               f"{f['ratio_read_over_import']:.2f} (target >= 0.5; medians of {args.runs})")
+    b = figures["bars_from_trades"]
+    assert isinstance(b, dict)
+    print(f"bars from trades {b['trades']:>10,} trades -> {b['bars']:,} 1s bars: builder {b['builder_s']:.3f} s "
+          f"({b['trades_per_s'] / 1e6:.1f}M trades/s, target >= 10M), hand-written numba loop {b['reference_s']:.3f} s "
+          f"-> ratio {b['ratio_to_reference']:.2f} (target <= 1.5)")
 
 
 if __name__ == "__main__":
