@@ -77,7 +77,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -1060,7 +1061,14 @@ class ImportResult:
     interval_ns: int | None = None
     interval_detected: bool = False
     dropped_duplicates: int = 0
-    notes: list[str] = field(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        """What the manifest records about how the file was read (bars: the time convention, drops)."""
+        if self.bar_time is None:
+            return []
+        drops = [f"{self.dropped_duplicates} duplicate rows dropped (first kept)"] if self.dropped_duplicates else []
+        return [self.describe_time(), *drops]
 
     def describe_time(self) -> str:
         """One line saying how the bar time column was read and the shift applied."""
@@ -1188,26 +1196,22 @@ def import_path(
             checks[key].feed(table)
         first = next(iter(streams.values()))
         shown = ", ".join(sources) if len(sources) <= 3 else f"{sources[0]} ... {sources[-1]} ({len(sources)} files)"
-        extra = [f"imported from {shown}"]
         if isinstance(first, BarStream):
             result = ImportResult([], first.display_ts, first.bar_time, first.shift_ns, first.interval_ns,
                                   first.interval_detected, sum(s.dropped for s in streams.values()))  # type: ignore[union-attr]
-            extra.append(result.describe_time())
-            if result.dropped_duplicates:
-                extra.append(f"{result.dropped_duplicates} duplicate rows dropped (first kept)")
         else:
             result = ImportResult([], first.display["time"])
+        lines = [f"imported from {shown}", *result.notes]
         for writer in writers.values():
             writer.check()
         manifests = [
-            writers[k].commit([*extra, *notes], quality=checks[k].report().summary())
+            writers[k].commit([*lines, *notes], quality=checks[k].report().summary())
             for k in sorted(writers, key=lambda k: k or "")
         ]
     finally:
         for writer in writers.values():
             writer.abort()
-    return ImportResult(manifests, result.time_column, result.bar_time, result.shift_ns, result.interval_ns,
-                        result.interval_detected, result.dropped_duplicates, extra)
+    return dataclasses.replace(result, manifests=manifests)
 
 
 def import_file(
