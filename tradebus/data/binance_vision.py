@@ -47,7 +47,7 @@ from typing import Literal
 
 from loguru import logger
 
-from tradebus.data.catalog import Catalog
+from tradebus.data.catalog import Catalog, sha256_file
 from tradebus.data.ingest import ImportResult, import_path
 from tradebus.errors import DataError
 
@@ -180,14 +180,6 @@ def _download(url: str, target: Path, timeout: float) -> str | None:
     return digest.hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _check_zip(path: Path) -> str | None:
     """Why the zip cannot be imported (``None``: it is a sound zip of one CSV)."""
     try:
@@ -270,7 +262,7 @@ def _fetch_one(item: Archive, cache_dir: Path, base: str, timeout: float) -> tup
         if not fields or len(fields[0]) != 64:
             return "refused", f"{item.name}: malformed .CHECKSUM {checksum[:80]!r}"
         expected = fields[0].lower()
-        if target.is_file() and _sha256(target) == expected and _check_zip(target) is None:
+        if target.is_file() and sha256_file(target) == expected and _check_zip(target) is None:
             return "reused", ""
         target.parent.mkdir(parents=True, exist_ok=True)
         digest = _download(url, target, timeout)

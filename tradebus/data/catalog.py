@@ -63,6 +63,7 @@ __all__ = [
     "Period",
     "open_parquet",
     "schema_for",
+    "sha256_file",
 ]
 
 SCHEMA_VERSION = 1
@@ -218,7 +219,8 @@ def _check_name(what: str, value: str) -> None:
         )
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MB chunks."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         while chunk := fh.read(_HASH_CHUNK):
@@ -455,7 +457,7 @@ class Catalog:
             if not path.is_file():
                 raise DataError(f"{path}: file listed in the manifest is missing")
             if verify:
-                digest = _sha256(path)
+                digest = sha256_file(path)
                 if digest != entry.sha256:
                     raise DataError(f"{path}: sha256 {digest} does not match the manifest ({entry.sha256})")
             kept.append(entry)
@@ -792,7 +794,7 @@ class DatasetWriter:
         writer.close()
         assert self._part_range is not None
         start, end = self._part_range
-        self._entries.append(FileEntry(rel, self._part_rows, start, end, _sha256(self._tmp / rel)))
+        self._entries.append(FileEntry(rel, self._part_rows, start, end, sha256_file(self._tmp / rel)))
         self._part = None
 
     # ------------------------------------------------------------------ end
