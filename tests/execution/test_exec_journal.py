@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -36,7 +37,8 @@ FILE_VENUE = textwrap.dedent(
         def __init__(self, path, clock, kill_before=(), kill_after=()):
             super().__init__()
             self.path, self.clock = Path(path), clock
-            self.kill_before, self.kill_after = set(kill_before), set(kill_after)
+            self.kill_before, self.kill_after = set(kill_before), set(kill_after)  # n-th submit, from 1
+            self.submits = 0
 
         def received(self):
             if not self.path.exists():
@@ -48,11 +50,12 @@ FILE_VENUE = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
 
         def submit(self, order):
-            if order.client_order_id in self.kill_before:
+            self.submits += 1
+            if self.submits in self.kill_before:
                 self._die()
             with self.path.open("a") as f:
                 f.write(json.dumps({"coid": order.client_order_id, "vid": f"F-{order.client_order_id}"}) + "\\n")
-            if order.client_order_id in self.kill_after:
+            if self.submits in self.kill_after:
                 self._die()
             now = self.clock.now_ns()
             self.emit(OrderAccepted(order.strategy_id, order.instrument_id, order.client_order_id,
@@ -75,6 +78,7 @@ FILE_VENUE = textwrap.dedent(
 CHILD = textwrap.dedent(
     '''
     import sys
+    STOP_AFTER = 2
     sys.path.insert(0, sys.argv[3])
     from file_venue import FileVenue
     from tradebus.engine.bus import MessageBus
@@ -93,17 +97,28 @@ CHILD = textwrap.dedent(
     bus, clock = MessageBus(), SimulatedClock(1_000)
     pf = Portfolio(insts, 10_000.0)
     om = OrderManager(bus, clock)
-    venue = FileVenue(sys.argv[2], clock, kill_before={"s-2"}, kill_after={"s-3"})
+    venue = FileVenue(sys.argv[2], clock, kill_before={2}, kill_after={3})
+    journal = Journal(sys.argv[1])
     engine = ExecutionEngine(bus, clock, insts, RiskGate(RiskConfig(), pf, clock, bus), om, venue, pf,
-                             journal=Journal(sys.argv[1]))
-    for _ in range(3):
+                             journal=journal)
+    journal.replay(om, pf, 1_000)  # a fresh journal: begins epoch 1 of its client order ids
+    for n in range(1, 4):
         cmd = SubmitOrder("s", inst.instrument_id, om.next_client_order_id("s"), OrderSide.BUY, 1.0,
                           1_000, 1_000, OrderType.LIMIT, 90.0)
-        engine.submit(cmd)   # s-1 goes through; s-2 dies before the send; s-3 dies after it
-        if cmd.client_order_id == "s-2":
+        engine.submit(cmd)   # order 1 goes through; 2 dies before the send; 3 dies after it
+        if n == STOP_AFTER:
             break
     '''
 )
+
+
+def journaled_ids(path: Path) -> list[str]:
+    """Client order ids of the journaled ``SubmitOrder`` commands, in order (read-only)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [r[0] for r in db.execute("SELECT client_order_id FROM journal WHERE type = 'SubmitOrder' ORDER BY seq")]
+    finally:
+        db.close()
 
 
 def _run_child(tmp_path: Path, journal: Path, book: Path) -> int:
@@ -139,22 +154,21 @@ def _restart(tmp_path: Path, journal_path: Path, book: Path) -> tuple[OrderManag
 def test_kill_before_send_then_restart_resolves_without_inventing_or_duplicating(tmp_path: Path) -> None:
     journal_path, book = tmp_path / "journal.sqlite", tmp_path / "book.jsonl"
     assert _run_child(tmp_path, journal_path, book) == -9  # SIGKILL inside the send of s-2
+    first, second = journaled_ids(journal_path)
     om, venue, engine, journal = _restart(tmp_path, journal_path, book)
     unknown = journal.replay(om, engine.portfolio, 5_000)
-    assert [o.client_order_id for o in unknown] == ["s-1", "s-2"]
+    assert [o.client_order_id for o in unknown] == [first, second]
     for order in unknown:
         engine.resolve_unknown(order.client_order_id)
-    assert om.order("s-1").status == OrderStatus.ACCEPTED
-    assert om.order("s-2").status == OrderStatus.REJECTED and "never arrived" in om.order("s-2").reason
-    assert [row["coid"] for row in venue.received()] == ["s-1"]  # nothing re-sent
-    assert om.next_client_order_id("s") == "s-3"  # ids continue, never reused
+    assert om.order(first).status == OrderStatus.ACCEPTED
+    assert om.order(second).status == OrderStatus.REJECTED and "never arrived" in om.order(second).reason
+    assert [row["coid"] for row in venue.received()] == [first]  # nothing re-sent
+    assert om.next_client_order_id("s") not in (first, second)  # ids never reused
 
 
 def test_kill_after_send_before_ack_restart_finds_order_at_venue_and_does_not_resend(tmp_path: Path) -> None:
     journal_path, book = tmp_path / "journal.sqlite", tmp_path / "book.jsonl"
-    child = CHILD.replace('kill_before={"s-2"}', "kill_before=set()").replace(
-        'if cmd.client_order_id == "s-2":', 'if cmd.client_order_id == "s-9":'
-    )
+    child = CHILD.replace("kill_before={2}", "kill_before=set()").replace("STOP_AFTER = 2", "STOP_AFTER = 9")
     (tmp_path / "file_venue.py").write_text(FILE_VENUE)
     (tmp_path / "child.py").write_text(child)
     proc = subprocess.run(
@@ -169,7 +183,7 @@ def test_kill_after_send_before_ack_restart_finds_order_at_venue_and_does_not_re
     for order in unknown:
         engine.resolve_unknown(order.client_order_id)
     assert [o.status for o in om.orders()] == [OrderStatus.ACCEPTED] * 3
-    assert [row["coid"] for row in venue.received()] == ["s-1", "s-2", "s-3"]
+    assert [row["coid"] for row in venue.received()] == journaled_ids(journal_path) == [o.client_order_id for o in om.orders()]
 
 
 def test_second_restart_keeps_recovered_closed_orders_and_requeries_open_ones(tmp_path: Path) -> None:
@@ -180,9 +194,10 @@ def test_second_restart_keeps_recovered_closed_orders_and_requeries_open_ones(tm
         engine.resolve_unknown(order.client_order_id)
     journal.close()
     om2, _, engine2, journal2 = _restart(tmp_path, journal_path, book)
-    # s-2's recovery (REJECTED) was journaled; s-1 is open, so its fate is asked again.
-    assert [o.client_order_id for o in journal2.replay(om2, engine2.portfolio, 6_000)] == ["s-1"]
-    engine2.resolve_unknown("s-1")
+    first, second = journaled_ids(journal_path)
+    # The second order's recovery (REJECTED) was journaled; the first is open, so its fate is asked again.
+    assert [o.client_order_id for o in journal2.replay(om2, engine2.portfolio, 6_000)] == [first]
+    engine2.resolve_unknown(first)
     assert [(o.client_order_id, o.status) for o in om2.orders()] == [
         (o.client_order_id, o.status) for o in om.orders()
     ]
@@ -210,7 +225,7 @@ def test_journal_records_commands_and_events_with_increasing_seq_and_replay_rebu
     seqs = [e.seq for e in entries]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert [type(e.message).__name__ for e in entries[:2]] == ["SubmitOrder", "OrderSubmitted"]
-    assert entries[0].message.client_order_id == "s-1"
+    assert entries[0].message.client_order_id == om.orders()[0].client_order_id
     om2, pf2 = OrderManager(bus, clock), Portfolio(insts, 10_000.0)
     assert journal.replay(om2, pf2, 10) == []
     assert pf2.position(IID) == pf.position(IID) == 1.5
