@@ -4,18 +4,33 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sqlite3
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import msgspec
+import pytest
+
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import SimulatedClock
-from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder
+from tradebus.engine.messages import (
+    Liquidity,
+    OrderAccepted,
+    OrderFilled,
+    OrderSide,
+    OrderStatus,
+    OrderSubmitted,
+    OrderType,
+    SubmitOrder,
+    TradingState,
+)
 from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.engine import ExecutionEngine
-from tradebus.execution.journal import Journal
+from tradebus.errors import DataError
+from tradebus.execution.journal import SCHEMA_VERSION, Journal
 from tradebus.execution.orders import OrderManager
 from tradebus.execution.simulated import SimulatedVenue
 from tradebus.risk.config import RiskConfig
@@ -232,3 +247,136 @@ def test_journal_records_commands_and_events_with_increasing_seq_and_replay_rebu
     assert pf2.cash == pf.cash
     assert [o.status for o in om2.orders()] == [OrderStatus.FILLED, OrderStatus.FILLED]
     assert json.dumps([o.filled_qty for o in om2.orders()]) == json.dumps([o.filled_qty for o in om.orders()])
+
+
+# ----------------------------------------------------------------------------- schema, transactions, recovery
+
+V1_SCHEMA = """
+CREATE TABLE journal (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('command', 'event')),
+    type TEXT NOT NULL,
+    client_order_id TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    payload BLOB NOT NULL
+)
+"""
+
+
+def test_journal_has_a_schema_version_and_a_run_id_that_survive_reopening(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    run_id = journal.run_id
+    assert journal.schema_version == SCHEMA_VERSION and len(run_id) == 8 and journal.epoch == 0
+    journal.close()
+    again = Journal(tmp_path / "j.sqlite")
+    assert again.run_id == run_id and again.schema_version == SCHEMA_VERSION
+    again.close()
+    assert Journal(tmp_path / "other.sqlite").run_id != run_id
+
+
+def test_a_journal_of_a_newer_schema_is_refused_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "future.sqlite"
+    Journal(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    db.commit()
+    db.close()
+    with pytest.raises(DataError, match=rf"journal {re.escape(str(path))}: schema version {SCHEMA_VERSION + 1} is newer"):
+        Journal(path)
+
+
+def test_a_file_that_is_not_a_journal_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database, just notes " * 100)
+    with pytest.raises(DataError, match=re.escape(str(path))):
+        Journal(path)
+    assert path.read_text().startswith("not a database")
+
+
+def test_a_version_1_journal_is_migrated_and_its_entries_replay(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(V1_SCHEMA)
+    cmd = SubmitOrder("s", IID, "s-1", OrderSide.BUY, 1.0, 7, 7)
+    db.execute(
+        "INSERT INTO journal (kind, type, client_order_id, ts, payload) VALUES (?, ?, ?, ?, ?)",
+        ("command", "SubmitOrder", "s-1", 7, msgspec.msgpack.encode(cmd)),
+    )
+    db.execute(
+        "INSERT INTO journal (kind, type, client_order_id, ts, payload) VALUES (?, ?, ?, ?, ?)",
+        ("event", "OrderSubmitted", "s-1", 7, msgspec.msgpack.encode(OrderSubmitted("s", IID, "s-1", 7, 7))),
+    )
+    db.commit()
+    db.close()
+    journal = Journal(path)
+    assert journal.schema_version == SCHEMA_VERSION and len(journal.run_id) == 8
+    inst = make_instrument()
+    om = OrderManager(MessageBus(), SimulatedClock(50))
+    unknown = journal.replay(om, Portfolio({inst.instrument_id: inst}, 1_000.0), 50)
+    assert [o.client_order_id for o in unknown] == ["s-1"]
+    assert om.next_client_order_id("s") != "s-1"
+
+
+def test_a_submit_and_its_decision_are_one_transaction(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    journal = Journal(path)
+    cmd = SubmitOrder("s", IID, "a", OrderSide.BUY, 1.0, 7, 7)
+    journal.record_command(cmd, "a")
+    # Another connection (a crash, as far as the file is concerned) sees nothing of the order yet.
+    assert journaled_ids(path) == []
+    journal.record_event(OrderSubmitted("s", IID, "a", 7, 7))
+    assert journaled_ids(path) == ["a"]
+    journal.close()
+
+
+def test_recovered_orders_keep_their_original_creation_time(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    journal.record_command(SubmitOrder("s", IID, "a", OrderSide.BUY, 1.0, 1_234, 1_234), "a")
+    journal.record_event(OrderSubmitted("s", IID, "a", 1_240, 1_240))
+    inst = make_instrument()
+    om = OrderManager(MessageBus(), SimulatedClock(999_999))  # the restarted process's clock
+    journal.replay(om, Portfolio({inst.instrument_id: inst}, 1_000.0), 999_999)
+    assert om.order("a").ts_created == 1_234
+
+
+def _gate_of(journal: Journal, clock: SimulatedClock, **limits: object) -> RiskGate:
+    inst = make_instrument()
+    bus = MessageBus()
+    pf = Portfolio({inst.instrument_id: inst}, 10_000.0)
+    gate = RiskGate(RiskConfig(**limits), pf, clock, bus)  # type: ignore[arg-type]
+    journal.replay(OrderManager(bus, clock), pf, clock.now_ns(), risk=gate)
+    return gate
+
+
+def test_trading_state_and_breakers_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    clock = SimulatedClock(1_000)
+    journal = Journal(path)
+    gate = _gate_of(journal, clock, max_drawdown_pct=50.0)
+    gate.on_price(IID, 100.0)
+    gate.set_state(TradingState.HALTED, "operator: exchange incident")
+    journal.close()
+    journal = Journal(path)
+    restarted = _gate_of(journal, clock, max_drawdown_pct=50.0)
+    assert restarted.state == TradingState.HALTED  # a restart does not re-arm trading
+    assert restarted.snapshot().manual_reason == "operator: exchange incident"
+    assert restarted.snapshot().drawdown_peak == 10_000.0
+    restarted.set_state(TradingState.ACTIVE, "operator: resume")
+    journal.close()
+    journal = Journal(path)
+    assert _gate_of(journal, clock, max_drawdown_pct=50.0).state == TradingState.ACTIVE
+    journal.close()
+
+
+def test_journaled_messages_reach_the_callback_in_order(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    journal.record_command(SubmitOrder("s", IID, "a", OrderSide.BUY, 1.0, 1, 1, reason="why"), "a")
+    journal.record_event(OrderSubmitted("s", IID, "a", 2, 2))
+    fill = OrderFilled("s", IID, "a", "V", "T1", OrderSide.BUY, 1.0, 100.0, 0.0, Liquidity.TAKER, 3, 3)
+    journal.record_event(OrderAccepted("s", IID, "a", "V", 3, 3))
+    journal.record_event(fill)
+    seen: list[object] = []
+    inst = make_instrument()
+    journal.replay(OrderManager(MessageBus(), SimulatedClock(9)), Portfolio({inst.instrument_id: inst}, 1e6), 9, on_message=seen.append)
+    assert [type(m).__name__ for m in seen] == ["SubmitOrder", "OrderSubmitted", "OrderAccepted", "OrderFilled"]
+    assert seen[-1] == fill
