@@ -25,8 +25,8 @@ Two entry points run these steps:
   - a batch's features are computed in one compiled call
     (``FeatureBank.run_bars``); row *i* only uses rows <= *i* and is exposed to
     the strategy only when bar *i* is delivered, so there is no lookahead;
-  - the execution engine is skipped while no order is working and no drawdown
-    breaker is configured (it would only mark prices); the skipped marks are
+  - the execution engine is skipped while no order is working and no breaker
+    evaluates marks (``RiskConfig.breakers_on_marks``; it would only mark prices); the skipped marks are
     made before the next order is submitted, before each equity sample and
     when a strategy asks for its equity (:meth:`Kernel.sync_marks`). Orders
     must therefore go through :meth:`Kernel.submit` (the strategy helpers do);
@@ -336,7 +336,7 @@ class Kernel:
 
         Idempotent: it repeats the marks the execution engine made for the latest
         message of each instrument, or makes the ones :meth:`run` skipped while no
-        order was working (no drawdown breaker is configured then, so skipping a
+        order was working (no breaker evaluates marks then, so skipping a
         mark changes nothing but the cached prices).
         """
         positions = self._positions

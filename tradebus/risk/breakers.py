@@ -93,6 +93,7 @@ class Breakers:
         "day_start_equity",
         "loss_streak",
         "peak",
+        "rearmed",
         "round_trip_start",
         "stored_peak",
         "tripped",
@@ -102,6 +103,7 @@ class Breakers:
         self._config = config
         self._portfolio = portfolio
         self.tripped: dict[str, Trip] = {}
+        self.rearmed: list[str] = []
         self.peak = _NAN
         self.stored_peak = _NAN
         self.day = -1
@@ -113,7 +115,10 @@ class Breakers:
     # ------------------------------------------------------------------ evaluation
 
     def on_mark(self, now_ns: int) -> bool:
-        """Evaluate the mark-driven breakers; return whether anything worth storing changed."""
+        """Evaluate the mark-driven breakers; return whether anything worth storing changed.
+
+        The breakers it re-armed by themselves are appended to :attr:`rearmed`.
+        """
         cfg = self._config
         equity = self._portfolio.equity()
         changed = False
@@ -140,7 +145,8 @@ class Breakers:
             if day != self.day:
                 self.day = day
                 self.day_start_equity = equity
-                tripped.pop("daily_loss", None)  # re-armed at the UTC day roll
+                if tripped.pop("daily_loss", None) is not None:
+                    self.rearmed.append("daily_loss")  # re-armed at the UTC day roll
                 changed = True
             start = self.day_start_equity
             if "daily_loss" not in tripped and start > 0.0:
@@ -164,6 +170,7 @@ class Breakers:
                     )
                     changed = True
             elif tripped.pop("gross_exposure", None) is not None:
+                self.rearmed.append("gross_exposure")
                 changed = True
         return changed
 

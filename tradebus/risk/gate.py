@@ -404,10 +404,10 @@ class RiskGate:
             self._last[instrument_id] = price
         if self._marks:
             breakers = self._breakers
-            before = set(breakers.tripped)
             if breakers.on_mark(self._clock.now_ns()):
-                rearmed = before - set(breakers.tripped)
-                why = "; ".join(f"{name} re-armed: {_AUTO_REARM[name]}" for name in sorted(rearmed))
+                rearmed = breakers.rearmed
+                why = "; ".join(f"{name} re-armed: {_AUTO_REARM[name]}" for name in rearmed)
+                rearmed.clear()
                 self._apply(why or None)
 
     def _on_position(self, change: PositionChanged) -> None:
