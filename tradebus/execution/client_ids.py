@@ -37,7 +37,7 @@ import zlib
 
 from tradebus.errors import OrderError
 
-__all__ = ["BACKTEST_RUN_ID", "ClientOrderIds", "is_legal", "new_run_id"]
+__all__ = ["BACKTEST_RUN_ID", "MAX_EPOCH", "ClientOrderIds", "is_legal", "new_run_id"]
 
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _PREFIX_WIDTH = 5
@@ -47,6 +47,7 @@ RUN_WIDTH = 8
 EPOCH_WIDTH = 3
 _N_WIDTH = 32 - TAG_WIDTH - RUN_WIDTH - EPOCH_WIDTH
 _HEAD = TAG_WIDTH + RUN_WIDTH + EPOCH_WIDTH
+#: The last epoch of a journal (then a new journal is needed).
 MAX_EPOCH = 36**EPOCH_WIDTH - 1
 _MAX_N = 10**_N_WIDTH - 1
 

@@ -45,7 +45,6 @@ DAY_NS = 86_400_000_000_000
 PEAK_STORE_STEP = 1e-3
 
 _NAN = math.nan
-_MANUAL = frozenset({"max_drawdown", "loss_streak"})
 
 
 class Trip(msgspec.Struct, frozen=True):
@@ -226,11 +225,6 @@ class Breakers:
                 self.day_start_equity = equity
             elif name == "loss_streak":
                 self.loss_streak = 0
-
-    @staticmethod
-    def rearms_manually(name: str) -> bool:
-        """Whether only an operator re-arms breaker ``name``."""
-        return name in _MANUAL
 
     # ------------------------------------------------------------------ persistence
 
