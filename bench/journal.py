@@ -131,11 +131,19 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tradebus-bench-journal-", dir=args.dir) as tmp:
         results = {sync: measure(Path(tmp), args.n, args.repeats, sync) for sync in args.sync}
-    out = {"n": args.n, "repeats": args.repeats, "python": sys.version.split()[0], "sqlite": sqlite3.sqlite_version, **results}
+    out = {
+        "n": args.n,
+        "repeats": args.repeats,
+        "python": sys.version.split()[0],
+        "sqlite": sqlite3.sqlite_version,
+        **results,
+    }
     if args.json:
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
         return
-    sys.stdout.write(f"journal: {args.n} orders x 4 entries, median of {args.repeats}, sqlite {sqlite3.sqlite_version}\n")
+    sys.stdout.write(
+        f"journal: {args.n} orders x 4 entries, median of {args.repeats}, sqlite {sqlite3.sqlite_version}\n"
+    )
     for sync, r in results.items():
         sys.stdout.write(
             f"  synchronous={sync:<6} bare insert {r['bare_insert_us']:7.2f} us | journal entry "

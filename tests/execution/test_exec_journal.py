@@ -198,7 +198,8 @@ def test_kill_after_send_before_ack_restart_finds_order_at_venue_and_does_not_re
     for order in unknown:
         engine.resolve_unknown(order.client_order_id)
     assert [o.status for o in om.orders()] == [OrderStatus.ACCEPTED] * 3
-    assert [row["coid"] for row in venue.received()] == journaled_ids(journal_path) == [o.client_order_id for o in om.orders()]
+    sent = [row["coid"] for row in venue.received()]
+    assert sent == journaled_ids(journal_path) == [o.client_order_id for o in om.orders()]
 
 
 def test_second_restart_keeps_recovered_closed_orders_and_requeries_open_ones(tmp_path: Path) -> None:
@@ -281,7 +282,8 @@ def test_a_journal_of_a_newer_schema_is_refused_naming_the_file(tmp_path: Path) 
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
     db.commit()
     db.close()
-    with pytest.raises(DataError, match=rf"journal {re.escape(str(path))}: schema version {SCHEMA_VERSION + 1} is newer"):
+    newer = rf"journal {re.escape(str(path))}: schema version {SCHEMA_VERSION + 1} is newer"
+    with pytest.raises(DataError, match=newer):
         Journal(path)
 
 
@@ -377,6 +379,7 @@ def test_journaled_messages_reach_the_callback_in_order(tmp_path: Path) -> None:
     journal.record_event(fill)
     seen: list[object] = []
     inst = make_instrument()
-    journal.replay(OrderManager(MessageBus(), SimulatedClock(9)), Portfolio({inst.instrument_id: inst}, 1e6), 9, on_message=seen.append)
+    pf = Portfolio({inst.instrument_id: inst}, 1e6)
+    journal.replay(OrderManager(MessageBus(), SimulatedClock(9)), pf, 9, on_message=seen.append)
     assert [type(m).__name__ for m in seen] == ["SubmitOrder", "OrderSubmitted", "OrderAccepted", "OrderFilled"]
     assert seen[-1] == fill

@@ -38,6 +38,7 @@ class Gate:
         self.gate = RiskGate(RiskConfig(**limits), self.portfolio, self.clock, self.bus)  # type: ignore[arg-type]
         self.orders = OrderManager(self.bus, self.clock)
         self.gate.bind_orders(self.orders)
+        self.fills = 0
         self.changes: list[TradingStateChanged] = []
         self.bus.subscribe(TradingStateChanged, self.changes.append)
         self.gate.on_price(IID, 100.0)
@@ -58,11 +59,9 @@ class Gate:
 
     def hold(self, qty: float, px: float = 100.0) -> None:
         side = BUY if qty > 0 else SELL
-        self.bus.publish(
-            self.portfolio.apply_fill(
-                OrderFilled("s", IID, "x", "v", f"t{qty}{px}{self.clock.now_ns()}", side, abs(qty), px, 0.0, Liquidity.TAKER, 0, 0)
-            )
-        )
+        self.fills += 1
+        fill = OrderFilled("s", IID, "x", "v", f"t{self.fills}", side, abs(qty), px, 0.0, Liquidity.TAKER, 0, 0)
+        self.bus.publish(self.portfolio.apply_fill(fill))
 
     def work(self, side: OrderSide, qty: float, price: float = 100.0) -> str:
         """A working (accepted) limit order of ``qty``."""

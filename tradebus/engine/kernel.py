@@ -26,9 +26,10 @@ Two entry points run these steps:
     (``FeatureBank.run_bars``); row *i* only uses rows <= *i* and is exposed to
     the strategy only when bar *i* is delivered, so there is no lookahead;
   - the execution engine is skipped while no order is working and no breaker
-    evaluates marks (``RiskConfig.breakers_on_marks``; it would only mark prices); the skipped marks are
-    made before the next order is submitted, before each equity sample and
-    when a strategy asks for its equity (:meth:`Kernel.sync_marks`). Orders
+    evaluates marks (``RiskConfig.breakers_on_marks``; it would only mark
+    prices); the skipped marks are made before the next order is submitted,
+    before each equity sample and when a strategy asks for its equity
+    (:meth:`Kernel.sync_marks`). Orders
     must therefore go through :meth:`Kernel.submit` (the strategy helpers do);
   - the clock is moved by assignment (its timer heap is consulted only when a timer is
     due), after one vectorised check that the batch's times are in order;
@@ -370,7 +371,8 @@ class Kernel:
             return False
         logger.info("{} of {} denied: {}", what, cmd.client_order_id, reason)
         now = self.clock.now_ns()
-        self.bus.publish(OrderDenied(cmd.strategy_id, order.instrument_id, cmd.client_order_id, f"{what}: {reason}", now, now))
+        denied = OrderDenied(cmd.strategy_id, order.instrument_id, cmd.client_order_id, f"{what}: {reason}", now, now)
+        self.bus.publish(denied)
         return True
 
     def record_journaled(self, msg: Any) -> None:

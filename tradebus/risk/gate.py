@@ -359,7 +359,10 @@ class RiskGate:
             return f"max_gross_exposure: equity {equity} <= 0"
         ratio = after / equity
         if ratio > limit * (1.0 + _RTOL):
-            return f"max_gross_exposure: {ratio:.6g} > {limit} (gross notional {after} with working orders, equity {equity})"
+            return (
+                f"max_gross_exposure: {ratio:.6g} > {limit} "
+                f"(gross notional {after} with working orders, equity {equity})"
+            )
         return None
 
     def check_owner(self, strategy_id: str, client_order_id: str, owner: str) -> str | None:
