@@ -129,15 +129,9 @@ class Breakers:
                 if not self.stored_peak * (1.0 + PEAK_STORE_STEP) > equity:
                     self.stored_peak = equity
                     changed = True
-            peak = self.peak
-            if "max_drawdown" not in tripped and peak > 0.0:
-                dd = (peak - equity) / peak
-                if dd >= limit / 100.0:
-                    tripped["max_drawdown"] = Trip(
-                        _action(cfg.drawdown_action),
-                        f"max_drawdown: {dd * 100.0:.4g}% >= {limit}% (equity {equity}, peak {peak})",
-                    )
-                    changed = True
+            changed |= self._trip_on_fall(
+                "max_drawdown", self.peak, equity, limit, cfg.drawdown_action, "below the peak"
+            )
         limit = cfg.max_daily_loss_pct
         if limit is not None:
             day = now_ns // DAY_NS
@@ -148,15 +142,9 @@ class Breakers:
                     self.rearmed.append("daily_loss")  # re-armed at the UTC day roll
                 changed = True
             start = self.day_start_equity
-            if "daily_loss" not in tripped and start > 0.0:
-                loss = (start - equity) / start
-                if loss >= limit / 100.0:
-                    tripped["daily_loss"] = Trip(
-                        _action(cfg.daily_loss_action),
-                        f"daily_loss: {loss * 100.0:.4g}% >= {limit}% of the UTC day's start equity "
-                        f"{start} (equity {equity})",
-                    )
-                    changed = True
+            changed |= self._trip_on_fall(
+                "daily_loss", start, equity, limit, cfg.daily_loss_action, "of the UTC day's start equity"
+            )
         limit = cfg.max_gross_exposure
         if limit is not None:
             gross = self.gross_notional()
@@ -172,6 +160,20 @@ class Breakers:
                 self.rearmed.append("gross_exposure")
                 changed = True
         return changed
+
+    def _trip_on_fall(
+        self, name: str, reference: float, equity: float, limit_pct: float, action: str, what: str
+    ) -> bool:
+        """Trip ``name`` if equity is ``limit_pct`` % or more below ``reference`` (``what``); return whether it did."""
+        if name in self.tripped or not reference > 0.0:
+            return False
+        fall = (reference - equity) / reference
+        if fall < limit_pct / 100.0:
+            return False
+        self.tripped[name] = Trip(
+            _action(action), f"{name}: {fall * 100.0:.4g}% >= {limit_pct}% {what} {reference} (equity {equity})"
+        )
+        return True
 
     def on_position(self, change: PositionChanged) -> bool:
         """Count round trips for ``loss_streak``; return whether anything worth storing changed."""
