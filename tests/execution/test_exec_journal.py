@@ -383,3 +383,51 @@ def test_journaled_messages_reach_the_callback_in_order(tmp_path: Path) -> None:
     journal.replay(OrderManager(MessageBus(), SimulatedClock(9)), pf, 9, on_message=seen.append)
     assert [type(m).__name__ for m in seen] == ["SubmitOrder", "OrderSubmitted", "OrderAccepted", "OrderFilled"]
     assert seen[-1] == fill
+
+
+KILLED_IN_RISK_CHECK = textwrap.dedent(
+    """
+    import os, signal, sys
+    from tradebus.engine.bus import MessageBus
+    from tradebus.engine.clock import SimulatedClock
+    from tradebus.engine.instrument import Instrument
+    from tradebus.engine.messages import OrderSide, SubmitOrder
+    from tradebus.engine.portfolio import Portfolio
+    from tradebus.execution.engine import ExecutionEngine
+    from tradebus.execution.journal import Journal
+    from tradebus.execution.orders import OrderManager
+    from tradebus.execution.simulated import SimulatedVenue
+    from tradebus.risk.config import RiskConfig
+    from tradebus.risk.gate import RiskGate
+
+    class DyingGate(RiskGate):
+        def check(self, cmd, open_orders=0):
+            os.kill(os.getpid(), signal.SIGKILL)  # the process dies between the command and its decision
+
+    inst = Instrument("BINANCE", "BTCUSDT", tick_size=0.01, lot_size=0.001)
+    insts = {inst.instrument_id: inst}
+    bus, clock = MessageBus(), SimulatedClock(1_000)
+    pf = Portfolio(insts, 10_000.0)
+    om = OrderManager(bus, clock)
+    journal = Journal(sys.argv[1])
+    engine = ExecutionEngine(bus, clock, insts, DyingGate(RiskConfig(), pf, clock, bus), om,
+                             SimulatedVenue(clock, insts), pf, journal=journal)
+    journal.replay(om, pf, 1_000)
+    engine.submit(SubmitOrder("s", inst.instrument_id, "", OrderSide.BUY, 1.0, 1_000, 1_000))
+    """
+)
+
+
+def test_sigkill_between_a_submit_and_its_decision_leaves_no_trace_of_the_order(tmp_path: Path) -> None:
+    script = tmp_path / "dying.py"
+    script.write_text(KILLED_IN_RISK_CHECK)
+    path = tmp_path / "j.sqlite"
+    proc = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, timeout=120, check=False)
+    assert proc.returncode == -9, proc.stderr.decode()
+    journal = Journal(path)
+    assert list(journal.entries()) == []  # never journaled, never sent: nothing to recover
+    inst = make_instrument()
+    om = OrderManager(MessageBus(), SimulatedClock(5_000))
+    assert journal.replay(om, Portfolio({inst.instrument_id: inst}, 1_000.0), 5_000) == []
+    assert om.orders() == [] and journal.epoch == 2
+    journal.close()
