@@ -4,17 +4,33 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import sqlite3
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import msgspec
+import pytest
+
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import SimulatedClock
-from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder
+from tradebus.engine.messages import (
+    Liquidity,
+    OrderAccepted,
+    OrderFilled,
+    OrderSide,
+    OrderStatus,
+    OrderSubmitted,
+    OrderType,
+    SubmitOrder,
+    TradingState,
+)
 from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.engine import ExecutionEngine
-from tradebus.execution.journal import Journal
+from tradebus.errors import DataError
+from tradebus.execution.journal import SCHEMA_VERSION, Journal
 from tradebus.execution.orders import OrderManager
 from tradebus.execution.simulated import SimulatedVenue
 from tradebus.risk.config import RiskConfig
@@ -36,7 +52,8 @@ FILE_VENUE = textwrap.dedent(
         def __init__(self, path, clock, kill_before=(), kill_after=()):
             super().__init__()
             self.path, self.clock = Path(path), clock
-            self.kill_before, self.kill_after = set(kill_before), set(kill_after)
+            self.kill_before, self.kill_after = set(kill_before), set(kill_after)  # n-th submit, from 1
+            self.submits = 0
 
         def received(self):
             if not self.path.exists():
@@ -48,11 +65,12 @@ FILE_VENUE = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
 
         def submit(self, order):
-            if order.client_order_id in self.kill_before:
+            self.submits += 1
+            if self.submits in self.kill_before:
                 self._die()
             with self.path.open("a") as f:
                 f.write(json.dumps({"coid": order.client_order_id, "vid": f"F-{order.client_order_id}"}) + "\\n")
-            if order.client_order_id in self.kill_after:
+            if self.submits in self.kill_after:
                 self._die()
             now = self.clock.now_ns()
             self.emit(OrderAccepted(order.strategy_id, order.instrument_id, order.client_order_id,
@@ -75,6 +93,7 @@ FILE_VENUE = textwrap.dedent(
 CHILD = textwrap.dedent(
     '''
     import sys
+    STOP_AFTER = 2
     sys.path.insert(0, sys.argv[3])
     from file_venue import FileVenue
     from tradebus.engine.bus import MessageBus
@@ -93,17 +112,28 @@ CHILD = textwrap.dedent(
     bus, clock = MessageBus(), SimulatedClock(1_000)
     pf = Portfolio(insts, 10_000.0)
     om = OrderManager(bus, clock)
-    venue = FileVenue(sys.argv[2], clock, kill_before={"s-2"}, kill_after={"s-3"})
+    venue = FileVenue(sys.argv[2], clock, kill_before={2}, kill_after={3})
+    journal = Journal(sys.argv[1])
     engine = ExecutionEngine(bus, clock, insts, RiskGate(RiskConfig(), pf, clock, bus), om, venue, pf,
-                             journal=Journal(sys.argv[1]))
-    for _ in range(3):
+                             journal=journal)
+    journal.replay(om, pf, 1_000)  # a fresh journal: begins epoch 1 of its client order ids
+    for n in range(1, 4):
         cmd = SubmitOrder("s", inst.instrument_id, om.next_client_order_id("s"), OrderSide.BUY, 1.0,
                           1_000, 1_000, OrderType.LIMIT, 90.0)
-        engine.submit(cmd)   # s-1 goes through; s-2 dies before the send; s-3 dies after it
-        if cmd.client_order_id == "s-2":
+        engine.submit(cmd)   # order 1 goes through; 2 dies before the send; 3 dies after it
+        if n == STOP_AFTER:
             break
     '''
 )
+
+
+def journaled_ids(path: Path) -> list[str]:
+    """Client order ids of the journaled ``SubmitOrder`` commands, in order (read-only)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [r[0] for r in db.execute("SELECT client_order_id FROM journal WHERE type = 'SubmitOrder' ORDER BY seq")]
+    finally:
+        db.close()
 
 
 def _run_child(tmp_path: Path, journal: Path, book: Path) -> int:
@@ -139,22 +169,21 @@ def _restart(tmp_path: Path, journal_path: Path, book: Path) -> tuple[OrderManag
 def test_kill_before_send_then_restart_resolves_without_inventing_or_duplicating(tmp_path: Path) -> None:
     journal_path, book = tmp_path / "journal.sqlite", tmp_path / "book.jsonl"
     assert _run_child(tmp_path, journal_path, book) == -9  # SIGKILL inside the send of s-2
+    first, second = journaled_ids(journal_path)
     om, venue, engine, journal = _restart(tmp_path, journal_path, book)
     unknown = journal.replay(om, engine.portfolio, 5_000)
-    assert [o.client_order_id for o in unknown] == ["s-1", "s-2"]
+    assert [o.client_order_id for o in unknown] == [first, second]
     for order in unknown:
         engine.resolve_unknown(order.client_order_id)
-    assert om.order("s-1").status == OrderStatus.ACCEPTED
-    assert om.order("s-2").status == OrderStatus.REJECTED and "never arrived" in om.order("s-2").reason
-    assert [row["coid"] for row in venue.received()] == ["s-1"]  # nothing re-sent
-    assert om.next_client_order_id("s") == "s-3"  # ids continue, never reused
+    assert om.order(first).status == OrderStatus.ACCEPTED
+    assert om.order(second).status == OrderStatus.REJECTED and "never arrived" in om.order(second).reason
+    assert [row["coid"] for row in venue.received()] == [first]  # nothing re-sent
+    assert om.next_client_order_id("s") not in (first, second)  # ids never reused
 
 
 def test_kill_after_send_before_ack_restart_finds_order_at_venue_and_does_not_resend(tmp_path: Path) -> None:
     journal_path, book = tmp_path / "journal.sqlite", tmp_path / "book.jsonl"
-    child = CHILD.replace('kill_before={"s-2"}', "kill_before=set()").replace(
-        'if cmd.client_order_id == "s-2":', 'if cmd.client_order_id == "s-9":'
-    )
+    child = CHILD.replace("kill_before={2}", "kill_before=set()").replace("STOP_AFTER = 2", "STOP_AFTER = 9")
     (tmp_path / "file_venue.py").write_text(FILE_VENUE)
     (tmp_path / "child.py").write_text(child)
     proc = subprocess.run(
@@ -169,7 +198,8 @@ def test_kill_after_send_before_ack_restart_finds_order_at_venue_and_does_not_re
     for order in unknown:
         engine.resolve_unknown(order.client_order_id)
     assert [o.status for o in om.orders()] == [OrderStatus.ACCEPTED] * 3
-    assert [row["coid"] for row in venue.received()] == ["s-1", "s-2", "s-3"]
+    sent = [row["coid"] for row in venue.received()]
+    assert sent == journaled_ids(journal_path) == [o.client_order_id for o in om.orders()]
 
 
 def test_second_restart_keeps_recovered_closed_orders_and_requeries_open_ones(tmp_path: Path) -> None:
@@ -180,9 +210,10 @@ def test_second_restart_keeps_recovered_closed_orders_and_requeries_open_ones(tm
         engine.resolve_unknown(order.client_order_id)
     journal.close()
     om2, _, engine2, journal2 = _restart(tmp_path, journal_path, book)
-    # s-2's recovery (REJECTED) was journaled; s-1 is open, so its fate is asked again.
-    assert [o.client_order_id for o in journal2.replay(om2, engine2.portfolio, 6_000)] == ["s-1"]
-    engine2.resolve_unknown("s-1")
+    first, second = journaled_ids(journal_path)
+    # The second order's recovery (REJECTED) was journaled; the first is open, so its fate is asked again.
+    assert [o.client_order_id for o in journal2.replay(om2, engine2.portfolio, 6_000)] == [first]
+    engine2.resolve_unknown(first)
     assert [(o.client_order_id, o.status) for o in om2.orders()] == [
         (o.client_order_id, o.status) for o in om.orders()
     ]
@@ -210,10 +241,193 @@ def test_journal_records_commands_and_events_with_increasing_seq_and_replay_rebu
     seqs = [e.seq for e in entries]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert [type(e.message).__name__ for e in entries[:2]] == ["SubmitOrder", "OrderSubmitted"]
-    assert entries[0].message.client_order_id == "s-1"
+    assert entries[0].message.client_order_id == om.orders()[0].client_order_id
     om2, pf2 = OrderManager(bus, clock), Portfolio(insts, 10_000.0)
     assert journal.replay(om2, pf2, 10) == []
     assert pf2.position(IID) == pf.position(IID) == 1.5
     assert pf2.cash == pf.cash
     assert [o.status for o in om2.orders()] == [OrderStatus.FILLED, OrderStatus.FILLED]
     assert json.dumps([o.filled_qty for o in om2.orders()]) == json.dumps([o.filled_qty for o in om.orders()])
+
+
+# ----------------------------------------------------------------------------- schema, transactions, recovery
+
+V1_SCHEMA = """
+CREATE TABLE journal (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('command', 'event')),
+    type TEXT NOT NULL,
+    client_order_id TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    payload BLOB NOT NULL
+)
+"""
+
+
+def test_journal_has_a_schema_version_and_a_run_id_that_survive_reopening(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    run_id = journal.run_id
+    assert journal.schema_version == SCHEMA_VERSION and len(run_id) == 8 and journal.epoch == 0
+    journal.close()
+    again = Journal(tmp_path / "j.sqlite")
+    assert again.run_id == run_id and again.schema_version == SCHEMA_VERSION
+    again.close()
+    assert Journal(tmp_path / "other.sqlite").run_id != run_id
+
+
+def test_a_journal_of_a_newer_schema_is_refused_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "future.sqlite"
+    Journal(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    db.commit()
+    db.close()
+    newer = rf"journal {re.escape(str(path))}: schema version {SCHEMA_VERSION + 1} is newer"
+    with pytest.raises(DataError, match=newer):
+        Journal(path)
+
+
+def test_a_file_that_is_not_a_journal_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database, just notes " * 100)
+    with pytest.raises(DataError, match=re.escape(str(path))):
+        Journal(path)
+    assert path.read_text().startswith("not a database")
+
+
+def test_a_version_1_journal_is_migrated_and_its_entries_replay(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(V1_SCHEMA)
+    cmd = SubmitOrder("s", IID, "s-1", OrderSide.BUY, 1.0, 7, 7)
+    db.execute(
+        "INSERT INTO journal (kind, type, client_order_id, ts, payload) VALUES (?, ?, ?, ?, ?)",
+        ("command", "SubmitOrder", "s-1", 7, msgspec.msgpack.encode(cmd)),
+    )
+    db.execute(
+        "INSERT INTO journal (kind, type, client_order_id, ts, payload) VALUES (?, ?, ?, ?, ?)",
+        ("event", "OrderSubmitted", "s-1", 7, msgspec.msgpack.encode(OrderSubmitted("s", IID, "s-1", 7, 7))),
+    )
+    db.commit()
+    db.close()
+    journal = Journal(path)
+    assert journal.schema_version == SCHEMA_VERSION and len(journal.run_id) == 8
+    inst = make_instrument()
+    om = OrderManager(MessageBus(), SimulatedClock(50))
+    unknown = journal.replay(om, Portfolio({inst.instrument_id: inst}, 1_000.0), 50)
+    assert [o.client_order_id for o in unknown] == ["s-1"]
+    assert om.next_client_order_id("s") != "s-1"
+
+
+def test_a_submit_and_its_decision_are_one_transaction(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    journal = Journal(path)
+    cmd = SubmitOrder("s", IID, "a", OrderSide.BUY, 1.0, 7, 7)
+    journal.record_command(cmd, "a")
+    # Another connection (a crash, as far as the file is concerned) sees nothing of the order yet.
+    assert journaled_ids(path) == []
+    journal.record_event(OrderSubmitted("s", IID, "a", 7, 7))
+    assert journaled_ids(path) == ["a"]
+    journal.close()
+
+
+def test_recovered_orders_keep_their_original_creation_time(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    journal.record_command(SubmitOrder("s", IID, "a", OrderSide.BUY, 1.0, 1_234, 1_234), "a")
+    journal.record_event(OrderSubmitted("s", IID, "a", 1_240, 1_240))
+    inst = make_instrument()
+    om = OrderManager(MessageBus(), SimulatedClock(999_999))  # the restarted process's clock
+    journal.replay(om, Portfolio({inst.instrument_id: inst}, 1_000.0), 999_999)
+    assert om.order("a").ts_created == 1_234
+
+
+def _gate_of(journal: Journal, clock: SimulatedClock, **limits: object) -> RiskGate:
+    inst = make_instrument()
+    bus = MessageBus()
+    pf = Portfolio({inst.instrument_id: inst}, 10_000.0)
+    gate = RiskGate(RiskConfig(**limits), pf, clock, bus)  # type: ignore[arg-type]
+    journal.replay(OrderManager(bus, clock), pf, clock.now_ns(), risk=gate)
+    return gate
+
+
+def test_trading_state_and_breakers_survive_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    clock = SimulatedClock(1_000)
+    journal = Journal(path)
+    gate = _gate_of(journal, clock, max_drawdown_pct=50.0)
+    gate.on_price(IID, 100.0)
+    gate.set_state(TradingState.HALTED, "operator: exchange incident")
+    journal.close()
+    journal = Journal(path)
+    restarted = _gate_of(journal, clock, max_drawdown_pct=50.0)
+    assert restarted.state == TradingState.HALTED  # a restart does not re-arm trading
+    assert restarted.snapshot().manual_reason == "operator: exchange incident"
+    assert restarted.snapshot().drawdown_peak == 10_000.0
+    restarted.set_state(TradingState.ACTIVE, "operator: resume")
+    journal.close()
+    journal = Journal(path)
+    assert _gate_of(journal, clock, max_drawdown_pct=50.0).state == TradingState.ACTIVE
+    journal.close()
+
+
+def test_journaled_messages_reach_the_callback_in_order(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    journal.record_command(SubmitOrder("s", IID, "a", OrderSide.BUY, 1.0, 1, 1, reason="why"), "a")
+    journal.record_event(OrderSubmitted("s", IID, "a", 2, 2))
+    fill = OrderFilled("s", IID, "a", "V", "T1", OrderSide.BUY, 1.0, 100.0, 0.0, Liquidity.TAKER, 3, 3)
+    journal.record_event(OrderAccepted("s", IID, "a", "V", 3, 3))
+    journal.record_event(fill)
+    seen: list[object] = []
+    inst = make_instrument()
+    pf = Portfolio({inst.instrument_id: inst}, 1e6)
+    journal.replay(OrderManager(MessageBus(), SimulatedClock(9)), pf, 9, on_message=seen.append)
+    assert [type(m).__name__ for m in seen] == ["SubmitOrder", "OrderSubmitted", "OrderAccepted", "OrderFilled"]
+    assert seen[-1] == fill
+
+
+KILLED_IN_RISK_CHECK = textwrap.dedent(
+    """
+    import os, signal, sys
+    from tradebus.engine.bus import MessageBus
+    from tradebus.engine.clock import SimulatedClock
+    from tradebus.engine.instrument import Instrument
+    from tradebus.engine.messages import OrderSide, SubmitOrder
+    from tradebus.engine.portfolio import Portfolio
+    from tradebus.execution.engine import ExecutionEngine
+    from tradebus.execution.journal import Journal
+    from tradebus.execution.orders import OrderManager
+    from tradebus.execution.simulated import SimulatedVenue
+    from tradebus.risk.config import RiskConfig
+    from tradebus.risk.gate import RiskGate
+
+    class DyingGate(RiskGate):
+        def check(self, cmd, open_orders=0):
+            os.kill(os.getpid(), signal.SIGKILL)  # the process dies between the command and its decision
+
+    inst = Instrument("BINANCE", "BTCUSDT", tick_size=0.01, lot_size=0.001)
+    insts = {inst.instrument_id: inst}
+    bus, clock = MessageBus(), SimulatedClock(1_000)
+    pf = Portfolio(insts, 10_000.0)
+    om = OrderManager(bus, clock)
+    journal = Journal(sys.argv[1])
+    engine = ExecutionEngine(bus, clock, insts, DyingGate(RiskConfig(), pf, clock, bus), om,
+                             SimulatedVenue(clock, insts), pf, journal=journal)
+    journal.replay(om, pf, 1_000)
+    engine.submit(SubmitOrder("s", inst.instrument_id, "", OrderSide.BUY, 1.0, 1_000, 1_000))
+    """
+)
+
+
+def test_sigkill_between_a_submit_and_its_decision_leaves_no_trace_of_the_order(tmp_path: Path) -> None:
+    script = tmp_path / "dying.py"
+    script.write_text(KILLED_IN_RISK_CHECK)
+    path = tmp_path / "j.sqlite"
+    proc = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, timeout=120, check=False)
+    assert proc.returncode == -9, proc.stderr.decode()
+    journal = Journal(path)
+    assert list(journal.entries()) == []  # never journaled, never sent: nothing to recover
+    inst = make_instrument()
+    om = OrderManager(MessageBus(), SimulatedClock(5_000))
+    assert journal.replay(om, Portfolio({inst.instrument_id: inst}, 1_000.0), 5_000) == []
+    assert om.orders() == [] and journal.epoch == 2
+    journal.close()

@@ -24,6 +24,7 @@ from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.messages import OrderAccepted, OrderFilled, OrderSide, OrderStatus, OrderSubmitted, SubmitOrder
 from tradebus.node.daemon import TradingNode
+from tradebus.execution.client_ids import ClientOrderIds
 from tradebus.execution.journal import Journal
 from tradebus.features.warmup import warm_up
 
@@ -55,8 +56,12 @@ def signed_fills(rows: list[tuple[str, str, str, bytes]]) -> float:
     return total
 
 
-def order_number(coid: str) -> int:
-    return int(coid.rpartition("-")[2])
+def journal_meta(path: Path) -> dict[str, str]:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return dict(db.execute("SELECT key, value FROM meta").fetchall())
+    finally:
+        db.close()
 
 
 async def wait_for(predicate: Any, proc: asyncio.subprocess.Process, timeout: float, what: str) -> None:
@@ -117,7 +122,17 @@ async def test_daemon_killed_mid_run_restarts_from_its_journal_without_duplicate
     coids = [r[2] for r in after if r[1] == "SubmitOrder"]
     assert len(coids) == len(set(coids))  # no order submitted twice
     assert coids[: len(submitted)] == submitted
-    assert min(order_number(c) for c in coids[len(submitted) :]) == max(order_number(c) for c in submitted) + 1
+    # The second process began the journal's next epoch: its ids are the same run's, epoch 2.
+    meta = journal_meta(journal)
+    assert meta["epoch"] == "2"
+    first_ids = ClientOrderIds(meta["run_id"], 1)
+    assert submitted == [first_ids.next("TickEmaCross") for _ in submitted]
+    second_ids = ClientOrderIds(meta["run_id"], 2)
+    assert coids[len(submitted) :] == [second_ids.next("TickEmaCross") for _ in coids[len(submitted) :]]
+    # Journaled fills of the killed process reach the outputs of the restarted one.
+    fills_csv = (out / "fills.csv").read_text().splitlines()
+    journaled = {msgspec.msgpack.decode(r[3])["trade_id"] for r in after if r[1] == "OrderFilled"}
+    assert len(fills_csv) - 1 == len(journaled) == summary["fills"]
     resolved = [msgspec.msgpack.decode(r[3]) for r in after if r[1] == "OrderResolved"]
     assert [r["client_order_id"] for r in resolved] == open_at_kill
     assert all(r["status"] == "CANCELED" and "paper venue restarted" in r["reason"] for r in resolved)
@@ -151,6 +166,10 @@ async def test_restart_resolves_an_order_the_stopped_process_was_working(tmp_pat
     order = node.kernel.orders.order("TickEmaCross-2")
     assert order.status == OrderStatus.CANCELED and order.reason.startswith("paper venue restarted")
     new = [o.client_order_id for o in node.kernel.orders.orders()[2:]]
-    assert new and new[0] == "TickEmaCross-3"
+    assert new and new[0] == ClientOrderIds(journal_meta(journal_path)["run_id"], 1).next("TickEmaCross")
+    # The recovered orders keep their creation time; the journaled fill is in the run's results.
+    assert [o.ts_created for o in node.kernel.orders.orders()[:2]] == [t, t + 1]
+    assert node.kernel.result.fills[0].trade_id == "SIM-T1"
+    assert node.kernel.result.submit_reasons["TickEmaCross-1"] == ""
     assert node.venue.position(IID) == node.kernel.portfolio.position(IID)
     assert node.router.messages == 300

@@ -1,4 +1,4 @@
-"""Risk gate v1: every limit's denial reason, trading states, the drawdown breaker, order rate."""
+"""Risk gate: every limit's denial reason, working orders, trading states, the breakers, order rate."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     Liquidity,
+    OrderAccepted,
     OrderFilled,
+    OrderSubmitted,
     OrderSide,
     OrderType,
     SubmitOrder,
@@ -19,6 +21,7 @@ from tradebus.engine.messages import (
     TradingStateChanged,
 )
 from tradebus.engine.portfolio import Portfolio
+from tradebus.execution.orders import OrderManager
 from tradebus.risk.config import RiskConfig
 from tradebus.risk.gate import RiskGate
 
@@ -28,11 +31,14 @@ BUY, SELL = OrderSide.BUY, OrderSide.SELL
 
 
 class Gate:
-    def __init__(self, **limits: object) -> None:
+    def __init__(self, cash: float = 10_000.0, **limits: object) -> None:
         self.bus = MessageBus()
         self.clock = SimulatedClock(0)
-        self.portfolio = Portfolio({IID: INST}, 10_000.0)
-        self.gate = RiskGate(RiskConfig(**limits), self.portfolio, self.clock, self.bus)
+        self.portfolio = Portfolio({IID: INST}, cash)
+        self.gate = RiskGate(RiskConfig(**limits), self.portfolio, self.clock, self.bus)  # type: ignore[arg-type]
+        self.orders = OrderManager(self.bus, self.clock)
+        self.gate.bind_orders(self.orders)
+        self.fills = 0
         self.changes: list[TradingStateChanged] = []
         self.bus.subscribe(TradingStateChanged, self.changes.append)
         self.gate.on_price(IID, 100.0)
@@ -53,7 +59,23 @@ class Gate:
 
     def hold(self, qty: float, px: float = 100.0) -> None:
         side = BUY if qty > 0 else SELL
-        self.portfolio.apply_fill(OrderFilled("s", IID, "x", "v", f"t{qty}{px}", side, abs(qty), px, 0.0, Liquidity.TAKER, 0, 0))
+        self.fills += 1
+        fill = OrderFilled("s", IID, "x", "v", f"t{self.fills}", side, abs(qty), px, 0.0, Liquidity.TAKER, 0, 0)
+        self.bus.publish(self.portfolio.apply_fill(fill))
+
+    def work(self, side: OrderSide, qty: float, price: float = 100.0) -> str:
+        """A working (accepted) limit order of ``qty``."""
+        coid = self.orders.next_client_order_id("s")
+        self.orders.create(SubmitOrder("s", IID, coid, side, qty, 0, 0, OrderType.LIMIT, price))
+        self.orders.apply(OrderSubmitted("s", IID, coid, 0, 0))
+        self.orders.apply(OrderAccepted("s", IID, coid, "v" + coid, 0, 0))
+        return coid
+
+    def mark(self, price: float, ts: int | None = None) -> None:
+        if ts is not None:
+            self.clock.advance_to(ts)
+        self.portfolio.mark(IID, price)
+        self.gate.on_price(IID, price)
 
 
 def test_order_within_all_limits_passes() -> None:
@@ -215,3 +237,151 @@ def test_drawdown_breaker_reduce_action_moves_to_reducing_then_manual_halt_still
 def test_risk_config_rejects_unknown_field() -> None:
     with pytest.raises(ValueError, match="max_leverage"):
         RiskConfig(max_leverage=3)  # type: ignore[call-arg]
+
+
+# ----------------------------------------------------------------------------- working orders
+
+
+def test_max_position_counts_working_orders_on_the_side_that_adds_exposure() -> None:
+    g = Gate(max_position=3.0)
+    g.hold(1.0)
+    g.work(BUY, 1.5)
+    assert g.check(qty=0.5) is None  # 1 + 1.5 + 0.5 = 3
+    assert g.check(qty=1.0) == "max_position: |1.0 + working 1.5 + 1.0| = 3.5 > 3.0"
+    g.work(SELL, 2.0)  # working sells do not make room for buys (they may never fill)
+    assert g.check(qty=1.0) is not None
+    assert g.check(SELL, qty=2.0) is None  # 1 - 2 - 2 = -3
+
+
+def test_reducing_counts_working_reducing_orders() -> None:
+    g = Gate()
+    g.hold(2.0)
+    g.gate.set_state(TradingState.REDUCING, "manual")
+    g.work(SELL, 1.5)
+    assert g.check(SELL, qty=0.5) is None  # 1.5 + 0.5 closes the 2.0 exactly
+    reason = g.check(SELL, qty=1.0)  # 1.5 + 1.0 would flip the position
+    assert reason is not None and reason.startswith("trading_state: REDUCING")
+
+
+def test_a_modified_order_does_not_count_against_itself() -> None:
+    g = Gate(max_position=2.0)
+    coid = g.work(BUY, 2.0)
+    as_submit = SubmitOrder("s", IID, coid, BUY, 2.0, 0, 0, OrderType.LIMIT, 99.0)
+    assert g.gate.check(as_submit) is None
+
+
+def test_max_gross_exposure_denies_an_order_that_working_orders_push_over_the_limit() -> None:
+    g = Gate(max_gross_exposure=1.0)  # equity 10_000, price 100: at most 100 units gross
+    g.hold(40.0)
+    g.work(BUY, 50.0)
+    assert g.check(qty=10.0) is None  # worst case 40 + 50 + 10 = 100 units
+    reason = g.check(qty=11.0)
+    assert reason is not None and reason.startswith("max_gross_exposure: 1.01 > 1.0")
+    assert g.check(SELL, qty=30.0) is None  # lowers the worst case
+
+
+# ----------------------------------------------------------------------------- breakers
+
+
+def test_manual_rearm_after_drawdown_resets_the_peak_so_the_breaker_does_not_trip_at_once() -> None:
+    g = Gate(max_drawdown_pct=10.0)
+    g.hold(100.0)
+    g.mark(101.0)
+    g.mark(89.0)
+    assert g.gate.state == TradingState.HALTED
+    g.gate.set_state(TradingState.ACTIVE, "operator: resume")
+    g.mark(89.0)
+    g.mark(88.5)
+    assert g.gate.state == TradingState.ACTIVE
+    assert [c.state for c in g.changes] == [TradingState.HALTED, TradingState.ACTIVE]
+    g.mark(80.0)  # 10 % below the new peak (8_900 -> 8_000): trips again
+    assert g.gate.state == TradingState.HALTED
+
+
+def test_daily_loss_trips_from_start_of_day_equity_and_rearms_at_the_utc_day_roll() -> None:
+    day = 86_400_000_000_000
+    g = Gate(max_daily_loss_pct=5.0)
+    g.clock.advance_to(3 * day + 1)
+    g.hold(100.0)  # 100 units at 100: equity 10_000
+    g.mark(110.0)  # first mark of the day: start-of-day equity 11_000
+    g.mark(104.6)  # -4.9 %
+    assert g.gate.state == TradingState.ACTIVE
+    g.mark(104.5, 4 * day - 1)  # -5.0 %, still the same UTC day
+    assert g.gate.state == TradingState.HALTED
+    assert g.changes[-1].reason.startswith("daily_loss: 5% >= 5.0% of the UTC day's start equity 11000.0")
+    g.mark(104.5, 4 * day)  # the day rolls: re-armed, new start-of-day equity 10_450
+    assert g.gate.state == TradingState.ACTIVE
+    assert g.changes[-1].reason == "daily_loss re-armed: the UTC day rolled over"
+    g.mark(99.3)  # -4.98 % of the new day
+    assert g.gate.state == TradingState.ACTIVE
+
+
+def test_loss_streak_trips_after_consecutive_losing_round_trips_and_a_win_resets_it() -> None:
+    g = Gate(max_consecutive_losses=2, loss_streak_action="reduce")
+    g.hold(1.0, 100.0)
+    g.hold(-1.0, 99.0)  # round trip 1: -1
+    g.hold(1.0, 100.0)
+    g.hold(-1.0, 101.0)  # win: the count restarts
+    g.hold(-1.0, 100.0)
+    g.hold(2.0, 101.0)  # short closed at a loss (-1) and flipped long: one round trip ends
+    assert g.gate.state == TradingState.ACTIVE
+    g.hold(-0.5, 100.0)  # partly closed at a loss: the round trip goes on
+    assert g.gate.state == TradingState.ACTIVE
+    g.hold(-0.5, 100.0)  # flat: round trip lost 1.0 -> two losses in a row
+    assert g.gate.state == TradingState.REDUCING
+    assert g.changes[-1].reason.startswith("loss_streak: 2 losing round trips in a row >= 2")
+    g.gate.set_state(TradingState.ACTIVE, "operator")
+    g.hold(1.0, 100.0)
+    g.hold(-1.0, 99.0)
+    assert g.gate.state == TradingState.ACTIVE  # the count restarted at the manual re-arm
+
+
+def test_gross_exposure_breaker_reduces_while_above_and_rearms_by_itself() -> None:
+    g = Gate(max_gross_exposure=1.5)
+    g.hold(100.0)  # 10_000 notional, equity 10_000
+    g.mark(100.0)
+    assert g.gate.state == TradingState.ACTIVE
+    g.mark(40.0)  # notional 4_000, equity 4_000: 1.0
+    g.hold(50.0, 40.0)  # notional 6_000 / 4_000 = 1.5, not above
+    g.mark(40.0)
+    assert g.gate.state == TradingState.ACTIVE
+    g.mark(35.0)  # 5_250 / 3_250 = 1.62
+    assert g.gate.state == TradingState.REDUCING
+    assert g.check(qty=1.0) is not None and g.check(SELL, qty=1.0) is None
+    g.mark(45.0)  # 6_750 / 4_750 = 1.42
+    assert g.gate.state == TradingState.ACTIVE
+    assert g.changes[-1].reason == "gross_exposure re-armed: gross exposure is back within the limit"
+
+
+def test_manual_halt_is_not_lifted_by_an_automatic_rearm() -> None:
+    g = Gate(max_gross_exposure=1.5)
+    g.hold(200.0)
+    g.mark(100.0)
+    assert g.gate.state == TradingState.REDUCING
+    g.gate.set_state(TradingState.HALTED, "operator")
+    g.mark(100.0)
+    g.hold(-150.0)
+    g.mark(100.0)  # exposure back within the limit: the breaker re-arms, the operator's halt stays
+    assert g.gate.state == TradingState.HALTED
+
+
+def test_restore_resumes_a_halt_and_stores_every_change() -> None:
+    g = Gate(max_drawdown_pct=10.0)
+    g.hold(100.0)
+    g.mark(100.0)
+    g.mark(85.0)
+    snapshot = g.gate.snapshot()
+    assert snapshot.tripped["max_drawdown"].state == TradingState.HALTED
+    stored: list[object] = []
+    fresh = Gate(max_drawdown_pct=10.0)
+    fresh.gate.restore(snapshot, stored.append)
+    assert fresh.gate.state == TradingState.HALTED
+    assert fresh.changes[-1].reason.startswith("restored from the journal: max_drawdown")
+    fresh.gate.set_state(TradingState.ACTIVE, "operator")
+    assert stored[-1].manual_state == TradingState.ACTIVE and stored[-1].tripped == {}  # type: ignore[attr-defined]
+
+
+def test_check_owner_denies_another_strategys_order() -> None:
+    g = Gate()
+    assert g.gate.check_owner("a", "c1", "a") is None
+    assert g.gate.check_owner("b", "c1", "a") == "ownership: order c1 belongs to strategy 'a', not 'b'"

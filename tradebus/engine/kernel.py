@@ -25,10 +25,11 @@ Two entry points run these steps:
   - a batch's features are computed in one compiled call
     (``FeatureBank.run_bars``); row *i* only uses rows <= *i* and is exposed to
     the strategy only when bar *i* is delivered, so there is no lookahead;
-  - the execution engine is skipped while no order is working and no drawdown
-    breaker is configured (it would only mark prices); the skipped marks are
-    made before the next order is submitted, before each equity sample and
-    when a strategy asks for its equity (:meth:`Kernel.sync_marks`). Orders
+  - the execution engine is skipped while no order is working and no breaker
+    evaluates marks (``RiskConfig.breakers_on_marks``; it would only mark
+    prices); the skipped marks are made before the next order is submitted,
+    before each equity sample and when a strategy asks for its equity
+    (:meth:`Kernel.sync_marks`). Orders
     must therefore go through :meth:`Kernel.submit` (the strategy helpers do);
   - the clock is moved by assignment (its timer heap is consulted only when a timer is
     due), after one vectorised check that the batch's times are in order;
@@ -249,7 +250,7 @@ class Kernel:
         self._next_sample = -(2**63)
         # Whether the batch loop must call the execution engine on the next bar: an order
         # may be working, or a breaker evaluates every mark. Set on every submit.
-        self._busy = self.risk_config.max_drawdown_pct is not None
+        self._busy = self.risk_config.breakers_on_marks
         self._started = False
         self._stopped = False
         self._dispatch: dict[type, Callable[[Any], None]] = {
@@ -336,7 +337,7 @@ class Kernel:
 
         Idempotent: it repeats the marks the execution engine made for the latest
         message of each instrument, or makes the ones :meth:`run` skipped while no
-        order was working (no drawdown breaker is configured then, so skipping a
+        order was working (no breaker evaluates marks then, so skipping a
         mark changes nothing but the cached prices).
         """
         positions = self._positions
@@ -351,12 +352,43 @@ class Kernel:
         return self.portfolio.equity()
 
     def cancel(self, cmd: CancelOrder) -> None:
-        """Forward a cancel command to the execution engine."""
-        self.execution.cancel(cmd)
+        """Forward a cancel command to the execution engine (a strategy may cancel only its own orders)."""
+        if not self._foreign(cmd, "cancel"):
+            self.execution.cancel(cmd)
 
     def modify(self, cmd: ModifyOrder) -> None:
-        """Forward a modify command to the execution engine."""
-        self.execution.modify(cmd)
+        """Forward a modify command to the execution engine (a strategy may modify only its own orders)."""
+        if not self._foreign(cmd, "modify"):
+            self.execution.modify(cmd)
+
+    def _foreign(self, cmd: CancelOrder | ModifyOrder, what: str) -> bool:
+        """Deny (``OrderDenied`` to the asking strategy) a command on another strategy's order."""
+        order = self.orders.get(cmd.client_order_id)
+        if order is None:
+            return False
+        reason = self.risk.check_owner(cmd.strategy_id, cmd.client_order_id, order.strategy_id)
+        if reason is None:
+            return False
+        logger.info("{} of {} denied: {}", what, cmd.client_order_id, reason)
+        now = self.clock.now_ns()
+        denied = OrderDenied(cmd.strategy_id, order.instrument_id, cmd.client_order_id, f"{what}: {reason}", now, now)
+        self.bus.publish(denied)
+        return True
+
+    def record_journaled(self, msg: Any) -> None:
+        """Add a message of a previous process (journal replay) to this run's results.
+
+        Pass it as ``on_message`` to :meth:`Journal.replay`: journaled submit reasons, fills and
+        denials reach the results as if this run had made them, so the outputs after a restart
+        hold the whole history of the journal.
+        """
+        cls = type(msg)
+        if cls is SubmitOrder:
+            self.result.submit_reasons[msg.client_order_id] = msg.reason
+        elif cls is OrderFilled:
+            self._record_fill(msg)
+        elif cls is OrderDenied:
+            self.result.denials.append(msg)
 
     # ------------------------------------------------------------------ generic path
 
@@ -498,7 +530,7 @@ class Kernel:
         cache_bars = self.cache.bars
         cache_prices = self.cache.prices
         orders = self.orders
-        marks_matter = self.risk_config.max_drawdown_pct is not None
+        marks_matter = self.risk_config.breakers_on_marks
         advance = clock.advance_to
         next_sample = self._next_sample
         result = self.result

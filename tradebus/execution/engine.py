@@ -94,6 +94,7 @@ class ExecutionEngine:
         self._venue = venue
         self._portfolio = portfolio
         self._journal = journal
+        risk.bind_orders(orders)  # working orders count in the position and exposure limits
         venue.bind(self.on_venue_event)
 
     @property

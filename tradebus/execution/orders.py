@@ -52,6 +52,7 @@ from tradebus.engine.messages import (
     TimeInForce,
 )
 from tradebus.errors import InvalidTransition, OrderError
+from tradebus.execution.client_ids import ClientOrderIds
 
 __all__ = [
     "OPEN_STATUSES",
@@ -292,6 +293,9 @@ class OrderManager:
         Where :meth:`process` publishes the events it applies.
     clock
         Source of ``ts_created`` for new orders.
+    client_ids
+        Issues the client order ids (:mod:`tradebus.execution.client_ids`); a backtest's
+        deterministic ids when omitted.
 
     Notes
     -----
@@ -299,22 +303,20 @@ class OrderManager:
     duplicate trade id), so a rejected event never leaves an order half-updated.
     """
 
-    __slots__ = ("_bus", "_clock", "_counters", "_open", "_orders")
+    __slots__ = ("_bus", "_clock", "_open", "_orders", "client_ids")
 
-    def __init__(self, bus: MessageBus, clock: Clock) -> None:
+    def __init__(self, bus: MessageBus, clock: Clock, client_ids: ClientOrderIds | None = None) -> None:
         self._bus = bus
         self._clock = clock
         self._orders: dict[str, Order] = {}
         self._open: dict[str, Order] = {}
-        self._counters: dict[str, int] = {}
+        self.client_ids = client_ids if client_ids is not None else ClientOrderIds()
 
     # ----------------------------------------------------------------- creation
 
     def next_client_order_id(self, strategy_id: str) -> str:
-        """Next id for ``strategy_id``: ``f"{strategy_id}-{n}"``, n = 1, 2, ... (deterministic)."""
-        n = self._counters.get(strategy_id, 0) + 1
-        self._counters[strategy_id] = n
-        return f"{strategy_id}-{n}"
+        """Next id for ``strategy_id`` (:meth:`ClientOrderIds.next`)."""
+        return self.client_ids.next(strategy_id)
 
     def create(self, cmd: SubmitOrder) -> Order:
         """Register a new INITIALIZED order from a submit command.
@@ -347,15 +349,13 @@ class OrderManager:
         return order
 
     def restore(self, order: Order) -> None:
-        """Insert an order rebuilt elsewhere (journal replay); keeps the id counters ahead of it."""
+        """Insert an order rebuilt elsewhere (journal replay); the id generator takes note of its id."""
         self._orders[order.client_order_id] = order
         if order.is_open:
             self._open[order.client_order_id] = order
         else:
             self._open.pop(order.client_order_id, None)
-        prefix, _, n = order.client_order_id.rpartition("-")
-        if prefix and n.isdigit():
-            self._counters[prefix] = max(self._counters.get(prefix, 0), int(n))
+        self.client_ids.observe(order.client_order_id, order.strategy_id)
 
     # --------------------------------------------------------------- transitions
 

@@ -21,11 +21,12 @@ reason ``"feed stale: ..."`` or ``"book unsynced: ..."``.
 Lifecycle of :meth:`TradingNode.run`:
 
 1. warm up the Numba feature kernels (before any socket is opened);
-2. replay the SQLite journal (:class:`~tradebus.execution.journal.Journal`): orders and
-   positions are rebuilt; orders left UNKNOWN are resolved by querying the venue, per the
+2. replay the SQLite journal (:class:`~tradebus.execution.journal.Journal`): orders,
+   positions, the risk gate's trading and breaker state and the run's fills are rebuilt, and
+   client order ids begin a new epoch; orders left UNKNOWN are resolved by querying the venue, per the
    journal's contract. The simulated venue of the previous process stopped with it, so an
    order it was working resolves to CANCELED with that reason: nothing is re-sent,
-   invented or duplicated, and new client order ids continue after the journaled ones;
+   invented or duplicated, and new client order ids never repeat journaled ones;
 3. start the strategies, then the feed clients (which subscribe);
 4. run until SIGINT/SIGTERM, ``max_seconds``, ``max_messages`` or a fatal feed error;
 5. stop the clients, cancel their tasks, stop the kernel, close recorder and journal.
@@ -870,7 +871,9 @@ class TradingNode:
         if journal is None:
             return
         kernel = self.kernel
-        unknown = journal.replay(kernel.orders, kernel.portfolio, self.clock.now_ns())
+        unknown = journal.replay(
+            kernel.orders, kernel.portfolio, self.clock.now_ns(), risk=kernel.risk, on_message=kernel.record_journaled
+        )
         orders = kernel.orders.orders()
         if not orders:
             return

@@ -20,7 +20,8 @@ class RiskConfig(BaseModel):
         Largest ``quantity * price`` of one order (price: the limit, else the trigger, else the
         last price).
     max_position
-        Largest absolute position per instrument *after* the order would fill completely.
+        Largest absolute position per instrument *after* the order and every working order
+        on the same side would fill completely.
     price_band_pct
         Largest distance, in percent, of a limit or trigger price from the last price.
     max_orders_per_window, order_rate_window_ns
@@ -28,11 +29,23 @@ class RiskConfig(BaseModel):
         of ``order_rate_window_ns`` nanoseconds (default one second) on the run's clock.
     max_open_orders
         Largest number of open orders (a new order is denied when this many are open).
+    max_gross_exposure
+        Largest ``sum |position * last price| / equity`` (2.0 = 200 %): an order that would
+        raise it above the limit, counting working orders, is denied, and the
+        ``gross_exposure`` breaker moves to REDUCING while marks keep it above.
     max_drawdown_pct
         Equity drawdown from its peak, in percent, at which the breaker trips (evaluated on
         every mark).
     drawdown_action
         Trading state the breaker moves to: ``"halt"`` (HALTED) or ``"reduce"`` (REDUCING).
+    max_daily_loss_pct, daily_loss_action
+        Loss from the UTC day's start-of-day equity, in percent, at which the ``daily_loss``
+        breaker trips, and the state it moves to.
+    max_consecutive_losses, loss_streak_action
+        Number of losing round trips in a row at which the ``loss_streak`` breaker trips, and
+        the state it moves to.
+
+    How each breaker trips and re-arms: :mod:`tradebus.risk.breakers`.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -46,3 +59,17 @@ class RiskConfig(BaseModel):
     max_open_orders: int | None = Field(default=None, ge=0)
     max_drawdown_pct: float | None = Field(default=None, gt=0, le=100)
     drawdown_action: Literal["halt", "reduce"] = "halt"
+    max_gross_exposure: float | None = Field(default=None, gt=0)
+    max_daily_loss_pct: float | None = Field(default=None, gt=0, le=100)
+    daily_loss_action: Literal["halt", "reduce"] = "halt"
+    max_consecutive_losses: int | None = Field(default=None, ge=1)
+    loss_streak_action: Literal["halt", "reduce"] = "halt"
+
+    @property
+    def breakers_on_marks(self) -> bool:
+        """Whether a breaker is evaluated on every mark (the kernel must mark every price then)."""
+        return (
+            self.max_drawdown_pct is not None
+            or self.max_daily_loss_pct is not None
+            or self.max_gross_exposure is not None
+        )

@@ -1,39 +1,81 @@
-"""Pre-trade risk gate v1: order limits, trading state and a drawdown breaker.
+"""Pre-trade risk gate: order limits, trading state and circuit breakers.
 
 :meth:`RiskGate.check` returns ``None`` for an order that may go to the venue, or the reason
 it is denied, always in the form ``"<check>: <what> <op> <limit>"`` (for example
 ``"max_order_notional: 12500.0 > 10000.0"``). Checks, in order:
 
 1. ``trading_state``: HALTED denies everything; REDUCING allows only an order that reduces the
-   absolute position without flipping it.
+   absolute position, net of the working orders on the order's side, without flipping it.
 2. ``instrument``: unknown instrument; quantity/price against the instrument's lot size, tick
    size, minimum quantity and minimum notional (:meth:`Instrument.validate_order`; market orders
    are valued at the last price for the minimum notional).
 3. ``max_order_quantity``, ``max_order_notional`` (price: limit, else trigger, else last price).
-4. ``max_position``: absolute position after the order would fill completely.
+4. ``max_position``: absolute position after the order *and every working order on its side*
+   would fill completely.
 5. ``price_band``: limit and trigger prices within ``price_band_pct`` of the last price.
-6. ``max_open_orders``, then ``max_order_rate`` (sliding window on the injected clock; only
+6. ``max_gross_exposure``: the worst-case gross notional (each instrument's position with all
+   its working buys or all its working sells filled, whichever is larger, at the last price)
+   over equity, after the order; an order that does not raise it always passes.
+7. ``max_open_orders``, then ``max_order_rate`` (sliding window on the injected clock; only
    orders that pass every check count).
 
-The trading state changes through :meth:`RiskGate.set_state` (manual) or the drawdown breaker
-(evaluated by :meth:`RiskGate.on_price` on every mark); each change publishes
-``TradingStateChanged`` with its reason. The breaker only tightens the state; going back to
-ACTIVE is a deliberate ``set_state`` call.
+Working orders are the open orders of the order manager bound by :meth:`RiskGate.bind_orders`
+(the execution engine binds its own); the order being modified does not count against itself.
+:meth:`RiskGate.check_owner` denies a cancel or modify of another strategy's order (the kernel
+asks it on the strategies' cancel/modify path).
+
+Trading state
+-------------
+The state is the most severe of the *manual* state (:meth:`RiskGate.set_state`, an operator's
+decision) and the state of every tripped breaker (:mod:`tradebus.risk.breakers`, evaluated by
+:meth:`RiskGate.on_price` on every mark and on every position change). Every change publishes
+``TradingStateChanged`` with its reason. How each breaker trips and re-arms:
+
+================  ===========================================  =================================
+breaker           trips when                                   re-arms
+================  ===========================================  =================================
+max_drawdown      equity falls ``max_drawdown_pct`` below its  manually (``set_state``); the
+                  peak                                         peak restarts at current equity
+daily_loss        equity falls ``max_daily_loss_pct`` below    automatically at the next UTC day
+                  the UTC day's start-of-day equity            roll (or manually)
+loss_streak       ``max_consecutive_losses`` losing round      manually; the count restarts
+                  trips in a row
+gross_exposure    gross notional / equity above                automatically once back within
+                  ``max_gross_exposure`` (moves to REDUCING)   the limit
+================  ===========================================  =================================
+
+``set_state(state)`` re-arms every tripped breaker more severe than ``state`` (so
+``set_state(ACTIVE)`` re-arms them all) and sets the manual state. Once
+:meth:`RiskGate.restore` gave the gate a store (the journal), the manual state and the
+breakers' memory are stored on every change, and a restarted process resumes them: a restart
+never re-arms trading by itself.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import Clock
-from tradebus.engine.messages import OrderType, SubmitOrder, TradingState, TradingStateChanged
 from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import (
+    OrderType,
+    PositionChanged,
+    SubmitOrder,
+    TradingState,
+    TradingStateChanged,
+)
 from tradebus.engine.portfolio import Portfolio, Position
+from tradebus.risk.breakers import BreakerState, Breakers
 from tradebus.risk.config import RiskConfig
+
+if TYPE_CHECKING:
+    from tradebus.execution.orders import OrderManager
 
 __all__ = ["RiskGate"]
 
@@ -47,6 +89,9 @@ _STOP_MARKET = OrderType.STOP_MARKET
 _STOP_LIMIT = OrderType.STOP_LIMIT
 _NAN = math.nan
 _INF = math.inf
+_RTOL = 1e-9
+#: Why a breaker re-armed by itself.
+_AUTO_REARM = {"daily_loss": "the UTC day rolled over", "gross_exposure": "gross exposure is back within the limit"}
 
 
 class RiskGate:
@@ -59,29 +104,35 @@ class RiskGate:
     portfolio
         Source of positions, equity and the instruments.
     clock
-        Injected clock (order-rate window, event timestamps).
+        Injected clock (order-rate window, UTC day of the daily loss, event timestamps).
     bus
-        Where ``TradingStateChanged`` is published.
+        Where ``TradingStateChanged`` is published (and ``PositionChanged`` read, for the
+        loss streak).
     """
 
     __slots__ = (
         "_band",
+        "_breakers",
         "_bus",
         "_clock",
         "_config",
-        "_dd_limit",
-        "_dd_state",
         "_last",
         "_limited",
+        "_manual",
+        "_manual_reason",
+        "_marks",
+        "_max_gross",
         "_max_notional",
         "_max_open",
         "_max_position",
         "_max_quantity",
         "_max_rate",
+        "_orders",
         "_portfolio",
         "_rate",
         "_rate_window",
         "_specs",
+        "_store",
         "instruments",
         "state",
     )
@@ -93,14 +144,19 @@ class RiskGate:
         self._bus = bus
         self.instruments = portfolio.instruments
         self.state = TradingState.ACTIVE
+        self._manual = TradingState.ACTIVE
+        self._manual_reason = ""
         self._last: dict[str, float] = {}
         self._rate: deque[int] = deque()
         # instrument_id -> (instrument, its live position record, lot size, minimum quantity)
         self._specs: dict[str, tuple[Instrument, Position, float, float]] = {}
+        self._orders: OrderManager | None = None
+        self._store: Callable[[BreakerState], None] | None = None
         self._max_quantity = config.max_order_quantity
         self._max_notional = config.max_order_notional
         self._max_position = config.max_position
         self._band = config.price_band_pct
+        self._max_gross = config.max_gross_exposure
         self._max_open = config.max_open_orders
         self._max_rate = config.max_orders_per_window
         self._rate_window = config.order_rate_window_ns
@@ -111,17 +167,24 @@ class RiskGate:
                 self._max_notional,
                 self._max_position,
                 self._band,
+                self._max_gross,
                 self._max_open,
                 self._max_rate,
             )
         )
-        self._dd_limit = None if config.max_drawdown_pct is None else config.max_drawdown_pct / 100.0
-        self._dd_state = TradingState.HALTED if config.drawdown_action == "halt" else TradingState.REDUCING
+        self._breakers = Breakers(config, portfolio)
+        self._marks = config.breakers_on_marks
+        if config.max_consecutive_losses is not None:
+            bus.subscribe(PositionChanged, self._on_position)
 
     @property
     def config(self) -> RiskConfig:
         """The limits (read-only: the gate keeps its own copy of each)."""
         return self._config
+
+    def bind_orders(self, orders: OrderManager) -> None:
+        """Count the working orders of ``orders`` in the position, REDUCING and exposure checks."""
+        self._orders = orders
 
     # -------------------------------------------------------------------- checks
 
@@ -146,8 +209,13 @@ class RiskGate:
         if state is not _ACTIVE:
             if state is _HALTED:
                 return "trading_state: HALTED denies every order"
-            if pos == 0.0 or (pos > 0.0) == (signed > 0.0) or abs(signed) > abs(pos) * (1.0 + 1e-9):
-                return f"trading_state: REDUCING allows only reducing orders; position {pos}, order {signed}"
+            working = self._working(iid, signed > 0.0, cmd.client_order_id)
+            base = pos + working
+            if base == 0.0 or (base > 0.0) == (signed > 0.0) or abs(signed) > abs(base) * (1.0 + _RTOL):
+                return (
+                    f"trading_state: REDUCING allows only reducing orders; position {pos}, "
+                    f"working on the order's side {working}, order {signed}"
+                )
         if spec is None:
             return f"instrument: unknown instrument {iid!r}"
         inst, _, lot, minimum = spec
@@ -190,7 +258,7 @@ class RiskGate:
     def _check_limits(
         self, cmd: SubmitOrder, qty: float, signed: float, pos: float, px: float, last: float, open_orders: int
     ) -> str | None:
-        """The configured limits of :meth:`check` (steps 3 to 6), for an order that passed 1 and 2."""
+        """The configured limits of :meth:`check` (steps 3 to 7), for an order that passed 1 and 2."""
         limit = self._max_quantity
         if limit is not None and qty > limit:
             return f"max_order_quantity: {qty} > {limit}"
@@ -204,9 +272,13 @@ class RiskGate:
                 return f"max_order_notional: {notional} > {limit}"
         limit = self._max_position
         if limit is not None:
-            projected = abs(pos + signed)
-            if projected > limit * (1.0 + 1e-9) and projected > abs(pos):
-                return f"max_position: |{pos} + {signed}| = {projected} > {limit}"
+            working = self._working(cmd.instrument_id, signed > 0.0, cmd.client_order_id)
+            base = pos + working
+            projected = abs(base + signed)
+            if projected > limit * (1.0 + _RTOL) and projected > abs(base):
+                if working == 0.0:
+                    return f"max_position: |{pos} + {signed}| = {projected} > {limit}"
+                return f"max_position: |{pos} + working {working} + {signed}| = {projected} > {limit}"
         band = self._band
         if band is not None and cmd.order_type != _MARKET:
             if last != last:
@@ -216,6 +288,11 @@ class RiskGate:
                     dist = abs(value / last - 1.0) * 100.0
                     if dist > band:
                         return f"price_band: {name} {value} is {dist:.4g}% from last {last} > {band}%"
+        limit = self._max_gross
+        if limit is not None:
+            why = self._check_gross(cmd, signed, px, limit)
+            if why is not None:
+                return why
         max_open = self._max_open
         if max_open is not None and open_orders >= max_open:
             return f"max_open_orders: {open_orders} open >= {max_open}"
@@ -231,6 +308,69 @@ class RiskGate:
             rate.append(now)
         return None
 
+    def _working(self, instrument_id: str, buy: bool, exclude: str) -> float:
+        """Signed remaining quantity of the working orders on one side of an instrument."""
+        orders = self._orders
+        if orders is None or not orders.open_count:
+            return 0.0
+        total = 0.0
+        for order in orders.open_orders(instrument_id):
+            if (order.side > 0) == buy and order.client_order_id != exclude:
+                total += order.leaves_qty
+        return total if buy else -total
+
+    def _check_gross(self, cmd: SubmitOrder, signed: float, px: float, limit: float) -> str | None:
+        """Step 6 of :meth:`check`: the worst-case gross exposure after the order."""
+        pf = self._portfolio
+        # instrument -> [position, working buys, working sells]
+        book: dict[str, list[float]] = {iid: [qty, 0.0, 0.0] for iid, qty in pf.positions().items()}
+        book.setdefault(cmd.instrument_id, [pf.position(cmd.instrument_id), 0.0, 0.0])
+        orders = self._orders
+        if orders is not None:
+            for order in orders.open_orders():
+                if order.client_order_id != cmd.client_order_id:
+                    row = book.setdefault(order.instrument_id, [pf.position(order.instrument_id), 0.0, 0.0])
+                    row[1 if order.side > 0 else 2] += order.leaves_qty
+
+        def price(iid: str) -> float:
+            last = self._last.get(iid, _NAN)
+            return last if last == last else pf.last_price(iid)
+
+        def worst(row: list[float]) -> float:
+            return max(abs(row[0] + row[1]), abs(row[0] - row[2]))
+
+        gross = 0.0
+        for iid, row in book.items():
+            if iid != cmd.instrument_id:
+                gross += worst(row) * price(iid)
+        row = book[cmd.instrument_id]
+        mark = price(cmd.instrument_id)
+        if mark != mark:
+            mark = px
+        if mark != mark:
+            return f"max_gross_exposure: no price for {cmd.instrument_id}"
+        before = gross + worst(row) * mark
+        row[1 if signed > 0.0 else 2] += abs(signed)
+        after = gross + worst(row) * mark
+        if after <= before:
+            return None
+        equity = pf.equity()
+        if equity <= 0.0:
+            return f"max_gross_exposure: equity {equity} <= 0"
+        ratio = after / equity
+        if ratio > limit * (1.0 + _RTOL):
+            return (
+                f"max_gross_exposure: {ratio:.6g} > {limit} "
+                f"(gross notional {after} with working orders, equity {equity})"
+            )
+        return None
+
+    def check_owner(self, strategy_id: str, client_order_id: str, owner: str) -> str | None:
+        """Why ``strategy_id`` may not cancel or modify order ``client_order_id`` of ``owner``, or ``None``."""
+        if strategy_id == owner:
+            return None
+        return f"ownership: order {client_order_id} belongs to strategy {owner!r}, not {strategy_id!r}"
+
     def _spec(self, iid: str) -> tuple[Instrument, Position, float, float] | None:
         """The per-instrument constants of :meth:`check` (``None`` for an unknown instrument)."""
         inst = self.instruments.get(iid)
@@ -243,13 +383,20 @@ class RiskGate:
     # ------------------------------------------------------------ trading state
 
     def set_state(self, state: TradingState, reason: str) -> None:
-        """Move to ``state`` (publishing ``TradingStateChanged``); no-op if already there."""
-        if state is self.state:
-            return
-        logger.warning("risk: trading state {} -> {}: {}", self.state, state, reason)
-        self.state = state
-        now = self._clock.now_ns()
-        self._bus.publish(TradingStateChanged(state, reason, now, now))
+        """Set the manual state (an operator's decision), re-arming the breakers more severe than it.
+
+        Publishes ``TradingStateChanged`` when the resulting state differs; see the module
+        docstring for what each re-arm resets.
+        """
+        severity = _SEVERITY[state]
+        breakers = self._breakers
+        rearm = [name for name, trip in breakers.tripped.items() if _SEVERITY[trip.state] > severity]
+        if rearm:
+            logger.warning("risk: breaker(s) {} re-armed manually: {}", ", ".join(rearm), reason)
+            breakers.rearm(rearm)
+        self._manual = state
+        self._manual_reason = reason
+        self._apply(reason)
 
     def on_price(self, instrument_id: str, price: float) -> None:
         """Record the last price of an instrument and evaluate the breakers.
@@ -258,15 +405,53 @@ class RiskGate:
         """
         if price > 0.0 and price < _INF:
             self._last[instrument_id] = price
-        limit = self._dd_limit
-        if limit is not None and _SEVERITY[self.state] < _SEVERITY[self._dd_state]:
-            dd = self._portfolio.drawdown()
-            if dd >= limit:
-                self.set_state(
-                    self._dd_state,
-                    f"max_drawdown: {dd * 100.0:.4g}% >= {self._config.max_drawdown_pct}% "
-                    f"(equity {self._portfolio.equity()}, peak {self._portfolio.max_equity})",
-                )
+        if self._marks:
+            breakers = self._breakers
+            if breakers.on_mark(self._clock.now_ns()):
+                rearmed = breakers.rearmed
+                why = "; ".join(f"{name} re-armed: {_AUTO_REARM[name]}" for name in rearmed)
+                rearmed.clear()
+                self._apply(why or None)
+
+    def _on_position(self, change: PositionChanged) -> None:
+        if self._breakers.on_position(change):
+            self._apply(None)
+
+    def _apply(self, why: str | None, restored: bool = False) -> None:
+        """Move to the most severe of the manual state and the tripped breakers; store the state."""
+        state, reason = self._manual, self._manual_reason
+        for trip in self._breakers.tripped.values():
+            if _SEVERITY[trip.state] > _SEVERITY[state]:
+                state, reason = trip.state, trip.reason
+        if state is self._manual and why is not None:
+            reason = why
+        now = self._clock.now_ns()
+        if state is not self.state:
+            if restored:
+                reason = f"restored from the journal: {reason}"
+            logger.warning("risk: trading state {} -> {}: {}", self.state, state, reason)
+            self.state = state
+            self._bus.publish(TradingStateChanged(state, reason, now, now))
+        store = self._store
+        if store is not None:
+            store(self._breakers.snapshot(now, self._manual, self._manual_reason))
+
+    def snapshot(self) -> BreakerState:
+        """The manual state and the breakers' memory (what :meth:`restore` takes back)."""
+        return self._breakers.snapshot(self._clock.now_ns(), self._manual, self._manual_reason)
+
+    def restore(self, state: BreakerState | None, store: Callable[[BreakerState], Any] | None = None) -> None:
+        """Resume a stored state (``None``: nothing stored yet) and store every later change.
+
+        A restored HALTED or REDUCING state is published as ``TradingStateChanged`` with the
+        reason ``"restored from the journal: ..."``.
+        """
+        self._store = store
+        if state is not None:
+            self._manual = state.manual_state
+            self._manual_reason = state.manual_reason
+            self._breakers.restore(state)
+        self._apply(None, restored=True)
 
     def last_price(self, instrument_id: str) -> float:
         """Last price seen by the gate (NaN if none)."""

@@ -1,0 +1,261 @@
+"""Circuit breakers: the conditions that move trading to REDUCING or HALTED, and their memory.
+
+:class:`Breakers` evaluates four breakers (each off unless configured in
+:class:`~tradebus.risk.config.RiskConfig`) and keeps the references they are measured from.
+The risk gate combines the tripped breakers with its manual state (the most severe wins) and
+stores :meth:`Breakers.snapshot` in the journal whenever it changes, so a restart resumes them.
+
+``max_drawdown``
+    Equity at or below ``(1 - max_drawdown_pct / 100) * peak``, the peak being the highest
+    equity seen at a mark since the breaker was last re-armed. Re-arms **manually** only
+    (:meth:`RiskGate.set_state`), which resets the peak to the equity of that moment.
+``daily_loss``
+    Equity at or below ``(1 - max_daily_loss_pct / 100) * start-of-day equity``; the day is the
+    UTC day of the run's clock and its start equity the equity at its first mark. Re-arms
+    **automatically at the next UTC day roll** (or manually, which restarts the day's
+    reference at the equity of that moment).
+``loss_streak``
+    ``max_consecutive_losses`` round trips in a row with a negative realised PnL (before fees,
+    as the portfolio books it). A round trip runs from flat (or a flip) to flat (or the next
+    flip) on one instrument; a round trip that does not lose resets the count. Re-arms
+    **manually** only, which resets the count.
+``gross_exposure``
+    ``sum |position * last price| / equity`` above ``max_gross_exposure`` (equity <= 0 counts
+    as infinite exposure). Always moves to REDUCING (reducing orders lower the exposure) and
+    re-arms **automatically** at the first mark where the exposure is back within the limit.
+
+The drawdown peak is stored when it rose by :data:`PEAK_STORE_STEP` since it was last stored
+(not on every mark): after a crash the restored peak is at most that fraction too low.
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+from tradebus.engine.messages import PositionChanged, TradingState
+from tradebus.engine.portfolio import Portfolio
+from tradebus.risk.config import RiskConfig
+
+__all__ = ["DAY_NS", "PEAK_STORE_STEP", "BreakerState", "Breakers", "Trip"]
+
+DAY_NS = 86_400_000_000_000
+#: Relative rise of the drawdown peak after which it is stored again.
+PEAK_STORE_STEP = 1e-3
+
+_NAN = math.nan
+
+
+class Trip(msgspec.Struct, frozen=True):
+    """A tripped breaker: the state it moved trading to, and why."""
+
+    state: TradingState
+    reason: str
+
+
+class BreakerState(msgspec.Struct, frozen=True):
+    """What the risk gate journals: its manual state and every breaker's memory."""
+
+    ts: int
+    manual_state: TradingState = TradingState.ACTIVE
+    manual_reason: str = ""
+    tripped: dict[str, Trip] = {}
+    drawdown_peak: float = _NAN
+    day: int = -1
+    day_start_equity: float = _NAN
+    loss_streak: int = 0
+    round_trip_start: dict[str, float] = {}
+
+
+def _action(name: str) -> TradingState:
+    return TradingState.HALTED if name == "halt" else TradingState.REDUCING
+
+
+class Breakers:
+    """The breakers of one risk gate (see the module docstring).
+
+    Parameters
+    ----------
+    config
+        The limits (``max_drawdown_pct``, ``max_daily_loss_pct``, ``max_consecutive_losses``,
+        ``max_gross_exposure`` and their actions).
+    portfolio
+        Source of equity, positions and last prices.
+    """
+
+    __slots__ = (
+        "_config",
+        "_portfolio",
+        "_sides",
+        "day",
+        "day_start_equity",
+        "loss_streak",
+        "peak",
+        "rearmed",
+        "round_trip_start",
+        "stored_peak",
+        "tripped",
+    )
+
+    def __init__(self, config: RiskConfig, portfolio: Portfolio) -> None:
+        self._config = config
+        self._portfolio = portfolio
+        self.tripped: dict[str, Trip] = {}
+        self.rearmed: list[str] = []
+        self.peak = _NAN
+        self.stored_peak = _NAN
+        self.day = -1
+        self.day_start_equity = _NAN
+        self.loss_streak = 0
+        self.round_trip_start: dict[str, float] = {}
+        self._sides: dict[str, int] = {}  # instrument -> sign of its position in a round trip
+
+    # ------------------------------------------------------------------ evaluation
+
+    def on_mark(self, now_ns: int) -> bool:
+        """Evaluate the mark-driven breakers; return whether anything worth storing changed.
+
+        The breakers it re-armed by themselves are appended to :attr:`rearmed`.
+        """
+        cfg = self._config
+        equity = self._portfolio.equity()
+        changed = False
+        tripped = self.tripped
+        limit = cfg.max_drawdown_pct
+        if limit is not None:
+            if not self.peak >= equity:  # also the first mark (NaN peak)
+                self.peak = equity
+                if not self.stored_peak * (1.0 + PEAK_STORE_STEP) > equity:
+                    self.stored_peak = equity
+                    changed = True
+            changed |= self._trip_on_fall(
+                "max_drawdown", self.peak, equity, limit, cfg.drawdown_action, "below the peak"
+            )
+        limit = cfg.max_daily_loss_pct
+        if limit is not None:
+            day = now_ns // DAY_NS
+            if day != self.day:
+                self.day = day
+                self.day_start_equity = equity
+                if tripped.pop("daily_loss", None) is not None:
+                    self.rearmed.append("daily_loss")  # re-armed at the UTC day roll
+                changed = True
+            start = self.day_start_equity
+            changed |= self._trip_on_fall(
+                "daily_loss", start, equity, limit, cfg.daily_loss_action, "of the UTC day's start equity"
+            )
+        limit = cfg.max_gross_exposure
+        if limit is not None:
+            gross = self.gross_notional()
+            ratio = gross / equity if equity > 0.0 else math.inf
+            if ratio > limit:
+                if "gross_exposure" not in tripped:
+                    tripped["gross_exposure"] = Trip(
+                        TradingState.REDUCING,
+                        f"gross_exposure: {ratio:.4g} > {limit} (gross notional {gross}, equity {equity})",
+                    )
+                    changed = True
+            elif tripped.pop("gross_exposure", None) is not None:
+                self.rearmed.append("gross_exposure")
+                changed = True
+        return changed
+
+    def _trip_on_fall(
+        self, name: str, reference: float, equity: float, limit_pct: float, action: str, what: str
+    ) -> bool:
+        """Trip ``name`` if equity is ``limit_pct`` % or more below ``reference`` (``what``); return whether it did."""
+        if name in self.tripped or not reference > 0.0:
+            return False
+        fall = (reference - equity) / reference
+        if fall < limit_pct / 100.0:
+            return False
+        self.tripped[name] = Trip(
+            _action(action), f"{name}: {fall * 100.0:.4g}% >= {limit_pct}% {what} {reference} (equity {equity})"
+        )
+        return True
+
+    def on_position(self, change: PositionChanged) -> bool:
+        """Count round trips for ``loss_streak``; return whether anything worth storing changed."""
+        limit = self._config.max_consecutive_losses
+        if limit is None:
+            return False
+        iid = change.instrument_id
+        qty = change.quantity
+        realised = change.realized_pnl
+        side = (qty > 0.0) - (qty < 0.0)
+        before = self._sides.get(iid, 0)
+        if side == before:
+            return False  # added to or partly reduced the position: the round trip goes on
+        if before == 0:
+            self._sides[iid] = side
+            self.round_trip_start[iid] = realised  # opened from flat
+            return True
+        pnl = realised - self.round_trip_start.pop(iid, realised)
+        if side == 0:
+            del self._sides[iid]
+        else:  # flipped: the closing part ends a round trip, the rest opens the next
+            self._sides[iid] = side
+            self.round_trip_start[iid] = realised
+        if pnl < 0.0:
+            self.loss_streak += 1
+            if self.loss_streak >= limit and "loss_streak" not in self.tripped:
+                self.tripped["loss_streak"] = Trip(
+                    _action(self._config.loss_streak_action),
+                    f"loss_streak: {self.loss_streak} losing round trips in a row >= {limit} "
+                    f"(last {iid}: {pnl})",
+                )
+        else:
+            self.loss_streak = 0
+        return True
+
+    def gross_notional(self) -> float:
+        """``sum |position * last price|`` over every instrument."""
+        pf = self._portfolio
+        return sum(abs(qty * pf.last_price(iid)) for iid, qty in pf.positions().items())
+
+    # ------------------------------------------------------------------ re-arming
+
+    def rearm(self, names: list[str]) -> None:
+        """Clear the named trips and reset their references to the present (a manual re-arm)."""
+        equity = self._portfolio.equity()
+        for name in names:
+            self.tripped.pop(name, None)
+            if name == "max_drawdown":
+                self.peak = self.stored_peak = equity
+            elif name == "daily_loss":
+                self.day_start_equity = equity
+            elif name == "loss_streak":
+                self.loss_streak = 0
+
+    # ------------------------------------------------------------------ persistence
+
+    def snapshot(self, ts: int, manual_state: TradingState, manual_reason: str) -> BreakerState:
+        """Everything to journal, with the gate's manual state."""
+        return BreakerState(
+            ts,
+            manual_state,
+            manual_reason,
+            dict(self.tripped),
+            self.peak,
+            self.day,
+            self.day_start_equity,
+            self.loss_streak,
+            dict(self.round_trip_start),
+        )
+
+    def restore(self, state: BreakerState) -> None:
+        """Take over the memory of a journaled :class:`BreakerState`."""
+        self.tripped = dict(state.tripped)
+        self.peak = self.stored_peak = state.drawdown_peak
+        self.day = state.day
+        self.day_start_equity = state.day_start_equity
+        self.loss_streak = state.loss_streak
+        self.round_trip_start = dict(state.round_trip_start)
+        pf = self._portfolio
+        self._sides = {}
+        for iid, qty in pf.positions().items():
+            self._sides[iid] = 1 if qty > 0.0 else -1
+            # A position the journal's state does not know opened before it was stored.
+            self.round_trip_start.setdefault(iid, pf.position_state(iid).realized_pnl)
+        self.round_trip_start = {iid: v for iid, v in self.round_trip_start.items() if iid in self._sides}
