@@ -36,7 +36,7 @@ def test_fill_after_cancel_is_booked_with_an_anomaly_and_the_order_stays_cancele
     v.arrive(coid)
     v.fill(coid, 0.5)  # the venue fills, then cancels the rest; the wire reorders the two
     v.cancels.append(coid)
-    v.cancel_arrives()
+    v.cancel_arrives(says_filled=False)
     v.deliver(0)  # accepted
     v.deliver(1)  # canceled, before the fill that happened first
     v.deliver(0)  # the fill
@@ -45,13 +45,27 @@ def test_fill_after_cancel_is_booked_with_an_anomaly_and_the_order_stays_cancele
     assert [a.kind for a in rig.anomalies()] == [AnomalyKind.FILL_AFTER_CLOSE]
 
 
+def test_cancel_reporting_more_filled_than_booked_fetches_the_lost_fill() -> None:
+    rig = build_rig()
+    coid = rig.submit(2.0)
+    v = rig.venue
+    v.arrive(coid)
+    v.fill(coid, 0.5)
+    v.cancels.append(coid)
+    v.cancel_arrives()  # carries filled 0.5
+    v.wire.pop(1)  # the fill is lost
+    v.deliver_all()
+    assert v.queries == 1 and rig.position() == 0.5
+    assert rig.status(coid) == S.CANCELED and rig.orders.order(coid).filled_qty == 0.5
+
+
 def test_fill_after_expiry_is_booked() -> None:
     rig = build_rig()
     coid = rig.submit(2.0)
     v = rig.venue
     v.arrive(coid)
     v.fill(coid, 1.0)
-    v.expire(coid)
+    v.expire(coid, says_filled=False)
     v.deliver(0)
     v.deliver(1)  # expired
     v.deliver(0)  # fill

@@ -11,6 +11,7 @@ does. The truth is the oracle: the code under test never writes to it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +93,10 @@ class ModelVenue(Venue):
         self.fail_next_cancel = False
         self.fail_queries = False
         self.queries = 0
+        #: Trade ids the engine was handed: delivered on the wire, or listed in a query's answer.
+        self.told: set[str] = set()
+        #: Every fill the venue made, of this process's orders and of external ones.
+        self.fills: list[OrderFilled] = []
         self._trade = 0
         self._vid = 0
 
@@ -123,6 +128,7 @@ class ModelVenue(Venue):
         vo = self.truth.get(client_order_id)
         if vo is None:
             return None
+        self.told.update(f.trade_id for f in vo.fills)
         return OrderStatusReport(vo.coid, vo.venue_order_id, vo.status, vo.filled, vo.ts_event, tuple(vo.fills))
 
     # ---------------------------------------------------------- venue decisions
@@ -155,6 +161,7 @@ class ModelVenue(Venue):
             Liquidity.TAKER, now, now,
         )
         vo.fills.append(fill)
+        self.fills.append(fill)
         vo.status = S.FILLED if vo.filled >= vo.quantity else S.PARTIALLY_FILLED
         vo.ts_event = now
         self.wire.append(fill)
@@ -165,31 +172,39 @@ class ModelVenue(Venue):
         now = self.clock.now_ns()
         self._trade += 1
         fill = OrderFilled("", IID, coid, "VX", f"T{self._trade}", side, qty, px, 0.0, Liquidity.TAKER, now, now)
+        self.fills.append(fill)
         self.wire.append(fill)
         return fill
 
-    def cancel_arrives(self, index: int = 0) -> None:
-        """A cancel reaches the venue: a working order is canceled, anything else is left alone."""
+    def cancel_arrives(self, index: int = 0, says_filled: bool = True) -> None:
+        """A cancel reaches the venue: a working order is canceled, anything else is left alone.
+
+        ``says_filled``: the cancel event carries the order's cumulative filled quantity.
+        """
         coid = self.cancels.pop(index)
         vo = self.truth.get(coid)
         if vo is None or vo.status not in WORKING:
             return
         now = self.clock.now_ns()
         vo.status, vo.ts_event = S.CANCELED, now
-        self.wire.append(OrderCanceled(vo.strategy_id, IID, coid, "canceled by user", now, now))
+        filled = vo.filled if says_filled else math.nan
+        self.wire.append(OrderCanceled(vo.strategy_id, IID, coid, "canceled by user", now, now, filled))
 
-    def expire(self, coid: str) -> None:
+    def expire(self, coid: str, says_filled: bool = True) -> None:
         vo = self.truth[coid]
         assert vo.status in WORKING
         now = self.clock.now_ns()
         vo.status, vo.ts_event = S.EXPIRED, now
-        self.wire.append(OrderExpired(vo.strategy_id, IID, coid, "GTD expired", now, now))
+        filled = vo.filled if says_filled else math.nan
+        self.wire.append(OrderExpired(vo.strategy_id, IID, coid, "GTD expired", now, now, filled))
 
     # ------------------------------------------------------------------ the wire
 
     def deliver(self, index: int = 0, keep: bool = False) -> Any:
         """Hand wire event ``index`` to the engine (``keep``: it will be delivered again)."""
         event = self.wire[index] if keep else self.wire.pop(index)
+        if type(event) is OrderFilled:
+            self.told.add(event.trade_id)
         self.emit(event)
         return event
 

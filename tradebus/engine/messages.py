@@ -361,7 +361,12 @@ class OrderFilled(msgspec.Struct, frozen=True, gc=False):
 
 
 class OrderCanceled(msgspec.Struct, frozen=True, gc=False):
-    """The order is no longer working because it was canceled (unfilled rest dropped)."""
+    """The order is no longer working because it was canceled (unfilled rest dropped).
+
+    ``filled_qty`` is the venue's cumulative filled quantity of the order when it closed (NaN
+    when the venue does not say); more than was booked means fills are still on their way or
+    were lost, and the execution engine asks the venue for them.
+    """
 
     strategy_id: str
     instrument_id: str
@@ -369,10 +374,11 @@ class OrderCanceled(msgspec.Struct, frozen=True, gc=False):
     reason: str
     ts_event: int
     ts_init: int
+    filled_qty: float = float("nan")
 
 
 class OrderExpired(msgspec.Struct, frozen=True, gc=False):
-    """An IOC/FOK (or GTD) order ended without filling completely."""
+    """An IOC/FOK (or GTD) order ended without filling completely (``filled_qty``: as in :class:`OrderCanceled`)."""
 
     strategy_id: str
     instrument_id: str
@@ -380,6 +386,7 @@ class OrderExpired(msgspec.Struct, frozen=True, gc=False):
     reason: str
     ts_event: int
     ts_init: int
+    filled_qty: float = float("nan")
 
 
 class OrderTimedOut(msgspec.Struct, frozen=True, gc=False):

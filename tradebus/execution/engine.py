@@ -42,7 +42,9 @@ from tradebus.engine.messages import (
     Bar,
     CancelOrder,
     ModifyOrder,
+    OrderCanceled,
     OrderDenied,
+    OrderExpired,
     OrderFilled,
     OrderResolved,
     OrderStatus,
@@ -309,7 +311,7 @@ class ExecutionEngine:
         order ends CANCELED). A venue that does not know the order is believed only for a
         ``SUBMITTED`` or ``UNKNOWN`` order older than ``not_found_grace_ns`` (REJECTED then);
         a query that raises or cannot settle an ``UNKNOWN`` order is retried after ``retry_ns``
-        (with :class:`OrderTimeouts`). A closed order is returned unchanged.
+        (with :class:`OrderTimeouts`). Of a closed order only missing fills are booked.
 
         Raises
         ------
@@ -317,8 +319,6 @@ class ExecutionEngine:
             If the client order id is unknown.
         """
         order = self._om.order(client_order_id)
-        if not order.is_open:
-            return order
         try:
             report = self._venue.query_order(client_order_id)
         except Exception as exc:  # noqa: BLE001 - no answer: ask again later
@@ -326,7 +326,8 @@ class ExecutionEngine:
             self._retry(order)
             return order
         if report is None:
-            self._not_found(order)
+            if order.is_open:
+                self._not_found(order)
         else:
             self._apply_report(order, report)
         return order
@@ -391,8 +392,7 @@ class ExecutionEngine:
 
     def _on_retry(self, order: Order) -> None:
         self._retrying.discard(order.client_order_id)
-        if order.is_open:
-            self.reconcile_order(order.client_order_id)
+        self.reconcile_order(order.client_order_id)
 
     def _check_open(self, event: Any) -> None:
         """Query every open order silent for ``check_ns`` (recovers lost venue events)."""
@@ -425,10 +425,26 @@ class ExecutionEngine:
             bus = self._bus
             bus.publish(event)
             bus.publish(change)
-        elif om.apply(event) is not None:
+        else:
+            order = om.apply(event)
+            if order is None:
+                return
             if journal is not None:
                 journal.record_event(event)
             self._bus.publish(event)
+            cls = type(event)
+            if cls is OrderCanceled or cls is OrderExpired:
+                self._check_closed(order, event.filled_qty)
+
+    def _check_closed(self, order: Order, venue_filled: float) -> None:
+        """Ask the venue for the fills of a closed order whose booked quantity may fall short.
+
+        ``venue_filled`` is the venue's cumulative quantity from the closing event: more than
+        booked means fills are missing; NaN (the venue did not say) is checked when the engine
+        has timeouts (paper, live), where events can be lost.
+        """
+        if venue_filled > order.filled_qty * (1.0 + 1e-9) or (venue_filled != venue_filled and self._timeouts):
+            self.reconcile_order(order.client_order_id)
 
     def on_external_fill(self, fill: OrderFilled) -> None:
         """Book a fill of an order this process never created (once per ``trade_id``).
