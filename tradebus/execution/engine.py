@@ -14,7 +14,7 @@ a fill of an order this process never created is booked too (:meth:`ExecutionEng
 
 Requests without answers: a :meth:`Venue.submit` or :meth:`Venue.cancel` that raises moves the
 order to ``UNKNOWN`` (``OrderTimedOut``) and the venue is queried at once. With
-:class:`OrderTimeouts` (paper and live), a submit that gets no answer, or a cancel that does
+:class:`OrderTimeouts` (a live venue, whose answers can be lost), a submit that gets no answer, or a cancel that does
 not close the order, within its timeout on the clock does the same; an ``UNKNOWN`` order the
 query cannot settle is asked again every ``retry_ns``; and every open order silent for
 ``check_ns`` is queried, which recovers events lost on the way. A venue that does not know an
@@ -118,7 +118,8 @@ class ExecutionEngine:
         Optional :class:`~tradebus.execution.journal.Journal` (paper/live): every command is
         written before it is sent to the venue, every event as it is applied.
     timeouts
-        Run-time timeouts of venue requests (:class:`OrderTimeouts`); ``None`` (backtests):
+        Run-time timeouts of venue requests (:class:`OrderTimeouts`); ``None`` (the simulated
+        venue, which never loses an answer):
         no timers, an order whose request failed stays ``UNKNOWN`` until a query settles it
         (:meth:`resolve_unknown`), and a venue that does not know an order is believed.
     """
@@ -441,7 +442,7 @@ class ExecutionEngine:
 
         ``venue_filled`` is the venue's cumulative quantity from the closing event: more than
         booked means fills are missing; NaN (the venue did not say) is checked when the engine
-        has timeouts (paper, live), where events can be lost.
+        has timeouts (a venue whose events can be lost).
         """
         if venue_filled > order.filled_qty * (1.0 + 1e-9) or (venue_filled != venue_filled and self._timeouts):
             self.reconcile_order(order.client_order_id)
