@@ -57,7 +57,7 @@ def test_submit_order_when_risk_denies_publishes_denied_and_never_reaches_venue(
     assert len(denied) == 1 and denied[0].reason == "max_order_quantity: 2.0 > 1.0"
     assert s.orders.order(coid).status == OrderStatus.DENIED
     s.feed_bar(bar(2, 100.0, 101.0, 99.0, 100.0))
-    assert s.fills() == [] and s.venue.query_order(s.orders.order(coid)) is None
+    assert s.fills() == [] and s.venue.query_order(coid) is None
 
 
 def test_cancel_resting_limit_arrives_before_next_bar_and_cancels_it() -> None:

@@ -82,9 +82,9 @@ FILE_VENUE = textwrap.dedent(
         def modify(self, order, cmd):
             raise VenueError("FileVenue: modify not supported")
 
-        def query_order(self, order):
+        def query_order(self, client_order_id):
             for row in self.received():
-                if row["coid"] == order.client_order_id:
+                if row["coid"] == client_order_id:
                     return OrderStatusReport(row["coid"], row["vid"], OrderStatus.ACCEPTED, 0.0, 0)
             return None
     '''

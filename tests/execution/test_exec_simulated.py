@@ -357,7 +357,7 @@ def test_query_order_reports_venue_state_and_fills() -> None:
     s = _started()
     coid = s.submit(BUY, 1.0)
     s.feed_bar(bar(2, 100.0, 101.0, 99.0, 100.0))
-    report = s.venue.query_order(s.orders.order(coid))
+    report = s.venue.query_order(coid)
     assert report is not None
     assert report.status == OrderStatus.FILLED and report.filled_qty == 1.0 and len(report.fills) == 1
     assert not math.isnan(report.fills[0].last_px)

@@ -15,6 +15,7 @@ from enum import IntEnum, StrEnum
 import msgspec
 
 __all__ = [
+    "AnomalyKind",
     "Bar",
     "BookDelta",
     "BookResynced",
@@ -26,15 +27,18 @@ __all__ = [
     "MarkPrice",
     "ModifyOrder",
     "OrderAccepted",
+    "OrderAnomaly",
     "OrderCanceled",
     "OrderDenied",
     "OrderExpired",
     "OrderFilled",
     "OrderModified",
     "OrderRejected",
+    "OrderResolved",
     "OrderSide",
     "OrderStatus",
     "OrderSubmitted",
+    "OrderTimedOut",
     "OrderTriggered",
     "OrderType",
     "PositionChanged",
@@ -93,6 +97,27 @@ class OrderStatus(StrEnum):
     REJECTED = "REJECTED"
     EXPIRED = "EXPIRED"
     UNKNOWN = "UNKNOWN"
+
+
+class AnomalyKind(StrEnum):
+    """Why a venue event did not fit its order's state (see :class:`OrderAnomaly`)."""
+
+    #: A fill whose ``trade_id`` the order already booked: not booked again.
+    DUPLICATE_FILL = "duplicate_fill"
+    #: A status event that repeats the order's current state: ignored.
+    DUPLICATE_EVENT = "duplicate_event"
+    #: A status event older than the order's state (an ack after a fill, a cancel after the
+    #: order filled, ...): ignored, the order keeps its state.
+    STALE_EVENT = "stale_event"
+    #: A fill of an order already CANCELED, EXPIRED, REJECTED or DENIED: booked.
+    FILL_AFTER_CLOSE = "fill_after_close"
+    #: A fill beyond the order's quantity: booked, the order is FILLED.
+    OVERFILL = "overfill"
+    #: An order believed REJECTED (a venue that did not know it) is alive at the venue after all.
+    REOPENED = "reopened"
+    #: An event for a client order id this process never created: a fill is booked (the
+    #: position is real), nothing else is done. Live reconciliation calls these external.
+    UNKNOWN_ORDER = "unknown_order"
 
 
 class TradingState(StrEnum):
@@ -336,7 +361,36 @@ class OrderFilled(msgspec.Struct, frozen=True, gc=False):
 
 
 class OrderCanceled(msgspec.Struct, frozen=True, gc=False):
-    """The order is no longer working because it was canceled (unfilled rest dropped)."""
+    """The order is no longer working because it was canceled (unfilled rest dropped).
+
+    ``filled_qty`` is the venue's cumulative filled quantity of the order when it closed (NaN
+    when the venue does not say); more than was booked means fills are still on their way or
+    were lost, and the execution engine asks the venue for them.
+    """
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    reason: str
+    ts_event: int
+    ts_init: int
+    filled_qty: float = float("nan")
+
+
+class OrderExpired(msgspec.Struct, frozen=True, gc=False):
+    """An IOC/FOK (or GTD) order ended without filling completely (``filled_qty``: as in :class:`OrderCanceled`)."""
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    reason: str
+    ts_event: int
+    ts_init: int
+    filled_qty: float = float("nan")
+
+
+class OrderTimedOut(msgspec.Struct, frozen=True, gc=False):
+    """A submit or cancel got no answer in time (or failed): the order's state at the venue is unknown."""
 
     strategy_id: str
     instrument_id: str
@@ -346,13 +400,31 @@ class OrderCanceled(msgspec.Struct, frozen=True, gc=False):
     ts_init: int
 
 
-class OrderExpired(msgspec.Struct, frozen=True, gc=False):
-    """An IOC/FOK (or GTD) order ended without filling completely."""
+class OrderResolved(msgspec.Struct, frozen=True, gc=False):
+    """The venue was queried about an ``UNKNOWN`` order and reported ``status``."""
 
     strategy_id: str
     instrument_id: str
     client_order_id: str
+    status: OrderStatus
     reason: str
+    ts_event: int
+    ts_init: int
+
+
+class OrderAnomaly(msgspec.Struct, frozen=True, gc=False):
+    """A venue event did not fit its order's state; ``kind`` says what the order manager did.
+
+    A fill is never lost: every anomaly but ``DUPLICATE_FILL`` leaves a fill booked.
+    ``event`` names the type of the venue event, ``detail`` says what was seen.
+    """
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    kind: AnomalyKind
+    event: str
+    detail: str
     ts_event: int
     ts_init: int
 

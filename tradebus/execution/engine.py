@@ -8,6 +8,19 @@
                    OrderSubmitted -> [journal] -> venue.submit
     venue events -> order manager -> (fill: portfolio) -> bus (-> PositionChanged)
 
+Venue events may arrive late, twice, out of order or for unknown ids: the order manager
+drops what it already knows and books every other fill (see :mod:`tradebus.execution.orders`);
+a fill of an order this process never created is booked too (:meth:`ExecutionEngine.on_external_fill`).
+
+Requests without answers: a :meth:`Venue.submit` or :meth:`Venue.cancel` that raises moves the
+order to ``UNKNOWN`` (``OrderTimedOut``) and the venue is queried at once. With
+:class:`OrderTimeouts` (a live venue, whose answers can be lost), a submit that gets no answer, or a cancel that does
+not close the order, within its timeout on the clock does the same; an ``UNKNOWN`` order the
+query cannot settle is asked again every ``retry_ns``; and every open order silent for
+``check_ns`` is queried, which recovers events lost on the way. A venue that does not know an
+order is believed only once the order is older than ``not_found_grace_ns`` (a request cannot
+arrive later than that); only then does the order become ``REJECTED``.
+
 The kernel calls the data hooks (:meth:`ExecutionEngine.on_bar`, ``on_trade``, ``on_quote``)
 *before* strategies see the data: the venue matches working orders, then the portfolio is
 marked and the risk gate updates its last price and breakers. A fill is booked in the
@@ -19,6 +32,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from loguru import logger
 
 from tradebus.engine.bus import MessageBus
@@ -28,24 +42,65 @@ from tradebus.engine.messages import (
     Bar,
     CancelOrder,
     ModifyOrder,
+    OrderCanceled,
     OrderDenied,
+    OrderExpired,
     OrderFilled,
+    OrderResolved,
     OrderStatus,
     OrderSubmitted,
+    OrderTimedOut,
     Quote,
     SubmitOrder,
     Trade,
 )
 from tradebus.engine.portfolio import Portfolio
-from tradebus.execution.orders import Order, OrderManager, OrderResolved
-from tradebus.execution.venue import Venue
+from tradebus.execution.orders import Order, OrderManager
+from tradebus.execution.venue import OrderStatusReport, Venue
 from tradebus.errors import OrderError
 from tradebus.risk.gate import RiskGate
 
 if TYPE_CHECKING:
     from tradebus.execution.journal import Journal
 
-__all__ = ["ExecutionEngine"]
+__all__ = ["ExecutionEngine", "OrderTimeouts"]
+
+_S = OrderStatus
+
+
+class OrderTimeouts(msgspec.Struct, frozen=True):
+    """Run-time timeouts of venue requests, in clock nanoseconds (all > 0).
+
+    Attributes
+    ----------
+    submit_ns
+        A submit without any answer (ack, reject, fill, cancel) this long after it was sent
+        times out: the order becomes ``UNKNOWN`` and the venue is queried.
+    cancel_ns
+        An order still open this long after a cancel was sent times out the same way.
+    retry_ns
+        An ``UNKNOWN`` order the query could not settle (no answer, or a venue that does not
+        know it yet) is queried again after this long.
+    check_ns
+        Every open order without an event for this long is queried (``None``: never): recovers
+        events the venue sent but that never arrived.
+    not_found_grace_ns
+        A venue that does not know an order younger than this may not have received it yet;
+        an older one never arrived (the venue's request window, e.g. Binance ``recvWindow``),
+        and the order is ``REJECTED``.
+    """
+
+    submit_ns: int = 5_000_000_000
+    cancel_ns: int = 5_000_000_000
+    retry_ns: int = 5_000_000_000
+    check_ns: int | None = 30_000_000_000
+    not_found_grace_ns: int = 10_000_000_000
+
+    def __post_init__(self) -> None:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise OrderError(f"OrderTimeouts.{name} must be > 0 ns, got {value}")
 
 
 class ExecutionEngine:
@@ -62,6 +117,11 @@ class ExecutionEngine:
     journal
         Optional :class:`~tradebus.execution.journal.Journal` (paper/live): every command is
         written before it is sent to the venue, every event as it is applied.
+    timeouts
+        Run-time timeouts of venue requests (:class:`OrderTimeouts`); ``None`` (the simulated
+        venue, which never loses an answer):
+        no timers, an order whose request failed stays ``UNKNOWN`` until a query settles it
+        (:meth:`resolve_unknown`), and a venue that does not know an order is believed.
     """
 
     __slots__ = (
@@ -70,7 +130,10 @@ class ExecutionEngine:
         "_journal",
         "_om",
         "_portfolio",
+        "_retrying",
         "_risk",
+        "_seq",
+        "_timeouts",
         "_venue",
         "instruments",
     )
@@ -85,6 +148,7 @@ class ExecutionEngine:
         venue: Venue,
         portfolio: Portfolio,
         journal: Journal | None = None,
+        timeouts: OrderTimeouts | None = None,
     ) -> None:
         self._bus = bus
         self._clock = clock
@@ -95,7 +159,12 @@ class ExecutionEngine:
         self._portfolio = portfolio
         self._journal = journal
         risk.bind_orders(orders)  # working orders count in the position and exposure limits
+        self._timeouts = timeouts
+        self._seq = 0  # makes clock alert names unique
+        self._retrying: set[str] = set()  # orders with a query retry pending
         venue.bind(self.on_venue_event)
+        if timeouts is not None and timeouts.check_ns is not None:
+            clock.set_timer(f"orders-check-{id(self)}", timeouts.check_ns, self._check_open)
 
     @property
     def orders(self) -> OrderManager:
@@ -140,7 +209,16 @@ class ExecutionEngine:
         if journal is not None:
             journal.record_event(event)  # journaled before the venue is called
         self._bus.publish(event)
-        self._venue.submit(order)
+        try:
+            self._venue.submit(order)
+        except Exception as exc:  # noqa: BLE001 - the venue's failure is an answer we do not have
+            logger.opt(exception=exc).error("order {}: venue.submit raised", order.client_order_id)
+            if order.status is _S.SUBMITTED:
+                self._time_out(order, f"submit failed: {type(exc).__name__}: {exc}")
+            return order
+        timeouts = self._timeouts
+        if timeouts is not None and order.status is _S.SUBMITTED:
+            self._alert(order, "submit", timeouts.submit_ns, self._on_submit_timeout)
         return order
 
     def cancel(self, cmd: CancelOrder) -> None:
@@ -157,7 +235,16 @@ class ExecutionEngine:
             return
         if self._journal is not None:
             self._journal.record_command(cmd, order.client_order_id)
-        self._venue.cancel(order)
+        try:
+            self._venue.cancel(order)
+        except Exception as exc:  # noqa: BLE001 - did the cancel arrive? only a query can tell
+            logger.opt(exception=exc).error("order {}: venue.cancel raised", order.client_order_id)
+            if order.is_open and order.status is not _S.UNKNOWN:
+                self._time_out(order, f"cancel failed: {type(exc).__name__}: {exc}")
+            return
+        timeouts = self._timeouts
+        if timeouts is not None and order.is_open:
+            self._alert(order, "cancel", timeouts.cancel_ns, self._on_cancel_timeout)
 
     def modify(self, cmd: ModifyOrder) -> None:
         """Check a modification with the risk gate and send it to the venue.
@@ -204,11 +291,7 @@ class ExecutionEngine:
         self._venue.modify(order, cmd)
 
     def resolve_unknown(self, client_order_id: str) -> Order:
-        """Resolve an UNKNOWN order by querying the venue.
-
-        Fills the venue reports that were not booked yet are applied (and booked) first, then
-        the order moves to the venue's status. A venue that does not know the order at all
-        means the submit never arrived: the order resolves to REJECTED with that reason.
+        """Resolve an UNKNOWN order by querying the venue (see :meth:`reconcile_order`).
 
         Raises
         ------
@@ -216,42 +299,172 @@ class ExecutionEngine:
             Unknown id, or the order is not UNKNOWN.
         """
         order = self._om.order(client_order_id)
-        if order.status != OrderStatus.UNKNOWN:
+        if order.status is not _S.UNKNOWN:
             raise OrderError(f"order {client_order_id}: resolve_unknown needs UNKNOWN, status is {order.status}")
-        report = self._venue.query_order(order)
-        now = self._clock.now_ns()
+        return self.reconcile_order(client_order_id)
+
+    def reconcile_order(self, client_order_id: str) -> Order:
+        """Query the venue about an open order and apply what it reports.
+
+        Fills the venue reports that were not booked yet are applied (and booked) first, by
+        ``trade_id``; then, if the order's state still differs from the venue's (or is
+        ``UNKNOWN``), :class:`~tradebus.engine.messages.OrderResolved` moves it to the venue's
+        status, even when the missing fills moved it already (a partly filled, then canceled
+        order ends CANCELED). A venue that does not know the order is believed only for a
+        ``SUBMITTED`` or ``UNKNOWN`` order older than ``not_found_grace_ns`` (REJECTED then);
+        a query that raises or cannot settle an ``UNKNOWN`` order is retried after ``retry_ns``
+        (with :class:`OrderTimeouts`). Of a closed order only missing fills are booked.
+
+        Raises
+        ------
+        OrderError
+            If the client order id is unknown.
+        """
+        order = self._om.order(client_order_id)
+        try:
+            report = self._venue.query_order(client_order_id)
+        except Exception as exc:  # noqa: BLE001 - no answer: ask again later
+            logger.opt(exception=exc).warning("order {}: venue.query_order raised", client_order_id)
+            self._retry(order)
+            return order
         if report is None:
-            status, reason = OrderStatus.REJECTED, "venue has no such order (submit never arrived)"
+            if order.is_open:
+                self._not_found(order)
         else:
-            for fill in report.fills:
-                if fill.trade_id not in order.trade_ids:
-                    self.on_venue_event(fill)
-            if order.status != OrderStatus.UNKNOWN:
-                return order
-            status, reason = report.status, report.reason or "resolved by venue query"
-            if status == OrderStatus.SUBMITTED:
-                status = OrderStatus.ACCEPTED
-        self._event(OrderResolved(order.strategy_id, order.instrument_id, client_order_id, status, reason, now, now))
+            self._apply_report(order, report)
         return order
+
+    def _not_found(self, order: Order) -> None:
+        status = order.status
+        if status is not _S.UNKNOWN and status is not _S.SUBMITTED:
+            logger.error("order {}: {} here, but the venue does not know it; left as is", order.client_order_id, status)
+            return
+        now = self._clock.now_ns()
+        timeouts = self._timeouts
+        age = now - order.ts_created
+        if timeouts is not None and age < timeouts.not_found_grace_ns:
+            if status is _S.UNKNOWN:
+                self._retry(order)  # the submit may still be on its way
+            return
+        reason = f"venue has no such order {age / 1e9:.3f} s after it was sent (the submit never arrived)"
+        self._event(OrderResolved(order.strategy_id, order.instrument_id, order.client_order_id, _S.REJECTED, reason, now, now))
+
+    def _apply_report(self, order: Order, report: OrderStatusReport) -> None:
+        trade_ids = order.trade_ids
+        for fill in report.fills:
+            if fill.trade_id not in trade_ids:
+                self.on_venue_event(fill)
+                trade_ids = order.trade_ids
+        status = report.status
+        if status in (_S.SUBMITTED, _S.ACCEPTED, _S.TRIGGERED) and order.filled_qty:
+            status = _S.PARTIALLY_FILLED
+        if order.is_open and (order.status is _S.UNKNOWN or order.status != status):
+            now = self._clock.now_ns()
+            reason = report.reason or "resolved by venue query"
+            event = OrderResolved(order.strategy_id, order.instrument_id, order.client_order_id, status, reason, now, now)
+            self._event(event)
+
+    # ------------------------------------------------------------------ timeouts
+
+    def _time_out(self, order: Order, reason: str) -> None:
+        """Move an open order to UNKNOWN and query the venue about it at once."""
+        now = self._clock.now_ns()
+        logger.warning("order {}: {}; state UNKNOWN, querying the venue", order.client_order_id, reason)
+        self._event(OrderTimedOut(order.strategy_id, order.instrument_id, order.client_order_id, reason, now, now))
+        self.reconcile_order(order.client_order_id)
+
+    def _alert(self, order: Order, what: str, delay_ns: int, callback: Any) -> None:
+        self._seq += 1
+        name = f"order-{what}-{order.client_order_id}-{self._seq}"
+        self._clock.set_alert(name, self._clock.now_ns() + delay_ns, lambda _event: callback(order))
+
+    def _on_submit_timeout(self, order: Order) -> None:
+        if order.status is _S.SUBMITTED:
+            self._time_out(order, f"no answer to the submit within {self._timeouts.submit_ns / 1e9:g} s")  # type: ignore[union-attr]
+
+    def _on_cancel_timeout(self, order: Order) -> None:
+        if order.is_open and order.status is not _S.UNKNOWN:
+            self._time_out(order, f"cancel not confirmed within {self._timeouts.cancel_ns / 1e9:g} s")  # type: ignore[union-attr]
+
+    def _retry(self, order: Order) -> None:
+        timeouts = self._timeouts
+        if timeouts is not None and order.client_order_id not in self._retrying:
+            self._retrying.add(order.client_order_id)
+            self._alert(order, "query", timeouts.retry_ns, self._on_retry)
+
+    def _on_retry(self, order: Order) -> None:
+        self._retrying.discard(order.client_order_id)
+        self.reconcile_order(order.client_order_id)
+
+    def _check_open(self, event: Any) -> None:
+        """Query every open order silent for ``check_ns`` (recovers lost venue events)."""
+        horizon = event.ts_event - self._timeouts.check_ns  # type: ignore[union-attr]
+        for order in self._om.open_orders():
+            if order.ts_last <= horizon:
+                self.reconcile_order(order.client_order_id)
 
     # ---------------------------------------------------------------- venue side
 
     def on_venue_event(self, event: Any) -> None:
-        """Apply a venue event to its order (and the portfolio for a fill) and publish it."""
-        self._om.apply(event)
+        """Apply a venue event to its order (and the portfolio for a fill) and publish it.
+
+        An event the order manager drops (a repeat, or older than what the order knows) is
+        neither journaled nor published; a fill of an unknown order goes to
+        :meth:`on_external_fill`.
+        """
+        om = self._om
         journal = self._journal
-        if journal is not None:
-            journal.record_event(event)
         if type(event) is OrderFilled:
+            order = om.get(event.client_order_id)
+            if order is None:
+                self.on_external_fill(event)
+                return
+            if om.apply_fill(order, event) is None:
+                return
+            if journal is not None:
+                journal.record_event(event)
             change = self._portfolio.apply_fill(event)
             bus = self._bus
             bus.publish(event)
             bus.publish(change)
         else:
+            order = om.apply(event)
+            if order is None:
+                return
+            if journal is not None:
+                journal.record_event(event)
             self._bus.publish(event)
+            cls = type(event)
+            if cls is OrderCanceled or cls is OrderExpired:
+                self._check_closed(order, event.filled_qty)
+
+    def _check_closed(self, order: Order, venue_filled: float) -> None:
+        """Ask the venue for the fills of a closed order whose booked quantity may fall short.
+
+        ``venue_filled`` is the venue's cumulative quantity from the closing event: more than
+        booked means fills are missing; NaN (the venue did not say) is checked when the engine
+        has timeouts (a venue whose events can be lost).
+        """
+        if venue_filled > order.filled_qty * (1.0 + 1e-9) or (venue_filled != venue_filled and self._timeouts):
+            self.reconcile_order(order.client_order_id)
+
+    def on_external_fill(self, fill: OrderFilled) -> None:
+        """Book a fill of an order this process never created (once per ``trade_id``).
+
+        The position is real, so it is booked (and journaled, so a restart keeps it), with an
+        ``UNKNOWN_ORDER`` anomaly. The hook where live reconciliation reports external orders.
+        """
+        if not self._om.note_external_fill(fill):
+            return
+        if self._journal is not None:
+            self._journal.record_event(fill)
+        change = self._portfolio.apply_fill(fill)
+        self._bus.publish(fill)
+        self._bus.publish(change)
 
     def _event(self, event: Any) -> None:
-        self._om.apply(event)
+        if self._om.apply(event) is None:
+            return
         if self._journal is not None:
             self._journal.record_event(event)
         self._bus.publish(event)

@@ -2,9 +2,8 @@
 
 Every change of an order's state is caused by an event (``OrderSubmitted``,
 ``OrderAccepted``, ``OrderFilled``, ...) applied through :meth:`OrderManager.apply`.
-The allowed transitions are the explicit table :data:`TRANSITIONS`, keyed by
-``(status, event kind)``; anything else raises :class:`~tradebus.errors.InvalidTransition`
-naming the order, its state and the event.
+The regular transitions are the explicit table :data:`TRANSITIONS`, keyed by
+``(status, event kind)``.
 
 State machine::
 
@@ -20,10 +19,30 @@ State machine::
      PARTIALLY_FILLED ──fill──▶ FILLED
      (any working state) ──canceled──▶ CANCELED, ──expired──▶ EXPIRED
 
-``UNKNOWN`` is entered when a submit or a cancel timed out (:class:`OrderTimedOut`): the
-order may or may not be at the venue. It is *never* treated as rejected; it is resolved
-by querying the venue (``Venue.query_order``) and applying what the venue reports
-(missing fills, then :class:`OrderResolved` or a regular event).
+``UNKNOWN`` is entered when a submit or a cancel timed out or failed (:class:`OrderTimedOut`):
+the order may or may not be at the venue. It is *never* treated as rejected; it is resolved
+by querying the venue (``Venue.query_order``) and applying what the venue reports (missing
+fills, then :class:`OrderResolved`).
+
+Races of real venues
+--------------------
+A venue's events may arrive late, twice, out of order, or for an id this process never
+created. None of these raises, and no fill is lost or booked twice:
+
+* a fill is deduplicated by its venue ``trade_id`` (per order); a repeat is dropped with an
+  :class:`~tradebus.engine.messages.OrderAnomaly` ``DUPLICATE_FILL``;
+* any other fill is applied, whatever the order's state: after a cancel or expiry
+  (``FILL_AFTER_CLOSE``; the order stays closed unless the fill completes it), beyond the
+  order's quantity (``OVERFILL``; the order is FILLED), on an order believed REJECTED
+  (``REOPENED``; it was alive at the venue after all);
+* a status event the table has no entry for is older than what the order already knows
+  (an acknowledgement after a fill, a cancel after the order filled) or repeats it; it is
+  dropped (``STALE_EVENT``, ``DUPLICATE_EVENT``), except on a REJECTED order, which it reopens;
+* an event for an unknown client order id changes no order (``UNKNOWN_ORDER``); the execution
+  engine still books such a fill (the position is real), once per ``trade_id``.
+
+A dropped event returns ``None`` from :meth:`OrderManager.apply`; the caller neither journals
+nor publishes it. Anomalies are published on the bus as they are found.
 """
 
 from __future__ import annotations
@@ -31,21 +50,25 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import msgspec
+from loguru import logger
 
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import Clock
 from tradebus.engine.messages import (
+    AnomalyKind,
     OrderAccepted,
+    OrderAnomaly,
     OrderCanceled,
     OrderDenied,
     OrderExpired,
     OrderFilled,
     OrderModified,
     OrderRejected,
+    OrderResolved,
     OrderSide,
     OrderStatus,
     OrderSubmitted,
+    OrderTimedOut,
     OrderTriggered,
     OrderType,
     SubmitOrder,
@@ -63,29 +86,6 @@ __all__ = [
     "OrderResolved",
     "OrderTimedOut",
 ]
-
-
-class OrderTimedOut(msgspec.Struct, frozen=True, gc=False):
-    """A submit or cancel got no answer in time: the order's state at the venue is unknown."""
-
-    strategy_id: str
-    instrument_id: str
-    client_order_id: str
-    reason: str
-    ts_event: int
-    ts_init: int
-
-
-class OrderResolved(msgspec.Struct, frozen=True, gc=False):
-    """The venue was queried about an ``UNKNOWN`` order and reported ``status``."""
-
-    strategy_id: str
-    instrument_id: str
-    client_order_id: str
-    status: OrderStatus
-    reason: str
-    ts_event: int
-    ts_init: int
 
 
 S = OrderStatus
@@ -128,13 +128,34 @@ TRANSITIONS: dict[tuple[OrderStatus, str], OrderStatus] = {
     (S.UNKNOWN, "filled"): S.FILLED,
     (S.UNKNOWN, "canceled"): S.CANCELED,
     (S.UNKNOWN, "expired"): S.EXPIRED,
-    (S.UNKNOWN, "resolved"): S.UNKNOWN,  # placeholder: the target is the event's status
+    (S.UNKNOWN, "modified"): S.UNKNOWN,
+    # ``resolved``: the target is the event's status (a query's answer may move any open order).
+    **{(status, "resolved"): S.UNKNOWN for status in (S.SUBMITTED, S.ACCEPTED, S.TRIGGERED, S.PARTIALLY_FILLED)},
+    (S.UNKNOWN, "resolved"): S.UNKNOWN,
 }
 
-#: Statuses an ``OrderResolved`` may move an UNKNOWN order to.
+#: Statuses an ``OrderResolved`` may move an order to (``SUBMITTED``: the venue has the order
+#: but has not acknowledged it yet).
 _RESOLVABLE = frozenset(
-    {S.ACCEPTED, S.TRIGGERED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED}
+    {S.SUBMITTED, S.ACCEPTED, S.TRIGGERED, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED}
 )
+#: Statuses that claim no fill: an order with fills in one of them is PARTIALLY_FILLED.
+_UNFILLED = frozenset({S.SUBMITTED, S.ACCEPTED, S.TRIGGERED})
+#: The status a venue status event stands for (``None``: depends on the event).
+_MEANS: dict[str, OrderStatus | None] = {
+    "accepted": S.ACCEPTED,
+    "rejected": S.REJECTED,
+    "triggered": S.TRIGGERED,
+    "modified": None,
+    "canceled": S.CANCELED,
+    "expired": S.EXPIRED,
+    "timed_out": S.UNKNOWN,
+    "resolved": None,
+}
+#: A REJECTED order (a venue that did not know it, asked too early) seen alive again.
+_REOPEN = {"accepted": S.ACCEPTED, "triggered": S.TRIGGERED, "canceled": S.CANCELED, "expired": S.EXPIRED}
+#: Closed statuses a late fill leaves as they are (unless it completes the order).
+_CLOSED_KEEP = frozenset({S.CANCELED, S.EXPIRED, S.DENIED, S.INITIALIZED})
 
 _EVENT_KIND: dict[type, str] = {
     OrderDenied: "denied",
@@ -290,20 +311,21 @@ class OrderManager:
     Parameters
     ----------
     bus
-        Where :meth:`process` publishes the events it applies.
+        Where :meth:`process` publishes the events it applies, and where every
+        :class:`~tradebus.engine.messages.OrderAnomaly` goes.
     clock
-        Source of ``ts_created`` for new orders.
+        Source of ``ts_created`` for new orders and of anomalies' ``ts_init``.
     client_ids
         Issues the client order ids (:mod:`tradebus.execution.client_ids`); a backtest's
         deterministic ids when omitted.
 
     Notes
     -----
-    :meth:`apply` mutates state only after the whole event was checked (transition, overfill,
-    duplicate trade id), so a rejected event never leaves an order half-updated.
+    :meth:`apply` mutates state only after the whole event was checked, so an event it refuses
+    (malformed input) never leaves an order half-updated.
     """
 
-    __slots__ = ("_bus", "_clock", "_open", "_orders", "client_ids")
+    __slots__ = ("_bus", "_clock", "_external", "_open", "_orders", "client_ids")
 
     def __init__(self, bus: MessageBus, clock: Clock, client_ids: ClientOrderIds | None = None) -> None:
         self._bus = bus
@@ -311,6 +333,8 @@ class OrderManager:
         self._orders: dict[str, Order] = {}
         self._open: dict[str, Order] = {}
         self.client_ids = client_ids if client_ids is not None else ClientOrderIds()
+        # (client_order_id, trade_id) of the fills of orders this process never created.
+        self._external: set[tuple[str, str]] = set()
 
     # ----------------------------------------------------------------- creation
 
@@ -359,28 +383,40 @@ class OrderManager:
 
     # --------------------------------------------------------------- transitions
 
-    def apply(self, event: Any) -> Order:
-        """Apply an order event to its order and return the order.
+    def apply(self, event: Any) -> Order | None:
+        """Apply an order event to its order; return the order, or ``None`` if the event was dropped.
+
+        An event is dropped (with an :class:`~tradebus.engine.messages.OrderAnomaly` on the bus)
+        when it repeats or predates what the order already knows, or names an unknown client
+        order id; see the module docstring. A venue's race never raises.
 
         Raises
         ------
         OrderError
-            Unknown client order id or event type, an overfill, or a duplicate trade id.
+            A message that is not an order event, a fill of non-positive or non-finite
+            quantity or price, or a modification below the filled quantity (malformed input).
         InvalidTransition
-            The event is not allowed in the order's current state.
+            An :class:`OrderResolved` to a status no query can report, or an ``OrderDenied`` /
+            ``OrderSubmitted`` (this process's own decisions) in a state they cannot follow.
         """
         order = self._orders.get(event.client_order_id)
-        if order is None:
-            raise OrderError(f"{type(event).__name__}: unknown client_order_id {event.client_order_id!r}")
         cls = type(event)
+        if order is None:
+            if cls is OrderFilled:
+                self.note_external_fill(event)
+            else:
+                self._anomaly(None, event, AnomalyKind.UNKNOWN_ORDER, "no order has this client_order_id")
+            return None
         if cls is OrderFilled:
-            return self._apply_fill(order, event)
+            return self.apply_fill(order, event)
         table = _BY_TYPE.get(cls)
         if table is None:
             raise OrderError(f"order {order.client_order_id}: {cls.__name__} is not an order event")
         target = table.get(order.status)
         if target is None:
-            raise self._invalid(order, _EVENT_KIND[cls], event)
+            target = self._off_table(order, _EVENT_KIND[cls], event)
+            if target is None:
+                return None
         if cls is OrderSubmitted or cls is OrderTriggered:
             pass
         elif cls is OrderAccepted:
@@ -396,11 +432,13 @@ class OrderManager:
             order.trigger_price = event.trigger_price
         elif cls is OrderResolved:
             if event.status not in _RESOLVABLE:
-                raise InvalidTransition(f"order {order.client_order_id}: cannot resolve UNKNOWN to {event.status}")
+                raise InvalidTransition(f"order {order.client_order_id}: cannot resolve {order.status} to {event.status}")
             target = event.status
             order.reason = event.reason
         else:
             order.reason = event.reason
+        if order.filled_qty and target in _UNFILLED:
+            target = S.PARTIALLY_FILLED  # e.g. an UNKNOWN order with fills the venue reports working
         order.status = target
         order.ts_last = event.ts_event
         if target in OPEN_STATUSES:
@@ -409,24 +447,44 @@ class OrderManager:
             self._open.pop(order.client_order_id, None)
         return order
 
-    def _apply_fill(self, order: Order, fill: OrderFilled) -> Order:
+    def _off_table(self, order: Order, kind: str, event: Any) -> OrderStatus | None:
+        """Target of a status event :data:`TRANSITIONS` has no entry for (``None``: drop it)."""
+        status = order.status
+        if kind == "denied" or kind == "submitted":  # this process's own decisions: a bug, not a race
+            raise InvalidTransition(
+                f"order {order.client_order_id}: invalid transition from {status} on {kind} ({type(event).__name__})"
+            )
+        if status is S.REJECTED and kind in _REOPEN:
+            self._anomaly(order, event, AnomalyKind.REOPENED, f"{kind} after REJECTED: the venue has the order")
+            return _REOPEN[kind]
+        if kind == "accepted" and not order.venue_order_id:
+            order.venue_order_id = event.venue_order_id
+        means = event.status if kind == "resolved" else _MEANS[kind]
+        if means is status:
+            self._anomaly(order, event, AnomalyKind.DUPLICATE_EVENT, f"{kind} repeated in {status}")
+        else:
+            self._anomaly(order, event, AnomalyKind.STALE_EVENT, f"{kind} arrived in {status}: ignored")
+        return None
+
+    def apply_fill(self, order: Order, fill: OrderFilled) -> Order | None:
+        """Apply a fill of ``order`` (see :meth:`apply`); ``None`` if its ``trade_id`` was booked already."""
         qty = fill.last_qty
         px = fill.last_px
         trade_id = fill.trade_id
         trade_ids = order.trade_ids
+        if not (qty > 0.0 and qty < _INF and px > 0.0 and px < _INF):
+            raise self._bad_fill(order, fill)
+        if trade_id in trade_ids:
+            self._anomaly(order, fill, AnomalyKind.DUPLICATE_FILL, f"trade_id {trade_id!r} already booked")
+            return None
         prev = order.filled_qty
         total = prev + qty
         quantity = order.quantity
-        if (
-            not (qty > 0.0 and qty < _INF and px > 0.0 and px < _INF)
-            or trade_id in trade_ids
-            or total > quantity * (1.0 + _QTY_RTOL)
-        ):
-            raise self._bad_fill(order, fill)
         done = total >= quantity * (1.0 - _QTY_RTOL)
         target = (_ON_FILLED if done else _ON_PARTIAL).get(order.status)
-        if target is None:
-            raise self._invalid(order, "filled" if done else "partially_filled", fill)
+        odd = target is None or total > quantity * (1.0 + _QTY_RTOL)
+        if odd:
+            target = self._odd_fill(order, fill, done, total)
         order.avg_px = px if prev == 0.0 else (order.avg_px * prev + px * qty) / total
         order.filled_qty = total
         order.fee_paid += fill.fee
@@ -446,32 +504,62 @@ class OrderManager:
             self._open.pop(order.client_order_id, None)
         return order
 
+    def _odd_fill(self, order: Order, fill: OrderFilled, done: bool, total: float) -> OrderStatus:
+        """Target of a fill the table has no entry for, or an overfill; publishes the anomaly."""
+        status = order.status
+        if total > order.quantity * (1.0 + _QTY_RTOL):
+            kind, target = AnomalyKind.OVERFILL, S.FILLED
+            detail = f"filled {order.filled_qty} + {fill.last_qty} > quantity {order.quantity} in {status}"
+        elif status in _CLOSED_KEEP:
+            kind, target = AnomalyKind.FILL_AFTER_CLOSE, S.FILLED if done else status
+            detail = f"fill of {fill.last_qty} after {status}: booked"
+        elif status is S.REJECTED:
+            kind, target = AnomalyKind.REOPENED, S.FILLED if done else S.PARTIALLY_FILLED
+            detail = f"fill of {fill.last_qty} after REJECTED: the venue has the order"
+        else:  # FILLED within float tolerance of the quantity
+            kind, target = AnomalyKind.OVERFILL, S.FILLED
+            detail = f"fill of {fill.last_qty} after FILLED"
+        self._anomaly(order, fill, kind, detail)
+        return target
+
+    def note_external_fill(self, fill: OrderFilled) -> bool:
+        """Record a fill of an order this process never created; ``False`` if already recorded.
+
+        Publishes ``UNKNOWN_ORDER`` (new) or ``DUPLICATE_FILL`` (repeat, by ``trade_id``). The
+        caller books a new one: the position is real.
+        """
+        key = (fill.client_order_id, fill.trade_id)
+        if key in self._external:
+            self._anomaly(None, fill, AnomalyKind.DUPLICATE_FILL, f"trade_id {fill.trade_id!r} already booked")
+            return False
+        self._external.add(key)
+        self._anomaly(None, fill, AnomalyKind.UNKNOWN_ORDER, "fill of an order this process did not create: booked")
+        return True
+
+    def _anomaly(self, order: Order | None, event: Any, kind: AnomalyKind, detail: str) -> None:
+        name = type(event).__name__
+        coid = event.client_order_id
+        logger.warning("order {}: {} ({}): {}", coid, kind, name, detail)
+        now = self._clock.now_ns()
+        strategy_id = order.strategy_id if order is not None else getattr(event, "strategy_id", "")
+        self._bus.publish(
+            OrderAnomaly(strategy_id, event.instrument_id, coid, kind, name, detail, event.ts_event, now)
+        )
+
     @staticmethod
     def _bad_fill(order: Order, fill: OrderFilled) -> OrderError:
-        """The error of a fill :meth:`_apply_fill` refuses (checks in this order)."""
+        """The error of a malformed fill :meth:`apply_fill` refuses."""
         coid = order.client_order_id
         qty = fill.last_qty
         if not (qty > 0.0 and qty < _INF):
             return OrderError(f"order {coid}: fill quantity {qty!r} must be > 0")
-        if not (fill.last_px > 0.0 and fill.last_px < _INF):
-            return OrderError(f"order {coid}: fill price {fill.last_px!r} must be > 0")
-        if fill.trade_id in order.trade_ids:
-            return OrderError(f"order {coid}: duplicate fill, trade_id {fill.trade_id!r}")
-        return OrderError(
-            f"order {coid}: overfill: filled {order.filled_qty} + {qty} > quantity {order.quantity}"
-        )
+        return OrderError(f"order {coid}: fill price {fill.last_px!r} must be > 0")
 
-    @staticmethod
-    def _invalid(order: Order, kind: str, event: Any) -> InvalidTransition:
-        return InvalidTransition(
-            f"order {order.client_order_id}: invalid transition from {order.status} on {kind} "
-            f"({type(event).__name__})"
-        )
-
-    def process(self, event: Any) -> Order:
-        """:meth:`apply` the event, then publish it on the bus."""
+    def process(self, event: Any) -> Order | None:
+        """:meth:`apply` the event, then publish it on the bus unless it was dropped."""
         order = self.apply(event)
-        self._bus.publish(event)
+        if order is not None:
+            self._bus.publish(event)
         return order
 
     # ------------------------------------------------------------------ queries

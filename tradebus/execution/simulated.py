@@ -249,9 +249,9 @@ class SimulatedVenue(Venue):
         """Queue a modification (NaN fields unchanged), applied on arrival if still working."""
         self._queue(order.instrument_id, _MODIFY, order, cmd)
 
-    def query_order(self, order: Order) -> OrderStatusReport | None:
-        """The venue's view of ``order`` (``None`` if it never reached the venue)."""
-        sim = self._orders.get(order.client_order_id)
+    def query_order(self, client_order_id: str) -> OrderStatusReport | None:
+        """The venue's view of an order (``None`` if it never reached the venue)."""
+        sim = self._orders.get(client_order_id)
         if sim is None:
             return None
         return OrderStatusReport(

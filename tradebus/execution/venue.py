@@ -2,10 +2,15 @@
 
 A venue receives orders from the :class:`~tradebus.execution.engine.ExecutionEngine` and
 answers with order events (``OrderAccepted``, ``OrderRejected``, ``OrderTriggered``,
-``OrderModified``, ``OrderFilled``, ``OrderCanceled``, ``OrderExpired``, and
-``OrderTimedOut`` when a request got no answer in time) through the event handler bound with
-:meth:`Venue.bind`. Events may be emitted synchronously from any method or later (a live
-venue emits them from its user-stream task on the event loop's thread).
+``OrderModified``, ``OrderFilled``, ``OrderCanceled``, ``OrderExpired``) through the event
+handler bound with :meth:`Venue.bind`. Events may be emitted synchronously from any method or
+later (a live venue emits them from its user-stream task on the event loop's thread), late,
+twice or out of order: the order manager copes (see :mod:`tradebus.execution.orders`).
+
+A venue that definitively refuses an order emits ``OrderRejected``. A :meth:`Venue.submit` or
+:meth:`Venue.cancel` that raises means "no answer": the execution engine moves the order to
+``UNKNOWN`` and asks :meth:`Venue.query_order`, never assuming a rejection. Every
+``OrderFilled`` carries the venue's ``trade_id``; fills are deduplicated by it.
 
 Nothing here assumes where time comes from: a venue reads the injected clock only.
 """
@@ -31,7 +36,8 @@ class OrderStatusReport(msgspec.Struct, frozen=True, gc=False):
     """What a venue knows about one order, answered by :meth:`Venue.query_order`.
 
     ``fills`` lists every fill of the order the venue knows of (the order manager ignores
-    the ones it already booked, by ``trade_id``).
+    the ones it already booked, by ``trade_id``). ``status`` is the venue's: ``SUBMITTED``
+    for an order it holds but has not acknowledged yet.
     """
 
     client_order_id: str
@@ -82,10 +88,12 @@ class Venue(ABC):
         """Ask to change a working order's quantity, price or trigger (NaN fields unchanged)."""
 
     @abstractmethod
-    def query_order(self, order: Order) -> OrderStatusReport | None:
-        """What the venue knows of ``order`` now; ``None`` if the venue has no such order.
+    def query_order(self, client_order_id: str) -> OrderStatusReport | None:
+        """What the venue knows now of the order with this client id; ``None`` if it has none.
 
-        Used to resolve an order in the UNKNOWN state after a timed-out request.
+        Used to resolve an order in the UNKNOWN state after a timed-out or failed request, and
+        to recover events lost on the way (missing fills are booked from ``fills``). May raise
+        (no answer); the execution engine asks again later.
         """
 
     def on_bar(self, bar: Bar) -> None:  # noqa: B027 - optional hook, no-op for live venues

@@ -202,21 +202,22 @@ class PaperVenue(SimulatedVenue):
         self, clock: Clock, instruments: dict[str, Instrument], config: VenueConfig | None = None
     ) -> None:
         super().__init__(clock, instruments, config)
-        self._previous: set[str] = set()
+        self._previous: dict[str, Order] = {}
 
     def resume(self, positions: dict[str, float], previous_orders: Iterable[Order]) -> None:
         """Take over the journaled ``positions`` and the orders of the stopped process."""
         for iid, qty in positions.items():
             if iid in self._positions:
                 self._positions[iid] = qty
-        self._previous.update(order.client_order_id for order in previous_orders)
+        self._previous.update((order.client_order_id, order) for order in previous_orders)
 
-    def query_order(self, order: Order) -> OrderStatusReport | None:
-        """The venue's view of ``order``; an order of the stopped process is CANCELED by the restart."""
-        report = super().query_order(order)
-        if report is None and order.client_order_id in self._previous:
+    def query_order(self, client_order_id: str) -> OrderStatusReport | None:
+        """The venue's view of an order; an order of the stopped process is CANCELED by the restart."""
+        report = super().query_order(client_order_id)
+        order = self._previous.get(client_order_id)
+        if report is None and order is not None:
             return OrderStatusReport(
-                order.client_order_id,
+                client_order_id,
                 order.venue_order_id,
                 OrderStatus.CANCELED,
                 order.filled_qty,

@@ -1,0 +1,255 @@
+"""Races a real venue produces, one test each: nothing raises, no fill is lost or booked twice.
+
+Each test fails on the order manager before the lifecycle fix (it raised on the event, before
+the portfolio booked the fill, or left the order SUBMITTED / open).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tradebus.engine.messages import (
+    AnomalyKind,
+    CancelOrder,
+    OrderAccepted,
+    OrderCanceled,
+    OrderSide,
+    OrderStatus,
+    OrderTimedOut,
+)
+from tradebus.errors import OrderError
+from tradebus.execution.engine import OrderTimeouts
+
+from .venue_model import IID, build_rig
+
+S = OrderStatus
+SEC = 1_000_000_000
+TIMEOUTS = OrderTimeouts(
+    submit_ns=5 * SEC, cancel_ns=5 * SEC, retry_ns=2 * SEC, check_ns=30 * SEC, not_found_grace_ns=10 * SEC
+)
+
+
+def test_fill_after_cancel_is_booked_with_an_anomaly_and_the_order_stays_canceled() -> None:
+    rig = build_rig()
+    coid = rig.submit(2.0)
+    v = rig.venue
+    v.arrive(coid)
+    v.fill(coid, 0.5)  # the venue fills, then cancels the rest; the wire reorders the two
+    v.cancels.append(coid)
+    v.cancel_arrives(says_filled=False)
+    v.deliver(0)  # accepted
+    v.deliver(1)  # canceled, before the fill that happened first
+    v.deliver(0)  # the fill
+    assert rig.position() == 0.5
+    assert rig.status(coid) == S.CANCELED and rig.orders.order(coid).filled_qty == 0.5
+    assert [a.kind for a in rig.anomalies()] == [AnomalyKind.FILL_AFTER_CLOSE]
+
+
+def test_cancel_reporting_more_filled_than_booked_fetches_the_lost_fill() -> None:
+    rig = build_rig()
+    coid = rig.submit(2.0)
+    v = rig.venue
+    v.arrive(coid)
+    v.fill(coid, 0.5)
+    v.cancels.append(coid)
+    v.cancel_arrives()  # carries filled 0.5
+    v.wire.pop(1)  # the fill is lost
+    v.deliver_all()
+    assert v.queries == 1 and rig.position() == 0.5
+    assert rig.status(coid) == S.CANCELED and rig.orders.order(coid).filled_qty == 0.5
+
+
+def test_fill_after_expiry_is_booked() -> None:
+    rig = build_rig()
+    coid = rig.submit(2.0)
+    v = rig.venue
+    v.arrive(coid)
+    v.fill(coid, 1.0)
+    v.expire(coid, says_filled=False)
+    v.deliver(0)
+    v.deliver(1)  # expired
+    v.deliver(0)  # fill
+    assert rig.position() == 1.0 and rig.status(coid) == S.EXPIRED
+    assert rig.anomalies(AnomalyKind.FILL_AFTER_CLOSE)
+
+
+def test_fill_before_acknowledgement_then_late_ack_then_more_fills() -> None:
+    rig = build_rig()
+    coid = rig.submit(2.0)
+    v = rig.venue
+    v.arrive(coid)
+    v.fill(coid, 0.5)
+    v.fill(coid, 1.5)
+    v.deliver(1)  # first fill before the ack
+    v.deliver(0)  # ack after a fill: stale, dropped
+    v.deliver(0)  # last fill
+    order = rig.orders.order(coid)
+    assert order.status == S.FILLED and order.filled_qty == 2.0 and order.venue_order_id == "V1"
+    assert rig.position() == 2.0
+    assert [a.kind for a in rig.anomalies()] == [AnomalyKind.STALE_EVENT]
+
+
+def test_duplicate_fill_is_booked_once() -> None:
+    rig = build_rig()
+    coid = rig.submit(2.0)
+    v = rig.venue
+    v.arrive(coid)
+    v.fill(coid, 1.0)
+    v.deliver(0)
+    v.deliver(0, keep=True)
+    v.deliver(0)  # the same fill again (same trade_id)
+    assert rig.position() == 1.0 and len(rig.booked()) == 1
+    assert rig.orders.order(coid).filled_qty == 1.0
+    assert [a.kind for a in rig.anomalies()] == [AnomalyKind.DUPLICATE_FILL]
+
+
+def test_duplicate_ack_and_cancel_are_dropped() -> None:
+    rig = build_rig()
+    coid = rig.submit(1.0)
+    v = rig.venue
+    v.arrive(coid)
+    v.deliver(0, keep=True)
+    v.deliver(0)
+    v.cancels.append(coid)
+    v.cancel_arrives()
+    v.deliver(0, keep=True)
+    v.deliver(0)
+    assert rig.status(coid) == S.CANCELED
+    assert [e.client_order_id for e in rig.published if type(e) in (OrderAccepted, OrderCanceled)] == [coid, coid]
+    assert [a.kind for a in rig.anomalies()] == [AnomalyKind.DUPLICATE_EVENT, AnomalyKind.DUPLICATE_EVENT]
+
+
+def test_cancel_confirmation_after_fill_is_stale() -> None:
+    rig = build_rig()
+    coid = rig.submit(1.0)
+    v = rig.venue
+    v.arrive(coid)
+    v.deliver(0)
+    v.fill(coid, 1.0)
+    v.deliver(0)
+    now = rig.clock.now_ns()
+    rig.engine.on_venue_event(OrderCanceled("s", IID, coid, "late cancel", now, now))
+    assert rig.status(coid) == S.FILLED and rig.position() == 1.0
+    assert rig.anomalies(AnomalyKind.STALE_EVENT)
+
+
+def test_fill_for_unknown_client_id_is_booked_once_with_an_anomaly() -> None:
+    rig = build_rig()
+    v = rig.venue
+    v.external_fill("web-123", OrderSide.SELL, 0.3)
+    v.deliver(0, keep=True)
+    v.deliver(0)
+    assert rig.position() == -0.3 and len(rig.booked()) == 1
+    assert rig.orders.get("web-123") is None  # no order invented
+    assert [a.kind for a in rig.anomalies()] == [AnomalyKind.UNKNOWN_ORDER, AnomalyKind.DUPLICATE_FILL]
+
+
+def test_status_event_for_unknown_client_id_is_reported_not_invented() -> None:
+    rig = build_rig()
+    now = rig.clock.now_ns()
+    rig.engine.on_venue_event(OrderAccepted("s", IID, "ghost-1", "V9", now, now))
+    assert rig.orders.get("ghost-1") is None and rig.anomalies(AnomalyKind.UNKNOWN_ORDER)
+
+
+def test_submit_that_raises_after_reaching_the_venue_is_unknown_then_resolved_by_query() -> None:
+    rig = build_rig()
+    v = rig.venue
+    v.fail_next_submit = "after"  # the venue took the order, the answer was lost
+    coid = rig.submit(1.0)
+    assert v.queries == 1 and rig.status(coid) == S.ACCEPTED  # queried at once, not left SUBMITTED
+    v.fill(coid, 1.0)
+    v.deliver_all()
+    assert rig.status(coid) == S.FILLED and rig.position() == 1.0
+
+
+def test_submit_that_raises_before_reaching_the_venue_never_stays_submitted() -> None:
+    rig = build_rig()
+    rig.venue.fail_next_submit = "before"
+    coid = rig.submit(1.0)
+    order = rig.orders.order(coid)
+    assert order.status == S.REJECTED and "never arrived" in order.reason
+    assert rig.orders.open_count == 0  # target_position is not blocked by a phantom working order
+
+
+def test_submit_that_raises_with_timeouts_stays_unknown_until_the_grace_ends() -> None:
+    rig = build_rig(TIMEOUTS)
+    rig.venue.fail_next_submit = "before"
+    coid = rig.submit(1.0)
+    assert rig.status(coid) == S.UNKNOWN  # not assumed rejected: the request may be in flight
+    rig.clock.advance_to(rig.clock.now_ns() + 9 * SEC)
+    assert rig.status(coid) == S.UNKNOWN and rig.venue.queries >= 4  # asked again every retry_ns
+    rig.clock.advance_to(rig.clock.now_ns() + 2 * SEC)
+    assert rig.status(coid) == S.REJECTED
+
+
+def test_unknown_partly_filled_then_canceled_resolves_canceled() -> None:
+    rig = build_rig()
+    v = rig.venue
+    coid = rig.submit(2.0)
+    v.arrive(coid)
+    v.fill(coid, 0.5)
+    v.cancels.append(coid)
+    v.cancel_arrives()
+    v.wire.clear()  # all lost
+    with pytest.raises(OrderError, match="needs UNKNOWN"):
+        rig.engine.resolve_unknown(coid)
+    rig.engine.on_venue_event(OrderTimedOut("s", IID, coid, "cancel timed out", 2, 2))
+    order = rig.engine.resolve_unknown(coid)
+    assert order.status == S.CANCELED and not order.is_open
+    assert order.filled_qty == 0.5 and rig.position() == 0.5
+
+
+def test_submit_without_answer_times_out_to_unknown_and_is_resolved_by_query() -> None:
+    rig = build_rig(TIMEOUTS)
+    v = rig.venue
+    coid = rig.submit(1.0)
+    v.arrive(coid)
+    v.fill(coid, 1.0)
+    v.wire.clear()  # ack and fill lost
+    rig.clock.advance_to(rig.clock.now_ns() + 5 * SEC)
+    assert rig.status(coid) == S.FILLED and rig.position() == 1.0
+
+
+def test_cancel_without_confirmation_times_out_and_query_finds_the_order_working() -> None:
+    rig = build_rig(TIMEOUTS)
+    v = rig.venue
+    coid = rig.submit(1.0)
+    v.arrive(coid)
+    v.deliver()
+    now = rig.clock.now_ns()
+    rig.engine.cancel(CancelOrder("s", IID, coid, now, now))
+    v.cancels.clear()  # the cancel never reaches the venue
+    rig.clock.advance_to(now + 5 * SEC)
+    assert rig.status(coid) == S.ACCEPTED  # UNKNOWN, then the venue says it still works
+    assert v.queries == 1
+
+
+def test_lost_fill_of_a_working_order_is_recovered_by_the_periodic_check() -> None:
+    rig = build_rig(TIMEOUTS)
+    v = rig.venue
+    coid = rig.submit(1.0)
+    v.arrive(coid)
+    v.deliver()
+    v.fill(coid, 1.0)
+    v.wire.clear()
+    rig.clock.advance_to(rig.clock.now_ns() + 61 * SEC)
+    assert rig.status(coid) == S.FILLED and rig.position() == 1.0
+
+
+def test_late_accept_reopens_an_order_rejected_because_the_venue_did_not_know_it() -> None:
+    rig = build_rig()  # no timeouts: a venue that does not know the order is believed at once
+    v = rig.venue
+    v.fail_next_submit = "before"
+    coid = rig.submit(1.0)
+    assert rig.status(coid) == S.REJECTED
+    v.submits[coid] = (rig.orders.order(coid), rig.clock.now_ns())
+    v.arrive(coid)
+    v.fill(coid, 1.0)
+    v.deliver_all()
+    assert rig.status(coid) == S.FILLED and rig.position() == 1.0
+    assert rig.anomalies(AnomalyKind.REOPENED)
+
+
+def test_timeouts_must_be_positive() -> None:
+    with pytest.raises(OrderError, match="submit_ns"):
+        OrderTimeouts(submit_ns=0)
