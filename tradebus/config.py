@@ -117,7 +117,9 @@ class _Model(BaseModel):
 class InstrumentConfig(_Model):
     """One tradable instrument; becomes a :class:`~tradebus.engine.instrument.Instrument`.
 
-    Fees are fractions of notional (0.001 = 10 bps), negative for a rebate.
+    Fees are fractions of notional (0.001 = 10 bps), negative for a rebate. ``margin: true``
+    marks a spot instrument as margin-enabled (it may be sold short and bought on credit);
+    without it a spot instrument is cash-only (see :mod:`tradebus.account`).
     """
 
     venue: str = Field(min_length=1)
@@ -131,6 +133,7 @@ class InstrumentConfig(_Model):
     min_quantity: float = Field(default=0.0, ge=0.0)
     maker_fee: float = Field(default=0.0, gt=-0.01, lt=0.1)
     taker_fee: float = Field(default=0.0, gt=-0.01, lt=0.1)
+    margin: bool = False
 
     @property
     def instrument_id(self) -> str:

@@ -8,7 +8,8 @@ same steps, in this order:
 2. the execution engine sees it (the venue matches working orders, the
    portfolio marks, the risk gate updates prices and breakers), so an order
    decided on an earlier event can fill on this one but never on the event it
-   was decided on;
+   was decided on (on bars: only on a bar that opened at or after the order
+   arrived, whichever instrument or timer it was decided on);
 3. the cache stores it and the instrument's feature bank is updated;
 4. it is published on the bus to the strategies (and any other subscriber);
 5. the equity curve is sampled when the message crosses a sampling boundary.
@@ -28,8 +29,11 @@ Two entry points run these steps:
   - the execution engine is skipped while no order is working and no drawdown
     breaker is configured (it would only mark prices); the skipped marks are
     made before the next order is submitted, before each equity sample and
-    when a strategy asks for its equity (:meth:`Kernel.sync_marks`). Orders
-    must therefore go through :meth:`Kernel.submit` (the strategy helpers do);
+    when a strategy asks for its equity (:meth:`Kernel.sync_marks`), and the
+    simulated venue is told each instrument's latest bar close before the next
+    order (it is the open of the next bar, before which a bar order cannot
+    fill). Orders must therefore go through :meth:`Kernel.submit` (the
+    strategy helpers do);
   - the clock is moved by assignment (its timer heap is consulted only when a timer is
     due), after one vectorised check that the batch's times are in order;
   - the cyclic garbage collector runs rarely during the loop (see :func:`_rare_gc`).
@@ -237,6 +241,7 @@ class Kernel:
         self.venue: Venue = (
             venue if venue is not None else SimulatedVenue(self.clock, self.instruments, venue_config or VenueConfig())
         )
+        self._note_bar_close = self.venue.note_bar_close if isinstance(self.venue, SimulatedVenue) else None
         self.execution = ExecutionEngine(
             self.bus, self.clock, self.instruments, self.risk, self.orders, self.venue, self.portfolio, journal
         )
@@ -326,8 +331,13 @@ class Kernel:
         """
         self.result.submit_reasons[cmd.client_order_id] = cmd.reason
         if not self._busy:
-            # The batch loop skipped the execution engine on this bar: catch up on its marks.
+            # The batch loop skipped the execution engine on this bar: catch up on its marks
+            # and tell the venue where each instrument's next bar opens.
             self.sync_marks()
+            note = self._note_bar_close
+            if note is not None:
+                for iid, bar in self.cache.bars.items():
+                    note(iid, bar.ts_init)
             self._busy = True
         self.execution.submit(cmd)
 
