@@ -7,7 +7,7 @@ from pathlib import Path
 
 import tradebus
 
-CORE = ("engine", "features", "strategies", "risk", "execution", "reports")
+CORE = ("engine", "features", "strategies", "risk", "execution", "account", "reports")
 OUTSIDE_CORE = ("tradebus.adapters", "tradebus.node", "tradebus.cli")
 
 

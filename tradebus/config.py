@@ -40,12 +40,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeFloat,
     PositiveFloat,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from tradebus.account import asset_names
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
@@ -58,6 +60,7 @@ __all__ = [
     "InstrumentConfig",
     "ReportConfig",
     "RunConfig",
+    "check_starting_balances",
     "StrategyConfig",
     "dump_config",
     "load_config",
@@ -249,8 +252,38 @@ class ReportConfig(_Model):
         return parse_duration(self.equity_interval)
 
 
+class _Funded(Protocol):
+    instruments: list[InstrumentConfig]
+    balances: dict[str, float] | None
+    model_fields_set: set[str]
+
+
+def check_starting_balances(config: _Funded) -> None:
+    """``initial_cash`` (the first instrument's quote asset) or ``balances`` (every asset), not both.
+
+    Raises
+    ------
+    ValueError
+        Both are given, or ``balances`` names an asset no instrument trades.
+    """
+    if config.balances is None:
+        return
+    if "initial_cash" in config.model_fields_set:
+        raise ValueError("give either 'initial_cash' (quote asset of the first instrument) or 'balances', not both")
+    assets = set()
+    for inst in config.instruments:
+        assets.update(asset_names(inst.to_instrument()))
+    for asset in config.balances:
+        if asset not in assets:
+            raise ValueError(f"balances.{asset}: no instrument has {asset!r} as base or quote asset ({sorted(assets)})")
+
+
 class RunConfig(_Model):
-    """A whole backtest (or paper) run."""
+    """A whole backtest (or paper) run.
+
+    Starting balances: ``initial_cash`` credits the first instrument's quote asset; ``balances``
+    (``{USDT: 10000, BTC: 0.5}``) sets every asset instead (see :mod:`tradebus.account`).
+    """
 
     data: DataConfig
     instruments: list[InstrumentConfig] = Field(min_length=1)
@@ -259,10 +292,12 @@ class RunConfig(_Model):
     risk: RiskConfig = Field(default_factory=RiskConfig)
     features: list[FeatureSpec] = Field(default_factory=list)
     initial_cash: PositiveFloat = 100_000.0
+    balances: dict[str, NonNegativeFloat] | None = None
     report: ReportConfig = Field(default_factory=ReportConfig)
 
     @model_validator(mode="after")
     def _cross_check(self) -> RunConfig:
+        check_starting_balances(self)
         ids = [i.instrument_id for i in self.instruments]
         if len(set(ids)) != len(ids):
             raise ValueError(f"instruments: duplicate instrument ids in {ids}")

@@ -39,7 +39,10 @@ T0 = 1_700_006_400_000_000_000  # 2023-11-15T00:00:00Z, a whole day
 
 
 def make_instrument(**overrides: Any) -> Instrument:
-    fields: dict[str, Any] = dict(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, taker_fee=0.0002)
+    # Margin-enabled: most kernel tests trade long and short (a cash-only spot account cannot short).
+    fields: dict[str, Any] = dict(
+        venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, taker_fee=0.0002, margin=True
+    )
     fields.update(overrides)
     return Instrument(**fields)
 

@@ -47,7 +47,7 @@ and written by :mod:`tradebus.reports.writers`.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -200,7 +200,10 @@ class Kernel:
     journal
         Journal of every order command and event (paper and live daemons); none in a backtest.
     initial_cash
-        Starting quote-currency balance.
+        Starting balance of the reporting currency (the first instrument's quote asset).
+    balances
+        Starting balance of every asset (``{"USDT": 10_000, "BTC": 0.5}``), instead of
+        ``initial_cash``; see :class:`~tradebus.engine.portfolio.Portfolio` for how equity values them.
     features
         Extra feature specs computed on every instrument (strategies add their own).
     equity_interval_ns
@@ -219,6 +222,7 @@ class Kernel:
         risk_factory: RiskFactory = RiskGate,
         journal: Journal | None = None,
         initial_cash: float = 100_000.0,
+        balances: Mapping[str, float] | None = None,
         features: Sequence[FeatureSpec] = (),
         equity_interval_ns: int = 3_600_000_000_000,
     ) -> None:
@@ -233,7 +237,7 @@ class Kernel:
             raise ConfigError(f"kernel: equity_interval_ns must be > 0, got {equity_interval_ns}")
         self.clock: Clock = clock if clock is not None else SimulatedClock()
         self.bus = MessageBus()
-        self.portfolio = Portfolio(self.instruments, initial_cash)
+        self.portfolio = Portfolio(self.instruments, initial_cash, balances)
         self._positions = {iid: self.portfolio.position_state(iid) for iid in self.instruments}
         self.orders = OrderManager(self.bus, self.clock)
         self.risk_config = risk_config or RiskConfig()
@@ -241,14 +245,19 @@ class Kernel:
         self.venue: Venue = (
             venue if venue is not None else SimulatedVenue(self.clock, self.instruments, venue_config or VenueConfig())
         )
-        self._note_bar_close = self.venue.note_bar_close if isinstance(self.venue, SimulatedVenue) else None
+        self.portfolio.account.bind(self.orders.open_orders, self.portfolio.last_price)
+        if isinstance(self.venue, SimulatedVenue):
+            self._note_bar_close: Callable[[str, int], None] | None = self.venue.note_bar_close
+            self.venue.funds_check = self.portfolio.account.check_fill
+        else:
+            self._note_bar_close = None
         self.execution = ExecutionEngine(
             self.bus, self.clock, self.instruments, self.risk, self.orders, self.venue, self.portfolio, journal
         )
         self.cache = Cache(self.portfolio, self.orders)
         self.strategies: list[Strategy] = []
         self.banks: dict[str, FeatureBank] = {}
-        self.result = RunResult(tuple(self.instruments), float(initial_cash))
+        self.result = RunResult(tuple(self.instruments), self.portfolio.initial_cash)
         self._extra_features = tuple(features)
         self._equity_interval = equity_interval_ns
         self._next_sample = -(2**63)
@@ -604,6 +613,11 @@ class Kernel:
             qty = portfolio.position(iid)
             if qty:
                 position_value += qty * portfolio.last_price(iid)
+        if portfolio.has_holdings:
+            position_value += portfolio.holdings_value()
+            if not self.result.equity:
+                # Returns are measured from the first valuation of the initial holdings.
+                self.result.initial_cash = portfolio.initial_cash + portfolio.holdings_value()
         self.result.equity.append(
             EquitySample(
                 ts,

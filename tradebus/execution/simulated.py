@@ -55,6 +55,12 @@ Time in force
     expire on arrival; otherwise they fill what the first matching event allows and expire
     the rest (FOK: all or nothing). For stops, IOC/FOK applies when they trigger.
 
+Balances
+    Before each fill the venue asks ``funds_check`` (the account's ``check_fill``) whether the
+    free balance covers it, as an exchange does at match time; a fill it refuses cancels the
+    order with the reason (a market buy that gapped above its estimate, a sell of coins that
+    are no longer held).
+
 Post-only and reduce-only
     A post-only order (limit or stop-limit) that would take liquidity on arrival is rejected.
     A reduce-only order that would not reduce the venue-side position (flat, or same side) is
@@ -73,6 +79,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 
 from loguru import logger
 
@@ -241,6 +248,9 @@ class SimulatedVenue(Venue):
         self._alerts = arrival_alerts and cfg.fill_on != "bars"
         self._alert_seq = 0
         self._alert_names: set[str] = set()
+        #: The exchange's balance check at match time, ``(order, qty, price, fee) -> reason | None``
+        #: (the kernel binds the account's ``check_fill``); a fill it refuses cancels the order.
+        self.funds_check: Callable[[Order, float, float, float], str | None] | None = None
 
     # ------------------------------------------------------------------ commands
 
@@ -663,6 +673,12 @@ class SimulatedVenue(Venue):
                 qty = room
         maker, taker = self._fees[iid]
         fee = qty * px * (maker if liq is _MAKER else taker)
+        funds_check = self.funds_check
+        if funds_check is not None:
+            why = funds_check(sim.order, qty, px, fee)
+            if why is not None:
+                self._close(sim, _CANCELED, why, ts)
+                return 0.0
         self._trade_ids += 1
         sim.filled += qty
         self._positions[iid] = pos + qty if sim.buy else pos - qty
