@@ -254,35 +254,51 @@ class ReportConfig(_Model):
 
 class _Funded(Protocol):
     instruments: list[InstrumentConfig]
+    initial_cash: float
     balances: dict[str, float] | None
     model_fields_set: set[str]
 
 
+_DEFAULT_CASH = 100_000.0
+
+
 def check_starting_balances(config: _Funded) -> None:
-    """``initial_cash`` (the first instrument's quote asset) or ``balances`` (every asset), not both.
+    """Check ``balances`` against the instruments and make ``initial_cash`` agree with it.
+
+    With ``balances``, ``initial_cash`` is the balance of the first instrument's quote asset
+    (set here, so a dumped config reloads); one given explicitly must agree with it.
 
     Raises
     ------
     ValueError
-        Both are given, or ``balances`` names an asset no instrument trades.
+        ``balances`` names an asset no instrument trades, or disagrees with ``initial_cash``.
     """
     if config.balances is None:
         return
-    if "initial_cash" in config.model_fields_set:
-        raise ValueError("give either 'initial_cash' (quote asset of the first instrument) or 'balances', not both")
     assets = set()
     for inst in config.instruments:
         assets.update(asset_names(inst.to_instrument()))
     for asset in config.balances:
         if asset not in assets:
-            raise ValueError(f"balances.{asset}: no instrument has {asset!r} as base or quote asset ({sorted(assets)})")
+            raise ValueError(
+                f"balances.{asset}: no instrument has {asset!r} as base or quote asset ({sorted(assets)})"
+            )
+    reporting = asset_names(config.instruments[0].to_instrument())[1]
+    cash = config.balances.get(reporting, 0.0)
+    if "initial_cash" in config.model_fields_set and config.initial_cash not in (cash, _DEFAULT_CASH):
+        raise ValueError(
+            f"initial_cash {config.initial_cash} disagrees with balances.{reporting} {cash}: give 'balances' only"
+        )
+    if cash > 0.0:
+        object.__setattr__(config, "initial_cash", cash)  # frozen model; keeps the dump consistent
 
 
 class RunConfig(_Model):
     """A whole backtest (or paper) run.
 
     Starting balances: ``initial_cash`` credits the first instrument's quote asset; ``balances``
-    (``{USDT: 10000, BTC: 0.5}``) sets every asset instead (see :mod:`tradebus.account`).
+    (``{USDT: 10000, BTC: 0.5}``) sets every asset instead (see :mod:`tradebus.account` and
+    :func:`check_starting_balances`).
     """
 
     data: DataConfig
@@ -291,7 +307,7 @@ class RunConfig(_Model):
     venue: VenueConfig = Field(default_factory=VenueConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     features: list[FeatureSpec] = Field(default_factory=list)
-    initial_cash: PositiveFloat = 100_000.0
+    initial_cash: PositiveFloat = _DEFAULT_CASH
     balances: dict[str, NonNegativeFloat] | None = None
     report: ReportConfig = Field(default_factory=ReportConfig)
 

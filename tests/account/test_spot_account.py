@@ -13,7 +13,8 @@ from tradebus.account import SpotCashAccount
 from tradebus.config import RunConfig
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import Bar, OrderSide, OrderType
+from tradebus.engine.messages import Bar, Liquidity, OrderFilled, OrderSide, OrderType
+from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import ConfigError
 from tradebus.strategies.base import Strategy
 
@@ -160,7 +161,8 @@ def test_usd_and_usdt_balances_stay_separate() -> None:
     usd, usdt = spot("BTC-USD", quote="USD"), spot("BTCUSDT")
     kernel = Kernel([usd, usdt], balances={"USD": 1_000.0, "USDT": 5_000.0})
     # 15 BTC-USD at ~100 needs USD 1500+: denied though USDT could pay; 15 BTCUSDT is fine.
-    script = {1: [(usd.instrument_id, BUY, OrderType.MARKET, 15.0, 0.0), (usdt.instrument_id, BUY, OrderType.MARKET, 15.0, 0.0)]}
+    script = {1: [(usd.instrument_id, BUY, OrderType.MARKET, 15.0, 0.0),
+                  (usdt.instrument_id, BUY, OrderType.MARKET, 15.0, 0.0)]}
     kernel.add_strategy(Script((usd.instrument_id, usdt.instrument_id), script))
     for k in (1, 2):
         kernel.process(bar(usdt.instrument_id, k, 100.0, 101.0, 99.0, 100.0))
@@ -234,8 +236,13 @@ def test_balances_config_accepts_assets_of_the_instruments_only_and_not_with_ini
     }
     with pytest.raises(ValueError, match="balances.ETH: no instrument has 'ETH'"):
         RunConfig.model_validate(_config(balances={"ETH": 1.0}))
-    with pytest.raises(ValueError, match="either 'initial_cash'"):
+    with pytest.raises(ValueError, match="initial_cash 5.0 disagrees with balances.USDT 1.0"):
         RunConfig.model_validate(_config(balances={"USDT": 1.0}, initial_cash=5.0))
+    # A dumped config (initial_cash written out) loads again with the same balances.
+    config = RunConfig.model_validate(_config(balances={"USDT": 2_000, "BTC": 0.5}))
+    assert config.initial_cash == 2_000.0
+    again = RunConfig.model_validate(config.model_dump(mode="json"))
+    assert again == config
     with pytest.raises(ValueError, match="greater than or equal to 0"):
         RunConfig.model_validate(_config(balances={"USDT": -1.0}))
 
@@ -246,3 +253,46 @@ def test_account_refuses_unknown_assets_and_bad_amounts() -> None:
         SpotCashAccount(instruments, {"DOGE": 1.0})
     with pytest.raises(ConfigError, match="must be finite and >= 0"):
         SpotCashAccount(instruments, {"USDT": math.nan})
+
+
+# ------------------------------------------------------------------------ equity identity with balances
+
+_fills = st.lists(
+    st.tuples(
+        st.integers(0, 2),  # BTC-USD, BTCUSDT, ETHUSDT
+        st.sampled_from([BUY, SELL]),
+        st.integers(1, 5_000).map(lambda n: n * 0.001),
+        st.integers(100, 1_000_000).map(lambda n: n * 0.01),
+        st.floats(-0.5, 5.0),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(fills=_fills, marks=st.tuples(*[st.integers(100, 1_000_000).map(lambda n: n * 0.01)] * 3))
+def test_balances_per_asset_and_the_equity_identity_hold_for_any_fills(
+    fills: list[tuple[int, OrderSide, float, float, float]], marks: tuple[float, float, float]
+) -> None:
+    instruments = [spot("BTC-USD", quote="USD", margin=True), spot(margin=True), spot("ETHUSDT", "ETH", margin=True)]
+    by_id = {i.instrument_id: i for i in instruments}
+    start = {"USD": 1_000.0, "USDT": 50_000.0, "BTC": 0.25}
+    pf = Portfolio(by_id, 0.0, start)
+    expected = dict(start) | {"ETH": 0.0}
+    for n, (k, side, qty, px, fee) in enumerate(fills):
+        inst = instruments[k]
+        trade = OrderFilled("s", inst.instrument_id, f"c{n}", "v", f"t{n}", side, qty, px, fee, Liquidity.TAKER, 1, 1)
+        pf.apply_fill(trade)
+        expected[inst.base] += side * qty
+        expected[inst.quote] -= side * qty * px + fee
+    for inst, mark in zip(instruments, marks, strict=True):
+        pf.mark(inst.instrument_id, mark)
+    for asset, amount in expected.items():
+        assert pf.account.balance(asset) == pytest.approx(amount, rel=1e-12, abs=1e-6)
+    # Cash is USD and USDT at par; the BTC holding is valued at BTC-USD (the reporting currency's pair).
+    assert pf.initial_cash == 51_000.0 and pf.holdings_value() == 0.25 * marks[0]
+    assert pf.cash == pytest.approx(pf.account.balance("USD") + pf.account.balance("USDT"), rel=1e-12, abs=1e-6)
+    scale = 51_000.0 + sum(q * p for _, _, q, p, _ in fills) + sum(marks) * 10
+    lhs = pf.equity() - pf.initial_cash - pf.holdings_value()
+    assert abs(lhs - (pf.realized_pnl + pf.unrealized_pnl() - pf.fees_paid)) <= 1e-9 * scale

@@ -486,7 +486,9 @@ class CrossTrader(Strategy):
             self.submit_limit(ETH, self._side(self.n), 1.0, px, reason="limit on btc bar")
 
 
-def cross_sources(root: Path, n: int = 600, btc: pa.Table | None = None, eth: pa.Table | None = None) -> list[ReplaySource]:
+def cross_sources(
+    root: Path, n: int = 600, btc: pa.Table | None = None, eth: pa.Table | None = None
+) -> list[ReplaySource]:
     catalog = Catalog(root)
     catalog.write(bar_table(n, seed=5) if btc is None else btc, "sim", "spot", "BTCUSD", "bars_1m", period="month")
     catalog.write(
