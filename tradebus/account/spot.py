@@ -16,10 +16,11 @@ Held by working orders (locked)
 Checks
     :meth:`SpotCashAccount.check_order` (called by the risk gate) denies an order that its
     asset's free balance cannot cover, with a reason naming the asset, the amount needed and
-    the amount available. :meth:`SpotCashAccount.check_fill` is the exchange's own check at
-    match time (the simulated venue calls it before each fill of a cash-only instrument and
-    cancels the order when it fails): a market order may fill above its estimate, and it is
-    never allowed to spend what other working orders hold. Together they keep every balance
+    the amount available (a market buy of an instrument with no price yet cannot be valued:
+    it passes, and holds nothing while it works). :meth:`SpotCashAccount.check_fill` is the
+    exchange's own check at match time (the simulated venue calls it before each fill of a
+    cash-only instrument and cancels the order when it fails): a market order may fill above
+    its estimate, and it is never allowed to spend what other working orders hold. Together they keep every balance
     of a cash-only instrument at or above zero: a fill passes only if it needs no more than
     the free balance.
 
@@ -134,7 +135,9 @@ class SpotCashAccount:
     def check_order(self, cmd: SubmitOrder, price: float) -> str | None:
         """Why the free balance cannot cover ``cmd`` (counting working orders), or ``None``.
 
-        ``price`` values a market buy (the last price; it is raised by the market buffer).
+        ``price`` values a market buy (the last price; it is raised by the market buffer). A
+        market buy of an instrument that has no price yet passes: :meth:`check_fill` still
+        refuses a fill the balance cannot pay.
         """
         spec = self._specs.get(cmd.instrument_id)
         if spec is None or not spec[2]:
@@ -143,7 +146,7 @@ class SpotCashAccount:
         if cmd.side > 0:
             px = self._buy_price(cmd.order_type, cmd.price, cmd.trigger_price, price)
             if px != px:
-                return f"buying_power: no price to value a {cmd.order_type} buy of {cmd.instrument_id}"
+                return None  # nothing priced yet: only the venue's check at fill time applies
             need, asset = qty * px * (1.0 + spec[3]), spec[1]
         else:
             need, asset = qty, spec[0]
@@ -197,7 +200,8 @@ class SpotCashAccount:
                 if spec[1] == asset:
                     last = self._price(order.instrument_id)
                     px = self._buy_price(order.order_type, order.price, order.trigger_price, last)
-                    held += leaves * px * (1.0 + spec[3]) if px == px else math.inf
+                    if px == px:
+                        held += leaves * px * (1.0 + spec[3])
             elif spec[0] == asset:
                 held += leaves
         return held

@@ -27,8 +27,10 @@ Bars (``fill_on="bars"``)
     When bars are skipped (no order working), :meth:`SimulatedVenue.note_bar_close` must be
     told each instrument's last bar close before the next action (the kernel does it).
     Open times taken from the previous bar are never later than the true open, so a gap in the
-    data can only delay an action, never let it fill earlier. The bar is walked along a path: open -> low ->
-    high -> close when ``close >= open`` ("up bar"), open -> high -> low -> close otherwise.
+    data can only delay an action, never let it fill earlier.
+
+    The bar is walked along a path: open -> low -> high -> close when ``close >= open``
+    ("up bar"), open -> high -> low -> close otherwise.
     The position along that path decides which of several orders and triggers happen first
     (ties keep arrival order; a trigger precedes the fill it causes).
 
