@@ -20,12 +20,15 @@ class Account(Protocol):
     funding and liquidation of its own.
     """
 
-    def bind(self, working: Callable[[], Iterable[Any]], price: Callable[[str], float]) -> None:
+    def bind(
+        self, working: Callable[[], Iterable[Any]], price: Callable[[str], float], count: Callable[[], int]
+    ) -> None:
         """Give the account the run's working orders and last prices (the kernel does it once).
 
         ``working()`` returns the open orders (objects with ``client_order_id``,
         ``instrument_id``, ``side``, ``order_type``, ``price``, ``trigger_price``,
-        ``leaves_qty``); ``price(instrument_id)`` the last price (NaN if none).
+        ``leaves_qty``, ``is_open``), ``count()`` how many there are (cheaply);
+        ``price(instrument_id)`` the last price (NaN if none).
         """
 
     def apply_fill(self, fill: OrderFilled) -> None:

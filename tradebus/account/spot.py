@@ -60,6 +60,10 @@ def _no_price(instrument_id: str) -> float:
     return _NAN
 
 
+def _no_count() -> int:
+    return 0
+
+
 class SpotCashAccount:
     """Balances per asset for cash spot trading (see the module docstring).
 
@@ -79,7 +83,7 @@ class SpotCashAccount:
         An unknown asset, or an amount that is negative or not finite.
     """
 
-    __slots__ = ("_buffer", "_price", "_specs", "_total", "_working", "instruments")
+    __slots__ = ("_buffer", "_count", "_price", "_specs", "_total", "_working", "instruments")
 
     def __init__(
         self, instruments: Mapping[str, Instrument], balances: Mapping[str, float], *, market_buffer: float = 0.02
@@ -107,11 +111,15 @@ class SpotCashAccount:
             self._total[asset] = float(amount)
         self._working: Callable[[], Iterable[Any]] = _no_orders
         self._price: Callable[[str], float] = _no_price
+        self._count: Callable[[], int] = _no_count
 
-    def bind(self, working: Callable[[], Iterable[Any]], price: Callable[[str], float]) -> None:
-        """Use ``working()`` as the open orders and ``price(instrument_id)`` as last prices."""
+    def bind(
+        self, working: Callable[[], Iterable[Any]], price: Callable[[str], float], count: Callable[[], int]
+    ) -> None:
+        """Use ``working()`` as the open orders (``count()`` of them) and ``price(instrument_id)`` as last prices."""
         self._working = working
         self._price = price
+        self._count = count
 
     # ------------------------------------------------------------------ updates
 
@@ -150,7 +158,8 @@ class SpotCashAccount:
             need, asset = qty * px * (1.0 + spec[3]), spec[1]
         else:
             need, asset = qty, spec[0]
-        held = self._held(asset, cmd.client_order_id)
+        # The order being checked is not working yet: with nothing working nothing is held.
+        held = self._held(asset, cmd.client_order_id) if self._count() else 0.0
         available = self._total[asset] - held
         if need > available:
             side = "BUY" if cmd.side > 0 else "SELL"
@@ -169,7 +178,9 @@ class SpotCashAccount:
             need, asset = quantity * price + fee, spec[1]
         else:
             need, asset = quantity, spec[0]
-        held = self._held(asset, order.client_order_id)
+        count = self._count()
+        # Only the filling order itself working: nothing else holds funds.
+        held = self._held(asset, order.client_order_id) if count > 1 or not order.is_open else 0.0
         available = self._total[asset] - held
         if need > available:
             return (

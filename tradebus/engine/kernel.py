@@ -245,7 +245,8 @@ class Kernel:
         self.venue: Venue = (
             venue if venue is not None else SimulatedVenue(self.clock, self.instruments, venue_config or VenueConfig())
         )
-        self.portfolio.account.bind(self.orders.open_orders, self.portfolio.last_price)
+        orders = self.orders
+        self.portfolio.account.bind(orders.open_orders, self.portfolio.last_price, lambda: orders.open_count)
         if isinstance(self.venue, SimulatedVenue):
             self._note_bar_close: Callable[[str, int], None] | None = self.venue.note_bar_close
             self.venue.funds_check = self.portfolio.account.check_fill
