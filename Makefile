@@ -22,8 +22,7 @@ backtest: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-BENCHES := features throughput execution market_data venue_books market_data_latency data
-BENCHES := features throughput execution journal market_data venue_books market_data_latency
+BENCHES := features throughput execution journal market_data venue_books market_data_latency data
 
 bench: $(STAMP)
 	@for b in $(BENCHES); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done

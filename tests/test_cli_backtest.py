@@ -34,7 +34,7 @@ def make_config(data_file: str = "bars.csv", **sections: Any) -> dict[str, Any]:
         "data": {"sources": [{"instrument": "BTC-USD.COINBASE", "file": data_file}]},
         "instruments": [
             {"venue": "COINBASE", "symbol": "BTC-USD", "base": "BTC", "quote": "USD", "tick_size": 0.01,
-             "lot_size": 1.0e-8, "min_notional": 1.0, "maker_fee": 0.004, "taker_fee": 0.006}
+             "lot_size": 1.0e-8, "min_notional": 1.0, "maker_fee": 0.004, "taker_fee": 0.006, "margin": True}
         ],
         "strategy": {"name": "ema_cross", "instruments": ["BTC-USD.COINBASE"],
                      "params": {"fast": 10, "slow": 30, "mode": "long_short", "quantity": 0.5}},

@@ -102,6 +102,7 @@ def build_kernel(config: RunConfig) -> Kernel:
         venue_config=config.venue,
         risk_config=config.risk,
         initial_cash=config.initial_cash,
+        balances=config.balances,
         features=config.features,
         equity_interval_ns=parse_duration(config.report.equity_interval),
     )

@@ -40,12 +40,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeFloat,
     PositiveFloat,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from tradebus.account import asset_names
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
@@ -58,6 +60,7 @@ __all__ = [
     "InstrumentConfig",
     "ReportConfig",
     "RunConfig",
+    "check_starting_balances",
     "StrategyConfig",
     "dump_config",
     "load_config",
@@ -117,7 +120,9 @@ class _Model(BaseModel):
 class InstrumentConfig(_Model):
     """One tradable instrument; becomes a :class:`~tradebus.engine.instrument.Instrument`.
 
-    Fees are fractions of notional (0.001 = 10 bps), negative for a rebate.
+    Fees are fractions of notional (0.001 = 10 bps), negative for a rebate. ``margin: true``
+    marks a spot instrument as margin-enabled (it may be sold short and bought on credit);
+    without it a spot instrument is cash-only (see :mod:`tradebus.account`).
     """
 
     venue: str = Field(min_length=1)
@@ -131,6 +136,7 @@ class InstrumentConfig(_Model):
     min_quantity: float = Field(default=0.0, ge=0.0)
     maker_fee: float = Field(default=0.0, gt=-0.01, lt=0.1)
     taker_fee: float = Field(default=0.0, gt=-0.01, lt=0.1)
+    margin: bool = False
 
     @property
     def instrument_id(self) -> str:
@@ -249,8 +255,54 @@ class ReportConfig(_Model):
         return parse_duration(self.equity_interval)
 
 
+class _Funded(Protocol):
+    instruments: list[InstrumentConfig]
+    initial_cash: float
+    balances: dict[str, float] | None
+    model_fields_set: set[str]
+
+
+_DEFAULT_CASH = 100_000.0
+
+
+def check_starting_balances(config: _Funded) -> None:
+    """Check ``balances`` against the instruments and make ``initial_cash`` agree with it.
+
+    With ``balances``, ``initial_cash`` is the balance of the first instrument's quote asset
+    (set here, so a dumped config reloads); one given explicitly must agree with it.
+
+    Raises
+    ------
+    ValueError
+        ``balances`` names an asset no instrument trades, or disagrees with ``initial_cash``.
+    """
+    if config.balances is None:
+        return
+    assets = set()
+    for inst in config.instruments:
+        assets.update(asset_names(inst.to_instrument()))
+    for asset in config.balances:
+        if asset not in assets:
+            raise ValueError(
+                f"balances.{asset}: no instrument has {asset!r} as base or quote asset ({sorted(assets)})"
+            )
+    reporting = asset_names(config.instruments[0].to_instrument())[1]
+    cash = config.balances.get(reporting, 0.0)
+    if "initial_cash" in config.model_fields_set and config.initial_cash not in (cash, _DEFAULT_CASH):
+        raise ValueError(
+            f"initial_cash {config.initial_cash} disagrees with balances.{reporting} {cash}: give 'balances' only"
+        )
+    if cash > 0.0:
+        object.__setattr__(config, "initial_cash", cash)  # frozen model; keeps the dump consistent
+
+
 class RunConfig(_Model):
-    """A whole backtest (or paper) run."""
+    """A whole backtest (or paper) run.
+
+    Starting balances: ``initial_cash`` credits the first instrument's quote asset; ``balances``
+    (``{USDT: 10000, BTC: 0.5}``) sets every asset instead (see :mod:`tradebus.account` and
+    :func:`check_starting_balances`).
+    """
 
     data: DataConfig
     instruments: list[InstrumentConfig] = Field(min_length=1)
@@ -258,11 +310,13 @@ class RunConfig(_Model):
     venue: VenueConfig = Field(default_factory=VenueConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     features: list[FeatureSpec] = Field(default_factory=list)
-    initial_cash: PositiveFloat = 100_000.0
+    initial_cash: PositiveFloat = _DEFAULT_CASH
+    balances: dict[str, NonNegativeFloat] | None = None
     report: ReportConfig = Field(default_factory=ReportConfig)
 
     @model_validator(mode="after")
     def _cross_check(self) -> RunConfig:
+        check_starting_balances(self)
         ids = [i.instrument_id for i in self.instruments]
         if len(set(ids)) != len(ids):
             raise ValueError(f"instruments: duplicate instrument ids in {ids}")

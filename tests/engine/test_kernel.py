@@ -39,19 +39,22 @@ T0 = 1_700_006_400_000_000_000  # 2023-11-15T00:00:00Z, a whole day
 
 
 def make_instrument(**overrides: Any) -> Instrument:
-    fields: dict[str, Any] = dict(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, taker_fee=0.0002)
+    # Margin-enabled: most kernel tests trade long and short (a cash-only spot account cannot short).
+    fields: dict[str, Any] = dict(
+        venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, taker_fee=0.0002, margin=True
+    )
     fields.update(overrides)
     return Instrument(**fields)
 
 
-def bar_table(n: int, seed: int = 7, start: int = T0) -> pa.Table:
-    """A random walk of ``n`` one-minute bars (close times ``start + k*MIN``)."""
+def bar_table(n: int, seed: int = 7, start: int = T0, interval: int = MIN) -> pa.Table:
+    """A random walk of ``n`` bars of ``interval`` (close times ``start + k*interval``)."""
     rng = np.random.default_rng(seed)
     close = np.round(100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.004, n))), 2)
     open_ = np.concatenate([[100.0], close[:-1]])
     high = np.round(np.maximum(open_, close) * (1.0 + np.abs(rng.normal(0.0, 0.001, n))), 2)
     low = np.round(np.minimum(open_, close) * (1.0 - np.abs(rng.normal(0.0, 0.001, n))), 2)
-    ts = start + MIN * np.arange(1, n + 1, dtype=np.int64)
+    ts = start + interval * np.arange(1, n + 1, dtype=np.int64)
     return pa.table(
         {"ts_event": ts, "ts_init": ts, "open": open_, "high": high, "low": low, "close": close,
          "volume": np.full(n, 3.0)}
@@ -437,3 +440,190 @@ def test_metrics_reconcile_with_the_portfolio(tmp_path: Path) -> None:
     assert metrics["final_equity"] == kernel.portfolio.equity()
     trips = round_trips(kernel.result.fills)
     assert sum(t.pnl for t in trips) == pytest.approx(kernel.portfolio.realized_pnl, rel=1e-12, abs=1e-9)
+
+
+# ----------------------------------------------------------------------------- no lookahead across instruments
+
+ETH = "ETHUSD.SIM"
+FIVE = 5 * MIN
+
+
+class CrossTrader(Strategy):
+    """Decides on BTC's 1-minute bars and on a clock timer; trades both BTC and ETH (5-minute bars).
+
+    Every third BTC bar: a market order on ETH; every fifth: a limit on ETH near its last close.
+    A timer every 7.25 minutes (never on a bar close) trades both instruments.
+    """
+
+    def __init__(self) -> None:
+        super().__init__((IID, ETH), strategy_id="cross")
+        self.n = 0
+        self.timer_orders: list[str] = []
+
+    def on_start(self) -> None:
+        self.clock.set_timer("mid-bar", 7 * MIN + MIN // 4, self.on_time, start_ns=T0)
+
+    def _side(self, k: int) -> OrderSide:
+        return OrderSide.BUY if k % 2 else OrderSide.SELL
+
+    def on_time(self, event: TimeEvent) -> None:
+        self.n += 1
+        for iid in (IID, ETH):
+            if self.cache.price(iid) == self.cache.price(iid):  # priced: the instrument has data
+                self.timer_orders.append(self.submit_market(iid, self._side(self.n), 0.5, reason="timer"))
+
+    def on_bar(self, bar: Bar) -> None:
+        if bar.instrument_id != IID:
+            return
+        self.n += 1
+        eth = self.cache.price(ETH)
+        if eth != eth:
+            return
+        if self.n % 3 == 0:
+            self.submit_market(ETH, self._side(self.n // 3), 1.0, reason="on btc bar")
+        if self.n % 5 == 0:
+            px = round(eth * (0.999 if self.n % 2 else 1.001), 2)
+            self.submit_limit(ETH, self._side(self.n), 1.0, px, reason="limit on btc bar")
+
+
+def cross_sources(
+    root: Path, n: int = 600, btc: pa.Table | None = None, eth: pa.Table | None = None
+) -> list[ReplaySource]:
+    catalog = Catalog(root)
+    catalog.write(bar_table(n, seed=5) if btc is None else btc, "sim", "spot", "BTCUSD", "bars_1m", period="month")
+    catalog.write(
+        bar_table(n // 5, seed=6, interval=FIVE) if eth is None else eth, "sim", "spot", "ETHUSD", "bars_5m",
+        period="month",
+    )
+    return [
+        ReplaySource.from_catalog(catalog, IID, "sim", "spot", "BTCUSD", "bars_1m"),
+        ReplaySource.from_catalog(catalog, ETH, "sim", "spot", "ETHUSD", "bars_5m"),
+    ]
+
+
+def cross_kernel(latency_ns: int) -> Kernel:
+    kernel = Kernel(
+        [make_instrument(margin=True), make_instrument(symbol="ETHUSD", margin=True)],
+        initial_cash=1_000_000.0,
+        venue_config=VenueConfig(latency_ns=latency_ns, slippage_bps=1.0),
+    )
+    kernel.add_strategy(CrossTrader())
+    return kernel
+
+
+INTERVALS = {IID: MIN, ETH: FIVE}
+
+
+@pytest.mark.parametrize("latency_ns", [0, MIN // 2, 3 * MIN // 2, 7 * MIN])
+def test_bar_fills_use_only_bars_that_opened_after_arrival_across_instruments_and_timers(
+    tmp_path: Path, latency_ns: int
+) -> None:
+    # Fails before the fix: an order decided on a BTC bar or a timer inside an ETH bar filled at
+    # that ETH bar's open, a price from before the decision.
+    sources = cross_sources(tmp_path / "c")
+    kernel = cross_kernel(latency_ns)
+    kernel.run(Replay(sources))
+    bars = {(m.instrument_id, m.ts_event): m for m in Replay(sources)}
+    arrival = {o.client_order_id: o.ts_created + latency_ns for o in kernel.result.orders}
+    strategy = kernel.strategies[0]
+    assert isinstance(strategy, CrossTrader)
+    filled = {f.client_order_id for f in kernel.result.fills}
+    assert len(filled) > 50 and filled & set(strategy.timer_orders)
+    assert {f.instrument_id for f in kernel.result.fills} == {IID, ETH}
+    for fill in kernel.result.fills:
+        bar = bars[(fill.instrument_id, fill.ts_event)]
+        opened = bar.ts_init - INTERVALS[fill.instrument_id]
+        assert opened >= arrival[fill.client_order_id], (fill, opened - arrival[fill.client_order_id])
+        assert bar.low <= fill.price <= bar.high
+
+
+def test_order_decided_on_a_1h_bar_fills_at_the_next_4h_bar_open_not_the_current_one() -> None:
+    hour = 60 * MIN
+    kernel = Kernel([make_instrument(), make_instrument(symbol="ETHUSD")], initial_cash=10_000.0)
+    filled: list[OrderFilled] = []
+
+    class OnHourly(Strategy):
+        def on_bar(self, bar: Bar) -> None:
+            if bar.instrument_id == IID and bar.ts_event == T0 + 10 * hour:
+                self.submit_market(ETH, OrderSide.BUY, 1.0)
+
+        def on_order_filled(self, event: OrderFilled) -> None:
+            filled.append(event)
+
+    kernel.add_strategy(OnHourly((IID, ETH)))
+    eth = {k: Bar(ETH, T0 + k * hour, T0 + k * hour, 10.0 * k, 10.0 * k + 5, 10.0 * k - 5, 10.0 * k + 1, 1.0)
+           for k in (4, 8, 12, 16)}
+    for k in range(1, 17):
+        if k in eth:
+            kernel.process(eth[k])
+        kernel.process(Bar(IID, T0 + k * hour, T0 + k * hour, 100.0, 101.0, 99.0, 100.0, 1.0))
+    # Decided at 10:00, inside the ETH bar stamped 12:00 (it opened at 08:00 at 120.0, a price
+    # from before the decision); the first ETH bar opening after 10:00 is the one stamped 16:00.
+    (fill,) = filled
+    assert (fill.ts_event, fill.last_px) == (T0 + 16 * hour, 160.0)
+
+
+@pytest.mark.parametrize("latency_ns", [0, 3 * MIN // 2])
+def test_batch_loop_and_process_agree_across_instruments_timers_and_fractional_latency(
+    tmp_path: Path, latency_ns: int
+) -> None:
+    sources = cross_sources(tmp_path / "c", n=2_000)
+    fast = cross_kernel(latency_ns)
+    fast.run(Replay(sources, batch_rows=300))
+    slow = cross_kernel(latency_ns)
+    for msg in Replay(sources):
+        slow.process(msg)
+    slow.stop()
+    assert len(fast.result.fills) > 100
+    assert fills_of(fast) == fills_of(slow)
+    assert orders_of(fast) == orders_of(slow)
+    assert fast.result.equity == slow.result.equity
+
+
+@pytest.mark.parametrize(("latency_ns", "bars_to_fill"), [(0, 1), (MIN // 2, 2), (3 * MIN // 2, 3)])
+def test_batch_loop_tells_the_venue_where_the_next_bar_opens_after_idle_bars(
+    tmp_path: Path, latency_ns: int, bars_to_fill: int
+) -> None:
+    # The batch loop skips the venue while nothing works; an order must still fill on the first
+    # bar opening at or after its arrival (not one bar later, not earlier), as process() does.
+    class Sparse(Strategy):
+        def on_bar(self, bar: Bar) -> None:
+            if (bar.ts_event - T0) // MIN % 50 == 0:
+                self.submit_market(IID, OrderSide.BUY, 0.01)
+
+    source = write_catalog(tmp_path / "c", bar_table(400))
+    kernel = make_kernel(Sparse(IID), venue_config=VenueConfig(latency_ns=latency_ns))
+    kernel.run(Replay([source], batch_rows=400))
+    created = {o.client_order_id: o.ts_created for o in kernel.result.orders}
+    assert len(kernel.result.fills) == 7  # the 8th is decided on the last bar
+    assert all(f.ts_event == created[f.client_order_id] + bars_to_fill * MIN for f in kernel.result.fills)
+
+
+def test_perturbing_both_instruments_after_t_changes_nothing_decided_or_filled_by_t(tmp_path: Path) -> None:
+    n, cut_minutes = 1_500, 900
+    t = T0 + cut_minutes * MIN + MIN // 3  # inside a BTC bar and an ETH bar
+    rng = np.random.default_rng(4)
+
+    def perturbed(table: pa.Table) -> pa.Table:
+        columns = {name: table.column(name).to_numpy().copy() for name in table.column_names}
+        late = columns["ts_init"] > t
+        scale = 1.0 + rng.normal(0.0, 0.05, int(late.sum()))
+        for name in ("open", "high", "low", "close"):
+            columns[name][late] = np.round(columns[name][late] * scale, 2)
+        columns["high"] = np.maximum.reduce([columns["high"], columns["open"], columns["close"]])
+        columns["low"] = np.minimum.reduce([columns["low"], columns["open"], columns["close"]])
+        return pa.table(columns)
+
+    btc, eth = bar_table(n, seed=5), bar_table(n // 5, seed=6, interval=FIVE)
+    runs = []
+    for name, (a, b) in (("a", (btc, eth)), ("b", (perturbed(btc), perturbed(eth)))):
+        kernel = cross_kernel(3 * MIN // 2)
+        kernel.run(Replay(cross_sources(tmp_path / name, btc=a, eth=b), batch_rows=250))
+        runs.append(kernel)
+    before = [[f for f in k.result.fills if f.ts_event <= t] for k in runs]
+    created = [[(o.client_order_id, o.ts_created) for o in k.result.orders if o.ts_created <= t] for k in runs]
+    assert len(before[0]) > 50
+    assert before[0] == before[1]
+    assert created[0] == created[1]
+    assert [s for s in runs[0].result.equity if s.ts <= t] == [s for s in runs[1].result.equity if s.ts <= t]
+    assert fills_of(runs[0]) != fills_of(runs[1]), "the perturbation must matter after t"

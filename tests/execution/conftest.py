@@ -66,6 +66,7 @@ def make_instrument(**overrides: Any) -> Instrument:
         "lot_size": 0.001,
         "maker_fee": 0.0002,
         "taker_fee": 0.0005,
+        "margin": True,  # the matching tests sell short; cash-only spot is tested in tests/account
     }
     params.update(overrides)
     return Instrument(**params)

@@ -1,4 +1,8 @@
-"""Property: every simulated fill lies within the data seen after the order's arrival and respects its limit."""
+"""Property: every simulated fill lies within the data seen after the order's arrival and respects its limit.
+
+Also across two instruments of different bar intervals, decisions between bars (timers) and
+latencies that are not whole bars.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,18 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tradebus.engine.messages import Bar, OrderSide, OrderType, TimeInForce
+from tradebus.engine.bus import MessageBus
+from tradebus.engine.clock import SimulatedClock
+from tradebus.engine.messages import Bar, OrderFilled, OrderSide, OrderType, SubmitOrder, TimeInForce
+from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.config import VenueConfig
+from tradebus.execution.engine import ExecutionEngine
+from tradebus.execution.orders import OrderManager
+from tradebus.execution.simulated import SimulatedVenue
+from tradebus.risk.config import RiskConfig
+from tradebus.risk.gate import RiskGate
 
-from .conftest import BAR_NS, IID, build_stack
+from .conftest import BAR_NS, IID, build_stack, make_instrument
 
 TICK = 0.01
 
@@ -87,3 +99,80 @@ def test_every_bar_fill_is_inside_a_bar_after_arrival_and_respects_limit(
     assert abs(s.venue.position(IID) - s.portfolio.position(IID)) < 1e-9
     for order in s.orders.orders():
         assert order.filled_qty <= order.quantity + 1e-9
+
+
+# ---------------------------------------------- two instruments, mid-bar decisions, fractional latency
+
+ETH = "ETHUSDT.BINANCE"
+ETH_BAR_NS = 4 * BAR_NS  # ETH bars are four times longer than BTC bars
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    btc=bar_series(),
+    eth=bar_series(),
+    specs=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=4 * 12 * 4 - 1),  # decision time, quarter BTC bars
+            st.sampled_from([IID, ETH]),
+            st.sampled_from([OrderSide.BUY, OrderSide.SELL]),
+            st.sampled_from([OrderType.MARKET, OrderType.LIMIT, OrderType.STOP_MARKET]),
+            st.integers(min_value=-600, max_value=600),  # limit / trigger offset from the last close, ticks
+        ),
+        min_size=1,
+        max_size=10,
+    ),
+    latency_quarters=st.integers(min_value=0, max_value=10),  # latency in quarter BTC bars: 0, 0.25, ..., 2.5
+)
+def test_every_bar_fill_uses_a_bar_that_opened_after_arrival_across_instruments_timers_and_latency(
+    btc: list[tuple[float, float, float, float]],
+    eth: list[tuple[float, float, float, float]],
+    specs: list[tuple],
+    latency_quarters: int,
+) -> None:
+    # Fails before the fix: an action arriving inside a bar was handled at that bar's open.
+    quarter = BAR_NS // 4
+    latency = latency_quarters * quarter
+    pair = (make_instrument(margin=True), make_instrument(symbol="ETHUSDT", margin=True))
+    instruments = {i.instrument_id: i for i in pair}
+    bus, clock = MessageBus(), SimulatedClock(0)
+    portfolio = Portfolio(instruments, 1e9)
+    om = OrderManager(bus, clock)
+    venue = SimulatedVenue(clock, instruments, VenueConfig(latency_ns=latency))
+    gate = RiskGate(RiskConfig(), portfolio, clock, bus)
+    engine = ExecutionEngine(bus, clock, instruments, gate, om, venue, portfolio)
+    fills: list[OrderFilled] = []
+    bus.subscribe(OrderFilled, fills.append)
+    stream = [(i * BAR_NS, IID, b) for i, b in enumerate(btc, start=1)]
+    stream += [(i * ETH_BAR_NS, ETH, b) for i, b in enumerate(eth, start=1)]
+    stream.sort(key=lambda row: (row[0], row[1]))
+    bars = {(iid, ts): b for ts, iid, b in stream}
+    decisions = sorted(specs)
+    arrival: dict[str, int] = {}
+    last: dict[str, float] = {}
+    k = 0
+    for ts, iid, (o, h, lo, c) in stream:
+        while k < len(decisions) and decisions[k][0] * quarter < ts:  # timers fire before later data
+            at, target, side, typ, off = decisions[k]
+            k += 1
+            if target not in last:
+                continue
+            clock.advance_to(at * quarter)
+            px = round(last[target] + off * TICK, 2)
+            if px <= 0:
+                continue
+            coid = om.next_client_order_id("s")
+            now = clock.now_ns()
+            price = px if typ == OrderType.LIMIT else math.nan
+            trigger = px if typ == OrderType.STOP_MARKET else math.nan
+            engine.submit(SubmitOrder("s", target, coid, side, 1.0, now, now, typ, price, trigger))
+            arrival[coid] = now + latency
+        clock.advance_to(ts)
+        engine.on_bar(Bar(iid, ts, ts, o, h, lo, c, 1.0))
+        last[iid] = c
+    interval = {IID: BAR_NS, ETH: ETH_BAR_NS}
+    for fill in fills:
+        o, h, lo, c = bars[(fill.instrument_id, fill.ts_event)]
+        opened = fill.ts_event - interval[fill.instrument_id]
+        assert opened >= arrival[fill.client_order_id], (fill, opened, arrival[fill.client_order_id])
+        assert lo - 1e-9 <= fill.last_px <= h + 1e-9

@@ -218,16 +218,27 @@ def test_reduce_only_reject_mode_cancels_oversized_order_without_fill() -> None:
     assert s.portfolio.position(IID) == 1.0
 
 
-def test_latency_longer_than_a_bar_delays_fill_to_the_bar_after_arrival() -> None:
+def test_latency_longer_than_a_bar_delays_fill_to_the_first_bar_opening_after_arrival() -> None:
+    # Decided at bar 1's close, arrives one bar and 1 ns later: inside bar 3 (which opened at bar
+    # 2's close), so bar 3's open is a price from before the arrival; bar 4 is the first it may use.
     s = _started(venue=VenueConfig(latency_ns=BAR_NS + 1))
     coid = s.submit(BUY, 1.0)
     s.feed_bar(bar(2, 101.0, 102.0, 100.0, 101.0))
-    assert s.fills() == [] and s.orders.order(coid).status == OrderStatus.SUBMITTED
     s.feed_bar(bar(3, 104.0, 105.0, 103.0, 104.0))
+    assert s.fills() == [] and s.orders.order(coid).status == OrderStatus.SUBMITTED
+    s.feed_bar(bar(4, 107.0, 108.0, 106.0, 107.0))
     (fill,) = s.fills(coid)
-    assert fill.last_px == 104.0
+    assert fill.last_px == 107.0
     (acc,) = s.of_type(OrderAccepted)
     assert acc.ts_event == BAR_NS + BAR_NS + 1
+
+
+def test_latency_of_exactly_one_bar_arrives_at_the_next_open() -> None:
+    s = _started(venue=VenueConfig(latency_ns=BAR_NS))
+    coid = s.submit(BUY, 1.0)
+    s.feed_bar(bar(2, 101.0, 102.0, 100.0, 101.0))
+    s.feed_bar(bar(3, 104.0, 105.0, 103.0, 104.0))
+    assert s.fills(coid)[0].last_px == 104.0
 
 
 def test_slippage_on_taker_fill_is_clamped_to_bar_high() -> None:

@@ -40,6 +40,7 @@ BINANCE_INSTRUMENT = {
     "lot_size": 1.0e-5,
     "taker_fee": 0.001,
     "maker_fee": 0.001,
+    "margin": True,  # the test strategies trade long/short
 }
 OKX_INSTRUMENT = {
     "venue": "OKX",
@@ -50,6 +51,7 @@ OKX_INSTRUMENT = {
     "lot_size": 1.0e-8,
     "taker_fee": 0.001,
     "maker_fee": 0.0008,
+    "margin": True,  # the test strategies trade long/short
 }
 
 

@@ -25,7 +25,8 @@ from tradebus.execution.orders import OrderManager
 from tradebus.risk.config import RiskConfig
 from tradebus.risk.gate import RiskGate
 
-INST = Instrument("BINANCE", "BTCUSDT", tick_size=0.5, lot_size=0.01, min_notional=10.0)
+# Margin-enabled: these tests are about the limits, not about cash (tests/account covers buying power).
+INST = Instrument("BINANCE", "BTCUSDT", tick_size=0.5, lot_size=0.01, min_notional=10.0, margin=True)
 IID = INST.instrument_id
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
 

@@ -31,7 +31,8 @@ def make_bar(k: int, o: float, h: float, lo: float, c: float) -> Bar:
 
 
 def make_kernel(strategy: Strategy) -> Kernel:
-    kernel = Kernel([Instrument("SIM", "ETHUSD", tick_size=0.01, lot_size=0.01, taker_fee=0.001, maker_fee=0.0)],
+    kernel = Kernel([Instrument("SIM", "ETHUSD", tick_size=0.01, lot_size=0.01, taker_fee=0.001, maker_fee=0.0,
+                                margin=True)],
                     initial_cash=10_000.0)
     kernel.add_strategy(strategy)
     return kernel

@@ -20,7 +20,7 @@ IID = "BTC-USD.COINBASE"
 
 
 def instrument() -> Instrument:
-    return Instrument("COINBASE", "BTC-USD", tick_size=0.01, lot_size=1e-8, taker_fee=0.006)
+    return Instrument("COINBASE", "BTC-USD", tick_size=0.01, lot_size=1e-8, taker_fee=0.006, margin=True)
 
 
 def run(strategy: EmaCross) -> tuple[Kernel, np.ndarray, np.ndarray]:

@@ -40,6 +40,10 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         Fee rates as fractions of notional (0.001 = 10 bps); negative = rebate.
     min_quantity
         Smallest order quantity (defaults to one lot).
+    margin
+        The account trades this instrument on margin: it may be sold short and bought beyond
+        the cash held (spot margin). Perpetuals are always margin-traded. A spot instrument
+        without it is cash-only: buys need the quote asset, sells need the base asset held.
     """
 
     venue: str
@@ -53,6 +57,7 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
     maker_fee: float = 0.0
     taker_fee: float = 0.0
     min_quantity: float = 0.0
+    margin: bool = False
 
     def __post_init__(self) -> None:
         for name in ("tick_size", "lot_size"):
@@ -61,6 +66,11 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
                 raise OrderError(f"instrument {self.symbol}.{self.venue}: {name} must be > 0, got {value!r}")
         if self.min_notional < 0 or self.min_quantity < 0:
             raise OrderError(f"instrument {self.symbol}.{self.venue}: min_notional/min_quantity must be >= 0")
+
+    @property
+    def cash_only(self) -> bool:
+        """True for a spot instrument without margin: the account must hold what it trades."""
+        return self.kind == InstrumentKind.SPOT and not self.margin
 
     @property
     def instrument_id(self) -> str:

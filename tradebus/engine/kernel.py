@@ -8,7 +8,8 @@ same steps, in this order:
 2. the execution engine sees it (the venue matches working orders, the
    portfolio marks, the risk gate updates prices and breakers), so an order
    decided on an earlier event can fill on this one but never on the event it
-   was decided on;
+   was decided on (on bars: only on a bar that opened at or after the order
+   arrived, whichever instrument or timer it was decided on);
 3. the cache stores it and the instrument's feature bank is updated;
 4. it is published on the bus to the strategies (and any other subscriber);
 5. the equity curve is sampled when the message crosses a sampling boundary.
@@ -29,8 +30,10 @@ Two entry points run these steps:
     evaluates marks (``RiskConfig.breakers_on_marks``; it would only mark
     prices); the skipped marks are made before the next order is submitted,
     before each equity sample and when a strategy asks for its equity
-    (:meth:`Kernel.sync_marks`). Orders
-    must therefore go through :meth:`Kernel.submit` (the strategy helpers do);
+    (:meth:`Kernel.sync_marks`), and the simulated venue is told each
+    instrument's latest bar close before the next order (it is the open of the
+    next bar, before which a bar order cannot fill). Orders must therefore go
+    through :meth:`Kernel.submit` (the strategy helpers do);
   - the clock is moved by assignment (its timer heap is consulted only when a timer is
     due), after one vectorised check that the batch's times are in order;
   - the cyclic garbage collector runs rarely during the loop (see :func:`_rare_gc`).
@@ -44,7 +47,7 @@ and written by :mod:`tradebus.reports.writers`.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -197,7 +200,10 @@ class Kernel:
     journal
         Journal of every order command and event (paper and live daemons); none in a backtest.
     initial_cash
-        Starting quote-currency balance.
+        Starting balance of the reporting currency (the first instrument's quote asset).
+    balances
+        Starting balance of every asset (``{"USDT": 10_000, "BTC": 0.5}``), instead of
+        ``initial_cash``; see :class:`~tradebus.engine.portfolio.Portfolio` for how equity values them.
     features
         Extra feature specs computed on every instrument (strategies add their own).
     equity_interval_ns
@@ -216,6 +222,7 @@ class Kernel:
         risk_factory: RiskFactory = RiskGate,
         journal: Journal | None = None,
         initial_cash: float = 100_000.0,
+        balances: Mapping[str, float] | None = None,
         features: Sequence[FeatureSpec] = (),
         equity_interval_ns: int = 3_600_000_000_000,
     ) -> None:
@@ -230,7 +237,7 @@ class Kernel:
             raise ConfigError(f"kernel: equity_interval_ns must be > 0, got {equity_interval_ns}")
         self.clock: Clock = clock if clock is not None else SimulatedClock()
         self.bus = MessageBus()
-        self.portfolio = Portfolio(self.instruments, initial_cash)
+        self.portfolio = Portfolio(self.instruments, initial_cash, balances)
         self._positions = {iid: self.portfolio.position_state(iid) for iid in self.instruments}
         self.orders = OrderManager(self.bus, self.clock)
         self.risk_config = risk_config or RiskConfig()
@@ -238,13 +245,20 @@ class Kernel:
         self.venue: Venue = (
             venue if venue is not None else SimulatedVenue(self.clock, self.instruments, venue_config or VenueConfig())
         )
+        orders = self.orders
+        self.portfolio.account.bind(orders.open_orders, self.portfolio.last_price, lambda: orders.open_count)
+        if isinstance(self.venue, SimulatedVenue):
+            self._note_bar_close: Callable[[str, int], None] | None = self.venue.note_bar_close
+            self.venue.funds_check = self.portfolio.account.check_fill
+        else:
+            self._note_bar_close = None
         self.execution = ExecutionEngine(
             self.bus, self.clock, self.instruments, self.risk, self.orders, self.venue, self.portfolio, journal
         )
         self.cache = Cache(self.portfolio, self.orders)
         self.strategies: list[Strategy] = []
         self.banks: dict[str, FeatureBank] = {}
-        self.result = RunResult(tuple(self.instruments), float(initial_cash))
+        self.result = RunResult(tuple(self.instruments), self.portfolio.initial_cash)
         self._extra_features = tuple(features)
         self._equity_interval = equity_interval_ns
         self._next_sample = -(2**63)
@@ -327,8 +341,13 @@ class Kernel:
         """
         self.result.submit_reasons[cmd.client_order_id] = cmd.reason
         if not self._busy:
-            # The batch loop skipped the execution engine on this bar: catch up on its marks.
+            # The batch loop skipped the execution engine on this bar: catch up on its marks
+            # and tell the venue where each instrument's next bar opens.
             self.sync_marks()
+            note = self._note_bar_close
+            if note is not None:
+                for iid, bar in self.cache.bars.items():
+                    note(iid, bar.ts_init)
             self._busy = True
         self.execution.submit(cmd)
 
@@ -626,6 +645,11 @@ class Kernel:
             qty = portfolio.position(iid)
             if qty:
                 position_value += qty * portfolio.last_price(iid)
+        if portfolio.has_holdings:
+            position_value += portfolio.holdings_value()
+            if not self.result.equity:
+                # Returns are measured from the first valuation of the initial holdings.
+                self.result.initial_cash = portfolio.initial_cash + portfolio.holdings_value()
         self.result.equity.append(
             EquitySample(
                 ts,

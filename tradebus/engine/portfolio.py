@@ -14,15 +14,30 @@ Accounting (all amounts in the quote currency):
 
 The last price of an instrument is the latest :meth:`Portfolio.mark`; before the first mark
 a fill's price stands in for it. Equity-curve sampling is the kernel's job.
+
+Balances per asset and buying power are the account's (:attr:`Portfolio.account`, a
+:class:`~tradebus.account.SpotCashAccount`); every fill booked here is booked there too.
+Equity is in the *reporting currency*, the quote asset of the first instrument:
+
+- ``cash`` is the sum of the quote-asset balances (every asset that is a quote asset and no
+  instrument's base), each counted at par with the reporting currency (USDT and USDC as USD:
+  no conversion rate is applied; the account keeps each one's balance separately);
+- an initial balance of any other asset (``balances: {BTC: 0.5}``) is a *holding*, valued at
+  the last price of an instrument whose base it is (quoted in the reporting currency if one
+  is, else the first in instrument order), and 0 until that instrument is priced. Positions
+  count only what the run traded, so with holdings
+  ``equity - initial_cash - holdings_value == realized_pnl + unrealized_pnl - fees_paid``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
+from tradebus.account import Account, SpotCashAccount, asset_names
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderFilled, PositionChanged
-from tradebus.errors import OrderError
+from tradebus.errors import ConfigError, OrderError
 
 __all__ = ["Portfolio", "Position"]
 
@@ -58,24 +73,57 @@ class Portfolio:
     instruments
         ``instrument_id -> Instrument`` of every tradable instrument.
     initial_cash
-        Starting quote-currency balance.
+        Starting balance of the reporting currency (the first instrument's quote asset);
+        ignored when ``balances`` is given.
+    balances
+        Starting ``asset -> amount`` of every asset (``{"USDT": 10000, "BTC": 0.5}``).
     """
 
-    __slots__ = ("_fees", "_positions", "_realized", "cash", "initial_cash", "instruments", "max_equity")
+    __slots__ = (
+        "_fees",
+        "_holdings",
+        "_positions",
+        "_realized",
+        "account",
+        "cash",
+        "initial_cash",
+        "instruments",
+        "max_equity",
+        "reporting_currency",
+    )
 
-    def __init__(self, instruments: dict[str, Instrument], initial_cash: float) -> None:
+    def __init__(
+        self, instruments: dict[str, Instrument], initial_cash: float, balances: Mapping[str, float] | None = None
+    ) -> None:
         if not math.isfinite(initial_cash):
             raise OrderError(f"portfolio: initial_cash must be finite, got {initial_cash!r}")
+        if not instruments:
+            raise ConfigError("portfolio: at least one instrument is required")
         self.instruments = instruments
-        self.initial_cash = float(initial_cash)
-        self.cash = float(initial_cash)
-        self.max_equity = float(initial_cash)
-        self._fees = 0.0
-        self._realized = 0.0
+        names = [asset_names(inst) for inst in instruments.values()]
+        self.reporting_currency = names[0][1]
+        start = {self.reporting_currency: float(initial_cash)} if balances is None else dict(balances)
+        self.account: Account = SpotCashAccount(instruments, start)
         # A residual below a thousandth of a lot after a reduction is float noise: snap to flat.
         self._positions: dict[str, Position] = {
             iid: Position(iid, inst.lot_size * 1e-3) for iid, inst in instruments.items()
         }
+        bases = {base for base, _ in names}
+        cash = 0.0
+        holdings: list[tuple[Position, float]] = []
+        for asset, amount in start.items():
+            if asset not in bases:
+                cash += amount
+            elif amount:
+                pricing = [iid for iid, (base, _) in zip(instruments, names, strict=True) if base == asset]
+                reported = [iid for iid in pricing if asset_names(instruments[iid])[1] == self.reporting_currency]
+                holdings.append((self._positions[(reported or pricing)[0]], float(amount)))
+        self._holdings = tuple(holdings)
+        self.initial_cash = cash
+        self.cash = cash
+        self.max_equity = cash
+        self._fees = 0.0
+        self._realized = 0.0
 
     # ------------------------------------------------------------------ updates
 
@@ -96,6 +144,7 @@ class Portfolio:
             raise _bad_fill(fill, pos is None)
         signed = qty if fill.side > 0 else -qty
         self.cash -= signed * px + fee
+        self.account.apply_fill(fill)
         self._fees += fee
         old = pos.quantity
         if old == 0.0 or (old > 0.0) == (signed > 0.0):
@@ -122,6 +171,8 @@ class Portfolio:
             q = p.quantity
             if q != 0.0:
                 equity += q * p.last_price
+        if self._holdings:
+            equity += self.holdings_value()
         if equity > self.max_equity:
             self.max_equity = equity
         return PositionChanged(
@@ -137,12 +188,14 @@ class Portfolio:
         if pos is None or not (price > 0.0 and price < math.inf):
             return
         pos.last_price = price
-        if pos.quantity != 0.0:  # a flat instrument's price does not move equity
+        if pos.quantity != 0.0 or self._holdings:  # a flat instrument's price does not move equity
             equity = self.cash  # self.equity(), inlined: this runs on every mark
             for p in self._positions.values():
                 q = p.quantity
                 if q != 0.0:
                     equity += q * p.last_price
+            if self._holdings:
+                equity += self.holdings_value()
             if equity > self.max_equity:
                 self.max_equity = equity
 
@@ -198,13 +251,28 @@ class Portfolio:
                 total += pos.unrealized_pnl
         return total
 
+    def holdings_value(self) -> float:
+        """Value of the initial holdings of non-cash assets at their last prices (0 while unpriced)."""
+        total = 0.0
+        for pos, amount in self._holdings:
+            if pos.last_price == pos.last_price:
+                total += amount * pos.last_price
+        return total
+
+    @property
+    def has_holdings(self) -> bool:
+        """Whether the portfolio started with a balance of a non-cash asset."""
+        return bool(self._holdings)
+
     def equity(self) -> float:
-        """``cash + sum(position * last price)``."""
+        """``cash + sum(position * last price) + holdings_value()``."""
         total = self.cash
         for pos in self._positions.values():
             q = pos.quantity
             if q != 0.0:
                 total += q * pos.last_price
+        if self._holdings:
+            total += self.holdings_value()
         return total
 
     def drawdown(self) -> float:

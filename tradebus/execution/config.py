@@ -30,9 +30,10 @@ class VenueConfig(BaseModel):
         ``"bars"``
             Each bar is walked along the path open -> low -> high -> close when
             ``close >= open`` and open -> high -> low -> close otherwise. An action is handled
-            in the first bar whose ``ts_init`` is strictly after its arrival; it is taken to
-            arrive at that bar's open (so latency shorter than one bar costs nothing, a longer
-            one delays the order by whole bars).
+            in the first bar that opens (where the previous bar closed) at or after its
+            arrival, and is taken to arrive at that bar's open: an order decided at bar t's
+            close with a latency of 1.5 bars arrives inside bar t+2 and fills from bar t+3's
+            open on, never at the open of a bar that began before it arrived.
         ``"trades"``
             An order fills at the first trade strictly after its arrival that crosses it.
         ``"quotes"``

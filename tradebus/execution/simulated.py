@@ -4,10 +4,11 @@ Used unchanged by backtests (replayed data, simulated clock) and paper trading (
 wall clock): it reads time only from the injected clock and the market data it is given.
 
 Arrival and latency
-    Every action (submit, cancel, modify) arrives at ``clock.now_ns() + latency_ns`` and is
-    handled by the first market event of its instrument whose ``ts_init`` is strictly after
-    the arrival, before that event is matched. Nothing fills before arrival. An order decided
-    while the kernel processes bar t (clock at t's close) is therefore matched from bar t+1 on.
+    Every action (submit, cancel, modify) arrives at ``clock.now_ns() + latency_ns``. On trades
+    and quotes it is handled by the first market event of its instrument whose ``ts_init`` is
+    strictly after the arrival, before that event is matched. On bars it is handled by the
+    first bar of its instrument that *opens* at or after the arrival (see Bars). Nothing fills
+    at a price the venue saw before the arrival.
     With a wall clock (paper trading, ``arrival_alerts``), each action also sets a clock alert
     at its arrival time, so it is accepted, canceled or modified when it is due even if no
     market event of its instrument comes first (trades and quotes only: a bar-filled order
@@ -15,8 +16,21 @@ Arrival and latency
     earlier of the two, with the last trade/quote known at that moment as reference price.
 
 Bars (``fill_on="bars"``)
-    Arrival is taken to be the bar's open. The bar is walked along a path: open -> low ->
-    high -> close when ``close >= open`` ("up bar"), open -> high -> low -> close otherwise.
+    A bar is stamped at its close; it opens where the previous bar of its instrument closed
+    (its ``ts_init``). An action is handled by the first bar whose open is at or after its
+    arrival, and is taken to arrive at that bar's open. An action that arrives inside a bar
+    (decided on another instrument's bar, by a timer, or with a latency that is not a whole
+    number of bars) waits for the next bar: the bar it arrived in had already traded past its
+    open, and the venue does not know the path after the arrival. An order decided at bar t's
+    close with no latency arrives at bar t+1's open and is matched from bar t+1 on. The first
+    bar of an instrument has no known open: actions waiting for it are handled by the second.
+    When bars are skipped (no order working), :meth:`SimulatedVenue.note_bar_close` must be
+    told each instrument's last bar close before the next action (the kernel does it).
+    Open times taken from the previous bar are never later than the true open, so a gap in the
+    data can only delay an action, never let it fill earlier.
+
+    The bar is walked along a path: open -> low -> high -> close when ``close >= open``
+    ("up bar"), open -> high -> low -> close otherwise.
     The position along that path decides which of several orders and triggers happen first
     (ties keep arrival order; a trigger precedes the fill it causes).
 
@@ -43,6 +57,12 @@ Time in force
     expire on arrival; otherwise they fill what the first matching event allows and expire
     the rest (FOK: all or nothing). For stops, IOC/FOK applies when they trigger.
 
+Balances
+    Before each fill the venue asks ``funds_check`` (the account's ``check_fill``) whether the
+    free balance covers it, as an exchange does at match time; a fill it refuses cancels the
+    order with the reason (a market buy that gapped above its estimate, a sell of coins that
+    are no longer held).
+
 Post-only and reduce-only
     A post-only order (limit or stop-limit) that would take liquidity on arrival is rejected.
     A reduce-only order that would not reduce the venue-side position (flat, or same side) is
@@ -61,6 +81,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 
 from loguru import logger
 
@@ -216,6 +237,8 @@ class SimulatedVenue(Venue):
         self._orders: dict[str, _SimOrder] = {}
         self._positions: dict[str, float] = dict.fromkeys(instruments, 0.0)
         self._last: dict[str, float] = dict.fromkeys(instruments, _NAN)
+        # ts_init of the latest bar of each instrument: the open time of its next bar.
+        self._bar_close: dict[str, int] = {}
         self._bid: dict[str, float] = dict.fromkeys(instruments, _NAN)
         self._ask: dict[str, float] = dict.fromkeys(instruments, _NAN)
         self._venue_ids = 0
@@ -227,6 +250,9 @@ class SimulatedVenue(Venue):
         self._alerts = arrival_alerts and cfg.fill_on != "bars"
         self._alert_seq = 0
         self._alert_names: set[str] = set()
+        #: The exchange's balance check at match time, ``(order, qty, price, fee) -> reason | None``
+        #: (the kernel binds the account's ``check_fill``); a fill it refuses cancels the order.
+        self.funds_check: Callable[[Order, float, float, float], str | None] | None = None
 
     # ------------------------------------------------------------------ commands
 
@@ -312,14 +338,26 @@ class SimulatedVenue(Venue):
         pending = self._pending.get(iid)
         if pending is None:
             return
-        if pending and pending[0][0] < bar.ts_init:
-            self._arrive(iid, pending, bar.ts_init, bar.open, bar.open)
+        bar_close = self._bar_close
+        opened = bar_close.get(iid)
+        bar_close[iid] = bar.ts_init
+        if pending and opened is not None and pending[0][0] <= opened:
+            self._arrive(iid, pending, opened + 1, bar.open, bar.open)
             if self._dirty:
                 self._prune(iid)
         working = self._working[iid]
         if working:
             self._match_bar(iid, bar, working)
         self._last[iid] = bar.close
+
+    def note_bar_close(self, instrument_id: str, ts_init: int) -> None:
+        """Record the close of a bar the venue was not shown (the open time of the next one).
+
+        The kernel's backtest loop skips :meth:`on_bar` while no order is working; before the
+        next action it reports each instrument's latest bar here, so the next bar's open is known.
+        """
+        if instrument_id in self._pending:
+            self._bar_close[instrument_id] = ts_init
 
     def on_trade(self, trade: Trade) -> None:
         """Handle arrivals, then match working orders against the trade's price."""
@@ -637,6 +675,12 @@ class SimulatedVenue(Venue):
                 qty = room
         maker, taker = self._fees[iid]
         fee = qty * px * (maker if liq is _MAKER else taker)
+        funds_check = self.funds_check
+        if funds_check is not None:
+            why = funds_check(sim.order, qty, px, fee)
+            if why is not None:
+                self._close(sim, _CANCELED, why, ts)
+                return 0.0
         self._trade_ids += 1
         sim.filled += qty
         self._positions[iid] = pos + qty if sim.buy else pos - qty

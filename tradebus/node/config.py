@@ -45,9 +45,17 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, model_validator
 
-from tradebus.config import InstrumentConfig, ReportConfig, StrategyConfig, dump_config, load_config, parse_config
+from tradebus.config import (
+    InstrumentConfig,
+    ReportConfig,
+    StrategyConfig,
+    check_starting_balances,
+    dump_config,
+    load_config,
+    parse_config,
+)
 from tradebus.engine.instrument import Instrument
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
@@ -238,7 +246,7 @@ class PaperConfig(_Model):
 
     Parameters
     ----------
-    instruments, strategy, venue, risk, features, initial_cash, report
+    instruments, strategy, venue, risk, features, initial_cash, balances, report
         As in :class:`~tradebus.config.RunConfig`.
     feeds
         Live market-data connections.
@@ -261,6 +269,7 @@ class PaperConfig(_Model):
     risk: RiskConfig = Field(default_factory=RiskConfig)
     features: list[FeatureSpec] = Field(default_factory=list)
     initial_cash: PositiveFloat = 100_000.0
+    balances: dict[str, NonNegativeFloat] | None = None
     report: ReportConfig = Field(default_factory=ReportConfig)
     feeds: list[FeedConfig] = Field(min_length=1)
     journal: Path | None = None
@@ -270,6 +279,7 @@ class PaperConfig(_Model):
 
     @model_validator(mode="after")
     def _cross_check(self) -> PaperConfig:
+        check_starting_balances(self)
         by_id = {i.instrument_id: i for i in self.instruments}
         if len(by_id) != len(self.instruments):
             raise ValueError(f"instruments: duplicate instrument ids in {[i.instrument_id for i in self.instruments]}")

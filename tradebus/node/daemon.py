@@ -245,6 +245,7 @@ def build_paper_kernel(
         risk_factory=lambda risk, portfolio, clk, bus: GuardedRiskGate(risk, portfolio, clk, bus, guard),
         journal=journal,
         initial_cash=config.initial_cash,
+        balances=config.balances,
         features=config.features,
         equity_interval_ns=config.report.equity_interval_ns,
     )

@@ -9,6 +9,8 @@ it is denied, always in the form ``"<check>: <what> <op> <limit>"`` (for example
 2. ``instrument``: unknown instrument; quantity/price against the instrument's lot size, tick
    size, minimum quantity and minimum notional (:meth:`Instrument.validate_order`; market orders
    are valued at the last price for the minimum notional).
+   Then ``buying_power``: the account's :meth:`~tradebus.account.Account.check_order` (the
+   free balance of the asset the order spends, counting working orders).
 3. ``max_order_quantity``, ``max_order_notional`` (price: limit, else trigger, else last price).
 4. ``max_position``: absolute position after the order *and every working order on its side*
    would fill completely.
@@ -251,6 +253,9 @@ class RiskGate:
             min_notional = inst.min_notional
             if min_notional > 0.0 and last == last and qty * last < min_notional - 1e-12:
                 return f"instrument: notional {qty * last} at last price is below the minimum {min_notional}"
+        why = self._portfolio.account.check_order(cmd, last)
+        if why is not None:
+            return why
         if self._limited:
             return self._check_limits(cmd, qty, signed, pos, px, last, open_orders)
         return None

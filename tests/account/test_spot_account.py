@@ -1,0 +1,298 @@
+"""Cash spot account: balances per asset never go negative, working orders hold funds, quotes stay apart."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tradebus.account import SpotCashAccount
+from tradebus.config import RunConfig
+from tradebus.engine.instrument import Instrument, InstrumentKind
+from tradebus.engine.kernel import Kernel
+from tradebus.engine.messages import Bar, Liquidity, OrderFilled, OrderSide, OrderType
+from tradebus.engine.portfolio import Portfolio
+from tradebus.errors import ConfigError
+from tradebus.strategies.base import Strategy
+
+MIN = 60_000_000_000
+T0 = 1_700_006_400_000_000_000
+BUY, SELL = OrderSide.BUY, OrderSide.SELL
+
+
+def spot(symbol: str = "BTCUSDT", base: str = "BTC", quote: str = "USDT", **kw: Any) -> Instrument:
+    fields: dict[str, Any] = dict(
+        venue="SIM", symbol=symbol, base=base, quote=quote, tick_size=0.01, lot_size=0.001,
+        maker_fee=0.001, taker_fee=0.002,
+    )
+    fields.update(kw)
+    return Instrument(**fields)
+
+
+class Script(Strategy):
+    """Submits the orders scripted for each bar index: ``(side, type, qty, price offset)``."""
+
+    def __init__(self, iids: tuple[str, ...], script: dict[int, list[tuple[Any, ...]]]) -> None:
+        super().__init__(iids, strategy_id="script")
+        self.script = script
+        self.n = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        if bar.instrument_id != self.instrument_id:
+            return
+        self.n += 1
+        for iid, side, typ, qty, off in self.script.get(self.n, ()):
+            last = self.cache.price(iid)
+            if typ == OrderType.MARKET:
+                self.submit_market(iid, side, qty)
+            elif last == last:
+                price = round(last * (1.0 + off), 2)
+                if typ == OrderType.LIMIT:
+                    self.submit_limit(iid, side, qty, price)
+                else:
+                    self.submit_stop(iid, side, qty, price)
+
+
+def bar(iid: str, k: int, o: float, h: float, lo: float, c: float) -> Bar:
+    return Bar(iid, T0 + k * MIN, T0 + k * MIN, o, h, lo, c, 1.0)
+
+
+# ------------------------------------------------------------------------ the property
+
+ohlc = st.tuples(
+    st.floats(0.6, 1.6), st.floats(0.0, 0.2), st.floats(0.0, 0.2), st.floats(0.6, 1.6)
+).map(lambda t: (t[0], max(t[0], t[3]) * (1 + t[1]), min(t[0], t[3]) * (1 - t[2]), t[3]))
+step = st.tuples(
+    st.integers(0, 1),  # instrument: BTC/USDT or ETH/USDT
+    st.sampled_from([BUY, SELL]),
+    st.sampled_from([OrderType.MARKET, OrderType.LIMIT, OrderType.STOP_MARKET]),
+    st.integers(1, 60).map(lambda n: n / 10),  # quantity
+    st.floats(-0.3, 0.3),  # limit / trigger offset from the last price
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    bars=st.lists(st.tuples(ohlc, ohlc), min_size=3, max_size=25),
+    orders=st.dictionaries(st.integers(1, 25), st.lists(step, max_size=4), max_size=20),
+    cash=st.sampled_from([50.0, 500.0, 5_000.0]),
+    btc=st.sampled_from([0.0, 1.5]),
+)
+def test_no_spot_balance_ever_goes_negative(
+    bars: list[tuple[tuple[float, ...], tuple[float, ...]]],
+    orders: dict[int, list[tuple[Any, ...]]],
+    cash: float,
+    btc: float,
+) -> None:
+    # Before the account: nothing checked buying power, cash and coins went below zero.
+    instruments = [spot(), spot("ETHUSDT", "ETH")]
+    iids = tuple(i.instrument_id for i in instruments)
+    kernel = Kernel(instruments, balances={"USDT": cash, "BTC": btc})
+    script = {k: [(iids[i], *rest) for i, *rest in v] for k, v in orders.items()}
+    kernel.add_strategy(Script(iids, script))
+    account = kernel.portfolio.account
+    seen_negative: list[tuple[str, float]] = []
+    for k, pair in enumerate(bars, start=1):
+        for iid, (o, h, lo, c), scale in zip(iids, pair, (100.0, 10.0), strict=True):
+            kernel.process(bar(iid, k, o * scale, h * scale, lo * scale, c * scale))
+            seen_negative += [(a, v) for a, v in account.balances().items() if v < 0.0]
+    kernel.stop()
+    assert seen_negative == []
+    # The per-asset balances are the fills, asset by asset.
+    base = {"BTC": btc, "ETH": 0.0}
+    quote = cash
+    for f in kernel.result.fills:
+        signed = f.quantity if f.side == "BUY" else -f.quantity
+        base["BTC" if f.instrument_id == iids[0] else "ETH"] += signed
+        quote -= signed * f.price + f.fee
+    assert account.balance("BTC") == pytest.approx(base["BTC"], abs=1e-9)
+    assert account.balance("ETH") == pytest.approx(base["ETH"], abs=1e-9)
+    assert account.balance("USDT") == pytest.approx(quote, rel=1e-12, abs=1e-9)
+    assert kernel.portfolio.cash == account.balance("USDT")
+
+
+# ------------------------------------------------------------------------ working orders hold funds
+
+
+def test_a_working_buy_holds_the_cash_and_a_second_buy_is_denied_naming_the_asset() -> None:
+    inst = spot()
+    iid = inst.instrument_id
+    kernel = Kernel([inst], balances={"USDT": 1_000.0})
+    script = {1: [(iid, BUY, OrderType.LIMIT, 9.0, -0.10)], 2: [(iid, BUY, OrderType.LIMIT, 3.0, -0.10)]}
+    kernel.add_strategy(Script((iid,), script))
+    kernel.process(bar(iid, 1, 100.0, 101.0, 99.0, 100.0))
+    kernel.process(bar(iid, 2, 100.0, 101.0, 99.0, 100.0))  # the first buy (limit 90) rests
+    assert [o.status.name for o in kernel.orders.open_orders()] == ["ACCEPTED"]
+    # Held: 9 x 90 x 1.002 (the larger fee rate) = 811.62; the second needs 3 x 90 x 1.002 = 270.54.
+    (denied,) = kernel.result.denials
+    assert denied.reason == (
+        "buying_power: BUY 3.0 BTCUSDT.SIM needs 270.54 USDT > available 188.38 USDT "
+        "(balance 1000, held by working orders 811.62)"
+    )
+    assert kernel.portfolio.account.locked("USDT") == pytest.approx(811.62)
+    assert kernel.portfolio.account.free("USDT") == pytest.approx(188.38)
+
+
+def test_selling_spot_coins_not_held_is_denied_but_a_margin_instrument_may_short() -> None:
+    cash_only, margin = spot(), spot("ETHUSDT", "ETH", margin=True)
+    kernel = Kernel([cash_only, margin], balances={"USDT": 1_000.0})
+    script = {1: [(cash_only.instrument_id, SELL, OrderType.MARKET, 1.0, 0.0),
+                  (margin.instrument_id, SELL, OrderType.MARKET, 1.0, 0.0)]}
+    kernel.add_strategy(Script((cash_only.instrument_id, margin.instrument_id), script))
+    for k in (1, 2):
+        kernel.process(bar(margin.instrument_id, k, 10.0, 11.0, 9.0, 10.0))
+        kernel.process(bar(cash_only.instrument_id, k, 100.0, 101.0, 99.0, 100.0))
+    (denied,) = kernel.result.denials
+    assert denied.instrument_id == cash_only.instrument_id
+    assert denied.reason.startswith("buying_power: SELL 1.0 BTCUSDT.SIM needs 1 BTC > available 0 BTC")
+    assert kernel.portfolio.position(margin.instrument_id) == -1.0
+    assert kernel.portfolio.account.balance("ETH") == -1.0
+
+
+def test_perpetuals_are_not_cash_checked() -> None:
+    perp = spot("BTCUSDT-PERP", kind=InstrumentKind.PERPETUAL)
+    assert not perp.cash_only and spot().cash_only and not spot(margin=True).cash_only
+
+
+def test_usd_and_usdt_balances_stay_separate() -> None:
+    usd, usdt = spot("BTC-USD", quote="USD"), spot("BTCUSDT")
+    kernel = Kernel([usd, usdt], balances={"USD": 1_000.0, "USDT": 5_000.0})
+    # 15 BTC-USD at ~100 needs USD 1500+: denied though USDT could pay; 15 BTCUSDT is fine.
+    script = {1: [(usd.instrument_id, BUY, OrderType.MARKET, 15.0, 0.0),
+                  (usdt.instrument_id, BUY, OrderType.MARKET, 15.0, 0.0)]}
+    kernel.add_strategy(Script((usd.instrument_id, usdt.instrument_id), script))
+    for k in (1, 2):
+        kernel.process(bar(usdt.instrument_id, k, 100.0, 101.0, 99.0, 100.0))
+        kernel.process(bar(usd.instrument_id, k, 100.0, 101.0, 99.0, 100.0))
+    (denied,) = kernel.result.denials
+    assert denied.instrument_id == usd.instrument_id and " USD > available 1000 USD " in denied.reason
+    (fill,) = kernel.result.fills
+    account = kernel.portfolio.account
+    assert account.balance("USD") == 1_000.0
+    assert account.balance("USDT") == 5_000.0 - 15.0 * fill.price - fill.fee
+    assert account.balance("BTC") == 15.0
+
+
+def test_a_market_buy_that_gaps_above_its_estimate_is_canceled_at_fill_time() -> None:
+    inst = spot()
+    iid = inst.instrument_id
+    kernel = Kernel([inst], balances={"USDT": 1_000.0})
+    # 9.5 at 100 x 1.02 (market buffer) x 1.002 = 970.9 passes the gate; the next bar opens at 110.
+    kernel.add_strategy(Script((iid,), {1: [(iid, BUY, OrderType.MARKET, 9.5, 0.0)]}))
+    kernel.process(bar(iid, 1, 100.0, 101.0, 99.0, 100.0))
+    kernel.process(bar(iid, 2, 110.0, 111.0, 109.0, 110.0))
+    assert kernel.result.denials == [] and kernel.result.fills == []
+    (order,) = kernel.orders.orders()
+    assert order.status.name == "CANCELED" and order.reason.startswith("insufficient balance: ")
+    assert "USDT needed to fill 9.5 at 110.0" in order.reason
+    assert kernel.portfolio.account.balance("USDT") == 1_000.0
+
+
+# ------------------------------------------------------------------------ balances config and equity
+
+
+def test_initial_holdings_can_be_sold_and_are_valued_at_the_last_price() -> None:
+    inst = spot(maker_fee=0.0, taker_fee=0.0)
+    iid = inst.instrument_id
+    kernel = Kernel([inst], balances={"USDT": 1_000.0, "BTC": 0.5}, equity_interval_ns=MIN)
+    kernel.add_strategy(Script((iid,), {2: [(iid, SELL, OrderType.MARKET, 0.5, 0.0)]}))
+    kernel.process(bar(iid, 1, 100.0, 101.0, 99.0, 100.0))
+    kernel.process(bar(iid, 2, 120.0, 121.0, 119.0, 120.0))
+    assert kernel.equity() == 1_000.0 + 0.5 * 120.0
+    kernel.process(bar(iid, 3, 130.0, 131.0, 129.0, 130.0))  # sold at 130
+    kernel.stop()
+    account, portfolio = kernel.portfolio.account, kernel.portfolio
+    assert account.balance("BTC") == 0.0 and account.balance("USDT") == 1_000.0 + 65.0
+    assert portfolio.equity() == 1_065.0
+    # Returns are measured from the first valuation of the holdings (1000 + 0.5 x 100).
+    assert kernel.result.initial_cash == 1_050.0
+    assert [s.equity for s in kernel.result.equity] == [1_050.0, 1_060.0, 1_065.0]
+    # equity - initial_cash - holdings == realized + unrealized - fees
+    identity = portfolio.realized_pnl + portfolio.unrealized_pnl() - portfolio.fees_paid
+    assert portfolio.equity() - portfolio.initial_cash - portfolio.holdings_value() == pytest.approx(identity)
+
+
+def test_initial_cash_is_the_first_instruments_quote_balance() -> None:
+    kernel = Kernel([spot("BTC-USD", quote="USD"), spot()], initial_cash=2_500.0)
+    assert kernel.portfolio.account.balances() == {"BTC": 0.0, "USD": 2_500.0, "USDT": 0.0}
+
+
+def _config(**extra: Any) -> dict[str, Any]:
+    return {
+        "data": {"sources": [{"instrument": "BTCUSDT.SIM", "file": "x.csv"}]},
+        "instruments": [{"venue": "SIM", "symbol": "BTCUSDT", "base": "BTC", "quote": "USDT",
+                         "tick_size": 0.01, "lot_size": 0.001}],
+        "strategy": {"name": "ema_cross", "instruments": ["BTCUSDT.SIM"]},
+        **extra,
+    }
+
+
+def test_balances_config_accepts_assets_of_the_instruments_only_and_not_with_initial_cash() -> None:
+    assert RunConfig.model_validate(_config(balances={"USDT": 10_000, "BTC": 0.5})).balances == {
+        "USDT": 10_000.0, "BTC": 0.5
+    }
+    with pytest.raises(ValueError, match="balances.ETH: no instrument has 'ETH'"):
+        RunConfig.model_validate(_config(balances={"ETH": 1.0}))
+    with pytest.raises(ValueError, match="initial_cash 5.0 disagrees with balances.USDT 1.0"):
+        RunConfig.model_validate(_config(balances={"USDT": 1.0}, initial_cash=5.0))
+    # A dumped config (initial_cash written out) loads again with the same balances.
+    config = RunConfig.model_validate(_config(balances={"USDT": 2_000, "BTC": 0.5}))
+    assert config.initial_cash == 2_000.0
+    again = RunConfig.model_validate(config.model_dump(mode="json"))
+    assert again == config
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        RunConfig.model_validate(_config(balances={"USDT": -1.0}))
+
+
+def test_account_refuses_unknown_assets_and_bad_amounts() -> None:
+    instruments = {spot().instrument_id: spot()}
+    with pytest.raises(ConfigError, match="'DOGE' names no instrument"):
+        SpotCashAccount(instruments, {"DOGE": 1.0})
+    with pytest.raises(ConfigError, match="must be finite and >= 0"):
+        SpotCashAccount(instruments, {"USDT": math.nan})
+
+
+# ------------------------------------------------------------------------ equity identity with balances
+
+_fills = st.lists(
+    st.tuples(
+        st.integers(0, 2),  # BTC-USD, BTCUSDT, ETHUSDT
+        st.sampled_from([BUY, SELL]),
+        st.integers(1, 5_000).map(lambda n: n * 0.001),
+        st.integers(100, 1_000_000).map(lambda n: n * 0.01),
+        st.floats(-0.5, 5.0),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(fills=_fills, marks=st.tuples(*[st.integers(100, 1_000_000).map(lambda n: n * 0.01)] * 3))
+def test_balances_per_asset_and_the_equity_identity_hold_for_any_fills(
+    fills: list[tuple[int, OrderSide, float, float, float]], marks: tuple[float, float, float]
+) -> None:
+    instruments = [spot("BTC-USD", quote="USD", margin=True), spot(margin=True), spot("ETHUSDT", "ETH", margin=True)]
+    by_id = {i.instrument_id: i for i in instruments}
+    start = {"USD": 1_000.0, "USDT": 50_000.0, "BTC": 0.25}
+    pf = Portfolio(by_id, 0.0, start)
+    expected = dict(start) | {"ETH": 0.0}
+    for n, (k, side, qty, px, fee) in enumerate(fills):
+        inst = instruments[k]
+        trade = OrderFilled("s", inst.instrument_id, f"c{n}", "v", f"t{n}", side, qty, px, fee, Liquidity.TAKER, 1, 1)
+        pf.apply_fill(trade)
+        expected[inst.base] += side * qty
+        expected[inst.quote] -= side * qty * px + fee
+    for inst, mark in zip(instruments, marks, strict=True):
+        pf.mark(inst.instrument_id, mark)
+    for asset, amount in expected.items():
+        assert pf.account.balance(asset) == pytest.approx(amount, rel=1e-12, abs=1e-6)
+    # Cash is USD and USDT at par; the BTC holding is valued at BTC-USD (the reporting currency's pair).
+    assert pf.initial_cash == 51_000.0 and pf.holdings_value() == 0.25 * marks[0]
+    assert pf.cash == pytest.approx(pf.account.balance("USD") + pf.account.balance("USDT"), rel=1e-12, abs=1e-6)
+    scale = 51_000.0 + sum(q * p for _, _, q, p, _ in fills) + sum(marks) * 10
+    lhs = pf.equity() - pf.initial_cash - pf.holdings_value()
+    assert abs(lhs - (pf.realized_pnl + pf.unrealized_pnl() - pf.fees_paid)) <= 1e-9 * scale

@@ -1,0 +1,57 @@
+"""The :class:`Account` protocol: what the risk gate, the venue and the portfolio ask of an account."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from tradebus.engine.messages import OrderFilled, SubmitOrder
+
+__all__ = ["Account"]
+
+
+class Account(Protocol):
+    """Balances per asset and the buying-power rules of one kind of account.
+
+    Implementations: :class:`~tradebus.account.spot.SpotCashAccount` (cash spot). A
+    ``MarginAccount`` (issue 12) keeps the same methods and answers them from margin: its
+    :meth:`check_order` compares the initial margin of the order with the available balance,
+    its :meth:`check_fill` is the venue's margin check at match time, and it adds marks,
+    funding and liquidation of its own.
+    """
+
+    def bind(
+        self, working: Callable[[], Iterable[Any]], price: Callable[[str], float], count: Callable[[], int]
+    ) -> None:
+        """Give the account the run's working orders and last prices (the kernel does it once).
+
+        ``working()`` returns the open orders (objects with ``client_order_id``,
+        ``instrument_id``, ``side``, ``order_type``, ``price``, ``trigger_price``,
+        ``leaves_qty``, ``is_open``), ``count()`` how many there are (cheaply);
+        ``price(instrument_id)`` the last price (NaN if none).
+        """
+
+    def apply_fill(self, fill: OrderFilled) -> None:
+        """Book a fill in the balances (never refused: the venue already filled it)."""
+
+    def check_order(self, cmd: SubmitOrder, price: float) -> str | None:
+        """Why the balances cannot cover ``cmd`` counting the working orders, or ``None``.
+
+        ``price`` is the order's price for a limit (its limit), else the best known estimate
+        of where it fills (the last price; NaN if none).
+        """
+
+    def check_fill(self, order: Any, quantity: float, price: float, fee: float) -> str | None:
+        """Why the venue cannot fill ``quantity`` of ``order`` at ``price`` now, or ``None``."""
+
+    def balance(self, asset: str) -> float:
+        """Total balance of ``asset`` (0 if none)."""
+
+    def locked(self, asset: str) -> float:
+        """Part of ``asset``'s balance held by working orders."""
+
+    def free(self, asset: str) -> float:
+        """``balance - locked``."""
+
+    def balances(self) -> dict[str, float]:
+        """``asset -> total balance`` of every asset the account knows, in a fixed order."""

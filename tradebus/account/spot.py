@@ -1,0 +1,236 @@
+"""Cash spot account: balances per asset that never go below zero.
+
+Balances
+    One total per asset: each instrument's base and quote asset (``Instrument.base`` /
+    ``quote``; an instrument that names none gets ``"<symbol> base"`` and ``"quote"``). A
+    fill of ``q`` at ``px`` with fee ``f`` (in the quote asset) moves a buy's base by ``+q``
+    and quote by ``-(q * px + f)``, a sell's base by ``-q`` and quote by ``+(q * px - f)``.
+
+Held by working orders (locked)
+    A working buy holds ``leaves * price * (1 + fee rate)`` of the quote asset, where price is
+    its limit (limit, stop-limit), its trigger raised by ``market_buffer`` (stop-market) or the
+    instrument's last price raised by ``market_buffer`` (market); the fee rate is the larger
+    of the instrument's maker and taker rates. A working sell holds ``leaves`` of the base
+    asset. ``free = balance - locked``.
+
+Checks
+    :meth:`SpotCashAccount.check_order` (called by the risk gate) denies an order that its
+    asset's free balance cannot cover, with a reason naming the asset, the amount needed and
+    the amount available (a market buy of an instrument with no price yet cannot be valued:
+    it passes, and holds nothing while it works). :meth:`SpotCashAccount.check_fill` is the
+    exchange's own check at match time (the simulated venue calls it before each fill of a
+    cash-only instrument and cancels the order when it fails): a market order may fill above
+    its estimate, and it is never allowed to spend what other working orders hold. Together they keep every balance
+    of a cash-only instrument at or above zero: a fill passes only if it needs no more than
+    the free balance.
+
+Instruments that are not cash-only (``Instrument.margin``, perpetuals) are booked in the
+same balances but never checked here: a base balance below zero is a short, a quote balance
+below zero a loan. Their margin rules belong to a margin account (see :mod:`tradebus.account`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import OrderFilled, OrderType, SubmitOrder
+from tradebus.errors import ConfigError
+
+__all__ = ["SpotCashAccount", "asset_names"]
+
+_NAN = math.nan
+_LIMIT = OrderType.LIMIT
+_STOP_LIMIT = OrderType.STOP_LIMIT
+_STOP_MARKET = OrderType.STOP_MARKET
+
+
+def asset_names(instrument: Instrument) -> tuple[str, str]:
+    """``(base, quote)`` asset names of an instrument (placeholders when it names none)."""
+    return instrument.base or f"{instrument.symbol} base", instrument.quote or "quote"
+
+
+def _no_orders() -> Iterable[Any]:
+    return ()
+
+
+def _no_price(instrument_id: str) -> float:
+    return _NAN
+
+
+def _no_count() -> int:
+    return 0
+
+
+class SpotCashAccount:
+    """Balances per asset for cash spot trading (see the module docstring).
+
+    Parameters
+    ----------
+    instruments
+        ``instrument_id -> Instrument`` of the run.
+    balances
+        Initial ``asset -> amount`` (finite, >= 0); every asset must be the base or quote
+        asset of an instrument.
+    market_buffer
+        Fraction a market (or stop-market) buy's price estimate is raised by (0.02 = 2 %).
+
+    Raises
+    ------
+    ConfigError
+        An unknown asset, or an amount that is negative or not finite.
+    """
+
+    __slots__ = ("_buffer", "_count", "_price", "_specs", "_total", "_working", "instruments")
+
+    def __init__(
+        self, instruments: Mapping[str, Instrument], balances: Mapping[str, float], *, market_buffer: float = 0.02
+    ) -> None:
+        if not (market_buffer >= 0.0 and math.isfinite(market_buffer)):
+            raise ConfigError(f"account: market_buffer must be a finite fraction >= 0, got {market_buffer!r}")
+        self.instruments = instruments
+        self._buffer = 1.0 + market_buffer
+        # instrument_id -> (base, quote, cash-only, fee rate used to hold a buy's cost)
+        self._specs: dict[str, tuple[str, str, bool, float]] = {}
+        self._total: dict[str, float] = {}
+        for iid, inst in instruments.items():
+            base, quote = asset_names(inst)
+            self._specs[iid] = (base, quote, inst.cash_only, max(inst.maker_fee, inst.taker_fee, 0.0))
+            self._total.setdefault(base, 0.0)
+            self._total.setdefault(quote, 0.0)
+        for asset, amount in balances.items():
+            if asset not in self._total:
+                raise ConfigError(
+                    f"account: balance of {asset!r} names no instrument's base or quote asset "
+                    f"(assets: {sorted(self._total)})"
+                )
+            if not (amount >= 0.0 and math.isfinite(amount)):
+                raise ConfigError(f"account: balance of {asset!r} must be finite and >= 0, got {amount!r}")
+            self._total[asset] = float(amount)
+        self._working: Callable[[], Iterable[Any]] = _no_orders
+        self._price: Callable[[str], float] = _no_price
+        self._count: Callable[[], int] = _no_count
+
+    def bind(
+        self, working: Callable[[], Iterable[Any]], price: Callable[[str], float], count: Callable[[], int]
+    ) -> None:
+        """Use ``working()`` as the open orders (``count()`` of them) and ``price(instrument_id)`` as last prices."""
+        self._working = working
+        self._price = price
+        self._count = count
+
+    # ------------------------------------------------------------------ updates
+
+    def apply_fill(self, fill: OrderFilled) -> None:
+        """Book a fill (see the module docstring); unknown instruments are the portfolio's error."""
+        spec = self._specs.get(fill.instrument_id)
+        if spec is None:
+            return
+        total = self._total
+        base, quote = spec[0], spec[1]
+        qty = fill.last_qty
+        if fill.side > 0:
+            total[base] += qty
+            total[quote] -= qty * fill.last_px + fill.fee
+        else:
+            total[base] -= qty
+            total[quote] += qty * fill.last_px - fill.fee
+
+    # ------------------------------------------------------------------- checks
+
+    def check_order(self, cmd: SubmitOrder, price: float) -> str | None:
+        """Why the free balance cannot cover ``cmd`` (counting working orders), or ``None``.
+
+        ``price`` values a market buy (the last price; it is raised by the market buffer). A
+        market buy of an instrument that has no price yet passes: :meth:`check_fill` still
+        refuses a fill the balance cannot pay.
+        """
+        spec = self._specs.get(cmd.instrument_id)
+        if spec is None or not spec[2]:
+            return None
+        qty = cmd.quantity
+        if cmd.side > 0:
+            px = self._buy_price(cmd.order_type, cmd.price, cmd.trigger_price, price)
+            if px != px:
+                return None  # nothing priced yet: only the venue's check at fill time applies
+            need, asset = qty * px * (1.0 + spec[3]), spec[1]
+        else:
+            need, asset = qty, spec[0]
+        # The order being checked is not working yet: with nothing working nothing is held.
+        held = self._held(asset, cmd.client_order_id) if self._count() else 0.0
+        available = self._total[asset] - held
+        if need > available:
+            side = "BUY" if cmd.side > 0 else "SELL"
+            return (
+                f"buying_power: {side} {qty} {cmd.instrument_id} needs {need:.10g} {asset} > available "
+                f"{available:.10g} {asset} (balance {self._total[asset]:.10g}, held by working orders {held:.10g})"
+            )
+        return None
+
+    def check_fill(self, order: Any, quantity: float, price: float, fee: float) -> str | None:
+        """Why ``quantity`` of ``order`` cannot fill at ``price`` with ``fee`` now, or ``None``."""
+        spec = self._specs.get(order.instrument_id)
+        if spec is None or not spec[2]:
+            return None
+        if order.side > 0:
+            need, asset = quantity * price + fee, spec[1]
+        else:
+            need, asset = quantity, spec[0]
+        count = self._count()
+        # Only the filling order itself working: nothing else holds funds.
+        held = self._held(asset, order.client_order_id) if count > 1 or not order.is_open else 0.0
+        available = self._total[asset] - held
+        if need > available:
+            return (
+                f"insufficient balance: {need:.10g} {asset} needed to fill {quantity} at {price} > "
+                f"available {available:.10g} {asset} (held by other working orders {held:.10g})"
+            )
+        return None
+
+    def _buy_price(self, order_type: OrderType, limit: float, trigger: float, last: float) -> float:
+        if order_type == _LIMIT or order_type == _STOP_LIMIT:
+            return limit
+        if order_type == _STOP_MARKET:
+            return max(trigger, last) * self._buffer if last == last else trigger * self._buffer
+        return last * self._buffer
+
+    def _held(self, asset: str, exclude: str) -> float:
+        """``asset`` held by the working orders of cash-only instruments, except order ``exclude``."""
+        held = 0.0
+        specs = self._specs
+        for order in self._working():
+            spec = specs.get(order.instrument_id)
+            if spec is None or not spec[2] or order.client_order_id == exclude:
+                continue
+            leaves = order.leaves_qty
+            if leaves <= 0.0:
+                continue
+            if order.side > 0:
+                if spec[1] == asset:
+                    last = self._price(order.instrument_id)
+                    px = self._buy_price(order.order_type, order.price, order.trigger_price, last)
+                    if px == px:
+                        held += leaves * px * (1.0 + spec[3])
+            elif spec[0] == asset:
+                held += leaves
+        return held
+
+    # ------------------------------------------------------------------ queries
+
+    def balance(self, asset: str) -> float:
+        """Total balance of ``asset`` (0 if none)."""
+        return self._total.get(asset, 0.0)
+
+    def locked(self, asset: str) -> float:
+        """Part of ``asset``'s balance held by working orders."""
+        return self._held(asset, "")
+
+    def free(self, asset: str) -> float:
+        """``balance - locked``."""
+        return self.balance(asset) - self.locked(asset)
+
+    def balances(self) -> dict[str, float]:
+        """``asset -> total balance``, in the order the instruments name the assets."""
+        return dict(self._total)
