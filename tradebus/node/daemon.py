@@ -347,6 +347,7 @@ class BinanceFeedHandle(Feed):
             venue=self.venue_name,
             stale_after=config.stale_after,
             snapshot_fetcher=config.snapshot_fetcher,
+            **({"depth_speed": config.depth_speed} if config.depth_speed else {}),
         )
         self.name = f"binance-{config.market}"
         if live:

@@ -29,6 +29,7 @@ from typing import Any
 
 import msgspec
 from loguru import logger
+from websockets.exceptions import InvalidStatus
 
 from tradebus.adapters.binance.config import BinanceConfig, BinanceMarket
 from tradebus.adapters.binance.parse import (
@@ -45,7 +46,7 @@ from tradebus.adapters.binance.parse import (
 )
 from tradebus.adapters.common.client import Sink, WsClient
 from tradebus.adapters.common.dedup import TradeDeduper
-from tradebus.adapters.common.policy import ConnectionPolicy, FatalVenueError
+from tradebus.adapters.common.policy import ConnectionPolicy, FatalVenueError, SubscriptionRejected
 from tradebus.adapters.common.recorder import FrameRecorder
 from tradebus.adapters.common.sync import BinanceFuturesRule, BinanceSpotRule, BookSync, SequenceRule
 from tradebus.engine.messages import BookSnapshot
@@ -202,7 +203,10 @@ class BinanceFeed:
             return
         if isinstance(msg, dict) and isinstance(msg.get("error"), dict):
             err = msg["error"]
-            raise FatalVenueError(f"binance rejected request id={msg.get('id')}: code {err.get('code')} {err.get('msg')}")
+            raise SubscriptionRejected(
+                f"binance rejected request id={msg.get('id')} (streams {self.config.streams()}): "
+                f"code {err.get('code')} {err.get('msg')}"
+            )
         self.unknown += 1
         raise ParseError(f"binance: frame of unknown shape skipped: {str(raw)[:80]!r}")
 
@@ -379,6 +383,13 @@ class BinanceClient(WsClient):
 
     def connect_url(self) -> str:
         return f"{self.config.ws_base}/stream?streams={'/'.join(self.subscriptions)}"
+
+    def translate_error(self, exc: Exception) -> Exception:
+        """A handshake refused with HTTP 400 is Binance rejecting the streams named in the URL."""
+        if isinstance(exc, InvalidStatus) and exc.response.status_code == 400:
+            body = bytes(exc.response.body or b"")[:200].decode("utf-8", "replace")
+            return SubscriptionRejected(f"binance refused the streams {list(self.subscriptions)}: HTTP 400 {body}")
+        return exc
 
     def subscribe_frames(self) -> list[str]:
         return []
