@@ -134,7 +134,9 @@ async def test_garbled_and_unknown_frames_are_rejected_and_the_feed_goes_on() ->
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, faults) as srv:
         client = BinanceClient(spot_config(srv, ["trade"]), out.append, policy())
         await run_until(client, lambda: len(trades(out)) >= len(SPOT_TRADE_IDS) - 1)
-    assert client.rejected == 2 and client.connections == 1
+    # the garbled frame is rejected; the unknown stream's frame is counted and skipped
+    assert client.rejected == 1 and client.connections == 1
+    assert client.feed.unexpected_streams == {"btcusdt@someNewStream": 1}
     assert [t.trade_id for t in trades(out)] == SPOT_TRADE_IDS[:3] + SPOT_TRADE_IDS[4:]
 
 
