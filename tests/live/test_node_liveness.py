@@ -150,3 +150,60 @@ async def test_paper_daemon_with_the_recorded_depth_speed_keeps_the_book_in_sync
     assert not any(isinstance(e, OrderDenied) and e.reason.startswith("book unsynced") for e in events)
     assert node.guard.liveness.freezes == {}
     assert node.router.counts["BookDelta"] > 1000 and node.summary.feeds["binance-usdm"]["unexpected_streams"] == 0
+
+
+def _stream_config(instrument: dict[str, Any], iid: str, venue: str, market: str, channels: list[str]) -> dict[str, Any]:
+    return {
+        "instruments": [instrument],
+        "strategy": {
+            "name": "tradebus.strategies.tick_ema:TickEmaCross",
+            "instruments": [iid],
+            "params": {"fast": 2, "slow": 5, "quantity": 0.001},
+        },
+        "venue": {"fill_on": "trades"},
+        "feeds": [{"venue": venue, "market": market, "subscriptions": {iid: channels}, "book_max_idle": 1.0}],
+        "warm_up": False,
+    }
+
+
+@pytest.mark.parametrize("venue", ["okx", "bybit"])
+def test_liveness_rule_freezes_okx_and_bybit_books_whose_updates_stop_while_trades_flow(venue: str) -> None:
+    """The same venue-neutral rule on the stream-book venues: the real recordings with the book's
+    updates cut after the first 20 while trades and tickers go on; the book freezes and is resynced."""
+    from tradebus.node.playback import Playback
+
+    from .node_testdata import (
+        BYBIT_IID,
+        BYBIT_INSTRUMENT,
+        OKX_IID,
+        OKX_INSTRUMENT,
+        bybit_linear_frames,
+        okx_frames,
+    )
+
+    if venue == "okx":
+        iid, frames, conn = OKX_IID, okx_frames(), "okx-public:1"
+        config = _stream_config(OKX_INSTRUMENT, iid, "okx", "spot", ["trades", "tickers", "books"])
+        book_marker = '"channel":"books","instId":"BTC-USDT"'
+    else:
+        iid, frames, conn = BYBIT_IID, bybit_linear_frames(), "linear"
+        config = _stream_config(BYBIT_INSTRUMENT, iid, "bybit", "linear", ["publicTrade", "tickers", "orderbook.200"])
+        book_marker = '"topic":"orderbook.200.BTCUSDT"'
+    for cut, expect_freeze in ((None, False), (20, True)):
+        playback = Playback(config_of(config))
+        playback.kernel.start()
+        seen = 0
+        for recv_ns, raw in frames:
+            if book_marker in raw:
+                seen += 1
+                if cut is not None and seen > cut:
+                    continue
+            playback.feed_frame(recv_ns, conn, raw)
+        freezes = playback.guard.liveness.freezes
+        if not expect_freeze:
+            assert freezes == {} and playback.guard.block_reason(iid) is None
+            continue
+        assert freezes == {iid: 1}
+        reason = playback.guard.block_reason(iid)
+        assert reason is not None and reason.startswith("book unsynced")
+        assert playback.feeds[0].book_checks()[iid]() is False  # the book itself awaits a fresh snapshot
