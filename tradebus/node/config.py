@@ -194,7 +194,8 @@ class FeedConfig(_Model):
                 raise ValueError(f"depth_speed: only binance feeds have a depth speed, not {self.venue}")
             if self.depth_speed not in speeds:
                 raise ValueError(
-                    f"depth_speed: {self.depth_speed!r} is not offered on binance {self.market}; use one of {list(speeds)}"
+                    f"depth_speed: {self.depth_speed!r} is not offered on binance {self.market}; "
+                    f"use one of {list(speeds)}"
                 )
         for iid, channels in self.subscriptions.items():
             if not channels:

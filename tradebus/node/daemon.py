@@ -162,7 +162,11 @@ class MarketGuard:
     def register(self, feed: Feed) -> None:
         """Declare ``feed`` (instruments, in-sync tests of its books, their liveness rule)."""
         self.register_feed(
-            feed.name, feed.instrument_ids, feed.book_checks(), book_max_idle=feed.config.book_max_idle, resync=feed.resync_book
+            feed.name,
+            feed.instrument_ids,
+            feed.book_checks(),
+            book_max_idle=feed.config.book_max_idle,
+            resync=feed.resync_book,
         )
 
     def block_reason(self, instrument_id: str) -> str | None:

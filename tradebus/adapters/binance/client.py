@@ -245,7 +245,8 @@ class BinanceFeed:
         if instead is not None and self._strict:
             raise DataError(
                 f"the recording's streams do not match the config: binance {self.config.market.value} frames of "
-                f"stream {stream!r}, but the config subscribes {instead!r} (expected streams: {self.config.streams()}); "
+                f"stream {stream!r}, but the config subscribes {instead!r} "
+                f"(expected streams: {self.config.streams()}); "
                 "make the feed's depth_speed / kline_interval match the recording"
             )
         last = self._warned_ns.get(stream)

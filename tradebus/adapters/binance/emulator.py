@@ -127,7 +127,8 @@ class BinanceProtocol(VenueProtocol):
         streams = query.get("streams", [""])[0].split("/")
         refused = sorted(self.rejected_streams.intersection(streams))
         if path.rstrip("/") == "/stream" and refused:
-            return 400, msgspec.json.encode({"code": 2, "msg": f"Invalid request: invalid stream {refused[0]}"}).decode()
+            body = {"code": 2, "msg": f"Invalid request: invalid stream {refused[0]}"}
+            return 400, msgspec.json.encode(body).decode()
         return None
 
     def topic_of(self, raw: str) -> str | None:

@@ -85,14 +85,14 @@ class BookLiveness:
         w = self._watches.get(instrument_id)
         if w is None:
             return
-        if not w.in_sync():
-            w.first_activity_ns = -1
-            return
         if w.first_activity_ns < 0:
             w.first_activity_ns = ts_ns
             return
         idle = ts_ns - w.first_activity_ns
         if idle < w.max_idle_ns:
+            return
+        if not w.in_sync():  # asked only here: this runs on every trade and quote
+            w.first_activity_ns = ts_ns
             return
         reason = (
             f"book frozen: trades/quotes of {instrument_id} for {idle / 1e9:.1f} s without a change of its book "

@@ -76,7 +76,8 @@ class OkxProtocol(StreamBookProtocol):
             key = book_key(arg.channel, arg.instId)
             if req.op == "subscribe" and key in self.rejected:
                 msg = f"Wrong URL or channel:{arg.channel},instId:{arg.instId} doesn't exist."
-                replies.append(json.dumps({"event": "error", "code": "60018", "msg": msg, "connId": f"local{session.index}"}))
+                error = {"event": "error", "code": "60018", "msg": msg, "connId": f"local{session.index}"}
+                replies.append(json.dumps(error))
                 continue
             plain = {"channel": arg.channel, "instId": arg.instId}
             replies.append(json.dumps({"event": req.op, "arg": plain, "connId": f"local{session.index}"}))
