@@ -289,3 +289,28 @@ def usdm_config(
         "feeds": [feed],
         "warm_up": False,
     }
+
+
+def stream_config(
+    instrument: dict[str, Any], iid: str, venue: str, market: str, channels: list[str], **feed: Any
+) -> dict[str, Any]:
+    """A paper config mapping with one feed subscribing ``channels`` of ``iid`` (TickEmaCross on trades)."""
+    return {
+        "instruments": [instrument],
+        "strategy": {
+            "name": "tradebus.strategies.tick_ema:TickEmaCross",
+            "instruments": [iid],
+            "params": {"fast": 2, "slow": 5, "quantity": 0.001},
+        },
+        "venue": {"fill_on": "trades"},
+        "feeds": [
+            {
+                "venue": venue,
+                "market": market,
+                "subscriptions": {iid: channels},
+                "backoff": {"base": 0.05, "cap": 0.2, "min_delay": 0.01},
+                **feed,
+            }
+        ],
+        "warm_up": False,
+    }

@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +26,26 @@ from tradebus.adapters.common.recorder import iter_hftbacktest
 from tradebus.cli import app
 from tradebus.engine.messages import BookResynced, OrderDenied, OrderSide, SubmitOrder
 from tradebus.node.daemon import TradingNode
-from tradebus.node.playback import play
+from tradebus.node.playback import Playback, play
 
-from .node_testdata import USDM_CAPTURE, USDM_IID, config_of, run_node, usdm_config
+from .node_testdata import (
+    BYBIT_IID,
+    BYBIT_INSTRUMENT,
+    OKX_IID,
+    OKX_INSTRUMENT,
+    USDM_CAPTURE,
+    USDM_IID,
+    bybit_linear_frames,
+    config_of,
+    okx_frames,
+    run_node,
+    stream_config,
+    usdm_config,
+)
 
 USDM_LINES = list(iter_hftbacktest(USDM_CAPTURE))
 USDM_FRAMES, USDM_SNAPSHOT = split_capture(USDM_LINES)
 DEPTH_FRAMES = sum('"stream":"btcusdt@depth@0ms"' in raw for _, raw in USDM_FRAMES)
-
-
-@pytest.fixture
-def _loguru_to_current_stderr() -> Iterator[None]:
-    """The CLI points loguru at the CliRunner's stderr, closed after the call: log to the live stderr again."""
-    yield
-    logger.remove()
-    logger.add(lambda message: sys.stderr.write(message), level="DEBUG")
 
 
 def test_capture_streams_depth_at_0ms() -> None:
@@ -152,42 +155,19 @@ async def test_paper_daemon_with_the_recorded_depth_speed_keeps_the_book_in_sync
     assert node.router.counts["BookDelta"] > 1000 and node.summary.feeds["binance-usdm"]["unexpected_streams"] == 0
 
 
-def _stream_config(instrument: dict[str, Any], iid: str, venue: str, market: str, channels: list[str]) -> dict[str, Any]:
-    return {
-        "instruments": [instrument],
-        "strategy": {
-            "name": "tradebus.strategies.tick_ema:TickEmaCross",
-            "instruments": [iid],
-            "params": {"fast": 2, "slow": 5, "quantity": 0.001},
-        },
-        "venue": {"fill_on": "trades"},
-        "feeds": [{"venue": venue, "market": market, "subscriptions": {iid: channels}, "book_max_idle": 1.0}],
-        "warm_up": False,
-    }
-
-
 @pytest.mark.parametrize("venue", ["okx", "bybit"])
 def test_liveness_rule_freezes_okx_and_bybit_books_whose_updates_stop_while_trades_flow(venue: str) -> None:
     """The same venue-neutral rule on the stream-book venues: the real recordings with the book's
     updates cut after the first 20 while trades and tickers go on; the book freezes and is resynced."""
-    from tradebus.node.playback import Playback
-
-    from .node_testdata import (
-        BYBIT_IID,
-        BYBIT_INSTRUMENT,
-        OKX_IID,
-        OKX_INSTRUMENT,
-        bybit_linear_frames,
-        okx_frames,
-    )
 
     if venue == "okx":
         iid, frames, conn = OKX_IID, okx_frames(), "okx-public:1"
-        config = _stream_config(OKX_INSTRUMENT, iid, "okx", "spot", ["trades", "tickers", "books"])
+        config = stream_config(OKX_INSTRUMENT, iid, "okx", "spot", ["trades", "tickers", "books"], book_max_idle=1.0)
         book_marker = '"channel":"books","instId":"BTC-USDT"'
     else:
         iid, frames, conn = BYBIT_IID, bybit_linear_frames(), "linear"
-        config = _stream_config(BYBIT_INSTRUMENT, iid, "bybit", "linear", ["publicTrade", "tickers", "orderbook.200"])
+        channels = ["publicTrade", "tickers", "orderbook.200"]
+        config = stream_config(BYBIT_INSTRUMENT, iid, "bybit", "linear", channels, book_max_idle=1.0)
         book_marker = '"topic":"orderbook.200.BTCUSDT"'
     for cut, expect_freeze in ((None, False), (20, True)):
         playback = Playback(config_of(config))

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from loguru import logger
 from typer.testing import CliRunner
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
@@ -33,29 +30,8 @@ from .node_testdata import (
     bybit_linear_frames,
     config_of,
     okx_frames,
+    stream_config,
 )
-
-
-def stream_config(instrument: dict[str, Any], iid: str, venue: str, market: str, channels: list[str], url: str) -> dict[str, Any]:
-    return {
-        "instruments": [instrument],
-        "strategy": {
-            "name": "tradebus.strategies.tick_ema:TickEmaCross",
-            "instruments": [iid],
-            "params": {"fast": 2, "slow": 5, "quantity": 0.001},
-        },
-        "venue": {"fill_on": "trades"},
-        "feeds": [
-            {
-                "venue": venue,
-                "market": market,
-                "ws_url": url,
-                "subscriptions": {iid: channels},
-                "backoff": {"base": 0.05, "cap": 0.2, "min_delay": 0.01},
-            }
-        ],
-        "warm_up": False,
-    }
 
 
 def venue_case(venue: str) -> tuple[VenueProtocol, list[tuple[int, str]], Any, str]:
@@ -74,14 +50,16 @@ def venue_case(venue: str) -> tuple[VenueProtocol, list[tuple[int, str]], Any, s
         return (
             OkxProtocol(frames, rejected=frozenset({"books:BTC-USDT"})),
             frames,
-            lambda ws, http: stream_config(OKX_INSTRUMENT, OKX_IID, "okx", "spot", ["trades", "books"], ws),
+            lambda ws, http: stream_config(OKX_INSTRUMENT, OKX_IID, "okx", "spot", ["trades", "books"], ws_url=ws),
             "okx-public: OKX rejected a subscription: code 60018 .*channel:books,instId:BTC-USDT",
         )
     frames = bybit_linear_frames()
     return (
         BybitProtocol(frames, rejected=frozenset({"orderbook.200.BTCUSDT"})),
         frames,
-        lambda ws, http: stream_config(BYBIT_INSTRUMENT, BYBIT_IID, "bybit", "linear", ["publicTrade", "orderbook.200"], ws),
+        lambda ws, http: stream_config(
+            BYBIT_INSTRUMENT, BYBIT_IID, "bybit", "linear", ["publicTrade", "orderbook.200"], ws_url=ws
+        ),
         "bybit-linear: Bybit linear rejected a subscribe: 'Invalid topic: orderbook.200.BTCUSDT'",
     )
 
@@ -94,14 +72,6 @@ async def test_rejected_subscription_stops_the_daemon_with_a_clear_error(venue: 
         with pytest.raises(SubscriptionRejected, match=message):
             await asyncio.wait_for(node.run(), 30)
     assert node.summary.stop_reason.startswith("feed ") and "failed" in node.summary.stop_reason
-
-
-@pytest.fixture
-def _loguru_to_current_stderr() -> Iterator[None]:
-    """The CLI points loguru at the CliRunner's stderr, closed after the call: log to the live stderr again."""
-    yield
-    logger.remove()
-    logger.add(lambda message: sys.stderr.write(message), level="DEBUG")
 
 
 @pytest.mark.usefixtures("_loguru_to_current_stderr")
