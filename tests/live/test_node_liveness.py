@@ -73,7 +73,7 @@ def test_replay_with_the_recorded_depth_speed_keeps_the_book_in_sync(tmp_path: P
     playback = play(USDM_CAPTURE, config_of(usdm_config(None, None, depth_speed="0ms")))
     assert playback.stats.rejected == {}
     # a stream of a kind the config does not subscribe at all is skipped, not an error
-    assert playback.feeds[0].unexpected_streams() == {"btcusdt@markPrice@1s": 35}
+    assert playback.stats.unexpected_streams == {"binance-usdm": {"btcusdt@markPrice@1s": 35}}
     assert playback.guard.liveness.freezes == {}
     assert playback.guard.block_reason(USDM_IID) is None
     book = playback.router.books[USDM_IID]

@@ -130,11 +130,12 @@ def read_recording(path: str | Path, feeds: list[Feed]) -> Iterator[tuple[int, s
 
 @dataclass
 class PlaybackStats:
-    """Counts of a playback: frames per feed, skipped connections, rejected frames."""
+    """Counts of a playback: frames per feed, skipped connections, rejected frames, unsubscribed streams."""
 
     frames: int = 0
     per_feed: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
+    unexpected_streams: dict[str, dict[str, int]] = field(default_factory=dict)
     skipped_connections: dict[str, int] = field(default_factory=dict)
     first_ns: int | None = None
     last_ns: int | None = None
@@ -233,6 +234,9 @@ class Playback:
         stats.per_feed = dict(sorted(self._per_feed.items()))
         stats.rejected = dict(sorted(self._rejected.items()))
         stats.skipped_connections = dict(sorted(self._skipped.items()))
+        stats.unexpected_streams = {
+            feed.name: dict(sorted(feed.unexpected_streams().items())) for feed in self.feeds if feed.unexpected_streams()
+        }
         if self._rejected:
             logger.info("playback: frames rejected by the parsers: {}", stats.rejected)
         return self.kernel.result
