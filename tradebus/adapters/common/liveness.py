@@ -34,7 +34,7 @@ from tradebus.errors import ConfigError
 __all__ = ["BookLiveness"]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Watch:
     max_idle_ns: int
     in_sync: Callable[[], bool]
