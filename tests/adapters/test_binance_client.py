@@ -134,7 +134,9 @@ async def test_garbled_and_unknown_frames_are_rejected_and_the_feed_goes_on() ->
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, faults) as srv:
         client = BinanceClient(spot_config(srv, ["trade"]), out.append, policy())
         await run_until(client, lambda: len(trades(out)) >= len(SPOT_TRADE_IDS) - 1)
-    assert client.rejected == 2 and client.connections == 1
+    # the garbled frame is rejected; the unknown stream's frame is counted and skipped
+    assert client.rejected == 1 and client.connections == 1
+    assert client.feed.unexpected_streams == {"btcusdt@someNewStream": 1}
     assert [t.trade_id for t in trades(out)] == SPOT_TRADE_IDS[:3] + SPOT_TRADE_IDS[4:]
 
 
@@ -186,3 +188,22 @@ def test_http_fetcher_is_selected_by_config() -> None:
     client = BinanceClient(cfg, lambda m: None)
     assert isinstance(client.fetcher, HttpDepthFetcher)
     assert client.connect_url() == "wss://stream.binance.com:9443/stream?streams=btcusdt@depth@100ms"
+
+
+async def test_rejected_streams_stop_the_client_with_subscription_rejected() -> None:
+    from tradebus.adapters.common.policy import SubscriptionRejected
+
+    protocol = BinanceProtocol(SPOT_SNAPSHOT, rejected_streams=frozenset({"btcusdt@depth@100ms"}))
+    async with LocalVenueServer(protocol, SPOT_FRAMES) as srv:
+        client = BinanceClient(spot_config(srv, ["trade", "depth"]), lambda m: None, policy())
+        with pytest.raises(SubscriptionRejected, match=r"binance-spot: binance refused the streams .*HTTP 400 .*invalid stream btcusdt@depth@100ms"):
+            await asyncio.wait_for(client.run(), 10)
+    assert client.connections == 0 and len(srv.sessions) == 0
+
+
+def test_error_reply_to_a_request_is_a_rejected_subscription() -> None:
+    from tradebus.adapters.common.policy import SubscriptionRejected
+
+    feed = BinanceFeed(BinanceConfig(symbols=["BTCUSDT"], channels=["trade"]), lambda m: None)
+    with pytest.raises(SubscriptionRejected, match=r"binance rejected request id=3 \(streams \['btcusdt@trade'\]\): code 2 Invalid request"):
+        feed.on_frame('{"error":{"code":2,"msg":"Invalid request: invalid stream"},"id":3}', 1)

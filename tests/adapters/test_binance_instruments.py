@@ -75,3 +75,24 @@ def test_config_streams_and_urls() -> None:
 def test_bad_config_names_the_field(kwargs: dict, field: str) -> None:
     with pytest.raises(ValidationError, match=field):
         BinanceConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("market", "speed", "stream"),
+    [
+        (BinanceMarket.SPOT, "100ms", "btcusdt@depth@100ms"),
+        (BinanceMarket.SPOT, "1000ms", "btcusdt@depth"),
+        (BinanceMarket.USDM, "0ms", "btcusdt@depth@0ms"),
+        (BinanceMarket.USDM, "100ms", "btcusdt@depth@100ms"),
+        (BinanceMarket.USDM, "250ms", "btcusdt@depth"),
+        (BinanceMarket.USDM, "500ms", "btcusdt@depth@500ms"),
+    ],
+)
+def test_depth_speed_gives_the_documented_stream_name(market: BinanceMarket, speed: str, stream: str) -> None:
+    config = BinanceConfig(market=market, symbols=["BTCUSDT"], channels=["depth"], depth_speed=speed)
+    assert config.streams() == [stream]
+
+
+def test_trade_and_agg_trade_together_are_refused() -> None:
+    with pytest.raises(ValueError, match="'trade' and 'aggTrade' both deliver every trade"):
+        BinanceConfig(symbols=["BTCUSDT"], channels=["trade", "aggTrade"])

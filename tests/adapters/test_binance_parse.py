@@ -330,3 +330,59 @@ def test_fuzzed_depth_frames_never_leave_a_synced_book_different_from_a_clean_on
 def test_snapshot_parse_gives_book_snapshot_type(spot: list[tuple[int, str]]) -> None:
     ts, raw = first(spot, '"lastUpdateId"')
     assert isinstance(parse_depth_snapshot(raw.encode(), ts, IID), BookSnapshot)
+
+
+def _with_level(raw: str, side: str, level: list[str]) -> str:
+    msg = json.loads(raw)
+    msg["data"][side] = msg["data"][side][:1] + [level] + msg["data"][side][1:]
+    return json.dumps(msg)
+
+
+@pytest.mark.parametrize(
+    ("side", "level", "match"),
+    [
+        ("b", ["-61000.00", "1.0"], r"b\[1\] = \[-61000.0, 1.0\]: expected price > 0"),
+        ("a", ["NaN", "1.0"], r"a\[1\] = \[nan, 1.0\]: expected price > 0"),
+        ("b", ["61000.00", "-0.5"], r"b\[1\] = \[61000.0, -0.5\]: expected price > 0 and size >= 0"),
+        ("a", ["61000.00", "Infinity"], r"a\[1\]"),
+        ("b", ["61000.00", "lots"], r"btcusdt@depth@100ms depthUpdate frame rejected: Expected `float`"),
+    ],
+    ids=["negative-price", "nan-price", "negative-size", "inf-size", "unparsable-size"],
+)
+def test_depth_level_is_validated_at_parse_time_naming_stream_and_field(
+    spot: list[tuple[int, str]], side: str, level: list[str], match: str
+) -> None:
+    ts, raw = first(spot, "@depth")
+    with pytest.raises(ParseError, match=match) as info:
+        parse_depth_update(_with_level(raw, side, level), ts, IID)
+    assert "btcusdt@depth@100ms" in str(info.value)
+
+
+def test_malformed_depth_frame_is_skipped_and_the_book_resyncs(spot: list[tuple[int, str]]) -> None:
+    cfg = BinanceConfig(symbols=["BTCUSDT"], channels=["depth"])
+    out: list[Any] = []
+    feed = BinanceFeed(cfg, out.append)
+    sync = feed.books["BTCUSDT"]
+    bad_done = False
+    for ts, raw in spot[:600]:
+        if raw.startswith('{"lastUpdateId"'):
+            feed.on_snapshot_frame(raw, ts, "BTCUSDT")
+        elif "@depth" in raw:
+            if sync.synced and not bad_done:
+                before = len(out)
+                with pytest.raises(ParseError, match=r"b\[1\]"):
+                    feed.on_frame(_with_level(raw, "b", ["-1", "1"]), ts)
+                assert len(out) == before and not sync.synced
+                assert "unparseable depth frame" in (sync.failure or "")
+                bad_done = True
+                continue
+            feed.on_frame(raw, ts)
+    assert bad_done
+
+
+def test_depth_snapshot_levels_are_validated(spot: list[tuple[int, str]]) -> None:
+    ts, raw = first(spot, '"lastUpdateId"')
+    msg = json.loads(raw)
+    msg["asks"][2] = ["0", "1.0"]
+    with pytest.raises(ParseError, match=r"depth snapshot of BTCUSDT.BINANCE lastUpdateId=\d+: asks\[2\]"):
+        parse_depth_snapshot(json.dumps(msg), ts, IID)

@@ -107,3 +107,18 @@ def test_subscribe_frames_are_batched_by_ten_and_url_follows_category() -> None:
     assert sorted(a for f in frames for a in f["args"]) == sorted(TOPICS)
     assert client.url == "wss://stream.bybit.com/v5/public/spot"
     assert client.policy.keepalive.payload == '{"op":"ping"}'
+
+
+async def test_rejected_subscription_stops_the_client_with_subscription_rejected() -> None:
+    import pytest
+
+    from tradebus.adapters.common.policy import SubscriptionRejected
+
+    frames = capture()
+    protocol = BybitProtocol(frames, rejected=frozenset({"orderbook.200.NOPEUSDT"}))
+    out: list = []
+    async with LocalVenueServer(protocol, frames, lifetime=30.0) as server:
+        client = BybitClient(out.append, topics=[*TOPICS, "orderbook.200.NOPEUSDT"], url=server.ws_url, policy=fast_policy())
+        with pytest.raises(SubscriptionRejected, match=r"bybit-linear: Bybit linear rejected a subscribe: 'Invalid topic: orderbook.200.NOPEUSDT'"):
+            await asyncio.wait_for(client.run(), 20)
+    assert client.connections == 1

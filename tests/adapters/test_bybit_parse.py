@@ -13,6 +13,7 @@ from loguru import logger
 
 from tradebus.adapters.bybit.parse import BybitParser, instrument_symbol
 from tradebus.adapters.bybit.sync import BybitRule, is_snapshot
+from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.common.recorder import read_frames
 from tradebus.adapters.common.sync import Verdict
 from tradebus.engine.messages import Bar, BookDelta, BookResynced, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
@@ -189,8 +190,8 @@ def test_unknown_topic_and_control_frames(logs: list[str]) -> None:
     assert parser.parse_frame('{"success":true,"ret_msg":"pong","conn_id":"x","req_id":"","op":"ping"}', 1) == []
     assert parser.parse_frame('{"op":"pong","args":["1675418560633"],"conn_id":"x"}', 1) == []
     failure = (FIX / "ws_subscription_failure.json").read_text()
-    assert parser.parse_frame(failure, 1) == []
-    assert any("Invalid topic" in line for line in logs)
+    with pytest.raises(SubscriptionRejected, match="Bybit linear rejected a subscribe: 'Invalid topic: invalid.topic.BTCUSDT'"):
+        parser.parse_frame(failure, 1)
 
 
 @pytest.mark.parametrize(

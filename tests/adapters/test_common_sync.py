@@ -328,3 +328,28 @@ def test_fast_forward_stops_at_a_gap_and_resyncs_like_on_delta() -> None:
     assert sync.state is SyncState.AWAITING_SNAPSHOT
     assert sync.book.last_seq == deltas[99].last_seq
     assert not any(isinstance(m, (BookDelta, Quote)) for m in out[2:])
+
+
+@pytest.mark.parametrize("bad", [np.nan, -1.0, np.inf], ids=["nan", "negative", "inf"])
+def test_fast_forward_of_a_malformed_delta_resyncs_and_never_stays_synced_on_a_wrong_book(bad: float) -> None:
+    snapshot, deltas = _split(capture())
+    good = deltas[100]
+    assert good.bids.shape[0] >= 2  # type: ignore[attr-defined]
+    bids = np.array(good.bids, copy=True)
+    bids[1, 0] = bad  # one malformed price among valid levels: the whole delta must be refused
+    broken = BookDelta(IID, good.ts_event, good.ts_init, bids, good.asks, good.first_seq, good.last_seq, good.prev_seq)
+    out: list[Any] = []
+    sync = BookSync(IID, BinanceSpotRule(), out.append)
+    sync.on_snapshot(snapshot)
+    sync.fast_forward(DeltaBatch(deltas[:100] + [broken] + deltas[101:200]))
+    assert sync.state is SyncState.AWAITING_SNAPSHOT and sync.failure is not None
+    assert "malformed level" in sync.failure
+    # nothing after the malformed delta reached the book, and nothing was emitted from it
+    assert sync.book.last_seq == deltas[99].last_seq and sync.rule.last == deltas[99].last_seq
+    assert not any(isinstance(m, (BookDelta, Quote)) for m in out[2:])
+    # the same deltas through on_delta end in the same state: fast_forward is not more lenient
+    slow = BookSync(IID, BinanceSpotRule(), lambda m: None)
+    slow.on_snapshot(snapshot)
+    for dlt in deltas[:100] + [broken] + deltas[101:200]:
+        slow.on_delta(dlt)
+    assert slow.state is SyncState.AWAITING_SNAPSHOT and slow.book.equals(sync.book)

@@ -111,3 +111,18 @@ def test_subscribe_frames_batch_all_pairs() -> None:
     (frame,) = client.subscribe_frames()
     assert sorted((a["channel"], a["instId"]) for a in json.loads(frame)["args"]) == sorted(PAIRS)
     assert client.policy.keepalive.payload == "ping"
+
+
+async def test_rejected_subscription_stops_the_client_with_subscription_rejected() -> None:
+    import pytest
+
+    from tradebus.adapters.common.policy import SubscriptionRejected
+
+    frames = capture()
+    protocol = OkxProtocol(frames, rejected=frozenset({"books:BTC-XXX"}))
+    out: list = []
+    async with LocalVenueServer(protocol, frames, lifetime=30.0) as server:
+        client = OkxClient(out.append, subscriptions=[*PAIRS, ("books", "BTC-XXX")], url=server.ws_url, policy=fast_policy())
+        with pytest.raises(SubscriptionRejected, match=r"okx-public: OKX rejected a subscription: code 60018 .*BTC-XXX"):
+            await asyncio.wait_for(client.run(), 20)
+    assert client.connections == 1  # not retried: the venue will refuse it again

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from loguru import logger
 
+from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.common.recorder import read_frames
 from tradebus.adapters.okx.parse import OkxParser, candle_close_ms
 from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
@@ -185,12 +186,12 @@ def test_unknown_channel_is_skipped_with_a_logged_reason(logs: list[str]) -> Non
     assert any("open-interest" in line and "skipping" in line for line in logs)
 
 
-def test_events_and_pong_yield_nothing(logs: list[str]) -> None:
+def test_events_and_pong_yield_nothing_and_an_error_event_is_a_rejected_subscription(logs: list[str]) -> None:
     parser = OkxParser()
     assert parser.parse_frame("pong", 1) == []
     assert parser.parse_frame('{"event":"subscribe","arg":{"channel":"books","instId":"BTC-USDT"}}', 1) == []
-    assert parser.parse_frame('{"event":"error","code":"60012","msg":"Invalid request"}', 1) == []
-    assert any("60012" in line for line in logs)
+    with pytest.raises(SubscriptionRejected, match="OKX rejected a subscription: code 60012 'Invalid request'"):
+        parser.parse_frame('{"event":"error","code":"60012","msg":"Invalid request"}', 1)
 
 
 @pytest.mark.parametrize(

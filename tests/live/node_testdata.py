@@ -245,3 +245,74 @@ def bybit_reference(topic: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     b = {float(p): float(q) for p, q in bids.items()}
     a = {float(p): float(q) for p, q in asks.items()}
     return _dict_levels(b, True), _dict_levels(a, False), trades
+
+
+USDM_CAPTURE = FIXTURES / "binance" / "usdm_btcusdt_20230404_head4000.gz"
+"""Binance USD-M BTCUSDT capture whose diff-depth stream is ``btcusdt@depth@0ms``."""
+USDM_IID = "BTCUSDT.BINANCE_USDM"
+USDM_INSTRUMENT = {
+    "venue": "BINANCE_USDM",
+    "symbol": "BTCUSDT",
+    "kind": "perpetual",
+    "base": "BTC",
+    "quote": "USDT",
+    "tick_size": 0.1,
+    "lot_size": 0.001,
+    "taker_fee": 0.0004,
+    "maker_fee": 0.0002,
+}
+
+
+def usdm_config(
+    ws_url: str | None, rest_url: str | None, *, depth_speed: str | None = None, book_max_idle: float | None = None
+) -> dict[str, Any]:
+    """A paper config mapping for the USD-M capture (trade, bookTicker, depth; trade-driven TickEmaCross)."""
+    feed: dict[str, Any] = {
+        "venue": "binance",
+        "market": "usdm",
+        "ws_url": ws_url,
+        "rest_url": rest_url,
+        "subscriptions": {USDM_IID: ["trade", "bookTicker", "depth"]},
+        "backoff": {"base": 0.05, "cap": 0.2, "min_delay": 0.01},
+        "snapshot_fetcher": "http",
+    }
+    if depth_speed is not None:
+        feed["depth_speed"] = depth_speed
+    if book_max_idle is not None:
+        feed["book_max_idle"] = book_max_idle
+    return {
+        "instruments": [USDM_INSTRUMENT],
+        "strategy": {
+            "name": "tradebus.strategies.tick_ema:TickEmaCross",
+            "instruments": [USDM_IID],
+            "params": {"fast": 2, "slow": 8, "quantity": 0.01},
+        },
+        "venue": {"fill_on": "trades"},
+        "feeds": [feed],
+        "warm_up": False,
+    }
+
+
+def stream_config(
+    instrument: dict[str, Any], iid: str, venue: str, market: str, channels: list[str], **feed: Any
+) -> dict[str, Any]:
+    """A paper config mapping with one feed subscribing ``channels`` of ``iid`` (TickEmaCross on trades)."""
+    return {
+        "instruments": [instrument],
+        "strategy": {
+            "name": "tradebus.strategies.tick_ema:TickEmaCross",
+            "instruments": [iid],
+            "params": {"fast": 2, "slow": 5, "quantity": 0.001},
+        },
+        "venue": {"fill_on": "trades"},
+        "feeds": [
+            {
+                "venue": venue,
+                "market": market,
+                "subscriptions": {iid: channels},
+                "backoff": {"base": 0.05, "cap": 0.2, "min_delay": 0.01},
+                **feed,
+            }
+        ],
+        "warm_up": False,
+    }

@@ -41,6 +41,12 @@ def test_relative_journal_and_record_paths_resolve_against_the_config_directory(
         (lambda d: d["strategy"]["params"].update(fast=9), "fast (9) must be smaller than slow (8)"),
         (lambda d: d["strategy"]["params"].update(quantity=1e-9), "strategy.params.quantity"),
         (lambda d: d.update(journal_sync="OFF"), "journal_sync"),
+        (
+            lambda d: d["feeds"][0].update(subscriptions={IID: ["trade", "aggTrade"]}),
+            "feeds.0: subscriptions.BTCUSDT.BINANCE: 'trade' and 'aggTrade' both deliver every trade",
+        ),
+        (lambda d: d["feeds"][0].update(depth_speed="0ms"), "depth_speed: '0ms' is not offered on binance spot"),
+        (lambda d: d["feeds"][0].update(book_max_idle=0), "feeds.0.book_max_idle"),
     ],
 )
 def test_invalid_paper_config_is_a_config_error_naming_the_field(tmp_path: Path, change: Any, message: str) -> None:

@@ -47,6 +47,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, model_validator
 
+from tradebus.adapters.binance.config import DEPTH_SPEEDS as BINANCE_DEPTH_SPEEDS
 from tradebus.config import (
     InstrumentConfig,
     ReportConfig,
@@ -100,6 +101,9 @@ _BYBIT_CHANNEL = re.compile(
     r"^(publicTrade|tickers|orderbook\.(1|50|200|500|1000)|kline\.(1|3|5|15|30|60|120|240|360|720|D|W|M))$"
 )
 _BINANCE_SYMBOL = re.compile(r"^[A-Z0-9]+$")
+_DEPTH_SPEEDS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("binance", market.value): speeds for market, speeds in BINANCE_DEPTH_SPEEDS.items()
+}
 
 #: Channels whose messages a fill model needs, per venue and ``VenueConfig.fill_on``.
 _FILL_CHANNELS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -164,6 +168,15 @@ class FeedConfig(_Model):
         Stop the daemon after this many consecutive failed connection attempts (``None``: never).
     snapshot_fetcher
         Binance only: REST depth snapshots through ``ccxt`` or a plain ``http`` GET.
+    depth_speed
+        Binance only: update speed of the ``depth`` stream (spot ``100ms`` or ``1000ms``;
+        usdm ``0ms``, ``100ms``, ``250ms`` or ``500ms``); ``None``: ``100ms``. A recording
+        replays only with the speed it was recorded with.
+    book_max_idle
+        Book liveness, seconds: when trades or quotes of an instrument keep arriving but its
+        L2 book has not changed for this long, the book is declared frozen: orders on the
+        instrument are denied (``book unsynced: ...``) and the book is resynced; after such
+        a resync, orders stay denied until the book's first live update.
     """
 
     venue: FeedVenue
@@ -175,12 +188,23 @@ class FeedConfig(_Model):
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
     max_reconnects: int | None = Field(default=None, ge=0)
     snapshot_fetcher: Literal["ccxt", "http"] = "ccxt"
+    depth_speed: str | None = None
+    book_max_idle: PositiveFloat = 10.0
 
     @model_validator(mode="after")
     def _check(self) -> FeedConfig:
         markets = MARKETS[self.venue]
         if self.market not in markets:
             raise ValueError(f"market: {self.market!r} is not a {self.venue} market; use one of {list(markets)}")
+        if self.depth_speed is not None:
+            speeds = _DEPTH_SPEEDS.get((self.venue, self.market))
+            if speeds is None:
+                raise ValueError(f"depth_speed: only binance feeds have a depth speed, not {self.venue}")
+            if self.depth_speed not in speeds:
+                raise ValueError(
+                    f"depth_speed: {self.depth_speed!r} is not offered on binance {self.market}; "
+                    f"use one of {list(speeds)}"
+                )
         for iid, channels in self.subscriptions.items():
             if not channels:
                 raise ValueError(f"subscriptions.{iid}: give at least one channel")
@@ -191,6 +215,11 @@ class FeedConfig(_Model):
                     raise ValueError(f"subscriptions.{iid}: unknown {self.venue} channel {channel!r}")
             if self.venue == "binance" and "markPrice" in channels and self.market != "usdm":
                 raise ValueError(f"subscriptions.{iid}: 'markPrice' exists only for market 'usdm'")
+            if self.venue == "binance" and "trade" in channels and "aggTrade" in channels:
+                raise ValueError(
+                    f"subscriptions.{iid}: 'trade' and 'aggTrade' both deliver every trade, so each trade "
+                    "would be counted twice; subscribe one of them"
+                )
         if self.venue == "binance":
             sets = {tuple(ch) for ch in self.subscriptions.values()}
             if len(sets) > 1:

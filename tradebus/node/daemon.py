@@ -5,7 +5,8 @@
 message to a :class:`NodeRouter`, synchronously, on the loop's thread::
 
     venue WS --frame--> client (recv time, recorder) --> parser/book sync --> NodeRouter
-        Trade/Quote/Bar  -> kernel.process (clock, venue matching, features, strategies)
+        Trade/Quote/Bar  -> kernel.process (clock, venue matching, features, strategies);
+                            trades and quotes first tell the book-liveness rule they flow
         BookSnapshot/BookDelta -> the node's book of the instrument, then the bus
         FeedStale -> MarketGuard (orders on the feed's instruments stop), then the bus
         BookResynced, MarkPrice, FundingRate -> the bus (and the log)
@@ -14,9 +15,11 @@ The kernel is the backtest kernel with a :class:`~tradebus.engine.clock.LiveCloc
 :class:`PaperVenue` (the simulated matching engine, with arrival alerts on the wall
 clock) and a :class:`GuardedRiskGate`: the risk gate plus one check in front of the
 others, asked of the :class:`MarketGuard` -- an instrument whose feed went stale
-(``FeedStale`` until its next market-data message) or whose subscribed L2 book is not in
-sync with the venue (asked of the adapter at decision time) gets ``OrderDenied`` with the
-reason ``"feed stale: ..."`` or ``"book unsynced: ..."``.
+(``FeedStale`` until its next market-data message), whose subscribed L2 book is not in
+sync with the venue (asked of the adapter at decision time) or whose book is frozen
+(trades or quotes flow but the book has not changed for the feed's ``book_max_idle``:
+:mod:`tradebus.adapters.common.liveness`; the book is resynced) gets ``OrderDenied`` with
+the reason ``"feed stale: ..."`` or ``"book unsynced: ..."``.
 
 Lifecycle of :meth:`TradingNode.run`:
 
@@ -47,6 +50,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +63,14 @@ from tradebus.adapters.bybit.config import BybitConfig
 from tradebus.adapters.bybit.parse import BybitParser
 from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, WsClient
+from tradebus.adapters.common.liveness import BookLiveness
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive
 from tradebus.adapters.common.recorder import FrameRecorder
 from tradebus.adapters.okx.client import OkxClient
 from tradebus.adapters.okx.config import OkxConfig
 from tradebus.adapters.okx.parse import BOOK_CHANNELS as OKX_BOOK_CHANNELS
 from tradebus.adapters.okx.parse import OkxParser
+from tradebus.adapters.okx.parse import book_key as okx_book_key
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import Clock, LiveClock
 from tradebus.engine.instrument import Instrument
@@ -119,23 +125,50 @@ class MarketGuard:
     """Per-instrument market-data health, asked before every order.
 
     An instrument is blocked while its feed is stale (from ``FeedStale`` until the next
-    market-data message of that instrument) or while its subscribed L2 book is out of sync
-    (asked of the adapter when an order is checked, so no transition can be missed).
+    market-data message of that instrument), while its subscribed L2 book is out of sync
+    (asked of the adapter when an order is checked, so no transition can be missed), or
+    while its book is frozen (:class:`~tradebus.adapters.common.liveness.BookLiveness`:
+    trades or quotes flow but the book has not changed for the feed's ``book_max_idle``;
+    the book is resynced).
     """
 
-    __slots__ = ("_book_checks", "_feeds", "_stale")
+    __slots__ = ("_book_checks", "_feeds", "_stale", "liveness")
 
     def __init__(self) -> None:
         self._stale: dict[str, str] = {}
         self._feeds: dict[str, tuple[str, ...]] = {}
         self._book_checks: dict[str, Callable[[], bool]] = {}
+        self.liveness = BookLiveness()
 
     def register_feed(
-        self, name: str, instrument_ids: Iterable[str], book_checks: dict[str, Callable[[], bool]]
+        self,
+        name: str,
+        instrument_ids: Iterable[str],
+        book_checks: dict[str, Callable[[], bool]],
+        *,
+        book_max_idle: float | None = None,
+        resync: Callable[[str, str], None] | None = None,
     ) -> None:
-        """Declare a feed's instruments and, per instrument with a book, its in-sync test."""
+        """Declare a feed's instruments and, per instrument with a book, its in-sync test.
+
+        With ``book_max_idle`` (seconds) and ``resync(instrument_id, reason)``, those books
+        are also watched for liveness.
+        """
         self._feeds[name] = tuple(instrument_ids)
         self._book_checks.update(book_checks)
+        if book_max_idle is not None and resync is not None:
+            for iid, in_sync in book_checks.items():
+                self.liveness.watch(iid, book_max_idle, in_sync, partial(resync, iid))
+
+    def register(self, feed: Feed) -> None:
+        """Declare ``feed`` (instruments, in-sync tests of its books, their liveness rule)."""
+        self.register_feed(
+            feed.name,
+            feed.instrument_ids,
+            feed.book_checks(),
+            book_max_idle=feed.config.book_max_idle,
+            resync=feed.resync_book,
+        )
 
     def block_reason(self, instrument_id: str) -> str | None:
         """Why no new order may be sent on ``instrument_id`` now, or ``None``."""
@@ -145,6 +178,9 @@ class MarketGuard:
         check = self._book_checks.get(instrument_id)
         if check is not None and not check():
             return f"book unsynced: the {instrument_id} order book is not in sync with the venue"
+        frozen = self.liveness.frozen(instrument_id)
+        if frozen is not None:
+            return f"book unsynced: {frozen}"
         return None
 
     def on_stale(self, msg: FeedStale) -> None:
@@ -310,6 +346,14 @@ class Feed(ABC):
     def book_checks(self) -> dict[str, Callable[[], bool]]:
         """``instrument_id -> in-sync test`` of every instrument with a subscribed L2 book."""
 
+    @abstractmethod
+    def resync_book(self, instrument_id: str, reason: str) -> None:
+        """Declare ``instrument_id``'s book(s) out of sync for ``reason`` and resync them (``BookResynced`` follows)."""
+
+    def unexpected_streams(self) -> dict[str, int]:
+        """Frames per stream the venue sent that this feed did not subscribe (skipped)."""
+        return {}
+
     def accepts(self, conn: str) -> bool:
         """Whether a recorded connection id belongs to this feed (``"{name}:{n}"``)."""
         return conn.partition(":")[0] == self.name
@@ -350,6 +394,7 @@ class BinanceFeedHandle(Feed):
             venue=self.venue_name,
             stale_after=config.stale_after,
             snapshot_fetcher=config.snapshot_fetcher,
+            **({"depth_speed": config.depth_speed} if config.depth_speed else {}),
         )
         self.name = f"binance-{config.market}"
         if live:
@@ -360,7 +405,8 @@ class BinanceFeedHandle(Feed):
             self.name = client.name
         else:
             self.client = None
-            self.feed = BinanceFeed(self.binance, sink, None, clock_ns)
+            # a playback must fail loudly on a recording made with other stream parameters
+            self.feed = BinanceFeed(self.binance, sink, None, clock_ns, strict_streams=True)
 
     def on_frame(self, raw: str | bytes, recv_ns: int, conn: str) -> None:
         if conn.startswith("rest:"):
@@ -376,6 +422,14 @@ class BinanceFeedHandle(Feed):
     def book_checks(self) -> dict[str, Callable[[], bool]]:
         books = self.feed.books
         return {self.binance.instrument_id(symbol): _synced(sync) for symbol, sync in books.items()}
+
+    def resync_book(self, instrument_id: str, reason: str) -> None:
+        sync = self.feed.books.get(self.symbols[instrument_id])
+        if sync is not None and sync.synced:
+            sync.mark_lost(reason)
+
+    def unexpected_streams(self) -> dict[str, int]:
+        return dict(self.feed.unexpected_streams)
 
 
 def _synced(sync: Any) -> Callable[[], bool]:
@@ -433,6 +487,12 @@ class OkxFeedHandle(_ParserFeed):
                 checks[iid] = _all_in_sync(lambda ch, i=inst_id: parser.book_in_sync(i, ch), channels)
         return checks
 
+    def resync_book(self, instrument_id: str, reason: str) -> None:
+        inst_id = self.symbols[instrument_id]
+        for channel in self.config.channels_of(instrument_id):
+            if channel in OKX_BOOK_CHANNELS:
+                self.parser.books.lost(okx_book_key(channel, inst_id), reason)
+
 
 def _all_in_sync(test: Callable[[str], bool], keys: list[str]) -> Callable[[], bool]:
     return lambda: all(test(k) for k in keys)
@@ -480,6 +540,12 @@ class BybitFeedHandle(_ParserFeed):
             if topics:
                 checks[iid] = _all_in_sync(self.parser.book_in_sync, topics)
         return checks
+
+    def resync_book(self, instrument_id: str, reason: str) -> None:
+        symbol = self.symbols[instrument_id]
+        for channel in self.config.channels_of(instrument_id):
+            if channel.startswith("orderbook."):
+                self.parser.books.lost(f"{channel}.{symbol}", reason)
 
 
 _FEEDS: dict[str, type[Feed]] = {"binance": BinanceFeedHandle, "okx": OkxFeedHandle, "bybit": BybitFeedHandle}
@@ -552,9 +618,10 @@ class NodeRouter:
         self._process = kernel.process
         self._publish = kernel.bus.publish
         self._instruments = kernel.instruments
+        self._liveness = guard.liveness
         self._dispatch: dict[type, Callable[[Any], None]] = {
-            Trade: self._data,
-            Quote: self._data,
+            Trade: self._activity,
+            Quote: self._activity,
             Bar: self._data,
             BookSnapshot: self._snapshot,
             BookDelta: self._delta,
@@ -592,8 +659,13 @@ class NodeRouter:
         self.guard.on_data(iid)
         return True
 
-    def _data(self, msg: Trade | Quote | Bar) -> None:
+    def _data(self, msg: Bar) -> None:
         if self._admit(msg):
+            self._process(msg)
+
+    def _activity(self, msg: Trade | Quote) -> None:
+        if self._admit(msg):
+            self._liveness.on_activity(msg.instrument_id, msg.ts_init)  # before the strategy sees it
             self._process(msg)
 
     def _snapshot(self, msg: BookSnapshot) -> None:
@@ -603,6 +675,7 @@ class NodeRouter:
         if book is None:
             book = self.books[msg.instrument_id] = OrderBook(msg.instrument_id)
         book.load(msg.bids, msg.asks, msg.last_seq, msg.ts_event)  # type: ignore[arg-type]
+        self._liveness.on_book(msg.instrument_id, snapshot=True)
         self.counts["BookSnapshot"] += 1
         self._publish(msg)
 
@@ -616,6 +689,7 @@ class NodeRouter:
             return
         book.apply(msg.bids, msg.asks)  # type: ignore[arg-type]
         book.last_seq = msg.last_seq
+        self._liveness.on_book(msg.instrument_id, snapshot=False)
         self.counts["BookDelta"] += 1
         self._publish(msg)
 
@@ -778,7 +852,7 @@ class TradingNode:
                 self.recorder = FrameRecorder(self.config.record)
             self.feeds = build_feeds(self.config, self.router, live=True, recorder=self.recorder)
             for feed in self.feeds:
-                self.guard.register_feed(feed.name, feed.instrument_ids, feed.book_checks())
+                self.guard.register(feed)
             await asyncio.sleep(0)  # let a signal received so far be handled before subscribing
             if not self._stop.is_set():
                 tasks = {asyncio.create_task(feed.run(), name=f"feed:{feed.name}"): feed for feed in self.feeds}
@@ -847,6 +921,7 @@ class TradingNode:
                     "connections": client.connections,
                     "frames": client.frames,
                     "rejected": client.rejected,
+                    "unexpected_streams": sum(feed.unexpected_streams().values()),
                 }
         portfolio = self.kernel.portfolio
         summary.positions = {iid: portfolio.position(iid) for iid in self.kernel.instruments}

@@ -22,7 +22,12 @@ Recording formats
   captures), read with :func:`~tradebus.adapters.common.recorder.iter_hftbacktest`: the
   config must have one feed; its REST depth snapshot line feeds that feed's only book.
 
-A frame a parser rejects is skipped and counted (and logged at DEBUG), as live.
+A frame a parser rejects is skipped and counted (and logged at DEBUG), as live. Frames of
+streams the config does not subscribe are skipped, except when the config subscribes that
+kind of stream with other parameters (a Binance ``depth@0ms`` recording replayed with
+``depth_speed: 100ms``): then the replay stops with a :class:`~tradebus.errors.DataError`
+naming the streams seen and expected, since the books would otherwise stay frozen at their
+snapshot and the run would trade on them.
 
 Serving a recording
 -------------------
@@ -125,11 +130,12 @@ def read_recording(path: str | Path, feeds: list[Feed]) -> Iterator[tuple[int, s
 
 @dataclass
 class PlaybackStats:
-    """Counts of a playback: frames per feed, skipped connections, rejected frames."""
+    """Counts of a playback: frames per feed, skipped connections, rejected frames, unsubscribed streams."""
 
     frames: int = 0
     per_feed: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
+    unexpected_streams: dict[str, dict[str, int]] = field(default_factory=dict)
     skipped_connections: dict[str, int] = field(default_factory=dict)
     first_ns: int | None = None
     last_ns: int | None = None
@@ -164,7 +170,7 @@ class Playback:
         self.router = NodeRouter(self.kernel, self.guard)
         self.feeds = build_feeds(config, self.router, live=False, clock_ns=self.clock.now_ns)
         for feed in self.feeds:
-            self.guard.register_feed(feed.name, feed.instrument_ids, feed.book_checks())
+            self.guard.register(feed)
         self.stats = PlaybackStats()
         self._routes: dict[str, Feed | None] = {}
         self._rejected: Counter[str] = Counter()
@@ -210,16 +216,27 @@ class Playback:
         Raises
         ------
         DataError
-            Unreadable recording (names the file and line).
+            Unreadable recording (names the file and line), or frames of streams the config
+            subscribes with other parameters (e.g. another depth speed): the recording does
+            not match the config (names the streams seen and expected).
         """
         self.kernel.start()
-        for recv_ns, conn, raw in read_recording(path, self.feeds):
-            self.feed_frame(recv_ns, conn, raw)
+        lineno = 0
+        try:
+            for lineno, (recv_ns, conn, raw) in enumerate(read_recording(path, self.feeds), 1):
+                self.feed_frame(recv_ns, conn, raw)
+        except DataError as exc:
+            if str(exc).startswith(str(path)):
+                raise
+            raise DataError(f"{path}: frame {lineno}: {exc}") from None
         self.kernel.stop()
         stats = self.stats
         stats.per_feed = dict(sorted(self._per_feed.items()))
         stats.rejected = dict(sorted(self._rejected.items()))
         stats.skipped_connections = dict(sorted(self._skipped.items()))
+        stats.unexpected_streams = {
+            feed.name: dict(sorted(feed.unexpected_streams().items())) for feed in self.feeds if feed.unexpected_streams()
+        }
         if self._rejected:
             logger.info("playback: frames rejected by the parsers: {}", stats.rejected)
         return self.kernel.result

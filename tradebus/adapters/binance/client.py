@@ -29,6 +29,7 @@ from typing import Any
 
 import msgspec
 from loguru import logger
+from websockets.exceptions import InvalidStatus
 
 from tradebus.adapters.binance.config import BinanceConfig, BinanceMarket
 from tradebus.adapters.binance.parse import (
@@ -45,11 +46,11 @@ from tradebus.adapters.binance.parse import (
 )
 from tradebus.adapters.common.client import Sink, WsClient
 from tradebus.adapters.common.dedup import TradeDeduper
-from tradebus.adapters.common.policy import ConnectionPolicy, FatalVenueError
+from tradebus.adapters.common.policy import ConnectionPolicy, FatalVenueError, SubscriptionRejected
 from tradebus.adapters.common.recorder import FrameRecorder
 from tradebus.adapters.common.sync import BinanceFuturesRule, BinanceSpotRule, BookSync, SequenceRule
 from tradebus.engine.messages import BookSnapshot
-from tradebus.errors import ParseError, VenueError
+from tradebus.errors import DataError, ParseError, VenueError
 
 __all__ = ["BinanceClient", "BinanceFeed", "CcxtDepthFetcher", "DepthFetcher", "HttpDepthFetcher"]
 
@@ -73,7 +74,22 @@ class BinanceFeed:
         ``None`` when snapshots are fed with :meth:`on_snapshot_frame` (replay).
     clock_ns
         Time source for messages the feed creates itself (BookResynced).
+    strict_streams
+        A frame of a subscribed kind of stream with other parameters than subscribed (e.g.
+        ``btcusdt@depth@0ms`` when ``btcusdt@depth@100ms`` is subscribed) raises
+        :class:`~tradebus.errors.DataError` instead of being skipped: for replays, where it
+        means the recording was made with another config.
+
+    Attributes
+    ----------
+    unexpected_streams
+        Frames per stream name that is not subscribed (skipped, never parsed). They are
+        logged at WARNING, at most once per ``unexpected_warn_every`` seconds per stream.
+    unknown
+        Frames that could not be routed (unexpected streams and undecodable frames).
     """
+
+    unexpected_warn_every: float = 10.0
 
     def __init__(
         self,
@@ -81,12 +97,18 @@ class BinanceFeed:
         sink: Sink,
         fetch_snapshot: SnapshotFetch | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
+        *,
+        strict_streams: bool = False,
     ) -> None:
         self.config = config
         self.sink = sink
         self.dedup = TradeDeduper(config.dedup_capacity)
         self.counts: Counter[str] = Counter()
         self.unknown = 0
+        self.unexpected_streams: Counter[str] = Counter()
+        self._strict = strict_streams
+        self._warned_ns: dict[str, int] = {}
+        self._subscribed_kinds: dict[tuple[str, StreamKind | None], str] = {}
         self.books: dict[str, BookSync] = {}
         self._handlers: dict[str, Handler] = {}
         self._fetch = fetch_snapshot
@@ -99,6 +121,7 @@ class BinanceFeed:
             if kind is StreamKind.DEPTH:
                 self.books[symbol] = self._make_sync(symbol, iid, quotes_from_book)
             self._handlers[stream] = self._handler(kind, iid, symbol)
+            self._subscribed_kinds[(symbol, kind)] = stream
 
     # -------------------------------------------------------------- handlers
 
@@ -171,7 +194,11 @@ class BinanceFeed:
     # ----------------------------------------------------------------- input
 
     def on_frame(self, raw: str | bytes, recv_ns: int) -> None:
-        """Route one received frame; raises :class:`ParseError` for a frame that cannot be used."""
+        """Route one received frame; raises :class:`ParseError` for a frame that cannot be used.
+
+        A frame of a stream that is not subscribed is counted in :attr:`unexpected_streams`
+        and skipped (see ``strict_streams``).
+        """
         stream = split_stream(raw)
         if stream is not None:
             handler = self._handlers.get(stream)
@@ -182,8 +209,8 @@ class BinanceFeed:
 
     def _on_other(self, raw: str | bytes, stream: str | None, recv_ns: int) -> None:
         if stream is not None:
-            self.unknown += 1
-            raise ParseError(f"binance: frame of unsubscribed or unknown stream {stream!r} skipped")
+            self._unexpected(stream, recv_ns)
+            return
         try:
             msg = _control.decode(raw)
         except msgspec.DecodeError as exc:
@@ -195,16 +222,45 @@ class BinanceFeed:
             if handler is not None:  # a combined-stream frame laid out differently (e.g. spaces)
                 handler(raw, recv_ns)
                 return
-            self.unknown += 1
-            raise ParseError(f"binance: frame of unsubscribed or unknown stream {msg['stream']!r} skipped")
+            self._unexpected(msg["stream"], recv_ns)
+            return
         if isinstance(msg, dict) and "id" in msg and "result" in msg:
             self.counts["ack"] += 1
             return
         if isinstance(msg, dict) and isinstance(msg.get("error"), dict):
             err = msg["error"]
-            raise FatalVenueError(f"binance rejected request id={msg.get('id')}: code {err.get('code')} {err.get('msg')}")
+            raise SubscriptionRejected(
+                f"binance rejected request id={msg.get('id')} (streams {self.config.streams()}): "
+                f"code {err.get('code')} {err.get('msg')}"
+            )
         self.unknown += 1
         raise ParseError(f"binance: frame of unknown shape skipped: {str(raw)[:80]!r}")
+
+    def _unexpected(self, stream: str, recv_ns: int) -> None:
+        """Count and skip a frame of a stream that is not subscribed; warn, rate-limited."""
+        self.unknown += 1
+        self.unexpected_streams[stream] += 1
+        symbol = stream.partition("@")[0].upper()
+        instead = self._subscribed_kinds.get((symbol, stream_kind(stream)))
+        if instead is not None and self._strict:
+            raise DataError(
+                f"the recording's streams do not match the config: binance {self.config.market.value} frames of "
+                f"stream {stream!r}, but the config subscribes {instead!r} "
+                f"(expected streams: {self.config.streams()}); "
+                "make the feed's depth_speed / kline_interval match the recording"
+            )
+        last = self._warned_ns.get(stream)
+        if last is not None and recv_ns - last < self.unexpected_warn_every * 1e9:
+            return
+        self._warned_ns[stream] = recv_ns
+        hint = "" if instead is None else f" instead of the subscribed {instead!r} (check depth_speed/kline_interval)"
+        logger.warning(
+            "binance {}: {} frame(s) of unsubscribed stream {!r}{} skipped so far",
+            self.config.market.value,
+            self.unexpected_streams[stream],
+            stream,
+            hint,
+        )
 
     def on_snapshot_frame(self, raw: str | bytes, recv_ns: int, symbol: str) -> None:
         """Feed a REST depth snapshot body (recorded or fetched) to ``symbol``'s book."""
@@ -379,6 +435,13 @@ class BinanceClient(WsClient):
 
     def connect_url(self) -> str:
         return f"{self.config.ws_base}/stream?streams={'/'.join(self.subscriptions)}"
+
+    def translate_error(self, exc: Exception) -> Exception:
+        """A handshake refused with HTTP 400 is Binance rejecting the streams named in the URL."""
+        if isinstance(exc, InvalidStatus) and exc.response.status_code == 400:
+            body = bytes(exc.response.body or b"")[:200].decode("utf-8", "replace")
+            return SubscriptionRejected(f"binance refused the streams {list(self.subscriptions)}: HTTP 400 {body}")
+        return exc
 
     def subscribe_frames(self) -> list[str]:
         return []

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["BinanceConfig", "BinanceMarket", "Channel"]
+__all__ = ["DEPTH_SPEEDS", "BinanceConfig", "BinanceMarket", "Channel", "depth_stream_suffix"]
 
 
 class BinanceMarket(StrEnum):
@@ -29,10 +29,28 @@ _DEFAULTS: dict[BinanceMarket, tuple[str, str, str]] = {
     BinanceMarket.USDM: ("wss://fstream.binance.com", "https://fapi.binance.com", "BINANCE_USDM"),
 }
 
-_DEPTH_SPEEDS: dict[BinanceMarket, tuple[str, ...]] = {
+DEPTH_SPEEDS: dict[BinanceMarket, tuple[str, ...]] = {
     BinanceMarket.SPOT: ("100ms", "1000ms"),
     BinanceMarket.USDM: ("0ms", "100ms", "250ms", "500ms"),
 }
+"""Diff-depth update speeds per market. Spot documents ``@depth`` (1000 ms) and
+``@depth@100ms``; USD-M documents ``@depth`` (250 ms), ``@depth@500ms`` and
+``@depth@100ms``, and serves ``@depth@0ms`` (every update, as recorded in real captures
+such as the hftbacktest USD-M one in ``tests/fixtures/binance``)."""
+
+_BARE_DEPTH_SPEED: dict[BinanceMarket, str] = {BinanceMarket.SPOT: "1000ms", BinanceMarket.USDM: "250ms"}
+"""The speed of the stream named plain ``<symbol>@depth`` on each market."""
+
+
+TRADE_AND_AGG_TRADE = (
+    "channels: 'trade' and 'aggTrade' both deliver every trade of the symbol, so subscribing both "
+    "would count each trade twice; subscribe one of them"
+)
+
+
+def depth_stream_suffix(market: BinanceMarket, speed: str) -> str:
+    """What follows ``<symbol>@depth`` in the stream name of ``speed`` (``""`` for the market's plain stream)."""
+    return "" if speed == _BARE_DEPTH_SPEED[market] else f"@{speed}"
 
 
 class BinanceConfig(BaseModel):
@@ -46,7 +64,7 @@ class BinanceConfig(BaseModel):
         Venue symbols (``BTCUSDT``), upper case.
     channels
         Streams per symbol. ``markPrice`` (mark price + funding) is USD-M only.
-        ``trade`` and ``aggTrade`` both produce Trades; subscribe to one of them.
+        ``trade`` and ``aggTrade`` both produce Trades; subscribing both is refused.
     ws_url, rest_url
         Base URLs (``None``: production for the market). Streams are opened on
         ``{ws_url}/stream?streams=...``; the depth snapshot is fetched from
@@ -55,7 +73,9 @@ class BinanceConfig(BaseModel):
         Venue name on instruments (``instrument_id = "{symbol}.{venue}"``); ``None``:
         ``BINANCE`` for spot, ``BINANCE_USDM`` for USD-M.
     kline_interval, depth_speed, depth_limit, mark_price_speed
-        Stream parameters.
+        Stream parameters. ``depth_speed`` per market (:data:`DEPTH_SPEEDS`): spot
+        ``100ms`` (``<symbol>@depth@100ms``) or ``1000ms`` (``<symbol>@depth``); USD-M
+        ``0ms``, ``100ms``, ``250ms`` (``<symbol>@depth``) or ``500ms``.
     snapshot_fetcher
         ``ccxt`` (ccxt.async_support with its URLs pointed at ``rest_url``) or ``http``
         (a plain aiohttp GET).
@@ -98,13 +118,15 @@ class BinanceConfig(BaseModel):
     def _market_rules(self) -> BinanceConfig:
         if "markPrice" in self.channels and self.market is not BinanceMarket.USDM:
             raise ValueError("channels: 'markPrice' exists only for market 'usdm'")
-        if self.depth_speed not in _DEPTH_SPEEDS[self.market]:
+        if self.depth_speed not in DEPTH_SPEEDS[self.market]:
             raise ValueError(
                 f"depth_speed: {self.depth_speed!r} is not offered on {self.market.value}; "
-                f"use one of {_DEPTH_SPEEDS[self.market]}"
+                f"use one of {DEPTH_SPEEDS[self.market]}"
             )
         if len(set(self.channels)) != len(self.channels):
             raise ValueError("channels must be unique")
+        if "trade" in self.channels and "aggTrade" in self.channels:
+            raise ValueError(TRADE_AND_AGG_TRADE)
         return self
 
     @property
@@ -136,7 +158,7 @@ class BinanceConfig(BaseModel):
                 if ch == "kline":
                     out.append(f"{s}@kline_{self.kline_interval}")
                 elif ch == "depth":
-                    out.append(f"{s}@depth@{self.depth_speed}")
+                    out.append(f"{s}@depth{depth_stream_suffix(self.market, self.depth_speed)}")
                 elif ch == "markPrice":
                     out.append(f"{s}@markPrice@{self.mark_price_speed}")
                 else:

@@ -4,7 +4,8 @@ Speaks the combined-stream protocol: ``/stream?streams=a/b`` subscribes from the
 and sends ``{"stream": ..., "data": ...}`` frames; ``/ws`` sends the bare payloads;
 on either, ``{"method": "SUBSCRIBE"|"UNSUBSCRIBE"|"LIST_SUBSCRIPTIONS", "params": [...],
 "id": n}`` is answered with ``{"result": null|[...], "id": n}`` (or an ``error`` object
-for a malformed request). Server pings are WebSocket pings (answered by the client
+for a malformed request or a stream the venue does not offer; a combined-stream URL naming
+such a stream is refused with HTTP 400, as Binance does). Server pings are WebSocket pings (answered by the client
 library). REST: ``GET /api/v3/depth``, ``/fapi/v1/depth``, ``/dapi/v1/depth`` serve the
 recorded depth snapshot and, once the replay has moved past it, a snapshot rebuilt
 from that recorded snapshot plus every diff the server has replayed since (with the
@@ -55,6 +56,9 @@ class BinanceProtocol(VenueProtocol):
         Raw JSON served for ``exchangeInfo`` (``None``: 404).
     http_failures
         The first ``http_failures`` depth requests are answered with HTTP 503.
+    rejected_streams
+        Streams the venue does not offer: a combined-stream handshake naming one is refused
+        with HTTP 400, a ``SUBSCRIBE`` naming one is answered with an ``error`` object.
     """
 
     name = "binance"
@@ -66,8 +70,10 @@ class BinanceProtocol(VenueProtocol):
         futures: bool = False,
         exchange_info: str | None = None,
         http_failures: int = 0,
+        rejected_streams: frozenset[str] = frozenset(),
     ) -> None:
         self.snapshot = snapshot
+        self.rejected_streams = rejected_streams
         self.exchange_info = exchange_info
         self.http_failures = http_failures
         self.depth_requests = 0
@@ -101,6 +107,10 @@ class BinanceProtocol(VenueProtocol):
         if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
             return [msgspec.json.encode({"error": {"code": 2, "msg": "Invalid request: params"}, "id": req_id}).decode()]
         method = req["method"]
+        refused = sorted(self.rejected_streams.intersection(params))
+        if method == "SUBSCRIBE" and refused:
+            error = {"code": 2, "msg": f"Invalid request: invalid stream {refused[0]}"}
+            return [msgspec.json.encode({"error": error, "id": req_id}).decode()]
         if method == "SUBSCRIBE":
             session.subscribe(params)
             result: Any = None
@@ -112,6 +122,14 @@ class BinanceProtocol(VenueProtocol):
         else:
             return [msgspec.json.encode({"error": {"code": 0, "msg": f"Unknown method {method}"}, "id": req_id}).decode()]
         return [msgspec.json.encode({"result": result, "id": req_id}).decode()]
+
+    def refuse_handshake(self, path: str, query: dict[str, list[str]]) -> tuple[int, str] | None:
+        streams = query.get("streams", [""])[0].split("/")
+        refused = sorted(self.rejected_streams.intersection(streams))
+        if path.rstrip("/") == "/stream" and refused:
+            body = {"code": 2, "msg": f"Invalid request: invalid stream {refused[0]}"}
+            return 400, msgspec.json.encode(body).decode()
+        return None
 
     def topic_of(self, raw: str) -> str | None:
         if raw.startswith('{"stream":"'):

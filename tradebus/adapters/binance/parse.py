@@ -5,17 +5,20 @@ Every parser takes one raw combined-stream frame (``{"stream": ..., "data": ...}
 returns core messages with ``ts_event`` = the venue's time (ms -> ns) and ``ts_init`` =
 ``recv_ns``. A frame that does not decode, or carries a non-positive/non-finite price or
 size, raises :class:`~tradebus.errors.ParseError` naming the stream and the field.
-Book levels are not checked here: :class:`~tradebus.adapters.common.book.OrderBook`
-rejects a malformed level atomically and the book resyncs.
+Book levels (depth diffs and REST snapshots) are validated here, as OKX's and Bybit's
+are (:func:`~tradebus.adapters.common.parsing.level_array`): a negative, zero, NaN or
+infinite price, a negative or non-finite size, or a string that is not a number rejects
+the whole frame with an error naming the stream and the level (``b[3]``); the client then
+resyncs that book.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from enum import StrEnum
 
 import msgspec
-import numpy as np
 
 from tradebus.adapters.binance.schemas import (
     AggTradeEvent,
@@ -27,6 +30,7 @@ from tradebus.adapters.binance.schemas import (
     TradeEvent,
     decoder,
 )
+from tradebus.adapters.common.parsing import level_array
 from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
 from tradebus.errors import ParseError
 
@@ -44,6 +48,7 @@ __all__ = [
 ]
 
 _MS = 1_000_000
+_STREAM = re.compile(r'"stream"\s*:\s*"([^"]+)"')
 _INF = math.inf
 
 _trade = decoder(TradeEvent)
@@ -93,13 +98,10 @@ def split_stream(raw: str | bytes) -> str | None:
 
 def _fail(kind: str, raw: str | bytes, exc: Exception) -> ParseError:
     head = raw[:120] if isinstance(raw, str) else raw[:120].decode("utf-8", "replace")
-    return ParseError(f"binance {kind} frame rejected: {exc} (frame starts {head!r})")
-
-
-def _levels(rows: list[tuple[float, float]]) -> np.ndarray:
-    if not rows:
-        return np.empty((0, 2), dtype=np.float64)
-    return np.array(rows, dtype=np.float64)
+    found = _STREAM.search(head)
+    stream = found.group(1) if found else None
+    where = f"binance {kind} frame" if stream is None else f"binance {stream} {kind} frame"
+    return ParseError(f"{where} rejected: {exc} (frame starts {head!r})")
 
 
 def parse_trade(raw: str | bytes, recv_ns: int, instrument_id: str) -> Trade:
@@ -202,17 +204,19 @@ def parse_depth_update(raw: str | bytes, recv_ns: int, instrument_id: str) -> Bo
          "b":[["5000.00","14.368"],["28018.90","0.000"]],"a":[["28145.20","6.961"]]}}
     """
     try:
-        d = _depth.decode(raw).data
+        frame = _depth.decode(raw)
     except msgspec.MsgspecError as exc:
         raise _fail("depthUpdate", raw, exc) from None
+    d = frame.data
     if d.first_update_id > d.final_update_id:
         raise ParseError(f"binance depthUpdate {d.symbol}: U={d.first_update_id} > u={d.final_update_id}")
+    where = f"binance {frame.stream} depthUpdate u={d.final_update_id}"
     return BookDelta(
         instrument_id,
         (d.transaction_time or d.event_time) * _MS,
         recv_ns,
-        _levels(d.bids),
-        _levels(d.asks),
+        level_array(d.bids, "b", where),
+        level_array(d.asks, "a", where),
         d.first_update_id,
         d.final_update_id,
         d.prev_final_update_id,
@@ -263,6 +267,7 @@ def parse_depth_snapshot(raw: str | bytes, recv_ns: int, instrument_id: str) -> 
     except msgspec.MsgspecError as exc:
         raise _fail("depth snapshot", raw, exc) from None
     ts = d.transaction_time or d.event_time
-    return BookSnapshot(
-        instrument_id, ts * _MS if ts else recv_ns, recv_ns, _levels(d.bids), _levels(d.asks), d.last_update_id
-    )
+    where = f"binance depth snapshot of {instrument_id} lastUpdateId={d.last_update_id}"
+    bids = level_array(d.bids, "bids", where)
+    asks = level_array(d.asks, "asks", where)
+    return BookSnapshot(instrument_id, ts * _MS if ts else recv_ns, recv_ns, bids, asks, d.last_update_id)

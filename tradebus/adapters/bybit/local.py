@@ -2,7 +2,7 @@
 
 * ``{"op": "subscribe"|"unsubscribe", "args": [topics], "req_id"?: ...}`` is answered
   with ``{"success": true, "ret_msg": "", "conn_id": ..., "req_id": ..., "op": ...}``
-  (``success: false`` and a message for a malformed request).
+  (``success: false`` and a message for a malformed request or a topic given in ``rejected``).
 * ``{"op": "ping"}`` is answered like the linear stream does:
   ``{"success": true, "ret_msg": "pong", "conn_id": ..., "req_id": ..., "op": "ping"}``.
 * Recorded frames belong to their ``topic``; recorded control frames are not replayed.
@@ -42,11 +42,15 @@ class BybitProtocol(StreamBookProtocol):
     ----------
     frames
         The same ``(recv_ns, raw)`` list given to the server (book frames are indexed by identity).
+    rejected
+        Topics Bybit does not offer: a subscribe naming one is answered with
+        ``success: false`` and ``ret_msg`` ``"Invalid topic: ..."`` (nothing of it is subscribed).
     """
 
     name = "bybit"
 
-    def __init__(self, frames: Sequence[tuple[int, str]]) -> None:
+    def __init__(self, frames: Sequence[tuple[int, str]], rejected: frozenset[str] = frozenset()) -> None:
+        self.rejected = rejected
         self._head = msgspec.json.Decoder(_Head)
         self._request = msgspec.json.Decoder(_Request)
         self._parser = BybitParser("linear")
@@ -64,6 +68,10 @@ class BybitProtocol(StreamBookProtocol):
             return [json.dumps({"success": True, "ret_msg": "pong", "conn_id": conn, "req_id": req.req_id, "op": "ping"})]
         if req.op not in ("subscribe", "unsubscribe"):
             return [json.dumps({"success": False, "ret_msg": f"Invalid op {req.op}", "conn_id": conn, "op": req.op})]
+        refused = [t for t in req.args if t in self.rejected]
+        if req.op == "subscribe" and refused:
+            msg = f"Invalid topic: {refused[0]}"
+            return [json.dumps({"success": False, "ret_msg": msg, "conn_id": conn, "req_id": req.req_id, "op": req.op})]
         replies = [json.dumps({"success": True, "ret_msg": "", "conn_id": conn, "req_id": req.req_id, "op": req.op})]
         if req.op == "unsubscribe":
             session.unsubscribe(req.args)

@@ -42,6 +42,7 @@ from tradebus.adapters.bybit.schemas import (
 from tradebus.adapters.bybit.sync import BybitRule, is_snapshot
 from tradebus.adapters.common.dedup import TradeDeduper
 from tradebus.adapters.common.parsing import MS, describe_frame, level_array
+from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks, StreamBooksParser
 from tradebus.adapters.common.sync import BookSync
 from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
@@ -199,6 +200,8 @@ class BybitParser(StreamBooksParser):
         ParseError
             Not valid JSON, not a Bybit frame, or a known topic with a field of
             the wrong type or an impossible value. Nothing was applied.
+        SubscriptionRejected
+            A ``success: false`` reply to a subscribe or unsubscribe request.
         """
         if isinstance(raw, str):  # _scan_topic inlined: this is the hot path
             i = raw.find(_TOPIC) + 9
@@ -267,6 +270,8 @@ class BybitParser(StreamBooksParser):
         return state
 
     def _on_control(self, frame: BybitFrame, raw: bytes | str) -> None:
+        if frame.success is False and frame.op in ("subscribe", "unsubscribe"):
+            raise SubscriptionRejected(f"Bybit {self.category} rejected a {frame.op}: {frame.ret_msg!r}")
         if frame.success is False:
             logger.error("Bybit {}: {} failed: {!r} (frame {})", self.category, frame.op, frame.ret_msg, describe_frame(raw))
         else:

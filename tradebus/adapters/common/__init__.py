@@ -2,6 +2,7 @@
 
 * :mod:`.book` — Numba-backed L2 order book (sorted float64 arrays per side).
 * :mod:`.sync` — the resync state machine and pluggable venue sequence rules.
+* :mod:`.liveness` — a book that stops changing while its instrument trades is frozen and resynced.
 * :mod:`.stream_books` — books whose snapshots come in-stream, resynced by resubscribing (OKX, Bybit).
 * :mod:`.parsing` — frame excerpts and validated level arrays for the venue parsers.
 * :mod:`.instruments` — loading a saved instruments response.

@@ -7,8 +7,11 @@ send the subscription frames for the tracked :class:`SubscriptionSet`, hand ever
 :class:`~tradebus.adapters.common.recorder.FrameRecorder` is attached, send the venue's
 keep-alive, publish FeedStale and recycle the connection when the feed goes silent,
 reconnect before the venue's scheduled disconnect, and after any retryable error
-reconnect with jittered backoff. A fatal error (auth, rejected subscription, a bug in a
-handler or the sink) stops :meth:`WsClient.run` by raising.
+reconnect with jittered backoff. A fatal error (auth, a bug in a handler or the sink)
+stops :meth:`WsClient.run` by raising; a subscription the venue refuses stops it with
+:class:`~tradebus.adapters.common.policy.SubscriptionRejected` on every venue (Binance:
+an ``error`` reply or a refused combined-stream handshake; OKX: an ``error`` event;
+Bybit: a ``success: false`` subscribe reply).
 
 Venue clients subclass it and implement :meth:`WsClient.connect_url`,
 :meth:`WsClient.subscribe_frames` and :meth:`WsClient.on_frame`; they route frames to
@@ -30,7 +33,13 @@ from loguru import logger
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tradebus.adapters.common.policy import ConnectionPolicy, ErrorClass, SubscriptionSet, classify_error
+from tradebus.adapters.common.policy import (
+    ConnectionPolicy,
+    ErrorClass,
+    SubscriptionRejected,
+    SubscriptionSet,
+    classify_error,
+)
 from tradebus.adapters.common.recorder import FrameRecorder
 from tradebus.adapters.common.stream_books import StreamBooks
 from tradebus.adapters.common.watchdog import StaleWatchdog
@@ -110,6 +119,10 @@ class WsClient(ABC):
         """Called once when :meth:`run` returns (close REST sessions, flush recorders)."""
         return
 
+    def translate_error(self, exc: Exception) -> Exception:
+        """The venue's meaning of a connection error (e.g. a refused handshake that is a rejected subscription)."""
+        return exc
+
     # ------------------------------------------------------------------- loop
 
     def stop(self) -> None:
@@ -125,6 +138,8 @@ class WsClient(ABC):
 
         Raises
         ------
+        SubscriptionRejected
+            The venue refused a subscription (named with the feed and the venue's reason).
         VenueError
             After ``policy.max_reconnects`` consecutive failed attempts, or on a fatal error
             (the original exception is chained).
@@ -139,8 +154,12 @@ class WsClient(ABC):
                     await self._connect_and_receive()
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # noqa: BLE001 - classified below; fatal ones re-raised
+                except Exception as raised:  # noqa: BLE001 - classified below; fatal ones re-raised
+                    exc = self.translate_error(raised)
                     reason = f"{type(exc).__name__}: {exc}"
+                    if isinstance(exc, SubscriptionRejected):
+                        logger.error("{}: subscription rejected, stopping: {}", self.name, exc)
+                        raise SubscriptionRejected(f"{self.name}: {exc}") from raised
                     if classify_error(exc) is ErrorClass.FATAL:
                         logger.error("{}: fatal error, stopping: {}", self.name, reason)
                         raise VenueError(f"{self.name}: fatal connection error: {reason}") from exc

@@ -156,6 +156,10 @@ class VenueProtocol(ABC):
         """Answer a plain HTTP GET (REST endpoint): ``(status, json body)``, or ``None`` for 404."""
         return None
 
+    def refuse_handshake(self, path: str, query: dict[str, list[str]]) -> tuple[int, str] | None:
+        """``(status, json body)`` to refuse a WebSocket handshake on ``path?query``, or ``None`` to accept it."""
+        return None
+
     def unknown_message(self) -> str:
         """A frame of a type the client does not know (for the UNKNOWN fault)."""
         return '{"e":"someNewEvent","E":0}'
@@ -369,7 +373,9 @@ class LocalVenueServer:
         if len(self.sessions) >= self.max_connections:
             return self._response(503, '{"msg":"too many connections"}')
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            return None
+            parts = urlsplit(request.path)
+            refused = self.protocol.refuse_handshake(parts.path, parse_qs(parts.query))
+            return None if refused is None else self._response(*refused)
         self.http_requests.append(request.path)
         parts = urlsplit(request.path)
         answer = self.protocol.http(parts.path, parse_qs(parts.query))

@@ -39,6 +39,7 @@ __all__ = [
     "FatalVenueError",
     "KeepAlive",
     "KeepAliveMode",
+    "SubscriptionRejected",
     "SubscriptionSet",
     "classify_error",
 ]
@@ -53,6 +54,16 @@ class ErrorClass(StrEnum):
 
 class FatalVenueError(VenueError):
     """The venue refused us in a way that retrying cannot fix (auth, bad subscription)."""
+
+
+class SubscriptionRejected(FatalVenueError):
+    """The venue refused a subscription (an unknown stream, channel, topic or instrument).
+
+    Handled the same way on every venue: the client stops (:meth:`WsClient.run
+    <tradebus.adapters.common.client.WsClient.run>` raises it, naming the feed and the
+    venue's reason) and a daemon running that feed shuts down with a non-zero exit.
+    Retrying cannot help, and going on without the stream would trade on partial data.
+    """
 
 
 _RETRYABLE_CLOSE_CODES = {1000, 1001, 1006, 1011, 1012, 1013, 1014}

@@ -303,8 +303,9 @@ def _fast_forward(
     """Apply messages from ``start`` on with the Binance rules compiled; return the first index not applied.
 
     ``rule_state`` = ``[last id, first flag]``. Stops (returning its index) at a message
-    that is a gap, that would overflow the arrays, or whose apply is not APPLIED (that
-    message then has to be replayed through the Python path, which handles the failure).
+    that is a gap, that would overflow the arrays, or that is malformed (none of its levels
+    applied and the rule left before it, so the Python path replays it and fails the book);
+    a message that crossed the book was applied and the rule advanced past it: ``-index - 1``.
     """
     for i in range(start, first.shape[0]):
         last_id = rule_state[0]
@@ -332,12 +333,16 @@ def _fast_forward(
         status = apply_levels(
             bid_px, bid_sz, ask_px, ask_sz, counts, levels[bid_start[i] : ask_start[i]], levels[ask_start[i] : end[i]]
         )
-        if status != APPLIED:
-            # CROSSED was applied: undoing is not possible here, so the Python path must see the
-            # failure; the book is marked unsynced by it (resync rebuilds everything anyway)
+        if status == CROSSED:
+            # applied, and undoing is not possible here: the rule advances past it and the
+            # Python path fails the book (the resync rebuilds everything anyway)
             rule_state[0] = u
             rule_state[1] = 0
-            return -i - 1 if status == CROSSED else i
+            return -i - 1
+        if status != APPLIED:
+            # malformed: nothing was applied, so the rule must not advance either; the Python
+            # path then sees the same delta as APPLY, fails to apply it and resyncs
+            return i
         rule_state[0] = u
         rule_state[1] = 0
     return first.shape[0]

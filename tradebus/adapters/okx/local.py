@@ -2,7 +2,8 @@
 
 * ``{"op": "subscribe"|"unsubscribe", "args": [{"channel": ..., "instId": ...}]}`` is
   answered with one ``{"event": "subscribe", "arg": {...}, "connId": ...}`` per arg
-  (a malformed request with ``{"event": "error", "code": "60012", ...}``).
+  (a malformed request with ``{"event": "error", "code": "60012", ...}``, a channel or
+  instrument that does not exist with code ``60018``).
 * The text ``"ping"`` is answered with ``"pong"``.
 * Recorded frames belong to the topic ``"channel:instId"`` of their ``arg``; recorded
   event frames are not replayed.
@@ -45,11 +46,15 @@ class OkxProtocol(StreamBookProtocol):
     ----------
     frames
         The same ``(recv_ns, raw)`` list given to the server (book frames are indexed by identity).
+    rejected
+        ``"channel:instId"`` keys OKX does not offer: subscribing one is answered with an
+        ``error`` event (code 60018), as OKX answers an unknown channel or instrument.
     """
 
     name = "okx"
 
-    def __init__(self, frames: Sequence[tuple[int, str]]) -> None:
+    def __init__(self, frames: Sequence[tuple[int, str]], rejected: frozenset[str] = frozenset()) -> None:
+        self.rejected = rejected
         self._head = msgspec.json.Decoder(_Head)
         self._request = msgspec.json.Decoder(_Request)
         self._parser = OkxParser()
@@ -69,6 +74,11 @@ class OkxProtocol(StreamBookProtocol):
         replies: list[str] = []
         for arg in req.args:
             key = book_key(arg.channel, arg.instId)
+            if req.op == "subscribe" and key in self.rejected:
+                msg = f"Wrong URL or channel:{arg.channel},instId:{arg.instId} doesn't exist."
+                error = {"event": "error", "code": "60018", "msg": msg, "connId": f"local{session.index}"}
+                replies.append(json.dumps(error))
+                continue
             plain = {"channel": arg.channel, "instId": arg.instId}
             replies.append(json.dumps({"event": req.op, "arg": plain, "connId": f"local{session.index}"}))
             if req.op == "unsubscribe":

@@ -33,6 +33,7 @@ from loguru import logger
 
 from tradebus.adapters.common.dedup import TradeDeduper
 from tradebus.adapters.common.parsing import MS, describe_frame, level_array
+from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks, StreamBooksParser
 from tradebus.adapters.common.sync import BookSync
 from tradebus.adapters.okx.schemas import (
@@ -195,6 +196,8 @@ class OkxParser(StreamBooksParser):
             The frame is not valid JSON, not an OKX frame, or a field of a
             known channel has the wrong type or an impossible value. Nothing
             was applied to any book.
+        SubscriptionRejected
+            An ``error`` event: OKX refused a subscription request.
         """
         if raw == "pong" or raw == b"pong":
             return []
@@ -242,7 +245,8 @@ class OkxParser(StreamBooksParser):
 
     def _on_event(self, frame: OkxFrame, raw: bytes | str) -> None:
         if frame.event == "error":
-            logger.error("OKX error event code={} msg={!r} frame={}", frame.code, frame.msg, describe_frame(raw))
+            # on the public stream an error event answers one of our (un)subscribe requests
+            raise SubscriptionRejected(f"OKX rejected a subscription: code {frame.code} {frame.msg!r}")
         else:
             logger.debug("OKX event {} {}", frame.event, frame.arg)
 
