@@ -154,12 +154,19 @@ class EquitySample(msgspec.Struct, frozen=True, gc=False):
 
 @dataclass(slots=True)
 class RunResult:
-    """Everything a run produced, in memory (the writers turn it into files)."""
+    """Everything a run produced, in memory (the writers turn it into files).
+
+    ``start_ns``/``end_ns`` are the ``ts_init`` (receive time, the kernel's clock) of the first
+    and last market-data message; ``first_event_ns``/``last_event_ns`` the earliest and latest
+    ``ts_event`` (venue time) of the market data.
+    """
 
     instruments: tuple[str, ...]
     initial_cash: float
     start_ns: int | None = None
     end_ns: int | None = None
+    first_event_ns: int | None = None
+    last_event_ns: int | None = None
     bars: int = 0
     trades: int = 0
     quotes: int = 0
@@ -390,7 +397,7 @@ class Kernel:
         bank = self.banks.get(iid)
         if bank is not None:
             bank.update_bar(bar.ts_event, bar.open, bar.high, bar.low, bar.close, bar.volume)
-        self._count_bar(bar.ts_init)
+        self._count_bar(bar.ts_init, bar.ts_event)
         self.bus.publish(bar)
 
     def _process_trade(self, trade: Trade) -> None:
@@ -401,7 +408,7 @@ class Kernel:
         bank = self.banks.get(iid)
         if bank is not None:
             bank.update_trade(trade.ts_event, trade.price, trade.size, float(trade.aggressor))
-        self._count(trade.ts_init, "trades")
+        self._count(trade.ts_init, trade.ts_event, "trades")
         self.bus.publish(trade)
 
     def _process_quote(self, quote: Quote) -> None:
@@ -412,22 +419,31 @@ class Kernel:
         bank = self.banks.get(iid)
         if bank is not None:
             bank.update_quote(quote.ts_event, quote.bid_price, quote.ask_price, quote.bid_size, quote.ask_size)
-        self._count(quote.ts_init, "quotes")
+        self._count(quote.ts_init, quote.ts_event, "quotes")
         self.bus.publish(quote)
 
-    def _count_bar(self, ts: int) -> None:
-        result = self.result
-        if result.start_ns is None:
-            result.start_ns = ts
-        result.end_ns = ts
-        result.bars += 1
+    def _count_bar(self, ts: int, ts_event: int) -> None:
+        self._span(ts, ts_event, ts_event)
+        self.result.bars += 1
 
-    def _count(self, ts: int, kind: str) -> None:
+    def _count(self, ts: int, ts_event: int, kind: str) -> None:
+        self._span(ts, ts_event, ts_event)
+        result = self.result
+        setattr(result, kind, getattr(result, kind) + 1)
+
+    def _span(self, ts_init: int, first_event: int, last_event: int) -> None:
+        """Extend the run's receive-time and venue-time spans (see :class:`RunResult`)."""
         result = self.result
         if result.start_ns is None:
-            result.start_ns = ts
-        result.end_ns = ts
-        setattr(result, kind, getattr(result, kind) + 1)
+            result.start_ns = ts_init
+            result.first_event_ns = first_event
+            result.last_event_ns = last_event
+        else:
+            if first_event < result.first_event_ns:  # type: ignore[operator]
+                result.first_event_ns = first_event
+            if last_event > result.last_event_ns:  # type: ignore[operator]
+                result.last_event_ns = last_event
+        result.end_ns = ts_init
 
     # ------------------------------------------------------------------ backtest loop
 
@@ -502,8 +518,7 @@ class Kernel:
         advance = clock.advance_to
         next_sample = self._next_sample
         result = self.result
-        if result.start_ns is None:
-            result.start_ns = ts_init[0]
+        self._span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
         for te, ti, o, h, lo, c, v, row in zip(
             ts_event,
             ts_init,
