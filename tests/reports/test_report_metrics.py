@@ -137,3 +137,38 @@ def test_annualised_figures_start_at_a_span_of_30_days_of_venue_time() -> None:
     m = compute_metrics(paper_like_run(month))
     assert m["cagr"] == pytest.approx(0.987 ** (365.25 / 30) - 1)
     assert m["calmar"] == pytest.approx(m["cagr"] / 0.013)
+
+
+def kernel_run(messages: list[object]) -> RunResult:
+    from tradebus.engine.instrument import Instrument
+    from tradebus.engine.kernel import Kernel
+
+    kernel = Kernel([Instrument("SIM", "X")], initial_cash=100.0)
+    for msg in messages:
+        kernel.process(msg)
+    kernel.stop()
+    return kernel.result
+
+
+def test_kernel_span_is_venue_time_of_trades_even_when_quotes_carry_receive_time() -> None:
+    from tradebus.engine.messages import Quote, Trade
+
+    recv = WALL  # a quote without venue time is stamped with its receive time (Binance spot bookTicker)
+    result = kernel_run([
+        Quote("X.SIM", recv, recv, 99.0, 1.0, 101.0, 1.0),
+        Trade("X.SIM", T0 + 2 * SECOND, recv + 1, 100.0, 1.0, 1, "t1"),
+        Trade("X.SIM", T0 + SECOND, recv + 2, 100.0, 1.0, 1, "t2"),  # venue times need not arrive in order
+        Trade("X.SIM", T0 + 9 * SECOND, recv + 3, 100.0, 1.0, 1, "t3"),
+        Quote("X.SIM", recv + 4, recv + 4, 99.0, 1.0, 101.0, 1.0),
+    ])
+    assert (result.start_ns, result.end_ns) == (recv, recv + 4)
+    assert (result.first_event_ns, result.last_event_ns) == (T0 + SECOND, T0 + 9 * SECOND)
+    m = compute_metrics(result)
+    assert (m["start"], m["end"]) == ("2024-01-01T00:00:01Z", "2024-01-01T00:00:09Z")
+
+
+def test_kernel_span_of_a_quote_only_run_is_that_of_its_quotes() -> None:
+    from tradebus.engine.messages import Quote
+
+    result = kernel_run([Quote("X.SIM", T0 + k * SECOND, WALL + k, 99.0, 1.0, 101.0, 1.0) for k in (3, 1, 7)])
+    assert (result.first_event_ns, result.last_event_ns) == (T0 + SECOND, T0 + 7 * SECOND)

@@ -158,7 +158,9 @@ class RunResult:
 
     ``start_ns``/``end_ns`` are the ``ts_init`` (receive time, the kernel's clock) of the first
     and last market-data message; ``first_event_ns``/``last_event_ns`` the earliest and latest
-    ``ts_event`` (venue time) of the market data.
+    ``ts_event`` (venue time) of the trades and bars, or of the quotes in a run with neither
+    (some venues' quotes carry no venue time: Binance spot ``bookTicker`` quotes are stamped
+    with their receive time).
     """
 
     instruments: tuple[str, ...]
@@ -254,6 +256,8 @@ class Kernel:
         self._extra_features = tuple(features)
         self._equity_interval = equity_interval_ns
         self._next_sample = -(2**63)
+        # Venue-time span of the quotes: the run's span only when it has no trades or bars.
+        self._quote_span: tuple[int, int] | None = None
         # Whether the batch loop must call the execution engine on the next bar: an order
         # may be working, or a breaker evaluates every mark. Set on every submit.
         self._busy = self.risk_config.max_drawdown_pct is not None
@@ -419,7 +423,7 @@ class Kernel:
         bank = self.banks.get(iid)
         if bank is not None:
             bank.update_quote(quote.ts_event, quote.bid_price, quote.ask_price, quote.bid_size, quote.ask_size)
-        self._count(quote.ts_init, quote.ts_event, "quotes")
+        self._count_quote(quote.ts_init, quote.ts_event)
         self.bus.publish(quote)
 
     def _count_bar(self, ts: int, ts_event: int) -> None:
@@ -431,17 +435,30 @@ class Kernel:
         result = self.result
         setattr(result, kind, getattr(result, kind) + 1)
 
+    def _count_quote(self, ts: int, ts_event: int) -> None:
+        result = self.result
+        if result.start_ns is None:
+            result.start_ns = ts
+        result.end_ns = ts
+        result.quotes += 1
+        span = self._quote_span
+        if span is None:
+            self._quote_span = (ts_event, ts_event)
+        elif ts_event < span[0] or ts_event > span[1]:
+            self._quote_span = (min(ts_event, span[0]), max(ts_event, span[1]))
+
     def _span(self, ts_init: int, first_event: int, last_event: int) -> None:
         """Extend the run's receive-time and venue-time spans (see :class:`RunResult`)."""
         result = self.result
         if result.start_ns is None:
             result.start_ns = ts_init
+        if result.first_event_ns is None or result.last_event_ns is None:
             result.first_event_ns = first_event
             result.last_event_ns = last_event
         else:
-            if first_event < result.first_event_ns:  # type: ignore[operator]
+            if first_event < result.first_event_ns:
                 result.first_event_ns = first_event
-            if last_event > result.last_event_ns:  # type: ignore[operator]
+            if last_event > result.last_event_ns:
                 result.last_event_ns = last_event
         result.end_ns = ts_init
 
@@ -632,6 +649,8 @@ class Kernel:
             self.start()
         for strategy in self.strategies:
             strategy.on_stop()
+        if self.result.first_event_ns is None and self._quote_span is not None:
+            self.result.first_event_ns, self.result.last_event_ns = self._quote_span
         end = self.result.end_ns
         if end is not None and (not self.result.equity or self.result.equity[-1].ts != end):
             self._sample(end)
