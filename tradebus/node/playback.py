@@ -352,6 +352,7 @@ def _write_local_config(config: Path, out: Path, ws_url: str, http_url: str) -> 
     for key in ("journal", "record"):
         if data.get(key) and not Path(data[key]).is_absolute():
             data[key] = str((base / data[key]).resolve())
+    out.parent.mkdir(parents=True, exist_ok=True)  # `runs/` does not exist in a fresh clone
     out.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     logger.info("paper config pointing at the local server written to {}", out)
 
