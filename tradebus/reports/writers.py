@@ -27,6 +27,9 @@ paper run). Each column holds one clock:
 * ``metrics.json``: ``start``/``end`` and every span (exposure, annualisation) in
   venue time.
 
+A venue whose quotes carry no venue time (Binance spot ``bookTicker``) has its quotes
+stamped with their receive time by the parser; a fill on such a quote inherits it.
+
 So a paper run and a replay of the same frames agree column for column except the
 receive-time columns (``orders.csv`` ``ts_created``, ``equity.csv`` ``ts``/``time``).
 
