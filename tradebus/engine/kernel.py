@@ -257,7 +257,8 @@ class Kernel:
         self._equity_interval = equity_interval_ns
         self._next_sample = -(2**63)
         # Venue-time span of the quotes: the run's span only when it has no trades or bars.
-        self._quote_span: tuple[int, int] | None = None
+        self._quote_first_ns: int | None = None
+        self._quote_last_ns: int | None = None
         # Whether the batch loop must call the execution engine on the next bar: an order
         # may be working, or a breaker evaluates every mark. Set on every submit.
         self._busy = self.risk_config.max_drawdown_pct is not None
@@ -412,7 +413,7 @@ class Kernel:
         bank = self.banks.get(iid)
         if bank is not None:
             bank.update_trade(trade.ts_event, trade.price, trade.size, float(trade.aggressor))
-        self._count(trade.ts_init, trade.ts_event, "trades")
+        self._count_trade(trade.ts_init, trade.ts_event)
         self.bus.publish(trade)
 
     def _process_quote(self, quote: Quote) -> None:
@@ -430,10 +431,9 @@ class Kernel:
         self._span(ts, ts_event, ts_event)
         self.result.bars += 1
 
-    def _count(self, ts: int, ts_event: int, kind: str) -> None:
+    def _count_trade(self, ts: int, ts_event: int) -> None:
         self._span(ts, ts_event, ts_event)
-        result = self.result
-        setattr(result, kind, getattr(result, kind) + 1)
+        self.result.trades += 1
 
     def _count_quote(self, ts: int, ts_event: int) -> None:
         result = self.result
@@ -441,11 +441,12 @@ class Kernel:
             result.start_ns = ts
         result.end_ns = ts
         result.quotes += 1
-        span = self._quote_span
-        if span is None:
-            self._quote_span = (ts_event, ts_event)
-        elif ts_event < span[0] or ts_event > span[1]:
-            self._quote_span = (min(ts_event, span[0]), max(ts_event, span[1]))
+        first = self._quote_first_ns
+        if first is None or ts_event < first:
+            self._quote_first_ns = ts_event
+        last = self._quote_last_ns
+        if last is None or ts_event > last:
+            self._quote_last_ns = ts_event
 
     def _span(self, ts_init: int, first_event: int, last_event: int) -> None:
         """Extend the run's receive-time and venue-time spans (see :class:`RunResult`)."""
@@ -649,8 +650,8 @@ class Kernel:
             self.start()
         for strategy in self.strategies:
             strategy.on_stop()
-        if self.result.first_event_ns is None and self._quote_span is not None:
-            self.result.first_event_ns, self.result.last_event_ns = self._quote_span
+        if self.result.first_event_ns is None:
+            self.result.first_event_ns, self.result.last_event_ns = self._quote_first_ns, self._quote_last_ns
         end = self.result.end_ns
         if end is not None and (not self.result.equity or self.result.equity[-1].ts != end):
             self._sample(end)
