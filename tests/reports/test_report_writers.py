@@ -75,12 +75,17 @@ def test_orders_csv_has_one_clock_per_column_receive_time_created_venue_time_las
     assert [(r["ts_created"], r["ts_last_fill"]) for r in rows] == [(str(wall), str(venue + 5)), (str(wall + 9), "")]
 
 
-def test_notes_txt_in_the_output_directory_is_refused_naming_the_directory_and_the_file(tmp_path: Path) -> None:
+def home_with_user_files(tmp_path: Path) -> Path:
+    """A directory like ``~``: a user's notes and a folder of photos."""
     out = tmp_path / "home"
-    out.mkdir()
+    (out / "photos").mkdir(parents=True)
     (out / "notes.txt").write_text("my notes")
-    (out / "photos").mkdir()
     (out / "photos" / "a.jpg").write_bytes(b"\xff\xd8")
+    return out
+
+
+def test_notes_txt_in_the_output_directory_is_refused_naming_the_directory_and_the_file(tmp_path: Path) -> None:
+    out = home_with_user_files(tmp_path)
     before = snapshot(out)
     with pytest.raises(ConfigError) as error:
         RunDirectory(out, "backtest")
@@ -90,11 +95,7 @@ def test_notes_txt_in_the_output_directory_is_refused_naming_the_directory_and_t
 
 
 def test_force_writes_the_run_files_and_leaves_every_foreign_file_untouched(tmp_path: Path) -> None:
-    out = tmp_path / "home"
-    out.mkdir()
-    (out / "notes.txt").write_text("my notes")
-    (out / "photos").mkdir()
-    (out / "photos" / "a.jpg").write_bytes(b"\xff\xd8")
+    out = home_with_user_files(tmp_path)
     before = snapshot(out)
     write(out, force=True)
     after = snapshot(out)
