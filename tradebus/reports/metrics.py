@@ -2,8 +2,9 @@
 
 Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
 
-* **start**, **end**: the venue time (``ts_event``) of the earliest and latest market
-  data of the run. Every span below is measured on this clock, so a paper run and a
+* **start**, **end**: the venue time (``ts_event``) of the earliest and latest trade
+  or bar of the run (quote, in a run with neither; see
+  :class:`~tradebus.engine.kernel.RunResult`). Every span below is measured on this clock, so a paper run and a
   replay of the same frames agree, and a fill's ``ts_event`` (venue time too) is
   compared with times of the same clock.
 * **total_return**: ``final_equity / initial_cash - 1``.
@@ -49,7 +50,15 @@ from typing import Any
 
 from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
 
-__all__ = ["MIN_ANNUALISED_DAYS", "RoundTrip", "compute_metrics", "daily_returns", "format_ns", "max_drawdown", "round_trips"]
+__all__ = [
+    "MIN_ANNUALISED_DAYS",
+    "RoundTrip",
+    "compute_metrics",
+    "daily_returns",
+    "format_ns",
+    "max_drawdown",
+    "round_trips",
+]
 
 _DAY_NS = 86_400_000_000_000
 _YEAR_NS = 365.25 * _DAY_NS
@@ -216,7 +225,7 @@ def compute_metrics(
     start, end = result.first_event_ns, result.last_event_ns
     reasons: dict[str, str] = {}
     span = end - start if start is not None and end is not None else 0
-    annualise = span >= min_annualised_days * _DAY_NS
+    annualise = span > 0 and span >= min_annualised_days * _DAY_NS
     if start is None:
         short = "the run saw no market data"
     else:
