@@ -148,14 +148,30 @@ def test_default_output_directory_is_runs_slash_config_stem(workdir: Path, monke
     assert sorted(p.name for p in (workdir / "runs" / "my_run").iterdir()) == list(OUTPUT_FILES)
 
 
-def test_rerun_replaces_an_existing_output_directory(workdir: Path) -> None:
+def test_rerun_replaces_the_previous_run_outputs(workdir: Path) -> None:
+    config = write_config(workdir, make_config())
+    out = workdir / "out"
+    assert invoke("backtest", str(config), "--out", str(out)).exit_code == 0
+    first = {name: (out / name).read_bytes() for name in OUTPUT_FILES}
+    (out / "fills.csv").write_text("edited")
+    assert invoke("backtest", str(config), "--out", str(out)).exit_code == 0
+    assert {name: (out / name).read_bytes() for name in OUTPUT_FILES} == first
+    assert sorted(p.name for p in out.iterdir()) == list(OUTPUT_FILES)
+    assert leftovers(workdir, "out.") == []
+
+
+def test_output_directory_with_foreign_files_is_refused_and_force_writes_beside_them(workdir: Path) -> None:
     config = write_config(workdir, make_config())
     out = workdir / "out"
     out.mkdir()
-    (out / "stale.txt").write_text("old")
-    assert invoke("backtest", str(config), "--out", str(out)).exit_code == 0
-    assert sorted(p.name for p in out.iterdir()) == list(OUTPUT_FILES)
-    assert leftovers(workdir, "out.") == []
+    (out / "notes.txt").write_text("mine")
+    refused = invoke("backtest", str(config), "--out", str(out))
+    assert refused.exit_code == 2
+    assert f"output directory {out} holds files a backtest run does not write: notes.txt" in refused.output
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert invoke("backtest", str(config), "--out", str(out), "--force").exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUT_FILES, "notes.txt"])
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_catalog_source_runs_like_the_quickstart(workdir: Path) -> None:

@@ -7,7 +7,12 @@
 ``backtest`` validates the config (before any data is read), checks every data
 row, runs the kernel, and writes ``fills.csv``, ``orders.csv``, ``equity.csv``,
 ``metrics.json`` and ``config.yaml`` (the resolved config) into the output
-directory, atomically: a failed run leaves no directory that looks complete.
+directory. A run writes only its own files there
+(:data:`tradebus.reports.writers.OWN_FILES`) and never deletes anything: an output
+directory holding other files is refused (exit 2, naming them) unless ``--force``
+(then they are left untouched); a failed run changes nothing (see
+:class:`tradebus.reports.writers.RunDirectory`). ``paper`` and ``replay`` take the
+same ``--out`` and ``--force``.
 
 Exit codes: 0 success, 2 invalid config (unknown key, bad value, missing file),
 3 invalid data (unsorted or duplicate timestamps, bad prices, ...), 1 any other
@@ -52,6 +57,11 @@ app.add_typer(data_app, name="data", help="Import and inspect market data in the
 
 #: Exit code per error class (most specific first).
 EXIT_CODES: tuple[tuple[type[TradebusError], int], ...] = ((ConfigError, 2), (DataError, 3), (TradebusError, 1))
+
+_FORCE_HELP = (
+    "Write into an --out directory that holds files the run does not write (they are left untouched; "
+    "without --force such a directory is refused, exit 2)."
+)
 
 # Show a progress bar only for runs that take longer than this (and only on a terminal).
 _PROGRESS_AFTER_S = 2.0
@@ -116,6 +126,7 @@ def run_backtest(
     config_path: str | Path,
     out_dir: str | Path | None = None,
     *,
+    force: bool = False,
     on_batch_factory: Callable[[int], Callable[[int], None] | None] | None = None,
 ) -> tuple[RunResult, dict[str, Any], Path]:
     """Validate, run and write a backtest; return the result, its metrics and the output directory.
@@ -126,17 +137,21 @@ def run_backtest(
         The YAML run config.
     out_dir
         Output directory; default ``runs/<config file stem>``.
+    force
+        Write into an output directory that holds other files (left untouched).
     on_batch_factory
         Given the total number of rows, returns the progress callback for :meth:`Kernel.run`.
 
     Raises
     ------
     ConfigError, DataError
-        Before any output is written (and nothing is left behind on failure).
+        Before any output is written (and nothing is left behind on failure); a
+        ``ConfigError`` for an output directory holding files the run does not write.
     """
     config_path = Path(config_path)
     config = load_config(config_path)
     out = Path(out_dir) if out_dir is not None else Path("runs") / config_path.stem
+    run_dir = RunDirectory(out, "backtest", force=force)
     try:
         kernel = build_kernel(config)
         kernel.start()  # builds the feature banks: bad feature specs fail before any data is read
@@ -148,11 +163,11 @@ def run_backtest(
         raise type(exc)(f"{config_path}: {exc}") from None
     rows = replay.validate()
     lot_sizes = {iid: inst.lot_size for iid, inst in kernel.instruments.items()}
-    with RunDirectory(out) as run_dir:
-        on_batch = on_batch_factory(rows) if on_batch_factory is not None else None
-        result = kernel.run(replay, on_batch=on_batch)
-        metrics = compute_metrics(result, lot_sizes)
-        write_run(run_dir.path, result, metrics, dump_config(config))
+    on_batch = on_batch_factory(rows) if on_batch_factory is not None else None
+    result = kernel.run(replay, on_batch=on_batch)
+    metrics = compute_metrics(result, lot_sizes)
+    with run_dir:
+        write_run(run_dir, result, metrics, dump_config(config))
     logger.info("backtest written to {}", out)
     return result, metrics, out
 
@@ -212,9 +227,12 @@ def _summary(metrics: dict[str, Any], out: Path) -> Table:
     table.add_column("metric")
     table.add_column("value", justify="right")
     percent = {"total_return", "cagr", "annualised_volatility", "max_drawdown", "hit_rate", "exposure"}
+    reasons = metrics.get("null_reasons", {})
     for key, value in metrics.items():
+        if key == "null_reasons":
+            continue
         if value is None:
-            text = "-"
+            text = f"- ({reasons[key]})" if key in reasons else "-"
         elif key in percent:
             text = f"{value * 100:,.2f} %"
         elif isinstance(value, float):
@@ -239,6 +257,7 @@ def backtest(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output directory [default: runs/<config stem>].")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help=_FORCE_HELP)] = False,
     log_level: Annotated[str, typer.Option(help="Log level on stderr (DEBUG, INFO, WARNING, ...).")] = "WARNING",
 ) -> None:
     """Run a backtest and write fills, orders, equity, metrics and the resolved config."""
@@ -254,7 +273,7 @@ def backtest(
         return progress
 
     try:
-        _, metrics, out_dir = run_backtest(config, out, on_batch_factory=factory)
+        _, metrics, out_dir = run_backtest(config, out, force=force, on_batch_factory=factory)
     except TradebusError as exc:
         _fail(exc, err)
     finally:
@@ -267,6 +286,7 @@ def backtest(
 def paper(
     config: Annotated[Path, typer.Argument(help="YAML paper config (feeds, strategy, venue, risk).", show_default=False)],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the run outputs here on shutdown.")] = None,
+    force: Annotated[bool, typer.Option("--force", help=_FORCE_HELP)] = False,
     max_seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     max_messages: Annotated[int | None, typer.Option(help="Stop after this many market-data messages.")] = None,
     log_level: Annotated[str, typer.Option(help="Log level on stderr (DEBUG, INFO, WARNING, ...).")] = "INFO",
@@ -277,7 +297,7 @@ def paper(
     logger.remove()
     logger.add(sys.stderr, level=log_level.upper(), format="{time:HH:mm:ss.SSS} {level} {message}")
     try:
-        run_paper(config, out, max_seconds=max_seconds, max_messages=max_messages)
+        run_paper(config, out, max_seconds=max_seconds, max_messages=max_messages, force=force)
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
 
@@ -289,6 +309,7 @@ def replay(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output directory [default: runs/replay-<recording name>].")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help=_FORCE_HELP)] = False,
     log_level: Annotated[str, typer.Option(help="Log level on stderr (DEBUG, INFO, WARNING, ...).")] = "WARNING",
 ) -> None:
     """Play a recording through the venue parsers into the kernel, as a backtest, and write its outputs."""
@@ -298,7 +319,7 @@ def replay(
     logger.remove()
     logger.add(sys.stderr, level=log_level.upper(), format="{time:HH:mm:ss} {level} {message}")
     try:
-        result, out_dir = run_playback(recording, config, out)
+        result, out_dir = run_playback(recording, config, out, force=force)
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
     Console().print(_summary(compute_metrics(result), out_dir))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
-from tradebus.reports.metrics import compute_metrics, daily_returns, format_ns, max_drawdown, round_trips
+from tradebus.reports.metrics import MIN_ANNUALISED_DAYS, compute_metrics, daily_returns, format_ns, max_drawdown, round_trips
 
 DAY = 86_400_000_000_000
 T0 = 1_704_067_200_000_000_000  # 2024-01-01T00:00:00Z
@@ -64,8 +64,9 @@ def test_compute_metrics_on_a_hand_built_run() -> None:
     equity = [sample(T0 + (k + 1) * DAY - 1, v) for k, v in enumerate(values)]
     fills = [fill(T0 + DAY // 2, "BUY", 1.0, 50.0, 0.05), fill(T0 + 2 * DAY + DAY // 2, "SELL", 1.0, 60.0, 0.06),
              fill(T0 + 3 * DAY, "BUY", 2.0, 40.0, 0.08), fill(T0 + 4 * DAY, "SELL", 2.0, 39.0, 0.08)]
-    result = RunResult(("X.SIM",), 100.0, start_ns=T0, end_ns=T0 + 5 * DAY - 1, bars=120, fills=fills, equity=equity)
-    m = compute_metrics(result)
+    result = RunResult(("X.SIM",), 100.0, start_ns=T0, end_ns=T0 + 5 * DAY - 1, first_event_ns=T0,
+                       last_event_ns=T0 + 5 * DAY - 1, bars=120, fills=fills, equity=equity)
+    m = compute_metrics(result, min_annualised_days=5.0 - 1e-9)
     r = np.array([v / p - 1.0 for v, p in zip(values, [100.0] + values[:-1], strict=True)])
     assert m["total_return"] == pytest.approx(0.14)
     years = (5 * DAY - 1) / (365.25 * DAY)
@@ -88,10 +89,86 @@ def test_compute_metrics_on_a_hand_built_run() -> None:
 
 
 def test_undefined_metrics_are_none() -> None:
-    result = RunResult(("X.SIM",), 100.0, start_ns=T0, end_ns=T0 + 3600 * 10**9, bars=2,
+    result = RunResult(("X.SIM",), 100.0, start_ns=T0, end_ns=T0 + 3600 * 10**9, first_event_ns=T0,
+                       last_event_ns=T0 + 3600 * 10**9, bars=2,
                        equity=[sample(T0, 100.0), sample(T0 + 3600 * 10**9, 100.0)])
     m = compute_metrics(result)
     assert m["total_return"] == 0.0
     assert m["sharpe"] is None and m["sortino"] is None and m["annualised_volatility"] is None
     assert m["hit_rate"] is None and m["profit_factor"] is None and m["calmar"] is None
     assert m["exposure"] == 0.0 and m["fees_paid"] == 0
+    assert sorted(m["null_reasons"]) == sorted(k for k, v in m.items() if v is None)
+    assert m["null_reasons"]["hit_rate"] == "no round trip closed"
+
+
+SECOND = 1_000_000_000
+WALL = 1_796_234_942_000_000_000  # 2026-12-02: the receive time of a paper run against a served 2024 recording
+
+
+def paper_like_run(seconds: int) -> RunResult:
+    """A short paper run: venue time of a 2024 recording, receive time (wall clock) two years later."""
+    fills = [fill(T0 + 5 * SECOND, "BUY", 1.0, 100.0, 0.1), fill(T0 + 20 * SECOND, "SELL", 1.0, 99.0, 0.1),
+             fill(T0 + 30 * SECOND, "BUY", 1.0, 99.0, 0.1)]
+    equity = [sample(WALL, 100.0), sample(WALL + seconds * SECOND, 98.7)]
+    return RunResult(("X.SIM",), 100.0, start_ns=WALL, end_ns=WALL + seconds * SECOND, first_event_ns=T0,
+                     last_event_ns=T0 + seconds * SECOND, trades=500, fills=fills, equity=equity)
+
+
+def test_exposure_start_and_end_are_in_venue_time_even_when_receive_time_is_years_later() -> None:
+    m = compute_metrics(paper_like_run(38))
+    # in the market from 5 s to 20 s and from 30 s to the end (38 s): 23 of 38 s
+    assert m["exposure"] == pytest.approx(23 / 38)
+    assert (m["start"], m["end"]) == ("2024-01-01T00:00:00Z", "2024-01-01T00:00:38Z")
+
+
+def test_annualised_figures_of_a_38_second_run_are_null_with_the_reason() -> None:
+    m = compute_metrics(paper_like_run(38))
+    assert m["total_return"] == pytest.approx(-0.013)
+    for key in ("cagr", "calmar", "sharpe", "sortino", "annualised_volatility"):
+        assert m[key] is None
+        assert m["null_reasons"][key] == "the run spans 38 s; annualised figures need at least 30 days"
+    assert m["max_drawdown"] == pytest.approx(0.013)
+
+
+def test_annualised_figures_start_at_a_span_of_30_days_of_venue_time() -> None:
+    month = 30 * DAY // SECOND
+    assert MIN_ANNUALISED_DAYS == 30.0
+    assert compute_metrics(paper_like_run(month - 1))["cagr"] is None
+    m = compute_metrics(paper_like_run(month))
+    assert m["cagr"] == pytest.approx(0.987 ** (365.25 / 30) - 1)
+    assert m["calmar"] == pytest.approx(m["cagr"] / 0.013)
+
+
+def kernel_run(messages: list[object]) -> RunResult:
+    from tradebus.engine.instrument import Instrument
+    from tradebus.engine.kernel import Kernel
+
+    kernel = Kernel([Instrument("SIM", "X")], initial_cash=100.0)
+    for msg in messages:
+        kernel.process(msg)
+    kernel.stop()
+    return kernel.result
+
+
+def test_kernel_span_is_venue_time_of_trades_even_when_quotes_carry_receive_time() -> None:
+    from tradebus.engine.messages import Quote, Trade
+
+    recv = WALL  # a quote without venue time is stamped with its receive time (Binance spot bookTicker)
+    result = kernel_run([
+        Quote("X.SIM", recv, recv, 99.0, 1.0, 101.0, 1.0),
+        Trade("X.SIM", T0 + 2 * SECOND, recv + 1, 100.0, 1.0, 1, "t1"),
+        Trade("X.SIM", T0 + SECOND, recv + 2, 100.0, 1.0, 1, "t2"),  # venue times need not arrive in order
+        Trade("X.SIM", T0 + 9 * SECOND, recv + 3, 100.0, 1.0, 1, "t3"),
+        Quote("X.SIM", recv + 4, recv + 4, 99.0, 1.0, 101.0, 1.0),
+    ])
+    assert (result.start_ns, result.end_ns) == (recv, recv + 4)
+    assert (result.first_event_ns, result.last_event_ns) == (T0 + SECOND, T0 + 9 * SECOND)
+    m = compute_metrics(result)
+    assert (m["start"], m["end"]) == ("2024-01-01T00:00:01Z", "2024-01-01T00:00:09Z")
+
+
+def test_kernel_span_of_a_quote_only_run_is_that_of_its_quotes() -> None:
+    from tradebus.engine.messages import Quote
+
+    result = kernel_run([Quote("X.SIM", T0 + k * SECOND, WALL + k, 99.0, 1.0, 101.0, 1.0) for k in (3, 1, 7)])
+    assert (result.first_event_ns, result.last_event_ns) == (T0 + SECOND, T0 + 7 * SECOND)

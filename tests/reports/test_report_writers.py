@@ -1,4 +1,4 @@
-"""Writers: repr-exact CSV, stable JSON, and the atomic run directory."""
+"""Writers: repr-exact CSV, stable JSON, one clock per column, and the run directory that touches only its own files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
-from tradebus.reports.writers import RunDirectory, write_run
+from tradebus.errors import ConfigError
+from tradebus.reports.writers import INCOMPLETE_MARKER, OWN_FILES, RunDirectory, write_run
 
 
 def make_result() -> RunResult:
@@ -19,53 +20,166 @@ def make_result() -> RunResult:
     return RunResult(("X.SIM",), 1e5, start_ns=10, end_ns=20, bars=2, fills=fills, equity=equity)
 
 
+def write(out: Path, kind: str = "backtest", result: RunResult | None = None, **options: object) -> RunDirectory:
+    run_dir = RunDirectory(out, kind, **options)  # type: ignore[arg-type]
+    extra = {"paper": {"node.json": "{}"}, "replay": {"playback.json": "{}"}}.get(kind, {})
+    with run_dir:
+        write_run(run_dir, result or make_result(), {"x": 1.0}, "a: 1\n", extra)
+    return run_dir
+
+
+def snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``directory`` with its bytes and modification time (ns)."""
+    return {str(p.relative_to(directory)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
 def test_csv_floats_are_repr_exact_and_text_is_quoted(tmp_path: Path) -> None:
-    write_run(tmp_path, make_result(), {"x": 1.0}, "a: 1\n")
-    with (tmp_path / "fills.csv").open() as handle:
+    write(tmp_path / "run")
+    with (tmp_path / "run" / "fills.csv").open() as handle:
         row = next(csv.DictReader(handle))
     assert row["price"] == "665.0600000000001"
     assert row["fee"] == "0.30000000000000004"
     assert row["reason"] == "why, not"
     assert row["liquidity"] == "taker"
     assert row["time"] == "1970-01-01T00:00:00.00000001Z"
-    with (tmp_path / "equity.csv").open() as handle:
+    with (tmp_path / "run" / "equity.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert rows[1]["drawdown"] == repr(1.0 - 99_000.5 / 1e5)
 
 
 def test_metrics_json_maps_non_finite_to_null_and_keeps_key_order(tmp_path: Path) -> None:
-    write_run(tmp_path, make_result(), {"b": float("inf"), "a": float("nan"), "c": [1.5]}, "")
-    text = (tmp_path / "metrics.json").read_text()
+    run_dir = RunDirectory(tmp_path / "run", "backtest")
+    with run_dir:
+        write_run(run_dir, make_result(), {"b": float("inf"), "a": float("nan"), "c": [1.5]}, "")
+    text = (tmp_path / "run" / "metrics.json").read_text()
     assert json.loads(text) == {"b": None, "a": None, "c": [1.5]}
     assert text.index('"b"') < text.index('"a"')
 
 
-def test_run_directory_moves_into_place_only_on_success(tmp_path: Path) -> None:
-    final = tmp_path / "run"
-    with RunDirectory(final) as run_dir:
-        (run_dir.path / "f.txt").write_text("new")
-        assert run_dir.path.name == f"run.tmp-{os.getpid()}"
-        assert not final.exists()
-    assert (final / "f.txt").read_text() == "new"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+def test_orders_csv_has_one_clock_per_column_receive_time_created_venue_time_last_fill(tmp_path: Path) -> None:
+    from tradebus.engine.messages import OrderSide, OrderType
+    from tradebus.execution.orders import Order
+
+    wall = 1_796_234_942_326_202_856  # the process clock of a paper run (receive time)
+    filled = Order("s-1", "s", "X.SIM", OrderSide.BUY, OrderType.MARKET, 0.2, ts_created=wall)
+    filled.ts_last = wall + 7  # the order manager's stamp of its last event: not written
+    unfilled = Order("s-2", "s", "X.SIM", OrderSide.SELL, OrderType.LIMIT, 0.1, price=700.0, ts_created=wall + 9)
+    venue = 1_723_161_259_113_000_000  # the exchange's time of the trades the order filled on
+    fills = [FillRecord(venue, "X.SIM", "BUY", 0.1, 665.0, 0.0, "TAKER", "s-1", "s", "T1", ""),
+             FillRecord(venue + 5, "X.SIM", "BUY", 0.1, 665.0, 0.0, "TAKER", "s-1", "s", "T2", "")]
+    result = RunResult(("X.SIM",), 1e5, fills=fills, orders=[filled, unfilled])
+    write(tmp_path / "run", result=result)
+    with (tmp_path / "run" / "orders.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["ts_created"], r["ts_last_fill"]) for r in rows] == [(str(wall), str(venue + 5)), (str(wall + 9), "")]
 
 
-def test_run_directory_failure_keeps_the_previous_run_and_removes_the_temporary(tmp_path: Path) -> None:
-    final = tmp_path / "run"
-    final.mkdir()
-    (final / "f.txt").write_text("old")
-    with pytest.raises(RuntimeError), RunDirectory(final) as run_dir:
-        (run_dir.path / "f.txt").write_text("half")
+def home_with_user_files(tmp_path: Path) -> Path:
+    """A directory like ``~``: a user's notes and a folder of photos."""
+    out = tmp_path / "home"
+    (out / "photos").mkdir(parents=True)
+    (out / "notes.txt").write_text("my notes")
+    (out / "photos" / "a.jpg").write_bytes(b"\xff\xd8")
+    return out
+
+
+def test_notes_txt_in_the_output_directory_is_refused_naming_the_directory_and_the_file(tmp_path: Path) -> None:
+    out = home_with_user_files(tmp_path)
+    before = snapshot(out)
+    with pytest.raises(ConfigError) as error:
+        RunDirectory(out, "backtest")
+    assert str(error.value).startswith(f"output directory {out} holds files a backtest run does not write: notes.txt, photos/")
+    assert "--force" in str(error.value)
+    assert snapshot(out) == before
+
+
+def test_force_writes_the_run_files_and_leaves_every_foreign_file_untouched(tmp_path: Path) -> None:
+    out = home_with_user_files(tmp_path)
+    before = snapshot(out)
+    write(out, force=True)
+    after = snapshot(out)
+    assert {name: after[name] for name in before} == before
+    assert sorted(set(after) - set(before)) == sorted(OWN_FILES["backtest"])
+
+
+def test_rerun_replaces_only_its_own_files_and_never_the_journal_or_recording(tmp_path: Path) -> None:
+    out = tmp_path / "paper"
+    out.mkdir()
+    kept = [out / "journal.sqlite", out / "frames.jsonl.gz"]
+    for path in [*kept, out / "journal.sqlite-wal", out / "journal.sqlite-shm"]:
+        path.write_bytes(path.name.encode())
+    before = snapshot(out)
+    write(out, "paper", keep=kept)
+    (out / "fills.csv").write_text("edited")
+    write(out, "paper", keep=kept)
+    after = snapshot(out)
+    assert {name: after[name] for name in before} == before
+    assert sorted(after) == sorted([*before, *OWN_FILES["paper"]])
+    assert (out / "fills.csv").read_text().startswith("ts_event,time,")
+    # the same files are foreign to a run that does not name them
+    with pytest.raises(ConfigError, match="frames.jsonl.gz, journal.sqlite, journal.sqlite-shm, journal.sqlite-wal"):
+        RunDirectory(out, "paper")
+
+
+def test_a_journal_in_a_subdirectory_of_the_output_directory_is_allowed(tmp_path: Path) -> None:
+    out = tmp_path / "paper"
+    (out / "state").mkdir(parents=True)
+    (out / "state" / "journal.sqlite").write_text("db")
+    write(out, "paper", keep=[out / "state" / "journal.sqlite"])
+    assert (out / "state" / "journal.sqlite").read_text() == "db"
+
+
+def test_each_kind_of_run_owns_its_files_only(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    write(out, "paper")
+    with pytest.raises(ConfigError, match="holds files a replay run does not write: node.json"):
+        RunDirectory(out, "replay")
+    run_dir = RunDirectory(tmp_path / "other", "backtest")
+    with pytest.raises(ValueError, match="'node.json' is not a file a backtest run writes"), run_dir, \
+            run_dir.open("node.json"):
+        pass
+
+
+def test_failure_while_writing_keeps_the_previous_run_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    write(out)
+    before = snapshot(out)
+    run_dir = RunDirectory(out, "backtest")
+    with pytest.raises(RuntimeError), run_dir:
+        with run_dir.open("fills.csv") as handle:
+            handle.write("half")
         raise RuntimeError("boom")
-    assert (final / "f.txt").read_text() == "old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert snapshot(out) == before
 
 
-def test_run_directory_replaces_an_existing_run(tmp_path: Path) -> None:
-    final = tmp_path / "run"
-    final.mkdir()
-    (final / "stale.txt").write_text("old")
-    with RunDirectory(final) as run_dir:
-        (run_dir.path / "f.txt").write_text("new")
-    assert sorted(p.name for p in final.iterdir()) == ["f.txt"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+def test_failure_with_a_new_directory_leaves_no_directory(tmp_path: Path) -> None:
+    run_dir = RunDirectory(tmp_path / "a" / "run", "backtest")
+    with pytest.raises(RuntimeError), run_dir:
+        raise RuntimeError("boom")
+    assert not (tmp_path / "a" / "run").exists()
+
+
+def test_interrupted_replacement_leaves_the_incomplete_marker(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    write(out)
+    # equity.csv can no longer be replaced: the moves stop after fills.csv and orders.csv
+    (out / "equity.csv").unlink()
+    (out / "equity.csv").mkdir()
+    run_dir = RunDirectory(out, "backtest", force=True)
+    with pytest.raises(OSError), run_dir:
+        write_run(run_dir, make_result(), {"x": 2.0}, "a: 2\n")
+    assert INCOMPLETE_MARKER in os.listdir(out)
+    assert "did not finish" in (out / INCOMPLETE_MARKER).read_text()
+    assert not [name for name in os.listdir(out) if ".tmp-" in name]
+    # the next complete run removes the marker
+    (out / "equity.csv").rmdir()
+    write(out)
+    assert INCOMPLETE_MARKER not in os.listdir(out)
+
+
+def test_an_output_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match="exists and is not a directory"):
+        RunDirectory(tmp_path / "f", "replay")
+

@@ -158,12 +158,21 @@ class EquitySample(msgspec.Struct, frozen=True, gc=False):
 
 @dataclass(slots=True)
 class RunResult:
-    """Everything a run produced, in memory (the writers turn it into files)."""
+    """Everything a run produced, in memory (the writers turn it into files).
+
+    ``start_ns``/``end_ns`` are the ``ts_init`` (receive time, the kernel's clock) of the first
+    and last market-data message; ``first_event_ns``/``last_event_ns`` the earliest and latest
+    ``ts_event`` (venue time) of the trades and bars, or of the quotes in a run with neither
+    (some venues' quotes carry no venue time: Binance spot ``bookTicker`` quotes are stamped
+    with their receive time).
+    """
 
     instruments: tuple[str, ...]
     initial_cash: float
     start_ns: int | None = None
     end_ns: int | None = None
+    first_event_ns: int | None = None
+    last_event_ns: int | None = None
     bars: int = 0
     trades: int = 0
     quotes: int = 0
@@ -262,6 +271,9 @@ class Kernel:
         self._extra_features = tuple(features)
         self._equity_interval = equity_interval_ns
         self._next_sample = -(2**63)
+        # Venue-time span of the quotes: the run's span only when it has no trades or bars.
+        self._quote_first_ns: int | None = None
+        self._quote_last_ns: int | None = None
         # Whether the batch loop must call the execution engine on the next bar: an order
         # may be working, or a breaker evaluates every mark. Set on every submit.
         self._busy = self.risk_config.breakers_on_marks
@@ -441,7 +453,7 @@ class Kernel:
         bank = self.banks.get(iid)
         if bank is not None:
             bank.update_bar(bar.ts_event, bar.open, bar.high, bar.low, bar.close, bar.volume)
-        self._count_bar(bar.ts_init)
+        self._count_bar(bar.ts_init, bar.ts_event)
         self.bus.publish(bar)
 
     def _process_trade(self, trade: Trade) -> None:
@@ -452,7 +464,7 @@ class Kernel:
         bank = self.banks.get(iid)
         if bank is not None:
             bank.update_trade(trade.ts_event, trade.price, trade.size, float(trade.aggressor))
-        self._count(trade.ts_init, "trades")
+        self._count_trade(trade.ts_init, trade.ts_event)
         self.bus.publish(trade)
 
     def _process_quote(self, quote: Quote) -> None:
@@ -463,22 +475,44 @@ class Kernel:
         bank = self.banks.get(iid)
         if bank is not None:
             bank.update_quote(quote.ts_event, quote.bid_price, quote.ask_price, quote.bid_size, quote.ask_size)
-        self._count(quote.ts_init, "quotes")
+        self._count_quote(quote.ts_init, quote.ts_event)
         self.bus.publish(quote)
 
-    def _count_bar(self, ts: int) -> None:
-        result = self.result
-        if result.start_ns is None:
-            result.start_ns = ts
-        result.end_ns = ts
-        result.bars += 1
+    def _count_bar(self, ts: int, ts_event: int) -> None:
+        self._span(ts, ts_event, ts_event)
+        self.result.bars += 1
 
-    def _count(self, ts: int, kind: str) -> None:
+    def _count_trade(self, ts: int, ts_event: int) -> None:
+        self._span(ts, ts_event, ts_event)
+        self.result.trades += 1
+
+    def _count_quote(self, ts: int, ts_event: int) -> None:
         result = self.result
         if result.start_ns is None:
             result.start_ns = ts
         result.end_ns = ts
-        setattr(result, kind, getattr(result, kind) + 1)
+        result.quotes += 1
+        first = self._quote_first_ns
+        if first is None or ts_event < first:
+            self._quote_first_ns = ts_event
+        last = self._quote_last_ns
+        if last is None or ts_event > last:
+            self._quote_last_ns = ts_event
+
+    def _span(self, ts_init: int, first_event: int, last_event: int) -> None:
+        """Extend the run's receive-time and venue-time spans (see :class:`RunResult`)."""
+        result = self.result
+        if result.start_ns is None:
+            result.start_ns = ts_init
+        if result.first_event_ns is None or result.last_event_ns is None:
+            result.first_event_ns = first_event
+            result.last_event_ns = last_event
+        else:
+            if first_event < result.first_event_ns:
+                result.first_event_ns = first_event
+            if last_event > result.last_event_ns:
+                result.last_event_ns = last_event
+        result.end_ns = ts_init
 
     # ------------------------------------------------------------------ backtest loop
 
@@ -553,8 +587,7 @@ class Kernel:
         advance = clock.advance_to
         next_sample = self._next_sample
         result = self.result
-        if result.start_ns is None:
-            result.start_ns = ts_init[0]
+        self._span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
         for te, ti, o, h, lo, c, v, row in zip(
             ts_event,
             ts_init,
@@ -673,6 +706,8 @@ class Kernel:
             self.start()
         for strategy in self.strategies:
             strategy.on_stop()
+        if self.result.first_event_ns is None:
+            self.result.first_event_ns, self.result.last_event_ns = self._quote_first_ns, self._quote_last_ns
         end = self.result.end_ns
         if end is not None and (not self.result.equity or self.result.equity[-1].ts != end):
             self._sample(end)

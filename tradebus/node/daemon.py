@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
@@ -102,6 +102,9 @@ from tradebus.risk.config import RiskConfig
 from tradebus.risk.gate import RiskGate
 from tradebus.strategies.base import resolve_strategy
 
+if TYPE_CHECKING:
+    from tradebus.reports.writers import RunDirectory
+
 __all__ = [
     "Feed",
     "GuardedRiskGate",
@@ -112,7 +115,9 @@ __all__ = [
     "TradingNode",
     "build_feeds",
     "build_paper_kernel",
+    "kept_files",
     "run_paper",
+    "write_outputs",
 ]
 
 _MARKET_DATA = (Trade, Quote, Bar)
@@ -982,40 +987,50 @@ def run_paper(
     *,
     max_seconds: float | None = None,
     max_messages: int | None = None,
+    force: bool = False,
 ) -> tuple[NodeSummary, RunResult]:
     """Load a paper config, run the daemon until stopped, and write its outputs.
 
     With ``out_dir``, the run's ``fills.csv``, ``orders.csv``, ``equity.csv``,
     ``metrics.json`` and ``config.yaml`` (as ``tradebus backtest`` writes them) and
-    ``node.json`` (:class:`NodeSummary`) are written there when the daemon stops.
+    ``node.json`` (:class:`NodeSummary`) are written there when the daemon stops. The
+    directory may hold the config's journal and recording (they are never touched);
+    anything else is refused before the daemon starts, unless ``force``
+    (:class:`~tradebus.reports.writers.RunDirectory`).
 
     Raises
     ------
     ConfigError
-        An invalid config (before any I/O).
+        An invalid config, or an output directory holding files the run does not write
+        (before any I/O).
     VenueError
         A feed failed fatally.
     """
+    from tradebus.reports.writers import RunDirectory
+
     config = load_paper_config(config_path)
+    run_dir = None if out_dir is None else RunDirectory(out_dir, "paper", keep=kept_files(config), force=force)
     node = TradingNode(config, max_seconds=max_seconds, max_messages=max_messages)
     try:
         summary = asyncio.run(node.run())
     finally:
-        if out_dir is not None:
-            write_outputs(Path(out_dir), node.kernel, config, {"node.json": node.summary.to_json()})
+        if run_dir is not None:
+            write_outputs(run_dir, node.kernel, config, {"node.json": node.summary.to_json()})
     return summary, node.kernel.result
 
 
-def write_outputs(out: Path, kernel: Kernel, config: PaperConfig, extra: dict[str, str]) -> None:
+def kept_files(config: PaperConfig) -> list[Path]:
+    """The files a paper config names that are not run outputs (journal, recording): never touched."""
+    return [path for path in (config.journal, config.record) if path is not None]
+
+
+def write_outputs(run_dir: RunDirectory, kernel: Kernel, config: PaperConfig, extra: dict[str, str]) -> None:
     """Write a paper or playback run like a backtest run directory, plus ``extra`` files."""
     from tradebus.reports.metrics import compute_metrics
-    from tradebus.reports.writers import RunDirectory, write_run
+    from tradebus.reports.writers import write_run
 
     lot_sizes = {iid: inst.lot_size for iid, inst in kernel.instruments.items()}
     result = kernel.result
-    with RunDirectory(out) as run_dir:
-        write_run(run_dir.path, result, compute_metrics(result, lot_sizes), dump_paper_config(config))
-        for name, text in extra.items():
-            (run_dir.path / name).write_text(text + "\n", encoding="utf-8")
-    logger.info("run outputs written to {}", out)
-
+    with run_dir:
+        write_run(run_dir, result, compute_metrics(result, lot_sizes), dump_paper_config(config), extra)
+    logger.info("run outputs written to {}", run_dir.path)

@@ -58,7 +58,16 @@ from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import DataError, ParseError
 from tradebus.node.config import PaperConfig, load_paper_config
-from tradebus.node.daemon import Feed, MarketGuard, NodeRouter, build_feeds, build_paper_kernel, write_outputs
+from tradebus.node.daemon import (
+    Feed,
+    MarketGuard,
+    NodeRouter,
+    build_feeds,
+    build_paper_kernel,
+    kept_files,
+    write_outputs,
+)
+from tradebus.reports.writers import RunDirectory
 
 __all__ = ["Playback", "PlaybackStats", "detect_format", "play", "read_recording", "run_playback"]
 
@@ -250,18 +259,21 @@ def play(recording: str | Path, config: PaperConfig) -> Playback:
 
 
 def run_playback(
-    recording: str | Path, config_path: str | Path, out_dir: str | Path | None = None
+    recording: str | Path, config_path: str | Path, out_dir: str | Path | None = None, *, force: bool = False
 ) -> tuple[RunResult, Path]:
     """Validate the config, play the recording and write the backtest outputs.
 
     Writes ``fills.csv``, ``orders.csv``, ``equity.csv``, ``metrics.json``, ``config.yaml``
     and ``playback.json`` (:class:`PlaybackStats`) into ``out_dir`` (default
-    ``runs/replay-<recording name>``), atomically.
+    ``runs/replay-<recording name>``), as :class:`~tradebus.reports.writers.RunDirectory`
+    does: only those files, never the recording or the config's journal, and a directory
+    holding anything else is refused unless ``force``.
 
     Raises
     ------
     ConfigError
-        Invalid config (before the recording is read).
+        Invalid config, or an output directory holding files the run does not write
+        (before the recording is read).
     DataError
         Unreadable recording.
     """
@@ -270,9 +282,10 @@ def run_playback(
     detect_format(recording)
     name = recording.name.split(".")[0]
     out = Path(out_dir) if out_dir is not None else Path("runs") / f"replay-{name}"
+    run_dir = RunDirectory(out, "replay", keep=[recording, *kept_files(config)], force=force)
     playback = Playback(config)
     result = playback.run(recording)
-    write_outputs(out, playback.kernel, config, {"playback.json": playback.stats.to_json()})
+    write_outputs(run_dir, playback.kernel, config, {"playback.json": playback.stats.to_json()})
     return result, out
 
 
@@ -356,6 +369,7 @@ def _write_local_config(config: Path, out: Path, ws_url: str, http_url: str) -> 
     for key in ("journal", "record"):
         if data.get(key) and not Path(data[key]).is_absolute():
             data[key] = str((base / data[key]).resolve())
+    out.parent.mkdir(parents=True, exist_ok=True)  # `runs/` does not exist in a fresh clone
     out.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     logger.info("paper config pointing at the local server written to {}", out)
 

@@ -2,9 +2,18 @@
 
 Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
 
+* **start**, **end**: the venue time (``ts_event``) of the earliest and latest trade
+  or bar of the run (quote, in a run with neither; see
+  :class:`~tradebus.engine.kernel.RunResult`). Every span below is measured on this clock, so a paper run and a
+  replay of the same frames agree, and a fill's ``ts_event`` (venue time too) is
+  compared with times of the same clock.
 * **total_return**: ``final_equity / initial_cash - 1``.
 * **cagr**: ``(final_equity / initial_cash) ** (1 / years) - 1`` with
   ``years = (end - start) / 365.25 days``; -1 when equity ended at or below 0.
+* Annualised figures (**cagr**, **annualised_volatility**, **sharpe**, **sortino**,
+  **calmar**) need a run spanning at least :data:`MIN_ANNUALISED_DAYS` (30) days: a
+  shorter run's figures would be extrapolations of noise (a 38 s run losing 0.02 %
+  "compounds" to a CAGR of -100 %), so they are ``None``.
 * Daily returns: the equity at the last sample of each UTC day, relative to the
   previous day's (the first day relative to ``initial_cash``). Crypto trades every
   day, so annualisation uses 365 days.
@@ -21,11 +30,15 @@ Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
   **hit_rate** = winning / closed round trips; **profit_factor** = gross wins /
   gross losses; **average_win** / **average_loss** (the latter negative).
 * **turnover**: traded notional / mean sampled equity.
-* **exposure**: fraction of the run's time with a non-zero position in any instrument.
+* **exposure**: fraction of the run's span (``end - start``) with a non-zero position in
+  any instrument, positions changing at their fills' ``ts_event``.
 * **fees_paid**: sum of fill fees.
+* **max_drawdown**, **annualised_volatility**, **sharpe** and **sortino** are computed
+  from the equity samples, which the kernel takes on its own clock (receive time).
 
-A metric that is undefined for the run (fewer than two days, no losing round
-trip, ...) is ``None``.
+A metric that is undefined for the run (shorter than 30 days, fewer than two days of
+returns, no losing round trip, ...) is ``None``, and ``null_reasons`` (the last key)
+says why for each such metric.
 """
 
 from __future__ import annotations
@@ -37,11 +50,21 @@ from typing import Any
 
 from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
 
-__all__ = ["RoundTrip", "compute_metrics", "daily_returns", "format_ns", "max_drawdown", "round_trips"]
+__all__ = [
+    "MIN_ANNUALISED_DAYS",
+    "RoundTrip",
+    "compute_metrics",
+    "daily_returns",
+    "format_ns",
+    "max_drawdown",
+    "round_trips",
+]
 
 _DAY_NS = 86_400_000_000_000
 _YEAR_NS = 365.25 * _DAY_NS
 _ANNUAL = math.sqrt(365.0)
+#: Shortest run span (venue time) for which annualised figures are reported.
+MIN_ANNUALISED_DAYS = 30.0
 
 
 def format_ns(ts_ns: int | None) -> str | None:
@@ -161,7 +184,7 @@ def _exposure(fills: Sequence[FillRecord], start_ns: int, end_ns: int, eps: floa
         positions[fill.instrument_id] = positions.get(fill.instrument_id, 0.0) + qty
         open_now = any(abs(p) > eps for p in positions.values())
         if open_now and in_market_since is None:
-            in_market_since = fill.ts_event
+            in_market_since = max(fill.ts_event, start_ns)
         elif not open_now and in_market_since is not None:
             total += fill.ts_event - in_market_since
             in_market_since = None
@@ -174,33 +197,77 @@ def _clean(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else value
 
 
-def compute_metrics(result: RunResult, lot_sizes: dict[str, float] | None = None) -> dict[str, Any]:
-    """The metrics of a finished run, as a JSON-ready dict in a fixed key order (see module doc)."""
+def _span_text(ns: int) -> str:
+    seconds = ns / 1e9
+    if seconds < 3600:
+        return f"{seconds:.0f} s"
+    if seconds < 86_400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} days"
+
+
+def compute_metrics(
+    result: RunResult, lot_sizes: dict[str, float] | None = None, *, min_annualised_days: float = MIN_ANNUALISED_DAYS
+) -> dict[str, Any]:
+    """The metrics of a finished run, as a JSON-ready dict in a fixed key order (see module doc).
+
+    Parameters
+    ----------
+    result
+        The finished run.
+    lot_sizes
+        Per instrument, the lot size below a thousandth of which a position counts as flat.
+    min_annualised_days
+        Shortest span (venue time) for which annualised figures are given.
+    """
     initial = result.initial_cash
     final = result.equity[-1].equity if result.equity else initial
-    start, end = result.start_ns, result.end_ns
+    start, end = result.first_event_ns, result.last_event_ns
+    reasons: dict[str, str] = {}
+    span = end - start if start is not None and end is not None else 0
+    annualise = span > 0 and span >= min_annualised_days * _DAY_NS
+    if start is None:
+        short = "the run saw no market data"
+    else:
+        short = f"the run spans {_span_text(span)}; annualised figures need at least {min_annualised_days:g} days"
     returns = [r for r in daily_returns(result.equity, initial) if math.isfinite(r)]
     vol = sharpe = sortino = None
-    if len(returns) >= 2:
+    if not annualise:
+        reasons.update(annualised_volatility=short, sharpe=short, sortino=short)
+    elif len(returns) < 2:
+        reasons.update(dict.fromkeys(("annualised_volatility", "sharpe", "sortino"), "fewer than two daily returns"))
+    else:
         mean = sum(returns) / len(returns)
         std = math.sqrt(sum((r - mean) ** 2 for r in returns) / (len(returns) - 1))
         vol = std * _ANNUAL
         sharpe = mean / std * _ANNUAL if std > 0.0 else None
         downside = math.sqrt(sum(min(r, 0.0) ** 2 for r in returns) / len(returns))
         sortino = mean / downside * _ANNUAL if downside > 0.0 else None
+        if sharpe is None:
+            reasons["sharpe"] = "the daily returns do not vary"
+        if sortino is None:
+            reasons["sortino"] = "no daily return was negative"
     cagr = None
-    if start is not None and end is not None and end > start:
-        years = (end - start) / _YEAR_NS
+    if annualise:
+        years = span / _YEAR_NS
         cagr = (final / initial) ** (1.0 / years) - 1.0 if final > 0.0 else -1.0
+    else:
+        reasons["cagr"] = short
     mdd = max_drawdown([initial] + [s.equity for s in result.equity])
-    calmar = cagr / mdd if cagr is not None and mdd > 0.0 else None
+    calmar = None
+    if cagr is None:
+        reasons["calmar"] = short
+    elif mdd > 0.0:
+        calmar = cagr / mdd
+    else:
+        reasons["calmar"] = "no drawdown"
     trips = round_trips(result.fills, lot_sizes)
     wins = [t.net_pnl for t in trips if t.net_pnl > 0.0]
     losses = [t.net_pnl for t in trips if t.net_pnl <= 0.0]
     notional = sum((f.quantity * f.price for f in result.fills), 0.0)
     mean_equity = sum(s.equity for s in result.equity) / len(result.equity) if result.equity else initial
     exposure = _exposure(result.fills, start, end) if start is not None and end is not None else 0.0
-    return {
+    metrics: dict[str, Any] = {
         "start": format_ns(start),
         "end": format_ns(end),
         "bars": result.bars,
@@ -227,3 +294,17 @@ def compute_metrics(result: RunResult, lot_sizes: dict[str, float] | None = None
         "exposure": exposure,
         "fees_paid": sum((f.fee for f in result.fills), 0.0),
     }
+    if not trips:
+        reasons["hit_rate"] = "no round trip closed"
+    if not wins:
+        reasons["average_win"] = "no winning round trip"
+    if not losses:
+        reasons["average_loss"] = "no losing round trip"
+    if metrics["profit_factor"] is None:
+        reasons["profit_factor"] = "no round trip lost money"
+    if metrics["turnover"] is None:
+        reasons["turnover"] = "mean equity was not positive"
+    if start is None:
+        reasons["start"] = reasons["end"] = short
+    metrics["null_reasons"] = {key: reasons.get(key, "not finite") for key, value in metrics.items() if value is None}
+    return metrics

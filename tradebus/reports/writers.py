@@ -1,13 +1,55 @@
-"""Run outputs: ``fills.csv``, ``orders.csv``, ``equity.csv``, ``metrics.json``, ``config.yaml``.
+"""Run outputs and the run directory that holds them.
+
+Files
+-----
+A run writes only its own files (:data:`OWN_FILES`, the one place that says which they are):
+
+* ``fills.csv`` (:data:`FILL_COLUMNS`), ``orders.csv`` (:data:`ORDER_COLUMNS`),
+  ``equity.csv`` (:data:`EQUITY_COLUMNS`), ``metrics.json``
+  (:func:`tradebus.reports.metrics.compute_metrics`) and ``config.yaml`` (the resolved
+  config), for every kind of run;
+* ``node.json`` for a paper run, ``playback.json`` for a replay.
+
+Clocks, one per column
+----------------------
+Every timestamp is int ns UTC, followed where useful by its ISO-8601 text. Two clocks
+exist (as on every message): *venue time* (``ts_event``: the exchange's timestamp of
+the market data, and of a simulated fill the trade or bar it filled on) and *receive
+time* (``ts_init``: the process clock when the run saw or did something -- the data's
+``ts_init`` in a backtest, the recorded receive time in a replay, the wall clock in a
+paper run). Each column holds one clock:
+
+* ``fills.csv``: ``ts_event``/``time`` venue time.
+* ``orders.csv``: ``ts_created`` receive time (when the strategy decided: the one
+  receive-time column); ``ts_last_fill`` venue time of the order's last fill (empty
+  without a fill). A denied order's row has ``ts_created`` = the denial's time.
+* ``equity.csv``: ``ts``/``time`` receive time (the kernel samples on its clock).
+* ``metrics.json``: ``start``/``end`` and every span (exposure, annualisation) in
+  venue time.
+
+A venue whose quotes carry no venue time (Binance spot ``bookTicker``) has its quotes
+stamped with their receive time by the parser; a fill on such a quote inherits it.
+
+So a paper run and a replay of the same frames agree column for column except the
+receive-time columns (``orders.csv`` ``ts_created``, ``equity.csv`` ``ts``/``time``).
 
 Outputs are deterministic: the same run gives byte-identical files. Floats are
-written with ``repr`` (the shortest text that reads back to the same float),
-NaN as an empty field, timestamps as int ns plus their ISO-8601 UTC text, and
-nothing depends on the wall clock.
+written with ``repr`` (the shortest text that reads back to the same float), NaN as
+an empty field, and nothing depends on the wall clock (except the receive times of
+a paper run).
 
-A run directory is written atomically with :class:`RunDirectory`: everything
-goes to ``DIR.tmp-<pid>``, which replaces ``DIR`` only once complete, and is
-removed if the run fails, so a directory named ``DIR`` is always a complete run.
+The output directory (``--out``)
+--------------------------------
+:class:`RunDirectory` never deletes or replaces anything but the run's own files:
+
+* before the run, a directory that holds anything else -- except the files the run's
+  config names (journal, recording) -- is refused with a :class:`ConfigError`
+  (exit 2) naming the directory and those files, unless ``force`` (then they are
+  left untouched);
+* each output is written to a temporary file in the same directory and moved over
+  its final name with :func:`os.replace`; while the moves happen the directory holds
+  an ``INCOMPLETE`` marker, so a run interrupted there leaves a directory that says
+  so; a run that fails before its outputs are complete changes nothing.
 """
 
 from __future__ import annotations
@@ -16,16 +58,44 @@ import csv
 import json
 import math
 import os
-import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, TextIO
+
+from loguru import logger
 
 from tradebus.engine.kernel import RunResult
+from tradebus.errors import ConfigError
 from tradebus.reports.metrics import format_ns
 
-__all__ = ["EQUITY_COLUMNS", "FILL_COLUMNS", "ORDER_COLUMNS", "RunDirectory", "write_run"]
+__all__ = [
+    "EQUITY_COLUMNS",
+    "FILL_COLUMNS",
+    "INCOMPLETE_MARKER",
+    "ORDER_COLUMNS",
+    "OWN_FILES",
+    "RunDirectory",
+    "RunKind",
+    "write_run",
+]
+
+RunKind = Literal["backtest", "paper", "replay"]
+
+_COMMON_FILES = ("fills.csv", "orders.csv", "equity.csv", "metrics.json", "config.yaml")
+#: The files each kind of run writes: the only files it ever creates or replaces.
+OWN_FILES: dict[RunKind, tuple[str, ...]] = {
+    "backtest": _COMMON_FILES,
+    "paper": (*_COMMON_FILES, "node.json"),
+    "replay": (*_COMMON_FILES, "playback.json"),
+}
+#: Present in a run directory only while (or if interrupted while) its outputs are replaced.
+INCOMPLETE_MARKER = "INCOMPLETE"
+_MARKER_TEXT = (
+    "tradebus was replacing the run outputs in this directory and did not finish:\n"
+    "the output files here may come from different runs. Run again to rewrite them.\n"
+)
 
 FILL_COLUMNS = (
     "ts_event",
@@ -58,7 +128,7 @@ ORDER_COLUMNS = (
     "avg_px",
     "fee_paid",
     "ts_created",
-    "ts_last",
+    "ts_last_fill",
     "submit_reason",
     "status_reason",
 )
@@ -83,12 +153,11 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _write_csv(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([_cell(v) for v in row])
+def _write_csv(handle: TextIO, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(v) for v in row])
 
 
 def _json_ready(value: Any) -> Any:
@@ -101,64 +170,85 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def write_run(out_dir: Path, result: RunResult, metrics: dict[str, Any], config_yaml: str) -> None:
-    """Write the five run files into an existing directory ``out_dir``."""
-    _write_csv(
-        out_dir / "fills.csv",
-        FILL_COLUMNS,
-        (
+def write_run(
+    run_dir: RunDirectory,
+    result: RunResult,
+    metrics: dict[str, Any],
+    config_yaml: str,
+    extra: Mapping[str, str] | None = None,
+) -> None:
+    """Write a run's files into ``run_dir`` (inside its ``with`` block; see :class:`RunDirectory`).
+
+    Parameters
+    ----------
+    run_dir
+        The open run directory.
+    result, metrics, config_yaml
+        What ``fills.csv``, ``orders.csv``, ``equity.csv``, ``metrics.json`` and ``config.yaml`` hold.
+    extra
+        Further files of this kind of run, name -> text (``node.json``, ``playback.json``).
+    """
+    last_fill: dict[str, int] = {}
+    for f in result.fills:
+        last_fill[f.client_order_id] = max(f.ts_event, last_fill.get(f.client_order_id, f.ts_event))
+    with run_dir.open("fills.csv") as handle:
+        _write_csv(
+            handle,
+            FILL_COLUMNS,
             (
-                f.ts_event,
-                format_ns(f.ts_event),
-                f.instrument_id,
-                f.side,
-                f.quantity,
-                f.price,
-                f.fee,
-                f.liquidity.lower(),
-                f.client_order_id,
-                f.strategy_id,
-                f.trade_id,
-                f.reason,
-            )
-            for f in result.fills
-        ),
-    )
+                (
+                    f.ts_event,
+                    format_ns(f.ts_event),
+                    f.instrument_id,
+                    f.side,
+                    f.quantity,
+                    f.price,
+                    f.fee,
+                    f.liquidity.lower(),
+                    f.client_order_id,
+                    f.strategy_id,
+                    f.trade_id,
+                    f.reason,
+                )
+                for f in result.fills
+            ),
+        )
     known_ids = {o.client_order_id for o in result.orders}
-    _write_csv(
-        out_dir / "orders.csv",
-        ORDER_COLUMNS,
-        [
-            (
-                o.client_order_id,
-                o.strategy_id,
-                o.instrument_id,
-                o.side.name,
-                str(o.order_type),
-                o.quantity,
-                o.price,
-                o.trigger_price,
-                str(o.tif),
-                o.post_only,
-                o.reduce_only,
-                str(o.status),
-                o.filled_qty,
-                o.avg_px,
-                o.fee_paid,
-                o.ts_created,
-                o.ts_last,
-                result.submit_reasons.get(o.client_order_id, ""),
-                o.reason,
-            )
-            for o in result.orders
-        ]
-        + [
-            (d.client_order_id, d.strategy_id, d.instrument_id, "", "", "", "", "", "", "", "", "DENIED",
-             "", "", "", d.ts_event, d.ts_event, result.submit_reasons.get(d.client_order_id, ""), d.reason)
-            for d in result.denials
-            if d.client_order_id not in known_ids
-        ],
-    )
+    with run_dir.open("orders.csv") as handle:
+        _write_csv(
+            handle,
+            ORDER_COLUMNS,
+            [
+                (
+                    o.client_order_id,
+                    o.strategy_id,
+                    o.instrument_id,
+                    o.side.name,
+                    str(o.order_type),
+                    o.quantity,
+                    o.price,
+                    o.trigger_price,
+                    str(o.tif),
+                    o.post_only,
+                    o.reduce_only,
+                    str(o.status),
+                    o.filled_qty,
+                    o.avg_px,
+                    o.fee_paid,
+                    o.ts_created,
+                    last_fill.get(o.client_order_id, ""),
+                    result.submit_reasons.get(o.client_order_id, ""),
+                    o.reason,
+                )
+                for o in result.orders
+            ]
+            + [
+                (d.client_order_id, d.strategy_id, d.instrument_id, "", "", "", "", "", "", "", "", "DENIED",
+                 "", "", "", d.ts_event, "", result.submit_reasons.get(d.client_order_id, ""), d.reason)
+                for d in result.denials
+                if d.client_order_id not in known_ids
+            ],
+        )
     peak = result.initial_cash
 
     def equity_rows() -> Iterable[Sequence[Any]]:
@@ -178,30 +268,110 @@ def write_run(out_dir: Path, result: RunResult, metrics: dict[str, Any], config_
                 drawdown,
             )
 
-    _write_csv(out_dir / "equity.csv", EQUITY_COLUMNS, equity_rows())
-    (out_dir / "metrics.json").write_text(
-        json.dumps(_json_ready(metrics), indent=2, allow_nan=False) + "\n", encoding="utf-8"
-    )
-    (out_dir / "config.yaml").write_text(config_yaml, encoding="utf-8")
+    with run_dir.open("equity.csv") as handle:
+        _write_csv(handle, EQUITY_COLUMNS, equity_rows())
+    with run_dir.open("metrics.json") as handle:
+        handle.write(json.dumps(_json_ready(metrics), indent=2, allow_nan=False) + "\n")
+    with run_dir.open("config.yaml") as handle:
+        handle.write(config_yaml)
+    for name, text in (extra or {}).items():
+        with run_dir.open(name) as handle:
+            handle.write(text + "\n")
 
 
 class RunDirectory:
-    """Write a run into ``DIR.tmp-<pid>`` and move it to ``DIR`` only on success.
+    """The output directory of a run: checked before the run, written file by file after it.
 
-    Use as a context manager; :attr:`path` is the temporary directory to write
-    into. On a clean exit an existing ``DIR`` is replaced; on an exception the
-    temporary directory is removed and ``DIR`` is left untouched.
+    Construct it before the run starts: that is when a directory holding files the run
+    would not write is refused. Then write the outputs inside ``with run_dir:`` through
+    :meth:`open`; on a clean exit each is moved over its final name, on an exception the
+    temporary files are removed and the directory is as it was (see the module docstring).
+
+    Parameters
+    ----------
+    path
+        The output directory (created on writing if missing).
+    kind
+        The kind of run: its own files are ``OWN_FILES[kind]``.
+    keep
+        Files the run knows but does not write (its journal and recording): allowed in
+        the directory, never touched.
+    force
+        Write beside foreign files instead of refusing (they are left untouched).
+
+    Raises
+    ------
+    ConfigError
+        ``path`` is not a directory, or holds files other than the run's own and ``keep``
+        (without ``force``). The message names the directory and those files.
     """
 
-    def __init__(self, final: str | os.PathLike[str]) -> None:
-        self.final = Path(final)
-        self.path = self.final.with_name(f"{self.final.name}.tmp-{os.getpid()}")
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        kind: RunKind,
+        *,
+        keep: Iterable[str | os.PathLike[str]] = (),
+        force: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.kind = kind
+        self.own = OWN_FILES[kind]
+        self._keep = {Path(p).absolute() for p in keep}
+        self._pending: dict[str, Path] = {}
+        self._created = False
+        foreign = self.foreign()
+        if foreign and not force:
+            raise ConfigError(
+                f"output directory {self.path} holds files a {kind} run does not write: {', '.join(foreign)}. "
+                f"A run only writes {', '.join(self.own)} there and never touches anything else; "
+                "choose another --out, or pass --force to write beside them"
+            )
+        if foreign:
+            logger.warning("output directory {}: writing beside {} (--force; left untouched)", self.path, foreign)
+
+    def foreign(self) -> list[str]:
+        """Names in the directory that are neither the run's own files nor kept files (sorted)."""
+        if not self.path.exists():
+            return []
+        if not self.path.is_dir():
+            raise ConfigError(f"output directory {self.path} exists and is not a directory")
+        names = []
+        for entry in self.path.iterdir():
+            if entry.name in self.own and entry.is_file() and not entry.is_symlink():
+                continue
+            if entry.name == INCOMPLETE_MARKER or self._kept(entry):
+                continue
+            names.append(entry.name + ("/" if entry.is_dir() else ""))
+        return sorted(names)
+
+    def _kept(self, entry: Path) -> bool:
+        entry = entry.absolute()
+        for kept in self._keep:
+            if entry == kept or entry in kept.parents:
+                return True
+            # SQLite keeps -wal / -shm / -journal files beside a database.
+            if entry.parent == kept.parent and entry.name.startswith(kept.name + "-"):
+                return True
+        return False
 
     def __enter__(self) -> RunDirectory:
-        if self.path.exists():
-            shutil.rmtree(self.path)
-        self.path.mkdir(parents=True)
+        if not self.path.exists():
+            self.path.mkdir(parents=True)
+            self._created = True
         return self
+
+    @contextmanager
+    def open(self, name: str) -> Iterator[TextIO]:
+        """A text handle on the temporary file of the run's own file ``name``."""
+        if name not in self.own:
+            raise ValueError(f"{name!r} is not a file a {self.kind} run writes ({', '.join(self.own)})")
+        temp = self.path / f".{name}.tmp-{os.getpid()}"
+        self._pending[name] = temp
+        with temp.open("w", encoding="utf-8", newline="") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def __exit__(
         self,
@@ -210,11 +380,18 @@ class RunDirectory:
         tb: TracebackType | None,
     ) -> None:
         if exc_type is not None:
-            shutil.rmtree(self.path, ignore_errors=True)
+            for temp in self._pending.values():
+                temp.unlink(missing_ok=True)
+            if self._created and not any(self.path.iterdir()):
+                self.path.rmdir()
             return
-        old = self.final.with_name(f"{self.final.name}.old-{os.getpid()}")
-        if self.final.exists():
-            self.final.rename(old)
-        self.path.rename(self.final)
-        if old.exists():
-            shutil.rmtree(old)
+        marker = self.path / INCOMPLETE_MARKER
+        marker.write_text(_MARKER_TEXT, encoding="utf-8")
+        try:
+            for name, temp in self._pending.items():
+                os.replace(temp, self.path / name)
+        except BaseException:
+            for temp in self._pending.values():
+                temp.unlink(missing_ok=True)
+            raise  # the marker stays: the directory is a mix of old and new outputs
+        marker.unlink()

@@ -1,0 +1,184 @@
+"""The README's paper workflow, run as written, against the local venue server.
+
+``configs/paper_local.yaml`` keeps its journal and its frame recording in
+``runs/paper-local/``, the directory the README passes to ``--out``. Every command is the
+README's, run in a subprocess from a directory laid out like the repository (the config
+and the capture copied to their repository paths); the daemon is stopped the way a user
+stops it (SIGINT, then SIGTERM for the restart):
+
+1. ``python -m tradebus.node.playback serve <capture> --venue binance --speed 1
+   --config configs/paper_local.yaml --write-config runs/paper_local.yaml``
+2. ``tradebus paper runs/paper_local.yaml --out runs/paper-local`` -- stopped with SIGINT
+   after its first orders: the outputs are written and the journal and recording survive;
+3. the same command again (a restart) resumes from the journal, stopped with SIGTERM;
+4. ``tradebus replay runs/paper-local/frames.jsonl.gz --config configs/paper_local.yaml
+   --out runs/replay-local`` plays the recording of both runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from loguru import logger
+from typer.testing import CliRunner
+
+from tradebus.cli import app
+from tradebus.reports.writers import OWN_FILES
+
+from .node_testdata import SPOT_CAPTURE
+
+REPO = Path(__file__).resolve().parents[2]
+CAPTURE = "tests/fixtures/binance/spot_btcusdt_20240808_head4000.gz"
+TIMEOUT = 120.0  # generous: the machine may be loaded
+
+
+@pytest.fixture(autouse=True)
+def _loguru_to_current_stderr() -> Iterator[None]:
+    """The CLI points loguru at the CliRunner's stderr, closed after the call: log to the live stderr again."""
+    yield
+    logger.remove()
+    logger.add(lambda message: sys.stderr.write(message), level="DEBUG")
+
+
+def tradebus() -> list[str]:
+    """The ``tradebus`` command of this environment."""
+    script = Path(sys.executable).parent / "tradebus"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "tradebus.cli"]
+
+
+def wait_for(condition: Callable[[], bool], what: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"{proc.args} exited ({proc.returncode}) waiting for {what}:\n{log.read_text()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[bytes], sig: signal.Signals, log: Path) -> None:
+    proc.send_signal(sig)
+    try:
+        proc.wait(TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert proc.returncode == 0, log.read_text()
+
+
+def decisions(log: Path) -> int:
+    return log.read_text(errors="replace").count("-> submitted")
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A directory laid out like the repository for the README's commands."""
+    (tmp_path / "configs").mkdir()
+    shutil.copy(REPO / "configs" / "paper_local.yaml", tmp_path / "configs" / "paper_local.yaml")
+    (tmp_path / CAPTURE).parent.mkdir(parents=True)
+    shutil.copy(SPOT_CAPTURE, tmp_path / CAPTURE)
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_readme_paper_workflow_keeps_journal_and_recording_restarts_from_them_and_replays(checkout: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    run = checkout / "runs" / "paper-local"
+    server_log = checkout / "serve.log"
+    with server_log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tradebus.node.playback", "serve", CAPTURE, "--venue", "binance", "--speed", "1",
+             "--config", "configs/paper_local.yaml", "--write-config", "runs/paper_local.yaml"],
+            cwd=checkout, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for((checkout / "runs" / "paper_local.yaml").exists, "the served config", server, server_log)
+        paper = [*tradebus(), "paper", "runs/paper_local.yaml", "--out", "runs/paper-local"]
+
+        # 2. first run, stopped with Ctrl-C once it traded
+        log1 = checkout / "paper1.log"
+        with log1.open("wb") as out:
+            first = subprocess.Popen(paper, cwd=checkout, env=env, stdout=out, stderr=subprocess.STDOUT)
+        wait_for(lambda: decisions(log1) >= 2, "two order decisions", first, log1)
+        stop(first, signal.SIGINT, log1)
+        names = sorted(p.name for p in run.iterdir())
+        assert names == sorted([*OWN_FILES["paper"], "journal.sqlite", "frames.jsonl.gz"]), names
+        node1 = json.loads((run / "node.json").read_text())
+        assert node1["stop_reason"] == "signal SIGINT" and node1["orders"] >= 2
+        journal_size = (run / "journal.sqlite").stat().st_size
+        recording_size = (run / "frames.jsonl.gz").stat().st_size
+        assert journal_size > 0 and recording_size > 0
+
+        # 3. the same command again: a restart resumes from the journal; stopped with SIGTERM
+        log2 = checkout / "paper2.log"
+        with log2.open("wb") as out:
+            second = subprocess.Popen(paper, cwd=checkout, env=env, stdout=out, stderr=subprocess.STDOUT)
+        wait_for(lambda: "recovered" in log2.read_text(errors="replace") and decisions(log2) >= 1,
+                 "recovery and a new decision", second, log2)
+        stop(second, signal.SIGTERM, log2)
+        node2 = json.loads((run / "node.json").read_text())
+        assert node2["stop_reason"] == "signal SIGTERM"
+        assert node2["recovered_orders"] == node1["orders"]
+        assert node2["orders"] > node1["orders"]
+        assert (run / "journal.sqlite").stat().st_size >= journal_size
+        assert (run / "frames.jsonl.gz").stat().st_size > recording_size  # appended to, not replaced
+        with (run / "orders.csv").open() as handle:
+            assert len(handle.readlines()) - 1 == node2["orders"]  # the recovered orders are in the outputs
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+    # 4. the recording of both runs replays
+    replay = subprocess.run(
+        [*tradebus(), "replay", "runs/paper-local/frames.jsonl.gz", "--config", "configs/paper_local.yaml",
+         "--out", "runs/replay-local"],
+        cwd=checkout, env=env, capture_output=True, timeout=TIMEOUT,
+    )
+    assert replay.returncode == 0, replay.stderr.decode()
+    stats = json.loads((checkout / "runs" / "replay-local" / "playback.json").read_text())
+    assert stats["frames"] > 0 and stats["skipped_connections"] == {}
+    with (checkout / "runs" / "replay-local" / "fills.csv").open() as handle:
+        assert len(handle.readlines()) > 2
+
+
+def test_paper_refuses_an_out_directory_with_foreign_files_before_any_io(checkout: Path) -> None:
+    out = checkout / "home"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    config = checkout / "configs" / "paper_local.yaml"
+    res = CliRunner().invoke(app, ["paper", str(config), "--out", str(out), "--max-seconds", "5"])
+    assert res.exit_code == 2
+    assert f"output directory {out} holds files a paper run does not write: notes.txt" in res.output
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert not (checkout / "runs").exists()  # no journal, no recording: refused before the daemon started
+
+
+def test_replay_into_the_paper_directory_keeps_the_recording_and_journal_with_force_only_beside_node_json(
+    checkout: Path,
+) -> None:
+    run = checkout / "runs" / "paper-local"
+    run.mkdir(parents=True)
+    recording = run / "frames.jsonl.gz"
+    shutil.copy(SPOT_CAPTURE, recording)
+    (run / "journal.sqlite").write_bytes(b"journal")
+    (run / "node.json").write_text("{}")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    args = ["replay", str(recording), "--config", str(checkout / "configs" / "paper_local.yaml"), "--out", str(run)]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2 and "holds files a replay run does not write: node.json" in refused.output
+    assert CliRunner().invoke(app, [*args, "--force"]).exit_code == 0
+    after = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert {name: after[name] for name in before} == before
+    assert sorted(set(after) - set(before)) == sorted(set(OWN_FILES["replay"]))
