@@ -44,7 +44,7 @@ import signal
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -902,6 +902,7 @@ def run_paper(
     *,
     max_seconds: float | None = None,
     max_messages: int | None = None,
+    overrides: Sequence[str] = (),
 ) -> tuple[NodeSummary, RunResult]:
     """Load a paper config, run the daemon until stopped, and write its outputs.
 
@@ -916,7 +917,7 @@ def run_paper(
     VenueError
         A feed failed fatally.
     """
-    config = load_paper_config(config_path)
+    config = load_paper_config(config_path, overrides)
     node = TradingNode(config, max_seconds=max_seconds, max_messages=max_messages)
     try:
         summary = asyncio.run(node.run())
