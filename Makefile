@@ -1,31 +1,53 @@
 # tradebus — the two Quickstart commands (`make backtest`, `make test`) need only Python 3.11 and make.
+# `make backtest` installs the runtime dependencies; `make test` adds the dev extras. Every install
+# is held to the versions in constraints.txt (`make constraints` refreshes it from a fresh venv).
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed-runtime
+DEV := $(VENV)/.installed-dev
+LOG := $(VENV)/install.log
+PIP := $(PY) -m pip install --disable-pip-version-check --quiet -c constraints.txt
+# pip and setuptools print banners of their own; they go to $(LOG), shown only if an install fails.
+QUIET_INSTALL = >>$(LOG) 2>&1 || { cat $(LOG); echo "install failed; log: $(LOG)"; exit 1; }
 
+.PHONY: setup backtest test bench constraints clean
 
-.PHONY: setup backtest test bench clean
-
-$(STAMP): pyproject.toml
+$(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
-	@touch $(STAMP)
+	@$(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --disable-pip-version-check --quiet --upgrade pip $(QUIET_INSTALL)
 
-setup: $(STAMP)
+$(RUNTIME): pyproject.toml constraints.txt | $(PY)
+	@echo "installing tradebus and its runtime dependencies into $(VENV) (first time: a few minutes)"
+	@$(PIP) -e . $(QUIET_INSTALL)
+	@touch $@
 
-backtest: $(STAMP)
+$(DEV): $(RUNTIME)
+	@echo "installing the test dependencies into $(VENV)"
+	@$(PIP) -e ".[dev]" $(QUIET_INSTALL)
+	@touch $@
+
+setup: $(DEV)
+
+backtest: $(RUNTIME)
 	$(PY) -m tradebus.cli backtest configs/quickstart.yaml --out runs/quickstart
 
-test: $(STAMP)
+test: $(DEV)
 	$(PY) -m pytest
 
 BENCHES := features throughput execution journal market_data venue_books market_data_latency data
 
-bench: $(STAMP)
+bench: $(DEV)
 	@for b in $(BENCHES); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done
+
+# Rebuild constraints.txt: the newest versions that pyproject.toml allows, resolved in a scratch venv.
+constraints:
+	rm -rf .venv-constraints
+	$(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	.venv-constraints/bin/python -m pip freeze --exclude-editable | grep -v '^tradebus' > constraints.txt
+	rm -rf .venv-constraints
 
 clean:
 	rm -rf $(VENV) .cache runs

@@ -22,9 +22,11 @@ field or row, without a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from importlib.metadata import version as _package_version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,7 +46,7 @@ from tradebus.reports.metrics import compute_metrics
 from tradebus.reports.writers import RunDirectory, write_run
 from tradebus.strategies.base import resolve_strategy
 
-__all__ = ["LazyProgress", "app", "build_kernel", "build_replay", "main", "progress_for", "run_backtest"]
+__all__ = ["LOG_LEVELS", "LazyProgress", "app", "check_log_level", "build_kernel", "build_replay", "main", "progress_for", "run_backtest", "setup_logging"]
 
 app = typer.Typer(
     name="tradebus",
@@ -54,6 +56,48 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data", help="Import and inspect market data in the Parquet catalog.")
+features_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Feature kinds of the feature bank.")
+app.add_typer(features_app, name="features")
+
+#: Log levels accepted by ``--log-level`` (loguru's names).
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+
+_SET_HELP = "Override a config value, e.g. --set strategy.params.fast=12 (repeatable; recorded in config.yaml)."
+
+
+def check_log_level(value: str) -> str:
+    """The upper-cased log level, or a usage error listing the valid ones."""
+    level = value.upper()
+    if level not in LOG_LEVELS:
+        raise typer.BadParameter(f"{value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def setup_logging(level: str, fmt: str = "{time:HH:mm:ss} {level} {message}") -> None:
+    """Send loguru's records of ``level`` and above to stderr (and nothing else)."""
+    logger.remove()
+    logger.add(sys.stderr, level=level, format=fmt)
+
+
+LogLevel = Annotated[
+    str, typer.Option("--log-level", callback=check_log_level, help=f"Log level on stderr: {', '.join(LOG_LEVELS)}.")
+]
+Overrides = Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP, show_default=False)]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tradebus {_package_version('tradebus')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Event-driven crypto trading: backtest, paper and live runs of one kernel."""
 
 #: Exit code per error class (most specific first).
 EXIT_CODES: tuple[tuple[type[TradebusError], int], ...] = ((ConfigError, 2), (DataError, 3), (TradebusError, 1))
@@ -128,6 +172,7 @@ def run_backtest(
     *,
     force: bool = False,
     on_batch_factory: Callable[[int], Callable[[int], None] | None] | None = None,
+    overrides: Sequence[str] = (),
 ) -> tuple[RunResult, dict[str, Any], Path]:
     """Validate, run and write a backtest; return the result, its metrics and the output directory.
 
@@ -141,6 +186,8 @@ def run_backtest(
         Write into an output directory that holds other files (left untouched).
     on_batch_factory
         Given the total number of rows, returns the progress callback for :meth:`Kernel.run`.
+    overrides
+        ``"dotted.path=value"`` config overrides (:func:`tradebus.config.apply_overrides`).
 
     Raises
     ------
@@ -149,7 +196,7 @@ def run_backtest(
         ``ConfigError`` for an output directory holding files the run does not write.
     """
     config_path = Path(config_path)
-    config = load_config(config_path)
+    config = load_config(config_path, overrides=overrides)
     out = Path(out_dir) if out_dir is not None else Path("runs") / config_path.stem
     run_dir = RunDirectory(out, "backtest", force=force)
     try:
@@ -258,11 +305,11 @@ def backtest(
         Path | None, typer.Option("--out", "-o", help="Output directory [default: runs/<config stem>].")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help=_FORCE_HELP)] = False,
-    log_level: Annotated[str, typer.Option(help="Log level on stderr (DEBUG, INFO, WARNING, ...).")] = "WARNING",
+    set_: Overrides = None,
+    log_level: LogLevel = "WARNING",
 ) -> None:
     """Run a backtest and write fills, orders, equity, metrics and the resolved config."""
-    logger.remove()
-    logger.add(sys.stderr, level=log_level.upper(), format="{time:HH:mm:ss} {level} {message}")
+    setup_logging(log_level)
     console = Console()
     err = Console(stderr=True)
     progress: LazyProgress | None = None
@@ -273,7 +320,9 @@ def backtest(
         return progress
 
     try:
-        _, metrics, out_dir = run_backtest(config, out, force=force, on_batch_factory=factory)
+        _, metrics, out_dir = run_backtest(
+            config, out, force=force, on_batch_factory=factory, overrides=set_ or ()
+        )
     except TradebusError as exc:
         _fail(exc, err)
     finally:
@@ -289,15 +338,17 @@ def paper(
     force: Annotated[bool, typer.Option("--force", help=_FORCE_HELP)] = False,
     max_seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     max_messages: Annotated[int | None, typer.Option(help="Stop after this many market-data messages.")] = None,
-    log_level: Annotated[str, typer.Option(help="Log level on stderr (DEBUG, INFO, WARNING, ...).")] = "INFO",
+    set_: Overrides = None,
+    log_level: LogLevel = "INFO",
 ) -> None:
     """Run the paper-trading daemon (live market data, simulated fills) until SIGINT/SIGTERM."""
     from tradebus.node.daemon import run_paper
 
-    logger.remove()
-    logger.add(sys.stderr, level=log_level.upper(), format="{time:HH:mm:ss.SSS} {level} {message}")
+    setup_logging(log_level, "{time:HH:mm:ss.SSS} {level} {message}")
     try:
-        run_paper(config, out, max_seconds=max_seconds, max_messages=max_messages, force=force)
+        run_paper(
+            config, out, max_seconds=max_seconds, max_messages=max_messages, force=force, overrides=set_ or ()
+        )
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
 
@@ -310,19 +361,84 @@ def replay(
         Path | None, typer.Option("--out", "-o", help="Output directory [default: runs/replay-<recording name>].")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help=_FORCE_HELP)] = False,
-    log_level: Annotated[str, typer.Option(help="Log level on stderr (DEBUG, INFO, WARNING, ...).")] = "WARNING",
+    set_: Overrides = None,
+    log_level: LogLevel = "WARNING",
 ) -> None:
     """Play a recording through the venue parsers into the kernel, as a backtest, and write its outputs."""
     from tradebus.node.playback import run_playback
-    from tradebus.reports.metrics import compute_metrics
 
-    logger.remove()
-    logger.add(sys.stderr, level=log_level.upper(), format="{time:HH:mm:ss} {level} {message}")
+    setup_logging(log_level)
     try:
-        result, out_dir = run_playback(recording, config, out, force=force)
+        result, out_dir = run_playback(recording, config, out, force=force, overrides=set_ or ())
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
     Console().print(_summary(compute_metrics(result), out_dir))
+
+
+@app.command()
+def serve(
+    recording: Annotated[Path, typer.Argument(help="Recorder file or hftbacktest capture.", show_default=False)],
+    venue: Annotated[str, typer.Option(help="Protocol to speak: binance, okx or bybit.")] = "binance",
+    speed: Annotated[float, typer.Option(help="Pace: 1 = as recorded, 10 = ten times faster, 0 = at once.")] = 1.0,
+    futures: Annotated[bool, typer.Option(help="Serve Binance USD-M REST depth snapshots.")] = False,
+    config: Annotated[Path | None, typer.Option(help="A paper config to point at this server.")] = None,
+    write_config: Annotated[Path | None, typer.Option(help="Where to write that copy of the config.")] = None,
+    log_level: LogLevel = "INFO",
+) -> None:
+    """Serve a recording on 127.0.0.1 in a venue's WebSocket protocol, for a paper daemon.
+
+    The recording is streamed once, at the given pace, to each connection; the server then
+    stays up (sending nothing more) until Ctrl-C or SIGTERM.
+    """
+    from tradebus.node.playback import serve_recording
+
+    setup_logging(log_level)
+    if venue not in ("binance", "okx", "bybit"):
+        raise typer.BadParameter(f"{venue!r}: use binance, okx or bybit", param_hint="--venue")
+    if (config is None) != (write_config is None):
+        raise typer.BadParameter("give both --config and --write-config, or neither", param_hint="--config")
+    if not recording.is_file():
+        _fail(ConfigError(f"{recording}: no such recording"), Console(stderr=True))
+    asyncio.run(
+        serve_recording(
+            recording,
+            venue,  # type: ignore[arg-type]
+            speed=speed or None,
+            futures=futures,
+            config=config,
+            write_config=write_config,
+        )
+    )
+
+
+@features_app.command("list")
+def features_list(
+    kind: Annotated[str | None, typer.Argument(help="Show one kind in detail.", show_default=False)] = None,
+) -> None:
+    """List the feature kinds with their inputs, parameters and output names."""
+    from tradebus.features.registry import all_kinds, get_kind
+
+    console = Console()
+    try:
+        kinds = (get_kind(kind),) if kind is not None else all_kinds()
+    except FeatureError as exc:
+        _fail(ConfigError(str(exc)), Console(stderr=True))
+    table = Table(show_header=True, header_style="bold", title="feature kinds" if kind is None else None)
+    for column in ("kind", "inputs", "parameters (default)", "outputs (as NAME.output)", "description"):
+        table.add_column(column, overflow="fold")
+    for k in kinds:
+        params = ", ".join(
+            f"{p.name}={'required' if p.default is None else _number(p.default)}" for p in k.params
+        )
+        outputs = "NAME" if len(k.outputs) == 1 else ", ".join(f"NAME.{o}" for o in k.outputs)
+        doc = (k.step.__doc__ or "").strip()
+        description = doc if kind is not None else (doc.splitlines() or [""])[0]
+        table.add_row(k.name, ", ".join(k.inputs), params or "-", outputs, description)
+    console.print(table)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,7 +30,9 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import re
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol, Self, TypeVar
@@ -62,6 +64,7 @@ __all__ = [
     "RunConfig",
     "check_starting_balances",
     "StrategyConfig",
+    "apply_overrides",
     "dump_config",
     "load_config",
     "parse_duration",
@@ -335,6 +338,13 @@ class RunConfig(_Model):
         """``instrument_id -> Instrument`` in config order."""
         return {i.instrument_id: i.to_instrument() for i in self.instruments}
 
+    def data_kinds(self) -> dict[str, set[str]]:
+        """``instrument_id -> {"bars", "trades", ...}``: the market data the run replays."""
+        kinds: dict[str, set[str]] = {}
+        for source in self.data.sources:
+            kinds.setdefault(source.instrument, set()).add(source.kind)
+        return kinds
+
     def resolve_paths(self, base: Path) -> RunConfig:
         """A copy with the catalog root and data files made absolute against ``base``."""
 
@@ -386,6 +396,8 @@ class _StrategyRunConfig(Protocol):
 
     def instrument_map(self) -> dict[str, Instrument]: ...
 
+    def data_kinds(self) -> dict[str, set[str]]: ...
+
     def resolve_paths(self, base: Path) -> Self: ...
 
     def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Self: ...
@@ -418,7 +430,7 @@ def parse_config(
     except ValidationError as exc:
         raise config_error_from(source, exc) from None
     try:
-        cls = resolve_strategy(config.strategy.name)
+        cls = resolve_strategy(config.strategy.name, base)
     except ConfigError as exc:
         raise ConfigError(f"{source}: strategy.name: {exc}") from None
     try:
@@ -430,14 +442,77 @@ def parse_config(
         cls.check_params(params, [instruments[i] for i in config.strategy.instruments])
     except ConfigError as exc:
         raise ConfigError(f"{source}: strategy.params.{exc}") from None
+    _check_data_kinds(source, config, cls.data_kinds(params))
     # Store the validated (defaults filled in) parameters so the resolved config is complete.
     strategy = config.strategy.model_copy(update={"params": params.model_dump(mode="json")})
     config = config.model_copy(update={"strategy": strategy})
     return config.resolve_paths(base) if base is not None else config
 
 
-def load_config(path: str | Path, model: type[ConfigT] = RunConfig) -> ConfigT:  # type: ignore[assignment]
+def _check_data_kinds(source: str, config: _StrategyRunConfig, wanted: frozenset[str]) -> None:
+    if not wanted:
+        return
+    available = config.data_kinds()
+    offered = set().union(*(available.get(iid, set()) for iid in config.strategy.instruments))
+    if not wanted & offered:
+        raise ConfigError(
+            f"{source}: strategy.name: {config.strategy.name!r} acts on {', '.join(sorted(wanted))}, "
+            f"but the run has only {', '.join(sorted(offered)) or 'no data'} for "
+            f"{', '.join(config.strategy.instruments)}: it would never trade"
+        )
+
+
+def apply_overrides(data: Any, overrides: Sequence[str], source: str = "<config>") -> Any:
+    """``data`` (a parsed YAML mapping) with ``--set`` overrides applied, each ``"dotted.path=value"``.
+
+    The value is parsed as YAML (``12``, ``0.5``, ``true``, ``[a, b]``, ``"text"``); a path
+    goes through mappings by key and lists by index, and may add a key (validation then
+    says whether the key is allowed). The input is not modified.
+
+    Raises
+    ------
+    ConfigError
+        If an override is not ``path=value``, its value is not YAML, or its path does not
+        lead through mappings and lists of the config.
+    """
+    result = copy.deepcopy(data)
+    for override in overrides:
+        path, sep, text = override.partition("=")
+        keys = path.strip().split(".")
+        if not sep or not all(keys):
+            raise ConfigError(f"--set {override!r}: expected 'section.key=value', e.g. strategy.params.fast=12")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {override!r}: the value is not valid YAML") from None
+        node = result
+        for depth, key in enumerate(keys):
+            where = ".".join(keys[:depth]) or "<root>"
+            last = depth == len(keys) - 1
+            if isinstance(node, dict):
+                if last:
+                    node[key] = value
+                else:
+                    node = node.setdefault(key, {})
+            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                if last:
+                    node[int(key)] = value
+                else:
+                    node = node[int(key)]
+            else:
+                raise ConfigError(f"{source}: --set {override!r}: {where} has no entry {key!r}")
+    return result
+
+
+def load_config(
+    path: str | Path,
+    model: type[ConfigT] = RunConfig,  # type: ignore[assignment]
+    overrides: Sequence[str] = (),
+) -> ConfigT:
     """Read and validate a YAML run config (into ``model``, a :class:`RunConfig` by default).
+
+    ``overrides`` (``["strategy.params.fast=12"]``, the CLI's ``--set``) are applied before
+    validation (:func:`apply_overrides`), so the resolved config records them.
 
     Raises
     ------
@@ -456,6 +531,10 @@ def load_config(path: str | Path, model: type[ConfigT] = RunConfig) -> ConfigT: 
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if overrides:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of config sections, got {type(data).__name__}")
+        data = apply_overrides(data, overrides, str(path))
     return parse_config(data, str(path), base=path.resolve().parent, model=model)
 
 

@@ -6,7 +6,7 @@ README's, run in a subprocess from a directory laid out like the repository (the
 and the capture copied to their repository paths); the daemon is stopped the way a user
 stops it (SIGINT, then SIGTERM for the restart):
 
-1. ``python -m tradebus.node.playback serve <capture> --venue binance --speed 1
+1. ``tradebus serve <capture> --venue binance --speed 1
    --config configs/paper_local.yaml --write-config runs/paper_local.yaml``
 2. ``tradebus paper runs/paper_local.yaml --out runs/paper-local`` -- stopped with SIGINT
    after its first orders: the outputs are written and the journal and recording survive;
@@ -96,7 +96,7 @@ def test_readme_paper_workflow_keeps_journal_and_recording_restarts_from_them_an
     server_log = checkout / "serve.log"
     with server_log.open("wb") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "tradebus.node.playback", "serve", CAPTURE, "--venue", "binance", "--speed", "1",
+            [sys.executable, "-m", "tradebus.cli", "serve", CAPTURE, "--venue", "binance", "--speed", "1",
              "--config", "configs/paper_local.yaml", "--write-config", "runs/paper_local.yaml"],
             cwd=checkout, env=env, stdout=out, stderr=subprocess.STDOUT,
         )

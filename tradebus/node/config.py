@@ -42,6 +42,7 @@ Relative paths (``journal``, ``record``) are resolved against the config file's 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -351,6 +352,19 @@ class PaperConfig(_Model):
         """``instrument_id -> Instrument`` in config order."""
         return {i.instrument_id: i.to_instrument() for i in self.instruments}
 
+    def data_kinds(self) -> dict[str, set[str]]:
+        """``instrument_id -> {"trades", "quotes", "bars"}``: what the feeds' channels deliver."""
+        kinds: dict[str, set[str]] = {}
+        for feed in self.feeds:
+            for iid, channels in feed.subscriptions.items():
+                names = [ch.split(".")[0] for ch in channels]
+                kinds[iid] = {
+                    kind
+                    for kind, wanted in _FILL_CHANNELS[feed.venue].items()
+                    if any(name.startswith(wanted) for name in names)
+                }
+        return kinds
+
     def resolve_paths(self, base: Path) -> PaperConfig:
         """A copy with ``journal`` and ``record`` made absolute against ``base``."""
 
@@ -375,15 +389,15 @@ def parse_paper_config(data: Any, source: str = "<config>", base: Path | None = 
     return parse_config(data, source, base, model=PaperConfig)
 
 
-def load_paper_config(path: str | Path) -> PaperConfig:
-    """Read and validate a YAML paper config.
+def load_paper_config(path: str | Path, overrides: Sequence[str] = ()) -> PaperConfig:
+    """Read and validate a YAML paper config (``overrides`` as in :func:`tradebus.config.apply_overrides`).
 
     Raises
     ------
     ConfigError
         Missing or unreadable file, invalid YAML, or any invalid field (named with its path).
     """
-    return load_config(path, model=PaperConfig)
+    return load_config(path, model=PaperConfig, overrides=overrides)
 
 
 def dump_paper_config(config: PaperConfig) -> str:

@@ -48,7 +48,7 @@ import signal
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -988,6 +988,7 @@ def run_paper(
     max_seconds: float | None = None,
     max_messages: int | None = None,
     force: bool = False,
+    overrides: Sequence[str] = (),
 ) -> tuple[NodeSummary, RunResult]:
     """Load a paper config, run the daemon until stopped, and write its outputs.
 
@@ -1008,7 +1009,7 @@ def run_paper(
     """
     from tradebus.reports.writers import RunDirectory
 
-    config = load_paper_config(config_path)
+    config = load_paper_config(config_path, overrides)
     run_dir = None if out_dir is None else RunDirectory(out_dir, "paper", keep=kept_files(config), force=force)
     node = TradingNode(config, max_seconds=max_seconds, max_messages=max_messages)
     try:

@@ -31,7 +31,7 @@ snapshot and the run would trade on them.
 
 Serving a recording
 -------------------
-``python -m tradebus.node.playback serve RECORDING --venue binance [--port N]``
+``tradebus serve RECORDING --venue binance``
 replays a recording on a local WebSocket server speaking the venue's protocol
 (:class:`~tradebus.adapters.common.local_server.LocalVenueServer`), so that a paper
 daemon can be pointed at it (``ws_url: ws://127.0.0.1:N``).
@@ -45,12 +45,11 @@ import json
 import signal
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-import typer
 from loguru import logger
 
 from tradebus.adapters.common.recorder import iter_hftbacktest, read_frames
@@ -259,7 +258,12 @@ def play(recording: str | Path, config: PaperConfig) -> Playback:
 
 
 def run_playback(
-    recording: str | Path, config_path: str | Path, out_dir: str | Path | None = None, *, force: bool = False
+    recording: str | Path,
+    config_path: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    force: bool = False,
+    overrides: Sequence[str] = (),
 ) -> tuple[RunResult, Path]:
     """Validate the config, play the recording and write the backtest outputs.
 
@@ -278,7 +282,7 @@ def run_playback(
         Unreadable recording.
     """
     recording = Path(recording)
-    config = load_paper_config(config_path)
+    config = load_paper_config(config_path, overrides)
     detect_format(recording)
     name = recording.name.split(".")[0]
     out = Path(out_dir) if out_dir is not None else Path("runs") / f"replay-{name}"
@@ -372,41 +376,3 @@ def _write_local_config(config: Path, out: Path, ws_url: str, http_url: str) -> 
     out.parent.mkdir(parents=True, exist_ok=True)  # `runs/` does not exist in a fresh clone
     out.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     logger.info("paper config pointing at the local server written to {}", out)
-
-
-def _main() -> None:
-    app = typer.Typer(add_completion=False, help="Serve a recording locally for a paper daemon.")
-
-    @app.callback()
-    def _commands() -> None:
-        """Tools around recordings (``serve``)."""
-
-    @app.command()
-    def serve(
-        recording: Annotated[Path, typer.Argument(help="Recorder file or hftbacktest capture.")],
-        venue: Annotated[str, typer.Option(help="binance | okx | bybit")] = "binance",
-        speed: Annotated[float, typer.Option(help="Replay pace (1 = as recorded; 0 = as fast as possible).")] = 1.0,
-        futures: Annotated[bool, typer.Option(help="Binance USD-M depth endpoint.")] = False,
-        config: Annotated[Path | None, typer.Option(help="Paper config to point at this server.")] = None,
-        write_config: Annotated[Path | None, typer.Option(help="Where to write that config.")] = None,
-    ) -> None:
-        """Replay RECORDING on a local WebSocket server speaking the venue's protocol."""
-        if venue not in ("binance", "okx", "bybit"):
-            raise typer.BadParameter(f"venue must be binance, okx or bybit, got {venue!r}")
-        asyncio.run(
-            serve_recording(
-                recording,
-                venue,  # type: ignore[arg-type]
-                speed=speed or None,
-                futures=futures,
-                config=config,
-                write_config=write_config,
-            )
-        )
-
-    app()
-
-
-if __name__ == "__main__":
-    _main()
-

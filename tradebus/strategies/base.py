@@ -24,7 +24,10 @@ from __future__ import annotations
 import functools
 import importlib
 import math
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from loguru import logger
@@ -59,12 +62,16 @@ if TYPE_CHECKING:
     from tradebus.engine.kernel import Kernel
     from tradebus.features.spec import FeatureSpec
 
-__all__ = ["BUILTIN_STRATEGIES", "NoParams", "Strategy", "resolve_strategy"]
+__all__ = ["BUILTIN_STRATEGIES", "DATA_HANDLERS", "NoParams", "Strategy", "resolve_strategy"]
 
 #: Built-in strategies by config name -> ``"module:Class"``.
 BUILTIN_STRATEGIES: dict[str, str] = {
     "ema_cross": "tradebus.strategies.ema_cross:EmaCross",
+    "tick_ema_cross": "tradebus.strategies.tick_ema:TickEmaCross",
 }
+
+#: Market-data kind -> the handler a strategy overrides to act on it.
+DATA_HANDLERS: dict[str, str] = {"bars": "on_bar", "trades": "on_trade", "quotes": "on_quote"}
 
 _NAN = float("nan")
 
@@ -120,6 +127,18 @@ class Strategy:
             Whose message starts with the offending parameter name
             (``"quantity: 1e-09 is below the lot size ..."``).
         """
+
+    @classmethod
+    def data_kinds(cls, params: BaseModel) -> frozenset[str]:
+        """Market-data kinds (``"bars"``, ``"trades"``, ``"quotes"``) the strategy acts on.
+
+        By default the kinds whose handler (:data:`DATA_HANDLERS`) the class overrides. A run
+        config whose data offers none of them is refused, because the strategy would never
+        trade. A strategy that acts on its data only for some parameter values overrides this.
+        """
+        return frozenset(
+            kind for kind, handler in DATA_HANDLERS.items() if getattr(cls, handler) is not getattr(Strategy, handler)
+        )
 
     def feature_specs(self, instrument_id: str) -> Sequence[FeatureSpec]:
         """Features this strategy needs on ``instrument_id`` (added to its feature bank)."""
@@ -371,8 +390,12 @@ def _round_lots(instrument: Instrument, quantity: float) -> float:
     return instrument.round_quantity(quantity)
 
 
-def resolve_strategy(name: str) -> type[Strategy]:
+def resolve_strategy(name: str, base: Path | None = None) -> type[Strategy]:
     """The strategy class for a built-in name (``"ema_cross"``) or ``"package.module:Class"``.
+
+    A module that is not importable from ``sys.path`` is looked up relative to ``base``
+    (the directory of the run config), so ``mystrats.trend:Breakout`` next to a config
+    works without setting ``PYTHONPATH``: ``base`` is appended to ``sys.path`` for that.
 
     Raises
     ------
@@ -386,10 +409,27 @@ def resolve_strategy(name: str) -> type[Strategy]:
         raise ConfigError(f"unknown strategy {name!r}; built-in: {known}, or give 'package.module:Class'")
     module_name, _, attr = target.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_strategy_module(module_name, base)
     except ImportError as exc:
-        raise ConfigError(f"strategy {name!r}: cannot import module {module_name!r} ({exc})") from None
+        where = f" (looked in sys.path and {base})" if base is not None else ""
+        raise ConfigError(f"strategy {name!r}: cannot import module {module_name!r}{where} ({exc})") from None
     cls: Any = getattr(module, attr, None)
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise ConfigError(f"strategy {name!r}: {target!r} is not a Strategy subclass")
     return cls
+
+
+def _import_strategy_module(module_name: str, base: Path | None) -> ModuleType:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = module_name.partition(".")[0]
+        if base is None or exc.name is None or exc.name.partition(".")[0] != top:
+            raise
+        if not ((base / top).is_dir() or (base / f"{top}.py").is_file()):
+            raise
+        folder = str(base.resolve())
+        if folder not in sys.path:
+            sys.path.append(folder)
+        importlib.invalidate_caches()
+        return importlib.import_module(module_name)

@@ -88,6 +88,11 @@ class TickEmaCross(EmaCross):
         Strategy.__init__(self, instrument_ids, strategy_id=strategy_id)
         self._setup(fast=fast, slow=slow, source=source, mode=mode, quantity=quantity)
 
+    @classmethod
+    def data_kinds(cls, params: BaseModel) -> frozenset[str]:
+        """Trades or quotes, as ``params.source`` says."""
+        return frozenset({params.source})  # type: ignore[attr-defined]
+
     def ema_input(self) -> tuple[str, str | None]:
         """The trade ``price`` on trades, or the quote ``mid`` on quotes."""
         return ("price", "trade") if self.params.source == "trades" else ("mid", "quote")  # type: ignore[attr-defined]

@@ -1,0 +1,181 @@
+"""The first hour of a new user: version, log levels, --set, strategies next to the config,
+data the strategy cannot act on, built-in strategies, feature listing, serve, help text."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tradebus.cli import app
+from tradebus.config import apply_overrides, load_config
+from tradebus.errors import ConfigError
+from tradebus.strategies.base import BUILTIN_STRATEGIES, resolve_strategy
+
+ROOT = Path(__file__).resolve().parents[1]
+TRADES_FILE = ROOT / "tests" / "fixtures" / "data" / "btcusdt-trades.parquet"
+runner = CliRunner()
+
+
+def bars_config(tmp_path: Path, **strategy: Any) -> Path:
+    config = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
+    config["data"]["catalog"] = str(ROOT / "data" / "catalog")
+    config["strategy"].update(strategy)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def trades_config(tmp_path: Path, name: str, params: dict[str, Any]) -> Path:
+    config = {
+        "data": {"sources": [{"instrument": "BTCUSDT.BINANCE", "kind": "trades", "file": str(TRADES_FILE)}]},
+        "instruments": [{"venue": "BINANCE", "symbol": "BTCUSDT", "tick_size": 0.01, "lot_size": 1e-5}],
+        "strategy": {"name": name, "instruments": ["BTCUSDT.BINANCE"], "params": params},
+    }
+    path = tmp_path / "trades.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_version_prints_the_package_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip().startswith("tradebus ") and result.output.strip() != "tradebus"
+
+
+@pytest.mark.parametrize("command", [["backtest", "x.yaml"], ["paper", "x.yaml"], ["replay", "r.gz", "-c", "x.yaml"]])
+def test_an_unknown_log_level_is_a_usage_error_listing_the_levels(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--log-level", "LOUD"])
+    assert result.exit_code == 2
+    assert "LOUD" in result.output and "WARNING" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_log_level_is_case_insensitive(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["backtest", str(tmp_path / "missing.yaml"), "--log-level", "debug"])
+    assert result.exit_code == 2 and "config file not found" in result.output
+
+
+def test_help_has_no_type_placeholders_and_names_only_real_commands() -> None:
+    top = runner.invoke(app, ["--help"]).output
+    assert "<bool>" not in top
+    for command in ("backtest", "paper", "replay", "serve", "data", "features"):
+        assert command in top
+        assert runner.invoke(app, [command, "--help"]).exit_code == 0
+    assert "<bool>" not in runner.invoke(app, ["serve", "--help"]).output
+    assert "once" in runner.invoke(app, ["serve", "--help"]).output
+
+
+def test_set_overrides_a_value_and_the_run_records_it(tmp_path: Path) -> None:
+    config = bars_config(tmp_path)
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["backtest", str(config), "--out", str(out), "--set", "strategy.params.fast=12", "--set", "initial_cash=5e4"]
+    )
+    assert result.exit_code == 0, result.output
+    recorded = yaml.safe_load((out / "config.yaml").read_text())
+    assert recorded["strategy"]["params"]["fast"] == 12
+    assert recorded["initial_cash"] == 50_000.0
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("strategy.params.fast", "expected 'section.key=value'"),
+        ("strategy.params.fats=3", "strategy.params.fats: unknown key"),
+        ("instruments.7.tick_size=1", "instruments has no entry '7'"),
+        ("strategy.params.fast=4000", "fast (4000) must be smaller than slow"),
+    ],
+)
+def test_a_bad_override_is_a_config_error_naming_it(tmp_path: Path, override: str, message: str) -> None:
+    result = runner.invoke(app, ["backtest", str(bars_config(tmp_path)), "--set", override])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_apply_overrides_leaves_the_input_alone() -> None:
+    data = {"a": {"b": [1, 2]}}
+    assert apply_overrides(data, ["a.b.1=[3, 4]", "a.c=x"]) == {"a": {"b": [1, [3, 4]], "c": "x"}}
+    assert data == {"a": {"b": [1, 2]}}
+    with pytest.raises(ConfigError, match="a.b has no entry 'x'"):
+        apply_overrides(data, ["a.b.x=1"])
+
+
+def test_a_strategy_module_next_to_the_config_runs_without_pythonpath(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "mystrats").mkdir(parents=True)
+    (project / "mystrats" / "__init__.py").write_text("")
+    (project / "mystrats" / "flip.py").write_text(
+        "from tradebus.strategies.base import Strategy\n"
+        "class Flip(Strategy):\n"
+        "    def on_bar(self, bar):\n"
+        "        if self.position() == 0:\n"
+        "            self.target_position(self.instrument_id, 0.01, reason='flip')\n"
+    )
+    config = yaml.safe_load(bars_config(tmp_path).read_text())
+    config["strategy"] = {"name": "mystrats.flip:Flip", "instruments": config["strategy"]["instruments"]}
+    (project / "run.yaml").write_text(yaml.safe_dump(config))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tradebus.cli", "backtest", str(project / "run.yaml"), "--out", str(tmp_path / "o")],
+        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len((tmp_path / "o" / "fills.csv").read_text().splitlines()) >= 2
+
+
+def test_a_missing_strategy_module_names_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=f"looked in sys.path and {tmp_path}"):
+        resolve_strategy("nowhere_pkg.mod:Cls", tmp_path)
+
+
+def test_a_bar_strategy_on_trade_data_is_refused(tmp_path: Path) -> None:
+    config = trades_config(tmp_path, "ema_cross", {"fast": 3, "slow": 8, "quantity": 0.01})
+    with pytest.raises(ConfigError, match="acts on bars, but the run has only trades"):
+        load_config(config)
+    result = runner.invoke(app, ["backtest", str(config)])
+    assert result.exit_code == 2 and "would never trade" in result.output
+
+
+def test_tick_ema_cross_is_a_built_in_and_trades_on_trade_data(tmp_path: Path) -> None:
+    assert "tick_ema_cross" in BUILTIN_STRATEGIES
+    config = trades_config(tmp_path, "tick_ema_cross", {"fast": 2, "slow": 4, "quantity": 0.001})
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["backtest", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len((out / "orders.csv").read_text().splitlines()) > 1
+    on_quotes = _with_params(config, {"fast": 2, "slow": 4, "quantity": 0.001, "source": "quotes"})
+    with pytest.raises(ConfigError, match="acts on quotes"):
+        load_config(on_quotes)
+
+
+def _with_params(path: Path, params: dict[str, Any]) -> Path:
+    data = yaml.safe_load(path.read_text())
+    data["strategy"]["params"] = params
+    new = path.with_name("with_params.yaml")
+    new.write_text(yaml.safe_dump(data))
+    return new
+
+
+def test_features_list_shows_kinds_parameters_and_output_names() -> None:
+    result = runner.invoke(app, ["features", "list"])
+    assert result.exit_code == 0
+    assert "bollinger" in result.output and "rsi" in result.output
+    one = runner.invoke(app, ["features", "list", "bollinger"])
+    assert one.exit_code == 0
+    assert "NAME.lower" in one.output and "window=" in one.output
+    unknown = runner.invoke(app, ["features", "list", "bolinger"])
+    assert unknown.exit_code == 2 and "unknown feature kind 'bolinger'" in unknown.output
+
+
+def test_serve_refuses_a_missing_recording(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["serve", str(tmp_path / "nope.gz")])
+    assert result.exit_code == 2 and "no such recording" in result.output
