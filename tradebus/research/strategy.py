@@ -79,7 +79,7 @@ class ModelSignal(Strategy):
         self._steps: list[ModelStep] = []
 
     def schedule(self, starts: Sequence[int], steps: Sequence[ModelStep]) -> None:
-        """Use ``steps[k]`` for bars with ``ts_event >= starts[k]`` (sorted; the initial model before)."""
+        """Use ``steps[k]`` for bars with ``ts_event >= starts[k]`` (sorted); no output before ``starts[0]``."""
         self._starts = list(starts)
         self._steps = list(steps)
 
@@ -99,8 +99,10 @@ class ModelSignal(Strategy):
         step = self.step
         if self._starts:
             k = bisect.bisect_right(self._starts, bar.ts_event) - 1
-            if k >= 0:
-                step = self._steps[k]
+            if k < 0:  # before the first scheduled model: no model has been trained yet
+                self.outputs.append((bar.ts_event, float("nan")))
+                return
+            step = self._steps[k]
         value = step.predict_row(self._view.row)
         self.outputs.append((bar.ts_event, value))
         if value != value:
