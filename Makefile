@@ -22,7 +22,7 @@ backtest: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-BENCHES := features throughput execution market_data venue_books market_data_latency
+BENCHES := features throughput execution market_data venue_books market_data_latency research
 
 bench: $(STAMP)
 	@for b in $(BENCHES); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done

@@ -8,7 +8,7 @@ from pathlib import Path
 import tradebus
 
 CORE = ("engine", "features", "strategies", "risk", "execution", "reports")
-OUTSIDE_CORE = ("tradebus.adapters", "tradebus.node", "tradebus.cli")
+OUTSIDE_CORE = ("tradebus.adapters", "tradebus.node", "tradebus.cli", "tradebus.research")
 
 
 def imported_modules(path: Path) -> set[str]:
