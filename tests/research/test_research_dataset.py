@@ -146,3 +146,29 @@ def test_align_timeframe_before_the_first_slow_bar_is_nan() -> None:
     slow = pd.DataFrame({"ts_event": np.array([2, 4], dtype=np.int64), "y": [20.0, 40.0]})
     out = align_timeframe(base, slow, "s")
     assert np.array_equal(out["s:y"].to_numpy(), [np.nan, 20.0, 20.0, 40.0], equal_nan=True)
+
+
+def test_a_trades_dataset_gets_the_features_a_live_trade_stream_gets(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from tradebus.adapters.catalog import Catalog
+    from tradebus.features.bank import FeatureBank
+
+    raw = pd.read_parquet(Path(__file__).resolve().parents[1] / "fixtures" / "data" / "btcusdt-trades.parquet")
+    ts = pd.DatetimeIndex(raw["timestamp"]).as_unit("ns").asi8
+    ts = ts + np.arange(len(ts))  # strictly increasing for the check below
+    side = np.where(raw["buyer_maker"] == "True", -1, 1).astype(np.int8)
+    table = pa.table({"ts_event": ts, "ts_init": ts, "price": raw["price"].to_numpy(), "size": raw["quantity"].to_numpy(),
+                      "aggressor": side, "trade_id": raw["trade_id"].astype(str).tolist()})
+    Catalog(tmp_path).write(table, "sim", "spot", "BTCUSDT", "trades", period="day", kind="trades")
+    specs = [{"name": "ema_p", "kind": "ema", "params": {"span": 20}, "input": "price"},
+             {"name": "sv", "kind": "signed_volume", "params": {"window": 50}}]
+    out = build_dataset(load_config({"catalog": str(tmp_path), "features": specs,
+                                     "sources": [{"instrument": "T", "dataset": "sim/spot/BTCUSDT/trades"}]}))
+    bank = FeatureBank(specs)
+    live = []
+    for t, p, s, a in zip(ts.tolist(), raw["price"].tolist(), raw["quantity"].tolist(), side.tolist(), strict=True):
+        bank.update_trade(t, p, s, float(a))
+        live.append([bank.value(c) for c in bank.columns])
+    assert np.array_equal(out.iloc[:, 2:].to_numpy(), np.array(live), equal_nan=True)
+    assert np.isfinite(out["sv"].iat[-1])
