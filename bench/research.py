@@ -39,34 +39,15 @@ import pyarrow as pa
 from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.model_selection import KFold
 
+from features import MIXED_BANK  # bench/features.py (this script's directory is on sys.path)
+
 from tradebus.adapters.catalog import Catalog
 from tradebus.features.bank import FeatureBank
 from tradebus.research.dataset import build_dataset, feature_frame, load_config, load_events
 from tradebus.research.labels import triple_barrier
 from tradebus.research.splitters import CombinatorialPurgedCV, PurgedKFold
 
-SPECS: list[dict[str, Any]] = [
-    {"name": "r", "kind": "log_ret", "input": "close"},
-    {"name": "ema_fast", "kind": "ema", "params": {"span": 12}, "input": "close"},
-    {"name": "ema_slow", "kind": "ema", "params": {"span": 26}, "input": "close"},
-    {"name": "sma", "kind": "sma", "params": {"window": 20}, "input": "close"},
-    {"name": "wma", "kind": "wma", "params": {"window": 10}, "input": "close"},
-    {"name": "vol", "kind": "ewm_std", "params": {"span": 30}, "input": "r"},
-    {"name": "rstd", "kind": "rolling_std", "params": {"window": 20}, "input": "r"},
-    {"name": "z", "kind": "rolling_zscore", "params": {"window": 50}, "input": "r"},
-    {"name": "hi", "kind": "rolling_max", "params": {"window": 20}, "input": "high"},
-    {"name": "lo", "kind": "rolling_min", "params": {"window": 20}, "input": "low"},
-    {"name": "rsi", "kind": "rsi", "params": {"window": 14}, "input": "close"},
-    {"name": "rsi_ema", "kind": "ema", "params": {"span": 5}, "input": "rsi"},
-    {"name": "macd", "kind": "macd", "input": "close"},
-    {"name": "atr", "kind": "atr", "params": {"window": 14}},
-    {"name": "boll", "kind": "bollinger", "params": {"window": 20}, "input": "close"},
-    {"name": "obv", "kind": "obv"},
-    {"name": "ewm_m", "kind": "ewm_mean", "params": {"span": 50}, "input": "close"},
-    {"name": "skew", "kind": "ewm_skew", "params": {"span": 50}, "input": "r"},
-    {"name": "rank", "kind": "rolling_rank", "params": {"window": 20}, "input": "close"},
-    {"name": "rsum", "kind": "rolling_sum", "params": {"window": 24}, "input": "volume"},
-]
+SPECS: list[dict[str, Any]] = MIXED_BANK  # the 20-feature bank of bench/features.py
 HORIZON = 20
 MIN = 60_000_000_000
 

@@ -152,13 +152,6 @@ class ModelStep:
             return float("nan")
         return float(self._transform(x)[0])
 
-    def predict_vector(self, row: Sequence[float]) -> float:
-        """The output for one feature vector already in :attr:`columns` order (NaN if any is NaN)."""
-        x = np.asarray(row, dtype=np.float64).reshape(1, -1)
-        if np.isnan(x).any():
-            return float("nan")
-        return float(self._transform(x)[0])
-
     def predict_frame(self, frame: pd.DataFrame, row_wise: bool | None = None) -> np.ndarray:
         """Outputs for every row of a dataset (NaN where a feature is NaN), equal to the live ones.
 
