@@ -34,7 +34,8 @@ def test_dataset_labels_and_cv_write_their_files(tmp_path: Path) -> None:
     written = pd.read_parquet(tmp_path / "dataset.parquet")
     assert np.array_equal(written.iloc[:, 2:].to_numpy(), build_dataset(ds).iloc[:, 2:].to_numpy(), equal_nan=True)
     labels = pd.read_parquet(tmp_path / "labels.parquet")
-    assert {"ts_event", "t1", "label", "instrument"} <= set(labels.columns)
+    assert {"ts_event", "t1", "label", "instrument", "uniqueness"} <= set(labels.columns)
+    assert labels["uniqueness"].between(0, 1).all() and labels["uniqueness"].iat[0] < 1
     cv = json.loads((tmp_path / "cv.json").read_text())
     assert cv["method"] == "kfold" and len(cv["splits"]) == 5
     assert sum(s["test"] for s in cv["splits"]) == cv["samples"]
@@ -72,3 +73,15 @@ def test_lookahead_passes_quickstart_and_bad_configs_exit_2(tmp_path: Path) -> N
     bad.write_text("dataset: {catalog: x, sources: [], features: []}\ncv: {method: nope}\n")
     result = runner.invoke(app, ["research", "dataset", str(bad), "--out", str(tmp_path)])
     assert result.exit_code == 2 and "cv.method" in result.output
+
+
+def test_lookahead_command_exits_4_on_a_leaking_strategy(tmp_path: Path) -> None:
+    raw = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
+    raw["data"]["catalog"] = str(REPO / "data" / "catalog")
+    raw["strategy"] = {"name": "research_leaky:BatchEndReader", "instruments": ["BTC-USD.COINBASE"], "params": {}}
+    config = tmp_path / "leaky.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["research", "lookahead", str(config), "--cuts", "2", "--out", str(tmp_path)])
+    assert result.exit_code == 4, result.output
+    report = json.loads((tmp_path / "lookahead.json").read_text())
+    assert report["ok"] is False and report["n_violations"] > 0

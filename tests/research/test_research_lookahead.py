@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from research_helpers import IID, REPO, SPECS, btc_bars
+from research_leaky import BatchEndReader
 
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Bar
+from tradebus.errors import ConfigError
 from tradebus.features.batch import compute_features
-from tradebus.features.spec import FeatureSpec
 from tradebus.research.lookahead import (
     SourceFrame,
     Trace,
@@ -46,21 +47,6 @@ class PeekingStrategy(Strategy):
         self.target_position(IID, 0.1 if self.up[bar.ts_event] else 0.0)
 
 
-class BankValuesStrategy(Strategy):
-    """Reads the bank's raw values vector: in a batch backtest it already holds the batch's last row."""
-
-    def __init__(self) -> None:
-        super().__init__(IID, strategy_id="bankvalues")
-        self.outputs: list[tuple[int, float]] = []
-
-    def feature_specs(self, instrument_id: str) -> list[FeatureSpec]:
-        return [FeatureSpec(name="ema_fast", kind="ema", params={"span": 10}, input="close")]
-
-    def on_bar(self, bar: Bar) -> None:
-        bank = self.kernel.banks[IID]
-        self.outputs.append((bar.ts_event, float(bank.values[bank.slot("ema_fast")])))
-
-
 def kernel_with(strategy: Strategy) -> Kernel:
     kernel = Kernel([INSTRUMENT])
     kernel.add_strategy(strategy)
@@ -76,7 +62,7 @@ def test_a_strategy_peeking_at_the_next_bar_is_caught() -> None:
 
 
 def test_a_feature_read_from_the_batch_end_is_caught() -> None:
-    report = detect_lookahead(bar_sources(), lambda s: kernel_trace(lambda: kernel_with(BankValuesStrategy()), s))
+    report = detect_lookahead(bar_sources(), lambda s: kernel_trace(lambda: kernel_with(BatchEndReader(IID)), s))
     assert not report.ok
     assert "output" in {v["kind"] for v in report.violations}
 
@@ -106,7 +92,7 @@ def test_every_shipped_backtest_config_passes(config: Path) -> None:
 
     try:
         load_config(config)
-    except Exception:  # paper/live configs are not backtest configs
+    except ConfigError:  # paper and research configs are not backtest configs
         pytest.skip(f"{config.name} is not a backtest config")
     report = check_config(config, n_cuts=3, seed=1)
     assert report.ok, report.violations[:3]

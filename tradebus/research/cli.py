@@ -85,7 +85,13 @@ def _table(title: str, rows: dict[str, Any]) -> Table:
 def _labels(config: Any, dataset: Any) -> pd.DataFrame:
     """Labels of every source's base bars, stacked in time order (``instrument`` column first)."""
     from tradebus.research.dataset import load_events
-    from tradebus.research.labels import cusum_events, forward_returns, triple_barrier, volatility
+    from tradebus.research.labels import (
+        average_uniqueness,
+        cusum_events,
+        forward_returns,
+        triple_barrier,
+        volatility,
+    )
 
     lab = config.labels
     frames = []
@@ -102,6 +108,7 @@ def _labels(config: Any, dataset: Any) -> pd.DataFrame:
                 events = cusum_events(bars["close"].to_numpy(), lab.cusum * vol)
             out = triple_barrier(bars, events, width=vol, pt=lab.pt, sl=lab.sl, max_bars=lab.max_bars,
                                  side=float(lab.side), tie_break=lab.tie_break)
+            out["uniqueness"] = average_uniqueness(out["index"].to_numpy(), out["end_index"].to_numpy(), len(bars))
         out.insert(0, "instrument", source.instrument)
         frames.append(out)
     return pd.concat(frames, ignore_index=True).sort_values("ts_event", kind="stable").reset_index(drop=True)
@@ -144,7 +151,7 @@ def dataset(config: ConfigArg, out: OutOption = None) -> None:
 
 @research_app.command()
 def labels(config: ConfigArg, out: OutOption = None) -> None:
-    """Build labels (forward returns or triple barrier, optional CUSUM sampling) and write labels.parquet."""
+    """Build labels (forward returns, or triple barrier with uniqueness weights and optional CUSUM sampling)."""
     from tradebus.research.config import load_research_config
     from tradebus.research.dataset import write_parquet
 
