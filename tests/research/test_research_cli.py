@@ -45,7 +45,8 @@ def test_dataset_labels_and_cv_write_their_files(tmp_path: Path) -> None:
 def test_walkforward_and_alpha_on_a_small_config(tmp_path: Path) -> None:
     raw = yaml.safe_load(CONFIG.read_text())
     raw["dataset"]["catalog"] = str(REPO / "data" / "catalog")
-    raw["walkforward"].update({"retrain_every": 3000, "min_train": 14000})
+    raw["walkforward"].pop("retrain_every")
+    raw["walkforward"].update({"retrain_every_time": "500d", "min_train": 14000})  # 3000 4h bars
     raw["model"]["params"] = {"n_estimators": 10, "max_depth": 2}
     raw["cv"] = {"method": "cpcv", "n_splits": 6, "n_test_folds": 2}
     config = tmp_path / "small.yaml"

@@ -65,7 +65,26 @@ def test_walk_forward_is_deterministic_and_the_seed_matters() -> None:
 
 def test_walk_forward_rejects_impossible_windows() -> None:
     bars = btc_bars(100)
+    with pytest.raises(ConfigError, match="give one of"):
+        walk_forward(bars, INSTRUMENT, SPECS, COLUMNS, np.zeros(100), np.zeros(100, dtype=np.int64),
+                     XGBClassifier(), min_train=10, quantity=1.0)
     with pytest.raises(ConfigError, match="min_train"):
         walk_forward(bars, INSTRUMENT, SPECS, COLUMNS, np.zeros(100), np.zeros(100, dtype=np.int64),
                      XGBClassifier(), retrain_every=10, min_train=100, quantity=1.0)
     assert IID == INSTRUMENT.instrument_id
+
+
+def test_walk_forward_retrains_every_n_days() -> None:
+    bars = btc_bars(3000)
+    fwd = forward_returns(bars, [12])
+    day = 86_400 * 10**9
+    out = walk_forward(bars, INSTRUMENT, SPECS, COLUMNS, fwd["fwd_12"].to_numpy(), fwd["t1_12"].to_numpy(),
+                       XGBClassifier(n_estimators=5, n_jobs=1), retrain_every_ns=60 * day, min_train=1000,
+                       quantity=0.5)
+    starts = out.segments["start"].to_numpy()
+    ts = bars["ts_event"].to_numpy()
+    assert starts[0] == ts[1000]
+    # one segment per 60 days (a 4h bar series: 360 bars), each starting at the first bar at or after its mark
+    marks = ts[1000] + 60 * day * np.arange(len(starts))
+    assert np.array_equal(starts, ts[np.searchsorted(ts, marks)])
+    assert len(starts) == int((ts[-1] - ts[1000]) // (60 * day)) + 1

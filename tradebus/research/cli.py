@@ -233,6 +233,7 @@ def walkforward(config: ConfigArg, out: OutOption = None) -> None:
         with console.status("walk-forward: training and trading each segment"):
             result = walk_forward(bars, wf.instrument.to_instrument(), ds.features, cfg.model.columns, ret, t1,
                                   make_estimator(cfg.model), retrain_every=wf.retrain_every,
+                                  retrain_every_ns=wf.retrain_every_ns,
                                   min_train=wf.min_train, quantity=wf.quantity, upper=wf.upper, lower=wf.lower,
                                   mode=wf.mode, venue=wf.venue, initial_cash=wf.initial_cash, seed=wf.seed)
         target = _out_dir(out, config)

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tradebus.config import InstrumentConfig
+from tradebus.config import InstrumentConfig, parse_duration
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.research.dataset import DatasetConfig
@@ -79,7 +79,8 @@ class WalkForwardConfig(_Model):
     """Walk-forward retraining of the model on the first dataset source."""
 
     instrument: InstrumentConfig
-    retrain_every: int = Field(gt=0)
+    retrain_every: int | None = Field(default=None, gt=0, description="segment length in bars")
+    retrain_every_time: str | None = Field(default=None, description="segment length as a duration ('30d')")
     min_train: int = Field(gt=0)
     quantity: float = Field(gt=0)
     upper: float = 0.55
@@ -88,6 +89,19 @@ class WalkForwardConfig(_Model):
     venue: VenueConfig = Field(default_factory=VenueConfig)
     initial_cash: float = Field(default=100_000.0, gt=0)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_period(self) -> WalkForwardConfig:
+        if (self.retrain_every is None) == (self.retrain_every_time is None):
+            raise ValueError("give one of retrain_every (bars) and retrain_every_time (a duration)")
+        if self.retrain_every_time is not None:
+            parse_duration(self.retrain_every_time)
+        return self
+
+    @property
+    def retrain_every_ns(self) -> int | None:
+        """The time period in ns, if given."""
+        return None if self.retrain_every_time is None else parse_duration(self.retrain_every_time)
 
 
 class AlphaConfig(_Model):

@@ -1,6 +1,7 @@
 """Walk-forward retraining backtests: retrain on the purged past, trade the next segment on the kernel.
 
-Segment ``k`` starts at bar ``s_k = min_train + k * retrain_every``. Its model is fitted
+Segment ``k`` starts at bar ``s_k = min_train + k * retrain_every`` (or every
+``retrain_every_ns`` of time, e.g. every 30 days). Its model is fitted
 on the bars before ``s_k`` whose label is known before the segment starts
 (``t1 < ts[s_k]``: purged) and whose features are ready; it then trades bars ``s_k ..
 s_{k+1} - 1`` through :class:`~tradebus.research.strategy.ModelSignal` on the
@@ -81,7 +82,8 @@ def walk_forward(
     label_t1: np.ndarray,
     estimator: Any,
     *,
-    retrain_every: int,
+    retrain_every: int | None = None,
+    retrain_every_ns: int | None = None,
     min_train: int,
     quantity: float,
     upper: float = 0.55,
@@ -106,8 +108,11 @@ def walk_forward(
         and the time it is known (purging).
     estimator
         Unfitted classifier (cloned per segment).
-    retrain_every, min_train
-        Segment length and bars before the first segment.
+    retrain_every, retrain_every_ns
+        Segment length in bars, or in nanoseconds (a segment starts at the first bar at or
+        after each multiple of it past the first segment's start); give one.
+    min_train
+        Bars before the first segment.
     quantity, upper, lower, mode
         :class:`~tradebus.research.strategy.ModelSignal` parameters.
     venue, initial_cash
@@ -117,15 +122,22 @@ def walk_forward(
     """
     specs = load_specs(list(specs))
     n = len(bars)
-    if retrain_every < 1 or not 0 < min_train < n:
-        raise ConfigError(f"walk-forward: need retrain_every >= 1 and 0 < min_train < {n} bars")
+    if (retrain_every is None) == (retrain_every_ns is None):
+        raise ConfigError("walk-forward: give one of retrain_every (bars) and retrain_every_ns")
+    if (retrain_every or retrain_every_ns or 0) < 1 or not 0 < min_train < n:
+        raise ConfigError(f"walk-forward: need a positive retrain period and 0 < min_train < {n} bars")
     ts = bars["ts_event"].to_numpy(dtype=np.int64)
     features = compute_features(bars, specs, event="bar")
     X = features[list(columns)].to_numpy(dtype=np.float64)
     ret = np.asarray(label_ret, dtype=np.float64)
     t1 = np.asarray(label_t1, dtype=np.int64)
     usable = ~np.isnan(X).any(axis=1) & ~np.isnan(ret)
-    starts = list(range(min_train, n, retrain_every))
+    if retrain_every is not None:
+        starts = list(range(min_train, n, retrain_every))
+    else:
+        assert retrain_every_ns is not None
+        marks = np.arange(int(ts[min_train]), int(ts[-1]) + 1, retrain_every_ns, dtype=np.int64)
+        starts = sorted(set(np.searchsorted(ts, marks, side="left").tolist()))
     steps: list[ModelStep] = []
     train_counts = []
     with threadpool_limits(1):
