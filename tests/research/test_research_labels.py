@@ -90,6 +90,9 @@ def test_triple_barrier_vertical_in_time_regimes_and_incomplete_events() -> None
     out = triple_barrier(bars, [0, 4], width=np.full(6, 0.01), max_ns=25)  # times 10, 20 ..: 2 bars
     assert out["end_index"].tolist() == [2, 5]
     assert out["complete"].tolist() == [True, False]
+    # both vertical barriers: the nearer one wins, and the event is complete when it lies in the data
+    both = triple_barrier(bars, [0, 4], width=np.full(6, 0.01), max_ns=25, max_bars=1)
+    assert both["end_index"].tolist() == [1, 5] and both["complete"].tolist() == [True, True]
     # regime 1 doubles the barriers: a 1 % move touches 0.5 % barriers but not 2 % ones
     moving = bars_of([(100, 100, 100, 100), (100, 101, 99.9, 101), (101, 101, 101, 101)])
     regime = np.array([1, 0, 0])

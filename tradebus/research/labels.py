@@ -305,13 +305,12 @@ def triple_barrier(
     barrier = np.empty(ev.shape, dtype=np.int64)
     _triple_barrier_kernel(o, h, lo, c, ev, last, sides, pt_m * we, sl_m * we, _TIES[tie_break], end, ret, barrier)
     label = np.where(barrier != 0, barrier, 0 if vertical_label == "zero" else np.sign(ret)).astype(np.int64)
-    horizon_in_data = np.ones(ev.shape, dtype=bool)
+    # the vertical barrier (the nearer of the two) lies inside the data
+    horizon_in_data = np.zeros(ev.shape, dtype=bool)
     if max_bars is not None:
-        horizon_in_data &= ev + int(max_bars) <= n - 1
-    if max_ns is not None:
-        horizon_in_data &= ts[ev] + int(max_ns) <= ts[-1] if n else False
-    if max_bars is None and max_ns is None:
-        horizon_in_data[:] = False
+        horizon_in_data |= ev + int(max_bars) <= n - 1
+    if max_ns is not None and n:
+        horizon_in_data |= ts[ev] + int(max_ns) <= ts[-1]
     return pd.DataFrame(
         {
             "ts_event": ts[ev],
