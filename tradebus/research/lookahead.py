@@ -17,6 +17,10 @@ run does not depend on later input); it finds a leak when a perturbation reaches
 which the multiplicative price shocks (±5-30 % per row) make near certain for any
 leak that reads prices.
 
+Inputs are perturbed in memory, at the replay: a strategy that reads data files
+itself (outside the replay) is not covered by :func:`check_config`; give such code a
+``runner`` that hands it the perturbed frames (see the tests).
+
 The run is the real backtest loop (:meth:`Kernel.run`, batch path included) over an
 in-memory replay merged like :class:`~tradebus.adapters.replay.Replay` (by
 ``ts_init``, then source order). :func:`check_config` does it for a run config;
