@@ -55,7 +55,10 @@ def kernel_with(strategy: Strategy) -> Kernel:
 
 def test_a_strategy_peeking_at_the_next_bar_is_caught() -> None:
     sources = bar_sources()
-    report = detect_lookahead(sources, lambda s: kernel_trace(lambda: kernel_with(PeekingStrategy(s[0].frame)), s))
+    runs: list[int] = []
+    report = detect_lookahead(sources, lambda s: kernel_trace(lambda: kernel_with(PeekingStrategy(s[0].frame)), s),
+                              n_cuts=4, on_run=lambda: runs.append(1))
+    assert len(runs) == 5 and len(report.cuts) == 4
     assert not report.ok
     assert {v["kind"] for v in report.violations} >= {"decision"}
     assert all(v["ts"] <= v["cut"] for v in report.violations)

@@ -20,6 +20,7 @@ import pandas as pd
 import typer
 from loguru import logger
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tradebus.errors import ConfigError, DataError, TradebusError
@@ -70,6 +71,12 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _progress(console: Console) -> Progress:
+    """A transient progress bar (drawn only on a terminal)."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True, disable=not console.is_terminal)
 
 
 def _table(title: str, rows: dict[str, Any]) -> Table:
@@ -230,12 +237,15 @@ def walkforward(config: ConfigArg, out: OutOption = None) -> None:
         else:
             h = cfg.labels.horizons[-1]
             ret, t1 = frame[f"fwd_{h}"].to_numpy(), frame[f"t1_{h}"].to_numpy()
-        with console.status("walk-forward: training and trading each segment"):
+        with _progress(console) as progress:
+            task = progress.add_task("walk-forward: training", total=None)
+            step = lambda done, total: progress.update(task, completed=done, total=total)  # noqa: E731
             result = walk_forward(bars, wf.instrument.to_instrument(), ds.features, cfg.model.columns, ret, t1,
                                   make_estimator(cfg.model), retrain_every=wf.retrain_every,
                                   retrain_every_ns=wf.retrain_every_ns,
                                   min_train=wf.min_train, quantity=wf.quantity, upper=wf.upper, lower=wf.lower,
-                                  mode=wf.mode, venue=wf.venue, initial_cash=wf.initial_cash, seed=wf.seed)
+                                  mode=wf.mode, venue=wf.venue, initial_cash=wf.initial_cash, seed=wf.seed,
+                                  on_segment=step)
         target = _out_dir(out, config)
         write_parquet(result.segments, target / "walkforward_segments.parquet")
         write_parquet(result.equity, target / "walkforward_equity.parquet")
@@ -260,8 +270,9 @@ def lookahead(
 
     console = Console()
     try:
-        with console.status(f"lookahead: {cuts + 1} runs"):
-            report = check_config(config, n_cuts=cuts, seed=seed)
+        with _progress(console) as progress:
+            task = progress.add_task("lookahead: runs", total=cuts + 1)
+            report = check_config(config, n_cuts=cuts, seed=seed, on_run=lambda: progress.advance(task))
         path = _write_json(report.to_dict(), _out_dir(out, config) / "lookahead.json")
     except TradebusError as exc:
         _fail(exc)

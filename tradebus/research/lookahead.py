@@ -244,6 +244,7 @@ def detect_lookahead(
     n_cuts: int = 5,
     seed: int = 0,
     cuts: Sequence[int] | None = None,
+    on_run: Callable[[], None] | None = None,
 ) -> LookaheadReport:
     """Compare ``runner`` on the data and on copies perturbed after random cut times.
 
@@ -258,6 +259,8 @@ def detect_lookahead(
         90th percentiles) and the seed of the cuts and the perturbations.
     cuts
         Explicit cut times instead.
+    on_run
+        Called after each run (``n_cuts + 1`` runs; progress reporting).
     """
     rng = np.random.default_rng(seed)
     times = np.sort(np.concatenate([s.frame["ts_init"].to_numpy(dtype=np.int64) for s in sources]))
@@ -265,10 +268,14 @@ def detect_lookahead(
         lo, hi = int(len(times) * 0.1), max(int(len(times) * 0.9), 1)
         cuts = sorted(int(times[i]) for i in rng.integers(lo, hi, n_cuts))
     base = runner(sources)
+    if on_run is not None:
+        on_run()
     report = LookaheadReport([int(c) for c in cuts])
     for cut in report.cuts:
         ref = base.upto(cut)
         got = runner(perturb(sources, cut, rng)).upto(cut)
+        if on_run is not None:
+            on_run()
         report.records_checked += len(ref)
         found = 0
         for k in range(max(len(ref), len(got))):
@@ -287,11 +294,15 @@ def detect_lookahead(
     return report
 
 
-def check_config(config_path: str | Path, n_cuts: int = 5, seed: int = 0) -> LookaheadReport:
+def check_config(
+    config_path: str | Path, n_cuts: int = 5, seed: int = 0, on_run: Callable[[], None] | None = None
+) -> LookaheadReport:
     """Run the lookahead detector on a backtest config (its strategy, features and data)."""
     from tradebus.cli import build_kernel, build_replay
     from tradebus.config import load_config
 
     config = load_config(Path(config_path))
     sources = read_sources(build_replay(config))
-    return detect_lookahead(sources, lambda s: kernel_trace(lambda: build_kernel(config), s), n_cuts, seed)
+    return detect_lookahead(
+        sources, lambda s: kernel_trace(lambda: build_kernel(config), s), n_cuts, seed, on_run=on_run
+    )

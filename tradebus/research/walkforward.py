@@ -20,7 +20,7 @@ byte-identical outputs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +92,7 @@ def walk_forward(
     venue: VenueConfig | None = None,
     initial_cash: float = 100_000.0,
     seed: int = 0,
+    on_segment: Callable[[int, int], None] | None = None,
 ) -> WalkForwardResult:
     """Run a walk-forward retraining backtest of one instrument's bars.
 
@@ -119,6 +120,8 @@ def walk_forward(
         Simulated venue settings and starting cash.
     seed
         ``random_state`` of the estimators.
+    on_segment
+        Called with ``(segments trained, total)`` after each model is fitted (progress).
     """
     specs = load_specs(list(specs))
     n = len(bars)
@@ -149,6 +152,8 @@ def walk_forward(
             model = _seeded(estimator, seed).fit(X[train], y)
             steps.append(ModelStep(model, tuple(columns), tuple(specs)))
             train_counts.append(len(train))
+            if on_segment is not None:
+                on_segment(len(steps), len(starts))
     strategy = ModelSignal(instrument.instrument_id, model=steps[0], quantity=quantity, upper=upper, lower=lower,
                            mode=mode)  # type: ignore[arg-type]
     strategy.schedule([int(ts[s]) for s in starts], steps)
