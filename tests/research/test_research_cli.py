@@ -86,3 +86,28 @@ def test_lookahead_command_exits_4_on_a_leaking_strategy(tmp_path: Path) -> None
     assert result.exit_code == 4, result.output
     report = json.loads((tmp_path / "lookahead.json").read_text())
     assert report["ok"] is False and report["n_violations"] > 0
+
+
+def test_round_trip_pnl_hand_derived() -> None:
+    from types import SimpleNamespace
+
+    from tradebus.research.cli import _round_trip_pnl
+
+    def fill(side: str, qty: float, px: float, fee: float = 1.0) -> SimpleNamespace:
+        return SimpleNamespace(instrument_id="X", side=side, quantity=qty, price=px, fee=fee)
+
+    # buy 2 @ 100, buy 2 @ 110 (avg 105), sell 3 @ 120 (+45), sell 3 @ 100 (closes 1: -5; opens short 2 @ 100),
+    # buy 2 @ 90 (short closed: +20); each fill pays a fee of 1
+    fills = [fill("BUY", 2, 100), fill("BUY", 2, 110), fill("SELL", 3, 120), fill("SELL", 3, 100), fill("BUY", 2, 90)]
+    pnl = _round_trip_pnl(SimpleNamespace(fills=fills))
+    assert pnl.tolist() == pytest.approx([-1, -1, 44, -6, 19])
+
+
+def test_alpha_with_a_backtest_reports_psr_monte_carlo_and_cost_stress(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["research", "alpha", str(CONFIG), "--backtest", str(REPO / "configs" / "quickstart.yaml"),
+                                 "--trials", "20", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "alpha.json").read_text())["backtest"]
+    assert 0 <= report["deflated_sharpe"] < report["probabilistic_sharpe"] <= 1
+    assert [row["multiplier"] for row in report["cost_stress"]] == [1.0, 2.0, 5.0]
+    assert report["trade_shuffle"]["ci_low"] <= report["trade_shuffle"]["ci_high"]
