@@ -98,7 +98,10 @@ def test_monte_carlo_trade_shuffle_and_bootstrap() -> None:
 
 def test_cost_stress_scales_fees_and_lowers_equity() -> None:
     table = cost_stress(REPO / "configs" / "quickstart.yaml", (1.0, 2.0, 5.0))
-    assert table["fills"].nunique() == 1  # the same trades
-    fees = table["fees"].to_numpy()
-    assert fees[1] / fees[0] == pytest.approx(2.0, rel=0.01) and fees[2] / fees[0] == pytest.approx(5.0, rel=0.01)
+    # Higher costs may leave too little cash for some buys (the spot account denies them), so
+    # compare fees per fill; x1 and x2 still make the same trades.
+    assert table["fills"][0] == table["fills"][1]
+    per_fill = (table["fees"] / table["fills"]).to_numpy()
+    assert per_fill[1] / per_fill[0] == pytest.approx(2.0, rel=0.02)
+    assert per_fill[2] / per_fill[0] == pytest.approx(5.0, rel=0.05)
     assert (np.diff(table["final_equity"].to_numpy()) < 0).all()
