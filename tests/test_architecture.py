@@ -8,7 +8,7 @@ from pathlib import Path
 import tradebus
 
 CORE = ("engine", "features", "strategies", "risk", "execution", "account", "reports")
-OUTSIDE_CORE = ("tradebus.adapters", "tradebus.data", "tradebus.node", "tradebus.cli")
+OUTSIDE_CORE = ("tradebus.adapters", "tradebus.data", "tradebus.node", "tradebus.cli", "tradebus.research")
 # Data tooling sits beside the venue adapters: it may use the core, never a daemon or the main CLI.
 ABOVE_DATA = ("tradebus.node", "tradebus.cli")
 

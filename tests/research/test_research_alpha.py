@@ -1,0 +1,114 @@
+"""Alpha reports: IC against scipy, PSR/DSR against the published example, Monte Carlo, cost stress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from research_helpers import REPO
+from scipy.stats import norm, spearmanr
+
+from tradebus.errors import DataError
+from tradebus.research.alpha import (
+    bootstrap_ci,
+    cost_stress,
+    deflated_sharpe_ratio,
+    expected_max_sharpe,
+    factor_turnover,
+    ic_series,
+    ic_summary,
+    probabilistic_sharpe_ratio,
+    psr_from_moments,
+    quantile_returns,
+    trade_shuffle,
+)
+
+
+def test_ic_per_block_and_per_timestamp_equal_scipy() -> None:
+    rng = np.random.default_rng(0)
+    f = pd.Series(rng.normal(size=1000))
+    r = pd.Series(0.1 * f + rng.normal(size=1000))
+    ic = ic_series(f, r, period=250)
+    assert ic.tolist() == pytest.approx([spearmanr(f[s : s + 250], r[s : s + 250]).statistic for s in range(0, 1000, 250)])
+    by = pd.Series(np.repeat(np.arange(100), 10))
+    cross = ic_series(f, r, by=by)
+    assert cross.iat[7] == pytest.approx(spearmanr(f[70:80], r[70:80]).statistic)
+    table = ic_summary(f, {1: r, 5: pd.Series(rng.normal(size=1000))}, period=100)
+    ic1 = ic_series(f, r, period=100)
+    assert table["ic_mean"].iat[0] == pytest.approx(ic1.mean())
+    assert table["icir"].iat[0] == pytest.approx(ic1.mean() / ic1.std(ddof=1))
+    assert table["ic_mean"].iat[0] > table["ic_mean"].iat[1]  # decay: the unrelated horizon has no IC
+
+
+def test_turnover_and_quantile_returns() -> None:
+    f = pd.Series(np.arange(100, dtype=float))
+    assert factor_turnover(f) == pytest.approx(0.0)
+    noise = pd.Series(np.random.default_rng(1).normal(size=2000))
+    assert 0.9 < factor_turnover(noise) < 1.1
+    r = pd.Series(np.arange(100, dtype=float) / 100)
+    q = quantile_returns(f, r, 4)
+    assert q["mean_return"].tolist() == pytest.approx([0.12, 0.37, 0.62, 0.87])
+    assert q["count"].tolist() == [25] * 4
+    t = pd.Series(np.repeat([0, 1, 2], 3))
+    inst = pd.Series(["a", "b", "c"] * 3)
+    same = pd.Series([1.0, 2, 3, 1, 2, 3, 3, 2, 1])
+    assert factor_turnover(same, by=t, instrument=inst) == pytest.approx(1.0 - (1.0 + -1.0) / 2)
+
+
+def test_psr_and_dsr_reproduce_bailey_lopez_de_prado_example() -> None:
+    # "The Deflated Sharpe Ratio" (2014), section 5: 100 trials, V[SR] = 0.5 annualised (250 days),
+    # T = 1250, skew -3, kurtosis 10, annualised SR 2.5  ->  SR0 = 0.1132, DSR = 0.9004
+    sr0 = expected_max_sharpe(100, 0.5 / 250)
+    assert sr0 == pytest.approx(0.1132, abs=5e-5)
+    dsr = psr_from_moments(2.5 / math.sqrt(250), 1250, -3.0, 10.0, sr0)
+    assert dsr == pytest.approx(0.9004, abs=5e-4)
+    # direct formula by hand for a normal sample
+    rng = np.random.default_rng(2)
+    r = rng.normal(0.001, 0.01, 500)
+    from scipy.stats import kurtosis, skew
+
+    sr = r.mean() / r.std(ddof=1)
+    z = sr * math.sqrt(499) / math.sqrt(1 - skew(r) * sr + (kurtosis(r, fisher=False) - 1) / 4 * sr**2)
+    assert probabilistic_sharpe_ratio(r) == pytest.approx(norm.cdf(z))
+    trials = rng.normal(0, 0.05, 50)
+    assert deflated_sharpe_ratio(r, trials) == pytest.approx(
+        psr_from_moments(sr, 500, skew(r), kurtosis(r, fisher=False), expected_max_sharpe(50, trials.var(ddof=1))))
+    assert deflated_sharpe_ratio(r, trials) < probabilistic_sharpe_ratio(r)
+    with pytest.raises(DataError):
+        probabilistic_sharpe_ratio(np.ones(10))
+
+
+def test_monte_carlo_trade_shuffle_and_bootstrap() -> None:
+    pnl = np.array([100.0, -50.0, -50.0, 200.0])
+    out = trade_shuffle(pnl, 1000.0, n_sims=500, seed=1)
+    # observed: 1000 -> 1100 -> 1050 -> 1000 -> 1200: drawdown 100/1100
+    assert out["observed_max_drawdown"] == pytest.approx(100 / 1100)
+    # worst order: -50, -50 first: 100/1000; best: no drawdown
+    assert 0.0 <= out["ci_low"] <= out["ci_high"] <= 0.1 + 1e-12
+    rng = np.random.default_rng(3)
+    r = rng.normal(0.001, 0.01, 1000)
+    ci = bootstrap_ci(r, n_sims=2000, seed=0)
+    se = 1 / math.sqrt(1000)  # standard error of a per-period SR near 0
+    assert ci["sharpe"]["ci_low"] < ci["sharpe"]["estimate"] < ci["sharpe"]["ci_high"]
+    assert ci["sharpe"]["ci_high"] - ci["sharpe"]["ci_low"] == pytest.approx(2 * 1.96 * se, rel=0.15)
+    assert bootstrap_ci(r, seed=0) == bootstrap_ci(r, seed=0)
+
+
+def test_cost_stress_scales_fees_and_lowers_equity(tmp_path: Path) -> None:
+    # A position small enough that x5 costs never leave too little cash for a buy (the spot
+    # account would deny it, and the runs would no longer make the same trades).
+    config = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
+    config["data"]["catalog"] = str(REPO / "data" / "catalog")
+    config["strategy"]["params"]["quantity"] = 0.05
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(config))
+    table = cost_stress(path, (1.0, 2.0, 5.0))
+    assert table["fills"].nunique() == 1  # the same trades
+    fees = table["fees"].to_numpy()
+    assert fees[1] / fees[0] == pytest.approx(2.0, rel=0.01) and fees[2] / fees[0] == pytest.approx(5.0, rel=0.01)
+    assert (np.diff(table["final_equity"].to_numpy()) < 0).all()

@@ -1,0 +1,113 @@
+"""`tradebus research ...`: every command runs on the shipped config, writes its files and a summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from research_helpers import REPO
+from typer.testing import CliRunner
+
+from tradebus.cli import app
+from tradebus.research.config import load_research_config
+from tradebus.research.dataset import build_dataset
+
+CONFIG = REPO / "configs" / "research_btc.yaml"
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("command", ["dataset", "labels", "cv", "walkforward", "lookahead", "alpha"])
+def test_every_research_command_has_help(command: str) -> None:
+    result = runner.invoke(app, ["research", command, "--help"])
+    assert result.exit_code == 0 and "--out" in result.output
+
+
+def test_dataset_labels_and_cv_write_their_files(tmp_path: Path) -> None:
+    for command in ("dataset", "labels", "cv"):
+        result = runner.invoke(app, ["research", command, str(CONFIG), "--out", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+    _, ds = load_research_config(CONFIG)
+    written = pd.read_parquet(tmp_path / "dataset.parquet")
+    assert np.array_equal(written.iloc[:, 2:].to_numpy(), build_dataset(ds).iloc[:, 2:].to_numpy(), equal_nan=True)
+    labels = pd.read_parquet(tmp_path / "labels.parquet")
+    assert {"ts_event", "t1", "label", "instrument", "uniqueness"} <= set(labels.columns)
+    assert labels["uniqueness"].between(0, 1).all() and labels["uniqueness"].iat[0] < 1
+    cv = json.loads((tmp_path / "cv.json").read_text())
+    assert cv["method"] == "kfold" and len(cv["splits"]) == 5
+    assert sum(s["test"] for s in cv["splits"]) == cv["samples"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cv.json", "dataset.parquet", "labels.parquet"]
+
+
+def test_walkforward_and_alpha_on_a_small_config(tmp_path: Path) -> None:
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["dataset"]["catalog"] = str(REPO / "data" / "catalog")
+    raw["walkforward"].pop("retrain_every")
+    raw["walkforward"].update({"retrain_every_time": "500d", "min_train": 14000})  # 3000 4h bars
+    raw["model"]["params"] = {"n_estimators": 10, "max_depth": 2}
+    raw["cv"] = {"method": "cpcv", "n_splits": 6, "n_test_folds": 2}
+    config = tmp_path / "small.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["research", "walkforward", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "walkforward.json").read_text())["summary"]
+    assert summary["segments"] == 3
+    assert len(pd.read_parquet(out / "walkforward_fills.parquet")) == summary["fills"]
+    result = runner.invoke(app, ["research", "cv", str(config), "--out", str(out)])
+    assert result.exit_code == 0 and json.loads((out / "cv.json").read_text())["n_test_paths"] == 5
+    result = runner.invoke(app, ["research", "alpha", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "alpha.json").read_text())
+    assert [row["horizon"] for row in report["factors"]["rsi"]["ic"]] == [1, 6, 24]
+
+
+def test_lookahead_passes_quickstart_and_bad_configs_exit_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["research", "lookahead", str(REPO / "configs" / "quickstart.yaml"), "--cuts", "2",
+                                 "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "lookahead.json").read_text())["ok"] is True
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset: {catalog: x, sources: [], features: []}\ncv: {method: nope}\n")
+    result = runner.invoke(app, ["research", "dataset", str(bad), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "cv.method" in result.output
+
+
+def test_lookahead_command_exits_4_on_a_leaking_strategy(tmp_path: Path) -> None:
+    raw = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
+    raw["data"]["catalog"] = str(REPO / "data" / "catalog")
+    raw["strategy"] = {"name": "research_leaky:BatchEndReader", "instruments": ["BTC-USD.COINBASE"], "params": {}}
+    config = tmp_path / "leaky.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["research", "lookahead", str(config), "--cuts", "2", "--out", str(tmp_path)])
+    assert result.exit_code == 4, result.output
+    report = json.loads((tmp_path / "lookahead.json").read_text())
+    assert report["ok"] is False and report["n_violations"] > 0
+
+
+def test_round_trip_pnl_hand_derived() -> None:
+    from types import SimpleNamespace
+
+    from tradebus.research.cli import _round_trip_pnl
+
+    def fill(side: str, qty: float, px: float, fee: float = 1.0) -> SimpleNamespace:
+        return SimpleNamespace(instrument_id="X", side=side, quantity=qty, price=px, fee=fee)
+
+    # buy 2 @ 100, buy 2 @ 110 (avg 105), sell 3 @ 120 (+45), sell 3 @ 100 (closes 1: -5; opens short 2 @ 100),
+    # buy 2 @ 90 (short closed: +20); each fill pays a fee of 1
+    fills = [fill("BUY", 2, 100), fill("BUY", 2, 110), fill("SELL", 3, 120), fill("SELL", 3, 100), fill("BUY", 2, 90)]
+    pnl = _round_trip_pnl(SimpleNamespace(fills=fills))
+    assert pnl.tolist() == pytest.approx([-1, -1, 44, -6, 19])
+
+
+def test_alpha_with_a_backtest_reports_psr_monte_carlo_and_cost_stress(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["research", "alpha", str(CONFIG), "--backtest", str(REPO / "configs" / "quickstart.yaml"),
+                                 "--trials", "20", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "alpha.json").read_text())["backtest"]
+    assert 0 <= report["deflated_sharpe"] < report["probabilistic_sharpe"] <= 1
+    assert [row["multiplier"] for row in report["cost_stress"]] == [1.0, 2.0, 5.0]
+    assert report["trade_shuffle"]["ci_low"] <= report["trade_shuffle"]["ci_high"]

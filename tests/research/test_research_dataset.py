@@ -1,0 +1,174 @@
+"""Dataset builder: rows equal the live bank values of a backtest; slower timeframes join without lookahead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from research_helpers import CATALOG, DATASET, H4, IID, SPECS, btc_bars, daily_from_4h, random_walk, write_bars
+
+from tradebus.data.replay import Replay, ReplaySource
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.kernel import Kernel
+from tradebus.engine.messages import Bar
+from tradebus.errors import ConfigError, DataError
+from tradebus.features.spec import FeatureSpec
+from tradebus.research.dataset import align_timeframe, build_dataset, load_config, write_parquet
+from tradebus.strategies.base import Strategy
+
+
+class FeatureLogger(Strategy):
+    """Logs the feature row it sees on every bar (what a live strategy reads)."""
+
+    def __init__(self, iid: str) -> None:
+        super().__init__(iid, strategy_id="logger")
+        self.rows: list[tuple[int, tuple[float, ...]]] = []
+
+    def feature_specs(self, instrument_id: str) -> list[FeatureSpec]:
+        return [FeatureSpec.model_validate(s) for s in SPECS]
+
+    def on_bar(self, bar: Bar) -> None:
+        self.rows.append((bar.ts_event, tuple(self.features().row)))
+
+
+def _config(**overrides: Any) -> Any:
+    data: dict[str, Any] = {"catalog": str(CATALOG), "sources": [{"instrument": IID, "dataset": DATASET}],
+                            "features": SPECS}
+    data.update(overrides)
+    return load_config(data)
+
+
+def test_dataset_rows_equal_the_bank_values_a_backtest_strategy_sees_bit_for_bit() -> None:
+    dataset = build_dataset(_config())
+    kernel = Kernel([Instrument(venue="COINBASE", symbol="BTC-USD", tick_size=0.01, lot_size=1e-8)])
+    logger = FeatureLogger(IID)
+    kernel.add_strategy(logger)
+    kernel.run(Replay([ReplaySource.from_catalog(CATALOG, IID, *DATASET.split("/"))]))
+    assert kernel.banks[IID].columns == tuple(dataset.columns[2:])
+    live_ts = np.array([ts for ts, _ in logger.rows])
+    live = np.array([row for _, row in logger.rows])
+    assert len(dataset) == len(live) == 20_695
+    assert np.array_equal(dataset["ts_event"].to_numpy(), live_ts)
+    # bit for bit, NaN where NaN (equal_nan compares NaN positions)
+    assert np.array_equal(dataset.iloc[:, 2:].to_numpy(), live, equal_nan=True)
+    assert np.isfinite(live[-1]).all()
+
+
+def test_daily_features_join_a_4h_row_only_after_the_daily_bar_closed(tmp_path: Path) -> None:
+    bars = btc_bars(3000)
+    daily = daily_from_4h(bars)
+    base = write_bars(tmp_path, bars, "BTC", "bars_4h", H4)
+    slow = write_bars(tmp_path, daily, "BTC", "bars_1d", 6 * H4)
+    slow_specs = [{"name": "ema_d", "kind": "rolling_max", "params": {"window": 3}, "input": "close"}]
+    config = load_config(
+        {"catalog": str(tmp_path), "sources": [{"instrument": "X", "dataset": base, "timeframes": {"1d": slow}}],
+         "features": SPECS[:3], "timeframes": {"1d": slow_specs}}
+    )
+    out = build_dataset(config)
+    # independent reference: a loop taking the last daily bar whose close time <= the 4h close time
+    ema = pd.Series(daily["close"]).rolling(3).max().to_numpy()
+    expected = np.full(len(bars), np.nan)
+    j = -1
+    for i, ts in enumerate(bars["ts_event"].to_numpy()):
+        while j + 1 < len(daily) and daily["ts_event"].iat[j + 1] <= ts:
+            j += 1
+        if j >= 0:
+            expected[i] = ema[j]
+    np.testing.assert_allclose(out["1d:ema_d"].to_numpy(), expected, rtol=0, atol=0, equal_nan=True)
+    # a 4h bar that closes at 20:00 must not see the day that closes at 24:00
+    ts = out["ts_event"].to_numpy()
+    day_ts = daily["ts_event"].to_numpy()
+    joined = out["1d:ema_d"].to_numpy()
+    k = int(np.searchsorted(ts, day_ts[10])) - 1  # the 4h row just before that day's close
+    assert joined[k] == expected[k] and joined[k] != joined[k + 1]
+
+
+def test_perturbing_daily_bars_after_t_leaves_every_row_at_or_before_t_unchanged(tmp_path: Path) -> None:
+    bars = btc_bars(2000)
+    daily = daily_from_4h(bars)
+    cut = int(bars["ts_event"].iat[1000])
+    slow_specs = [{"name": "hi", "kind": "rolling_max", "params": {"window": 3}, "input": "high"}]
+    frames = []
+    for name, d in (("a", daily), ("b", daily.assign(high=np.where(daily["ts_event"] > cut, daily["high"] * 3, daily["high"])))):
+        root = tmp_path / name
+        base = write_bars(root, bars, "BTC", "bars_4h", H4)
+        slow = write_bars(root, d, "BTC", "bars_1d", 6 * H4)
+        frames.append(build_dataset(load_config(
+            {"catalog": str(root), "sources": [{"instrument": "X", "dataset": base, "timeframes": {"1d": slow}}],
+             "features": SPECS[:1], "timeframes": {"1d": slow_specs}})))
+    a, b = frames
+    before = a["ts_event"].to_numpy() <= cut
+    assert np.array_equal(a.loc[before, "1d:hi"].to_numpy(), b.loc[before, "1d:hi"].to_numpy(), equal_nan=True)
+    assert not np.array_equal(a.loc[~before, "1d:hi"].to_numpy(), b.loc[~before, "1d:hi"].to_numpy(), equal_nan=True)
+
+
+def test_many_instruments_are_stacked_in_time_order_with_their_own_features(tmp_path: Path) -> None:
+    one = write_bars(tmp_path, random_walk(300, seed=1), "AAA", "bars_4h", H4)
+    two = write_bars(tmp_path, random_walk(200, seed=2, start=1_600_000_000 * 10**9 + H4 // 2), "BBB", "bars_4h", H4)
+    config = load_config({"catalog": str(tmp_path), "features": SPECS[:3],
+                          "sources": [{"instrument": "A", "dataset": one}, {"instrument": "B", "dataset": two}]})
+    out = build_dataset(config)
+    assert len(out) == 500
+    assert (np.diff(out["ts_event"].to_numpy()) >= 0).all()
+    from tradebus.features.batch import compute_features
+
+    ref = compute_features(random_walk(200, seed=2), SPECS[:3], event="bar")
+    assert np.array_equal(out.loc[out["instrument"] == "B", "ema_fast"].to_numpy(), ref["ema_fast"].to_numpy(),
+                          equal_nan=True)
+
+
+def test_write_parquet_round_trips_and_start_end_filter_rows(tmp_path: Path) -> None:
+    full = build_dataset(_config())
+    start, end = int(full["ts_event"].iat[100]), int(full["ts_event"].iat[200])
+    part = build_dataset(_config(start_ns=start, end_ns=end))
+    assert len(part) == 100
+    # features warmed up on the earlier rows: identical to the full run's rows
+    assert np.array_equal(part.iloc[:, 2:].to_numpy(), full.iloc[100:200, 2:].to_numpy(), equal_nan=True)
+    path = write_parquet(part, tmp_path / "out" / "ds.parquet")
+    assert pq.read_table(path).to_pandas().equals(part)
+
+
+def test_bad_configs_and_missing_datasets_name_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"dataset.sources.0.dataset"):
+        _config(sources=[{"instrument": IID, "dataset": "coinbase/BTC"}])
+    with pytest.raises(ConfigError, match="timeframe '1d'"):
+        _config(sources=[{"instrument": IID, "dataset": DATASET, "timeframes": {"1d": DATASET}}])
+    with pytest.raises(DataError, match="no dataset 'coinbase/spot/BTC-USD/bars_1m'"):
+        build_dataset(_config(sources=[{"instrument": IID, "dataset": "coinbase/spot/BTC-USD/bars_1m"}]))
+
+
+def test_align_timeframe_before_the_first_slow_bar_is_nan() -> None:
+    base = pd.DataFrame({"ts_event": np.array([1, 2, 3, 4], dtype=np.int64), "x": [1.0, 2, 3, 4]})
+    slow = pd.DataFrame({"ts_event": np.array([2, 4], dtype=np.int64), "y": [20.0, 40.0]})
+    out = align_timeframe(base, slow, "s")
+    assert np.array_equal(out["s:y"].to_numpy(), [np.nan, 20.0, 20.0, 40.0], equal_nan=True)
+
+
+def test_a_trades_dataset_gets_the_features_a_live_trade_stream_gets(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from tradebus.data.catalog import Catalog
+    from tradebus.features.bank import FeatureBank
+
+    raw = pd.read_parquet(Path(__file__).resolve().parents[1] / "fixtures" / "data" / "btcusdt-trades.parquet")
+    ts = pd.DatetimeIndex(raw["timestamp"]).as_unit("ns").asi8
+    ts = ts + np.arange(len(ts))  # strictly increasing for the check below
+    side = np.where(raw["buyer_maker"] == "True", -1, 1).astype(np.int8)
+    table = pa.table({"ts_event": ts, "ts_init": ts, "price": raw["price"].to_numpy(), "size": raw["quantity"].to_numpy(),
+                      "aggressor": side, "trade_id": raw["trade_id"].astype(str).tolist()})
+    Catalog(tmp_path).write(table, "sim", "spot", "BTCUSDT", "trades", period="day", kind="trades")
+    specs = [{"name": "ema_p", "kind": "ema", "params": {"span": 20}, "input": "price"},
+             {"name": "sv", "kind": "signed_volume", "params": {"window": 50}}]
+    out = build_dataset(load_config({"catalog": str(tmp_path), "features": specs,
+                                     "sources": [{"instrument": "T", "dataset": "sim/spot/BTCUSDT/trades"}]}))
+    bank = FeatureBank(specs)
+    live = []
+    for t, p, s, a in zip(ts.tolist(), raw["price"].tolist(), raw["quantity"].tolist(), side.tolist(), strict=True):
+        bank.update_trade(t, p, s, float(a))
+        live.append([bank.value(c) for c in bank.columns])
+    assert np.array_equal(out.iloc[:, 2:].to_numpy(), np.array(live), equal_nan=True)
+    assert np.isfinite(out["sv"].iat[-1])

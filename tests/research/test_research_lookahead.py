@@ -1,0 +1,140 @@
+"""Lookahead detector: catches a peeking strategy and leaking features; passes every built-in strategy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from research_helpers import IID, REPO, SPECS, btc_bars
+from research_leaky import BatchEndReader
+
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.kernel import Kernel
+from tradebus.engine.messages import Bar
+from tradebus.errors import ConfigError
+from tradebus.features.batch import compute_features
+from tradebus.research.lookahead import (
+    SourceFrame,
+    Trace,
+    check_config,
+    detect_lookahead,
+    kernel_trace,
+)
+from tradebus.research.model import ModelStep
+from tradebus.research.strategy import ModelSignal
+from tradebus.strategies.base import BUILTIN_STRATEGIES, Strategy
+from tradebus.strategies.tick_ema import TickEmaCross
+
+INSTRUMENT = Instrument(venue="COINBASE", symbol="BTC-USD", tick_size=0.01, lot_size=1e-8)
+
+
+def bar_sources(rows: int = 1500) -> list[SourceFrame]:
+    return [SourceFrame(IID, "bars", btc_bars(rows))]
+
+
+class PeekingStrategy(Strategy):
+    """Precomputes 'next close is higher' from the whole history it was given: a lookahead."""
+
+    def __init__(self, bars: pd.DataFrame) -> None:
+        super().__init__(IID, strategy_id="peek")
+        close = bars["close"].to_numpy()
+        self.up = dict(zip(bars["ts_event"].tolist(), np.append(close[1:] > close[:-1], False).tolist(), strict=True))
+
+    def on_bar(self, bar: Bar) -> None:
+        self.target_position(IID, 0.1 if self.up[bar.ts_event] else 0.0)
+
+
+def kernel_with(strategy: Strategy) -> Kernel:
+    kernel = Kernel([INSTRUMENT])
+    kernel.add_strategy(strategy)
+    return kernel
+
+
+def test_a_strategy_peeking_at_the_next_bar_is_caught() -> None:
+    sources = bar_sources()
+    runs: list[int] = []
+    report = detect_lookahead(sources, lambda s: kernel_trace(lambda: kernel_with(PeekingStrategy(s[0].frame)), s),
+                              n_cuts=4, on_run=lambda: runs.append(1))
+    assert len(runs) == 5 and len(report.cuts) == 4
+    assert not report.ok
+    assert {v["kind"] for v in report.violations} >= {"decision"}
+    assert all(v["ts"] <= v["cut"] for v in report.violations)
+
+
+def test_a_feature_read_from_the_batch_end_is_caught() -> None:
+    report = detect_lookahead(bar_sources(), lambda s: kernel_trace(lambda: kernel_with(BatchEndReader(IID)), s))
+    assert not report.ok
+    assert "output" in {v["kind"] for v in report.violations}
+
+
+def test_a_centered_dataset_feature_is_caught_and_the_bank_features_pass() -> None:
+    def dataset_runner(centered: bool) -> object:
+        def run(sources: Sequence[SourceFrame]) -> Trace:
+            bars = sources[0].frame
+            features = compute_features(bars, SPECS, event="bar")
+            if centered:  # a common research bug: a centred smoother
+                features["smooth"] = bars["close"].rolling(5, center=True).mean().to_numpy()
+            trace = Trace()
+            for ts, row in zip(bars["ts_init"].tolist(), features.itertuples(index=False), strict=True):
+                trace.add("feature", ts, IID, [float(v) for v in row])
+            return trace
+
+        return run
+
+    assert detect_lookahead(bar_sources(), dataset_runner(False), n_cuts=3).ok  # type: ignore[arg-type]
+    leaky = detect_lookahead(bar_sources(), dataset_runner(True), n_cuts=3)  # type: ignore[arg-type]
+    assert not leaky.ok and leaky.violations[0]["kind"] == "feature"
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "configs").glob("*.yaml")))
+def test_every_shipped_backtest_config_passes(config: Path) -> None:
+    from tradebus.config import load_config
+
+    try:
+        load_config(config)
+    except ConfigError:  # paper and research configs are not backtest configs
+        pytest.skip(f"{config.name} is not a backtest config")
+    report = check_config(config, n_cuts=3, seed=1)
+    assert report.ok, report.violations[:3]
+    assert report.records_checked > 1000
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_STRATEGIES))
+def test_every_builtin_strategy_passes(name: str) -> None:
+    from tradebus.strategies.base import resolve_strategy
+
+    cls = resolve_strategy(name)
+    params = cls.Params.model_validate({"fast": 5, "slow": 20, "quantity": 0.1, "mode": "long_short"})
+    report = detect_lookahead(
+        bar_sources(2000),
+        lambda s: kernel_trace(lambda: kernel_with(cls.from_params([IID], params)), s),
+        n_cuts=4,
+    )
+    assert report.ok, report.violations[:3]
+
+
+def test_tick_ema_cross_on_trades_and_the_model_strategy_pass() -> None:
+    raw = pd.read_parquet(REPO / "tests" / "fixtures" / "data" / "btcusdt-trades.parquet")
+    ts = pd.DatetimeIndex(raw["timestamp"]).as_unit("ns").asi8
+    trades = pd.DataFrame({"ts_event": ts, "ts_init": ts, "price": raw["price"], "size": raw["quantity"],
+                           "aggressor": np.where(raw["buyer_maker"] == "True", -1, 1).astype(np.int8),
+                           "trade_id": raw["trade_id"].astype(str)})
+    sources = [SourceFrame(IID, "trades", trades)]
+    make = lambda: kernel_with(TickEmaCross(IID, fast=5, slow=30, quantity=0.01, mode="long_short"))  # noqa: E731
+    assert detect_lookahead(sources, lambda s: kernel_trace(make, s), n_cuts=3).ok
+
+    from xgboost import XGBClassifier
+
+    bars = btc_bars(1500)
+    X = compute_features(bars, SPECS, event="bar")[["vol", "rsi", "z"]].to_numpy()
+    ok = ~np.isnan(X).any(axis=1)
+    y = (bars["close"].shift(-1) > bars["close"]).to_numpy()[ok].astype(int)
+    step = ModelStep(XGBClassifier(n_estimators=10, n_jobs=1, random_state=0).fit(X[ok], y), ("vol", "rsi", "z"),
+                     tuple(SPECS))
+    report = detect_lookahead(
+        bar_sources(), lambda s: kernel_trace(lambda: kernel_with(ModelSignal(IID, model=step, quantity=0.1)), s)
+    )
+    assert report.ok, report.violations[:3]

@@ -1,0 +1,123 @@
+"""Model step: batch predictions equal the live outputs of a backtest; calibration on purged OOF; spec hash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from research_helpers import CATALOG, DATASET, IID, SPECS
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from xgboost import XGBClassifier
+
+from tradebus.data.replay import Replay, ReplaySource
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.kernel import Kernel
+from tradebus.errors import ConfigError, FeatureError
+from tradebus.features.bank import FeatureBank
+from tradebus.research.dataset import build_dataset, load_config
+from tradebus.research.labels import forward_returns
+from tradebus.research.model import ModelStep, fit_calibrated, load_model
+from tradebus.research.splitters import PurgedKFold
+from tradebus.research.strategy import ModelSignal
+
+ROWS = 2500
+COLUMNS = ("vol", "rsi", "macd.hist", "z", "atr")
+
+
+@pytest.fixture(scope="module")
+def dataset() -> object:
+    config = load_config({"catalog": str(CATALOG), "sources": [{"instrument": IID, "dataset": DATASET}],
+                          "features": SPECS})
+    return build_dataset(config)
+
+
+def fit_xy(dataset: object) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from research_helpers import btc_bars
+
+    bars = btc_bars()
+    fwd = forward_returns(bars, [6])
+    X = dataset[list(COLUMNS)].to_numpy()  # type: ignore[index]
+    ok = ~np.isnan(X).any(axis=1) & ~np.isnan(fwd["fwd_6"].to_numpy())
+    ok[ROWS:] = False
+    y = (fwd["fwd_6"].to_numpy() > 0).astype(int)
+    return X[ok], y[ok], bars["ts_event"].to_numpy()[ok], fwd["t1_6"].to_numpy()[ok]
+
+
+def run_live(step: ModelSignal, end_ns: int) -> Kernel:
+    kernel = Kernel([Instrument(venue="COINBASE", symbol="BTC-USD", tick_size=0.01, lot_size=1e-8)])
+    kernel.add_strategy(step)
+    kernel.run(Replay([ReplaySource.from_catalog(CATALOG, IID, *DATASET.split("/"))], end_ns=end_ns))
+    return kernel
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "logistic"])
+def test_batch_predictions_equal_the_live_outputs_of_a_backtest(dataset: object, kind: str) -> None:
+    X, y, _, _ = fit_xy(dataset)
+    if kind == "xgboost":
+        model = XGBClassifier(n_estimators=30, max_depth=3, n_jobs=1, random_state=0).fit(X, y)
+    else:
+        model = LogisticRegression(max_iter=500).fit(X, y)
+    step = ModelStep(model, COLUMNS, tuple(SPECS))
+    end = int(dataset["ts_event"].iat[ROWS + 400])  # type: ignore[index]
+    strategy = ModelSignal(IID, model=step, quantity=0.1)
+    kernel = run_live(strategy, end)
+    live = np.array([v for _, v in strategy.outputs])
+    batch = step.predict_frame(dataset.iloc[: ROWS + 401])  # type: ignore[attr-defined]
+    assert len(live) == ROWS + 401
+    assert np.array_equal(live, batch, equal_nan=True)
+    assert np.isfinite(live[-100:]).all() and len(kernel.result.fills) > 0
+
+
+def test_calibration_is_fitted_on_purged_out_of_fold_probabilities(dataset: object) -> None:
+    X, y, t0, t1 = fit_xy(dataset)
+    cv = PurgedKFold(4, t0=t0, t1=t1, embargo=5)
+    import pandas as pd
+
+    frame = pd.DataFrame(X, columns=list(COLUMNS))
+    est = LogisticRegression(max_iter=500)
+    step, oof = fit_calibrated(est, frame, y, cv, SPECS, method="isotonic")
+    # independent: the same out-of-fold loop by hand
+    manual = np.empty(len(y))
+    for train, test in cv.split(X):
+        manual[test] = LogisticRegression(max_iter=500).fit(X[train], y[train]).predict_proba(X[test])[:, 1]
+    np.testing.assert_allclose(oof, manual, rtol=1e-12)
+    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(manual, y)
+    raw = LogisticRegression(max_iter=500).fit(X, y).predict_proba(X[:50])[:, 1]
+    np.testing.assert_allclose(step.predict_frame(frame.iloc[:50]), iso.predict(raw), rtol=1e-12)
+    platt, _ = fit_calibrated(est, frame, y, cv, SPECS, method="sigmoid")
+    sigmoid = LogisticRegression(C=1e6).fit(manual[:, None], y)
+    np.testing.assert_allclose(platt.predict_frame(frame.iloc[:50]), sigmoid.predict_proba(raw[:, None])[:, 1],
+                               rtol=1e-12)
+
+
+def test_saved_model_refuses_other_specs_and_a_tampered_hash(tmp_path: Path, dataset: object) -> None:
+    X, y, _, _ = fit_xy(dataset)
+    step = ModelStep(XGBClassifier(n_estimators=5, n_jobs=1, random_state=0).fit(X, y), COLUMNS, tuple(SPECS))
+    path = step.save(tmp_path / "m.joblib")
+    again = load_model(path, SPECS)
+    assert again.hash == step.hash
+    assert np.array_equal(again.predict_frame(dataset), step.predict_frame(dataset), equal_nan=True)  # type: ignore[arg-type]
+    changed = [dict(s) for s in SPECS]
+    changed[4] = {**changed[4], "params": {"window": 15}}  # rsi window 14 -> 15
+    with pytest.raises(ConfigError, match="trained on features with hash"):
+        load_model(path, changed)
+    import joblib
+
+    payload = joblib.load(path)
+    payload["specs"] = changed
+    joblib.dump(payload, tmp_path / "bad.joblib")
+    with pytest.raises(ConfigError, match="does not match its specs"):
+        load_model(tmp_path / "bad.joblib")
+    with pytest.raises(FeatureError, match="'rsi' is not the one"):
+        step.bind(FeatureBank(changed))
+
+
+def test_a_model_fitted_on_other_columns_is_refused(dataset: object) -> None:
+    import pandas as pd
+
+    X, y, _, _ = fit_xy(dataset)
+    model = LogisticRegression().fit(pd.DataFrame(X, columns=["a", "b", "c", "d", "e"]), y)
+    with pytest.raises(ConfigError, match="fitted on columns"):
+        ModelStep(model, COLUMNS, tuple(SPECS))

@@ -1,0 +1,211 @@
+"""Splitters: skfolio's CPCV, the published purging rules written here, sklearn's TimeSeriesSplit, properties."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, TimeSeriesSplit, cross_val_predict, cross_val_score
+
+from tradebus.errors import ConfigError
+from tradebus.research.splitters import CombinatorialPurgedCV, PurgedKFold, PurgedWalkForward
+
+
+def grid_labels(n: int, k: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sample times 0, 10, 20 ...; label i ends at sample i + k (capped at the last sample)."""
+    t0 = np.arange(n, dtype=np.int64) * 10
+    end = np.minimum(np.arange(n) + k, n - 1)
+    return t0, t0[end]
+
+
+# ---------------------------------------------------------------------------- CPCV vs skfolio
+
+
+@pytest.mark.parametrize(("n", "n_folds", "n_test", "k", "h"), [(120, 6, 2, 3, 2), (100, 5, 3, 2, 0), (90, 3, 2, 1, 4)])
+def test_cpcv_equals_skfolio_combinatorial_purged_cv(n: int, n_folds: int, n_test: int, k: int, h: int) -> None:
+    from skfolio.model_selection import CombinatorialPurgedCV as SkfolioCPCV
+
+    t0, t1 = grid_labels(n, k)
+    ours = CombinatorialPurgedCV(n_folds, n_test, t0=t0, t1=t1, embargo=h)
+    ref = SkfolioCPCV(n_folds=n_folds, n_test_folds=n_test, purged_size=k, embargo_size=h)
+    X = np.zeros((n, 1))
+    pairs = list(zip(ours.split(X), ref.split(X), strict=True))
+    assert len(pairs) == ours.get_n_splits() == ref.n_splits
+    for (train, test), (ref_train, ref_tests) in pairs:
+        assert np.array_equal(train, ref_train)
+        assert np.array_equal(test, np.concatenate(ref_tests))
+    assert ours.n_test_paths == ref.n_test_paths
+    assert np.array_equal(ours.recombined_paths, ref.recombined_paths)
+
+
+def test_cpcv_backtest_paths_cover_every_sample_once_per_path() -> None:
+    n = 60
+    t0, t1 = grid_labels(n, 2)
+    cv = CombinatorialPurgedCV(6, 2, t0=t0, t1=t1)
+    # prediction of a sample in a split = split id * 1000 + position: identifies where it came from
+    preds = [split * 1000.0 + test for split, (_, test) in enumerate(cv.split())]
+    paths = cv.backtest_paths(preds, n)
+    assert paths.shape == (5, n)
+    assert np.array_equal(paths % 1000, np.tile(np.arange(n), (5, 1)))
+    # each path uses each split's test groups at most once and each group comes from a split that tests it
+    groups = cv.test_set_index
+    for p in range(5):
+        for g in range(6):
+            split = int(paths[p, g * 10] // 1000)
+            assert g in groups[split]
+    # across paths, a group is predicted by every split that tests it, each once
+    for g in range(6):
+        used = sorted(int(v // 1000) for v in paths[:, g * 10])
+        assert used == sorted(np.flatnonzero((groups == g).any(axis=1)).tolist())
+
+
+# ---------------------------------------------------------------------------- K-fold vs the published rule
+
+
+def reference_purged_kfold(t0: np.ndarray, t1: np.ndarray, n_splits: int, h: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """López de Prado's getTrainTimes, with the test end moved h samples later (getEmbargoTimes)."""
+    labels = pd.Series(t1, index=t0)
+    out = []
+    for test in np.array_split(np.arange(len(t0)), n_splits):
+        start, end = t0[test[0]], labels.iloc[test].max()
+        pos_end = int(np.searchsorted(t0, end))
+        end = t0[min(pos_end + h, len(t0) - 1)]
+        train = labels.drop(labels.index[test])
+        drop0 = train[(start <= train.index) & (train.index <= end)].index
+        drop1 = train[(start <= train) & (train <= end)].index
+        drop2 = train[(train.index <= start) & (end <= train)].index
+        kept = train.drop(drop0.union(drop1).union(drop2))
+        out.append((np.flatnonzero(np.isin(t0, kept.index)), test))
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n_splits=st.integers(2, 7), h=st.integers(0, 5))
+def test_purged_kfold_equals_lopez_de_prado_get_train_times(seed: int, n_splits: int, h: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(30, 150))
+    t0, t1 = grid_labels(n, rng.integers(0, 8, n))
+    ours = list(PurgedKFold(n_splits, t0=t0, t1=t1, embargo=h).split(np.zeros(n)))
+    for (train, test), (ref_train, ref_test) in zip(ours, reference_purged_kfold(t0, t1, n_splits, h), strict=True):
+        assert np.array_equal(test, ref_test)
+        assert np.array_equal(train, ref_train)
+
+
+def test_purged_kfold_without_overlap_equals_sklearn_kfold() -> None:
+    from sklearn.model_selection import KFold
+
+    t0 = np.arange(53)
+    for (a, b), (c, d) in zip(PurgedKFold(5, t0=t0, t1=t0).split(), KFold(5).split(t0), strict=True):
+        assert np.array_equal(a, c) and np.array_equal(b, d)
+
+
+# ---------------------------------------------------------------------------- properties
+
+
+def overlaps(train: np.ndarray, test: np.ndarray, t0: np.ndarray, t1: np.ndarray) -> bool:
+    """Brute force: any training interval intersecting any test interval."""
+    a0, a1 = t0[train][:, None], t1[train][:, None]
+    b0, b1 = t0[test][None, :], t1[test][None, :]
+    return bool(((a0 <= b1) & (b0 <= a1)).any())
+
+
+def random_labels(draw_seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(draw_seed)
+    t0 = np.cumsum(rng.integers(0, 5, n))  # ties allowed
+    t1 = t0 + rng.integers(0, 30, n)  # ends off the sample grid
+    return t0, t1
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 100_000), n=st.integers(20, 120), k=st.integers(2, 6), h=st.integers(0, 4))
+def test_kfold_properties_no_overlap_embargo_and_each_sample_tested_once(seed: int, n: int, k: int, h: int) -> None:
+    t0, t1 = random_labels(seed, n)
+    seen = np.zeros(n, dtype=int)
+    for train, test in PurgedKFold(k, t0=t0, t1=t1, embargo=h).split(np.zeros(n)):
+        seen[test] += 1
+        assert not overlaps(train, test, t0, t1)
+        assert not np.intersect1d(train, test).size
+        end = t1[test].max()
+        after = np.flatnonzero(t0 > end)[:h]
+        assert not np.intersect1d(train, after).size
+    assert (seen == 1).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 100_000), n=st.integers(30, 120), h=st.integers(0, 3))
+def test_cpcv_properties_no_overlap_with_any_test_group(seed: int, n: int, h: int) -> None:
+    t0, t1 = random_labels(seed, n)
+    cv = CombinatorialPurgedCV(5, 2, t0=t0, t1=t1, embargo=h)
+    tested = np.zeros(n, dtype=int)
+    for train, test in cv.split():
+        tested[test] += 1
+        assert not overlaps(train, test, t0, t1)
+    assert (tested == math.comb(4, 1)).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 100_000), n=st.integers(40, 150), test_size=st.integers(3, 10),
+       expanding=st.booleans(), gap=st.integers(0, 3))
+def test_walk_forward_trains_only_on_the_purged_past(seed: int, n: int, test_size: int, expanding: bool, gap: int) -> None:
+    t0, t1 = random_labels(seed, n)
+    cv = PurgedWalkForward(test_size, t0=t0, t1=t1, train_size=20, expanding=expanding, gap=gap)
+    splits = list(cv.split(np.zeros(n)))
+    assert len(splits) == cv.get_n_splits()
+    for train, test in splits:
+        assert train.size == 0 or train.max() < test.min() - gap
+        assert not overlaps(train, test, t0, t1)
+        if not expanding:
+            assert train.size == 0 or train.min() >= test.min() - gap - 20
+
+
+def test_walk_forward_hand_derived_rolling_windows_and_step() -> None:
+    t0 = np.arange(20)
+    t1 = t0 + 2  # each label spans 3 samples: the 2 before a test window overlap it
+    cv = PurgedWalkForward(4, t0=t0, t1=t1, train_size=8, step=5, gap=1)
+    got = [(tr.tolist(), te.tolist()) for tr, te in cv.split()]
+    assert got == [
+        (list(range(0, 7)), [9, 10, 11, 12]),  # window 0..7 (gap drops 8); label 7 (7..9) purged
+        (list(range(5, 12)), [14, 15, 16, 17]),  # window 5..12 (gap drops 13); label 12 purged
+    ]
+
+
+def test_walk_forward_expanding_without_overlap_equals_sklearn_time_series_split() -> None:
+    t0 = np.arange(100)
+    ours = PurgedWalkForward(10, t0=t0, t1=t0, n_splits=4, expanding=True, gap=2)
+    ref = TimeSeriesSplit(n_splits=4, test_size=10, gap=2)
+    for (a, b), (c, d) in zip(ours.split(), ref.split(t0), strict=True):
+        assert np.array_equal(a, c) and np.array_equal(b, d)
+
+
+# ---------------------------------------------------------------------------- scikit-learn API
+
+
+def test_splitters_work_with_cross_val_score_predict_and_grid_search() -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    X = rng.normal(size=(n, 3))
+    y = (X[:, 0] + rng.normal(0, 0.5, n) > 0).astype(int)
+    t0, t1 = grid_labels(n, 5)
+    kfold = PurgedKFold(4, t0=t0, t1=t1, embargo=0.01)
+    assert cross_val_score(LogisticRegression(), X, y, cv=kfold).mean() > 0.7
+    assert cross_val_predict(LogisticRegression(), X, y, cv=kfold).shape == (n,)
+    search = GridSearchCV(LogisticRegression(), {"C": [0.01, 1.0]}, cv=CombinatorialPurgedCV(5, 2, t0=t0, t1=t1))
+    search.fit(X, y)
+    assert search.n_splits_ == 10
+    search = GridSearchCV(LogisticRegression(), {"C": [0.1]}, cv=PurgedWalkForward(50, t0=t0, t1=t1, n_splits=3))
+    assert search.fit(X, y).n_splits_ == 3
+
+
+def test_splitters_reject_bad_input_with_a_clear_message() -> None:
+    t0, t1 = grid_labels(10, 1)
+    with pytest.raises(ConfigError, match="time order"):
+        list(PurgedKFold(2, t0=t0[::-1], t1=t1[::-1]).split())
+    with pytest.raises(ConfigError, match="X has 5 samples"):
+        list(PurgedKFold(2, t0=t0, t1=t1).split(np.zeros(5)))
+    with pytest.raises(ConfigError, match="t1 < t0"):
+        list(PurgedKFold(2, t0=t0, t1=t0 - 1).split())

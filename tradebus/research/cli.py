@@ -1,0 +1,383 @@
+"""``tradebus research dataset|labels|cv|walkforward|lookahead|alpha``.
+
+Every command reads a research config (:mod:`tradebus.research.config`; ``lookahead``
+reads a backtest config), writes Parquet/JSON into ``--out`` (default
+``runs/research/<config stem>``) and prints a summary. Files are written to a
+temporary name and renamed, and only the command's own files are written. Exit codes
+as ``tradebus backtest``: 2 invalid config, 3 invalid data, 1 other errors; the
+lookahead command exits 4 when it finds a lookahead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+import typer
+from loguru import logger
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tradebus.errors import ConfigError, DataError, TradebusError
+
+__all__ = ["research_app"]
+
+research_app = typer.Typer(
+    help="Research: datasets, labels, purged CV, walk-forward retraining, lookahead checks, alpha reports.",
+    no_args_is_help=True,
+)
+
+@research_app.callback()
+def _logging(
+    log_level: Annotated[str, typer.Option(help="Log level on stderr (DEBUG, INFO, WARNING, ...).")] = "WARNING",
+) -> None:
+    logger.remove()
+    logger.add(sys.stderr, level=log_level.upper(), format="{time:HH:mm:ss} {level} {message}")
+
+
+ConfigArg = Annotated[Path, typer.Argument(help="Research config (YAML).", show_default=False)]
+OutOption = Annotated[Path | None, typer.Option("--out", "-o", help="Output directory [default: runs/research/<stem>].")]
+
+_EXIT = ((ConfigError, 2), (DataError, 3), (TradebusError, 1))
+#: Exit code of ``lookahead`` when a lookahead was found.
+LOOKAHEAD_FOUND = 4
+
+
+def _fail(exc: TradebusError) -> None:
+    code = next(code for cls, code in _EXIT if isinstance(exc, cls))
+    Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _out_dir(out: Path | None, config: Path) -> Path:
+    path = out if out is not None else Path("runs") / "research" / config.stem
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_json(data: Any, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _progress(console: Console) -> Progress:
+    """A transient progress bar (drawn only on a terminal)."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True, disable=not console.is_terminal)
+
+
+def _table(title: str, rows: dict[str, Any]) -> Table:
+    table = Table(title=title, show_header=False)
+    for key, value in rows.items():
+        table.add_row(key, f"{value:,.6g}" if isinstance(value, float) else str(value))
+    return table
+
+
+# ---------------------------------------------------------------------------- shared steps
+
+
+def _labels(config: Any, dataset: Any) -> pd.DataFrame:
+    """Labels of every source's base bars, stacked in time order (``instrument`` column first)."""
+    from tradebus.research.dataset import load_events
+    from tradebus.research.labels import (
+        average_uniqueness,
+        cusum_events,
+        forward_returns,
+        triple_barrier,
+        volatility,
+    )
+
+    lab = config.labels
+    frames = []
+    for source in dataset.sources:
+        kind, bars = load_events(dataset.catalog, source.dataset)
+        if kind != "bars":
+            raise ConfigError(f"labels: {source.dataset} holds {kind}; labels are built on bars")
+        if lab.method == "forward":
+            out = forward_returns(bars, lab.horizons, lab.kind, lab.clip_quantile)
+        else:
+            vol = volatility(bars, lab.vol_method, lab.vol_span)
+            events = None
+            if lab.cusum is not None:
+                events = cusum_events(bars["close"].to_numpy(), lab.cusum * vol)
+            out = triple_barrier(bars, events, width=vol, pt=lab.pt, sl=lab.sl, max_bars=lab.max_bars,
+                                 side=float(lab.side), tie_break=lab.tie_break)
+            out["uniqueness"] = average_uniqueness(out["index"].to_numpy(), out["end_index"].to_numpy(), len(bars))
+        out.insert(0, "instrument", source.instrument)
+        frames.append(out)
+    return pd.concat(frames, ignore_index=True).sort_values("ts_event", kind="stable").reset_index(drop=True)
+
+
+def _splitter(cv: Any, t0: np.ndarray, t1: np.ndarray) -> Any:
+    from tradebus.research.splitters import CombinatorialPurgedCV, PurgedKFold, PurgedWalkForward
+
+    if cv.method == "kfold":
+        return PurgedKFold(cv.n_splits, t0=t0, t1=t1, embargo=cv.embargo)
+    if cv.method == "cpcv":
+        return CombinatorialPurgedCV(cv.n_splits, cv.n_test_folds, t0=t0, t1=t1, embargo=cv.embargo)
+    test_size = cv.test_size or max(len(t0) // (cv.n_splits + 1), 1)
+    return PurgedWalkForward(test_size, t0=t0, t1=t1, train_size=cv.train_size, n_splits=cv.n_splits,
+                             expanding=cv.expanding, gap=cv.gap)
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+@research_app.command()
+def dataset(config: ConfigArg, out: OutOption = None) -> None:
+    """Build the feature dataset (the bank's values, batch = live) and write dataset.parquet."""
+    from tradebus.research.config import load_research_config
+    from tradebus.research.dataset import build_dataset, write_parquet
+
+    console = Console()
+    try:
+        _, ds = load_research_config(config)
+        with console.status("building dataset"):
+            frame = build_dataset(ds)
+        path = write_parquet(frame, _out_dir(out, config) / "dataset.parquet")
+    except TradebusError as exc:
+        _fail(exc)
+    ready = int((~frame.iloc[:, 2:].isna().any(axis=1)).sum())
+    console.print(_table(f"dataset -> {path}", {"rows": len(frame), "columns": frame.shape[1] - 2,
+                                                "rows with every feature ready": ready,
+                                                "instruments": frame["instrument"].nunique()}))
+
+
+@research_app.command()
+def labels(config: ConfigArg, out: OutOption = None) -> None:
+    """Build labels (forward returns, or triple barrier with uniqueness weights and optional CUSUM sampling)."""
+    from tradebus.research.config import load_research_config
+    from tradebus.research.dataset import write_parquet
+
+    console = Console()
+    try:
+        cfg, ds = load_research_config(config)
+        with console.status("labelling"):
+            frame = _labels(cfg, ds)
+        path = write_parquet(frame, _out_dir(out, config) / "labels.parquet")
+    except TradebusError as exc:
+        _fail(exc)
+    summary: dict[str, Any] = {"rows": len(frame), "method": cfg.labels.method}
+    if "label" in frame.columns:
+        counts = frame["label"].value_counts().to_dict()
+        summary.update({f"label {k}": v for k, v in sorted(counts.items())})
+        summary["complete"] = int(frame["complete"].sum())
+    console.print(_table(f"labels -> {path}", summary))
+
+
+@research_app.command()
+def cv(config: ConfigArg, out: OutOption = None) -> None:
+    """Generate the purged splits over the labels and write cv.json (sizes and time ranges per split)."""
+    from tradebus.research.config import load_research_config
+
+    console = Console()
+    try:
+        cfg, ds = load_research_config(config)
+        frame = _labels(cfg, ds)
+        if "t1" not in frame.columns:
+            h = cfg.labels.horizons[-1]
+            frame = frame[frame[f"t1_{h}"] >= 0].rename(columns={f"t1_{h}": "t1"})
+        elif "complete" in frame.columns:
+            frame = frame[frame["complete"]]
+        t0, t1 = frame["ts_event"].to_numpy(), frame["t1"].to_numpy()
+        splitter = _splitter(cfg.cv, t0, t1)
+        splits = []
+        for k, (train, test) in enumerate(splitter.split(np.zeros(len(t0)))):
+            splits.append({"split": k, "train": len(train), "test": len(test),
+                           "test_start": int(t0[test[0]]), "test_end": int(t1[test].max()),
+                           "purged_or_embargoed": int(len(t0) - len(train) - len(test))})
+        payload: dict[str, Any] = {"method": cfg.cv.method, "samples": len(t0), "splits": splits}
+        if cfg.cv.method == "cpcv":
+            payload["n_test_paths"] = splitter.n_test_paths
+            payload["recombined_paths"] = splitter.recombined_paths.tolist()
+        path = _write_json(payload, _out_dir(out, config) / "cv.json")
+    except TradebusError as exc:
+        _fail(exc)
+    table = Table(title=f"cv ({cfg.cv.method}) -> {path}")
+    for col in ("split", "train", "test", "purged_or_embargoed"):
+        table.add_column(col, justify="right")
+    for s in splits:
+        table.add_row(*(str(s[c]) for c in ("split", "train", "test", "purged_or_embargoed")))
+    console.print(table)
+
+
+@research_app.command()
+def walkforward(config: ConfigArg, out: OutOption = None) -> None:
+    """Retrain the model every N bars on purged past data, trade each next segment on the kernel."""
+    from tradebus.research.config import load_research_config, make_estimator
+    from tradebus.research.dataset import load_events, write_parquet
+    from tradebus.research.walkforward import walk_forward
+
+    console = Console()
+    try:
+        cfg, ds = load_research_config(config)
+        if cfg.model is None or cfg.walkforward is None:
+            raise ConfigError(f"{config}: walkforward needs the 'model' and 'walkforward' sections")
+        wf = cfg.walkforward
+        _, bars = load_events(ds.catalog, ds.sources[0].dataset)
+        frame = _labels(cfg, ds.model_copy(update={"sources": ds.sources[:1]}))
+        if "ret" in frame.columns:
+            ret = np.full(len(bars), np.nan)
+            t1 = np.full(len(bars), -1, dtype=np.int64)
+            ret[frame["index"].to_numpy()] = frame["ret"].to_numpy()
+            t1[frame["index"].to_numpy()] = frame["t1"].to_numpy()
+        else:
+            h = cfg.labels.horizons[-1]
+            ret, t1 = frame[f"fwd_{h}"].to_numpy(), frame[f"t1_{h}"].to_numpy()
+        with _progress(console) as progress:
+            task = progress.add_task("walk-forward: training", total=None)
+            step = lambda done, total: progress.update(task, completed=done, total=total)  # noqa: E731
+            result = walk_forward(bars, wf.instrument.to_instrument(), ds.features, cfg.model.columns, ret, t1,
+                                  make_estimator(cfg.model), retrain_every=wf.retrain_every,
+                                  retrain_every_ns=wf.retrain_every_ns,
+                                  min_train=wf.min_train, quantity=wf.quantity, upper=wf.upper, lower=wf.lower,
+                                  mode=wf.mode, venue=wf.venue, initial_cash=wf.initial_cash, seed=wf.seed,
+                                  on_segment=step)
+        target = _out_dir(out, config)
+        write_parquet(result.segments, target / "walkforward_segments.parquet")
+        write_parquet(result.equity, target / "walkforward_equity.parquet")
+        write_parquet(result.fills, target / "walkforward_fills.parquet")
+        summary = result.summary()
+        _write_json({"summary": summary, "segments": result.segments.to_dict(orient="records")},
+                    target / "walkforward.json")
+    except TradebusError as exc:
+        _fail(exc)
+    console.print(_table(f"walk-forward -> {target}", summary))
+
+
+@research_app.command()
+def lookahead(
+    config: Annotated[Path, typer.Argument(help="Backtest config (YAML).", show_default=False)],
+    cuts: Annotated[int, typer.Option(help="Number of random cut times.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the cuts and perturbations.")] = 0,
+    out: OutOption = None,
+) -> None:
+    """Perturb the data after random cuts and report any feature, model output or decision that changed before."""
+    from tradebus.research.lookahead import check_config
+
+    console = Console()
+    try:
+        with _progress(console) as progress:
+            task = progress.add_task("lookahead: runs", total=cuts + 1)
+            report = check_config(config, n_cuts=cuts, seed=seed, on_run=lambda: progress.advance(task))
+        path = _write_json(report.to_dict(), _out_dir(out, config) / "lookahead.json")
+    except TradebusError as exc:
+        _fail(exc)
+    console.print(_table(f"lookahead -> {path}", {"cuts": len(report.cuts), "records checked": report.records_checked,
+                                                  "violations": len(report.violations)}))
+    if not report.ok:
+        first = report.violations[0]
+        console.print(f"[bold red]lookahead:[/] {first['kind']} at {first['ts']} ({first['key']}) changed when "
+                      f"data after {first['cut']} changed", highlight=False)
+        raise typer.Exit(LOOKAHEAD_FOUND)
+
+
+@research_app.command()
+def alpha(
+    config: ConfigArg,
+    backtest: Annotated[Path | None, typer.Option(help="Backtest config for PSR, Monte Carlo and cost stress.")] = None,
+    trials: Annotated[int, typer.Option(help="Number of strategy variants tried (deflated Sharpe).")] = 1,
+    out: OutOption = None,
+) -> None:
+    """IC per horizon, ICIR, decay, turnover, quantile returns; with --backtest: PSR/DSR, Monte Carlo, cost stress."""
+    from tradebus.research import alpha as reports
+    from tradebus.research.config import load_research_config
+    from tradebus.research.dataset import build_dataset, load_events
+    from tradebus.research.labels import forward_returns
+
+    console = Console()
+    try:
+        cfg, ds = load_research_config(config)
+        if cfg.alpha is None:
+            raise ConfigError(f"{config}: alpha needs the 'alpha' section")
+        with console.status("alpha: features and forward returns"):
+            frame = build_dataset(ds.model_copy(update={"start_ns": None, "end_ns": None}))
+            fwd = pd.concat([forward_returns(load_events(ds.catalog, s.dataset)[1], cfg.alpha.horizons)
+                             .assign(instrument=s.instrument) for s in ds.sources], ignore_index=True)
+            merged = frame.merge(fwd, on=["instrument", "ts_event"], how="left")
+        by = merged["ts_event"] if len(ds.sources) > 1 else None
+        payload: dict[str, Any] = {"factors": {}}
+        for factor in cfg.alpha.factors:
+            if factor not in merged.columns:
+                raise ConfigError(f"{config}: alpha.factors: no dataset column {factor!r}")
+            forwards = {h: merged[f"fwd_{h}"] for h in cfg.alpha.horizons}
+            payload["factors"][factor] = {
+                "ic": reports.ic_summary(merged[factor], forwards, by, cfg.alpha.period).to_dict(orient="records"),
+                "turnover": reports.factor_turnover(merged[factor], by=by, instrument=merged["instrument"] if by is not None else None),
+                "quantile_returns": reports.quantile_returns(
+                    merged[factor], merged[f"fwd_{cfg.alpha.horizons[0]}"], cfg.alpha.quantiles).to_dict(orient="records"),
+            }
+        if backtest is not None:
+            payload["backtest"] = _backtest_robustness(backtest, trials)
+        path = _write_json(payload, _out_dir(out, config) / "alpha.json")
+    except TradebusError as exc:
+        _fail(exc)
+    table = Table(title=f"alpha -> {path}")
+    for col in ("factor", "horizon", "IC", "ICIR", "n"):
+        table.add_column(col, justify="right")
+    for factor, rep in payload["factors"].items():
+        for row in rep["ic"]:
+            table.add_row(factor, str(row["horizon"]), f"{row['ic_mean']:.4f}", f"{row['icir']:.3f}", str(row["n"]))
+    console.print(table)
+    if "backtest" in payload:
+        console.print(_table("backtest robustness", {k: v for k, v in payload["backtest"].items() if not isinstance(v, (dict, list))}))
+
+
+def _backtest_robustness(config: Path, trials: int) -> dict[str, Any]:
+    from tradebus.cli import build_kernel, build_replay
+    from tradebus.config import load_config
+    from tradebus.research import alpha as reports
+
+    run_config = load_config(config)
+    result = build_kernel(run_config).run(build_replay(run_config))
+    equity = np.array([e.equity for e in result.equity])
+    returns = equity[1:] / equity[:-1] - 1.0
+    realised = _round_trip_pnl(result)
+    out: dict[str, Any] = {"probabilistic_sharpe": reports.probabilistic_sharpe_ratio(returns)}
+    if trials > 1:
+        # without the trials' own Sharpe ratios, their spread is taken as the estimator's
+        # sampling variance under the null, 1 / (n - 1)
+        out["deflated_sharpe"] = reports.deflated_sharpe_ratio(returns, n_trials=trials,
+                                                                sr_variance=1.0 / max(len(returns) - 1, 1))
+    out["bootstrap"] = reports.bootstrap_ci(returns)
+    out["trade_shuffle"] = reports.trade_shuffle(realised, run_config.initial_cash)
+    out["cost_stress"] = reports.cost_stress(config).to_dict(orient="records")
+    return out
+
+
+def _round_trip_pnl(result: Any) -> np.ndarray:
+    """Realised PnL per closing fill (average-cost accounting per instrument, fees included)."""
+    position: dict[str, float] = {}
+    cost: dict[str, float] = {}
+    pnl = []
+    for f in result.fills:
+        qty = f.quantity if f.side == "BUY" else -f.quantity
+        pos = position.get(f.instrument_id, 0.0)
+        avg = cost.get(f.instrument_id, 0.0)
+        realised = -f.fee
+        if pos and (pos > 0) != (qty > 0):
+            closed = min(abs(qty), abs(pos)) * (1 if pos > 0 else -1)
+            realised += closed * (f.price - avg)
+        new = pos + qty
+        if new == 0:
+            cost[f.instrument_id] = 0.0
+        elif pos == 0 or (pos > 0) != (new > 0):
+            cost[f.instrument_id] = f.price
+        elif (pos > 0) == (qty > 0):
+            cost[f.instrument_id] = (avg * abs(pos) + f.price * abs(qty)) / abs(new)
+        position[f.instrument_id] = new
+        pnl.append(realised)
+    return np.asarray(pnl, dtype=np.float64)

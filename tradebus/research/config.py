@@ -1,0 +1,180 @@
+"""The research config: one YAML file whose sections drive ``tradebus research ...``.
+
+Example (``configs/research_btc.yaml``)::
+
+    dataset:                      # tradebus.research.dataset.DatasetConfig
+      catalog: ../data/catalog
+      sources: [{instrument: BTC-USD.COINBASE, dataset: coinbase/spot/BTC-USD/bars_4h}]
+      features: [{name: r, kind: log_ret, input: close}, ...]
+    labels:   {method: triple_barrier, vol_method: ewm, vol_span: 20, pt: 1.5, sl: 1.0, max_bars: 12}
+    cv:       {method: kfold, n_splits: 5, embargo: 0.01}
+    model:    {kind: xgboost, columns: [vol, rsi], params: {n_estimators: 50, max_depth: 3}}
+    walkforward: {retrain_every: 500, min_train: 2000, quantity: 0.5, instrument: {...}}
+    alpha:    {factors: [rsi, z], horizons: [1, 6, 24], period: 200}
+
+Relative paths are resolved against the config file's directory. Unknown keys are
+errors naming the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tradebus.config import InstrumentConfig, parse_duration
+from tradebus.errors import ConfigError
+from tradebus.execution.config import VenueConfig
+from tradebus.research.dataset import DatasetConfig
+from tradebus.research.dataset import load_config as load_dataset_config
+
+__all__ = ["ResearchConfig", "load_research_config", "make_estimator"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LabelsConfig(_Model):
+    """How labels are built per instrument (on the base dataset's bars)."""
+
+    method: Literal["forward", "triple_barrier"] = "triple_barrier"
+    horizons: list[int] = Field(default_factory=lambda: [1])
+    kind: Literal["raw", "log", "bps"] = "raw"
+    clip_quantile: float | None = None
+    vol_method: Literal["ewm", "atr"] = "ewm"
+    vol_span: int = Field(default=20, gt=1)
+    pt: float = Field(default=1.0, gt=0)
+    sl: float = Field(default=1.0, gt=0)
+    max_bars: int | None = Field(default=12, gt=0)
+    side: Literal[1, -1] = 1
+    tie_break: Literal["stop", "profit", "open"] = "stop"
+    cusum: float | None = Field(default=None, gt=0, description="CUSUM threshold as a multiple of the volatility")
+
+
+class CVConfig(_Model):
+    """The splitter."""
+
+    method: Literal["kfold", "walkforward", "cpcv"] = "kfold"
+    n_splits: int = Field(default=5, ge=2)
+    embargo: float = Field(default=0.0, ge=0)
+    n_test_folds: int = Field(default=2, ge=1)
+    test_size: int | None = Field(default=None, gt=0)
+    train_size: int | None = Field(default=None, gt=0)
+    expanding: bool = True
+    gap: int = Field(default=0, ge=0)
+
+
+class ModelConfig(_Model):
+    """The estimator and the feature columns it reads."""
+
+    kind: Literal["xgboost", "logistic", "random_forest"] = "xgboost"
+    columns: list[str] = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class WalkForwardConfig(_Model):
+    """Walk-forward retraining of the model on the first dataset source."""
+
+    instrument: InstrumentConfig
+    retrain_every: int | None = Field(default=None, gt=0, description="segment length in bars")
+    retrain_every_time: str | None = Field(default=None, description="segment length as a duration ('30d')")
+    min_train: int = Field(gt=0)
+    quantity: float = Field(gt=0)
+    upper: float = 0.55
+    lower: float = 0.45
+    mode: Literal["long_only", "long_short"] = "long_only"
+    venue: VenueConfig = Field(default_factory=VenueConfig)
+    initial_cash: float = Field(default=100_000.0, gt=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_period(self) -> WalkForwardConfig:
+        if (self.retrain_every is None) == (self.retrain_every_time is None):
+            raise ValueError("give one of retrain_every (bars) and retrain_every_time (a duration)")
+        if self.retrain_every_time is not None:
+            parse_duration(self.retrain_every_time)
+        return self
+
+    @property
+    def retrain_every_ns(self) -> int | None:
+        """The time period in ns, if given."""
+        return None if self.retrain_every_time is None else parse_duration(self.retrain_every_time)
+
+
+class AlphaConfig(_Model):
+    """Factor reports: which dataset columns, horizons (bars) and IC block length."""
+
+    factors: list[str] = Field(min_length=1)
+    horizons: list[int] = Field(default_factory=lambda: [1, 6, 24])
+    period: int = Field(default=200, ge=3)
+    quantiles: int = Field(default=5, ge=2)
+
+
+class ResearchConfig(_Model):
+    """Every section of a research config (only ``dataset`` is required)."""
+
+    dataset: dict[str, Any]
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    cv: CVConfig = Field(default_factory=CVConfig)
+    model: ModelConfig | None = None
+    walkforward: WalkForwardConfig | None = None
+    alpha: AlphaConfig | None = None
+
+    def dataset_config(self, base: Path) -> DatasetConfig:
+        """The validated ``dataset`` section (catalog resolved against ``base``)."""
+        return load_dataset_config(self.dataset, base)
+
+
+def load_research_config(path: str | Path) -> tuple[ResearchConfig, DatasetConfig]:
+    """Read and validate a research config file.
+
+    Raises
+    ------
+    ConfigError
+        Missing file, bad YAML, or an invalid field (named, with the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a research config is a mapping with a 'dataset' section")
+    try:
+        config = ResearchConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}" for e in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from None
+    try:
+        dataset = config.dataset_config(path.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return config, dataset
+
+
+def make_estimator(config: ModelConfig) -> Any:
+    """A fresh estimator of the configured kind (single-threaded, seeded)."""
+    params = dict(config.params)
+    if config.kind == "xgboost":
+        from xgboost import XGBClassifier
+
+        params.setdefault("n_jobs", 1)
+        params.setdefault("random_state", 0)
+        return XGBClassifier(**params)
+    if config.kind == "random_forest":
+        from sklearn.ensemble import RandomForestClassifier
+
+        params.setdefault("n_jobs", 1)
+        params.setdefault("random_state", 0)
+        return RandomForestClassifier(**params)
+    from sklearn.linear_model import LogisticRegression
+
+    params.setdefault("max_iter", 1000)
+    return LogisticRegression(**params)

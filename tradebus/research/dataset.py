@@ -1,0 +1,248 @@
+"""Research datasets: the feature bank run in batch over catalog data.
+
+A dataset row holds, for one instrument and one event (bar close or trade), the
+feature values a live strategy sees after that event: the rows come from
+:meth:`~tradebus.features.bank.FeatureBank.run_bars` / ``run_trades``, which call
+the same compiled step kernels as the live ``update_*`` calls, so they are equal
+bit for bit (pinned by ``tests/research/test_research_dataset.py`` against a backtest).
+
+Several timeframes
+------------------
+Features of a slower timeframe (say 1d bars next to 4h bars) are computed on
+their own bars and joined to a faster row only once the slower bar has closed:
+bars carry their *close* time in ``ts_event``, and a slow row is joined to every
+fast row whose ``ts_event`` is at or after it (``pandas.merge_asof``, backward).
+A slow bar closing at the same instant as a fast bar is therefore visible on that
+fast row, as it is to a live strategy that receives both bars at that time.
+Slow columns are named ``<timeframe>:<column>``.
+
+Labels (forward-looking columns) never enter this frame: :mod:`tradebus.research.labels`
+builds them in a separate frame keyed by the same ``(instrument, ts_event)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tradebus.data.catalog import Catalog
+from tradebus.errors import ConfigError, DataError
+from tradebus.features.bank import FeatureBank
+from tradebus.features.spec import FeatureSpec, load_specs
+
+__all__ = [
+    "DatasetConfig",
+    "SourceConfig",
+    "align_timeframe",
+    "build_dataset",
+    "feature_frame",
+    "load_config",
+    "load_events",
+    "write_parquet",
+]
+
+_BAR_FIELDS = ("open", "high", "low", "close", "volume")
+_TRADE_FIELDS = ("price", "size", "side")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _split_dataset(value: str) -> tuple[str, str, str, str]:
+    parts = value.split("/")
+    if len(parts) != 4 or not all(parts):
+        raise ValueError(f"dataset {value!r} must be 'venue/market/symbol/name'")
+    return parts[0], parts[1], parts[2], parts[3]
+
+
+class SourceConfig(_Model):
+    """One instrument: its base dataset and, per extra timeframe, the dataset of that timeframe."""
+
+    instrument: str = Field(min_length=1)
+    dataset: str
+    timeframes: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("dataset")
+    @classmethod
+    def _four_parts(cls, value: str) -> str:
+        _split_dataset(value)
+        return value
+
+    @field_validator("timeframes")
+    @classmethod
+    def _four_parts_each(cls, value: dict[str, str]) -> dict[str, str]:
+        for dataset in value.values():
+            _split_dataset(dataset)
+        return value
+
+
+class DatasetConfig(_Model):
+    """What :func:`build_dataset` builds (the ``dataset`` section of a research config).
+
+    Parameters
+    ----------
+    catalog
+        Catalog root.
+    sources
+        Instruments and their datasets.
+    features
+        Feature specs computed on the base dataset of every instrument.
+    timeframes
+        Feature specs per extra timeframe (keys of ``SourceConfig.timeframes``).
+    start_ns, end_ns
+        Keep base rows with ``start_ns <= ts_event < end_ns`` (features are warmed
+        up on the earlier rows).
+    """
+
+    catalog: Path
+    sources: list[SourceConfig] = Field(min_length=1)
+    features: list[dict[str, Any]] = Field(min_length=1)
+    timeframes: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
+    start_ns: int | None = None
+    end_ns: int | None = None
+
+
+def load_config(data: Mapping[str, Any], base: Path | None = None) -> DatasetConfig:
+    """Validate a dataset config mapping; relative ``catalog`` paths are resolved against ``base``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the field (``dataset.sources.0.dataset: ...``).
+    """
+    try:
+        config = DatasetConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"dataset.{'.'.join(str(p) for p in e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise ConfigError(problems) from None
+    for source in config.sources:
+        for name in source.timeframes:
+            if name not in config.timeframes:
+                raise ConfigError(f"dataset.sources: timeframe {name!r} of {source.instrument} has no features")
+    if base is not None and not config.catalog.is_absolute():
+        config = config.model_copy(update={"catalog": (base / config.catalog).resolve()})
+    return config
+
+
+def load_events(catalog: Catalog | str | Path, dataset: str) -> tuple[str, pd.DataFrame]:
+    """Read a whole catalog dataset (``venue/market/symbol/name``) as ``(kind, frame)``.
+
+    Trades get a float ``side`` column (+1 buy, -1 sell, 0 unknown) from ``aggressor``.
+
+    Raises
+    ------
+    DataError
+        The dataset does not exist or its manifest is invalid.
+    """
+    cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
+    venue, market, symbol, name = _split_dataset(dataset)
+    if not cat.exists(venue, market, symbol, name):
+        raise DataError(f"no dataset {dataset!r} in catalog {cat.root}")
+    kind = cat.manifest(venue, market, symbol, name).kind
+    frame = cat.read(venue, market, symbol, name).to_pandas()
+    if kind == "trades":
+        frame["side"] = frame["aggressor"].astype(np.float64)
+    return kind, frame
+
+
+def feature_frame(events: pd.DataFrame, kind: str, specs: Sequence[FeatureSpec | Mapping[str, Any]]) -> pd.DataFrame:
+    """Features after every event of ``events`` (bars or trades), with its ``ts_event`` column first.
+
+    The values are those of :func:`~tradebus.features.batch.compute_features` (the bank's
+    batch runner); the result matrix becomes the frame without a copy, which keeps a
+    dataset build within 1.5x of the bare batch run (``bench/research.py``).
+    """
+    bank = FeatureBank(specs)
+    fields = _BAR_FIELDS if kind == "bars" else _TRADE_FIELDS
+    missing = [f for f in fields if f not in events.columns]
+    if missing:
+        raise DataError(f"{kind} frame lacks column(s) {missing}")
+    ts = events["ts_event"].to_numpy(dtype=np.int64)
+    columns = [events[f].to_numpy(dtype=np.float64) for f in fields]
+    out = bank.run_bars(ts, *columns) if kind == "bars" else bank.run_trades(ts, *columns)
+    frame = pd.DataFrame(out, columns=pd.Index(bank.columns, dtype=object), copy=False)
+    frame.insert(0, "ts_event", ts)
+    return frame
+
+
+def align_timeframe(base: pd.DataFrame, slow: pd.DataFrame, prefix: str) -> pd.DataFrame:
+    """Join ``slow`` feature rows to ``base`` rows without lookahead.
+
+    Every base row gets the last slow row whose ``ts_event`` (bar close) is at or
+    before its own ``ts_event``; NaN before the first slow bar closed.
+
+    Parameters
+    ----------
+    base, slow
+        Frames with an int64 ``ts_event`` column, sorted by it.
+    prefix
+        Slow columns are renamed ``<prefix>:<column>``.
+    """
+    renamed = slow.rename(columns={c: f"{prefix}:{c}" for c in slow.columns if c != "ts_event"})
+    joined = pd.merge_asof(
+        base[["ts_event"]].reset_index(), renamed, on="ts_event", direction="backward", allow_exact_matches=True
+    ).set_index("index")
+    joined.index.name = base.index.name
+    return pd.concat([base, joined.drop(columns="ts_event")], axis=1)
+
+
+def build_dataset(config: DatasetConfig) -> pd.DataFrame:
+    """Features of every instrument of ``config``, one row per base event.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``instrument`` (categorical), ``ts_event`` (int64 ns), then the base features, then
+        ``<timeframe>:<column>`` per extra timeframe; rows sorted by ``(ts_event,
+        instrument)`` (stable in source order).
+
+    Raises
+    ------
+    DataError
+        A dataset is missing or unreadable (named).
+    """
+    catalog = Catalog(config.catalog)
+    specs = load_specs(config.features)
+    ids = list(dict.fromkeys(source.instrument for source in config.sources))
+    frames = []
+    for source in config.sources:
+        kind, events = load_events(catalog, source.dataset)
+        frame = feature_frame(events, kind, specs)
+        for name, dataset in source.timeframes.items():
+            slow_kind, slow_events = load_events(catalog, dataset)
+            frame = align_timeframe(frame, feature_frame(slow_events, slow_kind, config.timeframes[name]), name)
+        if config.start_ns is not None or config.end_ns is not None:
+            ts = frame["ts_event"].to_numpy()
+            lo = 0 if config.start_ns is None else int(np.searchsorted(ts, config.start_ns, side="left"))
+            hi = len(ts) if config.end_ns is None else int(np.searchsorted(ts, config.end_ns, side="left"))
+            frame = frame.iloc[lo:hi].reset_index(drop=True)
+        # a categorical shared by every source: no n-element array of strings, and concat keeps it
+        code = ids.index(source.instrument)
+        frame.insert(0, "instrument", pd.Categorical.from_codes(np.full(len(frame), code, dtype=np.int16), ids))
+        frames.append(frame)
+    out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
+    if len(frames) > 1:
+        out = out.sort_values("ts_event", kind="stable").reset_index(drop=True)
+    return out
+
+
+def write_parquet(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write a dataset or label frame to Parquet (atomically: a temporary file renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
+    tmp.replace(path)
+    return path
+
