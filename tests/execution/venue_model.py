@@ -247,7 +247,7 @@ class Rig:
 
 
 def build_rig(timeouts: OrderTimeouts | None = None) -> Rig:
-    inst = Instrument("BINANCE", "BTCUSDT", tick_size=0.01, lot_size=0.001)
+    inst = Instrument("BINANCE", "BTCUSDT", tick_size=0.01, lot_size=0.001, margin=True)
     instruments = {IID: inst}
     bus = MessageBus()
     clock = SimulatedClock(1_000)

@@ -131,7 +131,9 @@ async def test_daemon_killed_mid_run_restarts_from_its_journal_without_duplicate
     assert coids[len(submitted) :] == [second_ids.next("TickEmaCross") for _ in coids[len(submitted) :]]
     # Journaled fills of the killed process reach the outputs of the restarted one.
     fills_csv = (out / "fills.csv").read_text().splitlines()
-    journaled = {msgspec.msgpack.decode(r[3])["trade_id"] for r in after if r[1] == "OrderFilled"}
+    # The simulated venue numbers its trades from 1 in each process: a fill is (order, trade id).
+    decoded = [msgspec.msgpack.decode(r[3]) for r in after if r[1] == "OrderFilled"]
+    journaled = {(f["client_order_id"], f["trade_id"]) for f in decoded}
     assert len(fills_csv) - 1 == len(journaled) == summary["fills"]
     resolved = [msgspec.msgpack.decode(r[3]) for r in after if r[1] == "OrderResolved"]
     assert [r["client_order_id"] for r in resolved] == open_at_kill
