@@ -60,6 +60,7 @@ from loguru import logger
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.cache import Cache, FeatureView
 from tradebus.engine.clock import Clock, SimulatedClock
+from tradebus.engine.history import History
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     Bar,
@@ -92,6 +93,7 @@ from tradebus.features.spec import FeatureSpec
 from tradebus.risk.config import RiskConfig
 from tradebus.risk.gate import RiskGate
 from tradebus.strategies.base import Strategy
+from tradebus.strategies.context import KernelContext
 
 if TYPE_CHECKING:
     from tradebus.execution.journal import Journal
@@ -267,6 +269,13 @@ class Kernel:
         self.cache = Cache(self.portfolio, self.orders)
         self.strategies: list[Strategy] = []
         self.banks: dict[str, FeatureBank] = {}
+        #: ``instrument_id -> History`` of the instruments whose history a strategy asked for.
+        self.histories: dict[str, History] = {}
+        #: What the strategies see of this kernel (their narrow view of the run).
+        self.context = KernelContext(
+            self.clock, self.instruments, self.portfolio, self.orders, self.cache, self.banks,
+            self.submit, self.cancel, self.modify, self.equity, self.histories, {},
+        )  # fmt: skip
         self.result = RunResult(tuple(self.instruments), self.portfolio.initial_cash)
         self._extra_features = tuple(features)
         self._equity_interval = equity_interval_ns
@@ -305,7 +314,7 @@ class Kernel:
         unknown = [iid for iid in strategy.instrument_ids if iid not in self.instruments]
         if unknown:
             raise ConfigError(f"strategy {strategy.strategy_id!r}: unknown instrument(s) {unknown}")
-        strategy.bind(self)
+        strategy.bind(self.context)
         self.strategies.append(strategy)
 
     def start(self) -> None:
@@ -325,6 +334,11 @@ class Kernel:
                 view = FeatureView(bank.columns)
                 view.row = self._live_outputs(bank)
                 self.cache.feature_views[iid] = view
+            sizes = [s.history_sizes(iid) for s in self.strategies if iid in s.instrument_ids]
+            bars = max((size.get("bars", 0) for size in sizes), default=0)
+            trades = max((size.get("trades", 0) for size in sizes), default=0)
+            if bars or trades:
+                self.histories[iid] = History(bars, trades)
         for strategy in self.strategies:
             self._subscribe(strategy)
         for strategy in self.strategies:
@@ -453,6 +467,9 @@ class Kernel:
         bank = self.banks.get(iid)
         if bank is not None:
             bank.update_bar(bar.ts_event, bar.open, bar.high, bar.low, bar.close, bar.volume)
+        history = self.histories.get(iid)
+        if history is not None:
+            history.append_bar(bar.ts_event, bar.open, bar.high, bar.low, bar.close, bar.volume)
         self._count_bar(bar.ts_init, bar.ts_event)
         self.bus.publish(bar)
 
@@ -464,6 +481,9 @@ class Kernel:
         bank = self.banks.get(iid)
         if bank is not None:
             bank.update_trade(trade.ts_event, trade.price, trade.size, float(trade.aggressor))
+        history = self.histories.get(iid)
+        if history is not None:
+            history.append_trade(trade.ts_event, trade.price, trade.size, float(trade.aggressor))
         self._count_trade(trade.ts_init, trade.ts_event)
         self.bus.publish(trade)
 
@@ -579,6 +599,9 @@ class Kernel:
         # Historical bars usually have ts_event == ts_init: share the int objects.
         ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
         deliver = _fan_out(self.bus.handlers(Bar, iid))
+        history = self.histories.get(iid)
+        if history is not None:
+            deliver = _recording(history, deliver)
         execution_on_bar = self.execution.on_bar
         cache_bars = self.cache.bars
         cache_prices = self.cache.prices
@@ -756,6 +779,17 @@ def _fan_out(handlers: tuple[Callable[[Any], None], ...]) -> Callable[[Any], Non
             handler(msg)
 
     return deliver
+
+
+def _recording(history: History, deliver: Callable[[Bar], None]) -> Callable[[Bar], None]:
+    """``deliver`` preceded by appending the bar to the instrument's history window."""
+    append = history.append_bar
+
+    def record_and_deliver(bar: Bar) -> None:
+        append(bar.ts_event, bar.open, bar.high, bar.low, bar.close, bar.volume)
+        deliver(bar)
+
+    return record_and_deliver
 
 
 def _only_for(strategy_id: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:

@@ -17,6 +17,21 @@ so they cost nothing.
 Parameters coming from a run config are validated by the class attribute
 ``Params`` (a pydantic model, unknown keys rejected) and by
 :meth:`Strategy.check_params` against the instruments.
+
+The run as the strategy sees it is a narrow :class:`~tradebus.strategies.context.StrategyContext`
+(:attr:`Strategy.ctx`), never the kernel. On top of it the base class offers:
+
+* history windows: :meth:`Strategy.history_sizes` says how many bars/trades to keep per
+  instrument; :meth:`Strategy.bars` / :meth:`Strategy.trades` return them as numpy arrays
+  ending at the event being handled;
+* :meth:`Strategy.modify` (price, quantity or trigger of a working order);
+* timers: :meth:`Strategy.set_timer` (every N, from an optional start) and
+  :meth:`Strategy.set_alert` (once, at a time) call :meth:`Strategy.on_timer`; they run on
+  the run's clock, so a backtest fires them at simulated times, deterministically, before
+  the first event at or after them, and paper/live runs fire them on the wall clock;
+* sizing: :meth:`Strategy.quantity_for_notional`, :meth:`Strategy.quantity_for_weight`,
+  :meth:`Strategy.quantity_for_risk` and :meth:`Strategy.target_weight` (reusable sizers
+  live in :mod:`tradebus.strategies.sizing`).
 """
 
 from __future__ import annotations
@@ -25,7 +40,7 @@ import functools
 import importlib
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -37,6 +52,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     Bar,
     CancelOrder,
+    ModifyOrder,
     OrderAccepted,
     OrderCanceled,
     OrderDenied,
@@ -51,6 +67,7 @@ from tradebus.engine.messages import (
     PositionChanged,
     Quote,
     SubmitOrder,
+    TimeEvent,
     TimeInForce,
     Trade,
 )
@@ -59,8 +76,9 @@ from tradebus.errors import ConfigError, OrderError
 if TYPE_CHECKING:
     from tradebus.engine.cache import Cache, FeatureView
     from tradebus.engine.clock import Clock
-    from tradebus.engine.kernel import Kernel
+    from tradebus.engine.history import BarWindow, History, TradeWindow
     from tradebus.features.spec import FeatureSpec
+    from tradebus.strategies.context import StrategyContext
 
 __all__ = ["BUILTIN_STRATEGIES", "DATA_HANDLERS", "NoParams", "Strategy", "resolve_strategy"]
 
@@ -106,7 +124,7 @@ class Strategy:
         self.instrument_id: str = ids[0]
         self.strategy_id: str = strategy_id or type(self).__name__
         self.log = logger.bind(strategy=self.strategy_id)
-        self._kernel: Kernel | None = None
+        self._kernel: StrategyContext | None = None
 
     # ------------------------------------------------------------------ construction
 
@@ -144,18 +162,30 @@ class Strategy:
         """Features this strategy needs on ``instrument_id`` (added to its feature bank)."""
         return ()
 
-    def bind(self, kernel: Kernel) -> None:
-        """Attach to the kernel that runs this strategy (called by :meth:`Kernel.add_strategy`)."""
-        if self._kernel is not None and self._kernel is not kernel:
-            raise ConfigError(f"strategy {self.strategy_id!r} is already attached to another kernel")
-        self._kernel = kernel
+    def history_sizes(self, instrument_id: str) -> Mapping[str, int]:
+        """How many ``"bars"`` and ``"trades"`` of ``instrument_id`` to keep for :meth:`bars`/:meth:`trades`.
+
+        Default: none. The kernel keeps, per instrument, the largest size any strategy asks for.
+        """
+        return {}
+
+    def bind(self, context: StrategyContext) -> None:
+        """Attach to the run's context (called by the kernel's ``add_strategy``)."""
+        if self._kernel is not None and self._kernel is not context:
+            raise ConfigError(f"strategy {self.strategy_id!r} is already attached to another run")
+        self._kernel = context
 
     @property
-    def kernel(self) -> Kernel:
-        """The kernel running this strategy."""
+    def ctx(self) -> StrategyContext:
+        """The run as this strategy sees it (clock, orders, portfolio, features, book, history)."""
         if self._kernel is None:
             raise ConfigError(f"strategy {self.strategy_id!r} is not attached to a kernel")
         return self._kernel
+
+    @property
+    def kernel(self) -> StrategyContext:
+        """The same as :attr:`ctx` (the name strategies used before the context existed)."""
+        return self.ctx
 
     # ------------------------------------------------------------------ handlers
 
@@ -204,6 +234,9 @@ class Strategy:
     def on_position_changed(self, event: PositionChanged) -> None:
         """The net position of one of the strategy's instruments changed."""
 
+    def on_timer(self, event: TimeEvent) -> None:
+        """A timer or alert of this strategy fired (``event.name`` as given to :meth:`set_timer`)."""
+
     # ------------------------------------------------------------------ context
 
     @property
@@ -231,6 +264,110 @@ class Strategy:
     def features(self, instrument_id: str | None = None) -> FeatureView:
         """The instrument's current feature values (as of the last event, never later)."""
         return self.kernel.cache.features(instrument_id or self.instrument_id)
+
+    def book(self, instrument_id: str | None = None) -> Any | None:
+        """The instrument's order book, or ``None`` where the run keeps none."""
+        return self.ctx.book(instrument_id or self.instrument_id)
+
+    def history(self, instrument_id: str | None = None) -> History:
+        """The instrument's :class:`~tradebus.engine.history.History` (see :meth:`history_sizes`)."""
+        return self.ctx.history(instrument_id or self.instrument_id)
+
+    def bars(self, n: int | None = None, instrument_id: str | None = None) -> BarWindow:
+        """The last ``n`` bars of the instrument (default: all kept), oldest first, as numpy arrays.
+
+        The window ends at the event being handled: it never holds a later bar.
+        """
+        return self.history(instrument_id).bars(n)
+
+    def trades(self, n: int | None = None, instrument_id: str | None = None) -> TradeWindow:
+        """The last ``n`` trades of the instrument (default: all kept), oldest first, as numpy arrays."""
+        return self.history(instrument_id).trades(n)
+
+    # ------------------------------------------------------------------ timers
+
+    def _timer_name(self, name: str) -> str:
+        return f"{self.strategy_id}/{name}"
+
+    def _fire(self, event: TimeEvent) -> None:
+        name = event.name.partition("/")[2]
+        self.on_timer(TimeEvent(name, event.ts_event, event.ts_init))
+
+    def set_timer(
+        self, name: str, interval: str | int, *, start_ns: int | None = None, stop_ns: int | None = None
+    ) -> None:
+        """Call :meth:`on_timer` every ``interval`` (``"15m"``, ``"1h"`` or int ns).
+
+        The first firing is at ``start_ns + interval`` (default: now + interval), the last at or
+        before ``stop_ns``. Names are per strategy (two strategies may both use ``"rebalance"``).
+
+        Raises
+        ------
+        ConfigError
+            If the interval is not a positive duration or the name is taken.
+        """
+        self.ctx.clock.set_timer(self._timer_name(name), _duration_ns(interval), self._fire, start_ns, stop_ns)
+
+    def set_alert(self, name: str, at_ns: int) -> None:
+        """Call :meth:`on_timer` once at ``at_ns`` (ns since the epoch)."""
+        self.ctx.clock.set_alert(self._timer_name(name), at_ns, self._fire)
+
+    def cancel_timer(self, name: str) -> None:
+        """Cancel a timer or alert of this strategy (no error if unknown)."""
+        self.ctx.clock.cancel(self._timer_name(name))
+
+    # ------------------------------------------------------------------ sizing
+
+    def _price(self, instrument_id: str, price: float | None) -> float:
+        px = self.ctx.cache.price(instrument_id) if price is None else price
+        if not (px > 0 and math.isfinite(px)):
+            raise OrderError(f"{self.strategy_id}: no usable price for {instrument_id} to size an order (got {px!r})")
+        return px
+
+    def quantity_for_notional(self, instrument_id: str, notional: float, price: float | None = None) -> float:
+        """Base quantity worth ``notional`` (quote currency) at ``price`` (default: latest), whole lots down.
+
+        For a contract instrument the notional of one unit is ``price * contract_size``.
+        """
+        instrument = self.ctx.instruments[instrument_id]
+        unit = self._price(instrument_id, price) * getattr(instrument, "contract_size", 1.0)
+        return _round_lots(instrument, abs(notional) / unit)
+
+    def quantity_for_weight(self, instrument_id: str, weight: float, price: float | None = None) -> float:
+        """Base quantity worth ``|weight|`` of the current equity (``0.5``: half the equity)."""
+        return self.quantity_for_notional(instrument_id, abs(weight) * self.ctx.equity(), price)
+
+    def quantity_for_risk(
+        self,
+        instrument_id: str,
+        entry: float,
+        stop: float,
+        *,
+        risk: float | None = None,
+        risk_fraction: float | None = None,
+    ) -> float:
+        """Base quantity that loses ``risk`` (quote currency) or ``risk_fraction`` of equity if the stop is hit.
+
+        ``quantity = risk / |entry - stop|`` (per contract: times the contract size), whole lots down.
+
+        Raises
+        ------
+        OrderError
+            If not exactly one of ``risk`` and ``risk_fraction`` is given, or entry equals stop.
+        """
+        if (risk is None) == (risk_fraction is None):
+            raise OrderError(f"{self.strategy_id}: give exactly one of risk and risk_fraction")
+        distance = abs(entry - stop)
+        if not (distance > 0 and math.isfinite(distance)):
+            raise OrderError(f"{self.strategy_id}: entry {entry!r} and stop {stop!r} must differ")
+        amount = risk if risk is not None else risk_fraction * self.ctx.equity()  # type: ignore[operator]
+        instrument = self.ctx.instruments[instrument_id]
+        return _round_lots(instrument, abs(amount) / (distance * getattr(instrument, "contract_size", 1.0)))
+
+    def target_weight(self, instrument_id: str, weight: float, *, reason: str = "") -> str | None:
+        """Move the position to ``weight`` of equity (signed) with :meth:`target_position`."""
+        quantity = self.quantity_for_weight(instrument_id, weight)
+        return self.target_position(instrument_id, math.copysign(quantity, weight), reason=reason)
 
     # ------------------------------------------------------------------ orders
 
@@ -302,6 +439,35 @@ class Strategy:
         order = kernel.orders.order(client_order_id)
         now = kernel.clock.now_ns()
         kernel.cancel(CancelOrder(self.strategy_id, order.instrument_id, client_order_id, now, now, reason))
+
+    def modify(
+        self,
+        client_order_id: str,
+        *,
+        quantity: float | None = None,
+        price: float | None = None,
+        trigger_price: float | None = None,
+    ) -> None:
+        """Ask the venue to change a working order's quantity, limit price or trigger (``None``: unchanged).
+
+        The outcome arrives as ``on_order_modified`` (or ``on_order_denied``/``on_order_rejected``);
+        another strategy's order is denied.
+        """
+        ctx = self.ctx
+        order = ctx.orders.order(client_order_id)
+        now = ctx.clock.now_ns()
+        ctx.modify(
+            ModifyOrder(
+                self.strategy_id,
+                order.instrument_id,
+                client_order_id,
+                now,
+                now,
+                _NAN if quantity is None else quantity,
+                _NAN if price is None else price,
+                _NAN if trigger_price is None else trigger_price,
+            )
+        )
 
     def cancel_all(self, instrument_id: str | None = None, reason: str = "") -> int:
         """Cancel every working order of this strategy (on one instrument if given); returns the count."""
@@ -382,6 +548,15 @@ class Strategy:
             )
         )
         return client_order_id
+
+
+def _duration_ns(interval: str | int) -> int:
+    from tradebus.config import parse_duration
+
+    try:
+        return parse_duration(interval)
+    except ValueError as exc:
+        raise ConfigError(f"timer interval: {exc}") from None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -1,0 +1,117 @@
+"""What a strategy sees of the run: a narrow context instead of the kernel.
+
+A strategy reaches the run only through a :class:`StrategyContext`: the clock, the
+instruments, read access to the portfolio, orders, cache and feature banks, the
+order commands (submit, cancel, modify, each through the risk gate), the order book
+and the history windows of its instruments. The kernel builds one
+:class:`KernelContext` per run and hands it to every strategy
+(:meth:`~tradebus.strategies.base.Strategy.bind`); a test or another runner may
+hand in anything with the same attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from tradebus.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tradebus.engine.cache import Cache, FeatureView
+    from tradebus.engine.clock import Clock
+    from tradebus.engine.history import History
+    from tradebus.engine.instrument import Instrument
+    from tradebus.engine.messages import CancelOrder, ModifyOrder, SubmitOrder
+    from tradebus.engine.portfolio import Portfolio
+    from tradebus.execution.orders import OrderManager
+    from tradebus.features.bank import FeatureBank
+
+__all__ = ["KernelContext", "StrategyContext"]
+
+
+class StrategyContext(Protocol):
+    """The run as a strategy sees it (clock, orders, portfolio, features, book, history)."""
+
+    clock: Clock
+    instruments: Mapping[str, Instrument]
+    portfolio: Portfolio
+    orders: OrderManager
+    cache: Cache
+    banks: Mapping[str, FeatureBank]
+
+    def submit(self, cmd: SubmitOrder) -> None:
+        """Send a new order through the risk gate to the venue."""
+
+    def cancel(self, cmd: CancelOrder) -> None:
+        """Cancel a working order (only the strategy's own; another's is denied)."""
+
+    def modify(self, cmd: ModifyOrder) -> None:
+        """Modify a working order (only the strategy's own; another's is denied)."""
+
+    def equity(self) -> float:
+        """Portfolio equity at the latest prices."""
+
+    def features(self, instrument_id: str) -> FeatureView:
+        """The instrument's current feature values."""
+
+    def book(self, instrument_id: str) -> Any | None:
+        """The instrument's order book (``None`` where the run keeps none)."""
+
+    def history(self, instrument_id: str) -> History:
+        """The instrument's history windows (bars and trades asked for by the strategies)."""
+
+
+@dataclass(slots=True, frozen=True)
+class KernelContext:
+    """The kernel's :class:`StrategyContext`: its own objects and command methods, nothing else.
+
+    Parameters
+    ----------
+    clock, instruments, portfolio, orders, cache, banks
+        The run's objects (shared, not copied).
+    submit, cancel, modify, equity
+        The kernel's command methods.
+    histories
+        ``instrument_id -> History`` of the instruments whose history some strategy asked for.
+    books
+        ``instrument_id -> order book`` of the instruments with a book (filled by the runner
+        that keeps them, e.g. the paper daemon; empty in a bar backtest).
+    """
+
+    clock: Clock
+    instruments: Mapping[str, Instrument]
+    portfolio: Portfolio
+    orders: OrderManager
+    cache: Cache
+    banks: Mapping[str, FeatureBank]
+    submit: Callable[[SubmitOrder], None]
+    cancel: Callable[[CancelOrder], None]
+    modify: Callable[[ModifyOrder], None]
+    equity: Callable[[], float]
+    histories: Mapping[str, History]
+    books: dict[str, Any]
+
+    def features(self, instrument_id: str) -> FeatureView:
+        """The instrument's :class:`FeatureView` (see :meth:`Cache.features`)."""
+        return self.cache.features(instrument_id)
+
+    def book(self, instrument_id: str) -> Any | None:
+        """The instrument's order book, or ``None`` where the run keeps none."""
+        return self.books.get(instrument_id)
+
+    def history(self, instrument_id: str) -> History:
+        """The instrument's :class:`~tradebus.engine.history.History`.
+
+        Raises
+        ------
+        ConfigError
+            If no strategy asked for history of the instrument (see
+            :meth:`Strategy.history_sizes <tradebus.strategies.base.Strategy.history_sizes>`).
+        """
+        history = self.histories.get(instrument_id)
+        if history is None:
+            raise ConfigError(
+                f"no history kept for {instrument_id!r}: a strategy asks for it in history_sizes()"
+            )
+        return history
