@@ -39,13 +39,13 @@ from rich.table import Table
 from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
 from tradebus.data.replay import Replay, ReplaySource
-from tradebus.config import RunConfig, dump_config, load_config, parse_duration
+from tradebus.config import RunConfig, dump_config, load_config, parse_duration, strategy_entries
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import ConfigError, DataError, FeatureError, TradebusError
 from tradebus.reports.metrics import compute_metrics
 from tradebus.reports.writers import RunDirectory, write_run
 from tradebus.research.cli import research_app
-from tradebus.strategies.base import resolve_strategy
+from tradebus.strategies.base import build_strategies
 
 __all__ = ["LOG_LEVELS", "LazyProgress", "app", "check_log_level", "build_kernel", "build_replay", "main", "progress_for", "run_backtest", "setup_logging"]
 
@@ -162,9 +162,8 @@ def build_kernel(config: RunConfig) -> Kernel:
         features=config.features,
         equity_interval_ns=parse_duration(config.report.equity_interval),
     )
-    cls = resolve_strategy(config.strategy.name)
-    params = cls.Params.model_validate(config.strategy.params)
-    kernel.add_strategy(cls.from_params(config.strategy.instruments, params, config.strategy.id))
+    for strategy in build_strategies([entry for _, entry in strategy_entries(config)]):
+        kernel.add_strategy(strategy)
     return kernel
 
 

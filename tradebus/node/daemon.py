@@ -71,6 +71,7 @@ from tradebus.adapters.okx.config import OkxConfig
 from tradebus.adapters.okx.parse import BOOK_CHANNELS as OKX_BOOK_CHANNELS
 from tradebus.adapters.okx.parse import OkxParser
 from tradebus.adapters.okx.parse import book_key as okx_book_key
+from tradebus.config import strategy_entries
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import Clock, LiveClock
 from tradebus.engine.instrument import Instrument
@@ -100,7 +101,7 @@ from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import FeedConfig, PaperConfig, dump_paper_config, load_paper_config, venue_symbol
 from tradebus.risk.config import RiskConfig
 from tradebus.risk.gate import RiskGate
-from tradebus.strategies.base import resolve_strategy
+from tradebus.strategies.base import build_strategies
 
 if TYPE_CHECKING:
     from tradebus.reports.writers import RunDirectory
@@ -290,9 +291,8 @@ def build_paper_kernel(
         features=config.features,
         equity_interval_ns=config.report.equity_interval_ns,
     )
-    cls = resolve_strategy(config.strategy.name)
-    params = cls.Params.model_validate(config.strategy.params)
-    kernel.add_strategy(cls.from_params(config.strategy.instruments, params, config.strategy.id))
+    for strategy in build_strategies([entry for _, entry in strategy_entries(config)]):
+        kernel.add_strategy(strategy)
     return kernel, venue
 
 
@@ -862,7 +862,11 @@ class TradingNode:
             if not self._stop.is_set():
                 tasks = {asyncio.create_task(feed.run(), name=f"feed:{feed.name}"): feed for feed in self.feeds}
                 self.running.set()
-                logger.info("paper daemon running: {} feed(s), strategy {}", len(self.feeds), self.config.strategy.name)
+                logger.info(
+                    "paper daemon running: {} feed(s), strategies {}",
+                    len(self.feeds),
+                    ", ".join(entry.name for _, entry in strategy_entries(self.config)),
+                )
                 failure = await self._serve(tasks)
         finally:
             for sig in signals:

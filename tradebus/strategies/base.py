@@ -43,7 +43,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from loguru import logger
 from pydantic import BaseModel, ConfigDict
@@ -80,7 +80,7 @@ if TYPE_CHECKING:
     from tradebus.features.spec import FeatureSpec
     from tradebus.strategies.context import StrategyContext
 
-__all__ = ["BUILTIN_STRATEGIES", "DATA_HANDLERS", "NoParams", "Strategy", "resolve_strategy"]
+__all__ = ["BUILTIN_STRATEGIES", "DATA_HANDLERS", "NoParams", "Strategy", "StrategyEntry", "build_strategies", "resolve_strategy"]
 
 #: Built-in strategies by config name -> ``"module:Class"``.
 BUILTIN_STRATEGIES: dict[str, str] = {
@@ -563,6 +563,25 @@ def _duration_ns(interval: str | int) -> int:
 def _round_lots(instrument: Instrument, quantity: float) -> float:
     """``instrument.round_quantity`` memoised: strategies keep asking for the same sizes."""
     return instrument.round_quantity(quantity)
+
+
+class StrategyEntry(Protocol):
+    """One strategy of a run config (``strategy:`` or an item of ``strategies:``)."""
+
+    name: str
+    id: str | None
+    instruments: list[str]
+    params: dict[str, Any]
+
+
+def build_strategies(entries: Sequence[StrategyEntry], base: Path | None = None) -> list[Strategy]:
+    """The strategies of a validated run config, built from their entries in order."""
+    strategies = []
+    for entry in entries:
+        cls = resolve_strategy(entry.name, base)
+        params = cls.Params.model_validate(entry.params)
+        strategies.append(cls.from_params(entry.instruments, params, entry.id))
+    return strategies
 
 
 def resolve_strategy(name: str, base: Path | None = None) -> type[Strategy]:
