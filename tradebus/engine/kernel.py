@@ -183,6 +183,8 @@ class RunResult:
     submit_reasons: dict[str, str] = field(default_factory=dict)
     denials: list[OrderDenied] = field(default_factory=list)
     equity: list[EquitySample] = field(default_factory=list)
+    #: ``instrument_id -> latest price`` at the end of the run (marks the positions in attribution).
+    last_prices: dict[str, float] = field(default_factory=dict)
 
     @property
     def events(self) -> int:
@@ -735,6 +737,7 @@ class Kernel:
         if end is not None and (not self.result.equity or self.result.equity[-1].ts != end):
             self._sample(end)
         self.result.orders = self.orders.orders()
+        self.result.last_prices = dict(self.cache.prices)
         logger.debug(
             "kernel stopped: {} bars, {} trades, {} fills, equity {}",
             self.result.bars,

@@ -8,6 +8,9 @@ A run writes only its own files (:data:`OWN_FILES`, the one place that says whic
   ``equity.csv`` (:data:`EQUITY_COLUMNS`), ``metrics.json``
   (:func:`tradebus.reports.metrics.compute_metrics`) and ``config.yaml`` (the resolved
   config), for every kind of run;
+* ``attribution.csv`` (:data:`~tradebus.reports.attribution.ATTRIBUTION_COLUMNS`): each
+  strategy's fills, position, realised/unrealised PnL and fees per instrument, and its total
+  (:mod:`tradebus.reports.attribution`);
 * ``node.json`` for a paper run, ``playback.json`` for a replay.
 
 Clocks, one per column
@@ -68,6 +71,7 @@ from loguru import logger
 
 from tradebus.engine.kernel import RunResult
 from tradebus.errors import ConfigError
+from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.metrics import format_ns
 
 __all__ = [
@@ -83,7 +87,7 @@ __all__ = [
 
 RunKind = Literal["backtest", "paper", "replay"]
 
-_COMMON_FILES = ("fills.csv", "orders.csv", "equity.csv", "metrics.json", "config.yaml")
+_COMMON_FILES = ("fills.csv", "orders.csv", "equity.csv", "metrics.json", "config.yaml", "attribution.csv")
 #: The files each kind of run writes: the only files it ever creates or replaces.
 OWN_FILES: dict[RunKind, tuple[str, ...]] = {
     "backtest": _COMMON_FILES,
@@ -270,6 +274,16 @@ def write_run(
 
     with run_dir.open("equity.csv") as handle:
         _write_csv(handle, EQUITY_COLUMNS, equity_rows())
+    with run_dir.open("attribution.csv") as handle:
+        _write_csv(
+            handle,
+            ATTRIBUTION_COLUMNS,
+            (
+                (a.strategy_id, a.instrument, a.fills, a.bought, a.sold, a.position, a.avg_price, a.last_price,
+                 a.realized_pnl, a.unrealized_pnl, a.fees, a.net_pnl)
+                for a in attribute(result.fills, result.last_prices)
+            ),
+        )
     with run_dir.open("metrics.json") as handle:
         handle.write(json.dumps(_json_ready(metrics), indent=2, allow_nan=False) + "\n")
     with run_dir.open("config.yaml") as handle:
