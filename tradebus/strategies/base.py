@@ -86,6 +86,12 @@ __all__ = ["BUILTIN_STRATEGIES", "DATA_HANDLERS", "NoParams", "Strategy", "Strat
 BUILTIN_STRATEGIES: dict[str, str] = {
     "ema_cross": "tradebus.strategies.ema_cross:EmaCross",
     "tick_ema_cross": "tradebus.strategies.tick_ema:TickEmaCross",
+    "macd_cross": "tradebus.strategies.macd:MacdCross",
+    "bollinger_reversion": "tradebus.strategies.bollinger:BollingerReversion",
+    "rsi_reversion": "tradebus.strategies.rsi:RsiReversion",
+    "donchian_breakout": "tradebus.strategies.donchian:DonchianBreakout",
+    "pairs": "tradebus.strategies.pairs:PairsTrading",
+    "xs_momentum": "tradebus.strategies.momentum:CrossSectionalMomentum",
 }
 
 #: Market-data kind -> the handler a strategy overrides to act on it.
