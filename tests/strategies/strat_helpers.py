@@ -49,7 +49,7 @@ def bars_day(venue: str) -> pd.DataFrame:
     """Daily 2020 bars of ``"coinbase"`` or ``"binance"``, stamped at their close."""
     name = {"coinbase": "coinbase_btc_usd_day_2020.csv", "binance": "binance_btcusdt_day_2020.csv"}[venue]
     df = pd.read_csv(FIXTURES / "strategies" / name)
-    start = pd.to_datetime(df["datetime"]).astype("int64")
+    start = pd.Series(pd.to_datetime(df["datetime"]).to_numpy().astype("datetime64[ns]").astype("int64"))
     return _frame(df, start + DAY_NS)
 
 
