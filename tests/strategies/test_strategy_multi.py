@@ -155,3 +155,21 @@ def test_a_strategy_can_cancel_or_modify_only_its_own_orders() -> None:
     assert kernel.orders.order(meddler.own).status is OrderStatus.CANCELED  # its own cancel works
     # attribution splits nothing that did not fill
     assert attribute(kernel.result.fills, kernel.result.last_prices) == []
+
+
+def test_strategies_sharing_an_instrument_each_trade_towards_their_own_target() -> None:
+    from tradebus.strategies.macd import MacdCross
+    from tradebus.strategies.rsi import RsiReversion
+
+    macd = MacdCross(BTC_4H, strategy_id="macd", quantity=0.3, mode="long_short")
+    rsi = RsiReversion(BTC_4H, strategy_id="rsi", quantity=0.2, mode="long_short")
+    kernel = run([macd, rsi], {BTC_4H: bars_4h()})
+    assert len(macd.decisions) > 10 and len(rsi.decisions) > 5
+    own = kernel.strategy_positions
+    assert own["macd"][BTC_4H] == pytest.approx(0.3 * macd.target, abs=1e-9)
+    assert own["rsi"][BTC_4H] == pytest.approx(0.2 * rsi.target, abs=1e-9)
+    assert macd.position() == own["macd"][BTC_4H] and rsi.position() == own["rsi"][BTC_4H]
+    assert kernel.portfolio.position(BTC_4H) == pytest.approx(own["macd"][BTC_4H] + own["rsi"][BTC_4H], abs=1e-9)
+    # each strategy's order sizes are its own: never more than twice its quantity (a flip)
+    sizes = {sid: max(f.quantity for f in kernel.result.fills if f.strategy_id == sid) for sid in ("macd", "rsi")}
+    assert sizes["macd"] <= 0.6 + 1e-9 and sizes["rsi"] <= 0.4 + 1e-9

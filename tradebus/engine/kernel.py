@@ -273,10 +273,14 @@ class Kernel:
         self.banks: dict[str, FeatureBank] = {}
         #: ``instrument_id -> History`` of the instruments whose history a strategy asked for.
         self.histories: dict[str, History] = {}
+        #: ``strategy_id -> instrument_id -> signed quantity`` of each strategy's own fills.
+        self.strategy_positions: dict[str, dict[str, float]] = {}
+        # Instruments traded by more than one strategy (their net position is shared).
+        self._shared: frozenset[str] = frozenset()
         #: What the strategies see of this kernel (their narrow view of the run).
         self.context = KernelContext(
             self.clock, self.instruments, self.portfolio, self.orders, self.cache, self.banks,
-            self.submit, self.cancel, self.modify, self.equity, self.histories, {},
+            self.submit, self.cancel, self.modify, self.equity, self.strategy_position, self.histories, {},
         )  # fmt: skip
         self.result = RunResult(tuple(self.instruments), self.portfolio.initial_cash)
         self._extra_features = tuple(features)
@@ -341,6 +345,8 @@ class Kernel:
             trades = max((size.get("trades", 0) for size in sizes), default=0)
             if bars or trades:
                 self.histories[iid] = History(bars, trades)
+        traded = [iid for strategy in self.strategies for iid in strategy.instrument_ids]
+        self._shared = frozenset(iid for iid in traded if traded.count(iid) > 1)
         for strategy in self.strategies:
             self._subscribe(strategy)
         for strategy in self.strategies:
@@ -397,6 +403,16 @@ class Kernel:
         """Portfolio equity at the latest prices."""
         self.sync_marks()
         return self.portfolio.equity()
+
+    def strategy_position(self, strategy_id: str, instrument_id: str) -> float:
+        """The position a strategy holds in an instrument.
+
+        The portfolio's net position when the strategy is the only one trading the instrument
+        (initial holdings included); the net of the strategy's own fills when several do.
+        """
+        if instrument_id in self._shared:
+            return self.strategy_positions.get(strategy_id, {}).get(instrument_id, 0.0)
+        return self.portfolio.position(instrument_id)
 
     def cancel(self, cmd: CancelOrder) -> None:
         """Forward a cancel command to the execution engine (a strategy may cancel only its own orders)."""
@@ -678,6 +694,8 @@ class Kernel:
     # ------------------------------------------------------------------ outputs
 
     def _record_fill(self, fill: OrderFilled) -> None:
+        own = self.strategy_positions.setdefault(fill.strategy_id, {})
+        own[fill.instrument_id] = own.get(fill.instrument_id, 0.0) + int(fill.side) * fill.last_qty
         self.result.fills.append(
             FillRecord(
                 fill.ts_event,

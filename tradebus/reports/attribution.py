@@ -108,7 +108,8 @@ def attribute(fills: Iterable[FillRecord], last_prices: Mapping[str, float]) -> 
         row.add_fill(1 if fill.side == "BUY" else -1, fill.quantity, fill.price, fill.fee)
     out: list[Attribution] = []
     for strategy in dict.fromkeys(sid for sid, _ in rows):
-        total = Attribution(strategy, ALL_INSTRUMENTS)
+        # quantities of different instruments do not add up: the total row leaves them empty
+        total = Attribution(strategy, ALL_INSTRUMENTS, bought=math.nan, sold=math.nan, position=math.nan)
         for (sid, iid), row in rows.items():
             if sid != strategy:
                 continue

@@ -260,8 +260,12 @@ class Strategy:
         return self.kernel.instruments[instrument_id or self.instrument_id]
 
     def position(self, instrument_id: str | None = None) -> float:
-        """Signed net position (default: primary instrument)."""
-        return self.kernel.portfolio.position(instrument_id or self.instrument_id)
+        """This strategy's signed position (default: primary instrument).
+
+        The portfolio's net position when no other strategy trades the instrument; the net of
+        this strategy's own fills when several do (so each one sizes against its own book).
+        """
+        return self.ctx.position(self.strategy_id, instrument_id or self.instrument_id)
 
     def equity(self) -> float:
         """Portfolio equity (cash plus positions at their latest prices)."""
@@ -499,7 +503,8 @@ class Strategy:
     def target_position(self, instrument_id: str, target: float, *, reason: str = "") -> str | None:
         """Submit the market order that moves the position to ``target`` (signed).
 
-        Working market orders of this strategy count as if filled, so calling this
+        The position is this strategy's own (see :meth:`position`). Working market orders
+        of this strategy count as if filled, so calling this
         again before they fill does not double the order. The difference is
         rounded down to whole lots; returns the client order id, or ``None`` when
         no order is needed.
@@ -508,7 +513,7 @@ class Strategy:
         instrument = kernel.instruments.get(instrument_id)
         if instrument is None:
             raise OrderError(f"{self.strategy_id}: unknown instrument {instrument_id!r}")
-        delta = target - kernel.portfolio.position(instrument_id) - self.pending_quantity(instrument_id)
+        delta = target - kernel.position(self.strategy_id, instrument_id) - self.pending_quantity(instrument_id)
         quantity = _round_lots(instrument, abs(delta))
         if quantity <= 0.0:
             return None

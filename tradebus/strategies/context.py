@@ -52,6 +52,9 @@ class StrategyContext(Protocol):
     def equity(self) -> float:
         """Portfolio equity at the latest prices."""
 
+    def position(self, strategy_id: str, instrument_id: str) -> float:
+        """The strategy's position (its own fills' net where several strategies trade the instrument)."""
+
     def features(self, instrument_id: str) -> FeatureView:
         """The instrument's current feature values."""
 
@@ -70,8 +73,8 @@ class KernelContext:
     ----------
     clock, instruments, portfolio, orders, cache, banks
         The run's objects (shared, not copied).
-    submit, cancel, modify, equity
-        The kernel's command methods.
+    submit, cancel, modify, equity, position
+        The kernel's command and query methods.
     histories
         ``instrument_id -> History`` of the instruments whose history some strategy asked for.
     books
@@ -89,6 +92,7 @@ class KernelContext:
     cancel: Callable[[CancelOrder], None]
     modify: Callable[[ModifyOrder], None]
     equity: Callable[[], float]
+    position: Callable[[str, str], float]
     histories: Mapping[str, History]
     books: dict[str, Any]
 
