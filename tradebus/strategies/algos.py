@@ -29,7 +29,8 @@ import numpy as np
 from loguru import logger
 
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, TimeEvent
-from tradebus.errors import OrderError
+from tradebus.errors import ConfigError, OrderError
+from tradebus.strategies.base import duration_ns
 
 if TYPE_CHECKING:
     from tradebus.execution.orders import Order
@@ -45,12 +46,10 @@ AlgoStatus = Literal["pending", "working", "done", "failed"]
 
 
 def _ns(value: str | int) -> int:
-    from tradebus.config import parse_duration
-
     try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise OrderError(f"execution algorithm: {exc}") from None
+        return duration_ns(value, "execution algorithm")
+    except ConfigError as exc:
+        raise OrderError(str(exc)) from None
 
 
 class ExecAlgorithm:

@@ -80,7 +80,16 @@ if TYPE_CHECKING:
     from tradebus.features.spec import FeatureSpec
     from tradebus.strategies.context import StrategyContext
 
-__all__ = ["BUILTIN_STRATEGIES", "DATA_HANDLERS", "NoParams", "Strategy", "StrategyEntry", "build_strategies", "resolve_strategy"]
+__all__ = [
+    "BUILTIN_STRATEGIES",
+    "DATA_HANDLERS",
+    "NoParams",
+    "Strategy",
+    "StrategyEntry",
+    "build_strategies",
+    "duration_ns",
+    "resolve_strategy",
+]
 
 #: Built-in strategies by config name -> ``"module:Class"``.
 BUILTIN_STRATEGIES: dict[str, str] = {
@@ -316,7 +325,7 @@ class Strategy:
         ConfigError
             If the interval is not a positive duration or the name is taken.
         """
-        self.ctx.clock.set_timer(self._timer_name(name), _duration_ns(interval), self._fire, start_ns, stop_ns)
+        self.ctx.clock.set_timer(self._timer_name(name), duration_ns(interval, "timer interval"), self._fire, start_ns, stop_ns)
 
     def set_alert(self, name: str, at_ns: int) -> None:
         """Call :meth:`on_timer` once at ``at_ns`` (ns since the epoch)."""
@@ -561,13 +570,20 @@ class Strategy:
         return client_order_id
 
 
-def _duration_ns(interval: str | int) -> int:
-    from tradebus.config import parse_duration
+def duration_ns(value: str | int, what: str = "duration") -> int:
+    """``"15m"``, ``"1h"``, ``"1d"`` or int ns as int ns.
+
+    Raises
+    ------
+    ConfigError
+        ``"<what>: ..."`` if the value is not a positive duration.
+    """
+    from tradebus.config import parse_duration  # the config module imports this one
 
     try:
-        return parse_duration(interval)
+        return parse_duration(value)
     except ValueError as exc:
-        raise ConfigError(f"timer interval: {exc}") from None
+        raise ConfigError(f"{what}: {exc}") from None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -29,16 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tradebus.engine.messages import Bar, OrderDenied, TimeEvent
 from tradebus.errors import ConfigError
 from tradebus.features.spec import FeatureSpec
-from tradebus.strategies.base import Strategy
+from tradebus.strategies.base import Strategy, duration_ns
 from tradebus.strategies.signal import invalid_params
 
 __all__ = ["CrossSectionalMomentum", "CrossSectionalMomentumParams"]
-
-
-def _duration(value: str | int) -> int:
-    from tradebus.config import parse_duration
-
-    return parse_duration(value)
 
 
 class CrossSectionalMomentumParams(BaseModel):
@@ -58,7 +52,10 @@ class CrossSectionalMomentumParams(BaseModel):
     @classmethod
     def _is_duration(cls, value: str | int | None) -> str | int | None:
         if value is not None:
-            _duration(value)
+            try:
+                duration_ns(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("duration: ")) from None
         return value
 
 
@@ -85,9 +82,9 @@ class CrossSectionalMomentum(Strategy):
             self.params: Any = CrossSectionalMomentumParams(**params)
         except ValidationError as exc:
             raise invalid_params(self.strategy_id, exc) from None
-        self.interval_ns = _duration(self.params.rebalance)
+        self.interval_ns = duration_ns(self.params.rebalance)
         stale = self.params.max_staleness
-        self.max_staleness_ns = self.interval_ns if stale is None else _duration(stale)
+        self.max_staleness_ns = self.interval_ns if stale is None else duration_ns(stale)
         self._scheduled = False
         self._cols: dict[str, int] = {}
         #: ``(rebalance ts, {instrument: momentum}, {instrument: target weight})`` of every rebalance.
