@@ -58,11 +58,12 @@ def run(
     frames: Mapping[str, pd.DataFrame],
     *,
     cash: float = 1_000_000.0,
+    batch_rows: int = 65_536,
     **kernel_args: object,
 ) -> Kernel:
     """Run ``strategies`` over ``frames`` (``instrument_id -> bar frame``) in one backtest kernel."""
     kernel = Kernel([instrument(iid) for iid in frames], initial_cash=cash, **kernel_args)  # type: ignore[arg-type]
     for strategy in strategies:
         kernel.add_strategy(strategy)
-    kernel.run(MemoryReplay([SourceFrame(iid, "bars", frame) for iid, frame in frames.items()]))
+    kernel.run(MemoryReplay([SourceFrame(iid, "bars", frame) for iid, frame in frames.items()], batch_rows))
     return kernel

@@ -42,12 +42,14 @@ def test_strategy_sees_a_narrow_context_not_the_kernel() -> None:
     assert not hasattr(strategy.ctx, "execution") and not hasattr(strategy.ctx, "run")
 
 
-@pytest.mark.parametrize("path", ["batch", "process"])
+@pytest.mark.parametrize("path", ["batch", "small_batches", "process"])
 def test_history_window_equals_pandas_rolling_window(path: str) -> None:
     frame = bars_4h().iloc[:300]
     strategy = Windowed()
     if path == "batch":
         run([strategy], {BTC_4H: frame})
+    elif path == "small_batches":  # windows straddle batch ends; the ring wraps many times
+        run([strategy], {BTC_4H: frame}, batch_rows=23)
     else:
         from strat_helpers import instrument
         from tradebus.engine.kernel import Kernel

@@ -8,6 +8,11 @@ by one as they are delivered, not per batch).
 Storage is a ring buffer written twice (at slot ``i`` and ``i + capacity``), so the
 last ``n`` rows are always one contiguous slice: reading a window is one copy, with no
 wrap-around to stitch.
+
+In the batch backtest loop the kernel does not write bar by bar: it hands the whole batch
+to :meth:`History.begin_batch`, advances :attr:`History.cursor` as each bar is delivered
+(a window then ends at row ``cursor - 1`` of the batch, never later), and
+:meth:`History.end_batch` moves the batch's last rows into the ring in one vectorised write.
 """
 
 from __future__ import annotations
@@ -75,6 +80,21 @@ class Ring:
         self._pos = 0 if i + 1 == self.capacity else i + 1
         self.count += 1
 
+    def extend(self, ts: np.ndarray, rows: np.ndarray) -> None:
+        """Add many rows at once (``rows`` of shape ``(m, width)``), as ``m`` appends would."""
+        m = len(ts)
+        if m == 0:
+            return
+        cap = self.capacity
+        keep = min(m, cap)
+        slots = (self._pos + (m - keep) + np.arange(keep)) % cap
+        self._values[slots] = rows[m - keep :]
+        self._values[slots + cap] = rows[m - keep :]
+        self._ts[slots] = ts[m - keep :]
+        self._ts[slots + cap] = ts[m - keep :]
+        self._pos = (self._pos + m) % cap
+        self.count += m
+
     def last(self, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the last ``n`` rows (default: all held), oldest first: ``(ts, values)``.
 
@@ -104,11 +124,15 @@ class History:
         Rows kept of each kind.
     """
 
-    __slots__ = ("_bars", "_trades")
+    __slots__ = ("_batch_rows", "_batch_ts", "_bars", "_trades", "cursor")
 
     def __init__(self, bars: int = 0, trades: int = 0) -> None:
         self._bars = Ring(bars, 5) if bars > 0 else None
         self._trades = Ring(trades, 3) if trades > 0 else None
+        self._batch_ts: np.ndarray | None = None
+        self._batch_rows: np.ndarray | None = None
+        #: Bars of the current batch delivered so far (see :meth:`begin_batch`).
+        self.cursor = 0
 
     @property
     def bar_capacity(self) -> int:
@@ -123,7 +147,7 @@ class History:
     @property
     def bar_count(self) -> int:
         """Bars seen so far."""
-        return 0 if self._bars is None else self._bars.count
+        return 0 if self._bars is None else self._bars.count + self.cursor
 
     @property
     def trade_count(self) -> int:
@@ -142,6 +166,23 @@ class History:
         if ring is not None:
             ring.append(ts, (price, size, aggressor))
 
+    def begin_batch(self, ts: np.ndarray, rows: np.ndarray) -> None:
+        """Stage a batch of bars (``rows``: open, high, low, close, volume); none is visible yet.
+
+        Advance :attr:`cursor` by one as each bar is delivered, then call :meth:`end_batch`.
+        """
+        self._batch_ts = ts
+        self._batch_rows = rows
+        self.cursor = 0
+
+    def end_batch(self) -> None:
+        """Move the delivered bars of the staged batch into the ring."""
+        if self._batch_ts is not None and self._bars is not None:
+            c = self.cursor
+            self._bars.extend(self._batch_ts[:c], self._batch_rows[:c])  # type: ignore[index]
+        self._batch_ts = self._batch_rows = None
+        self.cursor = 0
+
     def bars(self, n: int | None = None) -> BarWindow:
         """The last ``n`` bars (default: all kept) as arrays, oldest first; copies.
 
@@ -150,9 +191,27 @@ class History:
         ConfigError
             If bars are not kept or ``n`` exceeds their capacity.
         """
-        if self._bars is None:
+        ring = self._bars
+        if ring is None:
             raise ConfigError("history: no bars kept for this instrument (history_sizes asks for none)")
-        ts, values = self._bars.last(n)
+        c = self.cursor if self._batch_ts is not None else 0
+        if c == 0:
+            ts, values = ring.last(n)
+        else:
+            wanted = ring.capacity if n is None else n
+            if wanted > ring.capacity or wanted < 0:
+                raise ConfigError(
+                    f"history: asked for {wanted} rows, the window keeps {ring.capacity} (raise history_sizes)"
+                )
+            staged = min(wanted, c)
+            batch_ts = self._batch_ts[c - staged : c]  # type: ignore[index]
+            batch_rows = self._batch_rows[c - staged : c]  # type: ignore[index]
+            if staged == wanted or ring.count == 0:
+                ts, values = batch_ts.copy(), batch_rows.copy()
+            else:
+                old_ts, old_values = ring.last(wanted - staged)
+                ts = np.concatenate((old_ts, batch_ts))
+                values = np.concatenate((old_values, batch_rows))
         return BarWindow(ts, *values.T)
 
     def trades(self, n: int | None = None) -> TradeWindow:

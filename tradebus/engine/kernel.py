@@ -618,8 +618,12 @@ class Kernel:
         ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
         deliver = _fan_out(self.bus.handlers(Bar, iid))
         history = self.histories.get(iid)
-        if history is not None:
-            deliver = _recording(history, deliver)
+        if history is not None and history.bar_capacity:
+            # The batch is staged whole; each delivered bar makes one more row visible.
+            history.begin_batch(
+                batch.ts_event, np.column_stack((batch.open, batch.high, batch.low, batch.close, batch.volume))
+            )
+            deliver = _advancing(history, deliver)
         execution_on_bar = self.execution.on_bar
         cache_bars = self.cache.bars
         cache_prices = self.cache.prices
@@ -657,6 +661,8 @@ class Kernel:
                 next_sample = self._next_sample
         result.bars += n
         result.end_ns = ts_init[-1]
+        if history is not None:
+            history.end_batch()
         if live is not None:
             view.row = live
 
@@ -802,15 +808,14 @@ def _fan_out(handlers: tuple[Callable[[Any], None], ...]) -> Callable[[Any], Non
     return deliver
 
 
-def _recording(history: History, deliver: Callable[[Bar], None]) -> Callable[[Bar], None]:
-    """``deliver`` preceded by appending the bar to the instrument's history window."""
-    append = history.append_bar
+def _advancing(history: History, deliver: Callable[[Bar], None]) -> Callable[[Bar], None]:
+    """``deliver`` preceded by making the bar visible in the instrument's staged history batch."""
 
-    def record_and_deliver(bar: Bar) -> None:
-        append(bar.ts_event, bar.open, bar.high, bar.low, bar.close, bar.volume)
+    def advance_and_deliver(bar: Bar) -> None:
+        history.cursor += 1
         deliver(bar)
 
-    return record_and_deliver
+    return advance_and_deliver
 
 
 def _only_for(strategy_id: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:
