@@ -43,7 +43,8 @@ from tradebus.config import RunConfig, dump_config, load_config, parse_duration
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import ConfigError, DataError, FeatureError, TradebusError
 from tradebus.reports.metrics import compute_metrics
-from tradebus.reports.writers import RunDirectory, write_run
+from tradebus.reports.outputs import write_outputs
+from tradebus.reports.writers import RunDirectory
 from tradebus.research.cli import research_app
 from tradebus.strategies.base import resolve_strategy
 
@@ -211,13 +212,9 @@ def run_backtest(
     except (ConfigError, DataError) as exc:
         raise type(exc)(f"{config_path}: {exc}") from None
     rows = replay.validate()
-    lot_sizes = {iid: inst.lot_size for iid, inst in kernel.instruments.items()}
     on_batch = on_batch_factory(rows) if on_batch_factory is not None else None
     result = kernel.run(replay, on_batch=on_batch)
-    metrics = compute_metrics(result, lot_sizes)
-    with run_dir:
-        write_run(run_dir, result, metrics, dump_config(config))
-    logger.info("backtest written to {}", out)
+    metrics = write_outputs(run_dir, result, kernel.instruments, dump_config(config))
     return result, metrics, out
 
 

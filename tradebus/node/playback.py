@@ -56,17 +56,13 @@ from tradebus.adapters.common.recorder import iter_hftbacktest, read_frames
 from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import DataError, ParseError
-from tradebus.node.config import PaperConfig, load_paper_config
-from tradebus.node.daemon import (
-    Feed,
-    MarketGuard,
-    NodeRouter,
-    build_feeds,
-    build_paper_kernel,
-    kept_files,
-    write_outputs,
-)
+from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_config
+from tradebus.node.daemon import build_paper_kernel, kept_files
+from tradebus.node.feeds import Feed, attach_feeds, build_feeds
+from tradebus.node.router import NodeRouter
+from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
+from tradebus.risk.guard import MarketGuard
 
 __all__ = ["Playback", "PlaybackStats", "detect_format", "play", "read_recording", "run_playback"]
 
@@ -177,8 +173,7 @@ class Playback:
         self.kernel, self.venue = build_paper_kernel(config, self.clock, self.guard)
         self.router = NodeRouter(self.kernel, self.guard)
         self.feeds = build_feeds(config, self.router, live=False, clock_ns=self.clock.now_ns)
-        for feed in self.feeds:
-            self.guard.register(feed)
+        attach_feeds(self.feeds, self.guard, self.kernel.cache)
         self.stats = PlaybackStats()
         self._routes: dict[str, Feed | None] = {}
         self._rejected: Counter[str] = Counter()
@@ -289,7 +284,9 @@ def run_playback(
     run_dir = RunDirectory(out, "replay", keep=[recording, *kept_files(config)], force=force)
     playback = Playback(config)
     result = playback.run(recording)
-    write_outputs(run_dir, playback.kernel, config, {"playback.json": playback.stats.to_json()})
+    write_outputs(
+        run_dir, result, playback.kernel.instruments, dump_paper_config(config), {"playback.json": playback.stats.to_json()}
+    )
     return result, out
 
 
