@@ -377,7 +377,7 @@ def replay(
 @app.command()
 def serve(
     recording: Annotated[Path, typer.Argument(help="Recorder file or hftbacktest capture.", show_default=False)],
-    venue: Annotated[str, typer.Option(help="Protocol to speak: binance, okx or bybit.")] = "binance",
+    venue: Annotated[str, typer.Option(help="Protocol to speak: a registered venue (binance, okx, bybit).")] = "binance",
     speed: Annotated[float, typer.Option(help="Pace: 1 = as recorded, 10 = ten times faster, 0 = at once.")] = 1.0,
     futures: Annotated[bool, typer.Option(help="Serve Binance USD-M REST depth snapshots.")] = False,
     config: Annotated[Path | None, typer.Option(help="A paper config to point at this server.")] = None,
@@ -389,11 +389,12 @@ def serve(
     The recording is streamed once, at the given pace, to each connection; the server then
     stays up (sending nothing more) until Ctrl-C or SIGTERM.
     """
+    from tradebus.adapters.registry import VENUES
     from tradebus.node.playback import serve_recording
 
     setup_logging(log_level)
-    if venue not in ("binance", "okx", "bybit"):
-        raise typer.BadParameter(f"{venue!r}: use binance, okx or bybit", param_hint="--venue")
+    if venue not in VENUES:
+        raise typer.BadParameter(f"{venue!r}: use {', '.join(VENUES)}", param_hint="--venue")
     if (config is None) != (write_config is None):
         raise typer.BadParameter("give both --config and --write-config, or neither", param_hint="--config")
     if not recording.is_file():
@@ -401,7 +402,7 @@ def serve(
     asyncio.run(
         serve_recording(
             recording,
-            venue,  # type: ignore[arg-type]
+            venue,
             speed=speed or None,
             futures=futures,
             config=config,

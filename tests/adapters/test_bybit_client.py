@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tradebus.adapters.bybit.client import BybitClient, op_message
 from tradebus.adapters.bybit.config import BybitConfig
-from tradebus.adapters.bybit.local import BybitProtocol
+from tradebus.adapters.bybit.emulator import BybitProtocol
 from tradebus.adapters.bybit.parse import BybitParser
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer, Session
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive

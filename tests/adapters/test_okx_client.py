@@ -10,7 +10,7 @@ from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueSe
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive
 from tradebus.adapters.common.recorder import read_frames
 from tradebus.adapters.okx.client import OkxClient, subscribe_message
-from tradebus.adapters.okx.local import OkxProtocol
+from tradebus.adapters.okx.emulator import OkxProtocol
 from tradebus.adapters.okx.parse import OkxParser
 from tradebus.engine.messages import BookResynced, Trade
 

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
-from tradebus.adapters.bybit.local import BybitProtocol
+from tradebus.adapters.bybit.emulator import BybitProtocol
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
-from tradebus.adapters.okx.local import OkxProtocol
+from tradebus.adapters.okx.emulator import OkxProtocol
 from tradebus.engine.messages import BookResynced, FeedStale, OrderDenied, OrderSide, SubmitOrder, Trade
 from tradebus.node.daemon import TradingNode
 

@@ -44,15 +44,19 @@ from tradebus.adapters.binance.parse import (
     split_stream,
     stream_kind,
 )
+from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, WsClient
 from tradebus.adapters.common.dedup import TradeDeduper
-from tradebus.adapters.common.policy import ConnectionPolicy, FatalVenueError, SubscriptionRejected
+from tradebus.adapters.common.feed import Feed, FeedConfig, connection_policy
+from tradebus.adapters.common.policy import ConnectionPolicy, FatalVenueError, KeepAlive, SubscriptionRejected
 from tradebus.adapters.common.recorder import FrameRecorder
-from tradebus.adapters.common.sync import BinanceFuturesRule, BinanceSpotRule, BookSync, SequenceRule
+from tradebus.adapters.binance.sync import BinanceFuturesRule, BinanceSpotRule
+from tradebus.adapters.common.sync import BookSync, SequenceRule
+from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import BookSnapshot
 from tradebus.errors import DataError, ParseError, VenueError
 
-__all__ = ["BinanceClient", "BinanceFeed", "CcxtDepthFetcher", "DepthFetcher", "HttpDepthFetcher"]
+__all__ = ["BinanceClient", "BinanceFeed", "CcxtDepthFetcher", "DepthFetcher", "BinanceFeedHandle", "HttpDepthFetcher"]
 
 Handler = Callable[[str | bytes, int], None]
 SnapshotFetch = Callable[[str], Awaitable[BookSnapshot]]
@@ -459,3 +463,76 @@ class BinanceClient(WsClient):
         await self.feed.close()
         if self.fetcher is not None:
             await self.fetcher.close()
+
+
+# ----------------------------------------------------------------------------- paper feed
+
+
+class BinanceFeedHandle(Feed):
+    """A Binance spot/USD-M feed (combined streams; REST depth snapshots)."""
+
+    def __init__(
+        self,
+        config: FeedConfig,
+        instruments: dict[str, Instrument],
+        sink: Sink,
+        *,
+        live: bool,
+        recorder: FrameRecorder | None,
+        clock_ns: Callable[[], int],
+    ) -> None:
+        super().__init__(config, instruments, sink)
+        channels = next(iter(config.subscriptions.values()))
+        self.binance = BinanceConfig(
+            market=BinanceMarket(config.market),
+            symbols=[self.symbols[iid] for iid in self.instrument_ids],
+            channels=channels,  # type: ignore[arg-type]
+            ws_url=config.ws_url,
+            rest_url=config.rest_url,
+            venue=self.venue_name,
+            stale_after=config.stale_after,
+            snapshot_fetcher=config.snapshot_fetcher,
+            **({"depth_speed": config.depth_speed} if config.depth_speed else {}),
+        )
+        self.name = f"binance-{config.market}"
+        if live:
+            policy = connection_policy(config, KeepAlive.binance(), ConnectionPolicy.binance().max_connection_age)
+            client = BinanceClient(self.binance, sink, policy, recorder, clock_ns=clock_ns)
+            self.client = client
+            self.feed = client.feed
+            self.name = client.name
+        else:
+            self.client = None
+            # a playback must fail loudly on a recording made with other stream parameters
+            self.feed = BinanceFeed(self.binance, sink, None, clock_ns, strict_streams=True)
+
+    def on_frame(self, raw: str | bytes, recv_ns: int, conn: str) -> None:
+        if conn.startswith("rest:"):
+            self.feed.on_snapshot_frame(raw, recv_ns, conn[5:])
+        else:
+            self.feed.on_frame(raw, recv_ns)
+
+    def accepts(self, conn: str) -> bool:
+        if conn.startswith("rest:"):
+            return conn[5:] in self.feed.books
+        return super().accepts(conn)
+
+    def book_checks(self) -> dict[str, Callable[[], bool]]:
+        books = self.feed.books
+        return {self.binance.instrument_id(symbol): _synced(sync) for symbol, sync in books.items()}
+
+    def book(self, instrument_id: str) -> OrderBook | None:
+        sync = self.feed.books.get(self.symbols[instrument_id])
+        return None if sync is None else sync.book
+
+    def resync_book(self, instrument_id: str, reason: str) -> None:
+        sync = self.feed.books.get(self.symbols[instrument_id])
+        if sync is not None and sync.synced:
+            sync.mark_lost(reason)
+
+    def unexpected_streams(self) -> dict[str, int]:
+        return dict(self.feed.unexpected_streams)
+
+
+def _synced(sync: BookSync) -> Callable[[], bool]:
+    return lambda: sync.synced
