@@ -48,7 +48,7 @@ from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, WsClient
 from tradebus.adapters.common.dedup import TradeDeduper
 from tradebus.adapters.common.feed import Feed, FeedConfig, connection_policy
-from tradebus.adapters.common.policy import ConnectionPolicy, FatalVenueError, KeepAlive, SubscriptionRejected
+from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError, KeepAlive, SubscriptionRejected
 from tradebus.adapters.common.recorder import FrameRecorder
 from tradebus.adapters.binance.sync import BinanceFuturesRule, BinanceSpotRule
 from tradebus.adapters.common.sync import BookSync, SequenceRule
@@ -56,12 +56,32 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import BookSnapshot
 from tradebus.errors import DataError, ParseError, VenueError
 
-__all__ = ["BinanceClient", "BinanceFeed", "CcxtDepthFetcher", "DepthFetcher", "BinanceFeedHandle", "HttpDepthFetcher"]
+__all__ = [
+    "MAX_CONNECTION_AGE",
+    "BinanceClient", "BinanceFeed", "CcxtDepthFetcher", "DepthFetcher", "BinanceFeedHandle",
+    "HttpDepthFetcher",
+    "binance_keepalive",
+    "binance_policy",
+]
 
 Handler = Callable[[str | bytes, int], None]
 SnapshotFetch = Callable[[str], Awaitable[BookSnapshot]]
 
 _control = msgspec.json.Decoder()
+
+
+#: Seconds after which a connection is recycled: 23 h 50 min (Binance cuts every connection at 24 h).
+MAX_CONNECTION_AGE = 23 * 3600 + 50 * 60
+
+
+def binance_keepalive() -> KeepAlive:
+    """Binance keep-alive: the server pings every 20 s (3 min for futures); the websockets library pongs."""
+    return KeepAlive()
+
+
+def binance_policy(seed: int | None = None) -> ConnectionPolicy:
+    """Binance defaults: no app pings, reconnect before the venue's 24 h disconnect."""
+    return ConnectionPolicy(backoff=Backoff(seed=seed), keepalive=binance_keepalive(), max_connection_age=MAX_CONNECTION_AGE)
 
 
 class BinanceFeed:
@@ -398,7 +418,7 @@ class BinanceClient(WsClient):
     sink
         Receives core messages (``kernel.process``).
     policy
-        Connection policy (default :meth:`ConnectionPolicy.binance`).
+        Connection policy (default :func:`binance_policy`).
     recorder
         Records every frame and REST snapshot (``conn`` = ``"rest:<SYMBOL>"``); default:
         one opened on ``config.record_path`` if set.
@@ -417,7 +437,7 @@ class BinanceClient(WsClient):
     ) -> None:
         if recorder is None and config.record_path is not None:
             recorder = FrameRecorder(config.record_path)
-        policy = policy or ConnectionPolicy.binance()
+        policy = policy or binance_policy()
         policy.stale_after = config.stale_after
         super().__init__(f"binance-{config.market.value}", sink, policy, recorder, clock_ns)
         self.config = config
@@ -496,7 +516,7 @@ class BinanceFeedHandle(Feed):
         )
         self.name = f"binance-{config.market}"
         if live:
-            policy = connection_policy(config, KeepAlive.binance(), ConnectionPolicy.binance().max_connection_age)
+            policy = connection_policy(config, binance_keepalive(), MAX_CONNECTION_AGE)
             client = BinanceClient(self.binance, sink, policy, recorder, clock_ns=clock_ns)
             self.client = client
             self.feed = client.feed

@@ -26,18 +26,23 @@ from tradebus.adapters.bybit.parse import BybitParser
 from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, StreamBookClient
 from tradebus.adapters.common.feed import FeedConfig, ParserFeed, all_in_sync, connection_policy
-from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive
+from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive, KeepAliveMode
 from tradebus.adapters.common.recorder import FrameRecorder
 from tradebus.engine.instrument import Instrument
 
-__all__ = ["BybitClient", "BybitFeedHandle", "bybit_policy", "op_message"]
+__all__ = ["BybitClient", "BybitFeedHandle", "bybit_keepalive", "bybit_policy", "op_message"]
+
+
+def bybit_keepalive(interval: float = 20.0) -> KeepAlive:
+    """Bybit keep-alive: send ``{"op":"ping"}`` every ``interval`` s."""
+    return KeepAlive(KeepAliveMode.PERIODIC, interval, '{"op":"ping"}')
 
 
 def bybit_policy(config: BybitConfig, seed: int | None = None) -> ConnectionPolicy:
     """The connection policy of Bybit: periodic ``{"op":"ping"}``, jittered backoff."""
     return ConnectionPolicy(
         backoff=Backoff(seed=seed),
-        keepalive=KeepAlive.bybit(config.ping_interval_s),
+        keepalive=bybit_keepalive(config.ping_interval_s),
         stale_after=config.ping_interval_s + config.pong_timeout_s,
     )
 
@@ -123,7 +128,7 @@ class BybitFeedHandle(ParserFeed):
         self.bybit = bybit.model_copy(update=updates) if updates else bybit
         self.topics = [f"{ch}.{self.symbols[iid]}" for iid in self.instrument_ids for ch in config.channels_of(iid)]
         if live:
-            policy = connection_policy(config, KeepAlive.bybit(self.bybit.ping_interval_s))
+            policy = connection_policy(config, bybit_keepalive(self.bybit.ping_interval_s))
             client = BybitClient(sink, self.bybit, self.topics, policy=policy, recorder=recorder, clock_ns=clock_ns)
             self.client = client
             self.parser = client.parser

@@ -27,20 +27,25 @@ import msgspec
 from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, StreamBookClient
 from tradebus.adapters.common.feed import FeedConfig, ParserFeed, all_in_sync, connection_policy
-from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive
+from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive, KeepAliveMode
 from tradebus.adapters.common.recorder import FrameRecorder
 from tradebus.engine.instrument import Instrument
 from tradebus.adapters.okx.config import OkxConfig
 from tradebus.adapters.okx.parse import BOOK_CHANNELS, OkxParser, book_key
 
-__all__ = ["OkxClient", "OkxFeedHandle", "okx_policy", "subscribe_message"]
+__all__ = ["OkxClient", "OkxFeedHandle", "okx_keepalive", "okx_policy", "subscribe_message"]
+
+
+def okx_keepalive(interval: float = 25.0) -> KeepAlive:
+    """OKX keep-alive: send ``"ping"`` when nothing arrived for ``interval`` s (< 30 s, the server's limit)."""
+    return KeepAlive(KeepAliveMode.IDLE, interval, "ping")
 
 
 def okx_policy(config: OkxConfig, seed: int | None = None) -> ConnectionPolicy:
     """The connection policy of OKX: idle ``"ping"`` keep-alive, jittered backoff, no scheduled reconnect."""
     return ConnectionPolicy(
         backoff=Backoff(seed=seed),
-        keepalive=KeepAlive.okx(config.ping_after_s),
+        keepalive=okx_keepalive(config.ping_after_s),
         stale_after=config.ping_after_s + config.pong_timeout_s,
     )
 
@@ -130,7 +135,7 @@ class OkxFeedHandle(ParserFeed):
         self.okx = okx
         self.pairs = [(ch, self.symbols[iid]) for iid in self.instrument_ids for ch in config.channels_of(iid)]
         if live:
-            policy = connection_policy(config, KeepAlive.okx(okx.ping_after_s))
+            policy = connection_policy(config, okx_keepalive(okx.ping_after_s))
             client = OkxClient(sink, okx, self.pairs, policy=policy, recorder=recorder, clock_ns=clock_ns)
             self.client = client
             self.parser = client.parser
