@@ -377,7 +377,7 @@ def replay(
 @app.command()
 def serve(
     recording: Annotated[Path, typer.Argument(help="Recorder file or hftbacktest capture.", show_default=False)],
-    venue: Annotated[str, typer.Option(help="Protocol to speak: a registered venue (binance, okx, bybit).")] = "binance",
+    venue: Annotated[str, typer.Option(help="Protocol to speak: a venue name of the adapter registry, e.g. binance.")] = "binance",
     speed: Annotated[float, typer.Option(help="Pace: 1 = as recorded, 10 = ten times faster, 0 = at once.")] = 1.0,
     futures: Annotated[bool, typer.Option(help="Serve Binance USD-M REST depth snapshots.")] = False,
     config: Annotated[Path | None, typer.Option(help="A paper config to point at this server.")] = None,

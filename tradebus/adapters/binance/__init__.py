@@ -11,16 +11,6 @@ from tradebus.adapters.common.venue import VenueAdapter
 __all__ = ["ADAPTER"]
 
 #: What the registry (:mod:`tradebus.adapters.registry`) knows of Binance.
-ADAPTER = VenueAdapter(
-    name="binance",
-    markets=config.FEED_MARKETS,
-    book_channels=config.BOOK_CHANNELS,
-    fill_channels=config.FILL_CHANNELS,
-    known_channel=config.known_channel,
-    check_feed=config.check_feed,
-    stream_symbol=config.stream_symbol,
-    feed=BinanceFeedHandle,
-    load_instruments=load_instruments,
-    emulator=emulator,
-    is_snapshot_line=is_snapshot_line,
+ADAPTER = VenueAdapter.from_config(
+    "binance", config, BinanceFeedHandle, load_instruments, emulator, is_snapshot_line=is_snapshot_line
 )

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tradebus.adapters.bybit import config
 from tradebus.adapters.bybit.client import BybitFeedHandle
 from tradebus.adapters.bybit.emulator import emulator
 from tradebus.adapters.bybit.instruments import load_instruments
 from tradebus.adapters.common.venue import VenueAdapter
+from tradebus.engine.instrument import Instrument
 
 __all__ = ["ADAPTER"]
 
-#: What the registry (:mod:`tradebus.adapters.registry`) knows of Bybit.
-ADAPTER = VenueAdapter(
-    name="bybit",
-    markets=config.FEED_MARKETS,
-    book_channels=config.BOOK_CHANNELS,
-    fill_channels=config.FILL_CHANNELS,
-    known_channel=config.known_channel,
-    check_feed=config.check_feed,
-    stream_symbol=config.stream_symbol,
-    feed=BybitFeedHandle,
-    load_instruments=lambda path, market: load_instruments(path, "BYBIT"),
-    emulator=emulator,
-)
+
+def _load_instruments(path: str | Path, market: str) -> dict[str, Instrument]:
+    """Every market's instruments of a saved instruments response (the response names its category)."""
+    return load_instruments(path, "BYBIT")
+
+
+#: What the registry (:mod:`tradebus.adapters.registry`) knows of this venue.
+ADAPTER = VenueAdapter.from_config("bybit", config, BybitFeedHandle, _load_instruments, emulator)

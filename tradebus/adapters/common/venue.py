@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from tradebus.engine.instrument import Instrument
@@ -72,3 +73,29 @@ class VenueAdapter:
     load_instruments: Callable[[str | Path, str], dict[str, Instrument]]
     emulator: EmulatorFactory
     is_snapshot_line: Callable[[str], bool] = _never
+
+    @classmethod
+    def from_config(
+        cls,
+        name: str,
+        config: ModuleType,
+        feed: FeedFactory,
+        load_instruments: Callable[[str | Path, str], dict[str, Instrument]],
+        emulator: EmulatorFactory,
+        is_snapshot_line: Callable[[str], bool] = _never,
+    ) -> VenueAdapter:
+        """The adapter whose feed rules are the venue ``config`` module's (``FEED_MARKETS``,
+        ``BOOK_CHANNELS``, ``FILL_CHANNELS``, ``known_channel``, ``check_feed``, ``stream_symbol``)."""
+        return cls(
+            name=name,
+            markets=config.FEED_MARKETS,
+            book_channels=config.BOOK_CHANNELS,
+            fill_channels=config.FILL_CHANNELS,
+            known_channel=config.known_channel,
+            check_feed=config.check_feed,
+            stream_symbol=config.stream_symbol,
+            feed=feed,
+            load_instruments=load_instruments,
+            emulator=emulator,
+            is_snapshot_line=is_snapshot_line,
+        )
