@@ -37,8 +37,9 @@ Lifecycle of :meth:`TradingNode.run`:
 
 Every order decision is logged on one line with its reason (``decision ...``).
 
-This module is the integration layer of paper trading: unlike the rest of
-:mod:`tradebus.engine` it imports the venue adapters.
+This module is the lifecycle of a paper run; its parts live in :mod:`tradebus.node.feeds`,
+:mod:`tradebus.node.router`, :mod:`tradebus.risk.guard`, :mod:`tradebus.execution.paper` and
+:mod:`tradebus.reports.outputs`. Venues are reached only through :mod:`tradebus.adapters.registry`.
 """
 
 from __future__ import annotations
