@@ -280,7 +280,7 @@ class Kernel:
         #: What the strategies see of this kernel (their narrow view of the run).
         self.context = KernelContext(
             self.clock, self.instruments, self.portfolio, self.orders, self.cache, self.banks,
-            self.submit, self.cancel, self.modify, self.equity, self.strategy_position, self.histories, {},
+            self.submit, self.cancel, self.modify, self.equity, self.strategy_position, self.histories,
         )  # fmt: skip
         self.result = RunResult(tuple(self.instruments), self.portfolio.initial_cash)
         self._extra_features = tuple(features)

@@ -74,7 +74,7 @@ from tradebus.engine.messages import (
 from tradebus.errors import ConfigError, OrderError
 
 if TYPE_CHECKING:
-    from tradebus.engine.cache import Cache, FeatureView
+    from tradebus.engine.cache import BookView, Cache, FeatureView
     from tradebus.engine.clock import Clock
     from tradebus.engine.history import BarWindow, History, TradeWindow
     from tradebus.features.spec import FeatureSpec
@@ -284,8 +284,8 @@ class Strategy:
         """The instrument's current feature values (as of the last event, never later)."""
         return self.kernel.cache.features(instrument_id or self.instrument_id)
 
-    def book(self, instrument_id: str | None = None) -> Any | None:
-        """The instrument's order book, or ``None`` where the run keeps none."""
+    def book(self, instrument_id: str | None = None) -> BookView | None:
+        """The instrument's L2 book (best levels first), or ``None`` where the run keeps none."""
         return self.ctx.book(instrument_id or self.instrument_id)
 
     def history(self, instrument_id: str | None = None) -> History:

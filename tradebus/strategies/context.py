@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from tradebus.errors import ConfigError
 
 if TYPE_CHECKING:
-    from tradebus.engine.cache import Cache, FeatureView
+    from tradebus.engine.cache import BookView, Cache, FeatureView
     from tradebus.engine.clock import Clock
     from tradebus.engine.history import History
     from tradebus.engine.instrument import Instrument
@@ -58,8 +58,8 @@ class StrategyContext(Protocol):
     def features(self, instrument_id: str) -> FeatureView:
         """The instrument's current feature values."""
 
-    def book(self, instrument_id: str) -> Any | None:
-        """The instrument's order book (``None`` where the run keeps none)."""
+    def book(self, instrument_id: str) -> BookView | None:
+        """The instrument's L2 book (``None`` where the run keeps none)."""
 
     def history(self, instrument_id: str) -> History:
         """The instrument's history windows (bars and trades asked for by the strategies)."""
@@ -77,9 +77,6 @@ class KernelContext:
         The kernel's command and query methods.
     histories
         ``instrument_id -> History`` of the instruments whose history some strategy asked for.
-    books
-        ``instrument_id -> order book`` of the instruments with a book (filled by the runner
-        that keeps them, e.g. the paper daemon; empty in a bar backtest).
     """
 
     clock: Clock
@@ -94,15 +91,14 @@ class KernelContext:
     equity: Callable[[], float]
     position: Callable[[str, str], float]
     histories: Mapping[str, History]
-    books: dict[str, Any]
 
     def features(self, instrument_id: str) -> FeatureView:
         """The instrument's :class:`FeatureView` (see :meth:`Cache.features`)."""
         return self.cache.features(instrument_id)
 
-    def book(self, instrument_id: str) -> Any | None:
-        """The instrument's order book, or ``None`` where the run keeps none."""
-        return self.books.get(instrument_id)
+    def book(self, instrument_id: str) -> BookView | None:
+        """The instrument's L2 book (the feed adapter's, see :meth:`Cache.book`), or ``None``."""
+        return self.cache.book(instrument_id)
 
     def history(self, instrument_id: str) -> History:
         """The instrument's :class:`~tradebus.engine.history.History`.
