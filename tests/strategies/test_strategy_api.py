@@ -241,3 +241,28 @@ def test_sizing_helpers_match_hand_derived_quantities() -> None:
     assert out["risk_fraction"] == pytest.approx(lots(2_000.0 / (px * 0.05)), abs=1e-12)
     assert kernel.result.fills[0].quantity == pytest.approx(lots(100_000.0 / px), abs=1e-12)
     assert kernel.result.fills[0].side == "BUY"
+
+
+def test_strategy_reads_the_book_the_feed_registered_through_its_context() -> None:
+    from tradebus.adapters.common.book import OrderBook
+
+    book = OrderBook(BTC_4H)
+    book.apply(np.array([[46_000.0, 1.5], [45_990.0, 2.0]]), np.array([[46_010.0, 0.7]]))
+    seen: list[Any] = []
+
+    class BookReader(Strategy):
+        def on_bar(self, bar: Bar) -> None:
+            seen.append(self.book())
+
+    strategy = BookReader(BTC_4H)
+    from strat_helpers import instrument
+    from tradebus.engine.kernel import Kernel
+
+    kernel = Kernel([instrument(BTC_4H)])
+    kernel.add_strategy(strategy)
+    kernel.cache.register_book(BTC_4H, lambda: book)
+    row = bars_4h().iloc[0]
+    kernel.process(Bar(BTC_4H, int(row.ts_event), int(row.ts_init), row.open, row.high, row.low, row.close, row.volume))
+    assert seen == [book]
+    assert seen[0].best_bid() == (46_000.0, 1.5) and seen[0].best_ask() == (46_010.0, 0.7)
+    assert strategy.ctx.book("OTHER.X") is None
