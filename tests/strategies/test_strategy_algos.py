@@ -183,3 +183,29 @@ def test_bad_algorithm_settings_are_order_errors() -> None:
         return Twap(s, BTC_4H, OrderSide.BUY, 0.1, duration="4h", slices=1)
 
     run([Runner(make)], {BTC_4H: bars_4h().iloc[:5]})
+
+
+def test_iceberg_resends_a_denied_tip_and_gives_up_after_max_retries() -> None:
+    frame = bars_4h().iloc[:120]
+    price = round(float(frame["close"].iloc[5]) * 0.98, 2)
+
+    def make(s: Strategy) -> Iceberg:
+        return Iceberg(s, BTC_4H, OrderSide.BUY, 1.0, price=price, display=0.3, poll="4h", max_retries=2)
+
+    strategy = Runner(make, at=5)
+    kernel = run([strategy], {BTC_4H: frame}, risk_factory=partial(DenyNth, n=2))
+    algo = strategy.algo
+    assert isinstance(algo, Iceberg) and algo.status == "done"
+    assert statuses(kernel, algo)[1] is OrderStatus.DENIED
+    assert [q for _, _, q in algo.sent] == pytest.approx([0.3, 0.3, 0.3, 0.3, 0.1])  # the denied tip sent again
+    assert algo.filled == pytest.approx(1.0)
+
+    class DenyAll(RiskGate):
+        def check(self, cmd: SubmitOrder, open_orders: int = 0) -> str | None:
+            return "test: everything is denied"
+
+    strategy = Runner(make, at=5)
+    kernel = run([strategy], {BTC_4H: frame}, risk_factory=DenyAll)
+    algo = strategy.algo
+    assert algo is not None and algo.status == "failed" and len(algo.children) == 2
+    assert kernel.result.fills == []

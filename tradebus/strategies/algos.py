@@ -84,6 +84,7 @@ class ExecAlgorithm:
         self.quantity = lots
         self.name = name or f"{type(self).__name__.lower()}{ExecAlgorithm._count}"
         self.status: AlgoStatus = "pending"
+        self._refusals = 0
         #: Client order ids of the children, in submission order.
         self.children: list[str] = []
         #: ``(time, client order id, quantity)`` of every child sent.
@@ -113,6 +114,21 @@ class ExecAlgorithm:
     def working(self) -> list[Order]:
         """Children still working."""
         return [o for o in self._orders() if o.status not in _CLOSED]
+
+    def _gave_up(self, max_retries: int) -> bool:
+        """Count a refused last child (a child that was not refused resets the count).
+
+        Returns ``True``, after failing the algorithm, when ``max_retries`` refusals came in a row.
+        """
+        orders = self._orders()
+        if not orders or orders[-1].status not in _REFUSED:
+            self._refusals = 0
+            return False
+        self._refusals += 1
+        if self._refusals >= max_retries:
+            self._finish(False)
+            return True
+        return False
 
     def _lots(self, quantity: float) -> float:
         return self.instrument.round_quantity(max(0.0, quantity))
@@ -273,7 +289,6 @@ class Iceberg(ExecAlgorithm):
         self.price = price
         self.poll_ns = _ns(poll)
         self.max_retries = max_retries
-        self._refusals = 0
 
     def start(self) -> None:
         """Send the first child and start polling."""
@@ -290,16 +305,8 @@ class Iceberg(ExecAlgorithm):
         self._sent(cid, size)
 
     def _tick(self, event: TimeEvent) -> None:
-        if self.working():
+        if self.working() or self._gave_up(self.max_retries):
             return
-        last = self._orders()[-1] if self.children else None
-        if last is not None and last.status in _REFUSED:
-            self._refusals += 1
-            if self._refusals >= self.max_retries:
-                self._finish(False)
-                return
-        else:
-            self._refusals = 0
         if self._lots(self.quantity - self.filled) <= 0:
             self._finish(True)
             return
@@ -335,7 +342,6 @@ class LimitChaser(ExecAlgorithm):
         self.timeout_ns = None if timeout is None else _ns(timeout)
         self.on_timeout = on_timeout
         self.max_retries = max_retries
-        self._refusals = 0
         self._deadline: int | None = None
         #: ``(time, price)`` of every placement and move of the child.
         self.prices: list[tuple[int, float]] = []
@@ -394,11 +400,6 @@ class LimitChaser(ExecAlgorithm):
                 self.strategy.modify(order.client_order_id, price=price)
                 self.prices.append((now, price))
             return
-        last = self._orders()[-1]
-        if last.status in _REFUSED:
-            self._refusals += 1
-            if self._refusals >= self.max_retries:
-                self._finish(False)
-                return
-        self._place()
+        if not self._gave_up(self.max_retries):
+            self._place()
 
