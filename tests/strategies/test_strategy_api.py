@@ -266,3 +266,45 @@ def test_strategy_reads_the_book_the_feed_registered_through_its_context() -> No
     assert seen == [book]
     assert seen[0].best_bid() == (46_000.0, 1.5) and seen[0].best_ask() == (46_010.0, 0.7)
     assert strategy.ctx.book("OTHER.X") is None
+
+
+def test_timers_run_on_the_wall_clock_in_paper_mode() -> None:
+    import asyncio
+
+    from strat_helpers import instrument
+    from tradebus.engine.clock import LiveClock
+    from tradebus.engine.kernel import Kernel
+
+    interval = 20_000_000  # 20 ms
+
+    class Ticking(Strategy):
+        def __init__(self) -> None:
+            super().__init__(BTC_4H, strategy_id="ticking")
+            self.fired: list[TimeEvent] = []
+            self.done = asyncio.Event()
+
+        def on_start(self) -> None:
+            self.set_timer("tick", interval)
+
+        def on_timer(self, event: TimeEvent) -> None:
+            self.fired.append(event)
+            if len(self.fired) == 3:
+                self.cancel_timer("tick")
+                self.done.set()
+
+        def on_bar(self, bar: Bar) -> None:
+            pass
+
+    async def main() -> Ticking:
+        strategy = Ticking()
+        kernel = Kernel([instrument(BTC_4H)], clock=LiveClock())
+        kernel.add_strategy(strategy)
+        kernel.start()
+        await asyncio.wait_for(strategy.done.wait(), timeout=10)
+        return strategy
+
+    strategy = asyncio.run(main())
+    times = [e.ts_event for e in strategy.fired]
+    assert [e.name for e in strategy.fired] == ["tick"] * 3
+    assert [b - a for a, b in zip(times, times[1:])] == [interval, interval]
+    assert all(e.ts_init >= e.ts_event for e in strategy.fired)  # fired on the wall clock, not early
