@@ -50,8 +50,8 @@ from pydantic import (
 )
 
 from tradebus.account import asset_names
-from tradebus.engine.instrument import Instrument, InstrumentKind
-from tradebus.errors import ConfigError
+from tradebus.engine.instrument import Instrument, InstrumentKind, MarginMode, MarginTier
+from tradebus.errors import ConfigError, OrderError
 from tradebus.execution.config import VenueConfig
 from tradebus.features.spec import FeatureSpec
 from tradebus.risk.config import RiskConfig
@@ -120,6 +120,14 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class MarginTierConfig(_Model):
+    """One maintenance bracket of a perpetual (see :class:`~tradebus.engine.instrument.MarginTier`)."""
+
+    max_notional: PositiveFloat
+    maintenance_rate: float = Field(ge=0.0, lt=1.0)
+    max_leverage: float = Field(default=125.0, ge=1.0)
+
+
 class InstrumentConfig(_Model):
     """One tradable instrument; becomes a :class:`~tradebus.engine.instrument.Instrument`.
 
@@ -140,6 +148,12 @@ class InstrumentConfig(_Model):
     maker_fee: float = Field(default=0.0, gt=-0.01, lt=0.1)
     taker_fee: float = Field(default=0.0, gt=-0.01, lt=0.1)
     margin: bool = False
+    contract_size: PositiveFloat = 1.0
+    leverage: float = Field(default=1.0, ge=1.0, le=200.0)
+    margin_mode: MarginMode = MarginMode.CROSS
+    maintenance_rate: float = Field(default=0.005, ge=0.0, lt=1.0)
+    margin_tiers: list[MarginTierConfig] = Field(default_factory=list)
+    liquidation_fee: float = Field(default=0.005, ge=0.0, lt=1.0)
 
     @property
     def instrument_id(self) -> str:
@@ -148,7 +162,17 @@ class InstrumentConfig(_Model):
 
     def to_instrument(self) -> Instrument:
         """The :class:`Instrument` this config describes."""
-        return Instrument(**self.model_dump())
+        fields = self.model_dump(exclude={"margin_tiers"})
+        tiers = tuple(MarginTier(**tier.model_dump()) for tier in self.margin_tiers)
+        return Instrument(**fields, margin_tiers=tiers)
+
+    @model_validator(mode="after")
+    def _valid_instrument(self) -> InstrumentConfig:
+        try:
+            self.to_instrument()
+        except OrderError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 class DataSourceConfig(_Model):

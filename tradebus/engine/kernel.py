@@ -64,7 +64,10 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     Bar,
     CancelOrder,
+    FundingPaid,
+    FundingRate,
     Liquidity,
+    MarkPrice,
     ModifyOrder,
     OrderAccepted,
     OrderCanceled,
@@ -76,10 +79,12 @@ from tradebus.engine.messages import (
     OrderSubmitted,
     OrderTriggered,
     PositionChanged,
+    PositionLiquidated,
     Quote,
     SubmitOrder,
     Trade,
 )
+from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY, Perpetuals
 from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import ConfigError, DataError
 from tradebus.execution.config import VenueConfig
@@ -154,6 +159,9 @@ class EquitySample(msgspec.Struct, frozen=True, gc=False):
     realized_pnl: float
     unrealized_pnl: float
     fees_paid: float
+    funding_paid: float = 0.0
+    margin: float = 0.0
+    maintenance_margin: float = 0.0
 
 
 @dataclass(slots=True)
@@ -181,6 +189,8 @@ class RunResult:
     submit_reasons: dict[str, str] = field(default_factory=dict)
     denials: list[OrderDenied] = field(default_factory=list)
     equity: list[EquitySample] = field(default_factory=list)
+    funding: list[FundingPaid] = field(default_factory=list)
+    liquidations: list[PositionLiquidated] = field(default_factory=list)
 
     @property
     def events(self) -> int:
@@ -286,6 +296,23 @@ class Kernel:
         }
         self.bus.subscribe(OrderFilled, self._record_fill)
         self.bus.subscribe(OrderDenied, self.result.denials.append)
+        # Marks, funding and liquidation of perpetuals (None without any).
+        self.perpetuals: Perpetuals | None = None
+        if any(inst.is_perpetual for inst in self.instruments.values()):
+            self.perpetuals = Perpetuals(
+                self.instruments,
+                self.portfolio,
+                self.execution,
+                self.orders,
+                self.bus,
+                self.clock,
+                liquidate=isinstance(self.venue, SimulatedVenue),
+                on_liquidation_fill=self._note_liquidation,
+            )
+            self.result.funding = self.perpetuals.funding
+            self.result.liquidations = self.perpetuals.liquidations
+            self._dispatch[MarkPrice] = self.perpetuals.on_mark
+            self._dispatch[FundingRate] = self.perpetuals.on_funding
 
     # ------------------------------------------------------------------ set-up
 
@@ -442,8 +469,34 @@ class Kernel:
         if isinstance(clock, SimulatedClock):
             clock.advance_to(msg.ts_init)
         handler(msg)
+        perps = self.perpetuals
+        if perps is not None and perps.watching and type(msg) is not MarkPrice:
+            perps.check(msg.ts_init)
         if msg.ts_init >= self._next_sample:
             self._sample(msg.ts_init)
+
+    def feed_perpetual_data(self, messages: Iterable[MarkPrice | FundingRate]) -> None:
+        """Deliver mark prices and funding rates at their ``ts_init`` during :meth:`run` (backtests).
+
+        Raises
+        ------
+        ConfigError
+            If no instrument is a perpetual or the clock is not simulated.
+        """
+        perps = self.perpetuals
+        if perps is None or not isinstance(self.clock, SimulatedClock):
+            raise ConfigError("kernel: mark and funding data need a perpetual instrument and a simulated clock")
+        dispatch = self._dispatch
+
+        def deliver(msg: MarkPrice | FundingRate) -> None:
+            if msg.instrument_id not in self.instruments:
+                raise DataError(f"kernel: {type(msg).__name__} for unknown instrument {msg.instrument_id!r}")
+            dispatch[type(msg)](msg)
+
+        perps.feed(messages, deliver)
+
+    def _note_liquidation(self, fill: OrderFilled) -> None:
+        self.result.submit_reasons[fill.client_order_id] = "liquidation"
 
     def _process_bar(self, bar: Bar) -> None:
         self.execution.on_bar(bar)
@@ -584,6 +637,7 @@ class Kernel:
         cache_prices = self.cache.prices
         orders = self.orders
         marks_matter = self.risk_config.breakers_on_marks
+        perps = self.perpetuals
         advance = clock.advance_to
         next_sample = self._next_sample
         result = self.result
@@ -606,7 +660,9 @@ class Kernel:
             bar = Bar(iid, te, ti, o, h, lo, c, v)
             if self._busy:
                 execution_on_bar(bar)
-                self._busy = marks_matter or orders.open_count > 0
+                if perps is not None and perps.watching:
+                    perps.check(ti)
+                self._busy = marks_matter or orders.open_count > 0 or (perps is not None and perps.watching)
             cache_bars[iid] = bar
             cache_prices[iid] = c
             view.row = row
@@ -653,6 +709,10 @@ class Kernel:
     # ------------------------------------------------------------------ outputs
 
     def _record_fill(self, fill: OrderFilled) -> None:
+        perps = self.perpetuals
+        if perps is not None:
+            perps.note_positions()
+            self._busy = self._busy or perps.watching
         self.result.fills.append(
             FillRecord(
                 fill.ts_event,
@@ -674,10 +734,9 @@ class Kernel:
         portfolio = self.portfolio
         self.sync_marks()
         position_value = 0.0
-        for iid in self.instruments:
-            qty = portfolio.position(iid)
-            if qty:
-                position_value += qty * portfolio.last_price(iid)
+        for pos in self._positions.values():
+            if pos.quantity:
+                position_value += pos.value
         if portfolio.has_holdings:
             position_value += portfolio.holdings_value()
             if not self.result.equity:
@@ -692,10 +751,19 @@ class Kernel:
                 portfolio.realized_pnl,
                 portfolio.unrealized_pnl(),
                 portfolio.fees_paid,
+                portfolio.funding_paid,
+                *self._margins(),
             )
         )
         interval = self._equity_interval
         self._next_sample = (ts // interval + 1) * interval
+
+    def _margins(self) -> tuple[float, float]:
+        """Initial and maintenance margin of the perpetual positions at mark (0, 0 without any)."""
+        perps = self.perpetuals
+        if perps is None or perps.account is None:
+            return 0.0, 0.0
+        return perps.account.initial_margin(), perps.account.maintenance_margin()
 
     def stop(self) -> None:
         """Call every strategy's ``on_stop``, take the final equity sample and collect the orders."""
