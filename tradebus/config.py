@@ -222,15 +222,25 @@ class DataSourceConfig(_Model):
         return venue, market, symbol, name
 
 
+class PerpetualDataConfig(_Model):
+    """A mark-price or funding-rate file of one perpetual (see :mod:`tradebus.data.perpetual`)."""
+
+    instrument: str = Field(min_length=1)
+    file: Path
+
+
 class DataConfig(_Model):
     """Where the replayed data comes from and which time range is used.
 
     ``start`` is inclusive and ``end`` exclusive; dates mean midnight UTC and
-    naive datetimes are UTC.
+    naive datetimes are UTC. ``marks`` and ``funding`` are mark-price and funding-rate files
+    of perpetual instruments, replayed next to the sources.
     """
 
     catalog: Path | None = None
     sources: list[DataSourceConfig] = Field(min_length=1)
+    marks: list[PerpetualDataConfig] = Field(default_factory=list)
+    funding: list[PerpetualDataConfig] = Field(default_factory=list)
     start: datetime | date | None = None
     end: datetime | date | None = None
 
@@ -356,6 +366,14 @@ class RunConfig(_Model):
         for n, iid in enumerate(self.strategy.instruments):
             if iid not in known:
                 raise ValueError(f"strategy.instruments.{n}: {iid!r} is not one of the instruments {ids}")
+        perpetual = {i.instrument_id for i in self.instruments if i.kind == InstrumentKind.PERPETUAL}
+        for key in ("marks", "funding"):
+            for n, entry in enumerate(getattr(self.data, key)):
+                if entry.instrument not in perpetual:
+                    raise ValueError(
+                        f"data.{key}.{n}.instrument: {entry.instrument!r} is not a perpetual instrument "
+                        f"(perpetuals: {sorted(perpetual)})"
+                    )
         return self
 
     def instrument_map(self) -> dict[str, Instrument]:
@@ -379,6 +397,8 @@ class RunConfig(_Model):
             update={
                 "catalog": absolute(self.data.catalog),
                 "sources": [s.model_copy(update={"file": absolute(s.file)}) for s in self.data.sources],
+                "marks": [m.model_copy(update={"file": absolute(m.file)}) for m in self.data.marks],
+                "funding": [f.model_copy(update={"file": absolute(f.file)}) for f in self.data.funding],
             }
         )
         return self.model_copy(update={"data": data})

@@ -190,6 +190,7 @@ class RunResult:
     denials: list[OrderDenied] = field(default_factory=list)
     equity: list[EquitySample] = field(default_factory=list)
     funding: list[FundingPaid] = field(default_factory=list)
+    contract_sizes: dict[str, float] = field(default_factory=dict)
     liquidations: list[PositionLiquidated] = field(default_factory=list)
 
     @property
@@ -278,6 +279,7 @@ class Kernel:
         self.strategies: list[Strategy] = []
         self.banks: dict[str, FeatureBank] = {}
         self.result = RunResult(tuple(self.instruments), self.portfolio.initial_cash)
+        self.result.contract_sizes = {iid: inst.contract_size for iid, inst in self.instruments.items()}
         self._extra_features = tuple(features)
         self._equity_interval = equity_interval_ns
         self._next_sample = -(2**63)
