@@ -230,6 +230,8 @@ class SimulatedVenue(Venue):
             )
             for iid, inst in instruments.items()
         }
+        # Fees are on notional, quantity * contract_size * price.
+        self._contract_sizes: dict[str, float] = {iid: inst.contract_size for iid, inst in instruments.items()}
         self._pending: dict[str, deque[tuple[int, int, _SimOrder | Order, ModifyOrder | None]]] = {
             iid: deque() for iid in instruments
         }
@@ -674,7 +676,7 @@ class SimulatedVenue(Venue):
                     return 0.0
                 qty = room
         maker, taker = self._fees[iid]
-        fee = qty * px * (maker if liq is _MAKER else taker)
+        fee = qty * self._contract_sizes[iid] * px * (maker if liq is _MAKER else taker)
         funds_check = self.funds_check
         if funds_check is not None:
             why = funds_check(sim.order, qty, px, fee)
