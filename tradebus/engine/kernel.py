@@ -313,8 +313,12 @@ class Kernel:
             )
             self.result.funding = self.perpetuals.funding
             self.result.liquidations = self.perpetuals.liquidations
-            self._dispatch[MarkPrice] = self.perpetuals.on_mark
-            self._dispatch[FundingRate] = self.perpetuals.on_funding
+            # Through the bus: the kernel's handlers first, then any strategy's. A daemon that
+            # publishes the mark and funding messages of its feeds reaches the account this way.
+            self.bus.subscribe(MarkPrice, self.perpetuals.on_mark)
+            self.bus.subscribe(FundingRate, self.perpetuals.on_funding)
+            self._dispatch[MarkPrice] = self.bus.publish
+            self._dispatch[FundingRate] = self.bus.publish
 
     # ------------------------------------------------------------------ set-up
 

@@ -1,8 +1,10 @@
 """Mark prices, funding settlements and liquidations of perpetual positions.
 
-The kernel owns one :class:`Perpetuals` when any instrument is a perpetual and routes
-``MarkPrice`` and ``FundingRate`` messages to it (paper and live adapters hand them to
-:meth:`Kernel.process`; a backtest gives them as a side feed, :meth:`Perpetuals.feed`).
+The kernel owns one :class:`Perpetuals` when any instrument is a perpetual and subscribes it
+to ``MarkPrice`` and ``FundingRate`` on the bus: the paper and live node publishes the ones
+its feeds parse, :meth:`Kernel.process` publishes the ones it is given, and a backtest gives
+them as a side feed (:meth:`Kernel.feed_perpetual_data`, delivered through the simulated
+clock).
 
 Mark price
     A ``MarkPrice`` values its instrument from then on (:meth:`Portfolio.mark_price`):
@@ -116,6 +118,8 @@ class Perpetuals:
 
     def on_mark(self, msg: MarkPrice) -> None:
         """Value the instrument at ``msg.mark_price``, settle due funding, check liquidation."""
+        if msg.instrument_id not in self.instruments:
+            return
         self._portfolio.mark_price(msg.instrument_id, msg.mark_price)
         if msg.ts_init >= self._next_funding:
             self.settle_due(msg.ts_init)
