@@ -50,7 +50,7 @@ from pydantic import (
 )
 
 from tradebus.account import asset_names
-from tradebus.engine.instrument import Instrument, InstrumentKind, MarginMode, MarginTier
+from tradebus.engine.instrument import FeeTier, Instrument, InstrumentKind, MarginMode, MarginTier
 from tradebus.errors import ConfigError, OrderError
 from tradebus.execution.config import VenueConfig
 from tradebus.features.spec import FeatureSpec
@@ -128,6 +128,14 @@ class MarginTierConfig(_Model):
     max_leverage: float = Field(default=125.0, ge=1.0)
 
 
+class FeeTierConfig(_Model):
+    """Fee rates from a trailing 30-day traded notional on (see :mod:`tradebus.execution.costs`)."""
+
+    min_volume: float = Field(ge=0.0)
+    maker_fee: float = Field(gt=-0.01, lt=0.1)
+    taker_fee: float = Field(gt=-0.01, lt=0.1)
+
+
 class InstrumentConfig(_Model):
     """One tradable instrument; becomes a :class:`~tradebus.engine.instrument.Instrument`.
 
@@ -154,6 +162,7 @@ class InstrumentConfig(_Model):
     maintenance_rate: float = Field(default=0.005, ge=0.0, lt=1.0)
     margin_tiers: list[MarginTierConfig] = Field(default_factory=list)
     liquidation_fee: float = Field(default=0.005, ge=0.0, lt=1.0)
+    fee_tiers: list[FeeTierConfig] = Field(default_factory=list)
 
     @property
     def instrument_id(self) -> str:
@@ -162,9 +171,10 @@ class InstrumentConfig(_Model):
 
     def to_instrument(self) -> Instrument:
         """The :class:`Instrument` this config describes."""
-        fields = self.model_dump(exclude={"margin_tiers"})
+        fields = self.model_dump(exclude={"margin_tiers", "fee_tiers"})
         tiers = tuple(MarginTier(**tier.model_dump()) for tier in self.margin_tiers)
-        return Instrument(**fields, margin_tiers=tiers)
+        fee_tiers = tuple(FeeTier(**tier.model_dump()) for tier in self.fee_tiers)
+        return Instrument(**fields, margin_tiers=tiers, fee_tiers=fee_tiers)
 
     @model_validator(mode="after")
     def _valid_instrument(self) -> InstrumentConfig:

@@ -10,7 +10,7 @@ import msgspec
 
 from tradebus.errors import OrderError
 
-__all__ = ["Instrument", "InstrumentKind", "MarginMode", "MarginTier"]
+__all__ = ["FeeTier", "Instrument", "InstrumentKind", "MarginMode", "MarginTier"]
 
 
 class InstrumentKind(StrEnum):
@@ -39,6 +39,14 @@ class MarginTier(msgspec.Struct, frozen=True):
     max_notional: float
     maintenance_rate: float
     max_leverage: float = 125.0
+
+
+class FeeTier(msgspec.Struct, frozen=True):
+    """Fee rates from a traded notional on (see :mod:`tradebus.execution.costs`); negative maker = rebate."""
+
+    min_volume: float
+    maker_fee: float
+    taker_fee: float
 
 
 class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
@@ -81,6 +89,9 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         bracket at ``maintenance_rate``.
     liquidation_fee
         Fee rate charged on the notional of a liquidated position (the venue's clearance fee).
+    fee_tiers
+        Maker/taker rates by the trailing 30-day notional the run traded (:class:`FeeTier`,
+        ascending ``min_volume``); below the first tier, ``maker_fee``/``taker_fee``.
     """
 
     venue: str
@@ -101,6 +112,7 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
     maintenance_rate: float = 0.005
     margin_tiers: tuple[MarginTier, ...] = ()
     liquidation_fee: float = 0.005
+    fee_tiers: tuple[FeeTier, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("tick_size", "lot_size"):
@@ -119,6 +131,9 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         caps = [tier.max_notional for tier in self.margin_tiers]
         if caps != sorted(caps) or len(set(caps)) != len(caps) or any(not 0.0 <= t.maintenance_rate < 1.0 for t in self.margin_tiers):
             raise OrderError(f"{where}: margin_tiers must have ascending max_notional and rates in [0, 1)")
+        volumes = [tier.min_volume for tier in self.fee_tiers]
+        if volumes != sorted(volumes) or len(set(volumes)) != len(volumes):
+            raise OrderError(f"{where}: fee_tiers must have strictly ascending min_volume")
         if self.margin_tiers and self.leverage > self.margin_tiers[0].max_leverage:
             raise OrderError(
                 f"{where}: leverage {self.leverage} exceeds the first margin tier's max_leverage "
