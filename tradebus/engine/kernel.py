@@ -88,6 +88,7 @@ from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY, Perpetuals
 from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import ConfigError, DataError
 from tradebus.execution.config import VenueConfig
+from tradebus.execution.contingent import ContingentOrders
 from tradebus.execution.engine import ExecutionEngine
 from tradebus.execution.orders import Order, OrderManager
 from tradebus.execution.simulated import SimulatedVenue
@@ -298,6 +299,9 @@ class Kernel:
         }
         self.bus.subscribe(OrderFilled, self._record_fill)
         self.bus.subscribe(OrderDenied, self.result.denials.append)
+        #: Brackets, OCO, trailing stops, GTD and timed exits; built at start when a strategy
+        #: declares ``contingent = True`` (see :mod:`tradebus.execution.contingent`).
+        self.contingent: ContingentOrders | None = None
         # Marks, funding and liquidation of perpetuals (None without any).
         self.perpetuals: Perpetuals | None = None
         if any(inst.is_perpetual for inst in self.instruments.values()):
@@ -358,6 +362,9 @@ class Kernel:
                 view = FeatureView(bank.columns)
                 view.row = self._live_outputs(bank)
                 self.cache.feature_views[iid] = view
+        if any(getattr(strategy, "contingent", False) for strategy in self.strategies):
+            # Before the strategies subscribe: it sees each bar and fill first.
+            self.contingent = ContingentOrders(self)
         for strategy in self.strategies:
             self._subscribe(strategy)
         for strategy in self.strategies:
