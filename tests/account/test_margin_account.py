@@ -319,3 +319,21 @@ def test_mark_file_errors_name_the_file(tmp_path: Path) -> None:
     nocol.write_text("date,x\n2021-11-17T00:00:00+0000,1.0\n")
     with pytest.raises(DataError, match="no value column"):
         read_funding_rates(nocol, "X.SIM")
+
+
+def test_marks_and_funding_published_on_the_bus_reach_the_account() -> None:
+    """The paper/live node publishes the MarkPrice and FundingRate its feeds parse on the bus
+    (it does not call process): the account must see them there too."""
+    inst = perp()
+    kernel, _ = opened_kernel(inst, 10_000.0, 0.1)
+    iid = inst.instrument_id
+    now = T0 + 2 * H + 10
+    kernel.bus.publish(MarkPrice(iid, now, now, 21_000.0, math.nan))
+    assert kernel.portfolio.last_price(iid) == 21_000.0
+    # a later bar close no longer values the position: the mark does
+    kernel.process(flat_bar(iid, 3, 20_500.0))
+    assert kernel.portfolio.last_price(iid) == 21_000.0
+    kernel.bus.publish(FundingRate(iid, now + 1, now + 1, -0.0002, now + 1))
+    [paid] = kernel.result.funding
+    assert paid.payment == pytest.approx(0.1 * 21_000.0 * -0.0002)  # a long receives a negative rate
+    assert kernel.portfolio.equity() == pytest.approx(10_000.0 + 100.0 + 0.42)
