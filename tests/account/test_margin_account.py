@@ -337,3 +337,17 @@ def test_marks_and_funding_published_on_the_bus_reach_the_account() -> None:
     [paid] = kernel.result.funding
     assert paid.payment == pytest.approx(0.1 * 21_000.0 * -0.0002)  # a long receives a negative rate
     assert kernel.portfolio.equity() == pytest.approx(10_000.0 + 100.0 + 0.42)
+
+
+def test_announced_funding_settles_on_the_first_message_at_its_time_without_marks() -> None:
+    """No MarkPrice at all: the bar close is the mark, and a bar at the funding time settles it."""
+    inst = perp()
+    kernel, _ = opened_kernel(inst, 10_000.0, 0.1)
+    iid = inst.instrument_id
+    kernel.process(FundingRate(iid, T0 + 2 * H + 1, T0 + 2 * H + 1, 0.0005, T0 + 3 * H))
+    kernel.process(Bar(iid, T0 + 3 * H - 1, T0 + 3 * H - 1, 20_000.0, 20_000.0, 20_000.0, 20_000.0, 1.0))
+    assert kernel.result.funding == []
+    kernel.process(flat_bar(iid, 3, 19_000.0))
+    [paid] = kernel.result.funding
+    # the bar stamped at the funding time closes then: its close is the price at that time
+    assert (paid.mark_price, paid.payment) == (19_000.0, pytest.approx(0.1 * 19_000.0 * 0.0005))

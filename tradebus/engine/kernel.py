@@ -483,8 +483,10 @@ class Kernel:
             clock.advance_to(msg.ts_init)
         handler(msg)
         perps = self.perpetuals
-        if perps is not None and perps.watching and type(msg) is not MarkPrice:
-            perps.check(msg.ts_init)
+        if perps is not None:
+            perps.settle_due(msg.ts_init)
+            if perps.watching and type(msg) is not MarkPrice:
+                perps.check(msg.ts_init)
         if msg.ts_init >= self._next_sample:
             self._sample(msg.ts_init)
 

@@ -17,7 +17,7 @@ Funding
     at or after it, as historical funding rows are): the position then pays
     ``quantity * contract_size * mark * rate`` (a long pays a positive rate, a short
     receives it) at the latest mark. Live and paper settle on the first mark, funding or
-    market-data message at or after the funding time. Each settlement is a
+    market-data message at or after the funding time (:meth:`Kernel.process` asks). Each settlement is a
     :class:`FundingPaid` event, published and kept in :attr:`RunResult.funding`.
 
 Liquidation (simulated venues only: a live venue liquidates on its own and reports fills)
@@ -108,6 +108,7 @@ class Perpetuals:
         self._next_funding = 2**63 - 1
         self._feed: list[Any] = []
         self._feed_at = 0
+        self._deliver: Callable[[Any], None] = bus.publish
         self._liquidations = itertools.count(1)
         self.funding: list[FundingPaid] = []
         self.liquidations: list[PositionLiquidated] = []
