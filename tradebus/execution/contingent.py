@@ -38,9 +38,12 @@ Timed exit
     ``exit_after_ns`` (clock time after the fill) cancels its children and closes what is
     left of its position with a reduce-only market order.
 Cooldown
-    A bracket with ``cooldown_bars`` refuses new brackets of its strategy on its instrument
-    for that many bars after it closed (stop-loss, take-profit or timed exit):
-    ``submit_bracket`` returns ``None`` and logs why.
+    A bracket with ``cooldown_bars = n`` refuses new brackets of its strategy on its
+    instrument for ``n`` bars, counting the bar it closed in (stop-loss, take-profit or timed
+    exit): ``submit_bracket`` returns ``None`` and logs why.
+
+Not kept across restarts: a paper or live process that restarts from its journal finds the
+children at the venue but no longer links them (OCO, trailing, timed exit).
 """
 
 from __future__ import annotations
