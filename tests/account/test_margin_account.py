@@ -200,15 +200,17 @@ def test_funding_long_pays_short_receives_at_mark() -> None:
     assert kernel.portfolio.equity() == pytest.approx(10_000.0 + 300.0 - 0.63)
 
 
-def _hold_xrp(start: str, end: str, quantity: float) -> tuple[Kernel, int]:
+def _hold_xrp(
+    start: str, end: str, quantity: float, cash: float = 10_000.0, leverage: float = 5.0
+) -> tuple[Kernel, int]:
     """Buy ``quantity`` XRP on the first 5 m bar of freqtrade's XRP/USDT futures data, hold to ``end``."""
     inst = Instrument(
         venue="BINANCE", symbol="XRPUSDT", kind=InstrumentKind.PERPETUAL, base="XRP", quote="USDT",
-        tick_size=0.0001, lot_size=0.1, taker_fee=0.0004, leverage=5.0,
+        tick_size=0.0001, lot_size=0.1, taker_fee=0.0004, leverage=leverage,
     )
     iid = inst.instrument_id
     start_ns, end_ns = pd.Timestamp(start).value, pd.Timestamp(end).value
-    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0, equity_interval_ns=H)
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=cash, equity_interval_ns=H)
     kernel.add_strategy(BuyOnce(iid, quantity))
     data = [
         m
@@ -258,6 +260,39 @@ def test_funding_on_real_xrp_data_matches_pandas_reference() -> None:
     last = kernel.result.equity[-1]
     assert last.margin == pytest.approx(qty * pf.last_price(entry.instrument_id) / 5.0)
     assert pf.last_price(entry.instrument_id) == marks.loc[marks["date"].astype("int64") < end_ns, "mark"].iloc[-1]
+
+
+def test_liquidation_in_a_backtest_on_real_marks_matches_a_pandas_reference() -> None:
+    """10000 XRP long at 50x on 300 USDT (the backtest loop, real Binance marks).
+
+    Reference: after the entry, the first hourly mark (mark bar open) at which
+    ``wallet - funding paid so far + 10000 * (mark - entry) < 0.005 * 10000 * mark`` is where
+    the position is liquidated, at that mark, with a 0.5 % fee on its notional.
+    """
+    qty = 10_000.0
+    kernel, _ = _hold_xrp("2021-11-17T00:00:00Z", "2021-11-19T09:30:00Z", qty, cash=300.0, leverage=50.0)
+    [entry] = [f for f in kernel.result.fills if f.reason == "entry"]
+    wallet = 300.0 - entry.fee
+    marks = pd.read_feather(FIX / "XRP_USDT_USDT-1h-mark.feather")[["date", "open"]]
+    marks["ts"] = marks["date"].astype("int64")
+    funding = pd.read_feather(FIX / "XRP_USDT_USDT-8h-funding_rate.feather")[["date", "open"]]
+    funding = funding.rename(columns={"open": "rate"})
+    funding = pd.merge_asof(funding, marks[["date", "open"]], on="date", direction="backward")
+    funding["payment"] = qty * funding["open"] * funding["rate"]
+    funding["ts"] = funding["date"].astype("int64")
+    after = marks[marks["ts"] > entry.ts_event].copy()
+    paid = [funding.loc[(funding["ts"] > entry.ts_event) & (funding["ts"] < t), "payment"].sum() for t in after["ts"]]
+    after["equity"] = wallet - pd.Series(paid, index=after.index) + qty * (after["open"] - entry.price)
+    breach = after[after["equity"] < 0.005 * qty * after["open"]].iloc[0]
+    assert (funding["ts"] < breach["ts"]).sum() == 2  # two fundings were paid before it
+    [event] = kernel.result.liquidations
+    assert (event.ts_event, event.price, event.quantity) == (breach["ts"], breach["open"], qty)
+    assert event.fee == pytest.approx(qty * breach["open"] * 0.005)
+    # the documented liquidation price lies between the last safe mark and the breaching one
+    safe = after[after["ts"] < breach["ts"]]["open"].iloc[-1]
+    assert breach["open"] < event.liquidation_price < safe
+    assert kernel.portfolio.position(entry.instrument_id) == 0.0
+    assert kernel.result.fills[-1].reason == "liquidation"
 
 
 def test_marks_and_funding_after_a_cut_do_not_change_the_run_before_it() -> None:

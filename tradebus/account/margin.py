@@ -210,6 +210,25 @@ class MarginAccount:
                 out.append(iid)
         return out
 
+    def breached(self, instrument_id: str) -> bool:
+        """Whether the position is below maintenance margin, when it is the only perpetual of the run.
+
+        The condition of :meth:`liquidations` for a run with one perpetual (no other position
+        shares its cross balance or holds isolated margin), computed without the loops.
+        """
+        pos = self._positions[instrument_id]
+        q, mark = pos.quantity, pos.last_price
+        if q == 0.0 or mark != mark:
+            return False
+        inst = self._perps[instrument_id]
+        cs = inst.contract_size
+        unrealised = q * cs * (mark - pos.avg_price)
+        if inst.margin_mode == MarginMode.ISOLATED:
+            backing = self._isolated[instrument_id] + unrealised
+        else:
+            backing = self._spot.balance(self._settle[instrument_id]) + unrealised
+        return backing < inst.maintenance_margin(abs(q) * cs * mark)
+
     def liquidation_price(self, instrument_id: str) -> float:
         """Mark at which this position is liquidated, everything else held fixed (NaN if never).
 

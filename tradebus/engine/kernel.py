@@ -677,7 +677,9 @@ class Kernel:
                 execution_on_bar(bar)
                 if perps is not None and perps.watching:
                     perps.check(ti)
-                self._busy = marks_matter or orders.open_count > 0 or (perps is not None and perps.watching)
+                self._busy = marks_matter or orders.open_count > 0
+            elif perps is not None and perps.watching:
+                perps.on_price(iid, c, ti)  # an open perpetual position is marked on every bar
             cache_bars[iid] = bar
             cache_prices[iid] = c
             view.row = row
@@ -727,7 +729,6 @@ class Kernel:
         perps = self.perpetuals
         if perps is not None:
             perps.note_positions()
-            self._busy = self._busy or perps.watching
         self.result.fills.append(
             FillRecord(
                 fill.ts_event,

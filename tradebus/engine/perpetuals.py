@@ -114,6 +114,7 @@ class Perpetuals:
         self.liquidations: list[PositionLiquidated] = []
         #: Whether a perpetual position is open (the kernel marks every bar while it is).
         self.watching = False
+        self._single = next(iter(self.instruments)) if len(self.instruments) == 1 else None
 
     # ------------------------------------------------------------------ messages
 
@@ -161,13 +162,27 @@ class Perpetuals:
         portfolio = self._portfolio
         self.watching = any(portfolio.position(iid) != 0.0 for iid in self.instruments)
 
+    def on_price(self, instrument_id: str, price: float, now: int) -> None:
+        """Mark the portfolio at a trade, bar close or mid (ignored once marks come) and check liquidation."""
+        self._portfolio.mark(instrument_id, price)
+        self.check(now)
+
     def check(self, now: int) -> None:
         """Liquidate every position below maintenance margin (see the module docstring)."""
-        if not self._liquidate or self.account is None:
+        account = self.account
+        if not self._liquidate or account is None:
             return
-        for iid in self.account.liquidations():
+        single = self._single
+        if single is not None:
+            if account.breached(single):  # one perpetual: the cheap test of the same condition
+                self._close(single, now)
+                self.note_positions()
+            return
+        liquidated = account.liquidations()
+        for iid in liquidated:
             self._close(iid, now)
-        self.note_positions()
+        if liquidated:
+            self.note_positions()
 
     def _close(self, iid: str, now: int) -> None:
         account = self.account
