@@ -70,11 +70,14 @@ Post-only and reduce-only
     (rest canceled) or canceled (``reduce_only_mode``); it never flips a position.
 
 Prices
-    Taker fills pay ``slippage_bps`` against the trader, rounded to the tick against the
+    Taker fills on bars pay the slippage of the configured model (``slippage_bps``, or
+    ``slippage``: fixed, volume participation or volatility-scaled; see
+    :mod:`tradebus.execution.costs`) against the trader, rounded to the tick against the
     trader (an exact decimal multiple of the tick, free of float noise), then clamped to what
     the data allowed (the bar's ``[low, high]``) and to the order's limit. On trades/quotes the fill is at the printed price, so slippage is zero.
-    Fees are ``quantity * price * rate`` with the maker or taker rate of the instrument
-    (or the config's override).
+    Fees are ``quantity * contract_size * price * rate`` with the maker or taker rate of the
+    instrument, of its fee tier by trailing traded notional (:class:`~tradebus.execution.costs.FeeSchedule`),
+    or the config's override.
 """
 
 from __future__ import annotations
