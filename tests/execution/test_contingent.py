@@ -220,3 +220,11 @@ def test_bracket_errors_and_disabled_strategy() -> None:
     kernel.add_strategy(Plain(IID))
     with pytest.raises(OrderError, match="need `contingent = True`"):
         kernel.process(Bar(IID, T0, T0, 1.0, 1.0, 1.0, 1.0, 1.0))
+
+
+def test_a_denied_entry_leaves_no_bracket_behind() -> None:
+    """The risk gate denies the entry (quantity above the instrument's lot grid): the bracket is dropped."""
+    kernel = run([FLAT, FLAT, FLAT], {1: lambda s: s.ids.update(entry=s.submit_bracket(IID, BUY, 1.0005, stop_loss=95.0))})
+    assert kernel.result.denials and fills(kernel) == []
+    contingent = kernel.contingent
+    assert contingent is not None and contingent._brackets == {}

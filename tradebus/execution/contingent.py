@@ -192,16 +192,17 @@ class ContingentOrders:
         if left > 0:
             logger.info("bracket of {} on {} refused: cooldown, {} bar(s) left", strategy_id, instrument_id, left)
             return None
-        if entry_price is None:
-            entry_id = self._submit(strategy_id, instrument_id, side, quantity, OrderType.MARKET, reason=reason)
-        else:
-            entry_id = self._submit(
-                strategy_id, instrument_id, side, quantity, OrderType.LIMIT, price=entry_price, reason=reason
-            )
+        # Known before the submit: a denial is published while it runs.
+        entry_id = self._kernel.orders.next_client_order_id(strategy_id)
         self._brackets[entry_id] = Bracket(
             strategy_id, instrument_id, entry_id, side, stop_loss, take_profit, trail_offset, trail_percent,
             arm_after_bars, exit_after_bars, exit_after_ns, cooldown_bars,
         )
+        if entry_price is None:
+            self._submit(strategy_id, instrument_id, side, quantity, OrderType.MARKET, reason=reason, coid=entry_id)
+        else:
+            self._submit(strategy_id, instrument_id, side, quantity, OrderType.LIMIT, price=entry_price,
+                         reason=reason, coid=entry_id)
         return entry_id
 
     def oco(self, client_order_ids: list[str]) -> None:
@@ -491,10 +492,12 @@ class ContingentOrders:
         trigger: float = _NAN,
         reduce_only: bool = False,
         reason: str = "",
+        coid: str | None = None,
     ) -> str:
         kernel = self._kernel
         now = kernel.clock.now_ns()
-        coid = kernel.orders.next_client_order_id(strategy_id)
+        if coid is None:
+            coid = kernel.orders.next_client_order_id(strategy_id)
         kernel.submit(
             SubmitOrder(strategy_id, instrument_id, coid, side, quantity, now, now, order_type, price, trigger,
                         TimeInForce.GTC, False, reduce_only, reason)
