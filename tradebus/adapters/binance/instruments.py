@@ -19,7 +19,7 @@ from tradebus.adapters.binance.config import BinanceMarket
 from tradebus.engine.instrument import Instrument, InstrumentKind, MarginTier
 from tradebus.errors import DataError, OrderError
 
-__all__ = ["instruments_from_exchange_info", "load_exchange_info", "margin_tiers_from_brackets"]
+__all__ = ["instruments_from_exchange_info", "load_exchange_info", "load_instruments", "margin_tiers_from_brackets"]
 
 
 def load_exchange_info(path: str | Path) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def margin_tiers_from_brackets(body: str | bytes) -> dict[str, tuple[MarginTier,
     """``symbol -> margin tiers`` of a USD-M ``GET /fapi/v1/leverageBracket`` response.
 
     Each bracket gives ``notionalCap`` (the tier's ``max_notional``), ``maintMarginRatio``
-    and ``initialLeverage`` (its ``max_leverage``); ``cum`` is not read: the tiers derive it
+    and ``initialLeverage`` (its ``max_leverage``); ``cum`` is only checked: the tiers derive it
     (:meth:`Instrument.maintenance_bracket`), and it must agree.
 
     Raises
@@ -156,3 +156,7 @@ def margin_tiers_from_brackets(body: str | bytes) -> dict[str, tuple[MarginTier,
         raise DataError(f"binance leverageBracket response is malformed: {exc}") from None
     return out
 
+
+def load_instruments(path: str | Path, market: str) -> dict[str, Instrument]:
+    """The instruments of a saved ``exchangeInfo`` response of ``market`` (``spot`` or ``usdm``), by instrument id."""
+    return {i.instrument_id: i for i in instruments_from_exchange_info(load_exchange_info(path), BinanceMarket(market))}
