@@ -112,8 +112,12 @@ class Perpetuals:
         self._liquidations = itertools.count(1)
         self.funding: list[FundingPaid] = []
         self.liquidations: list[PositionLiquidated] = []
-        #: Whether a perpetual position is open (the kernel marks every bar while it is).
+        #: Whether a perpetual position is open that no mark price values yet: the kernel marks
+        #: it at every trade, bar close or mid and checks liquidation then. Positions valued at
+        #: marks are checked at each mark (``open``).
         self.watching = False
+        self.open = False
+        self._positions = {iid: portfolio.position_state(iid) for iid in self.instruments}
         self._single = next(iter(self.instruments)) if len(self.instruments) == 1 else None
 
     # ------------------------------------------------------------------ messages
@@ -125,8 +129,10 @@ class Perpetuals:
         self._portfolio.mark_price(msg.instrument_id, msg.mark_price)
         if msg.ts_init >= self._next_funding:
             self.settle_due(msg.ts_init)
-        if self.watching:
+        if self.open:
             self.check(msg.ts_init)
+            if self.watching:
+                self.note_positions()  # this position is valued at marks from now on
 
     def on_funding(self, msg: FundingRate) -> None:
         """Remember the announced rate for its funding time; settle it if that time has come."""
@@ -154,13 +160,16 @@ class Perpetuals:
                 self.funding.append(event)
                 self._bus.publish(event)
         self._next_funding = min((t for t, _ in self._pending.values()), default=2**63 - 1)
+        if self.open:
+            self.check(now)  # a payment may take a position below maintenance margin
 
     # ------------------------------------------------------------------ liquidation
 
     def note_positions(self) -> None:
-        """Recompute :attr:`watching` (after a fill)."""
-        portfolio = self._portfolio
-        self.watching = any(portfolio.position(iid) != 0.0 for iid in self.instruments)
+        """Recompute :attr:`open` and :attr:`watching` (after a fill)."""
+        positions = self._positions.values()
+        self.open = any(p.quantity != 0.0 for p in positions)
+        self.watching = any(p.quantity != 0.0 and not p.has_mark for p in positions)
 
     def on_price(self, instrument_id: str, price: float, now: int) -> None:
         """Mark the portfolio at a trade, bar close or mid (ignored once marks come) and check liquidation."""
