@@ -9,6 +9,7 @@ average-cost accounting:
 * the part of a fill that reduces the position realises ``q * (px - avg) * sign(pos)``;
   what is left of it opens a position the other way at ``px``;
 * ``unrealized_pnl = position * (last_price - avg)`` at the run's last price;
+* PnL of a contract instrument is multiplied by its contract size (``RunResult.contract_sizes``);
 * ``net_pnl = realized_pnl + unrealized_pnl - fees``.
 
 Net PnL is linear in the fills, so the strategies' net PnL sums to the run's whole PnL
@@ -59,6 +60,8 @@ class Attribution:
     realized_pnl: float = 0.0
     unrealized_pnl: float = 0.0
     fees: float = 0.0
+    #: Quote currency per unit of quantity per unit of price (a contract's size; 1 for spot).
+    multiplier: float = 1.0
 
     @property
     def net_pnl(self) -> float:
@@ -81,7 +84,7 @@ class Attribution:
             self.position = pos + side * quantity
             return
         closed = min(quantity, abs(pos))
-        self.realized_pnl += closed * (price - self.avg_price) * (1.0 if pos > 0 else -1.0)
+        self.realized_pnl += closed * (price - self.avg_price) * (1.0 if pos > 0 else -1.0) * self.multiplier
         rest = quantity - closed
         self.position = pos + side * closed
         if rest > 0.0:
@@ -94,17 +97,22 @@ class Attribution:
     def mark(self, price: float) -> None:
         """Value the open position at ``price``."""
         self.last_price = price
-        self.unrealized_pnl = self.position * (price - self.avg_price) if self.position else 0.0
+        self.unrealized_pnl = self.position * (price - self.avg_price) * self.multiplier if self.position else 0.0
 
 
-def attribute(fills: Iterable[FillRecord], last_prices: Mapping[str, float]) -> list[Attribution]:
+def attribute(
+    fills: Iterable[FillRecord], last_prices: Mapping[str, float], contract_sizes: Mapping[str, float] | None = None
+) -> list[Attribution]:
     """Attribution rows, per strategy (in order of first fill): one per instrument, then its ``ALL`` total."""
+    sizes = contract_sizes or {}
     rows: dict[tuple[str, str], Attribution] = {}
     for fill in fills:
         key = (fill.strategy_id, fill.instrument_id)
         row = rows.get(key)
         if row is None:
-            row = rows[key] = Attribution(fill.strategy_id, fill.instrument_id)
+            row = rows[key] = Attribution(
+                fill.strategy_id, fill.instrument_id, multiplier=sizes.get(fill.instrument_id, 1.0)
+            )
         row.add_fill(1 if fill.side == "BUY" else -1, fill.quantity, fill.price, fill.fee)
     out: list[Attribution] = []
     for strategy in dict.fromkeys(sid for sid, _ in rows):

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from tradebus.engine.instrument import Instrument
     from tradebus.engine.messages import CancelOrder, ModifyOrder, SubmitOrder
     from tradebus.engine.portfolio import Portfolio
+    from tradebus.execution.contingent import ContingentOrders
     from tradebus.execution.orders import OrderManager
     from tradebus.features.bank import FeatureBank
 
@@ -64,6 +65,10 @@ class StrategyContext(Protocol):
     def history(self, instrument_id: str) -> History:
         """The instrument's history windows (bars and trades asked for by the strategies)."""
 
+    @property
+    def contingent(self) -> ContingentOrders | None:
+        """Brackets, OCO, trailing stops and GTD orders (``None`` unless a strategy declares ``contingent``)."""
+
 
 @dataclass(slots=True, frozen=True)
 class KernelContext:
@@ -77,6 +82,8 @@ class KernelContext:
         The kernel's command and query methods.
     histories
         ``instrument_id -> History`` of the instruments whose history some strategy asked for.
+    contingent_orders
+        Returns the kernel's contingent-order manager (built when the kernel starts).
     """
 
     clock: Clock
@@ -91,6 +98,12 @@ class KernelContext:
     equity: Callable[[], float]
     position: Callable[[str, str], float]
     histories: Mapping[str, History]
+    contingent_orders: Callable[[], ContingentOrders | None]
+
+    @property
+    def contingent(self) -> ContingentOrders | None:
+        """The kernel's contingent-order manager, or ``None``."""
+        return self.contingent_orders()
 
     def features(self, instrument_id: str) -> FeatureView:
         """The instrument's :class:`FeatureView` (see :meth:`Cache.features`)."""
