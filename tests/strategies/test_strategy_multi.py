@@ -173,3 +173,24 @@ def test_strategies_sharing_an_instrument_each_trade_towards_their_own_target() 
     # each strategy's order sizes are its own: never more than twice its quantity (a flip)
     sizes = {sid: max(f.quantity for f in kernel.result.fills if f.strategy_id == sid) for sid in ("macd", "rsi")}
     assert sizes["macd"] <= 0.6 + 1e-9 and sizes["rsi"] <= 0.4 + 1e-9
+
+
+def test_attribution_by_hand_with_a_flip_and_a_contract_size() -> None:
+    from tradebus.engine.kernel import FillRecord
+
+    def fill(sid: str, side: str, qty: float, px: float, fee: float) -> FillRecord:
+        return FillRecord(0, "PERP.X", side, qty, px, fee, "TAKER", "c", sid, "t", "")
+
+    fills = [
+        fill("a", "BUY", 2.0, 100.0, 1.0),  # long 2 @ 100
+        fill("a", "BUY", 2.0, 110.0, 1.0),  # long 4 @ 105
+        fill("a", "SELL", 6.0, 120.0, 2.0),  # realise 4 * 15 = 60, then short 2 @ 120
+        fill("b", "SELL", 1.0, 50.0, 0.5),
+    ]
+    a, a_all, b, _ = attribute(fills, {"PERP.X": 115.0}, {"PERP.X": 0.1})
+    assert (a.strategy_id, a.instrument, a_all.instrument, b.strategy_id) == ("a", "PERP.X", "ALL", "b")
+    assert a.position == -2.0 and a.avg_price == 120.0
+    assert a.realized_pnl == pytest.approx(60.0 * 0.1)
+    assert a.unrealized_pnl == pytest.approx(-2.0 * (115.0 - 120.0) * 0.1)
+    assert a_all.net_pnl == pytest.approx(6.0 + 1.0 - 4.0)
+    assert b.unrealized_pnl == pytest.approx(-1.0 * (115.0 - 50.0) * 0.1)
