@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 import msgspec
@@ -180,6 +180,14 @@ class LiveVenue(Venue):
     def track(self, order: Order) -> None:
         """Know ``order`` (journaled by a previous process) so that it can be queried and its events parsed."""
         self._orders[order.client_order_id] = order
+
+    def resume(self, positions: dict[str, float], previous_orders: Iterable[Order]) -> None:
+        """Track the orders a previous process left UNKNOWN (the venue keeps its own positions)."""
+        for order in previous_orders:
+            self.track(order)
+
+    def close(self) -> None:
+        """Nothing to release synchronously; :meth:`aclose` closes the session."""
 
     def order(self, client_order_id: str) -> Order | None:
         """The order with this client id sent (or tracked) by this venue, if any."""

@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from loguru import logger
 
@@ -93,10 +93,11 @@ from tradebus.engine.messages import (
 from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
+from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal
 from tradebus.execution.orders import Order
 from tradebus.execution.simulated import SimulatedVenue
-from tradebus.execution.venue import OrderStatusReport
+from tradebus.execution.venue import OrderStatusReport, Venue
 from tradebus.node.config import FeedConfig, PaperConfig, dump_paper_config, load_paper_config, venue_symbol
 from tradebus.risk.config import RiskConfig
 from tradebus.risk.gate import RiskGate
@@ -121,6 +122,7 @@ __all__ = [
 ]
 
 _MARKET_DATA = (Trade, Quote, Bar)
+V = TypeVar("V", bound=Venue)
 
 
 # ----------------------------------------------------------------------------- guard
@@ -273,11 +275,20 @@ class PaperVenue(SimulatedVenue):
 
 
 def build_paper_kernel(
-    config: PaperConfig, clock: Clock, guard: MarketGuard, journal: Journal | None = None
-) -> tuple[Kernel, PaperVenue]:
-    """The kernel of a paper run (or of its playback): guarded risk gate, paper venue, journal."""
+    config: PaperConfig,
+    clock: Clock,
+    guard: MarketGuard,
+    journal: Journal | None = None,
+    venue: V | None = None,
+    timeouts: OrderTimeouts | None = None,
+) -> tuple[Kernel, V | PaperVenue]:
+    """The kernel of a paper run (or of its playback): guarded risk gate, paper venue, journal.
+
+    A live run passes its own ``venue`` and request ``timeouts``; the rest is the same.
+    """
     instruments = config.instrument_map()
-    venue = PaperVenue(clock, instruments, config.venue)
+    if venue is None:
+        venue = PaperVenue(clock, instruments, config.venue)  # type: ignore[assignment]
     kernel = Kernel(
         instruments.values(),
         clock=clock,
@@ -289,6 +300,7 @@ def build_paper_kernel(
         balances=config.balances,
         features=config.features,
         equity_interval_ns=config.report.equity_interval_ns,
+        timeouts=timeouts,
     )
     cls = resolve_strategy(config.strategy.name)
     params = cls.Params.model_validate(config.strategy.params)
@@ -800,7 +812,7 @@ class TradingNode:
         self.guard = MarketGuard()
         self.journal = None if config.journal is None else _open_journal(config.journal, config.journal_sync)
         try:
-            self.kernel, self.venue = build_paper_kernel(config, self.clock, self.guard, self.journal)
+            self.kernel, self.venue = self._build_kernel()
         except Exception:
             if self.journal is not None:
                 self.journal.close()
@@ -812,6 +824,10 @@ class TradingNode:
         self.running = asyncio.Event()
         self._stop: asyncio.Event | None = None
         self._stop_reason = ""
+
+    def _build_kernel(self) -> tuple[Kernel, Any]:
+        """The run's kernel and venue (the live daemon overrides it with the exchange's venue)."""
+        return build_paper_kernel(self.config, self.clock, self.guard, self.journal)
 
     # ------------------------------------------------------------------ control
 

@@ -360,7 +360,7 @@ class BinancePrivateEmulator:
 
     def _account(self, p: dict[str, str]) -> web.Response:
         balances = [{"asset": a, "free": f"{v:.8f}", "locked": "0.00000000"} for a, v in sorted(self.balances.items())]
-        return self._json({"canTrade": True, "accountType": "SPOT", "updateTime": self.clock.now_ns() // _MS, "balances": balances})
+        return self._json({"uid": 354937868, "canTrade": True, "accountType": "SPOT", "updateTime": self.clock.now_ns() // _MS, "balances": balances})
 
     def _order_json(self, rec: _Order) -> dict[str, Any]:
         order = rec.order

@@ -203,6 +203,8 @@ class BinanceTrading(TradingApi):
         api["public"] = api["private"] = f"{base}/api/v3"
         #: The response headers of the last request (``X-MBX-USED-WEIGHT-1M`` ...).
         self.last_headers: dict[str, str] = {}
+        #: The account's id (Binance ``uid``), known after :meth:`balances`.
+        self.account_id = ""
 
     def __repr__(self) -> str:
         return f"BinanceTrading({self._ccxt.urls['api']['private']!r})"
@@ -271,8 +273,9 @@ class BinanceTrading(TradingApi):
         return list(await self._call("private_get_mytrades", {"symbol": inst.symbol, "fromId": from_id}))
 
     async def balances(self) -> list[AccountBalance]:
-        """``GET /api/v3/account`` balances."""
+        """``GET /api/v3/account`` balances (and the account id)."""
         raw = await self._call("private_get_account", {"omitZeroBalances": "true"})
+        self.account_id = str(raw.get("uid", ""))
         ts = int(raw.get("updateTime") or 0) * 1_000_000
         return [AccountBalance(b["asset"], float(b["free"]), float(b["locked"]), ts) for b in raw.get("balances", [])]
 
