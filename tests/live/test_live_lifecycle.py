@@ -61,13 +61,17 @@ async def test_submit_answered_5xx_becomes_rejected_only_after_the_grace_and_is_
         assert h.posts(order.client_order_id) == 1
 
 
-async def test_submit_rate_limited_429_is_unknown_then_settled() -> None:
-    async with harness([RestFault("rate_limit", retry_after=2)]) as h:
+@pytest.mark.parametrize("kind", ["rate_limit", "ban"])
+async def test_429_and_418_pause_every_request_for_retry_after_and_nothing_is_resent(kind: str) -> None:
+    async with harness([RestFault(kind, retry_after=1)]) as h:
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: order.status is OrderStatus.REJECTED, timeout=4.0)
         assert h.posts(order.client_order_id) == 1
+        times = h.emulator.request_times
+        assert len(times) >= 2 and times[1] - times[0] >= 1.0  # the query waited for Retry-After
         after = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: after.status is OrderStatus.ACCEPTED)
+        assert h.venue.api.budget.peak <= 6000 * 0.8  # type: ignore[attr-defined]
 
 
 async def test_duplicated_and_reordered_stream_events_are_booked_once() -> None:

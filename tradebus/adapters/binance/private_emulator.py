@@ -31,6 +31,7 @@ Fault injection (:class:`RestFault`, :class:`StreamFault`), each firing once on 
 ``lose``        REST: the request is processed, then the connection is closed unanswered
 ``error5xx``    REST: ``503`` before processing (nothing happens)
 ``rate_limit``  REST: ``429`` with ``Retry-After`` before processing
+``ban``         REST: ``418`` (IP ban) with ``Retry-After`` before processing
 ``duplicate``   stream: the event frame is sent twice
 ``drop``        stream: the event frame is not sent
 ``delay``       stream: sent after ``seconds``
@@ -86,6 +87,14 @@ _BINANCE_STATUS = {
     OrderStatus.EXPIRED: "EXPIRED",
 }
 _OPEN = {"NEW", "PARTIALLY_FILLED"}
+_WEIGHTS = {
+    ("POST", "/api/v3/order"): 1,
+    ("DELETE", "/api/v3/order"): 1,
+    ("GET", "/api/v3/order"): 4,
+    ("GET", "/api/v3/openOrders"): 6,
+    ("GET", "/api/v3/myTrades"): 20,
+    ("GET", "/api/v3/account"): 20,
+}
 
 
 @dataclass
@@ -167,7 +176,11 @@ class BinancePrivateEmulator:
         self.trades: list[dict[str, Any]] = []
         #: ``(method, path, newClientOrderId or origClientOrderId)`` of every authenticated request.
         self.requests: list[tuple[str, str, str]] = []
+        #: Arrival time (``time.monotonic()``) of every authenticated request, in order.
+        self.request_times: list[float] = []
+        #: Request weight used in the current minute (sent as ``X-MBX-USED-WEIGHT-1M``).
         self.weight = 0
+        self._minute = 0
         self._sessions: list[_Session] = []
         self._held: dict[int, str] = {}
         self._order_ids = 0
@@ -231,8 +244,8 @@ class BinancePrivateEmulator:
                     return fault
         return None
 
-    @staticmethod
-    def _error(status: int, code: int, msg: str, headers: dict[str, str] | None = None) -> web.Response:
+    def _error(self, status: int, code: int, msg: str, headers: dict[str, str] | None = None) -> web.Response:
+        headers = {"X-MBX-USED-WEIGHT-1M": str(self.weight), **(headers or {})}
         return web.Response(status=status, text=json.dumps({"code": code, "msg": msg}), content_type="application/json", headers=headers)
 
     def _json(self, body: Any) -> web.Response:
@@ -243,7 +256,10 @@ class BinancePrivateEmulator:
         body = await request.text() if request.can_read_body else ""
         total = request.query_string + body  # Binance signs the query string followed by the body
         params = dict(parse_qsl(request.query_string)) | dict(parse_qsl(body))
-        self.weight += 1 if request.method != "GET" or not path.endswith("openOrders") else 6
+        minute = int(time.time() // 60)
+        if minute != self._minute:
+            self._minute, self.weight = minute, 0
+        self.weight += _WEIGHTS.get((request.method, path), 1)
         if request.headers.get("X-MBX-APIKEY") != self._key:
             return self._error(401, -2015, "Invalid API-key, IP, or permissions for action.")
         sig = params.get("signature", "")
@@ -256,11 +272,14 @@ class BinancePrivateEmulator:
             return self._error(400, -1021, "Timestamp for this request is outside of the recvWindow.")
         coid = params.get("newClientOrderId") or params.get("origClientOrderId") or ""
         self.requests.append((request.method, path, coid))
+        self.request_times.append(time.monotonic())
         fault = self._fault(request.method, path)
         if fault is not None and fault.kind == "error5xx":
             return self._error(503, -1001, "Internal error; unable to process your request. Please try again.")
         if fault is not None and fault.kind == "rate_limit":
             return self._error(429, -1003, "Too many requests.", {"Retry-After": str(fault.retry_after)})
+        if fault is not None and fault.kind == "ban":
+            return self._error(418, -1003, "Way too many requests; IP banned.", {"Retry-After": str(fault.retry_after)})
         handler = {
             ("POST", "/api/v3/order"): self._place,
             ("DELETE", "/api/v3/order"): self._cancel,

@@ -16,6 +16,9 @@ STOP_LIMIT             ``type=STOP_LOSS_LIMIT`` / ``TAKE_PROFIT_LIMIT`` + ``pric
 reduce_only            not on spot: refused locally (:class:`VenueRejected`)
 =====================  ==========================================================
 
+Every request first takes its weight (:data:`WEIGHTS`) from the account's shared
+:class:`~tradebus.adapters.common.ratelimit.WeightBudget`, and every answer updates it.
+
 Prices go to the nearest tick, quantities down to a whole number of lots, written as
 plain decimals. Errors: ccxt's ``NetworkError`` family (timeouts, dropped connections, 5xx,
 429/418) is :class:`NoAnswer`; any other answer with a Binance error code is
@@ -33,6 +36,7 @@ import ccxt.async_support as ccxt_async
 from ccxt.base.errors import ExchangeError, NetworkError
 from pydantic import SecretStr
 
+from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
 from tradebus.execution.live import AccountBalance, Ack, NoAnswer, TradingApi, VenueRejected
@@ -56,6 +60,20 @@ STATUS: dict[str, OrderStatus] = {
 
 _ORDER_NOT_FOUND = -2013
 _QUERY = re.compile(r"\?[^\s{]*")
+_STATUS = re.compile(r"^binance (\d{3}) ")
+
+#: Request weight of each endpoint (Binance spot documentation; openOrders with a symbol).
+WEIGHTS: dict[str, int] = {
+    "private_post_order": 1,
+    "private_delete_order": 1,
+    "private_get_order": 4,
+    "private_get_openorders": 6,
+    "private_get_mytrades": 20,
+    "private_get_account": 20,
+}
+#: Binance spot's request-weight limit per minute, and the header reporting the weight used.
+WEIGHT_LIMIT = 6000
+WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 
 
 def _decimal(value: float, step: float) -> str:
@@ -177,6 +195,9 @@ class BinanceTrading(TradingApi):
         ``instrument_id -> Instrument`` traded on this account.
     timeout
         HTTP timeout per request, seconds: a request without an answer by then is :class:`NoAnswer`.
+    budget
+        The account's shared weight budget (default: Binance spot's 6000 per minute, fed by
+        ``X-MBX-USED-WEIGHT-1M``; 429/418 pause every request). ccxt's own throttle is off.
     """
 
     def __init__(
@@ -186,8 +207,10 @@ class BinanceTrading(TradingApi):
         api_secret: SecretStr,
         instruments: dict[str, Instrument],
         timeout: float = 10.0,
+        budget: WeightBudget | None = None,
     ) -> None:
         self.instruments = instruments
+        self.budget = budget if budget is not None else WeightBudget(WEIGHT_LIMIT, 60.0, header=WEIGHT_HEADER)
         self.by_symbol = {inst.symbol: inst for inst in instruments.values()}
         base = rest_url.rstrip("/")
         self._ccxt = ccxt_async.binance(
@@ -210,15 +233,25 @@ class BinanceTrading(TradingApi):
         return f"BinanceTrading({self._ccxt.urls['api']['private']!r})"
 
     async def _call(self, name: str, params: dict[str, Any]) -> Any:
+        budget = self.budget
+        if budget is not None:
+            await budget.acquire(WEIGHTS[name])
+        self._ccxt.last_response_headers = None
+        status = 200
         try:
             return await getattr(self._ccxt, name)(params)
         except NetworkError as exc:
+            found = _STATUS.search(str(exc))
+            status = int(found.group(1)) if found else 0
             raise NoAnswer(f"{name}: {type(exc).__name__}: {_redacted(exc)}") from None
         except ExchangeError as exc:
+            status = 400
             code = error_code(exc)
             raise VenueRejected(f"{name}: Binance error {code}: {_redacted(exc)}") from None
         finally:
             self.last_headers = dict(self._ccxt.last_response_headers or {})
+            if budget is not None:
+                budget.observe(status, self.last_headers)
 
     def _instrument(self, order: Order) -> Instrument:
         inst = self.instruments.get(order.instrument_id)
