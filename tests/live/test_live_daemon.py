@@ -158,3 +158,66 @@ def test_cli_refuses_mainnet_without_the_flag_and_names_a_missing_key(tmp_path: 
     path.write_text(yaml.safe_dump(data))
     result = CliRunner().invoke(app, ["live", str(path)], env={"TRADEBUS_BINANCE_API_KEY": "", "TRADEBUS_BINANCE_API_SECRET": ""})
     assert result.exit_code == 2 and "TRADEBUS_BINANCE_API_KEY" in result.output
+
+
+async def _run_until(node: LiveNode, done: Any, timeout: float = 20.0) -> None:
+    task = asyncio.create_task(node.run())
+    try:
+        await until(lambda: task.done() or (node.running.is_set() and done()), timeout=timeout)
+    finally:
+        node.stop("test done")
+        await asyncio.wait_for(task, 20)
+
+
+async def test_restart_books_the_fill_missed_while_down_and_reports_external_orders(tmp_path: Path) -> None:
+    from tradebus.adapters.binance.trading import BinanceTrading
+    from tradebus.engine.messages import Trade
+    from tradebus.execution.orders import Order
+
+    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()[IID]}, {"USDT": 100_000.0})
+    async with emulator:
+        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+        async with LocalVenueServer(protocol, SPOT_FRAMES) as srv:
+            data = _config(tmp_path, srv.ws_url, srv.http_url, emulator)
+            data["live"]["cancel_on_stop"] = False
+            config = parse_live_config(data, "<test>")
+            keys = ApiKeys(SecretStr(KEY), SecretStr(SECRET))
+            first = LiveNode(config, keys, handle_signals=False)
+            holder: list[Any] = []
+
+            def place_resting() -> bool:
+                if first.guard.holds:
+                    return False  # orders wait for the start-up reconciliation
+                if not holder:
+                    now = first.clock.now_ns()
+                    cmd = SubmitOrder("TickEmaCross", IID, "", OrderSide.BUY, 0.01, now, now, OrderType.LIMIT, 20_000.0)
+                    holder.append(first.kernel.execution.submit(cmd))
+                return holder[0].status is OrderStatus.ACCEPTED
+
+            await _run_until(first, place_resting)
+            resting = holder[0].client_order_id
+            assert emulator.orders[resting].status == "NEW"  # left working: cancel_on_stop is off
+            # While the daemon is down: the order fills, and someone places an order by hand.
+            last = emulator.clock.now_ns()
+            emulator.on_trade(Trade(IID, last + 10**9, last + 10**9, 19_999.0, 1.0, -1, "down-1"))
+            assert emulator.orders[resting].status == "FILLED"
+            manual = BinanceTrading(emulator.rest_url, keys.key, keys.secret, config.instrument_map())
+            await manual.place(Order("byhand1", "", IID, OrderSide.SELL, OrderType.LIMIT, 0.001, 90_000.0))
+            await manual.close()
+
+            second = LiveNode(config, keys, handle_signals=False)
+            await _run_until(
+                second,
+                lambda: second.kernel.orders.get(resting) is not None
+                and second.kernel.orders.order(resting).status is OrderStatus.FILLED
+                and not second.guard.holds,
+            )
+    order = second.kernel.orders.order(resting)
+    assert order.filled_qty == pytest.approx(0.01)
+    fills = [f for f in second.kernel.result.fills if f.client_order_id == resting]
+    assert [f.trade_id for f in fills] == [str(t["id"]) for t in emulator.trades if t["orderId"] == emulator.orders[resting].order_id]
+    assert second.kernel.portfolio.position(IID) == pytest.approx(emulator.balances["BTC"], abs=1e-12)
+    assert [r.client_order_id for r in second.external_orders] == ["byhand1"]
+    assert emulator.orders["byhand1"].status == "NEW"  # reported, left alone
+    posts = [coid for method, _, coid in emulator.requests if method == "POST"]
+    assert posts.count(resting) == 1 and len(posts) == len(set(posts))

@@ -135,6 +135,7 @@ class LiveVenue(Venue):
         self._answers: dict[str, OrderStatusReport | None] = {}
         self._querying: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
         #: Called with a client order id when a query's answer arrived (the engine's ``reconcile_order``).
         self.on_answer: Callable[[str], Any] | None = None
         #: Called with every balance the user stream or a query reports.
@@ -196,6 +197,10 @@ class LiveVenue(Venue):
     # ------------------------------------------------------------------ tasks
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        if self._closed:
+            coro.close()
+            logger.debug("{}: venue closed, request not sent", name)
+            return
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -253,7 +258,8 @@ class LiveVenue(Venue):
             await asyncio.wait(list(self._tasks), timeout=timeout)
 
     async def aclose(self) -> None:
-        """Cancel what is still in flight and close the API session."""
+        """Cancel what is still in flight and close the API session (later requests are not sent)."""
+        self._closed = True
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

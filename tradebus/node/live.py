@@ -35,11 +35,13 @@ paper daemon's shutdown; the stream is closed last.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, SecretStr
 
@@ -51,10 +53,12 @@ from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.live import AccountBalance, LiveVenue
 from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import PaperConfig
-from tradebus.node.daemon import NodeSummary, TradingNode, build_paper_kernel, kept_files, write_outputs
+from tradebus.node.daemon import MarketGuard, NodeSummary, TradingNode, build_paper_kernel, kept_files, write_outputs
 
 __all__ = [
     "ApiKeys",
+    "InstrumentHeld",
+    "LiveGuard",
     "LiveConfig",
     "LiveNode",
     "LiveSettings",
@@ -69,6 +73,30 @@ ENDPOINTS: dict[tuple[str, str], tuple[str, str]] = {
     ("binance", "testnet"): ("https://testnet.binance.vision", "wss://ws-api.testnet.binance.vision/ws-api/v3"),
     ("binance", "mainnet"): ("https://api.binance.com", "wss://ws-api.binance.com:443/ws-api/v3"),
 }
+
+
+class InstrumentHeld(msgspec.Struct, frozen=True):
+    """Orders on an instrument stop (``reason``) or resume (``reason == ""``) after a reconciliation."""
+
+    instrument_id: str
+    reason: str
+    ts_event: int
+    ts_init: int
+
+
+class LiveGuard(MarketGuard):
+    """The market guard plus per-instrument holds set by the reconciliation with the venue."""
+
+    __slots__ = ("holds",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holds: dict[str, str] = {}
+
+    def block_reason(self, instrument_id: str) -> str | None:
+        """The hold's reason first, else the market-data checks."""
+        held = self.holds.get(instrument_id)
+        return held if held is not None else super().block_reason(instrument_id)
 
 
 class LiveSettings(BaseModel):
@@ -208,6 +236,7 @@ class LiveNode(TradingNode):
 
     config: LiveConfig
     venue: LiveVenue
+    guard: LiveGuard
 
     def __init__(
         self,
@@ -238,6 +267,7 @@ class LiveNode(TradingNode):
         from tradebus.adapters.binance.trading import BinanceTrading
 
         settings = self.config.live
+        self.guard = LiveGuard()  # replaces the paper guard before the router is built on it
         rest_url, _ = settings.endpoints()
         api = BinanceTrading(rest_url, self.keys.key, self.keys.secret, self.config.instrument_map(), settings.request_timeout)
         venue = LiveVenue(api, self.clock, dry_run=self.dry_run)
@@ -289,6 +319,9 @@ class LiveNode(TradingNode):
             self.venue.track(order)
             if order.status.name != "UNKNOWN":
                 kernel.execution.reconcile_order(order.client_order_id)
+        for iid in kernel.instruments:
+            self._hold(iid, "live start-up: reconciling positions with the venue")
+        asyncio.get_running_loop().create_task(self._reconcile_positions(), name="live:reconcile")
         for report in self._venue_open:
             if kernel.orders.get(report.client_order_id) is None:
                 self.external_orders.append(report)
@@ -297,6 +330,43 @@ class LiveNode(TradingNode):
                     report.client_order_id,
                     report.venue_order_id,
                 )
+
+    def _hold(self, instrument_id: str, reason: str) -> None:
+        """Stop (``reason``) or resume (``""``) new orders on ``instrument_id``; published as :class:`InstrumentHeld`."""
+        if reason:
+            self.guard.holds[instrument_id] = reason
+        elif self.guard.holds.pop(instrument_id, None) is None:
+            return
+        now = self.clock.now_ns()
+        self.kernel.bus.publish(InstrumentHeld(instrument_id, reason, now, now))
+
+    async def _reconcile_positions(self) -> None:
+        """Once the start-up queries are answered, compare each spot position with the venue's balance.
+
+        An instrument whose position here differs from the venue's holding of its base asset
+        (by more than half a lot) stays held with the reason; the others resume.
+        """
+        await self.venue.drain(self.config.live.stop_timeout)
+        try:
+            balances = {b.asset: b.free + b.locked for b in await self.venue.api.balances()}
+        except Exception as exc:  # noqa: BLE001 - no answer: every instrument stays held, with the reason
+            for iid in self.kernel.instruments:
+                self._hold(iid, f"live start-up: balances unavailable ({type(exc).__name__}: {exc})")
+            return
+        portfolio = self.kernel.portfolio
+        for iid, inst in self.kernel.instruments.items():
+            here = portfolio.position(iid)
+            there = balances.get(inst.base, 0.0)
+            if math.fabs(here - there) > inst.lot_size / 2:
+                reason = (
+                    f"reconciliation: {iid} position {here} here but the venue holds {there} {inst.base}; "
+                    "orders on it stay stopped (set balances in the config, or check the account)"
+                )
+                logger.error(reason)
+                self._hold(iid, reason)
+            else:
+                self._hold(iid, "")
+                logger.info("reconciled {}: position {} matches the venue", iid, here)
 
     def _on_balance(self, balance: AccountBalance) -> None:
         self.balances[balance.asset] = balance
