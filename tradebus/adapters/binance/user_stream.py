@@ -42,6 +42,7 @@ from pydantic import SecretStr
 from tradebus.adapters.common.client import Sink, WsClient
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError, KeepAlive
 from tradebus.adapters.common.recorder import FrameRecorder
+from tradebus.adapters.common.user_stream import PrivateStreamParser
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     Liquidity,
@@ -67,17 +68,10 @@ def sign_params(params: dict[str, Any], secret: SecretStr) -> str:
     return hmac.new(secret.get_secret_value().encode(), payload.encode(), hashlib.sha256).hexdigest()
 
 
-class UserStreamParser:
-    """Parses user-data frames into core order events and balances (see the module docstring).
+class UserStreamParser(PrivateStreamParser):
+    """Parses Binance user-data frames into core order events and balances (see the module docstring).
 
-    Parameters
-    ----------
-    instruments
-        ``instrument_id -> Instrument`` of the account (symbol -> instrument, fee asset).
-    lookup
-        ``client_order_id -> Order`` of the orders this process sent (``None``: not ours).
-    clock_ns
-        Receive time source (``ts_init``).
+    Parameters as :class:`~tradebus.adapters.common.user_stream.PrivateStreamParser`.
     """
 
     def __init__(
@@ -86,9 +80,7 @@ class UserStreamParser:
         lookup: Callable[[str], Order | None],
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
-        self.by_symbol = {inst.symbol: inst for inst in instruments.values()}
-        self.lookup = lookup
-        self.clock_ns = clock_ns
+        super().__init__(instruments, lookup, clock_ns, venue="BINANCE")
 
     def parse(self, raw: str | bytes) -> list[Any]:
         """The events of one frame (empty for answers to requests and unhandled event types).
@@ -100,12 +92,7 @@ class UserStreamParser:
         FatalVenueError
             The venue refused the subscription (an error answer to a request).
         """
-        try:
-            msg = json.loads(raw)
-        except ValueError as exc:
-            raise ParseError(f"binance user stream: not JSON: {exc}: {str(raw)[:120]!r}") from None
-        if not isinstance(msg, dict):
-            raise ParseError(f"binance user stream: expected an object, got {str(raw)[:120]!r}")
+        msg = self.decode(raw, "binance")
         if "status" in msg and "id" in msg:
             if msg["status"] != 200:
                 error = msg.get("error", {})
@@ -132,17 +119,12 @@ class UserStreamParser:
         x = ev["x"]
         if x == "CANCELED" and ev.get("C"):
             coid = str(ev["C"])  # a cancel carries the original id in C and the cancel's id in c
-        order = self.lookup(coid)
+        order, sid, iid, inst = self.context(coid, str(ev["s"]))
         now = self.clock_ns()
         ts = int(ev.get("T") or ev["E"]) * _MS
-        inst = self.by_symbol.get(ev["s"])
-        iid = inst.instrument_id if inst is not None else f"{ev['s']}.BINANCE"
-        sid = order.strategy_id if order is not None else ""
         if x == "TRADE":
             px = float(ev["L"])
-            fee = float(ev["n"] or 0.0)
-            if inst is not None and ev.get("N") == inst.base:
-                fee *= px
+            fee = self.quote_fee(float(ev["n"] or 0.0), str(ev.get("N")), px, inst)
             return [
                 OrderFilled(
                     sid,
