@@ -44,7 +44,7 @@ from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import ConfigError, DataError, FeatureError, TradebusError
 from tradebus.reports.metrics import compute_metrics
 from tradebus.reports.writers import RunDirectory, write_run
-from tradebus.node.cli import live
+from tradebus.node.cli import live, live_kill, live_resume
 from tradebus.research.cli import research_app
 from tradebus.strategies.base import resolve_strategy
 
@@ -62,6 +62,8 @@ app.add_typer(research_app, name="research", help="Datasets, labels, purged CV, 
 features_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Feature kinds of the feature bank.")
 app.add_typer(features_app, name="features")
 app.command(name="live")(live)
+app.command(name="live-kill")(live_kill)
+app.command(name="live-resume")(live_resume)
 
 #: Log levels accepted by ``--log-level`` (loguru's names).
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")

@@ -221,3 +221,33 @@ async def test_restart_books_the_fill_missed_while_down_and_reports_external_ord
     assert emulator.orders["byhand1"].status == "NEW"  # reported, left alone
     posts = [coid for method, _, coid in emulator.requests if method == "POST"]
     assert posts.count(resting) == 1 and len(posts) == len(set(posts))
+
+
+async def test_kill_switch_cancels_everything_and_halts_until_resume(tmp_path: Path) -> None:
+    from tradebus.adapters.binance.trading import BinanceTrading
+    from tradebus.engine.messages import TradingState
+    from tradebus.execution.journal import Journal
+    from tradebus.execution.orders import Order
+    from tradebus.node.live import kill_switch, set_trading_state
+
+    instruments = parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()
+    async with BinancePrivateEmulator(KEY, SECRET, instruments, {"USDT": 100_000.0}) as emulator:
+        keys = ApiKeys(SecretStr(KEY), SecretStr(SECRET))
+        api = BinanceTrading(emulator.rest_url, keys.key, keys.secret, instruments)
+        for n in range(3):
+            await api.place(Order(f"open{n}", "", IID, OrderSide.BUY, OrderType.LIMIT, 0.001, 20_000.0 + n))
+        await api.close()
+        data = _config(tmp_path, "ws://127.0.0.1:9", "http://127.0.0.1:9", emulator)
+        config = parse_live_config(data, "<test>")
+        canceled = await kill_switch(config, keys, "test kill")
+    assert sorted(canceled) == ["open0", "open1", "open2"]
+    assert {o.status for o in emulator.orders.values()} == {"CANCELED"}
+    journal = Journal(tmp_path / "journal.sqlite")
+    state = journal.load_risk_state()
+    journal.close()
+    assert state is not None and state.manual_state is TradingState.HALTED and state.manual_reason == "test kill"
+    set_trading_state(config, TradingState.ACTIVE, "resumed")
+    journal = Journal(tmp_path / "journal.sqlite")
+    state = journal.load_risk_state()
+    journal.close()
+    assert state is not None and state.manual_state is TradingState.ACTIVE

@@ -102,6 +102,10 @@ class TradingApi(ABC):
         """Every order the venue has open on the account's instruments."""
 
     @abstractmethod
+    async def cancel_all(self) -> list[str]:
+        """Cancel every open order of the account's instruments (the kill switch); their client ids."""
+
+    @abstractmethod
     async def balances(self) -> list[AccountBalance]:
         """The account's balances."""
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-__all__ = ["live"]
+__all__ = ["live", "live_kill", "live_resume"]
 
 
 def live(
@@ -43,3 +43,42 @@ def live(
         )
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
+
+
+def live_kill(
+    config: Annotated[Path, typer.Argument(help="The live config of the account.", show_default=False)],
+    mainnet: Annotated[bool, typer.Option("--mainnet", help="The config's account is on mainnet.")] = False,
+    reason: Annotated[str, typer.Option(help="Why (kept in the journal).")] = "kill switch",
+) -> None:
+    """Cancel every open order of the account's instruments and leave the journal HALTED until live-resume."""
+    import asyncio
+
+    from tradebus.cli import _fail, setup_logging
+    from tradebus.errors import TradebusError
+    from tradebus.node.live import ApiKeys, check_environment, kill_switch, load_live_config
+
+    setup_logging("WARNING")
+    try:
+        cfg = load_live_config(config)
+        check_environment(cfg.live, mainnet)
+        canceled = asyncio.run(kill_switch(cfg, ApiKeys.from_env(cfg.live), reason))
+    except TradebusError as exc:
+        _fail(exc, Console(stderr=True))
+    Console().print(f"canceled {len(canceled)} order(s); trading HALTED in {cfg.journal} until `tradebus live-resume`")
+
+
+def live_resume(
+    config: Annotated[Path, typer.Argument(help="The live config of the account.", show_default=False)],
+) -> None:
+    """Set the journal's trading state back to ACTIVE after a kill (the breakers keep their memory)."""
+    from tradebus.cli import _fail
+    from tradebus.engine.messages import TradingState
+    from tradebus.errors import TradebusError
+    from tradebus.node.live import load_live_config, set_trading_state
+
+    try:
+        cfg = load_live_config(config)
+        set_trading_state(cfg, TradingState.ACTIVE, "resumed by the operator")
+    except TradebusError as exc:
+        _fail(exc, Console(stderr=True))
+    Console().print(f"trading ACTIVE in {cfg.journal}")

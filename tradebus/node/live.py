@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -47,12 +48,14 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, SecretStr
 
 from tradebus.config import dump_config, load_config, parse_config
 from tradebus.engine.kernel import Kernel, RunResult
-from tradebus.engine.messages import CancelOrder
+from tradebus.engine.messages import CancelOrder, TradingState
 from tradebus.errors import ConfigError
 from tradebus.execution.engine import OrderTimeouts
+from tradebus.execution.journal import Journal
 from tradebus.execution.live import AccountBalance, LiveVenue
 from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import PaperConfig
+from tradebus.risk.breakers import BreakerState
 from tradebus.node.daemon import MarketGuard, NodeSummary, TradingNode, build_paper_kernel, kept_files, write_outputs
 
 __all__ = [
@@ -63,6 +66,8 @@ __all__ = [
     "LiveNode",
     "LiveSettings",
     "check_environment",
+    "kill_switch",
+    "set_trading_state",
     "load_live_config",
     "parse_live_config",
     "run_live",
@@ -441,6 +446,48 @@ def run_live(
             extra = {"node.json": node.summary.to_json()}
             write_outputs(run_dir, node.kernel, config, extra)
     return summary, node.kernel.result
+
+
+async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill switch") -> list[str]:
+    """Cancel every open order of the account's instruments at the venue and leave the journal HALTED.
+
+    Every order is canceled, the daemon's and any other (the kill switch is for emergencies).
+    The journal's risk state is set to HALTED with ``reason`` (a daemon started on it trades
+    nothing until :func:`resume_trading`). Returns the client order ids canceled.
+    """
+    from tradebus.adapters.binance.trading import BinanceTrading
+
+    rest_url, _ = config.live.endpoints()
+    api = BinanceTrading(rest_url, keys.key, keys.secret, config.instrument_map(), config.live.request_timeout)
+    try:
+        canceled = await api.cancel_all()
+    finally:
+        await api.close()
+    set_trading_state(config, TradingState.HALTED, reason)
+    logger.warning("kill switch: {} order(s) canceled, journal HALTED ({})", len(canceled), reason)
+    return canceled
+
+
+def set_trading_state(config: LiveConfig, state: TradingState, reason: str) -> None:
+    """Store the operator's trading state in the config's journal (kept with the breakers' memory).
+
+    Raises
+    ------
+    ConfigError
+        The config has no journal.
+    """
+    if config.journal is None:
+        raise ConfigError("live kill/resume: the config has no journal to hold the trading state")
+    config.journal.parent.mkdir(parents=True, exist_ok=True)
+    journal = Journal(config.journal)
+    try:
+        stored = journal.load_risk_state()
+        now = time.time_ns()
+        if stored is None:
+            stored = BreakerState(ts=now)
+        journal.save_risk_state(msgspec.structs.replace(stored, ts=now, manual_state=state, manual_reason=reason))
+    finally:
+        journal.close()
 
 
 def dump_live_config(config: LiveConfig) -> str:

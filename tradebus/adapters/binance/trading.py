@@ -300,10 +300,15 @@ class BinanceTrading(TradingApi):
                 )
         return reports
 
-    async def trades_since(self, instrument_id: str, from_id: int = 0) -> list[dict[str, Any]]:
-        """``GET /api/v3/myTrades`` of one instrument from trade id ``from_id`` on (raw rows)."""
-        inst = self.instruments[instrument_id]
-        return list(await self._call("private_get_mytrades", {"symbol": inst.symbol, "fromId": from_id}))
+    async def cancel_all(self) -> list[str]:
+        """Cancel every open order of every traded symbol, one ``DELETE /api/v3/order`` each."""
+        canceled = []
+        for inst in self.instruments.values():
+            for raw in await self._call("private_get_openorders", {"symbol": inst.symbol}):
+                coid = str(raw["clientOrderId"])
+                await self._call("private_delete_order", {"symbol": inst.symbol, "origClientOrderId": coid})
+                canceled.append(coid)
+        return canceled
 
     async def balances(self) -> list[AccountBalance]:
         """``GET /api/v3/account`` balances (and the account id)."""
