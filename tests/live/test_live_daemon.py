@@ -251,3 +251,48 @@ async def test_kill_switch_cancels_everything_and_halts_until_resume(tmp_path: P
     state = journal.load_risk_state()
     journal.close()
     assert state is not None and state.manual_state is TradingState.ACTIVE
+
+
+def test_run_live_from_a_config_file_writes_the_run_outputs(tmp_path: Path) -> None:
+    """The command path: config file, keys from the environment, the node built on its own loop, outputs."""
+    import threading
+
+    import yaml
+
+    from tradebus.node.live import run_live
+
+    ready = threading.Event()
+    stop: list[Any] = []
+    urls: dict[str, Any] = {}
+
+    def servers() -> None:
+        async def main() -> None:
+            instruments = parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()
+            async with BinancePrivateEmulator(KEY, SECRET, instruments, {"USDT": 100_000.0}) as emulator:
+                protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+                async with LocalVenueServer(protocol, SPOT_FRAMES, speed=20.0) as srv:
+                    urls.update(data=_config(tmp_path, srv.ws_url, srv.http_url, emulator), emulator=emulator)
+                    done = asyncio.Event()
+                    stop.append((asyncio.get_running_loop(), done))
+                    ready.set()
+                    await done.wait()
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=servers, daemon=True)
+    thread.start()
+    assert ready.wait(20)
+    try:
+        path = tmp_path / "live.yaml"
+        path.write_text(yaml.safe_dump(urls["data"]))
+        env = {"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET}
+        summary, result = run_live(path, tmp_path / "out", max_seconds=3.0, environ=env)
+    finally:
+        loop, done = stop[0]
+        loop.call_soon_threadsafe(done.set)
+        thread.join(20)
+    assert summary.stop_reason.startswith("max_seconds")
+    assert result.trades > 0
+    assert (tmp_path / "out" / "node.json").is_file() and (tmp_path / "out" / "fills.csv").is_file()
+    config_text = (tmp_path / "out" / "config.yaml").read_text()
+    assert "TRADEBUS_BINANCE_API_KEY" in config_text and KEY not in config_text and SECRET not in config_text

@@ -346,10 +346,11 @@ class LiveNode(TradingNode):
         self.kernel.bus.publish(InstrumentHeld(instrument_id, reason, now, now))
 
     async def _reconcile_positions(self) -> None:
-        """Once the start-up queries are answered, compare each spot position with the venue's balance.
+        """Once the start-up queries are answered, compare each base-asset holding with the venue's balance.
 
-        An instrument whose position here differs from the venue's holding of its base asset
-        (by more than half a lot) stays held with the reason; the others resume.
+        An instrument whose base asset is held here (config ``balances`` plus booked fills) in
+        another amount than at the venue (by more than half a lot) stays held with the reason;
+        the others resume.
         """
         await self.venue.drain(self.config.live.stop_timeout)
         try:
@@ -358,20 +359,20 @@ class LiveNode(TradingNode):
             for iid in self.kernel.instruments:
                 self._hold(iid, f"live start-up: balances unavailable ({type(exc).__name__}: {exc})")
             return
-        portfolio = self.kernel.portfolio
+        account = self.kernel.portfolio.account
         for iid, inst in self.kernel.instruments.items():
-            here = portfolio.position(iid)
+            here = account.balance(inst.base)
             there = balances.get(inst.base, 0.0)
             if math.fabs(here - there) > inst.lot_size / 2:
                 reason = (
-                    f"reconciliation: {iid} position {here} here but the venue holds {there} {inst.base}; "
+                    f"reconciliation: {iid}: {here} {inst.base} held here but {there} at the venue; "
                     "orders on it stay stopped (set balances in the config, or check the account)"
                 )
                 logger.error(reason)
                 self._hold(iid, reason)
             else:
                 self._hold(iid, "")
-                logger.info("reconciled {}: position {} matches the venue", iid, here)
+                logger.info("reconciled {}: {} {} held, as at the venue", iid, here, inst.base)
 
     def _on_balance(self, balance: AccountBalance) -> None:
         self.balances[balance.asset] = balance
@@ -438,14 +439,19 @@ def run_live(
     check_environment(config.live, mainnet)
     keys = ApiKeys.from_env(config.live, environ)
     run_dir = None if out_dir is None else RunDirectory(out_dir, "live", keep=kept_files(config), force=force)
-    node = LiveNode(config, keys, dry_run=dry_run, max_seconds=max_seconds, max_messages=max_messages)
+    nodes: list[LiveNode] = []
+
+    async def main() -> NodeSummary:
+        # Built on the running loop: the engine's timers need it.
+        nodes.append(LiveNode(config, keys, dry_run=dry_run, max_seconds=max_seconds, max_messages=max_messages))
+        return await nodes[0].run()
+
     try:
-        summary = asyncio.run(node.run())
+        summary = asyncio.run(main())
     finally:
-        if run_dir is not None:
-            extra = {"node.json": node.summary.to_json()}
-            write_outputs(run_dir, node.kernel, config, extra)
-    return summary, node.kernel.result
+        if run_dir is not None and nodes:
+            write_outputs(run_dir, nodes[0].kernel, config, {"node.json": nodes[0].summary.to_json()})
+    return summary, nodes[0].kernel.result
 
 
 async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill switch") -> list[str]:
