@@ -38,7 +38,7 @@ import msgspec
 from loguru import logger
 
 from tradebus.engine.clock import Clock
-from tradebus.engine.messages import ModifyOrder, OrderAccepted, OrderRejected
+from tradebus.engine.messages import ModifyOrder, OrderAccepted, OrderRejected, OrderStatus
 from tradebus.errors import VenueError
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import EventHandler, OrderStatusReport, Venue
@@ -51,6 +51,9 @@ __all__ = [
     "TradingApi",
     "VenueRejected",
 ]
+
+
+_UNACKNOWLEDGED = frozenset({OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
 
 
 class NoAnswer(VenueError):
@@ -222,8 +225,9 @@ class LiveVenue(Venue):
         except NoAnswer as exc:
             logger.warning("order {}: no answer to the submit ({}); the query will settle it", coid, exc)
             return
-        now = self.clock.now_ns()
-        self.emit(OrderAccepted(order.strategy_id, order.instrument_id, coid, ack.venue_order_id, ack.ts_event, now))
+        if order.status in _UNACKNOWLEDGED:  # else the user stream told it first
+            now = self.clock.now_ns()
+            self.emit(OrderAccepted(order.strategy_id, order.instrument_id, coid, ack.venue_order_id, ack.ts_event, now))
 
     async def _cancel(self, order: Order) -> None:
         coid = order.client_order_id

@@ -52,6 +52,7 @@ from tradebus.engine.messages import (
     OrderFilled,
     OrderRejected,
     OrderSide,
+    OrderStatus,
 )
 from tradebus.errors import ParseError
 from tradebus.execution.live import AccountBalance
@@ -60,6 +61,7 @@ from tradebus.execution.orders import Order
 __all__ = ["BinanceUserStream", "UserStreamParser", "sign_params"]
 
 _MS = 1_000_000
+_UNACKNOWLEDGED = frozenset({OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
 
 
 def sign_params(params: dict[str, Any], secret: SecretStr) -> str:
@@ -145,6 +147,8 @@ class UserStreamParser(PrivateStreamParser):
             logger.info("binance user stream: {} of order {} not sent by this process; ignored", x, coid)
             return []
         if x == "NEW":
+            if order.status not in _UNACKNOWLEDGED:
+                return []  # the REST answer told it first
             return [OrderAccepted(sid, iid, coid, str(ev["i"]), ts, now)]
         if x == "CANCELED":
             return [OrderCanceled(sid, iid, coid, "canceled", ts, now, float(ev["z"]))]
