@@ -115,3 +115,16 @@ async def test_a_wrong_secret_is_refused_by_the_signature_check() -> None:
         await until(lambda: order.status is OrderStatus.REJECTED)
         assert "-1022" in order.reason
         assert h.emulator.orders == {}
+
+
+async def test_cancel_racing_a_fill_whose_event_is_late_books_the_fill_once() -> None:
+    async with harness(stream_faults=[StreamFault("delay", '"x": "TRADE"', seconds=0.5)]) as h:
+        order = h.submit(OrderSide.BUY, 0.01, 60_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        h.trade(59_000.0)  # fills at the venue; the event is on its way, slowly
+        h.kernel.execution.cancel(CancelOrder("s1", IID, order.client_order_id, 0, 0))  # too late: refused
+        await until(lambda: order.status is OrderStatus.FILLED)
+        await asyncio.sleep(0.7)  # the delayed TRADE event arrives after the query booked the fill
+        assert h.emulator.stream_faults[0].fired
+        assert len(h.kernel.result.fills) == 1 and order.filled_qty == pytest.approx(0.01)
+        _position_matches_account(h)

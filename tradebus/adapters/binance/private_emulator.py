@@ -178,6 +178,8 @@ class BinancePrivateEmulator:
         self.requests: list[tuple[str, str, str]] = []
         #: Arrival time (``time.monotonic()``) of every authenticated request, in order.
         self.request_times: list[float] = []
+        #: ``client order id -> time.time_ns()`` when its POST arrived (latency benchmarks).
+        self.placed_ns: dict[str, int] = {}
         #: Request weight used in the current minute (sent as ``X-MBX-USED-WEIGHT-1M``).
         self.weight = 0
         self._minute = 0
@@ -303,6 +305,7 @@ class BinancePrivateEmulator:
         if inst is None:
             return self._error(400, -1121, "Invalid symbol.")
         coid = p["newClientOrderId"]
+        self.placed_ns.setdefault(coid, time.time_ns())
         if coid in self.orders:
             return self._error(400, -2010, "Duplicate order sent.")
         typ = p["type"]
