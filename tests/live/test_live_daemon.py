@@ -20,7 +20,8 @@ from tradebus.cli import app
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.errors import ConfigError
 from tradebus.node.live import ApiKeys, LiveNode, LiveSettings, check_environment, parse_live_config
-from tradebus.node.daemon import write_outputs
+from tradebus.config import dump_config
+from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
 
 SPOT = {**BINANCE_INSTRUMENT, "margin": False}
@@ -77,7 +78,9 @@ async def _session(tmp_path: Path, *, dry_run: bool = False) -> tuple[LiveNode, 
                     await until(lambda: resting.status is OrderStatus.ACCEPTED)
                 node.stop("test done")
                 await asyncio.wait_for(task, 20)
-                write_outputs(RunDirectory(tmp_path / "out", "live"), node.kernel, config, {"node.json": node.summary.to_json()})
+                kernel = node.kernel
+                extra = {"node.json": node.summary.to_json()}
+                write_outputs(RunDirectory(tmp_path / "out", "live"), kernel.result, kernel.instruments, dump_config(config), extra)
     finally:
         logger.remove(sink)
     return node, emulator, resting.client_order_id
@@ -134,7 +137,11 @@ def test_mainnet_needs_the_config_and_the_flag() -> None:
         check_environment(LiveSettings(environment="mainnet"), mainnet=False)
     with pytest.raises(ConfigError, match="live.environment is 'testnet'"):
         check_environment(LiveSettings(), mainnet=True)
-    assert LiveSettings().endpoints()[0] == "https://testnet.binance.vision"
+    assert LiveSettings(venue="binance").endpoints()[0] == "https://testnet.binance.vision"
+    config = parse_live_config({"instruments": [SPOT], **_minimal()})
+    assert config.live.venue == "binance"  # the feeds' venue
+    with pytest.raises(ConfigError, match="no live trading yet"):
+        parse_live_config({"instruments": [SPOT], **_minimal(), "live": {"venue": "okx"}})
 
 
 def test_keys_come_from_the_named_variables_and_never_show() -> None:

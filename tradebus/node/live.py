@@ -44,8 +44,10 @@ from typing import Any, Literal
 
 import msgspec
 from loguru import logger
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, SecretStr, model_validator
 
+from tradebus.adapters.common.venue import LiveAccount
+from tradebus.adapters.registry import VENUES, venue_adapter
 from tradebus.config import dump_config, load_config, parse_config
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import CancelOrder, TradingState
@@ -56,7 +58,9 @@ from tradebus.execution.live import AccountBalance, LiveVenue
 from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import PaperConfig
 from tradebus.risk.breakers import BreakerState
-from tradebus.node.daemon import MarketGuard, NodeSummary, TradingNode, build_paper_kernel, kept_files, write_outputs
+from tradebus.node.daemon import NodeSummary, TradingNode, build_paper_kernel, kept_files
+from tradebus.reports.outputs import write_outputs
+from tradebus.risk.guard import MarketGuard
 
 __all__ = [
     "ApiKeys",
@@ -72,13 +76,6 @@ __all__ = [
     "parse_live_config",
     "run_live",
 ]
-
-#: Endpoints per venue and environment: (REST base, user-stream WebSocket URL).
-ENDPOINTS: dict[tuple[str, str], tuple[str, str]] = {
-    ("binance", "testnet"): ("https://testnet.binance.vision", "wss://ws-api.testnet.binance.vision/ws-api/v3"),
-    ("binance", "mainnet"): ("https://api.binance.com", "wss://ws-api.binance.com:443/ws-api/v3"),
-}
-
 
 class InstrumentHeld(msgspec.Struct, frozen=True):
     """Orders on an instrument stop (``reason``) or resume (``reason == ""``) after a reconciliation."""
@@ -110,7 +107,8 @@ class LiveSettings(BaseModel):
     Parameters
     ----------
     venue, market
-        The account's venue and market (``binance`` ``spot`` so far).
+        The account's venue (default: the feeds' venue) and market (``spot`` so far); the
+        venue's live pieces come from the registry (Binance spot so far).
     environment
         ``testnet`` (default) or ``mainnet`` (needs ``--mainnet`` too).
     rest_url, ws_api_url
@@ -130,7 +128,7 @@ class LiveSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    venue: Literal["binance"] = "binance"
+    venue: str | None = None
     market: Literal["spot"] = "spot"
     environment: Literal["testnet", "mainnet"] = "testnet"
     rest_url: str | None = None
@@ -146,9 +144,15 @@ class LiveSettings(BaseModel):
     check_interval: PositiveFloat | None = 30.0
     not_found_grace: PositiveFloat = 15.0
 
+    def account(self) -> LiveAccount:
+        """The venue's live pieces, from the registry (the config's validation checked they exist)."""
+        live = venue_adapter(self.venue or "").live
+        assert live is not None
+        return live
+
     def endpoints(self) -> tuple[str, str]:
         """(REST base, user-stream URL) of this environment, with the overrides applied."""
-        rest, ws = ENDPOINTS[(self.venue, self.environment)]
+        rest, ws = self.account().endpoints[self.environment]
         return self.rest_url or rest, self.ws_api_url or ws
 
     def timeouts(self) -> OrderTimeouts:
@@ -167,6 +171,22 @@ class LiveConfig(PaperConfig):
     """A paper config plus the ``live:`` section (the account that trades)."""
 
     live: LiveSettings = Field(default_factory=LiveSettings)
+
+    @model_validator(mode="after")
+    def _live_venue(self) -> LiveConfig:
+        venue = self.live.venue
+        if venue is None:
+            venues = sorted({feed.venue for feed in self.feeds})
+            if len(venues) != 1:
+                raise ValueError(f"live.venue: the feeds name {venues}; say which venue trades")
+            venue = venues[0]
+            object.__setattr__(self, "live", self.live.model_copy(update={"venue": venue}))
+        if venue not in VENUES:
+            raise ValueError(f"live.venue: {venue!r} is not a registered venue; use one of {sorted(VENUES)}")
+        if VENUES[venue].live is None:
+            live = sorted(name for name, adapter in VENUES.items() if adapter.live is not None)
+            raise ValueError(f"live.venue: {venue!r} has no live trading yet; use one of {live}")
+        return self
 
 
 def parse_live_config(data: Any, source: str = "<config>", base: Path | None = None) -> LiveConfig:
@@ -260,21 +280,25 @@ class LiveNode(TradingNode):
         self._venue_open: list[OrderStatusReport] = []
         self._stream_task: asyncio.Task[None] | None = None
         super().__init__(config, max_seconds=max_seconds, max_messages=max_messages, handle_signals=handle_signals)
-        from tradebus.adapters.binance.user_stream import BinanceUserStream, UserStreamParser
-
         _, ws_url = config.live.endpoints()
-        parser = UserStreamParser(self.kernel.instruments, self.venue.order)
-        self.stream = BinanceUserStream(
-            ws_url, keys.key, keys.secret, parser, self.venue.emit, self._on_balance, self._on_stream_reconnect
+        self.stream = config.live.account().user_stream(
+            ws_url,
+            keys.key,
+            keys.secret,
+            self.kernel.instruments,
+            self.venue.order,
+            self.venue.emit,
+            self._on_balance,
+            self._on_stream_reconnect,
         )
 
     def _build_kernel(self) -> tuple[Kernel, LiveVenue]:
-        from tradebus.adapters.binance.trading import BinanceTrading
-
         settings = self.config.live
         self.guard = LiveGuard()  # replaces the paper guard before the router is built on it
         rest_url, _ = settings.endpoints()
-        api = BinanceTrading(rest_url, self.keys.key, self.keys.secret, self.config.instrument_map(), settings.request_timeout)
+        api = settings.account().trading(
+            rest_url, self.keys.key, self.keys.secret, self.config.instrument_map(), settings.request_timeout
+        )
         venue = LiveVenue(api, self.clock, dry_run=self.dry_run)
         kernel, _ = build_paper_kernel(self.config, self.clock, self.guard, self.journal, venue, settings.timeouts())
         venue.on_answer = kernel.execution.reconcile_order
@@ -450,7 +474,8 @@ def run_live(
         summary = asyncio.run(main())
     finally:
         if run_dir is not None and nodes:
-            write_outputs(run_dir, nodes[0].kernel, config, {"node.json": nodes[0].summary.to_json()})
+            kernel = nodes[0].kernel
+            write_outputs(run_dir, kernel.result, kernel.instruments, dump_config(config), {"node.json": nodes[0].summary.to_json()})
     return summary, nodes[0].kernel.result
 
 
@@ -461,10 +486,8 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
     The journal's risk state is set to HALTED with ``reason`` (a daemon started on it trades
     nothing until :func:`resume_trading`). Returns the client order ids canceled.
     """
-    from tradebus.adapters.binance.trading import BinanceTrading
-
     rest_url, _ = config.live.endpoints()
-    api = BinanceTrading(rest_url, keys.key, keys.secret, config.instrument_map(), config.live.request_timeout)
+    api = config.live.account().trading(rest_url, keys.key, keys.secret, config.instrument_map(), config.live.request_timeout)
     try:
         canceled = await api.cancel_all()
     finally:
@@ -494,8 +517,3 @@ def set_trading_state(config: LiveConfig, state: TradingState, reason: str) -> N
         journal.save_risk_state(msgspec.structs.replace(stored, ts=now, manual_state=state, manual_reason=reason))
     finally:
         journal.close()
-
-
-def dump_live_config(config: LiveConfig) -> str:
-    """The resolved live config as YAML (variable names only, never key values)."""
-    return dump_config(config)

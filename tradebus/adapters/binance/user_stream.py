@@ -40,9 +40,11 @@ from loguru import logger
 from pydantic import SecretStr
 
 from tradebus.adapters.common.client import Sink, WsClient
-from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError, KeepAlive
+from tradebus.adapters.binance.client import MAX_CONNECTION_AGE, binance_keepalive
+from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
 from tradebus.adapters.common.recorder import FrameRecorder
 from tradebus.adapters.common.user_stream import PrivateStreamParser
+from tradebus.adapters.common.venue import LiveAccount
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     Liquidity,
@@ -58,7 +60,7 @@ from tradebus.errors import ParseError
 from tradebus.execution.live import AccountBalance
 from tradebus.execution.orders import Order
 
-__all__ = ["BinanceUserStream", "UserStreamParser", "sign_params"]
+__all__ = ["LIVE_ACCOUNT", "BinanceUserStream", "UserStreamParser", "sign_params"]
 
 _MS = 1_000_000
 _UNACKNOWLEDGED = frozenset({OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
@@ -194,8 +196,8 @@ class BinanceUserStream(WsClient):
     ) -> None:
         policy = ConnectionPolicy(
             backoff=Backoff(base=0.2, cap=10.0, min_delay=0.05),
-            keepalive=KeepAlive.binance(),
-            max_connection_age=23 * 3600 + 50 * 60,
+            keepalive=binance_keepalive(),
+            max_connection_age=MAX_CONNECTION_AGE,
             stale_after=1e9,  # an idle account is silent: silence is not staleness
         )
         super().__init__("binance-user", sink, policy, recorder)
@@ -226,3 +228,33 @@ class BinanceUserStream(WsClient):
     async def on_connected(self) -> None:
         if self.connections > 1 and self.on_reconnect is not None:
             self.on_reconnect()
+
+
+def _user_stream(
+    ws_url: str,
+    api_key: SecretStr,
+    api_secret: SecretStr,
+    instruments: dict[str, Instrument],
+    lookup: Callable[[str], Order | None],
+    sink: Sink,
+    on_balance: Callable[[AccountBalance], Any] | None = None,
+    on_reconnect: Callable[[], Any] | None = None,
+) -> BinanceUserStream:
+    return BinanceUserStream(ws_url, api_key, api_secret, UserStreamParser(instruments, lookup), sink, on_balance, on_reconnect)
+
+
+def _trading(rest_url: str, api_key: SecretStr, api_secret: SecretStr, instruments: dict[str, Instrument], timeout: float) -> Any:
+    from tradebus.adapters.binance.trading import BinanceTrading
+
+    return BinanceTrading(rest_url, api_key, api_secret, instruments, timeout)
+
+
+#: Binance spot live trading, as the registry's adapter offers it (:class:`~tradebus.adapters.common.venue.LiveAccount`).
+LIVE_ACCOUNT = LiveAccount(
+    endpoints={
+        "testnet": ("https://testnet.binance.vision", "wss://ws-api.testnet.binance.vision/ws-api/v3"),
+        "mainnet": ("https://api.binance.com", "wss://ws-api.binance.com:443/ws-api/v3"),
+    },
+    trading=_trading,
+    user_stream=_user_stream,
+)
