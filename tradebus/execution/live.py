@@ -21,7 +21,7 @@ user stream
     the venue's private stream is parsed into the same order events, handed to :meth:`emit`
     as they arrive; they may come before the REST answer, after it, twice or out of order
     (the order manager keeps what is new and books each fill once, by ``trade_id``).
-    Balance updates go to :attr:`LiveVenue.on_account` (they are not order events).
+    Balance updates are not order events: the stream client hands them to the node.
 
 Nothing here names an exchange: a venue package provides the :class:`TradingApi`
 (e.g. :class:`tradebus.adapters.binance.trading.BinanceTrading`) and its stream parser.
@@ -145,8 +145,6 @@ class LiveVenue(Venue):
         self._closed = False
         #: Called with a client order id when a query's answer arrived (the engine's ``reconcile_order``).
         self.on_answer: Callable[[str], Any] | None = None
-        #: Called with every balance the user stream or a query reports.
-        self.on_account: Callable[[AccountBalance], Any] | None = None
         #: Requests sent, by kind (``place``, ``cancel``, ``query``): what a test counts.
         self.requests: dict[str, int] = {"place": 0, "cancel": 0, "query": 0}
 
