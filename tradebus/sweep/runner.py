@@ -208,6 +208,7 @@ def _optimise(
     executor: RayExecutor, space: SweepSpace, config: Path, directory: Path, window: tuple[int, int] | None,
     on_trial: OnTrial, study_name: str,
 ) -> tuple[TrialStore, int]:
+    directory.mkdir(parents=True, exist_ok=True)
     store = TrialStore(directory / "trials", space.params)
     if space.method == "grid":
         ran = _grid(executor, space, str(config), store, window, on_trial)

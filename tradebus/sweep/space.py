@@ -217,7 +217,10 @@ def load_space(path: str | Path) -> SweepSpace:
         space = SweepSpace.model_validate(data)
     except ValidationError as exc:
         raise config_error_from(str(path), exc) from None
-    for param in space.params:
-        if space.method == "grid":
-            param.grid_values()
+    if space.method == "grid":
+        for param in space.params:
+            try:
+                param.grid_values()
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
     return space
