@@ -61,10 +61,18 @@ def sweep(
         params = ", ".join(f"{k.removeprefix('param.')}={v}" for k, v in result.best.items() if k.startswith("param."))
         table.add_row("best trial", f"{result.best['trial']}: {params}")
         for key in ("total_return", "sharpe", "max_drawdown", "fills"):
-            table.add_row(f"  {key}", str(result.best.get(key)))
+            table.add_row(f"  {key}", _number(result.best.get(key)))
     if result.walk_forward is not None:
         for key, value in result.walk_forward.items():
-            table.add_row(f"walk-forward {key}", str(value))
+            table.add_row(f"walk-forward {key}", _number(value))
     for row in result.stress or ():
-        table.add_row(f"stress {row['variant']}", f"return {row['total_return']}, max dd {row['max_drawdown']}")
+        table.add_row(
+            f"stress {row['variant']}",
+            f"return {_number(row['total_return'])}, sharpe {_number(row['sharpe'])}, "
+            f"max dd {_number(row['max_drawdown'])}, fills {row['fills']}",
+        )
     console.print(table)
+
+
+def _number(value: Any) -> str:
+    return f"{value:,.4f}" if isinstance(value, float) else str(value)
