@@ -20,9 +20,9 @@ from sweep_helpers import REPO, catalog_config, write_yaml
 
 from tradebus.cli import run_backtest
 from tradebus.sweep.runner import STRESS_KEYS, run_sweep
-from tradebus.sweep.space import load_space, override_text
+from tradebus.sweep.space import load_space
 from tradebus.sweep.store import TrialStore
-from tradebus.sweep.trial import TIMING_COLUMNS
+from tradebus.sweep.trial import TIMING_COLUMNS, override_text
 
 TPE_SPACE = {
     "method": "tpe", "seed": 11, "trials": 8, "batch": 4,

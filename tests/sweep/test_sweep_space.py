@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from tradebus.cli import app
 from tradebus.config import apply_overrides
 from tradebus.errors import ConfigError
-from tradebus.sweep.space import SweepSpace, load_space, override_text
+from tradebus.sweep.space import SweepSpace, load_space
+from tradebus.sweep.trial import override_text
 from tradebus.sweep.walkforward import WalkForwardSpec, folds, stitch
 
 DAY = 86_400_000_000_000
@@ -44,6 +45,7 @@ def test_grid_enumerates_the_product_last_parameter_fastest(tmp_path: Path) -> N
     ({"method": "tpe", "params": {"strategy.params.fast": [1, 2]}}, "trials: a tpe sweep needs the number"),
     ({"params": {"x": [1]}, "objectives": {}}, "objectives: name at least one metric"),
     ({"params": {"x": [1]}, "bogus": 1}, "bogus: unknown key"),
+    ({"params": {"x": [1]}, "objectives": {"sharp": "maximize"}}, "objectives.sharp: not a metric"),
     ({"params": {"x": [1]}, "stress": [{"name": "a", "costs": -1}]}, "stress.0.costs"),
 ])
 def test_invalid_space_names_the_file_and_field(tmp_path: Path, data: dict, message: str) -> None:

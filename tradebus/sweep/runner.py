@@ -37,10 +37,10 @@ from tradebus.config import RunConfig, load_config
 from tradebus.errors import ConfigError
 from tradebus.reports.metrics import format_ns
 from tradebus.sweep.executor import RayExecutor
-from tradebus.sweep.space import SweepSpace, load_space, override_text
+from tradebus.sweep.space import SweepSpace, load_space
 from tradebus.sweep.store import TrialStore
 from tradebus.sweep.stress import default_variants
-from tradebus.sweep.trial import TIMING_COLUMNS, TrialSpec
+from tradebus.sweep.trial import TIMING_COLUMNS, TrialSpec, override_text
 from tradebus.sweep.walkforward import data_span, folds, stitch
 
 __all__ = ["OWN_FILES", "STRESS_KEYS", "SweepResult", "best_trial", "run_sweep"]

@@ -41,9 +41,10 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 from tradebus.config import config_error_from
 from tradebus.errors import ConfigError
 from tradebus.sweep.stress import StressVariant
+from tradebus.sweep.trial import METRIC_COLUMNS
 from tradebus.sweep.walkforward import WalkForwardSpec
 
-__all__ = ["Param", "SweepSpace", "load_space", "override_text"]
+__all__ = ["Param", "SweepSpace", "load_space"]
 
 Scalar = bool | int | float | str
 
@@ -154,6 +155,9 @@ class SweepSpace(_Model):
     def _check(self) -> SweepSpace:
         if not self.objectives:
             raise ValueError("objectives: name at least one metric, e.g. {sharpe: maximize}")
+        for name in self.objectives:
+            if name not in METRIC_COLUMNS:
+                raise ValueError(f"objectives.{name}: not a metric; use one of {', '.join(METRIC_COLUMNS)}")
         paths = [p.path for p in self.params]
         if len(set(paths)) != len(paths):
             raise ValueError(f"params: a path is listed twice in {paths}")
@@ -188,12 +192,6 @@ class SweepSpace(_Model):
         """A hash of everything that decides the trials and their results (not the stress block)."""
         data = self.model_dump(mode="json", exclude={"stress"})
         return hashlib.sha256(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def override_text(path: str, value: Any) -> str:
-    """``"path=value"`` with the value written as YAML, for :func:`tradebus.config.apply_overrides`."""
-    text = yaml.safe_dump([value], default_flow_style=True, width=10_000).strip()
-    return f"{path}={text[1:-1]}"
 
 
 def load_space(path: str | Path) -> SweepSpace:

@@ -11,10 +11,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from tradebus.errors import ConfigError, TradebusError
+from tradebus.reports.metrics import format_ns
 from tradebus.sweep.stress import StressVariant
 
-__all__ = ["METRIC_COLUMNS", "TIMING_COLUMNS", "TrialSpec", "run_trial"]
+__all__ = ["METRIC_COLUMNS", "TIMING_COLUMNS", "TrialSpec", "override_text", "run_trial"]
 
 #: Metrics of ``metrics.json`` kept per trial: name -> Arrow type.
 METRIC_COLUMNS: dict[str, str] = {
@@ -71,14 +74,17 @@ class TrialSpec:
 
     def overrides(self) -> list[str]:
         """The ``--set`` overrides of this trial (parameters, then the window)."""
-        from tradebus.reports.metrics import format_ns
-        from tradebus.sweep.space import override_text
-
         out = [override_text(path, value) for path, value in self.params.items()]
         if self.window is not None:
             out += [override_text("data.start", format_ns(self.window[0])),
                     override_text("data.end", format_ns(self.window[1]))]
         return out
+
+
+def override_text(path: str, value: Any) -> str:
+    """``"path=value"`` with the value written as YAML, for :func:`tradebus.config.apply_overrides`."""
+    text = yaml.safe_dump([value], default_flow_style=True, width=10_000).strip()
+    return f"{path}={text[1:-1]}"
 
 
 def run_trial(spec: TrialSpec) -> dict[str, Any]:
