@@ -19,9 +19,9 @@ def sweep(
     config: Annotated[Path, typer.Argument(help="YAML run config.", show_default=False)],
     space: Annotated[Path, typer.Option("--space", "-s", help="YAML space file (params, objectives, method).")],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Sweep directory [default: runs/sweep-<config stem>].")
+        Path | None, typer.Option("--out", "-o", help="Sweep directory (default: runs/sweep-<config stem>).")
     ] = None,
-    workers: Annotated[int | None, typer.Option(help="Local Ray workers [default: the machine's cores].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Local Ray workers (default: the machine's cores).")] = None,
     address: Annotated[str | None, typer.Option(help="Address of an existing Ray cluster.")] = None,
     stress: Annotated[bool, typer.Option("--stress", help="Run the stress variants with the best parameters.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Use a non-empty --out that is not a sweep directory.")] = False,

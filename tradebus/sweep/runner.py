@@ -8,7 +8,9 @@ Outputs in the sweep directory (``--out``)::
     optuna.db           Optuna's SQLite storage (tpe), study "sweep" (or "fold-NN")
     results.csv         every trial, sorted by trial number (written at the end)
     best.json           the best trial by the first objective (and the Pareto front's trials)
-    stress.json         [{variant, total_return, sharpe, max_drawdown, fills}] of the best params
+    stress.json         [{variant, total_return, sharpe, max_drawdown, fills}]: the best parameters
+                        (of the last fold, with walk_forward) over the config's whole span, per
+                        stress variant; sharpe is null for a run shorter than 30 days
     walk_forward/       fold-NN/trials/, folds.csv, equity.csv, metrics.json (tradebus.sweep.walkforward)
 
 Nothing of a trial is kept in the driver after its file is written. Running the same
