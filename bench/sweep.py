@@ -4,7 +4,7 @@ Usage::
 
     python bench/sweep.py              # human-readable table
     python bench/sweep.py --json       # one JSON document
-    python bench/sweep.py --trials 200 --runs 3 --months 6
+    python bench/sweep.py --trials 200 --runs 3 --months 48
 
 Each side starts its own local Ray runtime (``num_cpus`` = its workers), warms its workers
 up with one trial each (imports, Numba cache), then times ``run_sweep`` of the same
@@ -13,7 +13,8 @@ of the shipped Coinbase BTC-USD 4h bars, into a fresh directory. The sides alter
 within each run (1 then 2 workers, then 2 then 1, ...); figures are medians over runs.
 
 * ``speedup``: 1-worker sweep time / 2-worker sweep time (target >= 1.8x);
-* per side: the sweep's wall time, the median trial time inside the worker (``worker_s``),
+* per side: the sweep's wall time, the median trial time inside the worker (``worker_s``) and
+  its CPU time (``worker_cpu_s``: a wall time above it means the worker waited for a core),
   the median time from submission to result in the driver (``wall_s``, includes queueing:
   the driver keeps 2 trials per worker in flight), and Ray's per-trial overhead
   ``wall time * workers / trials - mean worker_s`` (scheduling, serialisation, the
@@ -76,6 +77,7 @@ def side(workers: int, config: Path, space: Path, warm_space: Path, out: Path) -
         "trials": len(rows),
         "sweep_s": elapsed,
         "trial_worker_s_median": statistics.median(worker),
+        "trial_worker_cpu_s_median": statistics.median(r["worker_cpu_s"] for r in rows),
         "trial_end_to_end_s_median": statistics.median(r["wall_s"] for r in rows),
         "ray_overhead_per_trial_s": overhead,
         "ray_overhead_fraction": overhead / mean_worker,
@@ -85,7 +87,7 @@ def side(workers: int, config: Path, space: Path, warm_space: Path, out: Path) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=200)
-    parser.add_argument("--months", type=int, default=24, help="Months of 4h bars per trial (from 2022-01).")
+    parser.add_argument("--months", type=int, default=48, help="Months of 4h bars per trial (from 2022-01).")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -116,8 +118,9 @@ def main() -> None:
     print(f"sweep of {args.trials} trials ({args.months} months of 4h bars each), medians of {args.runs} run(s)")
     for workers in (1, 2):
         s = summary[f"workers_{workers}"]
-        print(f"  {workers} worker(s): {s['sweep_s']:.2f} s; trial in worker {s['trial_worker_s_median'] * 1e3:.1f} ms, "
-              f"end to end {s['trial_end_to_end_s_median'] * 1e3:.1f} ms; Ray overhead "
+        print(f"  {workers} worker(s): {s['sweep_s']:.2f} s; trial in worker {s['trial_worker_s_median'] * 1e3:.1f} ms "
+              f"(CPU {s['trial_worker_cpu_s_median'] * 1e3:.1f} ms), end to end "
+              f"{s['trial_end_to_end_s_median'] * 1e3:.1f} ms; Ray overhead "
               f"{s['ray_overhead_per_trial_s'] * 1e3:.1f} ms/trial ({s['ray_overhead_fraction']:.1%})")
     print(f"  speedup 2 vs 1 worker: {summary['speedup_2_vs_1']:.2f}x (target >= 1.8x)")
 

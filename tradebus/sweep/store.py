@@ -3,7 +3,8 @@
 ``trials/trial-000042.parquet`` holds one row: ``trial``, ``status``, ``error``, one
 ``param.<path>`` column per swept parameter, the metrics of
 :data:`~tradebus.sweep.trial.METRIC_COLUMNS` and the timing columns ``worker_s`` (run
-time inside the worker) and ``wall_s`` (submission to result, in the driver). Every file
+time inside the worker), ``worker_cpu_s`` (the worker's CPU time for it) and ``wall_s``
+(submission to result, in the driver). Every file
 has the same schema, so the directory reads as one dataset (``pyarrow.dataset``,
 DuckDB ``read_parquet('trials/*.parquet')``). A file is written to a temporary name
 and renamed, so a trial's file exists only once it is complete: a sweep that is
@@ -60,7 +61,7 @@ class TrialStore:
         table = pa.table({f.name: [values.get(f.name)] for f in self.schema}, schema=self.schema)
         target = self.path(int(row["trial"]))
         tmp = target.with_suffix(".parquet.tmp")
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="none")  # one row: compression only costs time
         os.replace(tmp, target)
 
     def read(self, trial: int) -> dict[str, Any]:

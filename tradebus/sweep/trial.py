@@ -42,7 +42,7 @@ METRIC_COLUMNS: dict[str, str] = {
     "round_trips": "int64",
 }
 #: Columns that measure time, not results (they differ between two runs of one sweep).
-TIMING_COLUMNS = ("worker_s", "wall_s")
+TIMING_COLUMNS = ("worker_s", "worker_cpu_s", "wall_s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,7 @@ def override_text(path: str, value: Any) -> str:
 
 
 def run_trial(spec: TrialSpec) -> dict[str, Any]:
-    """Run one trial; return its row: ``trial``, ``status``, ``error``, metrics, ``worker_s``.
+    """Run one trial; return its row: ``trial``, ``status``, ``error``, metrics, ``worker_s`` and ``worker_cpu_s``.
 
     ``status`` is ``"ok"``, ``"invalid"`` (the parameters make an invalid config, e.g.
     ``fast >= slow``; ``error`` says why) or ``"failed"`` (the run raised a tradebus error).
@@ -98,7 +98,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     from tradebus.config import load_config
     from tradebus.reports.metrics import compute_metrics
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     row: dict[str, Any] = {"trial": spec.number, "status": "ok", "error": None}
     equity: list[tuple[int, float]] = []
     try:
@@ -124,6 +124,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     for name in METRIC_COLUMNS:
         row.setdefault(name, None)
     row["worker_s"] = time.perf_counter() - t0
+    row["worker_cpu_s"] = time.process_time() - cpu0
     if spec.keep_equity:
         row["equity"] = equity
     return row
