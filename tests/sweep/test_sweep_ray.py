@@ -98,6 +98,13 @@ def test_grid_sweep_writes_a_file_per_trial_and_agrees_with_plain_backtests(ray_
     assert stress[0]["total_return"] == metrics["total_return"]
     assert stress[1]["fills"] == stress[0]["fills"] and stress[1]["total_return"] < stress[0]["total_return"]
     assert stress[2]["total_return"] != stress[0]["total_return"]
+    # Re-running the sweep runs only the trials whose file is missing.
+    first = results(out)
+    for n in (1, 3):
+        (out / "trials" / f"trial-{n:06d}.parquet").unlink()
+    again = run_sweep(workdir / "run.yaml", space, out)
+    assert (again.ran, again.skipped) == (2, 4)
+    assert csv_bytes(results(out)) == csv_bytes(first)
 
 
 def test_tpe_same_space_and_seed_give_byte_identical_results(ray_address: str, workdir: Path, tpe_reference: Path) -> None:
