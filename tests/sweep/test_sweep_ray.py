@@ -17,8 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from sweep_helpers import REPO, catalog_config, write_yaml
+from typer.testing import CliRunner
 
-from tradebus.cli import run_backtest
+from tradebus.cli import app, run_backtest
 from tradebus.sweep.runner import STRESS_KEYS, run_sweep
 from tradebus.sweep.space import load_space
 from tradebus.sweep.store import TrialStore
@@ -145,6 +146,23 @@ def test_killed_sweep_resumes_skipping_finished_trials_with_the_same_results(
         path = out / "trials" / name
         assert (path.stat().st_mtime_ns, path.read_bytes()) == (mtime, data)
     assert csv_bytes(results(out)) == csv_bytes(results(tpe_reference))
+
+
+def test_cli_stress_flag_runs_the_default_variants_with_the_best_parameters(ray_address: str, workdir: Path) -> None:
+    space = write_yaml(workdir / "one.yaml", {"params": {"strategy.params.fast": [10], "strategy.params.slow": [30]}})
+    out = workdir / "cli-stress"
+    result = CliRunner().invoke(app, ["sweep", str(workdir / "run.yaml"), "--space", str(space), "--out", str(out),
+                                      "--stress"])
+    assert result.exit_code == 0, result.output
+    assert "stress costs_x5" in result.output
+    stress = json.loads((out / "stress.json").read_text())
+    assert [s["variant"] for s in stress] == ["baseline", "costs_x2", "costs_x5", "latency_x2", "latency_x5",
+                                              "flash_crash_20pct", "vol_spike_x3_7d"]
+    best = json.loads((out / "best.json").read_text())
+    assert stress[0]["total_return"] == best["metrics"]["total_return"]
+    assert stress[0]["total_return"] > stress[1]["total_return"] > stress[2]["total_return"]
+    # The config has no latency: its multipliers change nothing (documented).
+    assert stress[3] == {**stress[0], "variant": "latency_x2"}
 
 
 def test_walk_forward_optimises_each_train_window_and_stitches_the_test_windows(ray_address: str, workdir: Path) -> None:
