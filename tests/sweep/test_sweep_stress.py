@@ -126,6 +126,13 @@ def test_cost_multiplier_scales_slippage_and_venue_fee_overrides(tmp_path: Path)
     assert stressed.venue.slippage_bps == 10.0
     assert stressed.venue.taker_fee == pytest.approx(0.005)
     assert stressed.instruments[0].taker_fee == pytest.approx(0.03)
+    config["venue"] = {"slippage": {"model": "volume", "bps": 1.0, "impact_bps": 10.0, "max_bps": 50.0}}
+    config["instruments"][0]["fee_tiers"] = [{"min_volume": 1e6, "maker_fee": -0.0001, "taker_fee": 0.004}]
+    stressed = StressVariant(name="x2", costs=2.0).apply_config(load_config(write_yaml(tmp_path / "t.yaml", config)))
+    slippage = stressed.venue.slippage
+    assert slippage is not None and (slippage.bps, slippage.impact_bps, slippage.max_bps) == (2.0, 20.0, 100.0)
+    tier = stressed.instruments[0].fee_tiers[0]
+    assert (tier.min_volume, tier.maker_fee, tier.taker_fee) == (1e6, -0.0002, 0.008)
 
 
 def test_latency_x3_delays_every_fill_by_one_bar(tmp_path: Path) -> None:

@@ -16,8 +16,9 @@ A :class:`StressVariant` combines any of:
     path ended (every later price is multiplied by ``shocked end / original end``). The map
     is increasing, so high stays the highest and low the lowest price of each bar.
 ``costs: m``
-    Every fee rate (each instrument's maker and taker fee, the venue's overrides) and the
-    venue's ``slippage_bps`` multiplied by ``m`` (2 and 5 are the usual stresses).
+    Every fee rate (each instrument's maker and taker fee and fee tiers, the venue's
+    overrides) and the venue's slippage (``slippage_bps`` or the slippage model's
+    coefficients) multiplied by ``m`` (2 and 5 are the usual stresses).
 ``latency: m``
     The venue's ``latency_ns`` multiplied by ``m`` (a zero latency stays zero: set
     ``venue.latency_ns`` in the config to stress it).
@@ -128,15 +129,30 @@ class StressVariant(_Model):
         return StressedReplay(replay, shocks) if shocks else replay
 
 
+def _scaled_fees(model: _Fees, multiplier: float) -> Any:
+    return model.model_copy(update={"maker_fee": model.maker_fee * multiplier, "taker_fee": model.taker_fee * multiplier})
+
+
 def scale_costs(config: RunConfig, multiplier: float) -> RunConfig:
-    """``config`` with every fee rate and the slippage multiplied by ``multiplier``."""
+    """``config`` with every fee rate and the slippage multiplied by ``multiplier``.
+
+    Fees: each instrument's maker and taker rates and those of its ``fee_tiers``, and the
+    venue's overrides. Slippage: ``slippage_bps``, or a slippage model's ``bps``,
+    ``impact_bps`` and ``k`` (and its ``max_bps`` cap, so the multiplied cost is not clamped).
+    """
     instruments = [
-        i.model_copy(update={"maker_fee": i.maker_fee * multiplier, "taker_fee": i.taker_fee * multiplier})
+        _scaled_fees(i, multiplier).model_copy(update={"fee_tiers": [_scaled_fees(t, multiplier) for t in i.fee_tiers]})
         for i in config.instruments
     ]
     venue = config.venue
+    slippage = venue.slippage
+    if slippage is not None:
+        slippage = slippage.model_copy(update={
+            name: getattr(slippage, name) * multiplier for name in ("bps", "impact_bps", "k", "max_bps")
+        })
     venue = venue.model_copy(update={
         "slippage_bps": venue.slippage_bps * multiplier,
+        "slippage": slippage,
         "maker_fee": None if venue.maker_fee is None else venue.maker_fee * multiplier,
         "taker_fee": None if venue.taker_fee is None else venue.taker_fee * multiplier,
     })
@@ -172,6 +188,13 @@ def default_variants(span: tuple[int, int] | None) -> list[StressVariant]:
 
 
 # ---------------------------------------------------------------------------- replay transform
+
+
+class _Fees(Protocol):
+    maker_fee: float
+    taker_fee: float
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any: ...
 
 
 class _Batched(Protocol):
