@@ -18,7 +18,9 @@ within each run (1 then 2 workers, then 2 then 1, ...); figures are medians over
   the median time from submission to result in the driver (``wall_s``, includes queueing:
   the driver keeps 2 trials per worker in flight), and Ray's per-trial overhead
   ``wall time * workers / trials - mean worker_s`` (scheduling, serialisation, the
-  driver's Parquet write, idle gaps), also as a fraction of the mean trial.
+  driver's Parquet write, idle gaps), also as a fraction of the mean trial;
+* ``cores_used``: the trials' CPU time / the sweep's wall time, the cores the workers really
+  got (on a machine shared with other work, 2 workers may get well under 2).
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ def side(workers: int, config: Path, space: Path, warm_space: Path, out: Path) -
         "trial_end_to_end_s_median": statistics.median(r["wall_s"] for r in rows),
         "ray_overhead_per_trial_s": overhead,
         "ray_overhead_fraction": overhead / mean_worker,
+        "cores_used": sum(r["worker_cpu_s"] for r in rows) / elapsed,
     }
 
 
@@ -121,7 +124,8 @@ def main() -> None:
         print(f"  {workers} worker(s): {s['sweep_s']:.2f} s; trial in worker {s['trial_worker_s_median'] * 1e3:.1f} ms "
               f"(CPU {s['trial_worker_cpu_s_median'] * 1e3:.1f} ms), end to end "
               f"{s['trial_end_to_end_s_median'] * 1e3:.1f} ms; Ray overhead "
-              f"{s['ray_overhead_per_trial_s'] * 1e3:.1f} ms/trial ({s['ray_overhead_fraction']:.1%})")
+              f"{s['ray_overhead_per_trial_s'] * 1e3:.1f} ms/trial ({s['ray_overhead_fraction']:.1%}); "
+              f"cores used {s['cores_used']:.2f}")
     print(f"  speedup 2 vs 1 worker: {summary['speedup_2_vs_1']:.2f}x (target >= 1.8x)")
 
 
