@@ -98,6 +98,7 @@ from tradebus.execution.orders import Order
 from tradebus.execution.simulated import SimulatedVenue
 from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import FeedConfig, PaperConfig, dump_paper_config, load_paper_config, venue_symbol
+from tradebus.ops.hooks import OpsHooks
 from tradebus.risk.config import RiskConfig
 from tradebus.risk.gate import RiskGate
 from tradebus.strategies.base import resolve_strategy
@@ -798,6 +799,7 @@ class TradingNode:
         self.handle_signals = handle_signals
         self.clock = LiveClock()
         self.guard = MarketGuard()
+        self.ops = None if config.ops is None else OpsHooks(config.ops, "paper")
         self.journal = None if config.journal is None else _open_journal(config.journal, config.journal_sync)
         try:
             self.kernel, self.venue = build_paper_kernel(config, self.clock, self.guard, self.journal)
@@ -846,6 +848,8 @@ class TradingNode:
         tasks: dict[asyncio.Task[None], Feed] = {}
         failure: BaseException | None = None
         try:
+            if self.ops is not None:
+                await self.ops.start(self)
             if self.config.warm_up:
                 from tradebus.features.warmup import warm_up
 
@@ -855,7 +859,8 @@ class TradingNode:
             self.kernel.start()
             if self.config.record is not None:
                 self.recorder = FrameRecorder(self.config.record)
-            self.feeds = build_feeds(self.config, self.router, live=True, recorder=self.recorder)
+            sink = self.router if self.ops is None else self.ops.sink(self.router)
+            self.feeds = build_feeds(self.config, sink, live=True, recorder=self.recorder)
             for feed in self.feeds:
                 self.guard.register(feed)
             await asyncio.sleep(0)  # let a signal received so far be handled before subscribing
@@ -939,6 +944,8 @@ class TradingNode:
             summary.fills,
             summary.positions,
         )
+        if self.ops is not None:
+            await self.ops.stop(summary.stop_reason)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
         installed = []

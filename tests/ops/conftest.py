@@ -1,0 +1,31 @@
+"""Shared parts of the ops tests: a paper daemon on the USD-M capture served on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture
+from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.adapters.common.recorder import iter_hftbacktest
+
+from live.node_testdata import USDM_CAPTURE, usdm_config
+
+USDM_FRAMES, USDM_SNAPSHOT = split_capture(list(iter_hftbacktest(USDM_CAPTURE)))
+
+
+@asynccontextmanager
+async def served_usdm(speed: float | None = 20.0, frames: list[tuple[int, str]] | None = None) -> AsyncIterator[Any]:
+    """The USD-M capture served on 127.0.0.1 (``speed=None``: as fast as the socket drains)."""
+    proto = BinanceProtocol(USDM_SNAPSHOT, futures=True)
+    async with LocalVenueServer(proto, frames or USDM_FRAMES, speed=speed, lifetime=120.0) as srv:
+        yield srv
+
+
+def usdm_paper(srv: Any, ops: dict[str, Any] | None) -> dict[str, Any]:
+    """A paper config on the served capture (depth at the recorded 0ms) with an ``ops`` block."""
+    data = usdm_config(srv.ws_url, srv.http_url, depth_speed="0ms")
+    if ops is not None:
+        data["ops"] = ops
+    return data
