@@ -215,11 +215,14 @@ class OpsHooks:
         return "commands: /status /positions /pnl /halt /resume /flatten"
 
     def flatten(self, reason: str) -> str:
-        """Stop adding risk (REDUCING) and send a reduce-only market order closing every position."""
+        """Allow only reducing orders (manual REDUCING) and send a reduce-only market order closing each position.
+
+        From HALTED this lowers the manual state to REDUCING (so the closing orders can pass);
+        a tripped breaker more severe than REDUCING stays in force.
+        """
         assert self.target is not None
         kernel = self.target.kernel
-        if kernel.risk.state is TradingState.ACTIVE:
-            kernel.risk.set_state(TradingState.REDUCING, reason)
+        kernel.risk.set_state(TradingState.REDUCING, reason)
         sent = []
         for iid in kernel.instruments:
             qty = kernel.portfolio.position(iid)
