@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import json
 import math
+import multiprocessing as mp
 import os
 import sys
 import tempfile
@@ -90,9 +91,9 @@ class LoopedFrames(Sequence[tuple[int, str]]):
             raw = self._encode(msg).decode()
         return recv_ns + k * self.span_ns, raw
 
-    def market_hours(self, cursor: int) -> float:
-        """Hours of market data in the first ``cursor`` frames."""
-        return cursor / len(self.base) * self.span_ns / 3.6e12
+    def market_hours(self, frames: int) -> float:
+        """Hours of market data in the first ``frames`` frames."""
+        return frames / len(self.base) * self.span_ns / 3.6e12
 
 
 def base_frames() -> list[tuple[int, str]]:
@@ -105,7 +106,7 @@ def config(ws_url: str, tmp: Path) -> Any:
         {
             "instruments": [
                 {"venue": "BINANCE", "symbol": "BTCUSDT", "base": "BTC", "quote": "USDT", "tick_size": 0.01,
-                 "lot_size": 1e-5, "taker_fee": 0.001, "maker_fee": 0.001}
+                 "lot_size": 1e-5, "taker_fee": 0.001, "maker_fee": 0.001, "margin": True}
             ],
             "strategy": {"name": "tradebus.strategies.tick_ema:TickEmaCross", "instruments": [IID],
                          "params": {"fast": 8, "slow": 30, "quantity": 0.01}},
@@ -119,6 +120,21 @@ def config(ws_url: str, tmp: Path) -> Any:
     )
 
 
+def serve(copies: int, url_out: Any, cursor: Any, stop: Any) -> None:
+    """Child process: serve ``copies`` loops of the capture; publish the server's cursor."""
+    frames = LoopedFrames(base_frames(), copies)
+    logger.remove()
+
+    async def main() -> None:
+        async with LocalVenueServer(BinanceProtocol(None), frames, speed=None, lifetime=6 * 3600.0) as srv:
+            url_out.send(srv.ws_url)
+            while not stop.is_set():
+                cursor.value = srv.cursor
+                await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * _PAGE
@@ -130,55 +146,32 @@ def open_fds() -> int:
 
 async def run(hours: float, n_samples: int, warm_up: float) -> dict[str, Any]:
     base = base_frames()
-    probe = LoopedFrames(base, 1)
-    copies = max(2, math.ceil(hours * 3.6e12 / probe.span_ns))
+    copies = max(2, math.ceil(hours * 3.6e12 / LoopedFrames(base, 1).span_ns))
     frames = LoopedFrames(base, copies)
-    samples: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as tmp_dir:
-        tmp = Path(tmp_dir)
-        logger.remove()
-        async with LocalVenueServer(BinanceProtocol(None), frames, speed=None, lifetime=6 * 3600.0) as srv:
-            node = TradingNode(config(srv.ws_url, tmp), handle_signals=False)
-            task = asyncio.create_task(node.run())
-            while not node.running.is_set():
-                await asyncio.sleep(0.05)
-            assert node.ops is not None and node.ops.server is not None
-            url = f"http://127.0.0.1:{node.ops.server.port}"
-            t0 = time.perf_counter()
-            async with httpx.AsyncClient(base_url=url, timeout=10.0) as http:
-                step = frames.market_hours(len(frames)) / n_samples
-                next_at = 0.0
-                while not task.done():
-                    covered = frames.market_hours(srv.cursor)
-                    finished = srv.cursor >= len(frames)
-                    if covered >= next_at or finished:
-                        scrape = await http.get("/metrics")
-                        health = await http.get("/health")
-                        samples.append(
-                            {
-                                "wall_s": round(time.perf_counter() - t0, 2),
-                                "market_h": round(covered, 3),
-                                "rss_mb": round(rss_bytes() / 2**20, 2),
-                                "fds": open_fds(),
-                                "tasks": len(asyncio.all_tasks()),
-                                "messages": node.router.messages,
-                                "fills": len(node.kernel.result.fills),
-                                "scrape_bytes": len(scrape.content),
-                                "health": health.status_code,
-                            }
-                        )
-                        next_at = covered + step
-                    if finished:
-                        break
-                    await asyncio.sleep(0.2)
-            elapsed = time.perf_counter() - t0
-            node.stop("soak done")
-            await task
-    warm_h = warm_up * samples[-1]["market_h"]
-    warm = next(s for s in samples if s["market_h"] >= warm_h)
+    # The server runs in its own process: the figures are the daemon's alone.
+    ctx = mp.get_context("spawn")
+    url_in, url_out = ctx.Pipe(duplex=False)
+    cursor = ctx.Value("q", 0, lock=False)
+    stop = ctx.Event()
+    server = ctx.Process(target=serve, args=(copies, url_out, cursor, stop), daemon=True)
+    server.start()
+    try:
+        with tempfile.TemporaryDirectory() as tmp_dir:
+            logger.remove()
+            ws_url = await asyncio.get_running_loop().run_in_executor(None, url_in.recv)
+            node = TradingNode(config(ws_url, Path(tmp_dir)), handle_signals=False)
+            samples, elapsed = await drive(node, frames, cursor, n_samples)
+    finally:
+        stop.set()
+        server.join(10)
+        if server.is_alive():
+            server.kill()
+    warm = next(s for s in samples if s["market_h"] >= warm_up * samples[-1]["market_h"])
     end = samples[-1]
     after = [s for s in samples if s["market_h"] >= warm["market_h"]]
     rss_growth = (end["rss_mb"] - warm["rss_mb"]) / warm["rss_mb"]
+    tasks_max = max(s["tasks"] for s in after)
+    fds_max = max(s["fds"] for s in after)
     return {
         "market_hours": end["market_h"],
         "copies": copies,
@@ -192,15 +185,63 @@ async def run(hours: float, n_samples: int, warm_up: float) -> dict[str, Any]:
         "rss_end_mb": end["rss_mb"],
         "rss_growth_after_warm_up": round(rss_growth, 4),
         "tasks_warm": warm["tasks"],
-        "tasks_max_after": max(s["tasks"] for s in after),
+        "tasks_max_after": tasks_max,
         "fds_warm": warm["fds"],
-        "fds_max_after": max(s["fds"] for s in after),
+        "fds_max_after": fds_max,
         "target_rss_growth": 0.05,
         "rss_ok": rss_growth <= 0.05,
-        "tasks_ok": max(s["tasks"] for s in after) <= warm["tasks"],
-        "fds_ok": max(s["fds"] for s in after) <= warm["fds"],
+        "tasks_ok": tasks_max <= warm["tasks"],
+        "fds_ok": fds_max <= warm["fds"],
         "samples": samples,
     }
+
+
+async def drive(
+    node: TradingNode, frames: LoopedFrames, cursor: Any, n_samples: int
+) -> tuple[list[dict[str, Any]], float]:
+    """Run ``node`` until the server sent every frame and the daemon processed them; sample along."""
+    samples: list[dict[str, Any]] = []
+    task = asyncio.create_task(node.run())
+    try:
+        while not node.running.is_set():
+            if task.done():
+                await task
+            await asyncio.sleep(0.05)
+        assert node.ops is not None and node.ops.server is not None
+        t0 = time.perf_counter()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{node.ops.server.port}", timeout=10.0) as http:
+            step = frames.market_hours(len(frames)) / n_samples
+            next_at = 0.0
+            while not task.done():
+                finished = cursor.value >= len(frames)
+                if finished:
+                    await asyncio.sleep(1.0)  # the frames in flight reach the kernel
+                covered = frames.market_hours(node.router.messages)  # one message per frame
+                if covered >= next_at or finished:
+                    scrape = await http.get("/metrics")
+                    health = await http.get("/health")
+                    samples.append(
+                        {
+                            "wall_s": round(time.perf_counter() - t0, 2),
+                            "market_h": round(covered, 3),
+                            "rss_mb": round(rss_bytes() / 2**20, 2),
+                            "fds": open_fds(),
+                            "tasks": len(asyncio.all_tasks()),
+                            "messages": node.router.messages,
+                            "fills": len(node.kernel.result.fills),
+                            "scrape_bytes": len(scrape.content),
+                            "health": health.status_code,
+                        }
+                    )
+                    next_at = covered + step
+                if finished and len(samples) > 1 and samples[-1]["messages"] == samples[-2]["messages"]:
+                    break
+                await asyncio.sleep(0.2)
+        elapsed = time.perf_counter() - t0
+    finally:
+        node.stop("soak done")
+        await task
+    return samples, elapsed
 
 
 def main() -> None:

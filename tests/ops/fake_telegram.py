@@ -29,9 +29,8 @@ class FakeBotApi:
         self.base_url = ""
 
     def push(self, chat_id: int, text: str) -> None:
-        self._updates.append(
-            {"update_id": self._next_id, "message": {"message_id": self._next_id, "chat": {"id": chat_id}, "text": text}}
-        )
+        message = {"message_id": self._next_id, "chat": {"id": chat_id}, "text": text}
+        self._updates.append({"update_id": self._next_id, "message": message})
         self._next_id += 1
         self._arrived.set()
 

@@ -104,8 +104,13 @@ async def test_alerts_and_commands_of_a_paper_daemon(tmp_path: Path, monkeypatch
     assert bot.dropped == 0
     # the token is nowhere: log lines, the JSON log file, the run's outputs
     assert lines and not any(TOKEN in line for line in lines)
-    records = [json.loads(line) for line in log_file.read_text().splitlines()]
-    assert any(r["record"]["message"].startswith("decision ") for r in records)
+    records = [json.loads(line)["record"] for line in log_file.read_text().splitlines()]
+    decisions = [r for r in records if r["message"].startswith("decision ")]
+    # one line per order decision, the client id as a field: every order of the run has its line
+    orders = {o.client_order_id for o in node.kernel.orders.orders()}
+    assert {r["extra"]["client_order_id"] for r in decisions} == orders
+    assert all(r["message"].split()[1] == r["extra"]["client_order_id"] for r in decisions)
+    assert {r["extra"]["decision"] for r in decisions} == {"submitted", "denied"}
     for path in [log_file, *(tmp_path / "out").iterdir()]:
         assert TOKEN not in path.read_text(errors="replace"), path
     assert "TOKEN" not in repr(bot) and TOKEN not in repr(bot)

@@ -234,7 +234,8 @@ class OpsHooks:
             side = OrderSide.SELL if qty > 0 else OrderSide.BUY
             kernel.submit(
                 SubmitOrder(
-                    FLATTEN_STRATEGY, iid, coid, side, abs(qty), now, now, OrderType.MARKET, reduce_only=True, reason=reason
+                    FLATTEN_STRATEGY, iid, coid, side, abs(qty), now, now, OrderType.MARKET,
+                    reduce_only=True, reason=reason,
                 )
             )
             sent.append(f"{coid}: {side.name} {abs(qty):g} {iid}")
@@ -253,7 +254,8 @@ class OpsHooks:
         return (
             f"{self.mode} daemon {'healthy' if healthy else 'UNHEALTHY: ' + '; '.join(report['problems'])}\n"
             f"trading state {kernel.risk.state}\nfeeds: {feeds or 'none'}\n"
-            f"orders {len(kernel.orders.orders())}, open {kernel.orders.open_count}, fills {len(kernel.result.fills)}\n"
+            f"orders {len(kernel.orders.orders())}, open {kernel.orders.open_count}, "
+            f"fills {len(kernel.result.fills)}\n"
             f"equity {kernel.equity():.2f}"
         )
 
@@ -274,8 +276,9 @@ class OpsHooks:
         kernel = self.target.kernel
         p = kernel.portfolio
         equity = kernel.equity()
+        start = kernel.result.initial_cash
         return (
-            f"equity {equity:.2f} (start {kernel.result.initial_cash:.2f}, {equity - kernel.result.initial_cash:+.2f})\n"
+            f"equity {equity:.2f} (start {start:.2f}, {equity - start:+.2f})\n"
             f"realized {p.realized_pnl:.2f}, unrealized {p.unrealized_pnl():.2f}, fees {p.fees_paid:.2f}\n"
             f"drawdown {p.drawdown():.2%}"
         )
@@ -283,7 +286,8 @@ class OpsHooks:
     def daily_summary(self) -> str:
         """The daily summary message."""
         assert self.target is not None
-        return f"daily summary\n{self.pnl_text()}\n{self.positions_text()}\nfills {len(self.target.kernel.result.fills)}"
+        fills = len(self.target.kernel.result.fills)
+        return f"daily summary\n{self.pnl_text()}\n{self.positions_text()}\nfills {fills}"
 
 
 def _fmt(x: float) -> str:

@@ -28,5 +28,11 @@ def open_log_sink(config: LogConfig) -> int | None:
         enqueue=False,
         encoding="utf-8",
     )
-    logger.info("logging to {} (json: {}, rotation {}, retention {})", config.file, config.serialize, config.rotation, config.retention)
+    logger.info(
+        "logging to {} (json: {}, rotation {}, retention {})",
+        config.file,
+        config.serialize,
+        config.rotation,
+        config.retention,
+    )
     return sink_id
