@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import msgspec  # noqa: E402
 from loguru import logger  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture  # noqa: E402
 from tradebus.adapters.common.local_server import LocalVenueServer  # noqa: E402
@@ -124,15 +125,22 @@ def serve(copies: int, url_out: Any, cursor: Any, stop: Any) -> None:
     """Child process: serve ``copies`` loops of the capture; publish the server's cursor."""
     frames = LoopedFrames(base_frames(), copies)
     logger.remove()
+    logger.add(sys.stderr, level="WARNING")
 
     async def main() -> None:
-        async with LocalVenueServer(BinanceProtocol(None), frames, speed=None, lifetime=6 * 3600.0) as srv:
+        server = LocalVenueServer(BinanceProtocol(None), frames, speed=None, lifetime=6 * 3600.0, ping_interval=None)
+        async with server as srv:
             url_out.send(srv.ws_url)
             while not stop.is_set():
                 cursor.value = srv.cursor
                 await asyncio.sleep(0.05)
 
     asyncio.run(main())
+
+
+def scraped(text: str, name: str) -> float:
+    """Sum of the samples of ``name`` in a Prometheus exposition."""
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
 
 
 def rss_bytes() -> int:
@@ -158,6 +166,7 @@ async def run(hours: float, n_samples: int, warm_up: float) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory() as tmp_dir:
             logger.remove()
+            logger.add(sys.stderr, level="WARNING")  # a reconnect or a stale feed would show here
             ws_url = await asyncio.get_running_loop().run_in_executor(None, url_in.recv)
             node = TradingNode(config(ws_url, Path(tmp_dir)), handle_signals=False)
             samples, elapsed = await drive(node, frames, cursor, n_samples)
@@ -192,6 +201,10 @@ async def run(hours: float, n_samples: int, warm_up: float) -> dict[str, Any]:
         "rss_ok": rss_growth <= 0.05,
         "tasks_ok": tasks_max <= warm["tasks"],
         "fds_ok": fds_max <= warm["fds"],
+        "reconnects": end["reconnects"],
+        "rss_kb_per_fill_after_warm_up": round(
+            1024 * (end["rss_mb"] - warm["rss_mb"]) / max(1, end["fills"] - warm["fills"]), 2
+        ),
         "samples": samples,
     }
 
@@ -216,10 +229,11 @@ async def drive(
                 finished = cursor.value >= len(frames)
                 if finished:
                     await asyncio.sleep(1.0)  # the frames in flight reach the kernel
-                covered = frames.market_hours(node.router.messages)  # one message per frame
-                if covered >= next_at or finished:
+                if frames.market_hours(node.router.messages) >= next_at or finished:
                     scrape = await http.get("/metrics")
                     health = await http.get("/health")
+                    messages = node.router.messages
+                    covered = frames.market_hours(messages)  # one message per frame
                     samples.append(
                         {
                             "wall_s": round(time.perf_counter() - t0, 2),
@@ -227,9 +241,10 @@ async def drive(
                             "rss_mb": round(rss_bytes() / 2**20, 2),
                             "fds": open_fds(),
                             "tasks": len(asyncio.all_tasks()),
-                            "messages": node.router.messages,
+                            "messages": messages,
                             "fills": len(node.kernel.result.fills),
-                            "scrape_bytes": len(scrape.content),
+                            "reconnects": scraped(scrape.text, "tradebus_feed_reconnects_total"),
+                            "loop_lag_ms": round(1e3 * scraped(scrape.text, "tradebus_event_loop_lag_seconds"), 2),
                             "health": health.status_code,
                         }
                     )
@@ -258,14 +273,16 @@ def main() -> None:
     for s in report["samples"]:
         print(
             f"{s['wall_s']:8.1f} s  {s['market_h']:7.2f} h  rss {s['rss_mb']:8.1f} MB  fds {s['fds']:3d}  "
-            f"tasks {s['tasks']:3d}  messages {s['messages']:>10,}  fills {s['fills']:>7,}"
+            f"tasks {s['tasks']:3d}  messages {s['messages']:>10,}  fills {s['fills']:>7,}  "
+            f"reconnects {s['reconnects']:.0f}  loop lag {s['loop_lag_ms']} ms"
         )
     print(
         f"{report['market_hours']:.1f} h of market data, {report['messages']:,} messages in {report['elapsed_s']} s "
         f"({report['messages_per_s']:,}/s); RSS start {report['rss_start_mb']} MB, after warm-up "
         f"{report['rss_warm_mb']} MB, end {report['rss_end_mb']} MB: growth {report['rss_growth_after_warm_up']:.2%} "
         f"(target <= 5 %); tasks {report['tasks_warm']} -> max {report['tasks_max_after']}; "
-        f"fds {report['fds_warm']} -> max {report['fds_max_after']}"
+        f"fds {report['fds_warm']} -> max {report['fds_max_after']}; reconnects {report['reconnects']:.0f}; "
+        f"{report['rss_kb_per_fill_after_warm_up']} kB of RSS growth per fill after the warm-up"
     )
 
 
