@@ -254,6 +254,7 @@ async def drive(
                         }
                     )
                     next_at = covered + step
+                    print(json.dumps(samples[-1]), file=sys.stderr, flush=True)  # progress of a long soak
                 if finished and len(samples) > 1 and samples[-1]["messages"] == samples[-2]["messages"]:
                     break
                 await asyncio.sleep(0.2)
