@@ -19,13 +19,16 @@ USDM_FRAMES, USDM_SNAPSHOT = split_capture(list(iter_hftbacktest(USDM_CAPTURE)))
 async def served_usdm(speed: float | None = 20.0, frames: list[tuple[int, str]] | None = None) -> AsyncIterator[Any]:
     """The USD-M capture served on 127.0.0.1 (``speed=None``: as fast as the socket drains)."""
     proto = BinanceProtocol(USDM_SNAPSHOT, futures=True)
-    async with LocalVenueServer(proto, frames or USDM_FRAMES, speed=speed, lifetime=120.0) as srv:
+    async with LocalVenueServer(proto, frames or USDM_FRAMES, speed=speed, lifetime=600.0) as srv:
         yield srv
 
 
 def usdm_paper(srv: Any, ops: dict[str, Any] | None) -> dict[str, Any]:
-    """A paper config on the served capture (depth at the recorded 0ms) with an ``ops`` block."""
+    """A paper config on the served capture (depth at the recorded 0ms, warm-up on) with an ``ops`` block."""
     data = usdm_config(srv.ws_url, srv.http_url, depth_speed="0ms")
+    # compile (or load) the feature kernels before subscribing: a first compile inside the
+    # loop would stall it for a minute while the server keeps streaming
+    data["warm_up"] = True
     if ops is not None:
         data["ops"] = ops
     return data
