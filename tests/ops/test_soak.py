@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_two_hours_of_market_data_leave_tasks_descriptors_and_memory_flat() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "soak.py"), "--json", "--hours", "2", "--samples", "8", "--warm-up", "0.6"],
+        [sys.executable, str(ROOT / "bench" / "soak.py"), "--json", "--hours", "2", "--samples", "8"]
+        + ["--warm-up", "0.6"],
         capture_output=True,
         text=True,
         env=env,
