@@ -20,6 +20,8 @@ class FakeBotApi:
     def __init__(self, token: str, send_delay: float = 0.0) -> None:
         self.token = token
         self.send_delay = send_delay
+        #: answer this many sendMessage calls with HTTP 429 (flood control) first
+        self.throttle = 0
         self.sent: list[tuple[int, str]] = []
         self.requests: list[str] = []
         self._updates: list[dict[str, Any]] = []
@@ -44,6 +46,10 @@ class FakeBotApi:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         body = await request.json() if request.can_read_body else {}
         if method == "sendMessage":
+            if self.throttle > 0:
+                self.throttle -= 1
+                body429 = {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 0.2"}
+                return web.json_response({**body429, "parameters": {"retry_after": 0.2}}, status=429)
             if self.send_delay:
                 await asyncio.sleep(self.send_delay)
             self.sent.append((int(body["chat_id"]), str(body["text"])))

@@ -153,6 +153,17 @@ async def test_a_wrong_token_is_reported_without_the_token(monkeypatch: pytest.M
         read_token(TelegramConfig(chat_ids=[1]))
 
 
+async def test_flood_control_is_waited_out_and_the_message_sent() -> None:
+    async with FakeBotApi(TOKEN) as api:
+        api.throttle = 2
+        bot = TelegramBot(TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, commands=False), TOKEN)
+        await bot.start()
+        bot.alert("fill", "after the flood")
+        await until(lambda: bot.sent == 1, 5.0)
+        await bot.stop()
+    assert api.texts() == ["after the flood"] and bot.throttled == 2 and bot.failed == 0
+
+
 def test_daily_summary_schedule() -> None:
     at = dt.datetime(2026, 12, 3, 23, 30, tzinfo=dt.UTC)
     assert seconds_until("00:00", at) == 30 * 60

@@ -32,6 +32,14 @@ __all__ = ["TelegramBot", "read_token", "seconds_until"]
 logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry the request URL, i.e. the token
 
 
+class _Throttled(Exception):
+    """Telegram's flood control: retry after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"HTTP 429: retry after {retry_after:g} s")
+        self.retry_after = retry_after
+
+
 def read_token(config: TelegramConfig) -> str:
     """The bot token from ``config.token_env``.
 
@@ -89,6 +97,7 @@ class TelegramBot:
         self.sent = 0
         self.failed = 0
         self.ignored_commands = 0
+        self.throttled = 0
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -119,16 +128,30 @@ class TelegramBot:
         resp = await self._client.post(method, json=payload)
         body = resp.json()
         if not body.get("ok"):
+            retry = (body.get("parameters") or {}).get("retry_after")
+            if resp.status_code == 429 and isinstance(retry, int | float):
+                raise _Throttled(float(retry))
             raise RuntimeError(f"Bot API {method}: HTTP {resp.status_code} {body.get('description', '')}")
         return body.get("result")
+
+    async def _send(self, chat: int, text: str) -> None:
+        """``sendMessage``, waiting out Telegram's flood control (HTTP 429 ``retry_after``) up to 3 times."""
+        for _ in range(3):
+            try:
+                await self._post("sendMessage", {"chat_id": chat, "text": text})
+                return
+            except _Throttled as exc:
+                self.throttled += 1
+                await asyncio.sleep(min(exc.retry_after, 60.0))
+        await self._post("sendMessage", {"chat_id": chat, "text": text})
 
     async def _sender(self) -> None:
         while True:
             chat, text = await self.queue.get()
             try:
-                await self._post("sendMessage", {"chat_id": chat, "text": text})
+                await self._send(chat, text)
                 self.sent += 1
-            except (httpx.HTTPError, RuntimeError, ValueError) as exc:
+            except (httpx.HTTPError, RuntimeError, ValueError, _Throttled) as exc:
                 self.failed += 1
                 logger.warning("telegram: sendMessage to chat {} failed: {}", chat, self._redact(exc))
             finally:
@@ -146,7 +169,7 @@ class TelegramBot:
                     params["offset"] = offset
                 updates = await self._post("getUpdates", params)
                 delay = 1.0
-            except (httpx.HTTPError, RuntimeError, ValueError) as exc:
+            except (httpx.HTTPError, RuntimeError, ValueError, _Throttled) as exc:
                 logger.warning("telegram: getUpdates failed, retrying in {:.0f} s: {}", delay, self._redact(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
