@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.adapters.common.recorder import iter_hftbacktest
+from tradebus.node.config import dump_paper_config
+from tradebus.node.daemon import TradingNode
+from tradebus.reports.outputs import write_outputs
+from tradebus.reports.writers import RunDirectory
 
 from live.node_testdata import USDM_CAPTURE, usdm_config
 
@@ -32,3 +37,10 @@ def usdm_paper(srv: Any, ops: dict[str, Any] | None) -> dict[str, Any]:
     if ops is not None:
         data["ops"] = ops
     return data
+
+
+def write_run(node: TradingNode, out: Path) -> None:
+    """Write ``node``'s run outputs to ``out`` as ``tradebus paper --out`` does."""
+    kernel = node.kernel
+    run_dir = RunDirectory(out, "paper")
+    write_outputs(run_dir, kernel.result, kernel.instruments, dump_paper_config(node.config), {})

@@ -19,13 +19,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tradebus.node.daemon import TradingNode, write_outputs
+from tradebus.node.daemon import TradingNode
 from tradebus.ops import OpsConfig, OpsHooks
 from tradebus.ops.metrics import reason_label
-from tradebus.reports.writers import RunDirectory
 
 from live.node_testdata import USDM_IID, config_of
-from .conftest import USDM_FRAMES, served_usdm, usdm_paper
+
+from .conftest import USDM_FRAMES, served_usdm, usdm_paper, write_run
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "tradebus-daemon.json"
 
@@ -80,7 +80,7 @@ async def run_and_scrape(tmp_path: Path) -> tuple[TradingNode, str, str, tuple[i
         finally:
             node.stop("test done")
             await asyncio.wait_for(task, 20)
-    write_outputs(RunDirectory(tmp_path / "out", "paper"), node.kernel, node.config, {})
+    write_run(node, tmp_path / "out")
     assert missing.status_code == 404
     return node, mid, resp.text, (health.status_code, health.json())
 

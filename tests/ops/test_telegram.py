@@ -19,15 +19,14 @@ from loguru import logger
 
 from tradebus.engine.messages import OrderDenied, TradingState
 from tradebus.errors import ConfigError
-from tradebus.node.daemon import TradingNode, write_outputs
+from tradebus.node.daemon import TradingNode
 from tradebus.ops.config import TelegramConfig
 from tradebus.ops.metrics import DaemonMetrics
 from tradebus.ops.telegram import TelegramBot, read_token, seconds_until
-from tradebus.reports.writers import RunDirectory
 
 from live.node_testdata import USDM_IID, config_of
 
-from .conftest import served_usdm, usdm_paper
+from .conftest import served_usdm, usdm_paper, write_run
 from .fake_telegram import FakeBotApi
 
 TOKEN = "123456:AAF-secret-test-token-xyz"
@@ -88,7 +87,7 @@ async def test_alerts_and_commands_of_a_paper_daemon(tmp_path: Path, monkeypatch
             finally:
                 node.stop("test done")
                 await asyncio.wait_for(task, 20)
-        write_outputs(RunDirectory(tmp_path / "out", "paper"), node.kernel, node.config, {})
+        write_run(node, tmp_path / "out")
     finally:
         logger.remove(sink)
     texts = api.texts(OPERATOR)
