@@ -1,7 +1,7 @@
-"""A short soak: ``bench/soak.py`` for 2 hours of market data (the benchmark runs 24).
+"""A short soak: ``bench/soak.py`` for 1.6 hours of market data at 150x (the benchmark runs 24 h at 100x).
 
-The daemon must take every frame (one message per frame, when it did not reconnect), keep its asyncio
-tasks and file descriptors constant, and keep RSS growth within 5 % once the warm-up is over
+The daemon must take every frame (one message per frame, when it did not reconnect), keep its
+asyncio tasks and file descriptors constant, and keep RSS growth within 5 % once the warm-up is over
 (the warm-up covers the trade de-duplicator filling to its 100,000 keys, about the first hour
 of this capture).
 """
@@ -20,11 +20,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_two_hours_of_market_data_leave_tasks_descriptors_and_memory_flat() -> None:
+def test_hours_of_market_data_leave_tasks_descriptors_and_memory_flat() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "soak.py"), "--json", "--hours", "2", "--samples", "8"]
-        + ["--warm-up", "0.6"],
+        [sys.executable, str(ROOT / "bench" / "soak.py"), "--json", "--hours", "1.6", "--samples", "8"]
+        + ["--warm-up", "0.75", "--speed", "150"],
         capture_output=True,
         text=True,
         env=env,
@@ -32,12 +32,12 @@ def test_two_hours_of_market_data_leave_tasks_descriptors_and_memory_flat() -> N
         check=True,
     )
     report = json.loads(out.stdout)
-    assert report["market_hours"] >= 2.0
     if report["reconnects"] == 0:  # a machine too busy to answer keepalive pings in time forces one
         assert report["messages"] == report["frames"], "every frame served must reach the kernel as one message"
+        assert report["market_hours"] >= 1.6
     else:
         assert report["reconnects"] <= 2 and report["messages"] >= 0.9 * report["frames"]
-    assert report["fills"] > 1000
+    assert report["fills"] > 800
     assert report["tasks_ok"] and report["fds_ok"], report["samples"]
     assert all(s["health"] == 200 for s in report["samples"][1:]), report["samples"]
     assert report["rss_growth_after_warm_up"] <= 0.05, report
