@@ -20,7 +20,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tradebus.node.daemon import TradingNode
-from tradebus.ops import OpsConfig, OpsHooks
+from tradebus.ops.config import OpsConfig
+from tradebus.ops.hooks import OpsHooks
 from tradebus.ops.metrics import reason_label
 
 from live.node_testdata import USDM_IID, config_of
