@@ -50,6 +50,7 @@ from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
 from tradebus.research.cli import research_app
 from tradebus.strategies.base import resolve_strategy
+from tradebus.sweep.cli import sweep as sweep_command
 
 __all__ = ["LOG_LEVELS", "LazyProgress", "app", "check_log_level", "build_kernel", "build_replay", "main", "progress_for", "run_backtest", "setup_logging"]
 
@@ -67,6 +68,7 @@ app.add_typer(features_app, name="features")
 app.command(name="live")(live)
 app.command(name="live-kill")(live_kill)
 app.command(name="live-resume")(live_resume)
+app.command("sweep")(sweep_command)
 
 #: Log levels accepted by ``--log-level`` (loguru's names).
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
