@@ -14,7 +14,7 @@ A run writes only its own files (:data:`OWN_FILES`, the one place that says whic
 * ``attribution.csv`` (:data:`~tradebus.reports.attribution.ATTRIBUTION_COLUMNS`): each
   strategy's fills, position, realised/unrealised PnL and fees per instrument, and its total
   (:mod:`tradebus.reports.attribution`);
-* ``node.json`` for a paper run, ``playback.json`` for a replay.
+* ``node.json`` for a paper or live run, ``playback.json`` for a replay.
 
 Clocks, one per column
 ----------------------
@@ -91,7 +91,7 @@ __all__ = [
     "write_run",
 ]
 
-RunKind = Literal["backtest", "paper", "replay"]
+RunKind = Literal["backtest", "paper", "replay", "live"]
 
 _COMMON_FILES = (
     "fills.csv", "orders.csv", "equity.csv", "funding.csv", "metrics.json", "config.yaml", "attribution.csv"
@@ -101,6 +101,7 @@ OWN_FILES: dict[RunKind, tuple[str, ...]] = {
     "backtest": _COMMON_FILES,
     "paper": (*_COMMON_FILES, "node.json"),
     "replay": (*_COMMON_FILES, "playback.json"),
+    "live": (*_COMMON_FILES, "node.json"),
 }
 #: Present in a run directory only while (or if interrupted while) its outputs are replaced.
 INCOMPLETE_MARKER = "INCOMPLETE"
