@@ -216,7 +216,7 @@ def run_backtest(
     result = kernel.run(replay, on_batch=on_batch)
     metrics = compute_metrics(result, lot_sizes)
     with run_dir:
-        write_run(run_dir, result, metrics, dump_config(config))
+        write_run(run_dir, result, metrics, dump_config(config), lot_sizes=lot_sizes)
     logger.info("backtest written to {}", out)
     return result, metrics, out
 

@@ -154,6 +154,8 @@ class EquitySample(msgspec.Struct, frozen=True, gc=False):
     realized_pnl: float
     unrealized_pnl: float
     fees_paid: float
+    #: Last price of each instrument (in ``RunResult.instruments`` order; NaN before its first price).
+    marks: tuple[float, ...] = ()
 
 
 @dataclass(slots=True)
@@ -692,6 +694,7 @@ class Kernel:
                 portfolio.realized_pnl,
                 portfolio.unrealized_pnl(),
                 portfolio.fees_paid,
+                tuple(portfolio.last_price(iid) for iid in self.instruments),
             )
         )
         interval = self._equity_interval

@@ -1033,5 +1033,5 @@ def write_outputs(run_dir: RunDirectory, kernel: Kernel, config: PaperConfig, ex
     lot_sizes = {iid: inst.lot_size for iid, inst in kernel.instruments.items()}
     result = kernel.result
     with run_dir:
-        write_run(run_dir, result, compute_metrics(result, lot_sizes), dump_paper_config(config), extra)
+        write_run(run_dir, result, compute_metrics(result, lot_sizes), dump_paper_config(config), extra, lot_sizes)
     logger.info("run outputs written to {}", run_dir.path)
