@@ -42,6 +42,7 @@ from tradebus.data.replay import Replay, ReplaySource
 from tradebus.config import RunConfig, dump_config, load_config, parse_duration
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import ConfigError, DataError, FeatureError, TradebusError
+from tradebus.reports.cli import report
 from tradebus.reports.metrics import compute_metrics
 from tradebus.reports.writers import RunDirectory, write_run
 from tradebus.research.cli import research_app
@@ -60,6 +61,7 @@ app.add_typer(data_app, name="data", help="Import and inspect market data in the
 app.add_typer(research_app, name="research", help="Datasets, labels, purged CV, walk-forward, lookahead, alpha.")
 features_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Feature kinds of the feature bank.")
 app.add_typer(features_app, name="features")
+app.command("report")(report)
 
 #: Log levels accepted by ``--log-level`` (loguru's names).
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
@@ -104,6 +106,7 @@ def _root(
 #: Exit code per error class (most specific first).
 EXIT_CODES: tuple[tuple[type[TradebusError], int], ...] = ((ConfigError, 2), (DataError, 3), (TradebusError, 1))
 
+_REPORT_HELP = "Also write the HTML tearsheet (tearsheet.html) into the output directory."
 _FORCE_HELP = (
     "Write into an --out directory that holds files the run does not write (they are left untouched; "
     "without --force such a directory is refused, exit 2)."
@@ -271,27 +274,12 @@ def progress_for(console: Console, total: int) -> LazyProgress | None:
     return LazyProgress(console, total, after_s=_PROGRESS_AFTER_S)
 
 
-def _summary(metrics: dict[str, Any], out: Path) -> Table:
-    table = Table(title=f"backtest -> {out}", show_header=True, header_style="bold")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    percent = {"total_return", "cagr", "annualised_volatility", "max_drawdown", "hit_rate", "exposure"}
-    reasons = metrics.get("null_reasons", {})
-    for key, value in metrics.items():
-        if key == "null_reasons":
-            continue
-        if value is None:
-            text = f"- ({reasons[key]})" if key in reasons else "-"
-        elif key in percent:
-            text = f"{value * 100:,.2f} %"
-        elif isinstance(value, float):
-            text = f"{value:,.4f}"
-        elif isinstance(value, list):
-            text = ", ".join(str(v) for v in value)
-        else:
-            text = f"{value:,}" if isinstance(value, int) else str(value)
-        table.add_row(key, text)
-    return table
+def _print_summary(console: Console, out: Path, title: str) -> None:
+    from tradebus.reports.rundata import load_run
+    from tradebus.reports.summary import summary_tables
+
+    for table in summary_tables(load_run(out), f"{title} -> {out}"):
+        console.print(table)
 
 
 def _fail(exc: TradebusError, console: Console) -> None:
@@ -309,8 +297,9 @@ def backtest(
     force: Annotated[bool, typer.Option("--force", help=_FORCE_HELP)] = False,
     set_: Overrides = None,
     log_level: LogLevel = "WARNING",
+    report_: Annotated[bool, typer.Option("--report", help=_REPORT_HELP)] = False,
 ) -> None:
-    """Run a backtest and write fills, orders, equity, metrics and the resolved config."""
+    """Run a backtest and write fills, orders, equity, trades, metrics and the resolved config."""
     setup_logging(log_level)
     console = Console()
     err = Console(stderr=True)
@@ -322,15 +311,21 @@ def backtest(
         return progress
 
     try:
-        _, metrics, out_dir = run_backtest(
-            config, out, force=force, on_batch_factory=factory, overrides=set_ or ()
-        )
+        _, _, out_dir = run_backtest(config, out, force=force, on_batch_factory=factory, overrides=set_ or ())
+        if report_:
+            _write_tearsheet(out_dir)
     except TradebusError as exc:
         _fail(exc, err)
     finally:
         if progress is not None:
             progress.close()
-    console.print(_summary(metrics, out_dir))
+    _print_summary(console, out_dir, "backtest")
+
+
+def _write_tearsheet(out_dir: Path) -> None:
+    from tradebus.reports.tearsheet import write_tearsheet
+
+    logger.info("tearsheet written to {}", write_tearsheet(out_dir))
 
 
 @app.command()
@@ -342,15 +337,20 @@ def paper(
     max_messages: Annotated[int | None, typer.Option(help="Stop after this many market-data messages.")] = None,
     set_: Overrides = None,
     log_level: LogLevel = "INFO",
+    report_: Annotated[bool, typer.Option("--report", help=_REPORT_HELP + " Needs --out.")] = False,
 ) -> None:
     """Run the paper-trading daemon (live market data, simulated fills) until SIGINT/SIGTERM."""
     from tradebus.node.daemon import run_paper
 
     setup_logging(log_level, "{time:HH:mm:ss.SSS} {level} {message}")
     try:
+        if report_ and out is None:
+            raise ConfigError("--report writes the tearsheet into the run outputs: give --out too")
         run_paper(
             config, out, max_seconds=max_seconds, max_messages=max_messages, force=force, overrides=set_ or ()
         )
+        if report_ and out is not None:
+            _write_tearsheet(out)
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
 
@@ -374,7 +374,7 @@ def replay(
         result, out_dir = run_playback(recording, config, out, force=force, overrides=set_ or ())
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
-    Console().print(_summary(compute_metrics(result), out_dir))
+    _print_summary(Console(), out_dir, "replay")
 
 
 @app.command()

@@ -29,6 +29,7 @@ from plotly.subplots import make_subplots
 
 from tradebus.reports.formatting import format_metric
 from tradebus.reports.rundata import RunData, buy_and_hold, load_run
+from tradebus.reports.summary import INSTRUMENT_COLUMNS, instrument_rows
 
 __all__ = [
     "ANNUALISATION_NOTE",
@@ -299,21 +300,7 @@ def _exposure_and_costs(run: RunData) -> list[str]:
 
 
 def _instrument_table(run: RunData) -> str:
-    _, bench = buy_and_hold(run)
-    rows = []
-    for iid in run.instruments:
-        fills = run.fills[run.fills["instrument"] == iid]
-        trades = run.trades[run.trades["instrument"] == iid]
-        rows.append((
-            iid,
-            f"{len(fills):,}",
-            f"{len(trades):,}",
-            format_metric("net_pnl", float(trades["net_pnl"].sum()), run.decimals),
-            format_metric("fees_paid", float(fills["fee"].sum()), run.decimals),
-            format_metric("benchmark_return", bench.get(iid)),
-        ))
-    columns = ("instrument", "fills", "trades", "net PnL of trades", "fees", "buy & hold")
-    return _section("Instruments", table(columns, rows))
+    return _section("Instruments", table(INSTRUMENT_COLUMNS, instrument_rows(run)))
 
 
 def _trade_table(run: RunData) -> str:
