@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from websockets.sync.client import connect
+from websockets.sync.client import ClientConnection, connect
 
 from tradebus.errors import TradebusError
 
@@ -35,9 +35,10 @@ class BrowserError(TradebusError):
 
 @dataclass(slots=True)
 class Rendering:
-    """What a page did when opened: its errors, a PNG screenshot and the value of an expression."""
+    """What a page did when opened: its errors, the URLs it requested, a PNG screenshot, an expression's value."""
 
     errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
     png: bytes = b""
     value: Any = None
 
@@ -66,15 +67,13 @@ def find_chromium() -> str:
 
 
 class _Session:
-    def __init__(self, url: str, timeout: float) -> None:
-        self._ws = connect(url, max_size=None, open_timeout=timeout)
+    def __init__(self, ws: ClientConnection, timeout: float) -> None:
+        self._ws = ws
         self._next = 0
         self._timeout = timeout
         self.errors: list[str] = []
+        self.requests: list[str] = []
         self._events: list[dict[str, Any]] = []
-
-    def close(self) -> None:
-        self._ws.close()
 
     def _collect(self, message: dict[str, Any]) -> None:
         method = message.get("method")
@@ -86,6 +85,8 @@ class _Session:
         elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
             args = " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
             self.errors.append(f"console.{params['type']}: {args}")
+        elif method == "Network.requestWillBeSent":
+            self.requests.append(str(params.get("request", {}).get("url", "")))
         elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
             entry = params["entry"]
             self.errors.append(f"log {entry.get('source')}: {entry.get('text')} {entry.get('url', '')}".strip())
@@ -196,11 +197,12 @@ def render(
             request = urllib.request.Request(f"http://127.0.0.1:{port}/json/new?about:blank", method="PUT")
             with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 (our own 127.0.0.1 port)
                 target = json.loads(answer.read())
-            session = _Session(target["webSocketDebuggerUrl"], timeout)
-            try:
+            with connect(target["webSocketDebuggerUrl"], max_size=None, open_timeout=timeout) as ws:
+                session = _Session(ws, timeout)
                 session.call("Runtime.enable")
                 session.call("Log.enable")
                 session.call("Page.enable")
+                session.call("Network.enable")
                 session.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
                              deviceScaleFactor=1, mobile=False)
                 session.call("Page.navigate", url=url)
@@ -217,9 +219,8 @@ def render(
                 rendering.png = base64.b64decode(shot["data"])
                 session.drain(0.05)
                 rendering.errors = list(session.errors)
+                rendering.requests = list(session.requests)
                 return rendering
-            finally:
-                session.close()
         finally:
             process.terminate()
             try:

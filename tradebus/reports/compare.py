@@ -64,7 +64,7 @@ def render_compare(a: RunData, b: RunData, max_rows: int = 1000) -> str:
                                      line={"color": color, "dash": "dot"}), row=2, col=1)
     only = differing_fills(a, b)
     fill_rows = [
-        (run, format_ns(int(key[0])), key[1], key[2], f"{key[3]:g}", f"{key[4]:g}") for run, key in only[:max_rows]
+        (run, format_ns(int(key[0])), key[1], key[2], repr(float(key[3])), repr(float(key[4]))) for run, key in only[:max_rows]
     ]
     note = f'<p class="note">first {max_rows:,} of {len(only):,}</p>' if len(only) > max_rows else ""
     fills_html = (

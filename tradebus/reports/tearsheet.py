@@ -308,8 +308,8 @@ def _trade_table(run: RunData) -> str:
     shown = trades.head(MAX_TRADE_ROWS)
     d = run.decimals
     rows = [
-        (t.instrument, t.side, f"{t.quantity:g}", t.entry_dt.strftime("%Y-%m-%d %H:%M:%S"), f"{t.entry_price:g}",
-         t.exit_dt.strftime("%Y-%m-%d %H:%M:%S"), f"{t.exit_price:g}", f"{t.pnl:,.{d}f}", f"{t.fees:,.{d}f}",
+        (t.instrument, t.side, f"{t.quantity:.12g}", t.entry_dt.strftime("%Y-%m-%d %H:%M:%S"), f"{t.entry_price:.12g}",
+         t.exit_dt.strftime("%Y-%m-%d %H:%M:%S"), f"{t.exit_price:.12g}", f"{t.pnl:,.{d}f}", f"{t.fees:,.{d}f}",
          f"{t.net_pnl:,.{d}f}", _holding(t.holding_s), t.exit_reason)
         for t in shown.itertuples()
     ]
