@@ -61,6 +61,7 @@ def test_summary_shows_trades_after_fills_buy_and_hold_and_instrument_rows(tmp_p
     bench = {r[0]: r[1] for r in rows if len(r) == 2}["buy & hold"]
     assert bench == f"{(closes[-1] / closes[0] - 1.0) * 100:,.2f} %"
     assert labels[labels.index("total_return") + 1] == "buy & hold"
+    assert labels[labels.index("bars") + 1] == "market trades" and "round_trips" not in labels
     instrument = next(r for r in rows if r[0] == "BTC-USD.COINBASE")
     net = sum(float(t["net_pnl"]) for t in trades)
     assert instrument[1:4] == [str(len(fills)), str(len(trades)), f"{net:,.2f}"]

@@ -100,6 +100,8 @@ def test_the_tearsheet_renders_and_shows_the_numbers_of_metrics_json(runs: tuple
     expression = (
         "({metrics: " + METRICS_JS + ", plots: document.querySelectorAll('.js-plotly-plot .main-svg').length > 0"
         " ? [...document.querySelectorAll('.js-plotly-plot')].map(d => d.id) : [],"
+        " derived: Object.fromEntries([...document.querySelectorAll('[data-derived]')]"
+        ".map(e => [e.dataset.derived, e.textContent])),"
         " sections: [...document.querySelectorAll('h2')].map(h => h.textContent),"
         " prices: document.getElementById('fig-prices').data.map(t => [t.name, t.x.length]),"
         " stress: [...document.querySelectorAll('#stress tbody tr')].map(r => [...r.cells].map(c => c.textContent)),"
@@ -109,7 +111,7 @@ def test_the_tearsheet_renders_and_shows_the_numbers_of_metrics_json(runs: tuple
     _check_page(rendering, page)
     shown = rendering.value
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert set(shown["metrics"]) == set(metrics) - {"null_reasons"}
+    assert set(shown["metrics"]) == set(metrics) - {"null_reasons", "round_trips"}
     for key, text in shown["metrics"].items():
         _shown_equals(key, text, metrics[key])
     assert metrics["sharpe"] is not None and metrics["round_trips"] > 3
@@ -125,6 +127,10 @@ def test_the_tearsheet_renders_and_shows_the_numbers_of_metrics_json(runs: tuple
     markers = dict(shown["prices"])
     entries = markers.get("long entry", 0) + markers.get("short entry", 0)
     assert entries == markers["exit"] == len(trades) > 3
+    assert shown["derived"]["trades"] == str(len(trades))
+    with BARS.open() as handle:
+        closes = [float(r["close"]) for r in csv.DictReader(handle)]
+    assert shown["derived"]["buy & hold"] == f"{(closes[-1] / closes[0] - 1.0) * 100:,.2f} %"
     assert {t["side"] for t in trades} == {"LONG", "SHORT"}
     assert shown["stress"] == [["base", "1.23 %", "0.810", "5.40 %", "40"],
                                ["fees x5", "-4.56 %", "-1.250", "10.20 %", "38"]]

@@ -16,26 +16,30 @@ from tradebus.reports.rundata import RunData, buy_and_hold
 
 __all__ = ["INSTRUMENT_COLUMNS", "instrument_rows", "summary_rows", "summary_tables"]
 
-# Shown elsewhere (``fills`` is followed by ``trades``) or replaced by a clearer row.
-_SKIP = {"null_reasons", "round_trips", "trades"}
+# Labels that differ from the metrics.json key.
+_LABELS = {"trades": "market trades"}
+# Not shown: ``trades`` (the round trips of trades.csv) says it more plainly.
+_SKIP = {"null_reasons", "round_trips"}
 
 
-def summary_rows(run: RunData) -> list[tuple[str, str]]:
-    """``(label, text)`` of every row of the main table, in order."""
+def summary_rows(run: RunData) -> list[tuple[str | None, str, str]]:
+    """``(metrics.json key or None, label, text)`` of every row of the main table, in order.
+
+    The key is ``None`` for the rows that are not in ``metrics.json``: ``trades`` (after
+    ``fills``) and ``buy & hold`` (after ``total_return``).
+    """
     m = run.metrics
     reasons = m.get("null_reasons", {}) or {}
     bench, _ = buy_and_hold(run)
-    rows: list[tuple[str, str]] = []
+    rows: list[tuple[str | None, str, str]] = []
     for key, value in m.items():
         if key in _SKIP:
             continue
-        rows.append((key, format_metric(key, value, run.decimals, reasons)))
-        if key == "bars" and "trades" in m:
-            rows.append(("market trades", format_metric("trades", m["trades"])))
-        elif key == "fills":
-            rows.append(("trades", f"{len(run.trades):,}"))
+        rows.append((key, _LABELS.get(key, key), format_metric(key, value, run.decimals, reasons)))
+        if key == "fills":
+            rows.append((None, "trades", f"{len(run.trades):,}"))
         elif key == "total_return":
-            rows.append(("buy & hold", format_metric("benchmark_return", bench)))
+            rows.append((None, "buy & hold", format_metric("benchmark_return", bench)))
     return rows
 
 
@@ -65,7 +69,7 @@ def summary_tables(run: RunData, title: str) -> list[Table]:
     main = Table(title=title, show_header=True, header_style="bold")
     main.add_column("metric")
     main.add_column("value", justify="right")
-    for label, text in summary_rows(run):
+    for _, label, text in summary_rows(run):
         main.add_row(label, text)
     per = Table(title="per instrument", show_header=True, header_style="bold")
     for n, column in enumerate(INSTRUMENT_COLUMNS):

@@ -29,7 +29,7 @@ from plotly.subplots import make_subplots
 
 from tradebus.reports.formatting import format_metric
 from tradebus.reports.rundata import RunData, buy_and_hold, load_run
-from tradebus.reports.summary import INSTRUMENT_COLUMNS, instrument_rows
+from tradebus.reports.summary import INSTRUMENT_COLUMNS, instrument_rows, summary_rows
 
 __all__ = [
     "ANNUALISATION_NOTE",
@@ -126,12 +126,11 @@ def table(
 def _metrics_table(run: RunData) -> str:
     reasons = run.metrics.get("null_reasons", {}) or {}
     cells = []
-    for key, value in run.metrics.items():
-        if key == "null_reasons":
-            continue
-        text = format_metric(key, value, run.decimals, reasons)
-        title = f' title="{html.escape(reasons[key])}"' if value is None and key in reasons else ""
-        cells.append(f'<td>{html.escape(key)}</td><td data-metric="{html.escape(key)}"{title}>{html.escape(text)}</td>')
+    for key, label, text in summary_rows(run):
+        attrs = f' data-metric="{html.escape(key)}"' if key is not None else f' data-derived="{html.escape(label)}"'
+        if key is not None and run.metrics.get(key) is None and key in reasons:
+            attrs += f' title="{html.escape(reasons[key])}"'
+        cells.append(f"<td>{html.escape(label)}</td><td{attrs}>{html.escape(text)}</td>")
     half = (len(cells) + 1) // 2
     rows = [cells[n] + (cells[n + half] if n + half < len(cells) else "<td></td><td></td>") for n in range(half)]
     body = "".join(f"<tr>{row}</tr>" for row in rows)
