@@ -161,3 +161,22 @@ def test_compare_lists_exactly_the_fills_one_run_has(runs: tuple[Path, Path], tm
     expected = sorted([("A", *k) for k in (a - b).elements()] + [("B", *k) for k in (b - a).elements()])
     shown = sorted((run, time, side, str(float(qty)), str(float(px))) for run, time, _, side, qty, px in rendering.value)
     assert shown == expected and len(expected) > 0
+
+
+@pytest.mark.parametrize("with_fills", [True, False])
+def test_a_short_run_renders_without_errors(tmp_path: Path, with_fills: bool) -> None:
+    from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
+    from tradebus.reports.metrics import compute_metrics
+    from tradebus.reports.writers import RunDirectory, write_run
+
+    s = 1_000_000_000
+    fills = [FillRecord(0, "X.SIM", "SELL", 1.0, 100.0, 0.1, "TAKER", "a", "s", "1", "in"),
+             FillRecord(90 * s, "X.SIM", "BUY", 1.0, 99.0, 0.1, "TAKER", "b", "s", "2", "out")] if with_fills else []
+    equity = [EquitySample(n * 30 * s, 1000.0 + n, 1000.0, 0.0, 0.0, 0.0, 0.0, (100.0 - n / 3,)) for n in range(4)]
+    result = RunResult(("X.SIM",), 1000.0, 0, 90 * s, 0, 90 * s, fills=fills, equity=equity)
+    with RunDirectory(tmp_path / "run", "paper") as run_dir:
+        write_run(run_dir, result, compute_metrics(result), "instruments: [{tick_size: 0.01}]\n", {"node.json": "{}"})
+    page = write_tearsheet(tmp_path / "run")
+    rendering = render(page, expression=METRICS_JS)
+    _check_page(rendering, page)
+    assert rendering.value["sharpe"].startswith("- (the run spans 90 s")
