@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,34 +93,34 @@ class _Session:
             self.errors.append(f"log {entry.get('source')}: {entry.get('text')} {entry.get('url', '')}".strip())
         self._events.append(message)
 
+    def _until(self, done: Callable[[dict[str, Any]], bool], what: str) -> dict[str, Any]:
+        """Read messages (collecting events) until ``done(message)``; return that message."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                message = json.loads(self._ws.recv(timeout=left))
+            except TimeoutError:
+                raise BrowserError(f"DevTools: no {what} within {self._timeout:g} s") from None
+            if done(message):
+                return message
+            self._collect(message)
+
     def call(self, method: str, **params: Any) -> dict[str, Any]:
         self._next += 1
         ident = self._next
         self._ws.send(json.dumps({"id": ident, "method": method, "params": params}))
-        deadline = time.monotonic() + self._timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise BrowserError(f"DevTools: no answer to {method} within {self._timeout:g} s")
-            message = json.loads(self._ws.recv(timeout=left))
-            if message.get("id") == ident:
-                if "error" in message:
-                    raise BrowserError(f"DevTools {method}: {message['error']}")
-                return message.get("result", {})
-            self._collect(message)
+        message = self._until(lambda m: m.get("id") == ident, f"answer to {method}")
+        if "error" in message:
+            raise BrowserError(f"DevTools {method}: {message['error']}")
+        return message.get("result", {})
 
     def wait_event(self, method: str) -> None:
         if any(e.get("method") == method for e in self._events):
             return
-        deadline = time.monotonic() + self._timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise BrowserError(f"DevTools: no {method} within {self._timeout:g} s")
-            message = json.loads(self._ws.recv(timeout=left))
-            self._collect(message)
-            if message.get("method") == method:
-                return
+        self._collect(self._until(lambda m: m.get("method") == method, method))
 
     def drain(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds

@@ -5,6 +5,9 @@
 side-by-side page to ``--out`` (default ``compare-<A>-vs-<B>.html`` in the current
 directory); an existing file there is refused unless ``--force``. ``--screenshot PNG``
 also saves a screenshot of the page taken in headless Chromium.
+
+Exit codes: 0 success, 2 a bad argument or run directory (the message names the file), 1 any
+other error (Chromium missing or failing for ``--screenshot``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ __all__ = ["report"]
 def report(
     args: Annotated[
         list[str],
-        typer.Argument(help="RUN_DIR, or: compare RUN_A RUN_B.", show_default=False, metavar="RUN_DIR | compare RUN_A RUN_B"),
+        typer.Argument(
+            help="RUN_DIR, or: compare RUN_A RUN_B.", show_default=False, metavar="RUN_DIR | compare RUN_A RUN_B"
+        ),
     ],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the page.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file of a comparison.")] = False,
@@ -32,7 +37,6 @@ def report(
     ] = None,
 ) -> None:
     """Write the HTML tearsheet of a run (RUN_DIR/tearsheet.html), or compare two runs side by side."""
-    from tradebus.cli import _fail
     from tradebus.reports.compare import write_compare
     from tradebus.reports.tearsheet import write_tearsheet
 
@@ -51,7 +55,8 @@ def report(
         if screenshot is not None:
             _screenshot(written, screenshot)
     except TradebusError as exc:
-        _fail(exc, Console(stderr=True))
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
     console.print(f"report written to {written}" + (f" (screenshot {screenshot})" if screenshot else ""))
 
 

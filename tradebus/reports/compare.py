@@ -8,7 +8,6 @@ identical fills in A and one in B leave one listed).
 
 from __future__ import annotations
 
-import html
 from collections import Counter
 from pathlib import Path
 
@@ -64,7 +63,8 @@ def render_compare(a: RunData, b: RunData, max_rows: int = 1000) -> str:
                                      line={"color": color, "dash": "dot"}), row=2, col=1)
     only = differing_fills(a, b)
     fill_rows = [
-        (run, format_ns(int(key[0])), key[1], key[2], repr(float(key[3])), repr(float(key[4]))) for run, key in only[:max_rows]
+        (run, format_ns(int(key[0])), key[1], key[2], repr(float(key[3])), repr(float(key[4])))
+        for run, key in only[:max_rows]
     ]
     note = f'<p class="note">first {max_rows:,} of {len(only):,}</p>' if len(only) > max_rows else ""
     fills_html = (
@@ -80,7 +80,7 @@ def render_compare(a: RunData, b: RunData, max_rows: int = 1000) -> str:
         f"<section id=\"fills\"><h2>Differing fills</h2>{fills_html}</section>",
     ]
     title = f"tradebus compare: {a.path.name} vs {b.path.name}"
-    return page(title, f"A = {html.unescape(str(a.path))} · B = {html.unescape(str(b.path))}", sections)
+    return page(title, f"A = {a.path} · B = {b.path}", sections)
 
 
 def write_compare(run_a: str | Path, run_b: str | Path, out: str | Path) -> Path:
