@@ -353,6 +353,8 @@ def paper(
             _write_tearsheet(out)
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
+    if out is not None:
+        _print_summary(Console(), out, "paper")
 
 
 @app.command()

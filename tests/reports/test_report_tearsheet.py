@@ -18,6 +18,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import empyrical
+import pandas as pd
 import pytest
 import yaml
 from PIL import Image
@@ -103,6 +105,7 @@ def test_the_tearsheet_renders_and_shows_the_numbers_of_metrics_json(runs: tuple
         " derived: Object.fromEntries([...document.querySelectorAll('[data-derived]')]"
         ".map(e => [e.dataset.derived, e.textContent])),"
         " sections: [...document.querySelectorAll('h2')].map(h => h.textContent),"
+        " monthly: (d => ({z: d.z, y: d.y}))(document.getElementById('fig-monthly').data[0]),"
         " prices: document.getElementById('fig-prices').data.map(t => [t.name, t.x.length]),"
         " stress: [...document.querySelectorAll('#stress tbody tr')].map(r => [...r.cells].map(c => c.textContent)),"
         " annualisation: document.getElementById('annualisation').textContent})"
@@ -132,6 +135,15 @@ def test_the_tearsheet_renders_and_shows_the_numbers_of_metrics_json(runs: tuple
         closes = [float(r["close"]) for r in csv.DictReader(handle)]
     assert shown["derived"]["buy & hold"] == f"{(closes[-1] / closes[0] - 1.0) * 100:,.2f} %"
     assert {t["side"] for t in trades} == {"LONG", "SHORT"}
+    # Monthly returns: empyrical compounds the daily returns of equity.csv's daily closes.
+    equity = pd.read_csv(run_dir / "equity.csv")
+    closes = equity.set_index(pd.to_datetime(equity["ts"], unit="ns"))["equity"].resample("1D").last().dropna()
+    daily = closes / closes.shift(1).fillna(metrics["initial_cash"]) - 1.0
+    monthly = empyrical.aggregate_returns(daily, "monthly") * 100.0
+    heat = shown["monthly"]
+    assert heat["y"] == ["2022"]
+    shown_months = [v for v in heat["z"][0] if v is not None]
+    assert shown_months == pytest.approx(list(monthly.values), abs=1e-4) and len(shown_months) >= 6
     assert shown["stress"] == [["base", "1.23 %", "0.810", "5.40 %", "40"],
                                ["fees x5", "-4.56 %", "-1.250", "10.20 %", "38"]]
 
