@@ -188,7 +188,19 @@ def test_a_short_run_renders_without_errors(tmp_path: Path, with_fills: bool) ->
     result = RunResult(("X.SIM",), 1000.0, 0, 90 * s, 0, 90 * s, fills=fills, equity=equity)
     with RunDirectory(tmp_path / "run", "paper") as run_dir:
         write_run(run_dir, result, compute_metrics(result), "instruments: [{tick_size: 0.01}]\n", {"node.json": "{}"})
+    if with_fills:  # a run of a venue with funding payments has a funding column
+        equity_csv = tmp_path / "run" / "equity.csv"
+        frame = pd.read_csv(equity_csv)
+        frame["funding"] = [0.0, -0.5, -0.5, -1.25]
+        frame.to_csv(equity_csv, index=False)
     page = write_tearsheet(tmp_path / "run")
-    rendering = render(page, expression=METRICS_JS)
+    expression = ("({metrics: " + METRICS_JS + ", sections: [...document.querySelectorAll('h2')].map(h => h.textContent),"
+                  " costs: document.getElementById('fig-costs')._fullData.map(t => [t.name, t.y.length])})")
+    rendering = render(page, expression=expression)
     _check_page(rendering, page)
-    assert rendering.value["sharpe"].startswith("- (the run spans 90 s")
+    assert rendering.value["metrics"]["sharpe"].startswith("- (the run spans 90 s")
+    if with_fills:
+        assert "Fees and funding over time" in rendering.value["sections"]
+        assert ["funding (cumulative)", 4] in rendering.value["costs"]
+    else:
+        assert [name for name, _ in rendering.value["costs"]] == ["fees paid (cumulative)"]

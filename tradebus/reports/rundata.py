@@ -131,6 +131,8 @@ def load_run(path: str | Path) -> RunData:
             columns=list(TRADE_COLUMNS),
         )
     trades = _times(trades, "entry_ts", "exit_ts")
+    for column in ("entry_reason", "exit_reason"):
+        trades[column] = trades[column].fillna("").astype(str)
     prices = _read_csv(path / "prices.csv", required=False)
     if prices is None:
         prices = fills[["ts_event", "instrument", "price"]].rename(columns={"ts_event": "ts"})
