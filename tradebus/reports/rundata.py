@@ -89,7 +89,8 @@ def _stress(path: Path) -> list[dict[str, Any]] | None:
             raise ConfigError(f"{path}: item {n} needs the keys {', '.join(keys)}")
         for key, kind in keys.items():
             value = row[key]
-            ok = value is None and key == "sharpe" or isinstance(value, kind) or (kind is float and isinstance(value, int))
+            number = kind is float and isinstance(value, int)
+            ok = (value is None and key == "sharpe") or isinstance(value, kind) or number
             if not ok or isinstance(value, bool):
                 raise ConfigError(f"{path}: item {n}: {key} must be a {kind.__name__}, not {value!r}")
     return rows
