@@ -97,7 +97,8 @@ def _stress(path: Path) -> list[dict[str, Any]] | None:
 
 
 def load_run(path: str | Path) -> RunData:
-    """Read the run directory ``path``.
+    """Read the run directory ``path`` (and its ``stress.json``, if any: a list of ``{variant, total_return,
+    sharpe, max_drawdown, fills}``, ``sharpe`` may be null).
 
     Raises
     ------
