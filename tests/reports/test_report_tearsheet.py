@@ -204,3 +204,17 @@ def test_a_short_run_renders_without_errors(tmp_path: Path, with_fills: bool) ->
         assert ["funding (cumulative)", 4] in rendering.value["costs"]
     else:
         assert [name for name, _ in rendering.value["costs"]] == ["fees paid (cumulative)"]
+
+
+def test_a_run_that_saw_no_data_renders_without_errors(tmp_path: Path) -> None:
+    from tradebus.engine.kernel import RunResult
+    from tradebus.reports.metrics import compute_metrics
+    from tradebus.reports.writers import RunDirectory, write_run
+
+    result = RunResult(("X.SIM",), 1000.0)
+    with RunDirectory(tmp_path / "run", "paper") as run_dir:
+        write_run(run_dir, result, compute_metrics(result), "", {"node.json": "{}"})
+    page = write_tearsheet(tmp_path / "run")
+    rendering = render(page, expression=METRICS_JS)
+    _check_page(rendering, page)
+    assert rendering.value["final_equity"] == "1,000.00" and rendering.value["fills"] == "0"
