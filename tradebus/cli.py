@@ -6,13 +6,15 @@
 
 ``backtest`` validates the config (before any data is read), checks every data
 row, runs the kernel, and writes ``fills.csv``, ``orders.csv``, ``equity.csv``,
-``metrics.json`` and ``config.yaml`` (the resolved config) into the output
-directory. A run writes only its own files there
+``trades.csv``, ``prices.csv``, ``metrics.json`` and ``config.yaml`` (the resolved
+config) into the output directory, then prints the run summary
+(:mod:`tradebus.reports.summary`); ``--report`` adds ``tearsheet.html``
+(``tradebus report``, :mod:`tradebus.reports.cli`, writes it for any run directory). A run writes only its own files there
 (:data:`tradebus.reports.writers.OWN_FILES`) and never deletes anything: an output
 directory holding other files is refused (exit 2, naming them) unless ``--force``
 (then they are left untouched); a failed run changes nothing (see
 :class:`tradebus.reports.writers.RunDirectory`). ``paper`` and ``replay`` take the
-same ``--out`` and ``--force``.
+same ``--out`` and ``--force`` (``paper`` also ``--report``).
 
 Exit codes: 0 success, 2 invalid config (unknown key, bad value, missing file),
 3 invalid data (unsorted or duplicate timestamps, bad prices, ...), 1 any other
