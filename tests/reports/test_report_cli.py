@@ -18,9 +18,9 @@ S = 1_000_000_000
 def _run_dir(path: Path, exit_price: float) -> Path:
     fills = [FillRecord(0, "X.SIM", "BUY", 1.0, 100.0, 0.1, "TAKER", "a", "s", "1", "in"),
              FillRecord(60 * S, "X.SIM", "SELL", 1.0, exit_price, 0.1, "TAKER", "b", "s", "2", "out")]
-    equity = [EquitySample(0, 1000.0, 900.0, 100.0, 0.0, 0.0, 0.1, (100.0,)),
+    equity = [EquitySample(0, 1000.0, 900.0, 100.0, 0.0, 0.0, 0.1, marks=(100.0,)),
               EquitySample(60 * S, 1000.0 + exit_price - 100.2, 1000.0 + exit_price - 100.2, 0.0, 0.0, 0.0, 0.2,
-                           (exit_price,))]
+                           marks=(exit_price,))]
     result = RunResult(("X.SIM",), 1000.0, 0, 60 * S, 0, 60 * S, fills=fills, equity=equity)
     with RunDirectory(path, "backtest") as run_dir:
         write_run(run_dir, result, compute_metrics(result), "instruments: [{tick_size: 0.01}]\n")

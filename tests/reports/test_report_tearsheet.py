@@ -184,14 +184,16 @@ def test_a_short_run_renders_without_errors(tmp_path: Path, with_fills: bool) ->
     s = 1_000_000_000
     fills = [FillRecord(0, "X.SIM", "SELL", 1.0, 100.0, 0.1, "TAKER", "a", "s", "1", "in"),
              FillRecord(90 * s, "X.SIM", "BUY", 1.0, 99.0, 0.1, "TAKER", "b", "s", "2", "out")] if with_fills else []
-    equity = [EquitySample(n * 30 * s, 1000.0 + n, 1000.0, 0.0, 0.0, 0.0, 0.0, (100.0 - n / 3,)) for n in range(4)]
+    equity = [EquitySample(n * 30 * s, 1000.0 + n, 1000.0, 0.0, 0.0, 0.0, 0.0, marks=(100.0 - n / 3,))
+              for n in range(4)]
     result = RunResult(("X.SIM",), 1000.0, 0, 90 * s, 0, 90 * s, fills=fills, equity=equity)
     with RunDirectory(tmp_path / "run", "paper") as run_dir:
         write_run(run_dir, result, compute_metrics(result), "instruments: [{tick_size: 0.01}]\n", {"node.json": "{}"})
-    if with_fills:  # a run of a venue with funding payments has a funding column
+    if with_fills:  # a perpetual run that paid funding (spot runs have a column of zeros)
         equity_csv = tmp_path / "run" / "equity.csv"
         frame = pd.read_csv(equity_csv)
-        frame["funding"] = [0.0, -0.5, -0.5, -1.25]
+        assert (frame["funding_paid"] == 0.0).all()
+        frame["funding_paid"] = [0.0, -0.5, -0.5, -1.25]
         frame.to_csv(equity_csv, index=False)
     page = write_tearsheet(tmp_path / "run")
     expression = ("({metrics: " + METRICS_JS + ", sections: [...document.querySelectorAll('h2')].map(h => h.textContent),"
@@ -201,7 +203,7 @@ def test_a_short_run_renders_without_errors(tmp_path: Path, with_fills: bool) ->
     assert rendering.value["metrics"]["sharpe"].startswith("- (the run spans 90 s")
     if with_fills:
         assert "Fees and funding over time" in rendering.value["sections"]
-        assert ["funding (cumulative)", 4] in rendering.value["costs"]
+        assert ["funding paid (cumulative)", 4] in rendering.value["costs"]
     else:
         assert [name for name, _ in rendering.value["costs"]] == ["fees paid (cumulative)"]
 

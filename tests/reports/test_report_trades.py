@@ -81,7 +81,7 @@ def test_float_residue_below_a_thousandth_of_a_lot_closes_the_lot() -> None:
 def test_trades_csv_is_written_with_every_run(tmp_path: Path) -> None:
     result = RunResult(("X.SIM",), 1e5, 0, 60 * S, fills=[fill(0, "BUY", 2.0, 100.0, 0.4, why="in"),
                                                          fill(60, "SELL", 2.0, 110.0, 0.44, why="out")],
-                       equity=[EquitySample(0, 1e5, 1e5, 0.0, 0.0, 0.0, 0.0, (100.0,))])
+                       equity=[EquitySample(0, 1e5, 1e5, 0.0, 0.0, 0.0, 0.0, marks=(100.0,))])
     run_dir = RunDirectory(tmp_path / "run", "backtest")
     with run_dir:
         write_run(run_dir, result, {}, "")

@@ -20,7 +20,9 @@ PERCENT = frozenset(
     {"total_return", "cagr", "annualised_volatility", "max_drawdown", "hit_rate", "exposure", "benchmark_return"}
 )
 #: Metrics that are amounts of the quote (reporting) currency.
-MONEY = frozenset({"initial_cash", "final_equity", "average_win", "average_loss", "fees_paid", "pnl", "net_pnl"})
+MONEY = frozenset(
+    {"initial_cash", "final_equity", "average_win", "average_loss", "fees_paid", "funding_paid", "pnl", "net_pnl"}
+)
 #: Metrics that are ratios (no unit).
 RATIO = frozenset({"sharpe", "sortino", "calmar", "profit_factor", "turnover"})
 

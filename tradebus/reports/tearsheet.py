@@ -3,7 +3,7 @@
 Sections: the metrics table (annualisation stated), equity with its high-water mark and a
 buy-and-hold benchmark, drawdown, the underwater plot, monthly returns, rolling Sharpe and
 volatility, the distribution of returns, each instrument's price with the trades' entries
-and exits, exposure, fees (and funding where the run has a ``funding`` column), the
+and exits, exposure, fees (and funding, when the run paid or received any), the
 per-instrument table, the trade list, and the stress variants when the run directory holds
 ``stress.json``.
 
@@ -283,13 +283,10 @@ def _exposure_and_costs(run: RunData) -> list[str]:
     costs = go.Figure(go.Scatter(x=eq["dt"], y=eq["fees_paid"], name="fees paid (cumulative)",
                                  line={"color": "#e8590c"}))
     title = "Fees over time"
-    funding = None
-    if "funding" in eq.columns:
-        funding = (eq["dt"], eq["funding"])
-    elif "funding" in run.fills.columns:
-        funding = (run.fills["dt_event"], run.fills["funding"].fillna(0.0).cumsum())
-    if funding is not None:
-        costs.add_trace(go.Scatter(x=funding[0], y=funding[1], name="funding (cumulative)",
+    # Cumulative funding (perpetuals); spot runs have a column of zeros, not shown.
+    column = next((c for c in ("funding_paid", "funding") if c in eq.columns and eq[c].fillna(0.0).ne(0.0).any()), None)
+    if column is not None:
+        costs.add_trace(go.Scatter(x=eq["dt"], y=eq[column], name="funding paid (cumulative)",
                                    line={"color": "#5f3dc4"}))
         title = "Fees and funding over time"
     return [
