@@ -78,13 +78,11 @@ def test_amounts_are_shown_to_the_cent_of_the_quote(tmp_path: Path) -> None:
         assert float(values[key].replace(",", "")) == pytest.approx(metrics[key], abs=0.005)
 
 
-def test_quote_precision_follows_the_finest_tick() -> None:
-    assert quote_decimals([0.01]) == 2
-    assert quote_decimals([0.1]) == 2
-    assert quote_decimals([1e-5, 0.01]) == 5  # ETH-BTC quoted in BTC
-    assert quote_decimals([1e-8]) == 8
-    assert format_metric("final_equity", 1.2345678912345, quote_decimals([1e-5])) == "1.23457"
-    assert format_metric("final_equity", 99_999.99999999997, 2) == "100,000.00"
+def test_quote_precision_is_cents_for_cash_and_satoshis_for_coins() -> None:
+    assert quote_decimals("USD") == quote_decimals("USDT") == quote_decimals("usdc") == 2
+    assert quote_decimals("BTC") == quote_decimals("ETH") == 8  # ETH-BTC is quoted in BTC
+    assert format_metric("final_equity", 1.2345678912345, quote_decimals("BTC")) == "1.23456789"
+    assert format_metric("final_equity", 99_999.99999999997, quote_decimals("USDT")) == "100,000.00"
 
 
 def test_report_flag_writes_the_tearsheet_into_the_run(tmp_path: Path) -> None:

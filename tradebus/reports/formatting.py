@@ -1,20 +1,23 @@
 """How a metric is shown: the one formatter of the printed summary and the tearsheet.
 
-Amounts in the quote (reporting) currency are shown to the quote's precision -- the number
-of decimals of the finest ``tick_size`` among the run's instruments, at least 2 -- so a
-coin-quoted run shows ``100,000.00`` and not ``99,999.99999999997``. Rates are shown as
+Amounts in the reporting currency (the first instrument's quote asset) are shown to that
+asset's precision: cents (2 decimals) for fiat and stablecoins (:data:`CASH_QUOTES`), 8
+decimals (a satoshi) for a coin -- so a USDT-quoted run shows ``100,000.00`` and not
+``99,999.99999999997``, and a BTC-quoted one ``1.23456789``. Rates are shown as
 percentages with two decimals, ratios with three, counts as integers.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
-from decimal import Decimal
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MONEY", "PERCENT", "RATIO", "format_metric", "quote_decimals"]
+__all__ = ["CASH_QUOTES", "MONEY", "PERCENT", "RATIO", "format_metric", "quote_decimals"]
 
+#: Quote assets whose amounts are shown in cents.
+CASH_QUOTES = frozenset(
+    {"USD", "USDT", "USDC", "BUSD", "FDUSD", "TUSD", "USDP", "DAI", "USDE", "EUR", "GBP", "AUD", "CAD", "CHF", "TRY"}
+)
 #: Metrics that are fractions, shown as percentages.
 PERCENT = frozenset(
     {"total_return", "cagr", "annualised_volatility", "max_drawdown", "hit_rate", "exposure", "benchmark_return"}
@@ -27,14 +30,11 @@ MONEY = frozenset(
 RATIO = frozenset({"sharpe", "sortino", "calmar", "profit_factor", "turnover"})
 
 
-def quote_decimals(tick_sizes: Iterable[float]) -> int:
-    """Decimals of the finest tick size (at least 2; 2 when there is none)."""
-    decimals = 2
-    for tick in tick_sizes:
-        if tick and math.isfinite(tick) and tick > 0.0:
-            exponent = Decimal(repr(float(tick))).normalize().as_tuple().exponent
-            decimals = max(decimals, -int(exponent))
-    return decimals
+def quote_decimals(quote: str | None) -> int:
+    """Decimals of amounts of the asset ``quote``: 2 for fiat and stablecoins (and unknown), else 8."""
+    if not quote or quote.upper() in CASH_QUOTES:
+        return 2
+    return 8
 
 
 def format_metric(key: str, value: Any, decimals: int = 2, reasons: Mapping[str, str] | None = None) -> str:

@@ -41,10 +41,9 @@ class RunData:
 
     @property
     def decimals(self) -> int:
-        """Decimals of the quote currency (see :func:`tradebus.reports.formatting.quote_decimals`)."""
-        ticks = [float(i.get("tick_size", 0.0) or 0.0) for i in self.config.get("instruments", []) or []
-                 if isinstance(i, dict)]
-        return quote_decimals(ticks)
+        """Decimals of the reporting (first instrument's quote) currency (see :func:`tradebus.reports.formatting.quote_decimals`)."""
+        instruments = [i for i in self.config.get("instruments", []) or [] if isinstance(i, dict)]
+        return quote_decimals(str(instruments[0].get("quote") or "") if instruments else None)
 
     @property
     def instruments(self) -> list[str]:
