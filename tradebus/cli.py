@@ -9,7 +9,8 @@ row, runs the kernel, and writes ``fills.csv``, ``orders.csv``, ``equity.csv``,
 ``trades.csv``, ``prices.csv``, ``metrics.json`` and ``config.yaml`` (the resolved
 config) into the output directory, then prints the run summary
 (:mod:`tradebus.reports.summary`); ``--report`` adds ``tearsheet.html``
-(``tradebus report``, :mod:`tradebus.reports.cli`, writes it for any run directory). A run writes only its own files there
+(``tradebus report``, :mod:`tradebus.reports.cli`, writes it for any run directory).
+A run writes only its own files there
 (:data:`tradebus.reports.writers.OWN_FILES`) and never deletes anything: an output
 directory holding other files is refused (exit 2, naming them) unless ``--force``
 (then they are left untouched); a failed run changes nothing (see
@@ -51,6 +52,7 @@ from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
 from tradebus.research.cli import research_app
 from tradebus.strategies.base import resolve_strategy
+from tradebus.sweep.cli import sweep as sweep_command
 
 __all__ = ["LOG_LEVELS", "LazyProgress", "app", "check_log_level", "build_kernel", "build_replay", "main", "progress_for", "run_backtest", "setup_logging"]
 
@@ -66,6 +68,7 @@ app.add_typer(research_app, name="research", help="Datasets, labels, purged CV, 
 features_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Feature kinds of the feature bank.")
 app.add_typer(features_app, name="features")
 app.command("report")(report)
+app.command("sweep")(sweep_command)
 
 #: Log levels accepted by ``--log-level`` (loguru's names).
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
