@@ -24,6 +24,7 @@ from tradebus.adapters.binance.parse import (
     split_stream,
     stream_kind,
 )
+from tradebus.adapters.common.parsing import FrameError
 from tradebus.engine.messages import (
     Bar,
     BookDelta,
@@ -154,15 +155,15 @@ def test_stream_kind_and_split_stream() -> None:
 @pytest.mark.parametrize(
     ("mutation", "match"),
     [
-        (lambda r: r.replace('"p":"61837.63000000"', '"p":"-1"'), "must be > 0"),
-        (lambda r: r.replace('"p":"61837.63000000"', '"p":"abc"'), "Expected `float`"),
-        (lambda r: r.replace('"t":3735683259,', ""), "missing required field `t`"),
-        (lambda r: r[: len(r) // 2], "trade frame rejected"),
+        (lambda r: r.replace('"p":"61837.63000000"', '"p":"-1"'), r"data\.p: -1\.0: expected > 0"),
+        (lambda r: r.replace('"p":"61837.63000000"', '"p":"abc"'), r"data\.p: Expected `float`, got `str` \(frame"),
+        (lambda r: r.replace('"t":3735683259,', ""), r"data: Object missing required field `t`"),
+        (lambda r: r[: len(r) // 2], r"\(frame\): Input data was truncated"),
     ],
 )
 def test_parse_trade_rejects_bad_frames_with_a_reason(spot: list[tuple[int, str]], mutation: Any, match: str) -> None:
     _, raw = first(spot, "@trade")
-    with pytest.raises(ParseError, match=match):
+    with pytest.raises(FrameError, match=r"^Binance btcusdt@trade frame rejected: .*" + match):
         parse_trade(mutation(raw), 1, IID)
 
 
@@ -341,11 +342,11 @@ def _with_level(raw: str, side: str, level: list[str]) -> str:
 @pytest.mark.parametrize(
     ("side", "level", "match"),
     [
-        ("b", ["-61000.00", "1.0"], r"b\[1\] = \[-61000.0, 1.0\]: expected price > 0"),
-        ("a", ["NaN", "1.0"], r"a\[1\] = \[nan, 1.0\]: expected price > 0"),
-        ("b", ["61000.00", "-0.5"], r"b\[1\] = \[61000.0, -0.5\]: expected price > 0 and size >= 0"),
+        ("b", ["-61000.00", "1.0"], r"data\.b\[1\]: \[-61000.0, 1.0\]: expected price > 0"),
+        ("a", ["NaN", "1.0"], r"data\.a\[1\]: \[nan, 1.0\]: expected price > 0"),
+        ("b", ["61000.00", "-0.5"], r"data\.b\[1\]: \[61000.0, -0.5\]: expected price > 0 and size >= 0"),
         ("a", ["61000.00", "Infinity"], r"a\[1\]"),
-        ("b", ["61000.00", "lots"], r"btcusdt@depth@100ms depthUpdate frame rejected: Expected `float`"),
+        ("b", ["61000.00", "lots"], r"btcusdt@depth@100ms frame rejected: data\.b\[1\]\[1\]: Expected `float`"),
     ],
     ids=["negative-price", "nan-price", "negative-size", "inf-size", "unparsable-size"],
 )
@@ -384,5 +385,5 @@ def test_depth_snapshot_levels_are_validated(spot: list[tuple[int, str]]) -> Non
     ts, raw = first(spot, '"lastUpdateId"')
     msg = json.loads(raw)
     msg["asks"][2] = ["0", "1.0"]
-    with pytest.raises(ParseError, match=r"depth snapshot of BTCUSDT.BINANCE lastUpdateId=\d+: asks\[2\]"):
+    with pytest.raises(ParseError, match=r"Binance depth snapshot of BTCUSDT.BINANCE frame rejected: asks\[2\]: \[0.0, 1.0\]"):
         parse_depth_snapshot(json.dumps(msg), ts, IID)

@@ -47,6 +47,7 @@ from tradebus.adapters.binance.parse import (
 from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, WsClient
 from tradebus.adapters.common.dedup import TradeDeduper
+from tradebus.adapters.common.parsing import WHOLE_FRAME, FrameError, frame_error
 from tradebus.adapters.common.feed import Feed, FeedConfig, connection_policy
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError, KeepAlive, SubscriptionRejected
 from tradebus.adapters.common.recorder import FrameRecorder
@@ -239,8 +240,7 @@ class BinanceFeed:
             msg = _control.decode(raw)
         except msgspec.DecodeError as exc:
             self.unknown += 1
-            head = raw[:80]
-            raise ParseError(f"binance: undecodable frame skipped ({exc}): {head!r}") from None
+            raise frame_error("Binance", "", raw, exc) from None
         if isinstance(msg, dict) and isinstance(msg.get("stream"), str):
             handler = self._handlers.get(msg["stream"])
             if handler is not None:  # a combined-stream frame laid out differently (e.g. spaces)
@@ -258,7 +258,9 @@ class BinanceFeed:
                 f"code {err.get('code')} {err.get('msg')}"
             )
         self.unknown += 1
-        raise ParseError(f"binance: frame of unknown shape skipped: {str(raw)[:80]!r}")
+        raise FrameError(
+            "Binance", "", WHOLE_FRAME, "expected a combined-stream frame, a request result or an error", raw
+        )
 
     def _unexpected(self, stream: str, recv_ns: int) -> None:
         """Count and skip a frame of a stream that is not subscribed; warn, rate-limited."""
