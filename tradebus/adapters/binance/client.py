@@ -31,7 +31,7 @@ import msgspec
 from loguru import logger
 from websockets.exceptions import InvalidStatus
 
-from tradebus.adapters.binance.config import BinanceConfig, BinanceMarket
+from tradebus.adapters.binance.config import BinanceConfig, BinanceFeedOptions, BinanceMarket
 from tradebus.adapters.binance.parse import (
     StreamKind,
     parse_agg_trade,
@@ -505,6 +505,7 @@ class BinanceFeedHandle(Feed):
     ) -> None:
         super().__init__(config, instruments, sink)
         channels = next(iter(config.subscriptions.values()))
+        options = BinanceFeedOptions.of(config)
         self.binance = BinanceConfig(
             market=BinanceMarket(config.market),
             symbols=[self.symbols[iid] for iid in self.instrument_ids],
@@ -513,8 +514,8 @@ class BinanceFeedHandle(Feed):
             rest_url=config.rest_url,
             venue=self.venue_name,
             stale_after=config.stale_after,
-            snapshot_fetcher=config.snapshot_fetcher,
-            **({"depth_speed": config.depth_speed} if config.depth_speed else {}),
+            snapshot_fetcher=options.snapshot_fetcher,
+            **({"depth_speed": options.depth_speed} if options.depth_speed else {}),
         )
         self.name = f"binance-{config.market}"
         if live:
