@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tradebus.adapters.binance.client import BinanceFeed
+from tradebus.adapters.binance.client import BinanceRouter
 from tradebus.adapters.binance.config import BinanceConfig, BinanceMarket
 from tradebus.adapters.binance.parse import (
     StreamKind,
@@ -172,7 +172,7 @@ def test_parse_trade_rejects_bad_frames_with_a_reason(spot: list[tuple[int, str]
 
 def run_feed(config: BinanceConfig, frames: list[tuple[int, str]], snapshot_symbol: str | None = None) -> Counter:
     out: list[Any] = []
-    feed = BinanceFeed(config, out.append)
+    feed = BinanceRouter(config, out.append)
     recs = [
         (ts, f"rest:{snapshot_symbol}" if raw.startswith('{"lastUpdateId"') else "ws", raw) for ts, raw in frames
     ]
@@ -264,7 +264,7 @@ def test_fuzzed_real_frames_are_parsed_or_rejected_and_never_corrupt_the_book(sp
     rng = random.Random(1234)
     cfg = BinanceConfig(symbols=["BTCUSDT"], channels=["trade", "bookTicker", "depth"])
     out: list[Any] = []
-    feed = BinanceFeed(cfg, out.append)
+    feed = BinanceRouter(cfg, out.append)
     sync = feed.books["BTCUSDT"]
     outcomes = Counter()
     for ts, raw in spot[:1500]:
@@ -301,8 +301,8 @@ def test_fuzzed_depth_frames_never_leave_a_synced_book_different_from_a_clean_on
     """
     rng = random.Random(7)
     cfg = BinanceConfig(symbols=["BTCUSDT"], channels=["depth"])
-    clean = BinanceFeed(cfg, lambda m: None)
-    dirty = BinanceFeed(cfg, lambda m: None)
+    clean = BinanceRouter(cfg, lambda m: None)
+    dirty = BinanceRouter(cfg, lambda m: None)
     for ts, raw in spot[:1500]:
         if raw.startswith('{"lastUpdateId"'):
             clean.on_snapshot_frame(raw, ts, "BTCUSDT")
@@ -362,7 +362,7 @@ def test_depth_level_is_validated_at_parse_time_naming_stream_and_field(
 def test_malformed_depth_frame_is_skipped_and_the_book_resyncs(spot: list[tuple[int, str]]) -> None:
     cfg = BinanceConfig(symbols=["BTCUSDT"], channels=["depth"])
     out: list[Any] = []
-    feed = BinanceFeed(cfg, out.append)
+    feed = BinanceRouter(cfg, out.append)
     sync = feed.books["BTCUSDT"]
     bad_done = False
     for ts, raw in spot[:600]:

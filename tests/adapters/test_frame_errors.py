@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tradebus.adapters.binance.client import BinanceFeed
+from tradebus.adapters.binance.client import BinanceRouter
 from tradebus.adapters.binance.config import BinanceConfig
 from tradebus.adapters.bybit.parse import BybitParser
 from tradebus.adapters.common.parsing import WHOLE_FRAME, FrameError
@@ -44,7 +44,7 @@ class Venue:
 
 def binance() -> Venue:
     frames = [(t, r) for t, r in binance_capture()[:800]]
-    feed = BinanceFeed(BinanceConfig(symbols=["BTCUSDT"], channels=["depth"]), lambda m: None)
+    feed = BinanceRouter(BinanceConfig(symbols=["BTCUSDT"], channels=["depth"]), lambda m: None)
 
     def parse(raw: str, recv_ns: int) -> None:
         if raw.startswith('{"lastUpdateId"'):

@@ -1,11 +1,11 @@
 """Binance market-data client (spot and USD-M): streams -> parsers -> books -> sink.
 
-:class:`BinanceFeed` is the synchronous part: it routes each combined-stream frame by
+:class:`BinanceRouter` is the synchronous part: it routes each combined-stream frame by
 its stream name through a dict of handlers to the parsers, keeps one
 :class:`~tradebus.adapters.common.sync.BookSync` per symbol for the diff-depth stream,
 drops repeated trades (by trade id, bounded memory) and hands core messages to the
 sink. It is used both live (by :class:`BinanceClient`) and to replay a recording
-(:meth:`BinanceFeed.replay`), so a recording goes through exactly the same code.
+(:meth:`BinanceRouter.replay`), so a recording goes through exactly the same code.
 
 :class:`BinanceClient` adds the connection (a :class:`~tradebus.adapters.common.client.WsClient`
 on ``{ws_url}/stream?streams=...``) and the REST depth snapshot, fetched with ccxt
@@ -59,7 +59,7 @@ from tradebus.errors import DataError, ParseError, VenueError
 
 __all__ = [
     "MAX_CONNECTION_AGE",
-    "BinanceClient", "BinanceFeed", "CcxtDepthFetcher", "DepthFetcher", "BinanceFeedHandle",
+    "BinanceClient", "BinanceFeed", "BinanceRouter", "CcxtDepthFetcher", "DepthFetcher", "BinanceFeedHandle",
     "HttpDepthFetcher",
     "binance_keepalive",
     "binance_policy",
@@ -85,7 +85,7 @@ def binance_policy(seed: int | None = None) -> ConnectionPolicy:
     return ConnectionPolicy(backoff=Backoff(seed=seed), keepalive=binance_keepalive(), max_connection_age=MAX_CONNECTION_AGE)
 
 
-class BinanceFeed:
+class BinanceRouter:
     """Frame router of one Binance connection: stream name -> parser -> (book) -> sink.
 
     Parameters
@@ -331,6 +331,12 @@ class BinanceFeed:
                 logger.warning("binance replay: frame rejected: {}", exc)
 
 
+BinanceFeed = BinanceRouter
+"""The router's former name, still imported by ``node/playback.py`` docs, ``tests/live`` and
+``tests/features`` (outside the adapters); "feed" now means only a
+:class:`~tradebus.adapters.common.feed.Feed` (:class:`BinanceFeedHandle`). Remove once they move."""
+
+
 class DepthFetcher(ABC):
     """Base of the REST depth-snapshot fetchers: ``await fetch(symbol)`` returns the raw JSON body."""
 
@@ -447,7 +453,7 @@ class BinanceClient(WsClient):
             cls = CcxtDepthFetcher if config.snapshot_fetcher == "ccxt" else HttpDepthFetcher
             fetcher = cls(config.rest_base, config.market)
         self.fetcher = fetcher
-        self.feed = BinanceFeed(config, sink, self._fetch_snapshot if fetcher else None, clock_ns)
+        self.feed = BinanceRouter(config, sink, self._fetch_snapshot if fetcher else None, clock_ns)
         self.subscriptions.add(config.streams())
 
     async def _fetch_snapshot(self, symbol: str) -> BookSnapshot:
@@ -527,7 +533,7 @@ class BinanceFeedHandle(Feed):
         else:
             self.client = None
             # a playback must fail loudly on a recording made with other stream parameters
-            self.feed = BinanceFeed(self.binance, sink, None, clock_ns, strict_streams=True)
+            self.feed = BinanceRouter(self.binance, sink, None, clock_ns, strict_streams=True)
 
     def on_frame(self, raw: str | bytes, recv_ns: int, conn: str) -> None:
         if conn.startswith("rest:"):
