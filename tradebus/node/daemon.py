@@ -63,6 +63,7 @@ from tradebus.execution.paper import PaperVenue
 from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_config
 from tradebus.node.feeds import Feed, attach_feeds, build_feeds
 from tradebus.node.router import NodeRouter
+from tradebus.ops.hooks import OpsHooks
 from tradebus.reports.outputs import write_outputs
 from tradebus.risk.guard import GuardedRiskGate, MarketGuard
 from tradebus.strategies.base import resolve_strategy
@@ -158,6 +159,7 @@ class TradingNode:
         self.handle_signals = handle_signals
         self.clock = LiveClock()
         self.guard = MarketGuard()
+        self.ops = None if config.ops is None else OpsHooks(config.ops, "paper")
         self.journal = None if config.journal is None else _open_journal(config.journal, config.journal_sync)
         try:
             self.kernel, self.venue = build_paper_kernel(config, self.clock, self.guard, self.journal)
@@ -206,6 +208,8 @@ class TradingNode:
         tasks: dict[asyncio.Task[None], Feed] = {}
         failure: BaseException | None = None
         try:
+            if self.ops is not None:
+                await self.ops.start(self)
             if self.config.warm_up:
                 from tradebus.features.warmup import warm_up
 
@@ -215,7 +219,8 @@ class TradingNode:
             self.kernel.start()
             if self.config.record is not None:
                 self.recorder = FrameRecorder(self.config.record)
-            self.feeds = build_feeds(self.config, self.router, live=True, recorder=self.recorder)
+            sink = self.router if self.ops is None else self.ops.sink(self.router)
+            self.feeds = build_feeds(self.config, sink, live=True, recorder=self.recorder)
             attach_feeds(self.feeds, self.guard, self.kernel.cache)
             await asyncio.sleep(0)  # let a signal received so far be handled before subscribing
             if not self._stop.is_set():
@@ -298,6 +303,8 @@ class TradingNode:
             summary.fills,
             summary.positions,
         )
+        if self.ops is not None:
+            await self.ops.stop(summary.stop_reason)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
         installed = []
