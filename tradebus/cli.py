@@ -48,6 +48,7 @@ from tradebus.config import RunConfig, dump_config, load_config, parse_duration
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import ConfigError, DataError, FeatureError, TradebusError
 from tradebus.reports.cli import report
+from tradebus.node.cli import live, live_kill, live_resume
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
 from tradebus.research.cli import research_app
@@ -68,6 +69,9 @@ app.add_typer(research_app, name="research", help="Datasets, labels, purged CV, 
 features_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Feature kinds of the feature bank.")
 app.add_typer(features_app, name="features")
 app.command("report")(report)
+app.command(name="live")(live)
+app.command(name="live-kill")(live_kill)
+app.command(name="live-resume")(live_resume)
 app.command("sweep")(sweep_command)
 
 #: Log levels accepted by ``--log-level`` (loguru's names).

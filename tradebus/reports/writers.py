@@ -15,7 +15,7 @@ A run writes only its own files (:data:`OWN_FILES`, the one place that says whic
   equity sample), for every kind of run;
 * ``tearsheet.html`` (:mod:`tradebus.reports.tearsheet`) with ``--report`` or
   ``tradebus report``;
-* ``node.json`` for a paper run, ``playback.json`` for a replay.
+* ``node.json`` for a paper or live run, ``playback.json`` for a replay.
 
 Clocks, one per column
 ----------------------
@@ -95,7 +95,7 @@ __all__ = [
     "write_run",
 ]
 
-RunKind = Literal["backtest", "paper", "replay"]
+RunKind = Literal["backtest", "paper", "replay", "live"]
 
 _COMMON_FILES = (
     "fills.csv",
@@ -115,6 +115,7 @@ OWN_FILES: dict[RunKind, tuple[str, ...]] = {
     "backtest": _COMMON_FILES,
     "paper": (*_COMMON_FILES, "node.json"),
     "replay": (*_COMMON_FILES, "playback.json"),
+    "live": (*_COMMON_FILES, "node.json"),
 }
 #: Present in a run directory only while (or if interrupted while) its outputs are replaced.
 INCOMPLETE_MARKER = "INCOMPLETE"
