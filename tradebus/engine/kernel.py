@@ -163,6 +163,8 @@ class EquitySample(msgspec.Struct, frozen=True, gc=False):
     funding_paid: float = 0.0
     margin: float = 0.0
     maintenance_margin: float = 0.0
+    #: Last price of each instrument (in ``RunResult.instruments`` order; NaN before its first price).
+    marks: tuple[float, ...] = ()
 
 
 @dataclass(slots=True)
@@ -773,6 +775,7 @@ class Kernel:
                 portfolio.fees_paid,
                 portfolio.funding_paid,
                 *self._margins(),
+                tuple(portfolio.last_price(iid) for iid in self.instruments),
             )
         )
         interval = self._equity_interval
