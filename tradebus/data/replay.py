@@ -626,6 +626,13 @@ class Replay:
         sources = self.sources
         for i, chunk, lo, hi in self._runs():
             src = sources[i]
+            if src.kind == "book":
+                # Book messages group rows: build them from the run's rows, not by row index.
+                cols = chunk.columns
+                yield from _book_messages(
+                    src.instrument_id, chunk.ts_event[lo:hi], chunk.ts_init[lo:hi], {k: v[lo:hi] for k, v in cols.items()}
+                )
+                continue
             messages = chunk.messages(src.instrument_id, src.kind)
             if hi - lo == 1:
                 yield messages[lo]
