@@ -20,8 +20,8 @@ Every catalog kind replays (:data:`~tradebus.data.catalog.KINDS`): bars, trades,
 quotes, L2 book rows, mark prices, funding rates and open interest. Book rows are
 turned into one :class:`~tradebus.engine.messages.BookSnapshot` or
 :class:`~tradebus.engine.messages.BookDelta` per ``(ts_init, sequence)`` group of
-consecutive rows (a group cut by a batch boundary becomes two messages, whose effect
-on a book is the same: the second part adds its levels as a delta). The merge key is
+consecutive rows (a group cut by a batch boundary becomes two messages with the same effect
+on a book: the second part of a cut snapshot comes as a delta adding its levels). The merge key is
 ``(ts_init, source index, row)``; rows of a book dataset are stored in
 ``(ts_init, sequence)`` order, so the replay order of a book is ``(ts_init, sequence)``.
 
@@ -284,9 +284,17 @@ _SIMPLE: dict[str, tuple[type, tuple[str, ...]]] = {
 
 
 def _book_messages(
-    iid: str, ts_event: np.ndarray, ts_init: np.ndarray, columns: dict[str, np.ndarray]
+    iid: str,
+    ts_event: np.ndarray,
+    ts_init: np.ndarray,
+    columns: dict[str, np.ndarray],
+    after: tuple[int, int] | None = None,
 ) -> list[BookSnapshot | BookDelta]:
-    """One book message per run of rows sharing ``(ts_init, sequence, snapshot flag)``."""
+    """One book message per run of rows sharing ``(ts_init, sequence, snapshot flag)``.
+
+    ``after`` is the ``(ts_init, sequence)`` of the last row already turned into a message:
+    a first group continuing it (a snapshot cut by a batch boundary) becomes a delta.
+    """
     n = ts_init.shape[0]
     if n == 0:
         return []
@@ -302,7 +310,7 @@ def _book_messages(
         is_bid = bid[lo:hi]
         bids, asks = rows[is_bid], rows[~is_bid]
         s = int(seq[lo])
-        if snap[lo]:
+        if snap[lo] and not (lo == 0 and after == (int(ts_init[0]), s)):
             out.append(BookSnapshot(iid, int(ts_event[lo]), int(ts_init[lo]), bids, asks, s))
         else:
             out.append(BookDelta(iid, int(ts_event[lo]), int(ts_init[lo]), bids, asks, s, s, -1))
@@ -624,14 +632,20 @@ class Replay:
     def __iter__(self) -> Iterator[Any]:
         """Yield messages (:class:`Bar`, :class:`Trade`, :class:`Quote`, book ...) in merged order (that of :meth:`batches`)."""
         sources = self.sources
+        book_last: dict[int, tuple[int, int]] = {}
         for i, chunk, lo, hi in self._runs():
             src = sources[i]
             if src.kind == "book":
                 # Book messages group rows: build them from the run's rows, not by row index.
                 cols = chunk.columns
                 yield from _book_messages(
-                    src.instrument_id, chunk.ts_event[lo:hi], chunk.ts_init[lo:hi], {k: v[lo:hi] for k, v in cols.items()}
+                    src.instrument_id,
+                    chunk.ts_event[lo:hi],
+                    chunk.ts_init[lo:hi],
+                    {k: v[lo:hi] for k, v in cols.items()},
+                    book_last.get(i),
                 )
+                book_last[i] = (int(chunk.ts_init[hi - 1]), int(cols["sequence"][hi - 1]))
                 continue
             messages = chunk.messages(src.instrument_id, src.kind)
             if hi - lo == 1:
