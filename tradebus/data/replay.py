@@ -176,6 +176,9 @@ class ReplayBatch:
     columns
         Every value column by name, for every kind (quotes: ``bid_price`` ...; book:
         ``sequence``, ``side``, ``price``, ``size``, ``flags``; see :mod:`tradebus.data.catalog`).
+    continues
+        Book batches: the first row belongs to the same message as the source's previous row
+        (a message cut by a batch boundary); :meth:`messages` then starts with a delta.
 
     Arrays may be read-only views of the Parquet buffers: copy before writing.
     """
@@ -184,6 +187,7 @@ class ReplayBatch:
         "aggressor",
         "close",
         "columns",
+        "continues",
         "high",
         "instrument_id",
         "kind",
@@ -223,6 +227,7 @@ class ReplayBatch:
         self.aggressor = columns.get("aggressor")
         self.trade_id = trade_id
         self.columns = columns
+        self.continues = False
 
     def __len__(self) -> int:
         return int(self.ts_init.shape[0])
@@ -232,6 +237,8 @@ class ReplayBatch:
 
     def messages(self) -> list[Any]:
         """Return the rows as messages (:class:`Bar`, :class:`Trade`, :class:`Quote`, book messages ...)."""
+        if self.kind == "book":
+            return _book_messages(self.instrument_id, self.ts_event, self.ts_init, self.columns, self.continues)
         return _to_messages(self.instrument_id, self.kind, self.ts_event, self.ts_init, self.columns, self.trade_id)
 
 
@@ -288,12 +295,12 @@ def _book_messages(
     ts_event: np.ndarray,
     ts_init: np.ndarray,
     columns: dict[str, np.ndarray],
-    after: tuple[int, int] | None = None,
+    continues: bool = False,
 ) -> list[BookSnapshot | BookDelta]:
     """One book message per run of rows sharing ``(ts_init, sequence, snapshot flag)``.
 
-    ``after`` is the ``(ts_init, sequence)`` of the last row already turned into a message:
-    a first group continuing it (a snapshot cut by a batch boundary) becomes a delta.
+    ``continues``: the first row belongs to the same message as the source's previous row
+    (a snapshot cut by a batch boundary), so the first group becomes a delta.
     """
     n = ts_init.shape[0]
     if n == 0:
@@ -310,7 +317,7 @@ def _book_messages(
         is_bid = bid[lo:hi]
         bids, asks = rows[is_bid], rows[~is_bid]
         s = int(seq[lo])
-        if snap[lo] and not (lo == 0 and after == (int(ts_init[0]), s)):
+        if snap[lo] and not (lo == 0 and continues):
             out.append(BookSnapshot(iid, int(ts_event[lo]), int(ts_init[lo]), bids, asks, s))
         else:
             out.append(BookDelta(iid, int(ts_event[lo]), int(ts_init[lo]), bids, asks, s, s, -1))
@@ -589,10 +596,18 @@ class Replay:
         """
         sources = self.sources
         new = object.__new__
+        book_last: dict[int, tuple[int, int]] = {}
         for i, chunk, lo, hi in self._runs():
             src = sources[i]
+            if src.kind == "book":
+                seq = chunk.columns["sequence"]
+                continues = book_last.get(i) == (int(chunk.ts_init[lo]), int(seq[lo]))
+                book_last[i] = (int(chunk.ts_init[hi - 1]), int(seq[hi - 1]))
             if lo == 0 and hi == len(chunk):
-                yield ReplayBatch(i, src.instrument_id, src.kind, chunk.ts_event, chunk.ts_init, chunk.columns, chunk.trade_id)
+                batch = ReplayBatch(i, src.instrument_id, src.kind, chunk.ts_event, chunk.ts_init, chunk.columns, chunk.trade_id)
+                if src.kind == "book":
+                    batch.continues = continues
+                yield batch
                 continue
             # A cut run (merge of several sources, often one row): set the slots directly.
             batch = new(ReplayBatch)
@@ -602,6 +617,7 @@ class Replay:
             batch.ts_event = chunk.ts_event[lo:hi]
             batch.ts_init = chunk.ts_init[lo:hi]
             cols = chunk.columns
+            batch.continues = src.kind == "book" and continues
             if src.kind not in ("bars", "trades"):
                 batch.columns = {k: v[lo:hi] for k, v in cols.items()}
                 batch.open = batch.high = batch.low = batch.close = batch.volume = None
@@ -643,7 +659,7 @@ class Replay:
                     chunk.ts_event[lo:hi],
                     chunk.ts_init[lo:hi],
                     {k: v[lo:hi] for k, v in cols.items()},
-                    book_last.get(i),
+                    book_last.get(i) == (int(chunk.ts_init[lo]), int(cols["sequence"][lo])),
                 )
                 book_last[i] = (int(chunk.ts_init[hi - 1]), int(cols["sequence"][hi - 1]))
                 continue
