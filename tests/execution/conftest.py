@@ -35,6 +35,7 @@ from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.config import VenueConfig
 from tradebus.execution.engine import ExecutionEngine
 from tradebus.execution.orders import OrderManager, OrderResolved, OrderTimedOut
+from tradebus.execution.book_matching import simulated_venue
 from tradebus.execution.simulated import SimulatedVenue
 from tradebus.risk.config import RiskConfig
 from tradebus.risk.gate import RiskGate
@@ -151,7 +152,7 @@ def build_stack(
     portfolio = Portfolio(instruments, cash)
     gate = RiskGate(risk or RiskConfig(), portfolio, clock, bus)
     om = OrderManager(bus, clock)
-    sim = SimulatedVenue(clock, instruments, venue or VenueConfig())
+    sim = simulated_venue(clock, instruments, venue or VenueConfig())
     engine = ExecutionEngine(bus, clock, instruments, gate, om, sim, portfolio)
     stack = Stack(bus, clock, inst, portfolio, gate, om, sim, engine)
     for t in EVENT_TYPES:
