@@ -252,3 +252,23 @@ def test_bybit_archive_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="is not BTCUSDT's"):
         import_bybit_archive(path, tmp_path / "cat", "BTCUSDT")
     assert not Catalog(tmp_path / "cat").datasets()
+
+
+def test_cli_imports_tardis_and_bybit_and_names_bad_input(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tradebus.cli import app
+
+    runner = CliRunner()
+    cat = tmp_path / "cat"
+    res = runner.invoke(app, ["data", "import-tardis", str(FIXTURES / "data" / "tardis_huobi-dm-swap_quotes_BTC-USD.csv"),
+                              "--venue", "huobi", "--market", "swap", "--symbol", "BTC-USD", "--catalog", str(cat)])
+    assert res.exit_code == 0, res.output
+    assert Catalog(cat).manifest("huobi", "swap", "BTC-USD", "quotes").rows == 10
+    res = runner.invoke(app, ["data", "import-bybit-book", str(_bybit_zip(tmp_path)), "--symbol", "XRPUSDT", "--catalog", str(cat)])
+    assert res.exit_code == 0, res.output
+    assert Catalog(cat).manifest("bybit", "linear", "XRPUSDT", "book").kind == "book"
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"nope")
+    res = runner.invoke(app, ["data", "import-bybit-book", str(bad), "--symbol", "XRPUSDT", "--catalog", str(cat)])
+    assert res.exit_code != 0 and "not a zip archive" in res.output
