@@ -217,9 +217,9 @@ def test_ack_latency_delays_the_answers_to_the_strategy() -> None:
     coid = s.submit(BUY, 1.0)
     _book(s, 3 * MS)  # arrival at 2 ms: filled at 2 ms on the venue
     assert s.of_type(OrderAccepted) == [] and s.fills(coid) == []
-    _book(s, 5 * MS)  # due at 5 ms: not before
+    _book(s, 5 * MS - 1)  # due at 5 ms: not before
     assert s.fills(coid) == []
-    _book(s, 6 * MS)
+    s.clock.advance_to(5 * MS)  # an alert at the due time: heard then, with no data needed
     (fill,) = s.fills(coid)
     assert fill.ts_event == 2 * MS and fill.last_px == 100.0
 

@@ -58,6 +58,7 @@ from tradebus.engine.messages import (
     OrderModified,
     OrderTriggered,
     Quote,
+    TimeEvent,
     Trade,
 )
 from tradebus.errors import ConfigError
@@ -346,6 +347,11 @@ class BookVenue(SimulatedVenue):
         due = event.ts_event + self.latency.ack()
         self._out_seq += 1
         heapq.heappush(self._outbox, (due, self._out_seq, event))
+        # An alert at the due time: the strategy hears the answer then, before any later timer or data.
+        self.clock.set_alert(f"venue-ack-{self._out_seq}", due, self._on_ack)
+
+    def _on_ack(self, event: TimeEvent) -> None:
+        self._deliver(event.ts_event + 1)
 
     def _deliver(self, ts: int) -> None:
         """Hand the strategy every venue answer due before ``ts``."""
@@ -460,7 +466,8 @@ class BookVenue(SimulatedVenue):
         for q in list(queues):
             model.trade(q, size)
             if q.front < 0.0:
-                qty = math.floor(-q.front / lot + 1e-9) * lot
+                # Whole lots past the queue, rounded to the nearest lot as hftbacktest's is_filled does.
+                qty = round(-q.front / lot) * lot
                 if qty > 0.0:
                     q.front = 0.0
                     self._rest_fill(iid, q, min(qty, q.sim.leaves), ts)
