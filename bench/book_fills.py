@@ -17,7 +17,7 @@ compilation is done before the timed runs), reported side by side (not a target)
 
 Usage::
 
-    python bench/book_fills.py [--runs 5] [--interval-ms 100] [--json]
+    python bench/book_fills.py [--runs 5] [--interval-ms 100] [--no-hftbacktest] [--json]
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--interval-ms", type=int, default=100)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-hftbacktest", action="store_true", help="Skip the hftbacktest side (it compiles for minutes).")
     args = parser.parse_args()
     logger.remove()
     interval_ns = args.interval_ms * 1_000_000
@@ -96,7 +97,7 @@ def main() -> None:
             ref_t.append(t)
             t, rows, fills = _kernel_run(cat, interval_ns, orders=True)
             orders_t.append(t)
-        hbt = _hftbacktest(cat, interval_ns, args.runs)
+        hbt = None if args.no_hftbacktest else _hftbacktest(cat, interval_ns, args.runs)
     ref, with_orders = statistics.median(ref_t), statistics.median(orders_t)
     out = {
         "rows": rows,

@@ -543,9 +543,15 @@ class BookVenue(SimulatedVenue):
         limit = sim.limit if sim.type == _LIMIT or (sim.triggered and sim.limit == sim.limit) else math.nan
         limit_tick = book.to_tick(limit) if limit == limit else None
         side = book.asks if buy else book.bids
-        levels = book.levels(buy)
-        if limit_tick is not None:
-            levels = [(t, s) for t, s in levels if (t <= limit_tick if buy else t >= limit_tick)]
+        best = book.best_ask if buy else book.best_bid
+        if not side or (limit_tick is not None and (best > limit_tick if buy else best < limit_tick)):
+            levels: list[tuple[int, float]] = []  # nothing to take: skip the sort
+        elif limit_tick is None:
+            levels = book.levels(buy)
+        else:
+            reach = [t for t in side if (t <= limit_tick if buy else t >= limit_tick)]
+            reach.sort(reverse=not buy)
+            levels = [(t, side[t]) for t in reach]
         if sim.tif == _FOK and sum(s for _, s in levels) < sim.leaves * (1.0 - 1e-9):
             self._close(sim, _EXPIRED, f"FOK: visible depth {sum(s for _, s in levels)} < {sim.leaves}", ts)
             return
