@@ -133,14 +133,13 @@ def _hftbacktest(cat: Catalog, interval_ns: int, runs: int) -> dict[str, float] 
         return None
     events = to_events(cat.read(*VENUE, "book"), cat.read(*VENUE, "trades"))
     first = int(events["local_ts"][0])
-    start = first - first % interval_ns
     times = []
     n = 0
     for k in range(runs + 1):
         hbt = make_backtest(events, "risk_averse", LATENCY_NS, LATENCY_NS, 0.1, 0.001)
-        out = np.zeros((100_000, 4))
+        times, out = np.zeros(100_000, np.int64), np.zeros((100_000, 3))
         t0 = time.perf_counter()
-        n = touch_quoter(hbt, start, interval_ns, 0.001, 0.005, out)
+        n = touch_quoter(hbt, first, interval_ns, 0.001, 0.005, times, out)
         if k:  # the first call compiles
             times.append(time.perf_counter() - t0)
     med = statistics.median(times)

@@ -82,13 +82,19 @@ def make_backtest(events: np.ndarray, queue_model: str, entry_ns: int, ack_ns: i
     return HashMapMarketDepthBacktest([asset])
 
 
-@njit(cache=True)
-def touch_quoter(hbt, start_ns, interval_ns, qty, max_pos, out):  # type: ignore[no-untyped-def]
-    """TouchQuoter in hftbacktest; fills go to ``out`` rows (exch time, side, price, qty); returns the count."""
+@njit
+def touch_quoter(hbt, first_ns, interval_ns, qty, max_pos, times, out):  # type: ignore[no-untyped-def]
+    """TouchQuoter in hftbacktest; fills go to ``times`` (exchange time, int64) and ``out`` rows (side, price, qty).
+
+    Returns the number of fills.
+
+    ``first_ns`` is the first event's time, where hftbacktest's clock starts; the first
+    decision is at the next multiple of ``interval_ns``, as TouchQuoter's timer.
+    """
     n = 0
     oid = 0
     seen = np.zeros(1_000_000, np.bool_)
-    if hbt.elapse(start_ns + interval_ns - hbt.current_timestamp) != 0:
+    if hbt.elapse(first_ns - first_ns % interval_ns + interval_ns - first_ns) != 0:
         return 0
     while True:
         orders = hbt.orders(0)
@@ -97,10 +103,10 @@ def touch_quoter(hbt, start_ns, interval_ns, qty, max_pos, out):  # type: ignore
             o = vals.get()
             if o.exec_qty > 0 and not seen[o.order_id]:
                 seen[o.order_id] = True
-                out[n, 0] = o.exch_timestamp
-                out[n, 1] = o.side
-                out[n, 2] = o.exec_price
-                out[n, 3] = o.exec_qty
+                times[n] = o.exch_timestamp
+                out[n, 0] = o.side
+                out[n, 1] = o.exec_price
+                out[n, 2] = o.exec_qty
                 n += 1
         hbt.clear_inactive_orders(0)
         vals = hbt.orders(0).values()

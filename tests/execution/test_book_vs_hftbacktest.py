@@ -11,21 +11,28 @@ partial-fill exchange, lot 0.001, tick 0.1.
 What is compared: the number of fills, and each fill's side, price and time (the exchange
 time of the fill, which both engines take from the data event that caused it).
 
-Tolerance and the differences it covers:
+Tolerance: **none** for the models compared here — the fills must be identical (same count;
+each fill's exchange time to the nanosecond, side and price). Measured on this capture:
+risk-averse 7/7, ``prob_power`` n=1, 1.5 and 3 7/7, ``prob_log`` 9/9 identical fills. What
+had to be made equal for that, and the differences left:
 
 * **time line**: hftbacktest keeps an exchange and a local time line; the capture's exchange
-  stamps (``E``) are ~1.5 s *after* the collector's receive stamps (clock skew), so both
-  engines are given the receive time as exchange and local time (``ts_init``; zero feed
-  latency), as tradebus's replay does. With identical time lines the engines differ only in
-  how they order things that happen at the same nanosecond:
-* **ties**: an order arriving at exactly the time of a book event, a timer at exactly the time
-  of an event, a trade and a depth update of the same receive time (book first in both). A
-  tie can move a decision by one event and, through the strategy's position, shift later
-  quotes. Ties are rare (nanosecond stamps), so the runs are required to agree on at least
-  90 % of the fills, each matched fill to have the same side and price, and the fill counts
-  to differ by at most 10 % (the measured agreement is printed on failure).
-* **queue fills** round the quantity past the queue to whole lots, as hftbacktest's
-  ``is_filled`` does (``round(-front / lot)``).
+  stamps (``E``) run ~1.5 s *ahead* of the collector's receive stamps (clock skew), so both
+  engines get the receive time as exchange and local time (``ts_init``, zero feed latency),
+  which is what tradebus's replay uses; tradebus's book venue stamps fills with it too.
+* **answers**: an acknowledgement reaches the strategy at exactly its due time (a clock
+  alert), as in hftbacktest, not at the next data event; otherwise a quote decided between
+  the due time and the next event would use a stale position.
+* **queue fills** are whole lots rounded to the nearest (``round(-front / lot)``), as
+  hftbacktest's ``is_filled``; flooring would drop fills hftbacktest makes.
+* **clock start**: hftbacktest's clock starts at the first event, TouchQuoter's timer on
+  multiples of the interval: the hftbacktest twin first elapses to the next multiple.
+* **not compared**: ``prob_power`` with n=0.5 agrees on 5 of 7 fills (tradebus fills one ask
+  at 29.96 s that hftbacktest does not, after which the positions, hence the quotes, differ);
+  with n=2 hftbacktest 2.4.4 reports a single fill for the whole run while n=1.5 and n=3
+  give 7 — a behaviour of that version we did not trace, so those exponents are left out.
+  Same-nanosecond ties (an order arriving exactly at a book event, a timer exactly at an
+  event) could be ordered differently by the two engines; none occurs in this run.
 """
 
 from __future__ import annotations
@@ -79,18 +86,24 @@ def hftbacktest_fills(cat: Catalog, queue_model: str, power: float) -> list[tupl
     events = to_events(cat.read(*VENUE, "book"), cat.read(*VENUE, "trades"))
     first = int(events["local_ts"][0])
     hbt = make_backtest(events, queue_model, LATENCY, LATENCY, 0.1, QTY, power)
-    out = np.zeros((10_000, 4))
-    n = touch_quoter(hbt, first - first % INTERVAL, INTERVAL, QTY, MAX_POS, out)
-    return sorted((int(r[0]), 1 if int(r[1]) == 1 else -1, round(float(r[2]), 1)) for r in out[:n])
+    times = np.zeros(10_000, np.int64)
+    out = np.zeros((10_000, 3))
+    n = touch_quoter(hbt, first, INTERVAL, QTY, MAX_POS, times, out)
+    return sorted((int(t), 1 if int(r[0]) == 1 else -1, round(float(r[1]), 1)) for t, r in zip(times[:n], out[:n]))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("queue_model", "power"), [("risk_averse", 1.0), ("prob_power", 2.0)])
+@pytest.mark.parametrize(
+    ("queue_model", "power"), [("risk_averse", 1.0), ("prob_power", 1.0), ("prob_power", 3.0), ("prob_log", 1.0)]
+)
 def test_fills_match_hftbacktest_on_a_real_capture(capture: Catalog, queue_model: str, power: float) -> None:
     ours = tradebus_fills(capture, queue_model, power)
     ref = hftbacktest_fills(capture, queue_model, power)
     assert len(ref) >= 5, ref
-    matched = set(ours) & set(ref)
-    report = f"tradebus {len(ours)} fills, hftbacktest {len(ref)}, identical {len(matched)}\n{ours}\n{ref}"
-    assert abs(len(ours) - len(ref)) <= 0.1 * len(ref), report
-    assert len(matched) >= 0.9 * len(ref), report
+    assert ours == ref, f"tradebus {len(ours)} fills, hftbacktest {len(ref)}\n{ours}\n{ref}"
+
+
+@pytest.mark.slow
+def test_the_comparison_can_fail_queue_models_differ_on_this_capture(capture: Catalog) -> None:
+    # The same run with a different queue model on one side is told apart: the test above is not vacuous.
+    assert tradebus_fills(capture, "prob_log", 1.0) != hftbacktest_fills(capture, "risk_averse", 1.0)
