@@ -44,7 +44,8 @@ from tradebus.adapters.binance.parse import (  # noqa: E402
     parse_trade,
 )
 from tradebus.adapters.common.recorder import iter_hftbacktest, read_frames  # noqa: E402
-from tradebus.adapters.common.sync import BinanceFuturesRule, BinanceSpotRule, BookSync, DeltaBatch  # noqa: E402
+from tradebus.adapters.binance.sync import BinanceFuturesRule, BinanceSpotRule  # noqa: E402
+from tradebus.adapters.common.sync import BookSync, DeltaBatch  # noqa: E402
 
 FIX = ROOT / "tests" / "fixtures"
 BIN = FIX / "binance"

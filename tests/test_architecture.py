@@ -1,52 +1,178 @@
-"""The seams of ARCHITECTURE.md: the core never imports an adapter, data tooling or the daemon."""
+"""The seams of docs/architecture.md, pinned: who may import whom, and who may name a venue."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
-import tradebus
+import pytest
 
+import tradebus
+from tradebus.adapters.registry import VENUES
+
+ROOT = Path(tradebus.__file__).parent
 CORE = ("engine", "features", "strategies", "risk", "execution", "account", "reports")
 OUTSIDE_CORE = ("tradebus.adapters", "tradebus.data", "tradebus.node", "tradebus.cli", "tradebus.research")
 # Data tooling sits beside the venue adapters: it may use the core, never a daemon or the main CLI.
 ABOVE_DATA = ("tradebus.node", "tradebus.cli")
+#: The engine primitives and the only tradebus modules each may import.
+PRIMITIVES = {
+    "engine/messages.py": (),
+    "engine/bus.py": ("tradebus.engine.messages",),
+    "engine/clock.py": ("tradebus.engine.messages",),
+    "engine/instrument.py": (),
+}
+#: The modules every venue package has (the registry entry lives in ``__init__.py``).
+VENUE_MODULES = {
+    "__init__.py",
+    "config.py",
+    "schemas.py",
+    "parse.py",
+    "sync.py",
+    "client.py",
+    "instruments.py",
+    "emulator.py",
+}
 
 
-def imported_modules(path: Path) -> set[str]:
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path, module: str | None = None) -> set[str]:
+    """Every module ``path`` imports, anywhere in it; relative imports resolved against ``module``."""
     tree = ast.parse(path.read_text(), filename=str(path))
+    package = (module or "").split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+                if node.module:
+                    names.add(prefix)
+                else:
+                    names.update(f"{prefix}.{alias.name}" for alias in node.names)
+            elif node.module:
+                names.add(node.module)
     return names
 
 
+def imports_of(path: Path) -> set[str]:
+    return imported_modules(path, module_name(path))
+
+
+def strings_in_code(path: Path) -> list[tuple[int, str]]:
+    """String constants of ``path`` that are not documentation (bare string statements), with their lines."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    docstrings = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
+
+
 def test_core_packages_never_import_adapters_data_node_or_cli() -> None:
-    root = Path(tradebus.__file__).parent
-    offenders = []
-    for package in CORE:
-        for path in sorted((root / package).rglob("*.py")):
-            for name in imported_modules(path):
-                if name.startswith(OUTSIDE_CORE):
-                    offenders.append(f"{path.relative_to(root)} imports {name}")
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for package in CORE
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for name in imports_of(path)
+        if name.startswith(OUTSIDE_CORE)
+    ]
     assert offenders == []
 
 
 def test_data_tooling_never_imports_node_or_main_cli() -> None:
-    root = Path(tradebus.__file__).parent
     offenders = [
-        f"{path.relative_to(root)} imports {name}"
-        for path in sorted((root / "data").rglob("*.py"))
-        for name in imported_modules(path)
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted((ROOT / "data").rglob("*.py"))
+        for name in imports_of(path)
         if name.startswith(ABOVE_DATA)
     ]
     assert offenders == []
+
+
+def test_engine_primitives_import_nothing_above_them() -> None:
+    offenders = []
+    for rel, allowed in PRIMITIVES.items():
+        for name in imports_of(ROOT / rel):
+            if name.startswith("tradebus") and name != "tradebus.errors" and name not in allowed:
+                offenders.append(f"{rel} imports {name}")
+    assert offenders == []
+
+
+def test_node_imports_no_venue_package() -> None:
+    venue_packages = tuple(f"tradebus.adapters.{name}" for name in VENUES)
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted((ROOT / "node").rglob("*.py"))
+        for name in imports_of(path)
+        if name.startswith(venue_packages)
+    ]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("place", ["node", "adapters/common", "adapters/registry.py"])
+def test_no_venue_is_named_outside_its_package_and_the_registry(place: str) -> None:
+    """Code (not docstrings) of the node and the common adapter parts never spells a venue name."""
+    pattern = re.compile("|".join(rf"\b{name}\b" for name in VENUES), re.IGNORECASE)
+    target = ROOT / place
+    paths = sorted(target.rglob("*.py")) if target.is_dir() else [target]
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}: {text!r}"
+        for path in paths
+        for line, text in strings_in_code(path)
+        # the CLI's --venue default and help name the venues the user can choose
+        if pattern.search(text) and not (place == "cli.py" and text in ("binance",) or "registered venue" in text)
+    ]
+    assert offenders == []
+
+
+def test_common_adapter_parts_import_no_venue_package() -> None:
+    venue_packages = tuple(f"tradebus.adapters.{name}" for name in VENUES)
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted((ROOT / "adapters" / "common").rglob("*.py"))
+        for name in imports_of(path)
+        if name.startswith(venue_packages)
+    ]
+    assert offenders == []
+
+
+def test_every_venue_package_has_the_same_modules_and_is_registered() -> None:
+    packages = sorted(p.name for p in (ROOT / "adapters").iterdir() if (p / "__init__.py").is_file() and p.name != "common")
+    assert packages == sorted(VENUES)
+    for name in packages:
+        modules = {p.name for p in (ROOT / "adapters" / name).glob("*.py")}
+        assert modules == VENUE_MODULES, f"adapters/{name}: {sorted(modules ^ VENUE_MODULES)}"
+        assert VENUES[name].name == name
 
 
 def test_the_check_sees_imports_inside_functions(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from tradebus.data.replay import Replay\n")
     assert "tradebus.data.replay" in imported_modules(module)
+
+
+def test_the_check_resolves_relative_imports(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("from ..adapters.binance import client\nfrom . import bus\nfrom .messages import Trade\n")
+    names = imported_modules(module, "tradebus.engine.m")
+    assert names == {"tradebus.adapters.binance", "tradebus.engine.bus", "tradebus.engine.messages"}
+    package = tmp_path / "__init__.py"
+    package.write_text("from .kernel import Kernel\n")
+    assert imported_modules(package, "tradebus.engine") == {"tradebus.engine.kernel"}
+
+
+def test_the_venue_name_check_sees_strings_but_not_docstrings(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text('"""About binance."""\n\ndef f():\n    """okx."""\n    return {"bybit": 1}\n')
+    assert strings_in_code(module) == [(5, "bybit")]

@@ -43,7 +43,8 @@ from tradebus.config import RunConfig, dump_config, load_config, parse_duration
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import ConfigError, DataError, FeatureError, TradebusError
 from tradebus.reports.metrics import compute_metrics
-from tradebus.reports.writers import RunDirectory, write_run
+from tradebus.reports.outputs import write_outputs
+from tradebus.reports.writers import RunDirectory
 from tradebus.research.cli import research_app
 from tradebus.strategies.base import resolve_strategy
 
@@ -211,13 +212,9 @@ def run_backtest(
     except (ConfigError, DataError) as exc:
         raise type(exc)(f"{config_path}: {exc}") from None
     rows = replay.validate()
-    lot_sizes = {iid: inst.lot_size for iid, inst in kernel.instruments.items()}
     on_batch = on_batch_factory(rows) if on_batch_factory is not None else None
     result = kernel.run(replay, on_batch=on_batch)
-    metrics = compute_metrics(result, lot_sizes)
-    with run_dir:
-        write_run(run_dir, result, metrics, dump_config(config))
-    logger.info("backtest written to {}", out)
+    metrics = write_outputs(run_dir, result, kernel.instruments, dump_config(config))
     return result, metrics, out
 
 
@@ -380,7 +377,7 @@ def replay(
 @app.command()
 def serve(
     recording: Annotated[Path, typer.Argument(help="Recorder file or hftbacktest capture.", show_default=False)],
-    venue: Annotated[str, typer.Option(help="Protocol to speak: binance, okx or bybit.")] = "binance",
+    venue: Annotated[str, typer.Option(help="Protocol to speak: a venue name of the adapter registry, e.g. binance.")] = "binance",
     speed: Annotated[float, typer.Option(help="Pace: 1 = as recorded, 10 = ten times faster, 0 = at once.")] = 1.0,
     futures: Annotated[bool, typer.Option(help="Serve Binance USD-M REST depth snapshots.")] = False,
     config: Annotated[Path | None, typer.Option(help="A paper config to point at this server.")] = None,
@@ -392,11 +389,12 @@ def serve(
     The recording is streamed once, at the given pace, to each connection; the server then
     stays up (sending nothing more) until Ctrl-C or SIGTERM.
     """
+    from tradebus.adapters.registry import VENUES
     from tradebus.node.playback import serve_recording
 
     setup_logging(log_level)
-    if venue not in ("binance", "okx", "bybit"):
-        raise typer.BadParameter(f"{venue!r}: use binance, okx or bybit", param_hint="--venue")
+    if venue not in VENUES:
+        raise typer.BadParameter(f"{venue!r}: use {', '.join(VENUES)}", param_hint="--venue")
     if (config is None) != (write_config is None):
         raise typer.BadParameter("give both --config and --write-config, or neither", param_hint="--config")
     if not recording.is_file():
@@ -404,7 +402,7 @@ def serve(
     asyncio.run(
         serve_recording(
             recording,
-            venue,  # type: ignore[arg-type]
+            venue,
             speed=speed or None,
             futures=futures,
             config=config,

@@ -6,12 +6,12 @@ import asyncio
 import json
 from pathlib import Path
 
-from tradebus.adapters.bybit.client import BybitClient, op_message
+from tradebus.adapters.bybit.client import BybitClient, bybit_keepalive, op_message
 from tradebus.adapters.bybit.config import BybitConfig
-from tradebus.adapters.bybit.local import BybitProtocol
+from tradebus.adapters.bybit.emulator import BybitProtocol
 from tradebus.adapters.bybit.parse import BybitParser
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer, Session
-from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive
+from tradebus.adapters.common.policy import Backoff, ConnectionPolicy
 from tradebus.adapters.common.recorder import read_frames
 from tradebus.engine.messages import BookResynced, Trade
 
@@ -27,7 +27,7 @@ def capture() -> list[tuple[int, str]]:
 
 def fast_policy(ping: float = 20.0) -> ConnectionPolicy:
     return ConnectionPolicy(
-        backoff=Backoff(base=0.05, cap=0.1, min_delay=0.01, seed=5), keepalive=KeepAlive.bybit(ping), stale_after=10.0
+        backoff=Backoff(base=0.05, cap=0.1, min_delay=0.01, seed=5), keepalive=bybit_keepalive(ping), stale_after=10.0
     )
 
 

@@ -10,6 +10,8 @@ from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, Inv
 from websockets.frames import Close
 from websockets.http11 import Response
 
+from tradebus.adapters.binance.client import binance_keepalive, binance_policy
+from tradebus.adapters.bybit.client import bybit_keepalive
 from tradebus.adapters.common.dedup import TradeDeduper
 from tradebus.adapters.common.policy import (
     Backoff,
@@ -22,6 +24,7 @@ from tradebus.adapters.common.policy import (
     classify_error,
 )
 from tradebus.adapters.common.watchdog import StaleWatchdog
+from tradebus.adapters.okx.client import okx_keepalive
 from tradebus.engine.messages import FeedStale
 from tradebus.errors import ConfigError, ParseError, VenueError
 
@@ -108,13 +111,13 @@ def test_subscription_set_tracks_one_ordered_set() -> None:
 
 
 def test_keepalive_per_venue() -> None:
-    assert not KeepAlive.binance().due(1000, 1000)
-    okx = KeepAlive.okx()
+    assert not binance_keepalive().due(1000, 1000)
+    okx = okx_keepalive()
     assert okx.mode is KeepAliveMode.IDLE and okx.payload == "ping" and okx.interval < 30
     assert not okx.due(idle=10, since_ping=100)
     assert okx.due(idle=26, since_ping=100)
     assert not okx.due(idle=26, since_ping=5)  # just pinged
-    bybit = KeepAlive.bybit()
+    bybit = bybit_keepalive()
     assert bybit.payload == '{"op":"ping"}'
     assert bybit.due(idle=0, since_ping=20) and not bybit.due(idle=100, since_ping=19)
 
@@ -125,7 +128,7 @@ def test_keepalive_needs_payload_and_interval() -> None:
 
 
 def test_binance_policy_reconnects_before_the_24h_disconnect() -> None:
-    policy = ConnectionPolicy.binance(seed=1)
+    policy = binance_policy(seed=1)
     assert policy.max_connection_age is not None and 23 * 3600 < policy.max_connection_age < 24 * 3600
     with pytest.raises(ConfigError):
         ConnectionPolicy(max_connection_age=0)

@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from tradebus.adapters.common.book import OrderBook
+from tradebus.adapters.binance.sync import BinanceFuturesRule, BinanceSpotRule
 from tradebus.adapters.common.sync import (
-    BinanceFuturesRule,
-    BinanceSpotRule,
     BookSync,
     DeltaBatch,
     SequenceRule,

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer, Session
-from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive
+from tradebus.adapters.common.policy import Backoff, ConnectionPolicy
 from tradebus.adapters.common.recorder import read_frames
-from tradebus.adapters.okx.client import OkxClient, subscribe_message
-from tradebus.adapters.okx.local import OkxProtocol
+from tradebus.adapters.okx.client import OkxClient, okx_keepalive, subscribe_message
+from tradebus.adapters.okx.emulator import OkxProtocol
 from tradebus.adapters.okx.parse import OkxParser
 from tradebus.engine.messages import BookResynced, Trade
 
@@ -25,7 +25,7 @@ def capture() -> list[tuple[int, str]]:
 
 def fast_policy() -> ConnectionPolicy:
     return ConnectionPolicy(
-        backoff=Backoff(base=0.05, cap=0.1, min_delay=0.01, seed=3), keepalive=KeepAlive.okx(25.0), stale_after=10.0
+        backoff=Backoff(base=0.05, cap=0.1, min_delay=0.01, seed=3), keepalive=okx_keepalive(25.0), stale_after=10.0
     )
 
 

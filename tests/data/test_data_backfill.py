@@ -1,8 +1,10 @@
-"""ccxt backfill against a local server speaking Binance's public REST (exchangeInfo, klines).
+"""ccxt backfill against a local server speaking Binance's public REST (exchangeInfo, klines, aggTrades).
 
 The server answers with the real ADABTC 1m klines of 2021-11-27 (first 120 minutes) and the
 real 2021-10-12 spot exchangeInfo, honours startTime/endTime/limit like Binance, leaves out
 five minutes (a gap the exchange has), and answers the first klines request with HTTP 429.
+Its aggTrades are 2,001 real BTCUSDT trades of 2021-01-08 (22 of them in one millisecond),
+served like Binance: startTime/endTime inclusive, sorted by id, at most ``limit``.
 """
 
 from __future__ import annotations
@@ -20,13 +22,24 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from typer.testing import CliRunner
 
-from tradebus.data.backfill import backfill_ohlcv, make_exchange
+import numpy as np
+import pyarrow.parquet as pq
+
+from tradebus.data.backfill import backfill_ohlcv, backfill_trades, make_exchange
 from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
 from tradebus.data.ingest import read_bars
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 KLINES = FIXTURES / "data" / "ADABTC-1m-2021-11-27_head120.csv"
+TRADES = pq.read_table(FIXTURES / "data" / "btcusdt-trades.parquet").to_pandas()
+
+
+def trade_millis() -> np.ndarray:
+    return TRADES.timestamp.dt.as_unit("ms").astype("int64").to_numpy()  # ms since the epoch, UTC
+
+
+
 FIRST_MS = 1_637_971_200_000
 MINUTE_MS = 60_000
 GAP = range(40, 45)  # rows the exchange does not have
@@ -38,6 +51,7 @@ class Venue:
         self.klines = [r for i, r in enumerate(rows) if i not in GAP]
         self.info = gzip.decompress((FIXTURES / "binance" / "exchangeInfo_spot_2021-10-12.json.gz").read_bytes())
         self.requests: list[tuple[float, dict[str, list[str]]]] = []
+        self.trade_ms = trade_millis()
         self.throttle_next = 1
         venue = self
 
@@ -61,6 +75,20 @@ class Venue:
                     page = [r for r in venue.klines if start <= int(r[0]) <= end][:limit]
                     body = [[int(r[0]), r[1], r[2], r[3], r[4], r[5], int(r[6]), r[7], int(r[8]), r[9], r[10], r[11]]
                             for r in page]
+                    return self._send(200, json.dumps(body).encode())
+                if url.path == "/api/v3/aggTrades":
+                    query = parse_qs(url.query)
+                    venue.requests.append((time.monotonic(), query))
+                    if venue.throttle_next:
+                        venue.throttle_next -= 1
+                        return self._send(429, b'{"code":-1003,"msg":"Too many requests"}', retry_after="0")
+                    start = int(query.get("startTime", ["0"])[0])
+                    end = int(query.get("endTime", [str(2**62)])[0])
+                    limit = min(1000, int(query.get("limit", ["500"])[0]))
+                    pick = np.flatnonzero((venue.trade_ms >= start) & (venue.trade_ms <= end))[:limit]
+                    body = [{"a": int(TRADES.trade_id[i]), "p": f"{TRADES.price[i]:.2f}", "q": f"{TRADES.quantity[i]:.6f}",
+                             "f": int(TRADES.trade_id[i]), "l": int(TRADES.trade_id[i]), "T": int(venue.trade_ms[i]),
+                             "m": TRADES.buyer_maker[i] == "True", "M": True} for i in pick]
                     return self._send(200, json.dumps(body).encode())
                 return self._send(404, b'{"code":-1,"msg":"not found"}')
 
@@ -160,3 +188,62 @@ def test_cli_backfill(venue: Venue, tmp_path: Path) -> None:
     bad = CliRunner().invoke(data_app, ["backfill", "--exchange", "nosuchexchange", "--symbol", "X/Y",
                                         "--since", "2021-11-27", "--catalog", str(tmp_path)])
     assert bad.exit_code == 2 and "not a ccxt exchange id" in bad.output
+
+
+def expected_trades() -> tuple[np.ndarray, np.ndarray]:
+    """Every fixture trade's time (ns) and aggressor (buyer is maker: the seller took, -1)."""
+    ms = trade_millis()
+    return ms * 1_000_000, np.where(TRADES.buyer_maker == "True", -1, 1)
+
+
+def test_trades_backfill_pages_through_a_crowded_millisecond_and_a_429(venue: Venue, tmp_path: Path) -> None:
+    since, until = int(venue.trade_ms[0]), int(venue.trade_ms[-1]) + 1
+    sleeps: list[float] = []
+    result = backfill_trades(tmp_path, exchange(venue, 1), "BTC/USDT", since_ms=since, until_ms=until,
+                             venue="binance", market="spot", catalog_symbol="BTCUSDT", limit=25, sleep=sleeps.append)
+    assert result.retries == 1 and len(sleeps) == 1
+    stored = Catalog(tmp_path).read("binance", "spot", "BTCUSDT", "trades").to_pandas()
+    ts, side = expected_trades()
+    assert result.rows == len(stored) == len(TRADES) == 2001  # the 22 trades of one millisecond straddle pages
+    assert np.array_equal(stored.ts_event.to_numpy(), ts)
+    assert stored.trade_id.tolist() == [str(i) for i in TRADES.trade_id]
+    assert np.array_equal(stored.price.to_numpy(), TRADES.price.to_numpy())
+    np.testing.assert_allclose(stored["size"].to_numpy(), TRADES.quantity.to_numpy(), rtol=0, atol=5e-7)
+    assert np.array_equal(stored.aggressor.to_numpy(), side)
+    starts = [int(q["startTime"][0]) for _, q in venue.requests[1:]]
+    assert all(b >= a for a, b in zip(starts, starts[1:], strict=False))  # a page starts at the last trade's ms
+
+
+def test_trades_backfill_resumes_without_duplicates_and_refuses_a_limit_it_cannot_page_past(
+        venue: Venue, tmp_path: Path) -> None:
+    venue.throttle_next = 0
+    since, until = int(venue.trade_ms[0]), int(venue.trade_ms[-1]) + 1
+    crowded = int(np.bincount(venue.trade_ms - since).argmax()) + since  # the millisecond of 22 trades
+    first = backfill_trades(tmp_path, exchange(venue, 1), "BTC/USDT", since_ms=since, until_ms=crowded + 1,
+                            venue="binance", market="spot", catalog_symbol="BTCUSDT", limit=30)
+    assert first.rows == int((venue.trade_ms <= crowded).sum())
+    venue.requests.clear()
+    again = backfill_trades(tmp_path, exchange(venue, 1), "BTC/USDT", since_ms=since, until_ms=until,
+                            venue="binance", market="spot", catalog_symbol="BTCUSDT", limit=30)
+    assert int(venue.requests[0][1]["startTime"][0]) == crowded  # resumed at the last stored millisecond
+    assert first.rows + again.rows == 2001
+    stored = Catalog(tmp_path).read("binance", "spot", "BTCUSDT", "trades").to_pandas()
+    assert stored.trade_id.is_unique and stored.ts_event.is_monotonic_increasing and len(stored) == 2001
+    with pytest.raises(Exception, match="more than 10 trades at"):
+        backfill_trades(tmp_path / "other", exchange(venue, 1), "BTC/USDT", since_ms=since, until_ms=until,
+                        venue="binance", market="spot", catalog_symbol="BTCUSDT", limit=10)
+    assert not (tmp_path / "other" / "binance").exists() or Catalog(tmp_path / "other").datasets() == []
+
+
+def test_cli_backfill_trades(venue: Venue, tmp_path: Path) -> None:
+    venue.throttle_next = 0
+    result = CliRunner().invoke(data_app, [
+        "backfill", "--exchange", "binance", "--symbol", "BTC/USDT", "--kind", "trades",
+        "--since", "2021-01-08T00:00:00", "--until", "2021-01-08T00:01:00", "--api-base", venue.url,
+        "--rate-limit-ms", "1", "--market-types", "spot", "--catalog", str(tmp_path),
+    ])
+    assert result.exit_code == 0, result.output
+    assert "2001 new trades" in result.output and "binance/spot/BTCUSDT/trades: 2001 rows" in result.output
+    bad = CliRunner().invoke(data_app, ["backfill", "--exchange", "binance", "--symbol", "BTC/USDT", "--kind", "quotes",
+                                        "--since", "2021-01-08", "--catalog", str(tmp_path)])
+    assert bad.exit_code == 2 and "--kind 'quotes' is not bars or trades" in bad.output

@@ -117,3 +117,104 @@ def test_flush_emits_the_unfinished_bar_and_bad_parameters_are_refused() -> None
         BarBuilder("renko", threshold=1.0)
     with pytest.raises(FeatureError):
         BarBuilder("volume")
+
+
+IMBALANCE = [
+    ("tick_imbalance", {"threshold": 20.0, "span_bars": 5, "span_trades": 50}),
+    ("volume_imbalance", {"threshold": 30.0, "span_bars": 10, "span_trades": 200}),
+    ("dollar_imbalance", {"threshold": 15.0, "span_bars": 3, "span_trades": 100}),
+]
+
+
+@pytest.mark.parametrize(("mode", "kw"), IMBALANCE)
+@pytest.mark.parametrize("split", [0, 1, 1000])
+def test_imbalance_bars_live_equal_batch_bit_for_bit(mode: str, kw: dict, split: int) -> None:
+    t = real_trades()
+    batch_ts, batch = BarBuilder(mode, **kw).run(t.ts, t.price, t["size"], t.side)
+    live = BarBuilder(mode, **kw)
+    first_ts, first = BarBuilder(mode, **kw).run(t.ts[:0], t.price[:0], t["size"][:0], t.side[:0])
+    assert first_ts.size == 0 and first.shape == (0, 9)
+    live = BarBuilder(mode, **kw)
+    first_ts, first = live.run(t.ts[:split], t.price[:split], t["size"][:split], t.side[:split])
+    got_ts, got = [*first_ts], [*first]
+    for row in t.iloc[split:].itertuples(index=False):
+        bar = live.update(row.ts, row.price, row.size, row.side)
+        if bar is not None:
+            got_ts.append(bar[0])
+            got.append(bar[1])
+    assert np.array_equal(np.array(got_ts, dtype=np.int64), batch_ts)
+    assert np.array_equal(np.array(got).reshape(-1, 9), batch)
+    assert 5 < len(batch_ts) < len(t) // 2
+
+
+def _imbalance_ids(price: np.ndarray, size: np.ndarray, side: np.ndarray, mode: str, threshold: float,
+                   span_bars: int, span_trades: int, floor: float = 0.5) -> np.ndarray:
+    """Bar ids by the rule in Lopez de Prado (2.3.2.1) with the documented clamp and floor, a plain loop."""
+    a_bars, a_trades = 2 / (span_bars + 1), 2 / (span_trades + 1)
+    ids = np.empty(len(price), dtype=np.int64)
+    bar, theta, count, e_bx, e_x, prev_px, prev_b = 0, 0.0, 0, None, None, None, 0.0
+    e_len = threshold
+    for i, (p, s, a) in enumerate(zip(price, size, side)):
+        if a != 0:
+            b = float(np.sign(a))
+        elif prev_px is None or p == prev_px:
+            b = prev_b
+        else:
+            b = 1.0 if p > prev_px else -1.0
+        prev_px, prev_b = p, b
+        x = {"tick_imbalance": 1.0, "volume_imbalance": s, "dollar_imbalance": p * s}[mode]
+        ids[i] = bar
+        theta += b * x
+        count += 1
+        if e_bx is None:
+            if b != 0:
+                e_bx, e_x = b * x, x
+            continue
+        closes = abs(theta) >= e_len * max(abs(e_bx), floor * e_x)
+        e_bx = e_bx + a_trades * (b * x - e_bx)
+        e_x = e_x + a_trades * (x - e_x)
+        if closes:
+            e_len = min(2 * threshold, max(threshold / 2, e_len + a_bars * (count - e_len)))
+            bar, theta, count = bar + 1, 0.0, 0
+    return ids
+
+
+@pytest.mark.parametrize(("mode", "kw"), IMBALANCE)
+def test_imbalance_bars_match_a_plain_loop_of_the_published_rule(mode: str, kw: dict) -> None:
+    t = real_trades()
+    ts, bars = BarBuilder(mode, **kw).run(t.ts, t.price, t["size"], t.side)
+    ids = _imbalance_ids(t.price.to_numpy(), t["size"].to_numpy(), t.side.to_numpy(), mode, kw["threshold"],
+                         kw["span_bars"], kw["span_trades"])
+    done = ids < ids[-1]  # the last bar is still open
+    assert ids[-1] == len(ts) > 5
+    _compare(ts, bars, _reference(t[done], ids[done], t.ts[done]))
+
+
+def test_imbalance_bars_by_hand_aggressor_and_tick_rule() -> None:
+    # aggressor signs + + + - - + + +, E[T] = 2, spans 1 (each EWMA is its last value), floor 0:
+    # t1: |theta| 2 >= 2 * |1| closes [t0, t1]; E[T] = 2; then theta runs 1, 0, -1, 0, 1, 2: t7 closes [t2, t7]
+    b = BarBuilder("tick_imbalance", threshold=2.0, span_bars=1, span_trades=1, floor=0.0)
+    ts, bars = b.run(np.arange(8), np.full(8, 10.0), np.ones(8), np.array([1, 1, 1, -1, -1, 1, 1, 1]))
+    assert ts.tolist() == [1, 7] and bars[:, 6].tolist() == [2.0, 6.0]
+    assert bars[:, 7].tolist() == [2.0, 4.0] and bars[:, 8].tolist() == [0.0, 2.0]
+    # tick rule, prices 10 11 11 10 9 9 10 11: signs 0 + + - - - + +; E[b x] starts at t1 (the first signed trade),
+    # t2: |2| >= 2 * 1 closes [t0, t2]; E[T] = 3; t5: |-3| >= 3 * |-1| closes [t3, t5]; t6, t7 stay open
+    b = BarBuilder("tick_imbalance", threshold=2.0, span_bars=1, span_trades=1, floor=0.0)
+    price = np.array([10.0, 11, 11, 10, 9, 9, 10, 11])
+    ts, bars = b.run(np.arange(8), price, np.ones(8))
+    assert ts.tolist() == [2, 5] and bars[:, 0].tolist() == [10.0, 10.0] and bars[:, 3].tolist() == [11.0, 9.0]
+    flushed_ts, flushed = b.flush()
+    assert flushed_ts == 7 and flushed[0] == 10.0 and flushed[6] == 2.0
+
+
+def test_imbalance_floor_keeps_balanced_flow_from_collapsing_to_one_trade_bars() -> None:
+    # real trades are close to balanced: E[b x] hovers near 0 and the published rule alone (floor 0) closes a bar
+    # at almost every trade; the floor makes the expected imbalance at least half a trade's amount
+    t = real_trades()
+    args = (t.ts, t.price, t["size"], t.side)
+    bare, _ = BarBuilder("tick_imbalance", threshold=20.0, span_trades=50, floor=0.0).run(*args)
+    floored, bars = BarBuilder("tick_imbalance", threshold=20.0, span_trades=50).run(*args)
+    assert len(bare) > len(t) // 5  # bars of about 4 trades though E[T] is held at >= 10
+    assert 10 < len(floored) < len(t) // 10 and bars[:, 6].min() >= 5  # |theta| >= E[T] / 2 * 0.5 * 1
+    with pytest.raises(FeatureError, match="floor"):
+        BarBuilder("volume_imbalance", threshold=1.0, floor=2.0)

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
-from tradebus.adapters.bybit.local import BybitProtocol
+from tradebus.adapters.bybit.emulator import BybitProtocol
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
-from tradebus.adapters.okx.local import OkxProtocol
+from tradebus.adapters.okx.emulator import OkxProtocol
 from tradebus.engine.messages import BookResynced, FeedStale, OrderDenied, OrderSide, SubmitOrder, Trade
 from tradebus.node.daemon import TradingNode
 
@@ -67,7 +67,7 @@ async def run_binance(
         watch = Watch(node, IID)
 
         def done() -> bool:
-            book = node.router.books.get(IID)
+            book = node.kernel.cache.book(IID)
             sync = node.feeds[0].feed.books["BTCUSDT"]  # type: ignore[attr-defined]
             return len(watch.trades) >= len(SPOT_TRADE_IDS) and book is not None and book.last_seq == REF_LAST and sync.synced
 
@@ -83,7 +83,7 @@ DEPTH = 500
 
 def assert_book_and_trades(node: TradingNode, watch: Watch) -> None:
     assert watch.trades == SPOT_TRADE_IDS  # nothing lost, nothing twice, in order
-    book = node.router.books[IID]
+    book = node.kernel.cache.book(IID)
     assert book.last_seq == REF_LAST
     assert np.array_equal(book.bids(DEPTH), REF_BIDS[:DEPTH])
     assert np.array_equal(book.asks(DEPTH), REF_ASKS[:DEPTH])
@@ -149,7 +149,7 @@ async def test_silent_feed_publishes_feed_stale_denies_orders_then_reconnects(tm
         kernel.bus.subscribe(FeedStale, probe)
 
         def done() -> bool:
-            book = node.router.books.get(IID)
+            book = node.kernel.cache.book(IID)
             return len(watch.trades) >= len(SPOT_TRADE_IDS) and book is not None and book.last_seq == REF_LAST
 
         await run_node(node, done, timeout=40.0)
@@ -198,7 +198,7 @@ async def test_corrupted_okx_checksum_resubscribes_and_the_book_matches_the_capt
     assert node.feeds[0].client.resubscriptions == 1  # type: ignore[union-attr]
     assert node.summary.feeds["okx-public"]["connections"] == 1
     bids, asks = okx_reference_book("BTC-USDT")
-    book = node.router.books[OKX_IID]
+    book = node.kernel.cache.book(OKX_IID)
     assert np.array_equal(book.bids(), bids) and np.array_equal(book.asks(), asks)
     assert len(watch.trades) == len(set(watch.trades)) > 0
 
@@ -239,5 +239,5 @@ async def test_bybit_dropped_connection_resubscribes_and_the_book_matches_the_ca
     (resynced,) = watch.of(BookResynced)
     assert resynced.instrument_id == BYBIT_IID and "connection lost" in resynced.reason
     assert watch.trades == ref_trades
-    book = node.router.books[BYBIT_IID]
+    book = node.kernel.cache.book(BYBIT_IID)
     assert np.array_equal(book.bids(), ref_bids) and np.array_equal(book.asks(), ref_asks)

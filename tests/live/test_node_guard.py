@@ -9,7 +9,7 @@ from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import LiveClock, SimulatedClock
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import FeedStale, OrderAccepted, OrderSide, OrderType, SubmitOrder, Trade
-from tradebus.node.daemon import GuardedRiskGate, MarketGuard
+from tradebus.risk.guard import GuardedRiskGate, MarketGuard
 from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.config import VenueConfig
 from tradebus.execution.orders import Order

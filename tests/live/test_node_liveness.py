@@ -76,7 +76,7 @@ def test_replay_with_the_recorded_depth_speed_keeps_the_book_in_sync(tmp_path: P
     assert playback.stats.unexpected_streams == {"binance-usdm": {"btcusdt@markPrice@1s": 35}}
     assert playback.guard.liveness.freezes == {}
     assert playback.guard.block_reason(USDM_IID) is None
-    book = playback.router.books[USDM_IID]
+    book = playback.kernel.cache.book(USDM_IID)
     assert book.last_seq > 2710246765483  # moved past the REST snapshot's lastUpdateId
     assert playback.router.counts["BookDelta"] > 1000
     cfg = tmp_path / "usdm.yaml"

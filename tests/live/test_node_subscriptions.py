@@ -12,10 +12,10 @@ import yaml
 from typer.testing import CliRunner
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
-from tradebus.adapters.bybit.local import BybitProtocol
+from tradebus.adapters.bybit.emulator import BybitProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer, VenueProtocol
 from tradebus.adapters.common.policy import SubscriptionRejected
-from tradebus.adapters.okx.local import OkxProtocol
+from tradebus.adapters.okx.emulator import OkxProtocol
 from tradebus.cli import app
 from tradebus.node.daemon import TradingNode
 

@@ -23,7 +23,9 @@ from typer.testing import CliRunner
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.cli import app
-from tradebus.node.daemon import TradingNode, kept_files, write_outputs
+from tradebus.node.config import dump_paper_config
+from tradebus.node.daemon import TradingNode, kept_files
+from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import ORDER_COLUMNS, RunDirectory
 
 from .node_testdata import (
@@ -67,7 +69,13 @@ async def test_paper_and_replay_outputs_agree_column_for_column_except_receive_t
         await run_node(node, lambda: result.trades == len(SPOT_TRADE_IDS) and result.quotes == SPOT_QUOTES)
     assert result.trades == len(SPOT_TRADE_IDS)
     paper = tmp_path / "paper"
-    write_outputs(RunDirectory(paper, "paper", keep=kept_files(node.config)), node.kernel, node.config, {"node.json": "{}"})
+    write_outputs(
+        RunDirectory(paper, "paper", keep=kept_files(node.config)),
+        node.kernel.result,
+        node.kernel.instruments,
+        dump_paper_config(node.config),
+        {"node.json": "{}"},
+    )
 
     config = tmp_path / "replay.yaml"
     config.write_text(yaml.safe_dump(data), encoding="utf-8")

@@ -74,7 +74,7 @@ def test_recorder_file_and_hftbacktest_capture_play_identically(tmp_path: Path) 
     assert from_capture.kernel.result.trades == len(SPOT_TRADE_IDS)
     assert from_capture.kernel.result.quotes == SPOT_QUOTES
     assert fill_keys(from_recording.kernel.result.fills) == fill_keys(from_capture.kernel.result.fills)
-    assert from_recording.stats.rejected == {} and from_recording.router.books[IID].last_seq > 0
+    assert from_recording.stats.rejected == {} and from_recording.kernel.cache.book(IID).last_seq > 0
 
 
 def test_frames_of_a_connection_no_feed_owns_are_skipped_and_counted(tmp_path: Path) -> None:

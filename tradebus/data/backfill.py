@@ -1,4 +1,4 @@
-"""Backfill OHLCV bars from any ccxt exchange into the catalog, resumable and rate-limited.
+"""Backfill OHLCV bars and trades from any ccxt exchange into the catalog, resumable and rate-limited.
 
 :func:`backfill_ohlcv` pages through ``exchange.fetch_ohlcv(symbol, timeframe, since,
 limit)`` from ``since`` (or, when the dataset exists, from the bar after its last
@@ -19,6 +19,21 @@ one) up to ``until``:
   still forming is never fetched when ``until`` is left to the command (now, floored
   to the timeframe).
 
+:func:`backfill_trades` pages through ``exchange.fetch_trades(symbol, since, limit)`` the
+same way, with the rules trades need:
+
+* the next page starts at the **time of the last trade received** (not after it: more
+  trades may share that millisecond), and the trades already kept at that time are
+  recognised by their trade id and dropped; a page holding nothing new ends the
+  backfill, unless it is full of one millisecond's trades (then ``limit`` is too small to
+  get past it, an error says so);
+* on resume, the catalog's last trade time and the ids stored at that time play the
+  same part; trades are stamped at their exchange time (ms), the aggressor is ccxt's
+  ``side`` (the taker's), the trade id is kept;
+* an exchange that answers ``since`` with a bounded window (Binance's aggTrades: one
+  hour) returns an empty page for a window without trades, which ends the backfill: run
+  it again from a later ``--since`` for markets that trade less than once an hour.
+
 Nothing is written to the catalog unless the whole range was fetched and validated.
 ``api_base`` points every URL of the exchange's ``urls['api']`` at another host (the
 tests use a local server speaking Binance's REST).
@@ -36,13 +51,13 @@ import ccxt
 import numpy as np
 import pyarrow as pa
 
-from tradebus.data.catalog import Catalog, Manifest
-from tradebus.data.ingest import BarStream, format_interval, parse_interval
+from tradebus.data.catalog import Catalog, Manifest, open_parquet
+from tradebus.data.ingest import BarStream, TradeStream, format_interval, parse_interval
 from tradebus.data.quality import QualityCheck
 from tradebus.data.sources import Frame, Source
 from tradebus.errors import ConfigError, DataError
 
-__all__ = ["BackfillResult", "backfill_ohlcv", "make_exchange"]
+__all__ = ["BackfillResult", "backfill_ohlcv", "backfill_trades", "make_exchange"]
 
 _RETRYABLE = (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.NetworkError)
 _BACKOFF_CAP_S = 30.0
@@ -148,7 +163,8 @@ def backfill_ohlcv(
     with cat.writer(venue, market, catalog_symbol, dataset, "month" if step_ms < 3_600_000 else "year", kind="bars",
                     interval_ns=interval_ns, mode=mode) as writer:  # type: ignore[arg-type]
         while since_ms < until_ms:
-            page, tries = _fetch(exchange, symbol, timeframe, since_ms, limit, retries, sleep)
+            page, tries = _fetch(exchange, symbol, lambda: exchange.fetch_ohlcv(symbol, timeframe, since=since_ms,
+                                                                                limit=limit), retries, sleep)
             pages, retried = pages + 1, retried + tries
             fresh = _fresh(page, last_open, until_ms)
             if fresh.shape[0] == 0:
@@ -190,11 +206,110 @@ def _fresh(page: list[list[float]], last_open: int | None, until_ms: int) -> np.
     return rows
 
 
-def _fetch(exchange: ccxt.Exchange, symbol: str, timeframe: str, since_ms: int, limit: int, retries: int,
-           sleep: Callable[[float], None]) -> tuple[list[list[float]], int]:
+def backfill_trades(
+    catalog: Catalog | str | os.PathLike[str],
+    exchange: ccxt.Exchange,
+    symbol: str,
+    *,
+    since_ms: int,
+    until_ms: int,
+    venue: str,
+    market: str,
+    catalog_symbol: str,
+    limit: int = 1000,
+    retries: int = 5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> BackfillResult:
+    """Fetch the trades of ``[since_ms, until_ms)`` and write them to ``<venue>/<market>/<catalog_symbol>/trades``.
+
+    When the dataset exists, the backfill resumes at its last trade's time and appends
+    only trades it does not hold. See the module docstring for pagination and retries.
+
+    Raises
+    ------
+    DataError
+        An invalid trade (naming the page and row), a millisecond with more than
+        ``limit`` trades, retries exhausted, or an exchange error.
+    """
+    cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
+    mode = "create"
+    seen: set[str] = set()
+    last_ms: int | None = None
+    if cat.exists(venue, market, catalog_symbol, "trades"):
+        last_ms, seen = _stored_tail(cat, venue, market, catalog_symbol)
+        since_ms = max(since_ms, last_ms)
+        mode = "append"
+    name = f"ccxt {exchange.id} {symbol} trades"
+    stream = TradeStream(Source(name, ".ccxt", True, iter(())), ts_column="time", ts_unit="ms")
+    check = QualityCheck("trades", None)
+    pages = rows = retried = 0
+    start = since_ms
+    with cat.writer(venue, market, catalog_symbol, "trades", "day", kind="trades", mode=mode) as writer:  # type: ignore[arg-type]
+        while since_ms < until_ms:
+            page, tries = _fetch(exchange, symbol, lambda: exchange.fetch_trades(symbol, since=since_ms, limit=limit),
+                                 retries, sleep)
+            pages, retried = pages + 1, retried + tries
+            fresh = [t for t in sorted(page, key=_trade_key) if _trade_ms(t, name) < until_ms
+                     and not (_trade_ms(t, name) == last_ms and str(t.get("id")) in seen)
+                     and (last_ms is None or _trade_ms(t, name) >= last_ms)]
+            if not fresh:
+                times = {_trade_ms(t, name) for t in page}
+                if len(page) >= limit and times == {since_ms}:
+                    raise DataError(f"{name}: more than {limit} trades at {since_ms} ms; raise --limit to get past it")
+                break
+            frame = Frame(f"{name} page {pages}", {
+                "time": pa.array([_trade_ms(t, name) for t in fresh], pa.int64()),
+                "price": pa.array([t.get("price") for t in fresh], pa.float64()),
+                "size": pa.array([t.get("amount") for t in fresh], pa.float64()),
+                "side": pa.array([t.get("side") or "" for t in fresh], pa.string()),
+                "trade_id": pa.array([str(t.get("id") or "") for t in fresh], pa.string()),
+            })
+            table = stream.convert(frame)
+            writer.write(table)
+            check.feed(table)
+            rows += table.num_rows
+            newest = _trade_ms(fresh[-1], name)
+            if newest != last_ms:
+                seen = set()
+            seen.update(str(t.get("id")) for t in fresh if _trade_ms(t, name) == newest)
+            last_ms = since_ms = newest
+        if writer.rows == 0:
+            return BackfillResult(None, pages, 0, retried, start)
+        manifest = writer.commit(
+            [f"backfilled from {name} ({pages} pages, {retried} retries), trades {start} .. {last_ms} ms"],
+            quality=check.report().summary(),
+        )
+    return BackfillResult(manifest, pages, rows, retried, start)
+
+
+def _trade_ms(trade: dict[str, object], name: str) -> int:
+    stamp = trade.get("timestamp")
+    if not isinstance(stamp, int | float) or isinstance(stamp, bool):
+        raise DataError(f"{name}: trade {trade.get('id')!r} has no timestamp ({stamp!r})")
+    return int(stamp)
+
+
+def _trade_key(trade: dict[str, object]) -> tuple[int, int, str]:
+    """Time, then the id numerically where it is a number (exchanges number trades in order)."""
+    ident = str(trade.get("id") or "")
+    stamp = trade.get("timestamp")
+    return (int(stamp) if isinstance(stamp, int | float) else 0, int(ident) if ident.isdigit() else 0, ident)
+
+
+def _stored_tail(cat: Catalog, venue: str, market: str, symbol: str) -> tuple[int, set[str]]:
+    """The last stored trade time (ms) and the ids of the trades stored at that millisecond."""
+    _, entries = cat.entries(venue, market, symbol, "trades")
+    tail = open_parquet(entries[-1][0], "trades").read(columns=["ts_event", "trade_id"])
+    ms = tail.column("ts_event").to_numpy() // 1_000_000
+    last = int(ms[-1])
+    return last, set(tail.column("trade_id").to_numpy(zero_copy_only=False)[ms == last].tolist())
+
+
+def _fetch(exchange: ccxt.Exchange, symbol: str, call: Callable[[], list], retries: int,
+           sleep: Callable[[float], None]) -> tuple[list, int]:
     for attempt in range(retries + 1):
         try:
-            return exchange.fetch_ohlcv(symbol, timeframe, since=since_ms, limit=limit), attempt
+            return call(), attempt
         except _RETRYABLE as exc:
             if attempt == retries:
                 raise DataError(f"{exchange.id} {symbol}: giving up after {retries} retries: {exc}") from None

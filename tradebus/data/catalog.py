@@ -618,14 +618,18 @@ class Catalog:
         interval_ns: int | None = None,
         mode: Literal["create", "append", "overwrite"] = "create",
         row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+        distinct_times: bool = True,
     ) -> DatasetWriter:
         """Open a :class:`DatasetWriter`: a dataset written batch by batch, swapped in on commit.
 
-        Parameters are those of :meth:`write`. Use it as a context manager: leaving
+        Parameters are those of :meth:`write`, and ``distinct_times``: bars must each have a
+        later ``ts_event`` than the one before (``False`` for bars closed by an amount
+        rather than a clock, several of which may close at one trade time). Use it as a context manager: leaving
         the block without :meth:`DatasetWriter.commit` (or on an exception) removes
         everything it staged and leaves the catalog as it was.
         """
-        return DatasetWriter(self, venue, market, symbol, dataset, period, kind, interval_ns, mode, row_group_rows)
+        return DatasetWriter(self, venue, market, symbol, dataset, period, kind, interval_ns, mode, row_group_rows,
+                             distinct_times)
 
 def _swap(tmp: Path, base: Path) -> None:
     """Replace ``base`` by ``tmp``: two renames, the old copy removed last."""
@@ -672,6 +676,7 @@ class DatasetWriter:
         interval_ns: int | None,
         mode: Literal["create", "append", "overwrite"],
         row_group_rows: int,
+        distinct_times: bool = True,
     ) -> None:
         if period not in _PERIOD_UNITS:
             raise DataError(f"unknown partition period {period!r}; expected one of {sorted(_PERIOD_UNITS)}")
@@ -685,6 +690,7 @@ class DatasetWriter:
         self.name = "/".join(self.ref.relpath().parts)
         self.kind, self.period, self.mode, self.row_group_rows = kind, period, mode, row_group_rows
         self.interval_ns = interval_ns
+        self.distinct_times = distinct_times
         self.old: Manifest | None = None
         if catalog.exists(venue, market, symbol, dataset):
             if mode == "create":
@@ -794,7 +800,7 @@ class DatasetWriter:
                 f"{self.name} row {self.rows + i + 1}: ts_init {int(ts_init[i])} < previous {before} "
                 "(rows must be sorted by time)"
             )
-        if self.kind == "bars":
+        if self.kind == "bars" and self.distinct_times:
             ts_event = table.column("ts_event").to_numpy()
             prev_e = self._last_ts_event
             joined_e = ts_event if prev_e is None else np.concatenate(([prev_e], ts_event))

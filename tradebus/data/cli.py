@@ -377,6 +377,44 @@ def _ref(dataset: str) -> tuple[str, str, str, str]:
     return parts[0], parts[1], parts[2], parts[3]
 
 
+@data_app.command("bars")
+def bars_cmd(
+    dataset: Annotated[str, typer.Argument(help="Source: a trades dataset (any bar mode) or a bars dataset (time "
+                                           "bars of a longer interval), venue/market/symbol/dataset.")],
+    mode: Annotated[str, typer.Option(help="time, tick, volume, dollar, tick_imbalance, volume_imbalance or "
+                                      "dollar_imbalance.")] = "time",
+    interval: Annotated[str | None, typer.Option(help="Bar interval of time bars (1m, 1h, ...).")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Trades, size or notional per bar; for imbalance bars the "
+                                                    "initial expected trades per bar.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Target dataset (default bars_<interval> or "
+                                             "bars_<mode>_<threshold>).")] = None,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+) -> None:
+    """Build bars into the catalog from trades, or resample bars to a longer interval (complete bars only)."""
+    from tradebus.data.catalog import DatasetRef
+    from tradebus.data.ingest import parse_interval
+    from tradebus.data.resample import bars_from_trades, resample_bars
+    from tradebus.features.bars import BAR_MODES
+
+    ref = DatasetRef(*_ref(dataset))
+    if mode not in BAR_MODES:
+        raise _fail(ConfigError(f"--mode {mode!r} is not one of {', '.join(BAR_MODES)}"))
+    if (mode == "time") != (interval is not None) or (mode != "time") != (threshold is not None):
+        raise _fail(ConfigError("time bars take --interval, the other modes --threshold"))
+    try:
+        interval_ns = parse_interval(interval) if interval is not None else None
+        cat = Catalog(catalog)
+        if cat.manifest(ref.venue, ref.market, ref.symbol, ref.dataset).kind == "bars":
+            if mode != "time":
+                raise ConfigError(f"{dataset} holds bars: only --mode time resamples bars")
+            manifest = resample_bars(cat, ref, int(interval_ns or 0), dataset=name)
+        else:
+            manifest = bars_from_trades(cat, ref, mode, interval_ns=interval_ns, threshold=threshold, dataset=name)
+    except TradebusError as exc:
+        raise _fail(exc) from None
+    _console().print(f"built -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+
+
 @data_app.command("quality")
 def quality_cmd(
     dataset: Annotated[str, typer.Argument(help="venue/market/symbol/dataset, e.g. binance/spot/BTCUSDT/bars_1m.")],
@@ -438,25 +476,28 @@ def backfill_cmd(
     symbol: Annotated[str, typer.Option(help="ccxt unified symbol, e.g. BTC/USDT.")],
     since: Annotated[str, typer.Option(help="First bar open time (ISO 8601, UTC); a resume starts after the "
                                        "catalog's last bar.")],
-    timeframe: Annotated[str, typer.Option(help="Bar timeframe (1m, 1h, 1d, ...).")] = "1m",
+    timeframe: Annotated[str, typer.Option(help="Bar timeframe (1m, 1h, 1d, ...); bars only.")] = "1m",
+    kind: Annotated[str, typer.Option(help="bars (OHLCV) or trades.")] = "bars",
     until: Annotated[str | None, typer.Option(help="End, exclusive (default: now, whole bars only).")] = None,
     venue: Annotated[str | None, typer.Option(help="Catalog venue (default: the exchange id).")] = None,
     market: Annotated[str | None, typer.Option(help="Catalog market (default: the ccxt market type).")] = None,
-    limit: Annotated[int, typer.Option(help="Bars per request.", min=1)] = 1000,
+    limit: Annotated[int, typer.Option(help="Bars or trades per request.", min=1)] = 1000,
     rate_limit_ms: Annotated[int | None, typer.Option(help="Milliseconds between requests (default: ccxt's).")] = None,
     market_types: Annotated[str | None, typer.Option(help="Comma list of market types to load (ccxt option).")] = None,
     api_base: Annotated[str | None, typer.Option("--api-base", envvar="TRADEBUS_BACKFILL_API_BASE",
                                                  help="Send REST calls to this scheme://host instead.")] = None,
     catalog: CatalogOpt = DEFAULT_CATALOG,
 ) -> None:
-    """Backfill OHLCV bars from a ccxt exchange: paginated, rate-limited, resumable, deduplicated."""
+    """Backfill OHLCV bars or trades from a ccxt exchange: paginated, rate-limited, resumable, deduplicated."""
     import ccxt
 
-    from tradebus.data.backfill import backfill_ohlcv, make_exchange
+    from tradebus.data.backfill import backfill_ohlcv, backfill_trades, make_exchange
     from tradebus.data.ingest import parse_interval
 
+    if kind not in ("bars", "trades"):
+        raise _fail(ConfigError(f"--kind {kind!r} is not bars or trades"))
     try:
-        step_ms = parse_interval(timeframe) // 1_000_000
+        step_ms = parse_interval(timeframe) // 1_000_000 if kind == "bars" else 1
     except DataError as exc:
         raise _fail(ConfigError(f"--timeframe: {exc}")) from None
     since_ms = _moment_ms(since, "--since")
@@ -470,12 +511,15 @@ def backfill_cmd(
             info = exchange.market(symbol)
         except ccxt.BaseError as exc:
             raise DataError(f"{exchange_id}: cannot load the market {symbol}: {type(exc).__name__}: {exc}") from None
-        result = backfill_ohlcv(catalog, exchange, symbol, timeframe, since_ms=since_ms, until_ms=until_ms,
-                                venue=venue or exchange_id, market=market or str(info["type"]),
-                                catalog_symbol=str(info["id"]), limit=limit)
+        where = {"since_ms": since_ms, "until_ms": until_ms, "venue": venue or exchange_id,
+                 "market": market or str(info["type"]), "catalog_symbol": str(info["id"]), "limit": limit}
+        if kind == "bars":
+            result = backfill_ohlcv(catalog, exchange, symbol, timeframe, **where)  # type: ignore[arg-type]
+        else:
+            result = backfill_trades(catalog, exchange, symbol, **where)  # type: ignore[arg-type]
     except TradebusError as exc:
         raise _fail(exc) from None
     console = _console()
-    console.print(f"{result.pages} requests, {result.rows} new bars, {result.retries} retries", highlight=False)
+    console.print(f"{result.pages} requests, {result.rows} new {kind}, {result.retries} retries", highlight=False)
     if result.manifest is not None:
         console.print(f"backfilled -> {_summary(result.manifest)}", highlight=False, soft_wrap=True)

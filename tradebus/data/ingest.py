@@ -146,6 +146,7 @@ _TIME_ALIASES = (
     "date",
     "trade_time_ms",
     "trade_time",
+    "created_time",
     "ts",
     "t",
 )
@@ -158,10 +159,11 @@ _BAR_ALIASES: dict[str, tuple[str, ...]] = {
 }
 _TRADE_ALIASES: dict[str, tuple[str, ...]] = {
     "price": ("price", "p"),
-    "size": ("size", "qty", "quantity", "amount", "q"),
-    "trade_id": ("trade_id", "id", "tid", "agg_trade_id"),
+    "size": ("size", "qty", "quantity", "amount", "q", "volume"),
+    "trade_id": ("trade_id", "id", "tid", "agg_trade_id", "trdmatchid"),
 }
-SYMBOL_COLUMNS = ("symbol", "instrument", "instrument_id", "inst_id", "instid", "ticker", "pair", "product_id")
+SYMBOL_COLUMNS = ("symbol", "instrument", "instrument_id", "instrument_name", "inst_id", "instid", "ticker", "pair",
+                  "product_id")
 """Column names taken as a symbol column (a file may hold one symbol unless split)."""
 _MAX_SYMBOLS = 1000
 # Rows gathered before the bar interval is detected (all of a smaller file), so the
@@ -374,9 +376,12 @@ def _to_ns_unit(frame: Frame, array: pa.Array, field: str, ts_unit: str) -> tupl
             )
     factor = _NS_PER[unit]
     if values.dtype.kind == "f":
-        scaled = values * float(factor)
-        ok = (scaled >= TS_MIN_NS) & (scaled < TS_MAX_NS)
-        ns = np.where(ok, np.rint(scaled), 0).astype(np.int64)
+        # A float64 holds today's time in ns only to ~256 ns: fractional times (Bybit's seconds with four
+        # decimals) are rounded to the microsecond, which a float64 holds exactly, then scaled.
+        micros = np.rint(values * (factor / 1000.0)) if factor >= 1000 else values / 1000.0
+        ok = (micros >= TS_MIN_NS // 1000) & (micros < TS_MAX_NS // 1000)
+        ns = np.where(ok, micros, 0).astype(np.int64) * 1000 if factor >= 1000 else np.where(
+            ok, np.rint(values), 0).astype(np.int64)
     else:
         wide = values.astype(np.int64)
         limit = TS_MAX_NS // factor

@@ -223,7 +223,7 @@ def import_recording(
         or receive times that go back (the rows must be in time order).
     """
     from tradebus.errors import ParseError
-    from tradebus.node.daemon import build_feeds
+    from tradebus.node.feeds import build_feeds
     from tradebus.node.playback import read_recording
 
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)

@@ -2,15 +2,17 @@
 
 It keeps the last bar, trade and quote of every instrument (set by the kernel
 before strategies see the message), the current feature values of every
-instrument (:class:`FeatureView`), and read-only views of orders and positions
-(delegated to the order manager and the portfolio, which own them).
+instrument (:class:`FeatureView`), the L2 book of every instrument whose feed keeps one
+(the adapter's own book, registered by the node: there is one book per instrument), and
+read-only views of orders and positions (delegated to the order manager and the portfolio,
+which own them).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tradebus.engine.messages import Bar, Quote, Trade
 from tradebus.errors import FeatureError
@@ -19,7 +21,21 @@ if TYPE_CHECKING:
     from tradebus.engine.portfolio import Portfolio
     from tradebus.execution.orders import Order, OrderManager
 
-__all__ = ["Cache", "FeatureView"]
+__all__ = ["BookView", "Cache", "FeatureView"]
+
+
+class BookView(Protocol):
+    """What a strategy may read of an L2 order book (``price, size`` rows, best first)."""
+
+    last_seq: int
+
+    def best_bid(self) -> tuple[float, float]: ...
+
+    def best_ask(self) -> tuple[float, float]: ...
+
+    def bids(self, depth: int | None = None) -> Any: ...
+
+    def asks(self, depth: int | None = None) -> Any: ...
 
 
 class FeatureView:
@@ -87,7 +103,7 @@ class Cache:
         Owner of the orders.
     """
 
-    __slots__ = ("_orders", "_portfolio", "bars", "feature_views", "prices", "quotes", "trades")
+    __slots__ = ("_books", "_orders", "_portfolio", "bars", "feature_views", "prices", "quotes", "trades")
 
     def __init__(self, portfolio: Portfolio, orders: OrderManager) -> None:
         self._portfolio = portfolio
@@ -102,6 +118,7 @@ class Cache:
         self.prices: dict[str, float] = {}
         #: ``instrument_id -> FeatureView``.
         self.feature_views: dict[str, FeatureView] = {}
+        self._books: dict[str, Callable[[], BookView | None]] = {}
 
     # ------------------------------------------------------------------ market data
 
@@ -122,6 +139,19 @@ class Cache:
         whichever message came last. NaN before any market data of the instrument.
         """
         return self.prices.get(instrument_id, math.nan)
+
+    def register_book(self, instrument_id: str, source: Callable[[], BookView | None]) -> None:
+        """Make ``source()`` (the feed adapter's book of ``instrument_id``, or ``None``) readable by :meth:`book`."""
+        self._books[instrument_id] = source
+
+    def book(self, instrument_id: str) -> BookView | None:
+        """The L2 book of the instrument, or ``None`` when no feed keeps one (yet).
+
+        The book is the adapter's: it is current as of the last message delivered and may be
+        out of sync with the venue while it resyncs (orders are then denied by the market guard).
+        """
+        source = self._books.get(instrument_id)
+        return None if source is None else source()
 
     def features(self, instrument_id: str) -> FeatureView:
         """The instrument's :class:`FeatureView`.

@@ -1,10 +1,10 @@
-"""Bars built from trades: time, tick, volume and dollar bars, one step kernel for live and batch.
+"""Bars built from trades: time, tick, volume, dollar and imbalance bars, one loop for live and batch.
 
 :class:`BarBuilder` keeps one state vector. :meth:`BarBuilder.update` feeds one trade
 and returns the bar it completes (or ``None``); :meth:`BarBuilder.run` feeds a whole
-array of trades in one compiled loop. Both call the same ``@njit`` step function, so
-the bars they produce are bit-identical (``np.array_equal``), however the trades are
-split between the two.
+array of trades in one compiled loop. Both run the same ``@njit`` loop (``update`` over
+arrays of length one), so the bars they produce are bit-identical (``np.array_equal``),
+however the trades are split between the two.
 
 Rules (no lookahead: a bar is known only once a trade shows it is over):
 
@@ -15,10 +15,24 @@ Rules (no lookahead: a bar is known only once a trade shows it is over):
 * ``volume`` / ``dollar``: when the bar's summed size / ``price * size`` reaches
   ``threshold``; the trade that reaches it belongs to the bar (trades are not split),
   stamped with its time.
+* ``tick_imbalance`` / ``volume_imbalance`` / ``dollar_imbalance`` (Lopez de Prado,
+  *Advances in Financial Machine Learning*, 2.3.2.1): each trade gets a sign ``b`` (its
+  aggressor side when known, else the tick rule: the sign of the price change, the
+  previous sign when the price did not move, 0 before the first change) and an amount
+  ``x`` (1, size, or ``price * size``). The bar's imbalance ``theta = sum(b * x)`` closes
+  it when ``|theta| >= E[T] * max(|E[b x]|, floor * E[x])``, where ``E[T]`` (trades per
+  bar) starts at ``threshold`` and is an EWMA over closed bars (span ``span_bars``),
+  clamped to ``[threshold / 2, threshold * 2]``, and ``E[b x]``, ``E[x]`` are EWMAs over
+  trades (span ``span_trades``) as of the trade before, started at the first signed
+  trade; no bar closes before that start. The clamp and the ``floor`` (default 0.5) are
+  ours: with balanced flow ``|E[b x]|`` is near 0, and the published rule alone
+  collapses to bars of one trade (a random walk needs about ``k**2`` trades to reach an
+  imbalance of ``k``, so an unclamped ``E[T]`` either shrinks to 1 or grows without
+  bound).
 
-The step helpers are inlined (``inline="always"``) into the batch loop and into the
-one-trade wrapper: called as functions, the reference counting of their array
-arguments cost far more than the step itself (measured in ``bench/data.py``).
+Every field is held in a local of the compiled loop and written back to the state
+vector once per call: reading and writing the state array on every trade cost more than
+the bar arithmetic itself (``bench/data.py`` compares with a hand-written loop).
 
 Each bar: ``ts_event`` (int64 ns) and the floats ``open, high, low, close, volume, vwap,
 trades, buy_volume, sell_volume`` (aggressor 1 buy, -1 sell, 0 counted in neither). :meth:`flush` emits the
@@ -32,100 +46,114 @@ from numba import njit
 
 from tradebus.errors import FeatureError
 
-__all__ = ["BAR_FIELDS", "BarBuilder"]
+__all__ = ["BAR_FIELDS", "BAR_MODES", "BarBuilder"]
 
 BAR_FIELDS = ("ts_event", "open", "high", "low", "close", "volume", "vwap", "trades", "buy_volume", "sell_volume")
-_MODES = {"time": 0, "tick": 1, "volume": 2, "dollar": 3}
-# state: 0 open, 1 high, 2 low, 3 close, 4 volume, 5 notional, 6 trades, 7 buy, 8 sell, 9 has a bar started (0/1);
+_MODES = {"time": 0, "tick": 1, "volume": 2, "dollar": 3,
+          "tick_imbalance": 4, "volume_imbalance": 5, "dollar_imbalance": 6}
+BAR_MODES = tuple(_MODES)
+# state: 0 open, 1 high, 2 low, 3 close, 4 volume, 5 notional, 6 trades, 7 buy, 8 sell, 9 has a bar started (0/1),
+# imbalance: 10 theta, 11 E[T], 12 E[b x], 13 E[b x] started (0/1), 14 last price, 15 last sign, 16 E[x];
 # clock (int64, ns timestamps do not fit a float64 exactly): 0 bucket end (time bars), 1 last trade ts
-_STATE = 10
+_STATE = 17
 _F = len(BAR_FIELDS) - 1  # the float fields; ts_event goes to its own int64 array
-
-
-@njit(cache=True, inline="always")
-def _emit(state: np.ndarray, out: np.ndarray, out_ts: np.ndarray, row: int, ts: int) -> None:
-    out_ts[row] = ts
-    out[row, 0] = state[0]
-    out[row, 1] = state[1]
-    out[row, 2] = state[2]
-    out[row, 3] = state[3]
-    out[row, 4] = state[4]
-    out[row, 5] = state[5] / state[4] if state[4] > 0.0 else state[3]
-    out[row, 6] = state[6]
-    out[row, 7] = state[7]
-    out[row, 8] = state[8]
-    state[9] = 0.0
-
-
-@njit(cache=True, inline="always")
-def _add(state: np.ndarray, clock: np.ndarray, ts: int, price: float, size: float, aggressor: float) -> None:
-    if state[9] == 0.0:
-        state[0] = price
-        state[1] = price
-        state[2] = price
-        state[4] = 0.0
-        state[5] = 0.0
-        state[6] = 0.0
-        state[7] = 0.0
-        state[8] = 0.0
-        state[9] = 1.0
-    state[1] = max(state[1], price)
-    state[2] = min(state[2], price)
-    state[3] = price
-    state[4] += size
-    state[5] += price * size
-    state[6] += 1.0
-    # branchless: the side of a trade is a coin flip, a branch on it mispredicts half the time
-    state[7] += size * (aggressor > 0.0)
-    state[8] += size * (aggressor < 0.0)
-    clock[1] = ts
-
-
-@njit(cache=True, inline="always")
-def _step(state: np.ndarray, clock: np.ndarray, out: np.ndarray, out_ts: np.ndarray, row: int, ts: int, price: float,
-          size: float, aggressor: float, mode: int, threshold: float, interval: int) -> int:
-    """Feed one trade; write the bar it completes at row ``row`` and return 1 (else 0)."""
-    emitted = 0
-    if mode == 0:
-        if state[9] == 1.0 and ts >= clock[0]:
-            _emit(state, out, out_ts, row, clock[0])
-            emitted = 1
-        if state[9] == 0.0:
-            clock[0] = (ts // interval + 1) * interval
-        _add(state, clock, ts, price, size, aggressor)
-        return emitted
-    _add(state, clock, ts, price, size, aggressor)
-    if mode == 1:
-        done = state[6] >= threshold
-    elif mode == 2:
-        done = state[4] >= threshold
-    else:
-        done = state[5] >= threshold
-    if done:
-        _emit(state, out, out_ts, row, ts)
-        return 1
-    return 0
+_CHUNK = 1 << 18  # trades per compiled call in :meth:`BarBuilder.run` (bounds the output buffer)
 
 
 @njit(cache=True)
-def _update(state: np.ndarray, clock: np.ndarray, out: np.ndarray, out_ts: np.ndarray, ts: int, price: float,
-            size: float, aggressor: float, mode: int, threshold: float, interval: int) -> int:
-    """One trade from Python: the same inlined :func:`_step` as :func:`_run`, at row 0."""
-    return _step(state, clock, out, out_ts, 0, ts, price, size, aggressor, mode, threshold, interval)
-
-
-@njit(cache=True)
-def _flush(state: np.ndarray, out: np.ndarray, out_ts: np.ndarray, ts: int) -> None:
-    _emit(state, out, out_ts, 0, ts)
-
-
-@njit(cache=True)
-def _run(state: np.ndarray, clock: np.ndarray, out: np.ndarray, out_ts: np.ndarray, ts: np.ndarray,
-         price: np.ndarray, size: np.ndarray, aggressor: np.ndarray, mode: int, threshold: float, interval: int) -> int:
+def _loop(state: np.ndarray, clock: np.ndarray, out: np.ndarray, out_ts: np.ndarray, ts: np.ndarray,
+          price: np.ndarray, size: np.ndarray, aggressor: np.ndarray, mode: int, threshold: float, interval: int,
+          alpha_bars: float, alpha_trades: float, floor: float) -> int:
+    """Feed the trades; write the bars they complete from row 0 and return how many."""
+    o, h, lo, c = state[0], state[1], state[2], state[3]
+    v, q, n, buy, sell, started = state[4], state[5], state[6], state[7], state[8], state[9]
+    theta, e_len, e_bx, bx_ready, last_px, last_sign = state[10], state[11], state[12], state[13], state[14], state[15]
+    e_x, len_lo, len_hi = state[16], threshold / 2.0, threshold * 2.0
+    end, last_ts = clock[0], clock[1]
     rows = 0
     for i in range(ts.size):
-        rows += _step(state, clock, out, out_ts, rows, ts[i], price[i], size[i], aggressor[i], mode, threshold, interval)
+        t, p, s, a = ts[i], price[i], size[i], aggressor[i]
+        if mode == 0 and started == 1.0 and t >= end:
+            out_ts[rows] = end
+            out[rows, 0], out[rows, 1], out[rows, 2], out[rows, 3], out[rows, 4] = o, h, lo, c, v
+            out[rows, 5] = q / v if v > 0.0 else c
+            out[rows, 6], out[rows, 7], out[rows, 8] = n, buy, sell
+            rows += 1
+            started = 0.0
+        if started == 0.0:
+            o = h = lo = p
+            v = q = n = buy = sell = theta = 0.0
+            started = 1.0
+            if mode == 0:
+                end = (t // interval + 1) * interval
+        h = max(h, p)
+        lo = min(lo, p)
+        c = p
+        v += s
+        q += p * s
+        n += 1.0
+        # branchless: the side of a trade is a coin flip, a branch on it mispredicts half the time
+        buy += s * (a > 0.0)
+        sell += s * (a < 0.0)
+        last_ts = t
+        if mode == 0:
+            continue
+        if mode == 1:
+            done = n >= threshold
+        elif mode == 2:
+            done = v >= threshold
+        elif mode == 3:
+            done = q >= threshold
+        else:
+            if a != 0.0:
+                b = 1.0 if a > 0.0 else -1.0
+            elif p > last_px:
+                b = 1.0
+            elif p < last_px:
+                b = -1.0
+            else:
+                b = last_sign
+            last_px = p
+            last_sign = b
+            x = 1.0 if mode == 4 else (s if mode == 5 else p * s)
+            bx = b * x
+            theta += bx
+            if bx_ready == 1.0:
+                done = abs(theta) >= e_len * max(abs(e_bx), floor * e_x)
+                e_bx += alpha_trades * (bx - e_bx)
+                e_x += alpha_trades * (x - e_x)
+            else:
+                done = False
+                if b != 0.0:
+                    e_bx = bx
+                    e_x = x
+                    bx_ready = 1.0
+            if done:
+                e_len = min(len_hi, max(len_lo, e_len + alpha_bars * (n - e_len)))
+        if done:
+            out_ts[rows] = t
+            out[rows, 0], out[rows, 1], out[rows, 2], out[rows, 3], out[rows, 4] = o, h, lo, c, v
+            out[rows, 5] = q / v if v > 0.0 else c
+            out[rows, 6], out[rows, 7], out[rows, 8] = n, buy, sell
+            rows += 1
+            started = 0.0
+    state[0], state[1], state[2], state[3] = o, h, lo, c
+    state[4], state[5], state[6], state[7], state[8], state[9] = v, q, n, buy, sell, started
+    state[10], state[11], state[12], state[13], state[14], state[15] = theta, e_len, e_bx, bx_ready, last_px, last_sign
+    state[16] = e_x
+    clock[0], clock[1] = end, last_ts
     return rows
+
+
+@njit(cache=True)
+def _update(state: np.ndarray, clock: np.ndarray, out: np.ndarray, out_ts: np.ndarray, one_ts: np.ndarray,
+            one: np.ndarray, ts: int, price: float, size: float, aggressor: float, mode: int, threshold: float,
+            interval: int, alpha_bars: float, alpha_trades: float, floor: float) -> int:
+    """One trade from Python: :func:`_loop` over arrays of length one (``one`` holds price, size, aggressor)."""
+    one_ts[0] = ts
+    one[0], one[1], one[2] = price, size, aggressor
+    return _loop(state, clock, out, out_ts, one_ts, one[0:1], one[1:2], one[2:3], mode, threshold, interval,
+                 alpha_bars, alpha_trades, floor)
 
 
 class BarBuilder:
@@ -134,11 +162,18 @@ class BarBuilder:
     Parameters
     ----------
     mode
-        ``"time"``, ``"tick"``, ``"volume"`` or ``"dollar"``.
+        One of :data:`BAR_MODES`: ``"time"``, ``"tick"``, ``"volume"``, ``"dollar"``,
+        ``"tick_imbalance"``, ``"volume_imbalance"``, ``"dollar_imbalance"``.
     interval_ns
         Bar length (time bars).
     threshold
-        Trades per bar (tick), size per bar (volume) or ``price * size`` per bar (dollar).
+        Trades per bar (tick), size per bar (volume), ``price * size`` per bar (dollar),
+        or the initial expected trades per bar ``E[T]`` (imbalance bars).
+    span_bars, span_trades
+        EWMA spans of ``E[T]`` (over bars) and ``E[b x]``, ``E[x]`` (over trades),
+        imbalance bars only; ``alpha = 2 / (span + 1)``.
+    floor
+        Imbalance bars: the expected imbalance per trade is at least ``floor * E[x]``.
 
     Examples
     --------
@@ -147,29 +182,40 @@ class BarBuilder:
     (True, 11.0)
     """
 
-    def __init__(self, mode: str, *, interval_ns: int | None = None, threshold: float | None = None) -> None:
+    def __init__(self, mode: str, *, interval_ns: int | None = None, threshold: float | None = None,
+                 span_bars: int = 20, span_trades: int = 1000, floor: float = 0.5) -> None:
         if mode not in _MODES:
             raise FeatureError(f"bar mode {mode!r} is not one of {sorted(_MODES)}")
         if mode == "time" and (interval_ns is None or interval_ns <= 0):
             raise FeatureError("time bars need interval_ns > 0")
         if mode != "time" and (threshold is None or not threshold > 0):
             raise FeatureError(f"{mode} bars need threshold > 0")
+        if span_bars < 1 or span_trades < 1 or not 0.0 <= floor <= 1.0:
+            raise FeatureError(f"{mode} bars need span_bars >= 1, span_trades >= 1 and 0 <= floor <= 1")
         self.mode = mode
         self._mode = _MODES[mode]
         self._interval = int(interval_ns or 1)
         self._threshold = float(threshold or 0.0)
+        self._alpha_bars = 2.0 / (span_bars + 1.0)
+        self._alpha_trades = 2.0 / (span_trades + 1.0)
+        self._floor = float(floor)
         self._state = np.zeros(_STATE)
+        self._state[11] = self._threshold
+        self._state[14] = np.nan  # no last price: the tick rule signs the first trade 0
         self._clock = np.zeros(2, dtype=np.int64)
         self._one = np.empty((1, _F))
         self._one_ts = np.empty(1, dtype=np.int64)
+        self._in_ts = np.empty(1, dtype=np.int64)
+        self._in = np.empty(3)
 
     def update(self, ts: int, price: float, size: float, aggressor: int = 0) -> tuple[int, np.ndarray] | None:
         """Feed one trade; return the bar it completes, ``(ts_event, values)``, or ``None``.
 
         ``values`` are the float fields of :data:`BAR_FIELDS` after ``ts_event``.
         """
-        if _update(self._state, self._clock, self._one, self._one_ts, int(ts), float(price), float(size),
-                   float(aggressor), self._mode, self._threshold, self._interval):
+        if _update(self._state, self._clock, self._one, self._one_ts, self._in_ts, self._in, int(ts), float(price),
+                   float(size), float(aggressor), self._mode, self._threshold, self._interval, self._alpha_bars,
+                   self._alpha_trades, self._floor):
             return int(self._one_ts[0]), self._one[0].copy()
         return None
 
@@ -183,16 +229,27 @@ class BarBuilder:
         side = np.zeros(ts.size) if aggressor is None else np.ascontiguousarray(aggressor, dtype=np.float64)
         if not (ts.size == price.size == size.size == side.size):
             raise FeatureError("bar builder: ts, price, size and aggressor must have one length")
-        out = np.empty((ts.size, _F))
-        out_ts = np.empty(ts.size, dtype=np.int64)
-        rows = _run(self._state, self._clock, out, out_ts, ts, price, size, side, self._mode, self._threshold,
-                    self._interval)
-        return out_ts[:rows].copy(), out[:rows].copy()
+        if ts.size <= _CHUNK:
+            out, out_ts = np.empty((ts.size, _F)), np.empty(ts.size, dtype=np.int64)
+        else:
+            out, out_ts = np.empty((_CHUNK, _F)), np.empty(_CHUNK, dtype=np.int64)
+        parts_ts, parts = [], []
+        for start in range(0, ts.size, _CHUNK):  # k trades complete at most k bars: one buffer serves every chunk
+            stop = start + _CHUNK
+            rows = _loop(self._state, self._clock, out, out_ts, ts[start:stop], price[start:stop], size[start:stop],
+                         side[start:stop], self._mode, self._threshold, self._interval, self._alpha_bars,
+                         self._alpha_trades, self._floor)
+            parts_ts.append(out_ts[:rows].copy())
+            parts.append(out[:rows].copy())
+        if not parts:
+            return np.empty(0, dtype=np.int64), np.empty((0, _F))
+        return np.concatenate(parts_ts), np.concatenate(parts)
 
     def flush(self) -> tuple[int, np.ndarray] | None:
         """Emit the unfinished bar (time bars: stamped at its bucket end; others: at its last trade)."""
-        if self._state[9] == 0.0:
+        s = self._state
+        if s[9] == 0.0:
             return None
-        stamp = self._clock[0] if self._mode == 0 else self._clock[1]
-        _flush(self._state, self._one, self._one_ts, stamp)
-        return int(self._one_ts[0]), self._one[0].copy()
+        values = np.array([s[0], s[1], s[2], s[3], s[4], s[5] / s[4] if s[4] > 0.0 else s[3], s[6], s[7], s[8]])
+        s[9] = 0.0
+        return int(self._clock[0] if self._mode == 0 else self._clock[1]), values

@@ -53,20 +53,18 @@ from typing import Literal
 from loguru import logger
 
 from tradebus.adapters.common.recorder import iter_hftbacktest, read_frames
+from tradebus.adapters.registry import VENUES, venue_adapter
 from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import DataError, ParseError
-from tradebus.node.config import PaperConfig, load_paper_config
-from tradebus.node.daemon import (
-    Feed,
-    MarketGuard,
-    NodeRouter,
-    build_feeds,
-    build_paper_kernel,
-    kept_files,
-    write_outputs,
-)
+from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_config
+from tradebus.node.daemon import build_paper_kernel, kept_files
+from tradebus.adapters.common.feed import Feed
+from tradebus.node.feeds import attach_feeds, build_feeds
+from tradebus.node.router import NodeRouter
+from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
+from tradebus.risk.guard import MarketGuard
 
 __all__ = ["Playback", "PlaybackStats", "detect_format", "play", "read_recording", "run_playback"]
 
@@ -124,8 +122,9 @@ def read_recording(path: str | Path, feeds: list[Feed]) -> Iterator[tuple[int, s
     conn = f"{feed.name}:1"
     books = list(feed.book_checks())
     rest = f"rest:{feed.symbols[books[0]]}" if len(books) == 1 else None
+    is_snapshot = VENUES[feed.config.venue].is_snapshot_line
     for lineno, (recv_ns, raw) in enumerate(iter_hftbacktest(path), 1):
-        if raw.startswith('{"lastUpdateId"'):
+        if is_snapshot(raw):
             if rest is not None:
                 yield recv_ns, rest, raw
             elif books:
@@ -177,8 +176,7 @@ class Playback:
         self.kernel, self.venue = build_paper_kernel(config, self.clock, self.guard)
         self.router = NodeRouter(self.kernel, self.guard)
         self.feeds = build_feeds(config, self.router, live=False, clock_ns=self.clock.now_ns)
-        for feed in self.feeds:
-            self.guard.register(feed)
+        attach_feeds(self.feeds, self.guard, self.kernel.cache)
         self.stats = PlaybackStats()
         self._routes: dict[str, Feed | None] = {}
         self._rejected: Counter[str] = Counter()
@@ -289,7 +287,9 @@ def run_playback(
     run_dir = RunDirectory(out, "replay", keep=[recording, *kept_files(config)], force=force)
     playback = Playback(config)
     result = playback.run(recording)
-    write_outputs(run_dir, playback.kernel, config, {"playback.json": playback.stats.to_json()})
+    write_outputs(
+        run_dir, result, playback.kernel.instruments, dump_paper_config(config), {"playback.json": playback.stats.to_json()}
+    )
     return result, out
 
 
@@ -298,7 +298,7 @@ def run_playback(
 
 async def serve_recording(
     path: str | Path,
-    venue: Literal["binance", "okx", "bybit"],
+    venue: str,
     *,
     speed: float | None = 1.0,
     futures: bool = False,
@@ -308,20 +308,22 @@ async def serve_recording(
 ) -> None:
     """Serve a recording on ``ws://127.0.0.1:<ephemeral port>`` in ``venue``'s protocol until SIGINT/SIGTERM.
 
-    Binance REST depth snapshots in the recording (``rest:`` lines, or a hftbacktest
-    snapshot line) are served on ``/api/v3/depth`` (``/fapi/v1/depth`` with ``futures``).
+    ``venue`` is a registered venue name; its emulator speaks the protocol. REST depth
+    snapshots in the recording (``rest:`` lines, or a capture's snapshot line) are handed
+    to the emulator (Binance serves them on ``/api/v3/depth``, ``/fapi/v1/depth`` with ``futures``).
     With ``config`` and ``write_config``, a copy of that paper config whose feeds point at
     this server is written to ``write_config`` (run ``tradebus paper`` on it).
     """
-    from tradebus.adapters.common.local_server import LocalVenueServer, VenueProtocol
+    from tradebus.adapters.common.local_server import LocalVenueServer
 
+    adapter = venue_adapter(venue)
     path = Path(path)
     frames: list[tuple[int, str]] = []
     snapshot: str | None = None
     lines: Iterator[tuple[int, str, str | bytes]] = (
         read_frames(path)
         if detect_format(path) == "recorder"
-        else ((t, "rest:" if raw.startswith('{"lastUpdateId"') else "", raw) for t, raw in iter_hftbacktest(path))
+        else ((t, "rest:" if adapter.is_snapshot_line(raw) else "", raw) for t, raw in iter_hftbacktest(path))
     )
     for t, conn, raw in lines:
         text = raw if isinstance(raw, str) else raw.decode()
@@ -329,19 +331,7 @@ async def serve_recording(
             snapshot = snapshot or text
         else:
             frames.append((t, text))
-    protocol: VenueProtocol
-    if venue == "binance":
-        from tradebus.adapters.binance.emulator import BinanceProtocol
-
-        protocol = BinanceProtocol(snapshot, futures=futures)
-    elif venue == "okx":
-        from tradebus.adapters.okx.local import OkxProtocol
-
-        protocol = OkxProtocol(frames)
-    else:
-        from tradebus.adapters.bybit.local import BybitProtocol
-
-        protocol = BybitProtocol(frames)
+    protocol = adapter.emulator(frames, snapshot, futures)
     server = LocalVenueServer(protocol, frames, speed=speed, lifetime=lifetime, resume_overlap=50)
     await server.start()
     logger.info(

@@ -44,20 +44,44 @@ from tradebus.adapters.binance.parse import (
     split_stream,
     stream_kind,
 )
+from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, WsClient
 from tradebus.adapters.common.dedup import TradeDeduper
-from tradebus.adapters.common.policy import ConnectionPolicy, FatalVenueError, SubscriptionRejected
+from tradebus.adapters.common.feed import Feed, FeedConfig, connection_policy
+from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError, KeepAlive, SubscriptionRejected
 from tradebus.adapters.common.recorder import FrameRecorder
-from tradebus.adapters.common.sync import BinanceFuturesRule, BinanceSpotRule, BookSync, SequenceRule
+from tradebus.adapters.binance.sync import BinanceFuturesRule, BinanceSpotRule
+from tradebus.adapters.common.sync import BookSync, SequenceRule
+from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import BookSnapshot
 from tradebus.errors import DataError, ParseError, VenueError
 
-__all__ = ["BinanceClient", "BinanceFeed", "CcxtDepthFetcher", "DepthFetcher", "HttpDepthFetcher"]
+__all__ = [
+    "MAX_CONNECTION_AGE",
+    "BinanceClient", "BinanceFeed", "CcxtDepthFetcher", "DepthFetcher", "BinanceFeedHandle",
+    "HttpDepthFetcher",
+    "binance_keepalive",
+    "binance_policy",
+]
 
 Handler = Callable[[str | bytes, int], None]
 SnapshotFetch = Callable[[str], Awaitable[BookSnapshot]]
 
 _control = msgspec.json.Decoder()
+
+
+#: Seconds after which a connection is recycled: 23 h 50 min (Binance cuts every connection at 24 h).
+MAX_CONNECTION_AGE = 23 * 3600 + 50 * 60
+
+
+def binance_keepalive() -> KeepAlive:
+    """Binance keep-alive: the server pings every 20 s (3 min for futures); the websockets library pongs."""
+    return KeepAlive()
+
+
+def binance_policy(seed: int | None = None) -> ConnectionPolicy:
+    """Binance defaults: no app pings, reconnect before the venue's 24 h disconnect."""
+    return ConnectionPolicy(backoff=Backoff(seed=seed), keepalive=binance_keepalive(), max_connection_age=MAX_CONNECTION_AGE)
 
 
 class BinanceFeed:
@@ -394,7 +418,7 @@ class BinanceClient(WsClient):
     sink
         Receives core messages (``kernel.process``).
     policy
-        Connection policy (default :meth:`ConnectionPolicy.binance`).
+        Connection policy (default :func:`binance_policy`).
     recorder
         Records every frame and REST snapshot (``conn`` = ``"rest:<SYMBOL>"``); default:
         one opened on ``config.record_path`` if set.
@@ -413,7 +437,7 @@ class BinanceClient(WsClient):
     ) -> None:
         if recorder is None and config.record_path is not None:
             recorder = FrameRecorder(config.record_path)
-        policy = policy or ConnectionPolicy.binance()
+        policy = policy or binance_policy()
         policy.stale_after = config.stale_after
         super().__init__(f"binance-{config.market.value}", sink, policy, recorder, clock_ns)
         self.config = config
@@ -459,3 +483,76 @@ class BinanceClient(WsClient):
         await self.feed.close()
         if self.fetcher is not None:
             await self.fetcher.close()
+
+
+# ----------------------------------------------------------------------------- paper feed
+
+
+class BinanceFeedHandle(Feed):
+    """A Binance spot/USD-M feed (combined streams; REST depth snapshots)."""
+
+    def __init__(
+        self,
+        config: FeedConfig,
+        instruments: dict[str, Instrument],
+        sink: Sink,
+        *,
+        live: bool,
+        recorder: FrameRecorder | None,
+        clock_ns: Callable[[], int],
+    ) -> None:
+        super().__init__(config, instruments, sink)
+        channels = next(iter(config.subscriptions.values()))
+        self.binance = BinanceConfig(
+            market=BinanceMarket(config.market),
+            symbols=[self.symbols[iid] for iid in self.instrument_ids],
+            channels=channels,  # type: ignore[arg-type]
+            ws_url=config.ws_url,
+            rest_url=config.rest_url,
+            venue=self.venue_name,
+            stale_after=config.stale_after,
+            snapshot_fetcher=config.snapshot_fetcher,
+            **({"depth_speed": config.depth_speed} if config.depth_speed else {}),
+        )
+        self.name = f"binance-{config.market}"
+        if live:
+            policy = connection_policy(config, binance_keepalive(), MAX_CONNECTION_AGE)
+            client = BinanceClient(self.binance, sink, policy, recorder, clock_ns=clock_ns)
+            self.client = client
+            self.feed = client.feed
+            self.name = client.name
+        else:
+            self.client = None
+            # a playback must fail loudly on a recording made with other stream parameters
+            self.feed = BinanceFeed(self.binance, sink, None, clock_ns, strict_streams=True)
+
+    def on_frame(self, raw: str | bytes, recv_ns: int, conn: str) -> None:
+        if conn.startswith("rest:"):
+            self.feed.on_snapshot_frame(raw, recv_ns, conn[5:])
+        else:
+            self.feed.on_frame(raw, recv_ns)
+
+    def accepts(self, conn: str) -> bool:
+        if conn.startswith("rest:"):
+            return conn[5:] in self.feed.books
+        return super().accepts(conn)
+
+    def book_checks(self) -> dict[str, Callable[[], bool]]:
+        books = self.feed.books
+        return {self.binance.instrument_id(symbol): _synced(sync) for symbol, sync in books.items()}
+
+    def book(self, instrument_id: str) -> OrderBook | None:
+        sync = self.feed.books.get(self.symbols[instrument_id])
+        return None if sync is None else sync.book
+
+    def resync_book(self, instrument_id: str, reason: str) -> None:
+        sync = self.feed.books.get(self.symbols[instrument_id])
+        if sync is not None and sync.synced:
+            sync.mark_lost(reason)
+
+    def unexpected_streams(self) -> dict[str, int]:
+        return dict(self.feed.unexpected_streams)
+
+
+def _synced(sync: BookSync) -> Callable[[], bool]:
+    return lambda: sync.synced

@@ -6,12 +6,31 @@ server. Defaults are Binance's production endpoints.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["DEPTH_SPEEDS", "BinanceConfig", "BinanceMarket", "Channel", "depth_stream_suffix"]
+from tradebus.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tradebus.adapters.common.feed import FeedConfig
+
+__all__ = [
+    "BOOK_CHANNELS",
+    "DEPTH_SPEEDS",
+    "FEED_CHANNELS",
+    "FEED_MARKETS",
+    "FILL_CHANNELS",
+    "BinanceConfig",
+    "BinanceMarket",
+    "Channel",
+    "check_feed",
+    "depth_stream_suffix",
+    "known_channel",
+    "stream_symbol",
+]
 
 
 class BinanceMarket(StrEnum):
@@ -168,3 +187,58 @@ class BinanceConfig(BaseModel):
     def instrument_id(self, symbol: str) -> str:
         """``"{SYMBOL}.{venue}"``."""
         return f"{symbol.upper()}.{self.venue_name}"
+
+
+# ----------------------------------------------------------------------------- paper feed rules
+
+#: Markets of a paper feed.
+FEED_MARKETS: tuple[str, ...] = tuple(m.value for m in DEPTH_SPEEDS)
+#: Channels of a paper feed (every instrument of one feed has the same: one combined-stream connection).
+FEED_CHANNELS = frozenset({"trade", "aggTrade", "bookTicker", "depth", "kline", "markPrice"})
+#: Channels that maintain an L2 book.
+BOOK_CHANNELS: tuple[str, ...] = ("depth",)
+#: Channels delivering each kind of data a fill model needs.
+FILL_CHANNELS: dict[str, tuple[str, ...]] = {
+    "trades": ("trade", "aggTrade"),
+    "quotes": ("bookTicker", "depth"),
+    "bars": ("kline",),
+}
+_SYMBOL = re.compile(r"^[A-Z0-9]+$")
+
+
+def known_channel(channel: str) -> bool:
+    """Whether ``channel`` is a Binance paper-feed channel."""
+    return channel in FEED_CHANNELS
+
+
+def check_feed(feed: FeedConfig) -> None:
+    """Binance rules of a paper feed: depth speed, ``markPrice`` on USD-M, one channel set per connection."""
+    if feed.depth_speed is not None:
+        speeds = DEPTH_SPEEDS[BinanceMarket(feed.market)]
+        if feed.depth_speed not in speeds:
+            raise ValueError(
+                f"depth_speed: {feed.depth_speed!r} is not offered on binance {feed.market}; use one of {list(speeds)}"
+            )
+    for iid, channels in feed.subscriptions.items():
+        if "markPrice" in channels and feed.market != "usdm":
+            raise ValueError(f"subscriptions.{iid}: 'markPrice' exists only for market 'usdm'")
+        if "trade" in channels and "aggTrade" in channels:
+            raise ValueError(
+                f"subscriptions.{iid}: 'trade' and 'aggTrade' both deliver every trade, so each trade "
+                "would be counted twice; subscribe one of them"
+            )
+    sets = {tuple(ch) for ch in feed.subscriptions.values()}
+    if len(sets) > 1:
+        raise ValueError(
+            "subscriptions: every instrument of one binance feed needs the same channels "
+            f"(they share one connection); got {sorted(sets)} - use one feed per channel set"
+        )
+
+
+def stream_symbol(market: str, symbol: str, instrument_id: str) -> str:
+    """The stream symbol of an instrument: its symbol, upper-case alphanumeric."""
+    if not _SYMBOL.match(symbol):
+        raise ConfigError(
+            f"feed binance: instrument {instrument_id}: symbol must be upper-case alphanumeric like 'BTCUSDT'"
+        )
+    return symbol

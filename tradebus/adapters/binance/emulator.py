@@ -15,6 +15,7 @@ snapshot. ``GET /api/v3/exchangeInfo`` / ``/fapi/v1/exchangeInfo`` serve a given
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -22,13 +23,24 @@ import numpy as np
 
 from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.local_server import Session, VenueProtocol
-from tradebus.adapters.common.sync import BinanceFuturesRule, BinanceSpotRule, SequenceRule, Verdict
+from tradebus.adapters.binance.sync import BinanceFuturesRule, BinanceSpotRule
+from tradebus.adapters.common.sync import SequenceRule, Verdict
 from tradebus.engine.messages import BookDelta, BookSnapshot
 
-__all__ = ["BinanceProtocol", "split_capture"]
+__all__ = ["BinanceProtocol", "emulator", "is_snapshot_line", "split_capture"]
 
 _DEPTH_PATHS = ("/api/v3/depth", "/fapi/v1/depth", "/dapi/v1/depth")
 _INFO_PATHS = ("/api/v3/exchangeInfo", "/fapi/v1/exchangeInfo", "/dapi/v1/exchangeInfo")
+
+
+def is_snapshot_line(raw: str) -> bool:
+    """Whether a raw capture line is a REST depth snapshot (not a stream frame)."""
+    return raw.startswith('{"lastUpdateId"')
+
+
+def emulator(frames: Sequence[tuple[int, str]], snapshot: str | None, futures: bool) -> BinanceProtocol:
+    """The registry's emulator factory: Binance streams, ``snapshot`` served on the REST depth path."""
+    return BinanceProtocol(snapshot, futures=futures)
 
 
 def split_capture(lines: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], str | None]:
@@ -36,7 +48,7 @@ def split_capture(lines: list[tuple[int, str]]) -> tuple[list[tuple[int, str]], 
     frames: list[tuple[int, str]] = []
     snapshot: str | None = None
     for recv_ns, raw in lines:
-        if raw.startswith('{"lastUpdateId"'):
+        if is_snapshot_line(raw):
             snapshot = raw
         else:
             frames.append((recv_ns, raw))

@@ -19,7 +19,7 @@ from tradebus.adapters.binance.config import BinanceMarket
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.errors import DataError, OrderError
 
-__all__ = ["instruments_from_exchange_info", "load_exchange_info"]
+__all__ = ["instruments_from_exchange_info", "load_exchange_info", "load_instruments"]
 
 
 def load_exchange_info(path: str | Path) -> dict[str, Any]:
@@ -119,3 +119,8 @@ def instruments_from_exchange_info(
         if missing:
             raise DataError(f"exchangeInfo: symbols not found or not tradable: {sorted(missing)}")
     return out
+
+
+def load_instruments(path: str | Path, market: str) -> dict[str, Instrument]:
+    """The instruments of a saved ``exchangeInfo`` response of ``market`` (``spot`` or ``usdm``), by instrument id."""
+    return {i.instrument_id: i for i in instruments_from_exchange_info(load_exchange_info(path), BinanceMarket(market))}

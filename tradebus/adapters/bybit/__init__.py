@@ -1,1 +1,23 @@
-"""Bybit v5 public market data: schemas, parser (``BybitParser.parse_frame``), book rules, client, instruments."""
+"""Bybit v5 public market data: config, schemas, parser (``BybitParser.parse_frame``), book rules, client, instruments, emulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tradebus.adapters.bybit import config
+from tradebus.adapters.bybit.client import BybitFeedHandle
+from tradebus.adapters.bybit.emulator import emulator
+from tradebus.adapters.bybit.instruments import load_instruments
+from tradebus.adapters.common.venue import VenueAdapter
+from tradebus.engine.instrument import Instrument
+
+__all__ = ["ADAPTER"]
+
+
+def _load_instruments(path: str | Path, market: str) -> dict[str, Instrument]:
+    """Every market's instruments of a saved instruments response (the response names its category)."""
+    return load_instruments(path, "BYBIT")
+
+
+#: What the registry (:mod:`tradebus.adapters.registry`) knows of this venue.
+ADAPTER = VenueAdapter.from_config("bybit", config, BybitFeedHandle, _load_instruments, emulator)

@@ -17,23 +17,32 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import msgspec
 
 from tradebus.adapters.bybit.config import BybitConfig
 from tradebus.adapters.bybit.parse import BybitParser
+from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, StreamBookClient
-from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive
+from tradebus.adapters.common.feed import FeedConfig, ParserFeed, all_in_sync, connection_policy
+from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive, KeepAliveMode
 from tradebus.adapters.common.recorder import FrameRecorder
+from tradebus.engine.instrument import Instrument
 
-__all__ = ["BybitClient", "bybit_policy", "op_message"]
+__all__ = ["BybitClient", "BybitFeedHandle", "bybit_keepalive", "bybit_policy", "op_message"]
+
+
+def bybit_keepalive(interval: float = 20.0) -> KeepAlive:
+    """Bybit keep-alive: send ``{"op":"ping"}`` every ``interval`` s."""
+    return KeepAlive(KeepAliveMode.PERIODIC, interval, '{"op":"ping"}')
 
 
 def bybit_policy(config: BybitConfig, seed: int | None = None) -> ConnectionPolicy:
     """The connection policy of Bybit: periodic ``{"op":"ping"}``, jittered backoff."""
     return ConnectionPolicy(
         backoff=Backoff(seed=seed),
-        keepalive=KeepAlive.bybit(config.ping_interval_s),
+        keepalive=bybit_keepalive(config.ping_interval_s),
         stale_after=config.ping_interval_s + config.pong_timeout_s,
     )
 
@@ -90,3 +99,64 @@ class BybitClient(StreamBookClient):
 
     def op_message(self, op: str, keys: Sequence[str]) -> str:
         return op_message(op, keys)
+
+
+# ----------------------------------------------------------------------------- paper feed
+
+
+class BybitFeedHandle(ParserFeed):
+    """A Bybit v5 public feed of one category (topics ``channel.SYMBOL``; books checked by update id)."""
+
+    def __init__(
+        self,
+        config: FeedConfig,
+        instruments: dict[str, Instrument],
+        sink: Sink,
+        *,
+        live: bool,
+        recorder: FrameRecorder | None,
+        clock_ns: Callable[[], int],
+    ) -> None:
+        super().__init__(config, instruments, sink)
+        url_key = "spot_url" if config.market == "spot" else "linear_url"
+        bybit = BybitConfig(category=config.market, venue=self.venue_name)  # type: ignore[arg-type]
+        updates: dict[str, Any] = {}
+        if config.ws_url:
+            updates[url_key] = config.ws_url
+        if config.rest_url:
+            updates["rest_url"] = config.rest_url
+        self.bybit = bybit.model_copy(update=updates) if updates else bybit
+        self.topics = [f"{ch}.{self.symbols[iid]}" for iid in self.instrument_ids for ch in config.channels_of(iid)]
+        if live:
+            policy = connection_policy(config, bybit_keepalive(self.bybit.ping_interval_s))
+            client = BybitClient(sink, self.bybit, self.topics, policy=policy, recorder=recorder, clock_ns=clock_ns)
+            self.client = client
+            self.parser = client.parser
+            self.name = client.name
+        else:
+            self.client = None
+            self.parser = BybitParser(config.market, self.venue_name)
+            self.name = f"{self.venue_name.lower()}-{config.market}"
+
+    def book_checks(self) -> dict[str, Callable[[], bool]]:
+        checks: dict[str, Callable[[], bool]] = {}
+        for iid in self.instrument_ids:
+            symbol = self.symbols[iid]
+            topics = [f"{ch}.{symbol}" for ch in self.config.channels_of(iid) if ch.startswith("orderbook.")]
+            if topics:
+                checks[iid] = all_in_sync(self.parser.book_in_sync, topics)
+        return checks
+
+    def book(self, instrument_id: str) -> OrderBook | None:
+        symbol = self.symbols[instrument_id]
+        for channel in self.config.channels_of(instrument_id):
+            if channel.startswith("orderbook."):
+                sync = self.parser.books.syncs.get(f"{channel}.{symbol}")
+                return None if sync is None else sync.book
+        return None
+
+    def resync_book(self, instrument_id: str, reason: str) -> None:
+        symbol = self.symbols[instrument_id]
+        for channel in self.config.channels_of(instrument_id):
+            if channel.startswith("orderbook."):
+                self.parser.books.lost(f"{channel}.{symbol}", reason)

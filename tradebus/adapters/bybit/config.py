@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["BybitConfig"]
+from tradebus.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tradebus.adapters.common.feed import FeedConfig
+
+__all__ = [
+    "BOOK_CHANNELS",
+    "FEED_MARKETS",
+    "FILL_CHANNELS",
+    "BybitConfig",
+    "check_feed",
+    "known_channel",
+    "stream_symbol",
+]
 
 
 class BybitConfig(BaseModel):
@@ -45,3 +60,38 @@ class BybitConfig(BaseModel):
     def ws_url(self) -> str:
         """The WebSocket URL of this config's category."""
         return self.spot_url if self.category == "spot" else self.linear_url
+
+
+# ----------------------------------------------------------------------------- paper feed rules
+
+#: Markets of a paper feed (a category).
+FEED_MARKETS: tuple[str, ...] = ("spot", "linear")
+#: Channels that maintain an L2 book (``orderbook.<depth>``).
+BOOK_CHANNELS: tuple[str, ...] = ("orderbook",)
+#: Channels delivering each kind of data a fill model needs.
+FILL_CHANNELS: dict[str, tuple[str, ...]] = {"trades": ("publicTrade",), "quotes": ("tickers", "orderbook"), "bars": ("kline",)}
+_CHANNEL = re.compile(
+    r"^(publicTrade|tickers|orderbook\.(1|50|200|500|1000)|kline\.(1|3|5|15|30|60|120|240|360|720|D|W|M))$"
+)
+
+
+def known_channel(channel: str) -> bool:
+    """Whether ``channel`` is a Bybit paper-feed channel (topic without the symbol)."""
+    return _CHANNEL.match(channel) is not None
+
+
+def check_feed(feed: FeedConfig) -> None:
+    """Bybit rules of a paper feed: no depth speed."""
+    if feed.depth_speed is not None:
+        raise ValueError("depth_speed: bybit feeds have no depth speed")
+
+
+def stream_symbol(market: str, symbol: str, instrument_id: str) -> str:
+    """The stream symbol of an instrument (a linear instrument's symbol ends with ``-LINEAR``, dropped)."""
+    if market == "linear":
+        if not symbol.endswith("-LINEAR"):
+            raise ConfigError(
+                f"feed bybit linear: instrument {instrument_id}: symbol must end with '-LINEAR' (e.g. BTCUSDT-LINEAR)"
+            )
+        return symbol[: -len("-LINEAR")]
+    return symbol

@@ -243,21 +243,6 @@ class KeepAlive:
             return since_ping >= self.interval
         return False
 
-    @classmethod
-    def binance(cls) -> KeepAlive:
-        """Binance: the server pings every 20 s (3 min for futures); the websockets library pongs."""
-        return cls()
-
-    @classmethod
-    def okx(cls, interval: float = 25.0) -> KeepAlive:
-        """OKX: send ``"ping"`` when nothing arrived for ``interval`` s (< 30 s, the server's limit)."""
-        return cls(KeepAliveMode.IDLE, interval, "ping")
-
-    @classmethod
-    def bybit(cls, interval: float = 20.0) -> KeepAlive:
-        """Bybit: send ``{"op":"ping"}`` every 20 s."""
-        return cls(KeepAliveMode.PERIODIC, interval, '{"op":"ping"}')
-
 
 @dataclass
 class ConnectionPolicy:
@@ -293,8 +278,3 @@ class ConnectionPolicy:
             raise ConfigError(f"policy: max_connection_age must be > 0, got {self.max_connection_age}")
         if self.open_timeout <= 0 or self.stale_after <= 0:
             raise ConfigError("policy: open_timeout and stale_after must be > 0")
-
-    @classmethod
-    def binance(cls, seed: int | None = None) -> ConnectionPolicy:
-        """Binance defaults: no app pings, reconnect after 23 h 50 min (the venue cuts at 24 h)."""
-        return cls(backoff=Backoff(seed=seed), keepalive=KeepAlive.binance(), max_connection_age=23 * 3600 + 50 * 60)

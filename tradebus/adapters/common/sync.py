@@ -56,9 +56,11 @@ follow each other by one)::
         def advance(self, delta):
             self.last = delta.last_seq
 
-Rules here: :class:`BinanceSpotRule`, :class:`BinanceFuturesRule`; OKX's
-(:class:`tradebus.adapters.okx.sync.OkxRule`, with the CRC32 in ``verify``) and Bybit's
-(:class:`tradebus.adapters.bybit.sync.BybitRule`) live with their venues.
+The rules live with their venues: Binance's (:mod:`tradebus.adapters.binance.sync`),
+OKX's (:class:`tradebus.adapters.okx.sync.OkxRule`, with the CRC32 in ``verify``) and Bybit's
+(:class:`tradebus.adapters.bybit.sync.BybitRule`). A rule with ``kernel_id >= 0`` has a
+compiled twin in :func:`_fast_forward` (0: Binance spot, 1: Binance futures), used by
+:meth:`BookSync.fast_forward` on recorded batches.
 """
 
 from __future__ import annotations
@@ -80,8 +82,6 @@ from tradebus.engine.messages import BookDelta, BookResynced, BookSnapshot, Quot
 from tradebus.errors import BookError, ConfigError
 
 __all__ = [
-    "BinanceFuturesRule",
-    "BinanceSpotRule",
     "BookSync",
     "DeltaBatch",
     "SequenceRule",
@@ -153,90 +153,6 @@ class SequenceRule(ABC):
             f"sequence gap ({self.name}): delta first_seq={delta.first_seq} last_seq={delta.last_seq} "
             f"prev_seq={delta.prev_seq} does not continue the book"
         )
-
-
-class BinanceSpotRule(SequenceRule):
-    """Binance spot diff-depth rule.
-
-    Drop every delta with ``u <= lastUpdateId``; the first applied delta must have
-    ``U <= lastUpdateId + 1 <= u``; each later one ``U == previous u + 1``.
-    ``first_seq`` = ``U``, ``last_seq`` = ``u``.
-    """
-
-    name = "binance-spot"
-    kernel_id = 0
-
-    def __init__(self) -> None:
-        self.last = -1
-        self.first = True
-
-    def reset(self, snapshot: BookSnapshot, extra: Any = None) -> None:
-        self.last = snapshot.last_seq
-        self.first = True
-
-    def check(self, delta: BookDelta) -> Verdict:
-        if delta.last_seq <= self.last:
-            return Verdict.DROP
-        if self.first:
-            ok = delta.first_seq <= self.last + 1 <= delta.last_seq
-        else:
-            ok = delta.first_seq == self.last + 1
-        return Verdict.APPLY if ok else Verdict.GAP
-
-    def advance(self, delta: BookDelta) -> None:
-        self.last = delta.last_seq
-        self.first = False
-
-    def gap_reason(self, delta: BookDelta) -> str:
-        if self.first:
-            want = f"U <= {self.last + 1} <= u"
-        else:
-            want = f"U == {self.last + 1}"
-        return f"sequence gap ({self.name}): expected {want}, got U={delta.first_seq} u={delta.last_seq}"
-
-
-class BinanceFuturesRule(SequenceRule):
-    """Binance USD-M / COIN-M diff-depth rule.
-
-    Drop every delta with ``u < lastUpdateId``; the first applied delta must have
-    ``U <= lastUpdateId <= u``; each later one ``pu == previous u``. Once synced, a delta
-    with ``u <= previous u`` (a repeat) is dropped. ``first_seq`` = ``U``,
-    ``last_seq`` = ``u``, ``prev_seq`` = ``pu``.
-    """
-
-    name = "binance-futures"
-    kernel_id = 1
-
-    def __init__(self) -> None:
-        self.last = -1
-        self.first = True
-
-    def reset(self, snapshot: BookSnapshot, extra: Any = None) -> None:
-        self.last = snapshot.last_seq
-        self.first = True
-
-    def check(self, delta: BookDelta) -> Verdict:
-        if self.first:
-            if delta.last_seq < self.last:
-                return Verdict.DROP
-            ok = delta.first_seq <= self.last <= delta.last_seq
-        else:
-            if delta.last_seq <= self.last:
-                return Verdict.DROP
-            ok = delta.prev_seq == self.last
-        return Verdict.APPLY if ok else Verdict.GAP
-
-    def advance(self, delta: BookDelta) -> None:
-        self.last = delta.last_seq
-        self.first = False
-
-    def gap_reason(self, delta: BookDelta) -> str:
-        if self.first:
-            return (
-                f"sequence gap ({self.name}): expected U <= {self.last} <= u, "
-                f"got U={delta.first_seq} u={delta.last_seq}"
-            )
-        return f"sequence gap ({self.name}): expected pu == {self.last}, got pu={delta.prev_seq} u={delta.last_seq}"
 
 
 class DeltaBatch:

@@ -1,1 +1,23 @@
-"""OKX v5 public market data: schemas, parser (``OkxParser.parse_frame``), book rules, client, instruments."""
+"""OKX v5 public market data: config, schemas, parser (``OkxParser.parse_frame``), book rules, client, instruments, emulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tradebus.adapters.okx import config
+from tradebus.adapters.okx.client import OkxFeedHandle
+from tradebus.adapters.okx.emulator import emulator
+from tradebus.adapters.okx.instruments import load_instruments
+from tradebus.adapters.common.venue import VenueAdapter
+from tradebus.engine.instrument import Instrument
+
+__all__ = ["ADAPTER"]
+
+
+def _load_instruments(path: str | Path, market: str) -> dict[str, Instrument]:
+    """Every market's instruments of a saved instruments response (the response names its category)."""
+    return load_instruments(path, "OKX")
+
+
+#: What the registry (:mod:`tradebus.adapters.registry`) knows of this venue.
+ADAPTER = VenueAdapter.from_config("okx", config, OkxFeedHandle, _load_instruments, emulator)

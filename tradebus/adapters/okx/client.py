@@ -24,20 +24,28 @@ from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
 
+from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, StreamBookClient
-from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive
+from tradebus.adapters.common.feed import FeedConfig, ParserFeed, all_in_sync, connection_policy
+from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive, KeepAliveMode
 from tradebus.adapters.common.recorder import FrameRecorder
+from tradebus.engine.instrument import Instrument
 from tradebus.adapters.okx.config import OkxConfig
-from tradebus.adapters.okx.parse import OkxParser, book_key
+from tradebus.adapters.okx.parse import BOOK_CHANNELS, OkxParser, book_key
 
-__all__ = ["OkxClient", "okx_policy", "subscribe_message"]
+__all__ = ["OkxClient", "OkxFeedHandle", "okx_keepalive", "okx_policy", "subscribe_message"]
+
+
+def okx_keepalive(interval: float = 25.0) -> KeepAlive:
+    """OKX keep-alive: send ``"ping"`` when nothing arrived for ``interval`` s (< 30 s, the server's limit)."""
+    return KeepAlive(KeepAliveMode.IDLE, interval, "ping")
 
 
 def okx_policy(config: OkxConfig, seed: int | None = None) -> ConnectionPolicy:
     """The connection policy of OKX: idle ``"ping"`` keep-alive, jittered backoff, no scheduled reconnect."""
     return ConnectionPolicy(
         backoff=Backoff(seed=seed),
-        keepalive=KeepAlive.okx(config.ping_after_s),
+        keepalive=okx_keepalive(config.ping_after_s),
         stale_after=config.ping_after_s + config.pong_timeout_s,
     )
 
@@ -102,3 +110,61 @@ class OkxClient(StreamBookClient):
 def _split(key: str) -> tuple[str, str]:
     channel, _, inst_id = key.partition(":")
     return channel, inst_id
+
+
+# ----------------------------------------------------------------------------- paper feed
+
+
+class OkxFeedHandle(ParserFeed):
+    """An OKX v5 public feed (``(channel, instId)`` subscriptions; books checked by seqId and CRC32)."""
+
+    def __init__(
+        self,
+        config: FeedConfig,
+        instruments: dict[str, Instrument],
+        sink: Sink,
+        *,
+        live: bool,
+        recorder: FrameRecorder | None,
+        clock_ns: Callable[[], int],
+    ) -> None:
+        super().__init__(config, instruments, sink)
+        okx = OkxConfig(venue=self.venue_name, **({"public_url": config.ws_url} if config.ws_url else {}))
+        if config.rest_url:
+            okx = okx.model_copy(update={"rest_url": config.rest_url})
+        self.okx = okx
+        self.pairs = [(ch, self.symbols[iid]) for iid in self.instrument_ids for ch in config.channels_of(iid)]
+        if live:
+            policy = connection_policy(config, okx_keepalive(okx.ping_after_s))
+            client = OkxClient(sink, okx, self.pairs, policy=policy, recorder=recorder, clock_ns=clock_ns)
+            self.client = client
+            self.parser = client.parser
+            self.name = client.name
+        else:
+            self.client = None
+            self.parser = OkxParser(okx.venue, verify_checksum=okx.verify_checksum)
+            self.name = f"{okx.venue.lower()}-public"
+
+    def book_checks(self) -> dict[str, Callable[[], bool]]:
+        checks: dict[str, Callable[[], bool]] = {}
+        parser = self.parser
+        for iid in self.instrument_ids:
+            inst_id = self.symbols[iid]
+            channels = [ch for ch in self.config.channels_of(iid) if ch in BOOK_CHANNELS]
+            if channels:
+                checks[iid] = all_in_sync(lambda ch, i=inst_id: parser.book_in_sync(i, ch), channels)
+        return checks
+
+    def book(self, instrument_id: str) -> OrderBook | None:
+        inst_id = self.symbols[instrument_id]
+        for channel in self.config.channels_of(instrument_id):
+            if channel in BOOK_CHANNELS:
+                sync = self.parser.books.syncs.get(book_key(channel, inst_id))
+                return None if sync is None else sync.book
+        return None
+
+    def resync_book(self, instrument_id: str, reason: str) -> None:
+        inst_id = self.symbols[instrument_id]
+        for channel in self.config.channels_of(instrument_id):
+            if channel in BOOK_CHANNELS:
+                self.parser.books.lost(book_key(channel, inst_id), reason)

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import re
+
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["OkxConfig"]
+if TYPE_CHECKING:
+    from tradebus.adapters.common.feed import FeedConfig
+
+__all__ = [
+    "BOOK_CHANNELS",
+    "FEED_CHANNELS",
+    "FEED_MARKETS",
+    "FILL_CHANNELS",
+    "OkxConfig",
+    "check_feed",
+    "known_channel",
+    "stream_symbol",
+]
 
 
 class OkxConfig(BaseModel):
@@ -39,3 +55,49 @@ class OkxConfig(BaseModel):
     ping_after_s: float = Field(default=25.0, gt=0.0, lt=30.0)
     pong_timeout_s: float = Field(default=5.0, gt=0.0)
     verify_checksum: bool = True
+
+
+# ----------------------------------------------------------------------------- paper feed rules
+
+#: Markets of a paper feed.
+FEED_MARKETS: tuple[str, ...] = ("spot", "swap", "futures")
+#: Channels of a paper feed (plus ``candle<bar>``, on OKX's business URL).
+FEED_CHANNELS = frozenset(
+    {
+        "trades",
+        "trades-all",
+        "tickers",
+        "bbo-tbt",
+        "books",
+        "books5",
+        "books-l2-tbt",
+        "books50-l2-tbt",
+        "funding-rate",
+        "mark-price",
+    }
+)
+#: Channels that maintain an L2 book.
+BOOK_CHANNELS: tuple[str, ...] = ("books", "books5", "books-l2-tbt", "books50-l2-tbt")
+#: Channels delivering each kind of data a fill model needs.
+FILL_CHANNELS: dict[str, tuple[str, ...]] = {
+    "trades": ("trades", "trades-all"),
+    "quotes": ("tickers", "bbo-tbt", "books", "books5", "books-l2-tbt", "books50-l2-tbt"),
+    "bars": ("candle",),
+}
+_CANDLE = re.compile(r"^candle\d+[smHDWM](utc)?$")
+
+
+def known_channel(channel: str) -> bool:
+    """Whether ``channel`` is an OKX paper-feed channel."""
+    return channel in FEED_CHANNELS or _CANDLE.match(channel) is not None
+
+
+def check_feed(feed: FeedConfig) -> None:
+    """OKX rules of a paper feed: no depth speed."""
+    if feed.depth_speed is not None:
+        raise ValueError("depth_speed: okx feeds have no depth speed")
+
+
+def stream_symbol(market: str, symbol: str, instrument_id: str) -> str:
+    """The stream symbol of an instrument: its ``instId``."""
+    return symbol

@@ -36,6 +36,7 @@ from tradebus.adapters.common.parsing import MS, describe_frame, level_array
 from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks, StreamBooksParser
 from tradebus.adapters.common.sync import BookSync
+from tradebus.adapters.okx.config import BOOK_CHANNELS as _BOOK_CHANNELS
 from tradebus.adapters.okx.schemas import (
     OkxBbo,
     OkxBook,
@@ -52,7 +53,7 @@ from tradebus.errors import ParseError
 
 __all__ = ["BOOK_CHANNELS", "OkxParser", "book_key", "candle_close_ms", "describe_frame"]
 
-BOOK_CHANNELS = frozenset({"books", "books-l2-tbt", "books50-l2-tbt", "books5"})
+BOOK_CHANNELS = frozenset(_BOOK_CHANNELS)
 """Channels carrying an L2 book (``books5`` sends a full 5-level snapshot every time)."""
 
 _SEQUENCED = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})

@@ -26,7 +26,7 @@ from tradebus.adapters.okx.parse import BOOK_CHANNELS, OkxParser, book_key
 from tradebus.adapters.okx.schemas import OkxArg
 from tradebus.adapters.okx.sync import okx_checksum
 
-__all__ = ["OkxProtocol"]
+__all__ = ["OkxProtocol", "emulator"]
 
 
 class _Head(msgspec.Struct):
@@ -132,3 +132,8 @@ class OkxProtocol(StreamBookProtocol):
             data["seqId"] = book.last_seq
             data["prevSeqId"] = -1
         return json.dumps({"arg": {"channel": channel, "instId": inst_id}, "action": "snapshot", "data": [data]})
+
+
+def emulator(frames: Sequence[tuple[int, str]], snapshot: str | None, futures: bool) -> OkxProtocol:
+    """The registry's emulator factory (Okx books come in-stream: no REST snapshot, one protocol per category)."""
+    return OkxProtocol(frames)

@@ -22,7 +22,7 @@ import msgspec
 from tradebus.adapters.bybit.parse import BybitParser
 from tradebus.adapters.common.local_server import Session, StreamBookProtocol
 
-__all__ = ["BybitProtocol"]
+__all__ = ["BybitProtocol", "emulator"]
 
 
 class _Head(msgspec.Struct):
@@ -115,3 +115,8 @@ class BybitProtocol(StreamBookProtocol):
             "seq": 0,
         }
         return json.dumps({"topic": key, "type": "snapshot", "ts": book.ts_event // 1_000_000, "data": data})
+
+
+def emulator(frames: Sequence[tuple[int, str]], snapshot: str | None, futures: bool) -> BybitProtocol:
+    """The registry's emulator factory (Bybit books come in-stream: no REST snapshot, one protocol per category)."""
+    return BybitProtocol(frames)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tradebus.adapters.common.liveness import BookLiveness
+from tradebus.risk.liveness import BookLiveness
 from tradebus.errors import ConfigError
 
 IID = "BTCUSDT.BINANCE"

@@ -1,0 +1,67 @@
+"""The venue registry: every venue is reached by name through the same objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tradebus.adapters.common.feed import FeedConfig
+from tradebus.adapters.common.local_server import VenueProtocol
+from tradebus.adapters.registry import VENUES, venue_adapter
+
+FIX = Path(__file__).parent.parent / "fixtures"
+#: venue -> (market, saved instruments response, an instrument id it holds and its tick size)
+INSTRUMENTS = {
+    "binance": ("spot", FIX / "binance" / "exchangeInfo_spot_2021-10-12.json.gz", "BTCUSDT.BINANCE", 0.01),
+    "okx": ("spot", FIX / "okx" / "public_instruments_SPOT_2022-05-13_cut.json", "BTC-USDT.OKX", 0.1),
+    "bybit": ("linear", FIX / "bybit" / "market_instruments-info_linear_2026-08-09_cut.json", "BTCUSDT-LINEAR.BYBIT", 0.1),
+}
+
+
+def test_the_registry_holds_the_three_venues_by_name() -> None:
+    assert sorted(VENUES) == ["binance", "bybit", "okx"]
+    assert all(adapter.name == name for name, adapter in VENUES.items())
+    with pytest.raises(KeyError, match="'kraken' is not a known venue; use one of"):
+        venue_adapter("kraken")
+
+
+@pytest.mark.parametrize("venue", sorted(INSTRUMENTS))
+def test_each_venue_loads_its_instruments_through_the_registry(venue: str) -> None:
+    market, path, iid, tick = INSTRUMENTS[venue]
+    instruments = VENUES[venue].load_instruments(path, market)
+    assert instruments[iid].tick_size == tick
+
+
+@pytest.mark.parametrize("venue", ["binance", "okx", "bybit"])
+def test_each_venue_has_a_local_emulator(venue: str) -> None:
+    assert isinstance(VENUES[venue].emulator([], None, False), VenueProtocol)
+
+
+def test_a_feed_config_of_an_unregistered_venue_is_refused_naming_the_venues() -> None:
+    with pytest.raises(ValueError, match=r"venue: 'kraken' is not a known venue; use one of \['binance', 'bybit', 'okx'\]"):
+        FeedConfig(venue="kraken", market="spot", subscriptions={"BTCUSD.KRAKEN": ["trade"]})
+
+
+@pytest.mark.parametrize(
+    ("venue", "market", "channels", "error"),
+    [
+        ("binance", "spot", ["trade", "aggTrade"], "counted twice"),
+        ("binance", "spot", ["markPrice"], "only for market 'usdm'"),
+        ("okx", "spot", ["candle1m"], None),
+        ("okx", "spot", ["candle1x"], "unknown okx channel"),
+        ("bybit", "linear", ["orderbook.50"], None),
+        ("bybit", "linear", ["orderbook.51"], "unknown bybit channel"),
+    ],
+)
+def test_venue_channel_rules_come_from_the_venue_package(
+    venue: str, market: str, channels: list[str], error: str | None
+) -> None:
+    def build() -> FeedConfig:
+        return FeedConfig(venue=venue, market=market, subscriptions={"X.Y": channels})
+
+    if error is None:
+        assert build().has_book("X.Y") == channels[0].startswith(VENUES[venue].book_channels)
+    else:
+        with pytest.raises(ValueError, match=error):
+            build()

@@ -1,0 +1,128 @@
+"""Bars into the catalog from trades and from finer bars, against pandas on real data, streamed in small batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from tradebus.data import resample
+from tradebus.data.catalog import Catalog, DatasetRef
+from tradebus.data.cli import data_app
+from tradebus.data.ingest import import_path
+from tradebus.errors import DataError
+from tradebus.features.bars import BarBuilder
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
+TRADES = DatasetRef("binance", "spot", "BTCUSDT", "trades")
+KLINES = DatasetRef("binance", "spot", "ADABTC", "bars_1m")
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Catalog:
+    import_path(tmp_path, FIXTURES / "btcusdt-trades.parquet", venue="binance", market="spot", symbol="BTCUSDT",
+                kind="trades")
+    for day in ("27", "28"):
+        import_path(tmp_path, FIXTURES / f"ADABTC-1m-2021-11-{day}_head120.csv", venue="binance", market="spot",
+                    symbol="ADABTC", kind="bars", interval="1m", mode="append" if day == "28" else "create")
+    return Catalog(tmp_path)
+
+
+def raw_trades() -> pd.DataFrame:
+    raw = pq.read_table(FIXTURES / "btcusdt-trades.parquet").to_pandas()
+    return pd.DataFrame({"ts": raw.timestamp.dt.as_unit("ns").astype("int64"), "price": raw.price,
+                         "size": raw.quantity, "side": np.where(raw.buyer_maker == "True", -1, 1)})
+
+
+@pytest.mark.parametrize("batch_rows", [100_000, 97])
+def test_time_bars_from_trades_equal_a_pandas_resample_and_the_live_builder(
+        catalog: Catalog, batch_rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(resample, "_BATCH_ROWS", batch_rows)  # state carried across record batches
+    manifest = resample.bars_from_trades(catalog, TRADES, "time", interval_ns=5_000_000_000)
+    assert manifest.dataset == "bars_5s" and manifest.interval_ns == 5_000_000_000
+    got = catalog.read("binance", "spot", "BTCUSDT", "bars_5s").to_pandas()
+    t = raw_trades()
+    frame = t.set_index(pd.to_datetime(t.ts, utc=True))
+    ref = frame.price.resample("5s", label="right", closed="left").ohlc()
+    ref["volume"] = frame["size"].resample("5s", label="right", closed="left").sum()
+    ref = ref.dropna().iloc[:-1]  # the last bucket has no later trade: not complete
+    assert got.ts_event.tolist() == [int(x.value) for x in ref.index]
+    for col in ("open", "high", "low", "close"):
+        assert np.array_equal(got[col].to_numpy(), ref[col].to_numpy())
+    np.testing.assert_allclose(got.volume, ref.volume, rtol=1e-12)
+    live_ts, live = BarBuilder("time", interval_ns=5_000_000_000).run(t.ts, t.price, t["size"], t.side)
+    assert np.array_equal(got.ts_event.to_numpy(), live_ts) and np.array_equal(got[["open", "high", "low", "close",
+                                                                                      "volume"]].to_numpy(), live[:, :5])
+
+
+def test_threshold_and_imbalance_bars_from_trades_equal_the_builder_in_any_batching(
+        catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    t = raw_trades()
+    monkeypatch.setattr(resample, "_BATCH_ROWS", 113)
+    for mode, threshold in (("volume", 2.5), ("dollar_imbalance", 20.0)):
+        manifest = resample.bars_from_trades(catalog, TRADES, mode, threshold=threshold)
+        got = catalog.read("binance", "spot", "BTCUSDT", manifest.dataset).to_pandas()
+        ts, bars = BarBuilder(mode, threshold=threshold).run(t.ts, t.price, t["size"], t.side)
+        assert manifest.interval_ns is None and len(got) == len(ts) > 5
+        assert np.array_equal(got.ts_event.to_numpy(), ts) and np.array_equal(got.close.to_numpy(), bars[:, 3])
+    assert resample.bars_dataset_name("volume", threshold=2.5) == "bars_volume_2p5"
+
+
+@pytest.mark.parametrize("batch_rows", [1_000, 7])
+def test_resampled_bars_equal_pandas_and_the_incomplete_last_bar_is_left_out(
+        catalog: Catalog, batch_rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(resample, "_BATCH_ROWS", batch_rows)
+    fine = catalog.read("binance", "spot", "ADABTC", "bars_1m").to_pandas()
+    fine = fine[fine.ts_event != fine.ts_event.iloc[-1]]  # the last stored bar dropped: the last 7m bar is incomplete
+    sub = Catalog(catalog.root / "sub")
+    sub.write(_table(fine), "binance", "spot", "ADABTC", "bars_1m", "month", kind="bars", interval_ns=60_000_000_000)
+    manifest = resample.resample_bars(sub, KLINES, 7 * 60_000_000_000)
+    got = sub.read("binance", "spot", "ADABTC", manifest.dataset).to_pandas()
+    idx = pd.to_datetime(fine.ts_event, utc=True)
+    frame = fine.set_index(idx)
+    ref = frame.resample("7min", label="right", closed="right", origin="epoch").agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}).dropna()
+    last_fine = int(fine.ts_event.iloc[-1])
+    ref = ref[[int(x.value) <= last_fine - last_fine % (7 * 60_000_000_000) for x in ref.index]]
+    assert manifest.dataset == "bars_7m" and len(got) == len(ref) > 30
+    assert got.ts_event.tolist() == [int(x.value) for x in ref.index]
+    for col in ("open", "high", "low", "close"):
+        assert np.array_equal(got[col].to_numpy(), ref[col].to_numpy())
+    np.testing.assert_allclose(got.volume, ref.volume, rtol=1e-12)
+
+
+def _table(frame: pd.DataFrame):
+    import pyarrow as pa
+
+    from tradebus.data.catalog import BAR_SCHEMA
+    return pa.Table.from_pandas(frame[[f.name for f in BAR_SCHEMA]], schema=BAR_SCHEMA, preserve_index=False)
+
+
+def test_bad_requests_are_refused_and_write_nothing(catalog: Catalog) -> None:
+    with pytest.raises(DataError, match="not a whole multiple"):
+        resample.resample_bars(catalog, KLINES, 90_000_000_000)
+    with pytest.raises(DataError, match="is a trades dataset, not bars|needs a bars dataset"):
+        resample.resample_bars(catalog, TRADES, 3_600_000_000_000)
+    with pytest.raises(DataError, match="complete no volume bar"):
+        resample.bars_from_trades(catalog, TRADES, "volume", threshold=1e9)
+    assert {r.dataset for r in catalog.datasets()} == {"trades", "bars_1m"}
+
+
+def test_cli_bars(catalog: Catalog) -> None:
+    run = CliRunner().invoke(data_app, ["bars", "binance/spot/ADABTC/bars_1m", "--interval", "1h", "--catalog",
+                                        str(catalog.root)])
+    assert run.exit_code == 0, run.output
+    assert "binance/spot/ADABTC/bars_1h: 4 rows" in run.output  # 2 x 2 hours
+    run = CliRunner().invoke(data_app, ["bars", "binance/spot/BTCUSDT/trades", "--mode", "tick", "--threshold", "100",
+                                        "--catalog", str(catalog.root)])
+    assert run.exit_code == 0 and "bars_tick_100: 20 rows" in run.output, run.output
+    bad = CliRunner().invoke(data_app, ["bars", "binance/spot/ADABTC/bars_1m", "--mode", "volume", "--threshold", "5",
+                                        "--catalog", str(catalog.root)])
+    assert bad.exit_code == 2 and "only --mode time resamples bars" in bad.output
+    bad = CliRunner().invoke(data_app, ["bars", "binance/spot/BTCUSDT/trades", "--mode", "renko", "--catalog",
+                                        str(catalog.root)])
+    assert bad.exit_code == 2 and "--mode 'renko'" in bad.output

@@ -1,0 +1,268 @@
+"""A market-data feed, venue-neutral: its config (:class:`FeedConfig`) and its handle (:class:`Feed`).
+
+Every venue package implements a :class:`Feed` subclass in its ``client.py`` (the live
+WebSocket client, or its parser alone for a playback) and declares its channels, markets
+and symbol rules in its ``config.py``; :mod:`tradebus.adapters.registry` maps the venue
+name of a :class:`FeedConfig` to them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
+
+from tradebus.adapters.common.book import OrderBook
+from tradebus.adapters.common.client import Sink, StreamParser, WsClient
+from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive
+from tradebus.engine.instrument import Instrument
+from tradebus.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tradebus.adapters.common.recorder import FrameRecorder
+
+__all__ = [
+    "BackoffConfig",
+    "Feed",
+    "FeedConfig",
+    "FeedFactory",
+    "ParserFeed",
+    "all_in_sync",
+    "connection_policy",
+    "venue_symbol",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _HasSymbol(Protocol):
+    @property
+    def symbol(self) -> str: ...
+
+    @property
+    def venue(self) -> str: ...
+
+
+class BackoffConfig(_Model):
+    """Reconnect delays: capped exponential backoff with full jitter (seconds)."""
+
+    base: PositiveFloat = 0.5
+    cap: PositiveFloat = 30.0
+    min_delay: float = Field(default=0.05, ge=0.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BackoffConfig:
+        if self.cap < self.base or self.min_delay > self.cap:
+            raise ValueError(f"need min_delay <= cap and base <= cap, got {self.model_dump()}")
+        return self
+
+
+class FeedConfig(_Model):
+    """One live market-data connection (see the module docstring for the channel names).
+
+    Parameters
+    ----------
+    venue
+        A registered venue name (:data:`tradebus.adapters.registry.VENUES`).
+    market
+        One of the venue's markets (``VenueAdapter.markets``); it selects the endpoint and parser.
+    ws_url, rest_url
+        Endpoints; ``None`` uses the venue's production endpoints. For Binance ``ws_url`` is
+        the base (``/stream?streams=...`` is appended) and ``rest_url`` serves the depth
+        snapshot; for OKX and Bybit ``ws_url`` is the full WebSocket URL.
+    subscriptions
+        ``instrument_id -> channels``; every instrument must be one of the config's.
+    stale_after
+        Seconds of silence after which the feed is declared stale: ``FeedStale`` is
+        published, orders on its instruments are denied until data flows again, and the
+        connection is recycled.
+    backoff
+        Reconnect delays.
+    max_reconnects
+        Stop the daemon after this many consecutive failed connection attempts (``None``: never).
+    snapshot_fetcher
+        Binance only: REST depth snapshots through ``ccxt`` or a plain ``http`` GET.
+    depth_speed
+        Binance only: update speed of the ``depth`` stream (spot ``100ms`` or ``1000ms``;
+        usdm ``0ms``, ``100ms``, ``250ms`` or ``500ms``); ``None``: ``100ms``. A recording
+        replays only with the speed it was recorded with.
+    book_max_idle
+        Book liveness, seconds: when trades or quotes of an instrument keep arriving but its
+        L2 book has not changed for this long, the book is declared frozen: orders on the
+        instrument are denied (``book unsynced: ...``) and the book is resynced; after such
+        a resync, orders stay denied until the book's first live update.
+    """
+
+    venue: str
+    market: str
+    ws_url: str | None = None
+    rest_url: str | None = None
+    subscriptions: dict[str, list[str]] = Field(min_length=1)
+    stale_after: PositiveFloat = 30.0
+    backoff: BackoffConfig = Field(default_factory=BackoffConfig)
+    max_reconnects: int | None = Field(default=None, ge=0)
+    snapshot_fetcher: Literal["ccxt", "http"] = "ccxt"
+    depth_speed: str | None = None
+    book_max_idle: PositiveFloat = 10.0
+
+    @model_validator(mode="after")
+    def _check(self) -> FeedConfig:
+        from tradebus.adapters.registry import VENUES  # the registry imports every venue, which imports this module
+
+        adapter = VENUES.get(self.venue)
+        if adapter is None:
+            raise ValueError(f"venue: {self.venue!r} is not a known venue; use one of {sorted(VENUES)}")
+        if self.market not in adapter.markets:
+            raise ValueError(
+                f"market: {self.market!r} is not a {self.venue} market; use one of {list(adapter.markets)}"
+            )
+        for iid, channels in self.subscriptions.items():
+            if not channels:
+                raise ValueError(f"subscriptions.{iid}: give at least one channel")
+            if len(set(channels)) != len(channels):
+                raise ValueError(f"subscriptions.{iid}: repeated channel in {channels}")
+            for channel in channels:
+                if not adapter.known_channel(channel):
+                    raise ValueError(f"subscriptions.{iid}: unknown {self.venue} channel {channel!r}")
+        adapter.check_feed(self)
+        return self
+
+    def channels_of(self, instrument_id: str) -> list[str]:
+        """The channels subscribed for ``instrument_id`` (empty if none)."""
+        return self.subscriptions.get(instrument_id, [])
+
+    def has_book(self, instrument_id: str) -> bool:
+        """Whether an L2 book channel is subscribed for ``instrument_id``."""
+        from tradebus.adapters.registry import VENUES
+
+        prefixes = VENUES[self.venue].book_channels
+        return any(ch.split(".")[0] in prefixes for ch in self.channels_of(instrument_id))
+
+
+def connection_policy(feed: FeedConfig, keepalive: KeepAlive, max_age: float | None = None) -> ConnectionPolicy:
+    """The connection policy of ``feed``: its backoff, staleness and reconnect limit with the venue's keep-alive."""
+    b = feed.backoff
+    return ConnectionPolicy(
+        backoff=Backoff(base=b.base, cap=b.cap, min_delay=b.min_delay),
+        keepalive=keepalive,
+        max_connection_age=max_age,
+        stale_after=feed.stale_after,
+        max_reconnects=feed.max_reconnects,
+    )
+
+
+class Feed(ABC):
+    """One configured market-data feed: a live client, or its parser alone for a playback.
+
+    The venue subclasses take ``(config, instruments, sink, *, live, recorder, clock_ns)``.
+
+    Parameters
+    ----------
+    config
+        The feed's config.
+    instruments
+        ``instrument_id -> Instrument`` of the whole run.
+    sink
+        Receives the core messages.
+    live
+        Build the WebSocket client (else only the parsing part, fed by :meth:`on_frame`).
+    recorder
+        Records every raw frame of the live client.
+    clock_ns
+        Receive-time (live) or current-time (playback) source.
+    """
+
+    #: Feed name: the client's name, its FeedStale ``source`` and its recorder connection prefix.
+    name: str
+    client: WsClient | None
+
+    def __init__(self, config: FeedConfig, instruments: dict[str, Instrument], sink: Sink) -> None:
+        self.config = config
+        self.instrument_ids: tuple[str, ...] = tuple(config.subscriptions)
+        self.symbols: dict[str, str] = {iid: venue_symbol(config, instruments[iid]) for iid in self.instrument_ids}
+        venues = {instruments[iid].venue for iid in self.instrument_ids}
+        self.venue_name = venues.pop()
+        self.sink = sink
+
+    @abstractmethod
+    def on_frame(self, raw: str | bytes, recv_ns: int, conn: str) -> None:
+        """Parse one recorded frame of connection ``conn`` into the sink (raises ``ParseError``)."""
+
+    @abstractmethod
+    def book_checks(self) -> dict[str, Callable[[], bool]]:
+        """``instrument_id -> in-sync test`` of every instrument with a subscribed L2 book."""
+
+    @abstractmethod
+    def book(self, instrument_id: str) -> OrderBook | None:
+        """The adapter's L2 book of ``instrument_id`` (``None`` before its first snapshot or without one)."""
+
+    @abstractmethod
+    def resync_book(self, instrument_id: str, reason: str) -> None:
+        """Declare ``instrument_id``'s book(s) out of sync for ``reason`` and resync them (``BookResynced`` follows)."""
+
+    def unexpected_streams(self) -> dict[str, int]:
+        """Frames per stream the venue sent that this feed did not subscribe (skipped)."""
+        return {}
+
+    def accepts(self, conn: str) -> bool:
+        """Whether a recorded connection id belongs to this feed (``"{name}:{n}"``)."""
+        return conn.partition(":")[0] == self.name
+
+    async def run(self) -> None:
+        """Run the live client until :meth:`stop` (raises ``VenueError`` on a fatal error)."""
+        if self.client is None:
+            raise ConfigError(f"feed {self.name}: built for playback, it has no connection to run")
+        await self.client.run()
+
+    def stop(self) -> None:
+        """Ask the live client to disconnect."""
+        if self.client is not None:
+            self.client.stop()
+
+
+class ParserFeed(Feed):
+    """A feed whose venue parser turns each frame into core messages (``parse_frame``; OKX, Bybit)."""
+
+    parser: StreamParser
+
+    def on_frame(self, raw: str | bytes, recv_ns: int, conn: str) -> None:
+        sink = self.sink
+        for msg in self.parser.parse_frame(raw, recv_ns):
+            sink(msg)
+
+
+def all_in_sync(test: Callable[[str], bool], keys: list[str]) -> Callable[[], bool]:
+    """A test that every one of ``keys`` passes ``test`` (the books of one instrument)."""
+    return lambda: all(test(k) for k in keys)
+
+def venue_symbol(feed: FeedConfig, instrument: _HasSymbol) -> str:
+    """The symbol the venue's stream uses for ``instrument`` (e.g. Bybit linear drops ``-LINEAR``).
+
+    Raises
+    ------
+    ConfigError
+        If the instrument's symbol cannot be a symbol of that venue and market.
+    """
+    from tradebus.adapters.registry import VENUES
+
+    iid = f"{instrument.symbol}.{instrument.venue}"
+    return VENUES[feed.venue].stream_symbol(feed.market, instrument.symbol, iid)
+
+
+class FeedFactory(Protocol):
+    """How the registry builds a venue's :class:`Feed` (the constructor of its ``client.py`` feed)."""
+
+    def __call__(
+        self,
+        config: FeedConfig,
+        instruments: dict[str, Instrument],
+        sink: Sink,
+        *,
+        live: bool,
+        recorder: FrameRecorder | None,
+        clock_ns: Callable[[], int],
+    ) -> Feed: ...

@@ -1,0 +1,101 @@
+"""What a venue package gives the rest of tradebus: one :class:`VenueAdapter` (its ``ADAPTER``).
+
+The node, the paper config and the playback ask :data:`tradebus.adapters.registry.VENUES`
+for the adapter of a feed's venue name and never name a venue themselves. A venue package
+has the same modules as every other (``config.py``, ``schemas.py``, ``parse.py``,
+``sync.py``, ``client.py``, ``instruments.py``, ``emulator.py``) and exports ``ADAPTER`` from
+its ``__init__.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from tradebus.engine.instrument import Instrument
+
+if TYPE_CHECKING:
+    from tradebus.adapters.common.feed import FeedConfig, FeedFactory
+    from tradebus.adapters.common.local_server import VenueProtocol
+
+__all__ = ["EmulatorFactory", "VenueAdapter"]
+
+#: ``(frames, rest_snapshot, futures) -> protocol``: the local public-stream emulator of a recording.
+EmulatorFactory = Callable[[Sequence[tuple[int, str]], "str | None", bool], "VenueProtocol"]
+
+
+def _never(raw: str) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class VenueAdapter:
+    """The objects of one venue package.
+
+    Attributes
+    ----------
+    name
+        The feed config's ``venue`` value (``binance``).
+    markets
+        The venue's markets (a feed's ``market``).
+    book_channels
+        Channel prefixes that maintain an L2 book.
+    fill_channels
+        ``"trades" | "quotes" | "bars" -> channel prefixes`` delivering that kind of data.
+    known_channel
+        Whether a channel name is one of the venue's.
+    check_feed
+        Venue-specific checks of a feed config (raises ``ValueError``).
+    stream_symbol
+        ``(market, symbol, instrument_id) -> the symbol on the venue's streams`` (raises ``ConfigError``).
+    feed
+        The data-client factory (the :class:`~tradebus.adapters.common.feed.Feed` of its ``client.py``).
+    load_instruments
+        ``(path, market) -> instrument_id -> Instrument`` from a saved instruments REST response.
+    emulator
+        The local public-stream emulator serving a recording (:class:`EmulatorFactory`).
+    is_snapshot_line
+        Recorder/playback hook: whether a raw line of a single-connection capture is a REST
+        book snapshot (replayed as connection ``rest:<symbol>``).
+    """
+
+    name: str
+    markets: tuple[str, ...]
+    book_channels: tuple[str, ...]
+    fill_channels: Mapping[str, tuple[str, ...]]
+    known_channel: Callable[[str], bool]
+    check_feed: Callable[[FeedConfig], None]
+    stream_symbol: Callable[[str, str, str], str]
+    feed: FeedFactory
+    load_instruments: Callable[[str | Path, str], dict[str, Instrument]]
+    emulator: EmulatorFactory
+    is_snapshot_line: Callable[[str], bool] = _never
+
+    @classmethod
+    def from_config(
+        cls,
+        name: str,
+        config: ModuleType,
+        feed: FeedFactory,
+        load_instruments: Callable[[str | Path, str], dict[str, Instrument]],
+        emulator: EmulatorFactory,
+        is_snapshot_line: Callable[[str], bool] = _never,
+    ) -> VenueAdapter:
+        """The adapter whose feed rules are the venue ``config`` module's (``FEED_MARKETS``,
+        ``BOOK_CHANNELS``, ``FILL_CHANNELS``, ``known_channel``, ``check_feed``, ``stream_symbol``)."""
+        return cls(
+            name=name,
+            markets=config.FEED_MARKETS,
+            book_channels=config.BOOK_CHANNELS,
+            fill_channels=config.FILL_CHANNELS,
+            known_channel=config.known_channel,
+            check_feed=config.check_feed,
+            stream_symbol=config.stream_symbol,
+            feed=feed,
+            load_instruments=load_instruments,
+            emulator=emulator,
+            is_snapshot_line=is_snapshot_line,
+        )

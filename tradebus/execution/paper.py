@@ -1,0 +1,56 @@
+"""The simulated venue of a paper daemon (:class:`PaperVenue`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tradebus.engine.clock import Clock
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import OrderStatus
+from tradebus.execution.config import VenueConfig
+from tradebus.execution.orders import Order
+from tradebus.execution.simulated import SimulatedVenue
+from tradebus.execution.venue import OrderStatusReport
+
+__all__ = ["PaperVenue"]
+
+
+class PaperVenue(SimulatedVenue):
+    """The simulated venue of a paper daemon, able to take over from a stopped process.
+
+    The matching engine lives in the daemon's process, so its working orders end with
+    it. :meth:`resume` tells a fresh venue the position the journal recorded (so that
+    reduce-only orders are judged against it) and which orders the previous process may
+    have been working; :meth:`query_order` answers for those, when the journal's recovery
+    resolves them, that the restart canceled them (their journaled fills stay booked).
+    """
+
+    def __init__(
+        self, clock: Clock, instruments: dict[str, Instrument], config: VenueConfig | None = None
+    ) -> None:
+        super().__init__(clock, instruments, config)
+        self._previous: dict[str, Order] = {}
+
+    def resume(self, positions: dict[str, float], previous_orders: Iterable[Order]) -> None:
+        """Take over the journaled ``positions`` and the orders of the stopped process."""
+        for iid, qty in positions.items():
+            if iid in self._positions:
+                self._positions[iid] = qty
+        self._previous.update((order.client_order_id, order) for order in previous_orders)
+
+    def query_order(self, client_order_id: str) -> OrderStatusReport | None:
+        """The venue's view of an order; an order of the stopped process is CANCELED by the restart."""
+        report = super().query_order(client_order_id)
+        order = self._previous.get(client_order_id)
+        if report is None and order is not None:
+            return OrderStatusReport(
+                client_order_id,
+                order.venue_order_id,
+                OrderStatus.CANCELED,
+                order.filled_qty,
+                self.clock.now_ns(),
+                (),
+                "paper venue restarted: the simulated venue working this order stopped with the previous process",
+            )
+        return report
+

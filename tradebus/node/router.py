@@ -1,0 +1,170 @@
+"""The node's router: every feed message to the kernel, the market guard or the bus, and the decision log."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from loguru import logger
+
+from tradebus.engine.kernel import Kernel
+from tradebus.engine.messages import (
+    Bar,
+    BookDelta,
+    BookResynced,
+    BookSnapshot,
+    FeedStale,
+    FundingRate,
+    MarkPrice,
+    OrderDenied,
+    OrderSubmitted,
+    Quote,
+    Trade,
+)
+from tradebus.risk.guard import MarketGuard
+
+__all__ = ["NodeRouter"]
+
+
+class NodeRouter:
+    """The sink of every feed: routes each message to the kernel, the guard or the bus.
+
+    Book messages are published on the bus (after telling the liveness rule the book
+    changed); the book itself is the adapter's, read through ``kernel.cache.book``.
+
+    Parameters
+    ----------
+    kernel
+        The (started) kernel.
+    guard
+        Market-data health of the run.
+    max_messages
+        Process at most this many market-data messages (trades, quotes, bars, book
+        messages); later ones are dropped and ``on_limit`` is called once.
+    on_limit
+        Called when ``max_messages`` is reached.
+
+    Attributes
+    ----------
+    counts
+        Messages handled per type name (``"ignored"``: instruments the kernel does not trade,
+        ``"after_limit"``: dropped after ``max_messages``).
+    """
+
+    def __init__(
+        self,
+        kernel: Kernel,
+        guard: MarketGuard,
+        *,
+        max_messages: int | None = None,
+        on_limit: Callable[[], None] | None = None,
+    ) -> None:
+        self.kernel = kernel
+        self.guard = guard
+        self.counts: Counter[str] = Counter()
+        self.messages = 0
+        self.max_messages = max_messages
+        self._on_limit = on_limit
+        self._closed = False
+        self._process = kernel.process
+        self._publish = kernel.bus.publish
+        self._instruments = kernel.instruments
+        self._liveness = guard.liveness
+        self._dispatch: dict[type, Callable[[Any], None]] = {
+            Trade: self._activity,
+            Quote: self._activity,
+            Bar: self._data,
+            BookSnapshot: self._snapshot,
+            BookDelta: self._delta,
+            BookResynced: self._resynced,
+            FeedStale: self._stale,
+            MarkPrice: self._publish,
+            FundingRate: self._publish,
+        }
+        kernel.bus.subscribe(OrderSubmitted, self._log_submitted)
+        kernel.bus.subscribe(OrderDenied, self._log_denied)
+
+    def __call__(self, msg: Any) -> None:
+        """Handle one message from a feed."""
+        handler = self._dispatch.get(type(msg))
+        if handler is None:
+            self.counts["unroutable"] += 1
+            logger.warning("node: no route for a {} message, dropped", type(msg).__name__)
+            return
+        handler(msg)
+
+    def _admit(self, msg: Any) -> bool:
+        iid = msg.instrument_id
+        if iid not in self._instruments:
+            self.counts["ignored"] += 1
+            return False
+        if self._closed:
+            self.counts["after_limit"] += 1
+            return False
+        self.messages += 1
+        limit = self.max_messages
+        if limit is not None and self.messages >= limit:
+            self._closed = True
+            if self._on_limit is not None:
+                self._on_limit()
+        self.guard.on_data(iid)
+        return True
+
+    def _data(self, msg: Bar) -> None:
+        if self._admit(msg):
+            self._process(msg)
+
+    def _activity(self, msg: Trade | Quote) -> None:
+        if self._admit(msg):
+            self._liveness.on_activity(msg.instrument_id, msg.ts_init)  # before the strategy sees it
+            self._process(msg)
+
+    def _snapshot(self, msg: BookSnapshot) -> None:
+        if not self._admit(msg):
+            return
+        self._liveness.on_book(msg.instrument_id, snapshot=True)
+        self.counts["BookSnapshot"] += 1
+        self._publish(msg)
+
+    def _delta(self, msg: BookDelta) -> None:
+        if not self._admit(msg):
+            return
+        self._liveness.on_book(msg.instrument_id, snapshot=False)
+        self.counts["BookDelta"] += 1
+        self._publish(msg)
+
+    def _resynced(self, msg: BookResynced) -> None:
+        self.counts["BookResynced"] += 1
+        logger.warning("book {} resynced after: {}", msg.instrument_id, msg.reason)
+        self._publish(msg)
+
+    def _stale(self, msg: FeedStale) -> None:
+        self.counts["FeedStale"] += 1
+        self.guard.on_stale(msg)
+        self._publish(msg)
+
+    # ------------------------------------------------------------------ decision log
+
+    def _describe(self, client_order_id: str) -> str:
+        order = self.kernel.orders.get(client_order_id)
+        if order is None:
+            return client_order_id
+        price = "" if order.price != order.price else f" @ {order.price!r}"
+        return (
+            f"{client_order_id} {order.strategy_id}: {order.side.name} {order.quantity!r} "
+            f"{order.instrument_id} {order.order_type}{price}"
+        )
+
+    def _log_submitted(self, event: OrderSubmitted) -> None:
+        why = self.kernel.result.submit_reasons.get(event.client_order_id, "")
+        logger.info("decision {} -> submitted ({})", self._describe(event.client_order_id), why or "no reason given")
+
+    def _log_denied(self, event: OrderDenied) -> None:
+        why = self.kernel.result.submit_reasons.get(event.client_order_id, "")
+        logger.info(
+            "decision {} -> denied: {} (strategy reason: {})",
+            self._describe(event.client_order_id),
+            event.reason,
+            why or "none given",
+        )

@@ -1,0 +1,45 @@
+"""One way to write a run's outputs: the backtest, the paper daemon and a playback all call :func:`write_outputs`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from loguru import logger
+
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.kernel import RunResult
+from tradebus.reports.metrics import compute_metrics
+from tradebus.reports.writers import RunDirectory, write_run
+
+__all__ = ["write_outputs"]
+
+
+def write_outputs(
+    run_dir: RunDirectory,
+    result: RunResult,
+    instruments: Mapping[str, Instrument],
+    config_yaml: str,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Compute the run's metrics and write its files into ``run_dir``; return the metrics.
+
+    Parameters
+    ----------
+    run_dir
+        The (not yet opened) run directory: it is opened and committed here.
+    result
+        The finished run.
+    instruments
+        ``instrument_id -> Instrument`` of the run (lot sizes round the metrics' quantities).
+    config_yaml
+        The run's config as written to ``config.yaml``.
+    extra
+        Further files of this kind of run, name -> text (``node.json``, ``playback.json``).
+    """
+    lot_sizes = {iid: inst.lot_size for iid, inst in instruments.items()}
+    metrics = compute_metrics(result, lot_sizes)
+    with run_dir:
+        write_run(run_dir, result, metrics, config_yaml, extra)
+    logger.info("run outputs written to {}", run_dir.path)
+    return metrics

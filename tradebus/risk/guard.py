@@ -1,0 +1,146 @@
+"""The market guard: no new order on an instrument whose market data cannot be trusted.
+
+:class:`MarketGuard` tracks, per instrument, whether its feed went stale (``FeedStale``
+until its next market-data message), whether its subscribed L2 book is in sync with the
+venue (asked of the adapter at decision time) and whether its book is frozen
+(:mod:`tradebus.risk.liveness`). :class:`GuardedRiskGate` is the risk gate with the guard
+asked first; a blocked order is denied with ``"feed stale: ..."`` or ``"book unsynced: ..."``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import Protocol
+
+from loguru import logger
+
+from tradebus.engine.bus import MessageBus
+from tradebus.engine.clock import Clock
+from tradebus.engine.messages import FeedStale, SubmitOrder
+from tradebus.engine.portfolio import Portfolio
+from tradebus.risk.config import RiskConfig
+from tradebus.risk.gate import RiskGate
+from tradebus.risk.liveness import BookLiveness
+
+__all__ = ["GuardedFeed", "GuardedRiskGate", "MarketGuard"]
+
+
+class _FeedSettings(Protocol):
+    @property
+    def book_max_idle(self) -> float: ...
+
+
+class GuardedFeed(Protocol):
+    """What the guard needs of a market-data feed (``tradebus.node.feeds.Feed`` is one)."""
+
+    name: str
+    instrument_ids: tuple[str, ...]
+
+    @property
+    def config(self) -> _FeedSettings: ...
+
+    def book_checks(self) -> dict[str, Callable[[], bool]]: ...
+
+    def resync_book(self, instrument_id: str, reason: str) -> None: ...
+
+
+class MarketGuard:
+    """Per-instrument market-data health, asked before every order.
+
+    An instrument is blocked while its feed is stale (from ``FeedStale`` until the next
+    market-data message of that instrument), while its subscribed L2 book is out of sync
+    (asked of the adapter when an order is checked, so no transition can be missed), or
+    while its book is frozen (:class:`~tradebus.risk.liveness.BookLiveness`:
+    trades or quotes flow but the book has not changed for the feed's ``book_max_idle``;
+    the book is resynced).
+    """
+
+    __slots__ = ("_book_checks", "_feeds", "_stale", "liveness")
+
+    def __init__(self) -> None:
+        self._stale: dict[str, str] = {}
+        self._feeds: dict[str, tuple[str, ...]] = {}
+        self._book_checks: dict[str, Callable[[], bool]] = {}
+        self.liveness = BookLiveness()
+
+    def register_feed(
+        self,
+        name: str,
+        instrument_ids: Iterable[str],
+        book_checks: dict[str, Callable[[], bool]],
+        *,
+        book_max_idle: float | None = None,
+        resync: Callable[[str, str], None] | None = None,
+    ) -> None:
+        """Declare a feed's instruments and, per instrument with a book, its in-sync test.
+
+        With ``book_max_idle`` (seconds) and ``resync(instrument_id, reason)``, those books
+        are also watched for liveness.
+        """
+        self._feeds[name] = tuple(instrument_ids)
+        self._book_checks.update(book_checks)
+        if book_max_idle is not None and resync is not None:
+            for iid, in_sync in book_checks.items():
+                self.liveness.watch(iid, book_max_idle, in_sync, partial(resync, iid))
+
+    def register(self, feed: GuardedFeed) -> None:
+        """Declare ``feed`` (instruments, in-sync tests of its books, their liveness rule)."""
+        self.register_feed(
+            feed.name,
+            feed.instrument_ids,
+            feed.book_checks(),
+            book_max_idle=feed.config.book_max_idle,
+            resync=feed.resync_book,
+        )
+
+    def block_reason(self, instrument_id: str) -> str | None:
+        """Why no new order may be sent on ``instrument_id`` now, or ``None``."""
+        reason = self._stale.get(instrument_id)
+        if reason is not None:
+            return reason
+        check = self._book_checks.get(instrument_id)
+        if check is not None and not check():
+            return f"book unsynced: the {instrument_id} order book is not in sync with the venue"
+        frozen = self.liveness.frozen(instrument_id)
+        if frozen is not None:
+            return f"book unsynced: {frozen}"
+        return None
+
+    def on_stale(self, msg: FeedStale) -> None:
+        """Block every instrument of the silent feed."""
+        silent = (msg.ts_event - msg.last_message_ns) / 1e9
+        for iid in self._feeds.get(msg.source, ()):
+            self._stale[iid] = f"feed stale: {msg.source} delivered nothing for {silent:.1f} s"
+        logger.warning(
+            "feed {} stale: orders on {} stop until data flows again", msg.source, self._feeds.get(msg.source, ())
+        )
+
+    def on_data(self, instrument_id: str) -> None:
+        """A market-data message of ``instrument_id`` arrived: it is not stale any more."""
+        if self._stale and self._stale.pop(instrument_id, None) is not None:
+            logger.info("feed of {} live again: orders allowed", instrument_id)
+
+    def stale(self, instrument_id: str) -> bool:
+        """Whether ``instrument_id``'s feed is currently stale."""
+        return instrument_id in self._stale
+
+
+class GuardedRiskGate(RiskGate):
+    """The risk gate with the :class:`MarketGuard` asked first (see :class:`MarketGuard`)."""
+
+    __slots__ = ("guard",)
+
+    def __init__(
+        self, config: RiskConfig, portfolio: Portfolio, clock: Clock, bus: MessageBus, guard: MarketGuard
+    ) -> None:
+        super().__init__(config, portfolio, clock, bus)
+        self.guard = guard
+
+    def check(self, cmd: SubmitOrder, open_orders: int = 0) -> str | None:
+        """The guard's block reason for ``cmd.instrument_id``, else :meth:`RiskGate.check`."""
+        reason = self.guard.block_reason(cmd.instrument_id)
+        if reason is not None:
+            return reason
+        return super().check(cmd, open_orders)
+
