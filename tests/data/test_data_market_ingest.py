@@ -16,7 +16,8 @@ import pytest
 from tests.live.node_testdata import USDM_CAPTURE, USDM_IID, config_of, usdm_config
 from tradebus.adapters.common.recorder import read_frames
 from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog
-from tradebus.data.market_ingest import import_bybit_archive, import_recording, import_tardis
+from tradebus.data.market_ingest import import_bybit_archive, import_tardis
+from tradebus.node.recording_import import import_recording
 from tradebus.data.replay import Replay, ReplaySource
 from tradebus.engine.messages import BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
 from tradebus.errors import DataError
@@ -272,3 +273,21 @@ def test_cli_imports_tardis_and_bybit_and_names_bad_input(tmp_path: Path) -> Non
     bad.write_bytes(b"nope")
     res = runner.invoke(app, ["data", "import-bybit-book", str(bad), "--symbol", "XRPUSDT", "--catalog", str(cat)])
     assert res.exit_code != 0 and "not a zip archive" in res.output
+
+
+def test_cli_import_recording_writes_the_datasets_and_refuses_to_replace_them(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from tradebus.cli import app
+
+    cfg = usdm_config(None, None, depth_speed="0ms")
+    cfg["feeds"][0]["subscriptions"] = {USDM_IID: ["trade", "depth", "markPrice"]}
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    args = ["data", "import-recording", str(USDM_CAPTURE), "--config", str(path), "--catalog", str(tmp_path / "cat")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "binance_usdm/usdm/BTCUSDT/book" in res.output
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 1 and "dataset exists" in again.output

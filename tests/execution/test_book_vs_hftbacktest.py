@@ -44,7 +44,7 @@ import pytest
 
 from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT, config_of, usdm_config  # noqa: E402
 from tradebus.data.catalog import Catalog  # noqa: E402
-from tradebus.data.market_ingest import import_recording  # noqa: E402
+from tradebus.node.recording_import import import_recording  # noqa: E402
 from tradebus.data.replay import Replay, ReplaySource  # noqa: E402
 from tradebus.engine.instrument import Instrument  # noqa: E402
 from tradebus.engine.kernel import Kernel  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 
 from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT, config_of, usdm_config
 from tradebus.data.catalog import Catalog
-from tradebus.data.market_ingest import import_recording
+from tradebus.node.recording_import import import_recording
 from tradebus.data.replay import Replay, ReplaySource
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel, RunResult

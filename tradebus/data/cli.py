@@ -151,28 +151,6 @@ def import_cmd(
         console.print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
 
 
-@data_app.command("import-recording")
-def import_recording_cmd(
-    recording: Annotated[Path, typer.Argument(help="Recorder file or hftbacktest capture.")],
-    config: Annotated[Path, typer.Option("--config", "-c", help="The paper config of the recorded feeds.")],
-    suffix: Annotated[str, typer.Option(help="Appended to each dataset name (book, quotes, trades ...).")] = "",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing datasets.")] = False,
-    catalog: CatalogOpt = DEFAULT_CATALOG,
-) -> None:
-    """Parse a recording with its feeds into book, quotes, trades, mark price and funding datasets."""
-    from tradebus.data.market_ingest import import_recording
-    from tradebus.node.config import load_paper_config
-
-    try:
-        manifests = import_recording(
-            recording, load_paper_config(config), catalog, suffix=suffix, mode="overwrite" if overwrite else "create"
-        )
-    except TradebusError as exc:
-        raise _fail(exc) from None
-    for manifest in manifests.values():
-        _console().print(f"imported {recording.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
-
-
 @data_app.command("import-tardis")
 def import_tardis_cmd(
     path: Annotated[Path, typer.Argument(help="Tardis incremental_book_L2, book_snapshot_N, quotes or trades CSV[.gz].")],

@@ -3,7 +3,8 @@
 Three sources, each streamed (memory bounded by the writer's row groups, whatever the
 file's length):
 
-* **recordings** (:func:`import_recording`): a paper daemon's recorder file or a
+* **recordings** (:func:`tradebus.node.recording_import.import_recording`, in the node
+  package since it runs the feed parsers; it writes through :class:`CatalogSink`): a paper daemon's recorder file or a
   hftbacktest capture, parsed by the very feed parsers a paper run uses (through the
   recording's paper config), so every paper session becomes backtest data. Every message
   the feeds emit becomes rows: trades, quotes (best bid/ask), book (the snapshot the book
@@ -49,7 +50,7 @@ from tradebus.engine.messages import (
 )
 from tradebus.errors import DataError
 
-__all__ = ["CatalogSink", "import_bybit_archive", "import_recording", "import_tardis"]
+__all__ = ["CatalogSink", "import_bybit_archive", "import_tardis"]
 
 _FLUSH_ROWS = 65_536
 _US = 1_000
@@ -188,78 +189,6 @@ class CatalogSink:
         """Drop every dataset not committed yet (the catalog is left as it was)."""
         for buf in self._buffers.values():
             buf.writer.abort()
-
-
-def import_recording(
-    recording: str | Path,
-    config: Any,
-    catalog: Catalog | str | Path,
-    *,
-    suffix: str = "",
-    mode: str = "create",
-) -> dict[tuple[str, str], Manifest]:
-    """Parse a recorder file or hftbacktest capture with ``config``'s feeds into catalog datasets.
-
-    Parameters
-    ----------
-    recording
-        The recording (format detected as in ``tradebus replay``).
-    config
-        The :class:`~tradebus.node.config.PaperConfig` whose feeds made it.
-    catalog
-        Catalog (or its root).
-    suffix, mode
-        See :class:`CatalogSink`.
-
-    Returns
-    -------
-    dict
-        The manifest of every dataset written, by ``(instrument_id, kind)``.
-
-    Raises
-    ------
-    DataError
-        Unreadable recording (names the file and frame), a dataset that exists (``mode="create"``),
-        or receive times that go back (the rows must be in time order).
-    """
-    from tradebus.errors import ParseError
-    from tradebus.node.feeds import build_feeds
-    from tradebus.node.playback import read_recording
-
-    cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
-    instruments = config.instrument_map()
-    market_of = {iid: fc.market for fc in config.feeds for iid in fc.subscriptions}
-
-    def locate(iid: str) -> tuple[str, str, str]:
-        inst = instruments[iid]
-        return inst.venue.lower(), market_of.get(iid, "spot"), inst.symbol
-
-    sink = CatalogSink(cat, locate, suffix, mode, notes=(f"imported from recording {Path(recording).name}",))
-    clock = [0]
-    feeds = build_feeds(config, sink, live=False, clock_ns=lambda: clock[0])
-    frame = 0
-    rejected = 0
-    try:
-        for frame, (recv_ns, conn, raw) in enumerate(read_recording(recording, feeds), 1):
-            clock[0] = recv_ns
-            feed = next((f for f in feeds if f.accepts(conn)), None)
-            if feed is None:
-                prefix = conn.partition(":")[0]
-                by_market = [f for f in feeds if f.config.market == prefix]
-                feed = by_market[0] if len(by_market) == 1 else None
-            if feed is None:
-                continue
-            try:
-                feed.on_frame(raw, recv_ns, conn)
-            except ParseError:
-                rejected += 1
-        return sink.commit()
-    except DataError as exc:
-        sink.abort()
-        raise DataError(f"{recording}: frame {frame}: {exc}") from None
-    except BaseException:
-        sink.abort()
-        raise
 
 
 # ----------------------------------------------------------------------------- Tardis CSV
