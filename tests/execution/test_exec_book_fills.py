@@ -132,6 +132,16 @@ def test_post_only_that_would_cross_is_rejected() -> None:
     assert s.fills(coid) == [] and "post_only" in s.of_type(OrderRejected)[0].reason
 
 
+def test_stop_market_triggers_on_a_trade_and_walks_the_book_from_then_on() -> None:
+    s = _stack()
+    coid = s.submit(BUY, 2.0, OrderType.STOP_MARKET, trigger=100.1)
+    _book(s, 2 * MS)
+    _trade(s, 3 * MS, 100.0, 1.0, +1)  # below the trigger
+    assert s.fills(coid) == []
+    _trade(s, 4 * MS, 100.1, 1.0, +1)
+    assert _fills(s, coid) == [(1.0, 100.0, Liquidity.TAKER), (1.0, 100.1, Liquidity.TAKER)]
+
+
 # ------------------------------------------------------------------------ queues
 
 

@@ -71,6 +71,7 @@ from tradebus.execution.simulated import (
     _FOK,
     _GTC,
     _LIMIT,
+    _LIMITS,
     _MARKET,
     _SUBMIT,
     _TRIGGERED,
@@ -567,7 +568,7 @@ class BookVenue(SimulatedVenue):
             (book.set_ask if buy else book.set_bid)(tick, side[tick] - filled if side[tick] - filled > 1e-12 else 0.0)
         if sim.status not in _WORKING:
             return
-        if sim.type == _LIMIT and sim.tif == _GTC:
+        if sim.type in _LIMITS and sim.tif == _GTC:
             self._rest(iid, sim)
         elif self.book_config.beyond_depth == "last_level" and last_px == last_px:
             self._fill(iid, sim, sim.leaves, last_px, _TAKER, ts)

@@ -86,6 +86,9 @@ class VenueConfig(BaseModel):
         ``"cap"`` fills only the position's size and cancels the rest; ``"reject"`` cancels it
         without a fill. A reduce-only order that would not reduce at all (flat, or same side)
         is rejected on arrival in both modes. A reduce-only order never flips a position.
+    book
+        Queue model, depth and latency settings of ``fill_on: book`` (:class:`BookFillConfig`);
+        ``book.entry_latency_ns`` replaces ``latency_ns`` there (paper runs keep ``latency_ns``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
