@@ -106,7 +106,7 @@ class L2Book:
 
     def to_tick(self, price: float) -> int:
         """The tick index of a price (rounded to the nearest tick)."""
-        return int(round(price * self.inv_tick))
+        return int(price * self.inv_tick + 0.5)  # prices are positive: round half up
 
     def clear(self) -> None:
         """Empty both sides."""
@@ -316,6 +316,8 @@ class BookVenue(SimulatedVenue):
         self._queues: dict[str, _QueueState] = {}
         self._outbox: list[tuple[int, int, Any]] = []
         self._out_seq = 0
+        self._out_alerts = 0
+        self._alert_at: int | None = None
         self._last_ts = 0
         self._ack = self.latency.ack_ns > 0 or self.latency.ack_lognormal is not None
         self.bind(self._emit)
@@ -348,11 +350,23 @@ class BookVenue(SimulatedVenue):
         due = event.ts_event + self.latency.ack()
         self._out_seq += 1
         heapq.heappush(self._outbox, (due, self._out_seq, event))
-        # An alert at the due time: the strategy hears the answer then, before any later timer or data.
-        self.clock.set_alert(f"venue-ack-{self._out_seq}", due, self._on_ack)
+        # An alert at the earliest due time: the strategy hears each answer then, before any
+        # later timer or data. One alert is armed at a time (answers due together share it).
+        if self._alert_at is None or due < self._alert_at:
+            self._arm(due)
+
+    def _arm(self, due: int) -> None:
+        self._alert_at = due
+        self._out_alerts += 1
+        self.clock.set_alert(f"venue-ack-{self._out_alerts}", due, self._on_ack)
 
     def _on_ack(self, event: TimeEvent) -> None:
+        if event.ts_event != self._alert_at:
+            return  # superseded by an earlier alert that already delivered
+        self._alert_at = None
         self._deliver(event.ts_event + 1)
+        if self._outbox:
+            self._arm(self._outbox[0][0])
 
     def _deliver(self, ts: int) -> None:
         """Hand the strategy every venue answer due before ``ts``."""
