@@ -37,14 +37,12 @@ had to be made equal for that, and the differences left:
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT, config_of, usdm_config  # noqa: E402
+from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT  # noqa: E402
 from tradebus.data.catalog import Catalog  # noqa: E402
-from tradebus.node.recording_import import import_recording  # noqa: E402
 from tradebus.data.replay import Replay, ReplaySource  # noqa: E402
 from tradebus.engine.instrument import Instrument  # noqa: E402
 from tradebus.engine.kernel import Kernel  # noqa: E402
@@ -53,7 +51,6 @@ from tradebus.strategies.touch_quoter import TouchQuoter  # noqa: E402
 
 from .hbt_reference import make_backtest, to_events, touch_quoter  # noqa: E402
 
-CAPTURE = Path(__file__).resolve().parents[1] / "fixtures" / "binance" / "usdm_btcusdt_20240718.gz"
 VENUE = ("binance_usdm", "usdm", "BTCUSDT")
 LATENCY = 10_000_000
 INTERVAL = 1_000_000_000
@@ -61,12 +58,8 @@ QTY, MAX_POS = 0.001, 0.005
 
 
 @pytest.fixture(scope="module")
-def capture(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
-    cfg = usdm_config(None, None, depth_speed="0ms")
-    cfg["feeds"][0]["subscriptions"] = {USDM_IID: ["trade", "depth"]}
-    root = tmp_path_factory.mktemp("capture")
-    import_recording(CAPTURE, config_of(cfg), root)
-    return Catalog(root)
+def capture(l2_capture: Catalog) -> Catalog:
+    return l2_capture
 
 
 def tradebus_fills(cat: Catalog, queue_model: str, power: float) -> list[tuple[int, int, float]]:

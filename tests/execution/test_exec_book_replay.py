@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT, config_of, usdm_config
+from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
 from tradebus.data.catalog import Catalog
-from tradebus.node.recording_import import import_recording
 from tradebus.data.replay import Replay, ReplaySource
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.execution.config import BookFillConfig, VenueConfig
 from tradebus.strategies.touch_quoter import TouchQuoter
 
-CAPTURE = Path(__file__).resolve().parents[1] / "fixtures" / "binance" / "usdm_btcusdt_20240718.gz"
 VENUE = ("binance_usdm", "usdm", "BTCUSDT")
 
 
 @pytest.fixture(scope="module")
-def capture(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
-    cfg = usdm_config(None, None, depth_speed="0ms")
-    cfg["feeds"][0]["subscriptions"] = {USDM_IID: ["trade", "depth"]}
-    root = tmp_path_factory.mktemp("capture")
-    import_recording(CAPTURE, config_of(cfg), root)
-    return Catalog(root)
+def capture(l2_capture: Catalog) -> Catalog:
+    return l2_capture
 
 
 def run(cat: Catalog, queue_model: str = "risk_averse", book: str = "book", trades: str = "trades") -> RunResult:
