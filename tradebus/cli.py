@@ -39,7 +39,9 @@ from rich.table import Table
 from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
 from tradebus.node.recording_import import import_recording_cmd
+from tradebus.data.perpetual import read_funding_rates, read_mark_prices
 from tradebus.data.replay import Replay, ReplaySource
+from tradebus.engine.messages import FundingRate, MarkPrice
 from tradebus.config import RunConfig, dump_config, load_config, parse_duration
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import ConfigError, DataError, FeatureError, TradebusError
@@ -154,6 +156,30 @@ def build_replay(config: RunConfig) -> Replay:
     return Replay(sources, start_ns=config.data.start_ns, end_ns=None if end_ns is None else end_ns - 1)
 
 
+def perpetual_data(config: RunConfig) -> list[MarkPrice | FundingRate]:
+    """The mark prices and funding rates of ``config.data.marks``/``funding`` within its time range.
+
+    Raises
+    ------
+    ConfigError
+        A file does not exist (names the field).
+    DataError
+        A file is malformed (names the file).
+    """
+    start, end = config.data.start_ns, config.data.end_ns
+    messages: list[MarkPrice | FundingRate] = []
+    for key, read in (("marks", read_mark_prices), ("funding", read_funding_rates)):
+        for n, entry in enumerate(getattr(config.data, key)):
+            if not entry.file.is_file():
+                raise ConfigError(f"data.{key}.{n}.file: no such file {entry.file}")
+            messages.extend(
+                m
+                for m in read(entry.file, entry.instrument)
+                if (start is None or m.ts_init >= start) and (end is None or m.ts_init < end)
+            )
+    return messages
+
+
 def build_kernel(config: RunConfig) -> Kernel:
     """A backtest :class:`Kernel` with the config's instruments, venue, risk, features and strategy."""
     kernel = Kernel(
@@ -165,6 +191,8 @@ def build_kernel(config: RunConfig) -> Kernel:
         features=config.features,
         equity_interval_ns=parse_duration(config.report.equity_interval),
     )
+    if config.data.marks or config.data.funding:
+        kernel.feed_perpetual_data(perpetual_data(config))
     cls = resolve_strategy(config.strategy.name)
     params = cls.Params.model_validate(config.strategy.params)
     kernel.add_strategy(cls.from_params(config.strategy.instruments, params, config.strategy.id))

@@ -50,8 +50,8 @@ from pydantic import (
 )
 
 from tradebus.account import asset_names
-from tradebus.engine.instrument import Instrument, InstrumentKind
-from tradebus.errors import ConfigError
+from tradebus.engine.instrument import FeeTier, Instrument, InstrumentKind, MarginMode, MarginTier
+from tradebus.errors import ConfigError, OrderError
 from tradebus.execution.config import VenueConfig
 from tradebus.features.spec import FeatureSpec
 from tradebus.risk.config import RiskConfig
@@ -120,6 +120,22 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class MarginTierConfig(_Model):
+    """One maintenance bracket of a perpetual (see :class:`~tradebus.engine.instrument.MarginTier`)."""
+
+    max_notional: PositiveFloat
+    maintenance_rate: float = Field(ge=0.0, lt=1.0)
+    max_leverage: float = Field(default=125.0, ge=1.0)
+
+
+class FeeTierConfig(_Model):
+    """Fee rates from a trailing 30-day traded notional on (see :mod:`tradebus.execution.costs`)."""
+
+    min_volume: float = Field(ge=0.0)
+    maker_fee: float = Field(gt=-0.01, lt=0.1)
+    taker_fee: float = Field(gt=-0.01, lt=0.1)
+
+
 class InstrumentConfig(_Model):
     """One tradable instrument; becomes a :class:`~tradebus.engine.instrument.Instrument`.
 
@@ -140,6 +156,13 @@ class InstrumentConfig(_Model):
     maker_fee: float = Field(default=0.0, gt=-0.01, lt=0.1)
     taker_fee: float = Field(default=0.0, gt=-0.01, lt=0.1)
     margin: bool = False
+    contract_size: PositiveFloat = 1.0
+    leverage: float = Field(default=1.0, ge=1.0, le=200.0)
+    margin_mode: MarginMode = MarginMode.CROSS
+    maintenance_rate: float = Field(default=0.005, ge=0.0, lt=1.0)
+    margin_tiers: list[MarginTierConfig] = Field(default_factory=list)
+    liquidation_fee: float = Field(default=0.005, ge=0.0, lt=1.0)
+    fee_tiers: list[FeeTierConfig] = Field(default_factory=list)
 
     @property
     def instrument_id(self) -> str:
@@ -148,7 +171,18 @@ class InstrumentConfig(_Model):
 
     def to_instrument(self) -> Instrument:
         """The :class:`Instrument` this config describes."""
-        return Instrument(**self.model_dump())
+        fields = self.model_dump(exclude={"margin_tiers", "fee_tiers"})
+        tiers = tuple(MarginTier(**tier.model_dump()) for tier in self.margin_tiers)
+        fee_tiers = tuple(FeeTier(**tier.model_dump()) for tier in self.fee_tiers)
+        return Instrument(**fields, margin_tiers=tiers, fee_tiers=fee_tiers)
+
+    @model_validator(mode="after")
+    def _valid_instrument(self) -> InstrumentConfig:
+        try:
+            self.to_instrument()
+        except OrderError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 class DataSourceConfig(_Model):
@@ -198,15 +232,25 @@ class DataSourceConfig(_Model):
         return venue, market, symbol, name
 
 
+class PerpetualDataConfig(_Model):
+    """A mark-price or funding-rate file of one perpetual (see :mod:`tradebus.data.perpetual`)."""
+
+    instrument: str = Field(min_length=1)
+    file: Path
+
+
 class DataConfig(_Model):
     """Where the replayed data comes from and which time range is used.
 
     ``start`` is inclusive and ``end`` exclusive; dates mean midnight UTC and
-    naive datetimes are UTC.
+    naive datetimes are UTC. ``marks`` and ``funding`` are mark-price and funding-rate files
+    of perpetual instruments, replayed next to the sources.
     """
 
     catalog: Path | None = None
     sources: list[DataSourceConfig] = Field(min_length=1)
+    marks: list[PerpetualDataConfig] = Field(default_factory=list)
+    funding: list[PerpetualDataConfig] = Field(default_factory=list)
     start: datetime | date | None = None
     end: datetime | date | None = None
 
@@ -332,6 +376,14 @@ class RunConfig(_Model):
         for n, iid in enumerate(self.strategy.instruments):
             if iid not in known:
                 raise ValueError(f"strategy.instruments.{n}: {iid!r} is not one of the instruments {ids}")
+        perpetual = {i.instrument_id for i in self.instruments if i.kind == InstrumentKind.PERPETUAL}
+        for key in ("marks", "funding"):
+            for n, entry in enumerate(getattr(self.data, key)):
+                if entry.instrument not in perpetual:
+                    raise ValueError(
+                        f"data.{key}.{n}.instrument: {entry.instrument!r} is not a perpetual instrument "
+                        f"(perpetuals: {sorted(perpetual)})"
+                    )
         return self
 
     def instrument_map(self) -> dict[str, Instrument]:
@@ -355,6 +407,8 @@ class RunConfig(_Model):
             update={
                 "catalog": absolute(self.data.catalog),
                 "sources": [s.model_copy(update={"file": absolute(s.file)}) for s in self.data.sources],
+                "marks": [m.model_copy(update={"file": absolute(m.file)}) for m in self.data.marks],
+                "funding": [f.model_copy(update={"file": absolute(f.file)}) for f in self.data.funding],
             }
         )
         return self.model_copy(update={"data": data})

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
 from tradebus.adapters.binance.config import BinanceConfig, BinanceMarket
 from tradebus.adapters.binance.instruments import instruments_from_exchange_info, load_exchange_info
-from tradebus.engine.instrument import InstrumentKind
+from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.errors import DataError
 
 from .binance_testdata import FIXTURES
@@ -96,3 +98,32 @@ def test_depth_speed_gives_the_documented_stream_name(market: BinanceMarket, spe
 def test_trade_and_agg_trade_together_are_refused() -> None:
     with pytest.raises(ValueError, match="'trade' and 'aggTrade' both deliver every trade"):
         BinanceConfig(symbols=["BTCUSDT"], channels=["trade", "aggTrade"])
+
+
+def test_leverage_brackets_become_margin_tiers_whose_amounts_are_binances_cum() -> None:
+    """Binance's BTCUSDT brackets as ``GET /fapi/v1/leverageBracket`` returned them (numbers from
+    a recorded response): the maintenance amount derived from the tier table must equal each
+    published ``cum`` (independent: Binance computes it, we derive it)."""
+    from tradebus.adapters.binance.instruments import margin_tiers_from_brackets
+
+    rows = [  # (initialLeverage, notionalCap, maintMarginRatio, cum)
+        (125, 50_000, 0.004, 0.0), (100, 250_000, 0.005, 50.0), (50, 3_000_000, 0.01, 1_300.0),
+        (20, 20_000_000, 0.025, 46_300.0), (10, 40_000_000, 0.05, 546_300.0), (5, 100_000_000, 0.1, 2_546_300.0),
+        (4, 120_000_000, 0.125, 5_046_300.0), (3, 200_000_000, 0.15, 8_046_300.0),
+        (2, 300_000_000, 0.25, 28_046_300.0),
+    ]
+    brackets = [
+        {"bracket": n, "initialLeverage": lev, "notionalCap": cap, "notionalFloor": 0, "maintMarginRatio": mmr, "cum": cum}
+        for n, (lev, cap, mmr, cum) in enumerate(rows, start=1)
+    ]
+    body = json.dumps([{"symbol": "BTCUSDT", "brackets": brackets}])
+    tiers = margin_tiers_from_brackets(body)["BTCUSDT"]
+    assert [(t.max_notional, t.maintenance_rate, t.max_leverage) for t in tiers] == [
+        (float(cap), mmr, float(lev)) for lev, cap, mmr, _ in rows
+    ]
+    inst = Instrument("BINANCE", "BTCUSDT", kind=InstrumentKind.PERPETUAL, margin_tiers=tiers, leverage=20.0)
+    for _, cap, mmr, cum in rows:
+        assert inst.maintenance_bracket(cap) == (mmr, pytest.approx(cum))
+    brackets[3]["cum"] = 46_000.0
+    with pytest.raises(DataError, match="cum 46000.0 of the tier up to 20000000.0 disagrees"):
+        margin_tiers_from_brackets(json.dumps([{"symbol": "BTCUSDT", "brackets": brackets}]))

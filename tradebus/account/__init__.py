@@ -7,6 +7,7 @@ liquidation) implements the same protocol.
 """
 
 from tradebus.account.base import Account
+from tradebus.account.margin import MarginAccount
 from tradebus.account.spot import SpotCashAccount, asset_names
 
-__all__ = ["Account", "SpotCashAccount", "asset_names"]
+__all__ = ["Account", "MarginAccount", "SpotCashAccount", "asset_names"]

@@ -13,8 +13,8 @@ __all__ = ["Account"]
 class Account(Protocol):
     """Balances per asset and the buying-power rules of one kind of account.
 
-    Implementations: :class:`~tradebus.account.spot.SpotCashAccount` (cash spot). A
-    ``MarginAccount`` (issue 12) keeps the same methods and answers them from margin: its
+    Implementations: :class:`~tradebus.account.spot.SpotCashAccount` (cash spot) and
+    :class:`~tradebus.account.margin.MarginAccount` (perpetuals), which answers from margin: its
     :meth:`check_order` compares the initial margin of the order with the available balance,
     its :meth:`check_fill` is the venue's margin check at match time, and it adds marks,
     funding and liquidation of its own.
@@ -33,6 +33,9 @@ class Account(Protocol):
 
     def apply_fill(self, fill: OrderFilled) -> None:
         """Book a fill in the balances (never refused: the venue already filled it)."""
+
+    def apply_funding(self, instrument_id: str, payment: float) -> None:
+        """Debit a funding ``payment`` (negative: received) from the instrument's settle asset."""
 
     def check_order(self, cmd: SubmitOrder, price: float) -> str | None:
         """Why the balances cannot cover ``cmd`` counting the working orders, or ``None``.

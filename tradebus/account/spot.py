@@ -138,6 +138,17 @@ class SpotCashAccount:
             total[base] -= qty
             total[quote] += qty * fill.last_px - fill.fee
 
+    def apply_funding(self, instrument_id: str, payment: float) -> None:
+        """Debit a funding ``payment`` (negative: received) from the instrument's quote asset."""
+        spec = self._specs.get(instrument_id)
+        if spec is not None:
+            self._total[spec[1]] -= payment
+
+    def credit(self, asset: str, amount: float) -> None:
+        """Add ``amount`` (negative: debit) to ``asset``'s balance: a margin account books
+        realised PnL, fees and funding of derivatives this way."""
+        self._total[asset] = self._total.get(asset, 0.0) + amount
+
     # ------------------------------------------------------------------- checks
 
     def check_order(self, cmd: SubmitOrder, price: float) -> str | None:

@@ -10,7 +10,7 @@ import msgspec
 
 from tradebus.errors import OrderError
 
-__all__ = ["Instrument", "InstrumentKind"]
+__all__ = ["FeeTier", "Instrument", "InstrumentKind", "MarginMode", "MarginTier"]
 
 
 class InstrumentKind(StrEnum):
@@ -18,6 +18,35 @@ class InstrumentKind(StrEnum):
 
     SPOT = "spot"
     PERPETUAL = "perpetual"
+
+
+class MarginMode(StrEnum):
+    """How a perpetual position is margined: the whole wallet backs it, or only its own margin."""
+
+    CROSS = "cross"
+    ISOLATED = "isolated"
+
+
+class MarginTier(msgspec.Struct, frozen=True):
+    """One maintenance-margin bracket of a perpetual (Binance ``leverageBracket``, OKX position tiers).
+
+    A position whose notional (at mark) is at most ``max_notional`` (and above the previous
+    tier's) needs ``maintenance_rate * notional - maintenance_amount`` of maintenance margin
+    and may use at most ``max_leverage``. ``maintenance_amount`` (Binance ``cum``) is derived
+    from the tiers below it, so the maintenance margin is continuous in the notional.
+    """
+
+    max_notional: float
+    maintenance_rate: float
+    max_leverage: float = 125.0
+
+
+class FeeTier(msgspec.Struct, frozen=True):
+    """Fee rates from a traded notional on (see :mod:`tradebus.execution.costs`); negative maker = rebate."""
+
+    min_volume: float
+    maker_fee: float
+    taker_fee: float
 
 
 class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
@@ -44,6 +73,25 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         The account trades this instrument on margin: it may be sold short and bought beyond
         the cash held (spot margin). Perpetuals are always margin-traded. A spot instrument
         without it is cash-only: buys need the quote asset, sells need the base asset held.
+    contract_size
+        Base units per unit of quantity (OKX ``ctVal``: BTC-USDT-SWAP trades contracts of
+        0.01 BTC; 1 for spot and for Binance/Bybit linear perpetuals, which trade in coins).
+        Notional and PnL are ``quantity * contract_size * price``.
+    leverage
+        Leverage the account uses for this perpetual: initial margin is ``notional / leverage``.
+    margin_mode
+        :class:`MarginMode` of a perpetual's position (cross: the wallet backs every position;
+        isolated: only the margin set aside when it opened).
+    maintenance_rate
+        Maintenance margin rate of a perpetual without ``margin_tiers`` (0.005 = 0.5 %).
+    margin_tiers
+        Maintenance brackets by notional, ascending (:class:`MarginTier`); empty = one
+        bracket at ``maintenance_rate``.
+    liquidation_fee
+        Fee rate charged on the notional of a liquidated position (the venue's clearance fee).
+    fee_tiers
+        Maker/taker rates by the trailing 30-day notional the run traded (:class:`FeeTier`,
+        ascending ``min_volume``); below the first tier, ``maker_fee``/``taker_fee``.
     """
 
     venue: str
@@ -58,6 +106,13 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
     taker_fee: float = 0.0
     min_quantity: float = 0.0
     margin: bool = False
+    contract_size: float = 1.0
+    leverage: float = 1.0
+    margin_mode: MarginMode = MarginMode.CROSS
+    maintenance_rate: float = 0.005
+    margin_tiers: tuple[MarginTier, ...] = ()
+    liquidation_fee: float = 0.005
+    fee_tiers: tuple[FeeTier, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("tick_size", "lot_size"):
@@ -66,6 +121,51 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
                 raise OrderError(f"instrument {self.symbol}.{self.venue}: {name} must be > 0, got {value!r}")
         if self.min_notional < 0 or self.min_quantity < 0:
             raise OrderError(f"instrument {self.symbol}.{self.venue}: min_notional/min_quantity must be >= 0")
+        where = f"instrument {self.symbol}.{self.venue}"
+        if not (self.contract_size > 0 and math.isfinite(self.contract_size)):
+            raise OrderError(f"{where}: contract_size must be > 0, got {self.contract_size!r}")
+        if not (self.leverage >= 1.0 and math.isfinite(self.leverage)):
+            raise OrderError(f"{where}: leverage must be >= 1, got {self.leverage!r}")
+        if not (0.0 <= self.maintenance_rate < 1.0 and 0.0 <= self.liquidation_fee < 1.0):
+            raise OrderError(f"{where}: maintenance_rate and liquidation_fee must be fractions in [0, 1)")
+        caps = [tier.max_notional for tier in self.margin_tiers]
+        if caps != sorted(caps) or len(set(caps)) != len(caps) or any(not 0.0 <= t.maintenance_rate < 1.0 for t in self.margin_tiers):
+            raise OrderError(f"{where}: margin_tiers must have ascending max_notional and rates in [0, 1)")
+        volumes = [tier.min_volume for tier in self.fee_tiers]
+        if volumes != sorted(volumes) or len(set(volumes)) != len(volumes):
+            raise OrderError(f"{where}: fee_tiers must have strictly ascending min_volume")
+        if self.margin_tiers and self.leverage > self.margin_tiers[0].max_leverage:
+            raise OrderError(
+                f"{where}: leverage {self.leverage} exceeds the first margin tier's max_leverage "
+                f"{self.margin_tiers[0].max_leverage}"
+            )
+
+    @property
+    def is_perpetual(self) -> bool:
+        """True for a perpetual swap (margined, marked, funded)."""
+        return self.kind == InstrumentKind.PERPETUAL
+
+    def notional(self, quantity: float, price: float) -> float:
+        """``quantity * contract_size * price`` (signed as ``quantity``)."""
+        return quantity * self.contract_size * price
+
+    def maintenance_margin(self, notional: float) -> float:
+        """Maintenance margin of a position of absolute ``notional`` (tiered; see :class:`MarginTier`)."""
+        rate, amount = self.maintenance_bracket(notional)
+        return abs(notional) * rate - amount
+
+    def maintenance_bracket(self, notional: float) -> tuple[float, float]:
+        """``(rate, amount)`` of the maintenance tier of absolute ``notional`` (amount 0 untiered)."""
+        notional = abs(notional)
+        if not self.margin_tiers:
+            return self.maintenance_rate, 0.0
+        amount, floor, prev_rate = 0.0, 0.0, 0.0
+        for tier in self.margin_tiers:
+            amount += floor * (tier.maintenance_rate - prev_rate)
+            if notional <= tier.max_notional:
+                return tier.maintenance_rate, amount
+            floor, prev_rate = tier.max_notional, tier.maintenance_rate
+        return prev_rate, amount
 
     @property
     def cash_only(self) -> bool:
@@ -119,8 +219,9 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
             ticks = price / self.tick_size
             if abs(ticks - round(ticks)) > 1e-6:
                 return f"price {price} is not a multiple of the tick size {self.tick_size}"
-            if price * quantity < self.min_notional - 1e-12:
-                return f"notional {price * quantity} is below the minimum {self.min_notional}"
+            notional = price * quantity * self.contract_size
+            if notional < self.min_notional - 1e-12:
+                return f"notional {notional} is below the minimum {self.min_notional}"
         return None
 
 

@@ -66,6 +66,7 @@ from tradebus.engine.messages import (
     BookDelta,
     BookSnapshot,
     CancelOrder,
+    FundingPaid,
     FundingRate,
     Liquidity,
     MarkPrice,
@@ -81,13 +82,16 @@ from tradebus.engine.messages import (
     OrderSubmitted,
     OrderTriggered,
     PositionChanged,
+    PositionLiquidated,
     Quote,
     SubmitOrder,
     Trade,
 )
+from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY, Perpetuals
 from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import ConfigError, DataError
 from tradebus.execution.config import VenueConfig
+from tradebus.execution.contingent import ContingentOrders
 from tradebus.execution.engine import ExecutionEngine
 from tradebus.execution.orders import Order, OrderManager
 from tradebus.execution.book_matching import simulated_venue
@@ -160,6 +164,9 @@ class EquitySample(msgspec.Struct, frozen=True, gc=False):
     realized_pnl: float
     unrealized_pnl: float
     fees_paid: float
+    funding_paid: float = 0.0
+    margin: float = 0.0
+    maintenance_margin: float = 0.0
 
 
 @dataclass(slots=True)
@@ -187,6 +194,9 @@ class RunResult:
     submit_reasons: dict[str, str] = field(default_factory=dict)
     denials: list[OrderDenied] = field(default_factory=list)
     equity: list[EquitySample] = field(default_factory=list)
+    funding: list[FundingPaid] = field(default_factory=list)
+    contract_sizes: dict[str, float] = field(default_factory=dict)
+    liquidations: list[PositionLiquidated] = field(default_factory=list)
 
     @property
     def events(self) -> int:
@@ -274,6 +284,7 @@ class Kernel:
         self.strategies: list[Strategy] = []
         self.banks: dict[str, FeatureBank] = {}
         self.result = RunResult(tuple(self.instruments), self.portfolio.initial_cash)
+        self.result.contract_sizes = {iid: inst.contract_size for iid, inst in self.instruments.items()}
         self._extra_features = tuple(features)
         self._equity_interval = equity_interval_ns
         self._next_sample = -(2**63)
@@ -301,6 +312,30 @@ class Kernel:
         if on_book is not None:  # a fill_on: book venue sees each book update before the strategies
             self.bus.subscribe(BookSnapshot, on_book)
             self.bus.subscribe(BookDelta, on_book)
+        #: Brackets, OCO, trailing stops, GTD and timed exits; built at start when a strategy
+        #: declares ``contingent = True`` (see :mod:`tradebus.execution.contingent`).
+        self.contingent: ContingentOrders | None = None
+        # Marks, funding and liquidation of perpetuals (None without any).
+        self.perpetuals: Perpetuals | None = None
+        if any(inst.is_perpetual for inst in self.instruments.values()):
+            self.perpetuals = Perpetuals(
+                self.instruments,
+                self.portfolio,
+                self.execution,
+                self.orders,
+                self.bus,
+                self.clock,
+                liquidate=isinstance(self.venue, SimulatedVenue),
+                on_liquidation_fill=self._note_liquidation,
+            )
+            self.result.funding = self.perpetuals.funding
+            self.result.liquidations = self.perpetuals.liquidations
+            # Through the bus: the kernel's handlers first, then any strategy's. A daemon that
+            # publishes the mark and funding messages of its feeds reaches the account this way.
+            self.bus.subscribe(MarkPrice, self.perpetuals.on_mark)
+            self.bus.subscribe(FundingRate, self.perpetuals.on_funding)
+            self._dispatch[MarkPrice] = self.bus.publish
+            self._dispatch[FundingRate] = self.bus.publish
 
     # ------------------------------------------------------------------ set-up
 
@@ -340,6 +375,9 @@ class Kernel:
                 view = FeatureView(bank.columns)
                 view.row = self._live_outputs(bank)
                 self.cache.feature_views[iid] = view
+        if any(getattr(strategy, "contingent", False) for strategy in self.strategies):
+            # Before the strategies subscribe: it sees each bar and fill first.
+            self.contingent = ContingentOrders(self)
         for strategy in self.strategies:
             self._subscribe(strategy)
         for strategy in self.strategies:
@@ -457,8 +495,36 @@ class Kernel:
         if isinstance(clock, SimulatedClock):
             clock.advance_to(msg.ts_init)
         handler(msg)
+        perps = self.perpetuals
+        if perps is not None:
+            perps.settle_due(msg.ts_init)
+            if perps.watching and type(msg) is not MarkPrice:
+                perps.check(msg.ts_init)
         if msg.ts_init >= self._next_sample:
             self._sample(msg.ts_init)
+
+    def feed_perpetual_data(self, messages: Iterable[MarkPrice | FundingRate]) -> None:
+        """Deliver mark prices and funding rates at their ``ts_init`` during :meth:`run` (backtests).
+
+        Raises
+        ------
+        ConfigError
+            If no instrument is a perpetual or the clock is not simulated.
+        """
+        perps = self.perpetuals
+        if perps is None or not isinstance(self.clock, SimulatedClock):
+            raise ConfigError("kernel: mark and funding data need a perpetual instrument and a simulated clock")
+        dispatch = self._dispatch
+
+        def deliver(msg: MarkPrice | FundingRate) -> None:
+            if msg.instrument_id not in self.instruments:
+                raise DataError(f"kernel: {type(msg).__name__} for unknown instrument {msg.instrument_id!r}")
+            dispatch[type(msg)](msg)
+
+        perps.feed(messages, deliver)
+
+    def _note_liquidation(self, fill: OrderFilled) -> None:
+        self.result.submit_reasons[fill.client_order_id] = "liquidation"
 
     def _process_bar(self, bar: Bar) -> None:
         self.execution.on_bar(bar)
@@ -600,6 +666,7 @@ class Kernel:
         cache_prices = self.cache.prices
         orders = self.orders
         marks_matter = self.risk_config.breakers_on_marks
+        perps = self.perpetuals
         advance = clock.advance_to
         next_sample = self._next_sample
         result = self.result
@@ -622,7 +689,11 @@ class Kernel:
             bar = Bar(iid, te, ti, o, h, lo, c, v)
             if self._busy:
                 execution_on_bar(bar)
+                if perps is not None and perps.watching:
+                    perps.check(ti)
                 self._busy = marks_matter or orders.open_count > 0
+            elif perps is not None and perps.watching:
+                perps.on_price(iid, c, ti)  # an open perpetual position is marked on every bar
             cache_bars[iid] = bar
             cache_prices[iid] = c
             view.row = row
@@ -669,6 +740,9 @@ class Kernel:
     # ------------------------------------------------------------------ outputs
 
     def _record_fill(self, fill: OrderFilled) -> None:
+        perps = self.perpetuals
+        if perps is not None:
+            perps.note_positions()
         self.result.fills.append(
             FillRecord(
                 fill.ts_event,
@@ -690,10 +764,9 @@ class Kernel:
         portfolio = self.portfolio
         self.sync_marks()
         position_value = 0.0
-        for iid in self.instruments:
-            qty = portfolio.position(iid)
-            if qty:
-                position_value += qty * portfolio.last_price(iid)
+        for pos in self._positions.values():
+            if pos.quantity:
+                position_value += pos.value
         if portfolio.has_holdings:
             position_value += portfolio.holdings_value()
             if not self.result.equity:
@@ -708,10 +781,19 @@ class Kernel:
                 portfolio.realized_pnl,
                 portfolio.unrealized_pnl(),
                 portfolio.fees_paid,
+                portfolio.funding_paid,
+                *self._margins(),
             )
         )
         interval = self._equity_interval
         self._next_sample = (ts // interval + 1) * interval
+
+    def _margins(self) -> tuple[float, float]:
+        """Initial and maintenance margin of the perpetual positions at mark (0, 0 without any)."""
+        perps = self.perpetuals
+        if perps is None or perps.account is None:
+            return 0.0, 0.0
+        return perps.account.initial_margin(), perps.account.maintenance_margin()
 
     def stop(self) -> None:
         """Call every strategy's ``on_stop``, take the final equity sample and collect the orders."""

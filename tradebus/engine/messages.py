@@ -450,6 +450,37 @@ class PositionChanged(msgspec.Struct, frozen=True, gc=False):
     ts_init: int
 
 
+class PositionLiquidated(msgspec.Struct, frozen=True, gc=False):
+    """A perpetual position was closed by liquidation (its equity fell below maintenance margin).
+
+    ``quantity`` is the signed position closed, ``price`` the mark it was closed at,
+    ``liquidation_price`` where the account computed the breach, ``fee`` the liquidation fee.
+    """
+
+    instrument_id: str
+    quantity: float
+    price: float
+    liquidation_price: float
+    fee: float
+    ts_event: int
+    ts_init: int
+
+
+class FundingPaid(msgspec.Struct, frozen=True, gc=False):
+    """One funding settlement of a position: ``payment = quantity * contract_size * mark * rate``.
+
+    Positive ``payment``: paid by the account; negative: received.
+    """
+
+    instrument_id: str
+    quantity: float
+    mark_price: float
+    rate: float
+    payment: float
+    ts_event: int
+    ts_init: int
+
+
 class TradingStateChanged(msgspec.Struct, frozen=True, gc=False):
     """The risk gate moved between ACTIVE, REDUCING and HALTED."""
 

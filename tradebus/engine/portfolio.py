@@ -3,20 +3,25 @@
 Accounting (all amounts in the quote currency):
 
 - ``cash`` starts at ``initial_cash``; a fill of signed quantity ``q = side * last_qty`` at
-  ``px`` moves it by ``-q * px - fee`` (a buy pays its notional, a sell receives it).
+  ``px`` moves it by ``-q * c * px - fee`` (a buy pays its notional, a sell receives it), where
+  ``c`` is the instrument's ``contract_size`` (1 but for contracts such as OKX swaps); every
+  notional and PnL below is multiplied by ``c``.
+- A funding settlement (:meth:`Portfolio.apply_funding`) moves cash by ``-q * c * mark * rate``.
 - One netting position per instrument: quantity (signed) and average entry price. A fill on
   the position's side (or from flat) re-averages the entry; a fill against it realises
   ``closed * (px - avg) * sign(position)``; a fill larger than the position closes it
   (realising) and opens the rest on the other side at ``px`` (a flip).
-- ``equity = cash + sum(position * last price)``; ``unrealized_pnl = sum(position * (last - avg))``.
-  Hence ``equity - initial_cash == realized_pnl + unrealized_pnl - fees_paid`` exactly, up to
-  float rounding.
+- ``equity = cash + sum(position * c * last price)``; ``unrealized_pnl = sum(position * c * (last - avg))``.
+  Hence ``equity - initial_cash == realized_pnl + unrealized_pnl - fees_paid - funding_paid``
+  exactly, up to float rounding.
 
 The last price of an instrument is the latest :meth:`Portfolio.mark`; before the first mark
-a fill's price stands in for it. Equity-curve sampling is the kernel's job.
+a fill's price stands in for it. Once an instrument gets a venue mark price
+(:meth:`Portfolio.mark_price`, from ``MarkPrice`` messages) only mark prices value it. Equity-curve sampling is the kernel's job.
 
 Balances per asset and buying power are the account's (:attr:`Portfolio.account`, a
-:class:`~tradebus.account.SpotCashAccount`); every fill booked here is booked there too.
+:class:`~tradebus.account.SpotCashAccount`, or a :class:`~tradebus.account.MarginAccount`
+when any instrument is a perpetual); every fill booked here is booked there too.
 Equity is in the *reporting currency*, the quote asset of the first instrument:
 
 - ``cash`` is the sum of the quote-asset balances (every asset that is a quote asset and no
@@ -34,7 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from tradebus.account import Account, SpotCashAccount, asset_names
+from tradebus.account import Account, MarginAccount, SpotCashAccount, asset_names
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderFilled, PositionChanged
 from tradebus.errors import ConfigError, OrderError
@@ -47,22 +52,40 @@ _INF = math.inf
 class Position:
     """Net position of one instrument (mutated only by :class:`Portfolio`)."""
 
-    __slots__ = ("avg_price", "flat_eps", "instrument_id", "last_price", "quantity", "realized_pnl")
+    __slots__ = (
+        "avg_price",
+        "contract_size",
+        "flat_eps",
+        "funding",
+        "has_mark",
+        "instrument_id",
+        "last_price",
+        "quantity",
+        "realized_pnl",
+    )
 
-    def __init__(self, instrument_id: str, flat_eps: float) -> None:
+    def __init__(self, instrument_id: str, flat_eps: float, contract_size: float = 1.0) -> None:
         self.instrument_id = instrument_id
         self.quantity = 0.0
         self.avg_price = 0.0
         self.realized_pnl = 0.0
         self.last_price = math.nan
         self.flat_eps = flat_eps
+        self.contract_size = contract_size
+        self.funding = 0.0  # funding paid on this instrument (negative: received)
+        self.has_mark = False  # valued at MarkPrice messages, no longer at trades and bars
 
     @property
     def unrealized_pnl(self) -> float:
-        """``quantity * (last_price - avg_price)`` (0 when flat or never priced)."""
+        """``quantity * contract_size * (last_price - avg_price)`` (0 when flat or never priced)."""
         if self.quantity == 0.0 or self.last_price != self.last_price:
             return 0.0
-        return self.quantity * (self.last_price - self.avg_price)
+        return self.quantity * self.contract_size * (self.last_price - self.avg_price)
+
+    @property
+    def value(self) -> float:
+        """``quantity * contract_size * last_price`` (NaN if never priced)."""
+        return self.quantity * self.contract_size * self.last_price
 
 
 class Portfolio:
@@ -81,6 +104,7 @@ class Portfolio:
 
     __slots__ = (
         "_fees",
+        "_funding",
         "_holdings",
         "_positions",
         "_realized",
@@ -103,11 +127,15 @@ class Portfolio:
         names = [asset_names(inst) for inst in instruments.values()]
         self.reporting_currency = names[0][1]
         start = {self.reporting_currency: float(initial_cash)} if balances is None else dict(balances)
-        self.account: Account = SpotCashAccount(instruments, start)
         # A residual below a thousandth of a lot after a reduction is float noise: snap to flat.
         self._positions: dict[str, Position] = {
-            iid: Position(iid, inst.lot_size * 1e-3) for iid, inst in instruments.items()
+            iid: Position(iid, inst.lot_size * 1e-3, inst.contract_size) for iid, inst in instruments.items()
         }
+        self.account: Account = (
+            MarginAccount(instruments, start, self._positions)
+            if any(inst.is_perpetual for inst in instruments.values())
+            else SpotCashAccount(instruments, start)
+        )
         bases = {base for base, _ in names}
         cash = 0.0
         holdings: list[tuple[Position, float]] = []
@@ -123,6 +151,7 @@ class Portfolio:
         self.cash = cash
         self.max_equity = cash
         self._fees = 0.0
+        self._funding = 0.0
         self._realized = 0.0
 
     # ------------------------------------------------------------------ updates
@@ -143,7 +172,8 @@ class Portfolio:
         if pos is None or not (qty > 0.0 and qty < _INF and px > 0.0 and px < _INF and abs(fee) < _INF):
             raise _bad_fill(fill, pos is None)
         signed = qty if fill.side > 0 else -qty
-        self.cash -= signed * px + fee
+        cs = pos.contract_size
+        self.cash -= signed * cs * px + fee
         self.account.apply_fill(fill)
         self._fees += fee
         old = pos.quantity
@@ -153,7 +183,7 @@ class Portfolio:
             pos.quantity = new
         else:
             closed = min(abs(signed), abs(old))
-            pnl = closed * (px - pos.avg_price) if old > 0.0 else closed * (pos.avg_price - px)
+            pnl = cs * (closed * (px - pos.avg_price) if old > 0.0 else closed * (pos.avg_price - px))
             pos.realized_pnl += pnl
             self._realized += pnl
             new = old + signed
@@ -170,7 +200,7 @@ class Portfolio:
         for p in self._positions.values():
             q = p.quantity
             if q != 0.0:
-                equity += q * p.last_price
+                equity += q * p.contract_size * p.last_price
         if self._holdings:
             equity += self.holdings_value()
         if equity > self.max_equity:
@@ -185,15 +215,46 @@ class Portfolio:
         Non-finite or non-positive prices are ignored (a bad tick must not poison equity).
         """
         pos = self._positions.get(instrument_id)
+        if pos is None or not (price > 0.0 and price < math.inf) or pos.has_mark:
+            return
+        self._set_price(pos, price)
+
+    def mark_price(self, instrument_id: str, price: float) -> None:
+        """Value an instrument at a venue mark price from now on (trades and bars no longer mark it).
+
+        Non-finite or non-positive prices are ignored.
+        """
+        pos = self._positions.get(instrument_id)
         if pos is None or not (price > 0.0 and price < math.inf):
             return
+        pos.has_mark = True
+        self._set_price(pos, price)
+
+    def apply_funding(self, instrument_id: str, rate: float) -> float:
+        """Settle one funding of ``rate`` on the position at its mark; return the payment.
+
+        The payment is ``quantity * contract_size * mark * rate``: a long pays a positive rate
+        and a short receives it. It is debited from cash (and the account's wallet) and added to
+        :attr:`funding_paid`. 0 when flat, never priced, or ``rate`` is not finite.
+        """
+        pos = self._positions.get(instrument_id)
+        if pos is None or pos.quantity == 0.0 or pos.last_price != pos.last_price or not math.isfinite(rate):
+            return 0.0
+        payment = pos.quantity * pos.contract_size * pos.last_price * rate
+        self.cash -= payment
+        self._funding += payment
+        pos.funding += payment
+        self.account.apply_funding(instrument_id, payment)
+        return payment
+
+    def _set_price(self, pos: Position, price: float) -> None:
         pos.last_price = price
         if pos.quantity != 0.0 or self._holdings:  # a flat instrument's price does not move equity
             equity = self.cash  # self.equity(), inlined: this runs on every mark
             for p in self._positions.values():
                 q = p.quantity
                 if q != 0.0:
-                    equity += q * p.last_price
+                    equity += q * p.contract_size * p.last_price
             if self._holdings:
                 equity += self.holdings_value()
             if equity > self.max_equity:
@@ -239,6 +300,11 @@ class Portfolio:
         return self._realized
 
     @property
+    def funding_paid(self) -> float:
+        """Total funding paid (negative if more was received than paid)."""
+        return self._funding
+
+    @property
     def fees_paid(self) -> float:
         """Total fees paid (negative if rebates exceeded fees)."""
         return self._fees
@@ -270,7 +336,7 @@ class Portfolio:
         for pos in self._positions.values():
             q = pos.quantity
             if q != 0.0:
-                total += q * pos.last_price
+                total += q * pos.contract_size * pos.last_price
         if self._holdings:
             total += self.holdings_value()
         return total

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tradebus.execution.costs import SlippageConfig
 
 __all__ = ["BookFillConfig", "VenueConfig"]
 
@@ -55,6 +57,9 @@ class VenueConfig(BaseModel):
         Fixed adverse slippage applied to taker fills, in basis points. A slipped price is
         clamped to what the data allowed: the bar's ``[low, high]`` (and the order's limit);
         on trades and quotes the fill is at the printed price, so slippage cannot apply there.
+    slippage
+        A slippage model instead of ``slippage_bps`` (not both): fixed, volume participation
+        or volatility-scaled (:class:`~tradebus.execution.costs.SlippageConfig`).
     latency_ns
         Time from a decision to its arrival at the venue (submit, cancel and modify alike).
         Nothing an order does at the venue happens before its arrival.
@@ -96,9 +101,21 @@ class VenueConfig(BaseModel):
     maker_fee: float | None = None
     taker_fee: float | None = None
     slippage_bps: float = Field(default=0.0, ge=0.0)
+    slippage: SlippageConfig | None = None
     latency_ns: int = Field(default=0, ge=0)
     fill_on: Literal["bars", "trades", "quotes", "book"] = "bars"
     limit_fill: Literal["touch", "through"] = "touch"
     trade_size_limit: bool = False
     reduce_only_mode: Literal["cap", "reject"] = "cap"
     book: BookFillConfig = Field(default_factory=BookFillConfig)
+
+    @model_validator(mode="after")
+    def _one_slippage(self) -> VenueConfig:
+        if self.slippage is not None and self.slippage_bps:
+            raise ValueError("give either slippage_bps or a slippage model, not both")
+        return self
+
+    @property
+    def slippage_model(self) -> SlippageConfig:
+        """The slippage model in effect (``slippage_bps`` is the fixed model)."""
+        return self.slippage if self.slippage is not None else SlippageConfig(bps=self.slippage_bps)

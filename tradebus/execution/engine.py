@@ -50,6 +50,7 @@ from tradebus.engine.messages import (
     OrderStatus,
     OrderSubmitted,
     OrderTimedOut,
+    PositionChanged,
     Quote,
     SubmitOrder,
     Trade,
@@ -461,6 +462,19 @@ class ExecutionEngine:
         change = self._portfolio.apply_fill(fill)
         self._bus.publish(fill)
         self._bus.publish(change)
+
+    def book_liquidation(self, fill: OrderFilled) -> PositionChanged:
+        """Book the fill that closes a liquidated position (no order of ours; no anomaly either).
+
+        Journaled (a restart keeps the closed position), booked and published with its
+        ``PositionChanged``, which is returned.
+        """
+        if self._journal is not None:
+            self._journal.record_event(fill)
+        change = self._portfolio.apply_fill(fill)
+        self._bus.publish(fill)
+        self._bus.publish(change)
+        return change
 
     def _event(self, event: Any) -> None:
         if self._om.apply(event) is None:

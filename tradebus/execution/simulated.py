@@ -70,11 +70,14 @@ Post-only and reduce-only
     (rest canceled) or canceled (``reduce_only_mode``); it never flips a position.
 
 Prices
-    Taker fills pay ``slippage_bps`` against the trader, rounded to the tick against the
+    Taker fills on bars pay the slippage of the configured model (``slippage_bps``, or
+    ``slippage``: fixed, volume participation or volatility-scaled; see
+    :mod:`tradebus.execution.costs`) against the trader, rounded to the tick against the
     trader (an exact decimal multiple of the tick, free of float noise), then clamped to what
     the data allowed (the bar's ``[low, high]``) and to the order's limit. On trades/quotes the fill is at the printed price, so slippage is zero.
-    Fees are ``quantity * price * rate`` with the maker or taker rate of the instrument
-    (or the config's override).
+    Fees are ``quantity * contract_size * price * rate`` with the maker or taker rate of the
+    instrument, of its fee tier by trailing traded notional (:class:`~tradebus.execution.costs.FeeSchedule`),
+    or the config's override.
 """
 
 from __future__ import annotations
@@ -106,6 +109,7 @@ from tradebus.engine.messages import (
     Trade,
 )
 from tradebus.execution.config import VenueConfig
+from tradebus.execution.costs import FeeSchedule, slippage_bps
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import EventHandler, OrderStatusReport, Venue
 
@@ -219,17 +223,17 @@ class SimulatedVenue(Venue):
         self.config = config or VenueConfig()
         cfg = self.config
         self._latency = cfg.latency_ns
-        self._slip = cfg.slippage_bps * 1e-4
+        self._slippage = cfg.slippage_model
+        # Whether taker fills on bars slip at all.
+        self._slip = self._slippage.model != "fixed" or self._slippage.bps > 0.0
         self._through = cfg.limit_fill == "through"
         self._fill_on = cfg.fill_on
         self._on_bars = cfg.fill_on == "bars"
-        self._fees: dict[str, tuple[float, float]] = {
-            iid: (
-                inst.maker_fee if cfg.maker_fee is None else cfg.maker_fee,
-                inst.taker_fee if cfg.taker_fee is None else cfg.taker_fee,
-            )
-            for iid, inst in instruments.items()
+        self._fees: dict[str, FeeSchedule] = {
+            iid: FeeSchedule(inst, cfg.maker_fee, cfg.taker_fee) for iid, inst in instruments.items()
         }
+        # Fees are on notional, quantity * contract_size * price.
+        self._contract_sizes: dict[str, float] = {iid: inst.contract_size for iid, inst in instruments.items()}
         self._pending: dict[str, deque[tuple[int, int, _SimOrder | Order, ModifyOrder | None]]] = {
             iid: deque() for iid in instruments
         }
@@ -507,7 +511,7 @@ class SimulatedVenue(Venue):
             if sim.status in _WORKING:
                 px = bar.open
                 if self._slip:
-                    px = self._slipped(iid, sim, px, bar.low, bar.high)
+                    px = self._slipped(iid, sim, px, bar)
                 self._fill(iid, sim, sim.quantity - sim.filled, px, _TAKER, ts)
             if self._dirty:
                 self._prune(iid)
@@ -531,7 +535,7 @@ class SimulatedVenue(Venue):
                 self._emit(OrderTriggered(sim.strategy_id, iid, sim.coid, ts, self.clock.now_ns()))
             elif kind == 1:
                 if liq is _TAKER and self._slip:
-                    px = self._slipped(iid, sim, px, lo, h)
+                    px = self._slipped(iid, sim, px, bar)
                 self._fill(iid, sim, sim.leaves, px, liq, ts)
             else:
                 self._close(sim, _EXPIRED, f"{sim.tif}: not marketable when triggered", ts)
@@ -647,15 +651,17 @@ class SimulatedVenue(Venue):
 
     # ------------------------------------------------------------------- helpers
 
-    def _slipped(self, iid: str, sim: _SimOrder, px: float, low: float, high: float) -> float:
-        """``px`` moved ``slippage_bps`` against the trader onto the tick grid, within the bar and limit."""
+    def _slipped(self, iid: str, sim: _SimOrder, px: float, bar: Bar) -> float:
+        """``px`` moved by the slippage model against the trader onto the tick grid, within the bar and limit."""
         instrument = self.instruments[iid]
+        low, high = bar.low, bar.high
+        slip = slippage_bps(self._slippage, sim.leaves, bar.open, high, low, bar.volume) * 1e-4
         if sim.buy:
-            px = min(instrument.round_price_up(px * (1.0 + self._slip)), high)
+            px = min(instrument.round_price_up(px * (1.0 + slip)), high)
             if sim.type in _LIMITS:
                 px = min(px, sim.limit)
         else:
-            px = max(instrument.round_price_down(px * (1.0 - self._slip)), low)
+            px = max(instrument.round_price_down(px * (1.0 - slip)), low)
             if sim.type in _LIMITS:
                 px = max(px, sim.limit)
         return px
@@ -673,8 +679,10 @@ class SimulatedVenue(Venue):
                     self._close(sim, _EXPIRED, f"FOK reduce_only: position {pos} < {qty}", ts)
                     return 0.0
                 qty = room
-        maker, taker = self._fees[iid]
-        fee = qty * px * (maker if liq is _MAKER else taker)
+        schedule = self._fees[iid]
+        maker, taker = schedule.rates(ts)
+        notional = qty * self._contract_sizes[iid] * px
+        fee = notional * (maker if liq is _MAKER else taker)
         funds_check = self.funds_check
         if funds_check is not None:
             why = funds_check(sim.order, qty, px, fee)
@@ -684,6 +692,7 @@ class SimulatedVenue(Venue):
         self._trade_ids += 1
         sim.filled += qty
         self._positions[iid] = pos + qty if sim.buy else pos - qty
+        schedule.record(ts, notional)
         fill = OrderFilled(
             sim.strategy_id,
             iid,

@@ -32,7 +32,11 @@ Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
 * **turnover**: traded notional / mean sampled equity.
 * **exposure**: fraction of the run's span (``end - start``) with a non-zero position in
   any instrument, positions changing at their fills' ``ts_event``.
-* **fees_paid**: sum of fill fees.
+* **fees_paid**: sum of fill fees (a liquidation's fee included).
+* **funding_paid**: sum of funding payments of perpetual positions (negative: received);
+  **funding_settlements** how many there were; **liquidations** how many positions were
+  liquidated. Round-trip PnL and turnover count each instrument's ``contract_size``; a
+  round trip's PnL does not include funding.
 * **max_drawdown**, **annualised_volatility**, **sharpe** and **sortino** are computed
   from the equity samples, which the kernel takes on its own clock (receive time).
 
@@ -130,11 +134,16 @@ class RoundTrip:
         return self.pnl - self.fees
 
 
-def round_trips(fills: Sequence[FillRecord], lot_sizes: dict[str, float] | None = None) -> list[RoundTrip]:
+def round_trips(
+    fills: Sequence[FillRecord],
+    lot_sizes: dict[str, float] | None = None,
+    contract_sizes: dict[str, float] | None = None,
+) -> list[RoundTrip]:
     """Split fills into round trips per instrument (average-cost accounting; see the module doc).
 
     ``lot_sizes`` sets, per instrument, the residual below which a position counts as flat
-    (a thousandth of a lot; 1e-12 when not given).
+    (a thousandth of a lot; 1e-12 when not given); ``contract_sizes`` the base units per unit
+    of quantity (1 when not given), which PnL is multiplied by.
     """
     state: dict[str, tuple[float, float, RoundTrip | None]] = {}
     done: list[RoundTrip] = []
@@ -154,7 +163,8 @@ def round_trips(fills: Sequence[FillRecord], lot_sizes: dict[str, float] | None 
         else:
             closed = min(abs(qty), abs(pos))
             share = closed / abs(qty)
-            trip.pnl += closed * (fill.price - avg) * (1.0 if pos > 0.0 else -1.0)
+            size = (contract_sizes or {}).get(iid, 1.0)
+            trip.pnl += closed * size * (fill.price - avg) * (1.0 if pos > 0.0 else -1.0)
             trip.fees += fill.fee * share
             trip.exit_ns = fill.ts_event
             new = pos + qty
@@ -261,10 +271,11 @@ def compute_metrics(
         calmar = cagr / mdd
     else:
         reasons["calmar"] = "no drawdown"
-    trips = round_trips(result.fills, lot_sizes)
+    sizes = result.contract_sizes
+    trips = round_trips(result.fills, lot_sizes, sizes)
     wins = [t.net_pnl for t in trips if t.net_pnl > 0.0]
     losses = [t.net_pnl for t in trips if t.net_pnl <= 0.0]
-    notional = sum((f.quantity * f.price for f in result.fills), 0.0)
+    notional = sum((f.quantity * sizes.get(f.instrument_id, 1.0) * f.price for f in result.fills), 0.0)
     mean_equity = sum(s.equity for s in result.equity) / len(result.equity) if result.equity else initial
     exposure = _exposure(result.fills, start, end) if start is not None and end is not None else 0.0
     metrics: dict[str, Any] = {
@@ -293,6 +304,9 @@ def compute_metrics(
         "turnover": notional / mean_equity if mean_equity > 0.0 else None,
         "exposure": exposure,
         "fees_paid": sum((f.fee for f in result.fills), 0.0),
+        "funding_paid": sum((f.payment for f in result.funding), 0.0),
+        "funding_settlements": len(result.funding),
+        "liquidations": len(result.liquidations),
     }
     if not trips:
         reasons["hit_rate"] = "no round trip closed"

@@ -5,7 +5,10 @@ Files
 A run writes only its own files (:data:`OWN_FILES`, the one place that says which they are):
 
 * ``fills.csv`` (:data:`FILL_COLUMNS`), ``orders.csv`` (:data:`ORDER_COLUMNS`),
-  ``equity.csv`` (:data:`EQUITY_COLUMNS`), ``metrics.json``
+  ``equity.csv`` (:data:`EQUITY_COLUMNS`: with ``funding_paid`` and the initial and
+  maintenance ``margin`` of perpetual positions at mark), ``funding.csv``
+  (:data:`FUNDING_COLUMNS`: one row per funding settlement of a perpetual position;
+  positive ``payment`` paid, negative received), ``metrics.json``
   (:func:`tradebus.reports.metrics.compute_metrics`) and ``config.yaml`` (the resolved
   config), for every kind of run;
 * ``node.json`` for a paper run, ``playback.json`` for a replay.
@@ -19,7 +22,9 @@ time* (``ts_init``: the process clock when the run saw or did something -- the d
 ``ts_init`` in a backtest, the recorded receive time in a replay, the wall clock in a
 paper run). Each column holds one clock:
 
-* ``fills.csv``: ``ts_event``/``time`` venue time.
+* ``fills.csv``: ``ts_event``/``time`` venue time (a liquidation's fill: the mark's time,
+  reason ``liquidation``).
+* ``funding.csv``: ``ts_event``/``time`` the funding time.
 * ``orders.csv``: ``ts_created`` receive time (when the strategy decided: the one
   receive-time column); ``ts_last_fill`` venue time of the order's last fill (empty
   without a fill). A denied order's row has ``ts_created`` = the denial's time.
@@ -72,6 +77,7 @@ from tradebus.reports.metrics import format_ns
 
 __all__ = [
     "EQUITY_COLUMNS",
+    "FUNDING_COLUMNS",
     "FILL_COLUMNS",
     "INCOMPLETE_MARKER",
     "ORDER_COLUMNS",
@@ -83,7 +89,7 @@ __all__ = [
 
 RunKind = Literal["backtest", "paper", "replay"]
 
-_COMMON_FILES = ("fills.csv", "orders.csv", "equity.csv", "metrics.json", "config.yaml")
+_COMMON_FILES = ("fills.csv", "orders.csv", "equity.csv", "funding.csv", "metrics.json", "config.yaml")
 #: The files each kind of run writes: the only files it ever creates or replaces.
 OWN_FILES: dict[RunKind, tuple[str, ...]] = {
     "backtest": _COMMON_FILES,
@@ -141,8 +147,12 @@ EQUITY_COLUMNS = (
     "realized_pnl",
     "unrealized_pnl",
     "fees_paid",
+    "funding_paid",
+    "margin",
+    "maintenance_margin",
     "drawdown",
 )
+FUNDING_COLUMNS = ("ts_event", "time", "instrument", "quantity", "mark_price", "rate", "payment")
 
 
 def _cell(value: Any) -> str:
@@ -265,11 +275,23 @@ def write_run(
                 s.realized_pnl,
                 s.unrealized_pnl,
                 s.fees_paid,
+                s.funding_paid,
+                s.margin,
+                s.maintenance_margin,
                 drawdown,
             )
 
     with run_dir.open("equity.csv") as handle:
         _write_csv(handle, EQUITY_COLUMNS, equity_rows())
+    with run_dir.open("funding.csv") as handle:
+        _write_csv(
+            handle,
+            FUNDING_COLUMNS,
+            (
+                (f.ts_event, format_ns(f.ts_event), f.instrument_id, f.quantity, f.mark_price, f.rate, f.payment)
+                for f in result.funding
+            ),
+        )
     with run_dir.open("metrics.json") as handle:
         handle.write(json.dumps(_json_ready(metrics), indent=2, allow_nan=False) + "\n")
     with run_dir.open("config.yaml") as handle:

@@ -133,6 +133,7 @@ class RiskGate:
         "_portfolio",
         "_rate",
         "_rate_window",
+        "_sizes",
         "_specs",
         "_store",
         "instruments",
@@ -145,6 +146,8 @@ class RiskGate:
         self._clock = clock
         self._bus = bus
         self.instruments = portfolio.instruments
+        # Contract size per instrument: notionals are quantity * contract_size * price.
+        self._sizes = {iid: inst.contract_size for iid, inst in portfolio.instruments.items()}
         self.state = TradingState.ACTIVE
         self._manual = TradingState.ACTIVE
         self._manual_reason = ""
@@ -251,8 +254,9 @@ class RiskGate:
                 return f"instrument: {why}"
         if px != px:
             min_notional = inst.min_notional
-            if min_notional > 0.0 and last == last and qty * last < min_notional - 1e-12:
-                return f"instrument: notional {qty * last} at last price is below the minimum {min_notional}"
+            if min_notional > 0.0 and last == last and qty * inst.contract_size * last < min_notional - 1e-12:
+                notional = qty * inst.contract_size * last
+                return f"instrument: notional {notional} at last price is below the minimum {min_notional}"
         why = self._portfolio.account.check_order(cmd, last)
         if why is not None:
             return why
@@ -272,7 +276,7 @@ class RiskGate:
             value_px = px if px == px else last
             if value_px != value_px:
                 return f"max_order_notional: no price to value the order (no last price for {cmd.instrument_id})"
-            notional = qty * value_px
+            notional = qty * self._sizes.get(cmd.instrument_id, 1.0) * value_px
             if notional > limit:
                 return f"max_order_notional: {notional} > {limit}"
         limit = self._max_position
@@ -337,9 +341,11 @@ class RiskGate:
                     row = book.setdefault(order.instrument_id, [pf.position(order.instrument_id), 0.0, 0.0])
                     row[1 if order.side > 0 else 2] += order.leaves_qty
 
-        def price(iid: str) -> float:
+        sizes = self._sizes
+
+        def price(iid: str) -> float:  # the value of one unit of quantity (contract size included)
             last = self._last.get(iid, _NAN)
-            return last if last == last else pf.last_price(iid)
+            return (last if last == last else pf.last_price(iid)) * sizes.get(iid, 1.0)
 
         def worst(row: list[float]) -> float:
             return max(abs(row[0] + row[1]), abs(row[0] - row[2]))
@@ -351,7 +357,7 @@ class RiskGate:
         row = book[cmd.instrument_id]
         mark = price(cmd.instrument_id)
         if mark != mark:
-            mark = px
+            mark = px * sizes.get(cmd.instrument_id, 1.0)
         if mark != mark:
             return f"max_gross_exposure: no price for {cmd.instrument_id}"
         before = gross + worst(row) * mark

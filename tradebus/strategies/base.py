@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from tradebus.engine.cache import Cache, FeatureView
     from tradebus.engine.clock import Clock
     from tradebus.engine.kernel import Kernel
+    from tradebus.execution.contingent import ContingentOrders
     from tradebus.features.spec import FeatureSpec
 
 __all__ = ["BUILTIN_STRATEGIES", "DATA_HANDLERS", "NoParams", "Strategy", "resolve_strategy"]
@@ -97,6 +98,8 @@ class Strategy:
 
     #: Validates the ``params`` mapping of a run config (subclasses override).
     Params: ClassVar[type[BaseModel]] = NoParams
+    #: Whether the kernel builds contingent orders (brackets, OCO, trailing, GTD) for this strategy.
+    contingent: ClassVar[bool] = False
 
     def __init__(self, instrument_ids: str | Sequence[str], *, strategy_id: str | None = None) -> None:
         ids = (instrument_ids,) if isinstance(instrument_ids, str) else tuple(instrument_ids)
@@ -295,6 +298,52 @@ class Strategy:
         return self._submit(
             instrument_id, side, quantity, order_type, price, trigger_price, time_in_force, False, reduce_only, reason
         )
+
+    # Contingent orders (:mod:`tradebus.execution.contingent`): set ``contingent = True`` on the class.
+
+    def _contingent(self) -> ContingentOrders:
+        contingent = self.kernel.contingent
+        if contingent is None:
+            raise OrderError(
+                f"{self.strategy_id}: brackets, OCO, trailing stops and GTD orders need `contingent = True` "
+                f"on the strategy class {type(self).__name__}"
+            )
+        return contingent
+
+    def submit_bracket(self, instrument_id: str, side: OrderSide, quantity: float, **options: Any) -> str | None:
+        """Submit a bracket: entry (market, or limit at ``entry_price``) with ``stop_loss`` and ``take_profit``.
+
+        Options (:meth:`ContingentOrders.bracket`): ``entry_price``, ``stop_loss``,
+        ``take_profit``, ``trail_offset`` / ``trail_percent``, ``arm_after_bars``,
+        ``exit_after_bars`` / ``exit_after_ns``, ``cooldown_bars``, ``reason``. Returns the
+        entry's id, or ``None`` while a cooldown refuses new brackets.
+        """
+        return self._contingent().bracket(self.strategy_id, instrument_id, side, quantity, **options)
+
+    def submit_oco(self, client_order_ids: list[str]) -> None:
+        """Link working orders of this strategy into one-cancels-the-other."""
+        self._contingent().oco(client_order_ids)
+
+    def submit_trailing_stop(
+        self,
+        instrument_id: str,
+        side: OrderSide,
+        quantity: float,
+        *,
+        offset: float | None = None,
+        percent: float | None = None,
+        reduce_only: bool = True,
+        reason: str = "",
+    ) -> str:
+        """Submit a stop-market whose trigger trails the best price by ``offset`` or ``percent``."""
+        return self._contingent().trailing_stop(
+            self.strategy_id, instrument_id, side, quantity, offset=offset, percent=percent,
+            reduce_only=reduce_only, reason=reason,
+        )
+
+    def submit_gtd(self, client_order_id: str, expire_ns: int) -> None:
+        """Make a working order good-till-date: canceled when the clock reaches ``expire_ns``."""
+        self._contingent().gtd(client_order_id, expire_ns)
 
     def cancel(self, client_order_id: str, reason: str = "") -> None:
         """Ask the venue to cancel one of this strategy's working orders."""

@@ -16,10 +16,10 @@ import msgspec
 from loguru import logger
 
 from tradebus.adapters.binance.config import BinanceMarket
-from tradebus.engine.instrument import Instrument, InstrumentKind
+from tradebus.engine.instrument import Instrument, InstrumentKind, MarginTier
 from tradebus.errors import DataError, OrderError
 
-__all__ = ["instruments_from_exchange_info", "load_exchange_info", "load_instruments"]
+__all__ = ["instruments_from_exchange_info", "load_exchange_info", "load_instruments", "margin_tiers_from_brackets"]
 
 
 def load_exchange_info(path: str | Path) -> dict[str, Any]:
@@ -118,6 +118,42 @@ def instruments_from_exchange_info(
         missing = wanted - {i.symbol for i in out}
         if missing:
             raise DataError(f"exchangeInfo: symbols not found or not tradable: {sorted(missing)}")
+    return out
+
+
+def margin_tiers_from_brackets(body: str | bytes) -> dict[str, tuple[MarginTier, ...]]:
+    """``symbol -> margin tiers`` of a USD-M ``GET /fapi/v1/leverageBracket`` response.
+
+    Each bracket gives ``notionalCap`` (the tier's ``max_notional``), ``maintMarginRatio``
+    and ``initialLeverage`` (its ``max_leverage``); ``cum`` is only checked: the tiers derive it
+    (:meth:`Instrument.maintenance_bracket`), and it must agree.
+
+    Raises
+    ------
+    DataError
+        The body is not a list of ``{symbol, brackets}``, a number is missing or not positive,
+        or a published ``cum`` disagrees with the derived amount.
+    """
+    try:
+        items = msgspec.json.decode(body)
+        out: dict[str, tuple[MarginTier, ...]] = {}
+        for item in items:
+            rows = sorted(item["brackets"], key=lambda b: float(b["notionalCap"]))
+            tiers = tuple(
+                MarginTier(float(b["notionalCap"]), float(b["maintMarginRatio"]), float(b["initialLeverage"]))
+                for b in rows
+            )
+            probe = Instrument("BINANCE", str(item["symbol"]), margin_tiers=tiers, leverage=1.0)
+            for b, tier in zip(rows, tiers, strict=True):
+                rate, amount = probe.maintenance_bracket(tier.max_notional)
+                if "cum" in b and abs(amount - float(b["cum"])) > 1e-6 * max(1.0, amount):
+                    raise DataError(
+                        f"binance leverageBracket {item['symbol']}: cum {b['cum']} of the tier up to "
+                        f"{tier.max_notional} disagrees with the derived {amount}"
+                    )
+            out[str(item["symbol"])] = tiers
+    except (msgspec.DecodeError, KeyError, TypeError, ValueError, OrderError) as exc:
+        raise DataError(f"binance leverageBracket response is malformed: {exc}") from None
     return out
 
 

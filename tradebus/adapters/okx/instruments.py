@@ -7,7 +7,8 @@ are set by the run config):
 * SPOT: ``base``/``quote`` = ``baseCcy``/``quoteCcy``; sizes in base currency.
 * SWAP (linear, ``ctType == "linear"``): kind PERPETUAL, ``base``/``quote`` from
   ``uly`` (``"BTC-USDT"``); sizes are in **contracts** of ``ctVal`` ``ctValCcy``
-  each (BTC-USDT-SWAP: 1 contract = 0.01 BTC), as OKX orders are.
+  each (BTC-USDT-SWAP: 1 contract = 0.01 BTC), as OKX orders are: ``contract_size`` =
+  ``ctVal``, so notional and PnL are ``contracts * ctVal * price``.
 * Inverse swaps (coin-margined, PnL in the base coin) and other types are skipped
   with a logged reason: :class:`~tradebus.engine.instrument.Instrument` models
   quote-currency PnL only.
@@ -51,6 +52,16 @@ def instrument_from_okx(item: OkxInstrument, venue: str = "OKX") -> Instrument |
     else:
         logger.debug("OKX instrument {} skipped: {} {} not supported", item.instId, item.instType, item.ctType)
         return None
+    contract_size = 1.0
+    if kind == InstrumentKind.PERPETUAL:
+        try:
+            contract_size = float(item.ctVal)
+        except ValueError:
+            raise DataError(f"OKX instrument {item.instId}: ctVal={item.ctVal!r} must be a decimal string") from None
+        if item.ctValCcy and item.ctValCcy != base:
+            raise DataError(
+                f"OKX instrument {item.instId}: ctValCcy {item.ctValCcy!r} is not the base {base!r} of a linear swap"
+            )
     try:
         tick, lot, min_sz = float(item.tickSz), float(item.lotSz), float(item.minSz)
     except ValueError:
@@ -68,6 +79,7 @@ def instrument_from_okx(item: OkxInstrument, venue: str = "OKX") -> Instrument |
             tick_size=tick,
             lot_size=lot,
             min_quantity=min_sz,
+            contract_size=contract_size,
         )
     except OrderError as exc:
         raise DataError(f"OKX instrument {item.instId}: {exc}") from None

@@ -1,0 +1,388 @@
+"""Margin account of perpetuals: margin checks, tiers, liquidation, funding, the equity identity.
+
+Numbers are derived by hand in each test; funding on real Binance XRP/USDT data is checked
+against an independent pandas computation.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tradebus.account import MarginAccount
+from tradebus.data.perpetual import read_funding_rates, read_mark_prices
+from tradebus.data.replay import Replay, ReplaySource
+from tradebus.engine.instrument import Instrument, InstrumentKind, MarginMode, MarginTier
+from tradebus.engine.kernel import Kernel
+from tradebus.engine.messages import (
+    Bar,
+    FundingRate,
+    Liquidity,
+    MarkPrice,
+    OrderDenied,
+    OrderFilled,
+    OrderSide,
+    PositionLiquidated,
+)
+from tradebus.engine.portfolio import Portfolio
+from tradebus.errors import DataError
+from tradebus.execution.config import VenueConfig
+from tradebus.strategies.base import Strategy
+
+FIX = Path(__file__).parent.parent / "fixtures" / "perpetual"
+H = 3_600_000_000_000
+T0 = 1_700_000_000_000_000_000 // H * H
+
+
+def perp(**overrides: Any) -> Instrument:
+    fields: dict[str, Any] = dict(
+        venue="SIM", symbol="BTCUSDT", kind=InstrumentKind.PERPETUAL, base="BTC", quote="USDT",
+        tick_size=0.1, lot_size=0.001, leverage=10.0, maintenance_rate=0.005, liquidation_fee=0.005,
+    )
+    fields.update(overrides)
+    return Instrument(**fields)
+
+
+class BuyOnce(Strategy):
+    """Buys (or sells) ``quantity`` at market on its first bar, then holds."""
+
+    def __init__(self, iid: str, quantity: float, side: OrderSide = OrderSide.BUY) -> None:
+        super().__init__(iid, strategy_id="buy-once")
+        self.quantity = quantity
+        self.side = side
+        self.done = False
+        self.denied: list[OrderDenied] = []
+
+    def on_bar(self, bar: Bar) -> None:
+        if not self.done:
+            self.done = True
+            self.submit_market(bar.instrument_id, self.side, self.quantity, reason="entry")
+
+    def on_order_denied(self, event: OrderDenied) -> None:
+        self.denied.append(event)
+
+
+def flat_bar(iid: str, k: int, px: float) -> Bar:
+    return Bar(iid, T0 + k * H, T0 + k * H, px, px, px, px, 1.0)
+
+
+def opened_kernel(inst: Instrument, cash: float, qty: float, px: float = 20_000.0) -> tuple[Kernel, BuyOnce]:
+    """A kernel whose strategy bought ``qty`` at ``px`` (decided on bar 1, filled at bar 2's open)."""
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=cash)
+    strategy = BuyOnce(inst.instrument_id, qty)
+    kernel.add_strategy(strategy)
+    kernel.process(flat_bar(inst.instrument_id, 1, px))
+    kernel.process(flat_bar(inst.instrument_id, 2, px))
+    return kernel, strategy
+
+
+# ----------------------------------------------------------------------------- margin checks
+
+
+def test_order_beyond_available_margin_is_denied_with_reason() -> None:
+    """Cross, 10x, 1000 USDT: 1 BTC at 20000 needs 2000 initial margin > 1000 available."""
+    inst = perp()
+    kernel, strategy = opened_kernel(inst, 1_000.0, 1.0)
+    assert kernel.portfolio.position(inst.instrument_id) == 0.0
+    [denied] = strategy.denied
+    assert denied.reason.startswith("margin: ")
+    assert "needs initial margin and fee 2000 USDT > available 1000 USDT" in denied.reason
+
+
+def test_order_within_margin_opens_a_leveraged_position() -> None:
+    """0.5 BTC at 20000 with 10x needs 1000: exactly the wallet; afterwards nothing is available."""
+    inst = perp()
+    kernel, strategy = opened_kernel(inst, 1_000.0, 0.5)
+    assert strategy.denied == []
+    assert kernel.portfolio.position(inst.instrument_id) == 0.5
+    account = kernel.portfolio.account
+    assert isinstance(account, MarginAccount)
+    assert account.initial_margin("USDT") == pytest.approx(1_000.0)
+    assert account.available("USDT") == pytest.approx(0.0)
+    assert account.maintenance_margin("USDT") == pytest.approx(0.005 * 10_000.0)
+
+
+def test_tiered_maintenance_margin_matches_binance_cum_amounts() -> None:
+    """Binance BTCUSDT-style brackets: 0.4 % to 50k, 0.5 % to 250k, 1 % to 1M; the published
+    maintenance amounts ("cum") are 0, 50 and 1300."""
+    inst = perp(
+        leverage=20.0,
+        margin_tiers=(MarginTier(50_000, 0.004, 125), MarginTier(250_000, 0.005, 100), MarginTier(1_000_000, 0.01, 50)),
+    )
+    assert inst.maintenance_bracket(40_000) == (0.004, 0.0)
+    assert inst.maintenance_bracket(100_000) == (0.005, pytest.approx(50.0))
+    assert inst.maintenance_bracket(300_000) == (0.01, pytest.approx(1_300.0))
+    assert inst.maintenance_margin(300_000) == pytest.approx(300_000 * 0.01 - 1_300)
+    # continuous at the tier edges
+    assert inst.maintenance_margin(50_000) == pytest.approx(inst.maintenance_margin(50_000.0001), abs=1e-3)
+
+
+def test_tier_max_leverage_denies_a_position_too_large_for_the_leverage() -> None:
+    inst = perp(leverage=20.0, margin_tiers=(MarginTier(50_000, 0.004, 125), MarginTier(250_000, 0.005, 10)))
+    kernel, strategy = opened_kernel(inst, 1_000_000.0, 3.0)  # 60k notional: tier 2 allows 10x only
+    [denied] = strategy.denied
+    assert "allows leverage 10 < the instrument's 20" in denied.reason
+
+
+# ----------------------------------------------------------------------------- liquidation
+
+
+def test_isolated_long_is_liquidated_below_its_hand_derived_price() -> None:
+    """1 BTC long at 20000, 10x isolated: margin 2000. Liquidation where
+    2000 + (P - 20000) = 0.005 P, P = 18000 / 0.995 = 18090.45..."""
+    inst = perp(margin_mode=MarginMode.ISOLATED)
+    kernel, _ = opened_kernel(inst, 10_000.0, 1.0)
+    iid = inst.instrument_id
+    assert kernel.portfolio.position(iid) == 1.0
+    account = kernel.portfolio.account
+    assert isinstance(account, MarginAccount)
+    expected = 18_000.0 / 0.995
+    events: list[PositionLiquidated] = []
+    kernel.bus.subscribe(PositionLiquidated, events.append)
+    kernel.process(MarkPrice(iid, T0 + 2 * H + 1, T0 + 2 * H + 1, 18_100.0, math.nan))
+    assert account.liquidation_price(iid) == pytest.approx(expected)
+    assert events == [] and kernel.portfolio.position(iid) == 1.0
+    kernel.process(MarkPrice(iid, T0 + 2 * H + 2, T0 + 2 * H + 2, 18_080.0, math.nan))
+    [event] = events
+    assert (event.quantity, event.price, event.fee) == (1.0, 18_080.0, pytest.approx(18_080.0 * 0.005))
+    assert event.liquidation_price == pytest.approx(expected)
+    assert kernel.portfolio.position(iid) == 0.0
+    # wallet: 10000 + (18080 - 20000) - 90.4 (no trading fees here)
+    assert account.balance("USDT") == pytest.approx(10_000.0 - 1_920.0 - 90.4)
+    assert kernel.portfolio.equity() == pytest.approx(10_000.0 - 1_920.0 - 90.4)
+    assert kernel.result.fills[-1].reason == "liquidation"
+    assert kernel.result.liquidations == [event]
+
+
+def test_cross_short_is_liquidated_where_the_wallet_runs_out() -> None:
+    """1 BTC short at 20000, 20x cross, wallet 1000: 1000 - (P - 20000) = 0.005 P,
+    P = 21000 / 1.005 = 20895.52... A bar close stands in for the mark (no MarkPrice)."""
+    inst = perp(leverage=20.0)
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=1_000.0)
+    kernel.add_strategy(BuyOnce(inst.instrument_id, 1.0, OrderSide.SELL))
+    iid = inst.instrument_id
+    kernel.process(flat_bar(iid, 1, 20_000.0))
+    kernel.process(flat_bar(iid, 2, 20_000.0))
+    account = kernel.portfolio.account
+    assert isinstance(account, MarginAccount)
+    assert account.liquidation_price(iid) == pytest.approx(21_000.0 / 1.005)
+    kernel.process(flat_bar(iid, 3, 20_890.0))
+    assert kernel.portfolio.position(iid) == -1.0
+    kernel.process(flat_bar(iid, 4, 20_900.0))
+    assert kernel.portfolio.position(iid) == 0.0
+    assert kernel.portfolio.equity() == pytest.approx(1_000.0 - 900.0 - 20_900.0 * 0.005)
+
+
+# ----------------------------------------------------------------------------- funding
+
+
+def test_funding_long_pays_short_receives_at_mark() -> None:
+    inst = perp(contract_size=0.01, lot_size=1.0)  # OKX-style contracts of 0.01 BTC
+    kernel, _ = opened_kernel(inst, 10_000.0, 30.0)  # 30 contracts = 0.3 BTC, 6000 notional, 600 margin
+    iid = inst.instrument_id
+    kernel.process(MarkPrice(iid, T0 + 2 * H + 5, T0 + 2 * H + 5, 21_000.0, math.nan))
+    # announced for later: not settled yet
+    kernel.process(FundingRate(iid, T0 + 2 * H + 6, T0 + 2 * H + 6, 0.0001, T0 + 3 * H))
+    assert kernel.result.funding == []
+    kernel.process(MarkPrice(iid, T0 + 3 * H, T0 + 3 * H, 21_000.0, math.nan))
+    [paid] = kernel.result.funding
+    assert paid.payment == pytest.approx(30 * 0.01 * 21_000.0 * 0.0001)  # 0.63
+    assert paid.ts_event == T0 + 3 * H
+    assert kernel.portfolio.funding_paid == pytest.approx(0.63)
+    # unrealised at mark: 0.3 BTC * 1000
+    assert kernel.portfolio.unrealized_pnl() == pytest.approx(300.0)
+    assert kernel.portfolio.equity() == pytest.approx(10_000.0 + 300.0 - 0.63)
+
+
+def _hold_xrp(
+    start: str, end: str, quantity: float, cash: float = 10_000.0, leverage: float = 5.0
+) -> tuple[Kernel, int]:
+    """Buy ``quantity`` XRP on the first 5 m bar of freqtrade's XRP/USDT futures data, hold to ``end``."""
+    inst = Instrument(
+        venue="BINANCE", symbol="XRPUSDT", kind=InstrumentKind.PERPETUAL, base="XRP", quote="USDT",
+        tick_size=0.0001, lot_size=0.1, taker_fee=0.0004, leverage=leverage,
+    )
+    iid = inst.instrument_id
+    start_ns, end_ns = pd.Timestamp(start).value, pd.Timestamp(end).value
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=cash, equity_interval_ns=H)
+    kernel.add_strategy(BuyOnce(iid, quantity))
+    data = [
+        m
+        for m in read_mark_prices(FIX / "XRP_USDT_USDT-1h-mark.feather", iid)
+        + read_funding_rates(FIX / "XRP_USDT_USDT-8h-funding_rate.feather", iid)
+        if start_ns <= m.ts_init < end_ns
+    ]
+    kernel.feed_perpetual_data(data)
+    source = ReplaySource.from_file(FIX / "XRP_USDT_USDT-5m-futures.parquet", iid, "bars", bar_time="open")
+    kernel.run(Replay([source], start_ns=start_ns, end_ns=end_ns - 1))
+    return kernel, end_ns
+
+
+def test_funding_on_real_xrp_data_matches_pandas_reference() -> None:
+    """Hold 10000 XRP long from 2021-11-17 through 2021-11-19 09:00 (Binance USD-M data).
+
+    Reference, computed here with pandas from the raw files: every funding row inside the
+    holding window pays ``quantity * mark * rate``, the mark being the open of the latest mark
+    bar at or before the funding time (``merge_asof`` backward).
+    """
+    qty = 10_000.0
+    kernel, end_ns = _hold_xrp("2021-11-17T00:00:00Z", "2021-11-19T09:30:00Z", qty)
+    [entry] = [f for f in kernel.result.fills if f.reason == "entry"]
+    funding = pd.read_feather(FIX / "XRP_USDT_USDT-8h-funding_rate.feather")[["date", "open"]]
+    marks = pd.read_feather(FIX / "XRP_USDT_USDT-1h-mark.feather")[["date", "open"]]
+    funding = funding.rename(columns={"open": "rate"})
+    marks = marks.rename(columns={"open": "mark"})
+    inside = funding[(funding["date"].astype("int64") > entry.ts_event) & (funding["date"].astype("int64") < end_ns)]
+    ref = pd.merge_asof(inside.sort_values("date"), marks.sort_values("date"), on="date", direction="backward")
+    ref["payment"] = qty * ref["mark"] * ref["rate"]
+    assert len(ref) == 5  # 18th 00/08/16 h, 19th 00/08 h
+    got = kernel.result.funding
+    assert [f.ts_event for f in got] == ref["date"].astype("int64").tolist()
+    assert [f.mark_price for f in got] == pytest.approx(ref["mark"].tolist())
+    assert [f.payment for f in got] == pytest.approx(ref["payment"].tolist())
+    assert kernel.portfolio.funding_paid == pytest.approx(ref["payment"].sum())
+    # the equity identity with funding, at the end and at every sample
+    pf = kernel.portfolio
+    assert pf.equity() == pytest.approx(
+        10_000.0 + pf.realized_pnl + pf.unrealized_pnl() - pf.fees_paid - pf.funding_paid, rel=1e-12
+    )
+    for s in kernel.result.equity:
+        assert s.equity == pytest.approx(
+            10_000.0 + s.realized_pnl + s.unrealized_pnl - s.fees_paid - s.funding_paid, rel=1e-12
+        )
+    # margin at mark in the samples: 10000 XRP * mark / 5
+    last = kernel.result.equity[-1]
+    assert last.margin == pytest.approx(qty * pf.last_price(entry.instrument_id) / 5.0)
+    assert pf.last_price(entry.instrument_id) == marks.loc[marks["date"].astype("int64") < end_ns, "mark"].iloc[-1]
+
+
+def test_liquidation_in_a_backtest_on_real_marks_matches_a_pandas_reference() -> None:
+    """10000 XRP long at 50x on 300 USDT (the backtest loop, real Binance marks).
+
+    Reference: after the entry, the first hourly mark (mark bar open) at which
+    ``wallet - funding paid so far + 10000 * (mark - entry) < 0.005 * 10000 * mark`` is where
+    the position is liquidated, at that mark, with a 0.5 % fee on its notional.
+    """
+    qty = 10_000.0
+    kernel, _ = _hold_xrp("2021-11-17T00:00:00Z", "2021-11-19T09:30:00Z", qty, cash=300.0, leverage=50.0)
+    [entry] = [f for f in kernel.result.fills if f.reason == "entry"]
+    wallet = 300.0 - entry.fee
+    marks = pd.read_feather(FIX / "XRP_USDT_USDT-1h-mark.feather")[["date", "open"]]
+    marks["ts"] = marks["date"].astype("int64")
+    funding = pd.read_feather(FIX / "XRP_USDT_USDT-8h-funding_rate.feather")[["date", "open"]]
+    funding = funding.rename(columns={"open": "rate"})
+    funding = pd.merge_asof(funding, marks[["date", "open"]], on="date", direction="backward")
+    funding["payment"] = qty * funding["open"] * funding["rate"]
+    funding["ts"] = funding["date"].astype("int64")
+    after = marks[marks["ts"] > entry.ts_event].copy()
+    paid = [funding.loc[(funding["ts"] > entry.ts_event) & (funding["ts"] < t), "payment"].sum() for t in after["ts"]]
+    after["equity"] = wallet - pd.Series(paid, index=after.index) + qty * (after["open"] - entry.price)
+    breach = after[after["equity"] < 0.005 * qty * after["open"]].iloc[0]
+    assert (funding["ts"] < breach["ts"]).sum() == 2  # two fundings were paid before it
+    [event] = kernel.result.liquidations
+    assert (event.ts_event, event.price, event.quantity) == (breach["ts"], breach["open"], qty)
+    assert event.fee == pytest.approx(qty * breach["open"] * 0.005)
+    # the documented liquidation price lies between the last safe mark and the breaching one
+    safe = after[after["ts"] < breach["ts"]]["open"].iloc[-1]
+    assert breach["open"] < event.liquidation_price < safe
+    assert kernel.portfolio.position(entry.instrument_id) == 0.0
+    assert kernel.result.fills[-1].reason == "liquidation"
+
+
+def test_marks_and_funding_after_a_cut_do_not_change_the_run_before_it() -> None:
+    """No lookahead: the samples before 2021-11-18 12:00 are the same whether the run stops there or goes on."""
+    full, _ = _hold_xrp("2021-11-17T00:00:00Z", "2021-11-19T09:30:00Z", 10_000.0)
+    cut, cut_ns = _hold_xrp("2021-11-17T00:00:00Z", "2021-11-18T12:00:00Z", 10_000.0)
+    before = [s for s in full.result.equity if s.ts < cut_ns - H]
+    assert before and before == [s for s in cut.result.equity if s.ts < cut_ns - H]
+    assert [f for f in full.result.funding if f.ts_event < cut_ns] == cut.result.funding
+
+
+# ----------------------------------------------------------------------------- the equity identity
+
+_op = st.one_of(
+    st.tuples(st.just("fill"), st.sampled_from([1, -1]), st.integers(1, 50), st.floats(100.0, 200.0), st.floats(0, 2)),
+    st.tuples(st.just("mark"), st.floats(50.0, 300.0)),
+    st.tuples(st.just("mark_price"), st.floats(50.0, 300.0)),
+    st.tuples(st.just("funding"), st.floats(-0.003, 0.003)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=st.lists(_op, max_size=40))
+def test_equity_is_cash_plus_realised_minus_fees_minus_funding_plus_unrealised_at_mark(ops: list[tuple]) -> None:
+    inst = perp(contract_size=0.1, lot_size=1.0)
+    iid = inst.instrument_id
+    pf = Portfolio({iid: inst}, 5_000.0)
+    account = pf.account
+    assert isinstance(account, MarginAccount)
+    for n, op in enumerate(ops):
+        if op[0] == "fill":
+            _, side, qty, px, fee = op
+            pf.apply_fill(
+                OrderFilled("s", iid, f"c{n}", f"v{n}", f"t{n}", OrderSide(side), float(qty), px, fee, Liquidity.TAKER, n, n)
+            )
+        elif op[0] == "mark":
+            pf.mark(iid, op[1])
+        elif op[0] == "mark_price":
+            pf.mark_price(iid, op[1])
+        else:
+            pf.apply_funding(iid, op[1])
+        expected = 5_000.0 + pf.realized_pnl - pf.fees_paid - pf.funding_paid + pf.unrealized_pnl()
+        assert pf.equity() == pytest.approx(expected, rel=1e-9, abs=1e-6)
+        # the wallet never holds the notional: wallet + unrealised at mark is the equity
+        assert account.balance("USDT") + account.unrealized(iid) == pytest.approx(pf.equity(), rel=1e-9, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def test_mark_file_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "marks.csv"
+    bad.write_text("date,mark_price\n2021-11-17T00:00:00+0000,1.0\n2021-11-16T00:00:00+0000,1.0\n")
+    with pytest.raises(DataError, match="marks.csv: times must strictly increase"):
+        read_mark_prices(bad, "X.SIM")
+    with pytest.raises(DataError, match="no such file"):
+        read_funding_rates(tmp_path / "missing.feather", "X.SIM")
+    nocol = tmp_path / "f.csv"
+    nocol.write_text("date,x\n2021-11-17T00:00:00+0000,1.0\n")
+    with pytest.raises(DataError, match="no value column"):
+        read_funding_rates(nocol, "X.SIM")
+
+
+def test_marks_and_funding_published_on_the_bus_reach_the_account() -> None:
+    """The paper/live node publishes the MarkPrice and FundingRate its feeds parse on the bus
+    (it does not call process): the account must see them there too."""
+    inst = perp()
+    kernel, _ = opened_kernel(inst, 10_000.0, 0.1)
+    iid = inst.instrument_id
+    now = T0 + 2 * H + 10
+    kernel.bus.publish(MarkPrice(iid, now, now, 21_000.0, math.nan))
+    assert kernel.portfolio.last_price(iid) == 21_000.0
+    # a later bar close no longer values the position: the mark does
+    kernel.process(flat_bar(iid, 3, 20_500.0))
+    assert kernel.portfolio.last_price(iid) == 21_000.0
+    kernel.bus.publish(FundingRate(iid, now + 1, now + 1, -0.0002, now + 1))
+    [paid] = kernel.result.funding
+    assert paid.payment == pytest.approx(0.1 * 21_000.0 * -0.0002)  # a long receives a negative rate
+    assert kernel.portfolio.equity() == pytest.approx(10_000.0 + 100.0 + 0.42)
+
+
+def test_announced_funding_settles_on_the_first_message_at_its_time_without_marks() -> None:
+    """No MarkPrice at all: the bar close is the mark, and a bar at the funding time settles it."""
+    inst = perp()
+    kernel, _ = opened_kernel(inst, 10_000.0, 0.1)
+    iid = inst.instrument_id
+    kernel.process(FundingRate(iid, T0 + 2 * H + 1, T0 + 2 * H + 1, 0.0005, T0 + 3 * H))
+    kernel.process(Bar(iid, T0 + 3 * H - 1, T0 + 3 * H - 1, 20_000.0, 20_000.0, 20_000.0, 20_000.0, 1.0))
+    assert kernel.result.funding == []
+    kernel.process(flat_bar(iid, 3, 19_000.0))
+    [paid] = kernel.result.funding
+    # the bar stamped at the funding time closes then: its close is the price at that time
+    assert (paid.mark_price, paid.payment) == (19_000.0, pytest.approx(0.1 * 19_000.0 * 0.0005))

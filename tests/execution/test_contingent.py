@@ -1,0 +1,230 @@
+"""Brackets, OCO, trailing stops, GTD, timed exits and cooldown on bars, with hand-derived fills.
+
+Bars are (open, high, low, close); an order decided at bar k's close reaches the venue at bar
+k+1's open. The path of a bar is open -> low -> high -> close when close >= open, else
+open -> high -> low -> close.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.kernel import Kernel
+from tradebus.engine.messages import Bar, OrderSide
+from tradebus.errors import OrderError
+from tradebus.execution.config import VenueConfig
+from tradebus.strategies.base import Strategy
+
+IID = "BTCUSD.SIM"
+H = 3_600_000_000_000
+T0 = 1_700_006_400_000_000_000
+BUY, SELL = OrderSide.BUY, OrderSide.SELL
+
+
+class Scripted(Strategy):
+    """Runs ``script[k](self)`` on bar k (1-based)."""
+
+    contingent = True
+
+    def __init__(self, script: dict[int, Callable[[Scripted], Any]]) -> None:
+        super().__init__(IID, strategy_id="s")
+        self.script = script
+        self.n = 0
+        self.ids: dict[str, str | None] = {}
+
+    def on_bar(self, bar: Bar) -> None:
+        self.n += 1
+        action = self.script.get(self.n)
+        if action is not None:
+            action(self)
+
+
+def run(bars: list[tuple[float, float, float, float]], script: dict[int, Callable[[Scripted], Any]]) -> Kernel:
+    inst = Instrument(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, margin=True)
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=1e6)
+    kernel.add_strategy(Scripted(script))
+    for k, (o, h, lo, c) in enumerate(bars, start=1):
+        kernel.process(Bar(IID, T0 + k * H, T0 + k * H, o, h, lo, c, 10.0))
+    kernel.stop()
+    return kernel
+
+
+def fills(kernel: Kernel) -> list[tuple[str, float, int]]:
+    """(side, price, bar index) of every fill."""
+    return [(f.side, f.price, (f.ts_event - T0) // H) for f in kernel.result.fills]
+
+
+def strategy(kernel: Kernel) -> Scripted:
+    s = kernel.strategies[0]
+    assert isinstance(s, Scripted)
+    return s
+
+
+FLAT = (100.0, 100.0, 100.0, 100.0)
+
+
+def bracket(**options: Any) -> Callable[[Scripted], Any]:
+    def act(s: Scripted) -> None:
+        s.ids["entry"] = s.submit_bracket(IID, BUY, 1.0, stop_loss=95.0, take_profit=110.0, **options)
+
+    return act
+
+
+def test_bracket_take_profit_fills_and_cancels_the_stop_loss() -> None:
+    # the OCO cancel decided at bar 3's close reaches the venue at bar 4's open
+    kernel = run([FLAT, (100.0, 101.0, 99.0, 100.0), (100.0, 111.0, 99.0, 105.0), (90.0, 90.0, 80.0, 85.0)], {1: bracket()})
+    assert fills(kernel) == [("BUY", 100.0, 2), ("SELL", 110.0, 3)]
+    orders = {kernel.result.submit_reasons[o.client_order_id]: o for o in kernel.result.orders}
+    assert str(orders["bracket stop-loss"].status) == "CANCELED"
+    assert kernel.portfolio.position(IID) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("bar3", "expected"),
+    [
+        # up bar: open -> low -> high: the stop-loss (low 94) is reached first
+        ((100.0, 111.0, 94.0, 105.0), ("SELL", 95.0, 3)),
+        # down bar: open -> high -> low: the take-profit (high 111) is reached first
+        ((100.0, 111.0, 94.0, 98.0), ("SELL", 110.0, 3)),
+    ],
+)
+def test_same_bar_stop_and_target_follow_the_bar_path(bar3: tuple[float, ...], expected: tuple) -> None:
+    kernel = run([FLAT, FLAT, bar3, FLAT], {1: bracket()})
+    assert fills(kernel) == [("BUY", 100.0, 2), expected]
+    assert kernel.portfolio.position(IID) == 0.0
+
+
+def test_children_never_fill_in_the_entry_bar_and_a_gap_fills_at_the_open() -> None:
+    """Bar 2 (the entry's) falls to 90, below the stop: not stopped there. Bar 3 opens at 93,
+    through the stop at 95: it fills at the open."""
+    kernel = run([FLAT, (100.0, 100.0, 90.0, 94.0), (93.0, 94.0, 92.0, 93.0)], {1: bracket()})
+    assert fills(kernel) == [("BUY", 100.0, 2), ("SELL", 93.0, 3)]
+
+
+def test_arm_after_bars_delays_the_children_by_whole_bars() -> None:
+    dip = (100.0, 100.0, 94.0, 99.0)
+    armed_now = run([FLAT, FLAT, dip, dip, FLAT], {1: bracket()})
+    assert fills(armed_now) == [("BUY", 100.0, 2), ("SELL", 95.0, 3)]
+    armed_later = run([FLAT, FLAT, dip, dip, FLAT], {1: bracket(arm_after_bars=1)})
+    assert fills(armed_later) == [("BUY", 100.0, 2), ("SELL", 95.0, 4)]
+
+
+def test_future_bars_do_not_change_earlier_fills() -> None:
+    """No lookahead: changing bars after bar 3 leaves the fills up to bar 3 as they were."""
+    base = [FLAT, FLAT, (100.0, 111.0, 99.0, 105.0)]
+    a = run([*base, FLAT, FLAT], {1: bracket()})
+    b = run([*base, (50.0, 200.0, 10.0, 60.0), (60.0, 61.0, 59.0, 60.0)], {1: bracket()})
+    assert fills(a)[:2] == fills(b)[:2] == [("BUY", 100.0, 2), ("SELL", 110.0, 3)]
+
+
+@pytest.mark.parametrize("trail", [{"offset": 5.0}, {"percent": 5.0}])
+def test_trailing_stop_follows_the_high_and_fills_at_the_raised_trigger(trail: dict[str, float]) -> None:
+    """Long from bar 2 at 100; trailing sell stop placed at bar 2's close: trigger 95.
+    After bar 3 (high 104) the trigger becomes 99 (offset) / 98.8 (5 %); after bar 4 (high 108)
+    103 / 102.6. Bar 5 (down bar 107 -> 102) reaches it: sell at the trigger."""
+    script: dict[int, Callable[[Scripted], Any]] = {
+        1: lambda s: s.submit_market(IID, BUY, 1.0),
+        2: lambda s: s.ids.update(stop=s.submit_trailing_stop(IID, SELL, 1.0, **trail)),
+    }
+    bars = [FLAT, FLAT, (100.0, 104.0, 100.0, 104.0), (104.0, 108.0, 103.0, 108.0), (107.0, 107.0, 102.0, 103.0)]
+    kernel = run(bars, script)
+    expected = 103.0 if "offset" in trail else 102.6
+    assert fills(kernel) == [("BUY", 100.0, 2), ("SELL", expected, 5)]
+
+
+def test_a_static_stop_at_the_same_start_would_not_have_filled() -> None:
+    script: dict[int, Callable[[Scripted], Any]] = {
+        1: lambda s: s.submit_market(IID, BUY, 1.0),
+        2: lambda s: s.submit_stop(IID, SELL, 1.0, 95.0, reduce_only=True),
+    }
+    bars = [FLAT, FLAT, (100.0, 104.0, 100.0, 104.0), (104.0, 108.0, 103.0, 108.0), (107.0, 107.0, 102.0, 103.0)]
+    assert fills(run(bars, script)) == [("BUY", 100.0, 2)]
+
+
+def test_good_till_date_cancels_at_its_time() -> None:
+    """A buy limit at 90 good till bar 3's time: bar 4 trades at 89 but the order is gone."""
+    def place(s: Scripted) -> None:
+        coid = s.submit_limit(IID, BUY, 1.0, 90.0)
+        s.ids["limit"] = coid
+        s.submit_gtd(coid, T0 + 3 * H)
+
+    bars = [FLAT, FLAT, FLAT, (95.0, 95.0, 89.0, 92.0)]
+    kernel = run(bars, {1: place})
+    assert fills(kernel) == []
+    [order] = kernel.result.orders
+    assert str(order.status) == "CANCELED"
+    # the same order without the date fills at bar 4
+    control = run(bars, {1: lambda s: s.submit_limit(IID, BUY, 1.0, 90.0)})
+    assert fills(control) == [("BUY", 90.0, 4)]
+
+
+def test_timed_exit_after_n_bars() -> None:
+    """Entry fills at bar 2; 2 bars later (bar 4's close) the exit is decided: it fills at bar 5's open."""
+    def enter(s: Scripted) -> None:
+        s.submit_bracket(IID, BUY, 1.0, exit_after_bars=2)
+
+    bars = [FLAT, FLAT, (100.0, 102.0, 99.0, 101.0), (101.0, 103.0, 100.0, 102.0), (102.5, 103.0, 102.0, 102.0)]
+    kernel = run(bars, {1: enter})
+    assert fills(kernel) == [("BUY", 100.0, 2), ("SELL", 102.5, 5)]
+    assert kernel.result.submit_reasons[kernel.result.fills[-1].client_order_id] == "timed exit"
+
+
+def test_timed_exit_after_a_duration() -> None:
+    def enter(s: Scripted) -> None:
+        s.submit_bracket(IID, BUY, 1.0, exit_after_ns=2 * H + 1)
+
+    bars = [FLAT, FLAT, FLAT, FLAT, (103.0, 103.0, 103.0, 103.0), (104.0, 104.0, 104.0, 104.0)]
+    kernel = run(bars, {1: enter})
+    # Filled at bar 2 (t = 2h); the exit is due at 4h + 1 ns, which the clock reaches when bar 5
+    # (open 4h, close 5h) arrives. Decided inside bar 5, it is handled at bar 6's open.
+    assert fills(kernel) == [("BUY", 100.0, 2), ("SELL", 104.0, 6)]
+
+
+def test_cooldown_refuses_new_brackets_for_n_bars() -> None:
+    """The take-profit fills in bar 3; with cooldown 2, brackets on bars 3 and 4 are refused, bar 5's passes."""
+    def again(s: Scripted) -> None:
+        s.ids[f"bar{s.n}"] = s.submit_bracket(IID, BUY, 1.0, take_profit=110.0, cooldown_bars=2)
+
+    script = {1: lambda s: s.submit_bracket(IID, BUY, 1.0, take_profit=110.0, cooldown_bars=2),
+              3: again, 4: again, 5: again}
+    kernel = run([FLAT, FLAT, (100.0, 111.0, 99.0, 105.0), FLAT, FLAT, FLAT], script)
+    ids = strategy(kernel).ids
+    assert ids["bar3"] is None and ids["bar4"] is None and ids["bar5"] is not None
+    assert fills(kernel) == [("BUY", 100.0, 2), ("SELL", 110.0, 3), ("BUY", 100.0, 6)]
+
+
+def test_oco_of_two_plain_orders() -> None:
+    def place(s: Scripted) -> None:
+        a = s.submit_limit(IID, BUY, 1.0, 95.0)
+        b = s.submit_stop(IID, BUY, 1.0, 105.0)
+        s.submit_oco([a, b])
+
+    kernel = run([FLAT, (100.0, 106.0, 99.0, 106.0), (100.0, 100.0, 90.0, 91.0)], {1: place})
+    assert fills(kernel) == [("BUY", 105.0, 2)]
+
+
+def test_bracket_errors_and_disabled_strategy() -> None:
+    with pytest.raises(OrderError, match="stop_loss 101.0 must be below the entry 100.0"):
+        run([FLAT, FLAT], {1: lambda s: s.submit_bracket(IID, BUY, 1.0, entry_price=100.0, stop_loss=101.0)})
+
+    class Plain(Strategy):
+        def on_bar(self, bar: Bar) -> None:
+            self.submit_bracket(IID, BUY, 1.0, stop_loss=90.0)
+
+    inst = Instrument(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, margin=True)
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"))
+    kernel.add_strategy(Plain(IID))
+    with pytest.raises(OrderError, match="need `contingent = True`"):
+        kernel.process(Bar(IID, T0, T0, 1.0, 1.0, 1.0, 1.0, 1.0))
+
+
+def test_a_denied_entry_leaves_no_bracket_behind() -> None:
+    """The risk gate denies the entry (quantity above the instrument's lot grid): the bracket is dropped."""
+    kernel = run([FLAT, FLAT, FLAT], {1: lambda s: s.ids.update(entry=s.submit_bracket(IID, BUY, 1.0005, stop_loss=95.0))})
+    assert kernel.result.denials and fills(kernel) == []
+    contingent = kernel.contingent
+    assert contingent is not None and contingent._brackets == {}

@@ -1,0 +1,384 @@
+"""Margin account for linear (USDT-margined) perpetuals next to cash spot balances.
+
+Wallet
+    Balances per asset as in :class:`~tradebus.account.spot.SpotCashAccount` (spot fills
+    are booked and checked exactly as there). A perpetual settles in its quote asset (the
+    *settle asset*): a fill moves the wallet by its realised PnL minus its fee, funding by
+    the payment; the notional never moves the wallet.
+
+Marks
+    Unrealised PnL and margin are valued at each position's ``last_price``, which the
+    portfolio sets from ``MarkPrice`` messages once an instrument has one, else from the last
+    trade, bar close or quote mid (the documented fallback).
+
+Margin (amounts in the settle asset; ``N = |quantity| * contract_size * mark``)
+    - initial margin of a position ``N / leverage``; of a working order the part of it that
+      would add to the position, ``opening * contract_size * price / leverage`` (reduce-only
+      orders and the part of an order that reduces the position need none);
+    - maintenance margin ``Instrument.maintenance_margin(N)`` (tiered: ``rate * N - amount``);
+    - isolated positions hold their own margin: ``entry notional / leverage`` set aside when
+      the position opens or grows, released pro rata as it shrinks;
+    - **available** (cross) ``= wallet - isolated margins + unrealised of cross positions -
+      initial margin of cross positions - initial margin of working orders``.
+
+Checks
+    :meth:`MarginAccount.check_order` (risk gate) and :meth:`MarginAccount.check_fill` (venue
+    at match time) deny an order whose initial margin plus taker fee exceeds the available
+    balance, or whose resulting position's notional falls in a tier whose ``max_leverage``
+    is below the instrument's leverage; the reason starts with ``"margin: "``.
+
+Liquidation
+    Cross positions of a settle asset are liquidated together when the *cross margin balance*
+    (``wallet - isolated margins + unrealised of cross positions``) falls below their
+    maintenance margin; an isolated position when ``its margin + its unrealised`` does. The
+    kernel closes them at the mark that breached (see :meth:`MarginAccount.liquidation_price`
+    for the price at which that happens, holding everything else fixed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from tradebus.account.spot import SpotCashAccount, asset_names
+from tradebus.engine.instrument import Instrument, MarginMode
+from tradebus.engine.messages import OrderFilled, OrderType, SubmitOrder
+
+__all__ = ["MarginAccount", "PositionLike"]
+
+_NAN = math.nan
+_LIMIT = OrderType.LIMIT
+_STOP_LIMIT = OrderType.STOP_LIMIT
+_STOP_MARKET = OrderType.STOP_MARKET
+
+
+class PositionLike(Protocol):
+    """What the account reads of the portfolio's positions."""
+
+    quantity: float
+    avg_price: float
+    last_price: float
+
+
+class MarginAccount:
+    """Wallet, margin and liquidation of perpetuals; spot as a cash account (module docstring).
+
+    Parameters
+    ----------
+    instruments
+        ``instrument_id -> Instrument`` of the run.
+    balances
+        Initial ``asset -> amount`` (as for :class:`SpotCashAccount`).
+    positions
+        The portfolio's live positions by instrument id (read, never written).
+    """
+
+    def __init__(
+        self,
+        instruments: Mapping[str, Instrument],
+        balances: Mapping[str, float],
+        positions: Mapping[str, PositionLike],
+    ) -> None:
+        self.instruments = instruments
+        self._spot = SpotCashAccount(instruments, balances)
+        self._positions = positions
+        self._perps = {iid: inst for iid, inst in instruments.items() if inst.is_perpetual}
+        self._settle = {iid: asset_names(inst)[1] for iid, inst in self._perps.items()}
+        self._isolated: dict[str, float] = dict.fromkeys(self._perps, 0.0)
+        self._working: Callable[[], Iterable[Any]] = tuple
+        self._price: Callable[[str], float] = _nan_price
+        self._count: Callable[[], int] = _zero
+
+    def bind(
+        self, working: Callable[[], Iterable[Any]], price: Callable[[str], float], count: Callable[[], int]
+    ) -> None:
+        """Use ``working()`` as the open orders (``count()`` of them) and ``price(instrument_id)`` as last prices."""
+        self._spot.bind(working, price, count)
+        self._working, self._price, self._count = working, price, count
+
+    # ------------------------------------------------------------------ updates
+
+    def apply_fill(self, fill: OrderFilled) -> None:
+        """Book a fill; for a perpetual, before the portfolio moves the position (it reads it)."""
+        inst = self._perps.get(fill.instrument_id)
+        if inst is None:
+            self._spot.apply_fill(fill)
+            return
+        pos = self._positions[fill.instrument_id]
+        old = pos.quantity
+        signed = fill.last_qty if fill.side > 0 else -fill.last_qty
+        cs = inst.contract_size
+        realised = 0.0
+        if old != 0.0 and (old > 0.0) != (signed > 0.0):
+            closed = min(abs(signed), abs(old))
+            realised = closed * cs * (fill.last_px - pos.avg_price) * (1.0 if old > 0.0 else -1.0)
+            if inst.margin_mode == MarginMode.ISOLATED:
+                self._isolated[fill.instrument_id] *= 1.0 - closed / abs(old)
+            opened = abs(signed) - closed
+        else:
+            opened = abs(signed)
+        if opened > 0.0 and inst.margin_mode == MarginMode.ISOLATED:
+            self._isolated[fill.instrument_id] += opened * cs * fill.last_px / inst.leverage
+        self._spot.credit(self._settle[fill.instrument_id], realised - fill.fee)
+
+    def apply_funding(self, instrument_id: str, payment: float) -> None:
+        """Debit a funding ``payment`` (negative: received) from the instrument's settle asset."""
+        asset = self._settle.get(instrument_id)
+        if asset is not None:
+            self._spot.credit(asset, -payment)
+
+    # ------------------------------------------------------------------ margin figures
+
+    def unrealized(self, instrument_id: str) -> float:
+        """Unrealised PnL of a perpetual position at its mark (0 when flat or unpriced)."""
+        pos = self._positions[instrument_id]
+        q, mark = pos.quantity, pos.last_price
+        if q == 0.0 or mark != mark:
+            return 0.0
+        return q * self._perps[instrument_id].contract_size * (mark - pos.avg_price)
+
+    def position_notional(self, instrument_id: str) -> float:
+        """``|quantity| * contract_size * mark`` of a perpetual position (0 when flat or unpriced)."""
+        pos = self._positions[instrument_id]
+        if pos.quantity == 0.0 or pos.last_price != pos.last_price:
+            return 0.0
+        return abs(pos.quantity) * self._perps[instrument_id].contract_size * pos.last_price
+
+    def initial_margin(self, asset: str | None = None) -> float:
+        """Initial margin of the open perpetual positions (settling in ``asset``; all when ``None``)."""
+        total = 0.0
+        for iid, inst in self._perps.items():
+            if asset is None or self._settle[iid] == asset:
+                if inst.margin_mode == MarginMode.ISOLATED:
+                    total += self._isolated[iid]
+                else:
+                    total += self.position_notional(iid) / inst.leverage
+        return total
+
+    def maintenance_margin(self, asset: str | None = None) -> float:
+        """Maintenance margin of the open perpetual positions (settling in ``asset``; all when ``None``)."""
+        total = 0.0
+        for iid, inst in self._perps.items():
+            if (asset is None or self._settle[iid] == asset) and self._positions[iid].quantity != 0.0:
+                total += inst.maintenance_margin(self.position_notional(iid))
+        return total
+
+    def cross_balance(self, asset: str) -> float:
+        """``wallet - isolated margins + unrealised of cross positions`` of a settle asset."""
+        total = self._spot.balance(asset)
+        for iid, inst in self._perps.items():
+            if self._settle[iid] != asset:
+                continue
+            if inst.margin_mode == MarginMode.ISOLATED:
+                total -= self._isolated[iid]
+            else:
+                total += self.unrealized(iid)
+        return total
+
+    def available(self, asset: str, exclude: str = "") -> float:
+        """What new positions in ``asset`` may use (module docstring), ignoring working order ``exclude``."""
+        total = self.cross_balance(asset)
+        for iid, inst in self._perps.items():
+            if self._settle[iid] == asset and inst.margin_mode == MarginMode.CROSS:
+                total -= self.position_notional(iid) / inst.leverage
+        if self._count():
+            total -= self._orders_margin(asset, exclude)
+        return total
+
+    def liquidations(self) -> list[str]:
+        """Perpetuals whose positions must be liquidated now (module docstring), in instrument order."""
+        out: list[str] = []
+        cross_checked: dict[str, bool] = {}
+        for iid, inst in self._perps.items():
+            pos = self._positions[iid]
+            if pos.quantity == 0.0 or pos.last_price != pos.last_price:
+                continue
+            if inst.margin_mode == MarginMode.ISOLATED:
+                if self._isolated[iid] + self.unrealized(iid) < inst.maintenance_margin(self.position_notional(iid)):
+                    out.append(iid)
+                continue
+            asset = self._settle[iid]
+            if asset not in cross_checked:
+                mm = sum(
+                    self._perps[j].maintenance_margin(self.position_notional(j))
+                    for j in self._perps
+                    if self._settle[j] == asset and self._perps[j].margin_mode == MarginMode.CROSS
+                )
+                cross_checked[asset] = self.cross_balance(asset) < mm
+            if cross_checked[asset]:
+                out.append(iid)
+        return out
+
+    def breached(self, instrument_id: str) -> bool:
+        """Whether the position is below maintenance margin, when it is the only perpetual of the run.
+
+        The condition of :meth:`liquidations` for a run with one perpetual (no other position
+        shares its cross balance or holds isolated margin), computed without the loops.
+        """
+        pos = self._positions[instrument_id]
+        q, mark = pos.quantity, pos.last_price
+        if q == 0.0 or mark != mark:
+            return False
+        inst = self._perps[instrument_id]
+        cs = inst.contract_size
+        unrealised = q * cs * (mark - pos.avg_price)
+        if inst.margin_mode == MarginMode.ISOLATED:
+            backing = self._isolated[instrument_id] + unrealised
+        else:
+            backing = self._spot.balance(self._settle[instrument_id]) + unrealised
+        return backing < inst.maintenance_margin(abs(q) * cs * mark)
+
+    def liquidation_price(self, instrument_id: str) -> float:
+        """Mark at which this position is liquidated, everything else held fixed (NaN if never).
+
+        With ``q`` contracts of size ``c`` entered at ``a``, maintenance rate ``m`` and amount
+        ``k`` of the position's current tier, and ``E`` the margin backing it apart from its
+        own unrealised PnL (isolated: its margin; cross: the cross balance without this
+        position's unrealised PnL minus the other cross positions' maintenance margin), the
+        position is liquidated where ``E + q c (P - a) = m |q| c P - k``:
+        ``P = (q c a - E - k) / (c (q - m |q|))``.
+        """
+        inst = self._perps[instrument_id]
+        pos = self._positions[instrument_id]
+        q = pos.quantity
+        if q == 0.0 or pos.last_price != pos.last_price:
+            return _NAN
+        cs = inst.contract_size
+        rate, amount = inst.maintenance_bracket(self.position_notional(instrument_id))
+        if inst.margin_mode == MarginMode.ISOLATED:
+            backing = self._isolated[instrument_id]
+        else:
+            asset = self._settle[instrument_id]
+            backing = self.cross_balance(asset) - self.unrealized(instrument_id)
+            for j, other in self._perps.items():
+                if j != instrument_id and self._settle[j] == asset and other.margin_mode == MarginMode.CROSS:
+                    backing -= other.maintenance_margin(self.position_notional(j))
+        price = (q * cs * pos.avg_price - backing - amount) / (cs * (q - rate * abs(q)))
+        return price if price > 0.0 else _NAN
+
+    # ------------------------------------------------------------------- checks
+
+    def check_order(self, cmd: SubmitOrder, price: float) -> str | None:
+        """Why ``cmd`` cannot be covered (spot: balances; perpetual: margin), or ``None``."""
+        inst = self._perps.get(cmd.instrument_id)
+        if inst is None:
+            return self._spot.check_order(cmd, price)
+        px = _order_price(cmd.order_type, cmd.price, cmd.trigger_price, price)
+        if px != px or cmd.reduce_only:
+            return None
+        side = "BUY" if cmd.side > 0 else "SELL"
+        return self._margin_check(inst, cmd.instrument_id, cmd.side, cmd.quantity, px, cmd.client_order_id, side)
+
+    def check_fill(self, order: Any, quantity: float, price: float, fee: float) -> str | None:
+        """Why the venue cannot fill ``quantity`` of ``order`` at ``price`` now, or ``None``."""
+        inst = self._perps.get(order.instrument_id)
+        if inst is None:
+            return self._spot.check_fill(order, quantity, price, fee)
+        if getattr(order, "reduce_only", False):
+            return None
+        return self._margin_check(
+            inst, order.instrument_id, order.side, quantity, price, order.client_order_id, "fill", fee
+        )
+
+    def _margin_check(
+        self,
+        inst: Instrument,
+        iid: str,
+        side: int,
+        quantity: float,
+        price: float,
+        exclude: str,
+        what: str,
+        fee: float | None = None,
+    ) -> str | None:
+        old = self._positions[iid].quantity
+        signed = quantity if side > 0 else -quantity
+        opening = _opening(old, signed)
+        if opening <= 0.0:
+            return None
+        cs = inst.contract_size
+        after = abs(old + signed) * cs * price
+        for tier in inst.margin_tiers:
+            if after <= tier.max_notional:
+                if inst.leverage > tier.max_leverage:
+                    return (
+                        f"margin: {what} {quantity} {iid} makes a position of notional {after:.10g}, whose tier "
+                        f"allows leverage {tier.max_leverage:g} < the instrument's {inst.leverage:g}"
+                    )
+                break
+        else:
+            if inst.margin_tiers:
+                return f"margin: {what} {quantity} {iid} makes a position of notional {after:.10g} above the last tier"
+        asset = self._settle[iid]
+        cost = quantity * cs * price * max(inst.taker_fee, inst.maker_fee, 0.0) if fee is None else fee
+        need = opening * cs * price / inst.leverage + cost
+        available = self.available(asset, exclude)
+        if need > available:
+            return (
+                f"margin: {what} {quantity} {iid} needs initial margin and fee {need:.10g} {asset} > available "
+                f"{available:.10g} {asset} (wallet {self._spot.balance(asset):.10g}, position margin "
+                f"{self.initial_margin(asset):.10g})"
+            )
+        return None
+
+    def _orders_margin(self, asset: str, exclude: str) -> float:
+        """Initial margin of the working perpetual orders settling in ``asset`` (except ``exclude``)."""
+        total = 0.0
+        for order in self._working():
+            inst = self._perps.get(order.instrument_id)
+            if inst is None or order.client_order_id == exclude or self._settle[order.instrument_id] != asset:
+                continue
+            if order.reduce_only or order.leaves_qty <= 0.0:
+                continue
+            signed = order.leaves_qty if order.side > 0 else -order.leaves_qty
+            opening = _opening(self._positions[order.instrument_id].quantity, signed)
+            px = _order_price(order.order_type, order.price, order.trigger_price, self._price(order.instrument_id))
+            if opening > 0.0 and px == px:
+                total += opening * inst.contract_size * px / inst.leverage
+        return total
+
+    # ------------------------------------------------------------------ queries
+
+    def balance(self, asset: str) -> float:
+        """Wallet balance of ``asset`` (0 if none)."""
+        return self._spot.balance(asset)
+
+    def locked(self, asset: str) -> float:
+        """Held by spot orders plus, for a settle asset, the initial margin of positions and orders."""
+        locked = self._spot.locked(asset)
+        if asset in self._settle.values():
+            locked += self.initial_margin(asset) + self._orders_margin(asset, "")
+        return locked
+
+    def free(self, asset: str) -> float:
+        """``balance - locked``."""
+        return self.balance(asset) - self.locked(asset)
+
+    def balances(self) -> dict[str, float]:
+        """``asset -> wallet balance`` in the order the instruments name the assets."""
+        return self._spot.balances()
+
+
+def _opening(position: float, signed: float) -> float:
+    """How much of a signed order quantity adds to ``position`` (the rest reduces it)."""
+    if position == 0.0 or (position > 0.0) == (signed > 0.0):
+        return abs(signed)
+    return max(0.0, abs(signed) - abs(position))
+
+
+def _order_price(order_type: OrderType, limit: float, trigger: float, last: float) -> float:
+    """Price an order is valued at: its limit, else its trigger, else the last price (NaN if none)."""
+    if order_type == _LIMIT or order_type == _STOP_LIMIT:
+        return limit
+    if order_type == _STOP_MARKET and trigger == trigger:
+        return trigger
+    return last
+
+
+def _nan_price(instrument_id: str) -> float:
+    return _NAN
+
+
+def _zero() -> int:
+    return 0

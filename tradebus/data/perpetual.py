@@ -1,0 +1,114 @@
+"""Mark-price and funding-rate histories from files, as ``MarkPrice`` / ``FundingRate`` messages.
+
+A backtest of perpetuals replays them next to its bars or trades
+(:meth:`Kernel.feed_perpetual_data`). Files are Feather (freqtrade's futures test data),
+Parquet or CSV, one instrument each, with a time column ``date`` (datetime, or ISO text in a
+CSV) or ``ts_event`` (ns since the epoch) and:
+
+* mark prices: ``mark_price``, or OHLC mark bars (freqtrade ``*-mark.feather``) whose time is
+  the bar's **open**: the open price is the mark at that instant, so each bar gives one
+  ``MarkPrice`` stamped at its open time (the close, known only at the bar's end, is not
+  used: it is the next bar's open);
+* funding rates: ``rate``, or freqtrade's ``*-funding_rate.feather`` whose rate is in ``open``;
+  each row is a settled funding at its time (``next_funding_ns`` = the row's time).
+
+Rows with a missing or non-finite value are dropped; times must increase.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+
+from tradebus.engine.messages import FundingRate, MarkPrice
+from tradebus.errors import DataError
+
+__all__ = ["read_funding_rates", "read_mark_prices"]
+
+
+def _read(path: Path) -> pa.Table:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        if path.suffix == ".feather":
+            return feather.read_table(path)
+        if path.suffix == ".parquet":
+            return pq.read_table(path)
+        if path.suffix == ".csv":
+            return pacsv.read_csv(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{path}: unreadable: {exc}") from None
+    raise DataError(f"{path}: expected a .feather, .parquet or .csv file")
+
+
+def _times(table: pa.Table, path: Path) -> np.ndarray:
+    if "ts_event" in table.column_names:
+        ts = table.column("ts_event").to_numpy(zero_copy_only=False).astype(np.int64)
+    elif "date" in table.column_names:
+        col = table.column("date")
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            col = pc.cast(pc.strptime(col, format="%Y-%m-%dT%H:%M:%S%z", unit="ns"), pa.timestamp("ns", "UTC"))
+        ts = pc.cast(col, pa.timestamp("ns", "UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    else:
+        raise DataError(f"{path}: no time column ('date' or 'ts_event') in {table.column_names}")
+    if len(ts) > 1 and not bool((ts[1:] > ts[:-1]).all()):
+        raise DataError(f"{path}: times must strictly increase")
+    return ts
+
+
+def _values(table: pa.Table, names: tuple[str, ...], path: Path) -> np.ndarray:
+    for name in names:
+        if name in table.column_names:
+            return table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+    raise DataError(f"{path}: no value column (one of {list(names)}) in {table.column_names}")
+
+
+def read_mark_prices(path: str | Path, instrument_id: str) -> list[MarkPrice]:
+    """``MarkPrice`` messages of a file (module docstring); ``index_price`` is NaN.
+
+    Raises
+    ------
+    DataError
+        Missing or unreadable file, missing columns, times not increasing, or a mark <= 0.
+    """
+    path = Path(path)
+    table = _read(path)
+    ts = _times(table, path)
+    marks = _values(table, ("mark_price", "open"), path)
+    out: list[MarkPrice] = []
+    for t, mark in zip(ts.tolist(), marks.tolist(), strict=True):
+        if not math.isfinite(mark):
+            continue
+        if mark <= 0.0:
+            raise DataError(f"{path}: mark price {mark} at ts {t} must be > 0")
+        out.append(MarkPrice(instrument_id, t, t, mark, math.nan))
+    return out
+
+
+def read_funding_rates(path: str | Path, instrument_id: str) -> list[FundingRate]:
+    """``FundingRate`` messages of a file, each settled at its own time (module docstring).
+
+    Raises
+    ------
+    DataError
+        Missing or unreadable file, missing columns, times not increasing, or a rate of 100 % or more.
+    """
+    path = Path(path)
+    table = _read(path)
+    ts = _times(table, path)
+    rates = _values(table, ("rate", "funding_rate", "open"), path)
+    out: list[FundingRate] = []
+    for t, rate in zip(ts.tolist(), rates.tolist(), strict=True):
+        if not math.isfinite(rate):
+            continue
+        if abs(rate) >= 1.0:
+            raise DataError(f"{path}: funding rate {rate} at ts {t} is not a plausible fraction")
+        out.append(FundingRate(instrument_id, t, t, rate, t))
+    return out

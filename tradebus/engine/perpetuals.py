@@ -1,0 +1,254 @@
+"""Mark prices, funding settlements and liquidations of perpetual positions.
+
+The kernel owns one :class:`Perpetuals` when any instrument is a perpetual and subscribes it
+to ``MarkPrice`` and ``FundingRate`` on the bus: the paper and live node publishes the ones
+its feeds parse, :meth:`Kernel.process` publishes the ones it is given, and a backtest gives
+them as a side feed (:meth:`Kernel.feed_perpetual_data`, delivered through the simulated
+clock).
+
+Mark price
+    A ``MarkPrice`` values its instrument from then on (:meth:`Portfolio.mark_price`):
+    unrealised PnL, margin and liquidation are at mark. An instrument that never gets one is
+    valued at its last trade, bar close or quote mid (the documented fallback).
+
+Funding
+    A ``FundingRate`` announces ``rate`` for the funding at ``next_funding_ns``. It is
+    settled when the kernel's clock reaches that time (at once when the message is stamped
+    at or after it, as historical funding rows are): the position then pays
+    ``quantity * contract_size * mark * rate`` (a long pays a positive rate, a short
+    receives it) at the latest mark. Live and paper settle on the first mark, funding or
+    market-data message at or after the funding time (:meth:`Kernel.process` asks). Each settlement is a
+    :class:`FundingPaid` event, published and kept in :attr:`RunResult.funding`.
+
+Liquidation (simulated venues only: a live venue liquidates on its own and reports fills)
+    After every mark of a perpetual with a position open, the margin account is asked which
+    positions are below maintenance margin (:meth:`MarginAccount.liquidations`). Each is
+    closed whole at its current mark (the first mark seen beyond the liquidation price, so a
+    gap is booked at the gapped price) with a fee of ``Instrument.liquidation_fee`` times the
+    notional; its working orders are canceled; a :class:`PositionLiquidated` event is
+    published and the fill is recorded with reason ``"liquidation"``. With bars as the only
+    price, breaches are seen at bar closes (an intra-bar excursion that recovers is missed).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from tradebus.account import MarginAccount
+from tradebus.engine.clock import SimulatedClock
+from tradebus.engine.messages import (
+    CancelOrder,
+    FundingPaid,
+    FundingRate,
+    Liquidity,
+    MarkPrice,
+    OrderFilled,
+    OrderSide,
+    PositionLiquidated,
+    TimeEvent,
+)
+
+if TYPE_CHECKING:
+    from tradebus.engine.bus import MessageBus
+    from tradebus.engine.clock import Clock
+    from tradebus.engine.instrument import Instrument
+    from tradebus.engine.portfolio import Portfolio
+    from tradebus.execution.engine import ExecutionEngine
+    from tradebus.execution.orders import OrderManager
+
+__all__ = ["LIQUIDATION_STRATEGY", "Perpetuals"]
+
+#: ``strategy_id`` of liquidation fills (no strategy submitted them).
+LIQUIDATION_STRATEGY = "liquidation"
+_FEED_ALERT = "perpetuals feed"
+
+
+class Perpetuals:
+    """Marks, funding and liquidation of a run's perpetuals (see the module docstring).
+
+    Parameters
+    ----------
+    instruments
+        Every instrument of the run (only perpetuals are handled).
+    portfolio, execution, orders, bus, clock
+        The kernel's parts.
+    liquidate
+        Whether the kernel closes positions below maintenance margin (simulated venues).
+    on_liquidation_fill
+        Called with each liquidation fill before it is booked (the kernel records its reason).
+    """
+
+    def __init__(
+        self,
+        instruments: dict[str, Instrument],
+        portfolio: Portfolio,
+        execution: ExecutionEngine,
+        orders: OrderManager,
+        bus: MessageBus,
+        clock: Clock,
+        *,
+        liquidate: bool,
+        on_liquidation_fill: Callable[[OrderFilled], None],
+    ) -> None:
+        self.instruments = {iid: inst for iid, inst in instruments.items() if inst.is_perpetual}
+        self._portfolio = portfolio
+        self._execution = execution
+        self._orders = orders
+        self._bus = bus
+        self._clock = clock
+        self._liquidate = liquidate
+        self._on_liquidation_fill = on_liquidation_fill
+        account = portfolio.account
+        self.account: MarginAccount | None = account if isinstance(account, MarginAccount) else None
+        # instrument_id -> (funding time, rate) announced and not settled yet
+        self._pending: dict[str, tuple[int, float]] = {}
+        self._next_funding = 2**63 - 1
+        self._feed: list[Any] = []
+        self._feed_at = 0
+        self._deliver: Callable[[Any], None] = bus.publish
+        self._liquidations = itertools.count(1)
+        self.funding: list[FundingPaid] = []
+        self.liquidations: list[PositionLiquidated] = []
+        #: Whether a perpetual position is open that no mark price values yet: the kernel marks
+        #: it at every trade, bar close or mid and checks liquidation then. Positions valued at
+        #: marks are checked at each mark (``open``).
+        self.watching = False
+        self.open = False
+        self._positions = {iid: portfolio.position_state(iid) for iid in self.instruments}
+        self._single = next(iter(self.instruments)) if len(self.instruments) == 1 else None
+
+    # ------------------------------------------------------------------ messages
+
+    def on_mark(self, msg: MarkPrice) -> None:
+        """Value the instrument at ``msg.mark_price``, settle due funding, check liquidation."""
+        if msg.instrument_id not in self.instruments:
+            return
+        self._portfolio.mark_price(msg.instrument_id, msg.mark_price)
+        if msg.ts_init >= self._next_funding:
+            self.settle_due(msg.ts_init)
+        if self.open:
+            self.check(msg.ts_init)
+            if self.watching:
+                self.note_positions()  # this position is valued at marks from now on
+
+    def on_funding(self, msg: FundingRate) -> None:
+        """Remember the announced rate for its funding time; settle it if that time has come."""
+        if msg.instrument_id not in self.instruments or not math.isfinite(msg.rate):
+            return
+        at = msg.next_funding_ns if msg.next_funding_ns > 0 else msg.ts_event
+        self._pending[msg.instrument_id] = (at, msg.rate)
+        self._next_funding = min(t for t, _ in self._pending.values())
+        if msg.ts_init >= self._next_funding:
+            self.settle_due(msg.ts_init)
+
+    def settle_due(self, now: int) -> None:
+        """Settle every announced funding whose time is at or before ``now``."""
+        if now < self._next_funding:
+            return
+        portfolio = self._portfolio
+        for iid, (at, rate) in list(self._pending.items()):
+            if at > now:
+                continue
+            del self._pending[iid]
+            qty = portfolio.position(iid)
+            payment = portfolio.apply_funding(iid, rate)
+            if qty != 0.0 and payment == payment:
+                event = FundingPaid(iid, qty, portfolio.last_price(iid), rate, payment, at, now)
+                self.funding.append(event)
+                self._bus.publish(event)
+        self._next_funding = min((t for t, _ in self._pending.values()), default=2**63 - 1)
+        if self.open:
+            self.check(now)  # a payment may take a position below maintenance margin
+
+    # ------------------------------------------------------------------ liquidation
+
+    def note_positions(self) -> None:
+        """Recompute :attr:`open` and :attr:`watching` (after a fill)."""
+        positions = self._positions.values()
+        self.open = any(p.quantity != 0.0 for p in positions)
+        self.watching = any(p.quantity != 0.0 and not p.has_mark for p in positions)
+
+    def on_price(self, instrument_id: str, price: float, now: int) -> None:
+        """Mark the portfolio at a trade, bar close or mid (ignored once marks come) and check liquidation."""
+        self._portfolio.mark(instrument_id, price)
+        self.check(now)
+
+    def check(self, now: int) -> None:
+        """Liquidate every position below maintenance margin (see the module docstring)."""
+        account = self.account
+        if not self._liquidate or account is None:
+            return
+        single = self._single
+        if single is not None:
+            if account.breached(single):  # one perpetual: the cheap test of the same condition
+                self._close(single, now)
+                self.note_positions()
+            return
+        liquidated = account.liquidations()
+        for iid in liquidated:
+            self._close(iid, now)
+        if liquidated:
+            self.note_positions()
+
+    def _close(self, iid: str, now: int) -> None:
+        account = self.account
+        assert account is not None
+        inst = self.instruments[iid]
+        portfolio = self._portfolio
+        qty = portfolio.position(iid)
+        mark = portfolio.last_price(iid)
+        liq_price = account.liquidation_price(iid)
+        for order in self._orders.open_orders(iid):
+            self._execution.cancel(
+                CancelOrder(order.strategy_id, iid, order.client_order_id, now, now, reason="liquidation")
+            )
+        fee = abs(qty) * inst.contract_size * mark * inst.liquidation_fee
+        n = next(self._liquidations)
+        fill = OrderFilled(
+            LIQUIDATION_STRATEGY,
+            iid,
+            f"liquidation-{n}",
+            f"liquidation-{n}",
+            f"liquidation-{n}",
+            OrderSide.SELL if qty > 0.0 else OrderSide.BUY,
+            abs(qty),
+            mark,
+            fee,
+            Liquidity.TAKER,
+            now,
+            now,
+        )
+        self._on_liquidation_fill(fill)
+        self._execution.book_liquidation(fill)
+        event = PositionLiquidated(iid, qty, mark, liq_price, fee, now, now)
+        self.liquidations.append(event)
+        self._bus.publish(event)
+
+    # ------------------------------------------------------------------ backtest feed
+
+    def feed(self, messages: Iterable[MarkPrice | FundingRate], deliver: Callable[[Any], None]) -> None:
+        """Deliver ``messages`` (sorted by ``ts_init``) at their times through the simulated clock.
+
+        Each message reaches ``deliver`` when the clock reaches its ``ts_init``, before the
+        market-data message that moved the clock there; ties keep the given order.
+        """
+        if not isinstance(self._clock, SimulatedClock):
+            raise TypeError("perpetuals: a feed needs a SimulatedClock")
+        self._feed = sorted(messages, key=lambda m: m.ts_init)
+        self._feed_at = 0
+        self._deliver = deliver
+        if self._feed:
+            self._clock.set_alert(_FEED_ALERT, self._feed[0].ts_init, self._on_feed)
+
+    def _on_feed(self, event: TimeEvent) -> None:
+        feed = self._feed
+        i = self._feed_at
+        while i < len(feed) and feed[i].ts_init <= event.ts_event:
+            self._deliver(feed[i])
+            i += 1
+        self._feed_at = i
+        if i < len(feed):
+            self._clock.set_alert(_FEED_ALERT, feed[i].ts_init, self._on_feed)

@@ -1,0 +1,505 @@
+"""Contingent orders: bracket, OCO, trailing stop, good-till-date, timed exit and cooldown.
+
+:class:`ContingentOrders` builds these from plain orders, in the process, on every venue: the
+same code runs in backtests, paper and live (the simulated venue, and any live venue, sees
+only market, limit and stop orders, modifies and cancels). A strategy enables it with the
+class attribute ``contingent = True`` and uses the ``submit_bracket`` / ``submit_oco`` /
+``submit_trailing_stop`` / ``submit_gtd`` helpers of :class:`~tradebus.strategies.base.Strategy`.
+
+Bracket
+    An entry order (market or limit) with a stop-loss (stop-market, reduce-only) and a
+    take-profit (limit, reduce-only) that form an OCO pair. The children are submitted
+    (*armed*) once the entry has filled completely (or closed with a partial fill: the
+    children cover what filled), on the first bar (or trade/quote) of the instrument
+    processed after the fill; ``arm_after_bars = n`` waits ``n`` more bars. On bars an
+    action decided at a bar's close reaches the venue at the next bar's open, so with
+    ``arm_after_bars = 0`` the children work from the bar after the entry's fill bar, and a
+    stop-loss can never fill in the bar the entry filled in (no same-bar stop-out).
+OCO
+    When a member fills, every other member of the group is reduced to the member's
+    unfilled quantity, canceled when it filled completely. Two members that are both reached
+    in the same bar are decided by the simulated venue's bar path (open -> low -> high ->
+    close on a bar that closes at or above its open, open -> high -> low -> close otherwise):
+    the one the path reaches first fills; the other, reduce-only, finds no position left
+    and is canceled by the venue, before the OCO cancel arrives.
+Trailing stop
+    A stop-market order whose trigger follows the best price since it was placed by a fixed
+    ``offset`` or a ``percent``: for a sell stop ``trigger = best high - offset`` (or
+    ``best high * (1 - percent / 100)``), rounded down to the tick; mirrored for a buy stop.
+    After each bar (using its high or low) or trade, a better trigger is sent as a modify; it
+    reaches the venue like any action (on bars: from the next bar on), so a trigger never
+    uses a price the venue has not seen yet. A bracket's stop-loss trails when the bracket
+    has ``trail_offset`` or ``trail_percent``.
+Good-till-date
+    A limit or stop order canceled (reason ``"GTD: expired"``) when the clock reaches its
+    ``expire_ns``, if still working then.
+Timed exit
+    A bracket with ``exit_after_bars`` (bars of the instrument after the entry's fill bar) or
+    ``exit_after_ns`` (clock time after the fill) cancels its children and closes what is
+    left of its position with a reduce-only market order.
+Cooldown
+    A bracket with ``cooldown_bars = n`` refuses new brackets of its strategy on its
+    instrument for ``n`` bars, counting the bar it closed in (stop-loss, take-profit or timed
+    exit): ``submit_bracket`` returns ``None`` and logs why.
+
+Not kept across restarts: a paper or live process that restarts from its journal finds the
+children at the venue but no longer links them (OCO, trailing, timed exit).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from tradebus.engine.messages import (
+    Bar,
+    CancelOrder,
+    ModifyOrder,
+    OrderCanceled,
+    OrderDenied,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderSide,
+    OrderType,
+    SubmitOrder,
+    TimeEvent,
+    TimeInForce,
+    Trade,
+)
+from tradebus.errors import OrderError
+
+if TYPE_CHECKING:
+    from tradebus.engine.kernel import Kernel
+
+__all__ = ["Bracket", "ContingentOrders", "TrailingStop"]
+
+_NAN = math.nan
+
+
+@dataclass(slots=True)
+class TrailingStop:
+    """A working trailing stop (see the module docstring)."""
+
+    client_order_id: str
+    instrument_id: str
+    sell: bool
+    offset: float | None
+    percent: float | None
+    best: float
+    trigger: float
+
+    def trigger_for(self, best: float) -> float:
+        """The trigger ``offset`` or ``percent`` away from ``best``."""
+        if self.offset is not None:
+            return best - self.offset if self.sell else best + self.offset
+        pct = (self.percent or 0.0) / 100.0
+        return best * (1.0 - pct) if self.sell else best * (1.0 + pct)
+
+
+@dataclass(slots=True)
+class Bracket:
+    """One bracket's state (see the module docstring)."""
+
+    strategy_id: str
+    instrument_id: str
+    entry_id: str
+    side: OrderSide
+    stop_loss: float | None
+    take_profit: float | None
+    trail_offset: float | None
+    trail_percent: float | None
+    arm_after_bars: int
+    exit_after_bars: int | None
+    exit_after_ns: int | None
+    cooldown_bars: int
+    filled: float = 0.0
+    state: str = "entry"  # entry -> filled -> armed -> closed
+    bars_since_fill: int = -1
+    children: list[str] = field(default_factory=list)
+    exit_id: str | None = None
+
+
+class ContingentOrders:
+    """Builds brackets, OCO groups, trailing stops, GTD orders and timed exits (module docstring).
+
+    Parameters
+    ----------
+    kernel
+        The kernel whose bus, clock, orders and submit path it uses. It subscribes to order
+        events and to the bars and trades of every instrument.
+    """
+
+    def __init__(self, kernel: Kernel) -> None:
+        self._kernel = kernel
+        self._brackets: dict[str, Bracket] = {}  # entry id -> bracket
+        self._child_of: dict[str, Bracket] = {}  # child or exit id -> bracket
+        self._oco: dict[str, list[str]] = {}  # member id -> its group (shared list)
+        self._trailing: dict[str, TrailingStop] = {}
+        self._gtd = 0
+        # (strategy id, instrument id) -> bars left in the cooldown
+        self._cooldown: dict[tuple[str, str], int] = {}
+        bus = kernel.bus
+        bus.subscribe(OrderFilled, self._on_fill)
+        for cls in (OrderCanceled, OrderExpired, OrderRejected, OrderDenied):
+            bus.subscribe(cls, self._on_closed)
+        for iid in kernel.instruments:
+            bus.subscribe(Bar, self._on_bar, iid)
+            bus.subscribe(Trade, self._on_trade, iid)
+
+    # ------------------------------------------------------------------ strategy API
+
+    def bracket(
+        self,
+        strategy_id: str,
+        instrument_id: str,
+        side: OrderSide,
+        quantity: float,
+        *,
+        entry_price: float | None = None,
+        stop_loss: float | None = None,
+        take_profit: float | None = None,
+        trail_offset: float | None = None,
+        trail_percent: float | None = None,
+        arm_after_bars: int = 0,
+        exit_after_bars: int | None = None,
+        exit_after_ns: int | None = None,
+        cooldown_bars: int = 0,
+        reason: str = "",
+    ) -> str | None:
+        """Submit a bracket's entry (limit at ``entry_price``, else market); return its id (``None`` in cooldown).
+
+        Raises
+        ------
+        OrderError
+            A stop-loss or take-profit on the wrong side of ``entry_price``, both trailing
+            parameters, or a negative bar count.
+        """
+        if arm_after_bars < 0 or cooldown_bars < 0 or (exit_after_bars is not None and exit_after_bars < 1):
+            raise OrderError("bracket: arm_after_bars and cooldown_bars must be >= 0, exit_after_bars >= 1")
+        if trail_offset is not None and trail_percent is not None:
+            raise OrderError("bracket: give trail_offset or trail_percent, not both")
+        buy = side == OrderSide.BUY
+        if entry_price is not None:
+            for name, px, below in (("stop_loss", stop_loss, buy), ("take_profit", take_profit, not buy)):
+                if px is not None and (px >= entry_price if below else px <= entry_price):
+                    where = "below" if below else "above"
+                    raise OrderError(f"bracket: {name} {px} must be {where} the entry {entry_price} of a {side.name}")
+        left = self._cooldown.get((strategy_id, instrument_id), 0)
+        if left > 0:
+            logger.info("bracket of {} on {} refused: cooldown, {} bar(s) left", strategy_id, instrument_id, left)
+            return None
+        # Known before the submit: a denial is published while it runs.
+        entry_id = self._kernel.orders.next_client_order_id(strategy_id)
+        self._brackets[entry_id] = Bracket(
+            strategy_id, instrument_id, entry_id, side, stop_loss, take_profit, trail_offset, trail_percent,
+            arm_after_bars, exit_after_bars, exit_after_ns, cooldown_bars,
+        )
+        if entry_price is None:
+            self._submit(strategy_id, instrument_id, side, quantity, OrderType.MARKET, reason=reason, coid=entry_id)
+        else:
+            self._submit(strategy_id, instrument_id, side, quantity, OrderType.LIMIT, price=entry_price,
+                         reason=reason, coid=entry_id)
+        return entry_id
+
+    def oco(self, client_order_ids: list[str]) -> None:
+        """Link working orders into one OCO group (module docstring).
+
+        Raises
+        ------
+        OrderError
+            Fewer than two orders, or an order of another instrument than the first.
+        """
+        if len(client_order_ids) < 2:
+            raise OrderError("oco: a group needs at least two orders")
+        orders = self._kernel.orders
+        iids = {orders.order(coid).instrument_id for coid in client_order_ids}
+        if len(iids) != 1:
+            raise OrderError(f"oco: every order must be of one instrument, got {sorted(iids)}")
+        group = list(client_order_ids)
+        for coid in group:
+            self._oco[coid] = group
+
+    def trailing_stop(
+        self,
+        strategy_id: str,
+        instrument_id: str,
+        side: OrderSide,
+        quantity: float,
+        *,
+        offset: float | None = None,
+        percent: float | None = None,
+        reduce_only: bool = True,
+        reason: str = "",
+    ) -> str:
+        """Submit a trailing stop from the instrument's last price; return its id.
+
+        Raises
+        ------
+        OrderError
+            Neither or both of ``offset`` and ``percent``, a non-positive distance, or no
+            last price yet.
+        """
+        if (offset is None) == (percent is None):
+            raise OrderError("trailing stop: give exactly one of offset or percent")
+        distance = offset if offset is not None else percent
+        if not (distance is not None and distance > 0.0 and math.isfinite(distance)):
+            raise OrderError(f"trailing stop: the distance must be a positive number, got {distance!r}")
+        last = self._kernel.cache.prices.get(instrument_id, _NAN)
+        if last != last:
+            raise OrderError(f"trailing stop: no last price of {instrument_id} to trail from")
+        return self._trail(strategy_id, instrument_id, side, quantity, offset, percent, last, reduce_only, reason)
+
+    def gtd(self, client_order_id: str, expire_ns: int) -> None:
+        """Cancel a working order when the clock reaches ``expire_ns`` (module docstring)."""
+        self._gtd += 1
+        name = f"gtd {self._gtd} {client_order_id}"
+        self._kernel.clock.set_alert(name, expire_ns, lambda event: self._expire(client_order_id, event))
+
+    def in_cooldown(self, strategy_id: str, instrument_id: str) -> int:
+        """Bars left in the cooldown of ``strategy_id`` on ``instrument_id`` (0: none)."""
+        return self._cooldown.get((strategy_id, instrument_id), 0)
+
+    # ------------------------------------------------------------------ events
+
+    def _on_fill(self, fill: OrderFilled) -> None:
+        coid = fill.client_order_id
+        bracket = self._brackets.get(coid)
+        if bracket is not None and bracket.state == "entry":
+            bracket.filled += fill.last_qty
+            order = self._kernel.orders.get(coid)
+            if order is None or not order.is_open:
+                self._filled(bracket, fill.ts_init)
+            return
+        group = self._oco.get(coid)
+        if group is not None:
+            order = self._kernel.orders.get(coid)
+            leaves = 0.0 if order is None or not order.is_open else order.leaves_qty
+            for other in group:
+                if other != coid:
+                    self._reduce(other, leaves, "OCO: sibling filled")
+            if leaves <= 0.0:
+                self._unlink(coid)
+        parent = self._child_of.get(coid)
+        if parent is not None:
+            order = self._kernel.orders.get(coid)
+            if order is None or not order.is_open:
+                self._close_bracket(parent)
+
+    def _on_closed(self, event: Any) -> None:
+        coid = event.client_order_id
+        bracket = self._brackets.get(coid)
+        if bracket is not None and bracket.state == "entry":
+            if bracket.filled > 0.0:
+                self._filled(bracket, event.ts_init)
+            else:
+                bracket.state = "closed"
+                del self._brackets[coid]
+        if coid in self._oco and type(event) is not OrderDenied:
+            self._unlink(coid)
+        self._trailing.pop(coid, None)
+
+    def _on_bar(self, bar: Bar) -> None:
+        if self._cooldown:
+            self._tick_cooldown(bar.instrument_id)
+        if self._brackets:
+            for bracket in list(self._brackets.values()):
+                if bracket.instrument_id == bar.instrument_id and bracket.state in ("filled", "armed"):
+                    self._bar_passed(bracket)
+        if self._trailing:
+            self._follow(bar.instrument_id, bar.high, bar.low)
+
+    def _on_trade(self, trade: Trade) -> None:
+        if self._brackets:
+            for bracket in list(self._brackets.values()):
+                if bracket.instrument_id == trade.instrument_id and bracket.state == "filled":
+                    if bracket.arm_after_bars == 0:
+                        self._arm(bracket)
+        if self._trailing:
+            self._follow(trade.instrument_id, trade.price, trade.price)
+
+    # ------------------------------------------------------------------ brackets
+
+    def _filled(self, bracket: Bracket, ts: int) -> None:
+        bracket.state = "filled"
+        bracket.bars_since_fill = -1  # the fill's own bar makes it 0
+        if bracket.exit_after_ns is not None:
+            self._kernel.clock.set_alert(
+                f"timed exit {bracket.entry_id}", ts + bracket.exit_after_ns, lambda event: self._exit(bracket)
+            )
+
+    def _bar_passed(self, bracket: Bracket) -> None:
+        bracket.bars_since_fill += 1
+        if bracket.state == "filled" and bracket.bars_since_fill >= bracket.arm_after_bars:
+            self._arm(bracket)
+        if bracket.exit_after_bars is not None and bracket.bars_since_fill >= bracket.exit_after_bars:
+            self._exit(bracket)
+
+    def _arm(self, bracket: Bracket) -> None:
+        bracket.state = "armed"
+        exit_side = OrderSide.SELL if bracket.side == OrderSide.BUY else OrderSide.BUY
+        sid, iid, qty = bracket.strategy_id, bracket.instrument_id, bracket.filled
+        children: list[str] = []
+        if bracket.stop_loss is not None:
+            if bracket.trail_offset is not None or bracket.trail_percent is not None:
+                best = self._kernel.cache.prices.get(iid, bracket.stop_loss)
+                stop = self._trail(sid, iid, exit_side, qty, bracket.trail_offset, bracket.trail_percent, best,
+                                   True, "bracket trailing stop-loss", floor=bracket.stop_loss)
+            else:
+                stop = self._submit(sid, iid, exit_side, qty, OrderType.STOP_MARKET, trigger=bracket.stop_loss,
+                                    reduce_only=True, reason="bracket stop-loss")
+            children.append(stop)
+        if bracket.take_profit is not None:
+            children.append(
+                self._submit(sid, iid, exit_side, qty, OrderType.LIMIT, price=bracket.take_profit, reduce_only=True,
+                             reason="bracket take-profit")
+            )
+        bracket.children = children
+        for coid in children:
+            self._child_of[coid] = bracket
+        live = [c for c in children if self._is_open(c)]
+        if len(live) > 1:
+            self.oco(live)
+
+    def _exit(self, bracket: Bracket) -> None:
+        if bracket.state not in ("filled", "armed") or bracket.exit_id is not None:
+            return
+        left = bracket.filled
+        for coid in bracket.children:
+            order = self._kernel.orders.get(coid)
+            if order is not None:
+                left -= order.filled_qty
+                if order.is_open:
+                    self._cancel(order.strategy_id, order.instrument_id, coid, "timed exit")
+        bracket.state = "armed"
+        lot = self._kernel.instruments[bracket.instrument_id].lot_size
+        if left <= lot * 1e-3:
+            self._close_bracket(bracket)
+            return
+        side = OrderSide.SELL if bracket.side == OrderSide.BUY else OrderSide.BUY
+        bracket.exit_id = self._submit(bracket.strategy_id, bracket.instrument_id, side, left, OrderType.MARKET,
+                                       reduce_only=True, reason="timed exit")
+        self._child_of[bracket.exit_id] = bracket
+
+    def _close_bracket(self, bracket: Bracket) -> None:
+        if bracket.state == "closed":
+            return
+        bracket.state = "closed"
+        self._brackets.pop(bracket.entry_id, None)
+        if bracket.cooldown_bars:
+            self._cooldown[(bracket.strategy_id, bracket.instrument_id)] = bracket.cooldown_bars + 1
+
+    def _tick_cooldown(self, instrument_id: str) -> None:
+        for key, left in list(self._cooldown.items()):
+            if key[1] == instrument_id:
+                if left <= 1:
+                    del self._cooldown[key]
+                else:
+                    self._cooldown[key] = left - 1
+
+    # ------------------------------------------------------------------ trailing stops and GTD
+
+    def _trail(
+        self,
+        strategy_id: str,
+        instrument_id: str,
+        side: OrderSide,
+        quantity: float,
+        offset: float | None,
+        percent: float | None,
+        best: float,
+        reduce_only: bool,
+        reason: str,
+        floor: float | None = None,
+    ) -> str:
+        sell = side == OrderSide.SELL
+        trail = TrailingStop("", instrument_id, sell, offset, percent, best, _NAN)
+        trigger = self._round(instrument_id, trail.trigger_for(best), sell)
+        if floor is not None:
+            trigger = max(trigger, floor) if sell else min(trigger, floor)
+        trail.trigger = trigger
+        trail.client_order_id = self._submit(strategy_id, instrument_id, side, quantity, OrderType.STOP_MARKET,
+                                             trigger=trigger, reduce_only=reduce_only, reason=reason)
+        if self._is_open(trail.client_order_id):
+            self._trailing[trail.client_order_id] = trail
+        return trail.client_order_id
+
+    def _follow(self, instrument_id: str, high: float, low: float) -> None:
+        orders = self._kernel.orders
+        for coid, trail in list(self._trailing.items()):
+            if trail.instrument_id != instrument_id:
+                continue
+            order = orders.get(coid)
+            if order is None or not order.is_open:
+                del self._trailing[coid]
+                continue
+            best = max(trail.best, high) if trail.sell else min(trail.best, low)
+            trail.best = best
+            trigger = self._round(instrument_id, trail.trigger_for(best), trail.sell)
+            if trigger > trail.trigger if trail.sell else trigger < trail.trigger:
+                trail.trigger = trigger
+                now = self._kernel.clock.now_ns()
+                self._kernel.modify(ModifyOrder(order.strategy_id, instrument_id, coid, now, now, trigger_price=trigger))
+
+    def _expire(self, client_order_id: str, event: TimeEvent) -> None:
+        order = self._kernel.orders.get(client_order_id)
+        if order is not None and order.is_open:
+            self._cancel(order.strategy_id, order.instrument_id, client_order_id, "GTD: expired")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _round(self, instrument_id: str, price: float, sell: bool) -> float:
+        inst = self._kernel.instruments[instrument_id]
+        return inst.round_price_down(price) if sell else inst.round_price_up(price)
+
+    def _reduce(self, coid: str, quantity: float, reason: str) -> None:
+        order = self._kernel.orders.get(coid)
+        if order is None or not order.is_open:
+            return
+        if quantity <= 0.0:
+            self._cancel(order.strategy_id, order.instrument_id, coid, reason)
+        elif quantity + order.filled_qty < order.quantity:
+            now = self._kernel.clock.now_ns()
+            self._kernel.modify(
+                ModifyOrder(order.strategy_id, order.instrument_id, coid, now, now, quantity=order.filled_qty + quantity)
+            )
+
+    def _unlink(self, coid: str) -> None:
+        group = self._oco.pop(coid, None)
+        if group is not None and coid in group:
+            group.remove(coid)
+
+    def _is_open(self, coid: str) -> bool:
+        order = self._kernel.orders.get(coid)
+        return order is not None and order.is_open
+
+    def _cancel(self, strategy_id: str, instrument_id: str, coid: str, reason: str) -> None:
+        now = self._kernel.clock.now_ns()
+        self._kernel.cancel(CancelOrder(strategy_id, instrument_id, coid, now, now, reason))
+
+    def _submit(
+        self,
+        strategy_id: str,
+        instrument_id: str,
+        side: OrderSide,
+        quantity: float,
+        order_type: OrderType,
+        *,
+        price: float = _NAN,
+        trigger: float = _NAN,
+        reduce_only: bool = False,
+        reason: str = "",
+        coid: str | None = None,
+    ) -> str:
+        kernel = self._kernel
+        now = kernel.clock.now_ns()
+        if coid is None:
+            coid = kernel.orders.next_client_order_id(strategy_id)
+        kernel.submit(
+            SubmitOrder(strategy_id, instrument_id, coid, side, quantity, now, now, order_type, price, trigger,
+                        TimeInForce.GTC, False, reduce_only, reason)
+        )
+        return coid

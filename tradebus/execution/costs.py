@@ -1,0 +1,122 @@
+"""Slippage models and fee tiers of the simulated venue.
+
+Slippage (``venue.slippage``; bar fills only)
+    A taker fill on a bar is moved against the trader by a fraction of its price, rounded
+    onto the tick grid against the trader and clamped to the bar's ``[low, high]`` (and the
+    order's limit). The fraction, in basis points, comes from one model:
+
+    ``fixed``
+        ``bps``.
+    ``volume`` (volume participation; impact grows with the order's share of the bar)
+        ``bps + impact_bps * (quantity / bar volume) ** exponent``, at most ``max_bps``
+        (``exponent`` 0.5 is the square-root law; 1 linear). A bar without volume costs
+        ``max_bps``.
+    ``volatility`` (volatility-scaled)
+        ``bps + k * (high - low) / open * 10_000``, at most ``max_bps``: a fraction ``k`` of
+        the bar's range.
+
+    Both ``volume`` and ``volatility`` read the bar the order fills in (its volume and
+    range), as zipline's volume-share model does: the cost of executing in that bar. No
+    decision sees it, and the price stays within what the bar traded. On trades and quotes a
+    fill is at the printed price and no model applies.
+
+Fee tiers (``Instrument.fee_tiers``)
+    Maker and taker rates by the notional the run traded in the instrument over the
+    trailing :data:`FEE_WINDOW_NS` (30 days) before the fill: the last tier whose
+    ``min_volume`` that notional reaches applies (below the first: the instrument's own
+    ``maker_fee``/``taker_fee``). A negative maker rate is a rebate (the fee is negative,
+    it is paid to the trader). ``venue.maker_fee``/``taker_fee`` override every instrument
+    and its tiers.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tradebus.engine.instrument import Instrument
+
+__all__ = ["FEE_WINDOW_NS", "FeeSchedule", "SlippageConfig", "slippage_bps"]
+
+#: Trailing window of traded notional that selects a fee tier.
+FEE_WINDOW_NS = 30 * 86_400_000_000_000
+
+
+class SlippageConfig(BaseModel):
+    """One slippage model (see the module docstring); amounts in basis points."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: Literal["fixed", "volume", "volatility"] = "fixed"
+    bps: float = Field(default=0.0, ge=0.0)
+    impact_bps: float = Field(default=0.0, ge=0.0)
+    exponent: float = Field(default=0.5, gt=0.0, le=2.0)
+    k: float = Field(default=0.0, ge=0.0)
+    max_bps: float = Field(default=500.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _fields_of_its_model(self) -> SlippageConfig:
+        if self.model != "volume" and self.impact_bps:
+            raise ValueError(f"impact_bps belongs to the 'volume' model, not {self.model!r}")
+        if self.model != "volatility" and self.k:
+            raise ValueError(f"k belongs to the 'volatility' model, not {self.model!r}")
+        return self
+
+
+def slippage_bps(
+    config: SlippageConfig, quantity: float, open_: float, high: float, low: float, volume: float
+) -> float:
+    """Slippage in basis points of a taker fill of ``quantity`` in a bar (module docstring)."""
+    model = config.model
+    if model == "fixed":
+        return config.bps
+    if model == "volume":
+        if not volume > 0.0:
+            return config.max_bps
+        bps = config.bps + config.impact_bps * (quantity / volume) ** config.exponent
+    else:
+        bps = config.bps + config.k * (high - low) / open_ * 10_000.0 if open_ > 0.0 else config.max_bps
+    return min(bps, config.max_bps)
+
+
+class FeeSchedule:
+    """Maker and taker rates of one instrument, by its trailing traded notional (module docstring).
+
+    Parameters
+    ----------
+    instrument
+        The instrument (its rates and ``fee_tiers``).
+    maker, taker
+        Overrides of every rate (``venue.maker_fee``/``taker_fee``), or ``None``.
+    """
+
+    __slots__ = ("_traded", "_volume", "maker", "taker", "tiers")
+
+    def __init__(self, instrument: Instrument, maker: float | None, taker: float | None) -> None:
+        self.maker = instrument.maker_fee if maker is None else maker
+        self.taker = instrument.taker_fee if taker is None else taker
+        self.tiers = () if maker is not None or taker is not None else instrument.fee_tiers
+        self._traded: deque[tuple[int, float]] = deque()
+        self._volume = 0.0
+
+    def rates(self, ts: int) -> tuple[float, float]:
+        """``(maker, taker)`` for a fill at ``ts``."""
+        if not self.tiers:
+            return self.maker, self.taker
+        traded = self._traded
+        horizon = ts - FEE_WINDOW_NS
+        while traded and traded[0][0] <= horizon:
+            self._volume -= traded.popleft()[1]
+        maker, taker = self.maker, self.taker
+        for tier in self.tiers:
+            if self._volume >= tier.min_volume:
+                maker, taker = tier.maker_fee, tier.taker_fee
+        return maker, taker
+
+    def record(self, ts: int, notional: float) -> None:
+        """Count a fill's notional towards the tiers."""
+        if self.tiers:
+            self._traded.append((ts, notional))
+            self._volume += notional
