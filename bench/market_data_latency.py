@@ -98,7 +98,7 @@ def config(ws_url: str, tmp: Path, journal: bool) -> Any:
         {
             "instruments": [
                 {"venue": "BINANCE", "symbol": "BTCUSDT", "base": "BTC", "quote": "USDT", "tick_size": 0.01,
-                 "lot_size": 1e-5, "taker_fee": 0.001, "maker_fee": 0.001}
+                 "lot_size": 1e-5, "taker_fee": 0.001, "maker_fee": 0.001, "margin": True}  # Flipper goes short
             ],
             "strategy": {"name": "__main__:Flipper", "instruments": [IID]},
             "venue": {"fill_on": "trades"},

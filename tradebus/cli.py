@@ -46,10 +46,12 @@ from tradebus.config import RunConfig, dump_config, load_config, parse_duration
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import ConfigError, DataError, FeatureError, TradebusError
 from tradebus.reports.metrics import compute_metrics
+from tradebus.node.cli import live, live_kill, live_resume
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
 from tradebus.research.cli import research_app
 from tradebus.strategies.base import resolve_strategy
+from tradebus.sweep.cli import sweep as sweep_command
 
 __all__ = ["LOG_LEVELS", "LazyProgress", "app", "check_log_level", "build_kernel", "build_replay", "main", "progress_for", "run_backtest", "setup_logging"]
 
@@ -65,6 +67,10 @@ app.add_typer(data_app, name="data", help="Import and inspect market data in the
 app.add_typer(research_app, name="research", help="Datasets, labels, purged CV, walk-forward, lookahead, alpha.")
 features_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Feature kinds of the feature bank.")
 app.add_typer(features_app, name="features")
+app.command(name="live")(live)
+app.command(name="live-kill")(live_kill)
+app.command(name="live-resume")(live_resume)
+app.command("sweep")(sweep_command)
 
 #: Log levels accepted by ``--log-level`` (loguru's names).
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")

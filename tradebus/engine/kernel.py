@@ -92,7 +92,7 @@ from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import ConfigError, DataError
 from tradebus.execution.config import VenueConfig
 from tradebus.execution.contingent import ContingentOrders
-from tradebus.execution.engine import ExecutionEngine
+from tradebus.execution.engine import ExecutionEngine, OrderTimeouts
 from tradebus.execution.orders import Order, OrderManager
 from tradebus.execution.book_matching import simulated_venue
 from tradebus.execution.simulated import SimulatedVenue
@@ -234,6 +234,9 @@ class Kernel:
     equity_interval_ns
         Spacing of the equity-curve samples (a sample is taken at the first event at
         or after each multiple of the interval).
+    timeouts
+        Timeouts of venue requests (a live venue, whose answers can be lost); ``None``: none
+        (see :class:`~tradebus.execution.engine.OrderTimeouts`).
     """
 
     def __init__(
@@ -250,6 +253,7 @@ class Kernel:
         balances: Mapping[str, float] | None = None,
         features: Sequence[FeatureSpec] = (),
         equity_interval_ns: int = 3_600_000_000_000,
+        timeouts: OrderTimeouts | None = None,
     ) -> None:
         self.instruments: dict[str, Instrument] = {}
         for instrument in instruments:
@@ -278,7 +282,7 @@ class Kernel:
         else:
             self._note_bar_close = None
         self.execution = ExecutionEngine(
-            self.bus, self.clock, self.instruments, self.risk, self.orders, self.venue, self.portfolio, journal
+            self.bus, self.clock, self.instruments, self.risk, self.orders, self.venue, self.portfolio, journal, timeouts
         )
         self.cache = Cache(self.portfolio, self.orders)
         self.strategies: list[Strategy] = []

@@ -64,6 +64,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.features.spec import FeatureSpec
+from tradebus.ops.config import OpsConfig
 from tradebus.risk.config import RiskConfig
 
 __all__ = [
@@ -99,6 +100,9 @@ class PaperConfig(_Model):
         file, for ``tradebus replay`` (``None``: no recording).
     warm_up
         Compile or load every feature kernel before subscribing (keeps the first events fast).
+    ops
+        Metrics and health server, Telegram alerts and control, log file
+        (:class:`~tradebus.ops.config.OpsConfig`; ``None``: none of them).
     """
 
     instruments: list[InstrumentConfig] = Field(min_length=1)
@@ -114,6 +118,7 @@ class PaperConfig(_Model):
     journal_sync: Literal["FULL", "NORMAL"] = "NORMAL"
     record: Path | None = None
     warm_up: bool = True
+    ops: OpsConfig | None = None
 
     @model_validator(mode="after")
     def _cross_check(self) -> PaperConfig:
@@ -179,7 +184,12 @@ class PaperConfig(_Model):
         def absolute(path: Path | None) -> Path | None:
             return None if path is None else (path if path.is_absolute() else (base / path)).resolve()
 
-        return self.model_copy(update={"journal": absolute(self.journal), "record": absolute(self.record)})
+        update: dict[str, Any] = {"journal": absolute(self.journal), "record": absolute(self.record)}
+        if self.ops is not None and self.ops.log.file is not None:
+            update["ops"] = self.ops.model_copy(
+                update={"log": self.ops.log.model_copy(update={"file": absolute(self.ops.log.file)})}
+            )
+        return self.model_copy(update=update)
 
 
 def parse_paper_config(data: Any, source: str = "<config>", base: Path | None = None) -> PaperConfig:

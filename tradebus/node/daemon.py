@@ -50,7 +50,7 @@ import signal
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from loguru import logger
 
@@ -58,11 +58,14 @@ from tradebus.adapters.common.recorder import FrameRecorder
 from tradebus.engine.clock import Clock, LiveClock
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import ConfigError
+from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal
 from tradebus.execution.paper import PaperVenue
+from tradebus.execution.venue import Venue
 from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_config
 from tradebus.node.feeds import Feed, attach_feeds, build_feeds
 from tradebus.node.router import NodeRouter
+from tradebus.ops.hooks import OpsHooks
 from tradebus.reports.outputs import write_outputs
 from tradebus.risk.guard import GuardedRiskGate, MarketGuard
 from tradebus.strategies.base import resolve_strategy
@@ -72,13 +75,24 @@ if TYPE_CHECKING:
 
 __all__ = ["NodeSummary", "TradingNode", "build_paper_kernel", "kept_files", "run_paper"]
 
+V = TypeVar("V", bound=Venue)
+
 
 def build_paper_kernel(
-    config: PaperConfig, clock: Clock, guard: MarketGuard, journal: Journal | None = None
-) -> tuple[Kernel, PaperVenue]:
-    """The kernel of a paper run (or of its playback): guarded risk gate, paper venue, journal."""
+    config: PaperConfig,
+    clock: Clock,
+    guard: MarketGuard,
+    journal: Journal | None = None,
+    venue: V | None = None,
+    timeouts: OrderTimeouts | None = None,
+) -> tuple[Kernel, V | PaperVenue]:
+    """The kernel of a paper run (or of its playback): guarded risk gate, paper venue, journal.
+
+    A live run passes its own ``venue`` and request ``timeouts``; the rest is the same.
+    """
     instruments = config.instrument_map()
-    venue = PaperVenue(clock, instruments, config.venue)
+    if venue is None:
+        venue = PaperVenue(clock, instruments, config.venue)  # type: ignore[assignment]
     kernel = Kernel(
         instruments.values(),
         clock=clock,
@@ -90,6 +104,7 @@ def build_paper_kernel(
         balances=config.balances,
         features=config.features,
         equity_interval_ns=config.report.equity_interval_ns,
+        timeouts=timeouts,
     )
     cls = resolve_strategy(config.strategy.name)
     params = cls.Params.model_validate(config.strategy.params)
@@ -158,9 +173,10 @@ class TradingNode:
         self.handle_signals = handle_signals
         self.clock = LiveClock()
         self.guard = MarketGuard()
+        self.ops = None if config.ops is None else OpsHooks(config.ops, "paper")
         self.journal = None if config.journal is None else _open_journal(config.journal, config.journal_sync)
         try:
-            self.kernel, self.venue = build_paper_kernel(config, self.clock, self.guard, self.journal)
+            self.kernel, self.venue = self._build_kernel()
         except Exception:
             if self.journal is not None:
                 self.journal.close()
@@ -172,6 +188,10 @@ class TradingNode:
         self.running = asyncio.Event()
         self._stop: asyncio.Event | None = None
         self._stop_reason = ""
+
+    def _build_kernel(self) -> tuple[Kernel, Any]:
+        """The run's kernel and venue (the live daemon overrides it with the exchange's venue)."""
+        return build_paper_kernel(self.config, self.clock, self.guard, self.journal)
 
     # ------------------------------------------------------------------ control
 
@@ -206,6 +226,8 @@ class TradingNode:
         tasks: dict[asyncio.Task[None], Feed] = {}
         failure: BaseException | None = None
         try:
+            if self.ops is not None:
+                await self.ops.start(self)
             if self.config.warm_up:
                 from tradebus.features.warmup import warm_up
 
@@ -215,7 +237,8 @@ class TradingNode:
             self.kernel.start()
             if self.config.record is not None:
                 self.recorder = FrameRecorder(self.config.record)
-            self.feeds = build_feeds(self.config, self.router, live=True, recorder=self.recorder)
+            sink = self.router if self.ops is None else self.ops.sink(self.router)
+            self.feeds = build_feeds(self.config, sink, live=True, recorder=self.recorder)
             attach_feeds(self.feeds, self.guard, self.kernel.cache)
             await asyncio.sleep(0)  # let a signal received so far be handled before subscribing
             if not self._stop.is_set():
@@ -298,6 +321,8 @@ class TradingNode:
             summary.fills,
             summary.positions,
         )
+        if self.ops is not None:
+            await self.ops.stop(summary.stop_reason)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[int]:
         installed = []

@@ -11,7 +11,7 @@ A run writes only its own files (:data:`OWN_FILES`, the one place that says whic
   positive ``payment`` paid, negative received), ``metrics.json``
   (:func:`tradebus.reports.metrics.compute_metrics`) and ``config.yaml`` (the resolved
   config), for every kind of run;
-* ``node.json`` for a paper run, ``playback.json`` for a replay.
+* ``node.json`` for a paper or live run, ``playback.json`` for a replay.
 
 Clocks, one per column
 ----------------------
@@ -87,7 +87,7 @@ __all__ = [
     "write_run",
 ]
 
-RunKind = Literal["backtest", "paper", "replay"]
+RunKind = Literal["backtest", "paper", "replay", "live"]
 
 _COMMON_FILES = ("fills.csv", "orders.csv", "equity.csv", "funding.csv", "metrics.json", "config.yaml")
 #: The files each kind of run writes: the only files it ever creates or replaces.
@@ -95,6 +95,7 @@ OWN_FILES: dict[RunKind, tuple[str, ...]] = {
     "backtest": _COMMON_FILES,
     "paper": (*_COMMON_FILES, "node.json"),
     "replay": (*_COMMON_FILES, "playback.json"),
+    "live": (*_COMMON_FILES, "node.json"),
 }
 #: Present in a run directory only while (or if interrupted while) its outputs are replaced.
 INCOMPLETE_MARKER = "INCOMPLETE"

@@ -212,18 +212,12 @@ def cost_stress(config_path: str | Path, multipliers: Sequence[float] = (1.0, 2.
     from tradebus.cli import build_kernel, build_replay
     from tradebus.config import load_config
     from tradebus.reports.metrics import compute_metrics
+    from tradebus.sweep.stress import scale_costs
 
     config = load_config(Path(config_path))
     rows = []
     for m in multipliers:
-        instruments = [i.model_copy(update={"maker_fee": i.maker_fee * m, "taker_fee": i.taker_fee * m})
-                       for i in config.instruments]
-        venue = config.venue.model_copy(update={
-            "slippage_bps": config.venue.slippage_bps * m,
-            "maker_fee": None if config.venue.maker_fee is None else config.venue.maker_fee * m,
-            "taker_fee": None if config.venue.taker_fee is None else config.venue.taker_fee * m,
-        })
-        stressed = config.model_copy(update={"instruments": instruments, "venue": venue})
+        stressed = scale_costs(config, m)
         kernel = build_kernel(stressed)
         result = kernel.run(build_replay(stressed))
         metrics: dict[str, Any] = compute_metrics(result)

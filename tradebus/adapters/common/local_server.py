@@ -281,6 +281,12 @@ class LocalVenueServer:
         Seconds after which the server stops itself.
     max_connections
         Further connection attempts are refused with HTTP 503.
+    ping_interval
+        Seconds between the server's WebSocket pings (also their timeout); ``None``: no pings
+        (a soak that lets a client fall behind by TCP back-pressure alone).
+
+    A ``frames`` sequence that is not a list or tuple (e.g. one that makes frames on access)
+    is indexed in place, not copied.
 
     Use as ``async with LocalVenueServer(...) as server:``; ``server.ws_url`` and
     ``server.http_url`` are the endpoints.
@@ -297,13 +303,15 @@ class LocalVenueServer:
         close_at_end: bool = False,
         lifetime: float = 60.0,
         max_connections: int = 16,
+        ping_interval: float | None = 20.0,
     ) -> None:
         if speed is not None and not speed > 0:
             raise ConfigError(f"local server: speed must be > 0 or None, got {speed!r}")
         if resume_overlap < 0:
             raise ConfigError(f"local server: resume_overlap must be >= 0, got {resume_overlap}")
         self.protocol = protocol
-        self.frames = list(frames)
+        self.frames = list(frames) if isinstance(frames, list | tuple) else frames
+        self.ping_interval = ping_interval
         self.faults = list(faults)
         self.resume_overlap = resume_overlap
         self.speed = speed
@@ -338,8 +346,8 @@ class LocalVenueServer:
             "127.0.0.1",
             0,
             process_request=self._process_request,
-            ping_interval=20,
-            ping_timeout=20,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_interval,
             max_size=2**24,
         )
         self.port = self._server.sockets[0].getsockname()[1]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tradebus.engine.instrument import Instrument
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from tradebus.adapters.common.feed import FeedConfig, FeedFactory
     from tradebus.adapters.common.local_server import VenueProtocol
 
-__all__ = ["EmulatorFactory", "VenueAdapter"]
+__all__ = ["EmulatorFactory", "LiveAccount", "VenueAdapter"]
 
 #: ``(frames, rest_snapshot, futures) -> protocol``: the local public-stream emulator of a recording.
 EmulatorFactory = Callable[[Sequence[tuple[int, str]], "str | None", bool], "VenueProtocol"]
@@ -29,6 +29,27 @@ EmulatorFactory = Callable[[Sequence[tuple[int, str]], "str | None", bool], "Ven
 
 def _never(raw: str) -> bool:
     return False
+
+
+@dataclass(frozen=True)
+class LiveAccount:
+    """What a venue package gives the live daemon (:mod:`tradebus.node.live`).
+
+    Attributes
+    ----------
+    endpoints
+        ``"testnet" | "mainnet" -> (REST base URL, user-stream WebSocket URL)``.
+    trading
+        ``(rest_url, api_key, api_secret, instruments, timeout) ->`` the account's
+        :class:`~tradebus.execution.live.TradingApi` (its ``trading.py``).
+    user_stream
+        ``(ws_url, api_key, api_secret, instruments, lookup, sink, on_balance, on_reconnect) ->``
+        the account's private-stream client (a ``WsClient`` of its ``user_stream.py``).
+    """
+
+    endpoints: Mapping[str, tuple[str, str]]
+    trading: Callable[..., Any]
+    user_stream: Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -73,6 +94,8 @@ class VenueAdapter:
     load_instruments: Callable[[str | Path, str], dict[str, Instrument]]
     emulator: EmulatorFactory
     is_snapshot_line: Callable[[str], bool] = _never
+    #: Live trading (``None``: the venue has market data only so far).
+    live: LiveAccount | None = None
 
     @classmethod
     def from_config(
@@ -83,6 +106,7 @@ class VenueAdapter:
         load_instruments: Callable[[str | Path, str], dict[str, Instrument]],
         emulator: EmulatorFactory,
         is_snapshot_line: Callable[[str], bool] = _never,
+        live: LiveAccount | None = None,
     ) -> VenueAdapter:
         """The adapter whose feed rules are the venue ``config`` module's (``FEED_MARKETS``,
         ``BOOK_CHANNELS``, ``FILL_CHANNELS``, ``known_channel``, ``check_feed``, ``stream_symbol``)."""
@@ -98,4 +122,5 @@ class VenueAdapter:
             load_instruments=load_instruments,
             emulator=emulator,
             is_snapshot_line=is_snapshot_line,
+            live=live,
         )

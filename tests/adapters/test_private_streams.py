@@ -1,0 +1,105 @@
+"""OKX and Bybit private-stream parsers against the documentation examples in tests/fixtures/*/user_data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tradebus.adapters.bybit.user_stream import UserStreamParser as BybitParser
+from tradebus.adapters.common.policy import FatalVenueError
+from tradebus.adapters.okx.user_stream import UserStreamParser as OkxParser
+from tradebus.engine.instrument import Instrument, InstrumentKind
+from tradebus.engine.messages import Liquidity, OrderAccepted, OrderCanceled, OrderFilled, OrderSide, OrderType
+from tradebus.errors import ParseError
+from tradebus.execution.live import AccountBalance
+from tradebus.execution.orders import Order
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures"
+OKX_SWAP = Instrument("OKX", "BTC-USDT-SWAP", kind=InstrumentKind.PERPETUAL, base="BTC", quote="USDT", tick_size=0.1, lot_size=0.01)
+BYBIT_LINEAR = Instrument("BYBIT", "BTCUSDT-LINEAR", kind=InstrumentKind.PERPETUAL, base="BTC", quote="USDT", tick_size=0.1, lot_size=0.001)
+
+
+def _orders(*coids: str, iid: str) -> dict[str, Order]:
+    return {c: Order(c, "strat", iid, OrderSide.BUY, OrderType.LIMIT, 1.0, 1.0) for c in coids}
+
+
+def _read(venue: str, name: str) -> str:
+    return (FIX / venue / "user_data" / name).read_text()
+
+
+# ----------------------------------------------------------------------------- OKX
+
+
+def _okx(*coids: str) -> OkxParser:
+    return OkxParser({OKX_SWAP.instrument_id: OKX_SWAP}, _orders(*coids, iid=OKX_SWAP.instrument_id).get, clock_ns=lambda: 5, venue="OKX")
+
+
+def test_okx_filled_update_is_one_fill_with_the_charge_as_a_positive_fee() -> None:
+    (fill,) = _okx("001BTCUSDT20250106001").parse(_read("okx", "ws_orders.json"))
+    assert isinstance(fill, OrderFilled)
+    assert (fill.strategy_id, fill.instrument_id, fill.trade_id, fill.venue_order_id) == (
+        "strat", "BTC-USDT-SWAP.OKX", "1518905529", "2497956918703120384"
+    )
+    assert (fill.side, fill.last_qty, fill.last_px, fill.liquidity) == (OrderSide.BUY, 0.03, 103698.9, Liquidity.MAKER)
+    assert fill.fee == pytest.approx(0.021776769)
+    assert fill.ts_event == 1746947317402 * 1_000_000
+
+
+def test_okx_live_and_canceled_states() -> None:
+    row = json.loads(_read("okx", "ws_orders.json"))
+    update = row["data"][0]
+    update.update(state="live", tradeId="", fillSz="0", accFillSz="0")
+    (accepted,) = _okx("001BTCUSDT20250106001").parse(json.dumps(row))
+    assert isinstance(accepted, OrderAccepted) and accepted.venue_order_id == "2497956918703120384"
+    update.update(state="canceled", accFillSz="0.01", cancelSourceReason="Order canceled by user")
+    (canceled,) = _okx("001BTCUSDT20250106001").parse(json.dumps(row))
+    assert isinstance(canceled, OrderCanceled) and canceled.filled_qty == 0.01 and "user" in canceled.reason
+    assert _okx().parse(json.dumps(row)) == []  # not our order, no fill: dropped
+
+
+def test_okx_account_balances_and_errors() -> None:
+    balances = _okx().parse(_read("okx", "ws_account.json"))
+    assert balances[0] == AccountBalance("USDT", 100.52768569797846, 0.0, 1751531646836 * 1_000_000)
+    assert [b.asset for b in balances] == ["USDT", "BTC", "ETH"]
+    assert _okx().parse('{"event":"login","code":"0","msg":""}') == []
+    with pytest.raises(FatalVenueError, match="60009"):
+        _okx().parse('{"event":"error","code":"60009","msg":"Login failed."}')
+    with pytest.raises(ParseError, match="okx"):
+        _okx().parse('{"arg":{"channel":"orders"},"data":[{"state":"live"}]}')
+
+
+# ----------------------------------------------------------------------------- Bybit
+
+
+def _bybit(*coids: str) -> BybitParser:
+    return BybitParser({BYBIT_LINEAR.instrument_id: BYBIT_LINEAR}, _orders(*coids, iid=BYBIT_LINEAR.instrument_id).get, clock_ns=lambda: 5)
+
+
+def test_bybit_execution_is_a_fill_on_the_linear_instrument() -> None:
+    (fill,) = _bybit("test-order-link-001").parse(_read("bybit", "ws_account_execution.json"))
+    assert isinstance(fill, OrderFilled)
+    assert (fill.instrument_id, fill.trade_id, fill.side) == ("BTCUSDT-LINEAR.BYBIT", "0ab1bdf7-4219-438b-b30a-32ec863018f7", OrderSide.SELL)
+    assert (fill.last_qty, fill.last_px, fill.fee, fill.liquidity) == (0.5, 95900.1, 26.3725275, Liquidity.TAKER)
+    # 0.5 * 95900.1 * 0.00055 = 26.3725275: the fee is the venue's, in USDT
+    assert fill.fee == pytest.approx(0.5 * 95900.1 * 0.00055)
+
+
+def test_bybit_order_statuses() -> None:
+    (canceled,) = _bybit("client-1").parse(_read("bybit", "ws_account_order.json"))
+    assert isinstance(canceled, OrderCanceled) and canceled.filled_qty == 0.0 and canceled.reason == "CancelByUser"
+    assert _bybit("test-client-order-001").parse(_read("bybit", "ws_account_order_filled.json")) == []
+    frame = json.loads(_read("bybit", "ws_account_order.json"))
+    frame["data"][0]["orderStatus"] = "New"
+    (accepted,) = _bybit("client-1").parse(json.dumps(frame))
+    assert isinstance(accepted, OrderAccepted) and accepted.venue_order_id == "abcdef123456"
+
+
+def test_bybit_wallet_and_auth() -> None:
+    btc, usdt = _bybit().parse(_read("bybit", "ws_account_wallet.json"))
+    assert btc.asset == "BTC" and btc.free == 0.00092964 and btc.locked == pytest.approx(0.0001)
+    assert usdt.asset == "USDT" and usdt.free + usdt.locked == pytest.approx(9647.75537647)
+    assert _bybit().parse('{"success":true,"ret_msg":"","op":"auth","conn_id":"x"}') == []
+    with pytest.raises(FatalVenueError, match="auth"):
+        _bybit().parse('{"success":false,"ret_msg":"Params Error","op":"auth","conn_id":"x"}')

@@ -1,0 +1,305 @@
+"""``tradebus live``: the daemon against the local Binance account emulator and the recorded public stream."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from pathlib import Path
+from typing import Any
+
+import pytest
+from loguru import logger
+from pydantic import SecretStr
+from typer.testing import CliRunner
+
+from tests.live.live_harness import KEY, SECRET, until
+from tests.live.node_testdata import BINANCE_INSTRUMENT, IID, SPOT_FRAMES, SPOT_SNAPSHOT, SPOT_TRADE_IDS, binance_config
+from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol
+from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.cli import app
+from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder
+from tradebus.errors import ConfigError
+from tradebus.node.live import ApiKeys, LiveNode, LiveSettings, check_environment, parse_live_config
+from tradebus.config import dump_config
+from tradebus.reports.outputs import write_outputs
+from tradebus.reports.writers import RunDirectory
+
+SPOT = {**BINANCE_INSTRUMENT, "margin": False}
+
+
+def _config(tmp: Path, ws_url: str, rest_url: str, emulator: BinancePrivateEmulator) -> dict[str, Any]:
+    data = binance_config(
+        ws_url,
+        rest_url,
+        ["trade"],
+        tmp=tmp,
+        journal=True,
+        record=True,
+        strategy={
+            "name": "tradebus.strategies.tick_ema:TickEmaCross",
+            "instruments": [IID],
+            "params": {"fast": 2, "slow": 8, "quantity": 0.01, "mode": "long_only"},
+        },
+    )
+    data["instruments"] = [SPOT]
+    data["warm_up"] = False
+    data["live"] = {
+        "rest_url": emulator.rest_url,
+        "ws_api_url": emulator.ws_api_url,
+        "request_timeout": 1.0,
+        "submit_timeout": 1.0,
+        "cancel_timeout": 1.0,
+        "retry_interval": 0.3,
+        "not_found_grace": 2.0,
+    }
+    return data
+
+
+async def _session(tmp_path: Path, *, dry_run: bool = False) -> tuple[LiveNode, BinancePrivateEmulator, str]:
+    """Run a live session over the whole recorded stream; leave one resting order for the stop to cancel."""
+    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()[IID]}, {"USDT": 100_000.0})
+    log = tmp_path / "daemon.log"
+    sink = logger.add(log, level="DEBUG")
+    try:
+        async with emulator:
+            protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+            async with LocalVenueServer(protocol, SPOT_FRAMES, speed=8.0) as srv:
+                config = parse_live_config(_config(tmp_path, srv.ws_url, srv.http_url, emulator), "<test>")
+                node = LiveNode(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET)), dry_run=dry_run, handle_signals=False)
+                task = asyncio.create_task(node.run())
+                result = node.kernel.result
+                await until(lambda: node.running.is_set() and result.trades == len(SPOT_TRADE_IDS), timeout=60)
+                await asyncio.sleep(0.3)  # answers in flight arrive
+                now = node.clock.now_ns()
+                resting = node.kernel.execution.submit(
+                    SubmitOrder("TickEmaCross", IID, "", OrderSide.BUY, 0.01, now, now, OrderType.LIMIT, 10_000.0)
+                )
+                if not dry_run:
+                    await until(lambda: resting.status is OrderStatus.ACCEPTED)
+                node.stop("test done")
+                await asyncio.wait_for(task, 20)
+                kernel = node.kernel
+                extra = {"node.json": node.summary.to_json()}
+                write_outputs(RunDirectory(tmp_path / "out", "live"), kernel.result, kernel.instruments, dump_config(config), extra)
+    finally:
+        logger.remove(sink)
+    return node, emulator, resting.client_order_id
+
+
+def _minimal() -> dict[str, Any]:
+    return {
+        "strategy": {"name": "tradebus.strategies.tick_ema:TickEmaCross", "instruments": [IID], "params": {"fast": 2, "slow": 8, "quantity": 0.01}},
+        "feeds": [{"venue": "binance", "market": "spot", "subscriptions": {IID: ["trade"]}}],
+        "venue": {"fill_on": "trades"},
+    }
+
+
+@pytest.mark.slow
+async def test_live_session_books_what_the_account_did_and_leaks_no_secret(tmp_path: Path) -> None:
+    node, emulator, resting = await _session(tmp_path)
+    kernel = node.kernel
+    # every fill of the account is booked once, and only those
+    assert emulator.trades, "the strategy traded"
+    assert sorted(f.trade_id for f in kernel.result.fills) == sorted(str(t["id"]) for t in emulator.trades)
+    assert kernel.portfolio.position(IID) == pytest.approx(emulator.balances.get("BTC", 0.0), abs=1e-12)
+    # every order was placed exactly once, and the stop canceled the resting one at the venue
+    posts = [coid for method, path, coid in emulator.requests if method == "POST"]
+    assert len(posts) == len(set(posts)) == len(emulator.orders)
+    assert emulator.orders[resting].status == "CANCELED"
+    assert kernel.orders.order(resting).status is OrderStatus.CANCELED
+    assert not [o for o in emulator.orders.values() if o.status in ("NEW", "PARTIALLY_FILLED")]
+    log = (tmp_path / "daemon.log").read_text()
+    assert "environment TESTNET" in log and "account 354937868" in log
+    assert log.index("environment TESTNET") < log.index("submitted")
+    # neither the key nor the secret is in any file the run wrote, nor in the log
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"daemon.log", "journal.sqlite", "frames.jsonl.gz", "config.yaml", "fills.csv", "node.json"}
+    for path in files:
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+        for secret in (KEY, SECRET):
+            assert secret.encode() not in raw, f"{secret[:6]}... found in {path.name}"
+
+
+async def test_dry_run_decides_but_sends_nothing(tmp_path: Path) -> None:
+    node, emulator, resting = await _session(tmp_path, dry_run=True)
+    assert [m for m, _, _ in emulator.requests if m in ("POST", "DELETE")] == []
+    orders = node.kernel.orders.orders()
+    assert len(orders) > 1 and all(o.status in (OrderStatus.REJECTED, OrderStatus.DENIED) for o in orders)
+    assert any(o.reason == "dry run: not sent" for o in orders)
+
+
+def test_mainnet_needs_the_config_and_the_flag() -> None:
+    check_environment(LiveSettings(), mainnet=False)
+    check_environment(LiveSettings(environment="mainnet"), mainnet=True)
+    with pytest.raises(ConfigError, match="--mainnet"):
+        check_environment(LiveSettings(environment="mainnet"), mainnet=False)
+    with pytest.raises(ConfigError, match="live.environment is 'testnet'"):
+        check_environment(LiveSettings(), mainnet=True)
+    assert LiveSettings(venue="binance").endpoints()[0] == "https://testnet.binance.vision"
+    config = parse_live_config({"instruments": [SPOT], **_minimal()})
+    assert config.live.venue == "binance"  # the feeds' venue
+    with pytest.raises(ConfigError, match="no live trading yet"):
+        parse_live_config({"instruments": [SPOT], **_minimal(), "live": {"venue": "okx"}})
+
+
+def test_keys_come_from_the_named_variables_and_never_show() -> None:
+    keys = ApiKeys.from_env(LiveSettings(), {"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET})
+    assert keys.key.get_secret_value() == KEY
+    assert KEY not in repr(keys) and SECRET not in f"{keys.secret} {keys.secret!r}"
+    with pytest.raises(ConfigError, match="TRADEBUS_BINANCE_API_SECRET") as info:
+        ApiKeys.from_env(LiveSettings(), {"TRADEBUS_BINANCE_API_KEY": KEY})
+    assert KEY not in str(info.value)
+
+
+def test_cli_refuses_mainnet_without_the_flag_and_names_a_missing_key(tmp_path: Path, _loguru_to_current_stderr: None) -> None:
+    data = {"instruments": [SPOT], **_minimal(), "live": {"environment": "mainnet"}}
+    import yaml
+
+    path = tmp_path / "live.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(app, ["live", str(path)], env={"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET})
+    assert result.exit_code == 2 and "--mainnet" in result.output
+    data["live"] = {}
+    path.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(app, ["live", str(path)], env={"TRADEBUS_BINANCE_API_KEY": "", "TRADEBUS_BINANCE_API_SECRET": ""})
+    assert result.exit_code == 2 and "TRADEBUS_BINANCE_API_KEY" in result.output
+
+
+async def _run_until(node: LiveNode, done: Any, timeout: float = 20.0) -> None:
+    task = asyncio.create_task(node.run())
+    try:
+        await until(lambda: task.done() or (node.running.is_set() and done()), timeout=timeout)
+    finally:
+        node.stop("test done")
+        await asyncio.wait_for(task, 20)
+
+
+async def test_restart_books_the_fill_missed_while_down_and_reports_external_orders(tmp_path: Path) -> None:
+    from tradebus.adapters.binance.trading import BinanceTrading
+    from tradebus.engine.messages import Trade
+    from tradebus.execution.orders import Order
+
+    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()[IID]}, {"USDT": 100_000.0})
+    async with emulator:
+        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+        async with LocalVenueServer(protocol, SPOT_FRAMES) as srv:
+            data = _config(tmp_path, srv.ws_url, srv.http_url, emulator)
+            data["live"]["cancel_on_stop"] = False
+            config = parse_live_config(data, "<test>")
+            keys = ApiKeys(SecretStr(KEY), SecretStr(SECRET))
+            first = LiveNode(config, keys, handle_signals=False)
+            holder: list[Any] = []
+
+            def place_resting() -> bool:
+                if first.guard.holds:
+                    return False  # orders wait for the start-up reconciliation
+                if not holder:
+                    now = first.clock.now_ns()
+                    cmd = SubmitOrder("TickEmaCross", IID, "", OrderSide.BUY, 0.01, now, now, OrderType.LIMIT, 20_000.0)
+                    holder.append(first.kernel.execution.submit(cmd))
+                return holder[0].status is OrderStatus.ACCEPTED
+
+            await _run_until(first, place_resting)
+            resting = holder[0].client_order_id
+            assert emulator.orders[resting].status == "NEW"  # left working: cancel_on_stop is off
+            # While the daemon is down: the order fills, and someone places an order by hand.
+            last = emulator.clock.now_ns()
+            emulator.on_trade(Trade(IID, last + 10**9, last + 10**9, 19_999.0, 1.0, -1, "down-1"))
+            assert emulator.orders[resting].status == "FILLED"
+            manual = BinanceTrading(emulator.rest_url, keys.key, keys.secret, config.instrument_map())
+            await manual.place(Order("byhand1", "", IID, OrderSide.SELL, OrderType.LIMIT, 0.001, 90_000.0))
+            await manual.close()
+
+            second = LiveNode(config, keys, handle_signals=False)
+            await _run_until(
+                second,
+                lambda: second.kernel.orders.get(resting) is not None
+                and second.kernel.orders.order(resting).status is OrderStatus.FILLED
+                and not second.guard.holds,
+            )
+    order = second.kernel.orders.order(resting)
+    assert order.filled_qty == pytest.approx(0.01)
+    fills = [f for f in second.kernel.result.fills if f.client_order_id == resting]
+    assert [f.trade_id for f in fills] == [str(t["id"]) for t in emulator.trades if t["orderId"] == emulator.orders[resting].order_id]
+    assert second.kernel.portfolio.position(IID) == pytest.approx(emulator.balances["BTC"], abs=1e-12)
+    assert [r.client_order_id for r in second.external_orders] == ["byhand1"]
+    assert emulator.orders["byhand1"].status == "NEW"  # reported, left alone
+    posts = [coid for method, _, coid in emulator.requests if method == "POST"]
+    assert posts.count(resting) == 1 and len(posts) == len(set(posts))
+
+
+async def test_kill_switch_cancels_everything_and_halts_until_resume(tmp_path: Path) -> None:
+    from tradebus.adapters.binance.trading import BinanceTrading
+    from tradebus.engine.messages import TradingState
+    from tradebus.execution.journal import Journal
+    from tradebus.execution.orders import Order
+    from tradebus.node.live import kill_switch, set_trading_state
+
+    instruments = parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()
+    async with BinancePrivateEmulator(KEY, SECRET, instruments, {"USDT": 100_000.0}) as emulator:
+        keys = ApiKeys(SecretStr(KEY), SecretStr(SECRET))
+        api = BinanceTrading(emulator.rest_url, keys.key, keys.secret, instruments)
+        for n in range(3):
+            await api.place(Order(f"open{n}", "", IID, OrderSide.BUY, OrderType.LIMIT, 0.001, 20_000.0 + n))
+        await api.close()
+        data = _config(tmp_path, "ws://127.0.0.1:9", "http://127.0.0.1:9", emulator)
+        config = parse_live_config(data, "<test>")
+        canceled = await kill_switch(config, keys, "test kill")
+    assert sorted(canceled) == ["open0", "open1", "open2"]
+    assert {o.status for o in emulator.orders.values()} == {"CANCELED"}
+    journal = Journal(tmp_path / "journal.sqlite")
+    state = journal.load_risk_state()
+    journal.close()
+    assert state is not None and state.manual_state is TradingState.HALTED and state.manual_reason == "test kill"
+    set_trading_state(config, TradingState.ACTIVE, "resumed")
+    journal = Journal(tmp_path / "journal.sqlite")
+    state = journal.load_risk_state()
+    journal.close()
+    assert state is not None and state.manual_state is TradingState.ACTIVE
+
+
+def test_run_live_from_a_config_file_writes_the_run_outputs(tmp_path: Path) -> None:
+    """The command path: config file, keys from the environment, the node built on its own loop, outputs."""
+    import threading
+
+    import yaml
+
+    from tradebus.node.live import run_live
+
+    ready = threading.Event()
+    stop: list[Any] = []
+    urls: dict[str, Any] = {}
+
+    def servers() -> None:
+        async def main() -> None:
+            instruments = parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()
+            async with BinancePrivateEmulator(KEY, SECRET, instruments, {"USDT": 100_000.0}) as emulator:
+                protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+                async with LocalVenueServer(protocol, SPOT_FRAMES, speed=20.0) as srv:
+                    urls.update(data=_config(tmp_path, srv.ws_url, srv.http_url, emulator), emulator=emulator)
+                    done = asyncio.Event()
+                    stop.append((asyncio.get_running_loop(), done))
+                    ready.set()
+                    await done.wait()
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=servers, daemon=True)
+    thread.start()
+    assert ready.wait(20)
+    try:
+        path = tmp_path / "live.yaml"
+        path.write_text(yaml.safe_dump(urls["data"]))
+        env = {"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET}
+        summary, result = run_live(path, tmp_path / "out", max_seconds=3.0, environ=env)
+    finally:
+        loop, done = stop[0]
+        loop.call_soon_threadsafe(done.set)
+        thread.join(20)
+    assert summary.stop_reason.startswith("max_seconds")
+    assert result.trades > 0
+    assert (tmp_path / "out" / "node.json").is_file() and (tmp_path / "out" / "fills.csv").is_file()
+    config_text = (tmp_path / "out" / "config.yaml").read_text()
+    assert "TRADEBUS_BINANCE_API_KEY" in config_text and KEY not in config_text and SECRET not in config_text

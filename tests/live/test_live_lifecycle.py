@@ -1,0 +1,130 @@
+"""Order lifecycle through the live Binance venue against the local account emulator.
+
+Each test runs the kernel, :class:`LiveVenue` (ccxt REST) and the user-data stream against a
+real aiohttp server on 127.0.0.1 that verifies every signature and matches orders on the
+trades the test feeds it; faults are injected by the emulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.live.live_harness import IID, harness, until
+from tradebus.adapters.binance.private_emulator import RestFault, StreamFault
+from tradebus.engine.messages import CancelOrder, OrderSide, OrderStatus
+
+
+def _position_matches_account(h: object) -> None:
+    emu = h.emulator  # type: ignore[attr-defined]
+    kernel = h.kernel  # type: ignore[attr-defined]
+    assert kernel.portfolio.position(IID) == pytest.approx(emu.balances.get("BTC", 0.0), abs=1e-12)
+    booked = sorted(f.trade_id for f in kernel.result.fills)
+    assert booked == sorted(str(t["id"]) for t in emu.trades)
+
+
+async def test_place_fill_and_cancel() -> None:
+    async with harness() as h:
+        buy = h.submit(OrderSide.BUY, 0.01, 59_000.0)
+        await until(lambda: buy.status is OrderStatus.ACCEPTED)
+        h.trade(59_500.0)
+        await asyncio.sleep(0.05)
+        assert buy.status is OrderStatus.ACCEPTED
+        h.trade(58_990.0)
+        await until(lambda: buy.status is OrderStatus.FILLED)
+        assert buy.avg_px == 59_000.0  # a resting limit fills at its price
+        rest = h.submit(OrderSide.SELL, 0.01, 70_000.0)
+        await until(lambda: rest.status is OrderStatus.ACCEPTED)
+        h.kernel.execution.cancel(CancelOrder("s1", IID, rest.client_order_id, 0, 0))
+        await until(lambda: rest.status is OrderStatus.CANCELED)
+        _position_matches_account(h)
+        assert h.posts(buy.client_order_id) == h.posts(rest.client_order_id) == 1
+
+
+async def test_lost_ack_with_lost_events_is_resolved_by_query_not_resent() -> None:
+    faults = [RestFault("lose")]
+    async with harness(faults, [StreamFault("drop", '"x": "NEW"')]) as h:
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: h.venue.requests["query"] >= 1)  # the submit timed out: UNKNOWN, queried
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        assert h.posts(order.client_order_id) == 1
+        assert faults[0].fired
+
+
+async def test_submit_answered_5xx_becomes_rejected_only_after_the_grace_and_is_never_resent() -> None:
+    async with harness([RestFault("error5xx")]) as h:
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.UNKNOWN)
+        await until(lambda: order.status is OrderStatus.REJECTED, timeout=4.0)
+        assert "never arrived" in order.reason
+        assert h.posts(order.client_order_id) == 1
+
+
+@pytest.mark.parametrize("kind", ["rate_limit", "ban"])
+async def test_429_and_418_pause_every_request_for_retry_after_and_nothing_is_resent(kind: str) -> None:
+    async with harness([RestFault(kind, retry_after=1)]) as h:
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.REJECTED, timeout=4.0)
+        assert h.posts(order.client_order_id) == 1
+        times = h.emulator.request_times
+        assert len(times) >= 2 and times[1] - times[0] >= 1.0  # the query waited for Retry-After
+        after = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: after.status is OrderStatus.ACCEPTED)
+        assert h.venue.api.budget.peak <= 6000 * 0.8  # type: ignore[attr-defined]
+
+
+async def test_duplicated_and_reordered_stream_events_are_booked_once() -> None:
+    faults = [StreamFault("duplicate", '"x": "TRADE"'), StreamFault("reorder", '"x": "NEW"', at=1)]
+    async with harness(stream_faults=faults) as h:
+        first = h.submit(OrderSide.BUY, 0.02, 60_000.0)
+        await until(lambda: first.status is OrderStatus.ACCEPTED)
+        h.trade(60_000.0, size=0.01)
+        h.trade(60_000.0, size=5.0)
+        await until(lambda: first.status is OrderStatus.FILLED)
+        second = h.submit(OrderSide.SELL, 0.02, 59_000.0)  # its NEW is held back until the next event
+        await until(lambda: second.client_order_id in h.emulator.orders)
+        h.trade(59_500.0)
+        await until(lambda: second.status is OrderStatus.FILLED)
+        await asyncio.sleep(0.2)  # the duplicate and the late NEW have arrived
+        assert all(f.fired for f in faults)
+        assert first.filled_qty == pytest.approx(0.02) and second.filled_qty == pytest.approx(0.02)
+        _position_matches_account(h)
+        assert h.kernel.portfolio.position(IID) == pytest.approx(0.0, abs=1e-12)
+
+
+async def test_fill_seen_only_in_trade_history_is_booked_once_by_trade_id() -> None:
+    async with harness(stream_faults=[StreamFault("drop", '"x": "TRADE"')]) as h:
+        order = h.submit(OrderSide.BUY, 0.01, 60_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        h.trade(59_000.0)  # fills at the venue; its TRADE event is lost
+        await asyncio.sleep(0.1)
+        assert order.status is OrderStatus.ACCEPTED
+        h.kernel.execution.cancel(CancelOrder("s1", IID, order.client_order_id, 0, 0))  # refused: already filled
+        await until(lambda: order.status is OrderStatus.FILLED)
+        assert [f.trade_id for f in h.kernel.result.fills] == [str(h.emulator.trades[0]["id"])]
+        h.kernel.execution.reconcile_order(order.client_order_id)  # asking again books nothing new
+        await asyncio.sleep(0.2)
+        assert len(h.kernel.result.fills) == 1
+        _position_matches_account(h)
+
+
+async def test_a_wrong_secret_is_refused_by_the_signature_check() -> None:
+    async with harness(secret="not-the-secret") as h:
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.REJECTED)
+        assert "-1022" in order.reason
+        assert h.emulator.orders == {}
+
+
+async def test_cancel_racing_a_fill_whose_event_is_late_books_the_fill_once() -> None:
+    async with harness(stream_faults=[StreamFault("delay", '"x": "TRADE"', seconds=0.5)]) as h:
+        order = h.submit(OrderSide.BUY, 0.01, 60_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        h.trade(59_000.0)  # fills at the venue; the event is on its way, slowly
+        h.kernel.execution.cancel(CancelOrder("s1", IID, order.client_order_id, 0, 0))  # too late: refused
+        await until(lambda: order.status is OrderStatus.FILLED)
+        await asyncio.sleep(0.7)  # the delayed TRADE event arrives after the query booked the fill
+        assert h.emulator.stream_faults[0].fired
+        assert len(h.kernel.result.fills) == 1 and order.filled_qty == pytest.approx(0.01)
+        _position_matches_account(h)

@@ -1,0 +1,85 @@
+"""A fake Telegram Bot API on 127.0.0.1 (aiohttp): ``getUpdates`` (long poll) and ``sendMessage``."""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+
+class FakeBotApi:
+    """Answers ``/bot<token>/getUpdates`` and ``/bot<token>/sendMessage`` for one token.
+
+    ``push(chat_id, text)`` queues an incoming message; ``sent`` holds every
+    ``(chat_id, text)`` the bot sent; ``send_delay`` slows ``sendMessage`` down; a wrong
+    token gets 401 like the real API.
+    """
+
+    def __init__(self, token: str, send_delay: float = 0.0) -> None:
+        self.token = token
+        self.send_delay = send_delay
+        #: answer this many sendMessage calls with HTTP 429 (flood control) first
+        self.throttle = 0
+        self.sent: list[tuple[int, str]] = []
+        self.requests: list[str] = []
+        self._updates: list[dict[str, Any]] = []
+        self._next_id = 1000
+        self._arrived = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    def push(self, chat_id: int, text: str) -> None:
+        message = {"message_id": self._next_id, "chat": {"id": chat_id}, "text": text}
+        self._updates.append({"update_id": self._next_id, "message": message})
+        self._next_id += 1
+        self._arrived.set()
+
+    def texts(self, chat_id: int | None = None) -> list[str]:
+        return [t for c, t in self.sent if chat_id is None or c == chat_id]
+
+    async def _method(self, request: web.Request) -> web.Response:
+        token, method = request.match_info["token"], request.match_info["method"]
+        self.requests.append(method)
+        if token != self.token:
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
+        body = await request.json() if request.can_read_body else {}
+        if method == "sendMessage":
+            if self.throttle > 0:
+                self.throttle -= 1
+                body429 = {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 0.2"}
+                return web.json_response({**body429, "parameters": {"retry_after": 0.2}}, status=429)
+            if self.send_delay:
+                await asyncio.sleep(self.send_delay)
+            self.sent.append((int(body["chat_id"]), str(body["text"])))
+            return web.json_response({"ok": True, "result": {"message_id": len(self.sent)}})
+        if method == "getUpdates":
+            offset = int(body.get("offset", 0))
+            pending = [u for u in self._updates if u["update_id"] >= offset]
+            if not pending:
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), min(float(body.get("timeout", 0)), 0.2))
+                except TimeoutError:
+                    pass
+                pending = [u for u in self._updates if u["update_id"] >= offset]
+            return web.json_response({"ok": True, "result": pending})
+        return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
+
+    async def __aenter__(self) -> FakeBotApi:
+        app = web.Application()
+        app.router.add_post("/bot{token}/{method}", self._method)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.base_url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()

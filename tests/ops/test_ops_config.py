@@ -1,0 +1,41 @@
+"""The ``ops:`` block is validated with the paper config, errors named by field path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tradebus.errors import ConfigError
+from tradebus.node.config import parse_paper_config
+
+from live.node_testdata import usdm_config
+
+
+def paper(ops: Any) -> dict[str, Any]:
+    data = usdm_config("ws://127.0.0.1:1", "http://127.0.0.1:1", depth_speed="0ms")
+    data["ops"] = ops
+    return data
+
+
+@pytest.mark.parametrize(
+    ("ops", "where"),
+    [
+        ({"port": 70000}, "ops.port"),
+        ({"prot": 9108}, "ops.prot"),
+        ({"telegram": {"chat_ids": []}}, "ops.telegram.chat_ids"),
+        ({"telegram": {"chat_ids": [1], "alerts": ["fills"]}}, "ops.telegram.alerts"),
+        ({"telegram": {"chat_ids": [1], "daily_summary_utc": "24:00"}}, "ops.telegram.daily_summary_utc"),
+        ({"log": {"file": "x.log", "serialise": True}}, "ops.log.serialise"),
+    ],
+)
+def test_bad_ops_blocks_are_refused_naming_the_field(ops: dict[str, Any], where: str) -> None:
+    with pytest.raises(ConfigError, match=where.replace(".", r"\.")):
+        parse_paper_config(paper(ops), "<ops test>")
+
+
+def test_the_log_file_is_resolved_against_the_config_directory(tmp_path: Path) -> None:
+    config = parse_paper_config(paper({"log": {"file": "logs/d.jsonl"}}), "<ops test>", base=tmp_path)
+    assert config.ops is not None and config.ops.log.file == tmp_path / "logs" / "d.jsonl"
+    assert config.ops.port is None and config.ops.telegram is None  # nothing served unless asked

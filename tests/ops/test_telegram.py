@@ -1,0 +1,172 @@
+"""Telegram alerts and control against a fake Bot API on 127.0.0.1 (tests/ops/fake_telegram.py).
+
+A paper daemon trades the served USD-M capture with Telegram on: start, fill, state and stop
+alerts arrive; commands from a chat outside the allow-list change nothing; ``/halt`` makes the
+strategy's orders denied (denial alerts), ``/resume`` re-arms, ``/flatten`` closes the position
+with a reduce-only order; the token is in no log line, log file or output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from loguru import logger
+
+from tradebus.engine.messages import OrderDenied, TradingState
+from tradebus.errors import ConfigError
+from tradebus.node.daemon import TradingNode
+from tradebus.ops.config import TelegramConfig
+from tradebus.ops.metrics import DaemonMetrics
+from tradebus.ops.telegram import TelegramBot, read_token, seconds_until
+
+from live.node_testdata import USDM_IID, config_of
+
+from .conftest import served_usdm, usdm_paper, write_run
+from .fake_telegram import FakeBotApi
+
+TOKEN = "123456:AAF-secret-test-token-xyz"
+OPERATOR = 4242
+STRANGER = 666
+
+
+async def until(cond: Callable[[], bool], timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_alerts_and_commands_of_a_paper_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="DEBUG", format="{message}")
+    log_file = tmp_path / "logs" / "daemon.jsonl"
+    try:
+        async with FakeBotApi(TOKEN) as api, served_usdm(speed=3.0) as srv:
+            ops = {
+                "port": 0,
+                "log": {"file": str(log_file), "serialize": True},
+                "telegram": {
+                    "chat_ids": [OPERATOR],
+                    "token_env": "TB_TEST_TELEGRAM_TOKEN",
+                    "base_url": api.base_url,
+                    "poll_timeout": 1,
+                },
+            }
+            node = TradingNode(config_of(usdm_paper(srv, ops)), handle_signals=False)
+            denied: list[OrderDenied] = []
+            node.kernel.bus.subscribe(OrderDenied, denied.append)
+            bot = node.ops.telegram  # type: ignore[union-attr]
+            assert bot is not None
+            risk = node.kernel.risk
+            task = asyncio.create_task(node.run())
+            try:
+                await until(lambda: len(node.kernel.result.fills) >= 2)
+                api.push(STRANGER, "/halt")
+                await until(lambda: bot.ignored_commands == 1)
+                assert risk.state is TradingState.ACTIVE
+                for cmd in ("/status", "/positions", "/pnl"):
+                    api.push(OPERATOR, cmd)
+                await until(lambda: any(t.startswith("equity ") for t in api.texts()))
+                api.push(OPERATOR, "/halt")
+                await until(lambda: risk.state is TradingState.HALTED)
+                await until(lambda: any(d.reason.startswith("trading_state: HALTED") for d in denied))
+                await until(lambda: any(t.startswith("denied ") for t in api.texts()))
+                api.push(OPERATOR, "/resume")
+                await until(lambda: risk.state is TradingState.ACTIVE)
+                api.push(OPERATOR, "/flatten")
+                await until(lambda: risk.state is TradingState.REDUCING)
+                await until(lambda: any(f.client_order_id.startswith("ops-") for f in node.kernel.result.fills))
+                await until(lambda: any(t.startswith("fill ops-") for t in api.texts()))
+            finally:
+                node.stop("test done")
+                await asyncio.wait_for(task, 20)
+        write_run(node, tmp_path / "out")
+    finally:
+        logger.remove(sink)
+    texts = api.texts(OPERATOR)
+    assert api.texts(STRANGER) == []
+    assert texts[0].startswith("tradebus paper daemon starting")
+    assert texts[-1].startswith("tradebus paper daemon stopped: test done")
+    assert any(t.startswith("paper daemon healthy") or t.startswith("paper daemon UNHEALTHY") for t in texts)
+    assert any("trading state HALTED: operator /halt (telegram chat 4242)" in t for t in texts)
+    assert any(t.startswith("trading state REDUCING; flatten orders: ops-") for t in texts)
+    strategy_fills = [f for f in node.kernel.result.fills if not f.client_order_id.startswith("ops-")]
+    assert sum(t.startswith("fill TickE") for t in texts) == len(strategy_fills)
+    assert node.kernel.portfolio.position(USDM_IID) == 0.0  # flattened, then only reducing orders pass
+    assert bot.dropped == 0
+    # the token is nowhere: log lines, the JSON log file, the run's outputs
+    assert lines and not any(TOKEN in line for line in lines)
+    records = [json.loads(line)["record"] for line in log_file.read_text().splitlines()]
+    decisions = [r for r in records if r["message"].startswith("decision ")]
+    # one line per order decision, the client id as a field: every order of the run has its line
+    orders = {o.client_order_id for o in node.kernel.orders.orders()}
+    assert {r["extra"]["client_order_id"] for r in decisions} == orders
+    assert all(r["message"].split()[1] == r["extra"]["client_order_id"] for r in decisions)
+    assert {r["extra"]["decision"] for r in decisions} == {"submitted", "denied"}
+    for path in [log_file, *(tmp_path / "out").iterdir()]:
+        assert TOKEN not in path.read_text(errors="replace"), path
+    assert "TOKEN" not in repr(bot) and TOKEN not in repr(bot)
+
+
+async def test_a_slow_bot_api_never_blocks_alerts_and_full_queues_drop_with_a_count() -> None:
+    async with FakeBotApi(TOKEN, send_delay=0.5) as api:
+        metrics = DaemonMetrics(process=False)
+        config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, queue_size=5, commands=False)
+        bot = TelegramBot(config, TOKEN, on_drop=metrics.alerts_dropped.inc)
+        await bot.start()
+        for n in range(50):  # synchronous: nothing here can wait for the network
+            bot.alert("fill", f"alert {n}")
+        assert bot.queue.qsize() == 5 and bot.dropped == 45
+        assert metrics.registry.get_sample_value("tradebus_alerts_dropped_total") == 45
+        await until(lambda: len(api.sent) == 1, 5.0)  # the sender works through the queue, slowly
+        bot.alert("fill", "one more")  # a slot freed up: queued, not dropped
+        assert bot.dropped == 45
+        await bot.stop(timeout=0.2)  # does not wait for the slow server beyond its timeout
+    assert api.texts()[0] == "alert 0"
+    assert len(api.sent) <= 3
+
+
+async def test_a_wrong_token_is_reported_without_the_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        async with FakeBotApi("999:right") as api:
+            bot = TelegramBot(TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, commands=False), TOKEN)
+            await bot.start()
+            bot.alert("fill", "x")
+            await until(lambda: bot.failed == 1, 5.0)
+            await bot.stop()
+    finally:
+        logger.remove(sink)
+    assert any("sendMessage to chat 4242 failed" in line and "401" in line for line in lines)
+    assert not any(TOKEN in line for line in lines)
+    monkeypatch.delenv("TRADEBUS_TELEGRAM_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="TRADEBUS_TELEGRAM_TOKEN"):
+        read_token(TelegramConfig(chat_ids=[1]))
+
+
+async def test_flood_control_is_waited_out_and_the_message_sent() -> None:
+    async with FakeBotApi(TOKEN) as api:
+        api.throttle = 2
+        bot = TelegramBot(TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, commands=False), TOKEN)
+        await bot.start()
+        bot.alert("fill", "after the flood")
+        await until(lambda: bot.sent == 1, 5.0)
+        await bot.stop()
+    assert api.texts() == ["after the flood"] and bot.throttled == 2 and bot.failed == 0
+
+
+def test_daily_summary_schedule() -> None:
+    at = dt.datetime(2026, 12, 3, 23, 30, tzinfo=dt.UTC)
+    assert seconds_until("00:00", at) == 30 * 60
+    assert seconds_until("23:45", at) == 15 * 60
+    assert seconds_until("23:30", at) == 24 * 3600  # exactly now: the next day's
+    cet = dt.timezone(dt.timedelta(hours=1))
+    assert seconds_until("00:00", dt.datetime(2026, 12, 4, 0, 30, tzinfo=cet)) == 30 * 60  # 23:30 UTC

@@ -1,0 +1,191 @@
+"""Sweeps on a real local Ray runtime (one per module): grid, TPE, determinism, resume, walk-forward, stress."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sweep_helpers import REPO, catalog_config, write_yaml
+from typer.testing import CliRunner
+
+from tradebus.cli import app, run_backtest
+from tradebus.sweep.runner import STRESS_KEYS, run_sweep
+from tradebus.sweep.space import load_space
+from tradebus.sweep.store import TrialStore
+from tradebus.sweep.trial import TIMING_COLUMNS, override_text
+
+TPE_SPACE = {
+    "method": "tpe", "seed": 11, "trials": 8, "batch": 4,
+    "objectives": {"sharpe": "maximize", "max_drawdown": "minimize"},
+    "params": {"strategy.params.fast": {"low": 3, "high": 15}, "strategy.params.slow": {"low": 20, "high": 60, "step": 5},
+               "venue.slippage_bps": {"low": 0.0, "high": 5.0}},
+}
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> Iterator[str]:
+    import ray
+
+    context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield context.address_info["address"]
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("sweep")
+    write_yaml(directory / "run.yaml", catalog_config())
+    write_yaml(directory / "tpe.yaml", TPE_SPACE)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def tpe_reference(ray_address: str, workdir: Path) -> Path:
+    out = workdir / "tpe-a"
+    run_sweep(workdir / "run.yaml", workdir / "tpe.yaml", out)
+    return out
+
+
+def results(out: Path) -> pa.Table:
+    """The stored trials of a sweep without the timing columns."""
+    paths = sorted((out / "trials").glob("trial-*.parquet"))
+    table = pa.concat_tables([pq.read_table(p) for p in paths]).sort_by("trial")
+    return table.drop_columns(list(TIMING_COLUMNS))
+
+
+def csv_bytes(table: pa.Table) -> bytes:
+    return table.to_pandas().to_csv(index=False).encode()
+
+
+def test_grid_sweep_writes_a_file_per_trial_and_agrees_with_plain_backtests(ray_address: str, workdir: Path) -> None:
+    space = write_yaml(workdir / "grid.yaml", {
+        "params": {"strategy.params.fast": [5, 10, 30], "strategy.params.slow": [20, 40]},
+        "stress": [{"name": "baseline"}, {"name": "costs_x2", "costs": 2},
+                   {"name": "crash", "flash_crash": {"at": "2022-03-01", "depth": 0.3, "recovery": "2d"}}],
+    })
+    out = workdir / "grid"
+    seen: list[int] = []
+    result = run_sweep(workdir / "run.yaml", space, out, on_trial=lambda row: seen.append(row["trial"]))
+    assert sorted(seen) == list(range(6)) and result.ran == 6 and result.skipped == 0
+    assert sorted(p.name for p in (out / "trials").iterdir()) == [f"trial-{n:06d}.parquet" for n in range(6)]
+    table = pd.read_csv(out / "results.csv")
+    assert list(table["trial"]) == list(range(6))
+    assert list(zip(table["param.strategy.params.fast"], table["param.strategy.params.slow"], strict=True)) == [
+        (5, 20), (5, 40), (10, 20), (10, 40), (30, 20), (30, 40)]
+    invalid = table[table["status"] == "invalid"]
+    assert list(invalid["trial"]) == [4] and invalid["error"].str.contains("must be smaller than slow").all()
+    ok = table[table["status"] == "ok"]
+    best = json.loads((out / "best.json").read_text())
+    assert best["trial"] == int(ok.loc[ok["sharpe"].idxmax(), "trial"])
+    # The best trial's figures are those of `tradebus backtest --set ...` with the same values.
+    overrides = [override_text(k, v) for k, v in best["params"].items()]
+    _, metrics, _ = run_backtest(workdir / "run.yaml", workdir / "plain", overrides=overrides)
+    for key in ("total_return", "sharpe", "max_drawdown", "fills", "fees_paid"):
+        assert best["metrics"][key] == metrics[key], key
+    stress = json.loads((out / "stress.json").read_text())
+    assert [s["variant"] for s in stress] == ["baseline", "costs_x2", "crash"]
+    assert all(set(s) == {"variant", *STRESS_KEYS} and isinstance(s["fills"], int) for s in stress)
+    assert stress[0]["total_return"] == metrics["total_return"]
+    assert stress[1]["fills"] == stress[0]["fills"] and stress[1]["total_return"] < stress[0]["total_return"]
+    assert stress[2]["total_return"] != stress[0]["total_return"]
+    # Re-running the sweep runs only the trials whose file is missing.
+    first = results(out)
+    for n in (1, 3):
+        (out / "trials" / f"trial-{n:06d}.parquet").unlink()
+    again = run_sweep(workdir / "run.yaml", space, out)
+    assert (again.ran, again.skipped) == (2, 4)
+    assert csv_bytes(results(out)) == csv_bytes(first)
+
+
+def test_tpe_same_space_and_seed_give_byte_identical_results(ray_address: str, workdir: Path, tpe_reference: Path) -> None:
+    again = workdir / "tpe-b"
+    run_sweep(workdir / "run.yaml", workdir / "tpe.yaml", again)
+    a, b = results(tpe_reference), results(again)
+    assert a.num_rows == 8 and (pd.Series(a.column("status").to_pylist()) == "ok").sum() >= 6
+    assert csv_bytes(a) == csv_bytes(b)
+    best = json.loads((tpe_reference / "best.json").read_text())
+    assert best["pareto_trials"] and best["trial"] in best["pareto_trials"]
+    other = write_yaml(workdir / "tpe-seed.yaml", {**TPE_SPACE, "seed": 12})
+    run_sweep(workdir / "run.yaml", other, workdir / "tpe-c")
+    assert results(workdir / "tpe-c").column("param.venue.slippage_bps") != a.column("param.venue.slippage_bps")
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_skipping_finished_trials_with_the_same_results(
+    ray_address: str, workdir: Path, tpe_reference: Path
+) -> None:
+    out = workdir / "tpe-killed"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "tradebus.cli", "sweep", str(workdir / "run.yaml"), "--space",
+               str(workdir / "tpe.yaml"), "--out", str(out), "--address", ray_address]
+    log = workdir / "killed.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        deadline = time.monotonic() + 120
+        while not list((out / "trials").glob("trial-*.parquet")) and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "trials").glob("trial-*.parquet")}
+    assert 1 <= len(before) < 8, "the sweep was not interrupted mid-way"
+    result = run_sweep(workdir / "run.yaml", workdir / "tpe.yaml", out)
+    assert result.skipped == len(before) and result.ran == 8 - len(before)
+    for name, (mtime, data) in before.items():
+        path = out / "trials" / name
+        assert (path.stat().st_mtime_ns, path.read_bytes()) == (mtime, data)
+    assert csv_bytes(results(out)) == csv_bytes(results(tpe_reference))
+
+
+def test_cli_stress_flag_runs_the_default_variants_with_the_best_parameters(ray_address: str, workdir: Path) -> None:
+    space = write_yaml(workdir / "one.yaml", {"params": {"strategy.params.fast": [10], "strategy.params.slow": [30]}})
+    out = workdir / "cli-stress"
+    result = CliRunner().invoke(app, ["sweep", str(workdir / "run.yaml"), "--space", str(space), "--out", str(out),
+                                      "--stress"])
+    assert result.exit_code == 0, result.output
+    assert "stress costs_x5" in result.output
+    stress = json.loads((out / "stress.json").read_text())
+    assert [s["variant"] for s in stress] == ["baseline", "costs_x2", "costs_x5", "latency_x2", "latency_x5",
+                                              "flash_crash_20pct", "vol_spike_x3_7d"]
+    best = json.loads((out / "best.json").read_text())
+    assert stress[0]["total_return"] == best["metrics"]["total_return"]
+    assert stress[0]["total_return"] > stress[1]["total_return"] > stress[2]["total_return"]
+    # The config has no latency: its multipliers change nothing (documented).
+    assert stress[3] == {**stress[0], "variant": "latency_x2"}
+
+
+def test_walk_forward_optimises_each_train_window_and_stitches_the_test_windows(ray_address: str, workdir: Path) -> None:
+    space = write_yaml(workdir / "wf.yaml", {
+        "params": {"strategy.params.fast": [5, 10], "strategy.params.slow": [30]},
+        "objectives": {"total_return": "maximize"},
+        "walk_forward": {"train": "60d", "test": "30d"},
+    })
+    out = workdir / "wf"
+    result = run_sweep(workdir / "run.yaml", space, out)
+    folds = pd.read_csv(out / "walk_forward" / "folds.csv")
+    assert list(folds["fold"]) == [0, 1, 2, 3] and result.total == 8  # 181 days: 60 + 30 + 3 * 30 <= 181
+    assert list(folds["train_end"]) == ["2022-03-02T00:00:00Z", "2022-04-01T00:00:00Z", "2022-05-01T00:00:00Z",
+                                        "2022-05-31T00:00:00Z"]
+    parsed = load_space(space)
+    for fold in folds.itertuples():
+        trials = TrialStore(out / "walk_forward" / f"fold-{fold.fold:02d}" / "trials", parsed.params).table().to_pandas()
+        assert fold.best_trial == int(trials.loc[trials["total_return"].idxmax(), "trial"])
+    metrics = json.loads((out / "walk_forward" / "metrics.json").read_text())
+    assert metrics["total_return"] == pytest.approx(math.prod(1 + r for r in folds["test_total_return"]) - 1, rel=1e-9)
+    equity = pd.read_csv(out / "walk_forward" / "equity.csv")
+    assert equity["ts"].is_monotonic_increasing and set(equity["fold"]) == {0, 1, 2, 3}
+    assert equity["equity"].iloc[-1] == pytest.approx(metrics["final_equity"])
+    first_ts = equity.groupby("fold")["ts"].min()
+    assert first_ts.iloc[1] >= pd.Timestamp("2022-03-02T00:00:00Z").value
+

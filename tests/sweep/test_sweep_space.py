@@ -1,0 +1,114 @@
+"""Space files, overrides, walk-forward folds and stitching, sweep-directory guards (no Ray)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from sweep_helpers import catalog_config, write_yaml
+from typer.testing import CliRunner
+
+from tradebus.cli import app
+from tradebus.config import apply_overrides
+from tradebus.errors import ConfigError
+from tradebus.sweep.space import SweepSpace, load_space
+from tradebus.sweep.trial import override_text
+from tradebus.sweep.walkforward import WalkForwardSpec, folds, stitch
+
+DAY = 86_400_000_000_000
+
+
+def space_file(tmp_path: Path, data: dict) -> Path:
+    return write_yaml(tmp_path / "space.yaml", data)
+
+
+def test_grid_enumerates_the_product_last_parameter_fastest(tmp_path: Path) -> None:
+    space = load_space(space_file(tmp_path, {"params": {
+        "strategy.params.fast": [5, 10],
+        "strategy.params.slow": {"low": 20, "high": 60, "step": 20},
+        "venue.slippage_bps": {"low": 0.0, "high": 0.3, "step": 0.1},
+    }}))
+    points = list(space.grid())
+    assert space.grid_size() == len(points) == 2 * 3 * 4
+    assert points[0] == {"strategy.params.fast": 5, "strategy.params.slow": 20, "venue.slippage_bps": 0.0}
+    assert points[1]["venue.slippage_bps"] == 0.1 and points[3]["venue.slippage_bps"] == 0.3
+    assert points[4]["strategy.params.slow"] == 40
+    assert [type(p["strategy.params.slow"]) for p in points] == [int] * len(points)
+    assert [p.arrow_type() for p in space.params] == ["int64", "int64", "float64"]
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"params": {"strategy.params.fast": {"low": 1.0, "high": 5.0}}}, "a grid needs a list of values or a 'step'"),
+    ({"params": {"strategy.params.fast": {"low": 5, "high": 1}}}, "low 5.0 is above high 1.0"),
+    ({"method": "tpe", "params": {"strategy.params.fast": [1, 2]}}, "trials: a tpe sweep needs the number"),
+    ({"params": {"x": [1]}, "objectives": {}}, "objectives: name at least one metric"),
+    ({"params": {"x": [1]}, "bogus": 1}, "bogus: unknown key"),
+    ({"params": {"x": [1]}, "objectives": {"sharp": "maximize"}}, "objectives.sharp: not a metric"),
+    ({"params": {"x": [1]}, "stress": [{"name": "a", "costs": -1}]}, "stress.0.costs"),
+])
+def test_invalid_space_names_the_file_and_field(tmp_path: Path, data: dict, message: str) -> None:
+    path = space_file(tmp_path, data)
+    with pytest.raises(ConfigError, match="space.yaml") as info:
+        load_space(path)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("value", [1e-05, 0.1, 12, "long_short", True, "2022-01-01T00:00:00Z"])
+def test_override_text_round_trips_through_apply_overrides(value: object) -> None:
+    result = apply_overrides({"a": {"b": None}}, [override_text("a.b", value)])
+    assert result["a"]["b"] == value and type(result["a"]["b"]) is type(value)
+
+
+def test_fingerprint_ignores_the_stress_block_only() -> None:
+    base = {"params": {"strategy.params.fast": [5, 10]}}
+    a = SweepSpace.model_validate(base)
+    assert a.fingerprint() == SweepSpace.model_validate({**base, "stress": [{"name": "b"}]}).fingerprint()
+    assert a.fingerprint() != SweepSpace.model_validate({**base, "seed": 1}).fingerprint()
+
+
+def test_folds_step_by_the_test_window_and_only_whole_test_windows() -> None:
+    spec = WalkForwardSpec(train="10d", test="5d")
+    got = folds(spec, (0, 27 * DAY))
+    assert [(f.train_start, f.train_end, f.test_end) for f in got] == [
+        (0, 10 * DAY, 15 * DAY), (5 * DAY, 15 * DAY, 20 * DAY), (10 * DAY, 20 * DAY, 25 * DAY)]
+    with pytest.raises(ConfigError, match="does not fit"):
+        folds(spec, (0, 14 * DAY))
+    with pytest.raises(ConfigError, match="data span is unknown"):
+        folds(spec, None)
+
+
+def test_stitch_chains_the_test_windows_returns() -> None:
+    curves = [[(0, 100.0), (DAY, 110.0)], [(2 * DAY, 100.0), (3 * DAY, 90.0)]]
+    stitched, metrics = stitch(curves, 100.0)
+    assert stitched == [(0, 0, 100.0), (0, DAY, 110.0), (1, 2 * DAY, pytest.approx(110.0)), (1, 3 * DAY, pytest.approx(99.0))]
+    assert metrics["total_return"] == pytest.approx(1.1 * 0.9 - 1)
+    assert metrics["max_drawdown"] == pytest.approx((110 - 99) / 110)
+    assert metrics["folds"] == 2
+
+
+def test_sweep_refuses_a_parameter_path_that_is_not_a_config_field(tmp_path: Path) -> None:
+    config = write_yaml(tmp_path / "run.yaml", catalog_config())
+    space = space_file(tmp_path, {"params": {"strategy.params.fats": [5, 10]}})
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert "params.strategy.params.fats: not a field of" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_sweep_refuses_a_directory_of_another_sweep_or_with_foreign_files(tmp_path: Path) -> None:
+    config = write_yaml(tmp_path / "run.yaml", catalog_config())
+    space = space_file(tmp_path, {"params": {"strategy.params.fast": [5, 10]}})
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "sweep.json").write_text(json.dumps({"config": "x.yaml", "space_fingerprint": "0"}))
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(other)])
+    assert result.exit_code == 2 and "holds a sweep of another config or space" in result.output
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(foreign)])
+    assert result.exit_code == 2 and "not empty (notes.txt)" in result.output
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+    assert yaml.safe_load(space.read_text())  # the space file is untouched

@@ -1,0 +1,155 @@
+"""Stress variants: price shocks on the replayed stream, cost and latency multipliers (no Ray)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sweep_helpers import IID, file_config, make_config, write_yaml
+
+from tradebus.cli import build_kernel, build_replay
+from tradebus.config import load_config
+from tradebus.data.replay import Replay, ReplaySource
+from tradebus.engine.kernel import RunResult
+from tradebus.reports.metrics import compute_metrics
+from tradebus.sweep.stress import FlashCrash, StressVariant, VolSpike, default_variants
+
+HOUR = 3_600_000_000_000
+T0 = 1_700_000_000_000 - 1_700_000_000_000 % 3_600_000  # ms, on the hour
+
+
+def write_bars(path: Path, closes: list[float]) -> None:
+    """Hourly bars (open time in ms) opening at the previous close, with a small wick."""
+    lines = ["ts,open,high,low,close,volume"]
+    prev = closes[0]
+    for i, close in enumerate(closes):
+        lines.append(f"{T0 + i * 3_600_000},{prev},{max(prev, close) + 0.05},{min(prev, close) - 0.05},{close},10")
+        prev = close
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def run(config_path: Path, variant: StressVariant | None = None) -> RunResult:
+    config = load_config(config_path)
+    if variant is not None:
+        config = variant.apply_config(config)
+    replay = build_replay(config)
+    return build_kernel(config).run(variant.wrap(replay) if variant is not None else replay)
+
+
+@pytest.fixture
+def dip_then_rise(tmp_path: Path) -> Path:
+    """Falls 120 -> 100 over 40 bars, then rises 0.2 a bar: ema_cross buys once and holds."""
+    closes = [120.0 - 0.5 * i for i in range(41)] + [100.0 + 0.2 * i for i in range(1, 260)]
+    write_bars(tmp_path / "bars.csv", closes)
+    config = make_config(
+        {"sources": [{"instrument": IID, "file": "bars.csv"}]},
+        strategy={"name": "ema_cross", "instruments": [IID],
+                  "params": {"fast": 3, "slow": 10, "mode": "long_only", "quantity": 1.0}},
+        report={"equity_interval": "1h"},
+    )
+    config["instruments"][0].update(maker_fee=0.0, taker_fee=0.0)
+    return write_yaml(tmp_path / "run.yaml", config)
+
+
+def test_flash_crash_marks_the_held_position_down_by_depth_and_costs_the_round_trip(dip_then_rise: Path) -> None:
+    base = run(dip_then_rise)
+    assert [f.side for f in base.fills] == ["BUY"]  # bought after the dip, held to the end
+    quantity = base.fills[0].quantity
+    crash_at = base.equity[200].ts  # a bar close well after the buy
+    depth = 0.3
+    stressed = run(dip_then_rise, StressVariant(
+        name="crash", flash_crash=FlashCrash(at=_dt(crash_at), depth=depth, recovery="10h")))
+    before = {s.ts: s.equity for s in base.equity}
+    after = {s.ts: s.equity for s in stressed.equity}
+    close = 100.0 + 0.2 * (200 - 40)  # close of bar 200 (the sample at crash_at) in the fixture's path
+    assert before[crash_at - HOUR] == after[crash_at - HOUR]
+    # Hand-derived: the crash bar closes at close * (1 - depth) while one unit is held.
+    assert after[crash_at] == pytest.approx(before[crash_at] - quantity * close * depth, rel=1e-12)
+    # The fast EMA drops below the slow one: sold near the bottom, bought back during the recovery.
+    assert [f.side for f in stressed.fills][:3] == ["BUY", "SELL", "BUY"]
+    m_base, m_stress = compute_metrics(base), compute_metrics(stressed)
+    assert m_stress["total_return"] < m_base["total_return"]
+    peak = before[crash_at - HOUR]  # the price only rose before the crash
+    assert m_stress["max_drawdown"] >= (peak - (before[crash_at] - quantity * close * depth)) / peak - 1e-12
+    assert m_base["max_drawdown"] == 0.0
+
+
+def _dt(ts_ns: int) -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts_ns / 1e9, UTC)
+
+
+def test_vol_spike_scales_log_moves_inside_the_window_and_shifts_the_level_after(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    closes = list(100.0 * np.exp(np.cumsum(rng.normal(0, 0.01, 200))))
+    write_bars(tmp_path / "bars.csv", closes)
+    source = ReplaySource.from_file(tmp_path / "bars.csv", IID, "bars")
+    start_ns = (T0 + 50 * 3_600_000) * 1_000_000 + HOUR  # close time of bar 50
+    spike = StressVariant(name="vol", vol_spike=VolSpike(start=_dt(start_ns), duration="20h", factor=3.0))
+    original = list(Replay([source], batch_rows=7).batches())
+    shocked = list(spike.wrap(Replay([source], batch_rows=7)).batches())
+    cat = {f: np.concatenate([getattr(b, f) for b in original]) for f in ("open", "high", "low", "close", "ts_init")}
+    new = {f: np.concatenate([getattr(b, f) for b in shocked]) for f in ("open", "high", "low", "close")}
+    ts = cat["ts_init"]
+    inside = (ts >= start_ns) & (ts < start_ns + 20 * HOUR)
+    anchor = cat["close"][np.flatnonzero(ts < start_ns)[-1]]
+    for f in ("open", "high", "low", "close"):
+        assert np.array_equal(new[f][ts < start_ns], cat[f][ts < start_ns])
+        np.testing.assert_allclose(np.log(new[f][inside] / anchor), 3.0 * np.log(cat[f][inside] / anchor), rtol=1e-12)
+    last_inside = np.flatnonzero(inside)[-1]
+    level = new["close"][last_inside] / cat["close"][last_inside]
+    after = ts >= start_ns + 20 * HOUR
+    np.testing.assert_allclose(new["close"][after] / cat["close"][after], level, rtol=1e-12)
+    assert np.all(new["high"] >= np.maximum(new["open"], new["close"]))
+    assert np.all(new["low"] <= np.minimum(new["open"], new["close"]))
+    assert abs(math.log(level)) > 0.001  # the spike moved the level (the test would notice no shock)
+
+
+def test_cost_x2_doubles_every_fee_for_the_same_fills(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path / "run.yaml", file_config(tmp_path))
+    base = run(path)
+    doubled = run(path, StressVariant(name="costs_x2", costs=2.0))
+    assert len(base.fills) > 10
+    assert [(f.ts_event, f.side, f.quantity, f.price) for f in doubled.fills] == [
+        (f.ts_event, f.side, f.quantity, f.price) for f in base.fills]
+    assert [f.fee for f in doubled.fills] == [2.0 * f.fee for f in base.fills]
+    assert all(f.fee > 0 for f in base.fills)
+
+
+def test_cost_multiplier_scales_slippage_and_venue_fee_overrides(tmp_path: Path) -> None:
+    config = file_config(tmp_path, venue={"slippage_bps": 2.0, "taker_fee": 0.001})
+    stressed = StressVariant(name="x5", costs=5.0).apply_config(load_config(write_yaml(tmp_path / "r.yaml", config)))
+    assert stressed.venue.slippage_bps == 10.0
+    assert stressed.venue.taker_fee == pytest.approx(0.005)
+    assert stressed.instruments[0].taker_fee == pytest.approx(0.03)
+    config["venue"] = {"slippage": {"model": "volume", "bps": 1.0, "impact_bps": 10.0, "max_bps": 50.0}}
+    config["instruments"][0]["fee_tiers"] = [{"min_volume": 1e6, "maker_fee": -0.0001, "taker_fee": 0.004}]
+    stressed = StressVariant(name="x2", costs=2.0).apply_config(load_config(write_yaml(tmp_path / "t.yaml", config)))
+    slippage = stressed.venue.slippage
+    assert slippage is not None and (slippage.bps, slippage.impact_bps, slippage.max_bps) == (2.0, 20.0, 100.0)
+    tier = stressed.instruments[0].fee_tiers[0]
+    assert (tier.min_volume, tier.maker_fee, tier.taker_fee) == (1e6, -0.0002, 0.008)
+
+
+def test_latency_x3_delays_every_fill_by_one_bar(tmp_path: Path) -> None:
+    # 4h bars, latency 2h: an order decided at a bar's close arrives inside the next bar and
+    # fills at the open of the one after; x3 = 6h arrives inside that one: one bar later.
+    path = write_yaml(tmp_path / "run.yaml", file_config(tmp_path, venue={"latency_ns": 2 * HOUR}))
+    base = run(path)
+    slow = run(path, StressVariant(name="latency_x3", latency=3.0))
+    assert len(base.fills) == len(slow.fills) > 10
+    assert {s.ts_event - b.ts_event for s, b in zip(slow.fills, base.fills, strict=True)} == {4 * HOUR}
+
+
+def test_default_variants_include_shocks_at_mid_span_only_when_the_span_is_known() -> None:
+    names = [v.name for v in default_variants(None)]
+    assert names == ["baseline", "costs_x2", "costs_x5", "latency_x2", "latency_x5"]
+    span = (1_640_995_200_000_000_000, 1_672_531_200_000_000_000)  # 2022
+    variants = default_variants(span)
+    crash = next(v for v in variants if v.flash_crash is not None)
+    assert crash.flash_crash is not None and crash.flash_crash.at.isoformat().startswith("2022-07-02")
+    assert any(v.vol_spike is not None for v in variants)

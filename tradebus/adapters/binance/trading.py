@@ -1,0 +1,327 @@
+"""Binance spot trading over REST, through ccxt's async client: the venue's :class:`TradingApi`.
+
+Requests go through ccxt's implicit, signed endpoints (``private_post_order`` ...), so the
+request is exactly Binance's documented one and ccxt signs it (HMAC-SHA256 of the query,
+``X-MBX-APIKEY`` header). The order mapping:
+
+=====================  ==========================================================
+tradebus               Binance ``POST /api/v3/order``
+=====================  ==========================================================
+client_order_id        ``newClientOrderId`` (ccxt never replaces one given)
+MARKET                 ``type=MARKET``
+LIMIT                  ``type=LIMIT`` + ``timeInForce`` GTC/IOC/FOK + ``price``
+LIMIT post_only        ``type=LIMIT_MAKER`` (refused by Binance if it would take)
+STOP_MARKET            ``type=STOP_LOSS`` (sell) / ``TAKE_PROFIT`` (buy) + ``stopPrice``
+STOP_LIMIT             ``type=STOP_LOSS_LIMIT`` / ``TAKE_PROFIT_LIMIT`` + ``price``, ``stopPrice``
+reduce_only            not on spot: refused locally (:class:`VenueRejected`)
+=====================  ==========================================================
+
+Every request first takes its weight (:data:`WEIGHTS`) from the account's shared
+:class:`~tradebus.adapters.common.ratelimit.WeightBudget`, and every answer updates it.
+
+Prices go to the nearest tick, quantities down to a whole number of lots, written as
+plain decimals. Errors: ccxt's ``NetworkError`` family (timeouts, dropped connections, 5xx,
+429/418) is :class:`NoAnswer`; any other answer with a Binance error code is
+:class:`VenueRejected` (``-2013`` on a query means the venue has no such order).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+import ccxt.async_support as ccxt_async
+from ccxt.base.errors import ExchangeError, NetworkError
+from pydantic import SecretStr
+
+from tradebus.adapters.common.ratelimit import WeightBudget
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
+from tradebus.execution.live import AccountBalance, Ack, NoAnswer, TradingApi, VenueRejected
+from tradebus.execution.orders import Order
+from tradebus.execution.venue import OrderStatusReport
+
+__all__ = ["STATUS", "BinanceTrading", "fill_from_trade", "order_params", "report_from_order"]
+
+#: Binance order status -> core status.
+STATUS: dict[str, OrderStatus] = {
+    "NEW": OrderStatus.ACCEPTED,
+    "PENDING_NEW": OrderStatus.SUBMITTED,
+    "PARTIALLY_FILLED": OrderStatus.PARTIALLY_FILLED,
+    "FILLED": OrderStatus.FILLED,
+    "CANCELED": OrderStatus.CANCELED,
+    "PENDING_CANCEL": OrderStatus.ACCEPTED,
+    "REJECTED": OrderStatus.REJECTED,
+    "EXPIRED": OrderStatus.EXPIRED,
+    "EXPIRED_IN_MATCH": OrderStatus.EXPIRED,
+}
+
+_ORDER_NOT_FOUND = -2013
+_QUERY = re.compile(r"\?[^\s{]*")
+_STATUS = re.compile(r"^binance (\d{3}) ")
+
+#: Request weight of each endpoint (Binance spot documentation; openOrders with a symbol).
+WEIGHTS: dict[str, int] = {
+    "private_post_order": 1,
+    "private_delete_order": 1,
+    "private_get_order": 4,
+    "private_get_openorders": 6,
+    "private_get_mytrades": 20,
+    "private_get_account": 20,
+}
+#: Binance spot's request-weight limit per minute, and the header reporting the weight used.
+WEIGHT_LIMIT = 6000
+WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+
+
+def _decimal(value: float, step: float) -> str:
+    """``value`` written with the step's number of decimals (never in exponent form)."""
+    digits = max(0, -math.floor(math.log10(step) + 1e-9)) if step < 1 else 0
+    return f"{value:.{digits}f}"
+
+
+def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
+    """The ``POST /api/v3/order`` parameters of ``order`` (rounded to the instrument's tick and lot).
+
+    Raises
+    ------
+    VenueRejected
+        For what Binance spot cannot take: reduce-only, post-only on a non-limit order, a
+        quantity below one lot once rounded.
+    """
+    if order.reduce_only:
+        raise VenueRejected("reduce_only: Binance spot has no reduce-only orders")
+    qty = instrument.round_quantity(order.quantity - order.filled_qty)
+    if not qty > 0.0:
+        raise VenueRejected(f"quantity {order.quantity} rounds to 0 lots of {instrument.lot_size}")
+    buy = order.side is OrderSide.BUY
+    params: dict[str, str] = {
+        "symbol": instrument.symbol,
+        "side": "BUY" if buy else "SELL",
+        "quantity": _decimal(qty, instrument.lot_size),
+        "newClientOrderId": order.client_order_id,
+        "newOrderRespType": "RESULT",
+    }
+    typ = order.order_type
+    if order.post_only and typ is not OrderType.LIMIT:
+        raise VenueRejected(f"post_only: Binance spot takes post-only only on LIMIT orders, not {typ}")
+    if typ is OrderType.MARKET:
+        params["type"] = "MARKET"
+        return params
+    if typ in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+        params["price"] = _decimal(instrument.round_price(order.price), instrument.tick_size)
+    if typ in (OrderType.STOP_MARKET, OrderType.STOP_LIMIT):
+        params["stopPrice"] = _decimal(instrument.round_price(order.trigger_price), instrument.tick_size)
+        # A sell stop below the market is a stop loss; a buy stop above it a take profit (Binance's names).
+        base = "STOP_LOSS" if not buy else "TAKE_PROFIT"
+        params["type"] = base if typ is OrderType.STOP_MARKET else f"{base}_LIMIT"
+        if typ is OrderType.STOP_LIMIT:
+            params["timeInForce"] = str(order.tif)
+        return params
+    if order.post_only:
+        params["type"] = "LIMIT_MAKER"
+    else:
+        params["type"] = "LIMIT"
+        params["timeInForce"] = str(order.tif if isinstance(order.tif, TimeInForce) else TimeInForce(order.tif))
+    return params
+
+
+def fill_from_trade(raw: dict[str, Any], order: Order, instrument: Instrument) -> OrderFilled:
+    """An ``OrderFilled`` from one ``GET /api/v3/myTrades`` row (fee converted to the quote asset)."""
+    px = float(raw["price"])
+    fee = _quote_fee(float(raw["commission"]), str(raw["commissionAsset"]), px, instrument)
+    ts = int(raw["time"]) * 1_000_000
+    return OrderFilled(
+        order.strategy_id,
+        order.instrument_id,
+        order.client_order_id,
+        str(raw["orderId"]),
+        str(raw["id"]),
+        OrderSide.BUY if raw["isBuyer"] else OrderSide.SELL,
+        float(raw["qty"]),
+        px,
+        fee,
+        Liquidity.MAKER if raw["isMaker"] else Liquidity.TAKER,
+        ts,
+        ts,
+    )
+
+
+def _quote_fee(commission: float, asset: str, price: float, instrument: Instrument) -> float:
+    if asset == instrument.base:
+        return commission * price
+    return commission
+
+
+def report_from_order(
+    raw: dict[str, Any], order: Order, fills: tuple[OrderFilled, ...] = ()
+) -> OrderStatusReport:
+    """An :class:`OrderStatusReport` from a ``GET /api/v3/order`` answer."""
+    status = STATUS.get(str(raw["status"]))
+    if status is None:
+        raise VenueRejected(f"order {order.client_order_id}: unknown Binance status {raw['status']!r}")
+    ts = int(raw.get("updateTime") or raw.get("time") or 0) * 1_000_000
+    return OrderStatusReport(
+        str(raw["clientOrderId"]), str(raw["orderId"]), status, float(raw["executedQty"]), ts, fills
+    )
+
+
+def error_code(exc: Exception) -> int | None:
+    """The Binance error code in a ccxt exception's message (``binance {"code":-2013,...}``)."""
+    text = str(exc)
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        body = json.loads(text[start:])
+    except ValueError:
+        return None
+    code = body.get("code") if isinstance(body, dict) else None
+    return int(code) if isinstance(code, int) else None
+
+
+class BinanceTrading(TradingApi):
+    """Binance spot REST trading for one account (see the module docstring).
+
+    Parameters
+    ----------
+    rest_url
+        Base URL (``https://testnet.binance.vision`` for the testnet, a local emulator in tests).
+    api_key, api_secret
+        The account's key pair, held as secrets (never logged or written).
+    instruments
+        ``instrument_id -> Instrument`` traded on this account.
+    timeout
+        HTTP timeout per request, seconds: a request without an answer by then is :class:`NoAnswer`.
+    budget
+        The account's shared weight budget (default: Binance spot's 6000 per minute, fed by
+        ``X-MBX-USED-WEIGHT-1M``; 429/418 pause every request). ccxt's own throttle is off.
+    """
+
+    def __init__(
+        self,
+        rest_url: str,
+        api_key: SecretStr,
+        api_secret: SecretStr,
+        instruments: dict[str, Instrument],
+        timeout: float = 10.0,
+        budget: WeightBudget | None = None,
+    ) -> None:
+        self.instruments = instruments
+        self.budget = budget if budget is not None else WeightBudget(WEIGHT_LIMIT, 60.0, header=WEIGHT_HEADER)
+        self.by_symbol = {inst.symbol: inst for inst in instruments.values()}
+        base = rest_url.rstrip("/")
+        self._ccxt = ccxt_async.binance(
+            {
+                "apiKey": api_key.get_secret_value(),
+                "secret": api_secret.get_secret_value(),
+                "timeout": int(timeout * 1000),
+                "enableRateLimit": False,
+                "options": {"recvWindow": 5000},
+            }
+        )
+        api = self._ccxt.urls["api"]
+        api["public"] = api["private"] = f"{base}/api/v3"
+        #: The response headers of the last request (``X-MBX-USED-WEIGHT-1M`` ...).
+        self.last_headers: dict[str, str] = {}
+        #: The account's id (Binance ``uid``), known after :meth:`balances`.
+        self.account_id = ""
+
+    def __repr__(self) -> str:
+        return f"BinanceTrading({self._ccxt.urls['api']['private']!r})"
+
+    async def _call(self, name: str, params: dict[str, Any]) -> Any:
+        budget = self.budget
+        if budget is not None:
+            await budget.acquire(WEIGHTS[name])
+        self._ccxt.last_response_headers = None
+        status = 200
+        try:
+            return await getattr(self._ccxt, name)(params)
+        except NetworkError as exc:
+            found = _STATUS.search(str(exc))
+            status = int(found.group(1)) if found else 0
+            raise NoAnswer(f"{name}: {type(exc).__name__}: {_redacted(exc)}") from None
+        except ExchangeError as exc:
+            status = 400
+            code = error_code(exc)
+            raise VenueRejected(f"{name}: Binance error {code}: {_redacted(exc)}") from None
+        finally:
+            self.last_headers = dict(self._ccxt.last_response_headers or {})
+            if budget is not None:
+                budget.observe(status, self.last_headers)
+
+    def _instrument(self, order: Order) -> Instrument:
+        inst = self.instruments.get(order.instrument_id)
+        if inst is None:
+            raise VenueRejected(f"order {order.client_order_id}: {order.instrument_id} is not traded on this account")
+        return inst
+
+    async def place(self, order: Order) -> Ack:
+        """``POST /api/v3/order``."""
+        params = order_params(order, self._instrument(order))
+        raw = await self._call("private_post_order", params)
+        ts = int(raw.get("transactTime") or 0) * 1_000_000
+        return Ack(str(raw["clientOrderId"]), str(raw["orderId"]), ts)
+
+    async def cancel(self, order: Order) -> None:
+        """``DELETE /api/v3/order`` by ``origClientOrderId``."""
+        inst = self._instrument(order)
+        await self._call("private_delete_order", {"symbol": inst.symbol, "origClientOrderId": order.client_order_id})
+
+    async def query(self, order: Order) -> OrderStatusReport | None:
+        """``GET /api/v3/order`` by ``origClientOrderId``, and its fills from ``GET /api/v3/myTrades``."""
+        inst = self._instrument(order)
+        try:
+            raw = await self._call("private_get_order", {"symbol": inst.symbol, "origClientOrderId": order.client_order_id})
+        except VenueRejected as exc:
+            if f"error {_ORDER_NOT_FOUND}:" in str(exc):
+                return None
+            raise
+        fills: tuple[OrderFilled, ...] = ()
+        if float(raw["executedQty"]) > 0.0:
+            trades = await self._call("private_get_mytrades", {"symbol": inst.symbol, "orderId": raw["orderId"]})
+            fills = tuple(fill_from_trade(t, order, inst) for t in trades)
+        return report_from_order(raw, order, fills)
+
+    async def open_orders(self) -> list[OrderStatusReport]:
+        """``GET /api/v3/openOrders`` of every traded symbol."""
+        reports = []
+        for inst in self.instruments.values():
+            for raw in await self._call("private_get_openorders", {"symbol": inst.symbol}):
+                status = STATUS.get(str(raw["status"]), OrderStatus.ACCEPTED)
+                reports.append(
+                    OrderStatusReport(
+                        str(raw["clientOrderId"]), str(raw["orderId"]), status, float(raw["executedQty"]),
+                        int(raw.get("updateTime") or 0) * 1_000_000,
+                    )
+                )
+        return reports
+
+    async def cancel_all(self) -> list[str]:
+        """Cancel every open order of every traded symbol, one ``DELETE /api/v3/order`` each."""
+        canceled = []
+        for inst in self.instruments.values():
+            for raw in await self._call("private_get_openorders", {"symbol": inst.symbol}):
+                coid = str(raw["clientOrderId"])
+                await self._call("private_delete_order", {"symbol": inst.symbol, "origClientOrderId": coid})
+                canceled.append(coid)
+        return canceled
+
+    async def balances(self) -> list[AccountBalance]:
+        """``GET /api/v3/account`` balances (and the account id)."""
+        raw = await self._call("private_get_account", {"omitZeroBalances": "true"})
+        self.account_id = str(raw.get("uid", ""))
+        ts = int(raw.get("updateTime") or 0) * 1_000_000
+        return [AccountBalance(b["asset"], float(b["free"]), float(b["locked"]), ts) for b in raw.get("balances", [])]
+
+    async def close(self) -> None:
+        """Close ccxt's HTTP session."""
+        await self._ccxt.close()
+
+
+def _redacted(exc: Exception) -> str:
+    """A ccxt error message without the request URL's query (it carries the signature)."""
+    return _QUERY.sub("?...", str(exc))

@@ -1,0 +1,121 @@
+"""Bybit v5 private topics, parsed into core events: ``order``, ``execution``, ``wallet`` (after ``auth``).
+
+``execution`` with ``execType == "Trade"`` -> ``OrderFilled`` (trade id ``execId``,
+``execQty`` @ ``execPrice``, fee ``execFee`` in the quote asset, ``isMaker``).
+``order`` by ``orderStatus``:
+
+==========================================  ==========================================
+``New``                                     ``OrderAccepted`` (venue order id ``orderId``)
+``Cancelled`` / ``PartiallyFilledCanceled``  ``OrderCanceled`` (cumulative ``cumExecQty``)
+``Rejected``                                ``OrderRejected`` (``rejectReason``)
+``Deactivated``                             ``OrderExpired``
+``PartiallyFilled`` / ``Filled``            nothing (fills come from ``execution``)
+==========================================  ==========================================
+
+``wallet`` -> one :class:`~tradebus.execution.live.AccountBalance` per ``coin``
+(``walletBalance`` total, of which ``availableToWithdraw`` free). ``auth``/``subscribe``
+answers yield nothing; a failed one is fatal. Linear instruments are named
+``<SYMBOL>-LINEAR`` in tradebus and ``<SYMBOL>`` on the wire. Not wired to a live venue yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tradebus.adapters.common.policy import FatalVenueError
+from tradebus.adapters.common.user_stream import PrivateStreamParser
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import (
+    Liquidity,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderSide,
+)
+from tradebus.errors import ParseError
+from tradebus.execution.live import AccountBalance
+from tradebus.execution.orders import Order
+
+__all__ = ["UserStreamParser"]
+
+_MS = 1_000_000
+
+
+def _wire_symbol(inst: Instrument) -> str:
+    return inst.symbol.removesuffix("-LINEAR")
+
+
+class UserStreamParser(PrivateStreamParser):
+    """Bybit ``order`` / ``execution`` / ``wallet`` frames -> core events (see the module docstring)."""
+
+    def __init__(self, instruments: dict[str, Instrument], lookup: Callable[[str], Order | None], **kw: Any) -> None:
+        super().__init__(instruments, lookup, symbol_of=_wire_symbol, venue="BYBIT", **kw)
+
+    def parse(self, raw: str | bytes) -> list[Any]:
+        msg = self.decode(raw, "bybit")
+        if "op" in msg:
+            if msg.get("success") is False:
+                raise FatalVenueError(f"bybit user stream: {msg.get('op')} refused: {msg.get('ret_msg')}")
+            return []
+        topic = str(msg.get("topic", ""))
+        data = msg.get("data")
+        if not isinstance(data, list):
+            raise ParseError(f"bybit user stream: no data list in {str(raw)[:120]!r}")
+        try:
+            if topic == "execution":
+                return [self._fill(row) for row in data if row.get("execType") == "Trade"]
+            if topic == "order":
+                return [event for row in data for event in self._order(row)]
+            if topic == "wallet":
+                ts = int(msg.get("creationTime") or 0) * _MS
+                out = []
+                for account in data:
+                    for coin in account["coin"]:
+                        total = float(coin["walletBalance"] or 0.0)
+                        free = float(coin.get("availableToWithdraw") or total)
+                        out.append(AccountBalance(coin["coin"], free, total - free, ts))
+                return out
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ParseError(f"bybit user stream: bad {topic} update: {type(exc).__name__}: {exc}") from None
+        return []
+
+    def _fill(self, row: dict[str, Any]) -> OrderFilled:
+        coid = str(row["orderLinkId"])
+        _, sid, iid, _ = self.context(coid, str(row["symbol"]))
+        ts = int(row["execTime"]) * _MS
+        return OrderFilled(
+            sid,
+            iid,
+            coid,
+            str(row["orderId"]),
+            str(row["execId"]),
+            OrderSide.BUY if row["side"] == "Buy" else OrderSide.SELL,
+            float(row["execQty"]),
+            float(row["execPrice"]),
+            float(row["execFee"] or 0.0),
+            Liquidity.MAKER if row.get("isMaker") else Liquidity.TAKER,
+            ts,
+            self.clock_ns(),
+        )
+
+    def _order(self, row: dict[str, Any]) -> list[Any]:
+        coid = str(row["orderLinkId"])
+        order, sid, iid, _ = self.context(coid, str(row["symbol"]))
+        if order is None:
+            return []
+        ts = int(row["updatedTime"]) * _MS
+        now = self.clock_ns()
+        status = row["orderStatus"]
+        if status == "New":
+            return [OrderAccepted(sid, iid, coid, str(row["orderId"]), ts, now)]
+        if status in ("Cancelled", "PartiallyFilledCanceled"):
+            why = row.get("cancelType") or "canceled"
+            return [OrderCanceled(sid, iid, coid, str(why), ts, now, float(row.get("cumExecQty") or 0.0))]
+        if status == "Rejected":
+            return [OrderRejected(sid, iid, coid, f"rejected by Bybit: {row.get('rejectReason', '')}", ts, now)]
+        if status == "Deactivated":
+            return [OrderExpired(sid, iid, coid, "deactivated", ts, now, float(row.get("cumExecQty") or 0.0))]
+        return []

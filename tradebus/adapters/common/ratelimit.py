@@ -1,0 +1,123 @@
+"""One request-weight budget per venue account, shared by every REST caller.
+
+:class:`WeightBudget` keeps the weight used in the venue's current window (a fixed window,
+e.g. Binance's minute) and makes a caller wait before a request that would take it over
+``limit * headroom``. The venue's own count wins: after each answer
+:meth:`WeightBudget.observe` takes the used weight the venue reported (Binance
+``X-MBX-USED-WEIGHT-1M``), so requests made by other processes on the same account count too.
+
+HTTP 429 (too many requests) stops every caller until ``Retry-After`` has passed (or
+``backoff`` seconds if the venue does not say); HTTP 418 (Binance's IP ban) stops every
+caller until the ban's ``Retry-After`` ends. Nothing is retried here: the caller decides
+(a submit without an answer is UNKNOWN and settled by a query).
+
+Time comes from an injected monotonic clock (seconds) and waiting from an injected sleep,
+so the rules are tested without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from loguru import logger
+
+__all__ = ["WeightBudget"]
+
+
+class WeightBudget:
+    """The shared weight budget of one venue account (see the module docstring).
+
+    Parameters
+    ----------
+    limit
+        Weight allowed per window (Binance spot: 6000 per minute).
+    window
+        Window length, seconds (windows start at multiples of it, as Binance's minute does).
+    headroom
+        Fraction of ``limit`` this process lets itself use (room for other callers).
+    header
+        Name of the response header carrying the used weight (case-insensitive; ``""``: none).
+    backoff
+        Pause after a 429 without ``Retry-After``, seconds.
+    monotonic, sleep
+        Clock and sleep (tests inject their own).
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: float = 60.0,
+        *,
+        headroom: float = 0.8,
+        header: str = "",
+        backoff: float = 1.0,
+        monotonic: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if limit <= 0 or window <= 0 or not 0 < headroom <= 1:
+            raise ValueError(f"WeightBudget: need limit > 0, window > 0, 0 < headroom <= 1; got {limit}, {window}, {headroom}")
+        self.limit = limit
+        self.window = window
+        self.cap = limit * headroom
+        self.header = header.lower()
+        self.backoff = backoff
+        self._now = monotonic
+        self._sleep = sleep
+        self._window_start = self._start_of(monotonic())
+        self.used = 0.0
+        self.blocked_until = 0.0
+        self.block_reason = ""
+        #: Most weight ever seen used in one window (a test asserts it stays under the limit).
+        self.peak = 0.0
+        self.waits = 0
+
+    def _start_of(self, t: float) -> float:
+        return math.floor(t / self.window) * self.window
+
+    def _roll(self, now: float) -> None:
+        start = self._start_of(now)
+        if start > self._window_start:
+            self._window_start = start
+            self.used = 0.0
+
+    async def acquire(self, weight: float) -> None:
+        """Wait until ``weight`` fits in the budget and no 429/418 pause is on, then count it."""
+        while True:
+            now = self._now()
+            self._roll(now)
+            if now < self.blocked_until:
+                self.waits += 1
+                await self._sleep(self.blocked_until - now)
+                continue
+            if self.used + weight > self.cap and self.used > 0:
+                self.waits += 1
+                logger.info("rate budget: {:.0f} + {} over {:.0f}; waiting for the next window", self.used, weight, self.cap)
+                await self._sleep(self._window_start + self.window - now)
+                continue
+            self.used += weight
+            self.peak = max(self.peak, self.used)
+            return
+
+    def observe(self, status: int, headers: Mapping[str, str]) -> None:
+        """Take the venue's answer into account: its used-weight header, and a 429 or 418 pause."""
+        now = self._now()
+        self._roll(now)
+        lowered = {k.lower(): v for k, v in headers.items()}
+        if self.header and self.header in lowered:
+            try:
+                self.used = float(lowered[self.header])
+            except ValueError:
+                logger.warning("rate budget: unreadable {} header {!r}", self.header, lowered[self.header])
+            self.peak = max(self.peak, self.used)
+        if status in (429, 418):
+            retry = lowered.get("retry-after")
+            try:
+                pause = float(retry) if retry is not None else self.backoff
+            except ValueError:
+                pause = self.backoff
+            self.blocked_until = max(self.blocked_until, now + pause)
+            self.block_reason = "IP banned (418)" if status == 418 else "rate limited (429)"
+            logger.warning("rate budget: {}; every request waits {:.1f} s", self.block_reason, pause)

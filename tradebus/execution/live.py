@@ -1,0 +1,273 @@
+"""The live venue: the :class:`~tradebus.execution.venue.Venue` interface over an exchange's REST and user stream.
+
+The kernel and the execution engine are synchronous and run on the event loop's thread; an
+exchange answers over the network. :class:`LiveVenue` bridges the two without blocking:
+
+``submit`` / ``cancel``
+    start a task that sends the request through the venue's :class:`TradingApi`. The answer
+    is turned into events on arrival: an acknowledgement -> ``OrderAccepted``, a definitive
+    refusal (:class:`VenueRejected`) -> ``OrderRejected`` (submit) or a query (cancel: the
+    order may be closed already). **No answer** (timeout, dropped connection, 5xx, 429: any
+    :class:`NoAnswer`) emits nothing: the order stays SUBMITTED until the execution engine's
+    :class:`~tradebus.execution.engine.OrderTimeouts` move it to ``UNKNOWN`` and query it. A
+    request is never re-sent: only a query by client order id settles it.
+``query_order``
+    is asked synchronously by the engine. It answers with the venue's reply to the latest
+    query of that order if one arrived since; otherwise it starts the query and raises
+    (no answer yet). When the reply arrives, :attr:`LiveVenue.on_answer` (the engine's
+    ``reconcile_order``) is called, which asks again and gets it. A venue that does not know
+    the order answers ``None``: the engine believes it only after its grace period.
+user stream
+    the venue's private stream is parsed into the same order events, handed to :meth:`emit`
+    as they arrive; they may come before the REST answer, after it, twice or out of order
+    (the order manager keeps what is new and books each fill once, by ``trade_id``).
+    Balance updates are not order events: the stream client hands them to the node.
+
+Nothing here names an exchange: a venue package provides the :class:`TradingApi`
+(e.g. :class:`tradebus.adapters.binance.trading.BinanceTrading`) and its stream parser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
+
+import msgspec
+from loguru import logger
+
+from tradebus.engine.clock import Clock
+from tradebus.engine.messages import ModifyOrder, OrderAccepted, OrderRejected, OrderStatus
+from tradebus.errors import VenueError
+from tradebus.execution.orders import Order
+from tradebus.execution.venue import EventHandler, OrderStatusReport, Venue
+
+__all__ = [
+    "AccountBalance",
+    "Ack",
+    "LiveVenue",
+    "NoAnswer",
+    "TradingApi",
+    "VenueRejected",
+]
+
+
+_UNACKNOWLEDGED = frozenset({OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
+
+
+class NoAnswer(VenueError):
+    """A request whose outcome is unknown: it may or may not have reached the venue."""
+
+
+class VenueRejected(VenueError):
+    """A definitive refusal by the venue (the request was processed and refused)."""
+
+
+class Ack(msgspec.Struct, frozen=True):
+    """The venue's acknowledgement of a new order."""
+
+    client_order_id: str
+    venue_order_id: str
+    ts_event: int
+
+
+class AccountBalance(msgspec.Struct, frozen=True):
+    """The venue's balance of one asset (``free`` + ``locked`` is the total)."""
+
+    asset: str
+    free: float
+    locked: float
+    ts_event: int
+
+
+class TradingApi(ABC):
+    """One venue account's REST calls, as a venue package implements them.
+
+    Every method raises :class:`NoAnswer` when the outcome is unknown and
+    :class:`VenueRejected` when the venue refused; anything else is a bug.
+    """
+
+    @abstractmethod
+    async def place(self, order: Order) -> Ack:
+        """Send a new order (client order id, flags, tick/lot rounding are the venue's mapping)."""
+
+    @abstractmethod
+    async def cancel(self, order: Order) -> None:
+        """Cancel a working order by client order id."""
+
+    @abstractmethod
+    async def query(self, order: Order) -> OrderStatusReport | None:
+        """The venue's state and fills of one order by client order id (``None``: it has no such order)."""
+
+    @abstractmethod
+    async def open_orders(self) -> list[OrderStatusReport]:
+        """Every order the venue has open on the account's instruments."""
+
+    @abstractmethod
+    async def cancel_all(self) -> list[str]:
+        """Cancel every open order of the account's instruments (the kill switch); their client ids."""
+
+    @abstractmethod
+    async def balances(self) -> list[AccountBalance]:
+        """The account's balances."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release the HTTP session."""
+
+
+class LiveVenue(Venue):
+    """The exchange behind the :class:`Venue` interface (see the module docstring).
+
+    Parameters
+    ----------
+    api
+        The venue account's REST calls.
+    clock
+        The run's clock (event timestamps).
+    emit
+        Event handler (usually bound later by the execution engine).
+    dry_run
+        Send nothing: a submit is answered locally with ``OrderRejected`` ("dry run"), a cancel
+        is logged; queries still go to the venue.
+    """
+
+    def __init__(self, api: TradingApi, clock: Clock, emit: EventHandler | None = None, *, dry_run: bool = False) -> None:
+        super().__init__(emit)
+        self.api = api
+        self.clock = clock
+        self.dry_run = dry_run
+        self._orders: dict[str, Order] = {}
+        self._answers: dict[str, OrderStatusReport | None] = {}
+        self._querying: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        #: Called with a client order id when a query's answer arrived (the engine's ``reconcile_order``).
+        self.on_answer: Callable[[str], Any] | None = None
+        #: Requests sent, by kind (``place``, ``cancel``, ``query``): what a test counts.
+        self.requests: dict[str, int] = {"place": 0, "cancel": 0, "query": 0}
+
+    # ------------------------------------------------------------------ Venue
+
+    def submit(self, order: Order) -> None:
+        """Send ``order`` in the background (the answer comes back as events)."""
+        self._orders[order.client_order_id] = order
+        if self.dry_run:
+            now = self.clock.now_ns()
+            logger.info("dry run: order {} not sent", order.client_order_id)
+            self.emit(OrderRejected(order.strategy_id, order.instrument_id, order.client_order_id, "dry run: not sent", now, now))
+            return
+        self._spawn(self._place(order), f"place:{order.client_order_id}")
+
+    def cancel(self, order: Order) -> None:
+        """Ask the venue to cancel ``order`` in the background."""
+        if self.dry_run:
+            logger.info("dry run: cancel of {} not sent", order.client_order_id)
+            return
+        self._spawn(self._cancel(order), f"cancel:{order.client_order_id}")
+
+    def modify(self, order: Order, cmd: ModifyOrder) -> None:
+        """Not supported yet by the live venues: logged and ignored (the order keeps working unchanged)."""
+        logger.warning("order {}: modify is not supported on the live venue yet; ignored", order.client_order_id)
+
+    def query_order(self, client_order_id: str) -> OrderStatusReport | None:
+        """The latest answer of the venue about this order, or start asking (raises until it arrives)."""
+        if client_order_id in self._answers:
+            return self._answers.pop(client_order_id)
+        order = self._orders.get(client_order_id)
+        if order is None:
+            raise VenueError(f"order {client_order_id}: not sent by this venue; nothing to query")
+        if client_order_id not in self._querying:
+            self._querying.add(client_order_id)
+            self._spawn(self._query(order), f"query:{client_order_id}")
+        raise NoAnswer(f"order {client_order_id}: query sent, answer pending")
+
+    def track(self, order: Order) -> None:
+        """Know ``order`` (journaled by a previous process) so that it can be queried and its events parsed."""
+        self._orders[order.client_order_id] = order
+
+    def resume(self, positions: dict[str, float], previous_orders: Iterable[Order]) -> None:
+        """Track the orders a previous process left UNKNOWN (the venue keeps its own positions)."""
+        for order in previous_orders:
+            self.track(order)
+
+    def close(self) -> None:
+        """Nothing to release synchronously; :meth:`aclose` closes the session."""
+
+    def order(self, client_order_id: str) -> Order | None:
+        """The order with this client id sent (or tracked) by this venue, if any."""
+        return self._orders.get(client_order_id)
+
+    # ------------------------------------------------------------------ tasks
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        if self._closed:
+            coro.close()
+            logger.debug("{}: venue closed, request not sent", name)
+            return
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _place(self, order: Order) -> None:
+        coid = order.client_order_id
+        self.requests["place"] += 1
+        try:
+            ack = await self.api.place(order)
+        except VenueRejected as exc:
+            now = self.clock.now_ns()
+            logger.info("order {} rejected by the venue: {}", coid, exc)
+            self.emit(OrderRejected(order.strategy_id, order.instrument_id, coid, str(exc), now, now))
+            return
+        except NoAnswer as exc:
+            logger.warning("order {}: no answer to the submit ({}); the query will settle it", coid, exc)
+            return
+        if order.status in _UNACKNOWLEDGED:  # else the user stream told it first
+            now = self.clock.now_ns()
+            self.emit(OrderAccepted(order.strategy_id, order.instrument_id, coid, ack.venue_order_id, ack.ts_event, now))
+
+    async def _cancel(self, order: Order) -> None:
+        coid = order.client_order_id
+        self.requests["cancel"] += 1
+        try:
+            await self.api.cancel(order)
+        except VenueRejected as exc:
+            # Already closed at the venue (filled, canceled): what happened comes from the query.
+            logger.info("cancel of {} refused: {}; querying", coid, exc)
+            self._query_soon(order)
+        except NoAnswer as exc:
+            logger.warning("cancel of {}: no answer ({}); the cancel timeout will query", coid, exc)
+
+    def _query_soon(self, order: Order) -> None:
+        if order.client_order_id not in self._querying:
+            self._querying.add(order.client_order_id)
+            self._spawn(self._query(order), f"query:{order.client_order_id}")
+
+    async def _query(self, order: Order) -> None:
+        coid = order.client_order_id
+        self.requests["query"] += 1
+        try:
+            report = await self.api.query(order)
+        except (NoAnswer, VenueRejected) as exc:
+            logger.warning("query of {}: no answer ({}); the engine asks again later", coid, exc)
+            return
+        finally:
+            self._querying.discard(coid)
+        self._answers[coid] = report
+        if self.on_answer is not None:
+            self.on_answer(coid)
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait (up to ``timeout`` s) for the requests in flight."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+
+    async def aclose(self) -> None:
+        """Cancel what is still in flight and close the API session (later requests are not sent)."""
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.api.close()

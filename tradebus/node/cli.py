@@ -1,0 +1,84 @@
+"""``tradebus live CONFIG``: the live-trading daemon's command (registered in :mod:`tradebus.cli`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+__all__ = ["live", "live_kill", "live_resume"]
+
+
+def live(
+    config: Annotated[Path, typer.Argument(help="YAML live config (a paper config plus a live: section).", show_default=False)],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the run outputs here on shutdown.")] = None,
+    mainnet: Annotated[
+        bool, typer.Option("--mainnet", help="Trade real money: also needs live.environment: mainnet in the config.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Connect, reconcile and decide; send no order.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Write into an --out directory holding other files.")] = False,
+    max_seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    max_messages: Annotated[int | None, typer.Option(help="Stop after this many market-data messages.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value (repeatable).")] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="Log level on stderr.")] = "INFO",
+) -> None:
+    """Trade live (testnet by default) until SIGINT/SIGTERM; keys from TRADEBUS_BINANCE_API_KEY/_SECRET."""
+    from tradebus.cli import _fail, check_log_level, setup_logging
+    from tradebus.errors import TradebusError
+    from tradebus.node.live import run_live
+
+    setup_logging(check_log_level(log_level), "{time:HH:mm:ss.SSS} {level} {message}")
+    try:
+        run_live(
+            config,
+            out,
+            mainnet=mainnet,
+            dry_run=dry_run,
+            max_seconds=max_seconds,
+            max_messages=max_messages,
+            force=force,
+            overrides=set_ or (),
+        )
+    except TradebusError as exc:
+        _fail(exc, Console(stderr=True))
+
+
+def live_kill(
+    config: Annotated[Path, typer.Argument(help="The live config of the account.", show_default=False)],
+    mainnet: Annotated[bool, typer.Option("--mainnet", help="The config's account is on mainnet.")] = False,
+    reason: Annotated[str, typer.Option(help="Why (kept in the journal).")] = "kill switch",
+) -> None:
+    """Cancel every open order of the account's instruments and leave the journal HALTED until live-resume."""
+    import asyncio
+
+    from tradebus.cli import _fail, setup_logging
+    from tradebus.errors import TradebusError
+    from tradebus.node.live import ApiKeys, check_environment, kill_switch, load_live_config
+
+    setup_logging("WARNING")
+    try:
+        cfg = load_live_config(config)
+        check_environment(cfg.live, mainnet)
+        canceled = asyncio.run(kill_switch(cfg, ApiKeys.from_env(cfg.live), reason))
+    except TradebusError as exc:
+        _fail(exc, Console(stderr=True))
+    Console().print(f"canceled {len(canceled)} order(s); trading HALTED in {cfg.journal} until `tradebus live-resume`")
+
+
+def live_resume(
+    config: Annotated[Path, typer.Argument(help="The live config of the account.", show_default=False)],
+) -> None:
+    """Set the journal's trading state back to ACTIVE after a kill (the breakers keep their memory)."""
+    from tradebus.cli import _fail
+    from tradebus.engine.messages import TradingState
+    from tradebus.errors import TradebusError
+    from tradebus.node.live import load_live_config, set_trading_state
+
+    try:
+        cfg = load_live_config(config)
+        set_trading_state(cfg, TradingState.ACTIVE, "resumed by the operator")
+    except TradebusError as exc:
+        _fail(exc, Console(stderr=True))
+    Console().print(f"trading ACTIVE in {cfg.journal}")

@@ -1,0 +1,519 @@
+"""The live-trading daemon: the paper daemon with the exchange in place of the simulated venue.
+
+:class:`LiveNode` is a :class:`~tradebus.node.daemon.TradingNode` (same feeds, market guard,
+kernel, journal, recorder, decision log and outputs) whose venue is a
+:class:`~tradebus.execution.live.LiveVenue` on the account's REST API, fed by the account's
+private user stream, with :class:`~tradebus.execution.engine.OrderTimeouts` (a request
+without an answer becomes UNKNOWN and is settled by a query, never re-sent).
+
+Money safety
+    * **Testnet by default.** Mainnet only with ``live.environment: mainnet`` in the config
+      **and** ``--mainnet`` on the command line (:func:`check_environment`).
+    * Keys come from the environment variables named by ``live.api_key_env`` /
+      ``live.api_secret_env`` (default ``TRADEBUS_BINANCE_API_KEY`` /
+      ``TRADEBUS_BINANCE_API_SECRET``), are held as :class:`pydantic.SecretStr` and never
+      reach a log line, an exception, the run directory, the journal or a recording (only
+      the variable *names* are in the config).
+    * Before the first order the daemon logs the environment, the endpoint, the account id
+      and its balances.
+    * ``--dry-run`` connects, reconciles and decides, and sends nothing (a submit is
+      answered locally with ``OrderRejected("dry run: not sent")``).
+
+Start-up
+    1. the account is read (balances, account id) and the user stream subscribed;
+    2. the journal is replayed as in paper mode; every order it left open is tracked by the
+       venue and queried (missed fills are booked from the venue's trade history by trade
+       id; UNKNOWN ones are resolved); orders open at the venue that the journal does not
+       know are reported as external and left alone;
+    3. feeds, strategies and trading as in paper mode.
+
+Stop (SIGINT/SIGTERM, ``max_seconds``, ``max_messages``): with ``live.cancel_on_stop`` every
+open order is canceled and the cancels are awaited (up to ``live.stop_timeout``) before the
+paper daemon's shutdown; the stream is closed last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+from loguru import logger
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, SecretStr, model_validator
+
+from tradebus.adapters.common.venue import LiveAccount
+from tradebus.adapters.registry import VENUES, venue_adapter
+from tradebus.config import dump_config, load_config, parse_config
+from tradebus.engine.kernel import Kernel, RunResult
+from tradebus.engine.messages import CancelOrder, TradingState
+from tradebus.errors import ConfigError
+from tradebus.execution.engine import OrderTimeouts
+from tradebus.execution.journal import Journal
+from tradebus.execution.live import AccountBalance, LiveVenue
+from tradebus.execution.venue import OrderStatusReport
+from tradebus.node.config import PaperConfig
+from tradebus.risk.breakers import BreakerState
+from tradebus.node.daemon import NodeSummary, TradingNode, build_paper_kernel, kept_files
+from tradebus.reports.outputs import write_outputs
+from tradebus.risk.guard import MarketGuard
+
+__all__ = [
+    "ApiKeys",
+    "InstrumentHeld",
+    "LiveGuard",
+    "LiveConfig",
+    "LiveNode",
+    "LiveSettings",
+    "check_environment",
+    "kill_switch",
+    "set_trading_state",
+    "load_live_config",
+    "parse_live_config",
+    "run_live",
+]
+
+class InstrumentHeld(msgspec.Struct, frozen=True):
+    """Orders on an instrument stop (``reason``) or resume (``reason == ""``) after a reconciliation."""
+
+    instrument_id: str
+    reason: str
+    ts_event: int
+    ts_init: int
+
+
+class LiveGuard(MarketGuard):
+    """The market guard plus per-instrument holds set by the reconciliation with the venue."""
+
+    __slots__ = ("holds",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holds: dict[str, str] = {}
+
+    def block_reason(self, instrument_id: str) -> str | None:
+        """The hold's reason first, else the market-data checks."""
+        held = self.holds.get(instrument_id)
+        return held if held is not None else super().block_reason(instrument_id)
+
+
+class LiveSettings(BaseModel):
+    """The ``live:`` section of a live config.
+
+    Parameters
+    ----------
+    venue, market
+        The account's venue (default: the feeds' venue) and market (``spot`` so far); the
+        venue's live pieces come from the registry (Binance spot so far).
+    environment
+        ``testnet`` (default) or ``mainnet`` (needs ``--mainnet`` too).
+    rest_url, ws_api_url
+        Endpoint overrides (a local emulator); ``None``: the environment's.
+    api_key_env, api_secret_env
+        Names of the environment variables holding the key pair.
+    cancel_on_stop
+        Cancel every open order when the daemon stops.
+    stop_timeout
+        Seconds to wait for those cancels to be confirmed.
+    request_timeout
+        HTTP timeout of one REST request, seconds (no answer by then: the order is UNKNOWN
+        after ``submit_timeout``).
+    submit_timeout, cancel_timeout, retry_interval, check_interval, not_found_grace
+        :class:`~tradebus.execution.engine.OrderTimeouts`, in seconds.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    venue: str | None = None
+    market: Literal["spot"] = "spot"
+    environment: Literal["testnet", "mainnet"] = "testnet"
+    rest_url: str | None = None
+    ws_api_url: str | None = None
+    api_key_env: str = "TRADEBUS_BINANCE_API_KEY"
+    api_secret_env: str = "TRADEBUS_BINANCE_API_SECRET"
+    cancel_on_stop: bool = True
+    stop_timeout: PositiveFloat = 5.0
+    request_timeout: PositiveFloat = 10.0
+    submit_timeout: PositiveFloat = 10.0
+    cancel_timeout: PositiveFloat = 10.0
+    retry_interval: PositiveFloat = 5.0
+    check_interval: PositiveFloat | None = 30.0
+    not_found_grace: PositiveFloat = 15.0
+
+    def account(self) -> LiveAccount:
+        """The venue's live pieces, from the registry (the config's validation checked they exist)."""
+        live = venue_adapter(self.venue or "").live
+        assert live is not None
+        return live
+
+    def endpoints(self) -> tuple[str, str]:
+        """(REST base, user-stream URL) of this environment, with the overrides applied."""
+        rest, ws = self.account().endpoints[self.environment]
+        return self.rest_url or rest, self.ws_api_url or ws
+
+    def timeouts(self) -> OrderTimeouts:
+        """The execution engine's request timeouts."""
+        s = 1_000_000_000
+        return OrderTimeouts(
+            submit_ns=int(self.submit_timeout * s),
+            cancel_ns=int(self.cancel_timeout * s),
+            retry_ns=int(self.retry_interval * s),
+            check_ns=None if self.check_interval is None else int(self.check_interval * s),
+            not_found_grace_ns=int(self.not_found_grace * s),
+        )
+
+
+class LiveConfig(PaperConfig):
+    """A paper config plus the ``live:`` section (the account that trades)."""
+
+    live: LiveSettings = Field(default_factory=LiveSettings)
+
+    @model_validator(mode="after")
+    def _live_venue(self) -> LiveConfig:
+        venue = self.live.venue
+        if venue is None:
+            venues = sorted({feed.venue for feed in self.feeds})
+            if len(venues) != 1:
+                raise ValueError(f"live.venue: the feeds name {venues}; say which venue trades")
+            venue = venues[0]
+            object.__setattr__(self, "live", self.live.model_copy(update={"venue": venue}))
+        if venue not in VENUES:
+            raise ValueError(f"live.venue: {venue!r} is not a registered venue; use one of {sorted(VENUES)}")
+        if VENUES[venue].live is None:
+            live = sorted(name for name, adapter in VENUES.items() if adapter.live is not None)
+            raise ValueError(f"live.venue: {venue!r} has no live trading yet; use one of {live}")
+        return self
+
+
+def parse_live_config(data: Any, source: str = "<config>", base: Path | None = None) -> LiveConfig:
+    """Validate a live config mapping (see :func:`tradebus.config.parse_config`)."""
+    return parse_config(data, source, base, model=LiveConfig)
+
+
+def load_live_config(path: str | Path, overrides: Sequence[str] = ()) -> LiveConfig:
+    """Read and validate a YAML live config."""
+    return load_config(path, model=LiveConfig, overrides=overrides)
+
+
+class ApiKeys:
+    """The account's key pair, read from the environment and held as secrets."""
+
+    __slots__ = ("key", "secret")
+
+    def __init__(self, key: SecretStr, secret: SecretStr) -> None:
+        self.key = key
+        self.secret = secret
+
+    def __repr__(self) -> str:
+        return "ApiKeys(key=**********, secret=**********)"
+
+    @classmethod
+    def from_env(cls, settings: LiveSettings, environ: dict[str, str] | None = None) -> ApiKeys:
+        """Read the variables named by ``settings``.
+
+        Raises
+        ------
+        ConfigError
+            A variable is unset or empty (named; its value never appears).
+        """
+        env = os.environ if environ is None else environ
+        values = []
+        for what, name in (("API key", settings.api_key_env), ("API secret", settings.api_secret_env)):
+            value = env.get(name, "")
+            if not value:
+                raise ConfigError(f"live: set the environment variable {name} to the {settings.venue} {what}")
+            values.append(SecretStr(value))
+        return cls(values[0], values[1])
+
+
+def check_environment(settings: LiveSettings, mainnet: bool) -> None:
+    """Refuse mainnet unless both the config and the flag ask for it (and the flag without the config).
+
+    Raises
+    ------
+    ConfigError
+        The two disagree.
+    """
+    if settings.environment == "mainnet" and not mainnet:
+        raise ConfigError("live.environment is mainnet: real money; confirm with --mainnet on the command line")
+    if mainnet and settings.environment != "mainnet":
+        raise ConfigError(f"--mainnet given but live.environment is {settings.environment!r}; set it to mainnet")
+
+
+class LiveNode(TradingNode):
+    """The live daemon (see the module docstring).
+
+    Parameters
+    ----------
+    config
+        The validated live config.
+    keys
+        The account's key pair.
+    dry_run
+        Connect, reconcile and decide, send nothing.
+    max_seconds, max_messages, handle_signals
+        As :class:`~tradebus.node.daemon.TradingNode`.
+    """
+
+    config: LiveConfig
+    venue: LiveVenue
+    guard: LiveGuard
+
+    def __init__(
+        self,
+        config: LiveConfig,
+        keys: ApiKeys,
+        *,
+        dry_run: bool = False,
+        max_seconds: float | None = None,
+        max_messages: int | None = None,
+        handle_signals: bool = True,
+    ) -> None:
+        self.keys = keys
+        self.dry_run = dry_run
+        self.external_orders: list[OrderStatusReport] = []
+        self.balances: dict[str, AccountBalance] = {}
+        self._venue_open: list[OrderStatusReport] = []
+        self._stream_task: asyncio.Task[None] | None = None
+        super().__init__(config, max_seconds=max_seconds, max_messages=max_messages, handle_signals=handle_signals)
+        _, ws_url = config.live.endpoints()
+        self.stream = config.live.account().user_stream(
+            ws_url,
+            keys.key,
+            keys.secret,
+            self.kernel.instruments,
+            self.venue.order,
+            self.venue.emit,
+            self._on_balance,
+            self._on_stream_reconnect,
+        )
+
+    def _build_kernel(self) -> tuple[Kernel, LiveVenue]:
+        settings = self.config.live
+        self.guard = LiveGuard()  # replaces the paper guard before the router is built on it
+        rest_url, _ = settings.endpoints()
+        api = settings.account().trading(
+            rest_url, self.keys.key, self.keys.secret, self.config.instrument_map(), settings.request_timeout
+        )
+        venue = LiveVenue(api, self.clock, dry_run=self.dry_run)
+        kernel, _ = build_paper_kernel(self.config, self.clock, self.guard, self.journal, venue, settings.timeouts())
+        venue.on_answer = kernel.execution.reconcile_order
+        return kernel, venue
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self) -> NodeSummary:
+        """Read the account, subscribe the user stream, then run as the paper daemon; close the account last."""
+        try:
+            await self._connect()
+            return await super().run()
+        finally:
+            self.stream.stop()
+            if self._stream_task is not None:
+                await asyncio.gather(self._stream_task, return_exceptions=True)
+            await self.venue.aclose()
+
+    async def _connect(self) -> None:
+        settings = self.config.live
+        api = self.venue.api
+        balances = await api.balances()
+        self.balances = {b.asset: b for b in balances}
+        self._venue_open = await api.open_orders()
+        rest_url, ws_url = settings.endpoints()
+        logger.warning(
+            "live daemon: environment {} ({} {}), REST {}, user stream {}, account {}{}",
+            settings.environment.upper(),
+            settings.venue,
+            settings.market,
+            rest_url,
+            ws_url,
+            getattr(api, "account_id", "") or "(id not reported)",
+            " - DRY RUN, nothing is sent" if self.dry_run else "",
+        )
+        logger.info("account balances: {}", {b.asset: b.free + b.locked for b in balances})
+        self._stream_task = asyncio.create_task(self.stream.run(), name="live:user-stream")
+        await asyncio.wait([self._stream_task, asyncio.create_task(self.stream.connected.wait())], timeout=settings.request_timeout, return_when=asyncio.FIRST_COMPLETED)
+        if self._stream_task.done():
+            self._stream_task.result()  # the stream failed: raise its error
+
+    def _recover(self) -> None:
+        """Replay the journal (paper daemon), then query every order it left open and report external ones."""
+        super()._recover()
+        kernel = self.kernel
+        for order in kernel.orders.open_orders():
+            self.venue.track(order)
+            if order.status.name != "UNKNOWN":
+                kernel.execution.reconcile_order(order.client_order_id)
+        for iid in kernel.instruments:
+            self._hold(iid, "live start-up: reconciling positions with the venue")
+        asyncio.get_running_loop().create_task(self._reconcile_positions(), name="live:reconcile")
+        for report in self._venue_open:
+            if kernel.orders.get(report.client_order_id) is None:
+                self.external_orders.append(report)
+                logger.warning(
+                    "external order {} (venue id {}) open at the venue, not placed by this journal: left alone",
+                    report.client_order_id,
+                    report.venue_order_id,
+                )
+
+    def _hold(self, instrument_id: str, reason: str) -> None:
+        """Stop (``reason``) or resume (``""``) new orders on ``instrument_id``; published as :class:`InstrumentHeld`."""
+        if reason:
+            self.guard.holds[instrument_id] = reason
+        elif self.guard.holds.pop(instrument_id, None) is None:
+            return
+        now = self.clock.now_ns()
+        self.kernel.bus.publish(InstrumentHeld(instrument_id, reason, now, now))
+
+    async def _reconcile_positions(self) -> None:
+        """Once the start-up queries are answered, compare each base-asset holding with the venue's balance.
+
+        An instrument whose base asset is held here (config ``balances`` plus booked fills) in
+        another amount than at the venue (by more than half a lot) stays held with the reason;
+        the others resume.
+        """
+        await self.venue.drain(self.config.live.stop_timeout)
+        try:
+            balances = {b.asset: b.free + b.locked for b in await self.venue.api.balances()}
+        except Exception as exc:  # noqa: BLE001 - no answer: every instrument stays held, with the reason
+            for iid in self.kernel.instruments:
+                self._hold(iid, f"live start-up: balances unavailable ({type(exc).__name__}: {exc})")
+            return
+        account = self.kernel.portfolio.account
+        for iid, inst in self.kernel.instruments.items():
+            here = account.balance(inst.base)
+            there = balances.get(inst.base, 0.0)
+            if math.fabs(here - there) > inst.lot_size / 2:
+                reason = (
+                    f"reconciliation: {iid}: {here} {inst.base} held here but {there} at the venue; "
+                    "orders on it stay stopped (set balances in the config, or check the account)"
+                )
+                logger.error(reason)
+                self._hold(iid, reason)
+            else:
+                self._hold(iid, "")
+                logger.info("reconciled {}: {} {} held, as at the venue", iid, here, inst.base)
+
+    def _on_balance(self, balance: AccountBalance) -> None:
+        self.balances[balance.asset] = balance
+        logger.info("balance {}: free {} locked {}", balance.asset, balance.free, balance.locked)
+
+    def _on_stream_reconnect(self) -> None:
+        """Events may have been missed while the stream was down: query every open order."""
+        for order in self.kernel.orders.open_orders():
+            self.kernel.execution.reconcile_order(order.client_order_id)
+
+    async def _shutdown(self, tasks: Any) -> None:
+        settings = self.config.live
+        if settings.cancel_on_stop and not self.dry_run:
+            await self._cancel_all(settings.stop_timeout)
+        await super()._shutdown(tasks)
+
+    async def _cancel_all(self, timeout: float) -> None:
+        """Cancel every open order and wait (up to ``timeout`` s) until none is open."""
+        kernel = self.kernel
+        open_orders = kernel.orders.open_orders()
+        if not open_orders:
+            return
+        now = self.clock.now_ns()
+        logger.info("stopping: canceling {} open order(s)", len(open_orders))
+        for order in open_orders:
+            kernel.execution.cancel(CancelOrder(order.strategy_id, order.instrument_id, order.client_order_id, now, now))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while kernel.orders.open_orders() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        left = [o.client_order_id for o in kernel.orders.open_orders()]
+        if left:
+            logger.error("stopping with {} order(s) still open at the venue: {}", len(left), left)
+
+
+def run_live(
+    config_path: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    mainnet: bool = False,
+    dry_run: bool = False,
+    max_seconds: float | None = None,
+    max_messages: int | None = None,
+    force: bool = False,
+    overrides: Sequence[str] = (),
+    environ: dict[str, str] | None = None,
+) -> tuple[NodeSummary, RunResult]:
+    """Load a live config, check the environment and keys, run the daemon, write its outputs.
+
+    Outputs are the paper daemon's (``fills.csv``, ``orders.csv``, ``equity.csv``,
+    ``metrics.json``, ``config.yaml``, ``node.json``).
+
+    Raises
+    ------
+    ConfigError
+        Invalid config, mainnet without both confirmations, a key variable unset, or an
+        output directory holding foreign files.
+    VenueError
+        A feed or the user stream failed fatally.
+    """
+    from tradebus.reports.writers import RunDirectory
+
+    config = load_live_config(config_path, overrides)
+    check_environment(config.live, mainnet)
+    keys = ApiKeys.from_env(config.live, environ)
+    run_dir = None if out_dir is None else RunDirectory(out_dir, "live", keep=kept_files(config), force=force)
+    nodes: list[LiveNode] = []
+
+    async def main() -> NodeSummary:
+        # Built on the running loop: the engine's timers need it.
+        nodes.append(LiveNode(config, keys, dry_run=dry_run, max_seconds=max_seconds, max_messages=max_messages))
+        return await nodes[0].run()
+
+    try:
+        summary = asyncio.run(main())
+    finally:
+        if run_dir is not None and nodes:
+            kernel = nodes[0].kernel
+            write_outputs(run_dir, kernel.result, kernel.instruments, dump_config(config), {"node.json": nodes[0].summary.to_json()})
+    return summary, nodes[0].kernel.result
+
+
+async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill switch") -> list[str]:
+    """Cancel every open order of the account's instruments at the venue and leave the journal HALTED.
+
+    Every order is canceled, the daemon's and any other (the kill switch is for emergencies).
+    The journal's risk state is set to HALTED with ``reason`` (a daemon started on it trades
+    nothing until :func:`resume_trading`). Returns the client order ids canceled.
+    """
+    rest_url, _ = config.live.endpoints()
+    api = config.live.account().trading(rest_url, keys.key, keys.secret, config.instrument_map(), config.live.request_timeout)
+    try:
+        canceled = await api.cancel_all()
+    finally:
+        await api.close()
+    set_trading_state(config, TradingState.HALTED, reason)
+    logger.warning("kill switch: {} order(s) canceled, journal HALTED ({})", len(canceled), reason)
+    return canceled
+
+
+def set_trading_state(config: LiveConfig, state: TradingState, reason: str) -> None:
+    """Store the operator's trading state in the config's journal (kept with the breakers' memory).
+
+    Raises
+    ------
+    ConfigError
+        The config has no journal.
+    """
+    if config.journal is None:
+        raise ConfigError("live kill/resume: the config has no journal to hold the trading state")
+    config.journal.parent.mkdir(parents=True, exist_ok=True)
+    journal = Journal(config.journal)
+    try:
+        stored = journal.load_risk_state()
+        now = time.time_ns()
+        if stored is None:
+            stored = BreakerState(ts=now)
+        journal.save_risk_state(msgspec.structs.replace(stored, ts=now, manual_state=state, manual_reason=reason))
+    finally:
+        journal.close()

@@ -1,0 +1,135 @@
+"""The ``ops:`` block of a daemon config: metrics/health server, Telegram, logs.
+
+Example::
+
+    ops:
+      port: 9108            # /metrics and /health on 127.0.0.1:9108 (0: a free port, logged)
+      host: 127.0.0.1
+      log: {file: ../runs/paper/daemon.log, serialize: true, rotation: 100 MB, retention: 14 days}
+      telegram:
+        chat_ids: [123456789]           # alerts go there; commands only from these chats
+        token_env: TRADEBUS_TELEGRAM_TOKEN
+
+Relative ``log.file`` paths are resolved against the config file's directory by the daemon.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+
+__all__ = ["ALERT_KINDS", "LogConfig", "OpsConfig", "TelegramConfig"]
+
+#: Every alert kind the Telegram notifier knows.
+ALERT_KINDS = (
+    "fill",
+    "denial",
+    "reject",
+    "breaker",
+    "resync",
+    "stale",
+    "disconnect",
+    "reconciliation",
+    "lifecycle",
+    "daily_summary",
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TelegramConfig(_Model):
+    """Telegram alerts and control.
+
+    Parameters
+    ----------
+    chat_ids
+        Alerts are sent to these chats; commands are accepted only from them.
+    token_env
+        Environment variable holding the bot token (the token is never in a config or a log).
+    base_url
+        The Bot API root (a local fake in tests).
+    alerts
+        Which alert kinds to send (:data:`ALERT_KINDS`).
+    queue_size
+        Outgoing messages waiting at most; when full, new alerts are dropped and counted.
+    poll_timeout
+        Long-polling timeout of ``getUpdates`` (seconds).
+    daily_summary_utc
+        ``HH:MM`` UTC of the daily summary.
+    commands
+        Accept ``/status``, ``/positions``, ``/pnl``, ``/halt``, ``/resume``, ``/flatten``.
+    """
+
+    chat_ids: list[int] = Field(min_length=1)
+    token_env: str = "TRADEBUS_TELEGRAM_TOKEN"
+    base_url: str = "https://api.telegram.org"
+    alerts: list[Literal[ALERT_KINDS]] = Field(default_factory=lambda: list(ALERT_KINDS))  # type: ignore[valid-type]
+    queue_size: PositiveInt = 1000
+    poll_timeout: PositiveFloat = 20.0
+    daily_summary_utc: str = "00:00"
+    commands: bool = True
+
+    @field_validator("daily_summary_utc")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        m = re.fullmatch(r"(\d\d):(\d\d)", value)
+        if m is None or int(m[1]) > 23 or int(m[2]) > 59:
+            raise ValueError(f"give HH:MM (UTC), got {value!r}")
+        return value
+
+
+class LogConfig(_Model):
+    """Log sinks of the daemon (loguru).
+
+    Parameters
+    ----------
+    file
+        Also log to this file (``None``: stderr only).
+    serialize
+        Write the file as JSON lines (loguru ``serialize``: message, level, time and the
+        bound fields such as ``client_order_id``).
+    rotation, retention
+        loguru's rotation (size or time, e.g. ``100 MB``, ``1 day``) and retention
+        (e.g. ``14 days``, or a number of files).
+    level
+        Minimum level of the file sink.
+    """
+
+    file: Path | None = None
+    serialize: bool = False
+    rotation: str = "100 MB"
+    retention: str = "14 days"
+    level: str = "INFO"
+
+
+class OpsConfig(_Model):
+    """Operations of a daemon.
+
+    Parameters
+    ----------
+    port
+        Serve ``/metrics`` and ``/health`` on this port (``0``: a free port, logged;
+        ``None``: no server).
+    host
+        Interface of that server (keep it on loopback unless a firewall guards it).
+    loop_lag_interval
+        Event-loop lag probe interval (seconds).
+    health_max_age
+        ``/health`` answers 503 when no market-data message came for this long (seconds).
+    telegram
+        Telegram alerts and control (``None``: off).
+    log
+        Log sinks.
+    """
+
+    port: int | None = Field(default=None, ge=0, le=65535)
+    host: str = "127.0.0.1"
+    loop_lag_interval: PositiveFloat = 0.5
+    health_max_age: PositiveFloat = 60.0
+    telegram: TelegramConfig | None = None
+    log: LogConfig = Field(default_factory=LogConfig)

@@ -1,0 +1,294 @@
+"""The few calls a daemon makes into its operations layer.
+
+A daemon (the paper daemon, and the live daemon the same way) owns one :class:`OpsHooks`
+built from its config's ``ops:`` block and calls:
+
+* ``await hooks.start(node)`` first thing in its run (log file, bus subscriptions,
+  ``/metrics`` + ``/health`` server, event-loop probe, Telegram), where ``node`` is an
+  :class:`OpsTarget` (``kernel``, ``feeds``, ``running``, ``stop``);
+* ``hooks.sink(router)`` as the sink it gives its feeds (counts every message, its lag and
+  its receive time);
+* ``await hooks.stop(reason)`` last thing in its shutdown.
+
+A live daemon also reports what only it knows: :meth:`OpsHooks.on_reconciliation_mismatch`,
+:meth:`OpsHooks.set_rate_limit_headroom`. Everything else (orders, fills, denials, rejects,
+resyncs, stale feeds, trading state) is read from the kernel's bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from loguru import logger
+
+from tradebus.engine.messages import (
+    BookResynced,
+    FeedStale,
+    OrderDenied,
+    OrderFilled,
+    OrderRejected,
+    OrderSide,
+    OrderType,
+    SubmitOrder,
+    TradingState,
+    TradingStateChanged,
+)
+from tradebus.ops.config import OpsConfig
+from tradebus.ops.health import health_report
+from tradebus.ops.logs import open_log_sink
+from tradebus.ops.metrics import DaemonMetrics, StateCollector
+from tradebus.ops.server import OpsServer
+from tradebus.ops.telegram import TelegramBot, read_token
+
+__all__ = ["OpsHooks", "OpsTarget"]
+
+#: Strategy id of the orders an operator's ``/flatten`` sends.
+FLATTEN_STRATEGY = "ops"
+
+
+class OpsTarget(Protocol):
+    """What the operations layer reads from a daemon."""
+
+    kernel: Any
+    feeds: list[Any]
+    running: asyncio.Event
+
+    def stop(self, reason: str = ...) -> None:
+        """Ask the daemon to shut down."""
+
+
+class OpsHooks:
+    """Metrics, health, alerts and control of one daemon (see the module docstring).
+
+    Parameters
+    ----------
+    config
+        The ``ops:`` block.
+    mode
+        ``paper`` or ``live`` (in messages).
+    """
+
+    def __init__(self, config: OpsConfig, mode: str = "paper") -> None:
+        self.config = config
+        self.mode = mode
+        self.metrics = DaemonMetrics()
+        self.server: OpsServer | None = None
+        self.telegram: TelegramBot | None = None
+        self.target: OpsTarget | None = None
+        self._log_sink: int | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._flattens = 0
+        self._epoch = time.time_ns()
+        if config.telegram is not None:
+            self.telegram = TelegramBot(
+                config.telegram, read_token(config.telegram), self.command, self.metrics.alerts_dropped.inc
+            )
+
+    # ------------------------------------------------------------------ daemon calls
+
+    def sink(self, sink: Callable[[Any], None]) -> Callable[[Any], None]:
+        """Wrap the feeds' sink: every message is counted (and its lag observed) before ``sink`` gets it."""
+        on_message = self.metrics.on_message
+
+        def observed(msg: Any) -> None:
+            on_message(msg)
+            sink(msg)
+
+        return observed
+
+    async def start(self, target: OpsTarget) -> None:
+        """Open the log file, subscribe to the bus, start the server, the loop probe and Telegram."""
+        self.target = target
+        self._log_sink = open_log_sink(self.config.log)
+        kernel = target.kernel
+        self.metrics.bind_instruments({iid: inst.venue for iid, inst in kernel.instruments.items()})
+        self.metrics.subscribe(kernel.bus)
+        self.metrics.registry.register(StateCollector(target, self.metrics))
+        if self.config.port is not None:
+            self.server = OpsServer(self.config.host, self.config.port, self.metrics.exposition, self.health)
+            await self.server.start()
+        self._tasks.append(
+            asyncio.create_task(self.metrics.probe_loop(self.config.loop_lag_interval), name="ops:loop-lag")
+        )
+        if self.telegram is not None:
+            self._subscribe_alerts(kernel.bus)
+            await self.telegram.start(self.daily_summary)
+            self._tasks.append(asyncio.create_task(self._watch_connections(), name="ops:connections"))
+            self.telegram.alert("lifecycle", f"tradebus {self.mode} daemon starting: {', '.join(kernel.instruments)}")
+
+    async def stop(self, reason: str) -> None:
+        """Send the stop alert, stop every task and the server, close the log file."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.telegram is not None:
+            self.telegram.alert("lifecycle", f"tradebus {self.mode} daemon stopped: {reason}\n{self.pnl_text()}")
+            await self.telegram.stop()
+        if self.server is not None:
+            await self.server.stop()
+        if self._log_sink is not None:
+            with contextlib.suppress(ValueError):
+                logger.remove(self._log_sink)
+            self._log_sink = None
+
+    def on_reconciliation_mismatch(self, venue: str, detail: str) -> None:
+        """A live daemon found local and venue state differ (counted and alerted)."""
+        self.metrics.reconciliation.labels(venue).inc()
+        self._alert("reconciliation", f"reconciliation mismatch on {venue}: {detail}")
+
+    def set_rate_limit_headroom(self, venue: str, ratio: float) -> None:
+        """A live daemon's share of ``venue``'s request budget left (0..1)."""
+        self.metrics.headroom.labels(venue).set(ratio)
+
+    # ------------------------------------------------------------------ health
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """``(healthy, report)`` (:func:`~tradebus.ops.health.health_report`)."""
+        assert self.target is not None
+        return health_report(self.target, self.metrics.last_recv_ns, self.config.health_max_age)
+
+    # ------------------------------------------------------------------ alerts
+
+    def _alert(self, kind: str, text: str) -> None:
+        if self.telegram is not None:
+            self.telegram.alert(kind, text)
+
+    def _subscribe_alerts(self, bus: Any) -> None:
+        alert = self._alert
+        bus.subscribe(
+            OrderFilled,
+            lambda m: alert(
+                "fill", f"fill {m.client_order_id}: {m.side.name} {m.last_qty:g} {m.instrument_id} @ {m.last_px:g}"
+            ),
+        )
+        bus.subscribe(OrderDenied, lambda m: alert("denial", f"denied {m.client_order_id}: {m.reason}"))
+        bus.subscribe(OrderRejected, lambda m: alert("reject", f"rejected {m.client_order_id}: {m.reason}"))
+        bus.subscribe(TradingStateChanged, lambda m: alert("breaker", f"trading state {m.state}: {m.reason}"))
+        bus.subscribe(BookResynced, lambda m: alert("resync", f"book {m.instrument_id} resynced: {m.reason}"))
+        bus.subscribe(FeedStale, lambda m: alert("stale", f"feed {m.source} stale: orders on its instruments stop"))
+
+    async def _watch_connections(self) -> None:
+        """Alert when a feed's connection drops or comes back (polled twice a second)."""
+        assert self.target is not None
+        was: dict[str, bool] = {}
+        while True:
+            for feed in self.target.feeds:
+                client = feed.client
+                if client is None:
+                    continue
+                now = client.connected.is_set()
+                before = was.get(feed.name)
+                if before and not now:
+                    self._alert("disconnect", f"feed {feed.name} disconnected; reconnecting")
+                elif before is False and now:
+                    self._alert("disconnect", f"feed {feed.name} connected again (connection {client.connections})")
+                was[feed.name] = now
+            await asyncio.sleep(0.5)
+
+    # ------------------------------------------------------------------ control
+
+    def command(self, text: str, chat_id: int) -> str:
+        """Answer one operator command (``/status``, ``/positions``, ``/pnl``, ``/halt``, ``/resume``, ``/flatten``)."""
+        assert self.target is not None
+        name = text.split()[0].split("@")[0].lower()
+        risk = self.target.kernel.risk
+        if name == "/status":
+            return self.status_text()
+        if name == "/positions":
+            return self.positions_text()
+        if name == "/pnl":
+            return self.pnl_text()
+        if name == "/halt":
+            risk.set_state(TradingState.HALTED, f"operator /halt (telegram chat {chat_id})")
+            return f"trading state: {risk.state}"
+        if name == "/resume":
+            risk.set_state(TradingState.ACTIVE, f"operator /resume (telegram chat {chat_id})")
+            return f"trading state: {risk.state}"
+        if name == "/flatten":
+            return self.flatten(f"operator /flatten (telegram chat {chat_id})")
+        return "commands: /status /positions /pnl /halt /resume /flatten"
+
+    def flatten(self, reason: str) -> str:
+        """Allow only reducing orders (manual REDUCING) and send a reduce-only market order closing each position.
+
+        From HALTED this lowers the manual state to REDUCING (so the closing orders can pass);
+        a tripped breaker more severe than REDUCING stays in force.
+        """
+        assert self.target is not None
+        kernel = self.target.kernel
+        kernel.risk.set_state(TradingState.REDUCING, reason)
+        sent = []
+        for iid in kernel.instruments:
+            qty = kernel.portfolio.position(iid)
+            if qty == 0.0:
+                continue
+            self._flattens += 1
+            coid = f"ops-{self._epoch}-{self._flattens}"
+            now = kernel.clock.now_ns()
+            side = OrderSide.SELL if qty > 0 else OrderSide.BUY
+            kernel.submit(
+                SubmitOrder(
+                    FLATTEN_STRATEGY, iid, coid, side, abs(qty), now, now, OrderType.MARKET,
+                    reduce_only=True, reason=reason,
+                )
+            )
+            sent.append(f"{coid}: {side.name} {abs(qty):g} {iid}")
+        state = f"trading state {kernel.risk.state}"
+        return f"{state}; flatten orders: " + ("; ".join(sent) if sent else "none (flat)")
+
+    def status_text(self) -> str:
+        """Running state, trading state, feeds, orders, fills, equity."""
+        assert self.target is not None
+        healthy, report = self.health()
+        kernel = self.target.kernel
+        feeds = ", ".join(
+            f"{name} {'up' if f['connected'] else 'DOWN'} (last {f['last_message_age_seconds']} s)"
+            for name, f in report["feeds"].items()
+        )
+        return (
+            f"{self.mode} daemon {'healthy' if healthy else 'UNHEALTHY: ' + '; '.join(report['problems'])}\n"
+            f"trading state {kernel.risk.state}\nfeeds: {feeds or 'none'}\n"
+            f"orders {len(kernel.orders.orders())}, open {kernel.orders.open_count}, "
+            f"fills {len(kernel.result.fills)}\n"
+            f"equity {kernel.equity():.2f}"
+        )
+
+    def positions_text(self) -> str:
+        """Every non-flat position with its average and last price."""
+        assert self.target is not None
+        p = self.target.kernel.portfolio
+        rows = [
+            f"{iid}: {p.position(iid):g} @ {p.avg_price(iid):g} (last {_fmt(p.last_price(iid))})"
+            for iid in self.target.kernel.instruments
+            if p.position(iid) != 0.0
+        ]
+        return "\n".join(rows) if rows else "flat"
+
+    def pnl_text(self) -> str:
+        """Equity, realized and unrealized PnL, fees, drawdown."""
+        assert self.target is not None
+        kernel = self.target.kernel
+        p = kernel.portfolio
+        equity = kernel.equity()
+        start = kernel.result.initial_cash
+        return (
+            f"equity {equity:.2f} (start {start:.2f}, {equity - start:+.2f})\n"
+            f"realized {p.realized_pnl:.2f}, unrealized {p.unrealized_pnl():.2f}, fees {p.fees_paid:.2f}\n"
+            f"drawdown {p.drawdown():.2%}"
+        )
+
+    def daily_summary(self) -> str:
+        """The daily summary message."""
+        assert self.target is not None
+        fills = len(self.target.kernel.result.fills)
+        return f"daily summary\n{self.pnl_text()}\n{self.positions_text()}\nfills {fills}"
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{x:g}"

@@ -1,0 +1,231 @@
+"""Telegram alerts and control over the Bot API (``sendMessage``, long-polled ``getUpdates``), with httpx.
+
+:meth:`TelegramBot.alert` never waits: it puts the message in a bounded queue and returns;
+when the queue is full the message is dropped and counted (``dropped``, and the
+``on_drop`` callback: the ``tradebus_alerts_dropped_total`` metric). A sender task drains
+the queue; a poller task reads commands and answers only chats of the allow-list
+(``chat_ids``) -- a command from any other chat is ignored, counted and logged by chat id.
+
+The bot token comes from the environment variable the config names. It is part of every
+Bot API URL, so no URL is ever logged: errors are logged with the token replaced by
+``<token>``, and httpx's own request log is kept at WARNING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from loguru import logger
+
+from tradebus.errors import ConfigError
+from tradebus.ops.config import TelegramConfig
+
+__all__ = ["TelegramBot", "read_token", "seconds_until"]
+
+logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry the request URL, i.e. the token
+
+
+class _Throttled(Exception):
+    """Telegram's flood control: retry after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"HTTP 429: retry after {retry_after:g} s")
+        self.retry_after = retry_after
+
+
+def read_token(config: TelegramConfig) -> str:
+    """The bot token from ``config.token_env``.
+
+    Raises
+    ------
+    ConfigError
+        The variable is unset or empty (its name is given, never a value).
+    """
+    token = os.environ.get(config.token_env, "").strip()
+    if not token:
+        raise ConfigError(f"ops.telegram: set the bot token in the environment variable {config.token_env}")
+    return token
+
+
+def seconds_until(hhmm: str, now: dt.datetime) -> float:
+    """Seconds from ``now`` (aware) to the next ``HH:MM`` UTC (a full day when it is exactly now)."""
+    hour, minute = (int(x) for x in hhmm.split(":"))
+    now = now.astimezone(dt.UTC)
+    target = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if target <= now:
+        target += dt.timedelta(days=1)
+    return (target - now).total_seconds()
+
+
+class TelegramBot:
+    """Alerts out, commands in (see the module docstring).
+
+    Parameters
+    ----------
+    config
+        Chats, base URL, queue size, alert kinds.
+    token
+        The bot token (:func:`read_token`).
+    on_command
+        ``(text, chat_id) -> reply`` for a command from an allowed chat (``None``: commands off).
+    on_drop
+        Called once per dropped message.
+    """
+
+    def __init__(
+        self,
+        config: TelegramConfig,
+        token: str,
+        on_command: Callable[[str, int], str] | None = None,
+        on_drop: Callable[[], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._token = token
+        self._on_command = on_command
+        self._on_drop = on_drop
+        self._kinds = frozenset(config.alerts)
+        self._allowed = frozenset(config.chat_ids)
+        self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(config.queue_size)
+        self.dropped = 0
+        self.sent = 0
+        self.failed = 0
+        self.ignored_commands = 0
+        self.throttled = 0
+        self._client: httpx.AsyncClient | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def __repr__(self) -> str:
+        return f"TelegramBot(chats={sorted(self._allowed)}, base_url={self.config.base_url!r})"
+
+    # ------------------------------------------------------------------ out
+
+    def alert(self, kind: str, text: str) -> None:
+        """Queue ``text`` for every chat if alerts of ``kind`` are on (never waits)."""
+        if kind in self._kinds:
+            for chat in self.config.chat_ids:
+                self._enqueue(chat, text)
+
+    def _enqueue(self, chat: int, text: str) -> None:
+        try:
+            self.queue.put_nowait((chat, text[:4000]))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if self._on_drop is not None:
+                self._on_drop()
+
+    def _redact(self, exc: BaseException) -> str:
+        return f"{type(exc).__name__}: {exc}".replace(self._token, "<token>")
+
+    async def _post(self, method: str, payload: dict[str, Any]) -> Any:
+        assert self._client is not None
+        resp = await self._client.post(method, json=payload)
+        body = resp.json()
+        if not body.get("ok"):
+            retry = (body.get("parameters") or {}).get("retry_after")
+            if resp.status_code == 429 and isinstance(retry, int | float):
+                raise _Throttled(float(retry))
+            raise RuntimeError(f"Bot API {method}: HTTP {resp.status_code} {body.get('description', '')}")
+        return body.get("result")
+
+    async def _send(self, chat: int, text: str) -> None:
+        """``sendMessage``, waiting out Telegram's flood control (HTTP 429 ``retry_after``) up to 3 times."""
+        for _ in range(3):
+            try:
+                await self._post("sendMessage", {"chat_id": chat, "text": text})
+                return
+            except _Throttled as exc:
+                self.throttled += 1
+                await asyncio.sleep(min(exc.retry_after, 60.0))
+        await self._post("sendMessage", {"chat_id": chat, "text": text})
+
+    async def _sender(self) -> None:
+        while True:
+            chat, text = await self.queue.get()
+            try:
+                await self._send(chat, text)
+                self.sent += 1
+            except (httpx.HTTPError, RuntimeError, ValueError, _Throttled) as exc:
+                self.failed += 1
+                logger.warning("telegram: sendMessage to chat {} failed: {}", chat, self._redact(exc))
+            finally:
+                self.queue.task_done()
+
+    # ------------------------------------------------------------------ in
+
+    async def _poller(self) -> None:
+        offset: int | None = None
+        delay = 1.0
+        while True:
+            try:
+                params: dict[str, Any] = {"timeout": int(self.config.poll_timeout), "allowed_updates": ["message"]}
+                if offset is not None:
+                    params["offset"] = offset
+                updates = await self._post("getUpdates", params)
+                delay = 1.0
+            except (httpx.HTTPError, RuntimeError, ValueError, _Throttled) as exc:
+                logger.warning("telegram: getUpdates failed, retrying in {:.0f} s: {}", delay, self._redact(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            for update in updates or ():
+                offset = int(update["update_id"]) + 1
+                self._command(update.get("message") or {})
+
+    def _command(self, message: dict[str, Any]) -> None:
+        chat = (message.get("chat") or {}).get("id")
+        text = str(message.get("text") or "").strip()
+        if not text.startswith("/"):
+            return
+        if chat not in self._allowed:
+            self.ignored_commands += 1
+            logger.warning("telegram: command {!r} from chat {} ignored: not in ops.telegram.chat_ids", text[:32], chat)
+            return
+        assert self._on_command is not None
+        logger.info("telegram: command {!r} from chat {}", text[:64], chat)
+        try:
+            reply = self._on_command(text, chat)
+        except Exception as exc:  # a command must never take the bot (or the daemon) down
+            logger.exception("telegram: command {!r} failed", text[:32])
+            reply = f"command failed: {type(exc).__name__}: {exc}"
+        self._enqueue(chat, reply)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, daily_summary: Callable[[], str] | None = None) -> None:
+        """Open the HTTP client and start the sender, the poller (with commands) and the daily summary."""
+        base = self.config.base_url.rstrip("/")
+        self._client = httpx.AsyncClient(
+            base_url=f"{base}/bot{self._token}/", timeout=httpx.Timeout(10.0, read=self.config.poll_timeout + 10.0)
+        )
+        self._tasks.append(asyncio.create_task(self._sender(), name="telegram:send"))
+        if self.config.commands and self._on_command is not None:
+            self._tasks.append(asyncio.create_task(self._poller(), name="telegram:poll"))
+        if daily_summary is not None and "daily_summary" in self._kinds:
+            self._tasks.append(asyncio.create_task(self._daily(daily_summary), name="telegram:daily"))
+
+    async def _daily(self, summary: Callable[[], str]) -> None:
+        while True:
+            await asyncio.sleep(seconds_until(self.config.daily_summary_utc, dt.datetime.now(dt.UTC)))
+            self.alert("daily_summary", summary())
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Send what is queued (for at most ``timeout`` seconds), then stop the tasks and the client."""
+        if self._tasks and not self.queue.empty():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.queue.join(), timeout)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        if self.dropped:
+            logger.warning("telegram: {} message(s) dropped because the queue was full", self.dropped)

@@ -1,0 +1,78 @@
+"""``tradebus sweep CONFIG --space SPACE.yaml``: run or resume a parameter sweep (see :mod:`tradebus.sweep.runner`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from tradebus.errors import TradebusError
+
+__all__ = ["sweep"]
+
+
+def sweep(
+    config: Annotated[Path, typer.Argument(help="YAML run config.", show_default=False)],
+    space: Annotated[Path, typer.Option("--space", "-s", help="YAML space file (params, objectives, method).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Sweep directory (default: runs/sweep-<config stem>).")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Local Ray workers (default: the machine's cores).")] = None,
+    address: Annotated[str | None, typer.Option(help="Address of an existing Ray cluster.")] = None,
+    stress: Annotated[bool, typer.Option("--stress", help="Run the stress variants with the best parameters.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Use a non-empty --out that is not a sweep directory.")] = False,
+    log_level: Annotated[str, typer.Option("--log-level", help="Log level on stderr.")] = "WARNING",
+) -> None:
+    """Sweep strategy, risk and venue parameters (grid or Optuna TPE) on Ray; resumes when re-run."""
+    from tradebus.cli import _fail, check_log_level, setup_logging
+    from tradebus.sweep.runner import run_sweep
+
+    setup_logging(check_log_level(log_level))
+    console = Console()
+    progress = Progress(
+        TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=True, disable=not console.is_terminal,
+    )
+    task: Any = None
+
+    def on_start(total: int, done: int) -> None:
+        nonlocal task
+        task = progress.add_task("trials", total=total, completed=done)
+        progress.start()
+
+    try:
+        result = run_sweep(
+            config, space, out, workers=workers, address=address, stress=stress, force=force,
+            on_start=on_start, on_trial=lambda row: progress.advance(task),
+        )
+    except TradebusError as exc:
+        progress.stop()
+        _fail(exc, Console(stderr=True))
+    progress.stop()
+    table = Table(title=f"sweep -> {result.out}", show_header=True, header_style="bold")
+    table.add_column("")
+    table.add_column("value", overflow="fold")
+    table.add_row("trials", f"{result.total} ({result.ran} run, {result.skipped} resumed)")
+    if result.best is not None:
+        params = ", ".join(f"{k.removeprefix('param.')}={v}" for k, v in result.best.items() if k.startswith("param."))
+        table.add_row("best trial", f"{result.best['trial']}: {params}")
+        for key in ("total_return", "sharpe", "max_drawdown", "fills"):
+            table.add_row(f"  {key}", _number(result.best.get(key)))
+    if result.walk_forward is not None:
+        for key, value in result.walk_forward.items():
+            table.add_row(f"walk-forward {key}", _number(value))
+    for row in result.stress or ():
+        table.add_row(
+            f"stress {row['variant']}",
+            f"return {_number(row['total_return'])}, sharpe {_number(row['sharpe'])}, "
+            f"max dd {_number(row['max_drawdown'])}, fills {row['fills']}",
+        )
+    console.print(table)
+
+
+def _number(value: Any) -> str:
+    return f"{value:,.4f}" if isinstance(value, float) else str(value)

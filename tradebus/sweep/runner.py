@@ -1,0 +1,379 @@
+"""The sweep driver: grid or TPE optimisation, walk-forward folds and stress variants, resumable.
+
+Outputs in the sweep directory (``--out``)::
+
+    sweep.json          the config, the space's fingerprint, method and seed (checked on resume)
+    space.yaml          the space file as given
+    trials/             one Parquet file per finished trial (tradebus.sweep.store)
+    optuna.db           Optuna's SQLite storage (tpe), study "sweep" (or "fold-NN")
+    results.csv         every trial, sorted by trial number (written at the end)
+    best.json           the best trial by the first objective (and the Pareto front's trials)
+    stress.json         [{variant, total_return, sharpe, max_drawdown, fills}]: the best parameters
+                        (of the last fold, with walk_forward) over the config's whole span, per
+                        stress variant; sharpe is null for a run shorter than 30 days
+    walk_forward/       fold-NN/trials/, folds.csv, equity.csv, metrics.json (tradebus.sweep.walkforward)
+
+Nothing of a trial is kept in the driver after its file is written. Running the same
+command again resumes: trials with a file are skipped; Optuna trials asked but not
+finished are run again with the parameters they were given (and a round interrupted
+while being asked is completed first), so a resumed sweep produces the same trials and
+results as an uninterrupted one. A sweep directory made from another config or space is
+refused, as is a non-empty directory that is not a sweep directory (unless ``force``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.csv as pa_csv
+from loguru import logger
+
+from tradebus.config import RunConfig, load_config
+from tradebus.errors import ConfigError
+from tradebus.reports.metrics import format_ns
+from tradebus.sweep.executor import RayExecutor
+from tradebus.sweep.space import SweepSpace, load_space
+from tradebus.sweep.store import TrialStore
+from tradebus.sweep.stress import default_variants
+from tradebus.sweep.trial import TIMING_COLUMNS, TrialSpec, override_text
+from tradebus.sweep.walkforward import data_span, folds, stitch
+
+__all__ = ["OWN_FILES", "STRESS_KEYS", "SweepResult", "best_trial", "run_sweep"]
+
+#: What a sweep writes in its directory.
+OWN_FILES = frozenset(
+    {"sweep.json", "space.yaml", "trials", "optuna.db", "results.csv", "best.json", "stress.json", "walk_forward"}
+)
+#: Keys of each ``stress.json`` entry (the tearsheet's "Stress" section reads exactly these).
+STRESS_KEYS = ("total_return", "sharpe", "max_drawdown", "fills")
+
+OnTrial = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class SweepResult:
+    """What a sweep did: its directory, trial counts, the best trial and the extra reports."""
+
+    out: Path
+    total: int
+    ran: int
+    skipped: int
+    best: dict[str, Any] | None
+    stress: list[dict[str, Any]] | None = None
+    walk_forward: dict[str, Any] | None = None
+    folds: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _prepare(out: Path, config_path: Path, space_path: Path, space: SweepSpace, force: bool) -> None:
+    meta = {"config": str(config_path), "space_fingerprint": space.fingerprint(), "method": space.method,
+            "seed": space.seed}
+    marker = out / "sweep.json"
+    if marker.is_file():
+        old = json.loads(marker.read_text(encoding="utf-8"))
+        if {k: old.get(k) for k in meta} != meta:
+            raise ConfigError(
+                f"{out}: holds a sweep of another config or space ({old.get('config')}, fingerprint "
+                f"{old.get('space_fingerprint')}); use another --out"
+            )
+        return
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in OWN_FILES)
+        if foreign and not force:
+            raise ConfigError(f"{out}: not empty ({', '.join(foreign[:5])}); use another --out or --force")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "space.yaml").write_bytes(space_path.read_bytes())
+    marker.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def _check_paths(config_path: Path, space: SweepSpace, space_path: Path) -> None:
+    """Fail before any trial when a parameter's path is not a field of the config."""
+    for param in space.params:
+        value = param.values[0] if param.values is not None else param.low
+        try:
+            load_config(config_path, overrides=[override_text(param.path, value)])
+        except ConfigError as exc:
+            text = str(exc)
+            if "unknown key" in text or "has no entry" in text:
+                raise ConfigError(f"{space_path}: params.{param.path}: not a field of {config_path}: {text}") from None
+
+
+def _objective_values(space: SweepSpace, row: dict[str, Any]) -> list[float] | None:
+    values = []
+    for name in space.objectives:
+        value = row.get(name)
+        if row.get("status") != "ok" or value is None or not math.isfinite(value):
+            return None
+        values.append(float(value))
+    return values
+
+
+def best_trial(space: SweepSpace, store: TrialStore) -> dict[str, Any] | None:
+    """The stored row that is best by the first objective (lowest trial number on ties), or ``None``."""
+    name, direction = next(iter(space.objectives.items()))
+    best: dict[str, Any] | None = None
+    for row in store.table().to_pylist():
+        if _objective_values(space, row) is None:
+            continue
+        if best is None or (row[name] > best[name] if direction == "maximize" else row[name] < best[name]):
+            best = row
+    return best
+
+
+def _pareto(space: SweepSpace, store: TrialStore) -> list[int]:
+    """Trial numbers of the non-dominated trials over all objectives."""
+    rows = [(r["trial"], v) for r in store.table().to_pylist() if (v := _objective_values(space, r)) is not None]
+    if not rows:
+        return []
+    signs = np.array([1.0 if d == "maximize" else -1.0 for d in space.directions])
+    values = np.array([v for _, v in rows]) * signs
+    front = []
+    for i, (number, _) in enumerate(rows):
+        dominated = np.any(np.all(values >= values[i], axis=1) & np.any(values > values[i], axis=1))
+        if not dominated:
+            front.append(number)
+    return front
+
+
+def _grid(
+    executor: RayExecutor, space: SweepSpace, config: str, store: TrialStore, window: tuple[int, int] | None,
+    on_trial: OnTrial,
+) -> int:
+    done = store.done()
+    specs = (
+        TrialSpec(n, config, params, window) for n, params in enumerate(space.grid()) if n not in done
+    )
+    ran = 0
+    for spec, row in executor.run(specs):
+        store.write(row, spec.params)
+        on_trial(row)
+        ran += 1
+    return ran
+
+
+def _tpe(
+    executor: RayExecutor, space: SweepSpace, config: str, store: TrialStore, window: tuple[int, int] | None,
+    on_trial: OnTrial, storage: Path, study_name: str,
+) -> int:
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(
+        storage=f"sqlite:///{storage}", study_name=study_name, directions=space.directions, load_if_exists=True
+    )
+    distributions = {p.path: p.distribution() for p in space.params}
+    total = space.total_trials()
+
+    def ask_round() -> None:
+        """Ask the trials of the current round (finishing a round cut short while being asked)."""
+        have = len(study.trials)
+        target = min(total, (have // space.batch + 1) * space.batch)
+        for number in range(have, target):
+            study.sampler = optuna.samplers.TPESampler(seed=(space.seed * 1_000_003 + number) % 2**32)
+            study.ask(distributions)
+
+    def tell(number: int, row: dict[str, Any]) -> None:
+        values = _objective_values(space, row)
+        if values is None:
+            study.tell(number, state=TrialState.FAIL)
+        else:
+            study.tell(number, values if len(values) > 1 else values[0])
+
+    ran = 0
+    while True:
+        if len(study.trials) % space.batch and len(study.trials) < total:
+            ask_round()
+        done = store.done()
+        open_trials = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+        for t in open_trials:
+            if t.number in done:  # finished and stored, but the process stopped before telling Optuna
+                tell(t.number, store.read(t.number))
+        specs = [TrialSpec(t.number, config, dict(t.params), window) for t in open_trials if t.number not in done]
+        for spec, row in executor.run(specs):
+            store.write(row, spec.params)
+            tell(spec.number, row)
+            on_trial(row)
+            ran += 1
+        if len(study.trials) >= total:
+            return ran
+        ask_round()
+
+
+def _optimise(
+    executor: RayExecutor, space: SweepSpace, config: Path, directory: Path, window: tuple[int, int] | None,
+    on_trial: OnTrial, study_name: str,
+) -> tuple[TrialStore, int]:
+    directory.mkdir(parents=True, exist_ok=True)
+    store = TrialStore(directory / "trials", space.params)
+    if space.method == "grid":
+        ran = _grid(executor, space, str(config), store, window, on_trial)
+    else:
+        ran = _tpe(executor, space, str(config), store, window, on_trial, directory / "optuna.db", study_name)
+    return store, ran
+
+
+def _write_results(store: TrialStore, path: Path) -> None:
+    pa_csv.write_csv(store.table(), path)
+
+
+def _write_best(space: SweepSpace, store: TrialStore, path: Path) -> dict[str, Any] | None:
+    best = best_trial(space, store)
+    name, direction = next(iter(space.objectives.items()))
+    data: dict[str, Any] = {"objective": name, "direction": direction, "trial": None, "params": None, "metrics": None}
+    if best is not None:
+        data.update(trial=best["trial"], params=store.params_of(best),
+                    metrics={k: v for k, v in best.items() if k not in ("trial", "status", "error", *TIMING_COLUMNS)
+                             and not k.startswith("param.")})
+    if len(space.objectives) > 1:
+        data["pareto_trials"] = _pareto(space, store)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return best
+
+
+def _walk_forward(
+    executor: RayExecutor, space: SweepSpace, config_path: Path, config: RunConfig, out: Path, on_trial: OnTrial,
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None, int]:
+    assert space.walk_forward is not None
+    wf_dir = out / "walk_forward"
+    fold_rows: list[dict[str, Any]] = []
+    curves: list[list[tuple[int, float]]] = []
+    best: dict[str, Any] | None = None
+    ran = 0
+    for fold in folds(space.walk_forward, data_span(config)):
+        fold_dir = wf_dir / f"fold-{fold.index:02d}"
+        store, n = _optimise(executor, space, config_path, fold_dir, fold.window("train"), on_trial,
+                             f"fold-{fold.index:02d}")
+        ran += n
+        best = best_trial(space, store)
+        row: dict[str, Any] = {
+            "fold": fold.index, "train_start": format_ns(fold.train_start), "train_end": format_ns(fold.train_end),
+            "test_end": format_ns(fold.test_end), "best_trial": None if best is None else best["trial"],
+        }
+        curve: list[tuple[int, float]] = []
+        if best is not None:
+            params = store.params_of(best)
+            spec = TrialSpec(fold.index, str(config_path), params, fold.window("test"), keep_equity=True)
+            (_, test), = executor.run([spec])
+            curve = test.pop("equity")
+            row.update({f"param.{k}": v for k, v in params.items()})
+            row.update({f"train_{k}": best[k] for k in space.objectives})
+            row.update({f"test_{k}": test[k] for k in ("status", "total_return", "sharpe", "max_drawdown", "fills")})
+        curves.append(curve)
+        fold_rows.append(row)
+    stitched, metrics = stitch(curves, config.initial_cash)
+    wf_dir.mkdir(parents=True, exist_ok=True)
+    with (wf_dir / "equity.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["fold", "ts", "equity"])
+        writer.writerows((k, ts, repr(e)) for k, ts, e in stitched)
+    columns = list(dict.fromkeys(k for r in fold_rows for k in r))
+    with (wf_dir / "folds.csv").open("w", newline="", encoding="utf-8") as fh:
+        dict_writer = csv.DictWriter(fh, columns)
+        dict_writer.writeheader()
+        dict_writer.writerows(fold_rows)
+    (wf_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    return metrics, fold_rows, best, ran
+
+
+def _stress(
+    executor: RayExecutor, space: SweepSpace, config_path: Path, config: RunConfig, params: dict[str, Any], out: Path
+) -> list[dict[str, Any]]:
+    variants = space.stress if space.stress is not None else default_variants(data_span(config))
+    specs = [
+        TrialSpec(i, str(config_path), params, stress=v.model_dump(mode="json")) for i, v in enumerate(variants)
+    ]
+    rows: dict[int, dict[str, Any]] = {}
+    for spec, row in executor.run(specs):
+        if row["status"] != "ok":
+            raise ConfigError(f"stress variant {variants[spec.number].name!r}: {row['error']}")
+        rows[spec.number] = row
+    report = [{"variant": v.name, **{k: rows[i][k] for k in STRESS_KEYS}} for i, v in enumerate(variants)]
+    (out / "stress.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def run_sweep(
+    config_path: str | Path,
+    space_path: str | Path,
+    out: str | Path | None = None,
+    *,
+    workers: int | None = None,
+    address: str | None = None,
+    stress: bool = False,
+    force: bool = False,
+    on_start: Callable[[int, int], None] | None = None,
+    on_trial: OnTrial | None = None,
+) -> SweepResult:
+    """Run (or resume) a sweep and write its outputs (see the module docstring).
+
+    Parameters
+    ----------
+    config_path, space_path
+        The run config and the space file.
+    out
+        Sweep directory; default ``runs/sweep-<config stem>``.
+    workers, address
+        Local Ray workers, or the address of an existing Ray cluster (:class:`RayExecutor`).
+    stress
+        Run the stress variants (the space's ``stress:`` block, or
+        :func:`~tradebus.sweep.stress.default_variants`) with the best parameters; also
+        done whenever the space has a ``stress:`` block.
+    force
+        Use a non-empty ``out`` that is not a sweep directory (its files are left alone).
+    on_start
+        Called with ``(total trials, trials already done)`` before the first trial.
+    on_trial
+        Called with each finished trial's row (progress).
+
+    Raises
+    ------
+    ConfigError
+        Invalid config or space, a parameter path that is not a config field, a sweep
+        directory of another sweep.
+    """
+    config_path = Path(config_path).resolve()
+    space_path = Path(space_path)
+    space = load_space(space_path)
+    config = load_config(config_path)
+    _check_paths(config_path, space, space_path)
+    out = Path(out) if out is not None else Path("runs") / f"sweep-{config_path.stem}"
+    _prepare(out, config_path, space_path, space, force)
+    callback: OnTrial = on_trial or (lambda row: None)
+    with RayExecutor(workers, address) as executor:
+        if space.walk_forward is not None:
+            wf_folds = folds(space.walk_forward, data_span(config))
+            total = space.total_trials() * len(wf_folds)
+            skipped = sum(
+                len(TrialStore(out / "walk_forward" / f"fold-{f.index:02d}" / "trials", space.params).done())
+                for f in wf_folds
+            )
+            if on_start is not None:
+                on_start(total, skipped)
+            metrics, fold_rows, best, ran = _walk_forward(executor, space, config_path, config, out, callback)
+            result = SweepResult(out, total, ran, skipped, best, walk_forward=metrics, folds=fold_rows)
+            best_params = None if best is None else {p.path: best[p.column] for p in space.params}
+        else:
+            store = TrialStore(out / "trials", space.params)
+            total, skipped = space.total_trials(), len(store.done())
+            if on_start is not None:
+                on_start(total, skipped)
+            store, ran = _optimise(executor, space, config_path, out, None, callback, "sweep")
+            _write_results(store, out / "results.csv")
+            best = _write_best(space, store, out / "best.json")
+            result = SweepResult(out, total, ran, skipped, best)
+            best_params = None if best is None else store.params_of(best)
+        if stress or space.stress is not None:
+            if best_params is None:
+                logger.warning("no trial succeeded: the stress variants were not run")
+            else:
+                result.stress = _stress(executor, space, config_path, config, best_params, out)
+    logger.info("sweep written to {} ({} trials run, {} resumed)", out, ran, skipped)
+    return result
+

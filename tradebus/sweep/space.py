@@ -1,0 +1,224 @@
+"""The search space of a sweep: a YAML file naming parameters by their dotted config path.
+
+Example::
+
+    method: tpe              # grid | tpe (Optuna's TPE; several objectives = multi-objective TPE)
+    seed: 7
+    trials: 40               # tpe: how many trials (grid: every point of the grid)
+    batch: 8                 # tpe: trials asked per round (see below)
+    objectives:              # metric of metrics.json -> maximize | minimize; the first picks "best"
+      sharpe: maximize
+      max_drawdown: minimize
+    params:                  # dotted paths into the run config, applied like --set
+      strategy.params.fast: [5, 10, 20]                      # a list: these values (categorical)
+      strategy.params.slow: {low: 40, high: 120, step: 20}   # ints: an integer range (both ends included)
+      venue.slippage_bps: {low: 0.0, high: 5.0, step: 2.5}   # floats: a float range
+      risk.max_position: {low: 0.1, high: 1.0, log: true}    # tpe only (a grid needs values or a step)
+    walk_forward: {train: 365d, test: 90d}                   # optional, see tradebus.sweep.walkforward
+    stress:                                                  # optional, see tradebus.sweep.stress
+      - {name: fees_x2, costs: 2}
+
+A grid enumerates the product of every parameter's values in the order the file lists
+them (the last parameter varies fastest); trial ``n`` is the ``n``-th point. TPE asks
+``batch`` trials at a time, each with a sampler seeded by ``(seed, trial number)``, runs
+them, and tells their results before asking the next round: the trials asked depend only
+on the seed and the results of earlier rounds, never on which worker finished first, so
+the same space and seed give the same trials on any number of workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+
+from tradebus.config import config_error_from
+from tradebus.errors import ConfigError
+from tradebus.sweep.stress import StressVariant
+from tradebus.sweep.trial import METRIC_COLUMNS
+from tradebus.sweep.walkforward import WalkForwardSpec
+
+__all__ = ["Param", "SweepSpace", "load_space"]
+
+Scalar = bool | int | float | str
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Param(_Model):
+    """One swept parameter: a list of ``values``, or a range ``low..high`` (``step``, ``log``)."""
+
+    path: str
+    values: list[Scalar] | None = None
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    log: bool = False
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> Param:
+        if self.values is not None:
+            if self.low is not None or self.high is not None or self.step is not None:
+                raise ValueError("give either a list of values or a range (low, high), not both")
+            if not self.values:
+                raise ValueError("the list of values is empty")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs 'low' and 'high' (or give a list of values)")
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        if self.step is not None and self.step <= 0:
+            raise ValueError(f"step must be > 0, got {self.step}")
+        if self.log and (self.low <= 0 or self.step is not None):
+            raise ValueError("a log range needs low > 0 and no step")
+        return self
+
+    @property
+    def column(self) -> str:
+        """Column name of this parameter in the results table."""
+        return f"param.{self.path}"
+
+    def grid_values(self) -> list[Scalar]:
+        """The values a grid takes: the list, or ``low, low + step, ... <= high``."""
+        if self.values is not None:
+            return list(self.values)
+        if self.step is None:
+            raise ConfigError(f"params.{self.path}: a grid needs a list of values or a 'step' for the range")
+        assert self.low is not None and self.high is not None
+        count = int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
+        points = [self.low + i * self.step for i in range(count)]
+        return [int(round(p)) for p in points] if self.integer else [round(p, 12) for p in points]
+
+    def distribution(self) -> Any:
+        """The Optuna distribution of this parameter."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        if self.values is not None:
+            return CategoricalDistribution(self.values)
+        assert self.low is not None and self.high is not None
+        if self.integer:
+            return IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
+
+    def arrow_type(self) -> str:
+        """``"int64"``, ``"float64"``, ``"bool"`` or ``"string"``: the results column's type."""
+        if self.values is None:
+            return "int64" if self.integer else "float64"
+        if all(isinstance(v, bool) for v in self.values):
+            return "bool"
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in self.values):
+            return "int64"
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in self.values):
+            return "float64"
+        return "string"
+
+
+class SweepSpace(_Model):
+    """A validated space file (see the module docstring)."""
+
+    method: Literal["grid", "tpe"] = "grid"
+    seed: int = 0
+    trials: PositiveInt | None = None
+    batch: PositiveInt = 8
+    objectives: dict[str, Literal["maximize", "minimize"]] = Field(default_factory=lambda: {"sharpe": "maximize"})
+    params: list[Param] = Field(min_length=1)
+    walk_forward: WalkForwardSpec | None = None
+    stress: list[StressVariant] | None = None
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _params_from_mapping(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        params = []
+        for path, spec in value.items():
+            if isinstance(spec, list):
+                params.append({"path": path, "values": spec})
+            elif isinstance(spec, dict):
+                bounds = [spec.get(k) for k in ("low", "high", "step") if spec.get(k) is not None]
+                integer = bool(bounds) and all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
+                params.append({"path": path, "integer": integer, **spec})
+            else:
+                params.append({"path": path, "values": [spec]})
+        return params
+
+    @model_validator(mode="after")
+    def _check(self) -> SweepSpace:
+        if not self.objectives:
+            raise ValueError("objectives: name at least one metric, e.g. {sharpe: maximize}")
+        for name in self.objectives:
+            if name not in METRIC_COLUMNS:
+                raise ValueError(f"objectives.{name}: not a metric; use one of {', '.join(METRIC_COLUMNS)}")
+        paths = [p.path for p in self.params]
+        if len(set(paths)) != len(paths):
+            raise ValueError(f"params: a path is listed twice in {paths}")
+        if self.method == "tpe" and self.trials is None:
+            raise ValueError("trials: a tpe sweep needs the number of trials")
+        if self.stress is not None:
+            names = [v.name for v in self.stress]
+            if len(set(names)) != len(names):
+                raise ValueError(f"stress: variant names must be unique, got {names}")
+        return self
+
+    @property
+    def directions(self) -> list[str]:
+        """Optuna directions of the objectives, in order."""
+        return list(self.objectives.values())
+
+    def grid(self) -> Iterator[dict[str, Scalar]]:
+        """The grid points in trial order, as ``{path: value}`` (lazily)."""
+        values = [p.grid_values() for p in self.params]
+        for point in itertools.product(*values):
+            yield dict(zip((p.path for p in self.params), point, strict=True))
+
+    def grid_size(self) -> int:
+        """Number of grid points."""
+        return math.prod(len(p.grid_values()) for p in self.params)
+
+    def total_trials(self) -> int:
+        """Trials of one optimisation: the grid size, or ``trials``."""
+        return self.grid_size() if self.method == "grid" else int(self.trials or 0)
+
+    def fingerprint(self) -> str:
+        """A hash of everything that decides the trials and their results (not the stress block)."""
+        data = self.model_dump(mode="json", exclude={"stress"})
+        return hashlib.sha256(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_space(path: str | Path) -> SweepSpace:
+    """Read and validate a space file.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, not YAML, or a field is invalid (naming the file and field).
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: space file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping (method, params, objectives, ...)")
+    try:
+        space = SweepSpace.model_validate(data)
+    except ValidationError as exc:
+        raise config_error_from(str(path), exc) from None
+    if space.method == "grid":
+        for param in space.params:
+            try:
+                param.grid_values()
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
+    return space

@@ -1,0 +1,287 @@
+"""Stress and robustness variants: shocks injected into replayed prices, and cost and latency multipliers.
+
+A :class:`StressVariant` combines any of:
+
+``flash_crash: {at, depth, recovery, instruments}``
+    From the first row at or after ``at`` (replay time, ``ts_init``), every price is
+    multiplied by ``1 - depth * (1 - (t - at) / recovery)``: a gap down of ``depth`` (0.3 =
+    30 %) that recovers linearly to the original prices over ``recovery`` (a duration,
+    ``"1d"``). A bar's open, high, low and close take the factor of the bar's time, so the
+    bar stays consistent. Prices outside ``[at, at + recovery)`` are unchanged.
+``vol_spike: {start, duration, factor, instruments}``
+    Inside ``[start, start + duration)`` every price ``x`` becomes ``a * (x / a) ** factor``,
+    ``a`` being the last price before the window (the first open or price inside it if there
+    is none): moves away from ``a`` are amplified (``factor`` 3 triples log-returns measured
+    from ``a``). After the window prices keep their original returns from where the shocked
+    path ended (every later price is multiplied by ``shocked end / original end``). The map
+    is increasing, so high stays the highest and low the lowest price of each bar.
+``costs: m``
+    Every fee rate (each instrument's maker and taker fee and fee tiers, the venue's
+    overrides) and the venue's slippage (``slippage_bps`` or the slippage model's
+    coefficients) multiplied by ``m`` (2 and 5 are the usual stresses).
+``latency: m``
+    The venue's ``latency_ns`` multiplied by ``m`` (a zero latency stays zero: set
+    ``venue.latency_ns`` in the config to stress it).
+
+``instruments`` (default: every instrument) limits a price shock to some instruments.
+Volumes and sizes are never changed. A variant with none of these is the ``baseline``.
+Shocks are applied to :meth:`Replay.batches` by :class:`StressedReplay` in the worker
+that runs the trial; the data in the catalog is never modified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator
+
+from tradebus.config import RunConfig, parse_duration, to_ns
+from tradebus.data.replay import ReplayBatch
+
+__all__ = [
+    "FlashCrash",
+    "StressVariant",
+    "StressedReplay",
+    "VolSpike",
+    "default_variants",
+    "scale_costs",
+    "scale_latency",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+class FlashCrash(_Model):
+    """A gap down of ``depth`` at ``at``, recovering linearly over ``recovery`` (see the module doc)."""
+
+    at: datetime | date
+    depth: float = Field(gt=0.0, lt=1.0)
+    recovery: str = "1d"
+    instruments: list[str] | None = None
+
+    @field_validator("recovery")
+    @classmethod
+    def _recovery_is_duration(cls, value: str) -> str:
+        return _check_duration(value)
+
+    def factor(self, ts: np.ndarray) -> np.ndarray:
+        """The price multiplier at each time of ``ts`` (int64 ns)."""
+        at = to_ns(self.at)
+        span = parse_duration(self.recovery)
+        elapsed = (ts - at).astype(np.float64)
+        inside = (ts >= at) & (ts < at + span)
+        return np.where(inside, 1.0 - self.depth * (1.0 - elapsed / span), 1.0)
+
+
+class VolSpike(_Model):
+    """Log-moves amplified by ``factor`` inside ``[start, start + duration)`` (see the module doc)."""
+
+    start: datetime | date
+    duration: str
+    factor: PositiveFloat
+    instruments: list[str] | None = None
+
+    @field_validator("duration")
+    @classmethod
+    def _duration_is_duration(cls, value: str) -> str:
+        return _check_duration(value)
+
+
+class StressVariant(_Model):
+    """One named stress scenario (see the module docstring); none of the fields set = baseline."""
+
+    name: str = Field(min_length=1)
+    flash_crash: FlashCrash | None = None
+    vol_spike: VolSpike | None = None
+    costs: PositiveFloat | None = None
+    latency: float | None = Field(default=None, ge=0.0)
+
+    @property
+    def shocks_prices(self) -> bool:
+        """Whether the variant changes the replayed data."""
+        return self.flash_crash is not None or self.vol_spike is not None
+
+    def apply_config(self, config: RunConfig) -> RunConfig:
+        """The config with this variant's cost and latency multipliers applied."""
+        if self.costs is not None:
+            config = scale_costs(config, self.costs)
+        if self.latency is not None:
+            config = scale_latency(config, self.latency)
+        return config
+
+    def wrap(self, replay: _Batched) -> _Batched:
+        """``replay`` with this variant's price shocks (itself when there are none)."""
+        shocks: list[_Shock] = []
+        if self.flash_crash is not None:
+            shocks.append(_FlashCrashShock(self.flash_crash))
+        if self.vol_spike is not None:
+            shocks.append(_VolSpikeShock(self.vol_spike))
+        return StressedReplay(replay, shocks) if shocks else replay
+
+
+def _scaled_fees(model: _Fees, multiplier: float) -> Any:
+    return model.model_copy(update={"maker_fee": model.maker_fee * multiplier, "taker_fee": model.taker_fee * multiplier})
+
+
+def scale_costs(config: RunConfig, multiplier: float) -> RunConfig:
+    """``config`` with every fee rate and the slippage multiplied by ``multiplier``.
+
+    Fees: each instrument's maker and taker rates and those of its ``fee_tiers``, and the
+    venue's overrides. Slippage: ``slippage_bps``, or a slippage model's ``bps``,
+    ``impact_bps`` and ``k`` (and its ``max_bps`` cap, so the multiplied cost is not clamped).
+    """
+    instruments = [
+        _scaled_fees(i, multiplier).model_copy(update={"fee_tiers": [_scaled_fees(t, multiplier) for t in i.fee_tiers]})
+        for i in config.instruments
+    ]
+    venue = config.venue
+    slippage = venue.slippage
+    if slippage is not None:
+        slippage = slippage.model_copy(update={
+            name: getattr(slippage, name) * multiplier for name in ("bps", "impact_bps", "k", "max_bps")
+        })
+    venue = venue.model_copy(update={
+        "slippage_bps": venue.slippage_bps * multiplier,
+        "slippage": slippage,
+        "maker_fee": None if venue.maker_fee is None else venue.maker_fee * multiplier,
+        "taker_fee": None if venue.taker_fee is None else venue.taker_fee * multiplier,
+    })
+    return config.model_copy(update={"instruments": instruments, "venue": venue})
+
+
+def scale_latency(config: RunConfig, multiplier: float) -> RunConfig:
+    """``config`` with the venue's ``latency_ns`` multiplied by ``multiplier`` (rounded to whole ns)."""
+    venue = config.venue.model_copy(update={"latency_ns": int(round(config.venue.latency_ns * multiplier))})
+    return config.model_copy(update={"venue": venue})
+
+
+def default_variants(span: tuple[int, int] | None) -> list[StressVariant]:
+    """The variants of ``--stress`` without a ``stress:`` block.
+
+    Baseline, costs ×2 and ×5, latency ×2 and ×5 and, when the data span is known, a 20 %
+    flash crash recovering over a day and a 7-day ×3 volatility spike, both at mid-span.
+    """
+    variants = [
+        StressVariant(name="baseline"),
+        StressVariant(name="costs_x2", costs=2.0),
+        StressVariant(name="costs_x5", costs=5.0),
+        StressVariant(name="latency_x2", latency=2.0),
+        StressVariant(name="latency_x5", latency=5.0),
+    ]
+    if span is not None:
+        mid = datetime.fromtimestamp((span[0] + span[1]) // 2 // 1_000_000_000, UTC).replace(minute=0, second=0)
+        variants.append(StressVariant(name="flash_crash_20pct", flash_crash=FlashCrash(at=mid, depth=0.2)))
+        variants.append(
+            StressVariant(name="vol_spike_x3_7d", vol_spike=VolSpike(start=mid, duration="7d", factor=3.0))
+        )
+    return variants
+
+
+# ---------------------------------------------------------------------------- replay transform
+
+
+class _Fees(Protocol):
+    maker_fee: float
+    taker_fee: float
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any: ...
+
+
+class _Batched(Protocol):
+    def batches(self) -> Iterable[Any]: ...
+
+
+class _Shock(Protocol):
+    def apply(self, batch: ReplayBatch) -> ReplayBatch: ...
+
+
+_PRICE_FIELDS = {"bars": ("open", "high", "low", "close"), "trades": ("price",)}
+
+
+def _with_prices(batch: ReplayBatch, prices: dict[str, np.ndarray]) -> ReplayBatch:
+    """A copy of ``batch`` with some price columns replaced."""
+    columns = {
+        name: getattr(batch, name)
+        for name in ("open", "high", "low", "close", "volume", "price", "size", "aggressor")
+        if getattr(batch, name) is not None
+    }
+    columns.update(prices)
+    return ReplayBatch(batch.source, batch.instrument_id, batch.kind, batch.ts_event, batch.ts_init, columns, batch.trade_id)
+
+
+def _last_price(batch: ReplayBatch, row: int) -> float:
+    return float((batch.close if batch.kind == "bars" else batch.price)[row])  # type: ignore[index]
+
+
+class _FlashCrashShock:
+    def __init__(self, spec: FlashCrash) -> None:
+        self.spec = spec
+        self.start = to_ns(spec.at)
+        self.end = self.start + parse_duration(spec.recovery)
+        self.only = None if spec.instruments is None else set(spec.instruments)
+
+    def apply(self, batch: ReplayBatch) -> ReplayBatch:
+        ts = batch.ts_init
+        if (self.only is not None and batch.instrument_id not in self.only) or ts[-1] < self.start or ts[0] >= self.end:
+            return batch
+        factor = self.spec.factor(ts)
+        return _with_prices(batch, {f: getattr(batch, f) * factor for f in _PRICE_FIELDS[batch.kind]})
+
+
+class _VolSpikeShock:
+    def __init__(self, spec: VolSpike) -> None:
+        self.factor = spec.factor
+        self.start = to_ns(spec.start)
+        self.end = self.start + parse_duration(spec.duration)
+        self.only = None if spec.instruments is None else set(spec.instruments)
+        self.anchor: dict[str, float] = {}
+        self.level: dict[str, float] = {}  # after the window: shocked end / original end
+
+    def apply(self, batch: ReplayBatch) -> ReplayBatch:
+        iid = batch.instrument_id
+        if self.only is not None and iid not in self.only:
+            return batch
+        ts = batch.ts_init
+        lo = int(np.searchsorted(ts, self.start, side="left"))
+        hi = int(np.searchsorted(ts, self.end, side="left"))
+        if lo > 0 and iid not in self.level:
+            self.anchor[iid] = _last_price(batch, lo - 1)
+        if lo == hi and iid not in self.level:
+            return batch  # entirely before the window
+        fields = _PRICE_FIELDS[batch.kind]
+        prices = {f: np.array(getattr(batch, f), dtype=np.float64) for f in fields}
+        if hi > lo:
+            anchor = self.anchor.setdefault(iid, float(prices[fields[0]][lo]))
+            for f in fields:
+                prices[f][lo:hi] = anchor * (prices[f][lo:hi] / anchor) ** self.factor
+            original = _last_price(batch, hi - 1)
+            self.level[iid] = float(prices[fields[-1]][hi - 1]) / original
+        if hi < len(ts) and iid in self.level:
+            for f in fields:
+                prices[f][hi:] *= self.level[iid]
+        return _with_prices(batch, prices)
+
+
+class StressedReplay:
+    """A replay whose batches pass through price shocks (in order) before the kernel sees them."""
+
+    def __init__(self, replay: _Batched, shocks: list[_Shock]) -> None:
+        self.replay = replay
+        self.shocks = shocks
+
+    def batches(self) -> Iterator[ReplayBatch]:
+        """The inner replay's batches, shocked."""
+        for batch in self.replay.batches():
+            for shock in self.shocks:
+                batch = shock.apply(batch)
+            yield batch

@@ -1,0 +1,150 @@
+"""Walk-forward optimisation windows and the stitching of their out-of-sample results.
+
+``walk_forward: {train: 365d, test: 90d}`` in a space file splits the data span (the
+config's ``data.start``/``data.end``, else the catalog datasets' first and last rows,
+or ``start``/``end`` given here) into folds::
+
+    fold k: train [s + k*test, s + k*test + train)   test [train end, train end + test)
+
+while a whole test window fits before the end. Each fold runs the space's optimisation
+(grid or TPE) on its train window, takes the best trial by the first objective and runs
+it once on the test window. Test windows do not overlap, and each starts flat with the
+config's starting cash (its strategy warms up inside the window, as a fresh deployment
+would). The stitched out-of-sample equity chains the test windows' returns: fold k's
+curve is scaled so that it starts where fold k-1's ended.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from tradebus.config import RunConfig, parse_duration, to_ns
+from tradebus.data.catalog import Catalog
+from tradebus.engine.kernel import EquitySample
+from tradebus.errors import ConfigError, DataError
+from tradebus.reports.metrics import daily_returns, format_ns, max_drawdown
+
+__all__ = ["Fold", "WalkForwardSpec", "data_span", "folds", "stitch"]
+
+_ANNUAL = math.sqrt(365.0)
+
+
+class WalkForwardSpec(BaseModel):
+    """Train and test window lengths (durations), optional span limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    train: str
+    test: str
+    start: datetime | date | None = None
+    end: datetime | date | None = None
+
+    @field_validator("train", "test")
+    @classmethod
+    def _is_duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Fold:
+    """One walk-forward fold: ``[train_start, train_end)`` then ``[train_end, test_end)`` (ns)."""
+
+    index: int
+    train_start: int
+    train_end: int
+    test_end: int
+
+    def window(self, part: str) -> tuple[int, int]:
+        """``(start, end)`` of ``"train"`` or ``"test"``."""
+        return (self.train_start, self.train_end) if part == "train" else (self.train_end, self.test_end)
+
+
+def data_span(config: RunConfig) -> tuple[int, int] | None:
+    """``(start, end)`` ns of the config's data: its ``data.start``/``end``, else the catalog manifests.
+
+    ``None`` when a bound is unknown (a file source without ``data.start``/``end``).
+    The end is exclusive (one past the last row).
+    """
+    start, end = config.data.start_ns, config.data.end_ns
+    if start is not None and end is not None:
+        return start, end
+    firsts, lasts = [], []
+    for source in config.data.sources:
+        if source.dataset is None or config.data.catalog is None:
+            return None
+        try:
+            manifest = Catalog(config.data.catalog).manifest(*source.catalog_key)
+        except DataError:
+            return None
+        firsts.append(manifest.start_ns)
+        lasts.append(manifest.end_ns + 1)
+    return (start if start is not None else min(firsts)), (end if end is not None else max(lasts))
+
+
+def folds(spec: WalkForwardSpec, span: tuple[int, int] | None) -> list[Fold]:
+    """The folds of ``spec`` over ``span`` (overridden by the spec's own start/end).
+
+    Raises
+    ------
+    ConfigError
+        The span is unknown or too short for one fold.
+    """
+    start = to_ns(spec.start) if spec.start is not None else (span[0] if span else None)
+    end = to_ns(spec.end) if spec.end is not None else (span[1] if span else None)
+    if start is None or end is None:
+        raise ConfigError("walk_forward: the data span is unknown; give data.start and data.end in the config")
+    train, test = parse_duration(spec.train), parse_duration(spec.test)
+    out = []
+    k = 0
+    while start + k * test + train + test <= end:
+        s = start + k * test
+        out.append(Fold(k, s, s + train, s + train + test))
+        k += 1
+    if not out:
+        raise ConfigError(
+            f"walk_forward: train {spec.train} + test {spec.test} does not fit in the data span "
+            f"{format_ns(start)} .. {format_ns(end)}"
+        )
+    return out
+
+
+def stitch(
+    curves: Sequence[Sequence[tuple[int, float]]], initial_cash: float
+) -> tuple[list[tuple[int, int, float]], dict[str, Any]]:
+    """Chain out-of-sample equity curves; return ``[(fold, ts, equity)]`` and their metrics.
+
+    Each curve is ``[(ts, equity)]`` of a run that started with ``initial_cash``; fold k's
+    equity is multiplied by (stitched equity at the end of fold k-1) / ``initial_cash``.
+    Metrics: ``total_return``, ``max_drawdown`` (from ``initial_cash``), ``sharpe``
+    (daily returns, 365 days, ``None`` with fewer than two days or no variation).
+    """
+    stitched: list[tuple[int, int, float]] = []
+    level = initial_cash
+    for k, curve in enumerate(curves):
+        scale = level / initial_cash
+        stitched.extend((k, ts, equity * scale) for ts, equity in curve)
+        if curve:
+            level = curve[-1][1] * scale
+    samples = [EquitySample(ts, equity, 0.0, 0.0, 0.0, 0.0, 0.0) for _, ts, equity in stitched]
+    returns = [r for r in daily_returns(samples, initial_cash) if math.isfinite(r)]
+    sharpe = None
+    if len(returns) >= 2:
+        mean = sum(returns) / len(returns)
+        std = math.sqrt(sum((r - mean) ** 2 for r in returns) / (len(returns) - 1))
+        sharpe = mean / std * _ANNUAL if std > 0.0 else None
+    metrics = {
+        "folds": len(curves),
+        "initial_cash": initial_cash,
+        "final_equity": level,
+        "total_return": level / initial_cash - 1.0,
+        "max_drawdown": max_drawdown([initial_cash] + [e for _, _, e in stitched]),
+        "sharpe": sharpe,
+    }
+    return stitched, metrics
