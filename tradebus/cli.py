@@ -41,6 +41,7 @@ from rich.table import Table
 
 from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
+from tradebus.node.recording_import import import_recording_cmd
 from tradebus.data.perpetual import read_funding_rates, read_mark_prices
 from tradebus.data.replay import Replay, ReplaySource
 from tradebus.engine.messages import FundingRate, MarkPrice
@@ -64,6 +65,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+data_app.command("import-recording")(import_recording_cmd)
 app.add_typer(data_app, name="data", help="Import and inspect market data in the Parquet catalog.")
 app.add_typer(research_app, name="research", help="Datasets, labels, purged CV, walk-forward, lookahead, alpha.")
 features_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Feature kinds of the feature bank.")
