@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tradebus.adapters.binance.client import BinanceFeed  # noqa: E402
+from tradebus.adapters.binance.client import BinanceRouter  # noqa: E402
 from tradebus.adapters.binance.config import BinanceConfig, BinanceMarket  # noqa: E402
 from tradebus.adapters.binance.parse import (  # noqa: E402
     parse_agg_trade,
@@ -114,7 +114,7 @@ def binance_feed(repeat: int) -> dict[str, float]:
     def run() -> tuple[int, float]:
         total = 0.0
         for _ in range(loops):
-            feed = BinanceFeed(cfg, _noop)  # fresh de-dup memory: every trade is new
+            feed = BinanceRouter(cfg, _noop)  # fresh de-dup memory: every trade is new
             on_frame = feed.on_frame
             t0 = time.perf_counter()
             for ts, raw in frames:

@@ -6,13 +6,16 @@
 
 ``backtest`` validates the config (before any data is read), checks every data
 row, runs the kernel, and writes ``fills.csv``, ``orders.csv``, ``equity.csv``,
-``metrics.json`` and ``config.yaml`` (the resolved config) into the output
-directory. A run writes only its own files there
+``trades.csv``, ``prices.csv``, ``metrics.json`` and ``config.yaml`` (the resolved
+config) into the output directory, then prints the run summary
+(:mod:`tradebus.reports.summary`); ``--report`` adds ``tearsheet.html``
+(``tradebus report``, :mod:`tradebus.reports.cli`, writes it for any run directory).
+A run writes only its own files there
 (:data:`tradebus.reports.writers.OWN_FILES`) and never deletes anything: an output
 directory holding other files is refused (exit 2, naming them) unless ``--force``
 (then they are left untouched); a failed run changes nothing (see
 :class:`tradebus.reports.writers.RunDirectory`). ``paper`` and ``replay`` take the
-same ``--out`` and ``--force``.
+same ``--out`` and ``--force`` (``paper`` also ``--report``).
 
 Exit codes: 0 success, 2 invalid config (unknown key, bad value, missing file),
 3 invalid data (unsorted or duplicate timestamps, bad prices, ...), 1 any other
@@ -38,13 +41,14 @@ from rich.table import Table
 
 from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
+from tradebus.node.recording_import import import_recording_cmd
 from tradebus.data.perpetual import read_funding_rates, read_mark_prices
 from tradebus.data.replay import Replay, ReplaySource
 from tradebus.config import RunConfig, dump_config, load_config, parse_duration, strategy_entries
 from tradebus.engine.messages import FundingRate, MarkPrice
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import ConfigError, DataError, FeatureError, TradebusError
-from tradebus.reports.metrics import compute_metrics
+from tradebus.reports.cli import report
 from tradebus.node.cli import live, live_kill, live_resume
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
@@ -61,10 +65,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+data_app.command("import-recording")(import_recording_cmd)
 app.add_typer(data_app, name="data", help="Import and inspect market data in the Parquet catalog.")
 app.add_typer(research_app, name="research", help="Datasets, labels, purged CV, walk-forward, lookahead, alpha.")
 features_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Feature kinds of the feature bank.")
 app.add_typer(features_app, name="features")
+app.command("report")(report)
 app.command(name="live")(live)
 app.command(name="live-kill")(live_kill)
 app.command(name="live-resume")(live_resume)
@@ -113,6 +119,7 @@ def _root(
 #: Exit code per error class (most specific first).
 EXIT_CODES: tuple[tuple[type[TradebusError], int], ...] = ((ConfigError, 2), (DataError, 3), (TradebusError, 1))
 
+_REPORT_HELP = "Also write the HTML tearsheet (tearsheet.html) into the output directory."
 _FORCE_HELP = (
     "Write into an --out directory that holds files the run does not write (they are left untouched; "
     "without --force such a directory is refused, exit 2)."
@@ -301,27 +308,12 @@ def progress_for(console: Console, total: int) -> LazyProgress | None:
     return LazyProgress(console, total, after_s=_PROGRESS_AFTER_S)
 
 
-def _summary(metrics: dict[str, Any], out: Path) -> Table:
-    table = Table(title=f"backtest -> {out}", show_header=True, header_style="bold")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    percent = {"total_return", "cagr", "annualised_volatility", "max_drawdown", "hit_rate", "exposure"}
-    reasons = metrics.get("null_reasons", {})
-    for key, value in metrics.items():
-        if key == "null_reasons":
-            continue
-        if value is None:
-            text = f"- ({reasons[key]})" if key in reasons else "-"
-        elif key in percent:
-            text = f"{value * 100:,.2f} %"
-        elif isinstance(value, float):
-            text = f"{value:,.4f}"
-        elif isinstance(value, list):
-            text = ", ".join(str(v) for v in value)
-        else:
-            text = f"{value:,}" if isinstance(value, int) else str(value)
-        table.add_row(key, text)
-    return table
+def _print_summary(console: Console, out: Path, title: str) -> None:
+    from tradebus.reports.rundata import load_run
+    from tradebus.reports.summary import summary_tables
+
+    for table in summary_tables(load_run(out), f"{title} -> {out}"):
+        console.print(table)
 
 
 def _fail(exc: TradebusError, console: Console) -> None:
@@ -339,8 +331,9 @@ def backtest(
     force: Annotated[bool, typer.Option("--force", help=_FORCE_HELP)] = False,
     set_: Overrides = None,
     log_level: LogLevel = "WARNING",
+    report_: Annotated[bool, typer.Option("--report", help=_REPORT_HELP)] = False,
 ) -> None:
-    """Run a backtest and write fills, orders, equity, metrics and the resolved config."""
+    """Run a backtest and write fills, orders, equity, trades, metrics and the resolved config."""
     setup_logging(log_level)
     console = Console()
     err = Console(stderr=True)
@@ -352,15 +345,21 @@ def backtest(
         return progress
 
     try:
-        _, metrics, out_dir = run_backtest(
-            config, out, force=force, on_batch_factory=factory, overrides=set_ or ()
-        )
+        _, _, out_dir = run_backtest(config, out, force=force, on_batch_factory=factory, overrides=set_ or ())
+        if report_:
+            _write_tearsheet(out_dir)
     except TradebusError as exc:
         _fail(exc, err)
     finally:
         if progress is not None:
             progress.close()
-    console.print(_summary(metrics, out_dir))
+    _print_summary(console, out_dir, "backtest")
+
+
+def _write_tearsheet(out_dir: Path) -> None:
+    from tradebus.reports.tearsheet import write_tearsheet
+
+    logger.info("tearsheet written to {}", write_tearsheet(out_dir))
 
 
 @app.command()
@@ -372,17 +371,24 @@ def paper(
     max_messages: Annotated[int | None, typer.Option(help="Stop after this many market-data messages.")] = None,
     set_: Overrides = None,
     log_level: LogLevel = "INFO",
+    report_: Annotated[bool, typer.Option("--report", help=_REPORT_HELP + " Needs --out.")] = False,
 ) -> None:
     """Run the paper-trading daemon (live market data, simulated fills) until SIGINT/SIGTERM."""
     from tradebus.node.daemon import run_paper
 
     setup_logging(log_level, "{time:HH:mm:ss.SSS} {level} {message}")
     try:
+        if report_ and out is None:
+            raise ConfigError("--report writes the tearsheet into the run outputs: give --out too")
         run_paper(
             config, out, max_seconds=max_seconds, max_messages=max_messages, force=force, overrides=set_ or ()
         )
+        if report_ and out is not None:
+            _write_tearsheet(out)
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
+    if out is not None:
+        _print_summary(Console(), out, "paper")
 
 
 @app.command()
@@ -404,7 +410,7 @@ def replay(
         result, out_dir = run_playback(recording, config, out, force=force, overrides=set_ or ())
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
-    Console().print(_summary(compute_metrics(result), out_dir))
+    _print_summary(Console(), out_dir, "replay")
 
 
 @app.command()

@@ -203,7 +203,7 @@ class DataSourceConfig(_Model):
     """
 
     instrument: str = Field(min_length=1)
-    kind: Literal["bars", "trades"] = "bars"
+    kind: Literal["bars", "trades", "quotes", "book", "mark_prices", "funding_rates", "open_interest"] = "bars"
     dataset: str | None = None
     file: Path | None = None
     interval: str | None = None

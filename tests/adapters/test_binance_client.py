@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tradebus.adapters.binance.client import BinanceClient, BinanceFeed, HttpDepthFetcher
+from tradebus.adapters.binance.client import BinanceClient, BinanceRouter, HttpDepthFetcher
 from tradebus.adapters.binance.config import BinanceConfig, BinanceMarket
 from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
@@ -156,7 +156,7 @@ async def test_recording_replays_through_the_same_path_into_identical_messages(t
             client = BinanceClient(cfg, out.append, policy(), recorder=rec)
             await run_until(client, lambda: client.frames >= len(SPOT_FRAMES))
     replayed: list[Any] = []
-    BinanceFeed(cfg, replayed.append).replay(read_frames(path))
+    BinanceRouter(cfg, replayed.append).replay(read_frames(path))
     assert len(out) > 2000
     assert [type(m) for m in replayed] == [type(m) for m in out]
     for a, b in zip(replayed, out, strict=True):
@@ -204,6 +204,6 @@ async def test_rejected_streams_stop_the_client_with_subscription_rejected() -> 
 def test_error_reply_to_a_request_is_a_rejected_subscription() -> None:
     from tradebus.adapters.common.policy import SubscriptionRejected
 
-    feed = BinanceFeed(BinanceConfig(symbols=["BTCUSDT"], channels=["trade"]), lambda m: None)
+    feed = BinanceRouter(BinanceConfig(symbols=["BTCUSDT"], channels=["trade"]), lambda m: None)
     with pytest.raises(SubscriptionRejected, match=r"binance rejected request id=3 \(streams \['btcusdt@trade'\]\): code 2 Invalid request"):
         feed.on_frame('{"error":{"code":2,"msg":"Invalid request: invalid stream"},"id":3}', 1)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tradebus.adapters.binance.client import BinanceFeed
+from tradebus.adapters.binance.client import BinanceRouter
 from tradebus.adapters.binance.config import BinanceConfig, BinanceMarket
 from tradebus.adapters.binance.parse import (
     StreamKind,
@@ -24,6 +24,7 @@ from tradebus.adapters.binance.parse import (
     split_stream,
     stream_kind,
 )
+from tradebus.adapters.common.parsing import FrameError
 from tradebus.engine.messages import (
     Bar,
     BookDelta,
@@ -154,15 +155,15 @@ def test_stream_kind_and_split_stream() -> None:
 @pytest.mark.parametrize(
     ("mutation", "match"),
     [
-        (lambda r: r.replace('"p":"61837.63000000"', '"p":"-1"'), "must be > 0"),
-        (lambda r: r.replace('"p":"61837.63000000"', '"p":"abc"'), "Expected `float`"),
-        (lambda r: r.replace('"t":3735683259,', ""), "missing required field `t`"),
-        (lambda r: r[: len(r) // 2], "trade frame rejected"),
+        (lambda r: r.replace('"p":"61837.63000000"', '"p":"-1"'), r"data\.p: -1\.0: expected > 0"),
+        (lambda r: r.replace('"p":"61837.63000000"', '"p":"abc"'), r"data\.p: Expected `float`, got `str` \(frame"),
+        (lambda r: r.replace('"t":3735683259,', ""), r"data: Object missing required field `t`"),
+        (lambda r: r[: len(r) // 2], r"\(frame\): Input data was truncated"),
     ],
 )
 def test_parse_trade_rejects_bad_frames_with_a_reason(spot: list[tuple[int, str]], mutation: Any, match: str) -> None:
     _, raw = first(spot, "@trade")
-    with pytest.raises(ParseError, match=match):
+    with pytest.raises(FrameError, match=r"^Binance btcusdt@trade frame rejected: .*" + match):
         parse_trade(mutation(raw), 1, IID)
 
 
@@ -171,7 +172,7 @@ def test_parse_trade_rejects_bad_frames_with_a_reason(spot: list[tuple[int, str]
 
 def run_feed(config: BinanceConfig, frames: list[tuple[int, str]], snapshot_symbol: str | None = None) -> Counter:
     out: list[Any] = []
-    feed = BinanceFeed(config, out.append)
+    feed = BinanceRouter(config, out.append)
     recs = [
         (ts, f"rest:{snapshot_symbol}" if raw.startswith('{"lastUpdateId"') else "ws", raw) for ts, raw in frames
     ]
@@ -263,7 +264,7 @@ def test_fuzzed_real_frames_are_parsed_or_rejected_and_never_corrupt_the_book(sp
     rng = random.Random(1234)
     cfg = BinanceConfig(symbols=["BTCUSDT"], channels=["trade", "bookTicker", "depth"])
     out: list[Any] = []
-    feed = BinanceFeed(cfg, out.append)
+    feed = BinanceRouter(cfg, out.append)
     sync = feed.books["BTCUSDT"]
     outcomes = Counter()
     for ts, raw in spot[:1500]:
@@ -300,8 +301,8 @@ def test_fuzzed_depth_frames_never_leave_a_synced_book_different_from_a_clean_on
     """
     rng = random.Random(7)
     cfg = BinanceConfig(symbols=["BTCUSDT"], channels=["depth"])
-    clean = BinanceFeed(cfg, lambda m: None)
-    dirty = BinanceFeed(cfg, lambda m: None)
+    clean = BinanceRouter(cfg, lambda m: None)
+    dirty = BinanceRouter(cfg, lambda m: None)
     for ts, raw in spot[:1500]:
         if raw.startswith('{"lastUpdateId"'):
             clean.on_snapshot_frame(raw, ts, "BTCUSDT")
@@ -341,11 +342,11 @@ def _with_level(raw: str, side: str, level: list[str]) -> str:
 @pytest.mark.parametrize(
     ("side", "level", "match"),
     [
-        ("b", ["-61000.00", "1.0"], r"b\[1\] = \[-61000.0, 1.0\]: expected price > 0"),
-        ("a", ["NaN", "1.0"], r"a\[1\] = \[nan, 1.0\]: expected price > 0"),
-        ("b", ["61000.00", "-0.5"], r"b\[1\] = \[61000.0, -0.5\]: expected price > 0 and size >= 0"),
+        ("b", ["-61000.00", "1.0"], r"data\.b\[1\]: \[-61000.0, 1.0\]: expected price > 0"),
+        ("a", ["NaN", "1.0"], r"data\.a\[1\]: \[nan, 1.0\]: expected price > 0"),
+        ("b", ["61000.00", "-0.5"], r"data\.b\[1\]: \[61000.0, -0.5\]: expected price > 0 and size >= 0"),
         ("a", ["61000.00", "Infinity"], r"a\[1\]"),
-        ("b", ["61000.00", "lots"], r"btcusdt@depth@100ms depthUpdate frame rejected: Expected `float`"),
+        ("b", ["61000.00", "lots"], r"btcusdt@depth@100ms frame rejected: data\.b\[1\]\[1\]: Expected `float`"),
     ],
     ids=["negative-price", "nan-price", "negative-size", "inf-size", "unparsable-size"],
 )
@@ -361,7 +362,7 @@ def test_depth_level_is_validated_at_parse_time_naming_stream_and_field(
 def test_malformed_depth_frame_is_skipped_and_the_book_resyncs(spot: list[tuple[int, str]]) -> None:
     cfg = BinanceConfig(symbols=["BTCUSDT"], channels=["depth"])
     out: list[Any] = []
-    feed = BinanceFeed(cfg, out.append)
+    feed = BinanceRouter(cfg, out.append)
     sync = feed.books["BTCUSDT"]
     bad_done = False
     for ts, raw in spot[:600]:
@@ -384,5 +385,5 @@ def test_depth_snapshot_levels_are_validated(spot: list[tuple[int, str]]) -> Non
     ts, raw = first(spot, '"lastUpdateId"')
     msg = json.loads(raw)
     msg["asks"][2] = ["0", "1.0"]
-    with pytest.raises(ParseError, match=r"depth snapshot of BTCUSDT.BINANCE lastUpdateId=\d+: asks\[2\]"):
+    with pytest.raises(ParseError, match=r"Binance depth snapshot of BTCUSDT.BINANCE frame rejected: asks\[2\]: \[0.0, 1.0\]"):
         parse_depth_snapshot(json.dumps(msg), ts, IID)

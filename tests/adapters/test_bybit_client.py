@@ -15,6 +15,8 @@ from tradebus.adapters.common.policy import Backoff, ConnectionPolicy
 from tradebus.adapters.common.recorder import read_frames
 from tradebus.engine.messages import BookResynced, Trade
 
+from .waiting import run_until_replayed
+
 FIX = Path(__file__).parent.parent / "fixtures" / "bybit"
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "DOGEUSDT")
 BOOKS = [f"orderbook.200.{s}" for s in SYMBOLS]
@@ -31,19 +33,6 @@ def fast_policy(ping: float = 20.0) -> ConnectionPolicy:
     )
 
 
-async def run_until_replayed(server: LocalVenueServer, client: BybitClient, n_frames: int, extra: float = 0.1) -> None:
-    task = asyncio.create_task(client.run())
-    try:
-        for _ in range(1000):
-            await asyncio.sleep(0.01)
-            if server.cursor >= n_frames and all(client.parser.book_in_sync(t) for t in BOOKS):
-                await asyncio.sleep(extra)  # let the frames still in flight arrive
-                break
-    finally:
-        client.stop()
-        await task
-
-
 def reference() -> tuple[BybitParser, list[Trade]]:
     parser = BybitParser("linear")
     trades = [m for t, raw in capture() for m in parser.parse_frame(raw, t) if isinstance(m, Trade)]
@@ -57,7 +46,7 @@ async def test_dropped_connection_reconnects_resyncs_books_with_no_lost_or_dupli
     out: list = []
     async with LocalVenueServer(protocol, frames, faults, resume_overlap=60, lifetime=30.0) as server:
         client = BybitClient(out.append, topics=TOPICS, url=server.ws_url, policy=fast_policy())
-        await run_until_replayed(server, client, len(frames))
+        await run_until_replayed(client, frames[-1][1], lambda: all(client.parser.book_in_sync(t) for t in BOOKS))
     assert client.connections == 2
     ref, ref_trades = reference()
     for topic in BOOKS:
@@ -77,7 +66,7 @@ async def test_corrupted_update_id_makes_the_client_resubscribe_and_resync() -> 
     out: list = []
     async with LocalVenueServer(protocol, frames, faults, lifetime=30.0) as server:
         client = BybitClient(out.append, topics=TOPICS, url=server.ws_url, policy=fast_policy(ping=0.05))
-        await run_until_replayed(server, client, len(frames), extra=0.2)
+        await run_until_replayed(client, frames[-1][1], lambda: all(client.parser.book_in_sync(t) for t in BOOKS))
         sent = [json.loads(m) for m in server.sessions[0].received]
     assert client.connections == 1 and client.resubscriptions == 1
     assert {"op": "unsubscribe", "args": ["orderbook.200.ETHUSDT"]} in sent

@@ -137,9 +137,11 @@ async def test_silence_fault_sends_nothing_for_the_given_time() -> None:
 
 async def test_server_stops_by_itself_after_its_lifetime() -> None:
     srv = LocalVenueServer(BinanceProtocol(SNAPSHOT), FRAMES, lifetime=0.2)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     await srv.start()
-    await asyncio.sleep(0.5)
-    assert srv._server is None
+    await asyncio.wait_for(srv.wait_stopped(), 5)
+    assert loop.time() - started >= 0.2 and srv._server is None
     with pytest.raises(OSError):
         async with connect(srv.ws_url + STREAMS, open_timeout=1):
             pass

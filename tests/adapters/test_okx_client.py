@@ -14,6 +14,8 @@ from tradebus.adapters.okx.emulator import OkxProtocol
 from tradebus.adapters.okx.parse import OkxParser
 from tradebus.engine.messages import BookResynced, Trade
 
+from .waiting import run_until_replayed
+
 FIX = Path(__file__).parent.parent / "fixtures" / "okx"
 INSTS = ("BTC-USD-220527", "UNI-USD-SWAP", "BTC-USDT")
 PAIRS = [(ch, inst) for ch in ("books", "trades", "tickers") for inst in INSTS]
@@ -27,20 +29,6 @@ def fast_policy() -> ConnectionPolicy:
     return ConnectionPolicy(
         backoff=Backoff(base=0.05, cap=0.1, min_delay=0.01, seed=3), keepalive=okx_keepalive(25.0), stale_after=10.0
     )
-
-
-async def run_until_replayed(server: LocalVenueServer, client: OkxClient, n_frames: int) -> None:
-    task = asyncio.create_task(client.run())
-    try:
-        for _ in range(1000):
-            await asyncio.sleep(0.01)
-            done = server.cursor >= n_frames and all(client.parser.book_in_sync(i) for i in INSTS)
-            if done:
-                await asyncio.sleep(0.1)  # let the frames still in flight arrive
-                break
-    finally:
-        client.stop()
-        await task
 
 
 def raw_state(parser: OkxParser, inst: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -63,7 +51,7 @@ async def test_dropped_connection_reconnects_resyncs_books_with_no_lost_or_dupli
     out: list = []
     async with LocalVenueServer(protocol, frames, faults, resume_overlap=25, lifetime=30.0) as server:
         client = OkxClient(out.append, subscriptions=PAIRS, url=server.ws_url, policy=fast_policy())
-        await run_until_replayed(server, client, len(frames))
+        await run_until_replayed(client, frames[-1][1], lambda: all(client.parser.book_in_sync(i) for i in INSTS))
     assert client.connections == 2
     ref, ref_trades = reference()
     for inst in INSTS:
@@ -85,7 +73,7 @@ async def test_corrupted_checksum_makes_the_client_resubscribe_and_resync() -> N
     out: list = []
     async with LocalVenueServer(protocol, frames, faults, lifetime=30.0) as server:
         client = OkxClient(out.append, subscriptions=PAIRS, url=server.ws_url, policy=fast_policy())
-        await run_until_replayed(server, client, len(frames))
+        await run_until_replayed(client, frames[-1][1], lambda: all(client.parser.book_in_sync(i) for i in INSTS))
         sent = [json.loads(m) for m in server.sessions[0].received if m.startswith("{")]
     assert client.connections == 1 and client.resubscriptions == 1
     assert {"op": "unsubscribe", "args": [{"channel": "books", "instId": "BTC-USDT"}]} in sent

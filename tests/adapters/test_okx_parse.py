@@ -223,7 +223,7 @@ def test_garbled_book_frame_raises_and_leaves_the_book_untouched() -> None:
     sync = parser.book("BTC-USDT")
     before = sync.rule.raw_levels(sync.book)
     raw = frames[cut][1]
-    with pytest.raises(ParseError, match="OKX frame") as err:
+    with pytest.raises(ParseError, match="OKX books frame rejected") as err:
         parser.parse_frame(raw[: len(raw) // 2], frames[cut][0])
     assert '"instId":"BTC-USDT"' in str(err.value) and "truncated" in str(err.value)
     assert sync.rule.raw_levels(sync.book) == before and parser.book_in_sync("BTC-USDT")

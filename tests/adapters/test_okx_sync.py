@@ -240,7 +240,10 @@ def test_wrong_checksum_on_update_emits_nothing_and_resyncs() -> None:
 
 
 def test_update_missing_checksum_or_seq_fields_of_its_snapshot_is_rejected() -> None:
-    for missing, message in (("checksum", "without 'checksum'"), ("seqId", "without 'seqId'")):
+    for missing, message in (
+        ("checksum", r"data\[0\]\.checksum: missing in an update"),
+        ("seqId", r"data\[0\]\.seqId: seqId/prevSeqId missing in an update"),
+    ):
         parser = OkxParser(verify_checksum=False)
         parser.parse_frame(frame("snapshot", [["101", "1"]], [["99", "1"]], 10, -1, checksum=5), 1)
         update = json.loads(frame("update", [["101", "2"]], [], 11, 10, checksum=7))
@@ -253,7 +256,7 @@ def test_update_missing_checksum_or_seq_fields_of_its_snapshot_is_rejected() -> 
 
 def test_snapshot_with_prev_seq_id_is_rejected() -> None:
     parser = OkxParser()
-    with pytest.raises(ParseError, match="prevSeqId 4, expected -1"):
+    with pytest.raises(ParseError, match=r"OKX books frame rejected: data\[0\]\.prevSeqId: 4: expected -1 in a snapshot"):
         parser.parse_frame(frame("snapshot", [["101", "1"]], [["99", "1"]], 10, 4), 1)
     assert not parser.book_in_sync(INST) and parser.resync_requests == [(KEY, "malformed snapshot")]
 

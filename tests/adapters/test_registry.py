@@ -65,3 +65,30 @@ def test_venue_channel_rules_come_from_the_venue_package(
     else:
         with pytest.raises(ValueError, match=error):
             build()
+
+
+@pytest.mark.parametrize(
+    ("venue", "market", "keys", "error"),
+    [
+        ("binance", "usdm", {"depth_speed": "0ms", "snapshot_fetcher": "http"}, None),
+        ("binance", "spot", {"depth_speed": "0ms"}, r"depth_speed: '0ms' is not offered on binance spot"),
+        ("binance", "spot", {"snapshot_fetcher": "curl"}, r"snapshot_fetcher: Input should be 'ccxt' or 'http' \(got 'curl'\)"),
+        ("binance", "spot", {"depth_sped": "100ms"}, r"depth_sped: unknown key \(not one of a binance feed's: .*depth_speed"),
+        ("okx", "spot", {"depth_speed": "100ms"}, r"depth_speed: unknown key \(not one of an okx feed's: backoff, "),
+        ("bybit", "linear", {"snapshot_fetcher": "ccxt"}, r"snapshot_fetcher: unknown key \(not one of a bybit feed's"),
+    ],
+)
+def test_venue_feed_keys_belong_to_the_venue_and_errors_name_the_key(
+    venue: str, market: str, keys: dict[str, str], error: str | None
+) -> None:
+    def build() -> FeedConfig:
+        channel = {"binance": "trade", "okx": "trades", "bybit": "publicTrade"}[venue]
+        return FeedConfig(venue=venue, market=market, subscriptions={"X.Y": [channel]}, **keys)  # type: ignore[arg-type]
+
+    if error is None:
+        options = VENUES[venue].feed_options
+        assert options is not None and options.of(build()).model_dump() == keys
+    else:
+        with pytest.raises(ValueError, match=error):
+            build()
+    assert VENUES["okx"].feed_options is None and VENUES["bybit"].feed_options is None

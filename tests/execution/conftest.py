@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from tradebus.data.catalog import Catalog
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.instrument import Instrument
@@ -35,6 +37,7 @@ from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.config import VenueConfig
 from tradebus.execution.engine import ExecutionEngine
 from tradebus.execution.orders import OrderManager, OrderResolved, OrderTimedOut
+from tradebus.execution.book_matching import simulated_venue
 from tradebus.execution.simulated import SimulatedVenue
 from tradebus.risk.config import RiskConfig
 from tradebus.risk.gate import RiskGate
@@ -151,7 +154,7 @@ def build_stack(
     portfolio = Portfolio(instruments, cash)
     gate = RiskGate(risk or RiskConfig(), portfolio, clock, bus)
     om = OrderManager(bus, clock)
-    sim = SimulatedVenue(clock, instruments, venue or VenueConfig())
+    sim = simulated_venue(clock, instruments, venue or VenueConfig())
     engine = ExecutionEngine(bus, clock, instruments, gate, om, sim, portfolio)
     stack = Stack(bus, clock, inst, portfolio, gate, om, sim, engine)
     for t in EVENT_TYPES:
@@ -162,3 +165,20 @@ def build_stack(
 @pytest.fixture
 def make_stack() -> Callable[..., Stack]:
     return build_stack
+
+
+L2_CAPTURE = Path(__file__).resolve().parents[1] / "fixtures" / "binance" / "usdm_btcusdt_20240718.gz"
+"""Binance USD-M BTCUSDT, 3 minutes: REST depth snapshot, every depth@0ms diff, trades."""
+
+
+@pytest.fixture(scope="module")
+def l2_capture(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    """:data:`L2_CAPTURE` imported into a fresh catalog (book and trades under binance_usdm/usdm/BTCUSDT)."""
+    from tests.live.node_testdata import USDM_IID, config_of, usdm_config
+    from tradebus.node.recording_import import import_recording
+
+    cfg = usdm_config(None, None, depth_speed="0ms")
+    cfg["feeds"][0]["subscriptions"] = {USDM_IID: ["trade", "depth"]}
+    root = tmp_path_factory.mktemp("l2_capture")
+    import_recording(L2_CAPTURE, config_of(cfg), root)
+    return Catalog(root)

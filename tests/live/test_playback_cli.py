@@ -37,7 +37,7 @@ def _loguru_to_current_stderr() -> Iterator[None]:
     logger.add(lambda message: sys.stderr.write(message), level="DEBUG")
 
 
-OUTPUTS = ("config.yaml", "equity.csv", "fills.csv", "metrics.json", "orders.csv", "playback.json")
+OUTPUTS = ("config.yaml", "equity.csv", "fills.csv", "metrics.json", "orders.csv", "playback.json", "prices.csv", "trades.csv")
 
 
 def write_config(tmp: Path, channels: list[str]) -> Path:

@@ -32,7 +32,7 @@ from loguru import logger
 from typer.testing import CliRunner
 
 from tradebus.cli import app
-from tradebus.reports.writers import OWN_FILES
+from tradebus.reports.writers import OWN_FILES, REPORT_FILE
 
 from .node_testdata import SPOT_CAPTURE
 
@@ -102,7 +102,7 @@ def test_readme_paper_workflow_keeps_journal_and_recording_restarts_from_them_an
         )
     try:
         wait_for((checkout / "runs" / "paper_local.yaml").exists, "the served config", server, server_log)
-        paper = [*tradebus(), "paper", "runs/paper_local.yaml", "--out", "runs/paper-local"]
+        paper = [*tradebus(), "paper", "runs/paper_local.yaml", "--out", "runs/paper-local", "--report"]
 
         # 2. first run, stopped with Ctrl-C once it traded
         log1 = checkout / "paper1.log"
@@ -111,7 +111,8 @@ def test_readme_paper_workflow_keeps_journal_and_recording_restarts_from_them_an
         wait_for(lambda: decisions(log1) >= 2, "two order decisions", first, log1)
         stop(first, signal.SIGINT, log1)
         names = sorted(p.name for p in run.iterdir())
-        assert names == sorted([*OWN_FILES["paper"], "journal.sqlite", "frames.jsonl.gz"]), names
+        assert names == sorted([*OWN_FILES["paper"], "journal.sqlite", "frames.jsonl.gz"]), names  # --report
+        assert 'data-metric="fills"' in (run / REPORT_FILE).read_text(encoding="utf-8")
         node1 = json.loads((run / "node.json").read_text())
         assert node1["stop_reason"] == "signal SIGINT" and node1["orders"] >= 2
         journal_size = (run / "journal.sqlite").stat().st_size
@@ -181,4 +182,4 @@ def test_replay_into_the_paper_directory_keeps_the_recording_and_journal_with_fo
     assert CliRunner().invoke(app, [*args, "--force"]).exit_code == 0
     after = {p.name: p.read_bytes() for p in run.iterdir()}
     assert {name: after[name] for name in before} == before
-    assert sorted(set(after) - set(before)) == sorted(set(OWN_FILES["replay"]))
+    assert sorted(set(after) - set(before)) == sorted(set(OWN_FILES["replay"]) - {REPORT_FILE})

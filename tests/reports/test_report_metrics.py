@@ -69,7 +69,7 @@ def test_compute_metrics_on_a_hand_built_run() -> None:
     m = compute_metrics(result, min_annualised_days=5.0 - 1e-9)
     r = np.array([v / p - 1.0 for v, p in zip(values, [100.0] + values[:-1], strict=True)])
     assert m["total_return"] == pytest.approx(0.14)
-    years = (5 * DAY - 1) / (365.25 * DAY)
+    years = (5 * DAY - 1) / (365 * DAY)
     assert m["cagr"] == pytest.approx(1.14 ** (1 / years) - 1)
     assert m["annualised_volatility"] == pytest.approx(r.std(ddof=1) * math.sqrt(365))
     assert m["sharpe"] == pytest.approx(r.mean() / r.std(ddof=1) * math.sqrt(365))
@@ -135,7 +135,7 @@ def test_annualised_figures_start_at_a_span_of_30_days_of_venue_time() -> None:
     assert MIN_ANNUALISED_DAYS == 30.0
     assert compute_metrics(paper_like_run(month - 1))["cagr"] is None
     m = compute_metrics(paper_like_run(month))
-    assert m["cagr"] == pytest.approx(0.987 ** (365.25 / 30) - 1)
+    assert m["cagr"] == pytest.approx(0.987 ** (365 / 30) - 1)
     assert m["calmar"] == pytest.approx(m["cagr"] / 0.013)
 
 

@@ -28,6 +28,17 @@ Stored columns (``SCHEMA_VERSION`` 1):
   ``open``, ``high``, ``low``, ``close``, ``volume`` (float64).
 * trades: ``ts_event``, ``ts_init``, ``price``, ``size`` (float64), ``aggressor``
   (int8: 1 buy, -1 sell, 0 unknown), ``trade_id`` (string).
+* quotes (best bid/ask): ``ts_event``, ``ts_init``, ``bid_price``, ``bid_size``,
+  ``ask_price``, ``ask_size`` (float64).
+* book (L2 snapshots and deltas, one row per price level): ``ts_event``, ``ts_init``,
+  ``sequence`` (int64: the venue message's update id, or a running message number
+  where the source has none; the rows of one message share it), ``side`` (int8: 1 bid,
+  -1 ask), ``price``, ``size`` (float64; size 0 removes the level), ``flags`` (int8:
+  :data:`BOOK_SNAPSHOT` when the row belongs to a full snapshot, which replaces the book).
+  Rows are ordered by ``(ts_init, sequence)``, the rows of one message contiguous.
+* mark_prices: ``ts_event``, ``ts_init``, ``mark_price``, ``index_price`` (float64, NaN unknown).
+* funding_rates: ``ts_event``, ``ts_init``, ``rate`` (float64), ``next_funding_ns`` (int64, 0 unknown).
+* open_interest: ``ts_event``, ``ts_init``, ``open_interest`` (float64, in base units or contracts as the venue sends it).
 """
 
 from __future__ import annotations
@@ -52,6 +63,13 @@ from tradebus.errors import DataError
 
 __all__ = [
     "BAR_SCHEMA",
+    "BOOK_SCHEMA",
+    "BOOK_SNAPSHOT",
+    "FUNDING_SCHEMA",
+    "KINDS",
+    "MARK_SCHEMA",
+    "OPEN_INTEREST_SCHEMA",
+    "QUOTE_SCHEMA",
     "DatasetWriter",
     "SCHEMA_VERSION",
     "TRADE_SCHEMA",
@@ -69,7 +87,7 @@ __all__ = [
 SCHEMA_VERSION = 1
 """Version of the stored column layout; bumped on any incompatible change."""
 
-Kind = Literal["bars", "trades"]
+Kind = Literal["bars", "trades", "quotes", "book", "mark_prices", "funding_rates", "open_interest"]
 Period = Literal["day", "month", "year"]
 
 BAR_SCHEMA = pa.schema(
@@ -93,7 +111,47 @@ TRADE_SCHEMA = pa.schema(
         ("trade_id", pa.string()),
     ]
 )
-_SCHEMAS: dict[str, pa.Schema] = {"bars": BAR_SCHEMA, "trades": TRADE_SCHEMA}
+QUOTE_SCHEMA = pa.schema(
+    [
+        ("ts_event", pa.int64()),
+        ("ts_init", pa.int64()),
+        ("bid_price", pa.float64()),
+        ("bid_size", pa.float64()),
+        ("ask_price", pa.float64()),
+        ("ask_size", pa.float64()),
+    ]
+)
+BOOK_SCHEMA = pa.schema(
+    [
+        ("ts_event", pa.int64()),
+        ("ts_init", pa.int64()),
+        ("sequence", pa.int64()),
+        ("side", pa.int8()),
+        ("price", pa.float64()),
+        ("size", pa.float64()),
+        ("flags", pa.int8()),
+    ]
+)
+BOOK_SNAPSHOT = 1
+"""``flags`` bit of a book row that belongs to a full snapshot (the book is replaced)."""
+MARK_SCHEMA = pa.schema(
+    [("ts_event", pa.int64()), ("ts_init", pa.int64()), ("mark_price", pa.float64()), ("index_price", pa.float64())]
+)
+FUNDING_SCHEMA = pa.schema(
+    [("ts_event", pa.int64()), ("ts_init", pa.int64()), ("rate", pa.float64()), ("next_funding_ns", pa.int64())]
+)
+OPEN_INTEREST_SCHEMA = pa.schema([("ts_event", pa.int64()), ("ts_init", pa.int64()), ("open_interest", pa.float64())])
+_SCHEMAS: dict[str, pa.Schema] = {
+    "bars": BAR_SCHEMA,
+    "trades": TRADE_SCHEMA,
+    "quotes": QUOTE_SCHEMA,
+    "book": BOOK_SCHEMA,
+    "mark_prices": MARK_SCHEMA,
+    "funding_rates": FUNDING_SCHEMA,
+    "open_interest": OPEN_INTEREST_SCHEMA,
+}
+KINDS: tuple[str, ...] = tuple(_SCHEMAS)
+"""Every dataset kind the catalog stores."""
 _PERIOD_UNITS: dict[str, str] = {"day": "D", "month": "M", "year": "Y"}
 
 MANIFEST_NAME = "manifest.json"
@@ -107,7 +165,7 @@ _HASH_CHUNK = 1 << 20
 
 
 def schema_for(kind: str) -> pa.Schema:
-    """Return the stored Arrow schema of a dataset kind (``"bars"`` or ``"trades"``).
+    """Return the stored Arrow schema of a dataset kind (one of :data:`KINDS`).
 
     Raises
     ------
@@ -142,7 +200,7 @@ class Manifest(msgspec.Struct, frozen=True):
     schema_version
         :data:`SCHEMA_VERSION` at write time.
     kind
-        ``"bars"`` or ``"trades"``.
+        A dataset kind of :data:`~tradebus.data.catalog.KINDS` (``"bars"``, ``"trades"``, ``"book"`` ...).
     venue, market, symbol, dataset
         Where the dataset lives in the catalog.
     period
@@ -238,9 +296,14 @@ def _infer_kind(table: pa.Table) -> str:
     names = set(table.column_names)
     if {"open", "high", "low", "close"} <= names:
         return "bars"
+    if {"sequence", "side", "price", "size", "flags"} <= names:
+        return "book"
     if {"price", "size"} <= names:
         return "trades"
-    raise DataError(f"cannot tell bars from trades: columns {table.column_names}")
+    for kind in ("quotes", "mark_prices", "funding_rates", "open_interest"):
+        if set(_SCHEMAS[kind].names) <= names:
+            return kind
+    raise DataError(f"cannot tell bars from trades (or another kind) by the columns {table.column_names}; pass kind=")
 
 
 def _conform(table: pa.Table, kind: str, name: str, offset: int = 0) -> pa.Table:

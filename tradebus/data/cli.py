@@ -151,6 +151,47 @@ def import_cmd(
         console.print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
 
 
+@data_app.command("import-tardis")
+def import_tardis_cmd(
+    path: Annotated[Path, typer.Argument(help="Tardis incremental_book_L2, book_snapshot_N, quotes or trades CSV[.gz].")],
+    venue: Annotated[str, typer.Option(help="Venue directory name.")],
+    market: Annotated[str, typer.Option(help="Market, e.g. perp.")],
+    symbol: Annotated[str, typer.Option(help="Venue symbol.")],
+    suffix: Annotated[str, typer.Option(help="Appended to the dataset name (book, quotes, trades).")] = "",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset.")] = False,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+) -> None:
+    """Import a Tardis-style CSV as a book, quotes or trades dataset."""
+    from tradebus.data.market_ingest import import_tardis
+
+    try:
+        manifest = import_tardis(path, catalog, venue, market, symbol, suffix=suffix, mode="overwrite" if overwrite else "create")
+    except TradebusError as exc:
+        raise _fail(exc) from None
+    _console().print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+
+
+@data_app.command("import-bybit-book")
+def import_bybit_book_cmd(
+    path: Annotated[Path, typer.Argument(help="Bybit orderbook archive (*_ob500.data.zip).")],
+    symbol: Annotated[str, typer.Option(help="Symbol of the archive, e.g. XRPUSDT.")],
+    market: Annotated[str, typer.Option(help="linear, inverse or spot.")] = "linear",
+    suffix: Annotated[str, typer.Option(help="Appended to the dataset name (book).")] = "",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset.")] = False,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+) -> None:
+    """Import a Bybit orderbook archive as a book dataset."""
+    from tradebus.data.market_ingest import import_bybit_archive
+
+    try:
+        manifest = import_bybit_archive(
+            path, catalog, symbol, market=market, suffix=suffix, mode="overwrite" if overwrite else "create"
+        )
+    except TradebusError as exc:
+        raise _fail(exc) from None
+    _console().print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+
+
 def _size(nbytes: int) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if nbytes < 1000 or unit == "GB":

@@ -16,6 +16,15 @@ same order by construction.
 File sources (CSV, Parquet, Coinbase JSON) are read whole and validated by
 :mod:`tradebus.data.ingest`, then cut into chunks.
 
+Every catalog kind replays (:data:`~tradebus.data.catalog.KINDS`): bars, trades,
+quotes, L2 book rows, mark prices, funding rates and open interest. Book rows are
+turned into one :class:`~tradebus.engine.messages.BookSnapshot` or
+:class:`~tradebus.engine.messages.BookDelta` per ``(ts_init, sequence)`` group of
+consecutive rows (a group cut by a batch boundary becomes two messages with the same effect
+on a book: the second part of a cut snapshot comes as a delta adding its levels). The merge key is
+``(ts_init, source index, row)``; rows of a book dataset are stored in
+``(ts_init, sequence)`` order, so the replay order of a book is ``(ts_init, sequence)``.
+
 Time filtering keeps rows with ``start_ns <= ts_init <= end_ns`` (both
 inclusive, ``None`` = unbounded); catalog files and row groups outside the
 range are skipped using the manifest and the Parquet statistics.
@@ -29,15 +38,24 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tradebus.data.catalog import Catalog, open_parquet, schema_for
+from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog, open_parquet, schema_for
 from tradebus.data.ingest import read_bars, read_trades, validate_bars, validate_trades
-from tradebus.engine.messages import Bar, Trade
+from tradebus.engine.messages import (
+    Bar,
+    BookDelta,
+    BookSnapshot,
+    FundingRate,
+    MarkPrice,
+    OpenInterest,
+    Quote,
+    Trade,
+)
 from tradebus.errors import DataError
 
 __all__ = ["Replay", "ReplayBatch", "ReplaySource"]
@@ -45,6 +63,12 @@ __all__ = ["Replay", "ReplayBatch", "ReplaySource"]
 DEFAULT_BATCH_ROWS = 65_536
 _BAR_FIELDS = ("open", "high", "low", "close", "volume")
 _TRADE_FIELDS = ("price", "size", "aggressor")
+_NOT_FIELDS = frozenset(("ts_event", "ts_init", "trade_id"))
+
+
+def _fields(kind: str) -> tuple[str, ...]:
+    """The value columns of a kind, as arrays in a chunk (everything but the times and trade ids)."""
+    return tuple(n for n in schema_for(kind).names if n not in _NOT_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +92,7 @@ class ReplaySource:
     """
 
     instrument_id: str
-    kind: Literal["bars", "trades"]
+    kind: str
     catalog_root: Path | None = None
     venue: str = ""
     market: str = ""
@@ -118,8 +142,11 @@ class ReplaySource:
         ts_unit: Literal["auto", "s", "ms", "us", "ns", "iso"] = "auto",
         bar_time: Literal["auto", "open", "close"] = "auto",
     ) -> ReplaySource:
-        """Return a source over a CSV/Parquet/Coinbase-JSON file (validated like an import)."""
-        schema_for(kind)
+        """Return a source over a CSV/Parquet/Coinbase-JSON file of bars or trades (validated like an import)."""
+        if kind not in ("bars", "trades"):
+            raise DataError(
+                f"unknown data kind {kind!r} for a file source (bars or trades); import other kinds into a catalog"
+            )
         return cls(
             instrument_id=instrument_id, kind=kind, path=Path(path), interval=interval, ts_unit=ts_unit, bar_time=bar_time
         )
@@ -146,6 +173,12 @@ class ReplayBatch:
         float64 arrays (bars; ``None`` for trades).
     price, size, aggressor, trade_id
         float64, float64, int8 arrays and a list of str (trades; ``None`` for bars).
+    columns
+        Every value column by name, for every kind (quotes: ``bid_price`` ...; book:
+        ``sequence``, ``side``, ``price``, ``size``, ``flags``; see :mod:`tradebus.data.catalog`).
+    continues
+        Book batches: the first row belongs to the same message as the source's previous row
+        (a message cut by a batch boundary); :meth:`messages` then starts with a delta.
 
     Arrays may be read-only views of the Parquet buffers: copy before writing.
     """
@@ -153,6 +186,8 @@ class ReplayBatch:
     __slots__ = (
         "aggressor",
         "close",
+        "columns",
+        "continues",
         "high",
         "instrument_id",
         "kind",
@@ -191,6 +226,8 @@ class ReplayBatch:
         self.size = columns.get("size")
         self.aggressor = columns.get("aggressor")
         self.trade_id = trade_id
+        self.columns = columns
+        self.continues = False
 
     def __len__(self) -> int:
         return int(self.ts_init.shape[0])
@@ -198,11 +235,11 @@ class ReplayBatch:
     def __repr__(self) -> str:
         return f"ReplayBatch(source={self.source}, instrument_id={self.instrument_id!r}, kind={self.kind!r}, rows={len(self)})"
 
-    def messages(self) -> list[Bar] | list[Trade]:
-        """Return the rows as :class:`Bar` or :class:`Trade` messages."""
-        columns = {"open": self.open, "high": self.high, "low": self.low, "close": self.close,
-                   "volume": self.volume, "price": self.price, "size": self.size, "aggressor": self.aggressor}
-        return _to_messages(self.instrument_id, self.kind, self.ts_event, self.ts_init, columns, self.trade_id)
+    def messages(self) -> list[Any]:
+        """Return the rows as messages (:class:`Bar`, :class:`Trade`, :class:`Quote`, book messages ...)."""
+        if self.kind == "book":
+            return _book_messages(self.instrument_id, self.ts_event, self.ts_init, self.columns, self.continues)
+        return _to_messages(self.instrument_id, self.kind, self.ts_event, self.ts_init, self.columns, self.trade_id)
 
 
 def _to_messages(
@@ -212,8 +249,17 @@ def _to_messages(
     ts_init: np.ndarray,
     columns: dict[str, np.ndarray | None],
     trade_id: list[str] | None,
-) -> list[Bar] | list[Trade]:
-    """Build the messages of aligned columns (bars or trades)."""
+) -> list[Any]:
+    """Build the messages of aligned columns."""
+    if kind == "book":
+        return _book_messages(iid, ts_event, ts_init, columns)  # type: ignore[arg-type]
+    simple = _SIMPLE.get(kind)
+    if simple is not None:
+        cls, names = simple
+        return [
+            cls(iid, *row)
+            for row in zip(ts_event.tolist(), ts_init.tolist(), *(columns[f].tolist() for f in names), strict=True)  # type: ignore[union-attr]
+        ]
     if kind == "bars":
         return [
             Bar(iid, te, ti, o, h, lo, c, v)
@@ -234,6 +280,48 @@ def _to_messages(
             strict=True,
         )
     ]
+
+
+_SIMPLE: dict[str, tuple[type, tuple[str, ...]]] = {
+    "quotes": (Quote, ("bid_price", "bid_size", "ask_price", "ask_size")),
+    "mark_prices": (MarkPrice, ("mark_price", "index_price")),
+    "funding_rates": (FundingRate, ("rate", "next_funding_ns")),
+    "open_interest": (OpenInterest, ("open_interest",)),
+}
+
+
+def _book_messages(
+    iid: str,
+    ts_event: np.ndarray,
+    ts_init: np.ndarray,
+    columns: dict[str, np.ndarray],
+    continues: bool = False,
+) -> list[BookSnapshot | BookDelta]:
+    """One book message per run of rows sharing ``(ts_init, sequence, snapshot flag)``.
+
+    ``continues``: the first row belongs to the same message as the source's previous row
+    (a snapshot cut by a batch boundary), so the first group becomes a delta.
+    """
+    n = ts_init.shape[0]
+    if n == 0:
+        return []
+    seq = columns["sequence"]
+    snap = (columns["flags"] & BOOK_SNAPSHOT) != 0
+    change = np.flatnonzero((np.diff(ts_init) != 0) | (np.diff(seq) != 0) | (np.diff(snap) != 0)) + 1
+    bounds = [0, *change.tolist(), n]
+    levels = np.column_stack((columns["price"], columns["size"]))
+    bid = columns["side"] > 0
+    out: list[BookSnapshot | BookDelta] = []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        rows = levels[lo:hi]
+        is_bid = bid[lo:hi]
+        bids, asks = rows[is_bid], rows[~is_bid]
+        s = int(seq[lo])
+        if snap[lo] and not (lo == 0 and continues):
+            out.append(BookSnapshot(iid, int(ts_event[lo]), int(ts_init[lo]), bids, asks, s))
+        else:
+            out.append(BookDelta(iid, int(ts_event[lo]), int(ts_init[lo]), bids, asks, s, s, -1))
+    return out
 
 
 class _Chunk:
@@ -262,7 +350,7 @@ class _Chunk:
         self.columns = columns
         self.trade_id = trade_id
         self._ts_list: list[int] | None = None
-        self._messages: list[Bar] | list[Trade] | None = None
+        self._messages: list[Any] | None = None
 
     def __len__(self) -> int:
         return int(self.ts_init.shape[0])
@@ -272,7 +360,7 @@ class _Chunk:
             self._ts_list = self.ts_init.tolist()
         return self._ts_list
 
-    def messages(self, instrument_id: str, kind: str) -> list[Bar] | list[Trade]:
+    def messages(self, instrument_id: str, kind: str) -> list[Any]:
         if self._messages is None:
             self._messages = _to_messages(instrument_id, kind, self.ts_event, self.ts_init, self.columns, self.trade_id)
         return self._messages
@@ -398,7 +486,7 @@ class Replay:
                     f"the previous bar {prev_event}"
                 )
             validate_bars(pa.table(arrays, schema=schema_for("bars")), chunk.origin, rows)
-        else:
+        elif kind == "trades":
             arrays["trade_id"] = chunk.trade_id  # type: ignore[assignment]
             validate_trades(pa.table(arrays, schema=schema_for("trades")), chunk.origin, rows)
 
@@ -410,7 +498,7 @@ class Replay:
         if manifest.kind != src.kind:
             raise DataError(f"{src.describe()}: dataset holds {manifest.kind}, the source expects {src.kind}")
         names = schema_for(src.kind).names
-        fields = _BAR_FIELDS if src.kind == "bars" else _TRADE_FIELDS
+        fields = _fields(src.kind)
         for path, entry in entries:
             pf = open_parquet(path, src.kind)
             if pf.metadata.num_rows != entry.rows:
@@ -508,10 +596,18 @@ class Replay:
         """
         sources = self.sources
         new = object.__new__
+        book_last: dict[int, tuple[int, int]] = {}
         for i, chunk, lo, hi in self._runs():
             src = sources[i]
+            if src.kind == "book":
+                seq = chunk.columns["sequence"]
+                continues = book_last.get(i) == (int(chunk.ts_init[lo]), int(seq[lo]))
+                book_last[i] = (int(chunk.ts_init[hi - 1]), int(seq[hi - 1]))
             if lo == 0 and hi == len(chunk):
-                yield ReplayBatch(i, src.instrument_id, src.kind, chunk.ts_event, chunk.ts_init, chunk.columns, chunk.trade_id)
+                batch = ReplayBatch(i, src.instrument_id, src.kind, chunk.ts_event, chunk.ts_init, chunk.columns, chunk.trade_id)
+                if src.kind == "book":
+                    batch.continues = continues
+                yield batch
                 continue
             # A cut run (merge of several sources, often one row): set the slots directly.
             batch = new(ReplayBatch)
@@ -521,6 +617,15 @@ class Replay:
             batch.ts_event = chunk.ts_event[lo:hi]
             batch.ts_init = chunk.ts_init[lo:hi]
             cols = chunk.columns
+            batch.continues = src.kind == "book" and continues
+            if src.kind not in ("bars", "trades"):
+                batch.columns = {k: v[lo:hi] for k, v in cols.items()}
+                batch.open = batch.high = batch.low = batch.close = batch.volume = None
+                batch.price = batch.columns.get("price")
+                batch.size = batch.columns.get("size")
+                batch.aggressor = batch.trade_id = None
+                yield batch
+                continue
             if src.kind == "bars":
                 batch.open = cols["open"][lo:hi]
                 batch.high = cols["high"][lo:hi]
@@ -528,19 +633,36 @@ class Replay:
                 batch.close = cols["close"][lo:hi]
                 batch.volume = cols["volume"][lo:hi]
                 batch.price = batch.size = batch.aggressor = batch.trade_id = None
+                batch.columns = {
+                    "open": batch.open, "high": batch.high, "low": batch.low, "close": batch.close, "volume": batch.volume
+                }
             else:
                 batch.price = cols["price"][lo:hi]
                 batch.size = cols["size"][lo:hi]
                 batch.aggressor = cols["aggressor"][lo:hi]
                 batch.trade_id = chunk.trade_id[lo:hi]  # type: ignore[index]
                 batch.open = batch.high = batch.low = batch.close = batch.volume = None
+                batch.columns = {"price": batch.price, "size": batch.size, "aggressor": batch.aggressor}
             yield batch
 
-    def __iter__(self) -> Iterator[Bar | Trade]:
-        """Yield :class:`Bar` / :class:`Trade` messages in merged order (the order of :meth:`batches`)."""
+    def __iter__(self) -> Iterator[Any]:
+        """Yield messages (:class:`Bar`, :class:`Trade`, :class:`Quote`, book ...) in merged order (that of :meth:`batches`)."""
         sources = self.sources
+        book_last: dict[int, tuple[int, int]] = {}
         for i, chunk, lo, hi in self._runs():
             src = sources[i]
+            if src.kind == "book":
+                # Book messages group rows: build them from the run's rows, not by row index.
+                cols = chunk.columns
+                yield from _book_messages(
+                    src.instrument_id,
+                    chunk.ts_event[lo:hi],
+                    chunk.ts_init[lo:hi],
+                    {k: v[lo:hi] for k, v in cols.items()},
+                    book_last.get(i) == (int(chunk.ts_init[lo]), int(cols["sequence"][lo])),
+                )
+                book_last[i] = (int(chunk.ts_init[hi - 1]), int(cols["sequence"][hi - 1]))
+                continue
             messages = chunk.messages(src.instrument_id, src.kind)
             if hi - lo == 1:
                 yield messages[lo]

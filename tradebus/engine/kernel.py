@@ -64,12 +64,15 @@ from tradebus.engine.history import History
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     Bar,
+    BookDelta,
+    BookSnapshot,
     CancelOrder,
     FundingPaid,
     FundingRate,
     Liquidity,
     MarkPrice,
     ModifyOrder,
+    OpenInterest,
     OrderAccepted,
     OrderCanceled,
     OrderDenied,
@@ -92,6 +95,7 @@ from tradebus.execution.config import VenueConfig
 from tradebus.execution.contingent import ContingentOrders
 from tradebus.execution.engine import ExecutionEngine, OrderTimeouts
 from tradebus.execution.orders import Order, OrderManager
+from tradebus.execution.book_matching import simulated_venue
 from tradebus.execution.simulated import SimulatedVenue
 from tradebus.execution.venue import Venue
 from tradebus.features.bank import FeatureBank
@@ -165,6 +169,8 @@ class EquitySample(msgspec.Struct, frozen=True, gc=False):
     funding_paid: float = 0.0
     margin: float = 0.0
     maintenance_margin: float = 0.0
+    #: Last price of each instrument (in ``RunResult.instruments`` order; NaN before its first price).
+    marks: tuple[float, ...] = ()
 
 
 @dataclass(slots=True)
@@ -272,7 +278,7 @@ class Kernel:
         self.risk_config = risk_config or RiskConfig()
         self.risk = risk_factory(self.risk_config, self.portfolio, self.clock, self.bus)
         self.venue: Venue = (
-            venue if venue is not None else SimulatedVenue(self.clock, self.instruments, venue_config or VenueConfig())
+            venue if venue is not None else simulated_venue(self.clock, self.instruments, venue_config or VenueConfig())
         )
         orders = self.orders
         self.portfolio.account.bind(orders.open_orders, self.portfolio.last_price, lambda: orders.open_count)
@@ -316,9 +322,18 @@ class Kernel:
             Bar: self._process_bar,
             Trade: self._process_trade,
             Quote: self._process_quote,
+            BookSnapshot: self.bus.publish,
+            BookDelta: self.bus.publish,
+            MarkPrice: self.bus.publish,
+            FundingRate: self.bus.publish,
+            OpenInterest: self.bus.publish,
         }
         self.bus.subscribe(OrderFilled, self._record_fill)
         self.bus.subscribe(OrderDenied, self.result.denials.append)
+        on_book = getattr(self.venue, "on_book", None)
+        if on_book is not None:  # a fill_on: book venue sees each book update before the strategies
+            self.bus.subscribe(BookSnapshot, on_book)
+            self.bus.subscribe(BookDelta, on_book)
         #: Brackets, OCO, trailing stops, GTD and timed exits; built at start when a strategy
         #: declares ``contingent = True`` (see :mod:`tradebus.execution.contingent`).
         self.contingent: ContingentOrders | None = None
@@ -656,7 +671,8 @@ class Kernel:
                 elif batch.kind == "trades":
                     self._run_trades(batch)
                 else:
-                    raise DataError(f"kernel: unsupported replay batch kind {batch.kind!r}")
+                    for msg in batch.messages():  # quotes, book, mark prices, funding, open interest
+                        self.process(msg)
                 if on_batch is not None:
                     on_batch(len(batch.ts_init))
         self.stop()
@@ -823,6 +839,7 @@ class Kernel:
                 portfolio.fees_paid,
                 portfolio.funding_paid,
                 *self._margins(),
+                tuple(portfolio.last_price(iid) for iid in self.instruments),
             )
         )
         interval = self._equity_interval

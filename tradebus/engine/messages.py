@@ -20,6 +20,7 @@ __all__ = [
     "BookDelta",
     "BookResynced",
     "BookSnapshot",
+    "OpenInterest",
     "CancelOrder",
     "FeedStale",
     "FundingRate",
@@ -214,6 +215,15 @@ class FundingRate(msgspec.Struct, frozen=True, gc=False):
     ts_init: int
     rate: float
     next_funding_ns: int
+
+
+class OpenInterest(msgspec.Struct, frozen=True, gc=False):
+    """Open interest of a derivative (base units or contracts, as the venue sends it)."""
+
+    instrument_id: str
+    ts_event: int
+    ts_init: int
+    open_interest: float
 
 
 class TimeEvent(msgspec.Struct, frozen=True, gc=False):

@@ -8,7 +8,41 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tradebus.execution.costs import SlippageConfig
 
-__all__ = ["VenueConfig"]
+__all__ = ["BookFillConfig", "VenueConfig"]
+
+
+class BookFillConfig(BaseModel):
+    """How a ``fill_on: book`` venue fills (see :mod:`tradebus.execution.book_matching`).
+
+    Parameters
+    ----------
+    queue_model
+        ``"risk_averse"``: only trades at its price advance a resting order; ``"prob_power"`` /
+        ``"prob_log"``: cancels ahead advance it with a probability that depends on the
+        quantity ahead and behind (hftbacktest's probability queue models).
+    queue_power
+        The exponent ``n`` of ``prob_power`` (``f(x) = x ** n``).
+    beyond_depth
+        What a taking order does with what the visible book cannot fill: ``"cancel"`` it
+        (a GTC limit rests instead) or fill it at the ``"last_level"``'s price (optimistic).
+    entry_latency_ns
+        Decision to venue; ``None`` takes the venue's ``latency_ns``.
+    ack_latency_ns
+        Venue answer (accepted, filled ...) to the strategy.
+    ack_latency_samples
+        A file of recorded acknowledgement latencies (ns, one per line): both latencies are
+        then sampled from the log-normal fitted to them (seeded by ``latency_seed``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    queue_model: Literal["risk_averse", "prob_power", "prob_log"] = "risk_averse"
+    queue_power: float = Field(default=2.0, gt=0.0)
+    beyond_depth: Literal["cancel", "last_level"] = "cancel"
+    entry_latency_ns: int | None = Field(default=None, ge=0)
+    ack_latency_ns: int = Field(default=0, ge=0)
+    ack_latency_samples: str | None = None
+    latency_seed: int = 0
 
 
 class VenueConfig(BaseModel):
@@ -43,6 +77,9 @@ class VenueConfig(BaseModel):
             An order fills at the first trade strictly after its arrival that crosses it.
         ``"quotes"``
             As trades, with buys crossing against the ask and sells against the bid (paper mode).
+        ``"book"``
+            Against the L2 book and the trades, with queue positions and latency: see ``book``
+            (:class:`BookFillConfig`) and :mod:`tradebus.execution.book_matching`.
     limit_fill
         ``"touch"``: a resting limit fills when the price reaches it; ``"through"``: only when
         the price trades beyond it (more conservative).
@@ -54,6 +91,9 @@ class VenueConfig(BaseModel):
         ``"cap"`` fills only the position's size and cancels the rest; ``"reject"`` cancels it
         without a fill. A reduce-only order that would not reduce at all (flat, or same side)
         is rejected on arrival in both modes. A reduce-only order never flips a position.
+    book
+        Queue model, depth and latency settings of ``fill_on: book`` (:class:`BookFillConfig`);
+        ``book.entry_latency_ns`` replaces ``latency_ns`` there (paper runs keep ``latency_ns``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -63,10 +103,11 @@ class VenueConfig(BaseModel):
     slippage_bps: float = Field(default=0.0, ge=0.0)
     slippage: SlippageConfig | None = None
     latency_ns: int = Field(default=0, ge=0)
-    fill_on: Literal["bars", "trades", "quotes"] = "bars"
+    fill_on: Literal["bars", "trades", "quotes", "book"] = "bars"
     limit_fill: Literal["touch", "through"] = "touch"
     trade_size_limit: bool = False
     reduce_only_mode: Literal["cap", "reject"] = "cap"
+    book: BookFillConfig = Field(default_factory=BookFillConfig)
 
     @model_validator(mode="after")
     def _one_slippage(self) -> VenueConfig:

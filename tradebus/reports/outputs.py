@@ -40,6 +40,6 @@ def write_outputs(
     lot_sizes = {iid: inst.lot_size for iid, inst in instruments.items()}
     metrics = compute_metrics(result, lot_sizes)
     with run_dir:
-        write_run(run_dir, result, metrics, config_yaml, extra)
+        write_run(run_dir, result, metrics, config_yaml, extra, lot_sizes)
     logger.info("run outputs written to {}", run_dir.path)
     return metrics

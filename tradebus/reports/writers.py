@@ -9,8 +9,12 @@ A run writes only its own files (:data:`OWN_FILES`, the one place that says whic
   maintenance ``margin`` of perpetual positions at mark), ``funding.csv``
   (:data:`FUNDING_COLUMNS`: one row per funding settlement of a perpetual position;
   positive ``payment`` paid, negative received), ``metrics.json``
-  (:func:`tradebus.reports.metrics.compute_metrics`) and ``config.yaml`` (the resolved
-  config), for every kind of run;
+  (:func:`tradebus.reports.metrics.compute_metrics`), ``config.yaml`` (the resolved
+  config), ``trades.csv`` (the round trips, :data:`tradebus.reports.trades.TRADE_COLUMNS`)
+  and ``prices.csv`` (:data:`PRICE_COLUMNS`: each instrument's last price at every
+  equity sample), for every kind of run;
+* ``tearsheet.html`` (:mod:`tradebus.reports.tearsheet`) with ``--report`` or
+  ``tradebus report``;
 * ``attribution.csv`` (:data:`~tradebus.reports.attribution.ATTRIBUTION_COLUMNS`): each
   strategy's fills, position, realised/unrealised PnL and fees per instrument, and its total
   (:mod:`tradebus.reports.attribution`);
@@ -31,7 +35,8 @@ paper run). Each column holds one clock:
 * ``orders.csv``: ``ts_created`` receive time (when the strategy decided: the one
   receive-time column); ``ts_last_fill`` venue time of the order's last fill (empty
   without a fill). A denied order's row has ``ts_created`` = the denial's time.
-* ``equity.csv``: ``ts``/``time`` receive time (the kernel samples on its clock).
+* ``equity.csv`` and ``prices.csv``: ``ts``/``time`` receive time (the kernel samples on its clock).
+* ``trades.csv``: ``entry_ts``/``exit_ts`` venue time (those of the fills).
 * ``metrics.json``: ``start``/``end`` and every span (exposure, annualisation) in
   venue time.
 
@@ -78,6 +83,7 @@ from tradebus.engine.kernel import RunResult
 from tradebus.errors import ConfigError
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.metrics import format_ns
+from tradebus.reports.trades import TRADE_COLUMNS, match_trades
 
 __all__ = [
     "EQUITY_COLUMNS",
@@ -86,6 +92,8 @@ __all__ = [
     "INCOMPLETE_MARKER",
     "ORDER_COLUMNS",
     "OWN_FILES",
+    "PRICE_COLUMNS",
+    "REPORT_FILE",
     "RunDirectory",
     "RunKind",
     "write_run",
@@ -94,8 +102,19 @@ __all__ = [
 RunKind = Literal["backtest", "paper", "replay", "live"]
 
 _COMMON_FILES = (
-    "fills.csv", "orders.csv", "equity.csv", "funding.csv", "metrics.json", "config.yaml", "attribution.csv"
+    "fills.csv",
+    "orders.csv",
+    "equity.csv",
+    "funding.csv",
+    "metrics.json",
+    "config.yaml",
+    "trades.csv",
+    "prices.csv",
+    "attribution.csv",
+    "tearsheet.html",
 )
+#: Written only on request (``--report``, ``tradebus report``); every other own file by every run.
+REPORT_FILE = "tearsheet.html"
 #: The files each kind of run writes: the only files it ever creates or replaces.
 OWN_FILES: dict[RunKind, tuple[str, ...]] = {
     "backtest": _COMMON_FILES,
@@ -160,6 +179,7 @@ EQUITY_COLUMNS = (
     "drawdown",
 )
 FUNDING_COLUMNS = ("ts_event", "time", "instrument", "quantity", "mark_price", "rate", "payment")
+PRICE_COLUMNS = ("ts", "time", "instrument", "price")
 
 
 def _cell(value: Any) -> str:
@@ -193,6 +213,7 @@ def write_run(
     metrics: dict[str, Any],
     config_yaml: str,
     extra: Mapping[str, str] | None = None,
+    lot_sizes: Mapping[str, float] | None = None,
 ) -> None:
     """Write a run's files into ``run_dir`` (inside its ``with`` block; see :class:`RunDirectory`).
 
@@ -204,6 +225,9 @@ def write_run(
         What ``fills.csv``, ``orders.csv``, ``equity.csv``, ``metrics.json`` and ``config.yaml`` hold.
     extra
         Further files of this kind of run, name -> text (``node.json``, ``playback.json``).
+    lot_sizes
+        Per instrument, the lot size below a thousandth of which a lot counts as closed
+        (``trades.csv``; see :func:`tradebus.reports.trades.match_trades`).
     """
     last_fill: dict[str, int] = {}
     for f in result.fills:
@@ -297,6 +321,28 @@ def write_run(
             (
                 (f.ts_event, format_ns(f.ts_event), f.instrument_id, f.quantity, f.mark_price, f.rate, f.payment)
                 for f in result.funding
+            ),
+        )
+    with run_dir.open("prices.csv") as handle:
+        _write_csv(
+            handle,
+            PRICE_COLUMNS,
+            (
+                (s.ts, format_ns(s.ts), iid, price)
+                for s in result.equity
+                for iid, price in zip(result.instruments, s.marks, strict=False)
+                if price == price
+            ),
+        )
+    with run_dir.open("trades.csv") as handle:
+        _write_csv(
+            handle,
+            TRADE_COLUMNS,
+            (
+                (t.instrument_id, t.side, t.quantity, t.entry_ns, format_ns(t.entry_ns), t.entry_price, t.exit_ns,
+                 format_ns(t.exit_ns), t.exit_price, t.pnl, t.fees, t.net_pnl, t.holding_s, t.entry_reason,
+                 t.exit_reason)
+                for t in match_trades(result.fills, dict(lot_sizes or {}))
             ),
         )
     with run_dir.open("attribution.csv") as handle:

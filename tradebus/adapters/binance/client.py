@@ -1,11 +1,11 @@
 """Binance market-data client (spot and USD-M): streams -> parsers -> books -> sink.
 
-:class:`BinanceFeed` is the synchronous part: it routes each combined-stream frame by
+:class:`BinanceRouter` is the synchronous part: it routes each combined-stream frame by
 its stream name through a dict of handlers to the parsers, keeps one
 :class:`~tradebus.adapters.common.sync.BookSync` per symbol for the diff-depth stream,
 drops repeated trades (by trade id, bounded memory) and hands core messages to the
 sink. It is used both live (by :class:`BinanceClient`) and to replay a recording
-(:meth:`BinanceFeed.replay`), so a recording goes through exactly the same code.
+(:meth:`BinanceRouter.replay`), so a recording goes through exactly the same code.
 
 :class:`BinanceClient` adds the connection (a :class:`~tradebus.adapters.common.client.WsClient`
 on ``{ws_url}/stream?streams=...``) and the REST depth snapshot, fetched with ccxt
@@ -31,7 +31,7 @@ import msgspec
 from loguru import logger
 from websockets.exceptions import InvalidStatus
 
-from tradebus.adapters.binance.config import BinanceConfig, BinanceMarket
+from tradebus.adapters.binance.config import BinanceConfig, BinanceFeedOptions, BinanceMarket
 from tradebus.adapters.binance.parse import (
     StreamKind,
     parse_agg_trade,
@@ -48,6 +48,7 @@ from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, WsClient
 from tradebus.adapters.common.dedup import TradeDeduper
 from tradebus.adapters.common.feed import Feed, FeedConfig, connection_policy
+from tradebus.adapters.common.parsing import WHOLE_FRAME, FrameError, frame_error
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError, KeepAlive, SubscriptionRejected
 from tradebus.adapters.common.recorder import FrameRecorder
 from tradebus.adapters.binance.sync import BinanceFuturesRule, BinanceSpotRule
@@ -58,7 +59,7 @@ from tradebus.errors import DataError, ParseError, VenueError
 
 __all__ = [
     "MAX_CONNECTION_AGE",
-    "BinanceClient", "BinanceFeed", "CcxtDepthFetcher", "DepthFetcher", "BinanceFeedHandle",
+    "BinanceClient", "BinanceFeed", "BinanceRouter", "CcxtDepthFetcher", "DepthFetcher", "BinanceFeedHandle",
     "HttpDepthFetcher",
     "binance_keepalive",
     "binance_policy",
@@ -84,7 +85,7 @@ def binance_policy(seed: int | None = None) -> ConnectionPolicy:
     return ConnectionPolicy(backoff=Backoff(seed=seed), keepalive=binance_keepalive(), max_connection_age=MAX_CONNECTION_AGE)
 
 
-class BinanceFeed:
+class BinanceRouter:
     """Frame router of one Binance connection: stream name -> parser -> (book) -> sink.
 
     Parameters
@@ -239,8 +240,7 @@ class BinanceFeed:
             msg = _control.decode(raw)
         except msgspec.DecodeError as exc:
             self.unknown += 1
-            head = raw[:80]
-            raise ParseError(f"binance: undecodable frame skipped ({exc}): {head!r}") from None
+            raise frame_error("Binance", "", raw, exc) from None
         if isinstance(msg, dict) and isinstance(msg.get("stream"), str):
             handler = self._handlers.get(msg["stream"])
             if handler is not None:  # a combined-stream frame laid out differently (e.g. spaces)
@@ -258,7 +258,9 @@ class BinanceFeed:
                 f"code {err.get('code')} {err.get('msg')}"
             )
         self.unknown += 1
-        raise ParseError(f"binance: frame of unknown shape skipped: {str(raw)[:80]!r}")
+        raise FrameError(
+            "Binance", "", WHOLE_FRAME, "expected a combined-stream frame, a request result or an error", raw
+        )
 
     def _unexpected(self, stream: str, recv_ns: int) -> None:
         """Count and skip a frame of a stream that is not subscribed; warn, rate-limited."""
@@ -327,6 +329,12 @@ class BinanceFeed:
                     self.on_frame(raw, recv_ns)
             except ParseError as exc:
                 logger.warning("binance replay: frame rejected: {}", exc)
+
+
+BinanceFeed = BinanceRouter
+"""The router's former name, still imported by ``node/playback.py`` docs, ``tests/live`` and
+``tests/features`` (outside the adapters); "feed" now means only a
+:class:`~tradebus.adapters.common.feed.Feed` (:class:`BinanceFeedHandle`). Remove once they move."""
 
 
 class DepthFetcher(ABC):
@@ -445,7 +453,7 @@ class BinanceClient(WsClient):
             cls = CcxtDepthFetcher if config.snapshot_fetcher == "ccxt" else HttpDepthFetcher
             fetcher = cls(config.rest_base, config.market)
         self.fetcher = fetcher
-        self.feed = BinanceFeed(config, sink, self._fetch_snapshot if fetcher else None, clock_ns)
+        self.feed = BinanceRouter(config, sink, self._fetch_snapshot if fetcher else None, clock_ns)
         self.subscriptions.add(config.streams())
 
     async def _fetch_snapshot(self, symbol: str) -> BookSnapshot:
@@ -503,6 +511,7 @@ class BinanceFeedHandle(Feed):
     ) -> None:
         super().__init__(config, instruments, sink)
         channels = next(iter(config.subscriptions.values()))
+        options = BinanceFeedOptions.of(config)
         self.binance = BinanceConfig(
             market=BinanceMarket(config.market),
             symbols=[self.symbols[iid] for iid in self.instrument_ids],
@@ -511,8 +520,8 @@ class BinanceFeedHandle(Feed):
             rest_url=config.rest_url,
             venue=self.venue_name,
             stale_after=config.stale_after,
-            snapshot_fetcher=config.snapshot_fetcher,
-            **({"depth_speed": config.depth_speed} if config.depth_speed else {}),
+            snapshot_fetcher=options.snapshot_fetcher,
+            **({"depth_speed": options.depth_speed} if options.depth_speed else {}),
         )
         self.name = f"binance-{config.market}"
         if live:
@@ -524,7 +533,7 @@ class BinanceFeedHandle(Feed):
         else:
             self.client = None
             # a playback must fail loudly on a recording made with other stream parameters
-            self.feed = BinanceFeed(self.binance, sink, None, clock_ns, strict_streams=True)
+            self.feed = BinanceRouter(self.binance, sink, None, clock_ns, strict_streams=True)
 
     def on_frame(self, raw: str | bytes, recv_ns: int, conn: str) -> None:
         if conn.startswith("rest:"):

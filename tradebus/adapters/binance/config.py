@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tradebus.adapters.common.feed import FeedConfig, FeedOptions
 from tradebus.errors import ConfigError
-
-if TYPE_CHECKING:
-    from tradebus.adapters.common.feed import FeedConfig
 
 __all__ = [
     "BOOK_CHANNELS",
@@ -23,7 +21,9 @@ __all__ = [
     "FEED_CHANNELS",
     "FEED_MARKETS",
     "FILL_CHANNELS",
+    "FEED_OPTIONS",
     "BinanceConfig",
+    "BinanceFeedOptions",
     "BinanceMarket",
     "Channel",
     "check_feed",
@@ -211,13 +211,35 @@ def known_channel(channel: str) -> bool:
     return channel in FEED_CHANNELS
 
 
+class BinanceFeedOptions(FeedOptions):
+    """The keys of a Binance paper feed beyond the common ones.
+
+    Parameters
+    ----------
+    depth_speed
+        Update speed of the ``depth`` stream (spot ``100ms`` or ``1000ms``; usdm ``0ms``,
+        ``100ms``, ``250ms`` or ``500ms``); ``None``: ``100ms``. A recording replays only
+        with the speed it was recorded with.
+    snapshot_fetcher
+        REST depth snapshots through ``ccxt`` or a plain ``http`` GET.
+    """
+
+    depth_speed: str | None = None
+    snapshot_fetcher: Literal["ccxt", "http"] = "ccxt"
+
+
+FEED_OPTIONS = BinanceFeedOptions
+"""The keys a Binance feed takes beyond the common ones."""
+
+
 def check_feed(feed: FeedConfig) -> None:
     """Binance rules of a paper feed: depth speed, ``markPrice`` on USD-M, one channel set per connection."""
-    if feed.depth_speed is not None:
+    depth_speed = BinanceFeedOptions.of(feed).depth_speed
+    if depth_speed is not None:
         speeds = DEPTH_SPEEDS[BinanceMarket(feed.market)]
-        if feed.depth_speed not in speeds:
+        if depth_speed not in speeds:
             raise ValueError(
-                f"depth_speed: {feed.depth_speed!r} is not offered on binance {feed.market}; use one of {list(speeds)}"
+                f"depth_speed: {depth_speed!r} is not offered on binance {feed.market}; use one of {list(speeds)}"
             )
     for iid, channels in feed.subscriptions.items():
         if "markPrice" in channels and feed.market != "usdm":

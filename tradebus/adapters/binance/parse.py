@@ -4,11 +4,11 @@ Every parser takes one raw combined-stream frame (``{"stream": ..., "data": ...}
 ``str`` or ``bytes``), its local receive time ``recv_ns`` and the ``instrument_id``, and
 returns core messages with ``ts_event`` = the venue's time (ms -> ns) and ``ts_init`` =
 ``recv_ns``. A frame that does not decode, or carries a non-positive/non-finite price or
-size, raises :class:`~tradebus.errors.ParseError` naming the stream and the field.
-Book levels (depth diffs and REST snapshots) are validated here, as OKX's and Bybit's
+size, raises :class:`~tradebus.adapters.common.parsing.FrameError` naming the stream
+and the field (the message shape is the same for every venue). Book levels (depth diffs and REST snapshots) are validated here, as OKX's and Bybit's
 are (:func:`~tradebus.adapters.common.parsing.level_array`): a negative, zero, NaN or
 infinite price, a negative or non-finite size, or a string that is not a number rejects
-the whole frame with an error naming the stream and the level (``b[3]``); the client then
+the whole frame with an error naming the stream and the level (``data.b[3]``); the client then
 resyncs that book.
 """
 
@@ -30,9 +30,10 @@ from tradebus.adapters.binance.schemas import (
     TradeEvent,
     decoder,
 )
-from tradebus.adapters.common.parsing import level_array
+from tradebus.adapters.common.parsing import MS as _MS
+from tradebus.adapters.common.parsing import FieldError, FrameError, frame_error, level_array
 from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
-from tradebus.errors import ParseError
+
 
 __all__ = [
     "StreamKind",
@@ -47,7 +48,6 @@ __all__ = [
     "stream_kind",
 ]
 
-_MS = 1_000_000
 _STREAM = re.compile(r'"stream"\s*:\s*"([^"]+)"')
 _INF = math.inf
 
@@ -96,12 +96,15 @@ def split_stream(raw: str | bytes) -> str | None:
     return None
 
 
-def _fail(kind: str, raw: str | bytes, exc: Exception) -> ParseError:
-    head = raw[:120] if isinstance(raw, str) else raw[:120].decode("utf-8", "replace")
-    found = _STREAM.search(head)
-    stream = found.group(1) if found else None
-    where = f"binance {kind} frame" if stream is None else f"binance {stream} {kind} frame"
-    return ParseError(f"{where} rejected: {exc} (frame starts {head!r})")
+def _fail(kind: str, raw: str | bytes, exc: Exception, prefix: str = "") -> FrameError:
+    """The venue-wide :class:`FrameError` for a rejected frame, naming its stream (else ``kind``)."""
+    found = _STREAM.search(raw[:120] if isinstance(raw, str) else raw[:120].decode("utf-8", "replace"))
+    return frame_error("Binance", found.group(1) if found else kind, raw, exc, prefix)
+
+
+def _positive(price: float, quantity: float) -> FieldError:
+    field, value = ("data.p", price) if not 0.0 < price < _INF else ("data.q", quantity)
+    return FieldError(field, f"{value}: expected > 0, finite")
 
 
 def parse_trade(raw: str | bytes, recv_ns: int, instrument_id: str) -> Trade:
@@ -118,7 +121,7 @@ def parse_trade(raw: str | bytes, recv_ns: int, instrument_id: str) -> Trade:
     except msgspec.MsgspecError as exc:
         raise _fail("trade", raw, exc) from None
     if not (0.0 < d.price < _INF and 0.0 < d.quantity < _INF):
-        raise ParseError(f"binance trade {d.symbol} #{d.trade_id}: price {d.price} / qty {d.quantity} must be > 0")
+        raise _fail("trade", raw, _positive(d.price, d.quantity))
     return Trade(
         instrument_id, d.trade_time * _MS, recv_ns, d.price, d.quantity, -1 if d.buyer_is_maker else 1, str(d.trade_id)
     )
@@ -138,7 +141,7 @@ def parse_agg_trade(raw: str | bytes, recv_ns: int, instrument_id: str) -> Trade
     except msgspec.MsgspecError as exc:
         raise _fail("aggTrade", raw, exc) from None
     if not (0.0 < d.price < _INF and 0.0 < d.quantity < _INF):
-        raise ParseError(f"binance aggTrade {d.symbol} #{d.agg_id}: price {d.price} / qty {d.quantity} must be > 0")
+        raise _fail("aggTrade", raw, _positive(d.price, d.quantity))
     return Trade(
         instrument_id, d.trade_time * _MS, recv_ns, d.price, d.quantity, -1 if d.buyer_is_maker else 1, str(d.agg_id)
     )
@@ -164,9 +167,14 @@ def parse_kline(raw: str | bytes, recv_ns: int, instrument_id: str) -> Bar | Non
     if not k.closed:
         return None
     if not (0.0 < k.low <= min(k.open, k.close) and max(k.open, k.close) <= k.high < _INF and 0.0 <= k.volume < _INF):
-        raise ParseError(
-            f"binance kline {k.symbol} {k.interval} @{k.start_time}: inconsistent OHLCV "
-            f"o={k.open} h={k.high} l={k.low} c={k.close} v={k.volume}"
+        raise _fail(
+            "kline",
+            raw,
+            FieldError(
+                "data.k",
+                f"o={k.open} h={k.high} l={k.low} c={k.close} v={k.volume}: "
+                "expected 0 < low <= open, close <= high and volume >= 0",
+            ),
         )
     return Bar(instrument_id, (k.close_time + 1) * _MS, recv_ns, k.open, k.high, k.low, k.close, k.volume)
 
@@ -187,7 +195,12 @@ def parse_book_ticker(raw: str | bytes, recv_ns: int, instrument_id: str) -> Quo
     if not (
         0.0 < d.bid_price < _INF and 0.0 < d.ask_price < _INF and 0.0 <= d.bid_qty < _INF and 0.0 <= d.ask_qty < _INF
     ):
-        raise ParseError(f"binance bookTicker {d.symbol} u={d.update_id}: non-positive or non-finite price/size")
+        raise _fail(
+            "bookTicker",
+            raw,
+            FieldError("data", f"bid {d.bid_price} x {d.bid_qty} / ask {d.ask_price} x {d.ask_qty}: "
+                       "expected prices > 0 and sizes >= 0, all finite"),
+        )
     ts = d.transaction_time or d.event_time
     return Quote(
         instrument_id, ts * _MS if ts else recv_ns, recv_ns, d.bid_price, d.bid_qty, d.ask_price, d.ask_qty
@@ -209,14 +222,18 @@ def parse_depth_update(raw: str | bytes, recv_ns: int, instrument_id: str) -> Bo
         raise _fail("depthUpdate", raw, exc) from None
     d = frame.data
     if d.first_update_id > d.final_update_id:
-        raise ParseError(f"binance depthUpdate {d.symbol}: U={d.first_update_id} > u={d.final_update_id}")
-    where = f"binance {frame.stream} depthUpdate u={d.final_update_id}"
+        raise _fail("depthUpdate", raw, FieldError("data.U", f"{d.first_update_id}: expected <= u={d.final_update_id}"))
+    try:
+        bids = level_array(d.bids, "b")
+        asks = level_array(d.asks, "a")
+    except FieldError as exc:
+        raise _fail("depthUpdate", raw, exc, "data") from None
     return BookDelta(
         instrument_id,
         (d.transaction_time or d.event_time) * _MS,
         recv_ns,
-        level_array(d.bids, "b", where),
-        level_array(d.asks, "a", where),
+        bids,
+        asks,
         d.first_update_id,
         d.final_update_id,
         d.prev_final_update_id,
@@ -238,7 +255,7 @@ def parse_mark_price(raw: str | bytes, recv_ns: int, instrument_id: str) -> tupl
     except msgspec.MsgspecError as exc:
         raise _fail("markPriceUpdate", raw, exc) from None
     if not (0.0 < d.mark_price < _INF):
-        raise ParseError(f"binance markPriceUpdate {d.symbol} @{d.event_time}: mark price {d.mark_price} must be > 0")
+        raise _fail("markPriceUpdate", raw, FieldError("data.p", f"{d.mark_price}: expected a mark price > 0, finite"))
     ts = d.event_time * _MS
     index = d.index_price if 0.0 < d.index_price < _INF else math.nan
     mark = MarkPrice(instrument_id, ts, recv_ns, d.mark_price, index)
@@ -247,9 +264,9 @@ def parse_mark_price(raw: str | bytes, recv_ns: int, instrument_id: str) -> tupl
     try:
         rate = float(d.funding_rate)
     except ValueError:
-        raise ParseError(f"binance markPriceUpdate {d.symbol}: funding rate {d.funding_rate!r} is not a number") from None
+        raise _fail("markPriceUpdate", raw, FieldError("data.r", f"{d.funding_rate!r}: expected a number")) from None
     if not math.isfinite(rate):
-        raise ParseError(f"binance markPriceUpdate {d.symbol}: funding rate {d.funding_rate!r} is not finite")
+        raise _fail("markPriceUpdate", raw, FieldError("data.r", f"{d.funding_rate!r}: expected a finite number"))
     return mark, FundingRate(instrument_id, ts, recv_ns, rate, d.next_funding_time * _MS)
 
 
@@ -267,7 +284,9 @@ def parse_depth_snapshot(raw: str | bytes, recv_ns: int, instrument_id: str) -> 
     except msgspec.MsgspecError as exc:
         raise _fail("depth snapshot", raw, exc) from None
     ts = d.transaction_time or d.event_time
-    where = f"binance depth snapshot of {instrument_id} lastUpdateId={d.last_update_id}"
-    bids = level_array(d.bids, "bids", where)
-    asks = level_array(d.asks, "asks", where)
+    try:
+        bids = level_array(d.bids, "bids")
+        asks = level_array(d.asks, "asks")
+    except FieldError as exc:
+        raise _fail(f"depth snapshot of {instrument_id}", raw, exc) from None
     return BookSnapshot(instrument_id, ts * _MS if ts else recv_ns, recv_ns, bids, asks, d.last_update_id)

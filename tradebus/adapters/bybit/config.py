@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BOOK_CHANNELS",
     "FEED_MARKETS",
+    "FEED_OPTIONS",
     "FILL_CHANNELS",
     "BybitConfig",
     "check_feed",
@@ -75,15 +76,17 @@ _CHANNEL = re.compile(
 )
 
 
+FEED_OPTIONS = None
+"""A feed takes only the common keys (no venue options)."""
+
+
 def known_channel(channel: str) -> bool:
     """Whether ``channel`` is a Bybit paper-feed channel (topic without the symbol)."""
     return _CHANNEL.match(channel) is not None
 
 
 def check_feed(feed: FeedConfig) -> None:
-    """Bybit rules of a paper feed: no depth speed."""
-    if feed.depth_speed is not None:
-        raise ValueError("depth_speed: bybit feeds have no depth speed")
+    """Bybit rules of a paper feed: none beyond the common ones."""
 
 
 def stream_symbol(market: str, symbol: str, instrument_id: str) -> str:

@@ -14,7 +14,8 @@ the routes built so far; a known topic's frame is decoded in one pass with the t
 the general path). Otherwise (first frame of a topic, control frames, unknown topics)
 the envelope (:class:`BybitFrame`, ``data`` kept raw) is decoded first and the topic
 routed. Unknown topics are skipped with a logged reason; undecodable frames raise
-:class:`~tradebus.errors.ParseError`.
+:class:`~tradebus.adapters.common.parsing.FrameError` naming the topic and the field
+(``data.b[3]``), with the message shape shared by all venues.
 
 Order books: one :class:`~tradebus.adapters.common.sync.BookSync` (Numba book) per
 topic with :class:`~tradebus.adapters.bybit.sync.BybitRule`, kept by
@@ -41,7 +42,7 @@ from tradebus.adapters.bybit.schemas import (
 )
 from tradebus.adapters.bybit.sync import BybitRule, is_snapshot
 from tradebus.adapters.common.dedup import TradeDeduper
-from tradebus.adapters.common.parsing import MS, describe_frame, level_array
+from tradebus.adapters.common.parsing import MS, WHOLE_FRAME, FieldError, FrameError, describe_frame, frame_error, level_array
 from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks, StreamBooksParser
 from tradebus.adapters.common.sync import BookSync
@@ -215,7 +216,7 @@ class BybitParser(StreamBooksParser):
         try:
             return handler(raw, topic, iid, state, recv_ns)
         except (msgspec.DecodeError, msgspec.ValidationError, ParseError) as exc:
-            raise ParseError(f"Bybit {topic} frame {describe_frame(raw)}: {exc}") from None
+            raise frame_error("Bybit", topic, raw, exc) from None
 
     # --------------------------------------------------------------- internals
 
@@ -224,13 +225,13 @@ class BybitParser(StreamBooksParser):
         try:
             frame = self._frame.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ParseError(f"Bybit frame {describe_frame(raw)}: {exc}") from None
+            raise frame_error("Bybit", "", raw, exc) from None
         topic = frame.topic
         if not topic:
             if frame.op:
                 self._on_control(frame, raw)
                 return []
-            raise ParseError(f"Bybit frame {describe_frame(raw)}: expected a 'topic' push or an 'op' reply")
+            raise FrameError("Bybit", "", WHOLE_FRAME, "expected a 'topic' push or an 'op' reply", raw)
         route = self._routes.get(topic, False)
         if route is False:
             route = self._routes[topic] = self._route(topic)
@@ -241,7 +242,7 @@ class BybitParser(StreamBooksParser):
             self.skipped[key] += 1
             return []
         if not frame.data:
-            raise ParseError(f"Bybit {topic} frame {describe_frame(raw)}: missing 'data'")
+            raise FrameError("Bybit", topic, "data", "missing", raw)
         return self._call(route, raw, topic, recv_ns)
 
     def _call(self, route: Route, raw: bytes | str, topic: str, recv_ns: int) -> list:
@@ -249,7 +250,7 @@ class BybitParser(StreamBooksParser):
         try:
             return handler(raw, topic, iid, state, recv_ns)
         except (msgspec.DecodeError, msgspec.ValidationError, ParseError) as exc:
-            raise ParseError(f"Bybit {topic} frame {describe_frame(raw)}: {exc}") from None
+            raise frame_error("Bybit", topic, raw, exc) from None
 
     def _route(self, topic: str) -> Route | None:
         parts = topic.split(".")
@@ -326,12 +327,16 @@ class BybitParser(StreamBooksParser):
         if frame.topic != topic:
             return self._parse_routed(raw, recv_ns)
         out = []
-        for k in frame.data:
+        for i, k in enumerate(frame.data):
             if not k.confirm:
                 self.skipped["unconfirmed_kline"] += 1
                 continue
             if not (k.low <= min(k.open, k.close) and max(k.open, k.close) <= k.high and k.end >= k.start):
-                raise ParseError(f"kline start={k.start}: expected low <= open,close <= high and end >= start")
+                raise FieldError(
+                    f"data[{i}]",
+                    f"start={k.start} o={k.open} h={k.high} l={k.low} c={k.close}: "
+                    "expected low <= open,close <= high and end >= start",
+                )
             out.append(Bar(iid, (k.end + 1) * MS, recv_ns, k.open, k.high, k.low, k.close, k.volume))
         return out
 
@@ -368,9 +373,9 @@ class BybitParser(StreamBooksParser):
             try:
                 number = float(value)
             except (TypeError, ValueError):
-                raise ParseError(f"ticker field {name}={value!r}: expected a decimal string") from None
+                raise FieldError(f"data.{name}", f"{value!r}: expected a decimal string") from None
             if not -_MAX <= number <= _MAX:
-                raise ParseError(f"ticker field {name}={value!r}: expected a finite number")
+                raise FieldError(f"data.{name}", f"{value!r}: expected a finite number")
             numbers[name] = number
         merged = state.numbers
         if frame.type == "snapshot" or not state.fields:
@@ -425,11 +430,14 @@ class BybitParser(StreamBooksParser):
             return self._parse_routed(raw, recv_ns)
         if frame.type not in ("snapshot", "delta"):
             books.lost(topic, f"unknown type {frame.type!r}")
-            raise ParseError(f"book type {frame.type!r}: expected 'snapshot' or 'delta'")
+            raise FieldError("type", f"{frame.type!r}: expected 'snapshot' or 'delta'")
         msg = frame.data
-        where = sync.rule.where  # type: ignore[attr-defined]
-        bids = level_array(msg.b, "b", where)
-        asks = level_array(msg.a, "a", where)
+        try:
+            bids = level_array(msg.b, "b")
+            asks = level_array(msg.a, "a")
+        except FieldError as exc:
+            books.lost(topic, "malformed book level")
+            raise FieldError(f"data.{exc.field}", exc.problem) from None
         ts_event = frame.ts * MS
         self._recv_ns = recv_ns
         u = msg.u

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
 from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, StreamParser, WsClient
@@ -28,6 +28,7 @@ __all__ = [
     "Feed",
     "FeedConfig",
     "FeedFactory",
+    "FeedOptions",
     "ParserFeed",
     "all_in_sync",
     "connection_policy",
@@ -37,6 +38,19 @@ __all__ = [
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeedOptions(_Model):
+    """Base of a venue's own feed keys (its ``config.FEED_OPTIONS``; Binance: ``depth_speed``).
+
+    A venue's options are written next to the common keys of a :class:`FeedConfig`
+    (``depth_speed: 100ms`` beside ``venue: binance``); :meth:`of` reads them back, typed.
+    """
+
+    @classmethod
+    def of(cls, feed: FeedConfig) -> Self:
+        """The options given in ``feed`` (defaults for the keys it leaves out)."""
+        return cls.model_validate(feed.model_extra or {})
 
 
 class _HasSymbol(Protocol):
@@ -84,18 +98,18 @@ class FeedConfig(_Model):
         Reconnect delays.
     max_reconnects
         Stop the daemon after this many consecutive failed connection attempts (``None``: never).
-    snapshot_fetcher
-        Binance only: REST depth snapshots through ``ccxt`` or a plain ``http`` GET.
-    depth_speed
-        Binance only: update speed of the ``depth`` stream (spot ``100ms`` or ``1000ms``;
-        usdm ``0ms``, ``100ms``, ``250ms`` or ``500ms``); ``None``: ``100ms``. A recording
-        replays only with the speed it was recorded with.
     book_max_idle
         Book liveness, seconds: when trades or quotes of an instrument keep arriving but its
         L2 book has not changed for this long, the book is declared frozen: orders on the
         instrument are denied (``book unsynced: ...``) and the book is resynced; after such
         a resync, orders stay denied until the book's first live update.
+
+    Any other key must be one of the venue's own (its :class:`FeedOptions`, e.g. Binance's
+    ``depth_speed`` and ``snapshot_fetcher``): a key that neither knows, or a bad value of a
+    venue key, is an error naming the key.
     """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     venue: str
     market: str
@@ -105,8 +119,6 @@ class FeedConfig(_Model):
     stale_after: PositiveFloat = 30.0
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
     max_reconnects: int | None = Field(default=None, ge=0)
-    snapshot_fetcher: Literal["ccxt", "http"] = "ccxt"
-    depth_speed: str | None = None
     book_max_idle: PositiveFloat = 10.0
 
     @model_validator(mode="after")
@@ -128,8 +140,26 @@ class FeedConfig(_Model):
             for channel in channels:
                 if not adapter.known_channel(channel):
                     raise ValueError(f"subscriptions.{iid}: unknown {self.venue} channel {channel!r}")
+        self._check_options(adapter.feed_options)
         adapter.check_feed(self)
         return self
+
+    def _check_options(self, options: type[FeedOptions] | None) -> None:
+        """Every key beyond the common ones must be one of the venue's options, with a valid value."""
+        own = options.model_fields if options is not None else {}
+        for key in self.model_extra or {}:
+            if key not in own:
+                known = sorted({*FeedConfig.model_fields, *own})
+                article = "an" if self.venue[:1] in "aeiou" else "a"
+                raise ValueError(f"{key}: unknown key (not one of {article} {self.venue} feed's: {', '.join(known)})")
+        if options is None:
+            return
+        try:
+            options.of(self)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            key = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"{key}: {first['msg']} (got {first.get('input')!r})") from None
 
     def channels_of(self, instrument_id: str) -> list[str]:
         """The channels subscribed for ``instrument_id`` (empty if none)."""

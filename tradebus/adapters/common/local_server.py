@@ -366,6 +366,10 @@ class LocalVenueServer:
             server.close()
             await server.wait_closed()
 
+    async def wait_stopped(self) -> None:
+        """Return once the server has stopped (by :meth:`stop` or at the end of its lifetime)."""
+        await self._done.wait()
+
     async def __aenter__(self) -> LocalVenueServer:
         await self.start()
         return self

@@ -1,4 +1,16 @@
-"""Helpers shared by the venue parsers: frame excerpts, book level arrays, time units.
+"""Helpers shared by the venue parsers: the frame error, frame excerpts, book level arrays, time units.
+
+Every venue validates a frame the same way: its ``schemas.py`` declares msgspec Structs
+(constrained types where a value can be checked declaratively), its ``parse.py`` decodes
+frames with them and checks what a schema cannot say (OHLC order, sequence ids) by
+raising :class:`FieldError`. Whatever fails — malformed JSON, a missing or mistyped field,
+an impossible value — the parser turns it into one :class:`FrameError` with
+:func:`frame_error`, whose message has one shape for every venue::
+
+    <venue> <channel> frame rejected: <field>: <problem> (frame '<excerpt>')
+
+(``Binance btcusdt@trade frame rejected: data.p: Expected `float`, got `str` (frame '...')``).
+A rejected frame is never applied to a book.
 
 * :func:`describe_frame` — a short printable excerpt of a frame for error messages.
 * :func:`level_array` — decoded book levels (rows of numbers, price and size first) to the
@@ -9,14 +21,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
+import msgspec
 import numpy as np
 
 from tradebus.adapters.common.book import first_invalid
 from tradebus.errors import ParseError
 
-__all__ = ["EMPTY_LEVELS", "MS", "describe_frame", "level_array"]
+__all__ = ["EMPTY_LEVELS", "MS", "WHOLE_FRAME", "FieldError", "FrameError", "describe_frame", "frame_error", "level_array"]
 
 MS = 1_000_000
 """Nanoseconds per millisecond."""
@@ -26,20 +40,102 @@ EMPTY_LEVELS = np.empty((0, 2), dtype=np.float64)
 EMPTY_LEVELS.setflags(write=False)
 
 
+WHOLE_FRAME = "(frame)"
+"""The ``field`` of a :class:`FrameError` that is not about one field (malformed JSON, unknown shape)."""
+
+_AT = re.compile(r" - at `\$(.*)`$")
+
+
+class FieldError(ParseError):
+    """One field of a decoded frame holds an impossible value (raised inside a venue parser).
+
+    Parameters
+    ----------
+    field
+        The field's path in the frame, as in the venue's JSON (``"data.p"``, ``"b[1]"``).
+    problem
+        What is wrong with it, starting with the value (``"-1.0: expected price > 0"``).
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class FrameError(ParseError):
+    """A market-data frame rejected by a venue parser; the one error type all venues raise.
+
+    Attributes
+    ----------
+    venue
+        ``"Binance"``, ``"Bybit"`` or ``"OKX"``.
+    channel
+        The stream, topic or channel of the frame (``"btcusdt@depth@100ms"``,
+        ``"orderbook.200.BTCUSDT"``, ``"books"``); empty when the frame is too broken to tell.
+    field
+        Path of the offending field (``"data.p"``, ``"data[0].bids[3]"``) or :data:`WHOLE_FRAME`.
+    problem
+        What is wrong.
+    """
+
+    def __init__(self, venue: str, channel: str, field: str, problem: str, raw: bytes | str) -> None:
+        self.venue = venue
+        self.channel = channel
+        self.field = field
+        self.problem = problem
+        where = f"{venue} {channel}" if channel else venue
+        super().__init__(f"{where} frame rejected: {field}: {problem} (frame {describe_frame(raw)})")
+
+
+def frame_error(venue: str, channel: str, raw: bytes | str, exc: Exception, prefix: str = "") -> FrameError:
+    """The :class:`FrameError` for ``exc``, raised while parsing ``raw`` of ``venue``'s ``channel``.
+
+    Parameters
+    ----------
+    venue, channel
+        Name the frame in the message.
+    raw
+        The frame as received (an excerpt goes into the message).
+    exc
+        A ``msgspec.ValidationError`` (the field is taken from its ``$.path``), a
+        ``msgspec.DecodeError`` (the whole frame), a :class:`FieldError` (its field) or
+        another :class:`~tradebus.errors.ParseError` (the whole frame).
+    prefix
+        Path of the part of the frame the error's field is relative to (OKX decodes
+        ``data`` apart from the envelope: ``prefix="data"``; a book level of Binance's
+        depth diff: ``prefix="data"``).
+    """
+    if isinstance(exc, FrameError):
+        return exc
+    field, problem = "", str(exc)
+    if isinstance(exc, FieldError):
+        field, problem = exc.field, exc.problem
+    elif isinstance(exc, msgspec.ValidationError):
+        at = _AT.search(problem)
+        if at is not None:
+            field, problem = at.group(1).lstrip("."), problem[: at.start()]
+    elif not isinstance(exc, ParseError | msgspec.DecodeError):
+        raise TypeError(f"frame_error: not a frame error: {exc!r}")
+    if prefix:
+        field = prefix + field if field.startswith("[") or not field else f"{prefix}.{field}"
+    return FrameError(venue, channel, field or WHOLE_FRAME, problem, raw)
+
+
 def describe_frame(raw: bytes | str, limit: int = 160) -> str:
     """A short printable excerpt of a frame for error messages."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray | memoryview) else str(raw)
     return repr(text if len(text) <= limit else text[:limit] + f"...(+{len(text) - limit} chars)")
 
 
-def level_array(rows: Sequence[Sequence[float]], side: str, where: str) -> np.ndarray:
+def level_array(rows: Sequence[Sequence[float]], side: str) -> np.ndarray:
     """Book levels ``[[price, size, ...], ...]`` (numbers) as a C-contiguous float64 ``(n, 2)`` array.
 
     Columns after the size (OKX: order counts) are dropped.
 
     Raises
     ------
-    ParseError
+    FieldError
         A row has fewer than two numbers, a price is not finite and > 0, or a size is
         not finite and >= 0.
     """
@@ -51,12 +147,10 @@ def level_array(rows: Sequence[Sequence[float]], side: str, where: str) -> np.nd
         arr = None
     if arr is None or arr.ndim != 2 or arr.shape[1] < 2:
         i = next((i for i, row in enumerate(rows) if len(row) < 2), 0)
-        raise ParseError(f"{where}: {side}[{i}] = {list(rows[i])!r}: expected [price, size, ...]")
+        raise FieldError(f"{side}[{i}]", f"{list(rows[i])!r}: expected [price, size, ...]")
     if arr.shape[1] != 2:
         arr = np.ascontiguousarray(arr[:, :2])
     bad = first_invalid(arr)
     if bad >= 0:
-        raise ParseError(
-            f"{where}: {side}[{bad}] = {list(rows[bad])!r}: expected price > 0 and size >= 0, both finite"
-        )
+        raise FieldError(f"{side}[{bad}]", f"{list(rows[bad])!r}: expected price > 0 and size >= 0, both finite")
     return arr

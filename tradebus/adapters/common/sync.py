@@ -58,9 +58,9 @@ follow each other by one)::
 
 The rules live with their venues: Binance's (:mod:`tradebus.adapters.binance.sync`),
 OKX's (:class:`tradebus.adapters.okx.sync.OkxRule`, with the CRC32 in ``verify``) and Bybit's
-(:class:`tradebus.adapters.bybit.sync.BybitRule`). A rule with ``kernel_id >= 0`` has a
-compiled twin in :func:`_fast_forward` (0: Binance spot, 1: Binance futures), used by
-:meth:`BookSync.fast_forward` on recorded batches.
+(:class:`tradebus.adapters.bybit.sync.BybitRule`). A rule may also apply a recorded batch
+in compiled code (:meth:`SequenceRule.fast_forward`; Binance's do), which
+:meth:`BookSync.fast_forward` uses on recorded batches.
 """
 
 from __future__ import annotations
@@ -75,9 +75,8 @@ from typing import Any
 
 import numpy as np
 from loguru import logger
-from numba import njit
 
-from tradebus.adapters.common.book import APPLIED, CROSSED, INVALID, OrderBook, apply_levels
+from tradebus.adapters.common.book import APPLIED, CROSSED, INVALID, OrderBook
 from tradebus.engine.messages import BookDelta, BookResynced, BookSnapshot, Quote
 from tradebus.errors import BookError, ConfigError
 
@@ -125,8 +124,6 @@ class SequenceRule(ABC):
     """
 
     name: str = "rule"
-    kernel_id: int = -1
-    """Id of a compiled twin of this rule for :meth:`BookSync.fast_forward` (-1: none)."""
 
     @abstractmethod
     def reset(self, snapshot: BookSnapshot, extra: Any = None) -> None:
@@ -144,6 +141,24 @@ class SequenceRule(ABC):
         """Check the book after ``msg`` was applied; return a failure reason or ``None`` if fine.
 
         The default checks nothing. OKX overrides it with its CRC32 checksum.
+        """
+        return None
+
+    def fast_forward(self, book: OrderBook, batch: DeltaBatch, start: int) -> int | None:
+        """Apply ``batch`` from message ``start`` on to ``book`` in compiled code, advancing the rule.
+
+        For :meth:`BookSync.fast_forward`. A rule with a compiled twin (Binance's) judges
+        and applies the messages exactly as :meth:`check`, :meth:`advance` and
+        :meth:`BookSync.on_delta` would, and moves ``book.last_seq`` with it.
+
+        Returns
+        -------
+        int or None
+            The index of the first message not applied (``len(batch)``: all were): a gap,
+            a malformed message (nothing of it applied, the rule not advanced) or one that
+            needs more book capacity; ``-index - 1`` when message ``index`` was applied but
+            crossed the book (the rule advanced past it); ``None`` (the default) when the
+            rule has no compiled twin and nothing was done.
         """
         return None
 
@@ -192,76 +207,6 @@ class DeltaBatch:
     def n_levels(self) -> int:
         """Total level updates in the batch."""
         return int(self.levels.shape[0])
-
-
-_FF_DONE = 0
-_FF_STOPPED = 1  # message ``i`` was not applied (gap, crossed, malformed) or needs more capacity
-
-
-@njit(cache=True)
-def _fast_forward(
-    bid_px: np.ndarray,
-    bid_sz: np.ndarray,
-    ask_px: np.ndarray,
-    ask_sz: np.ndarray,
-    counts: np.ndarray,
-    levels: np.ndarray,
-    bid_start: np.ndarray,
-    ask_start: np.ndarray,
-    end: np.ndarray,
-    first: np.ndarray,
-    last: np.ndarray,
-    prev: np.ndarray,
-    start: int,
-    rule_kind: int,
-    rule_state: np.ndarray,
-) -> int:
-    """Apply messages from ``start`` on with the Binance rules compiled; return the first index not applied.
-
-    ``rule_state`` = ``[last id, first flag]``. Stops (returning its index) at a message
-    that is a gap, that would overflow the arrays, or that is malformed (none of its levels
-    applied and the rule left before it, so the Python path replays it and fails the book);
-    a message that crossed the book was applied and the rule advanced past it: ``-index - 1``.
-    """
-    for i in range(start, first.shape[0]):
-        last_id = rule_state[0]
-        is_first = rule_state[1] == 1
-        u = last[i]
-        if rule_kind == 0:
-            if u <= last_id:
-                continue
-            ok = (first[i] <= last_id + 1 <= u) if is_first else (first[i] == last_id + 1)
-        else:
-            if is_first:
-                if u < last_id:
-                    continue
-                ok = first[i] <= last_id <= u
-            else:
-                if u <= last_id:
-                    continue
-                ok = prev[i] == last_id
-        if not ok:
-            return i
-        nb = ask_start[i] - bid_start[i]
-        na = end[i] - ask_start[i]
-        if bid_px.shape[0] - (counts[1] - counts[0]) < nb or ask_px.shape[0] - (counts[4] - counts[3]) < na:
-            return i
-        status = apply_levels(
-            bid_px, bid_sz, ask_px, ask_sz, counts, levels[bid_start[i] : ask_start[i]], levels[ask_start[i] : end[i]]
-        )
-        if status == CROSSED:
-            # applied, and undoing is not possible here: the rule advances past it and the
-            # Python path fails the book (the resync rebuilds everything anyway)
-            rule_state[0] = u
-            rule_state[1] = 0
-            return -i - 1
-        if status != APPLIED:
-            # malformed: nothing was applied, so the rule must not advance either; the Python
-            # path then sees the same delta as APPLY, fails to apply it and resyncs
-            return i
-        rule_state[0] = u
-        rule_state[1] = 0
-    return first.shape[0]
 
 
 class BookSync:
@@ -454,30 +399,22 @@ class BookSync:
         For replays and backtests where the deltas are published elsewhere: the book and
         the rule advance exactly as with :meth:`on_delta` for every delta, but only the
         state changes (no BookDelta/Quote per message; one Quote at the end if the top
-        changed). Needs a rule with a compiled twin (``kernel_id >= 0``) and a SYNCED book;
-        otherwise, and from the first delta that fails, the deltas go through
-        :meth:`on_delta` (so failures resync exactly as live).
+        changed). Needs a rule with a compiled twin (:meth:`SequenceRule.fast_forward`)
+        and a SYNCED book; otherwise, and from the first delta that fails, the deltas go
+        through :meth:`on_delta` (so failures resync exactly as live).
         """
         n = len(batch)
         i = 0
         rule = self.rule
         while i < n:
-            if self.state is not SyncState.SYNCED or rule.kernel_id < 0:
+            book = self.book
+            stop = rule.fast_forward(book, batch, i) if self.state is SyncState.SYNCED else None
+            if stop is None:
                 self.on_delta(_delta_at(batch, i, self.instrument_id))
                 i += 1
                 continue
-            book = self.book
-            state = np.array([rule.last, 1 if rule.first else 0], dtype=np.int64)  # type: ignore[attr-defined]
-            stop = _fast_forward(
-                book.bid_px, book.bid_sz, book.ask_px, book.ask_sz, book.counts, batch.levels,
-                batch.bid_start, batch.ask_start, batch.end, batch.first, batch.last, batch.prev,
-                i, rule.kernel_id, state,
-            )
-            rule.last = int(state[0])  # type: ignore[attr-defined]
-            rule.first = bool(state[1])  # type: ignore[attr-defined]
             applied_to = stop if stop >= 0 else -stop - 1
             if applied_to > i:
-                book.last_seq = rule.last  # type: ignore[attr-defined]
                 book.ts_event = int(batch.ts_event[applied_to - 1])
             if stop == n:
                 break

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tradebus.engine.instrument import Instrument
 
 if TYPE_CHECKING:
-    from tradebus.adapters.common.feed import FeedConfig, FeedFactory
+    from tradebus.adapters.common.feed import FeedConfig, FeedFactory, FeedOptions
     from tradebus.adapters.common.local_server import VenueProtocol
 
 __all__ = ["EmulatorFactory", "LiveAccount", "VenueAdapter"]
@@ -68,6 +68,9 @@ class VenueAdapter:
         ``"trades" | "quotes" | "bars" -> channel prefixes`` delivering that kind of data.
     known_channel
         Whether a channel name is one of the venue's.
+    feed_options
+        The venue's own feed keys (a :class:`~tradebus.adapters.common.feed.FeedOptions`
+        model), or ``None`` when a feed of the venue takes only the common keys.
     check_feed
         Venue-specific checks of a feed config (raises ``ValueError``).
     stream_symbol
@@ -88,6 +91,7 @@ class VenueAdapter:
     book_channels: tuple[str, ...]
     fill_channels: Mapping[str, tuple[str, ...]]
     known_channel: Callable[[str], bool]
+    feed_options: type[FeedOptions] | None
     check_feed: Callable[[FeedConfig], None]
     stream_symbol: Callable[[str, str, str], str]
     feed: FeedFactory
@@ -109,13 +113,15 @@ class VenueAdapter:
         live: LiveAccount | None = None,
     ) -> VenueAdapter:
         """The adapter whose feed rules are the venue ``config`` module's (``FEED_MARKETS``,
-        ``BOOK_CHANNELS``, ``FILL_CHANNELS``, ``known_channel``, ``check_feed``, ``stream_symbol``)."""
+        ``BOOK_CHANNELS``, ``FILL_CHANNELS``, ``FEED_OPTIONS``, ``known_channel``, ``check_feed``,
+        ``stream_symbol``)."""
         return cls(
             name=name,
             markets=config.FEED_MARKETS,
             book_channels=config.BOOK_CHANNELS,
             fill_channels=config.FILL_CHANNELS,
             known_channel=config.known_channel,
+            feed_options=config.FEED_OPTIONS,
             check_feed=config.check_feed,
             stream_symbol=config.stream_symbol,
             feed=feed,

@@ -15,6 +15,7 @@ __all__ = [
     "BOOK_CHANNELS",
     "FEED_CHANNELS",
     "FEED_MARKETS",
+    "FEED_OPTIONS",
     "FILL_CHANNELS",
     "OkxConfig",
     "check_feed",
@@ -87,15 +88,17 @@ FILL_CHANNELS: dict[str, tuple[str, ...]] = {
 _CANDLE = re.compile(r"^candle\d+[smHDWM](utc)?$")
 
 
+FEED_OPTIONS = None
+"""A feed takes only the common keys (no venue options)."""
+
+
 def known_channel(channel: str) -> bool:
     """Whether ``channel`` is an OKX paper-feed channel."""
     return channel in FEED_CHANNELS or _CANDLE.match(channel) is not None
 
 
 def check_feed(feed: FeedConfig) -> None:
-    """OKX rules of a paper feed: no depth speed."""
-    if feed.depth_speed is not None:
-        raise ValueError("depth_speed: okx feeds have no depth speed")
+    """OKX rules of a paper feed: none beyond the common ones."""
 
 
 def stream_symbol(market: str, symbol: str, instrument_id: str) -> str:

@@ -7,7 +7,8 @@ OKX's ``ts`` (ms) converted to ns; ``ts_init`` is the receive time.
 A frame is decoded in two steps: the envelope (:class:`OkxFrame`, with ``data``
 kept as raw bytes), then ``data`` with the typed decoder of its channel, found
 in a dict built once. Unknown channels are skipped with a logged reason;
-undecodable frames raise :class:`~tradebus.errors.ParseError` naming the frame.
+undecodable frames raise :class:`~tradebus.adapters.common.parsing.FrameError` naming the
+channel and the field (``data[0].px``), with the message shape shared by all venues.
 
 Order books: one :class:`~tradebus.adapters.common.sync.BookSync` (Numba book) per
 ``channel:instId`` with :class:`~tradebus.adapters.okx.sync.OkxRule` (seqId chain,
@@ -22,6 +23,7 @@ resync is followed by a :class:`BookResynced` message.
 
 from __future__ import annotations
 
+import re
 from calendar import monthrange
 from collections import Counter
 from collections.abc import Callable
@@ -32,7 +34,7 @@ import numpy as np
 from loguru import logger
 
 from tradebus.adapters.common.dedup import TradeDeduper
-from tradebus.adapters.common.parsing import MS, describe_frame, level_array
+from tradebus.adapters.common.parsing import MS, WHOLE_FRAME, FieldError, FrameError, describe_frame, frame_error, level_array
 from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks, StreamBooksParser
 from tradebus.adapters.common.sync import BookSync
@@ -61,6 +63,7 @@ _SEQUENCED = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})
 _UNIT_MS = {"s": 1_000, "m": 60_000, "H": 3_600_000, "D": 86_400_000, "W": 604_800_000}
 _HK = timezone(timedelta(hours=8))
 _DEDUP_WINDOW = 4096
+_CHANNEL = re.compile(r'"channel"\s*:\s*"([^"]+)"')
 
 
 def book_key(channel: str, inst_id: str) -> str:
@@ -205,13 +208,13 @@ class OkxParser(StreamBooksParser):
         try:
             frame = self._frame.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ParseError(f"OKX frame {describe_frame(raw)}: {exc}") from None
+            raise frame_error("OKX", _scan_channel(raw), raw, exc) from None
         arg = frame.arg
         if frame.event:
             self._on_event(frame, raw)
             return []
         if arg is None or not frame.data:
-            raise ParseError(f"OKX frame {describe_frame(raw)}: expected an 'event' or 'arg' + 'data'")
+            raise FrameError("OKX", "", WHOLE_FRAME, "expected an 'event' or 'arg' + 'data'", raw)
         channel = arg.channel
         handler = self._handlers.get(channel)
         if handler is None:
@@ -225,7 +228,7 @@ class OkxParser(StreamBooksParser):
         try:
             return handler(channel, arg.instId, frame, recv_ns)
         except (msgspec.DecodeError, msgspec.ValidationError, ParseError) as exc:
-            raise ParseError(f"OKX {channel} frame {describe_frame(raw)}: {exc}") from None
+            raise frame_error("OKX", channel, raw, exc, "data") from None
 
     # ---------------------------------------------------------------- channels
 
@@ -284,13 +287,12 @@ class OkxParser(StreamBooksParser):
                        "open24h": "29700.4", ..., "ts": "1652459223003"}]}
         """
         out = []
-        for t in self._tickers.decode(frame.data):
+        for i, t in enumerate(self._tickers.decode(frame.data)):
             if not (t.bidPx and t.askPx and t.bidSz and t.askSz):
                 self.skipped["ticker_without_bbo"] += 1
                 continue
-            out.append(
-                _quote(self.instrument_id(t.instId), t.ts * MS, recv_ns, t.bidPx, t.bidSz, t.askPx, t.askSz)
-            )
+            iid = self.instrument_id(t.instId)
+            out.append(_quote(f"[{i}]", iid, t.ts * MS, recv_ns, t.bidPx, t.bidSz, t.askPx, t.askSz))
         return out
 
     def _on_bbo(self, channel: str, inst_id: str, frame: OkxFrame, recv_ns: int) -> list:
@@ -304,11 +306,11 @@ class OkxParser(StreamBooksParser):
         """
         out = []
         iid = self.instrument_id(inst_id)
-        for b in self._bbo.decode(frame.data):
+        for i, b in enumerate(self._bbo.decode(frame.data)):
             if not b.bids or not b.asks or len(b.bids[0]) < 2 or len(b.asks[0]) < 2:
                 self.skipped["bbo_empty_side"] += 1
                 continue
-            out.append(_quote(iid, b.ts * MS, recv_ns, b.bids[0][0], b.bids[0][1], b.asks[0][0], b.asks[0][1]))
+            out.append(_quote(f"[{i}]", iid, b.ts * MS, recv_ns, b.bids[0][0], b.bids[0][1], b.asks[0][0], b.asks[0][1]))
         return out
 
     def _on_candles(self, bar: str, inst_id: str, frame: OkxFrame, recv_ns: int) -> list:
@@ -326,9 +328,9 @@ class OkxParser(StreamBooksParser):
         """
         out = []
         iid = self.instrument_id(inst_id)
-        for row in self._candles.decode(frame.data):
+        for i, row in enumerate(self._candles.decode(frame.data)):
             if len(row) < 9:
-                raise ParseError(f"candle row {row!r}: expected 9 fields [ts,o,h,l,c,vol,volCcy,volCcyQuote,confirm]")
+                raise FieldError(f"[{i}]", f"{row!r}: expected 9 fields [ts,o,h,l,c,vol,volCcy,volCcyQuote,confirm]")
             if row[8] != "1":
                 self.skipped["unconfirmed_candle"] += 1
                 continue
@@ -336,9 +338,9 @@ class OkxParser(StreamBooksParser):
                 start = int(row[0])
                 o, h, lo, c, v = float(row[1]), float(row[2]), float(row[3]), float(row[4]), float(row[5])
             except ValueError:
-                raise ParseError(f"candle row {row!r}: non-numeric field") from None
+                raise FieldError(f"[{i}]", f"{row!r}: expected numbers in fields 0-5") from None
             if not (0.0 < lo <= min(o, c) and max(o, c) <= h < np.inf and 0.0 <= v < np.inf and start >= 0):
-                raise ParseError(f"candle row {row!r}: expected 0 < low <= open,close <= high and volume >= 0")
+                raise FieldError(f"[{i}]", f"{row!r}: expected 0 < low <= open,close <= high and volume >= 0")
             out.append(Bar(iid, candle_close_ms(start, bar) * MS, recv_ns, o, h, lo, c, v))
         return out
 
@@ -402,23 +404,23 @@ class OkxParser(StreamBooksParser):
         snapshot = frame.action == "snapshot" or (not frame.action and channel not in _SEQUENCED)
         if not snapshot and frame.action != "update":
             books.lost(key, f"unknown action {frame.action!r}")
-            raise ParseError(f"book action {frame.action!r}: expected 'snapshot' or 'update'")
+            raise FieldError("action", f"{frame.action!r}: expected 'snapshot' or 'update'")
         iid = sync.instrument_id
         where = sync.rule.where  # type: ignore[attr-defined]
         self._recv_ns = recv_ns
         out: list = []
         for i, item in enumerate(items):
             try:
-                bids = level_array(item.bids, "bids", where)
-                asks = level_array(item.asks, "asks", where)
+                bids = level_array(item.bids, "bids")
+                asks = level_array(item.asks, "asks")
                 if snapshot:
                     if item.prevSeqId is not None and item.prevSeqId != -1:
-                        raise ParseError(f"{where}: snapshot with prevSeqId {item.prevSeqId}, expected -1")
+                        raise FieldError("prevSeqId", f"{item.prevSeqId}: expected -1 in a snapshot")
                 elif sync.synced:
                     _check_fields(sync.rule, item, where)  # type: ignore[arg-type]
-            except ParseError:
+            except FieldError as exc:
                 books.lost(key, f"malformed {'snapshot' if snapshot else 'update'}")
-                raise
+                raise FieldError(f"[{i}].{exc.field}", exc.problem) from None
             extra = OkxLevels(item.checksum) if raws is None else OkxLevels(item.checksum, raws[i].bids, raws[i].asks)
             seq = item.seqId if item.seqId is not None else -1
             ts_event = item.ts * MS
@@ -431,6 +433,13 @@ class OkxParser(StreamBooksParser):
         return out
 
 
+def _scan_channel(raw: bytes | str) -> str:
+    """The channel named in a frame that did not decode (``""`` if none can be read)."""
+    text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", "replace")
+    found = _CHANNEL.search(text)
+    return found.group(1) if found else ""
+
+
 def _okx_rule(key: str) -> OkxRule:
     channel, _, inst_id = key.partition(":")
     return OkxRule(f"OKX {inst_id} {channel}")
@@ -439,16 +448,18 @@ def _okx_rule(key: str) -> OkxRule:
 def _check_fields(rule: OkxRule, item: OkxBook, where: str) -> None:
     """An update must carry the ``checksum``/``seqId`` fields its snapshot had."""
     if rule.expects_checksum and item.checksum is None:
-        raise ParseError(f"{where}: update without 'checksum' although the snapshot had one")
+        raise FieldError("checksum", f"missing in an update of {where} although its snapshot had one")
     if rule.expects_seq and (item.seqId is None or item.prevSeqId is None):
-        raise ParseError(f"{where}: update without 'seqId'/'prevSeqId' although the snapshot had them")
+        raise FieldError("seqId", f"seqId/prevSeqId missing in an update of {where} although its snapshot had them")
 
 
-def _quote(iid: str, ts_event: int, recv_ns: int, bp: str, bs: str, ap: str, as_: str) -> Quote:
+def _quote(field: str, iid: str, ts_event: int, recv_ns: int, bp: str, bs: str, ap: str, as_: str) -> Quote:
     try:
         bid, bid_sz, ask, ask_sz = float(bp), float(bs), float(ap), float(as_)
     except ValueError:
-        raise ParseError(f"best bid/ask {bp!r}x{bs!r} / {ap!r}x{as_!r}: non-numeric") from None
+        raise FieldError(field, f"best bid/ask {bp!r}x{bs!r} / {ap!r}x{as_!r}: non-numeric") from None
     if not (0.0 < bid < np.inf and 0.0 < ask < np.inf and 0.0 <= bid_sz < np.inf and 0.0 <= ask_sz < np.inf):
-        raise ParseError(f"best bid/ask {bp!r}x{bs!r} / {ap!r}x{as_!r}: expected positive finite prices, sizes >= 0")
+        raise FieldError(
+            field, f"best bid/ask {bp!r}x{bs!r} / {ap!r}x{as_!r}: expected positive finite prices, sizes >= 0"
+        )
     return Quote(iid, ts_event, recv_ns, bid, bid_sz, ask, ask_sz)

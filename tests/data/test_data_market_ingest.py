@@ -1,0 +1,293 @@
+"""Quotes, L2 book, mark price and funding datasets: import from real captures, replay, flat memory."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tracemalloc
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from tests.live.node_testdata import USDM_CAPTURE, USDM_IID, config_of, usdm_config
+from tradebus.adapters.common.recorder import read_frames
+from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog
+from tradebus.data.market_ingest import import_bybit_archive, import_tardis
+from tradebus.node.recording_import import import_recording
+from tradebus.data.replay import Replay, ReplaySource
+from tradebus.engine.messages import BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
+from tradebus.errors import DataError
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+BYBIT_FRAMES = FIXTURES / "bybit" / "bybit_xrpusdt_ob500_2024-12-01.jsonl.gz"
+
+
+def _usdm_config() -> object:
+    cfg = usdm_config(None, None, depth_speed="0ms")
+    cfg["feeds"][0]["subscriptions"] = {USDM_IID: ["trade", "bookTicker", "depth", "markPrice"]}
+    return config_of(cfg)
+
+
+def _raw_frames() -> list[tuple[int, dict]]:
+    with gzip.open(USDM_CAPTURE, "rt") as fh:
+        out = []
+        for line in fh:
+            ts, _, raw = line.partition(" ")
+            out.append((int(ts), json.loads(raw)))
+    return out
+
+
+def _reference_book(frames: list[tuple[int, dict]]) -> tuple[dict[float, float], dict[float, float], int]:
+    """The book by the Binance futures rules, from the raw JSON alone (the test's own reference)."""
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    last = None
+    applied = 0
+    for _, msg in frames:
+        if "lastUpdateId" in msg:
+            bids = {float(p): float(q) for p, q in msg["bids"]}
+            asks = {float(p): float(q) for p, q in msg["asks"]}
+            last = msg["lastUpdateId"]
+            continue
+        data = msg["data"]
+        if data.get("e") != "depthUpdate" or last is None or data["u"] < last:
+            continue
+        for side, key in ((bids, "b"), (asks, "a")):
+            for p, q in data[key]:
+                if float(q) == 0.0:
+                    side.pop(float(p), None)
+                else:
+                    side[float(p)] = float(q)
+        applied += 1
+    return bids, asks, applied
+
+
+@pytest.fixture(scope="module")
+def usdm_catalog(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    root = tmp_path_factory.mktemp("usdm")
+    import_recording(USDM_CAPTURE, _usdm_config(), root)
+    return Catalog(root)
+
+
+def _sources(cat: Catalog, *kinds: str) -> list[ReplaySource]:
+    return [ReplaySource.from_catalog(cat, USDM_IID, "binance_usdm", "usdm", "BTCUSDT", k) for k in kinds]
+
+
+def test_recording_import_writes_every_stream_with_the_raw_counts(usdm_catalog: Catalog) -> None:
+    frames = _raw_frames()
+    streams = [m["stream"].split("@")[1] for _, m in frames if "stream" in m]
+    cat = usdm_catalog
+    manifests = {m.dataset: m for m in (cat.manifest(*r.relpath().parts) for r in cat.datasets())}
+    assert set(manifests) == {"book", "quotes", "trades", "mark_prices", "funding_rates"}
+    assert manifests["trades"].rows == streams.count("trade")
+    assert manifests["quotes"].rows == streams.count("bookTicker")
+    assert manifests["mark_prices"].rows == streams.count("markPrice") == manifests["funding_rates"].rows
+    marks = cat.read("binance_usdm", "usdm", "BTCUSDT", "mark_prices")
+    raw_marks = [(ts, float(m["data"]["p"]), float(m["data"]["i"])) for ts, m in frames if "markPrice" in m.get("stream", "")]
+    assert marks.column("ts_init").to_pylist() == [t * 1000 for t, _, _ in raw_marks]  # µs capture -> ns
+    assert marks.column("mark_price").to_pylist() == [p for _, p, _ in raw_marks]
+    funding = cat.read("binance_usdm", "usdm", "BTCUSDT", "funding_rates")
+    raw_rates = [float(m["data"]["r"]) for _, m in frames if "markPrice" in m.get("stream", "")]
+    assert funding.column("rate").to_pylist() == raw_rates
+    assert funding.column("next_funding_ns").to_pylist()[0] == [m["data"]["T"] for _, m in frames if "markPrice" in m.get("stream", "")][0] * 1_000_000
+
+
+def test_book_rows_rebuild_the_book_of_the_raw_depth_stream(usdm_catalog: Catalog) -> None:
+    ref_bids, ref_asks, applied = _reference_book(_raw_frames())
+    rows = usdm_catalog.read("binance_usdm", "usdm", "BTCUSDT", "book")
+    seq = np.asarray(rows.column("sequence"))
+    ts = np.asarray(rows.column("ts_init"))
+    assert np.all(np.diff(ts) >= 0)
+    flags = np.asarray(rows.column("flags"))
+    # One snapshot (the REST seed), then one message per applied diff, in sequence order.
+    snap_seqs = np.unique(seq[(flags & BOOK_SNAPSHOT) != 0])
+    assert snap_seqs.size == 1
+    assert np.unique(seq[flags == 0]).size == applied
+    assert np.all(np.diff(seq) >= 0)
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    for side, price, size, flag in zip(rows.column("side").to_pylist(), rows.column("price").to_pylist(),
+                                       rows.column("size").to_pylist(), flags.tolist(), strict=True):
+        book = bids if side > 0 else asks
+        if size == 0.0:
+            book.pop(price, None)
+        else:
+            book[price] = size
+        del flag
+    assert bids == ref_bids and asks == ref_asks
+
+
+def test_replay_merges_every_kind_in_ts_init_order_and_books_by_sequence(usdm_catalog: Catalog) -> None:
+    kinds = ("book", "quotes", "trades", "mark_prices", "funding_rates")
+    msgs = list(Replay(_sources(usdm_catalog, *kinds), batch_rows=257))
+    types = {type(m) for m in msgs}
+    assert types == {BookSnapshot, BookDelta, Quote, Trade, MarkPrice, FundingRate}
+    ts = [m.ts_init for m in msgs]
+    assert ts == sorted(ts)
+    book = [m for m in msgs if isinstance(m, (BookSnapshot, BookDelta))]
+    assert isinstance(book[0], BookSnapshot)
+    # A group cut by a batch boundary becomes two deltas of the same sequence; sequences never go back.
+    seqs = [m.last_seq for m in book]
+    assert seqs == sorted(seqs)
+    ref_bids, ref_asks, _ = _reference_book(_raw_frames())
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    for m in book:
+        if isinstance(m, BookSnapshot):
+            bids, asks = {}, {}
+        for side, levels in ((bids, m.bids), (asks, m.asks)):
+            for p, q in levels.tolist():
+                if q == 0.0:
+                    side.pop(p, None)
+                else:
+                    side[p] = q
+    assert bids == ref_bids and asks == ref_asks
+
+
+def test_replay_memory_stays_flat_with_a_four_times_longer_book(tmp_path: Path, usdm_catalog: Catalog) -> None:
+    base = usdm_catalog.read("binance_usdm", "usdm", "BTCUSDT", "book")
+    span = int(base.column("ts_init")[-1].as_py()) - int(base.column("ts_init")[0].as_py()) + 1
+
+    def build(copies: int) -> Catalog:
+        cat = Catalog(tmp_path / f"x{copies}")
+        with cat.writer("v", "usdm", "S", "book", kind="book", row_group_rows=4096) as w:
+            for k in range(copies):
+                shifted = base.set_column(1, "ts_init", pa.array(np.asarray(base.column("ts_init")) + k * span))
+                w.write(shifted)
+            w.commit()
+        return cat
+
+    def peak(cat: Catalog) -> tuple[int, int]:
+        replay = Replay([ReplaySource.from_catalog(cat, "S.V", "v", "usdm", "S", "book")], batch_rows=2048)
+        tracemalloc.start()
+        rows = 0
+        for batch in replay.batches():
+            rows += len(batch)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return rows, top
+
+    rows1, peak1 = peak(build(1))
+    rows4, peak4 = peak(build(4))
+    assert rows4 == 4 * rows1
+    assert peak4 < 1.5 * peak1, (peak1, peak4)
+
+
+def test_tardis_incremental_l2_quotes_and_snapshots(tmp_path: Path) -> None:
+    l2 = import_tardis(FIXTURES / "data" / "tardis_deribit_incremental_book_L2_BTC-PERPETUAL.csv", tmp_path, "deribit", "perp", "BTC-PERPETUAL")
+    assert l2.kind == "book" and l2.rows == 15
+    rows = Catalog(tmp_path).read("deribit", "perp", "BTC-PERPETUAL", "book")
+    assert set(rows.column("flags").to_pylist()) == {BOOK_SNAPSHOT}
+    assert rows.column("price").to_pylist()[:2] == [6421.5, 6422.0] and rows.column("side").to_pylist()[0] == -1
+    assert rows.column("ts_init").to_pylist()[0] == 1585699200355684000
+    assert rows.column("ts_event").to_pylist()[0] == 1585699200245000000
+    quotes = import_tardis(FIXTURES / "data" / "tardis_huobi-dm-swap_quotes_BTC-USD.csv", tmp_path, "huobi", "swap", "BTC-USD")
+    assert quotes.kind == "quotes" and quotes.rows == 10
+    q = Catalog(tmp_path).read("huobi", "swap", "BTC-USD", "quotes")
+    assert q.slice(0, 1).to_pylist()[0] == {
+        "ts_event": 1588291201099000000, "ts_init": 1588291201234268000,
+        "bid_price": 8629.2, "bid_size": 806.0, "ask_price": 8629.3, "ask_size": 5494.0,
+    }
+    snaps = import_tardis(FIXTURES / "data" / "tardis_binance-futures_book_snapshot_5_BTCUSDT.csv", tmp_path, "binance", "usdm", "BTCUSDT")
+    assert snaps.rows == 10 * 10
+    msgs = list(Replay([ReplaySource.from_catalog(tmp_path, "BTCUSDT.B", "binance", "usdm", "BTCUSDT", "book")]))
+    assert len(msgs) == 10 and all(isinstance(m, BookSnapshot) for m in msgs)
+    assert msgs[0].asks[0].tolist() == [11657.08, 1.714] and msgs[0].bids[0].tolist() == [11657.07, 10.896]
+
+
+def test_tardis_bad_side_names_the_row_and_writes_nothing(tmp_path: Path) -> None:
+    src = (FIXTURES / "data" / "tardis_deribit_incremental_book_L2_BTC-PERPETUAL.csv").read_text().splitlines()
+    src[4] = src[4].replace(",ask,", ",middle,")
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join(src) + "\n")
+    with pytest.raises(DataError, match=r"bad.csv row 5: side 'middle'"):
+        import_tardis(path, tmp_path / "cat", "deribit", "perp", "X")
+    assert not Catalog(tmp_path / "cat").datasets()
+
+
+def _bybit_zip(tmp_path: Path) -> Path:
+    """The Bybit archive: the fixture's frames, one per line, zipped as Bybit publishes them."""
+    lines = [raw if isinstance(raw, str) else raw.decode() for _, _, raw in read_frames(BYBIT_FRAMES)]
+    path = tmp_path / "2024-12-01_XRPUSDT_ob500.data.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("2024-12-01_XRPUSDT_ob500.data", "\n".join(lines) + "\n")
+    return path
+
+
+def test_bybit_archive_import_keeps_sequences_and_rebuilds_the_book(tmp_path: Path) -> None:
+    path = _bybit_zip(tmp_path)
+    frames = [json.loads(line) for line in io.TextIOWrapper(zipfile.ZipFile(path).open(zipfile.ZipFile(path).namelist()[0]))]
+    manifest = import_bybit_archive(path, tmp_path / "cat", "XRPUSDT")
+    assert manifest.rows == sum(len(f["data"]["b"]) + len(f["data"]["a"]) for f in frames)
+    msgs = list(Replay([ReplaySource.from_catalog(tmp_path / "cat", "XRPUSDT.BYBIT", "bybit", "linear", "XRPUSDT", "book")]))
+    assert isinstance(msgs[0], BookSnapshot) and len(msgs) == len(frames)
+    assert [m.last_seq for m in msgs] == [f["data"]["u"] for f in frames]
+    assert [m.ts_init for m in msgs] == [f["ts"] * 1_000_000 for f in frames]
+    bids: dict[float, float] = {}
+    for f in frames:
+        for p, q in f["data"]["b"]:
+            if float(q) == 0.0:
+                bids.pop(float(p), None)
+            else:
+                bids[float(p)] = float(q)
+    replayed: dict[float, float] = {}
+    for m in msgs:
+        for p, q in m.bids.tolist():
+            if q == 0.0:
+                replayed.pop(p, None)
+            else:
+                replayed[p] = q
+    assert replayed == bids
+
+
+def test_bybit_archive_errors_name_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "x.zip"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="x.zip: not a zip archive"):
+        import_bybit_archive(bad, tmp_path / "cat", "XRPUSDT")
+    path = _bybit_zip(tmp_path)
+    with pytest.raises(DataError, match="is not BTCUSDT's"):
+        import_bybit_archive(path, tmp_path / "cat", "BTCUSDT")
+    assert not Catalog(tmp_path / "cat").datasets()
+
+
+def test_cli_imports_tardis_and_bybit_and_names_bad_input(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tradebus.cli import app
+
+    runner = CliRunner()
+    cat = tmp_path / "cat"
+    res = runner.invoke(app, ["data", "import-tardis", str(FIXTURES / "data" / "tardis_huobi-dm-swap_quotes_BTC-USD.csv"),
+                              "--venue", "huobi", "--market", "swap", "--symbol", "BTC-USD", "--catalog", str(cat)])
+    assert res.exit_code == 0, res.output
+    assert Catalog(cat).manifest("huobi", "swap", "BTC-USD", "quotes").rows == 10
+    res = runner.invoke(app, ["data", "import-bybit-book", str(_bybit_zip(tmp_path)), "--symbol", "XRPUSDT", "--catalog", str(cat)])
+    assert res.exit_code == 0, res.output
+    assert Catalog(cat).manifest("bybit", "linear", "XRPUSDT", "book").kind == "book"
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"nope")
+    res = runner.invoke(app, ["data", "import-bybit-book", str(bad), "--symbol", "XRPUSDT", "--catalog", str(cat)])
+    assert res.exit_code != 0 and "not a zip archive" in res.output
+
+
+def test_cli_import_recording_writes_the_datasets_and_refuses_to_replace_them(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from tradebus.cli import app
+
+    cfg = usdm_config(None, None, depth_speed="0ms")
+    cfg["feeds"][0]["subscriptions"] = {USDM_IID: ["trade", "depth", "markPrice"]}
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    args = ["data", "import-recording", str(USDM_CAPTURE), "--config", str(path), "--catalog", str(tmp_path / "cat")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "binance_usdm/usdm/BTCUSDT/book" in res.output
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 1 and "dataset exists" in again.output

@@ -1,0 +1,254 @@
+"""``fill_on: book``: book walk, queue positions (risk-averse and probabilistic), latency, no lookahead.
+
+Expected numbers are derived by hand in the comments (queue formulas: hftbacktest's
+``RiskAverseQueueModel`` and ``ProbQueueModel`` with ``PowerProbQueueFunc``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from tradebus.engine.messages import (
+    BookDelta,
+    BookSnapshot,
+    CancelOrder,
+    Liquidity,
+    OrderAccepted,
+    OrderCanceled,
+    OrderRejected,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+    Trade,
+)
+from tradebus.errors import ConfigError
+from tradebus.execution.book_matching import BookVenue, LatencyModel
+from tradebus.execution.config import BookFillConfig, VenueConfig
+
+from .conftest import IID, Stack, build_stack
+
+BUY, SELL = OrderSide.BUY, OrderSide.SELL
+LIMIT = OrderType.LIMIT
+MS = 1_000_000
+
+
+def _levels(*pairs: tuple[float, float]) -> np.ndarray:
+    return np.asarray(pairs, dtype=np.float64).reshape(-1, 2)
+
+
+def _stack(**book: object) -> Stack:
+    s = build_stack(venue=VenueConfig(fill_on="book", book=BookFillConfig(**book)), tick_size=0.1, lot_size=0.1)
+    assert isinstance(s.venue, BookVenue)
+    _book(s, 1 * MS, bids=((99.9, 5.0), (99.8, 3.0)), asks=((100.0, 1.0), (100.1, 2.0), (100.2, 5.0)), snapshot=True)
+    return s
+
+
+def _book(s: Stack, ts: int, bids: tuple = (), asks: tuple = (), snapshot: bool = False) -> None:
+    s.clock.advance_to(ts)
+    cls = BookSnapshot if snapshot else BookDelta
+    msg = cls(IID, ts, ts, _levels(*bids), _levels(*asks))
+    s.venue.on_book(msg)  # type: ignore[attr-defined]
+
+
+def _trade(s: Stack, ts: int, price: float, size: float, aggressor: int) -> None:
+    s.clock.advance_to(ts)
+    s.engine.on_trade(Trade(IID, ts, ts, price, size, aggressor, f"t{ts}"))
+
+
+def _fills(s: Stack, coid: str) -> list[tuple[float, float, Liquidity]]:
+    return [(round(f.last_qty, 9), f.last_px, f.liquidity) for f in s.fills(coid)]
+
+
+# ------------------------------------------------------------------------ book walk
+
+
+def test_market_order_walks_the_book_level_by_level_at_vwap() -> None:
+    s = _stack()
+    coid = s.submit(BUY, 2.5)
+    _book(s, 2 * MS)  # the next event after the order's arrival
+    # 1.0 @ 100.0 then 1.5 @ 100.1: VWAP (100.0 + 1.5 * 100.1) / 2.5 = 100.06
+    assert _fills(s, coid) == [(1.0, 100.0, Liquidity.TAKER), (1.5, 100.1, Liquidity.TAKER)]
+    order = s.orders.order(coid)
+    assert order.status == OrderStatus.FILLED and order.avg_px == pytest.approx(100.06)
+
+
+def test_market_order_larger_than_the_visible_book_fills_the_depth_and_cancels_the_rest() -> None:
+    s = _stack()
+    coid = s.submit(BUY, 10.0)
+    _book(s, 2 * MS)
+    assert [q for q, _, _ in _fills(s, coid)] == [1.0, 2.0, 5.0]
+    order = s.orders.order(coid)
+    assert order.status == OrderStatus.CANCELED and order.filled_qty == pytest.approx(8.0)
+    assert "visible depth exhausted" in s.of_type(OrderCanceled)[0].reason
+
+
+def test_beyond_depth_last_level_fills_the_rest_at_the_last_price() -> None:
+    s = _stack(beyond_depth="last_level")
+    coid = s.submit(SELL, 10.0)
+    _book(s, 2 * MS)
+    assert _fills(s, coid) == [(5.0, 99.9, Liquidity.TAKER), (3.0, 99.8, Liquidity.TAKER), (2.0, 99.8, Liquidity.TAKER)]
+
+
+def test_marketable_limit_takes_up_to_its_price_then_rests_the_rest() -> None:
+    s = _stack()
+    coid = s.submit(BUY, 5.0, LIMIT, price=100.1)
+    _book(s, 2 * MS)
+    assert _fills(s, coid) == [(1.0, 100.0, Liquidity.TAKER), (2.0, 100.1, Liquidity.TAKER)]
+    assert s.orders.order(coid).status == OrderStatus.PARTIALLY_FILLED
+    # It now rests at 100.1 (the level it emptied; nothing ahead): a sell trade there fills it as maker.
+    _trade(s, 3 * MS, 100.1, 0.7, -1)
+    assert _fills(s, coid)[-1] == (0.7, 100.1, Liquidity.MAKER)
+
+
+def test_fok_short_of_visible_depth_expires_without_a_fill_and_ioc_keeps_what_it_got() -> None:
+    s = _stack()
+    fok = s.submit(BUY, 4.0, LIMIT, price=100.1, tif=TimeInForce.FOK)
+    ioc = s.submit(BUY, 4.0, LIMIT, price=100.1, tif=TimeInForce.IOC)
+    _book(s, 2 * MS)
+    assert s.fills(fok) == [] and s.orders.order(fok).status == OrderStatus.EXPIRED
+    assert sum(q for q, _, _ in _fills(s, ioc)) == pytest.approx(3.0)
+    assert s.orders.order(ioc).status == OrderStatus.EXPIRED
+
+
+def test_the_venue_takes_its_own_fills_off_the_book_until_the_next_update() -> None:
+    s = _stack()
+    first = s.submit(BUY, 1.0)
+    _book(s, 2 * MS)
+    second = s.submit(BUY, 1.0)
+    _book(s, 3 * MS)
+    assert _fills(s, first) == [(1.0, 100.0, Liquidity.TAKER)]
+    assert _fills(s, second) == [(1.0, 100.1, Liquidity.TAKER)]  # 100.0 was taken by the first
+
+
+def test_post_only_that_would_cross_is_rejected() -> None:
+    s = _stack()
+    coid = s.submit(BUY, 1.0, LIMIT, price=100.0, post_only=True)
+    _book(s, 2 * MS)
+    assert s.fills(coid) == [] and "post_only" in s.of_type(OrderRejected)[0].reason
+
+
+def test_stop_market_triggers_on_a_trade_and_walks_the_book_from_then_on() -> None:
+    s = _stack()
+    coid = s.submit(BUY, 2.0, OrderType.STOP_MARKET, trigger=100.1)
+    _book(s, 2 * MS)
+    _trade(s, 3 * MS, 100.0, 1.0, +1)  # below the trigger
+    assert s.fills(coid) == []
+    _trade(s, 4 * MS, 100.1, 1.0, +1)
+    assert _fills(s, coid) == [(1.0, 100.0, Liquidity.TAKER), (1.0, 100.1, Liquidity.TAKER)]
+
+
+# ------------------------------------------------------------------------ queues
+
+
+def _queued(model: str, power: float = 1.0) -> tuple[Stack, str]:
+    """A bid at 99.7 (level 4.0 ahead), then the level grows to 10.0 and drops to 5.0 by a cancel."""
+    s = _stack(queue_model=model, queue_power=power)
+    _book(s, 2 * MS, bids=((99.7, 4.0),))
+    coid = s.submit(BUY, 1.0, LIMIT, price=99.7)
+    _book(s, 3 * MS, bids=((99.7, 10.0),))  # arrival at 0 latency: handled before this; 6.0 joins behind
+    _book(s, 4 * MS, bids=((99.7, 5.0),))  # 5.0 canceled
+    return s, coid
+
+
+def test_risk_averse_queue_ignores_cancels_and_fills_only_past_the_queue() -> None:
+    s, coid = _queued("risk_averse")
+    # front = min(4.0, 5.0) = 4.0; a 3.0 sell trade leaves 1.0 ahead: no fill.
+    _trade(s, 5 * MS, 99.7, 3.0, -1)
+    assert s.fills(coid) == []
+    # A 1.6 trade: front = -0.6 -> 0.6 filled as maker at the limit.
+    _trade(s, 6 * MS, 99.7, 1.6, -1)
+    assert _fills(s, coid) == [(0.6, 99.7, Liquidity.MAKER)]
+
+
+def test_probabilistic_queue_advances_by_cancels_ahead() -> None:
+    s, coid = _queued("prob_power", 1.0)
+    # chg = 5, front = 4, back = 10 - 4 = 6, p = 6 / (6 + 4) = 0.6:
+    # front = 4 - 0.4 * 5 + min(6 - 0.6 * 5, 0) = 2.0. A 3.0 trade: front = -1.0 -> 1.0 filled.
+    _trade(s, 5 * MS, 99.7, 3.0, -1)
+    assert _fills(s, coid) == [(1.0, 99.7, Liquidity.MAKER)]
+
+
+def test_prob_power_two_weighs_the_back_more() -> None:
+    s, coid = _queued("prob_power", 2.0)
+    # p = 36 / (36 + 16) = 0.6923; front = 4 - 0.3077 * 5 = 2.4615. A 3.0 trade: -0.5385 -> 0.5 (lot 0.1).
+    _trade(s, 5 * MS, 99.7, 3.0, -1)
+    assert _fills(s, coid) == [(0.5, 99.7, Liquidity.MAKER)]
+
+
+def test_buy_side_trades_do_not_reach_a_resting_bid_but_a_trade_through_fills_it() -> None:
+    s = _stack()
+    coid = s.submit(BUY, 1.0, LIMIT, price=99.8)
+    _book(s, 2 * MS)
+    _trade(s, 3 * MS, 99.8, 50.0, +1)  # buyer-initiated: hits asks, not our bid
+    assert s.fills(coid) == []
+    _trade(s, 4 * MS, 99.7, 0.1, -1)  # a sell printed below our bid: it traded through us
+    assert _fills(s, coid) == [(1.0, 99.8, Liquidity.MAKER)]
+
+
+def test_resting_order_fills_when_the_opposite_best_moves_through_it() -> None:
+    s = _stack()
+    coid = s.submit(SELL, 1.0, LIMIT, price=100.1)
+    _book(s, 2 * MS)
+    _book(s, 3 * MS, bids=((100.1, 2.0),))
+    assert _fills(s, coid) == [(1.0, 100.1, Liquidity.MAKER)]
+
+
+def test_cancel_takes_the_order_out_of_its_queue() -> None:
+    s = _stack()
+    coid = s.submit(BUY, 1.0, LIMIT, price=99.9)
+    _book(s, 2 * MS)
+    now = s.clock.now_ns()
+    s.engine.cancel(CancelOrder("s", IID, coid, now, now))
+    _book(s, 3 * MS)
+    _trade(s, 4 * MS, 99.8, 100.0, -1)
+    assert s.fills(coid) == [] and s.orders.order(coid).status == OrderStatus.CANCELED
+
+
+# ------------------------------------------------------------------------ latency
+
+
+def test_entry_latency_sets_the_queue_from_the_book_at_arrival_not_at_decision() -> None:
+    s = _stack(entry_latency_ns=5 * MS)
+    coid = s.submit(BUY, 1.0, LIMIT, price=99.9)  # decided at 1 ms: the level holds 5.0
+    _book(s, 2 * MS, bids=((99.9, 1.0),))  # before arrival (6 ms): the level drops to 1.0
+    _book(s, 7 * MS, bids=((99.9, 9.0),))  # the first event after arrival; 8.0 joins behind
+    _trade(s, 8 * MS, 99.9, 1.5, -1)  # front 1.0 (the level at arrival) -> -0.5: 0.5 filled
+    assert _fills(s, coid) == [(0.5, 99.9, Liquidity.MAKER)]
+    assert s.of_type(OrderAccepted)[0].ts_event == 6 * MS
+
+
+def test_ack_latency_delays_the_answers_to_the_strategy() -> None:
+    s = _stack(entry_latency_ns=1 * MS, ack_latency_ns=3 * MS)
+    coid = s.submit(BUY, 1.0)
+    _book(s, 3 * MS)  # arrival at 2 ms: filled at 2 ms on the venue
+    assert s.of_type(OrderAccepted) == [] and s.fills(coid) == []
+    _book(s, 5 * MS - 1)  # due at 5 ms: not before
+    assert s.fills(coid) == []
+    s.clock.advance_to(5 * MS)  # an alert at the due time: heard then, with no data needed
+    (fill,) = s.fills(coid)
+    assert fill.ts_event == 2 * MS and fill.last_px == 100.0
+
+
+def test_latency_fit_matches_scipy_lognormal_mle_and_sampling_is_seeded(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(7)
+    samples = rng.lognormal(math.log(2e6), 0.4, 500)
+    mu, sigma = LatencyModel.fit(samples)
+    shape, loc, scale = scipy.stats.lognorm.fit(samples, floc=0)
+    assert mu == pytest.approx(math.log(scale), rel=1e-9) and sigma == pytest.approx(shape, rel=1e-6)
+    path = tmp_path / "acks.csv"
+    path.write_text("latency_ns\n" + "\n".join(str(int(x)) for x in samples) + "\n")
+    cfg = BookFillConfig(ack_latency_samples=str(path), latency_seed=3)
+    a, b = LatencyModel.from_config(cfg, 0), LatencyModel.from_config(cfg, 0)
+    draws = [a.ack() for _ in range(2000)]
+    assert draws == [b.ack() for _ in range(2000)]
+    assert np.median(draws) == pytest.approx(math.exp(mu), rel=0.1)
+    path.write_text("1\n2\nabc\n")
+    with pytest.raises(ConfigError, match="line 3: 'abc' is not a latency"):
+        LatencyModel.from_config(cfg, 0)
+    with pytest.raises(ConfigError, match="at least two positive"):
+        LatencyModel.fit([1.0, -2.0])

@@ -1,0 +1,79 @@
+"""`tradebus report`: the tearsheet of a run directory, a comparison, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tradebus.cli import app
+from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
+from tradebus.reports.metrics import compute_metrics
+from tradebus.reports.writers import RunDirectory, write_run
+
+S = 1_000_000_000
+
+
+def _run_dir(path: Path, exit_price: float) -> Path:
+    fills = [FillRecord(0, "X.SIM", "BUY", 1.0, 100.0, 0.1, "TAKER", "a", "s", "1", "in"),
+             FillRecord(60 * S, "X.SIM", "SELL", 1.0, exit_price, 0.1, "TAKER", "b", "s", "2", "out")]
+    equity = [EquitySample(0, 1000.0, 900.0, 100.0, 0.0, 0.0, 0.1, marks=(100.0,)),
+              EquitySample(60 * S, 1000.0 + exit_price - 100.2, 1000.0 + exit_price - 100.2, 0.0, 0.0, 0.0, 0.2,
+                           marks=(exit_price,))]
+    result = RunResult(("X.SIM",), 1000.0, 0, 60 * S, 0, 60 * S, fills=fills, equity=equity)
+    with RunDirectory(path, "backtest") as run_dir:
+        write_run(run_dir, result, compute_metrics(result), "instruments: [{tick_size: 0.01}]\n")
+    return path
+
+
+def invoke(*args: str) -> object:
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def test_report_writes_the_tearsheet_and_compare_writes_its_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = _run_dir(tmp_path / "a", 110.0), _run_dir(tmp_path / "b", 105.0)
+    result = invoke("report", str(a))
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert 'data-metric="total_return"' in (a / "tearsheet.html").read_text()
+    monkeypatch.chdir(tmp_path)
+    result = invoke("report", "compare", str(a), str(b))
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    page = (tmp_path / "compare-a-vs-b.html").read_text()
+    assert "1 only in A, 1 only in B" in page and "110.0" in page and "105.0" in page
+    again = invoke("report", "compare", str(a), str(b))
+    assert again.exit_code == 2 and "exists" in again.output  # type: ignore[attr-defined]
+
+
+def test_a_run_written_before_trades_csv_still_reports(tmp_path: Path) -> None:
+    a = _run_dir(tmp_path / "a", 110.0)
+    (a / "trades.csv").unlink()
+    (a / "prices.csv").unlink()
+    assert invoke("report", str(a)).exit_code == 0  # type: ignore[attr-defined]
+    assert "<td>LONG</td><td>1</td>" in (a / "tearsheet.html").read_text()  # the trade matched from fills.csv
+
+
+@pytest.mark.parametrize(
+    ("stress", "message"),
+    [
+        ('{"variant": "x"}', "expected a list"),
+        ('[{"variant": "x", "total_return": 0.1}]', "item 0 needs the keys"),
+        ('[{"variant": "x", "total_return": "high", "sharpe": 1.0, "max_drawdown": 0.1, "fills": 3}]',
+         "total_return must be a float"),
+        ("[oops", "not valid JSON"),
+    ],
+)
+def test_a_malformed_stress_json_is_refused_naming_the_file(tmp_path: Path, stress: str, message: str) -> None:
+    a = _run_dir(tmp_path / "a", 110.0)
+    (a / "stress.json").write_text(stress)
+    result = invoke("report", str(a))
+    assert result.exit_code == 2 and message in result.output and "stress.json" in result.output  # type: ignore[attr-defined]
+    assert not (a / "tearsheet.html").exists()
+
+
+def test_not_a_run_directory_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = invoke("report", str(tmp_path / "empty"))
+    assert result.exit_code == 2 and "not a run directory (no metrics.json)" in result.output  # type: ignore[attr-defined]
+    result = invoke("report", "a", "b")
+    assert result.exit_code == 2 and "compare RUN_A RUN_B" in result.output  # type: ignore[attr-defined]

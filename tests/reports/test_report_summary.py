@@ -1,0 +1,91 @@
+"""The printed run summary: trades next to fills, a buy-and-hold benchmark, per-instrument rows, quote precision."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tradebus.cli import app
+from tradebus.reports.formatting import format_metric, quote_decimals
+
+REPO = Path(__file__).resolve().parents[2]
+BARS = REPO / "tests" / "fixtures" / "kernel" / "coinbase_btc_usd_4h_2022_1200.csv"
+MONEY_ROWS = ("initial_cash", "final_equity", "average_win", "average_loss", "fees_paid")
+
+
+def _run(tmp_path: Path, *extra: str) -> tuple[str, Path]:
+    shutil.copy(BARS, tmp_path / "bars.csv")
+    config = {
+        "data": {"sources": [{"instrument": "BTC-USD.COINBASE", "file": "bars.csv"}]},
+        "instruments": [{"venue": "COINBASE", "symbol": "BTC-USD", "base": "BTC", "quote": "USD", "tick_size": 0.01,
+                         "lot_size": 1.0e-8, "min_notional": 1.0, "maker_fee": 0.004, "taker_fee": 0.006,
+                         "margin": True}],
+        "strategy": {"name": "ema_cross", "instruments": ["BTC-USD.COINBASE"],
+                     "params": {"fast": 10, "slow": 30, "mode": "long_short", "quantity": 0.5}},
+        "initial_cash": 100_000.0,
+        "report": {"equity_interval": "4h"},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["backtest", str(tmp_path / "run.yaml"), "--out", str(out), *extra],
+                                catch_exceptions=False, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    return result.output, out
+
+
+def _rows(output: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("│ ").split("│")] for line in output.splitlines() if line.startswith("│")]
+
+
+def test_summary_shows_trades_after_fills_buy_and_hold_and_instrument_rows(tmp_path: Path) -> None:
+    output, out = _run(tmp_path)
+    rows = _rows(output)
+    labels = [r[0] for r in rows]
+    with (out / "trades.csv").open() as handle:
+        trades = list(csv.DictReader(handle))
+    with (out / "fills.csv").open() as handle:
+        fills = list(csv.DictReader(handle))
+    fills_at = labels.index("fills")
+    assert rows[fills_at][1] == str(len(fills))
+    assert rows[fills_at + 1] == ["trades", str(len(trades))] and len(trades) > 3
+    # Buy and hold from the first to the last close of the data, read independently of the run.
+    with BARS.open() as handle:
+        closes = [float(r["close"]) for r in csv.DictReader(handle)]
+    bench = {r[0]: r[1] for r in rows if len(r) == 2}["buy & hold"]
+    assert bench == f"{(closes[-1] / closes[0] - 1.0) * 100:,.2f} %"
+    assert labels[labels.index("total_return") + 1] == "buy & hold"
+    assert labels[labels.index("bars") + 1] == "market trades" and "round_trips" not in labels
+    instrument = next(r for r in rows if r[0] == "BTC-USD.COINBASE")
+    net = sum(float(t["net_pnl"]) for t in trades)
+    assert instrument[1:4] == [str(len(fills)), str(len(trades)), f"{net:,.2f}"]
+    assert instrument[5] == bench
+
+
+def test_amounts_are_shown_to_the_cent_of_the_quote(tmp_path: Path) -> None:
+    output, out = _run(tmp_path)
+    values = {r[0]: r[1] for r in _rows(output) if len(r) == 2}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert repr(metrics["final_equity"]).split(".")[1].__len__() > 2  # the raw figure has sub-cent digits
+    for key in MONEY_ROWS:
+        assert re.fullmatch(r"-?[\d,]+\.\d\d", values[key]), (key, values[key])
+        assert float(values[key].replace(",", "")) == pytest.approx(metrics[key], abs=0.005)
+
+
+def test_quote_precision_is_cents_for_cash_and_satoshis_for_coins() -> None:
+    assert quote_decimals("USD") == quote_decimals("USDT") == quote_decimals("usdc") == 2
+    assert quote_decimals("BTC") == quote_decimals("ETH") == 8  # ETH-BTC is quoted in BTC
+    assert format_metric("final_equity", 1.2345678912345, quote_decimals("BTC")) == "1.23456789"
+    assert format_metric("final_equity", 99_999.99999999997, quote_decimals("USDT")) == "100,000.00"
+
+
+def test_report_flag_writes_the_tearsheet_into_the_run(tmp_path: Path) -> None:
+    _, out = _run(tmp_path, "--report")
+    text = (out / "tearsheet.html").read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and 'data-metric="sharpe"' in text

@@ -1,0 +1,97 @@
+"""Round trips (trades.csv): FIFO matching per instrument, hand-derived cases."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
+from tradebus.reports.trades import TRADE_COLUMNS, match_trades
+from tradebus.reports.writers import RunDirectory, write_run
+
+S = 1_000_000_000
+
+
+def fill(t: int, side: str, qty: float, px: float, fee: float = 0.0, iid: str = "X.SIM", why: str = "") -> FillRecord:
+    return FillRecord(t * S, iid, side, qty, px, fee, "TAKER", f"o{t}", "s", f"t{t}", why)
+
+
+def rows(trades: list) -> list[tuple]:
+    return [(t.instrument_id, t.side, t.quantity, t.entry_price, t.exit_price, t.pnl, t.fees, t.holding_s)
+            for t in trades]
+
+
+def test_one_long_round_trip_with_fees_and_reasons() -> None:
+    trades = match_trades([fill(0, "BUY", 2.0, 100.0, 0.4, why="cross up"),
+                           fill(60, "SELL", 2.0, 110.0, 0.44, why="cross down")])
+    assert rows(trades) == [("X.SIM", "LONG", 2.0, 100.0, 110.0, 20.0, pytest.approx(0.84), 60.0)]
+    assert trades[0].net_pnl == pytest.approx(19.16)
+    assert (trades[0].entry_reason, trades[0].exit_reason) == ("cross up", "cross down")
+
+
+def test_partial_closes_match_the_oldest_lot_first() -> None:
+    # Lots: 1 @ 100 (t=0), 1 @ 120 (t=10). Sell 1.5 @ 130 (t=20) closes lot 1 and half of lot 2;
+    # sell 0.5 @ 90 (t=30) closes the rest of lot 2.
+    trades = match_trades([
+        fill(0, "BUY", 1.0, 100.0, 1.0),
+        fill(10, "BUY", 1.0, 120.0, 2.0),
+        fill(20, "SELL", 1.5, 130.0, 3.0),
+        fill(30, "SELL", 0.5, 90.0, 0.5),
+    ])
+    # fees: lot fee per unit 1.0 and 2.0; sell fee per unit 2.0 then 1.0.
+    assert rows(trades) == [
+        ("X.SIM", "LONG", 1.0, 100.0, 130.0, 30.0, 3.0, 20.0),
+        ("X.SIM", "LONG", 0.5, 120.0, 130.0, 5.0, 2.0, 10.0),
+        ("X.SIM", "LONG", 0.5, 120.0, 90.0, -15.0, 1.5, 20.0),
+    ]
+
+
+def test_a_flip_closes_the_long_and_opens_a_short_with_the_rest() -> None:
+    # Buy 1 @ 100, sell 3 @ 105 (fee 3: 1 per unit), buy 2 @ 95.
+    trades = match_trades([fill(0, "BUY", 1.0, 100.0), fill(5, "SELL", 3.0, 105.0, 3.0), fill(9, "BUY", 2.0, 95.0)])
+    assert rows(trades) == [
+        ("X.SIM", "LONG", 1.0, 100.0, 105.0, 5.0, 1.0, 5.0),
+        ("X.SIM", "SHORT", 2.0, 105.0, 95.0, 20.0, 2.0, 4.0),
+    ]
+
+
+def test_instruments_are_matched_separately_and_open_lots_are_not_trades() -> None:
+    trades = match_trades([
+        fill(0, "BUY", 1.0, 10.0, iid="A.SIM"),
+        fill(1, "SELL", 2.0, 50.0, iid="B.SIM"),
+        fill(2, "SELL", 1.0, 12.0, iid="A.SIM"),
+        fill(3, "BUY", 1.0, 40.0, iid="B.SIM"),
+    ])
+    assert rows(trades) == [
+        ("A.SIM", "LONG", 1.0, 10.0, 12.0, 2.0, 0.0, 2.0),
+        ("B.SIM", "SHORT", 1.0, 50.0, 40.0, 10.0, 0.0, 2.0),
+    ]
+
+
+def test_float_residue_below_a_thousandth_of_a_lot_closes_the_lot() -> None:
+    # 0.1 + 0.2 bought, 0.3 sold: 0.30000000000000004 - 0.3 is left, far below a lot of 1e-8.
+    trades = match_trades([fill(0, "BUY", 0.1, 10.0), fill(1, "BUY", 0.2, 10.0), fill(2, "SELL", 0.3, 11.0),
+                           fill(3, "SELL", 0.1, 12.0)], {"X.SIM": 1e-8})
+    assert [t.quantity for t in trades][:2] == [0.1, pytest.approx(0.2)]
+    assert len(trades) == 2  # no dust lot left for the last sell to close: it opens a short
+
+
+def test_trades_csv_is_written_with_every_run(tmp_path: Path) -> None:
+    result = RunResult(("X.SIM",), 1e5, 0, 60 * S, fills=[fill(0, "BUY", 2.0, 100.0, 0.4, why="in"),
+                                                         fill(60, "SELL", 2.0, 110.0, 0.44, why="out")],
+                       equity=[EquitySample(0, 1e5, 1e5, 0.0, 0.0, 0.0, 0.0, marks=(100.0,))])
+    run_dir = RunDirectory(tmp_path / "run", "backtest")
+    with run_dir:
+        write_run(run_dir, result, {}, "")
+    with (tmp_path / "run" / "trades.csv").open() as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames or ()) == TRADE_COLUMNS
+        (row,) = list(reader)
+    assert row["side"] == "LONG" and row["entry_time"] == "1970-01-01T00:00:00Z" and row["exit_ts"] == str(60 * S)
+    assert float(row["net_pnl"]) == pytest.approx(19.16) and row["holding_s"] == "60.0"
+    assert (row["entry_reason"], row["exit_reason"]) == ("in", "out")
+    with (tmp_path / "run" / "prices.csv").open() as handle:
+        assert list(csv.DictReader(handle)) == [{"ts": "0", "time": "1970-01-01T00:00:00Z", "instrument": "X.SIM",
+                                                 "price": "100.0"}]

@@ -1,0 +1,374 @@
+"""Import quotes, L2 books, mark prices and funding rates into the catalog.
+
+Three sources, each streamed (memory bounded by the writer's row groups, whatever the
+file's length):
+
+* **recordings** (:func:`tradebus.node.recording_import.import_recording`, in the node
+  package since it runs the feed parsers; it writes through :class:`CatalogSink`): a paper daemon's recorder file or a
+  hftbacktest capture, parsed by the very feed parsers a paper run uses (through the
+  recording's paper config), so every paper session becomes backtest data. Every message
+  the feeds emit becomes rows: trades, quotes (best bid/ask), book (the snapshot the book
+  sync seeded, then every delta it applied), mark prices, funding rates and bars.
+  ``ts_init`` is the frame's recorded receive time, as in ``tradebus replay``.
+* **Tardis-style CSV** (:func:`import_tardis`): ``incremental_book_L2``, ``book_snapshot_N``,
+  ``quotes`` and ``trades`` files (told apart by their header). ``ts_event`` is
+  ``timestamp`` (the exchange's), ``ts_init`` is ``local_timestamp`` (µs → ns).
+* **Bybit orderbook archives** (:func:`import_bybit_archive`): the ``*_ob500.data.zip``
+  dumps (one v5 ``orderbook`` frame per line). The dump has no receive time:
+  ``ts_init = ts_event =`` the frame's ``ts``.
+
+Book rows carry the sequence id of their message (Binance ``u``/``lastUpdateId``, Bybit
+``u``, a running message number for Tardis) and the :data:`~tradebus.data.catalog.BOOK_SNAPSHOT`
+flag on the rows of a full snapshot. Datasets are named after their kind
+(``<venue>/<market>/<symbol>/<kind><suffix>``).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog, DatasetWriter, Kind, Manifest, schema_for
+from tradebus.engine.messages import (
+    Bar,
+    BookDelta,
+    BookSnapshot,
+    FundingRate,
+    MarkPrice,
+    OpenInterest,
+    Quote,
+    Trade,
+)
+from tradebus.errors import DataError
+
+__all__ = ["CatalogSink", "import_bybit_archive", "import_tardis"]
+
+_FLUSH_ROWS = 65_536
+_US = 1_000
+_MS = 1_000_000
+
+
+class _KindBuffer:
+    """Rows of one (dataset, kind), as column lists, flushed to a :class:`DatasetWriter`."""
+
+    __slots__ = ("columns", "names", "rows", "writer")
+
+    def __init__(self, writer: DatasetWriter, kind: str) -> None:
+        self.writer = writer
+        self.names = schema_for(kind).names
+        self.columns: list[list[Any]] = [[] for _ in self.names]
+        self.rows = 0
+
+    def flush(self) -> None:
+        if self.rows:
+            schema = schema_for(self.writer.kind)
+            self.writer.write(pa.table([pa.array(c, type=f.type) for c, f in zip(self.columns, schema, strict=True)], schema=schema))
+            self.columns = [[] for _ in self.names]
+            self.rows = 0
+
+
+class CatalogSink:
+    """Collect market-data messages into catalog datasets (one per instrument and kind).
+
+    Parameters
+    ----------
+    catalog
+        Where to write.
+    locate
+        ``instrument_id -> (venue, market, symbol)`` of the datasets.
+    suffix
+        Appended to the kind to name each dataset (``"book"`` + ``"_20240808"``).
+    mode
+        :class:`DatasetWriter` mode (``"create"`` refuses to replace a dataset).
+
+    Call it with each message, then :meth:`commit` (or :meth:`abort`).
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        locate: Callable[[str], tuple[str, str, str]],
+        suffix: str = "",
+        mode: str = "create",
+        notes: tuple[str, ...] = (),
+    ) -> None:
+        self.catalog = catalog
+        self.locate = locate
+        self.suffix = suffix
+        self.mode = mode
+        self.notes = notes
+        self._buffers: dict[tuple[str, str], _KindBuffer] = {}
+        self._seq: dict[str, int] = {}
+        self.skipped: dict[str, int] = {}
+
+    def _buffer(self, iid: str, kind: Kind) -> _KindBuffer:
+        key = (iid, kind)
+        buf = self._buffers.get(key)
+        if buf is None:
+            venue, market, symbol = self.locate(iid)
+            writer = self.catalog.writer(venue, market, symbol, kind + self.suffix, "day", kind=kind, mode=self.mode)  # type: ignore[arg-type]
+            buf = self._buffers[key] = _KindBuffer(writer, kind)
+        return buf
+
+    def add(self, iid: str, kind: Kind, *row: Any) -> None:
+        """Append one row (values in the stored column order of ``kind``)."""
+        buf = self._buffer(iid, kind)
+        for column, value in zip(buf.columns, row, strict=True):
+            column.append(value)
+        buf.rows += 1
+        if buf.rows >= _FLUSH_ROWS:
+            buf.flush()
+
+    def add_levels(self, iid: str, ts_event: int, ts_init: int, seq: int, bids: Any, asks: Any, flags: int) -> None:
+        """Append the rows of one book message (``bids``/``asks``: (n, 2) price, size)."""
+        if seq < 0:
+            seq = self._seq.get(iid, 0) + 1
+        self._seq[iid] = seq
+        buf = self._buffer(iid, "book")
+        cols = buf.columns
+        for side, levels in ((1, bids), (-1, asks)):
+            for price, size in np.asarray(levels, dtype=np.float64).reshape(-1, 2).tolist():
+                cols[0].append(ts_event)
+                cols[1].append(ts_init)
+                cols[2].append(seq)
+                cols[3].append(side)
+                cols[4].append(price)
+                cols[5].append(size)
+                cols[6].append(flags)
+                buf.rows += 1
+        if buf.rows >= _FLUSH_ROWS:
+            buf.flush()
+
+    def __call__(self, msg: Any) -> None:
+        """Store one message from a feed parser (other message types are counted in ``skipped``)."""
+        cls = type(msg)
+        iid = msg.instrument_id if hasattr(msg, "instrument_id") else ""
+        if cls is Trade:
+            self.add(iid, "trades", msg.ts_event, msg.ts_init, msg.price, msg.size, msg.aggressor, msg.trade_id)
+        elif cls is Quote:
+            self.add(iid, "quotes", msg.ts_event, msg.ts_init, msg.bid_price, msg.bid_size, msg.ask_price, msg.ask_size)
+        elif cls is BookSnapshot:
+            self.add_levels(iid, msg.ts_event, msg.ts_init, msg.last_seq, msg.bids, msg.asks, BOOK_SNAPSHOT)
+        elif cls is BookDelta:
+            self.add_levels(iid, msg.ts_event, msg.ts_init, msg.last_seq, msg.bids, msg.asks, 0)
+        elif cls is MarkPrice:
+            self.add(iid, "mark_prices", msg.ts_event, msg.ts_init, msg.mark_price, msg.index_price)
+        elif cls is FundingRate:
+            self.add(iid, "funding_rates", msg.ts_event, msg.ts_init, msg.rate, msg.next_funding_ns)
+        elif cls is OpenInterest:
+            self.add(iid, "open_interest", msg.ts_event, msg.ts_init, msg.open_interest)
+        elif cls is Bar:
+            self.add(iid, "bars", msg.ts_event, msg.ts_init, msg.open, msg.high, msg.low, msg.close, msg.volume)
+        else:
+            self.skipped[cls.__name__] = self.skipped.get(cls.__name__, 0) + 1
+
+    def commit(self) -> dict[tuple[str, str], Manifest]:
+        """Flush and commit every dataset; return their manifests by ``(instrument_id, kind)``."""
+        out = {}
+        try:
+            for key in sorted(self._buffers):
+                buf = self._buffers[key]
+                buf.flush()
+            for key in sorted(self._buffers):
+                out[key] = self._buffers[key].writer.commit(notes=self.notes)
+        except BaseException:
+            self.abort()
+            raise
+        return out
+
+    def abort(self) -> None:
+        """Drop every dataset not committed yet (the catalog is left as it was)."""
+        for buf in self._buffers.values():
+            buf.writer.abort()
+
+
+# ----------------------------------------------------------------------------- Tardis CSV
+
+
+def _tardis_kind(names: list[str]) -> str:
+    cols = set(names)
+    if {"is_snapshot", "side", "price", "amount"} <= cols:
+        return "incremental_book_L2"
+    if "asks[0].price" in cols:
+        return "book_snapshot"
+    if {"ask_amount", "ask_price", "bid_price", "bid_amount"} <= cols:
+        return "quotes"
+    if {"id", "side", "price", "amount"} <= cols:
+        return "trades"
+    raise DataError(f"not a Tardis incremental_book_L2, book_snapshot, quotes or trades file: columns {names}")
+
+
+def import_tardis(
+    path: str | Path,
+    catalog: Catalog | str | Path,
+    venue: str,
+    market: str,
+    symbol: str,
+    *,
+    suffix: str = "",
+    mode: str = "create",
+    block_size: int = 1 << 20,
+) -> Manifest:
+    """Import one Tardis CSV (plain or ``.gz``) into a catalog dataset; return its manifest.
+
+    ``incremental_book_L2`` and ``book_snapshot_N`` become a ``book`` dataset (a
+    ``book_snapshot_N`` row is a full snapshot of N levels a side), ``quotes`` a ``quotes``
+    dataset, ``trades`` a ``trades`` one.
+
+    Raises
+    ------
+    DataError
+        Unknown columns, a side other than bid/ask or buy/sell, unsorted local timestamps.
+    """
+    path = Path(path)
+    cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=block_size),
+            convert_options=pacsv.ConvertOptions(strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{path}: not a readable CSV: {exc}") from None
+    names = reader.schema.names
+    tkind = _tardis_kind(names)
+    kind: Kind = "book" if tkind in ("incremental_book_L2", "book_snapshot") else tkind  # type: ignore[assignment]
+    sink = CatalogSink(cat, lambda _iid: (venue, market, symbol), suffix, mode, notes=(f"imported from Tardis CSV {path.name}",))
+    row = 0
+    state = {"seq": 0, "key": None}
+    try:
+        for batch in reader:
+            table = pa.Table.from_batches([batch])
+            _tardis_rows(sink, tkind, table, path, row, state)
+            row += table.num_rows
+        return sink.commit()[("", kind)]
+    except pa.ArrowInvalid as exc:
+        sink.abort()
+        raise DataError(f"{path}: after row {row}: {exc}") from None
+    except BaseException:
+        sink.abort()
+        raise
+
+
+def _tardis_rows(sink: CatalogSink, tkind: str, table: pa.Table, path: Path, first: int, state: dict[str, Any]) -> None:
+    ts_event = (table.column("timestamp").to_numpy().astype(np.int64) * _US).tolist()
+    ts_init = (table.column("local_timestamp").to_numpy().astype(np.int64) * _US).tolist()
+    if tkind == "quotes":
+        cols = [table.column(c).to_numpy().astype(np.float64).tolist() for c in ("bid_price", "bid_amount", "ask_price", "ask_amount")]
+        for te, ti, bp, bs, ap, as_ in zip(ts_event, ts_init, *cols, strict=True):
+            sink.add("", "quotes", te, ti, bp, bs, ap, as_)
+        return
+    if tkind == "trades":
+        sides = table.column("side").to_pylist()
+        ids = [str(x) for x in table.column("id").to_pylist()]
+        price = table.column("price").to_numpy().astype(np.float64).tolist()
+        amount = table.column("amount").to_numpy().astype(np.float64).tolist()
+        for i, (te, ti, side, p, a, tid) in enumerate(zip(ts_event, ts_init, sides, price, amount, ids, strict=True)):
+            aggressor = 1 if side == "buy" else -1 if side == "sell" else 0 if side in ("unknown", "") else None
+            if aggressor is None:
+                raise DataError(f"{path} row {first + i + 2}: side {side!r} is not buy, sell or unknown")
+            sink.add("", "trades", te, ti, p, a, aggressor, tid)
+        return
+    if tkind == "book_snapshot":
+        depth = sum(1 for n in table.column_names if n.startswith("asks[") and n.endswith("].price"))
+        asks = [(table.column(f"asks[{k}].price").to_numpy(), table.column(f"asks[{k}].amount").to_numpy()) for k in range(depth)]
+        bids = [(table.column(f"bids[{k}].price").to_numpy(), table.column(f"bids[{k}].amount").to_numpy()) for k in range(depth)]
+        for i, (te, ti) in enumerate(zip(ts_event, ts_init, strict=True)):
+            b = [(float(p[i]), float(a[i])) for p, a in bids if not math.isnan(float(p[i]))]
+            a_ = [(float(p[i]), float(a[i])) for p, a in asks if not math.isnan(float(p[i]))]
+            state["seq"] += 1
+            sink.add_levels("", te, ti, state["seq"], b, a_, BOOK_SNAPSHOT)
+        return
+    snap = table.column("is_snapshot").to_pylist()
+    sides = table.column("side").to_pylist()
+    price = table.column("price").to_numpy().astype(np.float64).tolist()
+    amount = table.column("amount").to_numpy().astype(np.float64).tolist()
+    for i, (te, ti, s, side, p, a) in enumerate(zip(ts_event, ts_init, snap, sides, price, amount, strict=True)):
+        is_snap = s is True or s == "true"
+        key = (te, ti, is_snap)
+        if key != state["key"]:
+            state["seq"] += 1
+            state["key"] = key
+        if side == "bid":
+            sign = 1
+        elif side == "ask":
+            sign = -1
+        else:
+            raise DataError(f"{path} row {first + i + 2}: side {side!r} is not bid or ask")
+        sink.add("", "book", te, ti, state["seq"], sign, p, a, BOOK_SNAPSHOT if is_snap else 0)
+
+
+# ----------------------------------------------------------------------------- Bybit archive
+
+
+class _BybitBook(msgspec.Struct):
+    b: list[tuple[str, str]] = []
+    a: list[tuple[str, str]] = []
+    u: int = -1
+
+
+class _BybitFrame(msgspec.Struct):
+    topic: str
+    type: str
+    ts: int
+    data: _BybitBook
+
+
+def import_bybit_archive(
+    path: str | Path,
+    catalog: Catalog | str | Path,
+    symbol: str,
+    *,
+    market: str = "linear",
+    suffix: str = "",
+    mode: str = "create",
+) -> Manifest:
+    """Import a Bybit orderbook archive (a zip of v5 ``orderbook.N.SYMBOL`` frames) as a ``book`` dataset.
+
+    Rows are stored under ``bybit/<market>/<symbol>/book<suffix>``; ``ts_init = ts_event``
+    = the frame's ``ts`` (the archive has no receive time); the sequence is the frame's ``u``.
+
+    Raises
+    ------
+    DataError
+        Not a zip, a malformed frame (names the member and line), another symbol's topic.
+    """
+    path = Path(path)
+    cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
+    decoder = msgspec.json.Decoder(_BybitFrame)
+    sink = CatalogSink(cat, lambda _iid: ("bybit", market, symbol), suffix, mode, notes=(f"imported from Bybit archive {path.name}",))
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for member in zf.namelist():
+                with zf.open(member) as fh:
+                    for lineno, line in enumerate(io.TextIOWrapper(fh, encoding="utf-8"), 1):
+                        if not line.strip():
+                            continue
+                        try:
+                            frame = decoder.decode(line)
+                        except msgspec.DecodeError as exc:
+                            raise DataError(f"{path}:{member} line {lineno}: malformed frame: {exc}") from None
+                        if not frame.topic.endswith(f".{symbol}"):
+                            raise DataError(f"{path}:{member} line {lineno}: topic {frame.topic!r} is not {symbol}'s")
+                        ts = frame.ts * _MS
+                        d = frame.data
+                        bids = [(float(p), float(q)) for p, q in d.b]
+                        asks = [(float(p), float(q)) for p, q in d.a]
+                        flags = BOOK_SNAPSHOT if frame.type == "snapshot" else 0
+                        sink.add_levels("", ts, ts, d.u, bids, asks, flags)
+        return sink.commit()[("", "book")]
+    except zipfile.BadZipFile as exc:
+        sink.abort()
+        raise DataError(f"{path}: not a zip archive: {exc}") from None
+    except BaseException:
+        sink.abort()
+        raise

@@ -1,0 +1,69 @@
+"""``tradebus report RUN_DIR`` and ``tradebus report compare RUN_A RUN_B``.
+
+``report RUN_DIR`` writes ``RUN_DIR/tearsheet.html`` (a file the run directory owns, see
+:data:`tradebus.reports.writers.OWN_FILES`). ``report compare RUN_A RUN_B`` writes the
+side-by-side page to ``--out`` (default ``compare-<A>-vs-<B>.html`` in the current
+directory); an existing file there is refused unless ``--force``. ``--screenshot PNG``
+also saves a screenshot of the page taken in headless Chromium.
+
+Exit codes: 0 success, 2 a bad argument or run directory (the message names the file), 1 any
+other error (Chromium missing or failing for ``--screenshot``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from tradebus.errors import ConfigError, TradebusError
+
+__all__ = ["report"]
+
+
+def report(
+    args: Annotated[
+        list[str],
+        typer.Argument(
+            help="RUN_DIR, or: compare RUN_A RUN_B.", show_default=False, metavar="RUN_DIR | compare RUN_A RUN_B"
+        ),
+    ],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the page.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file of a comparison.")] = False,
+    screenshot: Annotated[
+        Path | None, typer.Option(help="Also save a PNG screenshot of the page (headless Chromium).")
+    ] = None,
+) -> None:
+    """Write the HTML tearsheet of a run (RUN_DIR/tearsheet.html), or compare two runs side by side."""
+    from tradebus.reports.compare import write_compare
+    from tradebus.reports.tearsheet import write_tearsheet
+
+    console = Console()
+    try:
+        if len(args) == 3 and args[0] == "compare":
+            run_a, run_b = Path(args[1]), Path(args[2])
+            target = out if out is not None else Path(f"compare-{run_a.name}-vs-{run_b.name}.html")
+            if target.exists() and not force:
+                raise ConfigError(f"{target} exists; choose another --out or pass --force to replace it")
+            written = write_compare(run_a, run_b, target)
+        elif len(args) == 1:
+            written = write_tearsheet(args[0], out)
+        else:
+            raise ConfigError(f"report takes RUN_DIR or `compare RUN_A RUN_B`, not {' '.join(args)!r}")
+        if screenshot is not None:
+            _screenshot(written, screenshot)
+    except TradebusError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
+    console.print(f"report written to {written}" + (f" (screenshot {screenshot})" if screenshot else ""))
+
+
+def _screenshot(page: Path, png: Path) -> None:
+    from tradebus.reports.browser import render
+
+    rendering = render(page, width=1280, height=1000)
+    if rendering.errors:
+        raise TradebusError(f"{page}: the page logged errors in Chromium: {'; '.join(rendering.errors)}")
+    png.write_bytes(rendering.png)

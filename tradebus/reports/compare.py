@@ -1,0 +1,90 @@
+"""Two runs side by side (``tradebus report compare RUN_A RUN_B``): metrics, curves and the fills that differ.
+
+Typical pairs: a backtest and a paper run of the same period, or one config with two
+parameter sets. A fill is identified by its venue time, instrument, side, quantity and
+price; the page lists the fills only one of the runs has (a multiset difference, so two
+identical fills in A and one in B leave one listed).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from tradebus.reports.formatting import format_metric
+from tradebus.reports.metrics import format_ns
+from tradebus.reports.rundata import RunData, buy_and_hold, load_run
+from tradebus.reports.tearsheet import figure_html, page, table, write_html
+
+__all__ = ["differing_fills", "render_compare", "write_compare"]
+
+_FILL_KEY = ("ts_event", "instrument", "side", "quantity", "price")
+
+
+def differing_fills(a: RunData, b: RunData) -> list[tuple[str, tuple[object, ...]]]:
+    """Fills only one run has, as ``("A" or "B", (ts_event, instrument, side, quantity, price))``, by time."""
+    keys_a = Counter(tuple(r) for r in a.fills[list(_FILL_KEY)].itertuples(index=False, name=None))
+    keys_b = Counter(tuple(r) for r in b.fills[list(_FILL_KEY)].itertuples(index=False, name=None))
+    only = [("A", key) for key in (keys_a - keys_b).elements()] + [("B", key) for key in (keys_b - keys_a).elements()]
+    return sorted(only, key=lambda item: (item[1][0], item[1][1], item[0]))
+
+
+def render_compare(a: RunData, b: RunData, max_rows: int = 1000) -> str:
+    """The comparison page of runs ``a`` and ``b``."""
+    reasons_a = a.metrics.get("null_reasons", {}) or {}
+    reasons_b = b.metrics.get("null_reasons", {}) or {}
+    keys = [k for k in a.metrics if k != "null_reasons"] + [
+        k for k in b.metrics if k not in a.metrics and k != "null_reasons"
+    ]
+    rows = []
+    for key in keys:
+        va, vb = a.metrics.get(key), b.metrics.get(key)
+        differs = "" if va == vb else "≠"
+        rows.append((key, format_metric(key, va, a.decimals, reasons_a), format_metric(key, vb, b.decimals, reasons_b),
+                     differs))
+    bench_a, _ = buy_and_hold(a)
+    bench_b, _ = buy_and_hold(b)
+    rows.append(("buy & hold", format_metric("benchmark_return", bench_a), format_metric("benchmark_return", bench_b),
+                 "" if bench_a == bench_b else "≠"))
+    rows.append(("trades", f"{len(a.trades):,}", f"{len(b.trades):,}", "" if len(a.trades) == len(b.trades) else "≠"))
+    metrics_html = table(("metric", f"A: {a.path.name}", f"B: {b.path.name}", ""), rows,
+                         cell_attrs=("", 'data-run="A"', 'data-run="B"', ""))
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.05)
+    for label, run, color in (("A", a, "#1f77b4"), ("B", b, "#e8590c")):
+        eq = run.equity
+        initial = float(run.metrics.get("initial_cash") or (eq["equity"].iloc[0] if len(eq) else 1.0))
+        fig.add_trace(go.Scatter(x=eq["dt"], y=(eq["equity"] / initial - 1.0) * 100.0,
+                                 name=f"{label} return %", line={"color": color}), row=1, col=1)
+        if "drawdown" in eq:
+            fig.add_trace(go.Scatter(x=eq["dt"], y=-eq["drawdown"] * 100.0, name=f"{label} drawdown %",
+                                     line={"color": color, "dash": "dot"}), row=2, col=1)
+    only = differing_fills(a, b)
+    fill_rows = [
+        (run, format_ns(int(key[0])), key[1], key[2], repr(float(key[3])), repr(float(key[4])))
+        for run, key in only[:max_rows]
+    ]
+    note = f'<p class="note">first {max_rows:,} of {len(only):,}</p>' if len(only) > max_rows else ""
+    fills_html = (
+        f'<p>{len(only):,} fills differ ({sum(1 for r, _ in only if r == "A"):,} only in A, '
+        f'{sum(1 for r, _ in only if r == "B"):,} only in B; a fill is its time, instrument, side, quantity '
+        f'and price).</p><div class="scroll">'
+        + table(("only in", "time", "instrument", "side", "quantity", "price"), fill_rows, css="differing-fills")
+        + f"</div>{note}"
+    )
+    sections = [
+        f"<section id=\"metrics\"><h2>Metrics</h2>{metrics_html}</section>",
+        f"<section><h2>Return and drawdown</h2>{figure_html(fig, 'fig-compare', 460)}</section>",
+        f"<section id=\"fills\"><h2>Differing fills</h2>{fills_html}</section>",
+    ]
+    title = f"tradebus compare: {a.path.name} vs {b.path.name}"
+    return page(title, f"A = {a.path} · B = {b.path}", sections)
+
+
+def write_compare(run_a: str | Path, run_b: str | Path, out: str | Path) -> Path:
+    """Write the comparison page of two run directories to ``out``."""
+    target = Path(out)
+    write_html(target, render_compare(load_run(run_a), load_run(run_b)))
+    return target

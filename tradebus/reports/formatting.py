@@ -1,0 +1,59 @@
+"""How a metric is shown: the one formatter of the printed summary and the tearsheet.
+
+Amounts in the reporting currency (the first instrument's quote asset) are shown to that
+asset's precision: cents (2 decimals) for fiat and stablecoins (:data:`CASH_QUOTES`), 8
+decimals (a satoshi) for a coin -- so a USDT-quoted run shows ``100,000.00`` and not
+``99,999.99999999997``, and a BTC-quoted one ``1.23456789``. Rates are shown as
+percentages with two decimals, ratios with three, counts as integers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["CASH_QUOTES", "MONEY", "PERCENT", "RATIO", "format_metric", "quote_decimals"]
+
+#: Quote assets whose amounts are shown in cents.
+CASH_QUOTES = frozenset(
+    {"USD", "USDT", "USDC", "BUSD", "FDUSD", "TUSD", "USDP", "DAI", "USDE", "EUR", "GBP", "AUD", "CAD", "CHF", "TRY"}
+)
+#: Metrics that are fractions, shown as percentages.
+PERCENT = frozenset(
+    {"total_return", "cagr", "annualised_volatility", "max_drawdown", "hit_rate", "exposure", "benchmark_return"}
+)
+#: Metrics that are amounts of the quote (reporting) currency.
+MONEY = frozenset(
+    {"initial_cash", "final_equity", "average_win", "average_loss", "fees_paid", "funding_paid", "pnl", "net_pnl"}
+)
+#: Metrics that are ratios (no unit).
+RATIO = frozenset({"sharpe", "sortino", "calmar", "profit_factor", "turnover"})
+
+
+def quote_decimals(quote: str | None) -> int:
+    """Decimals of amounts of the asset ``quote``: 2 for fiat and stablecoins (and unknown), else 8."""
+    if not quote or quote.upper() in CASH_QUOTES:
+        return 2
+    return 8
+
+
+def format_metric(key: str, value: Any, decimals: int = 2, reasons: Mapping[str, str] | None = None) -> str:
+    """The text of metric ``key`` (see the module doc); ``-`` with its reason when it is ``None``."""
+    if value is None:
+        reason = (reasons or {}).get(key)
+        return f"- ({reason})" if reason else "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if not isinstance(value, float):
+        return str(value)
+    if key in PERCENT:
+        return f"{value * 100:,.2f} %"
+    if key in MONEY:
+        return f"{value:,.{decimals}f}"
+    if key in RATIO:
+        return f"{value:,.3f}"
+    return f"{value:,.4f}"

@@ -1,0 +1,79 @@
+"""The summary a run prints: its metrics, the buy-and-hold benchmark and one row per instrument.
+
+Read back from the run directory (:func:`tradebus.reports.rundata.load_run`), so a backtest,
+a paper run and a replay print the same thing. ``trades`` are the round trips of
+``trades.csv``, shown next to ``fills``; the market data the run saw are ``bars`` and
+``market trades``. Amounts are shown to the quote's precision
+(:func:`tradebus.reports.formatting.quote_decimals`).
+"""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from tradebus.reports.formatting import format_metric
+from tradebus.reports.rundata import RunData, buy_and_hold
+
+__all__ = ["INSTRUMENT_COLUMNS", "instrument_rows", "summary_rows", "summary_tables"]
+
+# Labels that differ from the metrics.json key.
+_LABELS = {"trades": "market trades"}
+# Not shown: ``trades`` (the round trips of trades.csv) says it more plainly.
+_SKIP = {"null_reasons", "round_trips"}
+
+
+def summary_rows(run: RunData) -> list[tuple[str | None, str, str]]:
+    """``(metrics.json key or None, label, text)`` of every row of the main table, in order.
+
+    The key is ``None`` for the rows that are not in ``metrics.json``: ``trades`` (after
+    ``fills``) and ``buy & hold`` (after ``total_return``).
+    """
+    m = run.metrics
+    reasons = m.get("null_reasons", {}) or {}
+    bench, _ = buy_and_hold(run)
+    rows: list[tuple[str | None, str, str]] = []
+    for key, value in m.items():
+        if key in _SKIP:
+            continue
+        rows.append((key, _LABELS.get(key, key), format_metric(key, value, run.decimals, reasons)))
+        if key == "fills":
+            rows.append((None, "trades", f"{len(run.trades):,}"))
+        elif key == "total_return":
+            rows.append((None, "buy & hold", format_metric("benchmark_return", bench)))
+    return rows
+
+
+def instrument_rows(run: RunData) -> list[tuple[str, ...]]:
+    """Per instrument: fills, trades, net PnL of its trades, fees, buy-and-hold return."""
+    _, bench = buy_and_hold(run)
+    rows = []
+    for iid in run.instruments:
+        fills = run.fills[run.fills["instrument"] == iid]
+        trades = run.trades[run.trades["instrument"] == iid]
+        rows.append((
+            iid,
+            f"{len(fills):,}",
+            f"{len(trades):,}",
+            format_metric("net_pnl", float(trades["net_pnl"].sum()), run.decimals),
+            format_metric("fees_paid", float(fills["fee"].sum()), run.decimals),
+            format_metric("benchmark_return", bench.get(iid)),
+        ))
+    return rows
+
+
+INSTRUMENT_COLUMNS = ("instrument", "fills", "trades", "net PnL", "fees", "buy & hold")
+
+
+def summary_tables(run: RunData, title: str) -> list[Table]:
+    """The rich tables the CLI prints for ``run``."""
+    main = Table(title=title, show_header=True, header_style="bold")
+    main.add_column("metric")
+    main.add_column("value", justify="right")
+    for _, label, text in summary_rows(run):
+        main.add_row(label, text)
+    per = Table(title="per instrument", show_header=True, header_style="bold")
+    for n, column in enumerate(INSTRUMENT_COLUMNS):
+        per.add_column(column, justify="left" if n == 0 else "right", no_wrap=True)
+    for row in instrument_rows(run):
+        per.add_row(*row)
+    return [main, per]

@@ -1,0 +1,395 @@
+"""The HTML tearsheet of a run: one self-contained file (plotly, with plotly.js inlined).
+
+Sections: the metrics table (annualisation stated), equity with its high-water mark and a
+buy-and-hold benchmark, drawdown, the underwater plot, monthly returns, rolling Sharpe and
+volatility, the distribution of returns, each instrument's price with the trades' entries
+and exits, exposure, fees (and funding, when the run paid or received any), the
+per-instrument table, the trade list, and the stress variants when the run directory holds
+``stress.json``.
+
+The page needs no network: plotly.js is inlined once and every figure is drawn from data
+embedded in the page. Figure ids are fixed, so the same run gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
+
+from tradebus.reports.formatting import format_metric
+from tradebus.reports.rundata import RunData, buy_and_hold, load_run
+from tradebus.reports.summary import INSTRUMENT_COLUMNS, instrument_rows, summary_rows
+
+__all__ = [
+    "ANNUALISATION_NOTE",
+    "MAX_POINTS",
+    "MAX_TRADE_ROWS",
+    "daily_closes",
+    "figure_html",
+    "page",
+    "render_tearsheet",
+    "table",
+    "write_html",
+    "write_tearsheet",
+]
+
+_YEAR_DAYS = 365
+#: How the tearsheet and the metrics annualise (shown under the metrics table).
+ANNUALISATION_NOTE = (
+    "Annualised with 365 periods a year (crypto trades every day): volatility, Sharpe and Sortino from daily "
+    "returns × √365, CAGR over a 365-day year; risk-free rate 0. Runs shorter than 30 days have no annualised figures."
+)
+#: Time series with more samples than this are drawn from this many evenly spaced buckets
+#: (the last sample of each; the deepest drawdown of each in the underwater plot).
+MAX_POINTS = 3000
+#: The trade list shows at most this many trades (the first ones); trades.csv has them all.
+MAX_TRADE_ROWS = 500
+_PLOT_CONFIG = {"displaylogo": False, "responsive": True}
+_LAYOUT = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 40, "b": 40}, "hovermode": "x unified"}
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1f2933;background:#f7f8fa}
+header{background:#1f2933;color:#fff;padding:14px 24px}header h1{margin:0;font-size:20px}
+header p{margin:4px 0 0;font-size:13px;color:#cbd2d9}
+main{padding:12px 24px;max-width:1400px;margin:auto}
+section{background:#fff;border:1px solid #e4e7eb;border-radius:6px;margin:12px 0;padding:10px 14px}
+h2{font-size:16px;margin:4px 0 8px}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:12px}
+table{border-collapse:collapse;font-size:13px}td,th{padding:3px 10px;border-bottom:1px solid #eef0f2;text-align:right}
+th{background:#f0f2f5}td:first-child,th:first-child{text-align:left}
+.metrics td:nth-child(3){padding-left:28px}.metrics td[data-metric]{max-width:260px;overflow:hidden}.note{font-size:12px;color:#616e7c}
+.scroll{max-height:420px;overflow:auto}
+"""
+
+
+def daily_closes(run: RunData) -> pd.Series:
+    """Equity at the last sample of each UTC day (the closes the metrics' daily returns use)."""
+    if run.equity.empty:
+        return pd.Series(dtype=float)
+    series = run.equity.set_index("dt")["equity"]
+    return series.groupby(series.index.floor("D")).last()
+
+
+def _daily_returns(run: RunData) -> pd.Series:
+    closes = daily_closes(run)
+    initial = float(run.metrics.get("initial_cash") or (closes.iloc[0] if len(closes) else 1.0))
+    previous = closes.shift(1)
+    if len(previous):
+        previous.iloc[0] = initial
+    return (closes / previous - 1.0).replace([np.inf, -np.inf], np.nan).dropna()
+
+
+def _thin(frame: pd.DataFrame, deepest: str | None = None) -> pd.DataFrame:
+    """At most :data:`MAX_POINTS` rows: the last of each bucket (the largest ``deepest`` of it)."""
+    if len(frame) <= MAX_POINTS:
+        return frame
+    buckets = np.arange(len(frame)) * MAX_POINTS // len(frame)
+    grouped = frame.groupby(buckets, sort=True)
+    thinned = grouped.last()
+    if deepest is not None:
+        thinned[deepest] = grouped[deepest].max()
+    return thinned.reset_index(drop=True)
+
+
+def figure_html(fig: go.Figure, div_id: str, height: int = 380) -> str:
+    """The ``<div>`` of one figure (plotly.js not included; fixed id for byte-identical pages)."""
+    fig.update_layout(height=height, **_LAYOUT)
+    return pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=div_id, config=_PLOT_CONFIG)
+
+
+def table(
+    columns: Sequence[str], rows: Iterable[Sequence[Any]], *, css: str = "", cell_attrs: Sequence[str] | None = None
+) -> str:
+    """An HTML table; ``cell_attrs[n]`` (already escaped attribute text) is added to every row's n-th cell."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for n, value in enumerate(row):
+            attrs = f" {cell_attrs[n]}" if cell_attrs and n < len(cell_attrs) and cell_attrs[n] else ""
+            cells.append(f"<td{attrs}>{html.escape(str(value))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    klass = f' class="{css}"' if css else ""
+    return f"<table{klass}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _metrics_table(run: RunData) -> str:
+    reasons = run.metrics.get("null_reasons", {}) or {}
+    cells = []
+    for key, label, text in summary_rows(run):
+        attrs = f' data-metric="{html.escape(key)}"' if key is not None else f' data-derived="{html.escape(label)}"'
+        if key is not None and run.metrics.get(key) is None and key in reasons:
+            attrs += f' title="{html.escape(reasons[key])}"'
+        cells.append(f"<td>{html.escape(label)}</td><td{attrs}>{html.escape(text)}</td>")
+    half = (len(cells) + 1) // 2
+    rows = [cells[n] + (cells[n + half] if n + half < len(cells) else "<td></td><td></td>") for n in range(half)]
+    body = "".join(f"<tr>{row}</tr>" for row in rows)
+    return (
+        f'<table class="metrics"><tbody>{body}</tbody></table>'
+        f'<p class="note" id="annualisation">{html.escape(ANNUALISATION_NOTE)}</p>'
+    )
+
+
+def _benchmark_curve(run: RunData, initial: float) -> pd.Series | None:
+    if run.prices.empty:
+        return None
+    wide = run.prices.pivot_table(index="dt", columns="instrument", values="price", aggfunc="last").ffill()
+    if wide.empty:
+        return None
+    first = wide.bfill().iloc[0]
+    curve = (wide / first).mean(axis=1) * initial
+    return _thin(curve.rename("v").reset_index()).set_index("dt")["v"]
+
+
+def _equity_figures(run: RunData) -> list[str]:
+    full = run.equity
+    initial = float(run.metrics.get("initial_cash") or (full["equity"].iloc[0] if len(full) else 0.0))
+    full = full.assign(peak=full["equity"].cummax().clip(lower=initial))
+    full["below"] = full["equity"] - full["peak"]
+    eq = _thin(full.assign(neg_below=-full["below"]), "neg_below")
+    eq["below"] = -eq["neg_below"]
+    under_frame = _thin(full, "drawdown") if "drawdown" in full else full
+    peak = eq["peak"]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.04)
+    fig.add_trace(go.Scatter(x=eq["dt"], y=eq["equity"], name="equity", line={"color": "#1f77b4"}), row=1, col=1)
+    fig.add_trace(go.Scatter(x=eq["dt"], y=peak, name="high-water mark", line={"color": "#9aa5b1", "dash": "dot"}),
+                  row=1, col=1)
+    bench = _benchmark_curve(run, initial)
+    if bench is not None:
+        fig.add_trace(go.Scatter(x=bench.index, y=bench.values, name="buy & hold", line={"color": "#f0a202"}),
+                      row=1, col=1)
+    fig.add_trace(go.Scatter(x=eq["dt"], y=eq["below"], name="drawdown", fill="tozeroy",
+                             line={"color": "#d64545"}), row=2, col=1)
+    top = max(float(eq["equity"].max()), float(bench.max()) if bench is not None else 0.0) if len(eq) else 0.0
+    low = min(float(eq["equity"].min()), float(bench.min()) if bench is not None else math.inf) if len(eq) else 0.0
+    log = low > 0.0 and top / low > 20.0
+    fig.update_yaxes(title_text="equity (log)" if log else "equity", type="log" if log else "linear", row=1, col=1)
+    fig.update_yaxes(title_text="drawdown", row=2, col=1)
+    under = make_subplots()
+    under.add_trace(go.Scatter(x=under_frame["dt"], y=-under_frame["drawdown"] * 100.0 if "drawdown" in full else [],
+                               name="underwater",
+                               fill="tozeroy", line={"color": "#d64545"}))
+    under.update_yaxes(title_text="% below the high-water mark")
+    return [
+        _section("Equity and drawdown", figure_html(fig, "fig-equity", 460)),
+        _section("Underwater", figure_html(under, "fig-underwater", 280)),
+    ]
+
+
+def _monthly_figure(run: RunData) -> str:
+    closes = daily_closes(run)
+    if closes.empty:
+        return _section("Monthly returns", '<p class="note">no equity samples</p>')
+    initial = float(run.metrics.get("initial_cash") or closes.iloc[0])
+    month_ends = closes.groupby([closes.index.year, closes.index.month]).last()
+    previous = month_ends.shift(1)
+    previous.iloc[0] = initial
+    returns = (month_ends / previous - 1.0) * 100.0
+    years = sorted({y for y, _ in returns.index})
+    grid = [[returns.get((y, m), np.nan) for m in range(1, 13)] for y in years]
+    z = [[None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 4) for v in row]
+         for row in grid]
+    months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    fig = go.Figure(go.Heatmap(z=z, x=months, y=[str(y) for y in years], colorscale="RdYlGn", zmid=0.0,
+                               texttemplate="%{z:.1f}", hovertemplate="%{y} %{x}: %{z:.2f} %<extra></extra>",
+                               colorbar={"title": {"text": "%"}}))
+    fig.update_yaxes(autorange="reversed", type="category")
+    return _section("Monthly returns (%)", figure_html(fig, "fig-monthly", 120 + 28 * len(years)))
+
+
+def _rolling_figures(run: RunData) -> list[str]:
+    returns = _daily_returns(run)
+    n = len(returns)
+    if n >= 60:
+        window = 30
+    elif n >= 6:
+        window = max(3, n // 3)
+    else:
+        window = 0
+    if window:
+        mean = returns.rolling(window).mean()
+        std = returns.rolling(window).std(ddof=1)
+        fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06)
+        fig.add_trace(go.Scatter(x=returns.index, y=(mean / std) * math.sqrt(_YEAR_DAYS), name=f"{window}-day Sharpe"),
+                      row=1, col=1)
+        fig.add_trace(go.Scatter(x=returns.index, y=std * math.sqrt(_YEAR_DAYS) * 100.0,
+                                 name=f"{window}-day volatility %", line={"color": "#8e44ad"}), row=2, col=1)
+        fig.update_yaxes(title_text="Sharpe", row=1, col=1)
+        fig.update_yaxes(title_text="volatility %", row=2, col=1)
+        rolling = figure_html(fig, "fig-rolling", 400)
+    else:
+        rolling = f'<p class="note">{n} daily returns: too few for rolling figures</p>'
+    if n >= 10:
+        values, label = returns * 100.0, "daily returns (%)"
+    else:
+        equity = run.equity["equity"]
+        values, label = (equity.pct_change().dropna() * 100.0), "returns between equity samples (%)"
+    hist = go.Figure(go.Histogram(x=values, nbinsx=60, name=label, marker={"color": "#3e7cb1"}))
+    hist.update_xaxes(title_text=label)
+    hist.update_layout(hovermode="closest")
+    return [
+        _section("Rolling Sharpe and volatility (annualised, 365 days)", rolling),
+        _section("Return distribution", figure_html(hist, "fig-returns", 320)),
+    ]
+
+
+def _price_figure(run: RunData) -> str:
+    instruments = run.instruments
+    if not instruments:
+        return _section("Prices and trades", '<p class="note">no instruments</p>')
+    fig = make_subplots(rows=len(instruments), cols=1, shared_xaxes=True, subplot_titles=instruments,
+                        vertical_spacing=0.08 / max(len(instruments), 1))
+    trades = run.trades
+    for row, iid in enumerate(instruments, start=1):
+        prices = _thin(run.prices[run.prices["instrument"] == iid])
+        fig.add_trace(go.Scatter(x=prices["dt"], y=prices["price"], name=f"{iid} price", line={"color": "#52606d"}),
+                      row=row, col=1)
+        mine = trades[trades["instrument"] == iid]
+        for side, symbol, color in (("LONG", "triangle-up", "#2f9e44"), ("SHORT", "triangle-down", "#c92a2a")):
+            part = mine[mine["side"] == side]
+            if part.empty:
+                continue
+            fig.add_trace(go.Scatter(x=part["entry_dt"], y=part["entry_price"], mode="markers",
+                                     name=f"{side.lower()} entry", marker={"symbol": symbol, "size": 9, "color": color},
+                                     text=part["entry_reason"], hovertemplate="entry %{y}<br>%{text}<extra></extra>"),
+                          row=row, col=1)
+        if not mine.empty:
+            colors = np.where(mine["net_pnl"] > 0.0, "#2f9e44", "#c92a2a")
+            fig.add_trace(go.Scatter(x=mine["exit_dt"], y=mine["exit_price"], mode="markers", name="exit",
+                                     marker={"symbol": "x", "size": 8, "color": colors},
+                                     text=[f"net {v:,.{run.decimals}f}" for v in mine["net_pnl"]],
+                                     hovertemplate="exit %{y}<br>%{text}<extra></extra>"), row=row, col=1)
+    fig.update_layout(hovermode="closest")
+    return _section("Prices and trades (▲ long entry, ▼ short entry, × exit)",
+                    figure_html(fig, "fig-prices", 140 + 300 * len(instruments)))
+
+
+def _exposure_and_costs(run: RunData) -> list[str]:
+    eq = _thin(run.equity)
+    exposure = (eq["position_value"] / eq["equity"].where(eq["equity"] != 0.0)) * 100.0
+    fig = go.Figure(go.Scatter(x=eq["dt"], y=exposure, name="net exposure %", fill="tozeroy",
+                               line={"color": "#0b7285"}))
+    fig.update_yaxes(title_text="position value / equity (%)")
+    costs = go.Figure(go.Scatter(x=eq["dt"], y=eq["fees_paid"], name="fees paid (cumulative)",
+                                 line={"color": "#e8590c"}))
+    title = "Fees over time"
+    # Cumulative funding (perpetuals); spot runs have a column of zeros, not shown.
+    column = next((c for c in ("funding_paid", "funding") if c in eq.columns and eq[c].fillna(0.0).ne(0.0).any()), None)
+    if column is not None:
+        costs.add_trace(go.Scatter(x=eq["dt"], y=eq[column], name="funding paid (cumulative)",
+                                   line={"color": "#5f3dc4"}))
+        title = "Fees and funding over time"
+    return [
+        _section("Exposure", figure_html(fig, "fig-exposure", 280)),
+        _section(title, figure_html(costs, "fig-costs", 280)),
+    ]
+
+
+def _instrument_table(run: RunData) -> str:
+    return _section("Instruments", table(INSTRUMENT_COLUMNS, instrument_rows(run)))
+
+
+def _trade_table(run: RunData) -> str:
+    trades = run.trades
+    shown = trades.head(MAX_TRADE_ROWS)
+    d = run.decimals
+    rows = [
+        (t.instrument, t.side, f"{t.quantity:.12g}", t.entry_dt.strftime("%Y-%m-%d %H:%M:%S"), f"{t.entry_price:.12g}",
+         t.exit_dt.strftime("%Y-%m-%d %H:%M:%S"), f"{t.exit_price:.12g}", f"{t.pnl:,.{d}f}", f"{t.fees:,.{d}f}",
+         f"{t.net_pnl:,.{d}f}", _holding(t.holding_s), t.exit_reason)
+        for t in shown.itertuples()
+    ]
+    columns = ("instrument", "side", "quantity", "entry", "entry price", "exit", "exit price", "PnL", "fees",
+               "net PnL", "held", "exit reason")
+    note = ""
+    if len(trades) > len(shown):
+        note = f'<p class="note">first {len(shown):,} of {len(trades):,} trades; all are in trades.csv</p>'
+    return _section(f"Trades ({len(trades):,})", f'<div class="scroll">{table(columns, rows)}</div>{note}')
+
+
+def _holding(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds:.0f} s"
+    if seconds < 86_400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} d"
+
+
+def _stress_table(run: RunData) -> str:
+    if run.stress is None:
+        return ""
+    rows = [
+        (s["variant"], format_metric("total_return", float(s["total_return"])),
+         format_metric("sharpe", None if s["sharpe"] is None else float(s["sharpe"])),
+         format_metric("max_drawdown", float(s["max_drawdown"])), f"{int(s['fills']):,}")
+        for s in run.stress
+    ]
+    columns = ("variant", "total return", "Sharpe", "max drawdown", "fills")
+    return _section("Stress", table(columns, rows, css="stress"), section_id="stress")
+
+
+def _section(title: str, body: str, section_id: str | None = None) -> str:
+    ident = f' id="{section_id}"' if section_id else ""
+    return f"<section{ident}><h2>{html.escape(title)}</h2>{body}</section>"
+
+
+def page(title: str, subtitle: str, sections: Sequence[str]) -> str:
+    """A whole self-contained HTML page with plotly.js inlined and ``sections`` in ``<main>``."""
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style>"
+        f"<script type=\"text/javascript\">{get_plotlyjs()}</script></head><body>"
+        f"<header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header>"
+        f"<main>{''.join(sections)}</main></body></html>\n"
+    )
+
+
+def render_tearsheet(run: RunData) -> str:
+    """The tearsheet page of ``run`` (see the module doc)."""
+    m = run.metrics
+    bench, _ = buy_and_hold(run)
+    subtitle = (
+        f"{', '.join(run.instruments)} · {m.get('start') or '?'} → {m.get('end') or '?'} · "
+        f"total return {format_metric('total_return', m.get('total_return'))} · "
+        f"buy & hold {format_metric('benchmark_return', bench)}"
+    )
+    sections = [
+        _section("Metrics", _metrics_table(run), section_id="metrics"),
+        *_equity_figures(run),
+        _monthly_figure(run),
+        *_rolling_figures(run),
+        _price_figure(run),
+        *_exposure_and_costs(run),
+        _instrument_table(run),
+        _trade_table(run),
+        _stress_table(run),
+    ]
+    return page(f"tradebus tearsheet: {run.path.name}", subtitle, [s for s in sections if s])
+
+
+def write_html(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same directory (never a partial file)."""
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def write_tearsheet(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write the tearsheet of the run in ``run_dir`` to ``out`` (default ``run_dir/tearsheet.html``)."""
+    run = load_run(run_dir)
+    target = Path(out) if out is not None else run.path / "tearsheet.html"
+    write_html(target, render_tearsheet(run))
+    return target

@@ -1,0 +1,127 @@
+"""Round trips of a run (``trades.csv``), matched from its fills first in, first out.
+
+Each fill that opens or adds to a position is a *lot* of its instrument. A fill on the
+other side closes the oldest lots first (FIFO, per instrument): every (lot, closing fill)
+pair is one :class:`Trade` -- so a partial close gives a trade for the closed part and
+leaves the rest of the lot open, and a closing fill larger than the position closes every
+lot and opens a lot of the other side with the remainder (a flip). Lots still open when
+the run ends are not trades.
+
+A trade's ``pnl`` is ``quantity * (exit_price - entry_price)`` (negated for a short);
+``fees`` are the parts of the entry and exit fills' fees pro rata to the matched
+quantity; ``net_pnl = pnl - fees``; ``holding_s`` is ``exit_ts - entry_ts`` in seconds
+(venue time, as every ``ts_event``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tradebus.engine.kernel import FillRecord
+
+__all__ = ["TRADE_COLUMNS", "Trade", "match_trades"]
+
+#: Columns of ``trades.csv`` (``*_time`` are the ISO-8601 texts of the ``*_ts`` before them).
+TRADE_COLUMNS = (
+    "instrument",
+    "side",
+    "quantity",
+    "entry_ts",
+    "entry_time",
+    "entry_price",
+    "exit_ts",
+    "exit_time",
+    "exit_price",
+    "pnl",
+    "fees",
+    "net_pnl",
+    "holding_s",
+    "entry_reason",
+    "exit_reason",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """One closed round trip: a lot (or part of one) and the fill that closed it."""
+
+    instrument_id: str
+    side: str  # "LONG" or "SHORT"
+    quantity: float
+    entry_ns: int
+    entry_price: float
+    exit_ns: int
+    exit_price: float
+    pnl: float
+    fees: float
+    entry_reason: str
+    exit_reason: str
+
+    @property
+    def net_pnl(self) -> float:
+        """``pnl - fees``."""
+        return self.pnl - self.fees
+
+    @property
+    def holding_s(self) -> float:
+        """Seconds from entry to exit."""
+        return (self.exit_ns - self.entry_ns) / 1e9
+
+
+@dataclass(slots=True)
+class _Lot:
+    quantity: float  # signed: > 0 long, < 0 short
+    price: float
+    ts: int
+    fee_per_unit: float
+    reason: str
+
+
+def match_trades(fills: Sequence[FillRecord], lot_sizes: dict[str, float] | None = None) -> list[Trade]:
+    """The closed round trips of ``fills`` (in fill order), FIFO per instrument (see the module doc).
+
+    Parameters
+    ----------
+    fills
+        The run's fills in the order they happened.
+    lot_sizes
+        Per instrument, the lot size: a lot with less than a thousandth of it left counts as
+        closed (1e-12 when not given).
+    """
+    books: dict[str, deque[_Lot]] = {}
+    trades: list[Trade] = []
+    for fill in fills:
+        iid = fill.instrument_id
+        eps = (lot_sizes or {}).get(iid, 1e-9) * 1e-3
+        lots = books.setdefault(iid, deque())
+        sign = 1.0 if fill.side == "BUY" else -1.0
+        remaining = fill.quantity
+        fee_per_unit = fill.fee / fill.quantity if fill.quantity > 0.0 else 0.0
+        while remaining > eps and lots and (lots[0].quantity > 0.0) != (sign > 0.0):
+            lot = lots[0]
+            matched = min(remaining, abs(lot.quantity))
+            long = lot.quantity > 0.0
+            trades.append(
+                Trade(
+                    iid,
+                    "LONG" if long else "SHORT",
+                    matched,
+                    lot.ts,
+                    lot.price,
+                    fill.ts_event,
+                    fill.price,
+                    matched * (fill.price - lot.price) * (1.0 if long else -1.0),
+                    matched * (lot.fee_per_unit + fee_per_unit),
+                    lot.reason,
+                    fill.reason,
+                )
+            )
+            remaining -= matched
+            lot.quantity -= matched if long else -matched
+            if abs(lot.quantity) <= eps:
+                lots.popleft()
+        if remaining > eps:
+            lots.append(_Lot(sign * remaining, fill.price, fill.ts_event, fee_per_unit, fill.reason))
+    return trades

@@ -1,0 +1,97 @@
+"""TouchQuoter: a minimal market maker quoting the best bid and ask of the L2 book.
+
+Every ``interval`` (on multiples of it since the epoch, from the first book message on) the
+strategy cancels its working orders and posts a post-only bid at the best bid and a
+post-only ask at the best ask, ``quantity`` each, skipping the side that would take the
+position beyond ``max_position``. The best prices come from the L2 book messages it
+receives (:class:`~tradebus.engine.messages.BookSnapshot` / ``BookDelta``), so it needs a
+``book`` data source. It exists to exercise ``fill_on: book`` (queue positions, latency)
+and to be run the same way in hftbacktest (``tests/execution/test_book_vs_hftbacktest.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tradebus.engine.messages import BookDelta, BookSnapshot, OrderSide, TimeEvent
+from tradebus.execution.book_matching import L2Book
+from tradebus.strategies.base import Strategy
+
+__all__ = ["TouchQuoter", "TouchQuoterParams"]
+
+
+class TouchQuoterParams(BaseModel):
+    """Parameters of :class:`TouchQuoter`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    interval_ns: int = Field(default=1_000_000_000, gt=0)
+    quantity: float = Field(gt=0)
+    max_position: float = Field(gt=0)
+
+
+class TouchQuoter(Strategy):
+    """Quote both sides at the touch every ``interval_ns`` (see the module docstring)."""
+
+    Params = TouchQuoterParams
+    label = "touch_quoter"
+
+    def __init__(
+        self,
+        instrument_ids: str | Sequence[str],
+        *,
+        interval_ns: int = 1_000_000_000,
+        quantity: float,
+        max_position: float,
+        strategy_id: str | None = None,
+    ) -> None:
+        super().__init__(instrument_ids, strategy_id=strategy_id or "TouchQuoter")
+        self.interval_ns = interval_ns
+        self.quantity = quantity
+        self.max_position = max_position
+        self.book: L2Book | None = None
+        self._timer = False
+
+    @classmethod
+    def data_kinds(cls, params: BaseModel) -> frozenset[str]:
+        """The strategy reads the L2 book."""
+        return frozenset({"book"})
+
+    def on_start(self) -> None:
+        """Subscribe to the instrument's book messages."""
+        iid = self.instrument_ids[0]
+        self.book = L2Book(self.instrument(iid).tick_size)
+        bus = self.kernel.bus
+        bus.subscribe(BookSnapshot, self.on_book, iid)
+        bus.subscribe(BookDelta, self.on_book, iid)
+
+    def on_book(self, msg: BookSnapshot | BookDelta) -> None:
+        """Keep the book; start the quoting timer at the first message."""
+        book = self.book
+        assert book is not None
+        if type(msg) is BookSnapshot:
+            book.clear()
+        for price, size in msg.bids.tolist():  # type: ignore[attr-defined]
+            book.set_bid(book.to_tick(price), size)
+        for price, size in msg.asks.tolist():  # type: ignore[attr-defined]
+            book.set_ask(book.to_tick(price), size)
+        if not self._timer:
+            self._timer = True
+            start = msg.ts_init - msg.ts_init % self.interval_ns
+            self.clock.set_timer(f"{self.strategy_id}-quote", self.interval_ns, self.on_quote_timer, start_ns=start)
+
+    def on_quote_timer(self, event: TimeEvent) -> None:
+        """Cancel the working quotes and post fresh ones at the touch."""
+        book = self.book
+        assert book is not None
+        iid = self.instrument_ids[0]
+        self.cancel_all(iid, reason="requote")
+        if not book.bids or not book.asks:
+            return
+        pos = self.position(iid)
+        if pos + self.quantity <= self.max_position + 1e-12:
+            self.submit_limit(iid, OrderSide.BUY, self.quantity, book.price(book.best_bid), post_only=True, reason="bid")
+        if pos - self.quantity >= -self.max_position - 1e-12:
+            self.submit_limit(iid, OrderSide.SELL, self.quantity, book.price(book.best_ask), post_only=True, reason="ask")
