@@ -301,7 +301,7 @@ class Kernel:
         self._shared: frozenset[str] = frozenset()
         #: What the strategies see of this kernel (their narrow view of the run).
         self.context = KernelContext(
-            self.clock, self.instruments, self.portfolio, self.orders, self.cache, self.banks,
+            self.clock, self.instruments, self.portfolio, self.orders, self.cache, self.banks, self.bus,
             self.submit, self.cancel, self.modify, self.equity, self.strategy_position, self.histories,
             lambda: self.contingent,
         )  # fmt: skip

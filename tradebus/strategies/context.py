@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from tradebus.errors import ConfigError
 
 if TYPE_CHECKING:
+    from tradebus.engine.bus import MessageBus
     from tradebus.engine.cache import BookView, Cache, FeatureView
     from tradebus.engine.clock import Clock
     from tradebus.engine.history import History
@@ -40,6 +41,8 @@ class StrategyContext(Protocol):
     orders: OrderManager
     cache: Cache
     banks: Mapping[str, FeatureBank]
+    #: The run's bus, to subscribe to messages beyond the ``on_*`` handlers (e.g. book deltas).
+    bus: MessageBus
 
     def submit(self, cmd: SubmitOrder) -> None:
         """Send a new order through the risk gate to the venue."""
@@ -76,7 +79,7 @@ class KernelContext:
 
     Parameters
     ----------
-    clock, instruments, portfolio, orders, cache, banks
+    clock, instruments, portfolio, orders, cache, banks, bus
         The run's objects (shared, not copied).
     submit, cancel, modify, equity, position
         The kernel's command and query methods.
@@ -92,6 +95,7 @@ class KernelContext:
     orders: OrderManager
     cache: Cache
     banks: Mapping[str, FeatureBank]
+    bus: MessageBus
     submit: Callable[[SubmitOrder], None]
     cancel: Callable[[CancelOrder], None]
     modify: Callable[[ModifyOrder], None]
