@@ -22,7 +22,8 @@ from tradebus.reports.writers import EQUITY_COLUMNS, FILL_COLUMNS, ORDER_COLUMNS
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "kernel" / "coinbase_btc_usd_4h_2022_1200.csv"
 OUTPUT_FILES = (
-    "config.yaml", "equity.csv", "fills.csv", "funding.csv", "metrics.json", "orders.csv", "prices.csv", "trades.csv"
+    "attribution.csv", "config.yaml", "equity.csv", "fills.csv", "funding.csv", "metrics.json", "orders.csv",
+    "prices.csv", "trades.csv",
 )
 METRIC_KEYS = {
     "start", "end", "bars", "instruments", "fills", "total_return", "cagr", "annualised_volatility", "sharpe",

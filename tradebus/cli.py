@@ -44,8 +44,8 @@ from tradebus.data.cli import data_app
 from tradebus.node.recording_import import import_recording_cmd
 from tradebus.data.perpetual import read_funding_rates, read_mark_prices
 from tradebus.data.replay import Replay, ReplaySource
+from tradebus.config import RunConfig, dump_config, load_config, parse_duration, strategy_entries
 from tradebus.engine.messages import FundingRate, MarkPrice
-from tradebus.config import RunConfig, dump_config, load_config, parse_duration
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import ConfigError, DataError, FeatureError, TradebusError
 from tradebus.reports.cli import report
@@ -53,7 +53,7 @@ from tradebus.node.cli import live, live_kill, live_resume
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
 from tradebus.research.cli import research_app
-from tradebus.strategies.base import resolve_strategy
+from tradebus.strategies.base import build_strategies
 from tradebus.sweep.cli import sweep as sweep_command
 
 __all__ = ["LOG_LEVELS", "LazyProgress", "app", "check_log_level", "build_kernel", "build_replay", "main", "progress_for", "run_backtest", "setup_logging"]
@@ -204,9 +204,8 @@ def build_kernel(config: RunConfig) -> Kernel:
     )
     if config.data.marks or config.data.funding:
         kernel.feed_perpetual_data(perpetual_data(config))
-    cls = resolve_strategy(config.strategy.name)
-    params = cls.Params.model_validate(config.strategy.params)
-    kernel.add_strategy(cls.from_params(config.strategy.instruments, params, config.strategy.id))
+    for strategy in build_strategies([entry for _, entry in strategy_entries(config)]):
+        kernel.add_strategy(strategy)
     return kernel
 
 

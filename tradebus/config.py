@@ -26,6 +26,10 @@ Example::
       instruments: [BTC-USD.COINBASE]
       params: {fast: 10, slow: 30, mode: long_only, quantity: 0.1}
     initial_cash: 100000
+
+Several strategies run side by side with ``strategies:`` (a list of the same entries, each
+with its own ``id``) instead of ``strategy:``; each can cancel or modify only its own
+orders, and ``attribution.csv`` splits PnL, fees and positions between them.
 """
 
 from __future__ import annotations
@@ -62,12 +66,14 @@ __all__ = [
     "InstrumentConfig",
     "ReportConfig",
     "RunConfig",
-    "check_starting_balances",
     "StrategyConfig",
     "apply_overrides",
+    "check_starting_balances",
+    "check_strategy_choice",
     "dump_config",
     "load_config",
     "parse_duration",
+    "strategy_entries",
     "to_ns",
 ]
 
@@ -285,6 +291,43 @@ class StrategyConfig(_Model):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+def strategy_entries(config: _StrategyChoice) -> list[tuple[str, StrategyConfig]]:
+    """``(field path, entry)`` of every strategy of a config: ``strategy`` or ``strategies.<n>``."""
+    if config.strategy is not None:
+        return [("strategy", config.strategy)]
+    return [(f"strategies.{n}", entry) for n, entry in enumerate(config.strategies)]
+
+
+def check_strategy_choice(config: _StrategyChoice, instrument_ids: Sequence[str]) -> None:
+    """Exactly one of ``strategy``/``strategies``, unique ids, and only known instruments.
+
+    Raises
+    ------
+    ValueError
+        Naming the field path of the problem.
+    """
+    if config.strategy is None and not config.strategies:
+        raise ValueError("strategy: required field is missing (or give 'strategies', a list of them)")
+    if config.strategy is not None and config.strategies:
+        raise ValueError("strategies: give either 'strategy' (one) or 'strategies' (a list), not both")
+    ids: dict[str, str] = {}
+    for path, entry in strategy_entries(config):
+        for n, iid in enumerate(entry.instruments):
+            if iid not in instrument_ids:
+                raise ValueError(f"{path}.instruments.{n}: {iid!r} is not one of the instruments {list(instrument_ids)}")
+        if len(config.strategies) > 1:
+            if entry.id is None:
+                raise ValueError(f"{path}.id: required when several strategies run (ids name them in the outputs)")
+            if entry.id in ids:
+                raise ValueError(f"{path}.id: {entry.id!r} is already the id of {ids[entry.id]}")
+            ids[entry.id] = path
+
+
+class _StrategyChoice(Protocol):
+    strategy: StrategyConfig | None
+    strategies: list[StrategyConfig]
+
+
 class ReportConfig(_Model):
     """Run outputs: ``equity_interval`` is the spacing of the equity curve samples."""
 
@@ -353,7 +396,8 @@ class RunConfig(_Model):
 
     data: DataConfig
     instruments: list[InstrumentConfig] = Field(min_length=1)
-    strategy: StrategyConfig
+    strategy: StrategyConfig | None = None
+    strategies: list[StrategyConfig] = Field(default_factory=list)
     venue: VenueConfig = Field(default_factory=VenueConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     features: list[FeatureSpec] = Field(default_factory=list)
@@ -373,9 +417,7 @@ class RunConfig(_Model):
                 raise ValueError(
                     f"data.sources.{n}.instrument: {source.instrument!r} is not one of the instruments {ids}"
                 )
-        for n, iid in enumerate(self.strategy.instruments):
-            if iid not in known:
-                raise ValueError(f"strategy.instruments.{n}: {iid!r} is not one of the instruments {ids}")
+        check_strategy_choice(self, ids)
         perpetual = {i.instrument_id for i in self.instruments if i.kind == InstrumentKind.PERPETUAL}
         for key in ("marks", "funding"):
             for n, entry in enumerate(getattr(self.data, key)):
@@ -446,7 +488,8 @@ def config_error_from(source: str, exc: ValidationError, prefix: tuple[int | str
 class _StrategyRunConfig(Protocol):
     """What :func:`parse_config` needs of a config model (``RunConfig``, ``PaperConfig``)."""
 
-    strategy: StrategyConfig
+    strategy: StrategyConfig | None
+    strategies: list[StrategyConfig]
 
     def instrument_map(self) -> dict[str, Instrument]: ...
 
@@ -483,36 +526,43 @@ def parse_config(
         config = model.model_validate(data)  # type: ignore[attr-defined]
     except ValidationError as exc:
         raise config_error_from(source, exc) from None
-    try:
-        cls = resolve_strategy(config.strategy.name, base)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: strategy.name: {exc}") from None
-    try:
-        params = cls.Params.model_validate(config.strategy.params)
-    except ValidationError as exc:
-        raise config_error_from(source, exc, ("strategy", "params")) from None
     instruments = config.instrument_map()
-    try:
-        cls.check_params(params, [instruments[i] for i in config.strategy.instruments])
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: strategy.params.{exc}") from None
-    _check_data_kinds(source, config, cls.data_kinds(params))
-    # Store the validated (defaults filled in) parameters so the resolved config is complete.
-    strategy = config.strategy.model_copy(update={"params": params.model_dump(mode="json")})
-    config = config.model_copy(update={"strategy": strategy})
+    validated: list[StrategyConfig] = []
+    for path, entry in strategy_entries(config):
+        try:
+            cls = resolve_strategy(entry.name, base)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {path}.name: {exc}") from None
+        try:
+            params = cls.Params.model_validate(entry.params)
+        except ValidationError as exc:
+            raise config_error_from(source, exc, (*path.split("."), "params")) from None
+        try:
+            cls.check_params(params, [instruments[i] for i in entry.instruments])
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {path}.params.{exc}") from None
+        _check_data_kinds(source, config, path, entry, cls.data_kinds(params))
+        # Store the validated (defaults filled in) parameters so the resolved config is complete.
+        validated.append(entry.model_copy(update={"params": params.model_dump(mode="json")}))
+    if config.strategy is not None:
+        config = config.model_copy(update={"strategy": validated[0]})
+    else:
+        config = config.model_copy(update={"strategies": validated})
     return config.resolve_paths(base) if base is not None else config
 
 
-def _check_data_kinds(source: str, config: _StrategyRunConfig, wanted: frozenset[str]) -> None:
+def _check_data_kinds(
+    source: str, config: _StrategyRunConfig, path: str, entry: StrategyConfig, wanted: frozenset[str]
+) -> None:
     if not wanted:
         return
     available = config.data_kinds()
-    offered = set().union(*(available.get(iid, set()) for iid in config.strategy.instruments))
+    offered = set().union(*(available.get(iid, set()) for iid in entry.instruments))
     if not wanted & offered:
         raise ConfigError(
-            f"{source}: strategy.name: {config.strategy.name!r} acts on {', '.join(sorted(wanted))}, "
+            f"{source}: {path}.name: {entry.name!r} acts on {', '.join(sorted(wanted))}, "
             f"but the run has only {', '.join(sorted(offered)) or 'no data'} for "
-            f"{', '.join(config.strategy.instruments)}: it would never trade"
+            f"{', '.join(entry.instruments)}: it would never trade"
         )
 
 
@@ -595,5 +645,8 @@ def load_config(
 def dump_config(config: BaseModel) -> str:
     """The resolved config (a :class:`RunConfig` or the paper daemon's) as YAML text (defaults filled in, stable key order)."""
     data = config.model_dump(mode="json")
+    for key in ("strategy", "strategies"):
+        if data.get(key) in (None, []):
+            data.pop(key, None)  # the one of the pair the config does not use
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
 

@@ -60,6 +60,7 @@ from loguru import logger
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.cache import Cache, FeatureView
 from tradebus.engine.clock import Clock, SimulatedClock
+from tradebus.engine.history import History
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     Bar,
@@ -102,6 +103,7 @@ from tradebus.features.spec import FeatureSpec
 from tradebus.risk.config import RiskConfig
 from tradebus.risk.gate import RiskGate
 from tradebus.strategies.base import Strategy
+from tradebus.strategies.context import KernelContext
 
 if TYPE_CHECKING:
     from tradebus.execution.journal import Journal
@@ -196,6 +198,8 @@ class RunResult:
     submit_reasons: dict[str, str] = field(default_factory=dict)
     denials: list[OrderDenied] = field(default_factory=list)
     equity: list[EquitySample] = field(default_factory=list)
+    #: ``instrument_id -> latest price`` at the end of the run (marks the positions in attribution).
+    last_prices: dict[str, float] = field(default_factory=dict)
     funding: list[FundingPaid] = field(default_factory=list)
     contract_sizes: dict[str, float] = field(default_factory=dict)
     liquidations: list[PositionLiquidated] = field(default_factory=list)
@@ -289,6 +293,18 @@ class Kernel:
         self.cache = Cache(self.portfolio, self.orders)
         self.strategies: list[Strategy] = []
         self.banks: dict[str, FeatureBank] = {}
+        #: ``instrument_id -> History`` of the instruments whose history a strategy asked for.
+        self.histories: dict[str, History] = {}
+        #: ``strategy_id -> instrument_id -> signed quantity`` of each strategy's own fills.
+        self.strategy_positions: dict[str, dict[str, float]] = {}
+        # Instruments traded by more than one strategy (their net position is shared).
+        self._shared: frozenset[str] = frozenset()
+        #: What the strategies see of this kernel (their narrow view of the run).
+        self.context = KernelContext(
+            self.clock, self.instruments, self.portfolio, self.orders, self.cache, self.banks, self.bus,
+            self.submit, self.cancel, self.modify, self.equity, self.strategy_position, self.histories,
+            lambda: self.contingent,
+        )  # fmt: skip
         self.result = RunResult(tuple(self.instruments), self.portfolio.initial_cash)
         self.result.contract_sizes = {iid: inst.contract_size for iid, inst in self.instruments.items()}
         self._extra_features = tuple(features)
@@ -361,7 +377,7 @@ class Kernel:
         unknown = [iid for iid in strategy.instrument_ids if iid not in self.instruments]
         if unknown:
             raise ConfigError(f"strategy {strategy.strategy_id!r}: unknown instrument(s) {unknown}")
-        strategy.bind(self)
+        strategy.bind(self.context)
         self.strategies.append(strategy)
 
     def start(self) -> None:
@@ -381,6 +397,13 @@ class Kernel:
                 view = FeatureView(bank.columns)
                 view.row = self._live_outputs(bank)
                 self.cache.feature_views[iid] = view
+            sizes = [s.history_sizes(iid) for s in self.strategies if iid in s.instrument_ids]
+            bars = max((size.get("bars", 0) for size in sizes), default=0)
+            trades = max((size.get("trades", 0) for size in sizes), default=0)
+            if bars or trades:
+                self.histories[iid] = History(bars, trades)
+        traded = [iid for strategy in self.strategies for iid in strategy.instrument_ids]
+        self._shared = frozenset(iid for iid in traded if traded.count(iid) > 1)
         if any(getattr(strategy, "contingent", False) for strategy in self.strategies):
             # Before the strategies subscribe: it sees each bar and fill first.
             self.contingent = ContingentOrders(self)
@@ -440,6 +463,16 @@ class Kernel:
         """Portfolio equity at the latest prices."""
         self.sync_marks()
         return self.portfolio.equity()
+
+    def strategy_position(self, strategy_id: str, instrument_id: str) -> float:
+        """The position a strategy holds in an instrument.
+
+        The portfolio's net position when the strategy is the only one trading the instrument
+        (initial holdings included); the net of the strategy's own fills when several do.
+        """
+        if instrument_id in self._shared:
+            return self.strategy_positions.get(strategy_id, {}).get(instrument_id, 0.0)
+        return self.portfolio.position(instrument_id)
 
     def cancel(self, cmd: CancelOrder) -> None:
         """Forward a cancel command to the execution engine (a strategy may cancel only its own orders)."""
@@ -540,6 +573,9 @@ class Kernel:
         bank = self.banks.get(iid)
         if bank is not None:
             bank.update_bar(bar.ts_event, bar.open, bar.high, bar.low, bar.close, bar.volume)
+        history = self.histories.get(iid)
+        if history is not None:
+            history.append_bar(bar.ts_event, bar.open, bar.high, bar.low, bar.close, bar.volume)
         self._count_bar(bar.ts_init, bar.ts_event)
         self.bus.publish(bar)
 
@@ -551,6 +587,9 @@ class Kernel:
         bank = self.banks.get(iid)
         if bank is not None:
             bank.update_trade(trade.ts_event, trade.price, trade.size, float(trade.aggressor))
+        history = self.histories.get(iid)
+        if history is not None:
+            history.append_trade(trade.ts_event, trade.price, trade.size, float(trade.aggressor))
         self._count_trade(trade.ts_init, trade.ts_event)
         self.bus.publish(trade)
 
@@ -667,6 +706,13 @@ class Kernel:
         # Historical bars usually have ts_event == ts_init: share the int objects.
         ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
         deliver = _fan_out(self.bus.handlers(Bar, iid))
+        history = self.histories.get(iid)
+        if history is not None and history.bar_capacity:
+            # The batch is staged whole; each delivered bar makes one more row visible.
+            history.begin_batch(
+                batch.ts_event, np.column_stack((batch.open, batch.high, batch.low, batch.close, batch.volume))
+            )
+            deliver = _advancing(history, deliver)
         execution_on_bar = self.execution.on_bar
         cache_bars = self.cache.bars
         cache_prices = self.cache.prices
@@ -709,6 +755,8 @@ class Kernel:
                 next_sample = self._next_sample
         result.bars += n
         result.end_ns = ts_init[-1]
+        if history is not None:
+            history.end_batch()
         if live is not None:
             view.row = live
 
@@ -746,6 +794,8 @@ class Kernel:
     # ------------------------------------------------------------------ outputs
 
     def _record_fill(self, fill: OrderFilled) -> None:
+        own = self.strategy_positions.setdefault(fill.strategy_id, {})
+        own[fill.instrument_id] = own.get(fill.instrument_id, 0.0) + int(fill.side) * fill.last_qty
         perps = self.perpetuals
         if perps is not None:
             perps.note_positions()
@@ -817,6 +867,7 @@ class Kernel:
         if end is not None and (not self.result.equity or self.result.equity[-1].ts != end):
             self._sample(end)
         self.result.orders = self.orders.orders()
+        self.result.last_prices = dict(self.cache.prices)
         logger.debug(
             "kernel stopped: {} bars, {} trades, {} fills, equity {}",
             self.result.bars,
@@ -861,6 +912,16 @@ def _fan_out(handlers: tuple[Callable[[Any], None], ...]) -> Callable[[Any], Non
             handler(msg)
 
     return deliver
+
+
+def _advancing(history: History, deliver: Callable[[Bar], None]) -> Callable[[Bar], None]:
+    """``deliver`` preceded by making the bar visible in the instrument's staged history batch."""
+
+    def advance_and_deliver(bar: Bar) -> None:
+        history.cursor += 1
+        deliver(bar)
+
+    return advance_and_deliver
 
 
 def _only_for(strategy_id: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:

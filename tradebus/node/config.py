@@ -56,9 +56,11 @@ from tradebus.config import (
     ReportConfig,
     StrategyConfig,
     check_starting_balances,
+    check_strategy_choice,
     dump_config,
     load_config,
     parse_config,
+    strategy_entries,
 )
 from tradebus.engine.instrument import Instrument
 from tradebus.errors import ConfigError
@@ -106,7 +108,8 @@ class PaperConfig(_Model):
     """
 
     instruments: list[InstrumentConfig] = Field(min_length=1)
-    strategy: StrategyConfig
+    strategy: StrategyConfig | None = None
+    strategies: list[StrategyConfig] = Field(default_factory=list)
     venue: VenueConfig = Field(default_factory=lambda: VenueConfig(fill_on="trades"))
     risk: RiskConfig = Field(default_factory=RiskConfig)
     features: list[FeatureSpec] = Field(default_factory=list)
@@ -126,9 +129,7 @@ class PaperConfig(_Model):
         by_id = {i.instrument_id: i for i in self.instruments}
         if len(by_id) != len(self.instruments):
             raise ValueError(f"instruments: duplicate instrument ids in {[i.instrument_id for i in self.instruments]}")
-        for n, iid in enumerate(self.strategy.instruments):
-            if iid not in by_id:
-                raise ValueError(f"strategy.instruments.{n}: {iid!r} is not one of the instruments {list(by_id)}")
+        check_strategy_choice(self, list(by_id))
         fed: dict[str, int] = {}
         for n, feed in enumerate(self.feeds):
             venues = set()
@@ -149,7 +150,7 @@ class PaperConfig(_Model):
                     f"feeds.{n}: the instruments of one feed must share one venue name, got {sorted(venues)}"
                 )
         fill_on = self.venue.fill_on
-        for iid in self.strategy.instruments:
+        for iid in dict.fromkeys(i for _, e in strategy_entries(self) for i in e.instruments):
             if iid not in fed:
                 raise ValueError(f"strategy.instruments: {iid!r} is traded but no feed subscribes to it")
             feed = self.feeds[fed[iid]]

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from loguru import logger
 
 from tradebus.adapters.common.recorder import FrameRecorder
+from tradebus.config import strategy_entries
 from tradebus.engine.clock import Clock, LiveClock
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import ConfigError
@@ -68,7 +69,7 @@ from tradebus.node.router import NodeRouter
 from tradebus.ops.hooks import OpsHooks
 from tradebus.reports.outputs import write_outputs
 from tradebus.risk.guard import GuardedRiskGate, MarketGuard
-from tradebus.strategies.base import resolve_strategy
+from tradebus.strategies.base import build_strategies
 
 if TYPE_CHECKING:
     from tradebus.reports.writers import RunDirectory
@@ -106,9 +107,8 @@ def build_paper_kernel(
         equity_interval_ns=config.report.equity_interval_ns,
         timeouts=timeouts,
     )
-    cls = resolve_strategy(config.strategy.name)
-    params = cls.Params.model_validate(config.strategy.params)
-    kernel.add_strategy(cls.from_params(config.strategy.instruments, params, config.strategy.id))
+    for strategy in build_strategies([entry for _, entry in strategy_entries(config)]):
+        kernel.add_strategy(strategy)
     return kernel, venue
 
 
@@ -244,7 +244,11 @@ class TradingNode:
             if not self._stop.is_set():
                 tasks = {asyncio.create_task(feed.run(), name=f"feed:{feed.name}"): feed for feed in self.feeds}
                 self.running.set()
-                logger.info("paper daemon running: {} feed(s), strategy {}", len(self.feeds), self.config.strategy.name)
+                logger.info(
+                    "paper daemon running: {} feed(s), strategies {}",
+                    len(self.feeds),
+                    ", ".join(entry.name for _, entry in strategy_entries(self.config)),
+                )
                 failure = await self._serve(tasks)
         finally:
             for sig in signals:

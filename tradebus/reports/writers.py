@@ -15,6 +15,9 @@ A run writes only its own files (:data:`OWN_FILES`, the one place that says whic
   equity sample), for every kind of run;
 * ``tearsheet.html`` (:mod:`tradebus.reports.tearsheet`) with ``--report`` or
   ``tradebus report``;
+* ``attribution.csv`` (:data:`~tradebus.reports.attribution.ATTRIBUTION_COLUMNS`): each
+  strategy's fills, position, realised/unrealised PnL and fees per instrument, and its total
+  (:mod:`tradebus.reports.attribution`);
 * ``node.json`` for a paper or live run, ``playback.json`` for a replay.
 
 Clocks, one per column
@@ -78,6 +81,7 @@ from loguru import logger
 
 from tradebus.engine.kernel import RunResult
 from tradebus.errors import ConfigError
+from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.metrics import format_ns
 from tradebus.reports.trades import TRADE_COLUMNS, match_trades
 
@@ -106,6 +110,7 @@ _COMMON_FILES = (
     "config.yaml",
     "trades.csv",
     "prices.csv",
+    "attribution.csv",
     "tearsheet.html",
 )
 #: Written only on request (``--report``, ``tradebus report``); every other own file by every run.
@@ -338,6 +343,16 @@ def write_run(
                  format_ns(t.exit_ns), t.exit_price, t.pnl, t.fees, t.net_pnl, t.holding_s, t.entry_reason,
                  t.exit_reason)
                 for t in match_trades(result.fills, dict(lot_sizes or {}))
+            ),
+        )
+    with run_dir.open("attribution.csv") as handle:
+        _write_csv(
+            handle,
+            ATTRIBUTION_COLUMNS,
+            (
+                (a.strategy_id, a.instrument, a.fills, a.bought, a.sold, a.position, a.avg_price, a.last_price,
+                 a.realized_pnl, a.unrealized_pnl, a.fees, a.net_pnl)
+                for a in attribute(result.fills, result.last_prices, result.contract_sizes)
             ),
         )
     with run_dir.open("metrics.json") as handle:

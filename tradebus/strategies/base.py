@@ -17,6 +17,21 @@ so they cost nothing.
 Parameters coming from a run config are validated by the class attribute
 ``Params`` (a pydantic model, unknown keys rejected) and by
 :meth:`Strategy.check_params` against the instruments.
+
+The run as the strategy sees it is a narrow :class:`~tradebus.strategies.context.StrategyContext`
+(:attr:`Strategy.ctx`), never the kernel. On top of it the base class offers:
+
+* history windows: :meth:`Strategy.history_sizes` says how many bars/trades to keep per
+  instrument; :meth:`Strategy.bars` / :meth:`Strategy.trades` return them as numpy arrays
+  ending at the event being handled;
+* :meth:`Strategy.modify` (price, quantity or trigger of a working order);
+* timers: :meth:`Strategy.set_timer` (every N, from an optional start) and
+  :meth:`Strategy.set_alert` (once, at a time) call :meth:`Strategy.on_timer`; they run on
+  the run's clock, so a backtest fires them at simulated times, deterministically, before
+  the first event at or after them, and paper/live runs fire them on the wall clock;
+* sizing: :meth:`Strategy.quantity_for_notional`, :meth:`Strategy.quantity_for_weight`,
+  :meth:`Strategy.quantity_for_risk` and :meth:`Strategy.target_weight` (reusable sizers
+  live in :mod:`tradebus.strategies.sizing`).
 """
 
 from __future__ import annotations
@@ -25,10 +40,10 @@ import functools
 import importlib
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from loguru import logger
 from pydantic import BaseModel, ConfigDict
@@ -37,6 +52,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     Bar,
     CancelOrder,
+    ModifyOrder,
     OrderAccepted,
     OrderCanceled,
     OrderDenied,
@@ -51,24 +67,41 @@ from tradebus.engine.messages import (
     PositionChanged,
     Quote,
     SubmitOrder,
+    TimeEvent,
     TimeInForce,
     Trade,
 )
 from tradebus.errors import ConfigError, OrderError
 
 if TYPE_CHECKING:
-    from tradebus.engine.cache import Cache, FeatureView
+    from tradebus.engine.cache import BookView, Cache, FeatureView
     from tradebus.engine.clock import Clock
-    from tradebus.engine.kernel import Kernel
+    from tradebus.engine.history import BarWindow, History, TradeWindow
     from tradebus.execution.contingent import ContingentOrders
     from tradebus.features.spec import FeatureSpec
+    from tradebus.strategies.context import StrategyContext
 
-__all__ = ["BUILTIN_STRATEGIES", "DATA_HANDLERS", "NoParams", "Strategy", "resolve_strategy"]
+__all__ = [
+    "BUILTIN_STRATEGIES",
+    "DATA_HANDLERS",
+    "NoParams",
+    "Strategy",
+    "StrategyEntry",
+    "build_strategies",
+    "duration_ns",
+    "resolve_strategy",
+]
 
 #: Built-in strategies by config name -> ``"module:Class"``.
 BUILTIN_STRATEGIES: dict[str, str] = {
     "ema_cross": "tradebus.strategies.ema_cross:EmaCross",
     "tick_ema_cross": "tradebus.strategies.tick_ema:TickEmaCross",
+    "macd_cross": "tradebus.strategies.macd:MacdCross",
+    "bollinger_reversion": "tradebus.strategies.bollinger:BollingerReversion",
+    "rsi_reversion": "tradebus.strategies.rsi:RsiReversion",
+    "donchian_breakout": "tradebus.strategies.donchian:DonchianBreakout",
+    "pairs": "tradebus.strategies.pairs:PairsTrading",
+    "xs_momentum": "tradebus.strategies.momentum:CrossSectionalMomentum",
 }
 
 #: Market-data kind -> the handler a strategy overrides to act on it.
@@ -109,7 +142,7 @@ class Strategy:
         self.instrument_id: str = ids[0]
         self.strategy_id: str = strategy_id or type(self).__name__
         self.log = logger.bind(strategy=self.strategy_id)
-        self._kernel: Kernel | None = None
+        self._kernel: StrategyContext | None = None
 
     # ------------------------------------------------------------------ construction
 
@@ -147,18 +180,30 @@ class Strategy:
         """Features this strategy needs on ``instrument_id`` (added to its feature bank)."""
         return ()
 
-    def bind(self, kernel: Kernel) -> None:
-        """Attach to the kernel that runs this strategy (called by :meth:`Kernel.add_strategy`)."""
-        if self._kernel is not None and self._kernel is not kernel:
-            raise ConfigError(f"strategy {self.strategy_id!r} is already attached to another kernel")
-        self._kernel = kernel
+    def history_sizes(self, instrument_id: str) -> Mapping[str, int]:
+        """How many ``"bars"`` and ``"trades"`` of ``instrument_id`` to keep for :meth:`bars`/:meth:`trades`.
+
+        Default: none. The kernel keeps, per instrument, the largest size any strategy asks for.
+        """
+        return {}
+
+    def bind(self, context: StrategyContext) -> None:
+        """Attach to the run's context (called by the kernel's ``add_strategy``)."""
+        if self._kernel is not None and self._kernel is not context:
+            raise ConfigError(f"strategy {self.strategy_id!r} is already attached to another run")
+        self._kernel = context
 
     @property
-    def kernel(self) -> Kernel:
-        """The kernel running this strategy."""
+    def ctx(self) -> StrategyContext:
+        """The run as this strategy sees it (clock, orders, portfolio, features, book, history)."""
         if self._kernel is None:
             raise ConfigError(f"strategy {self.strategy_id!r} is not attached to a kernel")
         return self._kernel
+
+    @property
+    def kernel(self) -> StrategyContext:
+        """The same as :attr:`ctx` (the name strategies used before the context existed)."""
+        return self.ctx
 
     # ------------------------------------------------------------------ handlers
 
@@ -207,6 +252,9 @@ class Strategy:
     def on_position_changed(self, event: PositionChanged) -> None:
         """The net position of one of the strategy's instruments changed."""
 
+    def on_timer(self, event: TimeEvent) -> None:
+        """A timer or alert of this strategy fired (``event.name`` as given to :meth:`set_timer`)."""
+
     # ------------------------------------------------------------------ context
 
     @property
@@ -224,8 +272,12 @@ class Strategy:
         return self.kernel.instruments[instrument_id or self.instrument_id]
 
     def position(self, instrument_id: str | None = None) -> float:
-        """Signed net position (default: primary instrument)."""
-        return self.kernel.portfolio.position(instrument_id or self.instrument_id)
+        """This strategy's signed position (default: primary instrument).
+
+        The portfolio's net position when no other strategy trades the instrument; the net of
+        this strategy's own fills when several do (so each one sizes against its own book).
+        """
+        return self.ctx.position(self.strategy_id, instrument_id or self.instrument_id)
 
     def equity(self) -> float:
         """Portfolio equity (cash plus positions at their latest prices)."""
@@ -234,6 +286,110 @@ class Strategy:
     def features(self, instrument_id: str | None = None) -> FeatureView:
         """The instrument's current feature values (as of the last event, never later)."""
         return self.kernel.cache.features(instrument_id or self.instrument_id)
+
+    def book(self, instrument_id: str | None = None) -> BookView | None:
+        """The instrument's L2 book (best levels first), or ``None`` where the run keeps none."""
+        return self.ctx.book(instrument_id or self.instrument_id)
+
+    def history(self, instrument_id: str | None = None) -> History:
+        """The instrument's :class:`~tradebus.engine.history.History` (see :meth:`history_sizes`)."""
+        return self.ctx.history(instrument_id or self.instrument_id)
+
+    def bars(self, n: int | None = None, instrument_id: str | None = None) -> BarWindow:
+        """The last ``n`` bars of the instrument (default: all kept), oldest first, as numpy arrays.
+
+        The window ends at the event being handled: it never holds a later bar.
+        """
+        return self.history(instrument_id).bars(n)
+
+    def trades(self, n: int | None = None, instrument_id: str | None = None) -> TradeWindow:
+        """The last ``n`` trades of the instrument (default: all kept), oldest first, as numpy arrays."""
+        return self.history(instrument_id).trades(n)
+
+    # ------------------------------------------------------------------ timers
+
+    def _timer_name(self, name: str) -> str:
+        return f"{self.strategy_id}/{name}"
+
+    def _fire(self, event: TimeEvent) -> None:
+        name = event.name.partition("/")[2]
+        self.on_timer(TimeEvent(name, event.ts_event, event.ts_init))
+
+    def set_timer(
+        self, name: str, interval: str | int, *, start_ns: int | None = None, stop_ns: int | None = None
+    ) -> None:
+        """Call :meth:`on_timer` every ``interval`` (``"15m"``, ``"1h"`` or int ns).
+
+        The first firing is at ``start_ns + interval`` (default: now + interval), the last at or
+        before ``stop_ns``. Names are per strategy (two strategies may both use ``"rebalance"``).
+
+        Raises
+        ------
+        ConfigError
+            If the interval is not a positive duration or the name is taken.
+        """
+        self.ctx.clock.set_timer(self._timer_name(name), duration_ns(interval, "timer interval"), self._fire, start_ns, stop_ns)
+
+    def set_alert(self, name: str, at_ns: int) -> None:
+        """Call :meth:`on_timer` once at ``at_ns`` (ns since the epoch)."""
+        self.ctx.clock.set_alert(self._timer_name(name), at_ns, self._fire)
+
+    def cancel_timer(self, name: str) -> None:
+        """Cancel a timer or alert of this strategy (no error if unknown)."""
+        self.ctx.clock.cancel(self._timer_name(name))
+
+    # ------------------------------------------------------------------ sizing
+
+    def _price(self, instrument_id: str, price: float | None) -> float:
+        px = self.ctx.cache.price(instrument_id) if price is None else price
+        if not (px > 0 and math.isfinite(px)):
+            raise OrderError(f"{self.strategy_id}: no usable price for {instrument_id} to size an order (got {px!r})")
+        return px
+
+    def quantity_for_notional(self, instrument_id: str, notional: float, price: float | None = None) -> float:
+        """Base quantity worth ``notional`` (quote currency) at ``price`` (default: latest), whole lots down.
+
+        For a contract instrument the notional of one unit is ``price * contract_size``.
+        """
+        instrument = self.ctx.instruments[instrument_id]
+        unit = self._price(instrument_id, price) * instrument.contract_size
+        return _round_lots(instrument, abs(notional) / unit)
+
+    def quantity_for_weight(self, instrument_id: str, weight: float, price: float | None = None) -> float:
+        """Base quantity worth ``|weight|`` of the current equity (``0.5``: half the equity)."""
+        return self.quantity_for_notional(instrument_id, abs(weight) * self.ctx.equity(), price)
+
+    def quantity_for_risk(
+        self,
+        instrument_id: str,
+        entry: float,
+        stop: float,
+        *,
+        risk: float | None = None,
+        risk_fraction: float | None = None,
+    ) -> float:
+        """Base quantity that loses ``risk`` (quote currency) or ``risk_fraction`` of equity if the stop is hit.
+
+        ``quantity = risk / |entry - stop|`` (per contract: times the contract size), whole lots down.
+
+        Raises
+        ------
+        OrderError
+            If not exactly one of ``risk`` and ``risk_fraction`` is given, or entry equals stop.
+        """
+        if (risk is None) == (risk_fraction is None):
+            raise OrderError(f"{self.strategy_id}: give exactly one of risk and risk_fraction")
+        distance = abs(entry - stop)
+        if not (distance > 0 and math.isfinite(distance)):
+            raise OrderError(f"{self.strategy_id}: entry {entry!r} and stop {stop!r} must differ")
+        amount = risk if risk is not None else risk_fraction * self.ctx.equity()  # type: ignore[operator]
+        instrument = self.ctx.instruments[instrument_id]
+        return _round_lots(instrument, abs(amount) / (distance * instrument.contract_size))
+
+    def target_weight(self, instrument_id: str, weight: float, *, reason: str = "") -> str | None:
+        """Move the position to ``weight`` of equity (signed) with :meth:`target_position`."""
+        quantity = self.quantity_for_weight(instrument_id, weight)
+        return self.target_position(instrument_id, math.copysign(quantity, weight), reason=reason)
 
     # ------------------------------------------------------------------ orders
 
@@ -352,6 +508,35 @@ class Strategy:
         now = kernel.clock.now_ns()
         kernel.cancel(CancelOrder(self.strategy_id, order.instrument_id, client_order_id, now, now, reason))
 
+    def modify(
+        self,
+        client_order_id: str,
+        *,
+        quantity: float | None = None,
+        price: float | None = None,
+        trigger_price: float | None = None,
+    ) -> None:
+        """Ask the venue to change a working order's quantity, limit price or trigger (``None``: unchanged).
+
+        The outcome arrives as ``on_order_modified`` (or ``on_order_denied``/``on_order_rejected``);
+        another strategy's order is denied.
+        """
+        ctx = self.ctx
+        order = ctx.orders.order(client_order_id)
+        now = ctx.clock.now_ns()
+        ctx.modify(
+            ModifyOrder(
+                self.strategy_id,
+                order.instrument_id,
+                client_order_id,
+                now,
+                now,
+                _NAN if quantity is None else quantity,
+                _NAN if price is None else price,
+                _NAN if trigger_price is None else trigger_price,
+            )
+        )
+
     def cancel_all(self, instrument_id: str | None = None, reason: str = "") -> int:
         """Cancel every working order of this strategy (on one instrument if given); returns the count."""
         orders = [o for o in self.kernel.orders.open_orders(instrument_id) if o.strategy_id == self.strategy_id]
@@ -376,7 +561,8 @@ class Strategy:
     def target_position(self, instrument_id: str, target: float, *, reason: str = "") -> str | None:
         """Submit the market order that moves the position to ``target`` (signed).
 
-        Working market orders of this strategy count as if filled, so calling this
+        The position is this strategy's own (see :meth:`position`). Working market orders
+        of this strategy count as if filled, so calling this
         again before they fill does not double the order. The difference is
         rounded down to whole lots; returns the client order id, or ``None`` when
         no order is needed.
@@ -385,7 +571,7 @@ class Strategy:
         instrument = kernel.instruments.get(instrument_id)
         if instrument is None:
             raise OrderError(f"{self.strategy_id}: unknown instrument {instrument_id!r}")
-        delta = target - kernel.portfolio.position(instrument_id) - self.pending_quantity(instrument_id)
+        delta = target - kernel.position(self.strategy_id, instrument_id) - self.pending_quantity(instrument_id)
         quantity = _round_lots(instrument, abs(delta))
         if quantity <= 0.0:
             return None
@@ -433,10 +619,45 @@ class Strategy:
         return client_order_id
 
 
+def duration_ns(value: str | int, what: str = "duration") -> int:
+    """``"15m"``, ``"1h"``, ``"1d"`` or int ns as int ns.
+
+    Raises
+    ------
+    ConfigError
+        ``"<what>: ..."`` if the value is not a positive duration.
+    """
+    from tradebus.config import parse_duration  # the config module imports this one
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
 @functools.lru_cache(maxsize=4096)
 def _round_lots(instrument: Instrument, quantity: float) -> float:
     """``instrument.round_quantity`` memoised: strategies keep asking for the same sizes."""
     return instrument.round_quantity(quantity)
+
+
+class StrategyEntry(Protocol):
+    """One strategy of a run config (``strategy:`` or an item of ``strategies:``)."""
+
+    name: str
+    id: str | None
+    instruments: list[str]
+    params: dict[str, Any]
+
+
+def build_strategies(entries: Sequence[StrategyEntry], base: Path | None = None) -> list[Strategy]:
+    """The strategies of a validated run config, built from their entries in order."""
+    strategies = []
+    for entry in entries:
+        cls = resolve_strategy(entry.name, base)
+        params = cls.Params.model_validate(entry.params)
+        strategies.append(cls.from_params(entry.instruments, params, entry.id))
+    return strategies
 
 
 def resolve_strategy(name: str, base: Path | None = None) -> type[Strategy]:

@@ -1,0 +1,211 @@
+"""Execution algorithms on real 4h bars: schedules, child sizes, refusals, the chase."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tradebus.engine.messages import Bar, OrderSide, OrderStatus, OrderType, SubmitOrder
+from tradebus.errors import OrderError
+from tradebus.risk.gate import RiskGate
+from tradebus.strategies.algos import ExecAlgorithm, Iceberg, LimitChaser, Twap, Vwap
+from tradebus.strategies.base import Strategy
+
+from strat_helpers import BTC_4H, DAY_NS, H4_NS, bars_4h, run
+
+
+class Runner(Strategy):
+    """Starts ``make(self)`` at bar ``at`` and keeps the algorithm."""
+
+    def __init__(self, make: Any, at: int = 0, history: int = 0) -> None:
+        super().__init__(BTC_4H, strategy_id="algo-user")
+        self.make, self.at, self.k, self.keep = make, at, 0, history
+        self.algo: ExecAlgorithm | None = None
+        self.denied: list[str] = []
+
+    def history_sizes(self, instrument_id: str) -> dict[str, int]:
+        return {"bars": self.keep} if self.keep else {}
+
+    def on_bar(self, bar: Bar) -> None:
+        if self.k == self.at:
+            self.algo = self.make(self)
+            self.algo.start()  # type: ignore[attr-defined]
+        self.k += 1
+
+    def on_order_denied(self, event: Any) -> None:
+        self.denied.append(event.client_order_id)
+
+
+class DenyNth(RiskGate):
+    """A risk gate that also denies the ``n``-th order it checks (1-based)."""
+
+    def __init__(self, *args: Any, n: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.n, self.seen = n, 0
+
+    def check(self, cmd: SubmitOrder, open_orders: int = 0) -> str | None:
+        self.seen += 1
+        if self.seen == self.n:
+            return "test: the n-th order is denied"
+        return super().check(cmd, open_orders)
+
+
+def statuses(kernel: Any, algo: ExecAlgorithm) -> list[OrderStatus]:
+    return [kernel.orders.order(cid).status for cid in algo.children]
+
+
+def test_twap_sends_equal_slices_on_schedule_that_sum_to_the_parent() -> None:
+    frame = bars_4h().iloc[:40]
+    strategy = Runner(lambda s: Twap(s, BTC_4H, OrderSide.BUY, 1.0, duration="1d", slices=6), at=2)
+    kernel = run([strategy], {BTC_4H: frame})
+    algo = strategy.algo
+    assert isinstance(algo, Twap) and algo.status == "done"
+    t0 = int(frame["ts_event"].iloc[2])
+    assert algo.slice_times() == [t0 + i * H4_NS for i in range(6)]
+    assert [t for t, _, _ in algo.sent] == algo.slice_times()
+    quantities = [q for _, _, q in algo.sent]
+    assert quantities[:5] == pytest.approx([1 / 6] * 5, abs=1e-5)
+    assert sum(quantities) == pytest.approx(1.0, abs=1e-12)
+    assert algo.filled == pytest.approx(1.0, abs=1e-12)
+    assert kernel.portfolio.position(BTC_4H) == pytest.approx(1.0, abs=1e-12)
+    assert all(f.reason.startswith(algo.name) for f in kernel.result.fills)
+
+
+def test_twap_resends_a_denied_slice_with_the_next_one() -> None:
+    frame = bars_4h().iloc[:40]
+    strategy = Runner(lambda s: Twap(s, BTC_4H, OrderSide.SELL, 0.6, duration="1d", slices=6), at=1)
+    kernel = run([strategy], {BTC_4H: frame}, risk_factory=partial(DenyNth, n=3))
+    algo = strategy.algo
+    assert algo is not None and algo.status == "done"
+    assert statuses(kernel, algo)[2] is OrderStatus.DENIED and strategy.denied == [algo.children[2]]
+    quantities = [q for _, _, q in algo.sent]
+    assert quantities[3] == pytest.approx(0.2, abs=1e-9)  # the denied 0.1 rides with slice 4
+    accepted = sum(q for (_, cid, q) in algo.sent if kernel.orders.order(cid).status is not OrderStatus.DENIED)
+    assert accepted == pytest.approx(0.6, abs=1e-12)
+    assert kernel.portfolio.position(BTC_4H) == pytest.approx(-0.6, abs=1e-12)
+
+
+def test_twap_whose_last_slice_is_denied_fails_with_the_rest_unsent() -> None:
+    frame = bars_4h().iloc[:40]
+    strategy = Runner(lambda s: Twap(s, BTC_4H, OrderSide.BUY, 0.3, duration="12h", slices=3), at=0)
+    kernel = run([strategy], {BTC_4H: frame}, risk_factory=partial(DenyNth, n=3))
+    algo = strategy.algo
+    assert algo is not None and algo.status == "failed"
+    assert kernel.portfolio.position(BTC_4H) == pytest.approx(0.2, abs=1e-12)
+
+
+def test_vwap_slices_follow_the_time_of_day_volume_profile_of_the_history() -> None:
+    frame = bars_4h().iloc[:200]
+    history = 180
+    strategy = Runner(lambda s: Vwap(s, BTC_4H, OrderSide.BUY, 2.0, duration="1d", slices=6), at=history,
+                      history=history)  # fmt: skip
+    run([strategy], {BTC_4H: frame})
+    algo = strategy.algo
+    assert isinstance(algo, Vwap) and algo.status == "done"
+    # reference: mean volume per 4h time of day over the kept history, with pandas
+    past = frame.iloc[1 : history + 1]
+    profile = past.groupby(past["ts_event"] % DAY_NS)["volume"].mean()
+    phases = [t % DAY_NS for t in algo.slice_times()]
+    weights = profile.loc[phases].to_numpy()
+    expected = 2.0 * np.cumsum(weights) / weights.sum()
+    sent = np.cumsum([q for _, _, q in algo.sent])
+    np.testing.assert_allclose(sent, expected, atol=1e-5)
+    assert sent[-1] == pytest.approx(2.0, abs=1e-12)
+    assert not np.allclose(np.diff(np.concatenate([[0.0], sent])), 2.0 / 6, atol=1e-3)  # not a TWAP
+
+
+def test_iceberg_shows_one_display_at_a_time_and_fills_the_parent_at_its_limit() -> None:
+    frame = bars_4h().iloc[:120]
+    price = float(frame["close"].iloc[5]) * 0.98
+
+    def make(s: Strategy) -> Iceberg:
+        return Iceberg(s, BTC_4H, OrderSide.BUY, 1.0, price=round(price, 2), display=0.3, poll="4h")
+
+    strategy = Runner(make, at=5)
+    kernel = run([strategy], {BTC_4H: frame})
+    algo = strategy.algo
+    assert isinstance(algo, Iceberg) and algo.status == "done"
+    orders = [kernel.orders.order(cid) for cid in algo.children]
+    assert [o.quantity for o in orders] == pytest.approx([0.3, 0.3, 0.3, 0.1])
+    assert all(o.order_type is OrderType.LIMIT and o.price == round(price, 2) for o in orders)
+    fills = kernel.result.fills
+    assert sum(f.quantity for f in fills) == pytest.approx(1.0)
+    assert all(f.price <= round(price, 2) for f in fills)
+    # never two children working at once: each was sent after the previous one's last fill
+    last_fill = {f.client_order_id: f.ts_event for f in fills}
+    for (t_next, _, _), previous in zip(algo.sent[1:], algo.children, strict=False):
+        assert t_next >= last_fill[previous]
+
+
+def test_limit_chaser_rests_post_only_at_the_touch_and_follows_it() -> None:
+    frame = bars_4h().iloc[:80]
+    strategy = Runner(lambda s: LimitChaser(s, BTC_4H, OrderSide.BUY, 0.5, poll="4h"), at=3)
+    kernel = run([strategy], {BTC_4H: frame})
+    algo = strategy.algo
+    assert isinstance(algo, LimitChaser) and algo.status == "done"
+    closes = dict(zip(frame["ts_event"], frame["close"], strict=True))
+    # every placement or move is one tick below the close of the bar before it
+    for t, price in algo.prices:
+        latest = max(ts for ts in closes if ts <= t)
+        assert price == pytest.approx(round(closes[latest] - 0.01, 2))
+    orders = [kernel.orders.order(cid) for cid in algo.children]
+    assert all(o.post_only and o.order_type is OrderType.LIMIT for o in orders)
+    assert sum(f.quantity for f in kernel.result.fills) == pytest.approx(0.5)
+    assert all(f.liquidity == "MAKER" for f in kernel.result.fills)
+
+
+def test_limit_chaser_times_out_into_a_market_order() -> None:
+    frame = bars_4h().iloc[:40]
+    # a sell resting one tick above a falling market never fills: the timeout takes over
+    falling = frame.copy()
+    falling[["open", "high", "low", "close"]] = np.linspace(50_000, 40_000, len(frame))[:, None] * [1, 1.0001, 0.9999, 1]
+    strategy = Runner(lambda s: LimitChaser(s, BTC_4H, OrderSide.SELL, 0.5, poll="4h", timeout="12h"), at=2)
+    kernel = run([strategy], {BTC_4H: falling})
+    algo = strategy.algo
+    assert algo is not None and algo.status == "done"
+    kinds = [kernel.orders.order(cid).order_type for cid in algo.children]
+    assert kinds[-1] is OrderType.MARKET and kernel.portfolio.position(BTC_4H) == pytest.approx(-0.5)
+    assert algo.sent[-1][0] == int(frame["ts_event"].iloc[2]) + 12 * 3_600_000_000_000
+
+
+def test_bad_algorithm_settings_are_order_errors() -> None:
+    def make(s: Strategy) -> Any:
+        with pytest.raises(OrderError, match="less than one lot"):
+            Twap(s, BTC_4H, OrderSide.BUY, 1e-9, duration="1h", slices=2)
+        with pytest.raises(OrderError, match="slices"):
+            Twap(s, BTC_4H, OrderSide.BUY, 1.0, duration="1h", slices=0)
+        with pytest.raises(OrderError, match="duration"):
+            Twap(s, BTC_4H, OrderSide.BUY, 1.0, duration="soon", slices=2)
+        return Twap(s, BTC_4H, OrderSide.BUY, 0.1, duration="4h", slices=1)
+
+    run([Runner(make)], {BTC_4H: bars_4h().iloc[:5]})
+
+
+def test_iceberg_resends_a_denied_tip_and_gives_up_after_max_retries() -> None:
+    frame = bars_4h().iloc[:120]
+    price = round(float(frame["close"].iloc[5]) * 0.98, 2)
+
+    def make(s: Strategy) -> Iceberg:
+        return Iceberg(s, BTC_4H, OrderSide.BUY, 1.0, price=price, display=0.3, poll="4h", max_retries=2)
+
+    strategy = Runner(make, at=5)
+    kernel = run([strategy], {BTC_4H: frame}, risk_factory=partial(DenyNth, n=2))
+    algo = strategy.algo
+    assert isinstance(algo, Iceberg) and algo.status == "done"
+    assert statuses(kernel, algo)[1] is OrderStatus.DENIED
+    assert [q for _, _, q in algo.sent] == pytest.approx([0.3, 0.3, 0.3, 0.3, 0.1])  # the denied tip sent again
+    assert algo.filled == pytest.approx(1.0)
+
+    class DenyAll(RiskGate):
+        def check(self, cmd: SubmitOrder, open_orders: int = 0) -> str | None:
+            return "test: everything is denied"
+
+    strategy = Runner(make, at=5)
+    kernel = run([strategy], {BTC_4H: frame}, risk_factory=DenyAll)
+    algo = strategy.algo
+    assert algo is not None and algo.status == "failed" and len(algo.children) == 2
+    assert kernel.result.fills == []

@@ -1,0 +1,196 @@
+"""Several strategies in one run: config list, per-strategy attribution, order ownership."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+
+from tradebus.cli import run_backtest
+from tradebus.config import load_config
+from tradebus.engine.messages import Bar, OrderDenied, OrderSide, OrderStatus
+from tradebus.errors import ConfigError
+from tradebus.reports.attribution import attribute
+from tradebus.strategies.base import Strategy
+
+from strat_helpers import BTC_4H, FIXTURES, bars_4h, run
+
+INSTRUMENT = {"venue": "COINBASE", "symbol": "BTC-USD", "base": "BTC", "quote": "USD", "tick_size": 0.01,
+              "lot_size": 1.0e-8, "min_notional": 1.0, "maker_fee": 0.004, "taker_fee": 0.006, "margin": True}
+
+
+def ema(sid: str, fast: int, slow: int, quantity: float) -> dict[str, Any]:
+    return {"name": "ema_cross", "id": sid, "instruments": [BTC_4H],
+            "params": {"fast": fast, "slow": slow, "mode": "long_short", "quantity": quantity}}
+
+
+def write(tmp_path: Path, **sections: Any) -> Path:
+    shutil.copy(FIXTURES / "kernel" / "coinbase_btc_usd_4h_2022_1200.csv", tmp_path / "bars.csv")
+    config: dict[str, Any] = {
+        "data": {"sources": [{"instrument": BTC_4H, "file": "bars.csv"}]},
+        "instruments": [INSTRUMENT],
+        "initial_cash": 100_000.0,
+        "report": {"equity_interval": "4h"},
+    }
+    config.update(sections)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_two_strategies_run_side_by_side_and_attribution_adds_up(tmp_path: Path) -> None:
+    path = write(tmp_path, strategies=[ema("fast", 5, 20, 0.3), ema("slow", 20, 60, 0.5)])
+    _, _, out = run_backtest(path, tmp_path / "out")
+    fills = pd.read_csv(out / "fills.csv")
+    assert set(fills["strategy_id"]) == {"fast", "slow"}
+    rows = read_rows(out / "attribution.csv")
+    assert [(r["strategy_id"], r["instrument"]) for r in rows] == [
+        ("fast", BTC_4H), ("fast", "ALL"), ("slow", BTC_4H), ("slow", "ALL")
+    ] or [(r["strategy_id"], r["instrument"]) for r in rows] == [
+        ("slow", BTC_4H), ("slow", "ALL"), ("fast", BTC_4H), ("fast", "ALL")
+    ]
+    last = float(pd.read_csv(tmp_path / "bars.csv")["close"].iloc[-1])
+    equity = pd.read_csv(out / "equity.csv")
+    total = 0.0
+    for sid, own in fills.groupby("strategy_id"):
+        # independent: cash flows of the strategy's fills plus its position at the last close
+        sign = own["side"].map({"BUY": 1.0, "SELL": -1.0})
+        position = float((sign * own["quantity"]).sum())
+        cash = float((-sign * own["quantity"] * own["price"]).sum() - own["fee"].sum())
+        expected = cash + position * last
+        row = next(r for r in rows if r["strategy_id"] == sid and r["instrument"] == "ALL")
+        per_instrument = next(r for r in rows if r["strategy_id"] == sid and r["instrument"] == BTC_4H)
+        assert float(row["net_pnl"]) == pytest.approx(expected, abs=1e-6)
+        assert float(per_instrument["position"]) == pytest.approx(position, abs=1e-9)
+        assert float(row["fees"]) == pytest.approx(float(own["fee"].sum()), rel=1e-12)
+        assert int(row["fills"]) == len(own)
+        total += expected
+    # the strategies' PnL is the whole run's PnL
+    assert total == pytest.approx(float(equity["equity"].iloc[-1]) - 100_000.0, abs=1e-6)
+
+
+def test_single_strategy_config_writes_attribution_and_keeps_its_form(tmp_path: Path) -> None:
+    path = write(tmp_path, strategy=ema("only", 10, 30, 0.5))
+    _, _, out = run_backtest(path, tmp_path / "out")
+    recorded = yaml.safe_load((out / "config.yaml").read_text())
+    assert "strategy" in recorded and "strategies" not in recorded
+    assert load_config(out / "config.yaml").strategy is not None  # the recorded config reloads
+    rows = read_rows(out / "attribution.csv")
+    assert [r["strategy_id"] for r in rows] == ["only", "only"]
+
+
+@pytest.mark.parametrize(
+    ("sections", "message"),
+    [
+        ({"strategies": [ema("a", 5, 20, 0.1), {**ema("a", 5, 20, 0.1), "id": None}]}, "strategies.1.id: required"),
+        ({"strategies": [ema("a", 5, 20, 0.1), ema("a", 6, 20, 0.1)]}, "strategies.1.id: 'a' is already the id"),
+        ({"strategy": ema("a", 5, 20, 0.1), "strategies": [ema("b", 5, 20, 0.1)]}, "not both"),
+        ({"strategies": [ema("a", 5, 20, 0.1), ema("b", 30, 20, 0.1)]}, "strategies.1.params"),
+        ({"strategies": [ema("a", 5, 20, 0.1), {**ema("b", 5, 20, 0.1), "name": "nope"}]},
+         "strategies.1.name: unknown strategy 'nope'"),
+        ({"strategies": [{**ema("a", 5, 20, 0.1), "instruments": ["X.Y"]}]}, "strategies.0.instruments.0"),
+    ],
+)
+def test_bad_strategies_list_is_a_config_error_naming_the_entry(
+    tmp_path: Path, sections: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_config(write(tmp_path, **sections))
+
+
+class Owner(Strategy):
+    """Rests a buy limit far below the market on the first bar."""
+
+    def __init__(self) -> None:
+        super().__init__(BTC_4H, strategy_id="owner")
+        self.order_id = ""
+
+    def on_bar(self, bar: Bar) -> None:
+        if not self.order_id:
+            self.order_id = self.submit_limit(BTC_4H, OrderSide.BUY, 0.1, 20_000.0)
+
+
+class Meddler(Strategy):
+    """Tries to cancel, then modify, the owner's order and its own; records denials."""
+
+    def __init__(self, owner: Owner) -> None:
+        super().__init__(BTC_4H, strategy_id="meddler")
+        self.owner = owner
+        self.k = 0
+        self.own = ""
+        self.denied: list[OrderDenied] = []
+
+    def on_bar(self, bar: Bar) -> None:
+        self.k += 1
+        if self.k == 2:
+            self.cancel(self.owner.order_id)
+            self.modify(self.owner.order_id, price=round(bar.close, 2))
+            self.own = self.submit_limit(BTC_4H, OrderSide.BUY, 0.1, round(bar.close * 0.5, 2))
+        elif self.k == 4:
+            self.cancel(self.own)
+
+    def on_order_denied(self, event: OrderDenied) -> None:
+        self.denied.append(event)
+
+
+def test_a_strategy_can_cancel_or_modify_only_its_own_orders() -> None:
+    owner = Owner()
+    meddler = Meddler(owner)
+    kernel = run([owner, meddler], {BTC_4H: bars_4h().iloc[:10]})
+    victim = kernel.orders.order(owner.order_id)
+    assert victim.status is OrderStatus.ACCEPTED  # still working, price unchanged
+    assert victim.price == 20_000.0
+    assert [d.client_order_id for d in meddler.denied] == [owner.order_id, owner.order_id]
+    assert all("belongs to strategy 'owner'" in d.reason for d in meddler.denied)
+    assert kernel.orders.order(meddler.own).status is OrderStatus.CANCELED  # its own cancel works
+    # attribution splits nothing that did not fill
+    assert attribute(kernel.result.fills, kernel.result.last_prices) == []
+
+
+def test_strategies_sharing_an_instrument_each_trade_towards_their_own_target() -> None:
+    from tradebus.strategies.macd import MacdCross
+    from tradebus.strategies.rsi import RsiReversion
+
+    macd = MacdCross(BTC_4H, strategy_id="macd", quantity=0.3, mode="long_short")
+    rsi = RsiReversion(BTC_4H, strategy_id="rsi", quantity=0.2, mode="long_short")
+    kernel = run([macd, rsi], {BTC_4H: bars_4h()})
+    assert len(macd.decisions) > 10 and len(rsi.decisions) > 5
+    own = kernel.strategy_positions
+    assert own["macd"][BTC_4H] == pytest.approx(0.3 * macd.target, abs=1e-9)
+    assert own["rsi"][BTC_4H] == pytest.approx(0.2 * rsi.target, abs=1e-9)
+    assert macd.position() == own["macd"][BTC_4H] and rsi.position() == own["rsi"][BTC_4H]
+    assert kernel.portfolio.position(BTC_4H) == pytest.approx(own["macd"][BTC_4H] + own["rsi"][BTC_4H], abs=1e-9)
+    # each strategy's order sizes are its own: never more than twice its quantity (a flip)
+    sizes = {sid: max(f.quantity for f in kernel.result.fills if f.strategy_id == sid) for sid in ("macd", "rsi")}
+    assert sizes["macd"] <= 0.6 + 1e-9 and sizes["rsi"] <= 0.4 + 1e-9
+
+
+def test_attribution_by_hand_with_a_flip_and_a_contract_size() -> None:
+    from tradebus.engine.kernel import FillRecord
+
+    def fill(sid: str, side: str, qty: float, px: float, fee: float) -> FillRecord:
+        return FillRecord(0, "PERP.X", side, qty, px, fee, "TAKER", "c", sid, "t", "")
+
+    fills = [
+        fill("a", "BUY", 2.0, 100.0, 1.0),  # long 2 @ 100
+        fill("a", "BUY", 2.0, 110.0, 1.0),  # long 4 @ 105
+        fill("a", "SELL", 6.0, 120.0, 2.0),  # realise 4 * 15 = 60, then short 2 @ 120
+        fill("b", "SELL", 1.0, 50.0, 0.5),
+    ]
+    a, a_all, b, _ = attribute(fills, {"PERP.X": 115.0}, {"PERP.X": 0.1})
+    assert (a.strategy_id, a.instrument, a_all.instrument, b.strategy_id) == ("a", "PERP.X", "ALL", "b")
+    assert a.position == -2.0 and a.avg_price == 120.0
+    assert a.realized_pnl == pytest.approx(60.0 * 0.1)
+    assert a.unrealized_pnl == pytest.approx(-2.0 * (115.0 - 120.0) * 0.1)
+    assert a_all.net_pnl == pytest.approx(6.0 + 1.0 - 4.0)
+    assert b.unrealized_pnl == pytest.approx(-1.0 * (115.0 - 50.0) * 0.1)

@@ -1,0 +1,405 @@
+"""Execution algorithms: work one parent order as child orders, for any strategy, in every mode.
+
+An algorithm acts through its strategy's order helpers, so every child order carries the
+strategy's id, goes through the risk gate like any order, and reaches the strategy's own
+``on_order_*`` handlers. It keeps time with the run's clock (timers named
+``<strategy id>/<algo name>``): simulated, deterministic times in a backtest, the wall
+clock in paper and live runs. It learns the fate of its children by reading their orders
+at each of its timer firings, so it needs no event plumbing in the strategy.
+
+* :class:`Twap` -- equal slices at equal intervals.
+* :class:`Vwap` -- slices proportional to the volume profile of the strategy's bar history.
+* :class:`Iceberg` -- one visible limit order of ``display`` at a time until the parent is done.
+* :class:`LimitChaser` -- a post-only limit at the touch, moved to the new touch while unfilled.
+
+A denied or rejected child is handled, never lost: its quantity counts as not sent, so the
+next slice (or the next child) sends it again; the last slice of a schedule sends all that
+is left. A schedule (TWAP, VWAP) is ``done`` when its last slice has sent the whole parent
+(filled or working); an iceberg or chaser when its children filled it. Any of them is
+``failed`` when it ends (schedule over, ``max_retries`` refusals in a row, or a timeout
+without a market fallback) with quantity left unsent.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from loguru import logger
+
+from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, TimeEvent
+from tradebus.errors import ConfigError, OrderError
+from tradebus.strategies.base import duration_ns
+
+if TYPE_CHECKING:
+    from tradebus.execution.orders import Order
+    from tradebus.strategies.base import Strategy
+
+__all__ = ["ExecAlgorithm", "Iceberg", "LimitChaser", "Twap", "Vwap"]
+
+_REFUSED = frozenset({OrderStatus.DENIED, OrderStatus.REJECTED})
+_CLOSED = frozenset({OrderStatus.DENIED, OrderStatus.REJECTED, OrderStatus.FILLED, OrderStatus.CANCELED,
+                     OrderStatus.EXPIRED})  # fmt: skip
+
+AlgoStatus = Literal["pending", "working", "done", "failed"]
+
+
+def _ns(value: str | int) -> int:
+    try:
+        return duration_ns(value, "execution algorithm")
+    except ConfigError as exc:
+        raise OrderError(str(exc)) from None
+
+
+class ExecAlgorithm:
+    """Common state of the algorithms: the parent order and its children.
+
+    Parameters
+    ----------
+    strategy
+        The strategy the children belong to (attached to a run).
+    instrument_id, side, quantity
+        The parent order (quantity in base units, rounded down to whole lots).
+    name
+        Unique per strategy (names its timer); defaults to the class name and a counter.
+    """
+
+    _count = 0
+
+    def __init__(
+        self, strategy: Strategy, instrument_id: str, side: OrderSide, quantity: float, *, name: str | None = None
+    ) -> None:
+        instrument = strategy.ctx.instruments.get(instrument_id)
+        if instrument is None:
+            raise OrderError(f"{strategy.strategy_id}: unknown instrument {instrument_id!r}")
+        lots = instrument.round_quantity(quantity)
+        if not lots > 0:
+            raise OrderError(f"{strategy.strategy_id}: parent quantity {quantity!r} is less than one lot")
+        ExecAlgorithm._count += 1
+        self.strategy = strategy
+        self.instrument = instrument
+        self.instrument_id = instrument_id
+        self.side = side
+        self.quantity = lots
+        self.name = name or f"{type(self).__name__.lower()}{ExecAlgorithm._count}"
+        self.status: AlgoStatus = "pending"
+        self._refusals = 0
+        #: Client order ids of the children, in submission order.
+        self.children: list[str] = []
+        #: ``(time, client order id, quantity)`` of every child sent.
+        self.sent: list[tuple[int, str, float]] = []
+
+    # ------------------------------------------------------------------ children
+
+    def _orders(self) -> list[Order]:
+        orders = self.strategy.ctx.orders
+        return [orders.order(cid) for cid in self.children]
+
+    @property
+    def filled(self) -> float:
+        """Quantity filled by the children."""
+        return sum(o.filled_qty for o in self._orders())
+
+    def committed(self) -> float:
+        """Quantity filled or still working (refused children and canceled remainders excluded)."""
+        total = 0.0
+        for order in self._orders():
+            status = order.status
+            if status in _REFUSED:
+                continue
+            total += order.filled_qty if status in _CLOSED else order.quantity
+        return total
+
+    def working(self) -> list[Order]:
+        """Children still working."""
+        return [o for o in self._orders() if o.status not in _CLOSED]
+
+    def _gave_up(self, max_retries: int) -> bool:
+        """Count a refused last child (a child that was not refused resets the count).
+
+        Returns ``True``, after failing the algorithm, when ``max_retries`` refusals came in a row.
+        """
+        orders = self._orders()
+        if not orders or orders[-1].status not in _REFUSED:
+            self._refusals = 0
+            return False
+        self._refusals += 1
+        if self._refusals >= max_retries:
+            self._finish(False)
+            return True
+        return False
+
+    def _lots(self, quantity: float) -> float:
+        return self.instrument.round_quantity(max(0.0, quantity))
+
+    def _sent(self, client_order_id: str, quantity: float) -> str:
+        self.children.append(client_order_id)
+        self.sent.append((self.strategy.ctx.clock.now_ns(), client_order_id, quantity))
+        return client_order_id
+
+    def _finish(self, ok: bool) -> None:
+        self.strategy.ctx.clock.cancel(self._timer_name)
+        self.status = "done" if ok else "failed"
+        if not ok:
+            logger.warning("{} {}: ended with {} of {} filled", self.strategy.strategy_id, self.name, self.filled,
+                           self.quantity)  # fmt: skip
+
+    @property
+    def _timer_name(self) -> str:
+        return f"{self.strategy.strategy_id}/{self.name}"
+
+    def _every(self, interval_ns: int, start_ns: int, stop_ns: int | None = None) -> None:
+        """Call :meth:`_tick` at ``start_ns`` and every ``interval_ns`` after it (until ``stop_ns``)."""
+        self.strategy.ctx.clock.set_timer(self._timer_name, interval_ns, self._tick, start_ns - interval_ns, stop_ns)
+
+    def _tick(self, event: TimeEvent) -> None:
+        raise NotImplementedError
+
+    def _reason(self, what: str) -> str:
+        return f"{self.name}: {what}"
+
+
+class Twap(ExecAlgorithm):
+    """Time-weighted: ``slices`` market orders at equal intervals over ``duration``.
+
+    Slice ``i`` (at ``start + i * duration / slices``) brings what was sent (filled or
+    working) up to ``quantity * (i + 1) / slices`` in whole lots; the last slice sends all
+    that is left. Call :meth:`start` to begin (default: now).
+    """
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        instrument_id: str,
+        side: OrderSide,
+        quantity: float,
+        *,
+        duration: str | int,
+        slices: int,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(strategy, instrument_id, side, quantity, name=name)
+        if slices < 1:
+            raise OrderError(f"{self.name}: slices must be >= 1, got {slices}")
+        self.duration_ns = _ns(duration)
+        self.slices = slices
+        self.interval_ns = max(1, self.duration_ns // slices)
+        self.start_ns = 0
+        self._cumulative = np.arange(1, slices + 1) / slices
+
+    def weights(self) -> np.ndarray:
+        """Share of the parent per slice (equal here)."""
+        return np.full(self.slices, 1.0 / self.slices)
+
+    def start(self, at_ns: int | None = None) -> None:
+        """Schedule the slices from ``at_ns`` (default: now)."""
+        now = self.strategy.ctx.clock.now_ns()
+        self.start_ns = now if at_ns is None else at_ns
+        weights = self.weights()
+        self._cumulative = np.cumsum(weights) / weights.sum()
+        self.status = "working"
+        self._every(self.interval_ns, self.start_ns, self.start_ns + (self.slices - 1) * self.interval_ns)
+
+    def slice_times(self) -> list[int]:
+        """The scheduled time of every slice."""
+        return [self.start_ns + i * self.interval_ns for i in range(self.slices)]
+
+    def _tick(self, event: TimeEvent) -> None:
+        i = min(self.slices - 1, (event.ts_event - self.start_ns) // self.interval_ns)
+        last = i == self.slices - 1
+        target = self.quantity if last else self.quantity * float(self._cumulative[i])
+        need = self._lots(target - self.committed())
+        if need > 0:
+            cid = self.strategy.submit_market(self.instrument_id, self.side, need, reason=self._reason(f"slice {i + 1}"))
+            self._sent(cid, need)
+        if last:
+            self.status = "done" if self._lots(self.quantity - self.committed()) <= 0 else "failed"
+            if self.status == "failed":
+                self._finish(False)
+
+
+class Vwap(Twap):
+    """Volume-weighted: like :class:`Twap`, slice sizes follow the historical volume profile.
+
+    The weight of slice ``i`` is the mean volume of the strategy's history bars whose time
+    within ``profile_period`` (default one day) falls in the slice's interval
+    ``[t_i, t_i + interval)`` modulo the period; slices with no history get the mean of the
+    others (all equal when the history has no volume). The strategy keeps the bars through
+    :meth:`Strategy.history_sizes <tradebus.strategies.base.Strategy.history_sizes>`.
+    """
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        instrument_id: str,
+        side: OrderSide,
+        quantity: float,
+        *,
+        duration: str | int,
+        slices: int,
+        profile_period: str | int = "1d",
+        name: str | None = None,
+    ) -> None:
+        super().__init__(strategy, instrument_id, side, quantity, duration=duration, slices=slices, name=name)
+        self.period_ns = _ns(profile_period)
+
+    def weights(self) -> np.ndarray:
+        """Mean historical volume per slice interval (see the class docstring)."""
+        bars = self.strategy.bars(instrument_id=self.instrument_id)
+        phase = bars.ts % self.period_ns
+        out = np.full(self.slices, np.nan)
+        for i, t in enumerate(self.slice_times()):
+            lo = t % self.period_ns
+            hi = lo + self.interval_ns
+            inside = ((phase >= lo) & (phase < hi)) | ((phase + self.period_ns >= lo) & (phase + self.period_ns < hi))
+            if inside.any():
+                out[i] = float(bars.volume[inside].mean())
+        if np.isnan(out).all() or np.nansum(out) <= 0:
+            return np.full(self.slices, 1.0 / self.slices)
+        out[np.isnan(out)] = np.nanmean(out)
+        return out / out.sum()
+
+
+class Iceberg(ExecAlgorithm):
+    """A limit order at ``price`` shown ``display`` at a time.
+
+    One child limit order of ``min(display, left)`` works at a time; every ``poll`` the
+    algorithm checks it: once it is filled the next one goes out; a refused child is sent
+    again (up to ``max_retries`` refusals in a row, then the algorithm fails).
+    """
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        instrument_id: str,
+        side: OrderSide,
+        quantity: float,
+        *,
+        price: float,
+        display: float,
+        poll: str | int = "1m",
+        max_retries: int = 3,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(strategy, instrument_id, side, quantity, name=name)
+        self.display = self._lots(display)
+        if not self.display > 0:
+            raise OrderError(f"{self.name}: display {display!r} is less than one lot")
+        self.price = price
+        self.poll_ns = _ns(poll)
+        self.max_retries = max_retries
+
+    def start(self) -> None:
+        """Send the first child and start polling."""
+        self.status = "working"
+        self._next()
+        self._every(self.poll_ns, self.strategy.ctx.clock.now_ns() + self.poll_ns)
+
+    def _next(self) -> None:
+        left = self._lots(self.quantity - self.committed())
+        if left <= 0:
+            return
+        size = min(self.display, left)
+        cid = self.strategy.submit_limit(self.instrument_id, self.side, size, self.price, reason=self._reason("tip"))
+        self._sent(cid, size)
+
+    def _tick(self, event: TimeEvent) -> None:
+        if self.working() or self._gave_up(self.max_retries):
+            return
+        if self._lots(self.quantity - self.filled) <= 0:
+            self._finish(True)
+            return
+        self._next()
+
+
+class LimitChaser(ExecAlgorithm):
+    """A post-only limit at the touch, moved to the touch again while it is not filled.
+
+    The touch is the best bid (buy) or ask (sell) of the latest quote; a run without quotes
+    uses the latest price one tick away (below for a buy). Every ``poll`` the working child is
+    moved (:meth:`Strategy.modify <tradebus.strategies.base.Strategy.modify>`) to the touch if
+    it moved; a child rejected for crossing (post-only) or denied is sent again at the touch.
+    After ``timeout`` (if given) the child is canceled and, with ``on_timeout="market"``, the
+    rest is sent as a market order.
+    """
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        instrument_id: str,
+        side: OrderSide,
+        quantity: float,
+        *,
+        poll: str | int = "1m",
+        timeout: str | int | None = None,
+        on_timeout: Literal["market", "cancel"] = "market",
+        max_retries: int = 5,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(strategy, instrument_id, side, quantity, name=name)
+        self.poll_ns = _ns(poll)
+        self.timeout_ns = None if timeout is None else _ns(timeout)
+        self.on_timeout = on_timeout
+        self.max_retries = max_retries
+        self._deadline: int | None = None
+        #: ``(time, price)`` of every placement and move of the child.
+        self.prices: list[tuple[int, float]] = []
+
+    def touch(self) -> float:
+        """The price to rest at now (see the class docstring)."""
+        cache = self.strategy.ctx.cache
+        quote = cache.quote(self.instrument_id)
+        if quote is not None:
+            return quote.bid_price if self.side is OrderSide.BUY else quote.ask_price
+        last = cache.price(self.instrument_id)
+        if not (last > 0 and math.isfinite(last)):
+            raise OrderError(f"{self.name}: no price for {self.instrument_id} to rest at")
+        tick = self.instrument.tick_size
+        return self.instrument.round_price(last - tick if self.side is OrderSide.BUY else last + tick)
+
+    def start(self) -> None:
+        """Rest the first child at the touch and start polling."""
+        now = self.strategy.ctx.clock.now_ns()
+        self.status = "working"
+        self._deadline = None if self.timeout_ns is None else now + self.timeout_ns
+        self._place()
+        self._every(self.poll_ns, now + self.poll_ns)
+
+    def _place(self) -> None:
+        left = self._lots(self.quantity - self.committed())
+        if left <= 0:
+            return
+        price = self.touch()
+        cid = self.strategy.submit_limit(self.instrument_id, self.side, left, price, post_only=True,
+                                         reason=self._reason("rest at the touch"))  # fmt: skip
+        self._sent(cid, left)
+        self.prices.append((self.strategy.ctx.clock.now_ns(), price))
+
+    def _tick(self, event: TimeEvent) -> None:
+        now = event.ts_event
+        working = self.working()
+        if self._lots(self.quantity - self.filled) <= 0 and not working:
+            self._finish(True)
+            return
+        if self._deadline is not None and now >= self._deadline:
+            for order in working:
+                self.strategy.cancel(order.client_order_id, reason=self._reason("timeout"))
+            if self.on_timeout == "market":
+                left = self._lots(self.quantity - self.filled)
+                if left > 0:
+                    cid = self.strategy.submit_market(self.instrument_id, self.side, left,
+                                                      reason=self._reason("timeout: market"))  # fmt: skip
+                    self._sent(cid, left)
+            self._finish(self.on_timeout == "market")
+            return
+        if working:
+            order = working[0]
+            price = self.touch()
+            if order.order_type is OrderType.LIMIT and price != order.price:
+                self.strategy.modify(order.client_order_id, price=price)
+                self.prices.append((now, price))
+            return
+        if not self._gave_up(self.max_retries):
+            self._place()
+

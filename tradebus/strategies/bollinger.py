@@ -1,0 +1,71 @@
+"""BollingerReversion: fade moves outside the Bollinger bands once price re-enters them.
+
+Bands: feature kind ``bollinger`` of the close (TA-Lib ``BBANDS``: SMA ``window`` ± ``k``
+population standard deviations). Rules, at each bar close once the bands are ready:
+
+* a close below the lower band *arms* a long; the first later close back at or above the
+  lower band (the re-entry) goes long ``quantity`` and disarms it;
+* a close above the upper band arms a short; the first later close back at or below the
+  upper band goes short (``long_short``; in ``long_only`` it only closes a long);
+* a long is closed when a close reaches the middle band (``close >= mid``), a short when
+  a close falls to it (``close <= mid``);
+* a bar that closes outside the band it re-entered from re-arms, so one bar never both
+  arms and enters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import Field
+
+from tradebus.engine.messages import Bar
+from tradebus.features.spec import FeatureSpec
+from tradebus.strategies.signal import BarSignal, SignalParams
+
+__all__ = ["BollingerReversion", "BollingerReversionParams"]
+
+
+class BollingerReversionParams(SignalParams):
+    """Parameters of :class:`BollingerReversion`."""
+
+    window: int = Field(default=20, ge=2)
+    k: float = Field(default=2.0, gt=0)
+
+
+class BollingerReversion(BarSignal):
+    """Mean reversion on Bollinger band touch and re-entry; see the module docstring."""
+
+    Params = BollingerReversionParams
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._armed_long = False
+        self._armed_short = False
+
+    def specs(self) -> Sequence[FeatureSpec]:
+        """``bb`` (Bollinger bands) of the close."""
+        return (FeatureSpec(name="bb", kind="bollinger", params={"window": self.params.window, "k": self.params.k},
+                            input="close"),)  # fmt: skip
+
+    def decide(self, bar: Bar, value: dict[str, float]) -> tuple[float, str] | None:
+        """Arm on a close outside a band, enter on the re-entry, exit at the middle band."""
+        lower, mid, upper = value["bb.lower"], value["bb.mid"], value["bb.upper"]
+        close = bar.close
+        if not (lower == lower and upper == upper):
+            return None
+        if close < lower:
+            self._armed_long = True
+        elif self._armed_long:
+            self._armed_long = False
+            return 1.0, "close re-entered above the lower band"
+        if close > upper:
+            self._armed_short = True
+        elif self._armed_short:
+            self._armed_short = False
+            return -1.0, "close re-entered below the upper band"
+        if self.target > 0 and close >= mid:
+            return 0.0, "close reached the middle band"
+        if self.target < 0 and close <= mid:
+            return 0.0, "close fell to the middle band"
+        return None

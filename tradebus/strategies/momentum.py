@@ -1,0 +1,139 @@
+"""CrossSectionalMomentum: rank a universe by past return, long the top, short the bottom, rebalance on a timer.
+
+Rules:
+
+* **Momentum** of an instrument: its return over the last ``lookback`` bars (feature kind
+  ``ret`` of the close with ``lag = lookback``: ``close_t / close_{t-lookback} - 1``).
+* **Rebalance** every ``rebalance`` (a duration, e.g. ``"1d"``), on a timer of the run's
+  clock aligned to multiples of the interval since the epoch (the first one after the first
+  bar). A timer fires before any bar stamped at the same time, so the ranking uses the bars
+  stamped *before* the rebalance time: the cross-section as it stood then.
+* **Instruments that have not updated.** An instrument is left out of the ranking, and its
+  position is closed, when its latest bar is older than ``max_staleness`` at the rebalance
+  time (default: one ``rebalance`` interval) or when its momentum is not ready (fewer than
+  ``lookback + 1`` bars). A stale price is never ranked as if it were current.
+* **Ranking.** Eligible instruments are sorted by momentum, highest first (ties: config
+  order). The first ``top`` are held long, the last ``bottom`` of the rest short
+  (``long_short``; none in ``long_only``); everything else flat. Each held instrument gets
+  weight ``gross / (number held)`` of equity, through
+  :meth:`~tradebus.strategies.base.Strategy.target_weight`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tradebus.engine.messages import Bar, OrderDenied, TimeEvent
+from tradebus.errors import ConfigError
+from tradebus.features.spec import FeatureSpec
+from tradebus.strategies.base import Strategy, duration_ns
+from tradebus.strategies.signal import invalid_params
+
+__all__ = ["CrossSectionalMomentum", "CrossSectionalMomentumParams"]
+
+
+class CrossSectionalMomentumParams(BaseModel):
+    """Parameters of :class:`CrossSectionalMomentum`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lookback: int = Field(default=20, ge=1)
+    rebalance: str | int = "1d"
+    top: int = Field(default=1, ge=0)
+    bottom: int = Field(default=1, ge=0)
+    gross: float = Field(default=1.0, gt=0)
+    max_staleness: str | int | None = None
+    mode: Literal["long_only", "long_short"] = "long_short"
+
+    @field_validator("rebalance", "max_staleness")
+    @classmethod
+    def _is_duration(cls, value: str | int | None) -> str | int | None:
+        if value is not None:
+            try:
+                duration_ns(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("duration: ")) from None
+        return value
+
+
+class CrossSectionalMomentum(Strategy):
+    """Cross-sectional momentum over the strategy's instruments; see the module docstring.
+
+    Parameters
+    ----------
+    instrument_ids
+        The universe (two or more instruments).
+    strategy_id
+        Defaults to ``"CrossSectionalMomentum"``.
+    **params
+        The fields of :class:`CrossSectionalMomentumParams`.
+    """
+
+    Params: ClassVar[type[BaseModel]] = CrossSectionalMomentumParams
+
+    def __init__(self, instrument_ids: str | Sequence[str], *, strategy_id: str | None = None, **params: Any) -> None:
+        super().__init__(instrument_ids, strategy_id=strategy_id)
+        if len(self.instrument_ids) < 2:
+            raise ConfigError(f"{self.strategy_id}: cross-sectional momentum needs at least two instruments")
+        try:
+            self.params: Any = CrossSectionalMomentumParams(**params)
+        except ValidationError as exc:
+            raise invalid_params(self.strategy_id, exc) from None
+        self.interval_ns = duration_ns(self.params.rebalance)
+        stale = self.params.max_staleness
+        self.max_staleness_ns = self.interval_ns if stale is None else duration_ns(stale)
+        self._scheduled = False
+        self._cols: dict[str, int] = {}
+        #: ``(rebalance ts, {instrument: momentum}, {instrument: target weight})`` of every rebalance.
+        self.rebalances: list[tuple[int, dict[str, float], dict[str, float]]] = []
+
+    def feature_specs(self, instrument_id: str) -> Sequence[FeatureSpec]:
+        """The ``lookback``-bar return of the close, on every instrument of the universe."""
+        return (FeatureSpec(name="momentum", kind="ret", params={"lag": self.params.lookback}, input="close"),)
+
+    def on_start(self) -> None:
+        """Resolve the momentum column of each instrument."""
+        self._cols = {iid: self.features(iid).index("momentum") for iid in self.instrument_ids}
+
+    def on_bar(self, bar: Bar) -> None:
+        """Schedule the rebalance timer at the first bar (aligned to the interval)."""
+        if not self._scheduled:
+            self._scheduled = True
+            start = bar.ts_event - bar.ts_event % self.interval_ns
+            self.set_timer("rebalance", self.interval_ns, start_ns=start)
+
+    def on_timer(self, event: TimeEvent) -> None:
+        """Rank the eligible instruments and move every position to its new weight."""
+        now = event.ts_event
+        cache = self.ctx.cache
+        momentum: dict[str, float] = {}
+        for iid in self.instrument_ids:
+            last = cache.bar(iid)
+            value = float(self.features(iid).row[self._cols[iid]])
+            if last is None or now - last.ts_event > self.max_staleness_ns or value != value:
+                continue
+            momentum[iid] = value
+        order = sorted(momentum, key=lambda iid: -momentum[iid])  # stable: ties keep config order
+        p = self.params
+        longs = order[: p.top]
+        rest = order[len(longs) :]
+        shorts = rest[len(rest) - min(p.bottom, len(rest)) :] if p.mode == "long_short" and p.bottom else []
+        held = len(longs) + len(shorts)
+        weights = {iid: 0.0 for iid in self.instrument_ids}
+        for iid in longs:
+            weights[iid] = p.gross / held
+        for iid in shorts:
+            weights[iid] = -p.gross / held
+        self.rebalances.append((now, momentum, weights))
+        for iid, weight in weights.items():
+            if weight == 0.0:
+                self.target_position(iid, 0.0, reason="momentum rebalance: out")
+            else:
+                self.target_weight(iid, weight, reason=f"momentum rebalance: {weight:+.3f} of equity")
+
+    def on_order_denied(self, event: OrderDenied) -> None:
+        """Log a denial; the next rebalance tries again."""
+        self.log.warning("order {} denied: {}", event.client_order_id, event.reason)
