@@ -32,7 +32,7 @@ class PaperVenue(SimulatedVenue):
         clock: Clock,
         instruments: dict[str, Instrument],
         config: VenueConfig | None = None,
-        keep_closed: int | None = 10_000,
+        keep_closed: int | None = 1_000,
     ) -> None:
         super().__init__(clock, instruments, config, keep_closed=keep_closed)
         self._previous: dict[str, Order] = {}
