@@ -23,12 +23,18 @@ class PaperVenue(SimulatedVenue):
     reduce-only orders are judged against it) and which orders the previous process may
     have been working; :meth:`query_order` answers for those, when the journal's recovery
     resolves them, that the restart canceled them (their journaled fills stay booked).
+    It answers for the latest ``keep_closed`` closed orders only (a daemon runs for days;
+    its execution engine learns of every close at once, so only a late query looks back).
     """
 
     def __init__(
-        self, clock: Clock, instruments: dict[str, Instrument], config: VenueConfig | None = None
+        self,
+        clock: Clock,
+        instruments: dict[str, Instrument],
+        config: VenueConfig | None = None,
+        keep_closed: int | None = 1_000,
     ) -> None:
-        super().__init__(clock, instruments, config)
+        super().__init__(clock, instruments, config, keep_closed=keep_closed)
         self._previous: dict[str, Order] = {}
 
     def resume(self, positions: dict[str, float], previous_orders: Iterable[Order]) -> None:

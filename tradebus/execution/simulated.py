@@ -207,6 +207,10 @@ class SimulatedVenue(Venue):
     arrival_alerts
         Set a clock alert at each action's arrival (see the module docstring); ``None``:
         on unless the clock is a :class:`SimulatedClock` (a backtest is unchanged).
+    keep_closed
+        How many closed (filled, canceled, rejected, expired) orders :meth:`query_order`
+        still answers for, the latest ones; older ones are forgotten so that a long run's
+        memory stays flat. ``None`` (default): every order is kept.
     """
 
     def __init__(
@@ -216,6 +220,7 @@ class SimulatedVenue(Venue):
         config: VenueConfig | None = None,
         emit: EventHandler | None = None,
         arrival_alerts: bool | None = None,
+        keep_closed: int | None = None,
     ) -> None:
         super().__init__(emit)
         self.clock = clock
@@ -239,6 +244,9 @@ class SimulatedVenue(Venue):
         }
         self._working: dict[str, list[_SimOrder]] = {iid: [] for iid in instruments}
         self._orders: dict[str, _SimOrder] = {}
+        # Closed orders still answered by query_order, oldest first (None: all of them).
+        self._keep_closed = keep_closed
+        self._closed: deque[str] = deque()
         self._positions: dict[str, float] = dict.fromkeys(instruments, 0.0)
         self._last: dict[str, float] = dict.fromkeys(instruments, _NAN)
         # ts_init of the latest bar of each instrument: the open time of its next bar.
@@ -716,6 +724,8 @@ class SimulatedVenue(Venue):
         if done:
             sim.status = _FILLED
             self._dirty.add(iid)
+            if self._keep_closed is not None:
+                self._retire(sim)
         else:
             sim.status = _PARTIALLY_FILLED
         self._emit(fill)
@@ -727,6 +737,8 @@ class SimulatedVenue(Venue):
         self._dirty.add(sim.order.instrument_id)
         sim.status = status
         sim.ts_event = ts
+        if self._keep_closed is not None:
+            self._retire(sim)
         now = self.clock.now_ns()
         if status == _CANCELED:
             self._emit(OrderCanceled(sim.strategy_id, sim.order.instrument_id, sim.coid, reason, ts, now))
@@ -736,10 +748,19 @@ class SimulatedVenue(Venue):
     def _reject(self, sim: _SimOrder, reason: str, ts: int) -> None:
         sim.status = _REJECTED
         sim.ts_event = ts
+        if self._keep_closed is not None:
+            self._retire(sim)
         logger.info("venue: order {} rejected: {}", sim.coid, reason)
         self._emit(
             OrderRejected(sim.strategy_id, sim.order.instrument_id, sim.coid, reason, ts, self.clock.now_ns())
         )
+
+    def _retire(self, sim: _SimOrder) -> None:
+        """Note ``sim`` closed; forget the oldest closed order beyond ``keep_closed``."""
+        closed = self._closed
+        closed.append(sim.coid)
+        if len(closed) > self._keep_closed:  # type: ignore[operator]
+            self._orders.pop(closed.popleft(), None)
 
     def _prune(self, iid: str) -> None:
         """Drop the closed orders from ``iid``'s working list (in place; no one iterates it now)."""
