@@ -180,9 +180,16 @@ async def _wait(check: Any, timeout: float, what: str) -> None:
 
 async def run_session(tmp: Path, seed: int, kills: int, speed: float = 5.0) -> SoakCounts:
     """One emulator, one journal, ``kills`` SIGKILLs at seeded-random points, a reconciling restart, the audit."""
+    counts = SoakCounts(sessions=1)
+    emulator = await kill_and_restart(tmp, seed, kills, counts, speed)
+    audit(tmp, seed, emulator, counts)
+    return counts
+
+
+async def kill_and_restart(tmp: Path, seed: int, kills: int, counts: SoakCounts, speed: float = 5.0) -> BinancePrivateEmulator:
+    """Serve the account and the market, kill the daemon ``kills`` times (counted in ``counts``), restart it to reconcile."""
     rng = random.Random(seed)
     tmp.mkdir(parents=True, exist_ok=True)
-    counts = SoakCounts(sessions=1)
     emulator = BinancePrivateEmulator(KEY, SECRET, {IID: INST}, {"USDT": CASH})
     loops = max(2, math.ceil(kills * 6 * speed / 38) + 2)
     async with emulator:
@@ -227,11 +234,11 @@ async def run_session(tmp: Path, seed: int, kills: int, speed: float = 5.0) -> S
                 pacer.cancel()
                 await asyncio.gather(pacer, return_exceptions=True)
             await asyncio.sleep(0.2)  # the last market order fills at the next trade
-    _audit(tmp, seed, emulator, counts)
-    return counts
+    return emulator
 
 
-def _audit(tmp: Path, seed: int, emulator: BinancePrivateEmulator, counts: SoakCounts) -> None:
+def audit(tmp: Path, seed: int, emulator: BinancePrivateEmulator, counts: SoakCounts) -> None:
+    """Compare the session's journal and logs in ``tmp`` with the account; count what disagrees into ``counts``."""
     tag = f"seed {seed}"
     logs = "".join(p.read_text(errors="replace") for p in sorted(tmp.glob("daemon-*.log")))
     final_log = (tmp / "daemon-final.log").read_text(errors="replace")
