@@ -14,7 +14,7 @@ against the account). Target: zero of each; exits 1 otherwise.
 
 Usage::
 
-    python bench/live_soak.py [--kills 100] [--per-session 10] [--seed 1] [--json]
+    python bench/live_soak.py [--kills 100] [--per-session 10] [--parallel 2] [--seed 1] [--json]
 """
 
 from __future__ import annotations
@@ -35,16 +35,16 @@ sys.path.insert(0, str(ROOT))
 from tests.live.kill_harness import SoakCounts, run_session  # noqa: E402
 
 
-async def soak(kills: int, per_session: int, seed: int, tmp: Path) -> SoakCounts:
-    """``kills`` SIGKILLs in sessions of ``per_session``; the summed counts."""
+async def soak(kills: int, per_session: int, parallel: int, seed: int, tmp: Path) -> SoakCounts:
+    """``kills`` SIGKILLs in sessions of ``per_session``, ``parallel`` sessions at a time; the summed counts."""
+    sizes = [min(per_session, kills - start) for start in range(0, kills, per_session)]
     total = SoakCounts()
-    session = 0
-    while total.kills < kills:
-        n = min(per_session, kills - total.kills)
-        counts = await run_session(tmp / f"session{session}", seed * 1_000 + session, n)
-        total.add(counts)
-        logger.info("session {}: {} kill(s), {} order(s), {} fill(s), problems {}", session, counts.kills, counts.orders, counts.fills, counts.problems)
-        session += 1
+    for first in range(0, len(sizes), parallel):
+        batch = range(first, min(first + parallel, len(sizes)))
+        results = await asyncio.gather(*(run_session(tmp / f"session{i}", seed * 1_000 + i, sizes[i]) for i in batch))
+        for i, counts in zip(batch, results):
+            total.add(counts)
+            logger.info("session {}: {} kill(s), {} order(s), {} fill(s), problems {}", i, counts.kills, counts.orders, counts.fills, counts.problems)
     return total
 
 
@@ -52,6 +52,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=100, help="SIGKILLs in total (default 100)")
     parser.add_argument("--per-session", type=int, default=10, help="kills per emulator session (default 10)")
+    parser.add_argument("--parallel", type=int, default=2, help="sessions run side by side (default 2)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the counts as JSON")
     args = parser.parse_args()
@@ -59,7 +60,7 @@ def main() -> int:
     logger.add(sys.stderr, level="INFO" if not args.json else "WARNING")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="live_soak_") as tmp:
-        total = asyncio.run(soak(args.kills, args.per_session, args.seed, Path(tmp)))
+        total = asyncio.run(soak(args.kills, args.per_session, args.parallel, args.seed, Path(tmp)))
     seconds = time.perf_counter() - start
     result = {"bench": "live_soak", "seconds": round(seconds, 1), **total.as_dict()}
     if args.json:
