@@ -191,7 +191,7 @@ async def kill_and_restart(tmp: Path, seed: int, kills: int, counts: SoakCounts,
     rng = random.Random(seed)
     tmp.mkdir(parents=True, exist_ok=True)
     emulator = BinancePrivateEmulator(KEY, SECRET, {IID: INST}, {"USDT": CASH})
-    loops = max(2, math.ceil(kills * 6 * speed / 38) + 2)
+    loops = math.ceil((kills + 2) * 20 * speed / 38)  # 20 s of market per start, under load too
     async with emulator:
         protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
         async with LocalVenueServer(protocol, looped_trades(loops), speed=speed, lifetime=3_600) as srv:
