@@ -14,7 +14,7 @@ against the account). Target: zero of each; exits 1 otherwise.
 
 Usage::
 
-    python bench/live_soak.py [--kills 100] [--per-session 10] [--parallel 2] [--seed 1] [--json]
+    python bench/live_soak.py [--kills 100] [--per-session 10] [--parallel 2] [--seed 1] [--keep DIR] [--json]
 """
 
 from __future__ import annotations
@@ -54,13 +54,17 @@ def main() -> int:
     parser.add_argument("--per-session", type=int, default=10, help="kills per emulator session (default 10)")
     parser.add_argument("--parallel", type=int, default=2, help="sessions run side by side (default 2)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", type=Path, help="run in this directory and keep the logs and journals (default: a temporary one)")
     parser.add_argument("--json", action="store_true", help="print the counts as JSON")
     args = parser.parse_args()
     logger.remove()
     logger.add(sys.stderr, level="INFO" if not args.json else "WARNING")
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="live_soak_") as tmp:
-        total = asyncio.run(soak(args.kills, args.per_session, args.parallel, args.seed, Path(tmp)))
+    if args.keep is not None:
+        total = asyncio.run(soak(args.kills, args.per_session, args.parallel, args.seed, args.keep))
+    else:
+        with tempfile.TemporaryDirectory(prefix="live_soak_") as tmp:
+            total = asyncio.run(soak(args.kills, args.per_session, args.parallel, args.seed, Path(tmp)))
     seconds = time.perf_counter() - start
     result = {"bench": "live_soak", "seconds": round(seconds, 1), **total.as_dict()}
     if args.json:
