@@ -175,7 +175,8 @@ async def kill_and_restart(tmp: Path, seed: int, kills: int, counts: SoakCounts,
     loops = math.ceil((kills + 2) * 20 * speed / 38)  # 20 s of market per start, under load too
     async with emulator:
         protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
-        async with LocalVenueServer(protocol, looped_trades(loops), speed=speed, lifetime=3_600) as srv:
+        public = LocalVenueServer(protocol, looped_trades(loops), speed=speed, lifetime=3_600, max_connections=4 * kills + 10)
+        async with public as srv:
             pacer = asyncio.create_task(_pacer(srv.ws_url))
             try:
                 config = _config(tmp, srv, emulator)
