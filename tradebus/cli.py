@@ -201,6 +201,7 @@ def build_kernel(config: RunConfig) -> Kernel:
         balances=config.balances,
         features=config.features,
         equity_interval_ns=parse_duration(config.report.equity_interval),
+        trade_bars={s.instrument: s.bars.builder() for s in config.data.sources if s.bars is not None},
     )
     if config.data.marks or config.data.funding:
         kernel.feed_perpetual_data(perpetual_data(config))

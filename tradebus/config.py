@@ -57,6 +57,7 @@ from tradebus.account import asset_names
 from tradebus.engine.instrument import FeeTier, Instrument, InstrumentKind, MarginMode, MarginTier
 from tradebus.errors import ConfigError, OrderError
 from tradebus.execution.config import VenueConfig
+from tradebus.features.bars import BarBuilder
 from tradebus.features.spec import FeatureSpec
 from tradebus.risk.config import RiskConfig
 
@@ -67,6 +68,7 @@ __all__ = [
     "ReportConfig",
     "RunConfig",
     "StrategyConfig",
+    "TradeBarsConfig",
     "apply_overrides",
     "check_starting_balances",
     "check_strategy_choice",
@@ -191,6 +193,45 @@ class InstrumentConfig(_Model):
         return self
 
 
+class TradeBarsConfig(_Model):
+    """Bars built in the run from an instrument's trades (see :class:`~tradebus.features.bars.BarBuilder`).
+
+    ``{mode: time, interval: 1m}`` or ``{mode: volume, threshold: 50}``: ``interval`` for
+    time bars only, ``threshold`` (trades, size, ``price * size`` per bar, or the initial
+    expected trades per bar of imbalance bars) for every other mode. The bars reach the
+    strategies' ``on_bar`` (stamped at their close, known once a trade shows they are over)
+    but never the execution engine: orders on the instrument fill on its trades.
+    """
+
+    mode: Literal["time", "tick", "volume", "dollar", "tick_imbalance", "volume_imbalance", "dollar_imbalance"]
+    interval: str | None = None
+    threshold: PositiveFloat | None = None
+    span_bars: int = Field(default=20, ge=1)
+    span_trades: int = Field(default=1000, ge=1)
+    floor: float = Field(default=0.5, ge=0.0, le=1.0)
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_is_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _mode_parameter(self) -> TradeBarsConfig:
+        if self.mode == "time" and (self.interval is None or self.threshold is not None):
+            raise ValueError("time bars take 'interval' (e.g. 1m) and no 'threshold'")
+        if self.mode != "time" and (self.threshold is None or self.interval is not None):
+            raise ValueError(f"{self.mode} bars take 'threshold' and no 'interval'")
+        return self
+
+    def builder(self) -> BarBuilder:
+        """A fresh :class:`~tradebus.features.bars.BarBuilder` for these bars."""
+        interval = None if self.interval is None else parse_duration(self.interval)
+        return BarBuilder(self.mode, interval_ns=interval, threshold=self.threshold, span_bars=self.span_bars,
+                          span_trades=self.span_trades, floor=self.floor)
+
+
 class DataSourceConfig(_Model):
     """One replayed stream: a catalog dataset or a CSV/Parquet file, for one instrument.
 
@@ -208,6 +249,7 @@ class DataSourceConfig(_Model):
     file: Path | None = None
     interval: str | None = None
     bar_time: Literal["auto", "open", "close"] = "auto"
+    bars: TradeBarsConfig | None = None
 
     @field_validator("dataset")
     @classmethod
@@ -227,6 +269,8 @@ class DataSourceConfig(_Model):
     def _one_location(self) -> DataSourceConfig:
         if (self.dataset is None) == (self.file is None):
             raise ValueError("give exactly one of 'dataset' (catalog) or 'file'")
+        if self.bars is not None and self.kind != "trades":
+            raise ValueError(f"bars: bars are built from trades; this source's kind is {self.kind!r}")
         return self
 
     @property
@@ -262,6 +306,14 @@ class DataConfig(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
+        built: set[str] = set()
+        for n, source in enumerate(self.sources):
+            if source.bars is not None:
+                if source.instrument in built:
+                    raise ValueError(f"sources.{n}.bars: {source.instrument} already builds bars from another source")
+                if any(s.instrument == source.instrument and s.kind == "bars" for s in self.sources):
+                    raise ValueError(f"sources.{n}.bars: {source.instrument} already has a bars source")
+                built.add(source.instrument)
         if any(s.dataset is not None for s in self.sources) and self.catalog is None:
             raise ValueError("'catalog' is required when a source names a catalog 'dataset'")
         if self.start is not None and self.end is not None and to_ns(self.start) >= to_ns(self.end):
@@ -437,6 +489,8 @@ class RunConfig(_Model):
         kinds: dict[str, set[str]] = {}
         for source in self.data.sources:
             kinds.setdefault(source.instrument, set()).add(source.kind)
+            if source.bars is not None:
+                kinds[source.instrument].add("bars")
         return kinds
 
     def resolve_paths(self, base: Path) -> RunConfig:

@@ -99,6 +99,7 @@ from tradebus.execution.book_matching import simulated_venue
 from tradebus.execution.simulated import SimulatedVenue
 from tradebus.execution.venue import Venue
 from tradebus.features.bank import FeatureBank
+from tradebus.features.bars import BarBuilder
 from tradebus.features.spec import FeatureSpec
 from tradebus.risk.config import RiskConfig
 from tradebus.risk.gate import RiskGate
@@ -243,6 +244,12 @@ class Kernel:
     timeouts
         Timeouts of venue requests (a live venue, whose answers can be lost); ``None``: none
         (see :class:`~tradebus.execution.engine.OrderTimeouts`).
+    trade_bars
+        ``instrument_id -> BarBuilder``: bars built in the run from that instrument's trades.
+        The trade that completes a bar is processed first; then the bar (``ts_event`` its
+        stamp, ``ts_init`` the trade's) goes to the cache, the feature bank (bar features),
+        the history window and the ``on_bar`` subscribers. It is not fed to the execution
+        engine: orders on the instrument fill on its trades.
     """
 
     def __init__(
@@ -260,6 +267,7 @@ class Kernel:
         features: Sequence[FeatureSpec] = (),
         equity_interval_ns: int = 3_600_000_000_000,
         timeouts: OrderTimeouts | None = None,
+        trade_bars: Mapping[str, BarBuilder] | None = None,
     ) -> None:
         self.instruments: dict[str, Instrument] = {}
         for instrument in instruments:
@@ -308,6 +316,11 @@ class Kernel:
         self.result = RunResult(tuple(self.instruments), self.portfolio.initial_cash)
         self.result.contract_sizes = {iid: inst.contract_size for iid, inst in self.instruments.items()}
         self._extra_features = tuple(features)
+        unknown_bars = sorted(set(trade_bars or {}) - set(self.instruments))
+        if unknown_bars:
+            raise ConfigError(f"kernel: trade_bars for unknown instrument(s) {unknown_bars}")
+        #: ``instrument_id -> BarBuilder``: bars built in the run from the instrument's trades.
+        self.trade_bars: dict[str, BarBuilder] = dict(trade_bars or {})
         self._equity_interval = equity_interval_ns
         self._next_sample = -(2**63)
         # Venue-time span of the quotes: the run's span only when it has no trades or bars.
@@ -592,6 +605,28 @@ class Kernel:
             history.append_trade(trade.ts_event, trade.price, trade.size, float(trade.aggressor))
         self._count_trade(trade.ts_init, trade.ts_event)
         self.bus.publish(trade)
+        builder = self.trade_bars.get(iid)
+        if builder is not None:
+            built = builder.update(trade.ts_event, trade.price, trade.size, int(trade.aggressor))
+            if built is not None:
+                self._deliver_built_bar(iid, built[0], trade.ts_init, built[1])
+
+    def _deliver_built_bar(self, iid: str, ts_event: int, ts_init: int, values: np.ndarray) -> None:
+        """Publish a bar built from trades: cache, feature bank, history and subscribers.
+
+        Not fed to the execution engine (orders on the instrument fill on its trades) and not
+        counted in :attr:`RunResult.bars` (the replayed or received bars).
+        """
+        o, h, lo, c, v = values[:5].tolist()
+        bar = Bar(iid, ts_event, ts_init, o, h, lo, c, v)
+        self.cache.bars[iid] = bar
+        bank = self.banks.get(iid)
+        if bank is not None:
+            bank.update_bar(ts_event, o, h, lo, c, v)
+        history = self.histories.get(iid)
+        if history is not None:
+            history.append_bar(ts_event, o, h, lo, c, v)
+        self.bus.publish(bar)
 
     def _process_quote(self, quote: Quote) -> None:
         self.execution.on_quote(quote)

@@ -55,6 +55,7 @@ from tradebus.config import (
     InstrumentConfig,
     ReportConfig,
     StrategyConfig,
+    TradeBarsConfig,
     check_starting_balances,
     check_strategy_choice,
     dump_config,
@@ -91,6 +92,10 @@ class PaperConfig(_Model):
         As in :class:`~tradebus.config.RunConfig`.
     feeds
         Live market-data connections.
+    bars
+        ``instrument_id -> {mode: time, interval: 1m}``: bars built in the run from the
+        instrument's trades (a feed must subscribe to its trades), delivered to ``on_bar``
+        (:class:`~tradebus.config.TradeBarsConfig`).
     journal
         SQLite journal of orders and fills; a restarted daemon resumes from it (``None``:
         no journal, nothing survives a restart).
@@ -117,6 +122,7 @@ class PaperConfig(_Model):
     balances: dict[str, NonNegativeFloat] | None = None
     report: ReportConfig = Field(default_factory=ReportConfig)
     feeds: list[FeedConfig] = Field(min_length=1)
+    bars: dict[str, TradeBarsConfig] = Field(default_factory=dict)
     journal: Path | None = None
     journal_sync: Literal["FULL", "NORMAL"] = "NORMAL"
     record: Path | None = None
@@ -149,6 +155,10 @@ class PaperConfig(_Model):
                 raise ValueError(
                     f"feeds.{n}: the instruments of one feed must share one venue name, got {sorted(venues)}"
                 )
+        kinds = self.data_kinds()
+        for iid in self.bars:
+            if "trades" not in kinds.get(iid, set()):
+                raise ValueError(f"bars.{iid}: bars are built from trades, but no feed subscribes to {iid}'s trades")
         fill_on = self.venue.fill_on
         for iid in dict.fromkeys(i for _, e in strategy_entries(self) for i in e.instruments):
             if iid not in fed:
@@ -177,6 +187,8 @@ class PaperConfig(_Model):
                     for kind, wanted in VENUES[feed.venue].fill_channels.items()
                     if any(name.startswith(wanted) for name in names)
                 }
+                if iid in self.bars and "trades" in kinds[iid]:
+                    kinds[iid].add("bars")
         return kinds
 
     def resolve_paths(self, base: Path) -> PaperConfig:

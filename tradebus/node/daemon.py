@@ -106,6 +106,7 @@ def build_paper_kernel(
         features=config.features,
         equity_interval_ns=config.report.equity_interval_ns,
         timeouts=timeouts,
+        trade_bars={iid: bars.builder() for iid, bars in config.bars.items()},
     )
     for strategy in build_strategies([entry for _, entry in strategy_entries(config)]):
         kernel.add_strategy(strategy)
