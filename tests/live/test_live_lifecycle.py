@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from tests.live.live_harness import IID, harness, until
+from tests.live.live_harness import FAST, IID, harness, until
 from tradebus.adapters.binance.private_emulator import RestFault, StreamFault
 from tradebus.engine.messages import CancelOrder, OrderSide, OrderStatus
 
@@ -128,3 +128,21 @@ async def test_cancel_racing_a_fill_whose_event_is_late_books_the_fill_once() ->
         assert h.emulator.stream_faults[0].fired
         assert len(h.kernel.result.fills) == 1 and order.filled_qty == pytest.approx(0.01)
         _position_matches_account(h)
+
+
+async def test_an_answered_query_is_not_asked_again_and_again() -> None:
+    """Found by the kill -9 soak: a reconcile of an order (after a restart, a stream reconnect)
+    made the live venue query it every ``retry_interval`` for ever, the answers applied in
+    between; the queries (weight 24 each) ate the rate budget and new orders waited for it."""
+    async with harness() as h:
+        rest = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        done = h.submit(OrderSide.BUY, 0.01)
+        await until(lambda: rest.status is OrderStatus.ACCEPTED)
+        h.trade(60_000.0)
+        await until(lambda: done.status is OrderStatus.FILLED)
+        for order in (rest, done):
+            h.kernel.execution.reconcile_order(order.client_order_id)
+        await asyncio.sleep(10 * FAST.retry_ns / 1e9)  # ten retry intervals
+        queries = {o.client_order_id: sum(1 for m, p, c in h.emulator.requests if (m, p, c) == ("GET", "/api/v3/order", o.client_order_id)) for o in (rest, done)}
+        assert queries == {rest.client_order_id: 1, done.client_order_id: 1}
+        assert rest.status is OrderStatus.ACCEPTED and done.status is OrderStatus.FILLED

@@ -314,7 +314,8 @@ class ExecutionEngine:
         order ends CANCELED). A venue that does not know the order is believed only for a
         ``SUBMITTED`` or ``UNKNOWN`` order older than ``not_found_grace_ns`` (REJECTED then);
         a query that raises or cannot settle an ``UNKNOWN`` order is retried after ``retry_ns``
-        (with :class:`OrderTimeouts`). Of a closed order only missing fills are booked.
+        (with :class:`OrderTimeouts`) unless an answer was applied in the meantime. Of a closed
+        order only missing fills are booked.
 
         Raises
         ------
@@ -328,6 +329,7 @@ class ExecutionEngine:
             logger.opt(exception=exc).warning("order {}: venue.query_order raised", client_order_id)
             self._retry(order)
             return order
+        self._retrying.discard(client_order_id)  # answered: a pending retry has nothing left to ask
         if report is None:
             if order.is_open:
                 self._not_found(order)
@@ -394,6 +396,8 @@ class ExecutionEngine:
             self._alert(order, "query", timeouts.retry_ns, self._on_retry)
 
     def _on_retry(self, order: Order) -> None:
+        if order.client_order_id not in self._retrying:
+            return  # the venue answered since the retry was set
         self._retrying.discard(order.client_order_id)
         self.reconcile_order(order.client_order_id)
 

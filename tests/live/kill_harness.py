@@ -1,0 +1,297 @@
+"""kill -9 of the live daemon at seeded-random moments, against the local account emulator (not a test module).
+
+One *session* serves a Binance spot account (:class:`BinancePrivateEmulator`) and a public
+trade stream (:class:`LocalVenueServer`, the recorded BTCUSDT trades looped) on 127.0.0.1,
+then runs ``python -m tradebus.cli live CONFIG`` as a subprocess and SIGKILLs it ``kills``
+times, each at a seeded-random moment (a random delay after start-up, right after one of
+its order requests reached the venue, or right after the venue filled one of its orders),
+restarting it on the same journal each time. A *pacer* client stays subscribed to the public
+stream throughout, so the market moves on and the account keeps matching while the daemon
+is dead. A last ``--dry-run`` start reconciles (missed fills, unknown orders) and stops.
+
+The audit compares the journal and the daemon's own reconciliation with the emulator:
+orphans (a venue order neither journaled nor reported external), duplicates (a client id
+posted twice, two venue orders for one decision, a venue trade booked twice or never),
+mismatches (position or cash from the journal's fills against the account's balances).
+Used by ``tests/live/test_live_kill9.py`` and ``bench/live_soak.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import random
+import re
+import signal
+import sqlite3
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+from websockets.asyncio.client import connect
+
+from tests.live.live_harness import KEY, SECRET
+from tests.live.node_testdata import IID, SPOT_FRAMES, SPOT_SNAPSHOT
+from tests.live.test_live_daemon import _config as daemon_config
+from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol
+from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import OrderFilled, OrderSide, SubmitOrder
+
+ROOT = Path(__file__).resolve().parents[2]
+INST = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5, taker_fee=0.001, maker_fee=0.001, margin=False)
+CASH = 100_000.0
+QTY = 0.01
+_TRADES = [(t, raw) for t, raw in SPOT_FRAMES if "@trade" in raw]
+
+
+def looped_trades(loops: int) -> list[tuple[int, str]]:
+    """The recorded trade frames ``loops`` times over, times shifted and trade ids renumbered (increasing)."""
+    span = _TRADES[-1][0] - _TRADES[0][0] + 50_000_000
+    first_id = json.loads(_TRADES[0][1])["data"]["t"]
+    count = len(_TRADES)
+    out = []
+    for k in range(loops):
+        shift_ns = k * span
+        for n, (t, raw) in enumerate(_TRADES):
+            msg = json.loads(raw)
+            data = msg["data"]
+            data["t"] = first_id + k * count + n
+            data["T"] += shift_ns // 1_000_000
+            data["E"] += shift_ns // 1_000_000
+            out.append((t + shift_ns, json.dumps(msg, separators=(",", ":"))))
+    return out
+
+
+@dataclass
+class SoakCounts:
+    """What a soak saw: kill points, orders, fills, and every defect found (named in ``problems``)."""
+
+    sessions: int = 0
+    kills: int = 0
+    kills_by_point: Counter[str] = field(default_factory=Counter)
+    orders: int = 0
+    fills: int = 0
+    orphans: int = 0
+    duplicates: int = 0
+    mismatches: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, other: SoakCounts) -> None:
+        """Sum another session's counts into these."""
+        self.sessions += other.sessions
+        self.kills += other.kills
+        self.kills_by_point.update(other.kills_by_point)
+        for name in ("orders", "fills", "orphans", "duplicates", "mismatches"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.problems += other.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        """Counts as a JSON-able mapping."""
+        return {
+            "sessions": self.sessions,
+            "kills": self.kills,
+            "kills_by_point": dict(sorted(self.kills_by_point.items())),
+            "orders": self.orders,
+            "fills": self.fills,
+            "orphans": self.orphans,
+            "duplicates": self.duplicates,
+            "mismatches": self.mismatches,
+            "problems": self.problems,
+        }
+
+
+def _config(tmp: Path, srv: LocalVenueServer, emulator: BinancePrivateEmulator) -> Path:
+    """The daemon tests' live config (journal, no recording), a faster crossing and a shorter not-found grace."""
+    data = daemon_config(tmp, srv.ws_url, srv.http_url, emulator)
+    data.pop("record")
+    data["strategy"]["params"] = {"fast": 2, "slow": 5, "quantity": QTY, "mode": "long_only"}
+    data["live"].update(not_found_grace=1.0, stop_timeout=2.0)
+    path = tmp / "live.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+async def _pacer(url: str) -> None:
+    """Stay subscribed to the public trades: the server's cursor (and the account's matching) never waits for the daemon."""
+    async with connect(f"{url.rstrip('/')}/stream?streams=btcusdt@trade", max_size=None) as ws:
+        async for _ in ws:
+            pass
+
+
+class _Daemon:
+    """One ``tradebus live`` subprocess, its stderr in a log file."""
+
+    def __init__(self, config: Path, log: Path, extra: list[str]) -> None:
+        self.config, self.log, self.extra = config, log, extra
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET}
+        with self.log.open("ab") as err:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tradebus.cli", "live", str(self.config), "--log-level", "DEBUG", *self.extra,
+                stdin=asyncio.subprocess.DEVNULL, stdout=err, stderr=err, cwd=str(ROOT), env=env,
+            )
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    async def kill(self) -> None:
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+
+
+async def _wait(check: Any, timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not check():
+        if loop.time() > end:
+            raise AssertionError(f"kill -9 soak: {what} not seen within {timeout} s")
+        await asyncio.sleep(0.002)
+
+
+async def run_session(tmp: Path, seed: int, kills: int, speed: float = 5.0) -> SoakCounts:
+    """One emulator, one journal, ``kills`` SIGKILLs at seeded-random points, a reconciling restart, the audit."""
+    counts = SoakCounts(sessions=1)
+    emulator = await kill_and_restart(tmp, seed, kills, counts, speed)
+    audit(tmp, seed, emulator, counts)
+    return counts
+
+
+async def kill_and_restart(tmp: Path, seed: int, kills: int, counts: SoakCounts, speed: float = 5.0) -> BinancePrivateEmulator:
+    """Serve the account and the market, kill the daemon ``kills`` times (counted in ``counts``), restart it to reconcile."""
+    rng = random.Random(seed)
+    tmp.mkdir(parents=True, exist_ok=True)
+    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: INST}, {"USDT": CASH})
+    loops = math.ceil((kills + 2) * 20 * speed / 38)  # 20 s of market per start, under load too
+    async with emulator:
+        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+        public = LocalVenueServer(protocol, looped_trades(loops), speed=speed, lifetime=3_600, max_connections=4 * kills + 10)
+        async with public as srv:
+            pacer = asyncio.create_task(_pacer(srv.ws_url))
+            try:
+                config = _config(tmp, srv, emulator)
+                for k in range(kills):
+                    daemon = _Daemon(config, tmp / f"daemon-{k}.log", [])
+                    n_req = len(emulator.requests)
+                    n_trades = len(emulator.trades)
+                    await daemon.start()
+                    try:
+                        await _wait(lambda: any(p == "/api/v3/account" for _, p, _ in emulator.requests[n_req:]), 30, "the daemon's start-up")
+                        point = rng.choice(["timer", "post", "post", "fill"])
+                        if point == "timer":
+                            await asyncio.sleep(rng.uniform(0.1, 2.0))
+                        else:
+                            skip = rng.randrange(2)
+                            posts = lambda: sum(1 for m, _, _ in emulator.requests[n_req:] if m == "POST")  # noqa: E731
+                            try:
+                                if point == "post":
+                                    await _wait(lambda: posts() > skip or daemon.proc.returncode is not None, 20, "an order request")  # type: ignore[union-attr]
+                                else:
+                                    await _wait(lambda: len(emulator.trades) > n_trades or daemon.proc.returncode is not None, 20, "a fill")  # type: ignore[union-attr]
+                            except AssertionError as exc:
+                                counts.problems.append(f"seed {seed} kill {k}: {exc} (the daemon stalled: {daemon.log.name})")
+                            await asyncio.sleep(rng.uniform(0.0, 0.02 if point == "post" else 0.01))
+                        if daemon.proc is not None and daemon.proc.returncode is not None:
+                            counts.problems.append(f"seed {seed} kill {k}: the daemon exited by itself ({daemon.proc.returncode})")
+                        counts.kills_by_point[point] += 1
+                        counts.kills += 1
+                    finally:
+                        await daemon.kill()
+                    await asyncio.sleep(rng.uniform(0.0, 0.5))  # the market moves on while it is dead
+                final = _Daemon(config, tmp / "daemon-final.log", ["--dry-run", "--out", str(tmp / "out")])
+                await final.start()
+                await _wait(lambda: "reconciled " in final.text() or "reconciliation:" in final.text(), 40, "the final reconciliation")
+                await asyncio.sleep(1.5)  # unknown orders outlive not_found_grace
+                assert final.proc is not None
+                final.proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(final.proc.wait(), 30)
+            finally:
+                pacer.cancel()
+                await asyncio.gather(pacer, return_exceptions=True)
+    return emulator
+
+
+def audit(tmp: Path, seed: int, emulator: BinancePrivateEmulator, counts: SoakCounts) -> None:
+    """Compare the session's journal and logs in ``tmp`` with the account; count what disagrees into ``counts``."""
+    tag = f"seed {seed}"
+    logs = "".join(p.read_text(errors="replace") for p in sorted(tmp.glob("daemon-*.log")))
+    final_log = (tmp / "daemon-final.log").read_text(errors="replace")
+    db = sqlite3.connect(tmp / "journal.sqlite")
+    try:
+        submits = db.execute("SELECT client_order_id, payload FROM journal WHERE kind = 'command' AND type = 'SubmitOrder'").fetchall()
+        fill_rows = db.execute("SELECT payload FROM journal WHERE kind = 'event' AND type = 'OrderFilled'").fetchall()
+    finally:
+        db.close()
+    journaled = {coid for coid, _ in submits}
+    fills = [msgspec.msgpack.decode(p, type=OrderFilled) for (p,) in fill_rows]
+    external = set(re.findall(r"external order (\S+) ", logs))
+    venue_orders = list(emulator.orders)
+    counts.orders += len(venue_orders)
+    counts.fills += len(emulator.trades)
+    # orphans: a venue order neither journaled nor reported external
+    for coid in venue_orders:
+        if coid not in journaled and coid not in external:
+            counts.orphans += 1
+            counts.problems.append(f"{tag}: venue order {coid} is neither journaled nor reported external")
+    # duplicates: one client id posted twice; two venue orders for one decision; a venue trade booked twice or never
+    posts = Counter(coid for method, _, coid in emulator.requests if method == "POST")
+    for coid, n in posts.items():
+        if n > 1:
+            counts.duplicates += 1
+            counts.problems.append(f"{tag}: client order id {coid} posted {n} times")
+    if len(journaled) != len(submits):
+        counts.duplicates += 1
+        counts.problems.append(f"{tag}: the journal holds {len(submits)} SubmitOrder commands for {len(journaled)} client ids")
+    decisions: Counter[tuple[str, int]] = Counter()
+    for coid, payload in submits:
+        cmd = msgspec.msgpack.decode(payload, type=SubmitOrder)
+        if coid in emulator.orders:
+            decisions[(cmd.strategy_id, cmd.ts_event)] += 1
+    for decision, n in decisions.items():
+        if n > 1:
+            counts.duplicates += 1
+            counts.problems.append(f"{tag}: {n} venue orders for the one decision {decision}")
+    booked = Counter(f.trade_id for f in fills)
+    venue_trades = Counter(str(t["id"]) for t in emulator.trades)
+    for trade_id, n in booked.items():
+        if n > 1:
+            counts.duplicates += 1
+            counts.problems.append(f"{tag}: venue trade {trade_id} booked {n} times")
+        if trade_id not in venue_trades:
+            counts.mismatches += 1
+            counts.problems.append(f"{tag}: booked trade {trade_id} is not in the venue's trade list")
+    for trade_id in venue_trades:
+        if trade_id not in booked:
+            counts.mismatches += 1
+            counts.problems.append(f"{tag}: venue trade {trade_id} never booked")
+    # position, cash and PnL from the journal's fills against the account
+    position = sum(f.last_qty if f.side is OrderSide.BUY else -f.last_qty for f in fills)
+    cash = CASH + sum((-1.0 if f.side is OrderSide.BUY else 1.0) * f.last_qty * f.last_px - f.fee for f in fills)
+    venue_position = emulator.balances.get("BTC", 0.0)
+    venue_cash = emulator.balances.get("USDT", 0.0)
+    venue_trade_cash = CASH + sum(
+        (-1.0 if t["isBuyer"] else 1.0) * float(t["qty"]) * float(t["price"]) - float(t["commission"]) for t in emulator.trades
+    )
+    for what, here, there, tol in (
+        ("position (BTC)", position, venue_position, INST.lot_size / 2),
+        ("cash (USDT)", cash, venue_cash, 1e-6),
+        ("PnL against the venue's trade list (USDT)", cash, venue_trade_cash, 1e-4),
+    ):
+        if math.fabs(here - there) > tol:
+            counts.mismatches += 1
+            counts.problems.append(f"{tag}: {what}: {here} from the journal's fills, {there} at the venue")
+    # the daemon's own view at its last start: its holding equals the venue's
+    held = re.findall(r"reconciled \S+: (\S+) BTC held, as at the venue", final_log)
+    if not held or math.fabs(float(held[-1]) - venue_position) > INST.lot_size / 2:
+        counts.mismatches += 1
+        counts.problems.append(f"{tag}: the final daemon did not reconcile its position with the venue ({held or 'no line'})")
