@@ -23,6 +23,7 @@ without a market fallback) with quantity left unsent.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -52,7 +53,7 @@ def _ns(value: str | int) -> int:
         raise OrderError(str(exc)) from None
 
 
-class ExecAlgorithm:
+class ExecAlgorithm(ABC):
     """Common state of the algorithms: the parent order and its children.
 
     Parameters
@@ -153,8 +154,9 @@ class ExecAlgorithm:
         """Call :meth:`_tick` at ``start_ns`` and every ``interval_ns`` after it (until ``stop_ns``)."""
         self.strategy.ctx.clock.set_timer(self._timer_name, interval_ns, self._tick, start_ns - interval_ns, stop_ns)
 
+    @abstractmethod
     def _tick(self, event: TimeEvent) -> None:
-        raise NotImplementedError
+        """One scheduled step: send the next child order, or finish."""
 
     def _reason(self, what: str) -> str:
         return f"{self.name}: {what}"

@@ -11,6 +11,7 @@ working does not stack orders.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
@@ -44,7 +45,7 @@ def invalid_params(strategy_id: str, exc: ValidationError) -> ConfigError:
     return ConfigError(f"{strategy_id}: invalid parameters: {problems}")
 
 
-class BarSignal(Strategy):
+class BarSignal(Strategy, ABC):
     """A strategy that maps each bar's features of its primary instrument to a target exposure.
 
     Parameters
@@ -79,16 +80,16 @@ class BarSignal(Strategy):
         if problem is not None:
             raise ConfigError(f"quantity: {problem} for {instrument.instrument_id}")
 
+    @abstractmethod
     def specs(self) -> Sequence[FeatureSpec]:
         """The features :meth:`decide` reads (on the traded instrument)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def decide(self, bar: Bar, value: dict[str, float]) -> tuple[float, str] | None:
         """The target exposure after ``bar`` and its reason, or ``None`` to keep the current one.
 
         ``value`` maps every output name of :meth:`specs` to its value at this bar (NaN: not ready).
         """
-        raise NotImplementedError
 
     def feature_specs(self, instrument_id: str) -> Sequence[FeatureSpec]:
         """:meth:`specs` on the traded instrument."""
