@@ -27,7 +27,7 @@ async def test_kill9_at_random_points_loses_and_doubles_nothing(tmp_path: Path) 
         total.add(counts)
     assert total.kills == len(SEEDS) * KILLS_PER_SESSION >= 20
     assert total.kills_by_point["post"] and total.kills_by_point["fill"] and total.kills_by_point["timer"]
-    assert total.orders >= total.kills and total.fills > 0, total.as_dict()
+    assert total.orders > 0 and total.fills > 0, total.as_dict()
     assert total.problems == [], total.as_dict()
     assert (total.orphans, total.duplicates, total.mismatches) == (0, 0, 0)
 
