@@ -42,6 +42,15 @@ Cooldown
     instrument for ``n`` bars, counting the bar it closed in (stop-loss, take-profit or timed
     exit): ``submit_bracket`` returns ``None`` and logs why.
 
+Native (``contingent: native`` in the venue config; the simulated venue with bars, trades or quotes)
+    The venue holds a bracket's children and the OCO groups, as an exchange does: with
+    ``arm_after_bars = 0`` the children are sent the moment the entry has filled, inside
+    :meth:`SimulatedVenue.children_of <tradebus.execution.simulated.SimulatedVenue.children_of>`,
+    and go live at the fill's point of the bar path (a stop-loss or take-profit can fill in
+    the entry's bar when the rest of the bar reaches it); an OCO group is linked at the venue,
+    which cancels the siblings of a filled member in the same bar. ``arm_after_bars = n >= 1``
+    still waits ``n`` bars (no same-bar stop-out), then the children arrive as plain orders.
+
 Not kept across restarts: a paper or live process that restarts from its journal finds the
 children at the venue but no longer links them (OCO, trailing, timed exit).
 """
@@ -142,6 +151,12 @@ class ContingentOrders:
         self._gtd = 0
         # (strategy id, instrument id) -> bars left in the cooldown
         self._cooldown: dict[tuple[str, str], int] = {}
+        venue = kernel.venue
+        #: The venue holds children and OCO groups itself (see the module docstring).
+        self.native = bool(getattr(venue, "native_contingent", False))
+        self._venue = venue
+        # Members of OCO groups the venue keeps (it cancels their siblings itself).
+        self._venue_oco: set[str] = set()
         bus = kernel.bus
         bus.subscribe(OrderFilled, self._on_fill)
         for cls in (OrderCanceled, OrderExpired, OrderRejected, OrderDenied):
@@ -222,6 +237,9 @@ class ContingentOrders:
         group = list(client_order_ids)
         for coid in group:
             self._oco[coid] = group
+        if self.native:
+            self._venue.link_oco(group)  # type: ignore[attr-defined]
+            self._venue_oco.update(group)
 
     def trailing_stop(
         self,
@@ -278,9 +296,10 @@ class ContingentOrders:
         if group is not None:
             order = self._kernel.orders.get(coid)
             leaves = 0.0 if order is None or not order.is_open else order.leaves_qty
-            for other in group:
-                if other != coid:
-                    self._reduce(other, leaves, "OCO: sibling filled")
+            if coid not in self._venue_oco:
+                for other in group:
+                    if other != coid:
+                        self._reduce(other, leaves, "OCO: sibling filled")
             if leaves <= 0.0:
                 self._unlink(coid)
         parent = self._child_of.get(coid)
@@ -300,6 +319,7 @@ class ContingentOrders:
                 del self._brackets[coid]
         if coid in self._oco and type(event) is not OrderDenied:
             self._unlink(coid)
+        self._venue_oco.discard(coid)
         self._trailing.pop(coid, None)
 
     def _on_bar(self, bar: Bar) -> None:
@@ -330,6 +350,8 @@ class ContingentOrders:
             self._kernel.clock.set_alert(
                 f"timed exit {bracket.entry_id}", ts + bracket.exit_after_ns, lambda event: self._exit(bracket)
             )
+        if self.native and bracket.arm_after_bars == 0:
+            self._arm(bracket, parent=bracket.entry_id)
 
     def _bar_passed(self, bracket: Bracket) -> None:
         bracket.bars_since_fill += 1
@@ -338,7 +360,8 @@ class ContingentOrders:
         if bracket.exit_after_bars is not None and bracket.bars_since_fill >= bracket.exit_after_bars:
             self._exit(bracket)
 
-    def _arm(self, bracket: Bracket) -> None:
+    def _arm(self, bracket: Bracket, parent: str | None = None) -> None:
+        """Submit the bracket's children (held by the venue for ``parent`` when native)."""
         bracket.state = "armed"
         exit_side = OrderSide.SELL if bracket.side == OrderSide.BUY else OrderSide.BUY
         sid, iid, qty = bracket.strategy_id, bracket.instrument_id, bracket.filled
@@ -347,15 +370,15 @@ class ContingentOrders:
             if bracket.trail_offset is not None or bracket.trail_percent is not None:
                 best = self._kernel.cache.prices.get(iid, bracket.stop_loss)
                 stop = self._trail(sid, iid, exit_side, qty, bracket.trail_offset, bracket.trail_percent, best,
-                                   True, "bracket trailing stop-loss", floor=bracket.stop_loss)
+                                   True, "bracket trailing stop-loss", floor=bracket.stop_loss, parent=parent)
             else:
                 stop = self._submit(sid, iid, exit_side, qty, OrderType.STOP_MARKET, trigger=bracket.stop_loss,
-                                    reduce_only=True, reason="bracket stop-loss")
+                                    reduce_only=True, reason="bracket stop-loss", parent=parent)
             children.append(stop)
         if bracket.take_profit is not None:
             children.append(
                 self._submit(sid, iid, exit_side, qty, OrderType.LIMIT, price=bracket.take_profit, reduce_only=True,
-                             reason="bracket take-profit")
+                             reason="bracket take-profit", parent=parent)
             )
         bracket.children = children
         for coid in children:
@@ -414,6 +437,7 @@ class ContingentOrders:
         reduce_only: bool,
         reason: str,
         floor: float | None = None,
+        parent: str | None = None,
     ) -> str:
         sell = side == OrderSide.SELL
         trail = TrailingStop("", instrument_id, sell, offset, percent, best, _NAN)
@@ -422,7 +446,7 @@ class ContingentOrders:
             trigger = max(trigger, floor) if sell else min(trigger, floor)
         trail.trigger = trigger
         trail.client_order_id = self._submit(strategy_id, instrument_id, side, quantity, OrderType.STOP_MARKET,
-                                             trigger=trigger, reduce_only=reduce_only, reason=reason)
+                                             trigger=trigger, reduce_only=reduce_only, reason=reason, parent=parent)
         if self._is_open(trail.client_order_id):
             self._trailing[trail.client_order_id] = trail
         return trail.client_order_id
@@ -493,13 +517,17 @@ class ContingentOrders:
         reduce_only: bool = False,
         reason: str = "",
         coid: str | None = None,
+        parent: str | None = None,
     ) -> str:
         kernel = self._kernel
         now = kernel.clock.now_ns()
         if coid is None:
             coid = kernel.orders.next_client_order_id(strategy_id)
-        kernel.submit(
-            SubmitOrder(strategy_id, instrument_id, coid, side, quantity, now, now, order_type, price, trigger,
-                        TimeInForce.GTC, False, reduce_only, reason)
-        )
+        cmd = SubmitOrder(strategy_id, instrument_id, coid, side, quantity, now, now, order_type, price, trigger,
+                          TimeInForce.GTC, False, reduce_only, reason)
+        if parent is None:
+            kernel.submit(cmd)
+        else:
+            with self._venue.children_of(parent):  # type: ignore[attr-defined]
+                kernel.submit(cmd)
         return coid
