@@ -66,6 +66,7 @@ from tradebus.engine.messages import (
     Bar,
     BookDelta,
     BookSnapshot,
+    ContingentLinked,
     CancelOrder,
     FundingPaid,
     FundingRate,
@@ -350,6 +351,8 @@ class Kernel:
         #: Brackets, OCO, trailing stops, GTD and timed exits; built at start when a strategy
         #: declares ``contingent = True`` (see :mod:`tradebus.execution.contingent`).
         self.contingent: ContingentOrders | None = None
+        # Contingent links of a previous process (journal replay), restored at start.
+        self._journaled_links: list[ContingentLinked] = []
         # Marks, funding and liquidation of perpetuals (None without any).
         self.perpetuals: Perpetuals | None = None
         if any(inst.is_perpetual for inst in self.instruments.values()):
@@ -420,6 +423,7 @@ class Kernel:
         if any(getattr(strategy, "contingent", False) for strategy in self.strategies):
             # Before the strategies subscribe: it sees each bar and fill first.
             self.contingent = ContingentOrders(self)
+            self.contingent.restore(self._journaled_links)
         for strategy in self.strategies:
             self._subscribe(strategy)
         for strategy in self.strategies:
@@ -525,6 +529,8 @@ class Kernel:
             self._record_fill(msg)
         elif cls is OrderDenied:
             self.result.denials.append(msg)
+        elif cls is ContingentLinked:
+            self._journaled_links.append(msg)
 
     # ------------------------------------------------------------------ generic path
 
