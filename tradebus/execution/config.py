@@ -54,9 +54,9 @@ class VenueConfig(BaseModel):
         Fee rates (fraction of notional, negative = rebate) overriding every instrument's own;
         ``None`` uses the instrument's rates.
     slippage_bps
-        Fixed adverse slippage applied to taker fills, in basis points. A slipped price is
-        clamped to what the data allowed: the bar's ``[low, high]`` (and the order's limit);
-        on trades and quotes the fill is at the printed price, so slippage cannot apply there.
+        Fixed adverse slippage applied to taker fills, in basis points (bars, trades and
+        quotes). A slipped price is clamped to the order's limit and, on bars, to the bar's
+        ``[low, high]``; on trades and quotes it moves beyond the printed price.
     slippage
         A slippage model instead of ``slippage_bps`` (not both): fixed, volume participation
         or volatility-scaled (:class:`~tradebus.execution.costs.SlippageConfig`).

@@ -89,11 +89,13 @@ Post-only and reduce-only
     (rest canceled) or canceled (``reduce_only_mode``); it never flips a position.
 
 Prices
-    Taker fills on bars pay the slippage of the configured model (``slippage_bps``, or
-    ``slippage``: fixed, volume participation or volatility-scaled; see
-    :mod:`tradebus.execution.costs`) against the trader, rounded to the tick against the
-    trader (an exact decimal multiple of the tick, free of float noise), then clamped to what
-    the data allowed (the bar's ``[low, high]``) and to the order's limit. On trades/quotes the fill is at the printed price, so slippage is zero.
+    Taker fills pay the slippage of the configured model (``slippage_bps``, or ``slippage``:
+    fixed, volume participation or volatility-scaled; see :mod:`tradebus.execution.costs`)
+    against the trader, rounded to the tick against the trader (an exact decimal multiple of
+    the tick, free of float noise), then clamped to the order's limit and, on bars, to what
+    the bar traded (its ``[low, high]``). On trades and quotes the models read the filling
+    event (its size and spread, or the move from the previous trade); maker fills at a
+    resting limit never slip.
     Fees are ``quantity * contract_size * price * rate`` with the maker or taker rate of the
     instrument, of its fee tier by trailing traded notional (:class:`~tradebus.execution.costs.FeeSchedule`),
     or the config's override.
@@ -129,7 +131,7 @@ from tradebus.engine.messages import (
     Trade,
 )
 from tradebus.execution.config import VenueConfig
-from tradebus.execution.costs import FeeSchedule, slippage_bps
+from tradebus.execution.costs import FeeSchedule, slippage_bps, tick_slippage_bps
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import EventHandler, OrderStatusReport, Venue
 
@@ -762,6 +764,13 @@ class SimulatedVenue(Venue):
                 continue
             if qty <= 0.0:
                 continue
+            if liq is _TAKER and self._slip:
+                if buy_px != sell_px:  # a quote: its spread
+                    spread = buy_px - sell_px
+                else:  # a trade: its move from the previous one (not updated yet)
+                    last = self._last[iid]
+                    spread = abs(px - last) if last == last else 0.0
+                fill_px = self._slipped_tick(iid, sim, fill_px, qty, buy_size if buy else sell_size, spread)
             filled = self._fill(iid, sim, qty, fill_px, liq, ts)
             if buy:
                 avail_buy -= filled
@@ -787,6 +796,20 @@ class SimulatedVenue(Venue):
                 px = min(px, sim.limit)
         else:
             px = max(instrument.round_price_down(px * (1.0 - slip)), low)
+            if sim.type in _LIMITS:
+                px = max(px, sim.limit)
+        return px
+
+    def _slipped_tick(self, iid: str, sim: _SimOrder, px: float, qty: float, size: float, spread: float) -> float:
+        """``px`` of a trade or quote moved by the slippage model against the trader, within the limit."""
+        instrument = self.instruments[iid]
+        slip = tick_slippage_bps(self._slippage, qty, px, size, spread) * 1e-4
+        if sim.buy:
+            px = instrument.round_price_up(px * (1.0 + slip))
+            if sim.type in _LIMITS:
+                px = min(px, sim.limit)
+        else:
+            px = instrument.round_price_down(px * (1.0 - slip))
             if sim.type in _LIMITS:
                 px = max(px, sim.limit)
         return px
