@@ -18,36 +18,18 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Bar, OrderSide, Trade
 from tradebus.execution.config import VenueConfig
-from tradebus.strategies.base import Strategy
 
-IID = "BTCUSD.SIM"
-H = 3_600_000_000_000
-T0 = 1_700_006_400_000_000_000
+from .test_contingent import FLAT, IID, T0, H
+from .test_contingent import Scripted as BarScripted
+
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
-FLAT = (100.0, 100.0, 100.0, 100.0)
 
 
-class Scripted(Strategy):
+class Scripted(BarScripted):
     """Runs ``script[k](self)`` on bar (or trade) k, 1-based."""
 
-    contingent = True
-
-    def __init__(self, script: dict[int, Callable[[Scripted], Any]]) -> None:
-        super().__init__(IID, strategy_id="s")
-        self.script = script
-        self.n = 0
-
-    def _step(self) -> None:
-        self.n += 1
-        action = self.script.get(self.n)
-        if action is not None:
-            action(self)
-
-    def on_bar(self, bar: Bar) -> None:
-        self._step()
-
     def on_trade(self, trade: Trade) -> None:
-        self._step()
+        self.on_bar(None)  # type: ignore[arg-type]
 
 
 def _kernel(config: VenueConfig, script: dict[int, Callable[[Scripted], Any]]) -> Kernel:
