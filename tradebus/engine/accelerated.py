@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from tradebus.engine.kernel import EquitySample, FillRecord, Kernel, ReplayLike, RunResult
+from tradebus.engine.kernel import EquitySample, FillRecord, Kernel, ReplayLike, RunResult, _rare_gc
 from tradebus.engine.messages import Liquidity, OrderSide, OrderStatus, OrderType
 from tradebus.errors import TradebusError
 from tradebus.execution.orders import Order
@@ -60,7 +60,7 @@ from tradebus.features import drivers
 from tradebus.features.bank import FeatureBank
 from tradebus.strategies.signal_kernel import SignalKernel, declared_kernel
 
-__all__ = ["AcceleratedUnsupported", "BarArrays", "run_accelerated", "unsupported"]
+__all__ = ["AcceleratedRun", "AcceleratedUnsupported", "BarArrays", "run_accelerated", "simulate", "unsupported"]
 
 
 class AcceleratedUnsupported(TradebusError):
@@ -93,7 +93,7 @@ def _grid(x, m, scale):
     return float(x * m) / scale
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, sparams, sstate, cfg, tcfg,
              ord_i, ord_f, smp_i, smp_f):
     n = ts_init.shape[0]
@@ -385,26 +385,110 @@ def _grid_of(increment: float, what: str) -> tuple[float, float, float]:
     return increment, float(m), scale
 
 
+_LOOPS: dict[tuple[str, Any], Any] = {}
+
+
 def _loop(bank: FeatureBank, signal: SignalKernel) -> Any:
     """The compiled loop for ``bank``'s structure and ``signal`` (generated and cached on first use)."""
+    bank_module = bank._module  # noqa: SLF001 (the bank's generated drivers)
+    if bank_module is None:
+        raise AcceleratedUnsupported("the strategy's instrument has no bar features")
+    key = (bank_module.__name__, signal.fn)
+    loop = _LOOPS.get(key)
+    if loop is None:
+        loop = _LOOPS[key] = _generate(bank_module.__name__, signal)
+    return loop
+
+
+def _generate(bank_module: str, signal: SignalKernel) -> Any:
     fn = signal.fn
     py = getattr(fn, "py_func", None)
     module, name = getattr(py, "__module__", None), getattr(py, "__name__", None)
     if py is None or not module or getattr(sys.modules.get(module), name or "", None) is not fn:
         raise AcceleratedUnsupported("a signal kernel must be an @njit function defined at module level")
-    bank_module = bank._module  # noqa: SLF001 (the bank's generated drivers)
-    if bank_module is None:
-        raise AcceleratedUnsupported("the strategy's instrument has no bar features")
     try:
         signal_source = inspect.getsource(py)
     except OSError:
         signal_source = repr(fn)
     text = _TEMPLATE.format(
-        bank_module=bank_module.__name__, signal_module=module, signal_name=name,
+        bank_module=bank_module, signal_module=module, signal_name=name,
         signal_hash=hashlib.blake2b(signal_source.encode(), digest_size=10).hexdigest(),
         ok=_OK, full=_FULL, denied=_DENIED, refused=_REFUSED,
     )  # fmt: skip
     return drivers.load_module(text).simulate
+
+
+@dataclass(frozen=True)
+class AcceleratedRun:
+    """The compiled loop's output, as arrays (:func:`run_accelerated` turns it into a :class:`RunResult`).
+
+    Attributes
+    ----------
+    order_index
+        Per order ``(bar it was decided on, side +1/-1, bar it filled on or -1)``.
+    order_values
+        Per order ``(quantity, signal result, fill price, fee)``.
+    fills
+        The first ``fills`` orders filled (only the last one may still be working at the end).
+    sample_ts, sample_values
+        Equity samples: ``ts`` and ``(equity, cash, position value, realised, unrealised, fees, mark)``.
+    """
+
+    order_index: np.ndarray
+    order_values: np.ndarray
+    fills: int
+    sample_ts: np.ndarray
+    sample_values: np.ndarray
+
+
+def simulate(kernel: Kernel, bars: BarArrays) -> AcceleratedRun:
+    """Run the kernel's strategy over ``bars`` in the compiled loop; return the loop's arrays.
+
+    Raises
+    ------
+    AcceleratedUnsupported
+        The run needs the event tier (the message says why; the kernel is used up either way).
+    """
+    why = unsupported(kernel)
+    if why is not None:
+        raise AcceleratedUnsupported(f"accelerated tier: {why}")
+    strategy = kernel.strategies[0]
+    signal = declared_kernel(strategy)
+    assert signal is not None
+    iid = strategy.instrument_ids[0]
+    n = len(bars.ts_init)
+    if n and not bool((bars.ts_init[1:] >= bars.ts_init[:-1]).all()):
+        raise AcceleratedUnsupported("accelerated tier: the bars are not in time order")
+    bank = kernel.banks[iid]
+    loop = _loop(bank, signal)
+    cfg = _config_vector(kernel, signal)
+    interval = kernel._equity_interval  # noqa: SLF001
+    tcfg = np.array([interval, kernel._next_sample], dtype=np.int64)  # noqa: SLF001
+    span = int(bars.ts_init[-1] - bars.ts_init[0]) if n else 0
+    cap_samples = min(n, span // interval + 2) + 1
+    # At most one order per bar. np.zeros maps untouched pages lazily: the room costs nothing until used.
+    ord_i = np.zeros((max(n, 1), 3), dtype=np.int64)
+    ord_f = np.zeros((max(n, 1), 4))
+    smp_i = np.zeros(cap_samples, dtype=np.int64)
+    smp_f = np.zeros((cap_samples, 7))
+    status, n_orders, n_fills, n_samples, at = loop(
+        bank._ws, drivers.N_FIELDS, len(bank.columns), bars.ts_event, bars.ts_init, bars.open, bars.high,  # noqa: SLF001
+        bars.low, bars.close, bars.volume, signal.params_array(), np.zeros(max(signal.state_size, 1)), cfg, tcfg,
+        ord_i, ord_f, smp_i, smp_f,
+    )  # fmt: skip
+    if status == _FULL:  # the room above is enough by construction
+        raise AcceleratedUnsupported(f"accelerated tier: out of room for orders or samples at bar {at}")
+    if status == _DENIED:
+        raise AcceleratedUnsupported(
+            f"accelerated tier: the order decided at bar {at} (ts {int(bars.ts_init[at])}) would be denied by the "
+            "risk gate or the account's buying power; the event tier records denials"
+        )
+    if status == _REFUSED:
+        raise AcceleratedUnsupported(
+            f"accelerated tier: the fill at bar {at} (ts {int(bars.ts_init[at])}) exceeds the free balance; "
+            "the event tier cancels such orders"
+        )
+    return AcceleratedRun(ord_i[:n_orders], ord_f[:n_orders], int(n_fills), smp_i[:n_samples], smp_f[:n_samples])
 
 
 def run_accelerated(kernel: Kernel, replay: ReplayLike | BarArrays) -> RunResult:
@@ -426,81 +510,55 @@ def run_accelerated(kernel: Kernel, replay: ReplayLike | BarArrays) -> RunResult
     if why is not None:
         raise AcceleratedUnsupported(f"accelerated tier: {why}")
     strategy = kernel.strategies[0]
-    signal = declared_kernel(strategy)
-    assert signal is not None
     iid = strategy.instrument_ids[0]
     bars = replay if isinstance(replay, BarArrays) else BarArrays.from_replay(replay, iid)
-    n = len(bars.ts_init)
-    if n and not bool((bars.ts_init[1:] >= bars.ts_init[:-1]).all()):
-        raise AcceleratedUnsupported("accelerated tier: the bars are not in time order")
-    bank = kernel.banks[iid]
-    loop = _loop(bank, signal)
-    cfg = _config_vector(kernel, signal)
-    interval = kernel._equity_interval  # noqa: SLF001
-    tcfg = np.array([interval, kernel._next_sample], dtype=np.int64)  # noqa: SLF001
-    span = int(bars.ts_init[-1] - bars.ts_init[0]) if n else 0
-    cap_samples = min(n, span // interval + 2) + 1
-    cap_orders = min(max(n, 1), 4096)
-    start = bank.snapshot()
-    while True:
-        sstate = np.zeros(max(signal.state_size, 1))
-        ord_i = np.zeros((cap_orders, 3), dtype=np.int64)
-        ord_f = np.zeros((cap_orders, 4))
-        smp_i = np.zeros(cap_samples, dtype=np.int64)
-        smp_f = np.zeros((cap_samples, 7))
-        status, n_orders, n_fills, n_samples, at = loop(
-            bank._ws, drivers.N_FIELDS, len(bank.columns), bars.ts_event, bars.ts_init, bars.open, bars.high,  # noqa: SLF001
-            bars.low, bars.close, bars.volume, signal.params_array(), sstate, cfg, tcfg, ord_i, ord_f, smp_i, smp_f,
-        )  # fmt: skip
-        if status != _FULL:
-            break
-        bank.restore(start)
-        cap_orders = max(n, 1)
-    if status == _DENIED:
-        raise AcceleratedUnsupported(
-            f"accelerated tier: the order decided at bar {at} (ts {int(bars.ts_init[at])}) would be denied by the "
-            "risk gate or the account's buying power; the event tier records denials"
-        )
-    if status == _REFUSED:
-        raise AcceleratedUnsupported(
-            f"accelerated tier: the fill at bar {at} (ts {int(bars.ts_init[at])}) exceeds the free balance; "
-            "the event tier cancels such orders"
-        )
-    _collect(kernel, strategy.strategy_id, iid, signal, bars, ord_i[:n_orders], ord_f[:n_orders], n_fills,
-             smp_i[:n_samples], smp_f[:n_samples])  # fmt: skip
+    run = simulate(kernel, bars)
+    signal = declared_kernel(strategy)
+    assert signal is not None
+    _collect(kernel, strategy.strategy_id, iid, signal, bars, run)
     return kernel.result
 
 
 def _collect(
-    kernel: Kernel, strategy_id: str, iid: str, signal: SignalKernel, bars: BarArrays, ord_i: np.ndarray,
-    ord_f: np.ndarray, n_fills: int, smp_i: np.ndarray, smp_f: np.ndarray,
+    kernel: Kernel, strategy_id: str, iid: str, signal: SignalKernel, bars: BarArrays, run: AcceleratedRun
 ) -> None:
     """Fill ``kernel.result`` with the loop's orders, fills and samples, as :meth:`Kernel.run` would."""
+    with _rare_gc():
+        _collect_objects(kernel, strategy_id, iid, signal, bars, run)
+
+
+def _collect_objects(
+    kernel: Kernel, strategy_id: str, iid: str, signal: SignalKernel, bars: BarArrays, run: AcceleratedRun
+) -> None:
     result = kernel.result
+    n_fills = run.fills
     n = len(bars.ts_init)
     if n:
         result.start_ns, result.end_ns = int(bars.ts_init[0]), int(bars.ts_init[-1])
         result.first_event_ns, result.last_event_ns = int(bars.ts_event.min()), int(bars.ts_event.max())
         result.bars = n
         result.last_prices = {iid: float(bars.close[-1])}
-    ts_event, ts_init = bars.ts_event.tolist(), bars.ts_init.tolist()
+    index = run.order_index
+    created = bars.ts_init[index[:, 0]].tolist()
+    filled = bars.ts_event[np.maximum(index[:, 2], 0)].tolist()
+    taker = Liquidity.TAKER.value
     orders: list[Order] = []
-    for k, ((decided, side_sign, filled_at), (qty, raw, px, fee)) in enumerate(
-        zip(ord_i.tolist(), ord_f.tolist(), strict=True)
+    for k, ((_, side_sign, _), (qty, raw, px, fee), ts_created, ts_filled) in enumerate(
+        zip(index.tolist(), run.order_values.tolist(), created, filled, strict=True)
     ):
         coid = kernel.orders.next_client_order_id(strategy_id)
         reason = signal.reason(raw)
         result.submit_reasons[coid] = reason
         side = OrderSide.BUY if side_sign > 0 else OrderSide.SELL
-        order = Order(coid, strategy_id, iid, side, OrderType.MARKET, qty, ts_created=ts_init[decided])
+        order = Order(coid, strategy_id, iid, side, OrderType.MARKET, qty, ts_created=ts_created)
         order.venue_order_id = f"SIM-{k + 1}"
         if k < n_fills:
             order.status = OrderStatus.FILLED
             order.filled_qty, order.avg_px, order.fee_paid = qty, px, fee
-            order.ts_last = ts_event[filled_at]
+            order.ts_last = ts_filled
             order.trade_ids = (f"SIM-T{k + 1}",)
             result.fills.append(FillRecord(
-                ts_event[filled_at], iid, "BUY" if side_sign > 0 else "SELL", qty, px, fee, Liquidity.TAKER.value, coid,
+                ts_filled, iid, "BUY" if side_sign > 0 else "SELL", qty, px, fee, taker, coid,
                 strategy_id, f"SIM-T{k + 1}", reason,
             ))  # fmt: skip
         else:
@@ -510,6 +568,6 @@ def _collect(
     result.equity = [
         EquitySample(ts, equity, cash, value, realized, unrealized, fees, 0.0, 0.0, 0.0, (mark,))
         for ts, (equity, cash, value, realized, unrealized, fees, mark) in zip(
-            smp_i.tolist(), smp_f.tolist(), strict=True
+            run.sample_ts.tolist(), run.sample_values.tolist(), strict=True
         )
     ]
