@@ -41,13 +41,12 @@ import pandas as pd  # noqa: E402
 from loguru import logger  # noqa: E402
 from numba import njit  # noqa: E402
 
-from tradebus.engine.accelerated import BarArrays, _collect, simulate  # noqa: E402
+from tradebus.engine.accelerated import BarArrays, collect, simulate  # noqa: E402
 from tradebus.engine.instrument import Instrument  # noqa: E402
 from tradebus.engine.kernel import Kernel  # noqa: E402
 from tradebus.execution.config import VenueConfig  # noqa: E402
 from tradebus.research.lookahead import MemoryReplay, SourceFrame  # noqa: E402
 from tradebus.strategies.ema_cross import EmaCross  # noqa: E402
-from tradebus.strategies.signal_kernel import declared_kernel  # noqa: E402
 
 MINUTE_NS = 60_000_000_000
 HOUR_NS = 60 * MINUTE_NS
@@ -149,10 +148,7 @@ def time_accelerated(bars: BarArrays) -> tuple[float, float, object]:
     t0 = time.perf_counter()
     run = simulate(kernel, bars)
     t1 = time.perf_counter()
-    strategy = kernel.strategies[0]
-    signal = declared_kernel(strategy)
-    assert signal is not None
-    _collect(kernel, strategy.strategy_id, IID, signal, bars, run)
+    collect(kernel, bars, run)
     t2 = time.perf_counter()
     return t1 - t0, t2 - t1, kernel.result
 

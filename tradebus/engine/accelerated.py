@@ -58,9 +58,12 @@ from tradebus.execution.orders import Order
 from tradebus.execution.simulated import SimulatedVenue
 from tradebus.features import drivers
 from tradebus.features.bank import FeatureBank
+from tradebus.strategies.base import Strategy
 from tradebus.strategies.signal_kernel import SignalKernel, declared_kernel
 
-__all__ = ["AcceleratedRun", "AcceleratedUnsupported", "BarArrays", "run_accelerated", "simulate", "unsupported"]
+__all__ = [
+    "AcceleratedRun", "AcceleratedUnsupported", "BarArrays", "collect", "run_accelerated", "simulate", "unsupported",
+]  # fmt: skip
 
 
 class AcceleratedUnsupported(TradebusError):
@@ -449,12 +452,7 @@ def simulate(kernel: Kernel, bars: BarArrays) -> AcceleratedRun:
     AcceleratedUnsupported
         The run needs the event tier (the message says why; the kernel is used up either way).
     """
-    why = unsupported(kernel)
-    if why is not None:
-        raise AcceleratedUnsupported(f"accelerated tier: {why}")
-    strategy = kernel.strategies[0]
-    signal = declared_kernel(strategy)
-    assert signal is not None
+    strategy, signal = _signal_of(kernel)
     iid = strategy.instrument_ids[0]
     n = len(bars.ts_init)
     if n and not bool((bars.ts_init[1:] >= bars.ts_init[:-1]).all()):
@@ -506,25 +504,28 @@ def run_accelerated(kernel: Kernel, replay: ReplayLike | BarArrays) -> RunResult
     AcceleratedUnsupported
         The run needs the event tier (the message says why; nothing of the kernel is usable after).
     """
+    strategy, _ = _signal_of(kernel)
+    bars = replay if isinstance(replay, BarArrays) else BarArrays.from_replay(replay, strategy.instrument_ids[0])
+    collect(kernel, bars, simulate(kernel, bars))
+    return kernel.result
+
+
+def _signal_of(kernel: Kernel) -> tuple[Strategy, SignalKernel]:
+    """The kernel's one strategy and its signal kernel; raises when :func:`unsupported` objects."""
     why = unsupported(kernel)
     if why is not None:
         raise AcceleratedUnsupported(f"accelerated tier: {why}")
     strategy = kernel.strategies[0]
-    iid = strategy.instrument_ids[0]
-    bars = replay if isinstance(replay, BarArrays) else BarArrays.from_replay(replay, iid)
-    run = simulate(kernel, bars)
     signal = declared_kernel(strategy)
     assert signal is not None
-    _collect(kernel, strategy.strategy_id, iid, signal, bars, run)
-    return kernel.result
+    return strategy, signal
 
 
-def _collect(
-    kernel: Kernel, strategy_id: str, iid: str, signal: SignalKernel, bars: BarArrays, run: AcceleratedRun
-) -> None:
-    """Fill ``kernel.result`` with the loop's orders, fills and samples, as :meth:`Kernel.run` would."""
+def collect(kernel: Kernel, bars: BarArrays, run: AcceleratedRun) -> None:
+    """Fill ``kernel.result`` with the orders, fills and samples of ``run`` (of ``bars``), as :meth:`Kernel.run` would."""
+    strategy, signal = _signal_of(kernel)
     with _rare_gc():
-        _collect_objects(kernel, strategy_id, iid, signal, bars, run)
+        _collect_objects(kernel, strategy.strategy_id, strategy.instrument_ids[0], signal, bars, run)
 
 
 def _collect_objects(
