@@ -17,13 +17,17 @@ from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import Bar
 from tradebus.execution.config import VenueConfig
 from tradebus.research.lookahead import MemoryReplay, SourceFrame
+from numba import njit
+
+from tradebus.features.spec import FeatureSpec
 from tradebus.strategies.base import Strategy
 from tradebus.strategies.bollinger import BollingerReversion
 from tradebus.strategies.donchian import DonchianBreakout
 from tradebus.strategies.ema_cross import EmaCross
 from tradebus.strategies.macd import MacdCross
 from tradebus.strategies.rsi import RsiReversion
-from tradebus.strategies.signal_kernel import declared_kernel
+from tradebus.strategies.signal import BarSignal, SignalParams
+from tradebus.strategies.signal_kernel import SignalKernel, declared_kernel
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "bars" / "coinbase_btc_usd_4h_sample.csv"
 IID = "BTC-USD.COINBASE"
@@ -191,3 +195,50 @@ def test_an_order_the_buying_power_denies_stops_the_accelerated_run() -> None:
     assert event.denials  # 0.5 BTC outgrows the cash once the losses mount
     with pytest.raises(AcceleratedUnsupported, match="would be denied"):
         run_accelerated(kernel(make, VENUES["fees"], cash=100_000.0), BarArrays.of(**{c: BARS[c] for c in BARS}))
+
+
+@njit(cache=True)
+def above_sma_signal(
+    values: np.ndarray, o: float, h: float, lo: float, c: float, v: float, target: float, params: np.ndarray,
+    state: np.ndarray,
+) -> float:
+    """Long while the close is above its SMA by ``params[1]``, short below it by as much."""
+    sma = values[int(params[0])]
+    if c > sma * (1.0 + params[1]):
+        return 1.0
+    if c < sma * (1.0 - params[1]):
+        return -1.0
+    return np.nan
+
+
+class AboveSmaParams(SignalParams):
+    window: int = 50
+    band: float = 0.01
+
+
+class AboveSma(BarSignal):
+    """A user strategy (not in the library) that declares its own signal kernel."""
+
+    Params = AboveSmaParams
+
+    def specs(self) -> tuple[FeatureSpec, ...]:
+        return (FeatureSpec(name="sma", kind="sma", params={"window": self.params.window}, input="close"),)
+
+    def decide(self, bar: Bar, value: dict[str, float]) -> tuple[float, str] | None:
+        sma, band = value["sma"], self.params.band
+        if bar.close > sma * (1.0 + band):
+            return 1.0, "above"
+        if bar.close < sma * (1.0 - band):
+            return -1.0, "below"
+        return None
+
+    def signal_kernel(self) -> SignalKernel:
+        return self.kernel_of(above_sma_signal, (self._cols["sma"], self.params.band), 0, ("above", "", "below"))
+
+
+@pytest.mark.parametrize("mode", ["long_only", "long_short"])
+def test_a_user_strategy_with_its_own_signal_kernel_matches_the_event_tier(mode: str) -> None:
+    event, fast = both(lambda: AboveSma(IID, quantity=0.3, mode=mode), VENUES["volume"], margin=True)
+    assert len(event.fills) > 20
+    assert key(fast) == key(event) and fast.equity == event.equity
+    assert [f.reason for f in fast.fills] == [f.reason for f in event.fills]
