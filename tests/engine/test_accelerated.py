@@ -242,3 +242,19 @@ def test_a_user_strategy_with_its_own_signal_kernel_matches_the_event_tier(mode:
     assert len(event.fills) > 20
     assert key(fast) == key(event) and fast.equity == event.equity
     assert [f.reason for f in fast.fills] == [f.reason for f in event.fills]
+
+
+class RenamedEmaCross(EmaCross):
+    """A subclass that adds nothing: it still runs in the accelerated tier."""
+
+
+def test_a_subclass_that_adds_nothing_keeps_the_kernel_and_one_that_adds_a_label_loses_it() -> None:
+    k = kernel(lambda: RenamedEmaCross(IID, fast=10, slow=30, quantity=0.5), VenueConfig())
+    assert unsupported(k) is None
+
+    class Relabelled(EmaCross):
+        label = "ma"
+
+    k = kernel(lambda: Relabelled(IID, fast=10, slow=30, quantity=0.5), VenueConfig())
+    why = unsupported(k)
+    assert why is not None and "declares no signal kernel" in why

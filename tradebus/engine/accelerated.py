@@ -309,7 +309,8 @@ def unsupported(kernel: Kernel) -> str | None:
     strategy = kernel.strategies[0]
     name = type(strategy).__name__
     if declared_kernel(strategy) is None:
-        return f"strategy {strategy.strategy_id!r} ({name}) declares no signal kernel"
+        return (f"strategy {strategy.strategy_id!r} ({name}) declares no signal kernel (none, or its class adds "
+                "to the class that declared one)")
     if len(kernel.instruments) != 1 or tuple(strategy.instrument_ids) != tuple(kernel.instruments):
         return "it runs one instrument, traded by the strategy"
     (iid, instrument), = kernel.instruments.items()
@@ -469,8 +470,9 @@ def simulate(kernel: Kernel, bars: BarArrays) -> AcceleratedRun:
     ord_f = np.zeros((max(n, 1), 4))
     smp_i = np.zeros(cap_samples, dtype=np.int64)
     smp_f = np.zeros((cap_samples, 7))
+    ws = bank._ws  # noqa: SLF001 (the bank's own workspace: its steppers' state carries on)
     status, n_orders, n_fills, n_samples, at = loop(
-        bank._ws, drivers.N_FIELDS, len(bank.columns), bars.ts_event, bars.ts_init, bars.open, bars.high,  # noqa: SLF001
+        ws, drivers.N_FIELDS, len(bank.columns), bars.ts_event, bars.ts_init, bars.open, bars.high,
         bars.low, bars.close, bars.volume, signal.params_array(), np.zeros(max(signal.state_size, 1)), cfg, tcfg,
         ord_i, ord_f, smp_i, smp_f,
     )  # fmt: skip
@@ -522,7 +524,7 @@ def _signal_of(kernel: Kernel) -> tuple[Strategy, SignalKernel]:
 
 
 def collect(kernel: Kernel, bars: BarArrays, run: AcceleratedRun) -> None:
-    """Fill ``kernel.result`` with the orders, fills and samples of ``run`` (of ``bars``), as :meth:`Kernel.run` would."""
+    """Fill ``kernel.result`` with the orders, fills and samples of ``run``, as :meth:`Kernel.run` would."""
     strategy, signal = _signal_of(kernel)
     with _rare_gc():
         _collect_objects(kernel, strategy.strategy_id, strategy.instrument_ids[0], signal, bars, run)

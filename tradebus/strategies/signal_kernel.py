@@ -20,8 +20,8 @@ and kept from bar to bar). It returns the new target exposure (``+1`` long ``qua
 
 A strategy declares its kernel by overriding :meth:`Strategy.signal_kernel` (called after
 ``on_start``, when its feature columns are known) to return a :class:`SignalKernel`. The
-declaration holds only for the class that makes it: a subclass that overrides a handler or
-a decision method of it runs in the event tier (:func:`declared_kernel`).
+declaration holds only for the class that makes it: a subclass that defines anything of its own
+(a handler, a decision method, parameters) runs in the event tier (:func:`declared_kernel`).
 """
 
 from __future__ import annotations
@@ -35,14 +35,11 @@ import numpy as np
 if TYPE_CHECKING:
     from tradebus.strategies.base import Strategy
 
-__all__ = ["SIGNAL_METHODS", "SignalKernel", "declared_kernel"]
+__all__ = ["SignalKernel", "declared_kernel"]
 
-#: Methods whose override below the declaring class makes a strategy's kernel void.
-SIGNAL_METHODS = (
-    "on_bar", "on_trade", "on_quote", "on_timer", "on_start", "on_order_filled", "on_order_canceled",
-    "on_order_rejected", "on_position_changed", "decide", "_decide", "specs", "feature_specs", "ema_input",
-    "history_sizes", "signal_kernel",
-)  # fmt: skip
+#: What every class defines (a subclass that defines nothing else behaves as its parent).
+_ANY_CLASS = frozenset({"__module__", "__qualname__", "__doc__", "__dict__", "__weakref__", "__firstlineno__",
+                        "__static_attributes__", "__annotations__", "__parameters__", "__orig_bases__"})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -89,16 +86,18 @@ class SignalKernel:
 def declared_kernel(strategy: Strategy) -> SignalKernel | None:
     """The strategy's signal kernel, or ``None`` when it has none or a subclass voids it.
 
-    A kernel is declared by the class that defines ``signal_kernel``; if the strategy's class
-    overrides any of :data:`SIGNAL_METHODS` below that class, the kernel no longer describes
-    what the strategy does and ``None`` is returned.
+    A kernel is declared by the class that defines ``signal_kernel``; if a class between the
+    strategy's class and that one defines anything of its own (a handler, a decision method,
+    parameters, a label), the kernel may no longer describe what the strategy does and ``None``
+    is returned.
     """
     cls = type(strategy)
     owner = next((k for k in cls.__mro__ if "signal_kernel" in vars(k)), None)
     if owner is None:
         return None
-    for name in SIGNAL_METHODS:
-        definer = next((k for k in cls.__mro__ if name in vars(k)), None)
-        if definer is not None and definer is not owner and issubclass(definer, owner):
+    for klass in cls.__mro__:
+        if klass is owner:
+            break
+        if set(vars(klass)) - _ANY_CLASS:
             return None
     return strategy.signal_kernel()

@@ -209,7 +209,11 @@ def _tpe(
         for t in open_trials:
             if t.number in done:  # finished and stored, but the process stopped before telling Optuna
                 tell(t.number, store.read(t.number))
-        specs = [TrialSpec(t.number, config, dict(t.params), window, tier=space.tier) for t in open_trials if t.number not in done]
+        specs = [
+            TrialSpec(t.number, config, dict(t.params), window, tier=space.tier)
+            for t in open_trials
+            if t.number not in done
+        ]
         for spec, row in executor.run(specs):
             store.write(row, spec.params)
             tell(spec.number, row)
@@ -243,7 +247,8 @@ def _write_best(space: SweepSpace, store: TrialStore, path: Path) -> dict[str, A
     data: dict[str, Any] = {"objective": name, "direction": direction, "trial": None, "params": None, "metrics": None}
     if best is not None:
         data.update(trial=best["trial"], params=store.params_of(best),
-                    metrics={k: v for k, v in best.items() if k not in ("trial", "status", "error", "tier", *TIMING_COLUMNS)
+                    metrics={k: v for k, v in best.items()
+                             if k not in ("trial", "status", "error", "tier", *TIMING_COLUMNS)
                              and not k.startswith("param.")})
     if len(space.objectives) > 1:
         data["pareto_trials"] = _pareto(space, store)
@@ -302,7 +307,8 @@ def _stress(
 ) -> list[dict[str, Any]]:
     variants = space.stress if space.stress is not None else default_variants(data_span(config))
     specs = [
-        TrialSpec(i, str(config_path), params, stress=v.model_dump(mode="json"), tier=space.tier) for i, v in enumerate(variants)
+        TrialSpec(i, str(config_path), params, stress=v.model_dump(mode="json"), tier=space.tier)
+        for i, v in enumerate(variants)
     ]
     rows: dict[int, dict[str, Any]] = {}
     for spec, row in executor.run(specs):

@@ -96,7 +96,7 @@ def override_text(path: str, value: Any) -> str:
 
 
 def run_trial(spec: TrialSpec) -> dict[str, Any]:
-    """Run one trial; return its row: ``trial``, ``status``, ``error``, ``tier``, metrics, ``worker_s`` and ``worker_cpu_s``.
+    """Run one trial; return its row: ``trial``, ``status``, ``error``, ``tier``, metrics, ``worker_s``, ``worker_cpu_s``.
 
     ``status`` is ``"ok"``, ``"invalid"`` (the parameters make an invalid config, e.g.
     ``fast >= slow``; ``error`` says why) or ``"failed"`` (the run raised a tradebus error).
