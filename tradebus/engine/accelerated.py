@@ -91,12 +91,12 @@ from {bank_module} import on_bar as _on_bar
 from {signal_module} import {signal_name} as _signal
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _grid(x, m, scale):
     return float(x * m) / scale
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, sparams, sstate, cfg, tcfg,
              ord_i, ord_f, smp_i, smp_f):
     n = ts_init.shape[0]
