@@ -214,9 +214,11 @@ class EdgeGated(Strategy):
             self.gate_counts[gate] += 1
             return
         self.gate_counts["pass"] += 1
-        if self._busy():
+        if self._busy() or self.ctx.contingent.in_cooldown(self.strategy_id, self.instrument_id):  # type: ignore[union-attr]
             return
         atr = float(row[self._atr])
+        if not (atr > 0 and vol_bps > 0):  # NaN while not ready
+            return
         exits, sizing = self.params.exits, self.params.sizing
         instrument = self.instrument()
         # whole ticks, never closer to the price than asked
@@ -226,11 +228,11 @@ class EdgeGated(Strategy):
         else:
             stop = instrument.round_price_up(bar.close + exits.stop_atr * atr)
             take = instrument.round_price_down(bar.close - exits.take_atr * atr)
-        if not (atr > 0 and stop > 0 and take > 0):
+        if not (stop > 0 and take > 0):
             return
         weight = sizing.base_weight * abs(edge) / sizing.edge_scale_bps
         if sizing.vol_target_bps is not None:
-            weight *= sizing.vol_target_bps / vol_bps if vol_bps > 0 else 0.0
+            weight *= sizing.vol_target_bps / vol_bps
         weight = min(weight, sizing.max_weight)
         quantity = self.quantity_for_weight(self.instrument_id, weight, price=bar.close)
         if quantity <= 0.0 or quantity * bar.close < sizing.min_notional:
