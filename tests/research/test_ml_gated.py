@@ -329,7 +329,9 @@ def _small_config(tmp_path: Path, **edits: Any) -> Path:
     raw["data"]["catalog"] = str(CATALOG)
     raw["model"].update({"params": {"n_estimators": 10, "max_depth": 2}, "tune_grid": {"max_depth": [1, 2]},
                          "cv_splits": 2})
-    raw["walkforward"].update({"min_train": 4000, "retrain_every": 900})
+    raw["walkforward"].update({"min_train": 3500, "retrain_every": 900})
+    raw["strategy"]["gates"]["cost"]["round_trip_bps"] = 0.5  # loose: the small model must trade
+    raw["strategy"]["gates"]["zscore"]["threshold"] = 1.0
     for key, value in edits.items():
         raw[key] = value
     path = tmp_path / "ml_gated_small.yaml"
@@ -339,8 +341,9 @@ def _small_config(tmp_path: Path, **edits: Any) -> Path:
 
 def test_a_system_run_is_byte_identical_twice(tmp_path: Path) -> None:
     config = load_ml_gated_config(_small_config(tmp_path))
-    run_system(config, tmp_path / "a")
+    summary = run_system(config, tmp_path / "a")
     run_system(config, tmp_path / "b")
+    assert summary["round_trips"] > 5
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert names == ["edges.csv", "equity.csv", "report.json", "report.md", "segments.csv", "trades.csv"]
     for name in names:
