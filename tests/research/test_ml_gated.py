@@ -263,6 +263,18 @@ def test_live_predictions_give_the_same_decisions_as_precomputed_ones() -> None:
     assert live.fills == pre.fills
 
 
+def test_a_saved_model_step_drives_the_strategy_from_its_params(tmp_path: Path) -> None:
+    bars = _bars()
+    trained = _train(bars)
+    last = trained.segments[-1]
+    path = last.step.save(tmp_path / "model.joblib")
+    _, from_file = run_edges(bars, INSTRUMENT, {**STRATEGY, "model": str(path)}, None, venue=VENUE, initial_cash=10.0)
+    edges = np.array([v for _, v in from_file.outputs])
+    np.testing.assert_array_equal(edges[last.start:], trained.edges[last.start:])
+    with pytest.raises(ConfigError, match="edge source or params.model"):
+        run_edges(bars, INSTRUMENT, STRATEGY, None, venue=VENUE)
+
+
 def test_the_pipeline_has_no_lookahead_and_the_detector_sees_a_leak() -> None:
     bars = _bars(1400)
     source = [SourceFrame(INSTRUMENT.instrument_id, "bars", bars.assign(ts_init=bars["ts_event"]))]
@@ -345,7 +357,8 @@ def test_a_system_run_is_byte_identical_twice(tmp_path: Path) -> None:
     run_system(config, tmp_path / "b")
     assert summary["round_trips"] > 5
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert names == ["edges.csv", "equity.csv", "report.json", "report.md", "segments.csv", "trades.csv"]
+    assert names == ["edges.csv", "equity.csv", "model.joblib", "report.json", "report.md", "segments.csv",
+                     "trades.csv"]
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 

@@ -184,12 +184,15 @@ def run_edges(
     bars: pd.DataFrame,
     instrument: Instrument,
     strategy_params: Mapping[str, Any],
-    source: EdgeSource,
+    source: EdgeSource | None,
     *,
     venue: VenueConfig | None = None,
     initial_cash: float = 100_000.0,
 ) -> tuple[RunResult, EdgeGated]:
-    """Trade ``bars`` with :class:`EdgeGated` on ``source`` on the kernel; the run and the strategy."""
+    """Trade ``bars`` with :class:`EdgeGated` on ``source`` on the kernel; the run and the strategy.
+
+    ``source=None`` loads the model step saved at ``strategy_params["model"]``.
+    """
     strategy = EdgeGated(instrument.instrument_id, source=source, **strategy_params)
     ts = bars["ts_event"].to_numpy(dtype=np.int64)
     interval = int(np.median(np.diff(ts))) if len(ts) > 1 else 1

@@ -12,7 +12,9 @@ pipeline from catalog bars to a report; ``tradebus research run CONFIG`` runs it
    predicting per bar (``live``; same decisions, slower);
 4. the report: ``report.json`` (summary, run metrics, per-segment IC / hit rate / PnL /
    importance, trade analysis by exit reason, gate counts, tuning and calibration),
-   ``report.md``, ``segments.csv``, ``trades.csv``, ``equity.csv`` and ``edges.csv``.
+   ``report.md``, ``segments.csv``, ``trades.csv``, ``equity.csv``, ``edges.csv`` and
+   ``model.joblib`` (the last segment's model step: ``params.model`` of
+   :class:`~tradebus.strategies.edge_gated.EdgeGated` in a paper or backtest run config).
 
 Same config and data give byte-identical files (no wall-clock time is written).
 """
@@ -223,4 +225,5 @@ def run_system(config: MLGatedConfig, out: Path) -> dict[str, Any]:
     _write(out / "equity.csv", equity.to_csv(index=False))
     edges = pd.DataFrame({"ts_event": ts, "edge_bps": trained.edges, "target_bps": trained.target})
     _write(out / "edges.csv", edges.to_csv(index=False))
+    trained.segments[-1].step.save(out / "model.joblib")
     return report["summary"]
