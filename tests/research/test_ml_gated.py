@@ -380,6 +380,11 @@ def test_bad_configs_are_named(tmp_path: Path) -> None:
     path.write_text("system: nope\n")
     result = CliRunner().invoke(app, ["research", "run", str(path)])
     assert result.exit_code == 2 and "ml_gated" in result.output
+    result = CliRunner().invoke(app, ["research", "run", str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 2 and "no such config file" in result.output
+    path.write_text("system: [ml_gated\n")
+    result = CliRunner().invoke(app, ["research", "run", str(path)])
+    assert result.exit_code == 2 and "invalid YAML" in result.output
 
 
 @pytest.mark.slow

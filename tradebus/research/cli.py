@@ -395,16 +395,11 @@ def run(config: ConfigArg, out: OutOption = None) -> None:
     import importlib
     import time
 
-    import yaml
+    from tradebus.research.config import read_yaml
 
     console = Console()
     try:
-        try:
-            raw = yaml.safe_load(config.read_text()) if config.is_file() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{config}: invalid YAML ({exc})") from None
-        if raw is None and not config.is_file():
-            raise ConfigError(f"{config}: no such config file")
+        raw = read_yaml(config)
         name = raw.get("system") if isinstance(raw, dict) else None
         if name not in SYSTEMS:
             raise ConfigError(f"{config}: 'system' must be one of {sorted(SYSTEMS)}, got {name!r}")

@@ -28,13 +28,13 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tradebus.config import InstrumentConfig
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.reports.metrics import compute_metrics
+from tradebus.research.config import read_yaml, validation_problems
 from tradebus.research.dataset import load_events
 from tradebus.research.edge_walkforward import run_edges, segment_table, train_segments
 from tradebus.research.tradelog import trade_log, trade_summary
@@ -106,11 +106,6 @@ class MLGatedConfig(_Model):
         return {"features": self.features, **self.strategy}
 
 
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}"
-                     for e in exc.errors())
-
-
 def load_ml_gated_config(path: str | Path) -> MLGatedConfig:
     """Read and validate a system config; the catalog is resolved against the file's directory.
 
@@ -120,17 +115,12 @@ def load_ml_gated_config(path: str | Path) -> MLGatedConfig:
         Missing file, bad YAML, an invalid or unknown field (named with the file).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+    raw = read_yaml(path)
     try:
         config = MLGatedConfig.model_validate(raw)
         EdgeGatedParams.model_validate(config.strategy_params())
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {_problems(exc)}") from None
+        raise ConfigError(f"{path}: {validation_problems(exc)}") from None
     if not config.data.catalog.is_absolute():
         config = config.model_copy(update={"data": config.data.model_copy(
             update={"catalog": (path.parent / config.data.catalog).resolve()})})
