@@ -9,7 +9,7 @@ Usage::
 Figures (medians of ``--runs`` runs, both sides timed in the same run; ratios are medians
 of per-run ratios):
 
-* ``live_vs_precomputed``: a kernel run of :class:`~tradebus.strategies.edge_gated.EdgeGated`
+* ``live_vs_precomputed``: a kernel run of :class:`~tradebus.research.edge_strategy.EdgeGated`
   over the 5,760 bars with the walk-forward models predicting per bar, against the same run
   on the batch predictions (the sweep mode); the decisions must be identical.
 * ``training``: :func:`~tradebus.research.edge_walkforward.train_segments` with tuning

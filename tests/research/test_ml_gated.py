@@ -25,7 +25,7 @@ from tradebus.research.lookahead import SourceFrame, Trace, detect_lookahead
 from tradebus.research.ml_gated import load_ml_gated_config, run_system
 from tradebus.research.splitters import PurgedKFold
 from tradebus.research.tradelog import trade_log, trade_summary
-from tradebus.strategies.edge_gated import PrecomputedEdges
+from tradebus.research.edge_strategy import PrecomputedEdges
 from tradebus.strategies.gates import EdgeGates, GatesConfig
 
 REPO = Path(__file__).resolve().parents[2]

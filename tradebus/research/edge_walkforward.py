@@ -1,4 +1,4 @@
-"""Rolling walk-forward of an edge model traded by :class:`~tradebus.strategies.edge_gated.EdgeGated`.
+"""Rolling walk-forward of an edge model traded by :class:`~tradebus.research.edge_strategy.EdgeGated`.
 
 Segment ``k`` starts at bar ``s_k = min_train + k * retrain_every``. Its model
 (:class:`~tradebus.research.edge.HorizonEdge`) is trained on the bars before ``s_k``
@@ -11,8 +11,8 @@ Optionally the columns are pruned to the most important ones and the model refit
 
 :func:`train_segments` fits every segment's model and predicts its bars in batch;
 :func:`run_edges` trades the bars on the event-driven kernel from either the batch
-predictions (:class:`~tradebus.strategies.edge_gated.PrecomputedEdges`) or the models
-predicting live per bar (:class:`~tradebus.strategies.edge_gated.ModelEdges`), in one pass
+predictions (:class:`~tradebus.research.edge_strategy.PrecomputedEdges`) or the models
+predicting live per bar (:class:`~tradebus.research.edge_strategy.ModelEdges`), in one pass
 (positions carry across segment starts as they would live); :func:`segment_table` gives
 per segment the rank IC and hit rate of the edge against the realised combined return,
 the entries, the PnL and the feature importance.
@@ -47,7 +47,7 @@ from tradebus.research.labels import forward_returns
 from tradebus.research.lookahead import MemoryReplay, SourceFrame
 from tradebus.research.model import ModelStep
 from tradebus.research.splitters import PurgedKFold
-from tradebus.strategies.edge_gated import EdgeGated, EdgeSource, ModelEdges, PrecomputedEdges
+from tradebus.research.edge_strategy import EdgeGated, EdgeSource, ModelEdges, PrecomputedEdges
 
 __all__ = ["EdgeSegment", "TrainedEdges", "run_edges", "segment_table", "train_segments"]
 

@@ -7,14 +7,14 @@ pipeline from catalog bars to a report; ``tradebus research run CONFIG`` runs it
 2. :func:`~tradebus.research.edge_walkforward.train_segments`: per segment, a purged,
    optionally tuned, pruned and calibrated multi-horizon XGBoost edge (``model``);
 3. :func:`~tradebus.research.edge_walkforward.run_edges`: the bars traded on the kernel
-   by :class:`~tradebus.strategies.edge_gated.EdgeGated` (``strategy``: gates, exits,
+   by :class:`~tradebus.research.edge_strategy.EdgeGated` (``strategy``: gates, exits,
    sizing) on the batch predictions (``run.edges: precomputed``) or with the models
    predicting per bar (``live``; same decisions, slower);
 4. the report: ``report.json`` (summary, run metrics, per-segment IC / hit rate / PnL /
    importance, trade analysis by exit reason, gate counts, tuning and calibration),
    ``report.md``, ``segments.csv``, ``trades.csv``, ``equity.csv``, ``edges.csv`` and
    ``model.joblib`` (the last segment's model step: ``params.model`` of
-   :class:`~tradebus.strategies.edge_gated.EdgeGated` in a paper or backtest run config).
+   :class:`~tradebus.research.edge_strategy.EdgeGated` in a paper or backtest run config).
 
 Same config and data give byte-identical files (no wall-clock time is written).
 """
@@ -38,7 +38,7 @@ from tradebus.research.config import read_yaml, validation_problems
 from tradebus.research.dataset import load_events
 from tradebus.research.edge_walkforward import run_edges, segment_table, train_segments
 from tradebus.research.tradelog import trade_log, trade_summary
-from tradebus.strategies.edge_gated import EdgeGatedParams
+from tradebus.research.edge_strategy import EdgeGatedParams
 
 __all__ = ["MLGatedConfig", "load_ml_gated_config", "run_system"]
 

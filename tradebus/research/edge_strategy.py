@@ -25,7 +25,7 @@ Records: :attr:`EdgeGated.outputs` ``(ts, edge)`` of every bar (read by the look
 detector), :attr:`EdgeGated.entries` of every entry and :attr:`EdgeGated.gate_counts`
 (how often each gate blocked).
 
-Config use (``strategy: {name: "tradebus.strategies.edge_gated:EdgeGated", params: {...}}``)
+Config use (``strategy: {name: "tradebus.research.edge_strategy:EdgeGated", params: {...}}``)
 needs ``model``: the path of a saved model step (:func:`~tradebus.research.model.load_model`).
 """
 
@@ -46,6 +46,7 @@ from tradebus.engine.messages import Bar, OrderSide
 from tradebus.errors import ConfigError
 from tradebus.features.bank import FeatureBank
 from tradebus.features.spec import FeatureSpec, load_specs
+from tradebus.research.model import load_model
 from tradebus.strategies.base import Strategy
 from tradebus.strategies.gates import EdgeGates, GatesConfig
 from tradebus.strategies.signal import invalid_params
@@ -165,8 +166,6 @@ class EdgeGated(Strategy):
         if source is None:
             if self.params.model is None:
                 raise ConfigError(f"{self.strategy_id}: give an edge source or params.model (a saved model step)")
-            from tradebus.research.model import load_model
-
             source = ModelEdges([-(2**62)], [load_model(self.params.model, self._specs)])
         self.source = source
         self.gates = EdgeGates(self.params.gates)
