@@ -213,7 +213,7 @@ class EdgeGated(Strategy):
             self.gate_counts[gate] += 1
             return
         self.gate_counts["pass"] += 1
-        if self._busy() or self.ctx.contingent.in_cooldown(self.strategy_id, self.instrument_id):  # type: ignore[union-attr]
+        if self._busy() or self._contingent().in_cooldown(self.strategy_id, self.instrument_id):
             return
         atr = float(row[self._atr])
         if not (atr > 0 and vol_bps > 0):  # NaN while not ready
