@@ -264,7 +264,7 @@ def test_live_predictions_give_the_same_decisions_as_precomputed_ones() -> None:
 
 
 def test_a_saved_model_step_drives_the_strategy_from_its_params(tmp_path: Path) -> None:
-    bars = _bars()
+    bars = _bars(1300)
     trained = _train(bars)
     last = trained.segments[-1]
     path = last.step.save(tmp_path / "model.joblib")
