@@ -270,7 +270,7 @@ class RegimeHazardSystem:
         if self.trade is not None:
             self._hazard_in_trade(now, index, c)
         for ts_r, _i, bar in self.regime_agg.add(bar_ts, index, o, h, lo, c, vol):
-            self._on_regime_bar(now, ts_r, bar)
+            self.on_regime_bar(now, ts_r, bar)
         for ts_e, i_e, bar in self.entry_agg.add(bar_ts, index, o, h, lo, c, vol):
             self._on_entry_bar(now, ts_e, i_e, bar)
 
@@ -323,7 +323,8 @@ class RegimeHazardSystem:
                                   "stop": t.stop, "atr": t.atr, "close": close, "p": p,
                                   "features": row})
         if self.use_hazard and p >= self.p.exit_threshold:
-            reason = (f"hazard p={p:.2f} >= exit {self.p.exit_threshold:.2f} (slope {slope:+.2f}/bar); "
+            trend = "first reading" if slope != slope else f"slope {slope:+.2f}/bar"
+            reason = (f"hazard p={p:.2f} >= exit {self.p.exit_threshold:.2f} ({trend}); "
                       f"drivers: {self._drivers(contrib)}")
             self._exit(now, "hazard", reason, {"p": p, "slope": slope})
 
@@ -351,7 +352,8 @@ class RegimeHazardSystem:
 
     # ------------------------------------------------------------------ layer A
 
-    def _on_regime_bar(self, now: int, ts: int, bar: list[float]) -> None:
+    def on_regime_bar(self, now: int, ts: int, bar: list[float]) -> None:
+        """Layer A on one closed regime bar ``[open, high, low, close, volume]`` (also usable on bars from elsewhere)."""
         o, h, lo, c, _v = bar
         p = self.p
         prev = self._rprev if self._rprev == self._rprev else o
