@@ -326,7 +326,7 @@ class RegimeHazardSystem:
             trend = "first reading" if slope != slope else f"slope {slope:+.2f}/bar"
             reason = (f"hazard p={p:.2f} >= exit {self.p.exit_threshold:.2f} ({trend}); "
                       f"drivers: {self._drivers(contrib)}")
-            self._exit(now, "hazard", reason, {"p": p, "slope": slope})
+            self._exit(now, "hazard", reason, {"p": p} if slope != slope else {"p": p, "slope": slope})
 
     def _check_barriers(self, now: int, h: float, lo: float, c: float, bar_ts: int) -> None:
         t = self.trade
