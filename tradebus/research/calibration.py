@@ -20,11 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 
 from tradebus.errors import ConfigError
-from tradebus.research.splitters import PurgedKFold
 
 __all__ = ["CalibratedLogit", "ModelSchedule", "walk_forward_schedule"]
 
@@ -73,6 +70,12 @@ class CalibratedLogit:
         (Platt scaling of the out-of-fold logit, smooth; stored as knots on a grid of 201
         raw probabilities).
         """
+        # scikit-learn (the research extra) is needed to fit, not to predict: strategies load models without it
+        from sklearn.isotonic import IsotonicRegression
+        from sklearn.linear_model import LogisticRegression
+
+        from tradebus.research.splitters import PurgedKFold
+
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y, dtype=np.int64)
         if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[1] != len(columns):
