@@ -18,7 +18,7 @@ import pandas as pd
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.node.daemon import TradingNode
-from tradebus.research.calibration import CalibratedLogit, ModelSchedule
+from tradebus.strategies.models import CalibratedLogit, ModelSchedule
 from tradebus.research.regime_hazard import CostsConfig, simulate
 from tradebus.strategies.regime_hazard import HAZARD_FEATURES, RegimeHazardParams
 

@@ -11,7 +11,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from tradebus.errors import ConfigError
-from tradebus.research.calibration import CalibratedLogit, ModelSchedule, walk_forward_schedule
+from tradebus.research.calibration import fit_calibrated_logit, walk_forward_schedule
+from tradebus.strategies.models import CalibratedLogit, ModelSchedule
 
 MIN = 60_000_000_000
 
@@ -27,7 +28,7 @@ def _data(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 def test_raw_probability_equals_sklearn_scaled_logistic_regression() -> None:
     X, y, t0, t1 = _data()
-    model = CalibratedLogit.fit(X, y, ["a", "b", "c"], t0=t0, t1=t1)
+    model = fit_calibrated_logit(X, y, ["a", "b", "c"], t0=t0, t1=t1)
     ref = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
     assert np.allclose([model.raw(r) for r in X[:50]], ref.predict_proba(X[:50])[:, 1], atol=1e-6)
     p = np.array([model.predict(r) for r in X])
@@ -38,10 +39,10 @@ def test_raw_probability_equals_sklearn_scaled_logistic_regression() -> None:
     assert np.isnan(model.predict([np.nan, 1.0, 1.0]))
     again = CalibratedLogit.from_dict(json.loads(json.dumps(model.to_dict())))
     assert again == model
-    iso = CalibratedLogit.fit(X, y, ["a", "b", "c"], t0=t0, t1=t1, method="isotonic")
+    iso = fit_calibrated_logit(X, y, ["a", "b", "c"], t0=t0, t1=t1, method="isotonic")
     assert list(iso.knots_y) == sorted(iso.knots_y)
     with pytest.raises(ConfigError, match="calibration method"):
-        CalibratedLogit.fit(X, y, ["a", "b", "c"], t0=t0, t1=t1, method="beta")  # type: ignore[arg-type]
+        fit_calibrated_logit(X, y, ["a", "b", "c"], t0=t0, t1=t1, method="beta")  # type: ignore[arg-type]
 
 
 def test_schedule_trains_only_on_labels_ended_before_start_minus_embargo() -> None:

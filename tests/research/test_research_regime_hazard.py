@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import tradebus.strategies.regime_hazard as rh
 from tradebus.cli import app
-from tradebus.research.calibration import CalibratedLogit, ModelSchedule
+from tradebus.strategies.models import CalibratedLogit, ModelSchedule
 from tradebus.research.regime_hazard import (
     lookahead_by_layer,
     load_config,

@@ -1,29 +1,28 @@
-"""Calibrated classifiers trained walk-forward, as plain numbers a strategy can load.
+"""Fitting calibrated classifiers, walk-forward, into plain numbers a strategy can load.
 
-:class:`CalibratedLogit` is a standardised logistic regression whose probabilities are
-mapped through a calibration (Platt or isotonic) fitted on *purged out-of-fold* predictions
-(:class:`~tradebus.research.splitters.PurgedKFold`), so the calibration never sees a
-prediction of a sample the model was trained on. It serialises to a small JSON dict
-(coefficients, scaler, calibration knots) and predicts with numpy alone, identically in
-research and in a running strategy.
+:func:`fit_calibrated_logit` fits a
+:class:`~tradebus.strategies.models.CalibratedLogit`: a standardised logistic regression
+whose probabilities are mapped through a calibration (Platt or isotonic) fitted on *purged
+out-of-fold* predictions (:class:`~tradebus.research.splitters.PurgedKFold`), so the
+calibration never sees a prediction of a sample the model was trained on.
 
 :func:`walk_forward_schedule` trains one model per segment start on the samples whose
 label *ended* before ``start - embargo`` (purging: a label still running at the start
-would leak the segment's prices; embargo: a margin for serial correlation), and
-:class:`ModelSchedule` hands out the latest model valid at a time.
+would leak the segment's prices; embargo: a margin for serial correlation), and a
+:class:`~tradebus.strategies.models.ModelSchedule` hands out the latest model valid at a time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from tradebus.errors import ConfigError
+from tradebus.strategies.models import CalibratedLogit, ModelSchedule
 
-__all__ = ["CalibratedLogit", "ModelSchedule", "walk_forward_schedule"]
+__all__ = ["fit_calibrated_logit", "walk_forward_schedule"]
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -31,130 +30,52 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(q / (1.0 - q))
 
 
-@dataclass(frozen=True)
-class CalibratedLogit:
-    """Logistic regression on standardised features with a calibration map.
+def fit_calibrated_logit(X: np.ndarray, y: np.ndarray, columns: Sequence[str], *, t0: np.ndarray, t1: np.ndarray,
+                         folds: int = 4, embargo: float = 0.0, C: float = 1.0,
+                         method: Literal["isotonic", "sigmoid"] = "sigmoid") -> CalibratedLogit:
+    """Fit on ``X`` (n x k, no NaN) and binary ``y``; calibrate on purged out-of-fold probabilities.
 
-    Attributes
-    ----------
-    columns
-        Feature names, in the order of the rows given to :meth:`predict`.
-    mean, scale
-        Standardisation of each feature.
-    coef, intercept
-        Logistic coefficients on the standardised features.
-    knots_x, knots_y
-        Calibration: raw probability -> calibrated probability (linear between knots).
-    n_train, base_rate
-        Training samples and their positive share.
+    ``t0``/``t1`` are each sample's label start and end (ns), used to purge the folds.
+    ``method``: ``"isotonic"`` (step function, needs many samples) or ``"sigmoid"``
+    (Platt scaling of the out-of-fold logit, smooth; stored as knots on a grid of 201
+    raw probabilities).
     """
+    # scikit-learn (the research extra) is needed to fit, not to predict: strategies load models without it
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
 
-    columns: tuple[str, ...]
-    mean: tuple[float, ...]
-    scale: tuple[float, ...]
-    coef: tuple[float, ...]
-    intercept: float
-    knots_x: tuple[float, ...]
-    knots_y: tuple[float, ...]
-    n_train: int
-    base_rate: float
+    from tradebus.research.splitters import PurgedKFold
 
-    @classmethod
-    def fit(cls, X: np.ndarray, y: np.ndarray, columns: Sequence[str], *, t0: np.ndarray, t1: np.ndarray,
-            folds: int = 4, embargo: float = 0.0, C: float = 1.0,
-            method: Literal["isotonic", "sigmoid"] = "sigmoid") -> CalibratedLogit:
-        """Fit on ``X`` (n x k, no NaN) and binary ``y``; calibrate on purged out-of-fold probabilities.
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[1] != len(columns):
+        raise ConfigError(f"calibrated logit: X {X.shape}, y {y.shape} and {len(columns)} columns disagree")
+    if not np.isfinite(X).all():
+        raise ConfigError("calibrated logit: features must be finite")
+    mean = X.mean(axis=0)
+    scale = X.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    Z = (X - mean) / scale
+    oof = np.full(y.shape[0], np.nan)
+    for train, test in PurgedKFold(folds, t0=t0, t1=t1, embargo=embargo).split(Z):
+        if np.unique(y[train]).size < 2:
+            oof[test] = y[train].mean() if train.size else 0.5
+            continue
+        model = LogisticRegression(C=C, max_iter=1000).fit(Z[train], y[train])
+        oof[test] = model.predict_proba(Z[test])[:, 1]
+    full = LogisticRegression(C=C, max_iter=1000).fit(Z, y)
+    if method == "isotonic":
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(oof, y)
+        kx, ky = iso.X_thresholds_, iso.y_thresholds_
+    elif method == "sigmoid":
+        platt = LogisticRegression(C=1e6).fit(_logit(oof)[:, None], y)
+        kx = np.linspace(0.0, 1.0, 201)
+        ky = platt.predict_proba(_logit(kx)[:, None])[:, 1]
+    else:
+        raise ConfigError(f"calibration method must be 'isotonic' or 'sigmoid', got {method!r}")
+    return CalibratedLogit(tuple(columns), tuple(mean.tolist()), tuple(scale.tolist()), tuple(full.coef_[0].tolist()),
+               float(full.intercept_[0]), tuple(kx.tolist()), tuple(ky.tolist()), int(y.shape[0]), float(y.mean()))
 
-        ``t0``/``t1`` are each sample's label start and end (ns), used to purge the folds.
-        ``method``: ``"isotonic"`` (step function, needs many samples) or ``"sigmoid"``
-        (Platt scaling of the out-of-fold logit, smooth; stored as knots on a grid of 201
-        raw probabilities).
-        """
-        # scikit-learn (the research extra) is needed to fit, not to predict: strategies load models without it
-        from sklearn.isotonic import IsotonicRegression
-        from sklearn.linear_model import LogisticRegression
-
-        from tradebus.research.splitters import PurgedKFold
-
-        X = np.asarray(X, dtype=np.float64)
-        y = np.asarray(y, dtype=np.int64)
-        if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[1] != len(columns):
-            raise ConfigError(f"calibrated logit: X {X.shape}, y {y.shape} and {len(columns)} columns disagree")
-        if not np.isfinite(X).all():
-            raise ConfigError("calibrated logit: features must be finite")
-        mean = X.mean(axis=0)
-        scale = X.std(axis=0)
-        scale = np.where(scale > 0, scale, 1.0)
-        Z = (X - mean) / scale
-        oof = np.full(y.shape[0], np.nan)
-        for train, test in PurgedKFold(folds, t0=t0, t1=t1, embargo=embargo).split(Z):
-            if np.unique(y[train]).size < 2:
-                oof[test] = y[train].mean() if train.size else 0.5
-                continue
-            model = LogisticRegression(C=C, max_iter=1000).fit(Z[train], y[train])
-            oof[test] = model.predict_proba(Z[test])[:, 1]
-        full = LogisticRegression(C=C, max_iter=1000).fit(Z, y)
-        if method == "isotonic":
-            iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(oof, y)
-            kx, ky = iso.X_thresholds_, iso.y_thresholds_
-        elif method == "sigmoid":
-            platt = LogisticRegression(C=1e6).fit(_logit(oof)[:, None], y)
-            kx = np.linspace(0.0, 1.0, 201)
-            ky = platt.predict_proba(_logit(kx)[:, None])[:, 1]
-        else:
-            raise ConfigError(f"calibration method must be 'isotonic' or 'sigmoid', got {method!r}")
-        return cls(tuple(columns), tuple(mean.tolist()), tuple(scale.tolist()), tuple(full.coef_[0].tolist()),
-                   float(full.intercept_[0]), tuple(kx.tolist()), tuple(ky.tolist()), int(y.shape[0]), float(y.mean()))
-
-    def raw(self, row: Sequence[float]) -> float:
-        """Uncalibrated logistic probability of one row."""
-        z = (np.asarray(row, dtype=np.float64) - np.asarray(self.mean)) / np.asarray(self.scale)
-        return float(1.0 / (1.0 + np.exp(-(float(z @ np.asarray(self.coef)) + self.intercept))))
-
-    def predict(self, row: Sequence[float]) -> float:
-        """Calibrated probability of one row (NaN in the row gives NaN)."""
-        if not np.isfinite(np.asarray(row, dtype=np.float64)).all():
-            return float("nan")
-        return float(np.interp(self.raw(row), self.knots_x, self.knots_y))
-
-    def contributions(self, row: Sequence[float]) -> dict[str, float]:
-        """Each feature's term ``coef * z`` in the logit (what pushed the probability)."""
-        z = (np.asarray(row, dtype=np.float64) - np.asarray(self.mean)) / np.asarray(self.scale)
-        return {c: float(v) for c, v in zip(self.columns, z * np.asarray(self.coef), strict=True)}
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (see :meth:`from_dict`)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CalibratedLogit:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-
-
-@dataclass(frozen=True)
-class ModelSchedule:
-    """Models with the time from which each is used: ``entries[k] = (valid_from_ns, model)``, sorted."""
-
-    entries: tuple[tuple[int, CalibratedLogit], ...] = ()
-
-    def at(self, ts: int) -> CalibratedLogit | None:
-        """The latest model valid at ``ts`` (``None`` before the first)."""
-        found = None
-        for start, model in self.entries:
-            if start > ts:
-                break
-            found = model
-        return found
-
-    def to_list(self) -> list[dict[str, Any]]:
-        """JSON-ready form."""
-        return [{"valid_from": start, "model": model.to_dict()} for start, model in self.entries]
-
-    @classmethod
-    def from_list(cls, data: Sequence[dict[str, Any]]) -> ModelSchedule:
-        """Inverse of :meth:`to_list`."""
-        return cls(tuple((int(e["valid_from"]), CalibratedLogit.from_dict(e["model"])) for e in data))
 
 
 def walk_forward_schedule(X: np.ndarray, y: np.ndarray, columns: Sequence[str], *, t0: np.ndarray, t1: np.ndarray,
@@ -189,7 +110,7 @@ def walk_forward_schedule(X: np.ndarray, y: np.ndarray, columns: Sequence[str], 
             row["trained"] = "no: one class only"
         else:
             order = np.argsort(t0[mask], kind="stable")
-            model = CalibratedLogit.fit(X[mask][order], y[mask][order], columns, t0=t0[mask][order],
+            model = fit_calibrated_logit(X[mask][order], y[mask][order], columns, t0=t0[mask][order],
                                         t1=t1[mask][order], folds=min(folds, n), C=C, method=method)
             entries.append((start, model))
             row["trained"] = "yes"

@@ -40,7 +40,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tradebus.errors import ConfigError, DataError
-from tradebus.research.calibration import ModelSchedule, walk_forward_schedule
+from tradebus.research.calibration import walk_forward_schedule
+from tradebus.strategies.models import ModelSchedule
 from tradebus.research.labels import triple_barrier
 from tradebus.research.lookahead import SourceFrame, Trace, detect_lookahead
 from tradebus.strategies.base import duration_ns

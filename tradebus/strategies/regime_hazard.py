@@ -52,7 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tradebus.engine.messages import Trade
 from tradebus.errors import ConfigError
 from tradebus.features.bars import BarBuilder
-from tradebus.research.calibration import ModelSchedule
+from tradebus.strategies.models import ModelSchedule
 from tradebus.strategies.base import Strategy, duration_ns
 from tradebus.strategies.regime import RegimeMachine, schmitt
 
