@@ -98,6 +98,15 @@ class LookaheadConfig(_Model):
     seed: int = 0
 
 
+class RegimeStudyConfig(_Model):
+    """Layer A alone on a long bar series of a catalog: does the regime say anything about what follows?"""
+
+    catalog: str
+    dataset: str = "coinbase/spot/BTC-USD/bars_4h"
+    horizon_bars: int = Field(default=6, ge=1)
+    params: RegimeHazardParams = RegimeHazardParams()
+
+
 class RegimeHazardConfig(_Model):
     """The ``system: regime_hazard`` research config."""
 
@@ -108,6 +117,7 @@ class RegimeHazardConfig(_Model):
     walkforward: WalkForwardConfig = WalkForwardConfig()
     hazard_labels: HazardLabelConfig = HazardLabelConfig()
     lookahead: LookaheadConfig = LookaheadConfig()
+    regime_study: RegimeStudyConfig | None = None
 
 
 def load_config(path: str | Path) -> tuple[RegimeHazardConfig, Path]:
@@ -375,6 +385,54 @@ def lookahead_by_layer(frame: pd.DataFrame, config: RegimeHazardConfig) -> dict[
     return out
 
 
+# ---------------------------------------------------------------------------- layer A on long bars
+
+
+def regime_states(bars: pd.DataFrame, params: RegimeHazardParams) -> tuple[list[str], np.ndarray, int]:
+    """Layer A over closed bars (each bar a regime bar): state and trend direction per bar, switches."""
+    system = RegimeHazardSystem(params)
+    states, dirs = [], []
+    for row in bars[["ts_event", "open", "high", "low", "close", "volume"]].itertuples(index=False):
+        system.on_regime_bar(int(row.ts_event), int(row.ts_event), [row.open, row.high, row.low, row.close, row.volume])
+        states.append(system.regime.state)
+        dirs.append(system.regime_values["dir"])
+    return states, np.array(dirs), system.regime.switches
+
+
+def regime_study(study: RegimeStudyConfig, base: Path) -> dict[str, Any]:
+    """Per regime: share of bars and the next ``horizon_bars`` log return (mean |r|, and trend-following payoff).
+
+    The payoff ``dir * r`` (``dir``: the sign of the regime window's move, known at the bar) is positive
+    when moves persist (what TREND bets on) and negative when they revert (what RANGE bets on). Also the
+    number of switches without hysteresis (enter = exit, confirm 1) against the configured one.
+    """
+    from tradebus.data.catalog import Catalog
+
+    root = Path(study.catalog)
+    parts = study.dataset.split("/")
+    if len(parts) != 4:
+        raise ConfigError(f"regime_study.dataset: expected exchange/market/symbol/dataset, got {study.dataset!r}")
+    bars = Catalog(root if root.is_absolute() else base / root).read(*parts).to_pandas()
+    p = study.params
+    states, dirs, switches = regime_states(bars, p)
+    flat = p.model_copy(update={"trend_exit": p.trend_enter, "hazard_exit": p.hazard_enter, "confirm": 1})
+    _, _, flat_switches = regime_states(bars, flat)
+    close = bars["close"].to_numpy(dtype=np.float64)
+    h = study.horizon_bars
+    fwd = np.full(close.size, np.nan)
+    fwd[:-h] = np.log(close[h:] / close[:-h])
+    frame = pd.DataFrame({"state": states, "fwd": fwd, "payoff": dirs * fwd}).dropna()
+    rows = {}
+    for state, part in frame.groupby("state"):
+        rows[str(state)] = {"bars": len(part), "share": round(len(part) / len(frame), 6),
+                            "mean_abs_fwd_bps": round(float(part["fwd"].abs().mean()) * 1e4, 3),
+                            "trend_payoff_bps": round(float(part["payoff"].mean()) * 1e4, 3)}
+    ts = bars["ts_event"].to_numpy()
+    return {"dataset": study.dataset, "bars": len(bars), "first": pd.Timestamp(int(ts[0]), tz="UTC").isoformat(),
+            "last": pd.Timestamp(int(ts[-1]), tz="UTC").isoformat(), "horizon_bars": h, "by_regime": rows,
+            "switches": switches, "switches_without_hysteresis": flat_switches}
+
+
 # ---------------------------------------------------------------------------- report
 
 
@@ -398,7 +456,7 @@ def _decision_counts(res: SimResult) -> dict[str, int]:
 
 
 def build_report(result: PipelineResult, config: RegimeHazardConfig, frame: pd.DataFrame,
-                 lookahead: dict[str, Any] | None) -> dict[str, Any]:
+                 lookahead: dict[str, Any] | None, study: dict[str, Any] | None = None) -> dict[str, Any]:
     """The comparison: metrics, per segment, decisions, models and the lookahead check."""
     ts = frame["ts_event"].to_numpy()
     regimes = pd.Series([r[2] for r in result.baseline.system.regimes]).value_counts()
@@ -428,6 +486,7 @@ def build_report(result: PipelineResult, config: RegimeHazardConfig, frame: pd.D
         if len(result.hazard_samples) else 0.0,
         "models": {"meta": result.meta_log, "hazard": result.hazard_log},
         "lookahead": lookahead,
+        "regime_study": study,
     }
 
 
@@ -454,6 +513,15 @@ def _markdown(report: dict[str, Any]) -> str:
         for row in report["models"][name]:
             lines.append(f"- {name} from {pd.Timestamp(row['valid_from'], tz='UTC').isoformat()}: "
                          f"{row['samples']} samples, {row['positives']} positive, trained: {row['trained']}")
+    st = report["regime_study"]
+    if st is not None:
+        lines += ["", f"## Layer A alone on {st['dataset']} ({st['bars']} bars, {st['first']} -> {st['last']})", "",
+                  f"Next {st['horizon_bars']} bars per regime; trend payoff = sign of the regime window's move x the "
+                  "next return (> 0: moves persist, < 0: they revert).", "",
+                  "| regime | bars | share | mean abs next return (bps) | trend payoff (bps) |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {v['bars']} | {v['share']} | {v['mean_abs_fwd_bps']} | {v['trend_payoff_bps']} |"
+                  for k, v in st["by_regime"].items()]
+        lines += ["", f"Switches: {st['switches']} with hysteresis, {st['switches_without_hysteresis']} without."]
     la = report["lookahead"]
     lines += ["", "## Lookahead detector", ""]
     if la is None:
@@ -478,7 +546,8 @@ def run(config_path: str | Path, out: str | Path) -> dict[str, Any]:
     frame = load_trades(trades_path if trades_path.is_absolute() else base / trades_path)
     result = run_pipeline(frame, config)
     lookahead = lookahead_by_layer(frame, config) if config.lookahead.cuts else None
-    report = build_report(result, config, frame, lookahead)
+    study = regime_study(config.regime_study, base) if config.regime_study is not None else None
+    report = build_report(result, config, frame, lookahead, study)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _write(out / "report.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
