@@ -130,6 +130,8 @@ def load_config(path: str | Path) -> tuple[RegimeHazardConfig, Path]:
     try:
         config = RegimeHazardConfig.model_validate(raw)
         config.params.intervals_ns()
+        if config.params.book_features:
+            raise ConfigError(f"{path}: params.book_features needs a book; the research runner reads trades only")
         duration_ns(config.walkforward.embargo, "walkforward.embargo")
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -29,7 +29,12 @@ model (P(trade wins)) vetoes an entry below ``meta_threshold``. Entry ids are
 
 Layer C, hazard meter (on base bars, risk only): a calibrated P(stop or adverse move
 within the next minutes) from flow features (Kyle's lambda, trade order-flow imbalance,
-VPIN, absorption, realised-volatility ratio) and the trade's state. While a trade is
+VPIN, absorption, realised-volatility ratio), with ``book_features`` the book's (multi-level
+OFI of the last minutes against the trade, :class:`~tradebus.features.book.Ofi`; a recent
+depletion of the supporting side that did not refill,
+:class:`~tradebus.features.replenishment.Replenishment`; the book is fed with
+:meth:`RegimeHazardSystem.on_book`, by the strategy at each trade when it changed), and the
+trade's state. While a trade is
 open, ``p >= exit_threshold`` exits it early; while flat, ``p >= block_threshold`` for
 the proposed trade blocks the entry. It never enters, adds or enlarges a position.
 
@@ -52,11 +57,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tradebus.engine.messages import Trade
 from tradebus.errors import ConfigError
 from tradebus.features.bars import BarBuilder
+from tradebus.features.book import Ofi
+from tradebus.features.replenishment import Replenishment
 from tradebus.strategies.models import ModelSchedule
 from tradebus.strategies.base import Strategy, duration_ns
 from tradebus.strategies.regime import RegimeMachine, schmitt
 
 __all__ = [
+    "BOOK_FEATURES",
     "HAZARD_FEATURES",
     "META_FEATURES",
     "Decision",
@@ -70,10 +78,14 @@ TREND, RANGE, HAZARD = "TREND", "RANGE", "HAZARD"
 META_FEATURES = ("side", "trend", "er", "vol_ratio", "pull_atr", "range_pos", "atr_pct", "flow")
 #: Features of the hazard model, in order.
 HAZARD_FEATURES = ("kyle_lambda", "adverse_ofi", "vpin", "absorption", "rv_ratio", "unreal_atr", "stop_atr", "age")
+#: Appended to :data:`HAZARD_FEATURES` with ``book_features``.
+BOOK_FEATURES = ("adverse_book_ofi", "replenish_gap")
 _DRIVERS = {"kyle_lambda": "price impact (Kyle's lambda) up", "adverse_ofi": "order flow against the trade",
             "vpin": "flow toxicity (VPIN) up", "absorption": "absorption spike (volume without move)",
             "rv_ratio": "short-term volatility burst", "unreal_atr": "trade under water",
-            "stop_atr": "stop close", "age": "trade aging"}
+            "stop_atr": "stop close", "age": "trade aging",
+            "adverse_book_ofi": "book order-flow imbalance (multi-level OFI) against the trade",
+            "replenish_gap": "replenishment drop (depth not refilling after depletion)"}
 
 
 class RegimeHazardParams(BaseModel):
@@ -106,8 +118,15 @@ class RegimeHazardParams(BaseModel):
     flow_window: int = Field(default=30, ge=3)
     exit_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
     block_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
+    #: Add the book features (multi-level OFI, replenishment after depletion) to the hazard meter;
+    #: the book must then be fed with :meth:`RegimeHazardSystem.on_book`.
+    book_features: bool = False
+    book_levels: int = Field(default=5, ge=1, le=10)
+    depletion_drop: float = Field(default=0.5, gt=0.0, lt=1.0)
+    depletion_window: int = Field(default=50, ge=1)
+    replenish_horizon: str = "5s"
 
-    @field_validator("base_interval", "entry_interval", "regime_interval")
+    @field_validator("base_interval", "entry_interval", "regime_interval", "replenish_horizon")
     @classmethod
     def _duration(cls, value: str) -> str:
         duration_ns(value, "interval")
@@ -205,6 +224,7 @@ class RegimeHazardSystem:
         self.base_ns, self.entry_ns, self.regime_ns = params.intervals_ns()
         self.meta, self.hazard, self.use_hazard = meta, hazard, use_hazard
         self.builder = BarBuilder("time", interval_ns=self.base_ns)
+        self.builder_ts = 0
         self.entry_agg, self.regime_agg = _Aggregator(self.entry_ns), _Aggregator(self.regime_ns)
         self.regime = RegimeMachine(HAZARD, params.confirm)
         w = params.flow_window
@@ -212,6 +232,21 @@ class RegimeHazardSystem:
         self._sv: deque[float] = deque(maxlen=w)
         self._vol: deque[float] = deque(maxlen=w)
         self._prev_close = math.nan
+        # layer C book state: OFI per base bar (current bar accumulating), top-of-book depth, replenishment
+        self.hazard_features = HAZARD_FEATURES + (BOOK_FEATURES if params.book_features else ())
+        self._ofi = Ofi(levels=params.book_levels, window=1)
+        self._bar_ofi = 0.0
+        self._ofi_bars: deque[float] = deque(maxlen=5)
+        self._depth = math.nan
+        horizon = duration_ns(params.replenish_horizon, "replenish_horizon")
+        self._refill = {side: Replenishment(window=params.depletion_window, drop=params.depletion_drop,
+                                            horizon_ns=horizon) for side in (1, -1)}
+        self._refill_last: dict[int, tuple[int, float]] = {}
+        for name, schedule, columns in (("meta", meta, META_FEATURES), ("hazard", hazard, self.hazard_features)):
+            for _, model in (schedule.entries if schedule is not None else ()):
+                if model.columns != columns:
+                    raise ConfigError(f"regime_hazard: the {name} model's features {list(model.columns)} are not "
+                                      f"the system's {list(columns)} (book_features?)")
         # layer A state
         self._rc: deque[float] = deque(maxlen=params.regime_window + 1)
         self._rh: deque[float] = deque(maxlen=params.regime_window)
@@ -243,12 +278,27 @@ class RegimeHazardSystem:
 
     def on_trade(self, ts: int, price: float, size: float, aggressor: int) -> list[Decision]:
         """Feed one trade; return the decisions it triggers (those completing bars)."""
+        self.builder_ts = ts
         done = self.builder.update(ts, price, size, aggressor)
         if done is None:
             return []
         start = len(self.decisions)
         self._on_base_bar(done[0], done[1], ts)
         return self.decisions[start:]
+
+    def on_book(self, ts: int, bid_px: np.ndarray, bid_sz: np.ndarray, ask_px: np.ndarray,
+                ask_sz: np.ndarray) -> None:
+        """Feed one book state (levels best first): multi-level OFI and depletion/replenishment of each side."""
+        n = self.p.book_levels
+        ofi = self._ofi.update_book(bid_px[:n], bid_sz[:n], ask_px[:n], ask_sz[:n])
+        if ofi == ofi:
+            self._bar_ofi += ofi
+        bid, ask = float(np.sum(bid_sz[:n])), float(np.sum(ask_sz[:n]))
+        self._depth = bid + ask
+        for side, depth in ((1, bid), (-1, ask)):
+            event = self._refill[side].update(ts, depth)
+            if event is not None:
+                self._refill_last[side] = (event.ts_known, event.ratio)
 
     def _decide(self, decision: Decision) -> None:
         self.decisions.append(decision)
@@ -265,6 +315,8 @@ class RegimeHazardSystem:
         self._r.append(r)
         self._sv.append(buy - sell)
         self._vol.append(vol)
+        self._ofi_bars.append(self._bar_ofi)
+        self._bar_ofi = 0.0
         if self.trade is not None:
             self._check_barriers(now, h, lo, c, bar_ts)
         if self.trade is not None:
@@ -292,8 +344,17 @@ class RegimeHazardSystem:
 
     def _hazard_row(self, flow: dict[str, float], side: int, unreal_atr: float, stop_atr: float,
                     age: float) -> list[float]:
-        return [flow["kyle_lambda"] * side, flow["ofi"] * -side, flow["vpin"], flow["absorption"], flow["rv_ratio"],
-                unreal_atr, stop_atr, age]
+        row = [flow["kyle_lambda"] * side, flow["ofi"] * -side, flow["vpin"], flow["absorption"], flow["rv_ratio"],
+               unreal_atr, stop_atr, age]
+        if self.p.book_features:
+            depth = self._depth
+            book_ofi = -side * sum(self._ofi_bars) / depth if depth > 0 else math.nan
+            # the side that supports the trade (bids for a long): a recent depletion that did not refill
+            recent = self._refill_last.get(side)
+            window_ns = self.p.flow_window * self.base_ns
+            fresh = recent is not None and self.builder_ts - recent[0] <= window_ns
+            row += [book_ofi, max(0.0, 1.0 - recent[1]) if fresh and recent is not None else 0.0]
+        return row
 
     def _hazard_p(self, ts: int, row: list[float]) -> tuple[float, dict[str, float]]:
         model = None if self.hazard is None else self.hazard.at(ts)
@@ -483,11 +544,25 @@ class RegimeHazard(Strategy):
             meta, hazard = load_models(self.params.models)
         core = RegimeHazardParams(**{k: getattr(self.params, k) for k in RegimeHazardParams.model_fields})
         self.system = RegimeHazardSystem(core, meta=meta, hazard=hazard, use_hazard=self.params.use_hazard)
+        self._book_seq = -1
+
+    def _feed_book(self, ts: int) -> None:
+        """The book as of this trade, when it changed since the last one (book features sample it at trades)."""
+        book = self.book(self.instrument_id)
+        if book is None or book.last_seq == self._book_seq:
+            return
+        self._book_seq = book.last_seq
+        n = self.params.book_levels
+        bids, asks = np.asarray(book.bids(n), dtype=np.float64), np.asarray(book.asks(n), dtype=np.float64)
+        if len(bids) and len(asks):
+            self.system.on_book(ts, bids[:, 0], bids[:, 1], asks[:, 0], asks[:, 1])
 
     def on_trade(self, trade: Trade) -> None:
         """Feed the trade; act on the entry and exit decisions, log every decision with its reason."""
         if trade.instrument_id != self.instrument_id:
             return
+        if self.params.book_features:
+            self._feed_book(trade.ts_event)
         for d in self.system.on_trade(trade.ts_event, trade.price, trade.size, int(trade.aggressor)):
             self.log.info("regime_hazard {} {} [{}] {}: {}", d.action, d.entry_id or "-", d.layer, d.ts, d.reason)
             if d.action == "enter":
