@@ -199,10 +199,9 @@ def simulate(frame: pd.DataFrame, params: RegimeHazardParams, costs: CostsConfig
             fill = float(price[i + 1]) * (1.0 + order_side * slip)
             if d.action == "enter":
                 open_ = {"entry_id": d.entry_id, "side": d.side, "entry_ts": int(ts[i + 1]), "entry_px": fill,
-                         "regime": d.reason.split(" in ", 1)[1].split(":", 1)[0]}
+                         "regime": d.kind}
             elif open_ is not None:
-                kind = d.reason.split(":", 1)[0].removeprefix("exit ")
-                rows.append({**open_, "exit_ts": int(ts[i + 1]), "exit_px": fill, "exit": kind})
+                rows.append({**open_, "exit_ts": int(ts[i + 1]), "exit_px": fill, "exit": d.kind})
                 open_ = None
     if open_ is not None:  # still open at the end: closed at the last trade
         rows.append({**open_, "exit_ts": int(ts[-1]), "exit_px": float(price[-1]) * (1 - open_["side"] * slip),
@@ -452,7 +451,7 @@ def _per_segment(res: SimResult, bounds: list[int]) -> list[dict[str, Any]]:
 def _decision_counts(res: SimResult) -> dict[str, int]:
     counts: dict[str, int] = {}
     for d in res.system.decisions:
-        key = f"{d.layer}:{d.action}" + (":hazard" if d.values.get("kind_hazard") else "")
+        key = f"{d.layer}:{d.action}" + (":hazard" if d.kind == "hazard" else "")
         counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items()))
 

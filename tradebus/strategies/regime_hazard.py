@@ -143,7 +143,11 @@ class RegimeHazardParams(BaseModel):
 
 @dataclass(frozen=True)
 class Decision:
-    """One policy decision: ``action`` in ``regime, enter, exit, veto, block``."""
+    """One policy decision: ``action`` in ``regime, enter, exit, veto, block``.
+
+    ``kind`` is the exit's barrier (``stop``, ``take_profit``, ``timed``) or ``hazard``, and the
+    regime of an entry.
+    """
 
     ts: int
     action: str
@@ -151,12 +155,13 @@ class Decision:
     reason: str
     entry_id: str = ""
     side: int = 0
+    kind: str = ""
     values: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {"ts": self.ts, "action": self.action, "layer": self.layer, "entry_id": self.entry_id,
-                "side": self.side, "reason": self.reason, "values": self.values}
+                "side": self.side, "kind": self.kind, "reason": self.reason, "values": self.values}
 
 
 class _Aggregator:
@@ -405,8 +410,7 @@ class RegimeHazardSystem:
         t = self.trade
         assert t is not None
         layer = "C" if kind == "hazard" else "B"
-        self._decide(Decision(now, "exit", layer, f"exit {kind}: {reason}", t.entry_id, t.side,
-                              {"kind_hazard": float(kind == "hazard"), **values}))
+        self._decide(Decision(now, "exit", layer, f"exit {kind}: {reason}", t.entry_id, t.side, kind, values))
         self.trade = None
         self._last_p = math.nan
         self._cooldown_until = now + self.p.cooldown_bars * self.entry_ns
@@ -495,7 +499,7 @@ class RegimeHazardSystem:
             q = model.predict(features)
             if not q >= p.meta_threshold:
                 self._decide(Decision(now, "veto", "B", f"meta-label veto: P(win)={q:.2f} < {p.meta_threshold:.2f} "
-                                      f"({why})", entry_id, side, {"p_win": q}))
+                                      f"({why})", entry_id, side, regime, {"p_win": q}))
                 return
         pt, sl = p.barriers[regime]  # type: ignore[index]
         if self.use_hazard and flow:
@@ -503,13 +507,13 @@ class RegimeHazardSystem:
             hp, contrib = self._hazard_p(now, row)
             if hp >= p.block_threshold:
                 self._decide(Decision(now, "block", "C", f"hazard p={hp:.2f} >= block {p.block_threshold:.2f}: no new "
-                                      f"risk; drivers: {self._drivers(contrib)}", entry_id, side, {"p": hp}))
+                                      f"risk; drivers: {self._drivers(contrib)}", entry_id, side, regime, {"p": hp}))
                 return
         self.trade = _Trade(entry_id, side, now, c, self._atr, c - side * sl * self._atr, c + side * pt * self._atr,
                             regime, ts + p.max_hold_bars * self.entry_ns)
         self._last_p = math.nan
         self._decide(Decision(now, "enter", "B", f"enter {'long' if side > 0 else 'short'} in {regime}: {why}; "
-                              f"barriers pt {pt} / sl {sl} ATR", entry_id, side,
+                              f"barriers pt {pt} / sl {sl} ATR", entry_id, side, regime,
                               {"ref": c, "atr": self._atr, "stop": self.trade.stop, "target": self.trade.target}))
 
 
