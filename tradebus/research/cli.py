@@ -383,34 +383,6 @@ def _round_trip_pnl(result: Any) -> np.ndarray:
     return np.asarray(pnl, dtype=np.float64)
 
 
-#: ``system:`` key of a system config -> ``"module:loader:runner"`` (loader(path) -> config, runner(config, out)).
-SYSTEMS: dict[str, str] = {
-    "ml_gated": "tradebus.research.ml_gated:load_ml_gated_config:run_system",
-}
+from tradebus.research.systems import run as _run_system  # noqa: E402  (the registry imports this module lazily)
 
-
-@research_app.command()
-def run(config: ConfigArg, out: OutOption = None) -> None:
-    """Run a research system end to end from its config (``system:`` key) and write its report."""
-    import importlib
-    import time
-
-    from tradebus.research.config import read_yaml
-
-    console = Console()
-    try:
-        raw = read_yaml(config)
-        name = raw.get("system") if isinstance(raw, dict) else None
-        if name not in SYSTEMS:
-            raise ConfigError(f"{config}: 'system' must be one of {sorted(SYSTEMS)}, got {name!r}")
-        module, loader, runner = SYSTEMS[name].split(":")
-        mod = importlib.import_module(module)
-        cfg = getattr(mod, loader)(config)
-        target = _out_dir(out, config)
-        started = time.perf_counter()
-        with console.status(f"{name}: running"):
-            summary = getattr(mod, runner)(cfg, target)
-        seconds = time.perf_counter() - started
-    except TradebusError as exc:
-        _fail(exc)
-    console.print(_table(f"{name} -> {target}", {**summary, "run time (s)": round(seconds, 1)}))
+research_app.command("run")(_run_system)

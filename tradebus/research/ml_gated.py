@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,7 +41,7 @@ from tradebus.research.edge_walkforward import run_edges, segment_table, train_s
 from tradebus.research.tradelog import trade_log, trade_summary
 from tradebus.research.edge_strategy import EdgeGatedParams
 
-__all__ = ["MLGatedConfig", "load_ml_gated_config", "run_system"]
+__all__ = ["MLGatedConfig", "load_ml_gated_config", "run", "run_system"]
 
 #: Shortest span (days) for which the report annualises (the shipped data covers 20 days).
 ANNUALISE_DAYS = 7.0
@@ -167,8 +168,20 @@ def _markdown(report: dict[str, Any], segments: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def run(config_path: str | Path, out: str | Path) -> dict[str, Any]:
+    """Entry of :data:`tradebus.research.systems.SYSTEMS`: load, run, return the report.
+
+    The returned summary also holds the run time (``run_time_s``), which no file holds (the
+    files are byte-identical between runs).
+    """
+    started = time.perf_counter()
+    report = run_system(load_ml_gated_config(config_path), Path(out))
+    report["summary"] = {**report["summary"], "run_time_s": round(time.perf_counter() - started, 1)}
+    return report
+
+
 def run_system(config: MLGatedConfig, out: Path) -> dict[str, Any]:
-    """Run the pipeline of ``config`` and write its report into ``out``; returns the summary."""
+    """Run the pipeline of ``config`` and write its report into ``out``; returns the report."""
     _, bars = load_events(config.data.catalog, config.data.dataset)
     m, wf = config.model, config.walkforward
     trained = train_segments(
@@ -216,4 +229,4 @@ def run_system(config: MLGatedConfig, out: Path) -> dict[str, Any]:
     edges = pd.DataFrame({"ts_event": ts, "edge_bps": trained.edges, "target_bps": trained.target})
     _write(out / "edges.csv", edges.to_csv(index=False))
     trained.segments[-1].step.save(out / "model.joblib")
-    return report["summary"]
+    return report
