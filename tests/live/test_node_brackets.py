@@ -65,7 +65,12 @@ async def test_a_restarted_paper_daemon_takes_over_its_bracket(tmp_path: Path, c
 
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
         second = TradingNode(config(srv, tmp_path, enter=False, contingent=contingent), handle_signals=False)
-        await run_node(second, lambda: second.kernel.portfolio.position(IID) == 0.0, timeout=60.0)
+        # Done when flat and nothing works any more (the OCO cancel may reach the venue after the fill).
+        await run_node(
+            second,
+            lambda: second.kernel.portfolio.position(IID) == 0.0 and second.kernel.orders.open_count == 0,
+            timeout=60.0,
+        )
 
     orders = second.kernel.orders
     assert orders.order(entry).status == OrderStatus.FILLED
