@@ -6,7 +6,11 @@ replay -> bus -> feature bank (EMA 10 and 30) -> EmaCross long_only quantity 1 -
 risk gate -> order manager -> simulated venue (2 bps taker fee) -> portfolio.
 
 Reported: bars/s (median of ``--runs`` runs, replay reading included, catalog
-writing excluded), fills, final PnL, peak RSS, and the cost of one market-order
+writing excluded) next to the bars/s of a plain CPython loop running the same
+EMA-cross rule over Python lists in the same process (:func:`plain_ema_cross`: the
+same TA-Lib-seeded EMAs, decisions at the close, market fills at the next open,
+2 bps fee; its fills and PnL are checked against the kernel's), their ratio
+(target >= 1/8), fills, final PnL, peak RSS, and the cost of one market-order
 round trip (submit -> risk -> order manager -> venue -> fill on the next bar ->
 portfolio -> strategy callback), measured as the extra time per bar of a strategy
 that sends a market order on every bar over one that never trades, on the same data
@@ -97,6 +101,55 @@ class EveryBar(Strategy):
         self.filled += 1
 
 
+def plain_ema_cross(
+    opens: list[float], closes: list[float], fast: int, slow: int, quantity: float, fee: float
+) -> tuple[int, float]:
+    """The EMA-cross rule as a plain Python loop over lists; return (fills, final PnL).
+
+    EMAs as TA-Lib computes them (seeded with the mean of the first ``span`` closes); the
+    first bar with both ready records which is above, a flip targets ``quantity`` (up) or
+    flat (down), the market order fills at the next bar's open paying ``fee`` of its notional.
+    """
+    kf, ks = 2.0 / (fast + 1.0), 2.0 / (slow + 1.0)
+    sum_f = sum_s = ema_f = ema_s = 0.0
+    n_f = n_s = 0
+    above: bool | None = None
+    pending = position = cash = 0.0
+    fills = 0
+    for o, c in zip(opens, closes):
+        if pending:
+            cash -= pending * o + abs(pending) * o * fee
+            position += pending
+            pending = 0.0
+            fills += 1
+        if n_f >= fast:
+            ema_f = (c - ema_f) * kf + ema_f
+        else:
+            sum_f += c
+            n_f += 1
+            if n_f >= fast:
+                ema_f = sum_f / fast
+        if n_s >= slow:
+            ema_s = (c - ema_s) * ks + ema_s
+        else:
+            sum_s += c
+            n_s += 1
+            if n_s < slow:
+                continue
+            ema_s = sum_s / slow
+        if ema_f > ema_s:
+            now = True
+        elif ema_f < ema_s:
+            now = False
+        else:
+            continue
+        if now is not above:
+            if above is not None:
+                pending = (quantity if now else 0.0) - position
+            above = now
+    return fills, cash + position * closes[-1]
+
+
 def _rss_mb() -> float:
     """Peak resident set size of this process so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -121,11 +174,11 @@ def main() -> None:
     args = parser.parse_args()
     logger.remove()
 
+    table = make_bars(args.bars)
+    opens, closes = table.column("open").to_pylist(), table.column("close").to_pylist()
     with tempfile.TemporaryDirectory(prefix="tradebus-bench-") as tmp:
         catalog = Catalog(Path(tmp) / "catalog")
-        catalog.write(
-            make_bars(args.bars), "bench", "spot", "BTCUSDT", "bars_1m", period="month", interval_ns=MINUTE_NS
-        )
+        catalog.write(table, "bench", "spot", "BTCUSDT", "bars_1m", period="month", interval_ns=MINUTE_NS)
         source = ReplaySource.from_catalog(catalog, IID, "bench", "spot", "BTCUSDT", "bars_1m")
         replay = Replay([source])
 
@@ -136,7 +189,11 @@ def main() -> None:
         times: list[float] = []
         cpu: list[float] = []
         rss_before = _rss_mb()
+        plain_times: list[float] = []
         for _ in range(args.runs):
+            t0 = time.perf_counter()
+            plain_fills, plain_pnl = plain_ema_cross(opens, closes, 10, 30, 1.0, 0.0002)
+            plain_times.append(time.perf_counter() - t0)
             elapsed, used, kernel = run_once(replay, EmaCross(IID, fast=10, slow=30, quantity=1.0))
             times.append(elapsed)
             cpu.append(used)
@@ -167,6 +224,7 @@ def main() -> None:
             gc.collect()
 
     median = statistics.median(times)
+    plain_median = statistics.median(plain_times)
     figures = {
         "bars": bars,
         "runs": args.runs,
@@ -175,6 +233,10 @@ def main() -> None:
         "bars_per_second_best": bars / min(times),
         "bars_per_cpu_second": bars / statistics.median(cpu),
         "load_average_1m": os.getloadavg()[0],
+        "plain_loop_bars_per_second": bars / plain_median,
+        "ratio_to_plain_loop": plain_median / median,
+        "plain_loop_fills": plain_fills,
+        "plain_loop_pnl": plain_pnl,
         "fills": fills,
         "final_pnl": pnl,
         "fees_paid": fees,
@@ -193,7 +255,11 @@ def main() -> None:
             f"throughput      {figures['bars_per_second']:,.0f} bars/s wall (median; best "
             f"{figures['bars_per_second_best']:,.0f}); {figures['bars_per_cpu_second']:,.0f} bars per CPU second"
         )
-        print(f"fills           {figures['fills']:,}")
+        print(
+            f"plain loop      {figures['plain_loop_bars_per_second']:,.0f} bars/s (same rule over Python lists, median); "
+            f"kernel/plain = 1/{1 / figures['ratio_to_plain_loop']:.2f} (target >= 1/8)"
+        )
+        print(f"fills           {figures['fills']:,} (plain loop {plain_fills:,})")
         print(f"final PnL       {figures['final_pnl']:,.2f} (fees {figures['fees_paid']:,.2f})")
         print(
             f"peak RSS        {figures['peak_rss_mb']:,.1f} MB ({figures['rss_before_runs_mb']:,.1f} MB after "
@@ -205,6 +271,8 @@ def main() -> None:
         print(profile_text, file=sys.stderr)
     if not math.isfinite(pnl):
         raise SystemExit("benchmark produced a non-finite PnL")
+    if plain_fills != fills or not math.isclose(plain_pnl, pnl, rel_tol=1e-9, abs_tol=1e-6):
+        raise SystemExit(f"the plain loop disagrees: {plain_fills} fills, PnL {plain_pnl} vs {fills}, {pnl}")
 
 
 if __name__ == "__main__":
