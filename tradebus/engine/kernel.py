@@ -38,7 +38,11 @@ Two entry points run these steps:
     due), after one vectorised check that the batch's times are in order;
   - the cyclic garbage collector runs rarely during the loop (see :func:`_rare_gc`).
 
-  Trade batches go through :meth:`process` message by message.
+  Trade batches take the same path (features by ``FeatureBank.run_trades``; while
+  nothing is working the simulated venue is not shown the trades, and before the next
+  order it is shown each skipped instrument's latest trade, the only one whose price it
+  would have kept), except with perpetuals or bars built from trades, whose settlement
+  and bar building act between trades: those go through :meth:`process` one at a time.
 
 The kernel does no I/O: results are collected in memory (:class:`RunResult`)
 and written by :mod:`tradebus.reports.writers`.
@@ -329,6 +333,8 @@ class Kernel:
         # Whether the batch loop must call the execution engine on the next bar: an order
         # may be working, or a breaker evaluates every mark. Set on every submit.
         self._busy = self.risk_config.breakers_on_marks
+        # Instruments whose latest trades the batch loop did not show the (simulated) venue.
+        self._idle_trades: set[str] = set()
         self._started = False
         self._stopped = False
         self._dispatch: dict[type, Callable[[Any], None]] = {
@@ -455,6 +461,12 @@ class Kernel:
             if note is not None:
                 for iid, bar in self.cache.bars.items():
                     note(iid, bar.ts_init)
+            if self._idle_trades:
+                # Trades the batch loop did not show the venue: with nothing working it would
+                # only have kept the last one's price (the reference of the next arrival).
+                for iid in self._idle_trades:
+                    self.venue.on_trade(self.cache.trades[iid])  # type: ignore[attr-defined]
+                self._idle_trades.clear()
             self._busy = True
         self.execution.submit(cmd)
 
@@ -796,19 +808,92 @@ class Kernel:
             view.row = live
 
     def _run_trades(self, batch: Any) -> None:
+        n = len(batch.ts_init)
+        clock = self.clock
+        assert isinstance(clock, SimulatedClock)
         iid = self._intern(batch.instrument_id)
-        trade_ids = batch.trade_id
-        for k, (te, ti, px, sz, side) in enumerate(
-            zip(
-                batch.ts_event.tolist(),
-                batch.ts_init.tolist(),
-                batch.price.tolist(),
-                batch.size.tolist(),
-                batch.aggressor.tolist(),
-                strict=True,
-            )
+        if (
+            n < _SMALL_BATCH
+            or self.perpetuals is not None
+            or iid in self.trade_bars
+            or not _ordered_from(batch.ts_init, clock.current_ns)
         ):
-            self.process(Trade(iid, te, ti, px, sz, side, trade_ids[k]))
+            # Perpetual settlement and bars built from trades act between trades: one at a time.
+            for k, (te, ti, px, sz, side) in enumerate(
+                zip(
+                    batch.ts_event.tolist(),
+                    batch.ts_init.tolist(),
+                    batch.price.tolist(),
+                    batch.size.tolist(),
+                    batch.aggressor.tolist(),
+                    strict=True,
+                )
+            ):
+                self.process(Trade(iid, te, ti, px, sz, side, batch.trade_id[k]))
+            return
+        bank = self.banks.get(iid)
+        view = self.cache.feature_views.get(iid)
+        if bank is not None and view is not None:
+            live = view.row
+            view.row = live.tolist()  # type: ignore[union-attr]
+            out = bank.run_trades(batch.ts_event, batch.price, batch.size, batch.aggressor)
+            features: Iterable[Any] = zip(*out.T.tolist(), strict=True)
+        else:
+            view, live = FeatureView(()), None
+            features = repeat((), n)
+        ts_init = batch.ts_init.tolist()
+        ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
+        deliver = _fan_out(self.bus.handlers(Trade, iid))
+        history = self.histories.get(iid)
+        if history is not None and history.trade_capacity:
+            deliver = _appending_trade(history, deliver)
+        # Only the plain simulated venue's trade handling reduces to "remember the last price"
+        # while nothing is working (see submit()); any other venue sees every trade.
+        skip = type(self.venue) is SimulatedVenue
+        idle = self._idle_trades
+        execution_on_trade = self.execution.on_trade
+        cache_trades = self.cache.trades
+        cache_prices = self.cache.prices
+        orders = self.orders
+        marks_matter = self.risk_config.breakers_on_marks
+        advance = clock.advance_to
+        next_sample = self._next_sample
+        result = self.result
+        if skip and not self._busy:
+            idle.add(iid)
+        self._span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
+        for te, ti, px, sz, side, tid, row in zip(
+            ts_event,
+            ts_init,
+            batch.price.tolist(),
+            batch.size.tolist(),
+            batch.aggressor.tolist(),
+            batch.trade_id,
+            features,
+            strict=True,
+        ):
+            if ti < clock.next_due:
+                clock.current_ns = ti
+            else:
+                advance(ti)
+            trade = Trade(iid, te, ti, px, sz, side, tid)
+            if self._busy or not skip:
+                execution_on_trade(trade)
+                if skip:
+                    self._busy = marks_matter or orders.open_count > 0
+                    if not self._busy:
+                        idle.add(iid)
+            cache_trades[iid] = trade
+            cache_prices[iid] = px
+            view.row = row
+            deliver(trade)
+            if ti >= next_sample:
+                self._sample(ti)
+                next_sample = self._next_sample
+        result.trades += n
+        result.end_ns = ts_init[-1]
+        if live is not None:
+            view.row = live
 
     @staticmethod
     def _live_outputs(bank: FeatureBank) -> np.ndarray:
@@ -957,6 +1042,16 @@ def _advancing(history: History, deliver: Callable[[Bar], None]) -> Callable[[Ba
         deliver(bar)
 
     return advance_and_deliver
+
+
+def _appending_trade(history: History, deliver: Callable[[Trade], None]) -> Callable[[Trade], None]:
+    """``deliver`` preceded by appending the trade to the instrument's history window."""
+
+    def append_and_deliver(trade: Trade) -> None:
+        history.append_trade(trade.ts_event, trade.price, trade.size, float(trade.aggressor))
+        deliver(trade)
+
+    return append_and_deliver
 
 
 def _only_for(strategy_id: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:
