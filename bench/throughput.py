@@ -19,6 +19,11 @@ that sends a market order on every bar over one that never trades, on the same d
 Usage::
 
     python bench/throughput.py [--bars 1000000] [--runs 3] [--json] [--profile]
+    python bench/throughput.py --ticks [--trades 2000000] [--runs 3] [--json]
+
+``--ticks`` replays synthetic trades through TickEmaCross (EMA 20/80 of trade prices,
+long/short, market orders filled on the next trade) and times the same rule as a plain
+loop over the list of prices in the same run (target: kernel >= 1/8 of the loop).
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from tradebus.engine.messages import Bar, OrderFilled, OrderSide  # noqa: E402
 from tradebus.execution.config import VenueConfig  # noqa: E402
 from tradebus.strategies.base import Strategy  # noqa: E402
 from tradebus.strategies.ema_cross import EmaCross  # noqa: E402
+from tradebus.strategies.tick_ema import TickEmaCross  # noqa: E402
 
 MINUTE_NS = 60_000_000_000
 START_NS = 1_704_067_200_000_000_000  # 2024-01-01T00:00:00Z
@@ -150,6 +156,127 @@ def plain_ema_cross(
     return fills, cash + position * closes[-1]
 
 
+def make_trades(n: int, seed: int = SEED) -> pa.Table:
+    """``n`` trades of a random walk, 1 to 100 ms apart (deterministic for a seed)."""
+    rng = np.random.default_rng(seed)
+    price = np.round(30_000.0 * np.exp(np.cumsum(rng.normal(0.0, 0.0002, n))), 2)
+    ts = START_NS + np.cumsum(rng.integers(1, 101, n)).astype(np.int64) * 1_000_000
+    return pa.table(
+        {
+            "ts_event": ts,
+            "ts_init": ts,
+            "price": price,
+            "size": np.round(rng.lognormal(-3.0, 1.0, n), 6) + 0.00001,
+            "aggressor": rng.choice(np.array([-1, 1], dtype=np.int8), n),
+            "trade_id": np.arange(n).astype(str),
+        }
+    )
+
+
+def plain_tick_ema_cross(prices: list[float], fast: int, slow: int, quantity: float, fee: float) -> tuple[int, float]:
+    """The tick EMA-cross rule (long/short) as a plain Python loop over trade prices; (fills, PnL).
+
+    Same EMAs and decisions as :func:`plain_ema_cross`, on every trade; the market order
+    fills at the next trade's price (trades here are at strictly increasing times).
+    """
+    kf, ks = 2.0 / (fast + 1.0), 2.0 / (slow + 1.0)
+    sum_f = sum_s = ema_f = ema_s = 0.0
+    n_f = n_s = 0
+    above: bool | None = None
+    pending = position = cash = 0.0
+    fills = 0
+    for p in prices:
+        if pending:
+            cash -= pending * p + abs(pending) * p * fee
+            position += pending
+            pending = 0.0
+            fills += 1
+        if n_f >= fast:
+            ema_f = (p - ema_f) * kf + ema_f
+        else:
+            sum_f += p
+            n_f += 1
+            if n_f >= fast:
+                ema_f = sum_f / fast
+        if n_s >= slow:
+            ema_s = (p - ema_s) * ks + ema_s
+        else:
+            sum_s += p
+            n_s += 1
+            if n_s < slow:
+                continue
+            ema_s = sum_s / slow
+        if ema_f > ema_s:
+            now = True
+        elif ema_f < ema_s:
+            now = False
+        else:
+            continue
+        if now is not above:
+            if above is not None:
+                pending = (quantity if now else -quantity) - position
+            above = now
+    return fills, cash + position * prices[-1]
+
+
+def bench_ticks(args: argparse.Namespace) -> dict[str, object]:
+    """Trades with orders (TickEmaCross 20/80 long/short) against the plain loop over the same ticks."""
+    table = make_trades(args.trades)
+    prices = table.column("price").to_pylist()
+    inst = Instrument("BENCH", "BTCUSDT", tick_size=0.01, lot_size=1e-5, taker_fee=0.0002, margin=True)
+    venue = VenueConfig(taker_fee=0.0002, fill_on="trades")
+
+    def run(replay: Replay) -> tuple[float, Kernel]:
+        kernel = Kernel([inst], venue_config=venue, initial_cash=1_000_000.0)
+        kernel.add_strategy(TickEmaCross(IID, fast=20, slow=80, quantity=1.0))
+        t0 = time.perf_counter()
+        kernel.run(replay)
+        return time.perf_counter() - t0, kernel
+
+    with tempfile.TemporaryDirectory(prefix="tradebus-bench-") as tmp:
+        catalog = Catalog(Path(tmp) / "catalog")
+        catalog.write(table, "bench", "spot", "BTCUSDT", "trades", period="month")
+        source = ReplaySource.from_catalog(catalog, IID, "bench", "spot", "BTCUSDT", "trades")
+        run(Replay([source], end_ns=int(table.column("ts_init")[1000].as_py())))  # warm-up
+        times: list[float] = []
+        plain_times: list[float] = []
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            plain_fills, plain_pnl = plain_tick_ema_cross(prices, 20, 80, 1.0, 0.0002)
+            plain_times.append(time.perf_counter() - t0)
+            elapsed, kernel = run(Replay([source]))
+            times.append(elapsed)
+            fills, pnl = len(kernel.result.fills), kernel.portfolio.equity() - kernel.result.initial_cash
+            trades = kernel.result.trades
+            del kernel
+            gc.collect()
+    median, plain_median = statistics.median(times), statistics.median(plain_times)
+    figures: dict[str, object] = {
+        "trades": trades,
+        "runs": args.runs,
+        "trades_per_second": trades / median,
+        "plain_loop_trades_per_second": trades / plain_median,
+        "ratio_to_plain_loop": plain_median / median,
+        "fills": fills,
+        "final_pnl": pnl,
+        "plain_loop_fills": plain_fills,
+        "plain_loop_pnl": plain_pnl,
+        "load_average_1m": os.getloadavg()[0],
+    }
+    if not args.json:
+        print(f"trades          {trades:,} synthetic trades, TickEmaCross 20/80 long/short, {args.runs} runs")
+        print(f"kernel          {figures['trades_per_second']:,.0f} trades/s wall (median)")
+        print(
+            f"plain loop      {figures['plain_loop_trades_per_second']:,.0f} trades/s (same rule over a list of prices); "
+            f"kernel/plain = 1/{1 / (plain_median / median):.2f} (target >= 1/8)"
+        )
+        print(f"fills           {fills:,} (plain loop {plain_fills:,}); PnL {pnl:,.2f} (plain loop {plain_pnl:,.2f})")
+        print(f"load average    {figures['load_average_1m']:.1f}")
+    if plain_fills != fills or not math.isclose(plain_pnl, pnl, rel_tol=1e-9, abs_tol=1e-6):
+        raise SystemExit(f"the plain tick loop disagrees: {plain_fills} fills, PnL {plain_pnl} vs {fills}, {pnl}")
+    return figures
+
+
 def _rss_mb() -> float:
     """Peak resident set size of this process so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -171,8 +298,15 @@ def main() -> None:
     parser.add_argument("--probe-bars", type=int, default=100_000, help="bars per round-trip measurement")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of one full run")
+    parser.add_argument("--ticks", action="store_true", help="trades with orders against a plain loop over the ticks")
+    parser.add_argument("--trades", type=int, default=2_000_000, help="synthetic trades of --ticks")
     args = parser.parse_args()
     logger.remove()
+    if args.ticks:
+        figures = bench_ticks(args)
+        if args.json:
+            print(json.dumps(figures, indent=2))
+        return
 
     table = make_bars(args.bars)
     opens, closes = table.column("open").to_pylist(), table.column("close").to_pylist()
