@@ -10,12 +10,13 @@ import pyarrow as pa
 import pytest
 
 from tradebus.data.catalog import Catalog
-from tradebus.data.replay import Replay, ReplaySource
+from tradebus.data.replay import MixedBatch, Replay, ReplaySource
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import OrderSide, Trade
+from tradebus.engine.messages import Bar, OrderSide, TimeEvent, Trade
 from tradebus.execution.config import VenueConfig
 from tradebus.strategies.base import Strategy
+from tradebus.strategies.ema_cross import EmaCross
 from tradebus.strategies.tick_ema import TickEmaCross
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -161,3 +162,120 @@ def test_trade_batches_fill_like_process_on_synthetic_trades(tmp_path: Path, lat
 
     fast, slow = run_both([source], build, batch_rows=3_000)
     assert_same(fast, slow, min_fills=200)
+
+
+# ----------------------------------------------------------------------------- several instruments
+MIN = 60_000_000_000
+
+
+def bar_table(n: int, seed: int, start: int = T0, interval: int = MIN) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    close = np.round(100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.004, n))), 2)
+    open_ = np.concatenate([[100.0], close[:-1]])
+    high = np.round(np.maximum(open_, close) * (1.0 + np.abs(rng.normal(0.0, 0.001, n))), 2)
+    low = np.round(np.minimum(open_, close) * (1.0 - np.abs(rng.normal(0.0, 0.001, n))), 2)
+    ts = start + interval * np.arange(1, n + 1, dtype=np.int64)
+    return pa.table(
+        {"ts_event": ts, "ts_init": ts, "open": open_, "high": high, "low": low, "close": close, "volume": np.full(n, 3.0)}
+    )
+
+
+def bar_sources(root: Path, tables: list[pa.Table]) -> list[ReplaySource]:
+    catalog = Catalog(root)
+    sources = []
+    for k, table in enumerate(tables):
+        catalog.write(table, "sim", "spot", f"C{k}USD", "bars", period="month")
+        sources.append(ReplaySource.from_catalog(catalog, f"C{k}USD.SIM", "sim", "spot", f"C{k}USD", "bars"))
+    return sources
+
+
+class Watcher(Strategy):
+    """Sees every instrument; logs what it sees of the others (features, history); trades across them.
+
+    On each bar it records the bar, the history window of the next instrument and every
+    instrument's EMA; every 7th bar it orders the next instrument, and a timer that never
+    falls on a bar time orders the first one.
+    """
+
+    def __init__(self, ids: tuple[str, ...]) -> None:
+        super().__init__(ids, strategy_id="watcher")
+        self.ids = ids
+        self.seen: list[tuple[Any, ...]] = []
+        self.n = 0
+
+    def history_sizes(self, instrument_id: str) -> dict[str, int]:
+        return {"bars": 4}
+
+    def on_start(self) -> None:
+        self.set_timer("odd", 13 * MIN + MIN // 3, start_ns=T0)
+
+    def on_timer(self, event: TimeEvent) -> None:
+        if self.cache.price(self.ids[0]) == self.cache.price(self.ids[0]):
+            self.submit_market(self.ids[0], OrderSide.BUY if self.n % 2 else OrderSide.SELL, 0.3, reason="timer")
+
+    def on_bar(self, bar: Bar) -> None:
+        self.n += 1
+        other = self.ids[(self.ids.index(bar.instrument_id) + 1) % len(self.ids)]
+        window = self.bars(instrument_id=other)
+        emas = tuple(float(self.features(iid)[f"ema_{5 + k}"]) for k, iid in enumerate(self.ids))
+        emas = tuple(x if x == x else None for x in emas)  # NaN (not ready) compares unequal to itself
+        self.seen.append((bar.instrument_id, bar.ts_init, tuple(window.close.tolist()), emas))
+        if self.n % 7 == 0 and self.cache.price(other) == self.cache.price(other):
+            self.submit_market(other, OrderSide.BUY if self.n % 2 else OrderSide.SELL, 0.2, reason="watch")
+
+
+def mixed_kernel(ids: tuple[str, ...], latency_ns: int) -> Kernel:
+    kernel = Kernel(
+        [Instrument("SIM", iid.split(".")[0], tick_size=0.01, lot_size=0.001, taker_fee=0.0002, margin=True) for iid in ids],
+        initial_cash=1_000_000.0,
+        venue_config=VenueConfig(latency_ns=latency_ns, slippage_bps=1.0),
+    )
+    for k, iid in enumerate(ids):
+        kernel.add_strategy(EmaCross(iid, fast=5 + k, slow=17 + 2 * k, mode="long_short", quantity=1.0, strategy_id=f"ema{k}"))
+    kernel.add_strategy(Watcher(ids))
+    return kernel
+
+
+def watcher_log(kernel: Kernel) -> list[tuple[Any, ...]]:
+    (watcher,) = [s for s in kernel.strategies if isinstance(s, Watcher)]
+    return watcher.seen
+
+
+@pytest.mark.parametrize("count", [2, 10])
+@pytest.mark.parametrize("latency_ns", [0, 3 * MIN // 2])
+def test_instruments_with_identical_times_fill_like_process(tmp_path: Path, count: int, latency_ns: int) -> None:
+    sources = bar_sources(tmp_path / "c", [bar_table(1_200, seed=k) for k in range(count)])
+    ids = tuple(src.instrument_id for src in sources)
+    replay = Replay(sources, batch_rows=500)
+    assert sum(isinstance(b, MixedBatch) for b in replay.mixed_batches()) >= 3
+    fast, slow = run_both(sources, lambda: mixed_kernel(ids, latency_ns), batch_rows=500)
+    assert {f[1] for f in fills_of(fast)} == set(ids)
+    assert_same(fast, slow, min_fills=100 * count)
+    assert watcher_log(fast) == watcher_log(slow)
+    assert len(watcher_log(fast)) == 1_200 * count
+
+
+def received_in_bursts(table: pa.Table, every: int) -> pa.Table:
+    """The bars received at the next multiple of ``every``: runs of rows share a ``ts_init``."""
+    ts_event = table.column("ts_event").to_numpy()
+    return table.set_column(1, "ts_init", pa.array((ts_event + every - 1) // every * every))
+
+
+def test_instruments_with_staggered_times_and_intervals_fill_like_process(tmp_path: Path) -> None:
+    # Different intervals, offsets, lengths and holes: the merge horizon cuts chunks everywhere.
+    tables = [
+        bar_table(1_500, seed=1),
+        bar_table(300, seed=2, interval=5 * MIN),
+        bar_table(900, seed=3, start=T0 + MIN // 2),
+        bar_table(1_500, seed=4).filter(pa.array(np.arange(1_500) % 11 != 3)),
+        bar_table(200, seed=5, start=T0 + 700 * MIN),
+    ]
+    tables.insert(0, received_in_bursts(bar_table(600, seed=6), 5 * MIN))  # first: it wins ties at a cut
+    sources = bar_sources(tmp_path / "c", tables)
+    ids = tuple(src.instrument_id for src in sources)
+    for rows in (1, 64, 333):
+        replay = Replay(sources, batch_rows=rows)
+        assert [m for b in replay.mixed_batches() for m in b.messages()] == list(replay)
+    fast, slow = run_both(sources, lambda: mixed_kernel(ids, MIN // 2), batch_rows=333)
+    assert_same(fast, slow, min_fills=300)
+    assert watcher_log(fast) == watcher_log(slow)

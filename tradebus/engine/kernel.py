@@ -139,7 +139,11 @@ _LIQUIDITY_NAMES: dict[str, str] = {member: member.value for member in Liquidity
 
 
 class ReplayLike(Protocol):
-    """What :meth:`Kernel.run` needs of a replay: merged-order batches."""
+    """What :meth:`Kernel.run` needs of a replay: merged-order batches.
+
+    A replay that also has ``mixed_batches()`` (:meth:`tradebus.data.replay.Replay.mixed_batches`)
+    is read through it: batches of kind ``"mixed_bars"`` hold rows of several instruments.
+    """
 
     def batches(self) -> Iterable[Any]:
         """Runs of consecutive rows of one source, in merged order."""
@@ -710,11 +714,16 @@ class Kernel:
             raise ConfigError("kernel: run() replays history and needs a SimulatedClock")
         self.start()
         with _rare_gc():
-            for batch in replay.batches():
-                if batch.instrument_id not in self.instruments:
-                    raise DataError(f"kernel: replay batch for unknown instrument {batch.instrument_id!r}")
-                if batch.kind == "bars":
+            mixed = getattr(replay, "mixed_batches", None)
+            for batch in mixed() if mixed is not None else replay.batches():
+                kind = batch.kind
+                for iid in batch.instrument_ids if kind == "mixed_bars" else (batch.instrument_id,):
+                    if iid not in self.instruments:
+                        raise DataError(f"kernel: replay batch for unknown instrument {iid!r}")
+                if kind == "bars":
                     self._run_bars(batch)
+                elif kind == "mixed_bars":
+                    self._run_mixed_bars(batch)
                 elif batch.kind == "trades":
                     self._run_trades(batch)
                 else:
@@ -736,30 +745,12 @@ class Kernel:
                 self.process(bar)
             return
         iid = self._intern(batch.instrument_id)
-        bank = self.banks.get(iid)
-        view = self.cache.feature_views.get(iid)
-        if bank is not None and view is not None:
-            live = view.row
-            # Until row i's bar is delivered, the strategy sees the values from before the batch.
-            view.row = live.tolist()  # type: ignore[union-attr]
-            out = bank.run_bars(batch.ts_event, batch.open, batch.high, batch.low, batch.close, batch.volume)
-            # Column lists zipped back into one tuple per row as the loop goes: no n-element
-            # list of lists for the garbage collector to walk.
-            features: Iterable[Any] = zip(*out.T.tolist(), strict=True)
-        else:
-            view, live = FeatureView(()), None  # a throwaway view keeps the loop free of branches
-            features = repeat((), n)
+        view, live, features, deliver, history = self._bar_lane(
+            iid, batch.ts_event, batch.open, batch.high, batch.low, batch.close, batch.volume
+        )
         ts_init = batch.ts_init.tolist()
         # Historical bars usually have ts_event == ts_init: share the int objects.
         ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
-        deliver = _fan_out(self.bus.handlers(Bar, iid))
-        history = self.histories.get(iid)
-        if history is not None and history.bar_capacity:
-            # The batch is staged whole; each delivered bar makes one more row visible.
-            history.begin_batch(
-                batch.ts_event, np.column_stack((batch.open, batch.high, batch.low, batch.close, batch.volume))
-            )
-            deliver = _advancing(history, deliver)
         execution_on_bar = self.execution.on_bar
         cache_bars = self.cache.bars
         cache_prices = self.cache.prices
@@ -806,6 +797,117 @@ class Kernel:
             history.end_batch()
         if live is not None:
             view.row = live
+
+    def _bar_lane(
+        self, iid: str, ts_event: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray
+    ) -> tuple[FeatureView, Any, Iterator[Any], Callable[[Bar], None], History | None]:
+        """Set up the batch loop's delivery of one instrument's bars (in order, any other rows between).
+
+        Returns the instrument's feature view, its live row to restore after the batch (``None``:
+        no bank), the iterator of feature rows (one per bar), the delivery to the subscribers and
+        the staged history (end its batch afterwards; ``None``: no bar history).
+        """
+        bank = self.banks.get(iid)
+        view = self.cache.feature_views.get(iid)
+        if bank is not None and view is not None:
+            live = view.row
+            # Until row i's bar is delivered, the strategy sees the values from before the batch.
+            view.row = live.tolist()  # type: ignore[union-attr]
+            out = bank.run_bars(ts_event, o, h, lo, c, v)
+            # Column lists zipped back into one tuple per row as the loop goes: no n-element
+            # list of lists for the garbage collector to walk.
+            features: Iterator[Any] = zip(*out.T.tolist(), strict=True)
+        else:
+            view, live = FeatureView(()), None  # a throwaway view keeps the loop free of branches
+            features = repeat((), ts_event.shape[0])
+        deliver = _fan_out(self.bus.handlers(Bar, iid))
+        history = self.histories.get(iid)
+        if history is not None and history.bar_capacity:
+            # The batch is staged whole; each delivered bar makes one more row visible.
+            history.begin_batch(ts_event, np.column_stack((o, h, lo, c, v)))
+            deliver = _advancing(history, deliver)
+        else:
+            history = None
+        return view, live, features, deliver, history
+
+    def _run_mixed_bars(self, batch: Any) -> None:
+        """The loop of :meth:`_run_bars` over rows of several instruments (``Replay.mixed_batches``)."""
+        n = len(batch.ts_init)
+        clock = self.clock
+        assert isinstance(clock, SimulatedClock)
+        if n < _SMALL_BATCH or not _ordered_from(batch.ts_init, clock.current_ns):
+            for bar in batch.messages():
+                self.process(bar)
+            return
+        source = batch.source
+        lanes: list[tuple[str, FeatureView, Callable[[], Any], Callable[[Bar], None]] | None] = []
+        ends: list[tuple[FeatureView, Any, History | None]] = []
+        for s, instrument_id in enumerate(batch.instrument_ids):
+            rows = np.flatnonzero(source == s)
+            if not rows.size:
+                lanes.append(None)
+                continue
+            iid = self._intern(instrument_id)
+            view, live, features, deliver, history = self._bar_lane(
+                iid,
+                batch.ts_event[rows],
+                batch.open[rows],
+                batch.high[rows],
+                batch.low[rows],
+                batch.close[rows],
+                batch.volume[rows],
+            )
+            lanes.append((iid, view, features.__next__, deliver))
+            ends.append((view, live, history))
+        ts_init = batch.ts_init.tolist()
+        ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
+        execution_on_bar = self.execution.on_bar
+        cache_bars = self.cache.bars
+        cache_prices = self.cache.prices
+        orders = self.orders
+        marks_matter = self.risk_config.breakers_on_marks
+        perps = self.perpetuals
+        advance = clock.advance_to
+        next_sample = self._next_sample
+        self._span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
+        for s, te, ti, o, h, lo, c, v in zip(
+            source.tolist(),
+            ts_event,
+            ts_init,
+            batch.open.tolist(),
+            batch.high.tolist(),
+            batch.low.tolist(),
+            batch.close.tolist(),
+            batch.volume.tolist(),
+            strict=True,
+        ):
+            iid, view, next_row, deliver = lanes[s]  # type: ignore[misc]
+            if ti < clock.next_due:
+                clock.current_ns = ti
+            else:
+                advance(ti)
+            bar = Bar(iid, te, ti, o, h, lo, c, v)
+            if self._busy:
+                execution_on_bar(bar)
+                if perps is not None and perps.watching:
+                    perps.check(ti)
+                self._busy = marks_matter or orders.open_count > 0
+            elif perps is not None and perps.watching:
+                perps.on_price(iid, c, ti)
+            cache_bars[iid] = bar
+            cache_prices[iid] = c
+            view.row = next_row()
+            deliver(bar)
+            if ti >= next_sample:
+                self._sample(ti)
+                next_sample = self._next_sample
+        self.result.bars += n
+        self.result.end_ns = ts_init[-1]
+        for view, live, history in ends:
+            if history is not None:
+                history.end_batch()
+            if live is not None:
+                view.row = live
 
     def _run_trades(self, batch: Any) -> None:
         n = len(batch.ts_init)
