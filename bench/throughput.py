@@ -10,7 +10,9 @@ writing excluded) next to the bars/s of a plain CPython loop running the same
 EMA-cross rule over Python lists in the same process (:func:`plain_ema_cross`: the
 same TA-Lib-seeded EMAs, decisions at the close, market fills at the next open,
 2 bps fee; its fills and PnL are checked against the kernel's), their ratio
-(target >= 1/8), fills, final PnL, peak RSS, and the cost of one market-order
+(target >= 1/8), the bars/s of 2 and 10 interleaved instruments with identical
+times (the same number of bars in all, an EmaCross each) as a share of one instrument's
+(target >= 70%), fills, final PnL, peak RSS, and the cost of one market-order
 round trip (submit -> risk -> order manager -> venue -> fill on the next bar ->
 portfolio -> strategy callback), measured as the extra time per bar of a strategy
 that sends a market order on every bar over one that never trades, on the same data
@@ -277,6 +279,36 @@ def bench_ticks(args: argparse.Namespace) -> dict[str, object]:
     return figures
 
 
+def bench_instruments(root: Path, count: int, total: int, runs: int) -> tuple[float, int]:
+    """Median bars/s of ``count`` interleaved instruments with identical times (``total`` bars in all).
+
+    Each instrument has its own random walk and its own EmaCross 10/30; returns (bars/s, fills).
+    """
+    catalog = Catalog(root)
+    per = total // count
+    sources = []
+    for k in range(count):
+        symbol = f"I{k}USDT"
+        catalog.write(make_bars(per, seed=SEED + k), "bench", "spot", symbol, "bars_1m", period="month")
+        sources.append(ReplaySource.from_catalog(catalog, f"{symbol}.BENCH", "bench", "spot", symbol, "bars_1m"))
+    insts = [
+        Instrument("BENCH", f"I{k}USDT", tick_size=0.01, lot_size=1e-5, maker_fee=0.0001, taker_fee=0.0002)
+        for k in range(count)
+    ]
+    times: list[float] = []
+    for _ in range(runs):
+        kernel = Kernel(insts, venue_config=VenueConfig(taker_fee=0.0002), initial_cash=1_000_000.0 * count)
+        for src in sources:
+            kernel.add_strategy(EmaCross(src.instrument_id, fast=10, slow=30, quantity=1.0, strategy_id=src.instrument_id))
+        t0 = time.perf_counter()
+        kernel.run(Replay(sources))
+        times.append(time.perf_counter() - t0)
+        bars, fills = kernel.result.bars, len(kernel.result.fills)
+        del kernel
+        gc.collect()
+    return bars / statistics.median(times), fills
+
+
 def _rss_mb() -> float:
     """Peak resident set size of this process so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -298,6 +330,12 @@ def main() -> None:
     parser.add_argument("--probe-bars", type=int, default=100_000, help="bars per round-trip measurement")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of one full run")
+    parser.add_argument(
+        "--instruments",
+        type=lambda text: [int(x) for x in text.split(",") if x],
+        default=[2, 10],
+        help="interleaved instrument counts to compare with one (comma-separated; empty: none)",
+    )
     parser.add_argument("--ticks", action="store_true", help="trades with orders against a plain loop over the ticks")
     parser.add_argument("--trades", type=int, default=2_000_000, help="synthetic trades of --ticks")
     args = parser.parse_args()
@@ -348,6 +386,11 @@ def main() -> None:
             pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
             profile_text = out.getvalue()
 
+        several: dict[str, dict[str, float]] = {}
+        for count in args.instruments:
+            rate, several_fills = bench_instruments(Path(tmp) / f"several{count}", count, args.bars, args.runs)
+            several[str(count)] = {"bars_per_second": rate, "fills": several_fills}
+
         probe_end = START_NS + args.probe_bars * MINUTE_NS
         trips: list[float] = []
         for _ in range(max(args.runs, 3)):
@@ -374,6 +417,9 @@ def main() -> None:
         "fills": fills,
         "final_pnl": pnl,
         "fees_paid": fees,
+        "instruments": {
+            k: {**v, "ratio_to_single": v["bars_per_second"] / (bars / median)} for k, v in several.items()
+        },
         "peak_rss_mb": rss_peak,
         "rss_before_runs_mb": rss_before,
         "round_trip_us_median": statistics.median(trips),
@@ -395,6 +441,11 @@ def main() -> None:
         )
         print(f"fills           {figures['fills']:,} (plain loop {plain_fills:,})")
         print(f"final PnL       {figures['final_pnl']:,.2f} (fees {figures['fees_paid']:,.2f})")
+        for k, v in figures["instruments"].items():  # type: ignore[attr-defined]
+            print(
+                f"{k:>2} instruments  {v['bars_per_second']:,.0f} bars/s (identical times, {args.bars:,} bars in all, "
+                f"{v['fills']:,} fills) = {v['ratio_to_single']:.0%} of one instrument (target >= 70%)"
+            )
         print(
             f"peak RSS        {figures['peak_rss_mb']:,.1f} MB ({figures['rss_before_runs_mb']:,.1f} MB after "
             "imports, data generation and catalog writing)"
