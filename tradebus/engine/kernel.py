@@ -339,6 +339,9 @@ class Kernel:
         self._busy = self.risk_config.breakers_on_marks
         # Instruments whose latest trades the batch loop did not show the (simulated) venue.
         self._idle_trades: set[str] = set()
+        # Instruments whose bars the several-instrument batch loop did not show the venue while
+        # an order worked on another one.
+        self._lagging: set[str] = set()
         self._started = False
         self._stopped = False
         self._dispatch: dict[type, Callable[[Any], None]] = {
@@ -471,7 +474,16 @@ class Kernel:
                 for iid in self._idle_trades:
                     self.venue.on_trade(self.cache.trades[iid])  # type: ignore[attr-defined]
                 self._idle_trades.clear()
+            self._lagging.clear()
             self._busy = True
+        elif self._lagging:
+            # Bars of instruments with nothing working, skipped while another one had an order.
+            self.sync_marks()
+            note = self._note_bar_close
+            if note is not None:
+                for iid in self._lagging:
+                    note(iid, self.cache.bars[iid].ts_init)
+            self._lagging.clear()
         self.execution.submit(cmd)
 
     def sync_marks(self) -> None:
@@ -869,6 +881,10 @@ class Kernel:
         perps = self.perpetuals
         advance = clock.advance_to
         next_sample = self._next_sample
+        # While an order works on one instrument, the others' bars skip the execution engine
+        # too (unless marks matter or perpetuals are watched); see submit().
+        every_bar = marks_matter or perps is not None
+        lagging = self._lagging
         self._span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
         for s, te, ti, o, h, lo, c, v in zip(
             source.tolist(),
@@ -888,10 +904,13 @@ class Kernel:
                 advance(ti)
             bar = Bar(iid, te, ti, o, h, lo, c, v)
             if self._busy:
-                execution_on_bar(bar)
-                if perps is not None and perps.watching:
-                    perps.check(ti)
-                self._busy = marks_matter or orders.open_count > 0
+                if every_bar or orders.open_orders(iid):
+                    execution_on_bar(bar)
+                    if perps is not None and perps.watching:
+                        perps.check(ti)
+                    self._busy = marks_matter or orders.open_count > 0
+                else:
+                    lagging.add(iid)  # nothing works on it: shown to the venue before the next order
             elif perps is not None and perps.watching:
                 perps.on_price(iid, c, ti)
             cache_bars[iid] = bar
