@@ -76,6 +76,16 @@ def pnl_of(fills: list[tuple[str, float, float, float]], last_close: float) -> f
     return cash + position * last_close
 
 
+def ohlc_frame(table: Any, names: tuple[str, ...]) -> Any:
+    """The bars' ``names`` columns as a pandas DataFrame indexed by their close times (UTC)."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {name: table.column(name).to_numpy() for name in names},
+        index=pd.to_datetime(table.column("ts_event").to_numpy(), utc=True),
+    )
+
+
 class WarmEmaCross(EmaCross):
     """EmaCross deciding from the bar stamped ``start_ns`` on (the shared warm-up of the peers)."""
 
@@ -134,16 +144,8 @@ def run_backtesting(table: Any, runs: int) -> tuple[list[float], list[tuple[str,
                         self.position.close()
                 self.above = now
 
-    frame = pd.DataFrame(
-        {
-            "Open": table.column("open").to_numpy(),
-            "High": table.column("high").to_numpy(),
-            "Low": table.column("low").to_numpy(),
-            "Close": table.column("close").to_numpy(),
-            "Volume": table.column("volume").to_numpy(),
-        },
-        index=pd.to_datetime(table.column("ts_event").to_numpy(), utc=True),
-    )
+    frame = ohlc_frame(table, ("open", "high", "low", "close", "volume"))
+    frame.columns = ["Open", "High", "Low", "Close", "Volume"]
     times = []
     for _ in range(runs):
         bt = Backtest(frame, BtEmaCross, cash=1_000_000.0, commission=FEE, finalize_trades=False)
@@ -171,7 +173,6 @@ def run_backtesting(table: Any, runs: int) -> tuple[list[float], list[tuple[str,
 def run_nautilus(table: Any, runs: int) -> tuple[list[float], list[tuple[str, float, float, float]]]:
     from decimal import Decimal
 
-    import pandas as pd
     from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
     from nautilus_trader.config import LoggingConfig, StrategyConfig
     from nautilus_trader.indicators import ExponentialMovingAverage
@@ -209,10 +210,7 @@ def run_nautilus(table: Any, runs: int) -> tuple[list[float], list[tuple[str, fl
         ts_init=0,
     )
     bar_type = BarType.from_str("BTCUSDT.BENCH-1-MINUTE-LAST-EXTERNAL")
-    frame = pd.DataFrame(
-        {name: table.column(name).to_numpy() for name in ("open", "high", "low", "close")},
-        index=pd.to_datetime(table.column("ts_event").to_numpy(), utc=True),
-    )
+    frame = ohlc_frame(table, ("open", "high", "low", "close"))
     # NautilusTrader fills against the bar's volume split over its four prices; the other
     # engines fill a market order whole, so its bars get a volume no order here can exhaust.
     frame["volume"] = 1_000_000.0

@@ -111,13 +111,15 @@ class EveryBar(Strategy):
 
 
 def plain_ema_cross(
-    opens: list[float], closes: list[float], fast: int, slow: int, quantity: float, fee: float
+    fill_prices: list[float], closes: list[float], fast: int, slow: int, quantity: float, low: float, fee: float
 ) -> tuple[int, float]:
     """The EMA-cross rule as a plain Python loop over lists; return (fills, final PnL).
 
-    EMAs as TA-Lib computes them (seeded with the mean of the first ``span`` closes); the
-    first bar with both ready records which is above, a flip targets ``quantity`` (up) or
-    flat (down), the market order fills at the next bar's open paying ``fee`` of its notional.
+    EMAs of ``closes`` as TA-Lib computes them (seeded with the mean of the first ``span``
+    values); the first event with both ready records which is above, a flip targets
+    ``quantity`` (up) or ``low`` (down: 0 long/flat, ``-quantity`` long/short), and the market
+    order fills at the next event's ``fill_prices`` entry (the next bar's open, or the next
+    trade's price) paying ``fee`` of its notional.
     """
     kf, ks = 2.0 / (fast + 1.0), 2.0 / (slow + 1.0)
     sum_f = sum_s = ema_f = ema_s = 0.0
@@ -125,7 +127,7 @@ def plain_ema_cross(
     above: bool | None = None
     pending = position = cash = 0.0
     fills = 0
-    for o, c in zip(opens, closes):
+    for o, c in zip(fill_prices, closes):
         if pending:
             cash -= pending * o + abs(pending) * o * fee
             position += pending
@@ -154,7 +156,7 @@ def plain_ema_cross(
             continue
         if now is not above:
             if above is not None:
-                pending = (quantity if now else 0.0) - position
+                pending = (quantity if now else low) - position
             above = now
     return fills, cash + position * closes[-1]
 
@@ -174,52 +176,6 @@ def make_trades(n: int, seed: int = SEED) -> pa.Table:
             "trade_id": np.arange(n).astype(str),
         }
     )
-
-
-def plain_tick_ema_cross(prices: list[float], fast: int, slow: int, quantity: float, fee: float) -> tuple[int, float]:
-    """The tick EMA-cross rule (long/short) as a plain Python loop over trade prices; (fills, PnL).
-
-    Same EMAs and decisions as :func:`plain_ema_cross`, on every trade; the market order
-    fills at the next trade's price (trades here are at strictly increasing times).
-    """
-    kf, ks = 2.0 / (fast + 1.0), 2.0 / (slow + 1.0)
-    sum_f = sum_s = ema_f = ema_s = 0.0
-    n_f = n_s = 0
-    above: bool | None = None
-    pending = position = cash = 0.0
-    fills = 0
-    for p in prices:
-        if pending:
-            cash -= pending * p + abs(pending) * p * fee
-            position += pending
-            pending = 0.0
-            fills += 1
-        if n_f >= fast:
-            ema_f = (p - ema_f) * kf + ema_f
-        else:
-            sum_f += p
-            n_f += 1
-            if n_f >= fast:
-                ema_f = sum_f / fast
-        if n_s >= slow:
-            ema_s = (p - ema_s) * ks + ema_s
-        else:
-            sum_s += p
-            n_s += 1
-            if n_s < slow:
-                continue
-            ema_s = sum_s / slow
-        if ema_f > ema_s:
-            now = True
-        elif ema_f < ema_s:
-            now = False
-        else:
-            continue
-        if now is not above:
-            if above is not None:
-                pending = (quantity if now else -quantity) - position
-            above = now
-    return fills, cash + position * prices[-1]
 
 
 def bench_ticks(args: argparse.Namespace) -> dict[str, object]:
@@ -247,7 +203,7 @@ def bench_ticks(args: argparse.Namespace) -> dict[str, object]:
         plain_cpu: list[float] = []
         for _ in range(args.runs):
             t0, c0 = time.perf_counter(), time.process_time()
-            plain_fills, plain_pnl = plain_tick_ema_cross(prices, 20, 80, 1.0, 0.0002)
+            plain_fills, plain_pnl = plain_ema_cross(prices, prices, 20, 80, 1.0, -1.0, 0.0002)
             plain_times.append(time.perf_counter() - t0)
             plain_cpu.append(time.process_time() - c0)
             elapsed, used, kernel = run(Replay([source]))
@@ -378,7 +334,7 @@ def main() -> None:
             for count, runner in runners.items():
                 several_runs[count].append(runner())
             t0, c0 = time.perf_counter(), time.process_time()
-            plain_fills, plain_pnl = plain_ema_cross(opens, closes, 10, 30, 1.0, 0.0002)
+            plain_fills, plain_pnl = plain_ema_cross(opens, closes, 10, 30, 1.0, 0.0, 0.0002)
             plain_times.append(time.perf_counter() - t0)
             plain_cpu.append(time.process_time() - c0)
             elapsed, used, kernel = run_once(replay, EmaCross(IID, fast=10, slow=30, quantity=1.0))

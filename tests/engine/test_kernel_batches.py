@@ -19,6 +19,8 @@ from tradebus.strategies.base import Strategy
 from tradebus.strategies.ema_cross import EmaCross
 from tradebus.strategies.tick_ema import TickEmaCross
 
+from tests.engine.test_kernel import MIN, bar_table
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 #: Real Binance trades: spot BTCUSDT 2021-01-08 (2,001) and USD-M BTCUSDT 2024-08-08 (4,000).
 REAL_TRADES = [FIXTURES / "data" / "btcusdt-trades.parquet", FIXTURES / "features_flow" / "binance_usdm_btcusdt_trades_20240808_4k.csv"]
@@ -165,20 +167,6 @@ def test_trade_batches_fill_like_process_on_synthetic_trades(tmp_path: Path, lat
 
 
 # ----------------------------------------------------------------------------- several instruments
-MIN = 60_000_000_000
-
-
-def bar_table(n: int, seed: int, start: int = T0, interval: int = MIN) -> pa.Table:
-    rng = np.random.default_rng(seed)
-    close = np.round(100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.004, n))), 2)
-    open_ = np.concatenate([[100.0], close[:-1]])
-    high = np.round(np.maximum(open_, close) * (1.0 + np.abs(rng.normal(0.0, 0.001, n))), 2)
-    low = np.round(np.minimum(open_, close) * (1.0 - np.abs(rng.normal(0.0, 0.001, n))), 2)
-    ts = start + interval * np.arange(1, n + 1, dtype=np.int64)
-    return pa.table(
-        {"ts_event": ts, "ts_init": ts, "open": open_, "high": high, "low": low, "close": close, "volume": np.full(n, 3.0)}
-    )
-
 
 def bar_sources(root: Path, tables: list[pa.Table]) -> list[ReplaySource]:
     catalog = Catalog(root)
