@@ -159,7 +159,6 @@ def _lag_warmup(params: np.ndarray) -> int:
 
 # ----------------------------------------------------------------------------- EWM
 # state: [ready, nobs, started, mean, cov, sum_wt, sum_wt2, old_wt, W, cmean, M2, M3, M4]
-_E_NOBS, _E_STARTED, _E_MEAN, _E_COV, _E_SW, _E_SW2, _E_OLDWT = range(1, 8)
 _E_W, _E_CMEAN, _E_M2, _E_M3, _E_M4 = range(8, 13)
 _EWM_STATE = 13
 
@@ -425,7 +424,6 @@ def _ewm_normalize(kwargs: dict[str, float]) -> dict[str, float]:
 
 # ----------------------------------------------------------------------------- rolling moments
 # state: [ready, seen, pos, count, nobs, K, S1, C1, S2, C2, since, prev, run, ring[window]]
-_R_SEEN, _R_POS, _R_COUNT, _R_NOBS, _R_K, _R_S1, _R_C1, _R_S2, _R_C2, _R_SINCE, _R_PREV, _R_RUN = range(1, 13)
 _R_RING = 13
 
 
