@@ -113,8 +113,10 @@ class LiveSettings(BaseModel):
         ``testnet`` (default) or ``mainnet`` (needs ``--mainnet`` too).
     rest_url, ws_api_url
         Endpoint overrides (a local emulator); ``None``: the environment's.
-    api_key_env, api_secret_env
-        Names of the environment variables holding the key pair.
+    api_key_env, api_secret_env, api_passphrase_env
+        Names of the environment variables holding the key pair (and the passphrase, for
+        the venues that have one); default ``TRADEBUS_<VENUE>_API_KEY``,
+        ``TRADEBUS_<VENUE>_API_SECRET``, ``TRADEBUS_<VENUE>_API_PASSPHRASE``.
     cancel_on_stop
         Cancel every open order when the daemon stops.
     stop_timeout
@@ -133,8 +135,9 @@ class LiveSettings(BaseModel):
     environment: Literal["testnet", "mainnet"] = "testnet"
     rest_url: str | None = None
     ws_api_url: str | None = None
-    api_key_env: str = "TRADEBUS_BINANCE_API_KEY"
-    api_secret_env: str = "TRADEBUS_BINANCE_API_SECRET"
+    api_key_env: str | None = None
+    api_secret_env: str | None = None
+    api_passphrase_env: str | None = None
     cancel_on_stop: bool = True
     stop_timeout: PositiveFloat = 5.0
     request_timeout: PositiveFloat = 10.0
@@ -143,6 +146,19 @@ class LiveSettings(BaseModel):
     retry_interval: PositiveFloat = 5.0
     check_interval: PositiveFloat | None = 30.0
     not_found_grace: PositiveFloat = 15.0
+
+    @model_validator(mode="after")
+    def _key_names(self) -> LiveSettings:
+        """Default the key variables' names from the venue (``TRADEBUS_OKX_API_KEY`` ...)."""
+        adapter = VENUES.get(self.venue or "")
+        if adapter is None or adapter.live is None:
+            return self
+        prefix = f"TRADEBUS_{adapter.name.upper()}_API"
+        object.__setattr__(self, "api_key_env", self.api_key_env or f"{prefix}_KEY")
+        object.__setattr__(self, "api_secret_env", self.api_secret_env or f"{prefix}_SECRET")
+        if adapter.live.passphrase:
+            object.__setattr__(self, "api_passphrase_env", self.api_passphrase_env or f"{prefix}_PASSPHRASE")
+        return self
 
     def account(self) -> LiveAccount:
         """The venue's live pieces, from the registry (the config's validation checked they exist)."""
@@ -180,7 +196,7 @@ class LiveConfig(PaperConfig):
             if len(venues) != 1:
                 raise ValueError(f"live.venue: the feeds name {venues}; say which venue trades")
             venue = venues[0]
-            object.__setattr__(self, "live", self.live.model_copy(update={"venue": venue}))
+            object.__setattr__(self, "live", LiveSettings.model_validate(self.live.model_dump() | {"venue": venue}))
         if venue not in VENUES:
             raise ValueError(f"live.venue: {venue!r} is not a registered venue; use one of {sorted(VENUES)}")
         if VENUES[venue].live is None:
@@ -200,16 +216,21 @@ def load_live_config(path: str | Path, overrides: Sequence[str] = ()) -> LiveCon
 
 
 class ApiKeys:
-    """The account's key pair, read from the environment and held as secrets."""
+    """The account's key pair (and passphrase, for the venues that have one), held as secrets."""
 
-    __slots__ = ("key", "secret")
+    __slots__ = ("key", "passphrase", "secret")
 
-    def __init__(self, key: SecretStr, secret: SecretStr) -> None:
+    def __init__(self, key: SecretStr, secret: SecretStr, passphrase: SecretStr | None = None) -> None:
         self.key = key
         self.secret = secret
+        self.passphrase = passphrase
 
     def __repr__(self) -> str:
         return "ApiKeys(key=**********, secret=**********)"
+
+    def options(self, settings: LiveSettings) -> dict[str, Any]:
+        """The keywords of the venue's factories (:class:`~tradebus.adapters.common.venue.LiveAccount`)."""
+        return {"passphrase": self.passphrase, "environment": settings.environment}
 
     @classmethod
     def from_env(cls, settings: LiveSettings, environ: dict[str, str] | None = None) -> ApiKeys:
@@ -222,12 +243,15 @@ class ApiKeys:
         """
         env = os.environ if environ is None else environ
         values = []
-        for what, name in (("API key", settings.api_key_env), ("API secret", settings.api_secret_env)):
-            value = env.get(name, "")
+        wanted = [("API key", settings.api_key_env), ("API secret", settings.api_secret_env)]
+        if settings.api_passphrase_env:
+            wanted.append(("API passphrase", settings.api_passphrase_env))
+        for what, name in wanted:
+            value = env.get(name or "", "")
             if not value:
                 raise ConfigError(f"live: set the environment variable {name} to the {settings.venue} {what}")
             values.append(SecretStr(value))
-        return cls(values[0], values[1])
+        return cls(*values)
 
 
 def check_environment(settings: LiveSettings, mainnet: bool) -> None:
@@ -290,6 +314,7 @@ class LiveNode(TradingNode):
             self.venue.emit,
             self._on_balance,
             self._on_stream_reconnect,
+            **keys.options(config.live),
         )
 
     def _build_kernel(self) -> tuple[Kernel, LiveVenue]:
@@ -297,7 +322,8 @@ class LiveNode(TradingNode):
         self.guard = LiveGuard()  # replaces the paper guard before the router is built on it
         rest_url, _ = settings.endpoints()
         api = settings.account().trading(
-            rest_url, self.keys.key, self.keys.secret, self.config.instrument_map(), settings.request_timeout
+            rest_url, self.keys.key, self.keys.secret, self.config.instrument_map(), settings.request_timeout,
+            **self.keys.options(settings),
         )
         venue = LiveVenue(api, self.clock, dry_run=self.dry_run)
         kernel, _ = build_paper_kernel(self.config, self.clock, self.guard, self.journal, venue, settings.timeouts())
@@ -487,7 +513,9 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
     nothing until :func:`resume_trading`). Returns the client order ids canceled.
     """
     rest_url, _ = config.live.endpoints()
-    api = config.live.account().trading(rest_url, keys.key, keys.secret, config.instrument_map(), config.live.request_timeout)
+    api = config.live.account().trading(
+        rest_url, keys.key, keys.secret, config.instrument_map(), config.live.request_timeout, **keys.options(config.live)
+    )
     try:
         canceled = await api.cancel_all()
     finally:

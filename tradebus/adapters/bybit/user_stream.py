@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tradebus.adapters.common.policy import FatalVenueError
-from tradebus.adapters.common.user_stream import PrivateStreamParser
+from tradebus.adapters.common.user_stream import UNACKNOWLEDGED, PrivateStreamParser
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     Liquidity,
@@ -109,7 +109,7 @@ class UserStreamParser(PrivateStreamParser):
         ts = int(row["updatedTime"]) * _MS
         now = self.clock_ns()
         status = row["orderStatus"]
-        if status == "New":
+        if status == "New" and order.status in UNACKNOWLEDGED:  # else the REST answer told it first
             return [OrderAccepted(sid, iid, coid, str(row["orderId"]), ts, now)]
         if status in ("Cancelled", "PartiallyFilledCanceled"):
             why = row.get("cancelType") or "canceled"

@@ -1,0 +1,99 @@
+"""Per-venue pieces of the live end-to-end tests: account emulator, public stream, config (not a test module).
+
+A :class:`VenueKit` builds, for one venue, the local account emulator, the public stream
+server whose trades the account matches against, and the live config of a daemon trading
+on them. The tests in ``test_live_venues.py`` run the same scenario on every kit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.live.live_harness import KEY, SECRET
+from tests.live.node_testdata import OKX_IID, OKX_INSTRUMENT, okx_frames
+from tradebus.adapters.common.account_emulator import AccountEmulator, RestFault, StreamFault
+from tradebus.adapters.common.local_server import VenueProtocol
+from tradebus.adapters.okx import private_emulator as okx_emu
+from tradebus.engine.instrument import Instrument
+
+PASSPHRASE = "tbLivePassphrase42xyz"
+
+
+@dataclass(frozen=True)
+class VenueKit:
+    """One venue's emulator, public stream and config (see the module docstring)."""
+
+    venue: str
+    iid: str
+    instrument: dict[str, Any]
+    frames: list[tuple[int, str]]
+    channels: list[str]
+    base: str
+    make_emulator: Callable[..., AccountEmulator]
+    make_protocol: Callable[[list[tuple[int, str]], AccountEmulator], VenueProtocol]
+    env: dict[str, str]
+    place_path: str
+
+    def instruments(self) -> dict[str, Instrument]:
+        inst = Instrument(**self.instrument)
+        return {inst.instrument_id: inst}
+
+    def emulator(self, rest_faults: list[RestFault] | None = None, stream_faults: list[StreamFault] | None = None) -> AccountEmulator:
+        return self.make_emulator(KEY, SECRET, self.instruments(), {"USDT": 100_000.0}, rest_faults, stream_faults, passphrase=PASSPHRASE)
+
+    def config(self, tmp: Path, ws_url: str, emulator: AccountEmulator, **live: Any) -> dict[str, Any]:
+        """A testnet live config: trade-driven TickEmaCross (long only), journal and recording in ``tmp``."""
+        return {
+            "instruments": [self.instrument],
+            "strategy": {
+                "name": "tradebus.strategies.tick_ema:TickEmaCross",
+                "instruments": [self.iid],
+                "params": {"fast": 2, "slow": 5, "quantity": 0.001, "mode": "long_only"},
+            },
+            "venue": {"fill_on": "trades"},
+            "feeds": [
+                {
+                    "venue": self.venue,
+                    "market": "spot",
+                    "ws_url": ws_url,
+                    "subscriptions": {self.iid: self.channels},
+                    "backoff": {"base": 0.05, "cap": 0.2, "min_delay": 0.01},
+                }
+            ],
+            "warm_up": False,
+            "journal": str(tmp / "journal.sqlite"),
+            "record": str(tmp / "frames.jsonl.gz"),
+            "live": {
+                "rest_url": emulator.rest_url,
+                "ws_api_url": emulator.ws_url,
+                "request_timeout": 1.0,
+                "submit_timeout": 1.0,
+                "cancel_timeout": 1.0,
+                "retry_interval": 0.3,
+                "not_found_grace": 2.0,
+                **live,
+            },
+        }
+
+
+def _okx_protocol(frames: list[tuple[int, str]], account: AccountEmulator) -> VenueProtocol:
+    return okx_emu.MatchingProtocol(frames, account=account, instrument_ids={"BTC-USDT": OKX_IID})
+
+
+OKX = VenueKit(
+    venue="okx",
+    iid=OKX_IID,
+    instrument={**OKX_INSTRUMENT, "margin": False},
+    frames=okx_frames(),
+    channels=["trades"],
+    base="BTC",
+    make_emulator=okx_emu.OkxPrivateEmulator,
+    make_protocol=_okx_protocol,
+    env={"TRADEBUS_OKX_API_KEY": KEY, "TRADEBUS_OKX_API_SECRET": SECRET, "TRADEBUS_OKX_API_PASSPHRASE": PASSPHRASE},
+    place_path="/api/v5/trade/order",
+)
+
+KITS = {"okx": OKX}
