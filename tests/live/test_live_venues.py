@@ -49,7 +49,7 @@ async def test_live_trades_cancels_restarts_and_reconciles(kit: VenueKit, tmp_pa
     n_trades = sum(1 for _, raw in kit.frames if kit.iid.split(".")[0] in raw and ("trades" in raw or "publicTrade" in raw))
     try:
         async with kit.emulator() as emulator:
-            async with LocalVenueServer(kit.make_protocol(kit.frames, emulator), kit.frames, speed=4.0) as srv:
+            async with LocalVenueServer(kit.make_protocol(kit.frames, emulator), kit.frames, speed=8.0) as srv:
                 config = parse_live_config(kit.config(tmp_path, srv.ws_url, emulator, cancel_on_stop=False), "<test>")
                 assert config.live.environment == "testnet"
                 keys = ApiKeys.from_env(config.live, kit.env)

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.live.live_harness import KEY, SECRET
-from tests.live.node_testdata import OKX_IID, OKX_INSTRUMENT, okx_frames
+from tests.live.node_testdata import BYBIT_RECORDING, OKX_IID, OKX_INSTRUMENT, okx_frames
+from tradebus.adapters.bybit import private_emulator as bybit_emu
+from tradebus.adapters.common.recorder import read_frames
 from tradebus.adapters.common.account_emulator import AccountEmulator, RestFault, StreamFault
 from tradebus.adapters.common.local_server import VenueProtocol
 from tradebus.adapters.okx import private_emulator as okx_emu
@@ -96,4 +98,29 @@ OKX = VenueKit(
     place_path="/api/v5/trade/order",
 )
 
-KITS = {"okx": OKX}
+def _bybit_protocol(frames: list[tuple[int, str]], account: AccountEmulator) -> VenueProtocol:
+    return bybit_emu.MatchingProtocol(frames, account=account, instrument_ids={"BTCUSDT": "BTCUSDT.BYBIT"})
+
+
+def bybit_spot_frames() -> list[tuple[int, str]]:
+    """(recv_ns, raw) of the spot connection of the Bybit recording."""
+    return [(t, raw if isinstance(raw, str) else raw.decode()) for t, conn, raw in read_frames(BYBIT_RECORDING) if conn == "spot"]
+
+
+BYBIT = VenueKit(
+    venue="bybit",
+    iid="BTCUSDT.BYBIT",
+    instrument={
+        "venue": "BYBIT", "symbol": "BTCUSDT", "base": "BTC", "quote": "USDT", "tick_size": 0.01, "lot_size": 1.0e-6,
+        "taker_fee": 0.001, "maker_fee": 0.001, "margin": False,
+    },
+    frames=bybit_spot_frames(),
+    channels=["publicTrade"],
+    base="BTC",
+    make_emulator=bybit_emu.BybitPrivateEmulator,
+    make_protocol=_bybit_protocol,
+    env={"TRADEBUS_BYBIT_API_KEY": KEY, "TRADEBUS_BYBIT_API_SECRET": SECRET},
+    place_path="/v5/order/create",
+)
+
+KITS = {"okx": OKX, "bybit": BYBIT}
