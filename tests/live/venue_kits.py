@@ -38,6 +38,8 @@ class VenueKit:
     make_protocol: Callable[[list[tuple[int, str]], AccountEmulator], VenueProtocol]
     env: dict[str, str]
     place_path: str
+    #: A substring of the private-stream frame that carries a fill (and only such frames).
+    fill_frame: str
 
     def instruments(self) -> dict[str, Instrument]:
         inst = Instrument(**self.instrument)
@@ -96,6 +98,7 @@ OKX = VenueKit(
     make_protocol=_okx_protocol,
     env={"TRADEBUS_OKX_API_KEY": KEY, "TRADEBUS_OKX_API_SECRET": SECRET, "TRADEBUS_OKX_API_PASSPHRASE": PASSPHRASE},
     place_path="/api/v5/trade/order",
+    fill_frame='"fillFeeCcy": "USDT"',
 )
 
 def _bybit_protocol(frames: list[tuple[int, str]], account: AccountEmulator) -> VenueProtocol:
@@ -121,6 +124,7 @@ BYBIT = VenueKit(
     make_protocol=_bybit_protocol,
     env={"TRADEBUS_BYBIT_API_KEY": KEY, "TRADEBUS_BYBIT_API_SECRET": SECRET},
     place_path="/v5/order/create",
+    fill_frame='"topic": "execution"',
 )
 
 KITS = {"okx": OKX, "bybit": BYBIT}

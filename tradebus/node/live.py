@@ -35,7 +35,6 @@ paper daemon's shutdown; the stream is closed last.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -57,6 +56,7 @@ from tradebus.execution.journal import Journal
 from tradebus.execution.live import AccountBalance, LiveVenue
 from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import PaperConfig
+from tradebus.node.reconcile import ExternalOrder, InstrumentHeld, Reconciler
 from tradebus.risk.breakers import BreakerState
 from tradebus.node.daemon import NodeSummary, TradingNode, build_paper_kernel, kept_files
 from tradebus.reports.outputs import write_outputs
@@ -64,6 +64,7 @@ from tradebus.risk.guard import MarketGuard
 
 __all__ = [
     "ApiKeys",
+    "ExternalOrder",
     "InstrumentHeld",
     "LiveGuard",
     "LiveConfig",
@@ -76,15 +77,6 @@ __all__ = [
     "parse_live_config",
     "run_live",
 ]
-
-class InstrumentHeld(msgspec.Struct, frozen=True):
-    """Orders on an instrument stop (``reason``) or resume (``reason == ""``) after a reconciliation."""
-
-    instrument_id: str
-    reason: str
-    ts_event: int
-    ts_init: int
-
 
 class LiveGuard(MarketGuard):
     """The market guard plus per-instrument holds set by the reconciliation with the venue."""
@@ -126,6 +118,9 @@ class LiveSettings(BaseModel):
         after ``submit_timeout``).
     submit_timeout, cancel_timeout, retry_interval, check_interval, not_found_grace
         :class:`~tradebus.execution.engine.OrderTimeouts`, in seconds.
+    reconcile_interval
+        Seconds between two reconciliation rounds while running
+        (:class:`~tradebus.node.reconcile.Reconciler`); ``None``: only at start-up.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -146,6 +141,7 @@ class LiveSettings(BaseModel):
     retry_interval: PositiveFloat = 5.0
     check_interval: PositiveFloat | None = 30.0
     not_found_grace: PositiveFloat = 15.0
+    reconcile_interval: PositiveFloat | None = 60.0
 
     @model_validator(mode="after")
     def _key_names(self) -> LiveSettings:
@@ -299,11 +295,12 @@ class LiveNode(TradingNode):
     ) -> None:
         self.keys = keys
         self.dry_run = dry_run
-        self.external_orders: list[OrderStatusReport] = []
         self.balances: dict[str, AccountBalance] = {}
         self._venue_open: list[OrderStatusReport] = []
         self._stream_task: asyncio.Task[None] | None = None
+        self._reconcile_task: asyncio.Task[None] | None = None
         super().__init__(config, max_seconds=max_seconds, max_messages=max_messages, handle_signals=handle_signals)
+        self.reconciler = Reconciler(self.kernel, self.venue, self._hold, config.live.stop_timeout)
         _, ws_url = config.live.endpoints()
         self.stream = config.live.account().user_stream(
             ws_url,
@@ -376,15 +373,17 @@ class LiveNode(TradingNode):
                 kernel.execution.reconcile_order(order.client_order_id)
         for iid in kernel.instruments:
             self._hold(iid, "live start-up: reconciling positions with the venue")
-        asyncio.get_running_loop().create_task(self._reconcile_positions(), name="live:reconcile")
-        for report in self._venue_open:
-            if kernel.orders.get(report.client_order_id) is None:
-                self.external_orders.append(report)
-                logger.warning(
-                    "external order {} (venue id {}) open at the venue, not placed by this journal: left alone",
-                    report.client_order_id,
-                    report.venue_order_id,
-                )
+        loop = asyncio.get_running_loop()
+        loop.create_task(self._reconcile_positions(), name="live:reconcile")
+        self.reconciler.report_external(self._venue_open)
+        interval = self.config.live.reconcile_interval
+        if interval is not None:
+            self._reconcile_task = loop.create_task(self.reconciler.run(interval), name="live:reconcile-rounds")
+
+    @property
+    def external_orders(self) -> list[OrderStatusReport]:
+        """The venue's open orders this journal did not place (reported, left alone)."""
+        return self.reconciler.external
 
     def _hold(self, instrument_id: str, reason: str) -> None:
         """Stop (``reason``) or resume (``""``) new orders on ``instrument_id``; published as :class:`InstrumentHeld`."""
@@ -403,26 +402,7 @@ class LiveNode(TradingNode):
         the others resume.
         """
         await self.venue.drain(self.config.live.stop_timeout)
-        try:
-            balances = {b.asset: b.free + b.locked for b in await self.venue.api.balances()}
-        except Exception as exc:  # noqa: BLE001 - no answer: every instrument stays held, with the reason
-            for iid in self.kernel.instruments:
-                self._hold(iid, f"live start-up: balances unavailable ({type(exc).__name__}: {exc})")
-            return
-        account = self.kernel.portfolio.account
-        for iid, inst in self.kernel.instruments.items():
-            here = account.balance(inst.base)
-            there = balances.get(inst.base, 0.0)
-            if math.fabs(here - there) > inst.lot_size / 2:
-                reason = (
-                    f"reconciliation: {iid}: {here} {inst.base} held here but {there} at the venue; "
-                    "orders on it stay stopped (set balances in the config, or check the account)"
-                )
-                logger.error(reason)
-                self._hold(iid, reason)
-            else:
-                self._hold(iid, "")
-                logger.info("reconciled {}: {} {} held, as at the venue", iid, here, inst.base)
+        await self.reconciler.compare_balances(startup=True)
 
     def _on_balance(self, balance: AccountBalance) -> None:
         self.balances[balance.asset] = balance
@@ -435,6 +415,9 @@ class LiveNode(TradingNode):
 
     async def _shutdown(self, tasks: Any) -> None:
         settings = self.config.live
+        if self._reconcile_task is not None:
+            self._reconcile_task.cancel()
+            await asyncio.gather(self._reconcile_task, return_exceptions=True)
         if settings.cancel_on_stop and not self.dry_run:
             await self._cancel_all(settings.stop_timeout)
         await super()._shutdown(tasks)
