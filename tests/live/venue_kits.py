@@ -7,7 +7,9 @@ on them. The tests in ``test_live_venues.py`` run the same scenario on every kit
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,3 +130,53 @@ BYBIT = VenueKit(
 )
 
 KITS = {"okx": OKX, "bybit": BYBIT}
+
+
+@dataclass
+class KitHarness:
+    """A kernel trading through the live venue of a kit against its account emulator (no public stream)."""
+
+    emulator: AccountEmulator
+    kernel: Any
+    venue: Any
+
+
+@asynccontextmanager
+async def kit_harness(kit: VenueKit, stream_faults: list[StreamFault] | None = None) -> AsyncIterator[KitHarness]:
+    """Emulator, live venue and user stream of ``kit`` (the venue's registry factories), a kernel on them."""
+    from pydantic import SecretStr
+
+    from tradebus.engine.clock import LiveClock
+    from tradebus.engine.kernel import Kernel
+    from tradebus.execution.engine import OrderTimeouts
+    from tradebus.execution.live import LiveVenue
+    from tradebus.node.live import LiveSettings
+
+    emulator = kit.emulator(stream_faults=stream_faults)
+    await emulator.start()
+    settings = LiveSettings(venue=kit.venue)
+    account = settings.account()
+    options = {"passphrase": SecretStr(PASSPHRASE), "environment": "testnet"}
+    instruments = kit.instruments()
+    clock = LiveClock()
+    api = account.trading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), instruments, 1.0, **options)
+    venue = LiveVenue(api, clock)
+    timeouts = OrderTimeouts(submit_ns=500_000_000, cancel_ns=500_000_000, retry_ns=200_000_000, check_ns=None, not_found_grace_ns=1_000_000_000)
+    kernel = Kernel(list(instruments.values()), clock=clock, venue=venue, timeouts=timeouts, initial_cash=100_000.0)
+    venue.on_answer = kernel.execution.reconcile_order
+    venue.on_replace = kernel.execution.submit
+    stream = account.user_stream(emulator.ws_url, SecretStr(KEY), SecretStr(SECRET), instruments, venue.order, venue.emit, **options)
+    task = asyncio.create_task(stream.run())
+    try:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 5.0
+        while not any(s.authed and s.topics for s in emulator.sessions):
+            assert loop.time() < end, "the private stream did not subscribe"
+            await asyncio.sleep(0.01)
+        kernel.start()
+        yield KitHarness(emulator, kernel, venue)
+    finally:
+        stream.stop()
+        await task
+        await venue.aclose()
+        await emulator.stop()

@@ -325,6 +325,7 @@ class LiveNode(TradingNode):
         venue = LiveVenue(api, self.clock, dry_run=self.dry_run)
         kernel, _ = build_paper_kernel(self.config, self.clock, self.guard, self.journal, venue, settings.timeouts())
         venue.on_answer = kernel.execution.reconcile_order
+        venue.on_replace = kernel.execution.submit
         return kernel, venue
 
     # ------------------------------------------------------------------ run

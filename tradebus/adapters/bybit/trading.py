@@ -138,6 +138,7 @@ class BybitTrading(CcxtTrading):
     """
 
     venue = "Bybit"
+    supports_amend = True
 
     def __init__(
         self,

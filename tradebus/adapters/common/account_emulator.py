@@ -339,6 +339,7 @@ class AccountEmulator(ABC):
             quantity=nan if quantity is None else quantity, price=nan if price is None else price,
         )
         self.venue.modify(order, cmd)
+        self.clock.advance_to(self.clock.now_ns())
         if quantity is not None:
             order.quantity = quantity
         if price is not None:

@@ -137,6 +137,7 @@ class OkxTrading(CcxtTrading):
     """
 
     venue = "OKX"
+    supports_amend = True
 
     def __init__(
         self,
