@@ -139,11 +139,16 @@ class KitHarness:
     emulator: AccountEmulator
     kernel: Any
     venue: Any
+    stream: Any
 
 
 @asynccontextmanager
-async def kit_harness(kit: VenueKit, stream_faults: list[StreamFault] | None = None) -> AsyncIterator[KitHarness]:
-    """Emulator, live venue and user stream of ``kit`` (the venue's registry factories), a kernel on them."""
+async def kit_harness(
+    kit: VenueKit, stream_faults: list[StreamFault] | None = None, journal: Path | None = None
+) -> AsyncIterator[KitHarness]:
+    """Emulator, live venue and user stream of ``kit`` (the venue's registry factories), a kernel on them (journaled to ``journal``)."""
+    from tradebus.execution.journal import Journal
+
     from pydantic import SecretStr
 
     from tradebus.engine.clock import LiveClock
@@ -162,7 +167,10 @@ async def kit_harness(kit: VenueKit, stream_faults: list[StreamFault] | None = N
     api = account.trading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), instruments, 1.0, **options)
     venue = LiveVenue(api, clock)
     timeouts = OrderTimeouts(submit_ns=500_000_000, cancel_ns=500_000_000, retry_ns=200_000_000, check_ns=None, not_found_grace_ns=1_000_000_000)
-    kernel = Kernel(list(instruments.values()), clock=clock, venue=venue, timeouts=timeouts, initial_cash=100_000.0)
+    store = Journal(journal) if journal is not None else None
+    kernel = Kernel(list(instruments.values()), clock=clock, venue=venue, timeouts=timeouts, initial_cash=100_000.0, journal=store)
+    if store is not None:
+        store.replay(kernel.orders, kernel.portfolio, clock.now_ns(), risk=kernel.risk, on_message=kernel.record_journaled)
     venue.on_answer = kernel.execution.reconcile_order
     venue.on_replace = kernel.execution.submit
     stream = account.user_stream(emulator.ws_url, SecretStr(KEY), SecretStr(SECRET), instruments, venue.order, venue.emit, **options)
@@ -174,9 +182,11 @@ async def kit_harness(kit: VenueKit, stream_faults: list[StreamFault] | None = N
             assert loop.time() < end, "the private stream did not subscribe"
             await asyncio.sleep(0.01)
         kernel.start()
-        yield KitHarness(emulator, kernel, venue)
+        yield KitHarness(emulator, kernel, venue, stream)
     finally:
         stream.stop()
         await task
         await venue.aclose()
         await emulator.stop()
+        if store is not None:
+            store.close()

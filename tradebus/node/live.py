@@ -489,19 +489,37 @@ def run_live(
     return summary, nodes[0].kernel.result
 
 
-async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill switch") -> list[str]:
+async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill switch", *, flatten: bool = False) -> list[str]:
     """Cancel every open order of the account's instruments at the venue and leave the journal HALTED.
 
     Every order is canceled, the daemon's and any other (the kill switch is for emergencies).
-    The journal's risk state is set to HALTED with ``reason`` (a daemon started on it trades
-    nothing until :func:`resume_trading`). Returns the client order ids canceled.
+    With ``flatten``, every position the journal holds is then sold at market and journaled
+    (:func:`tradebus.node.flatten.flatten`). The journal's risk state is set to HALTED with
+    ``reason`` (a daemon started on it trades nothing until ``live-resume``). Returns the
+    client order ids canceled.
+
+    Raises
+    ------
+    ConfigError
+        ``flatten`` without a journal in the config.
     """
+    from tradebus.node.flatten import flatten as flatten_positions
+
+    if flatten and config.journal is None:
+        raise ConfigError("live kill --flatten: the config has no journal holding the positions to flatten")
     rest_url, _ = config.live.endpoints()
     api = config.live.account().trading(
         rest_url, keys.key, keys.secret, config.instrument_map(), config.live.request_timeout, **keys.options(config.live)
     )
     try:
         canceled = await api.cancel_all()
+        if flatten:
+            assert config.journal is not None
+            journal = Journal(config.journal)
+            try:
+                await flatten_positions(config, api, journal, config.live.stop_timeout)
+            finally:
+                journal.close()
     finally:
         await api.close()
     set_trading_state(config, TradingState.HALTED, reason)
