@@ -144,7 +144,10 @@ class KitHarness:
 
 @asynccontextmanager
 async def kit_harness(
-    kit: VenueKit, stream_faults: list[StreamFault] | None = None, journal: Path | None = None
+    kit: VenueKit,
+    stream_faults: list[StreamFault] | None = None,
+    journal: Path | None = None,
+    rest_faults: list[RestFault] | None = None,
 ) -> AsyncIterator[KitHarness]:
     """Emulator, live venue and user stream of ``kit`` (the venue's registry factories), a kernel on them (journaled to ``journal``)."""
     from tradebus.execution.journal import Journal
@@ -157,7 +160,7 @@ async def kit_harness(
     from tradebus.execution.live import LiveVenue
     from tradebus.node.live import LiveSettings
 
-    emulator = kit.emulator(stream_faults=stream_faults)
+    emulator = kit.emulator(rest_faults, stream_faults)
     await emulator.start()
     settings = LiveSettings(venue=kit.venue)
     account = settings.account()
