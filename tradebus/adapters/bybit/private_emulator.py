@@ -104,10 +104,7 @@ class BybitPrivateEmulator(AccountEmulator):
         return str(params.get("orderLinkId", ""))
 
     def _find(self, p: dict[str, Any]) -> EmulatedOrder | None:
-        if p.get("orderLinkId"):
-            return self.orders.get(str(p["orderLinkId"]))
-        wanted = str(p.get("orderId", ""))
-        return next((r for r in self.orders.values() if str(r.order_id) == wanted), None)
+        return self.find(str(p.get("orderLinkId") or ""), str(p.get("orderId") or ""))
 
     def _place(self, p: dict[str, Any]) -> web.Response:
         if p.get("category") != "spot":

@@ -348,6 +348,12 @@ class AccountEmulator(ABC):
         self._push(self.order_frames(rec, None))
         return True
 
+    def find(self, client_order_id: str, order_id: str) -> EmulatedOrder | None:
+        """The order with this client id, else with this venue id (``None``: no such order)."""
+        if client_order_id:
+            return self.orders.get(client_order_id)
+        return next((r for r in self.orders.values() if str(r.order_id) == order_id), None)
+
     def open_orders(self, symbol: str | None = None) -> list[EmulatedOrder]:
         """Working orders, of ``symbol`` or all."""
         return [r for r in self.orders.values() if r.status in OPEN and symbol in (None, r.symbol)]

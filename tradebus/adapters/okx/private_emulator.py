@@ -124,10 +124,7 @@ class OkxPrivateEmulator(AccountEmulator):
         return str(params.get("clOrdId", ""))
 
     def _find(self, p: dict[str, Any]) -> EmulatedOrder | None:
-        if p.get("clOrdId"):
-            return self.orders.get(str(p["clOrdId"]))
-        wanted = str(p.get("ordId", ""))
-        return next((r for r in self.orders.values() if str(r.order_id) == wanted), None)
+        return self.find(str(p.get("clOrdId") or ""), str(p.get("ordId") or ""))
 
     def _place(self, p: dict[str, Any]) -> web.Response:
         inst = self.instruments.get(str(p.get("instId", "")))
