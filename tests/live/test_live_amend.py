@@ -65,3 +65,20 @@ async def test_binance_spot_cancel_replaces_and_the_replacement_trades() -> None
         await until(lambda: new.status is OrderStatus.FILLED)
     assert h.posts(coid) == 1 and h.posts(new.client_order_id) == 1
     assert h.kernel.portfolio.position(IID) == pytest.approx(0.01)
+
+
+async def test_a_cancel_replace_whose_cancel_event_is_dropped_still_replaces_once() -> None:
+    from tradebus.adapters.binance.private_emulator import StreamFault
+
+    async with harness(stream_faults=[StreamFault("drop", match='"x": "CANCELED"')]) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        h.kernel.execution.modify(ModifyOrder("s1", IID, order.client_order_id, 0, 0, price=55_000.0))
+        # the cancel is confirmed only by the cancel timeout's query
+        await until(lambda: len(h.kernel.orders.orders()) == 2, timeout=5.0)
+        new = next(o for o in h.kernel.orders.orders() if o is not order)
+        await until(lambda: new.status is OrderStatus.ACCEPTED)
+        await h.venue.drain()
+    assert order.status is OrderStatus.CANCELED and new.price == 55_000.0
+    assert len(h.kernel.orders.orders()) == 2

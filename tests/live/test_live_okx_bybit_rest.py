@@ -17,6 +17,7 @@ from tradebus.adapters.okx.trading import order_params as okx_params
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce
 from tradebus.execution.live import VenueRejected
 from tradebus.execution.orders import Order
+from tradebus.node.live import LiveSettings
 
 
 def _order(typ: OrderType = OrderType.LIMIT, price: float = 30_000.04, **kw: object) -> Order:
@@ -85,3 +86,35 @@ async def test_a_lost_acknowledgement_is_settled_by_a_query_never_a_resubmission
         assert h.emulator.orders[order.client_order_id].status is OrderStatus.ACCEPTED
     assert [c for m, p, c in h.emulator.requests if m == "POST" and p == kit.place_path] == [order.client_order_id]
     assert h.venue.requests["query"] >= 1
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_429_pauses_every_request_for_its_retry_after(kit: VenueKit) -> None:
+    fault = RestFault("rate_limit", "GET", "/api/v5/account/balance" if kit is OKX else "/v5/account/wallet-balance", retry_after=2)
+    async with kit.emulator([fault]) as emulator:
+        settings_account = LiveSettings(venue=kit.venue).account()
+        api = settings_account.trading(
+            emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), kit.instruments(), 2.0, passphrase=SecretStr(PASSPHRASE)
+        )
+        try:
+            with pytest.raises(Exception, match="RateLimitExceeded"):
+                await api.balances()
+            assert api.budget.blocked_until - api.budget._now() > 1.5 and "429" in api.budget.block_reason
+        finally:
+            await api.close()
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_5xx_is_no_answer_never_a_rejection(kit: VenueKit) -> None:
+    from tradebus.execution.live import NoAnswer
+
+    async with kit.emulator([RestFault("error5xx", "POST", kit.place_path)]) as emulator:
+        api = LiveSettings(venue=kit.venue).account().trading(
+            emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), kit.instruments(), 2.0, passphrase=SecretStr(PASSPHRASE)
+        )
+        try:
+            with pytest.raises(NoAnswer):
+                await api.place(Order("abc5xx", "s", kit.iid, OrderSide.BUY, OrderType.LIMIT, 0.001, 1_000.0))
+        finally:
+            await api.close()
+    assert emulator.orders == {}

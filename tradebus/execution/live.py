@@ -209,10 +209,12 @@ class LiveVenue(Venue):
         """Hand ``event`` to the engine; once a cancel-replaced order is closed, submit its replacement."""
         super().emit(event)
         if self._replacing:
-            coid = getattr(event, "client_order_id", "")
-            order = self._orders.get(coid)
-            if coid in self._replacing and order is not None and not order.is_open:
-                self._replace(order, self._replacing.pop(coid))
+            self._replace_if_closed(getattr(event, "client_order_id", ""))
+
+    def _replace_if_closed(self, coid: str) -> None:
+        order = self._orders.get(coid)
+        if coid in self._replacing and order is not None and not order.is_open:
+            self._replace(order, self._replacing.pop(coid))
 
     def _replace(self, order: Order, cmd: ModifyOrder) -> None:
         coid = order.client_order_id
@@ -314,6 +316,11 @@ class LiveVenue(Venue):
             self._query_soon(order)
         except NoAnswer as exc:
             logger.warning("cancel of {}: no answer ({}); the cancel timeout will query", coid, exc)
+            if coid in self._replacing:
+                self._query_soon(order)  # a cancel-replace has no engine timeout of its own
+        else:
+            if coid in self._replacing:
+                self._query_soon(order)  # the replacement waits for the cancel, confirmed by the stream or this query
 
     def _query_soon(self, order: Order) -> None:
         if order.client_order_id not in self._querying:
@@ -333,6 +340,8 @@ class LiveVenue(Venue):
         self._answers[coid] = report
         if self.on_answer is not None:
             self.on_answer(coid)
+        if self._replacing:  # the cancel of a cancel-replace confirmed by a query, not the stream
+            self._replace_if_closed(coid)
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait (up to ``timeout`` s) for the requests in flight."""

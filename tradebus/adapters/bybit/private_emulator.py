@@ -56,6 +56,7 @@ _TIF = {"GTC": (TimeInForce.GTC, False), "IOC": (TimeInForce.IOC, False), "FOK":
 class BybitPrivateEmulator(AccountEmulator):
     """The emulated Bybit testnet account (see the module docstring); parameters as :class:`AccountEmulator`."""
 
+    rate_limit_code = 10006
     ws_path = "/v5/private"
 
     def symbol_of(self, inst: Instrument) -> str:

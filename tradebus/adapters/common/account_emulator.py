@@ -15,7 +15,7 @@ on 127.0.0.1 and keeps the account:
   matching request or frame (0-based):
 
   ``lose``        REST: processed, then the connection is closed unanswered
-  ``error5xx``    REST: ``503`` before processing (nothing happens)
+  ``error5xx``    REST: ``503`` from the gateway (an HTML body) before processing (nothing happens)
   ``rate_limit``  REST: ``429`` with ``Retry-After`` before processing
   ``duplicate``   stream: the frame is sent twice
   ``drop``        stream: the frame is not sent
@@ -139,6 +139,8 @@ class AccountEmulator(ABC):
 
     #: Path of the private WebSocket.
     ws_path: str = "/ws"
+    #: The venue's error code of a rate-limited request.
+    rate_limit_code: int = 429
 
     def __init__(
         self,
@@ -278,10 +280,10 @@ class AccountEmulator(ABC):
         params = self.params(request, body)
         self.requests.append((request.method, request.path, self.client_id(params)))
         fault = self._fault(request.method, request.path)
-        if fault is not None and fault.kind == "error5xx":
-            return self.error(503, 50001, "Service temporarily unavailable")
+        if fault is not None and fault.kind == "error5xx":  # the gateway's answer: not the API's JSON
+            return web.Response(status=503, text="<html><body>503 Service Temporarily Unavailable</body></html>", content_type="text/html")
         if fault is not None and fault.kind == "rate_limit":
-            return self.error(429, 50011, "Too Many Requests", {"Retry-After": str(fault.retry_after)})
+            return self.error(429, self.rate_limit_code, "Too Many Requests", {"Retry-After": str(fault.retry_after)})
         handler = self.routes().get((request.method, request.path))
         if handler is None:
             return self.error(404, 404, f"{request.method} {request.path} is not emulated")

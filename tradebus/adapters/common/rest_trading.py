@@ -17,7 +17,7 @@ import math
 import re
 from typing import Any
 
-from ccxt.base.errors import ExchangeError, NetworkError
+from ccxt.base.errors import ExchangeError, NetworkError, RateLimitExceeded
 
 from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.engine.instrument import Instrument
@@ -107,7 +107,7 @@ class CcxtTrading(TradingApi):
             return await getattr(self._ccxt, name)(params)
         except NetworkError as exc:
             found = _STATUS.search(str(exc))
-            status = int(found.group(1)) if found else 0
+            status = int(found.group(1)) if found else 429 if isinstance(exc, RateLimitExceeded) else 0
             raise NoAnswer(f"{name}: {type(exc).__name__}: {redacted(exc)}") from None
         except ExchangeError as exc:
             status = 400

@@ -69,6 +69,7 @@ def _sign(secret: bytes, payload: str) -> str:
 class OkxPrivateEmulator(AccountEmulator):
     """The emulated OKX demo account (see the module docstring); parameters as :class:`AccountEmulator`."""
 
+    rate_limit_code = 50011
     ws_path = "/ws/v5/private"
 
     # ------------------------------------------------------------------ REST dialect
