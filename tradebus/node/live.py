@@ -10,8 +10,8 @@ Money safety
     * **Testnet by default.** Mainnet only with ``live.environment: mainnet`` in the config
       **and** ``--mainnet`` on the command line (:func:`check_environment`).
     * Keys come from the environment variables named by ``live.api_key_env`` /
-      ``live.api_secret_env`` (default ``TRADEBUS_BINANCE_API_KEY`` /
-      ``TRADEBUS_BINANCE_API_SECRET``), are held as :class:`pydantic.SecretStr` and never
+      ``live.api_secret_env`` (/ ``live.api_passphrase_env``; default
+      ``TRADEBUS_<VENUE>_API_KEY`` / ``_API_SECRET`` / ``_API_PASSPHRASE``), are held as :class:`pydantic.SecretStr` and never
       reach a log line, an exception, the run directory, the journal or a recording (only
       the variable *names* are in the config).
     * Before the first order the daemon logs the environment, the endpoint, the account id
@@ -25,7 +25,9 @@ Start-up
        venue and queried (missed fills are booked from the venue's trade history by trade
        id; UNKNOWN ones are resolved); orders open at the venue that the journal does not
        know are reported as external and left alone;
-    3. feeds, strategies and trading as in paper mode.
+    3. feeds, strategies and trading as in paper mode; every ``live.reconcile_interval``
+       seconds a :class:`~tradebus.node.reconcile.Reconciler` round compares open orders and
+       balances with the venue again.
 
 Stop (SIGINT/SIGTERM, ``max_seconds``, ``max_messages``): with ``live.cancel_on_stop`` every
 open order is canceled and the cancels are awaited (up to ``live.stop_timeout``) before the
@@ -100,7 +102,7 @@ class LiveSettings(BaseModel):
     ----------
     venue, market
         The account's venue (default: the feeds' venue) and market (``spot`` so far); the
-        venue's live pieces come from the registry (Binance spot so far).
+        venue's live pieces come from the registry (Binance, OKX and Bybit spot).
     environment
         ``testnet`` (default) or ``mainnet`` (needs ``--mainnet`` too).
     rest_url, ws_api_url
