@@ -340,8 +340,10 @@ class LiveVenue(Venue):
         self._answers[coid] = report
         if self.on_answer is not None:
             self.on_answer(coid)
-        if self._replacing:  # the cancel of a cancel-replace confirmed by a query, not the stream
+        if coid in self._replacing:  # the cancel of a cancel-replace confirmed by a query, not the stream
             self._replace_if_closed(coid)
+            if self._replacing.pop(coid, None) is not None:
+                logger.warning("order {}: still working after its cancel-replace's cancel; modification abandoned", coid)
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait (up to ``timeout`` s) for the requests in flight."""
