@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
@@ -118,3 +119,18 @@ async def test_a_5xx_is_no_answer_never_a_rejection(kit: VenueKit) -> None:
         finally:
             await api.close()
     assert emulator.orders == {}
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_private_stream_login_with_a_wrong_secret_is_fatal_and_names_no_secret(kit: VenueKit) -> None:
+    from tradebus.errors import VenueError
+
+    async with kit.emulator() as emulator:
+        stream = LiveSettings(venue=kit.venue).account().user_stream(
+            emulator.ws_url, SecretStr(KEY), SecretStr(SECRET + "x"), kit.instruments(), lambda _: None, lambda _: None,
+            passphrase=SecretStr(PASSPHRASE),
+        )
+        with pytest.raises(VenueError) as info:
+            await asyncio.wait_for(stream.run(), 10)
+    assert SECRET not in str(info.value) and PASSPHRASE not in str(info.value)
+    assert not any(s.topics for s in emulator.sessions)
