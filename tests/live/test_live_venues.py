@@ -119,3 +119,53 @@ async def test_live_trades_cancels_restarts_and_reconciles(kit: VenueKit, tmp_pa
         for secret in (KEY, SECRET, PASSPHRASE):
             assert secret.encode() not in raw, f"{secret[:6]}... found in {path.name}"
 
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+def test_tradebus_live_command_on_a_testnet_config(kit: VenueKit, tmp_path: Path, _loguru_to_current_stderr: None) -> None:
+    """``tradebus live CONFIG --out DIR``: keys from the environment, the emulators served from another thread."""
+    import threading
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from tradebus.cli import app
+
+    ready = threading.Event()
+    served: dict[str, Any] = {}
+
+    def servers() -> None:
+        async def main() -> None:
+            async with kit.emulator() as emulator:
+                async with LocalVenueServer(kit.make_protocol(kit.frames, emulator), kit.frames, speed=8.0) as srv:
+                    done = asyncio.Event()
+                    served.update(emulator=emulator, data=kit.config(tmp_path, srv.ws_url, emulator), stop=(asyncio.get_running_loop(), done))
+                    ready.set()
+                    await done.wait()
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=servers, daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    try:
+        path = tmp_path / "live.yaml"
+        path.write_text(yaml.safe_dump(served["data"]))
+        out = tmp_path / "out"
+        result = CliRunner().invoke(app, ["live", str(path), "--out", str(out), "--max-seconds", "4"], env=kit.env)
+    finally:
+        loop, done = served["stop"]
+        loop.call_soon_threadsafe(done.set)
+        thread.join(20)
+    assert result.exit_code == 0, result.output
+    emulator = served["emulator"]
+    assert any(path.endswith(("balance", "wallet-balance")) for _, path, _ in emulator.requests)  # the account was read
+    assert (out / "node.json").is_file() and (out / "fills.csv").is_file()
+    text = (out / "config.yaml").read_text()
+    assert f"TRADEBUS_{kit.venue.upper()}_API_KEY" in text
+    for p in [p for p in tmp_path.rglob("*") if p.is_file()]:
+        raw = p.read_bytes()
+        if p.suffix == ".gz":
+            raw = gzip.decompress(raw)
+        for secret in (KEY, SECRET, PASSPHRASE):
+            assert secret.encode() not in raw and secret not in result.output, f"{secret[:6]}... found in {p.name}"
