@@ -82,3 +82,29 @@ async def test_without_rounds_the_dropped_fill_stays_missing(tmp_path: Path) -> 
     node, emulator, externals, booked = await _scenario(OKX, tmp_path, reconcile_interval=None, wait=2.0)  # 4 rounds' time
     assert emulator.fills and booked == []
     assert externals == [] and node.reconciler.rounds == 0
+
+
+async def test_a_balance_difference_holds_the_instrument_only_when_it_persists() -> None:
+    from tests.live.venue_kits import kit_harness
+    from tradebus.node.reconcile import Reconciler
+
+    async with kit_harness(OKX) as h:
+        holds: dict[str, str] = {}
+
+        def hold(iid: str, reason: str) -> None:
+            if reason:
+                holds[iid] = reason
+            else:
+                holds.pop(iid, None)
+
+        reconciler = Reconciler(h.kernel, h.venue, hold, 2.0)
+        await reconciler.round()
+        assert holds == {}
+        h.emulator.balances["BTC"] = 0.5  # a transfer into the account, not a trade of this journal
+        await reconciler.round()
+        assert holds == {}  # once could be a fill in flight
+        await reconciler.round()
+        assert "0.0 BTC held here but 0.5 at the venue" in holds[OKX.iid]
+        h.emulator.balances["BTC"] = 0.0
+        await reconciler.round()
+        assert holds == {} and reconciler.rounds == 4 and reconciler.differences == 0
