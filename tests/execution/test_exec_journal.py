@@ -250,6 +250,32 @@ def test_journal_records_commands_and_events_with_increasing_seq_and_replay_rebu
     assert json.dumps([o.filled_qty for o in om2.orders()]) == json.dumps([o.filled_qty for o in om.orders()])
 
 
+def test_a_fill_journaled_twice_is_booked_once_on_replay(tmp_path: Path) -> None:
+    inst = make_instrument()
+    insts = {inst.instrument_id: inst}
+    bus, clock = MessageBus(), SimulatedClock(0)
+    pf = Portfolio(insts, 10_000.0)
+    om = OrderManager(bus, clock)
+    journal = Journal(tmp_path / "j.sqlite")
+    engine = ExecutionEngine(
+        bus, clock, insts, RiskGate(RiskConfig(), pf, clock, bus), om, SimulatedVenue(clock, insts), pf, journal
+    )
+    clock.advance_to(bar(1, 100.0, 101.0, 99.0, 100.0).ts_init)
+    engine.on_bar(bar(1, 100.0, 101.0, 99.0, 100.0))
+    engine.submit(SubmitOrder("s", IID, "", OrderSide.BUY, 2.0, 1, 1))
+    clock.advance_to(bar(2, 100.0, 103.0, 99.0, 100.0).ts_init)
+    engine.on_bar(bar(2, 100.0, 103.0, 99.0, 100.0))
+    assert pf.position(IID) == 2.0
+    fill = next(e.message for e in journal.entries() if type(e.message) is OrderFilled)
+    journal.record_event(fill)  # a second writer (e.g. a flatten run) journaled the same venue trade
+    om2, pf2 = OrderManager(bus, clock), Portfolio(insts, 10_000.0)
+    seen: list = []
+    journal.replay(om2, pf2, 10, on_message=seen.append)
+    assert pf2.position(IID) == 2.0
+    assert pf2.cash == pf.cash
+    assert [m.trade_id for m in seen if type(m) is OrderFilled] == [fill.trade_id]
+
+
 # ----------------------------------------------------------------------------- schema, transactions, recovery
 
 V1_SCHEMA = """

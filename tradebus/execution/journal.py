@@ -310,8 +310,9 @@ class Journal:
             The restarted process's risk gate: its trading and breaker state is restored from
             the journal, and every later change of it is stored here.
         on_message
-            Called with every journaled command and event, in ``seq`` order, then with each
-            recovery event (the kernel adds the journaled fills to its results).
+            Called with every journaled command and event, in ``seq`` order (a fill journaled
+            twice only once), then with each recovery event (the kernel adds the journaled
+            fills to its results).
 
         Returns
         -------
@@ -322,17 +323,21 @@ class Journal:
         submit = _messages.SubmitOrder
         for entry in self.entries():
             msg = entry.message
-            if on_message is not None:
-                on_message(msg)
             if entry.kind == "command":
+                if on_message is not None:
+                    on_message(msg)
                 if type(msg) is submit:
                     order = orders.create(msg)
                     order.ts_created = order.ts_last = msg.ts_init
                     orders.restore(order)
                 continue
-            orders.apply(msg)
+            applied = orders.apply(msg)
             if type(msg) is _messages.OrderFilled:
+                if applied is None and orders.get(msg.client_order_id) is not None:
+                    continue  # a repeat of a trade already booked (journaled twice): neither booked nor reported again
                 portfolio.apply_fill(msg)
+            if on_message is not None:
+                on_message(msg)
         if risk is not None:
             risk.restore(self.load_risk_state(), self.save_risk_state)
         unknown: list[Order] = []
