@@ -40,7 +40,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 from loguru import logger
@@ -61,6 +61,9 @@ from tradebus.risk.breakers import BreakerState
 from tradebus.node.daemon import NodeSummary, TradingNode, build_paper_kernel, kept_files
 from tradebus.reports.outputs import write_outputs
 from tradebus.risk.guard import MarketGuard
+
+if TYPE_CHECKING:
+    from tradebus.reports.writers import RunDirectory
 
 __all__ = [
     "ApiKeys",
@@ -255,7 +258,7 @@ class LiveNode(TradingNode):
         The account's key pair.
     dry_run
         Connect, reconcile and decide, send nothing.
-    max_seconds, max_messages, handle_signals
+    max_seconds, max_messages, handle_signals, run_dir
         As :class:`~tradebus.node.daemon.TradingNode`.
     """
 
@@ -272,6 +275,7 @@ class LiveNode(TradingNode):
         max_seconds: float | None = None,
         max_messages: int | None = None,
         handle_signals: bool = True,
+        run_dir: RunDirectory | None = None,
     ) -> None:
         self.keys = keys
         self.dry_run = dry_run
@@ -279,7 +283,9 @@ class LiveNode(TradingNode):
         self.balances: dict[str, AccountBalance] = {}
         self._venue_open: list[OrderStatusReport] = []
         self._stream_task: asyncio.Task[None] | None = None
-        super().__init__(config, max_seconds=max_seconds, max_messages=max_messages, handle_signals=handle_signals)
+        super().__init__(
+            config, max_seconds=max_seconds, max_messages=max_messages, handle_signals=handle_signals, run_dir=run_dir
+        )
         _, ws_url = config.live.endpoints()
         self.stream = config.live.account().user_stream(
             ws_url,
@@ -446,8 +452,8 @@ def run_live(
 ) -> tuple[NodeSummary, RunResult]:
     """Load a live config, check the environment and keys, run the daemon, write its outputs.
 
-    Outputs are the paper daemon's (``fills.csv``, ``orders.csv``, ``equity.csv``,
-    ``metrics.json``, ``config.yaml``, ``node.json``).
+    Outputs are the paper daemon's (``fills.csv``, ``orders.csv``, ``equity.csv``, ... written
+    row by row while it runs; ``metrics.json``, ``config.yaml``, ``node.json`` when it stops).
 
     Raises
     ------
@@ -467,7 +473,11 @@ def run_live(
 
     async def main() -> NodeSummary:
         # Built on the running loop: the engine's timers need it.
-        nodes.append(LiveNode(config, keys, dry_run=dry_run, max_seconds=max_seconds, max_messages=max_messages))
+        nodes.append(
+            LiveNode(
+                config, keys, dry_run=dry_run, max_seconds=max_seconds, max_messages=max_messages, run_dir=run_dir
+            )
+        )
         return await nodes[0].run()
 
     try:
@@ -475,7 +485,14 @@ def run_live(
     finally:
         if run_dir is not None and nodes:
             kernel = nodes[0].kernel
-            write_outputs(run_dir, kernel.result, kernel.instruments, dump_config(config), {"node.json": nodes[0].summary.to_json()})
+            write_outputs(
+                run_dir,
+                kernel.result,
+                kernel.instruments,
+                dump_config(config),
+                {"node.json": nodes[0].summary.to_json()},
+                nodes[0].outputs,
+            )
     return summary, nodes[0].kernel.result
 
 
