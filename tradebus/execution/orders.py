@@ -375,7 +375,8 @@ class OrderManager:
             cmd.time_in_force,
             cmd.post_only,
             cmd.reduce_only,
-            self._clock.now_ns(),
+            # When the strategy decided, as the journal restores it (the clock reads later).
+            cmd.ts_init if cmd.ts_init > 0 else self._clock.now_ns(),
         )
         self.created += 1
         return order
