@@ -4,7 +4,7 @@ Usage::
 
     NUMBA_CACHE_DIR=.cache/numba .venv/bin/python bench/soak.py [--json] [--hours 24] [--speed 100] [--samples 40]
 
-A :class:`~tradebus.node.daemon.TradingNode` with its ops layer on (``/metrics`` and
+A :class:`~tradebus.node.daemon.PaperNode` with its ops layer on (``/metrics`` and
 ``/health`` on a free port, scraped at every sample like Prometheus would) connects to a
 :class:`~tradebus.adapters.common.local_server.LocalVenueServer` serving the Binance spot
 BTCUSDT capture of ``tests/fixtures/binance`` (trade and bookTicker streams) at ``--speed``
@@ -53,7 +53,7 @@ from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture  #
 from tradebus.adapters.common.local_server import LocalVenueServer  # noqa: E402
 from tradebus.adapters.common.recorder import iter_hftbacktest  # noqa: E402
 from tradebus.node.config import parse_paper_config  # noqa: E402
-from tradebus.node.daemon import TradingNode, kept_files  # noqa: E402
+from tradebus.node.daemon import PaperNode, kept_files  # noqa: E402
 from tradebus.node.config import dump_paper_config  # noqa: E402
 from tradebus.reports.outputs import write_outputs  # noqa: E402
 from tradebus.reports.writers import RunDirectory  # noqa: E402
@@ -181,7 +181,7 @@ async def run(hours: float, n_samples: int, warm_up: float, speed: float | None,
             fill_rows = None
             # As `tradebus paper --out`: the daemon streams its row files there and writes the rest at the end.
             run_dir = RunDirectory(Path(tmp_dir) / "out", "paper", keep=kept_files(cfg)) if out else None
-            node = TradingNode(cfg, handle_signals=False, run_dir=run_dir)
+            node = PaperNode(cfg, handle_signals=False, run_dir=run_dir)
             samples, elapsed = await drive(node, frames, cursor, n_samples)
             if run_dir is not None:
                 kernel = node.kernel
@@ -230,7 +230,7 @@ async def run(hours: float, n_samples: int, warm_up: float, speed: float | None,
 
 
 async def drive(
-    node: TradingNode, frames: LoopedFrames, cursor: Any, n_samples: int
+    node: PaperNode, frames: LoopedFrames, cursor: Any, n_samples: int
 ) -> tuple[list[dict[str, Any]], float]:
     """Run ``node`` until the server sent every frame and the daemon processed them; sample along."""
     samples: list[dict[str, Any]] = []

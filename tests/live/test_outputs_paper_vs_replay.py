@@ -24,7 +24,7 @@ from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.cli import app
 from tradebus.node.config import dump_paper_config
-from tradebus.node.daemon import TradingNode, kept_files
+from tradebus.node.daemon import PaperNode, kept_files
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import ORDER_COLUMNS, RunDirectory
 
@@ -68,7 +68,7 @@ async def test_paper_and_replay_outputs_agree_column_for_column_except_receive_t
         paper = tmp_path / "paper"
         # The daemon writes its row files as it runs (tradebus.reports.stream), the rest when it stops.
         run_dir = RunDirectory(paper, "paper", keep=kept_files(config))
-        node = TradingNode(config, handle_signals=False, run_dir=run_dir)
+        node = PaperNode(config, handle_signals=False, run_dir=run_dir)
         result = node.kernel.result
         await run_node(node, lambda: result.trades == len(SPOT_TRADE_IDS) and result.quotes == SPOT_QUOTES)
     assert result.trades == len(SPOT_TRADE_IDS)

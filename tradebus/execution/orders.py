@@ -313,8 +313,8 @@ class OrderManager:
     Parameters
     ----------
     bus
-        Where :meth:`process` publishes the events it applies, and where every
-        :class:`~tradebus.engine.messages.OrderAnomaly` goes.
+        Where every :class:`~tradebus.engine.messages.OrderAnomaly` goes (the execution engine
+        publishes the events it applies).
     clock
         Source of ``ts_created`` for new orders and of anomalies' ``ts_init``.
     client_ids
@@ -579,13 +579,6 @@ class OrderManager:
         if not (qty > 0.0 and qty < _INF):
             return OrderError(f"order {coid}: fill quantity {qty!r} must be > 0")
         return OrderError(f"order {coid}: fill price {fill.last_px!r} must be > 0")
-
-    def process(self, event: Any) -> Order | None:
-        """:meth:`apply` the event, then publish it on the bus unless it was dropped."""
-        order = self.apply(event)
-        if order is not None:
-            self._bus.publish(event)
-        return order
 
     # ------------------------------------------------------------------ queries
 

@@ -1,6 +1,6 @@
 """The paper-trading daemon: live market data, the kernel, the simulated venue and a journal.
 
-:class:`TradingNode` runs on one asyncio loop. Each configured feed is a venue client
+:class:`PaperNode` runs on one asyncio loop. Each configured feed is a venue client
 (:mod:`tradebus.adapters.binance`, ``okx``, ``bybit``) whose task hands every normalised
 message to a :class:`~tradebus.node.router.NodeRouter` (:mod:`tradebus.node.feeds`), synchronously, on the loop's thread::
 
@@ -22,7 +22,7 @@ sync with the venue (asked of the adapter at decision time) or whose book is fro
 :mod:`tradebus.risk.liveness`; the book is resynced) gets ``OrderDenied`` with
 the reason ``"feed stale: ..."`` or ``"book unsynced: ..."``.
 
-Lifecycle of :meth:`TradingNode.run`:
+Lifecycle of :meth:`PaperNode.run`:
 
 1. warm up the Numba feature kernels (before any socket is opened);
 2. replay the SQLite journal (:class:`~tradebus.execution.journal.Journal`): orders,
@@ -75,7 +75,7 @@ from tradebus.strategies.base import build_strategies
 if TYPE_CHECKING:
     from tradebus.reports.writers import RunDirectory
 
-__all__ = ["NodeSummary", "TradingNode", "build_paper_kernel", "kept_files", "run_paper"]
+__all__ = ["NodeSummary", "PaperNode", "build_paper_kernel", "kept_files", "run_paper"]
 
 V = TypeVar("V", bound=Venue)
 
@@ -136,7 +136,7 @@ class NodeSummary:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
 
-class TradingNode:
+class PaperNode:
     """The paper-trading daemon (see the module docstring).
 
     Parameters
@@ -375,6 +375,11 @@ class TradingNode:
         )
 
 
+#: The former name of :class:`PaperNode` (it runs the paper venue; :class:`~tradebus.node.live.LiveNode`
+#: is the live one), kept until the branches that still import it are merged.
+TradingNode = PaperNode
+
+
 def _open_journal(path: Path, synchronous: str) -> Journal:
     path.parent.mkdir(parents=True, exist_ok=True)
     return Journal(path, synchronous)  # type: ignore[arg-type]
@@ -411,7 +416,7 @@ def run_paper(
 
     config = load_paper_config(config_path, overrides)
     run_dir = None if out_dir is None else RunDirectory(out_dir, "paper", keep=kept_files(config), force=force)
-    node = TradingNode(config, max_seconds=max_seconds, max_messages=max_messages, run_dir=run_dir)
+    node = PaperNode(config, max_seconds=max_seconds, max_messages=max_messages, run_dir=run_dir)
     try:
         summary = asyncio.run(node.run())
     finally:

@@ -1,6 +1,6 @@
 """The live-trading daemon: the paper daemon with the exchange in place of the simulated venue.
 
-:class:`LiveNode` is a :class:`~tradebus.node.daemon.TradingNode` (same feeds, market guard,
+:class:`LiveNode` is a :class:`~tradebus.node.daemon.PaperNode` (same feeds, market guard,
 kernel, journal, recorder, decision log and outputs) whose venue is a
 :class:`~tradebus.execution.live.LiveVenue` on the account's REST API, fed by the account's
 private user stream, with :class:`~tradebus.execution.engine.OrderTimeouts` (a request
@@ -58,7 +58,7 @@ from tradebus.execution.live import AccountBalance, LiveVenue
 from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import PaperConfig
 from tradebus.risk.breakers import BreakerState
-from tradebus.node.daemon import NodeSummary, TradingNode, build_paper_kernel, kept_files
+from tradebus.node.daemon import NodeSummary, PaperNode, build_paper_kernel, kept_files
 from tradebus.reports.outputs import write_outputs
 from tradebus.risk.guard import MarketGuard
 
@@ -247,7 +247,7 @@ def check_environment(settings: LiveSettings, mainnet: bool) -> None:
         raise ConfigError(f"--mainnet given but live.environment is {settings.environment!r}; set it to mainnet")
 
 
-class LiveNode(TradingNode):
+class LiveNode(PaperNode):
     """The live daemon (see the module docstring).
 
     Parameters
@@ -259,7 +259,7 @@ class LiveNode(TradingNode):
     dry_run
         Connect, reconcile and decide, send nothing.
     max_seconds, max_messages, handle_signals, run_dir
-        As :class:`~tradebus.node.daemon.TradingNode`.
+        As :class:`~tradebus.node.daemon.PaperNode`.
     """
 
     config: LiveConfig
