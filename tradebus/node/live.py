@@ -44,11 +44,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 from loguru import logger
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, SecretStr, model_validator
+from pydantic import Field, PositiveFloat, SecretStr, model_validator
 
 from tradebus.adapters.common.venue import LiveAccount
 from tradebus.adapters.registry import VENUES, venue_adapter
 from tradebus.config import dump_config, load_config, parse_config
+from tradebus.config_base import StrictModel
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import CancelOrder, TradingState
 from tradebus.errors import ConfigError
@@ -104,7 +105,7 @@ class LiveGuard(MarketGuard):
         return held if held is not None else super().block_reason(instrument_id)
 
 
-class LiveSettings(BaseModel):
+class LiveSettings(StrictModel):
     """The ``live:`` section of a live config.
 
     Parameters
@@ -128,8 +129,6 @@ class LiveSettings(BaseModel):
     submit_timeout, cancel_timeout, retry_interval, check_interval, not_found_grace
         :class:`~tradebus.execution.engine.OrderTimeouts`, in seconds.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     venue: str | None = None
     market: Literal["spot"] = "spot"
