@@ -72,7 +72,14 @@ async def run_and_scrape(tmp_path: Path) -> tuple[PaperNode, str, str, tuple[int
                 deadline = loop.time() + 60
                 while srv.cursor < len(USDM_FRAMES) and loop.time() < deadline:
                     await asyncio.sleep(0.05)
-                await asyncio.sleep(0.5)  # the last frames reach the kernel
+                # the last frames reach the kernel: the feeds stop counting frames (each is handled as it is read)
+                received = -1
+                while loop.time() < deadline:
+                    now = sum(feed.client.frames for feed in node.feeds if feed.client is not None)
+                    if now == received:
+                        break
+                    received = now
+                    await asyncio.sleep(0.4)
                 resp = await http.get("/metrics")
                 assert resp.status_code == 200
                 assert resp.headers["content-type"].startswith("text/plain")

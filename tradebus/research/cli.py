@@ -381,3 +381,8 @@ def _round_trip_pnl(result: Any) -> np.ndarray:
         position[f.instrument_id] = new
         pnl.append(realised)
     return np.asarray(pnl, dtype=np.float64)
+
+
+from tradebus.research.systems import run as _run_system  # noqa: E402  (the registry imports this module lazily)
+
+research_app.command("run")(_run_system)

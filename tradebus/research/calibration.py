@@ -1,0 +1,118 @@
+"""Fitting calibrated classifiers, walk-forward, into plain numbers a strategy can load.
+
+:func:`fit_calibrated_logit` fits a
+:class:`~tradebus.strategies.models.CalibratedLogit`: a standardised logistic regression
+whose probabilities are mapped through a calibration (Platt or isotonic) fitted on *purged
+out-of-fold* predictions (:class:`~tradebus.research.splitters.PurgedKFold`), so the
+calibration never sees a prediction of a sample the model was trained on.
+
+:func:`walk_forward_schedule` trains one model per segment start on the samples whose
+label *ended* before ``start - embargo`` (purging: a label still running at the start
+would leak the segment's prices; embargo: a margin for serial correlation), and a
+:class:`~tradebus.strategies.models.ModelSchedule` hands out the latest model valid at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from tradebus.errors import ConfigError
+from tradebus.strategies.models import CalibratedLogit, ModelSchedule
+
+__all__ = ["fit_calibrated_logit", "walk_forward_schedule"]
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(p, 1e-6, 1.0 - 1e-6)
+    return np.log(q / (1.0 - q))
+
+
+def fit_calibrated_logit(X: np.ndarray, y: np.ndarray, columns: Sequence[str], *, t0: np.ndarray, t1: np.ndarray,
+                         folds: int = 4, embargo: float = 0.0, C: float = 1.0,
+                         method: Literal["isotonic", "sigmoid"] = "sigmoid") -> CalibratedLogit:
+    """Fit on ``X`` (n x k, no NaN) and binary ``y``; calibrate on purged out-of-fold probabilities.
+
+    ``t0``/``t1`` are each sample's label start and end (ns), used to purge the folds.
+    ``method``: ``"isotonic"`` (step function, needs many samples) or ``"sigmoid"``
+    (Platt scaling of the out-of-fold logit, smooth; stored as knots on a grid of 201
+    raw probabilities).
+    """
+    # scikit-learn (the research extra) is needed to fit, not to predict: strategies load models without it
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.linear_model import LogisticRegression
+
+    from tradebus.research.splitters import PurgedKFold
+
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[1] != len(columns):
+        raise ConfigError(f"calibrated logit: X {X.shape}, y {y.shape} and {len(columns)} columns disagree")
+    if not np.isfinite(X).all():
+        raise ConfigError("calibrated logit: features must be finite")
+    mean = X.mean(axis=0)
+    scale = X.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    Z = (X - mean) / scale
+    oof = np.full(y.shape[0], np.nan)
+    for train, test in PurgedKFold(folds, t0=t0, t1=t1, embargo=embargo).split(Z):
+        if np.unique(y[train]).size < 2:
+            oof[test] = y[train].mean() if train.size else 0.5
+            continue
+        model = LogisticRegression(C=C, max_iter=1000).fit(Z[train], y[train])
+        oof[test] = model.predict_proba(Z[test])[:, 1]
+    full = LogisticRegression(C=C, max_iter=1000).fit(Z, y)
+    if method == "isotonic":
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(oof, y)
+        kx, ky = iso.X_thresholds_, iso.y_thresholds_
+    elif method == "sigmoid":
+        platt = LogisticRegression(C=1e6).fit(_logit(oof)[:, None], y)
+        kx = np.linspace(0.0, 1.0, 201)
+        ky = platt.predict_proba(_logit(kx)[:, None])[:, 1]
+    else:
+        raise ConfigError(f"calibration method must be 'isotonic' or 'sigmoid', got {method!r}")
+    return CalibratedLogit(tuple(columns), tuple(mean.tolist()), tuple(scale.tolist()), tuple(full.coef_[0].tolist()),
+               float(full.intercept_[0]), tuple(kx.tolist()), tuple(ky.tolist()), int(y.shape[0]), float(y.mean()))
+
+
+
+def walk_forward_schedule(X: np.ndarray, y: np.ndarray, columns: Sequence[str], *, t0: np.ndarray, t1: np.ndarray,
+                          starts: Sequence[int], embargo_ns: int = 0, min_samples: int = 30, folds: int = 4,
+                          C: float = 1.0, method: Literal["isotonic", "sigmoid"] = "sigmoid",
+                          ) -> tuple[ModelSchedule, list[dict[str, Any]]]:
+    """One :class:`CalibratedLogit` per segment start, trained on labels that ended before it.
+
+    A sample trains the model of segment start ``s`` only when ``t1 < s - embargo_ns``
+    (so its whole label window lies before the segment, with a margin). Segments with
+    fewer than ``min_samples`` such samples, or one class only, get no new model (the
+    previous one stays in force).
+
+    Returns
+    -------
+    (ModelSchedule, list of dict)
+        The schedule and one log row per segment start (samples, positives, trained or why not).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    t0 = np.asarray(t0, dtype=np.int64)
+    t1 = np.asarray(t1, dtype=np.int64)
+    entries: list[tuple[int, CalibratedLogit]] = []
+    log: list[dict[str, Any]] = []
+    for start in sorted(int(s) for s in starts):
+        mask = t1 < start - embargo_ns
+        n, pos = int(mask.sum()), int(y[mask].sum())
+        row: dict[str, Any] = {"valid_from": start, "samples": n, "positives": pos}
+        if n < min_samples:
+            row["trained"] = f"no: {n} samples < min_samples {min_samples}"
+        elif pos in (0, n):
+            row["trained"] = "no: one class only"
+        else:
+            order = np.argsort(t0[mask], kind="stable")
+            model = fit_calibrated_logit(X[mask][order], y[mask][order], columns, t0=t0[mask][order],
+                                        t1=t1[mask][order], folds=min(folds, n), C=C, method=method)
+            entries.append((start, model))
+            row["trained"] = "yes"
+        log.append(row)
+    return ModelSchedule(tuple(entries)), log
