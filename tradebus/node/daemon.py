@@ -398,8 +398,8 @@ def run_paper(
 
     With ``out_dir``, the run's ``fills.csv``, ``orders.csv``, ``equity.csv``, ``funding.csv``
     and ``prices.csv`` are written there row by row while the daemon runs, and its
-    ``metrics.json``, ``config.yaml`` (as ``tradebus backtest`` writes them), ... and
-    ``node.json`` (:class:`NodeSummary`) when it stops. The
+    ``metrics.json``, ``trades.csv``, ``attribution.csv``, ``config.yaml`` (as ``tradebus
+    backtest`` writes them) and ``node.json`` (:class:`NodeSummary`) when it stops. The
     directory may hold the config's journal and recording (they are never touched);
     anything else is refused before the daemon starts, unless ``force``
     (:class:`~tradebus.reports.writers.RunDirectory`).
