@@ -11,7 +11,7 @@ PIP := $(PY) -m pip install --disable-pip-version-check --quiet -c constraints.t
 # pip and setuptools print banners of their own; they go to $(LOG), shown only if an install fails.
 QUIET_INSTALL = >>$(LOG) 2>&1 || { cat $(LOG); echo "install failed; log: $(LOG)"; exit 1; }
 
-.PHONY: setup backtest test bench constraints clean
+.PHONY: setup backtest test bench bench-peers constraints clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -36,10 +36,19 @@ backtest: $(RUNTIME)
 test: $(DEV)
 	$(PY) -m pytest
 
-BENCHES := features throughput execution journal market_data venue_books market_data_latency data research perpetuals sweep soak live book_fills strategies live_soak
+BENCHES := features throughput execution journal market_data venue_books market_data_latency data research perpetuals sweep soak live book_fills strategies live_soak ml_gated accelerated peers cold_start
 
 bench: $(DEV)
 	@for b in $(BENCHES); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done
+
+# bench/peers.py against backtesting.py and NautilusTrader (the `peers` extra, bench only). NautilusTrader
+# needs pandas<3 and constraints.txt pins pandas 3, so they get a venv of their own, resolved without it.
+PEERS_VENV := .venv-peers
+bench-peers:
+	@test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	@echo "installing tradebus and the peers extra into $(PEERS_VENV) (first time: a few minutes)"
+	@$(PEERS_VENV)/bin/python -m pip install --disable-pip-version-check --quiet -e ".[peers]" >$(PEERS_VENV)/install.log 2>&1 || { cat $(PEERS_VENV)/install.log; exit 1; }
+	$(PEERS_VENV)/bin/python bench/peers.py
 
 # Rebuild constraints.txt: the newest versions that pyproject.toml allows, resolved in a scratch venv.
 constraints:

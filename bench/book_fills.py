@@ -139,7 +139,10 @@ def _hftbacktest(cat: Catalog, interval_ns: int, runs: int) -> dict[str, float] 
         hbt = make_backtest(events, "risk_averse", LATENCY_NS, LATENCY_NS, 0.1, 0.001)
         times, out = np.zeros(100_000, np.int64), np.zeros((100_000, 3))
         t0 = time.perf_counter()
-        n = touch_quoter(hbt, first, interval_ns, 0.001, 0.005, times, out)
+        stop = np.zeros(2, np.int64)
+        n = touch_quoter(hbt, first, interval_ns, 0.001, 0.005, times, out, stop)
+        if stop[0] != 1:
+            raise RuntimeError(f"hftbacktest stopped with code {int(stop[0])} at {int(stop[1])}, not at the end of the data")
         if k:  # the first call compiles
             elapsed.append(time.perf_counter() - t0)
     med = statistics.median(elapsed)

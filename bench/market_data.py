@@ -8,7 +8,10 @@ Inputs are the real captures under ``tests/fixtures/`` (Binance spot/USD-M hftba
 cuts and cryptofeed recordings; OKX/Bybit recordings when their adapters exist). Every
 figure is the median over ``--repeat`` runs on one core.
 
-* ``parse``: raw frame (str) -> core message through the venue's parser.
+* ``parse``: raw frame (str) -> core message through the venue's parser, next to
+  ``json_loads``: merely decoding the same frames with stdlib ``json.loads``, timed
+  in the same run (runs alternate); ``vs_json_loads`` = parse rate / json.loads rate
+  (target >= 1 for every venue's trades and top of book, and Binance diff depth).
 * ``feed``: raw frame -> routing by stream name -> parser -> de-dup -> sink (no-op).
 * ``book``: pre-parsed diffs of the capture, in price-level updates per second:
   ``replay`` = :meth:`BookSync.fast_forward` (sequence rule, crossed check and
@@ -65,6 +68,29 @@ def _median_rate(fn: Callable[[], tuple[int, float]], repeat: int) -> float:
     return statistics.median(rates)
 
 
+def _vs_json(ours: Callable[[], tuple[int, float]], frames: list[str], loops: int, repeat: int) -> dict[str, float]:
+    """Median rates of ``ours`` and of ``json.loads`` over the same frames, runs alternating."""
+    loads = json.loads
+
+    def reference() -> tuple[int, float]:
+        t0 = time.perf_counter()
+        for _ in range(loops):
+            for raw in frames:
+                loads(raw)
+        return loops * len(frames), time.perf_counter() - t0
+
+    ours()
+    reference()
+    mine, ref = [], []
+    for _ in range(repeat):
+        n, secs = ours()
+        mine.append(n / secs)
+        n, secs = reference()
+        ref.append(n / secs)
+    a, b = statistics.median(mine), statistics.median(ref)
+    return {"msgs_per_s": a, "json_loads_msgs_per_s": b, "vs_json_loads": a / b}
+
+
 def _parse_case(frames: list[str], parse: Callable[[str, int, str], Any], min_msgs: int = 200_000) -> Callable[[], tuple[int, float]]:
     loops = max(1, min_msgs // max(1, len(frames)))
 
@@ -102,7 +128,10 @@ def binance_parse(repeat: int) -> dict[str, float]:
         "kline": ([r for r in cf if "@kline" in r], parse_kline),
         "markPrice": ([r for r in usdm if "@markPrice" in r], parse_mark_price),
     }
-    return {name: _median_rate(_parse_case(frames, fn), repeat) for name, (frames, fn) in cases.items()}
+    return {
+        name: _vs_json(_parse_case(frames, fn), frames, max(1, 200_000 // max(1, len(frames))), repeat)
+        for name, (frames, fn) in cases.items()
+    }
 
 
 def binance_feed(repeat: int) -> dict[str, float]:
@@ -183,10 +212,11 @@ def binance_book(repeat: int) -> dict[str, float]:
         out[f"{name}_levels_per_s"] = _median_rate(run_sync, repeat)
         out[f"{name}_kernel_levels_per_s"] = _median_rate(run_kernel, repeat)
         out[f"{name}_levels_per_diff"] = levels / len(deltas)
+        out[f"{name}_live_vs_replay"] = out[f"{name}_levels_per_s"] / out[f"{name}_replay_levels_per_s"]
     return out
 
 
-def other_venues(repeat: int) -> dict[str, dict[str, float]]:
+def other_venues(repeat: int) -> dict[str, dict[str, dict[str, float]]]:
     """OKX/Bybit parsers (L-B's modules) on their fixture recordings, if present."""
     results: dict[str, dict[str, float]] = {}
     specs = (
@@ -207,7 +237,7 @@ def other_venues(repeat: int) -> dict[str, dict[str, float]]:
             key = _channel(raw)
             if key is not None:
                 groups.setdefault(key, []).append((t, raw))
-        venue_rates: dict[str, float] = {}
+        venue_rates: dict[str, dict[str, float]] = {}
         for key, group in sorted(groups.items()):
             if key.startswith(("books", "orderbook")) or len(group) < 20:
                 continue  # stateful book streams cannot be replayed in a loop without resyncs
@@ -224,7 +254,7 @@ def other_venues(repeat: int) -> dict[str, dict[str, float]]:
                     total += time.perf_counter() - t0
                 return loops * len(group), total
 
-            venue_rates[key] = _median_rate(run, repeat)
+            venue_rates[key] = _vs_json(run, [raw for _, raw in group], loops, repeat)
         results[venue] = venue_rates
     return results
 
@@ -242,6 +272,13 @@ def _channel(raw: str) -> str | None:
     return str(topic).split(".")[0] if topic else None
 
 
+def _vs_line(name: str, row: dict[str, float]) -> str:
+    return (
+        f"  {name:<14} parse {row['msgs_per_s']:>12,.0f}  json.loads {row['json_loads_msgs_per_s']:>12,.0f}"
+        f"  ratio {row['vs_json_loads']:.2f}x"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -257,18 +294,18 @@ def main() -> None:
     if args.json:
         print(json.dumps(res, indent=2, sort_keys=True))
         return
-    print("Binance parse+normalise (msgs/s, median):")
+    print("Binance parse+normalise vs json.loads of the same frames (msgs/s, medians; target ratio >= 1):")
     for k, v in res["binance_parse_msgs_per_s"].items():
-        print(f"  {k:<14} {v:>12,.0f}")
+        print(_vs_line(k, v))
     for k, v in res["binance_feed_msgs_per_s"].items():
         print(f"Binance feed path {k}: {v:,.0f} msgs/s")
     print("Binance book (price-level updates/s, Binance sequence rules):")
     for k, v in res["binance_book"].items():
-        print(f"  {k:<26} {v:>14,.0f}")
+        print(f"  {k:<26} {v:>14,.2f}" if k.endswith(("_vs_replay", "_per_diff")) else f"  {k:<26} {v:>14,.0f}")
     for venue, rates in res["other_venues_parse_msgs_per_s"].items():
-        print(f"{venue} parse_frame (msgs/s, median):")
+        print(f"{venue} parse_frame vs json.loads of the same frames (msgs/s, medians):")
         for k, v in rates.items():
-            print(f"  {k:<14} {v:>12,.0f}")
+            print(_vs_line(k, v))
 
 
 if __name__ == "__main__":

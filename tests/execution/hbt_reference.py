@@ -83,10 +83,14 @@ def make_backtest(events: np.ndarray, queue_model: str, entry_ns: int, ack_ns: i
 
 
 @njit
-def touch_quoter(hbt, first_ns, interval_ns, qty, max_pos, times, out):  # type: ignore[no-untyped-def]
+def touch_quoter(hbt, first_ns, interval_ns, qty, max_pos, times, out, stop):  # type: ignore[no-untyped-def]
     """TouchQuoter in hftbacktest; fills go to ``times`` (exchange time, int64) and ``out`` rows (side, price, qty).
 
-    Returns the number of fills.
+    Returns the number of fills. ``stop`` (int64, 2) receives the code of the ``elapse`` that
+    ended the run and hftbacktest's time then: 1 is the end of the data; any other code is a
+    ``BacktestError`` of hftbacktest's Python binding (10 order id exists, 11 request in
+    process, 12 order not found, 13 invalid request, 14 invalid order status, 15 end of data,
+    100 data error) that cut the run short.
 
     ``first_ns`` is the first event's time, where hftbacktest's clock starts; the first
     decision is at the next multiple of ``interval_ns``, as TouchQuoter's timer.
@@ -94,7 +98,9 @@ def touch_quoter(hbt, first_ns, interval_ns, qty, max_pos, times, out):  # type:
     n = 0
     oid = 0
     seen = np.zeros(1_000_000, np.bool_)
-    if hbt.elapse(first_ns - first_ns % interval_ns + interval_ns - first_ns) != 0:
+    code = hbt.elapse(first_ns - first_ns % interval_ns + interval_ns - first_ns)
+    if code != 0:
+        stop[0], stop[1] = code, hbt.current_timestamp
         return 0
     while True:
         orders = hbt.orders(0)
@@ -123,6 +129,8 @@ def touch_quoter(hbt, first_ns, interval_ns, qty, max_pos, times, out):  # type:
             if pos - qty >= -max_pos - 1e-12:
                 oid += 1
                 hbt.submit_sell_order(0, oid, depth.best_ask, qty, GTX, LIMIT, False)
-        if hbt.elapse(interval_ns) != 0:
+        code = hbt.elapse(interval_ns)
+        if code != 0:
+            stop[0], stop[1] = code, hbt.current_timestamp
             break
     return n

@@ -67,7 +67,7 @@ def kalman_reference(y: np.ndarray, x: np.ndarray, delta: float, ve: float, prio
 
 
 def test_kinds_are_registered_with_their_ids() -> None:
-    assert [k.kind_id for k in S.KINDS] == [200, 201, 202, 203, 204]
+    assert [k.kind_id for k in S.KINDS] == [200, 201, 202, 203, 204, 205]
     for kind in S.KINDS:
         assert get_kind(kind.name) is kind
 
@@ -332,3 +332,15 @@ def test_wild_inputs_never_raise_nor_emit_inf(data: st.DataObject) -> None:
         # the state recovers: plain data afterwards gives finite values again
         after, _ = run_kind(kind, kw, np.column_stack(pair_series(80, seed=5)[::-1]), state=state)
         assert np.isfinite(after[-1, 0]), kind.name
+
+
+def test_rel_diff_is_x_over_y_minus_one_with_nan_for_zero_and_nan() -> None:
+    x, y = pair_series(200, seed=5)
+    y = y.copy()
+    y[[3, 50]] = 0.0
+    x[7] = np.nan
+    out, _ = run_kind(S.REL_DIFF, {}, np.c_[x, y])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = pd.Series(x).div(pd.Series(y)).sub(1.0).replace([np.inf, -np.inf], np.nan).to_numpy()
+    np.testing.assert_array_equal(out[:, 0], expected)
+    assert np.isnan(out[[3, 7, 50], 0]).all()

@@ -186,7 +186,7 @@ async def kill_and_restart(tmp: Path, seed: int, kills: int, counts: SoakCounts,
                     n_trades = len(emulator.trades)
                     await daemon.start()
                     try:
-                        await _wait(lambda: any(p == "/api/v3/account" for _, p, _ in emulator.requests[n_req:]), 30, "the daemon's start-up")
+                        await _wait(lambda: any(p == "/api/v3/account" for _, p, _ in emulator.requests[n_req:]), 90, "the daemon's start-up")
                         point = rng.choice(["timer", "post", "post", "fill"])
                         if point == "timer":
                             await asyncio.sleep(rng.uniform(0.1, 2.0))

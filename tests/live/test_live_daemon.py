@@ -140,16 +140,23 @@ def test_mainnet_needs_the_config_and_the_flag() -> None:
     assert LiveSettings(venue="binance").endpoints()[0] == "https://testnet.binance.vision"
     config = parse_live_config({"instruments": [SPOT], **_minimal()})
     assert config.live.venue == "binance"  # the feeds' venue
-    with pytest.raises(ConfigError, match="no live trading yet"):
-        parse_live_config({"instruments": [SPOT], **_minimal(), "live": {"venue": "okx"}})
+    assert (config.live.api_key_env, config.live.api_passphrase_env) == ("TRADEBUS_BINANCE_API_KEY", None)
+    with pytest.raises(ConfigError, match="not a registered venue"):
+        parse_live_config({"instruments": [SPOT], **_minimal(), "live": {"venue": "kraken"}})
+    okx = LiveSettings(venue="okx")
+    assert (okx.api_key_env, okx.api_secret_env, okx.api_passphrase_env) == (
+        "TRADEBUS_OKX_API_KEY", "TRADEBUS_OKX_API_SECRET", "TRADEBUS_OKX_API_PASSPHRASE"
+    )
+    with pytest.raises(ConfigError, match="TRADEBUS_OKX_API_PASSPHRASE"):
+        ApiKeys.from_env(okx, {"TRADEBUS_OKX_API_KEY": KEY, "TRADEBUS_OKX_API_SECRET": SECRET})
 
 
 def test_keys_come_from_the_named_variables_and_never_show() -> None:
-    keys = ApiKeys.from_env(LiveSettings(), {"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET})
+    keys = ApiKeys.from_env(LiveSettings(venue="binance"), {"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET})
     assert keys.key.get_secret_value() == KEY
     assert KEY not in repr(keys) and SECRET not in f"{keys.secret} {keys.secret!r}"
     with pytest.raises(ConfigError, match="TRADEBUS_BINANCE_API_SECRET") as info:
-        ApiKeys.from_env(LiveSettings(), {"TRADEBUS_BINANCE_API_KEY": KEY})
+        ApiKeys.from_env(LiveSettings(venue="binance"), {"TRADEBUS_BINANCE_API_KEY": KEY})
     assert KEY not in str(info.value)
 
 

@@ -165,6 +165,21 @@ def test_cli_stress_flag_runs_the_default_variants_with_the_best_parameters(ray_
     assert stress[3] == {**stress[0], "variant": "latency_x2"}
 
 
+def test_cli_tier_says_which_tier_ran_and_both_tiers_store_the_same_trials(ray_address: str, workdir: Path) -> None:
+    space = write_yaml(workdir / "tier.yaml", {"params": {"strategy.params.fast": [5, 10], "strategy.params.slow": [30]}})
+    tables = {}
+    for tier in ("accelerated", "event"):
+        out = workdir / f"cli-tier-{tier}"
+        result = CliRunner().invoke(app, ["sweep", str(workdir / "run.yaml"), "--space", str(space), "--out", str(out),
+                                          "--tier", tier])
+        assert result.exit_code == 0, result.output
+        assert f"{tier} (2 trials)" in result.output
+        table = pd.read_csv(out / "results.csv")
+        assert list(table["tier"]) == [tier, tier] and list(table["status"]) == ["ok", "ok"]
+        tables[tier] = table.drop(columns=["tier", *TIMING_COLUMNS])
+    pd.testing.assert_frame_equal(tables["accelerated"], tables["event"])
+
+
 def test_walk_forward_optimises_each_train_window_and_stitches_the_test_windows(ray_address: str, workdir: Path) -> None:
     space = write_yaml(workdir / "wf.yaml", {
         "params": {"strategy.params.fast": [5, 10], "strategy.params.slow": [30]},

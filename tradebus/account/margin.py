@@ -1,10 +1,19 @@
-"""Margin account for linear (USDT-margined) perpetuals next to cash spot balances.
+"""Margin account for linear (USDT-margined) and inverse (coin-margined) perpetuals next to cash spot balances.
 
 Wallet
     Balances per asset as in :class:`~tradebus.account.spot.SpotCashAccount` (spot fills
     are booked and checked exactly as there). A perpetual settles in its quote asset (the
     *settle asset*): a fill moves the wallet by its realised PnL minus its fee, funding by
     the payment; the notional never moves the wallet.
+
+Inverse contracts (``Instrument.inverse``)
+    Settle in the *base* asset (BTC for BTCUSD): a contract is worth ``contract_size`` units of
+    the quote (USD). Every amount below is then in the base asset, with ``N = |quantity| *
+    contract_size / mark``. The account keeps each inverse position's *entry value*
+    ``sum(q_i * contract_size / p_i)`` of its opening fills (the harmonic average entry, as the
+    venues compute it), so a close of ``c`` of ``|q|`` realises ``s * (V c / |q| - c *
+    contract_size / exit)`` (``s`` +1 long, -1 short) and the unrealised PnL is ``s * (V -
+    |q| * contract_size / mark)``. A fill's ``fee`` is taken as given, in the base asset.
 
 Marks
     Unrealised PnL and margin are valued at each position's ``last_price``, which the
@@ -84,8 +93,10 @@ class MarginAccount:
         self._spot = SpotCashAccount(instruments, balances)
         self._positions = positions
         self._perps = {iid: inst for iid, inst in instruments.items() if inst.is_perpetual}
-        self._settle = {iid: asset_names(inst)[1] for iid, inst in self._perps.items()}
+        self._settle = {iid: asset_names(inst)[0 if inst.inverse else 1] for iid, inst in self._perps.items()}
         self._isolated: dict[str, float] = dict.fromkeys(self._perps, 0.0)
+        # Entry value (base asset) of each inverse position: sum of q_i * contract_size / p_i.
+        self._entry_value: dict[str, float] = {iid: 0.0 for iid, inst in self._perps.items() if inst.inverse}
         self._working: Callable[[], Iterable[Any]] = tuple
         self._price: Callable[[str], float] = _nan_price
         self._count: Callable[[], int] = _zero
@@ -109,18 +120,29 @@ class MarginAccount:
         old = pos.quantity
         signed = fill.last_qty if fill.side > 0 else -fill.last_qty
         cs = inst.contract_size
+        iid = fill.instrument_id
         realised = 0.0
         if old != 0.0 and (old > 0.0) != (signed > 0.0):
             closed = min(abs(signed), abs(old))
-            realised = closed * cs * (fill.last_px - pos.avg_price) * (1.0 if old > 0.0 else -1.0)
+            side = 1.0 if old > 0.0 else -1.0
+            if inst.inverse:
+                share = self._entry_value[iid] * closed / abs(old)
+                realised = side * (share - closed * cs / fill.last_px)
+                self._entry_value[iid] -= share
+            else:
+                realised = closed * cs * (fill.last_px - pos.avg_price) * side
             if inst.margin_mode == MarginMode.ISOLATED:
-                self._isolated[fill.instrument_id] *= 1.0 - closed / abs(old)
+                self._isolated[iid] *= 1.0 - closed / abs(old)
             opened = abs(signed) - closed
         else:
             opened = abs(signed)
-        if opened > 0.0 and inst.margin_mode == MarginMode.ISOLATED:
-            self._isolated[fill.instrument_id] += opened * cs * fill.last_px / inst.leverage
-        self._spot.credit(self._settle[fill.instrument_id], realised - fill.fee)
+        if opened > 0.0:
+            value = opened * _unit(inst, fill.last_px)
+            if inst.inverse:
+                self._entry_value[iid] += value
+            if inst.margin_mode == MarginMode.ISOLATED:
+                self._isolated[iid] += value / inst.leverage
+        self._spot.credit(self._settle[iid], realised - fill.fee)
 
     def apply_funding(self, instrument_id: str, payment: float) -> None:
         """Debit a funding ``payment`` (negative: received) from the instrument's settle asset."""
@@ -136,14 +158,18 @@ class MarginAccount:
         q, mark = pos.quantity, pos.last_price
         if q == 0.0 or mark != mark:
             return 0.0
-        return q * self._perps[instrument_id].contract_size * (mark - pos.avg_price)
+        inst = self._perps[instrument_id]
+        if inst.inverse:
+            side = 1.0 if q > 0.0 else -1.0
+            return side * (self._entry_value[instrument_id] - abs(q) * inst.contract_size / mark)
+        return q * inst.contract_size * (mark - pos.avg_price)
 
     def position_notional(self, instrument_id: str) -> float:
-        """``|quantity| * contract_size * mark`` of a perpetual position (0 when flat or unpriced)."""
+        """``|quantity| * contract_size * mark`` (inverse: ``/ mark``) of a perpetual position (0 when flat or unpriced)."""
         pos = self._positions[instrument_id]
         if pos.quantity == 0.0 or pos.last_price != pos.last_price:
             return 0.0
-        return abs(pos.quantity) * self._perps[instrument_id].contract_size * pos.last_price
+        return abs(pos.quantity) * _unit(self._perps[instrument_id], pos.last_price)
 
     def initial_margin(self, asset: str | None = None) -> float:
         """Initial margin of the open perpetual positions (settling in ``asset``; all when ``None``)."""
@@ -221,13 +247,15 @@ class MarginAccount:
         if q == 0.0 or mark != mark:
             return False
         inst = self._perps[instrument_id]
-        cs = inst.contract_size
-        unrealised = q * cs * (mark - pos.avg_price)
+        if inst.inverse:
+            unrealised = self.unrealized(instrument_id)
+        else:
+            unrealised = q * inst.contract_size * (mark - pos.avg_price)
         if inst.margin_mode == MarginMode.ISOLATED:
             backing = self._isolated[instrument_id] + unrealised
         else:
             backing = self._spot.balance(self._settle[instrument_id]) + unrealised
-        return backing < inst.maintenance_margin(abs(q) * cs * mark)
+        return backing < inst.maintenance_margin(abs(q) * _unit(inst, mark))
 
     def liquidation_price(self, instrument_id: str) -> float:
         """Mark at which this position is liquidated, everything else held fixed (NaN if never).
@@ -237,7 +265,9 @@ class MarginAccount:
         own unrealised PnL (isolated: its margin; cross: the cross balance without this
         position's unrealised PnL minus the other cross positions' maintenance margin), the
         position is liquidated where ``E + q c (P - a) = m |q| c P - k``:
-        ``P = (q c a - E - k) / (c (q - m |q|))``.
+        ``P = (q c a - E - k) / (c (q - m |q|))``. Inverse, with ``V`` the entry value and ``s``
+        the side (+1/-1): ``E + s (V - |q| c / P) = m |q| c / P - k``, so
+        ``P = (m + s) |q| c / (E + s V + k)``.
         """
         inst = self._perps[instrument_id]
         pos = self._positions[instrument_id]
@@ -254,8 +284,13 @@ class MarginAccount:
             for j, other in self._perps.items():
                 if j != instrument_id and self._settle[j] == asset and other.margin_mode == MarginMode.CROSS:
                     backing -= other.maintenance_margin(self.position_notional(j))
-        price = (q * cs * pos.avg_price - backing - amount) / (cs * (q - rate * abs(q)))
-        return price if price > 0.0 else _NAN
+        if inst.inverse:
+            side = 1.0 if q > 0.0 else -1.0
+            denominator = backing + side * self._entry_value[instrument_id] + amount
+            price = (rate + side) * abs(q) * cs / denominator if denominator != 0.0 else _NAN
+        else:
+            price = (q * cs * pos.avg_price - backing - amount) / (cs * (q - rate * abs(q)))
+        return price if price > 0.0 and math.isfinite(price) else _NAN
 
     # ------------------------------------------------------------------- checks
 
@@ -297,8 +332,8 @@ class MarginAccount:
         opening = _opening(old, signed)
         if opening <= 0.0:
             return None
-        cs = inst.contract_size
-        after = abs(old + signed) * cs * price
+        unit = _unit(inst, price)
+        after = abs(old + signed) * unit
         for tier in inst.margin_tiers:
             if after <= tier.max_notional:
                 if inst.leverage > tier.max_leverage:
@@ -311,8 +346,8 @@ class MarginAccount:
             if inst.margin_tiers:
                 return f"margin: {what} {quantity} {iid} makes a position of notional {after:.10g} above the last tier"
         asset = self._settle[iid]
-        cost = quantity * cs * price * max(inst.taker_fee, inst.maker_fee, 0.0) if fee is None else fee
-        need = opening * cs * price / inst.leverage + cost
+        cost = quantity * unit * max(inst.taker_fee, inst.maker_fee, 0.0) if fee is None else fee
+        need = opening * unit / inst.leverage + cost
         available = self.available(asset, exclude)
         if need > available:
             return (
@@ -335,7 +370,7 @@ class MarginAccount:
             opening = _opening(self._positions[order.instrument_id].quantity, signed)
             px = _order_price(order.order_type, order.price, order.trigger_price, self._price(order.instrument_id))
             if opening > 0.0 and px == px:
-                total += opening * inst.contract_size * px / inst.leverage
+                total += opening * _unit(inst, px) / inst.leverage
         return total
 
     # ------------------------------------------------------------------ queries
@@ -358,6 +393,11 @@ class MarginAccount:
     def balances(self) -> dict[str, float]:
         """``asset -> wallet balance`` in the order the instruments name the assets."""
         return self._spot.balances()
+
+
+def _unit(inst: Instrument, price: float) -> float:
+    """Settle-asset value of one unit of quantity at ``price``: ``c * price``, inverse ``c / price``."""
+    return inst.contract_size / price if inst.inverse else inst.contract_size * price
 
 
 def _opening(position: float, signed: float) -> float:

@@ -192,6 +192,28 @@ def import_bybit_book_cmd(
     _console().print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
 
 
+@data_app.command("import-open-interest")
+def import_open_interest_cmd(
+    path: Annotated[Path, typer.Argument(help="Binance openInterestHist/openInterest JSON, Vision metrics CSV or Bybit v5 JSON.")],
+    venue: Annotated[str, typer.Option(help="Venue directory name, e.g. binance_usdm.")],
+    market: Annotated[str, typer.Option(help="Market, e.g. usdm or linear.")],
+    symbol: Annotated[str, typer.Option(help="Venue symbol; rows of another symbol are refused.")],
+    suffix: Annotated[str, typer.Option(help="Appended to the dataset name (open_interest).")] = "",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset.")] = False,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+) -> None:
+    """Import an open-interest history file as an open_interest dataset."""
+    from tradebus.data.open_interest import import_open_interest
+
+    try:
+        manifest = import_open_interest(
+            path, catalog, venue, market, symbol, suffix=suffix, mode="overwrite" if overwrite else "create"
+        )
+    except TradebusError as exc:
+        raise _fail(exc) from None
+    _console().print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+
+
 def _size(nbytes: int) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if nbytes < 1000 or unit == "GB":

@@ -58,7 +58,7 @@ from tradebus.engine.messages import (
 )
 from tradebus.errors import DataError
 
-__all__ = ["Replay", "ReplayBatch", "ReplaySource"]
+__all__ = ["MixedBatch", "Replay", "ReplayBatch", "ReplaySource"]
 
 DEFAULT_BATCH_ROWS = 65_536
 _BAR_FIELDS = ("open", "high", "low", "close", "volume")
@@ -240,6 +240,67 @@ class ReplayBatch:
         if self.kind == "book":
             return _book_messages(self.instrument_id, self.ts_event, self.ts_init, self.columns, self.continues)
         return _to_messages(self.instrument_id, self.kind, self.ts_event, self.ts_init, self.columns, self.trade_id)
+
+
+class MixedBatch:
+    """Rows of several bar sources in merged ``(ts_init, source, row)`` order (:meth:`Replay.mixed_batches`).
+
+    Attributes
+    ----------
+    kind
+        ``"mixed_bars"``.
+    instrument_ids
+        Instrument of each source, by source index.
+    source
+        int32 array: the source index of each row.
+    ts_event, ts_init, open, high, low, close, volume
+        As in :class:`ReplayBatch`.
+    """
+
+    __slots__ = ("close", "high", "instrument_ids", "low", "open", "source", "ts_event", "ts_init", "volume")
+    kind = "mixed_bars"
+
+    def __init__(
+        self,
+        instrument_ids: tuple[str, ...],
+        source: np.ndarray,
+        ts_event: np.ndarray,
+        ts_init: np.ndarray,
+        columns: dict[str, np.ndarray],
+    ) -> None:
+        self.instrument_ids = instrument_ids
+        self.source = source
+        self.ts_event = ts_event
+        self.ts_init = ts_init
+        self.open = columns["open"]
+        self.high = columns["high"]
+        self.low = columns["low"]
+        self.close = columns["close"]
+        self.volume = columns["volume"]
+
+    def __len__(self) -> int:
+        return int(self.ts_init.shape[0])
+
+    def __repr__(self) -> str:
+        return f"MixedBatch(instrument_ids={self.instrument_ids!r}, rows={len(self)})"
+
+    def messages(self) -> list[Bar]:
+        """Return the rows as :class:`Bar` messages, in order."""
+        ids = self.instrument_ids
+        return [
+            Bar(ids[s], te, ti, o, h, lo, c, v)
+            for s, te, ti, o, h, lo, c, v in zip(
+                self.source.tolist(),
+                self.ts_event.tolist(),
+                self.ts_init.tolist(),
+                self.open.tolist(),
+                self.high.tolist(),
+                self.low.tolist(),
+                self.close.tolist(),
+                self.volume.tolist(),
+                strict=True,
+            )
+        ]
 
 
 def _to_messages(
@@ -644,6 +705,66 @@ class Replay:
                 batch.open = batch.high = batch.low = batch.close = batch.volume = None
                 batch.columns = {"price": batch.price, "size": batch.size, "aggressor": batch.aggressor}
             yield batch
+
+    def mixed_batches(self) -> Iterator[ReplayBatch | MixedBatch]:
+        """Yield the rows of :meth:`batches` in the same order, rows of several bar sources mixed.
+
+        With two or more sources, all of bars, each step takes every source's rows up to the
+        point where the merge order is known without reading further: rows before the
+        horizon ``H`` (the earliest last ``ts_init`` of the sources' current chunks), and rows
+        at ``H`` of the sources up to the first one whose chunk ends at ``H`` (a later source's
+        rows at ``H`` may have to follow rows of that source still unread). They are merged by
+        one stable sort on ``ts_init`` of their concatenation in source order, which is the
+        ``(ts_init, source, row)`` order, and yielded as one :class:`MixedBatch` (a step that
+        takes rows of one source only yields a :class:`ReplayBatch`). Otherwise (one source,
+        or other kinds) this is :meth:`batches`.
+
+        Raises
+        ------
+        DataError
+            As :meth:`batches`.
+        """
+        sources = self.sources
+        if len(sources) < 2 or any(src.kind != "bars" for src in sources):
+            yield from self.batches()
+            return
+        ids = tuple(src.instrument_id for src in sources)
+        streams = [self._chunks(i) for i in range(len(sources))]
+        heads: list[_Chunk | None] = [next(stream, None) for stream in streams]
+        pos = [0] * len(sources)
+        while True:
+            live = [i for i, chunk in enumerate(heads) if chunk is not None]
+            if not live:
+                return
+            lasts = [int(heads[i].ts_init[-1]) for i in live]  # type: ignore[union-attr]
+            horizon = min(lasts)
+            first_at_horizon = live[lasts.index(horizon)]
+            parts: list[tuple[int, _Chunk, int, int]] = []
+            for i in live:
+                chunk = heads[i]
+                assert chunk is not None
+                p = pos[i]
+                end = int(np.searchsorted(chunk.ts_init, horizon, "right" if i <= first_at_horizon else "left"))
+                if end > p:
+                    parts.append((i, chunk, p, end))
+                if end == len(chunk):
+                    heads[i], pos[i] = next(streams[i], None), 0
+                else:
+                    pos[i] = end
+            if len(parts) == 1:
+                i, chunk, p, end = parts[0]
+                cut = chunk if (p, end) == (0, len(chunk)) else chunk.cut(p, end)
+                yield ReplayBatch(i, ids[i], "bars", cut.ts_event, cut.ts_init, cut.columns)
+                continue
+            ts_init = np.concatenate([chunk.ts_init[p:end] for _, chunk, p, end in parts])
+            order = np.argsort(ts_init, kind="stable")
+            source = np.concatenate([np.full(end - p, i, dtype=np.int32) for i, _, p, end in parts])[order]
+            columns = {
+                name: np.concatenate([chunk.columns[name][p:end] for _, chunk, p, end in parts])[order]
+                for name in _BAR_FIELDS
+            }
+            ts_event = np.concatenate([chunk.ts_event[p:end] for _, chunk, p, end in parts])[order]
+            yield MixedBatch(ids, source, ts_event, ts_init[order], columns)
 
     def __iter__(self) -> Iterator[Any]:
         """Yield messages (:class:`Bar`, :class:`Trade`, :class:`Quote`, book ...) in merged order (that of :meth:`batches`)."""

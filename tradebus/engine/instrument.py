@@ -92,6 +92,13 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
     fee_tiers
         Maker/taker rates by the trailing 30-day notional the run traded (:class:`FeeTier`,
         ascending ``min_volume``); below the first tier, ``maker_fee``/``taker_fee``.
+    inverse
+        A coin-margined (inverse) perpetual: a contract is worth ``contract_size`` units of
+        ``quote`` (Binance COIN-M BTCUSD_PERP 100 USD, Bybit BTCUSD 1 USD), margin, PnL and fees
+        are in ``base``, the notional is ``quantity * contract_size / price`` and PnL
+        ``quantity * contract_size * (1 / entry - 1 / exit)``. Booked by
+        :class:`~tradebus.account.margin.MarginAccount`; the portfolio ledger does not take it
+        yet (:class:`~tradebus.engine.portfolio.Portfolio` refuses it).
     """
 
     venue: str
@@ -113,6 +120,7 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
     margin_tiers: tuple[MarginTier, ...] = ()
     liquidation_fee: float = 0.005
     fee_tiers: tuple[FeeTier, ...] = ()
+    inverse: bool = False
 
     def __post_init__(self) -> None:
         for name in ("tick_size", "lot_size"):
@@ -134,6 +142,8 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         volumes = [tier.min_volume for tier in self.fee_tiers]
         if volumes != sorted(volumes) or len(set(volumes)) != len(volumes):
             raise OrderError(f"{where}: fee_tiers must have strictly ascending min_volume")
+        if self.inverse and self.kind != InstrumentKind.PERPETUAL:
+            raise OrderError(f"{where}: inverse applies to perpetuals, not {self.kind}")
         if self.margin_tiers and self.leverage > self.margin_tiers[0].max_leverage:
             raise OrderError(
                 f"{where}: leverage {self.leverage} exceeds the first margin tier's max_leverage "

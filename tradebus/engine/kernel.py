@@ -38,7 +38,11 @@ Two entry points run these steps:
     due), after one vectorised check that the batch's times are in order;
   - the cyclic garbage collector runs rarely during the loop (see :func:`_rare_gc`).
 
-  Trade batches go through :meth:`process` message by message.
+  Trade batches take the same path (features by ``FeatureBank.run_trades``; while
+  nothing is working the simulated venue is not shown the trades, and before the next
+  order it is shown each skipped instrument's latest trade, the only one whose price it
+  would have kept), except with perpetuals or bars built from trades, whose settlement
+  and bar building act between trades: those go through :meth:`process` one at a time.
 
 The kernel does no I/O: results are collected in memory (:class:`RunResult`)
 and written by :mod:`tradebus.reports.writers`.
@@ -67,6 +71,7 @@ from tradebus.engine.messages import (
     BookDelta,
     BookSnapshot,
     CancelOrder,
+    ContingentLinked,
     FundingPaid,
     FundingRate,
     Liquidity,
@@ -135,7 +140,11 @@ _LIQUIDITY_NAMES: dict[str, str] = {member: member.value for member in Liquidity
 
 
 class ReplayLike(Protocol):
-    """What :meth:`Kernel.run` needs of a replay: merged-order batches."""
+    """What :meth:`Kernel.run` needs of a replay: merged-order batches.
+
+    A replay that also has ``mixed_batches()`` (:meth:`tradebus.data.replay.Replay.mixed_batches`)
+    is read through it: batches of kind ``"mixed_bars"`` hold rows of several instruments.
+    """
 
     def batches(self) -> Iterable[Any]:
         """Runs of consecutive rows of one source, in merged order."""
@@ -329,6 +338,11 @@ class Kernel:
         # Whether the batch loop must call the execution engine on the next bar: an order
         # may be working, or a breaker evaluates every mark. Set on every submit.
         self._busy = self.risk_config.breakers_on_marks
+        # Instruments whose latest trades the batch loop did not show the (simulated) venue.
+        self._idle_trades: set[str] = set()
+        # Instruments whose bars the several-instrument batch loop did not show the venue while
+        # an order worked on another one.
+        self._lagging: set[str] = set()
         self._started = False
         self._stopped = False
         self._dispatch: dict[type, Callable[[Any], None]] = {
@@ -350,6 +364,8 @@ class Kernel:
         #: Brackets, OCO, trailing stops, GTD and timed exits; built at start when a strategy
         #: declares ``contingent = True`` (see :mod:`tradebus.execution.contingent`).
         self.contingent: ContingentOrders | None = None
+        # Contingent links of a previous process (journal replay), restored at start.
+        self._journaled_links: list[ContingentLinked] = []
         # Marks, funding and liquidation of perpetuals (None without any).
         self.perpetuals: Perpetuals | None = None
         if any(inst.is_perpetual for inst in self.instruments.values()):
@@ -420,6 +436,7 @@ class Kernel:
         if any(getattr(strategy, "contingent", False) for strategy in self.strategies):
             # Before the strategies subscribe: it sees each bar and fill first.
             self.contingent = ContingentOrders(self)
+            self.contingent.restore(self._journaled_links)
         for strategy in self.strategies:
             self._subscribe(strategy)
         for strategy in self.strategies:
@@ -455,7 +472,22 @@ class Kernel:
             if note is not None:
                 for iid, bar in self.cache.bars.items():
                     note(iid, bar.ts_init)
+            if self._idle_trades:
+                # Trades the batch loop did not show the venue: with nothing working it would
+                # only have kept the last one's price (the reference of the next arrival).
+                for iid in self._idle_trades:
+                    self.venue.on_trade(self.cache.trades[iid])  # type: ignore[attr-defined]
+                self._idle_trades.clear()
+            self._lagging.clear()
             self._busy = True
+        elif self._lagging:
+            # Bars of instruments with nothing working, skipped while another one had an order.
+            self.sync_marks()
+            note = self._note_bar_close
+            if note is not None:
+                for iid in self._lagging:
+                    note(iid, self.cache.bars[iid].ts_init)
+            self._lagging.clear()
         self.execution.submit(cmd)
 
     def sync_marks(self) -> None:
@@ -525,6 +557,8 @@ class Kernel:
             self._record_fill(msg)
         elif cls is OrderDenied:
             self.result.denials.append(msg)
+        elif cls is ContingentLinked:
+            self._journaled_links.append(msg)
 
     # ------------------------------------------------------------------ generic path
 
@@ -698,11 +732,16 @@ class Kernel:
             raise ConfigError("kernel: run() replays history and needs a SimulatedClock")
         self.start()
         with _rare_gc():
-            for batch in replay.batches():
-                if batch.instrument_id not in self.instruments:
-                    raise DataError(f"kernel: replay batch for unknown instrument {batch.instrument_id!r}")
-                if batch.kind == "bars":
+            mixed = getattr(replay, "mixed_batches", None)
+            for batch in mixed() if mixed is not None else replay.batches():
+                kind = batch.kind
+                for iid in batch.instrument_ids if kind == "mixed_bars" else (batch.instrument_id,):
+                    if iid not in self.instruments:
+                        raise DataError(f"kernel: replay batch for unknown instrument {iid!r}")
+                if kind == "bars":
                     self._run_bars(batch)
+                elif kind == "mixed_bars":
+                    self._run_mixed_bars(batch)
                 elif batch.kind == "trades":
                     self._run_trades(batch)
                 else:
@@ -724,30 +763,12 @@ class Kernel:
                 self.process(bar)
             return
         iid = self._intern(batch.instrument_id)
-        bank = self.banks.get(iid)
-        view = self.cache.feature_views.get(iid)
-        if bank is not None and view is not None:
-            live = view.row
-            # Until row i's bar is delivered, the strategy sees the values from before the batch.
-            view.row = live.tolist()  # type: ignore[union-attr]
-            out = bank.run_bars(batch.ts_event, batch.open, batch.high, batch.low, batch.close, batch.volume)
-            # Column lists zipped back into one tuple per row as the loop goes: no n-element
-            # list of lists for the garbage collector to walk.
-            features: Iterable[Any] = zip(*out.T.tolist(), strict=True)
-        else:
-            view, live = FeatureView(()), None  # a throwaway view keeps the loop free of branches
-            features = repeat((), n)
+        view, live, features, deliver, history = self._bar_lane(
+            iid, batch.ts_event, batch.open, batch.high, batch.low, batch.close, batch.volume
+        )
         ts_init = batch.ts_init.tolist()
         # Historical bars usually have ts_event == ts_init: share the int objects.
         ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
-        deliver = _fan_out(self.bus.handlers(Bar, iid))
-        history = self.histories.get(iid)
-        if history is not None and history.bar_capacity:
-            # The batch is staged whole; each delivered bar makes one more row visible.
-            history.begin_batch(
-                batch.ts_event, np.column_stack((batch.open, batch.high, batch.low, batch.close, batch.volume))
-            )
-            deliver = _advancing(history, deliver)
         execution_on_bar = self.execution.on_bar
         cache_bars = self.cache.bars
         cache_prices = self.cache.prices
@@ -795,20 +816,211 @@ class Kernel:
         if live is not None:
             view.row = live
 
-    def _run_trades(self, batch: Any) -> None:
-        iid = self._intern(batch.instrument_id)
-        trade_ids = batch.trade_id
-        for k, (te, ti, px, sz, side) in enumerate(
-            zip(
-                batch.ts_event.tolist(),
-                batch.ts_init.tolist(),
-                batch.price.tolist(),
-                batch.size.tolist(),
-                batch.aggressor.tolist(),
-                strict=True,
+    def _bar_lane(
+        self, iid: str, ts_event: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray
+    ) -> tuple[FeatureView, Any, Iterator[Any], Callable[[Bar], None], History | None]:
+        """Set up the batch loop's delivery of one instrument's bars (in order, any other rows between).
+
+        Returns the instrument's feature view, its live row to restore after the batch (``None``:
+        no bank), the iterator of feature rows (one per bar), the delivery to the subscribers and
+        the staged history (end its batch afterwards; ``None``: no bar history).
+        """
+        bank = self.banks.get(iid)
+        view = self.cache.feature_views.get(iid)
+        if bank is not None and view is not None:
+            live = view.row
+            # Until row i's bar is delivered, the strategy sees the values from before the batch.
+            view.row = live.tolist()  # type: ignore[union-attr]
+            out = bank.run_bars(ts_event, o, h, lo, c, v)
+            # Column lists zipped back into one tuple per row as the loop goes: no n-element
+            # list of lists for the garbage collector to walk.
+            features: Iterator[Any] = zip(*out.T.tolist(), strict=True)
+        else:
+            view, live = FeatureView(()), None  # a throwaway view keeps the loop free of branches
+            features = repeat((), ts_event.shape[0])
+        deliver = _fan_out(self.bus.handlers(Bar, iid))
+        history = self.histories.get(iid)
+        if history is not None and history.bar_capacity:
+            # The batch is staged whole; each delivered bar makes one more row visible.
+            history.begin_batch(ts_event, np.column_stack((o, h, lo, c, v)))
+            deliver = _advancing(history, deliver)
+        else:
+            history = None
+        return view, live, features, deliver, history
+
+    def _run_mixed_bars(self, batch: Any) -> None:
+        """The loop of :meth:`_run_bars` over rows of several instruments (``Replay.mixed_batches``)."""
+        n = len(batch.ts_init)
+        clock = self.clock
+        assert isinstance(clock, SimulatedClock)
+        if n < _SMALL_BATCH or not _ordered_from(batch.ts_init, clock.current_ns):
+            for bar in batch.messages():
+                self.process(bar)
+            return
+        source = batch.source
+        lanes: list[tuple[str, FeatureView, Callable[[], Any], Callable[[Bar], None]] | None] = []
+        ends: list[tuple[FeatureView, Any, History | None]] = []
+        for s, instrument_id in enumerate(batch.instrument_ids):
+            rows = np.flatnonzero(source == s)
+            if not rows.size:
+                lanes.append(None)
+                continue
+            iid = self._intern(instrument_id)
+            view, live, features, deliver, history = self._bar_lane(
+                iid,
+                batch.ts_event[rows],
+                batch.open[rows],
+                batch.high[rows],
+                batch.low[rows],
+                batch.close[rows],
+                batch.volume[rows],
             )
+            lanes.append((iid, view, features.__next__, deliver))
+            ends.append((view, live, history))
+        ts_init = batch.ts_init.tolist()
+        ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
+        execution_on_bar = self.execution.on_bar
+        cache_bars = self.cache.bars
+        cache_prices = self.cache.prices
+        orders = self.orders
+        marks_matter = self.risk_config.breakers_on_marks
+        perps = self.perpetuals
+        advance = clock.advance_to
+        next_sample = self._next_sample
+        # While an order works on one instrument, the others' bars skip the execution engine
+        # too (unless marks matter or perpetuals are watched); see submit().
+        every_bar = marks_matter or perps is not None
+        lagging = self._lagging
+        self._span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
+        for s, te, ti, o, h, lo, c, v in zip(
+            source.tolist(),
+            ts_event,
+            ts_init,
+            batch.open.tolist(),
+            batch.high.tolist(),
+            batch.low.tolist(),
+            batch.close.tolist(),
+            batch.volume.tolist(),
+            strict=True,
         ):
-            self.process(Trade(iid, te, ti, px, sz, side, trade_ids[k]))
+            iid, view, next_row, deliver = lanes[s]  # type: ignore[misc]
+            if ti < clock.next_due:
+                clock.current_ns = ti
+            else:
+                advance(ti)
+            bar = Bar(iid, te, ti, o, h, lo, c, v)
+            if self._busy:
+                if every_bar or orders.open_orders(iid):
+                    execution_on_bar(bar)
+                    if perps is not None and perps.watching:
+                        perps.check(ti)
+                    self._busy = marks_matter or orders.open_count > 0
+                else:
+                    lagging.add(iid)  # nothing works on it: shown to the venue before the next order
+            elif perps is not None and perps.watching:
+                perps.on_price(iid, c, ti)
+            cache_bars[iid] = bar
+            cache_prices[iid] = c
+            view.row = next_row()
+            deliver(bar)
+            if ti >= next_sample:
+                self._sample(ti)
+                next_sample = self._next_sample
+        self.result.bars += n
+        self.result.end_ns = ts_init[-1]
+        for view, live, history in ends:
+            if history is not None:
+                history.end_batch()
+            if live is not None:
+                view.row = live
+
+    def _run_trades(self, batch: Any) -> None:
+        n = len(batch.ts_init)
+        clock = self.clock
+        assert isinstance(clock, SimulatedClock)
+        iid = self._intern(batch.instrument_id)
+        if (
+            n < _SMALL_BATCH
+            or self.perpetuals is not None
+            or iid in self.trade_bars
+            or not _ordered_from(batch.ts_init, clock.current_ns)
+        ):
+            # Perpetual settlement and bars built from trades act between trades: one at a time.
+            for k, (te, ti, px, sz, side) in enumerate(
+                zip(
+                    batch.ts_event.tolist(),
+                    batch.ts_init.tolist(),
+                    batch.price.tolist(),
+                    batch.size.tolist(),
+                    batch.aggressor.tolist(),
+                    strict=True,
+                )
+            ):
+                self.process(Trade(iid, te, ti, px, sz, side, batch.trade_id[k]))
+            return
+        bank = self.banks.get(iid)
+        view = self.cache.feature_views.get(iid)
+        if bank is not None and view is not None:
+            live = view.row
+            view.row = live.tolist()  # type: ignore[union-attr]
+            out = bank.run_trades(batch.ts_event, batch.price, batch.size, batch.aggressor)
+            features: Iterable[Any] = zip(*out.T.tolist(), strict=True)
+        else:
+            view, live = FeatureView(()), None
+            features = repeat((), n)
+        ts_init = batch.ts_init.tolist()
+        ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
+        deliver = _fan_out(self.bus.handlers(Trade, iid))
+        history = self.histories.get(iid)
+        if history is not None and history.trade_capacity:
+            deliver = _appending_trade(history, deliver)
+        # Only the plain simulated venue's trade handling reduces to "remember the last price"
+        # while nothing is working (see submit()); any other venue sees every trade.
+        skip = type(self.venue) is SimulatedVenue
+        idle = self._idle_trades
+        execution_on_trade = self.execution.on_trade
+        cache_trades = self.cache.trades
+        cache_prices = self.cache.prices
+        orders = self.orders
+        marks_matter = self.risk_config.breakers_on_marks
+        advance = clock.advance_to
+        next_sample = self._next_sample
+        result = self.result
+        if skip and not self._busy:
+            idle.add(iid)
+        self._span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
+        for te, ti, px, sz, side, tid, row in zip(
+            ts_event,
+            ts_init,
+            batch.price.tolist(),
+            batch.size.tolist(),
+            batch.aggressor.tolist(),
+            batch.trade_id,
+            features,
+            strict=True,
+        ):
+            if ti < clock.next_due:
+                clock.current_ns = ti
+            else:
+                advance(ti)
+            trade = Trade(iid, te, ti, px, sz, side, tid)
+            if self._busy or not skip:
+                execution_on_trade(trade)
+                if skip:
+                    self._busy = marks_matter or orders.open_count > 0
+                    if not self._busy:
+                        idle.add(iid)
+            cache_trades[iid] = trade
+            cache_prices[iid] = px
+            view.row = row
+            deliver(trade)
+            if ti >= next_sample:
+                self._sample(ti)
+                next_sample = self._next_sample
+        result.trades += n
+        result.end_ns = ts_init[-1]
+        if live is not None:
+            view.row = live
 
     @staticmethod
     def _live_outputs(bank: FeatureBank) -> np.ndarray:
@@ -957,6 +1169,16 @@ def _advancing(history: History, deliver: Callable[[Bar], None]) -> Callable[[Ba
         deliver(bar)
 
     return advance_and_deliver
+
+
+def _appending_trade(history: History, deliver: Callable[[Trade], None]) -> Callable[[Trade], None]:
+    """``deliver`` preceded by appending the trade to the instrument's history window."""
+
+    def append_and_deliver(trade: Trade) -> None:
+        history.append_trade(trade.ts_event, trade.price, trade.size, float(trade.aggressor))
+        deliver(trade)
+
+    return append_and_deliver
 
 
 def _only_for(strategy_id: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:

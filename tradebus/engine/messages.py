@@ -22,6 +22,7 @@ __all__ = [
     "BookSnapshot",
     "OpenInterest",
     "CancelOrder",
+    "ContingentLinked",
     "FeedStale",
     "FundingRate",
     "Liquidity",
@@ -418,6 +419,31 @@ class OrderResolved(msgspec.Struct, frozen=True, gc=False):
     client_order_id: str
     status: OrderStatus
     reason: str
+    ts_event: int
+    ts_init: int
+
+
+class ContingentLinked(msgspec.Struct, frozen=True, gc=False):
+    """Orders the contingent-order manager linked (journaled, so that a restart keeps the links).
+
+    ``kind`` and what ``order_ids`` and ``params`` hold (``params`` values NaN when unset):
+
+    * ``"bracket"``: ``client_order_id`` is the entry; ``params``: ``side`` (+1/-1),
+      ``stop_loss``, ``take_profit``, ``trail_offset``, ``trail_percent``, ``arm_after_bars``,
+      ``exit_after_bars``, ``exit_after_ns``, ``cooldown_bars``;
+    * ``"children"``: the bracket's stop-loss and take-profit ids (journaled before they are sent);
+    * ``"exit"``: the bracket's timed-exit order id;
+    * ``"oco"``: the members of one OCO group;
+    * ``"trailing"``: ``client_order_id`` trails; ``params``: ``sell``, ``offset``, ``percent``;
+    * ``"gtd"``: ``client_order_id`` is canceled at ``params["expire_ns"]``.
+    """
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    kind: str
+    order_ids: tuple[str, ...]
+    params: dict[str, float]
     ts_event: int
     ts_init: int
 

@@ -123,6 +123,13 @@ class Portfolio:
             raise OrderError(f"portfolio: initial_cash must be finite, got {initial_cash!r}")
         if not instruments:
             raise ConfigError("portfolio: at least one instrument is required")
+        for iid, inst in instruments.items():
+            if inst.inverse:
+                raise ConfigError(
+                    f"portfolio: {iid} is an inverse (coin-margined) contract; the margin account books "
+                    "those, but the portfolio ledger, the simulated venue's fees and the reports are "
+                    "linear only: a run cannot trade it yet"
+                )
         self.instruments = instruments
         names = [asset_names(inst) for inst in instruments.values()]
         self.reporting_currency = names[0][1]

@@ -24,6 +24,11 @@ replay or a paper feed. It keeps the book of each instrument and matches:
       (``queue_power``) or ``f(x) = log(1 + x)``: the queue ahead becomes
       ``front - (1 - p) chg + min(back - p chg, 0)`` (never more than the level's size), as
       hftbacktest's ``ProbQueueModel`` with ``PowerProbQueueFunc`` / ``LogProbQueueFunc``.
+      One deliberate difference: ``f(x) = 0`` for ``x <= 0``. The quantity ahead goes
+      negative when trades pass a partly filled order at the head of the queue; hftbacktest
+      then evaluates ``x.powf(n)`` (NaN for a non-integer ``n``, after which its model resets
+      the quantity ahead to the level's whole size: the order loses its place) and
+      ``ln(1 + x)`` (NaN or -inf at ``x <= -1``); here the order keeps its place.
 
   A resting order fills (as maker, at its price) only by trades: by the part of a trade at
   its price that goes beyond the queue ahead, or in full when a trade prints through its price
@@ -173,9 +178,13 @@ class _ProbQueueModel(QueueModel):
         self.power = power
 
     def f(self, x: float) -> float:
+        # x <= 0: nothing left there (front < 0: trades have passed the order, which is at the
+        # head of the queue); f = 0 for both functions, so log1p never sees x <= -1.
+        if x <= 0.0:
+            return 0.0
         if self.name == "prob_log":
             return math.log1p(x)
-        return x**self.power if x > 0.0 else 0.0
+        return x**self.power
 
     def trade(self, q: _QueueState, qty: float) -> None:
         q.front -= qty

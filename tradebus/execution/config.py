@@ -53,9 +53,9 @@ class VenueConfig(StrictModel):
         Fee rates (fraction of notional, negative = rebate) overriding every instrument's own;
         ``None`` uses the instrument's rates.
     slippage_bps
-        Fixed adverse slippage applied to taker fills, in basis points. A slipped price is
-        clamped to what the data allowed: the bar's ``[low, high]`` (and the order's limit);
-        on trades and quotes the fill is at the printed price, so slippage cannot apply there.
+        Fixed adverse slippage applied to taker fills, in basis points (bars, trades and
+        quotes). A slipped price is clamped to the order's limit and, on bars, to the bar's
+        ``[low, high]``; on trades and quotes it moves beyond the printed price.
     slippage
         A slippage model instead of ``slippage_bps`` (not both): fixed, volume participation
         or volatility-scaled (:class:`~tradebus.execution.costs.SlippageConfig`).
@@ -93,6 +93,26 @@ class VenueConfig(StrictModel):
     book
         Queue model, depth and latency settings of ``fill_on: book`` (:class:`BookFillConfig`);
         ``book.entry_latency_ns`` replaces ``latency_ns`` there (paper runs keep ``latency_ns``).
+    bar_path
+        The assumed path of the price inside a bar (``fill_on: bars``), which decides which of
+        several orders a bar reaches first:
+
+        ``"close_direction"``
+            open -> low -> high -> close when ``close >= open``, else open -> high -> low -> close.
+        ``"high_first"`` / ``"low_first"``
+            open -> high -> low -> close / open -> low -> high -> close on every bar.
+        ``"stop_first"``
+            The ``close_direction`` path, except that when a bar reaches both a stop order and a
+            limit order of the same side (a bracket's stop-loss and take-profit), the stop fills
+            first; the limit's fill is taken after it (conservative: a same-bar stop-out wins).
+    contingent
+        How a bracket's children and OCO groups work on this venue (``fill_on`` bars, trades or
+        quotes): ``"emulated"`` -- plain orders sent when the entry has filled, live from the
+        next bar (or the next action), an OCO cancel one action later; ``"native"`` -- as an
+        exchange holding the children: they go live at the entry's fill (on bars at the fill's
+        point of the bar path, so a stop-loss or take-profit can fill later in the same bar),
+        and a filled OCO member cancels (a partial fill reduces) its siblings at once.
+        See :mod:`tradebus.execution.contingent`.
     """
 
     maker_fee: float | None = None
@@ -105,11 +125,15 @@ class VenueConfig(StrictModel):
     trade_size_limit: bool = False
     reduce_only_mode: Literal["cap", "reject"] = "cap"
     book: BookFillConfig = Field(default_factory=BookFillConfig)
+    bar_path: Literal["close_direction", "high_first", "low_first", "stop_first"] = "close_direction"
+    contingent: Literal["emulated", "native"] = "emulated"
 
     @model_validator(mode="after")
     def _one_slippage(self) -> VenueConfig:
         if self.slippage is not None and self.slippage_bps:
             raise ValueError("give either slippage_bps or a slippage model, not both")
+        if self.contingent == "native" and self.fill_on == "book":
+            raise ValueError("contingent: 'native' works with fill_on bars, trades or quotes, not book")
         return self
 
     @property

@@ -42,8 +42,33 @@ Cooldown
     instrument for ``n`` bars, counting the bar it closed in (stop-loss, take-profit or timed
     exit): ``submit_bracket`` returns ``None`` and logs why.
 
-Not kept across restarts: a paper or live process that restarts from its journal finds the
-children at the venue but no longer links them (OCO, trailing, timed exit).
+Native (``contingent: native`` in the venue config; the simulated venue with bars, trades or quotes)
+    The venue holds a bracket's children and the OCO groups, as an exchange does: with
+    ``arm_after_bars = 0`` the children are sent the moment the entry has filled, inside
+    :meth:`SimulatedVenue.children_of <tradebus.execution.simulated.SimulatedVenue.children_of>`,
+    and go live at the fill's point of the bar path (a stop-loss or take-profit can fill in
+    the entry's bar when the rest of the bar reaches it); an OCO group is linked at the venue,
+    which cancels the siblings of a filled member in the same bar. ``arm_after_bars = n >= 1``
+    still waits ``n`` bars (no same-bar stop-out), then the children arrive as plain orders.
+
+Restarts
+    Every link is journaled (:class:`~tradebus.engine.messages.ContingentLinked`, committed
+    before the orders it names are sent): a bracket's parameters, its children's and timed
+    exit's ids, OCO groups, trailing stops and GTD times. A paper or live daemon restarted from
+    its journal hands them to :meth:`ContingentOrders.restore` at start, after the journal's
+    orders were settled with the venue:
+
+    * a bracket whose entry is still working waits for it as before;
+    * a bracket whose children still work (a live venue keeps them) is linked again: when one
+      fills, the other is canceled (OCO), and a trailing stop keeps trailing (from the best
+      price its trigger implies);
+    * a bracket whose entry filled but whose children no longer work -- a paper venue's working
+      orders end with its process, so the restart canceled them -- is armed again for the
+      quantity left (entry fills minus children and exit fills), with the same stop-loss and
+      take-profit, at the first bar (after ``arm_after_bars``) or trade after the restart;
+    * GTD cancels and a duration-based timed exit are set again (the exit counted from the
+      entry's last event); a bar-based timed exit counts bars again from the restart, and a
+      cooldown is not restored.
 """
 
 from __future__ import annotations
@@ -57,6 +82,7 @@ from loguru import logger
 from tradebus.engine.messages import (
     Bar,
     CancelOrder,
+    ContingentLinked,
     ModifyOrder,
     OrderCanceled,
     OrderDenied,
@@ -80,6 +106,14 @@ __all__ = ["Bracket", "ContingentOrders", "TrailingStop"]
 _NAN = math.nan
 
 
+def _opt(value: float) -> float | None:
+    return None if value != value else value
+
+
+def _opt_int(value: float) -> int | None:
+    return None if value != value else int(value)
+
+
 @dataclass(slots=True)
 class TrailingStop:
     """A working trailing stop (see the module docstring)."""
@@ -98,6 +132,13 @@ class TrailingStop:
             return best - self.offset if self.sell else best + self.offset
         pct = (self.percent or 0.0) / 100.0
         return best * (1.0 - pct) if self.sell else best * (1.0 + pct)
+
+    def best_for(self, trigger: float) -> float:
+        """The best price ``trigger`` trails (the inverse of :meth:`trigger_for`, before rounding)."""
+        if self.offset is not None:
+            return trigger + self.offset if self.sell else trigger - self.offset
+        pct = (self.percent or 0.0) / 100.0
+        return trigger / (1.0 - pct) if self.sell else trigger / (1.0 + pct)
 
 
 @dataclass(slots=True)
@@ -142,6 +183,12 @@ class ContingentOrders:
         self._gtd = 0
         # (strategy id, instrument id) -> bars left in the cooldown
         self._cooldown: dict[tuple[str, str], int] = {}
+        venue = kernel.venue
+        #: The venue holds children and OCO groups itself (see the module docstring).
+        self.native = bool(getattr(venue, "native_contingent", False))
+        self._venue = venue
+        # Members of OCO groups the venue keeps (it cancels their siblings itself).
+        self._venue_oco: set[str] = set()
         bus = kernel.bus
         bus.subscribe(OrderFilled, self._on_fill)
         for cls in (OrderCanceled, OrderExpired, OrderRejected, OrderDenied):
@@ -198,6 +245,12 @@ class ContingentOrders:
             strategy_id, instrument_id, entry_id, side, stop_loss, take_profit, trail_offset, trail_percent,
             arm_after_bars, exit_after_bars, exit_after_ns, cooldown_bars,
         )
+        self._link(
+            "bracket", strategy_id, instrument_id, entry_id, (), side=int(side), stop_loss=stop_loss,
+            take_profit=take_profit, trail_offset=trail_offset, trail_percent=trail_percent,
+            arm_after_bars=arm_after_bars, exit_after_bars=exit_after_bars, exit_after_ns=exit_after_ns,
+            cooldown_bars=cooldown_bars,
+        )
         if entry_price is None:
             self._submit(strategy_id, instrument_id, side, quantity, OrderType.MARKET, reason=reason, coid=entry_id)
         else:
@@ -222,6 +275,11 @@ class ContingentOrders:
         group = list(client_order_ids)
         for coid in group:
             self._oco[coid] = group
+        first = orders.order(group[0])
+        self._link("oco", first.strategy_id, first.instrument_id, group[0], group)
+        if self.native:
+            self._venue.link_oco(group)  # type: ignore[attr-defined]
+            self._venue_oco.update(group)
 
     def trailing_stop(
         self,
@@ -255,6 +313,11 @@ class ContingentOrders:
 
     def gtd(self, client_order_id: str, expire_ns: int) -> None:
         """Cancel a working order when the clock reaches ``expire_ns`` (module docstring)."""
+        order = self._kernel.orders.order(client_order_id)
+        self._link("gtd", order.strategy_id, order.instrument_id, client_order_id, (), expire_ns=expire_ns)
+        self._set_gtd(client_order_id, expire_ns)
+
+    def _set_gtd(self, client_order_id: str, expire_ns: int) -> None:
         self._gtd += 1
         name = f"gtd {self._gtd} {client_order_id}"
         self._kernel.clock.set_alert(name, expire_ns, lambda event: self._expire(client_order_id, event))
@@ -278,9 +341,10 @@ class ContingentOrders:
         if group is not None:
             order = self._kernel.orders.get(coid)
             leaves = 0.0 if order is None or not order.is_open else order.leaves_qty
-            for other in group:
-                if other != coid:
-                    self._reduce(other, leaves, "OCO: sibling filled")
+            if coid not in self._venue_oco:
+                for other in group:
+                    if other != coid:
+                        self._reduce(other, leaves, "OCO: sibling filled")
             if leaves <= 0.0:
                 self._unlink(coid)
         parent = self._child_of.get(coid)
@@ -300,6 +364,7 @@ class ContingentOrders:
                 del self._brackets[coid]
         if coid in self._oco and type(event) is not OrderDenied:
             self._unlink(coid)
+        self._venue_oco.discard(coid)
         self._trailing.pop(coid, None)
 
     def _on_bar(self, bar: Bar) -> None:
@@ -330,6 +395,8 @@ class ContingentOrders:
             self._kernel.clock.set_alert(
                 f"timed exit {bracket.entry_id}", ts + bracket.exit_after_ns, lambda event: self._exit(bracket)
             )
+        if self.native and bracket.arm_after_bars == 0:
+            self._arm(bracket, parent=bracket.entry_id)
 
     def _bar_passed(self, bracket: Bracket) -> None:
         bracket.bars_since_fill += 1
@@ -338,26 +405,29 @@ class ContingentOrders:
         if bracket.exit_after_bars is not None and bracket.bars_since_fill >= bracket.exit_after_bars:
             self._exit(bracket)
 
-    def _arm(self, bracket: Bracket) -> None:
+    def _arm(self, bracket: Bracket, parent: str | None = None) -> None:
+        """Submit the bracket's children (held by the venue for ``parent`` when native)."""
         bracket.state = "armed"
         exit_side = OrderSide.SELL if bracket.side == OrderSide.BUY else OrderSide.BUY
         sid, iid, qty = bracket.strategy_id, bracket.instrument_id, bracket.filled
-        children: list[str] = []
-        if bracket.stop_loss is not None:
+        next_id = self._kernel.orders.next_client_order_id
+        stop_id = None if bracket.stop_loss is None else next_id(sid)
+        target_id = None if bracket.take_profit is None else next_id(sid)
+        children = [coid for coid in (stop_id, target_id) if coid is not None]
+        # Journaled before they are sent: a restart never arms a bracket twice.
+        self._link("children", sid, iid, bracket.entry_id, children)
+        bracket.children = children
+        if stop_id is not None:
             if bracket.trail_offset is not None or bracket.trail_percent is not None:
                 best = self._kernel.cache.prices.get(iid, bracket.stop_loss)
-                stop = self._trail(sid, iid, exit_side, qty, bracket.trail_offset, bracket.trail_percent, best,
-                                   True, "bracket trailing stop-loss", floor=bracket.stop_loss)
+                self._trail(sid, iid, exit_side, qty, bracket.trail_offset, bracket.trail_percent, best,
+                            True, "bracket trailing stop-loss", floor=bracket.stop_loss, parent=parent, coid=stop_id)
             else:
-                stop = self._submit(sid, iid, exit_side, qty, OrderType.STOP_MARKET, trigger=bracket.stop_loss,
-                                    reduce_only=True, reason="bracket stop-loss")
-            children.append(stop)
-        if bracket.take_profit is not None:
-            children.append(
-                self._submit(sid, iid, exit_side, qty, OrderType.LIMIT, price=bracket.take_profit, reduce_only=True,
-                             reason="bracket take-profit")
-            )
-        bracket.children = children
+                self._submit(sid, iid, exit_side, qty, OrderType.STOP_MARKET, trigger=bracket.stop_loss,
+                             reduce_only=True, reason="bracket stop-loss", parent=parent, coid=stop_id)
+        if target_id is not None:
+            self._submit(sid, iid, exit_side, qty, OrderType.LIMIT, price=bracket.take_profit, reduce_only=True,
+                         reason="bracket take-profit", parent=parent, coid=target_id)
         for coid in children:
             self._child_of[coid] = bracket
         live = [c for c in children if self._is_open(c)]
@@ -380,9 +450,11 @@ class ContingentOrders:
             self._close_bracket(bracket)
             return
         side = OrderSide.SELL if bracket.side == OrderSide.BUY else OrderSide.BUY
-        bracket.exit_id = self._submit(bracket.strategy_id, bracket.instrument_id, side, left, OrderType.MARKET,
-                                       reduce_only=True, reason="timed exit")
-        self._child_of[bracket.exit_id] = bracket
+        sid, iid = bracket.strategy_id, bracket.instrument_id
+        exit_id = bracket.exit_id = self._kernel.orders.next_client_order_id(sid)
+        self._child_of[exit_id] = bracket
+        self._link("exit", sid, iid, bracket.entry_id, (exit_id,))
+        self._submit(sid, iid, side, left, OrderType.MARKET, reduce_only=True, reason="timed exit", coid=exit_id)
 
     def _close_bracket(self, bracket: Bracket) -> None:
         if bracket.state == "closed":
@@ -414,6 +486,8 @@ class ContingentOrders:
         reduce_only: bool,
         reason: str,
         floor: float | None = None,
+        parent: str | None = None,
+        coid: str | None = None,
     ) -> str:
         sell = side == OrderSide.SELL
         trail = TrailingStop("", instrument_id, sell, offset, percent, best, _NAN)
@@ -421,8 +495,12 @@ class ContingentOrders:
         if floor is not None:
             trigger = max(trigger, floor) if sell else min(trigger, floor)
         trail.trigger = trigger
+        if coid is None:
+            coid = self._kernel.orders.next_client_order_id(strategy_id)
+        self._link("trailing", strategy_id, instrument_id, coid, (), sell=float(sell), offset=offset, percent=percent)
         trail.client_order_id = self._submit(strategy_id, instrument_id, side, quantity, OrderType.STOP_MARKET,
-                                             trigger=trigger, reduce_only=reduce_only, reason=reason)
+                                             trigger=trigger, reduce_only=reduce_only, reason=reason, parent=parent,
+                                             coid=coid)
         if self._is_open(trail.client_order_id):
             self._trailing[trail.client_order_id] = trail
         return trail.client_order_id
@@ -448,6 +526,97 @@ class ContingentOrders:
         order = self._kernel.orders.get(client_order_id)
         if order is not None and order.is_open:
             self._cancel(order.strategy_id, order.instrument_id, client_order_id, "GTD: expired")
+
+    # ------------------------------------------------------------------ restarts
+
+    def restore(self, links: list[ContingentLinked]) -> None:
+        """Take over the journaled links of a previous process (module docstring, Restarts).
+
+        Call it once, before any event, with the journal's ``ContingentLinked`` entries in
+        order; the journal's orders must be settled with the venue already.
+        """
+        orders = self._kernel.orders
+        brackets: dict[str, Bracket] = {}
+        for link in links:
+            p, coid = link.params, link.client_order_id
+            if link.kind == "bracket":
+                brackets[coid] = Bracket(
+                    link.strategy_id, link.instrument_id, coid, OrderSide(int(p["side"])), _opt(p["stop_loss"]),
+                    _opt(p["take_profit"]), _opt(p["trail_offset"]), _opt(p["trail_percent"]),
+                    int(p["arm_after_bars"]), _opt_int(p["exit_after_bars"]), _opt_int(p["exit_after_ns"]),
+                    int(p["cooldown_bars"]),
+                )
+            elif link.kind in ("children", "exit") and coid in brackets:
+                if link.kind == "children":
+                    brackets[coid].children = list(link.order_ids)
+                    brackets[coid].state = "armed"
+                else:
+                    brackets[coid].exit_id = link.order_ids[0]
+            elif link.kind == "oco":
+                live = [c for c in link.order_ids if self._is_open(c)]
+                if len(live) > 1:
+                    for member in live:
+                        self._oco[member] = live
+            elif link.kind == "trailing":
+                order = orders.get(coid)
+                if order is not None and order.is_open:
+                    trail = TrailingStop(coid, link.instrument_id, p["sell"] > 0.0, _opt(p["offset"]),
+                                         _opt(p["percent"]), _NAN, order.trigger_price)
+                    trail.best = trail.best_for(order.trigger_price)
+                    self._trailing[coid] = trail
+            elif link.kind == "gtd" and self._is_open(coid):
+                self._set_gtd(coid, int(p["expire_ns"]))
+        for bracket in brackets.values():
+            self._resume(bracket)
+
+    def _resume(self, bracket: Bracket) -> None:
+        """Pick up a journaled bracket where the venue left it (module docstring, Restarts)."""
+        orders = self._kernel.orders
+        entry = orders.get(bracket.entry_id)
+        if entry is None:
+            return
+        bracket.filled = entry.filled_qty
+        if entry.is_open:
+            bracket.state, bracket.children, bracket.exit_id = "entry", [], None
+            self._brackets[bracket.entry_id] = bracket
+            return
+        if bracket.filled <= 0.0:
+            return
+        left = bracket.filled
+        for coid in [*bracket.children, *([bracket.exit_id] if bracket.exit_id else [])]:
+            order = orders.get(coid)
+            if order is not None:
+                left -= order.filled_qty
+        if left <= self._kernel.instruments[bracket.instrument_id].lot_size * 1e-3:
+            return
+        self._brackets[bracket.entry_id] = bracket
+        if bracket.exit_after_ns is not None:
+            self._kernel.clock.set_alert(f"timed exit {bracket.entry_id}", entry.ts_last + bracket.exit_after_ns,
+                                         lambda event: self._exit(bracket))
+        working = [coid for coid in bracket.children if self._is_open(coid)]
+        if bracket.exit_id is not None and self._is_open(bracket.exit_id):
+            working.append(bracket.exit_id)
+        bracket.bars_since_fill = 0
+        if working:
+            bracket.state = "armed"
+            for coid in [*bracket.children, *([bracket.exit_id] if bracket.exit_id else [])]:
+                self._child_of[coid] = bracket
+            return
+        # The children no longer work (a paper venue's orders end with its process): arm again.
+        logger.info("bracket {}: children gone with the previous process, arming again for {}", bracket.entry_id, left)
+        bracket.filled, bracket.children, bracket.exit_id = left, [], None
+        bracket.state = "filled"
+        bracket.bars_since_fill = bracket.arm_after_bars - 1
+
+    def _link(
+        self, kind: str, strategy_id: str, instrument_id: str, coid: str, order_ids: Any, **params: float | None
+    ) -> None:
+        """Journal a link (:class:`~tradebus.engine.messages.ContingentLinked`; NaN for ``None``)."""
+        now = self._kernel.clock.now_ns()
+        values = {name: _NAN if value is None else float(value) for name, value in params.items()}
+        self._kernel.execution.journal_links(
+            ContingentLinked(strategy_id, instrument_id, coid, kind, tuple(order_ids), values, now, now)
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -493,13 +662,17 @@ class ContingentOrders:
         reduce_only: bool = False,
         reason: str = "",
         coid: str | None = None,
+        parent: str | None = None,
     ) -> str:
         kernel = self._kernel
         now = kernel.clock.now_ns()
         if coid is None:
             coid = kernel.orders.next_client_order_id(strategy_id)
-        kernel.submit(
-            SubmitOrder(strategy_id, instrument_id, coid, side, quantity, now, now, order_type, price, trigger,
-                        TimeInForce.GTC, False, reduce_only, reason)
-        )
+        cmd = SubmitOrder(strategy_id, instrument_id, coid, side, quantity, now, now, order_type, price, trigger,
+                          TimeInForce.GTC, False, reduce_only, reason)
+        if parent is None:
+            kernel.submit(cmd)
+        else:
+            with self._venue.children_of(parent):  # type: ignore[attr-defined]
+                kernel.submit(cmd)
         return coid

@@ -1,9 +1,9 @@
 """Slippage models and fee tiers of the simulated venue.
 
-Slippage (``venue.slippage``; bar fills only)
-    A taker fill on a bar is moved against the trader by a fraction of its price, rounded
-    onto the tick grid against the trader and clamped to the bar's ``[low, high]`` (and the
-    order's limit). The fraction, in basis points, comes from one model:
+Slippage (``venue.slippage``; bars, trades and quotes)
+    A taker fill is moved against the trader by a fraction of its price, rounded onto the
+    tick grid against the trader and clamped to the order's limit; on a bar also to the
+    bar's ``[low, high]``. The fraction, in basis points, comes from one model:
 
     ``fixed``
         ``bps``.
@@ -17,8 +17,15 @@ Slippage (``venue.slippage``; bar fills only)
 
     Both ``volume`` and ``volatility`` read the bar the order fills in (its volume and
     range), as zipline's volume-share model does: the cost of executing in that bar. No
-    decision sees it, and the price stays within what the bar traded. On trades and quotes a
-    fill is at the printed price and no model applies.
+    decision sees it, and the price stays within what the bar traded.
+
+    On trades and quotes (:func:`tick_slippage_bps`) the same formulas read the event that
+    fills the order: its *size* stands for the bar's volume (the trade's size; the quote's
+    ask size for a buy, bid size for a sell), and its *range* for ``high - low`` (a quote's
+    spread ``ask - bid``; for a trade, the move from the previous trade's price, 0 for the
+    first), over the printed price. The printed price is the only price the event shows, so
+    the slipped price is bounded by the order's limit only (a fixed 10 bps moves a market
+    buy on a 100.00 print to 100.10).
 
 Fee tiers (``Instrument.fee_tiers``)
     Maker and taker rates by the notional the run traded in the instrument over the
@@ -38,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tradebus.engine.instrument import Instrument
 
-__all__ = ["FEE_WINDOW_NS", "FeeSchedule", "SlippageConfig", "slippage_bps"]
+__all__ = ["FEE_WINDOW_NS", "FeeSchedule", "SlippageConfig", "slippage_bps", "tick_slippage_bps"]
 
 #: Trailing window of traded notional that selects a fee tier.
 FEE_WINDOW_NS = 30 * 86_400_000_000_000
@@ -79,6 +86,15 @@ def slippage_bps(
     else:
         bps = config.bps + config.k * (high - low) / open_ * 10_000.0 if open_ > 0.0 else config.max_bps
     return min(bps, config.max_bps)
+
+
+def tick_slippage_bps(config: SlippageConfig, quantity: float, price: float, size: float, range_: float) -> float:
+    """Slippage in basis points of a taker fill of ``quantity`` on a trade or quote (module docstring).
+
+    ``size``: the event's size at the price the order takes; ``range_``: the quote's spread or
+    the trade's move from the previous trade.
+    """
+    return slippage_bps(config, quantity, price, price + range_, price, size)
 
 
 class FeeSchedule:

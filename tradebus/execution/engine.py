@@ -41,6 +41,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     Bar,
     CancelOrder,
+    ContingentLinked,
     ModifyOrder,
     OrderCanceled,
     OrderDenied,
@@ -171,6 +172,11 @@ class ExecutionEngine:
     def orders(self) -> OrderManager:
         """The order manager."""
         return self._om
+
+    def journal_links(self, msg: ContingentLinked) -> None:
+        """Journal (and commit) the links of contingent orders; nothing without a journal."""
+        if self._journal is not None:
+            self._journal.record_command(msg, msg.client_order_id)
 
     @property
     def portfolio(self) -> Portfolio:

@@ -27,7 +27,10 @@ Storage (WAL mode), schema version :data:`SCHEMA_VERSION`:
 * ``meta(key, value)``: ``schema_version``, ``run_id`` (drawn when the journal is created; the
   run component of the client order ids), ``epoch`` (incremented by every :meth:`replay`);
 * ``journal(seq INTEGER PRIMARY KEY AUTOINCREMENT, kind, type, client_order_id, ts, payload)``,
-  the message encoded as msgpack (NaN-safe);
+  the message encoded as msgpack (NaN-safe); ``ContingentLinked`` entries (a bracket's,
+  OCO group's, trailing stop's or GTD order's links, :mod:`tradebus.execution.contingent`)
+  are journaled as commands: the replay hands them to ``on_message`` and the kernel gives them
+  to its contingent-order manager at start;
 * ``risk_state(id = 1, ts, payload)``: the risk gate's last trading and breaker state.
 
 A journal of a newer schema is refused (:class:`~tradebus.errors.DataError` naming the file);
@@ -80,6 +83,7 @@ _TYPES: dict[str, type] = {
         "OrderFilled",
         "OrderCanceled",
         "OrderExpired",
+        "ContingentLinked",
     )
 } | {"OrderTimedOut": OrderTimedOut, "OrderResolved": OrderResolved}
 

@@ -11,6 +11,14 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     :class:`NoAnswer`) emits nothing: the order stays SUBMITTED until the execution engine's
     :class:`~tradebus.execution.engine.OrderTimeouts` move it to ``UNKNOWN`` and query it. A
     request is never re-sent: only a query by client order id settles it.
+``modify``
+    a venue that amends in place (:attr:`TradingApi.supports_amend`: OKX, Bybit) gets the
+    new total quantity and price; its acknowledgement -> ``OrderModified``. A refusal or no
+    answer leaves the order as it was and queries it. A venue without amend (Binance spot)
+    gets a **cancel-replace**: the order is canceled, and once the cancel is confirmed (not
+    filled in the meantime) a new order with a new client id for the quantity left, at the
+    new price, is submitted through :attr:`LiveVenue.on_replace` (the engine's ``submit``:
+    it passes the risk gate and the journal like any order).
 ``query_order``
     is asked synchronously by the engine. It answers with the venue's reply to the latest
     query of that order if one arrived since; otherwise it starts the query and raises
@@ -30,6 +38,7 @@ Nothing here names an exchange: a venue package provides the :class:`TradingApi`
 from __future__ import annotations
 
 import asyncio
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
@@ -38,7 +47,7 @@ import msgspec
 from loguru import logger
 
 from tradebus.engine.clock import Clock
-from tradebus.engine.messages import ModifyOrder, OrderAccepted, OrderRejected, OrderStatus
+from tradebus.engine.messages import ModifyOrder, OrderAccepted, OrderModified, OrderRejected, OrderStatus, SubmitOrder
 from tradebus.errors import VenueError
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import EventHandler, OrderStatusReport, Venue
@@ -116,6 +125,16 @@ class TradingApi(ABC):
     async def close(self) -> None:
         """Release the HTTP session."""
 
+    #: Whether :meth:`amend` changes a working order in place at this venue.
+    supports_amend: bool = False
+
+    async def amend(self, order: Order, quantity: float, price: float) -> None:
+        """Change a working order's total quantity and/or price (NaN: unchanged) in place.
+
+        Venues without amend keep this answer: a refusal (the live venue cancel-replaces instead).
+        """
+        raise VenueRejected(f"order {order.client_order_id}: {type(self).__name__} cannot amend in place")
+
 
 class LiveVenue(Venue):
     """The exchange behind the :class:`Venue` interface (see the module docstring).
@@ -145,8 +164,11 @@ class LiveVenue(Venue):
         self._closed = False
         #: Called with a client order id when a query's answer arrived (the engine's ``reconcile_order``).
         self.on_answer: Callable[[str], Any] | None = None
-        #: Requests sent, by kind (``place``, ``cancel``, ``query``): what a test counts.
-        self.requests: dict[str, int] = {"place": 0, "cancel": 0, "query": 0}
+        #: Requests sent, by kind (``place``, ``cancel``, ``query``, ``amend``): what a test counts.
+        self.requests: dict[str, int] = {"place": 0, "cancel": 0, "query": 0, "amend": 0}
+        #: Submits the replacement of a cancel-replaced order (the engine's ``submit``).
+        self.on_replace: Callable[[SubmitOrder], Any] | None = None
+        self._replacing: dict[str, ModifyOrder] = {}
 
     # ------------------------------------------------------------------ Venue
 
@@ -168,8 +190,46 @@ class LiveVenue(Venue):
         self._spawn(self._cancel(order), f"cancel:{order.client_order_id}")
 
     def modify(self, order: Order, cmd: ModifyOrder) -> None:
-        """Not supported yet by the live venues: logged and ignored (the order keeps working unchanged)."""
-        logger.warning("order {}: modify is not supported on the live venue yet; ignored", order.client_order_id)
+        """Amend ``order`` at the venue, or cancel-replace it where the venue cannot amend (module docstring)."""
+        coid = order.client_order_id
+        if not math.isnan(cmd.trigger_price):
+            logger.warning("order {}: a trigger price cannot be modified on the live venue; modification ignored", coid)
+            return
+        if self.dry_run:
+            logger.info("dry run: modify of {} not sent", coid)
+            return
+        if self.api.supports_amend:
+            self._spawn(self._amend(order, cmd), f"amend:{coid}")
+            return
+        logger.info("order {}: the venue cannot amend; canceling it, its replacement follows the cancel", coid)
+        self._replacing[coid] = cmd
+        self._spawn(self._cancel(order), f"cancel:{coid}")
+
+    def emit(self, event: Any) -> None:
+        """Hand ``event`` to the engine; once a cancel-replaced order is closed, submit its replacement."""
+        super().emit(event)
+        if self._replacing:
+            self._replace_if_closed(getattr(event, "client_order_id", ""))
+
+    def _replace_if_closed(self, coid: str) -> None:
+        order = self._orders.get(coid)
+        if coid in self._replacing and order is not None and not order.is_open:
+            self._replace(order, self._replacing.pop(coid))
+
+    def _replace(self, order: Order, cmd: ModifyOrder) -> None:
+        coid = order.client_order_id
+        qty = (order.quantity if math.isnan(cmd.quantity) else cmd.quantity) - order.filled_qty
+        if order.status is not OrderStatus.CANCELED or qty <= 0.0 or self.on_replace is None:
+            logger.info("order {} closed {} before its replacement; nothing replaced", coid, order.status.name)
+            return
+        now = self.clock.now_ns()
+        price = order.price if math.isnan(cmd.price) else cmd.price
+        sub = SubmitOrder(
+            order.strategy_id, order.instrument_id, "", order.side, qty, now, now, order.order_type, price,
+            order.trigger_price, order.tif, order.post_only, order.reduce_only,
+        )
+        replacement = self.on_replace(sub)
+        logger.info("order {} replaced by {} ({} @ {})", coid, getattr(replacement, "client_order_id", "?"), qty, price)
 
     def query_order(self, client_order_id: str) -> OrderStatusReport | None:
         """The latest answer of the venue about this order, or start asking (raises until it arrives)."""
@@ -227,6 +287,24 @@ class LiveVenue(Venue):
             now = self.clock.now_ns()
             self.emit(OrderAccepted(order.strategy_id, order.instrument_id, coid, ack.venue_order_id, ack.ts_event, now))
 
+    async def _amend(self, order: Order, cmd: ModifyOrder) -> None:
+        coid = order.client_order_id
+        self.requests["amend"] += 1
+        try:
+            await self.api.amend(order, cmd.quantity, cmd.price)
+        except VenueRejected as exc:
+            logger.info("amend of {} refused: {}; querying", coid, exc)
+            self._query_soon(order)
+            return
+        except NoAnswer as exc:
+            logger.warning("amend of {}: no answer ({}); querying (the order may or may not be amended)", coid, exc)
+            self._query_soon(order)
+            return
+        now = self.clock.now_ns()
+        qty = order.quantity if math.isnan(cmd.quantity) else cmd.quantity
+        price = order.price if math.isnan(cmd.price) else cmd.price
+        self.emit(OrderModified(order.strategy_id, order.instrument_id, coid, qty, price, order.trigger_price, now, now))
+
     async def _cancel(self, order: Order) -> None:
         coid = order.client_order_id
         self.requests["cancel"] += 1
@@ -238,6 +316,11 @@ class LiveVenue(Venue):
             self._query_soon(order)
         except NoAnswer as exc:
             logger.warning("cancel of {}: no answer ({}); the cancel timeout will query", coid, exc)
+            if coid in self._replacing:
+                self._query_soon(order)  # a cancel-replace has no engine timeout of its own
+        else:
+            if coid in self._replacing:
+                self._query_soon(order)  # the replacement waits for the cancel, confirmed by the stream or this query
 
     def _query_soon(self, order: Order) -> None:
         if order.client_order_id not in self._querying:
@@ -257,6 +340,10 @@ class LiveVenue(Venue):
         self._answers[coid] = report
         if self.on_answer is not None:
             self.on_answer(coid)
+        if coid in self._replacing:  # the cancel of a cancel-replace confirmed by a query, not the stream
+            self._replace_if_closed(coid)
+            if self._replacing.pop(coid, None) is not None:
+                logger.warning("order {}: still working after its cancel-replace's cancel; modification abandoned", coid)
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait (up to ``timeout`` s) for the requests in flight."""

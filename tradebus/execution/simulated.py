@@ -29,10 +29,14 @@ Bars (``fill_on="bars"``)
     Open times taken from the previous bar are never later than the true open, so a gap in the
     data can only delay an action, never let it fill earlier.
 
-    The bar is walked along a path: open -> low -> high -> close when ``close >= open``
-    ("up bar"), open -> high -> low -> close otherwise.
+    The bar is walked along a path (``bar_path``): by default open -> low -> high -> close
+    when ``close >= open`` ("up bar"), open -> high -> low -> close otherwise
+    (``"close_direction"``); ``"high_first"`` / ``"low_first"`` fix one path for every bar.
     The position along that path decides which of several orders and triggers happen first
-    (ties keep arrival order; a trigger precedes the fill it causes).
+    (ties keep arrival order; a trigger precedes the fill it causes). ``"stop_first"`` walks
+    the default path but, when a bar reaches both a stop and a limit order of the same side
+    (a bracket's stop-loss and take-profit), takes the limit's fill just after the stop's:
+    the conservative assumption that the stop was hit first.
 
     * market: fills at the open (taker).
     * limit: marketable at the open -> fills at the open (taker; a buy limit at or above the
@@ -52,6 +56,21 @@ Trades / quotes (``fill_on="trades" | "quotes"``)
     at the crossing event's price (taker); a resting limit fills at its limit price (maker).
     Stops trigger on the first print at or beyond the trigger and fill at that print.
 
+Native contingent orders (``contingent="native"``, bars, trades and quotes)
+    :meth:`SimulatedVenue.children_of` marks the orders submitted inside it as children held
+    by the venue for a parent order that has filled (a bracket's stop-loss and take-profit,
+    an OTO's follower). Such a child does not wait for the latency or the next bar: it is
+    accepted at the parent's fill, judged against the price there. On bars it is planned from
+    the parent's fill position on the bar path, so it can trigger or fill later in the same
+    bar: a buy entry filled at its limit 100 on the way down to a low of 94 is stopped out at
+    its stop-loss 95 in that bar (path open -> low -> high -> close), and one filled on the
+    way up is taken profit at 110 if the rest of the path reaches it. A child already
+    crossed at the fill (a stop above a long's fill price) fills at the fill point's price,
+    as a taker. On trades and quotes a child is live from the parent's fill event and fills
+    from the next event on. :meth:`SimulatedVenue.link_oco` makes orders one OCO group: when
+    a member fills completely its siblings are canceled at once (``"OCO: sibling filled"``),
+    a partial fill reduces them to the member's unfilled quantity, in the same bar.
+
 Time in force
     GTC rests until filled or canceled. IOC/FOK limits that are not marketable on arrival
     expire on arrival; otherwise they fill what the first matching event allows and expire
@@ -70,11 +89,13 @@ Post-only and reduce-only
     (rest canceled) or canceled (``reduce_only_mode``); it never flips a position.
 
 Prices
-    Taker fills on bars pay the slippage of the configured model (``slippage_bps``, or
-    ``slippage``: fixed, volume participation or volatility-scaled; see
-    :mod:`tradebus.execution.costs`) against the trader, rounded to the tick against the
-    trader (an exact decimal multiple of the tick, free of float noise), then clamped to what
-    the data allowed (the bar's ``[low, high]``) and to the order's limit. On trades/quotes the fill is at the printed price, so slippage is zero.
+    Taker fills pay the slippage of the configured model (``slippage_bps``, or ``slippage``:
+    fixed, volume participation or volatility-scaled; see :mod:`tradebus.execution.costs`)
+    against the trader, rounded to the tick against the trader (an exact decimal multiple of
+    the tick, free of float noise), then clamped to the order's limit and, on bars, to what
+    the bar traded (its ``[low, high]``). On trades and quotes the models read the filling
+    event (its size and spread, or the move from the previous trade); maker fills at a
+    resting limit never slip.
     Fees are ``quantity * contract_size * price * rate`` with the maker or taker rate of the
     instrument, of its fee tier by trailing traded notional (:class:`~tradebus.execution.costs.FeeSchedule`),
     or the config's override.
@@ -84,7 +105,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from loguru import logger
 
@@ -109,7 +131,7 @@ from tradebus.engine.messages import (
     Trade,
 )
 from tradebus.execution.config import VenueConfig
-from tradebus.execution.costs import FeeSchedule, slippage_bps
+from tradebus.execution.costs import FeeSchedule, slippage_bps, tick_slippage_bps
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import EventHandler, OrderStatusReport, Venue
 
@@ -123,6 +145,8 @@ _LIMITS = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT})
 _WORKING = frozenset({OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED})
 _NAN = math.nan
 _INF = math.inf
+_CLOSE_DIRECTION, _HIGH_FIRST, _LOW_FIRST = 0, 1, 2
+_PATH_MODES = {"close_direction": 0, "high_first": 1, "low_first": 2, "stop_first": 0}
 # Enum members read through their class cost ~60 ns each (EnumType attribute lookup).
 _MARKET = OrderType.MARKET
 _LIMIT = OrderType.LIMIT
@@ -234,6 +258,16 @@ class SimulatedVenue(Venue):
         self._through = cfg.limit_fill == "through"
         self._fill_on = cfg.fill_on
         self._on_bars = cfg.fill_on == "bars"
+        self._path_mode = _PATH_MODES[cfg.bar_path]
+        self._stop_first = cfg.bar_path == "stop_first"
+        #: Whether brackets and OCO groups are held by this venue (``contingent="native"``).
+        self.native_contingent = cfg.contingent == "native"
+        # The parent whose children the next submits are (see children_of).
+        self._holding_for: str | None = None
+        # OCO member -> its group (shared list), for groups linked at the venue.
+        self._oco: dict[str, list[str]] = {}
+        # The bar being matched while a native child may be activated inside it.
+        self._bar_match: _BarMatch | None = None
         self._fees: dict[str, FeeSchedule] = {
             iid: FeeSchedule(inst, cfg.maker_fee, cfg.taker_fee) for iid, inst in instruments.items()
         }
@@ -269,10 +303,26 @@ class SimulatedVenue(Venue):
     # ------------------------------------------------------------------ commands
 
     def submit(self, order: Order) -> None:
-        """Queue a new order; it arrives after the latency and is accepted or rejected then."""
+        """Queue a new order; it arrives after the latency and is accepted or rejected then.
+
+        Inside :meth:`children_of` a child of a parent that has filled is accepted at once
+        (native contingent orders; see the module docstring).
+        """
         self._venue_ids += 1
         sim = _SimOrder(order, self._venue_ids)
         self._orders[sim.coid] = sim
+        parent_id = self._holding_for
+        if parent_id is not None:
+            self._holding_for = None
+            parent = self._orders.get(parent_id)
+            if (
+                parent is not None
+                and parent.filled > 0.0
+                and parent.status not in _WORKING
+                and parent.order.instrument_id == order.instrument_id
+            ):
+                self._activate(order.instrument_id, sim, parent)
+                return
         pending = self._pending.get(order.instrument_id)
         if pending is not None and not self._alerts:
             pending.append((self.clock.now_ns() + self._latency, _SUBMIT, sim, None))  # _queue, inlined
@@ -286,6 +336,26 @@ class SimulatedVenue(Venue):
     def modify(self, order: Order, cmd: ModifyOrder) -> None:
         """Queue a modification (NaN fields unchanged), applied on arrival if still working."""
         self._queue(order.instrument_id, _MODIFY, order, cmd)
+
+    @contextmanager
+    def children_of(self, parent_id: str) -> Iterator[None]:
+        """Hold the orders submitted inside the block for ``parent_id`` (native contingent orders).
+
+        A child goes live at once if the parent has filled (completely, or partly and then
+        closed); otherwise it is submitted as any order. Only the first submit inside the
+        block is taken as a child (a strategy reacting to its acceptance submits plain orders).
+        """
+        self._holding_for = parent_id
+        try:
+            yield
+        finally:
+            self._holding_for = None
+
+    def link_oco(self, client_order_ids: list[str]) -> None:
+        """Make the orders one OCO group held by the venue (see the module docstring)."""
+        group = list(client_order_ids)
+        for coid in group:
+            self._oco[coid] = group
 
     def query_order(self, client_order_id: str) -> OrderStatusReport | None:
         """The venue's view of an order (``None`` if it never reached the venue)."""
@@ -422,6 +492,8 @@ class SimulatedVenue(Venue):
             arrival, action, target, cmd = pending.popleft()
             if action == _SUBMIT:
                 assert isinstance(target, _SimOrder)
+                if target.status is not _SUBMITTED:
+                    continue  # canceled before it arrived (an OCO sibling filled)
                 self._accept(iid, target, arrival, ref_buy if target.buy else ref_sell)
             elif action == _CANCEL:
                 sim = self._orders.get(target.client_order_id)
@@ -453,6 +525,21 @@ class SimulatedVenue(Venue):
                 self._close(sim, _EXPIRED, f"{sim.tif}: not marketable on arrival", arrival)
                 return
         self._working[iid].append(sim)
+
+    def _activate(self, iid: str, sim: _SimOrder, parent: _SimOrder) -> None:
+        """Accept a native child at its parent's fill (inside the bar being matched, if any)."""
+        match = self._bar_match
+        if match is not None and match.iid == iid:
+            ref = _price_at(match.path, match.pos)
+            self._accept(iid, sim, match.ts, ref)
+            if sim.status in _WORKING:
+                plans = match.plans
+                rest = plans[match.next :] + self._plan_bar(sim, match.path, match.pos)
+                plans[match.next :] = _stop_first(rest) if self._stop_first else sorted(rest, key=_plan_key)
+            return
+        fills = parent.fills
+        ref = fills[-1].last_px if fills else _NAN
+        self._accept(iid, sim, parent.ts_event, ref)
 
     def _arrival_check(self, iid: str, sim: _SimOrder, ref: float) -> str:
         typ = sim.type
@@ -513,7 +600,7 @@ class SimulatedVenue(Venue):
 
     def _match_bar(self, iid: str, bar: Bar, working: list[_SimOrder]) -> None:
         ts = bar.ts_event
-        if len(working) == 1 and working[0].type == _MARKET:
+        if len(working) == 1 and working[0].type == _MARKET and not self.native_contingent:
             # The common case, planned inline: one market order fills at the open.
             sim = working[0]
             if sim.status in _WORKING:
@@ -525,7 +612,11 @@ class SimulatedVenue(Venue):
                 self._prune(iid)
             return
         o, h, lo, c = bar.open, bar.high, bar.low, bar.close
-        path = (o, lo, h, c) if c >= o else (o, h, lo, c)
+        mode = self._path_mode
+        if mode == _CLOSE_DIRECTION:
+            path = (o, lo, h, c) if c >= o else (o, h, lo, c)
+        else:
+            path = (o, h, lo, c) if mode == _HIGH_FIRST else (o, lo, h, c)
         if len(working) == 1:
             plans = self._plan_bar(working[0], path)
         else:
@@ -533,9 +624,39 @@ class SimulatedVenue(Venue):
             for sim in working:
                 plans.extend(self._plan_bar(sim, path))
             plans.sort(key=_plan_key)
-        for pos, seq, kind, sim, px, liq in plans:
+        if self._stop_first and len(plans) > 1:
+            plans = _stop_first(plans)
+        match = None
+        if self.native_contingent:
+            # Children activated by a fill below are planned into ``plans`` from its position.
+            match = self._bar_match = _BarMatch(iid, path, plans, ts)
+        try:
+            self._walk_bar(iid, bar, plans, match, ts)
+        finally:
+            self._bar_match = None
+        for sim in working:
+            if sim.type == _LIMIT or sim.triggered:
+                sim.aggressive = False
+        self._prune(iid)
+
+    def _walk_bar(
+        self,
+        iid: str,
+        bar: Bar,
+        plans: list[tuple[float, int, int, _SimOrder, float, Liquidity | None]],
+        match: _BarMatch | None,
+        ts: int,
+    ) -> None:
+        """Carry out the planned triggers and fills in path order (``plans`` may grow as it goes)."""
+        i = 0
+        while i < len(plans):
+            pos, seq, kind, sim, px, liq = plans[i]
+            i += 1
             if sim.status not in _WORKING:
                 continue
+            if match is not None:
+                match.pos = pos
+                match.next = i
             if kind == 0:
                 sim.triggered = True
                 sim.status = _TRIGGERED
@@ -547,28 +668,26 @@ class SimulatedVenue(Venue):
                 self._fill(iid, sim, sim.leaves, px, liq, ts)
             else:
                 self._close(sim, _EXPIRED, f"{sim.tif}: not marketable when triggered", ts)
-        for sim in working:
-            if sim.type == _LIMIT or sim.triggered:
-                sim.aggressive = False
-        self._prune(iid)
 
     def _plan_bar(
-        self, sim: _SimOrder, path: tuple[float, float, float, float]
+        self, sim: _SimOrder, path: tuple[float, float, float, float], start: float = 0.0
     ) -> list[tuple[float, int, int, _SimOrder, float, Liquidity | None]]:
-        """Events of one order along the bar path: (position, 0 trigger | 1 fill | 2 expire, price)."""
+        """Events of one order along the bar path from ``start`` (0: the open; later: a native
+        child activated at its parent's fill): (position, 0 trigger | 1 fill | 2 expire, price).
+        """
         buy = sim.buy
         seq = sim.seq
         typ = sim.type
+        first = path[0] if start == 0.0 else _price_at(path, start)
         if typ == _MARKET:
-            return [(0.0, seq, 1, sim, path[0], _TAKER)]
+            return [(start, seq, 1, sim, first, _TAKER)]
         plans: list[tuple[float, int, int, _SimOrder, float, Liquidity | None]] = []
-        start = 0.0
         aggressive = sim.aggressive
         if typ in _STOPS and not sim.triggered:
-            r = _reach(path, 0.0, sim.trigger, buy, False)
+            r = _reach(path, start, sim.trigger, buy, False)
             if r is None:
                 return plans
-            px = path[0] if r == 0.0 else sim.trigger
+            px = first if r == start else sim.trigger
             plans.append((r, seq, 0, sim, px, None))
             if typ == _STOP_MARKET:
                 plans.append((r, seq, 1, sim, px, _TAKER))
@@ -582,7 +701,7 @@ class SimulatedVenue(Venue):
             start = r
             aggressive = False
         if aggressive:
-            plans.append((0.0, seq, 1, sim, path[0], _TAKER))
+            plans.append((start, seq, 1, sim, first, _TAKER))
             return plans
         r = _reach(path, start, sim.limit, not buy, self._through)
         if r is not None:
@@ -645,6 +764,13 @@ class SimulatedVenue(Venue):
                 continue
             if qty <= 0.0:
                 continue
+            if liq is _TAKER and self._slip:
+                if buy_px != sell_px:  # a quote: its spread
+                    spread = buy_px - sell_px
+                else:  # a trade: its move from the previous one (not updated yet)
+                    last = self._last[iid]
+                    spread = abs(px - last) if last == last else 0.0
+                fill_px = self._slipped_tick(iid, sim, fill_px, qty, buy_size if buy else sell_size, spread)
             filled = self._fill(iid, sim, qty, fill_px, liq, ts)
             if buy:
                 avail_buy -= filled
@@ -670,6 +796,20 @@ class SimulatedVenue(Venue):
                 px = min(px, sim.limit)
         else:
             px = max(instrument.round_price_down(px * (1.0 - slip)), low)
+            if sim.type in _LIMITS:
+                px = max(px, sim.limit)
+        return px
+
+    def _slipped_tick(self, iid: str, sim: _SimOrder, px: float, qty: float, size: float, spread: float) -> float:
+        """``px`` of a trade or quote moved by the slippage model against the trader, within the limit."""
+        instrument = self.instruments[iid]
+        slip = tick_slippage_bps(self._slippage, qty, px, size, spread) * 1e-4
+        if sim.buy:
+            px = instrument.round_price_up(px * (1.0 + slip))
+            if sim.type in _LIMITS:
+                px = min(px, sim.limit)
+        else:
+            px = instrument.round_price_down(px * (1.0 - slip))
             if sim.type in _LIMITS:
                 px = max(px, sim.limit)
         return px
@@ -731,10 +871,44 @@ class SimulatedVenue(Venue):
         self._emit(fill)
         if not done and sim.reduce_only and abs(self._positions[iid]) <= 1e-12:
             self._close(sim, _CANCELED, "reduce_only: capped at the position size", ts)
+        if self._oco and sim.coid in self._oco:
+            self._oco_filled(sim, ts)
         return qty
+
+    def _oco_filled(self, sim: _SimOrder, ts: int) -> None:
+        """Cancel (or reduce to ``sim``'s unfilled quantity) the other members of ``sim``'s OCO group."""
+        group = self._oco[sim.coid]
+        leaves = sim.leaves if sim.status in _WORKING else 0.0
+        for coid in list(group):
+            other = self._orders.get(coid)
+            if coid == sim.coid or other is None:
+                continue
+            if leaves <= 0.0:
+                if other.status in _WORKING or other.status is _SUBMITTED:
+                    self._close(other, _CANCELED, "OCO: sibling filled", ts)
+            elif other.status in _WORKING and other.filled + leaves < other.quantity:
+                other.quantity = other.filled + leaves
+                other.ts_event = ts
+                self._emit(
+                    OrderModified(
+                        other.strategy_id,
+                        other.order.instrument_id,
+                        coid,
+                        other.quantity,
+                        other.limit,
+                        other.trigger,
+                        ts,
+                        self.clock.now_ns(),
+                    )
+                )
+        if leaves <= 0.0:
+            for coid in group:
+                self._oco.pop(coid, None)
 
     def _close(self, sim: _SimOrder, status: OrderStatus, reason: str, ts: int) -> None:
         self._dirty.add(sim.order.instrument_id)
+        if self._oco:
+            self._unlink_oco(sim.coid)
         sim.status = status
         sim.ts_event = ts
         if self._keep_closed is not None:
@@ -746,6 +920,8 @@ class SimulatedVenue(Venue):
             self._emit(OrderExpired(sim.strategy_id, sim.order.instrument_id, sim.coid, reason, ts, now))
 
     def _reject(self, sim: _SimOrder, reason: str, ts: int) -> None:
+        if self._oco:
+            self._unlink_oco(sim.coid)
         sim.status = _REJECTED
         sim.ts_event = ts
         if self._keep_closed is not None:
@@ -754,6 +930,13 @@ class SimulatedVenue(Venue):
         self._emit(
             OrderRejected(sim.strategy_id, sim.order.instrument_id, sim.coid, reason, ts, self.clock.now_ns())
         )
+
+    def _unlink_oco(self, coid: str) -> None:
+        group = self._oco.pop(coid, None)
+        if group is not None and coid in group:
+            group.remove(coid)
+            if len(group) == 1:
+                self._oco.pop(group[0], None)
 
     def _retire(self, sim: _SimOrder) -> None:
         """Note ``sim`` closed; forget the oldest closed order beyond ``keep_closed``."""
@@ -775,8 +958,47 @@ class SimulatedVenue(Venue):
                 working[:] = [sim for sim in working if sim.status in _WORKING]
 
 
+class _BarMatch:
+    """The bar being matched, where a native child activated by a fill is planned in."""
+
+    __slots__ = ("iid", "next", "path", "plans", "pos", "ts")
+
+    def __init__(
+        self,
+        iid: str,
+        path: tuple[float, float, float, float],
+        plans: list[tuple[float, int, int, _SimOrder, float, Liquidity | None]],
+        ts: int,
+    ) -> None:
+        self.iid = iid
+        self.path = path
+        self.plans = plans
+        self.ts = ts
+        self.pos = 0.0  # position on the path of the plan being carried out
+        self.next = 0  # index of the first plan not carried out yet
+
+
 def _plan_key(plan: tuple[float, int, int, _SimOrder, float, Liquidity | None]) -> tuple[float, int, int]:
     return plan[0], plan[1], plan[2]
+
+
+def _stop_first(
+    plans: list[tuple[float, int, int, _SimOrder, float, Liquidity | None]],
+) -> list[tuple[float, int, int, _SimOrder, float, Liquidity | None]]:
+    """``plans`` in path order, with every limit fill taken just after the last stop fill of its side."""
+    last_stop = {True: -1.0, False: -1.0}
+    for pos, _seq, kind, sim, _px, _liq in plans:
+        if kind == 1 and sim.type in _STOPS and pos > last_stop[sim.buy]:
+            last_stop[sim.buy] = pos
+    moved = []
+    for plan in plans:
+        pos, seq, kind, sim, px, liq = plan
+        stop = last_stop[sim.buy]
+        if kind == 1 and sim.type == _LIMIT and 0.0 <= stop and pos <= stop:
+            plan = (math.nextafter(stop, _INF), seq, kind, sim, px, liq)
+        moved.append(plan)
+    moved.sort(key=_plan_key)
+    return moved
 
 
 def _price_at(path: tuple[float, float, float, float], pos: float) -> float:

@@ -49,8 +49,9 @@ def live_kill(
     config: Annotated[Path, typer.Argument(help="The live config of the account.", show_default=False)],
     mainnet: Annotated[bool, typer.Option("--mainnet", help="The config's account is on mainnet.")] = False,
     reason: Annotated[str, typer.Option(help="Why (kept in the journal).")] = "kill switch",
+    flatten: Annotated[bool, typer.Option("--flatten", help="Also sell every position the journal holds, at market.")] = False,
 ) -> None:
-    """Cancel every open order of the account's instruments and leave the journal HALTED until live-resume."""
+    """Cancel every open order of the account's instruments (optionally flatten) and leave the journal HALTED until live-resume."""
     import asyncio
 
     from tradebus.cli import _fail, setup_logging
@@ -61,7 +62,7 @@ def live_kill(
     try:
         cfg = load_live_config(config)
         check_environment(cfg.live, mainnet)
-        canceled = asyncio.run(kill_switch(cfg, ApiKeys.from_env(cfg.live), reason))
+        canceled = asyncio.run(kill_switch(cfg, ApiKeys.from_env(cfg.live), reason, flatten=flatten))
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
     Console().print(f"canceled {len(canceled)} order(s); trading HALTED in {cfg.journal} until `tradebus live-resume`")

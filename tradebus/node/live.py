@@ -10,8 +10,8 @@ Money safety
     * **Testnet by default.** Mainnet only with ``live.environment: mainnet`` in the config
       **and** ``--mainnet`` on the command line (:func:`check_environment`).
     * Keys come from the environment variables named by ``live.api_key_env`` /
-      ``live.api_secret_env`` (default ``TRADEBUS_BINANCE_API_KEY`` /
-      ``TRADEBUS_BINANCE_API_SECRET``), are held as :class:`pydantic.SecretStr` and never
+      ``live.api_secret_env`` (/ ``live.api_passphrase_env``; default
+      ``TRADEBUS_<VENUE>_API_KEY`` / ``_API_SECRET`` / ``_API_PASSPHRASE``), are held as :class:`pydantic.SecretStr` and never
       reach a log line, an exception, the run directory, the journal or a recording (only
       the variable *names* are in the config).
     * Before the first order the daemon logs the environment, the endpoint, the account id
@@ -25,7 +25,9 @@ Start-up
        venue and queried (missed fills are booked from the venue's trade history by trade
        id; UNKNOWN ones are resolved); orders open at the venue that the journal does not
        know are reported as external and left alone;
-    3. feeds, strategies and trading as in paper mode.
+    3. feeds, strategies and trading as in paper mode; every ``live.reconcile_interval``
+       seconds a :class:`~tradebus.node.reconcile.Reconciler` round compares open orders and
+       balances with the venue again.
 
 Stop (SIGINT/SIGTERM, ``max_seconds``, ``max_messages``): with ``live.cancel_on_stop`` every
 open order is canceled and the cancels are awaited (up to ``live.stop_timeout``) before the
@@ -35,7 +37,6 @@ paper daemon's shutdown; the stream is closed last.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -58,6 +59,7 @@ from tradebus.execution.journal import Journal
 from tradebus.execution.live import AccountBalance, LiveVenue
 from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import PaperConfig
+from tradebus.node.reconcile import ExternalOrder, InstrumentHeld, Reconciler
 from tradebus.risk.breakers import BreakerState
 from tradebus.node.daemon import NodeSummary, PaperNode, build_paper_kernel, kept_files
 from tradebus.reports.outputs import write_outputs
@@ -68,6 +70,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ApiKeys",
+    "ExternalOrder",
     "InstrumentHeld",
     "LiveGuard",
     "LiveConfig",
@@ -80,15 +83,6 @@ __all__ = [
     "parse_live_config",
     "run_live",
 ]
-
-class InstrumentHeld(msgspec.Struct, frozen=True):
-    """Orders on an instrument stop (``reason``) or resume (``reason == ""``) after a reconciliation."""
-
-    instrument_id: str
-    reason: str
-    ts_event: int
-    ts_init: int
-
 
 class LiveGuard(MarketGuard):
     """The market guard plus per-instrument holds set by the reconciliation with the venue."""
@@ -112,13 +106,15 @@ class LiveSettings(StrictModel):
     ----------
     venue, market
         The account's venue (default: the feeds' venue) and market (``spot`` so far); the
-        venue's live pieces come from the registry (Binance spot so far).
+        venue's live pieces come from the registry (Binance, OKX and Bybit spot).
     environment
         ``testnet`` (default) or ``mainnet`` (needs ``--mainnet`` too).
     rest_url, ws_api_url
         Endpoint overrides (a local emulator); ``None``: the environment's.
-    api_key_env, api_secret_env
-        Names of the environment variables holding the key pair.
+    api_key_env, api_secret_env, api_passphrase_env
+        Names of the environment variables holding the key pair (and the passphrase, for
+        the venues that have one); default ``TRADEBUS_<VENUE>_API_KEY``,
+        ``TRADEBUS_<VENUE>_API_SECRET``, ``TRADEBUS_<VENUE>_API_PASSPHRASE``.
     cancel_on_stop
         Cancel every open order when the daemon stops.
     stop_timeout
@@ -128,6 +124,9 @@ class LiveSettings(StrictModel):
         after ``submit_timeout``).
     submit_timeout, cancel_timeout, retry_interval, check_interval, not_found_grace
         :class:`~tradebus.execution.engine.OrderTimeouts`, in seconds.
+    reconcile_interval
+        Seconds between two reconciliation rounds while running
+        (:class:`~tradebus.node.reconcile.Reconciler`); ``None``: only at start-up.
     """
 
     venue: str | None = None
@@ -135,8 +134,9 @@ class LiveSettings(StrictModel):
     environment: Literal["testnet", "mainnet"] = "testnet"
     rest_url: str | None = None
     ws_api_url: str | None = None
-    api_key_env: str = "TRADEBUS_BINANCE_API_KEY"
-    api_secret_env: str = "TRADEBUS_BINANCE_API_SECRET"
+    api_key_env: str | None = None
+    api_secret_env: str | None = None
+    api_passphrase_env: str | None = None
     cancel_on_stop: bool = True
     stop_timeout: PositiveFloat = 5.0
     request_timeout: PositiveFloat = 10.0
@@ -145,6 +145,20 @@ class LiveSettings(StrictModel):
     retry_interval: PositiveFloat = 5.0
     check_interval: PositiveFloat | None = 30.0
     not_found_grace: PositiveFloat = 15.0
+    reconcile_interval: PositiveFloat | None = 60.0
+
+    @model_validator(mode="after")
+    def _key_names(self) -> LiveSettings:
+        """Default the key variables' names from the venue (``TRADEBUS_OKX_API_KEY`` ...)."""
+        adapter = VENUES.get(self.venue or "")
+        if adapter is None or adapter.live is None:
+            return self
+        prefix = f"TRADEBUS_{adapter.name.upper()}_API"
+        object.__setattr__(self, "api_key_env", self.api_key_env or f"{prefix}_KEY")
+        object.__setattr__(self, "api_secret_env", self.api_secret_env or f"{prefix}_SECRET")
+        if adapter.live.passphrase:
+            object.__setattr__(self, "api_passphrase_env", self.api_passphrase_env or f"{prefix}_PASSPHRASE")
+        return self
 
     def account(self) -> LiveAccount:
         """The venue's live pieces, from the registry (the config's validation checked they exist)."""
@@ -182,7 +196,7 @@ class LiveConfig(PaperConfig):
             if len(venues) != 1:
                 raise ValueError(f"live.venue: the feeds name {venues}; say which venue trades")
             venue = venues[0]
-            object.__setattr__(self, "live", self.live.model_copy(update={"venue": venue}))
+            object.__setattr__(self, "live", LiveSettings.model_validate(self.live.model_dump() | {"venue": venue}))
         if venue not in VENUES:
             raise ValueError(f"live.venue: {venue!r} is not a registered venue; use one of {sorted(VENUES)}")
         if VENUES[venue].live is None:
@@ -202,16 +216,21 @@ def load_live_config(path: str | Path, overrides: Sequence[str] = ()) -> LiveCon
 
 
 class ApiKeys:
-    """The account's key pair, read from the environment and held as secrets."""
+    """The account's key pair (and passphrase, for the venues that have one), held as secrets."""
 
-    __slots__ = ("key", "secret")
+    __slots__ = ("key", "passphrase", "secret")
 
-    def __init__(self, key: SecretStr, secret: SecretStr) -> None:
+    def __init__(self, key: SecretStr, secret: SecretStr, passphrase: SecretStr | None = None) -> None:
         self.key = key
         self.secret = secret
+        self.passphrase = passphrase
 
     def __repr__(self) -> str:
         return "ApiKeys(key=**********, secret=**********)"
+
+    def options(self, settings: LiveSettings) -> dict[str, Any]:
+        """The keywords of the venue's factories (:class:`~tradebus.adapters.common.venue.LiveAccount`)."""
+        return {"passphrase": self.passphrase, "environment": settings.environment}
 
     @classmethod
     def from_env(cls, settings: LiveSettings, environ: dict[str, str] | None = None) -> ApiKeys:
@@ -224,12 +243,15 @@ class ApiKeys:
         """
         env = os.environ if environ is None else environ
         values = []
-        for what, name in (("API key", settings.api_key_env), ("API secret", settings.api_secret_env)):
-            value = env.get(name, "")
+        wanted = [("API key", settings.api_key_env), ("API secret", settings.api_secret_env)]
+        if settings.api_passphrase_env:
+            wanted.append(("API passphrase", settings.api_passphrase_env))
+        for what, name in wanted:
+            value = env.get(name or "", "")
             if not value:
                 raise ConfigError(f"live: set the environment variable {name} to the {settings.venue} {what}")
             values.append(SecretStr(value))
-        return cls(values[0], values[1])
+        return cls(*values)
 
 
 def check_environment(settings: LiveSettings, mainnet: bool) -> None:
@@ -278,13 +300,14 @@ class LiveNode(PaperNode):
     ) -> None:
         self.keys = keys
         self.dry_run = dry_run
-        self.external_orders: list[OrderStatusReport] = []
         self.balances: dict[str, AccountBalance] = {}
         self._venue_open: list[OrderStatusReport] = []
         self._stream_task: asyncio.Task[None] | None = None
+        self._reconcile_task: asyncio.Task[None] | None = None
         super().__init__(
             config, max_seconds=max_seconds, max_messages=max_messages, handle_signals=handle_signals, run_dir=run_dir
         )
+        self.reconciler = Reconciler(self.kernel, self.venue, self._hold, config.live.stop_timeout)
         _, ws_url = config.live.endpoints()
         self.stream = config.live.account().user_stream(
             ws_url,
@@ -295,6 +318,7 @@ class LiveNode(PaperNode):
             self.venue.emit,
             self._on_balance,
             self._on_stream_reconnect,
+            **keys.options(config.live),
         )
 
     def _build_kernel(self) -> tuple[Kernel, LiveVenue]:
@@ -302,11 +326,13 @@ class LiveNode(PaperNode):
         self.guard = LiveGuard()  # replaces the paper guard before the router is built on it
         rest_url, _ = settings.endpoints()
         api = settings.account().trading(
-            rest_url, self.keys.key, self.keys.secret, self.config.instrument_map(), settings.request_timeout
+            rest_url, self.keys.key, self.keys.secret, self.config.instrument_map(), settings.request_timeout,
+            **self.keys.options(settings),
         )
         venue = LiveVenue(api, self.clock, dry_run=self.dry_run)
         kernel, _ = build_paper_kernel(self.config, self.clock, self.guard, self.journal, venue, settings.timeouts())
         venue.on_answer = kernel.execution.reconcile_order
+        venue.on_replace = kernel.execution.submit
         return kernel, venue
 
     # ------------------------------------------------------------------ run
@@ -355,15 +381,17 @@ class LiveNode(PaperNode):
                 kernel.execution.reconcile_order(order.client_order_id)
         for iid in kernel.instruments:
             self._hold(iid, "live start-up: reconciling positions with the venue")
-        asyncio.get_running_loop().create_task(self._reconcile_positions(), name="live:reconcile")
-        for report in self._venue_open:
-            if kernel.orders.get(report.client_order_id) is None:
-                self.external_orders.append(report)
-                logger.warning(
-                    "external order {} (venue id {}) open at the venue, not placed by this journal: left alone",
-                    report.client_order_id,
-                    report.venue_order_id,
-                )
+        loop = asyncio.get_running_loop()
+        loop.create_task(self._reconcile_positions(), name="live:reconcile")
+        self.reconciler.report_external(self._venue_open)
+        interval = self.config.live.reconcile_interval
+        if interval is not None:
+            self._reconcile_task = loop.create_task(self.reconciler.run(interval), name="live:reconcile-rounds")
+
+    @property
+    def external_orders(self) -> list[OrderStatusReport]:
+        """The venue's open orders this journal did not place (reported, left alone)."""
+        return self.reconciler.external
 
     def _hold(self, instrument_id: str, reason: str) -> None:
         """Stop (``reason``) or resume (``""``) new orders on ``instrument_id``; published as :class:`InstrumentHeld`."""
@@ -382,26 +410,7 @@ class LiveNode(PaperNode):
         the others resume.
         """
         await self.venue.drain(self.config.live.stop_timeout)
-        try:
-            balances = {b.asset: b.free + b.locked for b in await self.venue.api.balances()}
-        except Exception as exc:  # noqa: BLE001 - no answer: every instrument stays held, with the reason
-            for iid in self.kernel.instruments:
-                self._hold(iid, f"live start-up: balances unavailable ({type(exc).__name__}: {exc})")
-            return
-        account = self.kernel.portfolio.account
-        for iid, inst in self.kernel.instruments.items():
-            here = account.balance(inst.base)
-            there = balances.get(inst.base, 0.0)
-            if math.fabs(here - there) > inst.lot_size / 2:
-                reason = (
-                    f"reconciliation: {iid}: {here} {inst.base} held here but {there} at the venue; "
-                    "orders on it stay stopped (set balances in the config, or check the account)"
-                )
-                logger.error(reason)
-                self._hold(iid, reason)
-            else:
-                self._hold(iid, "")
-                logger.info("reconciled {}: {} {} held, as at the venue", iid, here, inst.base)
+        await self.reconciler.compare_balances(startup=True)
 
     def _on_balance(self, balance: AccountBalance) -> None:
         self.balances[balance.asset] = balance
@@ -414,6 +423,9 @@ class LiveNode(PaperNode):
 
     async def _shutdown(self, tasks: Any) -> None:
         settings = self.config.live
+        if self._reconcile_task is not None:
+            self._reconcile_task.cancel()
+            await asyncio.gather(self._reconcile_task, return_exceptions=True)
         if settings.cancel_on_stop and not self.dry_run:
             await self._cancel_all(settings.stop_timeout)
         await super()._shutdown(tasks)
@@ -495,17 +507,37 @@ def run_live(
     return summary, nodes[0].kernel.result
 
 
-async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill switch") -> list[str]:
+async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill switch", *, flatten: bool = False) -> list[str]:
     """Cancel every open order of the account's instruments at the venue and leave the journal HALTED.
 
     Every order is canceled, the daemon's and any other (the kill switch is for emergencies).
-    The journal's risk state is set to HALTED with ``reason`` (a daemon started on it trades
-    nothing until :func:`resume_trading`). Returns the client order ids canceled.
+    With ``flatten``, every position the journal holds is then sold at market and journaled
+    (:func:`tradebus.node.flatten.flatten`). The journal's risk state is set to HALTED with
+    ``reason`` (a daemon started on it trades nothing until ``live-resume``). Returns the
+    client order ids canceled.
+
+    Raises
+    ------
+    ConfigError
+        ``flatten`` without a journal in the config.
     """
+    from tradebus.node.flatten import flatten as flatten_positions
+
+    if flatten and config.journal is None:
+        raise ConfigError("live kill --flatten: the config has no journal holding the positions to flatten")
     rest_url, _ = config.live.endpoints()
-    api = config.live.account().trading(rest_url, keys.key, keys.secret, config.instrument_map(), config.live.request_timeout)
+    api = config.live.account().trading(
+        rest_url, keys.key, keys.secret, config.instrument_map(), config.live.request_timeout, **keys.options(config.live)
+    )
     try:
         canceled = await api.cancel_all()
+        if flatten:
+            assert config.journal is not None
+            journal = Journal(config.journal)
+            try:
+                await flatten_positions(config, api, journal, config.live.stop_timeout)
+            finally:
+                journal.close()
     finally:
         await api.close()
     set_trading_state(config, TradingState.HALTED, reason)

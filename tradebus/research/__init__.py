@@ -13,6 +13,11 @@ Modules (one concept each):
 * :mod:`~tradebus.research.walkforward`: walk-forward retraining backtests on the kernel;
 * :mod:`~tradebus.research.lookahead`: the lookahead detector;
 * :mod:`~tradebus.research.alpha`: IC, turnover, quantile returns, PSR/DSR, Monte Carlo, cost stress;
+* :mod:`~tradebus.research.edge`: multi-horizon expected-return (edge) models: tuning, pruning,
+  calibration on purged out-of-fold predictions; :mod:`~tradebus.research.edge_strategy` trades
+  an edge through gates with brackets; :mod:`~tradebus.research.edge_walkforward` retrains and
+  trades it walk-forward; :mod:`~tradebus.research.tradelog` analyses the trades by exit reason;
+* :mod:`~tradebus.research.ml_gated`: the ML-gated system (``tradebus research run``);
 * :mod:`~tradebus.research.config` and :mod:`~tradebus.research.cli`: ``tradebus research ...``.
 
 Models, calibration, walk-forward and alpha reports need the ``research`` extra

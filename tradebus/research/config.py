@@ -31,7 +31,7 @@ from tradebus.execution.config import VenueConfig
 from tradebus.research.dataset import DatasetConfig
 from tradebus.research.dataset import load_config as load_dataset_config
 
-__all__ = ["ResearchConfig", "load_research_config", "make_estimator"]
+__all__ = ["ResearchConfig", "load_research_config", "make_estimator", "read_yaml", "validation_problems"]
 
 
 _Model = StrictModel
@@ -128,6 +128,29 @@ class ResearchConfig(_Model):
         return load_dataset_config(self.dataset, base)
 
 
+def read_yaml(path: Path) -> Any:
+    """The parsed YAML of a config file.
+
+    Raises
+    ------
+    ConfigError
+        Missing file or bad YAML (naming the file).
+    """
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """``"a.b: message; c: message"`` for every error of a pydantic validation."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}" for e in exc.errors()
+    )
+
+
 def load_research_config(path: str | Path) -> tuple[ResearchConfig, DatasetConfig]:
     """Read and validate a research config file.
 
@@ -137,21 +160,13 @@ def load_research_config(path: str | Path) -> tuple[ResearchConfig, DatasetConfi
         Missing file, bad YAML, or an invalid field (named, with the file).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a research config is a mapping with a 'dataset' section")
     try:
         config = ResearchConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}" for e in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from None
+        raise ConfigError(f"{path}: {validation_problems(exc)}") from None
     try:
         dataset = config.dataset_config(path.parent)
     except ConfigError as exc:

@@ -58,6 +58,8 @@ def spec_hash(specs: Iterable[FeatureSpec | Mapping[str, Any]], columns: Sequenc
 
 
 def _is_tree_model(model: Any) -> bool:
+    if getattr(model, "batch_equals_rows", False):  # e.g. tradebus.research.edge.HorizonEdge
+        return True
     name = type(model).__module__
     return name.startswith("xgboost") or "ensemble" in name or "tree" in name
 

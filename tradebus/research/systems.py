@@ -25,6 +25,7 @@ __all__ = ["SYSTEMS", "run", "run_system", "system_name"]
 #: System name -> ``"module:function"``.
 SYSTEMS: dict[str, str] = {
     "regime_hazard": "tradebus.research.regime_hazard:run",
+    "ml_gated": "tradebus.research.ml_gated:run",
 }
 
 

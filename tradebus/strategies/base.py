@@ -80,6 +80,7 @@ if TYPE_CHECKING:
     from tradebus.execution.contingent import ContingentOrders
     from tradebus.features.spec import FeatureSpec
     from tradebus.strategies.context import StrategyContext
+    from tradebus.strategies.signal_kernel import SignalKernel
 
 __all__ = [
     "BUILTIN_STRATEGIES",
@@ -206,6 +207,13 @@ class Strategy:
         return self.ctx
 
     # ------------------------------------------------------------------ handlers
+
+    def signal_kernel(self) -> SignalKernel | None:
+        """This strategy's decision as a compiled kernel for the accelerated tier, or ``None``.
+
+        Called after :meth:`on_start`; see :mod:`tradebus.strategies.signal_kernel`.
+        """
+        return None
 
     def on_start(self) -> None:
         """Called once before the first event."""

@@ -17,13 +17,44 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+from numba import njit
 from pydantic import Field
 
 from tradebus.engine.messages import Bar
 from tradebus.features.spec import FeatureSpec
 from tradebus.strategies.signal import BarSignal, SignalParams
+from tradebus.strategies.signal_kernel import SignalKernel
 
-__all__ = ["BollingerReversion", "BollingerReversionParams"]
+__all__ = ["BollingerReversion", "BollingerReversionParams", "bollinger_signal"]
+
+
+@njit(cache=True)
+def bollinger_signal(
+    values: np.ndarray, o: float, h: float, lo: float, c: float, v: float, target: float, params: np.ndarray,
+    state: np.ndarray,
+) -> float:
+    """Signal kernel of :class:`BollingerReversion` (``params``: lower, mid, upper columns; ``state``: armed long, short)."""
+    lower = values[int(params[0])]
+    mid = values[int(params[1])]
+    upper = values[int(params[2])]
+    if not (lower == lower and upper == upper):
+        return np.nan
+    if c < lower:
+        state[0] = 1.0
+    elif state[0] != 0.0:
+        state[0] = 0.0
+        return 1.0
+    if c > upper:
+        state[1] = 1.0
+    elif state[1] != 0.0:
+        state[1] = 0.0
+        return -1.0
+    if target > 0.0 and c >= mid:
+        return 0.0
+    if target < 0.0 and c <= mid:
+        return 0.0
+    return np.nan
 
 
 class BollingerReversionParams(SignalParams):
@@ -47,6 +78,13 @@ class BollingerReversion(BarSignal):
         """``bb`` (Bollinger bands) of the close."""
         return (FeatureSpec(name="bb", kind="bollinger", params={"window": self.params.window, "k": self.params.k},
                             input="close"),)  # fmt: skip
+
+    def signal_kernel(self) -> SignalKernel:
+        """:func:`bollinger_signal` on the band columns."""
+        cols = tuple(float(self._cols[f"bb.{band}"]) for band in ("lower", "mid", "upper"))
+        return self.kernel_of(bollinger_signal, cols, 2, (
+            "close re-entered above the lower band", "close reached the middle band",
+            "close re-entered below the upper band"))  # fmt: skip
 
     def decide(self, bar: Bar, value: dict[str, float]) -> tuple[float, str] | None:
         """Arm on a close outside a band, enter on the re-entry, exit at the middle band."""

@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
+from numba import njit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tradebus.engine.cache import FeatureView
@@ -28,8 +30,36 @@ from tradebus.engine.messages import Bar, OrderDenied
 from tradebus.errors import ConfigError
 from tradebus.features.spec import FeatureSpec
 from tradebus.strategies.base import Strategy
+from tradebus.strategies.signal_kernel import SignalKernel
 
-__all__ = ["EmaCross", "EmaCrossParams"]
+__all__ = ["EmaCross", "EmaCrossParams", "cross_signal"]
+
+
+@njit(cache=True)
+def cross_signal(
+    values: np.ndarray, o: float, h: float, lo: float, c: float, v: float, target: float, params: np.ndarray,
+    state: np.ndarray,
+) -> float:
+    """Signal kernel of a crossing of ``values[params[0]]`` over ``values[params[1]]`` (EmaCross, MacdCross).
+
+    ``state[0]``: the last relation (1 above, -1 below, 0 none yet); a tie or a NaN keeps it.
+    Returns +1 on a cross above, -1 on a cross below, NaN otherwise (and on the first relation).
+    """
+    fast = values[int(params[0])]
+    slow = values[int(params[1])]
+    if fast > slow:
+        above = 1.0
+    elif fast < slow:
+        above = -1.0
+    else:
+        return np.nan
+    previous = state[0]
+    if above == previous:
+        return np.nan
+    state[0] = above
+    if previous == 0.0:
+        return np.nan
+    return above
 
 
 class EmaCrossParams(BaseModel):
@@ -133,6 +163,18 @@ class EmaCross(Strategy):
         self._fast_col = view.index(self.fast_name)
         self._slow_col = view.index(self.slow_name)
         self._view = view
+
+    def signal_kernel(self) -> SignalKernel | None:
+        """:func:`cross_signal` of the fast over the slow EMA (on bars only)."""
+        if self.ema_input()[1] not in (None, "bar"):
+            return None
+        p = self.params
+        return SignalKernel(
+            cross_signal, (float(self._fast_col), float(self._slow_col)), 1, p.quantity,  # type: ignore[attr-defined]
+            p.mode == "long_only", False,  # type: ignore[attr-defined]
+            (f"{self.label} fast crossed above slow", f"{self.label} fast crossed below slow",
+             f"{self.label} fast crossed below slow"),
+        )  # fmt: skip
 
     def on_bar(self, bar: Bar) -> None:
         """Act on a crossing of the two EMAs at this bar's close."""

@@ -17,7 +17,9 @@ from pydantic import Field, model_validator
 
 from tradebus.engine.messages import Bar
 from tradebus.features.spec import FeatureSpec
+from tradebus.strategies.ema_cross import cross_signal
 from tradebus.strategies.signal import BarSignal, SignalParams
+from tradebus.strategies.signal_kernel import SignalKernel
 
 __all__ = ["MacdCross", "MacdCrossParams"]
 
@@ -50,6 +52,11 @@ class MacdCross(BarSignal):
         p = self.params
         return (FeatureSpec(name="macd", kind="macd", params={"fast": p.fast, "slow": p.slow, "signal": p.signal},
                             input="close"),)  # fmt: skip
+
+    def signal_kernel(self) -> SignalKernel:
+        """:func:`~tradebus.strategies.ema_cross.cross_signal` of the MACD line over its signal line."""
+        cols = (float(self._cols["macd.macd"]), float(self._cols["macd.signal"]))
+        return self.kernel_of(cross_signal, cols, 1, ("macd crossed above signal", "", "macd crossed below signal"))
 
     def decide(self, bar: Bar, value: dict[str, float]) -> tuple[float, str] | None:
         """Long on a cross above the signal line, short/flat on a cross below."""

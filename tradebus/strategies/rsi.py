@@ -13,13 +13,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+from numba import njit
 from pydantic import Field, model_validator
 
 from tradebus.engine.messages import Bar
 from tradebus.features.spec import FeatureSpec
 from tradebus.strategies.signal import BarSignal, SignalParams
+from tradebus.strategies.signal_kernel import SignalKernel
 
-__all__ = ["RsiReversion", "RsiReversionParams"]
+__all__ = ["RsiReversion", "RsiReversionParams", "rsi_signal"]
+
+
+@njit(cache=True)
+def rsi_signal(
+    values: np.ndarray, o: float, h: float, lo: float, c: float, v: float, target: float, params: np.ndarray,
+    state: np.ndarray,
+) -> float:
+    """Signal kernel of :class:`RsiReversion` (``params``: RSI column, oversold, overbought, exit_long, exit_short)."""
+    rsi = values[int(params[0])]
+    if rsi < params[1]:
+        return 1.0
+    if rsi > params[2]:
+        return -1.0
+    if target > 0.0 and rsi > params[3]:
+        return 0.0
+    if target < 0.0 and rsi < params[4]:
+        return 0.0
+    return np.nan
 
 
 class RsiReversionParams(SignalParams):
@@ -50,6 +71,12 @@ class RsiReversion(BarSignal):
     def specs(self) -> Sequence[FeatureSpec]:
         """``rsi`` of the close."""
         return (FeatureSpec(name="rsi", kind="rsi", params={"window": self.params.window}, input="close"),)
+
+    def signal_kernel(self) -> SignalKernel:
+        """:func:`rsi_signal` with this strategy's levels."""
+        p = self.params
+        params = (float(self._cols["rsi"]), p.oversold, p.overbought, p.exit_long, p.exit_short)
+        return self.kernel_of(rsi_signal, params, 0, ("rsi below oversold", "rsi at exit level", "rsi above overbought"))
 
     def decide(self, bar: Bar, value: dict[str, float]) -> tuple[float, str] | None:
         """Enter at the extremes, exit at the exit levels."""

@@ -23,6 +23,7 @@ from tradebus.engine.messages import Bar, OrderDenied
 from tradebus.errors import ConfigError
 from tradebus.features.spec import FeatureSpec
 from tradebus.strategies.base import Strategy
+from tradebus.strategies.signal_kernel import SignalKernel
 
 __all__ = ["BarSignal", "SignalParams", "invalid_params"]
 
@@ -90,6 +91,16 @@ class BarSignal(Strategy, ABC):
 
         ``value`` maps every output name of :meth:`specs` to its value at this bar (NaN: not ready).
         """
+
+    def kernel_of(
+        self, fn: Any, params: Sequence[float], state_size: int, reasons: tuple[str, str, str]
+    ) -> SignalKernel:
+        """A :class:`SignalKernel` of ``fn`` with this frame's size, mode and change-only rule.
+
+        ``reasons``: the submit reasons of a long, flat and short result of ``fn``.
+        """
+        p = self.params
+        return SignalKernel(fn, tuple(params), state_size, p.quantity, p.mode == "long_only", True, reasons)
 
     def feature_specs(self, instrument_id: str) -> Sequence[FeatureSpec]:
         """:meth:`specs` on the traded instrument."""

@@ -88,6 +88,12 @@ class TickEmaCross(EmaCross):
         Strategy.__init__(self, instrument_ids, strategy_id=strategy_id)
         self._setup(fast=fast, slow=slow, source=source, mode=mode, quantity=quantity)
 
+    def _setup(self, **values: object) -> None:
+        """Validate and reset (see :class:`EmaCross`); resolve which events decide."""
+        super()._setup(**values)
+        # Read on every event: plain attributes, not the parameter model's.
+        self._on_trades = self.params.source == "trades"  # type: ignore[attr-defined]
+
     @classmethod
     def data_kinds(cls, params: BaseModel) -> frozenset[str]:
         """Trades or quotes, as ``params.source`` says."""
@@ -99,10 +105,10 @@ class TickEmaCross(EmaCross):
 
     def on_trade(self, trade: Trade) -> None:
         """Act on a crossing of the EMAs of trade prices (``source="trades"``)."""
-        if self.params.source == "trades" and trade.instrument_id == self.instrument_id:  # type: ignore[attr-defined]
+        if self._on_trades and trade.instrument_id == self.instrument_id:
             self._decide()
 
     def on_quote(self, quote: Quote) -> None:
         """Act on a crossing of the EMAs of quote mids (``source="quotes"``)."""
-        if self.params.source == "quotes" and quote.instrument_id == self.instrument_id:  # type: ignore[attr-defined]
+        if not self._on_trades and quote.instrument_id == self.instrument_id:
             self._decide()

@@ -25,6 +25,9 @@ def sweep(
     address: Annotated[str | None, typer.Option(help="Address of an existing Ray cluster.")] = None,
     stress: Annotated[bool, typer.Option("--stress", help="Run the stress variants with the best parameters.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Use a non-empty --out that is not a sweep directory.")] = False,
+    tier: Annotated[
+        str | None, typer.Option("--tier", help="auto | event | accelerated (default: the space's tier, auto).")
+    ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="Log level on stderr.")] = "WARNING",
 ) -> None:
     """Sweep strategy, risk and venue parameters (grid or Optuna TPE) on Ray; resumes when re-run."""
@@ -46,7 +49,7 @@ def sweep(
 
     try:
         result = run_sweep(
-            config, space, out, workers=workers, address=address, stress=stress, force=force,
+            config, space, out, workers=workers, address=address, stress=stress, force=force, tier=tier,
             on_start=on_start, on_trial=lambda row: progress.advance(task),
         )
     except TradebusError as exc:
@@ -57,6 +60,8 @@ def sweep(
     table.add_column("")
     table.add_column("value", overflow="fold")
     table.add_row("trials", f"{result.total} ({result.ran} run, {result.skipped} resumed)")
+    if result.tiers:
+        table.add_row("tier", ", ".join(f"{name} ({count} trials)" for name, count in sorted(result.tiers.items())))
     if result.best is not None:
         params = ", ".join(f"{k.removeprefix('param.')}={v}" for k, v in result.best.items() if k.startswith("param."))
         table.add_row("best trial", f"{result.best['trial']}: {params}")

@@ -42,7 +42,7 @@ from tradebus.sweep.executor import RayExecutor
 from tradebus.sweep.space import SweepSpace, load_space
 from tradebus.sweep.store import TrialStore
 from tradebus.sweep.stress import default_variants
-from tradebus.sweep.trial import TIMING_COLUMNS, TrialSpec, override_text
+from tradebus.sweep.trial import TIERS, TIMING_COLUMNS, TrialSpec, override_text
 from tradebus.sweep.walkforward import data_span, folds, stitch
 
 __all__ = ["OWN_FILES", "STRESS_KEYS", "SweepResult", "best_trial", "run_sweep"]
@@ -69,6 +69,8 @@ class SweepResult:
     stress: list[dict[str, Any]] | None = None
     walk_forward: dict[str, Any] | None = None
     folds: list[dict[str, Any]] = field(default_factory=list)
+    #: ``tier -> trials`` run in it by this invocation (``accelerated``, ``event``; see ``tier`` in the space).
+    tiers: dict[str, int] = field(default_factory=dict)
 
 
 def _prepare(out: Path, config_path: Path, space_path: Path, space: SweepSpace, force: bool) -> None:
@@ -102,6 +104,18 @@ def _check_paths(config_path: Path, space: SweepSpace, space_path: Path) -> None
             text = str(exc)
             if "unknown key" in text or "has no entry" in text:
                 raise ConfigError(f"{space_path}: params.{param.path}: not a field of {config_path}: {text}") from None
+
+
+def _check_tier(config_path: Path, space: SweepSpace, space_path: Path) -> None:
+    """Fail before any trial when ``tier: accelerated`` is asked of a config that cannot run in it."""
+    if space.tier != "accelerated":
+        return
+    from tradebus.cli import build_kernel
+    from tradebus.engine.accelerated import unsupported
+
+    why = unsupported(build_kernel(load_config(config_path)))
+    if why is not None:
+        raise ConfigError(f"{space_path}: tier: accelerated: {why}; use tier: event or auto")
 
 
 def _objective_values(space: SweepSpace, row: dict[str, Any]) -> list[float] | None:
@@ -147,7 +161,7 @@ def _grid(
 ) -> int:
     done = store.done()
     specs = (
-        TrialSpec(n, config, params, window) for n, params in enumerate(space.grid()) if n not in done
+        TrialSpec(n, config, params, window, tier=space.tier) for n, params in enumerate(space.grid()) if n not in done
     )
     ran = 0
     for spec, row in executor.run(specs):
@@ -195,7 +209,11 @@ def _tpe(
         for t in open_trials:
             if t.number in done:  # finished and stored, but the process stopped before telling Optuna
                 tell(t.number, store.read(t.number))
-        specs = [TrialSpec(t.number, config, dict(t.params), window) for t in open_trials if t.number not in done]
+        specs = [
+            TrialSpec(t.number, config, dict(t.params), window, tier=space.tier)
+            for t in open_trials
+            if t.number not in done
+        ]
         for spec, row in executor.run(specs):
             store.write(row, spec.params)
             tell(spec.number, row)
@@ -229,7 +247,8 @@ def _write_best(space: SweepSpace, store: TrialStore, path: Path) -> dict[str, A
     data: dict[str, Any] = {"objective": name, "direction": direction, "trial": None, "params": None, "metrics": None}
     if best is not None:
         data.update(trial=best["trial"], params=store.params_of(best),
-                    metrics={k: v for k, v in best.items() if k not in ("trial", "status", "error", *TIMING_COLUMNS)
+                    metrics={k: v for k, v in best.items()
+                             if k not in ("trial", "status", "error", "tier", *TIMING_COLUMNS)
                              and not k.startswith("param.")})
     if len(space.objectives) > 1:
         data["pareto_trials"] = _pareto(space, store)
@@ -259,7 +278,8 @@ def _walk_forward(
         curve: list[tuple[int, float]] = []
         if best is not None:
             params = store.params_of(best)
-            spec = TrialSpec(fold.index, str(config_path), params, fold.window("test"), keep_equity=True)
+            spec = TrialSpec(fold.index, str(config_path), params, fold.window("test"), keep_equity=True,
+                             tier=space.tier)
             (_, test), = executor.run([spec])
             curve = test.pop("equity")
             row.update({f"param.{k}": v for k, v in params.items()})
@@ -287,7 +307,8 @@ def _stress(
 ) -> list[dict[str, Any]]:
     variants = space.stress if space.stress is not None else default_variants(data_span(config))
     specs = [
-        TrialSpec(i, str(config_path), params, stress=v.model_dump(mode="json")) for i, v in enumerate(variants)
+        TrialSpec(i, str(config_path), params, stress=v.model_dump(mode="json"), tier=space.tier)
+        for i, v in enumerate(variants)
     ]
     rows: dict[int, dict[str, Any]] = {}
     for spec, row in executor.run(specs):
@@ -308,6 +329,7 @@ def run_sweep(
     address: str | None = None,
     stress: bool = False,
     force: bool = False,
+    tier: str | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_trial: OnTrial | None = None,
 ) -> SweepResult:
@@ -327,6 +349,9 @@ def run_sweep(
         done whenever the space has a ``stress:`` block.
     force
         Use a non-empty ``out`` that is not a sweep directory (its files are left alone).
+    tier
+        ``auto``, ``event`` or ``accelerated``: overrides the space's ``tier`` (see
+        :data:`~tradebus.sweep.trial.TIERS`).
     on_start
         Called with ``(total trials, trials already done)`` before the first trial.
     on_trial
@@ -341,11 +366,23 @@ def run_sweep(
     config_path = Path(config_path).resolve()
     space_path = Path(space_path)
     space = load_space(space_path)
+    if tier is not None:
+        if tier not in TIERS:
+            raise ConfigError(f"--tier: {tier!r} is not one of {', '.join(TIERS)}")
+        space = space.model_copy(update={"tier": tier})
     config = load_config(config_path)
     _check_paths(config_path, space, space_path)
+    _check_tier(config_path, space, space_path)
     out = Path(out) if out is not None else Path("runs") / f"sweep-{config_path.stem}"
     _prepare(out, config_path, space_path, space, force)
-    callback: OnTrial = on_trial or (lambda row: None)
+    tiers: dict[str, int] = {}
+
+    def callback(row: dict[str, Any]) -> None:
+        if row.get("tier") is not None:
+            tiers[row["tier"]] = tiers.get(row["tier"], 0) + 1
+        if on_trial is not None:
+            on_trial(row)
+
     with RayExecutor(workers, address) as executor:
         if space.walk_forward is not None:
             wf_folds = folds(space.walk_forward, data_span(config))
@@ -374,6 +411,7 @@ def run_sweep(
                 logger.warning("no trial succeeded: the stress variants were not run")
             else:
                 result.stress = _stress(executor, space, config_path, config, best_params, out)
-    logger.info("sweep written to {} ({} trials run, {} resumed)", out, ran, skipped)
+    result.tiers = tiers
+    logger.info("sweep written to {} ({} trials run, {} resumed; tiers {})", out, ran, skipped, tiers)
     return result
 

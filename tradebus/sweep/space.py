@@ -17,6 +17,7 @@ Example::
     walk_forward: {train: 365d, test: 90d}                   # optional, see tradebus.sweep.walkforward
     stress:                                                  # optional, see tradebus.sweep.stress
       - {name: fees_x2, costs: 2}
+    tier: auto               # auto | event | accelerated: how each trial's backtest runs (below)
 
 A grid enumerates the product of every parameter's values in the order the file lists
 them (the last parameter varies fastest); trial ``n`` is the ``n``-th point. TPE asks
@@ -24,6 +25,13 @@ them (the last parameter varies fastest); trial ``n`` is the ``n``-th point. TPE
 them, and tells their results before asking the next round: the trials asked depend only
 on the seed and the results of earlier rounds, never on which worker finished first, so
 the same space and seed give the same trials on any number of workers.
+
+``tier`` picks the backtest of each trial (:data:`~tradebus.sweep.trial.TIERS`): ``auto``
+(default) runs the compiled accelerated tier (:mod:`tradebus.engine.accelerated`) when the
+strategy declares a signal kernel and the config has nothing it does not model, else the
+event tier; ``accelerated`` insists (a config it cannot run is an error before any trial);
+``event`` never accelerates. Both tiers give the same fills and metrics, so the tier is not
+part of the space's fingerprint: a sweep may be resumed with another tier.
 """
 
 from __future__ import annotations
@@ -133,6 +141,7 @@ class SweepSpace(_Model):
     params: list[Param] = Field(min_length=1)
     walk_forward: WalkForwardSpec | None = None
     stress: list[StressVariant] | None = None
+    tier: Literal["auto", "event", "accelerated"] = "auto"
 
     @field_validator("params", mode="before")
     @classmethod
@@ -189,8 +198,8 @@ class SweepSpace(_Model):
         return self.grid_size() if self.method == "grid" else int(self.trials or 0)
 
     def fingerprint(self) -> str:
-        """A hash of everything that decides the trials and their results (not the stress block)."""
-        data = self.model_dump(mode="json", exclude={"stress"})
+        """A hash of everything that decides the trials and their results (not the stress block or tier)."""
+        data = self.model_dump(mode="json", exclude={"stress", "tier"})
         return hashlib.sha256(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -1,6 +1,7 @@
 """Trial results on disk: a Parquet dataset with one file per trial, written as each trial finishes.
 
-``trials/trial-000042.parquet`` holds one row: ``trial``, ``status``, ``error``, one
+``trials/trial-000042.parquet`` holds one row: ``trial``, ``status``, ``error``, ``tier`` (the
+backtest tier that ran it: ``accelerated`` or ``event``), one
 ``param.<path>`` column per swept parameter, the metrics of
 :data:`~tradebus.sweep.trial.METRIC_COLUMNS` and the timing columns ``worker_s`` (run
 time inside the worker), ``worker_cpu_s`` (the worker's CPU time for it) and ``wall_s``
@@ -35,7 +36,8 @@ class TrialStore:
     def __init__(self, directory: str | os.PathLike[str], params: Sequence[Param]) -> None:
         self.directory = Path(directory)
         self.params = list(params)
-        fields = [pa.field("trial", pa.int64()), pa.field("status", pa.string()), pa.field("error", pa.string())]
+        fields = [pa.field("trial", pa.int64()), pa.field("status", pa.string()), pa.field("error", pa.string()),
+                  pa.field("tier", pa.string())]
         fields += [pa.field(p.column, _TYPES[p.arrow_type()]) for p in self.params]
         fields += [pa.field(name, _TYPES[kind]) for name, kind in METRIC_COLUMNS.items()]
         fields += [pa.field(name, pa.float64()) for name in TIMING_COLUMNS]

@@ -17,7 +17,12 @@ from tradebus.errors import ConfigError, TradebusError
 from tradebus.reports.metrics import format_ns
 from tradebus.sweep.stress import StressVariant
 
-__all__ = ["METRIC_COLUMNS", "TIMING_COLUMNS", "TrialSpec", "override_text", "run_trial"]
+__all__ = ["METRIC_COLUMNS", "TIERS", "TIMING_COLUMNS", "TrialSpec", "override_text", "run_trial"]
+
+#: How a trial's backtest runs: ``event`` (:meth:`Kernel.run`), ``accelerated``
+#: (:func:`~tradebus.engine.accelerated.run_accelerated`; an error when the strategy or config
+#: does not allow it) or ``auto`` (accelerated when allowed, else event).
+TIERS = ("auto", "event", "accelerated")
 
 #: Metrics of ``metrics.json`` kept per trial: name -> Arrow type.
 METRIC_COLUMNS: dict[str, str] = {
@@ -63,6 +68,8 @@ class TrialSpec:
         A stress variant as a dict (:class:`StressVariant`), or ``None``.
     keep_equity
         Return the equity curve (``[(ts, equity)]``) too.
+    tier
+        One of :data:`TIERS`; the row's ``tier`` says which one ran.
     """
 
     number: int
@@ -71,6 +78,7 @@ class TrialSpec:
     window: tuple[int, int] | None = None
     stress: dict[str, Any] | None = None
     keep_equity: bool = False
+    tier: str = "auto"
 
     def overrides(self) -> list[str]:
         """The ``--set`` overrides of this trial (parameters, then the window)."""
@@ -88,18 +96,17 @@ def override_text(path: str, value: Any) -> str:
 
 
 def run_trial(spec: TrialSpec) -> dict[str, Any]:
-    """Run one trial; return its row: ``trial``, ``status``, ``error``, metrics, ``worker_s`` and ``worker_cpu_s``.
+    """Run one trial; return its row: ``trial``, ``status``, ``error``, ``tier``, metrics, ``worker_s``, ``worker_cpu_s``.
 
     ``status`` is ``"ok"``, ``"invalid"`` (the parameters make an invalid config, e.g.
     ``fast >= slow``; ``error`` says why) or ``"failed"`` (the run raised a tradebus error).
     Metrics of a trial that did not run are ``None``.
     """
-    from tradebus.cli import build_kernel, build_replay
     from tradebus.config import load_config
     from tradebus.reports.metrics import compute_metrics
 
     t0, cpu0 = time.perf_counter(), time.process_time()
-    row: dict[str, Any] = {"trial": spec.number, "status": "ok", "error": None}
+    row: dict[str, Any] = {"trial": spec.number, "status": "ok", "error": None, "tier": None}
     equity: list[tuple[int, float]] = []
     try:
         config = load_config(spec.config_path, overrides=spec.overrides())
@@ -111,9 +118,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
             variant = StressVariant.model_validate(spec.stress) if spec.stress is not None else None
             if variant is not None:
                 config = variant.apply_config(config)
-            kernel = build_kernel(config)
-            replay = build_replay(config)
-            result = kernel.run(variant.wrap(replay) if variant is not None else replay)
+            kernel, result, row["tier"] = run_tier(config, variant, spec.tier)
             lot_sizes = {iid: inst.lot_size for iid, inst in kernel.instruments.items()}
             metrics = compute_metrics(result, lot_sizes)
             row.update({name: metrics.get(name) for name in METRIC_COLUMNS})
@@ -128,3 +133,40 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     if spec.keep_equity:
         row["equity"] = equity
     return row
+
+
+def run_tier(config: Any, variant: StressVariant | None, tier: str) -> tuple[Any, Any, str]:
+    """Run ``config``'s backtest in ``tier``; return ``(kernel, result, tier that ran)``.
+
+    ``auto`` runs the accelerated tier when :func:`~tradebus.engine.accelerated.unsupported`
+    allows it, and the event tier otherwise or when the accelerated run meets something it does
+    not model (an order the risk gate would deny); both give the same result where both run.
+
+    Raises
+    ------
+    ConfigError
+        ``tier: accelerated`` for a run the accelerated tier cannot do (says why), or an unknown tier.
+    """
+    from tradebus.cli import build_kernel, build_replay
+    from tradebus.engine.accelerated import AcceleratedUnsupported, run_accelerated, unsupported
+
+    if tier not in TIERS:
+        raise ConfigError(f"tier: {tier!r} is not one of {', '.join(TIERS)}")
+
+    def replay() -> Any:
+        source = build_replay(config)
+        return variant.wrap(source) if variant is not None else source
+
+    kernel = build_kernel(config)
+    if tier != "event":
+        why = unsupported(kernel)
+        if why is None:
+            try:
+                return kernel, run_accelerated(kernel, replay()), "accelerated"
+            except AcceleratedUnsupported as exc:
+                if tier == "accelerated":
+                    raise ConfigError(f"tier: accelerated: {exc}") from None
+            kernel = build_kernel(config)  # the accelerated attempt used this one up
+        elif tier == "accelerated":
+            raise ConfigError(f"tier: accelerated: {why}; use tier: event or auto")
+    return kernel, kernel.run(replay()), "event"

@@ -6,7 +6,7 @@ returns core messages with ``ts_event`` = the venue's time (ms -> ns) and ``ts_i
 ``recv_ns``. A frame that does not decode, or carries a non-positive/non-finite price or
 size, raises :class:`~tradebus.adapters.common.parsing.FrameError` naming the stream
 and the field (the message shape is the same for every venue). Book levels (depth diffs and REST snapshots) are validated here, as OKX's and Bybit's
-are (:func:`~tradebus.adapters.common.parsing.level_array`): a negative, zero, NaN or
+are (:func:`~tradebus.adapters.common.parsing.pair_levels`): a negative, zero, NaN or
 infinite price, a negative or non-finite size, or a string that is not a number rejects
 the whole frame with an error naming the stream and the level (``data.b[3]``); the client then
 resyncs that book.
@@ -25,13 +25,15 @@ from tradebus.adapters.binance.schemas import (
     BookTickerEvent,
     DepthSnapshot,
     DepthUpdateEvent,
+    Level,
     KlineEvent,
     MarkPriceEvent,
     TradeEvent,
     decoder,
 )
 from tradebus.adapters.common.parsing import MS as _MS
-from tradebus.adapters.common.parsing import FieldError, FrameError, frame_error, level_array
+from tradebus.adapters.common.parsing import FieldError, FrameError, frame_error, pair_levels
+from tradebus.adapters.common.raw_levels import raw_pair_levels
 from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
 
 
@@ -55,7 +57,8 @@ _trade = decoder(TradeEvent)
 _agg = decoder(AggTradeEvent)
 _kline = decoder(KlineEvent)
 _ticker = decoder(BookTickerEvent)
-_depth = decoder(DepthUpdateEvent)
+_depth = decoder(DepthUpdateEvent[list[Level]])
+_depth_raw = decoder(DepthUpdateEvent[msgspec.Raw])
 _mark = decoder(MarkPriceEvent)
 _snapshot = decoder(DepthSnapshot, envelope=False)
 
@@ -217,17 +220,22 @@ def parse_depth_update(raw: str | bytes, recv_ns: int, instrument_id: str) -> Bo
          "b":[["5000.00","14.368"],["28018.90","0.000"]],"a":[["28145.20","6.961"]]}}
     """
     try:
-        frame = _depth.decode(raw)
+        d = _depth_raw.decode(raw).data
     except msgspec.MsgspecError as exc:
         raise _fail("depthUpdate", raw, exc) from None
-    d = frame.data
     if d.first_update_id > d.final_update_id:
         raise _fail("depthUpdate", raw, FieldError("data.U", f"{d.first_update_id}: expected <= u={d.final_update_id}"))
-    try:
-        bids = level_array(d.bids, "b")
-        asks = level_array(d.asks, "a")
-    except FieldError as exc:
-        raise _fail("depthUpdate", raw, exc, "data") from None
+    levels = raw_pair_levels(d.bids, d.asks)
+    if levels is None:  # not the plain form: the typed decoder gives the numbers or names the bad level
+        try:
+            typed = _depth.decode(raw).data
+        except msgspec.MsgspecError as exc:
+            raise _fail("depthUpdate", raw, exc) from None
+        try:
+            levels = pair_levels(typed.bids, typed.asks, ("b", "a"))
+        except FieldError as exc:
+            raise _fail("depthUpdate", raw, exc, "data") from None
+    bids, asks = levels
     return BookDelta(
         instrument_id,
         (d.transaction_time or d.event_time) * _MS,
@@ -285,8 +293,7 @@ def parse_depth_snapshot(raw: str | bytes, recv_ns: int, instrument_id: str) -> 
         raise _fail("depth snapshot", raw, exc) from None
     ts = d.transaction_time or d.event_time
     try:
-        bids = level_array(d.bids, "bids")
-        asks = level_array(d.asks, "asks")
+        bids, asks = pair_levels(d.bids, d.asks, ("bids", "asks"))
     except FieldError as exc:
         raise _fail(f"depth snapshot of {instrument_id}", raw, exc) from None
     return BookSnapshot(instrument_id, ts * _MS if ts else recv_ns, recv_ns, bids, asks, d.last_update_id)

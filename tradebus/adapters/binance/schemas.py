@@ -32,6 +32,9 @@ T = TypeVar("T")
 
 Level = tuple[float, float]
 
+Levels = TypeVar("Levels", list[Level], msgspec.Raw)
+"""The book levels of :class:`DepthUpdateEvent`: decoded pairs or their raw text."""
+
 
 class Envelope(msgspec.Struct, Generic[T]):
     """Combined-stream wrapper: ``{"stream": "btcusdt@trade", "data": {...}}``."""
@@ -123,11 +126,14 @@ class BookTickerEvent(msgspec.Struct):
     transaction_time: int = msgspec.field(name="T", default=0)
 
 
-class DepthUpdateEvent(msgspec.Struct):
+class DepthUpdateEvent(msgspec.Struct, Generic[Levels]):
     """``<symbol>@depth@<speed>``: diff depth. Futures add ``T`` and ``pu`` (previous final id).
 
     ``{"e":"depthUpdate","E":1680652700594,"T":1680652700586,"s":"BTCUSDT","U":2710246765373,
     "u":2710246765597,"pu":2710246765326,"b":[["5000.00","14.368"]],"a":[["28145.20","6.961"]]}``
+
+    ``Levels`` is ``list[Level]`` for decoded levels or ``msgspec.Raw`` for their text
+    (parsed by :func:`tradebus.adapters.common.raw_levels.raw_pair_levels`).
     """
 
     event_type: str = msgspec.field(name="e")
@@ -135,8 +141,8 @@ class DepthUpdateEvent(msgspec.Struct):
     symbol: str = msgspec.field(name="s")
     first_update_id: int = msgspec.field(name="U")
     final_update_id: int = msgspec.field(name="u")
-    bids: list[Level] = msgspec.field(name="b")
-    asks: list[Level] = msgspec.field(name="a")
+    bids: Levels = msgspec.field(name="b")
+    asks: Levels = msgspec.field(name="a")
     prev_final_update_id: int = msgspec.field(name="pu", default=-1)
     transaction_time: int = msgspec.field(name="T", default=0)
 

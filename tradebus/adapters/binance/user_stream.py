@@ -239,11 +239,14 @@ def _user_stream(
     sink: Sink,
     on_balance: Callable[[AccountBalance], Any] | None = None,
     on_reconnect: Callable[[], Any] | None = None,
+    **_: Any,
 ) -> BinanceUserStream:
     return BinanceUserStream(ws_url, api_key, api_secret, UserStreamParser(instruments, lookup), sink, on_balance, on_reconnect)
 
 
-def _trading(rest_url: str, api_key: SecretStr, api_secret: SecretStr, instruments: dict[str, Instrument], timeout: float) -> Any:
+def _trading(
+    rest_url: str, api_key: SecretStr, api_secret: SecretStr, instruments: dict[str, Instrument], timeout: float, **_: Any
+) -> Any:
     from tradebus.adapters.binance.trading import BinanceTrading
 
     return BinanceTrading(rest_url, api_key, api_secret, instruments, timeout)

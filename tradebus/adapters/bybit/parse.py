@@ -42,7 +42,7 @@ from tradebus.adapters.bybit.schemas import (
 )
 from tradebus.adapters.bybit.sync import BybitRule, is_snapshot
 from tradebus.adapters.common.dedup import TradeDeduper
-from tradebus.adapters.common.parsing import MS, WHOLE_FRAME, FieldError, FrameError, describe_frame, frame_error, level_array
+from tradebus.adapters.common.parsing import MS, WHOLE_FRAME, FieldError, FrameError, describe_frame, frame_error, pair_levels
 from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks, StreamBooksParser
 from tradebus.adapters.common.sync import BookSync
@@ -433,8 +433,7 @@ class BybitParser(StreamBooksParser):
             raise FieldError("type", f"{frame.type!r}: expected 'snapshot' or 'delta'")
         msg = frame.data
         try:
-            bids = level_array(msg.b, "b")
-            asks = level_array(msg.a, "a")
+            bids, asks = pair_levels(msg.b, msg.a, ("b", "a"))
         except FieldError as exc:
             books.lost(topic, "malformed book level")
             raise FieldError(f"data.{exc.field}", exc.problem) from None

@@ -15,16 +15,29 @@
 ``wallet`` -> one :class:`~tradebus.execution.live.AccountBalance` per ``coin``
 (``walletBalance`` total, of which ``availableToWithdraw`` free). ``auth``/``subscribe``
 answers yield nothing; a failed one is fatal. Linear instruments are named
-``<SYMBOL>-LINEAR`` in tradebus and ``<SYMBOL>`` on the wire. Not wired to a live venue yet.
+``<SYMBOL>-LINEAR`` in tradebus and ``<SYMBOL>`` on the wire.
+
+:func:`auth_frame` signs the ``auth`` op; :data:`LIVE_ACCOUNT` runs the parser on a
+:class:`~tradebus.adapters.common.user_stream.PrivateStream` (auth, then ``order``,
+``execution`` and ``wallet``; ``{"op":"ping"}`` every 20 s) and the REST side of ``trading.py``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import time
 from collections.abc import Callable
 from typing import Any
 
-from tradebus.adapters.common.policy import FatalVenueError
-from tradebus.adapters.common.user_stream import PrivateStreamParser
+from pydantic import SecretStr
+
+from tradebus.adapters.bybit.client import bybit_keepalive
+from tradebus.adapters.common.client import Sink
+from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
+from tradebus.adapters.common.user_stream import UNACKNOWLEDGED, PrivateStream, PrivateStreamParser
+from tradebus.adapters.common.venue import LiveAccount
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     Liquidity,
@@ -39,12 +52,13 @@ from tradebus.errors import ParseError
 from tradebus.execution.live import AccountBalance
 from tradebus.execution.orders import Order
 
-__all__ = ["UserStreamParser"]
+__all__ = ["LIVE_ACCOUNT", "SUBSCRIBE", "UserStreamParser", "auth_frame", "wire_symbol"]
 
 _MS = 1_000_000
 
 
-def _wire_symbol(inst: Instrument) -> str:
+def wire_symbol(inst: Instrument) -> str:
+    """The instrument's symbol on Bybit's wire (a linear one is ``<SYMBOL>-LINEAR`` in tradebus)."""
     return inst.symbol.removesuffix("-LINEAR")
 
 
@@ -52,7 +66,7 @@ class UserStreamParser(PrivateStreamParser):
     """Bybit ``order`` / ``execution`` / ``wallet`` frames -> core events (see the module docstring)."""
 
     def __init__(self, instruments: dict[str, Instrument], lookup: Callable[[str], Order | None], **kw: Any) -> None:
-        super().__init__(instruments, lookup, symbol_of=_wire_symbol, venue="BYBIT", **kw)
+        super().__init__(instruments, lookup, symbol_of=wire_symbol, venue="BYBIT", **kw)
 
     def parse(self, raw: str | bytes) -> list[Any]:
         msg = self.decode(raw, "bybit")
@@ -109,7 +123,7 @@ class UserStreamParser(PrivateStreamParser):
         ts = int(row["updatedTime"]) * _MS
         now = self.clock_ns()
         status = row["orderStatus"]
-        if status == "New":
+        if status == "New" and order.status in UNACKNOWLEDGED:  # else the REST answer told it first
             return [OrderAccepted(sid, iid, coid, str(row["orderId"]), ts, now)]
         if status in ("Cancelled", "PartiallyFilledCanceled"):
             why = row.get("cancelType") or "canceled"
@@ -119,3 +133,55 @@ class UserStreamParser(PrivateStreamParser):
         if status == "Deactivated":
             return [OrderExpired(sid, iid, coid, "deactivated", ts, now, float(row.get("cumExecQty") or 0.0))]
         return []
+
+
+def auth_frame(api_key: SecretStr, api_secret: SecretStr, now: Callable[[], float] = time.time, ttl: float = 10.0) -> str:
+    """Bybit's ``auth`` op: ``[key, expires (ms), hex HMAC-SHA256 of "GET/realtime" + expires]``."""
+    expires = int((now() + ttl) * 1000)
+    sign = hmac.new(api_secret.get_secret_value().encode(), f"GET/realtime{expires}".encode(), hashlib.sha256).hexdigest()
+    return json.dumps({"op": "auth", "args": [api_key.get_secret_value(), expires, sign]})
+
+
+#: The private topics subscribed once authenticated.
+SUBSCRIBE = json.dumps({"op": "subscribe", "args": ["order", "execution", "wallet"]})
+
+
+def _is_auth_ack(msg: dict[str, Any]) -> bool:
+    return msg.get("op") == "auth" and msg.get("success") is True
+
+
+def _user_stream(
+    ws_url: str,
+    api_key: SecretStr,
+    api_secret: SecretStr,
+    instruments: dict[str, Instrument],
+    lookup: Callable[[str], Order | None],
+    sink: Sink,
+    on_balance: Callable[[AccountBalance], Any] | None = None,
+    on_reconnect: Callable[[], Any] | None = None,
+    **_: Any,
+) -> PrivateStream:
+    policy = ConnectionPolicy(backoff=Backoff(base=0.2, cap=10.0, min_delay=0.05), keepalive=bybit_keepalive(), stale_after=1e9)
+    return PrivateStream(
+        "bybit-private", ws_url, policy, UserStreamParser(instruments, lookup), lambda: auth_frame(api_key, api_secret),
+        _is_auth_ack, SUBSCRIBE, sink, on_balance, on_reconnect,
+    )
+
+
+def _trading(
+    rest_url: str, api_key: SecretStr, api_secret: SecretStr, instruments: dict[str, Instrument], timeout: float, **_: Any
+) -> Any:
+    from tradebus.adapters.bybit.trading import BybitTrading
+
+    return BybitTrading(rest_url, api_key, api_secret, instruments, timeout)
+
+
+#: Bybit spot live trading, as the registry's adapter offers it (the testnet is its own host).
+LIVE_ACCOUNT = LiveAccount(
+    endpoints={
+        "testnet": ("https://api-testnet.bybit.com", "wss://stream-testnet.bybit.com/v5/private"),
+        "mainnet": ("https://api.bybit.com", "wss://stream.bybit.com/v5/private"),
+    },
+    trading=_trading,
+    user_stream=_user_stream,
+)

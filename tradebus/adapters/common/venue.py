@@ -45,11 +45,16 @@ class LiveAccount:
     user_stream
         ``(ws_url, api_key, api_secret, instruments, lookup, sink, on_balance, on_reconnect) ->``
         the account's private-stream client (a ``WsClient`` of its ``user_stream.py``).
+        Both factories also take the keywords ``passphrase`` (a ``SecretStr`` or ``None``)
+        and ``environment`` (``testnet`` | ``mainnet``), which a venue may ignore.
+    passphrase
+        Whether the venue's keys have a passphrase (OKX).
     """
 
     endpoints: Mapping[str, tuple[str, str]]
     trading: Callable[..., Any]
     user_stream: Callable[..., Any]
+    passphrase: bool = False
 
 
 @dataclass(frozen=True)

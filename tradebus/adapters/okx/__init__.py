@@ -1,4 +1,4 @@
-"""OKX v5 public market data: config, schemas, parser (``OkxParser.parse_frame``), book rules, client, instruments, emulator."""
+"""OKX v5 public market data (config, schemas, parser, book rules, client, instruments, emulator); spot live trading (trading, user_stream, private_emulator)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from tradebus.adapters.okx import config
 from tradebus.adapters.okx.client import OkxFeedHandle
 from tradebus.adapters.okx.emulator import emulator
 from tradebus.adapters.okx.instruments import load_instruments
+from tradebus.adapters.okx.user_stream import LIVE_ACCOUNT
 from tradebus.adapters.common.venue import VenueAdapter
 from tradebus.engine.instrument import Instrument
 
@@ -20,4 +21,4 @@ def _load_instruments(path: str | Path, market: str) -> dict[str, Instrument]:
 
 
 #: What the registry (:mod:`tradebus.adapters.registry`) knows of this venue.
-ADAPTER = VenueAdapter.from_config("okx", config, OkxFeedHandle, _load_instruments, emulator)
+ADAPTER = VenueAdapter.from_config("okx", config, OkxFeedHandle, _load_instruments, emulator, live=LIVE_ACCOUNT)

@@ -14,20 +14,37 @@ A ``filled`` or ``partially_filled`` update carries its fill (booked as above); 
 manager derives the status from the fills. ``account`` -> one
 :class:`~tradebus.execution.live.AccountBalance` per currency of ``details`` (``availBal``
 free, ``frozenBal`` locked). ``login``/``subscribe`` answers yield nothing; an ``error``
-event is fatal. Not wired to a live venue yet (no OKX ``trading.py``).
+event is fatal.
+
+:func:`login_frame` signs the ``login`` op; :data:`LIVE_ACCOUNT` runs the parser on a
+:class:`~tradebus.adapters.common.user_stream.PrivateStream` (login, then ``orders`` of SPOT
+and ``account``; ``"ping"`` when idle 25 s) and the REST side of ``trading.py``.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
 from typing import Any
 
-from tradebus.adapters.common.policy import FatalVenueError
-from tradebus.adapters.common.user_stream import PrivateStreamParser
+from pydantic import SecretStr
+
+from tradebus.adapters.common.client import Sink
+from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
+from tradebus.adapters.common.user_stream import UNACKNOWLEDGED, PrivateStream, PrivateStreamParser
+from tradebus.adapters.common.venue import LiveAccount
+from tradebus.adapters.okx.client import okx_keepalive
+from tradebus.engine.instrument import Instrument
+from tradebus.execution.orders import Order
 from tradebus.engine.messages import Liquidity, OrderAccepted, OrderCanceled, OrderFilled, OrderSide
 from tradebus.errors import ParseError
 from tradebus.execution.live import AccountBalance
 
-__all__ = ["UserStreamParser"]
+__all__ = ["LIVE_ACCOUNT", "SUBSCRIBE", "UserStreamParser", "login_frame"]
 
 _MS = 1_000_000
 
@@ -87,9 +104,69 @@ class UserStreamParser(PrivateStreamParser):
         if order is None:
             return out
         ts = int(row["uTime"]) * _MS
-        if state == "live":
+        if state == "live" and order.status in UNACKNOWLEDGED:  # else the REST answer told it first
             out.append(OrderAccepted(sid, iid, coid, str(row["ordId"]), ts, now))
         elif state in ("canceled", "mmp_canceled"):
             why = row.get("cancelSourceReason") or "canceled"
             out.append(OrderCanceled(sid, iid, coid, str(why), ts, now, float(row.get("accFillSz") or 0.0)))
         return out
+
+
+def login_frame(api_key: SecretStr, api_secret: SecretStr, passphrase: SecretStr, now: Callable[[], float] = time.time) -> str:
+    """OKX's ``login`` op: ``sign`` = base64 HMAC-SHA256 of ``timestamp + "GET" + "/users/self/verify"`` (seconds)."""
+    ts = str(int(now()))
+    digest = hmac.new(api_secret.get_secret_value().encode(), f"{ts}GET/users/self/verify".encode(), hashlib.sha256).digest()
+    arg = {"apiKey": api_key.get_secret_value(), "passphrase": passphrase.get_secret_value(), "timestamp": ts, "sign": base64.b64encode(digest).decode()}
+    return json.dumps({"op": "login", "args": [arg]})
+
+
+#: The private channels subscribed once logged in.
+SUBSCRIBE = json.dumps({"op": "subscribe", "args": [{"channel": "orders", "instType": "SPOT"}, {"channel": "account"}]})
+
+
+def _is_login_ack(msg: dict[str, Any]) -> bool:
+    return msg.get("event") == "login" and str(msg.get("code", "0")) == "0"
+
+
+def _user_stream(
+    ws_url: str,
+    api_key: SecretStr,
+    api_secret: SecretStr,
+    instruments: dict[str, Instrument],
+    lookup: Callable[[str], Order | None],
+    sink: Sink,
+    on_balance: Callable[[AccountBalance], Any] | None = None,
+    on_reconnect: Callable[[], Any] | None = None,
+    *,
+    passphrase: SecretStr | None = None,
+    **_: Any,
+) -> PrivateStream:
+    assert passphrase is not None
+    policy = ConnectionPolicy(backoff=Backoff(base=0.2, cap=10.0, min_delay=0.05), keepalive=okx_keepalive(), stale_after=1e9)
+    parser = UserStreamParser(instruments, lookup, venue="OKX")
+    return PrivateStream(
+        "okx-private", ws_url, policy, parser, lambda: login_frame(api_key, api_secret, passphrase), _is_login_ack,
+        SUBSCRIBE, sink, on_balance, on_reconnect,
+    )
+
+
+def _trading(
+    rest_url: str, api_key: SecretStr, api_secret: SecretStr, instruments: dict[str, Instrument], timeout: float,
+    *, passphrase: SecretStr | None = None, environment: str = "testnet", **_: Any,
+) -> Any:
+    from tradebus.adapters.okx.trading import OkxTrading
+
+    assert passphrase is not None
+    return OkxTrading(rest_url, api_key, api_secret, passphrase, instruments, timeout, demo=environment != "mainnet")
+
+
+#: OKX spot live trading, as the registry's adapter offers it (demo trading is the testnet).
+LIVE_ACCOUNT = LiveAccount(
+    endpoints={
+        "testnet": ("https://www.okx.com", "wss://wspap.okx.com:8443/ws/v5/private"),
+        "mainnet": ("https://www.okx.com", "wss://ws.okx.com:8443/ws/v5/private"),
+    },
+    trading=_trading,
+    user_stream=_user_stream,
+    passphrase=True,
+)

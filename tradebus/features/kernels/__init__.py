@@ -44,6 +44,7 @@ def _register_groups() -> None:
 _register_groups()
 
 _core_dispatch = core.dispatch
+_core_batch = core.batch
 _ta_dispatch = ta.dispatch
 _stats_dispatch = stats.dispatch
 _regime_dispatch = regime.dispatch
@@ -131,7 +132,8 @@ def runner(kind_id: int) -> Any:
     with reference counts). ``kind_id`` is a closure constant, which Numba folds
     into the code and into the cache key, so each kind gets its own cached loop
     with its step kernel inlined. Compiled (or loaded) for its one signature on
-    first use.
+    first use. Kinds with a batch loop of their own (``core.batch``: the header in
+    registers) take it instead.
     """
     kid = int(kind_id)
 
@@ -142,6 +144,15 @@ def runner(kind_id: int) -> Any:
         for i in range(result.shape[0] // n_out):
             dispatch(kid, state, params, window(inputs, i * n_in, n_in), window(result, i * n_out, n_out))
 
+    if kid in core.BATCH_KINDS:
+
+        @njit(cache=True, _nrt=False)
+        def run_batch(
+            state: np.ndarray, params: np.ndarray, inputs: np.ndarray, n_in: int, result: np.ndarray, n_out: int
+        ) -> None:
+            _core_batch(kid, state, params, inputs, result)
+
+        run_kind = run_batch
     run_kind.compile(_RUN_SIGNATURE)
     run_kind.disable_compile()
     return run_kind

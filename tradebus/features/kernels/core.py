@@ -33,7 +33,7 @@ from numba import njit
 from tradebus.errors import FeatureError
 from tradebus.features.registry import FeatureKind, Param
 
-__all__ = ["KINDS", "dispatch"]
+__all__ = ["BATCH_KINDS", "KINDS", "batch", "dispatch"]
 
 _NAN = np.nan
 # Every kernel and helper here is compiled with ``_nrt=False``: none allocates, and
@@ -46,15 +46,15 @@ _RECOMPUTE_MIN = 64
 # ----------------------------------------------------------------------------- helpers
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, _nrt=False, inline="always")
 def _neumaier(total: float, comp: float, value: float) -> tuple[float, float]:
     """Compensated (Neumaier) addition: returns the new ``(total, compensation)``."""
     t = total + value
-    if abs(total) >= abs(value):
-        comp += (total - t) + value
-    else:
-        comp += (value - t) + total
-    return t, comp
+    # Operands picked by selects, not a branch: the comparison is a coin flip on noisy data.
+    first = abs(total) >= abs(value)
+    big = total if first else value
+    small = value if first else total
+    return t, comp + ((big - t) + small)
 
 
 @njit(cache=True, _nrt=False)
@@ -95,6 +95,16 @@ def _lagged(state: np.ndarray, lag: int, x: float) -> float:
 
 
 @njit(cache=True, _nrt=False)
+def _ret(old: float, x: float) -> float:
+    return x / old - 1.0 if old == old and x == x and old != 0.0 else _NAN
+
+
+@njit(cache=True, _nrt=False)
+def _log_ret(old: float, x: float) -> float:
+    return math.log(x / old) if old > 0.0 and x > 0.0 else _NAN
+
+
+@njit(cache=True, _nrt=False)
 def ret_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """Simple return ``x[t] / x[t-lag] - 1``.
 
@@ -102,11 +112,7 @@ def ret_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarr
     NaN policy: propagate (a NaN at either end gives NaN); a zero base gives NaN
     (pandas gives ±inf). Ready after ``lag + 1`` events.
     """
-    old = _lagged(state, int(params[0]), x[0])
-    if old == old and x[0] == x[0] and old != 0.0:
-        out[0] = x[0] / old - 1.0
-    else:
-        out[0] = _NAN
+    out[0] = _ret(_lagged(state, int(params[0]), x[0]), x[0])
 
 
 @njit(cache=True, _nrt=False)
@@ -116,11 +122,31 @@ def log_ret_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.n
     pandas: ``np.log(s / s.shift(lag))``. NaN policy: propagate; a non-positive
     price at either end gives NaN. Ready after ``lag + 1`` events.
     """
-    old = _lagged(state, int(params[0]), x[0])
-    if old > 0.0 and x[0] > 0.0:
-        out[0] = math.log(x[0] / old)
-    else:
-        out[0] = _NAN
+    out[0] = _log_ret(_lagged(state, int(params[0]), x[0]), x[0])
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _lag_run(kind_id: int, state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """Batch loop of ret / log_ret: the lagged value comes from the ring for the first
+    ``lag`` rows and from ``inputs`` after them (the same values the ring would hold);
+    the ring, position and count end as ``n`` pushes leave them."""
+    lag = int(params[0])
+    n = result.shape[0]
+    seen = state[1]
+    p = int(state[2])
+    for i in range(min(lag, n)):
+        old = state[3 + _wrap(p + i, lag)] if seen + i >= lag else _NAN
+        v = inputs[i]
+        result[i] = _ret(old, v) if kind_id == 1 else _log_ret(old, v)
+    for i in range(lag, n):
+        v = inputs[i]
+        result[i] = _ret(inputs[i - lag], v) if kind_id == 1 else _log_ret(inputs[i - lag], v)
+    for i in range(max(0, n - lag), n):
+        state[3 + (p + i) % lag] = inputs[i]
+    state[1] = seen + n
+    state[2] = float((p + n) % lag)
+    if seen + n > lag:
+        state[0] = 1.0
 
 
 def _lag_state_size(params: np.ndarray) -> int:
@@ -133,59 +159,113 @@ def _lag_warmup(params: np.ndarray) -> int:
 
 # ----------------------------------------------------------------------------- EWM
 # state: [ready, nobs, started, mean, cov, sum_wt, sum_wt2, old_wt, W, cmean, M2, M3, M4]
-_E_NOBS, _E_STARTED, _E_MEAN, _E_COV, _E_SW, _E_SW2, _E_OLDWT = range(1, 8)
 _E_W, _E_CMEAN, _E_M2, _E_M3, _E_M4 = range(8, 13)
 _EWM_STATE = 13
 
 
-@njit(cache=True, _nrt=False)
-def _ewm_update(state: np.ndarray, params: np.ndarray, x: float) -> bool:
-    """Advance the pandas ``ewm(adjust=True, ignore_na=False)`` mean/cov recurrence.
+#: The EWM header ``state[0:8]`` as a tuple (ready, nobs, started, mean, cov, sum_wt, sum_wt2, old_wt).
+EwmHeader = tuple[float, float, float, float, float, float, float, float]
 
-    Returns whether ``nobs >= min_periods`` (and sets the sticky ready flag).
+
+@njit(cache=True, _nrt=False)
+def _ewm_load(state: np.ndarray) -> EwmHeader:
+    return state[0], state[1], state[2], state[3], state[4], state[5], state[6], state[7]
+
+
+@njit(cache=True, _nrt=False)
+def _ewm_store(state: np.ndarray, h: EwmHeader) -> None:
+    state[0], state[1], state[2], state[3], state[4], state[5], state[6], state[7] = h
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _ewm_next(h: EwmHeader, params: np.ndarray, x: float) -> EwmHeader:
+    """Advance the pandas ``ewm(adjust=True, ignore_na=False)`` mean/cov recurrence by ``x``.
+
+    Works on the header as values, so a batch loop keeps it in registers; sets the
+    sticky ready flag once ``nobs >= min_periods``.
     """
+    ready, nobs, started, mean, cov, sw, sw2, old_wt = h
     factor = 1.0 - 1.0 / (1.0 + params[0])
     obs = x == x
     if obs:
-        state[_E_NOBS] += 1.0
-    if state[_E_STARTED] != 0.0:
-        state[_E_SW] *= factor
-        state[_E_SW2] *= factor * factor
-        old_wt = state[_E_OLDWT] * factor
+        nobs += 1.0
+    if started != 0.0:
+        sw *= factor
+        sw2 *= factor * factor
+        old_wt = old_wt * factor
         if obs:
-            old_mean = state[_E_MEAN]
-            mean = old_mean
+            old_mean = mean
             if mean != x:
                 mean = (old_wt * old_mean + x) / (old_wt + 1.0)
             d_old = old_mean - mean
             d_new = x - mean
-            state[_E_COV] = (old_wt * (state[_E_COV] + d_old * d_old) + d_new * d_new) / (old_wt + 1.0)
-            state[_E_MEAN] = mean
-            state[_E_SW] += 1.0
-            state[_E_SW2] += 1.0
+            cov = (old_wt * (cov + d_old * d_old) + d_new * d_new) / (old_wt + 1.0)
+            sw += 1.0
+            sw2 += 1.0
             old_wt += 1.0
-        state[_E_OLDWT] = old_wt
     elif obs:
-        state[_E_STARTED] = 1.0
-        state[_E_MEAN] = x
-        state[_E_COV] = 0.0
-        state[_E_SW] = 1.0
-        state[_E_SW2] = 1.0
-        state[_E_OLDWT] = 1.0
-    if state[_E_NOBS] >= params[1]:
-        state[0] = 1.0
-        return True
-    return False
+        started = 1.0
+        mean = x
+        cov = 0.0
+        sw = 1.0
+        sw2 = 1.0
+        old_wt = 1.0
+    if nobs >= params[1]:
+        ready = 1.0
+    return ready, nobs, started, mean, cov, sw, sw2, old_wt
 
 
 @njit(cache=True, _nrt=False)
-def _ewm_var(state: np.ndarray) -> float:
-    """Bias-corrected EWM variance (pandas ``bias=False``), NaN when undefined."""
-    num = state[_E_SW] * state[_E_SW]
-    den = num - state[_E_SW2]
+def _ewm_update(state: np.ndarray, params: np.ndarray, x: float) -> bool:
+    """Advance the EWM recurrence held in ``state``; returns whether ``nobs >= min_periods``."""
+    h = _ewm_next(_ewm_load(state), params, x)
+    _ewm_store(state, h)
+    return h[1] >= params[1]
+
+
+@njit(cache=True, _nrt=False)
+def _ewm_var(h: EwmHeader) -> float:
+    """Bias-corrected EWM variance (pandas ``bias=False``) of a header, NaN when undefined."""
+    sw = h[5]
+    num = sw * sw
+    den = num - h[6]
     if den > 0.0:
-        return (num / den) * state[_E_COV]
+        return (num / den) * h[4]
     return _NAN
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _ewm_value(kind_id: int, h: EwmHeader, params: np.ndarray, x: float) -> float:
+    """Output of EWM kind ``kind_id`` (10 mean, 11 var, 12 std, 13 z-score) after ``x`` was added."""
+    if h[1] < params[1]:
+        return _NAN
+    if kind_id == 10:
+        return h[3]
+    if kind_id == 11:
+        return _ewm_var(h)
+    if kind_id == 12:
+        return math.sqrt(_ewm_var(h))
+    if x != x:
+        return _NAN
+    sd = math.sqrt(_ewm_var(h))
+    return (x - h[3]) / sd if sd > 0.0 else _NAN
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _ewm_step(kind_id: int, state: np.ndarray, params: np.ndarray, x: float) -> float:
+    h = _ewm_next(_ewm_load(state), params, x)
+    _ewm_store(state, h)
+    return _ewm_value(kind_id, h, params, x)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _ewm_run(kind_id: int, state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    h = _ewm_load(state)
+    for i in range(result.shape[0]):
+        v = inputs[i]
+        h = _ewm_next(h, params, v)
+        result[i] = _ewm_value(kind_id, h, params, v)
+    _ewm_store(state, h)
 
 
 @njit(cache=True, _nrt=False)
@@ -196,10 +276,7 @@ def ewm_mean_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.
     recurrence, so the results agree to the last bits). NaN policy: skip (ages the
     weights, repeats the previous mean).
     """
-    if _ewm_update(state, params, x[0]):
-        out[0] = state[_E_MEAN]
-    else:
-        out[0] = _NAN
+    out[0] = _ewm_step(10, state, params, x[0])
 
 
 @njit(cache=True, _nrt=False)
@@ -209,10 +286,7 @@ def ewm_var_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.n
     pandas: ``s.ewm(com=com, adjust=True, min_periods=min_periods).var()`` (``bias=False``).
     NaN policy: skip (ages the weights, repeats the previous estimate).
     """
-    if _ewm_update(state, params, x[0]):
-        out[0] = _ewm_var(state)
-    else:
-        out[0] = _NAN
+    out[0] = _ewm_step(11, state, params, x[0])
 
 
 @njit(cache=True, _nrt=False)
@@ -222,10 +296,7 @@ def ewm_std_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.n
     pandas: ``s.ewm(com=com, adjust=True, min_periods=min_periods).std()``.
     NaN policy: skip (ages the weights, repeats the previous estimate).
     """
-    if _ewm_update(state, params, x[0]):
-        out[0] = math.sqrt(_ewm_var(state))
-    else:
-        out[0] = _NAN
+    out[0] = _ewm_step(12, state, params, x[0])
 
 
 @njit(cache=True, _nrt=False)
@@ -235,12 +306,7 @@ def ewm_zscore_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: n
     pandas: ``(s - s.ewm(...).mean()) / s.ewm(...).std()``. NaN policy: propagate
     (a NaN input gives NaN; it still ages the weights). A zero std gives NaN.
     """
-    v = x[0]
-    if _ewm_update(state, params, v) and v == v:
-        sd = math.sqrt(_ewm_var(state))
-        out[0] = (v - state[_E_MEAN]) / sd if sd > 0.0 else _NAN
-    else:
-        out[0] = _NAN
+    out[0] = _ewm_step(13, state, params, x[0])
 
 
 @njit(cache=True, _nrt=False)
@@ -358,7 +424,6 @@ def _ewm_normalize(kwargs: dict[str, float]) -> dict[str, float]:
 
 # ----------------------------------------------------------------------------- rolling moments
 # state: [ready, seen, pos, count, nobs, K, S1, C1, S2, C2, since, prev, run, ring[window]]
-_R_SEEN, _R_POS, _R_COUNT, _R_NOBS, _R_K, _R_S1, _R_C1, _R_S2, _R_C2, _R_SINCE, _R_PREV, _R_RUN = range(1, 13)
 _R_RING = 13
 
 
@@ -369,17 +434,26 @@ def _min_periods(params: np.ndarray) -> float:
     return w if mp == 0.0 or mp > w else mp
 
 
+#: The rolling-moments header ``state[0:13]`` as a tuple
+#: (ready, seen, pos, count, nobs, K, S1, C1, S2, C2, since, prev, run).
+RollHeader = tuple[float, float, float, float, float, float, float, float, float, float, float, float, float]
+
+
 @njit(cache=True, _nrt=False)
-def _roll_recompute(state: np.ndarray, w: int) -> None:
-    """Exact two-pass recomputation of the shifted sums from the ring buffer."""
-    n = 0
-    total = 0.0
-    for i in range(w):
-        v = state[_R_RING + i]
-        if v == v:
-            total += v
-            n += 1
-    k = total / n if n > 0 else 0.0
+def _roll_load(state: np.ndarray) -> RollHeader:
+    return (state[0], state[1], state[2], state[3], state[4], state[5], state[6], state[7], state[8], state[9],
+            state[10], state[11], state[12])
+
+
+@njit(cache=True, _nrt=False)
+def _roll_store(state: np.ndarray, h: RollHeader) -> None:
+    (state[0], state[1], state[2], state[3], state[4], state[5], state[6], state[7], state[8], state[9],
+     state[10], state[11], state[12]) = h
+
+
+@njit(cache=True, _nrt=False)
+def _roll_recompute(state: np.ndarray, w: int, k: float, squares: bool) -> tuple[float, float]:
+    """Exact sums ``(S1, S2)`` of the ring buffer's non-NaN values shifted by ``k`` (one pass)."""
     s1 = 0.0
     s2 = 0.0
     for i in range(w):
@@ -387,37 +461,26 @@ def _roll_recompute(state: np.ndarray, w: int) -> None:
         if v == v:
             d = v - k
             s1 += d
-            s2 += d * d
-    state[_R_K] = k
-    state[_R_S1] = s1
-    state[_R_C1] = 0.0
-    state[_R_S2] = s2
-    state[_R_C2] = 0.0
-    state[_R_SINCE] = 0.0
+            if squares:
+                s2 += d * d
+    return s1, s2
 
 
-@njit(cache=True, _nrt=False)
-def _roll_update(state: np.ndarray, w: int, min_periods: float, x: float, squares: bool) -> bool:
+@njit(cache=True, _nrt=False, inline="always")
+def _roll_next(state: np.ndarray, h: RollHeader, w: int, x: float, squares: bool) -> RollHeader:
     """Push ``x`` into the window and update the shifted sums ``S1 = sum(x-K)``, ``S2 = sum((x-K)^2)``.
 
-    Sums are compensated (Neumaier) and recomputed exactly (two-pass) every
-    ``window`` events, O(1) amortised; ``K`` is the window mean at the last
-    recomputation, so the sums never cancel catastrophically: the error is
-    bounded by the drift of the level within one window, not over the run.
-    ``squares=False`` (sum, mean) skips ``S2`` and the constant-run length. Returns
-    whether the window holds at least ``min_periods`` non-NaN values.
+    Sums are compensated (Neumaier) and recomputed exactly every ``window``
+    events (``max(window, 64)`` for sum and mean, which do not cancel), O(1)
+    amortised, around ``K`` moved to the current window mean, so the sums never
+    cancel catastrophically: the error is bounded by the drift of the level within
+    one period, not over the run.
+    ``squares=False`` (sum, mean) skips ``S2`` and the constant-run length. The
+    header travels as values (a batch loop keeps it in registers); only the ring
+    lives in ``state``.
     """
-    # Header fields are read once into locals and stored once: in a batch loop a field
-    # updated twice through memory (remove the old value, add the new) doubles its chain.
-    seen = state[_R_SEEN]
-    p = state[_R_POS]
+    ready, seen, p, count, nobs, k, s1, c1, s2, c2, since, prev, run = h
     pos = int(p)
-    count = state[_R_COUNT]
-    k = state[_R_K]
-    s1 = state[_R_S1]
-    c1 = state[_R_C1]
-    s2 = state[_R_S2]
-    c2 = state[_R_C2]
     if seen >= w:
         old = state[_R_RING + pos]
         if old == old:
@@ -427,9 +490,8 @@ def _roll_update(state: np.ndarray, w: int, min_periods: float, x: float, square
             if squares:
                 s2, c2 = _neumaier(s2, c2, -(d * d))
     state[_R_RING + pos] = x
-    state[_R_POS] = _next_pos(p, w)
-    state[_R_SEEN] = seen + 1.0
-    nobs = state[_R_NOBS]
+    p = _next_pos(p, w)
+    seen += 1.0
     if x == x:
         if count == 0.0:
             k = x
@@ -445,43 +507,74 @@ def _roll_update(state: np.ndarray, w: int, min_periods: float, x: float, square
         count += 1.0
         nobs += 1.0
         if squares:
-            if nobs > 1.0 and x == state[_R_PREV]:
-                state[_R_RUN] += 1.0
+            if nobs > 1.0 and x == prev:
+                run += 1.0
             else:
-                state[_R_RUN] = 1.0
-            state[_R_PREV] = x
-    state[_R_COUNT] = count
-    state[_R_NOBS] = nobs
-    state[_R_K] = k
-    state[_R_S1] = s1
-    state[_R_C1] = c1
-    state[_R_S2] = s2
-    state[_R_C2] = c2
-    since = state[_R_SINCE] + 1.0
-    state[_R_SINCE] = since
-    if since >= w:
-        _roll_recompute(state, w)
+                run = 1.0
+            prev = x
+    since += 1.0
+    if since >= w and (squares or since >= _RECOMPUTE_MIN) and count > 0.0:
+        k = k + (s1 + c1) / count
+        s1, s2 = _roll_recompute(state, w, k, squares)
+        c1 = 0.0
+        c2 = 0.0
+        since = 0.0
     if nobs >= w:
-        state[0] = 1.0
-    return count >= min_periods and count > 0.0
+        ready = 1.0
+    return ready, seen, p, count, nobs, k, s1, c1, s2, c2, since, prev, run
 
 
 @njit(cache=True, _nrt=False)
-def _roll_mean(state: np.ndarray) -> float:
-    return state[_R_K] + (state[_R_S1] + state[_R_C1]) / state[_R_COUNT]
-
-
-@njit(cache=True, _nrt=False)
-def _roll_var(state: np.ndarray) -> float:
-    """Sample variance (ddof=1) of the window; exactly 0 for a constant run (as pandas)."""
-    n = state[_R_COUNT]
+def _roll_var(h: RollHeader) -> float:
+    """Sample variance (ddof=1) of the window of a header; exactly 0 for a constant run (as pandas)."""
+    n = h[3]
     if n < 2.0:
         return _NAN
-    if state[_R_RUN] >= n:
+    if h[12] >= n:
         return 0.0
-    s1 = state[_R_S1] + state[_R_C1]
-    v = ((state[_R_S2] + state[_R_C2]) - s1 * s1 / n) / (n - 1.0)
+    s1 = h[6] + h[7]
+    v = ((h[8] + h[9]) - s1 * s1 / n) / (n - 1.0)
     return v if v > 0.0 else 0.0
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _roll_value(kind_id: int, h: RollHeader, params: np.ndarray, x: float) -> float:
+    """Output of rolling kind ``kind_id`` (20 sum, 21 mean, 22 var, 23 std, 26 z-score, 30 sma)."""
+    count = h[3]
+    min_periods = params[0] if kind_id == 30 else _min_periods(params)
+    if not (count >= min_periods and count > 0.0):
+        return _NAN
+    if kind_id == 20:
+        return count * h[5] + (h[6] + h[7])
+    if kind_id == 21 or kind_id == 30:
+        return h[5] + (h[6] + h[7]) / count
+    if kind_id == 22:
+        return _roll_var(h)
+    if kind_id == 23:
+        return math.sqrt(_roll_var(h))
+    if x != x:
+        return _NAN
+    sd = math.sqrt(_roll_var(h))
+    return (x - (h[5] + (h[6] + h[7]) / count)) / sd if sd > 0.0 else _NAN
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _roll_step(kind_id: int, state: np.ndarray, params: np.ndarray, x: float) -> float:
+    h = _roll_next(state, _roll_load(state), int(params[0]), x, (kind_id == 22 or kind_id == 23 or kind_id == 26))
+    _roll_store(state, h)
+    return _roll_value(kind_id, h, params, x)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _roll_run(kind_id: int, state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    w = int(params[0])
+    squares = (kind_id == 22 or kind_id == 23 or kind_id == 26)
+    h = _roll_load(state)
+    for i in range(result.shape[0]):
+        v = inputs[i]
+        h = _roll_next(state, h, w, v, squares)
+        result[i] = _roll_value(kind_id, h, params, v)
+    _roll_store(state, h)
 
 
 @njit(cache=True, _nrt=False)
@@ -492,10 +585,7 @@ def rolling_sum_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: 
     window, NaN output while fewer than ``min_periods`` values (default: any NaN
     in a full window propagates, as pandas).
     """
-    if _roll_update(state, int(params[0]), _min_periods(params), x[0], False):
-        out[0] = state[_R_COUNT] * state[_R_K] + (state[_R_S1] + state[_R_C1])
-    else:
-        out[0] = _NAN
+    out[0] = _roll_step(20, state, params, x[0])
 
 
 @njit(cache=True, _nrt=False)
@@ -504,10 +594,7 @@ def rolling_mean_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out:
 
     pandas: ``s.rolling(window, min_periods).mean()``. NaN policy: as rolling_sum.
     """
-    if _roll_update(state, int(params[0]), _min_periods(params), x[0], False):
-        out[0] = _roll_mean(state)
-    else:
-        out[0] = _NAN
+    out[0] = _roll_step(21, state, params, x[0])
 
 
 @njit(cache=True, _nrt=False)
@@ -517,10 +604,7 @@ def rolling_var_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: 
     pandas: ``s.rolling(window, min_periods).var()``. NaN policy: as rolling_sum;
     NaN with fewer than 2 values.
     """
-    if _roll_update(state, int(params[0]), _min_periods(params), x[0], True):
-        out[0] = _roll_var(state)
-    else:
-        out[0] = _NAN
+    out[0] = _roll_step(22, state, params, x[0])
 
 
 @njit(cache=True, _nrt=False)
@@ -529,10 +613,7 @@ def rolling_std_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: 
 
     pandas: ``s.rolling(window, min_periods).std()``. NaN policy: as rolling_var.
     """
-    if _roll_update(state, int(params[0]), _min_periods(params), x[0], True):
-        out[0] = math.sqrt(_roll_var(state))
-    else:
-        out[0] = _NAN
+    out[0] = _roll_step(23, state, params, x[0])
 
 
 @njit(cache=True, _nrt=False)
@@ -542,12 +623,7 @@ def rolling_zscore_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, ou
     pandas: ``(s - s.rolling(w).mean()) / s.rolling(w).std()``. NaN policy: a NaN
     input gives NaN, otherwise as rolling_var; a zero std gives NaN.
     """
-    v = x[0]
-    if _roll_update(state, int(params[0]), _min_periods(params), v, True) and v == v:
-        sd = math.sqrt(_roll_var(state))
-        out[0] = (v - _roll_mean(state)) / sd if sd > 0.0 else _NAN
-    else:
-        out[0] = _NAN
+    out[0] = _roll_step(26, state, params, x[0])
 
 
 @njit(cache=True, _nrt=False)
@@ -557,10 +633,7 @@ def sma_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarr
     TA-Lib: ``SMA(x, timeperiod=window)``; pandas: ``s.rolling(window).mean()``.
     NaN policy: propagate (NaN while a NaN is in the window).
     """
-    if _roll_update(state, int(params[0]), params[0], x[0], False):
-        out[0] = _roll_mean(state)
-    else:
-        out[0] = _NAN
+    out[0] = _roll_step(30, state, params, x[0])
 
 
 def _roll_state_size(params: np.ndarray) -> int:
@@ -703,6 +776,23 @@ def _rank_state_size(params: np.ndarray) -> int:
 # state: [ready, n, seed_sum, ema]
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def _ema_next(
+    ready: float, n: float, seed: float, ema: float, span: float, v: float
+) -> tuple[float, float, float, float]:
+    """Advance the TA-Lib EMA header ``(ready, n, seed_sum, ema)`` by ``v``."""
+    if v == v:
+        if ready != 0.0:
+            ema = (v - ema) * (2.0 / (span + 1.0)) + ema
+        else:
+            seed += v
+            n += 1.0
+            if n >= span:
+                ema = seed / span
+                ready = 1.0
+    return ready, n, seed, ema
+
+
 @njit(cache=True, _nrt=False)
 def ema_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """TA-Lib exponential moving average, ``k = 2 / (span + 1)``.
@@ -713,18 +803,19 @@ def ema_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarr
     pandas ``ewm(span).mean()`` use ``ewm_mean``. NaN policy: skip (a NaN input
     leaves the state unchanged and repeats the current value).
     """
-    v = x[0]
+    ready, n, seed, ema = _ema_next(state[0], state[1], state[2], state[3], params[0], x[0])
+    state[0], state[1], state[2], state[3] = ready, n, seed, ema
+    out[0] = ema if ready != 0.0 else _NAN
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _ema_run(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    ready, n, seed, ema = state[0], state[1], state[2], state[3]
     span = params[0]
-    if v == v:
-        if state[0] != 0.0:
-            state[3] = (v - state[3]) * (2.0 / (span + 1.0)) + state[3]
-        else:
-            state[2] += v
-            state[1] += 1.0
-            if state[1] >= span:
-                state[3] = state[2] / span
-                state[0] = 1.0
-    out[0] = state[3] if state[0] != 0.0 else _NAN
+    for i in range(result.shape[0]):
+        ready, n, seed, ema = _ema_next(ready, n, seed, ema, span, inputs[i])
+        result[i] = ema if ready != 0.0 else _NAN
+    state[0], state[1], state[2], state[3] = ready, n, seed, ema
 
 
 def _ema_state_size(params: np.ndarray) -> int:
@@ -872,3 +963,25 @@ def dispatch(kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray,
         ema_step(state, params, x, out)
     elif kind_id == 32:
         wma_step(state, params, x, out)
+
+
+#: Kind ids with a batch loop of their own (see :func:`batch`).
+BATCH_KINDS = frozenset({1, 2, 10, 11, 12, 13, 20, 21, 22, 23, 26, 30, 31})
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def batch(kind_id: int, state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """Run a whole column through the batch loop of ``kind_id`` (one of :data:`BATCH_KINDS`).
+
+    The batch loops keep the kernel's header in registers and store it once at
+    the end; they call the same update functions as the step kernels, so the
+    outputs and the final state are the step kernel's, bit for bit.
+    """
+    if kind_id == 1 or kind_id == 2:
+        _lag_run(kind_id, state, params, inputs, result)
+    elif kind_id >= 10 and kind_id <= 13:
+        _ewm_run(kind_id, state, params, inputs, result)
+    elif kind_id == 31:
+        _ema_run(state, params, inputs, result)
+    else:
+        _roll_run(kind_id, state, params, inputs, result)

@@ -12,6 +12,7 @@ rolling_corr    201 x, y       corr                                 window
 rolling_cov     202 x, y       cov                                  window
 dcor            203 x, y       dcor, dcov                           window (<= 256)
 kalman_hedge    204 y, x       beta, alpha, spread, zscore          delta, obs_var, prior_var, warmup
+rel_diff        205 x, y       value                                (none)
 =============== === ========== ==================================== ===========================
 
 Shared conventions
@@ -50,6 +51,7 @@ __all__ = [
     "ROLLING_CORR",
     "ROLLING_COV",
     "ROLLING_OLS",
+    "REL_DIFF",
     "dispatch",
 ]
 
@@ -58,6 +60,7 @@ ROLLING_CORR_ID = 201
 ROLLING_COV_ID = 202
 DCOR_ID = 203
 KALMAN_HEDGE_ID = 204
+REL_DIFF_ID = 205
 
 DCOR_MAX_WINDOW = 256
 
@@ -470,6 +473,31 @@ def _kalman_normalize(kwargs: dict[str, float]) -> dict[str, float]:
     return kwargs
 
 
+# --------------------------------------------------------------------------- relative difference
+
+
+@njit(cache=True, _nrt=False)
+def rel_diff_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    """Relative difference ``x / y - 1`` (e.g. the distance of the close from a VWAP or an EMA).
+
+    Reference: ``x / y - 1`` element-wise (numpy). NaN policy: propagate; a zero ``y``
+    gives NaN (not inf). Stateless but for the ready flag (on at the first finite output).
+
+    Inputs ``(x, y)``; no params; state ``1``.
+    """
+    a = x[0]
+    b = x[1]
+    if math.isfinite(a) and math.isfinite(b) and b != 0.0:
+        out[0] = a / b - 1.0
+        state[0] = 1.0
+    else:
+        out[0] = np.nan
+
+
+def _one(params: np.ndarray) -> int:
+    return 1
+
+
 # --------------------------------------------------------------------------- kinds and dispatch
 
 _WINDOW2 = Param("window", 20, low=2, high=100_000, integer=True)
@@ -531,12 +559,23 @@ KALMAN_HEDGE = FeatureKind(
     warmup=_kalman_warmup,
 )
 
-KINDS: tuple[FeatureKind, ...] = (ROLLING_OLS, ROLLING_CORR, ROLLING_COV, DCOR, KALMAN_HEDGE)
+REL_DIFF = FeatureKind(
+    name="rel_diff",
+    kind_id=REL_DIFF_ID,
+    inputs=("x", "y"),
+    outputs=("value",),
+    params=(),
+    state_size=_one,
+    step=rel_diff_step,
+    warmup=_one,
+)
+
+KINDS: tuple[FeatureKind, ...] = (ROLLING_OLS, ROLLING_CORR, ROLLING_COV, DCOR, KALMAN_HEDGE, REL_DIFF)
 
 
 @njit(cache=True, _nrt=False)
 def dispatch(kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
-    """Call the step kernel of ``kind_id`` (ids 200-204)."""
+    """Call the step kernel of ``kind_id`` (ids 200-205)."""
     if kind_id == ROLLING_OLS_ID:
         rolling_ols_step(state, params, x, out)
     elif kind_id == ROLLING_CORR_ID:
@@ -547,6 +586,8 @@ def dispatch(kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray,
         dcor_step(state, params, x, out)
     elif kind_id == KALMAN_HEDGE_ID:
         kalman_hedge_step(state, params, x, out)
+    elif kind_id == REL_DIFF_ID:
+        rel_diff_step(state, params, x, out)
 
 
 register(*KINDS)

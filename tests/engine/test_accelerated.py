@@ -1,0 +1,260 @@
+"""The accelerated tier against the event tier, fill for fill, on real Coinbase 4h bars."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tradebus.engine.accelerated import AcceleratedUnsupported, BarArrays, _grid_of, run_accelerated, unsupported
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.kernel import Kernel, RunResult
+from tradebus.engine.messages import Bar
+from tradebus.execution.config import VenueConfig
+from tradebus.research.lookahead import MemoryReplay, SourceFrame
+from numba import njit
+
+from tradebus.features.spec import FeatureSpec
+from tradebus.strategies.base import Strategy
+from tradebus.strategies.bollinger import BollingerReversion
+from tradebus.strategies.donchian import DonchianBreakout
+from tradebus.strategies.ema_cross import EmaCross
+from tradebus.strategies.macd import MacdCross
+from tradebus.strategies.rsi import RsiReversion
+from tradebus.strategies.signal import BarSignal, SignalParams
+from tradebus.strategies.signal_kernel import SignalKernel, declared_kernel
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "bars" / "coinbase_btc_usd_4h_sample.csv"
+IID = "BTC-USD.COINBASE"
+H4_NS = 4 * 3_600_000_000_000
+
+
+def bars() -> pd.DataFrame:
+    """The 3,000 Coinbase BTC-USD 4h candles (2024-06 -> 2025-10), stamped at their close."""
+    df = pd.read_csv(FIXTURE)
+    close_ns = (df["ts"] * 1_000_000 + H4_NS).astype("int64")
+    out = pd.DataFrame({"ts_event": close_ns, "ts_init": close_ns})
+    for col in ("open", "high", "low", "close", "volume"):
+        out[col] = df[col].astype(float)
+    return out
+
+
+BARS = bars()
+
+
+def instrument(margin: bool) -> Instrument:
+    """The Quickstart's Coinbase BTC-USD spot instrument (``margin``: short selling allowed)."""
+    return Instrument(
+        "COINBASE", "BTC-USD", kind="spot", base="BTC", quote="USD", tick_size=0.01, lot_size=1e-8,
+        min_notional=1.0, maker_fee=0.004, taker_fee=0.006, margin=margin,
+    )  # fmt: skip
+
+
+def kernel(make: Callable[[], Strategy], venue: VenueConfig, *, margin: bool = False, cash: float = 1e6) -> Kernel:
+    k = Kernel([instrument(margin)], initial_cash=cash, venue_config=venue, equity_interval_ns=H4_NS * 6)
+    k.add_strategy(make())
+    return k
+
+
+def both(
+    make: Callable[[], Strategy], venue: VenueConfig, frame: pd.DataFrame = BARS, **kw: object
+) -> tuple[RunResult, RunResult]:
+    """``(event result, accelerated result)`` of the same strategy, venue and bars."""
+    event = kernel(make, venue, **kw).run(MemoryReplay([SourceFrame(IID, "bars", frame)], 700))  # type: ignore[arg-type]
+    fast = run_accelerated(kernel(make, venue, **kw), MemoryReplay([SourceFrame(IID, "bars", frame)], 700))  # type: ignore[arg-type]
+    return event, fast
+
+
+def key(result: RunResult) -> list[tuple[object, ...]]:
+    return [(f.ts_event, f.side, f.quantity, f.price, f.fee, f.liquidity, f.client_order_id, f.trade_id)
+            for f in result.fills]  # fmt: skip
+
+
+VENUES = {
+    "fees": VenueConfig(),
+    "fixed_2bps": VenueConfig(slippage_bps=2.0),
+    "volume": VenueConfig(taker_fee=0.001, slippage={"model": "volume", "bps": 1.0, "impact_bps": 30.0}),
+    "volatility": VenueConfig(slippage={"model": "volatility", "k": 0.05, "max_bps": 40.0}),
+}
+STRATEGIES: dict[str, tuple[Callable[[], Strategy], bool]] = {
+    "ema_10_30": (lambda: EmaCross(IID, fast=10, slow=30, quantity=0.5), False),
+    "ema_5_60_short": (lambda: EmaCross(IID, fast=5, slow=60, mode="long_short", quantity=0.25), True),
+    "macd_default": (lambda: MacdCross(IID, quantity=0.5), False),
+    "macd_8_21_5_short": (lambda: MacdCross(IID, fast=8, slow=21, signal=5, mode="long_short", quantity=0.3), True),
+    "rsi_14": (lambda: RsiReversion(IID, quantity=0.5), False),
+    "rsi_7_short": (lambda: RsiReversion(IID, window=7, oversold=25, overbought=75, mode="long_short",
+                                         quantity=0.2), True),  # fmt: skip
+    "bollinger_20": (lambda: BollingerReversion(IID, quantity=0.5), False),
+    "bollinger_30_short": (lambda: BollingerReversion(IID, window=30, k=1.5, mode="long_short", quantity=0.4), True),
+}
+
+
+@pytest.mark.parametrize("venue", list(VENUES))
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
+def test_accelerated_fills_and_equity_equal_the_event_tier(strategy: str, venue: str) -> None:
+    make, margin = STRATEGIES[strategy]
+    event, fast = both(make, VENUES[venue], margin=margin)
+    assert len(event.fills) >= 10  # the strategy trades on this data
+    assert key(fast) == key(event)
+    assert fast.equity == event.equity
+    assert fast.equity[-1].equity == event.equity[-1].equity
+    assert len(fast.orders) == len(event.orders) and not event.denials
+    assert (fast.bars, fast.start_ns, fast.end_ns, fast.first_event_ns, fast.last_event_ns) == (
+        event.bars, event.start_ns, event.end_ns, event.first_event_ns, event.last_event_ns)
+    if strategy.startswith(("ema", "macd")):  # reasons without values: the same text
+        assert [f.reason for f in fast.fills] == [f.reason for f in event.fills]
+
+
+def test_slipped_prices_are_on_the_tick_grid_and_cost_the_trader() -> None:
+    _, plain = both(STRATEGIES["ema_10_30"][0], VENUES["fees"])
+    _, slipped = both(STRATEGIES["ema_10_30"][0], VENUES["fixed_2bps"])
+    assert len(plain.fills) == len(slipped.fills)
+    for a, b in zip(plain.fills, slipped.fills, strict=True):
+        assert (b.price >= a.price) if b.side == "BUY" else (b.price <= a.price)
+        assert round(b.price * 100) == pytest.approx(b.price * 100, abs=1e-6)
+        assert b.fee == pytest.approx(b.quantity * b.price * 0.006, rel=1e-12)
+
+
+@pytest.mark.parametrize("increment", [0.01, 1e-8, 0.5, 0.25, 5.0, 1e-5, 0.1])
+def test_decimal_grid_matches_the_instrument_rounding(increment: float) -> None:
+    inst = Instrument("X", "Y", tick_size=increment, lot_size=increment)
+    step, m, scale = _grid_of(increment, "tick_size")
+    rng = random.Random(7)
+    for _ in range(5_000):
+        price = rng.uniform(0.0, 120_000.0) if increment >= 1e-5 else rng.uniform(0.0, 50.0)
+        assert float(math.ceil(price / step - 1e-9) * m) / scale == inst.round_price_up(price)
+        assert float(math.floor(price / step + 1e-9) * m) / scale == inst.round_price_down(price)
+        assert float(math.floor(price / step + 1e-9) * m) / scale == inst.round_quantity(price)
+
+
+def test_perturbing_future_bars_leaves_earlier_fills_unchanged() -> None:
+    cut = 1_500
+    future = BARS.copy()
+    rng = np.random.default_rng(3)
+    scale = rng.uniform(0.7, 1.3, len(future) - cut)
+    for col in ("open", "high", "low", "close"):
+        future.loc[cut:, col] = future.loc[cut:, col].to_numpy() * scale
+    future.loc[cut:, "volume"] = future.loc[cut:, "volume"].to_numpy()[::-1]
+    for make, margin in (STRATEGIES["ema_10_30"], STRATEGIES["rsi_7_short"]):
+        _, base = both(make, VENUES["volume"], margin=margin)
+        _, moved = both(make, VENUES["volume"], future, margin=margin)
+        t_cut = int(BARS["ts_init"][cut])  # bar `cut` is the first changed one: its fills may change
+        before = [k for k in key(base) if k[0] < t_cut]
+        assert before and before == [k for k in key(moved) if k[0] < t_cut]
+        assert [s for s in base.equity if s.ts < t_cut] == [s for s in moved.equity if s.ts < t_cut]
+        assert key(moved) != key(base)  # the perturbation does change later fills
+
+
+def test_same_bars_twice_give_identical_results() -> None:
+    make = STRATEGIES["bollinger_20"][0]
+    first = run_accelerated(kernel(make, VENUES["volatility"]), BarArrays.of(**{c: BARS[c] for c in BARS}))
+    second = run_accelerated(kernel(make, VENUES["volatility"]), BarArrays.of(**{c: BARS[c] for c in BARS}))
+    assert first.fills == second.fills and first.equity == second.equity
+
+
+class EmaCrossWithStop(EmaCross):
+    """EmaCross that also acts on its own bars: its kernel no longer describes it."""
+
+    def on_bar(self, bar: Bar) -> None:
+        super().on_bar(bar)
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda: DonchianBreakout(IID, quantity=0.5), "declares no signal kernel"),
+        (lambda: EmaCrossWithStop(IID, fast=10, slow=30, quantity=0.5), "declares no signal kernel"),
+    ],
+)
+def test_strategy_without_a_signal_kernel_is_refused_with_the_reason(make: Callable[[], Strategy], needle: str) -> None:
+    k = kernel(make, VenueConfig())
+    assert declared_kernel(k.strategies[0]) is None
+    why = unsupported(k)
+    assert why is not None and needle in why
+    with pytest.raises(AcceleratedUnsupported, match=needle):
+        run_accelerated(kernel(make, VenueConfig()), BarArrays.of(**{c: BARS[c] for c in BARS}))
+
+
+@pytest.mark.parametrize(
+    ("venue", "needle"),
+    [(VenueConfig(latency_ns=1), "latency"), (VenueConfig(fill_on="trades"), "fill on bars")],
+)
+def test_venue_options_it_does_not_model_are_refused(venue: VenueConfig, needle: str) -> None:
+    why = unsupported(kernel(STRATEGIES["ema_10_30"][0], venue))
+    assert why is not None and needle in why
+
+
+def test_an_order_the_buying_power_denies_stops_the_accelerated_run() -> None:
+    make = STRATEGIES["macd_default"][0]
+    event = kernel(make, VENUES["fees"], cash=100_000.0).run(MemoryReplay([SourceFrame(IID, "bars", BARS)], 700))
+    assert event.denials  # 0.5 BTC outgrows the cash once the losses mount
+    with pytest.raises(AcceleratedUnsupported, match="would be denied"):
+        run_accelerated(kernel(make, VENUES["fees"], cash=100_000.0), BarArrays.of(**{c: BARS[c] for c in BARS}))
+
+
+@njit(cache=True)
+def above_sma_signal(
+    values: np.ndarray, o: float, h: float, lo: float, c: float, v: float, target: float, params: np.ndarray,
+    state: np.ndarray,
+) -> float:
+    """Long while the close is above its SMA by ``params[1]``, short below it by as much."""
+    sma = values[int(params[0])]
+    if c > sma * (1.0 + params[1]):
+        return 1.0
+    if c < sma * (1.0 - params[1]):
+        return -1.0
+    return np.nan
+
+
+class AboveSmaParams(SignalParams):
+    window: int = 50
+    band: float = 0.01
+
+
+class AboveSma(BarSignal):
+    """A user strategy (not in the library) that declares its own signal kernel."""
+
+    Params = AboveSmaParams
+
+    def specs(self) -> tuple[FeatureSpec, ...]:
+        return (FeatureSpec(name="sma", kind="sma", params={"window": self.params.window}, input="close"),)
+
+    def decide(self, bar: Bar, value: dict[str, float]) -> tuple[float, str] | None:
+        sma, band = value["sma"], self.params.band
+        if bar.close > sma * (1.0 + band):
+            return 1.0, "above"
+        if bar.close < sma * (1.0 - band):
+            return -1.0, "below"
+        return None
+
+    def signal_kernel(self) -> SignalKernel:
+        return self.kernel_of(above_sma_signal, (self._cols["sma"], self.params.band), 0, ("above", "", "below"))
+
+
+@pytest.mark.parametrize("mode", ["long_only", "long_short"])
+def test_a_user_strategy_with_its_own_signal_kernel_matches_the_event_tier(mode: str) -> None:
+    event, fast = both(lambda: AboveSma(IID, quantity=0.3, mode=mode), VENUES["volume"], margin=True)
+    assert len(event.fills) > 20
+    assert key(fast) == key(event) and fast.equity == event.equity
+    assert [f.reason for f in fast.fills] == [f.reason for f in event.fills]
+
+
+class RenamedEmaCross(EmaCross):
+    """A subclass that adds nothing: it still runs in the accelerated tier."""
+
+
+def test_a_subclass_that_adds_nothing_keeps_the_kernel_and_one_that_adds_a_label_loses_it() -> None:
+    k = kernel(lambda: RenamedEmaCross(IID, fast=10, slow=30, quantity=0.5), VenueConfig())
+    assert unsupported(k) is None
+
+    class Relabelled(EmaCross):
+        label = "ma"
+
+    k = kernel(lambda: Relabelled(IID, fast=10, slow=30, quantity=0.5), VenueConfig())
+    why = unsupported(k)
+    assert why is not None and "declares no signal kernel" in why

@@ -1,0 +1,269 @@
+"""Kernel batch paths: trade batches and batches mixing instruments give exactly the fills of process()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from tradebus.data.catalog import Catalog
+from tradebus.data.replay import MixedBatch, Replay, ReplaySource
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.kernel import Kernel
+from tradebus.engine.messages import Bar, OrderSide, TimeEvent, Trade
+from tradebus.execution.config import VenueConfig
+from tradebus.strategies.base import Strategy
+from tradebus.strategies.ema_cross import EmaCross
+from tradebus.strategies.tick_ema import TickEmaCross
+
+from tests.engine.test_kernel import MIN, bar_table
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+#: Real Binance trades: spot BTCUSDT 2021-01-08 (2,001) and USD-M BTCUSDT 2024-08-08 (4,000).
+REAL_TRADES = [FIXTURES / "data" / "btcusdt-trades.parquet", FIXTURES / "features_flow" / "binance_usdm_btcusdt_trades_20240808_4k.csv"]
+IID = "BTCUSDT.SIM"
+T0 = 1_700_006_400_000_000_000
+
+
+def instrument(symbol: str = "BTCUSDT") -> Instrument:
+    return Instrument("SIM", symbol, tick_size=0.01, lot_size=0.0001, taker_fee=0.0002, maker_fee=0.0001, margin=True)
+
+
+def fills_of(kernel: Kernel) -> list[tuple[Any, ...]]:
+    return [
+        (f.ts_event, f.instrument_id, f.side, f.quantity, f.price, f.fee, f.liquidity, f.client_order_id, f.trade_id)
+        for f in kernel.result.fills
+    ]
+
+
+def orders_of(kernel: Kernel) -> list[tuple[Any, ...]]:
+    return [(o.client_order_id, o.side, o.quantity, str(o.status), o.ts_created, o.ts_last) for o in kernel.result.orders]
+
+
+class LimitProbe(Strategy):
+    """Every ``every`` trades with nothing working: a limit order at the last trade price, canceled later.
+
+    Whether it is marketable on arrival depends on the last trade price the venue knows, so
+    it catches a batch loop that leaves the venue's reference price stale.
+    """
+
+    def __init__(self, instrument_id: str, every: int, offset: float) -> None:
+        super().__init__(instrument_id, strategy_id="probe")
+        self.every = every
+        self.offset = offset
+        self.n = 0
+        self.working: str | None = None
+        self.age = 0
+
+    def on_trade(self, trade: Trade) -> None:
+        self.n += 1
+        if self.working is not None:
+            self.age += 1
+            order = self.ctx.orders.get(self.working)
+            if order is None or not order.is_open:
+                self.working = None
+            elif self.age == 4:
+                self.cancel(self.working)
+            return
+        if self.n % self.every == 0:
+            side = OrderSide.BUY if (self.n // self.every) % 2 else OrderSide.SELL
+            price = round(trade.price + (self.offset if side is OrderSide.BUY else -self.offset), 2)
+            self.working = self.submit_limit(self.instrument_id, side, 0.01, price)
+            self.age = 0
+
+
+def synthetic_trades(n: int, seed: int, start: int = T0) -> pa.Table:
+    """A random walk of trades, several sharing each timestamp (as bursts do on a venue)."""
+    rng = np.random.default_rng(seed)
+    price = np.round(30_000.0 * np.exp(np.cumsum(rng.normal(0.0, 0.0004, n))), 2)
+    ts = start + np.cumsum(rng.integers(0, 3, n)).astype(np.int64) * 1_000_000
+    return pa.table(
+        {
+            "ts_event": ts,
+            "ts_init": ts,
+            "price": price,
+            "size": np.round(rng.lognormal(-3.0, 1.0, n), 6) + 0.0001,
+            "aggressor": rng.choice(np.array([-1, 1], dtype=np.int8), n),
+            "trade_id": [str(k) for k in range(n)],
+        }
+    )
+
+
+def trade_source(tmp_path: Path, table: pa.Table, iid: str = IID, symbol: str = "BTCUSDT") -> ReplaySource:
+    catalog = Catalog(tmp_path / "cat")
+    catalog.write(table, "sim", "spot", symbol, "trades", period="month", mode="overwrite")
+    return ReplaySource.from_catalog(catalog, iid, "sim", "spot", symbol, "trades")
+
+
+def run_both(sources: list[ReplaySource], build: Any, batch_rows: int) -> tuple[Kernel, Kernel]:
+    """The batch loop (``run``) and one message at a time (``process``) on the same data."""
+    fast = build()
+    fast.run(Replay(sources, batch_rows=batch_rows))
+    slow = build()
+    for msg in Replay(sources):
+        slow.process(msg)
+    slow.stop()
+    return fast, slow
+
+
+def assert_same(fast: Kernel, slow: Kernel, min_fills: int) -> None:
+    assert len(fast.result.fills) >= min_fills
+    assert fills_of(fast) == fills_of(slow)
+    assert orders_of(fast) == orders_of(slow)
+    assert fast.result.equity == slow.result.equity
+    assert fast.portfolio.equity() == slow.portfolio.equity()
+    assert (fast.result.trades, fast.result.bars) == (slow.result.trades, slow.result.bars)
+    assert (fast.result.start_ns, fast.result.end_ns) == (slow.result.start_ns, slow.result.end_ns)
+    assert (fast.result.first_event_ns, fast.result.last_event_ns) == (slow.result.first_event_ns, slow.result.last_event_ns)
+
+
+# ----------------------------------------------------------------------------- trades
+
+
+def trade_kernel(strategy: Strategy, latency_ns: int = 0) -> Kernel:
+    kernel = Kernel(
+        [instrument()], venue_config=VenueConfig(fill_on="trades", latency_ns=latency_ns), initial_cash=100_000.0
+    )
+    kernel.add_strategy(strategy)
+    return kernel
+
+
+@pytest.mark.parametrize("path", REAL_TRADES, ids=lambda p: p.name)
+@pytest.mark.parametrize("latency_ns", [0, 2_000_000])
+def test_trade_batches_fill_like_process_on_real_trades(path: Path, latency_ns: int) -> None:
+    source = ReplaySource.from_file(path, IID, "trades")
+
+    def build() -> Kernel:
+        return trade_kernel(TickEmaCross(IID, fast=5, slow=20, quantity=0.01), latency_ns)
+
+    fast, slow = run_both([source], build, batch_rows=500)
+    assert_same(fast, slow, min_fills=40)
+
+
+@pytest.mark.parametrize("path", REAL_TRADES, ids=lambda p: p.name)
+def test_limit_orders_after_idle_trade_batches_see_the_latest_trade_price(path: Path) -> None:
+    # A limit at the last trade price +/- 1 cent: marketable on arrival or resting depends on
+    # the last trade the venue knows; the batch loop skipped showing it the idle trades.
+    source = ReplaySource.from_file(path, IID, "trades")
+    fast, slow = run_both([source], lambda: trade_kernel(LimitProbe(IID, every=37, offset=0.01)), batch_rows=600)
+    assert {f[6] for f in fills_of(fast)} == {"MAKER", "TAKER"}
+    assert_same(fast, slow, min_fills=10)
+
+
+@pytest.mark.parametrize("latency_ns", [0, 1_000_000])
+def test_trade_batches_fill_like_process_on_synthetic_trades(tmp_path: Path, latency_ns: int) -> None:
+    source = trade_source(tmp_path, synthetic_trades(20_000, seed=3))
+
+    def build() -> Kernel:
+        kernel = trade_kernel(TickEmaCross(IID, fast=8, slow=40, quantity=0.05), latency_ns)
+        kernel.add_strategy(LimitProbe(IID, every=101, offset=-0.5))
+        return kernel
+
+    fast, slow = run_both([source], build, batch_rows=3_000)
+    assert_same(fast, slow, min_fills=200)
+
+
+# ----------------------------------------------------------------------------- several instruments
+
+def bar_sources(root: Path, tables: list[pa.Table]) -> list[ReplaySource]:
+    catalog = Catalog(root)
+    sources = []
+    for k, table in enumerate(tables):
+        catalog.write(table, "sim", "spot", f"C{k}USD", "bars", period="month")
+        sources.append(ReplaySource.from_catalog(catalog, f"C{k}USD.SIM", "sim", "spot", f"C{k}USD", "bars"))
+    return sources
+
+
+class Watcher(Strategy):
+    """Sees every instrument; logs what it sees of the others (features, history); trades across them.
+
+    On each bar it records the bar, the history window of the next instrument and every
+    instrument's EMA; every 7th bar it orders the next instrument, and a timer that never
+    falls on a bar time orders the first one.
+    """
+
+    def __init__(self, ids: tuple[str, ...]) -> None:
+        super().__init__(ids, strategy_id="watcher")
+        self.ids = ids
+        self.seen: list[tuple[Any, ...]] = []
+        self.n = 0
+
+    def history_sizes(self, instrument_id: str) -> dict[str, int]:
+        return {"bars": 4}
+
+    def on_start(self) -> None:
+        self.set_timer("odd", 13 * MIN + MIN // 3, start_ns=T0)
+
+    def on_timer(self, event: TimeEvent) -> None:
+        if self.cache.price(self.ids[0]) == self.cache.price(self.ids[0]):
+            self.submit_market(self.ids[0], OrderSide.BUY if self.n % 2 else OrderSide.SELL, 0.3, reason="timer")
+
+    def on_bar(self, bar: Bar) -> None:
+        self.n += 1
+        other = self.ids[(self.ids.index(bar.instrument_id) + 1) % len(self.ids)]
+        window = self.bars(instrument_id=other)
+        emas = tuple(float(self.features(iid)[f"ema_{5 + k}"]) for k, iid in enumerate(self.ids))
+        emas = tuple(x if x == x else None for x in emas)  # NaN (not ready) compares unequal to itself
+        self.seen.append((bar.instrument_id, bar.ts_init, tuple(window.close.tolist()), emas))
+        if self.n % 7 == 0 and self.cache.price(other) == self.cache.price(other):
+            self.submit_market(other, OrderSide.BUY if self.n % 2 else OrderSide.SELL, 0.2, reason="watch")
+
+
+def mixed_kernel(ids: tuple[str, ...], latency_ns: int) -> Kernel:
+    kernel = Kernel(
+        [Instrument("SIM", iid.split(".")[0], tick_size=0.01, lot_size=0.001, taker_fee=0.0002, margin=True) for iid in ids],
+        initial_cash=1_000_000.0,
+        venue_config=VenueConfig(latency_ns=latency_ns, slippage_bps=1.0),
+    )
+    for k, iid in enumerate(ids):
+        kernel.add_strategy(EmaCross(iid, fast=5 + k, slow=17 + 2 * k, mode="long_short", quantity=1.0, strategy_id=f"ema{k}"))
+    kernel.add_strategy(Watcher(ids))
+    return kernel
+
+
+def watcher_log(kernel: Kernel) -> list[tuple[Any, ...]]:
+    (watcher,) = [s for s in kernel.strategies if isinstance(s, Watcher)]
+    return watcher.seen
+
+
+@pytest.mark.parametrize("count", [2, 10])
+@pytest.mark.parametrize("latency_ns", [0, 3 * MIN // 2])
+def test_instruments_with_identical_times_fill_like_process(tmp_path: Path, count: int, latency_ns: int) -> None:
+    sources = bar_sources(tmp_path / "c", [bar_table(1_200, seed=k) for k in range(count)])
+    ids = tuple(src.instrument_id for src in sources)
+    replay = Replay(sources, batch_rows=500)
+    assert sum(isinstance(b, MixedBatch) for b in replay.mixed_batches()) >= 3
+    fast, slow = run_both(sources, lambda: mixed_kernel(ids, latency_ns), batch_rows=500)
+    assert {f[1] for f in fills_of(fast)} == set(ids)
+    assert_same(fast, slow, min_fills=100 * count)
+    assert watcher_log(fast) == watcher_log(slow)
+    assert len(watcher_log(fast)) == 1_200 * count
+
+
+def received_in_bursts(table: pa.Table, every: int) -> pa.Table:
+    """The bars received at the next multiple of ``every``: runs of rows share a ``ts_init``."""
+    ts_event = table.column("ts_event").to_numpy()
+    return table.set_column(1, "ts_init", pa.array((ts_event + every - 1) // every * every))
+
+
+def test_instruments_with_staggered_times_and_intervals_fill_like_process(tmp_path: Path) -> None:
+    # Different intervals, offsets, lengths and holes: the merge horizon cuts chunks everywhere.
+    tables = [
+        bar_table(1_500, seed=1),
+        bar_table(300, seed=2, interval=5 * MIN),
+        bar_table(900, seed=3, start=T0 + MIN // 2),
+        bar_table(1_500, seed=4).filter(pa.array(np.arange(1_500) % 11 != 3)),
+        bar_table(200, seed=5, start=T0 + 700 * MIN),
+    ]
+    tables.insert(0, received_in_bursts(bar_table(600, seed=6), 5 * MIN))  # first: it wins ties at a cut
+    sources = bar_sources(tmp_path / "c", tables)
+    ids = tuple(src.instrument_id for src in sources)
+    for rows in (1, 64, 333):
+        replay = Replay(sources, batch_rows=rows)
+        assert [m for b in replay.mixed_batches() for m in b.messages()] == list(replay)
+    fast, slow = run_both(sources, lambda: mixed_kernel(ids, MIN // 2), batch_rows=333)
+    assert_same(fast, slow, min_fills=300)
+    assert watcher_log(fast) == watcher_log(slow)

@@ -1,0 +1,49 @@
+"""A paper-daemon strategy for the bracket restart tests: one bracket on the first trade."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from tradebus.engine.messages import OrderSide, Trade
+from tradebus.strategies.base import Strategy
+
+
+class OneBracketParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    quantity: float
+    stop_loss: float
+    take_profit: float
+    enter: bool = True
+
+
+class OneBracket(Strategy):
+    """Buys ``quantity`` at market with a stop-loss and a take-profit on its first trade (if ``enter``)."""
+
+    Params = OneBracketParams
+    contingent = True
+
+    def __init__(
+        self,
+        instrument_ids: str | Sequence[str],
+        *,
+        quantity: float,
+        stop_loss: float,
+        take_profit: float,
+        enter: bool = True,
+        strategy_id: str | None = None,
+    ) -> None:
+        super().__init__(instrument_ids, strategy_id=strategy_id or "OneBracket")
+        self.quantity = quantity
+        self.stop_loss = stop_loss
+        self.take_profit = take_profit
+        self.enter = enter
+
+    def on_trade(self, trade: Trade) -> None:
+        if self.enter:
+            self.enter = False
+            self.submit_bracket(
+                trade.instrument_id, OrderSide.BUY, self.quantity, stop_loss=self.stop_loss, take_profit=self.take_profit
+            )

@@ -1,0 +1,84 @@
+"""Modifying a working order on a live venue: amended in place on OKX and Bybit, cancel-replaced on Binance spot.
+
+Each test proves the venue's order changed by a trade that fills only the modified order:
+the original price would not have been reached.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.live.live_harness import IID, harness, until
+from tests.live.venue_kits import KITS, VenueKit, kit_harness
+from tradebus.engine.messages import ModifyOrder, OrderSide, OrderStatus, OrderType, SubmitOrder, Trade
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_amend_changes_the_working_order_in_place(kit: VenueKit) -> None:
+    async with kit_harness(kit) as h:
+        execution = h.kernel.execution
+        order = execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        execution.modify(ModifyOrder("s1", kit.iid, coid, 0, 0, quantity=0.003, price=1_100.0))
+        await until(lambda: order.price == 1_100.0 and order.quantity == 0.003)
+        venue_order = h.emulator.orders[coid].order
+        assert (venue_order.price, venue_order.quantity) == (1_100.0, 0.003)
+        h.emulator.on_trade(Trade(kit.iid, 10**18, 10**18, 1_050.0, 1.0, -1, "t1"))  # above the original 1,000
+        await until(lambda: order.status is OrderStatus.FILLED)
+    assert order.filled_qty == pytest.approx(0.003)
+    assert h.venue.requests["amend"] == 1 and h.venue.requests["cancel"] == 0
+    assert [c for m, p, c in h.emulator.requests if m == "POST" and p == kit.place_path] == [coid]
+    assert len(h.kernel.orders.orders()) == 1
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_an_amend_of_a_closed_order_is_refused_and_the_order_queried(kit: VenueKit) -> None:
+    async with kit_harness(kit) as h:
+        execution = h.kernel.execution
+        order = execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        rec = h.emulator.orders[order.client_order_id]
+        h.emulator.on_trade(Trade(kit.iid, 10**18, 10**18, 999.0, 1.0, -1, "t1"))  # fills at the venue...
+        assert rec.status is OrderStatus.FILLED
+        # ... and the modification races it: refused by the venue, the order ends FILLED, once.
+        execution.modify(ModifyOrder("s1", kit.iid, order.client_order_id, 0, 0, price=1_100.0))
+        await until(lambda: order.status is OrderStatus.FILLED and h.venue.requests["amend"] == 1)
+        await h.venue.drain()
+    assert order.price == 1_000.0 and order.filled_qty == pytest.approx(0.002)
+    assert len(h.kernel.result.fills) == 1
+
+
+async def test_binance_spot_cancel_replaces_and_the_replacement_trades() -> None:
+    async with harness() as h:
+        h.venue.on_replace = h.kernel.execution.submit  # as the live node wires it
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, price=55_000.0))
+        await until(lambda: len(h.kernel.orders.orders()) == 2)
+        new = next(o for o in h.kernel.orders.orders() if o.client_order_id != coid)
+        await until(lambda: new.status is OrderStatus.ACCEPTED)
+        assert order.status is OrderStatus.CANCELED and h.emulator.orders[coid].status == "CANCELED"
+        assert (new.price, new.quantity, new.side) == (55_000.0, 0.01, OrderSide.BUY)
+        h.trade(54_000.0)  # above the original 50,000
+        await until(lambda: new.status is OrderStatus.FILLED)
+    assert h.posts(coid) == 1 and h.posts(new.client_order_id) == 1
+    assert h.kernel.portfolio.position(IID) == pytest.approx(0.01)
+
+
+async def test_a_cancel_replace_whose_cancel_event_is_dropped_still_replaces_once() -> None:
+    from tradebus.adapters.binance.private_emulator import StreamFault
+
+    async with harness(stream_faults=[StreamFault("drop", match='"x": "CANCELED"')]) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        h.kernel.execution.modify(ModifyOrder("s1", IID, order.client_order_id, 0, 0, price=55_000.0))
+        # the cancel is confirmed only by the cancel timeout's query
+        await until(lambda: len(h.kernel.orders.orders()) == 2, timeout=5.0)
+        new = next(o for o in h.kernel.orders.orders() if o is not order)
+        await until(lambda: new.status is OrderStatus.ACCEPTED)
+        await h.venue.drain()
+    assert order.status is OrderStatus.CANCELED and new.price == 55_000.0
+    assert len(h.kernel.orders.orders()) == 2

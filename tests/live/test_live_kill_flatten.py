@@ -1,0 +1,62 @@
+"""``live-kill --flatten``: cancel everything, sell what the journal holds at market, journal it, HALT."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from tests.live.live_harness import KEY, SECRET, until
+from tests.live.venue_kits import KITS, PASSPHRASE, VenueKit, kit_harness
+from tradebus.engine.bus import MessageBus
+from tradebus.engine.clock import LiveClock
+from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder, Trade, TradingState
+from tradebus.engine.portfolio import Portfolio
+from tradebus.execution.journal import Journal
+from tradebus.execution.orders import OrderManager
+from tradebus.node.flatten import KILL_STRATEGY
+from tradebus.node.live import ApiKeys, kill_switch, parse_live_config
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_kill_flatten_sells_the_journaled_position_once_and_halts(kit: VenueKit, tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    async with kit_harness(kit, journal=path) as h:
+        execution = h.kernel.execution
+        bought = execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.003, 0, 0, OrderType.MARKET))
+        await until(lambda: bought.status is OrderStatus.ACCEPTED)
+        h.emulator.on_trade(Trade(kit.iid, 10**18, 10**18, 30_000.0, 1.0, 1, "t1"))
+        await until(lambda: bought.status is OrderStatus.FILLED)
+        resting = execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.001, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: resting.status is OrderStatus.ACCEPTED)
+        config = parse_live_config(kit.config(tmp_path, "ws://127.0.0.1:9", h.emulator), "<test>")
+        h.stream.stop()  # the daemon is stopped before the kill (its journal is the kill's)
+        await until(lambda: not h.emulator.sessions)
+
+        async def market_moves() -> None:  # the flattening market order fills at the next trade
+            await until(lambda: any(r.order.side is OrderSide.SELL for r in h.emulator.orders.values()), timeout=10)
+            h.emulator.on_trade(Trade(kit.iid, 2 * 10**18, 2 * 10**18, 31_000.0, 1.0, -1, "t2"))
+
+        mover = asyncio.create_task(market_moves())
+        keys = ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE))
+        canceled = await kill_switch(config, keys, "test kill", flatten=True)
+        await mover
+    assert canceled == [resting.client_order_id]
+    sells = [r for r in h.emulator.orders.values() if r.order.side is OrderSide.SELL]
+    assert len(sells) == 1 and sells[0].status is OrderStatus.FILLED and sells[0].order.quantity == pytest.approx(0.003)
+    assert h.emulator.balances[kit.base] == pytest.approx(0.0, abs=1e-12)
+    # the journal holds the flattening order and its fill: a restart starts flat, as the venue is
+    journal = Journal(path)
+    try:
+        orders = OrderManager(MessageBus(), LiveClock())
+        portfolio = Portfolio(config.instrument_map(), config.initial_cash, config.balances)
+        journal.replay(orders, portfolio, 0)
+        state = journal.load_risk_state()
+    finally:
+        journal.close()
+    assert portfolio.position(kit.iid) == pytest.approx(0.0, abs=1e-12)
+    (kill,) = [o for o in orders.orders() if o.strategy_id == KILL_STRATEGY]
+    assert kill.status is OrderStatus.FILLED and kill.client_order_id == sells[0].order.client_order_id
+    assert state is not None and state.manual_state is TradingState.HALTED

@@ -1,0 +1,136 @@
+"""OKX and Bybit REST trading: the order mapping, signed requests the emulator verifies, a lost acknowledgement."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+from pydantic import SecretStr
+
+from tests.live.live_harness import KEY, SECRET, until
+from tests.live.venue_kits import BYBIT, KITS, OKX, PASSPHRASE, VenueKit, kit_harness
+from tradebus.adapters.bybit.trading import BybitTrading
+from tradebus.adapters.bybit.trading import order_params as bybit_params
+from tradebus.adapters.common.account_emulator import RestFault, StreamFault
+from tradebus.adapters.okx.trading import OkxTrading
+from tradebus.adapters.okx.trading import order_params as okx_params
+from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce
+from tradebus.execution.live import VenueRejected
+from tradebus.execution.orders import Order
+from tradebus.node.live import LiveSettings
+
+
+def _order(typ: OrderType = OrderType.LIMIT, price: float = 30_000.04, **kw: object) -> Order:
+    return Order("abc123", "s", "x", OrderSide.BUY, typ, 0.0012345678, price, **kw)  # type: ignore[arg-type]
+
+
+def test_okx_order_mapping() -> None:
+    (inst,) = OKX.instruments().values()
+    assert okx_params(_order(), inst) == {
+        "instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "sz": "0.00123456", "clOrdId": "abc123", "ordType": "limit", "px": "30000.0",
+    }
+    assert okx_params(_order(post_only=True), inst)["ordType"] == "post_only"
+    assert okx_params(_order(tif=TimeInForce.IOC), inst)["ordType"] == "ioc"
+    assert okx_params(_order(tif=TimeInForce.FOK), inst)["ordType"] == "fok"
+    market = okx_params(_order(OrderType.MARKET, math.nan), inst)
+    assert (market["ordType"], market["tgtCcy"], "px" in market) == ("market", "base_ccy", False)
+    for bad in (_order(OrderType.STOP_MARKET, math.nan, trigger_price=1.0), _order(reduce_only=True)):
+        with pytest.raises(VenueRejected):
+            okx_params(bad, inst)
+
+
+def test_bybit_order_mapping() -> None:
+    (inst,) = BYBIT.instruments().values()
+    assert bybit_params(_order(), inst) == {
+        "category": "spot", "symbol": "BTCUSDT", "side": "Buy", "qty": "0.001234", "orderLinkId": "abc123",
+        "orderType": "Limit", "price": "30000.04", "timeInForce": "GTC",
+    }
+    assert bybit_params(_order(post_only=True), inst)["timeInForce"] == "PostOnly"
+    assert bybit_params(_order(tif=TimeInForce.IOC), inst)["timeInForce"] == "IOC"
+    market = bybit_params(_order(OrderType.MARKET, math.nan), inst)
+    assert (market["orderType"], market["marketUnit"], "price" in market) == ("Market", "baseCoin", False)
+    with pytest.raises(VenueRejected, match="reduce_only"):
+        bybit_params(_order(reduce_only=True), inst)
+
+
+async def test_requests_are_signed_and_a_wrong_secret_or_environment_is_refused() -> None:
+    for kit, make in (
+        (OKX, lambda url, secret, **kw: OkxTrading(url, SecretStr(KEY), SecretStr(secret), SecretStr(PASSPHRASE), OKX.instruments(), 2.0, **kw)),
+        (BYBIT, lambda url, secret, **kw: BybitTrading(url, SecretStr(KEY), SecretStr(secret), BYBIT.instruments(), 2.0)),
+    ):
+        async with kit.emulator() as emulator:
+            good = make(emulator.rest_url, SECRET)
+            assert {b.asset for b in await good.balances()} == {"USDT"}
+            await good.close()
+            bad = make(emulator.rest_url, SECRET + "x")
+            with pytest.raises(VenueRejected, match="50113|10004") as info:
+                await bad.balances()
+            await bad.close()
+            assert SECRET not in str(info.value)
+            assert emulator.requests == [("GET", emulator.requests[0][1], "")]  # the refused one never reached the account
+    async with OKX.emulator() as emulator:  # demo keys work only with demo trading's header
+        mainnet = OkxTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE), OKX.instruments(), 2.0, demo=False)
+        with pytest.raises(VenueRejected, match="50101"):
+            await mainnet.balances()
+        await mainnet.close()
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_lost_acknowledgement_is_settled_by_a_query_never_a_resubmission(kit: VenueKit) -> None:
+    lost = RestFault("lose", "POST", kit.place_path)
+    silent = StreamFault("drop", '"New"' if kit is BYBIT else '"state": "live"')  # nor does the stream tell
+    async with kit_harness(kit, [silent], rest_faults=[lost]) as h:
+        order = h.kernel.execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: order.status is OrderStatus.ACCEPTED, timeout=5.0)
+        assert lost.fired and silent.fired
+        assert h.emulator.orders[order.client_order_id].status is OrderStatus.ACCEPTED
+    assert [c for m, p, c in h.emulator.requests if m == "POST" and p == kit.place_path] == [order.client_order_id]
+    assert h.venue.requests["query"] >= 1
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_429_pauses_every_request_for_its_retry_after(kit: VenueKit) -> None:
+    fault = RestFault("rate_limit", "GET", "/api/v5/account/balance" if kit is OKX else "/v5/account/wallet-balance", retry_after=2)
+    async with kit.emulator([fault]) as emulator:
+        settings_account = LiveSettings(venue=kit.venue).account()
+        api = settings_account.trading(
+            emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), kit.instruments(), 2.0, passphrase=SecretStr(PASSPHRASE)
+        )
+        try:
+            with pytest.raises(Exception, match="RateLimitExceeded"):
+                await api.balances()
+            assert api.budget.blocked_until - api.budget._now() > 1.5 and "429" in api.budget.block_reason
+        finally:
+            await api.close()
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_5xx_is_no_answer_never_a_rejection(kit: VenueKit) -> None:
+    from tradebus.execution.live import NoAnswer
+
+    async with kit.emulator([RestFault("error5xx", "POST", kit.place_path)]) as emulator:
+        api = LiveSettings(venue=kit.venue).account().trading(
+            emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), kit.instruments(), 2.0, passphrase=SecretStr(PASSPHRASE)
+        )
+        try:
+            with pytest.raises(NoAnswer):
+                await api.place(Order("abc5xx", "s", kit.iid, OrderSide.BUY, OrderType.LIMIT, 0.001, 1_000.0))
+        finally:
+            await api.close()
+    assert emulator.orders == {}
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_private_stream_login_with_a_wrong_secret_is_fatal_and_names_no_secret(kit: VenueKit) -> None:
+    from tradebus.errors import VenueError
+
+    async with kit.emulator() as emulator:
+        stream = LiveSettings(venue=kit.venue).account().user_stream(
+            emulator.ws_url, SecretStr(KEY), SecretStr(SECRET + "x"), kit.instruments(), lambda _: None, lambda _: None,
+            passphrase=SecretStr(PASSPHRASE),
+        )
+        with pytest.raises(VenueError) as info:
+            await asyncio.wait_for(stream.run(), 10)
+    assert SECRET not in str(info.value) and PASSPHRASE not in str(info.value)
+    assert not any(s.topics for s in emulator.sessions)

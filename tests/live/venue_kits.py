@@ -1,0 +1,195 @@
+"""Per-venue pieces of the live end-to-end tests: account emulator, public stream, config (not a test module).
+
+A :class:`VenueKit` builds, for one venue, the local account emulator, the public stream
+server whose trades the account matches against, and the live config of a daemon trading
+on them. The tests in ``test_live_venues.py`` run the same scenario on every kit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.live.live_harness import KEY, SECRET
+from tests.live.node_testdata import BYBIT_RECORDING, OKX_IID, OKX_INSTRUMENT, okx_frames
+from tradebus.adapters.bybit import private_emulator as bybit_emu
+from tradebus.adapters.common.recorder import read_frames
+from tradebus.adapters.common.account_emulator import AccountEmulator, RestFault, StreamFault
+from tradebus.adapters.common.local_server import VenueProtocol
+from tradebus.adapters.okx import private_emulator as okx_emu
+from tradebus.engine.instrument import Instrument
+
+PASSPHRASE = "tbLivePassphrase42xyz"
+
+
+@dataclass(frozen=True)
+class VenueKit:
+    """One venue's emulator, public stream and config (see the module docstring)."""
+
+    venue: str
+    iid: str
+    instrument: dict[str, Any]
+    frames: list[tuple[int, str]]
+    channels: list[str]
+    base: str
+    make_emulator: Callable[..., AccountEmulator]
+    make_protocol: Callable[[list[tuple[int, str]], AccountEmulator], VenueProtocol]
+    env: dict[str, str]
+    place_path: str
+    #: A substring of the private-stream frame that carries a fill (and only such frames).
+    fill_frame: str
+
+    def instruments(self) -> dict[str, Instrument]:
+        inst = Instrument(**self.instrument)
+        return {inst.instrument_id: inst}
+
+    def emulator(self, rest_faults: list[RestFault] | None = None, stream_faults: list[StreamFault] | None = None) -> AccountEmulator:
+        return self.make_emulator(KEY, SECRET, self.instruments(), {"USDT": 100_000.0}, rest_faults, stream_faults, passphrase=PASSPHRASE)
+
+    def config(self, tmp: Path, ws_url: str, emulator: AccountEmulator, **live: Any) -> dict[str, Any]:
+        """A testnet live config: trade-driven TickEmaCross (long only), journal and recording in ``tmp``."""
+        return {
+            "instruments": [self.instrument],
+            "strategy": {
+                "name": "tradebus.strategies.tick_ema:TickEmaCross",
+                "instruments": [self.iid],
+                "params": {"fast": 2, "slow": 5, "quantity": 0.001, "mode": "long_only"},
+            },
+            "venue": {"fill_on": "trades"},
+            "feeds": [
+                {
+                    "venue": self.venue,
+                    "market": "spot",
+                    "ws_url": ws_url,
+                    "subscriptions": {self.iid: self.channels},
+                    "backoff": {"base": 0.05, "cap": 0.2, "min_delay": 0.01},
+                }
+            ],
+            "warm_up": False,
+            "journal": str(tmp / "journal.sqlite"),
+            "record": str(tmp / "frames.jsonl.gz"),
+            "live": {
+                "rest_url": emulator.rest_url,
+                "ws_api_url": emulator.ws_url,
+                "request_timeout": 1.0,
+                "submit_timeout": 1.0,
+                "cancel_timeout": 1.0,
+                "retry_interval": 0.3,
+                "not_found_grace": 2.0,
+                **live,
+            },
+        }
+
+
+def _okx_protocol(frames: list[tuple[int, str]], account: AccountEmulator) -> VenueProtocol:
+    return okx_emu.MatchingProtocol(frames, account=account, instrument_ids={"BTC-USDT": OKX_IID})
+
+
+OKX = VenueKit(
+    venue="okx",
+    iid=OKX_IID,
+    instrument={**OKX_INSTRUMENT, "margin": False},
+    frames=okx_frames(),
+    channels=["trades"],
+    base="BTC",
+    make_emulator=okx_emu.OkxPrivateEmulator,
+    make_protocol=_okx_protocol,
+    env={"TRADEBUS_OKX_API_KEY": KEY, "TRADEBUS_OKX_API_SECRET": SECRET, "TRADEBUS_OKX_API_PASSPHRASE": PASSPHRASE},
+    place_path="/api/v5/trade/order",
+    fill_frame='"fillFeeCcy": "USDT"',
+)
+
+def _bybit_protocol(frames: list[tuple[int, str]], account: AccountEmulator) -> VenueProtocol:
+    return bybit_emu.MatchingProtocol(frames, account=account, instrument_ids={"BTCUSDT": "BTCUSDT.BYBIT"})
+
+
+def bybit_spot_frames() -> list[tuple[int, str]]:
+    """(recv_ns, raw) of the spot connection of the Bybit recording."""
+    return [(t, raw if isinstance(raw, str) else raw.decode()) for t, conn, raw in read_frames(BYBIT_RECORDING) if conn == "spot"]
+
+
+BYBIT = VenueKit(
+    venue="bybit",
+    iid="BTCUSDT.BYBIT",
+    instrument={
+        "venue": "BYBIT", "symbol": "BTCUSDT", "base": "BTC", "quote": "USDT", "tick_size": 0.01, "lot_size": 1.0e-6,
+        "taker_fee": 0.001, "maker_fee": 0.001, "margin": False,
+    },
+    frames=bybit_spot_frames(),
+    channels=["publicTrade"],
+    base="BTC",
+    make_emulator=bybit_emu.BybitPrivateEmulator,
+    make_protocol=_bybit_protocol,
+    env={"TRADEBUS_BYBIT_API_KEY": KEY, "TRADEBUS_BYBIT_API_SECRET": SECRET},
+    place_path="/v5/order/create",
+    fill_frame='"topic": "execution"',
+)
+
+KITS = {"okx": OKX, "bybit": BYBIT}
+
+
+@dataclass
+class KitHarness:
+    """A kernel trading through the live venue of a kit against its account emulator (no public stream)."""
+
+    emulator: AccountEmulator
+    kernel: Any
+    venue: Any
+    stream: Any
+
+
+@asynccontextmanager
+async def kit_harness(
+    kit: VenueKit,
+    stream_faults: list[StreamFault] | None = None,
+    journal: Path | None = None,
+    rest_faults: list[RestFault] | None = None,
+) -> AsyncIterator[KitHarness]:
+    """Emulator, live venue and user stream of ``kit`` (the venue's registry factories), a kernel on them (journaled to ``journal``)."""
+    from tradebus.execution.journal import Journal
+
+    from pydantic import SecretStr
+
+    from tradebus.engine.clock import LiveClock
+    from tradebus.engine.kernel import Kernel
+    from tradebus.execution.engine import OrderTimeouts
+    from tradebus.execution.live import LiveVenue
+    from tradebus.node.live import LiveSettings
+
+    emulator = kit.emulator(rest_faults, stream_faults)
+    await emulator.start()
+    settings = LiveSettings(venue=kit.venue)
+    account = settings.account()
+    options = {"passphrase": SecretStr(PASSPHRASE), "environment": "testnet"}
+    instruments = kit.instruments()
+    clock = LiveClock()
+    api = account.trading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), instruments, 1.0, **options)
+    venue = LiveVenue(api, clock)
+    timeouts = OrderTimeouts(submit_ns=500_000_000, cancel_ns=500_000_000, retry_ns=200_000_000, check_ns=None, not_found_grace_ns=1_000_000_000)
+    store = Journal(journal) if journal is not None else None
+    kernel = Kernel(list(instruments.values()), clock=clock, venue=venue, timeouts=timeouts, initial_cash=100_000.0, journal=store)
+    if store is not None:
+        store.replay(kernel.orders, kernel.portfolio, clock.now_ns(), risk=kernel.risk, on_message=kernel.record_journaled)
+    venue.on_answer = kernel.execution.reconcile_order
+    venue.on_replace = kernel.execution.submit
+    stream = account.user_stream(emulator.ws_url, SecretStr(KEY), SecretStr(SECRET), instruments, venue.order, venue.emit, **options)
+    task = asyncio.create_task(stream.run())
+    try:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 5.0
+        while not any(s.authed and s.topics for s in emulator.sessions):
+            assert loop.time() < end, "the private stream did not subscribe"
+            await asyncio.sleep(0.01)
+        kernel.start()
+        yield KitHarness(emulator, kernel, venue, stream)
+    finally:
+        stream.stop()
+        await task
+        await venue.aclose()
+        await emulator.stop()
+        if store is not None:
+            store.close()

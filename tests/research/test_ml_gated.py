@@ -1,0 +1,399 @@
+"""The ML-gated system: gates, edge model, live == precomputed, no lookahead, determinism, trade log, CLI."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tradebus.cli import app
+from tradebus.config import InstrumentConfig
+from tradebus.engine.kernel import FillRecord
+from tradebus.errors import ConfigError
+from tradebus.execution.config import VenueConfig
+from tradebus.research.dataset import load_events
+from tradebus.research.edge import HorizonEdge, calibrate_edge, combined_target, fit_edge, tune_edge
+from tradebus.research.edge_walkforward import TrainedEdges, run_edges, train_segments
+from tradebus.research.lookahead import SourceFrame, Trace, detect_lookahead
+from tradebus.research.ml_gated import load_ml_gated_config, run_system
+from tradebus.research.splitters import PurgedKFold
+from tradebus.research.tradelog import trade_log, trade_summary
+from tradebus.research.edge_strategy import PrecomputedEdges
+from tradebus.strategies.gates import EdgeGates, GatesConfig
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "configs" / "systems" / "ml_gated.yaml"
+CATALOG = REPO / "data" / "catalog"
+DATASET = "freqtrade/spot/ETH-BTC/bars_5m"
+BAR = 300_000_000_000
+
+SPECS = [
+    {"name": "r1", "kind": "log_ret", "input": "close"},
+    {"name": "r6", "kind": "log_ret", "params": {"lag": 6}, "input": "close"},
+    {"name": "vol", "kind": "ewm_std", "params": {"span": 48}, "input": "r1"},
+    {"name": "rsi", "kind": "rsi", "params": {"window": 14}, "input": "close"},
+    {"name": "bb", "kind": "bollinger", "params": {"window": 20, "k": 2}, "input": "close"},
+    {"name": "atr", "kind": "atr", "params": {"window": 14}},
+]
+COLUMNS = ["r1", "r6", "vol", "rsi", "bb.pctb"]
+WEIGHTS = {1: 0.25, 3: 0.25, 6: 0.5}
+INSTRUMENT = InstrumentConfig(venue="FREQTRADE", symbol="ETH-BTC", tick_size=1e-6, lot_size=0.001, taker_fee=0.0003,
+                              maker_fee=0.0003, margin=True).to_instrument()
+VENUE = VenueConfig(fill_on="bars", slippage_bps=0.5)
+# loose gates: the small models of the tests must trade
+STRATEGY: dict[str, Any] = {
+    "features": SPECS,
+    "gates": {"warmup": {"bars": 50, "vol_floor_bps": 1.0}, "cost": {"round_trip_bps": 0.5},
+              "zscore": {"window": 100, "threshold": 1.0}, "persistence": {"k": 2}},
+    "exits": {"stop_atr": 1.5, "take_atr": 2.0, "max_hold_bars": 6, "cooldown_bars": 2},
+    "sizing": {"base_weight": 0.2, "edge_scale_bps": 2.0, "max_weight": 0.5},
+}
+
+
+def _bars(rows: int = 1600) -> pd.DataFrame:
+    return load_events(CATALOG, DATASET)[1].iloc[:rows].reset_index(drop=True)
+
+
+def _train(bars: pd.DataFrame, **kwargs: Any) -> TrainedEdges:
+    options: dict[str, Any] = {"min_train": 800, "retrain_every": 400, "params": {"n_estimators": 15, "max_depth": 2},
+                               "cv_splits": 3, "embargo": 6, "calibrate": False}
+    options.update(kwargs)
+    return train_segments(bars, SPECS, COLUMNS, WEIGHTS, **options)
+
+
+# ---------------------------------------------------------------------------- gates
+
+
+def _only(gate: str, **params: Any) -> GatesConfig:
+    """Every gate off except ``gate`` (with ``params``)."""
+    off = {name: {"enabled": False} for name in ("warmup", "cost", "zscore", "quantile", "persistence")}
+    off[gate] = {"enabled": True, **params}
+    return GatesConfig.model_validate(off)
+
+
+def _feed(config: GatesConfig, edges: list[float], vol: float = 10.0) -> list[tuple[int, str, str]]:
+    gates = EdgeGates(config)
+    return [gates.update(e, vol) for e in edges]
+
+
+def test_every_gate_off_lets_any_nonzero_edge_through() -> None:
+    off = GatesConfig.model_validate({name: {"enabled": False} for name in
+                                      ("warmup", "cost", "zscore", "quantile", "persistence")})
+    out = _feed(off, [0.1, -0.2, float("nan"), 0.0])
+    assert [o[0] for o in out] == [1, -1, 0, 0]
+    assert [o[1] for o in out] == ["pass", "pass", "edge", "edge"]
+
+
+def test_cost_gate_blocks_an_edge_below_the_round_trip_cost() -> None:
+    out = _feed(_only("cost", round_trip_bps=7.0), [6.9, 7.0, 7.1, -8.0])
+    assert [o[:2] for o in out] == [(0, "cost"), (0, "cost"), (1, "pass"), (-1, "pass")]
+
+
+def test_warmup_and_volatility_floor() -> None:
+    out = _feed(_only("warmup", bars=3, vol_floor_bps=5.0), [1.0] * 5)
+    assert [o[1] for o in out] == ["warmup"] * 3 + ["pass"] * 2
+    gates = EdgeGates(_only("warmup", bars=0, vol_floor_bps=5.0))
+    assert gates.update(1.0, 4.99)[1] == "vol"
+    assert gates.update(1.0, float("nan"))[1] == "vol"
+    assert gates.update(1.0, 5.0)[1] == "pass"
+
+
+def test_zscore_gate_against_a_hand_computed_zscore() -> None:
+    history = [1.0, -2.0, 0.5, 3.0, -1.0]
+    gates = EdgeGates(_only("zscore", window=5, threshold=1.5))
+    for e in history:
+        assert gates.update(e, 10.0)[1] == "zscore"  # the window fills first
+    z = (4.0 - statistics.mean(history)) / statistics.stdev(history)
+    direction, gate, _ = gates.update(4.0, 10.0)
+    assert gates.z == pytest.approx(z, rel=1e-12)
+    assert (direction, gate) == ((1, "pass") if z > 1.5 else (0, "zscore"))
+    # a positive edge below the window mean has a negative z: no long entry
+    assert gates.update(0.1, 10.0)[:2] == (0, "zscore")
+    # a short needs z below -threshold
+    assert gates.update(-6.0, 10.0)[:2] == (-1, "pass")
+
+
+def test_quantile_gate_needs_the_recent_tail() -> None:
+    history = [float(v) for v in range(1, 11)]  # 1..10; quantiles 0.1 -> 1.9, 0.9 -> 9.1
+    gates = EdgeGates(_only("quantile", window=10, q=0.1))
+    for e in history:
+        gates.update(e, 10.0)
+    assert gates.update(9.2, 10.0)[:2] == (1, "pass")
+    assert gates.update(5.0, 10.0)[:2] == (0, "quantile")  # window now 2..10, 9.2: 0.9 quantile ~ 9.2
+    gates = EdgeGates(_only("quantile", window=10, q=0.1))
+    for e in [-v for v in history]:
+        gates.update(e, 10.0)
+    assert gates.update(-9.5, 10.0)[:2] == (-1, "pass")
+    assert gates.update(-3.0, 10.0)[:2] == (0, "quantile")
+
+
+def test_persistence_vote_buffer() -> None:
+    out = _feed(_only("persistence", k=3), [1.0, 1.0, -1.0, 1.0, 1.0, 1.0])
+    assert [o[0] for o in out] == [0, 0, 0, 0, 0, 1]
+    out = _feed(_only("persistence", k=3, votes=2), [1.0, -1.0, 1.0, -1.0, -1.0])
+    assert [o[0] for o in out] == [0, 0, 1, -1, -1]  # 2 of the last 3 signs agree
+    with pytest.raises(ValueError, match="votes"):
+        GatesConfig.model_validate({"persistence": {"k": 2, "votes": 3}})
+
+
+@pytest.mark.parametrize(("gate", "blocking"), [
+    ("cost", {"round_trip_bps": 1e6}),
+    ("zscore", {"window": 50, "threshold": 1e6}),
+    ("quantile", {"window": 50, "q": 1e-9}),
+    ("warmup", {"bars": 10_000}),
+    ("persistence", {"k": 400}),
+])
+def test_each_gate_gates_the_strategy_in_a_run(gate: str, blocking: dict[str, Any]) -> None:
+    bars = _bars(600)
+    ts = bars["ts_event"].to_numpy()
+    edges = 20.0 * np.sin(np.arange(len(ts)) / 7.0)  # a wave: both directions, every size
+    params = {**STRATEGY, "gates": {name: {"enabled": False} for name in
+                                    ("warmup", "cost", "zscore", "quantile", "persistence")}}
+    _, open_run = run_edges(bars, INSTRUMENT, params, PrecomputedEdges(ts, edges), venue=VENUE, initial_cash=10.0)
+    assert len(open_run.entries) > 5
+    params["gates"] = {**params["gates"], gate: {"enabled": True, **blocking}}
+    _, gated = run_edges(bars, INSTRUMENT, params, PrecomputedEdges(ts, edges), venue=VENUE, initial_cash=10.0)
+    assert gated.entries == []
+    assert gated.gate_counts[gate] > 0
+
+
+def test_exits_are_stop_take_profit_and_timed_with_cooldown() -> None:
+    bars = _bars(1500)
+    ts = bars["ts_event"].to_numpy()
+    edges = 20.0 * np.sin(np.arange(len(ts)) / 5.0)
+    params = {**STRATEGY, "gates": {"warmup": {"bars": 20}, "cost": {"enabled": False},
+                                    "zscore": {"enabled": False}, "persistence": {"enabled": False}}}
+    result, strategy = run_edges(bars, INSTRUMENT, params, PrecomputedEdges(ts, edges), venue=VENUE, initial_cash=10.0)
+    log = trade_log(result.fills, BAR)
+    assert set(log["exit_reason"]) == {"stop", "take_profit", "timed"}
+    # timed exit: decided after 6 bars past the fill bar, filled at the next bar's open
+    assert log.loc[log["exit_reason"] == "timed", "hold_bars"].max() <= 7.0
+    # cooldown: no entry in the 2 bars after an exit (the exit bar counts)
+    exits = log["exit_ns"].to_numpy()
+    entries = np.array([e[0] for e in strategy.entries])
+    for x in exits:
+        assert not ((entries >= x) & (entries < x + BAR)).any()
+    # the stop is never hit in the bar the entry filled in: every trip lasts at least one bar
+    assert (log["hold_bars"] >= 1.0).all()
+
+
+# ---------------------------------------------------------------------------- edge model
+
+
+def test_calibration_recovers_a_known_line_and_floors_a_negative_slope() -> None:
+    x = np.linspace(-3.0, 3.0, 50)
+    model = HorizonEdge({1: None}, {1: 1.0})
+    fit = calibrate_edge(model, x, 1.0 + 2.0 * x)
+    assert fit["scale"] == pytest.approx(2.0) and fit["offset"] == pytest.approx(1.0)
+    fit = calibrate_edge(model, x, 5.0 - 2.0 * x)
+    assert fit["scale"] == 0.0 and fit["offset"] == pytest.approx(5.0)
+
+
+def test_combined_target_and_edge_weights() -> None:
+    fwd = {1: np.array([1.0, 2.0]), 3: np.array([10.0, np.nan])}
+    out = combined_target(fwd, {1: 0.5, 3: 0.25})
+    assert out[0] == 0.5 + 2.5 and math.isnan(out[1])
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y1, y3 = X[:, 0] * 4.0, -X[:, 1] * 2.0
+    edge = fit_edge(X, {1: y1, 3: y3}, {1: 0.5, 3: 0.5}, {"n_estimators": 30})
+    alone = fit_edge(X, {1: y1}, {1: 1.0}, {"n_estimators": 30}).predict(X)
+    other = fit_edge(X, {3: y3}, {3: 1.0}, {"n_estimators": 30}).predict(X)
+    np.testing.assert_allclose(edge.predict(X), 0.5 * alone + 0.5 * other, rtol=1e-12)
+
+
+def test_tuning_picks_the_best_purged_oof_ic() -> None:
+    rng = np.random.default_rng(1)
+    n = 400
+    X = rng.normal(size=(n, 2))
+    y = X[:, 0] * 3.0 + rng.normal(size=n)
+    t = np.arange(n, dtype=np.int64)
+    cv = PurgedKFold(3, t0=t, t1=t + 1)
+    result = tune_edge(X, {1: y}, {1: 1.0}, {"max_depth": [1, 2], "n_estimators": [1, 40]}, cv)
+    assert len(result.scores) == 4
+    best = max(result.scores, key=lambda s: s["oof_ic"])
+    assert {k: result.params[k] for k in ("max_depth", "n_estimators")} == {
+        "max_depth": best["max_depth"], "n_estimators": best["n_estimators"]}
+    assert result.params["n_estimators"] == 40  # one tree of a noisy target ranks worse than forty
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+def _trace(bars: pd.DataFrame, *, leak: bool = False) -> Trace:
+    trained = _train(bars)
+    edges = trained.edges
+    if leak:  # each bar sees the next bar's edge
+        edges = np.append(edges[1:], np.nan)
+    result, strategy = run_edges(bars, INSTRUMENT, STRATEGY, PrecomputedEdges(trained.ts, edges), venue=VENUE,
+                                 initial_cash=10.0)
+    trace = Trace()
+    for ts, value in strategy.outputs:
+        trace.add("output", ts, "edge", [value])
+    for order in result.orders:
+        trace.add("decision", order.ts_created, "order", [str(order.side), order.quantity, str(order.order_type),
+                                                          order.price, order.trigger_price])
+    for fill in result.fills:
+        trace.add("decision", fill.ts_event, "fill", [fill.side, fill.quantity, fill.price])
+    trace.records.sort(key=lambda r: (r[1], r[0]))
+    return trace
+
+
+def test_live_predictions_give_the_same_decisions_as_precomputed_ones() -> None:
+    bars = _bars()
+    trained = _train(bars, prune_keep=3, calibrate=True)
+    assert {len(s.step.columns) for s in trained.segments} == {3}
+    pre, pre_strategy = run_edges(bars, INSTRUMENT, STRATEGY, trained.precomputed_source(), venue=VENUE,
+                                  initial_cash=10.0)
+    live, live_strategy = run_edges(bars, INSTRUMENT, STRATEGY, trained.live_source(), venue=VENUE, initial_cash=10.0)
+    assert len(pre_strategy.entries) > 2
+    live_out, pre_out = np.array(live_strategy.outputs), np.array(pre_strategy.outputs)
+    assert np.isfinite(pre_out[:, 1]).sum() == 800
+    np.testing.assert_array_equal(live_out, pre_out)  # exact: same floats, NaN where the other has NaN
+    assert live_strategy.entries == pre_strategy.entries
+    assert [(o.ts_created, o.side, o.quantity, o.price, o.trigger_price) for o in live.orders] == [
+        (o.ts_created, o.side, o.quantity, o.price, o.trigger_price) for o in pre.orders]
+    assert live.fills == pre.fills
+
+
+def test_a_saved_model_step_drives_the_strategy_from_its_params(tmp_path: Path) -> None:
+    bars = _bars(1300)
+    trained = _train(bars)
+    last = trained.segments[-1]
+    path = last.step.save(tmp_path / "model.joblib")
+    _, from_file = run_edges(bars, INSTRUMENT, {**STRATEGY, "model": str(path)}, None, venue=VENUE, initial_cash=10.0)
+    edges = np.array([v for _, v in from_file.outputs])
+    np.testing.assert_array_equal(edges[last.start:], trained.edges[last.start:])
+    with pytest.raises(ConfigError, match="edge source or params.model"):
+        run_edges(bars, INSTRUMENT, STRATEGY, None, venue=VENUE)
+
+
+def test_the_pipeline_has_no_lookahead_and_the_detector_sees_a_leak() -> None:
+    bars = _bars(1400)
+    source = [SourceFrame(INSTRUMENT.instrument_id, "bars", bars.assign(ts_init=bars["ts_event"]))]
+    ts = bars["ts_event"].to_numpy()
+    cuts = [int(ts[900]), int(ts[1150]), int(ts[1300])]  # inside the traded segments
+
+    def runner(leak: bool):
+        return lambda frames: _trace(frames[0].frame, leak=leak)
+
+    clean = detect_lookahead(source, runner(False), cuts=cuts, seed=3)
+    assert clean.ok, clean.violations[:3]
+    assert clean.records_checked > 1000
+    leaky = detect_lookahead(source, runner(True), cuts=cuts, seed=3)
+    assert not leaky.ok
+    assert {v["kind"] for v in leaky.violations} >= {"output"}
+
+
+def test_training_rows_are_purged_before_each_segment() -> None:
+    bars = _bars(1400)
+    trained = _train(bars)
+    ts = trained.ts
+    for seg in trained.segments:
+        # the longest horizon (6 bars) must end before the segment starts: the last 6 bars are out
+        assert seg.train_rows <= seg.start - 6
+    # changing bars at or after a segment start leaves that segment's model unchanged
+    shocked = bars.copy()
+    later = np.arange(len(bars)) >= trained.segments[1].start
+    for col in ("open", "high", "low", "close"):
+        shocked.loc[later, col] = shocked.loc[later, col] * 1.2
+    again = _train(shocked)
+    a, b = trained.segments[1].start, trained.segments[1].end
+    np.testing.assert_array_equal(trained.edges[:a], again.edges[:a])
+    assert not np.array_equal(trained.edges[a:b], again.edges[a:b], equal_nan=True)
+    assert ts[a] == again.ts[a]
+
+
+def test_trade_log_by_exit_reason_hand_derived() -> None:
+    def fill(ts: int, side: str, qty: float, price: float, fee: float, reason: str) -> FillRecord:
+        return FillRecord(ts, "X.V", side, qty, price, fee, "TAKER", f"o{ts}", "s", str(ts), reason)
+
+    fills = [
+        fill(1 * BAR, "BUY", 2.0, 100.0, 0.2, "edge"), fill(4 * BAR, "SELL", 2.0, 110.0, 0.22, "bracket take-profit"),
+        fill(6 * BAR, "SELL", 1.0, 50.0, 0.05, "edge"), fill(7 * BAR, "BUY", 1.0, 52.0, 0.05, "bracket stop-loss"),
+        fill(9 * BAR, "BUY", 1.0, 10.0, 0.0, "edge"), fill(21 * BAR, "SELL", 1.0, 10.5, 0.0, "timed exit"),
+    ]
+    log = trade_log(fills, BAR)
+    assert list(log["exit_reason"]) == ["take_profit", "stop", "timed"]
+    assert list(log["side"]) == ["long", "short", "long"]
+    np.testing.assert_allclose(log["net_pnl"], [20.0 - 0.42, -2.0 - 0.1, 0.5])
+    assert list(log["hold_bars"]) == [3.0, 1.0, 12.0]
+    summary = trade_summary(log)
+    assert summary["by_exit_reason"]["stop"] == {"trades": 1, "net_pnl": pytest.approx(-2.1), "mean": pytest.approx(-2.1),
+                                                 "win_rate": 0.0}
+    assert summary["hold_bars"]["median"] == 3.0
+    assert summary["tails"]["worst"][0] == pytest.approx(-2.1)
+    assert summary["tails"]["worst_trade_share_of_losses"] == 1.0
+
+
+# ---------------------------------------------------------------------------- system
+
+
+def _small_config(tmp_path: Path, **edits: Any) -> Path:
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["data"]["catalog"] = str(CATALOG)
+    raw["model"].update({"params": {"n_estimators": 10, "max_depth": 2}, "tune_grid": {"max_depth": [1, 2]},
+                         "cv_splits": 2})
+    raw["walkforward"].update({"min_train": 3500, "retrain_every": 900})
+    raw["strategy"]["gates"]["cost"]["round_trip_bps"] = 0.5  # loose: the small model must trade
+    raw["strategy"]["gates"]["zscore"]["threshold"] = 1.0
+    for key, value in edits.items():
+        raw[key] = value
+    path = tmp_path / "ml_gated_small.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_a_system_run_is_byte_identical_twice(tmp_path: Path) -> None:
+    config = load_ml_gated_config(_small_config(tmp_path))
+    summary = run_system(config, tmp_path / "a")["summary"]
+    run_system(config, tmp_path / "b")
+    assert summary["round_trips"] > 5
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == ["edges.csv", "equity.csv", "model.joblib", "report.json", "report.md", "segments.csv",
+                     "trades.csv"]
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_bad_configs_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="model.colums"):
+        bad = yaml.safe_load(CONFIG.read_text())
+        bad["model"]["colums"] = ["r1"]
+        path = tmp_path / "bad.yaml"
+        path.write_text(yaml.safe_dump(bad))
+        load_ml_gated_config(path)
+    bad = yaml.safe_load(CONFIG.read_text())
+    bad["strategy"]["gates"]["zscore"]["treshold"] = 2
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError, match=r"gates\.zscore\.treshold"):
+        load_ml_gated_config(path)
+    result = CliRunner().invoke(app, ["research", "run", str(path)])
+    assert result.exit_code == 2 and "treshold" in result.output
+    path.write_text("system: nope\n")
+    result = CliRunner().invoke(app, ["research", "run", str(path)])
+    assert result.exit_code == 2 and "ml_gated" in result.output
+    result = CliRunner().invoke(app, ["research", "run", str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 2 and "missing.yaml" in result.output
+    path.write_text("system: [ml_gated\n")
+    result = CliRunner().invoke(app, ["research", "run", str(path)])
+    assert result.exit_code == 2 and "cannot read config" in result.output
+
+
+@pytest.mark.slow
+def test_the_shipped_config_runs_from_the_cli(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["research", "run", str(CONFIG), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = yaml.safe_load((out / "report.json").read_text())  # JSON is YAML
+    assert report["summary"]["segments"] == 5
+    assert len(report["segments"]) == 5 and all("ic" in s for s in report["segments"])
+    assert report["summary"]["round_trips"] == len(pd.read_csv(out / "trades.csv"))
+    assert set(report["trades"]["by_exit_reason"]) <= {"stop", "take_profit", "timed"}

@@ -1,0 +1,229 @@
+"""Bybit v5 spot trading over REST, through ccxt's async client: the venue's :class:`TradingApi`.
+
+Requests go through ccxt's implicit, signed endpoints (``private_post_v5_order_create`` ...):
+ccxt signs them as Bybit v5 documents (``X-BAPI-API-KEY``, ``X-BAPI-TIMESTAMP``,
+``X-BAPI-RECV-WINDOW`` and ``X-BAPI-SIGN`` = hex HMAC-SHA256 of timestamp + key + recv
+window + the JSON body or the query string). The testnet is its own host. The order mapping
+(``POST /v5/order/create``, ``category=spot``):
+
+=====================  ==========================================================
+tradebus               Bybit
+=====================  ==========================================================
+client_order_id        ``orderLinkId``
+MARKET                 ``orderType=Market``, ``marketUnit=baseCoin`` (size in the base asset)
+LIMIT GTC / IOC / FOK  ``orderType=Limit`` + ``timeInForce`` GTC / IOC / FOK + ``price``
+LIMIT post_only        ``timeInForce=PostOnly``
+STOP_*                 not supported yet (Bybit conditional orders): refused locally
+reduce_only            not on spot: refused locally
+=====================  ==========================================================
+
+Query: ``GET /v5/order/realtime`` by ``orderLinkId`` (then ``/v5/order/history`` when the
+order is no longer there) and its fills from ``GET /v5/execution/list``; open orders
+``GET /v5/order/realtime``; balances ``GET /v5/account/wallet-balance`` (unified account);
+amend ``POST /v5/order/amend``. Rate limit: a budget of 10 requests per second shared by
+every caller of the account (Bybit's per-endpoint limits are 10-20 per second).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import ccxt.async_support as ccxt_async
+from pydantic import SecretStr
+
+from tradebus.adapters.common.ratelimit import WeightBudget
+from tradebus.adapters.bybit.user_stream import wire_symbol
+from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
+from tradebus.execution.live import AccountBalance, Ack, VenueRejected
+from tradebus.execution.orders import Order
+from tradebus.execution.venue import OrderStatusReport
+
+__all__ = ["STATUS", "BybitTrading", "fill_from_row", "order_params", "report_from_row"]
+
+#: Bybit order status -> core status.
+STATUS: dict[str, OrderStatus] = {
+    "New": OrderStatus.ACCEPTED,
+    "Untriggered": OrderStatus.ACCEPTED,
+    "Triggered": OrderStatus.ACCEPTED,
+    "PartiallyFilled": OrderStatus.PARTIALLY_FILLED,
+    "Filled": OrderStatus.FILLED,
+    "Cancelled": OrderStatus.CANCELED,
+    "PartiallyFilledCanceled": OrderStatus.CANCELED,
+    "Rejected": OrderStatus.REJECTED,
+    "Deactivated": OrderStatus.EXPIRED,
+}
+_TIF = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
+
+
+def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
+    """The ``POST /v5/order/create`` body of ``order`` (rounded to the instrument's tick and lot).
+
+    Raises
+    ------
+    VenueRejected
+        For what Bybit spot cannot take here (stops, reduce-only, nothing left once rounded).
+    """
+    if order.reduce_only:
+        raise VenueRejected("reduce_only: Bybit spot has no reduce-only orders")
+    qty = instrument.round_quantity(order.quantity - order.filled_qty)
+    if not qty > 0.0:
+        raise VenueRejected(f"quantity {order.quantity} rounds to 0 lots of {instrument.lot_size}")
+    params = {
+        "category": "spot",
+        "symbol": wire_symbol(instrument),
+        "side": "Buy" if order.side is OrderSide.BUY else "Sell",
+        "qty": decimal_text(qty, instrument.lot_size),
+        "orderLinkId": order.client_order_id,
+    }
+    typ = order.order_type
+    if typ is OrderType.MARKET:
+        return params | {"orderType": "Market", "marketUnit": "baseCoin"}
+    if typ is not OrderType.LIMIT:
+        raise VenueRejected(f"{typ}: Bybit conditional orders are not supported yet")
+    tif = order.tif if isinstance(order.tif, TimeInForce) else TimeInForce(order.tif)
+    price = decimal_text(instrument.round_price(order.price), instrument.tick_size)
+    return params | {"orderType": "Limit", "price": price, "timeInForce": "PostOnly" if order.post_only else _TIF.get(tif, "GTC")}
+
+
+def fill_from_row(raw: dict[str, Any], order: Order, instrument: Instrument) -> OrderFilled:
+    """An ``OrderFilled`` from one ``GET /v5/execution/list`` row (fee in the quote asset)."""
+    px = float(raw["execPrice"])
+    fee = float(raw.get("execFee") or 0.0)
+    if raw.get("feeCurrency") == instrument.base:
+        fee *= px
+    ts = int(raw["execTime"]) * 1_000_000
+    return OrderFilled(
+        order.strategy_id,
+        order.instrument_id,
+        order.client_order_id,
+        str(raw["orderId"]),
+        str(raw["execId"]),
+        OrderSide.BUY if raw["side"] == "Buy" else OrderSide.SELL,
+        float(raw["execQty"]),
+        px,
+        fee,
+        Liquidity.MAKER if raw.get("isMaker") else Liquidity.TAKER,
+        ts,
+        ts,
+    )
+
+
+def report_from_row(raw: dict[str, Any], fills: tuple[OrderFilled, ...] = ()) -> OrderStatusReport:
+    """An :class:`OrderStatusReport` from one Bybit order row."""
+    status = STATUS.get(str(raw["orderStatus"]))
+    if status is None:
+        raise VenueRejected(f"order {raw.get('orderLinkId')}: unknown Bybit status {raw['orderStatus']!r}")
+    ts = int(raw.get("updatedTime") or raw.get("createdTime") or 0) * 1_000_000
+    return OrderStatusReport(str(raw["orderLinkId"]), str(raw["orderId"]), status, float(raw.get("cumExecQty") or 0.0), ts, fills)
+
+
+class BybitTrading(CcxtTrading):
+    """Bybit v5 spot REST trading for one account (see the module docstring).
+
+    Parameters
+    ----------
+    rest_url
+        Base URL (``https://api-testnet.bybit.com`` for the testnet; a local emulator in tests).
+    api_key, api_secret
+        The account's key pair, held as secrets.
+    instruments
+        ``instrument_id -> Instrument`` traded on this account.
+    timeout
+        HTTP timeout per request, seconds.
+    budget
+        The account's shared budget (default 10 requests per second).
+    """
+
+    venue = "Bybit"
+    supports_amend = True
+
+    def __init__(
+        self,
+        rest_url: str,
+        api_key: SecretStr,
+        api_secret: SecretStr,
+        instruments: dict[str, Instrument],
+        timeout: float = 10.0,
+        *,
+        budget: WeightBudget | None = None,
+    ) -> None:
+        exchange = ccxt_async.bybit(
+            {
+                "apiKey": api_key.get_secret_value(),
+                "secret": api_secret.get_secret_value(),
+                "timeout": int(timeout * 1000),
+                "enableRateLimit": False,
+            }
+        )
+        api = exchange.urls["api"]
+        api["public"] = api["private"] = rest_url.rstrip("/")
+        super().__init__(exchange, instruments, budget if budget is not None else WeightBudget(10, 1.0), {})
+
+    async def place(self, order: Order) -> Ack:
+        """``POST /v5/order/create``."""
+        raw = await self.call("private_post_v5_order_create", order_params(order, self.instrument(order)))
+        result = raw["result"]
+        return Ack(str(result["orderLinkId"]), str(result["orderId"]), int(raw.get("time") or 0) * 1_000_000)
+
+    async def cancel(self, order: Order) -> None:
+        """``POST /v5/order/cancel`` by ``orderLinkId``."""
+        inst = self.instrument(order)
+        await self.call("private_post_v5_order_cancel", {"category": "spot", "symbol": wire_symbol(inst), "orderLinkId": order.client_order_id})
+
+    async def amend(self, order: Order, quantity: float, price: float) -> None:
+        """``POST /v5/order/amend``: the new total quantity and/or price (NaN: unchanged)."""
+        inst = self.instrument(order)
+        params = {"category": "spot", "symbol": wire_symbol(inst), "orderLinkId": order.client_order_id}
+        if not math.isnan(quantity):
+            params["qty"] = decimal_text(inst.round_quantity(quantity), inst.lot_size)
+        if not math.isnan(price):
+            params["price"] = decimal_text(inst.round_price(price), inst.tick_size)
+        await self.call("private_post_v5_order_amend", params)
+
+    async def query(self, order: Order) -> OrderStatusReport | None:
+        """``GET /v5/order/realtime`` (else ``/v5/order/history``) by ``orderLinkId``, and its fills."""
+        inst = self.instrument(order)
+        params = {"category": "spot", "symbol": wire_symbol(inst), "orderLinkId": order.client_order_id}
+        rows = (await self.call("private_get_v5_order_realtime", params))["result"]["list"]
+        if not rows:
+            rows = (await self.call("private_get_v5_order_history", params))["result"]["list"]
+        if not rows:
+            return None
+        row = rows[0]
+        fills: tuple[OrderFilled, ...] = ()
+        if float(row.get("cumExecQty") or 0.0) > 0.0:
+            execs = await self.call("private_get_v5_execution_list", {"category": "spot", "symbol": wire_symbol(inst), "orderId": row["orderId"]})
+            fills = tuple(fill_from_row(e, order, inst) for e in execs["result"]["list"] if e.get("execType", "Trade") == "Trade")
+        return report_from_row(row, fills)
+
+    async def _open_rows(self, inst: Instrument) -> list[dict[str, Any]]:
+        raw = await self.call("private_get_v5_order_realtime", {"category": "spot", "symbol": wire_symbol(inst), "openOnly": "0"})
+        return list(raw["result"]["list"])
+
+    async def open_orders(self) -> list[OrderStatusReport]:
+        """``GET /v5/order/realtime`` of every traded symbol."""
+        return [report_from_row(row) for inst in self.instruments.values() for row in await self._open_rows(inst)]
+
+    async def cancel_all(self) -> list[str]:
+        """Cancel every open order of every traded symbol, one request each."""
+        canceled = []
+        for inst in self.instruments.values():
+            for row in await self._open_rows(inst):
+                await self.call("private_post_v5_order_cancel", {"category": "spot", "symbol": wire_symbol(inst), "orderId": str(row["orderId"])})
+                canceled.append(str(row["orderLinkId"]))
+        return canceled
+
+    async def balances(self) -> list[AccountBalance]:
+        """``GET /v5/account/wallet-balance`` of the unified account."""
+        raw = await self.call("private_get_v5_account_wallet_balance", {"accountType": "UNIFIED"})
+        ts = int(raw.get("time") or 0) * 1_000_000
+        out = []
+        for account in raw["result"]["list"]:
+            for coin in account.get("coin") or []:
+                total = float(coin.get("walletBalance") or 0.0)
+                locked = float(coin.get("locked") or 0.0)
+                out.append(AccountBalance(coin["coin"], total - locked, locked, ts))
+        return out

@@ -1,0 +1,456 @@
+"""What the local account emulators of OKX and Bybit share: matching, the order book of the account, faults, sessions.
+
+A venue's ``private_emulator.py`` subclasses :class:`AccountEmulator` with its dialect: the
+REST routes and their signature check, the private WebSocket's login and subscriptions, and
+how an order, a fill and a balance are written on its wire. The base runs an aiohttp server
+on 127.0.0.1 and keeps the account:
+
+* orders are matched by a :class:`~tradebus.execution.simulated.SimulatedVenue` (fills on
+  trades) against the public trades given to :meth:`AccountEmulator.on_trade` (a venue's
+  ``MatchingProtocol`` feeds it every trade frame the public emulator sends); the account's
+  clock is the time of the last trade, so an order fills at the first trade after it arrived;
+* every order (:class:`EmulatedOrder`), every fill (:attr:`AccountEmulator.fills`) and the
+  balances, spot style (a buy adds the base asset and pays the quote asset and the fee);
+* faults (:class:`RestFault`, :class:`StreamFault`), each firing once on the ``at``-th
+  matching request or frame (0-based):
+
+  ``lose``        REST: processed, then the connection is closed unanswered
+  ``error5xx``    REST: ``503`` from the gateway (an HTML body) before processing (nothing happens)
+  ``rate_limit``  REST: ``429`` with ``Retry-After`` before processing
+  ``duplicate``   stream: the frame is sent twice
+  ``drop``        stream: the frame is not sent
+  ``delay``       stream: sent after ``seconds``
+  ``reorder``     stream: held back and sent after the next frame
+
+Departures from the venues, documented by each dialect: a MARKET order is acknowledged and
+fills at the next public trade; locked balances are not tracked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from loguru import logger
+
+from tradebus.engine.clock import SimulatedClock
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import (
+    ModifyOrder,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderSide,
+    OrderStatus,
+    Trade,
+)
+from tradebus.execution.config import VenueConfig
+from tradebus.execution.orders import Order
+from tradebus.execution.simulated import SimulatedVenue
+
+__all__ = ["AccountEmulator", "EmulatedFill", "EmulatedOrder", "RestFault", "StreamFault", "WsSession"]
+
+_MS = 1_000_000
+#: Statuses of an order still working at the venue.
+OPEN = frozenset({OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED})
+
+
+@dataclass
+class RestFault:
+    """One REST fault: ``kind`` on the ``at``-th request of ``method`` ``path`` (see the module docstring)."""
+
+    kind: str
+    method: str
+    path: str
+    at: int = 0
+    retry_after: int = 1
+    seen: int = 0
+    fired: bool = False
+
+
+@dataclass
+class StreamFault:
+    """One private-stream fault: ``kind`` on the ``at``-th frame containing ``match``."""
+
+    kind: str
+    match: str
+    at: int = 0
+    seconds: float = 0.0
+    seen: int = 0
+    fired: bool = False
+
+
+@dataclass
+class EmulatedOrder:
+    """One order of the account (``order_id`` is the venue's id, ``status`` the core status)."""
+
+    order: Order
+    symbol: str
+    order_id: int
+    time_ms: int
+    status: OrderStatus = OrderStatus.ACCEPTED
+    update_ms: int = 0
+    filled: float = 0.0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class EmulatedFill:
+    """One fill of the account: the order, the simulated fill, the venue's trade id."""
+
+    rec: EmulatedOrder
+    fill: OrderFilled
+    trade_id: int
+
+
+@dataclass
+class WsSession:
+    """One private WebSocket connection: logged in or not, its subscriptions, its send queue."""
+
+    ws: web.WebSocketResponse
+    authed: bool = False
+    topics: set[str] = field(default_factory=set)
+    queue: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+
+
+class AccountEmulator(ABC):
+    """The emulated account (see the module docstring).
+
+    Parameters
+    ----------
+    api_key, api_secret
+        The one key pair it accepts (test values).
+    instruments
+        ``instrument_id -> Instrument`` it trades.
+    balances
+        Starting free balances per asset.
+    rest_faults, stream_faults
+        Faults to inject.
+    passphrase
+        The key's passphrase, for the venues that have one.
+    """
+
+    #: Path of the private WebSocket.
+    ws_path: str = "/ws"
+    #: The venue's error code of a rate-limited request.
+    rate_limit_code: int = 429
+
+    def __init__(
+        self,
+        api_key: str,
+        api_secret: str,
+        instruments: dict[str, Instrument],
+        balances: dict[str, float] | None = None,
+        rest_faults: list[RestFault] | None = None,
+        stream_faults: list[StreamFault] | None = None,
+        passphrase: str = "",
+    ) -> None:
+        self.key = api_key
+        self.secret = api_secret.encode()
+        self.passphrase = passphrase
+        self.instruments = {self.symbol_of(inst): inst for inst in instruments.values()}
+        self.balances: dict[str, float] = dict(balances or {})
+        self.rest_faults = list(rest_faults or [])
+        self.stream_faults = list(stream_faults or [])
+        self.clock = SimulatedClock()
+        self.venue = SimulatedVenue(self.clock, dict(instruments), VenueConfig(fill_on="trades"), arrival_alerts=True)
+        self.venue.bind(self._on_venue_event)
+        self.orders: dict[str, EmulatedOrder] = {}
+        #: Every fill of the account, in order.
+        self.fills: list[EmulatedFill] = []
+        #: ``(method, path, client order id)`` of every authenticated request.
+        self.requests: list[tuple[str, str, str]] = []
+        self.sessions: list[WsSession] = []
+        self._held: dict[int, str] = {}
+        self._order_ids = 0
+        self._placing: EmulatedOrder | None = None
+        self._placing_events: list[Any] = []
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # ------------------------------------------------------------------ dialect
+
+    def symbol_of(self, inst: Instrument) -> str:
+        """The venue's symbol of an instrument on the wire."""
+        return inst.symbol
+
+    @abstractmethod
+    def routes(self) -> dict[tuple[str, str], Callable[[dict[str, Any]], web.Response]]:
+        """``(method, path) -> handler(params)`` of the emulated REST endpoints."""
+
+    @abstractmethod
+    def authenticate(self, request: web.Request, body: str) -> web.Response | None:
+        """The venue's error answer when the request's key, signature or timestamp is wrong, else ``None``."""
+
+    @abstractmethod
+    def params(self, request: web.Request, body: str) -> dict[str, Any]:
+        """The request's parameters (query string, or JSON body)."""
+
+    @abstractmethod
+    def client_id(self, params: dict[str, Any]) -> str:
+        """The client order id a request names (``""``: none)."""
+
+    @abstractmethod
+    def error(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None) -> web.Response:
+        """An error answer in the venue's form."""
+
+    @abstractmethod
+    def ws_message(self, text: str, session: WsSession) -> list[str]:
+        """Answer a client frame (login, subscribe, ping)."""
+
+    @abstractmethod
+    def order_frames(self, rec: EmulatedOrder, fill: EmulatedFill | None) -> list[tuple[str, str]]:
+        """``(topic, frame)`` pushes of an order change (``fill``: the fill that caused it)."""
+
+    @abstractmethod
+    def balance_frames(self, assets: list[str]) -> list[tuple[str, str]]:
+        """``(topic, frame)`` pushes of these assets' balances."""
+
+    # ------------------------------------------------------------------ server
+
+    @property
+    def rest_url(self) -> str:
+        """Base URL of the REST API."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """URL of the private WebSocket."""
+        return f"ws://127.0.0.1:{self.port}{self.ws_path}"
+
+    async def start(self) -> None:
+        """Listen on a free port of 127.0.0.1."""
+        app = web.Application()
+        app.router.add_get(self.ws_path, self._ws)
+        app.router.add_route("*", "/{tail:.*}", self._rest)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        """Close every connection and stop listening."""
+        for session in list(self.sessions):
+            await session.ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> AccountEmulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ market data
+
+    def on_trade(self, trade: Trade) -> None:
+        """A public trade: time moves to it and working orders are matched."""
+        self.clock.advance_to(max(trade.ts_init, self.clock.now_ns()))
+        self.venue.on_trade(trade)
+
+    def now_ms(self) -> int:
+        """The account's time, ms (wall time until the first trade)."""
+        return self.clock.now_ns() // _MS or int(time.time() * 1000)
+
+    # ------------------------------------------------------------------ REST
+
+    def _fault(self, method: str, path: str) -> RestFault | None:
+        for fault in self.rest_faults:
+            if not fault.fired and fault.method == method and fault.path == path:
+                fault.seen += 1
+                if fault.seen - 1 == fault.at:
+                    fault.fired = True
+                    return fault
+        return None
+
+    async def _rest(self, request: web.Request) -> web.StreamResponse:
+        body = await request.text() if request.can_read_body else ""
+        refused = self.authenticate(request, body)
+        if refused is not None:
+            return refused
+        params = self.params(request, body)
+        self.requests.append((request.method, request.path, self.client_id(params)))
+        fault = self._fault(request.method, request.path)
+        if fault is not None and fault.kind == "error5xx":  # the gateway's answer: not the API's JSON
+            return web.Response(status=503, text="<html><body>503 Service Temporarily Unavailable</body></html>", content_type="text/html")
+        if fault is not None and fault.kind == "rate_limit":
+            return self.error(429, self.rate_limit_code, "Too Many Requests", {"Retry-After": str(fault.retry_after)})
+        handler = self.routes().get((request.method, request.path))
+        if handler is None:
+            return self.error(404, 404, f"{request.method} {request.path} is not emulated")
+        response = handler(params)
+        if fault is not None and fault.kind == "lose":
+            logger.info("account emulator: {} {} processed, answer lost", request.method, request.path)
+            assert request.transport is not None
+            request.transport.close()
+            await asyncio.sleep(0.05)
+        return response
+
+    # ------------------------------------------------------------------ the account
+
+    def submit(self, order: Order, symbol: str) -> EmulatedOrder:
+        """Place ``order`` (its id is new: the caller checked); ``status`` REJECTED with ``reason`` if refused.
+
+        What the arrival causes (an immediate fill) is pushed after the acknowledgement.
+        """
+        self._order_ids += 1
+        now = self.now_ms()
+        rec = EmulatedOrder(order, symbol, self._order_ids, now, update_ms=now)
+        self.orders[order.client_order_id] = rec
+        self._placing, self._placing_events = rec, []
+        try:
+            self.venue.submit(order)
+            self.clock.advance_to(self.clock.now_ns())
+        finally:
+            self._placing = None
+        events = self._placing_events
+        refused = [e for e in events if type(e) is OrderRejected]
+        if refused:
+            rec.status, rec.reason = OrderStatus.REJECTED, refused[0].reason
+            return rec
+        self._push(self.order_frames(rec, None))
+        for event in events:
+            self._on_venue_event(event)
+        return rec
+
+    def cancel(self, rec: EmulatedOrder) -> bool:
+        """Cancel a working order (``False``: it is not working)."""
+        if rec.status not in OPEN:
+            return False
+        self.venue.cancel(rec.order)
+        self.clock.advance_to(self.clock.now_ns())
+        return True
+
+    def amend(self, rec: EmulatedOrder, quantity: float | None, price: float | None) -> bool:
+        """Change a working order's total quantity and/or price in place (``False``: not working, or below its fills)."""
+        if rec.status not in OPEN or (quantity is not None and quantity <= rec.filled):
+            return False
+        order = rec.order
+        nan = float("nan")
+        cmd = ModifyOrder(
+            order.strategy_id, order.instrument_id, order.client_order_id, 0, 0,
+            quantity=nan if quantity is None else quantity, price=nan if price is None else price,
+        )
+        self.venue.modify(order, cmd)
+        self.clock.advance_to(self.clock.now_ns())
+        if quantity is not None:
+            order.quantity = quantity
+        if price is not None:
+            order.price = price
+        rec.update_ms = self.now_ms()
+        self._push(self.order_frames(rec, None))
+        return True
+
+    def find(self, client_order_id: str, order_id: str) -> EmulatedOrder | None:
+        """The order with this client id, else with this venue id (``None``: no such order)."""
+        if client_order_id:
+            return self.orders.get(client_order_id)
+        return next((r for r in self.orders.values() if str(r.order_id) == order_id), None)
+
+    def open_orders(self, symbol: str | None = None) -> list[EmulatedOrder]:
+        """Working orders, of ``symbol`` or all."""
+        return [r for r in self.orders.values() if r.status in OPEN and symbol in (None, r.symbol)]
+
+    def _on_venue_event(self, event: Any) -> None:
+        rec = self.orders.get(getattr(event, "client_order_id", ""))
+        if rec is None:
+            return
+        if rec is self._placing:
+            self._placing_events.append(event)
+            return
+        cls = type(event)
+        if cls is OrderAccepted:
+            return  # acknowledged by the REST answer
+        rec.update_ms = max(self.now_ms(), rec.time_ms)
+        if cls is OrderFilled:
+            self._book_fill(rec, event)
+            return
+        if cls is OrderCanceled:
+            rec.status = OrderStatus.CANCELED
+        elif cls is OrderExpired:
+            rec.status = OrderStatus.EXPIRED
+        elif cls is OrderRejected:
+            rec.status, rec.reason = OrderStatus.REJECTED, event.reason
+        else:
+            return
+        self._push(self.order_frames(rec, None))
+
+    def _book_fill(self, rec: EmulatedOrder, fill: OrderFilled) -> None:
+        inst = self.instruments[rec.symbol]
+        buy = fill.side is OrderSide.BUY
+        notional = fill.last_qty * fill.last_px
+        self.balances[inst.base] = self.balances.get(inst.base, 0.0) + (fill.last_qty if buy else -fill.last_qty)
+        self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) + (-notional if buy else notional) - fill.fee
+        rec.filled += fill.last_qty
+        full = rec.filled >= rec.order.quantity - 1e-12
+        rec.status = OrderStatus.FILLED if full else OrderStatus.PARTIALLY_FILLED
+        booked = EmulatedFill(rec, fill, int(fill.trade_id.removeprefix("SIM-T")))
+        self.fills.append(booked)
+        self._push(self.order_frames(rec, booked))
+        self._push(self.balance_frames([inst.base, inst.quote]))
+
+    # ------------------------------------------------------------------ private stream
+
+    def _push(self, frames: list[tuple[str, str]]) -> None:
+        for topic, frame in frames:
+            out = [frame]
+            for fault in self.stream_faults:
+                if fault.fired or fault.match not in frame:
+                    continue
+                fault.seen += 1
+                if fault.seen - 1 != fault.at:
+                    continue
+                fault.fired = True
+                if fault.kind == "duplicate":
+                    out = [frame, frame]
+                elif fault.kind == "drop":
+                    logger.info("account emulator: stream frame dropped: {}", frame[:120])
+                    out = []
+                elif fault.kind == "reorder":
+                    self._held[id(fault)] = frame
+                    out = []
+                elif fault.kind == "delay":
+                    asyncio.get_running_loop().call_later(fault.seconds, self._deliver, topic, [frame])
+                    out = []
+            if out:
+                held = list(self._held.values())
+                self._held.clear()
+                self._deliver(topic, out + held)
+
+    def _deliver(self, topic: str, frames: list[str]) -> None:
+        for session in self.sessions:
+            if session.authed and topic in session.topics:
+                for frame in frames:
+                    session.queue.put_nowait(frame)
+
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        session = WsSession(ws)
+        self.sessions.append(session)
+        sender = asyncio.create_task(self._sender(session))
+        try:
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT:
+                    continue
+                for reply in self.ws_message(msg.data, session):
+                    session.queue.put_nowait(reply)
+        finally:
+            sender.cancel()
+            self.sessions.remove(session)
+        return ws
+
+    async def _sender(self, session: WsSession) -> None:
+        while True:
+            frame = await session.queue.get()
+            await session.ws.send_str(frame)
+

@@ -1,0 +1,128 @@
+"""What the ccxt-based :class:`~tradebus.execution.live.TradingApi` of OKX and Bybit share.
+
+:class:`CcxtTrading` sends one implicit (signed) ccxt endpoint at a time through
+:meth:`CcxtTrading.call`: the request first takes its weight from the account's shared
+:class:`~tradebus.adapters.common.ratelimit.WeightBudget`, and the answer feeds it back
+(a 429 pauses every caller for ``Retry-After``). ccxt's own throttle is off. Errors:
+ccxt's ``NetworkError`` family (timeouts, dropped connections, 5xx, 429, the venues'
+"system busy" codes) is :class:`~tradebus.execution.live.NoAnswer`; any other refusal is
+:class:`~tradebus.execution.live.VenueRejected` with the venue's error code
+(:func:`error_code`). Messages never carry the request's query (it may carry a signature).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from ccxt.base.errors import ExchangeError, NetworkError, RateLimitExceeded
+
+from tradebus.adapters.common.ratelimit import WeightBudget
+from tradebus.engine.instrument import Instrument
+from tradebus.execution.live import NoAnswer, TradingApi, VenueRejected
+from tradebus.execution.orders import Order
+
+__all__ = ["CcxtTrading", "decimal_text", "error_code"]
+
+_QUERY = re.compile(r"\?[^\s{]*")
+_STATUS = re.compile(r"^\w+ (\d{3}) ")
+_CODE_KEYS = ("sCode", "code", "retCode")
+
+
+def decimal_text(value: float, step: float) -> str:
+    """``value`` written with the step's number of decimals (never in exponent form)."""
+    digits = max(0, -math.floor(math.log10(step) + 1e-9)) if step < 1 else 0
+    return f"{value:.{digits}f}"
+
+
+def error_code(exc: Exception) -> str:
+    """The venue's error code in a ccxt exception's message (``okx {"code":"1","data":[{"sCode":"51603"}]}``).
+
+    A per-order code (OKX ``sCode``) wins over the envelope's; ``""`` when there is none.
+    """
+    text = str(exc)
+    start = text.find("{")
+    if start < 0:
+        return ""
+    try:
+        body = json.loads(text[start:])
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    for row in body.get("data") or []:
+        if isinstance(row, dict) and str(row.get("sCode", "0")) != "0":
+            return str(row["sCode"])
+    for key in _CODE_KEYS:
+        if key in body:
+            return str(body[key])
+    return ""
+
+
+def redacted(exc: Exception) -> str:
+    """A ccxt error message without the request URL's query."""
+    return _QUERY.sub("?...", str(exc))
+
+
+class CcxtTrading(TradingApi):
+    """Base of the ccxt-based venue trading APIs (see the module docstring).
+
+    Parameters
+    ----------
+    exchange
+        The ccxt async exchange, its keys set and its URLs pointed at the venue (or an emulator).
+    instruments
+        ``instrument_id -> Instrument`` traded on this account.
+    budget
+        The account's shared weight budget.
+    weights
+        Weight of each implicit endpoint name (1 when absent).
+    """
+
+    #: The venue's name in messages.
+    venue = ""
+
+    def __init__(self, exchange: Any, instruments: dict[str, Instrument], budget: WeightBudget, weights: dict[str, int]) -> None:
+        self._ccxt = exchange
+        self.instruments = instruments
+        self.budget = budget
+        self.weights = weights
+        #: The response headers of the last request.
+        self.last_headers: dict[str, str] = {}
+        #: The account's id, when the venue reports it.
+        self.account_id = ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    async def call(self, name: str, params: dict[str, Any]) -> Any:
+        """Send the implicit endpoint ``name`` with ``params`` (see the module docstring)."""
+        budget = self.budget
+        await budget.acquire(self.weights.get(name, 1))
+        self._ccxt.last_response_headers = None
+        status = 200
+        try:
+            return await getattr(self._ccxt, name)(params)
+        except NetworkError as exc:
+            found = _STATUS.search(str(exc))
+            status = int(found.group(1)) if found else 429 if isinstance(exc, RateLimitExceeded) else 0
+            raise NoAnswer(f"{name}: {type(exc).__name__}: {redacted(exc)}") from None
+        except ExchangeError as exc:
+            status = 400
+            raise VenueRejected(f"{name}: {self.venue} error {error_code(exc)}: {redacted(exc)}") from None
+        finally:
+            self.last_headers = dict(self._ccxt.last_response_headers or {})
+            budget.observe(status, self.last_headers)
+
+    def instrument(self, order: Order) -> Instrument:
+        """The instrument of ``order`` (:class:`VenueRejected` if this account does not trade it)."""
+        inst = self.instruments.get(order.instrument_id)
+        if inst is None:
+            raise VenueRejected(f"order {order.client_order_id}: {order.instrument_id} is not traded on this account")
+        return inst
+
+    async def close(self) -> None:
+        """Close ccxt's HTTP session."""
+        await self._ccxt.close()

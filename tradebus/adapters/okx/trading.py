@@ -1,0 +1,234 @@
+"""OKX v5 spot trading over REST, through ccxt's async client: the venue's :class:`TradingApi`.
+
+Requests go through ccxt's implicit, signed endpoints (``private_post_trade_order`` ...):
+ccxt signs them as OKX documents (``OK-ACCESS-KEY``, ``OK-ACCESS-PASSPHRASE``,
+``OK-ACCESS-TIMESTAMP`` and ``OK-ACCESS-SIGN`` = base64 HMAC-SHA256 of timestamp + method +
+path + body). Demo trading (the testnet) is the production host with the header
+``x-simulated-trading: 1``. The order mapping (``POST /api/v5/trade/order``, ``tdMode=cash``):
+
+=====================  ==========================================================
+tradebus               OKX
+=====================  ==========================================================
+client_order_id        ``clOrdId`` (1-32 letters and digits; ccxt keeps one given)
+MARKET                 ``ordType=market``, ``tgtCcy=base_ccy`` (size in the base asset)
+LIMIT GTC / IOC / FOK  ``ordType=limit`` / ``ioc`` / ``fok`` + ``px``
+LIMIT post_only        ``ordType=post_only``
+STOP_*                 not supported yet (OKX algo orders): refused locally
+reduce_only            not on spot cash: refused locally
+=====================  ==========================================================
+
+Query: ``GET /api/v5/trade/order`` by ``clOrdId`` (``51603``: no such order) and its fills
+from ``GET /api/v5/trade/fills``; open orders ``GET /api/v5/trade/orders-pending``;
+balances ``GET /api/v5/account/balance``; amend ``POST /api/v5/trade/amend-order``.
+OKX reports a fee charged as a negative number; it is booked positive, in the quote asset.
+Rate limit: OKX has no used-weight header; the budget is 60 requests per 2 s (the order
+endpoints' limit), shared by every caller of the account.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import ccxt.async_support as ccxt_async
+from pydantic import SecretStr
+
+from tradebus.adapters.common.ratelimit import WeightBudget
+from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
+from tradebus.execution.live import AccountBalance, Ack, VenueRejected
+from tradebus.execution.orders import Order
+from tradebus.execution.venue import OrderStatusReport
+
+__all__ = ["STATUS", "OkxTrading", "fill_from_row", "order_params", "report_from_row"]
+
+#: OKX order state -> core status.
+STATUS: dict[str, OrderStatus] = {
+    "live": OrderStatus.ACCEPTED,
+    "partially_filled": OrderStatus.PARTIALLY_FILLED,
+    "filled": OrderStatus.FILLED,
+    "canceled": OrderStatus.CANCELED,
+    "mmp_canceled": OrderStatus.CANCELED,
+}
+ORDER_NOT_FOUND = "51603"
+_WEIGHTS = {"private_get_account_balance": 2}
+
+
+def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
+    """The ``POST /api/v5/trade/order`` body of ``order`` (rounded to the instrument's tick and lot).
+
+    Raises
+    ------
+    VenueRejected
+        For what OKX spot cash cannot take here (stops, reduce-only, nothing left once rounded).
+    """
+    if order.reduce_only:
+        raise VenueRejected("reduce_only: OKX spot cash orders have no reduce-only")
+    qty = instrument.round_quantity(order.quantity - order.filled_qty)
+    if not qty > 0.0:
+        raise VenueRejected(f"quantity {order.quantity} rounds to 0 lots of {instrument.lot_size}")
+    params = {
+        "instId": instrument.symbol,
+        "tdMode": "cash",
+        "side": "buy" if order.side is OrderSide.BUY else "sell",
+        "sz": decimal_text(qty, instrument.lot_size),
+        "clOrdId": order.client_order_id,
+    }
+    typ = order.order_type
+    if typ is OrderType.MARKET:
+        return params | {"ordType": "market", "tgtCcy": "base_ccy"}
+    if typ is not OrderType.LIMIT:
+        raise VenueRejected(f"{typ}: OKX stop orders are algo orders, not supported yet")
+    tif = order.tif if isinstance(order.tif, TimeInForce) else TimeInForce(order.tif)
+    kind = "post_only" if order.post_only else {TimeInForce.IOC: "ioc", TimeInForce.FOK: "fok"}.get(tif, "limit")
+    return params | {"ordType": kind, "px": decimal_text(instrument.round_price(order.price), instrument.tick_size)}
+
+
+def fill_from_row(raw: dict[str, Any], order: Order, instrument: Instrument) -> OrderFilled:
+    """An ``OrderFilled`` from one ``GET /api/v5/trade/fills`` row."""
+    px = float(raw["fillPx"])
+    fee = -float(raw.get("fee") or 0.0)
+    if raw.get("feeCcy") == instrument.base:
+        fee *= px
+    ts = int(raw["ts"]) * 1_000_000
+    return OrderFilled(
+        order.strategy_id,
+        order.instrument_id,
+        order.client_order_id,
+        str(raw["ordId"]),
+        str(raw["tradeId"]),
+        OrderSide.BUY if raw["side"] == "buy" else OrderSide.SELL,
+        float(raw["fillSz"]),
+        px,
+        fee,
+        Liquidity.MAKER if raw.get("execType") == "M" else Liquidity.TAKER,
+        ts,
+        ts,
+    )
+
+
+def report_from_row(raw: dict[str, Any], fills: tuple[OrderFilled, ...] = ()) -> OrderStatusReport:
+    """An :class:`OrderStatusReport` from one order row of OKX."""
+    status = STATUS.get(str(raw["state"]))
+    if status is None:
+        raise VenueRejected(f"order {raw.get('clOrdId')}: unknown OKX state {raw['state']!r}")
+    ts = int(raw.get("uTime") or raw.get("cTime") or 0) * 1_000_000
+    return OrderStatusReport(str(raw["clOrdId"]), str(raw["ordId"]), status, float(raw.get("accFillSz") or 0.0), ts, fills)
+
+
+class OkxTrading(CcxtTrading):
+    """OKX v5 spot REST trading for one account (see the module docstring).
+
+    Parameters
+    ----------
+    rest_url
+        Base URL (``https://www.okx.com``; a local emulator in tests).
+    api_key, api_secret, passphrase
+        The account's key, secret and passphrase, held as secrets.
+    instruments
+        ``instrument_id -> Instrument`` traded on this account.
+    timeout
+        HTTP timeout per request, seconds.
+    demo
+        Demo trading (``x-simulated-trading: 1``): the testnet.
+    budget
+        The account's shared budget (default 60 requests per 2 s).
+    """
+
+    venue = "OKX"
+    supports_amend = True
+
+    def __init__(
+        self,
+        rest_url: str,
+        api_key: SecretStr,
+        api_secret: SecretStr,
+        passphrase: SecretStr,
+        instruments: dict[str, Instrument],
+        timeout: float = 10.0,
+        *,
+        demo: bool = True,
+        budget: WeightBudget | None = None,
+    ) -> None:
+        exchange = ccxt_async.okx(
+            {
+                "apiKey": api_key.get_secret_value(),
+                "secret": api_secret.get_secret_value(),
+                "password": passphrase.get_secret_value(),
+                "timeout": int(timeout * 1000),
+                "enableRateLimit": False,
+            }
+        )
+        exchange.urls["api"]["rest"] = rest_url.rstrip("/")
+        if demo:
+            exchange.headers = {**(exchange.headers or {}), "x-simulated-trading": "1"}
+        super().__init__(exchange, instruments, budget if budget is not None else WeightBudget(60, 2.0), _WEIGHTS)
+
+    async def place(self, order: Order) -> Ack:
+        """``POST /api/v5/trade/order``."""
+        raw = await self.call("private_post_trade_order", order_params(order, self.instrument(order)))
+        row = raw["data"][0]
+        return Ack(str(row["clOrdId"]), str(row["ordId"]), int(row.get("ts") or 0) * 1_000_000)
+
+    async def cancel(self, order: Order) -> None:
+        """``POST /api/v5/trade/cancel-order`` by ``clOrdId``."""
+        inst = self.instrument(order)
+        await self.call("private_post_trade_cancel_order", {"instId": inst.symbol, "clOrdId": order.client_order_id})
+
+    async def amend(self, order: Order, quantity: float, price: float) -> None:
+        """``POST /api/v5/trade/amend-order``: the new total size and/or price (NaN: unchanged)."""
+        inst = self.instrument(order)
+        params = {"instId": inst.symbol, "clOrdId": order.client_order_id}
+        if not math.isnan(quantity):
+            params["newSz"] = decimal_text(inst.round_quantity(quantity), inst.lot_size)
+        if not math.isnan(price):
+            params["newPx"] = decimal_text(inst.round_price(price), inst.tick_size)
+        await self.call("private_post_trade_amend_order", params)
+
+    async def query(self, order: Order) -> OrderStatusReport | None:
+        """``GET /api/v5/trade/order`` by ``clOrdId``, and its fills."""
+        inst = self.instrument(order)
+        try:
+            raw = await self.call("private_get_trade_order", {"instId": inst.symbol, "clOrdId": order.client_order_id})
+        except VenueRejected as exc:
+            if f"error {ORDER_NOT_FOUND}:" in str(exc):
+                return None
+            raise
+        rows = raw.get("data") or []
+        if not rows:
+            return None
+        row = rows[0]
+        fills: tuple[OrderFilled, ...] = ()
+        if float(row.get("accFillSz") or 0.0) > 0.0:
+            trades = await self.call("private_get_trade_fills", {"instType": "SPOT", "instId": inst.symbol, "ordId": row["ordId"]})
+            fills = tuple(fill_from_row(t, order, inst) for t in trades.get("data") or [])
+        return report_from_row(row, fills)
+
+    async def open_orders(self) -> list[OrderStatusReport]:
+        """``GET /api/v5/trade/orders-pending`` of every traded instrument."""
+        reports = []
+        for inst in self.instruments.values():
+            raw = await self.call("private_get_trade_orders_pending", {"instType": "SPOT", "instId": inst.symbol})
+            reports.extend(report_from_row(row) for row in raw.get("data") or [])
+        return reports
+
+    async def cancel_all(self) -> list[str]:
+        """Cancel every open order of every traded instrument, one request each."""
+        canceled = []
+        for inst in self.instruments.values():
+            raw = await self.call("private_get_trade_orders_pending", {"instType": "SPOT", "instId": inst.symbol})
+            for row in raw.get("data") or []:
+                await self.call("private_post_trade_cancel_order", {"instId": inst.symbol, "ordId": str(row["ordId"])})
+                canceled.append(str(row["clOrdId"]))
+        return canceled
+
+    async def balances(self) -> list[AccountBalance]:
+        """``GET /api/v5/account/balance``."""
+        raw = await self.call("private_get_account_balance", {})
+        out = []
+        for account in raw.get("data") or []:
+            ts = int(account.get("uTime") or 0) * 1_000_000
+            for d in account.get("details") or []:
+                out.append(AccountBalance(d["ccy"], float(d.get("availBal") or 0.0), float(d.get("frozenBal") or 0.0), ts))
+        return out

@@ -1,0 +1,109 @@
+"""The kill switch's ``--flatten``: close what the journal holds with market orders, journaled like any order.
+
+:func:`flatten` replays the journal (as a restarting daemon does) to learn each instrument's
+position, then sells, per instrument, the smaller of that position and the venue's balance
+of the base asset (whole lots; spot holds no shorts), as a MARKET order of the strategy
+:data:`KILL_STRATEGY`. The order is journaled before it is sent (command, ``OrderSubmitted``)
+and its answer and fills after (``OrderAccepted``, ``OrderFilled`` from the venue's trade
+history, by trade id): the next daemon on the journal starts flat, and its start-up
+reconciliation agrees with the venue. A place without an answer stays SUBMITTED in the
+journal: the next start queries it by client id, as after a crash. Stop the daemon first: a
+daemon still running keeps trading until it is restarted on the HALTED journal (a fill it
+books from its stream is not journaled twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from loguru import logger
+
+from tradebus.engine.bus import MessageBus
+from tradebus.engine.clock import LiveClock
+from tradebus.engine.messages import (
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    OrderRejected,
+    OrderSide,
+    OrderStatus,
+    OrderSubmitted,
+    OrderType,
+    SubmitOrder,
+)
+from tradebus.engine.portfolio import Portfolio
+from tradebus.execution.journal import Journal
+from tradebus.execution.live import NoAnswer, TradingApi, VenueRejected
+from tradebus.execution.orders import Order, OrderManager
+from tradebus.execution.venue import OrderStatusReport
+from tradebus.node.config import PaperConfig
+
+__all__ = ["KILL_STRATEGY", "flatten"]
+
+#: Strategy id of the kill switch's flattening orders.
+KILL_STRATEGY = "killswitch"
+_CLOSED = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED})
+
+
+async def flatten(config: PaperConfig, api: TradingApi, journal: Journal, timeout: float = 10.0) -> list[OrderStatusReport]:
+    """Sell every position the journal holds (see the module docstring); the venue's final report of each order.
+
+    ``timeout`` bounds the wait for each order to close (polling the venue by client id).
+    """
+    instruments = config.instrument_map()
+    clock = LiveClock()
+    orders = OrderManager(MessageBus(), clock)
+    portfolio = Portfolio(instruments, config.initial_cash, config.balances)
+    journal.replay(orders, portfolio, clock.now_ns())
+    held = {b.asset: b.free + b.locked for b in await api.balances()}
+    reports = []
+    for iid, inst in instruments.items():
+        position = min(portfolio.position(iid), held.get(inst.base, 0.0))
+        qty = math.floor(position / inst.lot_size + 1e-9) * inst.lot_size
+        if not qty > 0.0:
+            continue
+        now = clock.now_ns()
+        cmd = SubmitOrder(KILL_STRATEGY, iid, "", OrderSide.SELL, qty, now, now, OrderType.MARKET)
+        order = orders.create(cmd)
+        coid = order.client_order_id
+        journal.record_command(cmd, coid)
+        journal.record_event(OrderSubmitted(KILL_STRATEGY, iid, coid, now, now))
+        logger.warning("kill switch: flattening {}: selling {} {} at market ({})", iid, qty, inst.base, coid)
+        try:
+            ack = await api.place(order)
+        except VenueRejected as exc:
+            journal.record_event(OrderRejected(KILL_STRATEGY, iid, coid, f"flatten: {exc}", clock.now_ns(), clock.now_ns()))
+            logger.error("kill switch: flattening {} refused: {}", iid, exc)
+            continue
+        except NoAnswer as exc:
+            logger.error("kill switch: flattening {}: no answer ({}); the next start queries {}", iid, exc, coid)
+            continue
+        journal.record_event(OrderAccepted(KILL_STRATEGY, iid, coid, ack.venue_order_id, ack.ts_event, clock.now_ns()))
+        report = await _settle(api, order, timeout)
+        if report is None:
+            logger.error("kill switch: flattening order {} still open after {} s; the next start queries it", coid, timeout)
+            continue
+        booked = {(e.message.client_order_id, e.message.trade_id) for e in journal.entries() if type(e.message) is OrderFilled}
+        for fill in report.fills:
+            if (coid, fill.trade_id) not in booked:  # a daemon still running may have booked it from its stream
+                journal.record_event(fill)
+        if report.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED):
+            journal.record_event(OrderCanceled(KILL_STRATEGY, iid, coid, "flatten: closed unfilled", report.ts_event, clock.now_ns(), report.filled_qty))
+        reports.append(report)
+    return reports
+
+
+async def _settle(api: TradingApi, order: Order, timeout: float) -> OrderStatusReport | None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        try:
+            report = await api.query(order)
+        except (NoAnswer, VenueRejected) as exc:
+            logger.warning("kill switch: query of the flattening order: {}", exc)
+            report = None
+        if report is not None and report.status in _CLOSED:
+            return report
+        await asyncio.sleep(0.2)
+    return None

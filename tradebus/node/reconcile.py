@@ -1,0 +1,186 @@
+"""Reconciliation of the live daemon with the venue: at start-up and every ``live.reconcile_interval`` seconds.
+
+:class:`Reconciler` compares what the journal believes with what the venue says, and
+resolves each difference by the issue's rules -- never inventing an order, never silently
+overwriting a position:
+
+open orders
+    An order open here that the venue no longer lists as open, or lists with more filled,
+    missed something on the user stream (a dropped fill, a cancel): it is queried by client
+    id, and the engine books the missing fills from the venue's trade history (once, by
+    trade id) and closes it. Orders still in flight (SUBMITTED, UNKNOWN) are the engine's
+    timeouts' business and are left to them.
+external orders
+    An order open at the venue that the journal does not know was placed outside tradebus:
+    reported once (a log line and an :class:`ExternalOrder` event) and left alone.
+balances
+    After the queries above are answered, each instrument's base-asset holding here (config
+    ``balances`` plus booked fills) is compared with the venue's balance. A difference of
+    more than half a lot stops new orders on the instrument (an :class:`InstrumentHeld` with
+    the reason) -- at start-up at once; while running only when the same difference is seen
+    in two consecutive rounds (a fill in flight between the venue and the stream is not a
+    difference). The hold is lifted by a round that finds them equal.
+
+Every request goes through the venue's :class:`~tradebus.execution.live.TradingApi` and so
+through the account's shared rate budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+
+import msgspec
+from loguru import logger
+
+from tradebus.engine.kernel import Kernel
+from tradebus.engine.messages import OrderStatus
+from tradebus.execution.live import LiveVenue
+from tradebus.execution.venue import OrderStatusReport
+
+__all__ = ["ExternalOrder", "InstrumentHeld", "Reconciler"]
+
+_IN_FLIGHT = frozenset({OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
+
+
+class InstrumentHeld(msgspec.Struct, frozen=True):
+    """Orders on an instrument stop (``reason``) or resume (``reason == ""``) after a reconciliation."""
+
+    instrument_id: str
+    reason: str
+    ts_event: int
+    ts_init: int
+
+
+class ExternalOrder(msgspec.Struct, frozen=True):
+    """An order open at the venue that this journal did not place (reported, left alone)."""
+
+    client_order_id: str
+    venue_order_id: str
+    status: OrderStatus
+    filled_qty: float
+    ts_event: int
+    ts_init: int
+
+
+class Reconciler:
+    """Compares the kernel's orders and holdings with the venue's (see the module docstring).
+
+    Parameters
+    ----------
+    kernel
+        The daemon's kernel (orders, portfolio, bus, execution engine).
+    venue
+        The live venue (its ``api`` asks the exchange; its queries settle orders).
+    hold
+        ``(instrument_id, reason)``: stop new orders on the instrument (``""``: resume).
+    settle_timeout
+        Seconds to wait for the queries of a round before comparing balances.
+    """
+
+    def __init__(self, kernel: Kernel, venue: LiveVenue, hold: Callable[[str, str], None], settle_timeout: float) -> None:
+        self.kernel = kernel
+        self.venue = venue
+        self.hold = hold
+        self.settle_timeout = settle_timeout
+        #: Every external order reported so far.
+        self.external: list[OrderStatusReport] = []
+        #: Differences resolved (orders queried) over all rounds.
+        self.differences = 0
+        self.rounds = 0
+        self._suspect: dict[str, float] = {}
+
+    def report_external(self, venue_open: list[OrderStatusReport]) -> None:
+        """Report, once each, the venue's open orders the journal does not know."""
+        known = {r.client_order_id for r in self.external}
+        for report in venue_open:
+            coid = report.client_order_id
+            if self.kernel.orders.get(coid) is not None or coid in known:
+                continue
+            self.external.append(report)
+            known.add(coid)
+            logger.warning(
+                "external order {} (venue id {}) open at the venue, not placed by this journal: left alone",
+                coid,
+                report.venue_order_id,
+            )
+            now = self.kernel.clock.now_ns()
+            self.kernel.bus.publish(ExternalOrder(coid, report.venue_order_id, report.status, report.filled_qty, now, now))
+
+    def compare_orders(self, venue_open: list[OrderStatusReport]) -> int:
+        """Query every order whose venue state differs from ours (see the module docstring); how many."""
+        there = {r.client_order_id: r for r in venue_open}
+        differences = 0
+        for order in self.kernel.orders.open_orders():
+            if order.status in _IN_FLIGHT:
+                continue
+            report = there.get(order.client_order_id)
+            if report is not None and report.filled_qty <= order.filled_qty + 1e-12:
+                continue
+            differences += 1
+            venue_side = "not open" if report is None else f"filled {report.filled_qty}"
+            logger.warning(
+                "reconciliation: order {} is {} (filled {}) here but {} at the venue; querying it",
+                order.client_order_id,
+                order.status.name,
+                order.filled_qty,
+                venue_side,
+            )
+            self.venue.track(order)
+            self.kernel.execution.reconcile_order(order.client_order_id)
+        self.differences += differences
+        return differences
+
+    async def compare_balances(self, *, startup: bool) -> None:
+        """Compare each instrument's base-asset holding with the venue's balance; hold or release (module docstring)."""
+        try:
+            balances = {b.asset: b.free + b.locked for b in await self.venue.api.balances()}
+        except Exception as exc:  # noqa: BLE001 - no answer: at start-up every instrument stays held
+            logger.warning("reconciliation: balances unavailable ({}: {})", type(exc).__name__, exc)
+            if startup:
+                for iid in self.kernel.instruments:
+                    self.hold(iid, f"live start-up: balances unavailable ({type(exc).__name__}: {exc})")
+            return
+        account = self.kernel.portfolio.account
+        for iid, inst in self.kernel.instruments.items():
+            here = account.balance(inst.base)
+            there = balances.get(inst.base, 0.0)
+            diff = here - there
+            if math.fabs(diff) <= inst.lot_size / 2:
+                self._suspect.pop(iid, None)
+                self.hold(iid, "")
+                if startup:
+                    logger.info("reconciled {}: {} {} held, as at the venue", iid, here, inst.base)
+                continue
+            previous = self._suspect.get(iid)
+            self._suspect[iid] = diff
+            if not startup and (previous is None or math.fabs(previous - diff) > inst.lot_size / 2):
+                logger.warning("reconciliation: {}: {} {} here, {} at the venue; checking again next round", iid, here, inst.base, there)
+                continue
+            reason = (
+                f"reconciliation: {iid}: {here} {inst.base} held here but {there} at the venue; "
+                "orders on it stay stopped (set balances in the config, or check the account)"
+            )
+            logger.error(reason)
+            self.hold(iid, reason)
+
+    async def round(self) -> None:
+        """One periodic round: open orders, external orders, then (queries answered) balances."""
+        self.rounds += 1
+        venue_open = await self.venue.api.open_orders()
+        self.compare_orders(venue_open)
+        self.report_external(venue_open)
+        await self.venue.drain(self.settle_timeout)
+        await self.compare_balances(startup=False)
+
+    async def run(self, interval: float) -> None:
+        """A round every ``interval`` seconds until cancelled (a round without answers is logged and skipped)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.round()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - NoAnswer / VenueRejected: the next round asks again
+                logger.warning("reconciliation round {} failed: {}: {}", self.rounds, type(exc).__name__, exc)

@@ -1,0 +1,83 @@
+"""Trade-log analysis: round trips with their exit reason, PnL by reason, hold times and tails.
+
+Round trips come from :func:`tradebus.reports.metrics.round_trips` (average-cost
+accounting, fees included). A trip's *exit reason* is the submit reason of the fill that
+closed it: ``"bracket stop-loss"``, ``"bracket take-profit"`` and ``"timed exit"`` from
+:mod:`tradebus.execution.contingent`, mapped to ``stop``, ``take_profit`` and ``timed``;
+any other reason is kept as it is (a strategy's own exit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tradebus.engine.kernel import FillRecord
+from tradebus.reports.metrics import round_trips
+
+__all__ = ["EXIT_REASONS", "trade_log", "trade_summary"]
+
+#: Submit reason of a contingent exit -> its short name.
+EXIT_REASONS = {"bracket stop-loss": "stop", "bracket take-profit": "take_profit", "timed exit": "timed"}
+
+_COLUMNS = ["instrument_id", "entry_ns", "exit_ns", "side", "net_pnl", "pnl", "fees", "exit_reason", "hold_bars"]
+
+
+def trade_log(fills: Sequence[FillRecord], bar_ns: int | None = None) -> pd.DataFrame:
+    """One row per closed round trip: times, side, PnL (gross, fees, net), exit reason, hold.
+
+    Parameters
+    ----------
+    fills
+        The run's fills in time order.
+    bar_ns
+        Bar interval; ``hold_bars = (exit_ns - entry_ns) / bar_ns`` when given (NaN otherwise).
+    """
+    trips = [t for t in round_trips(list(fills)) if t.closed]
+    by_key: dict[tuple[str, int], FillRecord] = {}
+    first: dict[tuple[str, int], FillRecord] = {}
+    for fill in fills:
+        by_key[(fill.instrument_id, fill.ts_event)] = fill  # the last fill at a time closes
+        first.setdefault((fill.instrument_id, fill.ts_event), fill)
+    rows = []
+    for trip in trips:
+        closing = by_key[(trip.instrument_id, trip.exit_ns)]
+        opening = first[(trip.instrument_id, trip.entry_ns)]
+        hold = (trip.exit_ns - trip.entry_ns) / bar_ns if bar_ns else float("nan")
+        rows.append((trip.instrument_id, trip.entry_ns, trip.exit_ns, "long" if opening.side == "BUY" else "short",
+                     trip.net_pnl, trip.pnl, trip.fees, EXIT_REASONS.get(closing.reason, closing.reason), hold))
+    return pd.DataFrame(rows, columns=_COLUMNS)
+
+
+def _stats(net: np.ndarray) -> dict[str, Any]:
+    return {"trades": len(net), "net_pnl": float(net.sum()), "mean": float(net.mean()) if len(net) else None,
+            "win_rate": float((net > 0).mean()) if len(net) else None}
+
+
+def trade_summary(log: pd.DataFrame) -> dict[str, Any]:
+    """Totals, per exit reason and per side, hold times and the tails of the net PnL per trade."""
+    net = log["net_pnl"].to_numpy(dtype=np.float64)
+    out: dict[str, Any] = {"all": _stats(net)}
+    out["by_exit_reason"] = {reason: _stats(group["net_pnl"].to_numpy(dtype=np.float64))
+                             for reason, group in log.groupby("exit_reason", sort=True)}
+    out["by_side"] = {side: _stats(group["net_pnl"].to_numpy(dtype=np.float64))
+                      for side, group in log.groupby("side", sort=True)}
+    hold = log["hold_bars"].to_numpy(dtype=np.float64)
+    out["hold_bars"] = ({"mean": float(np.mean(hold)), "median": float(np.median(hold)), "max": float(np.max(hold))}
+                        if len(hold) else None)
+    if len(net):
+        qs = (0.01, 0.05, 0.5, 0.95, 0.99)
+        worst = np.sort(net)
+        losses = -net[net < 0]
+        out["tails"] = {
+            "quantiles": {f"q{int(q * 100):02d}": float(np.quantile(net, q)) for q in qs},
+            "worst": [float(v) for v in worst[:3]],
+            "best": [float(v) for v in worst[::-1][:3]],
+            "worst_trade_share_of_losses": float(losses.max() / losses.sum()) if losses.sum() > 0 else None,
+        }
+    else:
+        out["tails"] = None
+    return out
