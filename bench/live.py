@@ -8,7 +8,7 @@ Both sides replay the same Binance spot BTCUSDT capture (trades and bookTicker) 
 :class:`~tradebus.adapters.common.local_server.LocalVenueServer` in this process, with the
 strategy of ``bench/market_data_latency.py`` (``Flipper``: one market order per trade):
 
-* reference: the paper daemon (:class:`~tradebus.node.daemon.TradingNode`), ``tick_to_accept``
+* reference: the paper daemon (:class:`~tradebus.node.daemon.PaperNode`), ``tick_to_accept``
   = receive time of the trade -> ``OrderAccepted`` of the simulated venue;
 * live: :class:`~tradebus.node.live.LiveNode` against
   :class:`~tradebus.adapters.binance.private_emulator.BinancePrivateEmulator` (signed REST

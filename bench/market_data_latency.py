@@ -4,7 +4,7 @@ Usage::
 
     NUMBA_CACHE_DIR=.cache/numba .venv/bin/python bench/market_data_latency.py [--json] [--copies N] [--speed X]
 
-A :class:`~tradebus.node.daemon.TradingNode` (journal on, decision log to a file, Numba
+A :class:`~tradebus.node.daemon.PaperNode` (journal on, decision log to a file, Numba
 warm-up first) connects to a :class:`~tradebus.adapters.common.local_server.LocalVenueServer`
 that replays the Binance spot BTCUSDT capture of ``tests/fixtures/binance`` (trades and
 bookTicker; the capture is repeated ``--copies`` times with shifted trade ids and times, so
@@ -52,7 +52,7 @@ from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture  #
 from tradebus.adapters.common.local_server import LocalVenueServer  # noqa: E402
 from tradebus.adapters.common.recorder import iter_hftbacktest  # noqa: E402
 from tradebus.engine.messages import OrderAccepted, OrderSubmitted, Trade  # noqa: E402
-from tradebus.node.daemon import TradingNode  # noqa: E402
+from tradebus.node.daemon import PaperNode  # noqa: E402
 from tradebus.node.config import parse_paper_config  # noqa: E402
 from tradebus.strategies.base import Strategy  # noqa: E402
 
@@ -172,7 +172,7 @@ async def run(copies: int, speed: float | None, journal: bool) -> dict[str, Any]
         logger.remove()
         logger.add(tmp / "paper.log", level="INFO")  # the daemon's one line per decision goes somewhere real
         async with LocalVenueServer(BinanceProtocol(None), data, speed=speed, lifetime=3600.0) as srv:
-            node = TradingNode(config(srv.ws_url, tmp, journal), handle_signals=False)
+            node = PaperNode(config(srv.ws_url, tmp, journal), handle_signals=False)
             clock_ns = time.time_ns
 
             def on_submitted(event: OrderSubmitted) -> None:

@@ -4,7 +4,7 @@ Usage::
 
     NUMBA_CACHE_DIR=.cache/numba .venv/bin/python bench/soak.py [--json] [--hours 24] [--speed 100] [--samples 40]
 
-A :class:`~tradebus.node.daemon.TradingNode` with its ops layer on (``/metrics`` and
+A :class:`~tradebus.node.daemon.PaperNode` with its ops layer on (``/metrics`` and
 ``/health`` on a free port, scraped at every sample like Prometheus would) connects to a
 :class:`~tradebus.adapters.common.local_server.LocalVenueServer` serving the Binance spot
 BTCUSDT capture of ``tests/fixtures/binance`` (trade and bookTicker streams) at ``--speed``
@@ -53,7 +53,10 @@ from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture  #
 from tradebus.adapters.common.local_server import LocalVenueServer  # noqa: E402
 from tradebus.adapters.common.recorder import iter_hftbacktest  # noqa: E402
 from tradebus.node.config import parse_paper_config  # noqa: E402
-from tradebus.node.daemon import TradingNode  # noqa: E402
+from tradebus.node.daemon import PaperNode, kept_files  # noqa: E402
+from tradebus.node.config import dump_paper_config  # noqa: E402
+from tradebus.reports.outputs import write_outputs  # noqa: E402
+from tradebus.reports.writers import RunDirectory  # noqa: E402
 
 CAPTURE = ROOT / "tests" / "fixtures" / "binance" / "spot_btcusdt_20240808_head4000.gz"
 IID = "BTCUSDT.BINANCE"
@@ -144,7 +147,9 @@ def serve(copies: int, speed: float | None, url_out: Any, cursor: Any, stop: Any
 
 def scraped(text: str, name: str) -> float:
     """Sum of the samples of ``name`` in a Prometheus exposition."""
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
+    # Only the metric's own sample lines are parsed: a label value elsewhere (a reject reason) may trip the parser.
+    own = [line for line in text.splitlines() if line.split("{", 1)[0].split(" ", 1)[0] == name]
+    return sum(s.value for f in text_string_to_metric_families("\n".join(own) + "\n") for s in f.samples)
 
 
 def rss_bytes() -> int:
@@ -156,7 +161,7 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-async def run(hours: float, n_samples: int, warm_up: float, speed: float | None) -> dict[str, Any]:
+async def run(hours: float, n_samples: int, warm_up: float, speed: float | None, out: bool = True) -> dict[str, Any]:
     base = base_frames()
     copies = max(2, math.ceil(hours * 3.6e12 / LoopedFrames(base, 1).span_ns))
     frames = LoopedFrames(base, copies)
@@ -172,8 +177,16 @@ async def run(hours: float, n_samples: int, warm_up: float, speed: float | None)
             logger.remove()
             logger.add(sys.stderr, level="WARNING")  # a reconnect or a stale feed would show here
             ws_url = await asyncio.get_running_loop().run_in_executor(None, url_in.recv)
-            node = TradingNode(config(ws_url, Path(tmp_dir)), handle_signals=False)
+            cfg = config(ws_url, Path(tmp_dir))
+            fill_rows = None
+            # As `tradebus paper --out`: the daemon streams its row files there and writes the rest at the end.
+            run_dir = RunDirectory(Path(tmp_dir) / "out", "paper", keep=kept_files(cfg)) if out else None
+            node = PaperNode(cfg, handle_signals=False, run_dir=run_dir)
             samples, elapsed = await drive(node, frames, cursor, n_samples)
+            if run_dir is not None:
+                kernel = node.kernel
+                write_outputs(run_dir, kernel.result, kernel.instruments, dump_paper_config(cfg), {}, node.outputs)
+                fill_rows = (run_dir.path / "fills.csv").read_text().count("\n") - 1
     finally:
         stop.set()
         server.join(10)
@@ -186,12 +199,14 @@ async def run(hours: float, n_samples: int, warm_up: float, speed: float | None)
     tasks_max = max(s["tasks"] for s in after)
     fds_max = max(s["fds"] for s in after)
     return {
+        "outputs": "streamed to --out" if out else "none (results in memory)",
         "market_hours": end["market_h"],
         "speed": speed,
         "copies": copies,
         "frames": len(frames),
         "messages": end["messages"],
         "fills": end["fills"],
+        "fill_rows_written": fill_rows,
         "elapsed_s": round(elapsed, 1),
         "messages_per_s": round(end["messages"] / elapsed),
         "rss_start_mb": samples[0]["rss_mb"],
@@ -215,7 +230,7 @@ async def run(hours: float, n_samples: int, warm_up: float, speed: float | None)
 
 
 async def drive(
-    node: TradingNode, frames: LoopedFrames, cursor: Any, n_samples: int
+    node: PaperNode, frames: LoopedFrames, cursor: Any, n_samples: int
 ) -> tuple[list[dict[str, Any]], float]:
     """Run ``node`` until the server sent every frame and the daemon processed them; sample along."""
     samples: list[dict[str, Any]] = []
@@ -274,8 +289,11 @@ def main() -> None:
         "--speed", type=float, default=100.0, help="times the recorded pace (0: as fast as the socket drains)"
     )
     parser.add_argument("--warm-up", type=float, default=0.1, help="share of the run before growth is measured")
+    parser.add_argument(
+        "--no-out", action="store_true", help="no output directory: the daemon keeps its results in memory"
+    )
     args = parser.parse_args()
-    report = asyncio.run(run(args.hours, args.samples, args.warm_up, args.speed or None))
+    report = asyncio.run(run(args.hours, args.samples, args.warm_up, args.speed or None, not args.no_out))
     if args.json:
         print(json.dumps(report, indent=2))
         return

@@ -44,7 +44,6 @@ from typing import Any, Literal, Protocol, Self, TypeVar
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     NonNegativeFloat,
     PositiveFloat,
@@ -54,6 +53,7 @@ from pydantic import (
 )
 
 from tradebus.account import asset_names
+from tradebus.config_base import StrictModel
 from tradebus.engine.instrument import FeeTier, Instrument, InstrumentKind, MarginMode, MarginTier
 from tradebus.errors import ConfigError, OrderError
 from tradebus.execution.config import VenueConfig
@@ -124,8 +124,7 @@ def to_ns(moment: datetime | date) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = StrictModel
 
 
 class MarginTierConfig(_Model):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from tradebus.engine.messages import (
 from tradebus.errors import VenueError
 
 from .binance_testdata import USDM_CAPTURE, capture
+from .waiting import Messages, run_until
 
 SPOT_LINES = capture()[:2500]
 SPOT_FRAMES, SPOT_SNAPSHOT = split_capture(SPOT_LINES)
@@ -45,28 +45,16 @@ def spot_config(srv: LocalVenueServer, channels: list[str], **kw: Any) -> Binanc
     return BinanceConfig(symbols=["BTCUSDT"], channels=channels, ws_url=srv.ws_url, rest_url=srv.http_url, **kw)
 
 
-async def run_until(client: BinanceClient, done: Callable[[], bool], timeout: float = 20.0) -> None:
-    task = asyncio.create_task(client.run())
-    try:
-        for _ in range(int(timeout / 0.02)):
-            if done() or task.done():
-                break
-            await asyncio.sleep(0.02)
-    finally:
-        client.stop()
-        await asyncio.wait_for(task, 10)
-
-
 def trades(out: list[Any]) -> list[Trade]:
     return [m for m in out if isinstance(m, Trade)]
 
 
 async def test_reconnect_after_dropped_connection_loses_and_duplicates_no_trade() -> None:
     faults = [Fault(FaultKind.DROP, at=150, match="@trade"), Fault(FaultKind.DROP, at=100, match="@trade", connection=1)]
-    out: list[Any] = []
+    out = Messages()
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, faults, resume_overlap=60) as srv:
         client = BinanceClient(spot_config(srv, ["trade"]), out.append, policy())
-        await run_until(client, lambda: len(trades(out)) >= len(SPOT_TRADE_IDS))
+        await run_until(client, lambda: len(trades(out)) >= len(SPOT_TRADE_IDS), out)
     assert [t.trade_id for t in trades(out)] == SPOT_TRADE_IDS
     assert client.connections == 3
     assert client.feed.counts["duplicate_trade"] > 0  # the overlap was really re-sent and dropped
@@ -74,7 +62,7 @@ async def test_reconnect_after_dropped_connection_loses_and_duplicates_no_trade(
 
 async def test_book_gap_triggers_rest_resync_and_no_book_message_from_a_broken_book() -> None:
     faults = [Fault(FaultKind.SKIP, at=120, match="@depth")]
-    out: list[Any] = []
+    out = Messages()
     depth_frames = sum("@depth" in raw for _, raw in SPOT_FRAMES)
     proto = BinanceProtocol(SPOT_SNAPSHOT)
     # paced replay (~2 s at 20x) so that the skipped diff comes after the first snapshot
@@ -84,7 +72,7 @@ async def test_book_gap_triggers_rest_resync_and_no_book_message_from_a_broken_b
         def done() -> bool:
             return client.feed.counts["depth"] >= depth_frames - 1 and client.feed.books["BTCUSDT"].synced
 
-        await run_until(client, done)
+        await run_until(client, done, out)
     resynced = [m for m in out if isinstance(m, BookResynced)]
     assert len(resynced) == 1 and resynced[0].reason.startswith("sequence gap (binance-spot)")
     assert proto.depth_requests == 2
@@ -107,11 +95,11 @@ async def test_book_gap_triggers_rest_resync_and_no_book_message_from_a_broken_b
 
 @pytest.mark.parametrize("fetcher", ["ccxt", "http"])
 async def test_snapshot_fetch_is_retried_after_a_5xx(fetcher: str) -> None:
-    out: list[Any] = []
+    out = Messages()
     proto = BinanceProtocol(SPOT_SNAPSHOT, http_failures=1)
     async with LocalVenueServer(proto, SPOT_FRAMES) as srv:
         client = BinanceClient(spot_config(srv, ["depth"], snapshot_fetcher=fetcher), out.append, policy())
-        await run_until(client, lambda: client.feed.books["BTCUSDT"].synced)
+        await run_until(client, lambda: client.feed.books["BTCUSDT"].synced, out)
     assert proto.depth_requests == 2
     assert isinstance(next(m for m in out if not isinstance(m, FeedStale)), BookSnapshot)
     assert not client.feed.books["BTCUSDT"].synced  # stopping the client invalidates its books
@@ -119,10 +107,10 @@ async def test_snapshot_fetch_is_retried_after_a_5xx(fetcher: str) -> None:
 
 async def test_silent_feed_publishes_feed_stale_and_reconnects() -> None:
     faults = [Fault(FaultKind.SILENCE, at=20, match="@trade", seconds=float("inf"))]
-    out: list[Any] = []
+    out = Messages()
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, faults, resume_overlap=0) as srv:
         client = BinanceClient(spot_config(srv, ["trade"], stale_after=0.3), out.append, policy(stale_after=0.3))
-        await run_until(client, lambda: client.connections >= 2 and len(trades(out)) > 40)
+        await run_until(client, lambda: client.connections >= 2 and len(trades(out)) > 40, out)
     stale = [m for m in out if isinstance(m, FeedStale)]
     assert stale and stale[0].source == "binance-spot"
     assert [t.trade_id for t in trades(out)] == SPOT_TRADE_IDS[: len(trades(out))]
@@ -130,10 +118,10 @@ async def test_silent_feed_publishes_feed_stale_and_reconnects() -> None:
 
 async def test_garbled_and_unknown_frames_are_rejected_and_the_feed_goes_on() -> None:
     faults = [Fault(FaultKind.GARBLE, at=3, match="@trade"), Fault(FaultKind.UNKNOWN, at=5, match="@trade")]
-    out: list[Any] = []
+    out = Messages()
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, faults) as srv:
         client = BinanceClient(spot_config(srv, ["trade"]), out.append, policy())
-        await run_until(client, lambda: len(trades(out)) >= len(SPOT_TRADE_IDS) - 1)
+        await run_until(client, lambda: len(trades(out)) >= len(SPOT_TRADE_IDS) - 1, out)
     # the garbled frame is rejected; the unknown stream's frame is counted and skipped
     assert client.rejected == 1 and client.connections == 1
     assert client.feed.unexpected_streams == {"btcusdt@someNewStream": 1}
@@ -148,13 +136,13 @@ async def test_gives_up_after_max_reconnects_when_the_venue_refuses() -> None:
 
 
 async def test_recording_replays_through_the_same_path_into_identical_messages(tmp_path: Path) -> None:
-    out: list[Any] = []
+    out = Messages()
     path = tmp_path / "rec.jsonl.gz"
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
         cfg = spot_config(srv, ["trade", "bookTicker", "depth"])
         with FrameRecorder(path) as rec:
             client = BinanceClient(cfg, out.append, policy(), recorder=rec)
-            await run_until(client, lambda: client.frames >= len(SPOT_FRAMES))
+            await run_until(client, lambda: client.frames >= len(SPOT_FRAMES), out)
     replayed: list[Any] = []
     BinanceRouter(cfg, replayed.append).replay(read_frames(path))
     assert len(out) > 2000
@@ -168,7 +156,7 @@ async def test_recording_replays_through_the_same_path_into_identical_messages(t
 
 async def test_usdm_mark_price_funding_and_futures_book_rule() -> None:
     frames, snapshot = split_capture(capture(USDM_CAPTURE)[:1500])
-    out: list[Any] = []
+    out = Messages()
     async with LocalVenueServer(BinanceProtocol(snapshot, futures=True), frames) as srv:
         cfg = BinanceConfig(
             market=BinanceMarket.USDM, symbols=["BTCUSDT"], channels=["markPrice", "depth"], depth_speed="0ms",
@@ -176,7 +164,7 @@ async def test_usdm_mark_price_funding_and_futures_book_rule() -> None:
         )
         client = BinanceClient(cfg, out.append, policy())
         n_mark = sum("@markPrice" in raw for _, raw in frames)
-        await run_until(client, lambda: client.feed.counts["markPrice"] >= n_mark and client.feed.books["BTCUSDT"].synced)
+        await run_until(client, lambda: client.feed.counts["markPrice"] >= n_mark and client.feed.books["BTCUSDT"].synced, out)
     marks = [m for m in out if isinstance(m, MarkPrice)]
     assert len(marks) == n_mark and all(m.instrument_id == "BTCUSDT.BINANCE_USDM" for m in marks)
     assert len([m for m in out if isinstance(m, FundingRate)]) == n_mark

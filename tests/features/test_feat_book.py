@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tradebus.adapters.binance.client import BinanceFeed
+from tradebus.adapters.binance.client import BinanceRouter
 from tradebus.adapters.binance.config import BinanceConfig
 from tradebus.adapters.common.recorder import iter_hftbacktest
 from tradebus.engine.messages import BookDelta, BookSnapshot
@@ -25,14 +25,14 @@ N = 10
 def book_tops() -> np.ndarray:
     """Top-10 levels after every applied diff of the real spot capture: shape (n, 40)."""
     rows: list[np.ndarray] = []
-    feed: BinanceFeed
+    feed: BinanceRouter
 
     def sink(msg: object) -> None:
         if isinstance(msg, (BookDelta, BookSnapshot)):
             bids, asks = feed.books["BTCUSDT"].book.top(N)
             rows.append(np.concatenate([bids[:, 0], bids[:, 1], asks[:, 0], asks[:, 1]]))
 
-    feed = BinanceFeed(BinanceConfig(symbols=["BTCUSDT"], channels=["depth"]), sink)
+    feed = BinanceRouter(BinanceConfig(symbols=["BTCUSDT"], channels=["depth"]), sink)
     for ts, raw in iter_hftbacktest(CAPTURE):
         if raw.startswith('{"lastUpdateId"'):
             feed.on_snapshot_frame(raw, ts, "BTCUSDT")

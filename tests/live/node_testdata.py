@@ -17,7 +17,7 @@ import numpy as np
 
 from tradebus.adapters.binance.emulator import split_capture
 from tradebus.adapters.common.recorder import iter_hftbacktest, read_frames
-from tradebus.node.daemon import TradingNode
+from tradebus.node.daemon import PaperNode
 from tradebus.node.config import PaperConfig, parse_paper_config
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -112,7 +112,7 @@ def config_of(data: dict[str, Any]) -> PaperConfig:
     return parse_paper_config(data, "<test config>")
 
 
-async def run_node(node: TradingNode, done: Callable[[], bool], timeout: float = 30.0) -> None:
+async def run_node(node: PaperNode, done: Callable[[], bool], timeout: float = 30.0) -> None:
     """Run ``node`` until ``done()`` (polled) or ``timeout`` seconds, then stop it and wait for it."""
     task = asyncio.create_task(node.run())
     try:

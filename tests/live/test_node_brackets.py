@@ -19,7 +19,7 @@ import pytest
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.messages import CancelOrder, ContingentLinked, OrderStatus
-from tradebus.node.daemon import TradingNode
+from tradebus.node.daemon import PaperNode
 
 from .node_testdata import IID, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config, config_of, run_node
 from .test_node_restart import journal_rows
@@ -53,7 +53,7 @@ async def test_a_restarted_paper_daemon_takes_over_its_bracket(tmp_path: Path, c
 
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
         # 100 trades: the children work from the 3rd at the latest, the target is reached at the 509th.
-        first = TradingNode(config(srv, tmp_path, enter=True, contingent=contingent), handle_signals=False, max_messages=100)
+        first = PaperNode(config(srv, tmp_path, enter=True, contingent=contingent), handle_signals=False, max_messages=100)
         await run_node(first, lambda: False, timeout=30.0)
     assert first.summary.stop_reason == "max_messages reached (100)"
     assert children_working()
@@ -64,7 +64,7 @@ async def test_a_restarted_paper_daemon_takes_over_its_bracket(tmp_path: Path, c
     assert first.kernel.portfolio.position(IID) == pytest.approx(0.01)
 
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
-        second = TradingNode(config(srv, tmp_path, enter=False, contingent=contingent), handle_signals=False)
+        second = PaperNode(config(srv, tmp_path, enter=False, contingent=contingent), handle_signals=False)
         # Done when flat and nothing works any more (the OCO cancel may reach the venue after the fill).
         await run_node(
             second,

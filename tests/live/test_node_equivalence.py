@@ -7,7 +7,7 @@ from pathlib import Path
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.node.playback import play
-from tradebus.node.daemon import TradingNode
+from tradebus.node.daemon import PaperNode
 
 from .node_testdata import (
     SPOT_CAPTURE,
@@ -30,7 +30,7 @@ async def test_paper_daemon_and_playback_of_the_same_capture_give_identical_orde
     # (b) the daemon (wall clock) connected to a local server replaying the same capture
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade", "bookTicker"], tmp=tmp_path, record=True)
-        node = TradingNode(config_of(data), handle_signals=False)
+        node = PaperNode(config_of(data), handle_signals=False)
         result = node.kernel.result
         await run_node(node, lambda: result.trades == len(SPOT_TRADE_IDS) and result.quotes == SPOT_QUOTES)
     assert result.trades == backtest.kernel.result.trades == len(SPOT_TRADE_IDS)

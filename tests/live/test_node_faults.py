@@ -18,7 +18,7 @@ from tradebus.adapters.bybit.emulator import BybitProtocol
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
 from tradebus.adapters.okx.emulator import OkxProtocol
 from tradebus.engine.messages import BookResynced, FeedStale, OrderDenied, OrderSide, SubmitOrder, Trade
-from tradebus.node.daemon import TradingNode
+from tradebus.node.daemon import PaperNode
 
 from .node_testdata import (
     BYBIT_IID,
@@ -45,7 +45,7 @@ REF_BIDS, REF_ASKS, REF_LAST = binance_reference_book()
 class Watch:
     """What the kernel saw: trade ids in order, book resyncs, stale events, denials."""
 
-    def __init__(self, node: TradingNode, iid: str) -> None:
+    def __init__(self, node: PaperNode, iid: str) -> None:
         self.trades: list[str] = []
         self.events: list[Any] = []
         bus = node.kernel.bus
@@ -59,11 +59,11 @@ class Watch:
 
 async def run_binance(
     tmp: Path, faults: list[Fault], *, stale_after: float = 30.0, overlap: int = 60, protocol: BinanceProtocol | None = None
-) -> tuple[TradingNode, Watch]:
+) -> tuple[PaperNode, Watch]:
     proto = protocol or BinanceProtocol(SPOT_SNAPSHOT)
     async with LocalVenueServer(proto, SPOT_FRAMES, faults, resume_overlap=overlap, lifetime=60.0) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade", "bookTicker", "depth"], stale_after=stale_after)
-        node = TradingNode(config_of(data), handle_signals=False)
+        node = PaperNode(config_of(data), handle_signals=False)
         watch = Watch(node, IID)
 
         def done() -> bool:
@@ -81,7 +81,7 @@ async def run_binance(
 DEPTH = 500
 
 
-def assert_book_and_trades(node: TradingNode, watch: Watch) -> None:
+def assert_book_and_trades(node: PaperNode, watch: Watch) -> None:
     assert watch.trades == SPOT_TRADE_IDS  # nothing lost, nothing twice, in order
     book = node.kernel.cache.book(IID)
     assert book.last_seq == REF_LAST
@@ -135,7 +135,7 @@ async def test_silent_feed_publishes_feed_stale_denies_orders_then_reconnects(tm
     probes: list[str] = []
     async with LocalVenueServer(proto, SPOT_FRAMES, faults, resume_overlap=60, lifetime=60.0) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade", "bookTicker", "depth"], stale_after=0.5)
-        node = TradingNode(config_of(data), handle_signals=False)
+        node = PaperNode(config_of(data), handle_signals=False)
         watch = Watch(node, IID)
         kernel = node.kernel
 
@@ -186,7 +186,7 @@ async def test_corrupted_okx_checksum_resubscribes_and_the_book_matches_the_capt
                 }
             ],
         }
-        node = TradingNode(config_of(data), handle_signals=False)
+        node = PaperNode(config_of(data), handle_signals=False)
         watch = Watch(node, OKX_IID)
         def done() -> bool:
             feed = node.feeds[0]
@@ -227,7 +227,7 @@ async def test_bybit_dropped_connection_resubscribes_and_the_book_matches_the_ca
                 }
             ],
         }
-        node = TradingNode(config_of(data), handle_signals=False)
+        node = PaperNode(config_of(data), handle_signals=False)
         watch = Watch(node, BYBIT_IID)
 
         def done() -> bool:

@@ -18,14 +18,14 @@ import yaml
 from loguru import logger
 from typer.testing import CliRunner
 
-from tradebus.adapters.binance.client import BinanceFeed
+from tradebus.adapters.binance.client import BinanceRouter
 from tradebus.adapters.binance.config import BinanceConfig, BinanceMarket
 from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.adapters.common.recorder import iter_hftbacktest
 from tradebus.cli import app
 from tradebus.engine.messages import BookResynced, OrderDenied, OrderSide, SubmitOrder
-from tradebus.node.daemon import TradingNode
+from tradebus.node.daemon import PaperNode
 from tradebus.node.playback import Playback, play
 
 from .node_testdata import (
@@ -90,7 +90,7 @@ def test_live_feed_counts_frames_of_an_unsubscribed_depth_speed_and_warns_rate_l
     sink_id = logger.add(lambda m: warnings.append(str(m)), level="WARNING", format="{message}")
     try:
         config = BinanceConfig(market=BinanceMarket.USDM, symbols=["BTCUSDT"], channels=["trade", "bookTicker", "depth"])
-        feed = BinanceFeed(config, lambda m: None)
+        feed = BinanceRouter(config, lambda m: None)
         for recv_ns, raw in USDM_FRAMES:
             feed.on_frame(raw, recv_ns)
     finally:
@@ -99,18 +99,18 @@ def test_live_feed_counts_frames_of_an_unsubscribed_depth_speed_and_warns_rate_l
     about = [w for w in warnings if "btcusdt@depth@0ms" in w]
     span_s = (USDM_FRAMES[-1][0] - USDM_FRAMES[0][0]) / 1e9
     # one warning, then at most one per 10 s of the 35 s capture -- not one per frame
-    assert 1 <= len(about) <= int(span_s / BinanceFeed.unexpected_warn_every) + 1
+    assert 1 <= len(about) <= int(span_s / BinanceRouter.unexpected_warn_every) + 1
     assert "instead of the subscribed 'btcusdt@depth@100ms'" in about[0]
 
 
-async def run_usdm(depth_speed: str | None, done_when: str) -> tuple[TradingNode, list[Any], list[str]]:
+async def run_usdm(depth_speed: str | None, done_when: str) -> tuple[PaperNode, list[Any], list[str]]:
     """Paper daemon against the USD-M capture served at 8x its pace; book_max_idle 0.5 s (4 s of recording)."""
     events: list[Any] = []
     probes: list[str] = []
     proto = BinanceProtocol(USDM_SNAPSHOT, futures=True)
     async with LocalVenueServer(proto, USDM_FRAMES, speed=8.0, lifetime=60.0) as srv:
         data = usdm_config(srv.ws_url, srv.http_url, depth_speed=depth_speed, book_max_idle=0.5)
-        node = TradingNode(config_of(data), handle_signals=False)
+        node = PaperNode(config_of(data), handle_signals=False)
         kernel = node.kernel
         for cls in (BookResynced, OrderDenied):
             kernel.bus.subscribe(cls, events.append)

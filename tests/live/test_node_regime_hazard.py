@@ -17,7 +17,7 @@ import pandas as pd
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
-from tradebus.node.daemon import TradingNode
+from tradebus.node.daemon import PaperNode
 from tradebus.node.playback import Playback
 from tradebus.strategies.models import CalibratedLogit, ModelSchedule
 from tradebus.research.regime_hazard import CostsConfig, simulate
@@ -62,7 +62,7 @@ async def test_paper_daemon_runs_layers_a_b_c_with_the_research_decisions_and_re
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, strategy=strategy)
         data["warm_up"] = False  # the strategy uses no feature bank
-        node = TradingNode(config_of(data), handle_signals=False)
+        node = PaperNode(config_of(data), handle_signals=False)
         result = node.kernel.result
         await run_node(node, lambda: result.trades == len(SPOT_TRADE_IDS))
     assert result.trades == len(SPOT_TRADE_IDS)

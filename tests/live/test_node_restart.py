@@ -23,7 +23,7 @@ import yaml
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.messages import OrderAccepted, OrderFilled, OrderSide, OrderStatus, OrderSubmitted, SubmitOrder
-from tradebus.node.daemon import TradingNode
+from tradebus.node.daemon import PaperNode
 from tradebus.execution.client_ids import ClientOrderIds
 from tradebus.execution.journal import Journal
 from tradebus.features.warmup import warm_up
@@ -159,7 +159,7 @@ async def test_restart_resolves_an_order_the_stopped_process_was_working(tmp_pat
     journal.close()
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, journal=True)
-        node = TradingNode(config_of(data), handle_signals=False, max_messages=300)
+        node = PaperNode(config_of(data), handle_signals=False, max_messages=300)
         await run_node(node, lambda: False, timeout=30.0)
     assert node.summary.stop_reason == "max_messages reached (300)"
     assert node.summary.recovered_orders == 2

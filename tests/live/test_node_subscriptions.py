@@ -17,7 +17,7 @@ from tradebus.adapters.common.local_server import LocalVenueServer, VenueProtoco
 from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.okx.emulator import OkxProtocol
 from tradebus.cli import app
-from tradebus.node.daemon import TradingNode
+from tradebus.node.daemon import PaperNode
 
 from .node_testdata import (
     BYBIT_IID,
@@ -68,7 +68,7 @@ def venue_case(venue: str) -> tuple[VenueProtocol, list[tuple[int, str]], Any, s
 async def test_rejected_subscription_stops_the_daemon_with_a_clear_error(venue: str) -> None:
     proto, frames, make_config, message = venue_case(venue)
     async with LocalVenueServer(proto, frames, lifetime=60.0) as srv:
-        node = TradingNode(config_of(make_config(srv.ws_url, srv.http_url)), handle_signals=False)
+        node = PaperNode(config_of(make_config(srv.ws_url, srv.http_url)), handle_signals=False)
         with pytest.raises(SubscriptionRejected, match=message):
             await asyncio.wait_for(node.run(), 30)
     assert node.summary.stop_reason.startswith("feed ") and "failed" in node.summary.stop_reason

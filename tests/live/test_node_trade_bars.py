@@ -14,7 +14,7 @@ from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Bar, Trade
 from tradebus.errors import ConfigError
 from tradebus.features.bars import BarBuilder
-from tradebus.node.daemon import TradingNode
+from tradebus.node.daemon import PaperNode
 from tradebus.node.playback import Playback
 
 from .node_testdata import (
@@ -70,7 +70,7 @@ async def test_paper_daemon_and_playback_deliver_the_same_bars_built_from_trades
     playback.run(SPOT_CAPTURE)
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, strategy=BAR_STRATEGY)
-        node = TradingNode(config_of(_with_bars(data)), handle_signals=False)
+        node = PaperNode(config_of(_with_bars(data)), handle_signals=False)
         live = _tape(node.kernel)
         result = node.kernel.result
         await run_node(node, lambda: result.trades == len(SPOT_TRADE_IDS))

@@ -11,7 +11,7 @@ from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.adapters.common.recorder import iter_hftbacktest
 from tradebus.node.config import dump_paper_config
-from tradebus.node.daemon import TradingNode
+from tradebus.node.daemon import PaperNode
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
 
@@ -39,7 +39,7 @@ def usdm_paper(srv: Any, ops: dict[str, Any] | None) -> dict[str, Any]:
     return data
 
 
-def write_run(node: TradingNode, out: Path) -> None:
+def write_run(node: PaperNode, out: Path) -> None:
     """Write ``node``'s run outputs to ``out`` as ``tradebus paper --out`` does."""
     kernel = node.kernel
     run_dir = RunDirectory(out, "paper")

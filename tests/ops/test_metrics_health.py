@@ -19,7 +19,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tradebus.node.daemon import TradingNode
+from tradebus.node.daemon import PaperNode
 from tradebus.ops.config import OpsConfig
 from tradebus.ops.hooks import OpsHooks
 from tradebus.ops.metrics import reason_label
@@ -57,9 +57,9 @@ def last_mark() -> float:
     return price
 
 
-async def run_and_scrape(tmp_path: Path) -> tuple[TradingNode, str, str, tuple[int, dict[str, Any]]]:
+async def run_and_scrape(tmp_path: Path) -> tuple[PaperNode, str, str, tuple[int, dict[str, Any]]]:
     async with served_usdm(speed=20.0) as srv:
-        node = TradingNode(config_of(usdm_paper(srv, {"port": 0})), handle_signals=False)
+        node = PaperNode(config_of(usdm_paper(srv, {"port": 0})), handle_signals=False)
         task = asyncio.create_task(node.run())
         try:
             while not node.running.is_set():
@@ -146,7 +146,7 @@ async def test_metrics_and_health_during_a_paper_run_match_its_outputs(tmp_path:
 async def test_health_is_503_until_the_daemon_runs_and_when_its_feed_is_down(tmp_path: Path) -> None:
     # a feed pointing at a port nobody listens on: the daemon runs, the feed never connects
     data = usdm_paper(type("S", (), {"ws_url": "ws://127.0.0.1:9", "http_url": "http://127.0.0.1:9"})(), {"port": 0})
-    node = TradingNode(config_of(data), handle_signals=False)
+    node = PaperNode(config_of(data), handle_signals=False)
     assert node.ops is not None
     task = asyncio.create_task(node.run())
     try:

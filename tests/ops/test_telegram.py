@@ -19,7 +19,7 @@ from loguru import logger
 
 from tradebus.engine.messages import OrderDenied, TradingState
 from tradebus.errors import ConfigError
-from tradebus.node.daemon import TradingNode
+from tradebus.node.daemon import PaperNode
 from tradebus.ops.config import TelegramConfig
 from tradebus.ops.metrics import DaemonMetrics
 from tradebus.ops.telegram import TelegramBot, read_token, seconds_until
@@ -59,7 +59,7 @@ async def test_alerts_and_commands_of_a_paper_daemon(tmp_path: Path, monkeypatch
                     "poll_timeout": 1,
                 },
             }
-            node = TradingNode(config_of(usdm_paper(srv, ops)), handle_signals=False)
+            node = PaperNode(config_of(usdm_paper(srv, ops)), handle_signals=False)
             denied: list[OrderDenied] = []
             node.kernel.bus.subscribe(OrderDenied, denied.append)
             bot = node.ops.telegram  # type: ignore[union-attr]

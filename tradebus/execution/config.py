@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from tradebus.config_base import StrictModel
 from tradebus.execution.costs import SlippageConfig
 
 __all__ = ["BookFillConfig", "VenueConfig"]
 
 
-class BookFillConfig(BaseModel):
+class BookFillConfig(StrictModel):
     """How a ``fill_on: book`` venue fills (see :mod:`tradebus.execution.book_matching`).
 
     Parameters
@@ -34,8 +35,6 @@ class BookFillConfig(BaseModel):
         then sampled from the log-normal fitted to them (seeded by ``latency_seed``).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     queue_model: Literal["risk_averse", "prob_power", "prob_log"] = "risk_averse"
     queue_power: float = Field(default=2.0, gt=0.0)
     beyond_depth: Literal["cancel", "last_level"] = "cancel"
@@ -45,7 +44,7 @@ class BookFillConfig(BaseModel):
     latency_seed: int = 0
 
 
-class VenueConfig(BaseModel):
+class VenueConfig(StrictModel):
     """How the simulated venue matches orders.
 
     Parameters
@@ -115,8 +114,6 @@ class VenueConfig(BaseModel):
         and a filled OCO member cancels (a partial fill reduces) its siblings at once.
         See :mod:`tradebus.execution.contingent`.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     maker_fee: float | None = None
     taker_fee: float | None = None

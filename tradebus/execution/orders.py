@@ -48,6 +48,8 @@ nor publishes it. Anomalies are published on the bus as they are found.
 from __future__ import annotations
 
 import math
+from collections import deque
+from itertools import islice
 from typing import Any
 
 from loguru import logger
@@ -306,13 +308,13 @@ class Order:
 
 
 class OrderManager:
-    """Keeps every order of a run and moves it through the state machine.
+    """Keeps the orders of a run and moves them through the state machine (a daemon forgets released ones: :meth:`release`).
 
     Parameters
     ----------
     bus
-        Where :meth:`process` publishes the events it applies, and where every
-        :class:`~tradebus.engine.messages.OrderAnomaly` goes.
+        Where every :class:`~tradebus.engine.messages.OrderAnomaly` goes (the execution engine
+        publishes the events it applies).
     clock
         Source of ``ts_created`` for new orders and of anomalies' ``ts_init``.
     client_ids
@@ -325,7 +327,7 @@ class OrderManager:
     (malformed input) never leaves an order half-updated.
     """
 
-    __slots__ = ("_bus", "_clock", "_external", "_open", "_orders", "client_ids")
+    __slots__ = ("_bus", "_clock", "_external", "_open", "_orders", "_released", "client_ids", "created", "keep_released")
 
     def __init__(self, bus: MessageBus, clock: Clock, client_ids: ClientOrderIds | None = None) -> None:
         self._bus = bus
@@ -335,6 +337,11 @@ class OrderManager:
         self.client_ids = client_ids if client_ids is not None else ClientOrderIds()
         # (client_order_id, trade_id) of the fills of orders this process never created.
         self._external: set[tuple[str, str]] = set()
+        #: Orders ever created in this process (journal replay included), forgotten ones too.
+        self.created = 0
+        #: How many released closed orders stay known (:meth:`release`).
+        self.keep_released = 1000
+        self._released: deque[str] = deque()
 
     # ----------------------------------------------------------------- creation
 
@@ -368,8 +375,10 @@ class OrderManager:
             cmd.time_in_force,
             cmd.post_only,
             cmd.reduce_only,
-            self._clock.now_ns(),
+            # When the strategy decided, as the journal restores it (the clock reads later).
+            cmd.ts_init if cmd.ts_init > 0 else self._clock.now_ns(),
         )
+        self.created += 1
         return order
 
     def restore(self, order: Order) -> None:
@@ -380,6 +389,22 @@ class OrderManager:
         else:
             self._open.pop(order.client_order_id, None)
         self.client_ids.observe(order.client_order_id, order.strategy_id)
+
+    def release(self, client_order_id: str) -> None:
+        """Say that a closed order was written out (run outputs) and journaled: it may be forgotten.
+
+        The latest :attr:`keep_released` released orders stay known, so that a late or repeated
+        venue event still finds its order (deduplicated, flagged); older ones are dropped,
+        unless an event reopened them. A daemon calls this to keep its memory bounded; a
+        backtest never does (its results list every order).
+        """
+        released = self._released
+        released.append(client_order_id)
+        while len(released) > self.keep_released:
+            coid = released.popleft()
+            order = self._orders.get(coid)
+            if order is not None and order.is_closed:
+                del self._orders[coid]
 
     # --------------------------------------------------------------- transitions
 
@@ -555,13 +580,6 @@ class OrderManager:
             return OrderError(f"order {coid}: fill quantity {qty!r} must be > 0")
         return OrderError(f"order {coid}: fill price {fill.last_px!r} must be > 0")
 
-    def process(self, event: Any) -> Order | None:
-        """:meth:`apply` the event, then publish it on the bus unless it was dropped."""
-        order = self.apply(event)
-        if order is not None:
-            self._bus.publish(event)
-        return order
-
     # ------------------------------------------------------------------ queries
 
     def order(self, client_order_id: str) -> Order:
@@ -591,6 +609,11 @@ class OrderManager:
     def open_count(self) -> int:
         """Number of open orders (cheap; used by the risk gate)."""
         return len(self._open)
+
+    def latest(self, n: int) -> list[Order]:
+        """The ``n`` orders created last (forgotten ones aside), in creation order."""
+        orders = self._orders
+        return [orders[coid] for coid in reversed(list(islice(reversed(orders), n)))]
 
     def orders(self) -> list[Order]:
         """Every order of the run, in creation order."""

@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, model_validator
 
 from tradebus.adapters.common.feed import BackoffConfig, FeedConfig, venue_symbol
 from tradebus.adapters.registry import VENUES
@@ -63,6 +63,7 @@ from tradebus.config import (
     parse_config,
     strategy_entries,
 )
+from tradebus.config_base import StrictModel
 from tradebus.engine.instrument import Instrument
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
@@ -79,8 +80,7 @@ __all__ = [
     "parse_paper_config",
 ]
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = StrictModel
 
 
 class PaperConfig(_Model):

@@ -1,6 +1,6 @@
 """The paper-trading daemon: live market data, the kernel, the simulated venue and a journal.
 
-:class:`TradingNode` runs on one asyncio loop. Each configured feed is a venue client
+:class:`PaperNode` runs on one asyncio loop. Each configured feed is a venue client
 (:mod:`tradebus.adapters.binance`, ``okx``, ``bybit``) whose task hands every normalised
 message to a :class:`~tradebus.node.router.NodeRouter` (:mod:`tradebus.node.feeds`), synchronously, on the loop's thread::
 
@@ -22,7 +22,7 @@ sync with the venue (asked of the adapter at decision time) or whose book is fro
 :mod:`tradebus.risk.liveness`; the book is resynced) gets ``OrderDenied`` with
 the reason ``"feed stale: ..."`` or ``"book unsynced: ..."``.
 
-Lifecycle of :meth:`TradingNode.run`:
+Lifecycle of :meth:`PaperNode.run`:
 
 1. warm up the Numba feature kernels (before any socket is opened);
 2. replay the SQLite journal (:class:`~tradebus.execution.journal.Journal`): orders,
@@ -69,13 +69,14 @@ from tradebus.node.feeds import Feed, attach_feeds, build_feeds
 from tradebus.node.router import NodeRouter
 from tradebus.ops.hooks import OpsHooks
 from tradebus.reports.outputs import write_outputs
+from tradebus.reports.stream import OutputStream
 from tradebus.risk.guard import GuardedRiskGate, MarketGuard
 from tradebus.strategies.base import build_strategies
 
 if TYPE_CHECKING:
     from tradebus.reports.writers import RunDirectory
 
-__all__ = ["NodeSummary", "TradingNode", "build_paper_kernel", "kept_files", "run_paper"]
+__all__ = ["NodeSummary", "PaperNode", "build_paper_kernel", "kept_files", "run_paper"]
 
 V = TypeVar("V", bound=Venue)
 
@@ -136,7 +137,7 @@ class NodeSummary:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
 
-class TradingNode:
+class PaperNode:
     """The paper-trading daemon (see the module docstring).
 
     Parameters
@@ -149,6 +150,11 @@ class TradingNode:
         Stop after this many market-data messages (``None``: no limit).
     handle_signals
         Install SIGINT/SIGTERM handlers for the duration of :meth:`run` (needs the main thread).
+    run_dir
+        The output directory: fills, orders, equity, funding and prices are written there row
+        by row as they happen (:class:`~tradebus.reports.stream.OutputStream`, ``outputs``), and
+        neither fills nor closed orders pile up in memory. ``None``: the results stay in
+        ``kernel.result``.
 
     Notes
     -----
@@ -165,6 +171,7 @@ class TradingNode:
         max_seconds: float | None = None,
         max_messages: int | None = None,
         handle_signals: bool = True,
+        run_dir: RunDirectory | None = None,
     ) -> None:
         if max_seconds is not None and not max_seconds > 0:
             raise ConfigError(f"paper: max_seconds must be > 0, got {max_seconds!r}")
@@ -184,6 +191,7 @@ class TradingNode:
                 self.journal.close()
             raise
         self.router = NodeRouter(self.kernel, self.guard, max_messages=max_messages, on_limit=self._limit_reached)
+        self.outputs = None if run_dir is None else OutputStream(run_dir, self.kernel)
         self.feeds: list[Feed] = []
         self.recorder: FrameRecorder | None = None
         self.summary = NodeSummary()
@@ -236,6 +244,8 @@ class TradingNode:
                 logger.info("warming up the feature kernels")
                 warm_up()
             self._recover()
+            if self.outputs is not None:
+                self.outputs.start()
             self.kernel.start()
             if self.config.record is not None:
                 self.recorder = FrameRecorder(self.config.record)
@@ -324,7 +334,7 @@ class TradingNode:
                 }
         portfolio = self.kernel.portfolio
         summary.positions = {iid: portfolio.position(iid) for iid in self.kernel.instruments}
-        summary.orders = len(self.kernel.orders.orders())
+        summary.orders = self.kernel.orders.created
         summary.fills = len(self.kernel.result.fills)
         logger.info(
             "paper daemon stopped: {} messages, {} orders, {} fills, positions {}",
@@ -372,6 +382,11 @@ class TradingNode:
         )
 
 
+#: The former name of :class:`PaperNode` (it runs the paper venue; :class:`~tradebus.node.live.LiveNode`
+#: is the live one), kept until the branches that still import it are merged.
+TradingNode = PaperNode
+
+
 def _open_journal(path: Path, synchronous: str) -> Journal:
     path.parent.mkdir(parents=True, exist_ok=True)
     return Journal(path, synchronous)  # type: ignore[arg-type]
@@ -388,9 +403,10 @@ def run_paper(
 ) -> tuple[NodeSummary, RunResult]:
     """Load a paper config, run the daemon until stopped, and write its outputs.
 
-    With ``out_dir``, the run's ``fills.csv``, ``orders.csv``, ``equity.csv``,
-    ``metrics.json`` and ``config.yaml`` (as ``tradebus backtest`` writes them) and
-    ``node.json`` (:class:`NodeSummary`) are written there when the daemon stops. The
+    With ``out_dir``, the run's ``fills.csv``, ``orders.csv``, ``equity.csv``, ``funding.csv``
+    and ``prices.csv`` are written there row by row while the daemon runs, and its
+    ``metrics.json``, ``trades.csv``, ``attribution.csv``, ``config.yaml`` (as ``tradebus
+    backtest`` writes them) and ``node.json`` (:class:`NodeSummary`) when it stops. The
     directory may hold the config's journal and recording (they are never touched);
     anything else is refused before the daemon starts, unless ``force``
     (:class:`~tradebus.reports.writers.RunDirectory`).
@@ -407,14 +423,19 @@ def run_paper(
 
     config = load_paper_config(config_path, overrides)
     run_dir = None if out_dir is None else RunDirectory(out_dir, "paper", keep=kept_files(config), force=force)
-    node = TradingNode(config, max_seconds=max_seconds, max_messages=max_messages)
+    node = PaperNode(config, max_seconds=max_seconds, max_messages=max_messages, run_dir=run_dir)
     try:
         summary = asyncio.run(node.run())
     finally:
         if run_dir is not None:
             kernel = node.kernel
             write_outputs(
-                run_dir, kernel.result, kernel.instruments, dump_paper_config(config), {"node.json": node.summary.to_json()}
+                run_dir,
+                kernel.result,
+                kernel.instruments,
+                dump_paper_config(config),
+                {"node.json": node.summary.to_json()},
+                node.outputs,
             )
     return summary, node.kernel.result
 

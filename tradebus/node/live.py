@@ -1,6 +1,6 @@
 """The live-trading daemon: the paper daemon with the exchange in place of the simulated venue.
 
-:class:`LiveNode` is a :class:`~tradebus.node.daemon.TradingNode` (same feeds, market guard,
+:class:`LiveNode` is a :class:`~tradebus.node.daemon.PaperNode` (same feeds, market guard,
 kernel, journal, recorder, decision log and outputs) whose venue is a
 :class:`~tradebus.execution.live.LiveVenue` on the account's REST API, fed by the account's
 private user stream, with :class:`~tradebus.execution.engine.OrderTimeouts` (a request
@@ -41,15 +41,16 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 from loguru import logger
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, SecretStr, model_validator
+from pydantic import Field, PositiveFloat, SecretStr, model_validator
 
 from tradebus.adapters.common.venue import LiveAccount
 from tradebus.adapters.registry import VENUES, venue_adapter
 from tradebus.config import dump_config, load_config, parse_config
+from tradebus.config_base import StrictModel
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import CancelOrder, TradingState
 from tradebus.errors import ConfigError
@@ -60,9 +61,12 @@ from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import PaperConfig
 from tradebus.node.reconcile import ExternalOrder, InstrumentHeld, Reconciler
 from tradebus.risk.breakers import BreakerState
-from tradebus.node.daemon import NodeSummary, TradingNode, build_paper_kernel, kept_files
+from tradebus.node.daemon import NodeSummary, PaperNode, build_paper_kernel, kept_files
 from tradebus.reports.outputs import write_outputs
 from tradebus.risk.guard import MarketGuard
+
+if TYPE_CHECKING:
+    from tradebus.reports.writers import RunDirectory
 
 __all__ = [
     "ApiKeys",
@@ -95,7 +99,7 @@ class LiveGuard(MarketGuard):
         return held if held is not None else super().block_reason(instrument_id)
 
 
-class LiveSettings(BaseModel):
+class LiveSettings(StrictModel):
     """The ``live:`` section of a live config.
 
     Parameters
@@ -124,8 +128,6 @@ class LiveSettings(BaseModel):
         Seconds between two reconciliation rounds while running
         (:class:`~tradebus.node.reconcile.Reconciler`); ``None``: only at start-up.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     venue: str | None = None
     market: Literal["spot"] = "spot"
@@ -266,7 +268,7 @@ def check_environment(settings: LiveSettings, mainnet: bool) -> None:
         raise ConfigError(f"--mainnet given but live.environment is {settings.environment!r}; set it to mainnet")
 
 
-class LiveNode(TradingNode):
+class LiveNode(PaperNode):
     """The live daemon (see the module docstring).
 
     Parameters
@@ -277,8 +279,8 @@ class LiveNode(TradingNode):
         The account's key pair.
     dry_run
         Connect, reconcile and decide, send nothing.
-    max_seconds, max_messages, handle_signals
-        As :class:`~tradebus.node.daemon.TradingNode`.
+    max_seconds, max_messages, handle_signals, run_dir
+        As :class:`~tradebus.node.daemon.PaperNode`.
     """
 
     config: LiveConfig
@@ -294,6 +296,7 @@ class LiveNode(TradingNode):
         max_seconds: float | None = None,
         max_messages: int | None = None,
         handle_signals: bool = True,
+        run_dir: RunDirectory | None = None,
     ) -> None:
         self.keys = keys
         self.dry_run = dry_run
@@ -301,7 +304,9 @@ class LiveNode(TradingNode):
         self._venue_open: list[OrderStatusReport] = []
         self._stream_task: asyncio.Task[None] | None = None
         self._reconcile_task: asyncio.Task[None] | None = None
-        super().__init__(config, max_seconds=max_seconds, max_messages=max_messages, handle_signals=handle_signals)
+        super().__init__(
+            config, max_seconds=max_seconds, max_messages=max_messages, handle_signals=handle_signals, run_dir=run_dir
+        )
         self.reconciler = Reconciler(self.kernel, self.venue, self._hold, config.live.stop_timeout)
         _, ws_url = config.live.endpoints()
         self.stream = config.live.account().user_stream(
@@ -458,8 +463,8 @@ def run_live(
 ) -> tuple[NodeSummary, RunResult]:
     """Load a live config, check the environment and keys, run the daemon, write its outputs.
 
-    Outputs are the paper daemon's (``fills.csv``, ``orders.csv``, ``equity.csv``,
-    ``metrics.json``, ``config.yaml``, ``node.json``).
+    Outputs are the paper daemon's (``fills.csv``, ``orders.csv``, ``equity.csv``, ... written
+    row by row while it runs; ``metrics.json``, ``config.yaml``, ``node.json`` when it stops).
 
     Raises
     ------
@@ -479,7 +484,11 @@ def run_live(
 
     async def main() -> NodeSummary:
         # Built on the running loop: the engine's timers need it.
-        nodes.append(LiveNode(config, keys, dry_run=dry_run, max_seconds=max_seconds, max_messages=max_messages))
+        nodes.append(
+            LiveNode(
+                config, keys, dry_run=dry_run, max_seconds=max_seconds, max_messages=max_messages, run_dir=run_dir
+            )
+        )
         return await nodes[0].run()
 
     try:
@@ -487,7 +496,14 @@ def run_live(
     finally:
         if run_dir is not None and nodes:
             kernel = nodes[0].kernel
-            write_outputs(run_dir, kernel.result, kernel.instruments, dump_config(config), {"node.json": nodes[0].summary.to_json()})
+            write_outputs(
+                run_dir,
+                kernel.result,
+                kernel.instruments,
+                dump_config(config),
+                {"node.json": nodes[0].summary.to_json()},
+                nodes[0].outputs,
+            )
     return summary, nodes[0].kernel.result
 
 

@@ -3,7 +3,7 @@
 A paper daemon (``tradebus paper``) with ``record:`` set writes every raw frame with its
 receive time (:mod:`tradebus.adapters.common.recorder`). :func:`play` reads such a
 recording and hands each frame to the parsing part of the feed it came from -- the very
-objects the live clients use (:class:`~tradebus.adapters.binance.client.BinanceFeed`,
+objects the live clients use (:class:`~tradebus.adapters.binance.client.BinanceRouter`,
 :class:`~tradebus.adapters.okx.parse.OkxParser`, :class:`~tradebus.adapters.bybit.parse.BybitParser`)
 -- and routes the messages through the daemon's :class:`~tradebus.node.daemon.NodeRouter`
 into the daemon's kernel (:func:`~tradebus.node.daemon.build_paper_kernel`), with a
@@ -163,7 +163,7 @@ class Playback:
     Attributes
     ----------
     kernel, router, guard, feeds, clock
-        The parts, as in :class:`~tradebus.node.daemon.TradingNode` (``feeds`` without clients).
+        The parts, as in :class:`~tradebus.node.daemon.PaperNode` (``feeds`` without clients).
     stats
         :class:`PlaybackStats`.
     """

@@ -19,7 +19,10 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator
+
+from tradebus.config_base import StrictModel
+
 
 __all__ = ["ALERT_KINDS", "LogConfig", "OpsConfig", "TelegramConfig"]
 
@@ -38,8 +41,7 @@ ALERT_KINDS = (
 )
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = StrictModel
 
 
 class TelegramConfig(_Model):

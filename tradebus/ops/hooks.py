@@ -254,7 +254,7 @@ class OpsHooks:
         return (
             f"{self.mode} daemon {'healthy' if healthy else 'UNHEALTHY: ' + '; '.join(report['problems'])}\n"
             f"trading state {kernel.risk.state}\nfeeds: {feeds or 'none'}\n"
-            f"orders {len(kernel.orders.orders())}, open {kernel.orders.open_count}, "
+            f"orders {kernel.orders.created}, open {kernel.orders.open_count}, "
             f"fills {len(kernel.result.fills)}\n"
             f"equity {kernel.equity():.2f}"
         )

@@ -219,7 +219,12 @@ def _span_text(ns: int) -> str:
 
 
 def compute_metrics(
-    result: RunResult, lot_sizes: dict[str, float] | None = None, *, min_annualised_days: float = MIN_ANNUALISED_DAYS
+    result: RunResult,
+    lot_sizes: dict[str, float] | None = None,
+    *,
+    min_annualised_days: float = MIN_ANNUALISED_DAYS,
+    orders: int | None = None,
+    denied: int | None = None,
 ) -> dict[str, Any]:
     """The metrics of a finished run, as a JSON-ready dict in a fixed key order (see module doc).
 
@@ -231,6 +236,9 @@ def compute_metrics(
         Per instrument, the lot size below a thousandth of which a position counts as flat.
     min_annualised_days
         Shortest span (venue time) for which annualised figures are given.
+    orders, denied
+        How many orders and denials the run had, when ``result`` no longer holds them all (a
+        daemon that wrote them as they happened: :mod:`tradebus.reports.stream`).
     """
     initial = result.initial_cash
     final = result.equity[-1].equity if result.equity else initial
@@ -286,8 +294,8 @@ def compute_metrics(
         "bars": result.bars,
         "trades": result.trades,
         "instruments": list(result.instruments),
-        "orders": len(result.orders),
-        "denied": len(result.denials),
+        "orders": len(result.orders) if orders is None else orders,
+        "denied": len(result.denials) if denied is None else denied,
         "fills": len(result.fills),
         "round_trips": len(trips),
         "initial_cash": initial,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
@@ -11,6 +11,9 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import RunResult
 from tradebus.reports.metrics import compute_metrics
 from tradebus.reports.writers import RunDirectory, write_run
+
+if TYPE_CHECKING:
+    from tradebus.reports.stream import OutputStream
 
 __all__ = ["write_outputs"]
 
@@ -21,6 +24,7 @@ def write_outputs(
     instruments: Mapping[str, Instrument],
     config_yaml: str,
     extra: Mapping[str, str] | None = None,
+    stream: OutputStream | None = None,
 ) -> dict[str, Any]:
     """Compute the run's metrics and write its files into ``run_dir``; return the metrics.
 
@@ -36,10 +40,19 @@ def write_outputs(
         The run's config as written to ``config.yaml``.
     extra
         Further files of this kind of run, name -> text (``node.json``, ``playback.json``).
+    stream
+        The daemon's :class:`~tradebus.reports.stream.OutputStream` that wrote the row files
+        during the run: it is finished here (``result.fills`` read back), and only the other
+        files are written.
     """
     lot_sizes = {iid: inst.lot_size for iid, inst in instruments.items()}
-    metrics = compute_metrics(result, lot_sizes)
+    streamed = stream is not None and stream.started
+    if stream is not None and streamed:
+        stream.finish()
+        metrics = compute_metrics(result, lot_sizes, orders=stream.orders, denied=stream.denied)
+    else:
+        metrics = compute_metrics(result, lot_sizes)
     with run_dir:
-        write_run(run_dir, result, metrics, config_yaml, extra, lot_sizes)
+        write_run(run_dir, result, metrics, config_yaml, extra, lot_sizes, streamed=streamed)
     logger.info("run outputs written to {}", run_dir.path)
     return metrics

@@ -62,7 +62,13 @@ The output directory (``--out``)
 * each output is written to a temporary file in the same directory and moved over
   its final name with :func:`os.replace`; while the moves happen the directory holds
   an ``INCOMPLETE`` marker, so a run interrupted there leaves a directory that says
-  so; a run that fails before its outputs are complete changes nothing.
+  so; a run that fails before its outputs are complete changes nothing;
+* except that a paper or live daemon with an output directory writes the
+  :data:`STREAMED_FILES` (fills, orders, equity, funding, prices) row by row while it
+  runs (:mod:`tradebus.reports.stream`: each row flushed as it happens, so a crash loses
+  none written): they are truncated when the daemon starts, the ``INCOMPLETE`` marker
+  stands until it stopped cleanly, and the other files are written (as above) at the end.
+  The files are byte-identical to those a run writing them at the end would write.
 """
 
 from __future__ import annotations
@@ -79,8 +85,10 @@ from typing import Any, Literal, TextIO
 
 from loguru import logger
 
-from tradebus.engine.kernel import RunResult
+from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
+from tradebus.engine.messages import FundingPaid, OrderDenied
 from tradebus.errors import ConfigError
+from tradebus.execution.orders import Order
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.metrics import format_ns
 from tradebus.reports.trades import TRADE_COLUMNS, match_trades
@@ -96,6 +104,14 @@ __all__ = [
     "REPORT_FILE",
     "RunDirectory",
     "RunKind",
+    "STREAMED_FILES",
+    "EquityRows",
+    "denial_row",
+    "fill_row",
+    "funding_row",
+    "order_row",
+    "write_csv_header",
+    "write_csv_rows",
     "write_run",
 ]
 
@@ -127,6 +143,11 @@ INCOMPLETE_MARKER = "INCOMPLETE"
 _MARKER_TEXT = (
     "tradebus was replacing the run outputs in this directory and did not finish:\n"
     "the output files here may come from different runs. Run again to rewrite them.\n"
+)
+_STREAMING_TEXT = (
+    "a tradebus daemon is writing its outputs here (or was, and stopped before it finished):\n"
+    "the rows of fills.csv, orders.csv, equity.csv, funding.csv and prices.csv are complete as far\n"
+    "as they go; the other files are written when the daemon stops, and may be missing or older.\n"
 )
 
 FILL_COLUMNS = (
@@ -190,11 +211,21 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _write_csv(handle: TextIO, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+def write_csv_header(handle: TextIO, columns: Sequence[str]) -> None:
+    """Write the header line of a run's CSV file."""
+    csv.writer(handle, lineterminator="\n").writerow(columns)
+
+
+def write_csv_rows(handle: TextIO, rows: Iterable[Sequence[Any]]) -> None:
+    """Write rows of a run's CSV file (floats as ``repr``, NaN empty, booleans ``true``/``false``)."""
     writer = csv.writer(handle, lineterminator="\n")
-    writer.writerow(columns)
     for row in rows:
         writer.writerow([_cell(v) for v in row])
+
+
+def _write_csv(handle: TextIO, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    write_csv_header(handle, columns)
+    write_csv_rows(handle, rows)
 
 
 def _json_ready(value: Any) -> Any:
@@ -207,6 +238,103 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
+def fill_row(f: FillRecord) -> tuple[Any, ...]:
+    """The ``fills.csv`` row of a fill (:data:`FILL_COLUMNS`)."""
+    return (
+        f.ts_event,
+        format_ns(f.ts_event),
+        f.instrument_id,
+        f.side,
+        f.quantity,
+        f.price,
+        f.fee,
+        f.liquidity.lower(),
+        f.client_order_id,
+        f.strategy_id,
+        f.trade_id,
+        f.reason,
+    )
+
+
+def order_row(o: Order, ts_last_fill: int | str, submit_reason: str) -> tuple[Any, ...]:
+    """The ``orders.csv`` row of an order (:data:`ORDER_COLUMNS`); ``ts_last_fill`` ``""`` without a fill."""
+    return (
+        o.client_order_id,
+        o.strategy_id,
+        o.instrument_id,
+        o.side.name,
+        str(o.order_type),
+        o.quantity,
+        o.price,
+        o.trigger_price,
+        str(o.tif),
+        o.post_only,
+        o.reduce_only,
+        str(o.status),
+        o.filled_qty,
+        o.avg_px,
+        o.fee_paid,
+        o.ts_created,
+        ts_last_fill,
+        submit_reason,
+        o.reason,
+    )
+
+
+def denial_row(d: OrderDenied, submit_reason: str) -> tuple[Any, ...]:
+    """The ``orders.csv`` row of a denial whose client order id never became an order."""
+    return (d.client_order_id, d.strategy_id, d.instrument_id, "", "", "", "", "", "", "", "", "DENIED",
+            "", "", "", d.ts_event, "", submit_reason, d.reason)
+
+
+def funding_row(f: FundingPaid) -> tuple[Any, ...]:
+    """The ``funding.csv`` row of a funding settlement (:data:`FUNDING_COLUMNS`)."""
+    return (f.ts_event, format_ns(f.ts_event), f.instrument_id, f.quantity, f.mark_price, f.rate, f.payment)
+
+
+class EquityRows:
+    """Rows of ``equity.csv`` and ``prices.csv``, one sample after the other (the drawdown's peak is kept).
+
+    Parameters
+    ----------
+    instruments
+        The run's instruments, in the order of :attr:`EquitySample.marks`.
+    """
+
+    def __init__(self, instruments: Sequence[str]) -> None:
+        self.instruments = tuple(instruments)
+        self.peak: float | None = None
+
+    def equity(self, s: EquitySample, initial_cash: float) -> tuple[Any, ...]:
+        """The ``equity.csv`` row of ``s`` (:data:`EQUITY_COLUMNS`); the peak starts at ``initial_cash``."""
+        peak = max(initial_cash if self.peak is None else self.peak, s.equity)
+        self.peak = peak
+        drawdown = 1.0 - s.equity / peak if peak > 0.0 else 0.0
+        return (
+            s.ts,
+            format_ns(s.ts),
+            s.equity,
+            s.cash,
+            s.position_value,
+            s.realized_pnl,
+            s.unrealized_pnl,
+            s.fees_paid,
+            s.funding_paid,
+            s.margin,
+            s.maintenance_margin,
+            drawdown,
+        )
+
+    def prices(self, s: EquitySample) -> list[tuple[Any, ...]]:
+        """The ``prices.csv`` rows of ``s`` (:data:`PRICE_COLUMNS`): each instrument with a price."""
+        time = format_ns(s.ts)
+        return [(s.ts, time, iid, price) for iid, price in zip(self.instruments, s.marks, strict=False) if price == price]
+
+
+#: The files a daemon writes row by row while it runs (:mod:`tradebus.reports.stream`).
+STREAMED_FILES = ("fills.csv", "orders.csv", "equity.csv", "funding.csv", "prices.csv")
+
+
 def write_run(
     run_dir: RunDirectory,
     result: RunResult,
@@ -214,6 +342,8 @@ def write_run(
     config_yaml: str,
     extra: Mapping[str, str] | None = None,
     lot_sizes: Mapping[str, float] | None = None,
+    *,
+    streamed: bool = False,
 ) -> None:
     """Write a run's files into ``run_dir`` (inside its ``with`` block; see :class:`RunDirectory`).
 
@@ -228,112 +358,12 @@ def write_run(
     lot_sizes
         Per instrument, the lot size below a thousandth of which a lot counts as closed
         (``trades.csv``; see :func:`tradebus.reports.trades.match_trades`).
+    streamed
+        The :data:`STREAMED_FILES` were written during the run (:class:`~tradebus.reports.stream.OutputStream`):
+        write only the others.
     """
-    last_fill: dict[str, int] = {}
-    for f in result.fills:
-        last_fill[f.client_order_id] = max(f.ts_event, last_fill.get(f.client_order_id, f.ts_event))
-    with run_dir.open("fills.csv") as handle:
-        _write_csv(
-            handle,
-            FILL_COLUMNS,
-            (
-                (
-                    f.ts_event,
-                    format_ns(f.ts_event),
-                    f.instrument_id,
-                    f.side,
-                    f.quantity,
-                    f.price,
-                    f.fee,
-                    f.liquidity.lower(),
-                    f.client_order_id,
-                    f.strategy_id,
-                    f.trade_id,
-                    f.reason,
-                )
-                for f in result.fills
-            ),
-        )
-    known_ids = {o.client_order_id for o in result.orders}
-    with run_dir.open("orders.csv") as handle:
-        _write_csv(
-            handle,
-            ORDER_COLUMNS,
-            [
-                (
-                    o.client_order_id,
-                    o.strategy_id,
-                    o.instrument_id,
-                    o.side.name,
-                    str(o.order_type),
-                    o.quantity,
-                    o.price,
-                    o.trigger_price,
-                    str(o.tif),
-                    o.post_only,
-                    o.reduce_only,
-                    str(o.status),
-                    o.filled_qty,
-                    o.avg_px,
-                    o.fee_paid,
-                    o.ts_created,
-                    last_fill.get(o.client_order_id, ""),
-                    result.submit_reasons.get(o.client_order_id, ""),
-                    o.reason,
-                )
-                for o in result.orders
-            ]
-            + [
-                (d.client_order_id, d.strategy_id, d.instrument_id, "", "", "", "", "", "", "", "", "DENIED",
-                 "", "", "", d.ts_event, "", result.submit_reasons.get(d.client_order_id, ""), d.reason)
-                for d in result.denials
-                if d.client_order_id not in known_ids
-            ],
-        )
-    peak = result.initial_cash
-
-    def equity_rows() -> Iterable[Sequence[Any]]:
-        nonlocal peak
-        for s in result.equity:
-            peak = max(peak, s.equity)
-            drawdown = 1.0 - s.equity / peak if peak > 0.0 else 0.0
-            yield (
-                s.ts,
-                format_ns(s.ts),
-                s.equity,
-                s.cash,
-                s.position_value,
-                s.realized_pnl,
-                s.unrealized_pnl,
-                s.fees_paid,
-                s.funding_paid,
-                s.margin,
-                s.maintenance_margin,
-                drawdown,
-            )
-
-    with run_dir.open("equity.csv") as handle:
-        _write_csv(handle, EQUITY_COLUMNS, equity_rows())
-    with run_dir.open("funding.csv") as handle:
-        _write_csv(
-            handle,
-            FUNDING_COLUMNS,
-            (
-                (f.ts_event, format_ns(f.ts_event), f.instrument_id, f.quantity, f.mark_price, f.rate, f.payment)
-                for f in result.funding
-            ),
-        )
-    with run_dir.open("prices.csv") as handle:
-        _write_csv(
-            handle,
-            PRICE_COLUMNS,
-            (
-                (s.ts, format_ns(s.ts), iid, price)
-                for s in result.equity
-                for iid, price in zip(result.instruments, s.marks, strict=False)
-                if price == price
-            ),
-        )
+    if not streamed:
+        _write_streamed_files(run_dir, result)
     with run_dir.open("trades.csv") as handle:
         _write_csv(
             handle,
@@ -362,6 +392,33 @@ def write_run(
     for name, text in (extra or {}).items():
         with run_dir.open(name) as handle:
             handle.write(text + "\n")
+
+
+def _write_streamed_files(run_dir: RunDirectory, result: RunResult) -> None:
+    """``fills.csv``, ``orders.csv``, ``equity.csv``, ``funding.csv`` and ``prices.csv`` of a finished run."""
+    last_fill: dict[str, int] = {}
+    for f in result.fills:
+        last_fill[f.client_order_id] = max(f.ts_event, last_fill.get(f.client_order_id, f.ts_event))
+    with run_dir.open("fills.csv") as handle:
+        _write_csv(handle, FILL_COLUMNS, (fill_row(f) for f in result.fills))
+    known_ids = {o.client_order_id for o in result.orders}
+    reasons = result.submit_reasons
+    with run_dir.open("orders.csv") as handle:
+        _write_csv(
+            handle,
+            ORDER_COLUMNS,
+            [order_row(o, last_fill.get(o.client_order_id, ""), reasons.get(o.client_order_id, ""))
+             for o in result.orders]
+            + [denial_row(d, reasons.get(d.client_order_id, "")) for d in result.denials
+               if d.client_order_id not in known_ids],
+        )
+    rows = EquityRows(result.instruments)
+    with run_dir.open("equity.csv") as handle:
+        _write_csv(handle, EQUITY_COLUMNS, (rows.equity(s, result.initial_cash) for s in result.equity))
+    with run_dir.open("funding.csv") as handle:
+        _write_csv(handle, FUNDING_COLUMNS, (funding_row(f) for f in result.funding))
+    with run_dir.open("prices.csv") as handle:
+        _write_csv(handle, PRICE_COLUMNS, (row for s in result.equity for row in rows.prices(s)))
 
 
 class RunDirectory:
@@ -457,6 +514,23 @@ class RunDirectory:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+
+    def stream(self, name: str) -> TextIO:
+        """A text handle on the run's own file ``name`` itself, for writing it row by row during the run.
+
+        The file is truncated; the directory is created if missing and holds the ``INCOMPLETE``
+        marker until the ``with`` block that writes the other files ends cleanly. The caller
+        closes the handle before that block.
+        """
+        if name not in self.own:
+            raise ValueError(f"{name!r} is not a file a {self.kind} run writes ({', '.join(self.own)})")
+        if not self.path.exists():
+            self.path.mkdir(parents=True)
+            self._created = True
+        marker = self.path / INCOMPLETE_MARKER
+        if not marker.exists():
+            marker.write_text(_STREAMING_TEXT, encoding="utf-8")
+        return (self.path / name).open("w", encoding="utf-8", newline="")
 
     def __exit__(
         self,

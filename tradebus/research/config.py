@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from tradebus.config import InstrumentConfig, parse_duration
+from tradebus.config_base import StrictModel
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.research.dataset import DatasetConfig
@@ -33,8 +34,7 @@ from tradebus.research.dataset import load_config as load_dataset_config
 __all__ = ["ResearchConfig", "load_research_config", "make_estimator", "read_yaml", "validation_problems"]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = StrictModel
 
 
 class LabelsConfig(_Model):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from tradebus.config_base import StrictModel
+
 
 __all__ = ["RiskConfig"]
 
 
-class RiskConfig(BaseModel):
+class RiskConfig(StrictModel):
     """Limits checked on every order; every limit is optional (``None`` = off).
 
     Parameters
@@ -47,8 +50,6 @@ class RiskConfig(BaseModel):
 
     How each breaker trips and re-arms: :mod:`tradebus.risk.breakers`.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_order_quantity: float | None = Field(default=None, gt=0)
     max_order_notional: float | None = Field(default=None, gt=0)

@@ -59,7 +59,7 @@ from tradebus.errors import DataError, ParseError, VenueError
 
 __all__ = [
     "MAX_CONNECTION_AGE",
-    "BinanceClient", "BinanceFeed", "BinanceRouter", "CcxtDepthFetcher", "DepthFetcher", "BinanceFeedHandle",
+    "BinanceClient", "BinanceRouter", "CcxtDepthFetcher", "DepthFetcher", "BinanceFeedHandle",
     "HttpDepthFetcher",
     "binance_keepalive",
     "binance_policy",
@@ -329,12 +329,6 @@ class BinanceRouter:
                     self.on_frame(raw, recv_ns)
             except ParseError as exc:
                 logger.warning("binance replay: frame rejected: {}", exc)
-
-
-BinanceFeed = BinanceRouter
-"""The router's former name, still imported by ``node/playback.py`` docs, ``tests/live`` and
-``tests/features`` (outside the adapters); "feed" now means only a
-:class:`~tradebus.adapters.common.feed.Feed` (:class:`BinanceFeedHandle`). Remove once they move."""
 
 
 class DepthFetcher(ABC):

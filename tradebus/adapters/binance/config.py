@@ -10,9 +10,10 @@ import re
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tradebus.adapters.common.feed import FeedConfig, FeedOptions
+from tradebus.config_base import StrictModel
 from tradebus.errors import ConfigError
 
 __all__ = [
@@ -72,7 +73,7 @@ def depth_stream_suffix(market: BinanceMarket, speed: str) -> str:
     return "" if speed == _BARE_DEPTH_SPEED[market] else f"@{speed}"
 
 
-class BinanceConfig(BaseModel):
+class BinanceConfig(StrictModel):
     """Settings of one Binance market-data connection.
 
     Parameters
@@ -105,8 +106,6 @@ class BinanceConfig(BaseModel):
     record_path
         Record every raw frame (and REST snapshot) here (gzip JSONL), or ``None``.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     market: BinanceMarket = BinanceMarket.SPOT
     symbols: list[str] = Field(min_length=1)

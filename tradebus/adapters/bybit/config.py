@@ -6,8 +6,9 @@ import re
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from tradebus.config_base import StrictModel
 from tradebus.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 
-class BybitConfig(BaseModel):
+class BybitConfig(StrictModel):
     """Bybit endpoints and stream behaviour.
 
     Attributes
@@ -45,8 +46,6 @@ class BybitConfig(BaseModel):
     book_depth
         Depth of the ``orderbook.{depth}.{symbol}`` topics subscribed.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     category: Literal["spot", "linear"] = "linear"
     spot_url: str = "wss://stream.bybit.com/v5/public/spot"

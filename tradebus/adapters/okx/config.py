@@ -6,7 +6,10 @@ import re
 
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from tradebus.config_base import StrictModel
+
 
 if TYPE_CHECKING:
     from tradebus.adapters.common.feed import FeedConfig
@@ -24,7 +27,7 @@ __all__ = [
 ]
 
 
-class OkxConfig(BaseModel):
+class OkxConfig(StrictModel):
     """OKX endpoints and stream behaviour.
 
     Attributes
@@ -46,8 +49,6 @@ class OkxConfig(BaseModel):
     verify_checksum
         Verify the books CRC32 (OKX deprecates it in 2026: it will be sent as 0 and skipped).
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     public_url: str = "wss://ws.okx.com:8443/ws/v5/public"
     business_url: str = "wss://ws.okx.com:8443/ws/v5/business"

@@ -1,0 +1,121 @@
+"""A daemon's row files written as they happen equal, byte for byte, the files written at the end of the same run.
+
+The same deterministic run (4h Coinbase bars, simulated clock) is made twice: once with an
+:class:`OutputStream` attached (the order manager forgetting released orders beyond 3), once
+writing everything at the end as a backtest does. The strategy makes orders that close out
+of creation order (a limit order resting for many bars while market orders fill), orders the
+risk gate denies.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.strategies.strat_helpers import BTC_4H, bars_4h, instrument
+from tradebus.engine.kernel import Kernel
+from tradebus.engine.messages import Bar, OrderSide
+from tradebus.errors import DataError
+from tradebus.reports.outputs import write_outputs
+from tradebus.reports.stream import OutputStream, read_fills
+from tradebus.reports.writers import OWN_FILES, REPORT_FILE, STREAMED_FILES, RunDirectory
+from tradebus.research.lookahead import MemoryReplay, SourceFrame
+from tradebus.risk.config import RiskConfig
+from tradebus.strategies.base import Strategy
+
+
+class Churn(Strategy):
+    """Market orders every bar, a far limit order resting 25 bars every 20, an oversized order every 7."""
+
+    def __init__(self) -> None:
+        super().__init__(BTC_4H, strategy_id="Churn")
+        self.n = 0
+        self.resting: list[tuple[int, str]] = []
+        self.most_known = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        self.n += 1
+        self.most_known = max(self.most_known, len(self.kernel.orders.orders()))
+        side = OrderSide.BUY if self.n % 2 else OrderSide.SELL
+        self.submit_market(BTC_4H, side, 0.01, reason=f"bar {self.n}, {side.name.lower()}")
+        if self.n % 20 == 1:
+            coid = self.submit_limit(BTC_4H, OrderSide.BUY, 0.01, round(bar.close * 0.5, 2), reason="far bid")
+            self.resting.append((self.n, coid))
+        if self.n % 7 == 0:
+            self.submit_market(BTC_4H, OrderSide.BUY, 5.0, reason="too big")  # denied: max_order_quantity
+        while self.resting and self.resting[0][0] + 25 <= self.n:
+            self.cancel(self.resting.pop(0)[1], "waited long enough")
+
+
+def run(out: Path, streamed: bool, bars: pd.DataFrame) -> Kernel:
+    kernel = Kernel(
+        [instrument(BTC_4H)], initial_cash=1_000_000.0, risk_config=RiskConfig(max_order_quantity=1.0),
+        equity_interval_ns=86_400_000_000_000,
+    )
+    kernel.add_strategy(Churn())
+    run_dir = RunDirectory(out, "paper")
+    stream = None
+    if streamed:
+        kernel.orders.keep_released = 3
+        stream = OutputStream(run_dir, kernel)
+        stream.start()
+    kernel.run(MemoryReplay([SourceFrame(BTC_4H, "bars", bars)], 64))
+    write_outputs(run_dir, kernel.result, kernel.instruments, "config: 1\n", {"node.json": "{}"}, stream)
+    return kernel
+
+
+def test_streamed_files_equal_the_end_of_run_files_and_the_manager_forgets_written_orders(tmp_path: Path) -> None:
+    bars = bars_4h().iloc[:200]
+    at_end = run(tmp_path / "at_end", False, bars)
+    streamed = run(tmp_path / "streamed", True, bars)
+    names = [n for n in OWN_FILES["paper"] if n != REPORT_FILE]
+    for name in names:
+        assert (tmp_path / "streamed" / name).read_bytes() == (tmp_path / "at_end" / name).read_bytes(), name
+    assert not (tmp_path / "streamed" / "INCOMPLETE").exists()
+    with (tmp_path / "at_end" / "orders.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    statuses = {r["status"] for r in rows}
+    assert {"FILLED", "CANCELED", "DENIED"} <= statuses
+    created = [r["client_order_id"] for r in rows if r["type"]]
+    assert len(created) == len(at_end.result.orders) == streamed.orders.created > 150
+    # The streaming run's order manager kept the 3 latest written orders and those not written yet
+    # (from the oldest working one on: at most 25 bars of about 2 orders); the other run kept all.
+    assert max(s.most_known for s in streamed.strategies) <= 3 + 2 * 26 + 8
+    assert max(s.most_known for s in at_end.strategies) > 150
+    assert streamed.result.submit_reasons == {}
+    assert [f.trade_id for f in streamed.result.fills] == [f.trade_id for f in at_end.result.fills]
+    assert streamed.result.fills == at_end.result.fills  # read back from fills.csv, float for float
+
+
+def test_a_streamed_row_is_on_disk_as_soon_as_it_happens(tmp_path: Path) -> None:
+    kernel = Kernel([instrument(BTC_4H)], initial_cash=1_000_000.0)
+    seen: list[int] = []
+
+    class Watch(Churn):
+        def on_order_filled(self, event: object) -> None:
+            # The kernel recorded the fill before the strategy hears of it: its row is in the file.
+            seen.append(len((tmp_path / "out" / "fills.csv").read_text().splitlines()) - 1)
+
+    kernel.add_strategy(Watch())
+    stream = OutputStream(RunDirectory(tmp_path / "out", "paper"), kernel)
+    stream.start()
+    assert (tmp_path / "out" / "INCOMPLETE").exists()
+    kernel.run(MemoryReplay([SourceFrame(BTC_4H, "bars", bars_4h().iloc[:30])], 64))
+    assert seen == list(range(1, len(seen) + 1)) and len(seen) >= 25
+    assert set(STREAMED_FILES) <= {p.name for p in (tmp_path / "out").iterdir()}
+    stream.finish()
+    assert len(kernel.result.fills) == len(seen)
+
+
+def test_read_fills_names_the_file_and_line_of_a_malformed_row(tmp_path: Path) -> None:
+    path = tmp_path / "fills.csv"
+    header = "ts_event,time,instrument,side,quantity,price,fee,liquidity,client_order_id,strategy_id,trade_id,reason\n"
+    path.write_text(header + "10,t,X.SIM,BUY,0.1,abc,0.1,taker,c,s,T1,\n")
+    with pytest.raises(DataError, match=r"fills\.csv, line 2"):
+        read_fills(path)
+    path.write_text("a,b\n")
+    with pytest.raises(DataError, match="not a fills.csv"):
+        read_fills(path)
