@@ -54,6 +54,7 @@ from tradebus.execution.venue import EventHandler, OrderStatusReport, Venue
 
 __all__ = [
     "AccountBalance",
+    "AccountPosition",
     "Ack",
     "LiveVenue",
     "NoAnswer",
@@ -87,6 +88,15 @@ class AccountBalance(msgspec.Struct, frozen=True):
     asset: str
     free: float
     locked: float
+    ts_event: int
+
+
+class AccountPosition(msgspec.Struct, frozen=True):
+    """The venue's position of one perpetual, in base units (signed: short < 0; one-way mode)."""
+
+    instrument_id: str
+    quantity: float
+    entry_price: float
     ts_event: int
 
 
@@ -124,6 +134,10 @@ class TradingApi(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Release the HTTP session."""
+
+    async def positions(self) -> list[AccountPosition]:
+        """The account's open positions of its perpetuals (spot accounts have none)."""
+        return []
 
     #: Whether :meth:`amend` changes a working order in place at this venue.
     supports_amend: bool = False

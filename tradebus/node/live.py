@@ -56,7 +56,7 @@ from tradebus.engine.messages import CancelOrder, TradingState
 from tradebus.errors import ConfigError
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal
-from tradebus.execution.live import AccountBalance, LiveVenue
+from tradebus.execution.live import AccountBalance, AccountPosition, LiveVenue
 from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import PaperConfig
 from tradebus.node.reconcile import ExternalOrder, InstrumentHeld, Reconciler
@@ -105,8 +105,9 @@ class LiveSettings(StrictModel):
     Parameters
     ----------
     venue, market
-        The account's venue (default: the feeds' venue) and market (``spot`` so far); the
-        venue's live pieces come from the registry (Binance, OKX and Bybit spot).
+        The account's venue (default: the feeds' venue) and market: ``spot``, or
+        ``perpetual`` (USDT-margined perpetuals, one-way position mode; Binance USD-M so far);
+        the venue's live pieces come from the registry.
     environment
         ``testnet`` (default) or ``mainnet`` (needs ``--mainnet`` too).
     rest_url, ws_api_url
@@ -130,7 +131,7 @@ class LiveSettings(StrictModel):
     """
 
     venue: str | None = None
-    market: Literal["spot"] = "spot"
+    market: Literal["spot", "perpetual"] = "spot"
     environment: Literal["testnet", "mainnet"] = "testnet"
     rest_url: str | None = None
     ws_api_url: str | None = None
@@ -161,8 +162,9 @@ class LiveSettings(StrictModel):
         return self
 
     def account(self) -> LiveAccount:
-        """The venue's live pieces, from the registry (the config's validation checked they exist)."""
-        live = venue_adapter(self.venue or "").live
+        """The venue's live pieces of the market, from the registry (the config's validation checked they exist)."""
+        adapter = venue_adapter(self.venue or "")
+        live = adapter.live if self.market == "spot" else adapter.live_perpetual
         assert live is not None
         return live
 
@@ -202,6 +204,9 @@ class LiveConfig(PaperConfig):
         if VENUES[venue].live is None:
             live = sorted(name for name, adapter in VENUES.items() if adapter.live is not None)
             raise ValueError(f"live.venue: {venue!r} has no live trading yet; use one of {live}")
+        if self.live.market == "perpetual" and VENUES[venue].live_perpetual is None:
+            live = sorted(name for name, adapter in VENUES.items() if adapter.live_perpetual is not None)
+            raise ValueError(f"live.market: {venue!r} has no live perpetual trading yet; use one of {live}")
         return self
 
 
@@ -301,6 +306,8 @@ class LiveNode(PaperNode):
         self.keys = keys
         self.dry_run = dry_run
         self.balances: dict[str, AccountBalance] = {}
+        #: The venue's last reported position of each perpetual (user stream).
+        self.positions: dict[str, AccountPosition] = {}
         self._venue_open: list[OrderStatusReport] = []
         self._stream_task: asyncio.Task[None] | None = None
         self._reconcile_task: asyncio.Task[None] | None = None
@@ -308,7 +315,7 @@ class LiveNode(PaperNode):
             config, max_seconds=max_seconds, max_messages=max_messages, handle_signals=handle_signals, run_dir=run_dir
         )
         self.reconciler = Reconciler(self.kernel, self.venue, self._hold, config.live.stop_timeout)
-        _, ws_url = config.live.endpoints()
+        rest_url, ws_url = config.live.endpoints()
         self.stream = config.live.account().user_stream(
             ws_url,
             keys.key,
@@ -318,6 +325,7 @@ class LiveNode(PaperNode):
             self.venue.emit,
             self._on_balance,
             self._on_stream_reconnect,
+            rest_url=rest_url,
             **keys.options(config.live),
         )
 
@@ -403,16 +411,20 @@ class LiveNode(PaperNode):
         self.kernel.bus.publish(InstrumentHeld(instrument_id, reason, now, now))
 
     async def _reconcile_positions(self) -> None:
-        """Once the start-up queries are answered, compare each base-asset holding with the venue's balance.
+        """Once the start-up queries are answered, compare each holding with the venue's.
 
-        An instrument whose base asset is held here (config ``balances`` plus booked fills) in
-        another amount than at the venue (by more than half a lot) stays held with the reason;
-        the others resume.
+        An instrument whose base asset (spot; config ``balances`` plus booked fills) or
+        position (perpetual; booked fills) differs from the venue's balance or position by
+        more than half a lot stays held with the reason; the others resume.
         """
         await self.venue.drain(self.config.live.stop_timeout)
         await self.reconciler.compare_balances(startup=True)
 
-    def _on_balance(self, balance: AccountBalance) -> None:
+    def _on_balance(self, balance: AccountBalance | AccountPosition) -> None:
+        if isinstance(balance, AccountPosition):
+            self.positions[balance.instrument_id] = balance
+            logger.info("position {}: {} @ {}", balance.instrument_id, balance.quantity, balance.entry_price)
+            return
         self.balances[balance.asset] = balance
         logger.info("balance {}: free {} locked {}", balance.asset, balance.free, balance.locked)
 

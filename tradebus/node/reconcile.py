@@ -13,9 +13,11 @@ open orders
 external orders
     An order open at the venue that the journal does not know was placed outside tradebus:
     reported once (a log line and an :class:`ExternalOrder` event) and left alone.
-balances
-    After the queries above are answered, each instrument's base-asset holding here (config
-    ``balances`` plus booked fills) is compared with the venue's balance. A difference of
+balances and positions
+    After the queries above are answered, each spot instrument's base-asset holding here
+    (config ``balances`` plus booked fills) is compared with the venue's balance, and each
+    perpetual's position here (booked fills) with the venue's position
+    (:meth:`~tradebus.execution.live.TradingApi.positions`; none listed is flat). A difference of
     more than half a lot stops new orders on the instrument (an :class:`InstrumentHeld` with
     the reason) -- at start-up at once; while running only when the same difference is seen
     in two consecutive rounds (a fill in flight between the venue and the stream is not a
@@ -34,6 +36,7 @@ from collections.abc import Callable
 import msgspec
 from loguru import logger
 
+from tradebus.engine.instrument import InstrumentKind
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import OrderStatus
 from tradebus.execution.live import LiveVenue
@@ -133,33 +136,39 @@ class Reconciler:
         return differences
 
     async def compare_balances(self, *, startup: bool) -> None:
-        """Compare each instrument's base-asset holding with the venue's balance; hold or release (module docstring)."""
+        """Compare each spot holding with the venue's balance and each perpetual position with the venue's; hold or release."""
+        instruments = self.kernel.instruments
+        perpetual = {iid for iid, inst in instruments.items() if inst.kind is InstrumentKind.PERPETUAL}
+        api = self.venue.api
         try:
-            balances = {b.asset: b.free + b.locked for b in await self.venue.api.balances()}
+            balances = {b.asset: b.free + b.locked for b in await api.balances()} if len(perpetual) < len(instruments) else {}
+            positions = {p.instrument_id: p.quantity for p in await api.positions()} if perpetual else {}
         except Exception as exc:  # noqa: BLE001 - no answer: at start-up every instrument stays held
-            logger.warning("reconciliation: balances unavailable ({}: {})", type(exc).__name__, exc)
+            logger.warning("reconciliation: balances or positions unavailable ({}: {})", type(exc).__name__, exc)
             if startup:
-                for iid in self.kernel.instruments:
+                for iid in instruments:
                     self.hold(iid, f"live start-up: balances unavailable ({type(exc).__name__}: {exc})")
             return
-        account = self.kernel.portfolio.account
-        for iid, inst in self.kernel.instruments.items():
-            here = account.balance(inst.base)
-            there = balances.get(inst.base, 0.0)
+        portfolio = self.kernel.portfolio
+        for iid, inst in instruments.items():
+            if iid in perpetual:
+                unit, here, there = f"{inst.base} position", portfolio.position(iid), positions.get(iid, 0.0)
+            else:
+                unit, here, there = inst.base, portfolio.account.balance(inst.base), balances.get(inst.base, 0.0)
             diff = here - there
             if math.fabs(diff) <= inst.lot_size / 2:
                 self._suspect.pop(iid, None)
                 self.hold(iid, "")
                 if startup:
-                    logger.info("reconciled {}: {} {} held, as at the venue", iid, here, inst.base)
+                    logger.info("reconciled {}: {} {} held, as at the venue", iid, here, unit)
                 continue
             previous = self._suspect.get(iid)
             self._suspect[iid] = diff
             if not startup and (previous is None or math.fabs(previous - diff) > inst.lot_size / 2):
-                logger.warning("reconciliation: {}: {} {} here, {} at the venue; checking again next round", iid, here, inst.base, there)
+                logger.warning("reconciliation: {}: {} {} here, {} at the venue; checking again next round", iid, here, unit, there)
                 continue
             reason = (
-                f"reconciliation: {iid}: {here} {inst.base} held here but {there} at the venue; "
+                f"reconciliation: {iid}: {here} {unit} held here but {there} at the venue; "
                 "orders on it stay stopped (set balances in the config, or check the account)"
             )
             logger.error(reason)

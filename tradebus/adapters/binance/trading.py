@@ -213,7 +213,7 @@ class BinanceTrading(TradingApi):
         self.budget = budget if budget is not None else WeightBudget(WEIGHT_LIMIT, 60.0, header=WEIGHT_HEADER)
         self.by_symbol = {inst.symbol: inst for inst in instruments.values()}
         base = rest_url.rstrip("/")
-        self._ccxt = ccxt_async.binance(
+        self._ccxt = self.ccxt_class(
             {
                 "apiKey": api_key.get_secret_value(),
                 "secret": api_secret.get_secret_value(),
@@ -222,20 +222,45 @@ class BinanceTrading(TradingApi):
                 "options": {"recvWindow": 5000},
             }
         )
-        api = self._ccxt.urls["api"]
-        api["public"] = api["private"] = f"{base}/api/v3"
+        self._point_at(base)
         #: The response headers of the last request (``X-MBX-USED-WEIGHT-1M`` ...).
         self.last_headers: dict[str, str] = {}
         #: The account's id (Binance ``uid``), known after :meth:`balances`.
         self.account_id = ""
 
+    #: The ccxt exchange class of the market.
+    ccxt_class: Any = ccxt_async.binance
+    #: Request weight of each implicit endpoint.
+    weights: dict[str, int] = WEIGHTS
+    #: The implicit endpoint of each request kind.
+    endpoint: dict[str, str] = {
+        "place": "private_post_order",
+        "cancel": "private_delete_order",
+        "query": "private_get_order",
+        "open": "private_get_openorders",
+        "trades": "private_get_mytrades",
+    }
+
+    def _point_at(self, base: str) -> None:
+        """Point ccxt's URLs at ``base`` (the venue or an emulator)."""
+        api = self._ccxt.urls["api"]
+        api["public"] = api["private"] = f"{base}/api/v3"
+
+    def order_params(self, order: Order, instrument: Instrument) -> dict[str, str]:
+        """The new-order request's parameters (:func:`order_params`)."""
+        return order_params(order, instrument)
+
+    def fill_from_trade(self, raw: dict[str, Any], order: Order, instrument: Instrument) -> OrderFilled:
+        """An ``OrderFilled`` from one own-trade row (:func:`fill_from_trade`)."""
+        return fill_from_trade(raw, order, instrument)
+
     def __repr__(self) -> str:
-        return f"BinanceTrading({self._ccxt.urls['api']['private']!r})"
+        return f"{type(self).__name__}({self._ccxt.urls['api'].get('private')!r})"
 
     async def _call(self, name: str, params: dict[str, Any]) -> Any:
         budget = self.budget
         if budget is not None:
-            await budget.acquire(WEIGHTS[name])
+            await budget.acquire(self.weights[name])
         self._ccxt.last_response_headers = None
         status = 200
         try:
@@ -261,36 +286,36 @@ class BinanceTrading(TradingApi):
 
     async def place(self, order: Order) -> Ack:
         """``POST /api/v3/order``."""
-        params = order_params(order, self._instrument(order))
-        raw = await self._call("private_post_order", params)
-        ts = int(raw.get("transactTime") or 0) * 1_000_000
+        params = self.order_params(order, self._instrument(order))
+        raw = await self._call(self.endpoint["place"], params)
+        ts = int(raw.get("transactTime") or raw.get("updateTime") or 0) * 1_000_000
         return Ack(str(raw["clientOrderId"]), str(raw["orderId"]), ts)
 
     async def cancel(self, order: Order) -> None:
         """``DELETE /api/v3/order`` by ``origClientOrderId``."""
         inst = self._instrument(order)
-        await self._call("private_delete_order", {"symbol": inst.symbol, "origClientOrderId": order.client_order_id})
+        await self._call(self.endpoint["cancel"], {"symbol": inst.symbol, "origClientOrderId": order.client_order_id})
 
     async def query(self, order: Order) -> OrderStatusReport | None:
         """``GET /api/v3/order`` by ``origClientOrderId``, and its fills from ``GET /api/v3/myTrades``."""
         inst = self._instrument(order)
         try:
-            raw = await self._call("private_get_order", {"symbol": inst.symbol, "origClientOrderId": order.client_order_id})
+            raw = await self._call(self.endpoint["query"], {"symbol": inst.symbol, "origClientOrderId": order.client_order_id})
         except VenueRejected as exc:
             if f"error {_ORDER_NOT_FOUND}:" in str(exc):
                 return None
             raise
         fills: tuple[OrderFilled, ...] = ()
         if float(raw["executedQty"]) > 0.0:
-            trades = await self._call("private_get_mytrades", {"symbol": inst.symbol, "orderId": raw["orderId"]})
-            fills = tuple(fill_from_trade(t, order, inst) for t in trades)
+            trades = await self._call(self.endpoint["trades"], {"symbol": inst.symbol, "orderId": raw["orderId"]})
+            fills = tuple(self.fill_from_trade(t, order, inst) for t in trades)
         return report_from_order(raw, order, fills)
 
     async def open_orders(self) -> list[OrderStatusReport]:
         """``GET /api/v3/openOrders`` of every traded symbol."""
         reports = []
         for inst in self.instruments.values():
-            for raw in await self._call("private_get_openorders", {"symbol": inst.symbol}):
+            for raw in await self._call(self.endpoint["open"], {"symbol": inst.symbol}):
                 status = STATUS.get(str(raw["status"]), OrderStatus.ACCEPTED)
                 reports.append(
                     OrderStatusReport(
@@ -304,9 +329,9 @@ class BinanceTrading(TradingApi):
         """Cancel every open order of every traded symbol, one ``DELETE /api/v3/order`` each."""
         canceled = []
         for inst in self.instruments.values():
-            for raw in await self._call("private_get_openorders", {"symbol": inst.symbol}):
+            for raw in await self._call(self.endpoint["open"], {"symbol": inst.symbol}):
                 coid = str(raw["clientOrderId"])
-                await self._call("private_delete_order", {"symbol": inst.symbol, "origClientOrderId": coid})
+                await self._call(self.endpoint["cancel"], {"symbol": inst.symbol, "origClientOrderId": coid})
                 canceled.append(coid)
         return canceled
 

@@ -107,6 +107,10 @@ class WsClient(ABC):
     def on_frame(self, raw: str | bytes, recv_ns: int) -> None:
         """Handle one received frame; raise :class:`ParseError` to reject it (it is logged and skipped)."""
 
+    async def before_connect(self) -> None:
+        """Called before each connection attempt (e.g. fetch the listen key :meth:`connect_url` names)."""
+        return
+
     async def on_connected(self) -> None:
         """Called after the subscription frames were sent (e.g. start book snapshots)."""
         return
@@ -188,6 +192,7 @@ class WsClient(ABC):
 
     async def _connect_and_receive(self) -> None:
         policy = self.policy
+        await self.before_connect()
         url = self.connect_url()
         async with connect(url, open_timeout=policy.open_timeout, max_size=2**24, close_timeout=2) as ws:
             self._ws = ws

@@ -46,7 +46,8 @@ class LiveAccount:
         ``(ws_url, api_key, api_secret, instruments, lookup, sink, on_balance, on_reconnect) ->``
         the account's private-stream client (a ``WsClient`` of its ``user_stream.py``).
         Both factories also take the keywords ``passphrase`` (a ``SecretStr`` or ``None``)
-        and ``environment`` (``testnet`` | ``mainnet``), which a venue may ignore.
+        and ``environment`` (``testnet`` | ``mainnet``), and ``user_stream`` ``rest_url`` (the
+        account's REST base: listen-key streams), which a venue may ignore.
     passphrase
         Whether the venue's keys have a passphrase (OKX).
     """
@@ -105,6 +106,8 @@ class VenueAdapter:
     is_snapshot_line: Callable[[str], bool] = _never
     #: Live trading (``None``: the venue has market data only so far).
     live: LiveAccount | None = None
+    #: Live trading of the venue's USDT-margined perpetuals (``None``: not yet).
+    live_perpetual: LiveAccount | None = None
 
     @classmethod
     def from_config(
@@ -116,6 +119,7 @@ class VenueAdapter:
         emulator: EmulatorFactory,
         is_snapshot_line: Callable[[str], bool] = _never,
         live: LiveAccount | None = None,
+        live_perpetual: LiveAccount | None = None,
     ) -> VenueAdapter:
         """The adapter whose feed rules are the venue ``config`` module's (``FEED_MARKETS``,
         ``BOOK_CHANNELS``, ``FILL_CHANNELS``, ``FEED_OPTIONS``, ``known_channel``, ``check_feed``,
@@ -134,4 +138,5 @@ class VenueAdapter:
             emulator=emulator,
             is_snapshot_line=is_snapshot_line,
             live=live,
+            live_perpetual=live_perpetual,
         )
