@@ -1,0 +1,219 @@
+"""Live trading of a Binance USD-M perpetual: the daemon against the local futures account emulator.
+
+The public stream is the recorded USD-M BTCUSDT capture (its trades also match the account's
+orders); the strategy trades long and short, so the account holds signed positions. Checked
+against the emulator's own account (its fill list and the matching venue's position), not
+against the daemon's view of itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from pathlib import Path
+from typing import Any
+
+import pytest
+from loguru import logger
+from pydantic import SecretStr
+
+from tests.live.live_harness import KEY, SECRET, until
+from tests.live.node_testdata import USDM_CAPTURE, USDM_IID, USDM_INSTRUMENT
+from tradebus.account import MarginAccount
+from tradebus.adapters.binance.emulator import split_capture
+from tradebus.adapters.binance.futures_emulator import BinanceFuturesEmulator
+from tradebus.adapters.binance.futures_trading import BinanceFuturesTrading, futures_order_params
+from tradebus.adapters.binance.futures_user_stream import FuturesStreamParser
+from tradebus.adapters.binance.private_emulator import MatchingProtocol
+from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.adapters.common.recorder import iter_hftbacktest
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import OrderFilled, OrderSide, OrderStatus, OrderType, SubmitOrder, Trade
+from tradebus.execution.live import AccountBalance, AccountPosition, VenueRejected
+from tradebus.execution.orders import Order
+from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
+
+FRAMES, SNAPSHOT = split_capture(list(iter_hftbacktest(USDM_CAPTURE)))
+TRADE_FRAMES = [(t, raw) for t, raw in FRAMES if "@trade" in raw]
+INST = Instrument(**{**USDM_INSTRUMENT, "kind": "perpetual"})  # type: ignore[arg-type]
+SYMBOL = "BTCUSDT"
+
+
+def _config(tmp: Path, ws_url: str, emulator: BinanceFuturesEmulator, journal: Path) -> dict[str, Any]:
+    return {
+        "instruments": [USDM_INSTRUMENT],
+        "strategy": {
+            "name": "tradebus.strategies.tick_ema:TickEmaCross",
+            "instruments": [USDM_IID],
+            "params": {"fast": 2, "slow": 8, "quantity": 0.01, "mode": "long_short"},
+        },
+        "venue": {"fill_on": "trades"},
+        "feeds": [
+            {
+                "venue": "binance",
+                "market": "usdm",
+                "ws_url": ws_url,
+                "subscriptions": {USDM_IID: ["trade"]},
+                "backoff": {"base": 0.05, "cap": 0.2, "min_delay": 0.01},
+            }
+        ],
+        "warm_up": False,
+        "initial_cash": 10_000.0,
+        "journal": str(journal),
+        "record": str(tmp / "frames.jsonl.gz"),
+        "live": {
+            "market": "perpetual",
+            "rest_url": emulator.rest_url,
+            "ws_api_url": emulator.ws_url,
+            "request_timeout": 1.0,
+            "submit_timeout": 1.0,
+            "cancel_timeout": 1.0,
+            "retry_interval": 0.3,
+            "not_found_grace": 2.0,
+            "reconcile_interval": 0.5,
+        },
+    }
+
+
+def _emulator() -> BinanceFuturesEmulator:
+    return BinanceFuturesEmulator(KEY, SECRET, {USDM_IID: INST}, {"USDT": 10_000.0})
+
+
+async def _run(tmp: Path, emulator: BinanceFuturesEmulator, frames: list[tuple[int, str]], journal: Path, act: Any = None) -> LiveNode:
+    """One daemon session over ``frames``; ``act(node)`` runs once they are all sent, before the stop."""
+    protocol = MatchingProtocol(SNAPSHOT, futures=True, account=emulator, instrument_ids={"btcusdt": USDM_IID})  # type: ignore[arg-type]
+    async with LocalVenueServer(protocol, frames, speed=16.0) as srv:
+        config = parse_live_config(_config(tmp, srv.ws_url, emulator, journal), "<test>")
+        node = LiveNode(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+        task = asyncio.create_task(node.run())
+        try:
+            await until(lambda: node.running.is_set() and node.kernel.result.trades == len(frames), timeout=60)
+            await asyncio.sleep(0.3)  # answers in flight arrive
+            if act is not None:
+                await act(node)
+        finally:
+            node.stop("test done")
+            await asyncio.wait_for(task, 20)
+    return node
+
+
+@pytest.mark.slow
+async def test_usdm_session_books_positions_once_honours_reduce_only_and_restarts_reconciled(tmp_path: Path) -> None:
+    log = tmp_path / "daemon.log"
+    sink = logger.add(log, level="DEBUG")
+    journal = tmp_path / "journal.sqlite"
+    seen: dict[str, Any] = {}
+
+    async def act(node: LiveNode) -> None:
+        kernel = node.kernel
+        pos = kernel.portfolio.position(USDM_IID)
+        assert pos != 0.0, "the strategy holds a position"
+        now = node.clock.now_ns()
+        grow = OrderSide.BUY if pos > 0 else OrderSide.SELL
+        shrink = OrderSide.SELL if pos > 0 else OrderSide.BUY
+        far = 1_000.0 if grow is OrderSide.BUY else 1_000_000.0  # never fills
+        wrong = kernel.execution.submit(SubmitOrder("TickEmaCross", USDM_IID, "", grow, 0.001, now, now, OrderType.LIMIT, far, reduce_only=True))
+        resting_px = 1_000_000.0 if shrink is OrderSide.SELL else 1_000.0
+        right = kernel.execution.submit(SubmitOrder("TickEmaCross", USDM_IID, "", shrink, 0.001, now, now, OrderType.LIMIT, resting_px, reduce_only=True))
+        await until(lambda: wrong.status is OrderStatus.REJECTED and right.status is OrderStatus.ACCEPTED)
+        seen.update(wrong=wrong, right=right, pos=pos)
+
+    try:
+        async with _emulator() as emulator:
+            node = await _run(tmp_path, emulator, TRADE_FRAMES, journal, act)
+            kernel = node.kernel
+            assert isinstance(kernel.portfolio.account, MarginAccount)
+            # every fill of the account booked once, and only those; the position is the venue's
+            assert emulator.fills and len(emulator.fills) > 2
+            assert sorted(f.trade_id for f in kernel.result.fills) == sorted(str(f.trade_id) for f in emulator.fills)
+            assert kernel.portfolio.position(USDM_IID) == pytest.approx(emulator.position(SYMBOL), abs=1e-12)
+            assert any(f.fill.side is OrderSide.SELL for f in emulator.fills) and min(_path(emulator)) < 0  # went short
+            # reduce-only honoured: refused by the venue when it would increase the position
+            assert "-2022" in seen["wrong"].reason
+            assert emulator.orders[seen["right"].client_order_id].order.reduce_only
+            # each order placed once; the stop canceled the resting one
+            posts = [c for m, p, c in emulator.requests if m == "POST" and p == "/fapi/v1/order"]
+            assert len(posts) == len(set(posts)) == len(emulator.orders)
+            assert emulator.orders[seen["right"].client_order_id].status is OrderStatus.CANCELED
+            assert not emulator.open_orders()
+            assert not node.guard.holds and node.reconciler.rounds >= 1
+            assert node.positions[USDM_IID].quantity == pytest.approx(emulator.position(SYMBOL), abs=1e-12)
+            fills_before = len(kernel.result.fills)
+
+            # restart on the same journal, nothing traded meanwhile: reconciled, not held, nothing re-sent
+            posts_before = len(posts)
+            again = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal)
+            assert again.kernel.portfolio.position(USDM_IID) == pytest.approx(emulator.position(SYMBOL), abs=1e-12)
+            assert not again.guard.holds
+            assert len(again.kernel.result.fills) == fills_before  # replayed, not doubled
+            assert [c for m, p, c in emulator.requests if m == "POST" and p == "/fapi/v1/order"][:posts_before] == posts
+
+            # a trade placed by hand while the daemon is down: the restart finds the position differs and holds it
+            manual = BinanceFuturesTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {USDM_IID: INST}, 2.0)
+            await manual.place(Order("byhand1", "", USDM_IID, OrderSide.BUY, OrderType.MARKET, 0.005))
+            await manual.close()
+            last = emulator.clock.now_ns() + 10**6
+            emulator.on_trade(Trade(USDM_IID, last, last, 28_000.0, 1.0, -1, "x1"))
+            assert emulator.orders["byhand1"].status is OrderStatus.FILLED
+            third = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal)
+            reason = third.guard.holds.get(USDM_IID, "")
+            assert "BTC position held here but" in reason and f"{emulator.position(SYMBOL)}" in reason
+            assert third.kernel.portfolio.position(USDM_IID) == pytest.approx(emulator.position(SYMBOL) - 0.005, abs=1e-12)
+    finally:
+        logger.remove(sink)
+    # neither the key nor the secret in any file the runs wrote, nor in the log
+    for path in [p for p in tmp_path.rglob("*") if p.is_file()]:
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+        assert KEY.encode() not in raw and SECRET.encode() not in raw, path.name
+
+
+def _path(emulator: BinanceFuturesEmulator) -> list[float]:
+    """The account's position after each fill."""
+    pos, out = 0.0, []
+    for f in emulator.fills:
+        pos += f.fill.last_qty if f.fill.side is OrderSide.BUY else -f.fill.last_qty
+        out.append(pos)
+    return out
+
+
+def test_order_params_map_reduce_only_post_only_and_one_way_mode() -> None:
+    order = Order("c1", "s", USDM_IID, OrderSide.SELL, OrderType.LIMIT, 0.0123, 28_000.04, post_only=True, reduce_only=True)
+    assert futures_order_params(order, INST) == {
+        "symbol": "BTCUSDT", "side": "SELL", "positionSide": "BOTH", "type": "LIMIT", "quantity": "0.012",
+        "newClientOrderId": "c1", "newOrderRespType": "RESULT", "reduceOnly": "true", "price": "28000.0", "timeInForce": "GTX",
+    }
+    market = Order("c2", "s", USDM_IID, OrderSide.BUY, OrderType.MARKET, 0.001)
+    assert "reduceOnly" not in futures_order_params(market, INST) and futures_order_params(market, INST)["type"] == "MARKET"
+    with pytest.raises(VenueRejected, match="algo"):
+        futures_order_params(Order("c3", "s", USDM_IID, OrderSide.BUY, OrderType.STOP_MARKET, 0.001, trigger_price=29_000.0), INST)
+    with pytest.raises(VenueRejected, match="rounds to 0"):
+        futures_order_params(Order("c4", "s", USDM_IID, OrderSide.BUY, OrderType.MARKET, 0.0004), INST)
+
+
+def test_the_documented_stream_events_parse_into_fills_balances_and_positions() -> None:
+    known = Order("web_a1", "s1", USDM_IID, OrderSide.SELL, OrderType.LIMIT, 0.002, 28_000.0)
+    parser = FuturesStreamParser({USDM_IID: INST}, {"web_a1": known}.get, clock_ns=lambda: 7)
+    # Binance USD-M documentation's ORDER_TRADE_UPDATE example fields, a partial fill of 0.001 @ 28000.5
+    trade = (
+        '{"e":"ORDER_TRADE_UPDATE","E":1568879465651,"T":1568879465650,"o":{"s":"BTCUSDT","c":"web_a1","S":"SELL",'
+        '"o":"LIMIT","f":"GTC","q":"0.002","p":"28000","ap":"28000.5","sp":"0","x":"TRADE","X":"PARTIALLY_FILLED",'
+        '"i":8886774,"l":"0.001","z":"0.001","L":"28000.5","N":"USDT","n":"0.0112","T":1568879465650,"t":7755,'
+        '"b":"0","a":"9.91","m":true,"R":false,"wt":"CONTRACT_PRICE","ot":"LIMIT","ps":"BOTH","cp":false,"rp":"0"}}'
+    )
+    (fill,) = parser.parse(trade)
+    assert isinstance(fill, OrderFilled)
+    assert (fill.trade_id, fill.side, fill.last_qty, fill.last_px, fill.fee, fill.ts_event) == (
+        "7755", OrderSide.SELL, 0.001, 28000.5, 0.0112, 1568879465650 * 1_000_000,
+    )
+    account = (
+        '{"e":"ACCOUNT_UPDATE","E":1564745798939,"T":1564745798938,"a":{"m":"ORDER",'
+        '"B":[{"a":"USDT","wb":"122624.12345678","cw":"100.12345678","bc":"50.12345678"}],'
+        '"P":[{"s":"BTCUSDT","pa":"-0.001","ep":"28000.5","bep":"0","cr":"200","up":"0","mt":"cross","iw":"0","ps":"BOTH"},'
+        '{"s":"ETHUSDT","pa":"1","ep":"1800","bep":"0","cr":"0","up":"0","mt":"cross","iw":"0","ps":"BOTH"}]}}'
+    )
+    assert parser.parse(account) == [
+        AccountBalance("USDT", 122624.12345678, 0.0, 1564745798938 * 1_000_000),
+        AccountPosition(USDM_IID, -0.001, 28000.5, 1564745798938 * 1_000_000),
+    ]
