@@ -168,6 +168,7 @@ async def test_usdm_session_books_positions_once_honours_reduce_only_and_restart
         if path.suffix == ".gz":
             raw = gzip.decompress(raw)
         assert KEY.encode() not in raw and SECRET.encode() not in raw, path.name
+        assert emulator.listen_key.encode() not in raw, path.name
 
 
 def _path(emulator: BinanceFuturesEmulator) -> list[float]:

@@ -161,6 +161,9 @@ class BinanceFuturesUserStream(WsClient):
     def connect_url(self) -> str:
         return f"{self.url}/ws/{self._listen_key}"
 
+    def shown_url(self, url: str) -> str:
+        return f"{self.url}/ws/<listenKey>"  # the key reads the account's events: never logged
+
     def subscribe_frames(self) -> list[str]:
         return []
 

@@ -107,6 +107,10 @@ class WsClient(ABC):
     def on_frame(self, raw: str | bytes, recv_ns: int) -> None:
         """Handle one received frame; raise :class:`ParseError` to reject it (it is logged and skipped)."""
 
+    def shown_url(self, url: str) -> str:
+        """``url`` as logged (without its query; a venue hides a credential in its path here)."""
+        return url.split("?")[0]
+
     async def before_connect(self) -> None:
         """Called before each connection attempt (e.g. fetch the listen key :meth:`connect_url` names)."""
         return
@@ -202,7 +206,7 @@ class WsClient(ABC):
             policy.backoff.connected(now)
             self._last_ping = now
             self.watchdog.start(self.clock_ns())
-            logger.info("{}: connected to {} ({})", self.name, url.split("?")[0], self.conn_id)
+            logger.info("{}: connected to {} ({})", self.name, self.shown_url(url), self.conn_id)
             for frame in self.subscribe_frames():
                 await ws.send(frame)
             self.connected.set()
