@@ -28,14 +28,14 @@ from typing import Any
 
 import ccxt.async_support as ccxt_async
 
-from tradebus.adapters.binance.trading import BinanceTrading, _decimal
+from tradebus.adapters.binance.trading import BinanceTrading, _decimal, fill_from_trade
 from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.engine.instrument import Instrument
-from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderType, TimeInForce
+from tradebus.engine.messages import OrderFilled, OrderSide, OrderType, TimeInForce
 from tradebus.execution.live import AccountBalance, AccountPosition, VenueRejected
 from tradebus.execution.orders import Order
 
-__all__ = ["FUTURES_WEIGHTS", "BinanceFuturesTrading", "futures_fill_from_trade", "futures_order_params"]
+__all__ = ["FUTURES_WEIGHTS", "BinanceFuturesTrading", "futures_order_params"]
 
 #: Request weight of each USD-M endpoint (Binance USD-M documentation; openOrders with a symbol).
 FUTURES_WEIGHTS: dict[str, int] = {
@@ -86,29 +86,6 @@ def futures_order_params(order: Order, instrument: Instrument) -> dict[str, str]
     return params
 
 
-def futures_fill_from_trade(raw: dict[str, Any], order: Order, instrument: Instrument) -> OrderFilled:
-    """An ``OrderFilled`` from one ``GET /fapi/v1/userTrades`` row (commission in the quote asset)."""
-    px = float(raw["price"])
-    fee = float(raw["commission"])
-    if str(raw["commissionAsset"]) == instrument.base:
-        fee *= px
-    ts = int(raw["time"]) * 1_000_000
-    return OrderFilled(
-        order.strategy_id,
-        order.instrument_id,
-        order.client_order_id,
-        str(raw["orderId"]),
-        str(raw["id"]),
-        OrderSide.BUY if raw["buyer"] else OrderSide.SELL,
-        float(raw["qty"]),
-        px,
-        fee,
-        Liquidity.MAKER if raw["maker"] else Liquidity.TAKER,
-        ts,
-        ts,
-    )
-
-
 class BinanceFuturesTrading(BinanceTrading):
     """Binance USD-M REST trading for one account (see the module docstring).
 
@@ -147,7 +124,7 @@ class BinanceFuturesTrading(BinanceTrading):
         return futures_order_params(order, instrument)
 
     def fill_from_trade(self, raw: dict[str, Any], order: Order, instrument: Instrument) -> OrderFilled:
-        return futures_fill_from_trade(raw, order, instrument)
+        return fill_from_trade(raw, order, instrument, buyer="buyer", maker="maker")
 
     async def balances(self) -> list[AccountBalance]:
         """``GET /fapi/v2/balance``: each asset's wallet balance (margin in use not split out)."""

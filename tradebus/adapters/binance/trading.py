@@ -128,8 +128,13 @@ def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
     return params
 
 
-def fill_from_trade(raw: dict[str, Any], order: Order, instrument: Instrument) -> OrderFilled:
-    """An ``OrderFilled`` from one ``GET /api/v3/myTrades`` row (fee converted to the quote asset)."""
+def fill_from_trade(
+    raw: dict[str, Any], order: Order, instrument: Instrument, buyer: str = "isBuyer", maker: str = "isMaker"
+) -> OrderFilled:
+    """An ``OrderFilled`` from one ``GET /api/v3/myTrades`` row (fee converted to the quote asset).
+
+    ``buyer`` and ``maker`` name the row's flags (USD-M ``userTrades``: ``buyer``, ``maker``).
+    """
     px = float(raw["price"])
     fee = _quote_fee(float(raw["commission"]), str(raw["commissionAsset"]), px, instrument)
     ts = int(raw["time"]) * 1_000_000
@@ -139,11 +144,11 @@ def fill_from_trade(raw: dict[str, Any], order: Order, instrument: Instrument) -
         order.client_order_id,
         str(raw["orderId"]),
         str(raw["id"]),
-        OrderSide.BUY if raw["isBuyer"] else OrderSide.SELL,
+        OrderSide.BUY if raw[buyer] else OrderSide.SELL,
         float(raw["qty"]),
         px,
         fee,
-        Liquidity.MAKER if raw["isMaker"] else Liquidity.TAKER,
+        Liquidity.MAKER if raw[maker] else Liquidity.TAKER,
         ts,
         ts,
     )
