@@ -27,7 +27,7 @@ from tradebus.adapters.binance.futures_user_stream import FuturesStreamParser
 from tradebus.adapters.binance.private_emulator import MatchingProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.adapters.common.recorder import iter_hftbacktest
-from tradebus.engine.instrument import Instrument
+from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import OrderFilled, OrderSide, OrderStatus, OrderType, SubmitOrder, Trade
 from tradebus.execution.live import AccountBalance, AccountPosition, VenueRejected
 from tradebus.execution.orders import Order
@@ -35,7 +35,7 @@ from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 
 FRAMES, SNAPSHOT = split_capture(list(iter_hftbacktest(USDM_CAPTURE)))
 TRADE_FRAMES = [(t, raw) for t, raw in FRAMES if "@trade" in raw]
-INST = Instrument(**{**USDM_INSTRUMENT, "kind": "perpetual"})  # type: ignore[arg-type]
+INST = Instrument(**{**USDM_INSTRUMENT, "kind": InstrumentKind.PERPETUAL})
 SYMBOL = "BTCUSDT"
 
 
@@ -219,3 +219,52 @@ def test_the_documented_stream_events_parse_into_fills_balances_and_positions() 
         AccountBalance("USDT", 122624.12345678, 0.0, 1564745798938 * 1_000_000),
         AccountPosition(USDM_IID, -0.001, 28000.5, 1564745798938 * 1_000_000),
     ]
+
+
+async def test_a_position_difference_holds_the_perpetual_only_when_it_persists() -> None:
+    from tradebus.engine.clock import LiveClock
+    from tradebus.engine.kernel import Kernel
+    from tradebus.execution.live import LiveVenue
+    from tradebus.node.reconcile import Reconciler
+
+    async with _emulator() as emulator:
+        api = BinanceFuturesTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {USDM_IID: INST}, 2.0)
+        clock = LiveClock()
+        venue = LiveVenue(api, clock)
+        kernel = Kernel([INST], clock=clock, venue=venue, initial_cash=10_000.0)
+        holds: dict[str, str] = {}
+        reconciler = Reconciler(kernel, venue, lambda iid, why: holds.__setitem__(iid, why) if why else holds.pop(iid, None), 2.0)
+        try:
+            await reconciler.round()
+            assert holds == {}
+
+            async def trade_by_hand(coid: str, side: OrderSide) -> None:
+                await api.place(Order(coid, "", USDM_IID, side, OrderType.MARKET, 0.004))
+                last = emulator.clock.now_ns() + 10**6
+                emulator.on_trade(Trade(USDM_IID, last, last, 28_000.0, 1.0, 1 if side is OrderSide.SELL else -1, coid))
+
+            await trade_by_hand("byhand1", OrderSide.SELL)  # outside this journal: the venue is short 0.004
+            assert emulator.position(SYMBOL) == pytest.approx(-0.004)
+            await reconciler.round()
+            assert holds == {}  # once could be a fill in flight
+            await reconciler.round()
+            assert "0.0 BTC position held here but -0.004 at the venue" in holds[USDM_IID]
+            await trade_by_hand("byhand2", OrderSide.BUY)
+            await reconciler.round()
+            assert holds == {} and reconciler.rounds == 4
+        finally:
+            await venue.aclose()
+
+
+async def test_a_refused_listen_key_stops_the_stream_with_the_reason_and_no_key() -> None:
+    from tradebus.adapters.binance.futures_user_stream import BinanceFuturesUserStream
+    from tradebus.errors import VenueError
+
+    async with _emulator() as emulator:
+        wrong = "tbWrongKey55555555555555"
+        stream = BinanceFuturesUserStream(
+            emulator.rest_url, emulator.ws_url, SecretStr(wrong), FuturesStreamParser({USDM_IID: INST}, lambda c: None), lambda e: None
+        )
+        with pytest.raises(VenueError, match="-2015") as err:
+            await asyncio.wait_for(stream.run(), 10)
+        assert wrong not in str(err.value) and emulator.sessions == []
