@@ -28,8 +28,9 @@ from typing import Any
 
 import ccxt.async_support as ccxt_async
 
-from tradebus.adapters.binance.trading import BinanceTrading, _decimal, fill_from_trade
+from tradebus.adapters.binance.trading import BinanceTrading, fill_from_trade
 from tradebus.adapters.common.ratelimit import WeightBudget
+from tradebus.adapters.common.rest_trading import decimal_text
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderFilled, OrderSide, OrderType, TimeInForce
 from tradebus.execution.live import AccountBalance, AccountPosition, VenueRejected
@@ -73,14 +74,14 @@ def futures_order_params(order: Order, instrument: Instrument) -> dict[str, str]
         "side": "BUY" if order.side is OrderSide.BUY else "SELL",
         "positionSide": "BOTH",
         "type": "MARKET" if typ is OrderType.MARKET else "LIMIT",
-        "quantity": _decimal(qty, instrument.lot_size),
+        "quantity": decimal_text(qty, instrument.lot_size),
         "newClientOrderId": order.client_order_id,
         "newOrderRespType": "RESULT",
     }
     if order.reduce_only:
         params["reduceOnly"] = "true"
     if typ is OrderType.LIMIT:
-        params["price"] = _decimal(instrument.round_price(order.price), instrument.tick_size)
+        params["price"] = decimal_text(instrument.round_price(order.price), instrument.tick_size)
         tif = order.tif if isinstance(order.tif, TimeInForce) else TimeInForce(order.tif)
         params["timeInForce"] = "GTX" if order.post_only else str(tif)
     return params
