@@ -268,3 +268,19 @@ async def test_a_refused_listen_key_stops_the_stream_with_the_reason_and_no_key(
         with pytest.raises(VenueError, match="-2015") as err:
             await asyncio.wait_for(stream.run(), 10)
         assert wrong not in str(err.value) and emulator.sessions == []
+
+
+def test_perpetual_market_is_refused_on_a_venue_without_it_and_selects_the_usdm_account_on_binance() -> None:
+    from tests.live.venue_kits import OKX
+    from tradebus.errors import ConfigError
+
+    okx = OKX.config(Path("/nonexistent"), "ws://127.0.0.1:1", _emulator(), market="perpetual")
+    okx.pop("journal"), okx.pop("record")
+    with pytest.raises(ConfigError, match="live.market: 'okx' has no live perpetual trading yet; use one of \\['binance'\\]"):
+        parse_live_config(okx, "<test>")
+    data = _config(Path("/nonexistent"), "ws://127.0.0.1:1", _emulator(), Path("/nonexistent/j.sqlite"))
+    data.pop("journal"), data.pop("record")
+    live = parse_live_config(data, "<test>").live
+    assert live.account().endpoints["testnet"] == ("https://testnet.binancefuture.com", "wss://stream.binancefuture.com")
+    spot = parse_live_config({**data, "live": {**data["live"], "market": "spot"}}, "<test>").live
+    assert spot.account().endpoints["testnet"][0] == "https://testnet.binance.vision"
