@@ -282,5 +282,5 @@ def test_perpetual_market_is_refused_on_a_venue_without_it_and_selects_the_usdm_
     data.pop("journal"), data.pop("record")
     live = parse_live_config(data, "<test>").live
     assert live.account().endpoints["testnet"] == ("https://testnet.binancefuture.com", "wss://stream.binancefuture.com")
-    spot = parse_live_config({**data, "live": {**data["live"], "market": "spot"}}, "<test>").live
-    assert spot.account().endpoints["testnet"][0] == "https://testnet.binance.vision"
+    with pytest.raises(ConfigError, match=r"a spot account trades spot instruments only; \['BTCUSDT.BINANCE_USDM'\] are not"):
+        parse_live_config({**data, "live": {**data["live"], "market": "spot"}}, "<test>")

@@ -207,6 +207,10 @@ class LiveConfig(PaperConfig):
         if self.live.market == "perpetual" and VENUES[venue].live_perpetual is None:
             live = sorted(name for name, adapter in VENUES.items() if adapter.live_perpetual is not None)
             raise ValueError(f"live.market: {venue!r} has no live perpetual trading yet; use one of {live}")
+        want = "perpetual" if self.live.market == "perpetual" else "spot"
+        wrong = [f"{inst.symbol}.{inst.venue}" for inst in self.instruments if str(inst.kind) != want]
+        if wrong:
+            raise ValueError(f"live.market: a {self.live.market} account trades {want} instruments only; {wrong} are not")
         return self
 
 
