@@ -172,7 +172,9 @@ async def kill_and_restart(tmp: Path, seed: int, kills: int, counts: SoakCounts,
     rng = random.Random(seed)
     tmp.mkdir(parents=True, exist_ok=True)
     emulator = BinancePrivateEmulator(KEY, SECRET, {IID: INST}, {"USDT": CASH})
-    loops = math.ceil((kills + 2) * 20 * speed / 38)  # 20 s of market per start, under load too
+    # 60 s of market per start: on a loaded machine a start alone can take 10 s, and a market that
+    # ran out would stall the daemon (no trades, no decisions) and fail the session
+    loops = math.ceil((kills + 2) * 60 * speed / 38)
     async with emulator:
         protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
         public = LocalVenueServer(protocol, looped_trades(loops), speed=speed, lifetime=3_600, max_connections=4 * kills + 10)
