@@ -212,7 +212,7 @@ async def kill_and_restart(tmp: Path, seed: int, kills: int, counts: SoakCounts,
                     await asyncio.sleep(rng.uniform(0.0, 0.5))  # the market moves on while it is dead
                 final = _Daemon(config, tmp / "daemon-final.log", ["--dry-run", "--out", str(tmp / "out")])
                 await final.start()
-                await _wait(lambda: "reconciled " in final.text() or "reconciliation:" in final.text(), 40, "the final reconciliation")
+                await _wait(lambda: "reconciled " in final.text() or "reconciliation:" in final.text(), 120, "the final reconciliation")
                 await asyncio.sleep(1.5)  # unknown orders outlive not_found_grace
                 assert final.proc is not None
                 final.proc.send_signal(signal.SIGTERM)
