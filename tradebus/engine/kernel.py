@@ -298,7 +298,7 @@ class Kernel:
             venue if venue is not None else simulated_venue(self.clock, self.instruments, venue_config or VenueConfig())
         )
         orders = self.orders
-        self.portfolio.account.bind(orders.open_orders, self.portfolio.last_price, lambda: orders.open_count)
+        self.portfolio.account.bind(orders.open_orders, self.portfolio.last_price, orders.count_open)
         if isinstance(self.venue, SimulatedVenue):
             self._note_bar_close: Callable[[str, int], None] | None = self.venue.note_bar_close
             self.venue.funds_check = self.portfolio.account.check_fill
