@@ -558,7 +558,7 @@ class Strategy:
         Limit and stop orders are not counted: they may never fill.
         """
         orders = (self._kernel or self.kernel).orders
-        if not orders.open_count:
+        if not orders.count_open():
             return 0.0
         pending = 0.0
         for order in orders.open_orders(instrument_id or self.instrument_id):
@@ -605,7 +605,7 @@ class Strategy:
         if instrument_id not in kernel.instruments:
             raise OrderError(f"{self.strategy_id}: unknown instrument {instrument_id!r}")
         now = kernel.clock.now_ns()
-        client_order_id = kernel.orders.next_client_order_id(self.strategy_id)
+        client_order_id = kernel.orders.client_ids.next(self.strategy_id)
         kernel.submit(
             SubmitOrder(
                 self.strategy_id,
