@@ -579,7 +579,9 @@ class Strategy:
         instrument = kernel.instruments.get(instrument_id)
         if instrument is None:
             raise OrderError(f"{self.strategy_id}: unknown instrument {instrument_id!r}")
-        delta = target - kernel.position(self.strategy_id, instrument_id) - self.pending_quantity(instrument_id)
+        delta = target - kernel.position(self.strategy_id, instrument_id)
+        if kernel.orders.count_open():
+            delta -= self.pending_quantity(instrument_id)
         quantity = _round_lots(instrument, abs(delta))
         if quantity <= 0.0:
             return None
