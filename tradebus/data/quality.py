@@ -232,16 +232,18 @@ class QualityCheck:
 
     def _runs(self, flags: np.ndarray, carried: int, finding: _Finding, ts: np.ndarray | None) -> int:
         """Track runs of True across chunks; record the longest (and, with ``ts``, stale runs)."""
-        run = carried
-        for i, flag in enumerate(flags.tolist()):
-            if flag:
-                run += 1
-                if ts is not None and run + 1 == self.stale_bars:
-                    finding.add(ts[i : i + 1])
-            else:
-                run = 0
-            finding.bump("longest", run + (1 if ts is not None and run else 0), how="max")
-        return run
+        if flags.size == 0:
+            return carried
+        idx = np.arange(flags.size)
+        last_false = np.maximum.accumulate(np.where(flags, -1, idx))
+        run = idx - last_false + np.where(last_false < 0, carried, 0)  # a leading run continues the carried one
+        if ts is not None:
+            finding.add(ts[flags & (run + 1 == self.stale_bars)])
+            run_shown = run + (run > 0)
+        else:
+            run_shown = run
+        finding.bump("longest", int(run_shown.max()), how="max")
+        return int(run[-1])
 
     def _trades(self, table: pa.Table, step: np.ndarray) -> None:
         ts = table.column("ts_event").to_numpy()
