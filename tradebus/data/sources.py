@@ -231,7 +231,7 @@ def _csv_frames(path: Path, gzipped: bool, names: list[str], has_header: bool, b
             reader = pacsv.open_csv(
                 stream,
                 read_options=pacsv.ReadOptions(
-                    column_names=names, skip_rows=1 if has_header else 0, use_threads=False,
+                    column_names=names, skip_rows=1 if has_header else 0, use_threads=True,
                     block_size=block_bytes,
                 ),
                 parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
