@@ -192,6 +192,27 @@ def import_bybit_book_cmd(
     _console().print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
 
 
+@data_app.command("import-okx-book")
+def import_okx_book_cmd(
+    path: Annotated[Path, typer.Argument(help="OKX order-book archive (*-L2orderbook-400lv-YYYY-MM-DD.tar.gz).")],
+    symbol: Annotated[str, typer.Option(help="OKX instrument id of the archive, e.g. BTC-USDT or BTC-USDT-SWAP.")],
+    market: Annotated[str, typer.Option(help="spot, swap, futures or option.")] = "spot",
+    suffix: Annotated[str, typer.Option(help="Appended to the dataset name (book).")] = "",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset.")] = False,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+) -> None:
+    """Import an OKX L2 order-book archive as a book dataset."""
+    from tradebus.data.okx_history import import_okx_book
+
+    try:
+        manifest = import_okx_book(
+            path, catalog, symbol, market=market, suffix=suffix, mode="overwrite" if overwrite else "create"
+        )
+    except TradebusError as exc:
+        raise _fail(exc) from None
+    _console().print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+
+
 @data_app.command("import-open-interest")
 def import_open_interest_cmd(
     path: Annotated[Path, typer.Argument(help="Binance openInterestHist/openInterest JSON, Vision metrics CSV or Bybit v5 JSON.")],
