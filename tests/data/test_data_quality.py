@@ -150,3 +150,17 @@ def test_stale_runs_are_tracked_across_chunks_as_a_per_row_loop_does(chunk: int)
     assert r.checks["zero_volume"]["longest"] == zero_longest - 1  # a zero-volume run counts rows, a stale run bars
     expected = [str(np.datetime64(int(ts[i]) // 1_000_000, "ms")) + "Z" for i in stale_at[:5]]
     assert r.checks["stale"]["examples"] == expected
+
+
+def test_outlier_windows_do_not_depend_on_how_the_input_is_cut() -> None:
+    rng = np.random.default_rng(11)
+    n = 200_000  # three full robust windows and a partial one
+    price = 100 * np.exp(np.cumsum(rng.normal(0, 1e-4, n)))
+    price[[5_000, 70_000, 140_001, 199_990]] *= [1.2, 0.8, 1.3, 1.25]  # one jump in each window
+    frame = pd.DataFrame({"ts_event": np.arange(n, dtype=np.int64) * 1_000_000, "price": price,
+                          "size": np.ones(n), "aggressor": np.ones(n, dtype=np.int8),
+                          "trade_id": [str(i) for i in range(n)]})
+    whole = report(frame, "trades")
+    assert whole.checks["outliers"]["count"] == 8  # each jump and its way back
+    for chunk in (7_001, 65_536, 100_000):
+        assert report(frame, "trades", chunk=chunk).checks == whole.checks

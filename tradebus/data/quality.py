@@ -180,16 +180,26 @@ class QualityCheck:
         self._returns.append((ts[-r.size:] if r.size else ts[:0], r))
         self._buffered += r.size
         self._last_price = float(prices[-1])
-        while self._buffered >= _ROBUST_CHUNK:
-            self._judge(_ROBUST_CHUNK)
+        if self._buffered < _ROBUST_CHUNK:
+            return
+        # one concatenation per chunk, then windows as views (re-joining the rest per window was quadratic)
+        all_ts = np.concatenate([t for t, _ in self._returns])
+        all_r = np.concatenate([x for _, x in self._returns])
+        start = 0
+        while all_r.size - start >= _ROBUST_CHUNK:
+            self._judge_window(all_ts[start : start + _ROBUST_CHUNK], all_r[start : start + _ROBUST_CHUNK])
+            start += _ROBUST_CHUNK
+        self._returns = [(all_ts[start:], all_r[start:])] if all_r.size > start else []
+        self._buffered = all_r.size - start
 
-    def _judge(self, count: int) -> None:
+    def _judge_rest(self) -> None:
+        """Judge the last, partial window."""
         ts = np.concatenate([t for t, _ in self._returns])
         r = np.concatenate([x for _, x in self._returns])
-        rest_ts, rest_r = ts[count:], r[count:]
-        ts, r = ts[:count], r[:count]
-        self._returns = [(rest_ts, rest_r)] if rest_r.size else []
-        self._buffered = rest_r.size
+        self._returns, self._buffered = [], 0
+        self._judge_window(ts, r)
+
+    def _judge_window(self, ts: np.ndarray, r: np.ndarray) -> None:
         ok = np.isfinite(r)
         rv = r[ok & (r != 0)]  # price changes only: unchanged prices would shrink the scale to a tick
         if rv.size < 20:
@@ -283,7 +293,7 @@ class QualityCheck:
     def report(self) -> QualityReport:
         """The report of everything fed so far (the last, partial window of returns judged now)."""
         if self._buffered:
-            self._judge(self._buffered)
+            self._judge_rest()
         checks: dict[str, dict[str, object]] = {}
         applicable = {"bars": set(CHECKS) - {"duplicate_trade_id", "trade_id_gaps"},
                       "trades": set(CHECKS) - {"duplicate_time", "ohlc_integrity", "zero_volume", "stale", "gaps"}}
