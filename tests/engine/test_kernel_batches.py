@@ -143,6 +143,30 @@ def test_trade_batches_fill_like_process_on_real_trades(path: Path, latency_ns: 
     assert_same(fast, slow, min_fills=40)
 
 
+class RelayedTickEmaCross(TickEmaCross):
+    """TickEmaCross through its own ``on_trade`` (the instrument check, then the decision)."""
+
+    def on_trade(self, trade: Trade) -> None:
+        super().on_trade(trade)
+
+
+@pytest.mark.parametrize("path", REAL_TRADES, ids=lambda p: p.name)
+def test_tick_ema_cross_deciding_as_the_trade_handler_trades_like_its_on_trade(path: Path) -> None:
+    # One instrument on trades: the decision itself is subscribed (one call less per trade).
+    # A subclass's own on_trade keeps the class's handler; both must make the same fills.
+    source = ReplaySource.from_file(path, IID, "trades")
+    params: dict[str, Any] = {"fast": 5, "slow": 20, "quantity": 0.01, "strategy_id": "tick"}
+    direct, relayed = TickEmaCross(IID, **params), RelayedTickEmaCross(IID, **params)
+    assert "on_trade" in vars(direct) and "on_trade" not in vars(relayed)
+    runs = []
+    for strategy in (direct, relayed):
+        kernel = trade_kernel(strategy)
+        kernel.run(Replay([source], batch_rows=500))
+        runs.append(kernel)
+    assert direct.decisions == relayed.decisions > 20
+    assert_same(*runs, min_fills=20)
+
+
 @pytest.mark.parametrize("path", REAL_TRADES, ids=lambda p: p.name)
 def test_limit_orders_after_idle_trade_batches_see_the_latest_trade_price(path: Path) -> None:
     # A limit at the last trade price +/- 1 cent: marketable on arrival or resting depends on

@@ -298,7 +298,7 @@ class Kernel:
             venue if venue is not None else simulated_venue(self.clock, self.instruments, venue_config or VenueConfig())
         )
         orders = self.orders
-        self.portfolio.account.bind(orders.open_orders, self.portfolio.last_price, lambda: orders.open_count)
+        self.portfolio.account.bind(orders.open_orders, self.portfolio.last_price, orders.count_open)
         if isinstance(self.venue, SimulatedVenue):
             self._note_bar_close: Callable[[str, int], None] | None = self.venue.note_bar_close
             self.venue.funds_check = self.portfolio.account.check_fill
@@ -517,7 +517,8 @@ class Kernel:
         """
         if instrument_id in self._shared:
             return self.strategy_positions.get(strategy_id, {}).get(instrument_id, 0.0)
-        return self.portfolio.position(instrument_id)
+        pos = self._positions.get(instrument_id)  # Portfolio.position, inlined: asked on every order
+        return 0.0 if pos is None else pos.quantity
 
     def cancel(self, cmd: CancelOrder) -> None:
         """Forward a cancel command to the execution engine (a strategy may cancel only its own orders)."""
@@ -772,7 +773,7 @@ class Kernel:
         execution_on_bar = self.execution.on_bar
         cache_bars = self.cache.bars
         cache_prices = self.cache.prices
-        orders = self.orders
+        count_open = self.orders.count_open
         marks_matter = self.risk_config.breakers_on_marks
         perps = self.perpetuals
         advance = clock.advance_to
@@ -799,7 +800,7 @@ class Kernel:
                 execution_on_bar(bar)
                 if perps is not None and perps.watching:
                     perps.check(ti)
-                self._busy = marks_matter or orders.open_count > 0
+                self._busy = marks_matter or count_open() > 0
             elif perps is not None and perps.watching:
                 perps.on_price(iid, c, ti)  # an open perpetual position is marked on every bar
             cache_bars[iid] = bar
@@ -914,7 +915,7 @@ class Kernel:
                     execution_on_bar(bar)
                     if perps is not None and perps.watching:
                         perps.check(ti)
-                    self._busy = marks_matter or orders.open_count > 0
+                    self._busy = marks_matter or orders.count_open() > 0
                 else:
                     lagging.add(iid)  # nothing works on it: shown to the venue before the next order
             elif perps is not None and perps.watching:
@@ -981,7 +982,7 @@ class Kernel:
         execution_on_trade = self.execution.on_trade
         cache_trades = self.cache.trades
         cache_prices = self.cache.prices
-        orders = self.orders
+        count_open = self.orders.count_open
         marks_matter = self.risk_config.breakers_on_marks
         advance = clock.advance_to
         next_sample = self._next_sample
@@ -1007,7 +1008,7 @@ class Kernel:
             if self._busy or not skip:
                 execution_on_trade(trade)
                 if skip:
-                    self._busy = marks_matter or orders.open_count > 0
+                    self._busy = marks_matter or count_open() > 0
                     if not self._busy:
                         idle.add(iid)
             cache_trades[iid] = trade

@@ -206,7 +206,7 @@ class ExecutionEngine:
         if journal is not None:
             journal.record_command(cmd, order.client_order_id)
         now = self._clock.now_ns()
-        reason = self._risk.check(cmd, om.open_count)
+        reason = self._risk.check(cmd, om.count_open())
         if reason is not None:
             logger.info("order {} denied: {}", order.client_order_id, reason)
             self._event(OrderDenied(cmd.strategy_id, cmd.instrument_id, order.client_order_id, reason, now, now))

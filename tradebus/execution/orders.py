@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
@@ -327,13 +328,17 @@ class OrderManager:
     (malformed input) never leaves an order half-updated.
     """
 
-    __slots__ = ("_bus", "_clock", "_external", "_open", "_orders", "_released", "client_ids", "created", "keep_released")
+    __slots__ = (
+        "_bus", "_clock", "_external", "_open", "_orders", "_released", "client_ids", "count_open", "created", "keep_released"
+    )  # fmt: skip
 
     def __init__(self, bus: MessageBus, clock: Clock, client_ids: ClientOrderIds | None = None) -> None:
         self._bus = bus
         self._clock = clock
         self._orders: dict[str, Order] = {}
         self._open: dict[str, Order] = {}
+        #: :attr:`open_count` as a callable, without a Python frame (the account asks on every order).
+        self.count_open: Callable[[], int] = self._open.__len__
         self.client_ids = client_ids if client_ids is not None else ClientOrderIds()
         # (client_order_id, trade_id) of the fills of orders this process never created.
         self._external: set[tuple[str, str]] = set()

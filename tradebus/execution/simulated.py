@@ -828,9 +828,13 @@ class SimulatedVenue(Venue):
                     return 0.0
                 qty = room
         schedule = self._fees[iid]
-        maker, taker = schedule.rates(ts)
+        tiered = schedule.tiers  # flat rates (no tiers) are read without the two calls
         notional = qty * self._contract_sizes[iid] * px
-        fee = notional * (maker if liq is _MAKER else taker)
+        if tiered:
+            maker, taker = schedule.rates(ts)
+            fee = notional * (maker if liq is _MAKER else taker)
+        else:
+            fee = notional * (schedule.maker if liq is _MAKER else schedule.taker)
         funds_check = self.funds_check
         if funds_check is not None:
             why = funds_check(sim.order, qty, px, fee)
@@ -840,7 +844,8 @@ class SimulatedVenue(Venue):
         self._trade_ids += 1
         sim.filled += qty
         self._positions[iid] = pos + qty if sim.buy else pos - qty
-        schedule.record(ts, notional)
+        if tiered:
+            schedule.record(ts, notional)
         fill = OrderFilled(
             sim.strategy_id,
             iid,

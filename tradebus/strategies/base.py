@@ -558,7 +558,7 @@ class Strategy:
         Limit and stop orders are not counted: they may never fill.
         """
         orders = (self._kernel or self.kernel).orders
-        if not orders.open_count:
+        if not orders.count_open():
             return 0.0
         pending = 0.0
         for order in orders.open_orders(instrument_id or self.instrument_id):
@@ -579,7 +579,9 @@ class Strategy:
         instrument = kernel.instruments.get(instrument_id)
         if instrument is None:
             raise OrderError(f"{self.strategy_id}: unknown instrument {instrument_id!r}")
-        delta = target - kernel.position(self.strategy_id, instrument_id) - self.pending_quantity(instrument_id)
+        delta = target - kernel.position(self.strategy_id, instrument_id)
+        if kernel.orders.count_open():
+            delta -= self.pending_quantity(instrument_id)
         quantity = _round_lots(instrument, abs(delta))
         if quantity <= 0.0:
             return None
@@ -605,7 +607,7 @@ class Strategy:
         if instrument_id not in kernel.instruments:
             raise OrderError(f"{self.strategy_id}: unknown instrument {instrument_id!r}")
         now = kernel.clock.now_ns()
-        client_order_id = kernel.orders.next_client_order_id(self.strategy_id)
+        client_order_id = kernel.orders.client_ids.next(self.strategy_id)
         kernel.submit(
             SubmitOrder(
                 self.strategy_id,

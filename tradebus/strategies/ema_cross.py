@@ -163,6 +163,7 @@ class EmaCross(Strategy):
         self._fast_col = view.index(self.fast_name)
         self._slow_col = view.index(self.slow_name)
         self._view = view
+        self._reasons = (f"{self.label} fast crossed above slow", f"{self.label} fast crossed below slow")
 
     def signal_kernel(self) -> SignalKernel | None:
         """:func:`cross_signal` of the fast over the slow EMA (on bars only)."""
@@ -176,11 +177,8 @@ class EmaCross(Strategy):
              f"{self.label} fast crossed below slow"),
         )  # fmt: skip
 
-    def on_bar(self, bar: Bar) -> None:
-        """Act on a crossing of the two EMAs at this bar's close."""
-        self._decide()
-
-    def _decide(self) -> None:
+    def on_bar(self, bar: Bar | None = None) -> None:
+        """Act on a crossing of the two EMAs at this bar's close (``bar`` itself is not read)."""
         row = self._view.row
         fast = row[self._fast_col]
         slow = row[self._slow_col]
@@ -198,9 +196,13 @@ class EmaCross(Strategy):
             return
         self.decisions += 1
         if above:
-            self.target_position(self.instrument_id, self.params.quantity, reason=f"{self.label} fast crossed above slow")  # type: ignore[attr-defined]
+            self.target_position(self.instrument_id, self.params.quantity, reason=self._reasons[0])  # type: ignore[attr-defined]
         else:
-            self.target_position(self.instrument_id, self._low, reason=f"{self.label} fast crossed below slow")
+            self.target_position(self.instrument_id, self._low, reason=self._reasons[1])
+
+    # The decision of every data handler (TickEmaCross calls it on trades or quotes); the bar
+    # handler is the decision itself: one call less per bar.
+    _decide = on_bar
 
     def on_order_denied(self, event: OrderDenied) -> None:
         """Log a denial; the next crossing tries again."""

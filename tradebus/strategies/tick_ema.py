@@ -93,6 +93,12 @@ class TickEmaCross(EmaCross):
         super()._setup(**values)
         # Read on every event: plain attributes, not the parameter model's.
         self._on_trades = self.params.source == "trades"  # type: ignore[attr-defined]
+        if self._on_trades and len(self.instrument_ids) == 1 and type(self).on_trade is TickEmaCross.on_trade:
+            # The bus delivers only this instrument's trades: the decision itself is the
+            # handler (one call less per trade; bound before the kernel subscribes it).
+            self.on_trade = self._decide  # type: ignore[method-assign]
+        else:
+            self.__dict__.pop("on_trade", None)
 
     @classmethod
     def data_kinds(cls, params: BaseModel) -> frozenset[str]:
