@@ -187,3 +187,21 @@ def test_a_bad_row_inside_an_archive_is_named_and_nothing_is_written(server: Ser
     with pytest.raises(Exception, match=r"ADABTC-1m-2021-11-28.csv row 10: high .* < low"):
         import_archives(tmp_path / "cat", report.ready, market="spot", data="klines", symbol="ADABTC", interval="1m")
     assert Catalog(tmp_path / "cat").datasets() == []
+
+
+def test_download_book_depth_imports_verified_days_into_a_book_depth_dataset(server: Server, tmp_path: Path) -> None:
+    day1 = (FIXTURES / "history" / "binance_um_BTCUSDT-bookDepth-2023-06-01_head.csv").read_bytes()
+    folder = "futures/um/daily/bookDepth/BTCUSDT"
+    server.publish(f"{folder}/BTCUSDT-bookDepth-2023-06-01.zip", day1)
+    server.publish(f"{folder}/BTCUSDT-bookDepth-2023-06-02.zip", day1.replace(b"2023-06-01", b"2023-06-02"))
+    args = ["download", "binance", "--symbol", "BTCUSDT", "--market", "um", "--data", "bookDepth", "--start", "2023-06-01",
+            "--end", "2023-06-02", "--base-url", server.url, "--cache-dir", str(tmp_path / "cache"),
+            "--catalog", str(tmp_path / "cat")]
+    code, out = run(*args)
+    assert code == 0, out
+    stored = Catalog(tmp_path / "cat").read("binance", "usdm", "BTCUSDT", "book_depth")
+    assert stored.num_rows == 72
+    assert stored.column("ts_event").to_pylist()[-1] == (1_685_577_668 + 86_400) * 10**9  # 2023-06-02T00:01:08Z
+    code, out = run("download", "binance", "--symbol", "BTCUSDT", "--data", "bookDepth", "--start", "2023-06-01",
+                    "--end", "2023-06-01", "--base-url", server.url, "--catalog", str(tmp_path / "cat2"))
+    assert code == 2 and "futures only" in out

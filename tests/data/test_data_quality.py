@@ -115,3 +115,52 @@ def test_import_stores_the_quality_summary_and_the_cli_reports_and_fails_on_requ
     table = runner.invoke(data_app, args, terminal_width=200)
     assert table.exit_code == 0 and "zero_volume" in table.output and "warn" in table.output
     assert Catalog(tmp_path / "cat").verify("binance", "spot", "ADABTC", "bars_1m").quality == manifest.quality
+
+
+def _loop_runs(flags: list[bool], stale_bars: int) -> tuple[int, list[int]]:
+    """The plain per-row loop the run tracking must agree with: (longest run in bars, rows where a run turns stale)."""
+    run, longest, stale_at = 0, 0, []
+    for i, flag in enumerate(flags):
+        run = run + 1 if flag else 0
+        if flag and run + 1 == stale_bars:
+            stale_at.append(i)
+        longest = max(longest, run + (1 if run else 0))
+    return longest, stale_at
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
+def test_stale_runs_are_tracked_across_chunks_as_a_per_row_loop_does(chunk: int) -> None:
+    rng = np.random.default_rng(7)
+    n = 600
+    close = np.round(100 + np.cumsum(rng.normal(0, 1, n)), 2)
+    repeat = rng.random(n) < 0.7  # long runs of identical bars
+    repeat[0] = False
+    for i in range(1, n):
+        if repeat[i]:
+            close[i] = close[i - 1]
+    ts = np.arange(n, dtype=np.int64) * MINUTE_NS
+    frame = pd.DataFrame({"ts_event": ts, "open": close, "high": close, "low": close, "close": close,
+                          "volume": np.where(repeat, 0.0, 1.0)})
+    zero_longest, _ = _loop_runs(list(repeat), 0)
+    r = report(frame, "bars", MINUTE_NS, chunk)
+    same = np.concatenate(([False], close[1:] == close[:-1]))  # a random step may round to no change
+    longest, stale_at = _loop_runs(list(same), 5)
+    assert r.checks["stale"]["count"] == len(stale_at)
+    assert r.checks["stale"]["longest"] == longest
+    assert r.checks["zero_volume"]["longest"] == zero_longest - 1  # a zero-volume run counts rows, a stale run bars
+    expected = [str(np.datetime64(int(ts[i]) // 1_000_000, "ms")) + "Z" for i in stale_at[:5]]
+    assert r.checks["stale"]["examples"] == expected
+
+
+def test_outlier_windows_do_not_depend_on_how_the_input_is_cut() -> None:
+    rng = np.random.default_rng(11)
+    n = 200_000  # three full robust windows and a partial one
+    price = 100 * np.exp(np.cumsum(rng.normal(0, 1e-4, n)))
+    price[[5_000, 70_000, 140_001, 199_990]] *= [1.2, 0.8, 1.3, 1.25]  # one jump in each window
+    frame = pd.DataFrame({"ts_event": np.arange(n, dtype=np.int64) * 1_000_000, "price": price,
+                          "size": np.ones(n), "aggressor": np.ones(n, dtype=np.int8),
+                          "trade_id": [str(i) for i in range(n)]})
+    whole = report(frame, "trades")
+    assert whole.checks["outliers"]["count"] == 8  # each jump and its way back
+    for chunk in (7_001, 65_536, 100_000):
+        assert report(frame, "trades", chunk=chunk).checks == whole.checks

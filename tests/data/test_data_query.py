@@ -72,3 +72,16 @@ def test_cli_query_and_info(catalog: Path) -> None:
     line = next(row for row in info.output.splitlines() if "BTC-USD" in row)
     assert "300" in line and "kB" in line and "warn" in line  # the 4h cut has a gap: quality warn
     assert runner.invoke(data_app, ["info", "--catalog", str(catalog / "nonexistent")]).exit_code == 2
+
+
+def test_datasets_of_other_kinds_get_their_own_views(tmp_path: Path) -> None:
+    """A book or book_depth dataset in the catalog made every query fail (KeyError on its kind)."""
+    from tradebus.data.book_depth import import_book_depth
+    from tradebus.data.okx_history import import_okx_book
+
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    import_okx_book(fixtures / "okx" / "BTC-USDT-L2orderbook-400lv-2022-05-13_cut.tar.gz", tmp_path, "BTC-USDT")
+    import_book_depth(fixtures / "data" / "history" / "binance_um_BTCUSDT-bookDepth-2023-06-01_head.csv", tmp_path, "BTCUSDT")
+    got = query("SELECT (SELECT count(*) FROM book) AS levels, (SELECT count(*) FROM book_depth WHERE percentage < 0) AS bid_bands",
+                tmp_path).to_pylist()
+    assert got == [{"levels": 4968, "bid_bands": 18}]

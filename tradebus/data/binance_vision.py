@@ -47,6 +47,7 @@ from typing import Literal
 
 from loguru import logger
 
+from tradebus.data.book_depth import import_book_depth
 from tradebus.data.catalog import Catalog, sha256_file
 from tradebus.data.ingest import ImportResult, import_path
 from tradebus.errors import DataError
@@ -63,7 +64,7 @@ __all__ = [
 
 DEFAULT_BASE_URL = "https://data.binance.vision/data"
 Market = Literal["spot", "um", "cm"]
-DataType = Literal["klines", "trades", "aggTrades"]
+DataType = Literal["klines", "trades", "aggTrades", "bookDepth"]
 _PREFIX = {"spot": "spot", "um": "futures/um", "cm": "futures/cm"}
 _CATALOG_MARKET = {"spot": "spot", "um": "usdm", "cm": "coinm"}
 _CHUNK = 1 << 20
@@ -129,8 +130,10 @@ def archives(
     """
     if market not in _PREFIX:
         raise DataError(f"binance market {market!r} is not one of {sorted(_PREFIX)}")
-    if data not in ("klines", "trades", "aggTrades"):
-        raise DataError(f"binance data type {data!r} is not klines, trades or aggTrades")
+    if data not in ("klines", "trades", "aggTrades", "bookDepth"):
+        raise DataError(f"binance data type {data!r} is not klines, trades, aggTrades or bookDepth")
+    if data == "bookDepth" and market == "spot":
+        raise DataError("bookDepth is published for futures only (market um or cm)")
     if (data == "klines") != (interval is not None):
         raise DataError("an interval is needed for klines, and only for klines")
     if end < start:
@@ -308,8 +311,9 @@ def import_archives(
 ) -> ImportResult:
     """Import verified archives (from :func:`fetch`) into one dataset, in order.
 
-    The dataset is ``binance/<spot|usdm|coinm>/<symbol>/<bars_<interval>|trades|aggtrades>``.
-    The CSV of one archive at a time is extracted to a temporary directory.
+    The dataset is ``binance/<spot|usdm|coinm>/<symbol>/<bars_<interval>|trades|aggtrades|book_depth>``.
+    The CSV of one archive at a time is extracted to a temporary directory (``bookDepth``
+    zips are read in place by :func:`tradebus.data.book_depth.import_book_depth`).
 
     Raises
     ------
@@ -318,6 +322,9 @@ def import_archives(
     """
     if not zips:
         raise DataError("no verified archives to import")
+    if data == "bookDepth":
+        manifest = import_book_depth(sorted(zips), catalog, symbol, market=catalog_market(market), mode=mode)
+        return ImportResult([manifest], "timestamp")
     kind: Literal["bars", "trades"] = "bars" if data == "klines" else "trades"
     name = dataset or ("aggtrades" if data == "aggTrades" else None)
     with tempfile.TemporaryDirectory(prefix="tradebus-binance-") as workdir:

@@ -39,6 +39,10 @@ Stored columns (``SCHEMA_VERSION`` 1):
 * mark_prices: ``ts_event``, ``ts_init``, ``mark_price``, ``index_price`` (float64, NaN unknown).
 * funding_rates: ``ts_event``, ``ts_init``, ``rate`` (float64), ``next_funding_ns`` (int64, 0 unknown).
 * open_interest: ``ts_event``, ``ts_init``, ``open_interest`` (float64, in base units or contracts as the venue sends it).
+* book_depth (percentage-depth snapshots, one row per band): ``ts_event``, ``ts_init``,
+  ``percentage`` (float64: the band's distance from the mid in percent, negative on the
+  bid side), ``depth`` (float64: cumulative size within the band, base units or contracts),
+  ``notional`` (float64: the same in the quote currency).
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ __all__ = [
 SCHEMA_VERSION = 1
 """Version of the stored column layout; bumped on any incompatible change."""
 
-Kind = Literal["bars", "trades", "quotes", "book", "mark_prices", "funding_rates", "open_interest"]
+Kind = Literal["bars", "trades", "quotes", "book", "mark_prices", "funding_rates", "open_interest", "book_depth"]
 Period = Literal["day", "month", "year"]
 
 BAR_SCHEMA = pa.schema(
@@ -141,6 +145,10 @@ FUNDING_SCHEMA = pa.schema(
     [("ts_event", pa.int64()), ("ts_init", pa.int64()), ("rate", pa.float64()), ("next_funding_ns", pa.int64())]
 )
 OPEN_INTEREST_SCHEMA = pa.schema([("ts_event", pa.int64()), ("ts_init", pa.int64()), ("open_interest", pa.float64())])
+BOOK_DEPTH_SCHEMA = pa.schema(
+    [("ts_event", pa.int64()), ("ts_init", pa.int64()), ("percentage", pa.float64()), ("depth", pa.float64()),
+     ("notional", pa.float64())]
+)
 _SCHEMAS: dict[str, pa.Schema] = {
     "bars": BAR_SCHEMA,
     "trades": TRADE_SCHEMA,
@@ -149,6 +157,7 @@ _SCHEMAS: dict[str, pa.Schema] = {
     "mark_prices": MARK_SCHEMA,
     "funding_rates": FUNDING_SCHEMA,
     "open_interest": OPEN_INTEREST_SCHEMA,
+    "book_depth": BOOK_DEPTH_SCHEMA,
 }
 KINDS: tuple[str, ...] = tuple(_SCHEMAS)
 """Every dataset kind the catalog stores."""
@@ -300,7 +309,7 @@ def _infer_kind(table: pa.Table) -> str:
         return "book"
     if {"price", "size"} <= names:
         return "trades"
-    for kind in ("quotes", "mark_prices", "funding_rates", "open_interest"):
+    for kind in ("quotes", "mark_prices", "funding_rates", "open_interest", "book_depth"):
         if set(_SCHEMAS[kind].names) <= names:
             return kind
     raise DataError(f"cannot tell bars from trades (or another kind) by the columns {table.column_names}; pass kind=")

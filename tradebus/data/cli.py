@@ -192,6 +192,48 @@ def import_bybit_book_cmd(
     _console().print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
 
 
+@data_app.command("import-okx-book")
+def import_okx_book_cmd(
+    path: Annotated[Path, typer.Argument(help="OKX order-book archive (*-L2orderbook-400lv-YYYY-MM-DD.tar.gz).")],
+    symbol: Annotated[str, typer.Option(help="OKX instrument id of the archive, e.g. BTC-USDT or BTC-USDT-SWAP.")],
+    market: Annotated[str, typer.Option(help="spot, swap, futures or option.")] = "spot",
+    suffix: Annotated[str, typer.Option(help="Appended to the dataset name (book).")] = "",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset.")] = False,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+) -> None:
+    """Import an OKX L2 order-book archive as a book dataset."""
+    from tradebus.data.okx_history import import_okx_book
+
+    try:
+        manifest = import_okx_book(
+            path, catalog, symbol, market=market, suffix=suffix, mode="overwrite" if overwrite else "create"
+        )
+    except TradebusError as exc:
+        raise _fail(exc) from None
+    _console().print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+
+
+@data_app.command("import-book-depth")
+def import_book_depth_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Binance Vision bookDepth CSVs or zips, days in order.")],
+    symbol: Annotated[str, typer.Option(help="Symbol, e.g. BTCUSDT.")],
+    market: Annotated[str, typer.Option(help="usdm or coinm.")] = "usdm",
+    suffix: Annotated[str, typer.Option(help="Appended to the dataset name (book_depth).")] = "",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset.")] = False,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+) -> None:
+    """Import Binance Vision bookDepth (percentage-depth) files as a book_depth dataset."""
+    from tradebus.data.book_depth import import_book_depth
+
+    try:
+        manifest = import_book_depth(
+            paths, catalog, symbol, market=market, suffix=suffix, mode="overwrite" if overwrite else "create"
+        )
+    except TradebusError as exc:
+        raise _fail(exc) from None
+    _console().print(f"imported {len(paths)} file(s) -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+
+
 @data_app.command("import-open-interest")
 def import_open_interest_cmd(
     path: Annotated[Path, typer.Argument(help="Binance openInterestHist/openInterest JSON, Vision metrics CSV or Bybit v5 JSON.")],
@@ -316,7 +358,7 @@ def download_binance_cmd(
     start: Annotated[str, typer.Option(help="First day (YYYY-MM-DD, UTC).")],
     end: Annotated[str, typer.Option(help="Last day, inclusive (YYYY-MM-DD, UTC).")],
     market: Annotated[str, typer.Option(help="spot, um (USD-M futures) or cm (COIN-M futures).")] = "spot",
-    data: Annotated[str, typer.Option("--data", help="klines, trades or aggTrades.")] = "klines",
+    data: Annotated[str, typer.Option("--data", help="klines, trades, aggTrades or bookDepth (futures).")] = "klines",
     interval: Annotated[str | None, typer.Option(help="Kline interval (1m, 1h, ...); klines only.")] = None,
     monthly: Annotated[bool, typer.Option("--monthly", help="Monthly archives instead of daily ones.")] = False,
     base_url: Annotated[

@@ -180,16 +180,26 @@ class QualityCheck:
         self._returns.append((ts[-r.size:] if r.size else ts[:0], r))
         self._buffered += r.size
         self._last_price = float(prices[-1])
-        while self._buffered >= _ROBUST_CHUNK:
-            self._judge(_ROBUST_CHUNK)
+        if self._buffered < _ROBUST_CHUNK:
+            return
+        # one concatenation per chunk, then windows as views (re-joining the rest per window was quadratic)
+        all_ts = np.concatenate([t for t, _ in self._returns])
+        all_r = np.concatenate([x for _, x in self._returns])
+        start = 0
+        while all_r.size - start >= _ROBUST_CHUNK:
+            self._judge_window(all_ts[start : start + _ROBUST_CHUNK], all_r[start : start + _ROBUST_CHUNK])
+            start += _ROBUST_CHUNK
+        self._returns = [(all_ts[start:], all_r[start:])] if all_r.size > start else []
+        self._buffered = all_r.size - start
 
-    def _judge(self, count: int) -> None:
+    def _judge_rest(self) -> None:
+        """Judge the last, partial window."""
         ts = np.concatenate([t for t, _ in self._returns])
         r = np.concatenate([x for _, x in self._returns])
-        rest_ts, rest_r = ts[count:], r[count:]
-        ts, r = ts[:count], r[:count]
-        self._returns = [(rest_ts, rest_r)] if rest_r.size else []
-        self._buffered = rest_r.size
+        self._returns, self._buffered = [], 0
+        self._judge_window(ts, r)
+
+    def _judge_window(self, ts: np.ndarray, r: np.ndarray) -> None:
         ok = np.isfinite(r)
         rv = r[ok & (r != 0)]  # price changes only: unchanged prices would shrink the scale to a tick
         if rv.size < 20:
@@ -232,16 +242,18 @@ class QualityCheck:
 
     def _runs(self, flags: np.ndarray, carried: int, finding: _Finding, ts: np.ndarray | None) -> int:
         """Track runs of True across chunks; record the longest (and, with ``ts``, stale runs)."""
-        run = carried
-        for i, flag in enumerate(flags.tolist()):
-            if flag:
-                run += 1
-                if ts is not None and run + 1 == self.stale_bars:
-                    finding.add(ts[i : i + 1])
-            else:
-                run = 0
-            finding.bump("longest", run + (1 if ts is not None and run else 0), how="max")
-        return run
+        if flags.size == 0:
+            return carried
+        idx = np.arange(flags.size)
+        last_false = np.maximum.accumulate(np.where(flags, -1, idx))
+        run = idx - last_false + np.where(last_false < 0, carried, 0)  # a leading run continues the carried one
+        if ts is not None:
+            finding.add(ts[flags & (run + 1 == self.stale_bars)])
+            run_shown = run + (run > 0)
+        else:
+            run_shown = run
+        finding.bump("longest", int(run_shown.max()), how="max")
+        return int(run[-1])
 
     def _trades(self, table: pa.Table, step: np.ndarray) -> None:
         ts = table.column("ts_event").to_numpy()
@@ -281,7 +293,7 @@ class QualityCheck:
     def report(self) -> QualityReport:
         """The report of everything fed so far (the last, partial window of returns judged now)."""
         if self._buffered:
-            self._judge(self._buffered)
+            self._judge_rest()
         checks: dict[str, dict[str, object]] = {}
         applicable = {"bars": set(CHECKS) - {"duplicate_trade_id", "trade_id_gaps"},
                       "trades": set(CHECKS) - {"duplicate_time", "ohlc_integrity", "zero_volume", "stale", "gaps"}}

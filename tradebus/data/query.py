@@ -7,7 +7,8 @@ the Parquet files its manifest lists (hive partitioning gives each row its
 * ``<venue>_<market>_<symbol>_<dataset>`` for every dataset, lower-cased, any
   character other than a letter or a digit replaced by ``_``
   (``binance_spot_btcusdt_bars_1m``);
-* ``bars`` and ``trades``: every dataset of that kind, with ``venue``, ``market``,
+* one view per kind present (``bars``, ``trades``, ``book``, ``book_depth`` ...): every
+  dataset of that kind, with ``venue``, ``market``,
   ``symbol`` and ``dataset`` columns.
 
 Examples
@@ -61,7 +62,7 @@ def connect(catalog: Catalog | str | os.PathLike[str]) -> duckdb.DuckDBPyConnect
             f'CREATE VIEW "{name}" AS SELECT make_timestamp(ts_event // 1000) AS time, * '
             f"FROM read_parquet({listed}, hive_partitioning = true)"
         )
-        per_kind[manifest.kind].append(
+        per_kind.setdefault(manifest.kind, []).append(
             f"SELECT {_literal(ref.venue)} AS venue, {_literal(ref.market)} AS market, {_literal(ref.symbol)} AS symbol, "
             f'{_literal(ref.dataset)} AS dataset, * FROM "{name}"'
         )

@@ -207,12 +207,18 @@ def _csv_frames(path: Path, gzipped: bool, names: list[str], has_header: bool, b
     a column inferred as anything else (a timestamp, a date) is read as text. When a
     later chunk does not parse as the type inferred from the first (a stray word in a
     number column), the reader reopens the file at that chunk with every column as
-    text, so that the converters can name the row and the field.
+    text, so that the converters can name the row and the field. Chunks are parsed on
+    pyarrow's threads; a ragged row (which the threaded parser cannot number) makes the
+    reader reopen the file single-threaded at that chunk to name it.
     """
     bad_rows: list[str] = []
+    threads = True  # parsed on pyarrow's threads, which do not number rows: a bad row rereads single-threaded
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
-        data_row = row.number - 1 if (has_header and row.number is not None) else row.number
+        if row.number is None:
+            bad_rows.append("")
+            return "error"
+        data_row = row.number - 1 if has_header else row.number
         bad_rows.append(
             f"{path.name} row {data_row}: expected {row.expected_columns} fields, got {row.actual_columns}: {row.text!r}"
         )
@@ -231,7 +237,7 @@ def _csv_frames(path: Path, gzipped: bool, names: list[str], has_header: bool, b
             reader = pacsv.open_csv(
                 stream,
                 read_options=pacsv.ReadOptions(
-                    column_names=names, skip_rows=1 if has_header else 0, use_threads=False,
+                    column_names=names, skip_rows=1 if has_header else 0, use_threads=threads,
                     block_size=block_bytes,
                 ),
                 parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
@@ -258,6 +264,10 @@ def _csv_frames(path: Path, gzipped: bool, names: list[str], has_header: bool, b
                     offset += batch.num_rows
                 return
         except (pa.ArrowInvalid, OSError) as exc:
+            if bad_rows and not bad_rows[0]:
+                bad_rows.clear()
+                threads = False
+                continue
             if bad_rows:
                 raise DataError(bad_rows[0]) from None
             if not (typed and "conversion error" in str(exc)):
