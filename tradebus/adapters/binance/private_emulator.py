@@ -73,7 +73,7 @@ from tradebus.execution.config import VenueConfig
 from tradebus.execution.orders import Order
 from tradebus.execution.simulated import SimulatedVenue
 
-__all__ = ["BinancePrivateEmulator", "MatchingProtocol", "RestFault", "StreamFault"]
+__all__ = ["WEIGHTS", "BinancePrivateEmulator", "MatchingProtocol", "RestFault", "StreamFault"]
 
 _MS = 1_000_000
 _BINANCE_STATUS = {
@@ -87,7 +87,8 @@ _BINANCE_STATUS = {
     OrderStatus.EXPIRED: "EXPIRED",
 }
 _OPEN = {"NEW", "PARTIALLY_FILLED"}
-_WEIGHTS = {
+#: Request weight of each endpoint, as Binance spot documents it.
+WEIGHTS = {
     ("POST", "/api/v3/order"): 1,
     ("DELETE", "/api/v3/order"): 1,
     ("GET", "/api/v3/order"): 4,
@@ -261,7 +262,7 @@ class BinancePrivateEmulator:
         minute = int(time.time() // 60)
         if minute != self._minute:
             self._minute, self.weight = minute, 0
-        self.weight += _WEIGHTS.get((request.method, path), 1)
+        self.weight += WEIGHTS.get((request.method, path), 1)
         if request.headers.get("X-MBX-APIKEY") != self._key:
             return self._error(401, -2015, "Invalid API-key, IP, or permissions for action.")
         sig = params.get("signature", "")
