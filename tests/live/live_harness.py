@@ -83,7 +83,7 @@ async def harness(
     task = asyncio.create_task(stream.run())
     h = Harness(emulator, kernel, venue, stream)
     try:
-        await until(lambda: emulator._sessions)
+        await until(lambda: any(s.authed for s in emulator.sessions))
         kernel.start()
         h.trade(60_000.0)
         yield h

@@ -105,9 +105,9 @@ async def test_live_session_books_what_the_account_did_and_leaks_no_secret(tmp_p
     # every order was placed exactly once, and the stop canceled the resting one at the venue
     posts = [coid for method, path, coid in emulator.requests if method == "POST"]
     assert len(posts) == len(set(posts)) == len(emulator.orders)
-    assert emulator.orders[resting].status == "CANCELED"
+    assert emulator.orders[resting].status is OrderStatus.CANCELED
     assert kernel.orders.order(resting).status is OrderStatus.CANCELED
-    assert not [o for o in emulator.orders.values() if o.status in ("NEW", "PARTIALLY_FILLED")]
+    assert not [o for o in emulator.orders.values() if o.status in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED)]
     log = (tmp_path / "daemon.log").read_text()
     assert "environment TESTNET" in log and "account 354937868" in log
     assert log.index("environment TESTNET") < log.index("submitted")
@@ -210,11 +210,11 @@ async def test_restart_books_the_fill_missed_while_down_and_reports_external_ord
 
             await _run_until(first, place_resting)
             resting = holder[0].client_order_id
-            assert emulator.orders[resting].status == "NEW"  # left working: cancel_on_stop is off
+            assert emulator.orders[resting].status is OrderStatus.ACCEPTED  # left working: cancel_on_stop is off
             # While the daemon is down: the order fills, and someone places an order by hand.
             last = emulator.clock.now_ns()
             emulator.on_trade(Trade(IID, last + 10**9, last + 10**9, 19_999.0, 1.0, -1, "down-1"))
-            assert emulator.orders[resting].status == "FILLED"
+            assert emulator.orders[resting].status is OrderStatus.FILLED
             manual = BinanceTrading(emulator.rest_url, keys.key, keys.secret, config.instrument_map())
             await manual.place(Order("byhand1", "", IID, OrderSide.SELL, OrderType.LIMIT, 0.001, 90_000.0))
             await manual.close()
@@ -232,7 +232,7 @@ async def test_restart_books_the_fill_missed_while_down_and_reports_external_ord
     assert [f.trade_id for f in fills] == [str(t["id"]) for t in emulator.trades if t["orderId"] == emulator.orders[resting].order_id]
     assert second.kernel.portfolio.position(IID) == pytest.approx(emulator.balances["BTC"], abs=1e-12)
     assert [r.client_order_id for r in second.external_orders] == ["byhand1"]
-    assert emulator.orders["byhand1"].status == "NEW"  # reported, left alone
+    assert emulator.orders["byhand1"].status is OrderStatus.ACCEPTED  # reported, left alone
     posts = [coid for method, _, coid in emulator.requests if method == "POST"]
     assert posts.count(resting) == 1 and len(posts) == len(set(posts))
 
@@ -255,7 +255,7 @@ async def test_kill_switch_cancels_everything_and_halts_until_resume(tmp_path: P
         config = parse_live_config(data, "<test>")
         canceled = await kill_switch(config, keys, "test kill")
     assert sorted(canceled) == ["open0", "open1", "open2"]
-    assert {o.status for o in emulator.orders.values()} == {"CANCELED"}
+    assert {o.status for o in emulator.orders.values()} == {OrderStatus.CANCELED}
     journal = Journal(tmp_path / "journal.sqlite")
     state = journal.load_risk_state()
     journal.close()

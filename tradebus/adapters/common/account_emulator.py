@@ -1,4 +1,4 @@
-"""What the local account emulators of OKX and Bybit share: matching, the order book of the account, faults, sessions.
+"""What the local account emulators of Binance, OKX and Bybit share: matching, the order book of the account, faults, sessions.
 
 A venue's ``private_emulator.py`` subclasses :class:`AccountEmulator` with its dialect: the
 REST routes and their signature check, the private WebSocket's login and subscriptions, and
@@ -17,6 +17,7 @@ on 127.0.0.1 and keeps the account:
   ``lose``        REST: processed, then the connection is closed unanswered
   ``error5xx``    REST: ``503`` from the gateway (an HTML body) before processing (nothing happens)
   ``rate_limit``  REST: ``429`` with ``Retry-After`` before processing
+  ``ban``         REST: ``418`` (IP ban) with ``Retry-After`` before processing
   ``duplicate``   stream: the frame is sent twice
   ``drop``        stream: the frame is not sent
   ``delay``       stream: sent after ``seconds``
@@ -284,6 +285,8 @@ class AccountEmulator(ABC):
             return web.Response(status=503, text="<html><body>503 Service Temporarily Unavailable</body></html>", content_type="text/html")
         if fault is not None and fault.kind == "rate_limit":
             return self.error(429, self.rate_limit_code, "Too Many Requests", {"Retry-After": str(fault.retry_after)})
+        if fault is not None and fault.kind == "ban":
+            return self.error(418, self.rate_limit_code, "Way too many requests; IP banned.", {"Retry-After": str(fault.retry_after)})
         handler = self.routes().get((request.method, request.path))
         if handler is None:
             return self.error(404, 404, f"{request.method} {request.path} is not emulated")

@@ -42,7 +42,7 @@ import asyncio
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
@@ -284,6 +284,9 @@ class LocalVenueServer:
     ping_interval
         Seconds between the server's WebSocket pings (also their timeout); ``None``: no pings
         (a soak that lets a client fall behind by TCP back-pressure alone).
+    gate
+        Awaited with each frame before it is sent: holding it holds the stream (a test of
+        latency 0 against a live account holds the next trade while an order is in flight).
 
     A ``frames`` sequence that is not a list or tuple (e.g. one that makes frames on access)
     is indexed in place, not copied.
@@ -304,6 +307,7 @@ class LocalVenueServer:
         lifetime: float = 60.0,
         max_connections: int = 16,
         ping_interval: float | None = 20.0,
+        gate: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         if speed is not None and not speed > 0:
             raise ConfigError(f"local server: speed must be > 0 or None, got {speed!r}")
@@ -312,6 +316,7 @@ class LocalVenueServer:
         self.protocol = protocol
         self.frames = list(frames) if isinstance(frames, list | tuple) else frames
         self.ping_interval = ping_interval
+        self.gate = gate
         self.faults = list(faults)
         self.resume_overlap = resume_overlap
         self.speed = speed
@@ -454,6 +459,8 @@ class LocalVenueServer:
                 wait = due - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
+            if self.gate is not None:
+                await self.gate(raw)
             out: str | None = protocol.render(raw, session)
             for key in match_counts:
                 if key in raw:
