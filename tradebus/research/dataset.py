@@ -30,8 +30,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
+from tradebus.config_base import StrictModel
 from tradebus.data.catalog import Catalog
 from tradebus.errors import ConfigError, DataError
 from tradebus.features.bank import FeatureBank
@@ -52,8 +53,7 @@ _BAR_FIELDS = ("open", "high", "low", "close", "volume")
 _TRADE_FIELDS = ("price", "size", "side")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = StrictModel
 
 
 def _split_dataset(value: str) -> tuple[str, str, str, str]:

@@ -29,8 +29,9 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from tradebus.config_base import StrictModel
 from tradebus.config import InstrumentConfig
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
@@ -47,8 +48,7 @@ __all__ = ["MLGatedConfig", "load_ml_gated_config", "run", "run_system"]
 ANNUALISE_DAYS = 7.0
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = StrictModel
 
 
 class DataSection(_Model):

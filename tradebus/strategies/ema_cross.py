@@ -22,8 +22,9 @@ from typing import Literal
 
 import numpy as np
 from numba import njit
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from tradebus.config_base import StrictModel
 from tradebus.engine.cache import FeatureView
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Bar, OrderDenied
@@ -62,10 +63,8 @@ def cross_signal(
     return above
 
 
-class EmaCrossParams(BaseModel):
+class EmaCrossParams(StrictModel):
     """Parameters of :class:`EmaCross` (``fast < slow``, spans in bars)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     fast: int = Field(gt=0)
     slow: int = Field(gt=1)

@@ -23,8 +23,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
+from tradebus.config_base import StrictModel
 from tradebus.engine.messages import Quote, Trade
 from tradebus.strategies.base import Strategy
 from tradebus.strategies.ema_cross import EmaCross
@@ -32,10 +33,8 @@ from tradebus.strategies.ema_cross import EmaCross
 __all__ = ["TickEmaCross", "TickEmaCrossParams"]
 
 
-class TickEmaCrossParams(BaseModel):
+class TickEmaCrossParams(StrictModel):
     """Parameters of :class:`TickEmaCross` (``fast < slow``, spans in events)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     fast: int = Field(gt=0)
     slow: int = Field(gt=1)
