@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, ValidationError, field_validator
 
-from tradebus.config_base import StrictModel
+from tradebus.config_base import StrictModel, resolve_path
 from tradebus.data.catalog import Catalog
 from tradebus.errors import ConfigError, DataError
 from tradebus.features.bank import FeatureBank
@@ -130,8 +130,8 @@ def load_config(data: Mapping[str, Any], base: Path | None = None) -> DatasetCon
         for name in source.timeframes:
             if name not in config.timeframes:
                 raise ConfigError(f"dataset.sources: timeframe {name!r} of {source.instrument} has no features")
-    if base is not None and not config.catalog.is_absolute():
-        config = config.model_copy(update={"catalog": (base / config.catalog).resolve()})
+    if base is not None:
+        config = config.model_copy(update={"catalog": resolve_path(config.catalog, base)})
     return config
 
 

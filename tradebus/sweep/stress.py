@@ -38,8 +38,8 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import Field, PositiveFloat, field_validator
 
-from tradebus.config_base import StrictModel
 from tradebus.config import RunConfig, parse_duration, to_ns
+from tradebus.config_base import StrictModel
 from tradebus.data.replay import ReplayBatch
 
 __all__ = [
