@@ -53,7 +53,7 @@ from pydantic import (
 )
 
 from tradebus.account import asset_names
-from tradebus.config_base import StrictModel, resolve_path
+from tradebus.config_base import StrictModel, describe_errors, resolve_path
 from tradebus.engine.instrument import FeeTier, Instrument, InstrumentKind, MarginMode, MarginTier
 from tradebus.errors import ConfigError, OrderError
 from tradebus.execution.config import VenueConfig
@@ -517,32 +517,12 @@ class RunConfig(RunBase):
         return self.model_copy(update={"data": data})
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "<root>"
-
-
-def _describe(error: dict[str, Any]) -> str:
-    message = str(error["msg"])
-    if message.startswith("Value error, "):
-        message = message[len("Value error, "):]
-    if error["type"] == "extra_forbidden":
-        return f"{_loc(error['loc'])}: unknown key (not allowed here)"
-    if error["type"] == "missing":
-        return f"{_loc(error['loc'])}: required field is missing"
-    if not error["loc"]:
-        # A whole-config check names its own field path.
-        return message
-    if error["type"] == "value_error":
-        return f"{_loc(error['loc'])}: {message}"
-    return f"{_loc(error['loc'])}: {message} (got {error.get('input')!r})"
-
-
 def config_error_from(source: str, exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> ConfigError:
     """Turn a pydantic ``ValidationError`` into one :class:`ConfigError` naming ``source`` and each field path.
 
     ``prefix`` is prepended to every field path (e.g. ``("strategy", "params")``).
     """
-    lines = [_describe({**e, "loc": prefix + tuple(e["loc"])}) for e in exc.errors()]
+    lines = describe_errors(exc, prefix)
     return ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines))
 
 

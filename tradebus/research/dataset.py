@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, ValidationError, field_validator
 
-from tradebus.config_base import StrictModel, resolve_path
+from tradebus.config_base import StrictModel, describe_errors, resolve_path
 from tradebus.data.catalog import Catalog
 from tradebus.errors import ConfigError, DataError
 from tradebus.features.bank import FeatureBank
@@ -121,11 +121,7 @@ def load_config(data: Mapping[str, Any], base: Path | None = None) -> DatasetCon
     try:
         config = DatasetConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"dataset.{'.'.join(str(p) for p in e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
-        raise ConfigError(problems) from None
+        raise ConfigError("; ".join(describe_errors(exc, ("dataset",)))) from None
     for source in config.sources:
         for name in source.timeframes:
             if name not in config.timeframes:

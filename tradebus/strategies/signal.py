@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from tradebus.config_base import StrictModel
+from tradebus.config_base import StrictModel, describe_errors
 from tradebus.engine.cache import FeatureView
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Bar, OrderDenied
@@ -38,11 +38,7 @@ class SignalParams(StrictModel):
 
 def invalid_params(strategy_id: str, exc: ValidationError) -> ConfigError:
     """A :class:`ConfigError` naming each bad parameter of ``exc``."""
-    problems = "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'params'}: {str(e['msg']).removeprefix('Value error, ')}"
-        for e in exc.errors()
-    )
-    return ConfigError(f"{strategy_id}: invalid parameters: {problems}")
+    return ConfigError(f"{strategy_id}: invalid parameters: {'; '.join(describe_errors(exc))}")
 
 
 class BarSignal(Strategy, ABC):
