@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
@@ -151,6 +152,20 @@ def import_cmd(
         console.print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
 
 
+def _mode(overwrite: bool) -> Literal["create", "overwrite"]:
+    """The write mode of ``--overwrite`` (without it an existing dataset is an error)."""
+    return "overwrite" if overwrite else "create"
+
+
+def _import_one(path: Path, run: Callable[[], Manifest]) -> None:
+    """Run one single-dataset import; print its summary, or fail with its error (exit 1)."""
+    try:
+        manifest = run()
+    except TradebusError as exc:
+        raise _fail(exc) from None
+    _console().print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+
+
 @data_app.command("import-tardis")
 def import_tardis_cmd(
     path: Annotated[Path, typer.Argument(help="Tardis incremental_book_L2, book_snapshot_N, quotes or trades CSV[.gz].")],
@@ -164,11 +179,7 @@ def import_tardis_cmd(
     """Import a Tardis-style CSV as a book, quotes or trades dataset."""
     from tradebus.data.market_ingest import import_tardis
 
-    try:
-        manifest = import_tardis(path, catalog, venue, market, symbol, suffix=suffix, mode="overwrite" if overwrite else "create")
-    except TradebusError as exc:
-        raise _fail(exc) from None
-    _console().print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+    _import_one(path, lambda: import_tardis(path, catalog, venue, market, symbol, suffix=suffix, mode=_mode(overwrite)))
 
 
 @data_app.command("import-bybit-book")
@@ -183,13 +194,7 @@ def import_bybit_book_cmd(
     """Import a Bybit orderbook archive as a book dataset."""
     from tradebus.data.market_ingest import import_bybit_archive
 
-    try:
-        manifest = import_bybit_archive(
-            path, catalog, symbol, market=market, suffix=suffix, mode="overwrite" if overwrite else "create"
-        )
-    except TradebusError as exc:
-        raise _fail(exc) from None
-    _console().print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+    _import_one(path, lambda: import_bybit_archive(path, catalog, symbol, market=market, suffix=suffix, mode=_mode(overwrite)))
 
 
 @data_app.command("import-open-interest")
@@ -205,13 +210,9 @@ def import_open_interest_cmd(
     """Import an open-interest history file as an open_interest dataset."""
     from tradebus.data.open_interest import import_open_interest
 
-    try:
-        manifest = import_open_interest(
-            path, catalog, venue, market, symbol, suffix=suffix, mode="overwrite" if overwrite else "create"
-        )
-    except TradebusError as exc:
-        raise _fail(exc) from None
-    _console().print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+    _import_one(
+        path, lambda: import_open_interest(path, catalog, venue, market, symbol, suffix=suffix, mode=_mode(overwrite))
+    )
 
 
 def _size(nbytes: int) -> str:
