@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tradebus.data.catalog import Catalog, Manifest, open_parquet
+from tradebus.data.catalog import Catalog, DatasetExists, Manifest, open_parquet
 from tradebus.data.ingest import format_interval, import_path
 from tradebus.errors import ConfigError, DataError, TradebusError
 
@@ -65,8 +65,15 @@ def _iso(ns: int) -> str:
     return pd.Timestamp(ns, unit="ns", tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _fail(exc: TradebusError) -> typer.Exit:
-    _console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+#: What a command that writes a dataset says to do when it exists (its own flags, not write modes).
+_APPEND_OR_OVERWRITE = "add a later time range with --append, or replace it with --overwrite"
+_OVERWRITE = "replace it with --overwrite"
+
+
+def _fail(exc: TradebusError, exists: str = _OVERWRITE) -> typer.Exit:
+    """Print ``exc`` and exit with its code; an existing dataset is named with the command's ``exists`` hint."""
+    message = f"{exc.path}: dataset exists; {exists}" if isinstance(exc, DatasetExists) else str(exc)
+    _console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code=next(code for cls, code in EXIT_CODES if isinstance(exc, cls)))
 
 
@@ -143,7 +150,7 @@ def import_cmd(
             split_by=split_by,
         )
     except TradebusError as exc:
-        raise _fail(exc) from None
+        raise _fail(exc, _APPEND_OR_OVERWRITE) from None
     console = _console()
     console.print(result.describe_time(), highlight=False, soft_wrap=True)
     if result.dropped_duplicates:
@@ -366,7 +373,7 @@ def download_binance_cmd(
         result = vision.import_archives(catalog, report.ready, market=market, data=data, symbol=symbol,  # type: ignore[arg-type]
                                         interval=interval, mode=mode)
     except TradebusError as exc:
-        raise _fail(exc) from None
+        raise _fail(exc, _APPEND_OR_OVERWRITE) from None
     for manifest in result.manifests:
         console.print(f"imported -> {_summary(manifest)}", highlight=False, soft_wrap=True)
 
@@ -412,7 +419,7 @@ def bars_cmd(
         else:
             manifest = bars_from_trades(cat, ref, mode, interval_ns=interval_ns, threshold=threshold, dataset=name)
     except TradebusError as exc:
-        raise _fail(exc) from None
+        raise _fail(exc, "give the new bars another --name") from None
     _console().print(f"built -> {_summary(manifest)}", highlight=False, soft_wrap=True)
 
 
