@@ -172,7 +172,9 @@ async def kill_and_restart(tmp: Path, seed: int, kills: int, counts: SoakCounts,
     rng = random.Random(seed)
     tmp.mkdir(parents=True, exist_ok=True)
     emulator = BinancePrivateEmulator(KEY, SECRET, {IID: INST}, {"USDT": CASH})
-    loops = math.ceil((kills + 2) * 20 * speed / 38)  # 20 s of market per start, under load too
+    # 60 s of market per start: on a loaded machine a start alone can take 10 s, and a market that
+    # ran out would stall the daemon (no trades, no decisions) and fail the session
+    loops = math.ceil((kills + 2) * 60 * speed / 38)
     async with emulator:
         protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
         public = LocalVenueServer(protocol, looped_trades(loops), speed=speed, lifetime=3_600, max_connections=4 * kills + 10)
@@ -210,7 +212,7 @@ async def kill_and_restart(tmp: Path, seed: int, kills: int, counts: SoakCounts,
                     await asyncio.sleep(rng.uniform(0.0, 0.5))  # the market moves on while it is dead
                 final = _Daemon(config, tmp / "daemon-final.log", ["--dry-run", "--out", str(tmp / "out")])
                 await final.start()
-                await _wait(lambda: "reconciled " in final.text() or "reconciliation:" in final.text(), 40, "the final reconciliation")
+                await _wait(lambda: "reconciled " in final.text() or "reconciliation:" in final.text(), 120, "the final reconciliation")
                 await asyncio.sleep(1.5)  # unknown orders outlive not_found_grace
                 assert final.proc is not None
                 final.proc.send_signal(signal.SIGTERM)
