@@ -181,3 +181,44 @@ def test_the_venue_name_check_sees_strings_but_not_docstrings(tmp_path: Path) ->
     module = tmp_path / "m.py"
     module.write_text('"""About binance."""\n\ndef f():\n    """okx."""\n    return {"bybit": 1}\n')
     assert strings_in_code(module) == [(5, "bybit")]
+
+
+def strict_model_settings(path: Path) -> list[int]:
+    """Lines of ``path`` that spell out ``extra="forbid"`` in a pydantic ``ConfigDict``."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and getattr(node.func, "id", getattr(node.func, "attr", None)) == "ConfigDict"
+        and any(k.arg == "extra" and getattr(k.value, "value", None) == "forbid" for k in node.keywords)
+    ]
+
+
+def test_config_models_share_the_one_strict_base() -> None:
+    # Config sections, strategy parameters, sweep spaces and research datasets derive from
+    # tradebus.config_base.StrictModel instead of repeating its settings.
+    found = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in sorted(ROOT.rglob("*.py"))
+        if path.name != "config_base.py"
+        for line in strict_model_settings(path)
+    ]
+    assert found == []
+
+
+def test_the_strict_settings_check_sees_them(tmp_path: Path) -> None:
+    sample = tmp_path / "m.py"
+    sample.write_text('from pydantic import ConfigDict\nX = 1\nc = ConfigDict(frozen=True, extra="forbid")\n')
+    assert strict_model_settings(sample) == [3]
+
+
+def test_strategy_sweep_and_research_models_are_strict() -> None:
+    from tradebus.config_base import StrictModel
+    from tradebus.research.dataset import DatasetConfig
+    from tradebus.strategies.base import NoParams
+    from tradebus.strategies.ema_cross import EmaCrossParams
+    from tradebus.sweep.space import SweepSpace
+
+    for model in (DatasetConfig, NoParams, EmaCrossParams, SweepSpace):
+        assert issubclass(model, StrictModel), model

@@ -179,3 +179,20 @@ def test_features_list_shows_kinds_parameters_and_output_names() -> None:
 def test_serve_refuses_a_missing_recording(tmp_path: Path) -> None:
     result = runner.invoke(app, ["serve", str(tmp_path / "nope.gz")])
     assert result.exit_code == 2 and "no such recording" in result.output
+
+
+def test_the_readme_calls_the_cli_one_way_and_gives_the_capture_length() -> None:
+    import gzip
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    # `.venv/bin/tradebus` is named once, where the README says how to call `tradebus`.
+    assert readme.count(".venv/bin/tradebus") == 1
+    capture = ROOT / "tests" / "fixtures" / "binance" / "spot_btcusdt_20240808_head4000.gz"
+    with gzip.open(capture, "rt", encoding="utf-8") as lines:
+        stamps = [int(line.split(" ", 1)[0]) for line in lines]
+    span_s = round((stamps[-1] - stamps[0]) / 1e9)
+    stated = re.search(r"shipped capture is ([\d,]+) Binance frames, (\d+) s of market time", readme)
+    assert stated is not None
+    assert int(stated.group(1).replace(",", "")) == len(stamps)
+    assert int(stated.group(2)) == span_s

@@ -39,7 +39,7 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import yaml
 from pydantic import (
@@ -53,7 +53,7 @@ from pydantic import (
 )
 
 from tradebus.account import asset_names
-from tradebus.config_base import StrictModel
+from tradebus.config_base import StrictModel, describe_errors, resolve_path
 from tradebus.engine.instrument import FeeTier, Instrument, InstrumentKind, MarginMode, MarginTier
 from tradebus.errors import ConfigError, OrderError
 from tradebus.execution.config import VenueConfig
@@ -66,6 +66,7 @@ __all__ = [
     "DataSourceConfig",
     "InstrumentConfig",
     "ReportConfig",
+    "RunBase",
     "RunConfig",
     "StrategyConfig",
     "TradeBarsConfig",
@@ -342,14 +343,14 @@ class StrategyConfig(_Model):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-def strategy_entries(config: _StrategyChoice) -> list[tuple[str, StrategyConfig]]:
+def strategy_entries(config: RunBase) -> list[tuple[str, StrategyConfig]]:
     """``(field path, entry)`` of every strategy of a config: ``strategy`` or ``strategies.<n>``."""
     if config.strategy is not None:
         return [("strategy", config.strategy)]
     return [(f"strategies.{n}", entry) for n, entry in enumerate(config.strategies)]
 
 
-def check_strategy_choice(config: _StrategyChoice, instrument_ids: Sequence[str]) -> None:
+def check_strategy_choice(config: RunBase, instrument_ids: Sequence[str]) -> None:
     """Exactly one of ``strategy``/``strategies``, unique ids, and only known instruments.
 
     Raises
@@ -374,11 +375,6 @@ def check_strategy_choice(config: _StrategyChoice, instrument_ids: Sequence[str]
             ids[entry.id] = path
 
 
-class _StrategyChoice(Protocol):
-    strategy: StrategyConfig | None
-    strategies: list[StrategyConfig]
-
-
 class ReportConfig(_Model):
     """Run outputs: ``equity_interval`` is the spacing of the equity curve samples."""
 
@@ -396,17 +392,10 @@ class ReportConfig(_Model):
         return parse_duration(self.equity_interval)
 
 
-class _Funded(Protocol):
-    instruments: list[InstrumentConfig]
-    initial_cash: float
-    balances: dict[str, float] | None
-    model_fields_set: set[str]
-
-
 _DEFAULT_CASH = 100_000.0
 
 
-def check_starting_balances(config: _Funded) -> None:
+def check_starting_balances(config: RunBase) -> None:
     """Check ``balances`` against the instruments and make ``initial_cash`` agree with it.
 
     With ``balances``, ``initial_cash`` is the balance of the first instrument's quote asset
@@ -437,15 +426,20 @@ def check_starting_balances(config: _Funded) -> None:
         object.__setattr__(config, "initial_cash", cash)  # frozen model; keeps the dump consistent
 
 
-class RunConfig(_Model):
-    """A whole backtest (or paper) run.
+class RunBase(_Model):
+    """What every run config has: instruments, strategies, venue, risk, features, money, report.
+
+    :class:`RunConfig` (backtest), :class:`~tradebus.node.config.PaperConfig` and
+    :class:`~tradebus.node.live.LiveConfig` derive from it and add where their market data comes
+    from (:meth:`data_kinds`) and the paths they hold (:meth:`resolve_paths`). The cross-checks
+    here (starting balances, unique instrument ids, the strategy choice and its instruments)
+    run for all of them.
 
     Starting balances: ``initial_cash`` credits the first instrument's quote asset; ``balances``
     (``{USDT: 10000, BTC: 0.5}``) sets every asset instead (see :mod:`tradebus.account` and
     :func:`check_starting_balances`).
     """
 
-    data: DataConfig
     instruments: list[InstrumentConfig] = Field(min_length=1)
     strategy: StrategyConfig | None = None
     strategies: list[StrategyConfig] = Field(default_factory=list)
@@ -457,18 +451,40 @@ class RunConfig(_Model):
     report: ReportConfig = Field(default_factory=ReportConfig)
 
     @model_validator(mode="after")
-    def _cross_check(self) -> RunConfig:
+    def _check_run_parts(self) -> Self:
         check_starting_balances(self)
         ids = [i.instrument_id for i in self.instruments]
         if len(set(ids)) != len(ids):
             raise ValueError(f"instruments: duplicate instrument ids in {ids}")
-        known = set(ids)
+        check_strategy_choice(self, ids)
+        return self
+
+    def instrument_map(self) -> dict[str, Instrument]:
+        """``instrument_id -> Instrument`` in config order."""
+        return {i.instrument_id: i.to_instrument() for i in self.instruments}
+
+    def data_kinds(self) -> dict[str, set[str]]:
+        """``instrument_id -> {"bars", "trades", "quotes"}``: the market data the run delivers."""
+        raise NotImplementedError(f"{type(self).__name__} does not say what market data it has")
+
+    def resolve_paths(self, base: Path) -> Self:
+        """A copy with every relative path of the config made absolute against ``base``."""
+        return self
+
+
+class RunConfig(RunBase):
+    """A whole backtest run: the :class:`RunBase` parts plus the ``data`` it replays."""
+
+    data: DataConfig
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> RunConfig:
+        ids = [i.instrument_id for i in self.instruments]
         for n, source in enumerate(self.data.sources):
-            if source.instrument not in known:
+            if source.instrument not in ids:
                 raise ValueError(
                     f"data.sources.{n}.instrument: {source.instrument!r} is not one of the instruments {ids}"
                 )
-        check_strategy_choice(self, ids)
         perpetual = {i.instrument_id for i in self.instruments if i.kind == InstrumentKind.PERPETUAL}
         for key in ("marks", "funding"):
             for n, entry in enumerate(getattr(self.data, key)):
@@ -478,10 +494,6 @@ class RunConfig(_Model):
                         f"(perpetuals: {sorted(perpetual)})"
                     )
         return self
-
-    def instrument_map(self) -> dict[str, Instrument]:
-        """``instrument_id -> Instrument`` in config order."""
-        return {i.instrument_id: i.to_instrument() for i in self.instruments}
 
     def data_kinds(self) -> dict[str, set[str]]:
         """``instrument_id -> {"bars", "trades", ...}``: the market data the run replays."""
@@ -494,39 +506,15 @@ class RunConfig(_Model):
 
     def resolve_paths(self, base: Path) -> RunConfig:
         """A copy with the catalog root and data files made absolute against ``base``."""
-
-        def absolute(path: Path | None) -> Path | None:
-            return None if path is None else (path if path.is_absolute() else (base / path)).resolve()
-
         data = self.data.model_copy(
             update={
-                "catalog": absolute(self.data.catalog),
-                "sources": [s.model_copy(update={"file": absolute(s.file)}) for s in self.data.sources],
-                "marks": [m.model_copy(update={"file": absolute(m.file)}) for m in self.data.marks],
-                "funding": [f.model_copy(update={"file": absolute(f.file)}) for f in self.data.funding],
+                "catalog": resolve_path(self.data.catalog, base),
+                "sources": [s.model_copy(update={"file": resolve_path(s.file, base)}) for s in self.data.sources],
+                "marks": [m.model_copy(update={"file": resolve_path(m.file, base)}) for m in self.data.marks],
+                "funding": [f.model_copy(update={"file": resolve_path(f.file, base)}) for f in self.data.funding],
             }
         )
         return self.model_copy(update={"data": data})
-
-
-def _loc(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "<root>"
-
-
-def _describe(error: dict[str, Any]) -> str:
-    message = str(error["msg"])
-    if message.startswith("Value error, "):
-        message = message[len("Value error, "):]
-    if error["type"] == "extra_forbidden":
-        return f"{_loc(error['loc'])}: unknown key (not allowed here)"
-    if error["type"] == "missing":
-        return f"{_loc(error['loc'])}: required field is missing"
-    if not error["loc"]:
-        # A whole-config check names its own field path.
-        return message
-    if error["type"] == "value_error":
-        return f"{_loc(error['loc'])}: {message}"
-    return f"{_loc(error['loc'])}: {message} (got {error.get('input')!r})"
 
 
 def config_error_from(source: str, exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> ConfigError:
@@ -534,26 +522,11 @@ def config_error_from(source: str, exc: ValidationError, prefix: tuple[int | str
 
     ``prefix`` is prepended to every field path (e.g. ``("strategy", "params")``).
     """
-    lines = [_describe({**e, "loc": prefix + tuple(e["loc"])}) for e in exc.errors()]
+    lines = describe_errors(exc, prefix)
     return ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines))
 
 
-class _StrategyRunConfig(Protocol):
-    """What :func:`parse_config` needs of a config model (``RunConfig``, ``PaperConfig``)."""
-
-    strategy: StrategyConfig | None
-    strategies: list[StrategyConfig]
-
-    def instrument_map(self) -> dict[str, Instrument]: ...
-
-    def data_kinds(self) -> dict[str, set[str]]: ...
-
-    def resolve_paths(self, base: Path) -> Self: ...
-
-    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Self: ...
-
-
-ConfigT = TypeVar("ConfigT", bound=_StrategyRunConfig)
+ConfigT = TypeVar("ConfigT", bound=RunBase)
 
 
 def parse_config(
@@ -605,7 +578,7 @@ def parse_config(
 
 
 def _check_data_kinds(
-    source: str, config: _StrategyRunConfig, path: str, entry: StrategyConfig, wanted: frozenset[str]
+    source: str, config: RunBase, path: str, entry: StrategyConfig, wanted: frozenset[str]
 ) -> None:
     if not wanted:
         return

@@ -4,17 +4,59 @@ Every config section (``tradebus.config``, ``tradebus.node.config``, ``tradebus.
 ``tradebus.risk.config``, ``tradebus.ops.config``, ``tradebus.research.config`` and each venue's
 ``config.py``) derives from :class:`StrictModel`, so a misspelt key fails the same way
 everywhere: a :class:`~tradebus.errors.ConfigError` naming the file and the key
-(:func:`tradebus.config.config_error_from`). It imports nothing of tradebus, so any layer may use it.
+(:func:`tradebus.config.config_error_from`). Strategy parameters, sweep spaces, stress variants
+and research datasets derive from it too. :func:`resolve_path` is the one rule for a relative
+path in a config (against the config file's directory). It imports nothing of tradebus, so any
+layer may use it.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pathlib import Path
+from typing import Any
 
-__all__ = ["StrictModel"]
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+__all__ = ["StrictModel", "describe_errors", "resolve_path"]
 
 
 class StrictModel(BaseModel):
     """A config section: ``extra="forbid"`` (an unknown key is an error) and ``frozen=True``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def resolve_path(path: Path | None, base: Path) -> Path | None:
+    """``path`` made absolute against ``base`` (the directory of the config that names it).
+
+    An absolute ``path`` is kept (normalised); ``None`` stays ``None``.
+    """
+    return None if path is None else (path if path.is_absolute() else base / path).resolve()
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "<root>"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"{_loc(error['loc'])}: unknown key (not allowed here)"
+    if error["type"] == "missing":
+        return f"{_loc(error['loc'])}: required field is missing"
+    if not error["loc"]:
+        # A whole-model check names its own field path.
+        return message
+    if error["type"] == "value_error":
+        return f"{_loc(error['loc'])}: {message}"
+    return f"{_loc(error['loc'])}: {message} (got {error.get('input')!r})"
+
+
+def describe_errors(exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> list[str]:
+    """One line per problem of ``exc``: ``"section.key: what is wrong"``.
+
+    ``prefix`` is prepended to every field path (e.g. ``("strategy", "params")``). A misspelt key
+    reads ``unknown key (not allowed here)``, a missing one ``required field is missing``, a bad
+    value names the value it got. Every config loader words its errors through this.
+    """
+    return [_describe({**e, "loc": prefix + tuple(e["loc"])}) for e in exc.errors()]

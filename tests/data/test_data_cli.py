@@ -66,7 +66,8 @@ def test_import_twice_needs_append_or_overwrite(tmp_path: Path) -> None:
             "--catalog", str(tmp_path)]
     assert run(*args)[0] == 0
     code, out = run(*args)
-    assert code == 3 and "dataset exists" in out
+    assert code == 3 and "dataset exists; add a later time range with --append, or replace it with --overwrite" in out
+    assert "mode=" not in out  # the flags of the command, not the catalog's write modes
     code, out = run(*args, "--append")
     assert code == 3 and "overlap the existing range" in out
     code, out = run(*args, "--overwrite")

@@ -290,4 +290,4 @@ def test_cli_import_recording_writes_the_datasets_and_refuses_to_replace_them(tm
     assert res.exit_code == 0, res.output
     assert "binance_usdm/usdm/BTCUSDT/book" in res.output
     again = CliRunner().invoke(app, args)
-    assert again.exit_code == 1 and "dataset exists" in again.output
+    assert again.exit_code == 1 and "dataset exists; replace it with --overwrite" in again.output

@@ -179,7 +179,7 @@ def test_a_decision_never_depends_on_later_bars() -> None:
         (RsiReversion, {"oversold": 60.0}, "oversold < exit_long"),
         (DonchianBreakout, {"entry": 5, "exit": 10}, "exit \\(10\\) must not be longer"),
         (BollingerReversion, {"k": -1.0}, "k: Input should be greater than 0"),
-        (BollingerReversion, {"size": 1.0}, "size: Extra inputs are not permitted"),
+        (BollingerReversion, {"size": 1.0}, "size: unknown key \\(not allowed here\\)"),
     ],
 )
 def test_bad_parameters_are_config_errors_naming_them(cls: type[BarSignal], params: dict, message: str) -> None:

@@ -69,6 +69,7 @@ __all__ = [
     "BAR_SCHEMA",
     "BOOK_SCHEMA",
     "BOOK_SNAPSHOT",
+    "DatasetExists",
     "FUNDING_SCHEMA",
     "KINDS",
     "MARK_SCHEMA",
@@ -87,6 +88,14 @@ __all__ = [
     "schema_for",
     "sha256_file",
 ]
+
+class DatasetExists(DataError):
+    """A ``mode="create"`` write found the dataset already there (``path``: its directory)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path}: dataset exists; use mode='append' or mode='overwrite'")
+        self.path = path
+
 
 SCHEMA_VERSION = 1
 """Version of the stored column layout; bumped on any incompatible change."""
@@ -703,7 +712,7 @@ class DatasetWriter:
         self.old: Manifest | None = None
         if catalog.exists(venue, market, symbol, dataset):
             if mode == "create":
-                raise DataError(f"{self.base}: dataset exists; use mode='append' or mode='overwrite'")
+                raise DatasetExists(self.base)
             if mode == "append":
                 self.old = catalog.manifest(venue, market, symbol, dataset)
                 self._check_append_layout(self.old)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
@@ -23,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tradebus.data.catalog import Catalog, Manifest, open_parquet
+from tradebus.data.catalog import Catalog, DatasetExists, Manifest, open_parquet
 from tradebus.data.ingest import format_interval, import_path
 from tradebus.errors import ConfigError, DataError, TradebusError
 
@@ -64,8 +65,15 @@ def _iso(ns: int) -> str:
     return pd.Timestamp(ns, unit="ns", tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _fail(exc: TradebusError) -> typer.Exit:
-    _console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+#: What a command that writes a dataset says to do when it exists (its own flags, not write modes).
+_APPEND_OR_OVERWRITE = "add a later time range with --append, or replace it with --overwrite"
+_OVERWRITE = "replace it with --overwrite"
+
+
+def _fail(exc: TradebusError, exists: str = _OVERWRITE) -> typer.Exit:
+    """Print ``exc`` and exit with its code; an existing dataset is named with the command's ``exists`` hint."""
+    message = f"{exc.path}: dataset exists; {exists}" if isinstance(exc, DatasetExists) else str(exc)
+    _console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code=next(code for cls, code in EXIT_CODES if isinstance(exc, cls)))
 
 
@@ -142,13 +150,27 @@ def import_cmd(
             split_by=split_by,
         )
     except TradebusError as exc:
-        raise _fail(exc) from None
+        raise _fail(exc, _APPEND_OR_OVERWRITE) from None
     console = _console()
     console.print(result.describe_time(), highlight=False, soft_wrap=True)
     if result.dropped_duplicates:
         console.print(f"dropped {result.dropped_duplicates} duplicate bars (first kept)", highlight=False)
     for manifest in result.manifests:
         console.print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+
+
+def _mode(overwrite: bool) -> Literal["create", "overwrite"]:
+    """The write mode of ``--overwrite`` (without it an existing dataset is an error)."""
+    return "overwrite" if overwrite else "create"
+
+
+def _import_one(path: Path, run: Callable[[], Manifest]) -> None:
+    """Run one single-dataset import; print its summary, or fail with its error (exit 1)."""
+    try:
+        manifest = run()
+    except TradebusError as exc:
+        raise _fail(exc) from None
+    _console().print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
 
 
 @data_app.command("import-tardis")
@@ -164,11 +186,7 @@ def import_tardis_cmd(
     """Import a Tardis-style CSV as a book, quotes or trades dataset."""
     from tradebus.data.market_ingest import import_tardis
 
-    try:
-        manifest = import_tardis(path, catalog, venue, market, symbol, suffix=suffix, mode="overwrite" if overwrite else "create")
-    except TradebusError as exc:
-        raise _fail(exc) from None
-    _console().print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+    _import_one(path, lambda: import_tardis(path, catalog, venue, market, symbol, suffix=suffix, mode=_mode(overwrite)))
 
 
 @data_app.command("import-bybit-book")
@@ -183,13 +201,7 @@ def import_bybit_book_cmd(
     """Import a Bybit orderbook archive as a book dataset."""
     from tradebus.data.market_ingest import import_bybit_archive
 
-    try:
-        manifest = import_bybit_archive(
-            path, catalog, symbol, market=market, suffix=suffix, mode="overwrite" if overwrite else "create"
-        )
-    except TradebusError as exc:
-        raise _fail(exc) from None
-    _console().print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+    _import_one(path, lambda: import_bybit_archive(path, catalog, symbol, market=market, suffix=suffix, mode=_mode(overwrite)))
 
 
 @data_app.command("import-okx-book")
@@ -247,13 +259,9 @@ def import_open_interest_cmd(
     """Import an open-interest history file as an open_interest dataset."""
     from tradebus.data.open_interest import import_open_interest
 
-    try:
-        manifest = import_open_interest(
-            path, catalog, venue, market, symbol, suffix=suffix, mode="overwrite" if overwrite else "create"
-        )
-    except TradebusError as exc:
-        raise _fail(exc) from None
-    _console().print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+    _import_one(
+        path, lambda: import_open_interest(path, catalog, venue, market, symbol, suffix=suffix, mode=_mode(overwrite))
+    )
 
 
 def _size(nbytes: int) -> str:
@@ -407,7 +415,7 @@ def download_binance_cmd(
         result = vision.import_archives(catalog, report.ready, market=market, data=data, symbol=symbol,  # type: ignore[arg-type]
                                         interval=interval, mode=mode)
     except TradebusError as exc:
-        raise _fail(exc) from None
+        raise _fail(exc, _APPEND_OR_OVERWRITE) from None
     for manifest in result.manifests:
         console.print(f"imported -> {_summary(manifest)}", highlight=False, soft_wrap=True)
 
@@ -453,7 +461,7 @@ def bars_cmd(
         else:
             manifest = bars_from_trades(cat, ref, mode, interval_ns=interval_ns, threshold=threshold, dataset=name)
     except TradebusError as exc:
-        raise _fail(exc) from None
+        raise _fail(exc, "give the new bars another --name") from None
     _console().print(f"built -> {_summary(manifest)}", highlight=False, soft_wrap=True)
 
 

@@ -41,8 +41,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from tradebus.config_base import StrictModel
 from tradebus.engine.instrument import Instrument
 
 __all__ = ["FEE_WINDOW_NS", "FeeSchedule", "SlippageConfig", "slippage_bps", "tick_slippage_bps"]
@@ -51,10 +52,8 @@ __all__ = ["FEE_WINDOW_NS", "FeeSchedule", "SlippageConfig", "slippage_bps", "ti
 FEE_WINDOW_NS = 30 * 86_400_000_000_000
 
 
-class SlippageConfig(BaseModel):
+class SlippageConfig(StrictModel):
     """One slippage model (see the module docstring); amounts in basis points."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: Literal["fixed", "volume", "volatility"] = "fixed"
     bps: float = Field(default=0.0, ge=0.0)

@@ -23,8 +23,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
+from tradebus.config_base import StrictModel
 from tradebus.errors import FeatureError
 
 __all__ = ["BOOK_LEVELS", "EVENT_FIELDS", "EVENTS", "EventType", "FeatureSpec", "load_specs"]
@@ -46,7 +47,7 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED = set(EVENTS) | {f for fields in EVENT_FIELDS.values() for f in fields}
 
 
-class FeatureSpec(BaseModel):
+class FeatureSpec(StrictModel):
     """One feature of a :class:`~tradebus.features.bank.FeatureBank`.
 
     Parameters
@@ -63,8 +64,6 @@ class FeatureSpec(BaseModel):
     on
         Event type that updates the feature; inferred from the inputs when omitted.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     kind: str

@@ -47,29 +47,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, model_validator
+from pydantic import Field, model_validator
 
 from tradebus.adapters.common.feed import BackoffConfig, FeedConfig, venue_symbol
 from tradebus.adapters.registry import VENUES
-from tradebus.config import (
-    InstrumentConfig,
-    ReportConfig,
-    StrategyConfig,
-    TradeBarsConfig,
-    check_starting_balances,
-    check_strategy_choice,
-    dump_config,
-    load_config,
-    parse_config,
-    strategy_entries,
-)
-from tradebus.config_base import StrictModel
-from tradebus.engine.instrument import Instrument
+from tradebus.config import RunBase, TradeBarsConfig, dump_config, load_config, parse_config, strategy_entries
+from tradebus.config_base import resolve_path
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
-from tradebus.features.spec import FeatureSpec
 from tradebus.ops.config import OpsConfig
-from tradebus.risk.config import RiskConfig
 
 __all__ = [
     "BackoffConfig",
@@ -80,16 +66,13 @@ __all__ = [
     "parse_paper_config",
 ]
 
-_Model = StrictModel
-
-
-class PaperConfig(_Model):
+class PaperConfig(RunBase):
     """A paper-trading run: the backtest run parts plus live feeds, journal and recorder.
 
     Parameters
     ----------
-    instruments, strategy, venue, risk, features, initial_cash, balances, report
-        As in :class:`~tradebus.config.RunConfig`.
+    instruments, strategy, strategies, venue, risk, features, initial_cash, balances, report
+        As in :class:`~tradebus.config.RunBase` (``venue.fill_on`` defaults to ``trades`` here).
     feeds
         Live market-data connections.
     bars
@@ -112,15 +95,7 @@ class PaperConfig(_Model):
         (:class:`~tradebus.ops.config.OpsConfig`; ``None``: none of them).
     """
 
-    instruments: list[InstrumentConfig] = Field(min_length=1)
-    strategy: StrategyConfig | None = None
-    strategies: list[StrategyConfig] = Field(default_factory=list)
     venue: VenueConfig = Field(default_factory=lambda: VenueConfig(fill_on="trades"))
-    risk: RiskConfig = Field(default_factory=RiskConfig)
-    features: list[FeatureSpec] = Field(default_factory=list)
-    initial_cash: PositiveFloat = 100_000.0
-    balances: dict[str, NonNegativeFloat] | None = None
-    report: ReportConfig = Field(default_factory=ReportConfig)
     feeds: list[FeedConfig] = Field(min_length=1)
     bars: dict[str, TradeBarsConfig] = Field(default_factory=dict)
     journal: Path | None = None
@@ -131,11 +106,7 @@ class PaperConfig(_Model):
 
     @model_validator(mode="after")
     def _cross_check(self) -> PaperConfig:
-        check_starting_balances(self)
         by_id = {i.instrument_id: i for i in self.instruments}
-        if len(by_id) != len(self.instruments):
-            raise ValueError(f"instruments: duplicate instrument ids in {[i.instrument_id for i in self.instruments]}")
-        check_strategy_choice(self, list(by_id))
         fed: dict[str, int] = {}
         for n, feed in enumerate(self.feeds):
             venues = set()
@@ -172,10 +143,6 @@ class PaperConfig(_Model):
                 )
         return self
 
-    def instrument_map(self) -> dict[str, Instrument]:
-        """``instrument_id -> Instrument`` in config order."""
-        return {i.instrument_id: i.to_instrument() for i in self.instruments}
-
     def data_kinds(self) -> dict[str, set[str]]:
         """``instrument_id -> {"trades", "quotes", "bars"}``: what the feeds' channels deliver."""
         kinds: dict[str, set[str]] = {}
@@ -193,14 +160,10 @@ class PaperConfig(_Model):
 
     def resolve_paths(self, base: Path) -> PaperConfig:
         """A copy with ``journal`` and ``record`` made absolute against ``base``."""
-
-        def absolute(path: Path | None) -> Path | None:
-            return None if path is None else (path if path.is_absolute() else (base / path)).resolve()
-
-        update: dict[str, Any] = {"journal": absolute(self.journal), "record": absolute(self.record)}
+        update: dict[str, Any] = {"journal": resolve_path(self.journal, base), "record": resolve_path(self.record, base)}
         if self.ops is not None and self.ops.log.file is not None:
             update["ops"] = self.ops.model_copy(
-                update={"log": self.ops.log.model_copy(update={"file": absolute(self.ops.log.file)})}
+                update={"log": self.ops.log.model_copy(update={"file": resolve_path(self.ops.log.file, base)})}
             )
         return self.model_copy(update=update)
 

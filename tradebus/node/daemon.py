@@ -382,11 +382,6 @@ class PaperNode:
         )
 
 
-#: The former name of :class:`PaperNode` (it runs the paper venue; :class:`~tradebus.node.live.LiveNode`
-#: is the live one), kept until the branches that still import it are merged.
-TradingNode = PaperNode
-
-
 def _open_journal(path: Path, synchronous: str) -> Journal:
     path.parent.mkdir(parents=True, exist_ok=True)
     return Journal(path, synchronous)  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from tradebus.data.catalog import Catalog, Manifest
+from tradebus.data.catalog import Catalog, DatasetExists, Manifest
 from tradebus.data.market_ingest import CatalogSink
 from tradebus.errors import DataError, ParseError, TradebusError
 
@@ -87,6 +87,9 @@ def import_recording(
             except ParseError:
                 rejected += 1
         return sink.commit()
+    except DatasetExists:
+        sink.abort()
+        raise
     except DataError as exc:
         sink.abort()
         raise DataError(f"{recording}: frame {frame}: {exc}") from None
@@ -110,7 +113,8 @@ def import_recording_cmd(
             recording, load_paper_config(config), catalog, suffix=suffix, mode="overwrite" if overwrite else "create"
         )
     except TradebusError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        message = f"{exc.path}: dataset exists; replace it with --overwrite" if isinstance(exc, DatasetExists) else exc
+        Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     for manifest in manifests.values():
         where = f"{manifest.venue}/{manifest.market}/{manifest.symbol}/{manifest.dataset}"

@@ -25,7 +25,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from tradebus.config import InstrumentConfig, parse_duration
-from tradebus.config_base import StrictModel
+from tradebus.config_base import StrictModel, describe_errors
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.research.dataset import DatasetConfig
@@ -146,9 +146,7 @@ def read_yaml(path: Path) -> Any:
 
 def validation_problems(exc: ValidationError) -> str:
     """``"a.b: message; c: message"`` for every error of a pydantic validation."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}" for e in exc.errors()
-    )
+    return "; ".join(describe_errors(exc))
 
 
 def load_research_config(path: str | Path) -> tuple[ResearchConfig, DatasetConfig]:

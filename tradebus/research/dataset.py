@@ -30,8 +30,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
+from tradebus.config_base import StrictModel, describe_errors, resolve_path
 from tradebus.data.catalog import Catalog
 from tradebus.errors import ConfigError, DataError
 from tradebus.features.bank import FeatureBank
@@ -52,8 +53,7 @@ _BAR_FIELDS = ("open", "high", "low", "close", "volume")
 _TRADE_FIELDS = ("price", "size", "side")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = StrictModel
 
 
 def _split_dataset(value: str) -> tuple[str, str, str, str]:
@@ -121,17 +121,13 @@ def load_config(data: Mapping[str, Any], base: Path | None = None) -> DatasetCon
     try:
         config = DatasetConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"dataset.{'.'.join(str(p) for p in e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
-        raise ConfigError(problems) from None
+        raise ConfigError("; ".join(describe_errors(exc, ("dataset",)))) from None
     for source in config.sources:
         for name in source.timeframes:
             if name not in config.timeframes:
                 raise ConfigError(f"dataset.sources: timeframe {name!r} of {source.instrument} has no features")
-    if base is not None and not config.catalog.is_absolute():
-        config = config.model_copy(update={"catalog": (base / config.catalog).resolve()})
+    if base is not None:
+        config = config.model_copy(update={"catalog": resolve_path(config.catalog, base)})
     return config
 
 

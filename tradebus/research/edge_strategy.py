@@ -39,8 +39,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from tradebus.config_base import StrictModel
 from tradebus.engine.cache import FeatureView
 from tradebus.engine.messages import Bar, OrderSide
 from tradebus.errors import ConfigError
@@ -55,8 +56,7 @@ __all__ = ["EdgeGated", "EdgeGatedParams", "EdgeSource", "ExitParams", "ModelEdg
            "SizingParams"]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = StrictModel
 
 
 class ExitParams(_Model):

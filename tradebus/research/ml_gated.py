@@ -29,9 +29,10 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from tradebus.config import InstrumentConfig
+from tradebus.config_base import StrictModel, resolve_path
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.reports.metrics import compute_metrics
@@ -47,8 +48,7 @@ __all__ = ["MLGatedConfig", "load_ml_gated_config", "run", "run_system"]
 ANNUALISE_DAYS = 7.0
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = StrictModel
 
 
 class DataSection(_Model):
@@ -122,10 +122,8 @@ def load_ml_gated_config(path: str | Path) -> MLGatedConfig:
         EdgeGatedParams.model_validate(config.strategy_params())
     except ValidationError as exc:
         raise ConfigError(f"{path}: {validation_problems(exc)}") from None
-    if not config.data.catalog.is_absolute():
-        config = config.model_copy(update={"data": config.data.model_copy(
-            update={"catalog": (path.parent / config.data.catalog).resolve()})})
-    return config
+    catalog = resolve_path(config.data.catalog, path.parent)
+    return config.model_copy(update={"data": config.data.model_copy(update={"catalog": catalog})})
 
 
 def _clean(value: Any) -> Any:

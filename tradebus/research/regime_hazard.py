@@ -37,8 +37,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from tradebus.config_base import StrictModel
 from tradebus.errors import ConfigError, DataError
 from tradebus.research.calibration import walk_forward_schedule
 from tradebus.strategies.models import ModelSchedule
@@ -57,8 +58,7 @@ __all__ = ["RegimeHazardConfig", "load_config", "load_trades", "run", "run_pipel
 _HOUR = 3_600_000_000_000
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = StrictModel
 
 
 class DataConfig(_Model):

@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from tradebus.config_base import StrictModel
 from tradebus.engine.messages import Bar
 from tradebus.features.spec import FeatureSpec
 from tradebus.research.model import ModelStep, load_model
@@ -30,10 +31,8 @@ from tradebus.strategies.base import Strategy
 __all__ = ["ModelSignal", "ModelSignalParams"]
 
 
-class ModelSignalParams(BaseModel):
+class ModelSignalParams(StrictModel):
     """Parameters of :class:`ModelSignal`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: Path
     quantity: float = Field(gt=0)

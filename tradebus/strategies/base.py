@@ -46,8 +46,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from loguru import logger
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
+from tradebus.config_base import StrictModel
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     Bar,
@@ -111,10 +112,8 @@ DATA_HANDLERS: dict[str, str] = {"bars": "on_bar", "trades": "on_trade", "quotes
 _NAN = float("nan")
 
 
-class NoParams(BaseModel):
+class NoParams(StrictModel):
     """Parameters of a strategy that takes none (any key is an error)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Strategy:

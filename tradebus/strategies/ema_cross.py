@@ -22,8 +22,9 @@ from typing import Literal
 
 import numpy as np
 from numba import njit
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from tradebus.config_base import StrictModel, describe_errors
 from tradebus.engine.cache import FeatureView
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Bar, OrderDenied
@@ -62,10 +63,8 @@ def cross_signal(
     return above
 
 
-class EmaCrossParams(BaseModel):
+class EmaCrossParams(StrictModel):
     """Parameters of :class:`EmaCross` (``fast < slow``, spans in bars)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     fast: int = Field(gt=0)
     slow: int = Field(gt=1)
@@ -118,11 +117,7 @@ class EmaCross(Strategy):
         try:
             params = self.Params(**values)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'params'}: {str(e['msg']).removeprefix('Value error, ')}"
-                for e in exc.errors()
-            )
-            raise ConfigError(f"{self.strategy_id}: invalid parameters: {problems}") from None
+            raise ConfigError(f"{self.strategy_id}: invalid parameters: {'; '.join(describe_errors(exc))}") from None
         self.params = params
         self.fast_name = f"{self.label}_{params.fast}"  # type: ignore[attr-defined]
         self.slow_name = f"{self.label}_{params.slow}"  # type: ignore[attr-defined]

@@ -30,14 +30,14 @@ import math
 from collections import deque
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from tradebus.config_base import StrictModel
 
 __all__ = ["CostGate", "EdgeGates", "GatesConfig", "PersistenceGate", "QuantileGate", "WarmupGate", "ZScoreGate"]
 
 
-class _Gate(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class _Gate(StrictModel):
     enabled: bool = True
 
 
@@ -81,10 +81,8 @@ class PersistenceGate(_Gate):
         return self
 
 
-class GatesConfig(BaseModel):
+class GatesConfig(StrictModel):
     """Every gate (each with ``enabled``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     warmup: WarmupGate = Field(default_factory=WarmupGate)
     cost: CostGate = Field(default_factory=CostGate)

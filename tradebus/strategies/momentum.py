@@ -24,8 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from tradebus.config_base import StrictModel
 from tradebus.engine.messages import Bar, OrderDenied, TimeEvent
 from tradebus.errors import ConfigError
 from tradebus.features.spec import FeatureSpec
@@ -35,10 +36,8 @@ from tradebus.strategies.signal import invalid_params
 __all__ = ["CrossSectionalMomentum", "CrossSectionalMomentumParams"]
 
 
-class CrossSectionalMomentumParams(BaseModel):
+class CrossSectionalMomentumParams(StrictModel):
     """Parameters of :class:`CrossSectionalMomentum`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     lookback: int = Field(default=20, ge=1)
     rebalance: str | int = "1d"

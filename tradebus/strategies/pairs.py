@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tradebus.config_base import StrictModel
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Bar, OrderDenied
 from tradebus.errors import ConfigError
@@ -38,10 +39,8 @@ from tradebus.strategies.signal import invalid_params
 __all__ = ["PairSelection", "PairsTrading", "PairsTradingParams", "select_pair"]
 
 
-class PairsTradingParams(BaseModel):
+class PairsTradingParams(StrictModel):
     """Parameters of :class:`PairsTrading` (steps are bars of the whole set of instruments)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     quantity: float = Field(gt=0)
     formation: int = Field(default=120, ge=20)

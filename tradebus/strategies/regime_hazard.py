@@ -52,8 +52,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
+from tradebus.config_base import StrictModel
 from tradebus.engine.messages import Trade
 from tradebus.errors import ConfigError
 from tradebus.features.bars import BarBuilder
@@ -88,10 +89,8 @@ _DRIVERS = {"kyle_lambda": "price impact (Kyle's lambda) up", "adverse_ofi": "or
             "replenish_gap": "replenishment drop (depth not refilling after depletion)"}
 
 
-class RegimeHazardParams(BaseModel):
+class RegimeHazardParams(StrictModel):
     """Parameters of the system (bar counts are in bars of the layer's own interval)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     base_interval: str = "1m"
     entry_interval: str = "5m"

@@ -15,8 +15,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from tradebus.config_base import StrictModel, describe_errors
 from tradebus.engine.cache import FeatureView
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Bar, OrderDenied
@@ -28,10 +29,8 @@ from tradebus.strategies.signal_kernel import SignalKernel
 __all__ = ["BarSignal", "SignalParams", "invalid_params"]
 
 
-class SignalParams(BaseModel):
+class SignalParams(StrictModel):
     """Parameters every :class:`BarSignal` takes: the size and whether it may go short."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     quantity: float = Field(gt=0)
     mode: Literal["long_only", "long_short"] = "long_only"
@@ -39,11 +38,7 @@ class SignalParams(BaseModel):
 
 def invalid_params(strategy_id: str, exc: ValidationError) -> ConfigError:
     """A :class:`ConfigError` naming each bad parameter of ``exc``."""
-    problems = "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'params'}: {str(e['msg']).removeprefix('Value error, ')}"
-        for e in exc.errors()
-    )
-    return ConfigError(f"{strategy_id}: invalid parameters: {problems}")
+    return ConfigError(f"{strategy_id}: invalid parameters: {'; '.join(describe_errors(exc))}")
 
 
 class BarSignal(Strategy, ABC):

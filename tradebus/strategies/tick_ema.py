@@ -23,31 +23,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel
 
 from tradebus.engine.messages import Quote, Trade
 from tradebus.strategies.base import Strategy
-from tradebus.strategies.ema_cross import EmaCross
+from tradebus.strategies.ema_cross import EmaCross, EmaCrossParams
 
 __all__ = ["TickEmaCross", "TickEmaCrossParams"]
 
 
-class TickEmaCrossParams(BaseModel):
-    """Parameters of :class:`TickEmaCross` (``fast < slow``, spans in events)."""
+class TickEmaCrossParams(EmaCrossParams):
+    """Parameters of :class:`TickEmaCross`: those of :class:`EmaCross` (spans in events) plus ``source``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    fast: int = Field(gt=0)
-    slow: int = Field(gt=1)
     source: Literal["trades", "quotes"] = "trades"
     mode: Literal["long_only", "long_short"] = "long_short"
-    quantity: float = Field(gt=0)
-
-    @model_validator(mode="after")
-    def _fast_below_slow(self) -> TickEmaCrossParams:
-        if self.fast >= self.slow:
-            raise ValueError(f"fast ({self.fast}) must be smaller than slow ({self.slow})")
-        return self
 
 
 class TickEmaCross(EmaCross):

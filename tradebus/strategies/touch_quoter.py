@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from tradebus.config_base import StrictModel
 from tradebus.engine.messages import BookDelta, BookSnapshot, OrderSide, TimeEvent
 from tradebus.execution.book_matching import L2Book
 from tradebus.strategies.base import Strategy
@@ -22,10 +23,8 @@ from tradebus.strategies.base import Strategy
 __all__ = ["TouchQuoter", "TouchQuoterParams"]
 
 
-class TouchQuoterParams(BaseModel):
+class TouchQuoterParams(StrictModel):
     """Parameters of :class:`TouchQuoter`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     interval_ns: int = Field(default=1_000_000_000, gt=0)
     quantity: float = Field(gt=0)

@@ -44,9 +44,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from tradebus.config import config_error_from
+from tradebus.config_base import StrictModel
 from tradebus.errors import ConfigError
 from tradebus.sweep.stress import StressVariant
 from tradebus.sweep.trial import METRIC_COLUMNS
@@ -57,8 +58,7 @@ __all__ = ["Param", "SweepSpace", "load_space"]
 Scalar = bool | int | float | str
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = StrictModel
 
 
 class Param(_Model):

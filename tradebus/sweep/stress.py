@@ -36,9 +36,10 @@ from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator
+from pydantic import Field, PositiveFloat, field_validator
 
 from tradebus.config import RunConfig, parse_duration, to_ns
+from tradebus.config_base import StrictModel
 from tradebus.data.replay import ReplayBatch
 
 __all__ = [
@@ -52,8 +53,7 @@ __all__ = [
 ]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = StrictModel
 
 
 def _check_duration(value: str) -> str:

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import field_validator
 
 from tradebus.config import RunConfig, parse_duration, to_ns
+from tradebus.config_base import StrictModel
 from tradebus.data.catalog import Catalog
 from tradebus.engine.kernel import EquitySample
 from tradebus.errors import ConfigError, DataError
@@ -35,10 +36,8 @@ __all__ = ["Fold", "WalkForwardSpec", "data_span", "folds", "stitch"]
 _ANNUAL = math.sqrt(365.0)
 
 
-class WalkForwardSpec(BaseModel):
+class WalkForwardSpec(StrictModel):
     """Train and test window lengths (durations), optional span limits."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     train: str
     test: str

@@ -12,8 +12,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
+from pydantic import ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
+from tradebus.config_base import StrictModel
 from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, StreamParser, WsClient
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive
@@ -36,8 +37,7 @@ __all__ = [
 ]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Model = StrictModel
 
 
 class FeedOptions(_Model):

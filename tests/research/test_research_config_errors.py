@@ -1,0 +1,43 @@
+"""Research configs word their errors like every other config: file, field path, what is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tradebus.errors import ConfigError
+from tradebus.research.config import load_research_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(tmp: Path, change: dict) -> Path:
+    data = yaml.safe_load((ROOT / "configs" / "research_btc.yaml").read_text())
+    data["dataset"]["catalog"] = str(ROOT / "data" / "catalog")
+    for section, values in change.items():
+        data[section] = {**data.get(section, {}), **values} if isinstance(values, dict) else values
+    path = tmp / "research.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_the_sample_research_config_loads(tmp_path: Path) -> None:
+    load_research_config(write(tmp_path, {}))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"labelz": {"horizon": 3}}, "labelz: unknown key (not allowed here)"),
+        ({"dataset": {"warmup_rows": 5}}, "dataset.warmup_rows: unknown key (not allowed here)"),
+        ({"dataset": {"timeframes": None}}, "dataset.timeframes: "),
+    ],
+)
+def test_a_bad_research_config_names_the_file_the_key_and_the_problem(tmp_path: Path, change: dict, message: str) -> None:
+    path = write(tmp_path, change)
+    with pytest.raises(ConfigError) as info:
+        load_research_config(path)
+    assert str(path) in str(info.value)
+    assert message in str(info.value)

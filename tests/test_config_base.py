@@ -1,0 +1,96 @@
+"""One base for backtest, paper and live configs: shared fields, cross-checks and path rule."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tradebus.config import RunBase, RunConfig, load_config
+from tradebus.config_base import resolve_path
+from tradebus.errors import ConfigError
+from tradebus.node.config import PaperConfig, load_paper_config
+from tradebus.node.live import LiveConfig, load_live_config
+
+ROOT = Path(__file__).resolve().parents[1]
+IID = "BTCUSDT.BINANCE"
+INSTRUMENT = {
+    "venue": "BINANCE", "symbol": "BTCUSDT", "kind": "spot", "base": "BTC", "quote": "USDT",
+    "tick_size": 0.01, "lot_size": 1.0e-5, "min_notional": 5.0,
+}
+STRATEGY = {"name": "tick_ema_cross", "instruments": [IID], "params": {"fast": 2, "slow": 8, "quantity": 0.01}}
+PAPER: dict[str, Any] = {
+    "instruments": [INSTRUMENT],
+    "strategy": STRATEGY,
+    "feeds": [{"venue": "binance", "market": "spot", "subscriptions": {IID: ["trade"]}}],
+}
+BACKTEST: dict[str, Any] = {
+    "data": {"catalog": "catalog", "sources": [{"instrument": IID, "dataset": "binance/spot/BTCUSDT/trades", "kind": "trades"}]},
+    "instruments": [INSTRUMENT],
+    "strategy": STRATEGY,
+}
+LOADERS = {"backtest": (BACKTEST, load_config), "paper": (PAPER, load_paper_config), "live": (PAPER, load_live_config)}
+
+
+def write(tmp: Path, data: dict[str, Any]) -> Path:
+    path = tmp / "run.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("kind", list(LOADERS))
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["instruments"].append(dict(INSTRUMENT)), "instruments: duplicate instrument ids"),
+        (lambda d: d.update(balances={"ETH": 1.0}), "balances.ETH: no instrument has 'ETH'"),
+        (lambda d: d["strategy"].update(instruments=["ETHUSDT.BINANCE"]), "strategy.instruments.0: 'ETHUSDT.BINANCE' is not one"),
+        (lambda d: d.update(strategies=[STRATEGY]), "strategies: give either 'strategy' (one) or 'strategies'"),
+        (lambda d: d.update(initial_cash=5.0, balances={"USDT": 10.0}), "initial_cash 5.0 disagrees with balances.USDT"),
+    ],
+)
+def test_every_run_config_refuses_the_shared_problems_alike(tmp_path: Path, kind: str, change: Any, message: str) -> None:
+    data, load = LOADERS[kind]
+    data = copy.deepcopy(data)
+    change(data)
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert str(path) in str(info.value)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("kind", list(LOADERS))
+def test_every_run_config_loads_its_sample_and_maps_instruments(tmp_path: Path, kind: str) -> None:
+    data, load = LOADERS[kind]
+    config = load(write(tmp_path, copy.deepcopy(data)))
+    assert isinstance(config, RunBase)
+    assert list(config.instrument_map()) == [IID]
+    assert config.data_kinds()[IID] == {"trades"}
+
+
+def test_the_run_configs_declare_only_their_own_fields() -> None:
+    shared = set(RunBase.model_fields)
+    assert shared >= {"instruments", "strategy", "strategies", "venue", "risk", "features", "initial_cash", "balances", "report"}
+    assert set(RunConfig.__annotations__) & shared == set()
+    assert set(PaperConfig.__annotations__) & shared == {"venue"}  # fill_on defaults to trades in paper runs
+    assert set(LiveConfig.__annotations__) & shared == set()
+    assert PaperConfig.model_fields["venue"].get_default(call_default_factory=True).fill_on == "trades"
+
+
+def test_resolve_path_joins_relative_paths_to_the_config_directory(tmp_path: Path) -> None:
+    assert resolve_path(Path("data/x.parquet"), tmp_path) == tmp_path / "data" / "x.parquet"
+    assert resolve_path(Path("../x"), tmp_path / "cfg") == tmp_path / "x"
+    assert resolve_path(tmp_path / "a" / ".." / "b", Path("/elsewhere")) == tmp_path / "b"
+    assert resolve_path(None, tmp_path) is None
+
+
+def test_a_backtest_and_a_paper_config_resolve_their_paths_by_the_same_rule(tmp_path: Path) -> None:
+    backtest = load_config(write(tmp_path, copy.deepcopy(BACKTEST)))
+    paper = load_paper_config(write(tmp_path, PAPER | {"journal": "state/j.sqlite", "record": "../rec.gz"}))
+    assert backtest.data.catalog == tmp_path / "catalog"
+    assert paper.journal == tmp_path / "state" / "j.sqlite"
+    assert paper.record == tmp_path.parent / "rec.gz"
