@@ -21,9 +21,9 @@ from tests.live.live_harness import KEY, SECRET, until
 from tests.live.node_testdata import USDM_CAPTURE, USDM_IID, USDM_INSTRUMENT
 from tradebus.account import MarginAccount
 from tradebus.adapters.binance.emulator import split_capture
-from tradebus.adapters.binance.futures_emulator import BinanceFuturesEmulator
-from tradebus.adapters.binance.futures_trading import BinanceFuturesTrading, futures_order_params
-from tradebus.adapters.binance.futures_user_stream import FuturesStreamParser
+from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator
+from tradebus.adapters.binance.trading import BinanceFuturesTrading, futures_order_params
+from tradebus.adapters.binance.user_stream import FuturesStreamParser
 from tradebus.adapters.binance.private_emulator import MatchingProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.adapters.common.recorder import iter_hftbacktest
@@ -257,7 +257,7 @@ async def test_a_position_difference_holds_the_perpetual_only_when_it_persists()
 
 
 async def test_a_refused_listen_key_stops_the_stream_with_the_reason_and_no_key() -> None:
-    from tradebus.adapters.binance.futures_user_stream import BinanceFuturesUserStream
+    from tradebus.adapters.binance.user_stream import BinanceFuturesUserStream
     from tradebus.errors import VenueError
 
     async with _emulator() as emulator:

@@ -1,4 +1,4 @@
-"""Binance spot and USD-M public market data (config, schemas, parser, sequence rules, client, instruments, emulator); spot live trading (trading, user_stream, private_emulator); USD-M perpetual live trading (futures_trading, futures_user_stream, futures_emulator)."""
+"""Binance spot and USD-M public market data (config, schemas, parser, sequence rules, client, instruments, emulator); spot and USD-M perpetual live trading (trading, user_stream, private_emulator)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from tradebus.adapters.binance import config
 from tradebus.adapters.binance.client import BinanceFeedHandle
 from tradebus.adapters.binance.emulator import emulator, is_snapshot_line
 from tradebus.adapters.binance.instruments import load_instruments
-from tradebus.adapters.binance.futures_user_stream import LIVE_PERPETUAL
+from tradebus.adapters.binance.user_stream import LIVE_PERPETUAL
 from tradebus.adapters.binance.user_stream import LIVE_ACCOUNT
 from tradebus.adapters.common.venue import VenueAdapter
 

@@ -21,6 +21,35 @@ Faults are the base's (``RestFault`` defaults to ``POST /api/v3/order``, ``Strea
 
 Departures from Binance, all documented: a MARKET order is answered ``NEW`` and fills at
 the next trade (Binance fills it before answering); locked balances are not tracked.
+
+USD-M perpetuals
+----------------
+
+A local Binance USD-M futures account for tests and demos: signed REST and the listen-key user stream.
+
+:class:`BinanceFuturesEmulator` is an :class:`~tradebus.adapters.common.account_emulator.AccountEmulator`
+speaking enough of Binance USD-M's private API for
+:class:`~tradebus.adapters.binance.trading.BinanceFuturesTrading` (ccxt ``binanceusdm``,
+its URLs pointed here) and
+:class:`~tradebus.adapters.binance.user_stream.BinanceFuturesUserStream`:
+
+* ``POST``/``DELETE``/``GET /fapi/v1/order``, ``GET /fapi/v1/openOrders``,
+  ``GET /fapi/v1/userTrades``, ``GET /fapi/v2/balance``, ``GET /fapi/v2/positionRisk``:
+  ``X-MBX-APIKEY`` and a valid HMAC-SHA256 ``signature`` of the query followed by the body,
+  a ``timestamp`` within ``recvWindow``; Binance's errors (``-2015`` key, ``-1022``
+  signature, ``-1021`` timestamp, ``-4015`` duplicate client id, ``-2022`` reduce-only
+  refused, ``-2010`` other refusal, ``-2011`` unknown order on cancel, ``-2013`` on query).
+* ``POST``/``PUT /fapi/v1/listenKey`` (key header only) and the stream at ``/ws/<listenKey>``:
+  ``ORDER_TRADE_UPDATE`` for every order change, ``ACCOUNT_UPDATE`` (wallet balance and
+  position) after every fill.
+
+The account is one-way USDT-margined: the position of each symbol is the matching venue's
+(:meth:`~tradebus.execution.simulated.SimulatedVenue.position`; a reduce-only order that
+would not reduce it is refused on arrival, one larger than it is capped at fill time), its
+entry price the average of the fills that opened it; the USDT wallet moves by realized PnL
+and fees. Departures from Binance: MARKET orders are answered ``NEW`` and fill at the next
+public trade; no margin check, no liquidation, no funding; conditional (algo) orders and
+hedge mode are not emulated. Faults as the base class.
 """
 
 from __future__ import annotations
@@ -42,8 +71,10 @@ from tradebus.adapters.common import account_emulator as common
 from tradebus.adapters.common.account_emulator import AccountEmulator, EmulatedFill, EmulatedOrder, WsSession
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, TimeInForce, Trade
 from tradebus.execution.orders import Order
+import secrets
+from tradebus.engine.messages import OrderFilled
 
-__all__ = ["WEIGHTS", "BinancePrivateEmulator", "MatchingProtocol", "RestFault", "StreamFault"]
+__all__ = ["BinanceFuturesEmulator", "BinancePrivateEmulator", "MatchingProtocol", "RestFault", "StreamFault", "WEIGHTS"]
 
 _MS = 1_000_000
 _STATUS = {
@@ -344,3 +375,303 @@ class MatchingProtocol(BinanceProtocol):
         if iid is not None:
             trade = parse_trade(raw, 0, iid)
             self.account.on_trade(Trade(iid, trade.ts_event, trade.ts_event, trade.price, trade.size, trade.aggressor, trade.trade_id))
+
+
+_UNSIGNED = frozenset({"/fapi/v1/listenKey"})
+
+
+def _num(value: float) -> str:
+    return f"{0.0 if math.isnan(value) else value:.8f}"
+
+
+class BinanceFuturesEmulator(AccountEmulator):
+    """The emulated USD-M account (see the module docstring); parameters as :class:`AccountEmulator`."""
+
+    ws_path = "/ws/{listen_key}"
+    rate_limit_code = -1003
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Entry price of each symbol's position.
+        self.entry: dict[str, float] = {}
+        #: The active listen key ("" until one is asked for).
+        self.listen_key = ""
+        self.weight = 0
+
+    @property
+    def ws_url(self) -> str:
+        """Base URL of the user stream (the client appends ``/ws/<listenKey>``)."""
+        return f"ws://127.0.0.1:{self.port}"
+
+    def position(self, symbol: str) -> float:
+        """The account's signed position of ``symbol``, base units."""
+        return self.venue.position(self.instruments[symbol].instrument_id)
+
+    # ------------------------------------------------------------------ REST dialect
+
+    def routes(self) -> dict[tuple[str, str], Any]:
+        return {
+            ("POST", "/fapi/v1/order"): self._place,
+            ("DELETE", "/fapi/v1/order"): self._cancel,
+            ("GET", "/fapi/v1/order"): self._query,
+            ("GET", "/fapi/v1/openOrders"): self._open,
+            ("GET", "/fapi/v1/userTrades"): self._trades,
+            ("GET", "/fapi/v2/balance"): self._balance,
+            ("GET", "/fapi/v2/positionRisk"): self._position_risk,
+            ("POST", "/fapi/v1/listenKey"): self._new_listen_key,
+            ("PUT", "/fapi/v1/listenKey"): self._keep_listen_key,
+        }
+
+    def error(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None) -> web.Response:
+        headers = {"X-MBX-USED-WEIGHT-1M": str(self.weight), **(headers or {})}
+        return web.json_response({"code": int(code), "msg": msg}, status=status, headers=headers)
+
+    def _json(self, body: Any) -> web.Response:
+        return web.json_response(body, headers={"X-MBX-USED-WEIGHT-1M": str(self.weight)})
+
+    def authenticate(self, request: web.Request, body: str) -> web.Response | None:
+        self.weight += 1
+        if request.headers.get("X-MBX-APIKEY") != self.key:
+            return self.error(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        if request.path in _UNSIGNED:
+            return None
+        params = dict(parse_qsl(request.query_string)) | dict(parse_qsl(body))
+        sig = params.get("signature", "")
+        total = request.query_string + body
+        payload = total.replace(f"&signature={sig}", "").replace(f"signature={sig}", "")
+        expected = hmac.new(self.secret, payload.encode(), hashlib.sha256).hexdigest()
+        if not sig or not hmac.compare_digest(sig, expected):
+            return self.error(400, -1022, "Signature for this request is not valid.")
+        if abs(time.time() * 1000 - int(params.get("timestamp", "0"))) > int(params.get("recvWindow", "5000")):
+            return self.error(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+        return None
+
+    def params(self, request: web.Request, body: str) -> dict[str, Any]:
+        return dict(parse_qsl(request.query_string)) | dict(parse_qsl(body))
+
+    def client_id(self, params: dict[str, Any]) -> str:
+        return str(params.get("newClientOrderId") or params.get("origClientOrderId") or "")
+
+    def _place(self, p: dict[str, Any]) -> web.Response:
+        symbol = str(p.get("symbol", ""))
+        inst = self.instruments.get(symbol)
+        if inst is None:
+            return self.error(400, -1121, "Invalid symbol.")
+        coid = str(p.get("newClientOrderId", ""))
+        if coid in self.orders:
+            return self.error(400, -4015, "Client order id is not valid.")  # Binance: duplicate id
+        if p.get("positionSide", "BOTH") != "BOTH":
+            return self.error(400, -4061, "Order's position side does not match user's setting.")
+        typ = {"MARKET": OrderType.MARKET, "LIMIT": OrderType.LIMIT}.get(str(p.get("type")))
+        if typ is None:
+            return self.error(400, -1116, "Invalid orderType.")
+        tif = str(p.get("timeInForce", "GTC"))
+        order = Order(
+            coid,
+            "",
+            inst.instrument_id,
+            OrderSide.BUY if p.get("side") == "BUY" else OrderSide.SELL,
+            typ,
+            float(p["quantity"]),
+            float(p["price"]) if typ is OrderType.LIMIT else math.nan,
+            tif=TimeInForce.GTC if tif == "GTX" else TimeInForce(tif),
+            post_only=tif == "GTX",
+            reduce_only=str(p.get("reduceOnly", "false")).lower() == "true",
+        )
+        rec = self.submit(order, symbol)
+        if rec.status is OrderStatus.REJECTED:
+            if rec.reason.startswith("reduce_only"):
+                return self.error(400, -2022, "ReduceOnly Order is rejected.")
+            return self.error(400, -2010, f"Order rejected: {rec.reason}")
+        return self._json(self._order_json(rec))
+
+    def _cancel(self, p: dict[str, Any]) -> web.Response:
+        rec = self.find(str(p.get("origClientOrderId") or ""), str(p.get("orderId") or ""))
+        if rec is None or not self.cancel(rec):
+            return self.error(400, -2011, "Unknown order sent.")
+        return self._json(self._order_json(rec))
+
+    def _query(self, p: dict[str, Any]) -> web.Response:
+        rec = self.find(str(p.get("origClientOrderId") or ""), str(p.get("orderId") or ""))
+        if rec is None or rec.status is OrderStatus.REJECTED:
+            return self.error(400, -2013, "Order does not exist.")
+        return self._json(self._order_json(rec))
+
+    def _open(self, p: dict[str, Any]) -> web.Response:
+        return self._json([self._order_json(r) for r in self.open_orders(p.get("symbol"))])
+
+    def _trades(self, p: dict[str, Any]) -> web.Response:
+        rows = [f for f in self.fills if f.rec.symbol == p.get("symbol") and p.get("orderId") in (None, str(f.rec.order_id))]
+        return self._json([self._trade_row(f) for f in rows])
+
+    def _balance(self, p: dict[str, Any]) -> web.Response:
+        now = self.now_ms()
+        return self._json(
+            [
+                {"accountAlias": "tbEmu", "asset": a, "balance": _num(v), "crossWalletBalance": _num(v), "crossUnPnl": "0.00000000",
+                 "availableBalance": _num(v), "maxWithdrawAmount": _num(v), "marginAvailable": True, "updateTime": now}
+                for a, v in sorted(self.balances.items())
+            ]
+        )
+
+    def _position_risk(self, p: dict[str, Any]) -> web.Response:
+        now = self.now_ms()
+        return self._json(
+            [
+                {"symbol": s, "positionAmt": _num(self.position(s)), "entryPrice": _num(self.entry.get(s, 0.0)), "markPrice": "0",
+                 "unRealizedProfit": "0", "liquidationPrice": "0", "leverage": "10", "marginType": "cross",
+                 "positionSide": "BOTH", "updateTime": now}
+                for s in sorted(self.instruments)
+            ]
+        )
+
+    def _new_listen_key(self, p: dict[str, Any]) -> web.Response:
+        self.listen_key = self.listen_key or secrets.token_hex(32)
+        return self._json({"listenKey": self.listen_key})
+
+    def _keep_listen_key(self, p: dict[str, Any]) -> web.Response:
+        if p.get("listenKey") != self.listen_key or not self.listen_key:
+            return self.error(400, -1125, "This listenKey does not exist.")
+        return self._json({})
+
+    # ------------------------------------------------------------------ stream
+
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        if not self.listen_key or request.match_info.get("listen_key") != self.listen_key:
+            return self.error(400, -1125, "This listenKey does not exist.")
+        return await super()._ws(request)
+
+    def ws_message(self, text: str, session: WsSession) -> list[str]:
+        return []  # the listen-key stream only pushes
+
+    def _deliver(self, topic: str, frames: list[str]) -> None:
+        for session in self.sessions:  # a listen-key connection receives every event of the account
+            for frame in frames:
+                session.queue.put_nowait(frame)
+
+    # ------------------------------------------------------------------ the account
+
+    def _book_fill(self, rec: EmulatedOrder, fill: OrderFilled) -> None:
+        symbol = rec.symbol
+        inst = self.instruments[symbol]
+        qty = fill.last_qty if fill.side is OrderSide.BUY else -fill.last_qty
+        after = self.position(symbol)  # the matching venue's position already includes this fill
+        before = after - qty
+        entry = self.entry.get(symbol, 0.0)
+        realized = 0.0
+        if before != 0.0 and (before > 0.0) != (qty > 0.0):
+            closed = min(abs(qty), abs(before))
+            realized = closed * (fill.last_px - entry) * (1.0 if before > 0.0 else -1.0)
+        if abs(after) < 1e-12:
+            self.entry[symbol] = 0.0
+        elif before == 0.0 or (before > 0.0) != (after > 0.0):
+            self.entry[symbol] = fill.last_px
+        elif abs(after) > abs(before):
+            self.entry[symbol] = (entry * abs(before) + fill.last_px * abs(qty)) / abs(after)
+        self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) + realized - fill.fee
+        rec.filled += fill.last_qty
+        rec.status = OrderStatus.FILLED if rec.filled >= rec.order.quantity - 1e-12 else OrderStatus.PARTIALLY_FILLED
+        booked = EmulatedFill(rec, fill, int(fill.trade_id.removeprefix("SIM-T")))
+        self.fills.append(booked)
+        self._push(self.order_frames(rec, booked))
+        self._push(self.balance_frames([inst.quote], symbol))
+
+    # ------------------------------------------------------------------ wire forms
+
+    def _order_json(self, rec: EmulatedOrder) -> dict[str, Any]:
+        order = rec.order
+        fills = [f.fill for f in self.fills if f.rec is rec]
+        quote = sum(f.last_qty * f.last_px for f in fills)
+        return {
+            "orderId": rec.order_id,
+            "symbol": rec.symbol,
+            "status": _STATUS[rec.status],
+            "clientOrderId": order.client_order_id,
+            "price": _num(order.price),
+            "avgPrice": _num(quote / rec.filled if rec.filled else 0.0),
+            "origQty": _num(order.quantity),
+            "executedQty": _num(rec.filled),
+            "cumQuote": _num(quote),
+            "timeInForce": "GTX" if order.post_only else str(order.tif),
+            "type": "MARKET" if order.order_type is OrderType.MARKET else "LIMIT",
+            "reduceOnly": order.reduce_only,
+            "closePosition": False,
+            "side": "BUY" if order.side is OrderSide.BUY else "SELL",
+            "positionSide": "BOTH",
+            "stopPrice": "0",
+            "workingType": "CONTRACT_PRICE",
+            "priceProtect": False,
+            "origType": "MARKET" if order.order_type is OrderType.MARKET else "LIMIT",
+            "time": rec.time_ms,
+            "updateTime": rec.update_ms or rec.time_ms,
+        }
+
+    def _trade_row(self, f: EmulatedFill) -> dict[str, Any]:
+        fill = f.fill
+        buy = fill.side is OrderSide.BUY
+        return {
+            "buyer": buy,
+            "commission": _num(fill.fee),
+            "commissionAsset": self.instruments[f.rec.symbol].quote,
+            "id": f.trade_id,
+            "maker": fill.liquidity == "MAKER",
+            "orderId": f.rec.order_id,
+            "price": _num(fill.last_px),
+            "qty": _num(fill.last_qty),
+            "quoteQty": _num(fill.last_qty * fill.last_px),
+            "realizedPnl": "0",
+            "side": "BUY" if buy else "SELL",
+            "positionSide": "BOTH",
+            "symbol": f.rec.symbol,
+            "time": fill.ts_event // 1_000_000,
+        }
+
+    def order_frames(self, rec: EmulatedOrder, fill: EmulatedFill | None) -> list[tuple[str, str]]:
+        order = rec.order
+        status = _STATUS.get(rec.status, "NEW")
+        x = "TRADE" if fill is not None else ("NEW" if status == "NEW" else status)
+        f = fill.fill if fill is not None else None
+        now = max(self.now_ms(), rec.time_ms)
+        o = {
+            "s": rec.symbol,
+            "c": order.client_order_id,
+            "S": "BUY" if order.side is OrderSide.BUY else "SELL",
+            "o": "MARKET" if order.order_type is OrderType.MARKET else "LIMIT",
+            "f": "GTX" if order.post_only else str(order.tif),
+            "q": _num(order.quantity),
+            "p": _num(order.price),
+            "ap": "0",
+            "sp": "0",
+            "x": x,
+            "X": status,
+            "i": rec.order_id,
+            "l": _num(f.last_qty if f else 0.0),
+            "z": _num(rec.filled),
+            "L": _num(f.last_px if f else 0.0),
+            "N": self.instruments[rec.symbol].quote if f else None,
+            "n": _num(f.fee if f else 0.0),
+            "T": (f.ts_event // 1_000_000) if f else now,
+            "t": fill.trade_id if fill is not None else 0,
+            "b": "0",
+            "a": "0",
+            "m": bool(f and f.liquidity == "MAKER"),
+            "R": order.reduce_only,
+            "wt": "CONTRACT_PRICE",
+            "ot": "MARKET" if order.order_type is OrderType.MARKET else "LIMIT",
+            "ps": "BOTH",
+            "cp": False,
+            "rp": "0",
+        }
+        return [("order", json.dumps({"e": "ORDER_TRADE_UPDATE", "E": now, "T": now, "o": o}))]
+
+    def balance_frames(self, assets: list[str], symbol: str | None = None) -> list[tuple[str, str]]:
+        now = self.now_ms()
+        balances = [{"a": a, "wb": _num(self.balances.get(a, 0.0)), "cw": _num(self.balances.get(a, 0.0)), "bc": "0"} for a in assets]
+        positions = []
+        if symbol is not None:
+            positions.append(
+                {"s": symbol, "pa": _num(self.position(symbol)), "ep": _num(self.entry.get(symbol, 0.0)), "bep": "0",
+                 "cr": "0", "up": "0", "mt": "cross", "iw": "0", "ps": "BOTH"}
+            )
+        event = {"e": "ACCOUNT_UPDATE", "E": now, "T": now, "a": {"m": "ORDER", "B": balances, "P": positions}}
+        return [("account", json.dumps(event))]
