@@ -116,6 +116,7 @@ class Verdict(IntEnum):
     """At least one delta is missing between the book and this one: resync."""
 
 
+_SYNCED = SyncState.SYNCED
 _APPLY = Verdict.APPLY
 _GAP = Verdict.GAP
 
@@ -334,7 +335,7 @@ class BookSync:
 
     def on_delta(self, delta: BookDelta, extra: Any = None) -> None:
         """Feed one parsed venue delta (in arrival order)."""
-        if self.state is not SyncState.SYNCED:
+        if self.state is not _SYNCED:
             self._buffer_delta(delta, extra)
             return
         verdict = self.rule.check(delta)
