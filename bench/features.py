@@ -138,39 +138,94 @@ def _hand_ema(x: np.ndarray, out: np.ndarray, span: int) -> None:
 
 @njit(cache=True)
 def _hand_ewm_mean(x: np.ndarray, out: np.ndarray, span: int) -> None:
-    a = 2.0 / (span + 1.0)
-    num = 0.0
-    den = 0.0
+    # pandas' adjust=True mean recurrence (the kernel's formula; no NaN handling, the input has none)
+    factor = 1.0 - 1.0 / (1.0 + (span - 1.0) / 2.0)
+    mean = x[0]
+    old_wt = 1.0
+    out[0] = mean if span <= 1 else np.nan
+    for i in range(1, x.shape[0]):
+        v = x[i]
+        old_wt = old_wt * factor
+        if mean != v:
+            mean = (old_wt * mean + v) / (old_wt + 1.0)
+        old_wt += 1.0
+        out[i] = mean if i + 1 >= span else np.nan
+
+
+@njit(cache=True, inline="always")
+def _add(total: float, comp: float, value: float) -> tuple[float, float]:
+    """Neumaier compensated addition, as the rolling kernels do it."""
+    t = total + value
+    first = abs(total) >= abs(value)
+    big = total if first else value
+    small = value if first else total
+    return t, comp + ((big - t) + small)
+
+
+@njit(cache=True, inline="always")
+def _hand_rolling_moments(x: np.ndarray, out: np.ndarray, w: int, std: bool) -> None:
+    # The kernels' formula: compensated sums shifted by K, recomputed exactly (in ring order)
+    # every window (every max(window, 64) events for the mean) around K moved to the mean,
+    # exactly 0 variance for a constant run. No NaN handling (the input has none).
+    k = 0.0
+    s1 = c1 = s2 = c2 = 0.0
+    count = 0.0
+    since = 0.0
+    prev = 0.0
+    run = 0.0
+    every = w if std else max(w, 64)
     for i in range(x.shape[0]):
-        num = num * (1.0 - a) + x[i]
-        den = den * (1.0 - a) + 1.0
-        out[i] = num / den if i + 1 >= span else np.nan
+        if i >= w:
+            d = x[i - w] - k
+            count -= 1.0
+            s1, c1 = _add(s1, c1, -d)
+            if std:
+                s2, c2 = _add(s2, c2, -(d * d))
+        v = x[i]
+        if count == 0.0:
+            k = v
+            s1 = c1 = s2 = c2 = 0.0
+        else:
+            d = v - k
+            s1, c1 = _add(s1, c1, d)
+            if std:
+                s2, c2 = _add(s2, c2, d * d)
+        count += 1.0
+        if std:
+            run = run + 1.0 if i > 0 and v == prev else 1.0
+            prev = v
+        since += 1.0
+        if since >= every:
+            k = k + (s1 + c1) / count
+            s1 = s2 = 0.0
+            for r in range(w):  # ring slot r holds x[j] with j % w == r
+                j = i - ((i - r) % w)
+                d = x[j] - k
+                s1 += d
+                if std:
+                    s2 += d * d
+            c1 = c2 = 0.0
+            since = 0.0
+        if count < w:
+            out[i] = np.nan
+        elif not std:
+            out[i] = k + (s1 + c1) / count
+        elif run >= count:
+            out[i] = 0.0
+        else:
+            t = s1 + c1
+            var = ((s2 + c2) - t * t / count) / (count - 1.0)
+            out[i] = math.sqrt(var if var > 0.0 else 0.0)
 
 
 @njit(cache=True)
 def _hand_rolling_mean(x: np.ndarray, out: np.ndarray, w: int) -> None:
-    s = 0.0
-    for i in range(x.shape[0]):
-        s += x[i]
-        if i >= w:
-            s -= x[i - w]
-        out[i] = s / w if i + 1 >= w else np.nan
+    _hand_rolling_moments(x, out, w, False)
 
 
 @njit(cache=True)
 def _hand_rolling_std(x: np.ndarray, out: np.ndarray, w: int) -> None:
-    k = x[0]
-    s1 = 0.0
-    s2 = 0.0
-    for i in range(x.shape[0]):
-        d = x[i] - k
-        s1 += d
-        s2 += d * d
-        if i >= w:
-            d = x[i - w] - k
-            s1 -= d
-            s2 -= d * d
-        out[i] = math.sqrt(max((s2 - s1 * s1 / w) / (w - 1), 0.0)) if i + 1 >= w else np.nan
+    _hand_rolling_moments(x, out, w, True)
 
 
 @njit(cache=True)
@@ -251,6 +306,8 @@ def batch_speed(runs: int, size: int) -> dict[str, dict[str, float]]:
                 theirs.append(hand_time())
             row = {"ns_per_value": statistics.median(mine), "hand_ns_per_value": statistics.median(theirs)}
             row["vs_hand"] = row["ns_per_value"] / row["hand_ns_per_value"]
+            hand(x, out, *hand_args)
+            row["hand_same_bits"] = bool(np.array_equal(np.asarray(Stepper(name, **params).run(x)).reshape(size), out, equal_nan=True))
         if reference is not None:
 
             def ref_time(reference: Callable[..., Any] = reference) -> float:

@@ -68,6 +68,18 @@ def _median_rate(fn: Callable[[], tuple[int, float]], repeat: int) -> float:
     return statistics.median(rates)
 
 
+def _alternating_rates(fns: dict[str, Callable[[], tuple[int, float]]], repeat: int) -> dict[str, float]:
+    """:func:`_median_rate` of several cases run in turn, so every side sees the same machine load."""
+    for fn in fns.values():
+        fn()
+    rates: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            n, secs = fn()
+            rates[name].append(n / secs)
+    return {name: statistics.median(r) for name, r in rates.items()}
+
+
 def _vs_json(ours: Callable[[], tuple[int, float]], frames: list[str], loops: int, repeat: int) -> dict[str, float]:
     """Median rates of ``ours`` and of ``json.loads`` over the same frames, runs alternating."""
     loads = json.loads
@@ -208,9 +220,10 @@ def binance_book(repeat: int) -> dict[str, float]:
                     raise RuntimeError(f"bench {name}: book lost sync in fast_forward")
             return loops * levels, total
 
-        out[f"{name}_replay_levels_per_s"] = _median_rate(run_replay, repeat)
-        out[f"{name}_levels_per_s"] = _median_rate(run_sync, repeat)
-        out[f"{name}_kernel_levels_per_s"] = _median_rate(run_kernel, repeat)
+        rates = _alternating_rates({"replay": run_replay, "live": run_sync, "kernel": run_kernel}, repeat)
+        out[f"{name}_replay_levels_per_s"] = rates["replay"]
+        out[f"{name}_levels_per_s"] = rates["live"]
+        out[f"{name}_kernel_levels_per_s"] = rates["kernel"]
         out[f"{name}_levels_per_diff"] = levels / len(deltas)
         out[f"{name}_live_vs_replay"] = out[f"{name}_levels_per_s"] / out[f"{name}_replay_levels_per_s"]
     return out

@@ -352,3 +352,49 @@ def test_fast_forward_of_a_malformed_delta_resyncs_and_never_stays_synced_on_a_w
     for dlt in deltas[:100] + [broken] + deltas[101:200]:
         slow.on_delta(dlt)
     assert slow.state is SyncState.AWAITING_SNAPSHOT and slow.book.equals(sync.book)
+
+
+def test_fused_apply_and_top_of_book_match_a_dict_book_on_the_capture_while_growing() -> None:
+    """Quotes of the per-message path (one compiled apply+top call) follow the true top of book.
+
+    ``capacity=1`` makes nearly every early delta overflow the arrays, so the grow-and-retry
+    branch runs too; the reference top comes from plain dicts fed the emitted messages.
+    """
+    out: list[Any] = []
+    sync = BookSync(IID, BinanceFuturesRule(), out.append, capacity=1)
+    feed_capture(sync, capture(USDM_CAPTURE))
+    assert sync.synced
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    last_top: tuple[float, float, float, float] | None = None
+    expected_quotes: list[tuple[float, float, float, float]] = []
+    got_quotes: list[tuple[float, float, float, float]] = []
+    for msg in out:
+        if isinstance(msg, Quote):
+            got_quotes.append((msg.bid_price, msg.bid_size, msg.ask_price, msg.ask_size))
+            continue
+        if isinstance(msg, BookSnapshot):
+            bids, asks = {}, {}
+        for side, levels in ((bids, msg.bids), (asks, msg.asks)):
+            for price, size in levels.tolist():
+                if size == 0.0:
+                    side.pop(price, None)
+                else:
+                    side[price] = size
+        bid, ask = max(bids), min(asks)
+        top = (bid, bids[bid], ask, asks[ask])
+        if top != last_top:
+            expected_quotes.append(top)
+            last_top = top
+    assert len(expected_quotes) > 100
+    assert got_quotes == expected_quotes
+
+
+def test_resync_to_the_same_top_emits_the_quote_again() -> None:
+    out: list[Any] = []
+    sync = BookSync(IID, BinanceSpotRule(), out.append)
+    sync.on_snapshot(snap(10))
+    sync.on_delta(d(20, 20))  # gap: the book fails and forgets the last quote
+    sync.on_snapshot(snap(30))
+    quotes = [m for m in out if isinstance(m, Quote)]
+    assert [(q.bid_price, q.ask_price, q.ts_event) for q in quotes] == [(99.0, 101.0, 10_000), (99.0, 101.0, 30_000)]

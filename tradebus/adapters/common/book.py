@@ -35,12 +35,16 @@ __all__ = [
     "APPLIED",
     "CROSSED",
     "INVALID",
+    "NO_ROOM",
     "OrderBook",
+    "TOP_CHANGED",
     "apply_levels",
     "apply_side",
+    "apply_top",
     "collect",
     "first_invalid",
     "load_side",
+    "refresh_top",
 ]
 
 _EMPTY = np.empty((0, 2), dtype=np.float64)
@@ -51,6 +55,10 @@ CROSSED = 1
 """Status of :func:`apply_levels`: the update was applied and best bid >= best ask."""
 INVALID = -1
 """Status of :func:`apply_levels`: a level was malformed; the book was left untouched."""
+TOP_CHANGED = 2
+"""Status of :func:`apply_top`: applied, not crossed, and the top of book moved (written to ``top``)."""
+NO_ROOM = -2
+"""Status of :func:`apply_top`: the update could overflow the arrays; nothing was applied."""
 
 # layout of OrderBook.counts: per side [lo, hi, live]; bids at 0..2, asks at 3..5
 _LO = 0
@@ -218,6 +226,54 @@ def apply_levels(
 
 
 @njit(cache=True)
+def refresh_top(
+    bid_px: np.ndarray, bid_sz: np.ndarray, ask_px: np.ndarray, ask_sz: np.ndarray, counts: np.ndarray, top: np.ndarray
+) -> bool:
+    """Write (bid, bid size, ask, ask size) to ``top`` if it differs from it; return whether it did.
+
+    Leaves ``top`` alone (and returns False) when a side is empty. ``top`` filled with NaN
+    differs from every book.
+    """
+    if counts[2] == 0 or counts[5] == 0:
+        return False
+    b = counts[1] - 1
+    a = counts[4] - 1
+    if bid_px[b] == top[0] and bid_sz[b] == top[1] and ask_px[a] == top[2] and ask_sz[a] == top[3]:
+        return False
+    top[0] = bid_px[b]
+    top[1] = bid_sz[b]
+    top[2] = ask_px[a]
+    top[3] = ask_sz[a]
+    return True
+
+
+@njit(cache=True)
+def apply_top(
+    bid_px: np.ndarray,
+    bid_sz: np.ndarray,
+    ask_px: np.ndarray,
+    ask_sz: np.ndarray,
+    counts: np.ndarray,
+    bids: np.ndarray,
+    asks: np.ndarray,
+    top: np.ndarray,
+    track_top: bool,
+) -> int:
+    """The live path's one compiled call per message: room check, :func:`apply_levels`, top of book.
+
+    Returns :data:`NO_ROOM` (nothing applied: grow the arrays and call again), the
+    status of :func:`apply_levels`, or, when ``track_top`` is set and the applied book is
+    not crossed, :data:`TOP_CHANGED` if :func:`refresh_top` moved ``top``.
+    """
+    if bid_px.shape[0] - (counts[1] - counts[0]) < bids.shape[0] or ask_px.shape[0] - (counts[4] - counts[3]) < asks.shape[0]:
+        return NO_ROOM
+    status = apply_levels(bid_px, bid_sz, ask_px, ask_sz, counts, bids, asks)
+    if status == APPLIED and track_top and refresh_top(bid_px, bid_sz, ask_px, ask_sz, counts, top):
+        return TOP_CHANGED
+    return status
+
+
+@njit(cache=True)
 def collect(px: np.ndarray, sz: np.ndarray, lo: int, hi: int, depth: int) -> np.ndarray:
     """The best ``depth`` live levels of one side's ``[lo, hi)``, best first, shape (k, 2)."""
     out = np.empty((max(0, min(depth, hi - lo)), 2), dtype=np.float64)
@@ -356,14 +412,30 @@ class OrderBook:
         raises :class:`BookError` rather than silently compiling a new specialisation in
         the hot path. Read-only arrays (a shared empty side, a buffer view) are accepted.
         """
+        self._check_levels(bids, asks)
+        if not self.room(bids.shape[0], asks.shape[0]):
+            self.reserve(bids.shape[0], asks.shape[0])
+        return apply_levels(self.bid_px, self.bid_sz, self.ask_px, self.ask_sz, self.counts, bids, asks)
+
+    def apply_top(self, bids: np.ndarray, asks: np.ndarray, top: np.ndarray, track_top: bool = True) -> int:
+        """:meth:`apply` fused with the top-of-book check in one compiled call (see :func:`apply_top`).
+
+        ``top`` is a float64 array of 4 holding the last top seen (NaN: none); it is
+        updated in place and :data:`TOP_CHANGED` returned when the top moved.
+        """
+        self._check_levels(bids, asks)
+        status = apply_top(self.bid_px, self.bid_sz, self.ask_px, self.ask_sz, self.counts, bids, asks, top, track_top)
+        if status == NO_ROOM:
+            self.reserve(bids.shape[0], asks.shape[0])
+            status = apply_top(self.bid_px, self.bid_sz, self.ask_px, self.ask_sz, self.counts, bids, asks, top, track_top)
+        return status
+
+    def _check_levels(self, bids: np.ndarray, asks: np.ndarray) -> None:
         if bids.dtype != np.float64 or asks.dtype != np.float64 or bids.ndim != 2 or asks.ndim != 2:
             raise BookError(
                 f"book {self.instrument_id}: level arrays must be float64 of shape (n, 2), "
                 f"got {bids.dtype}{bids.shape} / {asks.dtype}{asks.shape}"
             )
-        if not self.room(bids.shape[0], asks.shape[0]):
-            self.reserve(bids.shape[0], asks.shape[0])
-        return apply_levels(self.bid_px, self.bid_sz, self.ask_px, self.ask_sz, self.counts, bids, asks)
 
     # ------------------------------------------------------------------ queries
 

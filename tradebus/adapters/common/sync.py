@@ -76,7 +76,7 @@ from typing import Any
 import numpy as np
 from loguru import logger
 
-from tradebus.adapters.common.book import APPLIED, CROSSED, INVALID, OrderBook
+from tradebus.adapters.common.book import APPLIED, CROSSED, INVALID, TOP_CHANGED, OrderBook, refresh_top
 from tradebus.engine.messages import BookDelta, BookResynced, BookSnapshot, Quote
 from tradebus.errors import BookError, ConfigError
 
@@ -114,6 +114,11 @@ class Verdict(IntEnum):
     """The delta is older than the book (already contained in it): skip it silently."""
     GAP = 2
     """At least one delta is missing between the book and this one: resync."""
+
+
+_SYNCED = SyncState.SYNCED
+_APPLY = Verdict.APPLY
+_GAP = Verdict.GAP
 
 
 class SequenceRule(ABC):
@@ -289,7 +294,7 @@ class BookSync:
         self.failure: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._synced_event = asyncio.Event()
-        self._top = (np.nan, np.nan, np.nan, np.nan)
+        self._top = np.full(4, np.nan)  # the last Quote emitted (NaN: none since the last failure)
         self.resyncs = 0
         self.dropped_from_buffer = 0
         self.snapshot_requests = 0
@@ -330,25 +335,25 @@ class BookSync:
 
     def on_delta(self, delta: BookDelta, extra: Any = None) -> None:
         """Feed one parsed venue delta (in arrival order)."""
-        if self.state is not SyncState.SYNCED:
+        if self.state is not _SYNCED:
             self._buffer_delta(delta, extra)
             return
         verdict = self.rule.check(delta)
-        if verdict is Verdict.DROP:
+        if verdict is not _APPLY:
+            if verdict is _GAP:
+                self._buffer_delta(delta, extra)
+                self._fail(self.rule.gap_reason(delta))
             return
-        if verdict is Verdict.GAP:
+        status = self._apply(delta, extra, self.emit_quotes)
+        if status.__class__ is str:
             self._buffer_delta(delta, extra)
-            self._fail(self.rule.gap_reason(delta))
-            return
-        failure = self._apply(delta, extra)
-        if failure is not None:
-            self._buffer_delta(delta, extra)
-            self._fail(failure)
+            self._fail(status)  # type: ignore[arg-type]
             return
         if self.emit_deltas:
             self._emit(delta)
-        if self.emit_quotes:
-            self._maybe_quote(delta.ts_event, delta.ts_init)
+        if status == TOP_CHANGED:
+            top = self._top
+            self._emit(Quote(self.instrument_id, delta.ts_event, delta.ts_init, float(top[0]), float(top[1]), float(top[2]), float(top[3])))
 
     def on_snapshot(self, snapshot: BookSnapshot, extra: Any = None) -> None:
         """Load a snapshot (fetched or in-stream), replay the buffered deltas and go SYNCED if they fit."""
@@ -385,9 +390,9 @@ class BookSync:
             if verdict is Verdict.GAP:
                 self._fail(self.rule.gap_reason(delta))
                 return
-            failure = self._apply(delta, dextra)
-            if failure is not None:
-                self._fail(failure)
+            failure = self._apply(delta, dextra, False)
+            if failure.__class__ is str:
+                self._fail(failure)  # type: ignore[arg-type]
                 return
             buffered.popleft()
             last_ts = (delta.ts_event, delta.ts_init)
@@ -462,17 +467,19 @@ class BookSync:
 
     # --------------------------------------------------------------- internals
 
-    def _apply(self, delta: BookDelta, extra: Any) -> str | None:
+    def _apply(self, delta: BookDelta, extra: Any, track_top: bool) -> int | str:
+        """Apply ``delta``; return APPLIED or TOP_CHANGED (``self._top`` moved), or why it failed."""
         book = self.book
-        status = book.apply(delta.bids, delta.asks)  # type: ignore[arg-type]
-        if status == APPLIED:
-            bad = self.rule.verify(book, delta, extra)
+        status = book.apply_top(delta.bids, delta.asks, self._top, track_top)  # type: ignore[arg-type]
+        if status == APPLIED or status == TOP_CHANGED:
+            rule = self.rule
+            bad = rule.verify(book, delta, extra)
             if bad is not None:
                 return bad
-            self.rule.advance(delta)
+            rule.advance(delta)
             book.last_seq = delta.last_seq
             book.ts_event = delta.ts_event
-            return None
+            return status
         if status == CROSSED:
             return (
                 f"crossed book after delta seq={delta.last_seq}: "
@@ -496,7 +503,7 @@ class BookSync:
         self.state = SyncState.AWAITING_SNAPSHOT
         self.failure = reason
         self._synced_event.clear()
-        self._top = (np.nan, np.nan, np.nan, np.nan)
+        self._top[:] = np.nan
         if was_synced:
             self._reason = reason
         logger.warning("book {}: {} -> awaiting snapshot", self.instrument_id, reason)
@@ -528,11 +535,10 @@ class BookSync:
             self._maybe_quote(ts_event, ts_init)
 
     def _maybe_quote(self, ts_event: int, ts_init: int) -> None:
-        top = self.book.top_of_book()
-        if top is None or top == self._top:
-            return
-        self._top = top
-        self._emit(Quote(self.instrument_id, ts_event, ts_init, top[0], top[1], top[2], top[3]))
+        book = self.book
+        top = self._top
+        if refresh_top(book.bid_px, book.bid_sz, book.ask_px, book.ask_sz, book.counts, top):
+            self._emit(Quote(self.instrument_id, ts_event, ts_init, float(top[0]), float(top[1]), float(top[2]), float(top[3])))
 
     def _schedule_request(self) -> None:
         request = self._request

@@ -22,8 +22,12 @@ from numba.extending import intrinsic
 from numba.np.arrayobj import populate_array
 
 from tradebus.errors import FeatureError
-from tradebus.features.kernels import book, core, flow, regime, stats, ta
-from tradebus.features.registry import register
+from tradebus.features.blas_probe import probe_blas_lazily
+
+probe_blas_lazily()  # before the first compiled call imports numba.np.arraymath with a scipy.linalg import
+
+from tradebus.features.kernels import book, core, flow, regime, stats, ta  # noqa: E402
+from tradebus.features.registry import register  # noqa: E402
 
 __all__ = ["GROUPS", "dispatch", "runner", "step", "step1", "window"]
 
