@@ -94,3 +94,12 @@ def test_a_backtest_and_a_paper_config_resolve_their_paths_by_the_same_rule(tmp_
     assert backtest.data.catalog == tmp_path / "catalog"
     assert paper.journal == tmp_path / "state" / "j.sqlite"
     assert paper.record == tmp_path.parent / "rec.gz"
+
+
+def test_a_run_config_must_say_what_market_data_it_delivers() -> None:
+    class NoData(RunBase):
+        pass
+
+    instrument = {"venue": "X", "symbol": "A-B", "base": "A", "quote": "B", "tick_size": 0.01, "lot_size": 0.01}
+    with pytest.raises(TypeError, match="data_kinds"):
+        NoData.model_validate({"instruments": [instrument]})

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import re
+from abc import abstractmethod
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -463,9 +464,9 @@ class RunBase(_Model):
         """``instrument_id -> Instrument`` in config order."""
         return {i.instrument_id: i.to_instrument() for i in self.instruments}
 
+    @abstractmethod
     def data_kinds(self) -> dict[str, set[str]]:
         """``instrument_id -> {"bars", "trades", "quotes"}``: the market data the run delivers."""
-        raise NotImplementedError(f"{type(self).__name__} does not say what market data it has")
 
     def resolve_paths(self, base: Path) -> Self:
         """A copy with every relative path of the config made absolute against ``base``."""
