@@ -271,12 +271,17 @@ def _user_stream(
     return BinanceUserStream(ws_url, api_key, api_secret, UserStreamParser(instruments, lookup), sink, on_balance, on_reconnect)
 
 
-def _trading(
-    rest_url: str, api_key: SecretStr, api_secret: SecretStr, instruments: dict[str, Instrument], timeout: float, **_: Any
-) -> Any:
-    from tradebus.adapters.binance.trading import BinanceTrading
+def _trading(class_name: str) -> Callable[..., Any]:
+    """The registry's trading factory for the class ``class_name`` of :mod:`~tradebus.adapters.binance.trading`."""
 
-    return BinanceTrading(rest_url, api_key, api_secret, instruments, timeout)
+    def make(
+        rest_url: str, api_key: SecretStr, api_secret: SecretStr, instruments: dict[str, Instrument], timeout: float, **_: Any
+    ) -> Any:
+        from tradebus.adapters.binance import trading  # ccxt is imported only when a live run starts
+
+        return getattr(trading, class_name)(rest_url, api_key, api_secret, instruments, timeout)
+
+    return make
 
 
 #: Binance spot live trading, as the registry's adapter offers it (:class:`~tradebus.adapters.common.venue.LiveAccount`).
@@ -285,7 +290,7 @@ LIVE_ACCOUNT = LiveAccount(
         "testnet": ("https://testnet.binance.vision", "wss://ws-api.testnet.binance.vision/ws-api/v3"),
         "mainnet": ("https://api.binance.com", "wss://ws-api.binance.com:443/ws-api/v3"),
     },
-    trading=_trading,
+    trading=_trading("BinanceTrading"),
     user_stream=_user_stream,
 )
 
@@ -465,20 +470,12 @@ def _futures_user_stream(
     return BinanceFuturesUserStream(rest_url, ws_url, api_key, FuturesStreamParser(instruments, lookup), sink, on_balance, on_reconnect)
 
 
-def _futures_trading(
-    rest_url: str, api_key: SecretStr, api_secret: SecretStr, instruments: dict[str, Instrument], timeout: float, **_: Any
-) -> Any:
-    from tradebus.adapters.binance.trading import BinanceFuturesTrading
-
-    return BinanceFuturesTrading(rest_url, api_key, api_secret, instruments, timeout)
-
-
 #: Binance USD-M perpetual live trading (:class:`~tradebus.adapters.common.venue.LiveAccount`).
 LIVE_PERPETUAL = LiveAccount(
     endpoints={
         "testnet": ("https://testnet.binancefuture.com", "wss://stream.binancefuture.com"),
         "mainnet": ("https://fapi.binance.com", "wss://fstream.binance.com/private"),
     },
-    trading=_futures_trading,
+    trading=_trading("BinanceFuturesTrading"),
     user_stream=_futures_user_stream,
 )
