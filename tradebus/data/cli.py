@@ -164,13 +164,13 @@ def _mode(overwrite: bool) -> Literal["create", "overwrite"]:
     return "overwrite" if overwrite else "create"
 
 
-def _import_one(path: Path, run: Callable[[], Manifest]) -> None:
-    """Run one single-dataset import; print its summary, or fail with its error (exit 1)."""
+def _import_one(what: str, run: Callable[[], Manifest]) -> None:
+    """Run one single-dataset import of ``what``; print its summary, or fail with its error (exit 1)."""
     try:
         manifest = run()
     except TradebusError as exc:
         raise _fail(exc) from None
-    _console().print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+    _console().print(f"imported {what} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
 
 
 @data_app.command("import-tardis")
@@ -186,7 +186,7 @@ def import_tardis_cmd(
     """Import a Tardis-style CSV as a book, quotes or trades dataset."""
     from tradebus.data.market_ingest import import_tardis
 
-    _import_one(path, lambda: import_tardis(path, catalog, venue, market, symbol, suffix=suffix, mode=_mode(overwrite)))
+    _import_one(path.name, lambda: import_tardis(path, catalog, venue, market, symbol, suffix=suffix, mode=_mode(overwrite)))
 
 
 @data_app.command("import-bybit-book")
@@ -201,7 +201,9 @@ def import_bybit_book_cmd(
     """Import a Bybit orderbook archive as a book dataset."""
     from tradebus.data.market_ingest import import_bybit_archive
 
-    _import_one(path, lambda: import_bybit_archive(path, catalog, symbol, market=market, suffix=suffix, mode=_mode(overwrite)))
+    _import_one(
+        path.name, lambda: import_bybit_archive(path, catalog, symbol, market=market, suffix=suffix, mode=_mode(overwrite))
+    )
 
 
 @data_app.command("import-okx-book")
@@ -216,13 +218,7 @@ def import_okx_book_cmd(
     """Import an OKX L2 order-book archive as a book dataset."""
     from tradebus.data.okx_history import import_okx_book
 
-    try:
-        manifest = import_okx_book(
-            path, catalog, symbol, market=market, suffix=suffix, mode="overwrite" if overwrite else "create"
-        )
-    except TradebusError as exc:
-        raise _fail(exc) from None
-    _console().print(f"imported {path.name} -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+    _import_one(path.name, lambda: import_okx_book(path, catalog, symbol, market=market, suffix=suffix, mode=_mode(overwrite)))
 
 
 @data_app.command("import-book-depth")
@@ -237,13 +233,10 @@ def import_book_depth_cmd(
     """Import Binance Vision bookDepth (percentage-depth) files as a book_depth dataset."""
     from tradebus.data.book_depth import import_book_depth
 
-    try:
-        manifest = import_book_depth(
-            paths, catalog, symbol, market=market, suffix=suffix, mode="overwrite" if overwrite else "create"
-        )
-    except TradebusError as exc:
-        raise _fail(exc) from None
-    _console().print(f"imported {len(paths)} file(s) -> {_summary(manifest)}", highlight=False, soft_wrap=True)
+    _import_one(
+        f"{len(paths)} file(s)",
+        lambda: import_book_depth(paths, catalog, symbol, market=market, suffix=suffix, mode=_mode(overwrite)),
+    )
 
 
 @data_app.command("import-open-interest")
@@ -260,7 +253,7 @@ def import_open_interest_cmd(
     from tradebus.data.open_interest import import_open_interest
 
     _import_one(
-        path, lambda: import_open_interest(path, catalog, venue, market, symbol, suffix=suffix, mode=_mode(overwrite))
+        path.name, lambda: import_open_interest(path, catalog, venue, market, symbol, suffix=suffix, mode=_mode(overwrite))
     )
 
 
