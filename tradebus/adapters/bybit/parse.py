@@ -32,6 +32,7 @@ from typing import Any
 
 import msgspec
 from loguru import logger
+from msgspec import UNSET, convert
 
 from tradebus.adapters.bybit.schemas import (
     BybitBookFrame,
@@ -39,6 +40,7 @@ from tradebus.adapters.bybit.schemas import (
     BybitKlineFrame,
     BybitTickerFrame,
     BybitTradeFrame,
+    TickerNumbers,
 )
 from tradebus.adapters.bybit.sync import BybitRule, is_snapshot
 from tradebus.adapters.common.dedup import TradeDeduper
@@ -54,10 +56,7 @@ __all__ = ["CATEGORIES", "BybitParser", "describe_frame", "instrument_symbol"]
 CATEGORIES = {"spot": "", "linear": "-LINEAR"}
 """Supported categories and the suffix they add to the symbol in instrument ids."""
 
-_QUOTE_SET = frozenset({"bid1Price", "bid1Size", "ask1Price", "ask1Size"})
-_MARK_FIELDS = frozenset({"markPrice", "indexPrice"})
-_FUNDING_FIELDS = frozenset({"fundingRate", "nextFundingTime"})
-_NUMERIC = _QUOTE_SET | _MARK_FIELDS | _FUNDING_FIELDS
+_NUMERIC = frozenset(TickerNumbers.__struct_fields__)
 _DEDUP_WINDOW = 4096
 _MAX = 1.7976931348623157e308
 _TOPIC = '"topic":"'
@@ -99,14 +98,37 @@ def _scan_topic(raw: str | bytes) -> str | None:
     return raw[i : raw.find(b'"', i)].decode("utf-8", "replace")
 
 
-class _Ticker:
-    """Merged ticker of one symbol: every field as sent, and the numeric ones as floats (``None``: empty)."""
+def _ticker_numbers(data: dict[str, Any]) -> TickerNumbers:
+    """The numeric fields of a ticker push one by one: ``""`` is ``None``; a bad value raises :class:`FieldError`."""
+    numbers: dict[str, float | None] = {}
+    for name in _NUMERIC.intersection(data):
+        value = data[name]
+        if value == "":
+            numbers[name] = None
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise FieldError(f"data.{name}", f"{value!r}: expected a decimal string") from None
+        if not -_MAX <= number <= _MAX:
+            raise FieldError(f"data.{name}", f"{value!r}: expected a finite number")
+        numbers[name] = number
+    return TickerNumbers(**numbers)  # type: ignore[arg-type]  # None: sent empty
 
-    __slots__ = ("fields", "numbers")
+
+class _Ticker:
+    """Merged ticker of one symbol: every field as sent, and the numeric ones as floats (``None``: unknown or empty)."""
+
+    __slots__ = ("fields", *sorted(_NUMERIC))
 
     def __init__(self) -> None:
         self.fields: dict[str, Any] = {}
-        self.numbers: dict[str, float | None] = {}
+        self.clear_numbers()
+
+    def clear_numbers(self) -> None:
+        """Forget every numeric field (a snapshot replaces the ticker)."""
+        self.bid1Price = self.bid1Size = self.ask1Price = self.ask1Size = None
+        self.markPrice = self.indexPrice = self.fundingRate = self.nextFundingTime = None
 
 
 class BybitParser(StreamBooksParser):
@@ -363,46 +385,53 @@ class BybitParser(StreamBooksParser):
         if frame.topic != topic:
             return self._parse_routed(raw, recv_ns)
         data = frame.data
-        touched = _NUMERIC.intersection(data)
-        numbers: dict[str, float | None] = {}
-        for name in touched:
-            value = data[name]
-            if value == "":
-                numbers[name] = None
-                continue
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                raise FieldError(f"data.{name}", f"{value!r}: expected a decimal string") from None
-            if not -_MAX <= number <= _MAX:
-                raise FieldError(f"data.{name}", f"{value!r}: expected a finite number")
-            numbers[name] = number
-        merged = state.numbers
-        if frame.type == "snapshot" or not state.fields:
-            if not state.fields and frame.type != "snapshot":
+        try:  # every numeric field in one C pass (the usual case: no empty or bad value)
+            n = convert(data, TickerNumbers, strict=False)
+        except msgspec.ValidationError:
+            n = _ticker_numbers(data)
+        fields = state.fields
+        snapshot = frame.type == "snapshot"
+        if snapshot or not fields:
+            if not (snapshot or fields):
                 self.skipped["ticker_delta_before_snapshot"] += 1
-            state.fields.clear()
-            merged.clear()
-        state.fields.update(data)
-        merged.update(numbers)
-        ts_event = frame.ts * MS
+            fields.clear()
+            state.clear_numbers()
+        fields.update(data)
+        # merge what the push carries (UNSET: not in it), noting which messages it touches
+        quote = mark = funding = False
+        if n.bid1Price is not UNSET:
+            state.bid1Price, quote = n.bid1Price, True
+        if n.bid1Size is not UNSET:
+            state.bid1Size, quote = n.bid1Size, True
+        if n.ask1Price is not UNSET:
+            state.ask1Price, quote = n.ask1Price, True
+        if n.ask1Size is not UNSET:
+            state.ask1Size, quote = n.ask1Size, True
+        if n.markPrice is not UNSET:
+            state.markPrice, mark = n.markPrice, True
+        if n.indexPrice is not UNSET:
+            state.indexPrice, mark = n.indexPrice, True
+        if n.fundingRate is not UNSET:
+            state.fundingRate, funding = n.fundingRate, True
+        if n.nextFundingTime is not UNSET:
+            state.nextFundingTime, funding = n.nextFundingTime, True
         out: list = []
-        get = merged.get
-        if not _QUOTE_SET.isdisjoint(touched):
-            bid, bid_sz, ask, ask_sz = get("bid1Price"), get("bid1Size"), get("ask1Price"), get("ask1Size")
+        ts_event = frame.ts * MS
+        if quote:
+            bid, bid_sz, ask, ask_sz = state.bid1Price, state.bid1Size, state.ask1Price, state.ask1Size
             if bid is None or bid_sz is None or ask is None or ask_sz is None:
                 self.skipped["ticker_incomplete_bbo"] += 1
             elif bid > 0.0 and ask > 0.0 and bid_sz >= 0.0 and ask_sz >= 0.0:
                 out.append(Quote(iid, ts_event, recv_ns, bid, bid_sz, ask, ask_sz))
             else:
                 self.skipped["ticker_bad_bbo"] += 1
-        if not _MARK_FIELDS.isdisjoint(touched):
-            mark = get("markPrice")
-            if mark is not None and mark > 0.0:
-                index = get("indexPrice")
-                out.append(MarkPrice(iid, ts_event, recv_ns, mark, float("nan") if index is None else index))
-        if not _FUNDING_FIELDS.isdisjoint(touched):
-            rate, next_time = get("fundingRate"), get("nextFundingTime")
+        if mark:
+            price = state.markPrice
+            if price is not None and price > 0.0:
+                index = state.indexPrice
+                out.append(MarkPrice(iid, ts_event, recv_ns, price, float("nan") if index is None else index))
+        if funding:
+            rate, next_time = state.fundingRate, state.nextFundingTime
             if rate is not None and next_time is not None:
                 out.append(FundingRate(iid, ts_event, recv_ns, rate, int(next_time) * MS))
         return out

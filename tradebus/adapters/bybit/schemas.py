@@ -29,12 +29,14 @@ __all__ = [
     "BybitTrade",
     "BybitTradeFrame",
     "TickerFields",
+    "TickerNumbers",
 ]
 
 _MAX = sys.float_info.max
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0, le=_MAX)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0.0, le=_MAX)]
 Millis = Annotated[int, msgspec.Meta(ge=0)]
+FiniteFloat = Annotated[float, msgspec.Meta(ge=-_MAX, le=_MAX)]
 
 
 class BybitFrame(msgspec.Struct):
@@ -99,6 +101,24 @@ class BybitBook(msgspec.Struct, frozen=True):
 
 TickerFields = dict[str, Any]
 """``data`` of a ``tickers.{symbol}`` push: a flat object, every value a string except ``symbol``."""
+
+
+class TickerNumbers(msgspec.Struct, frozen=True, gc=False):
+    """The numeric ticker fields the parser uses, converted from :data:`TickerFields` with ``strict=False``.
+
+    A field the push does not carry stays ``UNSET``. Conversion fails on an empty string
+    (Bybit's "no value") as on a bad one: the parser then converts the fields one by one,
+    which gives ``None`` for ``""`` and names a bad field.
+    """
+
+    bid1Price: FiniteFloat | msgspec.UnsetType = msgspec.UNSET
+    bid1Size: FiniteFloat | msgspec.UnsetType = msgspec.UNSET
+    ask1Price: FiniteFloat | msgspec.UnsetType = msgspec.UNSET
+    ask1Size: FiniteFloat | msgspec.UnsetType = msgspec.UNSET
+    markPrice: FiniteFloat | msgspec.UnsetType = msgspec.UNSET
+    indexPrice: FiniteFloat | msgspec.UnsetType = msgspec.UNSET
+    fundingRate: FiniteFloat | msgspec.UnsetType = msgspec.UNSET
+    nextFundingTime: FiniteFloat | msgspec.UnsetType = msgspec.UNSET
 
 
 class BybitTradeFrame(msgspec.Struct, frozen=True, gc=False):

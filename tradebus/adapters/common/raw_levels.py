@@ -27,10 +27,10 @@ __all__ = ["raw_pair_levels"]
 _POW10 = np.array([10.0**k for k in range(23)])
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _number(buf: np.ndarray, i: int, pow10: np.ndarray) -> tuple[float, int]:
+@njit(cache=True, inline="always")
+def _number(buf: np.ndarray, i: int) -> tuple[float, int]:
     """Parse the decimal starting at ``buf[i]``; returns ``(value, next index)``, next index -1 if malformed."""
-    n = buf.shape[0]
+    n = len(buf)
     quoted = i < n and buf[i] == 34  # '"'
     if quoted:
         i += 1
@@ -65,14 +65,14 @@ def _number(buf: np.ndarray, i: int, pow10: np.ndarray) -> tuple[float, int]:
         if i >= n or buf[i] != 34:
             return 0.0, -1
         i += 1
-    value = mantissa / pow10[frac]
+    value = mantissa / _POW10[frac]
     return (-value if negative else value), i
 
 
-@njit(cache=True, nogil=True)
-def _side(buf: np.ndarray, out: np.ndarray, row: int, pow10: np.ndarray) -> int:
+@njit(cache=True)
+def _side(buf: np.ndarray, out: np.ndarray, row: int) -> int:
     """Parse ``[[p,s],...]`` from ``buf`` into ``out`` from ``row`` on; returns the next row, or -1."""
-    n = buf.shape[0]
+    n = len(buf)
     if n < 2 or buf[0] != 91 or buf[n - 1] != 93:  # '[' ... ']'
         return -1
     i = 1
@@ -81,10 +81,10 @@ def _side(buf: np.ndarray, out: np.ndarray, row: int, pow10: np.ndarray) -> int:
     while True:
         if row >= out.shape[0] or buf[i] != 91:
             return -1
-        price, i = _number(buf, i + 1, pow10)
+        price, i = _number(buf, i + 1)
         if i < 0 or i >= n or buf[i] != 44 or not price > 0.0:  # ','
             return -1
-        size, i = _number(buf, i + 1, pow10)
+        size, i = _number(buf, i + 1)
         if i < 0 or i >= n or buf[i] != 93 or not size >= 0.0:
             return -1
         out[row, 0] = price
@@ -98,13 +98,17 @@ def _side(buf: np.ndarray, out: np.ndarray, row: int, pow10: np.ndarray) -> int:
         i += 1
 
 
-@njit(cache=True, nogil=True)
-def _parse(bids: np.ndarray, asks: np.ndarray, out: np.ndarray, pow10: np.ndarray) -> int:
-    """Rows of both sides into ``out``; returns ``rows_of_bids << 32 | all_rows``, or -1."""
-    nb = _side(bids, out, 0, pow10)
+@njit(cache=True)
+def _parse(bids: np.ndarray, asks: np.ndarray, out: np.ndarray) -> int:
+    """Rows of both sides into ``out``; returns ``rows_of_bids << 32 | all_rows``, or -1.
+
+    ``bids`` and ``asks`` are any contiguous byte buffers (``msgspec.Raw``, ``bytes``):
+    Numba reads them in place, without a NumPy view per call.
+    """
+    nb = _side(bids, out, 0)
     if nb < 0:
         return -1
-    n = _side(asks, out, nb, pow10)
+    n = _side(asks, out, nb)
     if n < 0:
         return -1
     return (nb << 32) | n
@@ -120,11 +124,9 @@ def raw_pair_levels(bids: bytes | memoryview, asks: bytes | memoryview) -> tuple
         every price > 0 and every size >= 0; ``None`` when the text is not the plain
         form described in the module docstring (the caller decodes it the typed way).
     """
-    b = np.frombuffer(bids, np.uint8)
-    a = np.frombuffer(asks, np.uint8)
     # a row takes at least 5 bytes ("[1,1]") plus a separator
-    out = np.empty(((b.shape[0] + a.shape[0]) // 6 + 1, 2))
-    code = _parse(b, a, out, _POW10)
+    out = np.empty(((len(bids) + len(asks)) // 6 + 1, 2))
+    code = _parse(bids, asks, out)
     if code < 0:
         return None
     nb = code >> 32
