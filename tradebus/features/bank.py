@@ -36,7 +36,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,13 +45,16 @@ from tradebus.features import drivers
 from tradebus.features.drivers import FIELD_BASE as _FIELD_BASE
 from tradebus.features.drivers import N_FIELDS as _N_FIELDS
 from tradebus.features.registry import FeatureKind, get_kind
-from tradebus.features.spec import EVENT_FIELDS, EVENTS, FeatureSpec, load_specs
+from tradebus.features.spec_base import EVENT_FIELDS, EVENTS, PlainSpec, plain_specs
+
+if TYPE_CHECKING:
+    from tradebus.features.spec import FeatureSpec
 
 __all__ = ["BankSnapshot", "FeatureBank"]
 
 @dataclass(frozen=True)
 class _Feature:
-    spec: FeatureSpec
+    spec: FeatureSpec | PlainSpec
     kind: FeatureKind
     params: np.ndarray
     on: str
@@ -108,7 +111,12 @@ class FeatureBank:
     """
 
     def __init__(self, specs: Iterable[FeatureSpec | Mapping[str, Any]] | Mapping[str, Any]) -> None:
-        self._specs = load_specs(specs)
+        plain = plain_specs(specs)
+        if plain is None:
+            from tradebus.features.spec import load_specs  # pydantic: only for what plain dicts cannot say
+
+            plain = load_specs(specs)
+        self._specs: list[FeatureSpec | PlainSpec] = plain
         self._features = self._resolve(self._specs)
         self._build_layout()
         self._module: ModuleType | None = drivers.load_module(self._source) if self._plans else None
@@ -132,8 +140,8 @@ class FeatureBank:
 
     # ------------------------------------------------------------------ resolution
     @staticmethod
-    def _resolve(specs: Sequence[FeatureSpec]) -> list[_Feature]:
-        by_name: dict[str, FeatureSpec] = {}
+    def _resolve(specs: Sequence[FeatureSpec | PlainSpec]) -> list[_Feature]:
+        by_name: dict[str, FeatureSpec | PlainSpec] = {}
         for spec in specs:
             if spec.name in by_name:
                 raise FeatureError(f"feature {spec.name!r} is defined twice")
@@ -209,7 +217,9 @@ class FeatureBank:
 
     @staticmethod
     def _topological(
-        specs: Sequence[FeatureSpec], refs: dict[str, tuple[str, ...]], by_name: dict[str, FeatureSpec]
+        specs: Sequence[FeatureSpec | PlainSpec],
+        refs: dict[str, tuple[str, ...]],
+        by_name: dict[str, FeatureSpec | PlainSpec],
     ) -> list[str]:
         """Dependency order, ties broken by spec order (deterministic)."""
         parents = {s.name: {r.partition(".")[0] for r in refs[s.name]} & by_name.keys() for s in specs}
@@ -243,7 +253,10 @@ class FeatureBank:
 
     @staticmethod
     def _infer_event(
-        spec: FeatureSpec, refs: tuple[str, ...], by_name: dict[str, FeatureSpec], events: dict[str, str]
+        spec: FeatureSpec | PlainSpec,
+        refs: tuple[str, ...],
+        by_name: dict[str, FeatureSpec | PlainSpec],
+        events: dict[str, str],
     ) -> str:
         if spec.on is not None:
             return spec.on
@@ -342,6 +355,9 @@ class FeatureBank:
     @property
     def specs(self) -> tuple[FeatureSpec, ...]:
         """The validated specs, in the order given."""
+        from tradebus.features.spec import FeatureSpec
+
+        self._specs = [s if isinstance(s, FeatureSpec) else FeatureSpec.model_validate(s.as_dict()) for s in self._specs]
         return tuple(self._specs)
 
     @property

@@ -48,7 +48,7 @@ from numba import njit, types
 
 from tradebus.errors import FeatureError
 from tradebus.features import cache_dir
-from tradebus.features.spec import BOOK_LEVELS, EVENT_FIELDS, EVENTS
+from tradebus.features.spec_base import BOOK_LEVELS, EVENT_FIELDS, EVENTS
 
 __all__ = [
     "EVENT_ARGS",

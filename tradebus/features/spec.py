@@ -19,32 +19,16 @@ kind's own input names are used if they are all event fields (``atr`` reads
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
 from tradebus.config_base import StrictModel
 from tradebus.errors import FeatureError
+from tradebus.features.spec_base import BOOK_LEVELS, EVENT_FIELDS, EVENTS, EventType, check_name
 
 __all__ = ["BOOK_LEVELS", "EVENT_FIELDS", "EVENTS", "EventType", "FeatureSpec", "load_specs"]
-
-EventType = Literal["bar", "trade", "quote", "book"]
-EVENTS: tuple[str, ...] = ("bar", "trade", "quote", "book")
-#: Number of price levels per side that book events carry (``bid_px_0`` .. ``bid_px_9``).
-BOOK_LEVELS = 10
-_LEVELS = tuple(f"{side}_{what}_{i}" for side in ("bid", "ask") for what in ("px", "sz") for i in range(BOOK_LEVELS))
-#: Fields of every event type, in the order they are laid out in a bank's values vector.
-#: ``time`` is ``ts_event`` in float64 seconds since the epoch; ``mid`` is ``(bid + ask) / 2``.
-EVENT_FIELDS: dict[str, tuple[str, ...]] = {
-    "bar": ("time", "open", "high", "low", "close", "volume"),
-    "trade": ("time", "price", "size", "side"),
-    "quote": ("time", "bid", "ask", "bid_size", "ask_size", "mid"),
-    "book": ("time", "bid", "ask", "bid_size", "ask_size", "mid", *_LEVELS),
-}
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RESERVED = set(EVENTS) | {f for fields in EVENT_FIELDS.values() for f in fields}
 
 
 class FeatureSpec(StrictModel):
@@ -74,11 +58,7 @@ class FeatureSpec(StrictModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(f"feature name {value!r} must match {_NAME.pattern}")
-        if value in _RESERVED:
-            raise ValueError(f"feature name {value!r} is an event type or event field name")
-        return value
+        return check_name(value)
 
     @property
     def inputs(self) -> tuple[str, ...] | None:
