@@ -229,3 +229,46 @@ async def test_live_clock_timer_repeats_until_stop_and_cancel_prevents_firing() 
     await asyncio.sleep(0.05)
     assert [e.ts_event - start for e in fired] == [10_000_000, 20_000_000, 30_000_000]
     assert canceled == []
+
+
+async def test_live_clock_run_due_fires_what_is_due_by_a_message_in_order_and_once() -> None:
+    clock = LiveClock()
+    fired: list[tuple[str, int]] = []
+    now = time.time_ns()
+
+    def note(e: TimeEvent) -> None:
+        fired.append((e.name, e.ts_event))
+
+    # due before "now" but the loop has not run yet: only run_due can fire them before the message
+    clock.set_alert("b", now - 2_000, note)
+    clock.set_alert("a", now - 5_000, note)
+    clock.set_alert("late", now + 3_600 * SEC, note)
+    clock.set_timer("tick", 1_000, note, start_ns=now - 3_500, stop_ns=now)
+    clock.set_alert("gone", now - 4_000, note)
+    clock.cancel("gone")
+    clock.run_due(now - 1_000)
+    assert fired == [("a", now - 5_000), ("tick", now - 2_500), ("b", now - 2_000), ("tick", now - 1_500)]
+    assert clock.next_due == now - 500  # the timer's next tick, due after the message
+    await asyncio.sleep(0.05)  # the loop's own callbacks of what already fired do nothing
+    assert fired[4:] == [("tick", now - 500)]  # its last tick (the next would pass stop_ns)
+    assert ("late", now + 3_600 * SEC) not in fired
+    clock.cancel("late")
+
+
+async def test_live_clock_run_due_reports_a_failing_callback_and_goes_on() -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    clock = LiveClock()
+    fired: list[str] = []
+    now = time.time_ns()
+
+    def boom(e: TimeEvent) -> None:
+        raise RuntimeError("callback failed")
+
+    clock.set_alert("bad", now - 2, boom)
+    clock.set_alert("good", now - 1, lambda e: fired.append(e.name))
+    clock.run_due(now)
+    assert fired == ["good"]
+    assert len(reported) == 1 and isinstance(reported[0]["exception"], RuntimeError)
+    assert "'bad'" in reported[0]["message"]

@@ -50,6 +50,14 @@ class Clock(ABC):
     def cancel(self, name: str) -> None:
         """Cancel a timer or alert by name (no error if unknown)."""
 
+    def run_due(self, ts_ns: int) -> None:  # noqa: B027 (a no-op unless the clock's timers run elsewhere)
+        """Fire now every timer and alert due at or before ``ts_ns`` that has not fired yet.
+
+        For a driver about to handle a message stamped ``ts_ns``: what was due by then
+        fires before it, as :meth:`SimulatedClock.advance_to` does in a replay. Nothing
+        here: a simulated clock is advanced by its driver.
+        """
+
     @staticmethod
     def _check(name: str, interval_ns: int | None, names: set[str] | dict) -> None:
         if name in names:
@@ -153,6 +161,9 @@ class LiveClock(Clock):
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop
         self._handles: dict[str, asyncio.TimerHandle] = {}
+        # name -> (due time, what to run then): what the loop has not fired yet, for run_due
+        self._due: dict[str, tuple[int, Callable[[int], None]]] = {}
+        self.next_due: int = 2**63 - 1
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -165,7 +176,42 @@ class LiveClock(Clock):
 
     def _at(self, name: str, at_ns: int, fire: Callable[[int], None]) -> None:
         delay = max(0.0, (at_ns - time.time_ns()) / 1e9)
-        self._handles[name] = self.loop.call_later(delay, fire, at_ns)
+        self._handles[name] = self.loop.call_later(delay, self._fire, name, at_ns, fire)
+        self._due[name] = (at_ns, fire)
+        if at_ns < self.next_due:
+            self.next_due = at_ns
+
+    def _fire(self, name: str, at_ns: int, fire: Callable[[int], None]) -> None:
+        self._due.pop(name, None)
+        fire(at_ns)
+
+    def run_due(self, ts_ns: int) -> None:
+        """Fire now, in time order, every timer and alert due at or before ``ts_ns`` whose loop callback has not run.
+
+        The loop runs a due callback only when the task handling market data yields;
+        the paper daemon calls this before each message (stamped ``ts_ns``, its receive
+        time) instead, so a simulated order arrival due before a message is handled
+        before it, as in a replay, however many frames were waiting to be read.
+        """
+        if ts_ns < self.next_due:
+            return
+        due = self._due
+        while True:
+            name, at_ns = "", 2**63 - 1
+            for key, (at, _) in due.items():
+                if at < at_ns:
+                    name, at_ns = key, at
+            if at_ns > ts_ns:
+                break
+            _, fire = due.pop(name)
+            handle = self._handles.get(name)
+            if handle is not None:
+                handle.cancel()
+            try:
+                fire(at_ns)
+            except Exception as exc:  # as when the loop runs it: reported, the caller goes on
+                self.loop.call_exception_handler({"message": f"clock: timer or alert {name!r} failed", "exception": exc})
+        self.next_due = at_ns
 
     def set_timer(
         self,
@@ -200,3 +246,4 @@ class LiveClock(Clock):
         handle = self._handles.pop(name, None)
         if handle is not None:
             handle.cancel()
+        self._due.pop(name, None)

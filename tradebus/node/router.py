@@ -32,6 +32,10 @@ class NodeRouter:
 
     Book messages are published on the bus (after telling the liveness rule the book
     changed); the book itself is the adapter's, read through ``kernel.cache.book``.
+    Before each message, the timers and alerts of the kernel's clock due by the message's
+    receive time fire (:meth:`~tradebus.engine.clock.Clock.run_due`): a simulated order's
+    arrival is handled before the first message received after it, as in a replay, even
+    when frames were waiting while the loop could not run its timer callbacks.
 
     Parameters
     ----------
@@ -68,6 +72,7 @@ class NodeRouter:
         self._on_limit = on_limit
         self._closed = False
         self._process = kernel.process
+        self._run_due = kernel.clock.run_due
         self._publish = kernel.bus.publish
         self._instruments = kernel.instruments
         self._liveness = guard.liveness
@@ -86,12 +91,13 @@ class NodeRouter:
         kernel.bus.subscribe(OrderDenied, self._log_denied)
 
     def __call__(self, msg: Any) -> None:
-        """Handle one message from a feed."""
+        """Handle one message from a feed, after the clock's timers and alerts due by its receive time."""
         handler = self._dispatch.get(type(msg))
         if handler is None:
             self.counts["unroutable"] += 1
             logger.warning("node: no route for a {} message, dropped", type(msg).__name__)
             return
+        self._run_due(msg.ts_init)
         handler(msg)
 
     def _admit(self, msg: Any) -> bool:
