@@ -398,3 +398,62 @@ def test_resync_to_the_same_top_emits_the_quote_again() -> None:
     sync.on_snapshot(snap(30))
     quotes = [m for m in out if isinstance(m, Quote)]
     assert [(q.bid_price, q.ask_price, q.ts_event) for q in quotes] == [(99.0, 101.0, 10_000), (99.0, 101.0, 30_000)]
+
+
+# ------------------------------------------------------------- compiled live step
+
+
+def _python_path(rule: type[BinanceSpotRule] | type[BinanceFuturesRule]) -> SequenceRule:
+    """The rule without its compiled live step: BookSync then checks, applies and advances in Python."""
+
+    class PythonOnly(rule):  # type: ignore[misc, valid-type]
+        def apply_delta(self, book: OrderBook, delta: BookDelta, top: np.ndarray, track_top: bool) -> int | None:
+            return None
+
+    return PythonOnly()
+
+
+def _crossing(after: BookDelta, sync: BookSync) -> BookDelta:
+    """A delta continuing ``after`` whose bid is above the book's best ask."""
+    ask = sync.book.best_ask()[0]
+    return BookDelta(IID, after.ts_event, after.ts_init, np.array([[ask + 1.0, 1.0]]), np.empty((0, 2)),
+                     after.last_seq + 1, after.last_seq + 1, after.last_seq)
+
+
+@pytest.mark.parametrize("futures", [False, True], ids=["spot", "usdm"])
+@pytest.mark.parametrize("fault", ["none", "gap", "malformed", "crossed"])
+def test_compiled_live_step_emits_and_fails_exactly_as_the_python_path(futures: bool, fault: str) -> None:
+    lines = capture(USDM_CAPTURE) if futures else capture()
+    snapshot, deltas = _split(lines)
+    rule = BinanceFuturesRule if futures else BinanceSpotRule
+    k = next(i for i in range(150, len(deltas)) if deltas[i].bids.shape[0] and deltas[i].last_seq > snapshot.last_seq)
+    if fault == "gap":
+        deltas = deltas[:k] + deltas[k + 1 :]
+    elif fault == "malformed":
+        bids = np.array(deltas[k].bids, copy=True)
+        bids[0, 1] = -1.0
+        dk = deltas[k]
+        deltas[k] = BookDelta(IID, dk.ts_event, dk.ts_init, bids, dk.asks, dk.first_seq, dk.last_seq, dk.prev_seq)
+    outs: list[list[Any]] = [[], []]
+    syncs = [BookSync(IID, rule(), outs[0].append, capacity=8), BookSync(IID, _python_path(rule), outs[1].append, capacity=8)]
+    assert syncs[0]._apply_delta is not None  # the compiled step is the one under test
+    for sync in syncs:
+        sync.on_snapshot(snapshot)
+        for i, dlt in enumerate(deltas):
+            sync.on_delta(dlt)
+            if fault == "crossed" and i == k and sync.synced:
+                sync.on_delta(_crossing(dlt, sync))
+    fast, slow = syncs
+    assert fast.state is slow.state and fast.failure == slow.failure
+    assert (fault == "none") == fast.synced
+    assert fast.book.equals(slow.book) and fast.book.last_seq == slow.book.last_seq
+    assert (fast.rule.last, fast.rule.first) == (slow.rule.last, slow.rule.first)
+    assert len(outs[0]) == len(outs[1]) > 100
+    for a, b in zip(*outs, strict=True):
+        assert type(a) is type(b)
+        if isinstance(a, Quote | BookResynced):
+            assert a == b
+        elif isinstance(a, BookDelta):  # the same delta went out on both paths
+            assert a is b
+        else:  # the book's snapshot, rebuilt on each path
+            assert a.last_seq == b.last_seq and np.array_equal(a.bids, b.bids) and np.array_equal(a.asks, b.asks)

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import numpy as np
 from numba import njit
 
-from tradebus.adapters.common.book import APPLIED, CROSSED, OrderBook, apply_levels
-from tradebus.adapters.common.sync import DeltaBatch, SequenceRule, Verdict
+from tradebus.adapters.common.book import APPLIED, CROSSED, TOP_CHANGED, OrderBook, apply_levels, apply_top
+from tradebus.adapters.common.sync import DROPPED, GAPPED, DeltaBatch, SequenceRule, Verdict
 from tradebus.engine.messages import BookDelta, BookSnapshot
 
 __all__ = ["BinanceFuturesRule", "BinanceRule", "BinanceSpotRule", "DiffDepthKind"]
@@ -35,6 +35,30 @@ _SPOT = int(DiffDepthKind.SPOT)  # a plain int: a compile-time constant of the c
 # slots of the ``rule_state`` array the compiled loop reads and advances
 _LAST_ID = 0
 _IS_FIRST = 1
+
+
+_APPLY, _DROP, _GAP = int(Verdict.APPLY), int(Verdict.DROP), int(Verdict.GAP)
+
+
+@njit(cache=True, inline="always")
+def _judge(first_seq: int, last_seq: int, prev_seq: int, kind: int, rule_state: np.ndarray) -> int:
+    """The :class:`Verdict` (as an int) of a delta under the Binance rule ``kind`` at ``rule_state``."""
+    last_id = rule_state[_LAST_ID]
+    is_first = rule_state[_IS_FIRST] == 1
+    if kind == _SPOT:
+        if last_seq <= last_id:
+            return _DROP
+        ok = (first_seq <= last_id + 1 <= last_seq) if is_first else (first_seq == last_id + 1)
+    else:
+        if is_first:
+            if last_seq < last_id:
+                return _DROP
+            ok = first_seq <= last_id <= last_seq
+        else:
+            if last_seq <= last_id:
+                return _DROP
+            ok = prev_seq == last_id
+    return _APPLY if ok else _GAP
 
 
 @njit(cache=True)
@@ -60,23 +84,11 @@ def _forward(
     ``rule_state`` = ``[last id, 1 if no delta applied since the snapshot else 0]``.
     """
     for i in range(start, first.shape[0]):
-        last_id = rule_state[_LAST_ID]
-        is_first = rule_state[_IS_FIRST] == 1
         u = last[i]
-        if kind == _SPOT:
-            if u <= last_id:
-                continue
-            ok = (first[i] <= last_id + 1 <= u) if is_first else (first[i] == last_id + 1)
-        else:
-            if is_first:
-                if u < last_id:
-                    continue
-                ok = first[i] <= last_id <= u
-            else:
-                if u <= last_id:
-                    continue
-                ok = prev[i] == last_id
-        if not ok:
+        verdict = _judge(first[i], u, prev[i], kind, rule_state)
+        if verdict == _DROP:
+            continue
+        if verdict == _GAP:
             return i
         nb = ask_start[i] - bid_start[i]
         na = end[i] - ask_start[i]
@@ -100,37 +112,86 @@ def _forward(
     return first.shape[0]
 
 
+@njit(cache=True)
+def _step(
+    bid_px: np.ndarray,
+    bid_sz: np.ndarray,
+    ask_px: np.ndarray,
+    ask_sz: np.ndarray,
+    counts: np.ndarray,
+    bids: np.ndarray,
+    asks: np.ndarray,
+    top: np.ndarray,
+    track_top: bool,
+    first_seq: int,
+    last_seq: int,
+    prev_seq: int,
+    kind: int,
+    rule_state: np.ndarray,
+) -> int:
+    """One live delta under the Binance rule ``kind``; see :meth:`SequenceRule.apply_delta`."""
+    verdict = _judge(first_seq, last_seq, prev_seq, kind, rule_state)
+    if verdict == _DROP:
+        return DROPPED
+    if verdict == _GAP:
+        return GAPPED
+    status = apply_top(bid_px, bid_sz, ask_px, ask_sz, counts, bids, asks, top, track_top)
+    if status == APPLIED or status == TOP_CHANGED:
+        rule_state[_LAST_ID] = last_seq
+        rule_state[_IS_FIRST] = 0
+    return status
+
+
+_F64 = np.dtype(np.float64)
+
+
 class BinanceRule(SequenceRule):
     """What both Binance diff-depth rules share: the position (``last``, ``first``) and the compiled twin."""
 
     kind: ClassVar[DiffDepthKind]
 
     def __init__(self) -> None:
-        self.last = -1
+        # [last id, 1 if no delta applied since the snapshot]: shared with the compiled twins
+        self._state = np.array([-1, 1], dtype=np.int64)
+        self._kind = int(self.kind)
+
+    @property
+    def last(self) -> int:
         """``u`` of the last applied delta, or the snapshot's ``lastUpdateId``."""
-        self.first = True
+        return int(self._state[_LAST_ID])
+
+    @property
+    def first(self) -> bool:
         """No delta applied since the snapshot."""
+        return bool(self._state[_IS_FIRST])
 
     def reset(self, snapshot: BookSnapshot, extra: Any = None) -> None:
-        self.last = snapshot.last_seq
-        self.first = True
+        self._state[_LAST_ID] = snapshot.last_seq
+        self._state[_IS_FIRST] = 1
 
     def advance(self, delta: BookDelta) -> None:
-        self.last = delta.last_seq
-        self.first = False
+        self._state[_LAST_ID] = delta.last_seq
+        self._state[_IS_FIRST] = 0
 
     def fast_forward(self, book: OrderBook, batch: DeltaBatch, start: int) -> int:
-        state = np.array([self.last, 1 if self.first else 0], dtype=np.int64)
+        state = self._state
         stop = _forward(
             book.bid_px, book.bid_sz, book.ask_px, book.ask_sz, book.counts, batch.levels,
             batch.bid_start, batch.ask_start, batch.end, batch.first, batch.last, batch.prev,
-            start, int(self.kind), state,
+            start, self._kind, state,
         )  # fmt: skip
         if (stop if stop >= 0 else -stop - 1) > start:
             book.last_seq = int(state[_LAST_ID])
-        self.last = int(state[_LAST_ID])
-        self.first = bool(state[_IS_FIRST])
         return stop
+
+    def apply_delta(self, book: OrderBook, delta: BookDelta, top: np.ndarray, track_top: bool) -> int | None:
+        bids, asks = delta.bids, delta.asks
+        if bids.dtype is not _F64 or asks.dtype is not _F64 or bids.ndim != 2 or asks.ndim != 2:  # type: ignore[attr-defined]
+            return None  # the Python path checks them (and names what is wrong)
+        return _step(
+            book.bid_px, book.bid_sz, book.ask_px, book.ask_sz, book.counts, bids, asks, top, track_top,
+            delta.first_seq, delta.last_seq, delta.prev_seq, self._kind, self._state,
+        )  # fmt: skip
 
 
 class BinanceSpotRule(BinanceRule):

@@ -76,7 +76,7 @@ from typing import Any
 import numpy as np
 from loguru import logger
 
-from tradebus.adapters.common.book import APPLIED, CROSSED, INVALID, TOP_CHANGED, OrderBook, refresh_top
+from tradebus.adapters.common.book import APPLIED, CROSSED, INVALID, NO_ROOM, TOP_CHANGED, OrderBook, refresh_top
 from tradebus.engine.messages import BookDelta, BookResynced, BookSnapshot, Quote
 from tradebus.errors import BookError, ConfigError
 
@@ -119,6 +119,11 @@ class Verdict(IntEnum):
 _SYNCED = SyncState.SYNCED
 _APPLY = Verdict.APPLY
 _GAP = Verdict.GAP
+
+DROPPED = 3
+"""Code of :meth:`SequenceRule.apply_delta`: the delta is older than the book, skipped."""
+GAPPED = 4
+"""Code of :meth:`SequenceRule.apply_delta`: a delta is missing before this one; nothing applied."""
 
 
 class SequenceRule(ABC):
@@ -164,6 +169,24 @@ class SequenceRule(ABC):
             needs more book capacity; ``-index - 1`` when message ``index`` was applied but
             crossed the book (the rule advanced past it); ``None`` (the default) when the
             rule has no compiled twin and nothing was done.
+        """
+        return None
+
+    def apply_delta(self, book: OrderBook, delta: BookDelta, top: np.ndarray, track_top: bool) -> int | None:
+        """Judge and apply one delta in one compiled call (the live path of :meth:`BookSync.on_delta`).
+
+        A rule with a compiled twin does what :meth:`check`, :meth:`OrderBook.apply_top
+        <tradebus.adapters.common.book.OrderBook.apply_top>` and :meth:`advance` would,
+        advancing only when the delta was applied and the book is not crossed. Only for
+        rules whose :meth:`verify` checks nothing.
+
+        Returns
+        -------
+        int or None
+            :data:`DROPPED` or :data:`GAPPED` (nothing done), else the status of
+            ``apply_top`` (``NO_ROOM``: nothing done, the caller grows the book); ``None``
+            (the default) when the rule has no compiled twin or the delta's arrays are not
+            float64 ``(n, 2)``, and nothing was done.
         """
         return None
 
@@ -278,6 +301,10 @@ class BookSync:
             raise ConfigError(f"book sync {instrument_id}: retry_delays must be non-empty and >= 0")
         self.instrument_id = instrument_id
         self.rule = rule
+        # the rule's one-call live path, if it has a compiled twin and nothing to verify after a delta
+        kind = type(rule)
+        compiled = kind.apply_delta is not SequenceRule.apply_delta and kind.verify is SequenceRule.verify
+        self._apply_delta = rule.apply_delta if compiled else None
         self.book = OrderBook(instrument_id, capacity)
         self.state = SyncState.AWAITING_SNAPSHOT
         self.emit_quotes = emit_quotes
@@ -338,6 +365,25 @@ class BookSync:
         if self.state is not _SYNCED:
             self._buffer_delta(delta, extra)
             return
+        step = self._apply_delta
+        if step is not None:
+            code = step(self.book, delta, self._top, self.emit_quotes)
+            if code is not None and code != NO_ROOM:  # else nothing was done: the Python path below
+                if code == APPLIED or code == TOP_CHANGED:
+                    self.book.last_seq = delta.last_seq
+                    self.book.ts_event = delta.ts_event
+                    if self.emit_deltas:
+                        self._emit(delta)
+                    if code == TOP_CHANGED:
+                        top = self._top
+                        self._emit(Quote(self.instrument_id, delta.ts_event, delta.ts_init, float(top[0]), float(top[1]), float(top[2]), float(top[3])))
+                elif code == GAPPED:
+                    self._buffer_delta(delta, extra)
+                    self._fail(self.rule.gap_reason(delta))
+                elif code != DROPPED:
+                    self._buffer_delta(delta, extra)
+                    self._fail(self._failure(code, delta))
+                return
         verdict = self.rule.check(delta)
         if verdict is not _APPLY:
             if verdict is _GAP:
@@ -480,6 +526,11 @@ class BookSync:
             book.last_seq = delta.last_seq
             book.ts_event = delta.ts_event
             return status
+        return self._failure(status, delta)
+
+    def _failure(self, status: int, delta: BookDelta) -> str:
+        """Why applying ``delta`` failed with ``status`` (CROSSED or INVALID)."""
+        book = self.book
         if status == CROSSED:
             return (
                 f"crossed book after delta seq={delta.last_seq}: "
