@@ -30,6 +30,8 @@ PARAMS = {
     "rolling_var": [{"window": 6}],
     "rolling_std": [{"window": 9}, {"window": 70}],
     "rolling_zscore": [{"window": 8}],
+    "rolling_min": [{"window": 7}, {"window": 30, "min_periods": 3}],
+    "rolling_max": [{"window": 20}, {"window": 5, "min_periods": 2}, {"window": 1}],
     "sma": [{"window": 10}],
     "ema": [{"span": 6}],
 }

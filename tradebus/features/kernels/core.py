@@ -702,6 +702,55 @@ def _roll_extreme(state: np.ndarray, params: np.ndarray, x: float, sign: float) 
     return _NAN
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def _extreme_run(sign: float, state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """:func:`_roll_extreme` over a column, the header in registers (stored once at the end): the same outputs and state."""
+    w = int(params[0])
+    min_periods = _min_periods(params)
+    ring = _M_RING
+    idx = _M_RING + w
+    val = _M_RING + 2 * w
+    ready = state[0]
+    t = state[_M_SEEN]
+    pos = int(state[_M_POS])
+    count = state[_M_COUNT]
+    nobs = state[_M_NOBS]
+    head = int(state[_M_HEAD])
+    size = int(state[_M_SIZE])
+    for i in range(result.shape[0]):
+        x = inputs[i]
+        if t >= w:
+            old = state[ring + pos]
+            if old == old:
+                count -= 1.0
+        state[ring + pos] = x
+        pos = _wrap(pos + 1, w)
+        while size > 0 and state[idx + head] <= t - w:
+            head = _wrap(head + 1, w)
+            size -= 1
+        if x == x:
+            count += 1.0
+            nobs += 1.0
+            y = sign * x
+            while size > 0 and state[val + _wrap(head + size - 1, w)] <= y:
+                size -= 1
+            slot = _wrap(head + size, w)
+            state[idx + slot] = t
+            state[val + slot] = y
+            size += 1
+        t += 1.0
+        if nobs >= w:
+            ready = 1.0
+        result[i] = sign * state[val + head] if size > 0 and count >= min_periods else _NAN
+    state[0] = ready
+    state[_M_SEEN] = t
+    state[_M_POS] = pos
+    state[_M_COUNT] = count
+    state[_M_NOBS] = nobs
+    state[_M_HEAD] = head
+    state[_M_SIZE] = size
+
+
 @njit(cache=True, _nrt=False)
 def rolling_max_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     """Rolling maximum of the window (monotonic deque in the state row).
@@ -966,7 +1015,7 @@ def dispatch(kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray,
 
 
 #: Kind ids with a batch loop of their own (see :func:`batch`).
-BATCH_KINDS = frozenset({1, 2, 10, 11, 12, 13, 20, 21, 22, 23, 26, 30, 31})
+BATCH_KINDS = frozenset({1, 2, 10, 11, 12, 13, 20, 21, 22, 23, 24, 25, 26, 30, 31})
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -983,5 +1032,7 @@ def batch(kind_id: int, state: np.ndarray, params: np.ndarray, inputs: np.ndarra
         _ewm_run(kind_id, state, params, inputs, result)
     elif kind_id == 31:
         _ema_run(state, params, inputs, result)
+    elif kind_id == 24 or kind_id == 25:
+        _extreme_run(1.0 if kind_id == 25 else -1.0, state, params, inputs, result)
     else:
         _roll_run(kind_id, state, params, inputs, result)
