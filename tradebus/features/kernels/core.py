@@ -538,10 +538,15 @@ def _roll_var(h: RollHeader) -> float:
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _roll_value(kind_id: int, h: RollHeader, params: np.ndarray, x: float) -> float:
+def _roll_min_periods(kind_id: int, params: np.ndarray) -> float:
+    """Values a rolling kind needs in its window before it has an output (sma: the whole window)."""
+    return params[0] if kind_id == 30 else _min_periods(params)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _roll_value(kind_id: int, h: RollHeader, min_periods: float, x: float) -> float:
     """Output of rolling kind ``kind_id`` (20 sum, 21 mean, 22 var, 23 std, 26 z-score, 30 sma)."""
     count = h[3]
-    min_periods = params[0] if kind_id == 30 else _min_periods(params)
     if not (count >= min_periods and count > 0.0):
         return _NAN
     if kind_id == 20:
@@ -562,18 +567,19 @@ def _roll_value(kind_id: int, h: RollHeader, params: np.ndarray, x: float) -> fl
 def _roll_step(kind_id: int, state: np.ndarray, params: np.ndarray, x: float) -> float:
     h = _roll_next(state, _roll_load(state), int(params[0]), x, (kind_id == 22 or kind_id == 23 or kind_id == 26))
     _roll_store(state, h)
-    return _roll_value(kind_id, h, params, x)
+    return _roll_value(kind_id, h, _roll_min_periods(kind_id, params), x)
 
 
 @njit(cache=True, _nrt=False, inline="always")
 def _roll_run(kind_id: int, state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
     w = int(params[0])
     squares = (kind_id == 22 or kind_id == 23 or kind_id == 26)
+    min_periods = _roll_min_periods(kind_id, params)
     h = _roll_load(state)
     for i in range(result.shape[0]):
         v = inputs[i]
         h = _roll_next(state, h, w, v, squares)
-        result[i] = _roll_value(kind_id, h, params, v)
+        result[i] = _roll_value(kind_id, h, min_periods, v)
     _roll_store(state, h)
 
 
