@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 from tradebus.errors import FeatureError
 from tradebus.features.spec_base import BOOK_LEVELS, EVENT_FIELDS, EVENTS, EventType, check_name
 
