@@ -668,29 +668,40 @@ _M_SEEN, _M_POS, _M_COUNT, _M_NOBS, _M_HEAD, _M_SIZE = range(1, 7)
 _M_RING = 7
 
 
-@njit(cache=True, _nrt=False)
-def _roll_extreme(state: np.ndarray, params: np.ndarray, x: float, sign: float) -> float:
-    """Monotonic-deque rolling maximum of ``sign * x`` (sign=-1 gives the minimum); O(1) amortised."""
-    w = int(params[0])
+#: The rolling-extreme header as a tuple (ready, seen, pos, count, nobs, head, size).
+ExtremeHeader = tuple[float, float, int, float, float, int, int]
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _extreme_load(state: np.ndarray) -> ExtremeHeader:
+    return (state[0], state[_M_SEEN], int(state[_M_POS]), state[_M_COUNT], state[_M_NOBS], int(state[_M_HEAD]),
+            int(state[_M_SIZE]))
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _extreme_store(state: np.ndarray, h: ExtremeHeader) -> None:
+    state[0], state[_M_SEEN], state[_M_POS], state[_M_COUNT], state[_M_NOBS], state[_M_HEAD], state[_M_SIZE] = h
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _extreme_next(state: np.ndarray, h: ExtremeHeader, w: int, x: float, sign: float) -> ExtremeHeader:
+    """Push ``x`` into the window and the monotonic deque of ``sign * x`` (the ring and deque live in ``state``)."""
+    ready, t, pos, count, nobs, head, size = h
     ring = _M_RING
     idx = _M_RING + w
     val = _M_RING + 2 * w
-    t = state[_M_SEEN]
-    pos = int(state[_M_POS])
     if t >= w:
         old = state[ring + pos]
         if old == old:
-            state[_M_COUNT] -= 1.0
+            count -= 1.0
     state[ring + pos] = x
-    state[_M_POS] = _wrap(pos + 1, w)
-    head = int(state[_M_HEAD])
-    size = int(state[_M_SIZE])
+    pos = _wrap(pos + 1, w)
     while size > 0 and state[idx + head] <= t - w:
         head = _wrap(head + 1, w)
         size -= 1
     if x == x:
-        state[_M_COUNT] += 1.0
-        state[_M_NOBS] += 1.0
+        count += 1.0
+        nobs += 1.0
         y = sign * x
         while size > 0 and state[val + _wrap(head + size - 1, w)] <= y:
             size -= 1
@@ -698,14 +709,25 @@ def _roll_extreme(state: np.ndarray, params: np.ndarray, x: float, sign: float) 
         state[idx + slot] = t
         state[val + slot] = y
         size += 1
-    state[_M_HEAD] = head
-    state[_M_SIZE] = size
-    state[_M_SEEN] = t + 1.0
-    if state[_M_NOBS] >= w:
-        state[0] = 1.0
-    if size > 0 and state[_M_COUNT] >= _min_periods(params):
-        return sign * state[val + head]
+    if nobs >= w:
+        ready = 1.0
+    return ready, t + 1.0, pos, count, nobs, head, size
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _extreme_value(state: np.ndarray, h: ExtremeHeader, w: int, min_periods: float, sign: float) -> float:
+    if h[6] > 0 and h[3] >= min_periods:
+        return sign * state[_M_RING + 2 * w + h[5]]
     return _NAN
+
+
+@njit(cache=True, _nrt=False)
+def _roll_extreme(state: np.ndarray, params: np.ndarray, x: float, sign: float) -> float:
+    """Monotonic-deque rolling maximum of ``sign * x`` (sign=-1 gives the minimum); O(1) amortised."""
+    w = int(params[0])
+    h = _extreme_next(state, _extreme_load(state), w, x, sign)
+    _extreme_store(state, h)
+    return _extreme_value(state, h, w, _min_periods(params), sign)
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -713,48 +735,11 @@ def _extreme_run(sign: float, state: np.ndarray, params: np.ndarray, inputs: np.
     """:func:`_roll_extreme` over a column, the header in registers (stored once at the end): the same outputs and state."""
     w = int(params[0])
     min_periods = _min_periods(params)
-    ring = _M_RING
-    idx = _M_RING + w
-    val = _M_RING + 2 * w
-    ready = state[0]
-    t = state[_M_SEEN]
-    pos = int(state[_M_POS])
-    count = state[_M_COUNT]
-    nobs = state[_M_NOBS]
-    head = int(state[_M_HEAD])
-    size = int(state[_M_SIZE])
+    h = _extreme_load(state)
     for i in range(result.shape[0]):
-        x = inputs[i]
-        if t >= w:
-            old = state[ring + pos]
-            if old == old:
-                count -= 1.0
-        state[ring + pos] = x
-        pos = _wrap(pos + 1, w)
-        while size > 0 and state[idx + head] <= t - w:
-            head = _wrap(head + 1, w)
-            size -= 1
-        if x == x:
-            count += 1.0
-            nobs += 1.0
-            y = sign * x
-            while size > 0 and state[val + _wrap(head + size - 1, w)] <= y:
-                size -= 1
-            slot = _wrap(head + size, w)
-            state[idx + slot] = t
-            state[val + slot] = y
-            size += 1
-        t += 1.0
-        if nobs >= w:
-            ready = 1.0
-        result[i] = sign * state[val + head] if size > 0 and count >= min_periods else _NAN
-    state[0] = ready
-    state[_M_SEEN] = t
-    state[_M_POS] = pos
-    state[_M_COUNT] = count
-    state[_M_NOBS] = nobs
-    state[_M_HEAD] = head
-    state[_M_SIZE] = size
+        h = _extreme_next(state, h, w, inputs[i], sign)
+        result[i] = _extreme_value(state, h, w, min_periods, sign)
+    _extreme_store(state, h)
 
 
 @njit(cache=True, _nrt=False)
