@@ -1,0 +1,225 @@
+"""Live trading of an OKX swap (BTC-USDT-SWAP, linear USDT perpetual): mapping, parsing, the account emulator.
+
+Sizes are contracts of ``ctVal`` 0.01 BTC. The numbers of the hand-checked session are
+worked out in the comments (fees ``contracts * 0.01 * price * rate``, realized PnL
+``contracts * 0.01 * (exit - entry)``) and compared with the emulator's account, the
+kernel's book and what the private stream and the REST positions report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from tests.live.live_harness import KEY, SECRET, until
+from tests.live.node_testdata import FIXTURES, okx_frames
+from tests.live.venue_kits import PASSPHRASE, VenueKit, kit_harness
+from tradebus.adapters.okx import private_emulator as okx_emu
+from tradebus.adapters.okx.instruments import load_instruments
+from tradebus.adapters.okx.trading import OkxSwapTrading, swap_order_params
+from tradebus.adapters.okx.user_stream import UserStreamParser
+from tradebus.adapters.common.account_emulator import AccountEmulator
+from tradebus.adapters.common.local_server import VenueProtocol
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import OrderFilled, OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce, Trade
+from tradebus.execution.live import AccountBalance, AccountPosition, VenueRejected
+from tradebus.execution.orders import Order
+
+SWAP_IID = "BTC-USDT-SWAP.OKX"
+SWAP_INSTRUMENT: dict[str, Any] = {
+    "venue": "OKX", "symbol": "BTC-USDT-SWAP", "kind": "perpetual", "base": "BTC", "quote": "USDT",
+    "tick_size": 0.1, "lot_size": 1.0, "min_quantity": 1.0, "contract_size": 0.01,
+    "taker_fee": 0.0005, "maker_fee": 0.0002,
+}
+USER_DATA = FIXTURES / "okx" / "user_data"
+
+
+def swap_frames() -> list[tuple[int, str]]:
+    """The OKX recording with its BTC-USDT trades re-labelled as BTC-USDT-SWAP (sizes in contracts of 0.01 BTC).
+
+    The recording has no swap trades of a linear contract; the spot prints stand in for them
+    (prices, ids and times verbatim). The other frames are dropped.
+    """
+    out = []
+    for t, raw in okx_frames():
+        msg = json.loads(raw)
+        arg = msg.get("arg") or {}
+        if arg.get("channel") != "trades" or arg.get("instId") != "BTC-USDT" or "data" not in msg:
+            continue
+        arg["instId"] = "BTC-USDT-SWAP"
+        for row in msg["data"]:
+            row["instId"] = "BTC-USDT-SWAP"
+            row["sz"] = f"{float(row['sz']) / 0.01:.6f}"
+        out.append((t, json.dumps(msg, separators=(",", ":"))))
+    return out
+
+
+def _protocol(frames: list[tuple[int, str]], account: AccountEmulator) -> VenueProtocol:
+    return okx_emu.MatchingProtocol(frames, account=account, instrument_ids={"BTC-USDT-SWAP": SWAP_IID})
+
+
+OKX_SWAP = VenueKit(
+    venue="okx",
+    iid=SWAP_IID,
+    instrument=SWAP_INSTRUMENT,
+    frames=swap_frames(),
+    channels=["trades"],
+    base="BTC",
+    make_emulator=okx_emu.OkxSwapEmulator,
+    make_protocol=_protocol,
+    env={"TRADEBUS_OKX_API_KEY": KEY, "TRADEBUS_OKX_API_SECRET": SECRET, "TRADEBUS_OKX_API_PASSPHRASE": PASSPHRASE},
+    place_path="/api/v5/trade/order",
+    fill_frame='"fillFeeCcy": "USDT"',
+    market="perpetual",
+    feed_market="swap",
+)
+(INST,) = OKX_SWAP.instruments().values()
+
+
+def test_the_instrument_is_okx_s_own_swap_definition() -> None:
+    loaded = load_instruments(FIXTURES / "okx" / "public_instruments_SWAP_2022-05-13_cut.json", "OKX")[SWAP_IID]
+    assert (loaded.kind, loaded.contract_size, loaded.lot_size, loaded.tick_size, loaded.base, loaded.quote) == (
+        INST.kind, 0.01, 1.0, 0.1, "BTC", "USDT",
+    )
+
+
+def _order(typ: OrderType = OrderType.LIMIT, qty: float = 2.7, price: float = 30_000.04, **kw: Any) -> Order:
+    return Order("sw1", "s", SWAP_IID, OrderSide.SELL, typ, qty, price, **kw)
+
+
+def test_swap_order_mapping_counts_contracts_in_cross_margin_net_mode() -> None:
+    assert swap_order_params(_order(reduce_only=True), INST) == {
+        "instId": "BTC-USDT-SWAP", "tdMode": "cross", "side": "sell", "sz": "2", "clOrdId": "sw1",
+        "ordType": "limit", "px": "30000.0", "posSide": "net", "reduceOnly": True,
+    }
+    assert swap_order_params(_order(post_only=True), INST)["ordType"] == "post_only"
+    assert swap_order_params(_order(tif=TimeInForce.IOC), INST)["ordType"] == "ioc"
+    assert swap_order_params(_order(tif=TimeInForce.FOK), INST)["ordType"] == "fok"
+    market = swap_order_params(_order(OrderType.MARKET, 3.0, math.nan), INST)
+    assert market == {
+        "instId": "BTC-USDT-SWAP", "tdMode": "cross", "side": "sell", "sz": "3", "clOrdId": "sw1", "ordType": "market", "posSide": "net",
+    }
+    with pytest.raises(VenueRejected, match="rounds to 0 lots"):
+        swap_order_params(_order(qty=0.9), INST)
+    with pytest.raises(VenueRejected, match="algo"):
+        swap_order_params(_order(OrderType.STOP_MARKET, trigger_price=31_000.0), INST)
+
+
+def test_documented_swap_frames_parse_into_a_fill_a_balance_and_net_positions() -> None:
+    known = Order("001BTCUSDT20250106001", "s1", SWAP_IID, OrderSide.BUY, OrderType.MARKET, 0.03)
+    parser = UserStreamParser({SWAP_IID: INST}, {known.client_order_id: known}.get, clock_ns=lambda: 7, venue="OKX")
+    (fill,) = parser.parse((USER_DATA / "ws_orders.json").read_text())  # OKX docs' SWAP orders push: a fill
+    assert isinstance(fill, OrderFilled)
+    assert (fill.instrument_id, fill.trade_id, fill.side, fill.last_qty, fill.last_px, fill.fee, fill.ts_event) == (
+        SWAP_IID, "1518905529", OrderSide.BUY, 0.03, 103698.9, 0.021776769, 1746947317402 * 1_000_000,
+    )
+    balances = parser.parse((USER_DATA / "ws_account.json").read_text())
+    assert [(b.asset, b.free, b.locked) for b in balances][0] == ("USDT", 100.52768569797846, 0.0)
+    # the positions channel pushes rows of GET /api/v5/account/positions' form
+    rows = json.loads((USER_DATA / "http_get_positions.json").read_text())["data"]  # a hedge-mode long of 0.5
+    push = {"arg": {"channel": "positions", "instType": "SWAP"}, "data": rows}
+    assert parser.parse(json.dumps(push)) == [AccountPosition(SWAP_IID, 0.5, 10000.0, 1622559930237 * 1_000_000)]
+    net = [
+        {"instId": "BTC-USDT-SWAP", "posSide": "net", "pos": "-3", "avgPx": "29000.5", "uTime": "1"},
+        {"instId": "ETH-USDT-SWAP", "posSide": "net", "pos": "5", "avgPx": "2000", "uTime": "1"},  # not traded here
+    ]
+    assert parser.parse(json.dumps({**push, "data": net})) == [AccountPosition(SWAP_IID, -3.0, 29000.5, 1_000_000)]
+    flat = [{"instId": "BTC-USDT-SWAP", "posSide": "net", "pos": "0", "avgPx": "", "uTime": "2"}]
+    assert parser.parse(json.dumps({**push, "data": flat})) == [AccountPosition(SWAP_IID, 0.0, 0.0, 2_000_000)]
+
+
+def _trade(emulator: AccountEmulator, price: float, aggressor: int, tid: str) -> None:
+    ts = emulator.clock.now_ns() + 1_000_000
+    emulator.on_trade(Trade(SWAP_IID, ts, ts, price, 50.0, aggressor, tid))
+
+
+async def test_a_swap_session_books_contracts_realized_pnl_and_fees_as_worked_by_hand() -> None:
+    seen: list[Any] = []
+    async with kit_harness(OKX_SWAP) as h:
+        h.stream.on_balance = seen.append
+        emu, execution = h.emulator, h.kernel.execution
+
+        def submit(side: OrderSide, qty: float, typ: OrderType = OrderType.MARKET, price: float = math.nan, **kw: Any) -> Order:
+            return execution.submit(SubmitOrder("s1", SWAP_IID, "", side, qty, 0, 0, typ, price, **kw))
+
+        # a reduce-only order while flat: OKX's 51169
+        flat = submit(OrderSide.SELL, 1.0, reduce_only=True)
+        await until(lambda: flat.status is OrderStatus.REJECTED)
+        assert "51169" in flat.reason
+
+        buy = submit(OrderSide.BUY, 3.0)  # 3 contracts = 0.03 BTC
+        await until(lambda: buy.status is OrderStatus.ACCEPTED)
+        _trade(emu, 30_000.0, -1, "t1")  # taker fee 3 * 0.01 * 30000 * 0.0005 = 0.45
+        await until(lambda: buy.status is OrderStatus.FILLED)
+        sell = submit(OrderSide.SELL, 1.0)
+        await until(lambda: sell.status is OrderStatus.ACCEPTED)
+        _trade(emu, 30_100.0, 1, "t2")  # realized 1 * 0.01 * (30100 - 30000) = 1.0, fee 0.1505
+        await until(lambda: sell.status is OrderStatus.FILLED)
+
+        # a reduce-only buy while long would increase the position: OKX's 51170, nothing placed
+        wrong = submit(OrderSide.BUY, 1.0, OrderType.LIMIT, 29_000.0, reduce_only=True)
+        await until(lambda: wrong.status is OrderStatus.REJECTED)
+        assert "51170" in wrong.reason
+        assert emu.orders[wrong.client_order_id].status is OrderStatus.REJECTED and not emu.open_orders()
+
+        wallet = 100_000.0 - 0.45 + 1.0 - 0.1505
+        assert emu.position("BTC-USDT-SWAP") == 2.0 and emu.entry["BTC-USDT-SWAP"] == 30_000.0
+        assert emu.balances["USDT"] == pytest.approx(wallet, abs=1e-9)
+        assert h.kernel.portfolio.position(SWAP_IID) == 2.0
+        assert h.kernel.portfolio.account.balance("USDT") == pytest.approx(wallet, abs=1e-9)  # the kernel's wallet
+        await until(lambda: any(isinstance(e, AccountPosition) and e.quantity == 2.0 for e in seen))
+        last_pos = [e for e in seen if isinstance(e, AccountPosition)][-1]
+        assert (last_pos.instrument_id, last_pos.quantity, last_pos.entry_price) == (SWAP_IID, 2.0, 30_000.0)
+        last_usdt = [e for e in seen if isinstance(e, AccountBalance) and e.asset == "USDT"][-1]
+        assert last_usdt.free == pytest.approx(wallet, abs=1e-9)
+        rest = await h.venue.api.positions()
+        assert [(p.instrument_id, p.quantity, p.entry_price) for p in rest] == [(SWAP_IID, 2.0, 30_000.0)]
+
+        # a reduce-only sell of 5 against a long of 2: capped to the position at fill time, flat after
+        close = submit(OrderSide.SELL, 5.0, OrderType.LIMIT, 30_150.0, reduce_only=True)  # above the last 30100: rests
+        await until(lambda: close.status is OrderStatus.ACCEPTED)
+        _trade(emu, 30_150.0, 1, "t3")  # maker: realized 2 * 0.01 * 150 = 3.0, fee 2 * 0.01 * 30150 * 0.0002 = 0.1206
+        await until(lambda: close.status is OrderStatus.CANCELED and close.filled_qty == 2.0)
+        wallet += 3.0 - 0.1206
+        assert emu.position("BTC-USDT-SWAP") == 0.0 and h.kernel.portfolio.position(SWAP_IID) == 0.0
+        assert emu.balances["USDT"] == pytest.approx(wallet, abs=1e-9)
+        assert h.kernel.portfolio.account.balance("USDT") == pytest.approx(wallet, abs=1e-9)
+        assert await h.venue.api.positions() == []
+        await until(lambda: [e for e in seen if isinstance(e, AccountPosition)][-1].quantity == 0.0)
+        # every fill booked once, with the emulator's trade ids and fees
+        fills = h.kernel.result.fills
+        assert [(f.trade_id, f.quantity, f.price) for f in fills] == [
+            (str(f.trade_id), f.fill.last_qty, f.fill.last_px) for f in emu.fills
+        ]
+        assert sum(f.fee for f in fills) == pytest.approx(0.45 + 0.1505 + 0.1206, abs=1e-9)
+        posted = [b for m, p, b in emu.requests if m == "POST" and p == "/api/v5/trade/order"]
+        assert len(posted) == len(set(posted)) == 5
+
+
+async def test_the_swap_emulator_refuses_what_okx_refuses() -> None:
+    async with OKX_SWAP.emulator() as emulator:
+        api = OkxSwapTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE), OKX_SWAP.instruments(), 2.0)
+        try:
+            sent = swap_order_params(_order(qty=2.0), INST)
+            for change, code in (
+                ({"sz": "1.5"}, "51121"),  # not a whole number of lots
+                ({"tdMode": "isolated"}, "51000"),
+                ({"posSide": "long"}, "51000"),  # the account is in net mode
+                ({"tdMode": "cash"}, "51000"),
+            ):
+                with pytest.raises(VenueRejected, match=f"error {code}:"):
+                    await api.call("private_post_trade_order", sent | change | {"clOrdId": f"x{code}{len(change)}"})
+            with pytest.raises(VenueRejected, match="50113"):
+                bad = OkxSwapTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET + "x"), SecretStr(PASSPHRASE), OKX_SWAP.instruments(), 2.0)
+                try:
+                    await bad.positions()
+                finally:
+                    await bad.close()
+            assert emulator.orders == {}
+        finally:
+            await api.close()
+
