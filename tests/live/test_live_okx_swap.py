@@ -8,11 +8,15 @@ kernel's book and what the private stream and the REST positions report.
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
+from loguru import logger
 from pydantic import SecretStr
 
 from tests.live.live_harness import KEY, SECRET, until
@@ -23,11 +27,12 @@ from tradebus.adapters.okx.instruments import load_instruments
 from tradebus.adapters.okx.trading import OkxSwapTrading, swap_order_params
 from tradebus.adapters.okx.user_stream import UserStreamParser
 from tradebus.adapters.common.account_emulator import AccountEmulator
-from tradebus.adapters.common.local_server import VenueProtocol
+from tradebus.adapters.common.local_server import LocalVenueServer, VenueProtocol
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderFilled, OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce, Trade
 from tradebus.execution.live import AccountBalance, AccountPosition, VenueRejected
 from tradebus.execution.orders import Order
+from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 
 SWAP_IID = "BTC-USDT-SWAP.OKX"
 SWAP_INSTRUMENT: dict[str, Any] = {
@@ -223,3 +228,97 @@ async def test_the_swap_emulator_refuses_what_okx_refuses() -> None:
         finally:
             await api.close()
 
+
+
+async def _run(tmp: Path, emulator: AccountEmulator, frames: list[tuple[int, str]], act: Any = None) -> LiveNode:
+    """One daemon session over ``frames`` (journal and recording in ``tmp``); ``act(node)`` runs once they are all sent."""
+    async with LocalVenueServer(_protocol(frames, emulator), frames, speed=16.0) as srv:
+        data = OKX_SWAP.config(tmp, srv.ws_url, emulator, reconcile_interval=0.5)
+        data["strategy"]["params"] = {"fast": 2, "slow": 5, "quantity": 1.0, "mode": "long_short"}  # 1 contract = 0.01 BTC
+        data["initial_cash"] = 100_000.0  # the emulator's USDT
+        node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE)), handle_signals=False)
+        task = asyncio.create_task(node.run())
+        try:
+            await until(lambda: node.running.is_set() and node.kernel.result.trades == len(frames), timeout=60)
+            await asyncio.sleep(0.3)  # answers in flight arrive
+            if act is not None:
+                await act(node)
+        finally:
+            node.stop("test done")
+            await asyncio.wait_for(task, 20)
+    return node
+
+
+def _posts(emulator: AccountEmulator) -> list[str]:
+    return [c for m, p, c in emulator.requests if m == "POST" and p == "/api/v5/trade/order"]
+
+
+async def test_the_daemon_trades_the_swap_reconciles_restarts_and_holds_a_foreign_position(tmp_path: Path) -> None:
+    log = tmp_path / "daemon.log"
+    sink = logger.add(log, level="DEBUG")
+    frames = OKX_SWAP.frames
+    seen: dict[str, Any] = {}
+
+    async def act(node: LiveNode) -> None:
+        kernel = node.kernel
+        pos = kernel.portfolio.position(SWAP_IID)
+        assert pos != 0.0, "the strategy holds a position"
+        grow, shrink = (OrderSide.BUY, OrderSide.SELL) if pos > 0 else (OrderSide.SELL, OrderSide.BUY)
+        far = 1_000.0 if grow is OrderSide.BUY else 1_000_000.0  # never fills
+        wrong = kernel.execution.submit(SubmitOrder("TickEmaCross", SWAP_IID, "", grow, 1.0, 0, 0, OrderType.LIMIT, far, reduce_only=True))
+        resting = 1_000_000.0 if shrink is OrderSide.SELL else 1_000.0
+        right = kernel.execution.submit(SubmitOrder("TickEmaCross", SWAP_IID, "", shrink, 1.0, 0, 0, OrderType.LIMIT, resting, reduce_only=True))
+        await until(lambda: wrong.status is OrderStatus.REJECTED and right.status is OrderStatus.ACCEPTED)
+        seen.update(wrong=wrong, right=right)
+
+    try:
+        async with OKX_SWAP.emulator() as emulator:
+            node = await _run(tmp_path, emulator, frames, act)
+            kernel = node.kernel
+            # every fill of the account booked once; position, entry and USDT wallet are the account's
+            assert len(emulator.fills) > 2 and any(f.fill.side is OrderSide.SELL for f in emulator.fills)
+            assert sorted(f.trade_id for f in kernel.result.fills) == sorted(str(f.trade_id) for f in emulator.fills)
+            assert all(f.quantity == 1.0 or f.quantity == 2.0 for f in kernel.result.fills)  # whole contracts
+            venue_pos = emulator.position("BTC-USDT-SWAP")
+            assert kernel.portfolio.position(SWAP_IID) == venue_pos != 0.0
+            assert node.positions[SWAP_IID].quantity == venue_pos
+            assert node.positions[SWAP_IID].entry_price == pytest.approx(emulator.entry["BTC-USDT-SWAP"], abs=1e-9)
+            assert kernel.portfolio.account.balance("USDT") == pytest.approx(emulator.balances["USDT"], abs=1e-9)
+            assert emulator.balances["USDT"] != 100_000.0
+            # reduce-only: refused by the venue in the position's own direction, accepted against it
+            assert "51170" in seen["wrong"].reason
+            assert emulator.orders[seen["right"].client_order_id].order.reduce_only
+            assert emulator.orders[seen["right"].client_order_id].status is OrderStatus.CANCELED  # the stop canceled it
+            posts = _posts(emulator)
+            assert len(posts) == len(set(posts)) == len(emulator.orders) and not emulator.open_orders()
+            assert not node.guard.holds and node.reconciler.rounds >= 1
+            fills_before = len(kernel.result.fills)
+
+            # restart on the same journal: reconciled with the venue's position, nothing re-sent, not held
+            again = await _run(tmp_path, emulator, frames[:1])
+            assert again.kernel.portfolio.position(SWAP_IID) == venue_pos and not again.guard.holds
+            assert len(again.kernel.result.fills) == fills_before
+            assert _posts(emulator)[: len(posts)] == posts
+
+            # 3 contracts bought by hand while the daemon is down: the next start holds the swap
+            manual = OkxSwapTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE), OKX_SWAP.instruments(), 2.0)
+            await manual.place(Order("byhand1", "", SWAP_IID, OrderSide.BUY, OrderType.MARKET, 3.0))
+            await manual.close()
+            _trade(emulator, 29_000.0, -1, "x1")
+            assert emulator.orders["byhand1"].status is OrderStatus.FILLED
+            third = await _run(tmp_path, emulator, frames[:1])
+            reason = third.guard.holds.get(SWAP_IID, "")
+            assert f"{venue_pos} contracts of 0.01 BTC held here but {venue_pos + 3.0} at the venue" in reason
+            assert third.kernel.portfolio.position(SWAP_IID) == venue_pos
+            assert _posts(emulator)[len(posts):] == ["byhand1"]
+    finally:
+        logger.remove(sink)
+    # neither the key, the secret nor the passphrase in any file the runs wrote, nor in the log
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert log in files and any(p.suffix == ".sqlite" for p in files) and any(p.suffix == ".gz" for p in files)
+    for path in files:
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+        for secret in (KEY, SECRET, PASSPHRASE):
+            assert secret.encode() not in raw, path.name
