@@ -322,3 +322,17 @@ async def test_the_daemon_trades_the_swap_reconciles_restarts_and_holds_a_foreig
             raw = gzip.decompress(raw)
         for secret in (KEY, SECRET, PASSPHRASE):
             assert secret.encode() not in raw, path.name
+
+
+def test_the_demo_config_trades_the_swap_in_demo_trading_with_keys_from_the_environment() -> None:
+    from tradebus.node.live import load_live_config
+
+    config = load_live_config(Path(__file__).resolve().parents[2] / "configs" / "live_okx_swap_demo.yaml")
+    live = config.live
+    assert (live.venue, live.market, live.environment) == ("okx", "perpetual", "testnet")
+    assert live.endpoints() == ("https://www.okx.com", "wss://wspap.okx.com:8443/ws/v5/private")  # demo trading
+    assert (live.api_key_env, live.api_secret_env, live.api_passphrase_env) == (
+        "TRADEBUS_OKX_API_KEY", "TRADEBUS_OKX_API_SECRET", "TRADEBUS_OKX_API_PASSPHRASE",
+    )
+    (inst,) = config.instruments
+    assert (inst.symbol, inst.contract_size, inst.lot_size, inst.tick_size) == ("BTC-USDT-SWAP", 0.01, 1.0, 0.1)
