@@ -26,7 +26,7 @@ from tradebus.adapters.okx import private_emulator as okx_emu
 from tradebus.adapters.okx.instruments import load_instruments
 from tradebus.adapters.okx.trading import OkxSwapTrading, swap_order_params
 from tradebus.adapters.okx.user_stream import UserStreamParser
-from tradebus.adapters.common.account_emulator import AccountEmulator
+from tradebus.adapters.common.account_emulator import AccountEmulator, RestFault, StreamFault
 from tradebus.adapters.common.local_server import LocalVenueServer, VenueProtocol
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderFilled, OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce, Trade
@@ -336,3 +336,20 @@ def test_the_demo_config_trades_the_swap_in_demo_trading_with_keys_from_the_envi
     )
     (inst,) = config.instruments
     assert (inst.symbol, inst.contract_size, inst.lot_size, inst.tick_size) == ("BTC-USDT-SWAP", 0.01, 1.0, 0.1)
+
+
+async def test_a_lost_acknowledgement_and_a_dropped_fill_push_are_settled_from_the_swap_fills_history() -> None:
+    lost = RestFault("lose", "POST", "/api/v5/trade/order")
+    drops = [StreamFault("drop", '"state": "live"'), StreamFault("drop", '"fillFeeCcy": "USDT"')]
+    async with kit_harness(OKX_SWAP, drops, rest_faults=[lost]) as h:
+        order = h.kernel.execution.submit(SubmitOrder("s1", SWAP_IID, "", OrderSide.BUY, 2.0, 0, 0, OrderType.MARKET))
+        await until(lambda: order.client_order_id in h.emulator.orders)  # placed; its answer never comes
+        _trade(h.emulator, 30_000.0, -1, "t1")
+        await until(lambda: order.status is OrderStatus.FILLED, timeout=5.0)
+        assert lost.fired and all(d.fired for d in drops)
+        (fill,) = h.kernel.result.fills  # from GET /api/v5/trade/fills?instType=SWAP, once
+        assert (fill.trade_id, fill.quantity, fill.price) == (str(h.emulator.fills[0].trade_id), 2.0, 30_000.0)
+        assert fill.fee == pytest.approx(2 * 0.01 * 30_000.0 * 0.0005, abs=1e-12)
+        assert h.kernel.portfolio.position(SWAP_IID) == h.emulator.position("BTC-USDT-SWAP") == 2.0
+    assert _posts(h.emulator) == [order.client_order_id] and h.venue.requests["query"] >= 1
+    assert ("GET", "/api/v5/trade/fills", "") in h.emulator.requests

@@ -191,9 +191,13 @@ class OkxPrivateEmulator(AccountEmulator):
         return self._ok([self._row(rec, None)])
 
     def _pending(self, p: dict[str, Any]) -> web.Response:
+        if p.get("instType") not in (None, self.inst_type):  # none of that type on this account
+            return self._ok([])
         return self._ok([self._row(r, None) for r in self.open_orders(p.get("instId"))])
 
     def _fills(self, p: dict[str, Any]) -> web.Response:
+        if p.get("instType") not in (None, self.inst_type):
+            return self._ok([])
         rows = [f for f in self.fills if p.get("instId") in (None, f.rec.symbol) and p.get("ordId") in (None, str(f.rec.order_id))]
         return self._ok([self._fill_row(f) for f in reversed(rows)])  # newest first, as OKX
 
