@@ -8,7 +8,6 @@ kernel's book and what the private stream and the REST positions report.
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import json
 import math
@@ -20,7 +19,7 @@ from loguru import logger
 from pydantic import SecretStr
 
 from tests.live.live_harness import KEY, SECRET, until
-from tests.live.node_testdata import FIXTURES, okx_frames
+from tests.live.node_testdata import FIXTURES, okx_frames, run_node
 from tests.live.venue_kits import PASSPHRASE, VenueKit, kit_harness
 from tradebus.adapters.okx import private_emulator as okx_emu
 from tradebus.adapters.okx.instruments import load_instruments
@@ -28,7 +27,6 @@ from tradebus.adapters.okx.trading import OkxSwapTrading, swap_order_params
 from tradebus.adapters.okx.user_stream import UserStreamParser
 from tradebus.adapters.common.account_emulator import AccountEmulator, RestFault, StreamFault
 from tradebus.adapters.common.local_server import LocalVenueServer, VenueProtocol
-from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderFilled, OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce, Trade
 from tradebus.execution.live import AccountBalance, AccountPosition, VenueRejected
 from tradebus.execution.orders import Order
@@ -237,15 +235,8 @@ async def _run(tmp: Path, emulator: AccountEmulator, frames: list[tuple[int, str
         data["strategy"]["params"] = {"fast": 2, "slow": 5, "quantity": 1.0, "mode": "long_short"}  # 1 contract = 0.01 BTC
         data["initial_cash"] = 100_000.0  # the emulator's USDT
         node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE)), handle_signals=False)
-        task = asyncio.create_task(node.run())
-        try:
-            await until(lambda: node.running.is_set() and node.kernel.result.trades == len(frames), timeout=60)
-            await asyncio.sleep(0.3)  # answers in flight arrive
-            if act is not None:
-                await act(node)
-        finally:
-            node.stop("test done")
-            await asyncio.wait_for(task, 20)
+        await run_node(node, lambda: node.kernel.result.trades == len(frames), 60.0, None if act is None else lambda: act(node))
+    assert node.kernel.result.trades == len(frames), "the session saw every trade"
     return node
 
 

@@ -383,6 +383,8 @@ class OkxSwapEmulator(OkxPrivateEmulator):
         }
 
     def _positions(self, p: dict[str, Any]) -> web.Response:
+        if p.get("instType") not in (None, self.inst_type):
+            return self._ok([])
         open_ = [s for s in sorted(self.instruments) if p.get("instId") in (None, s) and abs(self.position(s)) > 1e-12]
         return self._ok([self._position_row(s) for s in open_])
 

@@ -304,4 +304,3 @@ class OkxSwapTrading(OkxTrading):
         """``GET /api/v5/account/positions?instType=SWAP`` of the traded swaps, in contracts."""
         raw = await self.call("private_get_account_positions", {"instType": "SWAP"})
         return positions_from_rows(raw.get("data") or [], {inst.symbol: inst for inst in self.instruments.values()})
-

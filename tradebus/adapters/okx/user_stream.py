@@ -77,7 +77,7 @@ class UserStreamParser(PrivateStreamParser):
                     for d in row["details"]
                 ]
             if channel == "positions":
-                return list(positions_from_rows(data, self.by_symbol))
+                return positions_from_rows(data, self.by_symbol)
         except (KeyError, TypeError, ValueError) as exc:
             raise ParseError(f"okx user stream: bad {channel} update: {type(exc).__name__}: {exc}") from None
         return []
@@ -155,7 +155,7 @@ def positions_from_rows(rows: list[dict[str, Any]], by_symbol: dict[str, Instrum
             qty = -abs(qty)
         prev = net.get(inst.instrument_id)
         total = qty + (prev.quantity if prev is not None else 0.0)
-        ts = int(row.get("uTime") or 0) * 1_000_000
+        ts = int(row.get("uTime") or 0) * _MS
         net[inst.instrument_id] = AccountPosition(inst.instrument_id, total, float(row.get("avgPx") or 0.0), ts)
     return list(net.values())
 
