@@ -283,6 +283,7 @@ async def test_the_daemon_trades_the_swap_reconciles_restarts_and_holds_a_foreig
             posts = _posts(emulator)
             assert len(posts) == len(set(posts)) == len(emulator.orders) and not emulator.open_orders()
             assert not node.guard.holds and node.reconciler.rounds >= 1
+            assert "environment TESTNET (okx perpetual)" in log.read_text() and "account 44705892343619584" in log.read_text()
             fills_before = len(kernel.result.fills)
 
             # restart on the same journal: reconciled with the venue's position, nothing re-sent, not held
@@ -344,3 +345,20 @@ async def test_a_lost_acknowledgement_and_a_dropped_fill_push_are_settled_from_t
         assert h.kernel.portfolio.position(SWAP_IID) == h.emulator.position("BTC-USDT-SWAP") == 2.0
     assert _posts(h.emulator) == [order.client_order_id] and h.venue.requests["query"] >= 1
     assert ("GET", "/api/v5/trade/fills", "") in h.emulator.requests
+
+
+async def test_an_account_in_long_short_mode_is_refused_before_anything_is_sent() -> None:
+    async with OKX_SWAP.emulator() as emulator:
+        api = OkxSwapTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE), OKX_SWAP.instruments(), 2.0)
+        try:
+            assert [b.asset for b in await api.balances()] == ["USDT"] and api.account_id == "44705892343619584"
+        finally:
+            await api.close()
+        emulator.pos_mode = "long_short_mode"  # type: ignore[attr-defined]
+        api = OkxSwapTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE), OKX_SWAP.instruments(), 2.0)
+        try:
+            with pytest.raises(VenueRejected, match="'long_short_mode': swaps are traded in net_mode"):
+                await api.balances()
+        finally:
+            await api.close()
+    assert [p for _, p, _ in emulator.requests] == ["/api/v5/account/config", "/api/v5/account/balance", "/api/v5/account/config"]

@@ -342,6 +342,7 @@ class OkxSwapEmulator(OkxPrivateEmulator):
     direction (``51170``), capped at the position at fill time. Positions are the shared
     ledger's one-way positions (:attr:`AccountEmulator.linear_positions`: contracts, entry
     price, realized PnL ``contracts * ctVal * (exit - entry)`` and fees on the USDT wallet);
+    ``GET /api/v5/account/config`` tells :attr:`pos_mode` and the uid,
     ``GET /api/v5/account/positions`` lists the open ones, and a ``positions`` push (with
     ``pos`` ``0`` when closed) follows every fill, after the ``account`` push. Departures:
     no margin check, no liquidation, no funding, no mark price (``upl`` ``0``).
@@ -350,9 +351,14 @@ class OkxSwapEmulator(OkxPrivateEmulator):
     inst_type = "SWAP"
     td_mode = "cross"
     linear_positions = True
+    #: The account's position mode (``GET /api/v5/account/config``); ``long_short_mode`` to test a refusal.
+    pos_mode = "net_mode"
 
     def routes(self) -> dict[tuple[str, str], Any]:
-        return super().routes() | {("GET", "/api/v5/account/positions"): self._positions}
+        return super().routes() | {("GET", "/api/v5/account/positions"): self._positions, ("GET", "/api/v5/account/config"): self._config}
+
+    def _config(self, p: dict[str, Any]) -> web.Response:
+        return self._ok([{"uid": _UID, "mainUid": _UID, "acctLv": "2", "posMode": self.pos_mode, "autoLoan": False, "level": "Lv1"}])
 
     def check_order(self, p: dict[str, Any], typ: OrderType, inst: Instrument) -> tuple[str, str] | None:
         if p.get("tgtCcy"):

@@ -44,7 +44,9 @@ reduce_only            ``reduceOnly=true`` (refused with ``51169`` when flat, ``
 STOP_*                 not supported yet (algo orders): refused locally
 =====================  ==========================================================
 
-Positions: ``GET /api/v5/account/positions?instType=SWAP`` (``pos`` in contracts, signed in
+The first :meth:`OkxSwapTrading.balances` (the daemon's start) reads ``GET /api/v5/account/config``:
+an account whose ``posMode`` is not ``net_mode`` is refused with the reason, and its ``uid``
+is the account id. Positions: ``GET /api/v5/account/positions?instType=SWAP`` (``pos`` in contracts, signed in
 net mode; ``long``/``short`` rows of a hedge-mode account are summed); balances as spot
 (``availBal`` free, ``frozenBal`` locked, of the one USDT wallet).
 """
@@ -299,6 +301,23 @@ class OkxSwapTrading(OkxTrading):
     def order_params(self, order: Order, instrument: Instrument) -> dict[str, Any]:
         """The new-order body (:func:`swap_order_params`)."""
         return swap_order_params(order, instrument)
+
+    async def balances(self) -> list[AccountBalance]:
+        """``GET /api/v5/account/balance``, after checking (once) that the account trades in net mode.
+
+        Raises
+        ------
+        VenueRejected
+            ``GET /api/v5/account/config`` says ``posMode`` is not ``net_mode``: the orders'
+            ``posSide=net`` would be refused and positions read per side.
+        """
+        if not self.account_id:
+            rows = (await self.call("private_get_account_config", {})).get("data") or [{}]
+            mode = str(rows[0].get("posMode", ""))
+            if mode != "net_mode":
+                raise VenueRejected(f"OKX account position mode is {mode!r}: swaps are traded in net_mode (one-way); switch the account to it")
+            self.account_id = str(rows[0].get("uid", ""))
+        return await super().balances()
 
     async def positions(self) -> list[AccountPosition]:
         """``GET /api/v5/account/positions?instType=SWAP`` of the traded swaps, in contracts."""
