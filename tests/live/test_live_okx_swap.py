@@ -8,6 +8,7 @@ kernel's book and what the private stream and the REST positions report.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import math
@@ -228,12 +229,18 @@ async def test_the_swap_emulator_refuses_what_okx_refuses() -> None:
 
 
 
+def _config(tmp: Path, ws_url: str, emulator: AccountEmulator, **live: Any) -> dict[str, Any]:
+    """The kit's live config trading 1 contract (0.01 BTC) long and short, with the emulator's 100,000 USDT."""
+    data = OKX_SWAP.config(tmp, ws_url, emulator, **live)
+    data["strategy"]["params"] = {"fast": 2, "slow": 5, "quantity": 1.0, "mode": "long_short"}
+    data["initial_cash"] = 100_000.0
+    return data
+
+
 async def _run(tmp: Path, emulator: AccountEmulator, frames: list[tuple[int, str]], act: Any = None) -> LiveNode:
     """One daemon session over ``frames`` (journal and recording in ``tmp``); ``act(node)`` runs once they are all sent."""
     async with LocalVenueServer(_protocol(frames, emulator), frames, speed=16.0) as srv:
-        data = OKX_SWAP.config(tmp, srv.ws_url, emulator, reconcile_interval=0.5)
-        data["strategy"]["params"] = {"fast": 2, "slow": 5, "quantity": 1.0, "mode": "long_short"}  # 1 contract = 0.01 BTC
-        data["initial_cash"] = 100_000.0  # the emulator's USDT
+        data = _config(tmp, srv.ws_url, emulator, reconcile_interval=0.5)
         node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE)), handle_signals=False)
         await run_node(node, lambda: node.kernel.result.trades == len(frames), 60.0, None if act is None else lambda: act(node))
     assert node.kernel.result.trades == len(frames), "the session saw every trade"
@@ -362,3 +369,42 @@ async def test_an_account_in_long_short_mode_is_refused_before_anything_is_sent(
         finally:
             await api.close()
     assert [p for _, p, _ in emulator.requests] == ["/api/v5/account/config", "/api/v5/account/balance", "/api/v5/account/config"]
+
+
+async def test_kill_flatten_closes_the_swap_position_with_one_reduce_only_market_order(tmp_path: Path) -> None:
+    from tradebus.engine.bus import MessageBus
+    from tradebus.engine.clock import LiveClock
+    from tradebus.engine.portfolio import Portfolio
+    from tradebus.execution.journal import Journal
+    from tradebus.execution.orders import OrderManager
+    from tradebus.node.live import kill_switch
+
+    path = tmp_path / "journal.sqlite"
+    async with kit_harness(OKX_SWAP, journal=path) as h:
+        short = h.kernel.execution.submit(SubmitOrder("s1", SWAP_IID, "", OrderSide.SELL, 3.0, 0, 0, OrderType.MARKET))
+        await until(lambda: short.status is OrderStatus.ACCEPTED)
+        _trade(h.emulator, 30_000.0, 1, "t1")
+        await until(lambda: short.status is OrderStatus.FILLED)
+        config = parse_live_config(_config(tmp_path, "ws://127.0.0.1:9", h.emulator), "<test>")
+        h.stream.stop()  # the daemon is stopped before the kill (its journal is the kill's)
+        await until(lambda: not h.emulator.sessions)
+
+        async def market_moves() -> None:  # the closing market order fills at the next trade
+            await until(lambda: len(h.emulator.orders) == 2, timeout=10)
+            _trade(h.emulator, 29_900.0, -1, "t2")
+
+        mover = asyncio.create_task(market_moves())
+        await kill_switch(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE)), "test kill", flatten=True)
+        await mover
+    (close,) = [r for r in h.emulator.orders.values() if r.order.client_order_id != short.client_order_id]
+    assert (close.order.side, close.order.quantity, close.order.reduce_only, close.status) == (OrderSide.BUY, 3.0, True, OrderStatus.FILLED)
+    assert h.emulator.position("BTC-USDT-SWAP") == 0.0
+    # short 3 at 30000, bought back at 29900: +3.0 USDT; taker fees 0.45 and 0.4485
+    assert h.emulator.balances["USDT"] == pytest.approx(100_000.0 + 3.0 - 0.45 - 0.4485, abs=1e-9)
+    journal = Journal(path)
+    try:
+        portfolio = Portfolio(config.instrument_map(), config.initial_cash, config.balances)
+        journal.replay(OrderManager(MessageBus(), LiveClock()), portfolio, 0)
+    finally:
+        journal.close()
+    assert portfolio.position(SWAP_IID) == 0.0  # a restart starts flat, as the venue is
