@@ -213,6 +213,20 @@ async def test_a_reduce_only_order_that_would_increase_the_position_is_refused_w
         assert posts.count(grow.client_order_id) == 1
 
 
+async def test_a_post_only_order_that_would_take_is_acknowledged_then_canceled_and_one_that_rests_fills_as_maker() -> None:
+    async with linear_account() as h:
+        h.trade(65_000.0)
+        taking = h.submit(OrderSide.BUY, 0.002, 65_010.0, post_only=True)  # above the last trade: would take
+        resting = h.submit(OrderSide.BUY, 0.002, 64_990.0, post_only=True)
+        await until(lambda: taking.status is OrderStatus.CANCELED and resting.status is OrderStatus.ACCEPTED)
+        assert taking.reason == "EC_PostOnlyWillTakeLiquidity" and taking.filled_qty == 0.0
+        h.trade(64_980.0, aggressor=-1)
+        await until(lambda: resting.status is OrderStatus.FILLED)
+        (fill,) = h.kernel.result.fills
+        assert (fill.price, fill.liquidity, fill.fee) == (64_990.0, "MAKER", pytest.approx(0.002 * 64_990.0 * 0.0002))
+        assert h.emulator.position(SYMBOL) == pytest.approx(0.002, abs=1e-12)
+
+
 async def test_the_emulator_verifies_signatures_and_refuses_hedge_mode_orders() -> None:
     async with _emulator() as emulator:
         bad = BybitLinearTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET + "x"), {BYBIT_IID: INST}, 2.0)

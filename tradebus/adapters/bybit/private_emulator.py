@@ -27,8 +27,9 @@ in one-way mode, with the shared one-way position ledger
 take ``positionIdx`` 0 only (``10001`` otherwise) and ``reduceOnly`` (``110017`` when it
 would increase the position); ``GET /v5/position/list`` lists the position of a symbol
 (``size``, ``side``, ``avgPrice``); the wallet is the USDT margin (realized PnL and fees);
-every fill is pushed on ``execution``, ``order``, ``wallet`` and ``position``. Departure: a
-post-only order that would take is refused (``10001``) where Bybit accepts and cancels it.
+every fill is pushed on ``execution``, ``order``, ``wallet`` and ``position``. A post-only
+order that would take is acknowledged and canceled at once (``rejectReason``
+``EC_PostOnlyWillTakeLiquidity``), as Bybit does.
 """
 
 from __future__ import annotations
@@ -304,6 +305,10 @@ class BybitLinearEmulator(BybitPrivateEmulator):
     def refusal(self, rec: EmulatedOrder) -> web.Response:
         if rec.reason.startswith("reduce_only"):
             return self.error(200, 110017, "Reduce-only rule not satisfied")
+        if rec.reason.startswith("post_only"):  # Bybit takes the order, then cancels it
+            rec.status, rec.reason = OrderStatus.CANCELED, "EC_PostOnlyWillTakeLiquidity"
+            self._push(self.order_frames(rec, None))
+            return self._ok({"orderId": str(rec.order_id), "orderLinkId": rec.order.client_order_id})
         return self.error(200, 10001, f"Order rejected: {rec.reason}")
 
     def _positions(self, p: dict[str, Any]) -> web.Response:

@@ -6,7 +6,8 @@
 
 ==========================================  ==========================================
 ``New``                                     ``OrderAccepted`` (venue order id ``orderId``)
-``Cancelled`` / ``PartiallyFilledCanceled``  ``OrderCanceled`` (cumulative ``cumExecQty``)
+``Cancelled`` / ``PartiallyFilledCanceled``  ``OrderCanceled`` (cumulative ``cumExecQty``;
+                                            reason ``rejectReason``, else ``cancelType``)
 ``Rejected``                                ``OrderRejected`` (``rejectReason``)
 ``Deactivated``                             ``OrderExpired``
 ``PartiallyFilled`` / ``Filled``            nothing (fills come from ``execution``)
@@ -148,7 +149,7 @@ class UserStreamParser(PrivateStreamParser):
         if status == "New" and order.status in UNACKNOWLEDGED:  # else the REST answer told it first
             return [OrderAccepted(sid, iid, coid, str(row["orderId"]), ts, now)]
         if status in ("Cancelled", "PartiallyFilledCanceled"):
-            why = row.get("cancelType") or "canceled"
+            why = row.get("rejectReason") if row.get("rejectReason") not in (None, "", "EC_NoError") else row.get("cancelType") or "canceled"
             return [OrderCanceled(sid, iid, coid, str(why), ts, now, float(row.get("cumExecQty") or 0.0))]
         if status == "Rejected":
             return [OrderRejected(sid, iid, coid, f"rejected by Bybit: {row.get('rejectReason', '')}", ts, now)]
