@@ -276,7 +276,7 @@ def test_perpetual_market_is_refused_on_a_venue_without_it_and_selects_the_usdm_
 
     okx = OKX.config(Path("/nonexistent"), "ws://127.0.0.1:1", _emulator(), market="perpetual")
     okx.pop("journal"), okx.pop("record")
-    with pytest.raises(ConfigError, match="live.market: 'okx' has no live perpetual trading yet; use one of \\['binance'\\]"):
+    with pytest.raises(ConfigError, match="live.market: 'okx' has no live perpetual trading yet; use one of \\['binance', 'bybit'\\]"):
         parse_live_config(okx, "<test>")
     data = _config(Path("/nonexistent"), "ws://127.0.0.1:1", _emulator(), Path("/nonexistent/j.sqlite"))
     data.pop("journal"), data.pop("record")
