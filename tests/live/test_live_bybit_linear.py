@@ -28,6 +28,7 @@ from tradebus.account import MarginAccount
 from tradebus.adapters.bybit.private_emulator import BybitLinearEmulator, MatchingProtocol
 from tradebus.adapters.bybit.trading import BybitLinearTrading, linear_order_params
 from tradebus.adapters.bybit.user_stream import UserStreamParser, position_from_row
+from tradebus.adapters.common.account_emulator import RestFault, StreamFault
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.clock import LiveClock
 from tradebus.engine.instrument import Instrument, InstrumentKind
@@ -119,9 +120,9 @@ class Linear:
 
 
 @asynccontextmanager
-async def linear_account() -> AsyncIterator[Linear]:
+async def linear_account(rest_faults: list[RestFault] | None = None, stream_faults: list[StreamFault] | None = None) -> AsyncIterator[Linear]:
     """A kernel trading through the registry's Bybit linear account (REST and user stream) against the emulator."""
-    emulator = _emulator()
+    emulator = BybitLinearEmulator(KEY, SECRET, {BYBIT_IID: INST}, {"USDT": 10_000.0}, rest_faults, stream_faults)
     await emulator.start()
     account = LiveSettings(venue="bybit", market="perpetual").account()
     clock = LiveClock()
@@ -225,6 +226,25 @@ async def test_a_post_only_order_that_would_take_is_acknowledged_then_canceled_a
         (fill,) = h.kernel.result.fills
         assert (fill.price, fill.liquidity, fill.fee) == (64_990.0, "MAKER", pytest.approx(0.002 * 64_990.0 * 0.0002))
         assert h.emulator.position(SYMBOL) == pytest.approx(0.002, abs=1e-12)
+
+
+async def test_a_lost_acknowledgement_and_a_dropped_fill_push_are_settled_by_linear_queries_booked_once() -> None:
+    lost = RestFault("lose", "POST", "/v5/order/create")
+    silent = [StreamFault("drop", '"New"'), StreamFault("drop", '"topic": "execution"')]
+    async with linear_account([lost], silent) as h:
+        h.trade(65_000.0)
+        order = h.submit(OrderSide.BUY, 0.003)
+        await until(lambda: lost.fired and order.client_order_id in h.emulator.orders)
+        h.trade(65_050.0, aggressor=-1)
+        await until(lambda: order.status is OrderStatus.FILLED, timeout=5.0)
+        assert all(f.fired for f in silent)
+        (fill,) = h.kernel.result.fills
+        ((booked,),) = [[f for f in h.emulator.fills]]
+        assert (fill.trade_id, fill.price, fill.quantity) == (str(booked.trade_id), 65_050.0, 0.003)
+        assert h.kernel.portfolio.position(BYBIT_IID) == pytest.approx(h.emulator.position(SYMBOL), abs=1e-12)
+        queried = [q for m, path, q in h.emulator.requests if m == "GET" and path in ("/v5/order/realtime", "/v5/order/history")]
+        assert order.client_order_id in queried
+        assert [c for m, path, c in h.emulator.requests if m == "POST" and path == "/v5/order/create"] == [order.client_order_id]
 
 
 async def test_the_emulator_verifies_signatures_and_refuses_hedge_mode_orders() -> None:

@@ -12,7 +12,8 @@ the private stream of :mod:`tradebus.adapters.bybit.user_stream` to run unchange
   window + body or query string). Answers are ``{"retCode", "retMsg", "result",
   "retExtInfo", "time"}``; errors Bybit's: ``10003`` bad key, ``10004`` bad signature,
   ``10002`` timestamp, ``10001`` a parameter, ``170141`` duplicate ``orderLinkId``,
-  ``170213`` unknown order on a cancel or amend.
+  ``170213`` unknown order on a cancel or amend. A request naming another ``category``
+  finds no order, fill or position.
 * ``/v5/private``: ``auth`` (signature of ``"GET/realtime" + expires``), then ``subscribe``
   to ``order``, ``execution``, ``wallet``; ``{"op": "ping"}`` is answered with ``pong``.
   A fill is an ``execution`` push followed by the ``order`` push; balances go to ``wallet``.
@@ -116,7 +117,13 @@ class BybitPrivateEmulator(AccountEmulator):
     def client_id(self, params: dict[str, Any]) -> str:
         return str(params.get("orderLinkId", ""))
 
+    def _mine(self, p: dict[str, Any]) -> bool:
+        """Whether a request names this account's ``category`` (another category has no orders here)."""
+        return p.get("category") == self.category
+
     def _find(self, p: dict[str, Any]) -> EmulatedOrder | None:
+        if not self._mine(p):
+            return None
         return self.find(str(p.get("orderLinkId") or ""), str(p.get("orderId") or ""))
 
     def _place(self, p: dict[str, Any]) -> web.Response:
@@ -178,14 +185,14 @@ class BybitPrivateEmulator(AccountEmulator):
         if p.get("orderLinkId") or p.get("orderId"):
             rec = self._find(p)
             return self._listed([rec] if rec is not None and rec.status is not OrderStatus.REJECTED else [])
-        return self._listed(self.open_orders(p.get("symbol")))
+        return self._listed(self.open_orders(p.get("symbol")) if self._mine(p) else [])
 
     def _history(self, p: dict[str, Any]) -> web.Response:
         rec = self._find(p)
         return self._listed([rec] if rec is not None and rec.status is not OrderStatus.REJECTED else [])
 
     def _executions(self, p: dict[str, Any]) -> web.Response:
-        rows = [f for f in self.fills if p.get("symbol") in (None, f.rec.symbol) and p.get("orderId") in (None, str(f.rec.order_id))]
+        rows = [f for f in self.fills if self._mine(p) and p.get("symbol") in (None, f.rec.symbol) and p.get("orderId") in (None, str(f.rec.order_id))]
         return self._ok({"category": self.category, "list": [self._execution(f) for f in reversed(rows)], "nextPageCursor": ""})
 
     def _wallet(self, p: dict[str, Any]) -> web.Response:
@@ -312,6 +319,8 @@ class BybitLinearEmulator(BybitPrivateEmulator):
         return self.error(200, 10001, f"Order rejected: {rec.reason}")
 
     def _positions(self, p: dict[str, Any]) -> web.Response:
+        if not self._mine(p):
+            return self.error(200, 10001, f"params error: category {p.get('category')!r}")
         if not p.get("symbol") and not p.get("settleCoin"):
             return self.error(200, 10001, "params error: symbol or settleCoin is required")
         symbols = [s for s in sorted(self.instruments) if p.get("symbol") in (None, s) and p.get("settleCoin") in (None, self.instruments[s].quote)]

@@ -307,7 +307,7 @@ class BybitLinearTrading(BybitTrading):
         """``GET /v5/position/list`` of each traded symbol (one-way mode: ``positionIdx`` 0; none listed is flat)."""
         out = []
         for inst in self.instruments.values():
-            raw = await self.call("private_get_v5_position_list", {"category": "linear", "symbol": wire_symbol(inst)})
+            raw = await self.call("private_get_v5_position_list", {"category": self.category, "symbol": wire_symbol(inst)})
             for row in raw["result"]["list"]:
                 if str(row.get("symbol")) != wire_symbol(inst) or int(row.get("positionIdx") or 0) != 0:
                     continue
