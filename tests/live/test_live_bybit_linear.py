@@ -437,3 +437,61 @@ def test_the_testnet_config_selects_the_linear_account_on_bybits_testnet_hosts()
     asyncio.run(api.close())
     spot = live.model_copy(update={"market": "spot"})
     assert spot.account().trading is not live.account().trading
+
+
+def test_tradebus_live_command_trades_bybit_linear_and_no_output_holds_a_key(tmp_path: Path, _loguru_to_current_stderr: None) -> None:
+    """``tradebus live CONFIG --out DIR`` on the linear account: keys from the environment, the emulators on another thread."""
+    import csv
+    import threading
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from tradebus.cli import app
+
+    ready = threading.Event()
+    served: dict[str, Any] = {}
+
+    def servers() -> None:
+        async def main() -> None:
+            async with _emulator() as emulator:
+                protocol = MatchingProtocol(TRADE_FRAMES, account=emulator, instrument_ids={SYMBOL: BYBIT_IID})
+                async with LocalVenueServer(protocol, TRADE_FRAMES, speed=16.0) as srv:
+                    done = asyncio.Event()
+                    data = _config(tmp_path, srv.ws_url, emulator, tmp_path / "journal.sqlite")
+                    served.update(emulator=emulator, data=data, stop=(asyncio.get_running_loop(), done))
+                    ready.set()
+                    await done.wait()
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=servers, daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    try:
+        path = tmp_path / "live.yaml"
+        path.write_text(yaml.safe_dump(served["data"]))
+        out = tmp_path / "out"
+        env = {"TRADEBUS_BYBIT_API_KEY": KEY, "TRADEBUS_BYBIT_API_SECRET": SECRET}
+        result = CliRunner().invoke(app, ["live", str(path), "--out", str(out), "--max-seconds", "6"], env=env)
+    finally:
+        loop, done = served["stop"]
+        loop.call_soon_threadsafe(done.set)
+        thread.join(20)
+    assert result.exit_code == 0, result.output
+    emulator = served["emulator"]
+    assert any(p == "/v5/position/list" for _, p, _ in emulator.requests)  # reconciled against the venue's position
+    with (out / "fills.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["trade_id"] for r in rows) == sorted(str(f.trade_id) for f in emulator.fills) and rows
+    node = json.loads((out / "node.json").read_text())
+    assert node["positions"][BYBIT_IID] == pytest.approx(emulator.position(SYMBOL), abs=1e-12)
+    assert "TRADEBUS_BYBIT_API_SECRET" in (out / "config.yaml").read_text()
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {"config.yaml", "fills.csv", "journal.sqlite", "frames.jsonl.gz"} <= {p.name for p in files}
+    for p in files:
+        raw = p.read_bytes()
+        if p.suffix == ".gz":
+            raw = gzip.decompress(raw)
+        assert KEY.encode() not in raw and SECRET.encode() not in raw, p.name
+    assert KEY not in result.output and SECRET not in result.output
