@@ -33,11 +33,15 @@ from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.clock import LiveClock
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce, Trade
+from tradebus.engine.bus import MessageBus
+from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce, Trade, TradingState
+from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.engine import OrderTimeouts
+from tradebus.execution.journal import Journal
 from tradebus.execution.live import AccountBalance, AccountPosition, LiveVenue, VenueRejected
-from tradebus.execution.orders import Order
-from tradebus.node.live import ApiKeys, LiveNode, LiveSettings, load_live_config, parse_live_config
+from tradebus.execution.orders import Order, OrderManager
+from tradebus.node.flatten import KILL_STRATEGY
+from tradebus.node.live import ApiKeys, LiveNode, LiveSettings, kill_switch, load_live_config, parse_live_config
 from tradebus.node.reconcile import Reconciler
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "bybit" / "user_data"
@@ -101,6 +105,7 @@ class Linear:
     kernel: Kernel
     venue: LiveVenue
     pushed: list[Any]
+    stream: Any
     n: int = 0
 
     def trade(self, price: float, size: float = 1.0, aggressor: int = 1) -> None:
@@ -120,8 +125,10 @@ class Linear:
 
 
 @asynccontextmanager
-async def linear_account(rest_faults: list[RestFault] | None = None, stream_faults: list[StreamFault] | None = None) -> AsyncIterator[Linear]:
-    """A kernel trading through the registry's Bybit linear account (REST and user stream) against the emulator."""
+async def linear_account(
+    rest_faults: list[RestFault] | None = None, stream_faults: list[StreamFault] | None = None, journal: Path | None = None
+) -> AsyncIterator[Linear]:
+    """A kernel trading through the registry's Bybit linear account (REST and user stream) against the emulator (journaled to ``journal``)."""
     emulator = BybitLinearEmulator(KEY, SECRET, {BYBIT_IID: INST}, {"USDT": 10_000.0}, rest_faults, stream_faults)
     await emulator.start()
     account = LiveSettings(venue="bybit", market="perpetual").account()
@@ -131,7 +138,8 @@ async def linear_account(rest_faults: list[RestFault] | None = None, stream_faul
     assert isinstance(api, BybitLinearTrading)
     venue = LiveVenue(api, clock)
     timeouts = OrderTimeouts(submit_ns=500_000_000, cancel_ns=500_000_000, retry_ns=200_000_000, check_ns=None, not_found_grace_ns=1_000_000_000)
-    kernel = Kernel([INST], clock=clock, venue=venue, timeouts=timeouts, initial_cash=10_000.0)
+    store = Journal(journal) if journal is not None else None
+    kernel = Kernel([INST], clock=clock, venue=venue, timeouts=timeouts, initial_cash=10_000.0, journal=store)
     venue.on_answer = kernel.execution.reconcile_order
     pushed: list[Any] = []
     stream = account.user_stream(
@@ -142,12 +150,14 @@ async def linear_account(rest_faults: list[RestFault] | None = None, stream_faul
     try:
         await until(lambda: any(s.authed and "position" in s.topics for s in emulator.sessions), timeout=5.0)
         kernel.start()
-        yield Linear(emulator, kernel, venue, pushed)
+        yield Linear(emulator, kernel, venue, pushed, stream)
     finally:
         stream.stop()
         await task
         await venue.aclose()
         await emulator.stop()
+        if store is not None:
+            store.close()
 
 
 async def test_position_entry_and_usdt_wallet_equal_the_emulator_and_the_hand_computed_numbers() -> None:
@@ -292,6 +302,47 @@ async def test_a_position_difference_holds_the_perpetual_only_when_it_persists()
             assert holds == {} and reconciler.rounds == 4
         finally:
             await venue.aclose()
+
+
+async def test_kill_flatten_buys_back_the_journaled_short_reduce_only_once_and_halts(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    async with linear_account(journal=path) as h:
+        h.trade(65_000.0)
+        short = h.submit(OrderSide.SELL, 0.004)
+        await until(lambda: short.status is OrderStatus.ACCEPTED)
+        h.trade(65_000.0, aggressor=-1)
+        await until(lambda: short.status is OrderStatus.FILLED)
+        resting = h.submit(OrderSide.BUY, 0.001, 60_000.0)
+        await until(lambda: resting.status is OrderStatus.ACCEPTED)
+        config = parse_live_config(_config(tmp_path, "ws://127.0.0.1:9", h.emulator, path), "<test>")
+        h.stream.stop()  # the daemon is stopped before the kill (its journal is the kill's)
+        await until(lambda: not h.emulator.sessions)
+
+        async def market_moves() -> None:  # the flattening market order fills at the next trade
+            await until(lambda: any(r.order.order_type is OrderType.MARKET and r.order.side is OrderSide.BUY for r in h.emulator.orders.values()), timeout=10)
+            h.trade(64_800.0)
+
+        mover = asyncio.create_task(market_moves())
+        canceled = await kill_switch(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET)), "test kill", flatten=True)
+        await mover
+    assert canceled == [resting.client_order_id]
+    (kill,) = [r for r in h.emulator.orders.values() if r.order.order_type is OrderType.MARKET and r.order.side is OrderSide.BUY]
+    assert kill.status is OrderStatus.FILLED and kill.order.reduce_only and kill.order.quantity == pytest.approx(0.004)
+    assert h.emulator.position(SYMBOL) == pytest.approx(0.0, abs=1e-12)
+    # closed 0.004 short at 64800 from 65000: +0.8, fees 0.004 * 65000 * 0.00055 + 0.004 * 64800 * 0.00055
+    assert h.emulator.balances["USDT"] == pytest.approx(10_000.0 + 0.8 - 0.143 - 0.14256, abs=1e-9)
+    journal = Journal(path)
+    try:
+        orders = OrderManager(MessageBus(), LiveClock())
+        portfolio = Portfolio(config.instrument_map(), config.initial_cash, config.balances)
+        journal.replay(orders, portfolio, 0)
+        state = journal.load_risk_state()
+    finally:
+        journal.close()
+    assert portfolio.position(BYBIT_IID) == pytest.approx(0.0, abs=1e-12)
+    (flat,) = [o for o in orders.orders() if o.strategy_id == KILL_STRATEGY]
+    assert flat.status is OrderStatus.FILLED and flat.client_order_id == kill.order.client_order_id
+    assert state is not None and state.manual_state is TradingState.HALTED
 
 
 # ---------------------------------------------------------------------- the daemon

@@ -3,13 +3,15 @@
 :func:`flatten` replays the journal (as a restarting daemon does) to learn each instrument's
 position, then sells, per instrument, the smaller of that position and the venue's balance
 of the base asset (whole lots; spot holds no shorts), as a MARKET order of the strategy
-:data:`KILL_STRATEGY`. The order is journaled before it is sent (command, ``OrderSubmitted``)
-and its answer and fills after (``OrderAccepted``, ``OrderFilled`` from the venue's trade
-history, by trade id): the next daemon on the journal starts flat, and its start-up
-reconciliation agrees with the venue. A place without an answer stays SUBMITTED in the
-journal: the next start queries it by client id, as after a crash. Stop the daemon first: a
-daemon still running keeps trading until it is restarted on the HALTED journal (a fill it
-books from its stream is not journaled twice).
+:data:`KILL_STRATEGY`; a perpetual's position (long or short) is closed by a reduce-only
+MARKET order of the size the journal and the venue's position (:meth:`TradingApi.positions`)
+agree on (the smaller, when both are on the same side; nothing otherwise). The order is
+journaled before it is sent (command, ``OrderSubmitted``) and its answer and fills after
+(``OrderAccepted``, ``OrderFilled`` from the venue's trade history, by trade id): the next
+daemon on the journal starts flat, and its start-up reconciliation agrees with the venue. A
+place without an answer stays SUBMITTED in the journal: the next start queries it by client
+id, as after a crash. Stop the daemon first: a daemon still running keeps trading until it is
+restarted on the HALTED journal (a fill it books from its stream is not journaled twice).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from loguru import logger
 
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import LiveClock
+from tradebus.engine.instrument import InstrumentKind
 from tradebus.engine.messages import (
     OrderAccepted,
     OrderCanceled,
@@ -47,7 +50,7 @@ _CLOSED = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIR
 
 
 async def flatten(config: PaperConfig, api: TradingApi, journal: Journal, timeout: float = 10.0) -> list[OrderStatusReport]:
-    """Sell every position the journal holds (see the module docstring); the venue's final report of each order.
+    """Close every position the journal holds (see the module docstring); the venue's final report of each order.
 
     ``timeout`` bounds the wait for each order to close (polling the venue by client id).
     """
@@ -57,19 +60,27 @@ async def flatten(config: PaperConfig, api: TradingApi, journal: Journal, timeou
     portfolio = Portfolio(instruments, config.initial_cash, config.balances)
     journal.replay(orders, portfolio, clock.now_ns())
     held = {b.asset: b.free + b.locked for b in await api.balances()}
+    perpetual = {iid for iid, inst in instruments.items() if inst.kind is InstrumentKind.PERPETUAL}
+    venue_positions = {p.instrument_id: p.quantity for p in await api.positions()} if perpetual else {}
     reports = []
     for iid, inst in instruments.items():
-        position = min(portfolio.position(iid), held.get(inst.base, 0.0))
-        qty = math.floor(position / inst.lot_size + 1e-9) * inst.lot_size
+        here = portfolio.position(iid)
+        if iid in perpetual:
+            there = venue_positions.get(iid, 0.0)
+            position = math.copysign(min(abs(here), abs(there)), here) if here * there > 0.0 else 0.0
+        else:
+            position = max(min(here, held.get(inst.base, 0.0)), 0.0)
+        qty = math.floor(abs(position) / inst.lot_size + 1e-9) * inst.lot_size
         if not qty > 0.0:
             continue
         now = clock.now_ns()
-        cmd = SubmitOrder(KILL_STRATEGY, iid, "", OrderSide.SELL, qty, now, now, OrderType.MARKET)
+        side = OrderSide.SELL if position > 0.0 else OrderSide.BUY
+        cmd = SubmitOrder(KILL_STRATEGY, iid, "", side, qty, now, now, OrderType.MARKET, reduce_only=iid in perpetual)
         order = orders.create(cmd)
         coid = order.client_order_id
         journal.record_command(cmd, coid)
         journal.record_event(OrderSubmitted(KILL_STRATEGY, iid, coid, now, now))
-        logger.warning("kill switch: flattening {}: selling {} {} at market ({})", iid, qty, inst.base, coid)
+        logger.warning("kill switch: flattening {}: {} {} {} at market ({})", iid, side.name.lower(), qty, inst.base, coid)
         try:
             ack = await api.place(order)
         except VenueRejected as exc:
