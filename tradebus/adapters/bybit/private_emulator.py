@@ -196,6 +196,8 @@ class BybitPrivateEmulator(AccountEmulator):
         return self._ok({"category": self.category, "list": [self._execution(f) for f in reversed(rows)], "nextPageCursor": ""})
 
     def _wallet(self, p: dict[str, Any]) -> web.Response:
+        if p.get("accountType") != "UNIFIED":
+            return self.error(200, 10001, "accountType only support UNIFIED")
         return self._ok({"list": [self._account(sorted(self.balances))]})
 
     # ------------------------------------------------------------------ wire forms
