@@ -30,10 +30,10 @@ from tradebus.adapters.bybit.trading import BybitLinearTrading, linear_order_par
 from tradebus.adapters.bybit.user_stream import UserStreamParser, position_from_row
 from tradebus.adapters.common.account_emulator import RestFault, StreamFault
 from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import LiveClock
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.bus import MessageBus
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce, Trade, TradingState
 from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.engine import OrderTimeouts
@@ -51,11 +51,10 @@ SYMBOL = "BTCUSDT"
 T0 = 1_786_310_819_680_000_000
 #: The recorded linear stream's BTCUSDT trade frames (the stream also carries other symbols).
 TRADE_FRAMES = [(t, raw) for t, raw in bybit_linear_frames() if '"topic":"publicTrade.BTCUSDT"' in raw]
-N_TRADES = sum(len(json.loads(raw)["data"]) for _, raw in TRADE_FRAMES)
 
 
-def _emulator(usdt: float = 10_000.0) -> BybitLinearEmulator:
-    return BybitLinearEmulator(KEY, SECRET, {BYBIT_IID: INST}, {"USDT": usdt})
+def _emulator() -> BybitLinearEmulator:
+    return BybitLinearEmulator(KEY, SECRET, {BYBIT_IID: INST}, {"USDT": 10_000.0})
 
 
 # ---------------------------------------------------------------------- mapping and parsing
@@ -249,7 +248,7 @@ async def test_a_lost_acknowledgement_and_a_dropped_fill_push_are_settled_by_lin
         await until(lambda: order.status is OrderStatus.FILLED, timeout=5.0)
         assert all(f.fired for f in silent)
         (fill,) = h.kernel.result.fills
-        ((booked,),) = [[f for f in h.emulator.fills]]
+        (booked,) = h.emulator.fills
         assert (fill.trade_id, fill.price, fill.quantity) == (str(booked.trade_id), 65_050.0, 0.003)
         assert h.kernel.portfolio.position(BYBIT_IID) == pytest.approx(h.emulator.position(SYMBOL), abs=1e-12)
         queried = [q for m, path, q in h.emulator.requests if m == "GET" and path in ("/v5/order/realtime", "/v5/order/history")]
