@@ -34,7 +34,7 @@ from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import LiveClock
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce, Trade, TradingState
+from tradebus.engine.messages import ModifyOrder, OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce, Trade, TradingState
 from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal
@@ -254,6 +254,37 @@ async def test_a_lost_acknowledgement_and_a_dropped_fill_push_are_settled_by_lin
         queried = [q for m, path, q in h.emulator.requests if m == "GET" and path in ("/v5/order/realtime", "/v5/order/history")]
         assert order.client_order_id in queried
         assert [c for m, path, c in h.emulator.requests if m == "POST" and path == "/v5/order/create"] == [order.client_order_id]
+
+
+async def test_a_linear_order_is_amended_in_place_and_only_the_amended_price_fills() -> None:
+    async with linear_account() as h:
+        h.trade(65_000.0)
+        order = h.submit(OrderSide.BUY, 0.002, 64_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        h.kernel.execution.modify(ModifyOrder("s1", BYBIT_IID, coid, 0, 0, quantity=0.003, price=64_500.0))
+        await until(lambda: order.price == 64_500.0 and order.quantity == 0.003)
+        h.trade(64_400.0, aggressor=-1)  # below the amended price, above the original 64,000
+        await until(lambda: order.status is OrderStatus.FILLED)
+        assert h.emulator.position(SYMBOL) == pytest.approx(0.003, abs=1e-12) and h.venue.requests["amend"] == 1
+        assert [c for m, p, c in h.emulator.requests if m == "POST" and p == "/v5/order/create"] == [coid]
+
+
+async def test_duplicated_and_reordered_pushes_book_each_fill_once_and_leave_the_last_position() -> None:
+    faults = [StreamFault("duplicate", '"topic": "execution"'), StreamFault("reorder", '"topic": "position"'), StreamFault("duplicate", '"topic": "position"', at=1)]
+    async with linear_account(stream_faults=faults) as h:
+        h.trade(65_000.0)
+        first = h.submit(OrderSide.SELL, 0.002)
+        await until(lambda: first.status is OrderStatus.ACCEPTED)
+        h.trade(65_000.0, aggressor=-1)
+        await until(lambda: first.status is OrderStatus.FILLED)
+        second = h.submit(OrderSide.SELL, 0.001)
+        await until(lambda: second.status is OrderStatus.ACCEPTED)
+        h.trade(64_900.0, aggressor=-1)
+        await until(lambda: second.status is OrderStatus.FILLED and all(f.fired for f in faults))
+        await until(lambda: h.last(AccountPosition).quantity == pytest.approx(-0.003, abs=1e-12))
+        assert len(h.kernel.result.fills) == len(h.emulator.fills) == 2
+        assert h.kernel.portfolio.position(BYBIT_IID) == pytest.approx(h.emulator.position(SYMBOL), abs=1e-12)
 
 
 async def test_the_emulator_verifies_signatures_and_refuses_hedge_mode_orders() -> None:
