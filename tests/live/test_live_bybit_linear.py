@@ -119,6 +119,14 @@ class Linear:
         typ = OrderType.MARKET if math.isnan(price) else OrderType.LIMIT
         return self.kernel.execution.submit(SubmitOrder("s1", BYBIT_IID, "", side, qty, 0, 0, typ, price, **kw))
 
+    async def fill_market(self, side: OrderSide, qty: float, price: float) -> Order:
+        """A market order, acknowledged, then filled by a public trade at ``price``."""
+        order = self.submit(side, qty)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        self.trade(price, aggressor=1 if side is OrderSide.BUY else -1)
+        await until(lambda: order.status is OrderStatus.FILLED)
+        return order
+
     def last(self, kind: type) -> Any:
         return [e for e in self.pushed if isinstance(e, kind)][-1]
 
@@ -164,21 +172,12 @@ async def test_position_entry_and_usdt_wallet_equal_the_emulator_and_the_hand_co
         kernel, emulator = h.kernel, h.emulator
         assert isinstance(kernel.portfolio.account, MarginAccount)
         h.trade(65_000.0)
-        buy = h.submit(OrderSide.BUY, 0.010)
-        await until(lambda: buy.status is OrderStatus.ACCEPTED)
-        h.trade(65_000.0)
-        await until(lambda: buy.status is OrderStatus.FILLED)
+        buy = await h.fill_market(OrderSide.BUY, 0.010, 65_000.0)
         # opening buy: 0.010 @ 65000, taker fee 0.010 * 65000 * 0.00055 = 0.3575
         h.trade(65_100.0)
-        part = h.submit(OrderSide.SELL, 0.004)
-        await until(lambda: part.status is OrderStatus.ACCEPTED)
-        h.trade(65_100.0, aggressor=-1)
-        await until(lambda: part.status is OrderStatus.FILLED)
+        part = await h.fill_market(OrderSide.SELL, 0.004, 65_100.0)
         # partial close: 0.004 @ 65100, realized 0.004 * 100 = 0.4, fee 0.004 * 65100 * 0.00055 = 0.14322
-        flip = h.submit(OrderSide.SELL, 0.010)
-        await until(lambda: flip.status is OrderStatus.ACCEPTED)
-        h.trade(64_900.0, aggressor=-1)
-        await until(lambda: flip.status is OrderStatus.FILLED)
+        flip = await h.fill_market(OrderSide.SELL, 0.010, 64_900.0)
         # flip to short: closes 0.006 @ 64900, realized 0.006 * -100 = -0.6, fee 0.010 * 64900 * 0.00055 = 0.35695;
         # the short's 0.004 is entered at 64900
         wallet = 10_000.0 - 0.3575 + 0.4 - 0.14322 - 0.6 - 0.35695
@@ -207,10 +206,7 @@ async def test_position_entry_and_usdt_wallet_equal_the_emulator_and_the_hand_co
 async def test_a_reduce_only_order_that_would_increase_the_position_is_refused_with_110017() -> None:
     async with linear_account() as h:
         h.trade(65_000.0)
-        short = h.submit(OrderSide.SELL, 0.003)
-        await until(lambda: short.status is OrderStatus.ACCEPTED)
-        h.trade(65_000.0, aggressor=-1)
-        await until(lambda: short.status is OrderStatus.FILLED)
+        short = await h.fill_market(OrderSide.SELL, 0.003, 65_000.0)
         grow = h.submit(OrderSide.SELL, 0.001, 70_000.0, reduce_only=True)  # would add to the short
         shrink = h.submit(OrderSide.BUY, 0.001, 60_000.0, reduce_only=True)  # rests below the market
         await until(lambda: grow.status is OrderStatus.REJECTED and shrink.status is OrderStatus.ACCEPTED)
@@ -274,10 +270,7 @@ async def test_duplicated_and_reordered_pushes_book_each_fill_once_and_leave_the
     faults = [StreamFault("duplicate", '"topic": "execution"'), StreamFault("reorder", '"topic": "position"'), StreamFault("duplicate", '"topic": "position"', at=1)]
     async with linear_account(stream_faults=faults) as h:
         h.trade(65_000.0)
-        first = h.submit(OrderSide.SELL, 0.002)
-        await until(lambda: first.status is OrderStatus.ACCEPTED)
-        h.trade(65_000.0, aggressor=-1)
-        await until(lambda: first.status is OrderStatus.FILLED)
+        await h.fill_market(OrderSide.SELL, 0.002, 65_000.0)
         second = h.submit(OrderSide.SELL, 0.001)
         await until(lambda: second.status is OrderStatus.ACCEPTED)
         h.trade(64_900.0, aggressor=-1)
@@ -338,10 +331,7 @@ async def test_kill_flatten_buys_back_the_journaled_short_reduce_only_once_and_h
     path = tmp_path / "journal.sqlite"
     async with linear_account(journal=path) as h:
         h.trade(65_000.0)
-        short = h.submit(OrderSide.SELL, 0.004)
-        await until(lambda: short.status is OrderStatus.ACCEPTED)
-        h.trade(65_000.0, aggressor=-1)
-        await until(lambda: short.status is OrderStatus.FILLED)
+        short = await h.fill_market(OrderSide.SELL, 0.004, 65_000.0)
         resting = h.submit(OrderSide.BUY, 0.001, 60_000.0)
         await until(lambda: resting.status is OrderStatus.ACCEPTED)
         config = parse_live_config(_config(tmp_path, "ws://127.0.0.1:9", h.emulator, path), "<test>")
@@ -554,7 +544,7 @@ def test_tradebus_live_command_trades_bybit_linear_and_no_output_holds_a_key(tmp
         path.write_text(yaml.safe_dump(served["data"]))
         out = tmp_path / "out"
         env = {"TRADEBUS_BYBIT_API_KEY": KEY, "TRADEBUS_BYBIT_API_SECRET": SECRET}
-        result = CliRunner().invoke(app, ["live", str(path), "--out", str(out), "--max-seconds", "6"], env=env)
+        result = CliRunner().invoke(app, ["live", str(path), "--out", str(out), "--max-seconds", "9"], env=env)
     finally:
         loop, done = served["stop"]
         loop.call_soon_threadsafe(done.set)
