@@ -149,7 +149,8 @@ class UserStreamParser(PrivateStreamParser):
         if status == "New" and order.status in UNACKNOWLEDGED:  # else the REST answer told it first
             return [OrderAccepted(sid, iid, coid, str(row["orderId"]), ts, now)]
         if status in ("Cancelled", "PartiallyFilledCanceled"):
-            why = row.get("rejectReason") if row.get("rejectReason") not in (None, "", "EC_NoError") else row.get("cancelType") or "canceled"
+            reject = row.get("rejectReason")
+            why = reject if reject not in (None, "", "EC_NoError") else row.get("cancelType") or "canceled"
             return [OrderCanceled(sid, iid, coid, str(why), ts, now, float(row.get("cumExecQty") or 0.0))]
         if status == "Rejected":
             return [OrderRejected(sid, iid, coid, f"rejected by Bybit: {row.get('rejectReason', '')}", ts, now)]
