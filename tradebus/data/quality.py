@@ -153,8 +153,17 @@ class QualityCheck:
         self._returns: list[tuple[np.ndarray, np.ndarray]] = []
         self._buffered = 0
 
-    def feed(self, table: pa.Table) -> None:
-        """Check the next rows of the series (stored layout)."""
+    def feed(self, table: pa.Table, *, int_ids: np.ndarray | None = None) -> None:
+        """Check the next rows of the series (stored layout).
+
+        Parameters
+        ----------
+        table
+            The rows, in the stored layout of the check's kind.
+        int_ids
+            Trades: the ``trade_id`` column as the int64 values it was written from, when
+            the caller has them (an import); saves parsing the text back.
+        """
         n = table.num_rows
         if n == 0:
             return
@@ -167,7 +176,7 @@ class QualityCheck:
         if self.kind == "bars":
             self._bars(table, ts, own, step)
         else:
-            self._trades(table, step)
+            self._trades(table, step, int_ids)
         self._last_ts = int(ts[-1])
         self.rows += n
 
@@ -255,7 +264,7 @@ class QualityCheck:
         finding.bump("longest", int(run_shown.max()), how="max")
         return int(run[-1])
 
-    def _trades(self, table: pa.Table, step: np.ndarray) -> None:
+    def _trades(self, table: pa.Table, step: np.ndarray, int_ids: np.ndarray | None) -> None:
         ts = table.column("ts_event").to_numpy()
         price = table.column("price").to_numpy()
         size = table.column("size").to_numpy()
@@ -264,16 +273,17 @@ class QualityCheck:
         self.findings["non_positive_price"].add(ts[bad])
         if step.size:
             self._longest_quiet = max(self._longest_quiet, int(step.max()))
-        self._ids(table.column("trade_id").combine_chunks(), ts)
+        self._ids(table.column("trade_id"), ts, int_ids)
         self._outliers(ts, price)
 
-    def _ids(self, ids: pa.Array, ts: np.ndarray) -> None:
+    def _ids(self, column: pa.ChunkedArray, ts: np.ndarray, ints: np.ndarray | None) -> None:
         if self._ids_are_ints:
-            try:
-                ints = pc.cast(ids, pa.int64()).to_numpy(zero_copy_only=False)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                self._ids_are_ints = False
-            else:
+            if ints is None:
+                try:
+                    ints = pc.cast(column.combine_chunks(), pa.int64()).to_numpy(zero_copy_only=False)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    self._ids_are_ints = False
+            if ints is not None:
                 full = ints if self._last_id is None else np.concatenate(([self._last_id], ints))
                 d = np.diff(full)
                 own = ts[-d.size:] if d.size else ts[:0]
@@ -284,7 +294,7 @@ class QualityCheck:
                     self.findings["trade_id_gaps"].bump("missing", int((d[skips] - 1).sum()))
                 self._last_id = int(full[np.argmax(full)]) if full.size else self._last_id
                 return
-        text = ids.to_pylist()
+        text = column.to_pylist()
         prev = [self._last_id_text, *text[:-1]]
         repeats = np.array([t != "" and t == p for t, p in zip(text, prev, strict=True)])
         self.findings["duplicate_trade_id"].add(ts[repeats])
