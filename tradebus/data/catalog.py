@@ -732,6 +732,9 @@ class DatasetWriter:
         self._first_ts: int | None = None
         self._last_ts_init: int | None = None
         self._last_ts_event: int | None = None
+        # Bar gaps counted as the rows go by (a new dataset); an append counts them over all its files at commit.
+        self._gap_stats: list[int] = [0, 0]
+        self._gap_last: int | None = None
         self._entries: list[FileEntry] = []
         self._taken: set[str] = set()
         self._part: tuple[np.datetime64, str, pq.ParquetWriter] | None = None
@@ -805,6 +808,13 @@ class DatasetWriter:
             return
         ts_init = table.column("ts_init").to_numpy()
         self._check_order(table, ts_init)
+        if self.kind == "bars" and self.interval_ns is not None and self.old is None:
+            ts_event = table.column("ts_event").to_numpy()
+            joined = ts_event if self._gap_last is None else np.concatenate(([self._gap_last], ts_event))
+            gaps, missing = _gap_stats(joined, self.interval_ns)
+            self._gap_stats[0] += gaps
+            self._gap_stats[1] += missing
+            self._gap_last = int(ts_event[-1])
         if self._first_ts is None:
             self._first_ts = int(ts_init[0])
         starts, cuts = _partition_cuts(ts_init, self.period)
@@ -971,7 +981,9 @@ class DatasetWriter:
 
     def _manifest(self, notes: Iterable[str], quality: dict[str, object] | None) -> Manifest:
         gaps = missing = None
-        if self.kind == "bars" and self.interval_ns is not None:
+        if self.kind == "bars" and self.interval_ns is not None and self.old is None:
+            gaps, missing = self._gap_stats
+        elif self.kind == "bars" and self.interval_ns is not None:
             gaps = missing = 0
             prev_last: int | None = None
             for entry in self._entries:
