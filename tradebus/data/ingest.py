@@ -936,9 +936,11 @@ def _stream(
             # The layout is found on the column names (and a headerless file's first row) before any chunk is
             # parsed, so that the reader converts only the columns used.
             if symbols.split:
-                probe = make(source)
+                probe = make(source)  # the streams of the symbols find the same columns by name on each chunk
             else:
-                probe = streams[None] if None in streams else streams.setdefault(None, make(source))
+                if None not in streams:
+                    streams[None] = make(source)
+                probe = streams[None]
             source.narrow(probe.layout(source.preview) | ({symbols.column} if symbols.column else set()))
         for frame in source.frames:
             if symbols is None:
