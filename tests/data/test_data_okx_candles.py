@@ -114,3 +114,11 @@ def test_cli_imports_pages_and_exits_non_zero_on_a_bad_one(tmp_path: Path) -> No
     result = CliRunner().invoke(data_app, ["import-okx-candles", str(FULL), "--interval", "1m", *args])
     assert result.exit_code == 0, result.output
     assert "okx/swap/BTC-USDT-SWAP/bars_1m" in result.output and len(bars(tmp_path / "cat")) == 2
+
+
+def test_a_single_candle_page_needs_the_interval(tmp_path: Path) -> None:
+    one = page(tmp_path, "one.json", full_rows()[:1])
+    with pytest.raises(DataError, match="one.json: cannot detect the bar interval"):
+        import_okx_candles(one, tmp_path / "cat", "BTC-USDT-SWAP", market="swap")
+    manifest = import_okx_candles(one, tmp_path / "cat", "BTC-USDT-SWAP", interval="1m", market="swap")
+    assert manifest.rows == 1 and manifest.end_ns == 1_747_094_100_000 * MS

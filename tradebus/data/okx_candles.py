@@ -169,7 +169,10 @@ def import_okx_candles(
     interval_ns = parse_interval(interval) if interval is not None else None
     if interval_ns is None:
         first = _read_page(ranges[0][3], volume_index)
-        interval_ns = detect_interval(first.ts_ms * _MS)
+        try:
+            interval_ns = detect_interval(first.ts_ms * _MS)
+        except DataError as exc:
+            raise DataError(f"{first.name}: {exc}") from None
     interval_ms = interval_ns // _MS
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     name = dataset or f"bars_{format_interval(interval_ns)}"
