@@ -873,14 +873,19 @@ class DatasetWriter:
         while self._buffered >= self.row_group_rows:
             self._flush(self.row_group_rows)
 
-    def _flush(self, count: int) -> None:
+    def _flush(self, count: int, *, wait: bool = False) -> None:
+        """Write the first ``count`` buffered rows as a row group: on the background thread, or here with ``wait``."""
         assert self._part is not None
         pending = pa.concat_tables(self._buffer)
         group = pending.slice(0, count)
         writer = self._part[2]
-        while len(self._pending) >= _IN_FLIGHT:
-            self._pending.pop(0).result()
-        self._pending.append(self._pool.submit(writer.write_table, group, row_group_size=self.row_group_rows))
+        if wait:  # the caller waits for it anyway: no thread (a small dataset never starts one)
+            self._drain()
+            writer.write_table(group, row_group_size=self.row_group_rows)
+        else:
+            while len(self._pending) >= _IN_FLIGHT:
+                self._pending.pop(0).result()
+            self._pending.append(self._pool.submit(writer.write_table, group, row_group_size=self.row_group_rows))
         rest = pending.slice(count)
         self._buffer = [rest] if rest.num_rows else []
         self._buffered = rest.num_rows
@@ -895,7 +900,7 @@ class DatasetWriter:
         if self._part is None:
             return
         if self._buffered:
-            self._flush(self._buffered)
+            self._flush(self._buffered, wait=True)
         self._drain()
         _, rel, writer = self._part
         writer.close()

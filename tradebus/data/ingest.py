@@ -1209,6 +1209,7 @@ def import_path(
     # The quality checks run on a thread of their own (numpy releases the GIL), in order, while the next chunk is read.
     quality_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-quality")
     judged: deque[Future[None]] = deque()
+    fed = 0
 
     def make(src: Source) -> BarStream | TradeStream:
         if kind == "bars":
@@ -1229,10 +1230,14 @@ def import_path(
                 checks[key] = QualityCheck(kind, interval_ns)
             writer.write(table)
             stream = streams[key]
-            while len(judged) >= _QUALITY_IN_FLIGHT:
-                judged.popleft().result()
-            judged.append(quality_pool.submit(
-                checks[key].feed, table, int_ids=stream.int_ids if isinstance(stream, TradeStream) else None))
+            int_ids = stream.int_ids if isinstance(stream, TradeStream) else None
+            if fed == 0:  # the first chunk here: a one-chunk file (a month of klines) never starts the thread
+                checks[key].feed(table, int_ids=int_ids)
+            else:
+                while len(judged) >= _QUALITY_IN_FLIGHT:
+                    judged.popleft().result()
+                judged.append(quality_pool.submit(checks[key].feed, table, int_ids=int_ids))
+            fed += 1
         while judged:
             judged.popleft().result()
         first = next(iter(streams.values()))
