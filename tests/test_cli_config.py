@@ -116,3 +116,45 @@ def test_extra_feature_specs_are_validated() -> None:
 def test_shipped_backtest_configs_are_valid(name: str) -> None:
     config = load_config(Path(__file__).resolve().parent.parent / "configs" / name)
     assert config.data.catalog is not None and config.data.catalog.name == "catalog"
+
+
+@pytest.mark.parametrize(
+    ("venue", "message"),
+    [
+        ({"fill_on": "bars", "book": {"queue_model": "prob_log"}}, "venue.book: these settings act only with fill_on: book"),
+        ({"fill_on": "trades", "bar_path": "stop_first"}, "venue.bar_path: acts only with fill_on: bars"),
+    ],
+)
+def test_a_fill_model_setting_the_venue_would_ignore_is_an_error(venue: dict[str, Any], message: str) -> None:
+    data = minimal()
+    data["venue"] = venue
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data)
+    # with its own fill model the setting is taken, and a dump (every default spelt out) reloads
+    data["venue"]["fill_on"] = "book" if "book" in venue else "bars"
+    config = parse_config(data)
+    assert parse_config(yaml.safe_load(dump_config(config))) == config
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(SHIPPED.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads_with_its_loader(path: Path) -> None:
+    from tradebus.node.config import load_paper_config
+    from tradebus.node.live import load_live_config
+    from tradebus.research.config import load_research_config
+    from tradebus.sweep.space import load_space
+
+    keys = set(yaml.safe_load(path.read_text()))
+    if "live" in keys:
+        load_live_config(path)
+    elif "feeds" in keys:
+        load_paper_config(path)
+    elif "data" in keys:
+        load_config(path)
+    elif "dataset" in keys:
+        load_research_config(path)
+    else:
+        assert "params" in keys, sorted(keys)
+        load_space(path)

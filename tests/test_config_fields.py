@@ -21,8 +21,20 @@ import tradebus
 from tradebus.config.base import StrictModel
 
 ROOT = Path(tradebus.__file__).parent
-#: Modules whose StrictModel classes are config sections besides every ``*.config`` module.
-SECTION_MODULES = ("tradebus.node.live", "tradebus.adapters.common.feed", "tradebus.execution.costs", "tradebus.features.spec")
+#: Modules whose StrictModel classes are config sections besides every ``*.config`` module: live
+#: settings, feeds, slippage, feature specs, research datasets, system configs, sweep spaces and stress.
+SECTION_MODULES = (
+    "tradebus.node.live",
+    "tradebus.adapters.common.feed",
+    "tradebus.execution.costs",
+    "tradebus.features.spec",
+    "tradebus.research.dataset",
+    "tradebus.research.ml_gated",
+    "tradebus.research.regime_hazard",
+    "tradebus.sweep.space",
+    "tradebus.sweep.stress",
+    "tradebus.sweep.walkforward",
+)
 #: Models whose fields reach another class through ``Other(**model.model_dump())`` (verified in
 #: tradebus/config/instruments.py: ``InstrumentConfig.to_instrument``): a ``self.field`` read in
 #: the other class is a read of the field.
@@ -136,7 +148,8 @@ def test_every_config_field_is_read_somewhere() -> None:
     # the discovery reaches every kind of section (a sanity check of config_sections itself)
     assert {"RunConfig", "PaperConfig", "LiveSettings", "FeedConfig", "RiskConfig", "OpsConfig",
             "BookFillConfig", "SlippageConfig", "FeatureSpec", "LabelsConfig", "BinanceFeedOptions",
-            "OkxConfig", "BybitConfig", "TelegramConfig", "InstrumentConfig", "MarginTierConfig"} <= names
+            "OkxConfig", "BybitConfig", "TelegramConfig", "InstrumentConfig", "MarginTierConfig",
+            "DatasetConfig", "RegimeHazardConfig", "SweepSpace", "StressVariant", "LiveConfig"} <= names
     assert unread_fields(sections, attribute_reads(sorted(ROOT.rglob("*.py")))) == []
 
 

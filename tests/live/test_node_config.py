@@ -48,8 +48,8 @@ def test_relative_journal_and_record_paths_resolve_against_the_config_directory(
         (lambda d: d["feeds"][0].update(depth_speed="0ms"), "depth_speed: '0ms' is not offered on binance spot"),
         (lambda d: d["feeds"][0].update(book_max_idle=0), "feeds.0.book_max_idle"),
         # the paper venue never matches the L2 book: these settings were a KeyError or ignored
-        (lambda d: d["venue"].update(fill_on="book"), "venue.fill_on: 'book' and the venue.book settings are for backtests"),
-        (lambda d: d["venue"].update(book={"queue_model": "prob_log"}), "a paper venue fills on 'trades', 'quotes' or 'bars'"),
+        (lambda d: d["venue"].update(fill_on="book"), "venue.fill_on: 'book' is for backtests of recorded books"),
+        (lambda d: d["venue"].update(book={"queue_model": "prob_log"}), "venue.book: these settings act only with fill_on: book"),
     ],
 )
 def test_invalid_paper_config_is_a_config_error_naming_the_field(tmp_path: Path, change: Any, message: str) -> None:
@@ -122,3 +122,12 @@ def test_a_binance_feed_rest_url_reaches_the_depth_snapshots(tmp_path: Path) -> 
     handle = BinanceFeedHandle(default.feeds[0], default.instrument_map(), lambda m: None, live=False, recorder=None,
                                clock_ns=lambda: 0)
     assert handle.binance.rest_base == "https://api.binance.com"
+
+
+def test_a_dumped_paper_config_reloads(tmp_path: Path) -> None:
+    """A run's config.yaml spells out every default (venue.book, venue.bar_path ...): it must load again."""
+    from tradebus.node.config import dump_paper_config
+
+    config = load(tmp_path, binance_config(None, None, ["trade"]))
+    (tmp_path / "dumped.yaml").write_text(dump_paper_config(config), encoding="utf-8")
+    assert load_paper_config(tmp_path / "dumped.yaml") == config
