@@ -158,3 +158,22 @@ def test_every_shipped_config_loads_with_its_loader(path: Path) -> None:
     else:
         assert "params" in keys, sorted(keys)
         load_space(path)
+
+
+@pytest.mark.parametrize(
+    ("source", "what"),
+    [
+        ({"dataset": "binance/spot/BTCUSDT/bars_1m", "interval": "1m"}, "not of a catalog dataset"),
+        ({"dataset": "binance/spot/BTCUSDT/bars_1m", "bar_time": "open"}, "not of a catalog dataset"),
+        ({"file": "trades.csv", "kind": "trades", "bar_time": "close"}, "not of a trades file"),
+    ],
+)
+def test_bar_file_settings_on_another_source_are_an_error(source: dict[str, Any], what: str) -> None:
+    """``interval`` and ``bar_time`` are read only when a bar file is parsed: elsewhere they were ignored."""
+    data = minimal()
+    data["data"]["sources"] = [{"instrument": "BTCUSDT.BINANCE", **source}]
+    with pytest.raises(ConfigError, match=f"data.sources.0: interval, bar_time: .*{what}"):
+        parse_config(data)
+    # on a bar file they are taken
+    data["data"]["sources"] = [{"instrument": "BTCUSDT.BINANCE", "file": "bars.csv", "interval": "1m", "bar_time": "open"}]
+    assert parse_config(data).data.sources[0].bar_time == "open"
