@@ -264,3 +264,12 @@ def test_the_print_check_sees_print_and_stream_writes(tmp_path: Path) -> None:
         "    console.print('rich is fine')\n"
     )
     assert output_calls(sample) == [3, 4, 5]
+
+
+def test_the_readme_layout_names_every_package_once() -> None:
+    readme = (ROOT.parent / "README.md").read_text(encoding="utf-8")
+    layout = readme[readme.index("## Layout"):]
+    tree = layout[layout.index("```") + 3 : layout.index("```", layout.index("```") + 3)]
+    listed = re.findall(r"^  ([a-z_]+)/ ", tree, re.MULTILINE)
+    packages = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file())
+    assert sorted(listed) == packages
