@@ -1,9 +1,10 @@
 """Every field of every config section is read by some code: a setting nobody reads is silently ignored.
 
 The scan is by attribute name over the whole package (``x.field`` or ``getattr(x, "field")``),
-so it proves a field is dead only when its name is read nowhere; two refinements keep the
-common names honest: a read inside a pydantic validator is a check, not a use, and ``self.field``
-counts only inside the model's own classes (or the class its fields are dumped into).
+with three refinements so that a name another class also has does not hide a dead field: a read
+inside a pydantic validator is a check, not a use; ``self.field`` counts only inside the model's
+own classes (or the class its fields are dumped into); and ``x.field`` on a parameter annotated
+with a config model counts only for that model. Any other receiver may be any model.
 """
 
 from __future__ import annotations
@@ -82,18 +83,45 @@ def _is_validator(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     return False
 
 
-def attribute_reads(paths: Iterable[Path]) -> dict[str, list[tuple[str | None, bool]]]:
-    """``name -> [(enclosing class or None if the receiver is not self/cls, ...)]`` of every read.
+#: A read: the classes its receiver is known to be an instance of (``None``: unknown, any model).
+Read = frozenset[str] | None
 
-    Reads inside pydantic validators are left out (checking a value is not using it).
+
+def _names_in(annotation: ast.expr | None) -> set[str]:
+    """Class names an annotation spells (``FeedConfig | None``, ``"RunConfig"``, ``list[X]`` ...)."""
+    if annotation is None:
+        return set()
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        try:
+            annotation = ast.parse(annotation.value, mode="eval").body
+        except SyntaxError:
+            return set()
+    return {n.id for n in ast.walk(annotation) if isinstance(n, ast.Name)} | {
+        n.attr for n in ast.walk(annotation) if isinstance(n, ast.Attribute)
+    }
+
+
+def attribute_reads(paths: Iterable[Path], typed: Iterable[str] = ()) -> dict[str, list[Read]]:
+    """``name -> [receiver classes or None]`` of every ``x.name`` / ``getattr(x, "name")`` read.
+
+    The receiver's classes are known for ``self``/``cls`` (the enclosing class) and for a
+    function parameter whose annotation names one of the ``typed`` classes (the config
+    models); any other receiver is unknown. Reads inside pydantic validators are left out
+    (checking a value is not using it).
     """
-    reads: dict[str, list[tuple[str | None, bool]]] = {}
+    typed = set(typed)
+    reads: dict[str, list[Read]] = {}
 
-    def visit(node: ast.AST, cls: str | None, in_validator: bool) -> None:
+    def visit(node: ast.AST, cls: str | None, in_validator: bool, params: dict[str, set[str]]) -> None:
         if isinstance(node, ast.ClassDef):
             cls = node.name
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _is_validator(node):
-            in_validator = True
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            if not isinstance(node, ast.Lambda) and _is_validator(node):
+                in_validator = True
+            a = node.args
+            params = dict(params)
+            for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, *filter(None, [a.vararg, a.kwarg])]:
+                params[arg.arg] = _names_in(arg.annotation) & typed if not isinstance(node, ast.Lambda) else set()
         if not in_validator:
             name, receiver = None, None
             if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
@@ -107,19 +135,23 @@ def attribute_reads(paths: Iterable[Path]) -> dict[str, list[tuple[str | None, b
             ):
                 name, receiver = node.args[1].value, node.args[0]
             if name is not None:
-                on_self = isinstance(receiver, ast.Name) and receiver.id in ("self", "cls")
-                reads.setdefault(name, []).append((cls, on_self))
+                owner: Read = None
+                if isinstance(receiver, ast.Name) and receiver.id in ("self", "cls"):
+                    owner = frozenset({cls or ""})
+                elif isinstance(receiver, ast.Name) and params.get(receiver.id):
+                    owner = frozenset(params[receiver.id])
+                reads.setdefault(name, []).append(owner)
         for child in ast.iter_child_nodes(node):
-            visit(child, cls, in_validator)
+            visit(child, cls, in_validator, params)
 
     for path in paths:
-        visit(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)), None, False)
+        visit(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)), None, False, {})
     return reads
 
 
 def unread_fields(
     models: Iterable[type[BaseModel]],
-    reads: Mapping[str, list[tuple[str | None, bool]]],
+    reads: Mapping[str, list[Read]],
     dumped_into: Mapping[str, tuple[str, ...]] = DUMPED_INTO,
 ) -> list[str]:
     """``Model.field`` of every field (declared by that model) that no read in ``reads`` reaches."""
@@ -131,7 +163,7 @@ def unread_fields(
         for name in model.model_fields:
             if name not in own:
                 continue
-            if not any(not on_self or cls in family for cls, on_self in reads.get(name, [])):
+            if not any(owner is None or owner & family for owner in reads.get(name, [])):
                 unread.append(f"{model.__name__}.{name}")
     return unread
 
@@ -150,14 +182,16 @@ def test_every_config_field_is_read_somewhere() -> None:
             "BookFillConfig", "SlippageConfig", "FeatureSpec", "LabelsConfig", "BinanceFeedOptions",
             "OkxConfig", "BybitConfig", "TelegramConfig", "InstrumentConfig", "MarginTierConfig",
             "DatasetConfig", "RegimeHazardConfig", "SweepSpace", "StressVariant", "LiveConfig"} <= names
-    assert unread_fields(sections, attribute_reads(sorted(ROOT.rglob("*.py")))) == []
+    assert unread_fields(sections, attribute_reads(sorted(ROOT.rglob("*.py")), names)) == []
 
 
 class Sample(StrictModel):
     used: int = 0
     via_getattr: int = 0
+    via_typed_parameter: int = 0
     only_validated: int = 0
     self_read_elsewhere: int = 0
+    read_on_another_model: int = 0
     never: int = 0
 
     @field_validator("only_validated")
@@ -169,7 +203,7 @@ class Sample(StrictModel):
         return 2 * self.used
 
 
-def test_the_field_scan_finds_unread_validated_and_foreign_self_reads(tmp_path: Path) -> None:
+def test_the_field_scan_finds_unread_validated_and_foreign_reads(tmp_path: Path) -> None:
     source = tmp_path / "m.py"
     source.write_text(
         "from pydantic import model_validator\n"
@@ -183,11 +217,17 @@ def test_the_field_scan_finds_unread_validated_and_foreign_self_reads(tmp_path: 
         "class Other:\n"
         "    def f(self, config):\n"
         "        return self.self_read_elsewhere + getattr(config, 'via_getattr')\n"
+        "def g(a: 'Sample | None', b: OtherModel, c: int):\n"
+        "    return a.via_typed_parameter + b.read_on_another_model\n"
     )
-    assert unread_fields([Sample], attribute_reads([source])) == [
+    reads = attribute_reads([source], {"Sample", "OtherModel"})
+    assert unread_fields([Sample], reads) == [
         "Sample.only_validated",
         "Sample.self_read_elsewhere",
+        "Sample.read_on_another_model",
         "Sample.never",
     ]
     # a class the model is dumped into reads its fields through self
-    assert "Sample.self_read_elsewhere" not in unread_fields([Sample], attribute_reads([source]), {"Sample": ("Other",)})
+    assert "Sample.self_read_elsewhere" not in unread_fields([Sample], reads, {"Sample": ("Other",)})
+    # a parameter annotated with a class that is no config model is an unknown receiver: any model's read
+    assert "Sample.read_on_another_model" not in unread_fields([Sample], attribute_reads([source], {"Sample"}))
