@@ -147,3 +147,15 @@ def test_every_built_in_strategy_is_documented_with_a_config_that_names_it(name:
     assert named, f"no config of {[p.name for p in configs]} runs {name!r}"
     if "data" in yaml.safe_load(configs[0].read_text()):
         load_config(configs[0])  # a backtest config of the README loads
+
+
+def test_packaging_avoids_the_setuptools_deprecation_banners() -> None:
+    """What makes setuptools >= 77 print deprecation banners on ``pip install -e .``: a license table
+    or License classifiers instead of an SPDX ``license`` string, or no PEP 517 build system."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert isinstance(project["project"]["license"], str)
+    assert not any(c.startswith("License ::") for c in project["project"].get("classifiers", []))
+    assert project["build-system"]["build-backend"] == "setuptools.build_meta"
+    assert any(re.fullmatch(r"setuptools>=(\d+)", r) and int(r.split(">=")[1]) >= 77 for r in project["build-system"]["requires"])
