@@ -106,7 +106,7 @@ class LiveSettings(StrictModel):
     ----------
     venue, market
         The account's venue (default: the feeds' venue) and market: ``spot``, or
-        ``perpetual`` (USDT-margined perpetuals, one-way position mode; Binance USD-M so far);
+        ``perpetual`` (USDT-margined perpetuals, one-way position mode; the venues whose registry entry has ``live_perpetual``);
         the venue's live pieces come from the registry.
     environment
         ``testnet`` (default) or ``mainnet`` (needs ``--mainnet`` too).
