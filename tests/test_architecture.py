@@ -222,3 +222,54 @@ def test_strategy_sweep_and_research_models_are_strict() -> None:
 
     for model in (DatasetConfig, NoParams, EmaCrossParams, SweepSpace):
         assert issubclass(model, StrictModel), model
+
+
+def output_calls(path: Path) -> list[int]:
+    """Lines of ``path`` that write to the terminal bypassing the logger: ``print(...)``,
+    ``sys.stdout.write``/``sys.stderr.write`` and ``typer.echo``/``click.echo``."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id == "print":
+            found.append(node.lineno)
+        elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Attribute | ast.Name):
+            owner = func.value.attr if isinstance(func.value, ast.Attribute) else func.value.id
+            if (owner, func.attr) in {("stdout", "write"), ("stderr", "write"), ("typer", "echo"), ("click", "echo")}:
+                found.append(node.lineno)
+    return found
+
+
+def test_library_code_never_prints() -> None:
+    # CLI modules (cli.py) talk to the terminal through rich and typer; everything else logs through loguru.
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in sorted(ROOT.rglob("*.py"))
+        if path.name != "cli.py"
+        for line in output_calls(path)
+    ]
+    assert offenders == []
+
+
+def test_the_print_check_sees_print_and_stream_writes(tmp_path: Path) -> None:
+    sample = tmp_path / "m.py"
+    sample.write_text(
+        "import sys, typer\n"
+        "def f(console):\n"
+        "    print('x')\n"
+        "    sys.stderr.write('y')\n"
+        "    typer.echo('z')\n"
+        "    console.print('rich is fine')\n"
+    )
+    assert output_calls(sample) == [3, 4, 5]
+
+
+def test_the_readme_layout_names_every_package_once() -> None:
+    readme = (ROOT.parent / "README.md").read_text(encoding="utf-8")
+    layout = readme[readme.index("## Layout"):]
+    tree = layout[layout.index("```") + 3 : layout.index("```", layout.index("```") + 3)]
+    listed = re.findall(r"^  ([a-z_]+)/ ", tree, re.MULTILINE)
+    packages = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file())
+    assert sorted(listed) == packages

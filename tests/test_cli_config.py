@@ -116,3 +116,64 @@ def test_extra_feature_specs_are_validated() -> None:
 def test_shipped_backtest_configs_are_valid(name: str) -> None:
     config = load_config(Path(__file__).resolve().parent.parent / "configs" / name)
     assert config.data.catalog is not None and config.data.catalog.name == "catalog"
+
+
+@pytest.mark.parametrize(
+    ("venue", "message"),
+    [
+        ({"fill_on": "bars", "book": {"queue_model": "prob_log"}}, "venue.book: these settings act only with fill_on: book"),
+        ({"fill_on": "trades", "bar_path": "stop_first"}, "venue.bar_path: acts only with fill_on: bars"),
+    ],
+)
+def test_a_fill_model_setting_the_venue_would_ignore_is_an_error(venue: dict[str, Any], message: str) -> None:
+    data = minimal()
+    data["venue"] = venue
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data)
+    # with its own fill model the setting is taken, and a dump (every default spelt out) reloads
+    data["venue"]["fill_on"] = "book" if "book" in venue else "bars"
+    config = parse_config(data)
+    assert parse_config(yaml.safe_load(dump_config(config))) == config
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(SHIPPED.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads_with_its_loader(path: Path) -> None:
+    from tradebus.node.config import load_paper_config
+    from tradebus.node.live import load_live_config
+    from tradebus.research.config import load_research_config
+    from tradebus.sweep.space import load_space
+
+    keys = set(yaml.safe_load(path.read_text()))
+    if "live" in keys:
+        load_live_config(path)
+    elif "feeds" in keys:
+        load_paper_config(path)
+    elif "data" in keys:
+        load_config(path)
+    elif "dataset" in keys:
+        load_research_config(path)
+    else:
+        assert "params" in keys, sorted(keys)
+        load_space(path)
+
+
+@pytest.mark.parametrize(
+    ("source", "what"),
+    [
+        ({"dataset": "binance/spot/BTCUSDT/bars_1m", "interval": "1m"}, "not of a catalog dataset"),
+        ({"dataset": "binance/spot/BTCUSDT/bars_1m", "bar_time": "open"}, "not of a catalog dataset"),
+        ({"file": "trades.csv", "kind": "trades", "bar_time": "close"}, "not of a trades file"),
+    ],
+)
+def test_bar_file_settings_on_another_source_are_an_error(source: dict[str, Any], what: str) -> None:
+    """``interval`` and ``bar_time`` are read only when a bar file is parsed: elsewhere they were ignored."""
+    data = minimal()
+    data["data"]["sources"] = [{"instrument": "BTCUSDT.BINANCE", **source}]
+    with pytest.raises(ConfigError, match=f"data.sources.0: interval, bar_time: .*{what}"):
+        parse_config(data)
+    # on a bar file they are taken
+    data["data"]["sources"] = [{"instrument": "BTCUSDT.BINANCE", "file": "bars.csv", "interval": "1m", "bar_time": "open"}]
+    assert parse_config(data).data.sources[0].bar_time == "open"

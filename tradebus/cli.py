@@ -327,7 +327,7 @@ def _fail(exc: TradebusError, console: Console) -> None:
 def backtest(
     config: Annotated[Path, typer.Argument(help="YAML run config.", show_default=False)],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output directory [default: runs/<config stem>].")
+        Path | None, typer.Option("--out", "-o", help="Output directory.", show_default="runs/<config stem>")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help=_FORCE_HELP)] = False,
     set_: Overrides = None,
@@ -397,7 +397,7 @@ def replay(
     recording: Annotated[Path, typer.Argument(help="Recorded frames (recorder or hftbacktest format).", show_default=False)],
     config: Annotated[Path, typer.Option("--config", "-c", help="The paper config of the recorded feeds.", show_default=False)],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output directory [default: runs/replay-<recording name>].")
+        Path | None, typer.Option("--out", "-o", help="Output directory.", show_default="runs/replay-<recording name>")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help=_FORCE_HELP)] = False,
     set_: Overrides = None,

@@ -70,7 +70,7 @@ def test_venue_channel_rules_come_from_the_venue_package(
 @pytest.mark.parametrize(
     ("venue", "market", "keys", "error"),
     [
-        ("binance", "usdm", {"depth_speed": "0ms", "snapshot_fetcher": "http"}, None),
+        ("binance", "usdm", {"depth_speed": "0ms", "snapshot_fetcher": "http", "rest_url": "http://127.0.0.1:9"}, None),
         ("binance", "spot", {"depth_speed": "0ms"}, r"depth_speed: '0ms' is not offered on binance spot"),
         ("binance", "spot", {"snapshot_fetcher": "curl"}, r"snapshot_fetcher: Input should be 'ccxt' or 'http' \(got 'curl'\)"),
         ("binance", "spot", {"depth_sped": "100ms"}, r"depth_sped: unknown key \(not one of a binance feed's: .*depth_speed"),

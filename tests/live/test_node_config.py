@@ -47,6 +47,9 @@ def test_relative_journal_and_record_paths_resolve_against_the_config_directory(
         ),
         (lambda d: d["feeds"][0].update(depth_speed="0ms"), "depth_speed: '0ms' is not offered on binance spot"),
         (lambda d: d["feeds"][0].update(book_max_idle=0), "feeds.0.book_max_idle"),
+        # the paper venue never matches the L2 book: these settings were a KeyError or ignored
+        (lambda d: d["venue"].update(fill_on="book"), "venue.fill_on: 'book' is for backtests of recorded books"),
+        (lambda d: d["venue"].update(book={"queue_model": "prob_log"}), "venue.book: these settings act only with fill_on: book"),
     ],
 )
 def test_invalid_paper_config_is_a_config_error_naming_the_field(tmp_path: Path, change: Any, message: str) -> None:
@@ -89,3 +92,55 @@ def test_okx_and_bybit_feeds_take_their_own_channel_names(tmp_path: Path) -> Non
     data["feeds"][1]["subscriptions"] = {"BTCUSDT.BYBIT": ["publicTrade"]}
     with pytest.raises(Exception, match="must end with '-LINEAR'"):
         load(tmp_path, data)
+
+
+@pytest.mark.parametrize(("venue", "market", "iid", "channel"), [("okx", "spot", OKX_IID, "trades"),
+                                                                  ("bybit", "spot", "BTCUSDT.BYBIT", "publicTrade")])
+def test_a_rest_url_on_a_feed_without_rest_is_refused(tmp_path: Path, venue: str, market: str, iid: str, channel: str) -> None:
+    """OKX and Bybit feeds use no REST endpoint: their ``rest_url`` was accepted and silently ignored."""
+    instrument = OKX_INSTRUMENT if venue == "okx" else {"venue": "BYBIT", "symbol": "BTCUSDT", "tick_size": 0.1, "lot_size": 0.001}
+    data = {
+        "instruments": [instrument],
+        "strategy": {"name": "tradebus.strategies.tick_ema:TickEmaCross", "instruments": [iid],
+                     "params": {"fast": 2, "slow": 5, "quantity": 0.001}},
+        "feeds": [{"venue": venue, "market": market, "subscriptions": {iid: [channel]}}],
+    }
+    load(tmp_path, data)
+    data["feeds"][0]["rest_url"] = "http://127.0.0.1:1"
+    with pytest.raises(Exception, match=f"feeds.0: rest_url: unknown key \\(not one of an? {venue} feed's"):
+        load(tmp_path, data)
+
+
+def test_a_binance_feed_rest_url_reaches_the_depth_snapshots(tmp_path: Path) -> None:
+    from tradebus.adapters.binance.client import BinanceFeedHandle
+
+    config = load(tmp_path, binance_config(None, "http://127.0.0.1:9/", ["trade", "depth"]))
+    feed = BinanceFeedHandle(config.feeds[0], config.instrument_map(), lambda m: None, live=False, recorder=None,
+                             clock_ns=lambda: 0)
+    assert feed.binance.rest_base == "http://127.0.0.1:9"
+    default = load(tmp_path, binance_config(None, None, ["trade", "depth"]))
+    handle = BinanceFeedHandle(default.feeds[0], default.instrument_map(), lambda m: None, live=False, recorder=None,
+                               clock_ns=lambda: 0)
+    assert handle.binance.rest_base == "https://api.binance.com"
+
+
+def test_a_dumped_paper_config_reloads(tmp_path: Path) -> None:
+    """A run's config.yaml spells out every default (venue.book, venue.bar_path ...): it must load again."""
+    from tradebus.node.config import dump_paper_config
+
+    config = load(tmp_path, binance_config(None, None, ["trade"]))
+    (tmp_path / "dumped.yaml").write_text(dump_paper_config(config), encoding="utf-8")
+    assert load_paper_config(tmp_path / "dumped.yaml") == config
+
+
+@pytest.mark.parametrize("name", ["paper_binance.yaml", "paper_okx.yaml", "paper_bybit.yaml"])
+def test_serve_write_config_points_every_feed_at_the_local_server(tmp_path: Path, name: str) -> None:
+    """``tradebus serve --config X --write-config Y``: Y loads, its feeds on the server (REST only where a venue uses it)."""
+    from tradebus.node.playback import _write_local_config
+
+    out = tmp_path / "runs" / name
+    _write_local_config(Path(__file__).resolve().parents[2] / "configs" / name, out, "ws://127.0.0.1:1", "http://127.0.0.1:1")
+    config = load_paper_config(out)
+    assert all(feed.ws_url == "ws://127.0.0.1:1" for feed in config.feeds)
+    rest = [(feed.model_extra or {}).get("rest_url") for feed in config.feeds]
+    assert rest == [("http://127.0.0.1:1" if feed.venue == "binance" else None) for feed in config.feeds]

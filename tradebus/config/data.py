@@ -94,6 +94,10 @@ class DataSourceConfig(StrictModel):
             raise ValueError("give exactly one of 'dataset' (catalog) or 'file'")
         if self.bars is not None and self.kind != "trades":
             raise ValueError(f"bars: bars are built from trades; this source's kind is {self.kind!r}")
+        if (self.interval is not None or self.bar_time != "auto") and (self.kind != "bars" or self.file is None):
+            # read only when a bar file is parsed: a catalog dataset and a trades file stamp their own times
+            what = "a catalog dataset" if self.file is None else f"a {self.kind} file"
+            raise ValueError(f"interval, bar_time: they describe the time column of a bar file, not of {what}")
         return self
 
     @property

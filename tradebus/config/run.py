@@ -19,7 +19,7 @@ from tradebus.execution.config import VenueConfig
 from tradebus.features.spec import FeatureSpec
 from tradebus.risk.config import RiskConfig
 
-__all__ = ["ReportConfig", "RunBase", "RunConfig", "check_starting_balances"]
+__all__ = ["ReportConfig", "RunBase", "RunConfig", "check_fill_model_settings", "check_starting_balances"]
 
 
 class ReportConfig(StrictModel):
@@ -73,6 +73,25 @@ def check_starting_balances(config: RunBase) -> None:
         object.__setattr__(config, "initial_cash", cash)  # frozen model; keeps the dump consistent
 
 
+def check_fill_model_settings(venue: VenueConfig) -> None:
+    """Settings of one fill model set while the venue fills with another are errors, not ignored.
+
+    ``venue.book`` only acts with ``fill_on: book`` and ``venue.bar_path`` only with ``fill_on:
+    bars``; a value other than the default with another ``fill_on`` would change nothing.
+    (Defaults are fine: a dumped config, which spells every default out, reloads.)
+
+    Raises
+    ------
+    ValueError
+        Naming the setting and the ``fill_on`` it needs.
+    """
+    defaults = VenueConfig()
+    if venue.fill_on != "book" and venue.book != defaults.book:
+        raise ValueError(f"venue.book: these settings act only with fill_on: book (this venue fills on {venue.fill_on})")
+    if venue.fill_on != "bars" and venue.bar_path != defaults.bar_path:
+        raise ValueError(f"venue.bar_path: acts only with fill_on: bars (this venue fills on {venue.fill_on})")
+
+
 class RunBase(StrictModel):
     """What every run config has: instruments, strategies, venue, risk, features, money, report.
 
@@ -100,6 +119,7 @@ class RunBase(StrictModel):
     @model_validator(mode="after")
     def _check_run_parts(self) -> Self:
         check_starting_balances(self)
+        check_fill_model_settings(self.venue)
         ids = [i.instrument_id for i in self.instruments]
         if len(set(ids)) != len(ids):
             raise ValueError(f"instruments: duplicate instrument ids in {ids}")

@@ -486,7 +486,7 @@ def quality_cmd(
                      "(repeatable)."),
     ] = None,
     outlier_z: Annotated[
-        float | None, typer.Option(help="Robust z-score above which a return is an outlier [default: 12 bars, 100 trades].")
+        float | None, typer.Option(help="Robust z-score above which a return is an outlier.", show_default="12 bars, 100 trades")
     ] = None,
     stale_bars: Annotated[int, typer.Option(help="Shortest run of identical bars reported as stale.", min=2)] = 5,
     catalog: CatalogOpt = DEFAULT_CATALOG,

@@ -131,6 +131,10 @@ class PaperConfig(RunBase):
             if "trades" not in kinds.get(iid, set()):
                 raise ValueError(f"bars.{iid}: bars are built from trades, but no feed subscribes to {iid}'s trades")
         fill_on = self.venue.fill_on
+        if fill_on == "book":  # the paper venue matches trades, quotes or bars; the L2-book venue is a backtest's
+            raise ValueError(
+                "venue.fill_on: 'book' is for backtests of recorded books; a paper venue fills on 'trades', 'quotes' or 'bars'"
+            )
         for iid in dict.fromkeys(i for _, e in strategy_entries(self) for i in e.instruments):
             if iid not in fed:
                 raise ValueError(f"strategy.instruments: {iid!r} is traded but no feed subscribes to it")

@@ -358,7 +358,10 @@ def _write_local_config(config: Path, out: Path, ws_url: str, http_url: str) -> 
     data = yaml.safe_load(config.read_text(encoding="utf-8"))
     for feed in data.get("feeds", []):
         feed["ws_url"] = ws_url
-        feed["rest_url"] = http_url
+        adapter = VENUES.get(feed.get("venue", ""))
+        options = None if adapter is None else adapter.feed_options
+        if options is not None and "rest_url" in options.model_fields:  # a venue that fetches REST book snapshots
+            feed["rest_url"] = http_url
     base = config.resolve().parent
     for key in ("journal", "record"):
         if data.get(key) and not Path(data[key]).is_absolute():

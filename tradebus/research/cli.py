@@ -41,7 +41,7 @@ def _logging(
 
 
 ConfigArg = Annotated[Path, typer.Argument(help="Research config (YAML).", show_default=False)]
-OutOption = Annotated[Path | None, typer.Option("--out", "-o", help="Output directory [default: runs/research/<stem>].")]
+OutOption = Annotated[Path | None, typer.Option("--out", "-o", help="Output directory.", show_default="runs/research/<stem>")]
 
 _EXIT = ((ConfigError, 2), (DataError, 3), (TradebusError, 1))
 #: Exit code of ``lookahead`` when a lookahead was found.

@@ -50,7 +50,7 @@ def run_system(config_path: str | Path, out: str | Path) -> dict[str, Any]:
 
 def run(
     config: Annotated[Path, typer.Argument(help="System config (YAML with a 'system:' key).", show_default=False)],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory [default: runs/research/<stem>].")]
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory.", show_default="runs/research/<stem>")]
     = None,
 ) -> None:
     """Run a shipped research-to-trading system end to end (data, training, backtests, report)."""

@@ -511,7 +511,7 @@ class BinanceFeedHandle(Feed):
             symbols=[self.symbols[iid] for iid in self.instrument_ids],
             channels=channels,  # type: ignore[arg-type]
             ws_url=config.ws_url,
-            rest_url=config.rest_url,
+            rest_url=options.rest_url,
             venue=self.venue_name,
             stale_after=config.stale_after,
             snapshot_fetcher=options.snapshot_fetcher,

@@ -221,10 +221,13 @@ class BinanceFeedOptions(FeedOptions):
         with the speed it was recorded with.
     snapshot_fetcher
         REST depth snapshots through ``ccxt`` or a plain ``http`` GET.
+    rest_url
+        The REST base the depth snapshots come from; ``None``: the market's production endpoint.
     """
 
     depth_speed: str | None = None
     snapshot_fetcher: Literal["ccxt", "http"] = "ccxt"
+    rest_url: str | None = None
 
 
 FEED_OPTIONS = BinanceFeedOptions

@@ -123,8 +123,6 @@ class BybitFeedHandle(ParserFeed):
         updates: dict[str, Any] = {}
         if config.ws_url:
             updates[url_key] = config.ws_url
-        if config.rest_url:
-            updates["rest_url"] = config.rest_url
         self.bybit = bybit.model_copy(update=updates) if updates else bybit
         self.topics = [f"{ch}.{self.symbols[iid]}" for iid in self.instrument_ids for ch in config.channels_of(iid)]
         if live:

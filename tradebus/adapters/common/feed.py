@@ -84,10 +84,9 @@ class FeedConfig(_Model):
         A registered venue name (:data:`tradebus.adapters.registry.VENUES`).
     market
         One of the venue's markets (``VenueAdapter.markets``); it selects the endpoint and parser.
-    ws_url, rest_url
-        Endpoints; ``None`` uses the venue's production endpoints. For Binance ``ws_url`` is
-        the base (``/stream?streams=...`` is appended) and ``rest_url`` serves the depth
-        snapshot; for OKX and Bybit ``ws_url`` is the full WebSocket URL.
+    ws_url
+        The WebSocket endpoint; ``None`` uses the venue's production endpoint. For Binance it is
+        the base (``/stream?streams=...`` is appended), for OKX and Bybit the full URL.
     subscriptions
         ``instrument_id -> channels``; every instrument must be one of the config's.
     stale_after
@@ -105,7 +104,7 @@ class FeedConfig(_Model):
         a resync, orders stay denied until the book's first live update.
 
     Any other key must be one of the venue's own (its :class:`FeedOptions`, e.g. Binance's
-    ``depth_speed`` and ``snapshot_fetcher``): a key that neither knows, or a bad value of a
+    ``depth_speed``, ``snapshot_fetcher`` and ``rest_url``): a key that neither knows, or a bad value of a
     venue key, is an error naming the key.
     """
 
@@ -114,7 +113,6 @@ class FeedConfig(_Model):
     venue: str
     market: str
     ws_url: str | None = None
-    rest_url: str | None = None
     subscriptions: dict[str, list[str]] = Field(min_length=1)
     stale_after: PositiveFloat = 30.0
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)

@@ -130,8 +130,6 @@ class OkxFeedHandle(ParserFeed):
     ) -> None:
         super().__init__(config, instruments, sink)
         okx = OkxConfig(venue=self.venue_name, **({"public_url": config.ws_url} if config.ws_url else {}))
-        if config.rest_url:
-            okx = okx.model_copy(update={"rest_url": config.rest_url})
         self.okx = okx
         self.pairs = [(ch, self.symbols[iid]) for iid in self.instrument_ids for ch in config.channels_of(iid)]
         if live:

@@ -35,10 +35,6 @@ class OkxConfig(StrictModel):
     public_url
         WebSocket URL of the public channels (trades, tickers, books, bbo-tbt,
         funding-rate, mark-price).
-    business_url
-        WebSocket URL of the business channels (``candle*`` moved there in 2023).
-    rest_url
-        REST base URL (instruments).
     venue
         Venue name used in instrument ids (``"BTC-USDT.OKX"``).
     ping_after_s
@@ -51,8 +47,6 @@ class OkxConfig(StrictModel):
     """
 
     public_url: str = "wss://ws.okx.com:8443/ws/v5/public"
-    business_url: str = "wss://ws.okx.com:8443/ws/v5/business"
-    rest_url: str = "https://www.okx.com"
     venue: str = Field(default="OKX", min_length=1)
     ping_after_s: float = Field(default=25.0, gt=0.0, lt=30.0)
     pong_timeout_s: float = Field(default=5.0, gt=0.0)

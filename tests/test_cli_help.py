@@ -1,0 +1,98 @@
+"""Every command's help, walked: it renders, shows every help text whole, and names only real commands."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import typer
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from tradebus.cli import app
+
+runner = CliRunner()
+_BOX = re.compile(r"[│╭╮╰╯─]+")
+#: ``tradebus word word ...`` in a help text, or a hyphenated command-like word (``live-resume``).
+_MENTION = re.compile(r"\btradebus((?: [a-z][a-z0-9-]*)+)")
+
+
+def command_paths(application: typer.Typer) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """``(path, click command)`` of every command and group of ``application``, the root first."""
+    root = get_command(application)
+
+    def walk(command: Any, path: tuple[str, ...], ctx: Any) -> Iterator[tuple[tuple[str, ...], Any]]:
+        yield path, command
+        if hasattr(command, "list_commands"):
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                yield from walk(sub, (*path, name), type(ctx)(sub, parent=ctx, info_name=name))
+
+    yield from walk(root, (), root.context_class(root, info_name="tradebus"))
+
+
+def _flat(text: str) -> str:
+    return " ".join(_BOX.sub(" ", text).split())
+
+
+def help_problems(application: typer.Typer) -> list[str]:
+    """What is wrong with the help of every command of ``application`` (empty: nothing)."""
+    commands = dict(command_paths(application))
+    names = {" ".join(path) for path in commands}
+    problems = []
+    for path, command in commands.items():
+        where = " ".join(("tradebus", *path))
+        result = runner.invoke(application, [*path, "--help"], env={"COLUMNS": "100"})
+        if result.exit_code != 0:
+            problems.append(f"{where} --help: exit {result.exit_code}")
+            continue
+        shown = _flat(result.output)
+        texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+        for text in filter(None, texts):
+            # rich markup eats "[default: x]" written into a help text and leaves "Output directory ."
+            if _flat(text.split("\n\n")[0]) not in shown:
+                problems.append(f"{where} --help: {text.split(chr(10))[0]!r} is not shown whole")
+            for mention in _MENTION.finditer(text):
+                words = mention.group(1).split()
+                if not any(" ".join(words[:n]) in names for n in range(1, len(words) + 1)):
+                    problems.append(f"{where} --help: names {mention.group(0)!r}, which is no command")
+        if "<bool>" in result.output:
+            problems.append(f"{where} --help: shows a <bool> placeholder")
+        if re.search(r"\w \.(\s|$)", shown):
+            problems.append(f"{where} --help: a stray period in {shown[max(shown.find(' .') - 40, 0):][:60]!r}")
+    return problems
+
+
+def test_every_command_help_renders_whole_and_names_only_real_commands() -> None:
+    paths = {" ".join(path) for path, _ in command_paths(app)}
+    assert {"backtest", "paper", "replay", "serve", "live", "report", "sweep", "data import", "features list"} <= paths
+    assert help_problems(app) == []
+
+
+def test_the_help_check_sees_eaten_text_missing_commands_and_stray_periods() -> None:
+    sample = typer.Typer(add_completion=False)
+
+    @sample.command()
+    def run(
+        out: str = typer.Option("x", help="Output directory [default: runs/<stem>]."),
+        flag: bool = typer.Option(False, help="See `tradebus run` and tradebus nothing here."),
+    ) -> None:
+        """Run it."""
+
+    @sample.command()
+    def other() -> None:
+        """Another."""
+
+    problems = help_problems(sample)
+    assert any("'Output directory [default: runs/<stem>].' is not shown whole" in p for p in problems), problems
+    assert any("names 'tradebus nothing here'" in p for p in problems), problems
+    assert not any("'tradebus run'" in p for p in problems), problems
+    assert any("stray period" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("command", [["replay"], ["backtest"], ["research", "dataset"], ["data", "quality"]])
+def test_output_defaults_are_shown(command: list[str]) -> None:
+    output = _flat(runner.invoke(app, [*command, "--help"], env={"COLUMNS": "100"}).output)
+    assert "[default: (" in output and " ." not in output
