@@ -544,7 +544,9 @@ def test_tradebus_live_command_trades_bybit_linear_and_no_output_holds_a_key(tmp
         path.write_text(yaml.safe_dump(served["data"]))
         out = tmp_path / "out"
         env = {"TRADEBUS_BYBIT_API_KEY": KEY, "TRADEBUS_BYBIT_API_SECRET": SECRET}
-        result = CliRunner().invoke(app, ["live", str(path), "--out", str(out), "--max-seconds", "9"], env=env)
+        # The served stream lasts 2.5 s from the daemon's connection; a start takes up to ~10 s on a
+        # loaded machine, and a stop before the stream's last fill would miss that fill.
+        result = CliRunner().invoke(app, ["live", str(path), "--out", str(out), "--max-seconds", "20"], env=env)
     finally:
         loop, done = served["stop"]
         loop.call_soon_threadsafe(done.set)
