@@ -12,11 +12,14 @@ Both sides replay the same Binance spot BTCUSDT capture (trades and bookTicker) 
   = receive time of the trade -> ``OrderAccepted`` of the simulated venue;
 * live: :class:`~tradebus.node.live.LiveNode` against
   :class:`~tradebus.adapters.binance.private_emulator.BinancePrivateEmulator` (signed REST
-  through ccxt, HMAC verified, user stream), ``tick_to_sent`` = receive time -> the POST's
-  arrival at the emulator, and ``tick_to_accept`` = receive time -> ``OrderAccepted`` (REST ack).
+  through ccxt, HMAC verified, user stream), ``tick_to_sent`` = receive time -> the POST
+  handed to the socket (aiohttp's ``on_request_headers_sent`` trace of ccxt's session: the
+  request has no body, its bytes are written right after), ``tick_to_arrival`` = receive
+  time -> the POST's arrival at the emulator (adds loopback and the emulator process's
+  scheduling), and ``tick_to_accept`` = receive time -> ``OrderAccepted`` (REST ack).
   ``tick_to_submit`` (receive -> ``OrderSubmitted``: parse, kernel, strategy, risk, journal)
-  and ``submit_to_sent`` (``OrderSubmitted`` -> arrival: the send path -- task start, rate
-  budget, ccxt signing, aiohttp, loopback, the emulator's parse) split it.
+  and ``submit_to_sent`` (``OrderSubmitted`` -> socket: the send path -- task start, rate
+  budget, ccxt signing, aiohttp) split ``tick_to_sent``.
 
 The servers (public replay, and the account emulator on the live side) run in a **separate
 process** with their own event loop, on both sides: in the daemon's process they would share
@@ -45,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import aiohttp  # noqa: E402
 from loguru import logger  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
@@ -150,6 +154,15 @@ async def live_run(copies: int, speed: float | None, same_process: bool = False)
             )
             node = LiveNode(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
             clock_ns = time.time_ns
+            wire_ns: dict[str, int] = {}
+
+            async def on_headers_sent(_session: Any, _ctx: Any, params: aiohttp.TraceRequestHeadersSentParams) -> None:
+                if params.method == "POST":
+                    wire_ns.setdefault(params.url.query.get("newClientOrderId", ""), clock_ns())
+
+            trace = aiohttp.TraceConfig()
+            trace.on_request_headers_sent.append(on_headers_sent)
+            node.venue.api._ccxt.session = aiohttp.ClientSession(trace_configs=[trace])  # ccxt sends through it, closes it
 
             def on_submitted(event: OrderSubmitted) -> None:
                 DECIDED_ON[event.client_order_id] = DECIDING_ON[0]
@@ -170,16 +183,18 @@ async def live_run(copies: int, speed: float | None, same_process: bool = False)
             elapsed = time.perf_counter() - t0
             node.stop("bench done")
             await task
-        sent_ns = {c: placed[c] - t for c, t in DECIDED_ON.items() if c in placed}
+        arrival_ns = {c: placed[c] - t for c, t in DECIDED_ON.items() if c in placed}
+        sent_ns = {c: wire_ns[c] - t for c, t in DECIDED_ON.items() if c in wire_ns}
     return {
         "decisions": len(DECIDED_ON),
-        "placed": len(sent_ns),
+        "placed": len(arrival_ns),
         "trades": result.trades,
         "elapsed_s": elapsed,
         "servers": "same process" if same_process else "separate process",
         "tick_to_submit": percentiles([submit_ns[c] - t for c, t in DECIDED_ON.items()]),
-        "submit_to_sent": percentiles([placed[c] - submit_ns[c] for c in sent_ns]),
+        "submit_to_sent": percentiles([wire_ns[c] - submit_ns[c] for c in sent_ns]),
         "tick_to_sent": percentiles(list(sent_ns.values())),
+        "tick_to_arrival": percentiles(list(arrival_ns.values())),
         "tick_to_accept": percentiles(accept_ns),
     }
 
@@ -210,7 +225,8 @@ def main() -> None:
           f"{args.copies} copies at {args.speed or 'max'}x, servers in {live['servers']}")
     rows = [("paper tick_to_submit", ref["tick_to_submit"]), ("paper tick_to_accept", ref["tick_to_accept"]),
             ("live tick_to_submit", live["tick_to_submit"]), ("live submit_to_sent", live["submit_to_sent"]),
-            ("live tick_to_sent", live["tick_to_sent"]), ("live tick_to_accept", live["tick_to_accept"])]
+            ("live tick_to_sent", live["tick_to_sent"]), ("live tick_to_arrival", live["tick_to_arrival"]),
+            ("live tick_to_accept", live["tick_to_accept"])]
     for name, p in rows:
         print(f"  {name:<22} p50 {p['p50_us']:8.1f} us   p99 {p['p99_us']:8.1f} us   max {p['max_us']:9.1f} us")
     print(f"  live p99 tick-to-sent / paper p99 tick-to-accept = {ratio:.2f} (target <= 1)")
