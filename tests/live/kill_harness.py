@@ -248,7 +248,8 @@ async def kill_and_restart(
                     await asyncio.sleep(rng.uniform(0.0, 0.5))  # the market moves on while it is dead
                 final = _Daemon(config, tmp / "daemon-final.log", ["--dry-run", "--out", str(tmp / "out")])
                 await final.start()
-                await _wait(lambda: "reconciled " in final.text() or "reconciliation:" in final.text(), 120, "the final reconciliation")
+                # the start-up comparison of the position: equal ("reconciled ...") or held with the reason
+                await _wait(lambda: re.search(r"reconciled \S+:|held here but", final.text()) is not None, 120, "the final reconciliation")
                 await asyncio.sleep(1.5)  # unknown orders outlive not_found_grace
                 assert final.proc is not None
                 final.proc.send_signal(signal.SIGTERM)

@@ -74,7 +74,7 @@ from tradebus.execution.orders import Order
 import secrets
 from tradebus.engine.messages import OrderFilled
 
-__all__ = ["BinanceFuturesEmulator", "BinancePrivateEmulator", "MatchingProtocol", "RestFault", "StreamFault", "WEIGHTS", "weight_of"]
+__all__ = ["BinanceFuturesEmulator", "BinancePrivateEmulator", "MatchingProtocol", "RestFault", "StreamFault", "WEIGHTS"]
 
 _MS = 1_000_000
 _STATUS = {
