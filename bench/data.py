@@ -10,9 +10,10 @@ Throughput (issue 14.8): one month of 1-minute klines (43,200 rows) and
 ``--agg-rows`` aggTrades, as the headerless CSV files Binance publishes, are
 imported into a fresh catalog; the reference is reading the same CSV with
 ``pyarrow.csv.read_csv`` alone (type inference, all threads), timed in the same
-run. Reported: the median of ``--runs`` runs of each, rows/s, and the ratio
-read / import (target >= 0.5: validation and catalog writing cost at most as
-much as the read).
+run, the runs of the two alternated. Reported: the median of ``--runs`` runs of each,
+rows/s, and the ratio read / import (target >= 0.5: validation and catalog writing
+cost at most as much as the read); also the CPU seconds of every thread of each
+(``time.process_time``), whose ratio moves less with the load of a shared machine.
 
 Bars from trades (issue 14.8): ``--bar-trades`` trades into 1-second time bars with
 :class:`tradebus.features.bars.BarBuilder.run` against a hand-written numba loop that
@@ -175,19 +176,21 @@ def peak_rss_mb(catalog: Path, source: Path) -> float:
     return int(out.stdout.strip().splitlines()[-1]) / 1024.0
 
 
-def time_import(work: Path, source: Path, kind: str, interval: str | None) -> float:
+def time_import(work: Path, source: Path, kind: str, interval: str | None) -> tuple[float, float]:
+    """Wall and CPU seconds (every thread of the process) of one import into a fresh catalog."""
     catalog = work / "catalog"
     shutil.rmtree(catalog, ignore_errors=True)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     import_path(catalog, source, venue="bench", market="spot", symbol="BTCUSDT", kind=kind,  # type: ignore[arg-type]
                 interval=interval)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
-def time_read(source: Path) -> float:
-    start = time.perf_counter()
+def time_read(source: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of reading ``source`` with pyarrow's CSV reader alone."""
+    start, cpu = time.perf_counter(), time.process_time()
     pacsv.read_csv(source, read_options=pacsv.ReadOptions(autogenerate_column_names=True))
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def main() -> None:
@@ -218,9 +221,12 @@ def main() -> None:
         ):
             source = work / f"{name}.csv"
             writer(source, rows)
-            reads = [time_read(source) for _ in range(args.runs)]
-            imports = [time_import(work, source, kind, interval) for _ in range(args.runs)]
-            read_s, import_s = statistics.median(reads), statistics.median(imports)
+            reads, imports = [], []
+            for _ in range(args.runs):  # alternated, so that a burst of load on the machine hits both sides
+                reads.append(time_read(source))
+                imports.append(time_import(work, source, kind, interval))
+            read_s, import_s = (statistics.median(t[0] for t in x) for x in (reads, imports))
+            read_cpu, import_cpu = (statistics.median(t[1] for t in x) for x in (reads, imports))
             figures[name] = {
                 "rows": rows,
                 "csv_mb": source.stat().st_size / 1e6,
@@ -228,6 +234,9 @@ def main() -> None:
                 "import_s": import_s,
                 "import_rows_per_s": rows / import_s,
                 "ratio_read_over_import": read_s / import_s,
+                "pyarrow_read_cpu_s": read_cpu,
+                "import_cpu_s": import_cpu,
+                "cpu_ratio_read_over_import": read_cpu / import_cpu,
             }
     figures["bars_from_trades"] = bars_from_trades(args.bar_trades, args.runs)
     if args.json:
@@ -242,7 +251,8 @@ def main() -> None:
         assert isinstance(f, dict)
         print(f"{name:16s} {f['rows']:>10,} rows  {f['csv_mb']:6.1f} MB CSV: pyarrow.csv read {f['pyarrow_read_s']:.3f} s, "
               f"import {f['import_s']:.3f} s ({f['import_rows_per_s']:,.0f} rows/s) -> ratio "
-              f"{f['ratio_read_over_import']:.2f} (target >= 0.5; medians of {args.runs})")
+              f"{f['ratio_read_over_import']:.2f} (target >= 0.5; medians of {args.runs}); CPU of all threads: read "
+              f"{f['pyarrow_read_cpu_s']:.3f} s, import {f['import_cpu_s']:.3f} s -> {f['cpu_ratio_read_over_import']:.2f}")
     b = figures["bars_from_trades"]
     assert isinstance(b, dict)
     print(f"bars from trades {b['trades']:>10,} trades -> {b['bars']:,} 1s bars: builder {b['builder_s']:.3f} s "

@@ -128,8 +128,9 @@ def exchange(venue: Venue, rate_limit_ms: int = 40):
 def test_backfill_pages_through_a_gap_and_a_429_and_matches_the_file(venue: Venue, tmp_path: Path) -> None:
     sleeps: list[float] = []
     result = backfill_ohlcv(
-        tmp_path, exchange(venue), "ADA/BTC", "1m", since_ms=FIRST_MS, until_ms=FIRST_MS + 120 * MINUTE_MS,
-        venue="binance", market="spot", catalog_symbol="ADABTC", limit=25, sleep=sleeps.append,
+        tmp_path, exchange(venue, rate_limit_ms=200), "ADA/BTC", "1m", since_ms=FIRST_MS,
+        until_ms=FIRST_MS + 120 * MINUTE_MS, venue="binance", market="spot", catalog_symbol="ADABTC", limit=25,
+        sleep=sleeps.append,
     )
     assert result.retries == 1 and len(sleeps) == 1  # the 429, retried once after a backoff
     assert result.rows == 115 and result.pages >= 5
@@ -143,8 +144,9 @@ def test_backfill_pages_through_a_gap_and_a_429_and_matches_the_file(venue: Venu
     assert starts[0] == starts[1] == FIRST_MS  # the throttled page is asked again
     assert all(b > a for a, b in zip(starts[1:], starts[2:], strict=False))  # each page starts after the last bar
     spacing = [b - a for (a, _), (b, _) in zip(venue.requests[1:], venue.requests[2:], strict=False)]
-    # ccxt's limiter: rateLimit (40 ms) times the endpoint's weight (Binance klines with limit < 100: 0.4)
-    assert min(spacing) >= 0.7 * 0.4 * 0.040  # the limiter may release a request a ms early
+    # ccxt's limiter: rateLimit (200 ms) times the endpoint's weight (Binance klines with limit < 100: 0.4),
+    # seen at the server, where a loaded machine can delay one arrival and bunch it with the next
+    assert float(np.median(spacing)) >= 0.8 * 0.4 * 0.200 and min(spacing) >= 0.3 * 0.4 * 0.200
 
 
 def test_backfill_resumes_from_the_catalogs_last_bar_without_duplicates(venue: Venue, tmp_path: Path) -> None:

@@ -93,3 +93,105 @@ def test_cli_imports_and_exits_3_on_a_bad_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(data_app, ["import-book-depth", str(FIXTURE), *args])
     assert result.exit_code == 0, result.output
     assert len(stored(tmp_path / "cat")) == 36
+
+
+# --------------------------------------------------------------------------- quality and replay
+
+T0 = 1_685_577_608 * 10**9  # 2023-06-01T00:00:08Z, the fixture's first snapshot; then +30 s, +60 s
+
+
+def fixture_frame() -> pd.DataFrame:
+    ref = pd.read_csv(FIXTURE)
+    ts = pd.to_datetime(ref["timestamp"], utc=True).dt.as_unit("ns").astype("int64")
+    return pd.DataFrame({"ts_event": ts, "ts_init": ts, "percentage": ref["percentage"], "depth": ref["depth"],
+                         "notional": ref["notional"]})
+
+
+def depth_counts(frame: pd.DataFrame, chunk: int) -> tuple[str, dict[str, int], dict[str, object]]:
+    import pyarrow as pa
+
+    from tradebus.data.quality import QualityCheck
+
+    check = QualityCheck("book_depth")
+    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    for start in range(0, table.num_rows, chunk):
+        check.feed(table.slice(start, chunk))
+    report = check.report()
+    return report.status, {k: int(v["count"]) for k, v in report.checks.items()}, report.checks["gaps"]  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("chunk", [5, 12, 36])  # snapshots cut across chunks must count the same
+def test_quality_of_the_fixture_is_clean_and_planted_snapshot_defects_are_counted(chunk: int) -> None:
+    clean = fixture_frame()
+    status, found, _ = depth_counts(clean, chunk)
+    assert status == "ok" and not any(found.values())
+    assert set(found) == {"non_monotonic_time", "duplicate_band", "non_cumulative", "negative_depth", "zero_depth",
+                          "band_set_changed", "stale", "gaps"}
+
+    no_middle = clean[clean["ts_event"] != T0 + 30 * 10**9]  # 00:00:08 then 00:01:08: one snapshot missing
+    status, found, gaps = depth_counts(no_middle, chunk)
+    assert (status, found["gaps"], gaps["missing"], gaps["longest"]) == ("warn", 1, 1, 1)
+
+    repeated = clean.copy()  # the third snapshot repeats the second's bands
+    repeated.loc[24:35, ["percentage", "depth", "notional"]] = clean.loc[12:23, ["percentage", "depth", "notional"]].to_numpy()
+    assert depth_counts(repeated, chunk)[1]["stale"] == 1
+
+    missing_band = clean.drop(index=[17])  # the second snapshot lacks -0.20: differs from the first and the third
+    assert depth_counts(missing_band, chunk)[1]["band_set_changed"] == 2
+
+    emptied = clean.copy()
+    emptied.loc[4, "depth"] = 0.0  # -1.00 band of the first snapshot: 0 under the -0.20 band's 85.681
+    status, found, _ = depth_counts(emptied, chunk)
+    assert (status, found["zero_depth"], found["non_cumulative"]) == ("fail", 1, 1)
+
+    negative = clean.copy()
+    negative.loc[31, "notional"] = -1.0  # +1.00 band of the third snapshot: below the +0.20 band
+    status, found, _ = depth_counts(negative, chunk)
+    assert (found["negative_depth"], found["non_cumulative"]) == (1, 1)
+
+    twice = pd.concat([clean, clean.iloc[24:36]])  # the last snapshot stored twice at its time: 12 bands repeat
+    status, found, _ = depth_counts(twice, chunk)
+    assert (status, found["duplicate_band"], found["band_set_changed"], found["non_monotonic_time"]) == ("fail", 12, 0, 0)
+
+    backwards = pd.concat([clean.iloc[12:24], clean.iloc[0:12], clean.iloc[24:36]])
+    assert depth_counts(backwards, chunk)[1]["non_monotonic_time"] == 1
+
+
+def test_cli_quality_of_an_imported_and_of_a_gapped_book_depth_dataset(tmp_path: Path) -> None:
+    import json
+
+    import pyarrow as pa
+
+    manifest = import_book_depth(FIXTURE, tmp_path / "cat", "BTCUSDT")
+    assert manifest.quality == {"status": "ok"}  # the import ran the checks
+    args = ["--catalog", str(tmp_path / "cat")]
+    result = CliRunner().invoke(data_app, ["quality", "binance/usdm/BTCUSDT/book_depth", "--json", *args])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["status"], report["rows"], report["checks"]["gaps"]["count"]) == ("ok", 36, 0)
+    gapped = fixture_frame()
+    gapped = gapped[gapped["ts_event"] != T0 + 30 * 10**9]
+    Catalog(tmp_path / "cat").write(pa.Table.from_pandas(gapped, preserve_index=False), "binance", "usdm", "BTCUSDT",
+                                    "book_depth_gapped", kind="book_depth")
+    result = CliRunner().invoke(data_app, ["quality", "binance/usdm/BTCUSDT/book_depth_gapped", "--fail-on", "gaps", *args])
+    assert result.exit_code == 3 and "gaps" in result.output
+
+
+def test_book_depth_replays_as_one_message_per_band_and_reaches_a_kernel_run(tmp_path: Path) -> None:
+    from tradebus.data.replay import Replay, ReplaySource
+    from tradebus.engine.instrument import Instrument
+    from tradebus.engine.kernel import Kernel
+    from tradebus.engine.messages import BookDepth
+
+    import_book_depth(FIXTURE, tmp_path / "cat", "BTCUSDT")
+    iid = "BTCUSDT.BINANCE"
+    source = ReplaySource.from_catalog(tmp_path / "cat", iid, "binance", "usdm", "BTCUSDT", "book_depth")
+    messages = list(Replay([source]))
+    assert len(messages) == 36 and all(type(m) is BookDepth for m in messages)
+    assert messages[0] == BookDepth(iid, T0, T0, -5.0, 1166.42, 30945285.90)  # the file's first row
+    assert messages[35] == BookDepth(iid, T0 + 60 * 10**9, T0 + 60 * 10**9, 5.0, 1291.807, 36029349.82)  # its last
+    seen: list[BookDepth] = []
+    kernel = Kernel([Instrument(venue="BINANCE", symbol="BTCUSDT", tick_size=0.1, lot_size=0.001)], initial_cash=1_000.0)
+    kernel.bus.subscribe(BookDepth, seen.append)
+    kernel.run(Replay([source]))
+    assert seen == messages

@@ -312,3 +312,17 @@ def test_import_file_validation_error_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="bars_high_below_low.csv row 17: high 99.0 < low 100.0"):
         import_file(tmp_path, FIXTURES / "bars_high_below_low.csv", venue="x", market="spot", symbol="S")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_partition_cuts_match_a_per_row_calendar_conversion() -> None:
+    rng = np.random.default_rng(7)
+    for trial in range(600):
+        base = int(rng.integers(946_684_800, 4_000_000_000)) * 10**9
+        scale = (10**9, 86_400 * 10**9, 40 * 86_400 * 10**9, 400 * 86_400 * 10**9)[trial % 4]
+        ts = np.sort(base + rng.integers(0, scale, int(rng.integers(1, 40)))).astype(np.int64)
+        for period, unit in (("day", "D"), ("month", "M"), ("year", "Y")):
+            days = ts.astype("datetime64[ns]").astype(f"datetime64[{unit}]").astype("datetime64[D]")
+            cuts = (np.flatnonzero(days[1:] != days[:-1]) + 1).tolist()
+            starts, got = catalog_module._partition_cuts(ts, period)
+            assert got == cuts
+            assert [str(s) for s in starts] == [str(d) for d in days[[0, *cuts]]]

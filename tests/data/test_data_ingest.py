@@ -431,3 +431,29 @@ def test_a_failed_chunked_import_leaves_no_directory_behind(tmp_path: Path) -> N
         import_path(tmp_path, fixture("bars_high_below_low.csv"), venue="x", market="spot", symbol="S", interval="1h",
                     block_bytes=200)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_csv_source_converts_only_the_columns_an_import_uses() -> None:
+    from tradebus.data.sources import open_source
+
+    path = fixture("ADABTC-1m-2021-11-27_head120.csv")  # headerless Binance kline: 12 columns
+    source = open_source(path)
+    assert source.preview is not None and list(source.preview.columns) == [f"f{i}" for i in range(12)]
+    assert source.preview.columns["f0"].to_pylist() == ["1637971200000"]  # the first line, as text
+    source.narrow(["f5", "f0", "f1"])
+    frames = list(source.frames)
+    assert [list(f.columns) for f in frames] == [["f0", "f1", "f5"]]  # in file order, nothing else converted
+    assert frames[0].columns["f5"][0].as_py() == 36304.2
+    assert len(frames[0]) == 120
+
+
+def test_narrowed_imports_of_headerless_klines_and_aggtrades_keep_every_value(tmp_path: Path) -> None:
+    bars = read_bars(fixture("ADABTC-1m-2021-11-27_head120.csv"))
+    assert bars.num_rows == 120
+    assert bars.column("volume")[0].as_py() == 36304.2  # column 6 of the file, not the close time of column 7
+    assert bars.column("ts_event")[0].as_py() == (1637971200000 + 60_000) * 1_000_000
+    path = tmp_path / "BTCUSDT-aggTrades.csv"
+    path.write_text("26129,0.01633102,4.70443515,27781,27782,1498793709153,True,True\n")
+    trades = read_trades(path)
+    assert trades.column("trade_id").to_pylist() == ["26129"]  # the aggregate id, not the first/last trade ids
+    assert trades.column("ts_event").to_pylist() == [1_498_793_709_153_000_000]

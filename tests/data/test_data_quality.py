@@ -164,3 +164,18 @@ def test_outlier_windows_do_not_depend_on_how_the_input_is_cut() -> None:
     assert whole.checks["outliers"]["count"] == 8  # each jump and its way back
     for chunk in (7_001, 65_536, 100_000):
         assert report(frame, "trades", chunk=chunk).checks == whole.checks
+
+
+def test_integer_ids_given_by_an_import_count_like_the_text_ids() -> None:
+    # ids 10, 11, 11, 15, 16: one repeat (row 3), one skip of 3 ids (11 -> 15)
+    ids = np.array([10, 11, 11, 15, 16], dtype=np.int64)
+    ts = 1_700_000_000_000_000_000 + np.arange(5, dtype=np.int64) * 1_000_000
+    table = pa.table({"ts_event": ts, "ts_init": ts, "price": np.full(5, 100.0), "size": np.ones(5),
+                      "aggressor": np.zeros(5, dtype=np.int8), "trade_id": [str(i) for i in ids]})
+    for int_ids in (None, ids):
+        check = QualityCheck("trades")
+        check.feed(table.slice(0, 2), int_ids=None if int_ids is None else int_ids[:2])
+        check.feed(table.slice(2), int_ids=None if int_ids is None else int_ids[2:])
+        r = check.report()
+        assert r.checks["duplicate_trade_id"]["count"] == 1
+        assert r.checks["trade_id_gaps"]["count"] == 1 and r.checks["trade_id_gaps"]["missing"] == 3

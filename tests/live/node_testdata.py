@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,14 +112,22 @@ def config_of(data: dict[str, Any]) -> PaperConfig:
     return parse_paper_config(data, "<test config>")
 
 
-async def run_node(node: PaperNode, done: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Run ``node`` until ``done()`` (polled) or ``timeout`` seconds, then stop it and wait for it."""
+async def run_node(
+    node: PaperNode, done: Callable[[], bool], timeout: float = 30.0, act: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Run ``node`` until ``done()`` (polled) or ``timeout`` seconds, then stop it and wait for it.
+
+    ``act()``, when given, runs once ``done()`` is true (after answers in flight arrived), before the stop.
+    """
     task = asyncio.create_task(node.run())
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline and not task.done():
             if node.running.is_set() and done():
+                if act is not None:
+                    await asyncio.sleep(0.3)
+                    await act()
                 break
             await asyncio.sleep(0.02)
     finally:

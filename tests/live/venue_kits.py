@@ -42,6 +42,9 @@ class VenueKit:
     place_path: str
     #: A substring of the private-stream frame that carries a fill (and only such frames).
     fill_frame: str
+    #: The live account's market (``live.market``) and the public feed's.
+    market: str = "spot"
+    feed_market: str = "spot"
 
     def instruments(self) -> dict[str, Instrument]:
         inst = Instrument(**self.instrument)
@@ -63,7 +66,7 @@ class VenueKit:
             "feeds": [
                 {
                     "venue": self.venue,
-                    "market": "spot",
+                    "market": self.feed_market,
                     "ws_url": ws_url,
                     "subscriptions": {self.iid: self.channels},
                     "backoff": {"base": 0.05, "cap": 0.2, "min_delay": 0.01},
@@ -73,6 +76,7 @@ class VenueKit:
             "journal": str(tmp / "journal.sqlite"),
             "record": str(tmp / "frames.jsonl.gz"),
             "live": {
+                "market": self.market,
                 "rest_url": emulator.rest_url,
                 "ws_api_url": emulator.ws_url,
                 "request_timeout": 1.0,
@@ -162,7 +166,7 @@ async def kit_harness(
 
     emulator = kit.emulator(rest_faults, stream_faults)
     await emulator.start()
-    settings = LiveSettings(venue=kit.venue)
+    settings = LiveSettings(venue=kit.venue, market=kit.market)
     account = settings.account()
     options = {"passphrase": SecretStr(PASSPHRASE), "environment": "testnet"}
     instruments = kit.instruments()

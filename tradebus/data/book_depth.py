@@ -16,7 +16,9 @@ Rules (a bad row is refused naming the file, row and field; nothing is written):
 is the one above; ``timestamp`` parses and never goes back (across the files too);
 ``percentage`` is finite, non-zero and within ±100 and appears once per snapshot; ``depth``
 and ``notional`` are finite and >= 0 and, being cumulative, do not fall from a band to a
-wider one of the same side.
+wider one of the same side. The snapshot checks of :mod:`tradebus.data.quality` (gaps,
+stale and incomplete snapshots, empty bands) run on the rows as they are written; their
+summary goes into the manifest.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import IO
 import pyarrow as pa
 
 from tradebus.data.catalog import Catalog, DatasetWriter, Manifest
+from tradebus.data.quality import QualityCheck
 from tradebus.errors import DataError
 
 __all__ = ["import_book_depth"]
@@ -171,13 +174,16 @@ def import_book_depth(
     writer: DatasetWriter = cat.writer(venue, market, symbol, f"book_depth{suffix}", "day", kind="book_depth", mode=mode)  # type: ignore[arg-type]
     state: dict[str, object] = {"snap": _Snapshot()}
     columns: list[list[float]] = [[], [], [], []]
+    check = QualityCheck("book_depth")
 
     def flush() -> None:
         if columns[0]:
             ts = pa.array(columns[0], pa.int64())
-            writer.write(pa.table({"ts_event": ts, "ts_init": ts, "percentage": pa.array(columns[1], pa.float64()),
-                                   "depth": pa.array(columns[2], pa.float64()),
-                                   "notional": pa.array(columns[3], pa.float64())}))
+            table = pa.table({"ts_event": ts, "ts_init": ts, "percentage": pa.array(columns[1], pa.float64()),
+                              "depth": pa.array(columns[2], pa.float64()),
+                              "notional": pa.array(columns[3], pa.float64())})
+            writer.write(table)
+            check.feed(table)
             for column in columns:
                 column.clear()
 
@@ -194,7 +200,8 @@ def import_book_depth(
         flush()
         if writer.rows == 0:
             raise DataError(f"{files[0]}: no bookDepth rows")
-        return writer.commit(notes=[f"Binance Vision bookDepth: {files[0].name} .. {files[-1].name}"])
+        return writer.commit(notes=[f"Binance Vision bookDepth: {files[0].name} .. {files[-1].name}"],
+                             quality=check.report().summary())
     except BaseException:
         writer.abort()
         raise

@@ -221,6 +221,24 @@ def import_okx_book_cmd(
     _import_one(path.name, lambda: import_okx_book(path, catalog, symbol, market=market, suffix=suffix, mode=_mode(overwrite)))
 
 
+@data_app.command("import-okx-candles")
+def import_okx_candles_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="OKX market/candles or history-candles JSON pages, any order.")],
+    symbol: Annotated[str, typer.Option(help="OKX instrument id, e.g. BTC-USDT or BTC-USDT-SWAP.")],
+    interval: Annotated[str | None, typer.Option(help="The bar the pages were fetched with (1m, 1H, 1D); "
+                                                 "detected when omitted.")] = None,
+    market: Annotated[str, typer.Option(help="spot, swap, futures or option (spot: volume is vol, else volCcy).")] = "spot",
+    name: Annotated[str | None, typer.Option(help="Dataset name (default bars_<interval>).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset.")] = False,
+    catalog: CatalogOpt = DEFAULT_CATALOG,
+) -> None:
+    """Import OKX v5 candle pages as a bar dataset (unfinished candles refused unless newest)."""
+    from tradebus.data.okx_candles import import_okx_candles
+
+    _import_one(paths[0].name if len(paths) == 1 else f"{len(paths)} pages", lambda: import_okx_candles(
+        paths, catalog, symbol, interval=interval, market=market, dataset=name, mode=_mode(overwrite)))
+
+
 @data_app.command("import-book-depth")
 def import_book_depth_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Binance Vision bookDepth CSVs or zips, days in order.")],

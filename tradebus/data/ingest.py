@@ -76,8 +76,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 import dataclasses
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -166,6 +168,7 @@ SYMBOL_COLUMNS = ("symbol", "instrument", "instrument_id", "instrument_name", "i
                   "product_id")
 """Column names taken as a symbol column (a file may hold one symbol unless split)."""
 _MAX_SYMBOLS = 1000
+_QUALITY_IN_FLIGHT = 2  # chunks handed to the quality thread and not yet checked (bounds the memory they hold)
 # Rows gathered before the bar interval is detected (all of a smaller file), so the
 # detection does not depend on how the file is cut into chunks.
 _DETECT_ROWS = 4096
@@ -569,6 +572,12 @@ class _Symbols:
         return [(label, frame.take(np.flatnonzero(codes == code))) for code, label in enumerate(labels)]
 
 
+def _find_symbols(frame: Frame, has_header: bool, split_by: str | None) -> _Symbols:
+    if split_by is not None and not has_header:
+        raise DataError(f"{frame.name}: --split-by needs a file with a header")
+    return _Symbols.find(frame, split_by) if has_header else _Symbols(frame.name, None, False)
+
+
 # --------------------------------------------------------------------------- bars
 
 
@@ -608,7 +617,8 @@ class BarStream:
         """What is added to the time column: the interval for open stamps, 0 for close stamps."""
         return (self.interval_ns or 0) if self.bar_time == "open" else 0
 
-    def _layout(self, frame: Frame) -> None:
+    def layout(self, frame: Frame) -> set[str]:
+        """Find the time and OHLCV columns of ``frame`` (a chunk or a preview); return the names used."""
         if not self.source.has_header:
             if len(frame.columns) < 6:
                 raise DataError(
@@ -630,6 +640,7 @@ class BarStream:
         if self.bar_time == "auto":
             self.bar_time = "close" if self.ts_name == "ts_event" else "open"
         self.display_ts = shown
+        return {self.ts_name, *self.fields.values()}
 
     def convert(self, frame: Frame) -> pa.Table:
         """Return the chunk in the stored bar layout, validated against the rows before it.
@@ -638,7 +649,7 @@ class BarStream:
         until :data:`_DETECT_ROWS` rows are in hand or :meth:`finish` is called.
         """
         if not self.fields:
-            self._layout(frame)
+            self.layout(frame)
         if self.interval_ns is None and self.source.suffix != ".json":
             frame = frame if self._pending is None else self._pending.concat(frame)
             if len(frame) < _DETECT_ROWS:
@@ -761,6 +772,7 @@ class TradeStream:
         self.last_int_id: int | None = None
         self.prev_ids: pa.Array | None = None
         self.prev_id_rows: np.ndarray | None = None
+        self.int_ids: np.ndarray | None = None
         self.rows = 0
 
     def use(self, source: Source) -> pa.Table:
@@ -774,7 +786,8 @@ class TradeStream:
         """Nothing is held back for trades."""
         return TRADE_SCHEMA.empty_table()
 
-    def _layout(self, frame: Frame) -> None:
+    def layout(self, frame: Frame) -> set[str]:
+        """Find the time, price, size, side and id columns of ``frame`` (a chunk or a preview); return them."""
         if not self.source.has_header:
             names = list(frame.columns)
             first = [str(frame.columns[n][0]).strip().lower() for n in names] if len(frame) else []
@@ -791,7 +804,7 @@ class TradeStream:
             self.names = {"time": names[time_index], "price": names[1], "size": names[2],
                           "side": names[flags[0]], "trade_id": names[0]}
             self.display = {"time": "time", "side": "is_buyer_maker"}
-            return
+            return {n for n in self.names.values() if n is not None}
         side = next((a for a in (*_AGGRESSOR_ALIASES, *_MAKER_ALIASES) if a in frame.columns), None)
         self.names = {
             "time": _time_column(frame, self.ts_column),
@@ -801,11 +814,12 @@ class TradeStream:
             "trade_id": _pick(frame, _TRADE_ALIASES["trade_id"], "trade_id", required=False),
         }
         self.display = {"time": self.names["time"] or "time", "side": side or ""}
+        return {n for n in self.names.values() if n is not None}
 
     def convert(self, frame: Frame) -> pa.Table:
         """Return the chunk in the stored trade layout, validated against the rows before it."""
         if not self.names:
-            self._layout(frame)
+            self.layout(frame)
         n = self.names
         ts, self.unit = _to_ns_unit(frame, frame.columns[n["time"]], self.display["time"], self.unit)  # type: ignore[index,assignment]
         price = _to_float(frame, frame.columns[n["price"]], "price")  # type: ignore[index]
@@ -823,8 +837,12 @@ class TradeStream:
                 (~(np.isfinite(price) & (price > 0)), lambda i: f"price {_v(price[i])} is not a finite positive price"),
                 (~(np.isfinite(size) & (size > 0)), lambda i: f"size {_v(size[i])} is not a finite positive size"),
             ])
+        # Integer ids as read, for the quality check: their text is canonical, so casting it back gives them again.
+        self.int_ids = None
         if ids is not None:
             self._check_ids(frame, ids, trade_id)
+            if pa.types.is_integer(ids.type) and ids.null_count == 0:
+                self.int_ids = ids.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
         if ts.size:
             self.prev_ts, self.prev_row = int(ts[-1]), frame.row(ts.size - 1)
         self.rows += ts.size
@@ -913,11 +931,20 @@ def _stream(
             if held.num_rows:
                 yield key, held
         symbols: _Symbols | None = None
+        if source.preview is not None:
+            symbols = _find_symbols(source.preview, source.has_header, split_by)
+            # The layout is found on the column names (and a headerless file's first row) before any chunk is
+            # parsed, so that the reader converts only the columns used.
+            if symbols.split:
+                probe = make(source)  # the streams of the symbols find the same columns by name on each chunk
+            else:
+                if None not in streams:
+                    streams[None] = make(source)
+                probe = streams[None]
+            source.narrow(probe.layout(source.preview) | ({symbols.column} if symbols.column else set()))
         for frame in source.frames:
             if symbols is None:
-                symbols = _Symbols.find(frame, split_by) if source.has_header else _Symbols(frame.name, None, False)
-                if split_by is not None and not source.has_header:
-                    raise DataError(f"{frame.name}: --split-by needs a file with a header")
+                symbols = _find_symbols(frame, source.has_header, split_by)
             for key, part in symbols.groups(frame):
                 stream = streams.get(key)
                 if stream is None:
@@ -1179,6 +1206,10 @@ def import_path(
     streams: dict[str | None, BarStream | TradeStream] = {}
     writers: dict[str | None, DatasetWriter] = {}
     checks: dict[str | None, QualityCheck] = {}
+    # The quality checks run on a thread of their own (numpy releases the GIL), in order, while the next chunk is read.
+    quality_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-quality")
+    judged: deque[Future[None]] = deque()
+    fed = 0
 
     def make(src: Source) -> BarStream | TradeStream:
         if kind == "bars":
@@ -1198,7 +1229,17 @@ def import_path(
                 )
                 checks[key] = QualityCheck(kind, interval_ns)
             writer.write(table)
-            checks[key].feed(table)
+            stream = streams[key]
+            int_ids = stream.int_ids if isinstance(stream, TradeStream) else None
+            if fed == 0:  # the first chunk here: a one-chunk file (a month of klines) never starts the thread
+                checks[key].feed(table, int_ids=int_ids)
+            else:
+                while len(judged) >= _QUALITY_IN_FLIGHT:
+                    judged.popleft().result()
+                judged.append(quality_pool.submit(checks[key].feed, table, int_ids=int_ids))
+            fed += 1
+        while judged:
+            judged.popleft().result()
         first = next(iter(streams.values()))
         shown = ", ".join(sources) if len(sources) <= 3 else f"{sources[0]} ... {sources[-1]} ({len(sources)} files)"
         if isinstance(first, BarStream):
@@ -1214,6 +1255,9 @@ def import_path(
             for k in sorted(writers, key=lambda k: k or "")
         ]
     finally:
+        for future in judged:
+            future.cancel()
+        quality_pool.shutdown(wait=True)
         for writer in writers.values():
             writer.abort()
     return dataclasses.replace(result, manifests=manifests)

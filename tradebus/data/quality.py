@@ -26,10 +26,30 @@ outliers               warn     log returns (bars: close to close; trades: price
                                 returns, exceeds ``outlier_z``
 =====================  =======  ============================================================
 
+Percentage-depth snapshots (``book_depth``: the rows of one ``ts_event`` form a snapshot,
+one row per band) are checked for:
+
+=====================  =======  ============================================================
+check                  level    what is counted
+=====================  =======  ============================================================
+non_monotonic_time     error    rows whose ``ts_event`` is before the previous row's
+duplicate_band         error    bands whose percentage repeats within their snapshot (a
+                                snapshot stored twice at one time)
+non_cumulative         error    bands whose depth or notional is below the next narrower band's
+                                on the same side (depth is cumulative from the mid outwards)
+negative_depth         error    bands with a negative or non-finite depth or notional
+zero_depth             warn     bands with depth or notional 0 (an empty band)
+band_set_changed       warn     snapshots whose set of percentages differs from the previous one's
+stale                  warn     snapshots identical in every band to the previous one
+gaps                   warn     snapshots more than 1.5 snapshot intervals (``interval_ns``,
+                                default 30 s, Binance's cadence) after the previous one
+                                (``missing`` snapshots in total, ``longest`` in snapshots)
+=====================  =======  ============================================================
+
 The status is ``fail`` when an error-level check counts anything, ``warn`` for a
 warn-level one, else ``ok``. Each finding keeps its first ``examples`` times.
 Crossed or locked quotes and book sequence gaps need quote and book datasets,
-which the catalog does not store yet.
+which these checks do not read yet.
 """
 
 from __future__ import annotations
@@ -55,11 +75,24 @@ CHECKS: dict[str, str] = {
     "zero_volume": "warn",
     "stale": "warn",
     "outliers": "warn",
+    "duplicate_band": "error",
+    "non_cumulative": "error",
+    "negative_depth": "error",
+    "zero_depth": "warn",
+    "band_set_changed": "warn",
 }
 """Every check and its level (``error`` or ``warn``)."""
 _MAD_SCALE = 1.4826
 _ROBUST_CHUNK = 65_536
 _EXAMPLES = 5
+_DEPTH_INTERVAL_NS = 30_000_000_000
+_APPLICABLE: dict[str, frozenset[str]] = {
+    "bars": frozenset(("non_monotonic_time", "duplicate_time", "ohlc_integrity", "non_positive_price", "gaps",
+                       "zero_volume", "stale", "outliers")),
+    "trades": frozenset(("non_monotonic_time", "non_positive_price", "duplicate_trade_id", "trade_id_gaps", "outliers")),
+    "book_depth": frozenset(("non_monotonic_time", "duplicate_band", "non_cumulative", "negative_depth", "zero_depth",
+                             "band_set_changed", "stale", "gaps")),
+}
 
 
 @dataclass
@@ -120,9 +153,10 @@ class QualityCheck:
     Parameters
     ----------
     kind
-        ``"bars"`` or ``"trades"``.
+        ``"bars"``, ``"trades"`` or ``"book_depth"``.
     interval_ns
-        Bar interval (gaps are not counted without it).
+        Bar interval (gaps are not counted without it); for ``book_depth`` the snapshot
+        interval (default 30 s).
     stale_bars
         Shortest run of identical bars counted as stale.
     outlier_z
@@ -135,8 +169,8 @@ class QualityCheck:
     def __init__(
         self, kind: str, interval_ns: int | None = None, *, stale_bars: int = 5, outlier_z: float | None = None
     ) -> None:
-        if kind not in ("bars", "trades"):
-            raise DataError(f"quality: unknown kind {kind!r}")
+        if kind not in _APPLICABLE:
+            raise DataError(f"quality: no checks for kind {kind!r}; expected one of {sorted(_APPLICABLE)}")
         self.kind, self.interval_ns, self.stale_bars = kind, interval_ns, stale_bars
         self.outlier_z = outlier_z if outlier_z is not None else (12.0 if kind == "bars" else 100.0)
         self.rows = 0
@@ -152,9 +186,19 @@ class QualityCheck:
         self._longest_quiet = 0
         self._returns: list[tuple[np.ndarray, np.ndarray]] = []
         self._buffered = 0
+        self._depth = _DepthChecks(self.findings, interval_ns or _DEPTH_INTERVAL_NS) if kind == "book_depth" else None
 
-    def feed(self, table: pa.Table) -> None:
-        """Check the next rows of the series (stored layout)."""
+    def feed(self, table: pa.Table, *, int_ids: np.ndarray | None = None) -> None:
+        """Check the next rows of the series (stored layout).
+
+        Parameters
+        ----------
+        table
+            The rows, in the stored layout of the check's kind.
+        int_ids
+            Trades: the ``trade_id`` column as the int64 values it was written from, when
+            the caller has them (an import); saves parsing the text back.
+        """
         n = table.num_rows
         if n == 0:
             return
@@ -166,8 +210,10 @@ class QualityCheck:
         self.findings["non_monotonic_time"].add(own[step < 0])
         if self.kind == "bars":
             self._bars(table, ts, own, step)
+        elif self._depth is not None:
+            self._depth.feed(table, ts)
         else:
-            self._trades(table, step)
+            self._trades(table, step, int_ids)
         self._last_ts = int(ts[-1])
         self.rows += n
 
@@ -255,7 +301,7 @@ class QualityCheck:
         finding.bump("longest", int(run_shown.max()), how="max")
         return int(run[-1])
 
-    def _trades(self, table: pa.Table, step: np.ndarray) -> None:
+    def _trades(self, table: pa.Table, step: np.ndarray, int_ids: np.ndarray | None) -> None:
         ts = table.column("ts_event").to_numpy()
         price = table.column("price").to_numpy()
         size = table.column("size").to_numpy()
@@ -264,16 +310,17 @@ class QualityCheck:
         self.findings["non_positive_price"].add(ts[bad])
         if step.size:
             self._longest_quiet = max(self._longest_quiet, int(step.max()))
-        self._ids(table.column("trade_id").combine_chunks(), ts)
+        self._ids(table.column("trade_id"), ts, int_ids)
         self._outliers(ts, price)
 
-    def _ids(self, ids: pa.Array, ts: np.ndarray) -> None:
+    def _ids(self, column: pa.ChunkedArray, ts: np.ndarray, ints: np.ndarray | None) -> None:
         if self._ids_are_ints:
-            try:
-                ints = pc.cast(ids, pa.int64()).to_numpy(zero_copy_only=False)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                self._ids_are_ints = False
-            else:
+            if ints is None:
+                try:
+                    ints = pc.cast(column.combine_chunks(), pa.int64()).to_numpy(zero_copy_only=False)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    self._ids_are_ints = False
+            if ints is not None:
                 full = ints if self._last_id is None else np.concatenate(([self._last_id], ints))
                 d = np.diff(full)
                 own = ts[-d.size:] if d.size else ts[:0]
@@ -284,7 +331,7 @@ class QualityCheck:
                     self.findings["trade_id_gaps"].bump("missing", int((d[skips] - 1).sum()))
                 self._last_id = int(full[np.argmax(full)]) if full.size else self._last_id
                 return
-        text = ids.to_pylist()
+        text = column.to_pylist()
         prev = [self._last_id_text, *text[:-1]]
         repeats = np.array([t != "" and t == p for t, p in zip(text, prev, strict=True)])
         self.findings["duplicate_trade_id"].add(ts[repeats])
@@ -294,13 +341,77 @@ class QualityCheck:
         """The report of everything fed so far (the last, partial window of returns judged now)."""
         if self._buffered:
             self._judge_rest()
+        if self._depth is not None:
+            self._depth.flush()
         checks: dict[str, dict[str, object]] = {}
-        applicable = {"bars": set(CHECKS) - {"duplicate_trade_id", "trade_id_gaps"},
-                      "trades": set(CHECKS) - {"duplicate_time", "ohlc_integrity", "zero_volume", "stale", "gaps"}}
         for name, finding in self.findings.items():
-            if name in applicable[self.kind]:
+            if name in _APPLICABLE[self.kind]:
                 checks[name] = {"level": CHECKS[name], "count": finding.count, **finding.extra, "examples": finding.examples}
         levels = {CHECKS[k] for k, v in checks.items() if v["count"]}
         status = "fail" if "error" in levels else "warn" if "warn" in levels else "ok"
         quiet = self._longest_quiet / 1e9 if self.kind == "trades" else None
         return QualityReport(self.kind, self.rows, status, checks, quiet)
+
+
+class _DepthChecks:
+    """The snapshot checks of a ``book_depth`` series; the last snapshot of a chunk waits for the next chunk."""
+
+    def __init__(self, findings: dict[str, _Finding], interval_ns: int) -> None:
+        self.findings, self.interval_ns = findings, interval_ns
+        self._held: pa.Table | None = None  # rows of the last, maybe unfinished, snapshot
+        self._prev: tuple[int, np.ndarray] | None = None  # time and (percentage, depth, notional) rows
+
+    def feed(self, table: pa.Table, ts: np.ndarray) -> None:
+        if self._held is not None:
+            table = pa.concat_tables([self._held, table])
+            ts = table.column("ts_event").to_numpy()
+        other = np.flatnonzero(ts != ts[-1])
+        last = int(other[-1]) + 1 if other.size else 0  # where the run of the last time begins
+        self._held = table.slice(last)
+        if last:
+            self._check(table.slice(0, last))
+
+    def flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and held.num_rows:
+            self._check(held)
+
+    def _check(self, table: pa.Table) -> None:
+        ts = table.column("ts_event").to_numpy()
+        pct, depth, notional = (table.column(n).to_numpy() for n in ("percentage", "depth", "notional"))
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.isfinite(depth) & np.isfinite(notional) & (depth >= 0) & (notional >= 0))
+        self.findings["negative_depth"].add(ts[bad])
+        self.findings["zero_depth"].add(ts[~bad & ((depth == 0) | (notional == 0))])
+        starts = np.flatnonzero(np.concatenate(([True], ts[1:] != ts[:-1])))
+        bounds = [*starts.tolist(), ts.size]
+        rows = np.column_stack((pct, depth, notional))
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            self._snapshot(int(ts[lo]), rows[lo:hi])
+
+    def _snapshot(self, t: int, rows: np.ndarray) -> None:
+        stamp = np.array([t], dtype=np.int64)
+        order = np.lexsort((np.abs(rows[:, 0]), np.sign(rows[:, 0])))  # by side, then outwards from the mid
+        ranked = rows[order]
+        repeated = int(np.count_nonzero(ranked[1:, 0] == ranked[:-1, 0]))
+        if repeated:
+            self.findings["duplicate_band"].add(np.repeat(stamp, repeated))
+        same_side = np.sign(ranked[1:, 0]) == np.sign(ranked[:-1, 0])
+        with np.errstate(invalid="ignore"):
+            falls = same_side & ((ranked[1:, 1] < ranked[:-1, 1]) | (ranked[1:, 2] < ranked[:-1, 2]))
+        if np.any(falls):
+            self.findings["non_cumulative"].add(np.repeat(stamp, int(np.count_nonzero(falls))))
+        if self._prev is not None:
+            prev_t, prev_rows = self._prev
+            if not np.array_equal(np.unique(prev_rows[:, 0]), np.unique(rows[:, 0])):
+                self.findings["band_set_changed"].add(stamp)
+            elif np.array_equal(prev_rows[np.lexsort((prev_rows[:, 0],))], rows[np.lexsort((rows[:, 0],))]):
+                self.findings["stale"].add(stamp)
+            step = t - prev_t
+            if step * 2 > 3 * self.interval_ns:
+                gaps = self.findings["gaps"]
+                gaps.add(stamp)
+                missing = max(1, round(step / self.interval_ns) - 1)
+                gaps.bump("missing", missing)
+                gaps.bump("longest", missing, how="max")
+        self._prev = (t, rows)

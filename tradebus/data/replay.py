@@ -17,7 +17,8 @@ File sources (CSV, Parquet, Coinbase JSON) are read whole and validated by
 :mod:`tradebus.data.ingest`, then cut into chunks.
 
 Every catalog kind replays (:data:`~tradebus.data.catalog.KINDS`): bars, trades,
-quotes, L2 book rows, mark prices, funding rates and open interest. Book rows are
+quotes, L2 book rows, mark prices, funding rates, open interest and percentage-depth
+bands (one :class:`~tradebus.engine.messages.BookDepth` per band). Book rows are
 turned into one :class:`~tradebus.engine.messages.BookSnapshot` or
 :class:`~tradebus.engine.messages.BookDelta` per ``(ts_init, sequence)`` group of
 consecutive rows (a group cut by a batch boundary becomes two messages with the same effect
@@ -49,6 +50,7 @@ from tradebus.data.ingest import read_bars, read_trades, validate_bars, validate
 from tradebus.engine.messages import (
     Bar,
     BookDelta,
+    BookDepth,
     BookSnapshot,
     FundingRate,
     MarkPrice,
@@ -348,6 +350,7 @@ _SIMPLE: dict[str, tuple[type, tuple[str, ...]]] = {
     "mark_prices": (MarkPrice, ("mark_price", "index_price")),
     "funding_rates": (FundingRate, ("rate", "next_funding_ns")),
     "open_interest": (OpenInterest, ("open_interest",)),
+    "book_depth": (BookDepth, ("percentage", "depth", "notional")),
 }
 
 

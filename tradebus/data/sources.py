@@ -4,10 +4,15 @@ Every reader yields :class:`Frame` objects, one chunk of raw columns each, so an
 holds at most one chunk of the input in memory whatever the file's size:
 
 * CSV through ``pyarrow.csv.open_csv`` (a streaming reader, ``block_size`` bytes per
-  chunk), every column read as text so that the converters can name the row and
-  field of a bad value. A first line none of whose fields is a number is a header;
-  without one the columns are named ``f0``, ``f1``, ... A gzip file is recognised by
-  its magic bytes, whatever its name.
+  chunk), numbers and booleans typed by pyarrow, a column that does not parse read
+  as text so that the converters can name the row and field of a bad value. A first
+  line none of whose fields is a number is a header; without one the columns are
+  named ``f0``, ``f1``, ... A gzip file is recognised by its magic bytes, whatever
+  its name. Before the first chunk is read, :attr:`Source.preview` (the column
+  names and the first data line as text) lets an importer find its columns and
+  :meth:`Source.narrow` the reader to them: columns it does not use (a kline's
+  close time, quote volume, taker volumes; an aggTrade's first and last trade ids)
+  are then tokenised but never converted.
 * Parquet through ``ParquetFile.iter_batches`` (native column types kept).
 * Coinbase candles JSON (``{"candles": [...]}``) in one chunk: the API returns at most
   a few hundred candles per document.
@@ -19,7 +24,7 @@ counted; for JSON the candle's position).
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +123,28 @@ class Source:
     suffix: str
     has_header: bool
     frames: Iterator[Frame]
+    preview: Frame | None = None
+    _selected: list[str] | None = None
+
+    def narrow(self, columns: Iterable[str]) -> None:
+        """Convert only ``columns`` (names of :attr:`preview`); call it before the first chunk is read.
+
+        Does nothing for a source without a preview (Parquet, JSON).
+
+        Raises
+        ------
+        DataError
+            If a column is not in the file, or the columns were already chosen.
+        """
+        if self.preview is None or self._selected is None:
+            return
+        if self._selected:
+            raise DataError(f"{self.name}: the columns to read are already chosen")
+        wanted = set(columns)
+        unknown = wanted - set(self.preview.columns)
+        if unknown:
+            raise DataError(f"{self.name}: no column {sorted(unknown)}; got {list(self.preview.columns)}")
+        self._selected.extend(n for n in self.preview.columns if n in wanted)
 
 
 def is_number(text: str) -> bool:
@@ -194,14 +221,23 @@ def _open_csv(path: Path, block_bytes: int) -> Source:
     names = [f.lower() for f in fields] if has_header else [f"f{i}" for i in range(len(fields))]
     if has_header and len(set(names)) != len(names):
         raise DataError(f"{path.name}: duplicate column names in header {fields}")
-    return Source(path.name, ".csv", has_header, _csv_frames(path, gzipped, names, has_header, block_bytes))
+    # Headerless: the first line is the first data row, which a layout may look at; with a header only the names.
+    preview = Frame(path.name, {n: pa.array([] if has_header else [v], pa.string()) for n, v in zip(names, fields, strict=True)})
+    selected: list[str] = []
+    frames = _csv_frames(path, gzipped, names, has_header, block_bytes, selected)
+    return Source(path.name, ".csv", has_header, frames, preview, selected)
 
 
 _TYPED = (pa.int64(), pa.float64(), pa.bool_(), pa.string(), pa.null())
 
 
-def _csv_frames(path: Path, gzipped: bool, names: list[str], has_header: bool, block_bytes: int) -> Iterator[Frame]:
+def _csv_frames(
+    path: Path, gzipped: bool, names: list[str], has_header: bool, block_bytes: int, selected: list[str]
+) -> Iterator[Frame]:
     """Yield the CSV's chunks, columns typed by pyarrow's inference where it is safe.
+
+    ``selected`` (filled by :meth:`Source.narrow` before the first chunk; empty: all)
+    names the columns converted; the others are only checked for their count per row.
 
     Numbers and booleans are parsed by pyarrow (about 3x faster than text then a cast);
     a column inferred as anything else (a timestamp, a date) is read as text. When a
@@ -243,6 +279,7 @@ def _csv_frames(path: Path, gzipped: bool, names: list[str], has_header: bool, b
                 parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
                 convert_options=pacsv.ConvertOptions(
                     column_types={n: pa.string() for n in text_columns},
+                    include_columns=selected,
                     null_values=[],  # "nan", "" and "NULL" reach the converters, which name them
                     strings_can_be_null=False,
                     quoted_strings_can_be_null=False,
@@ -260,7 +297,7 @@ def _csv_frames(path: Path, gzipped: bool, names: list[str], has_header: bool, b
                         continue
                     if skip:
                         batch, skip = batch.slice(skip), 0
-                    yield Frame(path.name, {n: batch.column(i) for i, n in enumerate(names)}, offset)
+                    yield Frame(path.name, {n: batch.column(n) for n in batch.schema.names}, offset)
                     offset += batch.num_rows
                 return
         except (pa.ArrowInvalid, OSError) as exc:

@@ -69,6 +69,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     Bar,
     BookDelta,
+    BookDepth,
     BookSnapshot,
     CancelOrder,
     ContingentLinked,
@@ -354,6 +355,7 @@ class Kernel:
             MarkPrice: self.bus.publish,
             FundingRate: self.bus.publish,
             OpenInterest: self.bus.publish,
+            BookDepth: self.bus.publish,
         }
         self.bus.subscribe(OrderFilled, self._record_fill)
         self.bus.subscribe(OrderDenied, self.result.denials.append)

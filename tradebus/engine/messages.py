@@ -18,6 +18,7 @@ __all__ = [
     "AnomalyKind",
     "Bar",
     "BookDelta",
+    "BookDepth",
     "BookResynced",
     "BookSnapshot",
     "OpenInterest",
@@ -225,6 +226,22 @@ class OpenInterest(msgspec.Struct, frozen=True, gc=False):
     ts_event: int
     ts_init: int
     open_interest: float
+
+
+class BookDepth(msgspec.Struct, frozen=True, gc=False):
+    """One band of a percentage-depth snapshot (Binance ``bookDepth``): the size resting within a band.
+
+    ``percentage`` is the band's distance from the mid in percent, negative on the bid side;
+    ``depth`` the cumulative size within it (base units or contracts, as the venue sends it),
+    ``notional`` the same in the quote currency. The bands of one snapshot share ``ts_event``.
+    """
+
+    instrument_id: str
+    ts_event: int
+    ts_init: int
+    percentage: float
+    depth: float
+    notional: float
 
 
 class TimeEvent(msgspec.Struct, frozen=True, gc=False):

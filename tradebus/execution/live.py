@@ -100,7 +100,7 @@ class AccountBalance(msgspec.Struct, frozen=True):
 
 
 class AccountPosition(msgspec.Struct, frozen=True):
-    """The venue's position of one perpetual, in base units (signed: short < 0; one-way mode)."""
+    """The venue's position of one perpetual, in order units (base units, or contracts where the venue counts them; signed: short < 0; one-way mode)."""
 
     instrument_id: str
     quantity: float

@@ -3,7 +3,9 @@
 :func:`flatten` replays the journal (as a restarting daemon does) to learn each instrument's
 position, then sells, per instrument, the smaller of that position and the venue's balance
 of the base asset (whole lots; spot holds no shorts), as a MARKET order of the strategy
-:data:`KILL_STRATEGY`. The order is journaled before it is sent (command, ``OrderSubmitted``)
+:data:`KILL_STRATEGY`; a perpetual's position is closed by a reduce-only MARKET order of the
+smaller of the journal's and the venue's position (:meth:`TradingApi.positions`) when both
+are on the same side (none otherwise: the start-up reconciliation holds such an instrument). The order is journaled before it is sent (command, ``OrderSubmitted``)
 and its answer and fills after (``OrderAccepted``, ``OrderFilled`` from the venue's trade
 history, by trade id): the next daemon on the journal starts flat, and its start-up
 reconciliation agrees with the venue. A place without an answer stays SUBMITTED in the
@@ -21,6 +23,7 @@ from loguru import logger
 
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import LiveClock
+from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import (
     OrderAccepted,
     OrderCanceled,
@@ -57,19 +60,20 @@ async def flatten(config: PaperConfig, api: TradingApi, journal: Journal, timeou
     portfolio = Portfolio(instruments, config.initial_cash, config.balances)
     journal.replay(orders, portfolio, clock.now_ns())
     held = {b.asset: b.free + b.locked for b in await api.balances()}
+    perpetual = any(inst.kind is InstrumentKind.PERPETUAL for inst in instruments.values())
+    venue_positions = {p.instrument_id: p.quantity for p in await api.positions()} if perpetual else {}
     reports = []
     for iid, inst in instruments.items():
-        position = min(portfolio.position(iid), held.get(inst.base, 0.0))
-        qty = math.floor(position / inst.lot_size + 1e-9) * inst.lot_size
+        side, qty, reduce_only = _closing(inst, portfolio.position(iid), held, venue_positions)
         if not qty > 0.0:
             continue
         now = clock.now_ns()
-        cmd = SubmitOrder(KILL_STRATEGY, iid, "", OrderSide.SELL, qty, now, now, OrderType.MARKET)
+        cmd = SubmitOrder(KILL_STRATEGY, iid, "", side, qty, now, now, OrderType.MARKET, reduce_only=reduce_only)
         order = orders.create(cmd)
         coid = order.client_order_id
         journal.record_command(cmd, coid)
         journal.record_event(OrderSubmitted(KILL_STRATEGY, iid, coid, now, now))
-        logger.warning("kill switch: flattening {}: selling {} {} at market ({})", iid, qty, inst.base, coid)
+        logger.warning("kill switch: flattening {}: {} {} at market ({})", iid, side.name.lower(), qty, coid)
         try:
             ack = await api.place(order)
         except VenueRejected as exc:
@@ -92,6 +96,16 @@ async def flatten(config: PaperConfig, api: TradingApi, journal: Journal, timeou
             journal.record_event(OrderCanceled(KILL_STRATEGY, iid, coid, "flatten: closed unfilled", report.ts_event, clock.now_ns(), report.filled_qty))
         reports.append(report)
     return reports
+
+
+def _closing(inst: Instrument, here: float, held: dict[str, float], venue_positions: dict[str, float]) -> tuple[OrderSide, float, bool]:
+    """Side, whole-lot quantity and reduce-only flag of the order closing the journal's position ``here``."""
+    if inst.kind is InstrumentKind.PERPETUAL:
+        there = venue_positions.get(inst.instrument_id, 0.0)
+        size = min(abs(here), abs(there)) if here * there > 0.0 else 0.0
+        side = OrderSide.SELL if here > 0.0 else OrderSide.BUY
+        return side, math.floor(size / inst.lot_size + 1e-9) * inst.lot_size, True
+    return OrderSide.SELL, math.floor(min(here, held.get(inst.base, 0.0)) / inst.lot_size + 1e-9) * inst.lot_size, False
 
 
 async def _settle(api: TradingApi, order: Order, timeout: float) -> OrderStatusReport | None:

@@ -52,7 +52,7 @@ from pydantic import Field, PositiveFloat, SecretStr, model_validator
 from tradebus.adapters.common.venue import LiveAccount
 from tradebus.adapters.registry import VENUES, venue_adapter
 from tradebus.config import dump_config, load_config, parse_config
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import CancelOrder, TradingState
 from tradebus.errors import ConfigError
@@ -109,7 +109,7 @@ class LiveSettings(StrictModel):
     ----------
     venue, market
         The account's venue (default: the feeds' venue) and market: ``spot``, or
-        ``perpetual`` (USDT-margined perpetuals, one-way position mode; Binance USD-M so far);
+        ``perpetual`` (USDT-margined perpetuals, one-way position mode; the venues whose registry entry has ``live_perpetual``);
         the venue's live pieces come from the registry.
     environment
         ``testnet`` (default) or ``mainnet`` (needs ``--mainnet`` too).

@@ -26,7 +26,8 @@ balances and positions
     After the queries above are answered, each spot instrument's base-asset holding here
     (config ``balances`` plus booked fills) is compared with the venue's balance, and each
     perpetual's position here (booked fills) with the venue's position
-    (:meth:`~tradebus.execution.live.TradingApi.positions`; none listed is flat). A difference of
+    (:meth:`~tradebus.execution.live.TradingApi.positions`, in order units: contracts on OKX
+    swaps; none listed is flat). A difference of
     more than half a lot stops new orders on the instrument (an :class:`InstrumentHeld` with
     the reason) -- at start-up at once; while running only when the same difference is seen
     in two consecutive rounds (a fill in flight between the venue and the stream is not a
@@ -228,7 +229,8 @@ class Reconciler:
         portfolio = self.kernel.portfolio
         for iid, inst in instruments.items():
             if iid in perpetual:
-                unit, here, there = f"{inst.base} position", portfolio.position(iid), positions.get(iid, 0.0)
+                held = f"{inst.base} position" if inst.contract_size == 1.0 else f"contracts of {inst.contract_size:g} {inst.base}"
+                unit, here, there = held, portfolio.position(iid), positions.get(iid, 0.0)
             else:
                 unit, here, there = inst.base, portfolio.account.balance(inst.base), balances.get(inst.base, 0.0)
             diff = here - there

@@ -12,7 +12,8 @@ the private stream of :mod:`tradebus.adapters.bybit.user_stream` to run unchange
   window + body or query string). Answers are ``{"retCode", "retMsg", "result",
   "retExtInfo", "time"}``; errors Bybit's: ``10003`` bad key, ``10004`` bad signature,
   ``10002`` timestamp, ``10001`` a parameter, ``170141`` duplicate ``orderLinkId``,
-  ``170213`` unknown order on a cancel or amend.
+  ``170213`` unknown order on a cancel or amend. A request naming another ``category``
+  finds no order, fill or position.
 * ``/v5/private``: ``auth`` (signature of ``"GET/realtime" + expires``), then ``subscribe``
   to ``order``, ``execution``, ``wallet``; ``{"op": "ping"}`` is answered with ``pong``.
   A fill is an ``execution`` push followed by the ``order`` push; balances go to ``wallet``.
@@ -20,6 +21,16 @@ the private stream of :mod:`tradebus.adapters.bybit.user_stream` to run unchange
 Matching, balances and faults are the :class:`~tradebus.adapters.common.account_emulator.AccountEmulator`'s.
 Departures from Bybit: a MARKET order is acknowledged ``New`` and fills at the next public
 trade, its size in the base asset (``marketUnit=baseCoin``); conditional orders are not emulated.
+
+:class:`BybitLinearEmulator` is the same account trading USDT perpetuals (``category=linear``)
+in one-way mode, with the shared one-way position ledger
+(:attr:`~tradebus.adapters.common.account_emulator.AccountEmulator.linear_positions`): orders
+take ``positionIdx`` 0 only (``10001`` otherwise) and ``reduceOnly`` (``110017`` when it
+would increase the position); ``GET /v5/position/list`` lists the position of a symbol
+(``size``, ``side``, ``avgPrice``); the wallet is the USDT margin (realized PnL and fees);
+every fill is pushed on ``execution``, ``order``, ``wallet`` and ``position``. A post-only
+order that would take is acknowledged and canceled at once (``rejectReason``
+``EC_PostOnlyWillTakeLiquidity``), as Bybit does.
 """
 
 from __future__ import annotations
@@ -40,7 +51,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, TimeInForce, Trade
 from tradebus.execution.orders import Order
 
-__all__ = ["BybitPrivateEmulator", "MatchingProtocol"]
+__all__ = ["BybitLinearEmulator", "BybitPrivateEmulator", "MatchingProtocol"]
 
 _STATUS = {
     OrderStatus.ACCEPTED: "New",
@@ -58,6 +69,8 @@ class BybitPrivateEmulator(AccountEmulator):
 
     rate_limit_code = 10006
     ws_path = "/v5/private"
+    #: The Bybit ``category`` this account emulates.
+    category = "spot"
 
     def symbol_of(self, inst: Instrument) -> str:
         return wire_symbol(inst)
@@ -104,12 +117,18 @@ class BybitPrivateEmulator(AccountEmulator):
     def client_id(self, params: dict[str, Any]) -> str:
         return str(params.get("orderLinkId", ""))
 
+    def _mine(self, p: dict[str, Any]) -> bool:
+        """Whether a request names this account's ``category`` (another category has no orders here)."""
+        return p.get("category") == self.category
+
     def _find(self, p: dict[str, Any]) -> EmulatedOrder | None:
+        if not self._mine(p):
+            return None
         return self.find(str(p.get("orderLinkId") or ""), str(p.get("orderId") or ""))
 
     def _place(self, p: dict[str, Any]) -> web.Response:
-        if p.get("category") != "spot":
-            return self.error(200, 10001, f"category {p.get('category')!r}: only spot is emulated")
+        if p.get("category") != self.category:
+            return self.error(200, 10001, f"category {p.get('category')!r}: only {self.category} is emulated")
         symbol = str(p.get("symbol", ""))
         inst = self.instruments.get(symbol)
         if inst is None:
@@ -122,16 +141,28 @@ class BybitPrivateEmulator(AccountEmulator):
         typ = {"Market": OrderType.MARKET, "Limit": OrderType.LIMIT}.get(str(p.get("orderType")))
         if typ is None:
             return self.error(200, 10001, f"params error: orderType {p.get('orderType')!r}")
-        if typ is OrderType.MARKET and p.get("marketUnit") != "baseCoin":
-            return self.error(200, 10001, "params error: marketUnit (emulated: baseCoin only)")
+        refused = self.check_order(p, typ)
+        if refused is not None:
+            return refused
         tif, post_only = _TIF.get(str(p.get("timeInForce", "GTC")), (TimeInForce.GTC, False))
         side = OrderSide.BUY if p.get("side") == "Buy" else OrderSide.SELL
         price = float(p["price"]) if typ is OrderType.LIMIT else math.nan
-        order = Order(coid, "", inst.instrument_id, side, typ, float(p["qty"]), price, tif=tif, post_only=post_only)
+        reduce_only = self.category == "linear" and p.get("reduceOnly") in (True, "true")
+        order = Order(coid, "", inst.instrument_id, side, typ, float(p["qty"]), price, tif=tif, post_only=post_only, reduce_only=reduce_only)
         rec = self.submit(order, symbol)
         if rec.status is OrderStatus.REJECTED:
-            return self.error(200, 170130, f"Order rejected: {rec.reason}")
+            return self.refusal(rec)
         return self._ok({"orderId": str(rec.order_id), "orderLinkId": coid})
+
+    def check_order(self, p: dict[str, Any], typ: OrderType) -> web.Response | None:
+        """The category's own checks of a new order (spot: a market order's size in the base coin)."""
+        if typ is OrderType.MARKET and p.get("marketUnit") != "baseCoin":
+            return self.error(200, 10001, "params error: marketUnit (emulated: baseCoin only)")
+        return None
+
+    def refusal(self, rec: EmulatedOrder) -> web.Response:
+        """The answer to an order the matching venue refused."""
+        return self.error(200, 170130, f"Order rejected: {rec.reason}")
 
     def _cancel(self, p: dict[str, Any]) -> web.Response:
         rec = self._find(p)
@@ -148,23 +179,25 @@ class BybitPrivateEmulator(AccountEmulator):
         return self._ok({"orderId": str(rec.order_id), "orderLinkId": rec.order.client_order_id})
 
     def _listed(self, rows: list[EmulatedOrder]) -> web.Response:
-        return self._ok({"category": "spot", "list": [self._row(r) for r in rows], "nextPageCursor": ""})
+        return self._ok({"category": self.category, "list": [self._row(r) for r in rows], "nextPageCursor": ""})
 
     def _realtime(self, p: dict[str, Any]) -> web.Response:
         if p.get("orderLinkId") or p.get("orderId"):
             rec = self._find(p)
             return self._listed([rec] if rec is not None and rec.status is not OrderStatus.REJECTED else [])
-        return self._listed(self.open_orders(p.get("symbol")))
+        return self._listed(self.open_orders(p.get("symbol")) if self._mine(p) else [])
 
     def _history(self, p: dict[str, Any]) -> web.Response:
         rec = self._find(p)
         return self._listed([rec] if rec is not None and rec.status is not OrderStatus.REJECTED else [])
 
     def _executions(self, p: dict[str, Any]) -> web.Response:
-        rows = [f for f in self.fills if p.get("symbol") in (None, f.rec.symbol) and p.get("orderId") in (None, str(f.rec.order_id))]
-        return self._ok({"category": "spot", "list": [self._execution(f) for f in reversed(rows)], "nextPageCursor": ""})
+        rows = [f for f in self.fills if self._mine(p) and p.get("symbol") in (None, f.rec.symbol) and p.get("orderId") in (None, str(f.rec.order_id))]
+        return self._ok({"category": self.category, "list": [self._execution(f) for f in reversed(rows)], "nextPageCursor": ""})
 
     def _wallet(self, p: dict[str, Any]) -> web.Response:
+        if p.get("accountType") != "UNIFIED":
+            return self.error(200, 10001, "accountType only support UNIFIED")
         return self._ok({"list": [self._account(sorted(self.balances))]})
 
     # ------------------------------------------------------------------ wire forms
@@ -172,7 +205,7 @@ class BybitPrivateEmulator(AccountEmulator):
     def _execution(self, f: EmulatedFill) -> dict[str, Any]:
         fill, order = f.fill, f.rec.order
         return {
-            "category": "spot",
+            "category": self.category,
             "symbol": f.rec.symbol,
             "orderId": str(f.rec.order_id),
             "orderLinkId": order.client_order_id,
@@ -197,7 +230,7 @@ class BybitPrivateEmulator(AccountEmulator):
         filled = sum(f.last_qty for f in mine)
         value = sum(f.last_qty * f.last_px for f in mine)
         return {
-            "category": "spot",
+            "category": self.category,
             "symbol": rec.symbol,
             "orderId": str(rec.order_id),
             "orderLinkId": order.client_order_id,
@@ -232,7 +265,7 @@ class BybitPrivateEmulator(AccountEmulator):
         frames = [self._push_frame("execution", [self._execution(fill)])] if fill is not None else []
         return frames + [self._push_frame("order", [self._row(rec)])]
 
-    def balance_frames(self, assets: list[str]) -> list[tuple[str, str]]:
+    def balance_frames(self, assets: list[str], symbol: str | None = None) -> list[tuple[str, str]]:
         return [self._push_frame("wallet", [self._account(assets)])]
 
     # ------------------------------------------------------------------ WebSocket dialect
@@ -262,6 +295,66 @@ class BybitPrivateEmulator(AccountEmulator):
             session.topics.update(str(a) for a in args)
             return [json.dumps({"success": True, "ret_msg": "", "op": "subscribe", "conn_id": conn})]
         return [json.dumps({"success": False, "ret_msg": f"error:invalid op {op}", "op": op, "conn_id": conn})]
+
+
+class BybitLinearEmulator(BybitPrivateEmulator):
+    """The emulated unified account trading linear perpetuals (see the module docstring); parameters as :class:`AccountEmulator`."""
+
+    category = "linear"
+    linear_positions = True
+
+    def routes(self) -> dict[tuple[str, str], Any]:
+        return super().routes() | {("GET", "/v5/position/list"): self._positions}
+
+    def check_order(self, p: dict[str, Any], typ: OrderType) -> web.Response | None:
+        if int(p.get("positionIdx") or 0) != 0:
+            return self.error(200, 10001, "position idx not match position mode")
+        return None
+
+    def refusal(self, rec: EmulatedOrder) -> web.Response:
+        if rec.reason.startswith("reduce_only"):
+            return self.error(200, 110017, "Reduce-only rule not satisfied")
+        if rec.reason.startswith("post_only"):  # Bybit takes the order, then cancels it
+            rec.status, rec.reason = OrderStatus.CANCELED, "EC_PostOnlyWillTakeLiquidity"
+            self._push(self.order_frames(rec, None))
+            return self._ok({"orderId": str(rec.order_id), "orderLinkId": rec.order.client_order_id})
+        return self.error(200, 10001, f"Order rejected: {rec.reason}")
+
+    def _positions(self, p: dict[str, Any]) -> web.Response:
+        if not self._mine(p):
+            return self.error(200, 10001, f"params error: category {p.get('category')!r}")
+        if not p.get("symbol") and not p.get("settleCoin"):
+            return self.error(200, 10001, "params error: symbol or settleCoin is required")
+        symbols = [s for s in sorted(self.instruments) if p.get("symbol") in (None, s) and p.get("settleCoin") in (None, self.instruments[s].quote)]
+        return self._ok({"category": "linear", "list": [self._position(s, "avgPrice") for s in symbols], "nextPageCursor": ""})
+
+    def _position(self, symbol: str, entry_key: str) -> dict[str, Any]:
+        size = self.position(symbol)
+        entry = self.entry.get(symbol, 0.0)
+        return {
+            "category": "linear",
+            "symbol": symbol,
+            "positionIdx": 0,
+            "tradeMode": 0,
+            "side": "Buy" if size > 0.0 else "Sell" if size < 0.0 else "",
+            "size": repr(abs(size)),
+            entry_key: repr(entry),
+            "positionValue": repr(abs(size) * entry),
+            "leverage": "10",
+            "unrealisedPnl": "0",
+            "positionStatus": "Normal",
+            "isReduceOnly": False,
+            "updatedTime": str(self.now_ms()),
+        }
+
+    def _row(self, rec: EmulatedOrder) -> dict[str, Any]:
+        return super()._row(rec) | {"positionIdx": 0, "reduceOnly": rec.order.reduce_only}
+
+    def balance_frames(self, assets: list[str], symbol: str | None = None) -> list[tuple[str, str]]:
+        frames = super().balance_frames(assets, symbol)
+        if symbol is not None:
+            frames.append(self._push_frame("position", [self._position(symbol, "entryPrice")]))
+        return frames
 
 
 class MatchingProtocol(BybitProtocol):

@@ -22,6 +22,28 @@ order is no longer there) and its fills from ``GET /v5/execution/list``; open or
 ``GET /v5/order/realtime``; balances ``GET /v5/account/wallet-balance`` (unified account);
 amend ``POST /v5/order/amend``. Rate limit: a budget of 10 requests per second shared by
 every caller of the account (Bybit's per-endpoint limits are 10-20 per second).
+
+Linear perpetuals
+-----------------
+
+:class:`BybitLinearTrading` trades USDT perpetuals (``category=linear``) of the same unified
+account, on the same endpoints, in one-way position mode:
+
+=====================  ==========================================================
+tradebus               Bybit ``POST /v5/order/create``, ``category=linear``
+=====================  ==========================================================
+side                   ``side`` + ``positionIdx=0`` (one-way mode)
+MARKET                 ``orderType=Market`` (``qty`` in the base coin)
+LIMIT GTC / IOC / FOK  ``orderType=Limit`` + ``timeInForce`` + ``price``
+LIMIT post_only        ``timeInForce=PostOnly`` (Bybit cancels it if it would take)
+reduce_only            ``reduceOnly=true`` (refused with retCode ``110017`` if it would
+                       increase the position)
+STOP_*                 not supported yet: refused locally
+=====================  ==========================================================
+
+Quantities are base units rounded down to the lot (Bybit's ``qtyStep``), prices to the tick.
+Positions come from ``GET /v5/position/list`` (``size`` with ``side`` Buy/Sell, ``avgPrice``),
+balances from the unified wallet (the USDT margin).
 """
 
 from __future__ import annotations
@@ -33,15 +55,15 @@ import ccxt.async_support as ccxt_async
 from pydantic import SecretStr
 
 from tradebus.adapters.common.ratelimit import WeightBudget
-from tradebus.adapters.bybit.user_stream import wire_symbol
+from tradebus.adapters.bybit.user_stream import position_from_row, wire_symbol
 from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
-from tradebus.execution.live import AccountBalance, Ack, VenueRejected
+from tradebus.execution.live import AccountBalance, AccountPosition, Ack, VenueRejected
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 
-__all__ = ["STATUS", "BybitTrading", "fill_from_row", "order_params", "report_from_row"]
+__all__ = ["STATUS", "BybitLinearTrading", "BybitTrading", "fill_from_row", "linear_order_params", "order_params", "report_from_row"]
 
 #: Bybit order status -> core status.
 STATUS: dict[str, OrderStatus] = {
@@ -86,6 +108,40 @@ def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
     tif = order.tif if isinstance(order.tif, TimeInForce) else TimeInForce(order.tif)
     price = decimal_text(instrument.round_price(order.price), instrument.tick_size)
     return params | {"orderType": "Limit", "price": price, "timeInForce": "PostOnly" if order.post_only else _TIF.get(tif, "GTC")}
+
+
+def linear_order_params(order: Order, instrument: Instrument) -> dict[str, Any]:
+    """The ``POST /v5/order/create`` body of a linear-perpetual ``order`` (one-way mode, rounded to tick and lot).
+
+    Raises
+    ------
+    VenueRejected
+        Stops (not supported yet), post-only on a market order, nothing left once rounded.
+    """
+    qty = instrument.round_quantity(order.quantity - order.filled_qty)
+    if not qty > 0.0:
+        raise VenueRejected(f"quantity {order.quantity} rounds to 0 lots of {instrument.lot_size}")
+    typ = order.order_type
+    if typ not in (OrderType.MARKET, OrderType.LIMIT):
+        raise VenueRejected(f"{typ}: Bybit conditional orders are not supported yet")
+    if order.post_only and typ is not OrderType.LIMIT:
+        raise VenueRejected(f"post_only: only LIMIT orders can be post-only, not {typ}")
+    params: dict[str, Any] = {
+        "category": "linear",
+        "symbol": wire_symbol(instrument),
+        "side": "Buy" if order.side is OrderSide.BUY else "Sell",
+        "orderType": "Market" if typ is OrderType.MARKET else "Limit",
+        "qty": decimal_text(qty, instrument.lot_size),
+        "orderLinkId": order.client_order_id,
+        "positionIdx": 0,
+    }
+    if order.reduce_only:
+        params["reduceOnly"] = True
+    if typ is OrderType.LIMIT:
+        tif = order.tif if isinstance(order.tif, TimeInForce) else TimeInForce(order.tif)
+        params["price"] = decimal_text(instrument.round_price(order.price), instrument.tick_size)
+        params["timeInForce"] = "PostOnly" if order.post_only else _TIF.get(tif, "GTC")
+    return params
 
 
 def fill_from_row(raw: dict[str, Any], order: Order, instrument: Instrument) -> OrderFilled:
@@ -139,6 +195,8 @@ class BybitTrading(CcxtTrading):
 
     venue = "Bybit"
     supports_amend = True
+    #: The Bybit ``category`` of every request of this account.
+    category = "spot"
 
     def __init__(
         self,
@@ -162,21 +220,25 @@ class BybitTrading(CcxtTrading):
         api["public"] = api["private"] = rest_url.rstrip("/")
         super().__init__(exchange, instruments, budget if budget is not None else WeightBudget(10, 1.0), {})
 
+    def order_params(self, order: Order, instrument: Instrument) -> dict[str, Any]:
+        """The new-order body (:func:`order_params`)."""
+        return order_params(order, instrument)
+
     async def place(self, order: Order) -> Ack:
         """``POST /v5/order/create``."""
-        raw = await self.call("private_post_v5_order_create", order_params(order, self.instrument(order)))
+        raw = await self.call("private_post_v5_order_create", self.order_params(order, self.instrument(order)))
         result = raw["result"]
         return Ack(str(result["orderLinkId"]), str(result["orderId"]), int(raw.get("time") or 0) * 1_000_000)
 
     async def cancel(self, order: Order) -> None:
         """``POST /v5/order/cancel`` by ``orderLinkId``."""
         inst = self.instrument(order)
-        await self.call("private_post_v5_order_cancel", {"category": "spot", "symbol": wire_symbol(inst), "orderLinkId": order.client_order_id})
+        await self.call("private_post_v5_order_cancel", {"category": self.category, "symbol": wire_symbol(inst), "orderLinkId": order.client_order_id})
 
     async def amend(self, order: Order, quantity: float, price: float) -> None:
         """``POST /v5/order/amend``: the new total quantity and/or price (NaN: unchanged)."""
         inst = self.instrument(order)
-        params = {"category": "spot", "symbol": wire_symbol(inst), "orderLinkId": order.client_order_id}
+        params = {"category": self.category, "symbol": wire_symbol(inst), "orderLinkId": order.client_order_id}
         if not math.isnan(quantity):
             params["qty"] = decimal_text(inst.round_quantity(quantity), inst.lot_size)
         if not math.isnan(price):
@@ -186,7 +248,7 @@ class BybitTrading(CcxtTrading):
     async def query(self, order: Order) -> OrderStatusReport | None:
         """``GET /v5/order/realtime`` (else ``/v5/order/history``) by ``orderLinkId``, and its fills."""
         inst = self.instrument(order)
-        params = {"category": "spot", "symbol": wire_symbol(inst), "orderLinkId": order.client_order_id}
+        params = {"category": self.category, "symbol": wire_symbol(inst), "orderLinkId": order.client_order_id}
         rows = (await self.call("private_get_v5_order_realtime", params))["result"]["list"]
         if not rows:
             rows = (await self.call("private_get_v5_order_history", params))["result"]["list"]
@@ -195,12 +257,12 @@ class BybitTrading(CcxtTrading):
         row = rows[0]
         fills: tuple[OrderFilled, ...] = ()
         if float(row.get("cumExecQty") or 0.0) > 0.0:
-            execs = await self.call("private_get_v5_execution_list", {"category": "spot", "symbol": wire_symbol(inst), "orderId": row["orderId"]})
+            execs = await self.call("private_get_v5_execution_list", {"category": self.category, "symbol": wire_symbol(inst), "orderId": row["orderId"]})
             fills = tuple(fill_from_row(e, order, inst) for e in execs["result"]["list"] if e.get("execType", "Trade") == "Trade")
         return report_from_row(row, fills)
 
     async def _open_rows(self, inst: Instrument) -> list[dict[str, Any]]:
-        raw = await self.call("private_get_v5_order_realtime", {"category": "spot", "symbol": wire_symbol(inst), "openOnly": "0"})
+        raw = await self.call("private_get_v5_order_realtime", {"category": self.category, "symbol": wire_symbol(inst), "openOnly": "0"})
         return list(raw["result"]["list"])
 
     async def open_orders(self) -> list[OrderStatusReport]:
@@ -212,7 +274,7 @@ class BybitTrading(CcxtTrading):
         canceled = []
         for inst in self.instruments.values():
             for row in await self._open_rows(inst):
-                await self.call("private_post_v5_order_cancel", {"category": "spot", "symbol": wire_symbol(inst), "orderId": str(row["orderId"])})
+                await self.call("private_post_v5_order_cancel", {"category": self.category, "symbol": wire_symbol(inst), "orderId": str(row["orderId"])})
                 canceled.append(str(row["orderLinkId"]))
         return canceled
 
@@ -227,3 +289,28 @@ class BybitTrading(CcxtTrading):
                 locked = float(coin.get("locked") or 0.0)
                 out.append(AccountBalance(coin["coin"], total - locked, locked, ts))
         return out
+
+
+class BybitLinearTrading(BybitTrading):
+    """Bybit v5 linear-perpetual REST trading for one unified account (see the module docstring).
+
+    Parameters as :class:`BybitTrading` (the same hosts).
+    """
+
+    category = "linear"
+
+    def order_params(self, order: Order, instrument: Instrument) -> dict[str, Any]:
+        """The new-order body (:func:`linear_order_params`)."""
+        return linear_order_params(order, instrument)
+
+    async def positions(self) -> list[AccountPosition]:
+        """``GET /v5/position/list`` of each traded symbol (one-way mode: ``positionIdx`` 0; none listed is flat)."""
+        out = []
+        for inst in self.instruments.values():
+            raw = await self.call("private_get_v5_position_list", {"category": self.category, "symbol": wire_symbol(inst)})
+            for row in raw["result"]["list"]:
+                if str(row.get("symbol")) != wire_symbol(inst) or int(row.get("positionIdx") or 0) != 0:
+                    continue
+                out.append(position_from_row(row, inst))
+        return out
+

@@ -1,4 +1,4 @@
-"""Bybit v5 private topics, parsed into core events: ``order``, ``execution``, ``wallet`` (after ``auth``).
+"""Bybit v5 private topics, parsed into core events: ``order``, ``execution``, ``wallet``, ``position`` (after ``auth``).
 
 ``execution`` with ``execType == "Trade"`` -> ``OrderFilled`` (trade id ``execId``,
 ``execQty`` @ ``execPrice``, fee ``execFee`` in the quote asset, ``isMaker``).
@@ -6,20 +6,26 @@
 
 ==========================================  ==========================================
 ``New``                                     ``OrderAccepted`` (venue order id ``orderId``)
-``Cancelled`` / ``PartiallyFilledCanceled``  ``OrderCanceled`` (cumulative ``cumExecQty``)
+``Cancelled`` / ``PartiallyFilledCanceled``  ``OrderCanceled`` (cumulative ``cumExecQty``;
+                                            reason ``rejectReason``, else ``cancelType``)
 ``Rejected``                                ``OrderRejected`` (``rejectReason``)
 ``Deactivated``                             ``OrderExpired``
 ``PartiallyFilled`` / ``Filled``            nothing (fills come from ``execution``)
 ==========================================  ==========================================
 
 ``wallet`` -> one :class:`~tradebus.execution.live.AccountBalance` per ``coin``
-(``walletBalance`` total, of which ``availableToWithdraw`` free). ``auth``/``subscribe``
+(``walletBalance`` total, of which ``availableToWithdraw`` free). ``position`` -> one
+:class:`~tradebus.execution.live.AccountPosition` per row of a traded perpetual in one-way
+mode (``positionIdx`` 0): ``size`` signed by ``side`` (``Buy`` long, ``Sell`` short, ``""``
+flat), entry ``entryPrice``. ``auth``/``subscribe``
 answers yield nothing; a failed one is fatal. Linear instruments are named
 ``<SYMBOL>-LINEAR`` in tradebus and ``<SYMBOL>`` on the wire.
 
 :func:`auth_frame` signs the ``auth`` op; :data:`LIVE_ACCOUNT` runs the parser on a
 :class:`~tradebus.adapters.common.user_stream.PrivateStream` (auth, then ``order``,
-``execution`` and ``wallet``; ``{"op":"ping"}`` every 20 s) and the REST side of ``trading.py``.
+``execution`` and ``wallet``; ``{"op":"ping"}`` every 20 s) and the REST side of ``trading.py``;
+:data:`LIVE_PERPETUAL` the same for USDT perpetuals (``category=linear``), also subscribed to
+``position``.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from tradebus.adapters.common.client import Sink
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
 from tradebus.adapters.common.user_stream import UNACKNOWLEDGED, PrivateStream, PrivateStreamParser
 from tradebus.adapters.common.venue import LiveAccount
-from tradebus.engine.instrument import Instrument
+from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import (
     Liquidity,
     OrderAccepted,
@@ -49,10 +55,10 @@ from tradebus.engine.messages import (
     OrderSide,
 )
 from tradebus.errors import ParseError
-from tradebus.execution.live import AccountBalance
+from tradebus.execution.live import AccountBalance, AccountPosition
 from tradebus.execution.orders import Order
 
-__all__ = ["LIVE_ACCOUNT", "SUBSCRIBE", "UserStreamParser", "auth_frame", "wire_symbol"]
+__all__ = ["LIVE_ACCOUNT", "LIVE_PERPETUAL", "SUBSCRIBE", "SUBSCRIBE_LINEAR", "UserStreamParser", "auth_frame", "position_from_row", "wire_symbol"]
 
 _MS = 1_000_000
 
@@ -62,8 +68,16 @@ def wire_symbol(inst: Instrument) -> str:
     return inst.symbol.removesuffix("-LINEAR")
 
 
+def position_from_row(row: dict[str, Any], instrument: Instrument) -> AccountPosition:
+    """An :class:`AccountPosition` from a position row (REST ``avgPrice``, stream ``entryPrice``; ``side`` gives the sign)."""
+    size = float(row.get("size") or 0.0)
+    sign = {"Buy": 1.0, "Sell": -1.0}.get(str(row.get("side") or ""), 0.0)
+    entry = float(row.get("avgPrice") or row.get("entryPrice") or 0.0)
+    return AccountPosition(instrument.instrument_id, sign * size, entry, int(row.get("updatedTime") or 0) * _MS)
+
+
 class UserStreamParser(PrivateStreamParser):
-    """Bybit ``order`` / ``execution`` / ``wallet`` frames -> core events (see the module docstring)."""
+    """Bybit ``order`` / ``execution`` / ``wallet`` / ``position`` frames -> core events (see the module docstring)."""
 
     def __init__(self, instruments: dict[str, Instrument], lookup: Callable[[str], Order | None], **kw: Any) -> None:
         super().__init__(instruments, lookup, symbol_of=wire_symbol, venue="BYBIT", **kw)
@@ -92,9 +106,18 @@ class UserStreamParser(PrivateStreamParser):
                         free = float(coin.get("availableToWithdraw") or total)
                         out.append(AccountBalance(coin["coin"], free, total - free, ts))
                 return out
+            if topic == "position":
+                return [position_from_row(row, inst) for row in data if (inst := self._perpetual(row)) is not None]
         except (KeyError, TypeError, ValueError) as exc:
             raise ParseError(f"bybit user stream: bad {topic} update: {type(exc).__name__}: {exc}") from None
         return []
+
+    def _perpetual(self, row: dict[str, Any]) -> Instrument | None:
+        """The traded perpetual of a one-way position row (``None``: another symbol, or a hedge-mode side)."""
+        inst = self.by_symbol.get(str(row["symbol"]))
+        if inst is None or inst.kind is not InstrumentKind.PERPETUAL or int(row.get("positionIdx") or 0) != 0:
+            return None
+        return inst
 
     def _fill(self, row: dict[str, Any]) -> OrderFilled:
         coid = str(row["orderLinkId"])
@@ -126,7 +149,8 @@ class UserStreamParser(PrivateStreamParser):
         if status == "New" and order.status in UNACKNOWLEDGED:  # else the REST answer told it first
             return [OrderAccepted(sid, iid, coid, str(row["orderId"]), ts, now)]
         if status in ("Cancelled", "PartiallyFilledCanceled"):
-            why = row.get("cancelType") or "canceled"
+            reject = row.get("rejectReason")
+            why = reject if reject not in (None, "", "EC_NoError") else row.get("cancelType") or "canceled"
             return [OrderCanceled(sid, iid, coid, str(why), ts, now, float(row.get("cumExecQty") or 0.0))]
         if status == "Rejected":
             return [OrderRejected(sid, iid, coid, f"rejected by Bybit: {row.get('rejectReason', '')}", ts, now)]
@@ -142,8 +166,9 @@ def auth_frame(api_key: SecretStr, api_secret: SecretStr, now: Callable[[], floa
     return json.dumps({"op": "auth", "args": [api_key.get_secret_value(), expires, sign]})
 
 
-#: The private topics subscribed once authenticated.
+#: The private topics subscribed once authenticated (spot; linear adds ``position``).
 SUBSCRIBE = json.dumps({"op": "subscribe", "args": ["order", "execution", "wallet"]})
+SUBSCRIBE_LINEAR = json.dumps({"op": "subscribe", "args": ["order", "execution", "position", "wallet"]})
 
 
 def _is_auth_ack(msg: dict[str, Any]) -> bool:
@@ -159,21 +184,33 @@ def _user_stream(
     sink: Sink,
     on_balance: Callable[[AccountBalance], Any] | None = None,
     on_reconnect: Callable[[], Any] | None = None,
+    *,
+    subscribe: str = SUBSCRIBE,
     **_: Any,
 ) -> PrivateStream:
     policy = ConnectionPolicy(backoff=Backoff(base=0.2, cap=10.0, min_delay=0.05), keepalive=bybit_keepalive(), stale_after=1e9)
     return PrivateStream(
         "bybit-private", ws_url, policy, UserStreamParser(instruments, lookup), lambda: auth_frame(api_key, api_secret),
-        _is_auth_ack, SUBSCRIBE, sink, on_balance, on_reconnect,
+        _is_auth_ack, subscribe, sink, on_balance, on_reconnect,
     )
 
 
-def _trading(
-    rest_url: str, api_key: SecretStr, api_secret: SecretStr, instruments: dict[str, Instrument], timeout: float, **_: Any
-) -> Any:
-    from tradebus.adapters.bybit.trading import BybitTrading
+def _linear_user_stream(*args: Any, **kwargs: Any) -> PrivateStream:
+    return _user_stream(*args, **kwargs, subscribe=SUBSCRIBE_LINEAR)
 
-    return BybitTrading(rest_url, api_key, api_secret, instruments, timeout)
+
+def _trading(class_name: str) -> Callable[..., Any]:
+    """The account's trading factory (``trading.py``'s ``class_name``; ccxt is imported only when a live run starts)."""
+
+    def make(
+        rest_url: str, api_key: SecretStr, api_secret: SecretStr, instruments: dict[str, Instrument], timeout: float, **_: Any
+    ) -> Any:
+        from tradebus.adapters.bybit import trading
+
+        return getattr(trading, class_name)(rest_url, api_key, api_secret, instruments, timeout)
+
+    return make
+
 
 
 #: Bybit spot live trading, as the registry's adapter offers it (the testnet is its own host).
@@ -182,6 +219,13 @@ LIVE_ACCOUNT = LiveAccount(
         "testnet": ("https://api-testnet.bybit.com", "wss://stream-testnet.bybit.com/v5/private"),
         "mainnet": ("https://api.bybit.com", "wss://stream.bybit.com/v5/private"),
     },
-    trading=_trading,
+    trading=_trading("BybitTrading"),
     user_stream=_user_stream,
+)
+
+#: Bybit USDT-perpetual live trading (``category=linear``, one-way mode) on the same unified account and hosts.
+LIVE_PERPETUAL = LiveAccount(
+    endpoints=LIVE_ACCOUNT.endpoints,
+    trading=_trading("BybitLinearTrading"),
+    user_stream=_linear_user_stream,
 )

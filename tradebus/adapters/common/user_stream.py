@@ -20,7 +20,7 @@ from tradebus.adapters.common.policy import ConnectionPolicy
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderStatus
 from tradebus.errors import ParseError
-from tradebus.execution.live import AccountBalance
+from tradebus.execution.live import AccountBalance, AccountPosition
 from tradebus.execution.orders import Order
 
 __all__ = ["UNACKNOWLEDGED", "OrderContext", "PrivateStream", "PrivateStreamParser"]
@@ -96,7 +96,8 @@ class PrivateStream(WsClient):
 
     On connecting it sends ``login()`` (a fresh signed frame each time); when the venue's
     answer satisfies ``is_login_ack`` it sends ``subscribe``. Every parsed order event goes to
-    ``sink``, every :class:`~tradebus.execution.live.AccountBalance` to ``on_balance``; after a
+    ``sink``, every :class:`~tradebus.execution.live.AccountBalance` and
+    :class:`~tradebus.execution.live.AccountPosition` to ``on_balance``; after a
     reconnect (events may have been missed) ``on_reconnect`` is called. A refused login is
     the parser's :class:`~tradebus.adapters.common.policy.FatalVenueError`.
 
@@ -159,7 +160,7 @@ class PrivateStream(WsClient):
             task.add_done_callback(self._tasks.discard)
             return
         for event in events:
-            if isinstance(event, AccountBalance):
+            if isinstance(event, (AccountBalance, AccountPosition)):
                 if self.on_balance is not None:
                     self.on_balance(event)
             else:

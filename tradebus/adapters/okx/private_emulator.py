@@ -22,6 +22,10 @@ Matching, balances and faults are the :class:`~tradebus.adapters.common.account_
 Departures from OKX: a MARKET order is acknowledged ``live`` and fills at the next public
 trade; a market order must give its size in the base asset (``tgtCcy=base_ccy``, as
 :mod:`~tradebus.adapters.okx.trading` sends it); stop (algo) orders are not emulated.
+
+:class:`OkxSwapEmulator` is the same account trading swaps (linear USDT perpetuals, net
+mode): ``tdMode=cross``, sizes in contracts, ``reduceOnly`` (``51169`` / ``51170``),
+``GET /api/v5/account/positions`` and the ``positions`` channel.
 """
 
 from __future__ import annotations
@@ -39,10 +43,11 @@ from aiohttp import web
 
 from tradebus.adapters.common.account_emulator import AccountEmulator, EmulatedFill, EmulatedOrder, WsSession
 from tradebus.adapters.okx.emulator import OkxProtocol
+from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, TimeInForce, Trade
 from tradebus.execution.orders import Order
 
-__all__ = ["MatchingProtocol", "OkxPrivateEmulator"]
+__all__ = ["MatchingProtocol", "OkxPrivateEmulator", "OkxSwapEmulator"]
 
 _STATE = {
     OrderStatus.ACCEPTED: "live",
@@ -71,6 +76,9 @@ class OkxPrivateEmulator(AccountEmulator):
 
     rate_limit_code = 50011
     ws_path = "/ws/v5/private"
+    #: The account's ``instType`` and the ``tdMode`` its orders must give.
+    inst_type = "SPOT"
+    td_mode = "cash"
 
     # ------------------------------------------------------------------ REST dialect
 
@@ -137,18 +145,30 @@ class OkxPrivateEmulator(AccountEmulator):
         if coid in self.orders:
             return self._order_error("51016", "Duplicated clOrdId", p)
         kind = _ORD_TYPES.get(str(p.get("ordType", "")))
-        if kind is None or p.get("tdMode") != "cash":
+        if kind is None or p.get("tdMode") != self.td_mode:
             return self._order_error("51000", f"Parameter ordType/tdMode error: {p.get('ordType')}/{p.get('tdMode')}", p)
         typ, tif, post_only = kind
-        if typ is OrderType.MARKET and p.get("tgtCcy") != "base_ccy":
-            return self._order_error("51000", "Parameter tgtCcy error (emulated: base_ccy only)", p)
+        refused = self.check_order(p, typ, inst)
+        if refused is not None:
+            return self._order_error(*refused, p)
         side = OrderSide.BUY if p.get("side") == "buy" else OrderSide.SELL
         price = float(p["px"]) if typ is OrderType.LIMIT else math.nan
-        order = Order(coid, "", inst.instrument_id, side, typ, float(p["sz"]), price, tif=tif, post_only=post_only)
+        reduce_only = self.linear_positions and str(p.get("reduceOnly", False)).lower() == "true"  # spot cash ignores it
+        order = Order(coid, "", inst.instrument_id, side, typ, float(p["sz"]), price, tif=tif, post_only=post_only, reduce_only=reduce_only)
         rec = self.submit(order, str(p["instId"]))
         if rec.status is OrderStatus.REJECTED:
-            return self._order_error("51000", f"Order failed: {rec.reason}", p)
+            return self._order_error(*self.refusal(rec), p)
         return self._ok([{"clOrdId": coid, "ordId": str(rec.order_id), "tag": "", "ts": str(rec.time_ms), "sCode": "0", "sMsg": "Order placed"}])
+
+    def check_order(self, p: dict[str, Any], typ: OrderType, inst: Instrument) -> tuple[str, str] | None:
+        """``(sCode, sMsg)`` of a new-order body this account refuses before matching, else ``None``."""
+        if typ is OrderType.MARKET and p.get("tgtCcy") != "base_ccy":
+            return "51000", "Parameter tgtCcy error (emulated: base_ccy only)"
+        return None
+
+    def refusal(self, rec: EmulatedOrder) -> tuple[str, str]:
+        """``(sCode, sMsg)`` of an order the matching venue refused on arrival."""
+        return "51000", f"Order failed: {rec.reason}"
 
     def _cancel(self, p: dict[str, Any]) -> web.Response:
         rec = self._find(p)
@@ -171,9 +191,13 @@ class OkxPrivateEmulator(AccountEmulator):
         return self._ok([self._row(rec, None)])
 
     def _pending(self, p: dict[str, Any]) -> web.Response:
+        if p.get("instType") not in (None, self.inst_type):  # none of that type on this account
+            return self._ok([])
         return self._ok([self._row(r, None) for r in self.open_orders(p.get("instId"))])
 
     def _fills(self, p: dict[str, Any]) -> web.Response:
+        if p.get("instType") not in (None, self.inst_type):
+            return self._ok([])
         rows = [f for f in self.fills if p.get("instId") in (None, f.rec.symbol) and p.get("ordId") in (None, str(f.rec.order_id))]
         return self._ok([self._fill_row(f) for f in reversed(rows)])  # newest first, as OKX
 
@@ -185,7 +209,7 @@ class OkxPrivateEmulator(AccountEmulator):
     def _fill_row(self, f: EmulatedFill) -> dict[str, Any]:
         fill = f.fill
         return {
-            "instType": "SPOT",
+            "instType": self.inst_type,
             "instId": f.rec.symbol,
             "tradeId": str(f.trade_id),
             "ordId": str(f.rec.order_id),
@@ -210,7 +234,7 @@ class OkxPrivateEmulator(AccountEmulator):
             TimeInForce.IOC: "ioc", TimeInForce.FOK: "fok"
         }.get(order.tif, "limit")
         row = {
-            "instType": "SPOT",
+            "instType": self.inst_type,
             "instId": rec.symbol,
             "ccy": "",
             "ordId": str(rec.order_id),
@@ -220,8 +244,8 @@ class OkxPrivateEmulator(AccountEmulator):
             "sz": repr(order.quantity),
             "ordType": kind,
             "side": "buy" if order.side is OrderSide.BUY else "sell",
-            "tdMode": "cash",
-            "tgtCcy": "base_ccy" if kind == "market" else "",
+            "tdMode": self.td_mode,
+            "tgtCcy": "base_ccy" if kind == "market" and self.inst_type == "SPOT" else "",
             "accFillSz": repr(filled),
             "avgPx": repr(sum(f.last_qty * f.last_px for f in mine) / filled) if filled else "",
             "state": _STATE[rec.status],
@@ -238,7 +262,7 @@ class OkxPrivateEmulator(AccountEmulator):
             "cancelSourceReason": "",
             "cTime": str(rec.time_ms),
             "uTime": str(max(rec.update_ms, rec.time_ms)),
-        }
+        } | self.row_extras(rec)
         if fill is not None:
             f = fill.fill
             row |= {
@@ -252,6 +276,10 @@ class OkxPrivateEmulator(AccountEmulator):
             }
         return row
 
+    def row_extras(self, rec: EmulatedOrder) -> dict[str, Any]:
+        """Fields of an order row that only this account's instrument type has."""
+        return {}
+
     def _account(self, assets: list[str]) -> dict[str, Any]:
         now = str(self.now_ms())
         details = [
@@ -262,10 +290,10 @@ class OkxPrivateEmulator(AccountEmulator):
         return {"uTime": now, "totalEq": "", "details": details}
 
     def order_frames(self, rec: EmulatedOrder, fill: EmulatedFill | None) -> list[tuple[str, str]]:
-        arg = {"channel": "orders", "instType": "SPOT", "uid": _UID}
+        arg = {"channel": "orders", "instType": self.inst_type, "uid": _UID}
         return [("orders", json.dumps({"arg": arg, "data": [self._row(rec, fill)]}))]
 
-    def balance_frames(self, assets: list[str]) -> list[tuple[str, str]]:
+    def balance_frames(self, assets: list[str], symbol: str | None = None) -> list[tuple[str, str]]:
         return [("account", json.dumps({"arg": {"channel": "account", "uid": _UID}, "data": [self._account(assets)]}))]
 
     # ------------------------------------------------------------------ WebSocket dialect
@@ -301,6 +329,77 @@ class OkxPrivateEmulator(AccountEmulator):
                 out.append(json.dumps({"event": "subscribe", "arg": arg, "connId": f"emu{id(session) % 10**6}"}))
             return out
         return [json.dumps({"event": "error", "code": "60012", "msg": f"Invalid request: op {op}"})]
+
+
+class OkxSwapEmulator(OkxPrivateEmulator):
+    """The emulated OKX demo account trading swaps (linear USDT perpetuals) in net mode, cross margin.
+
+    As :class:`OkxPrivateEmulator` (signatures, errors, faults) with the swap dialect of
+    :class:`~tradebus.adapters.okx.trading.OkxSwapTrading`: ``tdMode=cross`` (``isolated``
+    not emulated: ``51000``), ``posSide`` ``net`` or absent (``51000`` otherwise), ``sz`` in
+    contracts and a whole number of ``lotSz`` (``51121`` otherwise), no ``tgtCcy`` (``51000``);
+    ``reduceOnly=true`` refused on arrival when flat (``51169``) or in the position's own
+    direction (``51170``), capped at the position at fill time. Positions are the shared
+    ledger's one-way positions (:attr:`AccountEmulator.linear_positions`: contracts, entry
+    price, realized PnL ``contracts * ctVal * (exit - entry)`` and fees on the USDT wallet);
+    ``GET /api/v5/account/config`` tells :attr:`pos_mode` and the uid,
+    ``GET /api/v5/account/positions`` lists the open ones, and a ``positions`` push (with
+    ``pos`` ``0`` when closed) follows every fill, after the ``account`` push. Departures:
+    no margin check, no liquidation, no funding, no mark price (``upl`` ``0``).
+    """
+
+    inst_type = "SWAP"
+    td_mode = "cross"
+    linear_positions = True
+    #: The account's position mode (``GET /api/v5/account/config``); ``long_short_mode`` to test a refusal.
+    pos_mode = "net_mode"
+
+    def routes(self) -> dict[tuple[str, str], Any]:
+        return super().routes() | {("GET", "/api/v5/account/positions"): self._positions, ("GET", "/api/v5/account/config"): self._config}
+
+    def _config(self, p: dict[str, Any]) -> web.Response:
+        return self._ok([{"uid": _UID, "mainUid": _UID, "acctLv": "2", "posMode": self.pos_mode, "autoLoan": False, "level": "Lv1"}])
+
+    def check_order(self, p: dict[str, Any], typ: OrderType, inst: Instrument) -> tuple[str, str] | None:
+        if p.get("tgtCcy"):
+            return "51000", "Parameter tgtCcy error (SPOT only)"
+        if p.get("posSide", "net") != "net":
+            return "51000", "Parameter posSide error (the account is in net mode)"
+        lots = float(p["sz"]) / inst.lot_size
+        if abs(lots - round(lots)) > 1e-9 or round(lots) < 1:
+            return "51121", f"Order quantity should be a multiple of the lot size {inst.lot_size}"
+        return None
+
+    def refusal(self, rec: EmulatedOrder) -> tuple[str, str]:
+        if not rec.reason.startswith("reduce_only"):
+            return super().refusal(rec)
+        if abs(self.position(rec.symbol)) < 1e-12:
+            return "51169", "Order failed because you don't have any positions in this direction for this contract to reduce or close."
+        return "51170", "Failed to place order. A reduce-only order can't be the same direction as your existing position."
+
+    def row_extras(self, rec: EmulatedOrder) -> dict[str, Any]:
+        return {"posSide": "net", "reduceOnly": "true" if rec.order.reduce_only else "false", "lever": "1"}
+
+    def _position_row(self, symbol: str) -> dict[str, Any]:
+        pos, entry, now = self.position(symbol), self.entry.get(symbol, 0.0), str(self.now_ms())
+        return {
+            "instType": "SWAP", "instId": symbol, "mgnMode": "cross", "posSide": "net", "pos": repr(pos),
+            "avgPx": repr(entry) if pos else "", "ccy": self.instruments[symbol].quote, "posCcy": "", "upl": "0",
+            "lever": "1", "cTime": now, "uTime": now,
+        }
+
+    def _positions(self, p: dict[str, Any]) -> web.Response:
+        if p.get("instType") not in (None, self.inst_type):
+            return self._ok([])
+        open_ = [s for s in sorted(self.instruments) if p.get("instId") in (None, s) and abs(self.position(s)) > 1e-12]
+        return self._ok([self._position_row(s) for s in open_])
+
+    def balance_frames(self, assets: list[str], symbol: str | None = None) -> list[tuple[str, str]]:
+        frames = super().balance_frames(assets)
+        if symbol is not None:
+            arg = {"channel": "positions", "instType": "SWAP", "uid": _UID}
+            frames.append(("positions", json.dumps({"arg": arg, "data": [self._position_row(symbol)]})))
+        return frames
 
 
 class MatchingProtocol(OkxProtocol):

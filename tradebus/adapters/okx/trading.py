@@ -23,6 +23,32 @@ balances ``GET /api/v5/account/balance``; amend ``POST /api/v5/trade/amend-order
 OKX reports a fee charged as a negative number; it is booked positive, in the quote asset.
 Rate limit: OKX has no used-weight header; the budget is 60 requests per 2 s (the order
 endpoints' limit), shared by every caller of the account.
+
+Swaps (linear USDT perpetuals)
+------------------------------
+
+:class:`OkxSwapTrading` trades ``instType=SWAP`` (``BTC-USDT-SWAP``) on the same endpoints,
+with the swap order mapping (:func:`swap_order_params`; the account in net position mode):
+
+=====================  ==========================================================
+tradebus               OKX ``POST /api/v5/trade/order``
+=====================  ==========================================================
+quantity               ``sz`` in **contracts** of ``ctVal`` (the instrument's
+                       ``contract_size``), rounded down to ``lotSz``
+margin                 ``tdMode=cross``; ``posSide=net`` (one-way: OKX's net mode)
+MARKET                 ``ordType=market`` (no ``tgtCcy``: swaps count contracts)
+LIMIT GTC / IOC / FOK  ``ordType=limit`` / ``ioc`` / ``fok`` + ``px``
+LIMIT post_only        ``ordType=post_only``
+reduce_only            ``reduceOnly=true`` (refused with ``51169`` when flat, ``51170``
+                       when it is the position's own direction)
+STOP_*                 not supported yet (algo orders): refused locally
+=====================  ==========================================================
+
+The first :meth:`OkxSwapTrading.balances` (the daemon's start) reads ``GET /api/v5/account/config``:
+an account whose ``posMode`` is not ``net_mode`` is refused with the reason, and its ``uid``
+is the account id. Positions: ``GET /api/v5/account/positions?instType=SWAP`` (``pos`` in contracts, signed in
+net mode; ``long``/``short`` rows of a hedge-mode account are summed); balances as spot
+(``availBal`` free, ``frozenBal`` locked, of the one USDT wallet).
 """
 
 from __future__ import annotations
@@ -35,13 +61,14 @@ from pydantic import SecretStr
 
 from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
+from tradebus.adapters.okx.user_stream import positions_from_rows
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
-from tradebus.execution.live import AccountBalance, Ack, VenueRejected
+from tradebus.execution.live import AccountBalance, AccountPosition, Ack, VenueRejected
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 
-__all__ = ["STATUS", "OkxTrading", "fill_from_row", "order_params", "report_from_row"]
+__all__ = ["STATUS", "OkxSwapTrading", "OkxTrading", "fill_from_row", "order_params", "report_from_row", "swap_order_params"]
 
 #: OKX order state -> core status.
 STATUS: dict[str, OrderStatus] = {
@@ -65,19 +92,42 @@ def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
     """
     if order.reduce_only:
         raise VenueRejected("reduce_only: OKX spot cash orders have no reduce-only")
+    params = _common_params(order, instrument, "cash")
+    if params["ordType"] == "market":
+        params["tgtCcy"] = "base_ccy"
+    return params
+
+
+def swap_order_params(order: Order, instrument: Instrument) -> dict[str, Any]:
+    """The ``POST /api/v5/trade/order`` body of a swap ``order`` (contracts, cross margin, net mode).
+
+    Raises
+    ------
+    VenueRejected
+        Stops, or nothing left once rounded to whole lots.
+    """
+    params: dict[str, Any] = _common_params(order, instrument, "cross")
+    params["posSide"] = "net"
+    if order.reduce_only:
+        params["reduceOnly"] = True
+    return params
+
+
+def _common_params(order: Order, instrument: Instrument, td_mode: str) -> dict[str, str]:
+    """What a spot and a swap order body share: size rounded down to lots, type flags, price to the tick."""
     qty = instrument.round_quantity(order.quantity - order.filled_qty)
     if not qty > 0.0:
         raise VenueRejected(f"quantity {order.quantity} rounds to 0 lots of {instrument.lot_size}")
     params = {
         "instId": instrument.symbol,
-        "tdMode": "cash",
+        "tdMode": td_mode,
         "side": "buy" if order.side is OrderSide.BUY else "sell",
         "sz": decimal_text(qty, instrument.lot_size),
         "clOrdId": order.client_order_id,
     }
     typ = order.order_type
     if typ is OrderType.MARKET:
-        return params | {"ordType": "market", "tgtCcy": "base_ccy"}
+        return params | {"ordType": "market"}
     if typ is not OrderType.LIMIT:
         raise VenueRejected(f"{typ}: OKX stop orders are algo orders, not supported yet")
     tif = order.tif if isinstance(order.tif, TimeInForce) else TimeInForce(order.tif)
@@ -138,6 +188,8 @@ class OkxTrading(CcxtTrading):
 
     venue = "OKX"
     supports_amend = True
+    #: The ``instType`` of the account's instruments (queries of fills and open orders).
+    inst_type = "SPOT"
 
     def __init__(
         self,
@@ -165,9 +217,13 @@ class OkxTrading(CcxtTrading):
             exchange.headers = {**(exchange.headers or {}), "x-simulated-trading": "1"}
         super().__init__(exchange, instruments, budget if budget is not None else WeightBudget(60, 2.0), _WEIGHTS)
 
+    def order_params(self, order: Order, instrument: Instrument) -> dict[str, Any]:
+        """The new-order body (:func:`order_params`)."""
+        return order_params(order, instrument)
+
     async def place(self, order: Order) -> Ack:
         """``POST /api/v5/trade/order``."""
-        raw = await self.call("private_post_trade_order", order_params(order, self.instrument(order)))
+        raw = await self.call("private_post_trade_order", self.order_params(order, self.instrument(order)))
         row = raw["data"][0]
         return Ack(str(row["clOrdId"]), str(row["ordId"]), int(row.get("ts") or 0) * 1_000_000)
 
@@ -201,7 +257,7 @@ class OkxTrading(CcxtTrading):
         row = rows[0]
         fills: tuple[OrderFilled, ...] = ()
         if float(row.get("accFillSz") or 0.0) > 0.0:
-            trades = await self.call("private_get_trade_fills", {"instType": "SPOT", "instId": inst.symbol, "ordId": row["ordId"]})
+            trades = await self.call("private_get_trade_fills", {"instType": self.inst_type, "instId": inst.symbol, "ordId": row["ordId"]})
             fills = tuple(fill_from_row(t, order, inst) for t in trades.get("data") or [])
         return report_from_row(row, fills)
 
@@ -209,7 +265,7 @@ class OkxTrading(CcxtTrading):
         """``GET /api/v5/trade/orders-pending`` of every traded instrument."""
         reports = []
         for inst in self.instruments.values():
-            raw = await self.call("private_get_trade_orders_pending", {"instType": "SPOT", "instId": inst.symbol})
+            raw = await self.call("private_get_trade_orders_pending", {"instType": self.inst_type, "instId": inst.symbol})
             reports.extend(report_from_row(row) for row in raw.get("data") or [])
         return reports
 
@@ -217,7 +273,7 @@ class OkxTrading(CcxtTrading):
         """Cancel every open order of every traded instrument, one request each."""
         canceled = []
         for inst in self.instruments.values():
-            raw = await self.call("private_get_trade_orders_pending", {"instType": "SPOT", "instId": inst.symbol})
+            raw = await self.call("private_get_trade_orders_pending", {"instType": self.inst_type, "instId": inst.symbol})
             for row in raw.get("data") or []:
                 await self.call("private_post_trade_cancel_order", {"instId": inst.symbol, "ordId": str(row["ordId"])})
                 canceled.append(str(row["clOrdId"]))
@@ -232,3 +288,38 @@ class OkxTrading(CcxtTrading):
             for d in account.get("details") or []:
                 out.append(AccountBalance(d["ccy"], float(d.get("availBal") or 0.0), float(d.get("frozenBal") or 0.0), ts))
         return out
+
+
+class OkxSwapTrading(OkxTrading):
+    """OKX v5 swap (linear USDT perpetual) REST trading for one account (module docstring, *Swaps*).
+
+    Parameters as :class:`OkxTrading`; the account is in net position mode.
+    """
+
+    inst_type = "SWAP"
+
+    def order_params(self, order: Order, instrument: Instrument) -> dict[str, Any]:
+        """The new-order body (:func:`swap_order_params`)."""
+        return swap_order_params(order, instrument)
+
+    async def balances(self) -> list[AccountBalance]:
+        """``GET /api/v5/account/balance``, after checking (once) that the account trades in net mode.
+
+        Raises
+        ------
+        VenueRejected
+            ``GET /api/v5/account/config`` says ``posMode`` is not ``net_mode``: the orders'
+            ``posSide=net`` would be refused and positions read per side.
+        """
+        if not self.account_id:
+            rows = (await self.call("private_get_account_config", {})).get("data") or [{}]
+            mode = str(rows[0].get("posMode", ""))
+            if mode != "net_mode":
+                raise VenueRejected(f"OKX account position mode is {mode!r}: swaps are traded in net_mode (one-way); switch the account to it")
+            self.account_id = str(rows[0].get("uid", ""))
+        return await super().balances()
+
+    async def positions(self) -> list[AccountPosition]:
+        """``GET /api/v5/account/positions?instType=SWAP`` of the traded swaps, in contracts."""
+        raw = await self.call("private_get_account_positions", {"instType": "SWAP"})
+        return positions_from_rows(raw.get("data") or [], {inst.symbol: inst for inst in self.instruments.values()})

@@ -1,4 +1,4 @@
-"""OKX v5 private channels, parsed into core events: ``orders`` and ``account`` (after ``login``).
+"""OKX v5 private channels, parsed into core events: ``orders``, ``account`` and ``positions`` (after ``login``).
 
 ``orders`` (one update per order change; ``arg.channel == "orders"``):
 
@@ -13,12 +13,16 @@
 A ``filled`` or ``partially_filled`` update carries its fill (booked as above); the order
 manager derives the status from the fills. ``account`` -> one
 :class:`~tradebus.execution.live.AccountBalance` per currency of ``details`` (``availBal``
-free, ``frozenBal`` locked). ``login``/``subscribe`` answers yield nothing; an ``error``
-event is fatal.
+free, ``frozenBal`` locked). ``positions`` -> one
+:class:`~tradebus.execution.live.AccountPosition` per traded instrument (``pos`` in contracts,
+signed in net mode; ``avgPx`` the entry price; :func:`positions_from_rows`).
+``login``/``subscribe`` answers yield nothing; an ``error`` event is fatal.
 
 :func:`login_frame` signs the ``login`` op; :data:`LIVE_ACCOUNT` runs the parser on a
 :class:`~tradebus.adapters.common.user_stream.PrivateStream` (login, then ``orders`` of SPOT
-and ``account``; ``"ping"`` when idle 25 s) and the REST side of ``trading.py``.
+and ``account``; ``"ping"`` when idle 25 s) and the REST side of ``trading.py``;
+:data:`LIVE_PERPETUAL` the same for swaps (``orders`` and ``positions`` of SWAP, ``account``)
+with :class:`~tradebus.adapters.okx.trading.OkxSwapTrading`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from pydantic import SecretStr
@@ -42,15 +47,15 @@ from tradebus.engine.instrument import Instrument
 from tradebus.execution.orders import Order
 from tradebus.engine.messages import Liquidity, OrderAccepted, OrderCanceled, OrderFilled, OrderSide
 from tradebus.errors import ParseError
-from tradebus.execution.live import AccountBalance
+from tradebus.execution.live import AccountBalance, AccountPosition
 
-__all__ = ["LIVE_ACCOUNT", "SUBSCRIBE", "UserStreamParser", "login_frame"]
+__all__ = ["LIVE_ACCOUNT", "LIVE_PERPETUAL", "SUBSCRIBE", "SUBSCRIBE_SWAP", "UserStreamParser", "login_frame", "positions_from_rows"]
 
 _MS = 1_000_000
 
 
 class UserStreamParser(PrivateStreamParser):
-    """OKX ``orders`` / ``account`` frames -> core events (see the module docstring)."""
+    """OKX ``orders`` / ``account`` / ``positions`` frames -> core events (see the module docstring)."""
 
     def parse(self, raw: str | bytes) -> list[Any]:
         msg = self.decode(raw, "okx")
@@ -71,6 +76,8 @@ class UserStreamParser(PrivateStreamParser):
                     for row in data
                     for d in row["details"]
                 ]
+            if channel == "positions":
+                return positions_from_rows(data, self.by_symbol)
         except (KeyError, TypeError, ValueError) as exc:
             raise ParseError(f"okx user stream: bad {channel} update: {type(exc).__name__}: {exc}") from None
         return []
@@ -120,8 +127,37 @@ def login_frame(api_key: SecretStr, api_secret: SecretStr, passphrase: SecretStr
     return json.dumps({"op": "login", "args": [arg]})
 
 
-#: The private channels subscribed once logged in.
+#: The private channels subscribed once logged in (spot account).
 SUBSCRIBE = json.dumps({"op": "subscribe", "args": [{"channel": "orders", "instType": "SPOT"}, {"channel": "account"}]})
+#: The private channels subscribed once logged in (swap account).
+SUBSCRIBE_SWAP = json.dumps(
+    {"op": "subscribe", "args": [{"channel": "orders", "instType": "SWAP"}, {"channel": "positions", "instType": "SWAP"}, {"channel": "account"}]}
+)
+
+
+def positions_from_rows(rows: list[dict[str, Any]], by_symbol: dict[str, Instrument]) -> list[AccountPosition]:
+    """One signed :class:`AccountPosition` per traded instrument of OKX position rows (REST or the ``positions`` channel).
+
+    ``pos`` is signed in net mode; a hedge-mode account's ``long`` and ``short`` rows are
+    summed into the net position (their entry price is the last row's). Rows of other
+    instruments are skipped.
+    """
+    net: dict[str, AccountPosition] = {}
+    for row in rows:
+        inst = by_symbol.get(str(row["instId"]))
+        if inst is None:
+            continue
+        qty = float(row.get("pos") or 0.0)
+        side = row.get("posSide", "net")
+        if side == "long":
+            qty = abs(qty)
+        elif side == "short":
+            qty = -abs(qty)
+        prev = net.get(inst.instrument_id)
+        total = qty + (prev.quantity if prev is not None else 0.0)
+        ts = int(row.get("uTime") or 0) * _MS
+        net[inst.instrument_id] = AccountPosition(inst.instrument_id, total, float(row.get("avgPx") or 0.0), ts)
+    return list(net.values())
 
 
 def _is_login_ack(msg: dict[str, Any]) -> bool:
@@ -129,6 +165,7 @@ def _is_login_ack(msg: dict[str, Any]) -> bool:
 
 
 def _user_stream(
+    subscribe: str,
     ws_url: str,
     api_key: SecretStr,
     api_secret: SecretStr,
@@ -146,27 +183,33 @@ def _user_stream(
     parser = UserStreamParser(instruments, lookup, venue="OKX")
     return PrivateStream(
         "okx-private", ws_url, policy, parser, lambda: login_frame(api_key, api_secret, passphrase), _is_login_ack,
-        SUBSCRIBE, sink, on_balance, on_reconnect,
+        subscribe, sink, on_balance, on_reconnect,
     )
 
 
 def _trading(
-    rest_url: str, api_key: SecretStr, api_secret: SecretStr, instruments: dict[str, Instrument], timeout: float,
+    class_name: str, rest_url: str, api_key: SecretStr, api_secret: SecretStr, instruments: dict[str, Instrument], timeout: float,
     *, passphrase: SecretStr | None = None, environment: str = "testnet", **_: Any,
 ) -> Any:
-    from tradebus.adapters.okx.trading import OkxTrading
+    from tradebus.adapters.okx import trading
 
     assert passphrase is not None
-    return OkxTrading(rest_url, api_key, api_secret, passphrase, instruments, timeout, demo=environment != "mainnet")
+    cls = getattr(trading, class_name)
+    return cls(rest_url, api_key, api_secret, passphrase, instruments, timeout, demo=environment != "mainnet")
+
+
+#: OKX's endpoints of each environment (demo trading is the testnet): REST base, private WebSocket.
+_ENDPOINTS = {
+    "testnet": ("https://www.okx.com", "wss://wspap.okx.com:8443/ws/v5/private"),
+    "mainnet": ("https://www.okx.com", "wss://ws.okx.com:8443/ws/v5/private"),
+}
 
 
 #: OKX spot live trading, as the registry's adapter offers it (demo trading is the testnet).
 LIVE_ACCOUNT = LiveAccount(
-    endpoints={
-        "testnet": ("https://www.okx.com", "wss://wspap.okx.com:8443/ws/v5/private"),
-        "mainnet": ("https://www.okx.com", "wss://ws.okx.com:8443/ws/v5/private"),
-    },
-    trading=_trading,
-    user_stream=_user_stream,
-    passphrase=True,
+    endpoints=_ENDPOINTS, trading=partial(_trading, "OkxTrading"), user_stream=partial(_user_stream, SUBSCRIBE), passphrase=True
+)
+#: OKX swap (linear USDT perpetual) live trading, net position mode, cross margin.
+LIVE_PERPETUAL = LiveAccount(
+    endpoints=_ENDPOINTS, trading=partial(_trading, "OkxSwapTrading"), user_stream=partial(_user_stream, SUBSCRIBE_SWAP), passphrase=True
 )

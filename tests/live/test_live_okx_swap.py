@@ -1,0 +1,410 @@
+"""Live trading of an OKX swap (BTC-USDT-SWAP, linear USDT perpetual): mapping, parsing, the account emulator.
+
+Sizes are contracts of ``ctVal`` 0.01 BTC. The numbers of the hand-checked session are
+worked out in the comments (fees ``contracts * 0.01 * price * rate``, realized PnL
+``contracts * 0.01 * (exit - entry)``) and compared with the emulator's account, the
+kernel's book and what the private stream and the REST positions report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from loguru import logger
+from pydantic import SecretStr
+
+from tests.live.live_harness import KEY, SECRET, until
+from tests.live.node_testdata import FIXTURES, okx_frames, run_node
+from tests.live.venue_kits import PASSPHRASE, VenueKit, kit_harness
+from tradebus.adapters.okx import private_emulator as okx_emu
+from tradebus.adapters.okx.instruments import load_instruments
+from tradebus.adapters.okx.trading import OkxSwapTrading, swap_order_params
+from tradebus.adapters.okx.user_stream import UserStreamParser
+from tradebus.adapters.common.account_emulator import AccountEmulator, RestFault, StreamFault
+from tradebus.adapters.common.local_server import LocalVenueServer, VenueProtocol
+from tradebus.engine.messages import OrderFilled, OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce, Trade
+from tradebus.execution.live import AccountBalance, AccountPosition, VenueRejected
+from tradebus.execution.orders import Order
+from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
+
+SWAP_IID = "BTC-USDT-SWAP.OKX"
+SWAP_INSTRUMENT: dict[str, Any] = {
+    "venue": "OKX", "symbol": "BTC-USDT-SWAP", "kind": "perpetual", "base": "BTC", "quote": "USDT",
+    "tick_size": 0.1, "lot_size": 1.0, "min_quantity": 1.0, "contract_size": 0.01,
+    "taker_fee": 0.0005, "maker_fee": 0.0002,
+}
+USER_DATA = FIXTURES / "okx" / "user_data"
+
+
+def swap_frames() -> list[tuple[int, str]]:
+    """The OKX recording with its BTC-USDT trades re-labelled as BTC-USDT-SWAP (sizes in contracts of 0.01 BTC).
+
+    The recording has no swap trades of a linear contract; the spot prints stand in for them
+    (prices, ids and times verbatim). The other frames are dropped.
+    """
+    out = []
+    for t, raw in okx_frames():
+        msg = json.loads(raw)
+        arg = msg.get("arg") or {}
+        if arg.get("channel") != "trades" or arg.get("instId") != "BTC-USDT" or "data" not in msg:
+            continue
+        arg["instId"] = "BTC-USDT-SWAP"
+        for row in msg["data"]:
+            row["instId"] = "BTC-USDT-SWAP"
+            row["sz"] = f"{float(row['sz']) / 0.01:.6f}"
+        out.append((t, json.dumps(msg, separators=(",", ":"))))
+    return out
+
+
+def _protocol(frames: list[tuple[int, str]], account: AccountEmulator) -> VenueProtocol:
+    return okx_emu.MatchingProtocol(frames, account=account, instrument_ids={"BTC-USDT-SWAP": SWAP_IID})
+
+
+OKX_SWAP = VenueKit(
+    venue="okx",
+    iid=SWAP_IID,
+    instrument=SWAP_INSTRUMENT,
+    frames=swap_frames(),
+    channels=["trades"],
+    base="BTC",
+    make_emulator=okx_emu.OkxSwapEmulator,
+    make_protocol=_protocol,
+    env={"TRADEBUS_OKX_API_KEY": KEY, "TRADEBUS_OKX_API_SECRET": SECRET, "TRADEBUS_OKX_API_PASSPHRASE": PASSPHRASE},
+    place_path="/api/v5/trade/order",
+    fill_frame='"fillFeeCcy": "USDT"',
+    market="perpetual",
+    feed_market="swap",
+)
+(INST,) = OKX_SWAP.instruments().values()
+
+
+def test_the_instrument_is_okx_s_own_swap_definition() -> None:
+    loaded = load_instruments(FIXTURES / "okx" / "public_instruments_SWAP_2022-05-13_cut.json", "OKX")[SWAP_IID]
+    assert (loaded.kind, loaded.contract_size, loaded.lot_size, loaded.tick_size, loaded.base, loaded.quote) == (
+        INST.kind, 0.01, 1.0, 0.1, "BTC", "USDT",
+    )
+
+
+def _order(typ: OrderType = OrderType.LIMIT, qty: float = 2.7, price: float = 30_000.04, **kw: Any) -> Order:
+    return Order("sw1", "s", SWAP_IID, OrderSide.SELL, typ, qty, price, **kw)
+
+
+def test_swap_order_mapping_counts_contracts_in_cross_margin_net_mode() -> None:
+    assert swap_order_params(_order(reduce_only=True), INST) == {
+        "instId": "BTC-USDT-SWAP", "tdMode": "cross", "side": "sell", "sz": "2", "clOrdId": "sw1",
+        "ordType": "limit", "px": "30000.0", "posSide": "net", "reduceOnly": True,
+    }
+    assert swap_order_params(_order(post_only=True), INST)["ordType"] == "post_only"
+    assert swap_order_params(_order(tif=TimeInForce.IOC), INST)["ordType"] == "ioc"
+    assert swap_order_params(_order(tif=TimeInForce.FOK), INST)["ordType"] == "fok"
+    market = swap_order_params(_order(OrderType.MARKET, 3.0, math.nan), INST)
+    assert market == {
+        "instId": "BTC-USDT-SWAP", "tdMode": "cross", "side": "sell", "sz": "3", "clOrdId": "sw1", "ordType": "market", "posSide": "net",
+    }
+    with pytest.raises(VenueRejected, match="rounds to 0 lots"):
+        swap_order_params(_order(qty=0.9), INST)
+    with pytest.raises(VenueRejected, match="algo"):
+        swap_order_params(_order(OrderType.STOP_MARKET, trigger_price=31_000.0), INST)
+
+
+def test_documented_swap_frames_parse_into_a_fill_a_balance_and_net_positions() -> None:
+    known = Order("001BTCUSDT20250106001", "s1", SWAP_IID, OrderSide.BUY, OrderType.MARKET, 0.03)
+    parser = UserStreamParser({SWAP_IID: INST}, {known.client_order_id: known}.get, clock_ns=lambda: 7, venue="OKX")
+    (fill,) = parser.parse((USER_DATA / "ws_orders.json").read_text())  # OKX docs' SWAP orders push: a fill
+    assert isinstance(fill, OrderFilled)
+    assert (fill.instrument_id, fill.trade_id, fill.side, fill.last_qty, fill.last_px, fill.fee, fill.ts_event) == (
+        SWAP_IID, "1518905529", OrderSide.BUY, 0.03, 103698.9, 0.021776769, 1746947317402 * 1_000_000,
+    )
+    balances = parser.parse((USER_DATA / "ws_account.json").read_text())
+    assert [(b.asset, b.free, b.locked) for b in balances][0] == ("USDT", 100.52768569797846, 0.0)
+    # the positions channel pushes rows of GET /api/v5/account/positions' form
+    rows = json.loads((USER_DATA / "http_get_positions.json").read_text())["data"]  # a hedge-mode long of 0.5
+    push = {"arg": {"channel": "positions", "instType": "SWAP"}, "data": rows}
+    assert parser.parse(json.dumps(push)) == [AccountPosition(SWAP_IID, 0.5, 10000.0, 1622559930237 * 1_000_000)]
+    net = [
+        {"instId": "BTC-USDT-SWAP", "posSide": "net", "pos": "-3", "avgPx": "29000.5", "uTime": "1"},
+        {"instId": "ETH-USDT-SWAP", "posSide": "net", "pos": "5", "avgPx": "2000", "uTime": "1"},  # not traded here
+    ]
+    assert parser.parse(json.dumps({**push, "data": net})) == [AccountPosition(SWAP_IID, -3.0, 29000.5, 1_000_000)]
+    flat = [{"instId": "BTC-USDT-SWAP", "posSide": "net", "pos": "0", "avgPx": "", "uTime": "2"}]
+    assert parser.parse(json.dumps({**push, "data": flat})) == [AccountPosition(SWAP_IID, 0.0, 0.0, 2_000_000)]
+
+
+def _trade(emulator: AccountEmulator, price: float, aggressor: int, tid: str) -> None:
+    ts = emulator.clock.now_ns() + 1_000_000
+    emulator.on_trade(Trade(SWAP_IID, ts, ts, price, 50.0, aggressor, tid))
+
+
+async def test_a_swap_session_books_contracts_realized_pnl_and_fees_as_worked_by_hand() -> None:
+    seen: list[Any] = []
+    async with kit_harness(OKX_SWAP) as h:
+        h.stream.on_balance = seen.append
+        emu, execution = h.emulator, h.kernel.execution
+
+        def submit(side: OrderSide, qty: float, typ: OrderType = OrderType.MARKET, price: float = math.nan, **kw: Any) -> Order:
+            return execution.submit(SubmitOrder("s1", SWAP_IID, "", side, qty, 0, 0, typ, price, **kw))
+
+        # a reduce-only order while flat: OKX's 51169
+        flat = submit(OrderSide.SELL, 1.0, reduce_only=True)
+        await until(lambda: flat.status is OrderStatus.REJECTED)
+        assert "51169" in flat.reason
+
+        buy = submit(OrderSide.BUY, 3.0)  # 3 contracts = 0.03 BTC
+        await until(lambda: buy.status is OrderStatus.ACCEPTED)
+        _trade(emu, 30_000.0, -1, "t1")  # taker fee 3 * 0.01 * 30000 * 0.0005 = 0.45
+        await until(lambda: buy.status is OrderStatus.FILLED)
+        sell = submit(OrderSide.SELL, 1.0)
+        await until(lambda: sell.status is OrderStatus.ACCEPTED)
+        _trade(emu, 30_100.0, 1, "t2")  # realized 1 * 0.01 * (30100 - 30000) = 1.0, fee 0.1505
+        await until(lambda: sell.status is OrderStatus.FILLED)
+
+        # a reduce-only buy while long would increase the position: OKX's 51170, nothing placed
+        wrong = submit(OrderSide.BUY, 1.0, OrderType.LIMIT, 29_000.0, reduce_only=True)
+        await until(lambda: wrong.status is OrderStatus.REJECTED)
+        assert "51170" in wrong.reason
+        assert emu.orders[wrong.client_order_id].status is OrderStatus.REJECTED and not emu.open_orders()
+
+        wallet = 100_000.0 - 0.45 + 1.0 - 0.1505
+        assert emu.position("BTC-USDT-SWAP") == 2.0 and emu.entry["BTC-USDT-SWAP"] == 30_000.0
+        assert emu.balances["USDT"] == pytest.approx(wallet, abs=1e-9)
+        assert h.kernel.portfolio.position(SWAP_IID) == 2.0
+        assert h.kernel.portfolio.account.balance("USDT") == pytest.approx(wallet, abs=1e-9)  # the kernel's wallet
+        await until(lambda: any(isinstance(e, AccountPosition) and e.quantity == 2.0 for e in seen))
+        last_pos = [e for e in seen if isinstance(e, AccountPosition)][-1]
+        assert (last_pos.instrument_id, last_pos.quantity, last_pos.entry_price) == (SWAP_IID, 2.0, 30_000.0)
+        last_usdt = [e for e in seen if isinstance(e, AccountBalance) and e.asset == "USDT"][-1]
+        assert last_usdt.free == pytest.approx(wallet, abs=1e-9)
+        rest = await h.venue.api.positions()
+        assert [(p.instrument_id, p.quantity, p.entry_price) for p in rest] == [(SWAP_IID, 2.0, 30_000.0)]
+
+        # a reduce-only sell of 5 against a long of 2: capped to the position at fill time, flat after
+        close = submit(OrderSide.SELL, 5.0, OrderType.LIMIT, 30_150.0, reduce_only=True)  # above the last 30100: rests
+        await until(lambda: close.status is OrderStatus.ACCEPTED)
+        _trade(emu, 30_150.0, 1, "t3")  # maker: realized 2 * 0.01 * 150 = 3.0, fee 2 * 0.01 * 30150 * 0.0002 = 0.1206
+        await until(lambda: close.status is OrderStatus.CANCELED and close.filled_qty == 2.0)
+        wallet += 3.0 - 0.1206
+        assert emu.position("BTC-USDT-SWAP") == 0.0 and h.kernel.portfolio.position(SWAP_IID) == 0.0
+        assert emu.balances["USDT"] == pytest.approx(wallet, abs=1e-9)
+        assert h.kernel.portfolio.account.balance("USDT") == pytest.approx(wallet, abs=1e-9)
+        assert await h.venue.api.positions() == []
+        await until(lambda: [e for e in seen if isinstance(e, AccountPosition)][-1].quantity == 0.0)
+        # every fill booked once, with the emulator's trade ids and fees
+        fills = h.kernel.result.fills
+        assert [(f.trade_id, f.quantity, f.price) for f in fills] == [
+            (str(f.trade_id), f.fill.last_qty, f.fill.last_px) for f in emu.fills
+        ]
+        assert sum(f.fee for f in fills) == pytest.approx(0.45 + 0.1505 + 0.1206, abs=1e-9)
+        posted = [b for m, p, b in emu.requests if m == "POST" and p == "/api/v5/trade/order"]
+        assert len(posted) == len(set(posted)) == 5
+
+
+async def test_the_swap_emulator_refuses_what_okx_refuses() -> None:
+    async with OKX_SWAP.emulator() as emulator:
+        api = OkxSwapTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE), OKX_SWAP.instruments(), 2.0)
+        try:
+            sent = swap_order_params(_order(qty=2.0), INST)
+            for change, code in (
+                ({"sz": "1.5"}, "51121"),  # not a whole number of lots
+                ({"tdMode": "isolated"}, "51000"),
+                ({"posSide": "long"}, "51000"),  # the account is in net mode
+                ({"tdMode": "cash"}, "51000"),
+            ):
+                with pytest.raises(VenueRejected, match=f"error {code}:"):
+                    await api.call("private_post_trade_order", sent | change | {"clOrdId": f"x{code}{len(change)}"})
+            with pytest.raises(VenueRejected, match="50113"):
+                bad = OkxSwapTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET + "x"), SecretStr(PASSPHRASE), OKX_SWAP.instruments(), 2.0)
+                try:
+                    await bad.positions()
+                finally:
+                    await bad.close()
+            assert emulator.orders == {}
+        finally:
+            await api.close()
+
+
+
+def _config(tmp: Path, ws_url: str, emulator: AccountEmulator, **live: Any) -> dict[str, Any]:
+    """The kit's live config trading 1 contract (0.01 BTC) long and short, with the emulator's 100,000 USDT."""
+    data = OKX_SWAP.config(tmp, ws_url, emulator, **live)
+    data["strategy"]["params"] = {"fast": 2, "slow": 5, "quantity": 1.0, "mode": "long_short"}
+    data["initial_cash"] = 100_000.0
+    return data
+
+
+async def _run(tmp: Path, emulator: AccountEmulator, frames: list[tuple[int, str]], act: Any = None) -> LiveNode:
+    """One daemon session over ``frames`` (journal and recording in ``tmp``); ``act(node)`` runs once they are all sent."""
+    async with LocalVenueServer(_protocol(frames, emulator), frames, speed=16.0) as srv:
+        data = _config(tmp, srv.ws_url, emulator, reconcile_interval=0.5)
+        node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE)), handle_signals=False)
+        await run_node(node, lambda: node.kernel.result.trades == len(frames), 60.0, None if act is None else lambda: act(node))
+    assert node.kernel.result.trades == len(frames), "the session saw every trade"
+    return node
+
+
+def _posts(emulator: AccountEmulator) -> list[str]:
+    return [c for m, p, c in emulator.requests if m == "POST" and p == "/api/v5/trade/order"]
+
+
+async def test_the_daemon_trades_the_swap_reconciles_restarts_and_holds_a_foreign_position(tmp_path: Path) -> None:
+    log = tmp_path / "daemon.log"
+    sink = logger.add(log, level="DEBUG")
+    frames = OKX_SWAP.frames
+    seen: dict[str, Any] = {}
+
+    async def act(node: LiveNode) -> None:
+        kernel = node.kernel
+        pos = kernel.portfolio.position(SWAP_IID)
+        assert pos != 0.0, "the strategy holds a position"
+        grow, shrink = (OrderSide.BUY, OrderSide.SELL) if pos > 0 else (OrderSide.SELL, OrderSide.BUY)
+        far = 1_000.0 if grow is OrderSide.BUY else 1_000_000.0  # never fills
+        wrong = kernel.execution.submit(SubmitOrder("TickEmaCross", SWAP_IID, "", grow, 1.0, 0, 0, OrderType.LIMIT, far, reduce_only=True))
+        resting = 1_000_000.0 if shrink is OrderSide.SELL else 1_000.0
+        right = kernel.execution.submit(SubmitOrder("TickEmaCross", SWAP_IID, "", shrink, 1.0, 0, 0, OrderType.LIMIT, resting, reduce_only=True))
+        await until(lambda: wrong.status is OrderStatus.REJECTED and right.status is OrderStatus.ACCEPTED)
+        seen.update(wrong=wrong, right=right)
+
+    try:
+        async with OKX_SWAP.emulator() as emulator:
+            node = await _run(tmp_path, emulator, frames, act)
+            kernel = node.kernel
+            # every fill of the account booked once; position, entry and USDT wallet are the account's
+            assert len(emulator.fills) > 2 and any(f.fill.side is OrderSide.SELL for f in emulator.fills)
+            assert sorted(f.trade_id for f in kernel.result.fills) == sorted(str(f.trade_id) for f in emulator.fills)
+            assert all(f.quantity == 1.0 or f.quantity == 2.0 for f in kernel.result.fills)  # whole contracts
+            venue_pos = emulator.position("BTC-USDT-SWAP")
+            assert kernel.portfolio.position(SWAP_IID) == venue_pos != 0.0
+            assert node.positions[SWAP_IID].quantity == venue_pos
+            assert node.positions[SWAP_IID].entry_price == pytest.approx(emulator.entry["BTC-USDT-SWAP"], abs=1e-9)
+            assert kernel.portfolio.account.balance("USDT") == pytest.approx(emulator.balances["USDT"], abs=1e-9)
+            assert emulator.balances["USDT"] != 100_000.0
+            # reduce-only: refused by the venue in the position's own direction, accepted against it
+            assert "51170" in seen["wrong"].reason
+            assert emulator.orders[seen["right"].client_order_id].order.reduce_only
+            assert emulator.orders[seen["right"].client_order_id].status is OrderStatus.CANCELED  # the stop canceled it
+            posts = _posts(emulator)
+            assert len(posts) == len(set(posts)) == len(emulator.orders) and not emulator.open_orders()
+            assert not node.guard.holds and node.reconciler.rounds >= 1
+            assert "environment TESTNET (okx perpetual)" in log.read_text() and "account 44705892343619584" in log.read_text()
+            fills_before = len(kernel.result.fills)
+
+            # restart on the same journal: reconciled with the venue's position, nothing re-sent, not held
+            again = await _run(tmp_path, emulator, frames[:1])
+            assert again.kernel.portfolio.position(SWAP_IID) == venue_pos and not again.guard.holds
+            assert len(again.kernel.result.fills) == fills_before
+            assert _posts(emulator)[: len(posts)] == posts
+
+            # 3 contracts bought by hand while the daemon is down: the next start holds the swap
+            manual = OkxSwapTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE), OKX_SWAP.instruments(), 2.0)
+            await manual.place(Order("byhand1", "", SWAP_IID, OrderSide.BUY, OrderType.MARKET, 3.0))
+            await manual.close()
+            _trade(emulator, 29_000.0, -1, "x1")
+            assert emulator.orders["byhand1"].status is OrderStatus.FILLED
+            third = await _run(tmp_path, emulator, frames[:1])
+            reason = third.guard.holds.get(SWAP_IID, "")
+            assert f"{venue_pos} contracts of 0.01 BTC held here but {venue_pos + 3.0} at the venue" in reason
+            assert third.kernel.portfolio.position(SWAP_IID) == venue_pos
+            assert _posts(emulator)[len(posts):] == ["byhand1"]
+    finally:
+        logger.remove(sink)
+    # neither the key, the secret nor the passphrase in any file the runs wrote, nor in the log
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert log in files and any(p.suffix == ".sqlite" for p in files) and any(p.suffix == ".gz" for p in files)
+    for path in files:
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+        for secret in (KEY, SECRET, PASSPHRASE):
+            assert secret.encode() not in raw, path.name
+
+
+def test_the_demo_config_trades_the_swap_in_demo_trading_with_keys_from_the_environment() -> None:
+    from tradebus.node.live import load_live_config
+
+    config = load_live_config(Path(__file__).resolve().parents[2] / "configs" / "live_okx_swap_demo.yaml")
+    live = config.live
+    assert (live.venue, live.market, live.environment) == ("okx", "perpetual", "testnet")
+    assert live.endpoints() == ("https://www.okx.com", "wss://wspap.okx.com:8443/ws/v5/private")  # demo trading
+    assert (live.api_key_env, live.api_secret_env, live.api_passphrase_env) == (
+        "TRADEBUS_OKX_API_KEY", "TRADEBUS_OKX_API_SECRET", "TRADEBUS_OKX_API_PASSPHRASE",
+    )
+    (inst,) = config.instruments
+    assert (inst.symbol, inst.contract_size, inst.lot_size, inst.tick_size) == ("BTC-USDT-SWAP", 0.01, 1.0, 0.1)
+
+
+async def test_a_lost_acknowledgement_and_a_dropped_fill_push_are_settled_from_the_swap_fills_history() -> None:
+    lost = RestFault("lose", "POST", "/api/v5/trade/order")
+    drops = [StreamFault("drop", '"state": "live"'), StreamFault("drop", '"fillFeeCcy": "USDT"')]
+    async with kit_harness(OKX_SWAP, drops, rest_faults=[lost]) as h:
+        order = h.kernel.execution.submit(SubmitOrder("s1", SWAP_IID, "", OrderSide.BUY, 2.0, 0, 0, OrderType.MARKET))
+        await until(lambda: order.client_order_id in h.emulator.orders)  # placed; its answer never comes
+        _trade(h.emulator, 30_000.0, -1, "t1")
+        await until(lambda: order.status is OrderStatus.FILLED, timeout=5.0)
+        assert lost.fired and all(d.fired for d in drops)
+        (fill,) = h.kernel.result.fills  # from GET /api/v5/trade/fills?instType=SWAP, once
+        assert (fill.trade_id, fill.quantity, fill.price) == (str(h.emulator.fills[0].trade_id), 2.0, 30_000.0)
+        assert fill.fee == pytest.approx(2 * 0.01 * 30_000.0 * 0.0005, abs=1e-12)
+        assert h.kernel.portfolio.position(SWAP_IID) == h.emulator.position("BTC-USDT-SWAP") == 2.0
+    assert _posts(h.emulator) == [order.client_order_id] and h.venue.requests["query"] >= 1
+    assert ("GET", "/api/v5/trade/fills", "") in h.emulator.requests
+
+
+async def test_an_account_in_long_short_mode_is_refused_before_anything_is_sent() -> None:
+    async with OKX_SWAP.emulator() as emulator:
+        api = OkxSwapTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE), OKX_SWAP.instruments(), 2.0)
+        try:
+            assert [b.asset for b in await api.balances()] == ["USDT"] and api.account_id == "44705892343619584"
+        finally:
+            await api.close()
+        emulator.pos_mode = "long_short_mode"  # type: ignore[attr-defined]
+        api = OkxSwapTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE), OKX_SWAP.instruments(), 2.0)
+        try:
+            with pytest.raises(VenueRejected, match="'long_short_mode': swaps are traded in net_mode"):
+                await api.balances()
+        finally:
+            await api.close()
+    assert [p for _, p, _ in emulator.requests] == ["/api/v5/account/config", "/api/v5/account/balance", "/api/v5/account/config"]
+
+
+async def test_kill_flatten_closes_the_swap_position_with_one_reduce_only_market_order(tmp_path: Path) -> None:
+    from tradebus.engine.bus import MessageBus
+    from tradebus.engine.clock import LiveClock
+    from tradebus.engine.portfolio import Portfolio
+    from tradebus.execution.journal import Journal
+    from tradebus.execution.orders import OrderManager
+    from tradebus.node.live import kill_switch
+
+    path = tmp_path / "journal.sqlite"
+    async with kit_harness(OKX_SWAP, journal=path) as h:
+        short = h.kernel.execution.submit(SubmitOrder("s1", SWAP_IID, "", OrderSide.SELL, 3.0, 0, 0, OrderType.MARKET))
+        await until(lambda: short.status is OrderStatus.ACCEPTED)
+        _trade(h.emulator, 30_000.0, 1, "t1")
+        await until(lambda: short.status is OrderStatus.FILLED)
+        config = parse_live_config(_config(tmp_path, "ws://127.0.0.1:9", h.emulator), "<test>")
+        h.stream.stop()  # the daemon is stopped before the kill (its journal is the kill's)
+        await until(lambda: not h.emulator.sessions)
+
+        async def market_moves() -> None:  # the closing market order fills at the next trade
+            await until(lambda: len(h.emulator.orders) == 2, timeout=10)
+            _trade(h.emulator, 29_900.0, -1, "t2")
+
+        mover = asyncio.create_task(market_moves())
+        await kill_switch(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE)), "test kill", flatten=True)
+        await mover
+    (close,) = [r for r in h.emulator.orders.values() if r.order.client_order_id != short.client_order_id]
+    assert (close.order.side, close.order.quantity, close.order.reduce_only, close.status) == (OrderSide.BUY, 3.0, True, OrderStatus.FILLED)
+    assert h.emulator.position("BTC-USDT-SWAP") == 0.0
+    # short 3 at 30000, bought back at 29900: +3.0 USDT; taker fees 0.45 and 0.4485
+    assert h.emulator.balances["USDT"] == pytest.approx(100_000.0 + 3.0 - 0.45 - 0.4485, abs=1e-9)
+    journal = Journal(path)
+    try:
+        portfolio = Portfolio(config.instrument_map(), config.initial_cash, config.balances)
+        journal.replay(OrderManager(MessageBus(), LiveClock()), portfolio, 0)
+    finally:
+        journal.close()
+    assert portfolio.position(SWAP_IID) == 0.0  # a restart starts flat, as the venue is
