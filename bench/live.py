@@ -2,18 +2,30 @@
 
 Usage::
 
-    NUMBA_CACHE_DIR=.cache/numba .venv/bin/python bench/live.py [--json] [--copies N] [--speed X]
+    NUMBA_CACHE_DIR=.cache/numba .venv/bin/python bench/live.py [--json] [--copies N] [--speed X] [--same-process]
 
 Both sides replay the same Binance spot BTCUSDT capture (trades and bookTicker) from a
-:class:`~tradebus.adapters.common.local_server.LocalVenueServer` in this process, with the
-strategy of ``bench/market_data_latency.py`` (``Flipper``: one market order per trade):
+:class:`~tradebus.adapters.common.local_server.LocalVenueServer`, with the strategy of
+``bench/market_data_latency.py`` (``Flipper``: one market order per trade):
 
 * reference: the paper daemon (:class:`~tradebus.node.daemon.PaperNode`), ``tick_to_accept``
   = receive time of the trade -> ``OrderAccepted`` of the simulated venue;
 * live: :class:`~tradebus.node.live.LiveNode` against
   :class:`~tradebus.adapters.binance.private_emulator.BinancePrivateEmulator` (signed REST
-  through ccxt, HMAC verified, user stream), ``tick_to_sent`` = receive time -> the POST's
-  arrival at the emulator, and ``tick_to_accept`` = receive time -> ``OrderAccepted`` (REST ack).
+  through ccxt, HMAC verified, user stream), ``tick_to_sent`` = receive time -> the POST
+  handed to the socket (aiohttp's ``on_request_headers_sent`` trace of ccxt's session: the
+  request has no body, its bytes are written right after), ``tick_to_arrival`` = receive
+  time -> the POST's arrival at the emulator (adds loopback and the emulator process's
+  scheduling), and ``tick_to_accept`` = receive time -> ``OrderAccepted`` (REST ack).
+  ``tick_to_submit`` (receive -> ``OrderSubmitted``: parse, kernel, strategy, risk, journal)
+  and ``submit_to_sent`` (``OrderSubmitted`` -> socket: the send path -- task start, rate
+  budget, ccxt signing, aiohttp) split ``tick_to_sent``.
+
+The servers (public replay, and the account emulator on the live side) run in a **separate
+process** with their own event loop, on both sides: in the daemon's process they would share
+its loop (and its core), and their work -- matching, answering, pushing the user stream --
+would be measured as the daemon's latency. ``--same-process`` runs them in the daemon's loop
+(what this bench did first), to see that share.
 
 Target (issue 9): live p99 tick-to-sent no worse than the paper p99 tick-to-accept. Prints both.
 """
@@ -22,10 +34,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import multiprocessing
 import sys
 import tempfile
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +48,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import aiohttp  # noqa: E402
 from loguru import logger  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
 from market_data_latency import DECIDED_ON, DECIDING_ON, Flipper, frames, percentiles  # noqa: E402,F401
 from market_data_latency import run as paper_run  # noqa: E402
+from tradebus.adapters.binance.emulator import BinanceProtocol  # noqa: E402
 from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol  # noqa: E402
 from tradebus.adapters.common.local_server import LocalVenueServer  # noqa: E402
 from tradebus.engine.messages import OrderAccepted, OrderSubmitted  # noqa: E402
@@ -45,68 +62,149 @@ from tradebus.node.live import ApiKeys, LiveNode, parse_live_config  # noqa: E40
 
 IID = "BTCUSDT.BINANCE"
 KEY, SECRET = "bench-key", "bench-secret"
+INSTRUMENT = {"venue": "BINANCE", "symbol": "BTCUSDT", "base": "BTC", "quote": "USDT", "tick_size": 0.01,
+              "lot_size": 1e-5, "taker_fee": 0.001, "maker_fee": 0.001, "margin": True}  # Flipper goes short
 
 
-async def live_run(copies: int, speed: float | None) -> dict[str, Any]:
+def _instruments() -> dict[str, Any]:
+    probe = parse_live_config({"instruments": [INSTRUMENT],
+                               "strategy": {"name": "market_data_latency:Flipper", "instruments": [IID]},
+                               "feeds": [{"venue": "binance", "market": "spot", "subscriptions": {IID: ["trade"]}}]})
+    return probe.instrument_map()
+
+
+@contextlib.asynccontextmanager
+async def _servers(copies: int, speed: float | None, live: bool) -> Any:
+    """The public replay (and, ``live``, the account emulator fed by it) on this loop; yields (endpoints, emulator)."""
+    data = frames(copies)
+    async with contextlib.AsyncExitStack() as stack:
+        emulator = None
+        protocol: BinanceProtocol = BinanceProtocol(None)
+        endpoints: dict[str, str] = {}
+        if live:
+            emulator = await stack.enter_async_context(BinancePrivateEmulator(KEY, SECRET, _instruments(), {"USDT": 100_000.0}))
+            protocol = MatchingProtocol(None, account=emulator, instrument_ids={"btcusdt": IID})
+            endpoints = {"rest_url": emulator.rest_url, "ws_api_url": emulator.ws_api_url}
+        srv = await stack.enter_async_context(LocalVenueServer(protocol, data, speed=speed, lifetime=3600.0))
+        yield endpoints | {"ws_url": srv.ws_url}, emulator
+
+
+def _serve(conn: Connection, copies: int, speed: float | None, live: bool) -> None:
+    """Child process: run the servers on its own loop until told to stop; send back the emulator's arrival times."""
+
+    async def main() -> None:
+        logger.remove()
+        async with _servers(copies, speed, live) as (endpoints, emulator):
+            conn.send(endpoints)
+            await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+            conn.send(dict(emulator.placed_ns) if emulator is not None else {})
+
+    asyncio.run(main())
+
+
+@contextlib.asynccontextmanager
+async def _remote_servers(copies: int, speed: float | None, live: bool) -> Any:
+    """:func:`_servers` in a child process; yields (endpoints, placed_ns) -- ``placed_ns`` filled on exit."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_serve, args=(child, copies, speed, live), daemon=True)
+    proc.start()
+    child.close()  # the child's end: its death is an EOFError here, not a hang
+    loop = asyncio.get_running_loop()
+    placed: dict[str, int] = {}
+    try:
+        endpoints = await loop.run_in_executor(None, parent.recv)
+        yield endpoints, placed
+        parent.send("stop")
+        placed.update(await loop.run_in_executor(None, parent.recv))
+    finally:
+        proc.join(30)
+        if proc.is_alive():
+            proc.kill()
+
+
+async def live_run(copies: int, speed: float | None, same_process: bool = False) -> dict[str, Any]:
     data = frames(copies)
     n_trades = sum("@trade" in raw for _, raw in data)
     DECIDED_ON.clear()
     sent_ns: dict[str, int] = {}
+    submit_ns: dict[str, int] = {}
     accept_ns: list[int] = []
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         logger.remove()
         logger.add(tmp / "live.log", level="INFO")
-        instrument = {"venue": "BINANCE", "symbol": "BTCUSDT", "base": "BTC", "quote": "USDT", "tick_size": 0.01,
-                      "lot_size": 1e-5, "taker_fee": 0.001, "maker_fee": 0.001, "margin": True}
-        probe = parse_live_config({"instruments": [instrument], "strategy": {"name": "__main__:Flipper", "instruments": [IID]},
-                                   "feeds": [{"venue": "binance", "market": "spot", "subscriptions": {IID: ["trade"]}}]})
-        emulator = BinancePrivateEmulator(KEY, SECRET, probe.instrument_map(), {"USDT": 100_000.0})
-        async with emulator:
-            protocol = MatchingProtocol(None, account=emulator, instrument_ids={"btcusdt": IID})
-            async with LocalVenueServer(protocol, data, speed=speed, lifetime=3600.0) as srv:
-                config = parse_live_config(
-                    {
-                        "instruments": [instrument],
-                        "strategy": {"name": "__main__:Flipper", "instruments": [IID]},
-                        "venue": {"fill_on": "trades"},
-                        "feeds": [{"venue": "binance", "market": "spot", "ws_url": srv.ws_url,
-                                   "subscriptions": {IID: ["trade", "bookTicker"]}}],
-                        "journal": str(tmp / "journal.sqlite"),
-                        "live": {"rest_url": emulator.rest_url, "ws_api_url": emulator.ws_api_url},
-                    },
-                    "<bench>",
-                )
-                node = LiveNode(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
-                clock_ns = time.time_ns
+        async with contextlib.AsyncExitStack() as stack:
+            if same_process:
+                endpoints, emulator = await stack.enter_async_context(_servers(copies, speed, True))
+                placed = emulator.placed_ns
+            else:
+                endpoints, placed = await stack.enter_async_context(_remote_servers(copies, speed, True))
+            config = parse_live_config(
+                {
+                    "instruments": [INSTRUMENT],
+                    "strategy": {"name": "market_data_latency:Flipper", "instruments": [IID]},
+                    "venue": {"fill_on": "trades"},
+                    "feeds": [{"venue": "binance", "market": "spot", "ws_url": endpoints["ws_url"],
+                               "subscriptions": {IID: ["trade", "bookTicker"]}}],
+                    "journal": str(tmp / "journal.sqlite"),
+                    "live": {"rest_url": endpoints["rest_url"], "ws_api_url": endpoints["ws_api_url"]},
+                },
+                "<bench>",
+            )
+            node = LiveNode(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+            clock_ns = time.time_ns
+            wire_ns: dict[str, int] = {}
 
-                def on_submitted(event: OrderSubmitted) -> None:
-                    DECIDED_ON[event.client_order_id] = DECIDING_ON[0]
+            async def on_headers_sent(_session: Any, _ctx: Any, params: aiohttp.TraceRequestHeadersSentParams) -> None:
+                if params.method == "POST":
+                    wire_ns.setdefault(params.url.query.get("newClientOrderId", ""), clock_ns())
 
-                def on_accepted(event: OrderAccepted) -> None:
-                    accept_ns.append(clock_ns() - DECIDED_ON[event.client_order_id])
+            trace = aiohttp.TraceConfig()
+            trace.on_request_headers_sent.append(on_headers_sent)
+            node.venue.api._ccxt.session = aiohttp.ClientSession(trace_configs=[trace])  # ccxt sends through it, closes it
 
-                node.kernel.bus.subscribe(OrderSubmitted, on_submitted)
-                node.kernel.bus.subscribe(OrderAccepted, on_accepted)
-                result = node.kernel.result
-                task = asyncio.create_task(node.run())
-                t0 = time.perf_counter()
-                while not task.done() and (result.trades < n_trades or len(accept_ns) < len(DECIDED_ON)):
-                    await asyncio.sleep(0.05)
-                    if time.perf_counter() - t0 > 600:
-                        break
-                elapsed = time.perf_counter() - t0
-                node.stop("bench done")
-                await task
-                sent_ns = {c: emulator.placed_ns[c] - t for c, t in DECIDED_ON.items() if c in emulator.placed_ns}
+            def on_submitted(event: OrderSubmitted) -> None:
+                DECIDED_ON[event.client_order_id] = DECIDING_ON[0]
+                submit_ns[event.client_order_id] = clock_ns()
+
+            def on_accepted(event: OrderAccepted) -> None:
+                accept_ns.append(clock_ns() - DECIDED_ON[event.client_order_id])
+
+            node.kernel.bus.subscribe(OrderSubmitted, on_submitted)
+            node.kernel.bus.subscribe(OrderAccepted, on_accepted)
+            result = node.kernel.result
+            task = asyncio.create_task(node.run())
+            t0 = time.perf_counter()
+            while not task.done() and (result.trades < n_trades or len(accept_ns) < len(DECIDED_ON)):
+                await asyncio.sleep(0.05)
+                if time.perf_counter() - t0 > 600:
+                    break
+            elapsed = time.perf_counter() - t0
+            node.stop("bench done")
+            await task
+        arrival_ns = {c: placed[c] - t for c, t in DECIDED_ON.items() if c in placed}
+        sent_ns = {c: wire_ns[c] - t for c, t in DECIDED_ON.items() if c in wire_ns}
     return {
         "decisions": len(DECIDED_ON),
-        "placed": len(sent_ns),
+        "placed": len(arrival_ns),
         "trades": result.trades,
         "elapsed_s": elapsed,
+        "servers": "same process" if same_process else "separate process",
+        "tick_to_submit": percentiles([submit_ns[c] - t for c, t in DECIDED_ON.items()]),
+        "submit_to_sent": percentiles([wire_ns[c] - submit_ns[c] for c in sent_ns]),
         "tick_to_sent": percentiles(list(sent_ns.values())),
+        "tick_to_arrival": percentiles(list(arrival_ns.values())),
         "tick_to_accept": percentiles(accept_ns),
     }
+
+
+async def paper(copies: int, speed: float | None, same_process: bool = False) -> dict[str, Any]:
+    """The reference: the paper daemon on the same capture, its public server likewise placed."""
+    if same_process:
+        return await paper_run(copies, speed, True)
+    async with _remote_servers(copies, speed, False) as (endpoints, _):
+        return await paper_run(copies, speed, True, ws_url=endpoints["ws_url"])
 
 
 def main() -> None:
@@ -114,17 +212,20 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--copies", type=int, default=1, help="capture repetitions (1 -> 676 trades)")
     parser.add_argument("--speed", type=float, default=2.0, help="replay pace; 0 = as fast as possible")
+    parser.add_argument("--same-process", action="store_true", help="run the servers on the daemon's event loop")
     args = parser.parse_args()
-    paper = asyncio.run(paper_run(args.copies, args.speed or None, True))
-    live = asyncio.run(live_run(args.copies, args.speed or None))
-    ratio = live["tick_to_sent"]["p99_us"] / paper["tick_to_accept"]["p99_us"]
-    report = {"paper": paper, "live": live, "live_p99_sent_over_paper_p99_accept": ratio}
+    ref = asyncio.run(paper(args.copies, args.speed or None, args.same_process))
+    live = asyncio.run(live_run(args.copies, args.speed or None, args.same_process))
+    ratio = live["tick_to_sent"]["p99_us"] / ref["tick_to_accept"]["p99_us"]
+    report = {"paper": ref, "live": live, "live_p99_sent_over_paper_p99_accept": ratio}
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"tick-to-order, {live['decisions']:,} live decisions ({paper['decisions']:,} paper), "
-          f"{args.copies} copies at {args.speed or 'max'}x")
-    rows = [("paper tick_to_accept", paper["tick_to_accept"]), ("live tick_to_sent", live["tick_to_sent"]),
+    print(f"tick-to-order, {live['decisions']:,} live decisions ({ref['decisions']:,} paper), "
+          f"{args.copies} copies at {args.speed or 'max'}x, servers in {live['servers']}")
+    rows = [("paper tick_to_submit", ref["tick_to_submit"]), ("paper tick_to_accept", ref["tick_to_accept"]),
+            ("live tick_to_submit", live["tick_to_submit"]), ("live submit_to_sent", live["submit_to_sent"]),
+            ("live tick_to_sent", live["tick_to_sent"]), ("live tick_to_arrival", live["tick_to_arrival"]),
             ("live tick_to_accept", live["tick_to_accept"])]
     for name, p in rows:
         print(f"  {name:<22} p50 {p['p50_us']:8.1f} us   p99 {p['p99_us']:8.1f} us   max {p['max_us']:9.1f} us")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import statistics
@@ -164,7 +165,8 @@ class GcPauses:
         }
 
 
-async def run(copies: int, speed: float | None, journal: bool) -> dict[str, Any]:
+async def run(copies: int, speed: float | None, journal: bool, ws_url: str | None = None) -> dict[str, Any]:
+    """One paper run; ``ws_url``: replay from that server (e.g. in another process), else from one started here."""
     data = frames(copies)
     n_trades = sum("@trade" in raw for _, raw in data)
     submit_ns: list[int] = []
@@ -175,8 +177,11 @@ async def run(copies: int, speed: float | None, journal: bool) -> dict[str, Any]
         tmp = Path(tmp_dir)
         logger.remove()
         logger.add(tmp / "paper.log", level="INFO")  # the daemon's one line per decision goes somewhere real
-        async with LocalVenueServer(BinanceProtocol(None), data, speed=speed, lifetime=3600.0) as srv:
-            node = PaperNode(config(srv.ws_url, tmp, journal), handle_signals=False)
+        async with contextlib.AsyncExitStack() as stack:
+            if ws_url is None:
+                srv = await stack.enter_async_context(LocalVenueServer(BinanceProtocol(None), data, speed=speed, lifetime=3600.0))
+                ws_url = srv.ws_url
+            node = PaperNode(config(ws_url, tmp, journal), handle_signals=False)
             clock_ns = time.time_ns
 
             def on_submitted(event: OrderSubmitted) -> None:

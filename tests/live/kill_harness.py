@@ -1,7 +1,9 @@
 """kill -9 of the live daemon at seeded-random moments, against the local account emulator (not a test module).
 
-One *session* serves a Binance spot account (:class:`BinancePrivateEmulator`) and a public
-trade stream (:class:`LocalVenueServer`, the recorded BTCUSDT trades looped) on 127.0.0.1,
+One *session* serves a Binance spot account (:class:`BinancePrivateEmulator`), or a USD-M
+perpetual account (:class:`BinanceFuturesEmulator`, ``market="usdm"``: the strategy goes long
+and short), and a public trade stream (:class:`LocalVenueServer`, the recorded BTCUSDT trades
+of that market looped) on 127.0.0.1,
 then runs ``python -m tradebus.cli live CONFIG`` as a subprocess and SIGKILLs it ``kills``
 times, each at a seeded-random moment (a random delay after start-up, right after one of
 its order requests reached the venue, or right after the venue filled one of its orders),
@@ -12,7 +14,8 @@ is dead. A last ``--dry-run`` start reconciles (missed fills, unknown orders) an
 The audit compares the journal and the daemon's own reconciliation with the emulator:
 orphans (a venue order neither journaled nor reported external), duplicates (a client id
 posted twice, two venue orders for one decision, a venue trade booked twice or never),
-mismatches (position or cash from the journal's fills against the account's balances).
+mismatches (position or cash from the journal's fills against the account's balances; on
+USD-M the wallet moves by realized PnL -- average entry price, one-way -- less fees).
 Used by ``tests/live/test_live_kill9.py`` and ``bench/live_soak.py``.
 """
 
@@ -30,6 +33,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -37,29 +41,38 @@ import yaml
 from websockets.asyncio.client import connect
 
 from tests.live.live_harness import KEY, SECRET
-from tests.live.node_testdata import IID, SPOT_FRAMES, SPOT_SNAPSHOT
+from tests.live.node_testdata import IID, SPOT_FRAMES, SPOT_SNAPSHOT, USDM_CAPTURE, USDM_IID, USDM_INSTRUMENT
 from tests.live.test_live_daemon import _config as daemon_config
-from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol
+from tradebus.adapters.binance.emulator import split_capture
+from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, BinancePrivateEmulator, MatchingProtocol
+from tradebus.adapters.common.account_emulator import AccountEmulator
 from tradebus.adapters.common.local_server import LocalVenueServer
-from tradebus.engine.instrument import Instrument
+from tradebus.adapters.common.recorder import iter_hftbacktest
+from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import OrderFilled, OrderSide, SubmitOrder
 
 ROOT = Path(__file__).resolve().parents[2]
 INST = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5, taker_fee=0.001, maker_fee=0.001, margin=False)
+USDM_INST = Instrument(**{**USDM_INSTRUMENT, "kind": InstrumentKind.PERPETUAL})
 CASH = 100_000.0
 QTY = 0.01
 _TRADES = [(t, raw) for t, raw in SPOT_FRAMES if "@trade" in raw]
+_USDM_FRAMES, USDM_SNAPSHOT = split_capture(list(iter_hftbacktest(USDM_CAPTURE)))
+_USDM_TRADES = [(t, raw) for t, raw in _USDM_FRAMES if "@trade" in raw]
+#: Per market: the instrument id, the start-up request (the first the daemon sends), the order-placing path.
+_PATHS = {"spot": (IID, "/api/v3/account", "/api/v3/order"), "usdm": (USDM_IID, "/fapi/v2/balance", "/fapi/v1/order")}
 
 
-def looped_trades(loops: int) -> list[tuple[int, str]]:
-    """The recorded trade frames ``loops`` times over, times shifted and trade ids renumbered (increasing)."""
-    span = _TRADES[-1][0] - _TRADES[0][0] + 50_000_000
-    first_id = json.loads(_TRADES[0][1])["data"]["t"]
-    count = len(_TRADES)
+def looped_trades(loops: int, market: str = "spot") -> list[tuple[int, str]]:
+    """The market's recorded trade frames ``loops`` times over, times shifted and trade ids renumbered (increasing)."""
+    trades = _USDM_TRADES if market == "usdm" else _TRADES
+    span = trades[-1][0] - trades[0][0] + 50_000_000
+    first_id = json.loads(trades[0][1])["data"]["t"]
+    count = len(trades)
     out = []
     for k in range(loops):
         shift_ns = k * span
-        for n, (t, raw) in enumerate(_TRADES):
+        for n, (t, raw) in enumerate(trades):
             msg = json.loads(raw)
             data = msg["data"]
             data["t"] = first_id + k * count + n
@@ -107,12 +120,22 @@ class SoakCounts:
         }
 
 
-def _config(tmp: Path, srv: LocalVenueServer, emulator: BinancePrivateEmulator) -> Path:
-    """The daemon tests' live config (journal, no recording), a faster crossing and a shorter not-found grace."""
-    data = daemon_config(tmp, srv.ws_url, srv.http_url, emulator)
+def _config(tmp: Path, srv: LocalVenueServer, emulator: AccountEmulator, market: str = "spot") -> Path:
+    """The daemon tests' live config (journal, no recording), a faster crossing and a shorter not-found grace.
+
+    USD-M: the same on the perpetual (``live.market: perpetual``), long and short.
+    """
+    endpoints = SimpleNamespace(rest_url=emulator.rest_url, ws_api_url=emulator.ws_url)  # the user stream's URL
+    data = daemon_config(tmp, srv.ws_url, srv.http_url, endpoints)  # type: ignore[arg-type]
     data.pop("record")
     data["strategy"]["params"] = {"fast": 2, "slow": 5, "quantity": QTY, "mode": "long_only"}
     data["live"].update(not_found_grace=1.0, stop_timeout=2.0)
+    if market == "usdm":
+        data["instruments"] = [USDM_INSTRUMENT]
+        data["strategy"]["instruments"] = [USDM_IID]
+        data["strategy"]["params"]["mode"] = "long_short"
+        data["feeds"] = [{**data["feeds"][0], "market": "usdm", "subscriptions": {USDM_IID: ["trade"]}}]
+        data["live"]["market"] = "perpetual"
     path = tmp / "live.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -159,47 +182,60 @@ async def _wait(check: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.002)
 
 
-async def run_session(tmp: Path, seed: int, kills: int, speed: float = 5.0) -> SoakCounts:
+async def run_session(tmp: Path, seed: int, kills: int, speed: float = 5.0, market: str = "spot") -> SoakCounts:
     """One emulator, one journal, ``kills`` SIGKILLs at seeded-random points, a reconciling restart, the audit."""
     counts = SoakCounts(sessions=1)
-    emulator = await kill_and_restart(tmp, seed, kills, counts, speed)
+    emulator = await kill_and_restart(tmp, seed, kills, counts, speed, market)
     audit(tmp, seed, emulator, counts)
     return counts
 
 
-async def kill_and_restart(tmp: Path, seed: int, kills: int, counts: SoakCounts, speed: float = 5.0) -> BinancePrivateEmulator:
+def _emulator(market: str) -> AccountEmulator:
+    if market == "usdm":
+        return BinanceFuturesEmulator(KEY, SECRET, {USDM_IID: USDM_INST}, {"USDT": CASH})
+    return BinancePrivateEmulator(KEY, SECRET, {IID: INST}, {"USDT": CASH})
+
+
+async def kill_and_restart(
+    tmp: Path, seed: int, kills: int, counts: SoakCounts, speed: float = 5.0, market: str = "spot"
+) -> AccountEmulator:
     """Serve the account and the market, kill the daemon ``kills`` times (counted in ``counts``), restart it to reconcile."""
     rng = random.Random(seed)
     tmp.mkdir(parents=True, exist_ok=True)
-    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: INST}, {"USDT": CASH})
+    iid, start_path, place_path = _PATHS[market]
+    emulator = _emulator(market)
     # 60 s of market per start: on a loaded machine a start alone can take 10 s, and a market that
     # ran out would stall the daemon (no trades, no decisions) and fail the session
-    loops = math.ceil((kills + 2) * 60 * speed / 38)
+    trades = looped_trades(1, market)
+    loops = math.ceil((kills + 2) * 60 * speed / ((trades[-1][0] - trades[0][0]) / 1e9 + 0.05))
     async with emulator:
-        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
-        public = LocalVenueServer(protocol, looped_trades(loops), speed=speed, lifetime=3_600, max_connections=4 * kills + 10)
+        if market == "usdm":
+            protocol = MatchingProtocol(USDM_SNAPSHOT, futures=True, account=emulator, instrument_ids={"btcusdt": iid})
+        else:
+            protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": iid})
+        public = LocalVenueServer(protocol, looped_trades(loops, market), speed=speed, lifetime=3_600, max_connections=4 * kills + 10)
         async with public as srv:
             pacer = asyncio.create_task(_pacer(srv.ws_url))
             try:
-                config = _config(tmp, srv, emulator)
+                config = _config(tmp, srv, emulator, market)
                 for k in range(kills):
                     daemon = _Daemon(config, tmp / f"daemon-{k}.log", [])
                     n_req = len(emulator.requests)
-                    n_trades = len(emulator.trades)
+                    n_trades = len(emulator.fills)
                     await daemon.start()
                     try:
-                        await _wait(lambda: any(p == "/api/v3/account" for _, p, _ in emulator.requests[n_req:]), 90, "the daemon's start-up")
+                        await _wait(lambda: any(p == start_path for _, p, _ in emulator.requests[n_req:]), 90, "the daemon's start-up")
                         point = rng.choice(["timer", "post", "post", "fill"])
                         if point == "timer":
                             await asyncio.sleep(rng.uniform(0.1, 2.0))
                         else:
                             skip = rng.randrange(2)
-                            posts = lambda: sum(1 for m, _, _ in emulator.requests[n_req:] if m == "POST")  # noqa: E731
+                            posts = lambda: sum(1 for m, p, _ in emulator.requests[n_req:] if m == "POST" and p == place_path)  # noqa: E731
                             try:
                                 if point == "post":
                                     await _wait(lambda: posts() > skip or daemon.proc.returncode is not None, 20, "an order request")  # type: ignore[union-attr]
                                 else:
-                                    await _wait(lambda: len(emulator.trades) > n_trades or daemon.proc.returncode is not None, 20, "a fill")  # type: ignore[union-attr]
+                                    await _wait(lambda: len(emulator.fills) > n_trades or daemon.proc.returncode is not None, 20, "a fill")  # type: ignore[union-attr]
                             except AssertionError as exc:
                                 counts.problems.append(f"seed {seed} kill {k}: {exc} (the daemon stalled: {daemon.log.name})")
                             await asyncio.sleep(rng.uniform(0.0, 0.02 if point == "post" else 0.01))
@@ -212,7 +248,8 @@ async def kill_and_restart(tmp: Path, seed: int, kills: int, counts: SoakCounts,
                     await asyncio.sleep(rng.uniform(0.0, 0.5))  # the market moves on while it is dead
                 final = _Daemon(config, tmp / "daemon-final.log", ["--dry-run", "--out", str(tmp / "out")])
                 await final.start()
-                await _wait(lambda: "reconciled " in final.text() or "reconciliation:" in final.text(), 120, "the final reconciliation")
+                # the start-up comparison of the position: equal ("reconciled ...") or held with the reason
+                await _wait(lambda: re.search(r"reconciled \S+:|held here but", final.text()) is not None, 120, "the final reconciliation")
                 await asyncio.sleep(1.5)  # unknown orders outlive not_found_grace
                 assert final.proc is not None
                 final.proc.send_signal(signal.SIGTERM)
@@ -223,9 +260,31 @@ async def kill_and_restart(tmp: Path, seed: int, kills: int, counts: SoakCounts,
     return emulator
 
 
-def audit(tmp: Path, seed: int, emulator: BinancePrivateEmulator, counts: SoakCounts) -> None:
+def perpetual_wallet(cash: float, fills: list[OrderFilled]) -> tuple[float, float]:
+    """(position, wallet) after ``fills`` in order, one-way: realized PnL at the average entry price, less fees."""
+    position = entry = 0.0
+    for f in fills:
+        qty = f.last_qty if f.side is OrderSide.BUY else -f.last_qty
+        after = position + qty
+        if position != 0.0 and (position > 0.0) != (qty > 0.0):
+            closed = min(abs(qty), abs(position))
+            cash += closed * (f.last_px - entry) * (1.0 if position > 0.0 else -1.0)
+        if abs(after) < 1e-12:
+            entry = 0.0
+        elif position == 0.0 or (position > 0.0) != (after > 0.0):
+            entry = f.last_px
+        elif abs(after) > abs(position):
+            entry = (entry * abs(position) + f.last_px * abs(qty)) / abs(after)
+        position = after
+        cash -= f.fee
+    return position, cash
+
+
+def audit(tmp: Path, seed: int, emulator: AccountEmulator, counts: SoakCounts) -> None:
     """Compare the session's journal and logs in ``tmp`` with the account; count what disagrees into ``counts``."""
     tag = f"seed {seed}"
+    perpetual = isinstance(emulator, BinanceFuturesEmulator)
+    place_path = _PATHS["usdm" if perpetual else "spot"][2]
     logs = "".join(p.read_text(errors="replace") for p in sorted(tmp.glob("daemon-*.log")))
     final_log = (tmp / "daemon-final.log").read_text(errors="replace")
     db = sqlite3.connect(tmp / "journal.sqlite")
@@ -239,14 +298,14 @@ def audit(tmp: Path, seed: int, emulator: BinancePrivateEmulator, counts: SoakCo
     external = set(re.findall(r"external order (\S+) ", logs))
     venue_orders = list(emulator.orders)
     counts.orders += len(venue_orders)
-    counts.fills += len(emulator.trades)
+    counts.fills += len(emulator.fills)
     # orphans: a venue order neither journaled nor reported external
     for coid in venue_orders:
         if coid not in journaled and coid not in external:
             counts.orphans += 1
             counts.problems.append(f"{tag}: venue order {coid} is neither journaled nor reported external")
     # duplicates: one client id posted twice; two venue orders for one decision; a venue trade booked twice or never
-    posts = Counter(coid for method, _, coid in emulator.requests if method == "POST")
+    posts = Counter(coid for method, path, coid in emulator.requests if method == "POST" and path == place_path)
     for coid, n in posts.items():
         if n > 1:
             counts.duplicates += 1
@@ -264,7 +323,7 @@ def audit(tmp: Path, seed: int, emulator: BinancePrivateEmulator, counts: SoakCo
             counts.duplicates += 1
             counts.problems.append(f"{tag}: {n} venue orders for the one decision {decision}")
     booked = Counter(f.trade_id for f in fills)
-    venue_trades = Counter(str(t["id"]) for t in emulator.trades)
+    venue_trades = Counter(str(f.trade_id) for f in emulator.fills)
     for trade_id, n in booked.items():
         if n > 1:
             counts.duplicates += 1
@@ -277,15 +336,22 @@ def audit(tmp: Path, seed: int, emulator: BinancePrivateEmulator, counts: SoakCo
             counts.mismatches += 1
             counts.problems.append(f"{tag}: venue trade {trade_id} never booked")
     # position, cash and PnL from the journal's fills against the account
-    position = sum(f.last_qty if f.side is OrderSide.BUY else -f.last_qty for f in fills)
-    cash = CASH + sum((-1.0 if f.side is OrderSide.BUY else 1.0) * f.last_qty * f.last_px - f.fee for f in fills)
-    venue_position = emulator.balances.get("BTC", 0.0)
+    venue_fills = [f.fill for f in emulator.fills]
+    if perpetual:
+        assert isinstance(emulator, BinanceFuturesEmulator)
+        fills.sort(key=lambda f: int(f.trade_id))  # the venue's order (the journal's may differ after a restart)
+        position, cash = perpetual_wallet(CASH, fills)
+        venue_position = emulator.position("BTCUSDT")
+        _, venue_trade_cash = perpetual_wallet(CASH, venue_fills)
+    else:
+        position = sum(f.last_qty if f.side is OrderSide.BUY else -f.last_qty for f in fills)
+        cash = CASH + sum((-1.0 if f.side is OrderSide.BUY else 1.0) * f.last_qty * f.last_px - f.fee for f in fills)
+        venue_position = emulator.balances.get("BTC", 0.0)
+        venue_trade_cash = CASH + sum((-1.0 if f.side is OrderSide.BUY else 1.0) * f.last_qty * f.last_px - f.fee for f in venue_fills)
     venue_cash = emulator.balances.get("USDT", 0.0)
-    venue_trade_cash = CASH + sum(
-        (-1.0 if t["isBuyer"] else 1.0) * float(t["qty"]) * float(t["price"]) - float(t["commission"]) for t in emulator.trades
-    )
+    lot = USDM_INST.lot_size if perpetual else INST.lot_size
     for what, here, there, tol in (
-        ("position (BTC)", position, venue_position, INST.lot_size / 2),
+        ("position (BTC)", position, venue_position, lot / 2),
         ("cash (USDT)", cash, venue_cash, 1e-6),
         ("PnL against the venue's trade list (USDT)", cash, venue_trade_cash, 1e-4),
     ):
@@ -293,7 +359,7 @@ def audit(tmp: Path, seed: int, emulator: BinancePrivateEmulator, counts: SoakCo
             counts.mismatches += 1
             counts.problems.append(f"{tag}: {what}: {here} from the journal's fills, {there} at the venue")
     # the daemon's own view at its last start: its holding equals the venue's
-    held = re.findall(r"reconciled \S+: (\S+) BTC held, as at the venue", final_log)
-    if not held or math.fabs(float(held[-1]) - venue_position) > INST.lot_size / 2:
+    held = re.findall(r"reconciled \S+: (\S+) BTC (?:position )?held, as at the venue", final_log)
+    if not held or math.fabs(float(held[-1]) - venue_position) > lot / 2:
         counts.mismatches += 1
         counts.problems.append(f"{tag}: the final daemon did not reconcile its position with the venue ({held or 'no line'})")

@@ -40,14 +40,22 @@ from __future__ import annotations
 import asyncio
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 import msgspec
 from loguru import logger
 
 from tradebus.engine.clock import Clock
-from tradebus.engine.messages import ModifyOrder, OrderAccepted, OrderModified, OrderRejected, OrderStatus, SubmitOrder
+from tradebus.engine.messages import (
+    ModifyOrder,
+    OrderAccepted,
+    OrderFilled,
+    OrderModified,
+    OrderRejected,
+    OrderStatus,
+    SubmitOrder,
+)
 from tradebus.errors import VenueError
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import EventHandler, OrderStatusReport, Venue
@@ -139,6 +147,16 @@ class TradingApi(ABC):
         """The account's open positions of its perpetuals (spot accounts have none)."""
         return []
 
+    async def fills_since(self, instrument_id: str, orders: Mapping[str, Order], since_ns: int) -> list[OrderFilled] | None:
+        """The account's own trades on one instrument since ``since_ns``, as fills of ``orders``, oldest first.
+
+        The venue's trade history is read page by page (a few requests for thousands of
+        trades, each through the rate budget); trades of orders not in ``orders`` (keyed by
+        venue order id) are skipped. ``None``: this venue does not page its trade history here
+        (the reconciliation then queries each order by client id).
+        """
+        return None
+
     #: Whether :meth:`amend` changes a working order in place at this venue.
     supports_amend: bool = False
 
@@ -183,6 +201,12 @@ class LiveVenue(Venue):
         #: Submits the replacement of a cancel-replaced order (the engine's ``submit``).
         self.on_replace: Callable[[SubmitOrder], Any] | None = None
         self._replacing: dict[str, ModifyOrder] = {}
+        self._queued = False
+
+    def requests_queued(self) -> bool:
+        """Whether a request was queued since the last call (a feed then yields to the loop so that it leaves)."""
+        queued, self._queued = self._queued, False
+        return queued
 
     # ------------------------------------------------------------------ Venue
 
@@ -257,6 +281,10 @@ class LiveVenue(Venue):
             self._spawn(self._query(order), f"query:{client_order_id}")
         raise NoAnswer(f"order {client_order_id}: query sent, answer pending")
 
+    def answer(self, report: OrderStatusReport) -> None:
+        """Take ``report`` (from a list the venue gave, e.g. its open orders) as the answer to the next query of its order."""
+        self._answers[report.client_order_id] = report
+
     def track(self, order: Order) -> None:
         """Know ``order`` (journaled by a previous process) so that it can be queried and its events parsed."""
         self._orders[order.client_order_id] = order
@@ -281,6 +309,7 @@ class LiveVenue(Venue):
             logger.debug("{}: venue closed, request not sent", name)
             return
         task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._queued = True
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

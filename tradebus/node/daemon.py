@@ -252,6 +252,7 @@ class PaperNode:
             sink = self.router if self.ops is None else self.ops.sink(self.router)
             self.feeds = build_feeds(self.config, sink, live=True, recorder=self.recorder)
             attach_feeds(self.feeds, self.guard, self.kernel.cache)
+            self._feeds_built()
             await asyncio.sleep(0)  # let a signal received so far be handled before subscribing
             if not self._stop.is_set():
                 tasks = {asyncio.create_task(feed.run(), name=f"feed:{feed.name}"): feed for feed in self.feeds}
@@ -275,6 +276,9 @@ class PaperNode:
         if failure is not None:
             raise failure
         return summary
+
+    def _feeds_built(self) -> None:
+        """Called once ``self.feeds`` exist, before they run (the live daemon hooks its venue to them)."""
 
     async def _serve(self, tasks: dict[asyncio.Task[None], Feed]) -> BaseException | None:
         assert self._stop is not None
@@ -367,9 +371,7 @@ class PaperNode:
             return
         positions = {iid: kernel.portfolio.position(iid) for iid in kernel.instruments}
         self.venue.resume(positions, unknown)
-        for order in unknown:
-            kernel.execution.resolve_unknown(order.client_order_id)
-            logger.warning("recovered order {} resolved: {} ({})", order.client_order_id, order.status, order.reason)
+        self._resolve_recovered(unknown)
         summary = self.summary
         summary.recovered_orders = len(orders)
         summary.resolved_unknown = [o.client_order_id for o in unknown]
@@ -380,6 +382,13 @@ class PaperNode:
             journal.path,
             summary.recovered_positions,
         )
+
+
+    def _resolve_recovered(self, unknown: list[Any]) -> None:
+        """Resolve the orders the journal left UNKNOWN, each by a query of the venue."""
+        for order in unknown:
+            self.kernel.execution.resolve_unknown(order.client_order_id)
+            logger.warning("recovered order {} resolved: {} ({})", order.client_order_id, order.status, order.reason)
 
 
 def _open_journal(path: Path, synchronous: str) -> Journal:

@@ -22,9 +22,11 @@ Money safety
 Start-up
     1. the account is read (balances, account id) and the user stream subscribed;
     2. the journal is replayed as in paper mode; every order it left open is tracked by the
-       venue and queried (missed fills are booked from the venue's trade history by trade
-       id; UNKNOWN ones are resolved); orders open at the venue that the journal does not
-       know are reported as external and left alone;
+       venue; the fills missed while down are booked from each instrument's trade history,
+       read page by page (by trade id, once); the orders whose venue state still differs are
+       queried (UNKNOWN ones are resolved); orders open at the venue that the journal does
+       not know are reported as external and left alone
+       (:meth:`~tradebus.node.reconcile.Reconciler.startup`);
     3. feeds, strategies and trading as in paper mode; every ``live.reconcile_interval``
        seconds a :class:`~tradebus.node.reconcile.Reconciler` round compares open orders and
        balances with the venue again.
@@ -57,6 +59,7 @@ from tradebus.errors import ConfigError
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal
 from tradebus.execution.live import AccountBalance, AccountPosition, LiveVenue
+from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import PaperConfig
 from tradebus.node.reconcile import ExternalOrder, InstrumentHeld, Reconciler
@@ -315,6 +318,8 @@ class LiveNode(PaperNode):
         self._venue_open: list[OrderStatusReport] = []
         self._stream_task: asyncio.Task[None] | None = None
         self._reconcile_task: asyncio.Task[None] | None = None
+        self._startup_task: asyncio.Task[None] | None = None
+        self._recovered: list[Order] = []
         super().__init__(
             config, max_seconds=max_seconds, max_messages=max_messages, handle_signals=handle_signals, run_dir=run_dir
         )
@@ -384,21 +389,28 @@ class LiveNode(PaperNode):
             self._stream_task.result()  # the stream failed: raise its error
 
     def _recover(self) -> None:
-        """Replay the journal (paper daemon), then query every order it left open and report external ones."""
+        """Replay the journal (paper daemon), track every order it left open, start the start-up reconciliation."""
         super()._recover()
         kernel = self.kernel
         for order in kernel.orders.open_orders():
             self.venue.track(order)
-            if order.status.name != "UNKNOWN":
-                kernel.execution.reconcile_order(order.client_order_id)
         for iid in kernel.instruments:
             self._hold(iid, "live start-up: reconciling positions with the venue")
         loop = asyncio.get_running_loop()
-        loop.create_task(self._reconcile_positions(), name="live:reconcile")
-        self.reconciler.report_external(self._venue_open)
+        self._startup_task = loop.create_task(self._reconcile_positions(), name="live:reconcile")
         interval = self.config.live.reconcile_interval
         if interval is not None:
             self._reconcile_task = loop.create_task(self.reconciler.run(interval), name="live:reconcile-rounds")
+
+    def _resolve_recovered(self, unknown: list[Order]) -> None:
+        """Left to the start-up reconciliation (:meth:`~tradebus.node.reconcile.Reconciler.startup`): fills first, then few queries."""
+        self._recovered = list(unknown)
+
+    def _feeds_built(self) -> None:
+        """A feed yields to the loop after a frame that queued a request, so that a burst of frames does not hold the order."""
+        for feed in self.feeds:
+            if feed.client is not None:
+                feed.client.yield_when = self.venue.requests_queued
 
     @property
     def external_orders(self) -> list[OrderStatusReport]:
@@ -415,12 +427,13 @@ class LiveNode(PaperNode):
         self.kernel.bus.publish(InstrumentHeld(instrument_id, reason, now, now))
 
     async def _reconcile_positions(self) -> None:
-        """Once the start-up queries are answered, compare each holding with the venue's.
+        """Reconcile the orders (missed fills, queries), and once the queries are answered compare each holding with the venue's.
 
         An instrument whose base asset (spot; config ``balances`` plus booked fills) or
         position (perpetual; booked fills) differs from the venue's balance or position by
         more than half a lot stays held with the reason; the others resume.
         """
+        await self.reconciler.startup(self._recovered, self._venue_open)
         await self.venue.drain(self.config.live.stop_timeout)
         await self.reconciler.compare_balances(startup=True)
 
@@ -439,9 +452,10 @@ class LiveNode(PaperNode):
 
     async def _shutdown(self, tasks: Any) -> None:
         settings = self.config.live
-        if self._reconcile_task is not None:
-            self._reconcile_task.cancel()
-            await asyncio.gather(self._reconcile_task, return_exceptions=True)
+        for task in (self._startup_task, self._reconcile_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if settings.cancel_on_stop and not self.dry_run:
             await self._cancel_all(settings.stop_timeout)
         await super()._shutdown(tasks)

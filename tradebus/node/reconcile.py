@@ -4,6 +4,15 @@
 resolves each difference by the issue's rules -- never inventing an order, never silently
 overwriting a position:
 
+missed fills (start-up)
+    Every fill the venue booked while the daemon was down is read from the venue's trade
+    history, **per instrument and page by page** (:meth:`~tradebus.execution.live.TradingApi.fills_since`:
+    Binance ``myTrades`` 1,000 a page, ``fromId`` after the first), since the creation of the
+    oldest order the journal left open there (less :data:`CLOCK_SKEW_NS`) -- a few requests
+    for thousands of fills instead of one trade-list request per order -- and booked once
+    each by its trade id (one the user stream or a query booked already is skipped). Only
+    then are the orders compared; a venue that does not page its history gets one query per
+    journaled open order instead.
 open orders
     An order open here that the venue no longer lists as open, or lists with more filled,
     missed something on the user stream (a dropped fill, a cancel): it is queried by client
@@ -40,12 +49,15 @@ from loguru import logger
 from tradebus.engine.instrument import InstrumentKind
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import OrderStatus
-from tradebus.execution.live import LiveVenue
+from tradebus.execution.live import LiveVenue, NoAnswer, VenueRejected
+from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 
 __all__ = ["ExternalOrder", "InstrumentHeld", "Reconciler"]
 
 _IN_FLIGHT = frozenset({OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
+#: How far before an order's local creation time its venue trades are looked for (clocks differ).
+CLOCK_SKEW_NS = 60_000_000_000
 
 
 class InstrumentHeld(msgspec.Struct, frozen=True):
@@ -93,7 +105,71 @@ class Reconciler:
         #: Differences resolved (orders queried) over all rounds.
         self.differences = 0
         self.rounds = 0
+        #: Fills booked from the venue's paged trade history at start-up.
+        self.fills_caught_up = 0
         self._suspect: dict[str, float] = {}
+
+    async def catch_up_fills(self) -> bool:
+        """Book the fills of the journal's open orders missed while down, from each instrument's paged trade history.
+
+        Returns ``False`` (nothing asked) when the venue does not page its trade history.
+        Raises what the venue's requests raise (:class:`~tradebus.execution.live.NoAnswer` ...).
+        """
+        by_instrument: dict[str, dict[str, Order]] = {}
+        for order in self.kernel.orders.open_orders():
+            if order.venue_order_id:
+                by_instrument.setdefault(order.instrument_id, {})[order.venue_order_id] = order
+        execution = self.kernel.execution
+        for iid, orders in by_instrument.items():
+            since = min(o.ts_created for o in orders.values()) - CLOCK_SKEW_NS
+            fills = await self.venue.api.fills_since(iid, orders, since)
+            if fills is None:
+                return False
+            booked = 0
+            for fill in fills:
+                if fill.trade_id not in orders[fill.venue_order_id].trade_ids:
+                    execution.on_venue_event(fill)
+                    booked += 1
+            self.fills_caught_up += booked
+            logger.info("reconciliation: {}: {} fill(s) in the venue's trade history of {} open order(s), {} missed and booked",
+                        iid, len(fills), len(orders), booked)
+        return True
+
+    async def startup(self, unknown: list[Order], venue_open: list[OrderStatusReport]) -> None:
+        """Start-up: the missed fills from the trade history, then each order the journal left open resolved, external ones reported.
+
+        ``unknown`` are the orders the journal replay left UNKNOWN (every order open when the
+        previous process stopped); ``venue_open`` the venue's open orders read at connection.
+        After the fills are booked, the venue's open orders are read again: an UNKNOWN order
+        it lists, with no more filled than booked here, is resolved from that list (no
+        request); any other is queried by client id. A venue that does not page its trade
+        history gets a query of each.
+        """
+        kernel = self.kernel
+        execution = kernel.execution
+        try:
+            paged = await self.catch_up_fills()
+            if paged and unknown:
+                venue_open = await self.venue.api.open_orders()
+        except (NoAnswer, VenueRejected) as exc:
+            logger.warning("reconciliation: trade history unavailable ({}: {}); querying every open order", type(exc).__name__, exc)
+            paged = False
+        there = {r.client_order_id: r for r in venue_open} if paged else {}
+        listed = 0
+        for order in unknown:
+            if order.status is not OrderStatus.UNKNOWN:
+                continue  # closed or moved by the fills just booked; compared below
+            report = there.get(order.client_order_id)
+            if report is not None and report.filled_qty <= order.filled_qty + 1e-12:
+                self.venue.answer(report)
+                listed += 1
+            execution.resolve_unknown(order.client_order_id)
+        if unknown:
+            logger.info("reconciliation: {} order(s) recovered open; {} resolved from the venue's open orders, {} queried",
+                        len(unknown), listed, sum(1 for o in unknown if o.status is OrderStatus.UNKNOWN))
+        if paged:
+            self.compare_orders(venue_open)
+        self.report_external(venue_open)
 
     def report_external(self, venue_open: list[OrderStatusReport]) -> None:
         """Report, once each, the venue's open orders the journal does not know."""

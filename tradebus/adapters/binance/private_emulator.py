@@ -104,6 +104,24 @@ WEIGHTS = {
 }
 
 
+def weight_of(method: str, path: str, query: Any) -> int:
+    """Request weight of a spot request (:data:`WEIGHTS`; ``myTrades`` of one ``orderId`` weighs 5)."""
+    if path == "/api/v3/myTrades" and "orderId" in query:
+        return 5
+    return WEIGHTS.get((method, path), 1)
+
+
+def _trades_request_error(account: AccountEmulator, p: dict[str, Any], window_ms: int) -> web.Response | None:
+    """Binance's refusal of an own-trades request it does not take: ``limit`` over 1000, a time span over ``window_ms``, ``fromId`` with a time."""
+    if int(p.get("limit", "500")) > 1000:
+        return account.error(400, -1130, "Invalid data sent for a parameter: limit.")
+    if "fromId" in p and ("startTime" in p or "endTime" in p) and "orderId" not in p:
+        return account.error(400, -1128, "Combination of optional parameters invalid.")
+    if "startTime" in p and "endTime" in p and int(p["endTime"]) - int(p["startTime"]) >= window_ms:
+        return account.error(400, -1127, f"More than {window_ms // 3_600_000} hours between startTime and endTime.")
+    return None
+
+
 @dataclass
 class RestFault(common.RestFault):
     """A REST fault (see :mod:`~tradebus.adapters.common.account_emulator`), by default on order placement."""
@@ -152,7 +170,7 @@ class BinancePrivateEmulator(AccountEmulator):
         minute = int(time.time() // 60)
         if minute != self._minute:
             self._minute, self.weight = minute, 0
-        self.weight += WEIGHTS.get((request.method, request.path), 1)
+        self.weight += weight_of(request.method, request.path, request.query)
         n = len(self.requests)
         response = await super()._rest(request)
         if len(self.requests) > n:
@@ -243,12 +261,11 @@ class BinancePrivateEmulator(AccountEmulator):
         return self._json([self._order_json(r) for r in self.open_orders(p.get("symbol"))])
 
     def _my_trades(self, p: dict[str, str]) -> web.Response:
-        rows = [f for f in self.fills if f.rec.symbol == p.get("symbol")]
-        if "orderId" in p:
-            rows = [f for f in rows if f.rec.order_id == int(p["orderId"])]
-        if "fromId" in p:
-            rows = [f for f in rows if f.trade_id >= int(p["fromId"])]
-        return self._json([self._trade_row(f) for f in rows[: int(p.get("limit", "500"))]])
+        refused = _trades_request_error(self, p, 24 * 3600 * 1000)
+        if refused is not None:
+            return refused
+        rows = self.trade_list(p.get("symbol", ""), p.get("orderId"), p.get("fromId"), p.get("startTime"), p.get("endTime"), int(p.get("limit", "500")))
+        return self._json([self._trade_row(f) for f in rows])
 
     def _account(self, p: dict[str, str]) -> web.Response:
         balances = [{"asset": a, "free": f"{v:.8f}", "locked": "0.00000000"} for a, v in sorted(self.balances.items())]
@@ -258,7 +275,7 @@ class BinancePrivateEmulator(AccountEmulator):
 
     def _order_json(self, rec: EmulatedOrder) -> dict[str, Any]:
         order = rec.order
-        quote = sum(f.fill.last_qty * f.fill.last_px for f in self.fills if f.rec is rec)
+        quote = sum(f.last_qty * f.last_px for f in rec.fills)
         return {
             "symbol": rec.symbol,
             "orderId": rec.order_id,
@@ -495,7 +512,10 @@ class BinanceFuturesEmulator(AccountEmulator):
         return self._json([self._order_json(r) for r in self.open_orders(p.get("symbol"))])
 
     def _trades(self, p: dict[str, Any]) -> web.Response:
-        rows = [f for f in self.fills if f.rec.symbol == p.get("symbol") and p.get("orderId") in (None, str(f.rec.order_id))]
+        refused = _trades_request_error(self, p, 7 * 24 * 3600 * 1000)
+        if refused is not None:
+            return refused
+        rows = self.trade_list(str(p.get("symbol", "")), p.get("orderId"), p.get("fromId"), p.get("startTime"), p.get("endTime"), int(p.get("limit", "500")))
         return self._json([self._trade_row(f) for f in rows])
 
     def _balance(self, p: dict[str, Any]) -> web.Response:
@@ -547,8 +567,7 @@ class BinanceFuturesEmulator(AccountEmulator):
 
     def _order_json(self, rec: EmulatedOrder) -> dict[str, Any]:
         order = rec.order
-        fills = [f.fill for f in self.fills if f.rec is rec]
-        quote = sum(f.last_qty * f.last_px for f in fills)
+        quote = sum(f.last_qty * f.last_px for f in rec.fills)
         return {
             "orderId": rec.order_id,
             "symbol": rec.symbol,

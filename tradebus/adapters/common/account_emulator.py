@@ -104,6 +104,8 @@ class EmulatedOrder:
     update_ms: int = 0
     filled: float = 0.0
     reason: str = ""
+    #: The order's fills, in order (its quote volume is their sum).
+    fills: list[OrderFilled] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,9 @@ class AccountEmulator(ABC):
         Faults to inject.
     passphrase
         The key's passphrase, for the venues that have one.
+    trade_size_limit
+        A public trade fills at most its own size of the working orders (in their order);
+        default: every order its price reaches fills in full.
     """
 
     #: Path of the private WebSocket.
@@ -158,6 +163,8 @@ class AccountEmulator(ABC):
         rest_faults: list[RestFault] | None = None,
         stream_faults: list[StreamFault] | None = None,
         passphrase: str = "",
+        *,
+        trade_size_limit: bool = False,
     ) -> None:
         self.key = api_key
         self.secret = api_secret.encode()
@@ -167,7 +174,7 @@ class AccountEmulator(ABC):
         self.rest_faults = list(rest_faults or [])
         self.stream_faults = list(stream_faults or [])
         self.clock = SimulatedClock()
-        self.venue = SimulatedVenue(self.clock, dict(instruments), VenueConfig(fill_on="trades"), arrival_alerts=True)
+        self.venue = SimulatedVenue(self.clock, dict(instruments), VenueConfig(fill_on="trades", trade_size_limit=trade_size_limit), arrival_alerts=True)
         self.venue.bind(self._on_venue_event)
         self.orders: dict[str, EmulatedOrder] = {}
         #: Every fill of the account, in order.
@@ -410,11 +417,7 @@ class AccountEmulator(ABC):
             self.balances[inst.base] = self.balances.get(inst.base, 0.0) + (fill.last_qty if buy else -fill.last_qty)
             self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) + (-notional if buy else notional) - fill.fee
             changed, symbol = [inst.base, inst.quote], None
-        rec.filled += fill.last_qty
-        full = rec.filled >= rec.order.quantity - 1e-12
-        rec.status = OrderStatus.FILLED if full else OrderStatus.PARTIALLY_FILLED
-        booked = EmulatedFill(rec, fill, int(fill.trade_id.removeprefix("SIM-T")))
-        self.fills.append(booked)
+        booked = self.record_fill(rec, fill)
         self._push(self.order_frames(rec, booked))
         self._push(self.balance_frames(changed, symbol))
 
@@ -434,6 +437,35 @@ class AccountEmulator(ABC):
         elif abs(after) > abs(before):
             self.entry[symbol] = (entry * abs(before) + fill.last_px * abs(qty)) / abs(after)
         self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) + realized - fill.fee
+
+    def record_fill(self, rec: EmulatedOrder, fill: OrderFilled) -> EmulatedFill:
+        """Add ``fill`` to the order (filled quantity, status) and to the account's trade list."""
+        rec.filled += fill.last_qty
+        rec.status = OrderStatus.FILLED if rec.filled >= rec.order.quantity - 1e-12 else OrderStatus.PARTIALLY_FILLED
+        rec.fills.append(fill)
+        booked = EmulatedFill(rec, fill, int(fill.trade_id.removeprefix("SIM-T")))
+        self.fills.append(booked)
+        return booked
+
+    def trade_list(self, symbol: str, order_id: str | None, from_id: str | None, start_ms: str | None, end_ms: str | None, limit: int) -> list[EmulatedFill]:
+        """The account's fills of ``symbol`` filtered as a venue's own-trades request asks, oldest first, at most ``limit``.
+
+        ``order_id``: of that venue order; ``from_id``: trade id >= it; ``start_ms``/``end_ms``:
+        trade time within (ms, inclusive). ``None`` leaves a filter out.
+        """
+        out = []
+        for f in self.fills:
+            if f.rec.symbol != symbol or (order_id is not None and str(f.rec.order_id) != order_id):
+                continue
+            if from_id is not None and f.trade_id < int(from_id):
+                continue
+            t = f.fill.ts_event // _MS
+            if (start_ms is not None and t < int(start_ms)) or (end_ms is not None and t > int(end_ms)):
+                continue
+            out.append(f)
+            if len(out) >= limit:
+                break
+        return out
 
     # ------------------------------------------------------------------ private stream
 

@@ -92,6 +92,10 @@ class WsClient(ABC):
         self._stopping = False
         self._stop_event = asyncio.Event()
         self._last_ping = 0.0
+        #: Asked after every frame; ``True``: yield to the event loop before the next frame (a
+        #: live venue queued requests while handling it: a burst of queued frames waits, the
+        #: order goes out first). ``None``: frames are handled back to back.
+        self.yield_when: Callable[[], bool] | None = None
 
     # ------------------------------------------------------------ venue hooks
 
@@ -227,6 +231,7 @@ class WsClient(ABC):
         watchdog = self.watchdog
         on_frame = self.on_frame
         conn = self.conn_id
+        yield_when = self.yield_when
         async for raw in ws:
             recv_ns = clock()
             self.frames += 1
@@ -238,6 +243,8 @@ class WsClient(ABC):
             except ParseError as exc:
                 self.rejected += 1
                 logger.warning("{}: frame rejected: {}", self.name, exc)
+            if yield_when is not None and yield_when():
+                await asyncio.sleep(0)
 
     async def _timers(self, ws: ClientConnection, opened: float) -> None:
         """Keep-alive, stale-feed watchdog and scheduled reconnect for one connection."""
