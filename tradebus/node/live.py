@@ -31,7 +31,14 @@ Start-up
 
 Stop (SIGINT/SIGTERM, ``max_seconds``, ``max_messages``): with ``live.cancel_on_stop`` every
 open order is canceled and the cancels are awaited (up to ``live.stop_timeout``) before the
-paper daemon's shutdown; the stream is closed last.
+paper daemon's shutdown; the stream is closed last, then the recording.
+
+Recording
+    With ``record:`` the recording holds, besides the public frames, every frame the user
+    stream received (connection ``"private:<stream>:<n>"``, the account's key, secret,
+    passphrase and any listen key redacted; never a frame sent, never the stream's URL):
+    :class:`~tradebus.adapters.common.recorder.PrivateFrames`. ``tradebus replay`` skips
+    them; ``read_frames(path, private=True)`` reads them.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ import msgspec
 from loguru import logger
 from pydantic import Field, PositiveFloat, SecretStr, model_validator
 
+from tradebus.adapters.common.recorder import FrameRecorder, PrivateFrames
 from tradebus.adapters.common.venue import LiveAccount
 from tradebus.adapters.registry import VENUES, venue_adapter
 from tradebus.config import dump_config, load_config, parse_config
@@ -315,6 +323,7 @@ class LiveNode(PaperNode):
         self._venue_open: list[OrderStatusReport] = []
         self._stream_task: asyncio.Task[None] | None = None
         self._reconcile_task: asyncio.Task[None] | None = None
+        self._recording: FrameRecorder | None = None
         super().__init__(
             config, max_seconds=max_seconds, max_messages=max_messages, handle_signals=handle_signals, run_dir=run_dir
         )
@@ -352,6 +361,7 @@ class LiveNode(PaperNode):
     async def run(self) -> NodeSummary:
         """Read the account, subscribe the user stream, then run as the paper daemon; close the account last."""
         try:
+            self._open_recording()
             await self._connect()
             return await super().run()
         finally:
@@ -359,6 +369,23 @@ class LiveNode(PaperNode):
             if self._stream_task is not None:
                 await asyncio.gather(self._stream_task, return_exceptions=True)
             await self.venue.aclose()
+            if self._recording is not None:
+                self._recording.close()  # after the stream: its last frames are recorded too
+
+    def _open_recording(self) -> None:
+        """With ``record:``, open the recorder now and record the user stream's received frames in it.
+
+        Tagged private and with the account's credentials redacted
+        (:class:`~tradebus.adapters.common.recorder.PrivateFrames`); ``tradebus replay`` skips them.
+        """
+        if self.config.record is None:
+            return
+        self.recorder = self._recording = FrameRecorder(self.config.record)
+        keys = self.keys
+        secrets = [keys.key.get_secret_value(), keys.secret.get_secret_value()]
+        if keys.passphrase is not None:
+            secrets.append(keys.passphrase.get_secret_value())
+        self.stream.recorder = PrivateFrames(self._recording, secrets)
 
     async def _connect(self) -> None:
         settings = self.config.live
@@ -444,6 +471,7 @@ class LiveNode(PaperNode):
             await asyncio.gather(self._reconcile_task, return_exceptions=True)
         if settings.cancel_on_stop and not self.dry_run:
             await self._cancel_all(settings.stop_timeout)
+        self.recorder = None  # the paper shutdown must not close it: :meth:`run` does, after the user stream
         await super()._shutdown(tasks)
 
     async def _cancel_all(self, timeout: float) -> None:
