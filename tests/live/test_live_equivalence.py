@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +112,45 @@ async def _live(tmp: Path, *, gated: bool) -> tuple[LiveNode, BinancePrivateEmul
                 seen[0] += 1
 
     feeder = MatchingProtocol(None, account=emulator, instrument_ids={"btcusdt": IID})
+    gate = _latency_zero_gate(holder, seen, lambda raw: int('@trade"' in raw), feeder, lambda: len(emulator.trades))
+
+    original = emulator._place
+
+    def place(p: dict[str, str]) -> Any:
+        arrived.setdefault(p["newClientOrderId"], seen[0])
+        return original(p)
+
+    emulator._place = place  # type: ignore[method-assign]
+    async with emulator:
+        protocol = Counting(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+        async with LocalVenueServer(protocol, SPOT_FRAMES, speed=None if gated else 4.0, gate=gate if gated else None) as srv:
+            data = _data(srv.ws_url, srv.http_url)
+            data["journal"] = str(tmp / "journal.sqlite")
+            data["live"] = {"rest_url": emulator.rest_url, "ws_api_url": emulator.ws_api_url, "request_timeout": 2.0, "submit_timeout": 2.0}
+            node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+            holder.append(node)
+            await _run_through(node, len(SPOT_TRADE_IDS), lambda: len(emulator.trades))
+    return node, emulator, arrived
+
+
+def _latency_zero_gate(
+    holder: list[LiveNode],
+    seen: list[int],
+    trades_in: Callable[[str], int],
+    feeder: VenueProtocol,
+    venue_fills: Callable[[], int],
+) -> Callable[[str], Awaitable[None]]:
+    """The public server's gate making latency 0 real against the live daemon ``holder[0]``.
+
+    A frame with trades (``trades_in(raw)`` of them) waits until the daemon has processed
+    the ``seen[0]`` trades sent so far and has no order in flight; then ``feeder`` matches it
+    at the account emulator, and it goes out once the daemon has booked every fill the
+    emulator made (``venue_fills()``).
+    """
 
     async def gate(raw: str) -> None:
-        if not gated or '@trade"' not in raw:
+        n = trades_in(raw)
+        if not n:
             return
         node = holder[0]
         kernel = node.kernel
@@ -127,35 +164,24 @@ async def _live(tmp: Path, *, gated: bool) -> tuple[LiveNode, BinancePrivateEmul
         )
         # ... the emulator matches the trade, and the daemon books what it filled before it sees the trade
         feeder.on_sent(raw)
-        seen[0] += 1
-        await until(lambda: len(kernel.result.fills) == len(emulator.trades), timeout=10)
+        seen[0] += n
+        await until(lambda: len(kernel.result.fills) == venue_fills(), timeout=10)
 
-    original = emulator._place
+    return gate
 
-    def place(p: dict[str, str]) -> Any:
-        arrived.setdefault(p["newClientOrderId"], seen[0])
-        return original(p)
 
-    emulator._place = place  # type: ignore[method-assign]
-    async with emulator:
-        protocol = Counting(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
-        async with LocalVenueServer(protocol, SPOT_FRAMES, speed=None if gated else 4.0, gate=gate) as srv:
-            data = _data(srv.ws_url, srv.http_url)
-            data["journal"] = str(tmp / "journal.sqlite")
-            data["live"] = {"rest_url": emulator.rest_url, "ws_api_url": emulator.ws_api_url, "request_timeout": 2.0, "submit_timeout": 2.0}
-            node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
-            holder.append(node)
-            task = asyncio.create_task(node.run())
-            kernel = node.kernel
-            await until(
-                lambda: task.done()
-                or (kernel.result.trades == len(SPOT_TRADE_IDS) and len(kernel.result.fills) == len(emulator.trades)
-                    and not any(o.status in _IN_FLIGHT or o.status is OrderStatus.ACCEPTED for o in kernel.orders.orders())),
-                timeout=90,
-            )
-            node.stop("test done")
-            await asyncio.wait_for(task, 20)
-    return node, emulator, arrived
+async def _run_through(node: LiveNode, n_trades: int, venue_fills: Callable[[], int]) -> None:
+    """Run ``node`` until it has seen ``n_trades`` trades, booked every venue fill and has no order working; stop it."""
+    task = asyncio.create_task(node.run())
+    kernel = node.kernel
+    await until(
+        lambda: task.done()
+        or (kernel.result.trades == n_trades and len(kernel.result.fills) == venue_fills()
+            and not any(o.status in _IN_FLIGHT or o.status is OrderStatus.ACCEPTED for o in kernel.orders.orders())),
+        timeout=90,
+    )
+    node.stop("test done")
+    await asyncio.wait_for(task, 20)
 
 
 async def test_backtest_paper_and_live_on_the_emulator_give_the_same_decisions_and_fills(tmp_path: Path) -> None:
@@ -218,42 +244,15 @@ def _kit_paper_data(kit: VenueKit, tmp: Path, ws_url: str, emulator: Any) -> dic
 async def _kit_live(kit: VenueKit, tmp: Path, n_trades: int) -> tuple[LiveNode, Any]:
     """The live daemon over the kit's served stream, each trade frame gated as in the Binance run."""
     emulator = kit.emulator()
-    feeder = kit.make_protocol(kit.frames, emulator)  # matches a gated frame at the emulator
-    seen = [0]
     holder: list[LiveNode] = []
-
-    async def gate(raw: str) -> None:
-        trades = _kit_trades(kit, raw)
-        if not trades:
-            return
-        node = holder[0]
-        kernel = node.kernel
-        await until(
-            lambda: node.running.is_set()
-            and not node.guard.holds
-            and kernel.result.trades == seen[0]
-            and not any(o.status in _IN_FLIGHT for o in kernel.orders.orders()),
-            timeout=10,
-        )
-        feeder.on_sent(raw)
-        seen[0] += len(trades)
-        await until(lambda: len(kernel.result.fills) == len(emulator.fills), timeout=10)
-
+    feeder = kit.make_protocol(kit.frames, emulator)  # matches a gated frame at the emulator
+    gate = _latency_zero_gate(holder, [0], lambda raw: len(_kit_trades(kit, raw)), feeder, lambda: len(emulator.fills))
     async with emulator:
         async with LocalVenueServer(_PUBLIC[kit.venue](kit.frames), kit.frames, gate=gate) as srv:
             config = parse_live_config(kit.config(tmp, srv.ws_url, emulator), "<test>")
             node = LiveNode(config, ApiKeys.from_env(config.live, kit.env), handle_signals=False)
             holder.append(node)
-            task = asyncio.create_task(node.run())
-            kernel = node.kernel
-            await until(
-                lambda: task.done()
-                or (kernel.result.trades == n_trades and len(kernel.result.fills) == len(emulator.fills)
-                    and not any(o.status in _IN_FLIGHT or o.status is OrderStatus.ACCEPTED for o in kernel.orders.orders())),
-                timeout=90,
-            )
-            node.stop("test done")
-            await asyncio.wait_for(task, 20)
+            await _run_through(node, n_trades, lambda: len(emulator.fills))
     return node, emulator
 
 
