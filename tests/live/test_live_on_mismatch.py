@@ -6,7 +6,8 @@ mismatch. With the default ``hold`` every new order on the instrument is denied.
 ``reducing`` an order passes only if it reduces the BTC held both here and at the venue
 (working orders on its side included): a buy is denied, a sell of more than the venue holds
 is denied, a sell of 0.01 fills at the venue, and then the venue's remaining 0.01 bounds the
-next sells, a resting sell included. Either way the mismatch is never overwritten.
+next sells, a resting sell included. Either way the mismatch is never overwritten; once the
+venue agrees, the next comparison lifts REDUCING.
 """
 
 from __future__ import annotations
@@ -119,7 +120,14 @@ async def test_reducing_lets_only_orders_through_that_reduce_the_holding_here_an
         more = _submit(node, OrderSide.SELL, 0.001)
         assert more.status is OrderStatus.DENIED and "working on the order's side -0.01" in more.reason
         assert node.guard.reducing[IID][1] == pytest.approx(0.03)  # the mismatch stays, never overwritten
-    assert set(emulator.orders) == {sell.client_order_id, resting.client_order_id}
+        assert set(emulator.orders) == {sell.client_order_id, resting.client_order_id}
+        # the account is put right at the venue: the next comparison lifts REDUCING
+        emulator.balances["BTC"] = 0.04
+        await node.reconciler.compare_balances(startup=False)
+        assert IID not in node.guard.reducing and not node.guard.holds
+        assert events[-1].state is TradingState.ACTIVE and events[-1].reason == ""
+        buy = _submit(node, OrderSide.BUY, 0.001)
+        assert buy.status is not OrderStatus.DENIED, buy.reason
 
 
 def test_on_mismatch_takes_hold_or_reducing_only() -> None:
