@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tradebus.adapters.common.recorder import FrameRecorder, convert_hftbacktest, iter_hftbacktest, read_frames
+from tradebus.adapters.common.recorder import (
+    FrameRecorder,
+    PrivateFrames,
+    convert_hftbacktest,
+    is_private,
+    iter_hftbacktest,
+    read_frames,
+)
 from tradebus.errors import DataError
 
 from .binance_testdata import SPOT_CAPTURE, USDM_CAPTURE
@@ -79,3 +86,67 @@ def test_capture_line_without_timestamp_raises(tmp_path: Path) -> None:
         fh.write('{"stream":"x"}\n')
     with pytest.raises(DataError, match="line 1"):
         list(iter_hftbacktest(path))
+
+
+KEY = "recKey0123456789abcdef"
+SECRET = "recSecret9876543210zyx"
+PASSPHRASE = "recPassphrase42"
+
+
+def test_private_frames_are_tagged_skipped_by_default_and_read_back_on_request(tmp_path: Path) -> None:
+    path = tmp_path / "live.jsonl.gz"
+    with FrameRecorder(path) as rec:
+        private = PrivateFrames(rec, [KEY, SECRET, PASSPHRASE])
+        rec.write(1, "binance-spot:1", '{"e":"trade"}')
+        private.write(2, "binance-user:1", '{"event":{"e":"executionReport","x":"NEW"}}')
+        rec.write(3, "binance-spot:1", '{"e":"trade","t":2}')
+        private.write(4, "binance-user:2", b'{"bin":1}')
+    public = [(1, "binance-spot:1", '{"e":"trade"}'), (3, "binance-spot:1", '{"e":"trade","t":2}')]
+    assert list(read_frames(path)) == public  # market-data readers never see the account's frames
+    got = list(read_frames(path, private=True))
+    assert got == [
+        public[0],
+        (2, "private:binance-user:1", '{"event":{"e":"executionReport","x":"NEW"}}'),
+        public[1],
+        (4, "private:binance-user:2", b'{"bin":1}'),
+    ]
+    assert [is_private(c) for _, c, _ in got] == [False, True, False, True]
+    assert private.frames == 2 and private.redacted == 0
+
+
+def test_private_frames_never_hold_a_credential(tmp_path: Path) -> None:
+    path = tmp_path / "live.jsonl.gz"
+    listen_key = "pqQ8bRQvV5ww3pMNRbOSg9zKYK0x3CwFRxbCRIRHnE5GGuS3"
+    frames = [
+        f'{{"result":{{"apiKey":"{KEY}","authorizedSince":1}}}}',
+        f'{{"e":"listenKeyExpired","E":1,"listenKey":"{listen_key}"}}',
+        f'{{"event":"login","msg":"bad key {KEY} with {PASSPHRASE}","sign": "abc"}}',
+        f'{{"echo":"{SECRET}"}}'.encode(),
+    ]
+    with FrameRecorder(path) as rec:
+        private = PrivateFrames(rec, [KEY, SECRET, PASSPHRASE, ""])
+        for i, raw in enumerate(frames):
+            private.write(i, "okx-private:1", raw)
+    assert private.redacted == 4
+    data = gzip.decompress(path.read_bytes())
+    for secret in (KEY, SECRET, PASSPHRASE, listen_key, '"abc"'):
+        assert secret.encode() not in data
+    got = [raw if isinstance(raw, str) else raw.decode() for _, _, raw in read_frames(path, private=True)]
+    assert got == [
+        '{"result":{"apiKey":"<redacted>","authorizedSince":1}}',
+        '{"e":"listenKeyExpired","E":1,"listenKey":"<redacted>"}',
+        '{"event":"login","msg":"bad key <redacted> with <redacted>","sign": "<redacted>"}',
+        '{"echo":"<redacted>"}',
+    ]
+    assert KEY not in repr(private) and SECRET not in repr(private)
+
+
+def test_private_frames_after_the_recorder_closed_are_dropped_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "live.jsonl.gz"
+    rec = FrameRecorder(path)
+    private = PrivateFrames(rec, [KEY])
+    private.write(1, "u:1", "{}")
+    rec.close()
+    private.write(2, "u:1", "{}")
+    assert (private.frames, private.dropped) == (1, 1)
+    assert list(read_frames(path, private=True)) == [(1, "private:u:1", "{}")]

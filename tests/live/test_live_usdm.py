@@ -26,7 +26,7 @@ from tradebus.adapters.binance.trading import BinanceFuturesTrading, futures_ord
 from tradebus.adapters.binance.user_stream import FuturesStreamParser
 from tradebus.adapters.binance.private_emulator import MatchingProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
-from tradebus.adapters.common.recorder import iter_hftbacktest
+from tradebus.adapters.common.recorder import is_private, iter_hftbacktest, read_frames
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import OrderFilled, OrderSide, OrderStatus, OrderType, SubmitOrder, Trade
 from tradebus.execution.live import AccountBalance, AccountPosition, VenueRejected
@@ -169,6 +169,9 @@ async def test_usdm_session_books_positions_once_honours_reduce_only_and_restart
             raw = gzip.decompress(raw)
         assert KEY.encode() not in raw and SECRET.encode() not in raw, path.name
         assert emulator.listen_key.encode() not in raw, path.name
+    # the user stream's frames are in the recording, tagged private (the listen key, in its URL, is not)
+    private = [c for _, c, _ in read_frames(tmp_path / "frames.jsonl.gz", private=True) if is_private(c)]
+    assert len(private) > len(emulator.fills) and {c.split(":")[1] for c in private} == {"binance-usdm-user"}
 
 
 def _path(emulator: BinanceFuturesEmulator) -> list[float]:

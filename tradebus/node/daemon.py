@@ -247,7 +247,7 @@ class PaperNode:
             if self.outputs is not None:
                 self.outputs.start()
             self.kernel.start()
-            if self.config.record is not None:
+            if self.config.record is not None and self.recorder is None:
                 self.recorder = FrameRecorder(self.config.record)
             sink = self.router if self.ops is None else self.ops.sink(self.router)
             self.feeds = build_feeds(self.config, sink, live=True, recorder=self.recorder)

@@ -33,7 +33,14 @@ Start-up
 
 Stop (SIGINT/SIGTERM, ``max_seconds``, ``max_messages``): with ``live.cancel_on_stop`` every
 open order is canceled and the cancels are awaited (up to ``live.stop_timeout``) before the
-paper daemon's shutdown; the stream is closed last.
+paper daemon's shutdown; the stream is closed last, then the recording.
+
+Recording
+    With ``record:`` the recording holds, besides the public frames, every frame the user
+    stream received (connection ``"private:<stream>:<n>"``, the account's key, secret,
+    passphrase and any listen key redacted; never a frame sent, never the stream's URL):
+    :class:`~tradebus.adapters.common.recorder.PrivateFrames`. ``tradebus replay`` skips
+    them; ``read_frames(path, private=True)`` reads them.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -49,12 +56,13 @@ import msgspec
 from loguru import logger
 from pydantic import Field, PositiveFloat, SecretStr, model_validator
 
+from tradebus.adapters.common.recorder import FrameRecorder, PrivateFrames
 from tradebus.adapters.common.venue import LiveAccount
 from tradebus.adapters.registry import VENUES, venue_adapter
 from tradebus.config import dump_config, load_config, parse_config
 from tradebus.config.base import StrictModel
 from tradebus.engine.kernel import Kernel, RunResult
-from tradebus.engine.messages import CancelOrder, TradingState
+from tradebus.engine.messages import CancelOrder, SubmitOrder, TradingState
 from tradebus.errors import ConfigError
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal
@@ -88,18 +96,50 @@ __all__ = [
 ]
 
 class LiveGuard(MarketGuard):
-    """The market guard plus per-instrument holds set by the reconciliation with the venue."""
+    """The market guard plus the per-instrument holds and REDUCING states set by the reconciliation.
 
-    __slots__ = ("holds",)
+    ``holds``: ``instrument_id -> reason``, no new order. ``reducing``: ``instrument_id ->
+    (reason, difference)`` where ``difference`` is the holding here minus the venue's
+    (constant while the mismatch persists: a fill moves both); an order passes only if it
+    reduces, without crossing zero, both the holding here (``holding(instrument_id)``) and
+    the venue's (the holding here minus the difference), working orders on its side included.
+    """
+
+    __slots__ = ("holding", "holds", "reducing")
 
     def __init__(self) -> None:
         super().__init__()
         self.holds: dict[str, str] = {}
+        self.reducing: dict[str, tuple[str, float]] = {}
+        #: The holding compared with the venue (set by the daemon: :meth:`~tradebus.node.reconcile.Reconciler.holding`).
+        self.holding: Callable[[str], float] = lambda _iid: 0.0
 
     def block_reason(self, instrument_id: str) -> str | None:
         """The hold's reason first, else the market-data checks."""
         held = self.holds.get(instrument_id)
         return held if held is not None else super().block_reason(instrument_id)
+
+    def order_reason(self, cmd: SubmitOrder, working: Callable[[str, bool, str], float]) -> str | None:
+        """:meth:`block_reason`, then, on a REDUCING instrument, whether ``cmd`` reduces both holdings."""
+        iid = cmd.instrument_id
+        reason = self.block_reason(iid)
+        if reason is not None or not self.reducing:
+            return reason
+        entry = self.reducing.get(iid)
+        if entry is None:
+            return None
+        why, difference = entry
+        signed = cmd.quantity if cmd.side > 0 else -cmd.quantity
+        pending = working(iid, signed > 0.0, cmd.client_order_id)
+        here = self.holding(iid)
+        there = here - difference
+        for base in (here + pending, there + pending):
+            if base == 0.0 or (base > 0.0) == (signed > 0.0) or abs(signed) > abs(base) * (1.0 + 1e-9):
+                return (
+                    f"REDUCING: only orders reducing the holding here ({here}) and at the venue ({there}) pass; "
+                    f"working on the order's side {pending}, order {signed} ({why})"
+                )
+        return None
 
 
 class LiveSettings(StrictModel):
@@ -131,6 +171,11 @@ class LiveSettings(StrictModel):
     reconcile_interval
         Seconds between two reconciliation rounds while running
         (:class:`~tradebus.node.reconcile.Reconciler`); ``None``: only at start-up.
+    on_mismatch
+        What a persisting difference between a holding here and the venue's does to the
+        instrument: ``hold`` (default; no new order) or ``reducing`` (only orders that reduce
+        the holding both here and at the venue, e.g. to close a position). Either way it is
+        never overwritten and is lifted when a round finds both equal.
     """
 
     venue: str | None = None
@@ -150,6 +195,7 @@ class LiveSettings(StrictModel):
     check_interval: PositiveFloat | None = 30.0
     not_found_grace: PositiveFloat = 15.0
     reconcile_interval: PositiveFloat | None = 60.0
+    on_mismatch: Literal["hold", "reducing"] = "hold"
 
     @model_validator(mode="after")
     def _key_names(self) -> LiveSettings:
@@ -320,10 +366,12 @@ class LiveNode(PaperNode):
         self._reconcile_task: asyncio.Task[None] | None = None
         self._startup_task: asyncio.Task[None] | None = None
         self._recovered: list[Order] = []
+        self._recording: FrameRecorder | None = None
         super().__init__(
             config, max_seconds=max_seconds, max_messages=max_messages, handle_signals=handle_signals, run_dir=run_dir
         )
-        self.reconciler = Reconciler(self.kernel, self.venue, self._hold, config.live.stop_timeout)
+        self.reconciler = Reconciler(self.kernel, self.venue, self._hold, config.live.stop_timeout, self._mismatch)
+        self.guard.holding = self.reconciler.holding
         rest_url, ws_url = config.live.endpoints()
         self.stream = config.live.account().user_stream(
             ws_url,
@@ -357,6 +405,7 @@ class LiveNode(PaperNode):
     async def run(self) -> NodeSummary:
         """Read the account, subscribe the user stream, then run as the paper daemon; close the account last."""
         try:
+            self._open_recording()
             await self._connect()
             return await super().run()
         finally:
@@ -364,6 +413,23 @@ class LiveNode(PaperNode):
             if self._stream_task is not None:
                 await asyncio.gather(self._stream_task, return_exceptions=True)
             await self.venue.aclose()
+            if self._recording is not None:
+                self._recording.close()  # after the stream: its last frames are recorded too
+
+    def _open_recording(self) -> None:
+        """With ``record:``, open the recorder now and record the user stream's received frames in it.
+
+        Tagged private and with the account's credentials redacted
+        (:class:`~tradebus.adapters.common.recorder.PrivateFrames`); ``tradebus replay`` skips them.
+        """
+        if self.config.record is None:
+            return
+        self.recorder = self._recording = FrameRecorder(self.config.record)
+        keys = self.keys
+        secrets = [keys.key.get_secret_value(), keys.secret.get_secret_value()]
+        if keys.passphrase is not None:
+            secrets.append(keys.passphrase.get_secret_value())
+        self.stream.recorder = PrivateFrames(self._recording, secrets)
 
     async def _connect(self) -> None:
         settings = self.config.live
@@ -419,12 +485,27 @@ class LiveNode(PaperNode):
 
     def _hold(self, instrument_id: str, reason: str) -> None:
         """Stop (``reason``) or resume (``""``) new orders on ``instrument_id``; published as :class:`InstrumentHeld`."""
+        guard = self.guard
+        reducing = guard.reducing.pop(instrument_id, None)
         if reason:
-            self.guard.holds[instrument_id] = reason
-        elif self.guard.holds.pop(instrument_id, None) is None:
+            guard.holds[instrument_id] = reason
+        elif guard.holds.pop(instrument_id, None) is None and reducing is None:
             return
         now = self.clock.now_ns()
-        self.kernel.bus.publish(InstrumentHeld(instrument_id, reason, now, now))
+        state = TradingState.HALTED if reason else TradingState.ACTIVE
+        self.kernel.bus.publish(InstrumentHeld(instrument_id, reason, now, now, state))
+
+    def _mismatch(self, instrument_id: str, reason: str, difference: float) -> None:
+        """A persisting holding mismatch: hold the instrument, or with ``live.on_mismatch: reducing`` let it only reduce."""
+        if self.config.live.on_mismatch == "hold":
+            self._hold(instrument_id, reason)
+            return
+        guard = self.guard
+        guard.holds.pop(instrument_id, None)
+        guard.reducing[instrument_id] = (reason, difference)
+        logger.warning("{}: REDUCING (live.on_mismatch): only orders reducing its holding here and at the venue pass", instrument_id)
+        now = self.clock.now_ns()
+        self.kernel.bus.publish(InstrumentHeld(instrument_id, reason, now, now, TradingState.REDUCING))
 
     async def _reconcile_positions(self) -> None:
         """Reconcile the orders (missed fills, queries), and once the queries are answered compare each holding with the venue's.
@@ -458,6 +539,7 @@ class LiveNode(PaperNode):
                 await asyncio.gather(task, return_exceptions=True)
         if settings.cancel_on_stop and not self.dry_run:
             await self._cancel_all(settings.stop_timeout)
+        self.recorder = None  # the paper shutdown must not close it: :meth:`run` does, after the user stream
         await super()._shutdown(tasks)
 
     async def _cancel_all(self, timeout: float) -> None:

@@ -17,7 +17,10 @@ Recording formats
   goes to the feed whose name is the connection id's prefix (``"binance-spot:3"``);
   ``"rest:<SYMBOL>"`` lines (Binance depth snapshots) to the Binance feed with that book;
   a connection named after a feed's market (``"linear"``, as in converted captures) to the
-  only feed of that market. Frames of other connections are skipped and counted.
+  only feed of that market. Frames of other connections are skipped and counted; the
+  account's frames of a live recording (``private:`` connections) are not read at all
+  (:func:`~tradebus.adapters.common.recorder.read_frames`), so a live recording replays as
+  its market data alone.
 * hftbacktest captures (``"<recv_ts> <json>"`` gzip lines, e.g. the shared Binance
   captures), read with :func:`~tradebus.adapters.common.recorder.iter_hftbacktest`: the
   config must have one feed; its REST depth snapshot line feeds that feed's only book.

@@ -28,10 +28,13 @@ balances and positions
     perpetual's position here (booked fills) with the venue's position
     (:meth:`~tradebus.execution.live.TradingApi.positions`, in order units: contracts on OKX
     swaps; none listed is flat). A difference of
-    more than half a lot stops new orders on the instrument (an :class:`InstrumentHeld` with
-    the reason) -- at start-up at once; while running only when the same difference is seen
-    in two consecutive rounds (a fill in flight between the venue and the stream is not a
-    difference). The hold is lifted by a round that finds them equal.
+    more than half a lot is a mismatch -- at start-up at once; while running only when the
+    same difference is seen in two consecutive rounds (a fill in flight between the venue and
+    the stream is not a difference). A mismatch goes to ``on_mismatch`` (the live daemon:
+    ``live.on_mismatch``; ``hold`` stops new orders on the instrument, ``reducing`` lets
+    only orders through that reduce the holding both here and at the venue), published as
+    an :class:`InstrumentHeld` with the reason and the state. It is lifted by a round that
+    finds them equal.
 
 Every request goes through the venue's :class:`~tradebus.execution.live.TradingApi` and so
 through the account's shared rate budget.
@@ -48,7 +51,7 @@ from loguru import logger
 
 from tradebus.engine.instrument import InstrumentKind
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import OrderStatus
+from tradebus.engine.messages import OrderStatus, TradingState
 from tradebus.execution.live import LiveVenue, NoAnswer, VenueRejected
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
@@ -61,12 +64,16 @@ CLOCK_SKEW_NS = 60_000_000_000
 
 
 class InstrumentHeld(msgspec.Struct, frozen=True):
-    """Orders on an instrument stop (``reason``) or resume (``reason == ""``) after a reconciliation."""
+    """Orders on an instrument stop (``reason``) or resume (``reason == ""``) after a reconciliation.
+
+    ``state``: HALTED (no new order), REDUCING (only orders reducing the holding) or ACTIVE (resumed).
+    """
 
     instrument_id: str
     reason: str
     ts_event: int
     ts_init: int
+    state: TradingState = TradingState.HALTED
 
 
 class ExternalOrder(msgspec.Struct, frozen=True):
@@ -93,12 +100,23 @@ class Reconciler:
         ``(instrument_id, reason)``: stop new orders on the instrument (``""``: resume).
     settle_timeout
         Seconds to wait for the queries of a round before comparing balances.
+    on_mismatch
+        ``(instrument_id, reason, difference)`` of a persisting holding mismatch
+        (``difference``: here minus at the venue, see :meth:`holding`); default ``hold``.
     """
 
-    def __init__(self, kernel: Kernel, venue: LiveVenue, hold: Callable[[str, str], None], settle_timeout: float) -> None:
+    def __init__(
+        self,
+        kernel: Kernel,
+        venue: LiveVenue,
+        hold: Callable[[str, str], None],
+        settle_timeout: float,
+        on_mismatch: Callable[[str, str, float], None] | None = None,
+    ) -> None:
         self.kernel = kernel
         self.venue = venue
         self.hold = hold
+        self.on_mismatch = on_mismatch if on_mismatch is not None else lambda iid, reason, _diff: hold(iid, reason)
         self.settle_timeout = settle_timeout
         #: Every external order reported so far.
         self.external: list[OrderStatusReport] = []
@@ -226,13 +244,13 @@ class Reconciler:
                 for iid in instruments:
                     self.hold(iid, f"live start-up: balances unavailable ({type(exc).__name__}: {exc})")
             return
-        portfolio = self.kernel.portfolio
         for iid, inst in instruments.items():
+            here = self.holding(iid)
             if iid in perpetual:
                 held = f"{inst.base} position" if inst.contract_size == 1.0 else f"contracts of {inst.contract_size:g} {inst.base}"
-                unit, here, there = held, portfolio.position(iid), positions.get(iid, 0.0)
+                unit, there = held, positions.get(iid, 0.0)
             else:
-                unit, here, there = inst.base, portfolio.account.balance(inst.base), balances.get(inst.base, 0.0)
+                unit, there = inst.base, balances.get(inst.base, 0.0)
             diff = here - there
             if math.fabs(diff) <= inst.lot_size / 2:
                 self._suspect.pop(iid, None)
@@ -250,7 +268,15 @@ class Reconciler:
                 "orders on it stay stopped (set balances in the config, or check the account)"
             )
             logger.error(reason)
-            self.hold(iid, reason)
+            self.on_mismatch(iid, reason, diff)
+
+    def holding(self, instrument_id: str) -> float:
+        """What is compared with the venue: a perpetual's position, a spot instrument's base-asset balance."""
+        portfolio = self.kernel.portfolio
+        inst = self.kernel.instruments[instrument_id]
+        if inst.kind is InstrumentKind.PERPETUAL:
+            return portfolio.position(instrument_id)
+        return portfolio.account.balance(inst.base)
 
     async def round(self) -> None:
         """One periodic round: open orders, external orders, then (queries answered) balances."""

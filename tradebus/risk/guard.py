@@ -107,6 +107,15 @@ class MarketGuard:
             return f"book unsynced: {frozen}"
         return None
 
+    def order_reason(self, cmd: SubmitOrder, working: Callable[[str, bool, str], float]) -> str | None:
+        """Why ``cmd`` may not be sent now, or ``None``: :meth:`block_reason` of its instrument.
+
+        A subclass may look at the order itself; ``working(instrument_id, buy, exclude)`` is
+        the signed remaining quantity of the working orders on one side of an instrument
+        (``exclude``: a client order id left out).
+        """
+        return self.block_reason(cmd.instrument_id)
+
     def on_stale(self, msg: FeedStale) -> None:
         """Block every instrument of the silent feed."""
         silent = (msg.ts_event - msg.last_message_ns) / 1e9
@@ -138,8 +147,8 @@ class GuardedRiskGate(RiskGate):
         self.guard = guard
 
     def check(self, cmd: SubmitOrder, open_orders: int = 0) -> str | None:
-        """The guard's block reason for ``cmd.instrument_id``, else :meth:`RiskGate.check`."""
-        reason = self.guard.block_reason(cmd.instrument_id)
+        """The guard's reason to block ``cmd`` (:meth:`MarketGuard.order_reason`), else :meth:`RiskGate.check`."""
+        reason = self.guard.order_reason(cmd, self._working)
         if reason is not None:
             return reason
         return super().check(cmd, open_orders)

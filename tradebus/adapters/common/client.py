@@ -40,7 +40,7 @@ from tradebus.adapters.common.policy import (
     SubscriptionSet,
     classify_error,
 )
-from tradebus.adapters.common.recorder import FrameRecorder
+from tradebus.adapters.common.recorder import FrameRecorder, FrameWriter
 from tradebus.adapters.common.stream_books import StreamBooks
 from tradebus.adapters.common.watchdog import StaleWatchdog
 from tradebus.errors import ParseError, VenueError
@@ -73,7 +73,7 @@ class WsClient(ABC):
         name: str,
         sink: Sink,
         policy: ConnectionPolicy,
-        recorder: FrameRecorder | None = None,
+        recorder: FrameWriter | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.name = name

@@ -10,6 +10,16 @@ flushes with ``Z_SYNC_FLUSH`` every ``flush_every`` frames and at least every
 :func:`read_frames` reads such a truncated file (and files of several gzip members,
 e.g. appended runs) and stops cleanly at the last complete line.
 
+Private frames
+    A live daemon records its account's user stream in the same file: every *received*
+    frame, through :class:`PrivateFrames`, under the connection id ``"private:<stream>:<n>"``
+    (:func:`is_private`), with the account's key, secret and passphrase and any
+    ``listenKey``/``apiKey``/``signature`` value replaced by ``"<redacted>"``. Frames the
+    daemon sends (login, subscribe) and the stream's URL (a Binance listen key is in its
+    path) are never recorded. :func:`read_frames` skips private frames unless asked for
+    them, so every reader of market data (``tradebus replay``, ``tradebus serve``, imports)
+    sees a live recording exactly as a paper one.
+
 :func:`convert_hftbacktest` turns the shared Binance captures (``"<recv_ts> <json>"``
 lines, ns or µs) into this format.
 """
@@ -18,18 +28,36 @@ from __future__ import annotations
 
 import base64
 import gzip
+import re
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 import msgspec
 from loguru import logger
 
 from tradebus.errors import DataError
 
-__all__ = ["FrameRecorder", "convert_hftbacktest", "iter_hftbacktest", "read_frames"]
+__all__ = [
+    "PRIVATE_PREFIX",
+    "FrameRecorder",
+    "FrameWriter",
+    "PrivateFrames",
+    "convert_hftbacktest",
+    "is_private",
+    "iter_hftbacktest",
+    "read_frames",
+]
+
+#: Connection-id prefix of the frames of a private (account) stream.
+PRIVATE_PREFIX = "private:"
+#: What replaces a credential in a recorded private frame.
+REDACTED = "<redacted>"
+#: JSON string fields whose values are credentials whatever the venue (a listen key reads the account).
+_CREDENTIAL_FIELDS = re.compile(rb'("(?:listenKey|apiKey|signature|sign|passphrase)"\s*:\s*")[^"]*(")')
 
 _encoder = msgspec.json.Encoder()
 
@@ -42,6 +70,21 @@ class _Line(msgspec.Struct, omit_defaults=True):
 
 
 _decoder = msgspec.json.Decoder(_Line)
+
+
+class FrameWriter(Protocol):
+    """What a WebSocket client records its received frames into (:class:`FrameRecorder`, :class:`PrivateFrames`)."""
+
+    def write(self, recv_ns: int, conn: str, raw: str | bytes) -> None:
+        """Record one frame received at ``recv_ns`` on connection ``conn``."""
+
+    def flush(self) -> None:
+        """Make everything written so far readable even if the process dies now."""
+
+
+def is_private(conn: str) -> bool:
+    """Whether a recorded connection id is a private (account) stream's."""
+    return conn.startswith(PRIVATE_PREFIX)
 
 
 class FrameRecorder:
@@ -89,6 +132,11 @@ class FrameRecorder:
         self._pending = 0
         self._last_flush = time.monotonic()
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._file.closed
+
     def close(self) -> None:
         """Flush and close (writes the gzip trailer)."""
         if not self._file.closed:
@@ -101,6 +149,54 @@ class FrameRecorder:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class PrivateFrames:
+    """A private stream's view of a :class:`FrameRecorder`: frames tagged private, credentials redacted.
+
+    Attach it as a user-stream client's ``recorder``: each received frame is written to
+    ``recorder`` under ``"private:<conn>"`` (:func:`is_private`) with every occurrence of a
+    ``secrets`` value, and the value of every ``listenKey``, ``apiKey``, ``signature``,
+    ``sign`` and ``passphrase`` JSON field, replaced by ``"<redacted>"``. The owner closes
+    ``recorder``; frames arriving after that are dropped (counted in ``dropped``).
+
+    Parameters
+    ----------
+    recorder
+        The run's recorder (shared with the public feeds).
+    secrets
+        Values never to record (the account's key, secret, passphrase); empty ones are ignored.
+    """
+
+    __slots__ = ("_secrets", "dropped", "frames", "recorder", "redacted")
+
+    def __init__(self, recorder: FrameRecorder, secrets: Sequence[str]) -> None:
+        self.recorder = recorder
+        self._secrets = tuple(s.encode() for s in secrets if s)
+        self.frames = 0
+        self.redacted = 0
+        self.dropped = 0
+
+    def __repr__(self) -> str:
+        return f"PrivateFrames({self.recorder.path}, {len(self._secrets)} secret(s))"
+
+    def write(self, recv_ns: int, conn: str, raw: str | bytes) -> None:
+        """Record one received private frame (tagged, redacted)."""
+        if self.recorder.closed:
+            self.dropped += 1
+            return
+        data = raw.encode() if isinstance(raw, str) else raw
+        clean = _CREDENTIAL_FIELDS.sub(rb"\1" + REDACTED.encode() + rb"\2", data)
+        for secret in self._secrets:
+            clean = clean.replace(secret, REDACTED.encode())
+        if clean != data:
+            self.redacted += 1
+        self.recorder.write(recv_ns, PRIVATE_PREFIX + conn, clean.decode() if isinstance(raw, str) else clean)
+        self.frames += 1
+
+    def flush(self) -> None:
+        """Flush the shared recorder."""
+        self.recorder.flush()
 
 
 def _decompressed_chunks(path: Path, chunk_size: int = 1 << 16) -> Iterator[bytes]:
@@ -129,8 +225,10 @@ def _decompressed_chunks(path: Path, chunk_size: int = 1 << 16) -> Iterator[byte
                     data = b""
 
 
-def read_frames(path: str | Path) -> Iterator[tuple[int, str, str | bytes]]:
+def read_frames(path: str | Path, *, private: bool = False) -> Iterator[tuple[int, str, str | bytes]]:
     """Yield ``(recv_ns, conn, raw)`` for every complete frame line of a recording.
+
+    Frames of private streams (:func:`is_private`) are skipped unless ``private``.
 
     Raises :class:`DataError` naming the file and line for a line that is not a frame
     record; a final incomplete line (crash before flush) is skipped with a warning.
@@ -150,6 +248,8 @@ def read_frames(path: str | Path) -> Iterator[tuple[int, str, str | bytes]]:
                 rec = _decoder.decode(raw_line)
             except msgspec.DecodeError as exc:
                 raise DataError(f"{path}: line {lineno} is not a frame record ({exc})") from None
+            if not private and rec.c.startswith(PRIVATE_PREFIX):
+                continue
             if rec.d is not None:
                 yield rec.t, rec.c, rec.d
             elif rec.b is not None:
