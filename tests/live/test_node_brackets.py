@@ -54,7 +54,7 @@ async def test_a_restarted_paper_daemon_takes_over_its_bracket(tmp_path: Path, c
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
         # 100 trades: the children work from the 3rd at the latest, the target is reached at the 509th.
         first = PaperNode(config(srv, tmp_path, enter=True, contingent=contingent), handle_signals=False, max_messages=100)
-        await run_node(first, lambda: False, timeout=30.0)
+        await run_node(first, lambda: False, timeout=120.0)  # ends at its 100th message; the bound is for a loaded machine
     assert first.summary.stop_reason == "max_messages reached (100)"
     assert children_working()
     kinds = [link.kind for link in links(journal)]
@@ -69,7 +69,7 @@ async def test_a_restarted_paper_daemon_takes_over_its_bracket(tmp_path: Path, c
         await run_node(
             second,
             lambda: second.kernel.portfolio.position(IID) == 0.0 and second.kernel.orders.open_count == 0,
-            timeout=60.0,
+            timeout=120.0,
         )
 
     orders = second.kernel.orders
