@@ -48,6 +48,7 @@ from tradebus.engine.history import History
 from tradebus.engine.messages import Bar, Trade
 from tradebus.errors import DataError
 from tradebus.execution.simulated import SimulatedVenue
+from tradebus.strategies.base import is_feature_only
 
 if TYPE_CHECKING:
     from tradebus.engine.kernel import Kernel, ReplayLike
@@ -78,13 +79,17 @@ class BatchLoop:
         order worked on another one.
     """
 
-    __slots__ = ("busy", "idle_trades", "kernel", "lagging", "note_bar_close")
+    __slots__ = ("busy", "cursor", "idle_trades", "kernel", "lagging", "lazy", "note_bar_close")
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
         self.busy: bool = kernel.risk_config.breakers_on_marks
         self.idle_trades: set[str] = set()
         self.lagging: set[str] = set()
+        # A lean loop (feature-only subscribers, see _lean_bars) builds no bar or trade per row;
+        # lazy(cursor) puts the current row's object in the cache when something may read it.
+        self.lazy: Callable[[int], None] | None = None
+        self.cursor = -1
         venue = kernel.venue
         self.note_bar_close: Callable[[str, int], None] | None = (
             venue.note_bar_close if isinstance(venue, SimulatedVenue) else None
@@ -98,6 +103,8 @@ class BatchLoop:
         which leaves the venue as :meth:`Kernel.process` would have.
         """
         k = self.kernel
+        if self.lazy is not None:
+            self.lazy(self.cursor)
         if not self.busy:
             # The loop skipped the execution engine on this bar: catch up on its marks
             # and tell the venue where each instrument's next bar opens.
@@ -168,6 +175,29 @@ class BatchLoop:
             iid, batch.ts_event, batch.open, batch.high, batch.low, batch.close, batch.volume
         )
         ts_init = batch.ts_init.tolist()
+        if _lean(k.bus.handlers(Bar, iid)):
+            self._lean_bars(batch, iid, ts_init, features, view, deliver)
+        else:
+            self._full_bars(batch, iid, ts_init, features, view, deliver)
+        if history is not None:
+            history.end_batch()
+        if live is not None:
+            view.row = live
+
+    def _full_bars(
+        self,
+        batch: Any,
+        iid: str,
+        ts_init: list[int],
+        features: Iterator[Any],
+        view: FeatureView,
+        deliver: Callable[[Bar | None], None],
+    ) -> None:
+        """The bar loop that builds every bar (its subscribers read them)."""
+        k = self.kernel
+        clock = k.clock
+        assert isinstance(clock, SimulatedClock)
+        n = len(ts_init)
         # Historical bars usually have ts_event == ts_init: share the int objects.
         ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
         execution_on_bar = k.execution.on_bar
@@ -212,10 +242,81 @@ class BatchLoop:
                 next_sample = k.next_sample_ns
         result.bars += n
         result.end_ns = ts_init[-1]
-        if history is not None:
-            history.end_batch()
-        if live is not None:
-            view.row = live
+
+    def _lean_bars(
+        self,
+        batch: Any,
+        iid: str,
+        ts_init: list[int],
+        features: Iterator[Any],
+        view: FeatureView,
+        deliver: Callable[[Bar | None], None],
+    ) -> None:
+        """The bar loop for subscribers that read no bar (:func:`~tradebus.strategies.base.feature_only`).
+
+        A bar is built only when something may read it: the execution engine while an order
+        works (the previous bar is cached first, as the full loop would have it), an order's
+        catch-up (:meth:`catch_up`), a due timer (the previous bar) and the end of the batch.
+        """
+        k = self.kernel
+        clock = k.clock
+        assert isinstance(clock, SimulatedClock)
+        n = len(ts_init)
+        cache_bars = k.cache.bars
+        columns: list[list[Any]] = []
+
+        def bar_at(j: int) -> Bar:
+            if not columns:
+                same = np.array_equal(batch.ts_event, batch.ts_init)
+                columns.append(ts_init if same else batch.ts_event.tolist())
+                columns.extend(getattr(batch, name).tolist() for name in ("open", "high", "low", "close", "volume"))
+            te, o, h, lo, c, v = columns
+            return Bar(iid, te[j], ts_init[j], o[j], h[j], lo[j], c[j], v[j])
+
+        def materialize(j: int) -> None:
+            if j >= 0:
+                cache_bars[iid] = bar_at(j)
+
+        execution_on_bar = k.execution.on_bar
+        cache_prices = k.cache.prices
+        count_open = k.orders.count_open
+        marks_matter = k.risk_config.breakers_on_marks
+        perps = k.perpetuals
+        advance = clock.advance_to
+        next_sample = k.next_sample_ns
+        result = k.result
+        k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
+        self.cursor = -1  # before the first row: the cache holds the previous batch's last bar
+        self.lazy = materialize
+        try:
+            for j, ti, c, row in zip(range(n), ts_init, batch.close.tolist(), features, strict=True):
+                if ti < clock.next_due:
+                    clock.current_ns = ti
+                else:
+                    materialize(j - 1)  # a timer's callback may read the latest bar
+                    advance(ti)
+                self.cursor = j
+                if self.busy:
+                    materialize(j - 1)  # what the order events' handlers would find in the cache
+                    bar = bar_at(j)
+                    execution_on_bar(bar)
+                    if perps is not None and perps.watching:
+                        perps.check(ti)
+                    self.busy = marks_matter or count_open() > 0
+                    cache_bars[iid] = bar
+                elif perps is not None and perps.watching:
+                    perps.on_price(iid, c, ti)
+                cache_prices[iid] = c
+                view.row = row
+                deliver(None)
+                if ti >= next_sample:
+                    k.sample_equity(ti)
+                    next_sample = k.next_sample_ns
+        finally:
+            self.lazy = None
+        materialize(n - 1)
+        result.bars += n
+        result.end_ns = ts_init[-1]
 
     def _bar_lane(
         self, iid: str, ts_event: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray
@@ -377,7 +478,8 @@ class BatchLoop:
         ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
         deliver = _fan_out(k.bus.handlers(Trade, iid))
         history = k.histories.get(iid)
-        if history is not None and history.trade_capacity:
+        history_free = history is None or not history.trade_capacity
+        if not history_free:
             deliver = _appending_trade(history, deliver)
         # Only the plain simulated venue's trade handling reduces to "remember the last price"
         # while nothing is working (see submit()); any other venue sees every trade.
@@ -394,34 +496,78 @@ class BatchLoop:
         if skip and not self.busy:
             idle.add(iid)
         k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
-        for te, ti, px, sz, side, tid, row in zip(
-            ts_event,
-            ts_init,
-            batch.price.tolist(),
-            batch.size.tolist(),
-            batch.aggressor.tolist(),
-            batch.trade_id,
-            features,
-            strict=True,
-        ):
-            if ti < clock.next_due:
-                clock.current_ns = ti
-            else:
-                advance(ti)
-            trade = Trade(iid, te, ti, px, sz, side, tid)
-            if self.busy or not skip:
-                execution_on_trade(trade)
-                if skip:
-                    self.busy = marks_matter or count_open() > 0
-                    if not self.busy:
-                        idle.add(iid)
-            cache_trades[iid] = trade
-            cache_prices[iid] = px
-            view.row = row
-            deliver(trade)
-            if ti >= next_sample:
-                k.sample_equity(ti)
-                next_sample = k.next_sample_ns
+        if skip and history_free and _lean(k.bus.handlers(Trade, iid)):
+            # No subscriber reads a trade: one is built only when something may read it (see
+            # _lean_bars); the venue sees none while nothing works, as in the loop below.
+            columns: list[Any] = []
+
+            def trade_at(j: int) -> Trade:
+                if not columns:
+                    columns.extend((ts_event, prices, batch.size.tolist(), batch.aggressor.tolist(), batch.trade_id))
+                te, px, sz, side, tid = columns
+                return Trade(iid, te[j], ts_init[j], px[j], sz[j], side[j], tid[j])
+
+            def materialize(j: int) -> None:
+                if j >= 0:
+                    cache_trades[iid] = trade_at(j)
+
+            prices = batch.price.tolist()
+            self.cursor = -1
+            self.lazy = materialize
+            try:
+                for j, ti, px, row in zip(range(n), ts_init, prices, features, strict=True):
+                    if ti < clock.next_due:
+                        clock.current_ns = ti
+                    else:
+                        materialize(j - 1)
+                        advance(ti)
+                    self.cursor = j
+                    if self.busy:
+                        materialize(j - 1)
+                        trade = trade_at(j)
+                        execution_on_trade(trade)
+                        self.busy = marks_matter or count_open() > 0
+                        if not self.busy:
+                            idle.add(iid)
+                        cache_trades[iid] = trade
+                    cache_prices[iid] = px
+                    view.row = row
+                    deliver(None)
+                    if ti >= next_sample:
+                        k.sample_equity(ti)
+                        next_sample = k.next_sample_ns
+            finally:
+                self.lazy = None
+            materialize(n - 1)
+        else:
+            for te, ti, px, sz, side, tid, row in zip(
+                ts_event,
+                ts_init,
+                batch.price.tolist(),
+                batch.size.tolist(),
+                batch.aggressor.tolist(),
+                batch.trade_id,
+                features,
+                strict=True,
+            ):
+                if ti < clock.next_due:
+                    clock.current_ns = ti
+                else:
+                    advance(ti)
+                trade = Trade(iid, te, ti, px, sz, side, tid)
+                if self.busy or not skip:
+                    execution_on_trade(trade)
+                    if skip:
+                        self.busy = marks_matter or count_open() > 0
+                        if not self.busy:
+                            idle.add(iid)
+                cache_trades[iid] = trade
+                cache_prices[iid] = px
+                view.row = row
+                deliver(trade)
+                if ti >= next_sample:
+                    k.sample_equity(ti)
+                    next_sample = k.next_sample_ns
         result.trades += n
         result.end_ns = ts_init[-1]
         if live is not None:
@@ -451,6 +597,11 @@ def rare_gc() -> Iterator[None]:
 def _ordered_from(ts: np.ndarray, start: int) -> bool:
     """Whether ``ts`` never decreases and starts at or after ``start``."""
     return bool(ts[0] >= start and (ts[1:] >= ts[:-1]).all())
+
+
+def _lean(handlers: tuple[Callable[[Any], None], ...]) -> bool:
+    """Whether every handler was declared :func:`~tradebus.strategies.base.feature_only`."""
+    return all(is_feature_only(handler) for handler in handlers)
 
 
 def _fan_out(handlers: tuple[Callable[[Any], None], ...]) -> Callable[[Any], None]:
