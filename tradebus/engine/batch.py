@@ -255,8 +255,9 @@ class BatchLoop:
         """The bar loop for subscribers that read no bar (:func:`~tradebus.strategies.base.feature_only`).
 
         A bar is built only when something may read it: the execution engine while an order
-        works (the previous bar is cached first, as the full loop would have it), an order's
-        catch-up (:meth:`catch_up`), a due timer (the previous bar) and the end of the batch.
+        works, an order's catch-up (:meth:`catch_up`), a due timer (the previous bar) and the end
+        of the batch. While busy the cache is current: the loop becomes busy only through an
+        order, whose catch-up cached the bar it was decided on.
         """
         k = self.kernel
         clock = k.clock
@@ -297,7 +298,6 @@ class BatchLoop:
                     advance(ti)
                 self.cursor = j
                 if self.busy:
-                    materialize(j - 1)  # what the order events' handlers would find in the cache
                     bar = bar_at(j)
                     execution_on_bar(bar)
                     if perps is not None and perps.watching:
@@ -523,7 +523,6 @@ class BatchLoop:
                         advance(ti)
                     self.cursor = j
                     if self.busy:
-                        materialize(j - 1)
                         trade = trade_at(j)
                         execution_on_trade(trade)
                         self.busy = marks_matter or count_open() > 0
