@@ -27,6 +27,11 @@ with perpetuals or bars built from trades, whose settlement and bar building act
 trades: those go through :meth:`Kernel.process` one at a time. Several instruments' bars
 (``mixed_bars`` batches) are walked with one *lane* per instrument.
 
+When every subscriber of an instrument's bars or trades is declared
+:func:`~tradebus.strategies.base.feature_only` (it reads neither its message nor the cache's
+latest bar or trade), the *lean* loops call them with ``None`` and build a bar or trade only
+when something may read one (see :meth:`BatchLoop._lean_bars`).
+
 The loop reads the kernel's parts (clock, cache, banks, histories, bus, execution engine,
 order manager, result) and calls back only its public methods (``process``,
 ``sample_equity``, ``extend_span``, ``instrument_key``, ``sync_marks``).
