@@ -354,7 +354,7 @@ def main() -> None:
             run_once(replay, EmaCross(IID, fast=10, slow=30, quantity=1.0))
             profiler.disable()
             out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(int(os.environ.get("PROFILE_N", "15")))
+            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
             profile_text = out.getvalue()
 
 
