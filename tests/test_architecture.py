@@ -247,11 +247,11 @@ def strict_model_settings(path: Path) -> list[int]:
 
 def test_config_models_share_the_one_strict_base() -> None:
     # Config sections, strategy parameters, sweep spaces and research datasets derive from
-    # tradebus.config_base.StrictModel instead of repeating its settings.
+    # tradebus.config.base.StrictModel instead of repeating its settings.
     found = [
         f"{path.relative_to(ROOT)}:{line}"
         for path in sorted(ROOT.rglob("*.py"))
-        if path.name != "config_base.py"
+        if path.relative_to(ROOT).as_posix() != "config/base.py"
         for line in strict_model_settings(path)
     ]
     assert found == []
@@ -264,7 +264,7 @@ def test_the_strict_settings_check_sees_them(tmp_path: Path) -> None:
 
 
 def test_strategy_sweep_and_research_models_are_strict() -> None:
-    from tradebus.config_base import StrictModel
+    from tradebus.config.base import StrictModel
     from tradebus.research.dataset import DatasetConfig
     from tradebus.strategies.base import NoParams
     from tradebus.strategies.ema_cross import EmaCrossParams

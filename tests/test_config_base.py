@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tradebus.config import RunBase, RunConfig, load_config
-from tradebus.config_base import resolve_path
+from tradebus.config.base import resolve_path
 from tradebus.errors import ConfigError
 from tradebus.node.config import PaperConfig, load_paper_config
 from tradebus.node.live import LiveConfig, load_live_config

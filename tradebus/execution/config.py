@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 from tradebus.execution.costs import SlippageConfig
 
 __all__ = ["BookFillConfig", "VenueConfig"]

@@ -43,7 +43,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 from tradebus.engine.instrument import Instrument
 
 __all__ = ["FEE_WINDOW_NS", "FeeSchedule", "SlippageConfig", "slippage_bps", "tick_slippage_bps"]

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 from tradebus.errors import FeatureError
 
 __all__ = ["BOOK_LEVELS", "EVENT_FIELDS", "EVENTS", "EventType", "FeatureSpec", "load_specs"]

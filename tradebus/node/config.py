@@ -52,7 +52,7 @@ from pydantic import Field, model_validator
 from tradebus.adapters.common.feed import BackoffConfig, FeedConfig, venue_symbol
 from tradebus.adapters.registry import VENUES
 from tradebus.config import RunBase, TradeBarsConfig, dump_config, load_config, parse_config, strategy_entries
-from tradebus.config_base import resolve_path
+from tradebus.config.base import resolve_path
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.ops.config import OpsConfig

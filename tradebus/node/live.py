@@ -50,7 +50,7 @@ from pydantic import Field, PositiveFloat, SecretStr, model_validator
 from tradebus.adapters.common.venue import LiveAccount
 from tradebus.adapters.registry import VENUES, venue_adapter
 from tradebus.config import dump_config, load_config, parse_config
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import CancelOrder, TradingState
 from tradebus.errors import ConfigError

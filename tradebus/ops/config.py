@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 
 
 __all__ = ["ALERT_KINDS", "LogConfig", "OpsConfig", "TelegramConfig"]

@@ -25,7 +25,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from tradebus.config import InstrumentConfig, parse_duration
-from tradebus.config_base import StrictModel, describe_errors
+from tradebus.config.base import StrictModel, describe_errors
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.research.dataset import DatasetConfig

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field, ValidationError, field_validator
 
-from tradebus.config_base import StrictModel, describe_errors, resolve_path
+from tradebus.config.base import StrictModel, describe_errors, resolve_path
 from tradebus.data.catalog import Catalog
 from tradebus.errors import ConfigError, DataError
 from tradebus.features.bank import FeatureBank

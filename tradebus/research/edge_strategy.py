@@ -41,7 +41,7 @@ from typing import Any, ClassVar, Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 from tradebus.engine.cache import FeatureView
 from tradebus.engine.messages import Bar, OrderSide
 from tradebus.errors import ConfigError

@@ -32,7 +32,7 @@ import pandas as pd
 from pydantic import Field, ValidationError
 
 from tradebus.config import InstrumentConfig
-from tradebus.config_base import StrictModel, resolve_path
+from tradebus.config.base import StrictModel, resolve_path
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.reports.metrics import compute_metrics

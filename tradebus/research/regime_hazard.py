@@ -39,7 +39,7 @@ import pandas as pd
 import yaml
 from pydantic import Field, ValidationError
 
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 from tradebus.errors import ConfigError, DataError
 from tradebus.research.calibration import walk_forward_schedule
 from tradebus.strategies.models import ModelSchedule

@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 from tradebus.engine.messages import Bar
 from tradebus.features.spec import FeatureSpec
 from tradebus.research.model import ModelStep, load_model

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 
 
 __all__ = ["RiskConfig"]

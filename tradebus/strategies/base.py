@@ -48,7 +48,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from loguru import logger
 from pydantic import BaseModel
 
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
+from tradebus.config.units import parse_duration
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     Bar,
@@ -658,8 +659,6 @@ def duration_ns(value: str | int, what: str = "duration") -> int:
     ConfigError
         ``"<what>: ..."`` if the value is not a positive duration.
     """
-    from tradebus.config import parse_duration  # the config module imports this one
-
     try:
         return parse_duration(value)
     except ValueError as exc:

@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from tradebus.config_base import StrictModel, describe_errors
+from tradebus.config.base import StrictModel, describe_errors
 from tradebus.engine.cache import FeatureView
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Bar, OrderDenied

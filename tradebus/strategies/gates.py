@@ -32,7 +32,7 @@ from collections import deque
 import numpy as np
 from pydantic import Field, model_validator
 
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 
 __all__ = ["CostGate", "EdgeGates", "GatesConfig", "PersistenceGate", "QuantileGate", "WarmupGate", "ZScoreGate"]
 

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 from tradebus.engine.messages import Bar, OrderDenied, TimeEvent
 from tradebus.errors import ConfigError
 from tradebus.features.spec import FeatureSpec

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Bar, OrderDenied
 from tradebus.errors import ConfigError

@@ -54,7 +54,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 from tradebus.engine.messages import Trade
 from tradebus.errors import ConfigError
 from tradebus.features.bars import BarBuilder

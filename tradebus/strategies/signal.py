@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from tradebus.config_base import StrictModel, describe_errors
+from tradebus.config.base import StrictModel, describe_errors
 from tradebus.engine.cache import FeatureView
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Bar, OrderDenied

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 from tradebus.engine.messages import BookDelta, BookSnapshot, OrderSide, TimeEvent
 from tradebus.execution.book_matching import L2Book
 from tradebus.strategies.base import Strategy

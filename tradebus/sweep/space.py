@@ -47,7 +47,7 @@ import yaml
 from pydantic import Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from tradebus.config import config_error_from
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 from tradebus.errors import ConfigError
 from tradebus.sweep.stress import StressVariant
 from tradebus.sweep.trial import METRIC_COLUMNS

@@ -39,7 +39,7 @@ import numpy as np
 from pydantic import Field, PositiveFloat, field_validator
 
 from tradebus.config import RunConfig, parse_duration, to_ns
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 from tradebus.data.replay import ReplayBatch
 
 __all__ = [

@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import field_validator
 
 from tradebus.config import RunConfig, parse_duration, to_ns
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 from tradebus.data.catalog import Catalog
 from tradebus.engine.kernel import EquitySample
 from tradebus.errors import ConfigError, DataError

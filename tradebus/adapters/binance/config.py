@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from tradebus.adapters.common.feed import FeedConfig, FeedOptions
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 from tradebus.errors import ConfigError
 
 __all__ = [

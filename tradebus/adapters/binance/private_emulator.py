@@ -58,6 +58,7 @@ import hashlib
 import hmac
 import json
 import math
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -71,8 +72,6 @@ from tradebus.adapters.common import account_emulator as common
 from tradebus.adapters.common.account_emulator import AccountEmulator, EmulatedFill, EmulatedOrder, WsSession
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, TimeInForce, Trade
 from tradebus.execution.orders import Order
-import secrets
-from tradebus.engine.messages import OrderFilled
 
 __all__ = ["BinanceFuturesEmulator", "BinancePrivateEmulator", "MatchingProtocol", "RestFault", "StreamFault", "WEIGHTS"]
 
@@ -333,7 +332,7 @@ class BinancePrivateEmulator(AccountEmulator):
         }
         return [("user", json.dumps({"subscriptionId": 0, "event": event}))]
 
-    def balance_frames(self, assets: list[str]) -> list[tuple[str, str]]:
+    def balance_frames(self, assets: list[str], symbol: str | None = None) -> list[tuple[str, str]]:
         now_ms = self.clock.now_ns() // _MS
         rows = [{"a": a, "f": f"{self.balances.get(a, 0.0):.8f}", "l": "0.00000000"} for a in assets]
         return [("user", json.dumps({"subscriptionId": 0, "event": {"e": "outboundAccountPosition", "E": now_ms, "u": now_ms, "B": rows}}))]
@@ -389,11 +388,10 @@ class BinanceFuturesEmulator(AccountEmulator):
 
     ws_path = "/ws/{listen_key}"
     rate_limit_code = -1003
+    linear_positions = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        #: Entry price of each symbol's position.
-        self.entry: dict[str, float] = {}
         #: The active listen key ("" until one is asked for).
         self.listen_key = ""
         self.weight = 0
@@ -402,10 +400,6 @@ class BinanceFuturesEmulator(AccountEmulator):
     def ws_url(self) -> str:
         """Base URL of the user stream (the client appends ``/ws/<listenKey>``)."""
         return f"ws://127.0.0.1:{self.port}"
-
-    def position(self, symbol: str) -> float:
-        """The account's signed position of ``symbol``, base units."""
-        return self.venue.position(self.instruments[symbol].instrument_id)
 
     # ------------------------------------------------------------------ REST dialect
 
@@ -548,33 +542,6 @@ class BinanceFuturesEmulator(AccountEmulator):
         for session in self.sessions:  # a listen-key connection receives every event of the account
             for frame in frames:
                 session.queue.put_nowait(frame)
-
-    # ------------------------------------------------------------------ the account
-
-    def _book_fill(self, rec: EmulatedOrder, fill: OrderFilled) -> None:
-        symbol = rec.symbol
-        inst = self.instruments[symbol]
-        qty = fill.last_qty if fill.side is OrderSide.BUY else -fill.last_qty
-        after = self.position(symbol)  # the matching venue's position already includes this fill
-        before = after - qty
-        entry = self.entry.get(symbol, 0.0)
-        realized = 0.0
-        if before != 0.0 and (before > 0.0) != (qty > 0.0):
-            closed = min(abs(qty), abs(before))
-            realized = closed * (fill.last_px - entry) * (1.0 if before > 0.0 else -1.0)
-        if abs(after) < 1e-12:
-            self.entry[symbol] = 0.0
-        elif before == 0.0 or (before > 0.0) != (after > 0.0):
-            self.entry[symbol] = fill.last_px
-        elif abs(after) > abs(before):
-            self.entry[symbol] = (entry * abs(before) + fill.last_px * abs(qty)) / abs(after)
-        self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) + realized - fill.fee
-        rec.filled += fill.last_qty
-        rec.status = OrderStatus.FILLED if rec.filled >= rec.order.quantity - 1e-12 else OrderStatus.PARTIALLY_FILLED
-        booked = EmulatedFill(rec, fill, int(fill.trade_id.removeprefix("SIM-T")))
-        self.fills.append(booked)
-        self._push(self.order_frames(rec, booked))
-        self._push(self.balance_frames([inst.quote], symbol))
 
     # ------------------------------------------------------------------ wire forms
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 from tradebus.errors import ConfigError
 
 if TYPE_CHECKING:

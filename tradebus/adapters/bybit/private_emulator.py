@@ -232,7 +232,7 @@ class BybitPrivateEmulator(AccountEmulator):
         frames = [self._push_frame("execution", [self._execution(fill)])] if fill is not None else []
         return frames + [self._push_frame("order", [self._row(rec)])]
 
-    def balance_frames(self, assets: list[str]) -> list[tuple[str, str]]:
+    def balance_frames(self, assets: list[str], symbol: str | None = None) -> list[tuple[str, str]]:
         return [self._push_frame("wallet", [self._account(assets)])]
 
     # ------------------------------------------------------------------ WebSocket dialect

@@ -10,7 +10,11 @@ on 127.0.0.1 and keeps the account:
   ``MatchingProtocol`` feeds it every trade frame the public emulator sends); the account's
   clock is the time of the last trade, so an order fills at the first trade after it arrived;
 * every order (:class:`EmulatedOrder`), every fill (:attr:`AccountEmulator.fills`) and the
-  balances, spot style (a buy adds the base asset and pays the quote asset and the fee);
+  balances, spot style (a buy adds the base asset and pays the quote asset and the fee), or,
+  for a derivatives dialect (:attr:`AccountEmulator.linear_positions`), one-way linear
+  positions: the position of each symbol is the matching venue's, its entry price the average
+  of the fills that opened it (:attr:`AccountEmulator.entry`), and the quote wallet moves by
+  realized PnL (``closed * (price - entry) * contract_size``, signed) and fees;
 * faults (:class:`RestFault`, :class:`StreamFault`), each firing once on the ``at``-th
   matching request or frame (0-based):
 
@@ -142,6 +146,8 @@ class AccountEmulator(ABC):
     ws_path: str = "/ws"
     #: The venue's error code of a rate-limited request.
     rate_limit_code: int = 429
+    #: A derivatives account: one-way linear positions and a quote wallet instead of spot balances.
+    linear_positions: bool = False
 
     def __init__(
         self,
@@ -166,6 +172,8 @@ class AccountEmulator(ABC):
         self.orders: dict[str, EmulatedOrder] = {}
         #: Every fill of the account, in order.
         self.fills: list[EmulatedFill] = []
+        #: Entry price of each symbol's position (derivatives dialects only).
+        self.entry: dict[str, float] = {}
         #: ``(method, path, client order id)`` of every authenticated request.
         self.requests: list[tuple[str, str, str]] = []
         self.sessions: list[WsSession] = []
@@ -211,8 +219,8 @@ class AccountEmulator(ABC):
         """``(topic, frame)`` pushes of an order change (``fill``: the fill that caused it)."""
 
     @abstractmethod
-    def balance_frames(self, assets: list[str]) -> list[tuple[str, str]]:
-        """``(topic, frame)`` pushes of these assets' balances."""
+    def balance_frames(self, assets: list[str], symbol: str | None = None) -> list[tuple[str, str]]:
+        """``(topic, frame)`` pushes of these assets' balances (and, in a derivatives dialect, ``symbol``'s position)."""
 
     # ------------------------------------------------------------------ server
 
@@ -387,19 +395,45 @@ class AccountEmulator(ABC):
             return
         self._push(self.order_frames(rec, None))
 
+    def position(self, symbol: str) -> float:
+        """The account's signed position of ``symbol`` in order units (contracts where the venue counts them)."""
+        return self.venue.position(self.instruments[symbol].instrument_id)
+
     def _book_fill(self, rec: EmulatedOrder, fill: OrderFilled) -> None:
         inst = self.instruments[rec.symbol]
-        buy = fill.side is OrderSide.BUY
-        notional = fill.last_qty * fill.last_px
-        self.balances[inst.base] = self.balances.get(inst.base, 0.0) + (fill.last_qty if buy else -fill.last_qty)
-        self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) + (-notional if buy else notional) - fill.fee
+        if self.linear_positions:
+            self._book_position(rec.symbol, inst, fill)
+            changed, symbol = [inst.quote], rec.symbol
+        else:
+            buy = fill.side is OrderSide.BUY
+            notional = fill.last_qty * fill.last_px
+            self.balances[inst.base] = self.balances.get(inst.base, 0.0) + (fill.last_qty if buy else -fill.last_qty)
+            self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) + (-notional if buy else notional) - fill.fee
+            changed, symbol = [inst.base, inst.quote], None
         rec.filled += fill.last_qty
         full = rec.filled >= rec.order.quantity - 1e-12
         rec.status = OrderStatus.FILLED if full else OrderStatus.PARTIALLY_FILLED
         booked = EmulatedFill(rec, fill, int(fill.trade_id.removeprefix("SIM-T")))
         self.fills.append(booked)
         self._push(self.order_frames(rec, booked))
-        self._push(self.balance_frames([inst.base, inst.quote]))
+        self._push(self.balance_frames(changed, symbol))
+
+    def _book_position(self, symbol: str, inst: Instrument, fill: OrderFilled) -> None:
+        qty = fill.last_qty if fill.side is OrderSide.BUY else -fill.last_qty
+        after = self.position(symbol)  # the matching venue's position already includes this fill
+        before = after - qty
+        entry = self.entry.get(symbol, 0.0)
+        realized = 0.0
+        if before != 0.0 and (before > 0.0) != (qty > 0.0):
+            closed = min(abs(qty), abs(before))
+            realized = closed * (fill.last_px - entry) * (1.0 if before > 0.0 else -1.0) * inst.contract_size
+        if abs(after) < 1e-12:
+            self.entry[symbol] = 0.0
+        elif before == 0.0 or (before > 0.0) != (after > 0.0):
+            self.entry[symbol] = fill.last_px
+        elif abs(after) > abs(before):
+            self.entry[symbol] = (entry * abs(before) + fill.last_px * abs(qty)) / abs(after)
+        self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) + realized - fill.fee
 
     # ------------------------------------------------------------------ private stream
 

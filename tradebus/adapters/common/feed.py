@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol, Self
 
 from pydantic import ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, StreamParser, WsClient
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from tradebus.config_base import StrictModel
+from tradebus.config.base import StrictModel
 
 
 if TYPE_CHECKING:

@@ -265,7 +265,7 @@ class OkxPrivateEmulator(AccountEmulator):
         arg = {"channel": "orders", "instType": "SPOT", "uid": _UID}
         return [("orders", json.dumps({"arg": arg, "data": [self._row(rec, fill)]}))]
 
-    def balance_frames(self, assets: list[str]) -> list[tuple[str, str]]:
+    def balance_frames(self, assets: list[str], symbol: str | None = None) -> list[tuple[str, str]]:
         return [("account", json.dumps({"arg": {"channel": "account", "uid": _UID}, "data": [self._account(assets)]}))]
 
     # ------------------------------------------------------------------ WebSocket dialect

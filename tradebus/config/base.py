@@ -4,9 +4,9 @@ Every config section (``tradebus.config``, ``tradebus.node.config``, ``tradebus.
 ``tradebus.risk.config``, ``tradebus.ops.config``, ``tradebus.research.config`` and each venue's
 ``config.py``) derives from :class:`StrictModel`, so a misspelt key fails the same way
 everywhere: a :class:`~tradebus.errors.ConfigError` naming the file and the key
-(:func:`tradebus.config.config_error_from`). Strategy parameters, sweep spaces, stress variants
+(:func:`config_error_from`). Strategy parameters, sweep spaces, stress variants
 and research datasets derive from it too. :func:`resolve_path` is the one rule for a relative
-path in a config (against the config file's directory). It imports nothing of tradebus, so any
+path in a config (against the config file's directory). It imports nothing of tradebus but its errors, so any
 layer may use it.
 """
 
@@ -17,7 +17,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-__all__ = ["StrictModel", "describe_errors", "resolve_path"]
+from tradebus.errors import ConfigError
+
+__all__ = ["StrictModel", "config_error_from", "describe_errors", "resolve_path"]
 
 
 class StrictModel(BaseModel):
@@ -60,3 +62,12 @@ def describe_errors(exc: ValidationError, prefix: tuple[int | str, ...] = ()) ->
     value names the value it got. Every config loader words its errors through this.
     """
     return [_describe({**e, "loc": prefix + tuple(e["loc"])}) for e in exc.errors()]
+
+
+def config_error_from(source: str, exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> ConfigError:
+    """Turn a pydantic ``ValidationError`` into one :class:`ConfigError` naming ``source`` and each field path.
+
+    ``prefix`` is prepended to every field path (e.g. ``("strategy", "params")``).
+    """
+    lines = describe_errors(exc, prefix)
+    return ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines))

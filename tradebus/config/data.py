@@ -1,0 +1,154 @@
+"""The ``data`` section of a backtest config: what is replayed, from where, over which time range."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, field_validator, model_validator
+
+from tradebus.config.base import StrictModel
+from tradebus.config.units import parse_duration, to_ns
+from tradebus.errors import ConfigError
+from tradebus.features.bars import BarBuilder
+
+__all__ = ["DataConfig", "DataSourceConfig", "PerpetualDataConfig", "TradeBarsConfig"]
+
+
+class TradeBarsConfig(StrictModel):
+    """Bars built in the run from an instrument's trades (see :class:`~tradebus.features.bars.BarBuilder`).
+
+    ``{mode: time, interval: 1m}`` or ``{mode: volume, threshold: 50}``: ``interval`` for
+    time bars only, ``threshold`` (trades, size, ``price * size`` per bar, or the initial
+    expected trades per bar of imbalance bars) for every other mode. The bars reach the
+    strategies' ``on_bar`` (stamped at their close, known once a trade shows they are over)
+    but never the execution engine: orders on the instrument fill on its trades.
+    """
+
+    mode: Literal["time", "tick", "volume", "dollar", "tick_imbalance", "volume_imbalance", "dollar_imbalance"]
+    interval: str | None = None
+    threshold: PositiveFloat | None = None
+    span_bars: int = Field(default=20, ge=1)
+    span_trades: int = Field(default=1000, ge=1)
+    floor: float = Field(default=0.5, ge=0.0, le=1.0)
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_is_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _mode_parameter(self) -> TradeBarsConfig:
+        if self.mode == "time" and (self.interval is None or self.threshold is not None):
+            raise ValueError("time bars take 'interval' (e.g. 1m) and no 'threshold'")
+        if self.mode != "time" and (self.threshold is None or self.interval is not None):
+            raise ValueError(f"{self.mode} bars take 'threshold' and no 'interval'")
+        return self
+
+    def builder(self) -> BarBuilder:
+        """A fresh :class:`~tradebus.features.bars.BarBuilder` for these bars."""
+        interval = None if self.interval is None else parse_duration(self.interval)
+        return BarBuilder(self.mode, interval_ns=interval, threshold=self.threshold, span_bars=self.span_bars,
+                          span_trades=self.span_trades, floor=self.floor)
+
+
+class DataSourceConfig(StrictModel):
+    """One replayed stream: a catalog dataset or a CSV/Parquet file, for one instrument.
+
+    Give exactly one of ``dataset`` (``"venue/market/symbol/dataset"`` under
+    :attr:`DataConfig.catalog`) or ``file``. ``interval`` (``"4h"``) is only
+    needed for a bar file whose timestamps are bar *open* times and whose
+    interval cannot be detected from the data. ``bar_time`` says whether a bar
+    file's time column stamps the bar's ``open`` (shifted by the interval to the
+    close) or its ``close``; ``auto`` takes open unless the column is ``ts_event``.
+    """
+
+    instrument: str = Field(min_length=1)
+    kind: Literal["bars", "trades", "quotes", "book", "mark_prices", "funding_rates", "open_interest"] = "bars"
+    dataset: str | None = None
+    file: Path | None = None
+    interval: str | None = None
+    bar_time: Literal["auto", "open", "close"] = "auto"
+    bars: TradeBarsConfig | None = None
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_has_four_parts(cls, value: str | None) -> str | None:
+        if value is not None and (len(parts := value.strip("/").split("/")) != 4 or not all(parts)):
+            raise ValueError(f"expected 'venue/market/symbol/dataset', got {value!r}")
+        return value
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_is_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_location(self) -> DataSourceConfig:
+        if (self.dataset is None) == (self.file is None):
+            raise ValueError("give exactly one of 'dataset' (catalog) or 'file'")
+        if self.bars is not None and self.kind != "trades":
+            raise ValueError(f"bars: bars are built from trades; this source's kind is {self.kind!r}")
+        return self
+
+    @property
+    def catalog_key(self) -> tuple[str, str, str, str]:
+        """``(venue, market, symbol, dataset)`` of a catalog source."""
+        if self.dataset is None:
+            raise ConfigError(f"data source of {self.instrument} is a file, not a catalog dataset")
+        venue, market, symbol, name = self.dataset.strip("/").split("/")
+        return venue, market, symbol, name
+
+
+class PerpetualDataConfig(StrictModel):
+    """A mark-price or funding-rate file of one perpetual (see :mod:`tradebus.data.perpetual`)."""
+
+    instrument: str = Field(min_length=1)
+    file: Path
+
+
+class DataConfig(StrictModel):
+    """Where the replayed data comes from and which time range is used.
+
+    ``start`` is inclusive and ``end`` exclusive; dates mean midnight UTC and
+    naive datetimes are UTC. ``marks`` and ``funding`` are mark-price and funding-rate files
+    of perpetual instruments, replayed next to the sources.
+    """
+
+    catalog: Path | None = None
+    sources: list[DataSourceConfig] = Field(min_length=1)
+    marks: list[PerpetualDataConfig] = Field(default_factory=list)
+    funding: list[PerpetualDataConfig] = Field(default_factory=list)
+    start: datetime | date | None = None
+    end: datetime | date | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        built: set[str] = set()
+        for n, source in enumerate(self.sources):
+            if source.bars is not None:
+                if source.instrument in built:
+                    raise ValueError(f"sources.{n}.bars: {source.instrument} already builds bars from another source")
+                if any(s.instrument == source.instrument and s.kind == "bars" for s in self.sources):
+                    raise ValueError(f"sources.{n}.bars: {source.instrument} already has a bars source")
+                built.add(source.instrument)
+        if any(s.dataset is not None for s in self.sources) and self.catalog is None:
+            raise ValueError("'catalog' is required when a source names a catalog 'dataset'")
+        if self.start is not None and self.end is not None and to_ns(self.start) >= to_ns(self.end):
+            raise ValueError(f"start {self.start} must be before end {self.end}")
+        return self
+
+    @property
+    def start_ns(self) -> int | None:
+        """Inclusive start in ns, or ``None``."""
+        return None if self.start is None else to_ns(self.start)
+
+    @property
+    def end_ns(self) -> int | None:
+        """Exclusive end in ns, or ``None``."""
+        return None if self.end is None else to_ns(self.end)

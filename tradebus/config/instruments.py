@@ -1,0 +1,76 @@
+"""Instrument sections of a run config: tick, lot, fees, margin and contract terms."""
+
+from __future__ import annotations
+
+from pydantic import Field, PositiveFloat, model_validator
+
+from tradebus.config.base import StrictModel
+from tradebus.engine.instrument import FeeTier, Instrument, InstrumentKind, MarginMode, MarginTier
+from tradebus.errors import OrderError
+
+__all__ = ["FeeTierConfig", "InstrumentConfig", "MarginTierConfig"]
+
+
+class MarginTierConfig(StrictModel):
+    """One maintenance bracket of a perpetual (see :class:`~tradebus.engine.instrument.MarginTier`)."""
+
+    max_notional: PositiveFloat
+    maintenance_rate: float = Field(ge=0.0, lt=1.0)
+    max_leverage: float = Field(default=125.0, ge=1.0)
+
+
+class FeeTierConfig(StrictModel):
+    """Fee rates from a trailing 30-day traded notional on (see :mod:`tradebus.execution.costs`)."""
+
+    min_volume: float = Field(ge=0.0)
+    maker_fee: float = Field(gt=-0.01, lt=0.1)
+    taker_fee: float = Field(gt=-0.01, lt=0.1)
+
+
+class InstrumentConfig(StrictModel):
+    """One tradable instrument; becomes a :class:`~tradebus.engine.instrument.Instrument`.
+
+    Fees are fractions of notional (0.001 = 10 bps), negative for a rebate. ``margin: true``
+    marks a spot instrument as margin-enabled (it may be sold short and bought on credit);
+    without it a spot instrument is cash-only (see :mod:`tradebus.account`).
+    """
+
+    venue: str = Field(min_length=1)
+    symbol: str = Field(min_length=1)
+    kind: InstrumentKind = InstrumentKind.SPOT
+    base: str = ""
+    quote: str = ""
+    tick_size: PositiveFloat
+    lot_size: PositiveFloat
+    min_notional: float = Field(default=0.0, ge=0.0)
+    min_quantity: float = Field(default=0.0, ge=0.0)
+    maker_fee: float = Field(default=0.0, gt=-0.01, lt=0.1)
+    taker_fee: float = Field(default=0.0, gt=-0.01, lt=0.1)
+    margin: bool = False
+    contract_size: PositiveFloat = 1.0
+    leverage: float = Field(default=1.0, ge=1.0, le=200.0)
+    margin_mode: MarginMode = MarginMode.CROSS
+    maintenance_rate: float = Field(default=0.005, ge=0.0, lt=1.0)
+    margin_tiers: list[MarginTierConfig] = Field(default_factory=list)
+    liquidation_fee: float = Field(default=0.005, ge=0.0, lt=1.0)
+    fee_tiers: list[FeeTierConfig] = Field(default_factory=list)
+
+    @property
+    def instrument_id(self) -> str:
+        """``"{symbol}.{venue}"``."""
+        return f"{self.symbol}.{self.venue}"
+
+    def to_instrument(self) -> Instrument:
+        """The :class:`Instrument` this config describes."""
+        fields = self.model_dump(exclude={"margin_tiers", "fee_tiers"})
+        tiers = tuple(MarginTier(**tier.model_dump()) for tier in self.margin_tiers)
+        fee_tiers = tuple(FeeTier(**tier.model_dump()) for tier in self.fee_tiers)
+        return Instrument(**fields, margin_tiers=tiers, fee_tiers=fee_tiers)
+
+    @model_validator(mode="after")
+    def _valid_instrument(self) -> InstrumentConfig:
+        try:
+            self.to_instrument()
+        except OrderError as exc:
+            raise ValueError(str(exc)) from None
+        return self

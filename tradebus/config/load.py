@@ -1,0 +1,169 @@
+"""Reading a run config: YAML, ``--set`` overrides, validation of the strategy parameters, dumping."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from tradebus.config.base import config_error_from
+from tradebus.config.run import RunBase, RunConfig
+from tradebus.config.strategy import StrategyConfig, strategy_entries
+from tradebus.errors import ConfigError
+
+__all__ = ["apply_overrides", "dump_config", "load_config", "parse_config"]
+
+
+ConfigT = TypeVar("ConfigT", bound=RunBase)
+
+
+def parse_config(
+    data: Any, source: str = "<config>", base: Path | None = None, model: type[ConfigT] = RunConfig  # type: ignore[assignment]
+) -> ConfigT:
+    """Validate a config mapping (already parsed from YAML) into ``model`` (a :class:`RunConfig` by default).
+
+    Strategy parameters are validated against the strategy class (which is
+    imported by name) and its instruments. Relative paths are resolved against
+    ``base`` when given. No data file is opened. The paper daemon's config uses
+    the same path with its own model.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``source`` and the field path of every problem.
+    """
+    from tradebus.strategies.base import resolve_strategy
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of config sections, got {type(data).__name__}")
+    try:
+        config = model.model_validate(data)  # type: ignore[attr-defined]
+    except ValidationError as exc:
+        raise config_error_from(source, exc) from None
+    instruments = config.instrument_map()
+    validated: list[StrategyConfig] = []
+    for path, entry in strategy_entries(config):
+        try:
+            cls = resolve_strategy(entry.name, base)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {path}.name: {exc}") from None
+        try:
+            params = cls.Params.model_validate(entry.params)
+        except ValidationError as exc:
+            raise config_error_from(source, exc, (*path.split("."), "params")) from None
+        try:
+            cls.check_params(params, [instruments[i] for i in entry.instruments])
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {path}.params.{exc}") from None
+        _check_data_kinds(source, config, path, entry, cls.data_kinds(params))
+        # Store the validated (defaults filled in) parameters so the resolved config is complete.
+        validated.append(entry.model_copy(update={"params": params.model_dump(mode="json")}))
+    if config.strategy is not None:
+        config = config.model_copy(update={"strategy": validated[0]})
+    else:
+        config = config.model_copy(update={"strategies": validated})
+    return config.resolve_paths(base) if base is not None else config
+
+
+def _check_data_kinds(
+    source: str, config: RunBase, path: str, entry: StrategyConfig, wanted: frozenset[str]
+) -> None:
+    if not wanted:
+        return
+    available = config.data_kinds()
+    offered = set().union(*(available.get(iid, set()) for iid in entry.instruments))
+    if not wanted & offered:
+        raise ConfigError(
+            f"{source}: {path}.name: {entry.name!r} acts on {', '.join(sorted(wanted))}, "
+            f"but the run has only {', '.join(sorted(offered)) or 'no data'} for "
+            f"{', '.join(entry.instruments)}: it would never trade"
+        )
+
+
+def apply_overrides(data: Any, overrides: Sequence[str], source: str = "<config>") -> Any:
+    """``data`` (a parsed YAML mapping) with ``--set`` overrides applied, each ``"dotted.path=value"``.
+
+    The value is parsed as YAML (``12``, ``0.5``, ``true``, ``[a, b]``, ``"text"``); a path
+    goes through mappings by key and lists by index, and may add a key (validation then
+    says whether the key is allowed). The input is not modified.
+
+    Raises
+    ------
+    ConfigError
+        If an override is not ``path=value``, its value is not YAML, or its path does not
+        lead through mappings and lists of the config.
+    """
+    result = copy.deepcopy(data)
+    for override in overrides:
+        path, sep, text = override.partition("=")
+        keys = path.strip().split(".")
+        if not sep or not all(keys):
+            raise ConfigError(f"--set {override!r}: expected 'section.key=value', e.g. strategy.params.fast=12")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {override!r}: the value is not valid YAML") from None
+        node = result
+        for depth, key in enumerate(keys):
+            where = ".".join(keys[:depth]) or "<root>"
+            last = depth == len(keys) - 1
+            if isinstance(node, dict):
+                if last:
+                    node[key] = value
+                else:
+                    node = node.setdefault(key, {})
+            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                if last:
+                    node[int(key)] = value
+                else:
+                    node = node[int(key)]
+            else:
+                raise ConfigError(f"{source}: --set {override!r}: {where} has no entry {key!r}")
+    return result
+
+
+def load_config(
+    path: str | Path,
+    model: type[ConfigT] = RunConfig,  # type: ignore[assignment]
+    overrides: Sequence[str] = (),
+) -> ConfigT:
+    """Read and validate a YAML run config (into ``model``, a :class:`RunConfig` by default).
+
+    ``overrides`` (``["strategy.params.fast=12"]``, the CLI's ``--set``) are applied before
+    validation (:func:`apply_overrides`), so the resolved config records them.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing or unreadable, is not valid YAML, or any field is
+        invalid; the message names the file and the field path.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if overrides:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of config sections, got {type(data).__name__}")
+        data = apply_overrides(data, overrides, str(path))
+    return parse_config(data, str(path), base=path.resolve().parent, model=model)
+
+
+def dump_config(config: BaseModel) -> str:
+    """The resolved config (a :class:`RunConfig` or the paper daemon's) as YAML text (defaults filled in, stable key order)."""
+    data = config.model_dump(mode="json")
+    for key in ("strategy", "strategies"):
+        if data.get(key) in (None, []):
+            data.pop(key, None)  # the one of the pair the config does not use
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)

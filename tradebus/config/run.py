@@ -1,0 +1,164 @@
+"""Run configs: :class:`RunBase` (what backtest, paper and live runs share) and the backtest's :class:`RunConfig`."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, NonNegativeFloat, PositiveFloat, field_validator, model_validator
+
+from tradebus.account import asset_names
+from tradebus.config.base import StrictModel, resolve_path
+from tradebus.config.data import DataConfig
+from tradebus.config.instruments import InstrumentConfig
+from tradebus.config.strategy import StrategyConfig, check_strategy_choice
+from tradebus.config.units import parse_duration
+from tradebus.engine.instrument import Instrument, InstrumentKind
+from tradebus.execution.config import VenueConfig
+from tradebus.features.spec import FeatureSpec
+from tradebus.risk.config import RiskConfig
+
+__all__ = ["ReportConfig", "RunBase", "RunConfig", "check_starting_balances"]
+
+
+class ReportConfig(StrictModel):
+    """Run outputs: ``equity_interval`` is the spacing of the equity curve samples."""
+
+    equity_interval: str = "1h"
+
+    @field_validator("equity_interval")
+    @classmethod
+    def _is_duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def equity_interval_ns(self) -> int:
+        """The sampling interval in ns."""
+        return parse_duration(self.equity_interval)
+
+
+_DEFAULT_CASH = 100_000.0
+
+
+def check_starting_balances(config: RunBase) -> None:
+    """Check ``balances`` against the instruments and make ``initial_cash`` agree with it.
+
+    With ``balances``, ``initial_cash`` is the balance of the first instrument's quote asset
+    (set here, so a dumped config reloads); one given explicitly must agree with it.
+
+    Raises
+    ------
+    ValueError
+        ``balances`` names an asset no instrument trades, or disagrees with ``initial_cash``.
+    """
+    if config.balances is None:
+        return
+    assets = set()
+    for inst in config.instruments:
+        assets.update(asset_names(inst.to_instrument()))
+    for asset in config.balances:
+        if asset not in assets:
+            raise ValueError(
+                f"balances.{asset}: no instrument has {asset!r} as base or quote asset ({sorted(assets)})"
+            )
+    reporting = asset_names(config.instruments[0].to_instrument())[1]
+    cash = config.balances.get(reporting, 0.0)
+    if "initial_cash" in config.model_fields_set and config.initial_cash not in (cash, _DEFAULT_CASH):
+        raise ValueError(
+            f"initial_cash {config.initial_cash} disagrees with balances.{reporting} {cash}: give 'balances' only"
+        )
+    if cash > 0.0:
+        object.__setattr__(config, "initial_cash", cash)  # frozen model; keeps the dump consistent
+
+
+class RunBase(StrictModel):
+    """What every run config has: instruments, strategies, venue, risk, features, money, report.
+
+    :class:`RunConfig` (backtest), :class:`~tradebus.node.config.PaperConfig` and
+    :class:`~tradebus.node.live.LiveConfig` derive from it and add where their market data comes
+    from (:meth:`data_kinds`) and the paths they hold (:meth:`resolve_paths`). The cross-checks
+    here (starting balances, unique instrument ids, the strategy choice and its instruments)
+    run for all of them.
+
+    Starting balances: ``initial_cash`` credits the first instrument's quote asset; ``balances``
+    (``{USDT: 10000, BTC: 0.5}``) sets every asset instead (see :mod:`tradebus.account` and
+    :func:`check_starting_balances`).
+    """
+
+    instruments: list[InstrumentConfig] = Field(min_length=1)
+    strategy: StrategyConfig | None = None
+    strategies: list[StrategyConfig] = Field(default_factory=list)
+    venue: VenueConfig = Field(default_factory=VenueConfig)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    features: list[FeatureSpec] = Field(default_factory=list)
+    initial_cash: PositiveFloat = _DEFAULT_CASH
+    balances: dict[str, NonNegativeFloat] | None = None
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @model_validator(mode="after")
+    def _check_run_parts(self) -> Self:
+        check_starting_balances(self)
+        ids = [i.instrument_id for i in self.instruments]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"instruments: duplicate instrument ids in {ids}")
+        check_strategy_choice(self, ids)
+        return self
+
+    def instrument_map(self) -> dict[str, Instrument]:
+        """``instrument_id -> Instrument`` in config order."""
+        return {i.instrument_id: i.to_instrument() for i in self.instruments}
+
+    @abstractmethod
+    def data_kinds(self) -> dict[str, set[str]]:
+        """``instrument_id -> {"bars", "trades", "quotes"}``: the market data the run delivers."""
+
+    def resolve_paths(self, base: Path) -> Self:
+        """A copy with every relative path of the config made absolute against ``base``."""
+        return self
+
+
+class RunConfig(RunBase):
+    """A whole backtest run: the :class:`RunBase` parts plus the ``data`` it replays."""
+
+    data: DataConfig
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> RunConfig:
+        ids = [i.instrument_id for i in self.instruments]
+        for n, source in enumerate(self.data.sources):
+            if source.instrument not in ids:
+                raise ValueError(
+                    f"data.sources.{n}.instrument: {source.instrument!r} is not one of the instruments {ids}"
+                )
+        perpetual = {i.instrument_id for i in self.instruments if i.kind == InstrumentKind.PERPETUAL}
+        for key in ("marks", "funding"):
+            for n, entry in enumerate(getattr(self.data, key)):
+                if entry.instrument not in perpetual:
+                    raise ValueError(
+                        f"data.{key}.{n}.instrument: {entry.instrument!r} is not a perpetual instrument "
+                        f"(perpetuals: {sorted(perpetual)})"
+                    )
+        return self
+
+    def data_kinds(self) -> dict[str, set[str]]:
+        """``instrument_id -> {"bars", "trades", ...}``: the market data the run replays."""
+        kinds: dict[str, set[str]] = {}
+        for source in self.data.sources:
+            kinds.setdefault(source.instrument, set()).add(source.kind)
+            if source.bars is not None:
+                kinds[source.instrument].add("bars")
+        return kinds
+
+    def resolve_paths(self, base: Path) -> RunConfig:
+        """A copy with the catalog root and data files made absolute against ``base``."""
+        data = self.data.model_copy(
+            update={
+                "catalog": resolve_path(self.data.catalog, base),
+                "sources": [s.model_copy(update={"file": resolve_path(s.file, base)}) for s in self.data.sources],
+                "marks": [m.model_copy(update={"file": resolve_path(m.file, base)}) for m in self.data.marks],
+                "funding": [f.model_copy(update={"file": resolve_path(f.file, base)}) for f in self.data.funding],
+            }
+        )
+        return self.model_copy(update={"data": data})
