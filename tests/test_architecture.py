@@ -111,6 +111,56 @@ def test_engine_primitives_import_nothing_above_them() -> None:
     assert offenders == []
 
 
+def attribute_calls(path: Path) -> set[str]:
+    """Names of the attributes ``path`` calls (``x.name(...)``)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return {
+        node.func.attr for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    }
+
+
+def runtime_imports(path: Path) -> set[str]:
+    """The modules ``path`` imports outside ``if TYPE_CHECKING:`` blocks (absolute imports)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    typing_only = {
+        id(child)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+        for stmt in node.body
+        for child in ast.walk(stmt)
+    }
+    return {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and id(node) not in typing_only
+    } | {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import) and id(node) not in typing_only
+        for alias in node.names
+    }
+
+
+def test_the_backtest_loop_lives_apart_from_the_wiring() -> None:
+    # The batch feature runs are the optimised loop's: only engine/batch.py calls them.
+    batch_runs = {"run_bars", "run_trades"}
+    callers = sorted(path.name for path in (ROOT / "engine").glob("*.py") if attribute_calls(path) & batch_runs)
+    assert callers == ["batch.py"]
+    # The kernel builds its loop; the loop needs the kernel module only for its types.
+    assert "tradebus.engine.batch" in runtime_imports(ROOT / "engine" / "kernel.py")
+    assert "tradebus.engine.kernel" not in runtime_imports(ROOT / "engine" / "batch.py")
+    assert "tradebus.engine.kernel" in imports_of(ROOT / "engine" / "batch.py")
+
+
+def test_the_runtime_import_check_skips_type_checking_blocks(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "from typing import TYPE_CHECKING\nimport a.b\nif TYPE_CHECKING:\n    from c import d\n    import e\n"
+        "def f():\n    from g import h\n"
+    )
+    assert runtime_imports(module) == {"typing", "a.b", "g"}
+
+
 def test_node_imports_no_venue_package() -> None:
     venue_packages = tuple(f"tradebus.adapters.{name}" for name in VENUES)
     offenders = [

@@ -109,6 +109,31 @@ def test_submitted_twice_is_a_bug_and_names_order_state_and_event() -> None:
     assert "c-1" in message and "ACCEPTED" in message and "OrderSubmitted" in message
 
 
+def test_mark_submitted_leaves_the_order_as_applying_its_event_does() -> None:
+    by_event, direct = _om(), _om()
+    for om in (by_event, direct):
+        om.create(_cmd("c-1"))
+    by_event.apply(OrderSubmitted("strat", IID, "c-1", 7, 7))
+    direct.mark_submitted(direct.order("c-1"), 7)
+    a, b = by_event.order("c-1"), direct.order("c-1")
+    assert (b.status, b.ts_last) == (a.status, a.ts_last) == (S.SUBMITTED, 7)
+    assert direct.open_orders() == [b] and direct.count_open() == by_event.count_open() == 1
+    with pytest.raises(InvalidTransition):
+        direct.mark_submitted(b, 8)  # a second submission of one order is a bug, as with the event
+
+
+def test_the_engine_builds_order_submitted_only_for_a_journal_or_a_subscriber() -> None:
+    stack = build_stack()
+    bus = MessageBus()  # a bus nobody listens on for OrderSubmitted (the stack's records every event)
+    stack.engine._bus = bus  # noqa: SLF001
+    seen: list[OrderSubmitted] = []
+    stack.engine.submit(_cmd("c-1", typ=OrderType.MARKET))
+    assert stack.orders.order("c-1").status is S.SUBMITTED and bus.published == 0
+    bus.subscribe(OrderSubmitted, seen.append)
+    stack.engine.submit(_cmd("c-2", typ=OrderType.MARKET))
+    assert [e.client_order_id for e in seen] == ["c-2"] and stack.orders.order("c-2").status is S.SUBMITTED
+
+
 @pytest.mark.parametrize("terminal", sorted(TERMINAL_STATUSES))
 def test_no_event_leaves_a_terminal_state(terminal: OrderStatus) -> None:
     assert not any(state == terminal for state, _ in TRANSITIONS)

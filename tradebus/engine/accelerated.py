@@ -51,7 +51,8 @@ from typing import Any
 
 import numpy as np
 
-from tradebus.engine.kernel import EquitySample, FillRecord, Kernel, ReplayLike, RunResult, _rare_gc
+from tradebus.engine.batch import rare_gc
+from tradebus.engine.kernel import EquitySample, FillRecord, Kernel, ReplayLike, RunResult
 from tradebus.engine.messages import Liquidity, OrderSide, OrderStatus, OrderType
 from tradebus.errors import TradebusError
 from tradebus.execution.orders import Order
@@ -462,7 +463,7 @@ def simulate(kernel: Kernel, bars: BarArrays) -> AcceleratedRun:
     loop = _loop(bank, signal)
     cfg = _config_vector(kernel, signal)
     interval = kernel._equity_interval  # noqa: SLF001
-    tcfg = np.array([interval, kernel._next_sample], dtype=np.int64)  # noqa: SLF001
+    tcfg = np.array([interval, kernel.next_sample_ns], dtype=np.int64)
     span = int(bars.ts_init[-1] - bars.ts_init[0]) if n else 0
     cap_samples = min(n, span // interval + 2) + 1
     # At most one order per bar. np.zeros maps untouched pages lazily: the room costs nothing until used.
@@ -526,7 +527,7 @@ def _signal_of(kernel: Kernel) -> tuple[Strategy, SignalKernel]:
 def collect(kernel: Kernel, bars: BarArrays, run: AcceleratedRun) -> None:
     """Fill ``kernel.result`` with the orders, fills and samples of ``run``, as :meth:`Kernel.run` would."""
     strategy, signal = _signal_of(kernel)
-    with _rare_gc():
+    with rare_gc():
         _collect_objects(kernel, strategy.strategy_id, strategy.instrument_ids[0], signal, bars, run)
 
 

@@ -58,6 +58,13 @@ class MessageBus:
             route = self._routes[key] = tuple(h for _, h in merged)
         return route
 
+    def wants(self, msg_type: type) -> bool:
+        """Whether any handler subscribed to ``msg_type`` (of any instrument).
+
+        A publisher may skip building a message nobody would receive.
+        """
+        return msg_type in self._types
+
     def publish(self, msg: Any) -> None:
         """Deliver ``msg`` to its subscribers, synchronously, in subscription order."""
         self.published += 1

@@ -20,29 +20,10 @@ Two entry points run these steps:
   their asyncio adapters receive; a backtest can too).
 * :meth:`Kernel.run` is the backtest loop over ``Replay.batches()``. It produces
   exactly the orders, fills and equity samples of :meth:`process` on the same
-  data, faster:
-
-  - columns of a batch are read as Python lists and bars are built positionally;
-  - a batch's features are computed in one compiled call
-    (``FeatureBank.run_bars``); row *i* only uses rows <= *i* and is exposed to
-    the strategy only when bar *i* is delivered, so there is no lookahead;
-  - the execution engine is skipped while no order is working and no breaker
-    evaluates marks (``RiskConfig.breakers_on_marks``; it would only mark
-    prices); the skipped marks are made before the next order is submitted,
-    before each equity sample and when a strategy asks for its equity
-    (:meth:`Kernel.sync_marks`), and the simulated venue is told each
-    instrument's latest bar close before the next order (it is the open of the
-    next bar, before which a bar order cannot fill). Orders must therefore go
-    through :meth:`Kernel.submit` (the strategy helpers do);
-  - the clock is moved by assignment (its timer heap is consulted only when a timer is
-    due), after one vectorised check that the batch's times are in order;
-  - the cyclic garbage collector runs rarely during the loop (see :func:`_rare_gc`).
-
-  Trade batches take the same path (features by ``FeatureBank.run_trades``; while
-  nothing is working the simulated venue is not shown the trades, and before the next
-  order it is shown each skipped instrument's latest trade, the only one whose price it
-  would have kept), except with perpetuals or bars built from trades, whose settlement
-  and bar building act between trades: those go through :meth:`process` one at a time.
+  data, faster: the optimised loop lives in :mod:`tradebus.engine.batch`
+  (:class:`~tradebus.engine.batch.BatchLoop`), which drives this kernel's parts and
+  skips the execution engine while nothing is working; :meth:`Kernel.submit` asks it
+  to catch up before each order.
 
 The kernel does no I/O: results are collected in memory (:class:`RunResult`)
 and written by :mod:`tradebus.reports.writers`.
@@ -50,17 +31,15 @@ and written by :mod:`tradebus.reports.writers`.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import numpy as np
 from loguru import logger
 
+from tradebus.engine.batch import BatchLoop
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.cache import Cache, FeatureView
 from tradebus.engine.clock import Clock, SimulatedClock
@@ -119,9 +98,6 @@ __all__ = ["EquitySample", "FillRecord", "Kernel", "RiskFactory", "RunResult"]
 
 #: Builds a risk gate from ``(risk_config, portfolio, clock, bus)``.
 RiskFactory = Callable[[RiskConfig, Portfolio, Clock, MessageBus], RiskGate]
-
-#: Bar batches shorter than this go through :meth:`Kernel.process` row by row.
-_SMALL_BATCH = 16
 
 #: Strategy handler name per order/position event type.
 _EVENT_HANDLERS: dict[type, str] = {
@@ -301,10 +277,7 @@ class Kernel:
         orders = self.orders
         self.portfolio.account.bind(orders.open_orders, self.portfolio.last_price, orders.count_open)
         if isinstance(self.venue, SimulatedVenue):
-            self._note_bar_close: Callable[[str, int], None] | None = self.venue.note_bar_close
             self.venue.funds_check = self.portfolio.account.check_fill
-        else:
-            self._note_bar_close = None
         self.execution = ExecutionEngine(
             self.bus, self.clock, self.instruments, self.risk, self.orders, self.venue, self.portfolio, journal, timeouts
         )
@@ -332,20 +305,15 @@ class Kernel:
         #: ``instrument_id -> BarBuilder``: bars built in the run from the instrument's trades.
         self.trade_bars: dict[str, BarBuilder] = dict(trade_bars or {})
         self._equity_interval = equity_interval_ns
-        self._next_sample = -(2**63)
+        #: ``ts_init`` at or after which the next equity sample is taken.
+        self.next_sample_ns = -(2**63)
         # Venue-time span of the quotes: the run's span only when it has no trades or bars.
         self._quote_first_ns: int | None = None
         self._quote_last_ns: int | None = None
-        # Whether the batch loop must call the execution engine on the next bar: an order
-        # may be working, or a breaker evaluates every mark. Set on every submit.
-        self._busy = self.risk_config.breakers_on_marks
-        # Instruments whose latest trades the batch loop did not show the (simulated) venue.
-        self._idle_trades: set[str] = set()
-        # Instruments whose bars the several-instrument batch loop did not show the venue while
-        # an order worked on another one.
-        self._lagging: set[str] = set()
         self._started = False
         self._stopped = False
+        # The backtest loop of run(), and what it skipped while nothing was working.
+        self._loop = BatchLoop(self)
         self._dispatch: dict[type, Callable[[Any], None]] = {
             Bar: self._process_bar,
             Trade: self._process_trade,
@@ -466,30 +434,9 @@ class Kernel:
         backtest loop skips marking while nothing is working; see :meth:`sync_marks`).
         """
         self.result.submit_reasons[cmd.client_order_id] = cmd.reason
-        if not self._busy:
-            # The batch loop skipped the execution engine on this bar: catch up on its marks
-            # and tell the venue where each instrument's next bar opens.
-            self.sync_marks()
-            note = self._note_bar_close
-            if note is not None:
-                for iid, bar in self.cache.bars.items():
-                    note(iid, bar.ts_init)
-            if self._idle_trades:
-                # Trades the batch loop did not show the venue: with nothing working it would
-                # only have kept the last one's price (the reference of the next arrival).
-                for iid in self._idle_trades:
-                    self.venue.on_trade(self.cache.trades[iid])  # type: ignore[attr-defined]
-                self._idle_trades.clear()
-            self._lagging.clear()
-            self._busy = True
-        elif self._lagging:
-            # Bars of instruments with nothing working, skipped while another one had an order.
-            self.sync_marks()
-            note = self._note_bar_close
-            if note is not None:
-                for iid in self._lagging:
-                    note(iid, self.cache.bars[iid].ts_init)
-            self._lagging.clear()
+        loop = self._loop
+        if not loop.busy or loop.lagging:
+            loop.catch_up()
         self.execution.submit(cmd)
 
     def sync_marks(self) -> None:
@@ -589,8 +536,8 @@ class Kernel:
             perps.settle_due(msg.ts_init)
             if perps.watching and type(msg) is not MarkPrice:
                 perps.check(msg.ts_init)
-        if msg.ts_init >= self._next_sample:
-            self._sample(msg.ts_init)
+        if msg.ts_init >= self.next_sample_ns:
+            self.sample_equity(msg.ts_init)
 
     def feed_perpetual_data(self, messages: Iterable[MarkPrice | FundingRate]) -> None:
         """Deliver mark prices and funding rates at their ``ts_init`` during :meth:`run` (backtests).
@@ -677,11 +624,11 @@ class Kernel:
         self.bus.publish(quote)
 
     def _count_bar(self, ts: int, ts_event: int) -> None:
-        self._span(ts, ts_event, ts_event)
+        self.extend_span(ts, ts_event, ts_event)
         self.result.bars += 1
 
     def _count_trade(self, ts: int, ts_event: int) -> None:
-        self._span(ts, ts_event, ts_event)
+        self.extend_span(ts, ts_event, ts_event)
         self.result.trades += 1
 
     def _count_quote(self, ts: int, ts_event: int) -> None:
@@ -697,7 +644,7 @@ class Kernel:
         if last is None or ts_event > last:
             self._quote_last_ns = ts_event
 
-    def _span(self, ts_init: int, first_event: int, last_event: int) -> None:
+    def extend_span(self, ts_init: int, first_event: int, last_event: int) -> None:
         """Extend the run's receive-time and venue-time spans (see :class:`RunResult`)."""
         result = self.result
         if result.start_ns is None:
@@ -734,297 +681,9 @@ class Kernel:
         if not isinstance(self.clock, SimulatedClock):
             raise ConfigError("kernel: run() replays history and needs a SimulatedClock")
         self.start()
-        with _rare_gc():
-            mixed = getattr(replay, "mixed_batches", None)
-            for batch in mixed() if mixed is not None else replay.batches():
-                kind = batch.kind
-                for iid in batch.instrument_ids if kind == "mixed_bars" else (batch.instrument_id,):
-                    if iid not in self.instruments:
-                        raise DataError(f"kernel: replay batch for unknown instrument {iid!r}")
-                if kind == "bars":
-                    self._run_bars(batch)
-                elif kind == "mixed_bars":
-                    self._run_mixed_bars(batch)
-                elif batch.kind == "trades":
-                    self._run_trades(batch)
-                else:
-                    for msg in batch.messages():  # quotes, book, mark prices, funding, open interest
-                        self.process(msg)
-                if on_batch is not None:
-                    on_batch(len(batch.ts_init))
+        self._loop.run(replay, on_batch)
         self.stop()
         return self.result
-
-    def _run_bars(self, batch: Any) -> None:
-        n = len(batch.ts_init)
-        clock = self.clock
-        assert isinstance(clock, SimulatedClock)
-        if n < _SMALL_BATCH or not _ordered_from(batch.ts_init, clock.current_ns):
-            # Interleaved sources give runs of a few rows: per-batch set-up would dominate.
-            # Out-of-order times (not from a Replay) take the path that never moves time back.
-            for bar in batch.messages():
-                self.process(bar)
-            return
-        iid = self._intern(batch.instrument_id)
-        view, live, features, deliver, history = self._bar_lane(
-            iid, batch.ts_event, batch.open, batch.high, batch.low, batch.close, batch.volume
-        )
-        ts_init = batch.ts_init.tolist()
-        # Historical bars usually have ts_event == ts_init: share the int objects.
-        ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
-        execution_on_bar = self.execution.on_bar
-        cache_bars = self.cache.bars
-        cache_prices = self.cache.prices
-        count_open = self.orders.count_open
-        marks_matter = self.risk_config.breakers_on_marks
-        perps = self.perpetuals
-        advance = clock.advance_to
-        next_sample = self._next_sample
-        result = self.result
-        self._span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
-        for te, ti, o, h, lo, c, v, row in zip(
-            ts_event,
-            ts_init,
-            batch.open.tolist(),
-            batch.high.tolist(),
-            batch.low.tolist(),
-            batch.close.tolist(),
-            batch.volume.tolist(),
-            features,
-            strict=True,
-        ):
-            if ti < clock.next_due:
-                clock.current_ns = ti  # ordered batch, no timer due: nothing else to do
-            else:
-                advance(ti)
-            bar = Bar(iid, te, ti, o, h, lo, c, v)
-            if self._busy:
-                execution_on_bar(bar)
-                if perps is not None and perps.watching:
-                    perps.check(ti)
-                self._busy = marks_matter or count_open() > 0
-            elif perps is not None and perps.watching:
-                perps.on_price(iid, c, ti)  # an open perpetual position is marked on every bar
-            cache_bars[iid] = bar
-            cache_prices[iid] = c
-            view.row = row
-            deliver(bar)
-            if ti >= next_sample:
-                self._sample(ti)
-                next_sample = self._next_sample
-        result.bars += n
-        result.end_ns = ts_init[-1]
-        if history is not None:
-            history.end_batch()
-        if live is not None:
-            view.row = live
-
-    def _bar_lane(
-        self, iid: str, ts_event: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray
-    ) -> tuple[FeatureView, Any, Iterator[Any], Callable[[Bar], None], History | None]:
-        """Set up the batch loop's delivery of one instrument's bars (in order, any other rows between).
-
-        Returns the instrument's feature view, its live row to restore after the batch (``None``:
-        no bank), the iterator of feature rows (one per bar), the delivery to the subscribers and
-        the staged history (end its batch afterwards; ``None``: no bar history).
-        """
-        bank = self.banks.get(iid)
-        view = self.cache.feature_views.get(iid)
-        if bank is not None and view is not None:
-            live = view.row
-            # Until row i's bar is delivered, the strategy sees the values from before the batch.
-            view.row = live.tolist()  # type: ignore[union-attr]
-            out = bank.run_bars(ts_event, o, h, lo, c, v)
-            # Column lists zipped back into one tuple per row as the loop goes: no n-element
-            # list of lists for the garbage collector to walk.
-            features: Iterator[Any] = zip(*out.T.tolist(), strict=True)
-        else:
-            view, live = FeatureView(()), None  # a throwaway view keeps the loop free of branches
-            features = repeat((), ts_event.shape[0])
-        deliver = _fan_out(self.bus.handlers(Bar, iid))
-        history = self.histories.get(iid)
-        if history is not None and history.bar_capacity:
-            # The batch is staged whole; each delivered bar makes one more row visible.
-            history.begin_batch(ts_event, np.column_stack((o, h, lo, c, v)))
-            deliver = _advancing(history, deliver)
-        else:
-            history = None
-        return view, live, features, deliver, history
-
-    def _run_mixed_bars(self, batch: Any) -> None:
-        """The loop of :meth:`_run_bars` over rows of several instruments (``Replay.mixed_batches``)."""
-        n = len(batch.ts_init)
-        clock = self.clock
-        assert isinstance(clock, SimulatedClock)
-        if n < _SMALL_BATCH or not _ordered_from(batch.ts_init, clock.current_ns):
-            for bar in batch.messages():
-                self.process(bar)
-            return
-        source = batch.source
-        lanes: list[tuple[str, FeatureView, Callable[[], Any], Callable[[Bar], None]] | None] = []
-        ends: list[tuple[FeatureView, Any, History | None]] = []
-        for s, instrument_id in enumerate(batch.instrument_ids):
-            rows = np.flatnonzero(source == s)
-            if not rows.size:
-                lanes.append(None)
-                continue
-            iid = self._intern(instrument_id)
-            view, live, features, deliver, history = self._bar_lane(
-                iid,
-                batch.ts_event[rows],
-                batch.open[rows],
-                batch.high[rows],
-                batch.low[rows],
-                batch.close[rows],
-                batch.volume[rows],
-            )
-            lanes.append((iid, view, features.__next__, deliver))
-            ends.append((view, live, history))
-        ts_init = batch.ts_init.tolist()
-        ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
-        execution_on_bar = self.execution.on_bar
-        cache_bars = self.cache.bars
-        cache_prices = self.cache.prices
-        orders = self.orders
-        marks_matter = self.risk_config.breakers_on_marks
-        perps = self.perpetuals
-        advance = clock.advance_to
-        next_sample = self._next_sample
-        # While an order works on one instrument, the others' bars skip the execution engine
-        # too (unless marks matter or perpetuals are watched); see submit().
-        every_bar = marks_matter or perps is not None
-        lagging = self._lagging
-        self._span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
-        for s, te, ti, o, h, lo, c, v in zip(
-            source.tolist(),
-            ts_event,
-            ts_init,
-            batch.open.tolist(),
-            batch.high.tolist(),
-            batch.low.tolist(),
-            batch.close.tolist(),
-            batch.volume.tolist(),
-            strict=True,
-        ):
-            iid, view, next_row, deliver = lanes[s]  # type: ignore[misc]
-            if ti < clock.next_due:
-                clock.current_ns = ti
-            else:
-                advance(ti)
-            bar = Bar(iid, te, ti, o, h, lo, c, v)
-            if self._busy:
-                if every_bar or orders.open_orders(iid):
-                    execution_on_bar(bar)
-                    if perps is not None and perps.watching:
-                        perps.check(ti)
-                    self._busy = marks_matter or orders.count_open() > 0
-                else:
-                    lagging.add(iid)  # nothing works on it: shown to the venue before the next order
-            elif perps is not None and perps.watching:
-                perps.on_price(iid, c, ti)
-            cache_bars[iid] = bar
-            cache_prices[iid] = c
-            view.row = next_row()
-            deliver(bar)
-            if ti >= next_sample:
-                self._sample(ti)
-                next_sample = self._next_sample
-        self.result.bars += n
-        self.result.end_ns = ts_init[-1]
-        for view, live, history in ends:
-            if history is not None:
-                history.end_batch()
-            if live is not None:
-                view.row = live
-
-    def _run_trades(self, batch: Any) -> None:
-        n = len(batch.ts_init)
-        clock = self.clock
-        assert isinstance(clock, SimulatedClock)
-        iid = self._intern(batch.instrument_id)
-        if (
-            n < _SMALL_BATCH
-            or self.perpetuals is not None
-            or iid in self.trade_bars
-            or not _ordered_from(batch.ts_init, clock.current_ns)
-        ):
-            # Perpetual settlement and bars built from trades act between trades: one at a time.
-            for k, (te, ti, px, sz, side) in enumerate(
-                zip(
-                    batch.ts_event.tolist(),
-                    batch.ts_init.tolist(),
-                    batch.price.tolist(),
-                    batch.size.tolist(),
-                    batch.aggressor.tolist(),
-                    strict=True,
-                )
-            ):
-                self.process(Trade(iid, te, ti, px, sz, side, batch.trade_id[k]))
-            return
-        bank = self.banks.get(iid)
-        view = self.cache.feature_views.get(iid)
-        if bank is not None and view is not None:
-            live = view.row
-            view.row = live.tolist()  # type: ignore[union-attr]
-            out = bank.run_trades(batch.ts_event, batch.price, batch.size, batch.aggressor)
-            features: Iterable[Any] = zip(*out.T.tolist(), strict=True)
-        else:
-            view, live = FeatureView(()), None
-            features = repeat((), n)
-        ts_init = batch.ts_init.tolist()
-        ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
-        deliver = _fan_out(self.bus.handlers(Trade, iid))
-        history = self.histories.get(iid)
-        if history is not None and history.trade_capacity:
-            deliver = _appending_trade(history, deliver)
-        # Only the plain simulated venue's trade handling reduces to "remember the last price"
-        # while nothing is working (see submit()); any other venue sees every trade.
-        skip = type(self.venue) is SimulatedVenue
-        idle = self._idle_trades
-        execution_on_trade = self.execution.on_trade
-        cache_trades = self.cache.trades
-        cache_prices = self.cache.prices
-        count_open = self.orders.count_open
-        marks_matter = self.risk_config.breakers_on_marks
-        advance = clock.advance_to
-        next_sample = self._next_sample
-        result = self.result
-        if skip and not self._busy:
-            idle.add(iid)
-        self._span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
-        for te, ti, px, sz, side, tid, row in zip(
-            ts_event,
-            ts_init,
-            batch.price.tolist(),
-            batch.size.tolist(),
-            batch.aggressor.tolist(),
-            batch.trade_id,
-            features,
-            strict=True,
-        ):
-            if ti < clock.next_due:
-                clock.current_ns = ti
-            else:
-                advance(ti)
-            trade = Trade(iid, te, ti, px, sz, side, tid)
-            if self._busy or not skip:
-                execution_on_trade(trade)
-                if skip:
-                    self._busy = marks_matter or count_open() > 0
-                    if not self._busy:
-                        idle.add(iid)
-            cache_trades[iid] = trade
-            cache_prices[iid] = px
-            view.row = row
-            deliver(trade)
-            if ti >= next_sample:
-                self._sample(ti)
-                next_sample = self._next_sample
-        result.trades += n
-        result.end_ns = ts_init[-1]
-        if live is not None:
-            view.row = live
-
     @staticmethod
     def _live_outputs(bank: FeatureBank) -> np.ndarray:
         """The live view of a bank's feature outputs, in ``bank.columns`` order."""
@@ -1034,7 +693,7 @@ class Kernel:
         first = bank.slot(columns[0])
         return bank.values[first : first + len(columns)]
 
-    def _intern(self, instrument_id: str) -> str:
+    def instrument_key(self, instrument_id: str) -> str:
         # The instrument dict's own key object: identity-equal ids make dict lookups cheapest.
         for key in self.instruments:
             if key == instrument_id:
@@ -1065,7 +724,7 @@ class Kernel:
             )
         )
 
-    def _sample(self, ts: int) -> None:
+    def sample_equity(self, ts: int) -> None:
         """Mark every instrument at its latest price and append an equity sample."""
         portfolio = self.portfolio
         self.sync_marks()
@@ -1093,7 +752,7 @@ class Kernel:
             )
         )
         interval = self._equity_interval
-        self._next_sample = (ts // interval + 1) * interval
+        self.next_sample_ns = (ts // interval + 1) * interval
 
     def _margins(self) -> tuple[float, float]:
         """Initial and maintenance margin of the perpetual positions at mark (0, 0 without any)."""
@@ -1115,7 +774,7 @@ class Kernel:
             self.result.first_event_ns, self.result.last_event_ns = self._quote_first_ns, self._quote_last_ns
         end = self.result.end_ns
         if end is not None and (not self.result.equity or self.result.equity[-1].ts != end):
-            self._sample(end)
+            self.sample_equity(end)
         self.result.orders = self.orders.orders()
         self.result.last_prices = dict(self.cache.prices)
         logger.debug(
@@ -1126,62 +785,6 @@ class Kernel:
             self.portfolio.equity(),
         )
 
-
-@contextmanager
-def _rare_gc() -> Iterator[None]:
-    """Run the cyclic garbage collector rarely for the duration of a backtest loop.
-
-    The loop allocates many short-lived objects but no reference cycles (messages are
-    ``gc=False`` structs), so the default thresholds only spend time walking the
-    long-lived objects of the run (orders, fills, modules). Objects alive at the start
-    are frozen out of collection and the young-generation threshold is raised; both
-    are restored afterwards.
-    """
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 1_000)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
-
-
-def _ordered_from(ts: np.ndarray, start: int) -> bool:
-    """Whether ``ts`` never decreases and starts at or after ``start``."""
-    return bool(ts[0] >= start and (ts[1:] >= ts[:-1]).all())
-
-
-def _fan_out(handlers: tuple[Callable[[Any], None], ...]) -> Callable[[Any], None]:
-    """One callable delivering a message to every handler, in order (no loop for a single one)."""
-    if len(handlers) == 1:
-        return handlers[0]
-
-    def deliver(msg: Any) -> None:
-        for handler in handlers:
-            handler(msg)
-
-    return deliver
-
-
-def _advancing(history: History, deliver: Callable[[Bar], None]) -> Callable[[Bar], None]:
-    """``deliver`` preceded by making the bar visible in the instrument's staged history batch."""
-
-    def advance_and_deliver(bar: Bar) -> None:
-        history.cursor += 1
-        deliver(bar)
-
-    return advance_and_deliver
-
-
-def _appending_trade(history: History, deliver: Callable[[Trade], None]) -> Callable[[Trade], None]:
-    """``deliver`` preceded by appending the trade to the instrument's history window."""
-
-    def append_and_deliver(trade: Trade) -> None:
-        history.append_trade(trade.ts_event, trade.price, trade.size, float(trade.aggressor))
-        deliver(trade)
-
-    return append_and_deliver
 
 
 def _only_for(strategy_id: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:

@@ -211,11 +211,14 @@ class ExecutionEngine:
             logger.info("order {} denied: {}", order.client_order_id, reason)
             self._event(OrderDenied(cmd.strategy_id, cmd.instrument_id, order.client_order_id, reason, now, now))
             return order
-        event = OrderSubmitted(cmd.strategy_id, cmd.instrument_id, order.client_order_id, now, now)
-        om.apply(event)
-        if journal is not None:
-            journal.record_event(event)  # journaled before the venue is called
-        self._bus.publish(event)
+        if journal is None and not self._bus.wants(OrderSubmitted):
+            om.mark_submitted(order, now)  # an event nobody journals or receives is not built
+        else:
+            event = OrderSubmitted(cmd.strategy_id, cmd.instrument_id, order.client_order_id, now, now)
+            om.apply(event)
+            if journal is not None:
+                journal.record_event(event)  # journaled before the venue is called
+            self._bus.publish(event)
         try:
             self._venue.submit(order)
         except Exception as exc:  # noqa: BLE001 - the venue's failure is an answer we do not have

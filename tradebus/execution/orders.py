@@ -477,6 +477,22 @@ class OrderManager:
             self._open.pop(order.client_order_id, None)
         return order
 
+    def mark_submitted(self, order: Order, ts: int) -> None:
+        """Move a new order to SUBMITTED at ``ts``: :meth:`apply` of its ``OrderSubmitted``, without the event.
+
+        For a submission that nothing journals or receives (a backtest): no event object is built.
+
+        Raises
+        ------
+        InvalidTransition
+            If the order is not INITIALIZED (as :meth:`apply` raises for this process's own decision).
+        """
+        if order.status is not S.INITIALIZED:
+            raise InvalidTransition(f"order {order.client_order_id}: invalid transition from {order.status} on submitted")
+        order.status = S.SUBMITTED
+        order.ts_last = ts
+        self._open[order.client_order_id] = order
+
     def _off_table(self, order: Order, kind: str, event: Any) -> OrderStatus | None:
         """Target of a status event :data:`TRANSITIONS` has no entry for (``None``: drop it)."""
         status = order.status

@@ -629,6 +629,28 @@ class Strategy:
         return client_order_id
 
 
+#: Attribute set on a data handler by :func:`feature_only`.
+FEATURE_ONLY = "_tradebus_feature_only"
+
+
+def feature_only(handler: Any) -> Any:
+    """Declare a data handler that reads neither its message nor the cache's latest bar or trade.
+
+    Such a handler decides from features, the clock, positions and orders only (EmaCross
+    decides from two EMA columns). The backtest loop may then call it with ``None`` and build
+    a bar or trade object only when something needs one (the simulated venue while an order
+    works, an order's catch-up, a timer, the end of a batch). The declaration belongs to the
+    function: a subclass that overrides the handler without redeclaring it gets every message.
+    """
+    setattr(handler, FEATURE_ONLY, True)
+    return handler
+
+
+def is_feature_only(handler: Any) -> bool:
+    """Whether ``handler`` (a function or bound method) was declared with :func:`feature_only`."""
+    return bool(getattr(getattr(handler, "__func__", handler), FEATURE_ONLY, False))
+
+
 def duration_ns(value: str | int, what: str = "duration") -> int:
     """``"15m"``, ``"1h"``, ``"1d"`` or int ns as int ns.
 

@@ -30,7 +30,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Bar, OrderDenied
 from tradebus.errors import ConfigError
 from tradebus.features.spec import FeatureSpec
-from tradebus.strategies.base import Strategy
+from tradebus.strategies.base import Strategy, feature_only
 from tradebus.strategies.signal_kernel import SignalKernel
 
 __all__ = ["EmaCross", "EmaCrossParams", "cross_signal"]
@@ -172,6 +172,7 @@ class EmaCross(Strategy):
              f"{self.label} fast crossed below slow"),
         )  # fmt: skip
 
+    @feature_only
     def on_bar(self, bar: Bar | None = None) -> None:
         """Act on a crossing of the two EMAs at this bar's close (``bar`` itself is not read)."""
         row = self._view.row

@@ -1,0 +1,144 @@
+"""The lean batch loops: subscribers declared feature-only get no message, and everything else
+(order events, timers, the cache after a batch) sees what ``process()`` shows it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tradebus.data.replay import Replay
+from tradebus.engine.kernel import Kernel
+from tradebus.engine.messages import Bar, OrderFilled, OrderSubmitted, TimeEvent, Trade
+from tradebus.execution.config import VenueConfig
+from tradebus.strategies.base import feature_only, is_feature_only
+from tradebus.strategies.ema_cross import EmaCross
+from tradebus.strategies.tick_ema import TickEmaCross
+
+from tests.engine.test_kernel import MIN, T0, bar_table
+from tests.engine.test_kernel_batches import (
+    IID,
+    assert_same,
+    bar_sources,
+    instrument,
+    run_both,
+    synthetic_trades,
+    trade_source,
+)
+
+
+def snapshot(msg: Bar | Trade | None) -> tuple[Any, ...] | None:
+    if msg is None:
+        return None
+    if type(msg) is Bar:
+        return (msg.instrument_id, msg.ts_event, msg.ts_init, msg.open, msg.high, msg.low, msg.close, msg.volume)
+    return (msg.instrument_id, msg.ts_event, msg.ts_init, msg.price, msg.size, msg.aggressor, msg.trade_id)
+
+
+class Looking:
+    """Records the cache's latest bar and trade whenever an order event or a timer fires.
+
+    The decisions stay EmaCross's (a feature-only handler); the timer falls between bars.
+    """
+
+    log: list[tuple[Any, ...]]
+    #: The timer's interval: never on an event time.
+    every = 7 * MIN + MIN // 3
+
+    def look(self, what: str, ts: int) -> None:
+        iid = self.instrument_id  # type: ignore[attr-defined]
+        cache = self.cache  # type: ignore[attr-defined]
+        self.log.append((what, ts, snapshot(cache.bar(iid)), snapshot(cache.trade(iid))))
+
+    def on_start(self) -> None:
+        super().on_start()  # type: ignore[misc]
+        self.log = []
+        self.set_timer("odd", self.every, start_ns=T0)  # type: ignore[attr-defined]
+
+    def on_timer(self, event: TimeEvent) -> None:
+        self.look("timer", event.ts_init)
+
+    def on_order_submitted(self, event: OrderSubmitted) -> None:
+        self.look("submitted", event.ts_init)
+
+    def on_order_filled(self, event: OrderFilled) -> None:
+        self.look("filled", event.ts_init)
+
+
+class LookingEmaCross(Looking, EmaCross):
+    """EmaCross (lean: its ``on_bar`` is declared feature-only) that looks at the cache."""
+
+
+class LookingTickEmaCross(Looking, TickEmaCross):
+    """TickEmaCross (lean on trades) that looks at the cache."""
+
+    every = 1_000_000_000 + 333_333  # trades are stamped in whole milliseconds
+
+
+class ReadingEmaCross(LookingEmaCross):
+    """Overrides ``on_bar`` without redeclaring it: it gets every bar (the full loop)."""
+
+    def on_bar(self, bar: Bar | None = None) -> None:
+        assert type(bar) is Bar
+        self.bars_seen = getattr(self, "bars_seen", 0) + 1
+        super().on_bar(bar)
+
+
+#: The instrument of ``bar_sources``' first table.
+BAR_IID = "C0USD.SIM"
+
+
+def bar_kernel(cls: type[EmaCross], latency_ns: int) -> Kernel:
+    kernel = Kernel([instrument("C0USD")], venue_config=VenueConfig(latency_ns=latency_ns), initial_cash=1_000_000.0)
+    kernel.add_strategy(cls(BAR_IID, fast=4, slow=15, mode="long_short", quantity=1.0, strategy_id="ema"))
+    return kernel
+
+
+def test_the_declaration_belongs_to_the_function() -> None:
+    assert is_feature_only(EmaCross.on_bar)
+    assert not is_feature_only(ReadingEmaCross.on_bar)
+    assert is_feature_only(LookingEmaCross(IID, fast=4, slow=15, quantity=1.0).on_bar)
+
+    @feature_only
+    def handler(msg: object) -> None: ...
+
+    assert is_feature_only(handler)
+
+
+@pytest.mark.parametrize("latency_ns", [0, 3 * MIN // 2])
+def test_lean_bar_loop_shows_order_events_and_timers_the_bars_of_process(tmp_path: Path, latency_ns: int) -> None:
+    sources = bar_sources(tmp_path / "b", [bar_table(2_000, seed=3)])
+    fast, slow = run_both(sources, lambda: bar_kernel(LookingEmaCross, latency_ns), batch_rows=300)
+    assert_same(fast, slow, min_fills=100)
+    (lean,), (one_by_one,) = fast.strategies, slow.strategies
+    assert {entry[0] for entry in lean.log} == {"timer", "submitted", "filled"}
+    assert all(entry[2] is not None for entry in lean.log)
+    assert lean.log == one_by_one.log
+    assert snapshot(fast.cache.bar(BAR_IID)) == snapshot(slow.cache.bar(BAR_IID))
+    # A handler that reads its bars gets every one, and the same fills.
+    reading = bar_kernel(ReadingEmaCross, latency_ns)
+    reading.run(Replay(sources, batch_rows=300))
+    assert reading.strategies[0].bars_seen == 2_000
+    assert reading.strategies[0].log == lean.log
+    assert reading.result.fills == fast.result.fills
+
+
+@pytest.mark.parametrize("latency_ns", [0, 2_000_000])
+def test_lean_trade_loop_shows_order_events_and_timers_the_trades_of_process(tmp_path: Path, latency_ns: int) -> None:
+    source = trade_source(tmp_path, synthetic_trades(30_000, seed=5))
+
+    def build() -> Kernel:
+        kernel = Kernel(
+            [instrument()], venue_config=VenueConfig(fill_on="trades", latency_ns=latency_ns), initial_cash=100_000.0
+        )
+        kernel.add_strategy(LookingTickEmaCross(IID, fast=8, slow=40, quantity=0.05))
+        return kernel
+
+    fast, slow = run_both([source], build, batch_rows=4_000)
+    assert_same(fast, slow, min_fills=100)
+    (lean,), (one_by_one,) = fast.strategies, slow.strategies
+    assert {entry[0] for entry in lean.log} == {"timer", "submitted", "filled"}
+    assert all(entry[3] is not None for entry in lean.log)
+    assert lean.log == one_by_one.log
+    assert snapshot(fast.cache.trade(IID)) == snapshot(slow.cache.trade(IID))

@@ -1,0 +1,640 @@
+"""The backtest batch loop: :meth:`Kernel.run <tradebus.engine.kernel.Kernel.run>`, optimised.
+
+:class:`BatchLoop` walks ``Replay.batches()`` (or ``Replay.mixed_batches()``) and produces
+exactly the orders, fills and equity samples that :meth:`Kernel.process` would on the same
+messages, faster:
+
+- columns of a batch are read as Python lists and bars are built positionally;
+- a batch's features are computed in one compiled call (``FeatureBank.run_bars``); row *i*
+  only uses rows <= *i* and is exposed to the strategy only when bar *i* is delivered, so
+  there is no lookahead;
+- the execution engine is skipped while no order is working and no breaker evaluates marks
+  (``RiskConfig.breakers_on_marks``; it would only mark prices). The loop remembers what it
+  skipped, and :meth:`BatchLoop.catch_up` (called by :meth:`Kernel.submit` before the next
+  order) makes the skipped marks and tells the simulated venue each instrument's latest bar
+  close (the open of the next bar, before which a bar order cannot fill) and latest trade.
+  Orders must therefore go through :meth:`Kernel.submit` (the strategy helpers do); the
+  kernel marks before each equity sample and when a strategy asks for its equity
+  (:meth:`Kernel.sync_marks`);
+- the clock is moved by assignment (its timer heap is consulted only when a timer is due),
+  after one vectorised check that the batch's times are in order;
+- the cyclic garbage collector runs rarely during the loop (see :func:`rare_gc`).
+
+Trade batches take the same path (features by ``FeatureBank.run_trades``; while nothing is
+working the simulated venue is not shown the trades, and before the next order it is shown
+each skipped instrument's latest trade, the only one whose price it would have kept), except
+with perpetuals or bars built from trades, whose settlement and bar building act between
+trades: those go through :meth:`Kernel.process` one at a time. Several instruments' bars
+(``mixed_bars`` batches) are walked with one *lane* per instrument.
+
+When every subscriber of an instrument's bars or trades is declared
+:func:`~tradebus.strategies.base.feature_only` (it reads neither its message nor the cache's
+latest bar or trade), the *lean* loops call them with ``None`` and build a bar or trade only
+when something may read one (see :meth:`BatchLoop._lean_bars`).
+
+The loop reads the kernel's parts (clock, cache, banks, histories, bus, execution engine,
+order manager, result) and calls back only its public methods (``process``,
+``sample_equity``, ``extend_span``, ``instrument_key``, ``sync_marks``).
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from itertools import repeat
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tradebus.engine.cache import FeatureView
+from tradebus.engine.clock import SimulatedClock
+from tradebus.engine.history import History
+from tradebus.engine.messages import Bar, Trade
+from tradebus.errors import DataError
+from tradebus.execution.simulated import SimulatedVenue
+from tradebus.strategies.base import is_feature_only
+
+if TYPE_CHECKING:
+    from tradebus.engine.kernel import Kernel, ReplayLike
+
+__all__ = ["BatchLoop", "rare_gc"]
+
+#: Bar batches shorter than this go through :meth:`Kernel.process` row by row.
+_SMALL_BATCH = 16
+
+
+class BatchLoop:
+    """The optimised backtest loop of one kernel, and what it skipped while nothing worked.
+
+    Parameters
+    ----------
+    kernel
+        The kernel whose parts the loop drives (it builds its loop in its constructor).
+
+    Attributes
+    ----------
+    busy
+        Whether the loop must show the execution engine the next bar or trade: an order may be
+        working, or a breaker evaluates every mark. Set by :meth:`catch_up` on every order.
+    idle_trades
+        Instruments whose latest trades the loop did not show the (simulated) venue.
+    lagging
+        Instruments whose bars the several-instrument loop did not show the venue while an
+        order worked on another one.
+    """
+
+    __slots__ = ("busy", "cursor", "idle_trades", "kernel", "lagging", "lazy", "note_bar_close")
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.busy: bool = kernel.risk_config.breakers_on_marks
+        self.idle_trades: set[str] = set()
+        self.lagging: set[str] = set()
+        # A lean loop (feature-only subscribers, see _lean_bars) builds no bar or trade per row;
+        # lazy(cursor) puts the current row's object in the cache when something may read it.
+        self.lazy: Callable[[int], None] | None = None
+        self.cursor = -1
+        venue = kernel.venue
+        self.note_bar_close: Callable[[str, int], None] | None = (
+            venue.note_bar_close if isinstance(venue, SimulatedVenue) else None
+        )
+
+    def catch_up(self) -> None:
+        """Before an order: make up for what the loop skipped (a no-op once caught up).
+
+        Marks the portfolio and the risk gate at the latest prices, tells the simulated venue
+        where each instrument's next bar opens and shows it each idle instrument's latest trade,
+        which leaves the venue as :meth:`Kernel.process` would have.
+        """
+        k = self.kernel
+        if self.lazy is not None:
+            self.lazy(self.cursor)
+        if not self.busy:
+            # The loop skipped the execution engine on this bar: catch up on its marks
+            # and tell the venue where each instrument's next bar opens.
+            k.sync_marks()
+            note = self.note_bar_close
+            if note is not None:
+                for iid, bar in k.cache.bars.items():
+                    note(iid, bar.ts_init)
+            if self.idle_trades:
+                # Trades the loop did not show the venue: with nothing working it would
+                # only have kept the last one's price (the reference of the next arrival).
+                for iid in self.idle_trades:
+                    k.venue.on_trade(k.cache.trades[iid])  # type: ignore[attr-defined]
+                self.idle_trades.clear()
+            self.lagging.clear()
+            self.busy = True
+        elif self.lagging:
+            # Bars of instruments with nothing working, skipped while another one had an order.
+            k.sync_marks()
+            note = self.note_bar_close
+            if note is not None:
+                for iid in self.lagging:
+                    note(iid, k.cache.bars[iid].ts_init)
+            self.lagging.clear()
+
+    def run(self, replay: ReplayLike, on_batch: Callable[[int], None] | None = None) -> None:
+        """Feed every batch of ``replay`` through the kernel (started; the caller stops it).
+
+        Raises
+        ------
+        DataError
+            If a batch names an unknown instrument.
+        """
+        k = self.kernel
+        with rare_gc():
+            mixed = getattr(replay, "mixed_batches", None)
+            for batch in mixed() if mixed is not None else replay.batches():
+                kind = batch.kind
+                for iid in batch.instrument_ids if kind == "mixed_bars" else (batch.instrument_id,):
+                    if iid not in k.instruments:
+                        raise DataError(f"kernel: replay batch for unknown instrument {iid!r}")
+                if kind == "bars":
+                    self.bars(batch)
+                elif kind == "mixed_bars":
+                    self.mixed_bars(batch)
+                elif kind == "trades":
+                    self.trades(batch)
+                else:
+                    for msg in batch.messages():  # quotes, book, mark prices, funding, open interest
+                        k.process(msg)
+                if on_batch is not None:
+                    on_batch(len(batch.ts_init))
+
+    def bars(self, batch: Any) -> None:
+        """One instrument's run of bars."""
+        k = self.kernel
+        n = len(batch.ts_init)
+        clock = k.clock
+        assert isinstance(clock, SimulatedClock)
+        if n < _SMALL_BATCH or not _ordered_from(batch.ts_init, clock.current_ns):
+            # Interleaved sources give runs of a few rows: per-batch set-up would dominate.
+            # Out-of-order times (not from a Replay) take the path that never moves time back.
+            for bar in batch.messages():
+                k.process(bar)
+            return
+        iid = k.instrument_key(batch.instrument_id)
+        view, live, features, deliver, history = self._bar_lane(
+            iid, batch.ts_event, batch.open, batch.high, batch.low, batch.close, batch.volume
+        )
+        ts_init = batch.ts_init.tolist()
+        if _lean(k.bus.handlers(Bar, iid)):
+            self._lean_bars(batch, iid, ts_init, features, view, deliver)
+        else:
+            self._full_bars(batch, iid, ts_init, features, view, deliver)
+        if history is not None:
+            history.end_batch()
+        if live is not None:
+            view.row = live
+
+    def _full_bars(
+        self,
+        batch: Any,
+        iid: str,
+        ts_init: list[int],
+        features: Iterator[Any],
+        view: FeatureView,
+        deliver: Callable[[Bar | None], None],
+    ) -> None:
+        """The bar loop that builds every bar (its subscribers read them)."""
+        k = self.kernel
+        clock = k.clock
+        assert isinstance(clock, SimulatedClock)
+        n = len(ts_init)
+        # Historical bars usually have ts_event == ts_init: share the int objects.
+        ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
+        execution_on_bar = k.execution.on_bar
+        cache_bars = k.cache.bars
+        cache_prices = k.cache.prices
+        count_open = k.orders.count_open
+        marks_matter = k.risk_config.breakers_on_marks
+        perps = k.perpetuals
+        advance = clock.advance_to
+        next_sample = k.next_sample_ns
+        result = k.result
+        k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
+        for te, ti, o, h, lo, c, v, row in zip(
+            ts_event,
+            ts_init,
+            batch.open.tolist(),
+            batch.high.tolist(),
+            batch.low.tolist(),
+            batch.close.tolist(),
+            batch.volume.tolist(),
+            features,
+            strict=True,
+        ):
+            if ti < clock.next_due:
+                clock.current_ns = ti  # ordered batch, no timer due: nothing else to do
+            else:
+                advance(ti)
+            bar = Bar(iid, te, ti, o, h, lo, c, v)
+            if self.busy:
+                execution_on_bar(bar)
+                if perps is not None and perps.watching:
+                    perps.check(ti)
+                self.busy = marks_matter or count_open() > 0
+            elif perps is not None and perps.watching:
+                perps.on_price(iid, c, ti)  # an open perpetual position is marked on every bar
+            cache_bars[iid] = bar
+            cache_prices[iid] = c
+            view.row = row
+            deliver(bar)
+            if ti >= next_sample:
+                k.sample_equity(ti)
+                next_sample = k.next_sample_ns
+        result.bars += n
+        result.end_ns = ts_init[-1]
+
+    def _lean_bars(
+        self,
+        batch: Any,
+        iid: str,
+        ts_init: list[int],
+        features: Iterator[Any],
+        view: FeatureView,
+        deliver: Callable[[Bar | None], None],
+    ) -> None:
+        """The bar loop for subscribers that read no bar (:func:`~tradebus.strategies.base.feature_only`).
+
+        A bar is built only when something may read it: the execution engine while an order
+        works, an order's catch-up (:meth:`catch_up`), a due timer (the previous bar) and the end
+        of the batch. While busy the cache is current: the loop becomes busy only through an
+        order, whose catch-up cached the bar it was decided on.
+        """
+        k = self.kernel
+        clock = k.clock
+        assert isinstance(clock, SimulatedClock)
+        n = len(ts_init)
+        cache_bars = k.cache.bars
+        columns: list[list[Any]] = []
+
+        def bar_at(j: int) -> Bar:
+            if not columns:
+                same = np.array_equal(batch.ts_event, batch.ts_init)
+                columns.append(ts_init if same else batch.ts_event.tolist())
+                columns.extend(getattr(batch, name).tolist() for name in ("open", "high", "low", "close", "volume"))
+            te, o, h, lo, c, v = columns
+            return Bar(iid, te[j], ts_init[j], o[j], h[j], lo[j], c[j], v[j])
+
+        def materialize(j: int) -> None:
+            if j >= 0:
+                cache_bars[iid] = bar_at(j)
+
+        execution_on_bar = k.execution.on_bar
+        cache_prices = k.cache.prices
+        count_open = k.orders.count_open
+        marks_matter = k.risk_config.breakers_on_marks
+        perps = k.perpetuals
+        advance = clock.advance_to
+        next_sample = k.next_sample_ns
+        result = k.result
+        k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
+        self.cursor = -1  # before the first row: the cache holds the previous batch's last bar
+        self.lazy = materialize
+        try:
+            for j, ti, c, row in zip(range(n), ts_init, batch.close.tolist(), features, strict=True):
+                if ti < clock.next_due:
+                    clock.current_ns = ti
+                else:
+                    materialize(j - 1)  # a timer's callback may read the latest bar
+                    advance(ti)
+                self.cursor = j
+                if self.busy:
+                    bar = bar_at(j)
+                    execution_on_bar(bar)
+                    if perps is not None and perps.watching:
+                        perps.check(ti)
+                    self.busy = marks_matter or count_open() > 0
+                    cache_bars[iid] = bar
+                elif perps is not None and perps.watching:
+                    perps.on_price(iid, c, ti)
+                cache_prices[iid] = c
+                view.row = row
+                deliver(None)
+                if ti >= next_sample:
+                    k.sample_equity(ti)
+                    next_sample = k.next_sample_ns
+        finally:
+            self.lazy = None
+        materialize(n - 1)
+        result.bars += n
+        result.end_ns = ts_init[-1]
+
+    def _bar_lane(
+        self, iid: str, ts_event: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray
+    ) -> tuple[FeatureView, Any, Iterator[Any], Callable[[Bar], None], History | None]:
+        """Set up the batch loop's delivery of one instrument's bars (in order, any other rows between).
+
+        Returns the instrument's feature view, its live row to restore after the batch (``None``:
+        no bank), the iterator of feature rows (one per bar), the delivery to the subscribers and
+        the staged history (end its batch afterwards; ``None``: no bar history).
+        """
+        k = self.kernel
+        bank = k.banks.get(iid)
+        view = k.cache.feature_views.get(iid)
+        if bank is not None and view is not None:
+            live = view.row
+            # Until row i's bar is delivered, the strategy sees the values from before the batch.
+            view.row = live.tolist()  # type: ignore[union-attr]
+            out = bank.run_bars(ts_event, o, h, lo, c, v)
+            # Column lists zipped back into one tuple per row as the loop goes: no n-element
+            # list of lists for the garbage collector to walk.
+            features: Iterator[Any] = zip(*out.T.tolist(), strict=True)
+        else:
+            view, live = FeatureView(()), None  # a throwaway view keeps the loop free of branches
+            features = repeat((), ts_event.shape[0])
+        deliver = _fan_out(k.bus.handlers(Bar, iid))
+        history = k.histories.get(iid)
+        if history is not None and history.bar_capacity:
+            # The batch is staged whole; each delivered bar makes one more row visible.
+            history.begin_batch(ts_event, np.column_stack((o, h, lo, c, v)))
+            deliver = _advancing(history, deliver)
+        else:
+            history = None
+        return view, live, features, deliver, history
+
+    def mixed_bars(self, batch: Any) -> None:
+        """The loop of :meth:`bars` over rows of several instruments (``Replay.mixed_batches``)."""
+        k = self.kernel
+        n = len(batch.ts_init)
+        clock = k.clock
+        assert isinstance(clock, SimulatedClock)
+        if n < _SMALL_BATCH or not _ordered_from(batch.ts_init, clock.current_ns):
+            for bar in batch.messages():
+                k.process(bar)
+            return
+        source = batch.source
+        lanes: list[tuple[str, FeatureView, Callable[[], Any], Callable[[Bar], None]] | None] = []
+        ends: list[tuple[FeatureView, Any, History | None]] = []
+        for s, instrument_id in enumerate(batch.instrument_ids):
+            rows = np.flatnonzero(source == s)
+            if not rows.size:
+                lanes.append(None)
+                continue
+            iid = k.instrument_key(instrument_id)
+            view, live, features, deliver, history = self._bar_lane(
+                iid,
+                batch.ts_event[rows],
+                batch.open[rows],
+                batch.high[rows],
+                batch.low[rows],
+                batch.close[rows],
+                batch.volume[rows],
+            )
+            lanes.append((iid, view, features.__next__, deliver))
+            ends.append((view, live, history))
+        ts_init = batch.ts_init.tolist()
+        ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
+        execution_on_bar = k.execution.on_bar
+        cache_bars = k.cache.bars
+        cache_prices = k.cache.prices
+        orders = k.orders
+        marks_matter = k.risk_config.breakers_on_marks
+        perps = k.perpetuals
+        advance = clock.advance_to
+        next_sample = k.next_sample_ns
+        # While an order works on one instrument, the others' bars skip the execution engine
+        # too (unless marks matter or perpetuals are watched); see submit().
+        every_bar = marks_matter or perps is not None
+        lagging = self.lagging
+        k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
+        for s, te, ti, o, h, lo, c, v in zip(
+            source.tolist(),
+            ts_event,
+            ts_init,
+            batch.open.tolist(),
+            batch.high.tolist(),
+            batch.low.tolist(),
+            batch.close.tolist(),
+            batch.volume.tolist(),
+            strict=True,
+        ):
+            iid, view, next_row, deliver = lanes[s]  # type: ignore[misc]
+            if ti < clock.next_due:
+                clock.current_ns = ti
+            else:
+                advance(ti)
+            bar = Bar(iid, te, ti, o, h, lo, c, v)
+            if self.busy:
+                if every_bar or orders.open_orders(iid):
+                    execution_on_bar(bar)
+                    if perps is not None and perps.watching:
+                        perps.check(ti)
+                    self.busy = marks_matter or orders.count_open() > 0
+                else:
+                    lagging.add(iid)  # nothing works on it: shown to the venue before the next order
+            elif perps is not None and perps.watching:
+                perps.on_price(iid, c, ti)
+            cache_bars[iid] = bar
+            cache_prices[iid] = c
+            view.row = next_row()
+            deliver(bar)
+            if ti >= next_sample:
+                k.sample_equity(ti)
+                next_sample = k.next_sample_ns
+        k.result.bars += n
+        k.result.end_ns = ts_init[-1]
+        for view, live, history in ends:
+            if history is not None:
+                history.end_batch()
+            if live is not None:
+                view.row = live
+
+    def trades(self, batch: Any) -> None:
+        """One instrument's run of trades."""
+        k = self.kernel
+        n = len(batch.ts_init)
+        clock = k.clock
+        assert isinstance(clock, SimulatedClock)
+        iid = k.instrument_key(batch.instrument_id)
+        if (
+            n < _SMALL_BATCH
+            or k.perpetuals is not None
+            or iid in k.trade_bars
+            or not _ordered_from(batch.ts_init, clock.current_ns)
+        ):
+            # Perpetual settlement and bars built from trades act between trades: one at a time.
+            for j, (te, ti, px, sz, side) in enumerate(
+                zip(
+                    batch.ts_event.tolist(),
+                    batch.ts_init.tolist(),
+                    batch.price.tolist(),
+                    batch.size.tolist(),
+                    batch.aggressor.tolist(),
+                    strict=True,
+                )
+            ):
+                k.process(Trade(iid, te, ti, px, sz, side, batch.trade_id[j]))
+            return
+        bank = k.banks.get(iid)
+        view = k.cache.feature_views.get(iid)
+        if bank is not None and view is not None:
+            live = view.row
+            view.row = live.tolist()  # type: ignore[union-attr]
+            out = bank.run_trades(batch.ts_event, batch.price, batch.size, batch.aggressor)
+            features: Iterable[Any] = zip(*out.T.tolist(), strict=True)
+        else:
+            view, live = FeatureView(()), None
+            features = repeat((), n)
+        ts_init = batch.ts_init.tolist()
+        ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
+        deliver = _fan_out(k.bus.handlers(Trade, iid))
+        history = k.histories.get(iid)
+        history_free = history is None or not history.trade_capacity
+        if not history_free:
+            deliver = _appending_trade(history, deliver)
+        # Only the plain simulated venue's trade handling reduces to "remember the last price"
+        # while nothing is working (see submit()); any other venue sees every trade.
+        skip = type(k.venue) is SimulatedVenue
+        idle = self.idle_trades
+        execution_on_trade = k.execution.on_trade
+        cache_trades = k.cache.trades
+        cache_prices = k.cache.prices
+        count_open = k.orders.count_open
+        marks_matter = k.risk_config.breakers_on_marks
+        advance = clock.advance_to
+        next_sample = k.next_sample_ns
+        result = k.result
+        if skip and not self.busy:
+            idle.add(iid)
+        k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
+        if skip and history_free and _lean(k.bus.handlers(Trade, iid)):
+            # No subscriber reads a trade: one is built only when something may read it (see
+            # _lean_bars); the venue sees none while nothing works, as in the loop below.
+            columns: list[Any] = []
+
+            def trade_at(j: int) -> Trade:
+                if not columns:
+                    columns.extend((ts_event, prices, batch.size.tolist(), batch.aggressor.tolist(), batch.trade_id))
+                te, px, sz, side, tid = columns
+                return Trade(iid, te[j], ts_init[j], px[j], sz[j], side[j], tid[j])
+
+            def materialize(j: int) -> None:
+                if j >= 0:
+                    cache_trades[iid] = trade_at(j)
+
+            prices = batch.price.tolist()
+            self.cursor = -1
+            self.lazy = materialize
+            try:
+                for j, ti, px, row in zip(range(n), ts_init, prices, features, strict=True):
+                    if ti < clock.next_due:
+                        clock.current_ns = ti
+                    else:
+                        materialize(j - 1)
+                        advance(ti)
+                    self.cursor = j
+                    if self.busy:
+                        trade = trade_at(j)
+                        execution_on_trade(trade)
+                        self.busy = marks_matter or count_open() > 0
+                        if not self.busy:
+                            idle.add(iid)
+                        cache_trades[iid] = trade
+                    cache_prices[iid] = px
+                    view.row = row
+                    deliver(None)
+                    if ti >= next_sample:
+                        k.sample_equity(ti)
+                        next_sample = k.next_sample_ns
+            finally:
+                self.lazy = None
+            materialize(n - 1)
+        else:
+            for te, ti, px, sz, side, tid, row in zip(
+                ts_event,
+                ts_init,
+                batch.price.tolist(),
+                batch.size.tolist(),
+                batch.aggressor.tolist(),
+                batch.trade_id,
+                features,
+                strict=True,
+            ):
+                if ti < clock.next_due:
+                    clock.current_ns = ti
+                else:
+                    advance(ti)
+                trade = Trade(iid, te, ti, px, sz, side, tid)
+                if self.busy or not skip:
+                    execution_on_trade(trade)
+                    if skip:
+                        self.busy = marks_matter or count_open() > 0
+                        if not self.busy:
+                            idle.add(iid)
+                cache_trades[iid] = trade
+                cache_prices[iid] = px
+                view.row = row
+                deliver(trade)
+                if ti >= next_sample:
+                    k.sample_equity(ti)
+                    next_sample = k.next_sample_ns
+        result.trades += n
+        result.end_ns = ts_init[-1]
+        if live is not None:
+            view.row = live
+
+
+@contextmanager
+def rare_gc() -> Iterator[None]:
+    """Run the cyclic garbage collector rarely for the duration of a backtest loop.
+
+    The loop allocates many short-lived objects but no reference cycles (messages are
+    ``gc=False`` structs), so the default thresholds only spend time walking the
+    long-lived objects of the run (orders, fills, modules). Objects alive at the start
+    are frozen out of collection and the young-generation threshold is raised; both
+    are restored afterwards.
+    """
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1_000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+def _ordered_from(ts: np.ndarray, start: int) -> bool:
+    """Whether ``ts`` never decreases and starts at or after ``start``."""
+    return bool(ts[0] >= start and (ts[1:] >= ts[:-1]).all())
+
+
+def _lean(handlers: tuple[Callable[[Any], None], ...]) -> bool:
+    """Whether every handler was declared :func:`~tradebus.strategies.base.feature_only`."""
+    return all(is_feature_only(handler) for handler in handlers)
+
+
+def _fan_out(handlers: tuple[Callable[[Any], None], ...]) -> Callable[[Any], None]:
+    """One callable delivering a message to every handler, in order (no loop for a single one)."""
+    if len(handlers) == 1:
+        return handlers[0]
+
+    def deliver(msg: Any) -> None:
+        for handler in handlers:
+            handler(msg)
+
+    return deliver
+
+
+def _advancing(history: History, deliver: Callable[[Bar], None]) -> Callable[[Bar], None]:
+    """``deliver`` preceded by making the bar visible in the instrument's staged history batch."""
+
+    def advance_and_deliver(bar: Bar) -> None:
+        history.cursor += 1
+        deliver(bar)
+
+    return advance_and_deliver
+
+
+def _appending_trade(history: History, deliver: Callable[[Trade], None]) -> Callable[[Trade], None]:
+    """``deliver`` preceded by appending the trade to the instrument's history window."""
+
+    def append_and_deliver(trade: Trade) -> None:
+        history.append_trade(trade.ts_event, trade.price, trade.size, float(trade.aggressor))
+        deliver(trade)
+
+    return append_and_deliver
