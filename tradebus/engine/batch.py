@@ -74,7 +74,7 @@ class BatchLoop:
 
     Attributes
     ----------
-    busy
+    needs_execution
         Whether the loop must show the execution engine the next bar or trade: an order may be
         working, or a breaker evaluates every mark. Set by :meth:`catch_up` on every order.
     idle_trades
@@ -84,11 +84,11 @@ class BatchLoop:
         order worked on another one.
     """
 
-    __slots__ = ("busy", "cursor", "idle_trades", "kernel", "lagging", "lazy", "note_bar_close")
+    __slots__ = ("cursor", "idle_trades", "kernel", "lagging", "lazy", "needs_execution", "note_bar_close")
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
-        self.busy: bool = kernel.risk_config.breakers_on_marks
+        self.needs_execution: bool = kernel.risk_config.breakers_on_marks
         self.idle_trades: set[str] = set()
         self.lagging: set[str] = set()
         # A lean loop (feature-only subscribers, see _lean_bars) builds no bar or trade per row;
@@ -110,7 +110,7 @@ class BatchLoop:
         k = self.kernel
         if self.lazy is not None:
             self.lazy(self.cursor)
-        if not self.busy:
+        if not self.needs_execution:
             # The loop skipped the execution engine on this bar: catch up on its marks
             # and tell the venue where each instrument's next bar opens.
             k.sync_marks()
@@ -125,7 +125,7 @@ class BatchLoop:
                     k.venue.on_trade(k.cache.trades[iid])  # type: ignore[attr-defined]
                 self.idle_trades.clear()
             self.lagging.clear()
-            self.busy = True
+            self.needs_execution = True
         elif self.lagging:
             # Bars of instruments with nothing working, skipped while another one had an order.
             k.sync_marks()
@@ -231,11 +231,11 @@ class BatchLoop:
             else:
                 advance(ti)
             bar = Bar(iid, te, ti, o, h, lo, c, v)
-            if self.busy:
+            if self.needs_execution:
                 execution_on_bar(bar)
                 if perps is not None and perps.watching:
                     perps.check(ti)
-                self.busy = marks_matter or count_open() > 0
+                self.needs_execution = marks_matter or count_open() > 0
             elif perps is not None and perps.watching:
                 perps.on_price(iid, c, ti)  # an open perpetual position is marked on every bar
             cache_bars[iid] = bar
@@ -261,7 +261,7 @@ class BatchLoop:
 
         A bar is built only when something may read it: the execution engine while an order
         works, an order's catch-up (:meth:`catch_up`), a due timer (the previous bar) and the end
-        of the batch. While busy the cache is current: the loop becomes busy only through an
+        of the batch. While it needs execution the cache is current: it comes to need it only through an
         order, whose catch-up cached the bar it was decided on.
         """
         k = self.kernel
@@ -302,12 +302,12 @@ class BatchLoop:
                     materialize(j - 1)  # a timer's callback may read the latest bar
                     advance(ti)
                 self.cursor = j
-                if self.busy:
+                if self.needs_execution:
                     bar = bar_at(j)
                     execution_on_bar(bar)
                     if perps is not None and perps.watching:
                         perps.check(ti)
-                    self.busy = marks_matter or count_open() > 0
+                    self.needs_execution = marks_matter or count_open() > 0
                     cache_bars[iid] = bar
                 elif perps is not None and perps.watching:
                     perps.on_price(iid, c, ti)
@@ -418,12 +418,12 @@ class BatchLoop:
             else:
                 advance(ti)
             bar = Bar(iid, te, ti, o, h, lo, c, v)
-            if self.busy:
+            if self.needs_execution:
                 if every_bar or orders.open_orders(iid):
                     execution_on_bar(bar)
                     if perps is not None and perps.watching:
                         perps.check(ti)
-                    self.busy = marks_matter or orders.count_open() > 0
+                    self.needs_execution = marks_matter or orders.count_open() > 0
                 else:
                     lagging.add(iid)  # nothing works on it: shown to the venue before the next order
             elif perps is not None and perps.watching:
@@ -498,7 +498,7 @@ class BatchLoop:
         advance = clock.advance_to
         next_sample = k.next_sample_ns
         result = k.result
-        if skip and not self.busy:
+        if skip and not self.needs_execution:
             idle.add(iid)
         k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
         if skip and history_free and _lean(k.bus.handlers(Trade, iid)):
@@ -527,11 +527,11 @@ class BatchLoop:
                         materialize(j - 1)
                         advance(ti)
                     self.cursor = j
-                    if self.busy:
+                    if self.needs_execution:
                         trade = trade_at(j)
                         execution_on_trade(trade)
-                        self.busy = marks_matter or count_open() > 0
-                        if not self.busy:
+                        self.needs_execution = marks_matter or count_open() > 0
+                        if not self.needs_execution:
                             idle.add(iid)
                         cache_trades[iid] = trade
                     cache_prices[iid] = px
@@ -559,11 +559,11 @@ class BatchLoop:
                 else:
                     advance(ti)
                 trade = Trade(iid, te, ti, px, sz, side, tid)
-                if self.busy or not skip:
+                if self.needs_execution or not skip:
                     execution_on_trade(trade)
                     if skip:
-                        self.busy = marks_matter or count_open() > 0
-                        if not self.busy:
+                        self.needs_execution = marks_matter or count_open() > 0
+                        if not self.needs_execution:
                             idle.add(iid)
                 cache_trades[iid] = trade
                 cache_prices[iid] = px

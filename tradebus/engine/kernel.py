@@ -73,7 +73,7 @@ from tradebus.engine.messages import (
     SubmitOrder,
     Trade,
 )
-from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY, Perpetuals
+from tradebus.engine.perpetuals import Perpetuals
 from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import ConfigError, DataError
 from tradebus.execution.config import VenueConfig
@@ -435,7 +435,7 @@ class Kernel:
         """
         self.result.submit_reasons[cmd.client_order_id] = cmd.reason
         loop = self._loop
-        if not loop.busy or loop.lagging:
+        if not loop.needs_execution or loop.lagging:
             loop.catch_up()
         self.execution.submit(cmd)
 

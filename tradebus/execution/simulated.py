@@ -140,6 +140,9 @@ __all__ = ["SimulatedVenue"]
 _SUBMIT, _CANCEL, _MODIFY = 0, 1, 2
 _MAKER = Liquidity.MAKER
 _TAKER = Liquidity.TAKER
+# What a planned bar event does; at the same point of the bar path a trigger comes before a fill,
+# a fill before an expiry.
+_PLAN_TRIGGER, _PLAN_FILL, _PLAN_EXPIRE = 0, 1, 2
 _STOPS = frozenset({OrderType.STOP_MARKET, OrderType.STOP_LIMIT})
 _LIMITS = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT})
 _WORKING = frozenset({OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED})
@@ -657,12 +660,12 @@ class SimulatedVenue(Venue):
             if match is not None:
                 match.pos = pos
                 match.next = i
-            if kind == 0:
+            if kind == _PLAN_TRIGGER:
                 sim.triggered = True
                 sim.status = _TRIGGERED
                 sim.ts_event = ts
                 self._emit(OrderTriggered(sim.strategy_id, iid, sim.coid, ts, self.clock.now_ns()))
-            elif kind == 1:
+            elif kind == _PLAN_FILL:
                 if liq is _TAKER and self._slip:
                     px = self._slipped(iid, sim, px, bar)
                 self._fill(iid, sim, sim.leaves, px, liq, ts)
@@ -680,7 +683,7 @@ class SimulatedVenue(Venue):
         typ = sim.type
         first = path[0] if start == 0.0 else _price_at(path, start)
         if typ == _MARKET:
-            return [(start, seq, 1, sim, first, _TAKER)]
+            return [(start, seq, _PLAN_FILL, sim, first, _TAKER)]
         plans: list[tuple[float, int, int, _SimOrder, float, Liquidity | None]] = []
         aggressive = sim.aggressive
         if typ in _STOPS and not sim.triggered:
@@ -688,24 +691,24 @@ class SimulatedVenue(Venue):
             if r is None:
                 return plans
             px = first if r == start else sim.trigger
-            plans.append((r, seq, 0, sim, px, None))
+            plans.append((r, seq, _PLAN_TRIGGER, sim, px, None))
             if typ == _STOP_MARKET:
-                plans.append((r, seq, 1, sim, px, _TAKER))
+                plans.append((r, seq, _PLAN_FILL, sim, px, _TAKER))
                 return plans
             if (px <= sim.limit) if buy else (px >= sim.limit):
-                plans.append((r, seq, 1, sim, px, _TAKER))
+                plans.append((r, seq, _PLAN_FILL, sim, px, _TAKER))
                 return plans
             if sim.tif != _GTC:
-                plans.append((r, seq, 2, sim, px, None))
+                plans.append((r, seq, _PLAN_EXPIRE, sim, px, None))
                 return plans
             start = r
             aggressive = False
         if aggressive:
-            plans.append((start, seq, 1, sim, first, _TAKER))
+            plans.append((start, seq, _PLAN_FILL, sim, first, _TAKER))
             return plans
         r = _reach(path, start, sim.limit, not buy, self._through)
         if r is not None:
-            plans.append((r, seq, 1, sim, path[0] if r == 0.0 else sim.limit, _MAKER))
+            plans.append((r, seq, _PLAN_FILL, sim, path[0] if r == 0.0 else sim.limit, _MAKER))
         return plans
 
     def _match_tick(
@@ -993,13 +996,13 @@ def _stop_first(
     """``plans`` in path order, with every limit fill taken just after the last stop fill of its side."""
     last_stop = {True: -1.0, False: -1.0}
     for pos, _seq, kind, sim, _px, _liq in plans:
-        if kind == 1 and sim.type in _STOPS and pos > last_stop[sim.buy]:
+        if kind == _PLAN_FILL and sim.type in _STOPS and pos > last_stop[sim.buy]:
             last_stop[sim.buy] = pos
     moved = []
     for plan in plans:
         pos, seq, kind, sim, px, liq = plan
         stop = last_stop[sim.buy]
-        if kind == 1 and sim.type == _LIMIT and 0.0 <= stop and pos <= stop:
+        if kind == _PLAN_FILL and sim.type == _LIMIT and 0.0 <= stop and pos <= stop:
             plan = (math.nextafter(stop, _INF), seq, kind, sim, px, liq)
         moved.append(plan)
     moved.sort(key=_plan_key)
