@@ -5,8 +5,10 @@
 private stream of :mod:`tradebus.adapters.okx.user_stream` to run unchanged:
 
 * ``POST /api/v5/trade/order``, ``/trade/cancel-order``, ``/trade/amend-order``;
-  ``GET /api/v5/trade/order``, ``/trade/orders-pending``, ``/trade/fills``,
-  ``/account/balance``. Every request must carry ``OK-ACCESS-KEY``, the passphrase, an
+  ``GET /api/v5/trade/order``, ``/trade/orders-pending``, ``/trade/fills`` (3 days) and
+  ``/trade/fills-history`` (3 months; ``instType`` required), paged as OKX pages them
+  (newest first; ``after`` / ``before`` a ``billId``, ``begin`` / ``end`` ms, ``limit``
+  1-100, default 100), ``/account/balance``. Every request must carry ``OK-ACCESS-KEY``, the passphrase, an
   ISO ``OK-ACCESS-TIMESTAMP`` within 30 s and ``OK-ACCESS-SIGN`` (base64 HMAC-SHA256 of
   timestamp + method + path with query + body), and ``x-simulated-trading: 1`` (demo keys
   work only in demo trading: ``50101`` otherwise). Errors are OKX's: ``50111`` bad key,
@@ -65,6 +67,10 @@ _ORD_TYPES = {
     "fok": (OrderType.LIMIT, TimeInForce.FOK, False),
 }
 _UID = "44705892343619584"
+#: Rows of a fills page at most (and by default); how far back ``/trade/fills`` and ``/trade/fills-history`` reach, ms.
+FILLS_PAGE = 100
+FILLS_RECENT_MS = 3 * 24 * 3600 * 1000
+FILLS_HISTORY_MS = 90 * 24 * 3600 * 1000
 
 
 def _sign(secret: bytes, payload: str) -> str:
@@ -90,6 +96,7 @@ class OkxPrivateEmulator(AccountEmulator):
             ("GET", "/api/v5/trade/order"): self._query,
             ("GET", "/api/v5/trade/orders-pending"): self._pending,
             ("GET", "/api/v5/trade/fills"): self._fills,
+            ("GET", "/api/v5/trade/fills-history"): self._fills_history,
             ("GET", "/api/v5/account/balance"): self._balance,
         }
 
@@ -196,10 +203,39 @@ class OkxPrivateEmulator(AccountEmulator):
         return self._ok([self._row(r, None) for r in self.open_orders(p.get("instId"))])
 
     def _fills(self, p: dict[str, Any]) -> web.Response:
+        return self._fill_page(p, self.now_ms() - FILLS_RECENT_MS)
+
+    def _fills_history(self, p: dict[str, Any]) -> web.Response:
+        if not p.get("instType"):
+            return self.error(200, 51000, "Parameter instType error")
+        return self._fill_page(p, self.now_ms() - FILLS_HISTORY_MS)
+
+    def _fill_page(self, p: dict[str, Any], oldest_ms: int) -> web.Response:
+        """One page of the account's fills since ``oldest_ms``, newest first, as OKX pages them.
+
+        ``after`` / ``before`` (a ``billId``): rows older / newer than it; ``begin`` / ``end``
+        (ms): rows with ``ts`` from / up to them; ``limit`` 1-100 (default 100) rows, the
+        newest of the range, or with ``before`` the ones just newer than it.
+        """
         if p.get("instType") not in (None, self.inst_type):
             return self._ok([])
-        rows = [f for f in self.fills if p.get("instId") in (None, f.rec.symbol) and p.get("ordId") in (None, str(f.rec.order_id))]
-        return self._ok([self._fill_row(f) for f in reversed(rows)])  # newest first, as OKX
+        try:
+            limit = int(p.get("limit") or FILLS_PAGE)
+            after, before = (int(p[k]) if p.get(k) else None for k in ("after", "before"))
+            begin, end = (int(p[k]) if p.get(k) else None for k in ("begin", "end"))
+        except ValueError:
+            return self.error(200, 51000, "Parameter limit/after/before/begin/end error")
+        if not 1 <= limit <= FILLS_PAGE:
+            return self.error(200, 51000, "Parameter limit error")
+        rows = [
+            f for f in self.fills
+            if p.get("instId") in (None, f.rec.symbol) and p.get("ordId") in (None, str(f.rec.order_id))
+            and (ts := f.fill.ts_event // 1_000_000) >= max(oldest_ms, begin or 0) and (end is None or ts <= end)
+            and (after is None or f.trade_id < after) and (before is None or f.trade_id > before)
+        ]
+        rows.sort(key=lambda f: f.trade_id)
+        page = rows[:limit] if before is not None else rows[-limit:]
+        return self._ok([self._fill_row(f) for f in reversed(page)])  # newest first, as OKX
 
     def _balance(self, p: dict[str, Any]) -> web.Response:
         return self._ok([self._account(sorted(self.balances))])
