@@ -9,7 +9,10 @@ page), not order by order -- and the 7 it already had not again, resolve the rec
 from the venue's open-order list, and stay within the account's request-weight budget.
 
 Checked against the emulator's own records (its trade list, its balances or position, its
-request log), on Binance spot (``myTrades``) and USD-M (``userTrades``).
+request log), on Binance spot (``myTrades``) and USD-M (``userTrades``), 1,000 a page; OKX
+spot and swap (``/api/v5/trade/fills``, ``after`` a ``billId``) and Bybit spot and linear
+(``/v5/execution/list``, ``cursor``), 100 a page: 27 pages for 2,612 fills. Bybit's budget
+of 10 requests a second places 100 orders of 30 units instead of 300 of 10 (same fills).
 """
 
 from __future__ import annotations
