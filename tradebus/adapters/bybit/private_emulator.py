@@ -200,7 +200,8 @@ class BybitPrivateEmulator(AccountEmulator):
         """One page of the account's executions, newest first, as Bybit pages them.
 
         ``startTime`` / ``endTime`` (ms) at most 7 days apart (only one given: 7 days from or
-        to it; neither: the last 7 days); ``limit`` 1-100, default 50; ``cursor``: the
+        to it; neither: every execution -- Bybit's last 7 days, a departure: tests' fills
+        carry the recording's times); ``limit`` 1-100, default 50; ``cursor``: the
         ``nextPageCursor`` of the previous page (empty on the last page).
         """
         try:
@@ -212,11 +213,9 @@ class BybitPrivateEmulator(AccountEmulator):
             return self.error(200, 10001, "params error: limit must be in [1, 100]")
         if start is not None and end is not None and end - start > EXECUTIONS_WINDOW_MS:
             return self.error(200, 10001, "The time range between startTime and endTime cannot exceed 7 days")
-        if start is None and end is None:
-            end = self.now_ms()
-        if start is None:
+        if start is None and end is not None:
             start = end - EXECUTIONS_WINDOW_MS
-        if end is None:
+        if end is None and start is not None:
             end = start + EXECUTIONS_WINDOW_MS
         cursor = str(p.get("cursor") or "")
         if cursor and not cursor.isdigit():
@@ -224,7 +223,8 @@ class BybitPrivateEmulator(AccountEmulator):
         rows = [
             f for f in self.fills
             if self._mine(p) and p.get("symbol") in (None, f.rec.symbol) and p.get("orderId") in (None, str(f.rec.order_id))
-            and start <= f.fill.ts_event // 1_000_000 <= end and (not cursor or f.trade_id < int(cursor))
+            and (start is None or end is None or start <= f.fill.ts_event // 1_000_000 <= end)
+            and (not cursor or f.trade_id < int(cursor))
         ]
         rows.sort(key=lambda f: f.trade_id, reverse=True)
         page = rows[:limit]

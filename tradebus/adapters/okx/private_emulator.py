@@ -5,8 +5,9 @@
 private stream of :mod:`tradebus.adapters.okx.user_stream` to run unchanged:
 
 * ``POST /api/v5/trade/order``, ``/trade/cancel-order``, ``/trade/amend-order``;
-  ``GET /api/v5/trade/order``, ``/trade/orders-pending``, ``/trade/fills`` (3 days) and
-  ``/trade/fills-history`` (3 months; ``instType`` required), paged as OKX pages them
+  ``GET /api/v5/trade/order``, ``/trade/orders-pending``, ``/trade/fills`` and
+  ``/trade/fills-history`` (``instType`` required; both keep every fill, where OKX keeps
+  3 days and 3 months), paged as OKX pages them
   (newest first; ``after`` / ``before`` a ``billId``, ``begin`` / ``end`` ms, ``limit``
   1-100, default 100), ``/account/balance``. Every request must carry ``OK-ACCESS-KEY``, the passphrase, an
   ISO ``OK-ACCESS-TIMESTAMP`` within 30 s and ``OK-ACCESS-SIGN`` (base64 HMAC-SHA256 of
@@ -67,10 +68,8 @@ _ORD_TYPES = {
     "fok": (OrderType.LIMIT, TimeInForce.FOK, False),
 }
 _UID = "44705892343619584"
-#: Rows of a fills page at most (and by default); how far back ``/trade/fills`` and ``/trade/fills-history`` reach, ms.
+#: Rows of a fills page at most (and by default).
 FILLS_PAGE = 100
-FILLS_RECENT_MS = 3 * 24 * 3600 * 1000
-FILLS_HISTORY_MS = 90 * 24 * 3600 * 1000
 
 
 def _sign(secret: bytes, payload: str) -> str:
@@ -202,16 +201,13 @@ class OkxPrivateEmulator(AccountEmulator):
             return self._ok([])
         return self._ok([self._row(r, None) for r in self.open_orders(p.get("instId"))])
 
-    def _fills(self, p: dict[str, Any]) -> web.Response:
-        return self._fill_page(p, self.now_ms() - FILLS_RECENT_MS)
-
     def _fills_history(self, p: dict[str, Any]) -> web.Response:
         if not p.get("instType"):
             return self.error(200, 51000, "Parameter instType error")
-        return self._fill_page(p, self.now_ms() - FILLS_HISTORY_MS)
+        return self._fills(p)
 
-    def _fill_page(self, p: dict[str, Any], oldest_ms: int) -> web.Response:
-        """One page of the account's fills since ``oldest_ms``, newest first, as OKX pages them.
+    def _fills(self, p: dict[str, Any]) -> web.Response:
+        """One page of the account's fills, newest first, as OKX pages them (every fill is kept: no 3-day / 3-month retention).
 
         ``after`` / ``before`` (a ``billId``): rows older / newer than it; ``begin`` / ``end``
         (ms): rows with ``ts`` from / up to them; ``limit`` 1-100 (default 100) rows, the
@@ -230,7 +226,7 @@ class OkxPrivateEmulator(AccountEmulator):
         rows = [
             f for f in self.fills
             if p.get("instId") in (None, f.rec.symbol) and p.get("ordId") in (None, str(f.rec.order_id))
-            and (ts := f.fill.ts_event // 1_000_000) >= max(oldest_ms, begin or 0) and (end is None or ts <= end)
+            and (begin or 0) <= f.fill.ts_event // 1_000_000 <= (end if end is not None else math.inf)
             and (after is None or f.trade_id < after) and (before is None or f.trade_id > before)
         ]
         rows.sort(key=lambda f: f.trade_id)
