@@ -452,21 +452,6 @@ def _roll_store(state: np.ndarray, h: RollHeader) -> None:
 
 
 @njit(cache=True, _nrt=False)
-def _roll_recompute(state: np.ndarray, w: int, k: float, squares: bool) -> tuple[float, float]:
-    """Exact sums ``(S1, S2)`` of the ring buffer's non-NaN values shifted by ``k`` (one pass)."""
-    s1 = 0.0
-    s2 = 0.0
-    for i in range(w):
-        v = state[_R_RING + i]
-        if v == v:
-            d = v - k
-            s1 += d
-            if squares:
-                s2 += d * d
-    return s1, s2
-
-
-@njit(cache=True, _nrt=False)
 def _roll_recompute_column(
     inputs: np.ndarray, last: int, q: int, w: int, k: float, squares: bool
 ) -> tuple[float, float]:
@@ -487,6 +472,12 @@ def _roll_recompute_column(
             if squares:
                 s2 += d * d
     return s1, s2
+
+
+@njit(cache=True, _nrt=False)
+def _roll_recompute(state: np.ndarray, w: int, k: float, squares: bool) -> tuple[float, float]:
+    """Exact sums ``(S1, S2)`` of the ring buffer's non-NaN values shifted by ``k`` (one pass, slot order)."""
+    return _roll_recompute_column(state, _R_RING + w - 1, 0, w, k, squares)
 
 
 @njit(cache=True, _nrt=False, inline="always")
