@@ -65,3 +65,35 @@ def test_chunked_batch_equals_live_outputs_and_state(name: str, params: dict, na
     assert np.array_equal(got.view(np.int64), expected.view(np.int64))
     assert np.array_equal(batch.state.view(np.int64), live.state.view(np.int64))
     assert batch.ready == live.ready
+
+
+
+ROLLING_LONG = [
+    (name, {"window": w})
+    for name, smallest in (("rolling_sum", 1), ("rolling_mean", 1), ("rolling_std", 2), ("rolling_zscore", 2), ("sma", 1))
+    for w in (smallest, 7, 70, 90)
+]
+
+
+@pytest.mark.parametrize(("name", "params"), ROLLING_LONG, ids=[f"{n}-{p['window']}" for n, p in ROLLING_LONG])
+@pytest.mark.parametrize("nan_frac", [0.0, 0.2])
+def test_long_rolling_run_from_a_mid_ring_state_continues_as_the_step_kernel(
+    name: str, params: dict, nan_frac: float
+) -> None:
+    # One run many windows long, entered with the ring position part-way round: after the
+    # first window the batch loop reads the leaving values and every exact recomputation
+    # from the input column and writes the ring only at the end. The outputs, the state
+    # after the run and the steps that follow must be the step kernel's, bit for bit.
+    x = messy_series(23, 3000, nan_frac, const_run=True)
+    live = Stepper(name, **params)
+    batch = Stepper(name, **params)
+    for v in x[:13].tolist():
+        live.update(v)
+        batch.update(v)
+    expected = np.array([live.update(v) for v in x[13:2800].tolist()])
+    got = batch.run(x[13:2800])
+    assert np.array_equal(got.view(np.int64), expected.view(np.int64))
+    assert np.array_equal(batch.state.view(np.int64), live.state.view(np.int64))
+    after_live = np.array([live.update(v) for v in x[2800:].tolist()])
+    after_batch = np.array([batch.update(v) for v in x[2800:].tolist()])
+    assert np.array_equal(after_batch.view(np.int64), after_live.view(np.int64))

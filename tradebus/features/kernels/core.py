@@ -452,12 +452,20 @@ def _roll_store(state: np.ndarray, h: RollHeader) -> None:
 
 
 @njit(cache=True, _nrt=False)
-def _roll_recompute(state: np.ndarray, w: int, k: float, squares: bool) -> tuple[float, float]:
-    """Exact sums ``(S1, S2)`` of the ring buffer's non-NaN values shifted by ``k`` (one pass)."""
+def _roll_recompute_column(
+    inputs: np.ndarray, last: int, q: int, w: int, k: float, squares: bool
+) -> tuple[float, float]:
+    """:func:`_roll_recompute` of the ring the window ``inputs[last - w + 1 : last + 1]`` would leave.
+
+    ``q`` is the ring position after ``inputs[last]`` was pushed (the oldest slot): slot
+    ``r`` holds ``inputs[last + 1 - q + r]`` for ``r < q``, else ``inputs[last + 1 - q + r - w]``.
+    The slots are summed in the same order, so the sums have the same bits.
+    """
     s1 = 0.0
     s2 = 0.0
-    for i in range(w):
-        v = state[_R_RING + i]
+    base = last + 1 - q
+    for r in range(w):
+        v = inputs[base + r if r < q else base + r - w]
         if v == v:
             d = v - k
             s1 += d
@@ -466,31 +474,27 @@ def _roll_recompute(state: np.ndarray, w: int, k: float, squares: bool) -> tuple
     return s1, s2
 
 
-@njit(cache=True, _nrt=False, inline="always")
-def _roll_next(state: np.ndarray, h: RollHeader, w: int, x: float, squares: bool) -> RollHeader:
-    """Push ``x`` into the window and update the shifted sums ``S1 = sum(x-K)``, ``S2 = sum((x-K)^2)``.
+@njit(cache=True, _nrt=False)
+def _roll_recompute(state: np.ndarray, w: int, k: float, squares: bool) -> tuple[float, float]:
+    """Exact sums ``(S1, S2)`` of the ring buffer's non-NaN values shifted by ``k`` (one pass, slot order)."""
+    return _roll_recompute_column(state, _R_RING + w - 1, 0, w, k, squares)
 
-    Sums are compensated (Neumaier) and recomputed exactly every ``window``
-    events (``max(window, 64)`` for sum and mean, which do not cancel), O(1)
-    amortised, around ``K`` moved to the current window mean, so the sums never
-    cancel catastrophically: the error is bounded by the drift of the level within
-    one period, not over the run.
-    ``squares=False`` (sum, mean) skips ``S2`` and the constant-run length. The
-    header travels as values (a batch loop keeps it in registers); only the ring
-    lives in ``state``.
+
+@njit(cache=True, _nrt=False, inline="always")
+def _roll_add(h: RollHeader, w: int, old: float, x: float, squares: bool) -> RollHeader:
+    """Take ``old`` out of the window sums (NaN: nothing leaves) and put ``x`` in.
+
+    Everything of a push but the ring and its position: ``seen``, the count, the
+    shifted compensated sums, the constant-run length, ``since`` and the ready flag.
+    The caller checks :func:`_roll_due` afterwards.
     """
     ready, seen, p, count, nobs, k, s1, c1, s2, c2, since, prev, run = h
-    pos = int(p)
-    if seen >= w:
-        old = state[_R_RING + pos]
-        if old == old:
-            count -= 1.0
-            d = old - k
-            s1, c1 = _neumaier(s1, c1, -d)
-            if squares:
-                s2, c2 = _neumaier(s2, c2, -(d * d))
-    state[_R_RING + pos] = x
-    p = _next_pos(p, w)
+    if old == old:
+        count -= 1.0
+        d = old - k
+        s1, c1 = _neumaier(s1, c1, -d)
+        if squares:
+            s2, c2 = _neumaier(s2, c2, -(d * d))
     seen += 1.0
     if x == x:
         if count == 0.0:
@@ -513,15 +517,54 @@ def _roll_next(state: np.ndarray, h: RollHeader, w: int, x: float, squares: bool
                 run = 1.0
             prev = x
     since += 1.0
-    if since >= w and (squares or since >= _RECOMPUTE_MIN) and count > 0.0:
-        k = k + (s1 + c1) / count
-        s1, s2 = _roll_recompute(state, w, k, squares)
-        c1 = 0.0
-        c2 = 0.0
-        since = 0.0
     if nobs >= w:
         ready = 1.0
     return ready, seen, p, count, nobs, k, s1, c1, s2, c2, since, prev, run
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _roll_due(h: RollHeader, w: int, squares: bool) -> bool:
+    """Whether the sums are due for their exact recomputation."""
+    since = h[10]
+    return since >= w and (squares or since >= _RECOMPUTE_MIN) and h[3] > 0.0
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _roll_centre(h: RollHeader) -> float:
+    """The new shift ``K`` of a recomputation: the current window mean."""
+    return h[5] + (h[6] + h[7]) / h[3]
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _roll_rebased(h: RollHeader, k: float, s1: float, s2: float) -> RollHeader:
+    """The header with the exact sums ``s1``, ``s2`` around ``k`` (compensations and ``since`` reset)."""
+    return h[0], h[1], h[2], h[3], h[4], k, s1, 0.0, s2, 0.0, 0.0, h[11], h[12]
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _roll_next(state: np.ndarray, h: RollHeader, w: int, x: float, squares: bool) -> RollHeader:
+    """Push ``x`` into the window and update the shifted sums ``S1 = sum(x-K)``, ``S2 = sum((x-K)^2)``.
+
+    Sums are compensated (Neumaier) and recomputed exactly every ``window``
+    events (``max(window, 64)`` for sum and mean, which do not cancel), O(1)
+    amortised, around ``K`` moved to the current window mean, so the sums never
+    cancel catastrophically: the error is bounded by the drift of the level within
+    one period, not over the run.
+    ``squares=False`` (sum, mean) skips ``S2`` and the constant-run length. The
+    header travels as values (a batch loop keeps it in registers); only the ring
+    lives in ``state``.
+    """
+    p = h[2]
+    pos = int(p)
+    old = state[_R_RING + pos] if h[1] >= w else _NAN
+    state[_R_RING + pos] = x
+    h = _roll_add(h, w, old, x, squares)
+    h = (h[0], h[1], _next_pos(p, w), h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12])
+    if _roll_due(h, w, squares):
+        k = _roll_centre(h)
+        s1, s2 = _roll_recompute(state, w, k, squares)
+        h = _roll_rebased(h, k, s1, s2)
+    return h
 
 
 @njit(cache=True, _nrt=False)
@@ -572,14 +615,37 @@ def _roll_step(kind_id: int, state: np.ndarray, params: np.ndarray, x: float) ->
 
 @njit(cache=True, _nrt=False, inline="always")
 def _roll_run(kind_id: int, state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """The step kernel over a column, with the ring left alone after the first window.
+
+    The first ``window`` events go through the ring as the step kernel does; from
+    then on the value leaving the window is ``inputs[i - window]`` (the ring slot
+    holds exactly that), recomputations read the window from ``inputs`` in ring
+    order, and the ring and its position are written once at the end, so the state
+    is the step kernel's, bit for bit.
+    """
     w = int(params[0])
+    n = result.shape[0]
     squares = (kind_id == 22 or kind_id == 23 or kind_id == 26)
     min_periods = _roll_min_periods(kind_id, params)
+    p0 = int(state[2])
     h = _roll_load(state)
-    for i in range(result.shape[0]):
+    head = min(n, w)
+    for i in range(head):
         v = inputs[i]
         h = _roll_next(state, h, w, v, squares)
         result[i] = _roll_value(kind_id, h, min_periods, v)
+    for i in range(head, n):
+        v = inputs[i]
+        h = _roll_add(h, w, inputs[i - w], v, squares)
+        if _roll_due(h, w, squares):
+            k = _roll_centre(h)
+            s1, s2 = _roll_recompute_column(inputs, i, (p0 + i + 1) % w, w, k, squares)
+            h = _roll_rebased(h, k, s1, s2)
+        result[i] = _roll_value(kind_id, h, min_periods, v)
+    if n > w:
+        for i in range(n - w, n):
+            state[_R_RING + (p0 + i) % w] = inputs[i]
+        h = (h[0], h[1], float((p0 + n) % w), h[3], h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12])
     _roll_store(state, h)
 
 
