@@ -7,7 +7,8 @@ overwriting a position:
 missed fills (start-up)
     Every fill the venue booked while the daemon was down is read from the venue's trade
     history, **per instrument and page by page** (:meth:`~tradebus.execution.live.TradingApi.fills_since`:
-    Binance ``myTrades`` 1,000 a page, ``fromId`` after the first), since the creation of the
+    Binance ``myTrades``/``userTrades`` 1,000 a page by ``fromId``; OKX ``trade/fills`` 100 a page
+    by ``after``; Bybit ``execution/list`` 100 a page by ``cursor`` in 7-day windows), since the creation of the
     oldest order the journal left open there (less :data:`CLOCK_SKEW_NS`) -- a few requests
     for thousands of fills instead of one trade-list request per order -- and booked once
     each by its trade id (one the user stream or a query booked already is skipped). Only

@@ -52,6 +52,7 @@ returns the active key or a new one). Events arrive bare or in a ``{"stream", "d
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
@@ -60,15 +61,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 from loguru import logger
 from pydantic import SecretStr
 
-from tradebus.adapters.common.client import Sink, WsClient
 from tradebus.adapters.binance.client import MAX_CONNECTION_AGE, binance_keepalive
+from tradebus.adapters.common.client import Sink, WsClient
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
 from tradebus.adapters.common.recorder import FrameRecorder
 from tradebus.adapters.common.user_stream import PrivateStreamParser
-from tradebus.adapters.common.venue import LiveAccount
+from tradebus.adapters.common.venue import LiveAccount, lazy_trading
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     Liquidity,
@@ -81,11 +83,8 @@ from tradebus.engine.messages import (
     OrderStatus,
 )
 from tradebus.errors import ParseError
-from tradebus.execution.live import AccountBalance
+from tradebus.execution.live import AccountBalance, AccountPosition, NoAnswer
 from tradebus.execution.orders import Order
-import asyncio
-import aiohttp
-from tradebus.execution.live import AccountPosition, NoAnswer
 
 __all__ = ["BinanceFuturesUserStream", "BinanceUserStream", "FuturesStreamParser", "LIVE_ACCOUNT", "LIVE_PERPETUAL", "UserStreamParser", "sign_params"]
 
@@ -271,17 +270,6 @@ def _user_stream(
     return BinanceUserStream(ws_url, api_key, api_secret, UserStreamParser(instruments, lookup), sink, on_balance, on_reconnect)
 
 
-def _trading(class_name: str) -> Callable[..., Any]:
-    """The registry's trading factory for the class ``class_name`` of :mod:`~tradebus.adapters.binance.trading`."""
-
-    def make(
-        rest_url: str, api_key: SecretStr, api_secret: SecretStr, instruments: dict[str, Instrument], timeout: float, **_: Any
-    ) -> Any:
-        from tradebus.adapters.binance import trading  # ccxt is imported only when a live run starts
-
-        return getattr(trading, class_name)(rest_url, api_key, api_secret, instruments, timeout)
-
-    return make
 
 
 #: Binance spot live trading, as the registry's adapter offers it (:class:`~tradebus.adapters.common.venue.LiveAccount`).
@@ -290,7 +278,7 @@ LIVE_ACCOUNT = LiveAccount(
         "testnet": ("https://testnet.binance.vision", "wss://ws-api.testnet.binance.vision/ws-api/v3"),
         "mainnet": ("https://api.binance.com", "wss://ws-api.binance.com:443/ws-api/v3"),
     },
-    trading=_trading("BinanceTrading"),
+    trading=lazy_trading("tradebus.adapters.binance.trading", "BinanceTrading"),
     user_stream=_user_stream,
 )
 
@@ -476,6 +464,6 @@ LIVE_PERPETUAL = LiveAccount(
         "testnet": ("https://testnet.binancefuture.com", "wss://stream.binancefuture.com"),
         "mainnet": ("https://fapi.binance.com", "wss://fstream.binance.com/private"),
     },
-    trading=_trading("BinanceFuturesTrading"),
+    trading=lazy_trading("tradebus.adapters.binance.trading", "BinanceFuturesTrading"),
     user_stream=_futures_user_stream,
 )

@@ -6,7 +6,9 @@ the private stream of :mod:`tradebus.adapters.bybit.user_stream` to run unchange
 
 * ``POST /v5/order/create``, ``/v5/order/cancel``, ``/v5/order/amend``; ``GET
   /v5/order/realtime`` (open orders; any recent order by ``orderLinkId``),
-  ``/v5/order/history``, ``/v5/execution/list``, ``/v5/account/wallet-balance``. Every
+  ``/v5/order/history``, ``/v5/execution/list`` (paged as Bybit pages it: newest first,
+  ``limit`` 1-100 default 50, ``cursor``, ``startTime``/``endTime`` at most 7 days apart),
+  ``/v5/account/wallet-balance``. Every
   request must carry ``X-BAPI-API-KEY``, an ``X-BAPI-TIMESTAMP`` within
   ``X-BAPI-RECV-WINDOW`` and ``X-BAPI-SIGN`` (hex HMAC-SHA256 of timestamp + key + recv
   window + body or query string). Answers are ``{"retCode", "retMsg", "result",
@@ -61,6 +63,9 @@ _STATUS = {
     OrderStatus.EXPIRED: "Deactivated",
     OrderStatus.REJECTED: "Rejected",
 }
+#: Rows of an execution page at most; longest ``startTime`` - ``endTime`` span, ms.
+EXECUTIONS_PAGE = 100
+EXECUTIONS_WINDOW_MS = 7 * 24 * 3600 * 1000
 _TIF = {"GTC": (TimeInForce.GTC, False), "IOC": (TimeInForce.IOC, False), "FOK": (TimeInForce.FOK, False), "PostOnly": (TimeInForce.GTC, True)}
 
 
@@ -192,8 +197,39 @@ class BybitPrivateEmulator(AccountEmulator):
         return self._listed([rec] if rec is not None and rec.status is not OrderStatus.REJECTED else [])
 
     def _executions(self, p: dict[str, Any]) -> web.Response:
-        rows = [f for f in self.fills if self._mine(p) and p.get("symbol") in (None, f.rec.symbol) and p.get("orderId") in (None, str(f.rec.order_id))]
-        return self._ok({"category": self.category, "list": [self._execution(f) for f in reversed(rows)], "nextPageCursor": ""})
+        """One page of the account's executions, newest first, as Bybit pages them.
+
+        ``startTime`` / ``endTime`` (ms) at most 7 days apart (only one given: 7 days from or
+        to it; neither: every execution -- Bybit's last 7 days, a departure: tests' fills
+        carry the recording's times); ``limit`` 1-100, default 50; ``cursor``: the
+        ``nextPageCursor`` of the previous page (empty on the last page).
+        """
+        try:
+            limit = int(p.get("limit") or 50)
+            start, end = (int(p[k]) if p.get(k) else None for k in ("startTime", "endTime"))
+        except ValueError:
+            return self.error(200, 10001, "params error: limit/startTime/endTime")
+        if not 1 <= limit <= EXECUTIONS_PAGE:
+            return self.error(200, 10001, "params error: limit must be in [1, 100]")
+        if start is not None and end is not None and end - start > EXECUTIONS_WINDOW_MS:
+            return self.error(200, 10001, "The time range between startTime and endTime cannot exceed 7 days")
+        if start is None and end is not None:
+            start = end - EXECUTIONS_WINDOW_MS
+        if end is None and start is not None:
+            end = start + EXECUTIONS_WINDOW_MS
+        cursor = str(p.get("cursor") or "")
+        if cursor and not cursor.isdigit():
+            return self.error(200, 10001, f"params error: cursor {cursor[:20]}")
+        rows = [
+            f for f in self.fills
+            if self._mine(p) and p.get("symbol") in (None, f.rec.symbol) and p.get("orderId") in (None, str(f.rec.order_id))
+            and (start is None or end is None or start <= f.fill.ts_event // 1_000_000 <= end)
+            and (not cursor or f.trade_id < int(cursor))
+        ]
+        rows.sort(key=lambda f: f.trade_id, reverse=True)
+        page = rows[:limit]
+        more = str(page[-1].trade_id) if len(rows) > limit else ""
+        return self._ok({"category": self.category, "list": [self._execution(f) for f in page], "nextPageCursor": more})
 
     def _wallet(self, p: dict[str, Any]) -> web.Response:
         if p.get("accountType") != "UNIFIED":

@@ -18,7 +18,9 @@ reduce_only            not on spot: refused locally
 =====================  ==========================================================
 
 Query: ``GET /v5/order/realtime`` by ``orderLinkId`` (then ``/v5/order/history`` when the
-order is no longer there) and its fills from ``GET /v5/execution/list``; open orders
+order is no longer there) and its fills from ``GET /v5/execution/list`` (100 a page, by
+``cursor``; the fills missed while down, :meth:`BybitTrading.fills_since`, from the same
+list in windows of 7 days); open orders
 ``GET /v5/order/realtime``; balances ``GET /v5/account/wallet-balance`` (unified account);
 amend ``POST /v5/order/amend``. Rate limit: a budget of 10 requests per second shared by
 every caller of the account (Bybit's per-endpoint limits are 10-20 per second).
@@ -49,6 +51,8 @@ balances from the unified wallet (the USDT margin).
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import ccxt.async_support as ccxt_async
@@ -78,6 +82,10 @@ STATUS: dict[str, OrderStatus] = {
     "Deactivated": OrderStatus.EXPIRED,
 }
 _TIF = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
+#: Rows of one ``GET /v5/execution/list`` page (Bybit's most).
+EXECUTIONS_PAGE = 100
+#: Longest span between ``startTime`` and ``endTime`` of one ``/v5/execution/list`` request, ms (7 days).
+EXECUTIONS_WINDOW_MS = 7 * 24 * 3600 * 1000
 
 
 def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
@@ -257,9 +265,42 @@ class BybitTrading(CcxtTrading):
         row = rows[0]
         fills: tuple[OrderFilled, ...] = ()
         if float(row.get("cumExecQty") or 0.0) > 0.0:
-            execs = await self.call("private_get_v5_execution_list", {"category": self.category, "symbol": wire_symbol(inst), "orderId": row["orderId"]})
-            fills = tuple(fill_from_row(e, order, inst) for e in execs["result"]["list"] if e.get("execType", "Trade") == "Trade")
+            execs = await self._executions({"category": self.category, "symbol": wire_symbol(inst), "orderId": row["orderId"]})
+            fills = tuple(fill_from_row(e, order, inst) for e in reversed(execs))
         return report_from_row(row, fills)
+
+    async def _executions(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every trade execution of a ``GET /v5/execution/list`` query, newest first, following ``nextPageCursor``."""
+        params = {**params, "limit": EXECUTIONS_PAGE}
+        rows: list[dict[str, Any]] = []
+        while True:
+            result = (await self.call("private_get_v5_execution_list", params))["result"]
+            rows.extend(e for e in result["list"] if e.get("execType", "Trade") == "Trade")
+            cursor = result.get("nextPageCursor")
+            if not cursor or not result["list"]:
+                return rows
+            params = {**params, "cursor": cursor}
+
+    async def fills_since(self, instrument_id: str, orders: Mapping[str, Order], since_ns: int) -> list[OrderFilled]:
+        """The symbol's own trades since ``since_ns``, oldest first (``GET /v5/execution/list``, 100 a page).
+
+        Bybit takes at most :data:`EXECUTIONS_WINDOW_MS` between ``startTime`` and ``endTime``:
+        the span from ``since_ns`` to now is asked window by window, each window page by page
+        through ``nextPageCursor``. Trades of orders not in ``orders`` (orderId -> order) are skipped.
+        """
+        inst = self.instruments.get(instrument_id)
+        if inst is None:
+            raise VenueRejected(f"{instrument_id} is not traded on this account")
+        start, now_ms = since_ns // 1_000_000, int(time.time() * 1000)
+        rows: list[dict[str, Any]] = []
+        while True:
+            end = start + EXECUTIONS_WINDOW_MS - 1
+            window = {"category": self.category, "symbol": wire_symbol(inst), "startTime": start, "endTime": end}
+            rows[:0] = await self._executions(window)  # newest first: a later window goes in front
+            if end >= now_ms:
+                break
+            start = end + 1
+        return [fill_from_row(e, orders[str(e["orderId"])], inst) for e in reversed(rows) if str(e["orderId"]) in orders]
 
     async def _open_rows(self, inst: Instrument) -> list[dict[str, Any]]:
         raw = await self.call("private_get_v5_order_realtime", {"category": self.category, "symbol": wire_symbol(inst), "openOnly": "0"})

@@ -43,7 +43,7 @@ from tradebus.adapters.bybit.client import bybit_keepalive
 from tradebus.adapters.common.client import Sink
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
 from tradebus.adapters.common.user_stream import UNACKNOWLEDGED, PrivateStream, PrivateStreamParser
-from tradebus.adapters.common.venue import LiveAccount
+from tradebus.adapters.common.venue import LiveAccount, lazy_trading
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import (
     Liquidity,
@@ -199,17 +199,6 @@ def _linear_user_stream(*args: Any, **kwargs: Any) -> PrivateStream:
     return _user_stream(*args, **kwargs, subscribe=SUBSCRIBE_LINEAR)
 
 
-def _trading(class_name: str) -> Callable[..., Any]:
-    """The account's trading factory (``trading.py``'s ``class_name``; ccxt is imported only when a live run starts)."""
-
-    def make(
-        rest_url: str, api_key: SecretStr, api_secret: SecretStr, instruments: dict[str, Instrument], timeout: float, **_: Any
-    ) -> Any:
-        from tradebus.adapters.bybit import trading
-
-        return getattr(trading, class_name)(rest_url, api_key, api_secret, instruments, timeout)
-
-    return make
 
 
 
@@ -219,13 +208,13 @@ LIVE_ACCOUNT = LiveAccount(
         "testnet": ("https://api-testnet.bybit.com", "wss://stream-testnet.bybit.com/v5/private"),
         "mainnet": ("https://api.bybit.com", "wss://stream.bybit.com/v5/private"),
     },
-    trading=_trading("BybitTrading"),
+    trading=lazy_trading("tradebus.adapters.bybit.trading", "BybitTrading"),
     user_stream=_user_stream,
 )
 
 #: Bybit USDT-perpetual live trading (``category=linear``, one-way mode) on the same unified account and hosts.
 LIVE_PERPETUAL = LiveAccount(
     endpoints=LIVE_ACCOUNT.endpoints,
-    trading=_trading("BybitLinearTrading"),
+    trading=lazy_trading("tradebus.adapters.bybit.trading", "BybitLinearTrading"),
     user_stream=_linear_user_stream,
 )

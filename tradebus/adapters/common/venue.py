@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from tradebus.adapters.common.feed import FeedConfig, FeedFactory, FeedOptions
     from tradebus.adapters.common.local_server import VenueProtocol
 
-__all__ = ["EmulatorFactory", "LiveAccount", "VenueAdapter"]
+__all__ = ["EmulatorFactory", "LiveAccount", "VenueAdapter", "lazy_trading"]
 
 #: ``(frames, rest_snapshot, futures) -> protocol``: the local public-stream emulator of a recording.
 EmulatorFactory = Callable[[Sequence[tuple[int, str]], "str | None", bool], "VenueProtocol"]
@@ -29,6 +30,20 @@ EmulatorFactory = Callable[[Sequence[tuple[int, str]], "str | None", bool], "Ven
 
 def _never(raw: str) -> bool:
     return False
+
+
+def lazy_trading(module: str, class_name: str) -> Callable[..., Any]:
+    """A :attr:`LiveAccount.trading` factory of ``module``'s ``class_name``, built with the standard arguments.
+
+    The module (and with it ccxt) is imported only when a live run builds its account.
+    """
+
+    def make(
+        rest_url: str, api_key: Any, api_secret: Any, instruments: dict[str, Instrument], timeout: float, **_: Any
+    ) -> Any:
+        return getattr(import_module(module), class_name)(rest_url, api_key, api_secret, instruments, timeout)
+
+    return make
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,11 @@
 private stream of :mod:`tradebus.adapters.okx.user_stream` to run unchanged:
 
 * ``POST /api/v5/trade/order``, ``/trade/cancel-order``, ``/trade/amend-order``;
-  ``GET /api/v5/trade/order``, ``/trade/orders-pending``, ``/trade/fills``,
-  ``/account/balance``. Every request must carry ``OK-ACCESS-KEY``, the passphrase, an
+  ``GET /api/v5/trade/order``, ``/trade/orders-pending``, ``/trade/fills`` and
+  ``/trade/fills-history`` (``instType`` required; both keep every fill, where OKX keeps
+  3 days and 3 months), paged as OKX pages them
+  (newest first; ``after`` / ``before`` a ``billId``, ``begin`` / ``end`` ms, ``limit``
+  1-100, default 100), ``/account/balance``. Every request must carry ``OK-ACCESS-KEY``, the passphrase, an
   ISO ``OK-ACCESS-TIMESTAMP`` within 30 s and ``OK-ACCESS-SIGN`` (base64 HMAC-SHA256 of
   timestamp + method + path with query + body), and ``x-simulated-trading: 1`` (demo keys
   work only in demo trading: ``50101`` otherwise). Errors are OKX's: ``50111`` bad key,
@@ -65,6 +68,8 @@ _ORD_TYPES = {
     "fok": (OrderType.LIMIT, TimeInForce.FOK, False),
 }
 _UID = "44705892343619584"
+#: Rows of a fills page at most (and by default).
+FILLS_PAGE = 100
 
 
 def _sign(secret: bytes, payload: str) -> str:
@@ -90,6 +95,7 @@ class OkxPrivateEmulator(AccountEmulator):
             ("GET", "/api/v5/trade/order"): self._query,
             ("GET", "/api/v5/trade/orders-pending"): self._pending,
             ("GET", "/api/v5/trade/fills"): self._fills,
+            ("GET", "/api/v5/trade/fills-history"): self._fills_history,
             ("GET", "/api/v5/account/balance"): self._balance,
         }
 
@@ -195,11 +201,37 @@ class OkxPrivateEmulator(AccountEmulator):
             return self._ok([])
         return self._ok([self._row(r, None) for r in self.open_orders(p.get("instId"))])
 
+    def _fills_history(self, p: dict[str, Any]) -> web.Response:
+        if not p.get("instType"):
+            return self.error(200, 51000, "Parameter instType error")
+        return self._fills(p)
+
     def _fills(self, p: dict[str, Any]) -> web.Response:
+        """One page of the account's fills, newest first, as OKX pages them (every fill is kept: no 3-day / 3-month retention).
+
+        ``after`` / ``before`` (a ``billId``): rows older / newer than it; ``begin`` / ``end``
+        (ms): rows with ``ts`` from / up to them; ``limit`` 1-100 (default 100) rows, the
+        newest of the range, or with ``before`` the ones just newer than it.
+        """
         if p.get("instType") not in (None, self.inst_type):
             return self._ok([])
-        rows = [f for f in self.fills if p.get("instId") in (None, f.rec.symbol) and p.get("ordId") in (None, str(f.rec.order_id))]
-        return self._ok([self._fill_row(f) for f in reversed(rows)])  # newest first, as OKX
+        try:
+            limit = int(p.get("limit") or FILLS_PAGE)
+            after, before = (int(p[k]) if p.get(k) else None for k in ("after", "before"))
+            begin, end = (int(p[k]) if p.get(k) else None for k in ("begin", "end"))
+        except ValueError:
+            return self.error(200, 51000, "Parameter limit/after/before/begin/end error")
+        if not 1 <= limit <= FILLS_PAGE:
+            return self.error(200, 51000, "Parameter limit error")
+        rows = [
+            f for f in self.fills
+            if p.get("instId") in (None, f.rec.symbol) and p.get("ordId") in (None, str(f.rec.order_id))
+            and (begin or 0) <= f.fill.ts_event // 1_000_000 <= (end if end is not None else math.inf)
+            and (after is None or f.trade_id < after) and (before is None or f.trade_id > before)
+        ]
+        rows.sort(key=lambda f: f.trade_id)
+        page = rows[:limit] if before is not None else rows[-limit:]
+        return self._ok([self._fill_row(f) for f in reversed(page)])  # newest first, as OKX
 
     def _balance(self, p: dict[str, Any]) -> web.Response:
         return self._ok([self._account(sorted(self.balances))])

@@ -18,7 +18,9 @@ reduce_only            not on spot cash: refused locally
 =====================  ==========================================================
 
 Query: ``GET /api/v5/trade/order`` by ``clOrdId`` (``51603``: no such order) and its fills
-from ``GET /api/v5/trade/fills``; open orders ``GET /api/v5/trade/orders-pending``;
+from ``GET /api/v5/trade/fills`` (paged, 100 a page); the fills missed while down
+(:meth:`OkxTrading.fills_since`) from the same list, or ``/trade/fills-history`` beyond 3 days;
+open orders ``GET /api/v5/trade/orders-pending``;
 balances ``GET /api/v5/account/balance``; amend ``POST /api/v5/trade/amend-order``.
 OKX reports a fee charged as a negative number; it is booked positive, in the quote asset.
 Rate limit: OKX has no used-weight header; the budget is 60 requests per 2 s (the order
@@ -54,6 +56,8 @@ net mode; ``long``/``short`` rows of a hedge-mode account are summed); balances 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import ccxt.async_support as ccxt_async
@@ -79,6 +83,10 @@ STATUS: dict[str, OrderStatus] = {
     "mmp_canceled": OrderStatus.CANCELED,
 }
 ORDER_NOT_FOUND = "51603"
+#: Rows of one ``GET /api/v5/trade/fills`` page (OKX's most).
+FILLS_PAGE = 100
+#: How far back ``/trade/fills`` reaches (3 days, less an hour of margin); older: ``/trade/fills-history``.
+FILLS_RECENT_MS = (3 * 24 - 1) * 3600 * 1000
 _WEIGHTS = {"private_get_account_balance": 2}
 
 
@@ -257,9 +265,37 @@ class OkxTrading(CcxtTrading):
         row = rows[0]
         fills: tuple[OrderFilled, ...] = ()
         if float(row.get("accFillSz") or 0.0) > 0.0:
-            trades = await self.call("private_get_trade_fills", {"instType": self.inst_type, "instId": inst.symbol, "ordId": row["ordId"]})
-            fills = tuple(fill_from_row(t, order, inst) for t in trades.get("data") or [])
+            params = {"instType": self.inst_type, "instId": inst.symbol, "ordId": row["ordId"]}
+            fills = tuple(fill_from_row(t, order, inst) for t in reversed(await self._fill_rows("private_get_trade_fills", params)))
         return report_from_row(row, fills)
+
+    async def _fill_rows(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every row of a fills query, newest first: :data:`FILLS_PAGE` a page, the next page ``after`` the last ``billId``."""
+        params = {**params, "limit": str(FILLS_PAGE)}
+        rows: list[dict[str, Any]] = []
+        while True:
+            page = (await self.call(name, params)).get("data") or []
+            rows.extend(page)
+            if len(page) < FILLS_PAGE:
+                return rows
+            params = {**params, "after": str(page[-1]["billId"])}
+
+    async def fills_since(self, instrument_id: str, orders: Mapping[str, Order], since_ns: int) -> list[OrderFilled]:
+        """The instrument's own trades since ``since_ns``, oldest first, paged (:data:`FILLS_PAGE` rows a request).
+
+        ``GET /api/v5/trade/fills`` (the last 3 days) or, for an older ``since_ns``,
+        ``/trade/fills-history`` (3 months), both with ``begin`` = ``since_ns`` in ms; OKX
+        answers newest first, each next page asked ``after`` the last row's ``billId``
+        until a page is short. Trades of orders not in ``orders`` (ordId -> order) are skipped.
+        """
+        inst = self.instruments.get(instrument_id)
+        if inst is None:
+            raise VenueRejected(f"{instrument_id} is not traded on this account")
+        since_ms = since_ns // 1_000_000
+        recent = time.time() * 1000 - since_ms < FILLS_RECENT_MS
+        name = "private_get_trade_fills" if recent else "private_get_trade_fills_history"
+        rows = await self._fill_rows(name, {"instType": self.inst_type, "instId": inst.symbol, "begin": str(since_ms)})
+        return [fill_from_row(r, orders[str(r["ordId"])], inst) for r in reversed(rows) if str(r["ordId"]) in orders]
 
     async def open_orders(self) -> list[OrderStatusReport]:
         """``GET /api/v5/trade/orders-pending`` of every traded instrument."""
