@@ -218,3 +218,39 @@ def test_imbalance_floor_keeps_balanced_flow_from_collapsing_to_one_trade_bars()
     assert 10 < len(floored) < len(t) // 10 and bars[:, 6].min() >= 5  # |theta| >= E[T] / 2 * 0.5 * 1
     with pytest.raises(FeatureError, match="floor"):
         BarBuilder("volume_imbalance", threshold=1.0, floor=2.0)
+
+
+def _one_by_one(mode: str, kw: dict, t: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    live, got_ts, got = BarBuilder(mode, **kw), [], []
+    for row in t.itertuples(index=False):
+        bar = live.update(row.ts, row.price, row.size, row.side)
+        if bar is not None:
+            got_ts.append(bar[0])
+            got.append(bar[1])
+    return np.array(got_ts, dtype=np.int64), np.array(got).reshape(-1, 9)
+
+
+@pytest.mark.parametrize(("mode", "kw"), [
+    ("tick", {"threshold": 1}),  # a bar per trade: the bound of the first buffer is exact
+    ("volume", {"threshold": 1e-9}),  # a bar per trade, far more than the first buffer: it grows
+    ("dollar", {"threshold": 100.0}),
+    ("tick_imbalance", {"threshold": 0.5, "span_bars": 2, "span_trades": 2, "floor": 0.0}),
+])
+def test_a_batch_with_more_bars_than_its_first_buffer_equals_the_live_updates(mode: str, kw: dict) -> None:
+    t = real_trades()
+    batch_ts, batch = BarBuilder(mode, **kw).run(t.ts, t.price, t["size"], t.side)
+    live_ts, live = _one_by_one(mode, kw, t)
+    assert len(batch_ts) > 1024
+    assert np.array_equal(batch_ts, live_ts) and np.array_equal(batch, live)
+
+
+def test_time_bars_of_trades_out_of_time_order_equal_the_live_updates() -> None:
+    # the last trade goes back to the first one's time: the bar count cannot be read off the ends
+    t = real_trades()
+    t = t.assign(ts=t.ts.iloc[0] + (t.ts - t.ts.iloc[0]) * 40)  # 46 s stretched to ~30 min: 1 s bars of few trades
+    t = pd.concat([t, t.iloc[:1]], ignore_index=True)
+    kw = {"interval_ns": SECOND_NS}
+    batch_ts, batch = BarBuilder("time", **kw).run(t.ts, t.price, t["size"], t.side)
+    live_ts, live = _one_by_one("time", kw, t)
+    assert len(batch_ts) > 3
+    assert np.array_equal(batch_ts, live_ts) and np.array_equal(batch, live)
