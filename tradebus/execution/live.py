@@ -47,6 +47,7 @@ import msgspec
 from loguru import logger
 
 from tradebus.engine.clock import Clock
+from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
     ModifyOrder,
     OrderAccepted,
@@ -68,6 +69,7 @@ __all__ = [
     "NoAnswer",
     "TradingApi",
     "VenueRejected",
+    "lots_to_send",
 ]
 
 
@@ -80,6 +82,20 @@ class NoAnswer(VenueError):
 
 class VenueRejected(VenueError):
     """A definitive refusal by the venue (the request was processed and refused)."""
+
+
+def lots_to_send(order: Order, instrument: Instrument) -> float:
+    """What is left of ``order`` rounded down to whole lots of ``instrument``: the size a venue mapping sends.
+
+    Raises
+    ------
+    VenueRejected
+        Nothing is left once rounded (refused here, never sent).
+    """
+    qty = instrument.round_quantity(order.quantity - order.filled_qty)
+    if not qty > 0.0:
+        raise VenueRejected(f"quantity {order.quantity} rounds to 0 lots of {instrument.lot_size}")
+    return qty
 
 
 class Ack(msgspec.Struct, frozen=True):

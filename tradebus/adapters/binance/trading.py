@@ -65,13 +65,12 @@ from ccxt.base.errors import ExchangeError, NetworkError
 from pydantic import SecretStr
 
 from tradebus.adapters.common.ratelimit import WeightBudget
+from tradebus.adapters.common.rest_trading import decimal_text
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
-from tradebus.execution.live import AccountBalance, Ack, NoAnswer, TradingApi, VenueRejected
+from tradebus.execution.live import AccountBalance, AccountPosition, Ack, NoAnswer, TradingApi, VenueRejected, lots_to_send
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
-from tradebus.adapters.common.rest_trading import decimal_text
-from tradebus.execution.live import AccountPosition
 
 __all__ = ["BinanceFuturesTrading", "BinanceTrading", "FUTURES_WEIGHTS", "STATUS", "fill_from_trade", "futures_order_params", "order_params", "report_from_order"]
 
@@ -155,9 +154,7 @@ def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
     """
     if order.reduce_only:
         raise VenueRejected("reduce_only: Binance spot has no reduce-only orders")
-    qty = instrument.round_quantity(order.quantity - order.filled_qty)
-    if not qty > 0.0:
-        raise VenueRejected(f"quantity {order.quantity} rounds to 0 lots of {instrument.lot_size}")
+    qty = lots_to_send(order, instrument)
     buy = order.side is OrderSide.BUY
     params: dict[str, str] = {
         "symbol": instrument.symbol,
@@ -479,9 +476,7 @@ def futures_order_params(order: Order, instrument: Instrument) -> dict[str, str]
         Stop orders (not supported yet), post-only on a non-limit order, a quantity below
         one lot once rounded.
     """
-    qty = instrument.round_quantity(order.quantity - order.filled_qty)
-    if not qty > 0.0:
-        raise VenueRejected(f"quantity {order.quantity} rounds to 0 lots of {instrument.lot_size}")
+    qty = lots_to_send(order, instrument)
     typ = order.order_type
     if typ not in (OrderType.MARKET, OrderType.LIMIT):
         raise VenueRejected(f"{typ}: Binance USD-M conditional orders (algo orders) are not supported yet")

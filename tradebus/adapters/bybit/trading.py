@@ -63,7 +63,7 @@ from tradebus.adapters.bybit.user_stream import position_from_row, wire_symbol
 from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
-from tradebus.execution.live import AccountBalance, AccountPosition, Ack, VenueRejected
+from tradebus.execution.live import AccountBalance, AccountPosition, Ack, VenueRejected, lots_to_send
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 
@@ -98,9 +98,7 @@ def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
     """
     if order.reduce_only:
         raise VenueRejected("reduce_only: Bybit spot has no reduce-only orders")
-    qty = instrument.round_quantity(order.quantity - order.filled_qty)
-    if not qty > 0.0:
-        raise VenueRejected(f"quantity {order.quantity} rounds to 0 lots of {instrument.lot_size}")
+    qty = lots_to_send(order, instrument)
     params = {
         "category": "spot",
         "symbol": wire_symbol(instrument),
@@ -126,9 +124,7 @@ def linear_order_params(order: Order, instrument: Instrument) -> dict[str, Any]:
     VenueRejected
         Stops (not supported yet), post-only on a market order, nothing left once rounded.
     """
-    qty = instrument.round_quantity(order.quantity - order.filled_qty)
-    if not qty > 0.0:
-        raise VenueRejected(f"quantity {order.quantity} rounds to 0 lots of {instrument.lot_size}")
+    qty = lots_to_send(order, instrument)
     typ = order.order_type
     if typ not in (OrderType.MARKET, OrderType.LIMIT):
         raise VenueRejected(f"{typ}: Bybit conditional orders are not supported yet")

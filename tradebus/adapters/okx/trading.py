@@ -68,7 +68,7 @@ from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
 from tradebus.adapters.okx.user_stream import positions_from_rows
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
-from tradebus.execution.live import AccountBalance, AccountPosition, Ack, VenueRejected
+from tradebus.execution.live import AccountBalance, AccountPosition, Ack, VenueRejected, lots_to_send
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 
@@ -123,9 +123,7 @@ def swap_order_params(order: Order, instrument: Instrument) -> dict[str, Any]:
 
 def _common_params(order: Order, instrument: Instrument, td_mode: str) -> dict[str, str]:
     """What a spot and a swap order body share: size rounded down to lots, type flags, price to the tick."""
-    qty = instrument.round_quantity(order.quantity - order.filled_qty)
-    if not qty > 0.0:
-        raise VenueRejected(f"quantity {order.quantity} rounds to 0 lots of {instrument.lot_size}")
+    qty = lots_to_send(order, instrument)
     params = {
         "instId": instrument.symbol,
         "tdMode": td_mode,
