@@ -9,10 +9,11 @@ Each rule has a compiled twin (:func:`_forward`, selected by the rule's
 from __future__ import annotations
 
 from enum import IntEnum
+from functools import cache
 from typing import Any, ClassVar
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 
 from tradebus.adapters.common.book import APPLIED, CROSSED, TOP_CHANGED, OrderBook, apply_levels, apply_top
 from tradebus.adapters.common.sync import DROPPED, GAPPED, DeltaBatch, SequenceRule, Verdict
@@ -144,6 +145,24 @@ def _step(
 
 _F64 = np.dtype(np.float64)
 
+_VEC = types.float64[::1]
+_LEVELS = types.Array(types.float64, 2, "A")  # any strides: the caller checks only dtype and ndim
+_IDS = types.int64[::1]
+_STEP_SIG = (_VEC, _VEC, _VEC, _VEC, _IDS, _LEVELS, _LEVELS, _VEC, types.boolean, types.int64, types.int64, types.int64, types.int64, _IDS)
+
+
+@cache
+def _step_entry() -> Any:
+    """:func:`_step`'s compiled entry point for :data:`_STEP_SIG`, called without the dispatcher.
+
+    The dispatcher would type-check every one of the 14 arguments per live message; the
+    types are known (the book's and the rule's own contiguous arrays, float64 ``(n, 2)``
+    level arrays checked by :meth:`BinanceRule.apply_delta`), so the one overload is
+    compiled (or loaded from cache) once and called directly.
+    """
+    _step.compile(_STEP_SIG)
+    return _step.get_overload(_STEP_SIG)
+
 
 class BinanceRule(SequenceRule):
     """What both Binance diff-depth rules share: the position (``last``, ``first``) and the compiled twin."""
@@ -154,6 +173,7 @@ class BinanceRule(SequenceRule):
         # [last id, 1 if no delta applied since the snapshot]: shared with the compiled twins
         self._state = np.array([-1, 1], dtype=np.int64)
         self._kind = int(self.kind)
+        self._step = _step_entry()
 
     @property
     def last(self) -> int:
@@ -188,7 +208,7 @@ class BinanceRule(SequenceRule):
         bids, asks = delta.bids, delta.asks
         if bids.dtype is not _F64 or asks.dtype is not _F64 or bids.ndim != 2 or asks.ndim != 2:  # type: ignore[attr-defined]
             return None  # the Python path checks them (and names what is wrong)
-        return _step(
+        return self._step(
             book.bid_px, book.bid_sz, book.ask_px, book.ask_sz, book.counts, bids, asks, top, track_top,
             delta.first_seq, delta.last_seq, delta.prev_seq, self._kind, self._state,
         )  # fmt: skip
