@@ -421,7 +421,7 @@ def _crossing(after: BookDelta, sync: BookSync) -> BookDelta:
 
 
 @pytest.mark.parametrize("futures", [False, True], ids=["spot", "usdm"])
-@pytest.mark.parametrize("fault", ["none", "gap", "malformed", "crossed"])
+@pytest.mark.parametrize("fault", ["none", "gap", "malformed", "crossed", "strided"])
 def test_compiled_live_step_emits_and_fails_exactly_as_the_python_path(futures: bool, fault: str) -> None:
     lines = capture(USDM_CAPTURE) if futures else capture()
     snapshot, deltas = _split(lines)
@@ -434,6 +434,9 @@ def test_compiled_live_step_emits_and_fails_exactly_as_the_python_path(futures: 
         bids[0, 1] = -1.0
         dk = deltas[k]
         deltas[k] = BookDelta(IID, dk.ts_event, dk.ts_init, bids, dk.asks, dk.first_seq, dk.last_seq, dk.prev_seq)
+    elif fault == "strided":  # column-major level arrays: the compiled step must honour their strides
+        deltas = [BookDelta(IID, x.ts_event, x.ts_init, np.asfortranarray(x.bids), np.asfortranarray(x.asks),
+                            x.first_seq, x.last_seq, x.prev_seq) for x in deltas]  # fmt: skip
     outs: list[list[Any]] = [[], []]
     syncs = [BookSync(IID, rule(), outs[0].append, capacity=8), BookSync(IID, _python_path(rule), outs[1].append, capacity=8)]
     assert syncs[0]._apply_delta is not None  # the compiled step is the one under test
@@ -445,7 +448,7 @@ def test_compiled_live_step_emits_and_fails_exactly_as_the_python_path(futures: 
                 sync.on_delta(_crossing(dlt, sync))
     fast, slow = syncs
     assert fast.state is slow.state and fast.failure == slow.failure
-    assert (fault == "none") == fast.synced
+    assert (fault in ("none", "strided")) == fast.synced
     assert fast.book.equals(slow.book) and fast.book.last_seq == slow.book.last_seq
     assert (fast.rule.last, fast.rule.first) == (slow.rule.last, slow.rule.first)
     assert len(outs[0]) == len(outs[1]) > 100
