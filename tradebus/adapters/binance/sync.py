@@ -115,10 +115,7 @@ def _forward(
 
 @njit(cache=True)
 def _step(
-    bid_px: np.ndarray,
-    bid_sz: np.ndarray,
-    ask_px: np.ndarray,
-    ask_sz: np.ndarray,
+    store: np.ndarray,
     counts: np.ndarray,
     bids: np.ndarray,
     asks: np.ndarray,
@@ -130,13 +127,16 @@ def _step(
     kind: int,
     rule_state: np.ndarray,
 ) -> int:
-    """One live delta under the Binance rule ``kind``; see :meth:`SequenceRule.apply_delta`."""
+    """One live delta under the Binance rule ``kind``; see :meth:`SequenceRule.apply_delta`.
+
+    ``store`` is :attr:`OrderBook.store` (the four side arrays as rows).
+    """
     verdict = _judge(first_seq, last_seq, prev_seq, kind, rule_state)
     if verdict == _DROP:
         return DROPPED
     if verdict == _GAP:
         return GAPPED
-    status = apply_top(bid_px, bid_sz, ask_px, ask_sz, counts, bids, asks, top, track_top)
+    status = apply_top(store[0], store[1], store[2], store[3], counts, bids, asks, top, track_top)
     if status == APPLIED or status == TOP_CHANGED:
         rule_state[_LAST_ID] = last_seq
         rule_state[_IS_FIRST] = 0
@@ -146,16 +146,17 @@ def _step(
 _F64 = np.dtype(np.float64)
 
 _VEC = types.float64[::1]
+_STORE = types.float64[:, ::1]
 _LEVELS = types.Array(types.float64, 2, "A")  # any strides: the caller checks only dtype and ndim
 _IDS = types.int64[::1]
-_STEP_SIG = (_VEC, _VEC, _VEC, _VEC, _IDS, _LEVELS, _LEVELS, _VEC, types.boolean, types.int64, types.int64, types.int64, types.int64, _IDS)
+_STEP_SIG = (_STORE, _IDS, _LEVELS, _LEVELS, _VEC, types.boolean, types.int64, types.int64, types.int64, types.int64, _IDS)
 
 
 @cache
 def _step_entry() -> Any:
     """:func:`_step`'s compiled entry point for :data:`_STEP_SIG`, called without the dispatcher.
 
-    The dispatcher would type-check every one of the 14 arguments per live message; the
+    The dispatcher would type-check every one of the 11 arguments per live message; the
     types are known (the book's and the rule's own contiguous arrays, float64 ``(n, 2)``
     level arrays checked by :meth:`BinanceRule.apply_delta`), so the one overload is
     compiled (or loaded from cache) once and called directly.
@@ -209,7 +210,7 @@ class BinanceRule(SequenceRule):
         if bids.dtype is not _F64 or asks.dtype is not _F64 or bids.ndim != 2 or asks.ndim != 2:  # type: ignore[attr-defined]
             return None  # the Python path checks them (and names what is wrong)
         return self._step(
-            book.bid_px, book.bid_sz, book.ask_px, book.ask_sz, book.counts, bids, asks, top, track_top,
+            book.store, book.counts, bids, asks, top, track_top,
             delta.first_seq, delta.last_seq, delta.prev_seq, self._kind, self._state,
         )  # fmt: skip
 

@@ -326,6 +326,8 @@ class OrderBook:
 
     Notes
     -----
+    ``store`` is one ``(4, capacity)`` float64 array whose rows ``bid_px``, ``bid_sz``,
+    ``ask_px``, ``ask_sz`` are (one argument for a compiled call instead of four).
     ``bid_px``/``bid_sz`` hold the bid slots ascending and ``ask_px``/``ask_sz`` the ask
     slots descending within ``[lo, hi)``; ``counts`` is ``[bid lo, bid hi, bid levels,
     ask lo, ask hi, ask levels]``; a slot with size 0 is a tombstone (see the module
@@ -334,16 +336,13 @@ class OrderBook:
     (maintained by :class:`tradebus.adapters.common.sync.BookSync`).
     """
 
-    __slots__ = ("instrument_id", "bid_px", "bid_sz", "ask_px", "ask_sz", "counts", "last_seq", "ts_event")
+    __slots__ = ("instrument_id", "store", "bid_px", "bid_sz", "ask_px", "ask_sz", "counts", "last_seq", "ts_event")
 
     def __init__(self, instrument_id: str, capacity: int = 2048) -> None:
         if capacity < 1:
             raise BookError(f"book {instrument_id}: capacity must be >= 1, got {capacity}")
         self.instrument_id = instrument_id
-        self.bid_px = np.zeros(capacity, dtype=np.float64)
-        self.bid_sz = np.zeros(capacity, dtype=np.float64)
-        self.ask_px = np.zeros(capacity, dtype=np.float64)
-        self.ask_sz = np.zeros(capacity, dtype=np.float64)
+        self._set_store(np.zeros((4, capacity), dtype=np.float64))
         self.counts = np.zeros(6, dtype=np.int64)
         self.last_seq = -1
         self.ts_event = 0
@@ -359,24 +358,27 @@ class OrderBook:
 
     def reserve(self, extra_bids: int, extra_asks: int) -> None:
         """Grow (and re-centre) the arrays so that ``extra_bids``/``extra_asks`` inserts cannot overflow."""
-        for px_name, sz_name, base, extra in (("bid_px", "bid_sz", 0, extra_bids), ("ask_px", "ask_sz", 3, extra_asks)):
-            px, sz = getattr(self, px_name), getattr(self, sz_name)
-            lo, hi = int(self.counts[base]), int(self.counts[base + 1])
-            used = hi - lo
-            cap = px.shape[0]
-            if cap - used >= extra:
-                continue
-            while cap - used < extra:
-                cap *= 2
-            new_lo = (cap - used) // 2
-            new_px = np.zeros(cap, dtype=np.float64)
-            new_sz = np.zeros(cap, dtype=np.float64)
-            new_px[new_lo : new_lo + used] = px[lo:hi]
-            new_sz[new_lo : new_lo + used] = sz[lo:hi]
-            setattr(self, px_name, new_px)
-            setattr(self, sz_name, new_sz)
-            self.counts[base] = new_lo
-            self.counts[base + 1] = new_lo + used
+        c = self.counts
+        sides = ((0, 0, extra_bids), (2, 3, extra_asks))  # (first row of the side in store, counts base, extra)
+        cap = self.store.shape[1]
+        if all(cap - (c[base + 1] - c[base]) >= extra for _, base, extra in sides):
+            return
+        while any(cap - (c[base + 1] - c[base]) < extra for _, base, extra in sides):
+            cap *= 2
+        old = self.store
+        new = np.zeros((4, cap), dtype=np.float64)
+        for row, base, _ in sides:
+            lo, hi = int(c[base]), int(c[base + 1])
+            new_lo = (cap - (hi - lo)) // 2
+            new[row : row + 2, new_lo : new_lo + hi - lo] = old[row : row + 2, lo:hi]
+            c[base] = new_lo
+            c[base + 1] = new_lo + hi - lo
+        self._set_store(new)
+
+    def _set_store(self, store: np.ndarray) -> None:
+        """Take ``store`` (rows bid price, bid size, ask price, ask size) and its row views."""
+        self.store = store
+        self.bid_px, self.bid_sz, self.ask_px, self.ask_sz = store
 
     def clear(self) -> None:
         """Remove every level."""
