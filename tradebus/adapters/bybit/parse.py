@@ -32,14 +32,16 @@ from typing import Any
 
 import msgspec
 from loguru import logger
-from msgspec import UNSET, convert
+from msgspec import UNSET
 
 from tradebus.adapters.bybit.schemas import (
     BybitBookFrame,
     BybitFrame,
     BybitKlineFrame,
     BybitTickerFrame,
+    BybitTickerPush,
     BybitTradeFrame,
+    TickerFields,
     TickerNumbers,
 )
 from tradebus.adapters.bybit.sync import BybitRule, is_snapshot
@@ -173,6 +175,9 @@ class BybitParser(StreamBooksParser):
         self._trade_frame = msgspec.json.Decoder(BybitTradeFrame, strict=False)
         self._kline_frame = msgspec.json.Decoder(BybitKlineFrame, strict=False)
         self._ticker_frame = msgspec.json.Decoder(BybitTickerFrame)
+        self._ticker_push = msgspec.json.Decoder(BybitTickerPush)
+        self._ticker_fields = msgspec.json.Decoder(TickerFields)
+        self._ticker_numbers = msgspec.json.Decoder(TickerNumbers, strict=False)
         self._book_frame = msgspec.json.Decoder(BybitBookFrame, strict=False)
         self._prefixes: dict[str, Callable[[str, str], Route]] = {
             "publicTrade": lambda topic, iid: (self._on_trades, iid, TradeDeduper(_DEDUP_WINDOW)),
@@ -381,12 +386,16 @@ class BybitParser(StreamBooksParser):
                       "ask1Price": "65114.30", "ask1Size": "10.486"},
              "cs": 753843907770, "ts": 1786310817883}
         """
-        frame = self._ticker_frame.decode(raw)
+        try:
+            frame = self._ticker_push.decode(raw)
+            data = self._ticker_fields.decode(frame.data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self._ticker_frame.decode(raw)  # raises the error with its path in the whole push
+            raise
         if frame.topic != topic:
             return self._parse_routed(raw, recv_ns)
-        data = frame.data
         try:  # every numeric field in one C pass (the usual case: no empty or bad value)
-            n = convert(data, TickerNumbers, strict=False)
+            n = self._ticker_numbers.decode(frame.data)
         except msgspec.ValidationError:
             n = _ticker_numbers(data)
         fields = state.fields
