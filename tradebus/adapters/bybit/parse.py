@@ -33,6 +33,7 @@ from typing import Any
 import msgspec
 from loguru import logger
 from msgspec import UNSET
+from msgspec.structs import astuple
 
 from tradebus.adapters.bybit.schemas import (
     BybitBookFrame,
@@ -407,23 +408,24 @@ class BybitParser(StreamBooksParser):
             state.clear_numbers()
         fields.update(data)
         # merge what the push carries (UNSET: not in it), noting which messages it touches
+        bid1, bid1_sz, ask1, ask1_sz, mark_px, index_px, rate, next_time = astuple(n)
         quote = mark = funding = False
-        if n.bid1Price is not UNSET:
-            state.bid1Price, quote = n.bid1Price, True
-        if n.bid1Size is not UNSET:
-            state.bid1Size, quote = n.bid1Size, True
-        if n.ask1Price is not UNSET:
-            state.ask1Price, quote = n.ask1Price, True
-        if n.ask1Size is not UNSET:
-            state.ask1Size, quote = n.ask1Size, True
-        if n.markPrice is not UNSET:
-            state.markPrice, mark = n.markPrice, True
-        if n.indexPrice is not UNSET:
-            state.indexPrice, mark = n.indexPrice, True
-        if n.fundingRate is not UNSET:
-            state.fundingRate, funding = n.fundingRate, True
-        if n.nextFundingTime is not UNSET:
-            state.nextFundingTime, funding = n.nextFundingTime, True
+        if bid1 is not UNSET:
+            state.bid1Price, quote = bid1, True
+        if bid1_sz is not UNSET:
+            state.bid1Size, quote = bid1_sz, True
+        if ask1 is not UNSET:
+            state.ask1Price, quote = ask1, True
+        if ask1_sz is not UNSET:
+            state.ask1Size, quote = ask1_sz, True
+        if mark_px is not UNSET:
+            state.markPrice, mark = mark_px, True
+        if index_px is not UNSET:
+            state.indexPrice, mark = index_px, True
+        if rate is not UNSET:
+            state.fundingRate, funding = rate, True
+        if next_time is not UNSET:
+            state.nextFundingTime, funding = next_time, True
         out: list = []
         ts_event = frame.ts * MS
         if quote:

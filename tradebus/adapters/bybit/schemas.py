@@ -107,7 +107,8 @@ TickerFields = dict[str, Any]
 class TickerNumbers(msgspec.Struct, frozen=True, gc=False):
     """The numeric ticker fields the parser uses, decoded from a push's ``data`` with ``strict=False``.
 
-    A field the push does not carry stays ``UNSET``. Conversion fails on an empty string
+    A field the push does not carry stays ``UNSET``; the parser unpacks the fields in this
+    order (``msgspec.structs.astuple``). Conversion fails on an empty string
     (Bybit's "no value") as on a bad one: the parser then converts the fields one by one,
     which gives ``None`` for ``""`` and names a bad field.
     """
