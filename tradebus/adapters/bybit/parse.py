@@ -11,7 +11,8 @@ ns (trade ``T``, book/ticker ``ts``, kline close), ``ts_init`` the receive time.
 Decoding: the topic is found with a string search for ``"topic":"`` and looked up in
 the routes built so far; a known topic's frame is decoded in one pass with the typed
 ``*Frame`` struct of its kind (the decoded ``topic`` must match, else the frame takes
-the general path). Otherwise (first frame of a topic, control frames, unknown topics)
+the general path); a ticker push keeps ``data`` raw and decodes it to the fields dict
+and to the typed numbers (:class:`~tradebus.adapters.bybit.schemas.BybitTickerPush`). Otherwise (first frame of a topic, control frames, unknown topics)
 the envelope (:class:`BybitFrame`, ``data`` kept raw) is decoded first and the topic
 routed. Unknown topics are skipped with a logged reason; undecodable frames raise
 :class:`~tradebus.adapters.common.parsing.FrameError` naming the topic and the field
@@ -176,9 +177,9 @@ class BybitParser(StreamBooksParser):
         self._trade_frame = msgspec.json.Decoder(BybitTradeFrame, strict=False)
         self._kline_frame = msgspec.json.Decoder(BybitKlineFrame, strict=False)
         self._ticker_frame = msgspec.json.Decoder(BybitTickerFrame)
-        self._ticker_push = msgspec.json.Decoder(BybitTickerPush)
-        self._ticker_fields = msgspec.json.Decoder(TickerFields)
-        self._ticker_numbers = msgspec.json.Decoder(TickerNumbers, strict=False)
+        self._decode_ticker_push = msgspec.json.Decoder(BybitTickerPush).decode
+        self._decode_ticker_fields = msgspec.json.Decoder(TickerFields).decode
+        self._decode_ticker_numbers = msgspec.json.Decoder(TickerNumbers, strict=False).decode
         self._book_frame = msgspec.json.Decoder(BybitBookFrame, strict=False)
         self._prefixes: dict[str, Callable[[str, str], Route]] = {
             "publicTrade": lambda topic, iid: (self._on_trades, iid, TradeDeduper(_DEDUP_WINDOW)),
@@ -388,15 +389,15 @@ class BybitParser(StreamBooksParser):
              "cs": 753843907770, "ts": 1786310817883}
         """
         try:
-            frame = self._ticker_push.decode(raw)
-            data = self._ticker_fields.decode(frame.data)
+            frame = self._decode_ticker_push(raw)
+            data = self._decode_ticker_fields(frame.data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             self._ticker_frame.decode(raw)  # raises the error with its path in the whole push
             raise
         if frame.topic != topic:
             return self._parse_routed(raw, recv_ns)
         try:  # every numeric field in one C pass (the usual case: no empty or bad value)
-            n = self._ticker_numbers.decode(frame.data)
+            n = self._decode_ticker_numbers(frame.data)
         except msgspec.ValidationError:
             n = _ticker_numbers(data)
         fields = state.fields
