@@ -12,9 +12,10 @@ Decoding: the topic is found with a string search for ``"topic":"`` and looked u
 the routes built so far; a known topic's frame is decoded in one pass with the typed
 ``*Frame`` struct of its kind (the decoded ``topic`` must match, else the frame takes
 the general path); a ticker push keeps ``data`` raw and decodes it to the fields dict
-and to the typed numbers (:class:`~tradebus.adapters.bybit.schemas.BybitTickerPush`). Otherwise (first frame of a topic, control frames, unknown topics)
-the envelope (:class:`BybitFrame`, ``data`` kept raw) is decoded first and the topic
-routed. Unknown topics are skipped with a logged reason; undecodable frames raise
+and to the typed numbers (:class:`~tradebus.adapters.bybit.schemas.BybitTickerPush`).
+Otherwise (first frame of a topic, control frames, unknown topics) the envelope
+(:class:`BybitFrame`, ``data`` kept raw) is decoded first and the topic routed.
+Unknown topics are skipped with a logged reason; undecodable frames raise
 :class:`~tradebus.adapters.common.parsing.FrameError` naming the topic and the field
 (``data.b[3]``), with the message shape shared by all venues.
 
@@ -409,7 +410,7 @@ class BybitParser(StreamBooksParser):
             state.clear_numbers()
         fields.update(data)
         # merge what the push carries (UNSET: not in it), noting which messages it touches
-        bid1, bid1_sz, ask1, ask1_sz, mark_px, index_px, rate, next_time = astuple(n)
+        bid1, bid1_sz, ask1, ask1_sz, mark_px, index_px, funding_rate, next_funding = astuple(n)
         quote = mark = funding = False
         if bid1 is not UNSET:
             state.bid1Price, quote = bid1, True
@@ -423,10 +424,10 @@ class BybitParser(StreamBooksParser):
             state.markPrice, mark = mark_px, True
         if index_px is not UNSET:
             state.indexPrice, mark = index_px, True
-        if rate is not UNSET:
-            state.fundingRate, funding = rate, True
-        if next_time is not UNSET:
-            state.nextFundingTime, funding = next_time, True
+        if funding_rate is not UNSET:
+            state.fundingRate, funding = funding_rate, True
+        if next_funding is not UNSET:
+            state.nextFundingTime, funding = next_funding, True
         out: list = []
         ts_event = frame.ts * MS
         if quote:
