@@ -182,6 +182,19 @@ def test_bad_ticker_field_is_rejected_without_changing_the_merged_ticker() -> No
     assert parser.ticker("X") == before
 
 
+def test_ticker_push_on_the_fast_path_names_the_bad_field_of_the_whole_push() -> None:
+    # the route exists after the snapshot: later pushes take the raw-``data`` decode,
+    # whose errors must still carry their path from the top of the push
+    parser = BybitParser("linear")
+    parser.parse_frame('{"topic":"tickers.X","type":"snapshot","ts":1,"data":{"symbol":"X","bid1Price":"1","bid1Size":"1","ask1Price":"2","ask1Size":"1"}}', 1)
+    before = parser.ticker("X")
+    with pytest.raises(ParseError, match=r"tickers\.X frame rejected: data: Expected `object`, got `array`"):
+        parser.parse_frame('{"topic":"tickers.X","type":"delta","ts":2,"data":[{"symbol":"X","bid1Price":"3"}]}', 2)
+    with pytest.raises(ParseError, match=r"tickers\.X frame rejected: ts: Expected `int` >= 0"):
+        parser.parse_frame('{"topic":"tickers.X","type":"delta","ts":-2,"data":{"symbol":"X","bid1Price":"3"}}', 2)
+    assert parser.ticker("X") == before
+
+
 def test_unknown_topic_and_control_frames(logs: list[str]) -> None:
     parser = BybitParser("linear")
     assert parser.parse_frame('{"topic":"allLiquidation.BTCUSDT","type":"snapshot","ts":1,"data":[]}', 1) == []

@@ -11,9 +11,11 @@ ns (trade ``T``, book/ticker ``ts``, kline close), ``ts_init`` the receive time.
 Decoding: the topic is found with a string search for ``"topic":"`` and looked up in
 the routes built so far; a known topic's frame is decoded in one pass with the typed
 ``*Frame`` struct of its kind (the decoded ``topic`` must match, else the frame takes
-the general path). Otherwise (first frame of a topic, control frames, unknown topics)
-the envelope (:class:`BybitFrame`, ``data`` kept raw) is decoded first and the topic
-routed. Unknown topics are skipped with a logged reason; undecodable frames raise
+the general path); a ticker push keeps ``data`` raw and decodes it to the fields dict
+and to the typed numbers (:class:`~tradebus.adapters.bybit.schemas.BybitTickerPush`).
+Otherwise (first frame of a topic, control frames, unknown topics) the envelope
+(:class:`BybitFrame`, ``data`` kept raw) is decoded first and the topic routed.
+Unknown topics are skipped with a logged reason; undecodable frames raise
 :class:`~tradebus.adapters.common.parsing.FrameError` naming the topic and the field
 (``data.b[3]``), with the message shape shared by all venues.
 
@@ -32,14 +34,17 @@ from typing import Any
 
 import msgspec
 from loguru import logger
-from msgspec import UNSET, convert
+from msgspec import UNSET
+from msgspec.structs import astuple
 
 from tradebus.adapters.bybit.schemas import (
     BybitBookFrame,
     BybitFrame,
     BybitKlineFrame,
     BybitTickerFrame,
+    BybitTickerPush,
     BybitTradeFrame,
+    TickerFields,
     TickerNumbers,
 )
 from tradebus.adapters.bybit.sync import BybitRule, is_snapshot
@@ -173,6 +178,9 @@ class BybitParser(StreamBooksParser):
         self._trade_frame = msgspec.json.Decoder(BybitTradeFrame, strict=False)
         self._kline_frame = msgspec.json.Decoder(BybitKlineFrame, strict=False)
         self._ticker_frame = msgspec.json.Decoder(BybitTickerFrame)
+        self._decode_ticker_push = msgspec.json.Decoder(BybitTickerPush).decode
+        self._decode_ticker_fields = msgspec.json.Decoder(TickerFields).decode
+        self._decode_ticker_numbers = msgspec.json.Decoder(TickerNumbers, strict=False).decode
         self._book_frame = msgspec.json.Decoder(BybitBookFrame, strict=False)
         self._prefixes: dict[str, Callable[[str, str], Route]] = {
             "publicTrade": lambda topic, iid: (self._on_trades, iid, TradeDeduper(_DEDUP_WINDOW)),
@@ -381,12 +389,16 @@ class BybitParser(StreamBooksParser):
                       "ask1Price": "65114.30", "ask1Size": "10.486"},
              "cs": 753843907770, "ts": 1786310817883}
         """
-        frame = self._ticker_frame.decode(raw)
+        try:
+            frame = self._decode_ticker_push(raw)
+            data = self._decode_ticker_fields(frame.data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self._ticker_frame.decode(raw)  # raises the error with its path in the whole push
+            raise
         if frame.topic != topic:
             return self._parse_routed(raw, recv_ns)
-        data = frame.data
         try:  # every numeric field in one C pass (the usual case: no empty or bad value)
-            n = convert(data, TickerNumbers, strict=False)
+            n = self._decode_ticker_numbers(frame.data)
         except msgspec.ValidationError:
             n = _ticker_numbers(data)
         fields = state.fields
@@ -398,23 +410,24 @@ class BybitParser(StreamBooksParser):
             state.clear_numbers()
         fields.update(data)
         # merge what the push carries (UNSET: not in it), noting which messages it touches
+        bid1, bid1_sz, ask1, ask1_sz, mark_px, index_px, funding_rate, next_funding = astuple(n)
         quote = mark = funding = False
-        if n.bid1Price is not UNSET:
-            state.bid1Price, quote = n.bid1Price, True
-        if n.bid1Size is not UNSET:
-            state.bid1Size, quote = n.bid1Size, True
-        if n.ask1Price is not UNSET:
-            state.ask1Price, quote = n.ask1Price, True
-        if n.ask1Size is not UNSET:
-            state.ask1Size, quote = n.ask1Size, True
-        if n.markPrice is not UNSET:
-            state.markPrice, mark = n.markPrice, True
-        if n.indexPrice is not UNSET:
-            state.indexPrice, mark = n.indexPrice, True
-        if n.fundingRate is not UNSET:
-            state.fundingRate, funding = n.fundingRate, True
-        if n.nextFundingTime is not UNSET:
-            state.nextFundingTime, funding = n.nextFundingTime, True
+        if bid1 is not UNSET:
+            state.bid1Price, quote = bid1, True
+        if bid1_sz is not UNSET:
+            state.bid1Size, quote = bid1_sz, True
+        if ask1 is not UNSET:
+            state.ask1Price, quote = ask1, True
+        if ask1_sz is not UNSET:
+            state.ask1Size, quote = ask1_sz, True
+        if mark_px is not UNSET:
+            state.markPrice, mark = mark_px, True
+        if index_px is not UNSET:
+            state.indexPrice, mark = index_px, True
+        if funding_rate is not UNSET:
+            state.fundingRate, funding = funding_rate, True
+        if next_funding is not UNSET:
+            state.nextFundingTime, funding = next_funding, True
         out: list = []
         ts_event = frame.ts * MS
         if quote:

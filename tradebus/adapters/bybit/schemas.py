@@ -26,6 +26,7 @@ __all__ = [
     "BybitLotSizeFilter",
     "BybitPriceFilter",
     "BybitTickerFrame",
+    "BybitTickerPush",
     "BybitTrade",
     "BybitTradeFrame",
     "TickerFields",
@@ -104,9 +105,10 @@ TickerFields = dict[str, Any]
 
 
 class TickerNumbers(msgspec.Struct, frozen=True, gc=False):
-    """The numeric ticker fields the parser uses, converted from :data:`TickerFields` with ``strict=False``.
+    """The numeric ticker fields the parser uses, decoded from a push's ``data`` with ``strict=False``.
 
-    A field the push does not carry stays ``UNSET``. Conversion fails on an empty string
+    A field the push does not carry stays ``UNSET``; the parser unpacks the fields in this
+    order (``msgspec.structs.astuple``). Conversion fails on an empty string
     (Bybit's "no value") as on a bad one: the parser then converts the fields one by one,
     which gives ``None`` for ``""`` and names a bad field.
     """
@@ -145,6 +147,21 @@ class BybitTickerFrame(msgspec.Struct, frozen=True, gc=False):
 
     topic: str
     data: TickerFields
+    type: str = ""
+    ts: Millis = 0
+
+
+class BybitTickerPush(msgspec.Struct, frozen=True, gc=False):
+    """A ``tickers.{symbol}`` push with ``data`` kept raw (the parser's fast path).
+
+    ``data`` is then decoded twice in C, to :data:`TickerFields` and to
+    :class:`TickerNumbers`, which is cheaper than converting the decoded fields.
+    A push this or those decodes reject is decoded again with :class:`BybitTickerFrame`
+    for the error message.
+    """
+
+    topic: str
+    data: msgspec.Raw
     type: str = ""
     ts: Millis = 0
 
