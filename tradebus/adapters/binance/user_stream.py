@@ -69,7 +69,7 @@ from tradebus.adapters.binance.client import MAX_CONNECTION_AGE, binance_keepali
 from tradebus.adapters.common.client import Sink, WsClient
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
 from tradebus.adapters.common.recorder import FrameRecorder
-from tradebus.adapters.common.user_stream import PrivateStreamParser
+from tradebus.adapters.common.user_stream import PrivateStreamParser, deliver
 from tradebus.adapters.common.venue import LiveAccount, lazy_trading
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
@@ -244,12 +244,7 @@ class BinanceUserStream(WsClient):
         return [json.dumps({"id": f"uds-{next(self._ids)}", "method": "userDataStream.subscribe.signature", "params": params})]
 
     def on_frame(self, raw: str | bytes, recv_ns: int) -> None:
-        for event in self.parser.parse(raw):
-            if isinstance(event, AccountBalance):
-                if self.on_balance is not None:
-                    self.on_balance(event)
-            else:
-                self.sink(event)
+        deliver(self.parser.parse(raw), self.sink, self.on_balance)
 
     async def on_connected(self) -> None:
         if self.connections > 1 and self.on_reconnect is not None:
@@ -268,8 +263,6 @@ def _user_stream(
     **_: Any,
 ) -> BinanceUserStream:
     return BinanceUserStream(ws_url, api_key, api_secret, UserStreamParser(instruments, lookup), sink, on_balance, on_reconnect)
-
-
 
 
 #: Binance spot live trading, as the registry's adapter offers it (:class:`~tradebus.adapters.common.venue.LiveAccount`).
@@ -415,12 +408,7 @@ class BinanceFuturesUserStream(WsClient):
             if self._ws is not None:
                 asyncio.get_running_loop().create_task(self._ws.close())
             return
-        for event in events:
-            if isinstance(event, (AccountBalance, AccountPosition)):
-                if self.on_balance is not None:
-                    self.on_balance(event)
-            else:
-                self.sink(event)
+        deliver(events, self.sink, self.on_balance)
 
     async def on_connected(self) -> None:
         if self._keepalive is None or self._keepalive.done():

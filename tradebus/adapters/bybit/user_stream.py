@@ -199,9 +199,6 @@ def _linear_user_stream(*args: Any, **kwargs: Any) -> PrivateStream:
     return _user_stream(*args, **kwargs, subscribe=SUBSCRIBE_LINEAR)
 
 
-
-
-
 #: Bybit spot live trading, as the registry's adapter offers it (the testnet is its own host).
 LIVE_ACCOUNT = LiveAccount(
     endpoints={

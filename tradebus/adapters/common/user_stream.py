@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tradebus.adapters.common.client import Sink, WsClient
@@ -23,13 +23,23 @@ from tradebus.errors import ParseError
 from tradebus.execution.live import AccountBalance, AccountPosition
 from tradebus.execution.orders import Order
 
-__all__ = ["UNACKNOWLEDGED", "OrderContext", "PrivateStream", "PrivateStreamParser"]
+__all__ = ["UNACKNOWLEDGED", "OrderContext", "PrivateStream", "PrivateStreamParser", "deliver"]
 
 #: Statuses in which a venue's "new order" push is news (else the REST answer told it first).
 UNACKNOWLEDGED = frozenset({OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
 
 OrderContext = tuple[Order | None, str, str, Instrument | None]
 """``(order or None, strategy id, instrument id, instrument or None)`` of one event."""
+
+
+def deliver(events: Iterable[Any], sink: Sink, on_balance: Callable[[Any], Any] | None) -> None:
+    """Parsed private-stream events: balance and position updates to ``on_balance`` (dropped without one), the rest to ``sink``."""
+    for event in events:
+        if isinstance(event, (AccountBalance, AccountPosition)):
+            if on_balance is not None:
+                on_balance(event)
+        else:
+            sink(event)
 
 
 class PrivateStreamParser(ABC):
@@ -159,12 +169,7 @@ class PrivateStream(WsClient):
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return
-        for event in events:
-            if isinstance(event, (AccountBalance, AccountPosition)):
-                if self.on_balance is not None:
-                    self.on_balance(event)
-            else:
-                self.sink(event)
+        deliver(events, self.sink, self.on_balance)
 
     async def on_connected(self) -> None:
         if self.connections > 1 and self.on_reconnect is not None:
