@@ -407,7 +407,7 @@ def _python_path(rule: type[BinanceSpotRule] | type[BinanceFuturesRule]) -> Sequ
     """The rule without its compiled live step: BookSync then checks, applies and advances in Python."""
 
     class PythonOnly(rule):  # type: ignore[misc, valid-type]
-        def apply_delta(self, book: OrderBook, delta: BookDelta, top: np.ndarray, track_top: bool) -> int | None:
+        def live_step(self) -> None:
             return None
 
     return PythonOnly()
@@ -439,7 +439,7 @@ def test_compiled_live_step_emits_and_fails_exactly_as_the_python_path(futures: 
                             x.first_seq, x.last_seq, x.prev_seq) for x in deltas]  # fmt: skip
     outs: list[list[Any]] = [[], []]
     syncs = [BookSync(IID, rule(), outs[0].append, capacity=8), BookSync(IID, _python_path(rule), outs[1].append, capacity=8)]
-    assert syncs[0]._apply_delta is not None  # the compiled step is the one under test
+    assert syncs[0]._step is not None  # the compiled step is the one under test
     for sync in syncs:
         sync.on_snapshot(snapshot)
         for i, dlt in enumerate(deltas):
