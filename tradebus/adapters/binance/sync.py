@@ -114,7 +114,7 @@ def _forward(
     return first.shape[0]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _step(
     store: np.ndarray,
     counts: np.ndarray,
