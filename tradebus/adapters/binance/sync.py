@@ -3,7 +3,10 @@
 The state machine that uses them is :class:`~tradebus.adapters.common.sync.BookSync`.
 Each rule has a compiled twin (:func:`_forward`, selected by the rule's
 :class:`DiffDepthKind`) that :meth:`BinanceRule.fast_forward` runs over recorded batches
-(:meth:`BookSync.fast_forward <tradebus.adapters.common.sync.BookSync.fast_forward>`).
+(:meth:`BookSync.fast_forward <tradebus.adapters.common.sync.BookSync.fast_forward>`),
+and a compiled live step (:func:`_step`, :meth:`BinanceRule.live_step`) that
+:meth:`BookSync.on_delta <tradebus.adapters.common.sync.BookSync.on_delta>` calls once
+per delta.
 """
 
 from __future__ import annotations

@@ -60,7 +60,8 @@ The rules live with their venues: Binance's (:mod:`tradebus.adapters.binance.syn
 OKX's (:class:`tradebus.adapters.okx.sync.OkxRule`, with the CRC32 in ``verify``) and Bybit's
 (:class:`tradebus.adapters.bybit.sync.BybitRule`). A rule may also apply a recorded batch
 in compiled code (:meth:`SequenceRule.fast_forward`; Binance's do), which
-:meth:`BookSync.fast_forward` uses on recorded batches.
+:meth:`BookSync.fast_forward` uses on recorded batches, and judge and apply one live delta
+in one compiled call (:meth:`SequenceRule.live_step`), which :meth:`BookSync.on_delta` uses.
 """
 
 from __future__ import annotations
