@@ -19,7 +19,7 @@ from tradebus.adapters.common.sync import (
     Verdict,
 )
 from tradebus.engine.messages import BookDelta, BookResynced, BookSnapshot, Quote
-from tradebus.errors import ConfigError
+from tradebus.errors import BookError, ConfigError
 
 from .binance_testdata import IID, USDM_CAPTURE, book_arrays, capture, delta_from, offline_rebuild, snapshot_from
 
@@ -572,3 +572,18 @@ def test_usdm_live_step_buffers_a_continuing_diff_that_arrives_after_a_gap() -> 
         sync.on_delta(dlt)
     assert sync.synced and sync.resyncs == 1
     assert _same_book(sync, _reference(lines, len(deltas)))
+
+
+@pytest.mark.parametrize(
+    "bad", [np.array([[1.0, 5.0]]).astype(np.int64), np.array([[[1.0, 5.0]]]), np.array([1.0, 5.0])], ids=["int64", "3d", "1d"]
+)
+def test_live_step_never_gets_level_arrays_it_would_misread(bad: np.ndarray) -> None:
+    # the compiled step is called without type checks: other dtypes and shapes must take the checked path
+    _, deltas, sync, out = _usdm_synced_at(50)
+    nxt = deltas[50]
+    before = (sync.book.bids(), sync.book.asks(), sync.rule.last)
+    mark = len(out)
+    with pytest.raises(BookError, match="float64 of shape"):
+        sync.on_delta(BookDelta(IID, nxt.ts_event, nxt.ts_init, bad, nxt.asks, nxt.first_seq, nxt.last_seq, nxt.prev_seq))
+    assert np.array_equal(sync.book.bids(), before[0]) and np.array_equal(sync.book.asks(), before[1])
+    assert sync.rule.last == before[2] and out[mark:] == []
