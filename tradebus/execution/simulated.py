@@ -241,9 +241,9 @@ class SimulatedVenue(Venue):
         memory stays flat. ``None`` (default): every order is kept.
     """
 
-    #: Match a lone working market order inline (the planner's result for it, with fewer
-    #: steps) on bars and trades. ``False``: every order goes through the general matching
-    #: loops; tests run both ways and compare the fills.
+    #: Match a lone working market order inline (what the general matching gives it, in fewer
+    #: steps) on bars, trades and quotes. ``False``: every order goes through the general
+    #: matching loops; tests run both ways and compare the fills.
     fast_path: ClassVar[bool] = True
 
     def __init__(
@@ -753,7 +753,7 @@ class SimulatedVenue(Venue):
                     qty = sim.leaves
                     if px > 0.0 and qty > 0.0:
                         if self._slip:
-                            px = self._tick_slip(iid, sim, px, qty, buy_px, sell_px, buy_size if buy else sell_size)
+                            px = self._slipped_tick(iid, sim, px, qty, buy_px, sell_px, buy_size if buy else sell_size)
                         self._fill(iid, sim, qty, px, _TAKER, ts)
                 self._prune(iid)
                 return
@@ -803,7 +803,7 @@ class SimulatedVenue(Venue):
             if qty <= 0.0:
                 continue
             if liq is _TAKER and self._slip:
-                fill_px = self._tick_slip(iid, sim, fill_px, qty, buy_px, sell_px, buy_size if buy else sell_size)
+                fill_px = self._slipped_tick(iid, sim, fill_px, qty, buy_px, sell_px, buy_size if buy else sell_size)
             filled = self._fill(iid, sim, qty, fill_px, liq, ts)
             if buy:
                 avail_buy -= filled
@@ -833,19 +833,17 @@ class SimulatedVenue(Venue):
                 px = max(px, sim.limit)
         return px
 
-    def _tick_slip(
+    def _slipped_tick(
         self, iid: str, sim: _SimOrder, px: float, qty: float, buy_px: float, sell_px: float, size: float
     ) -> float:
-        """:meth:`_slipped_tick` of a taker fill at ``px`` on the event quoted ``buy_px`` / ``sell_px``."""
+        """``px`` of a taker fill on a trade or quote (``buy_px`` / ``sell_px``: what a buy and a sell
+        take; ``size``: the size the order takes from) moved by the slippage model against the trader,
+        within the limit."""
         if buy_px != sell_px:  # a quote: its spread
             spread = buy_px - sell_px
         else:  # a trade: its move from the previous one (not updated yet)
             last = self._last[iid]
             spread = abs(px - last) if last == last else 0.0
-        return self._slipped_tick(iid, sim, px, qty, size, spread)
-
-    def _slipped_tick(self, iid: str, sim: _SimOrder, px: float, qty: float, size: float, spread: float) -> float:
-        """``px`` of a trade or quote moved by the slippage model against the trader, within the limit."""
         instrument = self.instruments[iid]
         slip = tick_slippage_bps(self._slippage, qty, px, size, spread) * 1e-4
         if sim.buy:
