@@ -400,3 +400,22 @@ def test_fuzzed_real_frames_are_parsed_or_rejected_never_corrupting_the_book() -
     for topic in {json.loads(r)["topic"] for _, r in frames if '"topic":"orderbook' in r}:
         assert parser.book_in_sync(topic)
         assert state(parser, topic) == state(reference, topic)
+
+
+def test_merged_ticker_equals_the_pushes_merged_with_json_loads_whenever_it_is_read() -> None:
+    pushes = [raw for _, conn, raw in read_frames(CAPTURE) if conn == "linear" and '"topic":"tickers.' in raw]
+    assert len(pushes) > 3 * 64  # more than the pushes kept unmerged, several times over
+    parser = BybitParser(category="linear")
+    expected: dict[str, dict] = {}
+    rng = random.Random(7)
+    for raw in pushes:
+        msg = json.loads(raw)
+        symbol = msg["topic"].split(".", 1)[1]
+        if msg["type"] == "snapshot":
+            expected[symbol] = {}
+        expected.setdefault(symbol, {}).update(msg["data"])
+        parser.parse_frame(raw, 0)
+        if rng.random() < 0.03:  # read at random moments: what is merged so far, no more, no less
+            assert parser.ticker(symbol) == expected[symbol]
+    for symbol, fields in expected.items():
+        assert parser.ticker(symbol) == fields

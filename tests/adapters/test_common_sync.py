@@ -19,7 +19,7 @@ from tradebus.adapters.common.sync import (
     Verdict,
 )
 from tradebus.engine.messages import BookDelta, BookResynced, BookSnapshot, Quote
-from tradebus.errors import ConfigError
+from tradebus.errors import BookError, ConfigError
 
 from .binance_testdata import IID, USDM_CAPTURE, book_arrays, capture, delta_from, offline_rebuild, snapshot_from
 
@@ -407,7 +407,7 @@ def _python_path(rule: type[BinanceSpotRule] | type[BinanceFuturesRule]) -> Sequ
     """The rule without its compiled live step: BookSync then checks, applies and advances in Python."""
 
     class PythonOnly(rule):  # type: ignore[misc, valid-type]
-        def apply_delta(self, book: OrderBook, delta: BookDelta, top: np.ndarray, track_top: bool) -> int | None:
+        def live_step(self) -> None:
             return None
 
     return PythonOnly()
@@ -439,7 +439,7 @@ def test_compiled_live_step_emits_and_fails_exactly_as_the_python_path(futures: 
                             x.first_seq, x.last_seq, x.prev_seq) for x in deltas]  # fmt: skip
     outs: list[list[Any]] = [[], []]
     syncs = [BookSync(IID, rule(), outs[0].append, capacity=8), BookSync(IID, _python_path(rule), outs[1].append, capacity=8)]
-    assert syncs[0]._apply_delta is not None  # the compiled step is the one under test
+    assert syncs[0]._step is not None  # the compiled step is the one under test
     for sync in syncs:
         sync.on_snapshot(snapshot)
         for i, dlt in enumerate(deltas):
@@ -460,3 +460,130 @@ def test_compiled_live_step_emits_and_fails_exactly_as_the_python_path(futures: 
             assert a is b
         else:  # the book's snapshot, rebuilt on each path
             assert a.last_seq == b.last_seq and np.array_equal(a.bids, b.bids) and np.array_equal(a.asks, b.asks)
+
+
+# ------------------------------------------- compiled live step, USD-M ``pu`` rule
+
+
+def _usdm_synced_at(k: int) -> tuple[list[tuple[int, str]], list[BookDelta], BookSync, list[Any]]:
+    """The USD-M capture's book fed through the compiled live step up to (excluding) depth diff ``k``."""
+    lines = capture(USDM_CAPTURE)
+    snapshot, deltas = _split(lines)
+    out: list[Any] = []
+    sync = BookSync(IID, BinanceFuturesRule(), out.append, capacity=16)
+    assert sync._step is not None  # the compiled step is the one under test
+    sync.on_snapshot(snapshot)
+    for dlt in deltas[:k]:
+        sync.on_delta(dlt)
+    assert sync.synced
+    return lines, deltas, sync, out
+
+
+def _reference(lines: list[tuple[int, str]], n_deltas: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Dict-book rebuild (json module, no tradebus code) of the snapshot and the first ``n_deltas`` diffs."""
+    depth = [i for i, (_, raw) in enumerate(lines) if '"depthUpdate"' in raw]
+    cut = depth[n_deltas] if n_deltas < len(depth) else len(lines)
+    bids, asks, last, _ = offline_rebuild(lines[:cut], futures=True)
+    return (*book_arrays(bids, asks), last)
+
+
+def _same_book(sync: BookSync, ref: tuple[np.ndarray, np.ndarray, int]) -> bool:
+    return bool(
+        np.array_equal(sync.book.bids(), ref[0]) and np.array_equal(sync.book.asks(), ref[1]) and sync.book.last_seq == ref[2]
+    )
+
+
+def test_usdm_live_step_applies_from_the_snapshot_and_emits_exactly_the_applied_diffs() -> None:
+    lines = capture(USDM_CAPTURE)
+    snapshot, deltas = _split(lines)
+    # the capture's first diff straddles the snapshot id (U <= lastUpdateId <= u): the "first" branch runs compiled
+    assert deltas[0].first_seq <= snapshot.last_seq <= deltas[0].last_seq and deltas[1].prev_seq == deltas[0].last_seq
+    stale = BookDelta(IID, 1, 2, np.array([[1.0, 5.0]]), np.empty((0, 2)), snapshot.last_seq - 9, snapshot.last_seq - 1,
+                      snapshot.last_seq - 10)  # fmt: skip
+    out: list[Any] = []
+    sync = BookSync(IID, BinanceFuturesRule(), out.append, capacity=16)
+    sync.on_snapshot(snapshot)
+    for dlt in [stale, *deltas]:
+        sync.on_delta(dlt)
+    assert sync.synced and sync.resyncs == 0
+    assert _same_book(sync, _reference(lines, len(deltas)))
+    emitted = [m for m in out if isinstance(m, BookDelta)]
+    assert emitted == deltas  # the pre-snapshot diff (u < lastUpdateId) was dropped, every later one applied
+
+
+def test_usdm_live_step_drops_a_stale_repeat_without_applying_or_emitting_it() -> None:
+    k = 400
+    lines, deltas, sync, out = _usdm_synced_at(k)
+    # a diff already applied whose levels were changed since: applying it again would move the book back
+    j = next(j for j in range(k - 1, 0, -1)
+             if any(sync.book.bids().tolist().count(lvl) == 0 for lvl in deltas[j].bids.tolist() if lvl[1] > 0))  # fmt: skip
+    probe = OrderBook(IID, 16)
+    probe.load(sync.book.bids(), sync.book.asks())
+    probe.apply(deltas[j].bids, deltas[j].asks)
+    assert not probe.equals(sync.book)  # so the test fails if the stale diff is applied
+    mark = len(out)
+    sync.on_delta(deltas[j])
+    sync.on_delta(deltas[k - 1])  # the last applied one, repeated
+    assert out[mark:] == [] and sync.synced
+    assert _same_book(sync, _reference(lines, k))
+    for dlt in deltas[k:]:
+        sync.on_delta(dlt)
+    assert sync.synced and _same_book(sync, _reference(lines, len(deltas)))
+
+
+def test_usdm_live_step_gaps_on_a_wrong_pu_even_when_U_follows_the_last_u() -> None:
+    k = 300
+    lines, deltas, sync, out = _usdm_synced_at(k)
+    nxt = deltas[k]
+    last = deltas[k - 1].last_seq
+    # the spot rule's continuation (U == last + 1) with a pu that does not name the last u: a gap under the pu rule
+    forged = BookDelta(IID, nxt.ts_event, nxt.ts_init, nxt.bids, nxt.asks, last + 1, nxt.last_seq, last - 1)
+    mark = len(out)
+    sync.on_delta(forged)
+    assert not sync.synced and f"expected pu == {last}, got pu={last - 1}" in (sync.failure or "")
+    assert out[mark:] == [] and _same_book(sync, _reference(lines, k))  # nothing of it applied
+
+
+def test_usdm_live_step_follows_pu_not_U() -> None:
+    k = 300
+    lines, deltas, sync, out = _usdm_synced_at(k)
+    nxt = deltas[k]
+    assert nxt.first_seq != deltas[k - 1].last_seq + 1  # USD-M ids jump: U is not the last u + 1
+    sync.on_delta(nxt)
+    assert sync.synced and any(m is nxt for m in out[-2:])  # emitted (a Quote may follow it)
+    assert _same_book(sync, _reference(lines, k + 1))
+
+
+def test_usdm_live_step_buffers_a_continuing_diff_that_arrives_after_a_gap() -> None:
+    k = 500
+    lines, deltas, sync, out = _usdm_synced_at(k)
+    sync.on_delta(deltas[k + 1])  # deltas[k] missing: gap
+    assert not sync.synced
+    mark = len(out)
+    sync.on_delta(deltas[k])  # late, and it does continue the rule's last u: the failed book must still not take it
+    for dlt in deltas[k + 2 : k + 40]:
+        sync.on_delta(dlt)
+    assert out[mark:] == [] and _same_book(sync, _reference(lines, k))
+    # a fresh snapshot through diff k + 1 (rebuilt offline) resyncs: of the buffer, k + 1 (u == lastUpdateId)
+    # is applied again, k dropped, and the rest replayed, landing on the full book
+    ref_b, ref_a, last = _reference(lines, k + 2)
+    sync.on_snapshot(BookSnapshot(IID, 1, 2, ref_b, ref_a, last))
+    for dlt in deltas[k + 40 :]:
+        sync.on_delta(dlt)
+    assert sync.synced and sync.resyncs == 1
+    assert _same_book(sync, _reference(lines, len(deltas)))
+
+
+@pytest.mark.parametrize(
+    "bad", [np.array([[1.0, 5.0]]).astype(np.int64), np.array([[[1.0, 5.0]]]), np.array([1.0, 5.0])], ids=["int64", "3d", "1d"]
+)
+def test_live_step_never_gets_level_arrays_it_would_misread(bad: np.ndarray) -> None:
+    # the compiled step is called without type checks: other dtypes and shapes must take the checked path
+    _, deltas, sync, out = _usdm_synced_at(50)
+    nxt = deltas[50]
+    before = (sync.book.bids(), sync.book.asks(), sync.rule.last)
+    mark = len(out)
+    with pytest.raises(BookError, match="float64 of shape"):
+        sync.on_delta(BookDelta(IID, nxt.ts_event, nxt.ts_init, bad, nxt.asks, nxt.first_seq, nxt.last_seq, nxt.prev_seq))
+    assert np.array_equal(sync.book.bids(), before[0]) and np.array_equal(sync.book.asks(), before[1])
+    assert sync.rule.last == before[2] and out[mark:] == []

@@ -10,7 +10,7 @@ import pytest
 
 from tradebus.data.replay import Replay
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import Bar, OrderFilled, OrderSubmitted, TimeEvent, Trade
+from tradebus.engine.messages import Bar, OrderFilled, OrderSide, OrderSubmitted, TimeEvent, Trade
 from tradebus.execution.config import VenueConfig
 from tradebus.strategies.base import feature_only, is_feature_only
 from tradebus.strategies.ema_cross import EmaCross
@@ -142,3 +142,43 @@ def test_lean_trade_loop_shows_order_events_and_timers_the_trades_of_process(tmp
     assert all(entry[3] is not None for entry in lean.log)
     assert lean.log == one_by_one.log
     assert snapshot(fast.cache.trade(IID)) == snapshot(slow.cache.trade(IID))
+
+
+class TimerTrading(Looking):
+    """Also trades from its timer (between bars or trades): the order's catch-up must cache the
+    latest delivered bar or trade, never the one the timer fires before."""
+
+    def on_timer(self, event: TimeEvent) -> None:
+        super().on_timer(event)
+        self.flip = not getattr(self, "flip", False)
+        self.submit_market(self.instrument_id, OrderSide.BUY if self.flip else OrderSide.SELL, self.params.quantity)  # type: ignore[attr-defined]
+
+
+class TimerTradingEmaCross(TimerTrading, EmaCross):
+    """EmaCross (lean) that also trades from its timer."""
+
+
+class TimerTradingTickEmaCross(TimerTrading, TickEmaCross):
+    """TickEmaCross (lean on trades) that also trades from its timer."""
+
+    every = 1_000_000_000 + 333_333
+
+
+def test_lean_loops_show_an_order_sent_by_a_timer_the_cache_of_process(tmp_path: Path) -> None:
+    sources = bar_sources(tmp_path / "b", [bar_table(1_500, seed=4)])
+    fast, slow = run_both(sources, lambda: bar_kernel(TimerTradingEmaCross, 0), batch_rows=300)
+    assert_same(fast, slow, min_fills=200)
+    (lean,), (one_by_one,) = fast.strategies, slow.strategies
+    assert sum(entry[0] == "submitted" for entry in lean.log) > 200
+    assert lean.log == one_by_one.log
+    source = trade_source(tmp_path / "t", synthetic_trades(20_000, seed=6))
+
+    def build() -> Kernel:
+        kernel = Kernel([instrument()], venue_config=VenueConfig(fill_on="trades"), initial_cash=1_000_000.0)
+        kernel.add_strategy(TimerTradingTickEmaCross(IID, fast=8, slow=40, quantity=0.05))
+        return kernel
+
+    fast, slow = run_both([source], build, batch_rows=4_000)
+    assert_same(fast, slow, min_fills=20)
+    (lean,), (one_by_one,) = fast.strategies, slow.strategies
+    assert lean.log == one_by_one.log

@@ -9,6 +9,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import msgspec
@@ -456,4 +458,56 @@ def test_sigkill_between_a_submit_and_its_decision_leaves_no_trace_of_the_order(
     om = OrderManager(MessageBus(), SimulatedClock(5_000))
     assert journal.replay(om, Portfolio({inst.instrument_id: inst}, 1_000.0), 5_000) == []
     assert om.orders() == [] and journal.epoch == 2
+    journal.close()
+
+
+def _accepted(i: int) -> OrderAccepted:
+    return OrderAccepted("s", IID, f"c{i}", f"v{i}", 1_000 + i, 1_000 + i)
+
+
+def test_a_daemon_journal_checkpoints_its_log_in_a_thread_and_commits_never_do(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    journal = Journal(path, "NORMAL", checkpoint_every=0.05)
+    assert journal._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)  # no commit runs a checkpoint
+    base = path.stat().st_size
+    for i in range(3_000):
+        journal.record_event(_accepted(i))
+    log_pages = Path(f"{path}-wal").stat().st_size // 4096
+    assert log_pages > 100  # written to the log...
+    deadline = time.monotonic() + 10.0
+    while path.stat().st_size < base + 50 * 4096 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert path.stat().st_size >= base + 50 * 4096  # ...and moved into the database by the thread
+    threads = [t for t in threading.enumerate() if t.name.startswith("journal-checkpoint")]
+    assert len(threads) == 1
+    journal.close()
+    assert not threads[0].is_alive()
+    assert not Path(f"{path}-wal").exists()  # the writer closed last: its close removed the log
+    assert len(list(Journal(path).entries())) == 3_000
+
+
+SIGKILLED_WITH_CHECKPOINTS = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from tradebus.engine.messages import OrderAccepted
+    from tradebus.execution.journal import Journal
+
+    journal = Journal(sys.argv[1], "NORMAL", checkpoint_every=0.01)
+    for i in range(2_000):
+        journal.record_event(OrderAccepted("s", "X.Y", f"c{i}", f"v{i}", i, i))
+        if i == 1_000:
+            time.sleep(0.2)  # let a checkpoint run in the middle
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_sigkill_of_a_journal_checkpointing_in_a_thread_loses_no_committed_entry(tmp_path: Path) -> None:
+    script = tmp_path / "dying.py"
+    script.write_text(SIGKILLED_WITH_CHECKPOINTS)
+    path = tmp_path / "j.sqlite"
+    proc = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, timeout=120, check=False)
+    assert proc.returncode == -9, proc.stderr.decode()
+    journal = Journal(path)
+    assert [e.message.client_order_id for e in journal.entries()] == [f"c{i}" for i in range(2_000)]
     journal.close()

@@ -34,6 +34,7 @@ PARAMS = {
     "rolling_max": [{"window": 20}, {"window": 5, "min_periods": 2}, {"window": 1}],
     "sma": [{"window": 10}],
     "ema": [{"span": 6}],
+    "wma": [{"window": 1}, {"window": 10}, {"window": 70}],
 }
 CASES = [
     (kind.name, params)
@@ -70,7 +71,9 @@ def test_chunked_batch_equals_live_outputs_and_state(name: str, params: dict, na
 
 ROLLING_LONG = [
     (name, {"window": w})
-    for name, smallest in (("rolling_sum", 1), ("rolling_mean", 1), ("rolling_std", 2), ("rolling_zscore", 2), ("sma", 1))
+    for name, smallest in (
+        ("rolling_sum", 1), ("rolling_mean", 1), ("rolling_std", 2), ("rolling_zscore", 2), ("sma", 1), ("wma", 1)
+    )
     for w in (smallest, 7, 70, 90)
 ]
 

@@ -84,7 +84,7 @@ class BatchLoop:
         order worked on another one.
     """
 
-    __slots__ = ("cursor", "idle_trades", "kernel", "lagging", "lazy", "needs_execution", "note_bar_close")
+    __slots__ = ("idle_trades", "kernel", "lagging", "lazy", "needs_execution", "note_bar_close")
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
@@ -92,9 +92,8 @@ class BatchLoop:
         self.idle_trades: set[str] = set()
         self.lagging: set[str] = set()
         # A lean loop (feature-only subscribers, see _lean_bars) builds no bar or trade per row;
-        # lazy(cursor) puts the current row's object in the cache when something may read it.
-        self.lazy: Callable[[int], None] | None = None
-        self.cursor = -1
+        # lazy() puts the current row's object in the cache when something may read it.
+        self.lazy: Callable[[], None] | None = None
         venue = kernel.venue
         self.note_bar_close: Callable[[str, int], None] | None = (
             venue.note_bar_close if isinstance(venue, SimulatedVenue) else None
@@ -109,7 +108,7 @@ class BatchLoop:
         """
         k = self.kernel
         if self.lazy is not None:
-            self.lazy(self.cursor)
+            self.lazy()
         if not self.needs_execution:
             # The loop skipped the execution engine on this bar: catch up on its marks
             # and tell the venue where each instrument's next bar opens.
@@ -292,16 +291,20 @@ class BatchLoop:
         next_sample = k.next_sample_ns
         result = k.result
         k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
-        self.cursor = -1  # before the first row: the cache holds the previous batch's last bar
-        self.lazy = materialize
+        # The current row, read by lazy() (a cell: the loop stores it without an attribute write).
+        j = -1  # before the first row: the cache holds the previous batch's last bar
+        self.lazy = lambda: materialize(j)
         try:
             for j, ti, c, row in zip(range(n), ts_init, batch.close.tolist(), features, strict=True):
                 if ti < clock.next_due:
                     clock.current_ns = ti
                 else:
-                    materialize(j - 1)  # a timer's callback may read the latest bar
+                    # A timer's callback may read the latest bar: until this row is delivered,
+                    # that is the previous one (for lazy() too).
+                    j -= 1
+                    materialize(j)
                     advance(ti)
-                self.cursor = j
+                    j += 1
                 if self.needs_execution:
                     bar = bar_at(j)
                     execution_on_bar(bar)
@@ -517,16 +520,17 @@ class BatchLoop:
                     cache_trades[iid] = trade_at(j)
 
             prices = batch.price.tolist()
-            self.cursor = -1
-            self.lazy = materialize
+            j = -1  # the current row, read by lazy() (see _lean_bars)
+            self.lazy = lambda: materialize(j)
             try:
                 for j, ti, px, row in zip(range(n), ts_init, prices, features, strict=True):
                     if ti < clock.next_due:
                         clock.current_ns = ti
                     else:
-                        materialize(j - 1)
+                        j -= 1  # the previous trade until this one is delivered (see _lean_bars)
+                        materialize(j)
                         advance(ti)
-                    self.cursor = j
+                        j += 1
                     if self.needs_execution:
                         trade = trade_at(j)
                         execution_on_trade(trade)

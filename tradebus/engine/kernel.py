@@ -703,8 +703,11 @@ class Kernel:
     # ------------------------------------------------------------------ outputs
 
     def _record_fill(self, fill: OrderFilled) -> None:
-        own = self.strategy_positions.setdefault(fill.strategy_id, {})
-        own[fill.instrument_id] = own.get(fill.instrument_id, 0.0) + int(fill.side) * fill.last_qty
+        own = self.strategy_positions.get(fill.strategy_id)
+        if own is None:
+            own = self.strategy_positions[fill.strategy_id] = {}
+        iid = fill.instrument_id
+        own[iid] = own.get(iid, 0.0) + (fill.last_qty if fill.side > 0 else -fill.last_qty)
         perps = self.perpetuals
         if perps is not None:
             perps.note_positions()

@@ -172,6 +172,21 @@ class Portfolio:
             Unknown instrument, or a non-positive / non-finite quantity or price, or a
             non-finite fee (nothing is booked then).
         """
+        pos = self.book_fill(fill)
+        return PositionChanged(
+            fill.instrument_id, pos.quantity, pos.avg_price, pos.realized_pnl, fill.ts_event, fill.ts_init
+        )
+
+    def book_fill(self, fill: OrderFilled) -> Position:
+        """Book a fill like :meth:`apply_fill`; return the live :class:`Position` instead of an event.
+
+        For a caller that builds ``PositionChanged`` only when something receives it.
+
+        Raises
+        ------
+        OrderError
+            As :meth:`apply_fill`.
+        """
         pos = self._positions.get(fill.instrument_id)
         qty = fill.last_qty
         px = fill.last_px
@@ -212,9 +227,7 @@ class Portfolio:
             equity += self.holdings_value()
         if equity > self.max_equity:
             self.max_equity = equity
-        return PositionChanged(
-            fill.instrument_id, pos.quantity, pos.avg_price, pos.realized_pnl, fill.ts_event, fill.ts_init
-        )
+        return pos
 
     def mark(self, instrument_id: str, price: float) -> None:
         """Set the last price of an instrument and update the equity peak.

@@ -30,7 +30,7 @@ sees its new position; ``PositionChanged`` follows the fill.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 from loguru import logger
@@ -43,6 +43,7 @@ from tradebus.engine.messages import (
     CancelOrder,
     ContingentLinked,
     ModifyOrder,
+    OrderAccepted,
     OrderCanceled,
     OrderDenied,
     OrderExpired,
@@ -126,10 +127,16 @@ class ExecutionEngine:
         (:meth:`resolve_unknown`), and a venue that does not know an order is believed.
     """
 
+    #: Build ``OrderAccepted`` and ``PositionChanged`` only when something journals or receives
+    #: them (the order manager and the portfolio are updated the same either way). ``False``
+    #: builds and publishes every one; tests run both ways and compare the results.
+    fast_path: ClassVar[bool] = True
+
     __slots__ = (
         "_bus",
         "_clock",
         "_journal",
+        "_lean",
         "_om",
         "_portfolio",
         "_retrying",
@@ -165,6 +172,10 @@ class ExecutionEngine:
         self._seq = 0  # makes clock alert names unique
         self._retrying: set[str] = set()  # orders with a query retry pending
         venue.bind(self.on_venue_event)
+        self._lean = self.fast_path
+        bind_accepted = getattr(venue, "bind_accepted", None)
+        if bind_accepted is not None and self._lean:
+            bind_accepted(self._accept_quietly)
         if timeouts is not None and timeouts.check_ns is not None:
             clock.set_timer(f"orders-check-{id(self)}", timeouts.check_ns, self._check_open)
 
@@ -437,10 +448,19 @@ class ExecutionEngine:
                 return
             if journal is not None:
                 journal.record_event(event)
-            change = self._portfolio.apply_fill(event)
+            pos = self._portfolio.book_fill(event)
             bus = self._bus
+            # The position as this fill left it, built only when something receives it.
+            change = (
+                PositionChanged(
+                    event.instrument_id, pos.quantity, pos.avg_price, pos.realized_pnl, event.ts_event, event.ts_init
+                )
+                if bus.wants(PositionChanged) or not self._lean
+                else None
+            )
             bus.publish(event)
-            bus.publish(change)
+            if change is not None:
+                bus.publish(change)
         else:
             order = om.apply(event)
             if order is None:
@@ -451,6 +471,14 @@ class ExecutionEngine:
             cls = type(event)
             if cls is OrderCanceled or cls is OrderExpired:
                 self._check_closed(order, event.filled_qty)
+
+    def _accept_quietly(self, order: Order, venue_order_id: str, ts_event: int) -> bool:
+        """Apply a venue's acknowledgement of ``order`` without building ``OrderAccepted`` when nothing
+        journals or receives it; ``False``: the venue emits the event instead (see ``bind_accepted``).
+        """
+        if self._journal is not None or self._bus.wants(OrderAccepted):
+            return False
+        return self._om.mark_accepted(order, venue_order_id, ts_event)
 
     def _check_closed(self, order: Order, venue_filled: float) -> None:
         """Ask the venue for the fills of a closed order whose booked quantity may fall short.

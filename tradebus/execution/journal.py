@@ -46,11 +46,13 @@ insert where it cost 1.0-1.1.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
+from loguru import logger
 
 from tradebus.engine import messages as _messages
 from tradebus.engine.portfolio import Portfolio
@@ -126,6 +128,13 @@ class Journal:
     synchronous
         SQLite ``synchronous`` pragma: ``"FULL"`` (default) survives power loss, ``"NORMAL"``
         survives a process crash only.
+    checkpoint_every
+        Seconds between checkpoints of the write-ahead log into the database, made by a
+        thread of its own on its own connection (``None``: SQLite's automatic checkpoint, run
+        by the commit that fills 1,000 pages of log). A daemon sets it so that no entry waits
+        for a checkpoint: the one its commit would run costs milliseconds (a copy of the log
+        and an ``fsync`` of the database), far above a commit's tens of microseconds. Either
+        way every committed entry is in the database file or its log, so a crash loses none.
 
     Raises
     ------
@@ -133,13 +142,23 @@ class Journal:
         The file is not a journal, or a journal of a newer schema version (names the file).
     """
 
-    def __init__(self, path: str | Path, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        checkpoint_every: float | None = None,
+    ) -> None:
         self.path = Path(path)
         self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._checkpointer: _Checkpointer | None = None
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._meta = self._open_schema()
+            if checkpoint_every is not None:
+                self._db.execute("PRAGMA wal_autocheckpoint=0")
+                self._checkpointer = _Checkpointer(self.path, checkpoint_every)
+                self._checkpointer.start()
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise DataError(f"journal {self.path}: not a tradebus journal: {exc}") from exc
@@ -373,6 +392,39 @@ class Journal:
         return unknown
 
     def close(self) -> None:
-        """Commit what is pending and close the database."""
+        """Commit what is pending, stop the checkpoint thread and close the database."""
         self._commit()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         self._db.close()
+
+
+class _Checkpointer(threading.Thread):
+    """Checkpoints a journal's write-ahead log every ``interval`` seconds from its own connection.
+
+    ``PASSIVE`` checkpoints copy what no reader still needs and never wait for, or block,
+    the writer; ``sqlite3`` releases the GIL while SQLite works, so the writer's thread runs on.
+    """
+
+    def __init__(self, path: Path, interval: float) -> None:
+        super().__init__(name=f"journal-checkpoint:{path.name}", daemon=True)
+        self._path = path
+        self._interval = interval
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        db = sqlite3.connect(self._path, isolation_level=None)
+        try:
+            while not self._stopping.wait(self._interval):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # the next round tries again; the log only grows meanwhile
+                    logger.warning("journal {}: checkpoint failed: {}", self._path, exc)
+        finally:
+            db.close()
+
+    def stop(self) -> None:
+        """Stop after the current round (the writer's close checkpoints what is left)."""
+        self._stopping.set()
+        self.join()

@@ -181,6 +181,7 @@ _BY_TYPE: dict[type, dict[OrderStatus, OrderStatus]] = {
 _ON_FILLED = {status: target for (status, k), target in TRANSITIONS.items() if k == "filled"}
 _ON_PARTIAL = {status: target for (status, k), target in TRANSITIONS.items() if k == "partially_filled"}
 
+_INITIALIZED = S.INITIALIZED  # read on every new order (an EnumType attribute lookup costs ~60 ns)
 # Quantities are float64: a remaining quantity below this fraction of the order is float noise.
 _QTY_RTOL = 1e-9
 _INF = math.inf
@@ -261,7 +262,7 @@ class Order:
         self.tif = tif
         self.post_only = post_only
         self.reduce_only = reduce_only
-        self.status = OrderStatus.INITIALIZED
+        self.status = _INITIALIZED
         self.filled_qty = 0.0
         self.avg_px = math.nan
         self.fee_paid = 0.0
@@ -492,6 +493,20 @@ class OrderManager:
         order.status = S.SUBMITTED
         order.ts_last = ts
         self._open[order.client_order_id] = order
+
+    def mark_accepted(self, order: Order, venue_order_id: str, ts: int) -> bool:
+        """Move a SUBMITTED order to ACCEPTED at ``ts``: :meth:`apply` of its ``OrderAccepted``, without the event.
+
+        For an acknowledgement that nothing journals or receives (a backtest). Returns ``False``
+        and changes nothing when the order is not this manager's SUBMITTED order without fills:
+        the caller then applies the event, which handles every race.
+        """
+        if order.status is not S.SUBMITTED or order.filled_qty or self._orders.get(order.client_order_id) is not order:
+            return False
+        order.status = S.ACCEPTED
+        order.venue_order_id = venue_order_id
+        order.ts_last = ts
+        return True
 
     def _off_table(self, order: Order, kind: str, event: Any) -> OrderStatus | None:
         """Target of a status event :data:`TRANSITIONS` has no entry for (``None``: drop it)."""

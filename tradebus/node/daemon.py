@@ -80,6 +80,9 @@ __all__ = ["NodeSummary", "PaperNode", "build_paper_kernel", "kept_files", "run_
 
 V = TypeVar("V", bound=Venue)
 
+#: Seconds between the journal's checkpoints, made off the event loop's thread.
+JOURNAL_CHECKPOINT_S = 0.5
+
 
 def build_paper_kernel(
     config: PaperConfig,
@@ -393,7 +396,7 @@ class PaperNode:
 
 def _open_journal(path: Path, synchronous: str) -> Journal:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return Journal(path, synchronous)  # type: ignore[arg-type]
+    return Journal(path, synchronous, checkpoint_every=JOURNAL_CHECKPOINT_S)  # type: ignore[arg-type]
 
 
 def run_paper(

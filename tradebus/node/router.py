@@ -35,7 +35,9 @@ class NodeRouter:
     Before each message, the timers and alerts of the kernel's clock due by the message's
     receive time fire (:meth:`~tradebus.engine.clock.Clock.run_due`): a simulated order's
     arrival is handled before the first message received after it, as in a replay, even
-    when frames were waiting while the loop could not run its timer callbacks.
+    when frames were waiting while the loop could not run its timer callbacks. After each
+    message, those due by then fire too (an order decided on it with no latency arrives at
+    once, not when the event loop next runs its callbacks).
 
     Parameters
     ----------
@@ -73,6 +75,7 @@ class NodeRouter:
         self._closed = False
         self._process = kernel.process
         self._run_due = kernel.clock.run_due
+        self._now_ns = kernel.clock.now_ns
         self._publish = kernel.bus.publish
         self._instruments = kernel.instruments
         self._liveness = guard.liveness
@@ -97,8 +100,10 @@ class NodeRouter:
             self.counts["unroutable"] += 1
             logger.warning("node: no route for a {} message, dropped", type(msg).__name__)
             return
-        self._run_due(msg.ts_init)
+        run_due = self._run_due
+        run_due(msg.ts_init)
         handler(msg)
+        run_due(self._now_ns())
 
     def _admit(self, msg: Any) -> bool:
         iid = msg.instrument_id

@@ -111,6 +111,11 @@ BUILTIN_STRATEGIES: dict[str, str] = {
 DATA_HANDLERS: dict[str, str] = {"bars": "on_bar", "trades": "on_trade", "quotes": "on_quote"}
 
 _NAN = float("nan")
+# Enum members read through their class cost ~60 ns each (EnumType attribute lookup); orders read them.
+_BUY = OrderSide.BUY
+_SELL = OrderSide.SELL
+_MARKET = OrderType.MARKET
+_GTC = TimeInForce.GTC
 
 
 class NoParams(StrictModel):
@@ -418,7 +423,7 @@ class Strategy:
         ``on_order_filled`` (or ``on_order_rejected``).
         """
         return self._submit(
-            instrument_id, side, quantity, OrderType.MARKET, _NAN, _NAN, time_in_force, False, reduce_only, reason
+            instrument_id, side, quantity, _MARKET, _NAN, _NAN, time_in_force, False, reduce_only, reason
         )
 
     def submit_limit(
@@ -562,7 +567,7 @@ class Strategy:
             return 0.0
         pending = 0.0
         for order in orders.open_orders(instrument_id or self.instrument_id):
-            if order.strategy_id == self.strategy_id and order.order_type is OrderType.MARKET:
+            if order.strategy_id == self.strategy_id and order.order_type is _MARKET:
                 pending += int(order.side) * (order.quantity - order.filled_qty)
         return pending
 
@@ -585,9 +590,9 @@ class Strategy:
         quantity = _round_lots(instrument, abs(delta))
         if quantity <= 0.0:
             return None
-        side = OrderSide.BUY if delta > 0 else OrderSide.SELL
+        side = _BUY if delta > 0 else _SELL
         return self._submit(
-            instrument_id, side, quantity, OrderType.MARKET, _NAN, _NAN, TimeInForce.GTC, False, False, reason
+            instrument_id, side, quantity, _MARKET, _NAN, _NAN, _GTC, False, False, reason
         )
 
     def _submit(

@@ -178,14 +178,17 @@ class EmaCross(Strategy):
         row = self._view.row
         fast = row[self._fast_col]
         slow = row[self._slow_col]
+        previous = self._above
+        # The relation is compared with the previous one at once: most bars leave it unchanged.
         if fast > slow:
+            if previous is True:
+                return
             above = True
         elif fast < slow:
+            if previous is False:
+                return
             above = False
         else:  # tie, or an EMA not ready yet (NaN compares false)
-            return
-        previous = self._above
-        if above is previous:
             return
         self._above = above
         if previous is None:

@@ -3,7 +3,10 @@
 The state machine that uses them is :class:`~tradebus.adapters.common.sync.BookSync`.
 Each rule has a compiled twin (:func:`_forward`, selected by the rule's
 :class:`DiffDepthKind`) that :meth:`BinanceRule.fast_forward` runs over recorded batches
-(:meth:`BookSync.fast_forward <tradebus.adapters.common.sync.BookSync.fast_forward>`).
+(:meth:`BookSync.fast_forward <tradebus.adapters.common.sync.BookSync.fast_forward>`),
+and a compiled live step (:func:`_step`, :meth:`BinanceRule.live_step`) that
+:meth:`BookSync.on_delta <tradebus.adapters.common.sync.BookSync.on_delta>` calls once
+per delta.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 from numba import njit, types
 
 from tradebus.adapters.common.book import APPLIED, CROSSED, TOP_CHANGED, OrderBook, apply_levels, apply_top
-from tradebus.adapters.common.sync import DROPPED, GAPPED, DeltaBatch, SequenceRule, Verdict
+from tradebus.adapters.common.sync import DROPPED, GAPPED, DeltaBatch, LiveStep, SequenceRule, Verdict
 from tradebus.engine.messages import BookDelta, BookSnapshot
 
 __all__ = ["BinanceFuturesRule", "BinanceRule", "BinanceSpotRule", "DiffDepthKind"]
@@ -36,6 +39,7 @@ _SPOT = int(DiffDepthKind.SPOT)  # a plain int: a compile-time constant of the c
 # slots of the ``rule_state`` array the compiled loop reads and advances
 _LAST_ID = 0
 _IS_FIRST = 1
+_KIND = 2  # read by the live step only; the batch loop takes the kind as an argument
 
 
 _APPLY, _DROP, _GAP = int(Verdict.APPLY), int(Verdict.DROP), int(Verdict.GAP)
@@ -113,10 +117,11 @@ def _forward(
     return first.shape[0]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _step(
     store: np.ndarray,
     counts: np.ndarray,
+    rule_state: np.ndarray,
     bids: np.ndarray,
     asks: np.ndarray,
     top: np.ndarray,
@@ -124,14 +129,12 @@ def _step(
     first_seq: int,
     last_seq: int,
     prev_seq: int,
-    kind: int,
-    rule_state: np.ndarray,
 ) -> int:
-    """One live delta under the Binance rule ``kind``; see :meth:`SequenceRule.apply_delta`.
+    """One live delta under the Binance rule ``rule_state[2]``; see :meth:`SequenceRule.live_step`.
 
     ``store`` is :attr:`OrderBook.store` (the four side arrays as rows).
     """
-    verdict = _judge(first_seq, last_seq, prev_seq, kind, rule_state)
+    verdict = _judge(first_seq, last_seq, prev_seq, rule_state[_KIND], rule_state)
     if verdict == _DROP:
         return DROPPED
     if verdict == _GAP:
@@ -143,26 +146,24 @@ def _step(
     return status
 
 
-_F64 = np.dtype(np.float64)
-
 _VEC = types.float64[::1]
 _STORE = types.float64[:, ::1]
-_LEVELS = types.Array(types.float64, 2, "A")  # any strides: the caller checks only dtype and ndim
+_LEVELS = types.Array(types.float64, 2, "A")  # any strides: BookSync checks only dtype and ndim
 _IDS = types.int64[::1]
-_STEP_SIG = (_STORE, _IDS, _LEVELS, _LEVELS, _VEC, types.boolean, types.int64, types.int64, types.int64, types.int64, _IDS)
+_STEP_SIG = (_STORE, _IDS, _IDS, _LEVELS, _LEVELS, _VEC, types.boolean, types.int64, types.int64, types.int64)
 
 
 @cache
-def _step_entry() -> Any:
+def _step_entry() -> LiveStep:
     """:func:`_step`'s compiled entry point for :data:`_STEP_SIG`, called without the dispatcher.
 
-    The dispatcher would type-check every one of the 11 arguments per live message; the
+    The dispatcher would type-check every one of the 10 arguments per live message; the
     types are known (the book's and the rule's own contiguous arrays, float64 ``(n, 2)``
-    level arrays checked by :meth:`BinanceRule.apply_delta`), so the one overload is
-    compiled (or loaded from cache) once and called directly.
+    level arrays checked by :meth:`BookSync.on_delta`), so the one overload is compiled
+    (or loaded from cache) once and called directly.
     """
     _step.compile(_STEP_SIG)
-    return _step.get_overload(_STEP_SIG)
+    return _step.get_overload(_STEP_SIG)  # type: ignore[no-any-return]
 
 
 class BinanceRule(SequenceRule):
@@ -171,10 +172,9 @@ class BinanceRule(SequenceRule):
     kind: ClassVar[DiffDepthKind]
 
     def __init__(self) -> None:
-        # [last id, 1 if no delta applied since the snapshot]: shared with the compiled twins
-        self._state = np.array([-1, 1], dtype=np.int64)
+        # [last id, 1 if no delta applied since the snapshot, kind]: shared with the compiled twins
         self._kind = int(self.kind)
-        self._step = _step_entry()
+        self._state = np.array([-1, 1, self._kind], dtype=np.int64)
 
     @property
     def last(self) -> int:
@@ -205,14 +205,8 @@ class BinanceRule(SequenceRule):
             book.last_seq = int(state[_LAST_ID])
         return stop
 
-    def apply_delta(self, book: OrderBook, delta: BookDelta, top: np.ndarray, track_top: bool) -> int | None:
-        bids, asks = delta.bids, delta.asks
-        if bids.dtype is not _F64 or asks.dtype is not _F64 or bids.ndim != 2 or asks.ndim != 2:  # type: ignore[attr-defined]
-            return None  # the Python path checks them (and names what is wrong)
-        return self._step(
-            book.store, book.counts, bids, asks, top, track_top,
-            delta.first_seq, delta.last_seq, delta.prev_seq, self._kind, self._state,
-        )  # fmt: skip
+    def live_step(self) -> tuple[LiveStep, np.ndarray]:
+        return _step_entry(), self._state
 
 
 class BinanceSpotRule(BinanceRule):

@@ -11,8 +11,10 @@ ns (trade ``T``, book/ticker ``ts``, kline close), ``ts_init`` the receive time.
 Decoding: the topic is found with a string search for ``"topic":"`` and looked up in
 the routes built so far; a known topic's frame is decoded in one pass with the typed
 ``*Frame`` struct of its kind (the decoded ``topic`` must match, else the frame takes
-the general path); a ticker push keeps ``data`` raw and decodes it to the fields dict
-and to the typed numbers (:class:`~tradebus.adapters.bybit.schemas.BybitTickerPush`).
+the general path); a ticker push keeps ``data`` raw and decodes it to the typed numbers
+(:class:`~tradebus.adapters.bybit.schemas.BybitTickerPush`); the raw ``data`` is kept
+and merged into the ticker's fields dict when :meth:`BybitParser.ticker` reads it (or
+every :data:`_MERGE_EVERY` pushes), not per push.
 Otherwise (first frame of a topic, control frames, unknown topics) the envelope
 (:class:`BybitFrame`, ``data`` kept raw) is decoded first and the topic routed.
 Unknown topics are skipped with a logged reason; undecodable frames raise
@@ -121,14 +123,31 @@ def _ticker_numbers(data: dict[str, Any]) -> TickerNumbers:
     return TickerNumbers(**numbers)  # type: ignore[arg-type]  # None: sent empty
 
 
-class _Ticker:
-    """Merged ticker of one symbol: every field as sent, and the numeric ones as floats (``None``: unknown or empty)."""
+#: Raw ticker pushes kept before they are merged into the fields dict (bounds their memory).
+_MERGE_EVERY = 64
 
-    __slots__ = ("fields", *sorted(_NUMERIC))
+
+class _Ticker:
+    """Merged ticker of one symbol: every field as sent, and the numeric ones as floats (``None``: unknown or empty).
+
+    ``fields`` lags by the raw ``data`` objects in ``pending``, merged in order by :meth:`merge`.
+    """
+
+    __slots__ = ("fields", "pending", "started", *sorted(_NUMERIC))
 
     def __init__(self) -> None:
         self.fields: dict[str, Any] = {}
+        self.pending: list[msgspec.Raw] = []
+        self.started = False
         self.clear_numbers()
+
+    def merge(self, decode: Callable[[msgspec.Raw], dict[str, Any]]) -> dict[str, Any]:
+        """Merge the pending pushes into ``fields`` and return it."""
+        fields = self.fields
+        for data in self.pending:
+            fields.update(decode(data))
+        self.pending.clear()
+        return fields
 
     def clear_numbers(self) -> None:
         """Forget every numeric field (a snapshot replaces the ticker)."""
@@ -209,7 +228,7 @@ class BybitParser(StreamBooksParser):
     def ticker(self, symbol: str) -> dict[str, Any]:
         """The merged ticker fields of ``symbol`` (snapshot + every delta since), a copy."""
         state = self._tickers.get(symbol)
-        return dict(state.fields) if state is not None else {}
+        return dict(state.merge(self._decode_ticker_fields)) if state is not None else {}
 
     def parse_frame(self, raw: bytes | str, recv_ns: int) -> list:
         """Parse one frame into core messages.
@@ -391,24 +410,32 @@ class BybitParser(StreamBooksParser):
         """
         try:
             frame = self._decode_ticker_push(raw)
-            data = self._decode_ticker_fields(frame.data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             self._ticker_frame.decode(raw)  # raises the error with its path in the whole push
             raise
         if frame.topic != topic:
             return self._parse_routed(raw, recv_ns)
+        data = frame.data
         try:  # every numeric field in one C pass (the usual case: no empty or bad value)
-            n = self._decode_ticker_numbers(frame.data)
+            n = self._decode_ticker_numbers(data)
         except msgspec.ValidationError:
-            n = _ticker_numbers(data)
-        fields = state.fields
+            try:
+                n = _ticker_numbers(self._decode_ticker_fields(data))
+            except msgspec.ValidationError:
+                self._ticker_frame.decode(raw)
+                raise
         snapshot = frame.type == "snapshot"
-        if snapshot or not fields:
-            if not (snapshot or fields):
+        pending = state.pending
+        if snapshot or not state.started:
+            if not (snapshot or state.started):
                 self.skipped["ticker_delta_before_snapshot"] += 1
-            fields.clear()
+            state.fields.clear()
+            pending.clear()
             state.clear_numbers()
-        fields.update(data)
+            state.started = True
+        pending.append(data)
+        if len(pending) >= _MERGE_EVERY:
+            state.merge(self._decode_ticker_fields)
         # merge what the push carries (UNSET: not in it), noting which messages it touches
         bid1, bid1_sz, ask1, ask1_sz, mark_px, index_px, funding_rate, next_funding = astuple(n)
         quote = mark = funding = False

@@ -225,7 +225,7 @@ def apply_levels(
     return APPLIED
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def refresh_top(
     bid_px: np.ndarray, bid_sz: np.ndarray, ask_px: np.ndarray, ask_sz: np.ndarray, counts: np.ndarray, top: np.ndarray
 ) -> bool:
@@ -247,7 +247,7 @@ def refresh_top(
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def apply_top(
     bid_px: np.ndarray,
     bid_sz: np.ndarray,

@@ -60,7 +60,8 @@ The rules live with their venues: Binance's (:mod:`tradebus.adapters.binance.syn
 OKX's (:class:`tradebus.adapters.okx.sync.OkxRule`, with the CRC32 in ``verify``) and Bybit's
 (:class:`tradebus.adapters.bybit.sync.BybitRule`). A rule may also apply a recorded batch
 in compiled code (:meth:`SequenceRule.fast_forward`; Binance's do), which
-:meth:`BookSync.fast_forward` uses on recorded batches.
+:meth:`BookSync.fast_forward` uses on recorded batches, and judge and apply one live delta
+in one compiled call (:meth:`SequenceRule.live_step`), which :meth:`BookSync.on_delta` uses.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ from tradebus.errors import BookError, ConfigError
 __all__ = [
     "BookSync",
     "DeltaBatch",
+    "LiveStep",
     "SequenceRule",
     "SnapshotRequester",
     "SyncState",
@@ -119,11 +121,17 @@ class Verdict(IntEnum):
 _SYNCED = SyncState.SYNCED
 _APPLY = Verdict.APPLY
 _GAP = Verdict.GAP
+_F64 = np.dtype(np.float64)
 
 DROPPED = 3
-"""Code of :meth:`SequenceRule.apply_delta`: the delta is older than the book, skipped."""
+"""Code of a :meth:`SequenceRule.live_step`: the delta is older than the book, skipped."""
 GAPPED = 4
-"""Code of :meth:`SequenceRule.apply_delta`: a delta is missing before this one; nothing applied."""
+"""Code of a :meth:`SequenceRule.live_step`: a delta is missing before this one; nothing applied."""
+
+LiveStep = Callable[
+    [np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool, int, int, int], int
+]
+"""A rule's compiled live step (see :meth:`SequenceRule.live_step`)."""
 
 
 class SequenceRule(ABC):
@@ -172,21 +180,25 @@ class SequenceRule(ABC):
         """
         return None
 
-    def apply_delta(self, book: OrderBook, delta: BookDelta, top: np.ndarray, track_top: bool) -> int | None:
-        """Judge and apply one delta in one compiled call (the live path of :meth:`BookSync.on_delta`).
+    def live_step(self) -> tuple[LiveStep, np.ndarray] | None:
+        """The rule's compiled live step and the int64 state array it judges and advances.
 
-        A rule with a compiled twin does what :meth:`check`, :meth:`OrderBook.apply_top
+        :meth:`BookSync.on_delta` then handles a delta of a SYNCED book with one call
+        ``step(book.store, book.counts, state, bids, asks, top, track_top, first_seq,
+        last_seq, prev_seq)`` that does what :meth:`check`, :meth:`OrderBook.apply_top
         <tradebus.adapters.common.book.OrderBook.apply_top>` and :meth:`advance` would,
-        advancing only when the delta was applied and the book is not crossed. Only for
-        rules whose :meth:`verify` checks nothing.
+        advancing only when the delta was applied and the book is not crossed. The step
+        is called without type checks: ``on_delta`` passes only float64 2-D level arrays
+        (any strides) and sends other deltas down the Python path. Only for rules whose
+        :meth:`verify` checks nothing.
+
+        The step returns :data:`DROPPED` or :data:`GAPPED` (nothing done), else the status
+        of ``apply_top`` (``NO_ROOM``: nothing done, the caller grows the book).
 
         Returns
         -------
-        int or None
-            :data:`DROPPED` or :data:`GAPPED` (nothing done), else the status of
-            ``apply_top`` (``NO_ROOM``: nothing done, the caller grows the book); ``None``
-            (the default) when the rule has no compiled twin or the delta's arrays are not
-            float64 ``(n, 2)``, and nothing was done.
+        tuple or None
+            ``(step, state)``; ``None`` (the default) when the rule has no compiled twin.
         """
         return None
 
@@ -302,9 +314,9 @@ class BookSync:
         self.instrument_id = instrument_id
         self.rule = rule
         # the rule's one-call live path, if it has a compiled twin and nothing to verify after a delta
-        kind = type(rule)
-        compiled = kind.apply_delta is not SequenceRule.apply_delta and kind.verify is SequenceRule.verify
-        self._apply_delta = rule.apply_delta if compiled else None
+        compiled = rule.live_step() if type(rule).verify is SequenceRule.verify else None
+        self._step, self._rule_state = compiled if compiled is not None else (None, None)
+        self._live: LiveStep | None = None  # self._step while SYNCED, else None: one load tells both
         self.book = OrderBook(instrument_id, capacity)
         self.state = SyncState.AWAITING_SNAPSHOT
         self.emit_quotes = emit_quotes
@@ -331,6 +343,7 @@ class BookSync:
     def start(self, request: bool = True) -> None:
         """Begin the initial sync: request a snapshot now (``request=False``: wait for one in-stream)."""
         self.state = SyncState.AWAITING_SNAPSHOT
+        self._live = None
         self._reason = None
         if request:
             self._schedule_request()
@@ -362,28 +375,39 @@ class BookSync:
 
     def on_delta(self, delta: BookDelta, extra: Any = None) -> None:
         """Feed one parsed venue delta (in arrival order)."""
-        if self.state is not _SYNCED:
-            self._buffer_delta(delta, extra)
-            return
-        step = self._apply_delta
+        step = self._live
         if step is not None:
-            code = step(self.book, delta, self._top, self.emit_quotes)
-            if code is not None and code != NO_ROOM:  # else nothing was done: the Python path below
+            bids = delta.bids
+            asks = delta.asks
+            if bids.dtype is _F64 is asks.dtype and bids.ndim == 2 == asks.ndim:  # type: ignore[attr-defined]
+                book = self.book
+                code = step(
+                    book.store, book.counts, self._rule_state, bids, asks, self._top, self.emit_quotes,  # type: ignore[arg-type]
+                    delta.first_seq, delta.last_seq, delta.prev_seq,
+                )  # fmt: skip
                 if code == APPLIED or code == TOP_CHANGED:
-                    self.book.last_seq = delta.last_seq
-                    self.book.ts_event = delta.ts_event
+                    book.last_seq = delta.last_seq
+                    book.ts_event = delta.ts_event
                     if self.emit_deltas:
                         self._emit(delta)
                     if code == TOP_CHANGED:
-                        top = self._top
-                        self._emit(Quote(self.instrument_id, delta.ts_event, delta.ts_init, float(top[0]), float(top[1]), float(top[2]), float(top[3])))
-                elif code == GAPPED:
+                        bid, bid_size, ask, ask_size = self._top.tolist()
+                        self._emit(Quote(self.instrument_id, delta.ts_event, delta.ts_init, bid, bid_size, ask, ask_size))
+                    return
+                if code == DROPPED:
+                    return
+                if code == GAPPED:
                     self._buffer_delta(delta, extra)
                     self._fail(self.rule.gap_reason(delta))
-                elif code != DROPPED:
+                    return
+                if code != NO_ROOM:
                     self._buffer_delta(delta, extra)
                     self._fail(self._failure(code, delta))
-                return
+                    return
+                # NO_ROOM: nothing was done; the Python path below grows the book
+        elif self.state is not _SYNCED:
+            self._buffer_delta(delta, extra)
+            return
         verdict = self.rule.check(delta)
         if verdict is not _APPLY:
             if verdict is _GAP:
@@ -398,8 +422,8 @@ class BookSync:
         if self.emit_deltas:
             self._emit(delta)
         if status == TOP_CHANGED:
-            top = self._top
-            self._emit(Quote(self.instrument_id, delta.ts_event, delta.ts_init, float(top[0]), float(top[1]), float(top[2]), float(top[3])))
+            bid, bid_size, ask, ask_size = self._top.tolist()
+            self._emit(Quote(self.instrument_id, delta.ts_event, delta.ts_init, bid, bid_size, ask, ask_size))
 
     def on_snapshot(self, snapshot: BookSnapshot, extra: Any = None) -> None:
         """Load a snapshot (fetched or in-stream), replay the buffered deltas and go SYNCED if they fit."""
@@ -552,6 +576,7 @@ class BookSync:
     def _fail(self, reason: str, request: bool = True) -> None:
         was_synced = self.state is SyncState.SYNCED
         self.state = SyncState.AWAITING_SNAPSHOT
+        self._live = None
         self.failure = reason
         self._synced_event.clear()
         self._top[:] = np.nan
@@ -563,6 +588,7 @@ class BookSync:
 
     def _go_synced(self, ts_event: int, ts_init: int) -> None:
         self.state = SyncState.SYNCED
+        self._live = self._step
         self.failure = None
         self._synced_event.set()
         book = self.book
@@ -589,7 +615,8 @@ class BookSync:
         book = self.book
         top = self._top
         if refresh_top(book.bid_px, book.bid_sz, book.ask_px, book.ask_sz, book.counts, top):
-            self._emit(Quote(self.instrument_id, ts_event, ts_init, float(top[0]), float(top[1]), float(top[2]), float(top[3])))
+            bid, bid_size, ask, ask_size = top.tolist()
+            self._emit(Quote(self.instrument_id, ts_event, ts_init, bid, bid_size, ask, ask_size))
 
     def _schedule_request(self) -> None:
         request = self._request

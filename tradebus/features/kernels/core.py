@@ -983,6 +983,69 @@ def wma_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarr
         out[0] = _NAN
 
 
+@njit(cache=True, _nrt=False)
+def _wma_run(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """:func:`wma_step` over a column with the header in registers and the ring written at the end.
+
+    The value leaving the window at event ``i`` is ``inputs[i - w]`` once the column has
+    filled a window (before, the ring slot of the state the run started from); exact
+    recomputations read the window the same way, in ring order. Outputs and final state
+    are the step kernel's, bit for bit.
+    """
+    w = int(params[0])
+    n = result.shape[0]
+    p0 = int(state[_W_POS])
+    seen = state[_W_SEEN]
+    count = state[_W_COUNT]
+    nobs = state[_W_NOBS]
+    s = state[_W_S]
+    nsum = state[_W_N]
+    since = state[_W_SINCE]
+    ready = state[0]
+    every = max(w, _RECOMPUTE_MIN)
+    div = w * (w + 1.0) / 2.0
+    for i in range(n):
+        v = inputs[i]
+        vz = v if v == v else 0.0
+        if seen >= w:
+            old = inputs[i - w] if i >= w else state[_W_RING + (p0 + i) % w]
+            if old == old:
+                count -= 1.0
+            nsum = nsum - s + w * vz
+            s = s - (old if old == old else 0.0) + vz
+        else:
+            nsum += (seen + 1.0) * vz
+            s += vz
+        if v == v:
+            count += 1.0
+            nobs += 1.0
+        since += 1.0
+        seen += 1.0
+        if seen >= w and since >= every:
+            s = 0.0
+            nsum = 0.0
+            for j in range(w):
+                k = i - w + 1 + j
+                y = inputs[k] if k >= 0 else state[_W_RING + (p0 + k + w) % w]
+                if y == y:
+                    s += y
+                    nsum += (j + 1.0) * y
+            since = 0.0
+        if nobs >= w:
+            ready = 1.0
+        result[i] = nsum / div if count >= w else _NAN
+    for i in range(max(0, n - w), n):
+        state[_W_RING + (p0 + i) % w] = inputs[i]
+    state[0] = ready
+    state[_W_SEEN] = seen
+    state[_W_POS] = float((p0 + n) % w)
+    state[_W_COUNT] = count
+    state[_W_NOBS] = nobs
+    state[_W_S] = s
+    state[_W_N] = nsum
+    state[_W_SINCE] = since
+
+
 def _wma_state_size(params: np.ndarray) -> int:
     return _W_RING + int(params[0])
 
@@ -1072,7 +1135,7 @@ def dispatch(kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray,
 
 
 #: Kind ids with a batch loop of their own (see :func:`batch`).
-BATCH_KINDS = frozenset({1, 2, 10, 11, 12, 13, 20, 21, 22, 23, 24, 25, 26, 30, 31})
+BATCH_KINDS = frozenset({1, 2, 10, 11, 12, 13, 20, 21, 22, 23, 24, 25, 26, 30, 31, 32})
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -1089,6 +1152,8 @@ def batch(kind_id: int, state: np.ndarray, params: np.ndarray, inputs: np.ndarra
         _ewm_run(kind_id, state, params, inputs, result)
     elif kind_id == 31:
         _ema_run(state, params, inputs, result)
+    elif kind_id == 32:
+        _wma_run(state, params, inputs, result)
     elif kind_id == 24 or kind_id == 25:
         _extreme_run(1.0 if kind_id == 25 else -1.0, state, params, inputs, result)
     else:

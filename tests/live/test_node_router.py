@@ -1,0 +1,80 @@
+"""The node router hands a simulated order's arrival to the venue before it returns."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from tradebus.engine.messages import OrderAccepted, OrderFilled, OrderSide, Trade
+from tradebus.node.config import parse_paper_config
+from tradebus.node.daemon import PaperNode
+from tradebus.strategies.base import Strategy
+
+IID = "BTCUSDT.BINANCE"
+
+
+class BuyOnce(Strategy):
+    """One market buy on the first trade."""
+
+    def on_trade(self, trade: Trade) -> None:
+        if not self.orders_sent:
+            self.orders_sent = 1
+            self.submit_market(self.instrument_id, OrderSide.BUY, 0.01)
+
+    orders_sent = 0
+
+
+def _config(latency_ns: int, tmp: Path) -> Any:
+    return parse_paper_config(
+        {
+            "instruments": [{"venue": "BINANCE", "symbol": "BTCUSDT", "base": "BTC", "quote": "USDT",
+                             "tick_size": 0.01, "lot_size": 1e-5}],
+            "strategy": {"name": f"{__name__}:BuyOnce", "instruments": [IID]},
+            "venue": {"fill_on": "trades", "latency_ns": latency_ns},
+            "feeds": [{"venue": "binance", "market": "spot", "ws_url": "ws://127.0.0.1:9/",
+                       "subscriptions": {IID: ["trade"]}}],
+            "journal": str(tmp / "journal.sqlite"),
+        },
+        "<test>",
+    )
+
+
+def _trade(price: float, trade_id: int) -> Trade:
+    now = time.time_ns()
+    return Trade(IID, now - 1_000_000, now, price, 0.5, 1, str(trade_id))
+
+
+async def test_an_order_decided_on_a_message_arrives_before_the_router_returns(tmp_path: Path) -> None:
+    node = PaperNode(_config(0, tmp_path), handle_signals=False)
+    events: list[Any] = []
+    node.kernel.bus.subscribe(OrderAccepted, events.append)
+    node.kernel.bus.subscribe(OrderFilled, events.append)
+    node.kernel.start()
+    try:
+        node.router(_trade(60_000.0, 1))
+        # no await in between: the event loop has not run a callback since the decision
+        assert [type(e) for e in events] == [OrderAccepted]
+        node.router(_trade(60_001.0, 2))  # the first trade after its arrival fills it
+        assert [type(e) for e in events] == [OrderAccepted, OrderFilled]
+        assert events[1].last_px == 60_001.0
+    finally:
+        node.kernel.stop()
+        node.journal.close()
+
+
+async def test_an_order_with_latency_arrives_only_when_due(tmp_path: Path) -> None:
+    node = PaperNode(_config(50_000_000, tmp_path), handle_signals=False)  # 50 ms
+    accepted: list[OrderAccepted] = []
+    node.kernel.bus.subscribe(OrderAccepted, accepted.append)
+    node.kernel.start()
+    try:
+        decided = time.time_ns()
+        node.router(_trade(60_000.0, 1))
+        assert accepted == []  # not due yet: nothing arrives early
+        await asyncio.sleep(0.1)
+        assert len(accepted) == 1 and accepted[0].ts_event >= decided + 50_000_000
+    finally:
+        node.kernel.stop()
+        node.journal.close()
