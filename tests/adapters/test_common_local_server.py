@@ -21,11 +21,14 @@ LINES = capture()[:600]
 FRAMES, SNAPSHOT = split_capture(LINES)
 TRADES = [raw for _, raw in FRAMES if "@trade" in raw]
 STREAMS = "/stream?streams=btcusdt@trade"
+# The test clients take every frame into an unbounded queue (``max_queue=None``): a client that stops
+# reading with frames still coming pauses its socket, never sees the server's close frame and only
+# closes after websockets' 10 s close timeout.
 
 
 async def recv_all(url: str, n: int, timeout: float = 5.0) -> list[str]:
     out: list[str] = []
-    async with connect(url) as ws:
+    async with connect(url, max_queue=None) as ws:
         while len(out) < n:
             out.append(await asyncio.wait_for(ws.recv(), timeout))
     return out
@@ -116,7 +119,7 @@ async def test_drop_fault_aborts_and_reconnect_resumes_with_overlap() -> None:
     async with LocalVenueServer(BinanceProtocol(SNAPSHOT), FRAMES, faults, resume_overlap=3, lifetime=10) as srv:
         got: list[str] = []
         with pytest.raises(ConnectionClosedError):
-            async with connect(srv.ws_url + STREAMS) as ws:
+            async with connect(srv.ws_url + STREAMS, max_queue=None) as ws:
                 while True:
                     got.append(await asyncio.wait_for(ws.recv(), 5))
         again = await recv_all(srv.ws_url + STREAMS, 6)
@@ -149,7 +152,7 @@ async def test_server_stops_by_itself_after_its_lifetime() -> None:
 
 async def test_connection_limit_refuses_extra_clients() -> None:
     async with LocalVenueServer(BinanceProtocol(SNAPSHOT), FRAMES, lifetime=10, max_connections=1) as srv:
-        async with connect(srv.ws_url + STREAMS):
+        async with connect(srv.ws_url + STREAMS, max_queue=None):
             with pytest.raises(Exception, match="503"):
                 async with connect(srv.ws_url + STREAMS):
                     pass
