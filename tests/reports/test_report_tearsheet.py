@@ -220,3 +220,40 @@ def test_a_run_that_saw_no_data_renders_without_errors(tmp_path: Path) -> None:
     rendering = render(page, expression=METRICS_JS)
     _check_page(rendering, page)
     assert rendering.value["final_equity"] == "1,000.00" and rendering.value["fills"] == "0"
+
+
+def test_the_profile_is_removed_while_a_straggler_still_writes_to_it(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from tradebus.reports.browser import _remove_profile
+
+    profile = tmp_path / "tradebus-chromium-x"
+    (profile / "Default").mkdir(parents=True)
+    stop = time.monotonic() + 0.4
+
+    def straggler() -> None:  # as a Chromium helper that outlives the main process a moment
+        i = 0
+        while time.monotonic() < stop:
+            try:
+                (profile / "Default" / f"f{i}").write_bytes(b"x")
+            except OSError:
+                pass
+            i += 1
+
+    writer = threading.Thread(target=straggler)
+    writer.start()
+    time.sleep(0.05)
+    _remove_profile(profile)
+    writer.join()
+    assert not profile.exists()
+
+
+def test_render_leaves_no_profile_and_no_chromium_behind(tmp_path: Path) -> None:
+    import tempfile
+
+    page = tmp_path / "p.html"
+    page.write_text("<html><body>ok</body></html>")
+    before = set(Path(tempfile.gettempdir()).glob("tradebus-chromium-*"))
+    assert render(page, expression="document.body.textContent").value == "ok"
+    assert set(Path(tempfile.gettempdir()).glob("tradebus-chromium-*")) - before == set()

@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
 from websockets.sync.client import ClientConnection, connect
 
 from tradebus.errors import TradebusError
@@ -181,53 +183,93 @@ def render(
     """
     url = Path(path).resolve().as_uri()
     binary = executable or find_chromium()
-    with tempfile.TemporaryDirectory(prefix="tradebus-chromium-") as profile:
-        args = [
-            binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--mute-audio",
-            "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", f"--user-data-dir={profile}",
-            f"--window-size={width},{height}", "about:blank",
-        ]
+    profile = tempfile.mkdtemp(prefix="tradebus-chromium-")
+    try:
+        return _render(binary, profile, url, width, height, settle_s, expression, full_page, timeout)
+    finally:
+        _remove_profile(Path(profile))
+
+
+def _render(  # noqa: PLR0913 (the arguments of render, passed on)
+    binary: str,
+    profile: str,
+    url: str,
+    width: int,
+    height: int,
+    settle_s: float,
+    expression: str | None,
+    full_page: bool,
+    timeout: float,
+) -> Rendering:
+    args = [
+        binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--hide-scrollbars", "--mute-audio",
+        "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", f"--user-data-dir={profile}",
+        f"--window-size={width},{height}", "about:blank",
+    ]
+    try:
+        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    except OSError as exc:
+        raise BrowserError(f"cannot start {binary}: {exc}") from None
+    try:
+        port = _debug_port(Path(profile), process, timeout)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/json/new?about:blank", method="PUT")
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 (our own 127.0.0.1 port)
+            target = json.loads(answer.read())
+        with connect(target["webSocketDebuggerUrl"], max_size=None, open_timeout=timeout) as ws:
+            session = _Session(ws, timeout)
+            session.call("Runtime.enable")
+            session.call("Log.enable")
+            session.call("Page.enable")
+            session.call("Network.enable")
+            session.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
+                         deviceScaleFactor=1, mobile=False)
+            session.call("Page.navigate", url=url)
+            session.wait_event("Page.loadEventFired")
+            session.drain(settle_s)
+            rendering = Rendering()
+            if expression is not None:
+                result = session.call("Runtime.evaluate", expression=expression, returnByValue=True,
+                                      awaitPromise=True)
+                if "exceptionDetails" in result:
+                    raise BrowserError(f"evaluating {expression[:60]!r}: {result['exceptionDetails']}")
+                rendering.value = result.get("result", {}).get("value")
+            shot = session.call("Page.captureScreenshot", format="png", captureBeyondViewport=full_page)
+            rendering.png = base64.b64decode(shot["data"])
+            session.drain(0.05)
+            rendering.errors = list(session.errors)
+            rendering.requests = list(session.requests)
+            return rendering
+    finally:
+        _signal_group(process, signal.SIGTERM)
         try:
-            process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        except OSError as exc:
-            raise BrowserError(f"cannot start {binary}: {exc}") from None
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
+        if process.stderr:
+            process.stderr.close()
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    """Send ``sig`` to Chromium and every process it started (its own session's group)."""
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _remove_profile(profile: Path, attempts: int = 50) -> None:
+    """Remove the temporary profile; Chromium's helpers may still be writing to it for a moment."""
+    for _ in range(attempts):
         try:
-            port = _debug_port(Path(profile), process, timeout)
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/json/new?about:blank", method="PUT")
-            with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 (our own 127.0.0.1 port)
-                target = json.loads(answer.read())
-            with connect(target["webSocketDebuggerUrl"], max_size=None, open_timeout=timeout) as ws:
-                session = _Session(ws, timeout)
-                session.call("Runtime.enable")
-                session.call("Log.enable")
-                session.call("Page.enable")
-                session.call("Network.enable")
-                session.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
-                             deviceScaleFactor=1, mobile=False)
-                session.call("Page.navigate", url=url)
-                session.wait_event("Page.loadEventFired")
-                session.drain(settle_s)
-                rendering = Rendering()
-                if expression is not None:
-                    result = session.call("Runtime.evaluate", expression=expression, returnByValue=True,
-                                          awaitPromise=True)
-                    if "exceptionDetails" in result:
-                        raise BrowserError(f"evaluating {expression[:60]!r}: {result['exceptionDetails']}")
-                    rendering.value = result.get("result", {}).get("value")
-                shot = session.call("Page.captureScreenshot", format="png", captureBeyondViewport=full_page)
-                rendering.png = base64.b64decode(shot["data"])
-                session.drain(0.05)
-                rendering.errors = list(session.errors)
-                rendering.requests = list(session.requests)
-                return rendering
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            if process.stderr:
-                process.stderr.close()
+            shutil.rmtree(profile)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    shutil.rmtree(profile, ignore_errors=True)
+    if profile.exists():
+        logger.warning("browser: could not remove the temporary Chromium profile {}", profile)
