@@ -483,7 +483,9 @@ def test_a_daemon_journal_checkpoints_its_log_in_a_thread_and_commits_never_do(t
     journal.close()
     assert not threads[0].is_alive()
     assert not Path(f"{path}-wal").exists()  # the writer closed last: its close removed the log
-    assert len(list(Journal(path).entries())) == 3_000
+    reopened = Journal(path)
+    assert len(list(reopened.entries())) == 3_000
+    reopened.close()
 
 
 SIGKILLED_WITH_CHECKPOINTS = textwrap.dedent(

@@ -448,16 +448,13 @@ class ExecutionEngine:
                 return
             if journal is not None:
                 journal.record_event(event)
-            pos = self._portfolio.book_fill(event)
             bus = self._bus
             # The position as this fill left it, built only when something receives it.
-            change = (
-                PositionChanged(
-                    event.instrument_id, pos.quantity, pos.avg_price, pos.realized_pnl, event.ts_event, event.ts_init
-                )
-                if bus.wants(PositionChanged) or not self._lean
-                else None
-            )
+            if bus.wants(PositionChanged) or not self._lean:
+                change = self._portfolio.apply_fill(event)
+            else:
+                self._portfolio.book_fill(event)
+                change = None
             bus.publish(event)
             if change is not None:
                 bus.publish(change)
