@@ -57,6 +57,7 @@ __all__ = [
     "FeatureCall",
     "batch_runner",
     "fields_only",
+    "import_name",
     "live_entry",
     "load_module",
     "source",
@@ -214,17 +215,29 @@ class FeatureCall:
     deps: tuple[int, ...]
 
 
-def _step_import(call: FeatureCall) -> tuple[str, str]:
-    """``(module, attribute)`` under which the generated module imports the step kernel."""
-    py_func = getattr(call.step, "py_func", None)
+def import_name(function: Any) -> tuple[str, str] | None:
+    """``(module, attribute)`` under which generated code can import the ``@njit`` ``function``.
+
+    ``None`` unless ``function`` is a Numba dispatcher bound to its own name at the
+    top level of its module.
+    """
+    py_func = getattr(function, "py_func", None)
     module = getattr(py_func, "__module__", None)
     attr = getattr(py_func, "__name__", None)
-    if not (module and attr) or getattr(sys.modules.get(module), attr, None) is not call.step:
+    if not (module and attr) or getattr(sys.modules.get(module), attr, None) is not function:
+        return None
+    return module, attr
+
+
+def _step_import(call: FeatureCall) -> tuple[str, str]:
+    """``(module, attribute)`` under which the generated module imports the step kernel."""
+    where = import_name(call.step)
+    if where is None:
         raise FeatureError(
             f"feature {call.name!r}: the step kernel of kind {call.kind!r} must be an @njit function "
             "defined at module level (the bank's generated driver imports it by name)"
         )
-    return module, attr
+    return where
 
 
 def _feature_lines(call: FeatureCall, alias: str) -> list[str]:
@@ -298,10 +311,11 @@ def _drivers_dir() -> Path:
     return cache_dir() / "drivers"
 
 
-def load_module(text: str) -> ModuleType:
-    """Import the driver module with source ``text``, writing it to the cache directory first if needed.
+def load_module(text: str, stem: str = "bank") -> ModuleType:
+    """Import the generated module with source ``text``, writing it to the cache directory first if needed.
 
-    The file name is a hash of ``text``; an existing file is never rewritten (its
+    The file is ``<cache_dir>/drivers/<stem>_<hash of text>.py`` and the module
+    ``_tradebus_<stem>_<hash>``; an existing file is never rewritten (its
     modification time is part of Numba's cache key).
 
     Raises
@@ -310,24 +324,24 @@ def load_module(text: str) -> ModuleType:
         The drivers directory cannot be written.
     """
     digest = hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
-    name = f"_tradebus_bank_{digest}"
+    name = f"_tradebus_{stem}_{digest}"
     loaded = sys.modules.get(name)
     if loaded is not None:
         return loaded
     folder = _drivers_dir()
-    path = folder / f"bank_{digest}.py"
+    path = folder / f"{stem}_{digest}.py"
     try:
         if not path.is_file():
             folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".bank_", suffix=".tmp")
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{stem}_", suffix=".tmp")
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
             os.replace(tmp, path)
     except OSError as exc:
-        raise FeatureError(f"cannot write the feature-bank driver {path}: {exc}") from exc
+        raise FeatureError(f"cannot write the generated kernel module {path}: {exc}") from exc
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise FeatureError(f"cannot import the feature-bank driver {path}")
+        raise FeatureError(f"cannot import the generated kernel module {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:

@@ -101,6 +101,13 @@ class FeatureKind:
     warmup
         Optional: for packed ``params``, the number of clean (non-NaN) events after
         which the kernel sets its ready flag. Tests use it to check warm-up exactly.
+    batch
+        Optional ``@njit`` loop ``batch(state, params, inputs, result)`` over a whole
+        column of a one-input, one-output kind, which :meth:`Stepper.run
+        <tradebus.features.stepper.Stepper.run>` takes instead of the step kernel
+        (e.g. to keep a header in registers). It must leave the outputs and the
+        state row the step kernel would, bit for bit. Like ``step``, a module-level
+        name of its module (the generated batch loop imports it by name).
     """
 
     name: str
@@ -112,6 +119,7 @@ class FeatureKind:
     step: Callable[..., None]
     normalize: Callable[[dict[str, float]], dict[str, float]] | None = field(default=None)
     warmup: Callable[[np.ndarray], int] | None = field(default=None)
+    batch: Callable[..., None] | None = field(default=None)
 
     def pack(self, kwargs: dict[str, float]) -> np.ndarray:
         """Validate keyword parameters and pack them as a float64 array in declared order."""

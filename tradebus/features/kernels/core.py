@@ -33,7 +33,7 @@ from numba import njit
 from tradebus.errors import FeatureError
 from tradebus.features.registry import FeatureKind, Param
 
-__all__ = ["BATCH_KINDS", "KINDS", "batch", "dispatch"]
+__all__ = ["BATCH_KINDS", "KINDS", "dispatch"]
 
 _NAN = np.nan
 # Every kernel and helper here is compiled with ``_nrt=False``: none allocates, and
@@ -1050,6 +1050,108 @@ def _wma_state_size(params: np.ndarray) -> int:
     return _W_RING + int(params[0])
 
 
+# ----------------------------------------------------------------------------- batch loops of the kinds
+# ``FeatureKind.batch`` of the kinds with a header small enough to keep in registers: the
+# step kernel over a whole column (flattened, one input and one output per row), with the
+# same arithmetic as the step kernel, so outputs and final state agree bit for bit.
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def ret_batch(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """:func:`ret_step` over a column."""
+    _lag_run(1, state, params, inputs, result)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def log_ret_batch(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """:func:`log_ret_step` over a column."""
+    _lag_run(2, state, params, inputs, result)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def ewm_mean_batch(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """:func:`ewm_mean_step` over a column."""
+    _ewm_run(10, state, params, inputs, result)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def ewm_var_batch(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """:func:`ewm_var_step` over a column."""
+    _ewm_run(11, state, params, inputs, result)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def ewm_std_batch(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """:func:`ewm_std_step` over a column."""
+    _ewm_run(12, state, params, inputs, result)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def ewm_zscore_batch(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """:func:`ewm_zscore_step` over a column."""
+    _ewm_run(13, state, params, inputs, result)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def rolling_sum_batch(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """:func:`rolling_sum_step` over a column."""
+    _roll_run(20, state, params, inputs, result)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def rolling_mean_batch(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """:func:`rolling_mean_step` over a column."""
+    _roll_run(21, state, params, inputs, result)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def rolling_var_batch(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """:func:`rolling_var_step` over a column."""
+    _roll_run(22, state, params, inputs, result)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def rolling_std_batch(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """:func:`rolling_std_step` over a column."""
+    _roll_run(23, state, params, inputs, result)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def rolling_min_batch(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """:func:`rolling_min_step` over a column."""
+    _extreme_run(-1.0, state, params, inputs, result)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def rolling_max_batch(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """:func:`rolling_max_step` over a column."""
+    _extreme_run(1.0, state, params, inputs, result)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def rolling_zscore_batch(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """:func:`rolling_zscore_step` over a column."""
+    _roll_run(26, state, params, inputs, result)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def sma_batch(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """:func:`sma_step` over a column."""
+    _roll_run(30, state, params, inputs, result)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def ema_batch(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """:func:`ema_step` over a column."""
+    _ema_run(state, params, inputs, result)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def wma_batch(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
+    """:func:`wma_step` over a column."""
+    _wma_run(state, params, inputs, result)
+
+
 # ----------------------------------------------------------------------------- registry
 
 _X = ("x",)
@@ -1064,30 +1166,40 @@ _WINDOW = (Param("window", None, low=1, high=1_000_000, integer=True),)
 _SPAN = (Param("span", None, low=1, high=1_000_000, integer=True),)
 
 
-def _kind(name: str, kind_id: int, params: tuple[Param, ...], size, step, warmup, normalize=None) -> FeatureKind:
-    return FeatureKind(name, kind_id, _X, _V, params, size, step, normalize=normalize, warmup=warmup)
+def _kind(
+    name: str, kind_id: int, params: tuple[Param, ...], size, step, warmup, normalize=None, batch=None
+) -> FeatureKind:
+    return FeatureKind(name, kind_id, _X, _V, params, size, step, normalize=normalize, warmup=warmup, batch=batch)
 
 
 KINDS: tuple[FeatureKind, ...] = (
-    _kind("ret", 1, _LAG, _lag_state_size, ret_step, _lag_warmup),
-    _kind("log_ret", 2, _LAG, _lag_state_size, log_ret_step, _lag_warmup),
-    _kind("ewm_mean", 10, _EWM, _ewm_state_size, ewm_mean_step, _ewm_warmup, _ewm_normalize),
-    _kind("ewm_var", 11, _EWM, _ewm_state_size, ewm_var_step, _ewm_warmup, _ewm_normalize),
-    _kind("ewm_std", 12, _EWM, _ewm_state_size, ewm_std_step, _ewm_warmup, _ewm_normalize),
-    _kind("ewm_zscore", 13, _EWM, _ewm_state_size, ewm_zscore_step, _ewm_warmup, _ewm_normalize),
+    _kind("ret", 1, _LAG, _lag_state_size, ret_step, _lag_warmup, batch=ret_batch),
+    _kind("log_ret", 2, _LAG, _lag_state_size, log_ret_step, _lag_warmup, batch=log_ret_batch),
+    _kind("ewm_mean", 10, _EWM, _ewm_state_size, ewm_mean_step, _ewm_warmup, _ewm_normalize, batch=ewm_mean_batch),
+    _kind("ewm_var", 11, _EWM, _ewm_state_size, ewm_var_step, _ewm_warmup, _ewm_normalize, batch=ewm_var_batch),
+    _kind("ewm_std", 12, _EWM, _ewm_state_size, ewm_std_step, _ewm_warmup, _ewm_normalize, batch=ewm_std_batch),
+    _kind("ewm_zscore", 13, _EWM, _ewm_state_size, ewm_zscore_step, _ewm_warmup, _ewm_normalize,
+          batch=ewm_zscore_batch),
     _kind("ewm_skew", 14, _EWM, _ewm_state_size, ewm_skew_step, _ewm_warmup, _ewm_normalize),
     _kind("ewm_kurt", 15, _EWM, _ewm_state_size, ewm_kurt_step, _ewm_warmup, _ewm_normalize),
-    _kind("rolling_sum", 20, _ROLL, _roll_state_size, rolling_sum_step, _window_warmup, _check_min_periods),
-    _kind("rolling_mean", 21, _ROLL, _roll_state_size, rolling_mean_step, _window_warmup, _check_min_periods),
-    _kind("rolling_var", 22, _ROLL2, _roll_state_size, rolling_var_step, _window_warmup, _check_min_periods),
-    _kind("rolling_std", 23, _ROLL2, _roll_state_size, rolling_std_step, _window_warmup, _check_min_periods),
-    _kind("rolling_min", 24, _ROLL, _extreme_state_size, rolling_min_step, _window_warmup, _check_min_periods),
-    _kind("rolling_max", 25, _ROLL, _extreme_state_size, rolling_max_step, _window_warmup, _check_min_periods),
-    _kind("rolling_zscore", 26, _ROLL2, _roll_state_size, rolling_zscore_step, _window_warmup, _check_min_periods),
+    _kind("rolling_sum", 20, _ROLL, _roll_state_size, rolling_sum_step, _window_warmup, _check_min_periods,
+          batch=rolling_sum_batch),
+    _kind("rolling_mean", 21, _ROLL, _roll_state_size, rolling_mean_step, _window_warmup, _check_min_periods,
+          batch=rolling_mean_batch),
+    _kind("rolling_var", 22, _ROLL2, _roll_state_size, rolling_var_step, _window_warmup, _check_min_periods,
+          batch=rolling_var_batch),
+    _kind("rolling_std", 23, _ROLL2, _roll_state_size, rolling_std_step, _window_warmup, _check_min_periods,
+          batch=rolling_std_batch),
+    _kind("rolling_min", 24, _ROLL, _extreme_state_size, rolling_min_step, _window_warmup, _check_min_periods,
+          batch=rolling_min_batch),
+    _kind("rolling_max", 25, _ROLL, _extreme_state_size, rolling_max_step, _window_warmup, _check_min_periods,
+          batch=rolling_max_batch),
+    _kind("rolling_zscore", 26, _ROLL2, _roll_state_size, rolling_zscore_step, _window_warmup, _check_min_periods,
+          batch=rolling_zscore_batch),
     _kind("rolling_rank", 27, _ROLL, _rank_state_size, rolling_rank_step, _window_warmup, _check_min_periods),
-    _kind("sma", 30, _WINDOW, _roll_state_size, sma_step, _window_warmup),
-    _kind("ema", 31, _SPAN, _ema_state_size, ema_step, _window_warmup),
-    _kind("wma", 32, _WINDOW, _wma_state_size, wma_step, _window_warmup),
+    _kind("sma", 30, _WINDOW, _roll_state_size, sma_step, _window_warmup, batch=sma_batch),
+    _kind("ema", 31, _SPAN, _ema_state_size, ema_step, _window_warmup, batch=ema_batch),
+    _kind("wma", 32, _WINDOW, _wma_state_size, wma_step, _window_warmup, batch=wma_batch),
 )
 
 
@@ -1134,27 +1246,5 @@ def dispatch(kind_id: int, state: np.ndarray, params: np.ndarray, x: np.ndarray,
         wma_step(state, params, x, out)
 
 
-#: Kind ids with a batch loop of their own (see :func:`batch`).
-BATCH_KINDS = frozenset({1, 2, 10, 11, 12, 13, 20, 21, 22, 23, 24, 25, 26, 30, 31, 32})
-
-
-@njit(cache=True, _nrt=False, inline="always")
-def batch(kind_id: int, state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: np.ndarray) -> None:
-    """Run a whole column through the batch loop of ``kind_id`` (one of :data:`BATCH_KINDS`).
-
-    The batch loops keep the kernel's header in registers and store it once at
-    the end; they call the same update functions as the step kernels, so the
-    outputs and the final state are the step kernel's, bit for bit.
-    """
-    if kind_id == 1 or kind_id == 2:
-        _lag_run(kind_id, state, params, inputs, result)
-    elif kind_id >= 10 and kind_id <= 13:
-        _ewm_run(kind_id, state, params, inputs, result)
-    elif kind_id == 31:
-        _ema_run(state, params, inputs, result)
-    elif kind_id == 32:
-        _wma_run(state, params, inputs, result)
-    elif kind_id == 24 or kind_id == 25:
-        _extreme_run(1.0 if kind_id == 25 else -1.0, state, params, inputs, result)
-    else:
-        _roll_run(kind_id, state, params, inputs, result)
+#: Kind ids with a batch loop of their own (``FeatureKind.batch``).
+BATCH_KINDS = frozenset(kind.kind_id for kind in KINDS if kind.batch is not None)
