@@ -18,7 +18,7 @@ from tradebus.features import bank, drivers, kernels, warmup
 from tradebus.features.kernels import core, ta, stats, regime, flow, book
 {body}
 misses = {{}}
-generated = [m for n, m in sys.modules.items() if n.startswith("_tradebus_bank_")]
+generated = [m for n, m in sys.modules.items() if n.startswith(("_tradebus_bank_", "_tradebus_kind_"))]
 for mod in (K, bank, drivers, core, ta, stats, regime, flow, book, *generated):
     for name, obj in vars(mod).items():
         if isinstance(obj, CPUDispatcher) and obj.stats.cache_misses:
