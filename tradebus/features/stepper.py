@@ -1,10 +1,12 @@
 """Typed single-feature facade over the step kernels.
 
 A :class:`Stepper` owns one state row, its packed parameters and preallocated
-input/output buffers. :meth:`Stepper.update` feeds one event and
-:meth:`Stepper.run` a whole history; both call the same compiled kernel through
-:func:`tradebus.features.kernels.dispatch`, so ``update`` row by row and ``run``
-give bit-identical results.
+input/output buffers. :meth:`Stepper.update` feeds one event through
+:func:`tradebus.features.kernels.step` (a dispatch on the kind id) and
+:meth:`Stepper.run` a whole history through the kind's own batch loop
+(:func:`tradebus.features.kernels.runner`); both run the same compiled step
+kernel (or a ``FeatureKind.batch`` loop equal to it), so ``update`` row by row
+and ``run`` give bit-identical results.
 
 Examples
 --------
