@@ -182,3 +182,57 @@ def test_lean_loops_show_an_order_sent_by_a_timer_the_cache_of_process(tmp_path:
     assert_same(fast, slow, min_fills=20)
     (lean,), (one_by_one,) = fast.strategies, slow.strategies
     assert lean.log == one_by_one.log
+
+
+class LookingAtAll(Looking):
+    """Looks at every instrument's latest bar (not only its own) on order events and timers."""
+
+    universe: tuple[str, ...] = ()
+
+    def look(self, what: str, ts: int) -> None:
+        cache = self.cache  # type: ignore[attr-defined]
+        self.log.append((what, ts, self.instrument_id, tuple(snapshot(cache.bar(i)) for i in self.universe)))  # type: ignore[attr-defined]
+
+
+class LookingAtAllEmaCross(LookingAtAll, EmaCross):
+    """EmaCross (lean) that looks at the cache's bars of every instrument."""
+
+
+class ReadingAllEmaCross(LookingAtAllEmaCross):
+    """The same, reading its bars (the full several-instrument loop)."""
+
+    def on_bar(self, bar: Bar | None = None) -> None:
+        assert type(bar) is Bar
+        super().on_bar(bar)
+
+
+@pytest.mark.parametrize("latency_ns", [0, 3 * MIN // 2])
+def test_lean_loop_of_several_instruments_shows_every_bar_of_process(tmp_path: Path, latency_ns: int) -> None:
+    # Three instruments with identical times: one mixed batch per 300 rows; each instrument's
+    # order works while the others' bars go by (skipped by the venue, cached only on demand).
+    tables = [bar_table(1_200, seed=s) for s in (3, 4, 5)]
+    sources = bar_sources(tmp_path / "b", tables)
+    universe = tuple(src.instrument_id for src in sources)
+
+    def build(cls: type[LookingAtAll]) -> Kernel:
+        kernel = Kernel(
+            [instrument(f"C{k}USD") for k in range(3)],
+            venue_config=VenueConfig(latency_ns=latency_ns),
+            initial_cash=1_000_000.0,
+        )
+        for iid in universe:
+            strategy = cls(iid, fast=4, slow=15, mode="long_short", quantity=1.0, strategy_id=iid)  # type: ignore[call-arg]
+            strategy.universe = universe
+            kernel.add_strategy(strategy)
+        return kernel
+
+    fast, slow = run_both(sources, lambda: build(LookingAtAllEmaCross), batch_rows=300)
+    assert_same(fast, slow, min_fills=150)
+    assert fast.strategies[0].log == slow.strategies[0].log
+    for lean, one_by_one in zip(fast.strategies, slow.strategies, strict=True):
+        assert {entry[0] for entry in lean.log} == {"timer", "submitted", "filled"}
+        assert lean.log == one_by_one.log
+    assert [snapshot(fast.cache.bar(i)) for i in universe] == [snapshot(slow.cache.bar(i)) for i in universe]
+    reading = build(ReadingAllEmaCross)
+    reading.run(Replay(sources, batch_rows=300))
+    assert [s.log for s in reading.strategies] == [s.log for s in fast.strategies]

@@ -76,6 +76,22 @@ def test_mark_ignores_non_finite_or_non_positive_prices() -> None:
     assert pf.last_price(IID) == 100.0
 
 
+def test_mark_many_sets_every_price_and_takes_the_peak_at_the_final_prices_only() -> None:
+    eth = Instrument("BINANCE", "ETHUSDT", tick_size=0.01, lot_size=0.001)
+    pf = Portfolio({IID: INST, eth.instrument_id: eth}, 10_000.0)
+    pf.apply_fill(fill(OrderSide.BUY, 1.0, 100.0))
+    pf.apply_fill(fill(OrderSide.BUY, 2.0, 50.0, iid=eth.instrument_id))
+    assert pf.equity() == 10_000.0 and pf.max_equity == 10_000.0
+    # BTC up 30 then ETH down 2 x 10: marked one at a time the peak would pass 10,030.
+    pf.mark_many([(IID, 130.0), (eth.instrument_id, 40.0), ("XRPUSDT.BINANCE", 1.0)])
+    assert (pf.last_price(IID), pf.last_price(eth.instrument_id)) == (130.0, 40.0)
+    assert pf.equity() == 10_010.0 and pf.max_equity == 10_010.0
+    pf.mark_many([(IID, math.nan), (eth.instrument_id, -1.0), (IID, 90.0)])
+    assert (pf.last_price(IID), pf.last_price(eth.instrument_id)) == (90.0, 40.0)
+    assert pf.equity() == 9_970.0 and pf.max_equity == 10_010.0
+    assert pf.drawdown() == pytest.approx(40.0 / 10_010.0)
+
+
 def test_fill_for_unknown_instrument_raises_and_books_nothing() -> None:
     pf = _pf()
     with pytest.raises(OrderError, match="unknown instrument 'ETHUSDT.BINANCE'"):

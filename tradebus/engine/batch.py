@@ -390,11 +390,30 @@ class BatchLoop:
             lanes.append((iid, view, features.__next__, deliver))
             ends.append((view, live, history))
         ts_init = batch.ts_init.tolist()
+        k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
+        if all(lane is None or _lean(k.bus.handlers(Bar, lane[0])) for lane in lanes):
+            self._lean_mixed(batch, lanes, ts_init)
+        else:
+            self._full_mixed(batch, lanes, ts_init)
+        k.result.bars += n
+        k.result.end_ns = ts_init[-1]
+        for view, live, history in ends:
+            if history is not None:
+                history.end_batch()
+            if live is not None:
+                view.row = live
+
+    def _full_mixed(self, batch: Any, lanes: list[Any], ts_init: list[int]) -> None:
+        """The loop of :meth:`mixed_bars` that builds every bar (its subscribers read them)."""
+        k = self.kernel
+        clock = k.clock
+        assert isinstance(clock, SimulatedClock)
         ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
         execution_on_bar = k.execution.on_bar
         cache_bars = k.cache.bars
         cache_prices = k.cache.prices
         orders = k.orders
+        has_open = orders.has_open
         marks_matter = k.risk_config.breakers_on_marks
         perps = k.perpetuals
         advance = clock.advance_to
@@ -403,9 +422,8 @@ class BatchLoop:
         # too (unless marks matter or perpetuals are watched); see submit().
         every_bar = marks_matter or perps is not None
         lagging = self.lagging
-        k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
         for s, te, ti, o, h, lo, c, v in zip(
-            source.tolist(),
+            batch.source.tolist(),
             ts_event,
             ts_init,
             batch.open.tolist(),
@@ -415,14 +433,14 @@ class BatchLoop:
             batch.volume.tolist(),
             strict=True,
         ):
-            iid, view, next_row, deliver = lanes[s]  # type: ignore[misc]
+            iid, view, next_row, deliver = lanes[s]
             if ti < clock.next_due:
                 clock.current_ns = ti
             else:
                 advance(ti)
             bar = Bar(iid, te, ti, o, h, lo, c, v)
             if self.needs_execution:
-                if every_bar or orders.open_orders(iid):
+                if every_bar or has_open(iid):
                     execution_on_bar(bar)
                     if perps is not None and perps.watching:
                         perps.check(ti)
@@ -438,13 +456,81 @@ class BatchLoop:
             if ti >= next_sample:
                 k.sample_equity(ti)
                 next_sample = k.next_sample_ns
-        k.result.bars += n
-        k.result.end_ns = ts_init[-1]
-        for view, live, history in ends:
-            if history is not None:
-                history.end_batch()
-            if live is not None:
-                view.row = live
+
+    def _lean_mixed(self, batch: Any, lanes: list[Any], ts_init: list[int]) -> None:
+        """The loop of :meth:`mixed_bars` for feature-only subscribers (see :meth:`_lean_bars`).
+
+        Each lane remembers the row of its latest delivered bar; :meth:`catch_up` (through
+        ``lazy``), a due timer and the end of the batch put the bars not yet built in the cache.
+        """
+        k = self.kernel
+        clock = k.clock
+        assert isinstance(clock, SimulatedClock)
+        n = len(ts_init)
+        cache_bars = k.cache.bars
+        columns: list[list[Any]] = []
+        # latest[s]: the row of lane s's latest delivered bar; cached[s]: the one in the cache.
+        latest = [-1] * len(lanes)
+        cached = [-1] * len(lanes)
+
+        def bar_at(iid: str, j: int) -> Bar:
+            if not columns:
+                same = np.array_equal(batch.ts_event, batch.ts_init)
+                columns.append(ts_init if same else batch.ts_event.tolist())
+                columns.extend(getattr(batch, name).tolist() for name in ("open", "high", "low", "close", "volume"))
+            te, o, h, lo, c, v = columns
+            return Bar(iid, te[j], ts_init[j], o[j], h[j], lo[j], c[j], v[j])
+
+        def materialize() -> None:
+            for s, j in enumerate(latest):
+                if j != cached[s]:
+                    iid = lanes[s][0]
+                    cache_bars[iid] = bar_at(iid, j)
+                    cached[s] = j
+
+        execution_on_bar = k.execution.on_bar
+        cache_prices = k.cache.prices
+        orders = k.orders
+        has_open = orders.has_open
+        marks_matter = k.risk_config.breakers_on_marks
+        perps = k.perpetuals
+        advance = clock.advance_to
+        next_sample = k.next_sample_ns
+        every_bar = marks_matter or perps is not None
+        lagging = self.lagging
+        self.lazy = materialize
+        try:
+            for j, s, ti, c in zip(range(n), batch.source.tolist(), ts_init, batch.close.tolist(), strict=True):
+                iid, view, next_row, deliver = lanes[s]
+                if ti < clock.next_due:
+                    clock.current_ns = ti
+                else:
+                    materialize()  # a timer's callback sees the bars delivered before this row
+                    advance(ti)
+                if self.needs_execution:
+                    if every_bar or has_open(iid):
+                        materialize()  # order events see the other instruments' latest bars
+                        bar = bar_at(iid, j)
+                        execution_on_bar(bar)
+                        if perps is not None and perps.watching:
+                            perps.check(ti)
+                        self.needs_execution = marks_matter or orders.count_open() > 0
+                        cache_bars[iid] = bar
+                        cached[s] = j
+                    else:
+                        lagging.add(iid)
+                elif perps is not None and perps.watching:
+                    perps.on_price(iid, c, ti)
+                latest[s] = j
+                cache_prices[iid] = c
+                view.row = next_row()
+                deliver(None)
+                if ti >= next_sample:
+                    k.sample_equity(ti)
+                    next_sample = k.next_sample_ns
+        finally:
+            self.lazy = None
+        materialize()
 
     def trades(self, batch: Any) -> None:
         """One instrument's run of trades."""

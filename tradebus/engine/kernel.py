@@ -448,10 +448,12 @@ class Kernel:
         mark changes nothing but the cached prices).
         """
         positions = self._positions
-        for iid, price in self.cache.prices.items():
-            if positions[iid].last_price != price:
-                self.portfolio.mark(iid, price)
-                self.risk.on_price(iid, price)
+        moved = [(iid, price) for iid, price in self.cache.prices.items() if positions[iid].last_price != price]
+        if moved:
+            self.portfolio.mark_many(moved)
+            on_price = self.risk.on_price
+            for iid, price in moved:
+                on_price(iid, price)
 
     def equity(self) -> float:
         """Portfolio equity at the latest prices."""

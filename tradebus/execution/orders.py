@@ -641,6 +641,13 @@ class OrderManager:
             return list(self._open.values())
         return [o for o in self._open.values() if o.instrument_id == instrument_id]
 
+    def has_open(self, instrument_id: str) -> bool:
+        """Whether an order of ``instrument_id`` is still (possibly) working."""
+        for order in self._open.values():
+            if order.instrument_id == instrument_id:
+                return True
+        return False
+
     @property
     def open_count(self) -> int:
         """Number of open orders (cheap; used by the risk gate)."""
