@@ -19,6 +19,9 @@ of the text) and imported from there, so Numba's file cache works for it like fo
 any source file; a new structure costs one compilation (about 0.1 s per feature),
 later processes load it from the cache in milliseconds.
 
+The same :func:`load_module` writes and imports the per-kind batch loops of
+:func:`tradebus.features.kernels.runner` (``kind_<hash>.py``).
+
 Live updates and batch runs execute the same compiled ``on_<event>``, so they are
 bit-identical. Events that drive no feature of a bank use the shared field-only
 module (:func:`fields_only`), compiled once for every bank.

@@ -193,6 +193,7 @@ def runner(kind_id: int) -> Any:
     if kind is None:
         raise FeatureError(f"no registered feature kind has id {kind_id}")
     run_kind = drivers.load_module(loop_source(kind), stem="kind").run
-    run_kind.compile(_RUN_SIGNATURE)
-    run_kind.disable_compile()
+    if not run_kind.signatures:  # the module outlives this function's cache (one module per text)
+        run_kind.compile(_RUN_SIGNATURE)
+        run_kind.disable_compile()
     return run_kind
