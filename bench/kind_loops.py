@@ -35,7 +35,7 @@ from numba import njit
 from tradebus.features import kernels
 from tradebus.features.registry import get_kind
 
-@njit(cache=True)
+@njit
 def reference(a):
     s = 0.0
     for v in a:
