@@ -12,7 +12,7 @@ from tradebus.data.replay import Replay
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Bar, OrderFilled, OrderSide, OrderSubmitted, TimeEvent, Trade
 from tradebus.execution.config import VenueConfig
-from tradebus.strategies.base import feature_only, is_feature_only
+from tradebus.strategies.base import Strategy, feature_only, is_feature_only
 from tradebus.strategies.ema_cross import EmaCross
 from tradebus.strategies.tick_ema import TickEmaCross
 
@@ -236,3 +236,38 @@ def test_lean_loop_of_several_instruments_shows_every_bar_of_process(tmp_path: P
     reading = build(ReadingAllEmaCross)
     reading.run(Replay(sources, batch_rows=300))
     assert [s.log for s in reading.strategies] == [s.log for s in fast.strategies]
+
+
+class TimerLooker(Strategy):
+    """Looks at every instrument's latest bar on a timer that falls between bars; handles no order event."""
+
+    def __init__(self, universe: tuple[str, ...]) -> None:
+        super().__init__(universe, strategy_id="looker")
+        self.universe = universe
+        self.log: list[tuple[Any, ...]] = []
+
+    def on_start(self) -> None:
+        self.set_timer("odd", Looking.every, start_ns=T0)
+
+    def on_timer(self, event: TimeEvent) -> None:
+        self.log.append((event.ts_init, tuple(snapshot(self.cache.bar(i)) for i in self.universe)))
+
+
+def test_lean_loop_of_several_instruments_with_order_events_for_bookkeeping_only(tmp_path: Path) -> None:
+    # No strategy handles an order event: the venue is shown a bar without the others cached,
+    # yet timers, the end of the batch and the run's record are those of process().
+    sources = bar_sources(tmp_path / "b", [bar_table(1_200, seed=s) for s in (6, 7, 8)])
+    universe = tuple(src.instrument_id for src in sources)
+
+    def build() -> Kernel:
+        kernel = Kernel([instrument(f"C{k}USD") for k in range(3)], initial_cash=1_000_000.0)
+        for iid in universe:
+            kernel.add_strategy(EmaCross(iid, fast=4, slow=15, mode="long_short", quantity=1.0, strategy_id=iid))
+        kernel.add_strategy(TimerLooker(universe))
+        return kernel
+
+    fast, slow = run_both(sources, build, batch_rows=300)
+    assert_same(fast, slow, min_fills=150)
+    assert len(fast.strategies[-1].log) > 150
+    assert fast.strategies[-1].log == slow.strategies[-1].log
+    assert [snapshot(fast.cache.bar(i)) for i in universe] == [snapshot(slow.cache.bar(i)) for i in universe]

@@ -50,7 +50,22 @@ import numpy as np
 from tradebus.engine.cache import FeatureView
 from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.history import History
-from tradebus.engine.messages import Bar, Trade
+from tradebus.engine.messages import (
+    Bar,
+    OrderAccepted,
+    OrderAnomaly,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderModified,
+    OrderRejected,
+    OrderResolved,
+    OrderTimedOut,
+    OrderTriggered,
+    PositionChanged,
+    PositionLiquidated,
+    Trade,
+)
 from tradebus.errors import DataError
 from tradebus.execution.simulated import SimulatedVenue
 from tradebus.strategies.base import is_feature_only
@@ -62,6 +77,13 @@ __all__ = ["BatchLoop", "rare_gc"]
 
 #: Bar batches shorter than this go through :meth:`Kernel.process` row by row.
 _SMALL_BATCH = 16
+
+#: What the execution side may publish while the venue is shown a bar (a submission, and so a
+#: denial, comes only from a handler of one of these).
+_VENUE_EVENTS = (
+    OrderAccepted, OrderRejected, OrderTriggered, OrderModified, OrderFilled, OrderCanceled, OrderExpired,
+    OrderTimedOut, OrderResolved, OrderAnomaly, PositionChanged, PositionLiquidated,
+)  # fmt: skip
 
 
 class BatchLoop:
@@ -498,6 +520,15 @@ class BatchLoop:
         next_sample = k.next_sample_ns
         every_bar = marks_matter or perps is not None
         lagging = self.lagging
+        # Order events that reach only the kernel's bookkeeping need no other instrument's bar cached.
+        own = k.bookkeeping
+        quiet = all(
+            handler in own
+            for cls in _VENUE_EVENTS
+            for lane in lanes
+            if lane is not None
+            for handler in k.bus.handlers(cls, lane[0])
+        )
         self.lazy = materialize
         try:
             for j, s, ti, c in zip(range(n), batch.source.tolist(), ts_init, batch.close.tolist(), strict=True):
@@ -509,7 +540,8 @@ class BatchLoop:
                     advance(ti)
                 if self.needs_execution:
                     if every_bar or has_open(iid):
-                        materialize()  # order events see the other instruments' latest bars
+                        if not quiet:
+                            materialize()  # order events show a strategy the other instruments' latest bars
                         bar = bar_at(iid, j)
                         execution_on_bar(bar)
                         if perps is not None and perps.watching:

@@ -325,6 +325,8 @@ class Kernel:
             OpenInterest: self.bus.publish,
             BookDepth: self.bus.publish,
         }
+        #: The kernel's own subscribers of order events (the run's record; they read no cached bar).
+        self.bookkeeping: tuple[Callable[[Any], None], ...] = (self._record_fill, self.result.denials.append)
         self.bus.subscribe(OrderFilled, self._record_fill)
         self.bus.subscribe(OrderDenied, self.result.denials.append)
         on_book = getattr(self.venue, "on_book", None)
