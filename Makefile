@@ -33,9 +33,10 @@ setup: $(DEV)
 backtest: $(RUNTIME)
 	$(PY) -m tradebus.cli backtest configs/quickstart.yaml --out runs/quickstart
 
-# One pytest worker per core (pytest-xdist); tests are handed out as workers free up.
+# One pytest worker per core, at most 4 (each holds its own Numba and data; pytest-xdist); tests are
+# handed out as workers free up.
 test: $(DEV)
-	$(PY) -m pytest -n auto --dist worksteal
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist worksteal
 
 BENCHES := features throughput execution journal market_data venue_books market_data_latency data research perpetuals sweep soak live book_fills strategies live_soak ml_gated accelerated peers cold_start live_reconcile kind_loops
 
