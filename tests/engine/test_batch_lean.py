@@ -228,7 +228,6 @@ def test_lean_loop_of_several_instruments_shows_every_bar_of_process(tmp_path: P
 
     fast, slow = run_both(sources, lambda: build(LookingAtAllEmaCross), batch_rows=300)
     assert_same(fast, slow, min_fills=150)
-    assert fast.strategies[0].log == slow.strategies[0].log
     for lean, one_by_one in zip(fast.strategies, slow.strategies, strict=True):
         assert {entry[0] for entry in lean.log} == {"timer", "submitted", "filled"}
         assert lean.log == one_by_one.log
