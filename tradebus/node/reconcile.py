@@ -31,7 +31,13 @@ balances and positions
     swaps; none listed is flat). A difference of
     more than half a lot is a mismatch -- at start-up at once; while running only when the
     same difference is seen in two consecutive rounds (a fill in flight between the venue and
-    the stream is not a difference). A mismatch goes to ``on_mismatch`` (the live daemon:
+    the stream is not a difference). While running, a difference no larger than what the
+    instrument's orders could fill while the venue was asked (the unfilled quantity of those
+    working when the request went out, of those placed since, and of those that booked a
+    fill meanwhile) is not counted either: a fill of the daemon's own order reaches the venue's
+    position before the user stream brings it here, and a strategy that keeps an order in
+    flight would otherwise see the same difference round after round. A difference that size
+    is counted in the rounds where nothing works. A mismatch goes to ``on_mismatch`` (the live daemon:
     ``live.on_mismatch``; ``hold`` stops new orders on the instrument, ``reducing`` lets
     only orders through that reduce the holding both here and at the venue), published as
     an :class:`InstrumentHeld` with the reason and the state. It is lifted by a round that
@@ -236,6 +242,8 @@ class Reconciler:
         instruments = self.kernel.instruments
         perpetual = {iid for iid, inst in instruments.items() if inst.kind is InstrumentKind.PERPETUAL}
         api = self.venue.api
+        working = {o.client_order_id: o.quantity - o.filled_qty for o in self.kernel.orders.open_orders()}
+        booked = len(self.kernel.result.fills)
         try:
             balances = {b.asset: b.free + b.locked for b in await api.balances()} if len(perpetual) < len(instruments) else {}
             positions = {p.instrument_id: p.quantity for p in await api.positions()} if perpetual else {}
@@ -245,6 +253,7 @@ class Reconciler:
                 for iid in instruments:
                     self.hold(iid, f"live start-up: balances unavailable ({type(exc).__name__}: {exc})")
             return
+        explained = {} if startup else self._fillable(working, booked)
         for iid, inst in instruments.items():
             here = self.holding(iid)
             if iid in perpetual:
@@ -259,6 +268,10 @@ class Reconciler:
                 if startup:
                     logger.info("reconciled {}: {} {} held, as at the venue", iid, here, unit)
                 continue
+            fillable = explained.get(iid, 0.0)
+            if math.fabs(diff) <= fillable + inst.lot_size / 2:
+                logger.debug("reconciliation: {}: {} {} here, {} at the venue; orders working for {}, not counted", iid, here, unit, there, fillable)
+                continue
             previous = self._suspect.get(iid)
             self._suspect[iid] = diff
             if not startup and (previous is None or math.fabs(previous - diff) > inst.lot_size / 2):
@@ -270,6 +283,18 @@ class Reconciler:
             )
             logger.error(reason)
             self.on_mismatch(iid, reason, diff)
+
+    def _fillable(self, working: dict[str, float], booked: int) -> dict[str, float]:
+        """Per instrument, what its orders could fill since ``working`` (open orders' unfilled quantities) and fill ``booked`` were read."""
+        orders = self.kernel.orders
+        since = {f.client_order_id for f in self.kernel.result.fills[booked:]}
+        out: dict[str, float] = {}
+        for coid in working.keys() | since | {o.client_order_id for o in orders.open_orders()}:
+            order = orders.get(coid)
+            if order is not None:
+                iid = order.instrument_id
+                out[iid] = out.get(iid, 0.0) + working.get(coid, order.quantity)
+        return out
 
     def holding(self, instrument_id: str) -> float:
         """What is compared with the venue: a perpetual's position, a spot instrument's base-asset balance."""
