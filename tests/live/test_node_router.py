@@ -7,7 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tradebus.engine.messages import OrderAccepted, OrderFilled, OrderSide, Trade
+from loguru import logger
+
+from tradebus.engine.messages import OrderAccepted, OrderFilled, OrderSide, OrderType, SubmitOrder, Trade
 from tradebus.node.config import parse_paper_config
 from tradebus.node.daemon import PaperNode
 from tradebus.strategies.base import Strategy
@@ -76,5 +78,26 @@ async def test_an_order_with_latency_arrives_only_when_due(tmp_path: Path) -> No
         await asyncio.sleep(0.1)
         assert len(accepted) == 1 and accepted[0].ts_event >= decided + 50_000_000
     finally:
+        node.kernel.stop()
+        node.journal.close()
+
+
+async def test_a_decision_on_a_message_is_logged_once_its_order_is_on_its_way(tmp_path: Path) -> None:
+    node = PaperNode(_config(0, tmp_path), handle_signals=False)
+    seen: list[str] = []
+    node.kernel.bus.subscribe(OrderAccepted, lambda e: seen.append(f"accepted {e.client_order_id}"))
+    sink = logger.add(lambda m: seen.append(m.record["message"]), level="INFO", filter=lambda r: "decision" in r["extra"])
+    node.kernel.start()
+    try:
+        node.router(_trade(60_000.0, 1))
+        (coid,) = [s.split()[1] for s in seen if s.startswith("accepted")]
+        assert seen == [f"accepted {coid}", seen[1]] and seen[1].startswith(f"decision {coid} BuyOnce: BUY 0.01 {IID}")
+        # a decision taken outside a message (a timer, a venue's answer, here a direct call) is logged at once
+        seen.clear()
+        now = node.clock.now_ns()
+        order = node.kernel.execution.submit(SubmitOrder("BuyOnce", IID, "", OrderSide.SELL, 0.01, now, now, OrderType.MARKET))
+        assert len(seen) == 1 and seen[0].startswith(f"decision {order.client_order_id} BuyOnce: SELL")
+    finally:
+        logger.remove(sink)
         node.kernel.stop()
         node.journal.close()
