@@ -95,8 +95,9 @@ class NodeRouter:
             MarkPrice: self._publish,
             FundingRate: self._publish,
         }
-        # Decisions taken while a message is handled, logged after it (None: outside a message).
-        self._decided: list[OrderSubmitted | OrderDenied] | None = None
+        # Decisions taken while a message is handled, logged after it.
+        self._decided: list[OrderSubmitted | OrderDenied] = []
+        self._in_message = False
         kernel.bus.subscribe(OrderSubmitted, self._on_decision)
         kernel.bus.subscribe(OrderDenied, self._on_decision)
 
@@ -108,17 +109,22 @@ class NodeRouter:
             logger.warning("node: no route for a {} message, dropped", type(msg).__name__)
             return
         run_due = self._run_due
-        outer = self._decided
-        decided: list[OrderSubmitted | OrderDenied] = []
-        self._decided = decided
+        if self._in_message:  # a message routed while one is handled: its decisions wait for the outer one
+            run_due(msg.ts_init)
+            handler(msg)
+            run_due(self._now_ns())
+            return
+        self._in_message = True
         try:
             run_due(msg.ts_init)
             handler(msg)
             run_due(self._now_ns())
         finally:
-            self._decided = outer
-            for event in decided:
-                self._log_decision(event)
+            self._in_message = False
+            if self._decided:
+                decided, self._decided = self._decided, []
+                for event in decided:
+                    self._log_decision(event)
 
     def _admit(self, msg: Any) -> bool:
         iid = msg.instrument_id
@@ -183,11 +189,10 @@ class NodeRouter:
         )
 
     def _on_decision(self, event: OrderSubmitted | OrderDenied) -> None:
-        decided = self._decided
-        if decided is None:
-            self._log_decision(event)
+        if self._in_message:
+            self._decided.append(event)
         else:
-            decided.append(event)
+            self._log_decision(event)
 
     def _log_decision(self, event: OrderSubmitted | OrderDenied) -> None:
         if type(event) is OrderSubmitted:
