@@ -32,12 +32,14 @@ balances and positions
     more than half a lot is a mismatch -- at start-up at once; while running only when the
     same difference is seen in two consecutive rounds (a fill in flight between the venue and
     the stream is not a difference). While running, a difference no larger than what the
-    instrument's orders could fill while the venue was asked (the unfilled quantity of those
-    working when the request went out, of those placed since, and of those that booked a
-    fill meanwhile) is not counted either: a fill of the daemon's own order reaches the venue's
-    position before the user stream brings it here, and a strategy that keeps an order in
-    flight would otherwise see the same difference round after round. A difference that size
-    is counted in the rounds where nothing works. A mismatch goes to ``on_mismatch`` (the live daemon:
+    instrument's orders in flight could have filled unseen (the unfilled quantity of its
+    market orders and of its orders not yet answered, open when the venue was asked or since,
+    and of every order that booked a fill meanwhile) is not counted either: a market order
+    fills at the venue before the user stream brings the fill here, and a strategy that keeps
+    one in flight would otherwise show the same difference round after round. Resting limit
+    and stop orders do not count (the round's order comparison has just queried any the
+    venue filled), so a market maker's mismatch is still found; a difference the size of an
+    order in flight is counted in the rounds where none is. A mismatch goes to ``on_mismatch`` (the live daemon:
     ``live.on_mismatch``; ``hold`` stops new orders on the instrument, ``reducing`` lets
     only orders through that reduce the holding both here and at the venue), published as
     an :class:`InstrumentHeld` with the reason and the state. It is lifted by a round that
@@ -58,7 +60,7 @@ from loguru import logger
 
 from tradebus.engine.instrument import InstrumentKind
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import OrderStatus, TradingState
+from tradebus.engine.messages import OrderFilled, OrderStatus, OrderType, TradingState
 from tradebus.execution.live import LiveVenue, NoAnswer, VenueRejected
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
@@ -66,6 +68,13 @@ from tradebus.execution.venue import OrderStatusReport
 __all__ = ["ExternalOrder", "InstrumentHeld", "Reconciler"]
 
 _IN_FLIGHT = frozenset({OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
+
+
+def _in_flight(order: Order) -> bool:
+    """Whether the venue may have filled ``order`` without the fill here yet: a market order, or one not yet answered."""
+    return order.order_type is OrderType.MARKET or order.status in _IN_FLIGHT
+
+
 #: How far before an order's local creation time its venue trades are looked for (clocks differ).
 CLOCK_SKEW_NS = 60_000_000_000
 
@@ -133,6 +142,9 @@ class Reconciler:
         #: Fills booked from the venue's paged trade history at start-up.
         self.fills_caught_up = 0
         self._suspect: dict[str, float] = {}
+        # Client order ids of the fills booked while a comparison waits for the venue (None: none waits).
+        self._booked: set[str] | None = None
+        kernel.bus.subscribe(OrderFilled, self._note_fill)
 
     async def catch_up_fills(self) -> bool:
         """Book the fills of the journal's open orders missed while down, from each instrument's paged trade history.
@@ -242,8 +254,9 @@ class Reconciler:
         instruments = self.kernel.instruments
         perpetual = {iid for iid, inst in instruments.items() if inst.kind is InstrumentKind.PERPETUAL}
         api = self.venue.api
-        working = {o.client_order_id: o.quantity - o.filled_qty for o in self.kernel.orders.open_orders()}
-        booked = len(self.kernel.result.fills)
+        working = {o.client_order_id: o.quantity - o.filled_qty for o in self.kernel.orders.open_orders() if _in_flight(o)}
+        booked: set[str] = set()
+        self._booked = booked
         try:
             balances = {b.asset: b.free + b.locked for b in await api.balances()} if len(perpetual) < len(instruments) else {}
             positions = {p.instrument_id: p.quantity for p in await api.positions()} if perpetual else {}
@@ -253,6 +266,8 @@ class Reconciler:
                 for iid in instruments:
                     self.hold(iid, f"live start-up: balances unavailable ({type(exc).__name__}: {exc})")
             return
+        finally:
+            self._booked = None
         explained = {} if startup else self._fillable(working, booked)
         for iid, inst in instruments.items():
             here = self.holding(iid)
@@ -284,12 +299,19 @@ class Reconciler:
             logger.error(reason)
             self.on_mismatch(iid, reason, diff)
 
-    def _fillable(self, working: dict[str, float], booked: int) -> dict[str, float]:
-        """Per instrument, what its orders could fill since ``working`` (open orders' unfilled quantities) and fill ``booked`` were read."""
+    def _note_fill(self, fill: OrderFilled) -> None:
+        if self._booked is not None:
+            self._booked.add(fill.client_order_id)
+
+    def _fillable(self, working: dict[str, float], booked: set[str]) -> dict[str, float]:
+        """Per instrument, what its orders could have filled unseen while the venue was asked.
+
+        ``working``: the unfilled quantity of each order in flight when the request went out;
+        ``booked``: the orders that booked a fill since.
+        """
         orders = self.kernel.orders
-        since = {f.client_order_id for f in self.kernel.result.fills[booked:]}
         out: dict[str, float] = {}
-        for coid in working.keys() | since | {o.client_order_id for o in orders.open_orders()}:
+        for coid in working.keys() | booked | {o.client_order_id for o in orders.open_orders() if _in_flight(o)}:
             order = orders.get(coid)
             if order is not None:
                 iid = order.instrument_id

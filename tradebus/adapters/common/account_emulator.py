@@ -22,6 +22,8 @@ on 127.0.0.1 and keeps the account:
   ``error5xx``    REST: ``503`` from the gateway (an HTML body) before processing (nothing happens)
   ``rate_limit``  REST: ``429`` with ``Retry-After`` before processing
   ``ban``         REST: ``418`` (IP ban) with ``Retry-After`` before processing
+  ``slow``        REST: processed, answered ``seconds`` later (the answer tells the state
+                  at processing: what happens meanwhile is not in it)
   ``duplicate``   stream: the frame is sent twice
   ``drop``        stream: the frame is not sent
   ``delay``       stream: sent after ``seconds``
@@ -76,6 +78,7 @@ class RestFault:
     path: str
     at: int = 0
     retry_after: int = 1
+    seconds: float = 0.0
     seen: int = 0
     fired: bool = False
 
@@ -311,6 +314,8 @@ class AccountEmulator(ABC):
             assert request.transport is not None
             request.transport.close()
             await asyncio.sleep(0.05)
+        elif fault is not None and fault.kind == "slow":
+            await asyncio.sleep(fault.seconds)
         return response
 
     # ------------------------------------------------------------------ the account
