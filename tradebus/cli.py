@@ -26,7 +26,6 @@ field or row, without a traceback.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Callable, Sequence
 from importlib.metadata import version as _package_version
@@ -50,6 +49,7 @@ from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import ConfigError, DataError, FeatureError, TradebusError
 from tradebus.reports.cli import report
 from tradebus.node.cli import live, live_kill, live_resume
+from tradebus.ops.logs import setup_logging
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
 from tradebus.research.cli import research_app
@@ -88,12 +88,6 @@ def check_log_level(value: str) -> str:
     if level not in LOG_LEVELS:
         raise typer.BadParameter(f"{value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
     return level
-
-
-def setup_logging(level: str, fmt: str = "{time:HH:mm:ss} {level} {message}") -> None:
-    """Send loguru's records of ``level`` and above to stderr (and nothing else)."""
-    logger.remove()
-    logger.add(sys.stderr, level=level, format=fmt)
 
 
 LogLevel = Annotated[

@@ -10,7 +10,6 @@ traceback.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -19,7 +18,6 @@ from typing import Annotated, Literal
 import pandas as pd
 import pyarrow as pa
 import typer
-from loguru import logger
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -27,6 +25,7 @@ from rich.table import Table
 from tradebus.data.catalog import Catalog, DatasetExists, Manifest, open_parquet
 from tradebus.data.ingest import format_interval, import_path
 from tradebus.errors import ConfigError, DataError, TradebusError
+from tradebus.ops.logs import setup_logging
 
 __all__ = ["DEFAULT_CATALOG", "EXIT_CODES", "data_app"]
 
@@ -57,8 +56,7 @@ def _logging(
     """Import market data into the Parquet catalog and inspect it."""
     if log_level.upper() not in _LOG_LEVELS:
         raise _fail(ConfigError(f"--log-level {log_level!r} is not one of {', '.join(_LOG_LEVELS)}"))
-    logger.remove()
-    logger.add(sys.stderr, level=log_level.upper(), format="{time:HH:mm:ss} {level} {message}")
+    setup_logging(log_level.upper())
 
 
 def _iso(ns: int) -> str:

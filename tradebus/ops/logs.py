@@ -1,12 +1,24 @@
-"""Log sinks of a daemon: an optional file, JSON lines on request, rotation and retention (loguru)."""
+"""Log sinks: the command line's stderr; a daemon's optional file, JSON lines on request, rotation and retention (loguru).
+
+No sink shows the values of a traceback's variables (loguru's ``diagnose``): a request's
+headers or an environment mapping on the stack would put an API key in the log.
+"""
 
 from __future__ import annotations
+
+import sys
 
 from loguru import logger
 
 from tradebus.ops.config import LogConfig
 
-__all__ = ["open_log_sink"]
+__all__ = ["open_log_sink", "setup_logging"]
+
+
+def setup_logging(level: str, fmt: str = "{time:HH:mm:ss} {level} {message}") -> None:
+    """Send loguru's records of ``level`` and above to stderr (and nothing else)."""
+    logger.remove()
+    logger.add(sys.stderr, level=level, format=fmt, diagnose=False)
 
 
 def open_log_sink(config: LogConfig) -> int | None:
@@ -26,6 +38,7 @@ def open_log_sink(config: LogConfig) -> int | None:
         rotation=config.rotation,
         retention=config.retention,
         enqueue=False,
+        diagnose=False,
         encoding="utf-8",
     )
     logger.info(

@@ -11,19 +11,18 @@ lookahead command exits 4 when it finds a lookahead.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
 import typer
-from loguru import logger
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tradebus.errors import ConfigError, DataError, TradebusError
+from tradebus.ops.logs import setup_logging
 
 __all__ = ["research_app"]
 
@@ -36,8 +35,7 @@ research_app = typer.Typer(
 def _logging(
     log_level: Annotated[str, typer.Option(help="Log level on stderr (DEBUG, INFO, WARNING, ...).")] = "WARNING",
 ) -> None:
-    logger.remove()
-    logger.add(sys.stderr, level=log_level.upper(), format="{time:HH:mm:ss} {level} {message}")
+    setup_logging(log_level.upper())
 
 
 ConfigArg = Annotated[Path, typer.Argument(help="Research config (YAML).", show_default=False)]
