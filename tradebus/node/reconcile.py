@@ -39,11 +39,12 @@ balances and positions
     one in flight would otherwise show the same difference round after round. Resting limit
     and stop orders do not count (the round's order comparison has just queried any the
     venue filled), so a market maker's mismatch is still found; a difference the size of an
-    order in flight is counted in the rounds where none is. A mismatch goes to ``on_mismatch`` (the live daemon:
-    ``live.on_mismatch``; ``hold`` stops new orders on the instrument, ``reducing`` lets
-    only orders through that reduce the holding both here and at the venue), published as
-    an :class:`InstrumentHeld` with the reason and the state. It is lifted by a round that
-    finds them equal.
+    order in flight is counted in the rounds where none is.
+
+    A mismatch goes to ``on_mismatch`` (the live daemon: ``live.on_mismatch``; ``hold``
+    stops new orders on the instrument, ``reducing`` lets only orders through that reduce
+    the holding both here and at the venue), published as an :class:`InstrumentHeld` with
+    the reason and the state. It is lifted by a round that finds them equal.
 
 Every request goes through the venue's :class:`~tradebus.execution.live.TradingApi` and so
 through the account's shared rate budget.
@@ -142,8 +143,8 @@ class Reconciler:
         #: Fills booked from the venue's paged trade history at start-up.
         self.fills_caught_up = 0
         self._suspect: dict[str, float] = {}
-        # Client order ids of the fills booked while a comparison waits for the venue (None: none waits).
-        self._booked: set[str] | None = None
+        # Per comparison waiting for the venue, the client order ids of the fills booked meanwhile.
+        self._waiting: list[set[str]] = []
         kernel.bus.subscribe(OrderFilled, self._note_fill)
 
     async def catch_up_fills(self) -> bool:
@@ -256,7 +257,7 @@ class Reconciler:
         api = self.venue.api
         working = {o.client_order_id: o.quantity - o.filled_qty for o in self.kernel.orders.open_orders() if _in_flight(o)}
         booked: set[str] = set()
-        self._booked = booked
+        self._waiting.append(booked)
         try:
             balances = {b.asset: b.free + b.locked for b in await api.balances()} if len(perpetual) < len(instruments) else {}
             positions = {p.instrument_id: p.quantity for p in await api.positions()} if perpetual else {}
@@ -267,7 +268,7 @@ class Reconciler:
                     self.hold(iid, f"live start-up: balances unavailable ({type(exc).__name__}: {exc})")
             return
         finally:
-            self._booked = None
+            self._waiting.remove(booked)
         explained = {} if startup else self._fillable(working, booked)
         for iid, inst in instruments.items():
             here = self.holding(iid)
@@ -285,7 +286,8 @@ class Reconciler:
                 continue
             fillable = explained.get(iid, 0.0)
             if math.fabs(diff) <= fillable + inst.lot_size / 2:
-                logger.debug("reconciliation: {}: {} {} here, {} at the venue; orders working for {}, not counted", iid, here, unit, there, fillable)
+                logger.debug("reconciliation: {}: {} {} here, {} at the venue; orders in flight for {}, not counted",
+                             iid, here, unit, there, fillable)
                 continue
             previous = self._suspect.get(iid)
             self._suspect[iid] = diff
@@ -300,8 +302,8 @@ class Reconciler:
             self.on_mismatch(iid, reason, diff)
 
     def _note_fill(self, fill: OrderFilled) -> None:
-        if self._booked is not None:
-            self._booked.add(fill.client_order_id)
+        for booked in self._waiting:
+            booked.add(fill.client_order_id)
 
     def _fillable(self, working: dict[str, float], booked: set[str]) -> dict[str, float]:
         """Per instrument, what its orders could have filled unseen while the venue was asked.
