@@ -60,7 +60,7 @@ from tradebus.engine.messages import (
 from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.orders import Order, OrderManager
 from tradebus.execution.venue import OrderStatusReport, Venue
-from tradebus.errors import OrderError
+from tradebus.errors import OrderError, VenueError
 from tradebus.risk.gate import RiskGate
 
 if TYPE_CHECKING:
@@ -345,6 +345,10 @@ class ExecutionEngine:
         order = self._om.order(client_order_id)
         try:
             report = self._venue.query_order(client_order_id)
+        except VenueError as exc:  # no answer yet (a live venue's is on its way): ask again later
+            logger.info("order {}: query not answered now ({}: {})", client_order_id, type(exc).__name__, exc)
+            self._retry(order)
+            return order
         except Exception as exc:  # noqa: BLE001 - no answer: ask again later
             logger.opt(exception=exc).warning("order {}: venue.query_order raised", client_order_id)
             self._retry(order)
