@@ -180,3 +180,22 @@ async def test_a_fill_booked_while_the_venue_answers_does_not_stop_the_instrumen
                 assert not node.guard.holds, (k, node.guard.holds)
     finally:
         logger.remove(sink)
+
+
+@pytest.mark.slow
+async def test_a_round_books_a_market_orders_fill_the_stream_has_not_brought_and_says_so_without_alarm() -> None:
+    records: list[Any] = []
+    sink = logger.add(records.append, level="INFO", filter=lambda r: "querying it" in r["message"])
+    try:
+        async with _node([StreamFault("delay", '"x": "TRADE"', seconds=DELAY)]) as (node, emulator):
+            now = node.clock.now_ns()
+            own = node.kernel.execution.submit(SubmitOrder("TickEmaCross", USDM_IID, "", OrderSide.BUY, 0.002, now, now, OrderType.MARKET))
+            await until(lambda: own.status is OrderStatus.ACCEPTED)
+            _fill_at_venue(emulator, 28_000.0)
+            await node.reconciler.round()  # the venue no longer lists it: queried, its fill booked from the trade history
+            await until(lambda: own.status is OrderStatus.FILLED)  # well before the delayed frame
+            assert node.kernel.portfolio.position(USDM_IID) == pytest.approx(0.002) and not node.guard.holds
+    finally:
+        logger.remove(sink)
+    assert [r.record["level"].name for r in records] == ["INFO"]
+    assert own.client_order_id in records[0].record["message"]

@@ -238,7 +238,9 @@ class Reconciler:
                 continue
             differences += 1
             venue_side = "not open" if report is None else f"filled {report.filled_qty}"
-            logger.warning(
+            # A market order's fill is usually just on its way; a resting order's is a lost event.
+            logger.log(
+                "INFO" if order.order_type is OrderType.MARKET else "WARNING",
                 "reconciliation: order {} is {} (filled {}) here but {} at the venue; querying it",
                 order.client_order_id,
                 order.status.name,
