@@ -288,6 +288,7 @@ def test_instruments_with_staggered_times_and_intervals_fill_like_process(tmp_pa
     for rows in (1, 64, 333):
         replay = Replay(sources, batch_rows=rows)
         assert [m for b in replay.mixed_batches() for m in b.messages()] == list(replay)
+        assert max(len(b) for b in replay.mixed_batches()) <= rows  # merged, still no longer than one source's
     fast, slow = run_both(sources, lambda: mixed_kernel(ids, MIN // 2), batch_rows=333)
     assert_same(fast, slow, min_fills=300)
     assert watcher_log(fast) == watcher_log(slow)

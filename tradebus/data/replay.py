@@ -718,9 +718,9 @@ class Replay:
         at ``H`` of the sources up to the first one whose chunk ends at ``H`` (a later source's
         rows at ``H`` may have to follow rows of that source still unread). They are merged by
         one stable sort on ``ts_init`` of their concatenation in source order, which is the
-        ``(ts_init, source, row)`` order, and yielded as one :class:`MixedBatch` (a step that
-        takes rows of one source only yields a :class:`ReplayBatch`). Otherwise (one source,
-        or other kinds) this is :meth:`batches`.
+        ``(ts_init, source, row)`` order, and yielded as :class:`MixedBatch` es of at most
+        ``batch_rows`` rows (a step that takes rows of one source only yields a
+        :class:`ReplayBatch`). Otherwise (one source, or other kinds) this is :meth:`batches`.
 
         Raises
         ------
@@ -767,7 +767,12 @@ class Replay:
                 for name in _BAR_FIELDS
             }
             ts_event = np.concatenate([chunk.ts_event[p:end] for _, chunk, p, end in parts])[order]
-            yield MixedBatch(ids, source, ts_event, ts_init[order], columns)
+            ts_init = ts_init[order]
+            # At most batch_rows rows a batch, as one source's: the loop's per-row lists stay in cache.
+            step = self.batch_rows
+            for a in range(0, len(ts_init), step):
+                b = a + step
+                yield MixedBatch(ids, source[a:b], ts_event[a:b], ts_init[a:b], {k: v[a:b] for k, v in columns.items()})
 
     def __iter__(self) -> Iterator[Any]:
         """Yield messages (:class:`Bar`, :class:`Trade`, :class:`Quote`, book ...) in merged order (that of :meth:`batches`)."""
