@@ -109,19 +109,15 @@ class NodeRouter:
             logger.warning("node: no route for a {} message, dropped", type(msg).__name__)
             return
         run_due = self._run_due
-        if self._in_message:  # a message routed while one is handled: its decisions wait for the outer one
-            run_due(msg.ts_init)
-            handler(msg)
-            run_due(self._now_ns())
-            return
+        outer = self._in_message  # a message routed while one is handled: its decisions wait for the outer one
         self._in_message = True
         try:
             run_due(msg.ts_init)
             handler(msg)
             run_due(self._now_ns())
         finally:
-            self._in_message = False
-            if self._decided:
+            self._in_message = outer
+            if not outer and self._decided:
                 decided, self._decided = self._decided, []
                 for event in decided:
                     self._log_decision(event)
