@@ -124,6 +124,44 @@ def test_lean_bar_loop_shows_order_events_and_timers_the_bars_of_process(tmp_pat
     assert reading.result.fills == fast.result.fills
 
 
+class RestingEmaCross(LookingEmaCross):
+    """LookingEmaCross that, from its first fill on, also keeps a buy limit far below the market.
+
+    An order then works on every bar, so the lean loop builds every bar: a few rows of a batch
+    from single reads of its arrays, the rest from its columns listed once. While an order works
+    the cache holds the bar being delivered, which this strategy records on every bar.
+    """
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.resting = False
+        self.cached: list[tuple[Any, ...] | None] = []
+
+    @feature_only
+    def on_bar(self, bar: Bar | None = None) -> None:
+        if self.resting:
+            self.cached.append(snapshot(self.cache.bar(self.instrument_id)))
+        super().on_bar(bar)
+
+    def on_order_filled(self, event: OrderFilled) -> None:
+        super().on_order_filled(event)
+        if not self.resting:
+            self.resting = True
+            self.submit_limit(self.instrument_id, OrderSide.BUY, 1.0, price=1.0)
+
+
+@pytest.mark.parametrize("latency_ns", [0, 3 * MIN // 2])
+def test_lean_bar_loop_builds_every_bar_of_process_while_an_order_works(tmp_path: Path, latency_ns: int) -> None:
+    sources = bar_sources(tmp_path / "b", [bar_table(2_000, seed=11)])
+    fast, slow = run_both(sources, lambda: bar_kernel(RestingEmaCross, latency_ns), batch_rows=300)
+    assert_same(fast, slow, min_fills=100)
+    (lean,), (one_by_one,) = fast.strategies, slow.strategies
+    assert len(lean.cached) > 1_900
+    assert lean.cached == one_by_one.cached
+    assert lean.log == one_by_one.log
+    assert fast.orders.count_open() == 1
+
+
 @pytest.mark.parametrize("latency_ns", [0, 2_000_000])
 def test_lean_trade_loop_shows_order_events_and_timers_the_trades_of_process(tmp_path: Path, latency_ns: int) -> None:
     source = trade_source(tmp_path, synthetic_trades(30_000, seed=5))
