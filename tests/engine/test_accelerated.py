@@ -11,7 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tradebus.engine.accelerated import AcceleratedUnsupported, BarArrays, _grid_of, run_accelerated, unsupported
+from tradebus.engine.accelerated import (
+    AcceleratedUnsupported,
+    BarArrays,
+    _grid_of,
+    _loop,
+    run_accelerated,
+    unsupported,
+)
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import Bar
@@ -155,6 +162,20 @@ def test_same_bars_twice_give_identical_results() -> None:
     first = run_accelerated(kernel(make, VENUES["volatility"]), BarArrays.of(**{c: BARS[c] for c in BARS}))
     second = run_accelerated(kernel(make, VENUES["volatility"]), BarArrays.of(**{c: BARS[c] for c in BARS}))
     assert first.fills == second.fills and first.equity == second.equity
+
+
+def test_strategies_differing_only_in_parameters_share_one_compiled_loop() -> None:
+    """EmaCross names its features after its spans (``ema_10``): a sweep over the spans still
+    compiles the bank's drivers and the loop once, not once per trial (a cold cache paid ~2 s a trial)."""
+    modules, loops = set(), set()
+    for fast, slow in ((10, 30), (7, 35), (3, 40)):
+        k = kernel(lambda fast=fast, slow=slow: EmaCross(IID, fast=fast, slow=slow, quantity=0.5), VENUES["fees"])
+        run_accelerated(k, BarArrays.of(**{c: BARS[c] for c in BARS}))
+        bank = k.banks[IID]
+        assert bank.columns[-2:] == (f"ema_{fast}", f"ema_{slow}")
+        modules.add(bank._module)  # noqa: SLF001
+        loops.add(_loop(bank, k.strategies[0].signal_kernel()))
+    assert len(modules) == 1 and len(loops) == 1
 
 
 class EmaCrossWithStop(EmaCross):

@@ -246,7 +246,7 @@ def _step_import(call: FeatureCall) -> tuple[str, str]:
 def _feature_lines(call: FeatureCall, alias: str) -> list[str]:
     n_in = len(call.inputs)
     adjacent = all(b == a + 1 for a, b in zip(call.inputs, call.inputs[1:], strict=False))
-    lines = [f"    # {call.name}: {call.kind}"]
+    lines = [f"    # {call.kind}"]  # not the feature's name: names often carry parameters (ema_10)
     if n_in and adjacent:
         x_at = call.inputs[0]
     else:
