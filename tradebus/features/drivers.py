@@ -12,11 +12,12 @@ workspace; and ``run_<event>``, the batch loop over ``on_<event>``. Numba inline
 the kernels into them, so a bank update is a straight run of kernel bodies.
 
 The source depends only on the bank's *structure* (kinds, wiring, dependency
-order), never on parameter values: parameters and state offsets are read from the
-workspace, so banks that differ only in windows or spans share one module. The
-module is written once to ``<cache_dir>/drivers/bank_<hash>.py`` (the hash is that
-of the text) and imported from there, so Numba's file cache works for it like for
-any source file; a new structure costs one compilation (about 0.1 s per feature),
+order), never on parameter values or feature names: parameters and state offsets
+are read from the workspace, so banks that differ only in windows or spans share
+one module, even when their names carry them (EmaCross's ``ema_10``), and a sweep
+over them compiles once. The module is written once to
+``<cache_dir>/drivers/bank_<hash>.py`` (the hash is that of the text) and imported
+from there, so Numba's file cache works for it like for any source file; a new structure costs one compilation (about 0.1 s per feature),
 later processes load it from the cache in milliseconds.
 
 The same :func:`load_module` writes and imports the per-kind batch loops of
@@ -246,7 +247,7 @@ def _step_import(call: FeatureCall) -> tuple[str, str]:
 def _feature_lines(call: FeatureCall, alias: str) -> list[str]:
     n_in = len(call.inputs)
     adjacent = all(b == a + 1 for a, b in zip(call.inputs, call.inputs[1:], strict=False))
-    lines = [f"    # {call.kind}"]  # not the feature's name: names often carry parameters (ema_10)
+    lines = [f"    # {call.kind}"]
     if n_in and adjacent:
         x_at = call.inputs[0]
     else:
