@@ -17,8 +17,9 @@ are read from the workspace, so banks that differ only in windows or spans share
 one module, even when their names carry them (EmaCross's ``ema_10``), and a sweep
 over them compiles once. The module is written once to
 ``<cache_dir>/drivers/bank_<hash>.py`` (the hash is that of the text) and imported
-from there, so Numba's file cache works for it like for any source file; a new structure costs one compilation (about 0.1 s per feature),
-later processes load it from the cache in milliseconds.
+from there, so Numba's file cache works for it like for any source file; a new
+structure costs one compilation (about 0.1 s per feature), later processes load it
+from the cache in milliseconds.
 
 The same :func:`load_module` writes and imports the per-kind batch loops of
 :func:`tradebus.features.kernels.runner` (``kind_<hash>.py``).
