@@ -150,16 +150,32 @@ class RestingEmaCross(LookingEmaCross):
             self.submit_limit(self.instrument_id, OrderSide.BUY, 1.0, price=1.0)
 
 
+@pytest.mark.parametrize("instruments", [1, 3])
 @pytest.mark.parametrize("latency_ns", [0, 3 * MIN // 2])
-def test_lean_bar_loop_builds_every_bar_of_process_while_an_order_works(tmp_path: Path, latency_ns: int) -> None:
-    sources = bar_sources(tmp_path / "b", [bar_table(2_000, seed=11)])
-    fast, slow = run_both(sources, lambda: bar_kernel(RestingEmaCross, latency_ns), batch_rows=300)
-    assert_same(fast, slow, min_fills=100)
-    (lean,), (one_by_one,) = fast.strategies, slow.strategies
-    assert len(lean.cached) > 1_900
-    assert lean.cached == one_by_one.cached
-    assert lean.log == one_by_one.log
-    assert fast.orders.count_open() == 1
+def test_lean_bar_loops_build_every_bar_of_process_while_an_order_works(
+    tmp_path: Path, latency_ns: int, instruments: int
+) -> None:
+    # One instrument: one-source batches; three with identical times: mixed batches.
+    sources = bar_sources(tmp_path / "b", [bar_table(2_000, seed=11 + k) for k in range(instruments)])
+
+    def build() -> Kernel:
+        kernel = Kernel(
+            [instrument(f"C{k}USD") for k in range(instruments)],
+            venue_config=VenueConfig(latency_ns=latency_ns),
+            initial_cash=1_000_000.0,
+        )
+        for src in sources:
+            iid = src.instrument_id
+            kernel.add_strategy(RestingEmaCross(iid, fast=4, slow=15, mode="long_short", quantity=1.0, strategy_id=iid))
+        return kernel
+
+    fast, slow = run_both(sources, build, batch_rows=300)
+    assert_same(fast, slow, min_fills=100 * instruments)
+    for lean, one_by_one in zip(fast.strategies, slow.strategies, strict=True):
+        assert len(lean.cached) > 1_900
+        assert lean.cached == one_by_one.cached
+        assert lean.log == one_by_one.log
+    assert fast.orders.count_open() >= instruments  # the resting limits
 
 
 @pytest.mark.parametrize("latency_ns", [0, 2_000_000])

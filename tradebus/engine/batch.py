@@ -290,27 +290,11 @@ class BatchLoop:
         assert isinstance(clock, SimulatedClock)
         n = len(ts_init)
         cache_bars = k.cache.bars
-        # A bar wanted now and then (an order's catch-up and its fill) reads its six values from the
-        # arrays. Listing the columns costs about as much as reading half the rows that way: once a
-        # quarter of the batch has been wanted (an order working for a while), they are listed.
-        columns: list[list[Any]] = []
-        arrays = (batch.ts_event, batch.open, batch.high, batch.low, batch.close, batch.volume)
-        item_reads = n // 4
-
-        def bar_at(j: int) -> Bar:
-            nonlocal item_reads
-            if not columns:
-                item_reads -= 1
-                if item_reads >= 0:
-                    te, o, h, lo, c, v = arrays
-                    return Bar(iid, te.item(j), ts_init[j], o.item(j), h.item(j), lo.item(j), c.item(j), v.item(j))
-                columns.extend(a.tolist() for a in arrays)
-            te, o, h, lo, c, v = columns
-            return Bar(iid, te[j], ts_init[j], o[j], h[j], lo[j], c[j], v[j])
+        bar_at = _bar_reader(batch, ts_init)
 
         def materialize(j: int) -> None:
             if j >= 0:
-                cache_bars[iid] = bar_at(j)
+                cache_bars[iid] = bar_at(iid, j)
 
         execution_on_bar = k.execution.on_bar
         cache_prices = k.cache.prices
@@ -336,7 +320,7 @@ class BatchLoop:
                     advance(ti)
                     j += 1
                 if self.needs_execution:
-                    bar = bar_at(j)
+                    bar = bar_at(iid, j)
                     execution_on_bar(bar)
                     if perps is not None and perps.watching:
                         perps.check(ti)
@@ -498,18 +482,10 @@ class BatchLoop:
         assert isinstance(clock, SimulatedClock)
         n = len(ts_init)
         cache_bars = k.cache.bars
-        columns: list[list[Any]] = []
+        bar_at = _bar_reader(batch, ts_init)
         # latest[s]: the row of lane s's latest delivered bar; cached[s]: the one in the cache.
         latest = [-1] * len(lanes)
         cached = [-1] * len(lanes)
-
-        def bar_at(iid: str, j: int) -> Bar:
-            if not columns:
-                same = np.array_equal(batch.ts_event, batch.ts_init)
-                columns.append(ts_init if same else batch.ts_event.tolist())
-                columns.extend(getattr(batch, name).tolist() for name in ("open", "high", "low", "close", "volume"))
-            te, o, h, lo, c, v = columns
-            return Bar(iid, te[j], ts_init[j], o[j], h[j], lo[j], c[j], v[j])
 
         def materialize() -> None:
             for s, j in enumerate(latest):
@@ -726,6 +702,31 @@ def rare_gc() -> Iterator[None]:
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
+
+
+def _bar_reader(batch: Any, ts_init: list[int]) -> Callable[[str, int], Bar]:
+    """``bar_at(instrument_id, j)``: the bar of row ``j`` of a bar batch, for the lean loops.
+
+    A bar wanted now and then (an order's catch-up and its fill) reads its six values from the
+    arrays. Listing the columns costs about as much as reading half the rows that way: once a
+    quarter of the batch has been wanted (an order working for a while), they are listed.
+    """
+    columns: list[list[Any]] = []
+    arrays = (batch.ts_event, batch.open, batch.high, batch.low, batch.close, batch.volume)
+    item_reads = len(ts_init) // 4
+
+    def bar_at(iid: str, j: int) -> Bar:
+        nonlocal item_reads
+        if not columns:
+            item_reads -= 1
+            if item_reads >= 0:
+                te, o, h, lo, c, v = arrays
+                return Bar(iid, te.item(j), ts_init[j], o.item(j), h.item(j), lo.item(j), c.item(j), v.item(j))
+            columns.extend(a.tolist() for a in arrays)
+        te, o, h, lo, c, v = columns
+        return Bar(iid, te[j], ts_init[j], o[j], h[j], lo[j], c[j], v[j])
+
+    return bar_at
 
 
 def _ordered_from(ts: np.ndarray, start: int) -> bool:
