@@ -10,7 +10,7 @@ import pytest
 
 from tradebus.data.replay import Replay
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import Bar, OrderFilled, OrderSide, OrderSubmitted, TimeEvent, Trade
+from tradebus.engine.messages import Bar, OrderDenied, OrderFilled, OrderSide, OrderSubmitted, TimeEvent, Trade
 from tradebus.execution.config import VenueConfig
 from tradebus.strategies.base import Strategy, feature_only, is_feature_only
 from tradebus.strategies.ema_cross import EmaCross
@@ -99,6 +99,16 @@ def test_the_declaration_belongs_to_the_function() -> None:
     assert is_feature_only(EmaCross.on_bar)
     assert not is_feature_only(ReadingEmaCross.on_bar)
     assert is_feature_only(LookingEmaCross(IID, fast=4, slow=15, quantity=1.0).on_bar)
+    # On an order-event handler too, and through the kernel's routing of it to its own strategy.
+    assert is_feature_only(EmaCross.on_order_denied)
+    kernel = bar_kernel(EmaCross, 0)
+    kernel.start()
+    routed = [h for h in kernel.bus.handlers(OrderDenied, BAR_IID) if h not in kernel.bookkeeping]
+    assert len(routed) == 1 and is_feature_only(routed[0])
+    submitting = bar_kernel(SubmitLookingEmaCross, 0)
+    submitting.start()
+    routed = [h for h in submitting.bus.handlers(OrderSubmitted, BAR_IID) if h not in submitting.bookkeeping]
+    assert len(routed) == 1 and not is_feature_only(routed[0])
 
     @feature_only
     def handler(msg: object) -> None: ...
@@ -291,6 +301,20 @@ def test_lean_loop_of_several_instruments_shows_every_bar_of_process(tmp_path: P
     assert [s.log for s in reading.strategies] == [s.log for s in fast.strategies]
 
 
+class SubmitLookingEmaCross(EmaCross):
+    """EmaCross (lean) that looks at every instrument's latest bar when one of its orders is
+    submitted, and at no other order event: an order's catch-up must cache the bars for it."""
+
+    universe: tuple[str, ...] = ()
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.log: list[tuple[Any, ...]] = []
+
+    def on_order_submitted(self, event: OrderSubmitted) -> None:
+        self.log.append((event.ts_init, tuple(snapshot(self.cache.bar(i)) for i in self.universe)))
+
+
 class TimerLooker(Strategy):
     """Looks at every instrument's latest bar on a timer that falls between bars; handles no order event."""
 
@@ -304,6 +328,26 @@ class TimerLooker(Strategy):
 
     def on_timer(self, event: TimeEvent) -> None:
         self.log.append((event.ts_init, tuple(snapshot(self.cache.bar(i)) for i in self.universe)))
+
+
+def test_lean_loop_of_several_instruments_caches_every_bar_for_a_submission_handler(tmp_path: Path) -> None:
+    # Only the submission is watched (no venue event): the catch-up still caches the others' bars.
+    sources = bar_sources(tmp_path / "b", [bar_table(1_200, seed=s) for s in (6, 7, 8)])
+    universe = tuple(src.instrument_id for src in sources)
+
+    def build() -> Kernel:
+        kernel = Kernel([instrument(f"C{k}USD") for k in range(3)], initial_cash=1_000_000.0)
+        for iid in universe:
+            strategy = SubmitLookingEmaCross(iid, fast=4, slow=15, mode="long_short", quantity=1.0, strategy_id=iid)
+            strategy.universe = universe
+            kernel.add_strategy(strategy)
+        return kernel
+
+    fast, slow = run_both(sources, build, batch_rows=300)
+    assert_same(fast, slow, min_fills=150)
+    for lean, one_by_one in zip(fast.strategies, slow.strategies, strict=True):
+        assert len(lean.log) > 50
+        assert lean.log == one_by_one.log
 
 
 def test_lean_loop_of_several_instruments_with_order_events_for_bookkeeping_only(tmp_path: Path) -> None:

@@ -55,11 +55,13 @@ from tradebus.engine.messages import (
     OrderAccepted,
     OrderAnomaly,
     OrderCanceled,
+    OrderDenied,
     OrderExpired,
     OrderFilled,
     OrderModified,
     OrderRejected,
     OrderResolved,
+    OrderSubmitted,
     OrderTimedOut,
     OrderTriggered,
     PositionChanged,
@@ -106,7 +108,7 @@ class BatchLoop:
         order worked on another one.
     """
 
-    __slots__ = ("idle_trades", "kernel", "lagging", "lazy", "needs_execution", "note_bar_close")
+    __slots__ = ("bar_closes", "idle_trades", "kernel", "lagging", "lazy", "needs_execution", "note_bar_close")
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
@@ -116,6 +118,9 @@ class BatchLoop:
         # A lean loop (feature-only subscribers, see _lean_bars) builds no bar or trade per row;
         # lazy() puts the current row's object in the cache when something may read it.
         self.lazy: Callable[[], None] | None = None
+        # A lean loop that leaves the cache behind on an order (see _lean_mixed) says where each
+        # instrument's latest bar closed; None: the cache's latest bars say it.
+        self.bar_closes: Callable[[], dict[str, int]] | None = None
         venue = kernel.venue
         self.note_bar_close: Callable[[str, int], None] | None = (
             venue.note_bar_close if isinstance(venue, SimulatedVenue) else None
@@ -137,8 +142,13 @@ class BatchLoop:
             k.sync_marks()
             note = self.note_bar_close
             if note is not None:
-                for iid, bar in k.cache.bars.items():
-                    note(iid, bar.ts_init)
+                closes = self.bar_closes
+                if closes is None:
+                    for iid, bar in k.cache.bars.items():
+                        note(iid, bar.ts_init)
+                else:
+                    for iid, ts in closes().items():
+                        note(iid, ts)
             if self.idle_trades:
                 # Trades the loop did not show the venue: with nothing working it would
                 # only have kept the last one's price (the reference of the next arrival).
@@ -152,8 +162,10 @@ class BatchLoop:
             k.sync_marks()
             note = self.note_bar_close
             if note is not None:
+                closes = self.bar_closes
+                latest = {iid: bar.ts_init for iid, bar in k.cache.bars.items()} if closes is None else closes()
                 for iid in self.lagging:
-                    note(iid, k.cache.bars[iid].ts_init)
+                    note(iid, latest[iid])
             self.lagging.clear()
 
     def run(self, replay: ReplayLike, on_batch: Callable[[int], None] | None = None) -> None:
@@ -476,6 +488,9 @@ class BatchLoop:
 
         Each lane remembers the row of its latest delivered bar; :meth:`catch_up` (through
         ``lazy``), a due timer and the end of the batch put the bars not yet built in the cache.
+        When no handler an order's submission or the venue's events reach reads a cached bar (the
+        kernel's bookkeeping, handlers declared feature-only), the catch-up builds none and reads
+        each instrument's latest close from the rows (``bar_closes``).
         """
         k = self.kernel
         clock = k.clock
@@ -504,16 +519,35 @@ class BatchLoop:
         next_sample = k.next_sample_ns
         every_bar = marks_matter or perps is not None
         lagging = self.lagging
-        # Order events that reach only the kernel's bookkeeping need no other instrument's bar cached.
+        # Order events that reach only the kernel's bookkeeping and handlers declared feature-only
+        # need no other instrument's bar cached.
         own = k.bookkeeping
-        quiet = all(
-            handler in own
-            for cls in _VENUE_EVENTS
-            for lane in lanes
-            if lane is not None
-            for handler in k.bus.handlers(cls, lane[0])
-        )
-        self.lazy = materialize
+
+        def blind(*events: type) -> bool:
+            return all(
+                handler in own or is_feature_only(handler)
+                for cls in events
+                for lane in lanes
+                if lane is not None
+                for handler in k.bus.handlers(cls, lane[0])
+            )
+
+        quiet = blind(*_VENUE_EVENTS)
+        if quiet and blind(OrderSubmitted, OrderDenied):
+            # Nor does an order's submission: its catch-up builds no bar and tells the venue where
+            # each instrument's latest bar closed from the rows.
+            lane_of = {lane[0]: s for s, lane in enumerate(lanes) if lane is not None}
+
+            def closes() -> dict[str, int]:
+                out = {iid: bar.ts_init for iid, bar in cache_bars.items()}
+                for iid, s in lane_of.items():
+                    if latest[s] != cached[s]:
+                        out[iid] = ts_init[latest[s]]
+                return out
+
+            self.bar_closes = closes
+        else:
+            self.lazy = materialize
         try:
             for j, s, ti, c in zip(range(n), batch.source.tolist(), ts_init, batch.close.tolist(), strict=True):
                 iid, view, next_row, deliver = lanes[s]
@@ -546,6 +580,7 @@ class BatchLoop:
                     next_sample = k.next_sample_ns
         finally:
             self.lazy = None
+            self.bar_closes = None
         materialize()
 
     def trades(self, batch: Any) -> None:

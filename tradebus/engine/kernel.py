@@ -88,7 +88,7 @@ from tradebus.features.bars import BarBuilder
 from tradebus.features.spec import FeatureSpec
 from tradebus.risk.config import RiskConfig
 from tradebus.risk.gate import RiskGate
-from tradebus.strategies.base import Strategy
+from tradebus.strategies.base import Strategy, feature_only, is_feature_only
 from tradebus.strategies.context import KernelContext
 
 if TYPE_CHECKING:
@@ -801,6 +801,8 @@ def _only_for(strategy_id: str, handler: Callable[[Any], None]) -> Callable[[Any
         if event.strategy_id == strategy_id:
             handler(event)
 
+    if is_feature_only(handler):
+        feature_only(route)
     return route
 
 

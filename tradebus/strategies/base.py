@@ -646,6 +646,10 @@ def feature_only(handler: Any) -> Any:
     a bar or trade object only when something needs one (the simulated venue while an order
     works, an order's catch-up, a timer, the end of a batch). The declaration belongs to the
     function: a subclass that overrides the handler without redeclaring it gets every message.
+
+    On an order-event handler (``on_order_denied`` ...) it declares that the handler reads no
+    cached bar or trade (its event it does read): the several-instrument loop then need not put
+    every instrument's latest bar in the cache before such an event.
     """
     setattr(handler, FEATURE_ONLY, True)
     return handler

@@ -203,6 +203,7 @@ class EmaCross(Strategy):
     # handler is the decision itself: one call less per bar.
     _decide = on_bar
 
+    @feature_only
     def on_order_denied(self, event: OrderDenied) -> None:
         """Log a denial; the next crossing tries again."""
         self.log.warning("order {} denied: {}", event.client_order_id, event.reason)
