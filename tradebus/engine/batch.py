@@ -163,9 +163,13 @@ class BatchLoop:
             note = self.note_bar_close
             if note is not None:
                 closes = self.bar_closes
-                latest = {iid: bar.ts_init for iid, bar in k.cache.bars.items()} if closes is None else closes()
-                for iid in self.lagging:
-                    note(iid, latest[iid])
+                if closes is None:
+                    for iid in self.lagging:
+                        note(iid, k.cache.bars[iid].ts_init)
+                else:
+                    latest = closes()
+                    for iid in self.lagging:
+                        note(iid, latest[iid])
             self.lagging.clear()
 
     def run(self, replay: ReplayLike, on_batch: Callable[[int], None] | None = None) -> None:
