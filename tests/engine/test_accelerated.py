@@ -178,6 +178,30 @@ def test_strategies_differing_only_in_parameters_share_one_compiled_loop() -> No
     assert len(modules) == 1 and len(loops) == 1
 
 
+def order_key(result: RunResult) -> list[tuple[object, ...]]:
+    return [(o.client_order_id, o.side, o.quantity, o.status, o.filled_qty, o.avg_px, o.fee_paid, o.ts_created,
+             o.ts_last, o.venue_order_id, o.trade_ids) for o in result.orders]  # fmt: skip
+
+
+def test_an_order_still_working_when_the_data_end_equals_the_event_tiers() -> None:
+    """The data end on the bar an order was decided on: it never reached the venue (no venue id, no fill)."""
+    make = STRATEGIES["ema_5_60_short"][0]
+    event = kernel(make, VENUES["fees"], margin=True).run(MemoryReplay([SourceFrame(IID, "bars", BARS)], 700))
+    decided = int((BARS["ts_init"] < event.fills[5].ts_event).sum())
+    cut = BARS.iloc[:decided].reset_index(drop=True)
+    event, fast = both(make, VENUES["fees"], cut, margin=True)
+    assert len(event.orders) == len(event.fills) + 1 and event.orders[-1].filled_qty == 0.0
+    assert order_key(fast) == order_key(event)
+    assert key(fast) == key(event) and fast.equity == event.equity
+
+
+def test_bars_out_of_time_order_are_refused_naming_the_bar() -> None:
+    frame = BARS.copy()
+    frame.loc[[2000, 2001], ["ts_event", "ts_init"]] = frame.loc[[2001, 2000], ["ts_event", "ts_init"]].to_numpy()
+    with pytest.raises(AcceleratedUnsupported, match=f"not in time order \\(bar 2001, ts {int(frame.ts_init[2001])}"):
+        run_accelerated(kernel(STRATEGIES["ema_10_30"][0], VENUES["fees"]), BarArrays.of(**{c: frame[c] for c in frame}))
+
+
 class EmaCrossWithStop(EmaCross):
     """EmaCross that also acts on its own bars: its kernel no longer describes it."""
 

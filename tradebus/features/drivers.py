@@ -9,7 +9,11 @@ gets its own small module: for every event type that drives features, a function
 ``on_<event>`` that writes the event fields and then calls each feature's step
 kernel directly, in dependency order, with constant offsets into the bank's
 workspace; and ``run_<event>``, the batch loop over ``on_<event>``. Numba inlines
-the kernels into them, so a bank update is a straight run of kernel bodies.
+the kernels into them, so a bank update is a straight run of kernel bodies; and
+``on_<event>`` is itself inlined (``inline="always"``) into the compiled loops that
+call it (``run_<event>``, the accelerated tier's simulator), where a call would
+make the loop spill its live registers around it on every event. Called from
+Python it is an ordinary compiled function.
 
 The source depends only on the bank's *structure* (kinds, wiring, dependency
 order), never on parameter values or feature names: parameters and state offsets
@@ -290,7 +294,7 @@ def source(plans: dict[str, tuple[FeatureCall, ...]]) -> str:
         if event not in plans:
             continue
         args = ", ".join(EVENT_ARGS[event])
-        body += ["", "", "@njit(cache=True, _nrt=False)", f"def on_{event}(ws, ts_event_ns, {args}):"]
+        body += ["", "", '@njit(cache=True, _nrt=False, inline="always")', f"def on_{event}(ws, ts_event_ns, {args}):"]
         body.append(f"    write_{event}(ws, ts_event_ns, {args})")
         for call in plans[event]:
             body += _feature_lines(call, imports[_step_import(call)])
