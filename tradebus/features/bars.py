@@ -80,8 +80,14 @@ def _compile(mode: int) -> tuple[Callable[..., tuple[int, int]], Callable[..., i
         """
         o, h, lo, c = state[0], state[1], state[2], state[3]
         v, q, n, buy, sell, started = state[4], state[5], state[6], state[7], state[8], state[9]
-        theta, e_len, e_bx, bx_ready, last_px = state[10], state[11], state[12], state[13], state[14]
-        last_sign, e_x, len_lo, len_hi = state[15], state[16], threshold / 2.0, threshold * 2.0
+        # Only the imbalance modes hold their state in locals: in the others, values live across
+        # the loop only to be stored back took registers from the bar's fields, which then went
+        # through memory on every trade (time bars ran at about 1.9x the hand-written loop).
+        if mode >= 4:
+            theta, e_len, e_bx, bx_ready, last_px = state[10], state[11], state[12], state[13], state[14]
+            last_sign, e_x, len_lo, len_hi = state[15], state[16], threshold / 2.0, threshold * 2.0
+        else:
+            theta = e_len = e_bx = bx_ready = last_px = last_sign = e_x = len_lo = len_hi = 0.0
         end, last_ts = clock[0], clock[1]
         rows, cap, fed = 0, out_ts.size, ts.size
         for i in range(ts.size):
@@ -158,8 +164,9 @@ def _compile(mode: int) -> tuple[Callable[..., tuple[int, int]], Callable[..., i
                     break
         state[0], state[1], state[2], state[3] = o, h, lo, c
         state[4], state[5], state[6], state[7], state[8], state[9] = v, q, n, buy, sell, started
-        state[10], state[11], state[12], state[13], state[14] = theta, e_len, e_bx, bx_ready, last_px
-        state[15], state[16] = last_sign, e_x
+        if mode >= 4:
+            state[10], state[11], state[12], state[13], state[14] = theta, e_len, e_bx, bx_ready, last_px
+            state[15], state[16] = last_sign, e_x
         clock[0], clock[1] = end, last_ts
         return rows, fed
 
