@@ -21,7 +21,7 @@ Header names are matched case-insensitively against aliases (``timestamp``,
 
 Memory
 ------
-A file is read, converted, validated and written one chunk at a time (16 MB of
+A file is read, converted, validated and written one chunk at a time (4 MB of
 CSV, 262,144 Parquet rows), so an import's peak memory does not grow with the
 file's size. State carried from chunk to chunk: the last time and row (order and
 duplicate checks), the time unit and bar interval found in the first chunk, the

@@ -38,8 +38,11 @@ from tradebus.errors import DataError
 
 __all__ = ["DEFAULT_BLOCK_BYTES", "Frame", "Source", "is_number", "open_source", "strip_gz"]
 
-DEFAULT_BLOCK_BYTES = 16 << 20
-"""CSV bytes per chunk (about 200k kline rows or 300k trades)."""
+DEFAULT_BLOCK_BYTES = 4 << 20
+"""CSV bytes per chunk (about 40k Binance kline rows or 65k aggTrades).
+
+Chunks are written on the catalog's thread while the next ones parse: with 16 MB chunks the
+import of 130 MB of aggTrades took 1.2-1.3 s, with 4 MB 0.86-1.03 s (``bench/data.py``)."""
 _PARQUET_BATCH_ROWS = 262_144
 _GZIP_MAGIC = b"\x1f\x8b"
 
