@@ -198,7 +198,9 @@ def test_an_order_still_working_when_the_data_end_equals_the_event_tiers() -> No
 def test_bars_out_of_time_order_are_refused_naming_the_bar() -> None:
     frame = BARS.copy()
     frame.loc[[2000, 2001], ["ts_event", "ts_init"]] = frame.loc[[2001, 2000], ["ts_event", "ts_init"]].to_numpy()
-    with pytest.raises(AcceleratedUnsupported, match=f"not in time order \\(bar 2001, ts {int(frame.ts_init[2001])}"):
+    ts = frame.ts_init
+    with pytest.raises(AcceleratedUnsupported,
+                       match=f"not in time order \\(bar 2001 at ts {ts[2001]} is earlier than bar 2000 at ts {ts[2000]}\\)"):
         run_accelerated(kernel(STRATEGIES["ema_10_30"][0], VENUES["fees"]), BarArrays.of(**{c: frame[c] for c in frame}))
 
 

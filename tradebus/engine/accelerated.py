@@ -492,8 +492,8 @@ def simulate(kernel: Kernel, bars: BarArrays) -> AcceleratedRun:
         )
     if status == _UNORDERED:
         raise AcceleratedUnsupported(
-            f"accelerated tier: the bars are not in time order (bar {at}, ts {int(bars.ts_init[at])}, comes before "
-            "the bar it follows)"
+            f"accelerated tier: the bars are not in time order (bar {at} at ts {int(bars.ts_init[at])} is earlier "
+            f"than bar {at - 1} at ts {int(bars.ts_init[at - 1])})"
         )
     if status == _REFUSED:
         raise AcceleratedUnsupported(
