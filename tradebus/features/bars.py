@@ -80,9 +80,10 @@ def _compile(mode: int) -> tuple[Callable[..., tuple[int, int]], Callable[..., i
         """
         o, h, lo, c = state[0], state[1], state[2], state[3]
         v, q, n, buy, sell, started = state[4], state[5], state[6], state[7], state[8], state[9]
-        # Only the imbalance modes hold their state in locals: in the others, values live across
-        # the loop only to be stored back took registers from the bar's fields, which then went
-        # through memory on every trade (time bars ran at about 1.9x the hand-written loop).
+        # Only the imbalance modes load their state into locals. In the other modes those values
+        # would stay live across the loop just to be stored back, taking the registers of the
+        # bar's fields, which then went through memory on every trade (time bars ran at about
+        # 1.9x the hand-written loop).
         if mode >= 4:
             theta, e_len, e_bx, bx_ready, last_px = state[10], state[11], state[12], state[13], state[14]
             last_sign, e_x, len_lo, len_hi = state[15], state[16], threshold / 2.0, threshold * 2.0
