@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tradebus.adapters.binance.client import BinanceRouter  # noqa: E402
-from tradebus.adapters.binance.config import BinanceConfig, BinanceMarket  # noqa: E402
+from tradebus.adapters.binance.config import BinanceConfig  # noqa: E402
 from tradebus.adapters.binance.parse import (  # noqa: E402
     parse_agg_trade,
     parse_book_ticker,

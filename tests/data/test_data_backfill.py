@@ -15,7 +15,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 

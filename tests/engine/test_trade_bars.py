@@ -14,7 +14,6 @@ from tradebus.cli import build_kernel, build_replay
 from tradebus.config import RunConfig, parse_config
 from tradebus.engine.messages import Bar
 from tradebus.errors import ConfigError
-from tradebus.features.bars import BarBuilder
 from tradebus.strategies.base import Strategy
 
 TRADES_FILE = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "btcusdt-trades.parquet"

@@ -206,7 +206,7 @@ async def test_position_entry_and_usdt_wallet_equal_the_emulator_and_the_hand_co
 async def test_a_reduce_only_order_that_would_increase_the_position_is_refused_with_110017() -> None:
     async with linear_account() as h:
         h.trade(65_000.0)
-        short = await h.fill_market(OrderSide.SELL, 0.003, 65_000.0)
+        await h.fill_market(OrderSide.SELL, 0.003, 65_000.0)
         grow = h.submit(OrderSide.SELL, 0.001, 70_000.0, reduce_only=True)  # would add to the short
         shrink = h.submit(OrderSide.BUY, 0.001, 60_000.0, reduce_only=True)  # rests below the market
         await until(lambda: grow.status is OrderStatus.REJECTED and shrink.status is OrderStatus.ACCEPTED)
@@ -331,7 +331,7 @@ async def test_kill_flatten_buys_back_the_journaled_short_reduce_only_once_and_h
     path = tmp_path / "journal.sqlite"
     async with linear_account(journal=path) as h:
         h.trade(65_000.0)
-        short = await h.fill_market(OrderSide.SELL, 0.004, 65_000.0)
+        await h.fill_market(OrderSide.SELL, 0.004, 65_000.0)
         resting = h.submit(OrderSide.BUY, 0.001, 60_000.0)
         await until(lambda: resting.status is OrderStatus.ACCEPTED)
         config = parse_live_config(_config(tmp_path, "ws://127.0.0.1:9", h.emulator, path), "<test>")

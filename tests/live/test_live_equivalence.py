@@ -206,7 +206,6 @@ async def test_backtest_paper_and_live_on_the_emulator_give_the_same_decisions_a
 
 async def test_without_the_gate_live_fills_only_at_trades_after_the_order_arrived(tmp_path: Path) -> None:
     """The documented difference: at a real pace a market order fills at the first trade after its arrival."""
-    backtest = play(SPOT_CAPTURE, parse_paper_config(_data("ws://unused", "http://unused"), "<test>")).kernel.result
     node, emulator, arrived = await _live(tmp_path, gated=False)
     live = node.kernel.result
     # a sell decided before the daemon has booked the buy's fill is denied (spot: no BTC yet), so

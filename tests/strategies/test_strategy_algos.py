@@ -6,7 +6,6 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from tradebus.engine.messages import Bar, OrderSide, OrderStatus, OrderType, SubmitOrder

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from tradebus.engine.messages import Bar, OrderModified, OrderSide, OrderStatus, TimeEvent
