@@ -11,6 +11,7 @@ import yaml
 
 from tradebus.config import RunBase, RunConfig, load_config
 from tradebus.config.base import resolve_path
+from tradebus.config.load import parse_yaml
 from tradebus.errors import ConfigError
 from tradebus.node.config import PaperConfig, load_paper_config
 from tradebus.node.live import LiveConfig, load_live_config
@@ -103,3 +104,18 @@ def test_a_run_config_must_say_what_market_data_it_delivers() -> None:
     instrument = {"venue": "X", "symbol": "A-B", "base": "A", "quote": "B", "tick_size": 0.01, "lot_size": 0.01}
     with pytest.raises(TypeError, match="data_kinds"):
         NoData.model_validate({"instruments": [instrument]})
+
+
+def test_parse_yaml_reads_every_shipped_config_as_pyyaml_does_and_quotes_the_bad_line(tmp_path: Path) -> None:
+    shipped = sorted((ROOT / "configs").rglob("*.yaml"))
+    assert len(shipped) >= 10
+    for path in shipped:
+        text = path.read_text(encoding="utf-8")
+        assert parse_yaml(text) == yaml.safe_load(text), path
+    for text in ("", "1e3", "x: 1e3\ny: 1.0e+3\nz: 0x1f\nw: yes\nv: ~\nd: 2024-01-02", "- !!str 12\n- '07'"):
+        assert parse_yaml(text) == yaml.safe_load(text), text
+    bad = tmp_path / "run.yaml"
+    bad.write_text("data: [1, 2\nstrategy: 3\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert str(bad) in str(info.value) and "line 2, column 9:\n    strategy: 3\n            ^" in str(info.value)

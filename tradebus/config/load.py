@@ -15,10 +15,31 @@ from tradebus.config.run import RunBase, RunConfig
 from tradebus.config.strategy import StrategyConfig, strategy_entries
 from tradebus.errors import ConfigError
 
-__all__ = ["apply_overrides", "dump_config", "load_config", "parse_config"]
+__all__ = ["apply_overrides", "dump_config", "load_config", "parse_config", "parse_yaml"]
+
+#: libyaml's safe loader when PyYAML was built with it: the same documents, parsed several
+#: times faster (a sweep reads its config once per trial).
+_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
 
 
 ConfigT = TypeVar("ConfigT", bound=RunBase)
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load(text)``, through libyaml when available.
+
+    Raises
+    ------
+    yaml.YAMLError
+        The text is not valid YAML; raised by the pure-Python parser, whose message quotes
+        the offending line.
+    """
+    if _FAST_LOADER is not None:
+        try:
+            return yaml.load(text, Loader=_FAST_LOADER)  # noqa: S506 (a safe loader)
+        except yaml.YAMLError:
+            pass  # the Python parser below raises it again, with the line quoted
+    return yaml.safe_load(text)
 
 
 def parse_config(
@@ -104,7 +125,7 @@ def apply_overrides(data: Any, overrides: Sequence[str], source: str = "<config>
         if not sep or not all(keys):
             raise ConfigError(f"--set {override!r}: expected 'section.key=value', e.g. strategy.params.fast=12")
         try:
-            value = yaml.safe_load(text)
+            value = parse_yaml(text)
         except yaml.YAMLError:
             raise ConfigError(f"--set {override!r}: the value is not valid YAML") from None
         node = result
@@ -150,7 +171,7 @@ def load_config(
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if overrides:
