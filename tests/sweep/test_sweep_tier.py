@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sweep_helpers import file_config, write_yaml
@@ -10,6 +11,7 @@ from sweep_helpers import file_config, write_yaml
 from tradebus.errors import ConfigError
 from tradebus.sweep.runner import run_sweep
 from tradebus.sweep.space import load_space
+from tradebus.sweep import trial
 from tradebus.sweep.trial import METRIC_COLUMNS, TrialSpec, run_trial
 
 PARAMS = {"strategy.params.fast": 8, "strategy.params.slow": 34, "venue.slippage_bps": 2.5}
@@ -76,3 +78,48 @@ def test_space_tier_is_validated_and_not_part_of_the_fingerprint(tmp_path: Path)
     assert (auto.tier, event.tier) == ("auto", "event") and auto.fingerprint() == event.fingerprint()
     with pytest.raises(ConfigError, match="tier"):
         load_space(write_yaml(tmp_path / "c.yaml", {**base, "tier": "fast"}))
+
+
+def _metrics(row: dict[str, Any]) -> dict[str, Any]:
+    return {name: row[name] for name in METRIC_COLUMNS}
+
+
+def test_a_worker_reads_the_bars_once_for_its_trials_and_again_once_the_file_changes(config: Path) -> None:
+    def uncached(params: dict[str, Any]) -> dict[str, Any]:
+        trial._BARS.clear()
+        row = run_trial(TrialSpec(0, str(config), params, tier="accelerated"))
+        trial._BARS.clear()
+        return row
+
+    other = {**PARAMS, "strategy.params.fast": 5}
+    trial._BARS.clear()
+    first = run_trial(TrialSpec(0, str(config), PARAMS, tier="accelerated"))
+    (bars,) = trial._BARS.values()
+    second = run_trial(TrialSpec(1, str(config), other, tier="accelerated"))
+    assert first["tier"] == second["tier"] == "accelerated"
+    assert tuple(trial._BARS.values()) == (bars,)  # the second trial reused the first one's read
+    assert _metrics(second) == _metrics(uncached(other))
+    assert _metrics(first) == _metrics(uncached(PARAMS))
+
+    # The same file rewritten with other prices (after 2022-07-01: up 30 %) must be read again.
+    csv = config.parent / "bars.csv"
+    lines = csv.read_text(encoding="utf-8").splitlines()
+    moved = [lines[0]]
+    for line in lines[1:]:
+        ts, *values = line.split(",")
+        scale = 1.3 if int(ts) >= 1_656_633_600_000 else 1.0
+        moved.append(",".join([ts, *(f"{float(v) * scale:.2f}" for v in values[:4]), values[4]]))
+    run_trial(TrialSpec(0, str(config), PARAMS, tier="accelerated"))
+    csv.write_text("\n".join(moved) + "\n", encoding="utf-8")
+    after = run_trial(TrialSpec(0, str(config), PARAMS, tier="accelerated"))
+    assert _metrics(after) != _metrics(first)
+    assert _metrics(after) == _metrics(uncached(PARAMS))
+
+
+def test_the_bars_a_worker_keeps_are_bounded(config: Path) -> None:
+    trial._BARS.clear()
+    for month in range(2, 9):
+        window = {**PARAMS, "data.end": f"2022-{month:02d}-01"}
+        assert run_trial(TrialSpec(0, str(config), window, tier="accelerated"))["status"] == "ok"
+    assert len(trial._BARS) == trial._BARS_KEPT
+    trial._BARS.clear()

@@ -2,20 +2,28 @@
 
 A :class:`TrialSpec` holds only paths and text (the config file, ``--set`` style
 overrides, the stress variant): the worker reads the config and the catalog data itself,
-so nothing but a few hundred bytes travels from the driver to a worker and back.
+so nothing but a few hundred bytes travels from the driver to a worker and back. A worker
+keeps the bars of its last few data selections for its next accelerated trials (re-read
+once a file they came from changes).
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from tradebus.errors import ConfigError, TradebusError
 from tradebus.reports.metrics import format_ns
 from tradebus.sweep.stress import StressVariant
+
+if TYPE_CHECKING:
+    from tradebus.data.replay import Replay
+    from tradebus.engine.accelerated import BarArrays
 
 __all__ = ["METRIC_COLUMNS", "TIERS", "TIMING_COLUMNS", "TrialSpec", "override_text", "run_trial"]
 
@@ -162,7 +170,8 @@ def run_tier(config: Any, variant: StressVariant | None, tier: str) -> tuple[Any
         why = unsupported(kernel)
         if why is None:
             try:
-                return kernel, run_accelerated(kernel, replay()), "accelerated"
+                data = replay() if variant is not None else _bars(build_replay(config), kernel.strategies[0].instrument_ids[0])
+                return kernel, run_accelerated(kernel, data), "accelerated"
             except AcceleratedUnsupported as exc:
                 if tier == "accelerated":
                     raise ConfigError(f"tier: accelerated: {exc}") from None
@@ -170,3 +179,53 @@ def run_tier(config: Any, variant: StressVariant | None, tier: str) -> tuple[Any
         elif tier == "accelerated":
             raise ConfigError(f"tier: accelerated: {why}; use tier: event or auto")
     return kernel, kernel.run(replay()), "event"
+
+
+#: The bars of the last data selections this worker process read, by :func:`_data_key`: the
+#: trials of a sweep replay the same data, and reading it is most of an accelerated trial.
+_BARS: OrderedDict[tuple[Any, ...], BarArrays] = OrderedDict()
+_BARS_KEPT = 4
+
+
+def _bars(replay: Replay, instrument_id: str) -> BarArrays:
+    """:meth:`BarArrays.from_replay <tradebus.engine.accelerated.BarArrays.from_replay>`, kept for the next trials.
+
+    Kept under :func:`_data_key`, so a file rewritten since (a new catalog version, an edited
+    CSV) is read again; a replay that verifies hashes is always read.
+    """
+    from tradebus.engine.accelerated import BarArrays
+
+    key = None if replay.verify else _data_key(replay, instrument_id)
+    bars = _BARS.get(key) if key is not None else None
+    if bars is None:
+        bars = BarArrays.from_replay(replay, instrument_id)
+        if key is not None:
+            _BARS[key] = bars
+            while len(_BARS) > _BARS_KEPT:
+                _BARS.popitem(last=False)
+    else:
+        _BARS.move_to_end(key)
+    return bars
+
+
+def _data_key(replay: Replay, instrument_id: str) -> tuple[Any, ...]:
+    """What the bars of ``replay`` depend on: its range, and every source with the identity of each file it reads.
+
+    A file is identified by path, inode, modification time and size (a catalog writes new
+    files and renames them into place); a catalog source by its manifest and listed files.
+    """
+    from tradebus.data.catalog import MANIFEST_NAME, Catalog
+
+    key: list[Any] = [instrument_id, replay.start_ns, replay.end_ns]
+    for src in replay.sources:
+        if src.path is not None:
+            paths = [Path(src.path)]
+        else:
+            catalog = Catalog(src.catalog_root)  # type: ignore[arg-type]
+            paths = [catalog.dataset_dir(src.venue, src.market, src.symbol, src.dataset) / MANIFEST_NAME]
+            paths += catalog.files(src.venue, src.market, src.symbol, src.dataset)
+        key.append((src.instrument_id, src.kind, src.interval, src.ts_unit, src.bar_time))
+        for path in paths:
+            st = path.stat()
+            key.append((str(path), st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(key)
