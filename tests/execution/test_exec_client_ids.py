@@ -68,6 +68,21 @@ def test_the_longest_id_is_32_characters_and_the_counter_never_wraps() -> None:
         ids.next("s")
 
 
+def test_taking_ids_in_bulk_gives_what_one_at_a_time_gives_and_refuses_past_the_counter() -> None:
+    run = new_run_id()
+    one, bulk = ClientOrderIds(run, 3), ClientOrderIds(run, 3)
+    expected = [one.next("a"), one.next("b"), *(one.next("a") for _ in range(5)), one.next("a")]
+    assert [*bulk.take("a", 1), *bulk.take("b", 1), *bulk.take("a", 5), *bulk.take("a", 0), bulk.next("a")] == expected
+    ids = ClientOrderIds(run, 0)
+    first = ids.next("s")
+    ids.observe(first[:-1] + str(10**13 - 3), "s")  # two ids left
+    with pytest.raises(OrderError, match="used up"):
+        ids.take("s", 3)
+    assert ids.take("s", 2) == [first[:-1] + str(10**13 - 2), first[:-1] + str(10**13 - 1)]
+    with pytest.raises(OrderError, match="used up"):
+        ids.next("s")
+
+
 def test_ids_carry_a_readable_strategy_tag_and_map_back_to_the_strategy() -> None:
     ids = ClientOrderIds()
     coid = ids.next("ema-cross/BTC")

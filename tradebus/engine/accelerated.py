@@ -47,6 +47,7 @@ import inspect
 import math
 import sys
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -557,32 +558,32 @@ def _collect_objects(
     created = bars.ts_init[index[:, 0]].tolist()
     filled = bars.ts_event[np.maximum(index[:, 2], 0)].tolist()
     taker = Liquidity.TAKER.value
+    market, filled_status = OrderType.MARKET, OrderStatus.FILLED
+    sides = {1: (OrderSide.BUY, "BUY"), -1: (OrderSide.SELL, "SELL")}
+    reasons = result.submit_reasons
+    fills = result.fills
+    coids = kernel.orders.client_ids.take(strategy_id, len(index))
     orders: list[Order] = []
-    for k, ((_, side_sign, _), (qty, raw, px, fee), ts_created, ts_filled) in enumerate(
-        zip(index.tolist(), run.order_values.tolist(), created, filled, strict=True)
+    for k, (coid, side_sign, (qty, raw, px, fee), ts_created, ts_filled) in enumerate(
+        zip(coids, index[:, 1].tolist(), run.order_values.tolist(), created, filled, strict=True)
     ):
-        coid = kernel.orders.next_client_order_id(strategy_id)
-        reason = signal.reason(raw)
-        result.submit_reasons[coid] = reason
-        side = OrderSide.BUY if side_sign > 0 else OrderSide.SELL
-        order = Order(coid, strategy_id, iid, side, OrderType.MARKET, qty, ts_created=ts_created)
+        reasons[coid] = reason = signal.reason(raw)
+        side, side_name = sides[1 if side_sign > 0 else -1]
+        order = Order(coid, strategy_id, iid, side, market, qty, ts_created=ts_created)
         if k < n_fills:
+            trade_id = f"SIM-T{k + 1}"
             order.venue_order_id = f"SIM-{k + 1}"
-            order.status = OrderStatus.FILLED
+            order.status = filled_status
             order.filled_qty, order.avg_px, order.fee_paid = qty, px, fee
             order.ts_last = ts_filled
-            order.trade_ids = (f"SIM-T{k + 1}",)
-            result.fills.append(FillRecord(
-                ts_filled, iid, "BUY" if side_sign > 0 else "SELL", qty, px, fee, taker, coid,
-                strategy_id, f"SIM-T{k + 1}", reason,
-            ))  # fmt: skip
+            order.trade_ids = (trade_id,)
+            fills.append(FillRecord(ts_filled, iid, side_name, qty, px, fee, taker, coid, strategy_id, trade_id, reason))
         else:
             order.status = OrderStatus.SUBMITTED
         orders.append(order)
     result.orders = orders
-    result.equity = [
-        EquitySample(ts, equity, cash, value, realized, unrealized, fees, 0.0, 0.0, 0.0, (mark,))
-        for ts, (equity, cash, value, realized, unrealized, fees, mark) in zip(
-            run.sample_ts.tolist(), run.sample_values.tolist(), strict=True
-        )
-    ]
+    equity, cash, value, realized, unrealized, fees, mark = run.sample_values.T.tolist()
+    zero = repeat(0.0)
+    result.equity = list(map(
+        EquitySample, run.sample_ts.tolist(), equity, cash, value, realized, unrealized, fees, zero, zero, zero, zip(mark),
+    ))  # fmt: skip

@@ -156,6 +156,22 @@ class ClientOrderIds:
         self._counters[strategy_id] = n
         return f"{tag}{self._session}{n}"
 
+    def take(self, strategy_id: str, count: int) -> list[str]:
+        """The next ``count`` ids of ``strategy_id``, as ``count`` calls of :meth:`next` would give them.
+
+        Raises
+        ------
+        OrderError
+            As :meth:`next`; then no id is taken.
+        """
+        first = self._counters.get(strategy_id, 0) + 1
+        if first + count - 1 > _MAX_N:
+            raise OrderError(f"client order ids: strategy {strategy_id!r} used up {_MAX_N} ids in one epoch")
+        prefix = (self._strategy_tags.get(strategy_id) or self.tag(strategy_id)) + self._session
+        if count > 0:
+            self._counters[strategy_id] = first + count - 1
+        return [f"{prefix}{n}" for n in range(first, first + count)]
+
     def observe(self, client_order_id: str, strategy_id: str) -> None:
         """Take note of an id issued before (journal recovery).
 

@@ -149,9 +149,11 @@ def round_trips(
     """
     state: dict[str, tuple[float, float, RoundTrip | None]] = {}
     done: list[RoundTrip] = []
+    lots = lot_sizes or {}
+    sizes = contract_sizes or {}
     for fill in fills:
         iid = fill.instrument_id
-        eps = (lot_sizes or {}).get(iid, 1e-9) * 1e-3
+        eps = lots.get(iid, 1e-9) * 1e-3
         pos, avg, trip = state.get(iid, (0.0, 0.0, None))
         qty = fill.quantity if fill.side == "BUY" else -fill.quantity
         if trip is None or pos == 0.0:
@@ -165,7 +167,7 @@ def round_trips(
         else:
             closed = min(abs(qty), abs(pos))
             share = closed / abs(qty)
-            size = (contract_sizes or {}).get(iid, 1.0)
+            size = sizes.get(iid, 1.0)
             trip.pnl += closed * size * (fill.price - avg) * (1.0 if pos > 0.0 else -1.0)
             trip.fees += fill.fee * share
             trip.exit_ns = fill.ts_event
@@ -189,12 +191,17 @@ def _exposure(fills: Sequence[FillRecord], start_ns: int, end_ns: int, eps: floa
     if end_ns <= start_ns:
         return 0.0
     positions: dict[str, float] = {}
+    held: set[str] = set()  # the instruments with a position beyond eps
     in_market_since: int | None = None
     total = 0
     for fill in fills:
-        qty = fill.quantity if fill.side == "BUY" else -fill.quantity
-        positions[fill.instrument_id] = positions.get(fill.instrument_id, 0.0) + qty
-        open_now = any(abs(p) > eps for p in positions.values())
+        iid = fill.instrument_id
+        position = positions[iid] = positions.get(iid, 0.0) + (fill.quantity if fill.side == "BUY" else -fill.quantity)
+        if abs(position) > eps:
+            held.add(iid)
+        else:
+            held.discard(iid)
+        open_now = bool(held)
         if open_now and in_market_since is None:
             in_market_since = max(fill.ts_event, start_ns)
         elif not open_now and in_market_since is not None:
