@@ -172,3 +172,13 @@ def test_kernel_span_of_a_quote_only_run_is_that_of_its_quotes() -> None:
 
     result = kernel_run([Quote("X.SIM", T0 + k * SECOND, WALL + k, 99.0, 1.0, 101.0, 1.0) for k in (3, 1, 7)])
     assert (result.first_event_ns, result.last_event_ns) == (T0 + SECOND, T0 + 7 * SECOND)
+
+
+def test_exposure_counts_the_time_any_instrument_is_held() -> None:
+    # A held days 0-2, B days 1-3 (A closing first), A again from day 4 to the end (day 5).
+    fills = [fill(T0, "BUY", 1.0, 10.0, iid="A.SIM"), fill(T0 + DAY, "SELL", 2.0, 5.0, iid="B.SIM"),
+             fill(T0 + 2 * DAY, "SELL", 1.0, 11.0, iid="A.SIM"), fill(T0 + 3 * DAY, "BUY", 2.0, 4.0, iid="B.SIM"),
+             fill(T0 + 4 * DAY, "BUY", 0.5, 12.0, iid="A.SIM")]
+    result = RunResult(("A.SIM", "B.SIM"), 100.0, start_ns=T0, end_ns=T0 + 5 * DAY, first_event_ns=T0,
+                       last_event_ns=T0 + 5 * DAY, fills=fills, equity=[sample(T0 + 5 * DAY, 100.0)])
+    assert compute_metrics(result)["exposure"] == pytest.approx(4 / 5)
