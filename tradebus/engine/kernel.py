@@ -735,27 +735,25 @@ class Kernel:
         """Mark every instrument at its latest price and append an equity sample."""
         portfolio = self.portfolio
         self.sync_marks()
-        position_value = 0.0
-        for pos in self._positions.values():
-            if pos.quantity:
-                position_value += pos.value
-        if portfolio.has_holdings:
-            position_value += portfolio.holdings_value()
-            if not self.result.equity:
-                # Returns are measured from the first valuation of the initial holdings.
-                self.result.initial_cash = portfolio.initial_cash + portfolio.holdings_value()
-        self.result.equity.append(
+        samples = self.result.equity
+        if not samples and portfolio.has_holdings:
+            # Returns are measured from the first valuation of the initial holdings.
+            self.result.initial_cash = portfolio.initial_cash + portfolio.holdings_value()
+        equity, position_value, unrealized = portfolio.valuation()
+        margin, maintenance = self._margins() if self.perpetuals is not None else (0.0, 0.0)
+        samples.append(
             EquitySample(
                 ts,
-                portfolio.equity(),
+                equity,
                 portfolio.cash,
                 position_value,
                 portfolio.realized_pnl,
-                portfolio.unrealized_pnl(),
+                unrealized,
                 portfolio.fees_paid,
                 portfolio.funding_paid,
-                *self._margins(),
-                tuple(portfolio.last_price(iid) for iid in self.instruments),
+                margin,
+                maintenance,
+                tuple(map(portfolio.last_price, self.instruments)),
             )
         )
         interval = self._equity_interval

@@ -357,6 +357,26 @@ class Portfolio:
                 total += pos.unrealized_pnl
         return total
 
+    def valuation(self) -> tuple[float, float, float]:
+        """``(equity(), value of the positions and holdings, unrealized_pnl())``, in one pass over the positions."""
+        equity = self.cash
+        value = 0.0
+        unrealized = 0.0
+        for pos in self._positions.values():
+            q = pos.quantity
+            if q != 0.0:
+                last = pos.last_price
+                held = q * pos.contract_size * last
+                equity += held
+                value += held
+                if last == last:
+                    unrealized += q * pos.contract_size * (last - pos.avg_price)
+        if self._holdings:
+            holdings = self.holdings_value()
+            equity += holdings
+            value += holdings
+        return equity, value, unrealized
+
     def holdings_value(self) -> float:
         """Value of the initial holdings of non-cash assets at their last prices (0 while unpriced)."""
         total = 0.0
