@@ -577,13 +577,16 @@ def _collect_objects(
             order.filled_qty, order.avg_px, order.fee_paid = qty, px, fee
             order.ts_last = ts_filled
             order.trade_ids = (trade_id,)
-            fills.append(FillRecord(ts_filled, iid, side_name, qty, px, fee, taker, coid, strategy_id, trade_id, reason))
+            fills.append(
+                FillRecord(ts_filled, iid, side_name, qty, px, fee, taker, coid, strategy_id, trade_id, reason)
+            )
         else:
             order.status = OrderStatus.SUBMITTED
         orders.append(order)
     result.orders = orders
     equity, cash, value, realized, unrealized, fees, mark = run.sample_values.T.tolist()
     zero = repeat(0.0)
-    result.equity = list(map(
-        EquitySample, run.sample_ts.tolist(), equity, cash, value, realized, unrealized, fees, zero, zero, zero, zip(mark),
-    ))  # fmt: skip
+    result.equity = list(
+        map(EquitySample, run.sample_ts.tolist(), equity, cash, value, realized, unrealized, fees, zero, zero, zero,
+            zip(mark))
+    )  # fmt: skip

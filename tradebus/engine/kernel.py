@@ -740,7 +740,7 @@ class Kernel:
             # Returns are measured from the first valuation of the initial holdings.
             self.result.initial_cash = portfolio.initial_cash + portfolio.holdings_value()
         equity, position_value, unrealized = portfolio.valuation()
-        margin, maintenance = self._margins() if self.perpetuals is not None else (0.0, 0.0)
+        margin, maintenance = self._margins()
         samples.append(
             EquitySample(
                 ts,

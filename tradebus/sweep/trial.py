@@ -170,7 +170,8 @@ def run_tier(config: Any, variant: StressVariant | None, tier: str) -> tuple[Any
         why = unsupported(kernel)
         if why is None:
             try:
-                data = replay() if variant is not None else _bars(build_replay(config), kernel.strategies[0].instrument_ids[0])
+                iid = kernel.strategies[0].instrument_ids[0]
+                data = replay() if variant is not None else _bars(build_replay(config), iid)
                 return kernel, run_accelerated(kernel, data), "accelerated"
             except AcceleratedUnsupported as exc:
                 if tier == "accelerated":
