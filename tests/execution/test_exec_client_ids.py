@@ -73,6 +73,8 @@ def test_taking_ids_in_bulk_gives_what_one_at_a_time_gives_and_refuses_past_the_
     one, bulk = ClientOrderIds(run, 3), ClientOrderIds(run, 3)
     expected = [one.next("a"), one.next("b"), *(one.next("a") for _ in range(5)), one.next("a")]
     assert [*bulk.take("a", 1), *bulk.take("b", 1), *bulk.take("a", 5), *bulk.take("a", 0), bulk.next("a")] == expected
+    nothing = ClientOrderIds(run, 3)
+    assert nothing.take("z", 0) == [] and nothing.strategy_of(ClientOrderIds(run, 3).next("z")) is None  # no tag taken
     ids = ClientOrderIds(run, 0)
     first = ids.next("s")
     ids.observe(first[:-1] + str(10**13 - 3), "s")  # two ids left

@@ -164,12 +164,13 @@ class ClientOrderIds:
         OrderError
             As :meth:`next`; then no id is taken.
         """
+        if count <= 0:
+            return []
         first = self._counters.get(strategy_id, 0) + 1
         if first + count - 1 > _MAX_N:
             raise OrderError(f"client order ids: strategy {strategy_id!r} used up {_MAX_N} ids in one epoch")
         prefix = (self._strategy_tags.get(strategy_id) or self.tag(strategy_id)) + self._session
-        if count > 0:
-            self._counters[strategy_id] = first + count - 1
+        self._counters[strategy_id] = first + count - 1
         return [f"{prefix}{n}" for n in range(first, first + count)]
 
     def observe(self, client_order_id: str, strategy_id: str) -> None:
