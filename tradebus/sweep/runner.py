@@ -130,9 +130,14 @@ def _objective_values(space: SweepSpace, row: dict[str, Any]) -> list[float] | N
 
 def best_trial(space: SweepSpace, store: TrialStore) -> dict[str, Any] | None:
     """The stored row that is best by the first objective (lowest trial number on ties), or ``None``."""
+    return _best(space, store.table().to_pylist())
+
+
+def _best(space: SweepSpace, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """:func:`best_trial` among ``rows`` (in trial order)."""
     name, direction = next(iter(space.objectives.items()))
     best: dict[str, Any] | None = None
-    for row in store.table().to_pylist():
+    for row in rows:
         if _objective_values(space, row) is None:
             continue
         if best is None or (row[name] > best[name] if direction == "maximize" else row[name] < best[name]):
@@ -140,15 +145,15 @@ def best_trial(space: SweepSpace, store: TrialStore) -> dict[str, Any] | None:
     return best
 
 
-def _pareto(space: SweepSpace, store: TrialStore) -> list[int]:
-    """Trial numbers of the non-dominated trials over all objectives."""
-    rows = [(r["trial"], v) for r in store.table().to_pylist() if (v := _objective_values(space, r)) is not None]
-    if not rows:
+def _pareto(space: SweepSpace, rows: list[dict[str, Any]]) -> list[int]:
+    """Trial numbers of the non-dominated trials among ``rows`` over all objectives."""
+    scored = [(r["trial"], v) for r in rows if (v := _objective_values(space, r)) is not None]
+    if not scored:
         return []
     signs = np.array([1.0 if d == "maximize" else -1.0 for d in space.directions])
-    values = np.array([v for _, v in rows]) * signs
+    values = np.array([v for _, v in scored]) * signs
     front = []
-    for i, (number, _) in enumerate(rows):
+    for i, (number, _) in enumerate(scored):
         dominated = np.any(np.all(values >= values[i], axis=1) & np.any(values > values[i], axis=1))
         if not dominated:
             front.append(number)
@@ -237,12 +242,12 @@ def _optimise(
     return store, ran
 
 
-def _write_results(store: TrialStore, path: Path) -> None:
-    pa_csv.write_csv(store.table(), path)
-
-
-def _write_best(space: SweepSpace, store: TrialStore, path: Path) -> dict[str, Any] | None:
-    best = best_trial(space, store)
+def _write_outputs(space: SweepSpace, store: TrialStore, out: Path) -> dict[str, Any] | None:
+    """``results.csv`` and ``best.json`` of the stored trials (read once: a few ms a trial file); the best row."""
+    table = store.table()
+    pa_csv.write_csv(table, out / "results.csv")
+    rows = table.to_pylist()
+    best = _best(space, rows)
     name, direction = next(iter(space.objectives.items()))
     data: dict[str, Any] = {"objective": name, "direction": direction, "trial": None, "params": None, "metrics": None}
     if best is not None:
@@ -251,8 +256,8 @@ def _write_best(space: SweepSpace, store: TrialStore, path: Path) -> dict[str, A
                              if k not in ("trial", "status", "error", "tier", *TIMING_COLUMNS)
                              and not k.startswith("param.")})
     if len(space.objectives) > 1:
-        data["pareto_trials"] = _pareto(space, store)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        data["pareto_trials"] = _pareto(space, rows)
+    (out / "best.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return best
 
 
@@ -402,8 +407,7 @@ def run_sweep(
             if on_start is not None:
                 on_start(total, skipped)
             store, ran = _optimise(executor, space, config_path, out, None, callback, "sweep")
-            _write_results(store, out / "results.csv")
-            best = _write_best(space, store, out / "best.json")
+            best = _write_outputs(space, store, out)
             result = SweepResult(out, total, ran, skipped, best)
             best_params = None if best is None else store.params_of(best)
         if stress or space.stress is not None:
