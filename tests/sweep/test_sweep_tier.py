@@ -116,10 +116,18 @@ def test_a_worker_reads_the_bars_once_for_its_trials_and_again_once_the_file_cha
     assert _metrics(after) == _metrics(uncached(PARAMS))
 
 
-def test_the_bars_a_worker_keeps_are_bounded(config: Path) -> None:
+def test_the_bars_a_worker_keeps_are_bounded_in_count_and_bytes(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def windows(months: range) -> None:
+        for month in months:
+            window = {**PARAMS, "data.end": f"2022-{month:02d}-01"}
+            assert run_trial(TrialSpec(0, str(config), window, tier="accelerated"))["status"] == "ok"
+
     trial._BARS.clear()
-    for month in range(2, 9):
-        window = {**PARAMS, "data.end": f"2022-{month:02d}-01"}
-        assert run_trial(TrialSpec(0, str(config), window, tier="accelerated"))["status"] == "ok"
+    windows(range(2, 9))
     assert len(trial._BARS) == trial._BARS_KEPT
+    # a budget below one selection keeps only the latest read (the window ending 2022-09-01)
+    monkeypatch.setattr(trial, "_BARS_BYTES", 1_000)
+    windows(range(8, 10))
+    ((_, _, end_ns, *_),) = trial._BARS
+    assert end_ns == 1_661_990_400_000_000_000 - 1  # the config's end is exclusive, the replay's inclusive
     trial._BARS.clear()

@@ -184,8 +184,11 @@ def run_tier(config: Any, variant: StressVariant | None, tier: str) -> tuple[Any
 
 #: The bars of the last data selections this worker process read, by :func:`_data_key`: the
 #: trials of a sweep replay the same data, and reading it is most of an accelerated trial.
+#: At most ``_BARS_KEPT`` selections and ``_BARS_BYTES`` bytes.
 _BARS: OrderedDict[tuple[Any, ...], BarArrays] = OrderedDict()
 _BARS_KEPT = 4
+#: At most this many bytes of bars kept (beyond it only the latest read stays).
+_BARS_BYTES = 1 << 30
 
 
 def _bars(replay: Replay, instrument_id: str) -> BarArrays:
@@ -202,11 +205,15 @@ def _bars(replay: Replay, instrument_id: str) -> BarArrays:
         bars = BarArrays.from_replay(replay, instrument_id)
         if key is not None:
             _BARS[key] = bars
-            while len(_BARS) > _BARS_KEPT:
+            while len(_BARS) > 1 and (len(_BARS) > _BARS_KEPT or _kept_bytes() > _BARS_BYTES):
                 _BARS.popitem(last=False)
     else:
         _BARS.move_to_end(key)
     return bars
+
+
+def _kept_bytes() -> int:
+    return sum(column.nbytes for bars in _BARS.values() for column in vars(bars).values())
 
 
 def _data_key(replay: Replay, instrument_id: str) -> tuple[Any, ...]:
