@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
 import pytest
-from sweep_helpers import file_config, write_yaml
+from sweep_helpers import CATALOG, catalog_config, file_config, write_yaml
 
+from tradebus.data.catalog import Catalog
 from tradebus.errors import ConfigError
 from tradebus.sweep.runner import run_sweep
 from tradebus.sweep.space import load_space
@@ -109,7 +112,8 @@ def test_a_worker_reads_the_bars_once_for_its_trials_and_again_once_the_file_cha
         ts, *values = line.split(",")
         scale = 1.3 if int(ts) >= 1_656_633_600_000 else 1.0
         moved.append(",".join([ts, *(f"{float(v) * scale:.2f}" for v in values[:4]), values[4]]))
-    run_trial(TrialSpec(0, str(config), PARAMS, tier="accelerated"))
+    run_trial(TrialSpec(0, str(config), PARAMS, tier="accelerated"))  # kept again before the rewrite
+    assert len(trial._BARS) == 1
     csv.write_text("\n".join(moved) + "\n", encoding="utf-8")
     after = run_trial(TrialSpec(0, str(config), PARAMS, tier="accelerated"))
     assert _metrics(after) != _metrics(first)
@@ -130,4 +134,29 @@ def test_the_bars_a_worker_keeps_are_bounded_in_count_and_bytes(config: Path, mo
     windows(range(8, 10))
     ((_, _, end_ns, *_),) = trial._BARS
     assert end_ns == 1_661_990_400_000_000_000 - 1  # the config's end is exclusive, the replay's inclusive
+    trial._BARS.clear()
+
+
+def test_a_worker_reads_a_catalog_dataset_again_once_it_is_rewritten(tmp_path: Path) -> None:
+    root = tmp_path / "catalog"
+    shutil.copytree(CATALOG, root)
+    data = catalog_config(start="2022-01-01", end="2023-01-01")
+    data["data"]["catalog"] = str(root)
+    config = write_yaml(tmp_path / "run.yaml", data)
+    spec = TrialSpec(0, str(config), PARAMS, tier="accelerated")
+    trial._BARS.clear()
+    before = run_trial(spec)
+    assert before["tier"] == "accelerated" and len(trial._BARS) == 1
+    # The same dataset overwritten with the second half of 2022 up 30 % (new files renamed into place).
+    catalog = Catalog(root)
+    table = catalog.read("coinbase", "spot", "BTC-USD", "bars_4h")
+    scale = pc.if_else(pc.greater_equal(table["ts_init"], 1_656_633_600_000_000_000), 1.3, 1.0)
+    for name in ("open", "high", "low", "close"):
+        table = table.set_column(table.schema.get_field_index(name), name, pc.multiply(table[name], scale))
+    catalog.write(table, "coinbase", "spot", "BTC-USD", "bars_4h", period="year", interval_ns=4 * 3_600_000_000_000,
+                  mode="overwrite")
+    after = run_trial(spec)
+    assert _metrics(after) != _metrics(before)
+    trial._BARS.clear()
+    assert _metrics(after) == _metrics(run_trial(spec))
     trial._BARS.clear()

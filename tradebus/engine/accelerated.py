@@ -559,7 +559,7 @@ def _collect_objects(
     filled = bars.ts_event[np.maximum(index[:, 2], 0)].tolist()
     taker = Liquidity.TAKER.value
     market, filled_status = OrderType.MARKET, OrderStatus.FILLED
-    sides = {1: (OrderSide.BUY, "BUY"), -1: (OrderSide.SELL, "SELL")}
+    buy, sell = (OrderSide.BUY, "BUY"), (OrderSide.SELL, "SELL")
     reasons = result.submit_reasons
     fills = result.fills
     coids = kernel.orders.client_ids.take(strategy_id, len(index))
@@ -568,7 +568,7 @@ def _collect_objects(
         zip(coids, index[:, 1].tolist(), run.order_values.tolist(), created, filled, strict=True)
     ):
         reasons[coid] = reason = signal.reason(raw)
-        side, side_name = sides[1 if side_sign > 0 else -1]
+        side, side_name = buy if side_sign > 0 else sell
         order = Order(coid, strategy_id, iid, side, market, qty, ts_created=ts_created)
         if k < n_fills:
             trade_id = f"SIM-T{k + 1}"

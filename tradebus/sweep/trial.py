@@ -220,18 +220,16 @@ def _data_key(replay: Replay, instrument_id: str) -> tuple[Any, ...]:
     """What the bars of ``replay`` depend on: its range, and every source with the identity of each file it reads.
 
     A file is identified by path, inode, modification time and size (a catalog writes new
-    files and renames them into place); a catalog source by its manifest and listed files.
+    files and renames them into place); a catalog source by the files its manifest lists.
     """
-    from tradebus.data.catalog import MANIFEST_NAME, Catalog
+    from tradebus.data.catalog import Catalog
 
     key: list[Any] = [instrument_id, replay.start_ns, replay.end_ns]
     for src in replay.sources:
         if src.path is not None:
             paths = [Path(src.path)]
         else:
-            catalog = Catalog(src.catalog_root)  # type: ignore[arg-type]
-            paths = [catalog.dataset_dir(src.venue, src.market, src.symbol, src.dataset) / MANIFEST_NAME]
-            paths += catalog.files(src.venue, src.market, src.symbol, src.dataset)
+            paths = Catalog(src.catalog_root).files(src.venue, src.market, src.symbol, src.dataset)  # type: ignore[arg-type]
         key.append((src.instrument_id, src.kind, src.interval, src.ts_unit, src.bar_time))
         for path in paths:
             st = path.stat()
