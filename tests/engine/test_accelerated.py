@@ -21,9 +21,10 @@ from tradebus.engine.accelerated import (
 )
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel, RunResult
-from tradebus.engine.messages import Bar
+from tradebus.engine.messages import Bar, OrderStatus
 from tradebus.execution.config import VenueConfig
 from tradebus.research.lookahead import MemoryReplay, SourceFrame
+from tradebus.risk.config import RiskConfig
 from numba import njit
 
 from tradebus.features.spec import FeatureSpec
@@ -54,16 +55,20 @@ def bars() -> pd.DataFrame:
 BARS = bars()
 
 
-def instrument(margin: bool) -> Instrument:
+def instrument(margin: bool, min_notional: float = 1.0) -> Instrument:
     """The Quickstart's Coinbase BTC-USD spot instrument (``margin``: short selling allowed)."""
     return Instrument(
         "COINBASE", "BTC-USD", kind="spot", base="BTC", quote="USD", tick_size=0.01, lot_size=1e-8,
-        min_notional=1.0, maker_fee=0.004, taker_fee=0.006, margin=margin,
+        min_notional=min_notional, maker_fee=0.004, taker_fee=0.006, margin=margin,
     )  # fmt: skip
 
 
-def kernel(make: Callable[[], Strategy], venue: VenueConfig, *, margin: bool = False, cash: float = 1e6) -> Kernel:
-    k = Kernel([instrument(margin)], initial_cash=cash, venue_config=venue, equity_interval_ns=H4_NS * 6)
+def kernel(
+    make: Callable[[], Strategy], venue: VenueConfig, *, margin: bool = False, cash: float = 1e6,
+    risk: RiskConfig | None = None, min_notional: float = 1.0,
+) -> Kernel:  # fmt: skip
+    k = Kernel([instrument(margin, min_notional)], initial_cash=cash, venue_config=venue, risk_config=risk,
+               equity_interval_ns=H4_NS * 6)  # fmt: skip
     k.add_strategy(make())
     return k
 
@@ -236,12 +241,71 @@ def test_venue_options_it_does_not_model_are_refused(venue: VenueConfig, needle:
     assert why is not None and needle in why
 
 
-def test_an_order_the_buying_power_denies_stops_the_accelerated_run() -> None:
-    make = STRATEGIES["macd_default"][0]
-    event = kernel(make, VENUES["fees"], cash=100_000.0).run(MemoryReplay([SourceFrame(IID, "bars", BARS)], 700))
-    assert event.denials  # 0.5 BTC outgrows the cash once the losses mount
-    with pytest.raises(AcceleratedUnsupported, match="would be denied"):
-        run_accelerated(kernel(make, VENUES["fees"], cash=100_000.0), BarArrays.of(**{c: BARS[c] for c in BARS}))
+def full_key(result: RunResult) -> tuple[object, ...]:
+    """Everything a run records of its orders: orders (with status and reason), denials, submit reasons."""
+    orders = [(*k, o.reason) for k, o in zip(order_key(result), result.orders, strict=True)]
+    denials = [(d.strategy_id, d.instrument_id, d.client_order_id, d.reason, d.ts_event, d.ts_init)
+               for d in result.denials]  # fmt: skip
+    return orders, denials, result.submit_reasons
+
+
+def assert_same_run(event: RunResult, fast: RunResult) -> None:
+    assert full_key(fast) == full_key(event)
+    assert key(fast) == key(event) and [f.reason for f in fast.fills] == [f.reason for f in event.fills]
+    assert fast.equity == event.equity
+
+
+GAPPED = BARS.copy()
+GAPPED.loc[1:, "open"] = GAPPED["close"].shift(1)[1:] * 1.03  # every bar opens 3 % above the last close
+GAPPED["high"] = GAPPED[["high", "open"]].max(axis=1)
+
+
+@pytest.mark.parametrize(
+    ("case", "strategy", "options", "frame", "reason"),
+    [
+        ("buying_power", "macd_default", {"cash": 100_000.0}, BARS, "buying_power: BUY 0.5 BTC-USD.COINBASE needs "),
+        ("min_notional", "ema_10_30", {"min_notional": 35_000.0}, BARS, "instrument: notional "),
+        ("max_order_quantity", "ema_5_60_short", {"margin": True, "risk": RiskConfig(max_order_quantity=0.3)}, BARS,
+         "max_order_quantity: 0.5 > 0.3"),
+        ("max_order_notional", "ema_5_60_short", {"margin": True, "risk": RiskConfig(max_order_notional=25_000.0)},
+         BARS, "max_order_notional: "),
+        ("max_position", "ema_10_30", {"risk": RiskConfig(max_position=0.4)}, BARS,
+         "max_position: |0.0 + 0.5| = 0.5 > 0.4"),
+        ("unpaid_fill", "ema_10_30", {"cash": 68_000.0}, GAPPED, ("insufficient balance: ", "buying_power: ")),
+        # several checks fail at once: the gate's first one words the denial
+        ("first_check", "ema_10_30", {"cash": 20_000.0, "min_notional": 35_000.0,
+                                      "risk": RiskConfig(max_order_quantity=0.3, max_position=0.1)}, BARS,
+         ("instrument: notional ", "buying_power: ")),
+    ],
+)  # fmt: skip
+def test_denied_orders_and_unpaid_fills_equal_the_event_tiers(
+    case: str, strategy: str, options: dict[str, object], frame: pd.DataFrame, reason: str | tuple[str, ...]
+) -> None:
+    """The gate's and the account's refusals happen in the loop: same orders, reasons, denials and fills."""
+    make = STRATEGIES[strategy][0]
+    event, fast = both(make, VENUES["fees"], frame, **options)
+    refused = [o.reason for o in event.orders if o.reason]
+    assert refused and all(r.startswith(reason) for r in refused), refused[:3]
+    canceled = [o for o in event.orders if o.status is OrderStatus.CANCELED]
+    if case == "unpaid_fill":  # the gate's 2 % buffer passes the order, the gapped open then costs more
+        assert canceled and all(o.venue_order_id and o.reason.startswith("insufficient") for o in canceled)
+    else:
+        assert not canceled and len(event.denials) == len(refused)
+    if case == "first_check":
+        assert {r.split(":")[0] for r in refused} == {"instrument", "buying_power"}
+    elif case not in ("max_position", "max_order_quantity"):
+        assert event.fills  # some orders pass: the run is a mix
+    assert_same_run(event, fast)
+
+
+def test_an_order_below_the_lot_size_still_stops_the_accelerated_run() -> None:
+    """The instrument's quantity rules are worded by the instrument: the event tier runs those."""
+    inst_min = Instrument("COINBASE", "BTC-USD", kind="spot", base="BTC", quote="USD", tick_size=0.01, lot_size=1e-8,
+                          min_quantity=0.6, min_notional=1.0, maker_fee=0.004, taker_fee=0.006)  # fmt: skip
+    k = Kernel([inst_min], initial_cash=1e6, venue_config=VenueConfig(), equity_interval_ns=H4_NS * 6)
+    k.add_strategy(STRATEGIES["ema_10_30"][0]())
+    with pytest.raises(AcceleratedUnsupported, match="minimum quantity or lot size"):
+        run_accelerated(k, BarArrays.of(**{c: BARS[c] for c in BARS}))
 
 
 @njit(cache=True)

@@ -62,16 +62,26 @@ def test_forced_accelerated_sweep_of_an_unsupported_config_fails_before_any_tria
         run_sweep(donchian, space, out, tier="fast")
 
 
-def test_auto_falls_back_to_event_when_the_risk_gate_would_deny(config: Path) -> None:
-    # A flip of 2 x 0.5 BTC is worth ~40k at 2022 prices: max_order_notional denies it; only the event
-    # tier records denials.
+def test_orders_the_risk_gate_denies_stay_in_the_accelerated_tier(config: Path) -> None:
+    # A flip of 2 x 0.5 BTC is worth ~40k at 2022 prices: max_order_notional denies it.
     params = {"risk.max_order_notional": 25_000.0}
     auto = run_trial(TrialSpec(0, str(config), params, tier="auto"))
     event = run_trial(TrialSpec(0, str(config), params, tier="event"))
-    assert auto["tier"] == "event" and auto["denied"] > 0 and auto["fills"] > 0
+    assert auto["tier"] == "accelerated" and auto["denied"] > 0 and auto["fills"] > 0
     assert {k: auto[k] for k in METRIC_COLUMNS} == {k: event[k] for k in METRIC_COLUMNS}
-    forced = run_trial(TrialSpec(0, str(config), params, tier="accelerated"))
-    assert forced["status"] == "failed" and "would be denied" in forced["error"]
+
+
+def test_auto_falls_back_to_event_when_the_accelerated_run_meets_what_it_does_not_model(tmp_path: Path) -> None:
+    # The loop rounds prices on an exact decimal grid; a third of a dollar has none (found once the run starts).
+    data = file_config(tmp_path)
+    data["instruments"][0]["tick_size"] = 1 / 3
+    config = write_yaml(tmp_path / "thirds.yaml", data)
+    auto = run_trial(TrialSpec(0, str(config), PARAMS, tier="auto"))
+    event = run_trial(TrialSpec(0, str(config), PARAMS, tier="event"))
+    assert (auto["status"], auto["tier"]) == ("ok", "event") and auto["fills"] > 0
+    assert {k: auto[k] for k in METRIC_COLUMNS} == {k: event[k] for k in METRIC_COLUMNS}
+    forced = run_trial(TrialSpec(0, str(config), PARAMS, tier="accelerated"))
+    assert forced["status"] == "failed" and "no exact decimal grid" in forced["error"]
 
 
 def test_space_tier_is_validated_and_not_part_of_the_fingerprint(tmp_path: Path) -> None:

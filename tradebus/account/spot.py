@@ -39,7 +39,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderFilled, OrderType, SubmitOrder
 from tradebus.errors import ConfigError
 
-__all__ = ["SpotCashAccount", "asset_names"]
+__all__ = ["SpotCashAccount", "asset_names", "buying_power_reason", "insufficient_balance_reason"]
 
 _NAN = math.nan
 _LIMIT = OrderType.LIMIT
@@ -63,6 +63,26 @@ def _no_price(instrument_id: str) -> float:
 def _no_count() -> int:
     return 0
 
+
+def buying_power_reason(
+    buy: bool, quantity: float, instrument_id: str, need: float, asset: str, balance: float, held: float
+) -> str:
+    """The denial of an order whose cost (``need`` of ``asset``) exceeds the balance less what is ``held``."""
+    side = "BUY" if buy else "SELL"
+    return (
+        f"buying_power: {side} {quantity} {instrument_id} needs {need:.10g} {asset} > available "
+        f"{balance - held:.10g} {asset} (balance {balance:.10g}, held by working orders {held:.10g})"
+    )
+
+
+def insufficient_balance_reason(
+    need: float, asset: str, quantity: float, price: float, available: float, held: float
+) -> str:
+    """Why a fill of ``quantity`` at ``price`` (costing ``need`` of ``asset``) cannot be paid."""
+    return (
+        f"insufficient balance: {need:.10g} {asset} needed to fill {quantity} at {price} > "
+        f"available {available:.10g} {asset} (held by other working orders {held:.10g})"
+    )
 
 class SpotCashAccount:
     """Balances per asset for cash spot trading (see the module docstring).
@@ -173,11 +193,7 @@ class SpotCashAccount:
         held = self._held(asset, cmd.client_order_id) if self._count() else 0.0
         available = self._total[asset] - held
         if need > available:
-            side = "BUY" if cmd.side > 0 else "SELL"
-            return (
-                f"buying_power: {side} {qty} {cmd.instrument_id} needs {need:.10g} {asset} > available "
-                f"{available:.10g} {asset} (balance {self._total[asset]:.10g}, held by working orders {held:.10g})"
-            )
+            return buying_power_reason(cmd.side > 0, qty, cmd.instrument_id, need, asset, self._total[asset], held)
         return None
 
     def check_fill(self, order: Any, quantity: float, price: float, fee: float) -> str | None:
@@ -194,10 +210,7 @@ class SpotCashAccount:
         held = self._held(asset, order.client_order_id) if count > 1 or not order.is_open else 0.0
         available = self._total[asset] - held
         if need > available:
-            return (
-                f"insufficient balance: {need:.10g} {asset} needed to fill {quantity} at {price} > "
-                f"available {available:.10g} {asset} (held by other working orders {held:.10g})"
-            )
+            return insufficient_balance_reason(need, asset, quantity, price, available, held)
         return None
 
     def _buy_price(self, order_type: OrderType, limit: float, trigger: float, last: float) -> float:

@@ -28,9 +28,16 @@ What it refuses (:func:`unsupported`, checked before the run)
     Several strategies or instruments, perpetuals, fee tiers, latency, a venue that does not fill
     on bars, breakers, gross-exposure, open-order or order-rate limits, initial holdings, trade
     bars, history windows, contingent orders, data other than bars. During the run, an order
-    the risk gate would deny (minimum size or notional, buying power, ``max_order_quantity``,
-    ``max_order_notional``, ``max_position``) or a fill the balance could not pay stops it with
-    :class:`AcceleratedUnsupported`: the event tier handles those (``tier: auto`` falls back to it).
+    below the instrument's minimum quantity or off its lot grid stops it with
+    :class:`AcceleratedUnsupported` (the instrument words that reason): the event tier handles it
+    (``tier: auto`` falls back to it).
+
+Denials and unpaid fills
+    An order the risk gate or the account would deny (minimum notional, buying power,
+    ``max_order_quantity``, ``max_order_notional``, ``max_position``, in the gate's order) is
+    denied in the loop, and a fill the balance cannot pay cancels its order, as the venue does:
+    :func:`collect` words their reasons with the gate's and the account's own functions, so the
+    denials, statuses, reasons and ids equal the event tier's.
 
 No lookahead
     Row ``i``'s features and decision use bars ``<= i`` only; the order fills on bar ``i + 1``.
@@ -52,14 +59,16 @@ from typing import Any
 
 import numpy as np
 
+from tradebus.account.spot import asset_names, buying_power_reason, insufficient_balance_reason
 from tradebus.engine.batch import rare_gc
 from tradebus.engine.kernel import EquitySample, FillRecord, Kernel, ReplayLike, RunResult
-from tradebus.engine.messages import Liquidity, OrderSide, OrderStatus, OrderType
+from tradebus.engine.messages import Liquidity, OrderDenied, OrderSide, OrderStatus, OrderType
 from tradebus.errors import TradebusError
 from tradebus.execution.orders import Order
 from tradebus.execution.simulated import SimulatedVenue
 from tradebus.features import drivers
 from tradebus.features.bank import FeatureBank
+from tradebus.risk.gate import max_notional_reason, max_position_reason, max_quantity_reason, min_notional_reason
 from tradebus.strategies.base import Strategy
 from tradebus.strategies.signal_kernel import SignalKernel, declared_kernel
 
@@ -73,7 +82,11 @@ class AcceleratedUnsupported(TradebusError):
 
 
 # Status codes of the compiled loop.
-_OK, _FULL, _DENIED, _REFUSED, _UNORDERED = 0, 1, 2, 3, 4
+_OK, _FULL, _INVALID, _UNORDERED = 0, 1, 2, 3
+# What became of an order (the loop's order_index[:, 3]): sent to the venue, denied by one of the
+# checks of the risk gate or the account (in the gate's order), or canceled at its fill because
+# the balance could not pay it.
+_SENT, _MIN_NOTIONAL, _BUYING_POWER, _MAX_QUANTITY, _MAX_NOTIONAL, _MAX_POSITION, _UNPAID = range(7)
 # Indices of the float configuration vector.
 (_QTY, _LONG_ONLY, _ON_CHANGE, _LOT, _LOT_M, _LOT_SCALE, _TICK, _TICK_M, _TICK_SCALE, _MIN_QTY, _MIN_NOTIONAL,
  _CS, _TAKER, _SLIP, _BPS, _IMPACT, _EXPONENT, _K, _MAX_BPS, _CASH_ONLY, _BUFFER, _FEE_HOLD, _MAX_ORDER_QTY,
@@ -163,45 +176,44 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                     px = max(_grid(math.floor(px * (1.0 - slip) / tick + 1e-9), cfg[7], cfg[8]), l)
             notional = qty * cs * px
             fee = notional * taker
-            if cash_only:
-                if side > 0:
-                    if qty * px + fee > quote:
-                        return {refused}, n_orders, n_fills, n_samples, i
-                elif qty > base:
-                    return {refused}, n_orders, n_fills, n_samples, i
-            signed = qty if side > 0 else -qty
-            cash -= signed * cs * px + fee
-            if side > 0:
-                base += qty
-                quote -= qty * px + fee
-            else:
-                base -= qty
-                quote += qty * px - fee
-            fees += fee
-            old = pos
-            if old == 0.0 or (old > 0.0) == (signed > 0.0):
-                new = old + signed
-                avg = (old * avg + signed * px) / new
-                pos = new
-            else:
-                closed = min(abs(signed), abs(old))
-                pnl = cs * (closed * (px - avg) if old > 0.0 else closed * (avg - px))
-                realized += pnl
-                new = old + signed
-                if abs(new) <= flat_eps:
-                    pos = 0.0
-                    avg = 0.0
-                else:
-                    if (new > 0.0) != (old > 0.0):
-                        avg = px
-                    pos = new
-            if last != last:
-                last = px
+            pending = False
             ord_i[j, 2] = i
             ord_f[j, 2] = px
             ord_f[j, 3] = fee
-            n_fills += 1
-            pending = False
+            # The account's check at fill time: a fill the balance cannot pay cancels the order.
+            if cash_only and (qty * px + fee > quote if side > 0 else qty > base):
+                ord_i[j, 3] = {unpaid}
+                ord_f[j, 6] = quote if side > 0 else base
+            else:
+                n_fills += 1
+                signed = qty if side > 0 else -qty
+                cash -= signed * cs * px + fee
+                if side > 0:
+                    base += qty
+                    quote -= qty * px + fee
+                else:
+                    base -= qty
+                    quote += qty * px - fee
+                fees += fee
+                old = pos
+                if old == 0.0 or (old > 0.0) == (signed > 0.0):
+                    new = old + signed
+                    avg = (old * avg + signed * px) / new
+                    pos = new
+                else:
+                    closed = min(abs(signed), abs(old))
+                    pnl = cs * (closed * (px - avg) if old > 0.0 else closed * (avg - px))
+                    realized += pnl
+                    new = old + signed
+                    if abs(new) <= flat_eps:
+                        pos = 0.0
+                        avg = 0.0
+                    else:
+                        if (new > 0.0) != (old > 0.0):
+                            avg = px
+                        pos = new
+                if last != last:
+                    last = px
         if c > 0.0 and c < math.inf:
             last = c
         _on_bar(ws, ts_event[i], o, h, l, c, v)
@@ -215,26 +227,37 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                 if size > 0.0:
                     buy = delta > 0
                     signed = size if buy else -size
-                    # The risk gate (no working order, ACTIVE) and the account's buying power.
+                    # The risk gate (no working order, ACTIVE) and the account's buying power, in
+                    # the gate's order; a limit not set is NaN (no comparison with it holds).
                     lots = size / lot
-                    if (size < cfg[9] - 1e-12 or abs(lots - round(lots)) > 1e-6
-                            or (cfg[10] > 0.0 and size * cs * last < cfg[10] - 1e-12)
-                            or (cash_only and (size * (last * cfg[20]) * (1.0 + cfg[21]) > quote if buy
-                                               else size > base))
-                            or size > cfg[22] or size * cs * last > cfg[23]
-                            or (abs(pos + signed) > cfg[24] * (1.0 + 1e-9) and abs(pos + signed) > abs(pos))):
-                        return {denied}, n_orders, n_fills, n_samples, i
+                    if size < cfg[9] - 1e-12 or abs(lots - round(lots)) > 1e-6:
+                        return {invalid}, n_orders, n_fills, n_samples, i
                     if n_orders >= cap_orders:
                         return {full}, n_orders, n_fills, n_samples, i
+                    code = 0
+                    if cfg[10] > 0.0 and size * cs * last < cfg[10] - 1e-12:
+                        code = {min_notional}
+                    elif cash_only and (size * (last * cfg[20]) * (1.0 + cfg[21]) > quote if buy else size > base):
+                        code = {buying_power}
+                    elif size > cfg[22]:
+                        code = {max_quantity}
+                    elif cfg[23] == cfg[23] and not size * cs * last <= cfg[23]:
+                        code = {max_notional}
+                    elif abs(pos + signed) > cfg[24] * (1.0 + 1e-9) and abs(pos + signed) > abs(pos):
+                        code = {max_position}
                     ord_i[n_orders, 0] = i
                     ord_i[n_orders, 1] = 1 if buy else -1
                     ord_i[n_orders, 2] = -1
+                    ord_i[n_orders, 3] = code
                     ord_f[n_orders, 0] = size
                     ord_f[n_orders, 1] = raw
                     ord_f[n_orders, 2] = math.nan
                     ord_f[n_orders, 3] = 0.0
+                    ord_f[n_orders, 4] = last
+                    ord_f[n_orders, 5] = pos
+                    ord_f[n_orders, 6] = quote if buy else base
                     n_orders += 1
-                    pending = True
+                    pending = code == 0
         if t >= next_sample or i == n - 1:
             if t >= next_sample:
                 next_sample = (t // interval + 1) * interval
@@ -371,9 +394,9 @@ def _config_vector(kernel: Kernel, signal: SignalKernel) -> np.ndarray:
     cfg[_CASH_ONLY] = float(inst.cash_only)
     cfg[_BUFFER] = account._buffer if inst.cash_only else 1.0  # type: ignore[attr-defined]  # noqa: SLF001
     cfg[_FEE_HOLD] = max(inst.maker_fee, inst.taker_fee, 0.0)
-    cfg[_MAX_ORDER_QTY] = math.inf if risk.max_order_quantity is None else risk.max_order_quantity
-    cfg[_MAX_NOTIONAL] = math.inf if risk.max_order_notional is None else risk.max_order_notional
-    cfg[_MAX_POSITION] = math.inf if risk.max_position is None else risk.max_position
+    for index, limit in ((_MAX_ORDER_QTY, risk.max_order_quantity), (_MAX_NOTIONAL, risk.max_order_notional),
+                         (_MAX_POSITION, risk.max_position)):  # fmt: skip
+        cfg[index] = math.nan if limit is None else limit
     cfg[_CASH] = kernel.portfolio.cash
     cfg[_QUOTE] = account.balance(inst.quote)
     cfg[_BASE] = account.balance(inst.base)
@@ -425,7 +448,9 @@ def _generate(bank_module: str, signal: SignalKernel) -> Any:
     text = _TEMPLATE.format(
         bank_module=bank_module, signal_module=module, signal_name=name,
         signal_hash=hashlib.blake2b(signal_source.encode(), digest_size=10).hexdigest(),
-        ok=_OK, full=_FULL, denied=_DENIED, refused=_REFUSED, unordered=_UNORDERED,
+        ok=_OK, full=_FULL, invalid=_INVALID, unordered=_UNORDERED, min_notional=_MIN_NOTIONAL,
+        buying_power=_BUYING_POWER, max_quantity=_MAX_QUANTITY, max_notional=_MAX_NOTIONAL,
+        max_position=_MAX_POSITION, unpaid=_UNPAID,
     )  # fmt: skip
     return drivers.load_module(text).simulate
 
@@ -437,13 +462,20 @@ class AcceleratedRun:
     Attributes
     ----------
     order_index
-        Per order ``(bar it was decided on, side +1/-1, bar it filled on or -1)``.
+        Per order ``(bar it was decided on, side +1/-1, bar it filled on or -1, what became of it)``;
+        the last column is ``0`` (sent), a denial code of the risk gate or the account (``1`` to
+        ``5``: minimum notional, buying power, ``max_order_quantity``, ``max_order_notional``,
+        ``max_position``), or ``6``: canceled at its fill bar, whose cost the balance could not pay.
     order_values
-        Per order ``(quantity, signal result, fill price, fee)``.
+        Per order ``(quantity, signal result, fill price, fee, last price, position, balance)``: the
+        last three as the checks saw them (the balance: quote asset of a buy, base asset of a sell;
+        at the fill for a canceled order).
     fills
-        The first ``fills`` orders filled (only the last one may still be working at the end).
+        How many orders filled (the orders sent, less the canceled ones and one still working at the end).
     sample_ts, sample_values
         Equity samples: ``ts`` and ``(equity, cash, position value, realised, unrealised, fees, mark)``.
+    config
+        The loop's configuration vector (instrument, venue, account and risk figures it applied).
     """
 
     order_index: np.ndarray
@@ -451,6 +483,7 @@ class AcceleratedRun:
     fills: int
     sample_ts: np.ndarray
     sample_values: np.ndarray
+    config: np.ndarray
 
 
 def simulate(kernel: Kernel, bars: BarArrays) -> AcceleratedRun:
@@ -472,10 +505,10 @@ def simulate(kernel: Kernel, bars: BarArrays) -> AcceleratedRun:
     span = int(bars.ts_init[-1] - bars.ts_init[0]) if n else 0
     cap_samples = min(n, span // interval + 2) + 1
     # At most one order per bar. The loop writes every row it counts, so the room is left
-    # uninitialised: zeroing it would cost a memset of 56 bytes per bar whenever the allocator
+    # uninitialised: zeroing it would cost a memset of 88 bytes per bar whenever the allocator
     # reuses freed memory instead of mapping fresh pages.
-    ord_i = np.empty((max(n, 1), 3), dtype=np.int64)
-    ord_f = np.empty((max(n, 1), 4))
+    ord_i = np.empty((max(n, 1), 4), dtype=np.int64)
+    ord_f = np.empty((max(n, 1), 7))
     smp_i = np.empty(cap_samples, dtype=np.int64)
     smp_f = np.empty((cap_samples, 7))
     ws = bank._ws  # noqa: SLF001 (the bank's own workspace: its steppers' state carries on)
@@ -486,22 +519,19 @@ def simulate(kernel: Kernel, bars: BarArrays) -> AcceleratedRun:
     )  # fmt: skip
     if status == _FULL:  # the room above is enough by construction
         raise AcceleratedUnsupported(f"accelerated tier: out of room for orders or samples at bar {at}")
-    if status == _DENIED:
+    if status == _INVALID:
         raise AcceleratedUnsupported(
-            f"accelerated tier: the order decided at bar {at} (ts {int(bars.ts_init[at])}) would be denied by the "
-            "risk gate or the account's buying power; the event tier records denials"
+            f"accelerated tier: the order decided at bar {at} (ts {int(bars.ts_init[at])}) breaks the instrument's "
+            "minimum quantity or lot size; the event tier words that denial"
         )
     if status == _UNORDERED:
         raise AcceleratedUnsupported(
             f"accelerated tier: the bars are not in time order (bar {at} at ts {int(bars.ts_init[at])} is earlier "
             f"than bar {at - 1} at ts {int(bars.ts_init[at - 1])})"
         )
-    if status == _REFUSED:
-        raise AcceleratedUnsupported(
-            f"accelerated tier: the fill at bar {at} (ts {int(bars.ts_init[at])}) exceeds the free balance; "
-            "the event tier cancels such orders"
-        )
-    return AcceleratedRun(ord_i[:n_orders], ord_f[:n_orders], int(n_fills), smp_i[:n_samples], smp_f[:n_samples])
+    return AcceleratedRun(
+        ord_i[:n_orders], ord_f[:n_orders], int(n_fills), smp_i[:n_samples], smp_f[:n_samples], cfg
+    )
 
 
 def run_accelerated(kernel: Kernel, replay: ReplayLike | BarArrays) -> RunResult:
@@ -547,7 +577,6 @@ def _collect_objects(
     kernel: Kernel, strategy_id: str, iid: str, signal: SignalKernel, bars: BarArrays, run: AcceleratedRun
 ) -> None:
     result = kernel.result
-    n_fills = run.fills
     n = len(bars.ts_init)
     if n:
         result.start_ns, result.end_ns = int(bars.ts_init[0]), int(bars.ts_init[-1])
@@ -564,25 +593,35 @@ def _collect_objects(
     fills = result.fills
     coids = kernel.orders.client_ids.take(strategy_id, len(index))
     orders: list[Order] = []
-    for k, (coid, side_sign, (qty, raw, px, fee), ts_created, ts_filled) in enumerate(
-        zip(coids, index[:, 1].tolist(), run.order_values.tolist(), created, filled, strict=True)
+    sent = 0
+    for coid, side_sign, fill_bar, code, values, ts_created, ts_filled in zip(
+        coids, *index[:, 1:].T.tolist(), run.order_values.tolist(), created, filled, strict=True
     ):
+        qty, raw, px, fee = values[:4]
         reasons[coid] = reason = signal.reason(raw)
         side, side_name = buy if side_sign > 0 else sell
         order = Order(coid, strategy_id, iid, side, market, qty, ts_created=ts_created)
-        if k < n_fills:
-            trade_id = f"SIM-T{k + 1}"
-            order.venue_order_id = f"SIM-{k + 1}"
-            order.status = filled_status
-            order.filled_qty, order.avg_px, order.fee_paid = qty, px, fee
-            order.ts_last = ts_filled
-            order.trade_ids = (trade_id,)
-            fills.append(
-                FillRecord(ts_filled, iid, side_name, qty, px, fee, taker, coid, strategy_id, trade_id, reason)
-            )
-        else:
-            order.status = OrderStatus.SUBMITTED
         orders.append(order)
+        if code != _SENT and code != _UNPAID:
+            order.status = OrderStatus.DENIED
+            order.reason = why = _denial(kernel, iid, side_sign > 0, code, values, run.config)
+            result.denials.append(OrderDenied(strategy_id, iid, coid, why, ts_created, ts_created))
+            continue
+        sent += 1
+        if fill_bar < 0:
+            order.status = OrderStatus.SUBMITTED  # decided on the last bar: it never reached the venue
+            continue
+        order.venue_order_id = f"SIM-{sent}"
+        order.ts_last = ts_filled
+        if code == _UNPAID:
+            order.status = OrderStatus.CANCELED
+            order.reason = _unpaid(kernel, iid, side_sign > 0, values)
+            continue
+        trade_id = f"SIM-T{len(fills) + 1}"
+        order.status = filled_status
+        order.filled_qty, order.avg_px, order.fee_paid = qty, px, fee
+        order.trade_ids = (trade_id,)
+        fills.append(FillRecord(ts_filled, iid, side_name, qty, px, fee, taker, coid, strategy_id, trade_id, reason))
     result.orders = orders
     equity, cash, value, realized, unrealized, fees, mark = run.sample_values.T.tolist()
     zero = repeat(0.0)
@@ -590,3 +629,33 @@ def _collect_objects(
         map(EquitySample, run.sample_ts.tolist(), equity, cash, value, realized, unrealized, fees, zero, zero, zero,
             zip(mark))
     )  # fmt: skip
+
+
+def _denial(kernel: Kernel, iid: str, buy: bool, code: int, values: list[float], cfg: np.ndarray) -> str:
+    """The reason the risk gate or the account gives for denial ``code`` of an order (see :func:`simulate`)."""
+    qty, last, pos, balance = values[0], values[4], values[5], values[6]
+    inst = kernel.instruments[iid]
+    risk = kernel.risk_config
+    if code == _MIN_NOTIONAL:
+        return min_notional_reason(qty * inst.contract_size * last, inst.min_notional)
+    if code == _BUYING_POWER:
+        base, quote = asset_names(inst)
+        if not buy:
+            return buying_power_reason(False, qty, iid, qty, base, balance, 0.0)
+        need = qty * (last * cfg[_BUFFER]) * (1.0 + cfg[_FEE_HOLD])
+        return buying_power_reason(True, qty, iid, need, quote, balance, 0.0)
+    if code == _MAX_QUANTITY:
+        return max_quantity_reason(qty, risk.max_order_quantity)  # type: ignore[arg-type]
+    if code == _MAX_NOTIONAL:
+        return max_notional_reason(iid, qty * inst.contract_size * last, risk.max_order_notional)  # type: ignore[arg-type]
+    signed = qty if buy else -qty
+    return max_position_reason(pos, 0.0, signed, abs(pos + signed), risk.max_position)  # type: ignore[arg-type]
+
+
+def _unpaid(kernel: Kernel, iid: str, buy: bool, values: list[float]) -> str:
+    """The reason the account gives for refusing the fill of a canceled order (see :func:`simulate`)."""
+    qty, px, fee, balance = values[0], values[2], values[3], values[6]
+    base, quote = asset_names(kernel.instruments[iid])
+    if buy:
+        return insufficient_balance_reason(qty * px + fee, quote, qty, px, balance - 0.0, 0.0)
+    return insufficient_balance_reason(qty, base, qty, px, balance - 0.0, 0.0)

@@ -79,7 +79,7 @@ from tradebus.risk.config import RiskConfig
 if TYPE_CHECKING:
     from tradebus.execution.orders import OrderManager
 
-__all__ = ["RiskGate"]
+__all__ = ["RiskGate", "max_notional_reason", "max_position_reason", "max_quantity_reason", "min_notional_reason"]
 
 _SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 # Enum members read through their class cost ~60 ns each (EnumType attribute lookup).
@@ -94,6 +94,30 @@ _INF = math.inf
 _RTOL = 1e-9
 #: Why a breaker re-armed by itself.
 _AUTO_REARM = {"daily_loss": "the UTC day rolled over", "gross_exposure": "gross exposure is back within the limit"}
+
+
+def min_notional_reason(notional: float, minimum: float) -> str:
+    """The denial of a market order worth ``notional`` at the last price, under the instrument's minimum."""
+    return f"instrument: notional {notional} at last price is below the minimum {minimum}"
+
+
+def max_quantity_reason(quantity: float, limit: float) -> str:
+    """The denial of an order above ``max_order_quantity``."""
+    return f"max_order_quantity: {quantity} > {limit}"
+
+
+def max_notional_reason(instrument_id: str, notional: float, limit: float) -> str:
+    """The denial of an order above ``max_order_notional`` (``notional`` NaN: no price to value it)."""
+    if notional != notional:
+        return f"max_order_notional: no price to value the order (no last price for {instrument_id})"
+    return f"max_order_notional: {notional} > {limit}"
+
+
+def max_position_reason(position: float, working: float, signed: float, projected: float, limit: float) -> str:
+    """The denial of an order that takes ``|position + working + signed|`` beyond ``max_position``."""
+    if working == 0.0:
+        return f"max_position: |{position} + {signed}| = {projected} > {limit}"
+    return f"max_position: |{position} + working {working} + {signed}| = {projected} > {limit}"
 
 
 class RiskGate:
@@ -255,8 +279,7 @@ class RiskGate:
         if px != px:
             min_notional = inst.min_notional
             if min_notional > 0.0 and last == last and qty * inst.contract_size * last < min_notional - 1e-12:
-                notional = qty * inst.contract_size * last
-                return f"instrument: notional {notional} at last price is below the minimum {min_notional}"
+                return min_notional_reason(qty * inst.contract_size * last, min_notional)
         why = self._portfolio.account.check_order(cmd, last)
         if why is not None:
             return why
@@ -270,24 +293,19 @@ class RiskGate:
         """The configured limits of :meth:`check` (steps 3 to 7), for an order that passed 1 and 2."""
         limit = self._max_quantity
         if limit is not None and qty > limit:
-            return f"max_order_quantity: {qty} > {limit}"
+            return max_quantity_reason(qty, limit)
         limit = self._max_notional
         if limit is not None:
-            value_px = px if px == px else last
-            if value_px != value_px:
-                return f"max_order_notional: no price to value the order (no last price for {cmd.instrument_id})"
-            notional = qty * self._sizes.get(cmd.instrument_id, 1.0) * value_px
-            if notional > limit:
-                return f"max_order_notional: {notional} > {limit}"
+            notional = qty * self._sizes.get(cmd.instrument_id, 1.0) * (px if px == px else last)
+            if notional != notional or notional > limit:
+                return max_notional_reason(cmd.instrument_id, notional, limit)
         limit = self._max_position
         if limit is not None:
             working = self._working(cmd.instrument_id, signed > 0.0, cmd.client_order_id)
             base = pos + working
             projected = abs(base + signed)
             if projected > limit * (1.0 + _RTOL) and projected > abs(base):
-                if working == 0.0:
-                    return f"max_position: |{pos} + {signed}| = {projected} > {limit}"
-                return f"max_position: |{pos} + working {working} + {signed}| = {projected} > {limit}"
+                return max_position_reason(pos, working, signed, projected, limit)
         band = self._band
         if band is not None and cmd.order_type != _MARKET:
             if last != last:
