@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
-from tradebus.reports.metrics import MIN_ANNUALISED_DAYS, compute_metrics, daily_returns, format_ns, max_drawdown, round_trips
+from tradebus.reports.metrics import (
+    MIN_ANNUALISED_DAYS,
+    EquityCurve,
+    compute_metrics,
+    daily_returns,
+    format_ns,
+    max_drawdown,
+    round_trips,
+)
 
 DAY = 86_400_000_000_000
 T0 = 1_704_067_200_000_000_000  # 2024-01-01T00:00:00Z
@@ -37,6 +45,65 @@ def test_daily_returns_use_the_last_sample_of_each_day() -> None:
 def test_max_drawdown_is_the_largest_fall_from_a_running_peak() -> None:
     assert max_drawdown([100.0, 120.0, 90.0, 130.0, 65.0, 140.0]) == 0.5
     assert max_drawdown([1.0, 2.0, 3.0]) == 0.0
+
+
+def loop_daily_returns(equity: list[EquitySample], initial: float) -> list[float]:
+    """The definition, one sample at a time: the last sample of each day against the day before."""
+    closes: list[float] = []
+    last_day = None
+    for s in equity:
+        if s.ts // DAY == last_day:
+            closes[-1] = s.equity
+        else:
+            closes.append(s.equity)
+            last_day = s.ts // DAY
+    out, previous = [], initial
+    for close in closes:
+        out.append(close / previous - 1.0 if previous > 0.0 else math.nan)
+        previous = close
+    return out
+
+
+def loop_max_drawdown(values: list[float]) -> float:
+    peak, worst = -math.inf, 0.0
+    for v in values:
+        if v > peak:
+            peak = v
+        elif peak > 0.0 and 1.0 - v / peak > worst:
+            worst = 1.0 - v / peak
+    return worst
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_column_metrics_equal_the_one_sample_at_a_time_definitions_bit_for_bit(seed: int) -> None:
+    """Random curves with several samples a day, skipped days, NaN marks, zero and negative equity."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 3_000))
+    ts = T0 + np.cumsum(rng.integers(0, DAY // 2, n))
+    values = 1_000.0 * np.exp(np.cumsum(rng.normal(0.0, 0.05, n)))
+    if seed % 2:
+        values[rng.integers(0, n, n // 20 + 1)] = np.nan
+    if seed % 4 == 3:
+        values[rng.integers(0, n, n // 30 + 1)] = rng.choice([0.0, -5.0, -1e3], n // 30 + 1)
+    samples = [sample(int(t), float(v)) for t, v in zip(ts, values, strict=True)]
+    initial = float(rng.choice([1_000.0, 0.0, -1.0])) if seed % 3 == 2 else 1_000.0
+    curve = EquityCurve.of(samples)
+    for got in (daily_returns(samples, initial), daily_returns(curve, initial)):
+        want = loop_daily_returns(samples, initial)
+        assert len(got) == len(want)
+        assert all(a == b or (math.isnan(a) and math.isnan(b)) for a, b in zip(got, want, strict=True))
+    series = [initial, *values.tolist()]
+    assert max_drawdown(series) == loop_max_drawdown(series)
+    assert max_drawdown(np.array(series)) == loop_max_drawdown(series)
+
+
+def test_metrics_from_columns_equal_metrics_from_samples() -> None:
+    equity = [sample(T0 + k * DAY // 3, 100.0 + 5.0 * math.sin(k / 7.0)) for k in range(400)]
+    fills = [fill(T0 + DAY, "BUY", 1.0, 100.0, 0.1), fill(T0 + 90 * DAY, "SELL", 1.0, 104.0, 0.1)]
+    result = RunResult(("X.SIM",), 100.0, T0, T0 + 133 * DAY, T0, T0 + 133 * DAY, fills=fills, equity=equity)
+    columns = RunResult(("X.SIM",), 100.0, T0, T0 + 133 * DAY, T0, T0 + 133 * DAY, fills=fills)
+    assert compute_metrics(columns, equity=EquityCurve.of(equity)) == compute_metrics(result)
+    assert compute_metrics(result)["sharpe"] is not None
 
 
 def test_round_trips_net_of_fees_with_a_flip_splitting_its_fee() -> None:

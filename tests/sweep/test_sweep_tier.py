@@ -42,6 +42,16 @@ def test_accelerated_and_event_trials_give_the_same_metrics(config: Path) -> Non
         assert rows["auto"][name] == rows["event"][name], name
 
 
+def test_an_accelerated_trial_keeps_the_event_tiers_equity_curve(config: Path) -> None:
+    """The accelerated trial builds no sample objects: its curve (walk-forward folds keep it) comes from the columns."""
+    rows = {tier: run_trial(TrialSpec(0, str(config), PARAMS, keep_equity=True, tier=tier))
+            for tier in ("event", "accelerated")}  # fmt: skip
+    assert rows["accelerated"]["tier"] == "accelerated" and len(rows["event"]["equity"]) > 1_000
+    assert rows["accelerated"]["equity"] == rows["event"]["equity"]
+    assert all(type(t) is int and type(e) is float for t, e in rows["accelerated"]["equity"])
+    assert _metrics(rows["accelerated"]) == _metrics(rows["event"])
+
+
 def test_strategy_without_signal_kernel_runs_event_in_auto_and_fails_clearly_when_forced(donchian: Path) -> None:
     auto = run_trial(TrialSpec(0, str(donchian), {}, tier="auto"))
     assert (auto["status"], auto["tier"]) == ("ok", "event") and auto["fills"] > 0

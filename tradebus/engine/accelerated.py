@@ -566,16 +566,21 @@ def _signal_of(kernel: Kernel) -> tuple[Strategy, SignalKernel]:
     return strategy, signal
 
 
-def collect(kernel: Kernel, bars: BarArrays, run: AcceleratedRun) -> None:
-    """Fill ``kernel.result`` with the orders, fills and samples of ``run``, as :meth:`Kernel.run` would."""
+def collect(kernel: Kernel, bars: BarArrays, run: AcceleratedRun, *, equity: bool = True) -> None:
+    """Fill ``kernel.result`` with the orders, fills and samples of ``run``, as :meth:`Kernel.run` would.
+
+    ``equity=False`` leaves ``result.equity`` empty, for a caller that reads the samples from
+    ``run`` (a sweep's trial computes its metrics from the columns).
+    """
     strategy, signal = _signal_of(kernel)
     with rare_gc():
-        _collect_objects(kernel, strategy.strategy_id, strategy.instrument_ids[0], signal, bars, run)
+        _collect_objects(kernel, strategy.strategy_id, strategy.instrument_ids[0], signal, bars, run, equity)
 
 
 def _collect_objects(
-    kernel: Kernel, strategy_id: str, iid: str, signal: SignalKernel, bars: BarArrays, run: AcceleratedRun
-) -> None:
+    kernel: Kernel, strategy_id: str, iid: str, signal: SignalKernel, bars: BarArrays, run: AcceleratedRun,
+    equity_samples: bool,
+) -> None:  # fmt: skip
     result = kernel.result
     n = len(bars.ts_init)
     if n:
@@ -623,6 +628,8 @@ def _collect_objects(
         order.trade_ids = (trade_id,)
         fills.append(FillRecord(ts_filled, iid, side_name, qty, px, fee, taker, coid, strategy_id, trade_id, reason))
     result.orders = orders
+    if not equity_samples:
+        return
     equity, cash, value, realized, unrealized, fees, mark = run.sample_values.T.tolist()
     zero = repeat(0.0)
     result.equity = list(

@@ -51,13 +51,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import numpy as np
 
 from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
 
 __all__ = [
     "MIN_ANNUALISED_DAYS",
+    "EquityCurve",
     "RoundTrip",
     "compute_metrics",
     "daily_returns",
@@ -84,37 +88,54 @@ def format_ns(ts_ns: int | None) -> str | None:
     return text + "Z"
 
 
-def daily_returns(equity: Sequence[EquitySample], initial_cash: float) -> list[float]:
-    """Returns of the last equity sample of each UTC day, the first day against ``initial_cash``."""
-    closes: list[float] = []
-    last_day: int | None = None
-    for sample in equity:
-        day = sample.ts // _DAY_NS
-        if day == last_day:
-            closes[-1] = sample.equity
-        else:
-            closes.append(sample.equity)
-            last_day = day
-    returns: list[float] = []
-    previous = initial_cash
-    for close in closes:
-        returns.append(close / previous - 1.0 if previous > 0.0 else math.nan)
-        previous = close
-    return returns
+@dataclass(frozen=True)
+class EquityCurve:
+    """The equity samples of a run as two columns: ``ts`` (int64 ns) and ``equity`` (float64)."""
+
+    ts: np.ndarray
+    equity: np.ndarray
+
+    @classmethod
+    def of(cls, samples: Sequence[EquitySample]) -> EquityCurve:
+        """The columns of ``samples``."""
+        n = len(samples)
+        return cls(
+            np.fromiter((s.ts for s in samples), np.int64, n), np.fromiter((s.equity for s in samples), np.float64, n)
+        )
 
 
-def max_drawdown(values: Sequence[float]) -> float:
-    """Largest ``1 - value / running peak`` of a series (0 if it never falls)."""
-    peak = -math.inf
-    worst = 0.0
-    for value in values:
-        if value > peak:
-            peak = value
-        elif peak > 0.0:
-            drop = 1.0 - value / peak
-            if drop > worst:
-                worst = drop
-    return worst
+def daily_returns(equity: Sequence[EquitySample] | EquityCurve, initial_cash: float) -> list[float]:
+    """Returns of the last equity sample of each UTC day, the first day against ``initial_cash``.
+
+    A day whose previous close is not positive has a NaN return.
+    """
+    curve = equity if isinstance(equity, EquityCurve) else EquityCurve.of(equity)
+    if not len(curve.ts):
+        return []
+    day = curve.ts // _DAY_NS
+    last_of_day = np.flatnonzero(np.append(day[1:] != day[:-1], True))
+    closes = curve.equity[last_of_day]
+    previous = np.empty_like(closes)
+    previous[0] = initial_cash
+    previous[1:] = closes[:-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        returns = np.where(previous > 0.0, closes / previous - 1.0, math.nan)
+    return returns.tolist()  # type: ignore[no-any-return]
+
+
+def max_drawdown(values: Sequence[float] | np.ndarray) -> float:
+    """Largest ``1 - value / running peak`` of a series (0 if it never falls; NaN values are skipped)."""
+    series = np.asarray(values, dtype=np.float64)
+    if not series.size:
+        return 0.0
+    peak = np.fmax.accumulate(series)  # NaN values neither set nor lower the peak
+    falls = peak > 0.0
+    if not falls.any():
+        return 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        drops = 1.0 - series[falls] / peak[falls]
+    worst = np.nanmax(drops) if not np.isnan(drops).all() else 0.0
+    return max(float(worst), 0.0)
 
 
 class RoundTrip:
@@ -232,6 +253,7 @@ def compute_metrics(
     min_annualised_days: float = MIN_ANNUALISED_DAYS,
     orders: int | None = None,
     denied: int | None = None,
+    equity: EquityCurve | None = None,
 ) -> dict[str, Any]:
     """The metrics of a finished run, as a JSON-ready dict in a fixed key order (see module doc).
 
@@ -246,9 +268,14 @@ def compute_metrics(
     orders, denied
         How many orders and denials the run had, when ``result`` no longer holds them all (a
         daemon that wrote them as they happened: :mod:`tradebus.reports.stream`).
+    equity
+        The run's equity samples as columns, when ``result.equity`` was not built (a sweep's
+        accelerated trial); by default the columns of ``result.equity``.
     """
     initial = result.initial_cash
-    final = result.equity[-1].equity if result.equity else initial
+    curve = EquityCurve.of(result.equity) if equity is None else equity
+    values = curve.equity.tolist()
+    final = values[-1] if values else initial
     start, end = result.first_event_ns, result.last_event_ns
     reasons: dict[str, str] = {}
     span = end - start if start is not None and end is not None else 0
@@ -257,7 +284,7 @@ def compute_metrics(
         short = "the run saw no market data"
     else:
         short = f"the run spans {_span_text(span)}; annualised figures need at least {min_annualised_days:g} days"
-    returns = [r for r in daily_returns(result.equity, initial) if math.isfinite(r)]
+    returns = [r for r in daily_returns(curve, initial) if math.isfinite(r)]
     vol = sharpe = sortino = None
     if not annualise:
         reasons.update(annualised_volatility=short, sharpe=short, sortino=short)
@@ -280,7 +307,7 @@ def compute_metrics(
         cagr = (final / initial) ** (1.0 / years) - 1.0 if final > 0.0 else -1.0
     else:
         reasons["cagr"] = short
-    mdd = max_drawdown([initial] + [s.equity for s in result.equity])
+    mdd = max_drawdown(np.concatenate(([initial], curve.equity)))
     calmar = None
     if cagr is None:
         reasons["calmar"] = short
@@ -293,7 +320,7 @@ def compute_metrics(
     wins = [t.net_pnl for t in trips if t.net_pnl > 0.0]
     losses = [t.net_pnl for t in trips if t.net_pnl <= 0.0]
     notional = sum((f.quantity * sizes.get(f.instrument_id, 1.0) * f.price for f in result.fills), 0.0)
-    mean_equity = sum(s.equity for s in result.equity) / len(result.equity) if result.equity else initial
+    mean_equity = sum(values) / len(values) if values else initial
     exposure = _exposure(result.fills, start, end) if start is not None and end is not None else 0.0
     metrics: dict[str, Any] = {
         "start": format_ns(start),

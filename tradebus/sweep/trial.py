@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import yaml
 
 from tradebus.errors import ConfigError, TradebusError
-from tradebus.reports.metrics import format_ns
+from tradebus.reports.metrics import EquityCurve, format_ns
 from tradebus.sweep.stress import StressVariant
 
 if TYPE_CHECKING:
@@ -126,12 +127,12 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
             variant = StressVariant.model_validate(spec.stress) if spec.stress is not None else None
             if variant is not None:
                 config = variant.apply_config(config)
-            kernel, result, row["tier"] = run_tier(config, variant, spec.tier)
+            kernel, result, row["tier"], curve = run_tier(config, variant, spec.tier)
             lot_sizes = {iid: inst.lot_size for iid, inst in kernel.instruments.items()}
-            metrics = compute_metrics(result, lot_sizes)
+            metrics = compute_metrics(result, lot_sizes, equity=curve)
             row.update({name: metrics.get(name) for name in METRIC_COLUMNS})
             if spec.keep_equity:
-                equity = [(s.ts, s.equity) for s in result.equity]
+                equity = list(zip(curve.ts.tolist(), curve.equity.tolist(), strict=True))
         except TradebusError as exc:
             row.update(status="failed", error=str(exc))
     for name in METRIC_COLUMNS:
@@ -143,8 +144,11 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     return row
 
 
-def run_tier(config: Any, variant: StressVariant | None, tier: str) -> tuple[Any, Any, str]:
-    """Run ``config``'s backtest in ``tier``; return ``(kernel, result, tier that ran)``.
+def run_tier(config: Any, variant: StressVariant | None, tier: str) -> tuple[Any, Any, str, EquityCurve]:
+    """Run ``config``'s backtest in ``tier``; return ``(kernel, result, tier that ran, equity curve)``.
+
+    The accelerated tier leaves ``result.equity`` empty: its samples come as the curve's columns,
+    which is all a trial reads of them.
 
     ``auto`` runs the accelerated tier when :func:`~tradebus.engine.accelerated.unsupported`
     allows it, and the event tier otherwise or when the accelerated run meets something it does
@@ -157,7 +161,7 @@ def run_tier(config: Any, variant: StressVariant | None, tier: str) -> tuple[Any
         ``tier: accelerated`` for a run the accelerated tier cannot do (says why), or an unknown tier.
     """
     from tradebus.cli import build_kernel, build_replay
-    from tradebus.engine.accelerated import AcceleratedUnsupported, run_accelerated, unsupported
+    from tradebus.engine.accelerated import AcceleratedUnsupported, BarArrays, collect, simulate, unsupported
 
     if tier not in TIERS:
         raise ConfigError(f"tier: {tier!r} is not one of {', '.join(TIERS)}")
@@ -172,15 +176,19 @@ def run_tier(config: Any, variant: StressVariant | None, tier: str) -> tuple[Any
         if why is None:
             try:
                 iid = kernel.strategies[0].instrument_ids[0]
-                data = replay() if variant is not None else _bars(build_replay(config), iid)
-                return kernel, run_accelerated(kernel, data), "accelerated"
+                bars = BarArrays.from_replay(replay(), iid) if variant is not None else _bars(build_replay(config), iid)
+                run = simulate(kernel, bars)
+                collect(kernel, bars, run, equity=False)
+                curve = EquityCurve(run.sample_ts, np.ascontiguousarray(run.sample_values[:, 0]))
+                return kernel, kernel.result, "accelerated", curve
             except AcceleratedUnsupported as exc:
                 if tier == "accelerated":
                     raise ConfigError(f"tier: accelerated: {exc}") from None
             kernel = build_kernel(config)  # the accelerated attempt used this one up
         elif tier == "accelerated":
             raise ConfigError(f"tier: accelerated: {why}; use tier: event or auto")
-    return kernel, kernel.run(replay()), "event"
+    result = kernel.run(replay())
+    return kernel, result, "event", EquityCurve.of(result.equity)
 
 
 #: The bars of the last data selections this worker process read, by :func:`_data_key`: the

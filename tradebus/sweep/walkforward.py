@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import numpy as np
 from pydantic import field_validator
 
 from tradebus.config import RunConfig, parse_duration, to_ns
 from tradebus.config.base import StrictModel
 from tradebus.data.catalog import Catalog
-from tradebus.engine.kernel import EquitySample
 from tradebus.errors import ConfigError, DataError
-from tradebus.reports.metrics import daily_returns, format_ns, max_drawdown
+from tradebus.reports.metrics import EquityCurve, daily_returns, format_ns, max_drawdown
 
 __all__ = ["Fold", "WalkForwardSpec", "data_span", "folds", "stitch"]
 
@@ -131,8 +131,10 @@ def stitch(
         stitched.extend((k, ts, equity * scale) for ts, equity in curve)
         if curve:
             level = curve[-1][1] * scale
-    samples = [EquitySample(ts, equity, 0.0, 0.0, 0.0, 0.0, 0.0) for _, ts, equity in stitched]
-    returns = [r for r in daily_returns(samples, initial_cash) if math.isfinite(r)]
+    curve = EquityCurve(
+        np.array([ts for _, ts, _ in stitched], dtype=np.int64), np.array([e for _, _, e in stitched], dtype=np.float64)
+    )
+    returns = [r for r in daily_returns(curve, initial_cash) if math.isfinite(r)]
     sharpe = None
     if len(returns) >= 2:
         mean = sum(returns) / len(returns)
@@ -143,7 +145,7 @@ def stitch(
         "initial_cash": initial_cash,
         "final_equity": level,
         "total_return": level / initial_cash - 1.0,
-        "max_drawdown": max_drawdown([initial_cash] + [e for _, _, e in stitched]),
+        "max_drawdown": max_drawdown(np.concatenate(([initial_cash], curve.equity))),
         "sharpe": sharpe,
     }
     return stitched, metrics
