@@ -20,10 +20,11 @@ from sweep_helpers import REPO, catalog_config, write_yaml
 from typer.testing import CliRunner
 
 from tradebus.cli import app, run_backtest
+from tradebus.sweep.executor import RayExecutor
 from tradebus.sweep.runner import STRESS_KEYS, run_sweep
 from tradebus.sweep.space import load_space
 from tradebus.sweep.store import TrialStore
-from tradebus.sweep.trial import TIMING_COLUMNS, override_text
+from tradebus.sweep.trial import TIMING_COLUMNS, TrialSpec, override_text, run_trial
 
 TPE_SPACE = {
     "method": "tpe", "seed": 11, "trials": 8, "batch": 4,
@@ -66,6 +67,23 @@ def results(out: Path) -> pa.Table:
 
 def csv_bytes(table: pa.Table) -> bytes:
     return table.to_pandas().to_csv(index=False).encode()
+
+
+def test_quick_trials_share_tasks_and_each_comes_back_once_with_its_own_row(ray_address: str, workdir: Path) -> None:
+    """Trials of a few milliseconds run several to a Ray task; every spec gets its own row, as in-process."""
+    specs = [TrialSpec(n, str(workdir / "run.yaml"), {"strategy.params.fast": 3 + n % 9, "strategy.params.slow": 40},
+                       tier="accelerated") for n in range(40)]  # fmt: skip
+    with RayExecutor() as executor:
+        assert executor.workers == 2
+        got = list(executor.run(specs))
+    assert sorted(spec.number for spec, _ in got) == list(range(40))
+    assert all(row["trial"] == spec.number for spec, row in got)
+    tasks = {row["wall_s"] for _, row in got}  # one submission-to-result time per task
+    assert len(tasks) < 20  # after the first tasks, 0.1 s of trials per task, capped to leave both workers a share
+    drop = ("worker_s", "worker_cpu_s")
+    for spec, row in got[::13]:
+        alone = run_trial(spec)
+        assert {k: v for k, v in row.items() if k not in (*drop, "wall_s")} == {k: v for k, v in alone.items() if k not in drop}
 
 
 def test_grid_sweep_writes_a_file_per_trial_and_agrees_with_plain_backtests(ray_address: str, workdir: Path) -> None:

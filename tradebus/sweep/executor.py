@@ -2,12 +2,15 @@
 
 :class:`RayExecutor` starts a local Ray runtime (``num_cpus = workers``, no dashboard,
 quiet logs) or connects to ``address``; if Ray is already initialised in the process
-(a test fixture, a notebook) it uses that runtime and leaves it running. Each trial is
-one Ray task of one CPU running :func:`~tradebus.sweep.trial.run_trial` on a
-:class:`~tradebus.sweep.trial.TrialSpec` (paths and parameters only; the worker reads the
-catalog). :meth:`RayExecutor.run` keeps at most ``2 * workers`` tasks in flight and yields
-results as they finish, so neither the driver nor Ray holds more than a few results
-at a time however long the sweep.
+(a test fixture, a notebook) it uses that runtime and leaves it running. A Ray task of one
+CPU runs :func:`~tradebus.sweep.trial.run_trial` on one or a few consecutive
+:class:`~tradebus.sweep.trial.TrialSpec` s (paths and parameters only; the worker reads the
+catalog): as many as take about :data:`TASK_SECONDS` at the speed of the last task's trials,
+so that Ray's own cost per task (a few milliseconds) stays small next to trials of a few
+milliseconds, and never more than leave every worker a share of a known list of specs.
+:meth:`RayExecutor.run` keeps at most ``2 * workers`` tasks in flight and yields results
+as they finish, so neither the driver nor Ray holds more than a few results at a time
+however long the sweep.
 
 Workers import tradebus from the driver's environment (``PYTHONPATH`` and the installed
 package are inherited by a local runtime; on a cluster every node needs tradebus and
@@ -16,9 +19,11 @@ the catalog at the same path).
 
 from __future__ import annotations
 
+import math
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
+from itertools import islice
 from typing import Any
 
 from loguru import logger
@@ -26,7 +31,17 @@ from loguru import logger
 from tradebus.errors import ConfigError
 from tradebus.sweep.trial import TrialSpec, run_trial
 
-__all__ = ["RayExecutor"]
+__all__ = ["MAX_TRIALS_PER_TASK", "TASK_SECONDS", "RayExecutor", "run_trials"]
+
+#: A task runs as many trials as take about this long (estimated from the last task's trials).
+TASK_SECONDS = 0.1
+#: At most this many trials in one task.
+MAX_TRIALS_PER_TASK = 64
+
+
+def run_trials(specs: list[TrialSpec]) -> list[dict[str, Any]]:
+    """Run ``specs`` one after the other in this worker; return their rows in the same order."""
+    return [run_trial(spec) for spec in specs]
 
 
 class RayExecutor:
@@ -61,7 +76,7 @@ class RayExecutor:
             self._owned = True
         if self.address is not None or not self._owned:
             self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self._remote = ray.remote(num_cpus=1, max_retries=0)(run_trial)
+        self._remote = ray.remote(num_cpus=1, max_retries=0)(run_trials)
         logger.info("ray: {} worker(s){}", self.workers, f" at {self.address}" if self.address else "")
         return self
 
@@ -72,27 +87,37 @@ class RayExecutor:
             ray.shutdown()
 
     def run(self, specs: Iterable[TrialSpec], in_flight: int | None = None) -> Iterator[tuple[TrialSpec, dict[str, Any]]]:
-        """Yield ``(spec, row)`` for each spec as its trial finishes (completion order).
+        """Yield ``(spec, row)`` for each spec as its task finishes (completion order; spec order within a task).
 
-        ``row["wall_s"]`` is the time from submission to the result arriving in the driver.
+        ``row["wall_s"]`` is the time from submitting the trial's task to its result arriving
+        in the driver.
         """
         import ray
 
         limit = in_flight or 2 * self.workers
-        pending: dict[Any, tuple[TrialSpec, float]] = {}
+        left = len(specs) if isinstance(specs, Sized) else None
+        pending: dict[Any, tuple[list[TrialSpec], float]] = {}
         queue = iter(specs)
+        per_task = 1  # until a task says how long a trial takes here
         exhausted = False
         while True:
             while not exhausted and len(pending) < limit:
-                spec = next(queue, None)
-                if spec is None:
+                size = per_task if left is None else max(1, min(per_task, math.ceil(left / self.workers)))
+                batch = list(islice(queue, size))
+                if not batch:
                     exhausted = True
                     break
-                pending[self._remote.remote(spec)] = (spec, time.perf_counter())
+                if left is not None:
+                    left -= len(batch)
+                pending[self._remote.remote(batch)] = (batch, time.perf_counter())
             if not pending:
                 return
             ready, _ = ray.wait(list(pending), num_returns=1)
-            spec, t0 = pending.pop(ready[0])
-            row = ray.get(ready[0])
-            row["wall_s"] = time.perf_counter() - t0
-            yield spec, row
+            batch, t0 = pending.pop(ready[0])
+            rows = ray.get(ready[0])
+            wall = time.perf_counter() - t0
+            trial_s = sum(row["worker_s"] for row in rows) / len(rows)
+            per_task = max(1, min(MAX_TRIALS_PER_TASK, int(TASK_SECONDS / max(trial_s, 1e-6))))
+            for spec, row in zip(batch, rows, strict=True):
+                row["wall_s"] = wall
+                yield spec, row
