@@ -139,6 +139,23 @@ def test_tpe_same_space_and_seed_give_byte_identical_results(ray_address: str, w
     assert results(workdir / "tpe-c").column("param.venue.slippage_bps") != a.column("param.venue.slippage_bps")
 
 
+def test_tpe_study_in_a_journal_file_and_an_earlier_sqlite_study_goes_on_in_sqlite(
+    ray_address: str, workdir: Path, tpe_reference: Path
+) -> None:
+    import optuna
+
+    assert (tpe_reference / "optuna.log").is_file() and not (tpe_reference / "optuna.db").exists()
+    legacy = workdir / "tpe-legacy"
+    legacy.mkdir()
+    optuna.create_study(storage=f"sqlite:///{legacy / 'optuna.db'}", study_name="sweep",
+                        directions=["maximize", "minimize"])  # fmt: skip
+    run_sweep(workdir / "run.yaml", workdir / "tpe.yaml", legacy)
+    assert not (legacy / "optuna.log").exists()
+    study = optuna.load_study(storage=f"sqlite:///{legacy / 'optuna.db'}", study_name="sweep")
+    assert len(study.trials) == 8
+    assert csv_bytes(results(legacy)) == csv_bytes(results(tpe_reference))
+
+
 @pytest.mark.slow
 def test_killed_sweep_resumes_skipping_finished_trials_with_the_same_results(
     ray_address: str, workdir: Path, tpe_reference: Path
