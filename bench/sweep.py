@@ -15,8 +15,9 @@ within each run (1 then 2 workers, then 2 then 1, ...); figures are medians over
 * ``speedup``: 1-worker sweep time / 2-worker sweep time (target >= 1.8x);
 * per side: the sweep's wall time, the median trial time inside the worker (``worker_s``) and
   its CPU time (``worker_cpu_s``: a wall time above it means the worker waited for a core),
-  the median time from submission to result in the driver (``wall_s``, includes queueing:
-  the driver keeps 2 trials per worker in flight), and Ray's per-trial overhead
+  the median time from submission to result in the driver (``wall_s``, of the trial's task: a
+  task runs as many trials as take ~0.1 s, and the driver keeps 2 tasks per worker in flight),
+  and Ray's per-trial overhead
   ``wall time * workers / trials - mean worker_s`` (scheduling, serialisation, the
   driver's Parquet write, idle gaps), also as a fraction of the mean trial;
 * ``cores_used``: the trials' CPU time / the sweep's wall time, the cores the workers really
