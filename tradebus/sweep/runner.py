@@ -232,7 +232,8 @@ def _tpe(
 
     ran = 0
     while True:
-        if asked() % space.batch and asked() < total:
+        have = asked()
+        if have % space.batch and have < total:
             ask_round()
         done = store.done()
         open_trials = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
