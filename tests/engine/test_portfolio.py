@@ -76,17 +76,23 @@ def test_mark_ignores_non_finite_or_non_positive_prices() -> None:
     assert pf.last_price(IID) == 100.0
 
 
-def test_mark_many_sets_every_price_and_takes_the_peak_at_the_final_prices_only() -> None:
+def test_mark_moved_sets_every_moved_price_takes_the_peak_at_the_final_prices_and_returns_the_moved() -> None:
     eth = Instrument("BINANCE", "ETHUSDT", tick_size=0.01, lot_size=0.001)
     pf = Portfolio({IID: INST, eth.instrument_id: eth}, 10_000.0)
     pf.apply_fill(fill(OrderSide.BUY, 1.0, 100.0))
     pf.apply_fill(fill(OrderSide.BUY, 2.0, 50.0, iid=eth.instrument_id))
     assert pf.equity() == 10_000.0 and pf.max_equity == 10_000.0
     # BTC up 30 then ETH down 2 x 10: marked one at a time the peak would pass 10,030.
-    pf.mark_many([(IID, 130.0), (eth.instrument_id, 40.0), ("XRPUSDT.BINANCE", 1.0)])
+    assert pf.mark_moved({IID: 130.0, eth.instrument_id: 40.0}) == [(IID, 130.0), (eth.instrument_id, 40.0)]
     assert (pf.last_price(IID), pf.last_price(eth.instrument_id)) == (130.0, 40.0)
     assert pf.equity() == 10_010.0 and pf.max_equity == 10_010.0
-    pf.mark_many([(IID, math.nan), (eth.instrument_id, -1.0), (IID, 90.0)])
+    assert pf.mark_moved({IID: 130.0, eth.instrument_id: 40.0}) == []
+    # Unusable prices differ from the last ones (so they are returned) but are not taken.
+    moved = pf.mark_moved({IID: math.nan, eth.instrument_id: -1.0})
+    assert [iid for iid, _ in moved] == [IID, eth.instrument_id]
+    assert math.isnan(moved[0][1]) and moved[1][1] == -1.0
+    assert (pf.last_price(IID), pf.last_price(eth.instrument_id)) == (130.0, 40.0)
+    assert pf.mark_moved({IID: 90.0, eth.instrument_id: 40.0}) == [(IID, 90.0)]
     assert (pf.last_price(IID), pf.last_price(eth.instrument_id)) == (90.0, 40.0)
     assert pf.equity() == 9_970.0 and pf.max_equity == 10_010.0
     assert pf.drawdown() == pytest.approx(40.0 / 10_010.0)
@@ -153,7 +159,7 @@ def test_valuation_is_equity_the_positions_and_holdings_value_and_unrealized_pnl
     assert pf.valuation() == (10_000.0, 0.0, 0.0)  # ETH never priced: the holding counts 0
     pf.apply_fill(fill(OrderSide.BUY, 1.5, 100.0, fee=0.3))
     pf.apply_fill(fill(OrderSide.SELL, 0.5, 40.0, iid=eth.instrument_id))
-    pf.mark_many([(IID, 110.0), (eth.instrument_id, 30.0)])
+    pf.mark_moved({IID: 110.0, eth.instrument_id: 30.0})
     # BTC 1.5 x 110 = 165, ETH -0.5 x 30 = -15, holding 2 ETH x 30 = 60; cash 10,000 - 150.3 + 20
     assert pf.valuation() == (10_000.0 - 150.3 + 20.0 + 165.0 - 15.0 + 60.0, 165.0 - 15.0 + 60.0, 15.0 + 5.0)
     assert pf.valuation() == (pf.equity(), 165.0 - 15.0 + pf.holdings_value(), pf.unrealized_pnl())

@@ -225,6 +225,20 @@ def test_drawdown_breaker_halts_once_with_reason_when_limit_reached() -> None:
     assert change.state == TradingState.HALTED and change.reason.startswith("max_drawdown: 10% >= 10.0%")
 
 
+def test_on_prices_records_the_usable_prices_and_evaluates_the_breakers_like_on_price() -> None:
+    g = Gate(price_band_pct=5.0)
+    g.gate.on_prices([(IID, 110.0)])
+    assert g.gate.last_price(IID) == 110.0
+    assert g.check(typ=OrderType.LIMIT, price=114.0) is None  # within 5 % of 110, not of 100
+    g.gate.on_prices([(IID, math.nan), (IID, -1.0), (IID, math.inf)])
+    assert g.gate.last_price(IID) == 110.0
+    g = Gate(max_drawdown_pct=10.0)
+    g.hold(100.0)
+    g.portfolio.mark(IID, 90.0)
+    g.gate.on_prices([(IID, 90.0)])  # equity 9_000: dd = 10 %
+    assert g.gate.state == TradingState.HALTED and g.gate.last_price(IID) == 90.0
+
+
 def test_drawdown_breaker_reduce_action_moves_to_reducing_then_manual_halt_still_possible() -> None:
     g = Gate(max_drawdown_pct=5.0, drawdown_action="reduce")
     g.hold(100.0)

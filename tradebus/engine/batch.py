@@ -40,7 +40,7 @@ order manager, result) and calls back only its public methods (``process``,
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
@@ -108,7 +108,7 @@ class BatchLoop:
         order worked on another one.
     """
 
-    __slots__ = ("bar_closes", "idle_trades", "kernel", "lagging", "lazy", "needs_execution", "note_bar_close")
+    __slots__ = ("bar_closes", "idle_trades", "kernel", "lagging", "lazy", "needs_execution", "note_bar_closes")
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
@@ -119,11 +119,12 @@ class BatchLoop:
         # lazy() puts the current row's object in the cache when something may read it.
         self.lazy: Callable[[], None] | None = None
         # A lean loop that leaves the cache behind on an order (see _lean_mixed) says where each
-        # instrument's latest bar closed; None: the cache's latest bars say it.
-        self.bar_closes: Callable[[], dict[str, int]] | None = None
+        # instrument's latest bar closed (of the instruments given; None: of all); None: the
+        # cache's latest bars say it.
+        self.bar_closes: Callable[[Iterable[str] | None], dict[str, int]] | None = None
         venue = kernel.venue
-        self.note_bar_close: Callable[[str, int], None] | None = (
-            venue.note_bar_close if isinstance(venue, SimulatedVenue) else None
+        self.note_bar_closes: Callable[[Mapping[str, int]], None] | None = (
+            venue.note_bar_closes if isinstance(venue, SimulatedVenue) else None
         )
 
     def catch_up(self) -> None:
@@ -140,15 +141,10 @@ class BatchLoop:
             # The loop skipped the execution engine on this bar: catch up on its marks
             # and tell the venue where each instrument's next bar opens.
             k.sync_marks()
-            note = self.note_bar_close
+            note = self.note_bar_closes
             if note is not None:
                 closes = self.bar_closes
-                if closes is None:
-                    for iid, bar in k.cache.bars.items():
-                        note(iid, bar.ts_init)
-                else:
-                    for iid, ts in closes().items():
-                        note(iid, ts)
+                note({iid: bar.ts_init for iid, bar in k.cache.bars.items()} if closes is None else closes(None))
             if self.idle_trades:
                 # Trades the loop did not show the venue: with nothing working it would
                 # only have kept the last one's price (the reference of the next arrival).
@@ -160,16 +156,14 @@ class BatchLoop:
         elif self.lagging:
             # Bars of instruments with nothing working, skipped while another one had an order.
             k.sync_marks()
-            note = self.note_bar_close
+            note = self.note_bar_closes
             if note is not None:
                 closes = self.bar_closes
                 if closes is None:
-                    for iid in self.lagging:
-                        note(iid, k.cache.bars[iid].ts_init)
+                    bars = k.cache.bars
+                    note({iid: bars[iid].ts_init for iid in self.lagging})
                 else:
-                    latest = closes()
-                    for iid in self.lagging:
-                        note(iid, latest[iid])
+                    note(closes(self.lagging))
             self.lagging.clear()
 
     def run(self, replay: ReplayLike, on_batch: Callable[[int], None] | None = None) -> None:
@@ -542,7 +536,13 @@ class BatchLoop:
             # each instrument's latest bar closed from the rows.
             lane_of = {lane[0]: s for s, lane in enumerate(lanes) if lane is not None}
 
-            def closes() -> dict[str, int]:
+            def closes(only: Iterable[str] | None) -> dict[str, int]:
+                if only is not None:  # an instrument of an earlier batch is in the cache
+                    out = {}
+                    for iid in only:
+                        s = lane_of.get(iid)
+                        out[iid] = cache_bars[iid].ts_init if s is None or latest[s] == cached[s] else ts_init[latest[s]]
+                    return out
                 out = {iid: bar.ts_init for iid, bar in cache_bars.items()}
                 for iid, s in lane_of.items():
                     if latest[s] != cached[s]:

@@ -449,13 +449,9 @@ class Kernel:
         order was working (no breaker evaluates marks then, so skipping a
         mark changes nothing but the cached prices).
         """
-        positions = self._positions
-        moved = [(iid, price) for iid, price in self.cache.prices.items() if positions[iid].last_price != price]
+        moved = self.portfolio.mark_moved(self.cache.prices)
         if moved:
-            self.portfolio.mark_many(moved)
-            on_price = self.risk.on_price
-            for iid, price in moved:
-                on_price(iid, price)
+            self.risk.on_prices(moved)
 
     def equity(self) -> float:
         """Portfolio equity at the latest prices."""

@@ -37,7 +37,7 @@ Equity is in the *reporting currency*, the quote asset of the first instrument:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from tradebus.account import Account, MarginAccount, SpotCashAccount, asset_names
 from tradebus.engine.instrument import Instrument
@@ -239,25 +239,29 @@ class Portfolio:
             return
         self._set_price(pos, price)
 
-    def mark_many(self, marks: Iterable[tuple[str, float]]) -> None:
-        """Set the last prices of several instruments, then update the equity peak once.
+    def mark_moved(self, prices: Mapping[str, float]) -> list[tuple[str, float]]:
+        """:meth:`mark_many` of the prices that differ from their positions' last prices; return those.
 
-        :meth:`mark` for each pair, except that the peak is taken only at the final prices (a
-        mix of new and old prices part-way through is no state the market was in).
+        One pass over ``prices`` (every instrument's latest price, keyed by instruments of this
+        portfolio). Each returned pair differs from its position's last price, even where the price
+        is not taken (non-finite or non-positive, or a position valued at mark prices).
         """
-        moved = False
+        moved: list[tuple[str, float]] = []
+        held = False
         positions = self._positions
-        for instrument_id, price in marks:
-            pos = positions.get(instrument_id)
-            if pos is None or not (price > 0.0 and price < math.inf) or pos.has_mark:
-                continue
-            pos.last_price = price
-            if pos.quantity != 0.0:
-                moved = True
-        if moved or self._holdings:
+        for instrument_id, price in prices.items():
+            pos = positions[instrument_id]
+            if pos.last_price != price:
+                moved.append((instrument_id, price))
+                if price > 0.0 and price < math.inf and not pos.has_mark:
+                    pos.last_price = price
+                    if pos.quantity != 0.0:
+                        held = True
+        if moved and (held or self._holdings):
             equity = self.equity()
             if equity > self.max_equity:
                 self.max_equity = equity
+        return moved
 
     def mark_price(self, instrument_id: str, price: float) -> None:
         """Value an instrument at a venue mark price from now on (trades and bars no longer mark it).

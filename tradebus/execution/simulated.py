@@ -24,7 +24,7 @@ Bars (``fill_on="bars"``)
     open, and the venue does not know the path after the arrival. An order decided at bar t's
     close with no latency arrives at bar t+1's open and is matched from bar t+1 on. The first
     bar of an instrument has no known open: actions waiting for it are handled by the second.
-    When bars are skipped (no order working), :meth:`SimulatedVenue.note_bar_close` must be
+    When bars are skipped (no order working), :meth:`SimulatedVenue.note_bar_closes` must be
     told each instrument's last bar close before the next action (the kernel does it).
     Open times taken from the previous bar are never later than the true open, so a gap in the
     data can only delay an action, never let it fill earlier.
@@ -105,7 +105,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import ClassVar
 
@@ -453,14 +453,18 @@ class SimulatedVenue(Venue):
             self._match_bar(iid, bar, working)
         self._last[iid] = bar.close
 
-    def note_bar_close(self, instrument_id: str, ts_init: int) -> None:
-        """Record the close of a bar the venue was not shown (the open time of the next one).
+    def note_bar_closes(self, closes: Mapping[str, int]) -> None:
+        """Record the closes of bars the venue was not shown (the open times of the next ones).
 
         The kernel's backtest loop skips :meth:`on_bar` while no order is working; before the
-        next action it reports each instrument's latest bar here, so the next bar's open is known.
+        next action it reports here the ``ts_init`` of each instrument's latest bar, so the next
+        bar's open is known. Instruments the venue does not trade are ignored.
         """
-        if instrument_id in self._pending:
-            self._bar_close[instrument_id] = ts_init
+        pending = self._pending
+        bar_close = self._bar_close
+        for instrument_id, ts_init in closes.items():
+            if instrument_id in pending:
+                bar_close[instrument_id] = ts_init
 
     def on_trade(self, trade: Trade) -> None:
         """Handle arrivals, then match working orders against the trade's price."""

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -441,6 +441,17 @@ class RiskGate:
                 why = "; ".join(f"{name} re-armed: {_AUTO_REARM[name]}" for name in rearmed)
                 rearmed.clear()
                 self._apply(why or None)
+
+    def on_prices(self, prices: Iterable[tuple[str, float]]) -> None:
+        """:meth:`on_price` of several instruments' prices at one time (the portfolio marked at all of them)."""
+        if self._marks:
+            for instrument_id, price in prices:
+                self.on_price(instrument_id, price)
+            return
+        last = self._last
+        for instrument_id, price in prices:
+            if price > 0.0 and price < _INF:
+                last[instrument_id] = price
 
     def _on_position(self, change: PositionChanged) -> None:
         if self._breakers.on_position(change):
