@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tradebus.data.replay import Replay
@@ -368,3 +369,43 @@ def test_lean_loop_of_several_instruments_with_order_events_for_bookkeeping_only
     assert len(fast.strategies[-1].log) > 150
     assert fast.strategies[-1].log == slow.strategies[-1].log
     assert [snapshot(fast.cache.bar(i)) for i in universe] == [snapshot(slow.cache.bar(i)) for i in universe]
+
+
+class RecordingEmaCross(EmaCross):
+    """EmaCross that records every feature row it is shown (lean: declared feature-only)."""
+
+    @feature_only
+    def on_bar(self, bar: Bar | None = None) -> None:
+        self.rows = getattr(self, "rows", [])
+        self.rows.append([float(x) for x in self.features().row])
+        super().on_bar(bar)
+
+
+class ReadingRecordingEmaCross(RecordingEmaCross):
+    """The same, reading every bar (the full loop)."""
+
+    def on_bar(self, bar: Bar | None = None) -> None:
+        assert type(bar) is Bar
+        super().on_bar(bar)
+
+
+@pytest.mark.parametrize("cls", [RecordingEmaCross, ReadingRecordingEmaCross])
+def test_several_instruments_with_banks_of_different_widths_see_their_own_rows(tmp_path: Path, cls: type) -> None:
+    # C0: one EmaCross (2 columns); C1: two (4 columns); C2: no bank. Each strategy is shown its
+    # own instrument's feature values at every bar, in order, as process() shows them.
+    sources = bar_sources(tmp_path / "b", [bar_table(900, seed=s) for s in (9, 10, 11)])
+    c0, c1, _ = (src.instrument_id for src in sources)
+
+    def build() -> Kernel:
+        kernel = Kernel([instrument(f"C{k}USD") for k in range(3)], initial_cash=1_000_000.0)
+        kernel.add_strategy(cls(c0, fast=4, slow=15, quantity=1.0, strategy_id="a"))
+        kernel.add_strategy(cls(c1, fast=3, slow=9, quantity=1.0, strategy_id="b"))
+        kernel.add_strategy(cls(c1, fast=5, slow=20, mode="long_short", quantity=2.0, strategy_id="c"))
+        return kernel
+
+    fast, slow = run_both(sources, build, batch_rows=300)
+    assert_same(fast, slow, min_fills=60)
+    assert [len(s.features().names) for s in fast.strategies] == [2, 4, 4]
+    for batched, one_by_one in zip(fast.strategies, slow.strategies, strict=True):
+        assert len(batched.rows) == 900
+        assert np.array_equal(np.array(batched.rows), np.array(one_by_one.rows), equal_nan=True)

@@ -207,9 +207,12 @@ class BatchLoop:
                 k.process(bar)
             return
         iid = k.instrument_key(batch.instrument_id)
-        view, live, features, deliver, history = self._bar_lane(
+        view, live, out, deliver, history = self._bar_lane(
             iid, batch.ts_event, batch.open, batch.high, batch.low, batch.close, batch.volume
         )
+        # Column lists zipped back into one tuple per row as the loop goes: no n-element list
+        # of lists for the garbage collector to walk.
+        features: Iterator[Any] = repeat((), n) if out is None else zip(*out.T.tolist(), strict=True)
         ts_init = batch.ts_init.tolist()
         if _lean(k.bus.handlers(Bar, iid)):
             self._lean_bars(batch, iid, ts_init, features, view, deliver)
@@ -352,27 +355,25 @@ class BatchLoop:
 
     def _bar_lane(
         self, iid: str, ts_event: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray
-    ) -> tuple[FeatureView, Any, Iterator[Any], Callable[[Bar], None], History | None]:
+    ) -> tuple[FeatureView, Any, np.ndarray | None, Callable[[Bar], None], History | None]:
         """Set up the batch loop's delivery of one instrument's bars (in order, any other rows between).
 
         Returns the instrument's feature view, its live row to restore after the batch (``None``:
-        no bank), the iterator of feature rows (one per bar), the delivery to the subscribers and
-        the staged history (end its batch afterwards; ``None``: no bar history).
+        no bank), the feature values of every bar (one row per bar; ``None``: no bank), the
+        delivery to the subscribers and the staged history (end its batch afterwards; ``None``:
+        no bar history).
         """
         k = self.kernel
         bank = k.banks.get(iid)
         view = k.cache.feature_views.get(iid)
+        out = None
         if bank is not None and view is not None:
             live = view.row
             # Until row i's bar is delivered, the strategy sees the values from before the batch.
             view.row = live.tolist()  # type: ignore[union-attr]
             out = bank.run_bars(ts_event, o, h, lo, c, v)
-            # Column lists zipped back into one tuple per row as the loop goes: no n-element
-            # list of lists for the garbage collector to walk.
-            features: Iterator[Any] = zip(*out.T.tolist(), strict=True)
         else:
             view, live = FeatureView(()), None  # a throwaway view keeps the loop free of branches
-            features = repeat((), ts_event.shape[0])
         deliver = _fan_out(k.bus.handlers(Bar, iid))
         history = k.histories.get(iid)
         if history is not None and history.bar_capacity:
@@ -381,7 +382,7 @@ class BatchLoop:
             deliver = _advancing(history, deliver)
         else:
             history = None
-        return view, live, features, deliver, history
+        return view, live, out, deliver, history
 
     def mixed_bars(self, batch: Any) -> None:
         """The loop of :meth:`bars` over rows of several instruments (``Replay.mixed_batches``)."""
@@ -394,7 +395,8 @@ class BatchLoop:
                 k.process(bar)
             return
         source = batch.source
-        lanes: list[tuple[str, FeatureView, Callable[[], Any], Callable[[Bar], None]] | None] = []
+        lanes: list[tuple[str, FeatureView, Callable[[Bar], None]] | None] = []
+        values: list[tuple[np.ndarray, np.ndarray | None]] = []
         ends: list[tuple[FeatureView, Any, History | None]] = []
         for s, instrument_id in enumerate(batch.instrument_ids):
             rows = np.flatnonzero(source == s)
@@ -402,7 +404,7 @@ class BatchLoop:
                 lanes.append(None)
                 continue
             iid = k.instrument_key(instrument_id)
-            view, live, features, deliver, history = self._bar_lane(
+            view, live, out, deliver, history = self._bar_lane(
                 iid,
                 batch.ts_event[rows],
                 batch.open[rows],
@@ -411,14 +413,16 @@ class BatchLoop:
                 batch.close[rows],
                 batch.volume[rows],
             )
-            lanes.append((iid, view, features.__next__, deliver))
+            lanes.append((iid, view, deliver))
+            values.append((rows, out))
             ends.append((view, live, history))
         ts_init = batch.ts_init.tolist()
+        features = _rows_in_order(n, values)
         k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
         if all(lane is None or _lean(k.bus.handlers(Bar, lane[0])) for lane in lanes):
-            self._lean_mixed(batch, lanes, ts_init)
+            self._lean_mixed(batch, lanes, ts_init, features)
         else:
-            self._full_mixed(batch, lanes, ts_init)
+            self._full_mixed(batch, lanes, ts_init, features)
         k.result.bars += n
         k.result.end_ns = ts_init[-1]
         for view, live, history in ends:
@@ -427,7 +431,7 @@ class BatchLoop:
             if live is not None:
                 view.row = live
 
-    def _full_mixed(self, batch: Any, lanes: list[Any], ts_init: list[int]) -> None:
+    def _full_mixed(self, batch: Any, lanes: list[Any], ts_init: list[int], features: Iterator[Any]) -> None:
         """The loop of :meth:`mixed_bars` that builds every bar (its subscribers read them)."""
         k = self.kernel
         clock = k.clock
@@ -446,7 +450,7 @@ class BatchLoop:
         # too (unless marks matter or perpetuals are watched); see submit().
         every_bar = marks_matter or perps is not None
         lagging = self.lagging
-        for s, te, ti, o, h, lo, c, v in zip(
+        for s, te, ti, o, h, lo, c, v, row in zip(
             batch.source.tolist(),
             ts_event,
             ts_init,
@@ -455,9 +459,10 @@ class BatchLoop:
             batch.low.tolist(),
             batch.close.tolist(),
             batch.volume.tolist(),
+            features,
             strict=True,
         ):
-            iid, view, next_row, deliver = lanes[s]
+            iid, view, deliver = lanes[s]
             if ti < clock.next_due:
                 clock.current_ns = ti
             else:
@@ -475,13 +480,13 @@ class BatchLoop:
                 perps.on_price(iid, c, ti)
             cache_bars[iid] = bar
             cache_prices[iid] = c
-            view.row = next_row()
+            view.row = row
             deliver(bar)
             if ti >= next_sample:
                 k.sample_equity(ti)
                 next_sample = k.next_sample_ns
 
-    def _lean_mixed(self, batch: Any, lanes: list[Any], ts_init: list[int]) -> None:
+    def _lean_mixed(self, batch: Any, lanes: list[Any], ts_init: list[int], features: Iterator[Any]) -> None:
         """The loop of :meth:`mixed_bars` for feature-only subscribers (see :meth:`_lean_bars`).
 
         Each lane remembers the row of its latest delivered bar; :meth:`catch_up` (through
@@ -553,8 +558,10 @@ class BatchLoop:
         else:
             self.lazy = materialize
         try:
-            for j, s, ti, c in zip(range(n), batch.source.tolist(), ts_init, batch.close.tolist(), strict=True):
-                iid, view, next_row, deliver = lanes[s]
+            for j, s, ti, c, row in zip(
+                range(n), batch.source.tolist(), ts_init, batch.close.tolist(), features, strict=True
+            ):
+                iid, view, deliver = lanes[s]
                 if ti < clock.next_due:
                     clock.current_ns = ti
                 else:
@@ -577,7 +584,7 @@ class BatchLoop:
                     perps.on_price(iid, c, ti)
                 latest[s] = j
                 cache_prices[iid] = c
-                view.row = next_row()
+                view.row = row
                 deliver(None)
                 if ti >= next_sample:
                     k.sample_equity(ti)
@@ -766,6 +773,30 @@ def _bar_reader(batch: Any, ts_init: list[int]) -> Callable[[str, int], Bar]:
         return Bar(iid, te[j], ts_init[j], o[j], h[j], lo[j], c[j], v[j])
 
     return bar_at
+
+
+def _rows_in_order(n: int, values: list[tuple[np.ndarray, np.ndarray | None]]) -> Iterator[tuple[float, ...]]:
+    """The feature values of each row of a mixed batch, in the batch's row order.
+
+    ``values`` holds, per instrument, its rows in the batch and its feature values (one row
+    each; ``None``: no bank, empty tuples). When every instrument has as many feature columns,
+    the values are laid out in one matrix first, so the loop reads them in order.
+    """
+    widths = {0 if out is None else out.shape[1] for _, out in values}
+    if len(widths) == 1:
+        width = widths.pop()
+        if width == 0:
+            return repeat((), n)
+        combined = np.empty((n, width))
+        for rows, out in values:
+            combined[rows] = out
+        return zip(*combined.T.tolist(), strict=True)
+    ordered: list[tuple[float, ...]] = [()] * n
+    for rows, out in values:
+        if out is not None:
+            for i, row in zip(rows.tolist(), zip(*out.T.tolist(), strict=True), strict=True):
+                ordered[i] = row
+    return iter(ordered)
 
 
 def _ordered_from(ts: np.ndarray, start: int) -> bool:
