@@ -542,10 +542,10 @@ class BatchLoop:
             lane_of = {lane[0]: s for s, lane in enumerate(lanes) if lane is not None}
 
             def closes(only: Iterable[str] | None) -> dict[str, int]:
-                if only is not None:  # an instrument of an earlier batch is in the cache
-                    out = {}
+                if only is not None:
+                    out: dict[str, int] = {}
                     for iid in only:
-                        s = lane_of.get(iid)
+                        s = lane_of.get(iid)  # None: an instrument of an earlier batch, in the cache
                         out[iid] = cache_bars[iid].ts_init if s is None or latest[s] == cached[s] else ts_init[latest[s]]
                     return out
                 out = {iid: bar.ts_init for iid, bar in cache_bars.items()}

@@ -240,11 +240,14 @@ class Portfolio:
         self._set_price(pos, price)
 
     def mark_moved(self, prices: Mapping[str, float]) -> list[tuple[str, float]]:
-        """:meth:`mark_many` of the prices that differ from their positions' last prices; return those.
+        """Set the last prices that moved, then update the equity peak once; return the moved ones.
 
-        One pass over ``prices`` (every instrument's latest price, keyed by instruments of this
-        portfolio). Each returned pair differs from its position's last price, even where the price
-        is not taken (non-finite or non-positive, or a position valued at mark prices).
+        :meth:`mark` for every price of ``prices`` (each instrument's latest price, keyed by
+        instruments of this portfolio) that differs from its position's last price, except
+        that the peak is taken only at the final prices (a mix of new and old prices part-way
+        through is no state the market was in). Each returned pair differs from its position's
+        last price, even where the price is not taken (non-finite or non-positive, or a position
+        valued at mark prices).
         """
         moved: list[tuple[str, float]] = []
         held = False
