@@ -84,6 +84,7 @@ def insufficient_balance_reason(
         f"available {available:.10g} {asset} (held by other working orders {held:.10g})"
     )
 
+
 class SpotCashAccount:
     """Balances per asset for cash spot trading (see the module docstring).
 

@@ -664,5 +664,5 @@ def _unpaid(kernel: Kernel, iid: str, buy: bool, values: list[float]) -> str:
     qty, px, fee, balance = values[0], values[2], values[3], values[6]
     base, quote = asset_names(kernel.instruments[iid])
     if buy:
-        return insufficient_balance_reason(qty * px + fee, quote, qty, px, balance - 0.0, 0.0)
-    return insufficient_balance_reason(qty, base, qty, px, balance - 0.0, 0.0)
+        return insufficient_balance_reason(qty * px + fee, quote, qty, px, balance, 0.0)
+    return insufficient_balance_reason(qty, base, qty, px, balance, 0.0)

@@ -131,10 +131,10 @@ def stitch(
         stitched.extend((k, ts, equity * scale) for ts, equity in curve)
         if curve:
             level = curve[-1][1] * scale
-    curve = EquityCurve(
+    chained = EquityCurve(
         np.array([ts for _, ts, _ in stitched], dtype=np.int64), np.array([e for _, _, e in stitched], dtype=np.float64)
     )
-    returns = [r for r in daily_returns(curve, initial_cash) if math.isfinite(r)]
+    returns = [r for r in daily_returns(chained, initial_cash) if math.isfinite(r)]
     sharpe = None
     if len(returns) >= 2:
         mean = sum(returns) / len(returns)
@@ -145,7 +145,7 @@ def stitch(
         "initial_cash": initial_cash,
         "final_equity": level,
         "total_return": level / initial_cash - 1.0,
-        "max_drawdown": max_drawdown(np.concatenate(([initial_cash], curve.equity))),
+        "max_drawdown": max_drawdown(np.concatenate(([initial_cash], chained.equity))),
         "sharpe": sharpe,
     }
     return stitched, metrics
