@@ -371,6 +371,41 @@ def test_lean_loop_of_several_instruments_with_order_events_for_bookkeeping_only
     assert [snapshot(fast.cache.bar(i)) for i in universe] == [snapshot(slow.cache.bar(i)) for i in universe]
 
 
+class BlindTimerTrading(EmaCross):
+    """EmaCross (lean) that also trades from a timer between bars and handles no order event:
+    the single-instrument loop then builds no bar on an order's catch-up and tells the venue the
+    latest delivered bar's close from the rows (the one before the timer's row, not that row)."""
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.flip = False
+        self.set_timer("odd", Looking.every, start_ns=T0)
+
+    def on_timer(self, event: TimeEvent) -> None:
+        self.flip = not self.flip
+        self.submit_market(self.instrument_id, OrderSide.BUY if self.flip else OrderSide.SELL, self.params.quantity)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("latency_ns", [0, 3 * MIN // 2])
+@pytest.mark.parametrize("cls", [EmaCross, BlindTimerTrading])
+def test_lean_bar_loop_with_order_events_for_bookkeeping_only(tmp_path: Path, latency_ns: int, cls: type) -> None:
+    # One instrument, no order-event handler: orders (from bars and timers) catch up without a
+    # bar in the cache, yet fills, timers' view of the cache and the final cache are process()'s.
+    sources = bar_sources(tmp_path / "b", [bar_table(2_000, seed=9)])
+
+    def build() -> Kernel:
+        kernel = bar_kernel(cls, latency_ns)
+        kernel.add_strategy(TimerLooker((BAR_IID,)))
+        return kernel
+
+    fast, slow = run_both(sources, build, batch_rows=300)
+    assert_same(fast, slow, min_fills=250 if cls is BlindTimerTrading else 100)
+    assert len(fast.strategies[-1].log) > 250
+    assert fast.strategies[-1].log == slow.strategies[-1].log
+    assert snapshot(fast.cache.bar(BAR_IID)) == snapshot(slow.cache.bar(BAR_IID))
+    assert fast._loop.bar_closes is None and fast._loop.lazy is None
+
+
 class RecordingEmaCross(EmaCross):
     """EmaCross that records every feature row it is shown (lean: declared feature-only)."""
 

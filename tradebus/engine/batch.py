@@ -296,7 +296,10 @@ class BatchLoop:
         A bar is built only when something may read it: the execution engine while an order
         works, an order's catch-up (:meth:`catch_up`), a due timer (the previous bar) and the end
         of the batch. While it needs execution the cache is current: it comes to need it only through an
-        order, whose catch-up cached the bar it was decided on.
+        order, whose catch-up cached the bar it was decided on. When no handler an order's
+        submission or the venue's events reach reads a cached bar (see :meth:`_blind`), the
+        catch-up builds none: the venue learns the bar's close from the row (``bar_closes``),
+        and the cache lags by that one bar until the next one is matched.
         """
         k = self.kernel
         clock = k.clock
@@ -318,9 +321,21 @@ class BatchLoop:
         next_sample = k.next_sample_ns
         result = k.result
         k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
-        # The current row, read by lazy() (a cell: the loop stores it without an attribute write).
+        # The current row, read by lazy() or closes() (a cell: the loop stores it without an
+        # attribute write).
         j = -1  # before the first row: the cache holds the previous batch's last bar
-        self.lazy = lambda: materialize(j)
+        if self._blind((iid,), *_VENUE_EVENTS, OrderSubmitted, OrderDenied):
+
+            def closes(only: Iterable[str] | None) -> dict[str, int]:
+                # What materialize(j) would leave in the cache, as closes.
+                out = {i: bar.ts_init for i, bar in cache_bars.items() if only is None or i in only}
+                if j >= 0 and (only is None or iid in only):
+                    out[iid] = ts_init[j]
+                return out
+
+            self.bar_closes = closes
+        else:
+            self.lazy = lambda: materialize(j)
         try:
             for j, ti, c, row in zip(range(n), ts_init, batch.close.tolist(), features, strict=True):
                 if ti < clock.next_due:
@@ -349,9 +364,25 @@ class BatchLoop:
                     next_sample = k.next_sample_ns
         finally:
             self.lazy = None
+            self.bar_closes = None
         materialize(n - 1)
         result.bars += n
         result.end_ns = ts_init[-1]
+
+    def _blind(self, instrument_ids: Iterable[str], *events: type) -> bool:
+        """Whether every handler of ``events`` on these instruments reads no cached bar.
+
+        The kernel's bookkeeping and handlers declared
+        :func:`~tradebus.strategies.base.feature_only` read none.
+        """
+        k = self.kernel
+        own = k.bookkeeping
+        return all(
+            handler in own or is_feature_only(handler)
+            for cls in events
+            for iid in instrument_ids
+            for handler in k.bus.handlers(cls, iid)
+        )
 
     def _bar_lane(
         self, iid: str, ts_event: np.ndarray, o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray, v: np.ndarray
@@ -524,19 +555,9 @@ class BatchLoop:
         lagging = self.lagging
         # Order events that reach only the kernel's bookkeeping and handlers declared feature-only
         # need no other instrument's bar cached.
-        own = k.bookkeeping
-
-        def blind(*events: type) -> bool:
-            return all(
-                handler in own or is_feature_only(handler)
-                for cls in events
-                for lane in lanes
-                if lane is not None
-                for handler in k.bus.handlers(cls, lane[0])
-            )
-
-        quiet = blind(*_VENUE_EVENTS)
-        if quiet and blind(OrderSubmitted, OrderDenied):
+        iids = [lane[0] for lane in lanes if lane is not None]
+        quiet = self._blind(iids, *_VENUE_EVENTS)
+        if quiet and self._blind(iids, OrderSubmitted, OrderDenied):
             # Nor does an order's submission: its catch-up builds no bar and tells the venue where
             # each instrument's latest bar closed from the rows.
             lane_of = {lane[0]: s for s, lane in enumerate(lanes) if lane is not None}
