@@ -111,6 +111,48 @@ def test_ticker_becomes_quote() -> None:
     assert quote == Quote("BTC-USD-220527.OKX", 1652459223003 * MS, recv_ns, 30210.4, 4.0, 30220.1, 3.0)
 
 
+def test_every_ticker_of_the_capture_matches_stdlib_json_and_float() -> None:
+    """The numeric fast path against an independent reading: ``json.loads`` and ``float()`` of the strings."""
+    frames = [(t, r) for t, r in capture() if '"channel":"tickers"' in r and '"data"' in r]
+    assert len(frames) > 20
+    parser = OkxParser()
+    for recv_ns, raw in frames:
+        want = [
+            Quote(
+                f"{d['instId']}.OKX", int(d["ts"]) * MS, recv_ns,
+                float(d["bidPx"]), float(d["bidSz"]), float(d["askPx"]), float(d["askSz"]),
+            )
+            for d in json.loads(raw)["data"]
+        ]  # fmt: skip
+        assert parser.parse_frame(raw, recv_ns) == want
+
+
+def test_ticker_numbers_are_read_as_float_reads_them() -> None:
+    """Prices and sizes of every shape (digits, exponents, leading zeros) round exactly as ``float()`` does."""
+    rng = np.random.default_rng(7)
+    texts = ["0.1", "1e-8", "30210.4", "4", "1E+3", "0.000000017", "123456789.123456789", "9007199254740993"]
+    texts += [f"{m}e{e}" for m, e in zip(rng.integers(1, 10**17, 200), rng.integers(-20, 20, 200), strict=True)]
+    texts += [f"{x:.{d}f}" for x, d in zip(rng.lognormal(5, 4, 200), rng.integers(0, 18, 200), strict=True)]
+    texts = [t for t in texts if float(t) > 0.0]
+    parser = OkxParser()
+    for k, text in enumerate(texts):
+        raw = json.dumps({"arg": {"channel": "tickers", "instId": "X-USDT"}, "data": [
+            {"instId": "X-USDT", "ts": "1", "bidPx": text, "bidSz": text, "askPx": text, "askSz": "0"}
+        ]})  # fmt: skip
+        (quote,) = parser.parse_frame(raw, k)
+        assert (quote.bid_price, quote.bid_size, quote.ask_price) == (float(text),) * 3, text
+
+
+def test_ticker_frame_with_one_empty_side_keeps_its_other_quotes() -> None:
+    raw = json.dumps({"arg": {"channel": "tickers", "instId": "X-USDT"}, "data": [
+        {"instId": "X-USDT", "ts": "1", "bidPx": "1.5", "bidSz": "2", "askPx": "1.6", "askSz": "3"},
+        {"instId": "Y-USDT", "ts": "2", "bidPx": "", "bidSz": "", "askPx": "2", "askSz": "1"},
+    ]})  # fmt: skip
+    parser = OkxParser()
+    assert parser.parse_frame(raw, 9) == [Quote("X-USDT.OKX", MS, 9, 1.5, 2.0, 1.6, 3.0)]
+    assert parser.skipped["ticker_without_bbo"] == 1
+
+
 def test_ticker_with_empty_side_yields_no_quote() -> None:
     raw = '{"arg":{"channel":"tickers","instId":"X-USDT"},"data":[{"instId":"X-USDT","bidPx":"","bidSz":"","askPx":"2","askSz":"1","ts":"1"}]}'
     parser = OkxParser()
@@ -202,6 +244,9 @@ def test_events_and_pong_yield_nothing_and_an_error_event_is_a_rejected_subscrip
         '{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","tradeId":"1","px":"1","sz":"1","side":"up","ts":"1"}]}',
         '{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","px":"1","sz":"1","side":"buy","ts":"1"}]}',
         '{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","bidPx":"x","bidSz":"1","askPx":"2","askSz":"1","ts":"1"}]}',
+        '{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","bidPx":"nan","bidSz":"1","askPx":"2","askSz":"1","ts":"1"}]}',
+        '{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","bidPx":"1","bidSz":"-1","askPx":"2","askSz":"1","ts":"1"}]}',
+        '{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","bidPx":"1","bidSz":"1","askPx":"inf","askSz":"1","ts":"1"}]}',
         '{"arg":{"channel":"candle1m","instId":"BTC-USDT"},"data":[["1","2","1","3","2","1","1","1","1"]]}',
         '{"arg":{"channel":"trades","instId":"BTC-USDT"}}',
         '{"no":"thing"}',

@@ -47,6 +47,7 @@ from tradebus.adapters.okx.schemas import (
     OkxFundingRate,
     OkxMarkPrice,
     OkxTicker,
+    OkxTickerBbo,
     OkxTrade,
 )
 from tradebus.adapters.okx.sync import OkxLevels, OkxRule
@@ -63,6 +64,7 @@ _SEQUENCED = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})
 _UNIT_MS = {"s": 1_000, "m": 60_000, "H": 3_600_000, "D": 86_400_000, "W": 604_800_000}
 _HK = timezone(timedelta(hours=8))
 _DEDUP_WINDOW = 4096
+_INF = float("inf")
 _CHANNEL = re.compile(r'"channel"\s*:\s*"([^"]+)"')
 
 
@@ -141,6 +143,7 @@ class OkxParser(StreamBooksParser):
         self._frame = msgspec.json.Decoder(OkxFrame)
         self._trades = msgspec.json.Decoder(list[OkxTrade], strict=False)
         self._tickers = msgspec.json.Decoder(list[OkxTicker], strict=False)
+        self._ticker_bbos = msgspec.json.Decoder(list[OkxTickerBbo], strict=False)
         self._book = msgspec.json.Decoder(list[OkxBook], strict=False)
         self._book_strings = msgspec.json.Decoder(list[OkxBookStrings])
         self._bbo = msgspec.json.Decoder(list[OkxBbo], strict=False)
@@ -286,6 +289,15 @@ class OkxParser(StreamBooksParser):
                        "askPx": "30228.7", "askSz": "1.55896972", "bidPx": "30228.6", "bidSz": "0.23393",
                        "open24h": "29700.4", ..., "ts": "1652459223003"}]}
         """
+        try:
+            bbos = self._ticker_bbos.decode(frame.data)
+        except msgspec.ValidationError:
+            bbos = None  # an empty, missing or non-numeric side: the text path tells which
+        if bbos is not None:
+            return [
+                _checked_quote(f"[{i}]", self.instrument_id(t.instId), t.ts * MS, recv_ns, t.bidPx, t.bidSz, t.askPx, t.askSz)
+                for i, t in enumerate(bbos)
+            ]
         out = []
         for i, t in enumerate(self._tickers.decode(frame.data)):
             if not (t.bidPx and t.askPx and t.bidSz and t.askSz):
@@ -458,8 +470,14 @@ def _quote(field: str, iid: str, ts_event: int, recv_ns: int, bp: str, bs: str, 
         bid, bid_sz, ask, ask_sz = float(bp), float(bs), float(ap), float(as_)
     except ValueError:
         raise FieldError(field, f"best bid/ask {bp!r}x{bs!r} / {ap!r}x{as_!r}: non-numeric") from None
-    if not (0.0 < bid < np.inf and 0.0 < ask < np.inf and 0.0 <= bid_sz < np.inf and 0.0 <= ask_sz < np.inf):
+    return _checked_quote(field, iid, ts_event, recv_ns, bid, bid_sz, ask, ask_sz)
+
+
+def _checked_quote(
+    field: str, iid: str, ts_event: int, recv_ns: int, bid: float, bid_sz: float, ask: float, ask_sz: float
+) -> Quote:
+    if not (0.0 < bid < _INF and 0.0 < ask < _INF and 0.0 <= bid_sz < _INF and 0.0 <= ask_sz < _INF):
         raise FieldError(
-            field, f"best bid/ask {bp!r}x{bs!r} / {ap!r}x{as_!r}: expected positive finite prices, sizes >= 0"
+            field, f"best bid/ask {bid!r}x{bid_sz!r} / {ask!r}x{ask_sz!r}: expected positive finite prices, sizes >= 0"
         )
     return Quote(iid, ts_event, recv_ns, bid, bid_sz, ask, ask_sz)

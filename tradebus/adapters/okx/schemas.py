@@ -93,6 +93,22 @@ class OkxTicker(msgspec.Struct, frozen=True):
     instType: str = ""
 
 
+class OkxTickerBbo(msgspec.Struct, frozen=True):
+    """The best bid/ask of one ``tickers`` element as numbers (the parser's fast path).
+
+    Decoded in lax mode, so the numeric strings become floats in C. An element with an
+    empty side (``""``), a missing one or a non-numeric one fails this decode; the parser then
+    reads the frame again as :class:`OkxTicker`, which keeps every such case apart.
+    """
+
+    instId: str
+    ts: Millis
+    bidPx: float
+    bidSz: float
+    askPx: float
+    askSz: float
+
+
 class OkxBook(msgspec.Struct, frozen=True):
     """One element of a ``books``/``books5``/``books50-l2-tbt``/``books-l2-tbt`` push.
 
