@@ -143,6 +143,20 @@ def test_ticker_numbers_are_read_as_float_reads_them() -> None:
         assert (quote.bid_price, quote.bid_size, quote.ask_price) == (float(text),) * 3, text
 
 
+def test_bbo_levels_are_read_as_float_reads_them_and_an_empty_side_is_skipped() -> None:
+    texts = ["8476.97", "256", "1e-8", "0.000000017", "123456789.123456789", "3E+2"]
+    parser = OkxParser()
+    for bid, size in zip(texts, reversed(texts), strict=True):
+        raw = json.dumps({"arg": {"channel": "bbo-tbt", "instId": "BTC-USDT"}, "data": [
+            {"asks": [["9000.5", size, "0", "1"]], "bids": [[bid, size, "0", "2"]], "ts": "5"},
+            {"asks": [], "bids": [[bid, size, "0", "2"]], "ts": "6"},
+        ]})  # fmt: skip
+        assert parser.parse_frame(raw, 3) == [
+            Quote("BTC-USDT.OKX", 5 * MS, 3, float(bid), float(size), 9000.5, float(size))
+        ]
+    assert parser.skipped["bbo_empty_side"] == len(texts)
+
+
 def test_ticker_frame_with_one_empty_side_keeps_its_other_quotes() -> None:
     raw = json.dumps({"arg": {"channel": "tickers", "instId": "X-USDT"}, "data": [
         {"instId": "X-USDT", "ts": "1", "bidPx": "1.5", "bidSz": "2", "askPx": "1.6", "askSz": "3"},
@@ -245,6 +259,8 @@ def test_events_and_pong_yield_nothing_and_an_error_event_is_a_rejected_subscrip
         '{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","px":"1","sz":"1","side":"buy","ts":"1"}]}',
         '{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","bidPx":"x","bidSz":"1","askPx":"2","askSz":"1","ts":"1"}]}',
         '{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","bidPx":"nan","bidSz":"1","askPx":"2","askSz":"1","ts":"1"}]}',
+        '{"arg":{"channel":"bbo-tbt","instId":"BTC-USDT"},"data":[{"asks":[["2","1","0","1"]],"bids":[["x","1","0","1"]],"ts":"1"}]}',
+        '{"arg":{"channel":"bbo-tbt","instId":"BTC-USDT"},"data":[{"asks":[["2","1","0","1"]],"bids":[["-1","1","0","1"]],"ts":"1"}]}',
         '{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","bidPx":"1","bidSz":"-1","askPx":"2","askSz":"1","ts":"1"}]}',
         '{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","bidPx":"1","bidSz":"1","askPx":"inf","askSz":"1","ts":"1"}]}',
         '{"arg":{"channel":"candle1m","instId":"BTC-USDT"},"data":[["1","2","1","3","2","1","1","1","1"]]}',

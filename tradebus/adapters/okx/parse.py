@@ -41,6 +41,7 @@ from tradebus.adapters.common.sync import BookSync
 from tradebus.adapters.okx.config import BOOK_CHANNELS as _BOOK_CHANNELS
 from tradebus.adapters.okx.schemas import (
     OkxBbo,
+    OkxBboNumbers,
     OkxBook,
     OkxBookStrings,
     OkxFrame,
@@ -147,6 +148,7 @@ class OkxParser(StreamBooksParser):
         self._book = msgspec.json.Decoder(list[OkxBook], strict=False)
         self._book_strings = msgspec.json.Decoder(list[OkxBookStrings])
         self._bbo = msgspec.json.Decoder(list[OkxBbo], strict=False)
+        self._bbo_numbers = msgspec.json.Decoder(list[OkxBboNumbers], strict=False)
         self._funding = msgspec.json.Decoder(list[OkxFundingRate], strict=False)
         self._mark = msgspec.json.Decoder(list[OkxMarkPrice], strict=False)
         self._candles = msgspec.json.Decoder(list[list[str]])
@@ -318,11 +320,19 @@ class OkxParser(StreamBooksParser):
         """
         out = []
         iid = self.instrument_id(inst_id)
-        for i, b in enumerate(self._bbo.decode(frame.data)):
+        bbos: list[OkxBboNumbers] | list[OkxBbo]
+        quote: Callable[..., Quote]
+        try:
+            bbos = self._bbo_numbers.decode(frame.data)
+            quote = _checked_quote
+        except msgspec.ValidationError:  # a non-numeric level: the text path names it
+            bbos = self._bbo.decode(frame.data)
+            quote = _quote
+        for i, b in enumerate(bbos):
             if not b.bids or not b.asks or len(b.bids[0]) < 2 or len(b.asks[0]) < 2:
                 self.skipped["bbo_empty_side"] += 1
                 continue
-            out.append(_quote(f"[{i}]", iid, b.ts * MS, recv_ns, b.bids[0][0], b.bids[0][1], b.asks[0][0], b.asks[0][1]))
+            out.append(quote(f"[{i}]", iid, b.ts * MS, recv_ns, b.bids[0][0], b.bids[0][1], b.asks[0][0], b.asks[0][1]))
         return out
 
     def _on_candles(self, bar: str, inst_id: str, frame: OkxFrame, recv_ns: int) -> list:

@@ -152,6 +152,18 @@ class OkxBbo(msgspec.Struct, frozen=True):
     seqId: int | None = None
 
 
+class OkxBboNumbers(msgspec.Struct, frozen=True):
+    """:class:`OkxBbo` with its levels as numbers (the parser's fast path, lax msgspec).
+
+    A non-numeric level fails this decode; the parser then reads the element as
+    :class:`OkxBbo`, which names the bad value.
+    """
+
+    asks: list[list[float]]
+    bids: list[list[float]]
+    ts: Millis
+
+
 class OkxFundingRate(msgspec.Struct, frozen=True):
     """One element of a ``funding-rate`` push.
 
