@@ -406,6 +406,29 @@ def test_lean_bar_loop_with_order_events_for_bookkeeping_only(tmp_path: Path, la
     assert fast._loop.bar_closes is None and fast._loop.lazy is None
 
 
+class FillChasing(EmaCross):
+    """EmaCross (lean) that sends another market order from every other fill's callback: the
+    venue is told where the bar being matched closed before the loop has delivered that bar."""
+
+    def on_order_filled(self, event: OrderFilled) -> None:
+        self.chase = not getattr(self, "chase", False)
+        if self.chase:
+            self.submit_market(self.instrument_id, OrderSide.BUY if event.side < 0 else OrderSide.SELL, 0.5)
+
+
+@pytest.mark.parametrize("latency_ns", [0, 3 * MIN // 2])
+def test_lean_bar_loop_with_orders_sent_from_a_fill(tmp_path: Path, latency_ns: int) -> None:
+    sources = bar_sources(tmp_path / "b", [bar_table(2_000, seed=11)])
+    fast, slow = run_both(sources, lambda: bar_kernel(FillChasing, latency_ns), batch_rows=300)
+    assert_same(fast, slow, min_fills=150)
+    # Decided inside bar t's matching (stamped at t's close), the order arrives at bar t+1's open
+    # with no latency and at bar t+3's with 1.5 bars of it; it fills at that bar's close time.
+    created = {o.client_order_id: o.ts_created for o in fast.result.orders}
+    delays = {f.ts_event - created[f.client_order_id] for f in fast.result.fills if f.quantity == 0.5}
+    assert delays == {MIN if latency_ns == 0 else 3 * MIN}
+    assert sum(f.quantity == 0.5 for f in fast.result.fills) > 50
+
+
 class RecordingEmaCross(EmaCross):
     """EmaCross that records every feature row it is shown (lean: declared feature-only)."""
 

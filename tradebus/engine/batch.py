@@ -40,7 +40,7 @@ order manager, result) and calls back only its public methods (``process``,
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
@@ -108,7 +108,7 @@ class BatchLoop:
         order worked on another one.
     """
 
-    __slots__ = ("bar_closes", "idle_trades", "kernel", "lagging", "lazy", "needs_execution", "note_bar_closes")
+    __slots__ = ("bar_closes", "idle_trades", "kernel", "lagging", "lazy", "needs_execution")
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
@@ -118,33 +118,39 @@ class BatchLoop:
         # A lean loop (feature-only subscribers, see _lean_bars) builds no bar or trade per row;
         # lazy() puts the current row's object in the cache when something may read it.
         self.lazy: Callable[[], None] | None = None
-        # A lean loop that leaves the cache behind on an order (see _lean_mixed) says where each
-        # instrument's latest bar closed (of the instruments given; None: of all); None: the
-        # cache's latest bars say it.
-        self.bar_closes: Callable[[Iterable[str] | None], dict[str, int]] | None = None
+        # A lean loop that leaves the cache behind on an order (see _lean_mixed) says where an
+        # instrument's latest delivered bar closed; None: the cache's latest bar says it.
+        self.bar_closes: Callable[[str], int | None] | None = None
         venue = kernel.venue
-        self.note_bar_closes: Callable[[Mapping[str, int]], None] | None = (
-            venue.note_bar_closes if isinstance(venue, SimulatedVenue) else None
-        )
+        if isinstance(venue, SimulatedVenue) and venue.config.fill_on == "bars":
+            venue.bar_close_of = self.bar_close_of
+
+    def bar_close_of(self, instrument_id: str) -> int | None:
+        """Where the instrument's latest delivered bar closed (``ts_init``; ``None``: no bar yet).
+
+        The simulated venue asks when an action for the instrument is queued (the next bar
+        opens there): the loop does not show it the bars it skips while nothing works.
+        """
+        closes = self.bar_closes
+        if closes is not None:
+            return closes(instrument_id)
+        bar = self.kernel.cache.bars.get(instrument_id)
+        return None if bar is None else bar.ts_init
 
     def catch_up(self) -> None:
         """Before an order: make up for what the loop skipped (a no-op once caught up).
 
-        Marks the portfolio and the risk gate at the latest prices, tells the simulated venue
-        where each instrument's next bar opens and shows it each idle instrument's latest trade,
-        which leaves the venue as :meth:`Kernel.process` would have.
+        Marks the portfolio and the risk gate at the latest prices and shows the simulated
+        venue each idle instrument's latest trade, which leaves the venue as
+        :meth:`Kernel.process` would have (the venue asks where a bar closed when it needs
+        to, :meth:`bar_close_of`).
         """
         k = self.kernel
         if self.lazy is not None:
             self.lazy()
         if not self.needs_execution:
-            # The loop skipped the execution engine on this bar: catch up on its marks
-            # and tell the venue where each instrument's next bar opens.
+            # The loop skipped the execution engine on this bar: catch up on its marks.
             k.sync_marks()
-            note = self.note_bar_closes
-            if note is not None:
-                closes = self.bar_closes
-                note({iid: bar.ts_init for iid, bar in k.cache.bars.items()} if closes is None else closes(None))
             if self.idle_trades:
                 # Trades the loop did not show the venue: with nothing working it would
                 # only have kept the last one's price (the reference of the next arrival).
@@ -156,14 +162,6 @@ class BatchLoop:
         elif self.lagging:
             # Bars of instruments with nothing working, skipped while another one had an order.
             k.sync_marks()
-            note = self.note_bar_closes
-            if note is not None:
-                closes = self.bar_closes
-                if closes is None:
-                    bars = k.cache.bars
-                    note({iid: bars[iid].ts_init for iid in self.lagging})
-                else:
-                    note(closes(self.lagging))
             self.lagging.clear()
 
     def run(self, replay: ReplayLike, on_batch: Callable[[int], None] | None = None) -> None:
@@ -298,7 +296,7 @@ class BatchLoop:
         of the batch. While it needs execution the cache is current: it comes to need it only through an
         order, whose catch-up cached the bar it was decided on. When no handler an order's
         submission or the venue's events reach reads a cached bar (see :meth:`_blind`), the
-        catch-up builds none: the venue learns the bar's close from the row (``bar_closes``),
+        catch-up builds none: the venue reads the bar's close from the row (``bar_closes``),
         and the cache lags by that one bar until the next one is matched.
         """
         k = self.kernel
@@ -326,12 +324,12 @@ class BatchLoop:
         j = -1  # before the first row: the cache holds the previous batch's last bar
         if self._blind((iid,), *_VENUE_EVENTS, OrderSubmitted, OrderDenied):
 
-            def closes(only: Iterable[str] | None) -> dict[str, int]:
-                # What materialize(j) would leave in the cache, as closes.
-                out = {i: bar.ts_init for i, bar in cache_bars.items() if only is None or i in only}
-                if j >= 0 and (only is None or iid in only):
-                    out[iid] = ts_init[j]
-                return out
+            def closes(instrument_id: str) -> int | None:
+                # What materialize(j) would leave in the cache.
+                if instrument_id == iid and j >= 0:
+                    return ts_init[j]
+                bar = cache_bars.get(instrument_id)
+                return None if bar is None else bar.ts_init
 
             self.bar_closes = closes
         else:
@@ -558,22 +556,16 @@ class BatchLoop:
         iids = [lane[0] for lane in lanes if lane is not None]
         quiet = self._blind(iids, *_VENUE_EVENTS)
         if quiet and self._blind(iids, OrderSubmitted, OrderDenied):
-            # Nor does an order's submission: its catch-up builds no bar and tells the venue where
-            # each instrument's latest bar closed from the rows.
+            # Nor does an order's submission: its catch-up builds no bar, and the venue reads
+            # where an instrument's latest bar closed from the rows.
             lane_of = {lane[0]: s for s, lane in enumerate(lanes) if lane is not None}
 
-            def closes(only: Iterable[str] | None) -> dict[str, int]:
-                if only is not None:
-                    out: dict[str, int] = {}
-                    for iid in only:
-                        s = lane_of.get(iid)  # None: an instrument of an earlier batch, in the cache
-                        out[iid] = cache_bars[iid].ts_init if s is None or latest[s] == cached[s] else ts_init[latest[s]]
-                    return out
-                out = {iid: bar.ts_init for iid, bar in cache_bars.items()}
-                for iid, s in lane_of.items():
-                    if latest[s] != cached[s]:
-                        out[iid] = ts_init[latest[s]]
-                return out
+            def closes(instrument_id: str) -> int | None:
+                s = lane_of.get(instrument_id)  # None: an instrument of an earlier batch, in the cache
+                if s is not None and latest[s] != cached[s]:
+                    return ts_init[latest[s]]
+                bar = cache_bars.get(instrument_id)
+                return None if bar is None else bar.ts_init
 
             self.bar_closes = closes
         else:

@@ -24,8 +24,9 @@ Bars (``fill_on="bars"``)
     open, and the venue does not know the path after the arrival. An order decided at bar t's
     close with no latency arrives at bar t+1's open and is matched from bar t+1 on. The first
     bar of an instrument has no known open: actions waiting for it are handled by the second.
-    When bars are skipped (no order working), :meth:`SimulatedVenue.note_bar_closes` must be
-    told each instrument's last bar close before the next action (the kernel does it).
+    When bars are skipped (no order working), ``SimulatedVenue.bar_close_of`` must say where
+    an instrument's latest bar closed: the venue asks it when it queues an action (the
+    kernel's backtest loop answers).
     Open times taken from the previous bar are never later than the true open, so a gap in the
     data can only delay an action, never let it fill earlier.
 
@@ -105,7 +106,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import ClassVar
 
@@ -294,6 +295,10 @@ class SimulatedVenue(Venue):
         self._last: dict[str, float] = dict.fromkeys(instruments, _NAN)
         # ts_init of the latest bar of each instrument: the open time of its next bar.
         self._bar_close: dict[str, int] = {}
+        #: Where an instrument's latest bar closed (``ts_init``; ``None``: no bar yet), asked when an
+        #: action for it is queued; set by the kernel's backtest loop, which does not show the venue
+        #: the bars it skips while nothing works. ``None``: the venue is shown every bar.
+        self.bar_close_of: Callable[[str], int | None] | None = None
         self._bid: dict[str, float] = dict.fromkeys(instruments, _NAN)
         self._ask: dict[str, float] = dict.fromkeys(instruments, _NAN)
         self._venue_ids = 0
@@ -346,6 +351,8 @@ class SimulatedVenue(Venue):
                 return
         pending = self._pending.get(order.instrument_id)
         if pending is not None and not self._alerts:
+            if self.bar_close_of is not None:
+                self._learn_bar_close(order.instrument_id)
             pending.append((self.clock.now_ns() + self._latency, _SUBMIT, sim, None))  # _queue, inlined
         else:
             self._queue(order.instrument_id, _SUBMIT, sim, None)
@@ -402,6 +409,8 @@ class SimulatedVenue(Venue):
             else:
                 logger.warning("venue: {} for unknown instrument {!r} ignored", "cancel/modify", iid)
             return
+        if self.bar_close_of is not None:
+            self._learn_bar_close(iid)
         arrival = self.clock.now_ns() + self._latency
         pending.append((arrival, action, target, cmd))
         if self._alerts:
@@ -453,18 +462,17 @@ class SimulatedVenue(Venue):
             self._match_bar(iid, bar, working)
         self._last[iid] = bar.close
 
-    def note_bar_closes(self, closes: Mapping[str, int]) -> None:
-        """Record the closes of bars the venue was not shown (the open times of the next ones).
+    def _learn_bar_close(self, instrument_id: str) -> None:
+        """Take where the instrument's latest bar closed (the next bar's open) from ``bar_close_of``.
 
-        The kernel's backtest loop skips :meth:`on_bar` while no order is working; before the
-        next action it reports here the ``ts_init`` of each instrument's latest bar, so the next
-        bar's open is known. Instruments the venue does not trade are ignored.
+        The kernel's backtest loop skips :meth:`on_bar` while no order is working; an action
+        queued then waits for a bar whose open the venue would not know. The later of the two
+        closes is kept: a bar this venue was shown may be newer than the one the loop reports
+        while that bar is being matched.
         """
-        pending = self._pending
-        bar_close = self._bar_close
-        for instrument_id, ts_init in closes.items():
-            if instrument_id in pending:
-                bar_close[instrument_id] = ts_init
+        close = self.bar_close_of(instrument_id)  # type: ignore[misc]
+        if close is not None and close > self._bar_close.get(instrument_id, -1):
+            self._bar_close[instrument_id] = close
 
     def on_trade(self, trade: Trade) -> None:
         """Handle arrivals, then match working orders against the trade's price."""
