@@ -297,7 +297,7 @@ class OkxParser(StreamBooksParser):
             bbos = None  # an empty, missing or non-numeric side: the text path tells which
         if bbos is not None:
             return [
-                _checked_quote(f"[{i}]", self.instrument_id(t.instId), t.ts * MS, recv_ns, t.bidPx, t.bidSz, t.askPx, t.askSz)
+                _checked_quote(i, self.instrument_id(t.instId), t.ts * MS, recv_ns, t.bidPx, t.bidSz, t.askPx, t.askSz)
                 for i, t in enumerate(bbos)
             ]
         out = []
@@ -306,7 +306,7 @@ class OkxParser(StreamBooksParser):
                 self.skipped["ticker_without_bbo"] += 1
                 continue
             iid = self.instrument_id(t.instId)
-            out.append(_quote(f"[{i}]", iid, t.ts * MS, recv_ns, t.bidPx, t.bidSz, t.askPx, t.askSz))
+            out.append(_quote(i, iid, t.ts * MS, recv_ns, t.bidPx, t.bidSz, t.askPx, t.askSz))
         return out
 
     def _on_bbo(self, channel: str, inst_id: str, frame: OkxFrame, recv_ns: int) -> list:
@@ -332,7 +332,7 @@ class OkxParser(StreamBooksParser):
             if not b.bids or not b.asks or len(b.bids[0]) < 2 or len(b.asks[0]) < 2:
                 self.skipped["bbo_empty_side"] += 1
                 continue
-            out.append(quote(f"[{i}]", iid, b.ts * MS, recv_ns, b.bids[0][0], b.bids[0][1], b.asks[0][0], b.asks[0][1]))
+            out.append(quote(i, iid, b.ts * MS, recv_ns, b.bids[0][0], b.bids[0][1], b.asks[0][0], b.asks[0][1]))
         return out
 
     def _on_candles(self, bar: str, inst_id: str, frame: OkxFrame, recv_ns: int) -> list:
@@ -475,19 +475,22 @@ def _check_fields(rule: OkxRule, item: OkxBook, where: str) -> None:
         raise FieldError("seqId", f"seqId/prevSeqId missing in an update of {where} although its snapshot had them")
 
 
-def _quote(field: str, iid: str, ts_event: int, recv_ns: int, bp: str, bs: str, ap: str, as_: str) -> Quote:
+def _quote(index: int, iid: str, ts_event: int, recv_ns: int, bp: str, bs: str, ap: str, as_: str) -> Quote:
+    """The quote of element ``index`` of a push from its price and size strings."""
     try:
         bid, bid_sz, ask, ask_sz = float(bp), float(bs), float(ap), float(as_)
     except ValueError:
-        raise FieldError(field, f"best bid/ask {bp!r}x{bs!r} / {ap!r}x{as_!r}: non-numeric") from None
-    return _checked_quote(field, iid, ts_event, recv_ns, bid, bid_sz, ask, ask_sz)
+        raise FieldError(f"[{index}]", f"best bid/ask {bp!r}x{bs!r} / {ap!r}x{as_!r}: non-numeric") from None
+    return _checked_quote(index, iid, ts_event, recv_ns, bid, bid_sz, ask, ask_sz)
 
 
 def _checked_quote(
-    field: str, iid: str, ts_event: int, recv_ns: int, bid: float, bid_sz: float, ask: float, ask_sz: float
+    index: int, iid: str, ts_event: int, recv_ns: int, bid: float, bid_sz: float, ask: float, ask_sz: float
 ) -> Quote:
+    """The quote of element ``index`` of a push; a :class:`FieldError` unless prices are positive and finite, sizes >= 0."""
     if not (0.0 < bid < _INF and 0.0 < ask < _INF and 0.0 <= bid_sz < _INF and 0.0 <= ask_sz < _INF):
         raise FieldError(
-            field, f"best bid/ask {bid!r}x{bid_sz!r} / {ask!r}x{ask_sz!r}: expected positive finite prices, sizes >= 0"
+            f"[{index}]",
+            f"best bid/ask {bid!r}x{bid_sz!r} / {ask!r}x{ask_sz!r}: expected positive finite prices, sizes >= 0",
         )
     return Quote(iid, ts_event, recv_ns, bid, bid_sz, ask, ask_sz)
