@@ -119,7 +119,8 @@ class BatchLoop:
         # lazy() puts the current row's object in the cache when something may read it.
         self.lazy: Callable[[], None] | None = None
         # A lean loop that leaves the cache behind on an order (see _lean_mixed) says where an
-        # instrument's latest delivered bar closed; None: the cache's latest bar says it.
+        # instrument's latest delivered bar closed when its rows know better than the cache
+        # (None: the cache's latest bar says it).
         self.bar_closes: Callable[[str], int | None] | None = None
         venue = kernel.venue
         if isinstance(venue, SimulatedVenue) and venue.config.fill_on == "bars":
@@ -133,7 +134,9 @@ class BatchLoop:
         """
         closes = self.bar_closes
         if closes is not None:
-            return closes(instrument_id)
+            close = closes(instrument_id)
+            if close is not None:
+                return close
         bar = self.kernel.cache.bars.get(instrument_id)
         return None if bar is None else bar.ts_init
 
@@ -325,11 +328,8 @@ class BatchLoop:
         if self._blind((iid,), *_VENUE_EVENTS, OrderSubmitted, OrderDenied):
 
             def closes(instrument_id: str) -> int | None:
-                # What materialize(j) would leave in the cache.
-                if instrument_id == iid and j >= 0:
-                    return ts_init[j]
-                bar = cache_bars.get(instrument_id)
-                return None if bar is None else bar.ts_init
+                # What materialize(j) would put in the cache (None: the cache holds it already).
+                return ts_init[j] if instrument_id == iid and j >= 0 else None
 
             self.bar_closes = closes
         else:
@@ -562,10 +562,7 @@ class BatchLoop:
 
             def closes(instrument_id: str) -> int | None:
                 s = lane_of.get(instrument_id)  # None: an instrument of an earlier batch, in the cache
-                if s is not None and latest[s] != cached[s]:
-                    return ts_init[latest[s]]
-                bar = cache_bars.get(instrument_id)
-                return None if bar is None else bar.ts_init
+                return ts_init[latest[s]] if s is not None and latest[s] != cached[s] else None
 
             self.bar_closes = closes
         else:
