@@ -181,7 +181,10 @@ _BY_TYPE: dict[type, dict[OrderStatus, OrderStatus]] = {
 _ON_FILLED = {status: target for (status, k), target in TRANSITIONS.items() if k == "filled"}
 _ON_PARTIAL = {status: target for (status, k), target in TRANSITIONS.items() if k == "partially_filled"}
 
-_INITIALIZED = S.INITIALIZED  # read on every new order (an EnumType attribute lookup costs ~60 ns)
+# Read on every order (an EnumType attribute lookup costs ~60 ns).
+_INITIALIZED = S.INITIALIZED
+_SUBMITTED = S.SUBMITTED
+_ACCEPTED = S.ACCEPTED
 # Quantities are float64: a remaining quantity below this fraction of the order is float noise.
 _QTY_RTOL = 1e-9
 _INF = math.inf
@@ -488,9 +491,9 @@ class OrderManager:
         InvalidTransition
             If the order is not INITIALIZED (as :meth:`apply` raises for this process's own decision).
         """
-        if order.status is not S.INITIALIZED:
+        if order.status is not _INITIALIZED:
             raise InvalidTransition(f"order {order.client_order_id}: invalid transition from {order.status} on submitted")
-        order.status = S.SUBMITTED
+        order.status = _SUBMITTED
         order.ts_last = ts
         self._open[order.client_order_id] = order
 
@@ -501,9 +504,9 @@ class OrderManager:
         and changes nothing when the order is not this manager's SUBMITTED order without fills:
         the caller then applies the event, which handles every race.
         """
-        if order.status is not S.SUBMITTED or order.filled_qty or self._orders.get(order.client_order_id) is not order:
+        if order.status is not _SUBMITTED or order.filled_qty or self._orders.get(order.client_order_id) is not order:
             return False
-        order.status = S.ACCEPTED
+        order.status = _ACCEPTED
         order.venue_order_id = venue_order_id
         order.ts_last = ts
         return True
