@@ -351,7 +351,7 @@ class BookVenue(SimulatedVenue):
     def submit(self, order: Order) -> None:
         """Queue a new order; it arrives after the entry latency."""
         self._venue_ids += 1
-        sim = _SimOrder(order, self._venue_ids)
+        sim = _SimOrder.of(order, self._venue_ids)
         self._orders[sim.coid] = sim
         self._queue(order.instrument_id, _SUBMIT, sim, None)
 

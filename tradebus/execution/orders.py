@@ -53,6 +53,7 @@ from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
+import msgspec
 from loguru import logger
 
 from tradebus.engine.bus import MessageBus
@@ -192,8 +193,12 @@ _INF = math.inf
 _TUPLE_TRADE_IDS = 16
 
 
-class Order:
+class Order(msgspec.Struct, gc=False, eq=False):
     """The order manager's record of one order (mutable; changed only by the order manager).
+
+    A struct the cyclic garbage collector does not track (it holds no reference cycle): a
+    backtest keeps every order, and each tracked one would be walked by every young-generation
+    collection. Two orders are equal only if they are the same object.
 
     Attributes
     ----------
@@ -211,70 +216,37 @@ class Order:
     venue_order_id
         The venue's id once accepted (``""`` before).
     ts_created, ts_last
-        When the order was created, and the ``ts_event`` of the last applied event.
+        When the order was created, and the ``ts_event`` of the last applied event
+        (``ts_created`` until then).
     reason
         Reason of the last denial, rejection, cancel, expiry or timeout (``""`` otherwise).
     """
 
-    __slots__ = (
-        "avg_px",
-        "client_order_id",
-        "fee_paid",
-        "filled_qty",
-        "instrument_id",
-        "order_type",
-        "post_only",
-        "price",
-        "quantity",
-        "reason",
-        "reduce_only",
-        "side",
-        "status",
-        "strategy_id",
-        "tif",
-        "trade_ids",
-        "trigger_price",
-        "ts_created",
-        "ts_last",
-        "venue_order_id",
-    )
+    client_order_id: str
+    strategy_id: str
+    instrument_id: str
+    side: OrderSide
+    order_type: OrderType
+    quantity: float
+    price: float = math.nan
+    trigger_price: float = math.nan
+    tif: TimeInForce = TimeInForce.GTC
+    post_only: bool = False
+    reduce_only: bool = False
+    ts_created: int = 0
+    status: OrderStatus = S.INITIALIZED
+    filled_qty: float = 0.0
+    avg_px: float = math.nan
+    fee_paid: float = 0.0
+    venue_order_id: str = ""
+    ts_last: int = -1
+    reason: str = ""
+    # A tuple while the order has few fills (a set costs 216 bytes per order), a set beyond.
+    trade_ids: tuple[str, ...] | set[str] = ()
 
-    def __init__(
-        self,
-        client_order_id: str,
-        strategy_id: str,
-        instrument_id: str,
-        side: OrderSide,
-        order_type: OrderType,
-        quantity: float,
-        price: float = math.nan,
-        trigger_price: float = math.nan,
-        tif: TimeInForce = TimeInForce.GTC,
-        post_only: bool = False,
-        reduce_only: bool = False,
-        ts_created: int = 0,
-    ) -> None:
-        self.client_order_id = client_order_id
-        self.strategy_id = strategy_id
-        self.instrument_id = instrument_id
-        self.side = side
-        self.order_type = order_type
-        self.quantity = quantity
-        self.price = price
-        self.trigger_price = trigger_price
-        self.tif = tif
-        self.post_only = post_only
-        self.reduce_only = reduce_only
-        self.status = _INITIALIZED
-        self.filled_qty = 0.0
-        self.avg_px = math.nan
-        self.fee_paid = 0.0
-        self.venue_order_id = ""
-        self.ts_created = ts_created
-        self.ts_last = ts_created
-        self.reason = ""
-        # A tuple while the order has few fills (a set costs 216 bytes per order), a set beyond.
-        self.trade_ids: tuple[str, ...] | set[str] = ()
+    def __post_init__(self) -> None:
+        if self.ts_last == -1:
+            self.ts_last = self.ts_created
 
     @property
     def type(self) -> OrderType:
@@ -300,7 +272,7 @@ class Order:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly snapshot (used by the journal and reports)."""
-        return {name: getattr(self, name) for name in self.__slots__ if name != "trade_ids"} | {
+        return {name: getattr(self, name) for name in _ORDER_FIELDS if name != "trade_ids"} | {
             "trade_ids": sorted(self.trade_ids)
         }
 
@@ -310,6 +282,9 @@ class Order:
             f"qty={self.quantity} px={self.price} trg={self.trigger_price} {self.status} "
             f"filled={self.filled_qty})"
         )
+
+
+_ORDER_FIELDS = tuple(sorted(Order.__struct_fields__))
 
 
 class OrderManager:

@@ -110,6 +110,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import ClassVar
 
+import msgspec
 from loguru import logger
 
 from tradebus.engine.clock import Clock, SimulatedClock
@@ -124,6 +125,7 @@ from tradebus.engine.messages import (
     OrderFilled,
     OrderModified,
     OrderRejected,
+    OrderSide,
     OrderStatus,
     OrderTriggered,
     OrderType,
@@ -168,52 +170,42 @@ _EXPIRED = OrderStatus.EXPIRED
 _REJECTED = OrderStatus.REJECTED
 
 
-class _SimOrder:
-    """The venue's own state of an order; identity fields are read from the submitted order."""
+class _SimOrder(msgspec.Struct, gc=False, eq=False):
+    """The venue's own state of an order; identity fields are read from the submitted order.
 
-    __slots__ = (
-        "aggressive",
-        "buy",
-        "coid",
-        "filled",
-        "fills",
-        "limit",
-        "order",
-        "quantity",
-        "reduce_only",
-        "seq",
-        "side",
-        "status",
-        "strategy_id",
-        "tif",
-        "trigger",
-        "triggered",
-        "ts_event",
-        "type",
-        "venue_order_id",
-    )
+    Untracked by the cyclic garbage collector, as :class:`Order` (no reference cycle). Build
+    it with :meth:`of`.
+    """
 
-    def __init__(self, order: Order, seq: int) -> None:
-        self.order = order
-        self.seq = seq
-        self.venue_order_id = f"SIM-{seq}"
-        # Copies of the order's fixed fields, read on every event.
-        self.coid = order.client_order_id
-        self.strategy_id = order.strategy_id
-        self.type = order.order_type
-        self.tif = order.tif
-        self.side = order.side
-        self.reduce_only = order.reduce_only
-        self.buy = order.side > 0
-        self.quantity = order.quantity
-        self.limit = order.price
-        self.trigger = order.trigger_price
-        self.status = _SUBMITTED
-        self.filled = 0.0
-        self.triggered = False
-        self.aggressive = False
-        self.fills: list[OrderFilled] | None = None  # created at the first fill
-        self.ts_event = 0
+    order: Order
+    seq: int
+    venue_order_id: str
+    # Copies of the order's fixed fields, read on every event.
+    coid: str
+    strategy_id: str
+    type: OrderType
+    tif: TimeInForce
+    side: OrderSide
+    reduce_only: bool
+    buy: bool
+    quantity: float
+    limit: float
+    trigger: float
+    status: OrderStatus = _SUBMITTED
+    filled: float = 0.0
+    triggered: bool = False
+    aggressive: bool = False
+    fills: list[OrderFilled] | None = None  # created at the first fill
+    ts_event: int = 0
+
+    @classmethod
+    def of(cls, order: Order, seq: int) -> _SimOrder:
+        """The venue's state of ``order``, its ``seq``-th, as it arrives."""
+        side = order.side
+        return cls(
+            order, seq, f"SIM-{seq}", order.client_order_id, order.strategy_id, order.order_type, order.tif, side,
+            order.reduce_only, side > 0, order.quantity, order.price, order.trigger_price,
+        )  # fmt: skip
 
     @property
     def leaves(self) -> float:
@@ -335,7 +327,7 @@ class SimulatedVenue(Venue):
         (native contingent orders; see the module docstring).
         """
         self._venue_ids += 1
-        sim = _SimOrder(order, self._venue_ids)
+        sim = _SimOrder.of(order, self._venue_ids)
         self._orders[sim.coid] = sim
         parent_id = self._holding_for
         if parent_id is not None:
