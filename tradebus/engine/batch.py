@@ -763,12 +763,14 @@ def rare_gc() -> Iterator[None]:
 def _bar_reader(batch: Any, ts_init: list[int]) -> Callable[[str, int], Bar]:
     """``bar_at(instrument_id, j)``: the bar of row ``j`` of a bar batch, for the lean loops.
 
-    A bar wanted now and then (an order's catch-up and its fill) reads its six values from the
-    arrays. Listing the columns costs about as much as reading half the rows that way: once a
-    quarter of the batch has been wanted (an order working for a while), they are listed.
+    A bar wanted now and then (an order's catch-up and its fill) reads its six values through
+    memoryviews of the arrays (a Python float or int each, twice as fast as ``ndarray.item``).
+    Listing the columns costs about as much as reading half the rows that way: once a quarter of
+    the batch has been wanted (an order working for a while), they are listed.
     """
     columns: list[list[Any]] = []
     arrays = (batch.ts_event, batch.open, batch.high, batch.low, batch.close, batch.volume)
+    views = tuple(map(_indexable, arrays))
     item_reads = len(ts_init) // 4
 
     def bar_at(iid: str, j: int) -> Bar:
@@ -776,13 +778,20 @@ def _bar_reader(batch: Any, ts_init: list[int]) -> Callable[[str, int], Bar]:
         if not columns:
             item_reads -= 1
             if item_reads >= 0:
-                te, o, h, lo, c, v = arrays
-                return Bar(iid, te.item(j), ts_init[j], o.item(j), h.item(j), lo.item(j), c.item(j), v.item(j))
+                te, o, h, lo, c, v = views
+                return Bar(iid, te[j], ts_init[j], o[j], h[j], lo[j], c[j], v[j])
             columns.extend(a.tolist() for a in arrays)
         te, o, h, lo, c, v = columns
         return Bar(iid, te[j], ts_init[j], o[j], h[j], lo[j], c[j], v[j])
 
     return bar_at
+
+
+def _indexable(values: np.ndarray) -> memoryview | list[Any]:
+    """``values`` indexable to Python numbers: a memoryview of a native numeric array, else a list."""
+    if values.dtype.kind in "fiu" and values.dtype.isnative:
+        return memoryview(values)
+    return values.tolist()  # type: ignore[no-any-return]
 
 
 def _rows_in_order(n: int, values: list[tuple[np.ndarray, np.ndarray | None]]) -> Iterator[tuple[float, ...]]:
