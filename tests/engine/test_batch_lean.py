@@ -467,3 +467,35 @@ def test_several_instruments_with_banks_of_different_widths_see_their_own_rows(t
     for batched, one_by_one in zip(fast.strategies, slow.strategies, strict=True):
         assert len(batched.rows) == 900
         assert np.array_equal(np.array(batched.rows), np.array(one_by_one.rows), equal_nan=True)
+
+
+def test_the_lean_loops_bar_reader_gives_python_numbers_from_any_column_layout() -> None:
+    from types import SimpleNamespace
+
+    from tradebus.engine.batch import _bar_reader
+
+    rng = np.random.default_rng(7)
+    n = 40
+    te = (T0 + MIN * np.arange(n)).astype(np.int64)
+    cols = {k: rng.uniform(1.0, 2.0, n) for k in ("open", "high", "low", "close", "volume")}
+    native = SimpleNamespace(ts_event=te, **cols)
+    layouts = {
+        "big-endian": SimpleNamespace(ts_event=te.astype(">i8"), **{k: v.astype(">f8") for k, v in cols.items()}),
+        "strided": SimpleNamespace(
+            ts_event=np.repeat(te, 2)[::2], **{k: np.repeat(v, 2)[::2] for k, v in cols.items()}
+        ),
+        "float32 volume": SimpleNamespace(ts_event=te, **(cols | {"volume": cols["volume"].astype(np.float32)})),
+    }
+    ts_init = te.tolist()
+    expected = [snapshot(_bar_reader(native, ts_init)("X.V", j)) for j in range(n)]
+    assert expected[3] == ("X.V", int(te[3]), ts_init[3], *(float(cols[k][3]) for k in cols))
+    for name, batch in layouts.items():
+        bar_at = _bar_reader(batch, ts_init)
+        bars = [bar_at("X.V", j) for j in range(n)]  # past a quarter of the rows: the listed columns
+        assert all(type(b.open) is float and type(b.ts_event) is int for b in bars), name
+        got = [snapshot(b) for b in bars]
+        if name == "float32 volume":
+            expected_here = [e[:-1] + (float(np.float32(e[-1])),) for e in expected]  # type: ignore[index]
+        else:
+            expected_here = expected
+        assert got == expected_here, name
