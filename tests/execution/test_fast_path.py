@@ -410,3 +410,17 @@ def test_a_backtest_keeps_its_orders_out_of_the_cyclic_collector(monkeypatch: py
     assert len(orders) > 50 and len(sims) == len(orders)
     assert [o for o in orders if gc.is_tracked(o)] == []
     assert [s for s in sims if gc.is_tracked(s)] == []
+
+
+def test_a_backtest_hands_back_no_young_generation_to_collect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a run kept goes to the oldest generation untraversed (a collection over every order's
+    leftovers followed the run before), and the collector's thresholds are restored."""
+    set_fast_path(monkeypatch, True)
+    kernel = bar_kernel([EmaCross(A, fast=5, slow=20, mode="long_short", quantity=0.5)], (A,), 100_000.0, True)
+    thresholds = gc.get_threshold()
+    kernel.run(Replay(bar_sources(A)))
+    young = {id(o) for o in gc.get_objects(generation=0) + gc.get_objects(generation=1)}
+    kept = [sim.fills for sim in kernel.venue._orders.values()]  # type: ignore[attr-defined]
+    assert len(kept) > 50 and all(type(fills) is list for fills in kept)
+    assert [fills for fills in kept if id(fills) in young] == []
+    assert gc.get_threshold() == thresholds
