@@ -745,23 +745,19 @@ def rare_gc() -> Iterator[None]:
     """Run the cyclic garbage collector rarely for the duration of a backtest loop.
 
     The loop allocates many short-lived objects but no reference cycles (messages are
-    ``gc=False`` structs), so the default thresholds only spend time walking the
-    long-lived objects of the run (orders, fills, modules). Objects alive at the start
-    are frozen out of collection and the young-generation threshold is raised; both
-    are restored afterwards. What the run kept is frozen too before the thresholds are
-    restored, and unfrozen with the rest into the oldest generation: restoring them with a
-    young generation of tens of thousands of objects made the next allocation walk it all
-    (~8 ms at the end of a 1M-bar run), and two generations would walk it again later.
+    ``gc=False`` structs), so the default thresholds would only spend time walking the
+    long-lived objects of the run. The young-generation threshold is raised, and restored
+    afterwards. Nothing is frozen: objects unfrozen into the oldest generation escape the
+    collector's count of what it holds, so the garbage of earlier runs (a finished kernel is
+    a reference cycle) was never collected again by a process running one backtest after
+    another (a sweep's worker grew by ~0.5 MB a run).
     """
     thresholds = gc.get_threshold()
-    gc.freeze()
     gc.set_threshold(100_000, 50, 1_000)
     try:
         yield
     finally:
-        gc.freeze()
         gc.set_threshold(*thresholds)
-        gc.unfreeze()
 
 
 def _bar_reader(batch: Any, ts_init: list[int]) -> Callable[[str, int], Bar]:
