@@ -311,9 +311,13 @@ def test_trade_mode_size_limit_gives_partial_fills() -> None:
     coid = s.submit(BUY, 1.0, LIMIT, price=99.0)
     s.feed_trade(trade(1_001, 99.0, size=0.4))
     assert s.orders.order(coid).status == OrderStatus.PARTIALLY_FILLED
-    s.feed_trade(trade(1_002, 98.0, size=5.0))
-    assert [f.last_qty for f in s.fills(coid)] == [0.4, pytest.approx(0.6)]
+    assert [f.last_qty for f in s.venue.query_order(coid).fills] == [0.4]  # type: ignore[union-attr]
+    s.feed_trade(trade(1_002, 98.0, size=0.25))
+    s.feed_trade(trade(1_003, 98.0, size=5.0))
+    assert [f.last_qty for f in s.fills(coid)] == [0.4, 0.25, pytest.approx(0.35)]
     assert s.orders.order(coid).status == OrderStatus.FILLED
+    # The venue's report lists the same fills, in order.
+    assert s.venue.query_order(coid).fills == tuple(s.fills(coid))  # type: ignore[union-attr]
 
 
 def test_trade_mode_fok_expires_when_trade_size_too_small() -> None:

@@ -195,7 +195,10 @@ class _SimOrder(msgspec.Struct, gc=False, eq=False):
     filled: float = 0.0
     triggered: bool = False
     aggressive: bool = False
-    fills: list[OrderFilled] | None = None  # created at the first fill
+    # The latest fill, and every fill from the second on (a list per order would be one more
+    # object for the collector to walk).
+    last_fill: OrderFilled | None = None
+    fills: list[OrderFilled] | None = None
     ts_event: int = 0
 
     @classmethod
@@ -210,6 +213,20 @@ class _SimOrder(msgspec.Struct, gc=False, eq=False):
     @property
     def leaves(self) -> float:
         return self.quantity - self.filled
+
+    def add_fill(self, fill: OrderFilled) -> None:
+        """Keep ``fill`` as the latest of this order's fills."""
+        if self.last_fill is not None:
+            if self.fills is None:
+                self.fills = [self.last_fill]
+            self.fills.append(fill)
+        self.last_fill = fill
+
+    def all_fills(self) -> tuple[OrderFilled, ...]:
+        """Every fill of the order, in order."""
+        if self.fills is not None:
+            return tuple(self.fills)
+        return () if self.last_fill is None else (self.last_fill,)
 
 
 class SimulatedVenue(Venue):
@@ -383,7 +400,7 @@ class SimulatedVenue(Venue):
         if sim is None:
             return None
         return OrderStatusReport(
-            sim.coid, sim.venue_order_id, sim.status, sim.filled, sim.ts_event, tuple(sim.fills or ())
+            sim.coid, sim.venue_order_id, sim.status, sim.filled, sim.ts_event, sim.all_fills()
         )
 
     def position(self, instrument_id: str) -> float:
@@ -564,8 +581,7 @@ class SimulatedVenue(Venue):
                 rest = plans[match.next :] + self._plan_bar(sim, match.path, match.pos)
                 plans[match.next :] = _stop_first(rest) if self._stop_first else sorted(rest, key=_plan_key)
             return
-        fills = parent.fills
-        ref = fills[-1].last_px if fills else _NAN
+        ref = parent.last_fill.last_px if parent.last_fill is not None else _NAN
         self._accept(iid, sim, parent.ts_event, ref)
 
     def _arrival_check(self, iid: str, sim: _SimOrder, ref: float) -> str:
@@ -906,10 +922,7 @@ class SimulatedVenue(Venue):
             ts,
             self.clock.now_ns(),
         )
-        if sim.fills is None:
-            sim.fills = [fill]
-        else:
-            sim.fills.append(fill)
+        sim.add_fill(fill)
         sim.ts_event = ts
         done = sim.filled >= sim.quantity * (1.0 - 1e-9)
         if done:
