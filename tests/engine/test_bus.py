@@ -131,3 +131,17 @@ def test_unsubscribing_the_last_handler_of_a_type_stops_delivery_until_a_new_sub
     bus.publish(make_bar(ts=2))
     assert [m.ts_event for m in got] == [2]
     assert bus.published == 2
+
+
+def test_wanted_is_one_set_that_follows_subscriptions() -> None:
+    bus = MessageBus()
+    wanted = bus.wanted  # a publisher may hold it: it must never be replaced
+    assert not bus.wants(Bar) and Bar not in wanted
+    bus.subscribe(Bar, print, "BTCUSDT.BINANCE")
+    bus.subscribe(Trade, print)
+    assert wanted == {Bar, Trade} and bus.wants(Bar)
+    bus.unsubscribe(Bar, print, "BTCUSDT.BINANCE")
+    assert bus.wanted is wanted and wanted == {Trade}
+    assert not bus.wants(Bar) and bus.wants(Trade)
+    bus.unsubscribe(Trade, print)
+    assert bus.wanted is wanted and not wanted

@@ -21,29 +21,33 @@ Handler = Callable[[Any], None]
 class MessageBus:
     """Routes messages to handlers by message type and (optionally) instrument."""
 
-    __slots__ = ("_routes", "_seq", "_subs", "_types", "published")
+    __slots__ = ("_routes", "_seq", "_subs", "published", "wanted")
 
     def __init__(self) -> None:
         # (type, instrument_id or None) -> [(seq, handler)]
         self._subs: dict[tuple[type, str | None], list[tuple[int, Handler]]] = {}
         self._routes: dict[tuple[type, str | None], tuple[Handler, ...]] = {}
         self._seq = 0
-        # Message types with at least one subscription (of any instrument).
-        self._types: set[type] = set()
+        #: Message types with at least one subscription (of any instrument); read it, don't change
+        #: it. The same set object for the bus's lifetime: a publisher on a hot path may test
+        #: ``cls in bus.wanted`` without the call of :meth:`wants`.
+        self.wanted: set[type] = set()
         self.published = 0
 
     def subscribe(self, msg_type: type, handler: Handler, instrument_id: str | None = None) -> None:
         """Call ``handler(msg)`` for every published ``msg_type`` (of ``instrument_id`` if given)."""
         self._seq += 1
         self._subs.setdefault((msg_type, instrument_id), []).append((self._seq, handler))
-        self._types.add(msg_type)
+        self.wanted.add(msg_type)
         self._routes.clear()
 
     def unsubscribe(self, msg_type: type, handler: Handler, instrument_id: str | None = None) -> None:
         """Remove a subscription made with the same arguments (no error if absent)."""
         subs = self._subs.get((msg_type, instrument_id), [])
         self._subs[(msg_type, instrument_id)] = [(s, h) for s, h in subs if h != handler]
-        self._types = {t for (t, _), entries in self._subs.items() if entries}
+        wanted = self.wanted
+        wanted.clear()
+        wanted.update(t for (t, _), entries in self._subs.items() if entries)
         self._routes.clear()
 
     def handlers(self, msg_type: type, instrument_id: str | None = None) -> tuple[Handler, ...]:
@@ -63,13 +67,13 @@ class MessageBus:
 
         A publisher may skip building a message nobody would receive.
         """
-        return msg_type in self._types
+        return msg_type in self.wanted
 
     def publish(self, msg: Any) -> None:
         """Deliver ``msg`` to its subscribers, synchronously, in subscription order."""
         self.published += 1
         cls = type(msg)
-        if cls not in self._types:
+        if cls not in self.wanted:
             return
         key = (cls, getattr(msg, "instrument_id", None))
         route = self._routes.get(key)

@@ -31,6 +31,7 @@ and written by :mod:`tradebus.reports.writers`.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -113,6 +114,8 @@ _EVENT_HANDLERS: dict[type, str] = {
 }
 _DATA_HANDLERS: dict[type, str] = {Bar: "on_bar", Trade: "on_trade", Quote: "on_quote"}
 #: ``Liquidity -> its value`` (``Enum.value`` is a slow descriptor; fills are recorded in the hot path).
+#: The last price of a position (an equity sample's marks).
+_LAST_PRICE = operator.attrgetter("last_price")
 _LIQUIDITY_NAMES: dict[str, str] = {member: member.value for member in Liquidity}
 
 
@@ -735,32 +738,29 @@ class Kernel:
         if not samples and portfolio.has_holdings:
             # Returns are measured from the first valuation of the initial holdings.
             self.result.initial_cash = portfolio.initial_cash + portfolio.holdings_value()
-        equity, position_value, unrealized = portfolio.valuation()
-        margin, maintenance = self._margins()
+        equity, cash, value, realized, unrealized, fees, funding = portfolio.valuation()
+        perps = self.perpetuals
+        if perps is None or perps.account is None:
+            margin = maintenance = 0.0
+        else:
+            margin, maintenance = perps.account.initial_margin(), perps.account.maintenance_margin()
         samples.append(
             EquitySample(
                 ts,
                 equity,
-                portfolio.cash,
-                position_value,
-                portfolio.realized_pnl,
+                cash,
+                value,
+                realized,
                 unrealized,
-                portfolio.fees_paid,
-                portfolio.funding_paid,
+                fees,
+                funding,
                 margin,
                 maintenance,
-                tuple(map(portfolio.last_price, self.instruments)),
+                tuple(map(_LAST_PRICE, self._positions.values())),
             )
         )
         interval = self._equity_interval
         self.next_sample_ns = (ts // interval + 1) * interval
-
-    def _margins(self) -> tuple[float, float]:
-        """Initial and maintenance margin of the perpetual positions at mark (0, 0 without any)."""
-        perps = self.perpetuals
-        if perps is None or perps.account is None:
-            return 0.0, 0.0
-        return perps.account.initial_margin(), perps.account.maintenance_margin()
 
     def stop(self) -> None:
         """Call every strategy's ``on_stop``, take the final equity sample and collect the orders."""

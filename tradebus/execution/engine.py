@@ -222,7 +222,7 @@ class ExecutionEngine:
             logger.info("order {} denied: {}", order.client_order_id, reason)
             self._event(OrderDenied(cmd.strategy_id, cmd.instrument_id, order.client_order_id, reason, now, now))
             return order
-        if journal is None and not self._bus.wants(OrderSubmitted):
+        if journal is None and OrderSubmitted not in self._bus.wanted:
             om.mark_submitted(order, now)  # an event nobody journals or receives is not built
         else:
             event = OrderSubmitted(cmd.strategy_id, cmd.instrument_id, order.client_order_id, now, now)
@@ -454,7 +454,7 @@ class ExecutionEngine:
                 journal.record_event(event)
             bus = self._bus
             # The position as this fill left it, built only when something receives it.
-            if bus.wants(PositionChanged) or not self._lean:
+            if PositionChanged in bus.wanted or not self._lean:
                 change = self._portfolio.apply_fill(event)
             else:
                 self._portfolio.book_fill(event)
@@ -477,7 +477,7 @@ class ExecutionEngine:
         """Apply a venue's acknowledgement of ``order`` without building ``OrderAccepted`` when nothing
         journals or receives it; ``False``: the venue emits the event instead (see ``bind_accepted``).
         """
-        if self._journal is not None or self._bus.wants(OrderAccepted):
+        if self._journal is not None or OrderAccepted in self._bus.wanted:
             return False
         return self._om.mark_accepted(order, venue_order_id, ts_event)
 
