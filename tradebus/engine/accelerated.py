@@ -398,8 +398,9 @@ def _config_vector(kernel: Kernel, signal: SignalKernel) -> np.ndarray:
                          (_MAX_POSITION, risk.max_position)):  # fmt: skip
         cfg[index] = math.nan if limit is None else limit
     cfg[_CASH] = kernel.portfolio.cash
-    cfg[_QUOTE] = account.balance(inst.quote)
-    cfg[_BASE] = account.balance(inst.base)
+    base, quote = asset_names(inst)  # the account's names: an instrument may name neither asset
+    cfg[_QUOTE] = account.balance(quote)
+    cfg[_BASE] = account.balance(base)
     cfg[_FLAT_EPS] = kernel.portfolio.position_state(iid).flat_eps
     return cfg
 
