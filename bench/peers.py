@@ -5,7 +5,10 @@ the close; from bar 1,000 on, the first bar records which EMA is above and each 
 long 1 BTC (fast above) or flat (fast below) with a market order; 2 bps taker fee.
 
 * tradebus: :class:`~tradebus.strategies.ema_cross.EmaCross` through ``Kernel.run`` over a
-  Parquet catalog (replay reading included), orders filled at the next bar's open.
+  Parquet catalog (replay reading included), orders filled at the next bar's open: the event
+  tier, the one the targets are for. The same strategy also runs in the accelerated tier
+  (:func:`~tradebus.engine.accelerated.run_accelerated`, what ``tradebus sweep`` uses for such
+  strategies: the same replay read, the same orders and fills), printed on its own line.
 * backtesting.py: ``Strategy.next`` with ``buy(size=1)`` / ``position.close()``, filled at
   the next bar's open (``trade_on_close=False``), ``commission=0.0002``.
 * NautilusTrader: ``BacktestEngine`` with registered ``ExponentialMovingAverage``
@@ -34,6 +37,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import math
@@ -45,6 +49,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from numba import njit
+
 os.environ.setdefault("TQDM_DISABLE", "1")  # backtesting.py's progress bar
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -54,10 +61,12 @@ from loguru import logger  # noqa: E402
 
 from tradebus.data.catalog import Catalog  # noqa: E402
 from tradebus.data.replay import Replay, ReplaySource  # noqa: E402
+from tradebus.engine.accelerated import run_accelerated  # noqa: E402
 from tradebus.engine.kernel import Kernel  # noqa: E402
 from tradebus.engine.messages import Bar  # noqa: E402
 from tradebus.execution.config import VenueConfig  # noqa: E402
-from tradebus.strategies.ema_cross import EmaCross  # noqa: E402
+from tradebus.strategies.ema_cross import EmaCross, cross_signal  # noqa: E402
+from tradebus.strategies.signal_kernel import SignalKernel  # noqa: E402
 
 FAST, SLOW, FEE, QUANTITY = 10, 30, 0.0002, 1.0
 WARMUP = 1_000  # index of the first bar that may decide
@@ -86,6 +95,19 @@ def ohlc_frame(table: Any, names: tuple[str, ...]) -> Any:
     )
 
 
+@njit(cache=True)
+def warm_cross_signal(
+    values: np.ndarray, o: float, h: float, lo: float, c: float, v: float, target: float, params: np.ndarray,
+    state: np.ndarray,
+) -> float:
+    """:func:`cross_signal` from the bar of index ``params[2]`` on (``state[1]`` counts the bars)."""
+    seen = state[1]
+    state[1] = seen + 1.0
+    if seen < params[2]:
+        return np.nan
+    return cross_signal(values, o, h, lo, c, v, target, params, state)
+
+
 class WarmEmaCross(EmaCross):
     """EmaCross deciding from the bar stamped ``start_ns`` on (the shared warm-up of the peers)."""
 
@@ -97,15 +119,27 @@ class WarmEmaCross(EmaCross):
         if bar.ts_event >= self.start_ns:
             self._decide()
 
+    def signal_kernel(self) -> SignalKernel | None:
+        """:func:`warm_cross_signal`: bar ``WARMUP`` is the first stamped ``start_ns`` or later."""
+        kernel = super().signal_kernel()
+        assert kernel is not None
+        return dataclasses.replace(kernel, fn=warm_cross_signal, params=(*kernel.params, float(WARMUP)), state_size=2)
 
-def run_tradebus(source: ReplaySource, runs: int) -> tuple[list[float], list[tuple[str, float, float, float]]]:
+
+def run_tradebus(
+    source: ReplaySource, runs: int, accelerated: bool = False
+) -> tuple[list[float], list[tuple[str, float, float, float]]]:
+    """Times and fills of ``runs`` runs of :class:`WarmEmaCross`, in the event or the accelerated tier."""
     start_ns = START_NS + (WARMUP + 1) * MINUTE_NS
     times = []
     for _ in range(runs):
         kernel = Kernel([instrument()], venue_config=VenueConfig(taker_fee=FEE), initial_cash=1_000_000.0)
         kernel.add_strategy(WarmEmaCross(start_ns))
         t0 = time.perf_counter()
-        kernel.run(Replay([source]))
+        if accelerated:
+            run_accelerated(kernel, Replay([source]))
+        else:
+            kernel.run(Replay([source]))
         times.append(time.perf_counter() - t0)
         fills = [(f.side, f.price, f.quantity, f.fee) for f in kernel.result.fills]
         del kernel
@@ -318,13 +352,17 @@ def main() -> None:
         source = ReplaySource.from_catalog(catalog, IID, "bench", "spot", "BTCUSDT", "bars_1m")
         run_tradebus(source, 1)  # warm-up: Numba cache load and imports
         ours_times, ours = run_tradebus(source, args.runs)
+        run_tradebus(source, 1, accelerated=True)  # warm-up: the compiled loop (cached after the first run)
+        fast_times, fast = run_tradebus(source, args.runs, accelerated=True)
 
     results: dict[str, Any] = {
         "bars": args.bars,
         "runs": args.runs,
         "tradebus": {"bars_per_second": args.bars / statistics.median(ours_times), "fills": len(ours), "pnl": pnl_of(ours, last_close)},
     }
-    problems: list[str] = []
+    fast_rate = args.bars / statistics.median(fast_times)
+    results["tradebus accelerated"] = {"bars_per_second": fast_rate, "fills": len(fast), "pnl": pnl_of(fast, last_close)}
+    problems: list[str] = compare("tradebus accelerated", ours, fast, last_close)
     for name, runner in (("backtesting.py", run_backtesting), ("NautilusTrader", run_nautilus)):
         try:
             times, theirs = runner(table, args.runs)
@@ -337,6 +375,7 @@ def main() -> None:
             "fills": len(theirs),
             "pnl": pnl_of(theirs, last_close),
             "tradebus_ratio": results["tradebus"]["bars_per_second"] / rate,
+            "accelerated_ratio": fast_rate / rate,
         }
         problems += compare(name, ours, theirs, last_close)
     results["differences"] = problems
@@ -355,6 +394,14 @@ def main() -> None:
             if name in targets:
                 line += f"  tradebus = {r['tradebus_ratio']:.1f}x (target >= {targets[name]}x)"
             print(line)
+        r = results["tradebus accelerated"]
+        versus = ", ".join(
+            f"{results[name]['accelerated_ratio']:,.0f}x {name}" for name in targets if "missing" not in results[name]
+        )
+        print(
+            f"accelerated tier{r['bars_per_second']:>12,.0f} bars/s  {r['fills']:>7,} fills  PnL {r['pnl']:>14,.2f}"
+            f"  the same strategy in tradebus's compiled tier (sweeps){': ' + versus if versus else ''}"
+        )
         print("fills and PnL   " + ("identical in every engine that ran" if not problems else "DIFFER:"))
         for problem in problems:
             print(f"  {problem}")
