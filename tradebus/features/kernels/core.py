@@ -138,9 +138,18 @@ def _lag_run(kind_id: int, state: np.ndarray, params: np.ndarray, inputs: np.nda
         old = state[3 + _wrap(p + i, lag)] if seen + i >= lag else _NAN
         v = inputs[i]
         result[i] = _ret(old, v) if kind_id == 1 else _log_ret(old, v)
-    for i in range(lag, n):
-        v = inputs[i]
-        result[i] = _ret(inputs[i - lag], v) if kind_id == 1 else _log_ret(inputs[i - lag], v)
+    if lag == 1 and n > 1:
+        # The previous value carried in a register: with a lag only known at run time every
+        # row reloads it (~2.5 ns of a log return's ~6).
+        old = inputs[0]
+        for i in range(1, n):
+            v = inputs[i]
+            result[i] = _ret(old, v) if kind_id == 1 else _log_ret(old, v)
+            old = v
+    else:
+        for i in range(lag, n):
+            v = inputs[i]
+            result[i] = _ret(inputs[i - lag], v) if kind_id == 1 else _log_ret(inputs[i - lag], v)
     for i in range(max(0, n - lag), n):
         state[3 + (p + i) % lag] = inputs[i]
     state[1] = seen + n
