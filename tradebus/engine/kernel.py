@@ -113,9 +113,9 @@ _EVENT_HANDLERS: dict[type, str] = {
     OrderExpired: "on_order_expired",
 }
 _DATA_HANDLERS: dict[type, str] = {Bar: "on_bar", Trade: "on_trade", Quote: "on_quote"}
-#: ``Liquidity -> its value`` (``Enum.value`` is a slow descriptor; fills are recorded in the hot path).
 #: The last price of a position (an equity sample's marks).
 _LAST_PRICE = operator.attrgetter("last_price")
+#: ``Liquidity -> its value`` (``Enum.value`` is a slow descriptor; fills are recorded in the hot path).
 _LIQUIDITY_NAMES: dict[str, str] = {member: member.value for member in Liquidity}
 
 
