@@ -310,6 +310,44 @@ def test_an_instrument_naming_no_assets_is_funded_as_in_the_event_tier(strategy:
     assert_same_run(event, fast)
 
 
+@pytest.mark.parametrize("seed", range(48))
+def test_random_instruments_venues_cash_and_limits_give_the_event_tiers_run(seed: int) -> None:
+    """Seeded random setups: the instrument's grids, assets, fees and minimums, the venue's slippage,
+    the cash, the risk limits, the strategy and the bars' span. Denials and unpaid fills included."""
+    rng = random.Random(seed)
+    name = rng.choice(list(STRATEGIES))
+    make, margin = STRATEGIES[name]
+    base, quote = rng.choice([("BTC", "USD"), ("", "")])
+    fee = rng.choice([0.0, 0.001, 0.006])
+    inst = Instrument(
+        "COINBASE", "BTC-USD", kind="spot", base=base, quote=quote, tick_size=rng.choice([0.01, 0.5, 1.0]),
+        lot_size=rng.choice([1e-8, 1e-4, 0.01, 0.05]), min_notional=rng.choice([0.0, 10.0, 10.0, 30_000.0]),
+        maker_fee=fee / 2.0, taker_fee=fee, margin=margin,
+    )  # fmt: skip
+    risk = RiskConfig(
+        max_order_notional=rng.choice([None, None, 40_000.0]), max_position=rng.choice([None, None, 0.3, 1.0]),
+        max_order_quantity=rng.choice([None, None, 0.4]),
+    )  # fmt: skip
+    venue = VENUES[rng.choice(list(VENUES))]
+    cash = rng.choice([20_000.0, 60_000.0, 68_000.0, 1e6])
+    start = rng.randrange(0, 1_500)
+    frame = (GAPPED if rng.random() < 0.3 else BARS).iloc[start : start + rng.randrange(800, 1_500)].reset_index(drop=True)
+
+    def fresh() -> Kernel:
+        k = Kernel([inst], initial_cash=cash, venue_config=venue, risk_config=risk, equity_interval_ns=H4_NS * 6)
+        k.add_strategy(make())
+        return k
+
+    event = fresh().run(MemoryReplay([SourceFrame(IID, "bars", frame)], 700))  # type: ignore[arg-type]
+    fast = run_accelerated(fresh(), MemoryReplay([SourceFrame(IID, "bars", frame)], 700))  # type: ignore[arg-type]
+    assert event.orders  # the strategy decides on this span
+    if name.startswith(("ema", "macd")):
+        assert_same_run(event, fast)
+    else:  # RSI and Bollinger word their decisions with values in the event tier only
+        assert full_key(fast)[:2] == full_key(event)[:2]  # orders (status, reason) and denials
+        assert key(fast) == key(event) and fast.equity == event.equity
+
+
 def test_an_order_below_the_lot_size_still_stops_the_accelerated_run() -> None:
     """The instrument's quantity rules are worded by the instrument: the event tier runs those."""
     inst_min = Instrument("COINBASE", "BTC-USD", kind="spot", base="BTC", quote="USD", tick_size=0.01, lot_size=1e-8,
