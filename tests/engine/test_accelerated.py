@@ -313,7 +313,8 @@ def test_an_instrument_naming_no_assets_is_funded_as_in_the_event_tier(strategy:
 @pytest.mark.parametrize("seed", range(48))
 def test_random_instruments_venues_cash_and_limits_give_the_event_tiers_run(seed: int) -> None:
     """Seeded random setups: the instrument's grids, assets, fees and minimums, the venue's slippage,
-    the cash, the risk limits, the strategy and the bars' span. Denials and unpaid fills included."""
+    the cash, the risk limits, the strategy and the bars' span; about half the runs have denials
+    (the unpaid fill has its own case in the denial test)."""
     rng = random.Random(seed)
     name = rng.choice(list(STRATEGIES))
     make, margin = STRATEGIES[name]
