@@ -203,6 +203,18 @@ def test_an_order_still_working_when_the_data_end_equals_the_event_tiers() -> No
     assert key(fast) == key(event) and fast.equity == event.equity
 
 
+def test_bars_received_in_bursts_are_sampled_after_the_last_bar_of_their_time() -> None:
+    """Three bars share each receive time: both tiers mark a sample at the last of them."""
+    burst = BARS.copy()
+    burst["ts_init"] = (burst["ts_event"] + 3 * H4_NS - 1) // (3 * H4_NS) * (3 * H4_NS)
+    make, margin = STRATEGIES["ema_5_60_short"]
+    event, fast = both(make, VENUES["fixed_2bps"], burst, margin=margin)
+    last_close = burst.groupby("ts_init")["close"].last()
+    assert len(event.fills) >= 10 and key(fast) == key(event)
+    assert fast.equity == event.equity
+    assert [s.marks for s in event.equity] == [(last_close[s.ts],) for s in event.equity]
+
+
 def test_bars_out_of_time_order_are_refused_naming_the_bar() -> None:
     frame = BARS.copy()
     frame.loc[[2000, 2001], ["ts_event", "ts_init"]] = frame.loc[[2001, 2000], ["ts_event", "ts_init"]].to_numpy()

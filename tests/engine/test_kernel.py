@@ -357,6 +357,50 @@ def test_equity_is_sampled_on_the_interval_grid_and_at_the_end(tmp_path: Path) -
     assert all(s.equity == 10_000.0 for s in kernel.result.equity)
 
 
+@pytest.mark.parametrize("path", ["run", "process"])
+def test_an_equity_sample_marks_every_bar_of_its_time(tmp_path: Path, path: str) -> None:
+    """Two instruments' hourly bars close together: a sample at that time marks both closes.
+
+    The sample fell due on the first instrument's bar and was taken at once, so the second
+    instrument was marked at its previous close in every sample, the last one included.
+    """
+    hour = 60 * MIN
+    tables = [bar_table(40, seed=1, interval=hour), bar_table(40, seed=2, interval=hour)]
+    catalog = Catalog(tmp_path / "c")
+    sources = []
+    for k, table in enumerate(tables):
+        catalog.write(table, "sim", "spot", f"C{k}USD", "bars_1h", period="month")
+        sources.append(ReplaySource.from_catalog(catalog, f"C{k}USD.SIM", "sim", "spot", f"C{k}USD", "bars_1h"))
+    ids = [src.instrument_id for src in sources]
+    kernel = Kernel([make_instrument(symbol=iid.split(".")[0]) for iid in ids], equity_interval_ns=hour)
+    for k, iid in enumerate(ids):
+        kernel.add_strategy(EmaCross(iid, fast=3, slow=8, mode="long_short", quantity=1.0, strategy_id=f"ema{k}"))
+    if path == "run":
+        kernel.run(Replay(sources))
+    else:
+        for msg in Replay(sources):
+            kernel.process(msg)
+        kernel.stop()
+    closes = [dict(zip(t.column("ts_init").to_pylist(), t.column("close").to_pylist(), strict=True)) for t in tables]
+    samples = kernel.result.equity
+    assert len(samples) == 40 and len(kernel.result.fills) >= 10
+    assert [s.marks for s in samples] == [tuple(c[s.ts] for c in closes) for s in samples]
+    assert samples[-1].equity == kernel.portfolio.equity()
+
+
+def test_the_last_sample_marks_the_last_bar_of_a_burst(tmp_path: Path) -> None:
+    """Bars received in bursts (five at one time): the sample of a burst's time marks its last bar."""
+    table = bar_table(60, seed=3)
+    received = (table.column("ts_event").to_numpy() + 5 * MIN - 1) // (5 * MIN) * (5 * MIN)
+    burst = table.set_column(1, "ts_init", pa.array(received))
+    kernel = make_kernel(EmaCross(IID, fast=3, slow=8, mode="long_short", quantity=1.0), equity_interval_ns=5 * MIN)
+    kernel.run(Replay([write_catalog(tmp_path / "c", burst)]))
+    last_close = dict(zip(burst.column("ts_init").to_pylist(), burst.column("close").to_pylist(), strict=True))
+    assert len(kernel.result.fills) >= 3
+    assert [s.marks for s in kernel.result.equity] == [(last_close[s.ts],) for s in kernel.result.equity]
+    assert kernel.result.equity[-1].equity == kernel.portfolio.equity()
+
+
 def test_process_accepts_trades_and_runs_with_a_live_clock() -> None:
     strategy = Recorder()
     kernel = make_kernel(strategy, clock=LiveClock())

@@ -247,7 +247,7 @@ class BatchLoop:
         marks_matter = k.risk_config.breakers_on_marks
         perps = k.perpetuals
         advance = clock.advance_to
-        next_sample = k.next_sample_ns
+        watch = k.sample_watch_ns
         result = k.result
         k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
         for te, ti, o, h, lo, c, v, row in zip(
@@ -261,6 +261,8 @@ class BatchLoop:
             features,
             strict=True,
         ):
+            if ti >= watch:
+                watch = k.equity_due(ti)
             if ti < clock.next_due:
                 clock.current_ns = ti  # ordered batch, no timer due: nothing else to do
             else:
@@ -277,9 +279,6 @@ class BatchLoop:
             cache_prices[iid] = c
             view.row = row
             deliver(bar)
-            if ti >= next_sample:
-                k.sample_equity(ti)
-                next_sample = k.next_sample_ns
         result.bars += n
         result.end_ns = ts_init[-1]
 
@@ -319,7 +318,7 @@ class BatchLoop:
         marks_matter = k.risk_config.breakers_on_marks
         perps = k.perpetuals
         advance = clock.advance_to
-        next_sample = k.next_sample_ns
+        watch = k.sample_watch_ns
         result = k.result
         k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
         # The current row, read by lazy() or closes() (a cell: the loop stores it without an
@@ -336,6 +335,8 @@ class BatchLoop:
             self.lazy = lambda: materialize(j)
         try:
             for j, ti, c, row in zip(range(n), ts_init, batch.close.tolist(), features, strict=True):
+                if ti >= watch:
+                    watch = k.equity_due(ti)
                 if ti < clock.next_due:
                     clock.current_ns = ti
                 else:
@@ -357,9 +358,6 @@ class BatchLoop:
                 cache_prices[iid] = c
                 view.row = row
                 deliver(None)
-                if ti >= next_sample:
-                    k.sample_equity(ti)
-                    next_sample = k.next_sample_ns
         finally:
             self.lazy = None
             self.bar_closes = None
@@ -474,7 +472,7 @@ class BatchLoop:
         marks_matter = k.risk_config.breakers_on_marks
         perps = k.perpetuals
         advance = clock.advance_to
-        next_sample = k.next_sample_ns
+        watch = k.sample_watch_ns
         # While an order works on one instrument, the others' bars skip the execution engine
         # too (unless marks matter or perpetuals are watched); see submit().
         every_bar = marks_matter or perps is not None
@@ -492,6 +490,8 @@ class BatchLoop:
             strict=True,
         ):
             iid, view, deliver = lanes[s]
+            if ti >= watch:
+                watch = k.equity_due(ti)
             if ti < clock.next_due:
                 clock.current_ns = ti
             else:
@@ -511,9 +511,6 @@ class BatchLoop:
             cache_prices[iid] = c
             view.row = row
             deliver(bar)
-            if ti >= next_sample:
-                k.sample_equity(ti)
-                next_sample = k.next_sample_ns
 
     def _lean_mixed(self, batch: Any, lanes: list[Any], ts_init: list[int], features: Iterator[Any]) -> None:
         """The loop of :meth:`mixed_bars` for feature-only subscribers (see :meth:`_lean_bars`).
@@ -548,7 +545,7 @@ class BatchLoop:
         marks_matter = k.risk_config.breakers_on_marks
         perps = k.perpetuals
         advance = clock.advance_to
-        next_sample = k.next_sample_ns
+        watch = k.sample_watch_ns
         every_bar = marks_matter or perps is not None
         lagging = self.lagging
         # Order events that reach only the kernel's bookkeeping and handlers declared feature-only
@@ -572,6 +569,8 @@ class BatchLoop:
                 range(n), batch.source.tolist(), ts_init, batch.close.tolist(), features, strict=True
             ):
                 iid, view, deliver = lanes[s]
+                if ti >= watch:
+                    watch = k.equity_due(ti)
                 if ti < clock.next_due:
                     clock.current_ns = ti
                 else:
@@ -596,9 +595,6 @@ class BatchLoop:
                 cache_prices[iid] = c
                 view.row = row
                 deliver(None)
-                if ti >= next_sample:
-                    k.sample_equity(ti)
-                    next_sample = k.next_sample_ns
         finally:
             self.lazy = None
             self.bar_closes = None
@@ -657,7 +653,7 @@ class BatchLoop:
         count_open = k.orders.count_open
         marks_matter = k.risk_config.breakers_on_marks
         advance = clock.advance_to
-        next_sample = k.next_sample_ns
+        watch = k.sample_watch_ns
         result = k.result
         if skip and not self.needs_execution:
             idle.add(iid)
@@ -682,6 +678,8 @@ class BatchLoop:
             self.lazy = lambda: materialize(j)
             try:
                 for j, ti, px, row in zip(range(n), ts_init, prices, features, strict=True):
+                    if ti >= watch:
+                        watch = k.equity_due(ti)
                     if ti < clock.next_due:
                         clock.current_ns = ti
                     else:
@@ -699,9 +697,6 @@ class BatchLoop:
                     cache_prices[iid] = px
                     view.row = row
                     deliver(None)
-                    if ti >= next_sample:
-                        k.sample_equity(ti)
-                        next_sample = k.next_sample_ns
             finally:
                 self.lazy = None
             materialize(n - 1)
@@ -716,6 +711,8 @@ class BatchLoop:
                 features,
                 strict=True,
             ):
+                if ti >= watch:
+                    watch = k.equity_due(ti)
                 if ti < clock.next_due:
                     clock.current_ns = ti
                 else:
@@ -731,9 +728,6 @@ class BatchLoop:
                 cache_prices[iid] = px
                 view.row = row
                 deliver(trade)
-                if ti >= next_sample:
-                    k.sample_equity(ti)
-                    next_sample = k.next_sample_ns
         result.trades += n
         result.end_ns = ts_init[-1]
         if live is not None:

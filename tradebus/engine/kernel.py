@@ -308,8 +308,11 @@ class Kernel:
         #: ``instrument_id -> BarBuilder``: bars built in the run from the instrument's trades.
         self.trade_bars: dict[str, BarBuilder] = dict(trade_bars or {})
         self._equity_interval = equity_interval_ns
-        #: ``ts_init`` at or after which the next equity sample is taken.
+        #: ``ts_init`` at or after which the next equity sample is due.
         self.next_sample_ns = -(2**63)
+        #: A message at or after this ``ts_init`` calls :meth:`equity_due` first.
+        self.sample_watch_ns = -(2**63)
+        self._sample_due: int | None = None  # the time of a due sample not taken yet
         # Venue-time span of the quotes: the run's span only when it has no trades or bars.
         self._quote_first_ns: int | None = None
         self._quote_last_ns: int | None = None
@@ -530,6 +533,8 @@ class Kernel:
             raise DataError(f"kernel: cannot process a {type(msg).__name__} message")
         if msg.instrument_id not in self.instruments:
             raise DataError(f"kernel: {type(msg).__name__} for unknown instrument {msg.instrument_id!r}")
+        if msg.ts_init >= self.sample_watch_ns:
+            self.equity_due(msg.ts_init)
         clock = self.clock
         if isinstance(clock, SimulatedClock):
             clock.advance_to(msg.ts_init)
@@ -539,8 +544,6 @@ class Kernel:
             perps.settle_due(msg.ts_init)
             if perps.watching and type(msg) is not MarkPrice:
                 perps.check(msg.ts_init)
-        if msg.ts_init >= self.next_sample_ns:
-            self.sample_equity(msg.ts_init)
 
     def feed_perpetual_data(self, messages: Iterable[MarkPrice | FundingRate]) -> None:
         """Deliver mark prices and funding rates at their ``ts_init`` during :meth:`run` (backtests).
@@ -730,6 +733,25 @@ class Kernel:
             )
         )
 
+    def equity_due(self, ts: int) -> int:
+        """Take the due equity sample before a message at ``ts``; return the new :attr:`sample_watch_ns`.
+
+        A sample falls due at the time of the first message at or after an interval boundary,
+        and is taken once every message of that time has been processed: before the first
+        later message (and its timers) or at :meth:`stop`. Bars of several instruments that
+        share a time are thus all in it. :meth:`process` and the batch loops call this for a
+        message whose ``ts_init`` is at or after :attr:`sample_watch_ns`, before anything else.
+        """
+        due = self._sample_due
+        if due is not None and ts > due:
+            self._sample_due = None
+            self.sample_equity(due)
+            due = None
+        if due is None and ts >= self.next_sample_ns:
+            self._sample_due = due = ts
+        self.sample_watch_ns = watch = self.next_sample_ns if due is None else due + 1
+        return watch
+
     def sample_equity(self, ts: int) -> None:
         """Mark every instrument at its latest price and append an equity sample."""
         portfolio = self.portfolio
@@ -769,6 +791,10 @@ class Kernel:
         self._stopped = True
         if not self._started:
             self.start()
+        due = self._sample_due
+        if due is not None:  # the state after the last messages, before any on_stop acts
+            self._sample_due = None
+            self.sample_equity(due)
         for strategy in self.strategies:
             strategy.on_stop()
         if self.result.first_event_ns is None:
