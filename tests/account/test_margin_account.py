@@ -33,7 +33,8 @@ from tradebus.engine.messages import (
 from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import DataError
 from tradebus.execution.config import VenueConfig
-from tradebus.strategies.base import Strategy
+from tradebus.risk.config import RiskConfig
+from tradebus.strategies.base import Strategy, feature_only
 
 FIX = Path(__file__).parent.parent / "fixtures" / "perpetual"
 H = 3_600_000_000_000
@@ -66,6 +67,21 @@ class BuyOnce(Strategy):
 
     def on_order_denied(self, event: OrderDenied) -> None:
         self.denied.append(event)
+
+
+class HoldAfterFirstBar(Strategy):
+    """:class:`BuyOnce` as a feature-only bar handler (the backtest takes its lean loop): a buy decided on bar 1."""
+
+    def __init__(self, iid: str, quantity: float) -> None:
+        super().__init__(iid, strategy_id="hold")
+        self.quantity = quantity
+        self.bars = 0
+
+    @feature_only
+    def on_bar(self, bar: Bar | None = None) -> None:
+        self.bars += 1
+        if self.bars == 1:
+            self.submit_market(self.instrument_id, OrderSide.BUY, self.quantity, reason="entry")
 
 
 def flat_bar(iid: str, k: int, px: float) -> Bar:
@@ -372,6 +388,87 @@ def test_marks_and_funding_published_on_the_bus_reach_the_account() -> None:
     [paid] = kernel.result.funding
     assert paid.payment == pytest.approx(0.1 * 21_000.0 * -0.0002)  # a long receives a negative rate
     assert kernel.portfolio.equity() == pytest.approx(10_000.0 + 100.0 + 0.42)
+
+
+@pytest.mark.parametrize("lean", [False, True])
+def test_announced_funding_settles_in_a_backtest_run_as_in_process(tmp_path: Path, lean: bool) -> None:
+    """Funding announced an hour ahead, no mark price: the bar at the funding time settles it in both paths.
+
+    The batch loops of ``run`` never settled it: only a later mark or funding message did, and
+    here none comes.
+    """
+    inst = perp()
+    iid = inst.instrument_id
+    closes = [20_000.0 + 10.0 * k for k in range(1, 201)]  # enough for a batch loop
+    bars = pd.DataFrame({"ts": [T0 + k * H for k in range(1, 201)], "open": closes, "high": closes, "low": closes,
+                         "close": closes, "volume": 1.0})  # fmt: skip
+    bars.to_csv(tmp_path / "bars.csv", index=False)
+    source = ReplaySource.from_file(tmp_path / "bars.csv", iid, "bars", bar_time="close")
+    announced = FundingRate(iid, T0 + 4 * H + 1, T0 + 4 * H + 1, 0.0005, T0 + 6 * H)
+
+    def kernel() -> Kernel:
+        k = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0)
+        k.add_strategy(HoldAfterFirstBar(iid, 0.1) if lean else BuyOnce(iid, 0.1))
+        k.feed_perpetual_data([announced])
+        return k
+
+    ran = kernel()
+    ran.run(Replay([source]))
+    processed = kernel()
+    for msg in Replay([source]):
+        processed.process(msg)
+    processed.stop()
+    [paid] = ran.result.funding
+    assert paid == processed.result.funding[0] and len(processed.result.funding) == 1
+    assert (paid.ts_event, paid.ts_init, paid.mark_price) == (T0 + 6 * H, T0 + 6 * H, closes[5])
+    assert paid.payment == pytest.approx(0.1 * closes[5] * 0.0005)
+    assert ran.result.equity == processed.result.equity
+
+
+def test_an_order_after_a_mark_equal_to_the_close_is_checked_at_the_close(tmp_path: Path) -> None:
+    """A run's risk gate hears every close, also one equal to the position's mark price.
+
+    Nothing works between the entry and bar 150, so the loop tells the gate no price until the
+    order's catch-up. That catch-up told it only prices that differ from the position's last
+    price, which is the mark for a position valued at marks: bar 150's close, equal to the mark
+    just before it, went unheard, and the order was checked at bar 149's close (249 <= 249.5:
+    accepted, where ``process`` denies it).
+    """
+    inst = perp()
+    iid = inst.instrument_id
+    closes = [100.0 + k for k in range(1, 201)]
+    bars = pd.DataFrame({"ts": [T0 + k * H for k in range(1, 201)], "open": closes, "high": closes, "low": closes,
+                         "close": closes, "volume": 1.0})  # fmt: skip
+    bars.to_csv(tmp_path / "bars.csv", index=False)
+    source = ReplaySource.from_file(tmp_path / "bars.csv", iid, "bars", bar_time="close")
+    marks = [MarkPrice(iid, T0 + k * H - 1, T0 + k * H - 1, closes[k - 1], math.nan) for k in (100, 150)]
+
+    class BuyTwice(Strategy):
+        def __init__(self) -> None:
+            super().__init__(iid, strategy_id="twice")
+            self.n = 0
+
+        def on_bar(self, bar: Bar) -> None:
+            self.n += 1
+            if self.n in (1, 150):
+                self.submit_market(iid, OrderSide.BUY, 0.1 if self.n == 1 else 1.0, reason="buy")
+
+    def kernel() -> Kernel:
+        k = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=10_000.0,
+                   risk_config=RiskConfig(max_order_notional=249.5))  # fmt: skip
+        k.add_strategy(BuyTwice())
+        k.feed_perpetual_data(marks)
+        return k
+
+    ran = kernel()
+    ran.run(Replay([source]))
+    processed = kernel()
+    for msg in Replay([source]):
+        processed.process(msg)
+    processed.stop()
+    assert [d.reason for d in ran.result.denials] == ["max_order_notional: 250.0 > 249.5"]
+    assert [d.reason for d in processed.result.denials] == ["max_order_notional: 250.0 > 249.5"]
+    assert len(ran.result.fills) == 1
 
 
 def test_announced_funding_settles_on_the_first_message_at_its_time_without_marks() -> None:

@@ -279,6 +279,8 @@ class BatchLoop:
             cache_prices[iid] = c
             view.row = row
             deliver(bar)
+            if perps is not None and ti >= perps.next_funding_ns:
+                perps.settle_due(ti)  # after the handlers, as process() settles
         result.bars += n
         result.end_ns = ts_init[-1]
 
@@ -358,6 +360,8 @@ class BatchLoop:
                 cache_prices[iid] = c
                 view.row = row
                 deliver(None)
+                if perps is not None and ti >= perps.next_funding_ns:
+                    perps.settle_due(ti)  # after the handlers, as process() settles
         finally:
             self.lazy = None
             self.bar_closes = None
@@ -511,6 +515,8 @@ class BatchLoop:
             cache_prices[iid] = c
             view.row = row
             deliver(bar)
+            if perps is not None and ti >= perps.next_funding_ns:
+                perps.settle_due(ti)  # after the handlers, as process() settles
 
     def _lean_mixed(self, batch: Any, lanes: list[Any], ts_init: list[int], features: Iterator[Any]) -> None:
         """The loop of :meth:`mixed_bars` for feature-only subscribers (see :meth:`_lean_bars`).
@@ -595,6 +601,8 @@ class BatchLoop:
                 cache_prices[iid] = c
                 view.row = row
                 deliver(None)
+                if perps is not None and ti >= perps.next_funding_ns:
+                    perps.settle_due(ti)  # after the handlers, as process() settles
         finally:
             self.lazy = None
             self.bar_closes = None

@@ -13,11 +13,12 @@ Mark price
 
 Funding
     A ``FundingRate`` announces ``rate`` for the funding at ``next_funding_ns``. It is
-    settled when the kernel's clock reaches that time (at once when the message is stamped
-    at or after it, as historical funding rows are): the position then pays
+    settled by the first mark, funding or market-data message at or after that time, once
+    the message is handled (at once when the announcement itself is stamped at or after it,
+    as historical funding rows are): the position then pays
     ``quantity * contract_size * mark * rate`` (a long pays a positive rate, a short
-    receives it) at the latest mark. Live and paper settle on the first mark, funding or
-    market-data message at or after the funding time (:meth:`Kernel.process` asks). Each settlement is a
+    receives it) at the latest mark. :meth:`Kernel.process` asks after each message, and
+    the backtest's bar loops after each bar (:attr:`next_funding_ns`). Each settlement is a
     :class:`FundingPaid` event, published and kept in :attr:`RunResult.funding`.
 
 Liquidation (simulated venues only: a live venue liquidates on its own and reports fills)
@@ -105,7 +106,8 @@ class Perpetuals:
         self.account: MarginAccount | None = account if isinstance(account, MarginAccount) else None
         # instrument_id -> (funding time, rate) announced and not settled yet
         self._pending: dict[str, tuple[int, float]] = {}
-        self._next_funding = 2**63 - 1
+        #: The earliest announced funding time not settled yet (``2**63 - 1``: none).
+        self.next_funding_ns = 2**63 - 1
         self._feed: list[Any] = []
         self._feed_at = 0
         self._deliver: Callable[[Any], None] = bus.publish
@@ -127,7 +129,7 @@ class Perpetuals:
         if msg.instrument_id not in self.instruments:
             return
         self._portfolio.mark_price(msg.instrument_id, msg.mark_price)
-        if msg.ts_init >= self._next_funding:
+        if msg.ts_init >= self.next_funding_ns:
             self.settle_due(msg.ts_init)
         if self.open:
             self.check(msg.ts_init)
@@ -140,13 +142,13 @@ class Perpetuals:
             return
         at = msg.next_funding_ns if msg.next_funding_ns > 0 else msg.ts_event
         self._pending[msg.instrument_id] = (at, msg.rate)
-        self._next_funding = min(t for t, _ in self._pending.values())
-        if msg.ts_init >= self._next_funding:
+        self.next_funding_ns = min(t for t, _ in self._pending.values())
+        if msg.ts_init >= self.next_funding_ns:
             self.settle_due(msg.ts_init)
 
     def settle_due(self, now: int) -> None:
         """Settle every announced funding whose time is at or before ``now``."""
-        if now < self._next_funding:
+        if now < self.next_funding_ns:
             return
         portfolio = self._portfolio
         for iid, (at, rate) in list(self._pending.items()):
@@ -159,7 +161,7 @@ class Perpetuals:
                 event = FundingPaid(iid, qty, portfolio.last_price(iid), rate, payment, at, now)
                 self.funding.append(event)
                 self._bus.publish(event)
-        self._next_funding = min((t for t, _ in self._pending.values()), default=2**63 - 1)
+        self.next_funding_ns = min((t for t, _ in self._pending.values()), default=2**63 - 1)
         if self.open:
             self.check(now)  # a payment may take a position below maintenance margin
 

@@ -246,15 +246,16 @@ class Portfolio:
         instruments of this portfolio) that differs from its position's last price, except
         that the peak is taken only at the final prices (a mix of new and old prices part-way
         through is no state the market was in). Each returned pair differs from its position's
-        last price, even where the price is not taken (non-finite or non-positive, or a position
-        valued at mark prices).
+        last price, even where the price is not taken (non-finite or non-positive); a position
+        valued at mark prices returns its price every time (its last price is the mark, so a
+        price equal to the mark says nothing of whether the caller has heard that price).
         """
         moved: list[tuple[str, float]] = []
         held = False
         positions = self._positions
         for instrument_id, price in prices.items():
             pos = positions[instrument_id]
-            if pos.last_price != price:
+            if pos.last_price != price or pos.has_mark:
                 moved.append((instrument_id, price))
                 if price > 0.0 and price < math.inf and not pos.has_mark:
                     pos.last_price = price
