@@ -325,8 +325,9 @@ def test_an_instrument_naming_no_assets_is_funded_as_in_the_event_tier(strategy:
 @pytest.mark.parametrize("seed", range(48))
 def test_random_instruments_venues_cash_and_limits_give_the_event_tiers_run(seed: int) -> None:
     """Seeded random setups: the instrument's grids, assets, fees and minimums, the venue's slippage,
-    the cash, the risk limits, the strategy and the bars' span; about half the runs have denials
-    (the unpaid fill has its own case in the denial test)."""
+    the cash, the risk limits, the strategy, the bars' span, bursts of one receive time and the
+    equity interval; about half the runs have denials (the unpaid fill has its own case in the
+    denial test)."""
     rng = random.Random(seed)
     name = rng.choice(list(STRATEGIES))
     make, margin = STRATEGIES[name]
@@ -345,9 +346,14 @@ def test_random_instruments_venues_cash_and_limits_give_the_event_tiers_run(seed
     cash = rng.choice([20_000.0, 60_000.0, 68_000.0, 1e6])
     start = rng.randrange(0, 1_500)
     frame = (GAPPED if rng.random() < 0.3 else BARS).iloc[start : start + rng.randrange(800, 1_500)].reset_index(drop=True)
+    timing = random.Random(f"timing {seed}")  # drawn apart: the setups above stay what they were
+    if timing.random() < 0.3:  # received in bursts: several bars share a receive time
+        every = timing.choice((2, 3, 6)) * H4_NS
+        frame["ts_init"] = (frame["ts_event"] + every - 1) // every * every
+    interval = timing.choice((H4_NS * 6, H4_NS * 6, H4_NS, 3_600_000_000_000, H4_NS * 3))
 
     def fresh() -> Kernel:
-        k = Kernel([inst], initial_cash=cash, venue_config=venue, risk_config=risk, equity_interval_ns=H4_NS * 6)
+        k = Kernel([inst], initial_cash=cash, venue_config=venue, risk_config=risk, equity_interval_ns=interval)
         k.add_strategy(make())
         return k
 
