@@ -33,8 +33,8 @@ latest bar or trade), the *lean* loops call them with ``None`` and build a bar o
 when something may read one (see :meth:`BatchLoop._lean_bars`).
 
 The loop reads the kernel's parts (clock, cache, banks, histories, bus, execution engine,
-order manager, result) and calls back only its public methods (``process``,
-``sample_equity``, ``extend_span``, ``instrument_key``, ``sync_marks``).
+order manager, perpetuals, result) and calls back only its public methods (``process``,
+``equity_due``, ``extend_span``, ``instrument_key``, ``sync_marks``).
 """
 
 from __future__ import annotations
