@@ -7,6 +7,7 @@ against an independent pandas computation.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,26 @@ class HoldAfterFirstBar(Strategy):
         self.bars += 1
         if self.bars == 1:
             self.submit_market(self.instrument_id, OrderSide.BUY, self.quantity, reason="entry")
+
+
+def hourly_bars(root: Path, iid: str, closes: list[float]) -> ReplaySource:
+    """Flat hourly bars closing at ``T0 + k * H`` (k = 1, 2, ...), from a CSV file; enough of them take a batch loop."""
+    ts = [T0 + k * H for k in range(1, len(closes) + 1)]
+    pd.DataFrame({"ts": ts, "open": closes, "high": closes, "low": closes, "close": closes, "volume": 1.0}).to_csv(
+        root / "bars.csv", index=False
+    )
+    return ReplaySource.from_file(root / "bars.csv", iid, "bars", bar_time="close")
+
+
+def run_and_process(build: Callable[[], Kernel], source: ReplaySource) -> tuple[Kernel, Kernel]:
+    """A kernel of ``build`` through ``run`` (the batch loops), another through ``process`` one message at a time."""
+    ran = build()
+    ran.run(Replay([source]))
+    processed = build()
+    for msg in Replay([source]):
+        processed.process(msg)
+    processed.stop()
+    return ran, processed
 
 
 def flat_bar(iid: str, k: int, px: float) -> Bar:
@@ -399,11 +420,8 @@ def test_announced_funding_settles_in_a_backtest_run_as_in_process(tmp_path: Pat
     """
     inst = perp()
     iid = inst.instrument_id
-    closes = [20_000.0 + 10.0 * k for k in range(1, 201)]  # enough for a batch loop
-    bars = pd.DataFrame({"ts": [T0 + k * H for k in range(1, 201)], "open": closes, "high": closes, "low": closes,
-                         "close": closes, "volume": 1.0})  # fmt: skip
-    bars.to_csv(tmp_path / "bars.csv", index=False)
-    source = ReplaySource.from_file(tmp_path / "bars.csv", iid, "bars", bar_time="close")
+    closes = [20_000.0 + 10.0 * k for k in range(1, 201)]
+    source = hourly_bars(tmp_path, iid, closes)
     announced = FundingRate(iid, T0 + 4 * H + 1, T0 + 4 * H + 1, 0.0005, T0 + 6 * H)
 
     def kernel() -> Kernel:
@@ -412,12 +430,7 @@ def test_announced_funding_settles_in_a_backtest_run_as_in_process(tmp_path: Pat
         k.feed_perpetual_data([announced])
         return k
 
-    ran = kernel()
-    ran.run(Replay([source]))
-    processed = kernel()
-    for msg in Replay([source]):
-        processed.process(msg)
-    processed.stop()
+    ran, processed = run_and_process(kernel, source)
     [paid] = ran.result.funding
     assert paid == processed.result.funding[0] and len(processed.result.funding) == 1
     assert (paid.ts_event, paid.ts_init, paid.mark_price) == (T0 + 6 * H, T0 + 6 * H, closes[5])
@@ -437,10 +450,7 @@ def test_an_order_after_a_mark_equal_to_the_close_is_checked_at_the_close(tmp_pa
     inst = perp()
     iid = inst.instrument_id
     closes = [100.0 + k for k in range(1, 201)]
-    bars = pd.DataFrame({"ts": [T0 + k * H for k in range(1, 201)], "open": closes, "high": closes, "low": closes,
-                         "close": closes, "volume": 1.0})  # fmt: skip
-    bars.to_csv(tmp_path / "bars.csv", index=False)
-    source = ReplaySource.from_file(tmp_path / "bars.csv", iid, "bars", bar_time="close")
+    source = hourly_bars(tmp_path, iid, closes)
     marks = [MarkPrice(iid, T0 + k * H - 1, T0 + k * H - 1, closes[k - 1], math.nan) for k in (100, 150)]
 
     class BuyTwice(Strategy):
@@ -460,12 +470,7 @@ def test_an_order_after_a_mark_equal_to_the_close_is_checked_at_the_close(tmp_pa
         k.feed_perpetual_data(marks)
         return k
 
-    ran = kernel()
-    ran.run(Replay([source]))
-    processed = kernel()
-    for msg in Replay([source]):
-        processed.process(msg)
-    processed.stop()
+    ran, processed = run_and_process(kernel, source)
     assert [d.reason for d in ran.result.denials] == ["max_order_notional: 250.0 > 249.5"]
     assert [d.reason for d in processed.result.denials] == ["max_order_notional: 250.0 > 249.5"]
     assert len(ran.result.fills) == 1

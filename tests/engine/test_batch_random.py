@@ -57,7 +57,7 @@ from tradebus.strategies.ema_cross import EmaCross
 from tradebus.strategies.tick_ema import TickEmaCross
 
 from tests.engine.test_kernel import MIN, T0, bar_table
-from tests.engine.test_kernel_batches import fills_of, orders_of, received_in_bursts, synthetic_trades
+from tests.engine.test_kernel_batches import fills_of, orders_of, received_in_bursts, run_both, synthetic_trades
 
 SEEDS = range(60)
 MS = 1_000_000
@@ -313,12 +313,7 @@ def _trader_log(kernel: Kernel) -> list[tuple[Any, ...]]:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_random_setups_give_the_batch_loops_the_results_of_process(tmp_path: Path, seed: int) -> None:
     sources, build, batch_rows, perpetual = _setup(seed, tmp_path / "cat")
-    fast = build()
-    fast.run(Replay(sources, batch_rows=batch_rows))
-    slow = build()
-    for msg in Replay(sources):
-        slow.process(msg)
-    slow.stop()
+    fast, slow = run_both(sources, build, batch_rows)
     assert _trader_log(fast) == _trader_log(slow)
     assert orders_of(fast) == orders_of(slow)
     assert fills_of(fast) == fills_of(slow)
