@@ -2,32 +2,32 @@
 
 Each seed draws a setup: bars of one to four instruments (intervals, offsets, holes, bursts of
 one receive time) or trades of one to three; EmaCross or TickEmaCross on some instruments; a
-seeded random trader (market, limit and stop orders, cancels, modifications) acting on its
-timer, on the data of some instruments or on both, with order-event handlers or none; the venue
-(latency, slippage, intrabar path, limit rule), the account (cash, margin or not), the risk
-limits (a drawdown breaker in a quarter of the setups), the equity interval, the batch size,
-and for a third of the setups perpetuals (leverage, mark prices, funding announced ahead of its
-time). ``Kernel.run`` (the lean and full loops of one
+seeded random trader (market, limit and stop orders, cancels, modifications and, in half of
+the setups, brackets, trailing stops, good-till-date limits and one-cancels-the-other pairs,
+emulated or native) acting on its timer, on the data of some instruments or on both, with
+order-event handlers or none; the venue (latency, slippage, intrabar path, limit rule), the
+account (cash, margin or not), the risk limits (a drawdown breaker in a quarter of the setups),
+the equity interval, the batch size, and for a third of the setups perpetuals (leverage, mark
+prices, funding announced ahead of its time). ``Kernel.run`` (the lean and full loops of one
 instrument, of mixed instruments and of trades) and ``Kernel.process`` over the same messages
 must give the same orders, fills, denials, equity samples and final state, and show the trader
 the same things at the same times: the clock, and every instrument's cached price, bar, trade,
 feature row, position and bar or trade history. The trader's choices depend on what it saw, so a
-difference also changes its orders.
-
-Each of these changes to ``tradebus/engine/batch.py`` fails at least one of the 60 seeds:
-taking a due equity sample at its first message; the lean bar loop caching the price after the
-delivery, or showing a timer the bar of its row; the lean mixed loop not caching the delivered
-bars before a timer or before order events; the mixed loop forgetting an instrument it left
-lagging; the lean trade loop leaving the venue while one order still works; a bar or trade
-history moved after the delivery. The samples are also checked against the replayed prices:
-before :meth:`Kernel.equity_due`, when a sample was taken at the first message of its time, 30
-of the 60 failed; 3 failed while the bar loops left announced funding to the next mark. Seeds
-148, 327 and 706 (of a scratch run over 800 more) found the risk gate unaware of a close equal
-to a perpetual's mark price (``Portfolio.mark_moved``).
+difference also changes its orders. The equity samples are also checked against the replayed
+prices.
 
 A second test cuts half of the setups' data at a random time: the run up to the cut must be
-the full run's prefix (no lookahead); a lean bar loop caching the next bar's close fails 3 of
-its 30 seeds (and 16 of the 90 in all).
+the full run's prefix (no lookahead).
+
+Each of these changes to ``tradebus/engine/batch.py`` fails at least one seed: a lean bar loop
+caching the price after the delivery, caching the next bar's close, or showing a timer the bar
+of its row; the lean mixed loop not caching the delivered bars before a timer or before order
+events; the mixed loop forgetting an instrument it left lagging; the lean trade loop leaving
+the venue while one order still works; a bar or trade history moved after the delivery. The
+test found three defects, each with a test of its own: equity samples taken at the first
+message of their time (``Kernel.equity_due``), announced funding left by the bar loops to the
+next mark (``Perpetuals.next_funding_ns``), and the risk gate not told a close equal to a
+perpetual's mark price (``Portfolio.mark_moved``).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ from tradebus.strategies.tick_ema import TickEmaCross
 from tests.engine.test_kernel import MIN, T0, bar_table
 from tests.engine.test_kernel_batches import fills_of, orders_of, received_in_bursts, run_both, synthetic_trades
 
-SEEDS = range(60)
+SEEDS = range(70)
 MS = 1_000_000
 
 
@@ -95,6 +95,9 @@ class TimerTrader(Strategy):
         self.read_history = history
         self.mine: list[str] = []
         self.seen: list[tuple[Any, ...]] = []
+        #: Draws of contingent orders (``None``: it places none).
+        self.contingent: random.Random | None = None
+        self.gtd_unit = MIN
 
     def history_sizes(self, instrument_id: str) -> dict[str, int]:
         return {self.read_history: 3} if self.read_history else {}
@@ -152,6 +155,33 @@ class TimerTrader(Strategy):
                 self.cancel(coid)
             elif order is not None and order.order_type is OrderType.LIMIT:
                 self.modify(coid, price=round(order.price * rng.uniform(0.998, 1.002), 2))
+        elif r < 0.24 and self.contingent is not None:
+            self._contingent_order(iid, side, price)
+
+    def _contingent_order(self, iid: str, side: OrderSide, price: float) -> None:
+        """A bracket, a trailing stop, a good-till-date limit or two limits one-cancels-the-other."""
+        rng = self.contingent  # its own draws: the other choices stay those of the setups without
+        sign = 1.0 if side is OrderSide.BUY else -1.0
+        kind = rng.randrange(4)
+        if kind == 0:
+            entry = round(price * (1.0 - sign * 0.001), 2) if rng.random() < 0.5 else None
+            ref = entry if entry is not None else price
+            self.submit_bracket(
+                iid, side, 0.2, entry_price=entry, stop_loss=round(ref * (1.0 - sign * 0.004), 2),
+                take_profit=round(ref * (1.0 + sign * 0.004), 2) if rng.random() < 0.7 else None,
+                arm_after_bars=rng.choice((0, 0, 2)), exit_after_bars=rng.choice((None, 5, 20)),
+                cooldown_bars=rng.choice((0, 3)), reason="bracket",
+            )  # fmt: skip
+        elif kind == 1:
+            self.submit_trailing_stop(iid, side, 0.1, percent=rng.choice((0.2, 0.5)), reduce_only=False, reason="trail")
+        elif kind == 2:
+            coid = self.submit_limit(iid, side, 0.1, round(price * (1.0 - sign * 0.002), 2), reason="gtd")
+            self.submit_gtd(coid, self.clock.now_ns() + rng.choice((1, 4, 15)) * self.gtd_unit)
+        else:
+            low = self.submit_limit(iid, OrderSide.BUY, 0.1, round(price * 0.997, 2), reason="oco")
+            high = self.submit_limit(iid, OrderSide.SELL, 0.1, round(price * 1.003, 2), reason="oco")
+            if all((o := self.ctx.orders.get(c)) is not None and o.is_open for c in (low, high)):
+                self.submit_oco([low, high])
 
 
 class DataTrader(TimerTrader):
@@ -254,6 +284,10 @@ def _setup(seed: int, root: Path) -> tuple[list[ReplaySource], Any, int, list[Ma
     trader = (rng.random() < 0.85, rng.random() < 0.5, rng.random() < 0.5, history, rng.randrange(1 << 30))
     batch_rows = rng.choice((1, 5, 64, 500, 4_096))
     perps = _perpetual_data(random.Random(f"perpetual {seed}"), ids, tables, trades)
+    contingent = random.Random(f"contingent {seed}")
+    contingent_seed = contingent.randrange(1 << 30) if contingent.random() < 0.5 else None
+    if contingent_seed is not None:
+        venue = venue.model_copy(update={"contingent": contingent.choice(("emulated", "native"))})
     breakers = random.Random(f"breakers {seed}")
     if breakers.random() < 0.25:  # breakers on marks: the loops show the venue every bar or trade
         risk = risk.model_copy(update={"max_drawdown_pct": breakers.choice((0.05, 0.5, 3.0)),
@@ -278,7 +312,11 @@ def _setup(seed: int, root: Path) -> tuple[list[ReplaySource], Any, int, list[Ma
         present, on_data, watching, history, trader_seed = trader
         if present:
             cls = TRADERS[on_data, watching]
-            kernel.add_strategy(cls(traded if on_data else ids, ids, trader_seed, timer, history))
+            trader_ = cls(traded if on_data else ids, ids, trader_seed, timer, history)
+            if contingent_seed is not None:
+                trader_.contingent = random.Random(contingent_seed)
+                trader_.gtd_unit = 1_000 * MS if trades else MIN
+            kernel.add_strategy(trader_)
         return kernel
 
     return sources, build, batch_rows, [] if perps is None else perps[1]
