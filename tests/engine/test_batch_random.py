@@ -77,12 +77,11 @@ def _row(cache: Any, instrument_id: str) -> tuple[float | None, ...] | None:
 class TimerTrader(Strategy):
     """Trades at random on its timer and logs what it sees; its choices follow from the log.
 
-    Each action records the clock and, for every instrument of the run, the cached price,
-    bar and trade, the feature row and the position (and the bar or trade history of its last
-    instrument),
-    then draws what to do: nothing, a market, limit or stop order, a cancel or a modification
-    of one of its working orders. It subscribes to no data, so the instruments it watches may
-    run in the lean loops.
+    Each action records the clock and, for every instrument of the run, the cached price, bar
+    and trade, the feature row and the position (and the bar or trade history of its last
+    instrument), then draws what to do: nothing, a market, limit or stop order, a cancel or a
+    modification of one of its working orders, or (with :attr:`contingent` set) a contingent
+    order. It subscribes to no data, so the instruments it watches may run in the lean loops.
     """
 
     def __init__(self, ids: tuple[str, ...], watched: tuple[str, ...], seed: int, timer_ns: int | None,
@@ -161,6 +160,7 @@ class TimerTrader(Strategy):
     def _contingent_order(self, iid: str, side: OrderSide, price: float) -> None:
         """A bracket, a trailing stop, a good-till-date limit or two limits one-cancels-the-other."""
         rng = self.contingent  # its own draws: the other choices stay those of the setups without
+        assert rng is not None
         sign = 1.0 if side is OrderSide.BUY else -1.0
         kind = rng.randrange(4)
         if kind == 0:
