@@ -42,7 +42,6 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tradebus.data.catalog import Catalog
 from tradebus.data.replay import Replay, ReplaySource
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel
@@ -56,8 +55,8 @@ from tradebus.strategies.base import Strategy
 from tradebus.strategies.ema_cross import EmaCross
 from tradebus.strategies.tick_ema import TickEmaCross
 
-from tests.engine.test_kernel import MIN, T0, bar_table
-from tests.engine.test_kernel_batches import fills_of, orders_of, received_in_bursts, run_both, synthetic_trades
+from tests.engine.test_kernel import MIN, T0, bar_table, received_in_bursts
+from tests.engine.test_kernel_batches import bar_sources, fills_of, orders_of, run_both, synthetic_trades
 
 SEEDS = range(70)
 MS = 1_000_000
@@ -233,15 +232,6 @@ def _bar_tables(rng: random.Random, count: int) -> list[pa.Table]:
     return tables
 
 
-def _sources(root: Path, tables: list[pa.Table], dataset: str) -> list[ReplaySource]:
-    catalog = Catalog(root)
-    sources = []
-    for k, table in enumerate(tables):
-        catalog.write(table, "sim", "spot", f"C{k}USD", dataset, period="month")
-        sources.append(ReplaySource.from_catalog(catalog, f"C{k}USD.SIM", "sim", "spot", f"C{k}USD", dataset))
-    return sources
-
-
 def _setup(seed: int, root: Path) -> tuple[list[ReplaySource], Any, int, list[MarkPrice | FundingRate]]:
     """The sources, a builder of the kernel (fresh strategies each call), the batch size and the perpetual data."""
     rng = random.Random(seed)
@@ -252,13 +242,13 @@ def _setup(seed: int, root: Path) -> tuple[list[ReplaySource], Any, int, list[Ma
             synthetic_trades(rng.randint(800, 2_500), seed=rng.randrange(10_000), start=T0 + rng.choice((0, 0, 3 * MS)))
             for _ in range(count)
         ]
-        sources = _sources(root, tables, "trades")
+        sources = bar_sources(root, tables, "trades")
         latency = rng.choice((0, 0, MS, 5 * MS))
         timer = rng.choice((None, 2_500 * MS, 7_100 * MS))
     else:
         count = rng.randint(1, 4)
         tables = _bar_tables(rng, count)
-        sources = _sources(root, tables, "bars")
+        sources = bar_sources(root, tables)
         latency = rng.choice((0, 0, MIN // 2, 3 * MIN // 2))
         timer = rng.choice((None, 7 * MIN + MIN // 3, 13 * MIN))
     ids = tuple(s.instrument_id for s in sources)

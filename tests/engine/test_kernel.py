@@ -61,6 +61,12 @@ def bar_table(n: int, seed: int = 7, start: int = T0, interval: int = MIN) -> pa
     )
 
 
+def received_in_bursts(table: pa.Table, every: int) -> pa.Table:
+    """The bars received at the next multiple of ``every``: runs of rows share a ``ts_init``."""
+    ts_event = table.column("ts_event").to_numpy()
+    return table.set_column(1, "ts_init", pa.array((ts_event + every - 1) // every * every))
+
+
 def write_catalog(root: Path, table: pa.Table, dataset: str = "bars_1m") -> ReplaySource:
     catalog = Catalog(root)
     catalog.write(table, "sim", "spot", "BTCUSD", dataset, period="month", mode="overwrite")
@@ -391,8 +397,7 @@ def test_an_equity_sample_marks_every_bar_of_its_time(tmp_path: Path, path: str)
 def test_the_last_sample_marks_the_last_bar_of_a_burst(tmp_path: Path) -> None:
     """Bars received in bursts (five at one time): the sample of a burst's time marks its last bar."""
     table = bar_table(60, seed=3)
-    received = (table.column("ts_event").to_numpy() + 5 * MIN - 1) // (5 * MIN) * (5 * MIN)
-    burst = table.set_column(1, "ts_init", pa.array(received))
+    burst = received_in_bursts(table, 5 * MIN)
     kernel = make_kernel(EmaCross(IID, fast=3, slow=8, mode="long_short", quantity=1.0), equity_interval_ns=5 * MIN)
     kernel.run(Replay([write_catalog(tmp_path / "c", burst)]))
     last_close = dict(zip(burst.column("ts_init").to_pylist(), burst.column("close").to_pylist(), strict=True))

@@ -19,7 +19,7 @@ from tradebus.strategies.base import Strategy
 from tradebus.strategies.ema_cross import EmaCross
 from tradebus.strategies.tick_ema import TickEmaCross
 
-from tests.engine.test_kernel import MIN, bar_table
+from tests.engine.test_kernel import MIN, bar_table, received_in_bursts
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 #: Real Binance trades: spot BTCUSDT 2021-01-08 (2,001) and USD-M BTCUSDT 2024-08-08 (4,000).
@@ -192,12 +192,13 @@ def test_trade_batches_fill_like_process_on_synthetic_trades(tmp_path: Path, lat
 
 # ----------------------------------------------------------------------------- several instruments
 
-def bar_sources(root: Path, tables: list[pa.Table]) -> list[ReplaySource]:
+def bar_sources(root: Path, tables: list[pa.Table], dataset: str = "bars") -> list[ReplaySource]:
+    """One catalog source per table (``C0USD.SIM``, ``C1USD.SIM``, ...) of ``dataset``."""
     catalog = Catalog(root)
     sources = []
     for k, table in enumerate(tables):
-        catalog.write(table, "sim", "spot", f"C{k}USD", "bars", period="month")
-        sources.append(ReplaySource.from_catalog(catalog, f"C{k}USD.SIM", "sim", "spot", f"C{k}USD", "bars"))
+        catalog.write(table, "sim", "spot", f"C{k}USD", dataset, period="month")
+        sources.append(ReplaySource.from_catalog(catalog, f"C{k}USD.SIM", "sim", "spot", f"C{k}USD", dataset))
     return sources
 
 
@@ -265,12 +266,6 @@ def test_instruments_with_identical_times_fill_like_process(tmp_path: Path, coun
     assert_same(fast, slow, min_fills=100 * count)
     assert watcher_log(fast) == watcher_log(slow)
     assert len(watcher_log(fast)) == 1_200 * count
-
-
-def received_in_bursts(table: pa.Table, every: int) -> pa.Table:
-    """The bars received at the next multiple of ``every``: runs of rows share a ``ts_init``."""
-    ts_event = table.column("ts_event").to_numpy()
-    return table.set_column(1, "ts_init", pa.array((ts_event + every - 1) // every * every))
 
 
 def test_instruments_with_staggered_times_and_intervals_fill_like_process(tmp_path: Path) -> None:

@@ -744,13 +744,18 @@ class Kernel:
         """
         due = self._sample_due
         if due is not None and ts > due:
-            self._sample_due = None
-            self.sample_equity(due)
+            self._take_due_sample()
             due = None
         if due is None and ts >= self.next_sample_ns:
             self._sample_due = due = ts
         self.sample_watch_ns = watch = self.next_sample_ns if due is None else due + 1
         return watch
+
+    def _take_due_sample(self) -> None:
+        due = self._sample_due
+        if due is not None:
+            self._sample_due = None
+            self.sample_equity(due)
 
     def sample_equity(self, ts: int) -> None:
         """Mark every instrument at its latest price and append an equity sample."""
@@ -791,10 +796,7 @@ class Kernel:
         self._stopped = True
         if not self._started:
             self.start()
-        due = self._sample_due
-        if due is not None:  # the state after the last messages, before any on_stop acts
-            self._sample_due = None
-            self.sample_equity(due)
+        self._take_due_sample()  # the state after the last messages, before any on_stop acts
         for strategy in self.strategies:
             strategy.on_stop()
         if self.result.first_event_ns is None:
