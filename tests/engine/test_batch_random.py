@@ -25,7 +25,7 @@ of its row; the lean mixed loop not caching the delivered bars before a timer or
 events; the mixed loop forgetting an instrument it left lagging; the lean trade loop leaving
 the venue while one order still works; a bar or trade history moved after the delivery. The
 test found three defects, each with a test of its own: equity samples taken at the first
-message of their time (``Kernel.equity_due``), announced funding left by the bar loops to the
+message of their time (``Kernel.before_time``), announced funding left by the bar loops to the
 next mark (``Perpetuals.next_funding_ns``), and the risk gate not told a close equal to a
 perpetual's mark price (``Portfolio.mark_moved``).
 """

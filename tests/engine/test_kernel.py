@@ -24,6 +24,8 @@ from tradebus.engine.messages import (
     SubmitOrder,
     TimeEvent,
     Trade,
+    TradingState,
+    TradingStateChanged,
 )
 from tradebus.errors import ConfigError, DataError
 from tradebus.execution.config import VenueConfig
@@ -372,11 +374,7 @@ def test_an_equity_sample_marks_every_bar_of_its_time(tmp_path: Path, path: str)
     """
     hour = 60 * MIN
     tables = [bar_table(40, seed=1, interval=hour), bar_table(40, seed=2, interval=hour)]
-    catalog = Catalog(tmp_path / "c")
-    sources = []
-    for k, table in enumerate(tables):
-        catalog.write(table, "sim", "spot", f"C{k}USD", "bars_1h", period="month")
-        sources.append(ReplaySource.from_catalog(catalog, f"C{k}USD.SIM", "sim", "spot", f"C{k}USD", "bars_1h"))
+    sources = hourly_sources(tmp_path / "c", tables)
     ids = [src.instrument_id for src in sources]
     kernel = Kernel([make_instrument(symbol=iid.split(".")[0]) for iid in ids], equity_interval_ns=hour)
     for k, iid in enumerate(ids):
@@ -392,6 +390,85 @@ def test_an_equity_sample_marks_every_bar_of_its_time(tmp_path: Path, path: str)
     assert len(samples) == 40 and len(kernel.result.fills) >= 10
     assert [s.marks for s in samples] == [tuple(c[s.ts] for c in closes) for s in samples]
     assert samples[-1].equity == kernel.portfolio.equity()
+
+
+def hourly_sources(root: Path, tables: list[pa.Table]) -> list[ReplaySource]:
+    """Instrument ``C{k}USD.SIM`` replays ``tables[k]`` (hourly bars)."""
+    catalog = Catalog(root)
+    sources = []
+    for k, table in enumerate(tables):
+        catalog.write(table, "sim", "spot", f"C{k}USD", "bars_1h", period="month")
+        sources.append(ReplaySource.from_catalog(catalog, f"C{k}USD.SIM", "sim", "spot", f"C{k}USD", "bars_1h"))
+    return sources
+
+
+def stepped_bars(closes: list[float], interval: int) -> pa.Table:
+    """Bars closing at ``closes`` (each opening at the previous close) every ``interval`` from ``T0``."""
+    n = len(closes)
+    opens = [closes[0], *closes[:-1]]
+    ts = T0 + interval * np.arange(1, n + 1, dtype=np.int64)
+    return pa.table(
+        {"ts_event": ts, "ts_init": ts, "open": opens, "high": np.maximum(opens, closes),
+         "low": np.minimum(opens, closes), "close": closes, "volume": np.full(n, 3.0)}
+    )  # fmt: skip
+
+
+class PairOnce(Strategy):
+    """Once both instruments have a bar, buys 100 of the first and sells (or buys) 100 of the second; then holds."""
+
+    def __init__(self, ids: list[str], hedged: bool) -> None:
+        super().__init__(tuple(ids), strategy_id="pair")
+        self.ids = ids
+        self.hedged = hedged
+        self.bars = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        self.bars += 1
+        if self.bars == 2:
+            self.submit_market(self.ids[0], OrderSide.BUY, 100.0)
+            self.submit_market(self.ids[1], OrderSide.SELL if self.hedged else OrderSide.BUY, 100.0)
+
+
+@pytest.mark.parametrize("path", ["run", "process"])
+@pytest.mark.parametrize("hedged", [True, False])
+def test_a_drawdown_breaker_sees_every_bar_of_its_time(tmp_path: Path, path: str, hedged: bool) -> None:
+    """Both instruments close at 100, 110 from hour 11, 100 again from hour 21: a breaker sees whole times.
+
+    The breakers were evaluated on every mark, so between two instruments' bars of one time the
+    equity held one leg at its new close and the other at its previous one. Hedged (long one,
+    short the other, 100 each on an equity of 10,000), the book gains or loses nothing, yet
+    one of the two steps put it 1,000 (10 %) below its peak in between and halted trading.
+    Long both, the fall at hour 21 does halt, at the equity of the whole time (9,996 after
+    fees: 10 % below the peak of 11,996) and not a halfway one.
+    """
+    hour = 60 * MIN
+    closes = [100.0] * 10 + [110.0] * 10 + [100.0] * 20
+    sources = hourly_sources(tmp_path / "c", [stepped_bars(closes, hour), stepped_bars(closes, hour)])
+    ids = [src.instrument_id for src in sources]
+    kernel = Kernel(
+        [make_instrument(symbol=iid.split(".")[0]) for iid in ids],
+        initial_cash=10_000.0,
+        equity_interval_ns=hour,
+        risk_config=RiskConfig(max_drawdown_pct=5.0),
+    )
+    kernel.add_strategy(PairOnce(ids, hedged))
+    changes: list[TradingStateChanged] = []
+    kernel.bus.subscribe(TradingStateChanged, changes.append)
+    if path == "run":
+        kernel.run(Replay(sources))
+    else:
+        for msg in Replay(sources):
+            kernel.process(msg)
+        kernel.stop()
+    assert len(kernel.result.fills) == 2
+    equity = {s.ts: s.equity for s in kernel.result.equity}
+    if hedged:
+        assert changes == []
+        assert set(equity.values()) == {10_000.0, 9_996.0}
+    else:
+        assert [(c.state, c.ts_event) for c in changes] == [(TradingState.HALTED, T0 + 21 * hour)]
+        assert changes[0].reason == "max_drawdown: 16.67% >= 5.0% below the peak 11996.0 (equity 9996.0)"
+        assert equity[T0 + 21 * hour] == 9_996.0
 
 
 def test_the_last_sample_marks_the_last_bar_of_a_burst(tmp_path: Path) -> None:

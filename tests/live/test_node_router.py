@@ -9,7 +9,16 @@ from typing import Any
 
 from loguru import logger
 
-from tradebus.engine.messages import OrderAccepted, OrderFilled, OrderSide, OrderType, SubmitOrder, Trade
+from tradebus.engine.messages import (
+    OrderAccepted,
+    OrderFilled,
+    OrderSide,
+    OrderType,
+    SubmitOrder,
+    Trade,
+    TradingState,
+    TradingStateChanged,
+)
 from tradebus.node.config import parse_paper_config
 from tradebus.node.daemon import PaperNode
 from tradebus.strategies.base import Strategy
@@ -28,9 +37,10 @@ class BuyOnce(Strategy):
     orders_sent = 0
 
 
-def _config(latency_ns: int, tmp: Path) -> Any:
+def _config(latency_ns: int, tmp: Path, **extra: Any) -> Any:
     return parse_paper_config(
         {
+            **extra,
             "instruments": [{"venue": "BINANCE", "symbol": "BTCUSDT", "base": "BTC", "quote": "USDT",
                              "tick_size": 0.01, "lot_size": 1e-5}],
             "strategy": {"name": f"{__name__}:BuyOnce", "instruments": [IID]},
@@ -99,5 +109,25 @@ async def test_a_decision_on_a_message_is_logged_once_its_order_is_on_its_way(tm
         assert len(seen) == 1 and seen[0].startswith(f"decision {order.client_order_id} BuyOnce: SELL")
     finally:
         logger.remove(sink)
+        node.kernel.stop()
+        node.journal.close()
+
+
+async def test_a_drawdown_breaker_trips_on_the_message_that_falls_without_waiting_for_the_next(tmp_path: Path) -> None:
+    """The kernel defers mark breakers to the end of a message's time; live, each message ends its own."""
+    node = PaperNode(
+        _config(0, tmp_path, initial_cash=1_000.0, risk={"max_drawdown_pct": 10.0}), handle_signals=False
+    )
+    changes: list[TradingStateChanged] = []
+    node.kernel.bus.subscribe(TradingStateChanged, changes.append)
+    node.kernel.start()
+    try:
+        node.router(_trade(60_000.0, 1))  # buys 0.01 (600 of the 1,000)
+        node.router(_trade(60_000.0, 2))  # fills it
+        assert node.kernel.portfolio.position(IID) == 0.01 and changes == []
+        node.router(_trade(50_000.0, 3))  # equity 900: 10 % below the peak
+        assert [c.state for c in changes] == [TradingState.HALTED]
+        assert changes[0].reason.startswith("max_drawdown: 10")
+    finally:
         node.kernel.stop()
         node.journal.close()

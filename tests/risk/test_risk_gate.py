@@ -239,6 +239,24 @@ def test_on_prices_records_the_usable_prices_and_evaluates_the_breakers_like_on_
     assert g.gate.state == TradingState.HALTED and g.gate.last_price(IID) == 90.0
 
 
+def test_deferred_marks_wait_for_evaluate_marks_or_the_next_order_check() -> None:
+    g = Gate(max_drawdown_pct=10.0)
+    g.gate.defer_marks()
+    g.hold(100.0)
+    g.mark(85.0)  # equity 8_500: 15 % below the peak, not evaluated yet
+    assert g.gate.state == TradingState.ACTIVE and g.gate.last_price(IID) == 85.0
+    g.mark(95.0)  # back within the limit before anything evaluated the fall
+    g.gate.evaluate_marks()
+    assert g.gate.state == TradingState.ACTIVE and g.changes == []
+    g.mark(89.0, ts=5)
+    assert g.check() == "trading_state: HALTED denies every order"  # the check evaluates first
+    assert [(c.state, c.ts_event) for c in g.changes] == [(TradingState.HALTED, 5)]
+    g.gate.evaluate_marks()  # nothing pending: no second evaluation
+    g.mark(120.0)
+    g.gate.evaluate_marks()
+    assert len(g.changes) == 1 and g.gate.state == TradingState.HALTED  # manual re-arm only
+
+
 def test_drawdown_breaker_reduce_action_moves_to_reducing_then_manual_halt_still_possible() -> None:
     g = Gate(max_drawdown_pct=5.0, drawdown_action="reduce")
     g.hold(100.0)

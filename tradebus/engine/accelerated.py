@@ -258,7 +258,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                     ord_f[n_orders, 6] = quote if buy else base
                     n_orders += 1
                     pending = code == 0
-        # A due sample is taken after the last bar of its time (the event tier's Kernel.equity_due).
+        # A due sample is taken after the last bar of its time (the event tier's Kernel.before_time).
         if (t >= next_sample or i == n - 1) and (i == n - 1 or ts_init[i + 1] != t):
             if t >= next_sample:
                 next_sample = (t // interval + 1) * interval

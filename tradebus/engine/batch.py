@@ -34,7 +34,7 @@ when something may read one (see :meth:`BatchLoop._lean_bars`).
 
 The loop reads the kernel's parts (clock, cache, banks, histories, bus, execution engine,
 order manager, perpetuals, result) and calls back only its public methods (``process``,
-``equity_due``, ``extend_span``, ``instrument_key``, ``sync_marks``).
+``before_time``, ``extend_span``, ``instrument_key``, ``sync_marks``).
 """
 
 from __future__ import annotations
@@ -247,7 +247,7 @@ class BatchLoop:
         marks_matter = k.risk_config.breakers_on_marks
         perps = k.perpetuals
         advance = clock.advance_to
-        watch = k.sample_watch_ns
+        watch = k.watch_ns
         result = k.result
         k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
         for te, ti, o, h, lo, c, v, row in zip(
@@ -262,7 +262,7 @@ class BatchLoop:
             strict=True,
         ):
             if ti >= watch:
-                watch = k.equity_due(ti)
+                watch = k.before_time(ti)
             if ti < clock.next_due:
                 clock.current_ns = ti  # ordered batch, no timer due: nothing else to do
             else:
@@ -320,7 +320,7 @@ class BatchLoop:
         marks_matter = k.risk_config.breakers_on_marks
         perps = k.perpetuals
         advance = clock.advance_to
-        watch = k.sample_watch_ns
+        watch = k.watch_ns
         result = k.result
         k.extend_span(ts_init[0], int(batch.ts_event.min()), int(batch.ts_event.max()))
         # The current row, read by lazy() or closes() (a cell: the loop stores it without an
@@ -338,7 +338,7 @@ class BatchLoop:
         try:
             for j, ti, c, row in zip(range(n), ts_init, batch.close.tolist(), features, strict=True):
                 if ti >= watch:
-                    watch = k.equity_due(ti)
+                    watch = k.before_time(ti)
                 if ti < clock.next_due:
                     clock.current_ns = ti
                 else:
@@ -476,7 +476,7 @@ class BatchLoop:
         marks_matter = k.risk_config.breakers_on_marks
         perps = k.perpetuals
         advance = clock.advance_to
-        watch = k.sample_watch_ns
+        watch = k.watch_ns
         # While an order works on one instrument, the others' bars skip the execution engine
         # too (unless marks matter or perpetuals are watched); see submit().
         every_bar = marks_matter or perps is not None
@@ -495,7 +495,7 @@ class BatchLoop:
         ):
             iid, view, deliver = lanes[s]
             if ti >= watch:
-                watch = k.equity_due(ti)
+                watch = k.before_time(ti)
             if ti < clock.next_due:
                 clock.current_ns = ti
             else:
@@ -551,7 +551,7 @@ class BatchLoop:
         marks_matter = k.risk_config.breakers_on_marks
         perps = k.perpetuals
         advance = clock.advance_to
-        watch = k.sample_watch_ns
+        watch = k.watch_ns
         every_bar = marks_matter or perps is not None
         lagging = self.lagging
         # Order events that reach only the kernel's bookkeeping and handlers declared feature-only
@@ -576,7 +576,7 @@ class BatchLoop:
             ):
                 iid, view, deliver = lanes[s]
                 if ti >= watch:
-                    watch = k.equity_due(ti)
+                    watch = k.before_time(ti)
                 if ti < clock.next_due:
                     clock.current_ns = ti
                 else:
@@ -661,7 +661,7 @@ class BatchLoop:
         count_open = k.orders.count_open
         marks_matter = k.risk_config.breakers_on_marks
         advance = clock.advance_to
-        watch = k.sample_watch_ns
+        watch = k.watch_ns
         result = k.result
         if skip and not self.needs_execution:
             idle.add(iid)
@@ -687,7 +687,7 @@ class BatchLoop:
             try:
                 for j, ti, px, row in zip(range(n), ts_init, prices, features, strict=True):
                     if ti >= watch:
-                        watch = k.equity_due(ti)
+                        watch = k.before_time(ti)
                     if ti < clock.next_due:
                         clock.current_ns = ti
                     else:
@@ -720,7 +720,7 @@ class BatchLoop:
                 strict=True,
             ):
                 if ti >= watch:
-                    watch = k.equity_due(ti)
+                    watch = k.before_time(ti)
                 if ti < clock.next_due:
                     clock.current_ns = ti
                 else:

@@ -274,6 +274,9 @@ class Kernel:
         self.orders = OrderManager(self.bus, self.clock)
         self.risk_config = risk_config or RiskConfig()
         self.risk = risk_factory(self.risk_config, self.portfolio, self.clock, self.bus)
+        self._marks_deferred = self.risk_config.breakers_on_marks
+        if self._marks_deferred:
+            self.risk.defer_marks()  # evaluated in before_time, once every price of a time is in
         self.venue: Venue = (
             venue if venue is not None else simulated_venue(self.clock, self.instruments, venue_config or VenueConfig())
         )
@@ -310,8 +313,8 @@ class Kernel:
         self._equity_interval = equity_interval_ns
         #: ``ts_init`` at or after which the next equity sample is due.
         self.next_sample_ns = -(2**63)
-        #: A message at or after this ``ts_init`` calls :meth:`equity_due` first.
-        self.sample_watch_ns = -(2**63)
+        #: A message at or after this ``ts_init`` calls :meth:`before_time` first.
+        self.watch_ns = -(2**63)
         self._sample_due: int | None = None  # the time of a due sample not taken yet
         # Venue-time span of the quotes: the run's span only when it has no trades or bars.
         self._quote_first_ns: int | None = None
@@ -533,8 +536,8 @@ class Kernel:
             raise DataError(f"kernel: cannot process a {type(msg).__name__} message")
         if msg.instrument_id not in self.instruments:
             raise DataError(f"kernel: {type(msg).__name__} for unknown instrument {msg.instrument_id!r}")
-        if msg.ts_init >= self.sample_watch_ns:
-            self.equity_due(msg.ts_init)
+        if msg.ts_init >= self.watch_ns:
+            self.before_time(msg.ts_init)
         clock = self.clock
         if isinstance(clock, SimulatedClock):
             clock.advance_to(msg.ts_init)
@@ -733,22 +736,35 @@ class Kernel:
             )
         )
 
-    def equity_due(self, ts: int) -> int:
-        """Take the due equity sample before a message at ``ts``; return the new :attr:`sample_watch_ns`.
+    def before_time(self, ts: int) -> int:
+        """Complete the times before a message at ``ts``; return the new :attr:`watch_ns`.
 
-        A sample falls due at the time of the first message at or after an interval boundary,
-        and is taken once every message of that time has been processed: before the first
-        later message (and its timers) or at :meth:`stop`. Bars of several instruments that
-        share a time are thus all in it. :meth:`process` and the batch loops call this for a
-        message whose ``ts_init`` is at or after :attr:`sample_watch_ns`, before anything else.
+        What waits for every message of a time to be processed is done before the first later
+        message (and its timers), or at :meth:`stop`:
+
+        - the mark-driven breakers (``RiskConfig.breakers_on_marks``) are evaluated
+          (:meth:`RiskGate.evaluate_marks`; an order check evaluates them too);
+        - a due equity sample is taken. A sample falls due at the time of the first message at
+          or after an interval boundary.
+
+        Bars of several instruments that share a time are thus all in the breakers' equity and
+        in the sample. :meth:`process` and the batch loops call this for a message whose
+        ``ts_init`` is at or after :attr:`watch_ns`, before anything else: every new time when
+        breakers evaluate marks, else the times a sample falls or is due.
         """
+        if self._marks_deferred:
+            self.risk.evaluate_marks()
         due = self._sample_due
         if due is not None and ts > due:
             self._take_due_sample()
             due = None
         if due is None and ts >= self.next_sample_ns:
             self._sample_due = due = ts
-        self.sample_watch_ns = watch = self.next_sample_ns if due is None else due + 1
+        if self._marks_deferred:
+            watch = ts + 1
+        else:
+            watch = self.next_sample_ns if due is None else due + 1
+        self.watch_ns = watch
         return watch
 
     def _take_due_sample(self) -> None:
@@ -796,6 +812,7 @@ class Kernel:
         self._stopped = True
         if not self._started:
             self.start()
+        self.risk.evaluate_marks()
         self._take_due_sample()  # the state after the last messages, before any on_stop acts
         for strategy in self.strategies:
             strategy.on_stop()

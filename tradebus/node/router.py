@@ -37,7 +37,10 @@ class NodeRouter:
     arrival is handled before the first message received after it, as in a replay, even
     when frames were waiting while the loop could not run its timer callbacks. After each
     message, those due by then fire too (an order decided on it with no latency arrives at
-    once, not when the event loop next runs its callbacks).
+    once, not when the event loop next runs its callbacks). The kernel's mark-driven breakers
+    are evaluated after each message (:meth:`~tradebus.risk.gate.RiskGate.evaluate_marks`):
+    live, a message is a time of its own, and a breaker trips on it without waiting for the
+    next one.
 
     Each decision is logged (submitted or denied, with the strategy's reason). A decision
     taken on a message is logged once the message is handled, its order on its way: a log
@@ -79,6 +82,7 @@ class NodeRouter:
         self._on_limit = on_limit
         self._closed = False
         self._process = kernel.process
+        self._evaluate_marks = kernel.risk.evaluate_marks
         self._run_due = kernel.clock.run_due
         self._now_ns = kernel.clock.now_ns
         self._publish = kernel.bus.publish
@@ -114,6 +118,7 @@ class NodeRouter:
         try:
             run_due(msg.ts_init)
             handler(msg)
+            self._evaluate_marks()  # a message is a time of its own: a breaker trips without waiting for the next
             run_due(self._now_ns())
         finally:
             self._in_message = outer

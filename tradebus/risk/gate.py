@@ -31,7 +31,9 @@ Trading state
 The state is the most severe of the *manual* state (:meth:`RiskGate.set_state`, an operator's
 decision) and the state of every tripped breaker (:mod:`tradebus.risk.breakers`, evaluated by
 :meth:`RiskGate.on_price` on every mark and on every position change). Every change publishes
-``TradingStateChanged`` with its reason. How each breaker trips and re-arms:
+``TradingStateChanged`` with its reason. The kernel defers the mark-driven breakers
+(:meth:`RiskGate.defer_marks`) until every price of a time is in, and always before an order
+check. How each breaker trips and re-arms:
 
 ================  ===========================================  =================================
 breaker           trips when                                   re-arms
@@ -147,6 +149,8 @@ class RiskGate:
         "_manual",
         "_manual_reason",
         "_marks",
+        "_marks_deferred",
+        "_marks_pending",
         "_max_gross",
         "_max_notional",
         "_max_open",
@@ -203,6 +207,8 @@ class RiskGate:
         )
         self._breakers = Breakers(config, portfolio)
         self._marks = config.breakers_on_marks
+        self._marks_deferred = False
+        self._marks_pending = False
         if config.max_consecutive_losses is not None:
             bus.subscribe(PositionChanged, self._on_position)
 
@@ -227,6 +233,8 @@ class RiskGate:
         open_orders
             Number of orders currently open (for ``max_open_orders``).
         """
+        if self._marks_pending:
+            self.evaluate_marks()
         iid = cmd.instrument_id
         qty = cmd.quantity
         signed = qty if cmd.side > 0 else -qty
@@ -431,27 +439,52 @@ class RiskGate:
         """Record the last price of an instrument and evaluate the breakers.
 
         The portfolio must already be marked at ``price`` (the execution engine does both).
+        After :meth:`defer_marks` the breakers are only flagged for :meth:`evaluate_marks`.
         """
         if price > 0.0 and price < _INF:
             self._last[instrument_id] = price
         if self._marks:
-            breakers = self._breakers
-            if breakers.on_mark(self._clock.now_ns()):
-                rearmed = breakers.rearmed
-                why = "; ".join(f"{name} re-armed: {_AUTO_REARM[name]}" for name in rearmed)
-                rearmed.clear()
-                self._apply(why or None)
+            if self._marks_deferred:
+                self._marks_pending = True
+            else:
+                self._evaluate()
+
+    def defer_marks(self) -> None:
+        """Evaluate the mark-driven breakers only in :meth:`evaluate_marks` and before an order check.
+
+        The kernel defers them so that they see the portfolio once every price of a time is in
+        (several instruments' bars at one time are marked one after another; an equity with
+        one leg of a hedge marked and the other not is no state the book was ever in) and calls
+        :meth:`evaluate_marks` when the time is complete. :meth:`check` evaluates pending marks
+        first, so an order is always checked against breakers that saw every price before it.
+        """
+        self._marks_deferred = True
+
+    def evaluate_marks(self) -> None:
+        """Evaluate the mark-driven breakers if a price was recorded since they last were."""
+        if self._marks_pending:
+            self._marks_pending = False
+            self._evaluate()
+
+    def _evaluate(self) -> None:
+        breakers = self._breakers
+        if breakers.on_mark(self._clock.now_ns()):
+            rearmed = breakers.rearmed
+            why = "; ".join(f"{name} re-armed: {_AUTO_REARM[name]}" for name in rearmed)
+            rearmed.clear()
+            self._apply(why or None)
 
     def on_prices(self, prices: Iterable[tuple[str, float]]) -> None:
         """:meth:`on_price` of several instruments' prices at one time (the portfolio marked at all of them)."""
-        if self._marks:
-            for instrument_id, price in prices:
-                self.on_price(instrument_id, price)
-            return
         last = self._last
         for instrument_id, price in prices:
             if price > 0.0 and price < _INF:
                 last[instrument_id] = price
+        if self._marks:
+            if self._marks_deferred:
+                self._marks_pending = True
+            else:
+                self._evaluate()
 
     def _on_position(self, change: PositionChanged) -> None:
         if self._breakers.on_position(change):
