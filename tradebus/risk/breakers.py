@@ -24,6 +24,10 @@ stores :meth:`Breakers.snapshot` in the journal whenever it changes, so a restar
     as infinite exposure). Always moves to REDUCING (reducing orders lower the exposure) and
     re-arms **automatically** at the first mark where the exposure is back within the limit.
 
+A *mark* here is an evaluation of :meth:`Breakers.on_mark`: on every price, or, when the
+kernel defers them (:meth:`RiskGate.defer_marks`), once every price of a time is in and
+before every order check.
+
 The drawdown peak is stored when it rose by :data:`PEAK_STORE_STEP` since it was last stored
 (not on every mark): after a crash the restored peak is at most that fraction too low.
 """
