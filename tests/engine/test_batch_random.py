@@ -6,7 +6,8 @@ seeded random trader (market, limit and stop orders, cancels, modifications and,
 the setups, brackets, trailing stops, good-till-date limits and one-cancels-the-other pairs,
 emulated or native) acting on its timer, on the data of some instruments or on both, with
 order-event handlers or none; the venue (latency, slippage, intrabar path, limit rule), the
-account (cash, margin or not), the risk limits (a drawdown breaker in a quarter of the setups),
+account (cash, margin or not), the risk limits (a drawdown breaker in a quarter of the setups,
+with a daily-loss and a gross-exposure breaker in some of those),
 the equity interval, the batch size, and for a third of the setups perpetuals (leverage, mark
 prices, funding announced ahead of its time). ``Kernel.run`` (the lean and full loops of one
 instrument, of mixed instruments and of trades) and ``Kernel.process`` over the same messages
@@ -282,6 +283,11 @@ def _setup(seed: int, root: Path) -> tuple[list[ReplaySource], Any, int, list[Ma
     if breakers.random() < 0.25:  # breakers on marks: the loops show the venue every bar or trade
         risk = risk.model_copy(update={"max_drawdown_pct": breakers.choice((0.05, 0.5, 3.0)),
                                        "drawdown_action": breakers.choice(("halt", "reduce"))})  # fmt: skip
+        if breakers.random() < 0.5:
+            risk = risk.model_copy(update={"max_daily_loss_pct": breakers.choice((0.05, 0.5)),
+                                           "daily_loss_action": breakers.choice(("halt", "reduce"))})  # fmt: skip
+        if breakers.random() < 0.4:
+            risk = risk.model_copy(update={"max_gross_exposure": breakers.choice((0.5, 2.0, 10.0))})
 
     def build() -> Kernel:
         instruments = [

@@ -169,18 +169,81 @@ def test_bar_batch_with_times_out_of_order_never_moves_the_clock_back() -> None:
     assert seen[20] == seen[21] == ts[20]
 
 
-def test_batch_loop_and_process_agree_with_a_drawdown_breaker(tmp_path: Path) -> None:
-    source = write_catalog(tmp_path / "cat", bar_table(2_000, seed=3))
-    risk = RiskConfig(max_drawdown_pct=0.5)
-    fast = make_kernel(Recorder(every=7, quantity=50.0), risk_config=risk)
-    fast.run(Replay([source]))
-    slow = make_kernel(Recorder(every=7, quantity=50.0), risk_config=risk)
-    for msg in Replay([source]):
-        slow.process(msg)
-    slow.stop()
-    assert fast.result.denials, "the breaker should have halted trading"
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"max_drawdown_pct": 0.5},
+        {"max_drawdown_pct": 0.5, "drawdown_action": "reduce"},
+        {"max_daily_loss_pct": 0.1},
+        {"max_daily_loss_pct": 0.1, "daily_loss_action": "reduce"},
+        {"max_gross_exposure": 0.2},
+        {"max_drawdown_pct": 1.0, "max_daily_loss_pct": 0.1, "max_gross_exposure": 0.2},
+    ],
+)
+def test_batch_loop_and_process_agree_with_breakers_across_a_utc_midnight(tmp_path: Path, limits: dict[str, Any]) -> None:
+    """The bars cross a UTC midnight (the daily loss re-arms there); every state change is the same."""
+    source = write_catalog(tmp_path / "cat", bar_table(2_000, seed=3, start=T0 - 1_000 * MIN))
+    risk = RiskConfig(**limits)
+    kernels = []
+    for path in ("run", "process"):
+        kernel = make_kernel(Recorder(every=7, quantity=20.0), risk_config=risk)
+        changes: list[tuple[Any, ...]] = []
+        kernel.bus.subscribe(TradingStateChanged, lambda c, log=changes: log.append((c.state, c.reason, c.ts_event)))
+        if path == "run":
+            kernel.run(Replay([source]))
+        else:
+            for msg in Replay([source]):
+                kernel.process(msg)
+            kernel.stop()
+        kernels.append((kernel, changes))
+    (fast, fast_changes), (slow, slow_changes) = kernels
+    assert fast.result.denials and fast_changes, "a breaker should have tripped"
+    assert fast_changes == slow_changes
     assert fills_of(fast) == fills_of(slow)
     assert [d.reason for d in fast.result.denials] == [d.reason for d in slow.result.denials]
+    if len(limits) <= 2 and "max_daily_loss_pct" in limits:  # tripped the day before, re-armed at midnight
+        assert [(why.split(":")[0], ts < T0) for _, why, ts in fast_changes[:2]] == [("daily_loss", True), ("daily_loss re-armed", False)]
+        assert fast_changes[1][2] == T0
+
+
+class MidnightOrder(Recorder):
+    """A :class:`Recorder` that also buys on the bar before ``T0`` (a UTC midnight) and at an alert at ``T0``."""
+
+    def on_start(self) -> None:
+        self.clock.set_alert("midnight", T0, self.at_midnight)
+
+    def on_bar(self, bar: Bar) -> None:
+        super().on_bar(bar)
+        if bar.ts_event == T0 - MIN:
+            self.submit_market(self.instrument_id, OrderSide.BUY, 1.0, reason="before midnight")
+
+    def at_midnight(self, event: TimeEvent) -> None:
+        self.log_.append(("midnight", self.clock.now_ns()))
+        self.submit_market(self.instrument_id, OrderSide.BUY, 1.0, reason="midnight")
+
+
+@pytest.mark.parametrize("path", ["run", "process"])
+def test_an_order_at_midnight_is_checked_after_the_daily_loss_re_armed(tmp_path: Path, path: str) -> None:
+    """The daily loss halted trading the day before; an order at midnight, ahead of any bar, passes.
+
+    The breakers last saw the clock at the day's last bar (where an order was checked, and
+    denied): unless the midnight order's check evaluates them at its own time, the day has not
+    rolled for them and HALTED denies it too.
+    """
+    source = write_catalog(tmp_path / "cat", bar_table(1_100, seed=3, start=T0 - 1_000 * MIN))
+    kernel = make_kernel(MidnightOrder(every=7, quantity=20.0), risk_config=RiskConfig(max_daily_loss_pct=0.1))
+    changes: list[TradingStateChanged] = []
+    kernel.bus.subscribe(TradingStateChanged, changes.append)
+    if path == "run":
+        kernel.run(Replay([source]))
+    else:
+        for msg in Replay([source]):
+            kernel.process(msg)
+        kernel.stop()
+    status = {kernel.result.submit_reasons[o.client_order_id]: str(o.status) for o in kernel.result.orders}
+    assert (status["before midnight"], status["midnight"]) == ("DENIED", "FILLED")
+    assert [(c.state, c.ts_event < T0) for c in changes[:2]] == [(TradingState.HALTED, True), (TradingState.ACTIVE, False)]
+    assert changes[1].ts_event == T0 and changes[1].reason == "daily_loss re-armed: the UTC day rolled over"
 
 
 # ----------------------------------------------------------------------------- no lookahead

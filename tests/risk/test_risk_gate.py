@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import msgspec
 import pytest
 
 from tradebus.engine.bus import MessageBus
@@ -257,6 +258,25 @@ def test_deferred_marks_wait_for_evaluate_marks_or_the_next_order_check() -> Non
     assert len(g.changes) == 1 and g.gate.state == TradingState.HALTED  # manual re-arm only
 
 
+def test_a_deferred_check_sees_the_utc_day_roll_without_a_new_price() -> None:
+    """Live, an order at a timer after midnight: the day rolled for the breakers, with no price since."""
+    day = 86_400_000_000_000
+    g = Gate(max_daily_loss_pct=5.0)
+    g.gate.defer_marks()
+    g.clock.advance_to(3 * day + 1)
+    g.hold(100.0)
+    g.mark(110.0)
+    g.gate.evaluate_marks()  # start-of-day equity 11_000
+    g.mark(104.0, 4 * day - 1)
+    g.gate.evaluate_marks()
+    assert g.gate.state == TradingState.HALTED
+    g.gate.evaluate_marks()  # no price since: nothing to evaluate
+    g.clock.advance_to(4 * day + 5)
+    assert g.check() is None
+    assert [c.reason for c in g.changes][-1] == "daily_loss re-armed: the UTC day rolled over"
+    assert g.changes[-1].ts_event == 4 * day + 5
+
+
 def test_drawdown_breaker_reduce_action_moves_to_reducing_then_manual_halt_still_possible() -> None:
     g = Gate(max_drawdown_pct=5.0, drawdown_action="reduce")
     g.hold(100.0)
@@ -412,6 +432,20 @@ def test_restore_resumes_a_halt_and_stores_every_change() -> None:
     assert fresh.changes[-1].reason.startswith("restored from the journal: max_drawdown")
     fresh.gate.set_state(TradingState.ACTIVE, "operator")
     assert stored[-1].manual_state == TradingState.ACTIVE and stored[-1].tripped == {}  # type: ignore[attr-defined]
+
+
+def test_a_restored_peak_is_measured_at_the_next_mark_even_at_an_unchanged_equity() -> None:
+    """The breakers skip a mark whose equity and UTC day they saw already; a restore resets that."""
+    g = Gate(max_drawdown_pct=10.0)
+    g.hold(100.0)
+    g.mark(100.0)  # peak 10_000
+    peak = g.gate.snapshot()
+    g.mark(92.0)  # equity 9_200: 8 % below the peak, seen by the breakers
+    g.gate.restore(msgspec.structs.replace(peak, drawdown_peak=10_400.0))  # 11.5 % below the restored peak
+    assert g.gate.state == TradingState.ACTIVE
+    g.mark(92.0)  # the same equity and day
+    assert g.gate.state == TradingState.HALTED
+    assert g.changes[-1].reason.startswith("max_drawdown: 11.54% >= 10.0% below the peak 10400.0")
 
 
 def test_check_owner_denies_another_strategys_order() -> None:

@@ -8,8 +8,9 @@ messages, faster:
 - a batch's features are computed in one compiled call (``FeatureBank.run_bars``); row *i*
   only uses rows <= *i* and is exposed to the strategy only when bar *i* is delivered, so
   there is no lookahead;
-- the execution engine is skipped while no order is working and no breaker evaluates marks
-  (``RiskConfig.breakers_on_marks``; it would only mark prices). The loop remembers what it
+- the execution engine is skipped while no order is working (it would only mark prices; the
+  breakers that evaluate marks wait for a time's end, where :meth:`Kernel.before_time` marks
+  the portfolio at the cached prices first). The loop remembers what it
   skipped, and :meth:`BatchLoop.catch_up` (called by :meth:`Kernel.submit` before the next
   order) makes the skipped marks and tells the simulated venue each instrument's latest bar
   close (the open of the next bar, before which a bar order cannot fill) and latest trade.
@@ -100,7 +101,7 @@ class BatchLoop:
     ----------
     needs_execution
         Whether the loop must show the execution engine the next bar or trade: an order may be
-        working, or a breaker evaluates every mark. Set by :meth:`catch_up` on every order.
+        working. Set by :meth:`catch_up` on every order.
     idle_trades
         Instruments whose latest trades the loop did not show the (simulated) venue.
     lagging
@@ -112,7 +113,7 @@ class BatchLoop:
 
     def __init__(self, kernel: Kernel) -> None:
         self.kernel = kernel
-        self.needs_execution: bool = kernel.risk_config.breakers_on_marks
+        self.needs_execution = False
         self.idle_trades: set[str] = set()
         self.lagging: set[str] = set()
         # A lean loop (feature-only subscribers, see _lean_bars) builds no bar or trade per row;
@@ -244,7 +245,6 @@ class BatchLoop:
         cache_bars = k.cache.bars
         cache_prices = k.cache.prices
         count_open = k.orders.count_open
-        marks_matter = k.risk_config.breakers_on_marks
         perps = k.perpetuals
         advance = clock.advance_to
         watch = k.watch_ns
@@ -272,7 +272,7 @@ class BatchLoop:
                 execution_on_bar(bar)
                 if perps is not None and perps.watching:
                     perps.check(ti)
-                self.needs_execution = marks_matter or count_open() > 0
+                self.needs_execution = count_open() > 0
             elif perps is not None and perps.watching:
                 perps.on_price(iid, c, ti)  # an open perpetual position is marked on every bar
             cache_bars[iid] = bar
@@ -317,7 +317,6 @@ class BatchLoop:
         execution_on_bar = k.execution.on_bar
         cache_prices = k.cache.prices
         count_open = k.orders.count_open
-        marks_matter = k.risk_config.breakers_on_marks
         perps = k.perpetuals
         advance = clock.advance_to
         watch = k.watch_ns
@@ -353,7 +352,7 @@ class BatchLoop:
                     execution_on_bar(bar)
                     if perps is not None and perps.watching:
                         perps.check(ti)
-                    self.needs_execution = marks_matter or count_open() > 0
+                    self.needs_execution = count_open() > 0
                     cache_bars[iid] = bar
                 elif perps is not None and perps.watching:
                     perps.on_price(iid, c, ti)
@@ -473,13 +472,12 @@ class BatchLoop:
         cache_prices = k.cache.prices
         orders = k.orders
         has_open = orders.has_open
-        marks_matter = k.risk_config.breakers_on_marks
         perps = k.perpetuals
         advance = clock.advance_to
         watch = k.watch_ns
         # While an order works on one instrument, the others' bars skip the execution engine
         # too (unless marks matter or perpetuals are watched); see submit().
-        every_bar = marks_matter or perps is not None
+        every_bar = perps is not None
         lagging = self.lagging
         for s, te, ti, o, h, lo, c, v, row in zip(
             batch.source.tolist(),
@@ -506,7 +504,7 @@ class BatchLoop:
                     execution_on_bar(bar)
                     if perps is not None and perps.watching:
                         perps.check(ti)
-                    self.needs_execution = marks_matter or orders.count_open() > 0
+                    self.needs_execution = orders.count_open() > 0
                 else:
                     lagging.add(iid)  # nothing works on it: shown to the venue before the next order
             elif perps is not None and perps.watching:
@@ -548,11 +546,10 @@ class BatchLoop:
         cache_prices = k.cache.prices
         orders = k.orders
         has_open = orders.has_open
-        marks_matter = k.risk_config.breakers_on_marks
         perps = k.perpetuals
         advance = clock.advance_to
         watch = k.watch_ns
-        every_bar = marks_matter or perps is not None
+        every_bar = perps is not None
         lagging = self.lagging
         # Order events that reach only the kernel's bookkeeping and handlers declared feature-only
         # need no other instrument's bar cached.
@@ -590,7 +587,7 @@ class BatchLoop:
                         execution_on_bar(bar)
                         if perps is not None and perps.watching:
                             perps.check(ti)
-                        self.needs_execution = marks_matter or orders.count_open() > 0
+                        self.needs_execution = orders.count_open() > 0
                         cache_bars[iid] = bar
                         cached[s] = j
                     else:
@@ -659,7 +656,6 @@ class BatchLoop:
         cache_trades = k.cache.trades
         cache_prices = k.cache.prices
         count_open = k.orders.count_open
-        marks_matter = k.risk_config.breakers_on_marks
         advance = clock.advance_to
         watch = k.watch_ns
         result = k.result
@@ -698,7 +694,7 @@ class BatchLoop:
                     if self.needs_execution:
                         trade = trade_at(j)
                         execution_on_trade(trade)
-                        self.needs_execution = marks_matter or count_open() > 0
+                        self.needs_execution = count_open() > 0
                         if not self.needs_execution:
                             idle.add(iid)
                         cache_trades[iid] = trade
@@ -729,7 +725,7 @@ class BatchLoop:
                 if self.needs_execution or not skip:
                     execution_on_trade(trade)
                     if skip:
-                        self.needs_execution = marks_matter or count_open() > 0
+                        self.needs_execution = count_open() > 0
                         if not self.needs_execution:
                             idle.add(iid)
                 cache_trades[iid] = trade

@@ -742,8 +742,9 @@ class Kernel:
         What waits for every message of a time to be processed is done before the first later
         message (and its timers), or at :meth:`stop`:
 
-        - the mark-driven breakers (``RiskConfig.breakers_on_marks``) are evaluated
-          (:meth:`RiskGate.evaluate_marks`; an order check evaluates them too);
+        - the portfolio is marked at the cached prices (the batch loops skip the marks while
+          nothing works) and the mark-driven breakers (``RiskConfig.breakers_on_marks``) are
+          evaluated (:meth:`RiskGate.end_time`; every order check evaluates them too);
         - a due equity sample is taken. A sample falls due at the time of the first message at
           or after an interval boundary.
 
@@ -753,7 +754,11 @@ class Kernel:
         breakers evaluate marks, else the times a sample falls or is due.
         """
         if self._marks_deferred:
-            self.risk.evaluate_marks()
+            moved = self.portfolio.mark_moved(self.cache.prices)  # sync_marks, one call fewer
+            risk = self.risk
+            if moved:
+                risk.on_prices(moved)
+            risk.end_time()
         due = self._sample_due
         if due is not None and ts > due:
             self._take_due_sample()
@@ -812,7 +817,9 @@ class Kernel:
         self._stopped = True
         if not self._started:
             self.start()
-        self.risk.evaluate_marks()
+        if self._marks_deferred:
+            self.sync_marks()
+            self.risk.end_time()
         self._take_due_sample()  # the state after the last messages, before any on_stop acts
         for strategy in self.strategies:
             strategy.on_stop()

@@ -26,7 +26,8 @@ stores :meth:`Breakers.snapshot` in the journal whenever it changes, so a restar
 
 A *mark* here is an evaluation of :meth:`Breakers.on_mark`: on every price, or, when the
 kernel defers them (:meth:`RiskGate.defer_marks`), once every price of a time is in and
-before every order check.
+before every order check. Without a gross-exposure limit, a mark at the equity and in the UTC
+day of the previous one can change nothing, and returns at once.
 
 The drawdown peak is stored when it rose by :data:`PEAK_STORE_STEP` since it was last stored
 (not on every mark): after a crash the restored peak is at most that fraction too low.
@@ -49,6 +50,7 @@ DAY_NS = 86_400_000_000_000
 PEAK_STORE_STEP = 1e-3
 
 _NAN = math.nan
+_NEVER = 2**63 - 1
 
 
 class Trip(msgspec.Struct, frozen=True):
@@ -91,6 +93,8 @@ class Breakers:
     __slots__ = (
         "_config",
         "_portfolio",
+        "_quiet_equity",
+        "_quiet_until",
         "_sides",
         "day",
         "day_start_equity",
@@ -114,6 +118,8 @@ class Breakers:
         self.loss_streak = 0
         self.round_trip_start: dict[str, float] = {}
         self._sides: dict[str, int] = {}  # instrument -> sign of its position in a round trip
+        self._quiet_equity = _NAN  # the equity of the last evaluation, while nothing else can change
+        self._quiet_until = _NEVER
 
     # ------------------------------------------------------------------ evaluation
 
@@ -122,8 +128,10 @@ class Breakers:
 
         The breakers it re-armed by themselves are appended to :attr:`rearmed`.
         """
-        cfg = self._config
         equity = self._portfolio.equity()
+        if equity == self._quiet_equity and now_ns < self._quiet_until:
+            return False  # the same equity on the same UTC day: nothing can trip, move or re-arm
+        cfg = self._config
         changed = False
         tripped = self.tripped
         limit = cfg.max_drawdown_pct
@@ -163,6 +171,9 @@ class Breakers:
             elif tripped.pop("gross_exposure", None) is not None:
                 self.rearmed.append("gross_exposure")
                 changed = True
+        else:  # gross exposure moves with prices, even where equity does not
+            self._quiet_equity = equity
+            self._quiet_until = (self.day + 1) * DAY_NS if cfg.max_daily_loss_pct is not None else _NEVER
         return changed
 
     def _trip_on_fall(
@@ -251,6 +262,7 @@ class Breakers:
     def restore(self, state: BreakerState) -> None:
         """Take over the memory of a journaled :class:`BreakerState`."""
         self.tripped = dict(state.tripped)
+        self._quiet_equity = _NAN
         self.peak = self.stored_peak = state.drawdown_peak
         self.day = state.day
         self.day_start_equity = state.day_start_equity

@@ -68,7 +68,7 @@ class RiskConfig(StrictModel):
 
     @property
     def breakers_on_marks(self) -> bool:
-        """Whether a breaker is evaluated on every mark (the kernel must mark every price then)."""
+        """Whether a breaker evaluates marks: drawdown, daily loss or gross exposure."""
         return (
             self.max_drawdown_pct is not None
             or self.max_daily_loss_pct is not None

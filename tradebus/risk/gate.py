@@ -32,8 +32,8 @@ The state is the most severe of the *manual* state (:meth:`RiskGate.set_state`, 
 decision) and the state of every tripped breaker (:mod:`tradebus.risk.breakers`, evaluated by
 :meth:`RiskGate.on_price` on every mark and on every position change). Every change publishes
 ``TradingStateChanged`` with its reason. The kernel defers the mark-driven breakers
-(:meth:`RiskGate.defer_marks`) until every price of a time is in, and always before an order
-check. How each breaker trips and re-arms:
+(:meth:`RiskGate.defer_marks`) until every price of a time is in; an order check always
+evaluates them first. How each breaker trips and re-arms:
 
 ================  ===========================================  =================================
 breaker           trips when                                   re-arms
@@ -233,8 +233,8 @@ class RiskGate:
         open_orders
             Number of orders currently open (for ``max_open_orders``).
         """
-        if self._marks_pending:
-            self.evaluate_marks()
+        if self._marks_deferred:
+            self._evaluate()
         iid = cmd.instrument_id
         qty = cmd.quantity
         signed = qty if cmd.side > 0 else -qty
@@ -439,7 +439,7 @@ class RiskGate:
         """Record the last price of an instrument and evaluate the breakers.
 
         The portfolio must already be marked at ``price`` (the execution engine does both).
-        After :meth:`defer_marks` the breakers are only flagged for :meth:`evaluate_marks`.
+        After :meth:`defer_marks` the breakers only note that a price came (:meth:`evaluate_marks`).
         """
         if price > 0.0 and price < _INF:
             self._last[instrument_id] = price
@@ -450,23 +450,29 @@ class RiskGate:
                 self._evaluate()
 
     def defer_marks(self) -> None:
-        """Evaluate the mark-driven breakers only in :meth:`evaluate_marks` and before an order check.
+        """Evaluate the mark-driven breakers only when told to and before every order check.
 
         The kernel defers them so that they see the portfolio once every price of a time is in
         (several instruments' bars at one time are marked one after another; an equity with
-        one leg of a hedge marked and the other not is no state the book was ever in) and calls
-        :meth:`evaluate_marks` when the time is complete. :meth:`check` evaluates pending marks
-        first, so an order is always checked against breakers that saw every price before it.
+        one leg of a hedge marked and the other not is no state the book was ever in): it calls
+        :meth:`end_time` when a time is complete, and the node's router
+        :meth:`evaluate_marks` after every message. :meth:`check` evaluates them first, at its
+        own clock (the UTC day may have rolled since the last price), so what an order is
+        checked against does not depend on which earlier messages marked a price.
         """
         self._marks_deferred = True
 
     def evaluate_marks(self) -> None:
         """Evaluate the mark-driven breakers if a price was recorded since they last were."""
         if self._marks_pending:
-            self._marks_pending = False
             self._evaluate()
 
+    def end_time(self) -> None:
+        """A time is complete: evaluate the mark-driven breakers (see :meth:`defer_marks`)."""
+        self._evaluate()
+
     def _evaluate(self) -> None:
+        self._marks_pending = False
         breakers = self._breakers
         if breakers.on_mark(self._clock.now_ns()):
             rearmed = breakers.rearmed
