@@ -21,7 +21,7 @@ from tradebus.engine.accelerated import (
 )
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel, RunResult
-from tradebus.engine.messages import Bar, OrderStatus
+from tradebus.engine.messages import Bar, OrderSide, OrderStatus
 from tradebus.execution.config import VenueConfig
 from tradebus.research.lookahead import MemoryReplay, SourceFrame
 from tradebus.risk.config import RiskConfig
@@ -287,6 +287,10 @@ GAPPED["high"] = GAPPED[["high", "open"]].max(axis=1)
         ("max_position", "ema_10_30", {"risk": RiskConfig(max_position=0.4)}, BARS,
          "max_position: |0.0 + 0.5| = 0.5 > 0.4"),
         ("unpaid_fill", "ema_10_30", {"cash": 68_000.0}, GAPPED, ("insufficient balance: ", "buying_power: ")),
+        ("drawdown_halt", "macd_default", {"risk": RiskConfig(max_drawdown_pct=3.0)}, BARS,
+         "trading_state: HALTED denies every order"),
+        ("drawdown_reduce", "macd_default", {"risk": RiskConfig(max_drawdown_pct=3.0, drawdown_action="reduce")},
+         BARS, "trading_state: REDUCING allows only reducing orders; position "),
         # several checks fail at once: the gate's first one words the denial
         ("first_check", "ema_10_30", {"cash": 20_000.0, "min_notional": 35_000.0,
                                       "risk": RiskConfig(max_order_quantity=0.3, max_position=0.1)}, BARS,
@@ -308,6 +312,11 @@ def test_denied_orders_and_unpaid_fills_equal_the_event_tiers(
         assert not canceled and len(event.denials) == len(refused)
     if case == "first_check":
         assert {r.split(":")[0] for r in refused} == {"instrument", "buying_power"}
+    elif case == "drawdown_reduce":  # the sell that HALTED denies passes: it reduces the position
+        halt = RiskConfig(max_drawdown_pct=3.0)
+        halted = {o.ts_created: o for o in both(make, VENUES["fees"], frame, risk=halt)[1].orders}
+        passed = [o for o in event.orders if o.status is OrderStatus.FILLED and halted[o.ts_created].reason]
+        assert passed and all(o.side is OrderSide.SELL for o in passed)
     elif case not in ("max_position", "max_order_quantity"):
         assert event.fills  # some orders pass: the run is a mix
     assert_same_run(event, fast)
@@ -325,8 +334,8 @@ def test_an_instrument_naming_no_assets_is_funded_as_in_the_event_tier(strategy:
 @pytest.mark.parametrize("seed", range(48))
 def test_random_instruments_venues_cash_and_limits_give_the_event_tiers_run(seed: int) -> None:
     """Seeded random setups: the instrument's grids, assets, fees and minimums, the venue's slippage,
-    the cash, the risk limits, the strategy, the bars' span, bursts of one receive time and the
-    equity interval; about half the runs have denials (the unpaid fill has its own case in the
+    the cash, the risk limits (a drawdown breaker in 40 %), the strategy, the bars' span, bursts of
+    one receive time and the equity interval; about half the runs have denials (the unpaid fill has its own case in the
     denial test)."""
     rng = random.Random(seed)
     name = rng.choice(list(STRATEGIES))
@@ -351,6 +360,10 @@ def test_random_instruments_venues_cash_and_limits_give_the_event_tiers_run(seed
         every = timing.choice((2, 3, 6)) * H4_NS
         frame["ts_init"] = (frame["ts_event"] + every - 1) // every * every
     interval = timing.choice((H4_NS * 6, H4_NS * 6, H4_NS, 3_600_000_000_000, H4_NS * 3))
+    breaker = random.Random(f"breaker {seed}")
+    if breaker.random() < 0.4:
+        risk = risk.model_copy(update={"max_drawdown_pct": breaker.choice((0.5, 1.5, 4.0)),
+                                       "drawdown_action": breaker.choice(("halt", "reduce"))})  # fmt: skip
 
     def fresh() -> Kernel:
         k = Kernel([inst], initial_cash=cash, venue_config=venue, risk_config=risk, equity_interval_ns=interval)

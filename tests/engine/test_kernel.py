@@ -180,7 +180,9 @@ def test_bar_batch_with_times_out_of_order_never_moves_the_clock_back() -> None:
         {"max_drawdown_pct": 1.0, "max_daily_loss_pct": 0.1, "max_gross_exposure": 0.2},
     ],
 )
-def test_batch_loop_and_process_agree_with_breakers_across_a_utc_midnight(tmp_path: Path, limits: dict[str, Any]) -> None:
+def test_batch_loop_and_process_agree_with_breakers_across_a_utc_midnight(
+    tmp_path: Path, limits: dict[str, Any]
+) -> None:
     """The bars cross a UTC midnight (the daily loss re-arms there); every state change is the same."""
     source = write_catalog(tmp_path / "cat", bar_table(2_000, seed=3, start=T0 - 1_000 * MIN))
     risk = RiskConfig(**limits)
@@ -202,7 +204,8 @@ def test_batch_loop_and_process_agree_with_breakers_across_a_utc_midnight(tmp_pa
     assert fills_of(fast) == fills_of(slow)
     assert [d.reason for d in fast.result.denials] == [d.reason for d in slow.result.denials]
     if len(limits) <= 2 and "max_daily_loss_pct" in limits:  # tripped the day before, re-armed at midnight
-        assert [(why.split(":")[0], ts < T0) for _, why, ts in fast_changes[:2]] == [("daily_loss", True), ("daily_loss re-armed", False)]
+        first_two = [(why.split(":")[0], ts < T0) for _, why, ts in fast_changes[:2]]
+        assert first_two == [("daily_loss", True), ("daily_loss re-armed", False)]
         assert fast_changes[1][2] == T0
 
 
@@ -242,7 +245,10 @@ def test_an_order_at_midnight_is_checked_after_the_daily_loss_re_armed(tmp_path:
         kernel.stop()
     status = {kernel.result.submit_reasons[o.client_order_id]: str(o.status) for o in kernel.result.orders}
     assert (status["before midnight"], status["midnight"]) == ("DENIED", "FILLED")
-    assert [(c.state, c.ts_event < T0) for c in changes[:2]] == [(TradingState.HALTED, True), (TradingState.ACTIVE, False)]
+    assert [(c.state, c.ts_event < T0) for c in changes[:2]] == [
+        (TradingState.HALTED, True),
+        (TradingState.ACTIVE, False),
+    ]
     assert changes[1].ts_event == T0 and changes[1].reason == "daily_loss re-armed: the UTC day rolled over"
 
 

@@ -81,6 +81,16 @@ def test_orders_the_risk_gate_denies_stay_in_the_accelerated_tier(config: Path) 
     assert {k: auto[k] for k in METRIC_COLUMNS} == {k: event[k] for k in METRIC_COLUMNS}
 
 
+@pytest.mark.parametrize("action", ["halt", "reduce"])
+def test_a_drawdown_breaker_stays_in_the_accelerated_tier(config: Path, action: str) -> None:
+    params = {**PARAMS, "risk.max_drawdown_pct": 10.0, "risk.drawdown_action": action}
+    auto = run_trial(TrialSpec(0, str(config), params, tier="auto"))
+    event = run_trial(TrialSpec(0, str(config), params, tier="event"))
+    free = run_trial(TrialSpec(0, str(config), PARAMS, tier="auto"))
+    assert auto["tier"] == "accelerated" and auto["denied"] > 0 and 0 < auto["fills"] < free["fills"]
+    assert {k: auto[k] for k in METRIC_COLUMNS} == {k: event[k] for k in METRIC_COLUMNS}
+
+
 def test_auto_falls_back_to_event_when_the_accelerated_run_meets_what_it_does_not_model(tmp_path: Path) -> None:
     # The loop rounds prices on an exact decimal grid; a third of a dollar has none (found once the run starts).
     data = file_config(tmp_path)

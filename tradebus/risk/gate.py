@@ -81,7 +81,10 @@ from tradebus.risk.config import RiskConfig
 if TYPE_CHECKING:
     from tradebus.execution.orders import OrderManager
 
-__all__ = ["RiskGate", "max_notional_reason", "max_position_reason", "max_quantity_reason", "min_notional_reason"]
+__all__ = [
+    "HALTED_REASON", "RiskGate", "max_notional_reason", "max_position_reason", "max_quantity_reason",
+    "min_notional_reason", "reducing_reason",
+]  # fmt: skip
 
 _SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 # Enum members read through their class cost ~60 ns each (EnumType attribute lookup).
@@ -96,6 +99,18 @@ _INF = math.inf
 _RTOL = 1e-9
 #: Why a breaker re-armed by itself.
 _AUTO_REARM = {"daily_loss": "the UTC day rolled over", "gross_exposure": "gross exposure is back within the limit"}
+
+
+#: The denial of every order while trading is HALTED.
+HALTED_REASON = "trading_state: HALTED denies every order"
+
+
+def reducing_reason(position: float, working: float, signed: float) -> str:
+    """The denial of an order that would not reduce ``position + working`` while trading is REDUCING."""
+    return (
+        f"trading_state: REDUCING allows only reducing orders; position {position}, "
+        f"working on the order's side {working}, order {signed}"
+    )
 
 
 def min_notional_reason(notional: float, minimum: float) -> str:
@@ -245,14 +260,11 @@ class RiskGate:
         state = self.state
         if state is not _ACTIVE:
             if state is _HALTED:
-                return "trading_state: HALTED denies every order"
+                return HALTED_REASON
             working = self._working(iid, signed > 0.0, cmd.client_order_id)
             base = pos + working
             if base == 0.0 or (base > 0.0) == (signed > 0.0) or abs(signed) > abs(base) * (1.0 + _RTOL):
-                return (
-                    f"trading_state: REDUCING allows only reducing orders; position {pos}, "
-                    f"working on the order's side {working}, order {signed}"
-                )
+                return reducing_reason(pos, working, signed)
         if spec is None:
             return f"instrument: unknown instrument {iid!r}"
         inst, _, lot, minimum = spec
