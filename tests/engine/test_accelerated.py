@@ -291,6 +291,10 @@ GAPPED["high"] = GAPPED[["high", "open"]].max(axis=1)
          "trading_state: HALTED denies every order"),
         ("drawdown_reduce", "macd_default", {"risk": RiskConfig(max_drawdown_pct=3.0, drawdown_action="reduce")},
          BARS, "trading_state: REDUCING allows only reducing orders; position "),
+        ("daily_loss_halt", "macd_default", {"risk": RiskConfig(max_daily_loss_pct=0.1)}, BARS,
+         "trading_state: HALTED denies every order"),
+        ("daily_loss_reduce", "ema_5_60_short", {"margin": True, "risk": RiskConfig(max_daily_loss_pct=0.1,
+         daily_loss_action="reduce")}, BARS, "trading_state: REDUCING allows only reducing orders; position "),
         # several checks fail at once: the gate's first one words the denial
         ("first_check", "ema_10_30", {"cash": 20_000.0, "min_notional": 35_000.0,
                                       "risk": RiskConfig(max_order_quantity=0.3, max_position=0.1)}, BARS,
@@ -334,7 +338,7 @@ def test_an_instrument_naming_no_assets_is_funded_as_in_the_event_tier(strategy:
 @pytest.mark.parametrize("seed", range(48))
 def test_random_instruments_venues_cash_and_limits_give_the_event_tiers_run(seed: int) -> None:
     """Seeded random setups: the instrument's grids, assets, fees and minimums, the venue's slippage,
-    the cash, the risk limits (a drawdown breaker in 40 %), the strategy, the bars' span, bursts of
+    the cash, the risk limits (a drawdown and a daily-loss breaker in 40 % each), the strategy, the bars' span, bursts of
     one receive time and the equity interval; about half the runs have denials (the unpaid fill has its own case in the
     denial test)."""
     rng = random.Random(seed)
@@ -364,6 +368,9 @@ def test_random_instruments_venues_cash_and_limits_give_the_event_tiers_run(seed
     if breaker.random() < 0.4:
         risk = risk.model_copy(update={"max_drawdown_pct": breaker.choice((0.5, 1.5, 4.0)),
                                        "drawdown_action": breaker.choice(("halt", "reduce"))})  # fmt: skip
+    if breaker.random() < 0.4:
+        risk = risk.model_copy(update={"max_daily_loss_pct": breaker.choice((0.05, 0.1, 0.3)),
+                                       "daily_loss_action": breaker.choice(("halt", "reduce"))})  # fmt: skip
 
     def fresh() -> Kernel:
         k = Kernel([inst], initial_cash=cash, venue_config=venue, risk_config=risk, equity_interval_ns=interval)

@@ -81,9 +81,17 @@ def test_orders_the_risk_gate_denies_stay_in_the_accelerated_tier(config: Path) 
     assert {k: auto[k] for k in METRIC_COLUMNS} == {k: event[k] for k in METRIC_COLUMNS}
 
 
-@pytest.mark.parametrize("action", ["halt", "reduce"])
-def test_a_drawdown_breaker_stays_in_the_accelerated_tier(config: Path, action: str) -> None:
-    params = {**PARAMS, "risk.max_drawdown_pct": 10.0, "risk.drawdown_action": action}
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"risk.max_drawdown_pct": 10.0},
+        {"risk.max_drawdown_pct": 10.0, "risk.drawdown_action": "reduce"},
+        {"risk.max_daily_loss_pct": 1.0},
+        {"risk.max_daily_loss_pct": 1.0, "risk.daily_loss_action": "reduce", "risk.max_drawdown_pct": 10.0},
+    ],
+)
+def test_drawdown_and_daily_loss_breakers_stay_in_the_accelerated_tier(config: Path, limits: dict[str, Any]) -> None:
+    params = {**PARAMS, **limits}
     auto = run_trial(TrialSpec(0, str(config), params, tier="auto"))
     event = run_trial(TrialSpec(0, str(config), params, tier="event"))
     free = run_trial(TrialSpec(0, str(config), PARAMS, tier="auto"))

@@ -24,15 +24,17 @@ What it shares with the event tier
 The loop runs its own copy of each rule, operation for operation, so the floats agree exactly
 (``tests/engine/test_accelerated.py`` compares both tiers fill for fill on real data).
 
-Drawdown breaker
-    ``max_drawdown_pct`` (halt or reduce) is evaluated where the kernel evaluates it: on the
-    equity before the first bar of each later time (:meth:`Kernel.before_time`) and at every
-    order's check, as :meth:`Breakers.on_mark` does; it never re-arms within a run.
+Drawdown and daily-loss breakers
+    ``max_drawdown_pct`` and ``max_daily_loss_pct`` (halt or reduce) are evaluated where the
+    kernel evaluates them: on the equity before the first bar of each later time
+    (:meth:`Kernel.before_time`, at the clock of the time before) and at every order's check, as
+    :meth:`Breakers.on_mark` does. The daily loss re-arms at the UTC day roll; the drawdown never
+    does within a run.
 
 What it refuses (:func:`unsupported`, checked before the run)
     Several strategies or instruments, perpetuals, fee tiers, latency, a venue that does not fill
-    on bars, breakers other than the drawdown's (daily loss, loss streak, gross exposure),
-    gross-exposure, open-order or order-rate limits, initial holdings, trade
+    on bars, the loss-streak and gross-exposure breakers, gross-exposure, open-order or
+    order-rate limits, initial holdings, trade
     bars, history windows, contingent orders, data other than bars. During the run, an order
     below the instrument's minimum quantity or off its lot grid stops it with
     :class:`AcceleratedUnsupported` (the instrument words that reason): the event tier handles it
@@ -74,6 +76,7 @@ from tradebus.execution.orders import Order
 from tradebus.execution.simulated import SimulatedVenue
 from tradebus.features import drivers
 from tradebus.features.bank import FeatureBank
+from tradebus.risk.breakers import DAY_NS
 from tradebus.risk.gate import (
     HALTED_REASON,
     max_notional_reason,
@@ -103,9 +106,10 @@ _SENT, _MIN_NOTIONAL, _BUYING_POWER, _MAX_QUANTITY, _MAX_NOTIONAL, _MAX_POSITION
 # Indices of the float configuration vector.
 (_QTY, _LONG_ONLY, _ON_CHANGE, _LOT, _LOT_M, _LOT_SCALE, _TICK, _TICK_M, _TICK_SCALE, _MIN_QTY, _MIN_NOTIONAL,
  _CS, _TAKER, _SLIP, _BPS, _IMPACT, _EXPONENT, _K, _MAX_BPS, _CASH_ONLY, _BUFFER, _FEE_HOLD, _MAX_ORDER_QTY,
- _MAX_NOTIONAL, _MAX_POSITION, _CASH, _QUOTE, _BASE, _FLAT_EPS, _DRAWDOWN, _DRAWDOWN_ACTION) = range(31)  # fmt: skip
-_N_CFG = 31
-# The trading state of the loop's drawdown breaker.
+ _MAX_NOTIONAL, _MAX_POSITION, _CASH, _QUOTE, _BASE, _FLAT_EPS, _DRAWDOWN, _DRAWDOWN_ACTION, _DAILY_LOSS,
+ _DAILY_LOSS_ACTION) = range(33)  # fmt: skip
+_N_CFG = 33
+# Trading states of the loop's breakers (the gate's is the most severe).
 _ACTIVE_STATE, _REDUCING_STATE, _HALTED_STATE = 0.0, 1.0, 2.0
 _SLIP_MODELS = {"fixed": 0.0, "volume": 1.0, "volatility": 2.0}
 
@@ -127,16 +131,26 @@ def _grid(x, m, scale):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False, inline="always")
-def _drawdown(cash, pos, cs, last, peak, state, fall, action):
-    # Breakers.on_mark with a drawdown limit only, on Portfolio.equity(): the new peak and state.
+def _breakers(cash, pos, cs, last, now, peak, dd, day, start, dl, dd_fall, dd_action, dl_fall, dl_action):
+    # Breakers.on_mark with drawdown and daily-loss limits, on Portfolio.equity(): their new
+    # memory and states (a daily loss re-arms at the UTC day roll, a drawdown never in a run).
     equity = cash
     if pos != 0.0:
         equity += pos * cs * last
-    if not peak >= equity:
-        peak = equity
-    if state == {active} and peak > 0.0 and not (peak - equity) / peak < fall:
-        state = action
-    return peak, state
+    if dd_fall == dd_fall:
+        if not peak >= equity:
+            peak = equity
+        if dd == {active} and peak > 0.0 and not (peak - equity) / peak < dd_fall:
+            dd = dd_action
+    if dl_fall == dl_fall:
+        today = now // {day_ns}
+        if today != day:
+            day = today
+            start = equity
+            dl = {active}
+        if dl == {active} and start > 0.0 and not (start - equity) / start < dl_fall:
+            dl = dl_action
+    return peak, dd, day, start, dl
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
@@ -158,11 +172,17 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
     quote = cfg[26]
     base = cfg[27]
     flat_eps = cfg[28]
-    breaker = cfg[29] == cfg[29]
-    fall = cfg[29] / 100.0
-    action = cfg[30]
-    state = {active}
+    dd_fall = cfg[29] / 100.0
+    dd_action = cfg[30]
+    dl_fall = cfg[31] / 100.0
+    dl_action = cfg[32]
+    breaker = dd_fall == dd_fall or dl_fall == dl_fall
     peak = math.nan
+    dd = {active}
+    day = -1
+    start = math.nan
+    dl = {active}
+    state = {active}  # the trading state an order's check saw
     interval = tcfg[0]
     next_sample = tcfg[1]
     pos = 0.0
@@ -181,7 +201,9 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
         if t < previous:
             return {unordered}, n_orders, n_fills, n_samples, i
         if breaker and t != previous:  # Kernel.before_time: the previous time is complete (none before the first)
-            peak, state = _drawdown(cash, pos, cs, last, peak, state, fall, action)
+            peak, dd, day, start, dl = _breakers(
+                cash, pos, cs, last, previous, peak, dd, day, start, dl, dd_fall, dd_action, dl_fall, dl_action
+            )
         previous = t
         o = op[i]
         h = hi[i]
@@ -262,7 +284,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                 if size > 0.0:
                     buy = delta > 0
                     signed = size if buy else -size
-                    # The risk gate (no working order, ACTIVE) and the account's buying power, in
+                    # The risk gate (no working order) and the account's buying power, in
                     # the gate's order; a limit not set is NaN (no comparison with it holds).
                     lots = size / lot
                     if size < cfg[9] - 1e-12 or abs(lots - round(lots)) > 1e-6:
@@ -271,7 +293,10 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                         return {full}, n_orders, n_fills, n_samples, i
                     code = 0
                     if breaker:  # RiskGate.check evaluates the breakers first, then the trading state
-                        peak, state = _drawdown(cash, pos, cs, last, peak, state, fall, action)
+                        peak, dd, day, start, dl = _breakers(
+                            cash, pos, cs, last, t, peak, dd, day, start, dl, dd_fall, dd_action, dl_fall, dl_action
+                        )
+                        state = max(dd, dl)
                     if state == {halted_state}:
                         code = {halted}
                     elif state == {reducing_state} and (
@@ -399,7 +424,7 @@ def unsupported(kernel: Kernel) -> str | None:
     if instrument.is_perpetual or kernel.perpetuals is not None:
         return f"{iid} is a perpetual (margin, funding, liquidation)"
     risk = kernel.risk_config
-    for key in ("max_daily_loss_pct", "max_consecutive_losses", "max_gross_exposure", "max_orders_per_window"):
+    for key in ("max_consecutive_losses", "max_gross_exposure", "max_orders_per_window"):
         if getattr(risk, key) is not None:
             return f"risk.{key} is set"
     if risk.max_open_orders == 0:
@@ -445,9 +470,13 @@ def _config_vector(kernel: Kernel, signal: SignalKernel) -> np.ndarray:
     cfg[_QUOTE] = account.balance(quote)
     cfg[_BASE] = account.balance(base)
     cfg[_FLAT_EPS] = kernel.portfolio.position_state(iid).flat_eps
-    if risk.max_drawdown_pct is not None:
-        cfg[_DRAWDOWN] = risk.max_drawdown_pct
-        cfg[_DRAWDOWN_ACTION] = _HALTED_STATE if risk.drawdown_action == "halt" else _REDUCING_STATE
+    for limit, action, limit_index, action_index in (
+        (risk.max_drawdown_pct, risk.drawdown_action, _DRAWDOWN, _DRAWDOWN_ACTION),
+        (risk.max_daily_loss_pct, risk.daily_loss_action, _DAILY_LOSS, _DAILY_LOSS_ACTION),
+    ):
+        if limit is not None:
+            cfg[limit_index] = limit
+            cfg[action_index] = _HALTED_STATE if action == "halt" else _REDUCING_STATE
     return cfg
 
 
@@ -498,7 +527,7 @@ def _generate(bank_module: str, signal: SignalKernel) -> Any:
         ok=_OK, full=_FULL, invalid=_INVALID, unordered=_UNORDERED, min_notional=_MIN_NOTIONAL,
         buying_power=_BUYING_POWER, max_quantity=_MAX_QUANTITY, max_notional=_MAX_NOTIONAL,
         max_position=_MAX_POSITION, unpaid=_UNPAID, halted=_HALTED, reducing=_REDUCING, active=_ACTIVE_STATE,
-        reducing_state=_REDUCING_STATE, halted_state=_HALTED_STATE,
+        reducing_state=_REDUCING_STATE, halted_state=_HALTED_STATE, day_ns=DAY_NS,
     )  # fmt: skip
     return drivers.load_module(text).simulate
 
