@@ -406,6 +406,25 @@ def test_gross_exposure_breaker_reduces_while_above_and_rearms_by_itself() -> No
     assert g.changes[-1].reason == "gross_exposure re-armed: gross exposure is back within the limit"
 
 
+def test_gross_exposure_breaker_values_contracts_at_their_contract_size() -> None:
+    """100 contracts of 0.01 BTC at 50,000 are 50,000 of notional: half the equity, within a limit of 1."""
+    inst = Instrument("OKX", "BTC-USDT-SWAP", tick_size=0.1, lot_size=1.0, contract_size=0.01, margin=True)
+    bus, clock = MessageBus(), SimulatedClock(0)
+    portfolio = Portfolio({inst.instrument_id: inst}, 100_000.0)
+    gate = RiskGate(RiskConfig(max_gross_exposure=1.0), portfolio, clock, bus)
+    fill = OrderFilled("s", inst.instrument_id, "x", "v", "t1", BUY, 100.0, 50_000.0, 0.0, Liquidity.TAKER, 0, 0)
+    portfolio.apply_fill(fill)
+    portfolio.mark(inst.instrument_id, 50_000.0)
+    gate.on_price(inst.instrument_id, 50_000.0)
+    assert gate.state == TradingState.ACTIVE
+    portfolio.mark(inst.instrument_id, 250_000.0)  # 250,000 of notional on an equity of 300,000: 0.83
+    gate.on_price(inst.instrument_id, 250_000.0)
+    assert gate.state == TradingState.ACTIVE
+    portfolio.apply_fill(msgspec.structs.replace(fill, trade_id="t2", last_qty=50.0, last_px=250_000.0))
+    gate.on_price(inst.instrument_id, 250_000.0)  # 375,000 on 300,000: 1.25
+    assert gate.state == TradingState.REDUCING
+
+
 def test_manual_halt_is_not_lifted_by_an_automatic_rearm() -> None:
     g = Gate(max_gross_exposure=1.5)
     g.hold(200.0)

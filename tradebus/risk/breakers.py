@@ -20,9 +20,10 @@ stores :meth:`Breakers.snapshot` in the journal whenever it changes, so a restar
     flip) on one instrument; a round trip that does not lose resets the count. Re-arms
     **manually** only, which resets the count.
 ``gross_exposure``
-    ``sum |position * last price| / equity`` above ``max_gross_exposure`` (equity <= 0 counts
-    as infinite exposure). Always moves to REDUCING (reducing orders lower the exposure) and
-    re-arms **automatically** at the first mark where the exposure is back within the limit.
+    ``sum |position * contract_size * last price| / equity`` above ``max_gross_exposure``
+    (equity <= 0 counts as infinite exposure). Always moves to REDUCING (reducing orders lower
+    the exposure) and re-arms **automatically** at the first mark where the exposure is back
+    within the limit.
 
 A *mark* here is an evaluation of :meth:`Breakers.on_mark`: on every price, or, when the
 kernel defers them (:meth:`RiskGate.defer_marks`), once every price of a time is in and
@@ -225,9 +226,13 @@ class Breakers:
         return True
 
     def gross_notional(self) -> float:
-        """``sum |position * last price|`` over every instrument."""
+        """``sum |position * contract_size * last price|`` over every instrument."""
         pf = self._portfolio
-        return sum(abs(qty * pf.last_price(iid)) for iid, qty in pf.positions().items())
+        total = 0.0
+        for iid, qty in pf.positions().items():
+            pos = pf.position_state(iid)
+            total += abs(qty * pos.contract_size * pos.last_price)
+        return total
 
     # ------------------------------------------------------------------ re-arming
 
