@@ -22,7 +22,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from tradebus.node.daemon import PaperNode
 from tradebus.ops.config import OpsConfig
 from tradebus.ops.hooks import OpsHooks
-from tradebus.ops.metrics import reason_label
+from tradebus.engine.instrument import Instrument, InstrumentKind
+from tradebus.engine.kernel import Kernel
+from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide
+from tradebus.ops.metrics import DaemonMetrics, StateCollector, reason_label
 
 from live.node_testdata import USDM_IID, config_of
 
@@ -177,3 +180,31 @@ def test_reason_labels_are_bounded() -> None:
     assert reason_label("trading_state: HALTED denies every order") == "trading_state"
     assert reason_label("") == "unspecified"
     assert len(reason_label("x" * 500)) == 48
+
+
+class _Target:
+    """The little of a daemon :class:`StateCollector` reads."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.feeds: list[Any] = []
+        self.running = asyncio.Event()
+
+    def stop(self, reason: str = "") -> None:
+        """Nothing to stop."""
+
+
+def test_exposure_values_swap_contracts_at_their_contract_size() -> None:
+    """10 BTC-USDT-SWAP contracts of 0.01 BTC at 60,000 are 6,000 USDT of exposure, not 600,000."""
+    swap = Instrument("OKX", "BTC-USDT-SWAP", kind=InstrumentKind.PERPETUAL, base="BTC", quote="USDT",
+                      tick_size=0.1, lot_size=1.0, contract_size=0.01, leverage=5.0)  # fmt: skip
+    kernel = Kernel([swap], initial_cash=10_000.0)
+    iid = swap.instrument_id
+    kernel.portfolio.apply_fill(
+        OrderFilled("s", iid, "c1", "v1", "t1", OrderSide.BUY, 10.0, 60_000.0, 0.0, Liquidity.TAKER, 0, 0)
+    )
+    kernel.portfolio.mark(iid, 60_000.0)
+    families = {f.name: f for f in StateCollector(_Target(kernel), DaemonMetrics(process=False)).collect()}
+    (position,) = families["tradebus_position"].samples
+    (exposure,) = families["tradebus_exposure"].samples
+    assert (position.value, exposure.value) == (10.0, pytest.approx(6_000.0))

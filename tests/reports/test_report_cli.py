@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from tradebus.cli import app
 from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
 from tradebus.reports.metrics import compute_metrics
+from tradebus.reports.rundata import load_run
 from tradebus.reports.writers import RunDirectory, write_run
 
 S = 1_000_000_000
@@ -51,6 +52,14 @@ def test_a_run_written_before_trades_csv_still_reports(tmp_path: Path) -> None:
     (a / "prices.csv").unlink()
     assert invoke("report", str(a)).exit_code == 0  # type: ignore[attr-defined]
     assert "<td>LONG</td><td>1</td>" in (a / "tearsheet.html").read_text()  # the trade matched from fills.csv
+
+
+def test_trades_matched_from_fills_count_the_config_instruments_contract_size(tmp_path: Path) -> None:
+    a = _run_dir(tmp_path / "a", 110.0)
+    (a / "trades.csv").unlink()
+    (a / "config.yaml").write_text("instruments: [{venue: SIM, symbol: X, contract_size: 0.01}]\n")
+    (trade,) = load_run(a).trades.itertuples()
+    assert trade.pnl == pytest.approx(0.1)  # 1 contract of 0.01 from 100 to 110
 
 
 @pytest.mark.parametrize(

@@ -78,6 +78,13 @@ def test_float_residue_below_a_thousandth_of_a_lot_closes_the_lot() -> None:
     assert len(trades) == 2  # no dust lot left for the last sell to close: it opens a short
 
 
+def test_pnl_counts_the_contract_size() -> None:
+    """200 contracts of 0.01 bought at 100 and sold at 110 make 20 (as the portfolio books them), not 2,000."""
+    trades = match_trades([fill(0, "BUY", 200.0, 100.0, 0.4), fill(60, "SELL", 200.0, 110.0, 0.44)],
+                          contract_sizes={"X.SIM": 0.01})  # fmt: skip
+    assert rows(trades) == [("X.SIM", "LONG", 200.0, 100.0, 110.0, pytest.approx(20.0), pytest.approx(0.84), 60.0)]
+
+
 def test_trades_csv_is_written_with_every_run(tmp_path: Path) -> None:
     result = RunResult(("X.SIM",), 1e5, 0, 60 * S, fills=[fill(0, "BUY", 2.0, 100.0, 0.4, why="in"),
                                                          fill(60, "SELL", 2.0, 110.0, 0.44, why="out")],
@@ -95,3 +102,9 @@ def test_trades_csv_is_written_with_every_run(tmp_path: Path) -> None:
     with (tmp_path / "run" / "prices.csv").open() as handle:
         assert list(csv.DictReader(handle)) == [{"ts": "0", "time": "1970-01-01T00:00:00Z", "instrument": "X.SIM",
                                                  "price": "100.0"}]
+    result.contract_sizes = {"X.SIM": 0.5}
+    with RunDirectory(tmp_path / "half", "backtest") as run_dir:
+        write_run(run_dir, result, {}, "")
+    with (tmp_path / "half" / "trades.csv").open() as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert float(row["pnl"]) == pytest.approx(10.0) and float(row["net_pnl"]) == pytest.approx(9.16)

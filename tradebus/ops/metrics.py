@@ -288,15 +288,17 @@ class StateCollector(Collector):
         portfolio = kernel.portfolio
         yield GaugeMetricFamily("tradebus_equity", "Account equity (quote currency)", kernel.equity())
         yield GaugeMetricFamily("tradebus_drawdown_ratio", "Drawdown of equity from its peak", portfolio.drawdown())
-        position = GaugeMetricFamily("tradebus_position", "Net position (base units)", labels=["instrument"])
-        exposure = GaugeMetricFamily(
-            "tradebus_exposure", "Position times last price (quote currency)", labels=["instrument"]
+        position = GaugeMetricFamily(
+            "tradebus_position", "Net position (the instrument's quantity: base units or contracts)", labels=["instrument"]
         )
-        for iid in kernel.instruments:
+        exposure = GaugeMetricFamily(
+            "tradebus_exposure", "Position times contract size times last price (quote currency)", labels=["instrument"]
+        )
+        for iid, inst in kernel.instruments.items():
             qty = portfolio.position(iid)
             position.add_metric([iid], qty)
             px = portfolio.last_price(iid)
-            exposure.add_metric([iid], qty * px if px == px else 0.0)
+            exposure.add_metric([iid], inst.notional(qty, px) if px == px else 0.0)
         yield position
         yield exposure
         state = GaugeMetricFamily("tradebus_trading_state", "1 for the risk gate's current state", labels=["state"])

@@ -118,6 +118,14 @@ def load_run(path: str | Path) -> RunData:
     equity = _times(_read_csv(path / "equity.csv"), "ts")  # type: ignore[arg-type]
     fills = _times(_read_csv(path / "fills.csv"), "ts_event")  # type: ignore[arg-type]
     fills["reason"] = fills["reason"].fillna("").astype(str)
+    config: dict[str, Any] = {}
+    config_path = path / "config.yaml"
+    if config_path.is_file():
+        try:
+            loaded = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{config_path}: not valid YAML ({exc})") from None
+        config = loaded if isinstance(loaded, dict) else {}
     trades = _read_csv(path / "trades.csv", required=False)
     if trades is None:
         records = [
@@ -128,7 +136,8 @@ def load_run(path: str | Path) -> RunData:
         ]
         trades = pd.DataFrame(
             [(t.instrument_id, t.side, t.quantity, t.entry_ns, "", t.entry_price, t.exit_ns, "", t.exit_price,
-              t.pnl, t.fees, t.net_pnl, t.holding_s, t.entry_reason, t.exit_reason) for t in match_trades(records)],
+              t.pnl, t.fees, t.net_pnl, t.holding_s, t.entry_reason, t.exit_reason)
+             for t in match_trades(records, contract_sizes=_contract_sizes(config))],
             columns=list(TRADE_COLUMNS),
         )
     trades = _times(trades, "entry_ts", "exit_ts")
@@ -138,15 +147,16 @@ def load_run(path: str | Path) -> RunData:
     if prices is None:
         prices = fills[["ts_event", "instrument", "price"]].rename(columns={"ts_event": "ts"})
     prices = _times(prices, "ts")
-    config: dict[str, Any] = {}
-    config_path = path / "config.yaml"
-    if config_path.is_file():
-        try:
-            loaded = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{config_path}: not valid YAML ({exc})") from None
-        config = loaded if isinstance(loaded, dict) else {}
     return RunData(path, metrics, equity, fills, trades, prices, config, _stress(path / "stress.json"))
+
+
+def _contract_sizes(config: dict[str, Any]) -> dict[str, float]:
+    """``instrument_id -> contract_size`` of the run config's instruments (1 where it names none)."""
+    sizes: dict[str, float] = {}
+    for inst in config.get("instruments") or ():
+        if isinstance(inst, dict) and "symbol" in inst and "venue" in inst:
+            sizes[f"{inst['symbol']}.{inst['venue']}"] = float(inst.get("contract_size", 1.0))
+    return sizes
 
 
 def buy_and_hold(run: RunData) -> tuple[float | None, dict[str, float]]:

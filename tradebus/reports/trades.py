@@ -7,7 +7,7 @@ leaves the rest of the lot open, and a closing fill larger than the position clo
 lot and opens a lot of the other side with the remainder (a flip). Lots still open when
 the run ends are not trades.
 
-A trade's ``pnl`` is ``quantity * (exit_price - entry_price)`` (negated for a short);
+A trade's ``pnl`` is ``quantity * contract_size * (exit_price - entry_price)`` (negated for a short);
 ``fees`` are the parts of the entry and exit fills' fees pro rata to the matched
 quantity; ``net_pnl = pnl - fees``; ``holding_s`` is ``exit_ts - entry_ts`` in seconds
 (venue time, as every ``ts_event``).
@@ -79,7 +79,11 @@ class _Lot:
     reason: str
 
 
-def match_trades(fills: Sequence[FillRecord], lot_sizes: dict[str, float] | None = None) -> list[Trade]:
+def match_trades(
+    fills: Sequence[FillRecord],
+    lot_sizes: dict[str, float] | None = None,
+    contract_sizes: dict[str, float] | None = None,
+) -> list[Trade]:
     """The closed round trips of ``fills`` (in fill order), FIFO per instrument (see the module doc).
 
     Parameters
@@ -89,12 +93,17 @@ def match_trades(fills: Sequence[FillRecord], lot_sizes: dict[str, float] | None
     lot_sizes
         Per instrument, the lot size: a lot with less than a thousandth of it left counts as
         closed (1e-12 when not given).
+    contract_sizes
+        Per instrument, the base units of one unit of quantity (1 when not given), which PnL is
+        multiplied by.
     """
     books: dict[str, deque[_Lot]] = {}
     trades: list[Trade] = []
+    sizes = contract_sizes or {}
     for fill in fills:
         iid = fill.instrument_id
         eps = (lot_sizes or {}).get(iid, 1e-9) * 1e-3
+        size = sizes.get(iid, 1.0)
         lots = books.setdefault(iid, deque())
         sign = 1.0 if fill.side == "BUY" else -1.0
         remaining = fill.quantity
@@ -112,7 +121,7 @@ def match_trades(fills: Sequence[FillRecord], lot_sizes: dict[str, float] | None
                     lot.price,
                     fill.ts_event,
                     fill.price,
-                    matched * (fill.price - lot.price) * (1.0 if long else -1.0),
+                    matched * size * (fill.price - lot.price) * (1.0 if long else -1.0),
                     matched * (lot.fee_per_unit + fee_per_unit),
                     lot.reason,
                     fill.reason,
