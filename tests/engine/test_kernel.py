@@ -83,6 +83,16 @@ def make_kernel(strategy: Strategy | None = None, **kwargs: Any) -> Kernel:
     return kernel
 
 
+def run_path(kernel: Kernel, path: str, sources: list[ReplaySource]) -> None:
+    """``kernel.run`` over ``sources`` (``path == "run"``), else ``kernel.process`` of each message and ``stop``."""
+    if path == "run":
+        kernel.run(Replay(sources))
+    else:
+        for msg in Replay(sources):
+            kernel.process(msg)
+        kernel.stop()
+
+
 def fills_of(kernel: Kernel) -> list[tuple[Any, ...]]:
     return [(f.ts_event, f.side, f.quantity, f.price, f.fee, f.client_order_id) for f in kernel.result.fills]
 
@@ -191,12 +201,7 @@ def test_batch_loop_and_process_agree_with_breakers_across_a_utc_midnight(
         kernel = make_kernel(Recorder(every=7, quantity=20.0), risk_config=risk)
         changes: list[tuple[Any, ...]] = []
         kernel.bus.subscribe(TradingStateChanged, lambda c, log=changes: log.append((c.state, c.reason, c.ts_event)))
-        if path == "run":
-            kernel.run(Replay([source]))
-        else:
-            for msg in Replay([source]):
-                kernel.process(msg)
-            kernel.stop()
+        run_path(kernel, path, [source])
         kernels.append((kernel, changes))
     (fast, fast_changes), (slow, slow_changes) = kernels
     assert fast.result.denials and fast_changes, "a breaker should have tripped"
@@ -237,12 +242,7 @@ def test_an_order_at_midnight_is_checked_after_the_daily_loss_re_armed(tmp_path:
     kernel = make_kernel(MidnightOrder(every=7, quantity=20.0), risk_config=RiskConfig(max_daily_loss_pct=0.1))
     changes: list[TradingStateChanged] = []
     kernel.bus.subscribe(TradingStateChanged, changes.append)
-    if path == "run":
-        kernel.run(Replay([source]))
-    else:
-        for msg in Replay([source]):
-            kernel.process(msg)
-        kernel.stop()
+    run_path(kernel, path, [source])
     status = {kernel.result.submit_reasons[o.client_order_id]: str(o.status) for o in kernel.result.orders}
     assert (status["before midnight"], status["midnight"]) == ("DENIED", "FILLED")
     assert [(c.state, c.ts_event < T0) for c in changes[:2]] == [
@@ -448,12 +448,7 @@ def test_an_equity_sample_marks_every_bar_of_its_time(tmp_path: Path, path: str)
     kernel = Kernel([make_instrument(symbol=iid.split(".")[0]) for iid in ids], equity_interval_ns=hour)
     for k, iid in enumerate(ids):
         kernel.add_strategy(EmaCross(iid, fast=3, slow=8, mode="long_short", quantity=1.0, strategy_id=f"ema{k}"))
-    if path == "run":
-        kernel.run(Replay(sources))
-    else:
-        for msg in Replay(sources):
-            kernel.process(msg)
-        kernel.stop()
+    run_path(kernel, path, sources)
     closes = [dict(zip(t.column("ts_init").to_pylist(), t.column("close").to_pylist(), strict=True)) for t in tables]
     samples = kernel.result.equity
     assert len(samples) == 40 and len(kernel.result.fills) >= 10
@@ -523,12 +518,7 @@ def test_a_drawdown_breaker_sees_every_bar_of_its_time(tmp_path: Path, path: str
     kernel.add_strategy(PairOnce(ids, hedged))
     changes: list[TradingStateChanged] = []
     kernel.bus.subscribe(TradingStateChanged, changes.append)
-    if path == "run":
-        kernel.run(Replay(sources))
-    else:
-        for msg in Replay(sources):
-            kernel.process(msg)
-        kernel.stop()
+    run_path(kernel, path, sources)
     assert len(kernel.result.fills) == 2
     equity = {s.ts: s.equity for s in kernel.result.equity}
     if hedged:
