@@ -295,6 +295,12 @@ GAPPED["high"] = GAPPED[["high", "open"]].max(axis=1)
          "trading_state: HALTED denies every order"),
         ("daily_loss_reduce", "ema_5_60_short", {"margin": True, "risk": RiskConfig(max_daily_loss_pct=0.1,
          daily_loss_action="reduce")}, BARS, "trading_state: REDUCING allows only reducing orders; position "),
+        ("gross_exposure_breaker", "ema_5_60_short", {"margin": True, "cash": 60_000.0,
+         "risk": RiskConfig(max_gross_exposure=0.35)}, BARS, "trading_state: REDUCING allows only reducing orders"),
+        ("max_gross_exposure", "macd_default", {"cash": 100_000.0, "risk": RiskConfig(max_gross_exposure=0.3)}, BARS,
+         "max_gross_exposure: "),
+        ("loss_streak", "macd_default", {"risk": RiskConfig(max_consecutive_losses=3)}, BARS,
+         "trading_state: HALTED denies every order"),
         # several checks fail at once: the gate's first one words the denial
         ("first_check", "ema_10_30", {"cash": 20_000.0, "min_notional": 35_000.0,
                                       "risk": RiskConfig(max_order_quantity=0.3, max_position=0.1)}, BARS,
@@ -338,7 +344,8 @@ def test_an_instrument_naming_no_assets_is_funded_as_in_the_event_tier(strategy:
 @pytest.mark.parametrize("seed", range(48))
 def test_random_instruments_venues_cash_and_limits_give_the_event_tiers_run(seed: int) -> None:
     """Seeded random setups: the instrument's grids, assets, fees and minimums, the venue's slippage,
-    the cash, the risk limits (a drawdown and a daily-loss breaker in 40 % each), the strategy, the bars' span, bursts of
+    the cash, the risk limits (a drawdown and a daily-loss breaker in 40 % each, gross exposure and a loss
+    streak in 30 %), the strategy, the bars' span, bursts of
     one receive time and the equity interval; about half the runs have denials (the unpaid fill has its own case in the
     denial test)."""
     rng = random.Random(seed)
@@ -371,6 +378,11 @@ def test_random_instruments_venues_cash_and_limits_give_the_event_tiers_run(seed
     if breaker.random() < 0.4:
         risk = risk.model_copy(update={"max_daily_loss_pct": breaker.choice((0.05, 0.1, 0.3)),
                                        "daily_loss_action": breaker.choice(("halt", "reduce"))})  # fmt: skip
+    if breaker.random() < 0.3:
+        risk = risk.model_copy(update={"max_gross_exposure": breaker.choice((0.3, 0.6, 1.5))})
+    if breaker.random() < 0.3:
+        risk = risk.model_copy(update={"max_consecutive_losses": breaker.choice((2, 3, 5)),
+                                       "loss_streak_action": breaker.choice(("halt", "reduce"))})  # fmt: skip
 
     def fresh() -> Kernel:
         k = Kernel([inst], initial_cash=cash, venue_config=venue, risk_config=risk, equity_interval_ns=interval)

@@ -88,9 +88,11 @@ def test_orders_the_risk_gate_denies_stay_in_the_accelerated_tier(config: Path) 
         {"risk.max_drawdown_pct": 10.0, "risk.drawdown_action": "reduce"},
         {"risk.max_daily_loss_pct": 1.0},
         {"risk.max_daily_loss_pct": 1.0, "risk.daily_loss_action": "reduce", "risk.max_drawdown_pct": 10.0},
+        {"risk.max_consecutive_losses": 3},
+        {"risk.max_gross_exposure": 0.2},
     ],
 )
-def test_drawdown_and_daily_loss_breakers_stay_in_the_accelerated_tier(config: Path, limits: dict[str, Any]) -> None:
+def test_breakers_stay_in_the_accelerated_tier(config: Path, limits: dict[str, Any]) -> None:
     params = {**PARAMS, **limits}
     auto = run_trial(TrialSpec(0, str(config), params, tier="auto"))
     event = run_trial(TrialSpec(0, str(config), params, tier="event"))

@@ -24,28 +24,30 @@ What it shares with the event tier
 The loop runs its own copy of each rule, operation for operation, so the floats agree exactly
 (``tests/engine/test_accelerated.py`` compares both tiers fill for fill on real data).
 
-Drawdown and daily-loss breakers
-    ``max_drawdown_pct`` and ``max_daily_loss_pct`` (halt or reduce) are evaluated where the
-    kernel evaluates them: on the equity before the first bar of each later time
-    (:meth:`Kernel.before_time`, at the clock of the time before) and at every order's check, as
-    :meth:`Breakers.on_mark` does. The daily loss re-arms at the UTC day roll; the drawdown never
-    does within a run.
+Breakers
+    ``max_drawdown_pct``, ``max_daily_loss_pct`` (halt or reduce) and ``max_gross_exposure``
+    (reduce) are evaluated where the kernel evaluates them: on the equity before the first bar
+    of each later time (:meth:`Kernel.before_time`, at the clock of the time before) and at
+    every order's check, as :meth:`Breakers.on_mark` does. ``max_consecutive_losses`` counts
+    round trips at each fill, as :meth:`Breakers.on_position` does. The daily loss re-arms at
+    the UTC day roll and the gross exposure once back within its limit; the others never re-arm
+    within a run.
 
 What it refuses (:func:`unsupported`, checked before the run)
     Several strategies or instruments, perpetuals, fee tiers, latency, a venue that does not fill
-    on bars, the loss-streak and gross-exposure breakers, gross-exposure, open-order or
-    order-rate limits, initial holdings, trade
-    bars, history windows, contingent orders, data other than bars. During the run, an order
-    below the instrument's minimum quantity or off its lot grid stops it with
+    on bars, an order-rate limit, ``max_open_orders: 0``, initial holdings, trade bars, history
+    windows, contingent orders, data other than bars. During the run, an order below the
+    instrument's minimum quantity or off its lot grid stops it with
     :class:`AcceleratedUnsupported` (the instrument words that reason): the event tier handles it
     (``tier: auto`` falls back to it).
 
 Denials and unpaid fills
     An order the risk gate or the account would deny (the trading state, minimum notional, buying
-    power, ``max_order_quantity``, ``max_order_notional``, ``max_position``, in the gate's order) is
-    denied in the loop, and a fill the balance cannot pay cancels its order, as the venue does:
-    :func:`collect` words their reasons with the gate's and the account's own functions, so the
-    denials, statuses, reasons and ids equal the event tier's.
+    power, ``max_order_quantity``, ``max_order_notional``, ``max_position``,
+    ``max_gross_exposure``, in the gate's order) is denied in the loop, and a fill the balance
+    cannot pay cancels its order, as the venue does: :func:`collect` words their reasons with the
+    gate's and the account's own functions, so the denials, statuses, reasons and ids equal the
+    event tier's.
 
 No lookahead
     Row ``i``'s features and decision use bars ``<= i`` only; the order fills on bar ``i + 1``.
@@ -79,6 +81,8 @@ from tradebus.features.bank import FeatureBank
 from tradebus.risk.breakers import DAY_NS
 from tradebus.risk.gate import (
     HALTED_REASON,
+    gross_equity_reason,
+    gross_exposure_reason,
     max_notional_reason,
     max_position_reason,
     max_quantity_reason,
@@ -102,13 +106,14 @@ _OK, _FULL, _INVALID, _UNORDERED = 0, 1, 2, 3
 # What became of an order (the loop's order_index[:, 3]): sent to the venue, denied by one of the
 # checks of the risk gate or the account (in the gate's order), or canceled at its fill because
 # the balance could not pay it.
-_SENT, _MIN_NOTIONAL, _BUYING_POWER, _MAX_QUANTITY, _MAX_NOTIONAL, _MAX_POSITION, _UNPAID, _HALTED, _REDUCING = range(9)
+(_SENT, _MIN_NOTIONAL, _BUYING_POWER, _MAX_QUANTITY, _MAX_NOTIONAL, _MAX_POSITION, _UNPAID, _HALTED, _REDUCING,
+ _MAX_GROSS) = range(10)  # fmt: skip
 # Indices of the float configuration vector.
 (_QTY, _LONG_ONLY, _ON_CHANGE, _LOT, _LOT_M, _LOT_SCALE, _TICK, _TICK_M, _TICK_SCALE, _MIN_QTY, _MIN_NOTIONAL,
  _CS, _TAKER, _SLIP, _BPS, _IMPACT, _EXPONENT, _K, _MAX_BPS, _CASH_ONLY, _BUFFER, _FEE_HOLD, _MAX_ORDER_QTY,
  _MAX_NOTIONAL, _MAX_POSITION, _CASH, _QUOTE, _BASE, _FLAT_EPS, _DRAWDOWN, _DRAWDOWN_ACTION, _DAILY_LOSS,
- _DAILY_LOSS_ACTION) = range(33)  # fmt: skip
-_N_CFG = 33
+ _DAILY_LOSS_ACTION, _GROSS, _STREAK, _STREAK_ACTION) = range(36)  # fmt: skip
+_N_CFG = 36
 # Trading states of the loop's breakers (the gate's is the most severe).
 _ACTIVE_STATE, _REDUCING_STATE, _HALTED_STATE = 0.0, 1.0, 2.0
 _SLIP_MODELS = {"fixed": 0.0, "volume": 1.0, "volatility": 2.0}
@@ -131,9 +136,10 @@ def _grid(x, m, scale):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False, inline="always")
-def _breakers(cash, pos, cs, last, now, peak, dd, day, start, dl, dd_fall, dd_action, dl_fall, dl_action):
-    # Breakers.on_mark with drawdown and daily-loss limits, on Portfolio.equity(): their new
-    # memory and states (a daily loss re-arms at the UTC day roll, a drawdown never in a run).
+def _breakers(cash, pos, cs, last, now, peak, dd, day, start, dl, gx, dd_fall, dd_action, dl_fall, dl_action, gross):
+    # Breakers.on_mark on Portfolio.equity(): the drawdown's and the daily loss's memory and the
+    # three breakers' states (a daily loss re-arms at the UTC day roll, the gross exposure once
+    # back within its limit, a drawdown never in a run).
     equity = cash
     if pos != 0.0:
         equity += pos * cs * last
@@ -150,7 +156,11 @@ def _breakers(cash, pos, cs, last, now, peak, dd, day, start, dl, dd_fall, dd_ac
             dl = {active}
         if dl == {active} and start > 0.0 and not (start - equity) / start < dl_fall:
             dl = dl_action
-    return peak, dd, day, start, dl
+    if gross == gross:
+        notional = abs(pos * cs * last) if pos != 0.0 else 0.0
+        ratio = notional / equity if equity > 0.0 else math.inf
+        gx = {reducing_state} if ratio > gross else {active}
+    return peak, dd, day, start, dl, gx
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
@@ -176,12 +186,20 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
     dd_action = cfg[30]
     dl_fall = cfg[31] / 100.0
     dl_action = cfg[32]
-    breaker = dd_fall == dd_fall or dl_fall == dl_fall
+    gross = cfg[33]
+    streak_limit = cfg[34]
+    streak_action = cfg[35]
+    breaker = dd_fall == dd_fall or dl_fall == dl_fall or gross == gross
     peak = math.nan
     dd = {active}
     day = -1
     start = math.nan
     dl = {active}
+    gx = {active}
+    side_held = 0  # Breakers.on_position: the sign of the position in its round trip
+    trip_start = 0.0
+    streak = 0
+    ls = {active}
     state = {active}  # the trading state an order's check saw
     interval = tcfg[0]
     next_sample = tcfg[1]
@@ -201,8 +219,9 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
         if t < previous:
             return {unordered}, n_orders, n_fills, n_samples, i
         if breaker and t != previous:  # Kernel.before_time: the previous time is complete (none before the first)
-            peak, dd, day, start, dl = _breakers(
-                cash, pos, cs, last, previous, peak, dd, day, start, dl, dd_fall, dd_action, dl_fall, dl_action
+            peak, dd, day, start, dl, gx = _breakers(
+                cash, pos, cs, last, previous, peak, dd, day, start, dl, gx, dd_fall, dd_action, dl_fall, dl_action,
+                gross,
             )
         previous = t
         o = op[i]
@@ -271,6 +290,21 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                         pos = new
                 if last != last:
                     last = px
+                if streak_limit == streak_limit:  # Breakers.on_position on the fill's PositionChanged
+                    now_side = (pos > 0.0) - (pos < 0.0)
+                    if now_side != side_held:
+                        if side_held == 0:
+                            trip_start = realized
+                        else:
+                            trip_pnl = realized - trip_start
+                            trip_start = realized
+                            if trip_pnl < 0.0:
+                                streak += 1
+                                if streak >= streak_limit:
+                                    ls = streak_action
+                            else:
+                                streak = 0
+                        side_held = now_side
         if c > 0.0 and c < math.inf:
             last = c
         _on_bar(ws, ts_event[i], o, h, l, c, v)
@@ -292,11 +326,13 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                     if n_orders >= cap_orders:
                         return {full}, n_orders, n_fills, n_samples, i
                     code = 0
+                    seen = quote if buy else base  # the figure the denying check saw (the balance by default)
                     if breaker:  # RiskGate.check evaluates the breakers first, then the trading state
-                        peak, dd, day, start, dl = _breakers(
-                            cash, pos, cs, last, t, peak, dd, day, start, dl, dd_fall, dd_action, dl_fall, dl_action
+                        peak, dd, day, start, dl, gx = _breakers(
+                            cash, pos, cs, last, t, peak, dd, day, start, dl, gx, dd_fall, dd_action, dl_fall,
+                            dl_action, gross,
                         )
-                        state = max(dd, dl)
+                    state = max(max(dd, dl), max(gx, ls))
                     if state == {halted_state}:
                         code = {halted}
                     elif state == {reducing_state} and (
@@ -313,6 +349,18 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                         code = {max_notional}
                     elif abs(pos + signed) > cfg[24] * (1.0 + 1e-9) and abs(pos + signed) > abs(pos):
                         code = {max_position}
+                    elif gross == gross:  # RiskGate._check_gross: the worst case after the order
+                        if last != last:
+                            return {invalid}, n_orders, n_fills, n_samples, i
+                        mark = last * cs
+                        after = max(abs(pos + size), abs(pos)) if buy else max(abs(pos), abs(pos - size))
+                        if after * mark > abs(pos) * mark:
+                            equity = cash
+                            if pos != 0.0:
+                                equity += pos * cs * last
+                            if equity <= 0.0 or after * mark / equity > gross * (1.0 + 1e-9):
+                                code = {max_gross}
+                                seen = equity
                     ord_i[n_orders, 0] = i
                     ord_i[n_orders, 1] = 1 if buy else -1
                     ord_i[n_orders, 2] = -1
@@ -323,7 +371,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                     ord_f[n_orders, 3] = 0.0
                     ord_f[n_orders, 4] = last
                     ord_f[n_orders, 5] = pos
-                    ord_f[n_orders, 6] = quote if buy else base
+                    ord_f[n_orders, 6] = seen
                     n_orders += 1
                     pending = code == 0
         # A due sample is taken after the last bar of its time (the event tier's Kernel.before_time).
@@ -424,9 +472,8 @@ def unsupported(kernel: Kernel) -> str | None:
     if instrument.is_perpetual or kernel.perpetuals is not None:
         return f"{iid} is a perpetual (margin, funding, liquidation)"
     risk = kernel.risk_config
-    for key in ("max_consecutive_losses", "max_gross_exposure", "max_orders_per_window"):
-        if getattr(risk, key) is not None:
-            return f"risk.{key} is set"
+    if risk.max_orders_per_window is not None:
+        return "risk.max_orders_per_window is set"
     if risk.max_open_orders == 0:
         return "risk.max_open_orders is 0"
     if kernel.portfolio.has_holdings:
@@ -477,6 +524,11 @@ def _config_vector(kernel: Kernel, signal: SignalKernel) -> np.ndarray:
         if limit is not None:
             cfg[limit_index] = limit
             cfg[action_index] = _HALTED_STATE if action == "halt" else _REDUCING_STATE
+    if risk.max_consecutive_losses is not None:
+        cfg[_STREAK] = risk.max_consecutive_losses
+        cfg[_STREAK_ACTION] = _HALTED_STATE if risk.loss_streak_action == "halt" else _REDUCING_STATE
+    if risk.max_gross_exposure is not None:
+        cfg[_GROSS] = risk.max_gross_exposure
     return cfg
 
 
@@ -526,7 +578,8 @@ def _generate(bank_module: str, signal: SignalKernel) -> Any:
         signal_hash=hashlib.blake2b(signal_source.encode(), digest_size=10).hexdigest(),
         ok=_OK, full=_FULL, invalid=_INVALID, unordered=_UNORDERED, min_notional=_MIN_NOTIONAL,
         buying_power=_BUYING_POWER, max_quantity=_MAX_QUANTITY, max_notional=_MAX_NOTIONAL,
-        max_position=_MAX_POSITION, unpaid=_UNPAID, halted=_HALTED, reducing=_REDUCING, active=_ACTIVE_STATE,
+        max_position=_MAX_POSITION, unpaid=_UNPAID, halted=_HALTED, reducing=_REDUCING, max_gross=_MAX_GROSS,
+        active=_ACTIVE_STATE,
         reducing_state=_REDUCING_STATE, halted_state=_HALTED_STATE, day_ns=DAY_NS,
     )  # fmt: skip
     return drivers.load_module(text).simulate
@@ -542,8 +595,8 @@ class AcceleratedRun:
         Per order ``(bar it was decided on, side +1/-1, bar it filled on or -1, what became of it)``;
         the last column is ``0`` (sent), a denial code of the risk gate or the account (``1`` to
         ``5``: minimum notional, buying power, ``max_order_quantity``, ``max_order_notional``,
-        ``max_position``; ``7`` HALTED, ``8`` REDUCING), or ``6``: canceled at its fill bar, whose
-        cost the balance could not pay.
+        ``max_position``; ``7`` HALTED, ``8`` REDUCING, ``9`` ``max_gross_exposure``), or ``6``:
+        canceled at its fill bar, whose cost the balance could not pay.
     order_values
         Per order ``(quantity, signal result, fill price, fee, last price, position, balance)``: the
         last three as the checks saw them (the balance: quote asset of a buy, base asset of a sell;
@@ -725,6 +778,13 @@ def _denial(kernel: Kernel, iid: str, buy: bool, code: int, values: list[float],
         return HALTED_REASON
     if code == _REDUCING:
         return reducing_reason(pos, 0.0, qty if buy else -qty)
+    if code == _MAX_GROSS:
+        equity, signed = balance, qty if buy else -qty
+        if equity <= 0.0:
+            return gross_equity_reason(equity)
+        after = max(abs(pos + signed), abs(pos)) if buy else max(abs(pos), abs(pos + signed))
+        notional = after * (last * inst.contract_size)
+        return gross_exposure_reason(notional / equity, risk.max_gross_exposure, notional, equity)  # type: ignore[arg-type]
     if code == _MIN_NOTIONAL:
         return min_notional_reason(qty * inst.contract_size * last, inst.min_notional)
     if code == _BUYING_POWER:

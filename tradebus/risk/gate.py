@@ -82,8 +82,8 @@ if TYPE_CHECKING:
     from tradebus.execution.orders import OrderManager
 
 __all__ = [
-    "HALTED_REASON", "RiskGate", "max_notional_reason", "max_position_reason", "max_quantity_reason",
-    "min_notional_reason", "reducing_reason",
+    "HALTED_REASON", "RiskGate", "gross_equity_reason", "gross_exposure_reason", "max_notional_reason",
+    "max_position_reason", "max_quantity_reason", "min_notional_reason", "reducing_reason",
 ]  # fmt: skip
 
 _SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
@@ -111,6 +111,16 @@ def reducing_reason(position: float, working: float, signed: float) -> str:
         f"trading_state: REDUCING allows only reducing orders; position {position}, "
         f"working on the order's side {working}, order {signed}"
     )
+
+
+def gross_exposure_reason(ratio: float, limit: float, notional: float, equity: float) -> str:
+    """The denial of an order that takes the worst-case gross exposure (``notional / equity``) over the limit."""
+    return f"max_gross_exposure: {ratio:.6g} > {limit} (gross notional {notional} with working orders, equity {equity})"
+
+
+def gross_equity_reason(equity: float) -> str:
+    """The denial of an order that raises gross exposure while equity is not positive."""
+    return f"max_gross_exposure: equity {equity} <= 0"
 
 
 def min_notional_reason(notional: float, minimum: float) -> str:
@@ -405,13 +415,10 @@ class RiskGate:
             return None
         equity = pf.equity()
         if equity <= 0.0:
-            return f"max_gross_exposure: equity {equity} <= 0"
+            return gross_equity_reason(equity)
         ratio = after / equity
         if ratio > limit * (1.0 + _RTOL):
-            return (
-                f"max_gross_exposure: {ratio:.6g} > {limit} "
-                f"(gross notional {after} with working orders, equity {equity})"
-            )
+            return gross_exposure_reason(ratio, limit, after, equity)
         return None
 
     def check_owner(self, strategy_id: str, client_order_id: str, owner: str) -> str | None:
