@@ -301,6 +301,8 @@ GAPPED["high"] = GAPPED[["high", "open"]].max(axis=1)
          "max_gross_exposure: "),
         ("loss_streak", "macd_default", {"risk": RiskConfig(max_consecutive_losses=3)}, BARS,
          "trading_state: HALTED denies every order"),
+        ("max_order_rate", "ema_5_60_short", {"margin": True, "risk": RiskConfig(max_orders_per_window=2,
+         order_rate_window_ns=3 * 86_400_000_000_000)}, BARS, "max_order_rate: 2 orders in 259200000000000 ns >= 2"),
         # several checks fail at once: the gate's first one words the denial
         ("first_check", "ema_10_30", {"cash": 20_000.0, "min_notional": 35_000.0,
                                       "risk": RiskConfig(max_order_quantity=0.3, max_position=0.1)}, BARS,
@@ -344,8 +346,8 @@ def test_an_instrument_naming_no_assets_is_funded_as_in_the_event_tier(strategy:
 @pytest.mark.parametrize("seed", range(48))
 def test_random_instruments_venues_cash_and_limits_give_the_event_tiers_run(seed: int) -> None:
     """Seeded random setups: the instrument's grids, assets, fees and minimums, the venue's slippage,
-    the cash, the risk limits (a drawdown and a daily-loss breaker in 40 % each, gross exposure and a loss
-    streak in 30 %), the strategy, the bars' span, bursts of
+    the cash, the risk limits (a drawdown and a daily-loss breaker in 40 % each, gross exposure, a loss
+    streak and an order-rate limit in 30 %), the strategy, the bars' span, bursts of
     one receive time and the equity interval; about half the runs have denials (the unpaid fill has its own case in the
     denial test)."""
     rng = random.Random(seed)
@@ -383,6 +385,9 @@ def test_random_instruments_venues_cash_and_limits_give_the_event_tiers_run(seed
     if breaker.random() < 0.3:
         risk = risk.model_copy(update={"max_consecutive_losses": breaker.choice((2, 3, 5)),
                                        "loss_streak_action": breaker.choice(("halt", "reduce"))})  # fmt: skip
+    if breaker.random() < 0.3:
+        risk = risk.model_copy(update={"max_orders_per_window": breaker.choice((1, 2, 3)),
+                                       "order_rate_window_ns": breaker.choice((1, 2, 7)) * 86_400_000_000_000})  # fmt: skip
 
     def fresh() -> Kernel:
         k = Kernel([inst], initial_cash=cash, venue_config=venue, risk_config=risk, equity_interval_ns=interval)

@@ -90,6 +90,7 @@ def test_orders_the_risk_gate_denies_stay_in_the_accelerated_tier(config: Path) 
         {"risk.max_daily_loss_pct": 1.0, "risk.daily_loss_action": "reduce", "risk.max_drawdown_pct": 10.0},
         {"risk.max_consecutive_losses": 3},
         {"risk.max_gross_exposure": 0.2},
+        {"risk.max_orders_per_window": 1, "risk.order_rate_window_ns": 3 * 86_400_000_000_000},
     ],
 )
 def test_breakers_stay_in_the_accelerated_tier(config: Path, limits: dict[str, Any]) -> None:

@@ -35,7 +35,7 @@ Breakers
 
 What it refuses (:func:`unsupported`, checked before the run)
     Several strategies or instruments, perpetuals, fee tiers, latency, a venue that does not fill
-    on bars, an order-rate limit, ``max_open_orders: 0``, initial holdings, trade bars, history
+    on bars, ``max_open_orders: 0``, initial holdings, trade bars, history
     windows, contingent orders, data other than bars. During the run, an order below the
     instrument's minimum quantity or off its lot grid stops it with
     :class:`AcceleratedUnsupported` (the instrument words that reason): the event tier handles it
@@ -44,10 +44,10 @@ What it refuses (:func:`unsupported`, checked before the run)
 Denials and unpaid fills
     An order the risk gate or the account would deny (the trading state, minimum notional, buying
     power, ``max_order_quantity``, ``max_order_notional``, ``max_position``,
-    ``max_gross_exposure``, in the gate's order) is denied in the loop, and a fill the balance
-    cannot pay cancels its order, as the venue does: :func:`collect` words their reasons with the
-    gate's and the account's own functions, so the denials, statuses, reasons and ids equal the
-    event tier's.
+    ``max_gross_exposure``, the order rate, in the gate's order) is denied in the loop, and a fill
+    the balance cannot pay cancels its order, as the venue does: :func:`collect` words their
+    reasons with the gate's and the account's own functions, so the denials, statuses, reasons and
+    ids equal the event tier's.
 
 No lookahead
     Row ``i``'s features and decision use bars ``<= i`` only; the order fills on bar ``i + 1``.
@@ -87,6 +87,7 @@ from tradebus.risk.gate import (
     max_position_reason,
     max_quantity_reason,
     min_notional_reason,
+    order_rate_reason,
     reducing_reason,
 )
 from tradebus.strategies.base import Strategy
@@ -107,11 +108,11 @@ _OK, _FULL, _INVALID, _UNORDERED = 0, 1, 2, 3
 # checks of the risk gate or the account (in the gate's order), or canceled at its fill because
 # the balance could not pay it.
 (_SENT, _MIN_NOTIONAL, _BUYING_POWER, _MAX_QUANTITY, _MAX_NOTIONAL, _MAX_POSITION, _UNPAID, _HALTED, _REDUCING,
- _MAX_GROSS) = range(10)  # fmt: skip
+ _MAX_GROSS, _MAX_RATE) = range(11)  # fmt: skip
 # Indices of the float configuration vector.
-(_QTY, _LONG_ONLY, _ON_CHANGE, _LOT, _LOT_M, _LOT_SCALE, _TICK, _TICK_M, _TICK_SCALE, _MIN_QTY, _MIN_NOTIONAL,
+(_QTY, _LONG_ONLY, _ON_CHANGE, _LOT, _LOT_M, _LOT_SCALE, _TICK, _TICK_M, _TICK_SCALE, _MIN_QTY, _CFG_MIN_NOTIONAL,
  _CS, _TAKER, _SLIP, _BPS, _IMPACT, _EXPONENT, _K, _MAX_BPS, _CASH_ONLY, _BUFFER, _FEE_HOLD, _MAX_ORDER_QTY,
- _MAX_NOTIONAL, _MAX_POSITION, _CASH, _QUOTE, _BASE, _FLAT_EPS, _DRAWDOWN, _DRAWDOWN_ACTION, _DAILY_LOSS,
+ _CFG_MAX_NOTIONAL, _CFG_MAX_POSITION, _CASH, _QUOTE, _BASE, _FLAT_EPS, _DRAWDOWN, _DRAWDOWN_ACTION, _DAILY_LOSS,
  _DAILY_LOSS_ACTION, _GROSS, _STREAK, _STREAK_ACTION) = range(36)  # fmt: skip
 _N_CFG = 36
 # Trading states of the loop's breakers (the gate's is the most severe).
@@ -164,7 +165,7 @@ def _breakers(cash, pos, cs, last, now, peak, dd, day, start, dl, gx, dd_fall, d
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
-def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, sparams, sstate, cfg, tcfg,
+def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, sparams, sstate, cfg, tcfg, rate,
              ord_i, ord_f, smp_i, smp_f):
     n = ts_init.shape[0]
     cap_orders = ord_i.shape[0]
@@ -203,6 +204,10 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
     state = {active}  # the trading state an order's check saw
     interval = tcfg[0]
     next_sample = tcfg[1]
+    rate_window = tcfg[2]
+    max_rate = tcfg[3]  # 0: no order-rate limit; else rate holds the times of the orders in the window
+    rate_head = 0
+    n_rate = 0
     pos = 0.0
     avg = 0.0
     realized = 0.0
@@ -361,6 +366,17 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                             if equity <= 0.0 or after * mark / equity > gross * (1.0 + 1e-9):
                                 code = {max_gross}
                                 seen = equity
+                    if code == 0 and max_rate > 0:  # the gate's sliding window: only orders that pass count
+                        horizon = t - rate_window
+                        while n_rate > 0 and rate[rate_head] <= horizon:
+                            rate_head = rate_head + 1 if rate_head + 1 < max_rate else 0
+                            n_rate -= 1
+                        if n_rate >= max_rate:
+                            code = {max_rate_code}
+                        else:
+                            slot = rate_head + n_rate
+                            rate[slot if slot < max_rate else slot - max_rate] = t
+                            n_rate += 1
                     ord_i[n_orders, 0] = i
                     ord_i[n_orders, 1] = 1 if buy else -1
                     ord_i[n_orders, 2] = -1
@@ -472,8 +488,6 @@ def unsupported(kernel: Kernel) -> str | None:
     if instrument.is_perpetual or kernel.perpetuals is not None:
         return f"{iid} is a perpetual (margin, funding, liquidation)"
     risk = kernel.risk_config
-    if risk.max_orders_per_window is not None:
-        return "risk.max_orders_per_window is set"
     if risk.max_open_orders == 0:
         return "risk.max_open_orders is 0"
     if kernel.portfolio.has_holdings:
@@ -499,7 +513,7 @@ def _config_vector(kernel: Kernel, signal: SignalKernel) -> np.ndarray:
     cfg[_LOT], cfg[_LOT_M], cfg[_LOT_SCALE] = _grid_of(inst.lot_size, "lot_size")
     cfg[_TICK], cfg[_TICK_M], cfg[_TICK_SCALE] = _grid_of(inst.tick_size, "tick_size")
     cfg[_MIN_QTY] = max(inst.min_quantity, inst.lot_size)
-    cfg[_MIN_NOTIONAL] = inst.min_notional
+    cfg[_CFG_MIN_NOTIONAL] = inst.min_notional
     cfg[_CS] = inst.contract_size
     cfg[_TAKER] = venue._fees[iid].taker  # noqa: SLF001 (the rate in effect, override or instrument's)
     slips = slippage.model != "fixed" or slippage.bps > 0.0
@@ -509,8 +523,8 @@ def _config_vector(kernel: Kernel, signal: SignalKernel) -> np.ndarray:
     cfg[_CASH_ONLY] = float(inst.cash_only)
     cfg[_BUFFER] = account._buffer if inst.cash_only else 1.0  # type: ignore[attr-defined]  # noqa: SLF001
     cfg[_FEE_HOLD] = max(inst.maker_fee, inst.taker_fee, 0.0)
-    for index, limit in ((_MAX_ORDER_QTY, risk.max_order_quantity), (_MAX_NOTIONAL, risk.max_order_notional),
-                         (_MAX_POSITION, risk.max_position)):  # fmt: skip
+    for index, limit in ((_MAX_ORDER_QTY, risk.max_order_quantity), (_CFG_MAX_NOTIONAL, risk.max_order_notional),
+                         (_CFG_MAX_POSITION, risk.max_position)):  # fmt: skip
         cfg[index] = math.nan if limit is None else limit
     cfg[_CASH] = kernel.portfolio.cash
     base, quote = asset_names(inst)  # the account's names: an instrument may name neither asset
@@ -579,6 +593,7 @@ def _generate(bank_module: str, signal: SignalKernel) -> Any:
         ok=_OK, full=_FULL, invalid=_INVALID, unordered=_UNORDERED, min_notional=_MIN_NOTIONAL,
         buying_power=_BUYING_POWER, max_quantity=_MAX_QUANTITY, max_notional=_MAX_NOTIONAL,
         max_position=_MAX_POSITION, unpaid=_UNPAID, halted=_HALTED, reducing=_REDUCING, max_gross=_MAX_GROSS,
+        max_rate_code=_MAX_RATE,
         active=_ACTIVE_STATE,
         reducing_state=_REDUCING_STATE, halted_state=_HALTED_STATE, day_ns=DAY_NS,
     )  # fmt: skip
@@ -595,12 +610,12 @@ class AcceleratedRun:
         Per order ``(bar it was decided on, side +1/-1, bar it filled on or -1, what became of it)``;
         the last column is ``0`` (sent), a denial code of the risk gate or the account (``1`` to
         ``5``: minimum notional, buying power, ``max_order_quantity``, ``max_order_notional``,
-        ``max_position``; ``7`` HALTED, ``8`` REDUCING, ``9`` ``max_gross_exposure``), or ``6``:
-        canceled at its fill bar, whose cost the balance could not pay.
+        ``max_position``; ``7`` HALTED, ``8`` REDUCING, ``9`` ``max_gross_exposure``, ``10`` the
+        order rate), or ``6``: canceled at its fill bar, whose cost the balance could not pay.
     order_values
         Per order ``(quantity, signal result, fill price, fee, last price, position, balance)``: the
         last three as the checks saw them (the balance: quote asset of a buy, base asset of a sell;
-        at the fill for a canceled order).
+        at the fill for a canceled order; the equity for a ``max_gross_exposure`` denial).
     fills
         How many orders filled (the orders sent, less the canceled ones and one still working at the end).
     sample_ts, sample_values
@@ -632,7 +647,10 @@ def simulate(kernel: Kernel, bars: BarArrays) -> AcceleratedRun:
     loop = _loop(bank, signal)
     cfg = _config_vector(kernel, signal)
     interval = kernel._equity_interval  # noqa: SLF001
-    tcfg = np.array([interval, kernel.next_sample_ns], dtype=np.int64)
+    risk = kernel.risk_config
+    max_rate = risk.max_orders_per_window or 0
+    tcfg = np.array([interval, kernel.next_sample_ns, risk.order_rate_window_ns, max_rate], dtype=np.int64)
+    rate = np.empty(max(max_rate, 1), dtype=np.int64)
     span = int(bars.ts_init[-1] - bars.ts_init[0]) if n else 0
     cap_samples = min(n, span // interval + 2) + 1
     # At most one order per bar. The loop writes every row it counts, so the room is left
@@ -646,14 +664,14 @@ def simulate(kernel: Kernel, bars: BarArrays) -> AcceleratedRun:
     status, n_orders, n_fills, n_samples, at = loop(
         ws, drivers.N_FIELDS, len(bank.columns), bars.ts_event, bars.ts_init, bars.open, bars.high,
         bars.low, bars.close, bars.volume, signal.params_array(), np.zeros(max(signal.state_size, 1)), cfg, tcfg,
-        ord_i, ord_f, smp_i, smp_f,
+        rate, ord_i, ord_f, smp_i, smp_f,
     )  # fmt: skip
     if status == _FULL:  # the room above is enough by construction
         raise AcceleratedUnsupported(f"accelerated tier: out of room for orders or samples at bar {at}")
     if status == _INVALID:
         raise AcceleratedUnsupported(
             f"accelerated tier: the order decided at bar {at} (ts {int(bars.ts_init[at])}) breaks the instrument's "
-            "minimum quantity or lot size; the event tier words that denial"
+            "minimum quantity or lot size, or has no price to value its exposure; the event tier words that denial"
         )
     if status == _UNORDERED:
         raise AcceleratedUnsupported(
@@ -778,6 +796,9 @@ def _denial(kernel: Kernel, iid: str, buy: bool, code: int, values: list[float],
         return HALTED_REASON
     if code == _REDUCING:
         return reducing_reason(pos, 0.0, qty if buy else -qty)
+    if code == _MAX_RATE:
+        limit = risk.max_orders_per_window
+        return order_rate_reason(limit, risk.order_rate_window_ns, limit)  # type: ignore[arg-type]
     if code == _MAX_GROSS:
         equity, signed = balance, qty if buy else -qty
         if equity <= 0.0:

@@ -83,7 +83,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HALTED_REASON", "RiskGate", "gross_equity_reason", "gross_exposure_reason", "max_notional_reason",
-    "max_position_reason", "max_quantity_reason", "min_notional_reason", "reducing_reason",
+    "max_position_reason", "max_quantity_reason", "min_notional_reason", "order_rate_reason", "reducing_reason",
 ]  # fmt: skip
 
 _SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
@@ -121,6 +121,11 @@ def gross_exposure_reason(ratio: float, limit: float, notional: float, equity: f
 def gross_equity_reason(equity: float) -> str:
     """The denial of an order that raises gross exposure while equity is not positive."""
     return f"max_gross_exposure: equity {equity} <= 0"
+
+
+def order_rate_reason(count: int, window_ns: int, limit: int) -> str:
+    """The denial of an order when ``count`` orders passed in the last ``window_ns``."""
+    return f"max_order_rate: {count} orders in {window_ns} ns >= {limit}"
 
 
 def min_notional_reason(notional: float, minimum: float) -> str:
@@ -361,7 +366,7 @@ class RiskGate:
             while rate and rate[0] <= horizon:
                 rate.popleft()
             if len(rate) >= max_rate:
-                return f"max_order_rate: {len(rate)} orders in {self._rate_window} ns >= {max_rate}"
+                return order_rate_reason(len(rate), self._rate_window, max_rate)
             rate.append(now)
         return None
 
