@@ -754,11 +754,8 @@ class Kernel:
         breakers evaluate marks, else the times a sample falls or is due.
         """
         if self._marks_deferred:
-            moved = self.portfolio.mark_moved(self.cache.prices)  # sync_marks, one call fewer
-            risk = self.risk
-            if moved:
-                risk.on_prices(moved)
-            risk.end_time()
+            self.sync_marks()  # the batch loops skip the marks while nothing works
+            self.risk.end_time()
         due = self._sample_due
         if due is not None and ts > due:
             self._take_due_sample()
