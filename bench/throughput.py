@@ -12,9 +12,10 @@ same TA-Lib-seeded EMAs, decisions at the close, market fills at the next open,
 2 bps fee; its fills and PnL are checked against the kernel's), their ratio
 (target >= 1/8), the bars/s of 2 and 10 interleaved instruments with identical
 times (the same number of bars in all, an EmaCross each) as a share of one instrument's
-(target >= 70%), fills, final PnL, peak RSS, and the cost of one market-order
-round trip (submit -> risk -> order manager -> venue -> fill on the next bar ->
-portfolio -> strategy callback), measured as the extra time per bar of a strategy
+(target >= 70%), the bars/s of the same run with drawdown and daily-loss breakers that never
+trip as a share of the run without (no target; the same fills), fills, final PnL, peak RSS,
+and the cost of one market-order round trip (submit -> risk -> order manager -> venue -> fill
+on the next bar -> portfolio -> strategy callback), measured as the extra time per bar of a strategy
 that sends a market order on every bar over one that never trades, on the same data
 (CPU time of this process, so that other load on the machine distorts it less).
 
@@ -59,6 +60,7 @@ from tradebus.engine.instrument import Instrument  # noqa: E402
 from tradebus.engine.kernel import Kernel  # noqa: E402
 from tradebus.engine.messages import Bar, OrderFilled, OrderSide  # noqa: E402
 from tradebus.execution.config import VenueConfig  # noqa: E402
+from tradebus.risk.config import RiskConfig  # noqa: E402
 from tradebus.strategies.base import Strategy  # noqa: E402
 from tradebus.strategies.ema_cross import EmaCross  # noqa: E402
 from tradebus.strategies.tick_ema import TickEmaCross  # noqa: E402
@@ -67,6 +69,8 @@ MINUTE_NS = 60_000_000_000
 START_NS = 1_704_067_200_000_000_000  # 2024-01-01T00:00:00Z
 SEED = 20240101
 IID = "BTCUSDT.BENCH"
+#: Risk limits that never trip on the benchmark's walk: the cost of evaluating breakers.
+BREAKERS = RiskConfig(max_drawdown_pct=99.0, max_daily_loss_pct=99.0)
 
 
 def make_bars(n: int, seed: int = SEED) -> pa.Table:
@@ -237,6 +241,8 @@ def bench_ticks(args: argparse.Namespace) -> dict[str, object]:
         )
         print(f"fills           {fills:,} (plain loop {plain_fills:,}); PnL {pnl:,.2f} (plain loop {plain_pnl:,.2f})")
         print(f"load average    {figures['load_average_1m']:.1f}")
+    if breaker_runs[-1][2] != fills:
+        raise SystemExit(f"limits that never trip changed the run: {breaker_runs[-1][2]} fills vs {fills}")
     if plain_fills != fills or not math.isclose(plain_pnl, pnl, rel_tol=1e-9, abs_tol=1e-6):
         raise SystemExit(f"the plain tick loop disagrees: {plain_fills} fills, PnL {plain_pnl} vs {fills}, {pnl}")
     return figures
@@ -278,9 +284,11 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_once(replay: Replay, strategy: Strategy) -> tuple[float, float, Kernel]:
+def run_once(replay: Replay, strategy: Strategy, risk: RiskConfig | None = None) -> tuple[float, float, Kernel]:
     """Run a fresh kernel; return (wall seconds, CPU seconds of this process, kernel)."""
-    kernel = Kernel([instrument()], venue_config=VenueConfig(taker_fee=0.0002), initial_cash=1_000_000.0)
+    kernel = Kernel(
+        [instrument()], venue_config=VenueConfig(taker_fee=0.0002), initial_cash=1_000_000.0, risk_config=risk
+    )
     kernel.add_strategy(strategy)
     t0, c0 = time.perf_counter(), time.process_time()
     kernel.run(replay)
@@ -330,6 +338,7 @@ def main() -> None:
         # Several instruments, timed in the same loop as one (alternating runs share the load).
         runners = {count: several_instruments(Path(tmp) / f"several{count}", count, args.bars) for count in args.instruments}
         several_runs: dict[int, list[tuple[float, float, int]]] = {count: [] for count in args.instruments}
+        breaker_runs: list[tuple[float, float, int]] = []
         for _ in range(args.runs):
             for count, runner in runners.items():
                 several_runs[count].append(runner())
@@ -344,6 +353,10 @@ def main() -> None:
             bars, fills, fees = kernel.result.bars, len(kernel.result.fills), kernel.portfolio.fees_paid
             pnl = kernel.portfolio.equity() - kernel.result.initial_cash
             # Kernels hold reference cycles (strategy <-> kernel, venue <-> engine): free them now.
+            del kernel
+            gc.collect()
+            elapsed, used, kernel = run_once(replay, EmaCross(IID, fast=10, slow=30, quantity=1.0), risk=BREAKERS)
+            breaker_runs.append((elapsed, used, len(kernel.result.fills)))
             del kernel
             gc.collect()
 
@@ -395,6 +408,12 @@ def main() -> None:
             }
             for count, rows in several_runs.items()
         },
+        "breakers": {
+            "bars_per_second": bars / statistics.median(r[0] for r in breaker_runs),
+            "fills": breaker_runs[-1][2],
+            "ratio_to_none": median / statistics.median(r[0] for r in breaker_runs),
+            "cpu_ratio_to_none": statistics.median(cpu) / statistics.median(r[1] for r in breaker_runs),
+        },
         "peak_rss_mb": rss_peak,
         "rss_before_runs_mb": rss_before,
         "round_trip_us_median": statistics.median(trips),
@@ -423,6 +442,12 @@ def main() -> None:
                 f"{v['fills']:,} fills) = {v['ratio_to_single']:.0%} of one instrument (target >= 70%; "
                 f"{v['cpu_ratio_to_single']:.0%} in CPU time)"
             )
+        b = figures["breakers"]
+        print(
+            f"breakers        {b['bars_per_second']:,.0f} bars/s with drawdown and daily-loss limits that never trip "  # type: ignore[index]
+            f"({b['fills']:,} fills) = {b['ratio_to_none']:.0%} of the run without ({b['cpu_ratio_to_none']:.0%} in "  # type: ignore[index]
+            "CPU time; no target)"
+        )
         print(
             f"peak RSS        {figures['peak_rss_mb']:,.1f} MB ({figures['rss_before_runs_mb']:,.1f} MB after "
             "imports, data generation and catalog writing)"
@@ -433,6 +458,8 @@ def main() -> None:
         print(profile_text, file=sys.stderr)
     if not math.isfinite(pnl):
         raise SystemExit("benchmark produced a non-finite PnL")
+    if breaker_runs[-1][2] != fills:
+        raise SystemExit(f"limits that never trip changed the run: {breaker_runs[-1][2]} fills vs {fills}")
     if plain_fills != fills or not math.isclose(plain_pnl, pnl, rel_tol=1e-9, abs_tol=1e-6):
         raise SystemExit(f"the plain loop disagrees: {plain_fills} fills, PnL {plain_pnl} vs {fills}, {pnl}")
 
