@@ -7,6 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pytest
@@ -162,6 +163,24 @@ def test_each_gate_gates_the_strategy_in_a_run(gate: str, blocking: dict[str, An
     _, gated = run_edges(bars, INSTRUMENT, params, PrecomputedEdges(ts, edges), venue=VENUE, initial_cash=10.0)
     assert gated.entries == []
     assert gated.gate_counts[gate] > 0
+
+
+@pytest.mark.parametrize(("min_notional", "trades"), [(1.0, True), (50.0, False)])
+def test_the_minimum_notional_counts_the_contract_size(min_notional: float, trades: bool) -> None:
+    """In contracts of 0.01, entries are worth 2-5 (the quote asset): above a minimum of 1, below one of 50.
+
+    Counted without the contract size they were worth 100 times that, and cleared 50.
+    """
+    contract_size = 0.01
+    bars = _bars(600)
+    ts = bars["ts_event"].to_numpy()
+    edges = 20.0 * np.sin(np.arange(len(ts)) / 7.0)
+    params = {**STRATEGY, "gates": {name: {"enabled": False} for name in
+                                    ("warmup", "cost", "zscore", "quantile", "persistence")},
+              "sizing": {**STRATEGY["sizing"], "min_notional": min_notional}}  # fmt: skip
+    instrument = msgspec.structs.replace(INSTRUMENT, contract_size=contract_size)
+    _, strategy = run_edges(bars, instrument, params, PrecomputedEdges(ts, edges), venue=VENUE, initial_cash=10.0)
+    assert bool(strategy.entries) is trades, strategy.entries[:3]
 
 
 def test_exits_are_stop_take_profit_and_timed_with_cooldown() -> None:

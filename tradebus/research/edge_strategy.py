@@ -234,7 +234,7 @@ class EdgeGated(Strategy):
             weight *= sizing.vol_target_bps / vol_bps
         weight = min(weight, sizing.max_weight)
         quantity = self.quantity_for_weight(self.instrument_id, weight, price=bar.close)
-        if quantity <= 0.0 or quantity * bar.close < sizing.min_notional:
+        if quantity <= 0.0 or instrument.notional(quantity, bar.close) < sizing.min_notional:
             return
         side = OrderSide.BUY if direction > 0 else OrderSide.SELL
         entry = self.submit_bracket(self.instrument_id, side, quantity, stop_loss=stop, take_profit=take,
