@@ -403,7 +403,7 @@ class Portfolio:
         return bool(self._holdings)
 
     def equity(self) -> float:
-        """``cash + sum(position * last price) + holdings_value()``."""
+        """``cash + sum(position * contract_size * last price) + holdings_value()``."""
         total = self.cash
         for pos in self._positions.values():
             q = pos.quantity

@@ -20,8 +20,8 @@ class RiskConfig(StrictModel):
     max_order_quantity
         Largest quantity of one order.
     max_order_notional
-        Largest ``quantity * price`` of one order (price: the limit, else the trigger, else the
-        last price).
+        Largest ``quantity * contract_size * price`` of one order (price: the limit, else the
+        trigger, else the last price).
     max_position
         Largest absolute position per instrument *after* the order and every working order
         on the same side would fill completely.
@@ -33,7 +33,7 @@ class RiskConfig(StrictModel):
     max_open_orders
         Largest number of open orders (a new order is denied when this many are open).
     max_gross_exposure
-        Largest ``sum |position * last price| / equity`` (2.0 = 200 %): an order that would
+        Largest ``sum |position * contract_size * last price| / equity`` (2.0 = 200 %): an order that would
         raise it above the limit, counting working orders, is denied, and the
         ``gross_exposure`` breaker moves to REDUCING while marks keep it above.
     max_drawdown_pct
