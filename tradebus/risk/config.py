@@ -33,8 +33,8 @@ class RiskConfig(StrictModel):
     max_open_orders
         Largest number of open orders (a new order is denied when this many are open).
     max_gross_exposure
-        Largest ``sum |position * contract_size * last price| / equity`` (2.0 = 200 %): an order that would
-        raise it above the limit, counting working orders, is denied, and the
+        Largest ``sum |position * contract_size * last price| / equity`` (2.0 = 200 %): an
+        order that would raise it above the limit, counting working orders, is denied, and the
         ``gross_exposure`` breaker moves to REDUCING while marks keep it above.
     max_drawdown_pct
         Equity drawdown from its peak, in percent, at which the breaker trips (evaluated on
