@@ -37,8 +37,8 @@ class RiskConfig(StrictModel):
         order that would raise it above the limit, counting working orders, is denied, and the
         ``gross_exposure`` breaker moves to REDUCING while marks keep it above.
     max_drawdown_pct
-        Equity drawdown from its peak, in percent, at which the breaker trips (evaluated on
-        every mark).
+        Equity drawdown from its peak, in percent, at which the breaker trips (in a kernel:
+        evaluated once every price of a time is in, and before each order check).
     drawdown_action
         Trading state the breaker moves to: ``"halt"`` (HALTED) or ``"reduce"`` (REDUCING).
     max_daily_loss_pct, daily_loss_action
