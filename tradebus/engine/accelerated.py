@@ -137,13 +137,19 @@ def _grid(x, m, scale):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False, inline="always")
+def _equity(cash, pos, cs, last):
+    # Portfolio.equity() of the one instrument.
+    if pos != 0.0:
+        return cash + pos * cs * last
+    return cash
+
+
+@njit(cache=True, error_model="numpy", _nrt=False, inline="always")
 def _breakers(cash, pos, cs, last, now, peak, dd, day, start, dl, gx, dd_fall, dd_action, dl_fall, dl_action, gross):
     # Breakers.on_mark on Portfolio.equity(): the drawdown's and the daily loss's memory and the
     # three breakers' states (a daily loss re-arms at the UTC day roll, the gross exposure once
     # back within its limit, a drawdown never in a run).
-    equity = cash
-    if pos != 0.0:
-        equity += pos * cs * last
+    equity = _equity(cash, pos, cs, last)
     if dd_fall == dd_fall:
         if not peak >= equity:
             peak = equity
@@ -358,11 +364,9 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                         if last != last:
                             return {invalid}, n_orders, n_fills, n_samples, i
                         mark = last * cs
-                        after = max(abs(pos + size), abs(pos)) if buy else max(abs(pos), abs(pos - size))
+                        after = max(abs(pos + signed), abs(pos))  # the position with the order filled, or not
                         if after * mark > abs(pos) * mark:
-                            equity = cash
-                            if pos != 0.0:
-                                equity += pos * cs * last
+                            equity = _equity(cash, pos, cs, last)
                             if equity <= 0.0 or after * mark / equity > gross * (1.0 + 1e-9):
                                 code = {max_gross}
                                 seen = equity
@@ -593,9 +597,8 @@ def _generate(bank_module: str, signal: SignalKernel) -> Any:
         ok=_OK, full=_FULL, invalid=_INVALID, unordered=_UNORDERED, min_notional=_MIN_NOTIONAL,
         buying_power=_BUYING_POWER, max_quantity=_MAX_QUANTITY, max_notional=_MAX_NOTIONAL,
         max_position=_MAX_POSITION, unpaid=_UNPAID, halted=_HALTED, reducing=_REDUCING, max_gross=_MAX_GROSS,
-        max_rate_code=_MAX_RATE,
-        active=_ACTIVE_STATE,
-        reducing_state=_REDUCING_STATE, halted_state=_HALTED_STATE, day_ns=DAY_NS,
+        max_rate_code=_MAX_RATE, active=_ACTIVE_STATE, reducing_state=_REDUCING_STATE, halted_state=_HALTED_STATE,
+        day_ns=DAY_NS,
     )  # fmt: skip
     return drivers.load_module(text).simulate
 
@@ -803,8 +806,7 @@ def _denial(kernel: Kernel, iid: str, buy: bool, code: int, values: list[float],
         equity, signed = balance, qty if buy else -qty
         if equity <= 0.0:
             return gross_equity_reason(equity)
-        after = max(abs(pos + signed), abs(pos)) if buy else max(abs(pos), abs(pos + signed))
-        notional = after * (last * inst.contract_size)
+        notional = max(abs(pos + signed), abs(pos)) * (last * inst.contract_size)
         return gross_exposure_reason(notional / equity, risk.max_gross_exposure, notional, equity)  # type: ignore[arg-type]
     if code == _MIN_NOTIONAL:
         return min_notional_reason(qty * inst.contract_size * last, inst.min_notional)
