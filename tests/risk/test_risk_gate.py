@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import msgspec
+import numpy as np
 import pytest
 
 from tradebus.engine.bus import MessageBus
@@ -471,3 +472,78 @@ def test_check_owner_denies_another_strategys_order() -> None:
     g = Gate()
     assert g.gate.check_owner("a", "c1", "a") is None
     assert g.gate.check_owner("b", "c1", "a") == "ownership: order c1 belongs to strategy 'a', not 'b'"
+
+
+@pytest.mark.parametrize("limit", [0.5, 2.0, 7.5, 10.0])
+@pytest.mark.parametrize("seed", range(6))
+def test_the_drawdown_and_daily_loss_breakers_trip_at_the_first_mark_an_independent_count_says(
+    limit: float, seed: int
+) -> None:
+    """Marks inside the quick-return band change nothing; the first mark past either limit trips.
+
+    The reference keeps its own peak and day-start equity and applies each limit's formula at
+    every mark. Prices step by whole cents, so some equities land on a limit exactly.
+    """
+    rng = np.random.default_rng(seed)
+    g = Gate(cash=10_000.0, max_drawdown_pct=limit, max_daily_loss_pct=limit / 2.0)
+    g.hold(100.0)  # all in: equity = 100 * price
+    peak = start = 10_000.0  # the gate's first mark, at 0
+    day = 0
+    hour = 3_600_000_000_000
+    price = 100.0
+    for step in range(1, 5000):
+        price = max(0.01, round(price + 0.01 * int(rng.integers(-60, 61)), 2))
+        ts = step * hour
+        g.mark(price, ts)
+        g.gate.end_time()
+        equity = 100.0 * price
+        if not peak >= equity:
+            peak = equity
+        if ts // 86_400_000_000_000 != day:
+            day, start = ts // 86_400_000_000_000, equity
+        expected = (peak - equity) / peak >= limit / 100.0 or (start - equity) / start >= limit / 200.0
+        if expected:
+            break
+        assert g.gate.state == TradingState.ACTIVE, f"tripped early at step {step}: {g.changes[-1].reason}"
+    else:
+        pytest.fail("the walk never reached a limit")
+    assert g.gate.state == TradingState.HALTED, f"no breaker tripped at step {step}, where the reference's does"
+    assert g.changes[-1].reason.startswith(("max_drawdown: ", "daily_loss: "))
+
+
+def test_a_limit_of_100_percent_trips_at_zero_equity_and_not_before() -> None:
+    g = Gate(cash=0.0, max_drawdown_pct=100.0)
+    g.gate.on_price(IID, 100.0)
+    g.hold(-1.0)  # short 1 at 100 from no cash: equity 0 - 1 * price + 100 = 100 - price
+    g.mark(50.0, 1)  # equity 50: the peak
+    g.gate.end_time()
+    for price in (60.0, 99.0, 99.99):
+        g.mark(price, None)
+        g.gate.end_time()
+        assert g.gate.state == TradingState.ACTIVE
+    g.mark(100.0, None)  # equity 0: 100 % below the peak
+    g.gate.end_time()
+    assert g.gate.state == TradingState.HALTED
+
+
+@pytest.mark.parametrize(
+    ("limits", "peak", "trip_price"),
+    [
+        ({"max_drawdown_pct": 10.0}, 100.0, 90.0),
+        ({"max_daily_loss_pct": 2.5}, 100.0, 97.5),
+        # 8_500 * (1 - 0.07) rounds to 7904.999999999999, yet 7_905 is 7 % below 8_500 exactly.
+        ({"max_drawdown_pct": 7.0}, 85.0, 79.05),
+    ],
+)
+def test_an_equity_exactly_at_the_limit_trips_after_marks_just_above_it(
+    limits: dict[str, float], peak: float, trip_price: float
+) -> None:
+    g = Gate(cash=100.0 * peak, **limits)  # type: ignore[arg-type]
+    g.hold(100.0, peak)  # equity = 100 * price
+    for price in (peak, trip_price + 0.02, trip_price + 0.01, trip_price + 0.01):
+        g.mark(price, 1)
+        g.gate.end_time()
+        assert g.gate.state == TradingState.ACTIVE
+    g.mark(trip_price, 1)  # (100 * peak - 100 * trip_price) / (100 * peak) is the limit exactly
+    g.gate.end_time()
+    assert g.gate.state == TradingState.HALTED

@@ -27,8 +27,9 @@ stores :meth:`Breakers.snapshot` in the journal whenever it changes, so a restar
 
 A *mark* here is an evaluation of :meth:`Breakers.on_mark`: on every price, or, when the
 kernel defers them (:meth:`RiskGate.defer_marks`), once every price of a time is in and
-before every order check. Without a gross-exposure limit, a mark at the equity and in the UTC
-day of the previous one can change nothing, and returns at once.
+before every order check. Without a gross-exposure limit, a mark in the UTC day of the
+previous one whose equity no armed breaker trips at and that does not raise the drawdown peak
+changes nothing, and returns after one comparison.
 
 The drawdown peak is stored when it rose by :data:`PEAK_STORE_STEP` since it was last stored
 (not on every mark): after a crash the restored peak is at most that fraction too low.
@@ -94,7 +95,8 @@ class Breakers:
     __slots__ = (
         "_config",
         "_portfolio",
-        "_quiet_equity",
+        "_quiet_ceiling",
+        "_quiet_floor",
         "_quiet_until",
         "_sides",
         "day",
@@ -119,7 +121,9 @@ class Breakers:
         self.loss_streak = 0
         self.round_trip_start: dict[str, float] = {}
         self._sides: dict[str, int] = {}  # instrument -> sign of its position in a round trip
-        self._quiet_equity = _NAN  # the equity of the last evaluation, while nothing else can change
+        # The band of equity and the time in which a mark changes nothing (set by _set_quiet).
+        self._quiet_floor = math.inf
+        self._quiet_ceiling = -math.inf
         self._quiet_until = _NEVER
 
     # ------------------------------------------------------------------ evaluation
@@ -130,8 +134,8 @@ class Breakers:
         The breakers it re-armed by themselves are appended to :attr:`rearmed`.
         """
         equity = self._portfolio.equity()
-        if equity == self._quiet_equity and now_ns < self._quiet_until:
-            return False  # the same equity on the same UTC day: nothing can trip, move or re-arm
+        if self._quiet_floor < equity <= self._quiet_ceiling and now_ns < self._quiet_until:
+            return False  # see _set_quiet: nothing can trip, move or re-arm
         cfg = self._config
         changed = False
         tripped = self.tripped
@@ -173,9 +177,39 @@ class Breakers:
                 self.rearmed.append("gross_exposure")
                 changed = True
         else:  # gross exposure moves with prices, even where equity does not
-            self._quiet_equity = equity
-            self._quiet_until = (self.day + 1) * DAY_NS if cfg.max_daily_loss_pct is not None else _NEVER
+            self._set_quiet()
         return changed
+
+    def _set_quiet(self) -> None:
+        """Set the band of equity in which a mark of this UTC day changes nothing.
+
+        Above the floor no armed breaker trips: a fall ``(reference - equity) / reference`` only
+        shrinks as the equity rises (rounding is monotone too), so the floor is a level checked to
+        fall short of each limit. At or below the ceiling (the drawdown peak) the peak stays.
+        """
+        cfg = self._config
+        tripped = self.tripped
+        floor = -math.inf
+        for name, reference, limit in (
+            ("max_drawdown", self.peak, cfg.max_drawdown_pct),
+            ("daily_loss", self.day_start_equity, cfg.max_daily_loss_pct),
+        ):
+            if limit is not None and name not in tripped and reference > 0.0:
+                level = reference * (1.0 - limit / 100.0)
+                for bump in (0.0, 1e-12, 1e-9):
+                    if (reference - (level + reference * bump)) / reference < limit / 100.0:
+                        floor = max(floor, level + reference * bump)
+                        break
+                else:
+                    floor = math.inf
+        self._quiet_floor = floor
+        self._quiet_ceiling = self.peak if cfg.max_drawdown_pct is not None else math.inf
+        self._quiet_until = (self.day + 1) * DAY_NS if cfg.max_daily_loss_pct is not None else _NEVER
+
+    def _reset_quiet(self) -> None:
+        """No quick return until the next full evaluation (the references or trips changed)."""
+        self._quiet_floor = math.inf
+        self._quiet_ceiling = -math.inf
 
     def _trip_on_fall(
         self, name: str, reference: float, equity: float, limit_pct: float, action: str, what: str
@@ -239,6 +273,7 @@ class Breakers:
     def rearm(self, names: list[str]) -> None:
         """Clear the named trips and reset their references to the present (a manual re-arm)."""
         equity = self._portfolio.equity()
+        self._reset_quiet()
         for name in names:
             self.tripped.pop(name, None)
             if name == "max_drawdown":
@@ -267,7 +302,7 @@ class Breakers:
     def restore(self, state: BreakerState) -> None:
         """Take over the memory of a journaled :class:`BreakerState`."""
         self.tripped = dict(state.tripped)
-        self._quiet_equity = _NAN
+        self._reset_quiet()
         self.peak = self.stored_peak = state.drawdown_peak
         self.day = state.day
         self.day_start_equity = state.day_start_equity

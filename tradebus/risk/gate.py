@@ -493,9 +493,6 @@ class RiskGate:
 
     def end_time(self) -> None:
         """A time is complete: evaluate the mark-driven breakers (see :meth:`defer_marks`)."""
-        self._evaluate()
-
-    def _evaluate(self) -> None:
         self._marks_pending = False
         breakers = self._breakers
         if breakers.on_mark(self._clock.now_ns()):
@@ -503,6 +500,8 @@ class RiskGate:
             why = "; ".join(f"{name} re-armed: {_AUTO_REARM[name]}" for name in rearmed)
             rearmed.clear()
             self._apply(why or None)
+
+    _evaluate = end_time
 
     def on_prices(self, prices: Iterable[tuple[str, float]]) -> None:
         """:meth:`on_price` of several instruments' prices at one time (the portfolio marked at all of them)."""
