@@ -69,6 +69,8 @@ def test_trades_matched_from_fills_count_the_config_instruments_contract_size(tm
         ('[{"variant": "x", "total_return": 0.1}]', "item 0 needs the keys"),
         ('[{"variant": "x", "total_return": "high", "sharpe": 1.0, "max_drawdown": 0.1, "fills": 3}]',
          "total_return must be a float"),
+        ('[{"variant": "x", "total_return": 0.1, "sharpe": 1.0, "max_drawdown": 0.1, "fills": 3, "note": 7}]',
+         "item 0: note must be a str"),
         ("[oops", "not valid JSON"),
     ],
 )

@@ -34,6 +34,8 @@ BARS = REPO / "tests" / "fixtures" / "kernel" / "coinbase_btc_usd_4h_2022_1200.c
 STRESS = [
     {"variant": "base", "total_return": 0.0123, "sharpe": 0.81, "max_drawdown": 0.054, "fills": 40},
     {"variant": "fees x5", "total_return": -0.0456, "sharpe": -1.25, "max_drawdown": 0.102, "fills": 38},
+    {"variant": "latency x5", "total_return": 0.0123, "sharpe": 0.81, "max_drawdown": 0.054, "fills": 40,
+     "note": "latency x5 of a zero latency changes nothing (set venue.latency_ns)"},
 ]
 METRICS_JS = "Object.fromEntries([...document.querySelectorAll('[data-metric]')].map(e => [e.dataset.metric, e.textContent]))"
 
@@ -144,8 +146,9 @@ def test_the_tearsheet_renders_and_shows_the_numbers_of_metrics_json(runs: tuple
     assert heat["y"] == ["2022"]
     shown_months = [v for v in heat["z"][0] if v is not None]
     assert shown_months == pytest.approx(list(monthly.values), abs=1e-4) and len(shown_months) >= 6
-    assert shown["stress"] == [["base", "1.23 %", "0.810", "5.40 %", "40"],
-                               ["fees x5", "-4.56 %", "-1.250", "10.20 %", "38"]]
+    assert shown["stress"] == [["base", "1.23 %", "0.810", "5.40 %", "40", ""],
+                               ["fees x5", "-4.56 %", "-1.250", "10.20 %", "38", ""],
+                               ["latency x5", "1.23 %", "0.810", "5.40 %", "40", STRESS[2]["note"]]]
 
 
 def test_the_tearsheet_is_byte_identical_and_self_contained(runs: tuple[Path, Path], tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -196,8 +197,13 @@ def test_cli_stress_flag_runs_the_default_variants_with_the_best_parameters(ray_
     best = json.loads((out / "best.json").read_text())
     assert stress[0]["total_return"] == best["metrics"]["total_return"]
     assert stress[0]["total_return"] > stress[1]["total_return"] > stress[2]["total_return"]
-    # The config has no latency: its multipliers change nothing (documented).
-    assert stress[3] == {**stress[0], "variant": "latency_x2"}
+    # The config has no latency: its multipliers change nothing, and the report says so.
+    note = "latency x2 of a zero latency changes nothing (set venue.latency_ns)"
+    assert stress[3] == {**stress[0], "variant": "latency_x2", "note": note}
+    assert [("note" in s) for s in stress] == [False, False, False, True, True, False, False]
+    assert f"stress variant 'latency_x2': {note}" in result.output  # the warning
+    table = re.sub(r"[│\s]+", " ", result.output.split("stress latency_x2", 1)[1])  # the summary's cells, unwrapped
+    assert table.split("stress latency_x5", 1)[0].strip().endswith(f"({note})")
 
 
 def test_cli_tier_says_which_tier_ran_and_both_tiers_store_the_same_trials(ray_address: str, workdir: Path) -> None:

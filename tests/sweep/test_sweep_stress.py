@@ -14,6 +14,7 @@ from tradebus.cli import build_kernel, build_replay
 from tradebus.config import load_config
 from tradebus.data.replay import Replay, ReplaySource
 from tradebus.engine.kernel import RunResult
+from tradebus.execution.book_matching import LatencyModel
 from tradebus.reports.metrics import compute_metrics
 from tradebus.sweep.stress import FlashCrash, StressVariant, VolSpike, default_variants
 
@@ -153,3 +154,51 @@ def test_default_variants_include_shocks_at_mid_span_only_when_the_span_is_known
     crash = next(v for v in variants if v.flash_crash is not None)
     assert crash.flash_crash is not None and crash.flash_crash.at.isoformat().startswith("2022-07-02")
     assert any(v.vol_spike is not None for v in variants)
+
+
+def book_config(tmp_path: Path, book: dict[str, Any]) -> Path:
+    return write_yaml(tmp_path / "book.yaml", file_config(tmp_path, venue={"fill_on": "book", "latency_ns": 7, "book": book}))
+
+
+def test_latency_x3_scales_the_book_venues_entry_and_acknowledgement_latencies(tmp_path: Path) -> None:
+    """A ``fill_on: book`` venue takes its latencies from ``venue.book``: the stress scales those too."""
+    config = load_config(book_config(tmp_path, {"entry_latency_ns": 1_000, "ack_latency_ns": 500}))
+    model = LatencyModel.from_config(StressVariant(name="x3", latency=3.0).apply_config(config).venue.book, 7)
+    assert (model.entry(), model.ack()) == (3_000, 1_500)
+    # Without its own entry latency the book venue takes latency_ns, scaled once.
+    config = load_config(book_config(tmp_path, {"ack_latency_ns": 500}))
+    stressed = StressVariant(name="x3", latency=3.0).apply_config(config).venue
+    model = LatencyModel.from_config(stressed.book, stressed.latency_ns)
+    assert (model.entry(), model.ack()) == (21, 1_500)
+
+
+def test_latency_x3_scales_latencies_sampled_from_recorded_ones(tmp_path: Path) -> None:
+    samples = tmp_path / "acks.txt"
+    samples.write_text("\n".join(str(v) for v in (800_000, 1_200_000, 950_000, 2_500_000, 1_100_000)) + "\n")
+    config = load_config(book_config(tmp_path, {"ack_latency_samples": str(samples), "latency_seed": 5}))
+    stressed = StressVariant(name="x3", latency=3.0).apply_config(config).venue.book
+    assert stressed.latency_scale == 3.0
+    base, slow = LatencyModel.from_config(config.venue.book, 7), LatencyModel.from_config(stressed, 7)
+    pairs = [(base.entry(), slow.entry()) for _ in range(200)] + [(base.ack(), slow.ack()) for _ in range(200)]
+    assert all(abs(s - 3 * b) <= 2 for b, s in pairs)  # the same draws, times 3 (each rounded to whole ns)
+    none = StressVariant(name="x0", latency=0.0).apply_config(config).venue.book
+    zero = LatencyModel.from_config(none, 0)
+    assert (zero.entry(), zero.ack()) == (0, 0)
+
+
+def test_no_effect_names_the_multipliers_that_leave_the_config_unchanged(tmp_path: Path) -> None:
+    config = load_config(write_yaml(tmp_path / "run.yaml", file_config(tmp_path)))  # no latency, fees set
+    both = StressVariant(name="both", costs=2.0, latency=5.0)
+    assert both.no_effect(config) == "latency x5 of a zero latency changes nothing (set venue.latency_ns)"
+    assert StressVariant(name="costs", costs=2.0).no_effect(config) is None
+    assert StressVariant(name="base").no_effect(config) is None
+    slow = load_config(write_yaml(tmp_path / "slow.yaml", file_config(tmp_path, venue={"latency_ns": HOUR})))
+    assert both.no_effect(slow) is None
+    free = config.model_copy(update={
+        "instruments": [i.model_copy(update={"maker_fee": 0.0, "taker_fee": 0.0}) for i in config.instruments],
+        "venue": config.venue.model_copy(update={"slippage_bps": 0.0}),
+    })  # fmt: skip
+    assert both.no_effect(free) == (
+        "costs x2 of zero fees and slippage change nothing; "
+        "latency x5 of a zero latency changes nothing (set venue.latency_ns)"
+    )

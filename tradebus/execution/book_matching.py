@@ -250,11 +250,17 @@ class LatencyModel:
 
     @classmethod
     def from_config(cls, config: BookFillConfig, venue_latency_ns: int) -> LatencyModel:
-        """The model of a :class:`BookFillConfig` (``entry_latency_ns`` defaults to the venue's ``latency_ns``)."""
+        """The model of a :class:`BookFillConfig` (``entry_latency_ns`` defaults to the venue's ``latency_ns``).
+
+        Latencies sampled from ``ack_latency_samples`` are multiplied by ``latency_scale``.
+        """
         entry = venue_latency_ns if config.entry_latency_ns is None else config.entry_latency_ns
         dist = None
         if config.ack_latency_samples is not None:
-            dist = cls.fit(_read_samples(config.ack_latency_samples))
+            mu, sigma = cls.fit(_read_samples(config.ack_latency_samples))
+            if config.latency_scale == 0.0:
+                return cls(0, 0, None, config.latency_seed)
+            dist = (mu + math.log(config.latency_scale), sigma)  # every sample times the scale
         return cls(entry, config.ack_latency_ns, dist, config.latency_seed)
 
     @staticmethod

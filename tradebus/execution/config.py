@@ -33,6 +33,9 @@ class BookFillConfig(StrictModel):
     ack_latency_samples
         A file of recorded acknowledgement latencies (ns, one per line): both latencies are
         then sampled from the log-normal fitted to them (seeded by ``latency_seed``).
+    latency_scale
+        Multiplies the latencies sampled from ``ack_latency_samples`` (a latency stress sets it;
+        constant latencies are scaled in place).
     """
 
     queue_model: Literal["risk_averse", "prob_power", "prob_log"] = "risk_averse"
@@ -42,6 +45,7 @@ class BookFillConfig(StrictModel):
     ack_latency_ns: int = Field(default=0, ge=0)
     ack_latency_samples: str | None = None
     latency_seed: int = 0
+    latency_scale: float = Field(default=1.0, ge=0.0)
 
 
 class VenueConfig(StrictModel):

@@ -92,6 +92,8 @@ def _stress(path: Path) -> list[dict[str, Any]] | None:
             ok = (value is None and key == "sharpe") or isinstance(value, kind) or number
             if not ok or isinstance(value, bool):
                 raise ConfigError(f"{path}: item {n}: {key} must be a {kind.__name__}, not {value!r}")
+        if not isinstance(row.get("note", ""), str):
+            raise ConfigError(f"{path}: item {n}: note must be a str, not {row['note']!r}")
     return rows
 
 

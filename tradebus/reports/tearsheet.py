@@ -328,13 +328,15 @@ def _holding(seconds: float) -> str:
 def _stress_table(run: RunData) -> str:
     if run.stress is None:
         return ""
+    noted = any("note" in s for s in run.stress)
     rows = [
         (s["variant"], format_metric("total_return", float(s["total_return"])),
          format_metric("sharpe", None if s["sharpe"] is None else float(s["sharpe"])),
          format_metric("max_drawdown", float(s["max_drawdown"])), f"{int(s['fills']):,}")
+        + ((str(s.get("note", "")),) if noted else ())
         for s in run.stress
     ]
-    columns = ("variant", "total return", "Sharpe", "max drawdown", "fills")
+    columns = ("variant", "total return", "Sharpe", "max drawdown", "fills") + (("note",) if noted else ())
     return _section("Stress", table(columns, rows, css="stress"), section_id="stress")
 
 

@@ -74,7 +74,8 @@ def sweep(
         table.add_row(
             f"stress {row['variant']}",
             f"return {_number(row['total_return'])}, sharpe {_number(row['sharpe'])}, "
-            f"max dd {_number(row['max_drawdown'])}, fills {row['fills']}",
+            f"max dd {_number(row['max_drawdown'])}, fills {row['fills']}"
+            + (f" ({row['note']})" if "note" in row else ""),
         )
     console.print(table)
 

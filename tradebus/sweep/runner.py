@@ -9,7 +9,7 @@ Outputs in the sweep directory (``--out``)::
                         directory from before the journal keeps its SQLite optuna.db
     results.csv         every trial, sorted by trial number (written at the end)
     best.json           the best trial by the first objective (and the Pareto front's trials)
-    stress.json         [{variant, total_return, sharpe, max_drawdown, fills}]: the best parameters
+    stress.json         [{variant, total_return, sharpe, max_drawdown, fills[, note]}]: the best parameters
                         (of the last fold, with walk_forward) over the config's whole span, per
                         stress variant; sharpe is null for a run shorter than 30 days
     walk_forward/       fold-NN/trials/, folds.csv, equity.csv, metrics.json (tradebus.sweep.walkforward)
@@ -347,6 +347,12 @@ def _stress(
             raise ConfigError(f"stress variant {variants[spec.number].name!r}: {row['error']}")
         rows[spec.number] = row
     report = [{"variant": v.name, **{k: rows[i][k] for k in STRESS_KEYS}} for i, v in enumerate(variants)]
+    best = load_config(config_path, overrides=[override_text(path, value) for path, value in params.items()])
+    for entry, variant in zip(report, variants, strict=True):
+        note = variant.no_effect(best)
+        if note is not None:
+            logger.warning("stress variant {!r}: {}", variant.name, note)
+            entry["note"] = note
     (out / "stress.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
 

@@ -20,8 +20,14 @@ A :class:`StressVariant` combines any of:
     overrides) and the venue's slippage (``slippage_bps`` or the slippage model's
     coefficients) multiplied by ``m`` (2 and 5 are the usual stresses).
 ``latency: m``
-    The venue's ``latency_ns`` multiplied by ``m`` (a zero latency stays zero: set
-    ``venue.latency_ns`` in the config to stress it).
+    Every latency of the venue multiplied by ``m``: ``latency_ns`` and, for ``fill_on: book``,
+    the entry and acknowledgement latencies of ``venue.book`` (constant ones in place, sampled
+    ones through ``latency_scale``). A zero latency stays zero: set ``venue.latency_ns`` in the
+    config to stress it.
+
+A cost or latency multiplier that leaves the config as it is (zero fees and slippage, zero
+latency) is named by :meth:`StressVariant.no_effect`; the sweep logs it and notes it in
+``stress.json`` and its summary.
 
 ``instruments`` (default: every instrument) limits a price shock to some instruments.
 Volumes and sizes are never changed. A variant with none of these is the ``baseline``.
@@ -119,6 +125,15 @@ class StressVariant(_Model):
             config = scale_latency(config, self.latency)
         return config
 
+    def no_effect(self, config: RunConfig) -> str | None:
+        """What of this variant leaves ``config`` as it is (a multiplier of zero costs or latency), or ``None``."""
+        parts = []
+        if self.costs is not None and scale_costs(config, self.costs) == config:
+            parts.append(f"costs x{self.costs:g} of zero fees and slippage change nothing")
+        if self.latency is not None and scale_latency(config, self.latency) == config:
+            parts.append(f"latency x{self.latency:g} of a zero latency changes nothing (set venue.latency_ns)")
+        return "; ".join(parts) or None
+
     def wrap(self, replay: _Batched) -> _Batched:
         """``replay`` with this variant's price shocks (itself when there are none)."""
         shocks: list[_Shock] = []
@@ -160,8 +175,22 @@ def scale_costs(config: RunConfig, multiplier: float) -> RunConfig:
 
 
 def scale_latency(config: RunConfig, multiplier: float) -> RunConfig:
-    """``config`` with the venue's ``latency_ns`` multiplied by ``multiplier`` (rounded to whole ns)."""
-    venue = config.venue.model_copy(update={"latency_ns": int(round(config.venue.latency_ns * multiplier))})
+    """``config`` with every venue latency multiplied by ``multiplier`` (constant ones rounded to whole ns).
+
+    ``latency_ns``; and, when the venue fills on the book, the book's ``entry_latency_ns`` (if
+    set), ``ack_latency_ns`` and, when it samples recorded latencies, ``latency_scale``.
+    """
+    venue = config.venue
+    book = venue.book
+    if venue.fill_on == "book":
+        entry = book.entry_latency_ns
+        book = book.model_copy(update={
+            "entry_latency_ns": None if entry is None else int(round(entry * multiplier)),
+            "ack_latency_ns": int(round(book.ack_latency_ns * multiplier)),
+            "latency_scale": book.latency_scale * multiplier if book.ack_latency_samples is not None else
+            book.latency_scale,
+        })  # fmt: skip
+    venue = venue.model_copy(update={"latency_ns": int(round(venue.latency_ns * multiplier)), "book": book})
     return config.model_copy(update={"venue": venue})
 
 
