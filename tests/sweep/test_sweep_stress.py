@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +203,21 @@ def test_no_effect_names_the_multipliers_that_leave_the_config_unchanged(tmp_pat
         "costs x2 of zero fees and slippage change nothing; "
         "latency x5 of a zero latency changes nothing (set venue.latency_ns)"
     )
+
+
+def test_no_effect_names_a_price_shock_outside_the_data(tmp_path: Path) -> None:
+    config = load_config(write_yaml(tmp_path / "run.yaml", file_config(tmp_path)))
+    span = (1_640_995_200_000_000_000, 1_672_531_200_000_000_000)  # [2022-01-01, 2023-01-01)
+    day = 86_400_000_000_000
+    late = StressVariant(name="late", flash_crash=FlashCrash(at=date(2023, 1, 1), depth=0.2))
+    assert late.no_effect(config, span) == "the flash crash at 2023-01-01 falls outside the data"
+    assert late.no_effect(config) is None  # the span unknown: nothing said
+    # The recovery reaches into the data: the shock moves prices.
+    early = StressVariant(name="early", flash_crash=FlashCrash(at=datetime(2021, 12, 31, 12, tzinfo=UTC), depth=0.2))
+    assert early.no_effect(config, span) is None
+    assert early.no_effect(config, (span[0] + day // 2, span[1])) == (
+        "the flash crash at 2021-12-31 12:00:00+00:00 falls outside the data"
+    )
+    spike = StressVariant(name="spike", vol_spike=VolSpike(start=date(2021, 12, 25), duration="7d", factor=3.0))
+    assert spike.no_effect(config, span) == "the volatility spike at 2021-12-25 falls outside the data"
+    assert spike.no_effect(config, (span[0] - day, span[1])) is None

@@ -348,8 +348,9 @@ def _stress(
         rows[spec.number] = row
     report = [{"variant": v.name, **{k: rows[i][k] for k in STRESS_KEYS}} for i, v in enumerate(variants)]
     best = load_config(config_path, overrides=[override_text(path, value) for path, value in params.items()])
+    span = data_span(best)
     for entry, variant in zip(report, variants, strict=True):
-        note = variant.no_effect(best)
+        note = variant.no_effect(best, span)
         if note is not None:
             logger.warning("stress variant {!r}: {}", variant.name, note)
             entry["note"] = note

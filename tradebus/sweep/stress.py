@@ -26,8 +26,8 @@ A :class:`StressVariant` combines any of:
     config to stress it.
 
 A cost or latency multiplier that leaves the config as it is (zero fees and slippage, zero
-latency) is named by :meth:`StressVariant.no_effect`; the sweep logs it and notes it in
-``stress.json`` and its summary.
+latency), or a price shock outside the data, is named by :meth:`StressVariant.no_effect`; the
+sweep logs it and notes it in ``stress.json`` and its summary.
 
 ``instruments`` (default: every instrument) limits a price shock to some instruments.
 Volumes and sizes are never changed. A variant with none of these is the ``baseline``.
@@ -125,13 +125,26 @@ class StressVariant(_Model):
             config = scale_latency(config, self.latency)
         return config
 
-    def no_effect(self, config: RunConfig) -> str | None:
-        """What of this variant leaves ``config`` as it is (a multiplier of zero costs or latency), or ``None``."""
+    def no_effect(self, config: RunConfig, span: tuple[int, int] | None = None) -> str | None:
+        """What of this variant changes nothing, or ``None``.
+
+        A multiplier of zero costs or latency leaves ``config`` as it is; a price shock whose
+        window lies outside the data's ``span`` (``[start, end)`` ns, if known) moves no price.
+        """
         parts = []
         if self.costs is not None and scale_costs(config, self.costs) == config:
             parts.append(f"costs x{self.costs:g} of zero fees and slippage change nothing")
         if self.latency is not None and scale_latency(config, self.latency) == config:
             parts.append(f"latency x{self.latency:g} of a zero latency changes nothing (set venue.latency_ns)")
+        shocks = []
+        if self.flash_crash is not None:
+            shocks.append(("flash crash", self.flash_crash.at, self.flash_crash.recovery))
+        if self.vol_spike is not None:
+            shocks.append(("volatility spike", self.vol_spike.start, self.vol_spike.duration))
+        for what, start, length in shocks if span is not None else ():
+            begin = to_ns(start)
+            if begin >= span[1] or begin + parse_duration(length) <= span[0]:  # type: ignore[index]
+                parts.append(f"the {what} at {start} falls outside the data")
         return "; ".join(parts) or None
 
     def wrap(self, replay: _Batched) -> _Batched:
