@@ -101,6 +101,9 @@ def test_round_trip_pnl_hand_derived() -> None:
     fills = [fill("BUY", 2, 100), fill("BUY", 2, 110), fill("SELL", 3, 120), fill("SELL", 3, 100), fill("BUY", 2, 90)]
     pnl = _round_trip_pnl(SimpleNamespace(fills=fills))
     assert pnl.tolist() == pytest.approx([-1, -1, 44, -6, 19])
+    # In contracts of 0.01 the price moves are worth a hundredth; the fees are as charged.
+    pnl = _round_trip_pnl(SimpleNamespace(fills=fills), {"X": 0.01})
+    assert pnl.tolist() == pytest.approx([-1, -1, -1 + 0.45, -1 - 0.05, -1 + 0.2])
 
 
 def test_alpha_with_a_backtest_reports_psr_monte_carlo_and_cost_stress(tmp_path: Path) -> None:
@@ -111,3 +114,9 @@ def test_alpha_with_a_backtest_reports_psr_monte_carlo_and_cost_stress(tmp_path:
     assert 0 <= report["deflated_sharpe"] < report["probabilistic_sharpe"] <= 1
     assert [row["multiplier"] for row in report["cost_stress"]] == [1.0, 2.0, 5.0]
     assert report["trade_shuffle"]["ci_low"] <= report["trade_shuffle"]["ci_high"]
+    # The bootstrap's Sharpe ratio and total return are those of the run (metrics.json, cost_stress at x1):
+    # daily returns, annualised by 365.
+    baseline = report["cost_stress"][0]
+    assert report["bootstrap"]["sharpe"]["estimate"] == pytest.approx(baseline["sharpe"], rel=1e-12)
+    assert report["bootstrap"]["total_return"]["estimate"] == pytest.approx(baseline["total_return"], rel=1e-9)
+    assert report["bootstrap"]["sharpe"]["ci_low"] < baseline["sharpe"] < report["bootstrap"]["sharpe"]["ci_high"]

@@ -337,27 +337,34 @@ def alpha(
 def _backtest_robustness(config: Path, trials: int) -> dict[str, Any]:
     from tradebus.cli import build_kernel, build_replay
     from tradebus.config import load_config
+    from tradebus.reports.metrics import daily_returns
     from tradebus.research import alpha as reports
 
     run_config = load_config(config)
-    result = build_kernel(run_config).run(build_replay(run_config))
+    kernel = build_kernel(run_config)
+    result = kernel.run(build_replay(run_config))
     equity = np.array([e.equity for e in result.equity])
     returns = equity[1:] / equity[:-1] - 1.0
-    realised = _round_trip_pnl(result)
+    realised = _round_trip_pnl(result, {iid: inst.contract_size for iid, inst in kernel.instruments.items()})
     out: dict[str, Any] = {"probabilistic_sharpe": reports.probabilistic_sharpe_ratio(returns)}
     if trials > 1:
         # without the trials' own Sharpe ratios, their spread is taken as the estimator's
         # sampling variance under the null, 1 / (n - 1)
         out["deflated_sharpe"] = reports.deflated_sharpe_ratio(returns, n_trials=trials,
                                                                 sr_variance=1.0 / max(len(returns) - 1, 1))
-    out["bootstrap"] = reports.bootstrap_ci(returns)
+    # The Sharpe ratio of metrics.json (and of cost_stress): daily returns, annualised by 365.
+    daily = np.array(daily_returns(result.equity, result.initial_cash))
+    out["bootstrap"] = reports.bootstrap_ci(daily, periods_per_year=365.0)
     out["trade_shuffle"] = reports.trade_shuffle(realised, run_config.initial_cash)
     out["cost_stress"] = reports.cost_stress(config).to_dict(orient="records")
     return out
 
 
-def _round_trip_pnl(result: Any) -> np.ndarray:
-    """Realised PnL per closing fill (average-cost accounting per instrument, fees included)."""
+def _round_trip_pnl(result: Any, contract_sizes: dict[str, float] | None = None) -> np.ndarray:
+    """Realised PnL per fill (average-cost accounting per instrument, fees included).
+
+    A price move is worth ``contract_sizes[instrument]`` (1 when not given) per unit of quantity.
+    """
     position: dict[str, float] = {}
     cost: dict[str, float] = {}
     pnl = []
@@ -368,7 +375,7 @@ def _round_trip_pnl(result: Any) -> np.ndarray:
         realised = -f.fee
         if pos and (pos > 0) != (qty > 0):
             closed = min(abs(qty), abs(pos)) * (1 if pos > 0 else -1)
-            realised += closed * (f.price - avg)
+            realised += closed * (f.price - avg) * (contract_sizes or {}).get(f.instrument_id, 1.0)
         new = pos + qty
         if new == 0:
             cost[f.instrument_id] = 0.0
