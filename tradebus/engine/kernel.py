@@ -188,7 +188,8 @@ class RunResult:
     submit_reasons: dict[str, str] = field(default_factory=dict)
     denials: list[OrderDenied] = field(default_factory=list)
     equity: list[EquitySample] = field(default_factory=list)
-    #: ``instrument_id -> latest price`` at the end of the run (marks the positions in attribution).
+    #: ``instrument_id -> price`` the portfolio values it at when the run ends (a perpetual's mark
+    #: price once it has one, else its latest trade, close or mid; marks the positions in attribution).
     last_prices: dict[str, float] = field(default_factory=dict)
     funding: list[FundingPaid] = field(default_factory=list)
     contract_sizes: dict[str, float] = field(default_factory=dict)
@@ -826,7 +827,7 @@ class Kernel:
         if end is not None and (not self.result.equity or self.result.equity[-1].ts != end):
             self.sample_equity(end)
         self.result.orders = self.orders.orders()
-        self.result.last_prices = dict(self.cache.prices)
+        self.result.last_prices = {iid: self.portfolio.last_price(iid) for iid in self.cache.prices}
         logger.debug(
             "kernel stopped: {} bars, {} trades, {} fills, equity {}",
             self.result.bars,

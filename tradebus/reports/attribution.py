@@ -8,13 +8,15 @@ average-cost accounting:
   average entry price: ``avg = (avg * |pos| + px * q) / (|pos| + q)``;
 * the part of a fill that reduces the position realises ``q * (px - avg) * sign(pos)``;
   what is left of it opens a position the other way at ``px``;
-* ``unrealized_pnl = position * (last_price - avg)`` at the run's last price;
+* ``unrealized_pnl = position * (last_price - avg)`` at the price the portfolio values the
+  position at when the run ends (``RunResult.last_prices``: a perpetual's mark price once it
+  has one, else its latest trade, close or mid);
 * PnL of a contract instrument is multiplied by its contract size (``RunResult.contract_sizes``);
 * ``net_pnl = realized_pnl + unrealized_pnl - fees``.
 
-Net PnL is linear in the fills, so the strategies' net PnL sums to the run's whole PnL
-(final equity minus starting equity, for a run whose equity moves only by trading), however
-the netting of their positions happens to realise it.
+Net PnL is linear in the fills, so the strategies' net PnL sums to the run's whole PnL before
+funding (final equity minus starting equity, plus the funding paid), however the netting of
+their positions happens to realise it.
 """
 
 from __future__ import annotations
