@@ -35,7 +35,7 @@ STRESS = [
     {"variant": "base", "total_return": 0.0123, "sharpe": 0.81, "max_drawdown": 0.054, "fills": 40},
     {"variant": "fees x5", "total_return": -0.0456, "sharpe": -1.25, "max_drawdown": 0.102, "fills": 38},
     {"variant": "latency x5", "total_return": 0.0123, "sharpe": 0.81, "max_drawdown": 0.054, "fills": 40,
-     "note": "latency x5 of a zero latency changes nothing (set venue.latency_ns)"},
+     "note": "latency x5 changes nothing: the venue's latency is zero (set venue.latency_ns)"},
 ]
 METRICS_JS = "Object.fromEntries([...document.querySelectorAll('[data-metric]')].map(e => [e.dataset.metric, e.textContent]))"
 

@@ -198,7 +198,7 @@ def test_cli_stress_flag_runs_the_default_variants_with_the_best_parameters(ray_
     assert stress[0]["total_return"] == best["metrics"]["total_return"]
     assert stress[0]["total_return"] > stress[1]["total_return"] > stress[2]["total_return"]
     # The config has no latency: its multipliers change nothing, and the report says so.
-    note = "latency x2 of a zero latency changes nothing (set venue.latency_ns)"
+    note = "latency x2 changes nothing: the venue's latency is zero (set venue.latency_ns)"
     assert stress[3] == {**stress[0], "variant": "latency_x2", "note": note}
     assert [("note" in s) for s in stress] == [False, False, False, True, True, False, False]
     assert f"stress variant 'latency_x2': {note}" in result.output  # the warning

@@ -190,9 +190,10 @@ def test_latency_x3_scales_latencies_sampled_from_recorded_ones(tmp_path: Path) 
 def test_no_effect_names_the_multipliers_that_leave_the_config_unchanged(tmp_path: Path) -> None:
     config = load_config(write_yaml(tmp_path / "run.yaml", file_config(tmp_path)))  # no latency, fees set
     both = StressVariant(name="both", costs=2.0, latency=5.0)
-    assert both.no_effect(config) == "latency x5 of a zero latency changes nothing (set venue.latency_ns)"
+    assert both.no_effect(config) == "latency x5 changes nothing: the venue's latency is zero (set venue.latency_ns)"
     assert StressVariant(name="costs", costs=2.0).no_effect(config) is None
     assert StressVariant(name="base").no_effect(config) is None
+    assert StressVariant(name="x1", costs=1.0).no_effect(config) == "costs x1 change nothing"
     slow = load_config(write_yaml(tmp_path / "slow.yaml", file_config(tmp_path, venue={"latency_ns": HOUR})))
     assert both.no_effect(slow) is None
     free = config.model_copy(update={
@@ -200,8 +201,8 @@ def test_no_effect_names_the_multipliers_that_leave_the_config_unchanged(tmp_pat
         "venue": config.venue.model_copy(update={"slippage_bps": 0.0}),
     })  # fmt: skip
     assert both.no_effect(free) == (
-        "costs x2 of zero fees and slippage change nothing; "
-        "latency x5 of a zero latency changes nothing (set venue.latency_ns)"
+        "costs x2 change nothing: every fee rate and the slippage are zero; "
+        "latency x5 changes nothing: the venue's latency is zero (set venue.latency_ns)"
     )
 
 

@@ -133,9 +133,11 @@ class StressVariant(_Model):
         """
         parts = []
         if self.costs is not None and scale_costs(config, self.costs) == config:
-            parts.append(f"costs x{self.costs:g} of zero fees and slippage change nothing")
+            why = ": every fee rate and the slippage are zero" if self.costs != 1.0 else ""
+            parts.append(f"costs x{self.costs:g} change nothing{why}")
         if self.latency is not None and scale_latency(config, self.latency) == config:
-            parts.append(f"latency x{self.latency:g} of a zero latency changes nothing (set venue.latency_ns)")
+            why = ": the venue's latency is zero (set venue.latency_ns)" if self.latency != 1.0 else ""
+            parts.append(f"latency x{self.latency:g} changes nothing{why}")
         shocks = []
         if self.flash_crash is not None:
             shocks.append(("flash crash", self.flash_crash.at, self.flash_crash.recovery))
