@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import shutil
 import tempfile
 import tracemalloc
 from pathlib import Path
@@ -200,6 +201,41 @@ def test_unsorted_catalog_file_is_reported_with_file_and_row(tmp_path: Path) -> 
         list(Replay([source], batch_rows=100))
     with pytest.raises(DataError, match="sha256"):
         list(Replay([source], verify=True))
+
+
+def test_a_file_whose_times_decode_outside_its_statistics_is_reported_as_damaged(tmp_path: Path) -> None:
+    """A damaged data page that still decodes: the times leave the range the writer recorded."""
+    cat = Catalog(tmp_path)
+    manifest = cat.write(bars_table(40), "v", "spot", "B", "bars_1m", "year", row_group_rows=10)
+    path = cat.dataset_dir("v", "spot", "B", "bars_1m") / manifest.files[0].path
+    table = bars_table(40)
+    # Plain, uncompressed pages: the 14th bar's ts_event is its own eight bytes in the file.
+    pq.write_table(table, path, row_group_size=10, compression="none", use_dictionary=False,
+                   column_encoding="PLAIN", write_statistics=True)
+    data = path.read_bytes()
+    value = int(table.column("ts_event")[13].as_py())
+    assert data.count(value.to_bytes(8, "little")) == 2  # ts_event and ts_init, in that order
+    at = data.index(value.to_bytes(8, "little"))
+    path.write_bytes(data[:at] + (value + 10**18).to_bytes(8, "little") + data[at + 8:])
+    assert pq.read_table(path).column("ts_event")[13].as_py() == value + 10**18  # it decodes
+    source = ReplaySource.from_catalog(cat, "B.V", "v", "spot", "B", "bars_1m")
+    with pytest.raises(DataError, match=rf"part-00000.parquet row 14: ts_event {value + 10**18} lies outside "
+                                        r"\[\d+, \d+\], the range the file's statistics record.*damaged"):
+        list(Replay([source]))
+
+
+def test_a_catalog_file_parquet_cannot_decode_is_a_data_error_naming_it(tmp_path: Path) -> None:
+    """The shipped 2025 bars with one byte changed: pyarrow cannot decode the row group."""
+    shutil.copytree(SAMPLE_CATALOG / "coinbase", tmp_path / "coinbase")
+    path = tmp_path / "coinbase" / "spot" / "BTC-USD" / "bars_4h" / "date=2025-01-01" / "part-00000.parquet"
+    data = bytearray(path.read_bytes())
+    data[100] = ord("X")
+    path.write_bytes(bytes(data))
+    with pytest.raises(OSError):
+        pq.read_table(path)  # the damage this test is about
+    source = ReplaySource.from_catalog(tmp_path, "BTC-USD.COINBASE", "coinbase", "spot", "BTC-USD", "bars_4h")
+    with pytest.raises(DataError, match=r"date=2025-01-01/part-00000.parquet: row group 0 cannot be decoded .*damaged"):
+        list(Replay([source]))
 
 
 def test_replay_rejects_bad_arguments(tmp_path: Path) -> None:

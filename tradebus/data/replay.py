@@ -467,6 +467,46 @@ def _row_groups_in_range(pf: pq.ParquetFile, start_ns: int | None, end_ns: int |
     return out
 
 
+def _batches(pf: pq.ParquetFile, path: Path, group: int, names: list[str], rows: int) -> Iterator[pa.RecordBatch]:
+    """The record batches of one row group; a file Parquet cannot decode is a :class:`DataError` naming it."""
+    batches = pf.iter_batches(batch_size=rows, row_groups=[group], columns=names, use_threads=False)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (OSError, pa.ArrowException) as exc:
+            raise DataError(
+                f"{path}: row group {group} cannot be decoded ({exc}); the file is damaged "
+                "(`tradebus data verify` checks every file against its manifest)"
+            ) from None
+        yield batch
+
+
+def _time_bounds(pf: pq.ParquetFile, group: int) -> dict[str, tuple[int, int]]:
+    """``column -> (min, max)`` of ``ts_event`` and ``ts_init`` as the writer recorded them for a row group."""
+    meta = pf.metadata.row_group(group)
+    out = {}
+    for name in ("ts_event", "ts_init"):
+        stats = meta.column(pf.schema_arrow.get_field_index(name)).statistics
+        if stats is not None and stats.has_min_max:
+            out[name] = (int(stats.min), int(stats.max))
+    return out
+
+
+def _check_time_bounds(chunk: _Chunk, bounds: dict[str, tuple[int, int]]) -> None:
+    """Refuse times outside the range the writer recorded: the data pages decoded to other values."""
+    for name, (low, high) in bounds.items():
+        values = chunk.ts_event if name == "ts_event" else chunk.ts_init
+        if len(values) and (values.min() < low or values.max() > high):
+            i = int(np.flatnonzero((values < low) | (values > high))[0])
+            raise DataError(
+                f"{chunk.origin} row {chunk.first_row + i}: {name} {int(values[i])} lies outside "
+                f"[{low}, {high}], the range the file's statistics record for its row group; the file "
+                "is damaged (`tradebus data verify` checks every file against its manifest)"
+            )
+
+
 class Replay:
     """Merge several sources into one time-ordered stream of messages or batches.
 
@@ -582,9 +622,8 @@ class Replay:
             )
             for group, first in _row_groups_in_range(pf, self.start_ns, self.end_ns):
                 offset = first
-                for batch in pf.iter_batches(
-                    batch_size=self.batch_rows, row_groups=[group], columns=names, use_threads=False
-                ):
+                bounds = _time_bounds(pf, group)
+                for batch in _batches(pf, path, group, names, self.batch_rows):
                     cols = {n: batch.column(i) for i, n in enumerate(names)}
                     ts_init = cols["ts_init"].to_numpy()
                     chunk = _Chunk(
@@ -595,6 +634,7 @@ class Replay:
                         {f: cols[f].to_numpy() for f in fields},
                         cols["trade_id"].to_pylist() if src.kind == "trades" else None,
                     )
+                    _check_time_bounds(chunk, bounds)
                     offset += batch.num_rows
                     if not inside:
                         lo, hi = _range_mask(ts_init, self.start_ns, self.end_ns)
