@@ -120,3 +120,10 @@ def test_alpha_with_a_backtest_reports_psr_monte_carlo_and_cost_stress(tmp_path:
     assert report["bootstrap"]["sharpe"]["estimate"] == pytest.approx(baseline["sharpe"], rel=1e-12)
     assert report["bootstrap"]["total_return"]["estimate"] == pytest.approx(baseline["total_return"], rel=1e-9)
     assert report["bootstrap"]["sharpe"]["ci_low"] < baseline["sharpe"] < report["bootstrap"]["sharpe"]["ci_high"]
+    # The summary shows every figure, not only the scalar ones.
+    shown = " ".join(result.output.replace("│", " ").split())
+    sharpe = report["bootstrap"]["sharpe"]
+    assert f"bootstrap sharpe {sharpe['estimate']:.4g} (95 % interval {sharpe['ci_low']:.4g} to" in shown
+    assert "trade shuffle max drawdown observed" in shown
+    worst = report["cost_stress"][2]
+    assert f"costs x5 return {worst['total_return']:.4g}, sharpe {worst['sharpe']:.4g}" in shown

@@ -331,7 +331,26 @@ def alpha(
             table.add_row(factor, str(row["horizon"]), f"{row['ic_mean']:.4f}", f"{row['icir']:.3f}", str(row["n"]))
     console.print(table)
     if "backtest" in payload:
-        console.print(_table("backtest robustness", {k: v for k, v in payload["backtest"].items() if not isinstance(v, (dict, list))}))
+        console.print(_table("backtest robustness", _robustness_rows(payload["backtest"])))
+
+
+def _robustness_rows(report: dict[str, Any]) -> dict[str, Any]:
+    """The summary lines of ``alpha.json``'s ``backtest`` (every figure, intervals on one line)."""
+    rows: dict[str, Any] = {k: v for k, v in report.items() if not isinstance(v, (dict, list))}
+    for name, ci in report["bootstrap"].items():
+        rows[f"bootstrap {name}"] = f"{ci['estimate']:.4g} (95 % interval {ci['ci_low']:.4g} to {ci['ci_high']:.4g})"
+    shuffle = report["trade_shuffle"]
+    rows["trade shuffle max drawdown"] = (
+        f"observed {shuffle['observed_max_drawdown']:.4g}, median {shuffle['median_max_drawdown']:.4g}, "
+        f"p95 {shuffle['p95_max_drawdown']:.4g}"
+    )
+    for row in report["cost_stress"]:
+        sharpe = row["sharpe"]
+        rows[f"costs x{row['multiplier']:g}"] = (
+            f"return {row['total_return']:.4g}, sharpe {'-' if sharpe is None else format(sharpe, '.4g')}, "
+            f"max drawdown {row['max_drawdown']:.4g}, fills {row['fills']}"
+        )
+    return rows
 
 
 def _backtest_robustness(config: Path, trials: int) -> dict[str, Any]:
