@@ -196,3 +196,31 @@ def test_the_readme_calls_the_cli_one_way_and_gives_the_capture_length() -> None
     assert stated is not None
     assert int(stated.group(1).replace(",", "")) == len(stamps)
     assert int(stated.group(2)) == span_s
+
+
+def test_feature_descriptions_keep_their_brackets() -> None:
+    """Rich markup must not eat ``[t]`` (it read ``x / x - 1`` for ``x[t] / x[t-lag] - 1``)."""
+    one = runner.invoke(app, ["features", "list", "ret"])
+    assert one.exit_code == 0
+    assert "x[t] / x[t-lag] - 1" in " ".join(one.output.replace("│", " ").split())
+
+
+@pytest.mark.parametrize("module", ["tradebus.cli", "tradebus.research.cli", "tradebus.data.cli"])
+def test_error_messages_keep_their_brackets(module: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib
+
+    import typer
+    from rich.console import Console
+
+    from tradebus.errors import ConfigError
+
+    fail = importlib.import_module(module)._fail
+    error = ConfigError("close[t] must be one of [bars, trades], not [bold]")
+    with pytest.raises(typer.Exit):
+        if module == "tradebus.cli":
+            fail(error, Console(stderr=True))
+        elif module == "tradebus.data.cli":
+            raise fail(error)
+        else:
+            fail(error)
+    assert "error: close[t] must be one of [bars, trades], not [bold]" in capsys.readouterr().err

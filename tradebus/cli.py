@@ -35,6 +35,7 @@ from typing import Annotated, Any
 import typer
 from loguru import logger
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -313,7 +314,7 @@ def _print_summary(console: Console, out: Path, title: str) -> None:
 
 def _fail(exc: TradebusError, console: Console) -> None:
     code = next(code for cls, code in EXIT_CODES if isinstance(exc, cls))
-    console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -467,7 +468,7 @@ def features_list(
         outputs = "NAME" if len(k.outputs) == 1 else ", ".join(f"NAME.{o}" for o in k.outputs)
         doc = (k.step.__doc__ or "").strip()
         description = doc if kind is not None else (doc.splitlines() or [""])[0]
-        table.add_row(k.name, ", ".join(k.inputs), params or "-", outputs, description)
+        table.add_row(*(escape(cell) for cell in (k.name, ", ".join(k.inputs), params or "-", outputs, description)))
     console.print(table)
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -71,7 +72,7 @@ _OVERWRITE = "replace it with --overwrite"
 def _fail(exc: TradebusError, exists: str = _OVERWRITE) -> typer.Exit:
     """Print ``exc`` and exit with its code; an existing dataset is named with the command's ``exists`` hint."""
     message = f"{exc.path}: dataset exists; {exists}" if isinstance(exc, DatasetExists) else str(exc)
-    _console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    _console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code=next(code for cls, code in EXIT_CODES if isinstance(exc, cls)))
 
 
@@ -414,7 +415,7 @@ def download_binance_cmd(
     if report.missing:
         console.print(f"missing (not published): {', '.join(report.missing)}", highlight=False, soft_wrap=True)
     for message in report.refused:
-        _console(stderr=True).print(f"[bold red]refused:[/] {message}", highlight=False, soft_wrap=True)
+        _console(stderr=True).print(f"[bold red]refused:[/] {escape(message)}", highlight=False, soft_wrap=True)
     if report.refused:
         raise _fail(DataError(f"{len(report.refused)} archive(s) refused; nothing was imported"))
     if report.missing and strict:

@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tradebus.errors import ConfigError, TradebusError
 
@@ -55,7 +56,7 @@ def report(
         if screenshot is not None:
             _screenshot(written, screenshot)
     except TradebusError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
     console.print(f"report written to {written}" + (f" (screenshot {screenshot})" if screenshot else ""))
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -48,7 +49,7 @@ LOOKAHEAD_FOUND = 4
 
 def _fail(exc: TradebusError) -> None:
     code = next(code for cls, code in _EXIT if isinstance(exc, cls))
-    Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -80,7 +81,7 @@ def _progress(console: Console) -> Progress:
 def _table(title: str, rows: dict[str, Any]) -> Table:
     table = Table(title=title, show_header=False)
     for key, value in rows.items():
-        table.add_row(key, f"{value:,.6g}" if isinstance(value, float) else str(value))
+        table.add_row(escape(key), f"{value:,.6g}" if isinstance(value, float) else escape(str(value)))
     return table
 
 
@@ -278,8 +279,8 @@ def lookahead(
                                                   "violations": len(report.violations)}))
     if not report.ok:
         first = report.violations[0]
-        console.print(f"[bold red]lookahead:[/] {first['kind']} at {first['ts']} ({first['key']}) changed when "
-                      f"data after {first['cut']} changed", highlight=False)
+        console.print("[bold red]lookahead:[/] " + escape(f"{first['kind']} at {first['ts']} ({first['key']}) changed "
+                                                          f"when data after {first['cut']} changed"), highlight=False)
         raise typer.Exit(LOOKAHEAD_FOUND)
 
 
