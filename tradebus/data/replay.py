@@ -469,18 +469,13 @@ def _row_groups_in_range(pf: pq.ParquetFile, start_ns: int | None, end_ns: int |
 
 def _batches(pf: pq.ParquetFile, path: Path, group: int, names: list[str], rows: int) -> Iterator[pa.RecordBatch]:
     """The record batches of one row group; a file Parquet cannot decode is a :class:`DataError` naming it."""
-    batches = pf.iter_batches(batch_size=rows, row_groups=[group], columns=names, use_threads=False)
-    while True:
-        try:
-            batch = next(batches)
-        except StopIteration:
-            return
-        except (OSError, pa.ArrowException) as exc:
-            raise DataError(
-                f"{path}: row group {group} cannot be decoded ({exc}); the file is damaged "
-                "(`tradebus data verify` checks every file against its manifest)"
-            ) from None
-        yield batch
+    try:
+        yield from pf.iter_batches(batch_size=rows, row_groups=[group], columns=names, use_threads=False)
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(
+            f"{path}: row group {group} cannot be decoded ({exc}); the file is damaged "
+            "(`tradebus data verify` checks every file against its manifest)"
+        ) from None
 
 
 def _time_bounds(pf: pq.ParquetFile, group: int) -> dict[str, tuple[int, int]]:

@@ -381,30 +381,22 @@ def _backtest_robustness(config: Path, trials: int) -> dict[str, Any]:
 
 
 def _round_trip_pnl(result: Any, contract_sizes: dict[str, float] | None = None) -> np.ndarray:
-    """Realised PnL per fill (average-cost accounting per instrument, fees included).
+    """Realised PnL per fill, fees included: the attribution's average-cost accounting per instrument.
 
     A price move is worth ``contract_sizes[instrument]`` (1 when not given) per unit of quantity.
     """
-    position: dict[str, float] = {}
-    cost: dict[str, float] = {}
+    from tradebus.reports.attribution import Attribution
+
+    sizes = contract_sizes or {}
+    books: dict[str, Attribution] = {}
     pnl = []
     for f in result.fills:
-        qty = f.quantity if f.side == "BUY" else -f.quantity
-        pos = position.get(f.instrument_id, 0.0)
-        avg = cost.get(f.instrument_id, 0.0)
-        realised = -f.fee
-        if pos and (pos > 0) != (qty > 0):
-            closed = min(abs(qty), abs(pos)) * (1 if pos > 0 else -1)
-            realised += closed * (f.price - avg) * (contract_sizes or {}).get(f.instrument_id, 1.0)
-        new = pos + qty
-        if new == 0:
-            cost[f.instrument_id] = 0.0
-        elif pos == 0 or (pos > 0) != (new > 0):
-            cost[f.instrument_id] = f.price
-        elif (pos > 0) == (qty > 0):
-            cost[f.instrument_id] = (avg * abs(pos) + f.price * abs(qty)) / abs(new)
-        position[f.instrument_id] = new
-        pnl.append(realised)
+        book = books.get(f.instrument_id)
+        if book is None:
+            book = books[f.instrument_id] = Attribution("", f.instrument_id, multiplier=sizes.get(f.instrument_id, 1.0))
+        before = book.realized_pnl
+        book.add_fill(1 if f.side == "BUY" else -1, f.quantity, f.price, f.fee)
+        pnl.append(book.realized_pnl - before - f.fee)
     return np.asarray(pnl, dtype=np.float64)
 
 

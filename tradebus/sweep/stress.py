@@ -199,12 +199,13 @@ def scale_latency(config: RunConfig, multiplier: float) -> RunConfig:
     book = venue.book
     if venue.fill_on == "book":
         entry = book.entry_latency_ns
-        book = book.model_copy(update={
+        update: dict[str, Any] = {
             "entry_latency_ns": None if entry is None else int(round(entry * multiplier)),
             "ack_latency_ns": int(round(book.ack_latency_ns * multiplier)),
-            "latency_scale": book.latency_scale * multiplier if book.ack_latency_samples is not None else
-            book.latency_scale,
-        })  # fmt: skip
+        }
+        if book.ack_latency_samples is not None:
+            update["latency_scale"] = book.latency_scale * multiplier
+        book = book.model_copy(update=update)
     venue = venue.model_copy(update={"latency_ns": int(round(venue.latency_ns * multiplier)), "book": book})
     return config.model_copy(update={"venue": venue})
 
