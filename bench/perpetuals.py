@@ -3,9 +3,9 @@
 The bars of ``throughput.py`` (a seeded random walk of one-minute bars) run through EmaCross
 long/short, once on a margin-enabled spot instrument and once on a linear perpetual at 5x
 cross with an hourly mark price and 8-hourly funding (a ``MarkPrice`` every 60 bars, a
-``FundingRate`` every 480 bars, through ``Kernel.feed_perpetual_data``). The perpetual run
-also checks margin on every order and fill, marks and checks liquidation on every bar while a
-position is open, and settles funding.
+``FundingRate`` every 480 bars, through ``Kernel.feed_perpetual_data``). Both check initial
+margin on every order and fill; the perpetual run also marks and checks liquidation on every
+bar while a position is open, and settles funding.
 
 Reported: bars/s of each (median of ``--runs``, CPU time of this process), and the ratio
 perpetual / spot time per bar. Target: at most 1.5x.

@@ -287,6 +287,9 @@ GAPPED["high"] = GAPPED[["high", "open"]].max(axis=1)
         ("max_position", "ema_10_30", {"risk": RiskConfig(max_position=0.4)}, BARS,
          "max_position: |0.0 + 0.5| = 0.5 > 0.4"),
         ("unpaid_fill", "ema_10_30", {"cash": 68_000.0}, GAPPED, ("insufficient balance: ", "buying_power: ")),
+        # a margin spot instrument: initial margin at the order, again at the (gapped) fill
+        ("margin", "ema_5_60_short", {"margin": True, "cash": 25_000.0}, BARS, "margin: "),
+        ("unmargined_fill", "ema_5_60_short", {"margin": True, "cash": 20_000.0}, GAPPED, "margin: "),
         ("drawdown_halt", "macd_default", {"risk": RiskConfig(max_drawdown_pct=3.0)}, BARS,
          "trading_state: HALTED denies every order"),
         ("drawdown_reduce", "macd_default", {"risk": RiskConfig(max_drawdown_pct=3.0, drawdown_action="reduce")},
@@ -320,6 +323,8 @@ def test_denied_orders_and_unpaid_fills_equal_the_event_tiers(
     canceled = [o for o in event.orders if o.status is OrderStatus.CANCELED]
     if case == "unpaid_fill":  # the gate's 2 % buffer passes the order, the gapped open then costs more
         assert canceled and all(o.venue_order_id and o.reason.startswith("insufficient") for o in canceled)
+    elif case == "unmargined_fill":  # checked at the close, the open 3 % higher needs more margin
+        assert canceled and all(o.venue_order_id and o.reason.startswith("margin: fill ") for o in canceled)
     else:
         assert not canceled and len(event.denials) == len(refused)
     if case == "first_check":

@@ -510,7 +510,7 @@ def test_a_drawdown_breaker_sees_every_bar_of_its_time(tmp_path: Path, path: str
     sources = hourly_sources(tmp_path / "c", [stepped_bars(closes, hour), stepped_bars(closes, hour)])
     ids = [src.instrument_id for src in sources]
     kernel = Kernel(
-        [make_instrument(symbol=iid.split(".")[0]) for iid in ids],
+        [make_instrument(symbol=iid.split(".")[0], leverage=3.0) for iid in ids],  # 20,000 of positions
         initial_cash=10_000.0,
         equity_interval_ns=hour,
         risk_config=RiskConfig(max_drawdown_pct=5.0),

@@ -27,8 +27,9 @@ from tradebus.execution.orders import OrderManager
 from tradebus.risk.config import RiskConfig
 from tradebus.risk.gate import RiskGate
 
-# Margin-enabled: these tests are about the limits, not about cash (tests/account covers buying power).
-INST = Instrument("BINANCE", "BTCUSDT", tick_size=0.5, lot_size=0.01, min_notional=10.0, margin=True)
+# Margin-enabled at 100x: these tests are about the limits, not about cash or margin (tests/account
+# covers buying power and margin).
+INST = Instrument("BINANCE", "BTCUSDT", tick_size=0.5, lot_size=0.01, min_notional=10.0, margin=True, leverage=100.0)
 IID = INST.instrument_id
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
 

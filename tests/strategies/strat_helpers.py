@@ -25,8 +25,10 @@ BTC_DAY_BINANCE = "BTCUSDT.BINANCE"
 
 def instrument(iid: str, **overrides: object) -> Instrument:
     symbol, _, venue = iid.partition(".")
+    # Margin at 3x: a strategy sized at its whole equity pays its fee, and a long/short book of
+    # twice the equity is allowed (tests/account covers the margin itself).
     values: dict[str, object] = {
-        "tick_size": 0.01, "lot_size": 1e-5, "taker_fee": 0.001, "maker_fee": 0.0005, "margin": True,
+        "tick_size": 0.01, "lot_size": 1e-5, "taker_fee": 0.001, "maker_fee": 0.0005, "margin": True, "leverage": 3.0,
     }
     values.update(overrides)
     return Instrument(venue, symbol, **values)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ class Account(Protocol):
     """Balances per asset and the buying-power rules of one kind of account.
 
     Implementations: :class:`~tradebus.account.spot.SpotCashAccount` (cash spot) and
-    :class:`~tradebus.account.margin.MarginAccount` (perpetuals), which answers from margin: its
+    :class:`~tradebus.account.margin.MarginAccount` (perpetuals, margin spot), which answers from margin: its
     :meth:`check_order` compares the initial margin of the order with the available balance,
     its :meth:`check_fill` is the venue's margin check at match time, and it adds marks,
     funding and liquidation of its own.

@@ -1,4 +1,4 @@
-"""Margin account for linear (USDT-margined) and inverse (coin-margined) perpetuals next to cash spot balances.
+"""Margin account for perpetuals (linear and inverse) and margin spot instruments next to cash spot balances.
 
 Wallet
     Balances per asset as in :class:`~tradebus.account.spot.SpotCashAccount` (spot fills
@@ -15,6 +15,17 @@ Inverse contracts (``Instrument.inverse``)
     contract_size / exit)`` (``s`` +1 long, -1 short) and the unrealised PnL is ``s * (V -
     |q| * contract_size / mark)``. A fill's ``fee`` is taken as given, in the base asset.
 
+Margin spot instruments (``Instrument.margin``)
+    Booked in the wallet as cash spot (a buy pays its notional, a sell receives it; a base
+    balance below zero is a short, a quote balance below zero a loan), but margined like a
+    linear perpetual settling in the quote asset and always cross: the position's *value*
+    ``quantity * contract_size * mark`` counts in the cross balance (so the wallet plus the
+    value is the cash put in plus the position's PnL, as a perpetual's wallet plus unrealised
+    PnL), its initial margin is ``N / leverage`` and its orders are checked as below. So at
+    ``leverage: 1`` a long may spend the available balance and a short may sell as much again;
+    ``leverage: 3`` borrows up to three times it. They are not liquidated, and borrowing
+    charges no interest. Initial holdings of a base asset are not collateral.
+
 Marks
     Unrealised PnL and margin are valued at each position's ``last_price``, which the
     portfolio sets from ``MarkPrice`` messages once an instrument has one, else from the last
@@ -27,13 +38,16 @@ Margin (amounts in the settle asset; ``N = |quantity| * contract_size * mark``)
     - maintenance margin ``Instrument.maintenance_margin(N)`` (tiered: ``rate * N - amount``);
     - isolated positions hold their own margin: ``entry notional / leverage`` set aside when
       the position opens or grows, released pro rata as it shrinks;
-    - **available** (cross) ``= wallet - isolated margins + unrealised of cross positions -
-      initial margin of cross positions - initial margin of working orders``.
+    - **available** (cross) ``= wallet - isolated margins + unrealised of cross positions
+      (value of margin spot positions) - initial margin of cross positions - initial margin
+      of working orders``.
 
 Checks
     :meth:`MarginAccount.check_order` (risk gate) and :meth:`MarginAccount.check_fill` (venue
     at match time) deny an order whose initial margin plus taker fee exceeds the available
-    balance, or whose resulting position's notional falls in a tier whose ``max_leverage``
+    balance (an order that reverses the position counts the margin the close releases: a
+    cross position's initial margin, an isolated one's margin plus its unrealised PnL; only
+    the part beyond the position needs margin), or whose resulting position's notional falls in a tier whose ``max_leverage``
     is below the instrument's leverage; the reason starts with ``"margin: "``.
 
 Liquidation
@@ -54,7 +68,7 @@ from tradebus.account.spot import SpotCashAccount, asset_names
 from tradebus.engine.instrument import Instrument, MarginMode
 from tradebus.engine.messages import OrderFilled, OrderType, SubmitOrder
 
-__all__ = ["MarginAccount", "PositionLike"]
+__all__ = ["MarginAccount", "PositionLike", "margin_reason"]
 
 _NAN = math.nan
 _LIMIT = OrderType.LIMIT
@@ -71,7 +85,7 @@ class PositionLike(Protocol):
 
 
 class MarginAccount:
-    """Wallet, margin and liquidation of perpetuals; spot as a cash account (module docstring).
+    """Wallet, margin and liquidation of perpetuals, margin of margin spot, cash spot as a cash account (module docstring).
 
     Parameters
     ----------
@@ -93,7 +107,10 @@ class MarginAccount:
         self._spot = SpotCashAccount(instruments, balances)
         self._positions = positions
         self._perps = {iid: inst for iid, inst in instruments.items() if inst.is_perpetual}
-        self._settle = {iid: asset_names(inst)[0 if inst.inverse else 1] for iid, inst in self._perps.items()}
+        # Perpetuals and margin spot instruments: the positions margin is held for.
+        self._margined = {iid: inst for iid, inst in instruments.items() if not inst.cash_only}
+        self._spot_margin = frozenset(iid for iid, inst in self._margined.items() if not inst.is_perpetual)
+        self._settle = {iid: asset_names(inst)[0 if inst.inverse else 1] for iid, inst in self._margined.items()}
         self._isolated: dict[str, float] = dict.fromkeys(self._perps, 0.0)
         # Entry value (base asset) of each inverse position: sum of q_i * contract_size / p_i.
         self._entry_value: dict[str, float] = {iid: 0.0 for iid, inst in self._perps.items() if inst.inverse}
@@ -107,6 +124,11 @@ class MarginAccount:
         """Use ``working()`` as the open orders (``count()`` of them) and ``price(instrument_id)`` as last prices."""
         self._spot.bind(working, price, count)
         self._working, self._price, self._count = working, price, count
+
+    @property
+    def margined(self) -> Mapping[str, Instrument]:
+        """``instrument_id -> Instrument`` of the perpetuals and margin spot instruments (those margin is held for)."""
+        return self._margined
 
     # ------------------------------------------------------------------ updates
 
@@ -165,16 +187,16 @@ class MarginAccount:
         return q * inst.contract_size * (mark - pos.avg_price)
 
     def position_notional(self, instrument_id: str) -> float:
-        """``|quantity| * contract_size * mark`` (inverse: ``/ mark``) of a perpetual position (0 when flat or unpriced)."""
+        """``|quantity| * contract_size * mark`` (inverse: ``/ mark``) of a margined position (0 when flat or unpriced)."""
         pos = self._positions[instrument_id]
         if pos.quantity == 0.0 or pos.last_price != pos.last_price:
             return 0.0
-        return abs(pos.quantity) * _unit(self._perps[instrument_id], pos.last_price)
+        return abs(pos.quantity) * _unit(self._margined[instrument_id], pos.last_price)
 
     def initial_margin(self, asset: str | None = None) -> float:
-        """Initial margin of the open perpetual positions (settling in ``asset``; all when ``None``)."""
+        """Initial margin of the open margined positions (settling in ``asset``; all when ``None``)."""
         total = 0.0
-        for iid, inst in self._perps.items():
+        for iid, inst in self._margined.items():
             if asset is None or self._settle[iid] == asset:
                 if inst.margin_mode == MarginMode.ISOLATED:
                     total += self._isolated[iid]
@@ -191,12 +213,17 @@ class MarginAccount:
         return total
 
     def cross_balance(self, asset: str) -> float:
-        """``wallet - isolated margins + unrealised of cross positions`` of a settle asset."""
+        """``wallet - isolated margins + unrealised of cross perpetuals + value of margin spot positions`` of a settle asset."""
         total = self._spot.balance(asset)
-        for iid, inst in self._perps.items():
+        spot = self._spot_margin
+        for iid, inst in self._margined.items():
             if self._settle[iid] != asset:
                 continue
-            if inst.margin_mode == MarginMode.ISOLATED:
+            if iid in spot:
+                pos = self._positions[iid]
+                if pos.quantity != 0.0 and pos.last_price == pos.last_price:
+                    total += pos.quantity * inst.contract_size * pos.last_price
+            elif inst.margin_mode == MarginMode.ISOLATED:
                 total -= self._isolated[iid]
             else:
                 total += self.unrealized(iid)
@@ -205,7 +232,7 @@ class MarginAccount:
     def available(self, asset: str, exclude: str = "") -> float:
         """What new positions in ``asset`` may use (module docstring), ignoring working order ``exclude``."""
         total = self.cross_balance(asset)
-        for iid, inst in self._perps.items():
+        for iid, inst in self._margined.items():
             if self._settle[iid] == asset and inst.margin_mode == MarginMode.CROSS:
                 total -= self.position_notional(iid) / inst.leverage
         if self._count():
@@ -237,10 +264,11 @@ class MarginAccount:
         return out
 
     def breached(self, instrument_id: str) -> bool:
-        """Whether the position is below maintenance margin, when it is the only perpetual of the run.
+        """Whether the position is below maintenance margin, when it is the only margined instrument of the run.
 
-        The condition of :meth:`liquidations` for a run with one perpetual (no other position
-        shares its cross balance or holds isolated margin), computed without the loops.
+        The condition of :meth:`liquidations` for a run with one perpetual and no margin spot
+        instrument (no other position shares its cross balance or holds isolated margin),
+        computed without the loops.
         """
         pos = self._positions[instrument_id]
         q, mark = pos.quantity, pos.last_price
@@ -295,8 +323,8 @@ class MarginAccount:
     # ------------------------------------------------------------------- checks
 
     def check_order(self, cmd: SubmitOrder, price: float) -> str | None:
-        """Why ``cmd`` cannot be covered (spot: balances; perpetual: margin), or ``None``."""
-        inst = self._perps.get(cmd.instrument_id)
+        """Why ``cmd`` cannot be covered (cash spot: balances; perpetual or margin spot: margin), or ``None``."""
+        inst = self._margined.get(cmd.instrument_id)
         if inst is None:
             return self._spot.check_order(cmd, price)
         px = _order_price(cmd.order_type, cmd.price, cmd.trigger_price, price)
@@ -307,7 +335,7 @@ class MarginAccount:
 
     def check_fill(self, order: Any, quantity: float, price: float, fee: float) -> str | None:
         """Why the venue cannot fill ``quantity`` of ``order`` at ``price`` now, or ``None``."""
-        inst = self._perps.get(order.instrument_id)
+        inst = self._margined.get(order.instrument_id)
         if inst is None:
             return self._spot.check_fill(order, quantity, price, fee)
         if getattr(order, "reduce_only", False):
@@ -349,19 +377,22 @@ class MarginAccount:
         cost = quantity * unit * max(inst.taker_fee, inst.maker_fee, 0.0) if fee is None else fee
         need = opening * unit / inst.leverage + cost
         available = self.available(asset, exclude)
+        if opening < abs(signed):  # a reversal closes the position first, which releases its margin
+            if inst.margin_mode == MarginMode.ISOLATED:
+                available += self._isolated[iid] + self.unrealized(iid)
+            else:
+                available += self.position_notional(iid) / inst.leverage
         if need > available:
-            return (
-                f"margin: {what} {quantity} {iid} needs initial margin and fee {need:.10g} {asset} > available "
-                f"{available:.10g} {asset} (wallet {self._spot.balance(asset):.10g}, position margin "
-                f"{self.initial_margin(asset):.10g})"
+            return margin_reason(
+                what, quantity, iid, need, asset, available, self._spot.balance(asset), self.initial_margin(asset)
             )
         return None
 
     def _orders_margin(self, asset: str, exclude: str) -> float:
-        """Initial margin of the working perpetual orders settling in ``asset`` (except ``exclude``)."""
+        """Initial margin of the working orders of margined instruments settling in ``asset`` (except ``exclude``)."""
         total = 0.0
         for order in self._working():
-            inst = self._perps.get(order.instrument_id)
+            inst = self._margined.get(order.instrument_id)
             if inst is None or order.client_order_id == exclude or self._settle[order.instrument_id] != asset:
                 continue
             if order.reduce_only or order.leaves_qty <= 0.0:
@@ -393,6 +424,16 @@ class MarginAccount:
     def balances(self) -> dict[str, float]:
         """``asset -> wallet balance`` in the order the instruments name the assets."""
         return self._spot.balances()
+
+
+def margin_reason(
+    what: str, quantity: float, iid: str, need: float, asset: str, available: float, wallet: float, margin: float
+) -> str:
+    """The denial of an order (``what``: its side, or ``"fill"``) whose initial margin and fee exceed the available balance."""
+    return (
+        f"margin: {what} {quantity} {iid} needs initial margin and fee {need:.10g} {asset} > available "
+        f"{available:.10g} {asset} (wallet {wallet:.10g}, position margin {margin:.10g})"
+    )
 
 
 def _unit(inst: Instrument, price: float) -> float:

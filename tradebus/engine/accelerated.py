@@ -34,8 +34,8 @@ Breakers
     within a run.
 
 What it refuses (:func:`unsupported`, checked before the run)
-    Several strategies or instruments, perpetuals, fee tiers, latency, a venue that does not fill
-    on bars, ``max_open_orders: 0``, initial holdings, trade bars, history
+    Several strategies or instruments, perpetuals, fee or margin tiers, latency, a venue that does
+    not fill on bars, ``max_open_orders: 0``, initial holdings, trade bars, history
     windows, contingent orders, data other than bars. During the run, an order below the
     instrument's minimum quantity or off its lot grid stops it with
     :class:`AcceleratedUnsupported` (the instrument words that reason): the event tier handles it
@@ -43,11 +43,12 @@ What it refuses (:func:`unsupported`, checked before the run)
 
 Denials and unpaid fills
     An order the risk gate or the account would deny (the trading state, minimum notional, buying
-    power, ``max_order_quantity``, ``max_order_notional``, ``max_position``,
-    ``max_gross_exposure``, the order rate, in the gate's order) is denied in the loop, and a fill
-    the balance cannot pay cancels its order, as the venue does: :func:`collect` words their
-    reasons with the gate's and the account's own functions, so the denials, statuses, reasons and
-    ids equal the event tier's.
+    power or a margin spot instrument's initial margin, ``max_order_quantity``,
+    ``max_order_notional``, ``max_position``, ``max_gross_exposure``, the order rate, in the
+    gate's order) is denied in the loop, and a fill the balance (or the margin) cannot pay
+    cancels its order, as the venue does: :func:`collect` words their reasons with the gate's
+    and the account's own functions, so the denials, statuses, reasons and ids equal the event
+    tier's.
 
 No lookahead
     Row ``i``'s features and decision use bars ``<= i`` only; the order fills on bar ``i + 1``.
@@ -69,8 +70,10 @@ from typing import Any
 
 import numpy as np
 
+from tradebus.account.margin import margin_reason
 from tradebus.account.spot import asset_names, buying_power_reason, insufficient_balance_reason
 from tradebus.engine.batch import rare_gc
+from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import EquitySample, FillRecord, Kernel, ReplayLike, RunResult
 from tradebus.engine.messages import Liquidity, OrderDenied, OrderSide, OrderStatus, OrderType
 from tradebus.errors import TradebusError
@@ -113,8 +116,8 @@ _OK, _FULL, _INVALID, _UNORDERED = 0, 1, 2, 3
 (_QTY, _LONG_ONLY, _ON_CHANGE, _LOT, _LOT_M, _LOT_SCALE, _TICK, _TICK_M, _TICK_SCALE, _MIN_QTY, _CFG_MIN_NOTIONAL,
  _CS, _TAKER, _SLIP, _BPS, _IMPACT, _EXPONENT, _K, _MAX_BPS, _CASH_ONLY, _BUFFER, _FEE_HOLD, _MAX_ORDER_QTY,
  _CFG_MAX_NOTIONAL, _CFG_MAX_POSITION, _CASH, _QUOTE, _BASE, _FLAT_EPS, _DRAWDOWN, _DRAWDOWN_ACTION, _DAILY_LOSS,
- _DAILY_LOSS_ACTION, _GROSS, _STREAK, _STREAK_ACTION) = range(36)  # fmt: skip
-_N_CFG = 36
+ _DAILY_LOSS_ACTION, _GROSS, _STREAK, _STREAK_ACTION, _LEVERAGE) = range(37)  # fmt: skip
+_N_CFG = 37
 # Trading states of the loop's breakers (the gate's is the most severe).
 _ACTIVE_STATE, _REDUCING_STATE, _HALTED_STATE = 0.0, 1.0, 2.0
 _SLIP_MODELS = {"fixed": 0.0, "volume": 1.0, "volatility": 2.0}
@@ -142,6 +145,26 @@ def _equity(cash, pos, cs, last):
     if pos != 0.0:
         return cash + pos * cs * last
     return cash
+
+
+@njit(cache=True, error_model="numpy", _nrt=False, inline="always")
+def _short_of_margin(pos, signed, unit, leverage, cost, quote, cs, mark):
+    # MarginAccount._margin_check of a margin spot instrument alone in the account, no other
+    # order working: the opening part's initial margin plus the fee against the available balance.
+    if pos == 0.0 or (pos > 0.0) == (signed > 0.0):
+        opening = abs(signed)
+    else:
+        opening = max(0.0, abs(signed) - abs(pos))
+    if opening <= 0.0:
+        return False
+    available = quote
+    if pos != 0.0:
+        available += pos * cs * mark
+        margin = abs(pos) * (cs * mark) / leverage
+        available -= margin
+        if opening < abs(signed):  # a reversal releases the position's margin
+            available += margin
+    return opening * unit / leverage + cost > available
 
 
 @njit(cache=True, error_model="numpy", _nrt=False, inline="always")
@@ -185,6 +208,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
     taker = cfg[12]
     slip_model = cfg[13]
     cash_only = cfg[19] != 0.0
+    leverage = cfg[36]
     cash = cfg[25]
     quote = cfg[26]
     base = cfg[27]
@@ -271,6 +295,10 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
             if cash_only and (qty * px + fee > quote if side > 0 else qty > base):
                 ord_i[j, 3] = {unpaid}
                 ord_f[j, 6] = quote if side > 0 else base
+            elif not cash_only and _short_of_margin(pos, qty if side > 0 else -qty, cs * px, leverage, fee, quote, cs,
+                                                    last):
+                ord_i[j, 3] = {unpaid}
+                ord_f[j, 6] = quote
             else:
                 n_fills += 1
                 signed = qty if side > 0 else -qty
@@ -337,7 +365,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                     if n_orders >= cap_orders:
                         return {full}, n_orders, n_fills, n_samples, i
                     code = 0
-                    seen = quote if buy else base  # the figure the denying check saw (the balance by default)
+                    seen = quote if buy or not cash_only else base  # the figure the denying check saw (a balance)
                     if breaker:  # RiskGate.check evaluates the breakers first, then the trading state
                         peak, dd, day, start, dl, gx = _breakers(
                             cash, pos, cs, last, t, peak, dd, day, start, dl, gx, dd_fall, dd_action, dl_fall,
@@ -353,6 +381,10 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                     elif cfg[10] > 0.0 and size * cs * last < cfg[10] - 1e-12:
                         code = {min_notional}
                     elif cash_only and (size * (last * cfg[20]) * (1.0 + cfg[21]) > quote if buy else size > base):
+                        code = {buying_power}
+                    elif not cash_only and last == last and _short_of_margin(
+                        pos, signed, cs * last, leverage, size * (cs * last) * cfg[21], quote, cs, last
+                    ):
                         code = {buying_power}
                     elif size > cfg[22]:
                         code = {max_quantity}
@@ -491,6 +523,8 @@ def unsupported(kernel: Kernel) -> str | None:
         return f"{iid} has fee tiers"
     if instrument.is_perpetual or kernel.perpetuals is not None:
         return f"{iid} is a perpetual (margin, funding, liquidation)"
+    if instrument.margin_tiers:
+        return f"{iid} has margin tiers"
     risk = kernel.risk_config
     if risk.max_open_orders == 0:
         return "risk.max_open_orders is 0"
@@ -527,6 +561,7 @@ def _config_vector(kernel: Kernel, signal: SignalKernel) -> np.ndarray:
     cfg[_CASH_ONLY] = float(inst.cash_only)
     cfg[_BUFFER] = account._buffer if inst.cash_only else 1.0  # type: ignore[attr-defined]  # noqa: SLF001
     cfg[_FEE_HOLD] = max(inst.maker_fee, inst.taker_fee, 0.0)
+    cfg[_LEVERAGE] = inst.leverage
     for index, limit in ((_MAX_ORDER_QTY, risk.max_order_quantity), (_CFG_MAX_NOTIONAL, risk.max_order_notional),
                          (_CFG_MAX_POSITION, risk.max_position)):  # fmt: skip
         cfg[index] = math.nan if limit is None else limit
@@ -617,7 +652,7 @@ class AcceleratedRun:
         order rate), or ``6``: canceled at its fill bar, whose cost the balance could not pay.
     order_values
         Per order ``(quantity, signal result, fill price, fee, last price, position, balance)``: the
-        last three as the checks saw them (the balance: quote asset of a buy, base asset of a sell;
+        last three as the checks saw them (the balance: quote asset of a buy, base asset of a cash-only sell;
         at the fill for a canceled order; the equity for a ``max_gross_exposure`` denial).
     fills
         How many orders filled (the orders sent, less the canceled ones and one still working at the end).
@@ -812,6 +847,10 @@ def _denial(kernel: Kernel, iid: str, buy: bool, code: int, values: list[float],
         return min_notional_reason(qty * inst.contract_size * last, inst.min_notional)
     if code == _BUYING_POWER:
         base, quote = asset_names(inst)
+        if not inst.cash_only:
+            cost = qty * (inst.contract_size * last) * cfg[_FEE_HOLD]
+            return _margin_denial(inst, iid, "BUY" if buy else "SELL", qty if buy else -qty, last, cost, pos, last,
+                                  balance)  # fmt: skip
         if not buy:
             return buying_power_reason(False, qty, iid, qty, base, balance, 0.0)
         need = qty * (last * cfg[_BUFFER]) * (1.0 + cfg[_FEE_HOLD])
@@ -827,7 +866,26 @@ def _denial(kernel: Kernel, iid: str, buy: bool, code: int, values: list[float],
 def _unpaid(kernel: Kernel, iid: str, buy: bool, values: list[float]) -> str:
     """The reason the account gives for refusing the fill of a canceled order (see :func:`simulate`)."""
     qty, px, fee, balance = values[0], values[2], values[3], values[6]
-    base, quote = asset_names(kernel.instruments[iid])
+    inst = kernel.instruments[iid]
+    if not inst.cash_only:
+        return _margin_denial(inst, iid, "fill", qty if buy else -qty, px, fee, values[5], values[4], balance)
+    base, quote = asset_names(inst)
     if buy:
         return insufficient_balance_reason(qty * px + fee, quote, qty, px, balance, 0.0)
     return insufficient_balance_reason(qty, base, qty, px, balance, 0.0)
+
+
+def _margin_denial(
+    inst: Instrument, iid: str, what: str, signed: float, price: float, cost: float, pos: float, mark: float,
+    wallet: float,
+) -> str:  # fmt: skip
+    """:meth:`MarginAccount._margin_check`'s reason, from the figures the loop's ``_short_of_margin`` saw."""
+    qty = abs(signed)
+    opening = qty if pos == 0.0 or (pos > 0.0) == (signed > 0.0) else max(0.0, qty - abs(pos))
+    margin = abs(pos) * (inst.contract_size * mark) / inst.leverage if pos != 0.0 else 0.0
+    available = wallet + pos * inst.contract_size * mark - margin if pos != 0.0 else wallet
+    if pos != 0.0 and opening < qty:
+        available += margin
+    need = opening * (inst.contract_size * price) / inst.leverage + cost
+    _, quote = asset_names(inst)
+    return margin_reason(what, qty, iid, need, quote, available, wallet, margin)

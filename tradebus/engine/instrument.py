@@ -71,17 +71,20 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         Smallest order quantity (defaults to one lot).
     margin
         The account trades this instrument on margin: it may be sold short and bought beyond
-        the cash held (spot margin). Perpetuals are always margin-traded. A spot instrument
-        without it is cash-only: buys need the quote asset, sells need the base asset held.
+        the cash held (spot margin), within the initial margin ``notional / leverage`` of
+        :class:`~tradebus.account.margin.MarginAccount`. Perpetuals are always margin-traded. A
+        spot instrument without it is cash-only: buys need the quote asset, sells need the base
+        asset held.
     contract_size
         Base units per unit of quantity (OKX ``ctVal``: BTC-USDT-SWAP trades contracts of
         0.01 BTC; 1 for spot and for Binance/Bybit linear perpetuals, which trade in coins).
         Notional and PnL are ``quantity * contract_size * price``.
     leverage
-        Leverage the account uses for this perpetual: initial margin is ``notional / leverage``.
+        Leverage the account uses for this perpetual or margin spot instrument: initial margin
+        is ``notional / leverage``. A cash-only instrument has none (1).
     margin_mode
         :class:`MarginMode` of a perpetual's position (cross: the wallet backs every position;
-        isolated: only the margin set aside when it opened).
+        isolated: only the margin set aside when it opened). Margin spot is cross.
     maintenance_rate
         Maintenance margin rate of a perpetual without ``margin_tiers`` (0.005 = 0.5 %).
     margin_tiers
@@ -144,6 +147,13 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
             raise OrderError(f"{where}: fee_tiers must have strictly ascending min_volume")
         if self.inverse and self.kind != InstrumentKind.PERPETUAL:
             raise OrderError(f"{where}: inverse applies to perpetuals, not {self.kind}")
+        if self.margin_mode != MarginMode.CROSS and self.kind != InstrumentKind.PERPETUAL:
+            raise OrderError(f"{where}: margin_mode {self.margin_mode} applies to perpetuals; margin spot is cross")
+        if self.leverage != 1.0 and self.cash_only:
+            raise OrderError(
+                f"{where}: leverage {self.leverage:g} applies to perpetuals and margin spot; this spot instrument "
+                "is cash-only (set margin: true to trade it on margin)"
+            )
         if self.margin_tiers and self.leverage > self.margin_tiers[0].max_leverage:
             raise OrderError(
                 f"{where}: leverage {self.leverage} exceeds the first margin tier's max_leverage "

@@ -120,7 +120,8 @@ class Perpetuals:
         self.watching = False
         self.open = False
         self._positions = {iid: portfolio.position_state(iid) for iid in self.instruments}
-        self._single = next(iter(self.instruments)) if len(self.instruments) == 1 else None
+        alone = len(self.instruments) == 1 and self.account is not None and len(self.account.margined) == 1
+        self._single = next(iter(self.instruments)) if alone else None
 
     # ------------------------------------------------------------------ messages
 

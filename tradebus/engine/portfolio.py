@@ -21,7 +21,7 @@ a fill's price stands in for it. Once an instrument gets a venue mark price
 
 Balances per asset and buying power are the account's (:attr:`Portfolio.account`, a
 :class:`~tradebus.account.SpotCashAccount`, or a :class:`~tradebus.account.MarginAccount`
-when any instrument is a perpetual); every fill booked here is booked there too.
+when any instrument is a perpetual or margin spot); every fill booked here is booked there too.
 Equity is in the *reporting currency*, the quote asset of the first instrument:
 
 - ``cash`` is the sum of the quote-asset balances (every asset that is a quote asset and no
@@ -140,7 +140,7 @@ class Portfolio:
         }
         self.account: Account = (
             MarginAccount(instruments, start, self._positions)
-            if any(inst.is_perpetual for inst in instruments.values())
+            if not all(inst.cash_only for inst in instruments.values())
             else SpotCashAccount(instruments, start)
         )
         bases = {base for base, _ in names}
