@@ -202,6 +202,25 @@ def test_start_and_end_restrict_the_replayed_range(workdir: Path) -> None:
     assert metrics["bars"] == 28 * 6
 
 
+def test_a_window_outside_the_data_is_an_error_naming_where_the_data_lies(workdir: Path) -> None:
+    """It ran with no data, wrote zeros and exited 0: a mistyped year looked like a flat strategy.
+    The fixture's bars open from 2022-01-01 00:00 to 2022-07-19 20:00 (4h): received at their closes."""
+    config = make_config()
+    config["data"]["start"] = "2030-01-01"
+    config["data"]["end"] = "2030-02-01"
+    result = invoke("backtest", str(write_config(workdir, config)), "--out", str(workdir / "out"))
+    assert result.exit_code == 3
+    assert (
+        "data: no source has a row between data.start 2030-01-01T00:00:00Z and data.end 2030-02-01T00:00:00Z "
+        f"(exclusive): BTC-USD.COINBASE ({workdir / 'bars.csv'}) spans 2022-01-01T04:00:00Z to 2022-07-20T00:00:00Z"
+    ) in " ".join(result.output.split())
+    assert leftovers(workdir, "out") == []
+    del config["data"]["start"]
+    config["data"]["end"] = "2021-06-01"
+    result = invoke("backtest", str(write_config(workdir, config)), "--out", str(workdir / "out"))
+    assert result.exit_code == 3 and "no source has a row before data.end 2021-06-01T00:00:00Z" in result.output
+
+
 # ----------------------------------------------------------------------------- bad config
 
 

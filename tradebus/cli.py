@@ -51,6 +51,7 @@ from tradebus.errors import ConfigError, DataError, FeatureError, TradebusError
 from tradebus.reports.cli import report
 from tradebus.node.cli import live, live_kill, live_resume
 from tradebus.ops.logs import setup_logging
+from tradebus.reports.metrics import format_ns
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
 from tradebus.research.cli import research_app
@@ -248,10 +249,29 @@ def run_backtest(
     except (ConfigError, DataError) as exc:
         raise type(exc)(f"{config_path}: {exc}") from None
     rows = replay.validate()
+    if rows == 0:
+        raise DataError(f"{config_path}: {_empty_window(config, replay)}")
     on_batch = on_batch_factory(rows) if on_batch_factory is not None else None
     result = kernel.run(replay, on_batch=on_batch)
     metrics = write_outputs(run_dir, result, kernel.instruments, dump_config(config))
     return result, metrics, out
+
+
+def _empty_window(config: RunConfig, replay: Replay) -> str:
+    """Why a backtest has nothing to run: its window and where each source's data lies."""
+    start, end = format_ns(config.data.start_ns), format_ns(config.data.end_ns)
+    if start and end:
+        window = f" between data.start {start} and data.end {end} (exclusive)"
+    elif start or end:
+        window = f" from data.start {start}" if start else f" before data.end {end}"
+    else:
+        window = ""
+    spans = []
+    for src in replay.sources:
+        span = src.span()
+        where = "holds no rows" if span is None else f"spans {format_ns(span[0])} to {format_ns(span[1])}"
+        spans.append(f"{src.instrument_id} ({src.describe()}) {where}")
+    return f"data: no source has a row{window}: " + "; ".join(spans)
 
 
 class LazyProgress:

@@ -160,6 +160,17 @@ class ReplaySource:
             return str(self.path)
         return f"{self.catalog_root}/{self.venue}/{self.market}/{self.symbol}/{self.dataset}"
 
+    def span(self) -> tuple[int, int] | None:
+        """First and last ``ts_init`` of the whole source, whatever a replay's window (``None``: no rows).
+
+        A catalog dataset answers from its manifest; a file is read.
+        """
+        if self.catalog_root is not None:
+            manifest = Catalog(self.catalog_root).manifest(self.venue, self.market, self.symbol, self.dataset)
+            return (manifest.start_ns, manifest.end_ns) if manifest.rows else None
+        bounds = [(int(b.ts_init[0]), int(b.ts_init[-1])) for b in Replay([self]).batches() if len(b)]
+        return (min(b[0] for b in bounds), max(b[1] for b in bounds)) if bounds else None
+
 
 class ReplayBatch:
     """A run of consecutive rows of ONE source, in replay order.
