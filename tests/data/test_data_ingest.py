@@ -122,9 +122,29 @@ def test_read_bars_time_is_close_overrides_the_default(tmp_path: Path) -> None:
     assert table.column("ts_event")[0].as_py() == T0_NS
 
 
-def test_read_bars_given_interval_is_used_for_the_close_time() -> None:
-    table = read_bars(fixture("bars_valid.csv"), interval="30m")
-    assert table.column("ts_event")[0].as_py() == T0_NS + HOUR_NS // 2
+def _sparse_hourly(tmp_path: Path) -> Path:
+    """1h bars opening at hours 0, 1, 3, 5, 7: the most common spacing is 2h."""
+    rows = [f"{(T0_NS + h * HOUR_NS) // 1_000_000},100.0,101.0,99.0,100.5,1.0" for h in (0, 1, 3, 5, 7)]
+    path = tmp_path / "sparse.csv"
+    path.write_text("timestamp,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_read_bars_given_interval_is_used_for_the_close_time(tmp_path: Path) -> None:
+    path = _sparse_hourly(tmp_path)
+    with pytest.raises(DataError, match="shorter than the interval 2h"):
+        read_bars(path)  # detected: the most common spacing
+    table = read_bars(path, interval="1h")
+    assert table.column("ts_event").to_pylist() == [T0_NS + h * HOUR_NS for h in (1, 2, 4, 6, 8)]
+
+
+def test_a_given_interval_shorter_than_every_spacing_is_refused() -> None:
+    """1h bars read as 30m bars were stamped at open + 30m, half an hour before they closed (lookahead)."""
+    with pytest.raises(DataError, match=(
+        r"bars_valid.csv: the interval given is 30m, but no two consecutive bars of the first 20 are 30m apart "
+        r"\(timestamp: the closest 1h, most 1h\): .* give the interval 1h or leave it out"
+    )):
+        read_bars(fixture("bars_valid.csv"), interval="30m")
 
 
 def test_read_bars_iso_dates_match_unix_ms() -> None:

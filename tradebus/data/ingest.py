@@ -689,6 +689,8 @@ class BarStream:
                 raise DataError(f"{frame.name}: cannot detect the bar interval from a single bar; pass interval=")
             self.interval_ns = detect_interval(ts)
             self.interval_detected = True
+        elif not self.interval_detected and self.prev_ts is None and ts.size > 2:
+            _check_given_interval(frame, ts, self.interval_ns, self.display_ts)
         full = ts if self.prev_ts is None else np.concatenate(([self.prev_ts], ts))
         short = _first(np.diff(full) < self.interval_ns)
         if short is not None:
@@ -742,6 +744,25 @@ class BarStream:
         self.dropped += int(dup.size)
         kept_frame = Frame(frame.name, {}, rows=frame.row_numbers()[keep])
         return ts[keep], {n: a[keep] for n, a in cols.items()}, kept_frame
+
+
+def _check_given_interval(frame: Frame, ts: np.ndarray, interval_ns: int, ts_name: str) -> None:
+    """Refuse a given interval that no two consecutive bars of the first chunk are apart.
+
+    Bars of 4h read as 1h would be stamped at open + 1h: their closes three hours before the
+    bars closed, which is lookahead, and every bar would count as a gap of three missing ones.
+    """
+    steps = np.diff(ts)
+    steps = steps[steps > 0]
+    if steps.size >= 2 and int(steps.min()) > interval_ns:
+        spacing = format_interval(detect_interval(ts))
+        given = format_interval(interval_ns)
+        raise DataError(
+            f"{frame.name}: the interval given is {given}, but no two consecutive bars of the first {ts.size} are "
+            f"{given} apart ({ts_name}: the closest {format_interval(int(steps.min()))}, most {spacing}): read as "
+            f"{given} bars, {spacing} bars would be stamped before they closed and counted as gaps; give the "
+            f"interval {spacing} or leave it out to detect it"
+        )
 
 
 def _reverse_if_descending(frame: Frame, ts: np.ndarray, columns: dict[str, np.ndarray]) -> np.ndarray:
