@@ -6,7 +6,8 @@ Usage::
 
 Both sides replay the same Binance spot BTCUSDT capture (trades and bookTicker) from a
 :class:`~tradebus.adapters.common.local_server.LocalVenueServer`, with the strategy of
-``bench/market_data_latency.py`` (``Flipper``: one market order per trade):
+``bench/market_data_latency.py`` (``Flipper``: one market order per trade; long/short on the
+paper side, long/flat on the live side, whose spot account is cash-only):
 
 * reference: the paper daemon (:class:`~tradebus.node.daemon.PaperNode`), ``tick_to_accept``
   = receive time of the trade -> ``OrderAccepted`` of the simulated venue;
@@ -63,12 +64,17 @@ from tradebus.node.live import ApiKeys, LiveNode, parse_live_config  # noqa: E40
 IID = "BTCUSDT.BINANCE"
 KEY, SECRET = "bench-key", "bench-secret"
 INSTRUMENT = {"venue": "BINANCE", "symbol": "BTCUSDT", "base": "BTC", "quote": "USDT", "tick_size": 0.01,
-              "lot_size": 1e-5, "taker_fee": 0.001, "maker_fee": 0.001, "margin": True}  # Flipper goes short
+              "lot_size": 1e-5, "taker_fee": 0.001, "maker_fee": 0.001}
+# A live spot account is cash-only (the spot API neither borrows nor sells short): the strategy flips
+# between long and flat, and the account holds coins, so that a sell decided while the buy before
+# it is in flight is covered (one order per trade, as on the paper side).
+STRATEGY = {"name": "market_data_latency:Flipper", "instruments": [IID], "params": {"low": 0.0}}
+BALANCES = {"USDT": 100_000.0, "BTC": 1.0}
 
 
 def _instruments() -> dict[str, Any]:
     probe = parse_live_config({"instruments": [INSTRUMENT],
-                               "strategy": {"name": "market_data_latency:Flipper", "instruments": [IID]},
+                               "strategy": STRATEGY,
                                "feeds": [{"venue": "binance", "market": "spot", "subscriptions": {IID: ["trade"]}}]})
     return probe.instrument_map()
 
@@ -82,7 +88,7 @@ async def _servers(copies: int, speed: float | None, live: bool) -> Any:
         protocol: BinanceProtocol = BinanceProtocol(None)
         endpoints: dict[str, str] = {}
         if live:
-            emulator = await stack.enter_async_context(BinancePrivateEmulator(KEY, SECRET, _instruments(), {"USDT": 100_000.0}))
+            emulator = await stack.enter_async_context(BinancePrivateEmulator(KEY, SECRET, _instruments(), BALANCES))
             protocol = MatchingProtocol(None, account=emulator, instrument_ids={"btcusdt": IID})
             endpoints = {"rest_url": emulator.rest_url, "ws_api_url": emulator.ws_api_url}
         srv = await stack.enter_async_context(LocalVenueServer(protocol, data, speed=speed, lifetime=3600.0))
@@ -143,7 +149,8 @@ async def live_run(copies: int, speed: float | None, same_process: bool = False)
             config = parse_live_config(
                 {
                     "instruments": [INSTRUMENT],
-                    "strategy": {"name": "market_data_latency:Flipper", "instruments": [IID]},
+                    "strategy": STRATEGY,
+                    "balances": BALANCES,
                     "venue": {"fill_on": "trades"},
                     "feeds": [{"venue": "binance", "market": "spot", "ws_url": endpoints["ws_url"],
                                "subscriptions": {IID: ["trade", "bookTicker"]}}],

@@ -66,6 +66,7 @@ from loguru import logger  # noqa: E402
 from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture  # noqa: E402
 from tradebus.adapters.common.local_server import LocalVenueServer  # noqa: E402
 from tradebus.adapters.common.recorder import iter_hftbacktest  # noqa: E402
+from tradebus.config.base import StrictModel  # noqa: E402
 from tradebus.engine.messages import OrderAccepted, OrderSubmitted, Trade  # noqa: E402
 from tradebus.node.daemon import PaperNode  # noqa: E402
 from tradebus.node.config import parse_paper_config  # noqa: E402
@@ -80,17 +81,26 @@ DECIDING_ON = [0]
 DECIDED_ON: dict[str, int] = {}
 
 
-class Flipper(Strategy):
-    """Flip between long and short ``quantity`` on every trade (one market order per trade)."""
+class FlipperParams(StrictModel):
+    """Parameters of :class:`Flipper`."""
 
-    def __init__(self, instrument_ids: Any, *, strategy_id: str | None = None) -> None:
+    low: float = -0.01
+
+
+class Flipper(Strategy):
+    """Flip between a long of 0.01 and ``low`` (a short of 0.01; 0: flat) on every trade (one market order per trade)."""
+
+    Params = FlipperParams
+
+    def __init__(self, instrument_ids: Any, *, strategy_id: str | None = None, low: float = -0.01) -> None:
         super().__init__(instrument_ids, strategy_id=strategy_id)
         self._long = False
+        self._low = low
 
     def on_trade(self, trade: Trade) -> None:
         self._long = not self._long
         DECIDING_ON[0] = trade.ts_init
-        self.target_position(self.instrument_id, 0.01 if self._long else -0.01, reason="flip on every trade")
+        self.target_position(self.instrument_id, 0.01 if self._long else self._low, reason="flip on every trade")
 
 
 def frames(copies: int) -> list[tuple[int, str]]:

@@ -151,6 +151,15 @@ def test_mainnet_needs_the_config_and_the_flag() -> None:
         ApiKeys.from_env(okx, {"TRADEBUS_OKX_API_KEY": KEY, "TRADEBUS_OKX_API_SECRET": SECRET})
 
 
+def test_a_live_spot_account_refuses_margin_instruments() -> None:
+    """Spot orders go to the spot API, which rejects a short; the local margin account would have allowed it."""
+    with pytest.raises(ConfigError, match=(
+        r"instruments: \['BTCUSDT.BINANCE'\] set margin: true, but live spot orders go to the venue's spot API, "
+        r"which neither borrows nor sells short"
+    )):
+        parse_live_config({"instruments": [{**SPOT, "margin": True}], **_minimal()})
+
+
 def test_keys_come_from_the_named_variables_and_never_show() -> None:
     keys = ApiKeys.from_env(LiveSettings(venue="binance"), {"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET})
     assert keys.key.get_secret_value() == KEY

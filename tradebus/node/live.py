@@ -260,6 +260,13 @@ class LiveConfig(PaperConfig):
         wrong = [f"{inst.symbol}.{inst.venue}" for inst in self.instruments if str(inst.kind) != want]
         if wrong:
             raise ValueError(f"live.market: a {self.live.market} account trades {want} instruments only; {wrong} are not")
+        margin = [f"{inst.symbol}.{inst.venue}" for inst in self.instruments if inst.kind == "spot" and inst.margin]
+        if margin:
+            raise ValueError(
+                f"instruments: {margin} set margin: true, but live spot orders go to the venue's spot API, which "
+                "neither borrows nor sells short (spot margin is simulated in backtests and paper runs only); "
+                "trade them cash-only, with the coins to sell in the account"
+            )
         return self
 
 
