@@ -59,6 +59,18 @@ def test_query_names_the_views_when_it_fails_and_ignores_staged_directories(cata
     assert con.execute("SELECT count(*) FROM coinbase_spot_btc_usd_bars_4h").fetchall() == [(300,)]
 
 
+def test_only_read_only_statements_run_so_a_query_cannot_overwrite_the_catalog(catalog: Path) -> None:
+    """``COPY ... TO`` a catalog file replaced it with the query's result: the dataset's data was gone."""
+    [part] = Catalog(catalog).files("coinbase", "spot", "BTC-USD", "bars_4h")
+    before = part.read_bytes()
+    with pytest.raises(DataError, match=r"query: COPY statement .* refused: only read-only queries run here"):
+        query(f"COPY (SELECT 1 AS x) TO '{part}' (FORMAT parquet)", catalog)
+    with pytest.raises(DataError, match="query: CREATE statement 'CREATE TABLE t AS SELECT 1' refused"):
+        query("SELECT 1; CREATE TABLE t AS SELECT 1", catalog)
+    assert part.read_bytes() == before
+    assert query("DESCRIBE bars", catalog).num_rows > 0 and query("EXPLAIN SELECT 1", catalog).num_rows > 0
+
+
 def test_cli_query_and_info(catalog: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(data_app, ["query", "SELECT symbol, count(*) AS n FROM bars GROUP BY 1 ORDER BY 1",

@@ -31,6 +31,8 @@ from tradebus.errors import DataError
 __all__ = ["connect", "query", "view_name"]
 
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
+# What DuckDB parses DESCRIBE, SHOW, SUMMARIZE, VALUES and WITH ... SELECT into too.
+_READ_ONLY = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
 
 
 def view_name(ref: DatasetRef) -> str:
@@ -75,11 +77,26 @@ def connect(catalog: Catalog | str | os.PathLike[str]) -> duckdb.DuckDBPyConnect
 def query(sql: str, catalog: Catalog | str | os.PathLike[str]) -> pa.Table:
     """Run one SQL query over the catalog's views and return the result as an Arrow table.
 
+    Only read-only statements run (``SELECT``, ``WITH``, ``DESCRIBE``, ``SHOW``,
+    ``SUMMARIZE``, ``VALUES``, ``EXPLAIN``): a ``COPY ... TO`` could overwrite a catalog file.
+
     Raises
     ------
     DataError
-        Naming the problem when DuckDB rejects the query (unknown view, syntax).
+        Naming the problem when DuckDB rejects the query (unknown view, syntax), or the
+        statement that is not read-only.
     """
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error:
+        statements = []  # a syntax error: reported below, with the views
+    for statement in statements:
+        if statement.type not in _READ_ONLY:
+            raise DataError(
+                f"query: {statement.type.name} statement {statement.query.strip()[:80]!r} refused: only read-only "
+                "queries run here (SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, VALUES, EXPLAIN); to export a result, "
+                "use --format csv or json"
+            )
     con = connect(catalog)
     try:
         relation = con.sql(sql)
