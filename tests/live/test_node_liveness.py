@@ -69,6 +69,21 @@ def test_replay_of_a_0ms_recording_with_a_100ms_config_fails_loudly_naming_the_s
 
 
 @pytest.mark.usefixtures("_loguru_to_current_stderr")
+def test_replay_of_another_venues_recording_fails_instead_of_trading_on_nothing(tmp_path: Path) -> None:
+    """An OKX recording under the USD-M config: every frame was skipped, and the run wrote zeros and exited 0."""
+    cfg = tmp_path / "usdm.yaml"
+    cfg.write_text(yaml.safe_dump(usdm_config(None, None)), encoding="utf-8")
+    okx = Path(__file__).resolve().parents[1] / "fixtures" / "okx" / "okx_v5_public_2022-05-13.jsonl.gz"
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["replay", str(okx), "--config", str(cfg), "--out", str(out)])
+    assert res.exit_code == 3, res.output
+    text = " ".join(res.output.split())
+    assert "okx_v5_public_2022-05-13.jsonl.gz: nothing to replay: its frames are on {'okx-public': 410}, none on " \
+           "the config's feeds (binance-usdm)" in text
+    assert not out.exists()
+
+
+@pytest.mark.usefixtures("_loguru_to_current_stderr")
 def test_replay_with_the_recorded_depth_speed_keeps_the_book_in_sync(tmp_path: Path) -> None:
     playback = play(USDM_CAPTURE, config_of(usdm_config(None, None, depth_speed="0ms")))
     assert playback.stats.rejected == {}

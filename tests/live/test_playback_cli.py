@@ -79,7 +79,9 @@ def test_recorder_file_and_hftbacktest_capture_play_identically(tmp_path: Path) 
 
 def test_frames_of_a_connection_no_feed_owns_are_skipped_and_counted(tmp_path: Path) -> None:
     path = to_recorder(tmp_path, conn="okx-public:1")
-    playback = play(path, config_of(binance_config(None, None, ["trade"])))
+    playback = Playback(config_of(binance_config(None, None, ["trade"])))
+    with pytest.raises(DataError, match=r"nothing to replay: its frames are on \{'okx-public:1': "):
+        playback.run(path)  # every frame was skipped: an error, not a run on nothing
     assert playback.kernel.result.trades == 0
     # the depth snapshot is Binance's, but this feed subscribes no book: skipped as well
     assert playback.stats.skipped_connections == {"okx-public:1": len(SPOT_LINES) - 1, "rest:BTCUSDT": 1}

@@ -227,7 +227,8 @@ class Playback:
         DataError
             Unreadable recording (names the file and line), or frames of streams the config
             subscribes with other parameters (e.g. another depth speed): the recording does
-            not match the config (names the streams seen and expected).
+            not match the config (names the streams seen and expected); or no frame that the
+            config's feeds take and parse (another venue's recording, an empty one).
         """
         self.kernel.start()
         lineno = 0
@@ -248,6 +249,15 @@ class Playback:
         }
         if self._rejected:
             logger.info("playback: frames rejected by the parsers: {}", stats.rejected)
+        if stats.frames == sum(stats.rejected.values()):
+            feeds = ", ".join(feed.name for feed in self.feeds)
+            if stats.frames:
+                held = f"the parsers of {feeds} rejected all {stats.frames} of its frames"
+            elif stats.skipped_connections:
+                held = f"its frames are on {stats.skipped_connections}, none on the config's feeds ({feeds})"
+            else:
+                held = "it holds no frames"
+            raise DataError(f"{path}: nothing to replay: {held}; replay it with the paper config that recorded it")
         return self.kernel.result
 
 
