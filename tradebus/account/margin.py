@@ -47,8 +47,9 @@ Checks
     at match time) deny an order whose initial margin plus taker fee exceeds the available
     balance (an order that reverses the position counts the margin the close releases: a
     cross position's initial margin, an isolated one's margin plus its unrealised PnL; only
-    the part beyond the position needs margin), or whose resulting position's notional falls in a tier whose ``max_leverage``
-    is below the instrument's leverage; the reason starts with ``"margin: "``.
+    the part beyond the position needs margin), or whose resulting position's notional falls
+    in a tier whose ``max_leverage`` is below the instrument's leverage; the reason starts
+    with ``"margin: "``.
 
 Liquidation
     Cross positions of a settle asset are liquidated together when the *cross margin balance*
@@ -85,7 +86,7 @@ class PositionLike(Protocol):
 
 
 class MarginAccount:
-    """Wallet, margin and liquidation of perpetuals, margin of margin spot, cash spot as a cash account (module docstring).
+    """Wallet, margin and liquidation of perpetuals; margin spot margined, cash spot as a cash account (module docstring).
 
     Parameters
     ----------
@@ -213,7 +214,7 @@ class MarginAccount:
         return total
 
     def cross_balance(self, asset: str) -> float:
-        """``wallet - isolated margins + unrealised of cross perpetuals + value of margin spot positions`` of a settle asset."""
+        """``wallet - isolated margins + unrealised of cross perpetuals + margin spot positions' value`` of an asset."""
         total = self._spot.balance(asset)
         spot = self._spot_margin
         for iid, inst in self._margined.items():
@@ -429,7 +430,7 @@ class MarginAccount:
 def margin_reason(
     what: str, quantity: float, iid: str, need: float, asset: str, available: float, wallet: float, margin: float
 ) -> str:
-    """The denial of an order (``what``: its side, or ``"fill"``) whose initial margin and fee exceed the available balance."""
+    """The denial of an order (``what``: its side, or ``"fill"``) whose initial margin and fee exceed what is available."""
     return (
         f"margin: {what} {quantity} {iid} needs initial margin and fee {need:.10g} {asset} > available "
         f"{available:.10g} {asset} (wallet {wallet:.10g}, position margin {margin:.10g})"
