@@ -250,15 +250,31 @@ def run_backtest(
         raise type(exc)(f"{config_path}: {exc}") from None
     rows = replay.validate()
     if rows == 0:
-        raise DataError(f"{config_path}: {_empty_window(config, replay)}")
+        raise DataError(f"{config_path}: {empty_window(config, replay)}")
     on_batch = on_batch_factory(rows) if on_batch_factory is not None else None
     result = kernel.run(replay, on_batch=on_batch)
     metrics = write_outputs(run_dir, result, kernel.instruments, dump_config(config))
     return result, metrics, out
 
 
-def _empty_window(config: RunConfig, replay: Replay) -> str:
-    """Why a backtest has nothing to run: its window and where each source's data lies."""
+def check_window(config_path: str | Path, config: RunConfig) -> None:
+    """Refuse a config whose data window holds no row of any source (reads up to the first row).
+
+    Raises
+    ------
+    ConfigError, DataError
+        As :func:`build_replay`; a ``DataError`` naming the window and each source's span.
+    """
+    try:
+        replay = build_replay(config)
+    except (ConfigError, DataError) as exc:
+        raise type(exc)(f"{config_path}: {exc}") from None
+    if next(iter(replay.batches()), None) is None:
+        raise DataError(f"{config_path}: {empty_window(config, replay)}")
+
+
+def empty_window(config: RunConfig, replay: Replay) -> str:
+    """Why a run has nothing to run on: its window and where each source's data lies."""
     start, end = format_ns(config.data.start_ns), format_ns(config.data.end_ns)
     if start and end:
         window = f" between data.start {start} and data.end {end} (exclusive)"

@@ -97,6 +97,17 @@ def test_sweep_refuses_a_parameter_path_that_is_not_a_config_field(tmp_path: Pat
     assert not (tmp_path / "o").exists()
 
 
+def test_sweep_refuses_a_data_window_with_no_row_before_any_trial(tmp_path: Path) -> None:
+    """Every trial ran on nothing: the sweep wrote trials of zeros, named no best trial and exited 0."""
+    config = write_yaml(tmp_path / "run.yaml", catalog_config(start="2030-01-01", end="2030-02-01"))
+    space = space_file(tmp_path, {"params": {"strategy.params.fast": [5, 10]}})
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 3, result.output
+    assert "data: no source has a row between data.start 2030-01-01T00:00:00Z and data.end 2030-02-01T00:00:00Z" \
+        in " ".join(result.output.split())
+    assert not (tmp_path / "o").exists()
+
+
 def test_sweep_refuses_a_directory_of_another_sweep_or_with_foreign_files(tmp_path: Path) -> None:
     config = write_yaml(tmp_path / "run.yaml", catalog_config())
     space = space_file(tmp_path, {"params": {"strategy.params.fast": [5, 10]}})

@@ -411,6 +411,9 @@ def run_sweep(
     config = load_config(config_path)
     _check_paths(config_path, space, space_path)
     _check_tier(config_path, space, space_path)
+    from tradebus.cli import check_window  # the CLI module imports this one
+
+    check_window(config_path, config)
     out = Path(out) if out is not None else Path("runs") / f"sweep-{config_path.stem}"
     _prepare(out, config_path, space_path, space, force)
     tiers: dict[str, int] = {}
