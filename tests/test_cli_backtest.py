@@ -202,6 +202,17 @@ def test_start_and_end_restrict_the_replayed_range(workdir: Path) -> None:
     assert metrics["bars"] == 28 * 6
 
 
+def test_an_output_directory_under_a_file_is_refused_before_the_run(workdir: Path) -> None:
+    """It ran the whole backtest, then died with a NotADirectoryError traceback (exit 1)."""
+    (workdir / "afile").write_text("x")
+    path = write_config(workdir, make_config())
+    result = invoke("backtest", str(path), "--out", str(workdir / "afile" / "sub" / "out"))
+    assert result.exit_code == 2
+    assert f"output directory {workdir / 'afile' / 'sub' / 'out'} cannot be created: {workdir / 'afile'} is not a " \
+        "directory" in " ".join(result.output.split())
+    assert "Traceback" not in result.output and "fills" not in result.output
+
+
 def test_a_window_outside_the_data_is_an_error_naming_where_the_data_lies(workdir: Path) -> None:
     """It ran with no data, wrote zeros and exited 0: a mistyped year looked like a flat strategy.
     The fixture's bars open from 2022-01-01 00:00 to 2022-07-19 20:00 (4h): received at their closes."""

@@ -475,6 +475,7 @@ class RunDirectory:
     def foreign(self) -> list[str]:
         """Names in the directory that are neither the run's own files nor kept files (sorted)."""
         if not self.path.exists():
+            self._check_creatable()
             return []
         if not self.path.is_dir():
             raise ConfigError(f"output directory {self.path} exists and is not a directory")
@@ -486,6 +487,16 @@ class RunDirectory:
                 continue
             names.append(entry.name + ("/" if entry.is_dir() else ""))
         return sorted(names)
+
+    def _check_creatable(self) -> None:
+        """Refuse, before the run, a missing directory that cannot be created where it is asked for."""
+        ancestor = self.path.absolute().parent
+        while not ancestor.exists():
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise ConfigError(f"output directory {self.path} cannot be created: {ancestor} is not a directory")
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise ConfigError(f"output directory {self.path} cannot be created: {ancestor} is not writable")
 
     def _kept(self, entry: Path) -> bool:
         entry = entry.absolute()
