@@ -63,7 +63,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from loguru import logger
 
-from tradebus.errors import DataError
+from tradebus.errors import ConfigError, DataError
 
 __all__ = [
     "BAR_SCHEMA",
@@ -746,7 +746,10 @@ class DatasetWriter:
         self._pending: list[Future[None]] = []
         self._done = False
         self._made_dirs = [d for d in (self.base.parent, *self.base.parent.parents) if not d.exists()]
-        self.base.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.base.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"catalog: cannot create {self.base.parent} ({exc.strerror})") from None
         self._tmp = self.base.parent / f".{dataset}.tmp-{uuid.uuid4().hex}"
         self._tmp.mkdir()
         try:

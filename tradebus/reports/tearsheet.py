@@ -13,6 +13,7 @@ embedded in the page. Figure ids are fixed, so the same run gives the same bytes
 
 from __future__ import annotations
 
+import contextlib
 import html
 import math
 import os
@@ -27,6 +28,7 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from tradebus.errors import ConfigError
 from tradebus.reports.formatting import format_metric
 from tradebus.reports.rundata import RunData, buy_and_hold, load_run
 from tradebus.reports.summary import INSTRUMENT_COLUMNS, instrument_rows, summary_rows
@@ -380,13 +382,22 @@ def render_tearsheet(run: RunData) -> str:
 
 
 def write_html(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory (never a partial file)."""
+    """Write ``text`` to ``path`` through a temporary file in the same directory (never a partial file).
+
+    Raises
+    ------
+    ConfigError
+        The page cannot be written there (a missing or non-directory parent, no permission).
+    """
     temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         temp.write_text(text, encoding="utf-8")
         os.replace(temp, path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write the page ({exc.strerror})") from None
     finally:
-        temp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
 
 
 def write_tearsheet(run_dir: str | Path, out: str | Path | None = None) -> Path:

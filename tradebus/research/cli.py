@@ -55,7 +55,10 @@ def _fail(exc: TradebusError) -> None:
 
 def _out_dir(out: Path | None, config: Path) -> Path:
     path = out if out is not None else Path("runs") / "research" / config.stem
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(ConfigError(f"--out {path}: cannot create the output directory ({exc.strerror})"))
     return path
 
 

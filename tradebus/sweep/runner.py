@@ -91,7 +91,10 @@ def _prepare(out: Path, config_path: Path, space_path: Path, space: SweepSpace, 
         foreign = sorted(p.name for p in out.iterdir() if p.name not in OWN_FILES)
         if foreign and not force:
             raise ConfigError(f"{out}: not empty ({', '.join(foreign[:5])}); use another --out or --force")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot create the sweep directory ({exc.strerror})") from None
     (out / "space.yaml").write_bytes(space_path.read_bytes())
     marker.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 

@@ -1,0 +1,64 @@
+"""Every command that writes refuses an output path under a file with a clear error (exit 2), not a traceback.
+
+Each of these died with ``NotADirectoryError`` and a Python traceback (exit 1); ``research run``
+and ``data import`` only after their whole run or read.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tradebus.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+BARS = REPO / "tests" / "fixtures" / "kernel" / "coinbase_btc_usd_4h_2022_1200.csv"
+
+
+@pytest.fixture
+def blocked(tmp_path: Path) -> Path:
+    """A file where a directory would have to be."""
+    path = tmp_path / "afile"
+    path.write_text("not a directory")
+    return path
+
+
+def _run_dir(tmp_path: Path) -> Path:
+    shutil.copy(BARS, tmp_path / "bars.csv")
+    config = {
+        "data": {"sources": [{"instrument": "BTC-USD.COINBASE", "file": "bars.csv"}]},
+        "instruments": [{"venue": "COINBASE", "symbol": "BTC-USD", "tick_size": 0.01, "lot_size": 1.0e-8}],
+        "strategy": {"name": "ema_cross", "instruments": ["BTC-USD.COINBASE"], "params": {"fast": 10, "slow": 30, "quantity": 0.1}},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    assert CliRunner().invoke(app, ["backtest", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "run")]).exit_code == 0
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize("command", ["report", "compare", "research dataset", "research run", "sweep", "data import"])
+def test_an_output_path_under_a_file_is_a_clear_error(command: str, tmp_path: Path, blocked: Path) -> None:
+    target = blocked / "sub"
+    if command in ("report", "compare"):
+        run = _run_dir(tmp_path)
+        args = ["report", str(run)] if command == "report" else ["report", "compare", str(run), str(run)]
+        args += ["--out", str(target / "page.html")]
+    elif command == "research dataset":
+        args = ["research", "dataset", str(REPO / "configs" / "research_btc.yaml"), "--out", str(target)]
+    elif command == "research run":
+        args = ["research", "run", str(REPO / "configs" / "systems" / "ml_gated.yaml"), "--out", str(target)]
+    elif command == "sweep":
+        space = tmp_path / "space.yaml"
+        space.write_text(yaml.safe_dump({"params": {"strategy.params.fast": [10]}}))
+        args = ["sweep", str(REPO / "configs" / "quickstart.yaml"), "--space", str(space), "--out", str(target)]
+    else:
+        args = ["data", "import", str(BARS), "--venue", "coinbase", "--market", "spot", "--symbol", "BTC-USD",
+                "--catalog", str(target)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "Not a directory" in result.output or "not a directory" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert blocked.read_text() == "not a directory"
