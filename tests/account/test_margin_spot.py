@@ -161,8 +161,12 @@ def test_the_shipped_multi_strategy_run_stays_solvent(tmp_path: Path) -> None:
     """Its fees outrun its edge: unchecked, it kept trading on credit and ended at -78,905 of 100,000."""
     _, metrics, out = run_backtest(CONFIGS / "multi_strategy.yaml", tmp_path / "out")
     with (out / "equity.csv").open(newline="") as handle:
-        equity = [float(row["equity"]) for row in csv.DictReader(handle)]
+        rows = list(csv.DictReader(handle))
+    equity = [float(row["equity"]) for row in rows]
     assert min(equity) > 0.0 and metrics["final_equity"] > 0.0
+    # the margin the positions hold is in the equity samples (it was 0 without a perpetual): at 1x, their value
+    margins = [(float(row["margin"]), abs(float(row["position_value"]))) for row in rows]
+    assert all(m == pytest.approx(v, rel=1e-12, abs=1e-9) for m, v in margins) and max(m for m, _ in margins) > 0
     with (out / "orders.csv").open(newline="") as handle:
         denied = [row["status_reason"] for row in csv.DictReader(handle) if row["status"] == "DENIED"]
     assert denied and all(reason.startswith("margin: ") for reason in denied)

@@ -450,6 +450,10 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
             smp_f[n_samples, 4] = unrealized
             smp_f[n_samples, 5] = fees
             smp_f[n_samples, 6] = last
+            margin = 0.0  # MarginAccount.initial_margin() of a margin spot position (the event tier's column)
+            if not cash_only and pos != 0.0 and last == last:
+                margin += abs(pos) * (cs * last) / leverage
+            smp_f[n_samples, 7] = margin
             n_samples += 1
     return {ok}, n_orders, n_fills, n_samples, n
 '''
@@ -657,7 +661,8 @@ class AcceleratedRun:
     fills
         How many orders filled (the orders sent, less the canceled ones and one still working at the end).
     sample_ts, sample_values
-        Equity samples: ``ts`` and ``(equity, cash, position value, realised, unrealised, fees, mark)``.
+        Equity samples: ``ts`` and ``(equity, cash, position value, realised, unrealised, fees, mark,
+        initial margin)``.
     config
         The loop's configuration vector (instrument, venue, account and risk figures it applied).
     """
@@ -697,7 +702,7 @@ def simulate(kernel: Kernel, bars: BarArrays) -> AcceleratedRun:
     ord_i = np.empty((max(n, 1), 4), dtype=np.int64)
     ord_f = np.empty((max(n, 1), 7))
     smp_i = np.empty(cap_samples, dtype=np.int64)
-    smp_f = np.empty((cap_samples, 7))
+    smp_f = np.empty((cap_samples, 8))
     ws = bank._ws  # noqa: SLF001 (the bank's own workspace: its steppers' state carries on)
     status, n_orders, n_fills, n_samples, at = loop(
         ws, drivers.N_FIELDS, len(bank.columns), bars.ts_event, bars.ts_init, bars.open, bars.high,
@@ -817,10 +822,10 @@ def _collect_objects(
     result.orders = orders
     if not equity_samples:
         return
-    equity, cash, value, realized, unrealized, fees, mark = run.sample_values.T.tolist()
+    equity, cash, value, realized, unrealized, fees, mark, margin = run.sample_values.T.tolist()
     zero = repeat(0.0)
     result.equity = list(
-        map(EquitySample, run.sample_ts.tolist(), equity, cash, value, realized, unrealized, fees, zero, zero, zero,
+        map(EquitySample, run.sample_ts.tolist(), equity, cash, value, realized, unrealized, fees, zero, margin, zero,
             zip(mark))
     )  # fmt: skip
 

@@ -40,6 +40,7 @@ import msgspec
 import numpy as np
 from loguru import logger
 
+from tradebus.account import MarginAccount
 from tradebus.engine.batch import BatchLoop
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.cache import Cache, FeatureView
@@ -785,11 +786,11 @@ class Kernel:
             # Returns are measured from the first valuation of the initial holdings.
             self.result.initial_cash = portfolio.initial_cash + portfolio.holdings_value()
         equity, cash, value, realized, unrealized, fees, funding = portfolio.valuation()
-        perps = self.perpetuals
-        if perps is None or perps.account is None:
-            margin = maintenance = 0.0
+        account = portfolio.account
+        if isinstance(account, MarginAccount):  # a perpetual or a margin spot instrument
+            margin, maintenance = account.initial_margin(), account.maintenance_margin()
         else:
-            margin, maintenance = perps.account.initial_margin(), perps.account.maintenance_margin()
+            margin = maintenance = 0.0
         samples.append(
             EquitySample(
                 ts,
