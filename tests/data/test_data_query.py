@@ -71,6 +71,19 @@ def test_only_read_only_statements_run_so_a_query_cannot_overwrite_the_catalog(c
     assert query("DESCRIBE bars", catalog).num_rows > 0 and query("EXPLAIN SELECT 1", catalog).num_rows > 0
 
 
+def test_info_lists_the_other_datasets_beside_an_unreadable_manifest(catalog: Path) -> None:
+    """One truncated manifest made ``data info`` print only its error: the catalog could not be listed."""
+    manifest = catalog / "binance" / "spot" / "BTCUSDT" / "trades" / "manifest.json"
+    manifest.write_text('{"broken": ')
+    result = CliRunner().invoke(data_app, ["info", "--catalog", str(catalog)], terminal_width=250)
+    assert result.exit_code == 3
+    rows = [line for line in result.output.splitlines() if "│" in line]
+    assert any("BTC-USD" in line and "300" in line for line in rows)
+    assert any("ADABTC" in line and "120" in line for line in rows)
+    assert any("BTCUSDT" in line and "unreadable" in line for line in rows)
+    assert "manifest.json: manifest is not valid JSON" in " ".join(result.output.split())
+
+
 def test_cli_query_and_info(catalog: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(data_app, ["query", "SELECT symbol, count(*) AS n FROM bars GROUP BY 1 ORDER BY 1",

@@ -284,7 +284,11 @@ def _size(nbytes: int) -> str:
 
 @data_app.command("info")
 def info_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
-    """List the datasets of the catalog: rows, time range, files, size, gaps and quality status."""
+    """List the datasets of the catalog: rows, time range, files, size, gaps and quality status.
+
+    A dataset whose manifest cannot be read is listed as unreadable and the command exits 3
+    naming it, after listing the others.
+    """
     if not catalog.is_dir():
         raise _fail(ConfigError(f"--catalog {catalog}: no such directory"))
     cat = Catalog(catalog)
@@ -297,11 +301,14 @@ def info_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
                "period", "gaps", "quality")
     for column in columns:
         table.add_column(column, justify="right" if column in ("rows", "files", "size", "gaps") else "left")
+    broken: list[str] = []
     for ref in refs:
         try:
             m = cat.manifest(ref.venue, ref.market, ref.symbol, ref.dataset)
-        except DataError as exc:
-            raise _fail(exc) from None
+        except DataError as exc:  # listed as unreadable; the others are still shown
+            broken.append(str(exc))
+            table.add_row(ref.venue, ref.market, ref.symbol, ref.dataset, *[""] * 8, "unreadable")
+            continue
         base = cat.dataset_dir(ref.venue, ref.market, ref.symbol, ref.dataset)
         size = sum((base / e.path).stat().st_size for e in m.files if (base / e.path).is_file())
         quality = "-" if m.quality is None else str(m.quality.get("status", "-"))
@@ -310,6 +317,8 @@ def info_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
             str(len(m.files)), _size(size), m.period, "" if m.gaps is None else str(m.gaps), quality,
         )
     _console().print(table)
+    if broken:
+        raise _fail(DataError("; ".join(broken)))
 
 
 @data_app.command("query")
