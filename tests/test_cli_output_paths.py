@@ -39,7 +39,8 @@ def _run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"
 
 
-@pytest.mark.parametrize("command", ["report", "compare", "research dataset", "research run", "sweep", "data import"])
+@pytest.mark.parametrize("command", ["report", "compare", "research dataset", "research run", "sweep", "data import",
+                                     "paper journal", "paper record"])
 def test_an_output_path_under_a_file_is_a_clear_error(command: str, tmp_path: Path, blocked: Path) -> None:
     target = blocked / "sub"
     if command in ("report", "compare"):
@@ -54,11 +55,18 @@ def test_an_output_path_under_a_file_is_a_clear_error(command: str, tmp_path: Pa
         space = tmp_path / "space.yaml"
         space.write_text(yaml.safe_dump({"params": {"strategy.params.fast": [10]}}))
         args = ["sweep", str(REPO / "configs" / "quickstart.yaml"), "--space", str(space), "--out", str(target)]
-    else:
+    elif command == "data import":
         args = ["data", "import", str(BARS), "--venue", "coinbase", "--market", "spot", "--symbol", "BTC-USD",
                 "--catalog", str(target)]
+    else:  # the paper daemon stops before connecting and before writing any output
+        config = yaml.safe_load((REPO / "configs" / "paper_local.yaml").read_text())
+        config["journal"] = str(target / "journal.sqlite" if command == "paper journal" else tmp_path / "j.sqlite")
+        config["record"] = str(target / "frames.jsonl.gz" if command == "paper record" else tmp_path / "f.jsonl.gz")
+        (tmp_path / "paper.yaml").write_text(yaml.safe_dump(config))
+        args = ["paper", str(tmp_path / "paper.yaml"), "--out", str(tmp_path / "paper-out")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, result.output
     assert "Not a directory" in result.output or "not a directory" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert blocked.read_text() == "not a directory"
+    assert not (tmp_path / "paper-out").exists()

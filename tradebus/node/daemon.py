@@ -186,6 +186,8 @@ class PaperNode:
         self.clock = LiveClock()
         self.guard = MarketGuard()
         self.ops = None if config.ops is None else OpsHooks(config.ops, "paper")
+        if config.record is not None:
+            _make_parent(config.record, "record")  # fails here, before the run writes any output
         self.journal = None if config.journal is None else _open_journal(config.journal, config.journal_sync)
         try:
             self.kernel, self.venue = self._build_kernel()
@@ -394,8 +396,15 @@ class PaperNode:
             logger.warning("recovered order {} resolved: {} ({})", order.client_order_id, order.status, order.reason)
 
 
+def _make_parent(path: Path, what: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot create the directory of {path} ({exc.strerror})") from None
+
+
 def _open_journal(path: Path, synchronous: str) -> Journal:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path, "journal")
     return Journal(path, synchronous, checkpoint_every=JOURNAL_CHECKPOINT_S)  # type: ignore[arg-type]
 
 

@@ -39,7 +39,7 @@ from typing import Protocol
 import msgspec
 from loguru import logger
 
-from tradebus.errors import DataError
+from tradebus.errors import ConfigError, DataError
 
 __all__ = [
     "PRIVATE_PREFIX",
@@ -103,8 +103,11 @@ class FrameRecorder:
 
     def __init__(self, path: str | Path, flush_every: int = 256, flush_interval: float = 1.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = gzip.open(self.path, "ab", compresslevel=6)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = gzip.open(self.path, "ab", compresslevel=6)
+        except OSError as exc:
+            raise ConfigError(f"record: cannot write {self.path} ({exc.strerror})") from None
         self._flush_every = max(1, flush_every)
         self._flush_interval = flush_interval
         self._pending = 0
