@@ -470,16 +470,21 @@ def serve(
         raise typer.BadParameter("give both --config and --write-config, or neither", param_hint="--config")
     if not recording.is_file():
         _fail(ConfigError(f"{recording}: no such recording"), Console(stderr=True))
-    asyncio.run(
-        serve_recording(
-            recording,
-            venue,
-            speed=speed or None,
-            futures=futures,
-            config=config,
-            write_config=write_config,
+    if config is not None and not config.is_file():
+        _fail(ConfigError(f"--config {config}: no such file"), Console(stderr=True))
+    try:
+        asyncio.run(
+            serve_recording(
+                recording,
+                venue,
+                speed=speed or None,
+                futures=futures,
+                config=config,
+                write_config=write_config,
+            )
         )
-    )
+    except TradebusError as exc:
+        _fail(exc, Console(stderr=True))
 
 
 @features_app.command("list")

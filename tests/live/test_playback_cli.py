@@ -132,3 +132,23 @@ def test_replay_with_an_invalid_config_fails_before_reading_the_recording(tmp_pa
     res = CliRunner().invoke(app, ["replay", str(tmp_path / "missing.gz"), "--config", str(cfg)])
     assert res.exit_code == 2
     assert "feeds.0: subscriptions.BTCUSDT.BINANCE: unknown binance channel 'trades'" in res.output
+
+
+def test_serve_refuses_a_garbled_recording_or_config_with_a_clear_error(tmp_path: Path) -> None:
+    """A recording that is not gzip and a --config that is not there died with a traceback (exit 1)."""
+    garbled = tmp_path / "garbled.jsonl.gz"
+    garbled.write_text("garbage")
+    result = CliRunner().invoke(app, ["serve", str(garbled)])
+    assert result.exit_code == 3 and "not a gzip recording" in result.output
+    missing = CliRunner().invoke(app, ["serve", str(SPOT_CAPTURE), "--config", str(tmp_path / "nope.yaml"),
+                                       "--write-config", str(tmp_path / "w.yaml")])
+    assert missing.exit_code == 2 and "no such file" in missing.output
+    blocked = tmp_path / "afile"
+    blocked.write_text("x")
+    config = tmp_path / "paper.yaml"
+    config.write_text(yaml.safe_dump({"feeds": [{"venue": "binance", "ws_url": "ws://127.0.0.1:1"}]}))
+    written = CliRunner().invoke(app, ["serve", str(SPOT_CAPTURE), "--speed", "0", "--config", str(config),
+                                       "--write-config", str(blocked / "w.yaml")])
+    assert written.exit_code == 2 and f"cannot write it (File exists: {blocked})" in " ".join(written.output.split())
+    for result in (missing, written):
+        assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -59,7 +59,7 @@ from tradebus.adapters.common.recorder import iter_hftbacktest, read_frames
 from tradebus.adapters.registry import VENUES, venue_adapter
 from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.kernel import Kernel, RunResult
-from tradebus.errors import DataError, ParseError
+from tradebus.errors import ConfigError, DataError, ParseError
 from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_config
 from tradebus.node.daemon import build_paper_kernel, kept_files
 from tradebus.adapters.common.feed import Feed
@@ -368,7 +368,12 @@ def _write_local_config(config: Path, out: Path, ws_url: str, http_url: str) -> 
     """Copy a paper config with every feed's endpoints replaced by the local server's."""
     import yaml
 
-    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    try:
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--config {config}: cannot read it ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {config}: not a paper config (a YAML mapping)")
     for feed in data.get("feeds", []):
         feed["ws_url"] = ws_url
         adapter = VENUES.get(feed.get("venue", ""))
@@ -379,6 +384,9 @@ def _write_local_config(config: Path, out: Path, ws_url: str, http_url: str) -> 
     for key in ("journal", "record"):
         if data.get(key) and not Path(data[key]).is_absolute():
             data[key] = str((base / data[key]).resolve())
-    out.parent.mkdir(parents=True, exist_ok=True)  # `runs/` does not exist in a fresh clone
-    out.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)  # `runs/` does not exist in a fresh clone
+        out.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--write-config {out}: cannot write it ({exc.strerror}: {exc.filename})") from None
     logger.info("paper config pointing at the local server written to {}", out)
