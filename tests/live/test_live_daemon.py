@@ -274,6 +274,11 @@ async def test_kill_switch_cancels_everything_and_halts_until_resume(tmp_path: P
     state = journal.load_risk_state()
     journal.close()
     assert state is not None and state.manual_state is TradingState.ACTIVE
+    # A mistyped journal path made a new, ACTIVE journal and left the killed one HALTED.
+    elsewhere = config.model_copy(update={"journal": tmp_path / "typo" / "journal.sqlite"})
+    with pytest.raises(ConfigError, match=r"live-resume: no journal at .*typo.*journal.sqlite: nothing to resume"):
+        set_trading_state(elsewhere, TradingState.ACTIVE, "resumed")
+    assert not (tmp_path / "typo").exists()
 
 
 def test_run_live_from_a_config_file_writes_the_run_outputs(tmp_path: Path) -> None:

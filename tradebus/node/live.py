@@ -670,10 +670,13 @@ def set_trading_state(config: LiveConfig, state: TradingState, reason: str) -> N
     Raises
     ------
     ConfigError
-        The config has no journal.
+        The config has no journal, or (resuming) its journal does not exist.
     """
     if config.journal is None:
         raise ConfigError("live kill/resume: the config has no journal to hold the trading state")
+    if state == TradingState.ACTIVE and not config.journal.is_file():
+        # A mistyped path would make a new journal ACTIVE and leave the killed one HALTED.
+        raise ConfigError(f"live-resume: no journal at {config.journal}: nothing to resume (check the config's journal)")
     config.journal.parent.mkdir(parents=True, exist_ok=True)
     journal = Journal(config.journal)
     try:
