@@ -351,7 +351,11 @@ async def serve_recording(
         "serving {} frames of {} as {} on {} (REST {})", len(frames), path, venue, server.ws_url, server.http_url
     )
     if config is not None and write_config is not None:
-        _write_local_config(Path(config), Path(write_config), server.ws_url, server.http_url)
+        try:
+            _write_local_config(Path(config), Path(write_config), server.ws_url, server.http_url)
+        except ConfigError:
+            await server.stop()
+            raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
