@@ -84,6 +84,15 @@ def test_info_lists_the_other_datasets_beside_an_unreadable_manifest(catalog: Pa
     assert "manifest.json: manifest is not valid JSON" in " ".join(result.output.split())
 
 
+def test_cli_table_shows_nulls_as_null_and_text_as_written(catalog: Path) -> None:
+    """A NULL printed as nan (or None), and text in brackets was read as rich markup and lost."""
+    result = CliRunner().invoke(data_app, ["query", "SELECT NULL AS a, '[bold]x[/bold] y[t]' AS b, 1.5 AS c",
+                                           "--catalog", str(catalog)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if "1.5" in line)
+    assert [cell.strip() for cell in row.strip("│ ").split("│")] == ["NULL", "[bold]x[/bold] y[t]", "1.5"]
+
+
 def test_cli_query_and_info(catalog: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(data_app, ["query", "SELECT symbol, count(*) AS n FROM bars GROUP BY 1 ORDER BY 1",

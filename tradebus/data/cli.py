@@ -345,10 +345,10 @@ def query_cmd(
         console.print(frame.to_json(orient="records", date_format="iso"), highlight=False, markup=False, soft_wrap=True)
     else:
         table = Table()
-        for column in frame.columns:
-            table.add_column(str(column))
-        for row in frame.itertuples(index=False):
-            table.add_row(*(str(v) for v in row))
+        for column in result.column_names:
+            table.add_column(escape(str(column)))
+        for row in result.to_pylist():  # Arrow values: a SQL NULL is None (pandas made it nan or None)
+            table.add_row(*("NULL" if v is None else escape(str(v)) for v in row.values()))
         console.print(table)
 
 
