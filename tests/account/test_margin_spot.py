@@ -129,7 +129,8 @@ def test_a_short_counts_its_negative_value() -> None:
 
 def test_a_reversal_of_a_perpetual_counts_the_released_margin_too() -> None:
     """Cross 10x, 2,100 USDT, long 1 at 20,000 (margin 2,000): selling 2 opens 1 short, 2,000 + fee <= 2,100.
-    Isolated: the position's own 2,000 comes back to the wallet on the close."""
+    Isolated: the position's own 2,000 comes back to the wallet on the close. At a mark of 21,000 the
+    close also brings the unrealised 1,000: 100 + 2,000 + 1,000 (isolated) or 1,000 + 2,100 (cross)."""
     for mode in (MarginMode.CROSS, MarginMode.ISOLATED):
         inst = Instrument("SIM", "BTCUSDT", kind=InstrumentKind.PERPETUAL, base="BTC", quote="USDT",
                           tick_size=0.1, lot_size=0.001, leverage=10.0, taker_fee=0.0004, margin_mode=mode)  # fmt: skip
@@ -143,6 +144,11 @@ def test_a_reversal_of_a_perpetual_counts_the_released_margin_too() -> None:
         assert account.check_order(sell, 20_000.0) is None, mode  # 2,000 + 16 fee <= 100 + 2,000
         too_far = SubmitOrder("s", inst.instrument_id, "flip", OrderSide.SELL, 2.1, 0, 0)
         assert account.check_order(too_far, 20_000.0) is not None, mode  # 2,200 + 16.8 > 2,100
+        pos.last_price = 21_000.0
+        assert account.available("USDT") == (1_000.0 if mode is MarginMode.CROSS else 100.0)
+        assert account.check_order(sell, 21_000.0) is None, mode  # 2,100 + 16.8 <= 3,100
+        further = SubmitOrder("s", inst.instrument_id, "flip", OrderSide.SELL, 2.5, 0, 0)
+        assert account.check_order(further, 21_000.0) is not None, mode  # 3,150 + 21 > 3,100
 
 
 def test_the_portfolio_margins_margin_spot_and_cash_only_stays_cash() -> None:

@@ -110,7 +110,6 @@ class MarginAccount:
         self._perps = {iid: inst for iid, inst in instruments.items() if inst.is_perpetual}
         # Perpetuals and margin spot instruments: the positions margin is held for.
         self._margined = {iid: inst for iid, inst in instruments.items() if not inst.cash_only}
-        self._spot_margin = frozenset(iid for iid, inst in self._margined.items() if not inst.is_perpetual)
         self._settle = {iid: asset_names(inst)[0 if inst.inverse else 1] for iid, inst in self._margined.items()}
         self._isolated: dict[str, float] = dict.fromkeys(self._perps, 0.0)
         # Entry value (base asset) of each inverse position: sum of q_i * contract_size / p_i.
@@ -216,11 +215,10 @@ class MarginAccount:
     def cross_balance(self, asset: str) -> float:
         """``wallet - isolated margins + unrealised of cross perpetuals + margin spot positions' value`` of an asset."""
         total = self._spot.balance(asset)
-        spot = self._spot_margin
         for iid, inst in self._margined.items():
             if self._settle[iid] != asset:
                 continue
-            if iid in spot:
+            if not inst.is_perpetual:
                 pos = self._positions[iid]
                 if pos.quantity != 0.0 and pos.last_price == pos.last_price:
                     total += pos.quantity * inst.contract_size * pos.last_price
