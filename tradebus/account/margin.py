@@ -23,8 +23,10 @@ Margin spot instruments (``Instrument.margin``)
     value is the cash put in plus the position's PnL, as a perpetual's wallet plus unrealised
     PnL), its initial margin is ``N / leverage`` and its orders are checked as below. So at
     ``leverage: 1`` a long may spend the available balance and a short may sell as much again;
-    ``leverage: 3`` borrows up to three times it. They are not liquidated, and borrowing
-    charges no interest. Initial holdings of a base asset are not collateral.
+    ``leverage: 3`` borrows up to three times it. Their maintenance margin is
+    ``Instrument.maintenance_margin(N)`` and they are liquidated with the cross positions of
+    their quote asset (below). Borrowing charges no interest. Initial holdings of a base asset
+    are not collateral.
 
 Marks
     Unrealised PnL and margin are valued at each position's ``last_price``, which the
@@ -53,8 +55,9 @@ Checks
 
 Liquidation
     Cross positions of a settle asset are liquidated together when the *cross margin balance*
-    (``wallet - isolated margins + unrealised of cross positions``) falls below their
-    maintenance margin; an isolated position when ``its margin + its unrealised`` does. The
+    (``wallet - isolated margins + unrealised of cross positions + value of margin spot
+    positions``, :meth:`MarginAccount.cross_balance`) falls below their maintenance margin; an
+    isolated position when ``its margin + its unrealised`` does. The
     kernel closes them at the mark that breached (see :meth:`MarginAccount.liquidation_price`
     for the price at which that happens, holding everything else fixed).
 """
@@ -205,9 +208,9 @@ class MarginAccount:
         return total
 
     def maintenance_margin(self, asset: str | None = None) -> float:
-        """Maintenance margin of the open perpetual positions (settling in ``asset``; all when ``None``)."""
+        """Maintenance margin of the open margined positions (settling in ``asset``; all when ``None``)."""
         total = 0.0
-        for iid, inst in self._perps.items():
+        for iid, inst in self._margined.items():
             if (asset is None or self._settle[iid] == asset) and self._positions[iid].quantity != 0.0:
                 total += inst.maintenance_margin(self.position_notional(iid))
         return total
@@ -239,10 +242,10 @@ class MarginAccount:
         return total
 
     def liquidations(self) -> list[str]:
-        """Perpetuals whose positions must be liquidated now (module docstring), in instrument order."""
+        """Margined instruments whose positions must be liquidated now (module docstring), in instrument order."""
         out: list[str] = []
         cross_checked: dict[str, bool] = {}
-        for iid, inst in self._perps.items():
+        for iid, inst in self._margined.items():
             pos = self._positions[iid]
             if pos.quantity == 0.0 or pos.last_price != pos.last_price:
                 continue
@@ -253,9 +256,9 @@ class MarginAccount:
             asset = self._settle[iid]
             if asset not in cross_checked:
                 mm = sum(
-                    self._perps[j].maintenance_margin(self.position_notional(j))
-                    for j in self._perps
-                    if self._settle[j] == asset and self._perps[j].margin_mode == MarginMode.CROSS
+                    other.maintenance_margin(self.position_notional(j))
+                    for j, other in self._margined.items()
+                    if self._settle[j] == asset and other.margin_mode == MarginMode.CROSS
                 )
                 cross_checked[asset] = self.cross_balance(asset) < mm
             if cross_checked[asset]:
@@ -265,15 +268,17 @@ class MarginAccount:
     def breached(self, instrument_id: str) -> bool:
         """Whether the position is below maintenance margin, when it is the only margined instrument of the run.
 
-        The condition of :meth:`liquidations` for a run with one perpetual and no margin spot
-        instrument (no other position shares its cross balance or holds isolated margin),
-        computed without the loops.
+        The condition of :meth:`liquidations` for a run with one margined instrument (no other
+        position shares its cross balance or holds isolated margin), computed without the loops.
         """
         pos = self._positions[instrument_id]
         q, mark = pos.quantity, pos.last_price
         if q == 0.0 or mark != mark:
             return False
-        inst = self._perps[instrument_id]
+        inst = self._margined[instrument_id]
+        if not inst.is_perpetual:  # margin spot: the wallet plus the position's value
+            backing = self._spot.balance(self._settle[instrument_id]) + q * inst.contract_size * mark
+            return backing < inst.maintenance_margin(abs(q) * _unit(inst, mark))
         if inst.inverse:
             unrealised = self.unrealized(instrument_id)
         else:
@@ -294,9 +299,11 @@ class MarginAccount:
         position is liquidated where ``E + q c (P - a) = m |q| c P - k``:
         ``P = (q c a - E - k) / (c (q - m |q|))``. Inverse, with ``V`` the entry value and ``s``
         the side (+1/-1): ``E + s (V - |q| c / P) = m |q| c / P - k``, so
-        ``P = (m + s) |q| c / (E + s V + k)``.
+        ``P = (m + s) |q| c / (E + s V + k)``. Margin spot, whose value ``q c P`` counts in the
+        cross balance (``E`` is the cross balance without it): ``E + q c P = m |q| c P - k``, so
+        ``P = (-E - k) / (c (q - m |q|))``.
         """
-        inst = self._perps[instrument_id]
+        inst = self._margined[instrument_id]
         pos = self._positions[instrument_id]
         q = pos.quantity
         if q == 0.0 or pos.last_price != pos.last_price:
@@ -307,14 +314,17 @@ class MarginAccount:
             backing = self._isolated[instrument_id]
         else:
             asset = self._settle[instrument_id]
-            backing = self.cross_balance(asset) - self.unrealized(instrument_id)
-            for j, other in self._perps.items():
+            own = q * cs * pos.last_price if not inst.is_perpetual else self.unrealized(instrument_id)
+            backing = self.cross_balance(asset) - own
+            for j, other in self._margined.items():
                 if j != instrument_id and self._settle[j] == asset and other.margin_mode == MarginMode.CROSS:
                     backing -= other.maintenance_margin(self.position_notional(j))
         if inst.inverse:
             side = 1.0 if q > 0.0 else -1.0
             denominator = backing + side * self._entry_value[instrument_id] + amount
             price = (rate + side) * abs(q) * cs / denominator if denominator != 0.0 else _NAN
+        elif not inst.is_perpetual:
+            price = (-backing - amount) / (cs * (q - rate * abs(q)))
         else:
             price = (q * cs * pos.avg_price - backing - amount) / (cs * (q - rate * abs(q)))
         return price if price > 0.0 and math.isfinite(price) else _NAN

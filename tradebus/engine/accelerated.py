@@ -37,9 +37,10 @@ What it refuses (:func:`unsupported`, checked before the run)
     Several strategies or instruments, perpetuals, fee or margin tiers, latency, a venue that does
     not fill on bars, ``max_open_orders: 0``, initial holdings, trade bars, history
     windows, contingent orders, data other than bars. During the run, an order below the
-    instrument's minimum quantity or off its lot grid stops it with
-    :class:`AcceleratedUnsupported` (the instrument words that reason): the event tier handles it
-    (``tier: auto`` falls back to it).
+    instrument's minimum quantity or off its lot grid, or a margin spot position that reaches its
+    liquidation (within ``1e-9`` of the maintenance margin, at a close), stops it with
+    :class:`AcceleratedUnsupported` (the instrument words the order's reason; the event tier
+    liquidates the position): the event tier handles it (``tier: auto`` falls back to it).
 
 Denials and unpaid fills
     An order the risk gate or the account would deny (the trading state, minimum notional, buying
@@ -106,7 +107,7 @@ class AcceleratedUnsupported(TradebusError):
 
 
 # Status codes of the compiled loop.
-_OK, _FULL, _INVALID, _UNORDERED = 0, 1, 2, 3
+_OK, _FULL, _INVALID, _UNORDERED, _LIQUIDATION = 0, 1, 2, 3, 4
 # What became of an order (the loop's order_index[:, 3]): sent to the venue, denied by one of the
 # checks of the risk gate or the account (in the gate's order), or canceled at its fill because
 # the balance could not pay it.
@@ -116,8 +117,8 @@ _OK, _FULL, _INVALID, _UNORDERED = 0, 1, 2, 3
 (_QTY, _LONG_ONLY, _ON_CHANGE, _LOT, _LOT_M, _LOT_SCALE, _TICK, _TICK_M, _TICK_SCALE, _MIN_QTY, _CFG_MIN_NOTIONAL,
  _CS, _TAKER, _SLIP, _BPS, _IMPACT, _EXPONENT, _K, _MAX_BPS, _CASH_ONLY, _BUFFER, _FEE_HOLD, _MAX_ORDER_QTY,
  _CFG_MAX_NOTIONAL, _CFG_MAX_POSITION, _CASH, _QUOTE, _BASE, _FLAT_EPS, _DRAWDOWN, _DRAWDOWN_ACTION, _DAILY_LOSS,
- _DAILY_LOSS_ACTION, _GROSS, _STREAK, _STREAK_ACTION, _LEVERAGE) = range(37)  # fmt: skip
-_N_CFG = 37
+ _DAILY_LOSS_ACTION, _GROSS, _STREAK, _STREAK_ACTION, _LEVERAGE, _MAINTENANCE) = range(38)  # fmt: skip
+_N_CFG = 38
 # Trading states of the loop's breakers (the gate's is the most severe).
 _ACTIVE_STATE, _REDUCING_STATE, _HALTED_STATE = 0.0, 1.0, 2.0
 _SLIP_MODELS = {"fixed": 0.0, "volume": 1.0, "volatility": 2.0}
@@ -209,6 +210,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
     slip_model = cfg[13]
     cash_only = cfg[19] != 0.0
     leverage = cfg[36]
+    maintenance = cfg[37]
     cash = cfg[25]
     quote = cfg[26]
     base = cfg[27]
@@ -346,6 +348,12 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                         side_held = now_side
         if c > 0.0 and c < math.inf:
             last = c
+        if not cash_only and pos != 0.0:
+            # Perpetuals.check at this close (MarginAccount.breached): a margin spot position at
+            # or within 1e-9 of its liquidation stops the loop (the event tier liquidates it).
+            notional = abs(pos) * (cs * last)
+            if quote + pos * cs * last <= notional * maintenance + 1e-9 * notional:
+                return {liquidation}, n_orders, n_fills, n_samples, i
         _on_bar(ws, ts_event[i], o, h, l, c, v)
         raw = _signal(window(ws, n_fields, n_cols), o, h, l, c, v, target, sparams, sstate)
         if raw == raw:
@@ -450,10 +458,13 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
             smp_f[n_samples, 4] = unrealized
             smp_f[n_samples, 5] = fees
             smp_f[n_samples, 6] = last
-            margin = 0.0  # MarginAccount.initial_margin() of a margin spot position (the event tier's column)
+            margin = 0.0  # MarginAccount.initial_margin() and maintenance_margin() of a margin spot position
+            maintained = 0.0
             if not cash_only and pos != 0.0 and last == last:
                 margin += abs(pos) * (cs * last) / leverage
+                maintained += abs(pos) * (cs * last) * maintenance
             smp_f[n_samples, 7] = margin
+            smp_f[n_samples, 8] = maintained
             n_samples += 1
     return {ok}, n_orders, n_fills, n_samples, n
 '''
@@ -525,7 +536,7 @@ def unsupported(kernel: Kernel) -> str | None:
         return f"venue.latency_ns is {venue.config.latency_ns}; the accelerated tier has no latency"
     if venue._fees[iid].tiers:  # noqa: SLF001 (the schedule in effect: tiers unless fees are overridden)
         return f"{iid} has fee tiers"
-    if instrument.is_perpetual or kernel.perpetuals is not None:
+    if instrument.is_perpetual:
         return f"{iid} is a perpetual (margin, funding, liquidation)"
     if instrument.margin_tiers:
         return f"{iid} has margin tiers"
@@ -566,6 +577,7 @@ def _config_vector(kernel: Kernel, signal: SignalKernel) -> np.ndarray:
     cfg[_BUFFER] = account._buffer if inst.cash_only else 1.0  # type: ignore[attr-defined]  # noqa: SLF001
     cfg[_FEE_HOLD] = max(inst.maker_fee, inst.taker_fee, 0.0)
     cfg[_LEVERAGE] = inst.leverage
+    cfg[_MAINTENANCE] = inst.maintenance_rate
     for index, limit in ((_MAX_ORDER_QTY, risk.max_order_quantity), (_CFG_MAX_NOTIONAL, risk.max_order_notional),
                          (_CFG_MAX_POSITION, risk.max_position)):  # fmt: skip
         cfg[index] = math.nan if limit is None else limit
@@ -633,7 +645,7 @@ def _generate(bank_module: str, signal: SignalKernel) -> Any:
     text = _TEMPLATE.format(
         bank_module=bank_module, signal_module=module, signal_name=name,
         signal_hash=hashlib.blake2b(signal_source.encode(), digest_size=10).hexdigest(),
-        ok=_OK, full=_FULL, invalid=_INVALID, unordered=_UNORDERED, min_notional=_MIN_NOTIONAL,
+        ok=_OK, full=_FULL, invalid=_INVALID, unordered=_UNORDERED, liquidation=_LIQUIDATION, min_notional=_MIN_NOTIONAL,
         buying_power=_BUYING_POWER, max_quantity=_MAX_QUANTITY, max_notional=_MAX_NOTIONAL,
         max_position=_MAX_POSITION, unpaid=_UNPAID, halted=_HALTED, reducing=_REDUCING, max_gross=_MAX_GROSS,
         max_rate_code=_MAX_RATE, active=_ACTIVE_STATE, reducing_state=_REDUCING_STATE, halted_state=_HALTED_STATE,
@@ -662,7 +674,7 @@ class AcceleratedRun:
         How many orders filled (the orders sent, less the canceled ones and one still working at the end).
     sample_ts, sample_values
         Equity samples: ``ts`` and ``(equity, cash, position value, realised, unrealised, fees, mark,
-        initial margin)``.
+        initial margin, maintenance margin)``.
     config
         The loop's configuration vector (instrument, venue, account and risk figures it applied).
     """
@@ -702,7 +714,7 @@ def simulate(kernel: Kernel, bars: BarArrays) -> AcceleratedRun:
     ord_i = np.empty((max(n, 1), 4), dtype=np.int64)
     ord_f = np.empty((max(n, 1), 7))
     smp_i = np.empty(cap_samples, dtype=np.int64)
-    smp_f = np.empty((cap_samples, 8))
+    smp_f = np.empty((cap_samples, 9))
     ws = bank._ws  # noqa: SLF001 (the bank's own workspace: its steppers' state carries on)
     status, n_orders, n_fills, n_samples, at = loop(
         ws, drivers.N_FIELDS, len(bank.columns), bars.ts_event, bars.ts_init, bars.open, bars.high,
@@ -715,6 +727,11 @@ def simulate(kernel: Kernel, bars: BarArrays) -> AcceleratedRun:
         raise AcceleratedUnsupported(
             f"accelerated tier: the order decided at bar {at} (ts {int(bars.ts_init[at])}) breaks the instrument's "
             "minimum quantity or lot size, or has no price to value its exposure; the event tier words that denial"
+        )
+    if status == _LIQUIDATION:
+        raise AcceleratedUnsupported(
+            f"accelerated tier: the position reaches its liquidation at bar {at} (ts {int(bars.ts_init[at])}); "
+            "the event tier liquidates it"
         )
     if status == _UNORDERED:
         raise AcceleratedUnsupported(
@@ -822,11 +839,10 @@ def _collect_objects(
     result.orders = orders
     if not equity_samples:
         return
-    equity, cash, value, realized, unrealized, fees, mark, margin = run.sample_values.T.tolist()
-    zero = repeat(0.0)
+    equity, cash, value, realized, unrealized, fees, mark, margin, maintenance = run.sample_values.T.tolist()
     result.equity = list(
-        map(EquitySample, run.sample_ts.tolist(), equity, cash, value, realized, unrealized, fees, zero, margin, zero,
-            zip(mark))
+        map(EquitySample, run.sample_ts.tolist(), equity, cash, value, realized, unrealized, fees, repeat(0.0),
+            margin, maintenance, zip(mark))
     )  # fmt: skip
 
 

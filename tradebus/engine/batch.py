@@ -25,7 +25,10 @@ Trade batches take the same path (features by ``FeatureBank.run_trades``; while 
 working the simulated venue is not shown the trades, and before the next order it is shown
 each skipped instrument's latest trade, the only one whose price it would have kept), except
 with perpetuals or bars built from trades, whose settlement and bar building act between
-trades: those go through :meth:`Kernel.process` one at a time. Several instruments' bars
+trades: those go through :meth:`Kernel.process` one at a time. A lone margin spot instrument
+stays in the batch: its liquidation is checked at the trades priced at or beyond the bounds
+the liquidation price gives (:attr:`Perpetuals.lo`, :attr:`Perpetuals.hi`); bar loops check
+any watched position's at closes beyond the same bounds. Several instruments' bars
 (``mixed_bars`` batches) are walked with one *lane* per instrument.
 
 When every subscriber of an instrument's bars or trades is declared
@@ -273,8 +276,8 @@ class BatchLoop:
                 if perps is not None and perps.watching:
                     perps.check(ti)
                 self.needs_execution = count_open() > 0
-            elif perps is not None and perps.watching:
-                perps.on_price(iid, c, ti)  # an open perpetual position is marked on every bar
+            elif perps is not None and (c <= perps.lo or c >= perps.hi):
+                perps.on_price(iid, c, ti)  # a watched position may be liquidated at this close
             cache_bars[iid] = bar
             cache_prices[iid] = c
             view.row = row
@@ -354,7 +357,7 @@ class BatchLoop:
                         perps.check(ti)
                     self.needs_execution = count_open() > 0
                     cache_bars[iid] = bar
-                elif perps is not None and perps.watching:
+                elif perps is not None and (c <= perps.lo or c >= perps.hi):
                     perps.on_price(iid, c, ti)
                 cache_prices[iid] = c
                 view.row = row
@@ -507,7 +510,7 @@ class BatchLoop:
                     self.needs_execution = orders.count_open() > 0
                 else:
                     lagging.add(iid)  # nothing works on it: shown to the venue before the next order
-            elif perps is not None and perps.watching:
+            elif perps is not None and (c <= perps.lo or c >= perps.hi):
                 perps.on_price(iid, c, ti)
             cache_bars[iid] = bar
             cache_prices[iid] = c
@@ -592,7 +595,7 @@ class BatchLoop:
                         cached[s] = j
                     else:
                         lagging.add(iid)
-                elif perps is not None and perps.watching:
+                elif perps is not None and (c <= perps.lo or c >= perps.hi):
                     perps.on_price(iid, c, ti)
                 latest[s] = j
                 cache_prices[iid] = c
@@ -612,13 +615,15 @@ class BatchLoop:
         clock = k.clock
         assert isinstance(clock, SimulatedClock)
         iid = k.instrument_key(batch.instrument_id)
+        perps = k.perpetuals
         if (
             n < _SMALL_BATCH
-            or k.perpetuals is not None
+            or (perps is not None and not perps.bounded)
             or iid in k.trade_bars
             or not _ordered_from(batch.ts_init, clock.current_ns)
         ):
-            # Perpetual settlement and bars built from trades act between trades: one at a time.
+            # Perpetual settlement and bars built from trades act between trades: one at a time
+            # (a lone margin spot instrument's liquidation is checked below at prices out of bounds).
             for j, (te, ti, px, sz, side) in enumerate(
                 zip(
                     batch.ts_event.tolist(),
@@ -701,6 +706,8 @@ class BatchLoop:
                     cache_prices[iid] = px
                     view.row = row
                     deliver(None)
+                    if perps is not None and (px <= perps.lo or px >= perps.hi):
+                        perps.on_price(iid, px, ti)  # after the handlers, as process() checks
             finally:
                 self.lazy = None
             materialize(n - 1)
@@ -732,6 +739,8 @@ class BatchLoop:
                 cache_prices[iid] = px
                 view.row = row
                 deliver(trade)
+                if perps is not None and (px <= perps.lo or px >= perps.hi):
+                    perps.on_price(iid, px, ti)
         result.trades += n
         result.end_ns = ts_init[-1]
         if live is not None:

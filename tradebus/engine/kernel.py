@@ -349,9 +349,9 @@ class Kernel:
         self.contingent: ContingentOrders | None = None
         # Contingent links of a previous process (journal replay), restored at start.
         self._journaled_links: list[ContingentLinked] = []
-        # Marks, funding and liquidation of perpetuals (None without any).
+        # Marks, funding and liquidation of perpetuals and margin spot instruments (None without any).
         self.perpetuals: Perpetuals | None = None
-        if any(inst.is_perpetual for inst in self.instruments.values()):
+        if any(not inst.cash_only for inst in self.instruments.values()):
             self.perpetuals = Perpetuals(
                 self.instruments,
                 self.portfolio,
@@ -559,7 +559,7 @@ class Kernel:
             If no instrument is a perpetual or the clock is not simulated.
         """
         perps = self.perpetuals
-        if perps is None or not isinstance(self.clock, SimulatedClock):
+        if perps is None or not perps.funded or not isinstance(self.clock, SimulatedClock):
             raise ConfigError("kernel: mark and funding data need a perpetual instrument and a simulated clock")
         dispatch = self._dispatch
 

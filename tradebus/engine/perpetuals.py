@@ -1,6 +1,7 @@
-"""Mark prices, funding settlements and liquidations of perpetual positions.
+"""Mark prices, funding settlements and liquidations of perpetual and margin spot positions.
 
-The kernel owns one :class:`Perpetuals` when any instrument is a perpetual and subscribes it
+The kernel owns one :class:`Perpetuals` when any instrument is margined (a perpetual or a
+margin spot instrument) and subscribes it
 to ``MarkPrice`` and ``FundingRate`` on the bus: the paper and live node publishes the ones
 its feeds parse, :meth:`Kernel.process` publishes the ones it is given, and a backtest gives
 them as a side feed (:meth:`Kernel.feed_perpetual_data`, delivered through the simulated
@@ -22,7 +23,8 @@ Funding
     :class:`FundingPaid` event, published and kept in :attr:`RunResult.funding`.
 
 Liquidation (simulated venues only: a live venue liquidates on its own and reports fills)
-    After every mark of a perpetual with a position open, the margin account is asked which
+    After every mark of a margined instrument with a position open (a margin spot instrument
+    has no mark price: its trades, bar closes or mids mark it), the margin account is asked which
     positions are below maintenance margin (:meth:`MarginAccount.liquidations`). Each is
     closed whole at its current mark (the first mark seen beyond the liquidation price, so a
     gap is booked at the gapped price) with a fee of ``Instrument.liquidation_fee`` times the
@@ -68,12 +70,13 @@ _FEED_ALERT = "perpetuals feed"
 
 
 class Perpetuals:
-    """Marks, funding and liquidation of a run's perpetuals (see the module docstring).
+    """Marks, funding and liquidation of a run's margined instruments (see the module docstring).
 
     Parameters
     ----------
     instruments
-        Every instrument of the run (only perpetuals are handled).
+        Every instrument of the run (perpetuals and margin spot instruments are handled; funding
+        is settled for perpetuals only).
     portfolio, execution, orders, bus, clock
         The kernel's parts.
     liquidate
@@ -94,7 +97,9 @@ class Perpetuals:
         liquidate: bool,
         on_liquidation_fill: Callable[[OrderFilled], None],
     ) -> None:
-        self.instruments = {iid: inst for iid, inst in instruments.items() if inst.is_perpetual}
+        self.instruments = {iid: inst for iid, inst in instruments.items() if not inst.cash_only}
+        #: Whether any instrument is a perpetual (funding; margin spot alone pays none).
+        self.funded = any(inst.is_perpetual for inst in self.instruments.values())
         self._portfolio = portfolio
         self._execution = execution
         self._orders = orders
@@ -114,7 +119,7 @@ class Perpetuals:
         self._liquidations = itertools.count(1)
         self.funding: list[FundingPaid] = []
         self.liquidations: list[PositionLiquidated] = []
-        #: Whether a perpetual position is open that no mark price values yet: the kernel marks
+        #: Whether a margined position is open that no mark price values yet: the kernel marks
         #: it at every trade, bar close or mid and checks liquidation then. Positions valued at
         #: marks are checked at each mark (``open``).
         self.watching = False
@@ -122,6 +127,19 @@ class Perpetuals:
         self._positions = {iid: portfolio.position_state(iid) for iid in self.instruments}
         alone = len(self.instruments) == 1 and self.account is not None and len(self.account.margined) == 1
         self._single = next(iter(self.instruments)) if alone else None
+        #: Whether :attr:`lo` and :attr:`hi` bound the liquidation of the run's positions: one
+        #: margin spot instrument without margin tiers, whose liquidation price moves only with a
+        #: fill (no funding, no other position, one maintenance rate). The batch loop then runs
+        #: trades in batches and checks a trade only outside the bounds.
+        self.bounded = (
+            liquidate and not self.funded and self._single is not None
+            and not self.instruments[self._single].margin_tiers
+        )  # fmt: skip
+        #: The batch loops call :meth:`on_price` at a price ``<= lo`` or ``>= hi``; strictly
+        #: between them no position can be liquidated. ``(-inf, inf)`` while nothing is watched,
+        #: ``(inf, -inf)`` (every price) while a watched position is not :attr:`bounded`.
+        self.lo = -math.inf
+        self.hi = math.inf
 
     # ------------------------------------------------------------------ messages
 
@@ -139,7 +157,8 @@ class Perpetuals:
 
     def on_funding(self, msg: FundingRate) -> None:
         """Remember the announced rate for its funding time; settle it if that time has come."""
-        if msg.instrument_id not in self.instruments or not math.isfinite(msg.rate):
+        inst = self.instruments.get(msg.instrument_id)
+        if inst is None or not inst.is_perpetual or not math.isfinite(msg.rate):
             return
         at = msg.next_funding_ns if msg.next_funding_ns > 0 else msg.ts_event
         self._pending[msg.instrument_id] = (at, msg.rate)
@@ -169,14 +188,36 @@ class Perpetuals:
     # ------------------------------------------------------------------ liquidation
 
     def note_positions(self) -> None:
-        """Recompute :attr:`open` and :attr:`watching` (after a fill)."""
+        """Recompute :attr:`open`, :attr:`watching` and the bounds :attr:`lo`, :attr:`hi` (after a fill)."""
         positions = self._positions.values()
         self.open = any(p.quantity != 0.0 for p in positions)
         self.watching = any(p.quantity != 0.0 and not p.has_mark for p in positions)
+        if not self.watching or not self._liquidate:
+            self.lo, self.hi = -math.inf, math.inf
+        elif not self.bounded:
+            self.lo, self.hi = math.inf, -math.inf
+        else:
+            assert self.account is not None and self._single is not None
+            price = self.account.liquidation_price(self._single)
+            long = self._positions[self._single].quantity > 0.0
+            # A relative margin of 1e-9 around the formula's price: the account's own test
+            # (MarginAccount.breached) decides at the prices near it. No positive price: a long
+            # is never liquidated, a short at any price.
+            if price != price:
+                self.lo, self.hi = (-math.inf, math.inf) if long else (math.inf, -math.inf)
+            elif long:
+                self.lo, self.hi = price * (1.0 + 1e-9), math.inf
+            else:
+                self.lo, self.hi = 0.0, price * (1.0 - 1e-9)
 
     def on_price(self, instrument_id: str, price: float, now: int) -> None:
-        """Mark the portfolio at a trade, bar close or mid (ignored once marks come) and check liquidation."""
-        self._portfolio.mark(instrument_id, price)
+        """Mark the portfolio and the risk gate at a trade, bar close or mid and check liquidation.
+
+        The portfolio ignores the price once marks come; the risk gate is marked as the
+        execution engine marks it at a message, so the two agree when the batch loop calls this
+        for a message it did not show the execution engine.
+        """
+        self._execution.mark(instrument_id, price)
         self.check(now)
 
     def check(self, now: int) -> None:
@@ -186,7 +227,7 @@ class Perpetuals:
             return
         single = self._single
         if single is not None:
-            if account.breached(single):  # one perpetual: the cheap test of the same condition
+            if account.breached(single):  # one margined instrument: the cheap test of the same condition
                 self._close(single, now)
                 self.note_positions()
             return

@@ -527,6 +527,11 @@ class ExecutionEngine:
 
     # --------------------------------------------------------------- data hooks
 
+    def mark(self, instrument_id: str, price: float) -> None:
+        """Mark the portfolio and the risk gate at ``price`` (as after matching a trade at it)."""
+        self._portfolio.mark(instrument_id, price)
+        self._risk.on_price(instrument_id, price)
+
     def on_bar(self, bar: Bar) -> None:
         """Match working orders on ``bar``, then mark the portfolio and risk at its close."""
         self._venue.on_bar(bar)

@@ -152,7 +152,7 @@ def run_tier(config: Any, variant: StressVariant | None, tier: str) -> tuple[Any
 
     ``auto`` runs the accelerated tier when :func:`~tradebus.engine.accelerated.unsupported`
     allows it, and the event tier otherwise or when the accelerated run meets something it does
-    not model (an order below the instrument's minimum quantity); both give the same result where
+    not model (an order below the instrument's minimum quantity, a liquidation); both give the same result where
     both run.
 
     Raises
