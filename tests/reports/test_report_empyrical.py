@@ -7,6 +7,11 @@ give exactly empyrical's figures with ``annualization=365``.
 
 from __future__ import annotations
 
+import base64
+import json
+import re
+from pathlib import Path
+
 import empyrical
 import numpy as np
 import pandas as pd
@@ -14,6 +19,9 @@ import pytest
 
 from tradebus.engine.kernel import EquitySample, RunResult
 from tradebus.reports.metrics import compute_metrics, daily_returns
+from tradebus.reports.rundata import load_run
+from tradebus.reports.tearsheet import render_tearsheet
+from tradebus.reports.writers import RunDirectory, write_run
 
 DAY = 86_400_000_000_000
 T0 = 1_704_067_200_000_000_000  # 2024-01-01T00:00:00Z
@@ -49,3 +57,53 @@ def test_metrics_equal_empyrical_on_the_same_daily_returns(seed: int, days: int,
     }
     for key, value in expected.items():
         assert metrics[key] == pytest.approx(float(value), rel=1e-9), key
+
+
+@pytest.mark.parametrize("every_days", [2, 7])
+def test_equity_sampled_every_few_days_is_annualised_by_its_own_periods(every_days: int) -> None:
+    """``equity_interval: 7d`` gives one return a week: 365 / 7 periods a year, not 365 (Sharpe × √7)."""
+    rng = np.random.default_rng(every_days)
+    periods = 60
+    equity = 100_000.0 * np.cumprod(1.0 + rng.normal(0.004, 0.05, periods))
+    samples = [EquitySample(T0 + (k * every_days + 1) * DAY - 1, float(e), float(e), 0.0, 0.0, 0.0, 0.0)
+               for k, e in enumerate(equity)]
+    span = periods * every_days * DAY
+    metrics = compute_metrics(RunResult(("X.SIM",), 100_000.0, T0, T0 + span, T0, T0 + span, equity=samples))
+    returns = pd.Series(daily_returns(samples, 100_000.0),
+                        index=pd.date_range("2024-01-01", periods=periods, freq=f"{every_days}D"))
+    annual = ANNUAL / every_days
+    assert metrics["annualised_volatility"] == pytest.approx(
+        float(empyrical.annual_volatility(returns, annualization=annual)), rel=1e-9)
+    assert metrics["sharpe"] == pytest.approx(float(empyrical.sharpe_ratio(returns, annualization=annual)), rel=1e-9)
+    assert metrics["sortino"] == pytest.approx(float(empyrical.sortino_ratio(returns, annualization=annual)), rel=1e-9)
+
+
+def _figure_traces(page: str, div_id: str) -> list[dict[str, object]]:
+    """The traces of one plotly figure of a page, typed arrays decoded."""
+    call = re.search(rf'Plotly\.newPlot\(\s*"{div_id}",\s*', page)
+    assert call is not None, div_id
+    traces, _ = json.JSONDecoder().raw_decode(page, call.end())
+    for trace in traces:
+        for key, value in trace.items():
+            if isinstance(value, dict) and "bdata" in value:
+                trace[key] = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return traces  # type: ignore[no-any-return]
+
+
+def test_the_tearsheets_rolling_sharpe_of_weekly_equity_is_annualised_by_weeks(tmp_path: Path) -> None:
+    weeks = 80
+    rng = np.random.default_rng(5)
+    equity = 100_000.0 * np.cumprod(1.0 + rng.normal(0.004, 0.05, weeks))
+    samples = [EquitySample(T0 + (7 * k + 1) * DAY - 1, float(e), float(e), 0.0, 0.0, 0.0, 0.0)
+               for k, e in enumerate(equity)]
+    span = 7 * weeks * DAY
+    result = RunResult(("X.SIM",), 100_000.0, T0, T0 + span, T0, T0 + span, equity=samples)
+    with RunDirectory(tmp_path / "run", "backtest") as run_dir:
+        write_run(run_dir, result, compute_metrics(result), "")
+    traces = _figure_traces(render_tearsheet(load_run(tmp_path / "run")), "fig-rolling")
+    sharpe, vol = traces[0], traces[1]
+    assert (sharpe["name"], vol["name"]) == ("210-day Sharpe", "210-day volatility %")
+    returns = pd.Series(daily_returns(samples, 100_000.0))
+    last = returns.iloc[-30:]
+    assert float(sharpe["y"][-1]) == pytest.approx(float(empyrical.sharpe_ratio(last, annualization=ANNUAL / 7)))
+    assert float(vol["y"][-1]) == pytest.approx(100.0 * float(empyrical.annual_volatility(last, annualization=ANNUAL / 7)))

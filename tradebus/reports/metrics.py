@@ -18,10 +18,13 @@ Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
   previous day's (the first day relative to ``initial_cash``). Crypto trades every
   day, so annualisation uses 365 days: 365 periods a year for the daily figures and a
   365-day year for **cagr** (empyrical's convention with ``annualization=365``; the
-  tests check every annualised figure against empyrical-reloaded).
-* **annualised_volatility**: sample standard deviation of daily returns * sqrt(365).
-* **sharpe**: mean / standard deviation of daily returns * sqrt(365) (risk-free rate 0).
-* **sortino**: mean daily return / downside deviation * sqrt(365), the downside
+  tests check every annualised figure against empyrical-reloaded). Equity sampled less
+  often than daily (``equity_interval: 7d``, or days without data) gives one return per
+  sampled day: ``P = 365 / d`` periods a year, ``d`` the mean number of days between the
+  daily closes (:func:`periods_per_year`; ``P = 365`` with a close every day).
+* **annualised_volatility**: sample standard deviation of daily returns * sqrt(P).
+* **sharpe**: mean / standard deviation of daily returns * sqrt(P) (risk-free rate 0).
+* **sortino**: mean daily return / downside deviation * sqrt(P), the downside
   deviation being ``sqrt(mean(min(r, 0) ** 2))``.
 * **max_drawdown**: largest fall of the sampled equity from its running peak
   (starting at ``initial_cash``), as a positive fraction.
@@ -67,12 +70,12 @@ __all__ = [
     "daily_returns",
     "format_ns",
     "max_drawdown",
+    "periods_per_year",
     "round_trips",
 ]
 
 _DAY_NS = 86_400_000_000_000
 _YEAR_NS = 365 * _DAY_NS  # the same 365-day year as the daily annualisation
-_ANNUAL = math.sqrt(365.0)
 #: Shortest run span (venue time) for which annualised figures are reported.
 MIN_ANNUALISED_DAYS = 30.0
 
@@ -121,6 +124,20 @@ def daily_returns(equity: Sequence[EquitySample] | EquityCurve, initial_cash: fl
     with np.errstate(divide="ignore", invalid="ignore"):
         returns = np.where(previous > 0.0, closes / previous - 1.0, math.nan)
     return returns.tolist()  # type: ignore[no-any-return]
+
+
+def periods_per_year(equity: Sequence[EquitySample] | EquityCurve) -> float:
+    """How many of the :func:`daily_returns` of ``equity`` a 365-day year holds.
+
+    365 when there is a sample every day; ``365 / d`` when the daily closes are ``d`` days
+    apart on average (samples sparser than daily, or days without data), as empyrical's
+    ``annualization`` would be set for returns of that period.
+    """
+    curve = equity if isinstance(equity, EquityCurve) else EquityCurve.of(equity)
+    days = np.unique(curve.ts // _DAY_NS)
+    if len(days) < 2:
+        return 365.0
+    return 365.0 / (float(days[-1] - days[0]) / (len(days) - 1))
 
 
 def max_drawdown(values: Sequence[float] | np.ndarray) -> float:
@@ -291,12 +308,13 @@ def compute_metrics(
     elif len(returns) < 2:
         reasons.update(dict.fromkeys(("annualised_volatility", "sharpe", "sortino"), "fewer than two daily returns"))
     else:
+        annual = math.sqrt(periods_per_year(curve))
         mean = sum(returns) / len(returns)
         std = math.sqrt(sum((r - mean) ** 2 for r in returns) / (len(returns) - 1))
-        vol = std * _ANNUAL
-        sharpe = mean / std * _ANNUAL if std > 0.0 else None
+        vol = std * annual
+        sharpe = mean / std * annual if std > 0.0 else None
         downside = math.sqrt(sum(min(r, 0.0) ** 2 for r in returns) / len(returns))
-        sortino = mean / downside * _ANNUAL if downside > 0.0 else None
+        sortino = mean / downside * annual if downside > 0.0 else None
         if sharpe is None:
             reasons["sharpe"] = "the daily returns do not vary"
         if sortino is None:

@@ -30,6 +30,7 @@ from plotly.subplots import make_subplots
 
 from tradebus.errors import ConfigError
 from tradebus.reports.formatting import format_metric
+from tradebus.reports.metrics import EquityCurve, periods_per_year
 from tradebus.reports.rundata import RunData, buy_and_hold, load_run
 from tradebus.reports.summary import INSTRUMENT_COLUMNS, instrument_rows, summary_rows
 
@@ -50,7 +51,8 @@ _YEAR_DAYS = 365
 #: How the tearsheet and the metrics annualise (shown under the metrics table).
 ANNUALISATION_NOTE = (
     "Annualised with 365 periods a year (crypto trades every day): volatility, Sharpe and Sortino from daily "
-    "returns × √365, CAGR over a 365-day year; risk-free rate 0. Runs shorter than 30 days have no annualised figures."
+    "returns × √365 (× √(365 / d) when the equity is sampled every d days), CAGR over a 365-day year; risk-free "
+    "rate 0. Runs shorter than 30 days have no annualised figures."
 )
 #: Time series with more samples than this are drawn from this many evenly spaced buckets
 #: (the last sample of each; the deepest drawdown of each in the underwater plot).
@@ -219,13 +221,16 @@ def _rolling_figures(run: RunData) -> list[str]:
     else:
         window = 0
     if window:
+        periods = periods_per_year(EquityCurve(run.equity["ts"].to_numpy(np.int64),
+                                               run.equity["equity"].to_numpy(np.float64)))
+        days = f"{window * _YEAR_DAYS / periods:.0f}-day"
         mean = returns.rolling(window).mean()
         std = returns.rolling(window).std(ddof=1)
         fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06)
-        fig.add_trace(go.Scatter(x=returns.index, y=(mean / std) * math.sqrt(_YEAR_DAYS), name=f"{window}-day Sharpe"),
+        fig.add_trace(go.Scatter(x=returns.index, y=(mean / std) * math.sqrt(periods), name=f"{days} Sharpe"),
                       row=1, col=1)
-        fig.add_trace(go.Scatter(x=returns.index, y=std * math.sqrt(_YEAR_DAYS) * 100.0,
-                                 name=f"{window}-day volatility %", line={"color": "#8e44ad"}), row=2, col=1)
+        fig.add_trace(go.Scatter(x=returns.index, y=std * math.sqrt(periods) * 100.0,
+                                 name=f"{days} volatility %", line={"color": "#8e44ad"}), row=2, col=1)
         fig.update_yaxes(title_text="Sharpe", row=1, col=1)
         fig.update_yaxes(title_text="volatility %", row=2, col=1)
         rolling = figure_html(fig, "fig-rolling", 400)
