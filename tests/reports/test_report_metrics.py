@@ -249,3 +249,16 @@ def test_exposure_counts_the_time_any_instrument_is_held() -> None:
     result = RunResult(("A.SIM", "B.SIM"), 100.0, start_ns=T0, end_ns=T0 + 5 * DAY, first_event_ns=T0,
                        last_event_ns=T0 + 5 * DAY, fills=fills, equity=[sample(T0 + 5 * DAY, 100.0)])
     assert compute_metrics(result)["exposure"] == pytest.approx(4 / 5)
+
+
+def test_exposure_ends_when_partial_fills_are_closed_leaving_float_noise() -> None:
+    # 8550.7 + 26273.5 + 29476.6 is 64300.8 - 7.3e-12 in floats: the portfolio snaps the residual to
+    # flat (below a thousandth of a 0.1 lot) and the round trip is closed; so is the exposure.
+    fills = [fill(T0, "BUY", 8550.7, 0.5), fill(T0 + 1, "BUY", 26273.5, 0.5), fill(T0 + 2, "BUY", 29476.6, 0.5),
+             fill(T0 + DAY, "SELL", 64300.8, 0.5), fill(T0 + 5 * DAY, "BUY", 100.0, 0.5),
+             fill(T0 + 6 * DAY, "SELL", 100.0, 0.5)]
+    result = RunResult(("X.SIM",), 1e5, start_ns=T0, end_ns=T0 + 10 * DAY, first_event_ns=T0,
+                       last_event_ns=T0 + 10 * DAY, fills=fills, equity=[sample(T0 + 10 * DAY, 1e5)])
+    metrics = compute_metrics(result, {"X.SIM": 0.1})
+    assert metrics["round_trips"] == 2
+    assert metrics["exposure"] == pytest.approx(2 / 10)

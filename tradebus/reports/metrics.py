@@ -35,7 +35,7 @@ Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
   **hit_rate** = winning / closed round trips; **profit_factor** = gross wins /
   gross losses; **average_win** / **average_loss** (the latter negative).
 * **turnover**: traded notional / mean sampled equity.
-* **exposure**: fraction of the run's span (``end - start``) with a non-zero position in
+* **exposure**: fraction of the run's span (``end - start``) with a position (beyond a thousandth of a lot) in
   any instrument, positions changing at their fills' ``ts_event``.
 * **fees_paid**: sum of fill fees (a liquidation's fee included).
 * **funding_paid**: sum of funding payments of perpetual positions (negative: received);
@@ -225,19 +225,21 @@ def round_trips(
     return done
 
 
-def _exposure(fills: Sequence[FillRecord], start_ns: int, end_ns: int, eps: float = 1e-12) -> float:
+def _exposure(fills: Sequence[FillRecord], start_ns: int, end_ns: int, lot_sizes: dict[str, float]) -> float:
     if end_ns <= start_ns:
         return 0.0
     positions: dict[str, float] = {}
-    held: set[str] = set()  # the instruments with a position beyond eps
+    held: set[str] = set()  # the instruments with a position beyond a thousandth of a lot (as round trips)
     in_market_since: int | None = None
     total = 0
     for fill in fills:
         iid = fill.instrument_id
-        position = positions[iid] = positions.get(iid, 0.0) + (fill.quantity if fill.side == "BUY" else -fill.quantity)
-        if abs(position) > eps:
+        position = positions.get(iid, 0.0) + (fill.quantity if fill.side == "BUY" else -fill.quantity)
+        if abs(position) > lot_sizes.get(iid, 1e-9) * 1e-3:
+            positions[iid] = position
             held.add(iid)
         else:
+            positions[iid] = 0.0
             held.discard(iid)
         open_now = bool(held)
         if open_now and in_market_since is None:
@@ -339,7 +341,7 @@ def compute_metrics(
     losses = [t.net_pnl for t in trips if t.net_pnl <= 0.0]
     notional = sum((f.quantity * sizes.get(f.instrument_id, 1.0) * f.price for f in result.fills), 0.0)
     mean_equity = sum(values) / len(values) if values else initial
-    exposure = _exposure(result.fills, start, end) if start is not None and end is not None else 0.0
+    exposure = _exposure(result.fills, start, end, lot_sizes or {}) if start is not None and end is not None else 0.0
     metrics: dict[str, Any] = {
         "start": format_ns(start),
         "end": format_ns(end),
