@@ -88,3 +88,17 @@ def test_not_a_run_directory_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "not a run directory (no metrics.json)" in result.output  # type: ignore[attr-defined]
     result = invoke("report", "a", "b")
     assert result.exit_code == 2 and "compare RUN_A RUN_B" in result.output  # type: ignore[attr-defined]
+
+
+def test_report_out_refuses_an_existing_file_unless_force(tmp_path: Path) -> None:
+    a = _run_dir(tmp_path / "a", 110.0)
+    notes = tmp_path / "notes.html"
+    notes.write_text("my notes")
+    result = invoke("report", str(a), "--out", str(notes))
+    assert result.exit_code == 2 and f"{notes} exists" in result.output  # type: ignore[attr-defined]
+    assert notes.read_text() == "my notes"
+    assert invoke("report", str(a), "--out", str(notes), "--force").exit_code == 0  # type: ignore[attr-defined]
+    assert 'data-metric="total_return"' in notes.read_text()
+    # the run's own tearsheet is rewritten without --force, named by --out or not
+    for args in ([], ["--out", str(a / "tearsheet.html")], []):
+        assert invoke("report", str(a), *args).exit_code == 0  # type: ignore[attr-defined]

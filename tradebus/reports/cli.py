@@ -1,10 +1,11 @@
 """``tradebus report RUN_DIR`` and ``tradebus report compare RUN_A RUN_B``.
 
 ``report RUN_DIR`` writes ``RUN_DIR/tearsheet.html`` (a file the run directory owns, see
-:data:`tradebus.reports.writers.OWN_FILES`). ``report compare RUN_A RUN_B`` writes the
-side-by-side page to ``--out`` (default ``compare-<A>-vs-<B>.html`` in the current
-directory); an existing file there is refused unless ``--force``. ``--screenshot PNG``
-also saves a screenshot of the page taken in headless Chromium.
+:data:`tradebus.reports.writers.OWN_FILES`), or ``--out``. ``report compare RUN_A RUN_B``
+writes the side-by-side page to ``--out`` (default ``compare-<A>-vs-<B>.html`` in the
+current directory). An existing ``--out`` file other than the run's own tearsheet is
+refused unless ``--force``. ``--screenshot PNG`` also saves a screenshot of the page taken
+in headless Chromium.
 
 Exit codes: 0 success, 2 a bad argument or run directory (the message names the file), 1 any
 other error (Chromium missing or failing for ``--screenshot``).
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from tradebus.errors import ConfigError, TradebusError
+from tradebus.reports.writers import REPORT_FILE
 
 __all__ = ["report"]
 
@@ -32,7 +34,7 @@ def report(
         ),
     ],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the page.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file of a comparison.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
     screenshot: Annotated[
         Path | None, typer.Option(help="Also save a PNG screenshot of the page (headless Chromium).")
     ] = None,
@@ -46,10 +48,11 @@ def report(
         if len(args) == 3 and args[0] == "compare":
             run_a, run_b = Path(args[1]), Path(args[2])
             target = out if out is not None else Path(f"compare-{run_a.name}-vs-{run_b.name}.html")
-            if target.exists() and not force:
-                raise ConfigError(f"{target} exists; choose another --out or pass --force to replace it")
+            _refuse_existing(target, force)
             written = write_compare(run_a, run_b, target)
         elif len(args) == 1:
+            if out is not None and out.absolute() != (Path(args[0]) / REPORT_FILE).absolute():
+                _refuse_existing(out, force)
             written = write_tearsheet(args[0], out)
         else:
             raise ConfigError(f"report takes RUN_DIR or `compare RUN_A RUN_B`, not {' '.join(args)!r}")
@@ -59,6 +62,11 @@ def report(
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
     console.print(f"report written to {written}" + (f" (screenshot {screenshot})" if screenshot else ""))
+
+
+def _refuse_existing(target: Path, force: bool) -> None:
+    if target.exists() and not force:
+        raise ConfigError(f"{target} exists; choose another --out or pass --force to replace it")
 
 
 def _screenshot(page: Path, png: Path) -> None:
