@@ -102,3 +102,52 @@ def test_report_out_refuses_an_existing_file_unless_force(tmp_path: Path) -> Non
     # the run's own tearsheet is rewritten without --force, named by --out or not
     for args in ([], ["--out", str(a / "tearsheet.html")], []):
         assert invoke("report", str(a), *args).exit_code == 0  # type: ignore[attr-defined]
+
+
+def _garble(run: Path, name: str, edit: str) -> None:
+    path = run / name
+    rows = [line.split(",") for line in path.read_text().splitlines()]
+    if edit == "drop_column":  # equity.csv keeps ts, time and equity; the others lose their first column
+        rows = [row[:3] if name == "equity.csv" else row[1:] for row in rows]
+    elif edit == "text_in_drawdown":  # the last column of equity.csv
+        rows[1][-1] = "deep"
+    else:  # text in the first (time) column of the first row
+        rows[1][0] = "abc"
+    path.write_text("".join(",".join(row) + "\n" for row in rows))
+
+
+@pytest.mark.parametrize(
+    ("name", "edit", "message"),
+    [
+        ("equity.csv", "text_in_number", "equity.csv: line 2: ts 'abc' is not an integer"),
+        ("equity.csv", "drop_column", "equity.csv: missing column(s) position_value, fees_paid"),
+        ("equity.csv", "text_in_drawdown", "equity.csv: line 2: drawdown 'deep' is not a number"),
+        ("fills.csv", "text_in_number", "fills.csv: line 2: ts_event 'abc' is not an integer"),
+        ("fills.csv", "drop_column", "fills.csv: missing column(s) ts_event"),
+        ("trades.csv", "drop_column", "trades.csv: missing column(s) instrument"),
+        ("prices.csv", "text_in_number", "prices.csv: line 2: ts 'abc' is not an integer"),
+    ],
+)
+def test_a_garbled_run_file_is_a_clear_error_naming_file_line_and_column(
+    tmp_path: Path, name: str, edit: str, message: str
+) -> None:
+    a = _run_dir(tmp_path / "a", 110.0)
+    _garble(a, name, edit)
+    result = invoke("report", str(a))
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    assert f"{a / name}" in result.output and message in result.output  # type: ignore[attr-defined]
+    assert not (a / "tearsheet.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("[1, 2]", "metrics.json: expected a JSON object, not a list"),
+     ('{"initial_cash": "x"}', "metrics.json: initial_cash must be a number, not 'x'"),
+     ('{"instruments": "X.SIM"}', "metrics.json: instruments must be a list of names, not 'X.SIM'"),
+     ('{"null_reasons": [1]}', "metrics.json: null_reasons must be an object, not [1]")],
+)
+def test_a_malformed_metrics_json_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    a = _run_dir(tmp_path / "a", 110.0)
+    (a / "metrics.json").write_text(text)
+    result = invoke("report", str(a))
+    assert result.exit_code == 2 and message in result.output, result.output  # type: ignore[attr-defined]

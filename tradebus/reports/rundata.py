@@ -54,15 +54,74 @@ class RunData:
         return sorted(set(self.fills["instrument"]) | set(self.prices["instrument"]))
 
 
-def _read_csv(path: Path, required: bool = True) -> pd.DataFrame | None:
+# The columns each file must have: (integer columns, number columns, text columns); and for
+# equity.csv those that must be numbers when present (older runs have none of them).
+_EQUITY = (("ts",), ("equity", "position_value", "fees_paid"), ())
+_EQUITY_OPTIONAL = ("drawdown", "funding_paid")
+_FILLS = (("ts_event",), ("quantity", "price", "fee"), ("instrument", "side", "reason"))
+_FILLS_MATCHED = (("ts_event",), ("quantity", "price", "fee"),
+                  ("instrument", "side", "reason", "liquidity", "client_order_id", "strategy_id", "trade_id"))
+_TRADES = (("entry_ts", "exit_ts"), ("quantity", "entry_price", "exit_price", "pnl", "fees", "net_pnl", "holding_s"),
+           ("instrument", "side", "entry_reason", "exit_reason"))
+_PRICES = (("ts",), ("price",), ("instrument",))
+
+
+def _read_csv(
+    path: Path,
+    columns: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]],
+    required: bool = True,
+    optional: tuple[str, ...] = (),
+) -> pd.DataFrame | None:
+    """``path`` read, with ``columns`` (integers, numbers, text) present and the numbers (and the
+    ``optional`` ones present) numeric."""
     if not path.is_file():
         if required:
             raise ConfigError(f"{path.parent}: not a run directory (no {path.name})")
         return None
     try:
-        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+        frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
     except (ValueError, pd.errors.ParserError) as exc:
         raise ConfigError(f"{path}: not a readable CSV file ({exc})") from None
+    integers, numbers, texts = columns
+    missing = [c for c in (*integers, *numbers, *texts) if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}")
+    numbers = (*numbers, *(c for c in optional if c in frame.columns))
+    for column in (*integers, *numbers):
+        values = frame[column]
+        if values.dtype == "int64" or (values.dtype == "float64" and column in numbers):
+            continue
+        parsed = pd.to_numeric(values, errors="coerce")
+        bad = parsed.isna() & values.notna()
+        kind = "a number"
+        if column in integers:
+            bad |= values.isna() | (parsed % 1 != 0)
+            kind = "an integer"
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            text = "" if pd.isna(values.iloc[row]) else values.iloc[row]
+            raise ConfigError(f"{path}: line {row + 2}: {column} {text!r} is not {kind}")
+        frame[column] = parsed
+    return frame
+
+
+def _metrics(path: Path) -> dict[str, Any]:
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(metrics, dict):
+        raise ConfigError(f"{path}: expected a JSON object, not a {type(metrics).__name__}")
+    cash = metrics.get("initial_cash")
+    if cash is not None and (isinstance(cash, bool) or not isinstance(cash, int | float)):
+        raise ConfigError(f"{path}: initial_cash must be a number, not {cash!r}")
+    listed = metrics.get("instruments")
+    if listed is not None and not (isinstance(listed, list) and all(isinstance(i, str) for i in listed)):
+        raise ConfigError(f"{path}: instruments must be a list of names, not {listed!r}")
+    reasons = metrics.get("null_reasons")
+    if reasons is not None and not isinstance(reasons, dict):
+        raise ConfigError(f"{path}: null_reasons must be an object, not {reasons!r}")
+    return metrics
 
 
 def _times(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
@@ -105,7 +164,8 @@ def load_run(path: str | Path) -> RunData:
     ------
     ConfigError
         ``path`` is not a run directory (no ``metrics.json``, ``equity.csv`` or ``fills.csv``),
-        or one of its files cannot be read; the message names the file.
+        or one of its files cannot be read, lacks a column the reports use or holds text where a
+        number belongs; the message names the file (and the line and column).
     """
     path = Path(path)
     if not path.is_dir():
@@ -113,12 +173,11 @@ def load_run(path: str | Path) -> RunData:
     metrics_path = path / "metrics.json"
     if not metrics_path.is_file():
         raise ConfigError(f"{path}: not a run directory (no metrics.json)")
-    try:
-        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ConfigError(f"{metrics_path}: not valid JSON ({exc})") from None
-    equity = _times(_read_csv(path / "equity.csv"), "ts")  # type: ignore[arg-type]
-    fills = _times(_read_csv(path / "fills.csv"), "ts_event")  # type: ignore[arg-type]
+    metrics = _metrics(metrics_path)
+    has_trades = (path / "trades.csv").is_file()
+    equity = _times(_read_csv(path / "equity.csv", _EQUITY, optional=_EQUITY_OPTIONAL), "ts")  # type: ignore[arg-type]
+    fill_columns = _FILLS if has_trades else _FILLS_MATCHED
+    fills = _times(_read_csv(path / "fills.csv", fill_columns), "ts_event")  # type: ignore[arg-type]
     fills["reason"] = fills["reason"].fillna("").astype(str)
     config: dict[str, Any] = {}
     config_path = path / "config.yaml"
@@ -128,7 +187,7 @@ def load_run(path: str | Path) -> RunData:
         except yaml.YAMLError as exc:
             raise ConfigError(f"{config_path}: not valid YAML ({exc})") from None
         config = loaded if isinstance(loaded, dict) else {}
-    trades = _read_csv(path / "trades.csv", required=False)
+    trades = _read_csv(path / "trades.csv", _TRADES, required=False)
     if trades is None:
         records = [
             FillRecord(int(r.ts_event), str(r.instrument), str(r.side), float(r.quantity), float(r.price),
@@ -145,7 +204,7 @@ def load_run(path: str | Path) -> RunData:
     trades = _times(trades, "entry_ts", "exit_ts")
     for column in ("entry_reason", "exit_reason"):
         trades[column] = trades[column].fillna("").astype(str)
-    prices = _read_csv(path / "prices.csv", required=False)
+    prices = _read_csv(path / "prices.csv", _PRICES, required=False)
     if prices is None:
         prices = fills[["ts_event", "instrument", "price"]].rename(columns={"ts_event": "ts"})
     prices = _times(prices, "ts")
