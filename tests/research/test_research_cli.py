@@ -127,3 +127,21 @@ def test_alpha_with_a_backtest_reports_psr_monte_carlo_and_cost_stress(tmp_path:
     assert "trade shuffle max drawdown observed" in shown
     worst = report["cost_stress"][2]
     assert f"costs x5 return {worst['total_return']:.4g}, sharpe {worst['sharpe']:.4g}" in shown
+
+
+def _windowed_config(tmp_path: Path, start_ns: int | None, end_ns: int | None) -> Path:
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["dataset"].update({"catalog": str(REPO / "data" / "catalog"), "start_ns": start_ns, "end_ns": end_ns})
+    path = tmp_path / "window.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_dataset_on_an_empty_window_exits_3_and_writes_nothing(tmp_path: Path) -> None:
+    config = _windowed_config(tmp_path, 1_600_000_000_000_000_000, 1_600_000_000_000_000_001)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["research", "dataset", str(config), "--out", str(out)])
+    assert result.exit_code == 3, result.output
+    assert "no source has a row between dataset.start_ns" in result.output
+    assert "spans 2016-05-18T08:00:00Z to" in result.output
+    assert not (out / "dataset.parquet").exists()

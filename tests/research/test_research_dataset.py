@@ -172,3 +172,14 @@ def test_a_trades_dataset_gets_the_features_a_live_trade_stream_gets(tmp_path: P
         live.append([bank.value(c) for c in bank.columns])
     assert np.array_equal(out.iloc[:, 2:].to_numpy(), np.array(live), equal_nan=True)
     assert np.isfinite(out["sv"].iat[-1])
+
+
+def test_a_window_holding_no_row_is_a_data_error_naming_the_window_and_the_data_span() -> None:
+    full = build_dataset(_config())
+    last = int(full["ts_event"].iat[-1])
+    with pytest.raises(DataError, match=r"no source has a row from dataset.start_ns .* BTC-USD.COINBASE "
+                                        r"\(coinbase/spot/BTC-USD/bars_4h\) spans 2016-05-18T08:00:00Z to "):
+        build_dataset(_config(start_ns=last + 1))
+    start = int(full["ts_event"].iat[100])
+    with pytest.raises(DataError, match="no source has a row between"):
+        build_dataset(_config(start_ns=start, end_ns=start))

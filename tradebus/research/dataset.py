@@ -43,9 +43,11 @@ __all__ = [
     "SourceConfig",
     "align_timeframe",
     "build_dataset",
+    "empty_window",
     "feature_frame",
     "load_config",
     "load_events",
+    "window_bounds",
     "write_parquet",
 ]
 
@@ -193,6 +195,32 @@ def align_timeframe(base: pd.DataFrame, slow: pd.DataFrame, prefix: str) -> pd.D
     return pd.concat([base, joined.drop(columns="ts_event")], axis=1)
 
 
+def window_bounds(ts: np.ndarray, start_ns: int | None, end_ns: int | None) -> tuple[int, int]:
+    """Positions ``lo, hi`` such that ``ts[lo:hi]`` holds the rows with ``start_ns <= ts < end_ns`` (``ts`` sorted)."""
+    lo = 0 if start_ns is None else int(np.searchsorted(ts, start_ns, side="left"))
+    hi = len(ts) if end_ns is None else int(np.searchsorted(ts, end_ns, side="left"))
+    return lo, max(hi, lo)
+
+
+def empty_window(config: DatasetConfig, spans: Mapping[str, tuple[int, int] | None]) -> DataError:
+    """The error of a window that holds no row of any source, naming the window and each dataset's span."""
+    from tradebus.reports.metrics import format_ns
+
+    start, end = format_ns(config.start_ns), format_ns(config.end_ns)
+    if start and end:
+        window = (f" between dataset.start_ns {config.start_ns} ({start})"
+                  f" and dataset.end_ns {config.end_ns} ({end}, exclusive)")
+    elif start:
+        window = f" from dataset.start_ns {config.start_ns} ({start})"
+    elif end:
+        window = f" before dataset.end_ns {config.end_ns} ({end})"
+    else:
+        window = ""
+    where = [f"{name} " + ("holds no rows" if span is None else f"spans {format_ns(span[0])} to {format_ns(span[1])}")
+             for name, span in spans.items()]
+    return DataError(f"dataset: no source has a row{window}: " + "; ".join(where))
+
+
 def build_dataset(config: DatasetConfig) -> pd.DataFrame:
     """Features of every instrument of ``config``, one row per base event.
 
@@ -206,27 +234,30 @@ def build_dataset(config: DatasetConfig) -> pd.DataFrame:
     Raises
     ------
     DataError
-        A dataset is missing or unreadable (named).
+        A dataset is missing or unreadable (named), or the window holds no row of any source.
     """
     catalog = Catalog(config.catalog)
     specs = load_specs(config.features)
     ids = list(dict.fromkeys(source.instrument for source in config.sources))
     frames = []
+    spans: dict[str, tuple[int, int] | None] = {}
     for source in config.sources:
         kind, events = load_events(catalog, source.dataset)
         frame = feature_frame(events, kind, specs)
         for name, dataset in source.timeframes.items():
             slow_kind, slow_events = load_events(catalog, dataset)
             frame = align_timeframe(frame, feature_frame(slow_events, slow_kind, config.timeframes[name]), name)
+        ts = frame["ts_event"].to_numpy()
+        spans[f"{source.instrument} ({source.dataset})"] = (int(ts[0]), int(ts[-1])) if len(ts) else None
         if config.start_ns is not None or config.end_ns is not None:
-            ts = frame["ts_event"].to_numpy()
-            lo = 0 if config.start_ns is None else int(np.searchsorted(ts, config.start_ns, side="left"))
-            hi = len(ts) if config.end_ns is None else int(np.searchsorted(ts, config.end_ns, side="left"))
+            lo, hi = window_bounds(ts, config.start_ns, config.end_ns)
             frame = frame.iloc[lo:hi].reset_index(drop=True)
         # a categorical shared by every source: no n-element array of strings, and concat keeps it
         code = ids.index(source.instrument)
         frame.insert(0, "instrument", pd.Categorical.from_codes(np.full(len(frame), code, dtype=np.int16), ids))
         frames.append(frame)
+    if not any(len(frame) for frame in frames):
+        raise empty_window(config, spans)
     out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
     if len(frames) > 1:
         out = out.sort_values("ts_event", kind="stable").reset_index(drop=True)
