@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from research_helpers import REPO
+from research_helpers import REPO, btc_bars
+from scipy.stats import spearmanr
 from typer.testing import CliRunner
 
 from tradebus.cli import app
@@ -145,3 +146,54 @@ def test_dataset_on_an_empty_window_exits_3_and_writes_nothing(tmp_path: Path) -
     assert "no source has a row between dataset.start_ns" in result.output
     assert "spans 2016-05-18T08:00:00Z to" in result.output
     assert not (out / "dataset.parquet").exists()
+
+
+def test_labels_cv_and_alpha_keep_to_the_dataset_window(tmp_path: Path) -> None:
+    bars = btc_bars()
+    ts = bars["ts_event"].to_numpy()
+    start, end = int(ts[10_000]), int(ts[13_000])
+    config = _windowed_config(tmp_path, start, end)
+    out = tmp_path / "out"
+    for command in ("dataset", "labels", "cv", "alpha"):
+        result = runner.invoke(app, ["research", command, str(config), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    dataset = pd.read_parquet(out / "dataset.parquet")
+    labels = pd.read_parquet(out / "labels.parquet")
+    assert len(dataset) == 3000
+    assert labels["ts_event"].tolist() == dataset["ts_event"].tolist()
+    # no label reads a bar at or after the window's end: the last ones stay incomplete
+    assert labels["t1"].max() < end and not labels["complete"].iat[-1]
+    assert json.loads((out / "cv.json").read_text())["samples"] == int(labels["complete"].sum())
+    # the IC of the window's rows, per block of 500, against forward returns that stop at its end
+    close = bars["close"].iloc[:13_000]
+    fwd = (close.shift(-1) / close - 1.0).iloc[10_000:].to_numpy()
+    rsi = dataset["rsi"].to_numpy()
+    ics = []
+    for a in range(0, 3000, 500):
+        ok = ~np.isnan(fwd[a : a + 500])
+        ics.append(spearmanr(rsi[a : a + 500][ok], fwd[a : a + 500][ok]).statistic)
+    ic = json.loads((out / "alpha.json").read_text())["factors"]["rsi"]["ic"][0]
+    assert ic["n"] == 6 and ic["ic_mean"] == pytest.approx(np.mean(ics), rel=1e-12)
+
+
+def test_walkforward_trades_only_inside_the_dataset_window(tmp_path: Path) -> None:
+    ts = btc_bars()["ts_event"].to_numpy()
+    config = _windowed_config(tmp_path, int(ts[10_000]), int(ts[13_000]))
+    raw = yaml.safe_load(config.read_text())
+    raw["walkforward"].update({"retrain_every": 1000, "min_train": 1000})
+    raw["model"]["params"] = {"n_estimators": 10, "max_depth": 2}
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["research", "walkforward", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    segments = pd.read_parquet(out / "walkforward_segments.parquet")
+    assert segments["start"].tolist() == [ts[11_000], ts[12_000]]
+    assert segments["end"].tolist() == [ts[11_999], ts[12_999]]
+    fills = pd.read_parquet(out / "walkforward_fills.parquet")
+    assert len(fills) and fills["ts_event"].between(ts[11_000], ts[12_999]).all()
+    assert pd.read_parquet(out / "walkforward_equity.parquet")["ts"].max() <= ts[12_999]
+    raw["walkforward"]["min_train"] = 3000
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["research", "walkforward", str(config), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "walkforward.min_train 3000 leaves no bar to trade" in result.output

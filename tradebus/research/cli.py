@@ -91,9 +91,27 @@ def _table(title: str, rows: dict[str, Any]) -> Table:
 # ---------------------------------------------------------------------------- shared steps
 
 
+def _window_bars(dataset: Any, source: Any) -> tuple[pd.DataFrame, int, tuple[int, int] | None]:
+    """A source's bars before ``dataset.end_ns``, the position of its first bar in the window and its data span."""
+    from tradebus.research.dataset import load_events, window_bounds
+
+    kind, bars = load_events(dataset.catalog, source.dataset)
+    if kind != "bars":
+        raise ConfigError(f"{source.dataset} holds {kind}; labels and forward returns are built on bars")
+    ts = bars["ts_event"].to_numpy()
+    lo, hi = window_bounds(ts, dataset.start_ns, dataset.end_ns)
+    span = (int(ts[0]), int(ts[-1])) if len(ts) else None
+    return bars.iloc[:hi], lo, span
+
+
 def _labels(config: Any, dataset: Any) -> pd.DataFrame:
-    """Labels of every source's base bars, stacked in time order (``instrument`` column first)."""
-    from tradebus.research.dataset import load_events
+    """Labels of the events in every source's window, stacked in time order (``instrument`` column first).
+
+    Only bars before ``dataset.end_ns`` are read: a label that needs later bars is incomplete
+    (triple barrier) or NaN (forward). Bars before ``dataset.start_ns`` warm up the
+    volatility and the CUSUM filter but carry no label.
+    """
+    from tradebus.research.dataset import empty_window
     from tradebus.research.labels import (
         average_uniqueness,
         cusum_events,
@@ -104,22 +122,27 @@ def _labels(config: Any, dataset: Any) -> pd.DataFrame:
 
     lab = config.labels
     frames = []
+    spans: dict[str, tuple[int, int] | None] = {}
     for source in dataset.sources:
-        kind, bars = load_events(dataset.catalog, source.dataset)
-        if kind != "bars":
-            raise ConfigError(f"labels: {source.dataset} holds {kind}; labels are built on bars")
+        bars, lo, spans[f"{source.instrument} ({source.dataset})"] = _window_bars(dataset, source)
+        if lo >= len(bars):
+            continue
         if lab.method == "forward":
-            out = forward_returns(bars, lab.horizons, lab.kind, lab.clip_quantile)
+            out = forward_returns(bars, lab.horizons, lab.kind, lab.clip_quantile).iloc[lo:].reset_index(drop=True)
         else:
             vol = volatility(bars, lab.vol_method, lab.vol_span)
-            events = None
             if lab.cusum is not None:
                 events = cusum_events(bars["close"].to_numpy(), lab.cusum * vol)
+                events = events[events >= lo]
+            else:
+                events = np.arange(lo, len(bars))
             out = triple_barrier(bars, events, width=vol, pt=lab.pt, sl=lab.sl, max_bars=lab.max_bars,
                                  side=float(lab.side), tie_break=lab.tie_break)
             out["uniqueness"] = average_uniqueness(out["index"].to_numpy(), out["end_index"].to_numpy(), len(bars))
         out.insert(0, "instrument", source.instrument)
         frames.append(out)
+    if not frames:
+        raise empty_window(dataset, spans)
     return pd.concat(frames, ignore_index=True).sort_values("ts_event", kind="stable").reset_index(drop=True)
 
 
@@ -220,7 +243,7 @@ def cv(config: ConfigArg, out: OutOption = None) -> None:
 def walkforward(config: ConfigArg, out: OutOption = None) -> None:
     """Retrain the model every N bars on purged past data, trade each next segment on the kernel."""
     from tradebus.research.config import load_research_config, make_estimator
-    from tradebus.research.dataset import load_events, write_parquet
+    from tradebus.research.dataset import write_parquet
     from tradebus.research.walkforward import walk_forward
 
     console = Console()
@@ -229,23 +252,27 @@ def walkforward(config: ConfigArg, out: OutOption = None) -> None:
         if cfg.model is None or cfg.walkforward is None:
             raise ConfigError(f"{config}: walkforward needs the 'model' and 'walkforward' sections")
         wf = cfg.walkforward
-        _, bars = load_events(ds.catalog, ds.sources[0].dataset)
+        # the bars before the window warm up the features and are not traded
+        bars, lo, _ = _window_bars(ds, ds.sources[0])
         frame = _labels(cfg, ds.model_copy(update={"sources": ds.sources[:1]}))
+        if lo + wf.min_train >= len(bars):
+            raise ConfigError(f"{config}: walkforward.min_train {wf.min_train} leaves no bar to trade: "
+                              f"{ds.sources[0].dataset} has {len(bars) - lo} bars in the dataset window")
+        ret = np.full(len(bars), np.nan)
+        t1 = np.full(len(bars), -1, dtype=np.int64)
         if "ret" in frame.columns:
-            ret = np.full(len(bars), np.nan)
-            t1 = np.full(len(bars), -1, dtype=np.int64)
             ret[frame["index"].to_numpy()] = frame["ret"].to_numpy()
             t1[frame["index"].to_numpy()] = frame["t1"].to_numpy()
         else:
             h = cfg.labels.horizons[-1]
-            ret, t1 = frame[f"fwd_{h}"].to_numpy(), frame[f"t1_{h}"].to_numpy()
+            ret[lo:], t1[lo:] = frame[f"fwd_{h}"].to_numpy(), frame[f"t1_{h}"].to_numpy()
         with _progress(console) as progress:
             task = progress.add_task("walk-forward: training", total=None)
             step = lambda done, total: progress.update(task, completed=done, total=total)  # noqa: E731
             result = walk_forward(bars, wf.instrument.to_instrument(), ds.features, cfg.model.columns, ret, t1,
                                   make_estimator(cfg.model), retrain_every=wf.retrain_every,
                                   retrain_every_ns=wf.retrain_every_ns,
-                                  min_train=wf.min_train, quantity=wf.quantity, upper=wf.upper, lower=wf.lower,
+                                  min_train=lo + wf.min_train, quantity=wf.quantity, upper=wf.upper, lower=wf.lower,
                                   mode=wf.mode, venue=wf.venue, initial_cash=wf.initial_cash, seed=wf.seed,
                                   on_segment=step)
         target = _out_dir(out, config)
@@ -297,7 +324,7 @@ def alpha(
     """IC per horizon, ICIR, decay, turnover, quantile returns; with --backtest: PSR/DSR, Monte Carlo, cost stress."""
     from tradebus.research import alpha as reports
     from tradebus.research.config import load_research_config
-    from tradebus.research.dataset import build_dataset, load_events
+    from tradebus.research.dataset import build_dataset
     from tradebus.research.labels import forward_returns
 
     console = Console()
@@ -306,8 +333,9 @@ def alpha(
         if cfg.alpha is None:
             raise ConfigError(f"{config}: alpha needs the 'alpha' section")
         with console.status("alpha: features and forward returns"):
-            frame = build_dataset(ds.model_copy(update={"start_ns": None, "end_ns": None}))
-            fwd = pd.concat([forward_returns(load_events(ds.catalog, s.dataset)[1], cfg.alpha.horizons)
+            frame = build_dataset(ds)
+            # forward returns read no bar at or after the window's end
+            fwd = pd.concat([forward_returns(_window_bars(ds, s)[0], cfg.alpha.horizons)
                              .assign(instrument=s.instrument) for s in ds.sources], ignore_index=True)
             merged = frame.merge(fwd, on=["instrument", "ts_event"], how="left")
         by = merged["ts_event"] if len(ds.sources) > 1 else None
