@@ -197,3 +197,12 @@ def test_walkforward_trades_only_inside_the_dataset_window(tmp_path: Path) -> No
     result = runner.invoke(app, ["research", "walkforward", str(config), "--out", str(out)])
     assert result.exit_code == 2
     assert "walkforward.min_train 3000 leaves no bar to trade" in result.output
+
+
+@pytest.mark.parametrize("cuts", ["0", "-1"])
+def test_lookahead_with_no_cut_exits_2_instead_of_passing_unchecked(tmp_path: Path, cuts: str) -> None:
+    result = runner.invoke(app, ["research", "lookahead", str(REPO / "configs" / "quickstart.yaml"), "--cuts", cuts,
+                                 "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert f"lookahead: {cuts} cuts check nothing" in result.output
+    assert not (tmp_path / "lookahead.json").exists()

@@ -190,3 +190,11 @@ def test_tick_ema_cross_on_trades_and_the_model_strategy_pass() -> None:
         bar_sources(), lambda s: kernel_trace(lambda: kernel_with(ModelSignal(IID, model=step, quantity=0.1)), s)
     )
     assert report.ok, report.violations[:3]
+
+
+def test_no_cut_is_a_config_error_not_a_pass() -> None:
+    sources = bar_sources()
+    with pytest.raises(ConfigError, match="0 cuts check nothing"):
+        detect_lookahead(sources, lambda s: Trace(), cuts=[])
+    with pytest.raises(ConfigError, match="0 cuts check nothing"):
+        detect_lookahead(sources, lambda s: Trace(), n_cuts=0)

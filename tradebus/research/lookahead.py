@@ -42,6 +42,7 @@ import pandas as pd
 from tradebus.data.replay import ReplayBatch
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Bar, Trade
+from tradebus.errors import ConfigError
 from tradebus.strategies.base import Strategy
 
 __all__ = [
@@ -261,7 +262,15 @@ def detect_lookahead(
         Explicit cut times instead.
     on_run
         Called after each run (``n_cuts + 1`` runs; progress reporting).
+
+    Raises
+    ------
+    ConfigError
+        No cut to check (``n_cuts < 1`` or an empty ``cuts``).
     """
+    count = n_cuts if cuts is None else len(cuts)
+    if count < 1:
+        raise ConfigError(f"lookahead: {count} cuts check nothing; give at least one cut (--cuts, n_cuts)")
     rng = np.random.default_rng(seed)
     times = np.sort(np.concatenate([s.frame["ts_init"].to_numpy(dtype=np.int64) for s in sources]))
     if cuts is None:
