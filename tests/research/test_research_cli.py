@@ -206,3 +206,21 @@ def test_lookahead_with_no_cut_exits_2_instead_of_passing_unchecked(tmp_path: Pa
     assert result.exit_code == 2, result.output
     assert f"lookahead: {cuts} cuts check nothing" in result.output
     assert not (tmp_path / "lookahead.json").exists()
+
+
+@pytest.mark.parametrize(("command", "section"), [("labels", "labels"), ("cv", "labels"), ("walkforward", "labels"),
+                                                  ("alpha", "alpha")])
+def test_a_horizon_longer_than_the_window_exits_2_naming_the_field(tmp_path: Path, command: str, section: str) -> None:
+    ts = btc_bars()["ts_event"].to_numpy()
+    config = _windowed_config(tmp_path, int(ts[10_000]), int(ts[10_100]))
+    raw = yaml.safe_load(config.read_text())
+    raw["labels"] = {"method": "forward", "horizons": [1, 100]}
+    raw["alpha"]["horizons"] = [1, 100]
+    raw["walkforward"]["min_train"] = 50
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["research", command, str(config), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert (f"{section}.horizons: a horizon of 100 bars is longer than the data: no row has a bar 100 bars later "
+            "(the longest horizon with a value is 99 bars)") in " ".join(result.output.split())
+    assert not out.exists()

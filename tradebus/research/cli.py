@@ -104,6 +104,14 @@ def _window_bars(dataset: Any, source: Any) -> tuple[pd.DataFrame, int, tuple[in
     return bars.iloc[:hi], lo, span
 
 
+def _check_horizons(horizons: list[int], longest: int, field: str) -> None:
+    """Refuse a horizon that no row of the window can reach (its forward returns would all be NaN)."""
+    for h in horizons:
+        if h > longest:
+            raise ConfigError(f"{field}: a horizon of {h} bars is longer than the data: no row has "
+                              f"a bar {h} bars later (the longest horizon with a value is {max(longest, 0)} bars)")
+
+
 def _labels(config: Any, dataset: Any) -> pd.DataFrame:
     """Labels of the events in every source's window, stacked in time order (``instrument`` column first).
 
@@ -123,10 +131,12 @@ def _labels(config: Any, dataset: Any) -> pd.DataFrame:
     lab = config.labels
     frames = []
     spans: dict[str, tuple[int, int] | None] = {}
+    longest = 0
     for source in dataset.sources:
         bars, lo, spans[f"{source.instrument} ({source.dataset})"] = _window_bars(dataset, source)
         if lo >= len(bars):
             continue
+        longest = max(longest, len(bars) - 1 - lo)
         if lab.method == "forward":
             out = forward_returns(bars, lab.horizons, lab.kind, lab.clip_quantile).iloc[lo:].reset_index(drop=True)
         else:
@@ -143,6 +153,8 @@ def _labels(config: Any, dataset: Any) -> pd.DataFrame:
         frames.append(out)
     if not frames:
         raise empty_window(dataset, spans)
+    if lab.method == "forward":
+        _check_horizons(lab.horizons, longest, "labels.horizons")
     return pd.concat(frames, ignore_index=True).sort_values("ts_event", kind="stable").reset_index(drop=True)
 
 
@@ -335,8 +347,10 @@ def alpha(
         with console.status("alpha: features and forward returns"):
             frame = build_dataset(ds)
             # forward returns read no bar at or after the window's end
-            fwd = pd.concat([forward_returns(_window_bars(ds, s)[0], cfg.alpha.horizons)
-                             .assign(instrument=s.instrument) for s in ds.sources], ignore_index=True)
+            windows = [_window_bars(ds, s) for s in ds.sources]
+            _check_horizons(cfg.alpha.horizons, max(len(bars) - 1 - lo for bars, lo, _ in windows), "alpha.horizons")
+            fwd = pd.concat([forward_returns(bars, cfg.alpha.horizons).assign(instrument=s.instrument)
+                             for s, (bars, _, _) in zip(ds.sources, windows, strict=True)], ignore_index=True)
             merged = frame.merge(fwd, on=["instrument", "ts_event"], how="left")
         by = merged["ts_event"] if len(ds.sources) > 1 else None
         payload: dict[str, Any] = {"factors": {}}
