@@ -224,3 +224,12 @@ def test_a_horizon_longer_than_the_window_exits_2_naming_the_field(tmp_path: Pat
     assert (f"{section}.horizons: a horizon of 100 bars is longer than the data: no row has a bar 100 bars later "
             "(the longest horizon with a value is 99 bars)") in " ".join(result.output.split())
     assert not out.exists()
+
+
+@pytest.mark.parametrize("trials", ["0", "-5"])
+def test_alpha_refuses_fewer_than_one_trial(tmp_path: Path, trials: str) -> None:
+    result = runner.invoke(app, ["research", "alpha", str(CONFIG), "--backtest", str(REPO / "configs" / "quickstart.yaml"),
+                                 "--trials", trials, "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "--trials" in result.output and "x>=1" in result.output
+    assert not (tmp_path / "alpha.json").exists()

@@ -330,7 +330,7 @@ def lookahead(
 def alpha(
     config: ConfigArg,
     backtest: Annotated[Path | None, typer.Option(help="Backtest config for PSR, Monte Carlo and cost stress.")] = None,
-    trials: Annotated[int, typer.Option(help="Number of strategy variants tried (deflated Sharpe).")] = 1,
+    trials: Annotated[int, typer.Option(min=1, help="Number of strategy variants tried (deflated Sharpe).")] = 1,
     out: OutOption = None,
 ) -> None:
     """IC per horizon, ICIR, decay, turnover, quantile returns; with --backtest: PSR/DSR, Monte Carlo, cost stress."""
