@@ -42,11 +42,20 @@ class Server:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.requests: list[str] = []
+        self.cut: set[str] = set()  # paths whose body is cut short: the connection closes mid-download
         outer = self
 
         class Handler(_Quiet):
             def do_GET(self) -> None:  # noqa: N802
                 outer.requests.append(self.path)
+                if self.path in outer.cut:
+                    body = (outer.root / self.path.lstrip("/")).read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    self.close_connection = True
+                    return
                 super().do_GET()
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
@@ -173,6 +182,21 @@ def test_bad_archives_are_refused_and_nothing_is_written(
     assert "ADABTC-1m-2021-11-28.zip" in out and reason in out and "nothing was imported" in out
     assert not (tmp_path / "cat").exists()
     assert not list((tmp_path / "cache").rglob("*2021-11-28.zip*"))  # the refused file is not kept
+
+
+@pytest.mark.parametrize("cut", [".zip.CHECKSUM", ".zip"])
+def test_a_download_cut_short_is_refused_and_nothing_is_written(server: Server, tmp_path: Path, cut: str) -> None:
+    for day in ("2021-11-27", "2021-11-28"):
+        server.publish(f"{KLINES}/ADABTC-1m-{day}.zip", klines(day))
+    server.cut.add(f"/data/{KLINES}/ADABTC-1m-2021-11-28{cut}")
+    code, out = run("download", "binance", "--symbol", "ADABTC", "--interval", "1m", "--start", "2021-11-27",
+                    "--end", "2021-11-28", "--base-url", server.url, "--cache-dir", str(tmp_path / "cache"),
+                    "--catalog", str(tmp_path / "cat"))
+    assert code == 3, out
+    assert "1 downloaded, 0 reused (verified), 0 missing, 1 refused" in out
+    assert "refused: ADABTC-1m-2021-11-28.zip" in out and "nothing was imported" in out
+    assert not (tmp_path / "cat").exists()
+    assert not list((tmp_path / "cache").rglob("*2021-11-28.zip*"))  # no partial file is kept
 
 
 def test_a_bad_row_inside_an_archive_is_named_and_nothing_is_written(server: Server, tmp_path: Path) -> None:

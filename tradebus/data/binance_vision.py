@@ -30,6 +30,7 @@ a local HTTP server.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
@@ -273,6 +274,8 @@ def _fetch_one(item: Archive, cache_dir: Path, base: str, timeout: float) -> tup
             return "missing", f"{item.name}: checksum published but the archive is not"
     except (urllib.error.URLError, OSError) as exc:
         return "refused", f"{item.name}: download failed: {exc}"
+    except http.client.HTTPException as exc:  # IncompleteRead, BadStatusLine: not OSErrors
+        return "refused", f"{item.name}: download failed: response cut short or malformed ({exc!r})"
     if digest != expected:
         target.unlink(missing_ok=True)
         return "refused", f"{item.name}: sha256 {digest} does not match its .CHECKSUM {expected}; archive refused"
