@@ -87,6 +87,13 @@ def test_verify_reports_a_corrupted_file(tmp_path: Path) -> None:
     assert code == 3 and "does not match the manifest" in out
 
 
+def test_verify_refuses_a_catalog_that_does_not_exist_and_says_when_it_is_empty(tmp_path: Path) -> None:
+    code, out = run("verify", "--catalog", str(tmp_path / "typo"))
+    assert code == 2 and "typo: no such directory" in out
+    code, out = run("verify", "--catalog", str(tmp_path))
+    assert code == 0 and f"no datasets in {tmp_path}" in out.replace("\n", "")
+
+
 def test_info_on_an_empty_catalog(tmp_path: Path) -> None:
     code, out = run("info", "--catalog", str(tmp_path))
     assert code == 0 and "no datasets" in out

@@ -358,8 +358,14 @@ data_app.command("ls", help="Alias of info.")(info_cmd)
 @data_app.command("verify")
 def verify_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
     """Check every dataset: files present, sha256 as in the manifest, schema and row counts."""
+    if not catalog.is_dir():
+        raise _fail(ConfigError(f"--catalog {catalog}: no such directory"))
     cat = Catalog(catalog)
-    for ref in cat.datasets():
+    refs = cat.datasets()
+    if not refs:
+        _console().print(f"no datasets in {catalog}", highlight=False)
+        return
+    for ref in refs:
         try:
             manifest = cat.verify(ref.venue, ref.market, ref.symbol, ref.dataset)
         except DataError as exc:
