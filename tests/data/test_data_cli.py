@@ -87,6 +87,20 @@ def test_verify_reports_a_corrupted_file(tmp_path: Path) -> None:
     assert code == 3 and "does not match the manifest" in out
 
 
+def test_verify_checks_every_dataset_after_a_failing_one_and_names_each_failure(tmp_path: Path) -> None:
+    for symbol in ("A", "B", "C"):
+        assert run("import", str(FIXTURES / "bars_valid.csv"), "--venue", "x", "--market", "spot", "--symbol", symbol,
+                   "--catalog", str(tmp_path))[0] == 0
+    for symbol in ("A", "C"):  # the first and the last, tampered with
+        part = next((tmp_path / "x" / "spot" / symbol).rglob("*.parquet"))
+        part.write_bytes(part.read_bytes()[:-1] + b"X")
+    code, out = run("verify", "--catalog", str(tmp_path))
+    assert code == 3
+    assert "ok x/spot/B/bars_1h: 20 rows" in out
+    assert out.count("does not match the manifest") == 2
+    assert "2 of 3 datasets failed verification: x/spot/A/bars_1h, x/spot/C/bars_1h" in out
+
+
 def test_verify_refuses_a_catalog_that_does_not_exist_and_says_when_it_is_empty(tmp_path: Path) -> None:
     code, out = run("verify", "--catalog", str(tmp_path / "typo"))
     assert code == 2 and "typo: no such directory" in out
