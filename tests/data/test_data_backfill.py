@@ -236,6 +236,28 @@ def test_trades_backfill_resumes_without_duplicates_and_refuses_a_limit_it_canno
     assert not (tmp_path / "other" / "binance").exists() or Catalog(tmp_path / "other").datasets() == []
 
 
+def test_trades_backfill_resumes_when_the_catalog_holds_part_of_its_last_millisecond(
+        venue: Venue, tmp_path: Path) -> None:
+    venue.throttle_next = 0
+    since, until = int(venue.trade_ms[0]), int(venue.trade_ms[-1]) + 1
+    crowded = int(np.bincount(venue.trade_ms - since).argmax()) + since  # the millisecond of 22 trades
+    backfill_trades(tmp_path, exchange(venue, 1), "BTC/USDT", since_ms=since, until_ms=crowded + 1,
+                    venue="binance", market="spot", catalog_symbol="BTCUSDT", limit=30)
+    cat = Catalog(tmp_path)
+    held = cat.read("binance", "spot", "BTCUSDT", "trades")
+    held = held.slice(0, held.num_rows - 10)  # the venue had sent 12 of the 22 trades of that millisecond
+    cat.write(held, "binance", "spot", "BTCUSDT", "trades", kind="trades", mode="overwrite")
+    rest = backfill_trades(tmp_path, exchange(venue, 1), "BTC/USDT", since_ms=since, until_ms=crowded + 1,
+                           venue="binance", market="spot", catalog_symbol="BTCUSDT", limit=30)
+    assert rest.rows == 10  # that millisecond now spans two files: the next resume reads the ids of both
+    again = backfill_trades(tmp_path, exchange(venue, 1), "BTC/USDT", since_ms=since, until_ms=until,
+                            venue="binance", market="spot", catalog_symbol="BTCUSDT", limit=30)
+    assert held.num_rows + rest.rows + again.rows == 2001
+    stored = cat.read("binance", "spot", "BTCUSDT", "trades").to_pandas()
+    assert stored.trade_id.tolist() == [str(i) for i in TRADES.trade_id]
+    assert np.array_equal(stored.ts_event.to_numpy(), expected_trades()[0])
+
+
 def test_cli_backfill_trades(venue: Venue, tmp_path: Path) -> None:
     venue.throttle_next = 0
     result = CliRunner().invoke(data_app, [

@@ -221,6 +221,24 @@ def test_append_after_and_before_then_reject_overlap(tmp_path: Path) -> None:
     assert tree_hashes(tmp_path) == before
 
 
+def test_append_trades_that_go_on_at_the_last_time_unless_they_repeat_a_stored_id(tmp_path: Path) -> None:
+    cat = Catalog(tmp_path)
+    full = make_trades(10, step_ns=0)  # ten trades in one nanosecond, ids 0..9
+    later = make_trades(3, start_ns=T0_NS + 1)
+    cat.write(full.slice(0, 6), "x", "spot", "S", "trades", kind="trades")
+    before = tree_hashes(tmp_path)
+    with pytest.raises(DataError, match=r"repeat stored trade ids \['5'\]"):
+        cat.write(full.slice(5), "x", "spot", "S", "trades", kind="trades", mode="append")
+    no_ids = full.slice(6).set_column(5, "trade_id", pa.array([""] * 4))
+    with pytest.raises(DataError, match="overlap the existing range"):  # without ids, a repeat cannot be told
+        cat.write(no_ids, "x", "spot", "S", "trades", kind="trades", mode="append")
+    assert tree_hashes(tmp_path) == before
+    manifest = cat.write(pa.concat_tables([full.slice(6), later]), "x", "spot", "S", "trades", kind="trades",
+                         mode="append")
+    assert manifest.rows == 13
+    assert cat.read("x", "spot", "S", "trades").equals(pa.concat_tables([full, later]).combine_chunks())
+
+
 def test_append_rejects_a_different_period_or_kind(tmp_path: Path) -> None:
     cat = Catalog(tmp_path)
     cat.write(make_bars(5), "x", "spot", "S", "d", "month")

@@ -297,12 +297,20 @@ def _trade_key(trade: dict[str, object]) -> tuple[int, int, str]:
 
 
 def _stored_tail(cat: Catalog, venue: str, market: str, symbol: str) -> tuple[int, set[str]]:
-    """The last stored trade time (ms) and the ids of the trades stored at that millisecond."""
-    _, entries = cat.entries(venue, market, symbol, "trades")
-    tail = open_parquet(entries[-1][0], "trades").read(columns=["ts_event", "trade_id"])
-    ms = tail.column("ts_event").to_numpy() // 1_000_000
-    last = int(ms[-1])
-    return last, set(tail.column("trade_id").to_numpy(zero_copy_only=False)[ms == last].tolist())
+    """The last stored trade time (ms) and the ids of the trades stored at that millisecond.
+
+    They may lie in more than one file: an earlier resume may have appended trades at the time the
+    dataset ended with.
+    """
+    manifest, entries = cat.entries(venue, market, symbol, "trades")
+    last = manifest.end_ns // 1_000_000
+    ids: set[str] = set()
+    for path, entry in entries:
+        if entry.end_ns // 1_000_000 == last:
+            tail = open_parquet(path, "trades").read(columns=["ts_event", "trade_id"])
+            ms = tail.column("ts_event").to_numpy() // 1_000_000
+            ids.update(tail.column("trade_id").to_numpy(zero_copy_only=False)[ms == last].tolist())
+    return last, ids
 
 
 def _fetch(exchange: ccxt.Exchange, symbol: str, call: Callable[[], list], retries: int,

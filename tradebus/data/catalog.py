@@ -60,6 +60,7 @@ from typing import Literal
 import msgspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from loguru import logger
 
@@ -614,8 +615,9 @@ class Catalog:
             Bar interval; recorded with gap statistics in the manifest.
         mode
             ``"create"`` fails if the dataset exists; ``"append"`` adds rows whose
-            time range does not overlap the existing one (before or after it);
-            ``"overwrite"`` replaces the dataset.
+            time range does not overlap the existing one (before or after it; trades may
+            begin at the dataset's last time when their ids are not among the trades
+            stored at that time); ``"overwrite"`` replaces the dataset.
         row_group_rows
             Rows per Parquet row group (fixed, part of the deterministic layout).
         notes
@@ -732,6 +734,8 @@ class DatasetWriter:
         self._first_ts: int | None = None
         self._last_ts_init: int | None = None
         self._last_ts_event: int | None = None
+        # Trade ids of appended rows at the dataset's last time (several trades may share one time).
+        self._edge_ids: list[str] = []
         # Bar gaps counted as the rows go by (a new dataset); an append counts them over all its files at commit.
         self._gap_stats: list[int] = [0, 0]
         self._gap_last: int | None = None
@@ -811,6 +815,9 @@ class DatasetWriter:
             return
         ts_init = table.column("ts_init").to_numpy()
         self._check_order(table, ts_init)
+        if self.kind == "trades" and self.old is not None and ts_init[0] == self.old.end_ns:
+            at_end = ts_init == self.old.end_ns
+            self._edge_ids.extend(table.column("trade_id").filter(pa.array(at_end)).to_pylist())
         if self.kind == "bars" and self.interval_ns is not None and self.old is None:
             ts_event = table.column("ts_event").to_numpy()
             joined = ts_event if self._gap_last is None else np.concatenate(([self._gap_last], ts_event))
@@ -959,11 +966,36 @@ class DatasetWriter:
         if self.old is not None:
             first, last = self._first_ts, self._last_ts_init
             assert first is not None and last is not None
-            if not (first > self.old.end_ns or last < self.old.start_ns):
+            if not (first > self.old.end_ns or last < self.old.start_ns or self._continues_last_time(first)):
                 raise DataError(
                     f"{self.base}: appended rows [{first}, {last}] overlap the existing range "
                     f"[{self.old.start_ns}, {self.old.end_ns}] (ts_init ns)"
                 )
+
+    def _continues_last_time(self, first: int) -> bool:
+        """Whether appended trades begin at the dataset's last time with none of the trades stored there.
+
+        Raises
+        ------
+        DataError
+            If one of them repeats the id of a trade stored at that time.
+        """
+        old = self.old
+        if self.kind != "trades" or old is None or first != old.end_ns or not self._edge_ids or "" in self._edge_ids:
+            return False
+        stored: set[str] = set()
+        for entry in old.files:
+            if entry.end_ns == old.end_ns:
+                tail = pq.read_table(self.base / entry.path, columns=["ts_init", "trade_id"])
+                at_end = pc.equal(tail.column("ts_init"), old.end_ns)
+                stored.update(tail.column("trade_id").filter(at_end).to_pylist())
+        repeated = sorted(stored.intersection(self._edge_ids))
+        if repeated:
+            raise DataError(
+                f"{self.base}: appended trades at the dataset's last time {old.end_ns} repeat stored trade ids "
+                f"{repeated[:5]}{' ...' if len(repeated) > 5 else ''} (ts_init ns)"
+            )
+        return True
 
     def abort(self) -> None:
         """Drop everything staged (a no-op after a commit); the catalog is left as it was."""
