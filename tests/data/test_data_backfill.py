@@ -22,6 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 
 from tradebus.data.backfill import backfill_ohlcv, backfill_trades, make_exchange
@@ -189,6 +190,25 @@ def test_cli_backfill(venue: Venue, tmp_path: Path) -> None:
     bad = CliRunner().invoke(data_app, ["backfill", "--exchange", "nosuchexchange", "--symbol", "X/Y",
                                         "--since", "2021-11-27", "--catalog", str(tmp_path)])
     assert bad.exit_code == 2 and "not a ccxt exchange id" in bad.output
+
+
+def test_cli_backfill_never_stores_a_bar_that_has_not_closed_whatever_the_until(venue: Venue, tmp_path: Path) -> None:
+    venue.throttle_next = 0
+    now_ms = int(time.time() * 1000)
+    # the venue's last two bars: the one open now and the next (so a minute turning during the test changes nothing)
+    shift = now_ms - now_ms % MINUTE_MS + MINUTE_MS - int(venue.klines[-1][0])
+    venue.klines = [[str(int(r[0]) + shift), *r[1:6], str(int(r[6]) + shift), *r[7:]] for r in venue.klines]
+    since = pd.Timestamp(int(venue.klines[0][0]), unit="ms", tz="UTC").isoformat()
+    result = CliRunner().invoke(data_app, [
+        "backfill", "--exchange", "binance", "--symbol", "ADA/BTC", "--timeframe", "1m", "--since", since,
+        "--until", "2100-01-01", "--api-base", venue.url, "--rate-limit-ms", "1", "--market-types", "spot",
+        "--catalog", str(tmp_path),
+    ])
+    done_ns = time.time_ns()
+    assert result.exit_code == 0, result.output
+    assert "is after the last closed bar" in result.output
+    stored = Catalog(tmp_path).read("binance", "spot", "ADABTC", "bars_1m").column("ts_event").to_numpy()
+    assert stored.size >= 110 and int(stored[-1]) <= done_ns  # every bar stored had closed when the command ended
 
 
 def expected_trades() -> tuple[np.ndarray, np.ndarray]:

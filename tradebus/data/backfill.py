@@ -16,8 +16,8 @@ one) up to ``until``:
   quality checks run on it; gaps the exchange has are kept as gaps (counted in the
   manifest), never filled;
 * the bars are stamped at their close (ccxt gives the open time); the partial bar
-  still forming is never fetched when ``until`` is left to the command (now, floored
-  to the timeframe).
+  still forming is never fetched by the command, which caps ``until`` at now, floored
+  to the timeframe (a caller of :func:`backfill_ohlcv` passes such an ``until_ms``).
 
 :func:`backfill_trades` pages through ``exchange.fetch_trades(symbol, since, limit)`` the
 same way, with the rules trades need:

@@ -562,7 +562,8 @@ def backfill_cmd(
                                        "catalog's last bar.")],
     timeframe: Annotated[str, typer.Option(help="Bar timeframe (1m, 1h, 1d, ...); bars only.")] = "1m",
     kind: Annotated[str, typer.Option(help="bars (OHLCV) or trades.")] = "bars",
-    until: Annotated[str | None, typer.Option(help="End, exclusive (default: now, whole bars only).")] = None,
+    until: Annotated[str | None, typer.Option(help="End, exclusive (default: now); bars: at most now, whole bars "
+                                              "only.")] = None,
     venue: Annotated[str | None, typer.Option(help="Catalog venue (default: the exchange id).")] = None,
     market: Annotated[str | None, typer.Option(help="Catalog market (default: the ccxt market type).")] = None,
     limit: Annotated[int, typer.Option(help="Bars or trades per request.", min=1)] = 1000,
@@ -586,7 +587,12 @@ def backfill_cmd(
         raise _fail(ConfigError(f"--timeframe: {exc}")) from None
     since_ms = _moment_ms(since, "--since")
     now_ms = int(pd.Timestamp.now(tz="UTC").value // 1_000_000)
-    until_ms = _moment_ms(until, "--until") if until is not None else now_ms - now_ms % step_ms
+    last_whole_ms = now_ms - now_ms % step_ms  # a bar opening at or after it has not closed yet
+    until_ms = _moment_ms(until, "--until") if until is not None else last_whole_ms
+    if kind == "bars" and until_ms > last_whole_ms:
+        _console().print(f"--until {until} is after the last closed bar: bars opening from "
+                         f"{_iso(last_whole_ms * 1_000_000)} UTC on are not fetched", highlight=False, soft_wrap=True)
+        until_ms = last_whole_ms
     options = {"fetchMarkets": {"types": market_types.split(",")}} if market_types else None
     try:
         exchange = make_exchange(exchange_id, api_base=api_base, rate_limit_ms=rate_limit_ms, options=options)
