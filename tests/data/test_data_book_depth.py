@@ -48,6 +48,27 @@ def test_a_vision_zip_and_days_in_sequence(tmp_path: Path) -> None:
     assert [d.dataset for d in Catalog(tmp_path / "cat").datasets()] == ["book_depth"]
 
 
+@pytest.mark.parametrize(("damage", "expected"), [
+    ("flip", "corrupt zip archive: Error -3 while decompressing data"),
+    ("cut", "cannot read: File is not a zip file"),
+])
+def test_a_damaged_vision_zip_is_refused_naming_it_and_nothing_is_written(
+        tmp_path: Path, damage: str, expected: str) -> None:
+    path = tmp_path / "BTCUSDT-bookDepth-2023-06-01.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(zipfile.ZipInfo("BTCUSDT-bookDepth-2023-06-01.csv", date_time=(2023, 6, 2, 0, 0, 0)),
+                    FIXTURE.read_bytes(), compress_type=zipfile.ZIP_DEFLATED)
+    raw = bytearray(path.read_bytes())
+    if damage == "flip":  # a byte of the deflate stream: zlib fails part-way through the rows
+        raw[100] ^= 0xFF
+    else:  # a download cut short: the zip has lost its directory
+        raw = raw[: len(raw) // 2]
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=f"{path.name}: {expected}"):
+        import_book_depth(path, tmp_path / "cat", "BTCUSDT")
+    assert Catalog(tmp_path / "cat").datasets() == []
+
+
 def _lines() -> list[str]:
     return FIXTURE.read_text().splitlines()
 

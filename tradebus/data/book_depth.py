@@ -28,6 +28,7 @@ import io
 import math
 import os
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -45,13 +46,22 @@ __all__ = ["import_book_depth"]
 HEADER = ["timestamp", "percentage", "depth", "notional"]
 _NS = 1_000_000_000
 _FLUSH_ROWS = 65_536
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _is_zip(path: Path) -> bool:
+    """A zip by its directory, or by its first bytes (a zip cut short has lost its directory)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with path.open("rb") as fh:
+        return fh.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
 
 
 @contextmanager
 def _text(path: Path) -> Iterator[IO[str]]:
     """The CSV of ``path``: the file itself or the one member of a Vision zip."""
     try:
-        if zipfile.is_zipfile(path):
+        if _is_zip(path):
             with zipfile.ZipFile(path) as zf:
                 names = [n for n in zf.namelist() if not n.endswith("/")]
                 if len(names) != 1:
@@ -63,6 +73,8 @@ def _text(path: Path) -> Iterator[IO[str]]:
                 yield fh
     except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read: {exc}") from None
+    except (zlib.error, EOFError) as exc:  # a damaged deflate stream, met while reading the rows
+        raise DataError(f"{path}: corrupt zip archive: {exc or type(exc).__name__}") from None
 
 
 def _number(where: str, field: str, text: str) -> float:
