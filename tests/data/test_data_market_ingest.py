@@ -96,6 +96,20 @@ def test_recording_import_writes_every_stream_with_the_raw_counts(usdm_catalog: 
     assert funding.column("next_funding_ns").to_pylist()[0] == [m["data"]["T"] for _, m in frames if "markPrice" in m.get("stream", "")][0] * 1_000_000
 
 
+def test_recording_import_names_the_frames_its_parsers_reject_in_every_manifest(tmp_path: Path) -> None:
+    lines = gzip.decompress(USDM_CAPTURE.read_bytes()).decode().splitlines()
+    trades = [i for i, line in enumerate(lines) if "@trade" in line]
+    for i in trades[100:110]:  # ten garbled prices
+        lines[i] = lines[i].replace('"p":"', '"p":"x')
+    garbled = tmp_path / "garbled.gz"
+    garbled.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    manifests = import_recording(garbled, _usdm_config(), tmp_path / "cat")
+    assert manifests[(USDM_IID, "trades")].rows == len(trades) - 10
+    for manifest in manifests.values():
+        assert f"10 frame(s) rejected by the parsers and left out (first: frame {trades[100] + 1}: " in manifest.notes[-1]
+        assert "data.p" in manifest.notes[-1]
+
+
 def test_book_rows_rebuild_the_book_of_the_raw_depth_stream(usdm_catalog: Catalog) -> None:
     ref_bids, ref_asks, applied = _reference_book(_raw_frames())
     rows = usdm_catalog.read("binance_usdm", "usdm", "BTCUSDT", "book")

@@ -5,8 +5,10 @@ with the very feed parsers of its paper config -- as ``tradebus replay`` does --
 every message they emit into catalog datasets through
 :class:`~tradebus.data.market_ingest.CatalogSink`: trades, quotes, the L2 book (the snapshot
 the book sync seeded, then every delta it applied), mark prices, funding rates and bars.
-``ts_init`` is the frame's recorded receive time. The command is ``tradebus data
-import-recording`` (registered on the data CLI by :mod:`tradebus.cli`).
+``ts_init`` is the frame's recorded receive time. A frame a parser rejects (a garbled
+payload) is left out, counted, logged at WARNING with the first one's number and reason, and
+noted in every manifest written. The command is ``tradebus data import-recording``
+(registered on the data CLI by :mod:`tradebus.cli`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from loguru import logger
 from rich.console import Console
 
 from tradebus.data.catalog import Catalog, DatasetExists, Manifest
@@ -72,6 +75,7 @@ def import_recording(
     feeds = build_feeds(config, sink, live=False, clock_ns=lambda: clock[0])
     frame = 0
     rejected = 0
+    first_rejected = ""
     try:
         for frame, (recv_ns, conn, raw) in enumerate(read_recording(recording, feeds), 1):
             clock[0] = recv_ns
@@ -84,8 +88,13 @@ def import_recording(
                 continue
             try:
                 feed.on_frame(raw, recv_ns, conn)
-            except ParseError:
+            except ParseError as exc:
                 rejected += 1
+                first_rejected = first_rejected or f"frame {frame}: {exc}"
+        if rejected:
+            note = f"{rejected} frame(s) rejected by the parsers and left out (first: {first_rejected})"
+            logger.warning("{}: {}", Path(recording).name, note)
+            sink.notes = (*sink.notes, note)
         return sink.commit()
     except DatasetExists:
         sink.abort()
