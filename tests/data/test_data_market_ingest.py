@@ -304,4 +304,13 @@ def test_cli_import_recording_writes_the_datasets_and_refuses_to_replace_them(tm
     assert res.exit_code == 0, res.output
     assert "binance_usdm/usdm/BTCUSDT/book" in res.output
     again = CliRunner().invoke(app, args)
-    assert again.exit_code == 1 and "dataset exists; replace it with --overwrite" in again.output
+    assert again.exit_code == 3 and "dataset exists; replace it with --overwrite" in again.output
+    # the exit codes of every data command: bad data 3, a bad option 2
+    garbled = tmp_path / "garbled[1].gz"
+    garbled.write_bytes(b"not a recording")
+    bad = CliRunner().invoke(app, ["data", "import-recording", str(garbled), "--config", str(path), "--catalog",
+                                   str(tmp_path / "cat2")])
+    assert bad.exit_code == 3 and "garbled[1].gz: not a gzip recording" in bad.output
+    missing = CliRunner().invoke(app, ["data", "import-recording", str(USDM_CAPTURE), "--config",
+                                       str(tmp_path / "nosuch.yaml"), "--catalog", str(tmp_path / "cat2")])
+    assert missing.exit_code == 2 and "nosuch.yaml" in missing.output

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 from loguru import logger
 from rich.console import Console
+from rich.markup import escape
 
 from tradebus.data.catalog import Catalog, DatasetExists, Manifest
 from tradebus.data.market_ingest import CatalogSink
@@ -101,6 +102,8 @@ def import_recording(
         raise
     except DataError as exc:
         sink.abort()
+        if str(exc).startswith(str(recording)):  # the reader names the file (and line) itself
+            raise
         raise DataError(f"{recording}: frame {frame}: {exc}") from None
     except BaseException:
         sink.abort()
@@ -114,7 +117,11 @@ def import_recording_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing datasets.")] = False,
     catalog: Annotated[Path, typer.Option("--catalog", help="Catalog root directory.")] = Path("data/catalog"),
 ) -> None:
-    """Parse a recording with its feeds into book, quotes, trades, mark price and funding datasets."""
+    """Parse a recording with its feeds into book, quotes, trades, mark price and funding datasets.
+
+    Exit codes as every data command: 2 a bad option or config, 3 bad data or an existing dataset.
+    """
+    from tradebus.data.cli import EXIT_CODES
     from tradebus.node.config import load_paper_config
 
     try:
@@ -122,9 +129,9 @@ def import_recording_cmd(
             recording, load_paper_config(config), catalog, suffix=suffix, mode="overwrite" if overwrite else "create"
         )
     except TradebusError as exc:
-        message = f"{exc.path}: dataset exists; replace it with --overwrite" if isinstance(exc, DatasetExists) else exc
-        Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+        message = f"{exc.path}: dataset exists; replace it with --overwrite" if isinstance(exc, DatasetExists) else str(exc)
+        Console(stderr=True).print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(next(code for cls, code in EXIT_CODES if isinstance(exc, cls))) from None
     for manifest in manifests.values():
         where = f"{manifest.venue}/{manifest.market}/{manifest.symbol}/{manifest.dataset}"
         Console().print(f"imported {recording.name} -> {where} ({manifest.rows:,} rows)", highlight=False, soft_wrap=True)
