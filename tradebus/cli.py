@@ -9,7 +9,8 @@ row, runs the kernel, and writes ``fills.csv``, ``orders.csv``, ``equity.csv``,
 ``trades.csv``, ``prices.csv``, ``metrics.json`` and ``config.yaml`` (the resolved
 config) into the output directory, then prints the run summary
 (:mod:`tradebus.reports.summary`); ``--report`` adds ``tearsheet.html``
-(``tradebus report``, :mod:`tradebus.reports.cli`, writes it for any run directory).
+(``tradebus report``, :mod:`tradebus.reports.cli`, writes it for any run directory), and
+a tearsheet an earlier run left there is rewritten for this run (:func:`tradebus.reports.outputs.write_outputs`).
 A run writes only its own files there
 (:data:`tradebus.reports.writers.OWN_FILES`) and never deletes anything: an output
 directory holding other files is refused (exit 2, naming them) unless ``--force``
@@ -33,7 +34,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from loguru import logger
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -213,6 +213,7 @@ def run_backtest(
     force: bool = False,
     on_batch_factory: Callable[[int], Callable[[int], None] | None] | None = None,
     overrides: Sequence[str] = (),
+    report: bool = False,
 ) -> tuple[RunResult, dict[str, Any], Path]:
     """Validate, run and write a backtest; return the result, its metrics and the output directory.
 
@@ -228,6 +229,8 @@ def run_backtest(
         Given the total number of rows, returns the progress callback for :meth:`Kernel.run`.
     overrides
         ``"dotted.path=value"`` config overrides (:func:`tradebus.config.apply_overrides`).
+    report
+        Also write ``tearsheet.html`` (an earlier run's is rewritten either way).
 
     Raises
     ------
@@ -253,7 +256,7 @@ def run_backtest(
         raise DataError(f"{config_path}: {empty_window(config, replay)}")
     on_batch = on_batch_factory(rows) if on_batch_factory is not None else None
     result = kernel.run(replay, on_batch=on_batch)
-    metrics = write_outputs(run_dir, result, kernel.instruments, dump_config(config))
+    metrics = write_outputs(run_dir, result, kernel.instruments, dump_config(config), report=report)
     return result, metrics, out
 
 
@@ -377,21 +380,15 @@ def backtest(
         return progress
 
     try:
-        _, _, out_dir = run_backtest(config, out, force=force, on_batch_factory=factory, overrides=set_ or ())
-        if report_:
-            _write_tearsheet(out_dir)
+        _, _, out_dir = run_backtest(
+            config, out, force=force, on_batch_factory=factory, overrides=set_ or (), report=report_
+        )
     except TradebusError as exc:
         _fail(exc, err)
     finally:
         if progress is not None:
             progress.close()
     _print_summary(console, out_dir, "backtest")
-
-
-def _write_tearsheet(out_dir: Path) -> None:
-    from tradebus.reports.tearsheet import write_tearsheet
-
-    logger.info("tearsheet written to {}", write_tearsheet(out_dir))
 
 
 @app.command()
@@ -413,10 +410,9 @@ def paper(
         if report_ and out is None:
             raise ConfigError("--report writes the tearsheet into the run outputs: give --out too")
         run_paper(
-            config, out, max_seconds=max_seconds, max_messages=max_messages, force=force, overrides=set_ or ()
+            config, out, max_seconds=max_seconds, max_messages=max_messages, force=force, overrides=set_ or (),
+            report=report_,
         )
-        if report_ and out is not None:
-            _write_tearsheet(out)
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
     if out is not None:

@@ -183,3 +183,25 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="exists and is not a directory"):
         RunDirectory(tmp_path / "f", "replay")
 
+
+
+def test_a_rerun_rewrites_the_tearsheet_an_earlier_run_left_for_its_own_numbers(tmp_path: Path) -> None:
+    """``--report`` on one run, then a run of other parameters into the same directory without it: the
+    earlier page stayed, showing the earlier total return beside the new metrics.json."""
+    import shutil
+
+    from tradebus.cli import run_backtest
+    from tradebus.reports.tearsheet import write_tearsheet
+    from tests.reports.test_report_tearsheet import BARS, _config
+
+    shutil.copy(BARS, tmp_path / "bars.csv")
+    out = tmp_path / "run"
+    _, first, _ = run_backtest(_config(tmp_path, 10), out, report=True)
+    page = out / REPORT_FILE
+    before = page.read_bytes()
+    _, second, _ = run_backtest(_config(tmp_path, 5), out)
+    assert first["total_return"] != second["total_return"]
+    assert page.read_bytes() != before
+    assert page.read_bytes() == write_tearsheet(out, tmp_path / "fresh.html").read_bytes()
+    run_backtest(_config(tmp_path, 5), tmp_path / "plain")  # no page asked for, none there: none written
+    assert not (tmp_path / "plain" / REPORT_FILE).exists()

@@ -416,6 +416,7 @@ def run_paper(
     max_messages: int | None = None,
     force: bool = False,
     overrides: Sequence[str] = (),
+    report: bool = False,
 ) -> tuple[NodeSummary, RunResult]:
     """Load a paper config, run the daemon until stopped, and write its outputs.
 
@@ -425,7 +426,8 @@ def run_paper(
     backtest`` writes them) and ``node.json`` (:class:`NodeSummary`) when it stops. The
     directory may hold the config's journal and recording (they are never touched);
     anything else is refused before the daemon starts, unless ``force``
-    (:class:`~tradebus.reports.writers.RunDirectory`).
+    (:class:`~tradebus.reports.writers.RunDirectory`). ``report`` adds ``tearsheet.html``
+    (an earlier run's is rewritten either way).
 
     Raises
     ------
@@ -452,6 +454,7 @@ def run_paper(
                 dump_paper_config(config),
                 {"node.json": node.summary.to_json()},
                 node.outputs,
+                report=report,
             )
     return summary, node.kernel.result
 

@@ -10,7 +10,7 @@ from loguru import logger
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import RunResult
 from tradebus.reports.metrics import compute_metrics
-from tradebus.reports.writers import RunDirectory, write_run
+from tradebus.reports.writers import REPORT_FILE, RunDirectory, write_run
 
 if TYPE_CHECKING:
     from tradebus.reports.stream import OutputStream
@@ -25,8 +25,13 @@ def write_outputs(
     config_yaml: str,
     extra: Mapping[str, str] | None = None,
     stream: OutputStream | None = None,
+    report: bool = False,
 ) -> dict[str, Any]:
     """Compute the run's metrics and write its files into ``run_dir``; return the metrics.
+
+    The tearsheet (``tearsheet.html``, :mod:`tradebus.reports.tearsheet`) is written after
+    them when asked (``report``), and rewritten when the directory holds an earlier run's:
+    the page would otherwise show that run's numbers beside this run's files.
 
     Parameters
     ----------
@@ -44,6 +49,8 @@ def write_outputs(
         The daemon's :class:`~tradebus.reports.stream.OutputStream` that wrote the row files
         during the run: it is finished here (``result.fills`` read back), and only the other
         files are written.
+    report
+        Write the tearsheet too.
     """
     lot_sizes = {iid: inst.lot_size for iid, inst in instruments.items()}
     streamed = stream is not None and stream.started
@@ -52,7 +59,14 @@ def write_outputs(
         metrics = compute_metrics(result, lot_sizes, orders=stream.orders, denied=stream.denied)
     else:
         metrics = compute_metrics(result, lot_sizes)
+    page = run_dir.path / REPORT_FILE
+    earlier = page.is_file()
     with run_dir:
         write_run(run_dir, result, metrics, config_yaml, extra, lot_sizes, streamed=streamed)
     logger.info("run outputs written to {}", run_dir.path)
+    if report or earlier:
+        from tradebus.reports.tearsheet import write_tearsheet
+
+        write_tearsheet(run_dir.path)
+        logger.info("tearsheet {} {}", "written to" if report else "of the earlier run rewritten for this one:", page)
     return metrics
