@@ -11,8 +11,9 @@ whose close falls in it.
 Both write only complete bars: the bar still forming at the end of the input (a time
 bar whose bucket has no later trade, a coarse bar whose last fine bar is missing from
 the end of the data, a threshold bar not yet full) is left out, as a run would not have
-seen it. A coarse bar with fine bars missing *inside* it (a gap) is written from the fine
-bars there are. Memory is bounded by a record batch, whatever the dataset's size; nothing
+seen it. A coarse bar with fine bars missing *inside* it (a gap), or at its start when the
+input starts inside it, is written from the fine bars there are. Buckets are aligned to the
+Unix epoch (a week starts on Thursday 00:00 UTC). Memory is bounded by a record batch, whatever the dataset's size; nothing
 is written unless the whole input was read (the catalog writer's commit).
 """
 
