@@ -14,9 +14,11 @@ average-cost accounting:
 * PnL of a contract instrument is multiplied by its contract size (``RunResult.contract_sizes``);
 * ``net_pnl = realized_pnl + unrealized_pnl - fees``.
 
-Net PnL is linear in the fills, so the strategies' net PnL sums to the run's whole PnL before
-funding (final equity minus starting equity, plus the funding paid), however the netting of
-their positions happens to realise it.
+Net PnL is linear in the fills, so the strategies' net PnL sums to the run's trading PnL
+(final equity minus starting equity, plus the funding paid), however the netting of their
+positions happens to realise it. A run that starts with holdings of a base asset
+(``balances: {BTC: 1}``) also gains or loses their value as prices move: that part of the
+equity's change belongs to no strategy and is in no row.
 """
 
 from __future__ import annotations
