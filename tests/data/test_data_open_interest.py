@@ -84,6 +84,10 @@ def test_import_replays_as_open_interest_messages(tmp_path: Path) -> None:
         ([{**BINANCE_HIST[0], "sumOpenInterest": "-1"}], "BTCUSDT", "row 1: sumOpenInterest '-1' must be a finite"),
         ([{k: v for k, v in BINANCE_HIST[0].items() if k != "timestamp"}], "BTCUSDT", "row 1: timestamp None"),
         ([BINANCE_HIST[0], BINANCE_HIST[0]], "BTCUSDT", "two rows at time 1583127900000000000"),
+        # in seconds, it was stored as 1970-01-19
+        ([{**BINANCE_HIST[0], "timestamp": "1583127900"}], "BTCUSDT",
+         "row 1: timestamp 1583127900 is not a plausible time in milliseconds"),
+        ([{**BINANCE_HIST[0], "timestamp": "1583127900000000"}], "BTCUSDT", "(expected years 2000..2100; seconds or"),
         ({"foo": 1}, "BTCUSDT", "not a known open-interest file"),
         ("create_time,symbol\n", "BTCUSDT", "needs the columns create_time and sum_open_interest"),
         ("create_time,symbol,sum_open_interest\n2024-13-01 00:00:00,BTCUSDT,1\n", "BTCUSDT",

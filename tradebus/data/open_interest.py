@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from tradebus.data.catalog import Catalog, Manifest
+from tradebus.data.ingest import TS_MAX_NS, TS_MIN_NS
 from tradebus.errors import DataError
 
 __all__ = ["import_open_interest", "read_open_interest"]
@@ -153,6 +154,9 @@ def _time(row: dict[str, Any], where: str) -> int:
         raise DataError(f"{where}: timestamp {ms!r} is not a whole number of milliseconds") from None
     if value <= 0:
         raise DataError(f"{where}: timestamp {value} must be > 0")
+    if not TS_MIN_NS <= value * _MS < TS_MAX_NS:
+        raise DataError(f"{where}: timestamp {value} is not a plausible time in milliseconds, as the venue writes "
+                        "it (expected years 2000..2100; seconds or microseconds?)")
     return value * _MS
 
 
