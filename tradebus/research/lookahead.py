@@ -9,7 +9,10 @@ record stamped at or before ``t`` is compared with the unperturbed run:
 * ``output``: values a strategy publishes in an ``outputs`` list of ``(ts, value)``
   (e.g. :class:`~tradebus.research.strategy.ModelSignal`'s model outputs);
 * ``decision``: every order (creation time, instrument, side, quantity, type, prices)
-  and every fill.
+  and every fill (at the receive time of the message it filled on).
+
+Records are compared on the receive clock (``ts_init``) the cut is on; a strategy's
+``outputs`` are compared at the times it gives them.
 
 Any difference is a lookahead: a value at ``t`` that depends on data after ``t``.
 The detector has no false positives on a causal run (the prefix of a deterministic
@@ -41,7 +44,7 @@ import pandas as pd
 
 from tradebus.data.replay import ReplayBatch
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import Bar, Trade
+from tradebus.engine.messages import Bar, OrderFilled, Trade
 from tradebus.errors import ConfigError
 from tradebus.strategies.base import Strategy
 
@@ -215,6 +218,15 @@ def kernel_trace(make_kernel: Callable[[], Kernel], sources: Sequence[SourceFram
     trace = Trace()
     kernel = make_kernel()
     kernel.add_strategy(_Probe(tuple(kernel.instruments), trace))
+    clock = kernel.clock
+
+    def on_fill(fill: OrderFilled) -> None:
+        # At the receive time of the message it filled on (the clock the cut is on), not its venue time: a
+        # trade received after the cut may carry a venue time before it.
+        trace.add("decision", clock.now_ns(), fill.instrument_id,
+                  ["fill", "BUY" if fill.side > 0 else "SELL", fill.last_qty, fill.last_px])
+
+    kernel.bus.subscribe(OrderFilled, on_fill)
     kernel.run(MemoryReplay(sources))
     for strategy in kernel.strategies:
         for ts, value in getattr(strategy, "outputs", ()):
@@ -222,8 +234,6 @@ def kernel_trace(make_kernel: Callable[[], Kernel], sources: Sequence[SourceFram
     for order in kernel.result.orders:
         trace.add("decision", order.ts_created, order.instrument_id,
                   ["order", str(order.side), order.quantity, str(order.order_type), order.price, order.trigger_price])
-    for fill in kernel.result.fills:
-        trace.add("decision", fill.ts_event, fill.instrument_id, ["fill", fill.side, fill.quantity, fill.price])
     trace.records.sort(key=lambda r: (r[1], r[0]))
     return trace
 
