@@ -17,6 +17,7 @@ from tradebus.engine.messages import (
     BookSnapshot,
     CancelOrder,
     Liquidity,
+    ModifyOrder,
     OrderAccepted,
     OrderCanceled,
     OrderRejected,
@@ -130,6 +131,26 @@ def test_post_only_that_would_cross_is_rejected() -> None:
     coid = s.submit(BUY, 1.0, LIMIT, price=100.0, post_only=True)
     _book(s, 2 * MS)
     assert s.fills(coid) == [] and "post_only" in s.of_type(OrderRejected)[0].reason
+
+
+def test_post_only_modified_to_cross_keeps_its_price_and_never_takes() -> None:
+    """A post-only bid at 99.9 moved to 100.1 would take the 100.0 ask: the amend is ignored."""
+    s = _stack()
+    coid = s.submit(BUY, 1.0, LIMIT, price=99.9, post_only=True)
+    _book(s, 2 * MS)
+    s.engine.modify(ModifyOrder("s", IID, coid, 2 * MS, 2 * MS, price=100.1))
+    _book(s, 3 * MS)
+    assert s.fills(coid) == [] and s.orders.order(coid).price == 99.9
+    assert s.orders.order(coid).status == OrderStatus.ACCEPTED
+
+
+def test_post_only_stop_limit_that_would_take_at_its_trigger_expires() -> None:
+    s = _stack()
+    coid = s.submit(BUY, 1.0, OrderType.STOP_LIMIT, price=100.1, trigger=100.0, post_only=True)
+    _book(s, 2 * MS)
+    _trade(s, 3 * MS, 100.0, 1.0, +1)  # triggers; the 100.0 and 100.1 asks are within its limit
+    assert s.fills(coid) == [] and s.orders.order(coid).status == OrderStatus.EXPIRED
+    assert "post_only" in s.orders.order(coid).reason
 
 
 def test_stop_market_triggers_on_a_trade_and_walks_the_book_from_then_on() -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import SimulatedClock
-from tradebus.engine.messages import Bar, OrderFilled, OrderSide, OrderType, SubmitOrder, TimeInForce
+from tradebus.engine.messages import Bar, Liquidity, OrderFilled, OrderSide, OrderType, SubmitOrder, TimeInForce
 from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.config import VenueConfig
 from tradebus.execution.engine import ExecutionEngine
@@ -71,7 +71,7 @@ def test_every_bar_fill_is_inside_a_bar_after_arrival_and_respects_limit(
     s = build_stack(
         venue=VenueConfig(slippage_bps=slippage, limit_fill="through" if through else "touch"), cash=1e9
     )
-    decided: dict[str, tuple[int, OrderSide, OrderType, float, float]] = {}
+    decided: dict[str, tuple[int, OrderSide, OrderType, float, float, bool]] = {}
     by_bar: dict[int, list[tuple]] = {}
     for spec in specs:
         by_bar.setdefault(spec[0], []).append(spec)
@@ -83,9 +83,10 @@ def test_every_bar_fill_is_inside_a_bar_after_arrival_and_respects_limit(
             if price == price and price <= 0 or trigger == trigger and trigger <= 0:
                 continue
             coid = s.submit(side, float(qty), typ, price, trigger, tif, post, reduce)
-            decided[coid] = (i, side, typ, price, trigger)
+            decided[coid] = (i, side, typ, price, trigger, post)
     for fill in s.fills():
-        at, side, typ, price, _trigger = decided[fill.client_order_id]
+        at, side, typ, price, _trigger, post = decided[fill.client_order_id]
+        assert not (post and fill.liquidity == Liquidity.TAKER), "a post-only order took liquidity"
         k = fill.ts_event // BAR_NS
         assert k > at, "filled in the bar it was decided on (or earlier)"
         o, h, lo, c = bars[k - 1]

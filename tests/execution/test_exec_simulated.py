@@ -9,6 +9,7 @@ import pytest
 from tradebus.engine.messages import (
     CancelOrder,
     Liquidity,
+    ModifyOrder,
     OrderAccepted,
     OrderCanceled,
     OrderExpired,
@@ -186,6 +187,72 @@ def test_post_only_limit_resting_is_accepted_and_fills_as_maker() -> None:
     coid = s.submit(BUY, 1.0, LIMIT, price=99.0, post_only=True)
     s.feed_bar(bar(2, 100.0, 101.0, 98.0, 100.0))
     assert s.fills(coid)[0].liquidity == Liquidity.MAKER
+
+
+def test_post_only_limit_modified_to_a_marketable_price_keeps_its_price_and_never_takes() -> None:
+    """Resting buy 98 moved to 102 while bar 3 opens at 100: the amend would take, so it is
+    ignored (no taker fill at 100); bar 4 comes down to 97.5 and fills it at 98 as maker."""
+    s = _started()
+    coid = s.submit(BUY, 1.0, LIMIT, price=98.0, post_only=True)
+    s.feed_bar(bar(2, 100.0, 101.0, 99.0, 100.0))
+    s.engine.modify(ModifyOrder("s", IID, coid, 2 * BAR_NS, 2 * BAR_NS, price=102.0))
+    s.feed_bar(bar(3, 100.0, 101.0, 99.0, 100.0))
+    assert s.fills(coid) == [] and s.orders.order(coid).price == 98.0
+    s.feed_bar(bar(4, 100.0, 100.0, 97.5, 99.0))
+    assert [(f.last_px, f.liquidity) for f in s.fills(coid)] == [(98.0, Liquidity.MAKER)]
+
+
+@pytest.mark.parametrize("fill_on", ["trades", "quotes"])
+def test_post_only_limit_modified_to_a_marketable_price_on_ticks_never_takes(fill_on: str) -> None:
+    s = build_stack(venue=VenueConfig(fill_on=fill_on))
+    feed = (lambda ts, px: s.feed_trade(trade(ts, px))) if fill_on == "trades" else (
+        lambda ts, px: s.feed_quote(quote(ts, px - 0.1, px))
+    )
+    feed(1_000, 100.0)
+    coid = s.submit(BUY, 1.0, LIMIT, price=98.0, post_only=True)
+    feed(1_001, 100.0)
+    s.engine.modify(ModifyOrder("s", IID, coid, 1_001, 1_001, price=102.0))
+    feed(1_002, 100.5)
+    assert s.fills(coid) == [] and s.orders.order(coid).price == 98.0
+    assert s.orders.order(coid).status == OrderStatus.ACCEPTED
+
+
+def test_post_only_stop_limit_that_would_take_at_its_trigger_expires() -> None:
+    """Up bar 100 -> 99 -> 104 -> 103.5: the buy stop at 102 triggers at 102, marketable against
+    its limit 103, so the post-only order expires there instead of a taker fill at 102."""
+    s = _started()
+    coid = s.submit(BUY, 1.0, STOP_LIMIT, price=103.0, trigger=102.0, post_only=True)
+    s.feed_bar(bar(2, 100.0, 104.0, 99.0, 103.5))
+    assert s.fills(coid) == []
+    (expired,) = s.of_type(OrderExpired)
+    assert expired.client_order_id == coid and expired.reason.startswith("post_only")
+
+
+def test_post_only_stop_limit_gapped_above_its_limit_rests_and_fills_as_maker() -> None:
+    """Bar 2 opens at 104, through the trigger 102 and above the limit 103: triggered at the open,
+    it rests at 103 (not taking) and fills there as maker when the bar comes down to 102.5."""
+    s = _started()
+    coid = s.submit(BUY, 1.0, STOP_LIMIT, price=103.0, trigger=102.0, post_only=True)
+    s.feed_bar(bar(2, 104.0, 104.5, 102.5, 103.0))
+    assert [(f.last_px, f.liquidity) for f in s.fills(coid)] == [(103.0, Liquidity.MAKER)]
+
+
+def test_post_only_stop_limit_on_trades_expires_instead_of_taking() -> None:
+    s = build_stack(venue=VenueConfig(fill_on="trades"))
+    s.feed_trade(trade(1_000, 100.0))
+    coid = s.submit(BUY, 1.0, STOP_LIMIT, price=103.0, trigger=102.0, post_only=True)
+    s.feed_trade(trade(1_001, 100.0))
+    s.feed_trade(trade(1_002, 102.5))
+    assert s.fills(coid) == [] and s.orders.order(coid).status == OrderStatus.EXPIRED
+
+
+def test_post_only_limit_arriving_before_any_price_rests_and_fills_as_maker() -> None:
+    """No trade before the order: it cannot be judged marketable, and post-only it must not
+    take, so it rests; the next trade at 99 passes through its 100 bid: maker at 100."""
+    s = build_stack(venue=VenueConfig(fill_on="trades"))
+    coid = s.submit(BUY, 1.0, LIMIT, price=100.0, post_only=True)
+    s.feed_trade(trade(1_000, 99.0))
+    assert [(f.last_px, f.liquidity) for f in s.fills(coid)] == [(100.0, Liquidity.MAKER)]
 
 
 def test_reduce_only_when_flat_is_rejected() -> None:

@@ -33,6 +33,9 @@ replay or a paper feed. It keeps the book of each instrument and matches:
   A resting order fills (as maker, at its price) only by trades: by the part of a trade at
   its price that goes beyond the queue ahead, or in full when a trade prints through its price
   or the opposite best price moves to or through it.
+* **post-only** orders never take: one that would on arrival is rejected, a modify that would
+  make it take is ignored (it keeps its price and place), a stop-limit that would take at its
+  trigger expires there.
 * **latency** (:class:`LatencyModel`): an action reaches the venue ``entry`` ns after the
   decision and the venue's answers (accepted, filled, canceled ...) reach the strategy
   ``ack`` ns after they happened; both constant or sampled (seeded) from a log-normal fitted
@@ -582,6 +585,10 @@ class BookVenue(SimulatedVenue):
             reach = [t for t in side if (t <= limit_tick if buy else t >= limit_tick)]
             reach.sort(reverse=not buy)
             levels = [(t, side[t]) for t in reach]
+        if levels and sim.order.post_only:  # a triggered post-only stop-limit that would take
+            px = book.price(levels[0][0])
+            self._close(sim, _EXPIRED, f"post_only: limit {sim.limit} would take liquidity at {px} when triggered", ts)
+            return
         if sim.tif == _FOK and sum(s for _, s in levels) < sim.leaves * (1.0 - 1e-9):
             self._close(sim, _EXPIRED, f"FOK: visible depth {sum(s for _, s in levels)} < {sim.leaves}", ts)
             return
@@ -631,6 +638,15 @@ class BookVenue(SimulatedVenue):
         if qty <= sim.filled or (sim.type == _LIMIT and not (limit > 0.0 and math.isfinite(limit))):
             logger.warning("venue: modify of {} ignored: quantity {} / limit {}", coid, qty, limit)
             return
+        if sim.order.post_only and (sim.type == _LIMIT or sim.triggered):
+            book = self.books[iid]
+            best = book.best_ask if sim.buy else book.best_bid
+            if abs(best) < 2**62 and (best <= book.to_tick(limit) if sim.buy else best >= book.to_tick(limit)):
+                logger.info(
+                    "venue: modify of {} ignored: post_only limit {} would take liquidity at {}",
+                    coid, limit, book.price(best),
+                )  # fmt: skip
+                return
         q = self._queues.get(coid)
         # A new price or a larger quantity loses the queue position; a smaller quantity keeps it.
         requeue = q is not None and (limit != sim.limit or qty > sim.quantity)

@@ -84,7 +84,10 @@ Balances
     are no longer held).
 
 Post-only and reduce-only
-    A post-only order (limit or stop-limit) that would take liquidity on arrival is rejected.
+    A post-only order (limit or stop-limit) never fills as a taker: one that would take
+    liquidity on arrival is rejected (one arriving before any price rests); a modify that would
+    make it take is ignored (the order keeps its price, as an exchange rejects such an amend);
+    a post-only stop-limit that would take at its trigger expires there.
     A reduce-only order that would not reduce the venue-side position (flat, or same side) is
     rejected on arrival; at fill time one larger than the position is capped to the position
     (rest canceled) or canceled (``reduce_only_mode``); it never flips a position.
@@ -563,8 +566,11 @@ class SimulatedVenue(Venue):
         if typ == _MARKET:
             sim.aggressive = True
         elif typ == _LIMIT:
-            # With no reference price the order is treated as marketable (fills at the next print).
-            sim.aggressive = ref != ref or (ref <= sim.limit if sim.buy else ref >= sim.limit)
+            # With no reference price the order is treated as marketable (fills at the next print),
+            # unless it is post-only: then it rests.
+            sim.aggressive = (ref != ref and not sim.order.post_only) or (
+                ref <= sim.limit if sim.buy else ref >= sim.limit
+            )
             if sim.tif != _GTC and not sim.aggressive:
                 self._close(sim, _EXPIRED, f"{sim.tif}: not marketable on arrival", arrival)
                 return
@@ -621,6 +627,13 @@ class SimulatedVenue(Venue):
         if sim.type in _STOPS and not (trigger > 0.0 and math.isfinite(trigger)):
             logger.warning("venue: modify of {} ignored: bad trigger {!r}", coid, trigger)
             return
+        if sim.order.post_only and (sim.type == _LIMIT or sim.triggered):
+            ref = ref_buy if sim.buy else ref_sell
+            if ref == ref and (ref <= limit if sim.buy else ref >= limit):
+                logger.info(
+                    "venue: modify of {} ignored: post_only limit {} would take liquidity at {}", coid, limit, ref
+                )
+                return
         sim.quantity, sim.limit, sim.trigger = qty, limit, trigger
         if sim.type == _LIMIT or sim.triggered:
             ref = ref_buy if sim.buy else ref_sell
@@ -709,6 +722,8 @@ class SimulatedVenue(Venue):
                 if liq is _TAKER and self._slip:
                     px = self._slipped(iid, sim, px, bar)
                 self._fill(iid, sim, sim.leaves, px, liq, ts)
+            elif sim.order.post_only and (px <= sim.limit if sim.buy else px >= sim.limit):
+                self._close(sim, _EXPIRED, _post_only_taker(sim, px), ts)
             else:
                 self._close(sim, _EXPIRED, f"{sim.tif}: not marketable when triggered", ts)
 
@@ -736,7 +751,7 @@ class SimulatedVenue(Venue):
                 plans.append((r, seq, _PLAN_FILL, sim, px, _TAKER))
                 return plans
             if (px <= sim.limit) if buy else (px >= sim.limit):
-                plans.append((r, seq, _PLAN_FILL, sim, px, _TAKER))
+                plans.append((r, seq, _PLAN_EXPIRE if sim.order.post_only else _PLAN_FILL, sim, px, _TAKER))
                 return plans
             if sim.tif != _GTC:
                 plans.append((r, seq, _PLAN_EXPIRE, sim, px, None))
@@ -800,6 +815,9 @@ class SimulatedVenue(Venue):
                 liq, fill_px = _TAKER, px
             elif sim.aggressive:
                 if px <= sim.limit if buy else px >= sim.limit:
+                    if sim.order.post_only:
+                        self._close(sim, _EXPIRED, _post_only_taker(sim, px), ts)
+                        continue
                     liq, fill_px = _TAKER, px
                 elif sim.tif != _GTC:
                     self._close(sim, _EXPIRED, f"{sim.tif}: not marketable", ts)
@@ -1063,6 +1081,11 @@ def _stop_first(
         moved.append(plan)
     moved.sort(key=_plan_key)
     return moved
+
+
+def _post_only_taker(sim: _SimOrder, px: float) -> str:
+    """The reason a triggered post-only stop-limit expires instead of taking at ``px``."""
+    return f"post_only: limit {sim.limit} would take liquidity at {px} when triggered"
 
 
 def _price_at(path: tuple[float, float, float, float], pos: float) -> float:
