@@ -211,6 +211,41 @@ def test_native_children_on_trades_skip_the_latency() -> None:
     assert play("emulated") == [("BUY", 100.0, 3), ("SELL", 93.0, 5)]
 
 
+def test_a_trailing_stop_loss_trails_from_the_entry_fill_not_from_before_it() -> None:
+    """Trail 5 below the best price since the child went live. Bar 1 closes at 100. Bar 2
+    (100, 101, 94, 97) closes below its open: path 100 -> 101 -> 94 -> 97; the buy limit 95
+    fills on the way down (maker, 95), the stop-loss goes live there at 95 - 5 = 90 (the
+    floor 90), and the rest of the bar (95 -> 94 -> 97) does not reach it. What bar 2 did after
+    the fill tops at 97: trigger 92, sent for bar 3 (97, 98, 96.5, 97.5), which stays above it;
+    after bar 3 the best is 98: trigger 93, reached in bar 4 (97.5 -> 98 -> 91): sold at 93.
+    Trailing from bar 1's close (100) put the stop at 95, at the fill: stopped out at once."""
+    bars = [FLAT, (100.0, 101.0, 94.0, 97.0), (97.0, 98.0, 96.5, 97.5), (97.5, 98.0, 91.0, 92.0)]
+    kernel = run(bars, {1: bracket(entry_price=95.0, stop_loss=90.0, trail_offset=5.0)})
+    assert fills(kernel) == [("BUY", 95.0, 2), ("SELL", 93.0, 4)]
+
+
+def test_a_trailing_stop_loss_of_a_market_entry_trails_the_whole_entry_bar() -> None:
+    """The market entry fills at bar 2's open (100): all of bar 2 (100 -> 99 -> 110 -> 101) is
+    after it, so its high 110 counts: trigger 105, sent for bar 3, which opens at 101 below it."""
+    bars = [FLAT, (100.0, 110.0, 99.0, 101.0), (101.0, 102.0, 100.5, 101.5)]
+    kernel = run(bars, {1: bracket(stop_loss=90.0, trail_offset=5.0)})
+    assert fills(kernel) == [("BUY", 100.0, 2), ("SELL", 101.0, 3)]
+
+
+def test_a_trailing_stop_loss_on_trades_trails_from_the_entry_fill() -> None:
+    """Prints 100, 100, 95, 93, 91 (one a second). The buy limit 95 fills at the third print;
+    the trailing stop-loss (5 below) is live from there at 90: 93 and 91 do not reach it.
+    Trailing from the print before the fill (100) put it at 95 and sold at 93."""
+    config = VenueConfig(fill_on="trades", contingent="native")
+    kernel = _kernel(config, {1: bracket(entry_price=95.0, stop_loss=85.0, trail_offset=5.0)})
+    for k, px in enumerate([100.0, 100.0, 95.0, 93.0, 91.0], start=1):
+        ts = T0 + k * 1_000_000_000
+        kernel.process(Trade(IID, ts, ts, px, 1.0, 0, str(k)))
+    kernel.stop()
+    assert [(f.side, f.price) for f in kernel.result.fills] == [("BUY", 95.0)]
+    assert by_reason(kernel)["bracket trailing stop-loss"].trigger_price == 90.0
+
+
 def test_native_needs_a_venue_that_holds_orders() -> None:
     with pytest.raises(ValidationError, match="contingent: 'native' works with fill_on bars"):
         VenueConfig(fill_on="book", contingent="native")

@@ -50,6 +50,8 @@ Native (``contingent: native`` in the venue config; the simulated venue with bar
     the entry's bar when the rest of the bar reaches it); an OCO group is linked at the venue,
     which cancels the siblings of a filled member in the same bar. ``arm_after_bars = n >= 1``
     still waits ``n`` bars (no same-bar stop-out), then the children arrive as plain orders.
+    A trailing stop-loss placed so trails from the entry's fill (the price at that point of the
+    bar path, or the filling trade), and after the entry's bar from the part of it after the fill.
 
 Restarts
     Every link is journaled (:class:`~tradebus.engine.messages.ContingentLinked`, committed
@@ -125,6 +127,9 @@ class TrailingStop:
     percent: float | None
     best: float
     trigger: float
+    #: Highest and lowest price of the rest of the bar it was placed in (a native child placed
+    #: at its entry's fill inside a bar): the next bar update reads them, not the whole bar.
+    rest_of_bar: tuple[float, float] | None = None
 
     def trigger_for(self, best: float) -> float:
         """The trigger ``offset`` or ``percent`` away from ``best``."""
@@ -162,6 +167,7 @@ class Bracket:
     bars_since_fill: int = -1
     children: list[str] = field(default_factory=list)
     exit_id: str | None = None
+    fill_px: float = _NAN  # the entry's last fill price
 
 
 class ContingentOrders:
@@ -335,7 +341,7 @@ class ContingentOrders:
             bracket.filled += fill.last_qty
             order = self._kernel.orders.get(coid)
             if order is None or not order.is_open:
-                self._filled(bracket, fill.ts_init)
+                self._filled(bracket, fill.ts_init, fill.last_px)
             return
         group = self._oco.get(coid)
         if group is not None:
@@ -388,8 +394,9 @@ class ContingentOrders:
 
     # ------------------------------------------------------------------ brackets
 
-    def _filled(self, bracket: Bracket, ts: int) -> None:
+    def _filled(self, bracket: Bracket, ts: int, fill_px: float = _NAN) -> None:
         bracket.state = "filled"
+        bracket.fill_px = fill_px
         bracket.bars_since_fill = -1  # the fill's own bar makes it 0
         if bracket.exit_after_ns is not None:
             self._kernel.clock.set_alert(
@@ -420,8 +427,18 @@ class ContingentOrders:
         if stop_id is not None:
             if bracket.trail_offset is not None or bracket.trail_percent is not None:
                 best = self._kernel.cache.prices.get(iid, bracket.stop_loss)
+                rest = None
+                if parent is not None:
+                    # Placed at the entry's fill: trail from there (the cache still holds the price
+                    # before the fill), and after this bar only from what the bar did after the fill.
+                    rest = self._venue.rest_of_bar(iid)  # type: ignore[attr-defined]
+                    if rest is not None:
+                        best = rest[0]
+                    elif bracket.fill_px == bracket.fill_px:
+                        best = bracket.fill_px
                 self._trail(sid, iid, exit_side, qty, bracket.trail_offset, bracket.trail_percent, best,
-                            True, "bracket trailing stop-loss", floor=bracket.stop_loss, parent=parent, coid=stop_id)
+                            True, "bracket trailing stop-loss", floor=bracket.stop_loss, parent=parent, coid=stop_id,
+                            rest_of_bar=None if rest is None else rest[1:])
             else:
                 self._submit(sid, iid, exit_side, qty, OrderType.STOP_MARKET, trigger=bracket.stop_loss,
                              reduce_only=True, reason="bracket stop-loss", parent=parent, coid=stop_id)
@@ -488,9 +505,10 @@ class ContingentOrders:
         floor: float | None = None,
         parent: str | None = None,
         coid: str | None = None,
+        rest_of_bar: tuple[float, float] | None = None,
     ) -> str:
         sell = side == OrderSide.SELL
-        trail = TrailingStop("", instrument_id, sell, offset, percent, best, _NAN)
+        trail = TrailingStop("", instrument_id, sell, offset, percent, best, _NAN, rest_of_bar)
         trigger = self._round(instrument_id, trail.trigger_for(best), sell)
         if floor is not None:
             trigger = max(trigger, floor) if sell else min(trigger, floor)
@@ -514,7 +532,11 @@ class ContingentOrders:
             if order is None or not order.is_open:
                 del self._trailing[coid]
                 continue
-            best = max(trail.best, high) if trail.sell else min(trail.best, low)
+            hi, lo = high, low
+            if trail.rest_of_bar is not None:
+                hi, lo = trail.rest_of_bar  # the bar it was placed in: only the part after that
+                trail.rest_of_bar = None
+            best = max(trail.best, hi) if trail.sell else min(trail.best, lo)
             trail.best = best
             trigger = self._round(instrument_id, trail.trigger_for(best), trail.sell)
             if trigger > trail.trigger if trail.sell else trigger < trail.trigger:

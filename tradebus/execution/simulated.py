@@ -397,6 +397,18 @@ class SimulatedVenue(Venue):
         for coid in group:
             self._oco[coid] = group
 
+    def rest_of_bar(self, instrument_id: str) -> tuple[float, float, float] | None:
+        """While a bar of ``instrument_id`` is matched and a native child is activated in it: the
+        price at that point of the bar path, and the highest and lowest price of the path from
+        there to the close (``None`` otherwise). A trailing child reads what it may trail from.
+        """
+        match = self._bar_match
+        if match is None or match.iid != instrument_id:
+            return None
+        here = _price_at(match.path, match.pos)
+        rest = (here, *match.path[int(match.pos) + 1 :])
+        return here, max(rest), min(rest)
+
     def query_order(self, client_order_id: str) -> OrderStatusReport | None:
         """The venue's view of an order (``None`` if it never reached the venue)."""
         sim = self._orders.get(client_order_id)
