@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from loguru import logger
 
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
@@ -43,9 +44,11 @@ class Scripted(Strategy):
             action(self)
 
 
-def run(bars: list[tuple[float, float, float, float]], script: dict[int, Callable[[Scripted], Any]]) -> Kernel:
+def run(
+    bars: list[tuple[float, float, float, float]], script: dict[int, Callable[[Scripted], Any]], **venue: Any
+) -> Kernel:
     inst = Instrument(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, margin=True)
-    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=1e6)
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars", **venue), initial_cash=1e6)
     kernel.add_strategy(Scripted(script))
     for k, (o, h, lo, c) in enumerate(bars, start=1):
         kernel.process(Bar(IID, T0 + k * H, T0 + k * H, o, h, lo, c, 10.0))
@@ -205,6 +208,38 @@ def test_oco_of_two_plain_orders() -> None:
 
     kernel = run([FLAT, (100.0, 106.0, 99.0, 106.0), (100.0, 100.0, 90.0, 91.0)], {1: place})
     assert fills(kernel) == [("BUY", 105.0, 2)]
+
+
+def test_an_oco_of_two_entries_reached_in_one_bar_fills_both_and_says_so_when_linked() -> None:
+    """Buy limit 95 and buy stop 105, neither reduce-only; bar 2 (100, 106, 94, 100) reaches both
+    (path 100 -> 94 -> 106): the limit fills at 95, the stop at 105 before the OCO cancel (an
+    action, at bar 3's open) arrives. Linking them warns; a venue holding the group fills one."""
+    def place(s: Scripted) -> None:
+        a = s.submit_limit(IID, BUY, 1.0, 95.0)
+        b = s.submit_stop(IID, BUY, 1.0, 105.0)
+        s.submit_oco([a, b])
+
+    bars = [FLAT, (100.0, 106.0, 94.0, 100.0), FLAT]
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
+    try:
+        kernel = run(bars, {1: place})
+    finally:
+        logger.remove(sink)
+    assert fills(kernel) == [("BUY", 95.0, 2), ("BUY", 105.0, 2)]
+    assert len(warnings) == 1 and "not reduce-only" in warnings[0] and "contingent: native" in warnings[0]
+    native = run(bars, {1: place}, contingent="native")
+    assert fills(native) == [("BUY", 95.0, 2)]
+
+
+def test_a_bracket_links_its_reduce_only_children_without_a_warning() -> None:
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
+    try:
+        run([FLAT, FLAT, FLAT], {1: bracket()})
+    finally:
+        logger.remove(sink)
+    assert warnings == []
 
 
 def test_bracket_errors_and_disabled_strategy() -> None:

@@ -17,11 +17,14 @@ Bracket
     stop-loss can never fill in the bar the entry filled in (no same-bar stop-out).
 OCO
     When a member fills, every other member of the group is reduced to the member's
-    unfilled quantity, canceled when it filled completely. Two members that are both reached
-    in the same bar are decided by the simulated venue's bar path (open -> low -> high ->
-    close on a bar that closes at or above its open, open -> high -> low -> close otherwise):
-    the one the path reaches first fills; the other, reduce-only, finds no position left
-    and is canceled by the venue, before the OCO cancel arrives.
+    unfilled quantity, canceled when it filled completely. The cancel is an action like any
+    other: the others work until it reaches the venue (on bars: the next bar). Two reduce-only
+    members that are both reached in the same bar (a bracket's children) are decided by the
+    simulated venue's bar path (open -> low -> high -> close on a bar that closes at or above
+    its open, open -> high -> low -> close otherwise): the one the path reaches first fills;
+    the other finds no position left and is canceled by the venue, before the OCO cancel
+    arrives. Members that are not reduce-only may all fill before it (linking them logs a
+    warning); ``contingent: native`` cancels the siblings at the fill, in the same bar.
 Trailing stop
     A stop-market order whose trigger follows the best price since it was placed by a fixed
     ``offset`` or a ``percent``: for a sell stop ``trigger = best high - offset`` (or
@@ -279,6 +282,13 @@ class ContingentOrders:
         if len(iids) != 1:
             raise OrderError(f"oco: every order must be of one instrument, got {sorted(iids)}")
         group = list(client_order_ids)
+        plain = [coid for coid in group if not orders.order(coid).reduce_only]
+        if plain and not self.native:
+            logger.warning(
+                "oco {}: {} not reduce-only; the cancel reaches the venue one action after a fill (on bars "
+                "the next bar), so several members may fill; venue.contingent: native cancels at the fill",
+                group, plain,
+            )  # fmt: skip
         for coid in group:
             self._oco[coid] = group
         first = orders.order(group[0])
