@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from sweep_helpers import catalog_config, write_yaml
@@ -86,6 +87,19 @@ def test_stitch_chains_the_test_windows_returns() -> None:
     assert metrics["total_return"] == pytest.approx(1.1 * 0.9 - 1)
     assert metrics["max_drawdown"] == pytest.approx((110 - 99) / 110)
     assert metrics["folds"] == 2
+
+
+def test_stitched_sharpe_of_equity_sampled_every_3_days_is_annualised_by_its_122_periods_a_year() -> None:
+    """With ``equity_interval: 3d`` the stitched Sharpe was annualised by sqrt(365), sqrt(3) too large."""
+    rng = np.random.default_rng(5)
+    levels = 100.0 * np.cumprod(1.0 + rng.normal(0.002, 0.02, 40))
+    days = np.arange(40) * 3
+    curves = [[(int(d * DAY), float(e)) for d, e in zip(days[:20], levels[:20], strict=True)],
+              [(int(d * DAY), float(e / levels[19] * 100.0)) for d, e in zip(days[20:], levels[20:], strict=True)]]
+    _, metrics = stitch(curves, 100.0)
+    returns = np.diff(np.concatenate(([100.0], levels))) / np.concatenate(([100.0], levels[:-1]))
+    expected = returns.mean() / returns.std(ddof=1) * np.sqrt(365.0 / 3.0)
+    assert metrics["sharpe"] == pytest.approx(expected, rel=1e-9)
 
 
 def test_sweep_refuses_a_parameter_path_that_is_not_a_config_field(tmp_path: Path) -> None:

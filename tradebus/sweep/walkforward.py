@@ -29,11 +29,9 @@ from tradebus.config import RunConfig, parse_duration, to_ns
 from tradebus.config.base import StrictModel
 from tradebus.data.catalog import Catalog
 from tradebus.errors import ConfigError, DataError
-from tradebus.reports.metrics import EquityCurve, daily_returns, format_ns, max_drawdown
+from tradebus.reports.metrics import EquityCurve, daily_returns, format_ns, max_drawdown, periods_per_year
 
 __all__ = ["Fold", "WalkForwardSpec", "data_span", "folds", "stitch"]
-
-_ANNUAL = math.sqrt(365.0)
 
 
 class WalkForwardSpec(StrictModel):
@@ -122,7 +120,8 @@ def stitch(
     Each curve is ``[(ts, equity)]`` of a run that started with ``initial_cash``; fold k's
     equity is multiplied by (stitched equity at the end of fold k-1) / ``initial_cash``.
     Metrics: ``total_return``, ``max_drawdown`` (from ``initial_cash``), ``sharpe``
-    (daily returns, 365 days, ``None`` with fewer than two days or no variation).
+    (daily returns annualised by :func:`~tradebus.reports.metrics.periods_per_year`, as in
+    ``metrics.json``; ``None`` with fewer than two days or no variation).
     """
     stitched: list[tuple[int, int, float]] = []
     level = initial_cash
@@ -139,7 +138,7 @@ def stitch(
     if len(returns) >= 2:
         mean = sum(returns) / len(returns)
         std = math.sqrt(sum((r - mean) ** 2 for r in returns) / (len(returns) - 1))
-        sharpe = mean / std * _ANNUAL if std > 0.0 else None
+        sharpe = mean / std * math.sqrt(periods_per_year(chained)) if std > 0.0 else None
     metrics = {
         "folds": len(curves),
         "initial_cash": initial_cash,
