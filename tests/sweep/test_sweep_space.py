@@ -102,6 +102,16 @@ def test_stitched_sharpe_of_equity_sampled_every_3_days_is_annualised_by_its_122
     assert metrics["sharpe"] == pytest.approx(expected, rel=1e-9)
 
 
+def test_stitched_sharpe_is_null_for_test_windows_spanning_under_30_days_as_in_metrics_json() -> None:
+    """Two 7-day test windows gave an annualised Sharpe where a backtest's metrics.json gives null."""
+    def curves(days_per_fold: int) -> list[list[tuple[int, float]]]:
+        return [[(int((k * days_per_fold + d) * DAY), 100.0 * (1.0 + 0.01 * (d % 3))) for d in range(days_per_fold)]
+                for k in range(2)]
+
+    assert stitch(curves(7), 100.0)[1]["sharpe"] is None
+    assert stitch(curves(16), 100.0)[1]["sharpe"] is not None  # samples span 31 days
+
+
 def test_sweep_refuses_a_parameter_path_that_is_not_a_config_field(tmp_path: Path) -> None:
     config = write_yaml(tmp_path / "run.yaml", catalog_config())
     space = space_file(tmp_path, {"params": {"strategy.params.fats": [5, 10]}})

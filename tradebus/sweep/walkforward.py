@@ -29,9 +29,18 @@ from tradebus.config import RunConfig, parse_duration, to_ns
 from tradebus.config.base import StrictModel
 from tradebus.data.catalog import Catalog
 from tradebus.errors import ConfigError, DataError
-from tradebus.reports.metrics import EquityCurve, daily_returns, format_ns, max_drawdown, periods_per_year
+from tradebus.reports.metrics import (
+    MIN_ANNUALISED_DAYS,
+    EquityCurve,
+    daily_returns,
+    format_ns,
+    max_drawdown,
+    periods_per_year,
+)
 
 __all__ = ["Fold", "WalkForwardSpec", "data_span", "folds", "stitch"]
+
+_DAY_NS = 86_400_000_000_000
 
 
 class WalkForwardSpec(StrictModel):
@@ -121,7 +130,9 @@ def stitch(
     equity is multiplied by (stitched equity at the end of fold k-1) / ``initial_cash``.
     Metrics: ``total_return``, ``max_drawdown`` (from ``initial_cash``), ``sharpe``
     (daily returns annualised by :func:`~tradebus.reports.metrics.periods_per_year`, as in
-    ``metrics.json``; ``None`` with fewer than two days or no variation).
+    ``metrics.json``; ``None`` when the stitched samples span less than
+    :data:`~tradebus.reports.metrics.MIN_ANNUALISED_DAYS` days, as ``metrics.json``'s is for
+    such a run, with fewer than two days or no variation).
     """
     stitched: list[tuple[int, int, float]] = []
     level = initial_cash
@@ -134,8 +145,9 @@ def stitch(
         np.array([ts for _, ts, _ in stitched], dtype=np.int64), np.array([e for _, _, e in stitched], dtype=np.float64)
     )
     returns = [r for r in daily_returns(chained, initial_cash) if math.isfinite(r)]
+    span = int(chained.ts[-1] - chained.ts[0]) if len(chained.ts) else 0
     sharpe = None
-    if len(returns) >= 2:
+    if span >= MIN_ANNUALISED_DAYS * _DAY_NS and len(returns) >= 2:
         mean = sum(returns) / len(returns)
         std = math.sqrt(sum((r - mean) ** 2 for r in returns) / (len(returns) - 1))
         sharpe = mean / std * math.sqrt(periods_per_year(chained)) if std > 0.0 else None
