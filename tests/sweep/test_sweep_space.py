@@ -56,6 +56,24 @@ def test_invalid_space_names_the_file_and_field(tmp_path: Path, data: dict, mess
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"low": 5, "high": 10, "step": 0}, "params.strategy.params.fast: step must be > 0, got 0.0"),
+    ({"low": 5, "high": 10, "step": -1}, "params.strategy.params.fast: step must be > 0, got -1.0"),
+    ([], "params.strategy.params.fast: the list of values is empty"),
+    ({"low": 5, "high": 10, "stride": 1}, "params.strategy.params.fast.stride: unknown key"),
+])
+def test_sweep_with_an_invalid_parameter_names_its_key_exits_2_and_leaves_no_directory(
+    tmp_path: Path, spec: object, message: str
+) -> None:
+    """The error named the parameter by its position (``params.1``), not by its key."""
+    config = write_yaml(tmp_path / "run.yaml", catalog_config())
+    space = space_file(tmp_path, {"params": {"strategy.params.slow": [40], "strategy.params.fast": spec}})
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("value", [1e-05, 0.1, 12, "long_short", True, "2022-01-01T00:00:00Z"])
 def test_override_text_round_trips_through_apply_overrides(value: object) -> None:
     result = apply_overrides({"a": {"b": None}}, [override_text("a.b", value)])

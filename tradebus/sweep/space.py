@@ -47,7 +47,7 @@ import yaml
 from pydantic import Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from tradebus.config import config_error_from
-from tradebus.config.base import StrictModel
+from tradebus.config.base import StrictModel, describe_errors
 from tradebus.errors import ConfigError
 from tradebus.sweep.stress import StressVariant
 from tradebus.sweep.trial import METRIC_COLUMNS
@@ -148,17 +148,7 @@ class SweepSpace(_Model):
     def _params_from_mapping(cls, value: Any) -> Any:
         if not isinstance(value, dict):
             return value
-        params = []
-        for path, spec in value.items():
-            if isinstance(spec, list):
-                params.append({"path": path, "values": spec})
-            elif isinstance(spec, dict):
-                bounds = [spec.get(k) for k in ("low", "high", "step") if spec.get(k) is not None]
-                integer = bool(bounds) and all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
-                params.append({"path": path, "integer": integer, **spec})
-            else:
-                params.append({"path": path, "values": [spec]})
-        return params
+        return [_param_data(path, spec) for path, spec in value.items()]
 
     @model_validator(mode="after")
     def _check(self) -> SweepSpace:
@@ -203,6 +193,17 @@ class SweepSpace(_Model):
         return hashlib.sha256(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _param_data(path: Any, spec: Any) -> dict[str, Any]:
+    """The :class:`Param` fields of ``path: spec`` in a space file's ``params`` mapping."""
+    if isinstance(spec, list):
+        return {"path": path, "values": spec}
+    if isinstance(spec, dict):
+        bounds = [spec.get(k) for k in ("low", "high", "step") if spec.get(k) is not None]
+        integer = bool(bounds) and all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
+        return {"path": path, "integer": integer, **spec}
+    return {"path": path, "values": [spec]}
+
+
 def load_space(path: str | Path) -> SweepSpace:
     """Read and validate a space file.
 
@@ -220,6 +221,15 @@ def load_space(path: str | Path) -> SweepSpace:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping (method, params, objectives, ...)")
+    if isinstance(data.get("params"), dict):  # errors name the parameter, not its position in the list
+        problems = []
+        for name, spec in data["params"].items():
+            try:
+                Param.model_validate(_param_data(name, spec))
+            except ValidationError as exc:
+                problems += describe_errors(exc, ("params", name))
+        if problems:
+            raise ConfigError(f"{path}: invalid config:\n  " + "\n  ".join(problems))
     try:
         space = SweepSpace.model_validate(data)
     except ValidationError as exc:
