@@ -139,6 +139,24 @@ def test_sweep_refuses_a_parameter_path_that_is_not_a_config_field(tmp_path: Pat
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(("params", "message"), [
+    ({"strategy.params.fast": [50, 60], "strategy.params.slow": [10]},
+     "the first, strategy.params.fast=50, strategy.params.slow=10: strategy.params: fast (50) must be smaller than slow (10)"),
+    ({"strategy.params.mode": ["sideways"]}, "the first, strategy.params.mode=sideways: strategy.params.mode:"),
+])
+def test_sweep_of_a_grid_the_strategy_rejects_at_every_point_fails_before_any_trial(
+    tmp_path: Path, params: dict, message: str
+) -> None:
+    """Every trial was 'invalid': the sweep printed its trial count, named no best trial and exited 0."""
+    config = write_yaml(tmp_path / "run.yaml", catalog_config())
+    space = space_file(tmp_path, {"params": params})
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert "params: no point of the grid makes a valid config" in " ".join(result.output.split())
+    assert message in " ".join(result.output.split())
+    assert not (tmp_path / "o").exists()
+
+
 def test_sweep_refuses_a_data_window_with_no_row_before_any_trial(tmp_path: Path) -> None:
     """Every trial ran on nothing: the sweep wrote trials of zeros, named no best trial and exited 0."""
     config = write_yaml(tmp_path / "run.yaml", catalog_config(start="2030-01-01", end="2030-02-01"))

@@ -111,6 +111,25 @@ def _check_paths(config_path: Path, space: SweepSpace, space_path: Path) -> None
                 raise ConfigError(f"{space_path}: params.{param.path}: not a field of {config_path}: {text}") from None
 
 
+def _check_grid(config_path: Path, space: SweepSpace, space_path: Path) -> None:
+    """Fail before any trial when no point of a grid makes a valid config (stops at the first that does)."""
+    if space.method != "grid":
+        return
+    first: str | None = None
+    for point in space.grid():
+        try:
+            load_config(config_path, overrides=[override_text(path, value) for path, value in point.items()])
+        except ConfigError as exc:
+            if first is None:
+                values = ", ".join(f"{path}={value}" for path, value in point.items())
+                first = f"{values}: {str(exc).split('invalid config:', 1)[-1].strip()}"
+            continue
+        return
+    raise ConfigError(
+        f"{space_path}: params: no point of the grid makes a valid config of {config_path}; the first, {first}"
+    )
+
+
 def _check_tier(config_path: Path, space: SweepSpace, space_path: Path) -> None:
     """Fail before any trial when ``tier: accelerated`` is asked of a config that cannot run in it."""
     if space.tier != "accelerated":
@@ -401,8 +420,8 @@ def run_sweep(
     Raises
     ------
     ConfigError
-        Invalid config or space, a parameter path that is not a config field, a sweep
-        directory of another sweep.
+        Invalid config or space, a parameter path that is not a config field, a grid
+        none of whose points makes a valid config, a sweep directory of another sweep.
     """
     config_path = Path(config_path).resolve()
     space_path = Path(space_path)
@@ -413,6 +432,7 @@ def run_sweep(
         space = space.model_copy(update={"tier": tier})
     config = load_config(config_path)
     _check_paths(config_path, space, space_path)
+    _check_grid(config_path, space, space_path)
     _check_tier(config_path, space, space_path)
     from tradebus.cli import check_window  # the CLI module imports this one
 
