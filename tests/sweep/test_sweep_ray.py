@@ -245,3 +245,25 @@ def test_walk_forward_optimises_each_train_window_and_stitches_the_test_windows(
     first_ts = equity.groupby("fold")["ts"].min()
     assert first_ts.iloc[1] >= pd.Timestamp("2022-03-02T00:00:00Z").value
 
+
+
+@pytest.mark.parametrize(("config", "space", "message"), [
+    (catalog_config(end="2022-01-20"), {"params": {"strategy.params.fast": [5, 10], "strategy.params.slow": [30]}},
+     "of 2 trials, 2 ran with sharpe null or not finite; annualised metrics are null for a run under 30 days"),
+    (catalog_config(), {"method": "tpe", "trials": 2, "batch": 2,
+                        "params": {"strategy.params.fast": {"low": 50, "high": 60}, "strategy.params.slow": [10]}},
+     "of 2 trials, 2 invalid; trial 0: invalid config: strategy.params: fast"),
+    (catalog_config(), {"params": {"strategy.params.fast": [5]}, "walk_forward": {"train": "20d", "test": "30d"}},
+     "of 5 trials, 5 ran with sharpe null or not finite"),  # 5 folds of one trial
+])
+def test_sweep_where_no_trial_has_an_objective_value_exits_2_saying_why(
+    ray_address: str, tmp_path: Path, config: dict, space: dict, message: str
+) -> None:
+    """Every trial invalid or with a null Sharpe: the sweep named no best trial and exited 0."""
+    config_path, space_path = write_yaml(tmp_path / "run.yaml", config), write_yaml(tmp_path / "space.yaml", space)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["sweep", str(config_path), "--space", str(space_path), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "error: no trial has a value of sharpe to pick the best by" in text and message in text, text
+    assert list((out / ("trials" if "walk_forward" not in space else "walk_forward")).iterdir())  # the record stays

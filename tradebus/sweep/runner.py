@@ -37,8 +37,8 @@ import pyarrow.csv as pa_csv
 from loguru import logger
 
 from tradebus.config import RunConfig, load_config
-from tradebus.errors import ConfigError
-from tradebus.reports.metrics import format_ns
+from tradebus.errors import ConfigError, TradebusError
+from tradebus.reports.metrics import MIN_ANNUALISED_DAYS, format_ns
 from tradebus.sweep.executor import RayExecutor
 from tradebus.sweep.space import SweepSpace, load_space
 from tradebus.sweep.store import TrialStore
@@ -182,6 +182,34 @@ def _pareto(space: SweepSpace, rows: list[dict[str, Any]]) -> list[int]:
         if not dominated:
             front.append(number)
     return front
+
+
+#: Objectives that ``metrics.json`` leaves null for a run shorter than ``MIN_ANNUALISED_DAYS``.
+_ANNUALISED = ("cagr", "annualised_volatility", "sharpe", "sortino", "calmar")
+
+
+def _no_best(space: SweepSpace, stores: list[TrialStore], where: str) -> TradebusError:
+    """Why no trial of ``stores`` could be the best: how many were invalid, failed, or left an objective null.
+
+    A :class:`ConfigError` unless a trial failed while running.
+    """
+    rows = [row for store in stores for row in store.table().select(["trial", "status", "error"]).to_pylist()]
+    invalid = [r for r in rows if r["status"] == "invalid"]
+    failed = [r for r in rows if r["status"] == "failed"]
+    parts = [f"{len(invalid)} invalid"] if invalid else []
+    parts += [f"{len(failed)} failed"] if failed else []
+    unscored = len(rows) - len(invalid) - len(failed)
+    names = ", ".join(space.objectives)
+    if unscored:
+        parts.append(f"{unscored} ran with {names} null or not finite")
+    text = f"no trial has a value of {names} to pick the best by; of {len(rows)} trials, {', '.join(parts)}"
+    if unscored and any(name in _ANNUALISED for name in space.objectives):
+        text += f"; annualised metrics are null for a run under {MIN_ANNUALISED_DAYS:g} days"
+    first = (failed or invalid)[:1]
+    if first:
+        text += f"; trial {first[0]['trial']}: {' '.join(str(first[0]['error']).split())}"
+    text += f"; each trial's status and error are in {where}"
+    return TradebusError(text) if failed else ConfigError(text)
 
 
 def _grid(
@@ -421,7 +449,12 @@ def run_sweep(
     ------
     ConfigError
         Invalid config or space, a parameter path that is not a config field, a grid
-        none of whose points makes a valid config, a sweep directory of another sweep.
+        none of whose points makes a valid config, a sweep directory of another sweep; after
+        the trials (their files and ``results.csv`` written), no trial that ran has a value
+        of every objective (all invalid, or a null objective such as a Sharpe of a run under
+        30 days).
+    TradebusError
+        No trial has a value of every objective and some failed while running.
     """
     config_path = Path(config_path).resolve()
     space_path = Path(space_path)
@@ -447,6 +480,7 @@ def run_sweep(
         if on_trial is not None:
             on_trial(row)
 
+    no_best: TradebusError | None = None
     with RayExecutor(workers, address) as executor:
         if space.walk_forward is not None:
             wf_folds = folds(space.walk_forward, data_span(config))
@@ -460,6 +494,10 @@ def run_sweep(
             metrics, fold_rows, best, ran = _walk_forward(executor, space, config_path, config, out, callback)
             result = SweepResult(out, total, ran, skipped, best, walk_forward=metrics, folds=fold_rows)
             best_params = None if best is None else {p.path: best[p.column] for p in space.params}
+            if all(row["best_trial"] is None for row in fold_rows):
+                stores = [TrialStore(out / "walk_forward" / f"fold-{f.index:02d}" / "trials", space.params)
+                          for f in wf_folds]
+                no_best = _no_best(space, stores, str(out / "walk_forward" / "fold-NN" / "trials"))
         else:
             store = TrialStore(out / "trials", space.params)
             total, skipped = space.total_trials(), len(store.done())
@@ -469,12 +507,16 @@ def run_sweep(
             best = _write_outputs(space, store, out)
             result = SweepResult(out, total, ran, skipped, best)
             best_params = None if best is None else store.params_of(best)
+            if best is None:
+                no_best = _no_best(space, [store], str(out / "results.csv"))
         if stress or space.stress is not None:
             if best_params is None:
                 logger.warning("no trial succeeded: the stress variants were not run")
             else:
                 result.stress = _stress(executor, space, config_path, config, best_params, out)
     result.tiers = tiers
+    if no_best is not None:
+        raise no_best
     logger.info("sweep written to {} ({} trials run, {} resumed; tiers {})", out, ran, skipped, tiers)
     return result
 
