@@ -267,3 +267,21 @@ def test_sweep_where_no_trial_has_an_objective_value_exits_2_saying_why(
     text = " ".join(result.output.split())
     assert "error: no trial has a value of sharpe to pick the best by" in text and message in text, text
     assert list((out / ("trials" if "walk_forward" not in space else "walk_forward")).iterdir())  # the record stays
+
+
+def test_rerun_after_editing_the_config_is_refused_instead_of_resuming_its_old_trials(
+    ray_address: str, tmp_path: Path
+) -> None:
+    """The rerun skipped every trial and reported the figures of the config as it was before the edit."""
+    config = write_yaml(tmp_path / "run.yaml", catalog_config())
+    space = write_yaml(tmp_path / "space.yaml", {"params": {"strategy.params.fast": [10], "strategy.params.slow": [30]}})
+    out = tmp_path / "out"
+    run_sweep(config, space, out)
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    write_yaml(config, catalog_config(venue={"slippage_bps": 50.0}))
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "holds a sweep of another config or space" in " ".join(result.output.split())
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    write_yaml(config, catalog_config())  # the config as it was: the sweep resumes
+    assert run_sweep(config, space, out).skipped == 1

@@ -2,7 +2,8 @@
 
 Outputs in the sweep directory (``--out``)::
 
-    sweep.json          the config, the space's fingerprint, method and seed (checked on resume)
+    sweep.json          the config (path and fingerprint), the space's fingerprint, method and seed
+                        (checked on resume: an edited config or space is refused)
     space.yaml          the space file as given
     trials/             one Parquet file per finished trial (tradebus.sweep.store)
     optuna.log          Optuna's journal storage (tpe), study "sweep" (or "fold-NN"); a sweep
@@ -25,6 +26,7 @@ refused, as is a non-empty directory that is not a sweep directory (unless ``for
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -75,16 +77,26 @@ class SweepResult:
     tiers: dict[str, int] = field(default_factory=dict)
 
 
-def _prepare(out: Path, config_path: Path, space_path: Path, space: SweepSpace, force: bool) -> None:
-    meta = {"config": str(config_path), "space_fingerprint": space.fingerprint(), "method": space.method,
-            "seed": space.seed}
+def _config_fingerprint(config: RunConfig) -> str:
+    """A hash of the validated config (every setting a trial's result depends on, bar the data files)."""
+    text = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _prepare(
+    out: Path, config_path: Path, config: RunConfig, space_path: Path, space: SweepSpace, force: bool
+) -> None:
+    meta = {"config": str(config_path), "config_fingerprint": _config_fingerprint(config),
+            "space_fingerprint": space.fingerprint(), "method": space.method, "seed": space.seed}
     marker = out / "sweep.json"
     if marker.is_file():
         old = json.loads(marker.read_text(encoding="utf-8"))
-        if {k: old.get(k) for k in meta} != meta:
+        keys = [k for k in meta if k in old or k != "config_fingerprint"]  # a sweep.json from before it was kept
+        if {k: old.get(k) for k in keys} != {k: meta[k] for k in keys}:
             raise ConfigError(
-                f"{out}: holds a sweep of another config or space ({old.get('config')}, fingerprint "
-                f"{old.get('space_fingerprint')}); use another --out"
+                f"{out}: holds a sweep of another config or space ({old.get('config')}, config fingerprint "
+                f"{old.get('config_fingerprint')}, space fingerprint {old.get('space_fingerprint')}; now "
+                f"{meta['config_fingerprint']} and {meta['space_fingerprint']}); use another --out"
             )
         return
     if out.is_dir():
@@ -471,7 +483,7 @@ def run_sweep(
 
     check_window(config_path, config)
     out = Path(out) if out is not None else Path("runs") / f"sweep-{config_path.stem}"
-    _prepare(out, config_path, space_path, space, force)
+    _prepare(out, config_path, config, space_path, space, force)
     tiers: dict[str, int] = {}
 
     def callback(row: dict[str, Any]) -> None:
