@@ -285,3 +285,21 @@ def test_rerun_after_editing_the_config_is_refused_instead_of_resuming_its_old_t
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     write_yaml(config, catalog_config())  # the config as it was: the sweep resumes
     assert run_sweep(config, space, out).skipped == 1
+
+
+def test_walk_forward_sweeping_initial_cash_chains_the_test_windows_returns(ray_address: str, workdir: Path) -> None:
+    """Test runs starting with 200k were chained as if they started with the config's 100k: +1508 % for +0.5 %."""
+    space = write_yaml(workdir / "wf-cash.yaml", {
+        "params": {"initial_cash": [200_000.0], "strategy.params.fast": [10], "strategy.params.slow": [30]},
+        "objectives": {"total_return": "maximize"},
+        "walk_forward": {"train": "60d", "test": "30d"},
+    })
+    out = workdir / "wf-cash"
+    run_sweep(workdir / "run.yaml", space, out)
+    folds = pd.read_csv(out / "walk_forward" / "folds.csv")
+    metrics = json.loads((out / "walk_forward" / "metrics.json").read_text())
+    assert metrics["initial_cash"] == 100_000.0
+    assert metrics["total_return"] == pytest.approx(math.prod(1 + r for r in folds["test_total_return"]) - 1, rel=1e-9)
+    equity = pd.read_csv(out / "walk_forward" / "equity.csv")
+    assert equity["equity"].iloc[0] == pytest.approx(100_000.0)
+    assert equity["equity"].iloc[-1] == pytest.approx(metrics["final_equity"])

@@ -356,6 +356,7 @@ def _walk_forward(
     wf_dir = out / "walk_forward"
     fold_rows: list[dict[str, Any]] = []
     curves: list[list[tuple[int, float]]] = []
+    run_cash: list[float] = []
     best: dict[str, Any] | None = None
     ran = 0
     for fold in folds(space.walk_forward, data_span(config)):
@@ -369,8 +370,10 @@ def _walk_forward(
             "test_end": format_ns(fold.test_end), "best_trial": None if best is None else best["trial"],
         }
         curve: list[tuple[int, float]] = []
+        cash = config.initial_cash
         if best is not None:
             params = store.params_of(best)
+            cash = load_config(config_path, overrides=[override_text(k, v) for k, v in params.items()]).initial_cash
             spec = TrialSpec(fold.index, str(config_path), params, fold.window("test"), keep_equity=True,
                              tier=space.tier)
             (_, test), = executor.run([spec])
@@ -379,8 +382,9 @@ def _walk_forward(
             row.update({f"train_{k}": best[k] for k in space.objectives})
             row.update({f"test_{k}": test[k] for k in ("status", "total_return", "sharpe", "max_drawdown", "fills")})
         curves.append(curve)
+        run_cash.append(cash)
         fold_rows.append(row)
-    stitched, metrics = stitch(curves, config.initial_cash)
+    stitched, metrics = stitch(curves, config.initial_cash, run_cash)
     wf_dir.mkdir(parents=True, exist_ok=True)
     with (wf_dir / "equity.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)

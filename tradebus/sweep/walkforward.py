@@ -122,12 +122,14 @@ def folds(spec: WalkForwardSpec, span: tuple[int, int] | None) -> list[Fold]:
 
 
 def stitch(
-    curves: Sequence[Sequence[tuple[int, float]]], initial_cash: float
+    curves: Sequence[Sequence[tuple[int, float]]], initial_cash: float, run_cash: Sequence[float] | None = None
 ) -> tuple[list[tuple[int, int, float]], dict[str, Any]]:
     """Chain out-of-sample equity curves; return ``[(fold, ts, equity)]`` and their metrics.
 
-    Each curve is ``[(ts, equity)]`` of a run that started with ``initial_cash``; fold k's
-    equity is multiplied by (stitched equity at the end of fold k-1) / ``initial_cash``.
+    Each curve is ``[(ts, equity)]`` of a run that started with ``run_cash[k]`` (default
+    ``initial_cash``: it differs when ``initial_cash`` is a swept parameter); the stitched
+    equity starts at ``initial_cash`` and fold k's equity is multiplied by (stitched equity
+    at the end of fold k-1) / ``run_cash[k]``.
     Metrics: ``total_return``, ``max_drawdown`` (from ``initial_cash``), ``sharpe``
     (daily returns annualised by :func:`~tradebus.reports.metrics.periods_per_year`, as in
     ``metrics.json``; ``None`` when the stitched samples span less than
@@ -137,7 +139,7 @@ def stitch(
     stitched: list[tuple[int, int, float]] = []
     level = initial_cash
     for k, curve in enumerate(curves):
-        scale = level / initial_cash
+        scale = level / (initial_cash if run_cash is None else run_cash[k])
         stitched.extend((k, ts, equity * scale) for ts, equity in curve)
         if curve:
             level = curve[-1][1] * scale
