@@ -183,3 +183,14 @@ def test_sweep_refuses_a_directory_of_another_sweep_or_with_foreign_files(tmp_pa
     assert result.exit_code == 2 and "not empty (notes.txt)" in result.output
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
     assert yaml.safe_load(space.read_text())  # the space file is untouched
+
+
+def test_sweep_with_workers_0_exits_2_and_leaves_no_directory(tmp_path: Path) -> None:
+    """--workers 0 was refused only after sweep.json and space.yaml were written into --out."""
+    config = write_yaml(tmp_path / "run.yaml", catalog_config())
+    space = space_file(tmp_path, {"params": {"strategy.params.fast": [5]}})
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(tmp_path / "o"),
+                                      "--workers", "0"])
+    assert result.exit_code == 2, result.output
+    assert "--workers must be >= 1, got 0" in result.output
+    assert not (tmp_path / "o").exists()

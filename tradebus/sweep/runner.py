@@ -487,6 +487,7 @@ def run_sweep(
 
     check_window(config_path, config)
     out = Path(out) if out is not None else Path("runs") / f"sweep-{config_path.stem}"
+    ray_executor = RayExecutor(workers, address)  # checks --workers before the directory is made
     _prepare(out, config_path, config, space_path, space, force)
     tiers: dict[str, int] = {}
 
@@ -497,7 +498,7 @@ def run_sweep(
             on_trial(row)
 
     no_best: TradebusError | None = None
-    with RayExecutor(workers, address) as executor:
+    with ray_executor as executor:
         if space.walk_forward is not None:
             wf_folds = folds(space.walk_forward, data_span(config))
             total = space.total_trials() * len(wf_folds)
