@@ -121,6 +121,15 @@ def test_alpha_with_a_backtest_reports_psr_monte_carlo_and_cost_stress(tmp_path:
     assert report["bootstrap"]["sharpe"]["estimate"] == pytest.approx(baseline["sharpe"], rel=1e-12)
     assert report["bootstrap"]["total_return"]["estimate"] == pytest.approx(baseline["total_return"], rel=1e-9)
     assert report["bootstrap"]["sharpe"]["ci_low"] < baseline["sharpe"] < report["bootstrap"]["sharpe"]["ci_high"]
+    # Equity sampled every 3 days: 365 / 3 periods a year, as metrics.json (it was annualised by 365)
+    text = (REPO / "configs" / "quickstart.yaml").read_text().replace("../data/catalog", str(REPO / "data" / "catalog"))
+    assert "equity_interval: 4h" in text
+    sparse = tmp_path / "sparse.yaml"
+    sparse.write_text(text.replace("equity_interval: 4h", "equity_interval: 3d"))
+    assert runner.invoke(app, ["research", "alpha", str(CONFIG), "--backtest", str(sparse),
+                               "--out", str(tmp_path / "sparse")]).exit_code == 0
+    stats = json.loads((tmp_path / "sparse" / "alpha.json").read_text())["backtest"]
+    assert stats["bootstrap"]["sharpe"]["estimate"] == pytest.approx(stats["cost_stress"][0]["sharpe"], rel=1e-12)
     # The summary shows every figure, not only the scalar ones.
     shown = " ".join(result.output.replace("│", " ").split())
     sharpe = report["bootstrap"]["sharpe"]

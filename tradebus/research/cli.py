@@ -402,7 +402,7 @@ def _robustness_rows(report: dict[str, Any]) -> dict[str, Any]:
 def _backtest_robustness(config: Path, trials: int) -> dict[str, Any]:
     from tradebus.cli import build_kernel, build_replay
     from tradebus.config import load_config
-    from tradebus.reports.metrics import daily_returns
+    from tradebus.reports.metrics import daily_returns, periods_per_year
     from tradebus.research import alpha as reports
 
     run_config = load_config(config)
@@ -417,9 +417,9 @@ def _backtest_robustness(config: Path, trials: int) -> dict[str, Any]:
         # sampling variance under the null, 1 / (n - 1)
         out["deflated_sharpe"] = reports.deflated_sharpe_ratio(returns, n_trials=trials,
                                                                 sr_variance=1.0 / max(len(returns) - 1, 1))
-    # The Sharpe ratio of metrics.json (and of cost_stress): daily returns, annualised by 365.
+    # The Sharpe ratio of metrics.json (and of cost_stress): daily returns, annualised by their periods a year.
     daily = np.array(daily_returns(result.equity, result.initial_cash))
-    out["bootstrap"] = reports.bootstrap_ci(daily, periods_per_year=365.0)
+    out["bootstrap"] = reports.bootstrap_ci(daily, periods_per_year=periods_per_year(result.equity))
     out["trade_shuffle"] = reports.trade_shuffle(realised, run_config.initial_cash)
     out["cost_stress"] = reports.cost_stress(config).to_dict(orient="records")
     return out
