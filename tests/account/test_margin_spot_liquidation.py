@@ -15,12 +15,15 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from tradebus.data.catalog import Catalog
+from tradebus.data.replay import ReplaySource
 from tradebus.engine.accelerated import AcceleratedUnsupported, run_accelerated
-from tradebus.engine.instrument import Instrument
+from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel, RunResult
-from tradebus.engine.messages import Bar, OrderSide
+from tradebus.engine.messages import Bar, OrderSide, OrderStatus
 from tradebus.execution.config import VenueConfig
 from tradebus.research.lookahead import MemoryReplay, SourceFrame
+from tradebus.strategies.base import Strategy, feature_only
 from tradebus.strategies.ema_cross import EmaCross
 from tradebus.strategies.tick_ema import TickEmaCross
 
@@ -175,3 +178,74 @@ def test_trade_batches_liquidate_at_the_trade_process_liquidates_at(tmp_path: Pa
     assert_same(fast, slow, min_fills=2)
     assert len(fast.result.liquidations) >= 1
     assert fast.result.liquidations == slow.result.liquidations
+
+
+# ----------------------------------------------------------------------------- acting on the liquidating bar
+
+
+class ShortThenBuy(Strategy):
+    """Sells 1.9 at its 2nd bar, then buys 0.1 at every bar from the 13th to the 19th.
+
+    Its 13th bar is the one whose close liquidates the short: one at a time the kernel liquidates
+    after the strategies have seen the bar, so that bar's buy works when the liquidation cancels it.
+    """
+
+    def __init__(self, instrument_id: str) -> None:
+        super().__init__(instrument_id, strategy_id="stubborn")
+        self.n = 0
+
+    def on_bar(self, bar: Bar | None) -> None:
+        self.n += 1
+        if self.n == 2:
+            self.submit_market(self.instrument_id, OrderSide.SELL, 1.9)
+        elif 13 <= self.n < 20:
+            self.submit_market(self.instrument_id, OrderSide.BUY, 0.1)
+
+
+class FeatureOnlyShortThenBuy(ShortThenBuy):
+    @feature_only
+    def on_bar(self, bar: Bar | None) -> None:
+        super().on_bar(bar)
+
+
+def rally(start: int = T0) -> pa.Table:
+    """30 one-minute bars: 20,000 for ten, then 21,000, 22,000, 23,000 (a 4x short of 1.9 at 20,000
+    with a 10 % maintenance rate is below it there: 48,000 - 1.9 P < 0.1 * 1.9 P above 22,966), 23,100 ..."""
+    close = np.array([20_000.0] * 10 + [21_000.0, 22_000.0, 23_000.0, 23_100.0, 23_200.0] + [23_300.0] * 15)
+    ts = start + 60_000_000_000 * np.arange(1, 31, dtype=np.int64)
+    return pa.table({"ts_event": ts, "ts_init": ts, "open": close, "high": close, "low": close, "close": close,
+                     "volume": np.full(30, 100.0)})  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", [InstrumentKind.SPOT, InstrumentKind.PERPETUAL])
+@pytest.mark.parametrize("lean", [False, True], ids=["bars", "feature_only"])
+@pytest.mark.parametrize("count", [1, 2], ids=["one_instrument", "mixed_bars"])
+def test_bar_batches_liquidate_after_the_strategies_as_process(
+    tmp_path: Path, kind: InstrumentKind, lean: bool, count: int
+) -> None:
+    """An order decided on the liquidating bar is canceled by the liquidation, in batches as one at a time.
+
+    Before, the bar loops liquidated before delivering the bar: the strategy saw a flat position,
+    its buy survived and filled at the next open (one fill more, equity 4,111.50 instead of 4,091.50).
+    """
+    catalog = Catalog(tmp_path / "c")
+    sources = []
+    for k in range(count):
+        catalog.write(rally(), "sim", "spot", f"C{k}USD", "bars", period="month")
+        sources.append(ReplaySource.from_catalog(catalog, f"C{k}USD.SIM", "sim", "spot", f"C{k}USD", "bars"))
+
+    def build() -> Kernel:
+        margined = Instrument("SIM", "C0USD", kind=kind, base="C0", quote="USD", margin=kind == InstrumentKind.SPOT,
+                              leverage=4.0, maintenance_rate=0.1)  # fmt: skip
+        others = [Instrument("SIM", f"C{k}USD", base=f"C{k}", quote="USD") for k in range(1, count)]
+        kernel = Kernel([margined, *others], initial_cash=10_000.0, venue_config=VenueConfig())
+        kernel.add_strategy((FeatureOnlyShortThenBuy if lean else ShortThenBuy)("C0USD.SIM"))
+        return kernel
+
+    fast, slow = run_both(sources, build, batch_rows=500)
+    assert_same(fast, slow, min_fills=8)
+    [event] = fast.result.liquidations
+    assert (event.price, event.quantity) == (23_000.0, -1.9) and fast.result.liquidations == slow.result.liquidations
+    assert [o.status for o in fast.result.orders][:2] == [OrderStatus.FILLED, OrderStatus.CANCELED]
+    # 10,000 + 1.9 * (20,000 - 23,000) - 0.5 % of 43,700; then 0.1 bought at 23,200 and five at 23,300 (no fees)
+    assert fast.portfolio.equity() == pytest.approx(10_000.0 - 5_700.0 - 218.5 + 0.1 * 100.0, abs=1e-6)

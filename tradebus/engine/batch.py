@@ -28,7 +28,9 @@ with perpetuals or bars built from trades, whose settlement and bar building act
 trades: those go through :meth:`Kernel.process` one at a time. A lone margin spot instrument
 stays in the batch: its liquidation is checked at the trades priced at or beyond the bounds
 the liquidation price gives (:attr:`Perpetuals.lo`, :attr:`Perpetuals.hi`); bar loops check
-any watched position's at closes beyond the same bounds. Several instruments' bars
+any watched position's at closes beyond the same bounds. As in :meth:`Kernel.process`, due
+funding is settled and liquidation checked after a message's handlers, so an order decided on
+the liquidating bar is canceled by the liquidation. Several instruments' bars
 (``mixed_bars`` batches) are walked with one *lane* per instrument.
 
 When every subscriber of an instrument's bars or trades is declared
@@ -245,6 +247,7 @@ class BatchLoop:
         # Historical bars usually have ts_event == ts_init: share the int objects.
         ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
         execution_on_bar = k.execution.on_bar
+        mark = k.execution.mark
         cache_bars = k.cache.bars
         cache_prices = k.cache.prices
         count_open = k.orders.count_open
@@ -271,19 +274,23 @@ class BatchLoop:
             else:
                 advance(ti)
             bar = Bar(iid, te, ti, o, h, lo, c, v)
-            if self.needs_execution:
+            # priced: the portfolio is marked at this close (a watched position is checked below)
+            priced = self.needs_execution
+            if priced:
                 execution_on_bar(bar)
-                if perps is not None and perps.watching:
-                    perps.check(ti)
                 self.needs_execution = count_open() > 0
             elif perps is not None and (c <= perps.lo or c >= perps.hi):
-                perps.on_price(iid, c, ti)  # a watched position may be liquidated at this close
+                mark(iid, c)  # a watched position may be liquidated at this close
+                priced = True
             cache_bars[iid] = bar
             cache_prices[iid] = c
             view.row = row
             deliver(bar)
-            if perps is not None and ti >= perps.next_funding_ns:
-                perps.settle_due(ti)  # after the handlers, as process() settles
+            if perps is not None:  # after the handlers, as process() settles and then checks
+                if ti >= perps.next_funding_ns:
+                    perps.settle_due(ti)
+                if priced and perps.watching:
+                    perps.check(ti)
         result.bars += n
         result.end_ns = ts_init[-1]
 
@@ -318,6 +325,7 @@ class BatchLoop:
                 cache_bars[iid] = bar_at(iid, j)
 
         execution_on_bar = k.execution.on_bar
+        mark = k.execution.mark
         cache_prices = k.cache.prices
         count_open = k.orders.count_open
         perps = k.perpetuals
@@ -350,20 +358,23 @@ class BatchLoop:
                     materialize(j)
                     advance(ti)
                     j += 1
-                if self.needs_execution:
+                priced = self.needs_execution
+                if priced:
                     bar = bar_at(iid, j)
                     execution_on_bar(bar)
-                    if perps is not None and perps.watching:
-                        perps.check(ti)
                     self.needs_execution = count_open() > 0
                     cache_bars[iid] = bar
                 elif perps is not None and (c <= perps.lo or c >= perps.hi):
-                    perps.on_price(iid, c, ti)
+                    mark(iid, c)
+                    priced = True
                 cache_prices[iid] = c
                 view.row = row
                 deliver(None)
-                if perps is not None and ti >= perps.next_funding_ns:
-                    perps.settle_due(ti)  # after the handlers, as process() settles
+                if perps is not None:  # after the handlers, as process() settles and then checks
+                    if ti >= perps.next_funding_ns:
+                        perps.settle_due(ti)
+                    if priced and perps.watching:
+                        perps.check(ti)
         finally:
             self.lazy = None
             self.bar_closes = None
@@ -471,6 +482,7 @@ class BatchLoop:
         assert isinstance(clock, SimulatedClock)
         ts_event = ts_init if np.array_equal(batch.ts_event, batch.ts_init) else batch.ts_event.tolist()
         execution_on_bar = k.execution.on_bar
+        mark = k.execution.mark
         cache_bars = k.cache.bars
         cache_prices = k.cache.prices
         orders = k.orders
@@ -502,22 +514,26 @@ class BatchLoop:
             else:
                 advance(ti)
             bar = Bar(iid, te, ti, o, h, lo, c, v)
+            priced = False
             if self.needs_execution:
                 if every_bar or has_open(iid):
                     execution_on_bar(bar)
-                    if perps is not None and perps.watching:
-                        perps.check(ti)
                     self.needs_execution = orders.count_open() > 0
+                    priced = True
                 else:
                     lagging.add(iid)  # nothing works on it: shown to the venue before the next order
             elif perps is not None and (c <= perps.lo or c >= perps.hi):
-                perps.on_price(iid, c, ti)
+                mark(iid, c)
+                priced = True
             cache_bars[iid] = bar
             cache_prices[iid] = c
             view.row = row
             deliver(bar)
-            if perps is not None and ti >= perps.next_funding_ns:
-                perps.settle_due(ti)  # after the handlers, as process() settles
+            if perps is not None:  # after the handlers, as process() settles and then checks
+                if ti >= perps.next_funding_ns:
+                    perps.settle_due(ti)
+                if priced and perps.watching:
+                    perps.check(ti)
 
     def _lean_mixed(self, batch: Any, lanes: list[Any], ts_init: list[int], features: Iterator[Any]) -> None:
         """The loop of :meth:`mixed_bars` for feature-only subscribers (see :meth:`_lean_bars`).
@@ -546,6 +562,7 @@ class BatchLoop:
                     cached[s] = j
 
         execution_on_bar = k.execution.on_bar
+        mark = k.execution.mark
         cache_prices = k.cache.prices
         orders = k.orders
         has_open = orders.has_open
@@ -582,27 +599,31 @@ class BatchLoop:
                 else:
                     materialize()  # a timer's callback sees the bars delivered before this row
                     advance(ti)
+                priced = False
                 if self.needs_execution:
                     if every_bar or has_open(iid):
                         if not quiet:
                             materialize()  # order events show a strategy the other instruments' latest bars
                         bar = bar_at(iid, j)
                         execution_on_bar(bar)
-                        if perps is not None and perps.watching:
-                            perps.check(ti)
                         self.needs_execution = orders.count_open() > 0
                         cache_bars[iid] = bar
                         cached[s] = j
+                        priced = True
                     else:
                         lagging.add(iid)
                 elif perps is not None and (c <= perps.lo or c >= perps.hi):
-                    perps.on_price(iid, c, ti)
+                    mark(iid, c)
+                    priced = True
                 latest[s] = j
                 cache_prices[iid] = c
                 view.row = row
                 deliver(None)
-                if perps is not None and ti >= perps.next_funding_ns:
-                    perps.settle_due(ti)  # after the handlers, as process() settles
+                if perps is not None:  # after the handlers, as process() settles and then checks
+                    if ti >= perps.next_funding_ns:
+                        perps.settle_due(ti)
+                    if priced and perps.watching:
+                        perps.check(ti)
         finally:
             self.lazy = None
             self.bar_closes = None
