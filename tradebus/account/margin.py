@@ -51,7 +51,9 @@ Checks
     cross position's initial margin, an isolated one's margin plus its unrealised PnL; only
     the part beyond the position needs margin), or whose resulting position's notional falls
     in a tier whose ``max_leverage`` is below the instrument's leverage; the reason starts
-    with ``"margin: "``.
+    with ``"margin: "``. A cash-only order (or fill) is checked as in the cash account and,
+    when it spends a settle asset, may use no more than the available balance less what other
+    cash-only orders hold (it may not spend the margin of the positions).
 
 Liquidation
     Cross positions of a settle asset are liquidated together when the *cross margin balance*
@@ -114,6 +116,7 @@ class MarginAccount:
         # Perpetuals and margin spot instruments: the positions margin is held for.
         self._margined = {iid: inst for iid, inst in instruments.items() if not inst.cash_only}
         self._settle = {iid: asset_names(inst)[0 if inst.inverse else 1] for iid, inst in self._margined.items()}
+        self._settle_assets = frozenset(self._settle.values())
         self._isolated: dict[str, float] = dict.fromkeys(self._perps, 0.0)
         # Entry value (base asset) of each inverse position: sum of q_i * contract_size / p_i.
         self._entry_value: dict[str, float] = {iid: 0.0 for iid, inst in self._perps.items() if inst.inverse}
@@ -335,7 +338,12 @@ class MarginAccount:
         """Why ``cmd`` cannot be covered (cash spot: balances; perpetual or margin spot: margin), or ``None``."""
         inst = self._margined.get(cmd.instrument_id)
         if inst is None:
-            return self._spot.check_order(cmd, price)
+            reason = self._spot.check_order(cmd, price)
+            if reason is None and cmd.instrument_id in self._spot.instruments:
+                need, asset = self._spot.order_need(cmd, price)
+                side = "BUY" if cmd.side > 0 else "SELL"
+                reason = self._cash_check(side, cmd.quantity, cmd.instrument_id, need, asset, cmd.client_order_id)
+            return reason
         px = _order_price(cmd.order_type, cmd.price, cmd.trigger_price, price)
         if px != px or cmd.reduce_only:
             return None
@@ -346,7 +354,11 @@ class MarginAccount:
         """Why the venue cannot fill ``quantity`` of ``order`` at ``price`` now, or ``None``."""
         inst = self._margined.get(order.instrument_id)
         if inst is None:
-            return self._spot.check_fill(order, quantity, price, fee)
+            reason = self._spot.check_fill(order, quantity, price, fee)
+            if reason is None and order.instrument_id in self._spot.instruments:
+                need, asset = self._spot.fill_need(order, quantity, price, fee)
+                reason = self._cash_check("fill", quantity, order.instrument_id, need, asset, order.client_order_id)
+            return reason
         if getattr(order, "reduce_only", False):
             return None
         return self._margin_check(
@@ -394,6 +406,23 @@ class MarginAccount:
         if need > available:
             return margin_reason(
                 what, quantity, iid, need, asset, available, self._spot.balance(asset), self.initial_margin(asset)
+            )
+        return None
+
+    def _cash_check(self, what: str, quantity: float, iid: str, need: float, asset: str, exclude: str) -> str | None:
+        """Why a cash-only order (or fill) spending ``need`` of a settle asset would spend the margined positions' margin.
+
+        It may use what new positions may (:meth:`available`) less what other cash-only orders hold.
+        """
+        if need != need or asset not in self._settle_assets:
+            return None
+        held = self._spot.held(asset, exclude)
+        available = self.available(asset) - held
+        if need > available:
+            return (
+                f"margin: {what} {quantity} {iid} needs {need:.10g} {asset} > available {available:.10g} {asset} "
+                f"(wallet {self._spot.balance(asset):.10g}, position margin {self.initial_margin(asset):.10g}, "
+                f"held by working orders {held:.10g})"
             )
         return None
 

@@ -183,13 +183,9 @@ class SpotCashAccount:
         if spec is None or not spec[2]:
             return None
         qty = cmd.quantity
-        if cmd.side > 0:
-            px = self._buy_price(cmd.order_type, cmd.price, cmd.trigger_price, price)
-            if px != px:
-                return None  # nothing priced yet: only the venue's check at fill time applies
-            need, asset = qty * px * (1.0 + spec[3]), spec[1]
-        else:
-            need, asset = qty, spec[0]
+        need, asset = self.order_need(cmd, price)
+        if need != need:
+            return None  # nothing priced yet: only the venue's check at fill time applies
         # The order being checked is not working yet: with nothing working nothing is held.
         held = self._held(asset, cmd.client_order_id) if self._count() else 0.0
         available = self._total[asset] - held
@@ -202,10 +198,7 @@ class SpotCashAccount:
         spec = self._specs.get(order.instrument_id)
         if spec is None or not spec[2]:
             return None
-        if order.side > 0:
-            need, asset = quantity * price + fee, spec[1]
-        else:
-            need, asset = quantity, spec[0]
+        need, asset = self.fill_need(order, quantity, price, fee)
         count = self._count()
         # Only the filling order itself working: nothing else holds funds.
         held = self._held(asset, order.client_order_id) if count > 1 or not order.is_open else 0.0
@@ -213,6 +206,25 @@ class SpotCashAccount:
         if need > available:
             return insufficient_balance_reason(need, asset, quantity, price, available, held)
         return None
+
+    def order_need(self, cmd: SubmitOrder, price: float) -> tuple[float, str]:
+        """``(amount, asset)`` a cash-only order spends (module docstring; amount NaN: a market buy not priced yet)."""
+        spec = self._specs[cmd.instrument_id]
+        if cmd.side > 0:
+            px = self._buy_price(cmd.order_type, cmd.price, cmd.trigger_price, price)
+            return cmd.quantity * px * (1.0 + spec[3]), spec[1]
+        return cmd.quantity, spec[0]
+
+    def fill_need(self, order: Any, quantity: float, price: float, fee: float) -> tuple[float, str]:
+        """``(amount, asset)`` a fill of ``quantity`` of a cash-only order at ``price`` with ``fee`` spends."""
+        spec = self._specs[order.instrument_id]
+        if order.side > 0:
+            return quantity * price + fee, spec[1]
+        return quantity, spec[0]
+
+    def held(self, asset: str, exclude: str = "") -> float:
+        """``asset`` held by the working orders of cash-only instruments, except order ``exclude``."""
+        return self._held(asset, exclude) if self._count() else 0.0
 
     def _buy_price(self, order_type: OrderType, limit: float, trigger: float, last: float) -> float:
         if order_type == _LIMIT or order_type == _STOP_LIMIT:

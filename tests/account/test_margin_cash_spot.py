@@ -1,0 +1,160 @@
+"""Cash-only instruments beside margined ones: a cash order may not spend the margined positions' margin.
+
+A cash-only buy spends the quote asset, a sell the base asset. When that asset is the settle
+asset of perpetuals or margin spot instruments, it backs their positions: the order may use
+what new positions may (``MarginAccount.available``) less what other cash orders hold. Before,
+only the spot balance was checked: a cash buy spent the USD a margin short needed and the short
+was liquidated at once (or a perpetual fell below its initial margin).
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tradebus.account import MarginAccount
+from tradebus.engine.instrument import Instrument, InstrumentKind
+from tradebus.engine.kernel import Kernel
+from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderType, SubmitOrder, Trade
+from tradebus.engine.portfolio import Position
+from tradebus.execution.config import VenueConfig
+from tradebus.research.lookahead import MemoryReplay, SourceFrame
+from tradebus.strategies.base import Strategy
+
+ETH = "ETH-USD.SIM"
+
+
+def cash(quote: str = "USD", base: str = "ETH") -> Instrument:
+    return Instrument("SIM", f"{base}-{quote}", base=base, quote=quote, tick_size=0.01, lot_size=0.001)
+
+
+def account(margined: Instrument, other: Instrument, balances: dict[str, float]) -> tuple[MarginAccount, Position]:
+    iid = margined.instrument_id
+    pos = Position(iid, 1e-9, margined.contract_size)
+    positions = {iid: pos, other.instrument_id: Position(other.instrument_id, 1e-9)}
+    acct = MarginAccount({iid: margined, other.instrument_id: other}, balances, positions)
+    acct.bind(tuple, lambda _: 2_000.0, lambda: 0)
+    return acct, pos
+
+
+def fill(acct: MarginAccount, pos: Position, side: OrderSide, qty: float, px: float) -> None:
+    acct.apply_fill(OrderFilled("s", pos.instrument_id, "c", "v", "t", side, qty, px, 0.0, Liquidity.TAKER, 0, 0))
+    pos.quantity += qty if side == OrderSide.BUY else -qty
+    pos.avg_price = pos.last_price = px
+
+
+def order(iid: str, side: OrderSide, qty: float, price: float) -> SubmitOrder:
+    return SubmitOrder("s", iid, "cash", side, qty, 0, 0, order_type=OrderType.LIMIT, price=price)
+
+
+def working(iid: str, side: OrderSide) -> Any:
+    return SimpleNamespace(instrument_id=iid, side=side, client_order_id="cash", reduce_only=False, is_open=True)
+
+
+def test_a_cash_buy_may_not_spend_the_usd_a_margin_short_needs() -> None:
+    """1x short of 0.25 BTC at 20,000 on 10,000 USD: wallet 15,000, value -5,000, margin 5,000, available 5,000."""
+    btc = Instrument("SIM", "BTC-USD", base="BTC", quote="USD", tick_size=0.01, lot_size=0.0001, margin=True)
+    acct, pos = account(btc, cash(), {"USD": 10_000.0})
+    fill(acct, pos, OrderSide.SELL, 0.25, 20_000.0)
+    assert acct.available("USD") == 5_000.0 and acct.balance("USD") == 15_000.0
+    assert acct.check_order(order(ETH, OrderSide.BUY, 2.4, 2_000.0), 2_000.0) is None
+    assert acct.check_order(order(ETH, OrderSide.BUY, 2.6, 2_000.0), 2_000.0) == (
+        "margin: BUY 2.6 ETH-USD.SIM needs 5200 USD > available 5000 USD (wallet 15000, position margin 5000, "
+        "held by working orders 0)"
+    )
+    assert acct.check_fill(working(ETH, OrderSide.BUY), 2.4, 2_000.0, 0.0) is None
+    assert acct.check_fill(working(ETH, OrderSide.BUY), 2.6, 2_000.0, 0.0) == (
+        "margin: fill 2.6 ETH-USD.SIM needs 5200 USD > available 5000 USD (wallet 15000, position margin 5000, "
+        "held by working orders 0)"
+    )
+    # a cash sell spends ETH, which backs nothing here: only the spot balance applies
+    assert acct.check_order(order(ETH, OrderSide.SELL, 1.0, 2_000.0), 2_000.0).startswith("buying_power: SELL 1.0")
+
+
+def test_a_cash_buy_may_not_spend_what_a_losing_perpetual_needs() -> None:
+    """10x long of 1 BTC at 20,000 on 10,000 USDT, marked at 17,000: unrealised -3,000, margin 1,700:
+    available 10,000 - 3,000 - 1,700 = 5,300 (the spot balance alone would allow 10,000)."""
+    perp = Instrument("SIM", "BTCUSDT", kind=InstrumentKind.PERPETUAL, base="BTC", quote="USDT", tick_size=0.1,
+                      lot_size=0.001, leverage=10.0)  # fmt: skip
+    eth = cash("USDT")
+    acct, pos = account(perp, eth, {"USDT": 10_000.0})
+    fill(acct, pos, OrderSide.BUY, 1.0, 20_000.0)
+    pos.last_price = 17_000.0
+    assert acct.check_order(order(eth.instrument_id, OrderSide.BUY, 2.6, 2_000.0), 2_000.0) is None
+    reason = acct.check_order(order(eth.instrument_id, OrderSide.BUY, 2.7, 2_000.0), 2_000.0)
+    assert reason is not None and reason.startswith("margin: BUY 2.7 ETH-USDT.SIM needs 5400 USDT > available 5300 USDT")
+
+
+def test_a_cash_sell_of_btc_may_not_spend_an_inverse_perpetuals_margin() -> None:
+    """An inverse perpetual settles in BTC: 200 contracts of 100 USD at 20,000 are 1 BTC of notional,
+    10x: 0.1 BTC of margin out of a 1 BTC wallet; a cash BTC-USDT sell may spend 0.9 BTC."""
+    inverse = Instrument("SIM", "BTCUSD_PERP", kind=InstrumentKind.PERPETUAL, base="BTC", quote="USD", tick_size=0.1,
+                         lot_size=1.0, contract_size=100.0, leverage=10.0, inverse=True)  # fmt: skip
+    spot = cash("USDT", "BTC")
+    acct, pos = account(inverse, spot, {"BTC": 1.0})
+    fill(acct, pos, OrderSide.BUY, 200.0, 20_000.0)
+    assert math.isclose(acct.available("BTC"), 0.9)
+    assert acct.check_order(order(spot.instrument_id, OrderSide.SELL, 0.85, 20_000.0), 20_000.0) is None
+    reason = acct.check_order(order(spot.instrument_id, OrderSide.SELL, 0.95, 20_000.0), 20_000.0)
+    assert reason is not None and reason.startswith("margin: SELL 0.95 BTC-USDT.SIM needs 0.95 BTC > available 0.9")
+
+
+# ----------------------------------------------------------------------------- a backtest
+
+BTC = "BTC-USD.SIM"
+T0 = 1_700_000_000_000_000_000
+
+
+def trades(price: float, start: int, n: int = 40) -> pd.DataFrame:
+    ts = (start + np.arange(n) * 1_000_000).astype("int64")
+    return pd.DataFrame({"ts_event": ts, "ts_init": ts, "price": np.full(n, price), "size": 0.5,
+                         "aggressor": np.ones(n, dtype=np.int8), "trade_id": [str(k) for k in range(n)]})  # fmt: skip
+
+
+class ShortThenBuyEth(Strategy):
+    """Sells 0.5 BTC on margin at its 5th BTC trade, buys 7.5 ETH for cash at its 5th ETH trade."""
+
+    def __init__(self) -> None:
+        super().__init__([BTC, ETH], strategy_id="both")
+        self.seen = {BTC: 0, ETH: 0}
+
+    def on_trade(self, trade: Trade) -> None:
+        self.seen[trade.instrument_id] += 1
+        if self.seen[trade.instrument_id] == 5:
+            if trade.instrument_id == BTC:
+                self.submit_market(BTC, OrderSide.SELL, 0.5)
+            else:
+                self.submit_market(ETH, OrderSide.BUY, 7.5)
+
+
+def test_a_backtest_denies_the_cash_buy_instead_of_liquidating_the_short() -> None:
+    """1x short of 0.5 BTC at 20,000 on 10,000 USD: the 20,000 USD it holds back the short. Before,
+    the 15,000 USD ETH buy went through and the short was liquidated at that trade, USD at -5,050."""
+    frames = [
+        SourceFrame(BTC, "trades", pd.concat([trades(20_000.0, T0), trades(20_000.0, T0 + 2_000_000_000)])),
+        SourceFrame(ETH, "trades", trades(2_000.0, T0 + 1_000_000_000)),
+    ]
+
+    def build() -> Kernel:
+        btc = Instrument("SIM", "BTC-USD", base="BTC", quote="USD", tick_size=0.01, lot_size=0.0001, margin=True)
+        kernel = Kernel([btc, cash()], initial_cash=10_000.0, venue_config=VenueConfig(fill_on="trades"))
+        kernel.add_strategy(ShortThenBuyEth())
+        return kernel
+
+    ran = build().run(MemoryReplay(frames, 1_000))  # type: ignore[arg-type]
+    one = build()
+    for batch in MemoryReplay(frames, 1_000).batches():  # type: ignore[arg-type]
+        for msg in batch.messages():
+            one.process(msg)
+    one.stop()
+    for result in (ran, one.result):
+        assert result.liquidations == []
+        assert [(f.instrument_id, f.side, f.quantity) for f in result.fills] == [(BTC, "SELL", 0.5)]
+        [denied] = result.denials
+        assert denied.instrument_id == ETH and denied.reason.startswith(
+            "margin: BUY 7.5 ETH-USD.SIM needs 15300 USD > available 0 USD (wallet 20000, position margin 10000"
+        )
