@@ -393,6 +393,21 @@ def test_mark_file_errors_name_the_file(tmp_path: Path) -> None:
         read_funding_rates(nocol, "X.SIM")
 
 
+def test_a_csv_date_that_is_not_iso_names_its_row(tmp_path: Path) -> None:
+    """Before, a date pyarrow could not read as ISO text (one row of many) raised ArrowInvalid."""
+    bad = tmp_path / "marks.csv"
+    bad.write_text("date,mark_price\n2021-11-17T00:00:00+00:00,1.0\n2021-11-17 01:00,1.1\n2021-11-17T02:00:00+00:00,1.2\n")
+    with pytest.raises(DataError, match=r"marks.csv row 2: date '2021-11-17 01:00' is not an ISO time with its offset"):
+        read_mark_prices(bad, "X.SIM")
+    funding = tmp_path / "funding.csv"
+    funding.write_text("date,rate\n2021-11-17T00:00:00+00:00,0.0001\n17/11/2021 08:00,0.0001\n")
+    with pytest.raises(DataError, match=r"funding.csv row 2: date '17/11/2021 08:00'"):
+        read_funding_rates(funding, "X.SIM")
+    good = tmp_path / "good.csv"
+    good.write_text("date,mark_price\n2021-11-17T00:00:00+00:00,1.0\n2021-11-17T02:00:00+01:00,1.1\n")
+    assert [m.ts_event for m in read_mark_prices(good, "X.SIM")] == [1637107200 * 10**9, 1637110800 * 10**9]
+
+
 def test_marks_and_funding_published_on_the_bus_reach_the_account() -> None:
     """The paper/live node publishes the MarkPrice and FundingRate its feeds parse on the bus
     (it does not call process): the account must see them there too."""

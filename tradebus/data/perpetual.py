@@ -12,7 +12,8 @@ CSV) or ``ts_event`` (ns since the epoch) and:
 * funding rates: ``rate``, or freqtrade's ``*-funding_rate.feather`` whose rate is in ``open``;
   each row is a settled funding at its time (``next_funding_ns`` = the row's time).
 
-Rows with a missing or non-finite value are dropped; times must increase.
+Rows with a missing or non-finite value are dropped; times must increase; a CSV ``date`` that
+is not ISO time (``2021-11-15T06:00:00+00:00``) is refused naming its row.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from tradebus.engine.messages import FundingRate, MarkPrice
 from tradebus.errors import DataError
 
 __all__ = ["read_funding_rates", "read_mark_prices"]
+
+_ISO = "%Y-%m-%dT%H:%M:%S%z"
 
 
 def _read(path: Path) -> pa.Table:
@@ -54,7 +57,15 @@ def _times(table: pa.Table, path: Path) -> np.ndarray:
     elif "date" in table.column_names:
         col = table.column("date")
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-            col = pc.cast(pc.strptime(col, format="%Y-%m-%dT%H:%M:%S%z", unit="ns"), pa.timestamp("ns", "UTC"))
+            parsed = pc.strptime(col, format=_ISO, unit="ns", error_is_null=True)
+            bad = pc.and_(pc.is_null(parsed), pc.is_valid(col)).to_numpy(zero_copy_only=False)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise DataError(
+                    f"{path} row {row + 1}: date {col[row].as_py()!r} is not an ISO time with its offset "
+                    "(like 2021-11-15T06:00:00+00:00)"
+                )
+            col = pc.cast(parsed, pa.timestamp("ns", "UTC"))
         ts = pc.cast(col, pa.timestamp("ns", "UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False)
     else:
         raise DataError(f"{path}: no time column ('date' or 'ts_event') in {table.column_names}")
