@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -31,7 +32,7 @@ from tradebus.engine.messages import (
     OrderSide,
     PositionLiquidated,
 )
-from tradebus.engine.portfolio import Portfolio
+from tradebus.engine.portfolio import Portfolio, Position
 from tradebus.errors import DataError
 from tradebus.execution.config import VenueConfig
 from tradebus.risk.config import RiskConfig
@@ -216,6 +217,63 @@ def test_cross_short_is_liquidated_where_the_wallet_runs_out() -> None:
     assert kernel.portfolio.equity() == pytest.approx(1_000.0 - 900.0 - 20_900.0 * 0.005)
 
 
+XRP_TIERS = (MarginTier(10_000, 0.005, 75), MarginTier(50_000, 0.01, 50), MarginTier(200_000, 0.02, 25),
+             MarginTier(1_000_000, 0.05, 10))  # fmt: skip
+
+
+def xrp_account(inst: Instrument, usdt: float, qty: float) -> tuple[MarginAccount, Position]:
+    """A margin account holding ``qty`` (signed) of ``inst`` entered and marked at 1.0."""
+    iid = inst.instrument_id
+    pos = Position(iid, 1e-9, inst.contract_size)
+    account = MarginAccount({iid: inst}, {"USDT": usdt}, {iid: pos})
+    side = OrderSide.BUY if qty > 0 else OrderSide.SELL
+    account.apply_fill(OrderFilled("s", iid, "c", "v", "t", side, abs(qty), 1.0, 0.0, Liquidity.TAKER, 0, 0))
+    pos.quantity, pos.avg_price, pos.last_price = qty, 1.0, 1.0
+    return account, pos
+
+
+def test_a_tiered_liquidation_price_beyond_the_current_tier_uses_the_tier_it_lies_in() -> None:
+    """Cross short of 9,000 XRP at 1.0 (tier 1, 0.5 %) on 3,000 USDT: by P = 1.33 its notional is in
+    tier 2 (1 %, amount 50): 3,000 - 9,000 (P - 1) = 0.01 * 9,000 P - 50, P = 12,050 / 9,090 = 1.32563...
+    Before, tier 1's rate gave 12,000 / 9,045 = 1.32670, where the position is already liquidated."""
+    inst = perp(symbol="XRPUSDT", base="XRP", tick_size=0.0001, lot_size=0.1, leverage=5.0, margin_tiers=XRP_TIERS)
+    account, pos = xrp_account(inst, 3_000.0, -9_000.0)
+    price = account.liquidation_price(inst.instrument_id)
+    assert price == pytest.approx(12_050.0 / 9_090.0, rel=1e-12)
+    pos.last_price = 1.3256
+    assert account.liquidations() == []
+    pos.last_price = 1.3257
+    assert account.liquidations() == [inst.instrument_id]
+
+
+@pytest.mark.parametrize(
+    ("kind", "usdt", "qty", "lo", "hi"),
+    [
+        (InstrumentKind.PERPETUAL, 45_000.0, 60_000.0, 0.05, 1.0),  # tier 3 at entry, liquidated in tier 2
+        (InstrumentKind.PERPETUAL, 30_000.0, 100_000.0, 0.3, 1.0),  # stays in tier 3
+        (InstrumentKind.PERPETUAL, 2_000.0, -9_000.0, 1.0, 1.5),
+        (InstrumentKind.SPOT, 10_000.0, -9_000.0, 1.0, 3.0),  # margin spot: tier 1 at entry, liquidated in tier 2
+    ],
+)
+def test_a_tiered_liquidation_price_is_where_a_price_scan_first_breaches(
+    kind: InstrumentKind, usdt: float, qty: float, lo: float, hi: float
+) -> None:
+    """Brute force: the account's own breach test over a fine grid of marks starts at the formula's price."""
+    spot = kind == InstrumentKind.SPOT
+    inst = perp(symbol="XRPUSDT", base="XRP", kind=kind, margin=spot, tick_size=0.0001, lot_size=0.1,
+                leverage=1.0 if spot else 5.0, margin_tiers=XRP_TIERS)  # fmt: skip
+    account, pos = xrp_account(inst, usdt, qty)
+    price = account.liquidation_price(inst.instrument_id)
+    grid = np.linspace(lo, hi, 100_001)
+    breached = []
+    for mark in grid.tolist():
+        pos.last_price = mark
+        breached.append(bool(account.liquidations()))
+    step = grid[1] - grid[0]
+    edge = grid[np.flatnonzero(breached)].max() if qty > 0 else grid[np.flatnonzero(breached)].min()
+    assert abs(edge - price) <= step
+
+
 # ----------------------------------------------------------------------------- funding
 
 
@@ -396,7 +454,9 @@ def test_mark_file_errors_name_the_file(tmp_path: Path) -> None:
 def test_a_csv_date_that_is_not_iso_names_its_row(tmp_path: Path) -> None:
     """Before, a date pyarrow could not read as ISO text (one row of many) raised ArrowInvalid."""
     bad = tmp_path / "marks.csv"
-    bad.write_text("date,mark_price\n2021-11-17T00:00:00+00:00,1.0\n2021-11-17 01:00,1.1\n2021-11-17T02:00:00+00:00,1.2\n")
+    bad.write_text(
+        "date,mark_price\n2021-11-17T00:00:00+00:00,1.0\n2021-11-17 01:00,1.1\n2021-11-17T02:00:00+00:00,1.2\n"
+    )
     with pytest.raises(DataError, match=r"marks.csv row 2: date '2021-11-17 01:00' is not an ISO time with its offset"):
         read_mark_prices(bad, "X.SIM")
     funding = tmp_path / "funding.csv"

@@ -304,24 +304,45 @@ class MarginAccount:
         the side (+1/-1): ``E + s (V - |q| c / P) = m |q| c / P - k``, so
         ``P = (m + s) |q| c / (E + s V + k)``. Margin spot, whose value ``q c P`` counts in the
         cross balance (``E`` is the cross balance without it): ``E + q c P = m |q| c P - k``, so
-        ``P = (-E - k) / (c (q - m |q|))``.
+        ``P = (-E - k) / (c (q - m |q|))``. With margin tiers, ``m`` and ``k`` are those of the
+        tier the position's notional is in at ``P`` (the maintenance margin is continuous across
+        tiers, so exactly one tier's ``P`` lies in it).
         """
         inst = self._margined[instrument_id]
         pos = self._positions[instrument_id]
         q = pos.quantity
         if q == 0.0 or pos.last_price != pos.last_price:
             return _NAN
-        cs = inst.contract_size
-        rate, amount = inst.maintenance_bracket(self.position_notional(instrument_id))
+        backing = self._liquidation_backing(instrument_id, inst, q)
+        bracket = inst.maintenance_bracket(self.position_notional(instrument_id))
+        price = self._liquidation_at(instrument_id, inst, q, backing, *bracket)
+        if not inst.margin_tiers or (price == price and _in_tier(inst, abs(q) * _unit(inst, price), bracket)):
+            return price
+        for tier in inst.margin_tiers:  # the breach lies in another tier: the one whose price is in it
+            other = inst.maintenance_bracket(tier.max_notional)
+            price = self._liquidation_at(instrument_id, inst, q, backing, *other)
+            if price == price and _in_tier(inst, abs(q) * _unit(inst, price), other):
+                return price
+        return _NAN
+
+    def _liquidation_backing(self, instrument_id: str, inst: Instrument, q: float) -> float:
+        """``E`` of :meth:`liquidation_price`: the margin backing the position apart from its own PnL or value."""
         if inst.margin_mode == MarginMode.ISOLATED:
-            backing = self._isolated[instrument_id]
-        else:
-            asset = self._settle[instrument_id]
-            own = q * cs * pos.last_price if not inst.is_perpetual else self.unrealized(instrument_id)
-            backing = self.cross_balance(asset) - own
-            for j, other in self._margined.items():
-                if j != instrument_id and self._settle[j] == asset and other.margin_mode == MarginMode.CROSS:
-                    backing -= other.maintenance_margin(self.position_notional(j))
+            return self._isolated[instrument_id]
+        asset = self._settle[instrument_id]
+        pos = self._positions[instrument_id]
+        own = q * inst.contract_size * pos.last_price if not inst.is_perpetual else self.unrealized(instrument_id)
+        backing = self.cross_balance(asset) - own
+        for j, other in self._margined.items():
+            if j != instrument_id and self._settle[j] == asset and other.margin_mode == MarginMode.CROSS:
+                backing -= other.maintenance_margin(self.position_notional(j))
+        return backing
+
+    def _liquidation_at(
+        self, instrument_id: str, inst: Instrument, q: float, backing: float, rate: float, amount: float
+    ) -> float:
+        """:meth:`liquidation_price`'s formula with maintenance ``rate`` and ``amount`` (NaN: no positive price)."""
+        cs = inst.contract_size
         if inst.inverse:
             side = 1.0 if q > 0.0 else -1.0
             denominator = backing + side * self._entry_value[instrument_id] + amount
@@ -329,7 +350,7 @@ class MarginAccount:
         elif not inst.is_perpetual:
             price = (-backing - amount) / (cs * (q - rate * abs(q)))
         else:
-            price = (q * cs * pos.avg_price - backing - amount) / (cs * (q - rate * abs(q)))
+            price = (q * cs * self._positions[instrument_id].avg_price - backing - amount) / (cs * (q - rate * abs(q)))
         return price if price > 0.0 and math.isfinite(price) else _NAN
 
     # ------------------------------------------------------------------- checks
@@ -410,7 +431,7 @@ class MarginAccount:
         return None
 
     def _cash_check(self, what: str, quantity: float, iid: str, need: float, asset: str, exclude: str) -> str | None:
-        """Why a cash-only order (or fill) spending ``need`` of a settle asset would spend the margined positions' margin.
+        """Why a cash-only order (or fill) spending ``need`` of a settle asset would spend the positions' margin.
 
         It may use what new positions may (:meth:`available`) less what other cash-only orders hold.
         """
@@ -477,6 +498,15 @@ def margin_reason(
 def _unit(inst: Instrument, price: float) -> float:
     """Settle-asset value of one unit of quantity at ``price``: ``c * price``, inverse ``c / price``."""
     return inst.contract_size / price if inst.inverse else inst.contract_size * price
+
+
+def _in_tier(inst: Instrument, notional: float, bracket: tuple[float, float]) -> bool:
+    """Whether ``notional`` is in the maintenance tier of ``bracket`` (``(rate, amount)``), up to rounding."""
+    return bracket in (
+        inst.maintenance_bracket(notional),
+        inst.maintenance_bracket(notional * (1.0 - 1e-12)),
+        inst.maintenance_bracket(notional * (1.0 + 1e-12)),
+    )
 
 
 def _opening(position: float, signed: float) -> float:
