@@ -86,7 +86,8 @@ def test_a_cash_buy_may_not_spend_what_a_losing_perpetual_needs() -> None:
     pos.last_price = 17_000.0
     assert acct.check_order(order(eth.instrument_id, OrderSide.BUY, 2.6, 2_000.0), 2_000.0) is None
     reason = acct.check_order(order(eth.instrument_id, OrderSide.BUY, 2.7, 2_000.0), 2_000.0)
-    assert reason is not None and reason.startswith("margin: BUY 2.7 ETH-USDT.SIM needs 5400 USDT > available 5300 USDT")
+    assert reason is not None
+    assert reason.startswith("margin: BUY 2.7 ETH-USDT.SIM needs 5400 USDT > available 5300 USDT")
 
 
 def test_a_cash_sell_of_btc_may_not_spend_an_inverse_perpetuals_margin() -> None:
@@ -158,3 +159,46 @@ def test_a_backtest_denies_the_cash_buy_instead_of_liquidating_the_short() -> No
         assert denied.instrument_id == ETH and denied.reason.startswith(
             "margin: BUY 7.5 ETH-USD.SIM needs 15300 USD > available 0 USD (wallet 20000, position margin 10000"
         )
+
+
+class ShortThenSpend(ShortThenBuyEth):
+    """Sells 50 BTC at 250x (initial margin 4,000 of 10,000 USD), then buys 2.9 ETH for 5,800 USD."""
+
+    def on_trade(self, trade: Trade) -> None:
+        self.seen[trade.instrument_id] += 1
+        if self.seen[trade.instrument_id] == 5:
+            if trade.instrument_id == BTC:
+                self.submit_market(BTC, OrderSide.SELL, 50.0)
+            else:
+                self.submit_market(ETH, OrderSide.BUY, 2.9)
+
+
+def test_trade_batches_liquidate_at_the_cash_fill_that_breaches_as_process() -> None:
+    """At 250x the initial margin (0.4 %) is below the maintenance margin (0.5 %): the ETH buy fits the
+    available 6,000 USD yet leaves 4,200 behind a short needing 5,000. One at a time the short is
+    liquidated at that ETH trade; the trade batch loop checked a lone margin spot position only at
+    its own instrument's prices beyond its bounds, and liquidated it at the next BTC trade."""
+    btc_trades = pd.concat([trades(20_000.0, T0), trades(20_000.0, T0 + 2_000_000_000)])
+    frames = [
+        SourceFrame(BTC, "trades", btc_trades.assign(size=100.0)),
+        SourceFrame(ETH, "trades", trades(2_000.0, T0 + 1_000_000_000)),
+    ]
+
+    def build() -> Kernel:
+        btc = Instrument("SIM", "BTC-USD", base="BTC", quote="USD", tick_size=0.01, lot_size=0.0001, margin=True,
+                         leverage=250.0)  # fmt: skip
+        kernel = Kernel([btc, cash()], initial_cash=10_000.0, venue_config=VenueConfig(fill_on="trades"))
+        kernel.add_strategy(ShortThenSpend())
+        return kernel
+
+    ran = build().run(MemoryReplay(frames, 1_000))  # type: ignore[arg-type]
+    one = build()
+    for batch in MemoryReplay(frames, 1_000).batches():  # type: ignore[arg-type]
+        for msg in batch.messages():
+            one.process(msg)
+    one.stop()
+    eth_fill = T0 + 1_000_000_000 + 5_000_000
+    for result in (one.result, ran):
+        [event] = result.liquidations
+        assert (event.ts_event, event.quantity, event.price) == (eth_fill, -50.0, 20_000.0)
+    assert ran.fills == one.result.fills and ran.equity == one.result.equity

@@ -27,7 +27,8 @@ each skipped instrument's latest trade, the only one whose price it would have k
 with perpetuals or bars built from trades, whose settlement and bar building act between
 trades: those go through :meth:`Kernel.process` one at a time. A lone margin spot instrument
 stays in the batch: its liquidation is checked at the trades priced at or beyond the bounds
-the liquidation price gives (:attr:`Perpetuals.lo`, :attr:`Perpetuals.hi`); bar loops check
+the liquidation price gives (:attr:`Perpetuals.lo`, :attr:`Perpetuals.hi`) and at every trade
+shown to the venue (a fill of any instrument moves the wallet that backs it); bar loops check
 any watched position's at closes beyond the same bounds. As in :meth:`Kernel.process`, due
 funding is settled and liquidation checked after a message's handlers, so an order decided on
 the liquidating bar is canceled by the liquidation. Several instruments' bars
@@ -717,7 +718,8 @@ class BatchLoop:
                         materialize(j)
                         advance(ti)
                         j += 1
-                    if self.needs_execution:
+                    shown = self.needs_execution
+                    if shown:
                         trade = trade_at(j)
                         execution_on_trade(trade)
                         self.needs_execution = count_open() > 0
@@ -727,8 +729,12 @@ class BatchLoop:
                     cache_prices[iid] = px
                     view.row = row
                     deliver(None)
-                    if perps is not None and (px <= perps.lo or px >= perps.hi):
-                        perps.on_price(iid, px, ti)  # after the handlers, as process() checks
+                    if perps is not None:  # after the handlers, as process() checks
+                        if shown:
+                            if perps.watching:
+                                perps.check(ti)  # a fill, of any instrument, may have moved the wallet
+                        elif px <= perps.lo or px >= perps.hi:
+                            perps.on_price(iid, px, ti)
             finally:
                 self.lazy = None
             materialize(n - 1)
@@ -750,7 +756,8 @@ class BatchLoop:
                 else:
                     advance(ti)
                 trade = Trade(iid, te, ti, px, sz, side, tid)
-                if self.needs_execution or not skip:
+                shown = self.needs_execution or not skip
+                if shown:
                     execution_on_trade(trade)
                     if skip:
                         self.needs_execution = count_open() > 0
@@ -760,8 +767,12 @@ class BatchLoop:
                 cache_prices[iid] = px
                 view.row = row
                 deliver(trade)
-                if perps is not None and (px <= perps.lo or px >= perps.hi):
-                    perps.on_price(iid, px, ti)
+                if perps is not None:
+                    if shown:
+                        if perps.watching:
+                            perps.check(ti)
+                    elif px <= perps.lo or px >= perps.hi:
+                        perps.on_price(iid, px, ti)
         result.trades += n
         result.end_ns = ts_init[-1]
         if live is not None:
