@@ -427,7 +427,8 @@ def run_paper(
     directory may hold the config's journal and recording (they are never touched);
     anything else is refused before the daemon starts, unless ``force``
     (:class:`~tradebus.reports.writers.RunDirectory`). ``report`` adds ``tearsheet.html``
-    (an earlier run's is rewritten either way).
+    (an earlier run's is rewritten either way). A daemon that fails before it starts writing
+    (e.g. on an unreadable journal) writes nothing: an earlier run's outputs stay as they were.
 
     Raises
     ------
@@ -445,7 +446,9 @@ def run_paper(
     try:
         summary = asyncio.run(node.run())
     finally:
-        if run_dir is not None:
+        # A daemon that stopped before its outputs began (an unreadable journal) has nothing to write:
+        # the directory keeps the earlier run's outputs.
+        if run_dir is not None and node.outputs is not None and node.outputs.started:
             kernel = node.kernel
             write_outputs(
                 run_dir,

@@ -613,7 +613,8 @@ def run_live(
     try:
         summary = asyncio.run(main())
     finally:
-        if run_dir is not None and nodes:
+        # As a paper daemon: nothing is written by a daemon that stopped before its outputs began.
+        if run_dir is not None and nodes and nodes[0].outputs is not None and nodes[0].outputs.started:
             kernel = nodes[0].kernel
             write_outputs(
                 run_dir,

@@ -1,0 +1,100 @@
+"""A daemon that fails before it starts writing changes nothing in its output directory.
+
+The restart of a daemon on its journal and ``--out`` directory rewrites the outputs from the
+journal; when it stops before that (a journal it cannot read, a venue it cannot reach) it exits
+with an error naming the cause, and the previous run's outputs stay as they were.
+"""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tradebus.cli import app
+from tradebus.engine.messages import OrderSide, OrderSubmitted, SubmitOrder
+from tradebus.errors import VenueError
+from tradebus.execution.journal import Journal
+from tradebus.node.live import run_live
+from tradebus.reports.writers import INCOMPLETE_MARKER
+
+from .node_testdata import BINANCE_INSTRUMENT, IID, binance_config
+
+pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr")
+
+T0 = 1_723_161_253_000_000_000
+
+
+def write_journal(path: Path, orders: int) -> None:
+    """A journal of ``orders`` submitted orders."""
+    journal = Journal(path)
+    for i in range(orders):
+        coid = f"TickEmaCross{i}"
+        journal.record_command(SubmitOrder("TickEmaCross", IID, coid, OrderSide.BUY, 0.01, T0 + i, T0 + i), coid)
+        journal.record_event(OrderSubmitted("TickEmaCross", IID, coid, T0 + i, T0 + i))
+    journal.close()
+
+
+def paper_config(tmp_path: Path, journal: Path) -> Path:
+    """A paper config on ``journal`` whose feed is never reached (the journal is read first)."""
+    data = binance_config("ws://127.0.0.1:9", "http://127.0.0.1:9", ["trade"])
+    data["journal"] = str(journal)
+    data["warm_up"] = False
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def earlier_outputs(out: Path) -> dict[str, bytes]:
+    """The outputs of an earlier run killed mid-run (row files and the INCOMPLETE marker)."""
+    out.mkdir(exist_ok=True)
+    files = {
+        "fills.csv": b"ts_event,time,instrument\n1,2,BTCUSDT.BINANCE\n",
+        "orders.csv": b"client_order_id\nTickEmaCross0\n",
+        "equity.csv": b"ts\n1\n",
+        INCOMPLETE_MARKER: b"the daemon was killed\n",
+    }
+    for name, content in files.items():
+        (out / name).write_bytes(content)
+    return files
+
+
+def test_restart_on_a_journal_with_an_undecodable_entry_exits_3_and_keeps_the_earlier_outputs(tmp_path: Path) -> None:
+    journal = tmp_path / "run" / "journal.sqlite"
+    journal.parent.mkdir()
+    write_journal(journal, 2)
+    db = sqlite3.connect(journal)
+    db.execute("UPDATE journal SET payload = x'c1c1' WHERE seq = 3")
+    db.commit()
+    db.close()
+    out = tmp_path / "run"
+    before = earlier_outputs(out)
+
+    res = CliRunner().invoke(app, ["paper", str(paper_config(tmp_path, journal)), "--out", str(out), "--max-seconds", "5"])
+
+    assert res.exit_code == 3, res.output
+    assert f"journal {journal}: seq 3: bad SubmitOrder payload" in res.output
+    assert {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith("journal")} == before
+
+
+def test_live_restart_that_cannot_reach_the_venue_keeps_the_earlier_outputs(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nothing listens on: the account cannot be read
+        sock.bind(("127.0.0.1", 0))
+        url = f"127.0.0.1:{sock.getsockname()[1]}"
+    data = binance_config(f"ws://{url}", f"http://{url}", ["trade"])
+    data["instruments"] = [{**BINANCE_INSTRUMENT, "margin": False}]
+    data["warm_up"] = False
+    data["live"] = {"rest_url": f"http://{url}", "ws_api_url": f"ws://{url}", "request_timeout": 1.0}
+    config = tmp_path / "live.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    out = tmp_path / "out"
+    before = earlier_outputs(out)
+
+    with pytest.raises(VenueError, match="127.0.0.1"):
+        run_live(config, out, max_seconds=5.0, environ={"TRADEBUS_BINANCE_API_KEY": "k", "TRADEBUS_BINANCE_API_SECRET": "s"})
+
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
