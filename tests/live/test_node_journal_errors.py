@@ -81,6 +81,21 @@ def test_restart_on_a_journal_with_an_undecodable_entry_exits_3_and_keeps_the_ea
     assert {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith("journal")} == before
 
 
+
+def test_paper_on_a_damaged_journal_file_exits_3_naming_it(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.sqlite"
+    write_journal(journal, 100)
+    data = bytearray(journal.read_bytes())
+    page = 4096
+    data[-page:] = b"\xff" * page  # a leaf page of the journal table overwritten: the file opens, its rows do not read
+    journal.write_bytes(bytes(data))
+
+    res = CliRunner().invoke(app, ["paper", str(paper_config(tmp_path, journal)), "--max-seconds", "5"])
+
+    assert res.exit_code == 3, res.output
+    assert f"journal {journal}: the database file is damaged" in res.output
+    assert "Traceback" not in res.output
+
 def test_live_restart_that_cannot_reach_the_venue_keeps_the_earlier_outputs(tmp_path: Path) -> None:
     with socket.socket() as sock:  # a port nothing listens on: the account cannot be read
         sock.bind(("127.0.0.1", 0))

@@ -292,10 +292,10 @@ class Journal:
         Raises
         ------
         DataError
-            An entry of an unknown type or an undecodable payload (names the seq).
+            An entry of an unknown type or an undecodable payload (names the seq), or a
+            damaged database file (names the last seq read).
         """
-        rows = self._db.execute("SELECT seq, kind, type, payload FROM journal ORDER BY seq")
-        for seq, kind, name, payload in rows:
+        for seq, kind, name, payload in self._rows():
             cls = _TYPES.get(name)
             if cls is None:
                 raise DataError(f"journal {self.path}: seq {seq}: unknown message type {name!r}")
@@ -304,6 +304,19 @@ class Journal:
             except msgspec.DecodeError as exc:
                 raise DataError(f"journal {self.path}: seq {seq}: bad {name} payload: {exc}") from exc
             yield JournalEntry(seq, kind, msg)
+
+    def _rows(self) -> Iterator[tuple[int, Literal["command", "event"], str, bytes]]:
+        """The raw rows in ``seq`` order; a damaged database file raises :class:`DataError` (names the last seq read)."""
+        seq = 0
+        try:
+            for row in self._db.execute("SELECT seq, kind, type, payload FROM journal ORDER BY seq"):
+                seq = row[0]
+                yield row
+        except sqlite3.DatabaseError as exc:
+            raise DataError(
+                f"journal {self.path}: the database file is damaged after seq {seq} ({exc}); "
+                "restore it from a backup: the daemon cannot resume its orders and positions from it"
+            ) from exc
 
     def replay(
         self,
