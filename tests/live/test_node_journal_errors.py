@@ -96,6 +96,31 @@ def test_paper_on_a_damaged_journal_file_exits_3_naming_it(tmp_path: Path) -> No
     assert f"journal {journal}: the database file is damaged" in res.output
     assert "Traceback" not in res.output
 
+
+@pytest.mark.parametrize("kind", ["another database", "a newer schema"])
+def test_paper_refuses_a_journal_file_that_is_not_its_own_and_leaves_it_untouched(tmp_path: Path, kind: str) -> None:
+    journal = tmp_path / "data.sqlite"
+    db = sqlite3.connect(journal)
+    if kind == "another database":
+        db.execute("CREATE TABLE prices (ts INTEGER, close REAL)")
+        db.execute("INSERT INTO prices VALUES (1, 61826.61)")
+        expected = "not a tradebus journal: an SQLite database of other tables (prices)"
+    else:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('schema_version', '99')")
+        expected = "schema version 99 is newer than this tradebus understands"
+    db.commit()
+    db.close()
+    before = journal.read_bytes()
+
+    res = CliRunner().invoke(app, ["paper", str(paper_config(tmp_path, journal)), "--max-seconds", "5"])
+
+    assert res.exit_code == 3, res.output
+    assert f"journal {journal}: {expected}" in res.output
+    assert journal.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.sqlite", "paper.yaml"]  # no -wal, -shm
+
+
 def test_live_restart_that_cannot_reach_the_venue_keeps_the_earlier_outputs(tmp_path: Path) -> None:
     with socket.socket() as sock:  # a port nothing listens on: the account cannot be read
         sock.bind(("127.0.0.1", 0))

@@ -33,8 +33,9 @@ Storage (WAL mode), schema version :data:`SCHEMA_VERSION`:
   to its contingent-order manager at start;
 * ``risk_state(id = 1, ts, payload)``: the risk gate's last trading and breaker state.
 
-A journal of a newer schema is refused (:class:`~tradebus.errors.DataError` naming the file);
-a version-1 journal (no ``meta`` table) is migrated in place on open.
+A journal of a newer schema, or an SQLite database of other tables, is refused
+(:class:`~tradebus.errors.DataError` naming the file) and left as it was; a version-1 journal
+(no ``meta`` table) is migrated in place on open.
 
 Measured (``bench/journal.py``, ``synchronous=NORMAL``, 2,000 orders of 4 entries, medians of
 5, on a loaded 2-core machine): a commit dominates an entry's cost, so the submit path
@@ -139,7 +140,8 @@ class Journal:
     Raises
     ------
     DataError
-        The file is not a journal, or a journal of a newer schema version (names the file).
+        The file is not a journal (another SQLite database included), or a journal of a newer
+        schema version (names the file); the file is left as it was.
     """
 
     def __init__(
@@ -152,9 +154,9 @@ class Journal:
         self._db = sqlite3.connect(self.path, isolation_level=None)
         self._checkpointer: _Checkpointer | None = None
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._meta = self._open_schema()
+            self._meta = self._open_schema()  # before WAL mode: a file refused here is left as it was
+            self._db.execute("PRAGMA journal_mode=WAL")
             if checkpoint_every is not None:
                 self._db.execute("PRAGMA wal_autocheckpoint=0")
                 self._checkpointer = _Checkpointer(self.path, checkpoint_every)
@@ -172,6 +174,11 @@ class Journal:
         """Create, check or migrate the tables; return the ``meta`` rows."""
         db = self._db
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and not tables & {"journal", "meta"}:
+            raise DataError(
+                f"journal {self.path}: not a tradebus journal: an SQLite database of other tables "
+                f"({', '.join(sorted(tables))}); give the journal a file of its own"
+            )
         if "meta" in tables:
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
             version = int(meta.get("schema_version", "0"))
