@@ -136,10 +136,12 @@ def test_a_dumped_paper_config_reloads(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["paper_binance.yaml", "paper_okx.yaml", "paper_bybit.yaml"])
 def test_serve_write_config_points_every_feed_at_the_local_server(tmp_path: Path, name: str) -> None:
     """``tradebus serve --config X --write-config Y``: Y loads, its feeds on the server (REST only where a venue uses it)."""
-    from tradebus.node.playback import _write_local_config
+    from tradebus.node.playback import _read_local_config, _write_local_config
 
     out = tmp_path / "runs" / name
-    _write_local_config(Path(__file__).resolve().parents[2] / "configs" / name, out, "ws://127.0.0.1:1", "http://127.0.0.1:1")
+    path = Path(__file__).resolve().parents[2] / "configs" / name
+    venue = name.removeprefix("paper_").removesuffix(".yaml")
+    _write_local_config(_read_local_config(path, venue), path, out, "ws://127.0.0.1:1", "http://127.0.0.1:1")
     config = load_paper_config(out)
     assert all(feed.ws_url == "ws://127.0.0.1:1" for feed in config.feeds)
     rest = [(feed.model_extra or {}).get("rest_url") for feed in config.feeds]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,3 +154,20 @@ def test_serve_refuses_a_garbled_recording_or_config_with_a_clear_error(tmp_path
     assert written.exit_code == 2 and f"cannot write it (File exists: {blocked})" in " ".join(written.output.split())
     for result in (missing, written):
         assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_serve_refuses_a_config_whose_feeds_are_of_another_venue_before_serving(tmp_path: Path) -> None:
+    """A Binance server and an OKX config: the written config's feed could never subscribe (a paper run saw 0 messages, exit 0)."""
+    config = tmp_path / "paper_okx.yaml"
+    config.write_text(yaml.safe_dump({"feeds": [{"venue": "okx", "market": "spot", "ws_url": "wss://ws.okx.com"}]}))
+    written = tmp_path / "paper_local.yaml"
+    # A subprocess, bounded: a server that starts serving runs until a signal.
+    res = subprocess.run(
+        [sys.executable, "-m", "tradebus.cli", "serve", str(SPOT_CAPTURE), "--venue", "binance", "--speed", "0",
+         "--config", str(config), "--write-config", str(written)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    assert res.returncode == 2, res.stderr
+    message = " ".join(res.stderr.split())
+    assert f"--config {config}: feed 0 is of venue okx; this server speaks binance" in message
+    assert not written.exists()

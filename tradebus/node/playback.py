@@ -51,7 +51,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from loguru import logger
 
@@ -331,6 +331,7 @@ async def serve_recording(
 
     adapter = venue_adapter(venue)
     path = Path(path)
+    local = None if config is None or write_config is None else _read_local_config(Path(config), venue)
     frames: list[tuple[int, str]] = []
     snapshot: str | None = None
     lines: Iterator[tuple[int, str, str | bytes]] = (
@@ -350,9 +351,9 @@ async def serve_recording(
     logger.info(
         "serving {} frames of {} as {} on {} (REST {})", len(frames), path, venue, server.ws_url, server.http_url
     )
-    if config is not None and write_config is not None:
+    if local is not None and config is not None and write_config is not None:
         try:
-            _write_local_config(Path(config), Path(write_config), server.ws_url, server.http_url)
+            _write_local_config(local, Path(config), Path(write_config), server.ws_url, server.http_url)
         except ConfigError:
             await server.stop()
             raise
@@ -368,8 +369,15 @@ async def serve_recording(
         await server.stop()
 
 
-def _write_local_config(config: Path, out: Path, ws_url: str, http_url: str) -> None:
-    """Copy a paper config with every feed's endpoints replaced by the local server's."""
+def _read_local_config(config: Path, venue: str) -> dict[str, Any]:
+    """The paper config to point at a server speaking ``venue``: each of its feeds must be of that venue.
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be read, is not a mapping, or has a feed of another venue (its client
+        could never subscribe to this server).
+    """
     import yaml
 
     try:
@@ -378,7 +386,21 @@ def _write_local_config(config: Path, out: Path, ws_url: str, http_url: str) -> 
         raise ConfigError(f"--config {config}: cannot read it ({exc})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"--config {config}: not a paper config (a YAML mapping)")
-    for feed in data.get("feeds", []):
+    for i, feed in enumerate(data.get("feeds") or []):
+        other = feed.get("venue") if isinstance(feed, dict) else None
+        if isinstance(other, str) and other != venue:  # a feed without a venue is left to the config's validation
+            raise ConfigError(
+                f"--config {config}: feed {i} is of venue {other}; this server speaks {venue}: "
+                f"serve a recording of {other} with --venue {other}, or give a paper config of {venue} feeds"
+            )
+    return data
+
+
+def _write_local_config(data: dict[str, Any], config: Path, out: Path, ws_url: str, http_url: str) -> None:
+    """Write a copy of the paper config ``data`` (read from ``config``) with every feed's endpoints the local server's."""
+    import yaml
+
+    for feed in data.get("feeds") or []:
         feed["ws_url"] = ws_url
         adapter = VENUES.get(feed.get("venue", ""))
         options = None if adapter is None else adapter.feed_options
