@@ -52,6 +52,40 @@ def test_appending_runs_makes_a_multi_member_file_read_in_order(tmp_path: Path) 
     assert list(read_frames(path)) == [(1, "a", "x"), (2, "b", "y")]
 
 
+
+@pytest.mark.parametrize("cut", [0, 12])
+def test_a_run_appended_after_a_crashed_one_reads_back_both(tmp_path: Path, cut: int) -> None:
+    """A daemon killed mid-run (no gzip trailer), then restarted on the same recording: the frames of both runs read back.
+
+    ``cut`` bytes of the crashed run's last flush are missing too (a write cut short): its
+    frames readable alone are read, its incomplete last line is skipped.
+    """
+    path = tmp_path / "feed.jsonl.gz"
+    rec = FrameRecorder(path, flush_every=2)
+    for i in range(6):
+        rec.write(i, "c:1", f'{{"i":{i},"pad":"{"ab" * i}"}}')
+    crashed = path.read_bytes()[: len(path.read_bytes()) - cut]  # the file as a SIGKILL leaves it: no trailer
+    rec.close()
+    path.write_bytes(crashed)
+    before = [t for t, _, _ in read_frames(path)]
+    assert (before == [0, 1, 2, 3, 4, 5]) if cut == 0 else (2 <= len(before) < 6)
+    with FrameRecorder(path) as rec:
+        for i in range(10, 13):
+            rec.write(i, "c:2", f'{{"i":{i}}}')
+    assert [t for t, _, _ in read_frames(path)] == [*before, 10, 11, 12]
+
+
+def test_a_damaged_recording_without_a_later_run_still_raises_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "feed.jsonl.gz"
+    with FrameRecorder(path) as rec:
+        for i in range(200):
+            rec.write(i, "c:1", f'{{"i":{i},"pad":"{i * 7919 % 104729:x}"}}')
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 8] = b"\xff" * 8
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="corrupt gzip data"):
+        list(read_frames(path))
+
 def test_a_line_that_is_not_a_frame_record_raises_data_error_with_line_number(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl.gz"
     with gzip.open(path, "wb") as fh:

@@ -8,7 +8,9 @@ Format: gzip-compressed JSON lines, one frame per line::
 flushes with ``Z_SYNC_FLUSH`` every ``flush_every`` frames and at least every
 ``flush_interval`` seconds, so after a crash everything up to the last flush is readable;
 :func:`read_frames` reads such a truncated file (and files of several gzip members,
-e.g. appended runs) and stops cleanly at the last complete line.
+e.g. appended runs) and stops cleanly at the last complete line; a run appended after a
+crashed one (a daemon killed, then restarted on the same recording) is read after the
+crashed run's last complete line.
 
 Private frames
     A live daemon records its account's user stream in the same file: every *received*
@@ -34,7 +36,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import msgspec
 from loguru import logger
@@ -202,10 +204,20 @@ class PrivateFrames:
         self.recorder.flush()
 
 
-def _decompressed_chunks(path: Path, chunk_size: int = 1 << 16) -> Iterator[bytes]:
-    """Decompressed bytes of every gzip member of ``path``; stops quietly at a truncated end."""
+#: The first bytes of a gzip member (magic and the deflate method).
+_GZIP_MAGIC = b"\x1f\x8b\x08"
+
+
+def _decompressed_chunks(path: Path, chunk_size: int = 1 << 16) -> Iterator[bytes | None]:
+    """Decompressed bytes of every gzip member of ``path``; stops quietly at a truncated end.
+
+    A member cut short (a recorder killed before it closed) and followed by another (the run
+    restarted on the file appends a member) is read up to the cut, then ``None`` is yielded
+    and reading goes on at the next member. Damage with no member after it raises.
+    """
     with open(path, "rb") as fh:
         inflater = zlib.decompressobj(wbits=31)
+        member = offset = 0  # file offsets of the current member and of ``data``
         while True:
             data = fh.read(chunk_size)
             if not data:
@@ -215,17 +227,57 @@ def _decompressed_chunks(path: Path, chunk_size: int = 1 << 16) -> Iterator[byte
                         yield tail
                 return
             while data:
+                before = inflater.copy()
                 try:
                     out = inflater.decompress(data)
                 except zlib.error as exc:
-                    raise DataError(f"{path}: corrupt gzip data ({exc})") from None
+                    following = _next_member(fh, member + 1)
+                    if following is None:
+                        raise DataError(f"{path}: corrupt gzip data ({exc})") from None
+                    logger.warning(
+                        "{}: the gzip member at byte {} is cut short before byte {} (a recorder killed before "
+                        "it closed, then appended to?); reading on from the next member",
+                        path, member, following,
+                    )
+                    try:  # what the cut member holds before the next one begins
+                        out = before.decompress(data[: max(0, following - offset)]) + before.flush()
+                    except zlib.error:
+                        out = b""
+                    if out:
+                        yield out
+                    yield None
+                    fh.seek(following)
+                    member = offset = following
+                    inflater = zlib.decompressobj(wbits=31)
+                    break
                 if out:
                     yield out
                 if inflater.eof:
-                    data = inflater.unused_data
+                    unused = inflater.unused_data
+                    offset += len(data) - len(unused)
+                    member = offset
+                    data = unused
                     inflater = zlib.decompressobj(wbits=31)
                 else:
+                    offset += len(data)
                     data = b""
+
+
+def _next_member(fh: BinaryIO, start: int, chunk_size: int = 1 << 16) -> int | None:
+    """The file offset of the first gzip member header at or after ``start``, or ``None``."""
+    fh.seek(start)
+    position = start
+    carry = b""
+    while True:
+        data = fh.read(chunk_size)
+        if not data:
+            return None
+        window = carry + data
+        found = window.find(_GZIP_MAGIC)
+        if found >= 0:
+            return position - len(carry) + found
+        position += len(data)
+        carry = window[-(len(_GZIP_MAGIC) - 1) :]
 
 
 def read_frames(path: str | Path, *, private: bool = False) -> Iterator[tuple[int, str, str | bytes]]:
@@ -240,6 +292,11 @@ def read_frames(path: str | Path, *, private: bool = False) -> Iterator[tuple[in
     rest = b""
     lineno = 0
     for chunk in _decompressed_chunks(path):
+        if chunk is None:  # the member before was cut short: its incomplete last line is not a frame
+            if rest:
+                logger.warning("{}: skipped an incomplete line ({} bytes) after line {}", path, len(rest), lineno)
+            rest = b""
+            continue
         buf = rest + chunk
         lines = buf.split(b"\n")
         rest = lines.pop()
