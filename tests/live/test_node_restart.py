@@ -131,10 +131,10 @@ async def test_daemon_killed_mid_run_restarts_from_its_journal_without_duplicate
     assert coids[len(submitted) :] == [second_ids.next("TickEmaCross") for _ in coids[len(submitted) :]]
     # Journaled fills of the killed process reach the outputs of the restarted one.
     fills_csv = (out / "fills.csv").read_text().splitlines()
-    # The simulated venue numbers its trades from 1 in each process: a fill is (order, trade id).
+    # The restarted venue numbers its trades on after the journal's: no trade id repeats.
     decoded = [msgspec.msgpack.decode(r[3]) for r in after if r[1] == "OrderFilled"]
-    journaled = {(f["client_order_id"], f["trade_id"]) for f in decoded}
-    assert len(fills_csv) - 1 == len(journaled) == summary["fills"]
+    journaled = {f["trade_id"] for f in decoded}
+    assert len(fills_csv) - 1 == len(journaled) == len(decoded) == summary["fills"]
     resolved = [msgspec.msgpack.decode(r[3]) for r in after if r[1] == "OrderResolved"]
     assert [r["client_order_id"] for r in resolved] == open_at_kill
     assert all(r["status"] == "CANCELED" and "paper venue restarted" in r["reason"] for r in resolved)
@@ -172,6 +172,12 @@ async def test_restart_resolves_an_order_the_stopped_process_was_working(tmp_pat
     # The recovered orders keep their creation time; the journaled fill is in the run's results.
     assert [o.ts_created for o in node.kernel.orders.orders()[:2]] == [t, t + 1]
     assert node.kernel.result.fills[0].trade_id == "SIM-T1"
+    # The restarted venue numbers on after the journal's ids (it began again at SIM-1 and SIM-T1: two
+    # fills of one run's fills.csv had trade id SIM-T1)
+    later = node.kernel.orders.orders()[2:]
+    assert [o.venue_order_id for o in later[:2]] == ["SIM-3", "SIM-4"]
+    trade_ids = [f.trade_id for f in node.kernel.result.fills]
+    assert len(trade_ids) >= 2 and trade_ids[1] == "SIM-T2" and len(set(trade_ids)) == len(trade_ids)
     assert node.kernel.result.submit_reasons["TickEmaCross-1"] == ""
     assert node.venue.position(IID) == node.kernel.portfolio.position(IID)
     assert node.router.messages == 300

@@ -25,6 +25,8 @@ class PaperVenue(SimulatedVenue):
     resolves them, that the restart canceled them (their journaled fills stay booked).
     It answers for the latest ``keep_closed`` closed orders only (a daemon runs for days;
     its execution engine learns of every close at once, so only a late query looks back).
+    Its venue order ids (``SIM-n``) and trade ids (``SIM-Tn``) go on after the highest the
+    journaled orders carry, so that they never repeat across restarts.
     """
 
     def __init__(
@@ -37,12 +39,21 @@ class PaperVenue(SimulatedVenue):
         super().__init__(clock, instruments, config, keep_closed=keep_closed)
         self._previous: dict[str, Order] = {}
 
-    def resume(self, positions: dict[str, float], previous_orders: Iterable[Order]) -> None:
-        """Take over the journaled ``positions`` and the orders of the stopped process."""
+    def resume(
+        self, positions: dict[str, float], previous_orders: Iterable[Order], journaled: Iterable[Order] = ()
+    ) -> None:
+        """Take over the journaled ``positions`` and the orders of the stopped process.
+
+        ``journaled`` are every order the journal brought back: numbering goes on after their ids.
+        """
         for iid, qty in positions.items():
             if iid in self._positions:
                 self._positions[iid] = qty
         self._previous.update((order.client_order_id, order) for order in previous_orders)
+        for order in journaled:
+            self._venue_ids = max(self._venue_ids, _number(order.venue_order_id, "SIM-"))
+            for trade_id in order.trade_ids:
+                self._trade_ids = max(self._trade_ids, _number(trade_id, "SIM-T"))
 
     def query_order(self, client_order_id: str) -> OrderStatusReport | None:
         """The venue's view of an order; an order of the stopped process is CANCELED by the restart."""
@@ -60,3 +71,10 @@ class PaperVenue(SimulatedVenue):
             )
         return report
 
+
+
+def _number(venue_id: str | None, prefix: str) -> int:
+    """``n`` of an id ``<prefix><n>`` of this venue (0 for an id of another form)."""
+    if venue_id is None or not venue_id.startswith(prefix) or not venue_id[len(prefix):].isdigit():
+        return 0
+    return int(venue_id[len(prefix):])

@@ -375,7 +375,7 @@ class PaperNode:
         if not orders:
             return
         positions = {iid: kernel.portfolio.position(iid) for iid in kernel.instruments}
-        self.venue.resume(positions, unknown)
+        self.venue.resume(positions, unknown, orders)
         self._resolve_recovered(unknown)
         summary = self.summary
         summary.recovered_orders = len(orders)
