@@ -138,3 +138,24 @@ def test_live_restart_that_cannot_reach_the_venue_keeps_the_earlier_outputs(tmp_
         run_live(config, out, max_seconds=5.0, environ={"TRADEBUS_BINANCE_API_KEY": "k", "TRADEBUS_BINANCE_API_SECRET": "s"})
 
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_live_daemon_that_cannot_read_the_account_closes_its_journal(tmp_path: Path) -> None:
+    """Its journal was opened with the daemon and closed only by the shutdown of a daemon that ran: its
+    checkpoint thread and its database connection outlived a failed start."""
+    import threading
+
+    from tradebus.execution.journal import _Checkpointer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"127.0.0.1:{sock.getsockname()[1]}"
+    data = binance_config(f"ws://{url}", f"http://{url}", ["trade"], tmp=tmp_path, journal=True)
+    data["instruments"] = [{**BINANCE_INSTRUMENT, "margin": False}]
+    data["warm_up"] = False
+    data["live"] = {"rest_url": f"http://{url}", "ws_api_url": f"ws://{url}", "request_timeout": 1.0}
+    config = tmp_path / "live.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(VenueError, match="127.0.0.1"):
+        run_live(config, None, max_seconds=5.0, environ={"TRADEBUS_BINANCE_API_KEY": "k", "TRADEBUS_BINANCE_API_SECRET": "s"})
+    assert [t for t in threading.enumerate() if isinstance(t, _Checkpointer)] == []

@@ -152,6 +152,7 @@ class Journal:
     ) -> None:
         self.path = Path(path)
         self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._closed = False
         self._checkpointer: _Checkpointer | None = None
         try:
             self._db.execute(f"PRAGMA synchronous={synchronous}")
@@ -412,7 +413,10 @@ class Journal:
         return unknown
 
     def close(self) -> None:
-        """Commit what is pending, stop the checkpoint thread and close the database."""
+        """Commit what is pending, stop the checkpoint thread and close the database (once; later calls do nothing)."""
+        if self._closed:
+            return
+        self._closed = True
         self._commit()
         if self._checkpointer is not None:
             self._checkpointer.stop()

@@ -422,6 +422,8 @@ class LiveNode(PaperNode):
             await self.venue.aclose()
             if self._recording is not None:
                 self._recording.close()  # after the stream: its last frames are recorded too
+            if self.journal is not None:
+                self.journal.close()  # closed by the paper daemon's shutdown, unless the account could not be read
 
     def _open_recording(self) -> None:
         """With ``record:``, open the recorder now and record the user stream's received frames in it.
