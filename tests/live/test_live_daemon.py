@@ -281,6 +281,51 @@ async def test_kill_switch_cancels_everything_and_halts_until_resume(tmp_path: P
     assert not (tmp_path / "typo").exists()
 
 
+async def test_kill_switch_goes_on_past_a_failed_cancel_and_halts_even_when_orders_stay_open(tmp_path: Path) -> None:
+    """One 5xx on a cancel stopped the kill switch: no order canceled and the journal not HALTED."""
+    from tradebus.adapters.binance.private_emulator import RestFault
+    from tradebus.adapters.binance.trading import BinanceTrading
+    from tradebus.engine.messages import TradingState
+    from tradebus.errors import VenueError
+    from tradebus.execution.journal import Journal
+    from tradebus.execution.orders import Order
+    from tradebus.node.live import kill_switch
+
+    instruments = parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()
+    keys = ApiKeys(SecretStr(KEY), SecretStr(SECRET))
+
+    def halted(journal_path: Path) -> bool:
+        journal = Journal(journal_path)
+        state = journal.load_risk_state()
+        journal.close()
+        return state is not None and state.manual_state is TradingState.HALTED
+
+    # A 503 on the first cancel, a 429 on the second: every order is canceled all the same.
+    faults = [RestFault("error5xx", "DELETE", "/api/v3/order"), RestFault("rate_limit", "DELETE", "/api/v3/order", retry_after=0)]
+    async with BinancePrivateEmulator(KEY, SECRET, instruments, {"USDT": 100_000.0}, faults) as emulator:
+        api = BinanceTrading(emulator.rest_url, keys.key, keys.secret, instruments)
+        for n in range(3):
+            await api.place(Order(f"open{n}", "", IID, OrderSide.BUY, OrderType.LIMIT, 0.001, 20_000.0 + n))
+        await api.close()
+        config = parse_live_config(_config(tmp_path / "a", "ws://127.0.0.1:9", "http://127.0.0.1:9", emulator), "<test>")
+        canceled = await kill_switch(config, keys, "test kill")
+    assert sorted(canceled) == ["open0", "open1", "open2"]
+    assert {o.status for o in emulator.orders.values()} == {OrderStatus.CANCELED}
+    assert halted(tmp_path / "a" / "journal.sqlite")
+
+    # The venue never lists its open orders: the kill switch says so, and the journal is HALTED.
+    down = [RestFault("error5xx", "GET", "/api/v3/openOrders") for _ in range(6)]  # two listings a round, three rounds
+    async with BinancePrivateEmulator(KEY, SECRET, instruments, {"USDT": 100_000.0}, down) as emulator:
+        api = BinanceTrading(emulator.rest_url, keys.key, keys.secret, instruments)
+        await api.place(Order("stuck", "", IID, OrderSide.BUY, OrderType.LIMIT, 0.001, 20_000.0))
+        await api.close()
+        config = parse_live_config(_config(tmp_path / "b", "ws://127.0.0.1:9", "http://127.0.0.1:9", emulator), "<test>")
+        with pytest.raises(VenueError, match=r"after 3 rounds the open orders could not be read; the journal is HALTED"):
+            await kill_switch(config, keys, "test kill")
+    assert emulator.orders["stuck"].status is OrderStatus.ACCEPTED
+    assert halted(tmp_path / "b" / "journal.sqlite")
+
+
 def test_run_live_from_a_config_file_writes_the_run_outputs(tmp_path: Path) -> None:
     """The command path: config file, keys from the environment, the node built on its own loop, outputs."""
     import threading

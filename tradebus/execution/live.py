@@ -40,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -69,6 +69,7 @@ __all__ = [
     "NoAnswer",
     "TradingApi",
     "VenueRejected",
+    "cancel_one",
     "lots_to_send",
 ]
 
@@ -96,6 +97,20 @@ def lots_to_send(order: Order, instrument: Instrument) -> float:
     if not qty > 0.0:
         raise VenueRejected(f"quantity {order.quantity} rounds to 0 lots of {instrument.lot_size}")
     return qty
+
+
+async def cancel_one(client_order_id: str, request: Awaitable[Any]) -> bool:
+    """Await one cancel request of a cancel-all; ``False`` (logged, not raised) when refused or unanswered.
+
+    A cancel-all goes on with the next order: the order may have closed meanwhile (refused), or
+    be canceled or not (no answer); the caller lists the open orders again to know.
+    """
+    try:
+        await request
+    except (NoAnswer, VenueRejected) as exc:
+        logger.warning("cancel of {} failed: {}", client_order_id, exc)
+        return False
+    return True
 
 
 class Ack(msgspec.Struct, frozen=True):
@@ -149,7 +164,11 @@ class TradingApi(ABC):
 
     @abstractmethod
     async def cancel_all(self) -> list[str]:
-        """Cancel every open order of the account's instruments (the kill switch); their client ids."""
+        """Cancel every open order of the account's instruments (the kill switch); the client ids canceled.
+
+        A cancel refused or unanswered is skipped (:func:`cancel_one`), the others are still
+        sent; only a listing of the open orders that fails raises.
+        """
 
     @abstractmethod
     async def balances(self) -> list[AccountBalance]:

@@ -63,10 +63,10 @@ from tradebus.config import dump_config, load_config, parse_config
 from tradebus.config.base import StrictModel
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import CancelOrder, SubmitOrder, TradingState
-from tradebus.errors import ConfigError
+from tradebus.errors import ConfigError, VenueError
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal
-from tradebus.execution.live import AccountBalance, AccountPosition, LiveVenue
+from tradebus.execution.live import AccountBalance, AccountPosition, LiveVenue, NoAnswer, VenueRejected
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import PaperConfig
@@ -629,19 +629,31 @@ def run_live(
     return summary, nodes[0].kernel.result
 
 
+#: Rounds of the kill switch: each lists the open orders again and cancels what is still open.
+KILL_ROUNDS = 3
+#: Seconds between two rounds (a 429's ``Retry-After`` is waited by the rate budget besides).
+KILL_ROUND_PAUSE = 0.5
+
+
 async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill switch", *, flatten: bool = False) -> list[str]:
     """Cancel every open order of the account's instruments at the venue and leave the journal HALTED.
 
     Every order is canceled, the daemon's and any other (the kill switch is for emergencies).
-    With ``flatten``, every position the journal holds is then sold at market and journaled
-    (:func:`tradebus.node.flatten.flatten`). The journal's risk state is set to HALTED with
-    ``reason`` (a daemon started on it trades nothing until ``live-resume``). Returns the
-    client order ids canceled.
+    A cancel that is refused or unanswered (an order filled meanwhile, a 5xx, a 429) does not
+    stop the others; the open orders are listed again and what is left canceled, up to
+    :data:`KILL_ROUNDS` rounds. With ``flatten``, once no order is open, every position the
+    journal holds is sold at market and journaled (:func:`tradebus.node.flatten.flatten`).
+    The journal's risk state is set to HALTED with ``reason`` whatever the venue answered (a
+    daemon started on it trades nothing until ``live-resume``). Returns the client order ids
+    canceled.
 
     Raises
     ------
     ConfigError
         ``flatten`` without a journal in the config.
+    VenueError
+        Orders still open (or the open orders not readable) after the last round; the journal
+        is HALTED all the same and nothing was flattened.
     """
     from tradebus.node.flatten import flatten as flatten_positions
 
@@ -651,9 +663,21 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
     api = config.live.account().trading(
         rest_url, keys.key, keys.secret, config.instrument_map(), config.live.request_timeout, **keys.options(config.live)
     )
+    canceled: list[str] = []
+    left: list[str] | None = None
     try:
-        canceled = await api.cancel_all()
-        if flatten:
+        for round_ in range(1, KILL_ROUNDS + 1):
+            try:
+                canceled += await api.cancel_all()
+                left = [r.client_order_id for r in await api.open_orders()]
+            except (NoAnswer, VenueRejected) as exc:
+                logger.warning("kill switch: round {}: the open orders could not be listed: {}", round_, exc)
+                left = None
+            if left == []:
+                break
+            if round_ < KILL_ROUNDS:
+                await asyncio.sleep(KILL_ROUND_PAUSE)
+        if flatten and left == []:
             assert config.journal is not None
             journal = Journal(config.journal)
             try:
@@ -662,7 +686,13 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
                 journal.close()
     finally:
         await api.close()
-    set_trading_state(config, TradingState.HALTED, reason)
+        set_trading_state(config, TradingState.HALTED, reason)
+    if left != []:
+        what = "the open orders could not be read" if left is None else f"{len(left)} order(s) still open: {left}"
+        raise VenueError(
+            f"kill switch: {len(canceled)} order(s) canceled, but after {KILL_ROUNDS} rounds {what}; the journal is "
+            f"HALTED{'; nothing was flattened' if flatten else ''}. Check the account and run live-kill again"
+        )
     logger.warning("kill switch: {} order(s) canceled, journal HALTED ({})", len(canceled), reason)
     return canceled
 

@@ -68,7 +68,7 @@ from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.adapters.common.rest_trading import decimal_text
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
-from tradebus.execution.live import AccountBalance, AccountPosition, Ack, NoAnswer, TradingApi, VenueRejected, lots_to_send
+from tradebus.execution.live import AccountBalance, AccountPosition, Ack, NoAnswer, TradingApi, VenueRejected, cancel_one, lots_to_send
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 
@@ -428,13 +428,13 @@ class BinanceTrading(TradingApi):
         return reports
 
     async def cancel_all(self) -> list[str]:
-        """Cancel every open order of every traded symbol, one ``DELETE /api/v3/order`` each."""
+        """Cancel every open order of every traded symbol, one ``DELETE /api/v3/order`` each (a failed one is skipped)."""
         canceled = []
         for inst in self.instruments.values():
             for raw in await self._call(self.endpoint["open"], {"symbol": inst.symbol}):
                 coid = str(raw["clientOrderId"])
-                await self._call(self.endpoint["cancel"], {"symbol": inst.symbol, "origClientOrderId": coid})
-                canceled.append(coid)
+                if await cancel_one(coid, self._call(self.endpoint["cancel"], {"symbol": inst.symbol, "origClientOrderId": coid})):
+                    canceled.append(coid)
         return canceled
 
     async def balances(self) -> list[AccountBalance]:

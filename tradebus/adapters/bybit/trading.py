@@ -63,7 +63,7 @@ from tradebus.adapters.bybit.user_stream import position_from_row, wire_symbol
 from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
-from tradebus.execution.live import AccountBalance, AccountPosition, Ack, VenueRejected, lots_to_send
+from tradebus.execution.live import AccountBalance, AccountPosition, Ack, VenueRejected, cancel_one, lots_to_send
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 
@@ -307,12 +307,13 @@ class BybitTrading(CcxtTrading):
         return [report_from_row(row) for inst in self.instruments.values() for row in await self._open_rows(inst)]
 
     async def cancel_all(self) -> list[str]:
-        """Cancel every open order of every traded symbol, one request each."""
+        """Cancel every open order of every traded symbol, one request each (a failed one is skipped)."""
         canceled = []
         for inst in self.instruments.values():
             for row in await self._open_rows(inst):
-                await self.call("private_post_v5_order_cancel", {"category": self.category, "symbol": wire_symbol(inst), "orderId": str(row["orderId"])})
-                canceled.append(str(row["orderLinkId"]))
+                body = {"category": self.category, "symbol": wire_symbol(inst), "orderId": str(row["orderId"])}
+                if await cancel_one(str(row["orderLinkId"]), self.call("private_post_v5_order_cancel", body)):
+                    canceled.append(str(row["orderLinkId"]))
         return canceled
 
     async def balances(self) -> list[AccountBalance]:

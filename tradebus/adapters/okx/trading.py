@@ -68,7 +68,7 @@ from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
 from tradebus.adapters.okx.user_stream import positions_from_rows
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
-from tradebus.execution.live import AccountBalance, AccountPosition, Ack, VenueRejected, lots_to_send
+from tradebus.execution.live import AccountBalance, AccountPosition, Ack, VenueRejected, cancel_one, lots_to_send
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 
@@ -304,13 +304,13 @@ class OkxTrading(CcxtTrading):
         return reports
 
     async def cancel_all(self) -> list[str]:
-        """Cancel every open order of every traded instrument, one request each."""
+        """Cancel every open order of every traded instrument, one request each (a failed one is skipped)."""
         canceled = []
         for inst in self.instruments.values():
             raw = await self.call("private_get_trade_orders_pending", {"instType": self.inst_type, "instId": inst.symbol})
             for row in raw.get("data") or []:
-                await self.call("private_post_trade_cancel_order", {"instId": inst.symbol, "ordId": str(row["ordId"])})
-                canceled.append(str(row["clOrdId"]))
+                if await cancel_one(str(row["clOrdId"]), self.call("private_post_trade_cancel_order", {"instId": inst.symbol, "ordId": str(row["ordId"])})):
+                    canceled.append(str(row["clOrdId"]))
         return canceled
 
     async def balances(self) -> list[AccountBalance]:
