@@ -79,6 +79,19 @@ def test_429_without_retry_after_uses_the_backoff() -> None:
     assert ft.slept == [pytest.approx(3.0)]
 
 
+def test_429_without_retry_after_waits_until_the_reset_header_and_retry_after_wins() -> None:
+    ft = FakeTime(1_030.0)
+    budget = _budget(ft, backoff=1.0, reset_header="X-Bapi-Limit-Reset-Timestamp")
+    budget.observe(200, {"X-Bapi-Limit-Reset-Timestamp": "1030000"})  # on every answer: read only when limited
+    assert budget.blocked_until == 0.0
+    budget.observe(429, {"x-bapi-limit-reset-timestamp": "1034500"})
+    asyncio.run(budget.acquire(1))
+    assert ft.slept == [pytest.approx(4.5)]
+    budget.observe(429, {"X-Bapi-Limit-Reset-Timestamp": "1090000", "Retry-After": "2"})
+    asyncio.run(budget.acquire(1))
+    assert ft.slept[1:] == [pytest.approx(2.0)]
+
+
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="headroom"):
         WeightBudget(100, headroom=0.0)

@@ -90,7 +90,9 @@ async def test_a_lost_acknowledgement_is_settled_by_a_query_never_a_resubmission
 
 
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
-async def test_a_429_pauses_every_request_for_its_retry_after(kit: VenueKit) -> None:
+async def test_a_rate_limited_answer_pauses_every_request_as_long_as_the_venue_says(kit: VenueKit) -> None:
+    """OKX: 429 with ``Retry-After``; Bybit: retCode 10006 in an HTTP 200 with ``X-Bapi-Limit-Reset-Timestamp``
+    (the budget paused 1 s, its default, whatever the reset time)."""
     fault = RestFault("rate_limit", "GET", "/api/v5/account/balance" if kit is OKX else "/v5/account/wallet-balance", retry_after=2)
     async with kit.emulator([fault]) as emulator:
         settings_account = LiveSettings(venue=kit.venue).account()

@@ -20,7 +20,9 @@ the private stream of :mod:`tradebus.adapters.bybit.user_stream` to run unchange
   to ``order``, ``execution``, ``wallet``; ``{"op": "ping"}`` is answered with ``pong``.
   A fill is an ``execution`` push followed by the ``order`` push; balances go to ``wallet``.
 
-Matching, balances and faults are the :class:`~tradebus.adapters.common.account_emulator.AccountEmulator`'s.
+Matching, balances and faults are the :class:`~tradebus.adapters.common.account_emulator.AccountEmulator`'s;
+a ``rate_limit`` fault is answered as Bybit does: HTTP 200, retCode ``10006`` "Too many visits",
+the limit's end in ``X-Bapi-Limit-Reset-Timestamp`` (epoch ms), no ``Retry-After``.
 Departures from Bybit: a MARKET order is acknowledged ``New`` and fills at the next public
 trade, its size in the base asset (``marketUnit=baseCoin``); conditional orders are not emulated.
 
@@ -96,6 +98,12 @@ class BybitPrivateEmulator(AccountEmulator):
     def error(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None) -> web.Response:
         body = {"retCode": int(code), "retMsg": msg, "result": {}, "retExtInfo": {}, "time": int(time.time() * 1000)}
         return web.json_response(body, status=status, headers=headers)
+
+    def rate_limited(self, seconds: int) -> web.Response:
+        """Bybit's ``10006`` "Too many visits": HTTP 200, the end of the limit in ``X-Bapi-Limit-Reset-Timestamp`` (ms)."""
+        reset = int(time.time() * 1000) + seconds * 1000
+        headers = {"X-Bapi-Limit-Status": "0", "X-Bapi-Limit": "10", "X-Bapi-Limit-Reset-Timestamp": str(reset)}
+        return self.error(200, self.rate_limit_code, "Too many visits", headers)
 
     def _ok(self, result: dict[str, Any]) -> web.Response:
         return web.json_response({"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": int(time.time() * 1000)})

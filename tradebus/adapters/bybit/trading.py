@@ -23,7 +23,8 @@ order is no longer there) and its fills from ``GET /v5/execution/list`` (100 a p
 list in windows of 7 days); open orders
 ``GET /v5/order/realtime``; balances ``GET /v5/account/wallet-balance`` (unified account);
 amend ``POST /v5/order/amend``. Rate limit: a budget of 10 requests per second shared by
-every caller of the account (Bybit's per-endpoint limits are 10-20 per second).
+every caller of the account (Bybit's per-endpoint limits are 10-20 per second); a ``10006``
+answer ("Too many visits", HTTP 200) pauses every caller until its ``X-Bapi-Limit-Reset-Timestamp``.
 
 Linear perpetuals
 -----------------
@@ -86,6 +87,8 @@ _TIF = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
 EXECUTIONS_PAGE = 100
 #: Longest span between ``startTime`` and ``endTime`` of one ``/v5/execution/list`` request, ms (7 days).
 EXECUTIONS_WINDOW_MS = 7 * 24 * 3600 * 1000
+#: The header of Bybit's answers saying when a rate limit ends (epoch ms; with retCode ``10006``, HTTP 200).
+RESET_HEADER = "X-Bapi-Limit-Reset-Timestamp"
 
 
 def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
@@ -222,7 +225,9 @@ class BybitTrading(CcxtTrading):
         )
         api = exchange.urls["api"]
         api["public"] = api["private"] = rest_url.rstrip("/")
-        super().__init__(exchange, instruments, budget if budget is not None else WeightBudget(10, 1.0), {})
+        if budget is None:
+            budget = WeightBudget(10, 1.0, reset_header=RESET_HEADER)
+        super().__init__(exchange, instruments, budget, {})
 
     def order_params(self, order: Order, instrument: Instrument) -> dict[str, Any]:
         """The new-order body (:func:`order_params`)."""

@@ -20,7 +20,8 @@ on 127.0.0.1 and keeps the account:
 
   ``lose``        REST: processed, then the connection is closed unanswered
   ``error5xx``    REST: ``503`` from the gateway (an HTML body) before processing (nothing happens)
-  ``rate_limit``  REST: ``429`` with ``Retry-After`` before processing
+  ``rate_limit``  REST: the dialect's rate-limit answer (:meth:`AccountEmulator.rate_limited`;
+                  ``429`` with ``Retry-After`` unless the venue says otherwise) before processing
   ``ban``         REST: ``418`` (IP ban) with ``Retry-After`` before processing
   ``slow``        REST: processed, answered ``seconds`` later (the answer tells the state
                   at processing: what happens meanwhile is not in it)
@@ -220,6 +221,10 @@ class AccountEmulator(ABC):
     def error(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None) -> web.Response:
         """An error answer in the venue's form."""
 
+    def rate_limited(self, seconds: int) -> web.Response:
+        """The venue's answer to a request over its rate limit, which ends in ``seconds`` (default: ``429`` with ``Retry-After``)."""
+        return self.error(429, self.rate_limit_code, "Too Many Requests", {"Retry-After": str(seconds)})
+
     @abstractmethod
     def ws_message(self, text: str, session: WsSession) -> list[str]:
         """Answer a client frame (login, subscribe, ping)."""
@@ -302,7 +307,7 @@ class AccountEmulator(ABC):
         if fault is not None and fault.kind == "error5xx":  # the gateway's answer: not the API's JSON
             return web.Response(status=503, text="<html><body>503 Service Temporarily Unavailable</body></html>", content_type="text/html")
         if fault is not None and fault.kind == "rate_limit":
-            return self.error(429, self.rate_limit_code, "Too Many Requests", {"Retry-After": str(fault.retry_after)})
+            return self.rate_limited(fault.retry_after)
         if fault is not None and fault.kind == "ban":
             return self.error(418, self.rate_limit_code, "Way too many requests; IP banned.", {"Retry-After": str(fault.retry_after)})
         handler = self.routes().get((request.method, request.path))

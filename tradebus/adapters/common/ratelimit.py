@@ -6,8 +6,9 @@ e.g. Binance's minute) and makes a caller wait before a request that would take 
 :meth:`WeightBudget.observe` takes the used weight the venue reported (Binance
 ``X-MBX-USED-WEIGHT-1M``), so requests made by other processes on the same account count too.
 
-HTTP 429 (too many requests) stops every caller until ``Retry-After`` has passed (or
-``backoff`` seconds if the venue does not say); HTTP 418 (Binance's IP ban) stops every
+HTTP 429 (too many requests) stops every caller until ``Retry-After`` has passed, or until
+the time a venue's reset header names (Bybit's ``X-Bapi-Limit-Reset-Timestamp``, epoch ms,
+sent with its ``10006`` answer), or ``backoff`` seconds if the venue says neither; HTTP 418 (Binance's IP ban) stops every
 caller until the ban's ``Retry-After`` ends. Nothing is retried here: the caller decides
 (a submit without an answer is UNKNOWN and settled by a query).
 
@@ -41,7 +42,11 @@ class WeightBudget:
     header
         Name of the response header carrying the used weight (case-insensitive; ``""``: none).
     backoff
-        Pause after a 429 without ``Retry-After``, seconds.
+        Pause after a 429 without ``Retry-After`` or ``reset_header``, seconds.
+    reset_header
+        Name of the response header holding when a rate limit ends, epoch milliseconds
+        (case-insensitive; ``""``: none); read on a 429 without ``Retry-After``. The clock is
+        then compared with it: it must be wall time (the default).
     monotonic, sleep
         Clock and sleep (tests inject their own).
     """
@@ -54,6 +59,7 @@ class WeightBudget:
         headroom: float = 0.8,
         header: str = "",
         backoff: float = 1.0,
+        reset_header: str = "",
         monotonic: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -64,6 +70,7 @@ class WeightBudget:
         self.cap = limit * headroom
         self.header = header.lower()
         self.backoff = backoff
+        self.reset_header = reset_header.lower()
         self._now = monotonic
         self._sleep = sleep
         self._window_start = self._start_of(monotonic())
@@ -113,11 +120,23 @@ class WeightBudget:
                 logger.warning("rate budget: unreadable {} header {!r}", self.header, lowered[self.header])
             self.peak = max(self.peak, self.used)
         if status in (429, 418):
-            retry = lowered.get("retry-after")
-            try:
-                pause = float(retry) if retry is not None else self.backoff
-            except ValueError:
-                pause = self.backoff
+            pause = self._pause(lowered, now)
             self.blocked_until = max(self.blocked_until, now + pause)
             self.block_reason = "IP banned (418)" if status == 418 else "rate limited (429)"
             logger.warning("rate budget: {}; every request waits {:.1f} s", self.block_reason, pause)
+
+    def _pause(self, lowered: Mapping[str, str], now: float) -> float:
+        """Seconds a rate-limited answer asks to wait: its ``Retry-After``, else until its reset time, else :attr:`backoff`."""
+        retry = lowered.get("retry-after")
+        if retry is not None:
+            try:
+                return float(retry)
+            except ValueError:
+                logger.warning("rate budget: unreadable Retry-After header {!r}", retry)
+        reset = lowered.get(self.reset_header) if self.reset_header else None
+        if reset is not None:
+            try:
+                return max(0.0, float(reset) / 1000.0 - now)
+            except ValueError:
+                logger.warning("rate budget: unreadable {} header {!r}", self.reset_header, reset)
+        return self.backoff
