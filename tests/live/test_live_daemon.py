@@ -151,6 +151,23 @@ def test_mainnet_needs_the_config_and_the_flag() -> None:
         ApiKeys.from_env(okx, {"TRADEBUS_OKX_API_KEY": KEY, "TRADEBUS_OKX_API_SECRET": SECRET})
 
 
+def test_a_testnet_config_pointed_at_a_mainnet_endpoint_is_refused_without_both_confirmations() -> None:
+    """A testnet config whose rest_url was api.binance.com traded real money without --mainnet."""
+    for venue, field, url in (
+        ("binance", "rest_url", "https://api.binance.com"),
+        ("binance", "ws_api_url", "wss://ws-api.binance.com:443/ws-api/v3"),
+        ("bybit", "rest_url", "https://api.bybit.com/"),
+        ("okx", "ws_api_url", "wss://ws.okx.com:8443/ws/v5/private"),
+    ):
+        with pytest.raises(ConfigError, match=rf"live.{field}: .* is {venue}'s mainnet \(real money\) but live.environment is 'testnet'"):
+            check_environment(LiveSettings(venue=venue, **{field: url}), mainnet=False)
+        check_environment(LiveSettings(venue=venue, environment="mainnet", **{field: url}), mainnet=True)
+    # OKX demo trading shares the mainnet's REST host (the demo header tells them apart); local emulators pass.
+    check_environment(LiveSettings(venue="okx", rest_url="https://www.okx.com"), mainnet=False)
+    check_environment(LiveSettings(venue="binance", rest_url="http://127.0.0.1:8080", ws_api_url="ws://127.0.0.1:8080/ws-api/v3"), mainnet=False)
+    check_environment(LiveSettings(venue="binance", market="perpetual", rest_url="https://testnet.binancefuture.com"), mainnet=False)
+
+
 def test_a_live_spot_account_refuses_margin_instruments() -> None:
     """Spot orders go to the spot API, which rejects a short; the local margin account would have allowed it."""
     with pytest.raises(ConfigError, match=(

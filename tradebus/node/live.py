@@ -51,6 +51,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 from loguru import logger
@@ -322,15 +323,28 @@ class ApiKeys:
 def check_environment(settings: LiveSettings, mainnet: bool) -> None:
     """Refuse mainnet unless both the config and the flag ask for it (and the flag without the config).
 
+    An endpoint override (``rest_url``, ``ws_api_url``) on a host of the venue's mainnet that
+    its testnet does not share counts as mainnet: it is refused in a testnet config.
+
     Raises
     ------
     ConfigError
-        The two disagree.
+        The two disagree, or a testnet config's endpoint override is on the mainnet.
     """
     if settings.environment == "mainnet" and not mainnet:
         raise ConfigError("live.environment is mainnet: real money; confirm with --mainnet on the command line")
     if mainnet and settings.environment != "mainnet":
         raise ConfigError(f"--mainnet given but live.environment is {settings.environment!r}; set it to mainnet")
+    if settings.environment == "mainnet" or settings.venue not in VENUES:
+        return
+    endpoints = settings.account().endpoints
+    real = {urlsplit(url).hostname for url in endpoints["mainnet"]} - {urlsplit(url).hostname for url in endpoints["testnet"]}
+    for field, url in (("rest_url", settings.rest_url), ("ws_api_url", settings.ws_api_url)):
+        if url and urlsplit(url).hostname in real:
+            raise ConfigError(
+                f"live.{field}: {url} is {settings.venue}'s mainnet (real money) but live.environment is "
+                f"{settings.environment!r}; set live.environment: mainnet and pass --mainnet, or point it elsewhere"
+            )
 
 
 class LiveNode(PaperNode):
