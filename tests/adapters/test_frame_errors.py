@@ -142,3 +142,66 @@ def test_a_garbled_book_frame_gets_one_error_shape_and_leaves_the_book_as_it_was
     shape = rf"^{re.escape(err.venue)}{' ' + re.escape(err.channel) if err.channel else ''} frame rejected: "
     assert re.match(shape + re.escape(err.field) + ": " + f"(?:{problem})" + r" \(frame '", str(err)), str(err)
     assert levels(sync) == before
+
+
+#: Where each venue's book update carries its time and its sequence id, as FrameError names them.
+BOOK_FIELDS = {
+    "Binance": {"time": ("data", "E"), "id": ("data", "u")},
+    "Bybit": {"time": ("ts",), "id": ("data", "u")},
+    "OKX": {"time": ("data", 0, "ts"), "id": ("data", 0, "seqId")},
+}
+
+
+def field_name(path: tuple) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+@pytest.mark.parametrize("make", [binance, bybit, okx], ids=["binance", "bybit", "okx"])
+@pytest.mark.parametrize(
+    ("what", "value"),
+    [("time", 2**63), ("time", -1_000), ("time", 4_102_444_800_000), ("id", 2**63)],
+    ids=["time-past-int64", "negative-time", "time-in-2100", "id-past-int64"],
+)
+def test_a_book_update_with_a_time_or_id_no_message_can_hold_is_rejected_naming_it(
+    make: Callable[[], Venue], what: str, value: int
+) -> None:
+    venue = make()
+    raw = up_to_a_synced_update_with_bids(venue)
+    msg = json.loads(raw)
+    path = BOOK_FIELDS[venue.name][what]
+    node = msg
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    sync = venue.book()
+    before = levels(sync)
+    with pytest.raises(FrameError) as info:
+        venue.parse(json.dumps(msg, separators=(",", ":")), 1)
+    assert (info.value.venue, info.value.channel, info.value.field) == (venue.name, venue.channel, field_name(path))
+    assert levels(sync) == before
+
+
+def test_trades_with_a_time_no_message_can_hold_are_rejected_naming_the_field() -> None:
+    """One captured trade per venue, its time pushed past int64 ns or before 1970."""
+    binance_trade = next(r for _, r in binance_capture() if r.startswith('{"stream":"btcusdt@trade"'))
+    feed = BinanceRouter(BinanceConfig(symbols=["BTCUSDT"], channels=["trade"]), lambda m: None)
+    bybit_trade = next(
+        r for _, c, r in read_frames(FIX / "bybit" / "bybit_v5_public_2026-08-09.jsonl.gz") if '"publicTrade.' in r
+    )
+    okx_trade = next(
+        r for _, _, r in read_frames(FIX / "okx" / "okx_v5_public_2022-05-13.jsonl.gz") if '"channel":"trades"' in r
+        and '"data"' in r
+    )
+    cases = [
+        (lambda raw: feed.on_frame(raw, 1), binance_trade, ("data", "T"), "data.T"),
+        (lambda raw: BybitParser("linear").parse_frame(raw, 1), bybit_trade, ("data", 0, "T"), "data[0].T"),
+        (lambda raw: OkxParser().parse_frame(raw, 1), okx_trade, ("data", 0, "ts"), "data[0].ts"),
+    ]
+    for parse, raw, path, field in cases:
+        for value in (2**62, -1):
+            msg = json.loads(raw)
+            node = msg[path[0]] if len(path) == 2 else msg[path[0]][path[1]]
+            node[path[-1]] = value
+            with pytest.raises(FrameError) as info:
+                parse(json.dumps(msg, separators=(",", ":")))
+            assert info.value.field == field, (field, str(info.value))

@@ -3,7 +3,9 @@
 Field names are readable; ``msgspec.field(name=...)`` maps them to Binance's one-letter
 keys. Decoders are built with ``strict=False`` so Binance's decimal strings
 (``"61837.63000000"``) decode straight into ``float`` (correctly rounded, so one price
-string always gives one float64). Unknown keys are ignored (Binance adds fields).
+string always gives one float64). Unknown keys are ignored (Binance adds fields). Times are
+:data:`~tradebus.adapters.common.parsing.Millis` and update ids
+:data:`~tradebus.adapters.common.parsing.SequenceId`: a value out of their range is refused.
 
 Combined-stream frames are ``{"stream": "<name>", "data": <payload>}``: decode them with
 ``Envelope[Payload]``.
@@ -14,6 +16,8 @@ from __future__ import annotations
 from typing import Generic, TypeVar
 
 import msgspec
+
+from tradebus.adapters.common.parsing import Millis, SequenceId
 
 __all__ = [
     "AggTradeEvent",
@@ -51,12 +55,12 @@ class TradeEvent(msgspec.Struct):
     """
 
     event_type: str = msgspec.field(name="e")
-    event_time: int = msgspec.field(name="E")
+    event_time: Millis = msgspec.field(name="E")
     symbol: str = msgspec.field(name="s")
     trade_id: int = msgspec.field(name="t")
     price: float = msgspec.field(name="p")
     quantity: float = msgspec.field(name="q")
-    trade_time: int = msgspec.field(name="T")
+    trade_time: Millis = msgspec.field(name="T")
     buyer_is_maker: bool = msgspec.field(name="m")
 
 
@@ -68,22 +72,22 @@ class AggTradeEvent(msgspec.Struct):
     """
 
     event_type: str = msgspec.field(name="e")
-    event_time: int = msgspec.field(name="E")
+    event_time: Millis = msgspec.field(name="E")
     symbol: str = msgspec.field(name="s")
     agg_id: int = msgspec.field(name="a")
     price: float = msgspec.field(name="p")
     quantity: float = msgspec.field(name="q")
     first_trade_id: int = msgspec.field(name="f")
     last_trade_id: int = msgspec.field(name="l")
-    trade_time: int = msgspec.field(name="T")
+    trade_time: Millis = msgspec.field(name="T")
     buyer_is_maker: bool = msgspec.field(name="m")
 
 
 class Kline(msgspec.Struct):
     """The ``k`` object of a kline event (times in ms; ``close_time`` = start + interval - 1 ms)."""
 
-    start_time: int = msgspec.field(name="t")
-    close_time: int = msgspec.field(name="T")
+    start_time: Millis = msgspec.field(name="t")
+    close_time: Millis = msgspec.field(name="T")
     symbol: str = msgspec.field(name="s")
     interval: str = msgspec.field(name="i")
     open: float = msgspec.field(name="o")
@@ -104,7 +108,7 @@ class KlineEvent(msgspec.Struct):
     """
 
     event_type: str = msgspec.field(name="e")
-    event_time: int = msgspec.field(name="E")
+    event_time: Millis = msgspec.field(name="E")
     symbol: str = msgspec.field(name="s")
     kline: Kline = msgspec.field(name="k")
 
@@ -122,8 +126,8 @@ class BookTickerEvent(msgspec.Struct):
     bid_qty: float = msgspec.field(name="B")
     ask_price: float = msgspec.field(name="a")
     ask_qty: float = msgspec.field(name="A")
-    event_time: int = msgspec.field(name="E", default=0)
-    transaction_time: int = msgspec.field(name="T", default=0)
+    event_time: Millis = msgspec.field(name="E", default=0)
+    transaction_time: Millis = msgspec.field(name="T", default=0)
 
 
 class DepthUpdateEvent(msgspec.Struct, Generic[Levels]):
@@ -137,14 +141,14 @@ class DepthUpdateEvent(msgspec.Struct, Generic[Levels]):
     """
 
     event_type: str = msgspec.field(name="e")
-    event_time: int = msgspec.field(name="E")
+    event_time: Millis = msgspec.field(name="E")
     symbol: str = msgspec.field(name="s")
-    first_update_id: int = msgspec.field(name="U")
-    final_update_id: int = msgspec.field(name="u")
+    first_update_id: SequenceId = msgspec.field(name="U")
+    final_update_id: SequenceId = msgspec.field(name="u")
     bids: Levels = msgspec.field(name="b")
     asks: Levels = msgspec.field(name="a")
-    prev_final_update_id: int = msgspec.field(name="pu", default=-1)
-    transaction_time: int = msgspec.field(name="T", default=0)
+    prev_final_update_id: SequenceId = msgspec.field(name="pu", default=-1)
+    transaction_time: Millis = msgspec.field(name="T", default=0)
 
 
 class MarkPriceEvent(msgspec.Struct):
@@ -155,12 +159,12 @@ class MarkPriceEvent(msgspec.Struct):
     """
 
     event_type: str = msgspec.field(name="e")
-    event_time: int = msgspec.field(name="E")
+    event_time: Millis = msgspec.field(name="E")
     symbol: str = msgspec.field(name="s")
     mark_price: float = msgspec.field(name="p")
     index_price: float = msgspec.field(name="i")
     funding_rate: str = msgspec.field(name="r")
-    next_funding_time: int = msgspec.field(name="T")
+    next_funding_time: Millis = msgspec.field(name="T")
 
 
 class DepthSnapshot(msgspec.Struct):
@@ -169,11 +173,11 @@ class DepthSnapshot(msgspec.Struct):
     ``{"lastUpdateId":50093239218,"bids":[["61837.63000000","3.78826000"],...],"asks":[...]}``
     """
 
-    last_update_id: int = msgspec.field(name="lastUpdateId")
+    last_update_id: SequenceId = msgspec.field(name="lastUpdateId")
     bids: list[Level]
     asks: list[Level]
-    event_time: int = msgspec.field(name="E", default=0)
-    transaction_time: int = msgspec.field(name="T", default=0)
+    event_time: Millis = msgspec.field(name="E", default=0)
+    transaction_time: Millis = msgspec.field(name="T", default=0)
 
 
 def decoder(payload: type[T], envelope: bool = True) -> msgspec.json.Decoder:

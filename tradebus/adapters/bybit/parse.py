@@ -51,7 +51,7 @@ from tradebus.adapters.bybit.schemas import (
 )
 from tradebus.adapters.bybit.sync import BybitRule, is_snapshot
 from tradebus.adapters.common.dedup import TradeDeduper
-from tradebus.adapters.common.parsing import MS, WHOLE_FRAME, FieldError, FrameError, describe_frame, frame_error, pair_levels
+from tradebus.adapters.common.parsing import MAX_MILLIS, MS, WHOLE_FRAME, FieldError, FrameError, describe_frame, frame_error, pair_levels
 from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks, StreamBooksParser
 from tradebus.adapters.common.sync import BookSync
@@ -119,6 +119,8 @@ def _ticker_numbers(data: dict[str, Any]) -> TickerNumbers:
             raise FieldError(f"data.{name}", f"{value!r}: expected a decimal string") from None
         if not -_MAX <= number <= _MAX:
             raise FieldError(f"data.{name}", f"{value!r}: expected a finite number")
+        if name == "nextFundingTime" and not 0 <= number < MAX_MILLIS:
+            raise FieldError(f"data.{name}", f"{value!r}: expected a time in ms, 0 to 2100")
         numbers[name] = number
     return TickerNumbers(**numbers)  # type: ignore[arg-type]  # None: sent empty
 

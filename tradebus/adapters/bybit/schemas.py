@@ -2,8 +2,10 @@
 
 Field names are Bybit's own. Numeric strings are typed ``float``/``int`` and
 decoded with ``strict=False`` (``"65114.20"`` -> ``65114.2`` in C); constraints
-reject NaN, infinities and non-positive prices. :class:`BybitFrame` is the envelope
-(``data`` kept raw); the ``*Frame`` structs decode a whole push of a known topic in
+reject NaN, infinities and non-positive prices, and times
+(:data:`~tradebus.adapters.common.parsing.Millis`) or update ids
+(:data:`~tradebus.adapters.common.parsing.SequenceId`) out of range. :class:`BybitFrame`
+is the envelope (``data`` kept raw); the ``*Frame`` structs decode a whole push of a known topic in
 one pass (the parser's fast path). Unknown fields are ignored;
 missing required fields or wrong types raise ``msgspec.ValidationError``.
 """
@@ -14,6 +16,8 @@ import sys
 from typing import Annotated, Any, Literal
 
 import msgspec
+
+from tradebus.adapters.common.parsing import MAX_MILLIS, Millis, SequenceId
 
 __all__ = [
     "BybitBook",
@@ -36,8 +40,8 @@ __all__ = [
 _MAX = sys.float_info.max
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0, le=_MAX)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0.0, le=_MAX)]
-Millis = Annotated[int, msgspec.Meta(ge=0)]
 FiniteFloat = Annotated[float, msgspec.Meta(ge=-_MAX, le=_MAX)]
+FundingTime = Annotated[float, msgspec.Meta(ge=0.0, lt=MAX_MILLIS)]
 
 
 class BybitFrame(msgspec.Struct):
@@ -96,7 +100,7 @@ class BybitBook(msgspec.Struct, frozen=True):
     s: str
     b: list[tuple[PositiveFloat, NonNegativeFloat]]
     a: list[tuple[PositiveFloat, NonNegativeFloat]]
-    u: int
+    u: SequenceId
     seq: int = -1
 
 
@@ -120,7 +124,7 @@ class TickerNumbers(msgspec.Struct, frozen=True, gc=False):
     markPrice: FiniteFloat | msgspec.UnsetType = msgspec.UNSET
     indexPrice: FiniteFloat | msgspec.UnsetType = msgspec.UNSET
     fundingRate: FiniteFloat | msgspec.UnsetType = msgspec.UNSET
-    nextFundingTime: FiniteFloat | msgspec.UnsetType = msgspec.UNSET
+    nextFundingTime: FundingTime | msgspec.UnsetType = msgspec.UNSET
 
 
 class BybitTradeFrame(msgspec.Struct, frozen=True, gc=False):

@@ -12,6 +12,8 @@ an impossible value — the parser turns it into one :class:`FrameError` with
 (``Binance btcusdt@trade frame rejected: data.p: Expected `float`, got `str` (frame '...')``).
 A rejected frame is never applied to a book.
 
+* :data:`Millis`, :data:`SequenceId` — the schema types of venue times and sequence ids, so a
+  time or id no message can hold is refused by the decoder, naming its field.
 * :func:`describe_frame` — a short printable excerpt of a frame for error messages.
 * :func:`level_array` — decoded book levels (rows of numbers, price and size first) to the
   float64 ``(n, 2)`` array the :class:`~tradebus.adapters.common.book.OrderBook` takes,
@@ -24,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from itertools import chain
+from typing import Annotated
 
 import msgspec
 import numpy as np
@@ -31,10 +34,36 @@ import numpy as np
 from tradebus.adapters.common.book import first_invalid
 from tradebus.errors import ParseError
 
-__all__ = ["EMPTY_LEVELS", "MS", "WHOLE_FRAME", "FieldError", "FrameError", "describe_frame", "frame_error", "level_array", "pair_levels"]
+__all__ = [
+    "EMPTY_LEVELS",
+    "MAX_MILLIS",
+    "MS",
+    "WHOLE_FRAME",
+    "FieldError",
+    "FrameError",
+    "Millis",
+    "SequenceId",
+    "describe_frame",
+    "frame_error",
+    "level_array",
+    "pair_levels",
+]
 
 MS = 1_000_000
 """Nanoseconds per millisecond."""
+
+MAX_MILLIS = 4_102_444_800_000
+"""2100-01-01 UTC in ms: the venue times a frame may carry are below it (the importer's ceiling too).
+
+Times become int64 nanoseconds (``ms * MS``); a larger value would not fit, or fit only as
+a time no venue sends.
+"""
+
+Millis = Annotated[int, msgspec.Meta(ge=0, lt=MAX_MILLIS)]
+"""A venue time in ms since the epoch, as a schema field: negative or later than :data:`MAX_MILLIS` is refused."""
+
+SequenceId = Annotated[int, msgspec.Meta(ge=-1, le=2**63 - 1)]
+"""A venue sequence or update id as a schema field: an int64 (the rules compare ids in compiled code), -1 for none."""
 
 EMPTY_LEVELS = np.empty((0, 2), dtype=np.float64)
 """The shared (read-only) array of a side without levels."""

@@ -34,7 +34,7 @@ import numpy as np
 from loguru import logger
 
 from tradebus.adapters.common.dedup import TradeDeduper
-from tradebus.adapters.common.parsing import MS, WHOLE_FRAME, FieldError, FrameError, describe_frame, frame_error, level_array
+from tradebus.adapters.common.parsing import MAX_MILLIS, MS, WHOLE_FRAME, FieldError, FrameError, describe_frame, frame_error, level_array
 from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks, StreamBooksParser
 from tradebus.adapters.common.sync import BookSync
@@ -361,8 +361,10 @@ class OkxParser(StreamBooksParser):
                 o, h, lo, c, v = float(row[1]), float(row[2]), float(row[3]), float(row[4]), float(row[5])
             except ValueError:
                 raise FieldError(f"[{i}]", f"{row!r}: expected numbers in fields 0-5") from None
-            if not (0.0 < lo <= min(o, c) and max(o, c) <= h < np.inf and 0.0 <= v < np.inf and start >= 0):
-                raise FieldError(f"[{i}]", f"{row!r}: expected 0 < low <= open,close <= high and volume >= 0")
+            if not (0.0 < lo <= min(o, c) and max(o, c) <= h < np.inf and 0.0 <= v < np.inf and 0 <= start < MAX_MILLIS):
+                raise FieldError(
+                    f"[{i}]", f"{row!r}: expected 0 < low <= open,close <= high, volume >= 0, ts in ms before 2100"
+                )
             out.append(Bar(iid, candle_close_ms(start, bar) * MS, recv_ns, o, h, lo, c, v))
         return out
 

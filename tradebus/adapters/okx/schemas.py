@@ -3,7 +3,9 @@
 Field names are OKX's own (camelCase) so a frame decodes without renaming.
 Numeric fields that OKX sends as strings are typed ``float``/``int`` and decoded
 with ``strict=False`` (msgspec converts ``"30218.8"`` to ``30218.8`` in C);
-their constraints reject NaN, infinities, and non-positive prices. Book levels are
+their constraints reject NaN, infinities, non-positive prices, and times
+(:data:`~tradebus.adapters.common.parsing.Millis`) or sequence ids
+(:data:`~tradebus.adapters.common.parsing.SequenceId`) out of range. Book levels are
 decoded twice: as numbers for the book and, when the checksum is verified, as the
 exact strings OKX sent (the CRC32 is computed over them).
 
@@ -18,6 +20,8 @@ import sys
 from typing import Annotated, Literal
 
 import msgspec
+
+from tradebus.adapters.common.parsing import Millis, SequenceId
 
 __all__ = [
     "OkxArg",
@@ -38,7 +42,6 @@ _MAX = sys.float_info.max
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0, le=_MAX)]
 NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0.0, le=_MAX)]
 FiniteFloat = Annotated[float, msgspec.Meta(ge=-_MAX, le=_MAX)]
-Millis = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class OkxArg(msgspec.Struct, frozen=True):
@@ -123,8 +126,8 @@ class OkxBook(msgspec.Struct, frozen=True):
     bids: list[list[float]]
     ts: Millis
     checksum: int | None = None
-    seqId: int | None = None
-    prevSeqId: int | None = None
+    seqId: SequenceId | None = None
+    prevSeqId: SequenceId | None = None
 
 
 class OkxLevel(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -149,7 +152,7 @@ class OkxBbo(msgspec.Struct, frozen=True):
     asks: list[list[str]]
     bids: list[list[str]]
     ts: Millis
-    seqId: int | None = None
+    seqId: SequenceId | None = None
 
 
 class OkxBboNumbers(msgspec.Struct, frozen=True):
