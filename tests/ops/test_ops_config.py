@@ -28,6 +28,10 @@ def paper(ops: Any) -> dict[str, Any]:
         ({"telegram": {"chat_ids": [1], "alerts": ["fills"]}}, "ops.telegram.alerts"),
         ({"telegram": {"chat_ids": [1], "daily_summary_utc": "24:00"}}, "ops.telegram.daily_summary_utc"),
         ({"log": {"file": "x.log", "serialise": True}}, "ops.log.serialise"),
+        ({"log": {"file": "x.log", "rotation": "100 MBs"}}, "ops.log.rotation"),
+        ({"log": {"file": "x.log", "retention": "forever"}}, "ops.log.retention"),
+        ({"log": {"file": "x.log", "retention": "5"}}, "ops.log.retention"),
+        ({"log": {"file": "x.log", "level": "info"}}, "ops.log.level"),
     ],
 )
 def test_bad_ops_blocks_are_refused_naming_the_field(ops: dict[str, Any], where: str) -> None:
@@ -39,3 +43,10 @@ def test_the_log_file_is_resolved_against_the_config_directory(tmp_path: Path) -
     config = parse_paper_config(paper({"log": {"file": "logs/d.jsonl"}}), "<ops test>", base=tmp_path)
     assert config.ops is not None and config.ops.log.file == tmp_path / "logs" / "d.jsonl"
     assert config.ops.port is None and config.ops.telegram is None  # nothing served unless asked
+
+
+def test_log_values_loguru_takes_are_accepted_and_a_retention_may_count_files(tmp_path: Path) -> None:
+    log = {"file": "logs/d.log", "rotation": "00:00", "retention": 5, "level": "WARNING"}
+    config = parse_paper_config(paper({"log": log}), "<ops test>", base=tmp_path)
+    assert config.ops is not None and config.ops.log.retention == 5
+    assert not (tmp_path / "logs").exists()  # validating opens no file

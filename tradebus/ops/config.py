@@ -16,9 +16,12 @@ Relative ``log.file`` paths are resolved against the config file's directory by 
 from __future__ import annotations
 
 import re
+import tempfile
+import uuid
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from loguru import logger
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
 from tradebus.config.base import StrictModel
@@ -99,14 +102,51 @@ class LogConfig(_Model):
         loguru's rotation (size or time, e.g. ``100 MB``, ``1 day``) and retention
         (e.g. ``14 days``, or a number of files).
     level
-        Minimum level of the file sink.
+        Minimum level of the file sink (a loguru level: ``DEBUG``, ``INFO``, ``WARNING``, ...).
+
+    Values loguru would refuse when the daemon opens the file are refused here, naming the field.
     """
 
     file: Path | None = None
     serialize: bool = False
     rotation: str = "100 MB"
-    retention: str = "14 days"
+    retention: str | PositiveInt = "14 days"
     level: str = "INFO"
+
+    @field_validator("rotation")
+    @classmethod
+    def _rotation(cls, value: str) -> str:
+        if not _loguru_accepts(rotation=value):
+            raise ValueError(f"give a size or a time such as '100 MB', '1 day' or '00:00', got {value!r}")
+        return value
+
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, value: str | int) -> str | int:
+        if not _loguru_accepts(retention=value):
+            raise ValueError(f"give a duration such as '14 days' or a number of files such as 5, got {value!r}")
+        return value
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        try:
+            logger.level(value)
+        except ValueError:
+            raise ValueError(f"no log level {value!r}; give TRACE, DEBUG, INFO, SUCCESS, WARNING, ERROR or CRITICAL") from None
+        return value
+
+
+def _loguru_accepts(**options: Any) -> bool:
+    """Whether loguru takes these file-sink options (a sink that never opens its file is added and removed)."""
+    options.setdefault("rotation", "1 GB")  # with a rotation, removing the sink applies no retention
+    probe = Path(tempfile.gettempdir()) / f"tradebus-log-probe-{uuid.uuid4().hex}" / "probe.log"
+    try:
+        sink = logger.add(probe, delay=True, filter=lambda _: False, **options)
+    except ValueError:
+        return False
+    logger.remove(sink)
+    return True
 
 
 class OpsConfig(_Model):
