@@ -15,10 +15,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+import socket
+
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tradebus.errors import ConfigError
 from tradebus.node.daemon import PaperNode
 from tradebus.ops.config import OpsConfig
 from tradebus.ops.hooks import OpsHooks
@@ -163,6 +166,17 @@ async def test_health_is_503_until_the_daemon_runs_and_when_its_feed_is_down(tmp
     assert resp.status_code == 503
     problems = resp.json()["problems"]
     assert any("not connected" in p for p in problems) and any("no market data" in p for p in problems)
+
+
+async def test_a_taken_ops_port_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        data = usdm_paper(type("S", (), {"ws_url": "ws://127.0.0.1:9", "http_url": "http://127.0.0.1:9"})(), {"port": port})
+        node = PaperNode(config_of(data), handle_signals=False)
+        with pytest.raises(ConfigError, match=rf"ops\.port.*127\.0\.0\.1:{port}.*in use"):
+            await asyncio.wait_for(node.run(), 20)
 
 
 def test_the_live_daemon_hooks_count_reconciliation_mismatches_and_rate_limit_headroom() -> None:

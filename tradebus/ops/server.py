@@ -15,6 +15,8 @@ from collections.abc import Callable
 from loguru import logger
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from tradebus.errors import ConfigError
+
 __all__ = ["OpsServer"]
 
 _REASONS = {
@@ -54,8 +56,20 @@ class OpsServer:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        """Listen (logs the address)."""
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        """Listen (logs the address).
+
+        Raises
+        ------
+        ConfigError
+            Nothing can listen there (the port is taken, the host is not this machine's).
+        """
+        try:
+            self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        except OSError as exc:
+            raise ConfigError(
+                f"ops.port/ops.host: cannot serve /metrics and /health on {self.host}:{self.port} "
+                f"({exc.strerror or exc}); give a free port, or 0 for any"
+            ) from None
         self.port = self._server.sockets[0].getsockname()[1]
         logger.info("ops: /metrics and /health on http://{}:{}", self.host, self.port)
 
