@@ -167,6 +167,9 @@ class PaperNode:
     ``kernel.bus``); ``feeds`` once :meth:`run` started them.
     """
 
+    #: What the daemon calls itself to its operator (alerts, ``/status``).
+    mode = "paper"
+
     def __init__(
         self,
         config: PaperConfig,
@@ -185,7 +188,7 @@ class PaperNode:
         self.handle_signals = handle_signals
         self.clock = LiveClock()
         self.guard = MarketGuard()
-        self.ops = None if config.ops is None else OpsHooks(config.ops, "paper")
+        self.ops = None if config.ops is None else OpsHooks(config.ops, self.mode)
         if config.record is not None:
             _make_parent(config.record, "record")  # fails here, before the run writes any output
         self.journal = None if config.journal is None else _open_journal(config.journal, config.journal_sync)
@@ -263,7 +266,8 @@ class PaperNode:
                 tasks = {asyncio.create_task(feed.run(), name=f"feed:{feed.name}"): feed for feed in self.feeds}
                 self.running.set()
                 logger.info(
-                    "paper daemon running: {} feed(s), strategies {}",
+                    "{} daemon running: {} feed(s), strategies {}",
+                    self.mode,
                     len(self.feeds),
                     ", ".join(entry.name for _, entry in strategy_entries(self.config)),
                 )
@@ -310,7 +314,7 @@ class PaperNode:
         return None
 
     async def _shutdown(self, tasks: dict[asyncio.Task[None], Feed]) -> None:
-        logger.info("paper daemon stopping: {}", self._stop_reason or "stopped")
+        logger.info("{} daemon stopping: {}", self.mode, self._stop_reason or "stopped")
         for feed in self.feeds:
             feed.stop()
         pending = [t for t in tasks if not t.done()]
@@ -346,7 +350,8 @@ class PaperNode:
         summary.orders = self.kernel.orders.created
         summary.fills = len(self.kernel.result.fills)
         logger.info(
-            "paper daemon stopped: {} messages, {} orders, {} fills, positions {}",
+            "{} daemon stopped: {} messages, {} orders, {} fills, positions {}",
+            self.mode,
             summary.messages,
             summary.orders,
             summary.fills,

@@ -365,6 +365,7 @@ class LiveNode(PaperNode):
     config: LiveConfig
     venue: LiveVenue
     guard: LiveGuard
+    mode = "live"
 
     def __init__(
         self,

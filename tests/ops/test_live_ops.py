@@ -1,0 +1,105 @@
+"""Operations of the live daemon: its alerts say live, and a reconciliation mismatch is alerted and counted once.
+
+The live daemon trades Binance spot against the local account emulator with Telegram on (the
+fake Bot API on 127.0.0.1). The config says the account holds 0.05 BTC, the venue 0.02 BTC:
+the start-up reconciliation finds the mismatch and every later round finds it again. The keys
+come from ``TRADEBUS_BINANCE_API_KEY``/``_SECRET``; no alert, log line or log file shows them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from loguru import logger
+
+from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol
+from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.engine.instrument import Instrument
+from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
+
+from live.live_harness import KEY, SECRET, until
+from live.node_testdata import BINANCE_INSTRUMENT, IID, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config
+
+from .fake_telegram import FakeBotApi
+
+TOKEN = "777:live-ops-secret-token"
+OPERATOR = 4242
+SPOT = {**BINANCE_INSTRUMENT, "margin": False}
+FRAMES = [f for f in SPOT_FRAMES if '@trade"' in f[1]][:20]
+
+
+def _config(srv: Any, emulator: BinancePrivateEmulator, api: FakeBotApi, log_file: Path) -> dict[str, Any]:
+    data = binance_config(
+        srv.ws_url,
+        srv.http_url,
+        ["trade"],
+        strategy={
+            "name": "tradebus.strategies.tick_ema:TickEmaCross",
+            "instruments": [IID],
+            "params": {"fast": 2, "slow": 1000, "quantity": 0.01, "mode": "long_only"},  # never ready: no order
+        },
+    )
+    data["instruments"] = [SPOT]
+    data["warm_up"] = False
+    data["balances"] = {"USDT": 100_000.0, "BTC": 0.05}
+    data["live"] = {
+        "rest_url": emulator.rest_url,
+        "ws_api_url": emulator.ws_api_url,
+        "request_timeout": 1.0,
+        "reconcile_interval": 0.2,
+    }
+    data["ops"] = {
+        "log": {"file": str(log_file), "serialize": True},
+        "telegram": {"chat_ids": [OPERATOR], "base_url": api.base_url, "poll_timeout": 1, "token_env": "TB_TEST_LIVE_TOKEN"},
+    }
+    return data
+
+
+async def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], float | None, list[str], str]:
+    """Run the daemon for 4 reconciliation rounds and a ``/status``: (alerts, mismatch count, log lines, log file)."""
+    monkeypatch.setenv("TB_TEST_LIVE_TOKEN", TOKEN)
+    monkeypatch.setenv("TRADEBUS_BINANCE_API_KEY", KEY)
+    monkeypatch.setenv("TRADEBUS_BINANCE_API_SECRET", SECRET)
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="DEBUG", format="{message}")
+    log_file = tmp_path / "daemon.jsonl"
+    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: Instrument(**SPOT)}, {"USDT": 100_000.0, "BTC": 0.02})
+    try:
+        async with FakeBotApi(TOKEN) as api, emulator:
+            protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+            async with LocalVenueServer(protocol, FRAMES) as srv:
+                config = parse_live_config(_config(srv, emulator, api, log_file), "<test>")
+                node = LiveNode(config, ApiKeys.from_env(config.live), handle_signals=False)
+                assert node.ops is not None
+                task = asyncio.create_task(node.run())
+                try:
+                    await until(lambda: task.done() or node.reconciler.rounds >= 4, timeout=20)
+                    api.push(OPERATOR, "/status")
+                    await until(lambda: any("daemon" in t and "trading state" in t for t in api.texts()), timeout=10)
+                    count = node.ops.metrics.registry.get_sample_value(
+                        "tradebus_reconciliation_mismatches_total", {"venue": "BINANCE"}
+                    )
+                finally:
+                    node.stop("test done")
+                    await asyncio.wait_for(task, 20)
+    finally:
+        logger.remove(sink)
+    return api.texts(OPERATOR), count, lines, log_file.read_text()
+
+
+async def test_a_live_daemon_calls_itself_live_to_its_operator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    texts, _, lines, log_text = await _run(tmp_path, monkeypatch)
+    assert texts[0].startswith("tradebus live daemon starting")
+    assert texts[-1].startswith("tradebus live daemon stopped: test done")
+    assert any(t.startswith("live daemon ") for t in texts)  # the /status answer
+    assert not any("paper" in t for t in texts)
+    assert "live daemon running" in log_text and "paper daemon" not in log_text
+    for secret in (KEY, SECRET, TOKEN):
+        assert not any(secret in t for t in texts)
+        assert not any(secret in line for line in lines)
+        assert secret not in log_text
+
