@@ -103,3 +103,14 @@ async def test_a_live_daemon_calls_itself_live_to_its_operator(tmp_path: Path, m
         assert not any(secret in line for line in lines)
         assert secret not in log_text
 
+
+async def test_a_persisting_reconciliation_mismatch_is_alerted_and_counted_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts, count, _, log_text = await _run(tmp_path, monkeypatch)
+    rounds = [json.loads(line)["record"]["message"] for line in log_text.splitlines()]
+    assert sum(m.startswith("reconciliation: BTCUSDT.BINANCE: 0.05 BTC held here") for m in rounds) >= 4
+    mismatches = [t for t in texts if t.startswith("reconciliation mismatch on BINANCE")]
+    assert len(mismatches) == 1, mismatches  # one incident, however many rounds find it again
+    assert "0.05 BTC held here but 0.02 at the venue" in mismatches[0]
+    assert count == 1

@@ -520,11 +520,20 @@ class LiveNode(PaperNode):
         self.kernel.bus.publish(InstrumentHeld(instrument_id, reason, now, now, state))
 
     def _mismatch(self, instrument_id: str, reason: str, difference: float) -> None:
-        """A persisting holding mismatch: hold the instrument, or with ``live.on_mismatch: reducing`` let it only reduce."""
+        """A persisting holding mismatch: hold the instrument, or with ``live.on_mismatch: reducing`` let it only reduce.
+
+        The operations layer is told once per mismatch (a new one, or a changed difference),
+        not at every reconciliation round that finds it again.
+        """
+        guard = self.guard
+        known = guard.holds.get(instrument_id) or guard.reducing.get(instrument_id, ("",))[0]
+        if self.ops is not None and reason != known:
+            self.ops.on_reconciliation_mismatch(
+                self.kernel.instruments[instrument_id].venue, reason.removeprefix("reconciliation: ")
+            )
         if self.config.live.on_mismatch == "hold":
             self._hold(instrument_id, reason)
             return
-        guard = self.guard
         guard.holds.pop(instrument_id, None)
         guard.reducing[instrument_id] = (reason, difference)
         logger.warning("{}: REDUCING (live.on_mismatch): only orders reducing its holding here and at the venue pass", instrument_id)
