@@ -26,7 +26,7 @@ from tradebus.ops.telegram import TelegramBot, read_token, seconds_until
 
 from live.node_testdata import USDM_IID, config_of
 
-from .conftest import served_usdm, usdm_paper, write_run
+from .conftest import USDM_FRAMES, served_usdm, usdm_paper, write_run
 from .fake_telegram import FakeBotApi
 
 TOKEN = "123456:AAF-secret-test-token-xyz"
@@ -170,3 +170,39 @@ def test_daily_summary_schedule() -> None:
     assert seconds_until("23:30", at) == 24 * 3600  # exactly now: the next day's
     cet = dt.timezone(dt.timedelta(hours=1))
     assert seconds_until("00:00", dt.datetime(2026, 12, 4, 0, 30, tzinfo=cet)) == 30 * 60  # 23:30 UTC
+
+
+async def test_a_halted_daemon_alerts_a_series_of_denials_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every order of a halted daemon is denied: one alert for the series, one counting the rest when it ends."""
+    monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+    async with FakeBotApi(TOKEN) as api, served_usdm(speed=20.0) as srv:
+        ops = {"telegram": {"chat_ids": [OPERATOR], "token_env": "TB_TEST_TELEGRAM_TOKEN", "base_url": api.base_url,
+                            "commands": False}}  # fmt: skip
+        node = PaperNode(config_of(usdm_paper(srv, ops)), handle_signals=False)
+        denied: list[OrderDenied] = []
+        node.kernel.bus.subscribe(OrderDenied, denied.append)
+        task = asyncio.create_task(node.run())
+        try:
+            await until(lambda: node.running.is_set())
+            node.kernel.risk.set_state(TradingState.HALTED, "operator test")
+            await until(lambda: srv.cursor >= len(USDM_FRAMES), 60.0)
+            await until(lambda: len(denied) >= 3)
+            node.kernel.risk.set_state(TradingState.ACTIVE, "operator test over")
+            await until(lambda: any(" more order(s) on " in t for t in api.texts()))
+        finally:
+            node.stop("test done")
+            await asyncio.wait_for(task, 20)
+    assert not node.kernel.result.fills
+    texts = api.texts(OPERATOR)
+    firsts = [t for t in texts if t.startswith("denied ")]
+    rest = [t for t in texts if " more order(s) on " in t]
+    labels = {(d.instrument_id, d.reason.partition(":")[0]) for d in denied}
+    assert len(firsts) == len(labels) and len(rest) <= len(labels)
+    assert len(firsts) + sum(int(t.split()[0]) for t in rest) == len(denied)
+    halted = [d for d in denied if d.reason.startswith("trading_state: HALTED")]
+    assert len(halted) >= 3
+    assert f"denied {halted[0].client_order_id}: {halted[0].reason}" in firsts
+    assert f"{len(halted) - 1} more order(s) on {USDM_IID} denied (trading_state), not alerted one by one" in rest
+    assert node.ops.metrics.registry.get_sample_value(  # type: ignore[union-attr]
+        "tradebus_order_denials_total", {"reason": "trading_state"}
+    ) == sum(d.reason.startswith("trading_state") for d in denied)

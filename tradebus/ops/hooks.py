@@ -29,10 +29,12 @@ from loguru import logger
 from tradebus.engine.messages import (
     BookResynced,
     FeedStale,
+    OrderAccepted,
     OrderDenied,
     OrderFilled,
     OrderRejected,
     OrderSide,
+    OrderSubmitted,
     OrderType,
     SubmitOrder,
     TradingState,
@@ -41,7 +43,7 @@ from tradebus.engine.messages import (
 from tradebus.ops.config import OpsConfig
 from tradebus.ops.health import health_report
 from tradebus.ops.logs import open_log_sink
-from tradebus.ops.metrics import DaemonMetrics, StateCollector
+from tradebus.ops.metrics import DaemonMetrics, StateCollector, reason_label
 from tradebus.ops.server import OpsServer
 from tradebus.ops.telegram import TelegramBot, read_token
 
@@ -167,9 +169,19 @@ class OpsHooks:
                 "fill", f"fill {m.client_order_id}: {m.side.name} {m.last_qty:g} {m.instrument_id} @ {m.last_px:g}"
             ),
         )
-        bus.subscribe(OrderDenied, lambda m: alert("denial", f"denied {m.client_order_id}: {m.reason}"))
-        bus.subscribe(OrderRejected, lambda m: alert("reject", f"rejected {m.client_order_id}: {m.reason}"))
-        bus.subscribe(TradingStateChanged, lambda m: alert("breaker", f"trading state {m.state}: {m.reason}"))
+        denials = _Series(alert, "denial", "denied")
+        rejects = _Series(alert, "reject", "rejected")
+        bus.subscribe(OrderDenied, denials.on_refused)
+        bus.subscribe(OrderSubmitted, lambda m: denials.on_passed(m.instrument_id))
+        bus.subscribe(OrderRejected, rejects.on_refused)
+        bus.subscribe(OrderAccepted, lambda m: rejects.on_passed(m.instrument_id))
+
+        def state_changed(m: TradingStateChanged) -> None:
+            alert("breaker", f"trading state {m.state}: {m.reason}")
+            denials.on_passed(None)
+            rejects.on_passed(None)
+
+        bus.subscribe(TradingStateChanged, state_changed)
         bus.subscribe(BookResynced, lambda m: alert("resync", f"book {m.instrument_id} resynced: {m.reason}"))
         bus.subscribe(FeedStale, lambda m: alert("stale", f"feed {m.source} stale: orders on its instruments stop"))
 
@@ -288,6 +300,38 @@ class OpsHooks:
         assert self.target is not None
         fills = len(self.target.kernel.result.fills)
         return f"daily summary\n{self.pnl_text()}\n{self.positions_text()}\nfills {fills}"
+
+
+class _Series:
+    """One alert per series of refused orders (denied or rejected) of an instrument with the same reason.
+
+    A halted daemon, a stale feed or a venue refusing every order would otherwise send an alert
+    per order. The first refusal of a series is alerted; the series ends when an order of the
+    instrument passes (``on_passed``) or the trading state changes, with one alert counting the
+    refusals not alerted, if any. The metrics count every refusal.
+    """
+
+    def __init__(self, alert: Callable[[str, str], None], kind: str, verb: str) -> None:
+        self._alert = alert
+        self._kind = kind
+        self._verb = verb
+        #: (instrument, reason label) -> refusals since the series' alert
+        self._open: dict[tuple[str, str], int] = {}
+
+    def on_refused(self, m: OrderDenied | OrderRejected) -> None:
+        key = (m.instrument_id, reason_label(m.reason))
+        if key in self._open:
+            self._open[key] += 1
+            return
+        self._open[key] = 0
+        self._alert(self._kind, f"{self._verb} {m.client_order_id}: {m.reason}")
+
+    def on_passed(self, instrument_id: str | None) -> None:
+        """An order of ``instrument_id`` passed (``None``: the trading state changed): its series end."""
+        for key in [k for k in self._open if instrument_id is None or k[0] == instrument_id]:
+            more = self._open.pop(key)
+            if more:
+                self._alert(self._kind, f"{more} more order(s) on {key[0]} {self._verb} ({key[1]}), not alerted one by one")
 
 
 def _fmt(x: float) -> str:
