@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
+from tradebus.adapters.binance.emulator import BinanceProtocol
+from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
 from tradebus.engine.messages import OrderDenied, TradingState
 from tradebus.errors import ConfigError
 from tradebus.node.daemon import PaperNode
@@ -26,7 +28,7 @@ from tradebus.ops.telegram import TelegramBot, read_token, seconds_until
 
 from live.node_testdata import USDM_IID, config_of
 
-from .conftest import USDM_FRAMES, served_usdm, usdm_paper, write_run
+from .conftest import USDM_FRAMES, USDM_SNAPSHOT, served_usdm, usdm_paper, write_run
 from .fake_telegram import FakeBotApi
 
 TOKEN = "123456:AAF-secret-test-token-xyz"
@@ -206,3 +208,28 @@ async def test_a_halted_daemon_alerts_a_series_of_denials_once(monkeypatch: pyte
     assert node.ops.metrics.registry.get_sample_value(  # type: ignore[union-attr]
         "tradebus_order_denials_total", {"reason": "trading_state"}
     ) == sum(d.reason.startswith("trading_state") for d in denied)
+
+
+async def test_a_dropped_feed_is_alerted_down_and_up_once_and_its_first_connection_not_at_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+    drop = Fault(FaultKind.DROP, at=400)  # 2.7 s into the capture: 1.3 s into the connection at speed 2
+    async with FakeBotApi(TOKEN) as api, LocalVenueServer(
+        BinanceProtocol(USDM_SNAPSHOT, futures=True), USDM_FRAMES[:600], [drop], speed=2.0, lifetime=120.0
+    ) as srv:
+        ops = {"telegram": {"chat_ids": [OPERATOR], "token_env": "TB_TEST_TELEGRAM_TOKEN", "base_url": api.base_url,
+                            "commands": False}}  # fmt: skip
+        data = usdm_paper(srv, ops)
+        # down for at least 1.5 s: longer than the 0.5 s the connection watcher polls at
+        data["feeds"][0]["backoff"] = {"base": 1.5, "cap": 1.5, "min_delay": 1.5}
+        node = PaperNode(config_of(data), handle_signals=False)
+        task = asyncio.create_task(node.run())
+        try:
+            await until(lambda: any("connected again" in t for t in api.texts()), 60.0)
+        finally:
+            node.stop("test done")
+            await asyncio.wait_for(task, 20)
+    feed = node.feeds[0].name
+    texts = [t for t in api.texts(OPERATOR) if t.startswith(f"feed {feed}")]
+    assert texts == [f"feed {feed} disconnected; reconnecting", f"feed {feed} connected again (connection 2)"]

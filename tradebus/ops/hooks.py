@@ -186,19 +186,21 @@ class OpsHooks:
         bus.subscribe(FeedStale, lambda m: alert("stale", f"feed {m.source} stale: orders on its instruments stop"))
 
     async def _watch_connections(self) -> None:
-        """Alert when a feed's connection drops or comes back (polled twice a second)."""
+        """Alert when a feed's connection drops or comes back (polled twice a second; the first connection is no news)."""
         assert self.target is not None
         was: dict[str, bool] = {}
+        down: set[str] = set()
         while True:
             for feed in self.target.feeds:
                 client = feed.client
                 if client is None:
                     continue
                 now = client.connected.is_set()
-                before = was.get(feed.name)
-                if before and not now:
+                if was.get(feed.name) and not now:
+                    down.add(feed.name)
                     self._alert("disconnect", f"feed {feed.name} disconnected; reconnecting")
-                elif before is False and now:
+                elif now and feed.name in down:
+                    down.discard(feed.name)
                     self._alert("disconnect", f"feed {feed.name} connected again (connection {client.connections})")
                 was[feed.name] = now
             await asyncio.sleep(0.5)
