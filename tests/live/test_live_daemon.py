@@ -386,3 +386,39 @@ def test_run_live_from_a_config_file_writes_the_run_outputs(tmp_path: Path) -> N
     assert (tmp_path / "out" / "node.json").is_file() and (tmp_path / "out" / "fills.csv").is_file()
     config_text = (tmp_path / "out" / "config.yaml").read_text()
     assert "TRADEBUS_BINANCE_API_KEY" in config_text and KEY not in config_text and SECRET not in config_text
+
+
+async def test_a_kill_from_another_process_halts_the_running_daemon(tmp_path: Path) -> None:
+    """``live-kill`` writes HALTED into the journal of a daemon that runs on: the daemon kept trading, and
+    its next store of the risk state put ACTIVE back. It takes the state up within a second or so."""
+    from tradebus.engine.messages import TradingState
+    from tradebus.execution.journal import Journal
+    from tradebus.node.live import set_trading_state
+
+    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()[IID]}, {"USDT": 100_000.0})
+    async with emulator:
+        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+        async with LocalVenueServer(protocol, SPOT_FRAMES, speed=1.0) as srv:
+            config = parse_live_config(_config(tmp_path, srv.ws_url, srv.http_url, emulator), "<test>")
+            node = LiveNode(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+            task = asyncio.create_task(node.run())
+            risk = node.kernel.risk
+            await until(lambda: node.running.is_set(), timeout=30)
+            assert risk.state is TradingState.ACTIVE
+            set_trading_state(config, TradingState.HALTED, "operator kill")  # as live-kill does, on its own connection
+            await until(lambda: risk.state is TradingState.HALTED, timeout=5)
+            now = node.clock.now_ns()
+            order = node.kernel.execution.submit(
+                SubmitOrder("TickEmaCross", IID, "", OrderSide.BUY, 0.01, now, now, OrderType.LIMIT, 10_000.0)
+            )
+            assert order.status is OrderStatus.DENIED and "HALTED" in order.reason
+            set_trading_state(config, TradingState.ACTIVE, "operator resume")
+            await until(lambda: risk.state is TradingState.ACTIVE, timeout=5)
+            set_trading_state(config, TradingState.HALTED, "operator kill again")
+            await until(lambda: risk.state is TradingState.HALTED, timeout=5)
+            node.stop("test done")
+            await asyncio.wait_for(task, 20)
+    journal = Journal(tmp_path / "journal.sqlite")
+    state = journal.load_risk_state()
+    journal.close()
+    assert state is not None and (state.manual_state, state.manual_reason) == (TradingState.HALTED, "operator kill again")

@@ -96,6 +96,11 @@ __all__ = [
     "run_live",
 ]
 
+#: Seconds between two reads of the journal's trading state by a running live daemon (``live-kill``
+#: and ``live-resume`` from another process take effect within them).
+TRADING_STATE_POLL_S = 1.0
+
+
 class LiveGuard(MarketGuard):
     """The market guard plus the per-instrument holds and REDUCING states set by the reconciliation.
 
@@ -387,6 +392,7 @@ class LiveNode(PaperNode):
         self._stream_task: asyncio.Task[None] | None = None
         self._reconcile_task: asyncio.Task[None] | None = None
         self._startup_task: asyncio.Task[None] | None = None
+        self._state_task: asyncio.Task[None] | None = None
         self._recovered: list[Order] = []
         self._recording: FrameRecorder | None = None
         super().__init__(
@@ -491,6 +497,26 @@ class LiveNode(PaperNode):
         interval = self.config.live.reconcile_interval
         if interval is not None:
             self._reconcile_task = loop.create_task(self.reconciler.run(interval), name="live:reconcile-rounds")
+        if self.journal is not None:
+            self._state_task = loop.create_task(self._follow_trading_state(self.journal), name="live:trading-state")
+
+    async def _follow_trading_state(self, journal: Journal) -> None:
+        """Take up the trading state ``live-kill`` or ``live-resume`` store in the journal while this daemon runs.
+
+        Read every :data:`TRADING_STATE_POLL_S` seconds: a kill from another process halts this
+        daemon's orders within that (it had run on until stopped, and its next store of the risk
+        state wrote its ACTIVE over the HALTED).
+        """
+        risk = self.kernel.risk
+        while True:
+            await asyncio.sleep(TRADING_STATE_POLL_S)
+            stored = journal.load_risk_state()
+            if stored is None:
+                continue
+            wanted = (stored.manual_state, stored.manual_reason)
+            if wanted != risk.manual:
+                logger.warning("trading state {} set in the journal by another process: {}", *wanted)
+                risk.set_state(*wanted)
 
     def _resolve_recovered(self, unknown: list[Order]) -> None:
         """Left to the start-up reconciliation (:meth:`~tradebus.node.reconcile.Reconciler.startup`): fills first, then few queries."""
@@ -566,7 +592,7 @@ class LiveNode(PaperNode):
 
     async def _shutdown(self, tasks: Any) -> None:
         settings = self.config.live
-        for task in (self._startup_task, self._reconcile_task):
+        for task in (self._startup_task, self._reconcile_task, self._state_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

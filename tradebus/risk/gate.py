@@ -443,6 +443,11 @@ class RiskGate:
 
     # ------------------------------------------------------------ trading state
 
+    @property
+    def manual(self) -> tuple[TradingState, str]:
+        """The manual state (:meth:`set_state`) and its reason."""
+        return self._manual, self._manual_reason
+
     def set_state(self, state: TradingState, reason: str) -> None:
         """Set the manual state (an operator's decision), re-arming the breakers more severe than it.
 
