@@ -22,6 +22,8 @@ class FakeBotApi:
         self.send_delay = send_delay
         #: answer this many sendMessage calls with HTTP 429 (flood control) first
         self.throttle = 0
+        #: answer this many sendMessage or getUpdates calls with a JSON list instead of an object first
+        self.garble = 0
         self.sent: list[tuple[int, str]] = []
         self.requests: list[str] = []
         self._updates: list[dict[str, Any]] = []
@@ -45,6 +47,9 @@ class FakeBotApi:
         if token != self.token:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         body = await request.json() if request.can_read_body else {}
+        if self.garble > 0 and method in ("sendMessage", "getUpdates"):
+            self.garble -= 1
+            return web.json_response([1, 2])
         if method == "sendMessage":
             if self.throttle > 0:
                 self.throttle -= 1

@@ -165,6 +165,21 @@ async def test_flood_control_is_waited_out_and_the_message_sent() -> None:
     assert api.texts() == ["after the flood"] and bot.throttled == 2 and bot.failed == 0
 
 
+async def test_an_answer_that_is_not_a_json_object_fails_one_send_not_the_bot() -> None:
+    """A Bot API (or a proxy before it) answering a JSON list: ``body.get`` raised AttributeError, which
+    killed the sender task; every later alert waited in the queue until it was dropped."""
+    async with FakeBotApi(TOKEN) as api:
+        api.garble = 1
+        bot = TelegramBot(TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, commands=False), TOKEN)
+        await bot.start()
+        bot.alert("fill", "lost to the garbled answer")
+        await until(lambda: bot.failed == 1, 5.0)
+        bot.alert("fill", "after it")
+        await until(lambda: bot.sent == 1, 5.0)
+        await bot.stop()
+    assert api.texts() == ["after it"]
+
+
 def test_daily_summary_schedule() -> None:
     at = dt.datetime(2026, 12, 3, 23, 30, tzinfo=dt.UTC)
     assert seconds_until("00:00", at) == 30 * 60

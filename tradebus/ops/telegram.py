@@ -127,6 +127,8 @@ class TelegramBot:
         assert self._client is not None
         resp = await self._client.post(method, json=payload)
         body = resp.json()
+        if not isinstance(body, dict):
+            raise RuntimeError(f"Bot API {method}: HTTP {resp.status_code}: the answer is not a JSON object")
         if not body.get("ok"):
             retry = (body.get("parameters") or {}).get("retry_after")
             if resp.status_code == 429 and isinstance(retry, int | float):
@@ -174,7 +176,10 @@ class TelegramBot:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
                 continue
-            for update in updates or ():
+            if not isinstance(updates, list) or not all(isinstance(u, dict) and "update_id" in u for u in updates):
+                logger.warning("telegram: getUpdates answered {!r}, not a list of updates; ignored", str(updates)[:80])
+                continue
+            for update in updates:
                 offset = int(update["update_id"]) + 1
                 self._command(update.get("message") or {})
 
