@@ -324,8 +324,10 @@ class LiveVenue(Venue):
         """Know ``order`` (journaled by a previous process) so that it can be queried and its events parsed."""
         self._orders[order.client_order_id] = order
 
-    def resume(self, positions: dict[str, float], previous_orders: Iterable[Order]) -> None:
-        """Track the orders a previous process left UNKNOWN (the venue keeps its own positions)."""
+    def resume(
+        self, positions: dict[str, float], previous_orders: Iterable[Order], journaled: Iterable[Order] = ()
+    ) -> None:
+        """Track the orders a previous process left UNKNOWN (the venue keeps its own positions and ids)."""
         for order in previous_orders:
             self.track(order)
 
