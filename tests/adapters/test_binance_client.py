@@ -195,3 +195,26 @@ def test_error_reply_to_a_request_is_a_rejected_subscription() -> None:
     feed = BinanceRouter(BinanceConfig(symbols=["BTCUSDT"], channels=["trade"]), lambda m: None)
     with pytest.raises(SubscriptionRejected, match=r"binance rejected request id=3 \(streams \['btcusdt@trade'\]\): code 2 Invalid request"):
         feed.on_frame('{"error":{"code":2,"msg":"Invalid request: invalid stream"},"id":3}', 1)
+
+
+#: Real Binance USD-M trades around an insurance-fund trade, 2023-04-05 (hftbacktest's
+#: examples/usdm/btcusdt_20230405.dat.gz, MIT; /work/shared/data SOURCES): the book was 28147.0 / 28147.1.
+_INSURANCE_TRADES = [
+    '{"stream":"btcusdt@trade","data":{"e":"trade","E":1680652874144,"T":1680652874139,"s":"BTCUSDT","t":3535191079,"p":"28147.00","q":"0.005","X":"MARKET","m":true}}',
+    '{"stream":"btcusdt@trade","data":{"e":"trade","E":1680652874406,"T":1680652874400,"s":"BTCUSDT","t":3535191080,"p":"28722.50","q":"0.001","X":"INSURANCE_FUND","m":true}}',
+    '{"stream":"btcusdt@trade","data":{"e":"trade","E":1680652874422,"T":1680652874417,"s":"BTCUSDT","t":3535191081,"p":"28147.00","q":"0.001","X":"MARKET","m":true}}',
+]
+
+
+async def test_an_insurance_fund_trade_is_counted_not_delivered() -> None:
+    """An insurance-fund (or ADL) trade prints off the book (here 2 % above it): delivered as a market
+    trade, it filled a resting sell limit of a paper or replay run that no order of the book could have."""
+    frames = [(1_680_652_874_146_719_000 + k, raw) for k, raw in enumerate(_INSURANCE_TRADES)]
+    out = Messages()
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), frames) as srv:
+        config = BinanceConfig(market=BinanceMarket.USDM, symbols=["BTCUSDT"], channels=["trade"], ws_url=srv.ws_url,
+                               rest_url=srv.http_url)  # fmt: skip
+        client = BinanceClient(config, out.append, policy())
+        await run_until(client, lambda: client.feed.counts["trade"] + client.feed.counts["trade_not_market"] >= 3, out)
+    assert [(t.trade_id, t.price) for t in trades(out)] == [("3535191079", 28147.0), ("3535191081", 28147.0)]
+    assert client.feed.counts["trade_not_market"] == 1

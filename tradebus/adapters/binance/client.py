@@ -166,6 +166,9 @@ class BinanceRouter:
 
             def on_trade(raw: str | bytes, recv_ns: int) -> None:
                 trade = parse(raw, recv_ns, iid)
+                if trade is None:  # an insurance-fund or ADL trade: no order book saw it
+                    counts["trade_not_market"] += 1
+                    return
                 if seen((iid, trade.trade_id)):
                     counts["duplicate_" + key] += 1
                     return

@@ -110,8 +110,10 @@ def _positive(price: float, quantity: float) -> FieldError:
     return FieldError(field, f"{value}: expected > 0, finite")
 
 
-def parse_trade(raw: str | bytes, recv_ns: int, instrument_id: str) -> Trade:
-    """``<symbol>@trade`` -> :class:`Trade` (``ts_event`` = trade time ``T``).
+def parse_trade(raw: str | bytes, recv_ns: int, instrument_id: str) -> Trade | None:
+    """``<symbol>@trade`` -> :class:`Trade` (``ts_event`` = trade time ``T``), ``None`` for a USD-M trade
+    that is not a market trade (``X`` ``INSURANCE_FUND`` or ``ADL``: off the book, e.g. 2 % away from it;
+    the ``aggTrade`` stream leaves them out too).
 
     ``aggressor`` is -1 when the buyer was the maker (a sell hit the bid), else +1.
     Payload::
@@ -125,6 +127,8 @@ def parse_trade(raw: str | bytes, recv_ns: int, instrument_id: str) -> Trade:
         raise _fail("trade", raw, exc) from None
     if not (0.0 < d.price < _INF and 0.0 < d.quantity < _INF):
         raise _fail("trade", raw, _positive(d.price, d.quantity))
+    if d.trade_type != "MARKET":
+        return None
     return Trade(
         instrument_id, d.trade_time * _MS, recv_ns, d.price, d.quantity, -1 if d.buyer_is_maker else 1, str(d.trade_id)
     )

@@ -390,6 +390,8 @@ class MatchingProtocol(BinanceProtocol):
         iid = self.instrument_ids.get(symbol)
         if iid is not None:
             trade = parse_trade(raw, 0, iid)
+            if trade is None:
+                return
             self.account.on_trade(Trade(iid, trade.ts_event, trade.ts_event, trade.price, trade.size, trade.aggressor, trade.trade_id))
 
 

@@ -62,6 +62,9 @@ class TradeEvent(msgspec.Struct):
     quantity: float = msgspec.field(name="q")
     trade_time: Millis = msgspec.field(name="T")
     buyer_is_maker: bool = msgspec.field(name="m")
+    #: USD-M only: ``MARKET``, or a trade of the insurance fund (``INSURANCE_FUND``) or an
+    #: auto-deleveraging (``ADL``), which no order book saw; spot sends none.
+    trade_type: str = msgspec.field(name="X", default="MARKET")
 
 
 class AggTradeEvent(msgspec.Struct):
