@@ -18,7 +18,7 @@ import pandas as pd
 
 from tradebus.account import MarginAccount
 from tradebus.engine.instrument import Instrument, InstrumentKind
-from tradebus.engine.kernel import Kernel
+from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderType, SubmitOrder, Trade
 from tradebus.engine.portfolio import Position
 from tradebus.execution.config import VenueConfig
@@ -117,19 +117,37 @@ def trades(price: float, start: int, n: int = 40) -> pd.DataFrame:
 
 
 class ShortThenBuyEth(Strategy):
-    """Sells 0.5 BTC on margin at its 5th BTC trade, buys 7.5 ETH for cash at its 5th ETH trade."""
+    """Sells ``btc`` BTC on margin at its 5th BTC trade, buys ``eth`` ETH for cash at its 5th ETH trade."""
 
-    def __init__(self) -> None:
+    def __init__(self, btc: float = 0.5, eth: float = 7.5) -> None:
         super().__init__([BTC, ETH], strategy_id="both")
         self.seen = {BTC: 0, ETH: 0}
+        self.quantities = {BTC: (OrderSide.SELL, btc), ETH: (OrderSide.BUY, eth)}
 
     def on_trade(self, trade: Trade) -> None:
-        self.seen[trade.instrument_id] += 1
-        if self.seen[trade.instrument_id] == 5:
-            if trade.instrument_id == BTC:
-                self.submit_market(BTC, OrderSide.SELL, 0.5)
-            else:
-                self.submit_market(ETH, OrderSide.BUY, 7.5)
+        iid = trade.instrument_id
+        self.seen[iid] += 1
+        if self.seen[iid] == 5:
+            self.submit_market(iid, *self.quantities[iid])
+
+
+def both_ways(frames: list[SourceFrame], leverage: float, btc: float, eth: float) -> tuple[RunResult, RunResult]:
+    """The trade batch loop's result and one message at a time's, of :class:`ShortThenBuyEth` on ``frames``."""
+
+    def build() -> Kernel:
+        inst = Instrument("SIM", "BTC-USD", base="BTC", quote="USD", tick_size=0.01, lot_size=0.0001, margin=True,
+                          leverage=leverage)  # fmt: skip
+        kernel = Kernel([inst, cash()], initial_cash=10_000.0, venue_config=VenueConfig(fill_on="trades"))
+        kernel.add_strategy(ShortThenBuyEth(btc, eth))
+        return kernel
+
+    ran = build().run(MemoryReplay(frames, 1_000))  # type: ignore[arg-type]
+    one = build()
+    for batch in MemoryReplay(frames, 1_000).batches():  # type: ignore[arg-type]
+        for msg in batch.messages():
+            one.process(msg)
+    one.stop()
+    return ran, one.result
 
 
 def test_a_backtest_denies_the_cash_buy_instead_of_liquidating_the_short() -> None:
@@ -139,38 +157,13 @@ def test_a_backtest_denies_the_cash_buy_instead_of_liquidating_the_short() -> No
         SourceFrame(BTC, "trades", pd.concat([trades(20_000.0, T0), trades(20_000.0, T0 + 2_000_000_000)])),
         SourceFrame(ETH, "trades", trades(2_000.0, T0 + 1_000_000_000)),
     ]
-
-    def build() -> Kernel:
-        btc = Instrument("SIM", "BTC-USD", base="BTC", quote="USD", tick_size=0.01, lot_size=0.0001, margin=True)
-        kernel = Kernel([btc, cash()], initial_cash=10_000.0, venue_config=VenueConfig(fill_on="trades"))
-        kernel.add_strategy(ShortThenBuyEth())
-        return kernel
-
-    ran = build().run(MemoryReplay(frames, 1_000))  # type: ignore[arg-type]
-    one = build()
-    for batch in MemoryReplay(frames, 1_000).batches():  # type: ignore[arg-type]
-        for msg in batch.messages():
-            one.process(msg)
-    one.stop()
-    for result in (ran, one.result):
+    for result in both_ways(frames, 1.0, 0.5, 7.5):
         assert result.liquidations == []
         assert [(f.instrument_id, f.side, f.quantity) for f in result.fills] == [(BTC, "SELL", 0.5)]
         [denied] = result.denials
         assert denied.instrument_id == ETH and denied.reason.startswith(
             "margin: BUY 7.5 ETH-USD.SIM needs 15300 USD > available 0 USD (wallet 20000, position margin 10000"
         )
-
-
-class ShortThenSpend(ShortThenBuyEth):
-    """Sells 50 BTC at 250x (initial margin 4,000 of 10,000 USD), then buys 2.9 ETH for 5,800 USD."""
-
-    def on_trade(self, trade: Trade) -> None:
-        self.seen[trade.instrument_id] += 1
-        if self.seen[trade.instrument_id] == 5:
-            if trade.instrument_id == BTC:
-                self.submit_market(BTC, OrderSide.SELL, 50.0)
-            else:
-                self.submit_market(ETH, OrderSide.BUY, 2.9)
 
 
 def test_trade_batches_liquidate_at_the_cash_fill_that_breaches_as_process() -> None:
@@ -183,22 +176,9 @@ def test_trade_batches_liquidate_at_the_cash_fill_that_breaches_as_process() -> 
         SourceFrame(BTC, "trades", btc_trades.assign(size=100.0)),
         SourceFrame(ETH, "trades", trades(2_000.0, T0 + 1_000_000_000)),
     ]
-
-    def build() -> Kernel:
-        btc = Instrument("SIM", "BTC-USD", base="BTC", quote="USD", tick_size=0.01, lot_size=0.0001, margin=True,
-                         leverage=250.0)  # fmt: skip
-        kernel = Kernel([btc, cash()], initial_cash=10_000.0, venue_config=VenueConfig(fill_on="trades"))
-        kernel.add_strategy(ShortThenSpend())
-        return kernel
-
-    ran = build().run(MemoryReplay(frames, 1_000))  # type: ignore[arg-type]
-    one = build()
-    for batch in MemoryReplay(frames, 1_000).batches():  # type: ignore[arg-type]
-        for msg in batch.messages():
-            one.process(msg)
-    one.stop()
+    ran, one = both_ways(frames, 250.0, 50.0, 2.9)  # 250x: initial margin 4,000; 5,800 USD of ETH
     eth_fill = T0 + 1_000_000_000 + 5_000_000
-    for result in (one.result, ran):
+    for result in (one, ran):
         [event] = result.liquidations
         assert (event.ts_event, event.quantity, event.price) == (eth_fill, -50.0, 20_000.0)
-    assert ran.fills == one.result.fills and ran.equity == one.result.equity
+    assert ran.fills == one.fills and ran.equity == one.equity
