@@ -113,11 +113,12 @@ def test_a_levered_backtest_liquidates_at_the_first_close_below_maintenance() ->
     [fill] = [f for f in result.fills if f.reason == "liquidation"]
     assert (fill.ts_event, fill.side, fill.quantity, fill.price) == (ts, "BUY", -q, close)
     assert fill.fee == pytest.approx(-q * close * 0.005, rel=1e-12)
-    # the strategy's later fills come after it; the position it held is gone at that close
-    assert all(f.ts_event > ts for f in result.fills if f.reason != "liquidation" and f.ts_event >= ts)
-    samples = [s for s in result.equity if s.ts >= ts]
-    assert samples and all(s.maintenance_margin == pytest.approx(0.005 * abs(s.position_value), rel=1e-12)
-                           for s in result.equity)  # fmt: skip
+    # no fill of the strategy's at that close; the liquidation leaves it flat
+    assert [f for f in result.fills if f.ts_event == ts] == [fill]
+    upto = result.fills[: result.fills.index(fill) + 1]
+    assert sum(f.quantity if f.side == "BUY" else -f.quantity for f in upto) == pytest.approx(0.0, abs=1e-12)
+    assert any(s.ts >= ts for s in result.equity)  # the run goes on after it
+    assert all(s.maintenance_margin == pytest.approx(0.005 * abs(s.position_value), rel=1e-12) for s in result.equity)
 
 
 def test_one_message_at_a_time_liquidates_as_the_batch_loop() -> None:
