@@ -96,3 +96,16 @@ def test_the_help_check_sees_eaten_text_missing_commands_and_stray_periods() -> 
 def test_output_defaults_are_shown(command: list[str]) -> None:
     output = _flat(runner.invoke(app, [*command, "--help"], env={"COLUMNS": "100"}).output)
     assert "[default: (" in output and " ." not in output
+
+
+def test_live_help_names_the_key_variables_of_every_live_venue() -> None:
+    from tradebus.adapters.registry import VENUES
+
+    output = _flat(runner.invoke(app, ["live", "--help"], env={"COLUMNS": "100"}).output)
+    assert "TRADEBUS_<VENUE>_API_KEY" in output and "_API_SECRET" in output
+    venues = output.split("VENUE one of")[1]
+    for adapter in VENUES.values():
+        if adapter.live is not None:
+            assert adapter.name.upper() in venues, adapter.name
+            if adapter.live.passphrase:
+                assert f"{adapter.name.upper()}: and _API_PASSPHRASE" in output

@@ -24,7 +24,10 @@ def live(
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config value (repeatable).")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="Log level on stderr.")] = "INFO",
 ) -> None:
-    """Trade live (testnet by default) until SIGINT/SIGTERM; keys from TRADEBUS_BINANCE_API_KEY/_SECRET."""
+    """Trade live (testnet by default) until SIGINT/SIGTERM.
+
+    Keys from TRADEBUS_<VENUE>_API_KEY, _API_SECRET (OKX: and _API_PASSPHRASE), VENUE one of BINANCE, OKX, BYBIT.
+    """
     from tradebus.cli import _fail, check_log_level, setup_logging
     from tradebus.errors import TradebusError
     from tradebus.node.live import run_live
