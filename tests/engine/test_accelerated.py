@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import math
 import random
 from collections.abc import Callable
@@ -296,10 +298,9 @@ GAPPED["high"] = GAPPED[["high", "open"]].max(axis=1)
          BARS, "trading_state: REDUCING allows only reducing orders; position "),
         ("daily_loss_halt", "macd_default", {"risk": RiskConfig(max_daily_loss_pct=0.1)}, BARS,
          "trading_state: HALTED denies every order"),
-        ("daily_loss_reduce", "ema_5_60_short", {"margin": True, "risk": RiskConfig(max_daily_loss_pct=0.1,
-         daily_loss_action="reduce")}, BARS, "trading_state: REDUCING allows only reducing orders; position "),
         ("gross_exposure_breaker", "ema_5_60_short", {"margin": True, "cash": 60_000.0,
-         "risk": RiskConfig(max_gross_exposure=0.35)}, BARS, "trading_state: REDUCING allows only reducing orders"),
+         "risk": RiskConfig(max_gross_exposure=0.35)}, BARS,
+         ("trading_state: REDUCING allows only reducing orders", "max_gross_exposure: ")),
         ("max_gross_exposure", "macd_default", {"cash": 100_000.0, "risk": RiskConfig(max_gross_exposure=0.3)}, BARS,
          "max_gross_exposure: "),
         ("loss_streak", "macd_default", {"risk": RiskConfig(max_consecutive_losses=3)}, BARS,
@@ -336,6 +337,19 @@ def test_denied_orders_and_unpaid_fills_equal_the_event_tiers(
         assert passed and all(o.side is OrderSide.SELL for o in passed)
     elif case not in ("max_position", "max_order_quantity"):
         assert event.fills  # some orders pass: the run is a mix
+    assert_same_run(event, fast)
+
+
+def test_a_reversal_while_reducing_is_sent_as_its_close_alone_in_both_tiers() -> None:
+    """Strategy.target_position closes instead of reversing while REDUCING (the gate denied the whole reversal)."""
+    make = STRATEGIES["ema_5_60_short"][0]
+    risk = RiskConfig(max_daily_loss_pct=0.1, daily_loss_action="reduce")
+    event, fast = both(make, VENUES["fees"], BARS, margin=True, risk=risk)
+    positions = list(itertools.accumulate(f.quantity if f.side == "BUY" else -f.quantity for f in event.fills))
+    flat = [i for i, q in enumerate(positions) if abs(q) < 1e-12]
+    assert len(flat) >= 3, positions[:20]  # without a breaker this strategy is never flat after its first fill
+    assert not [o for o in event.orders if o.reason.startswith("trading_state")]
+    assert all(event.fills[i].quantity == 0.25 for i in flat)  # the close alone, not the 0.5 of the reversal
     assert_same_run(event, fast)
 
 

@@ -29,7 +29,8 @@ Breakers
     (reduce) are evaluated where the kernel evaluates them: on the equity before the first bar
     of each later time (:meth:`Kernel.before_time`, at the clock of the time before) and at
     every order's check, as :meth:`Breakers.on_mark` does. ``max_consecutive_losses`` counts
-    round trips at each fill, as :meth:`Breakers.on_position` does. The daily loss re-arms at
+    round trips at each fill, as :meth:`Breakers.on_position` does. While REDUCING a reversal is
+    sent as its close alone, as :meth:`Strategy.target_position` sends it. The daily loss re-arms at
     the UTC day roll and the gross exposure once back within its limit; the others never re-arm
     within a run.
 
@@ -380,6 +381,13 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                             dl_action, gross,
                         )
                     state = max(max(dd, dl), max(gx, ls))
+                    if state == {reducing_state} and pos != 0.0 and buy != (pos > 0.0) and abs(delta) > abs(pos):
+                        # Strategy.target_position sends a reversal as its close alone while REDUCING.
+                        size = _grid(math.floor(abs(pos) / lot + 1e-9), cfg[4], cfg[5])
+                        signed = size if buy else -size
+                        lots = size / lot
+                        if size < cfg[9] - 1e-12 or abs(lots - round(lots)) > 1e-6:
+                            return {invalid}, n_orders, n_fills, n_samples, i
                     if state == {halted_state}:
                         code = {halted}
                     elif state == {reducing_state} and (

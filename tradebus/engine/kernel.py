@@ -74,6 +74,7 @@ from tradebus.engine.messages import (
     Quote,
     SubmitOrder,
     Trade,
+    TradingState,
 )
 from tradebus.engine.perpetuals import Perpetuals
 from tradebus.engine.portfolio import Portfolio
@@ -301,8 +302,8 @@ class Kernel:
         #: What the strategies see of this kernel (their narrow view of the run).
         self.context = KernelContext(
             self.clock, self.instruments, self.portfolio, self.orders, self.cache, self.banks, self.bus,
-            self.submit, self.cancel, self.modify, self.equity, self.strategy_position, self.histories,
-            lambda: self.contingent,
+            self.submit, self.cancel, self.modify, self.equity, self.strategy_position, self.trading_state,
+            self.histories, lambda: self.contingent,
         )  # fmt: skip
         self.result = RunResult(tuple(self.instruments), self.portfolio.initial_cash)
         self.result.contract_sizes = {iid: inst.contract_size for iid, inst in self.instruments.items()}
@@ -451,6 +452,13 @@ class Kernel:
         if not loop.needs_execution or loop.lagging:
             loop.catch_up()
         self.execution.submit(cmd)
+
+    def trading_state(self) -> TradingState:
+        """The risk gate's trading state as an order submitted now would meet it (marks caught up first)."""
+        loop = self._loop
+        if not loop.needs_execution or loop.lagging:
+            loop.catch_up()
+        return self.risk.current_state()
 
     def sync_marks(self) -> None:
         """Mark the portfolio and the risk gate at every instrument's latest price.

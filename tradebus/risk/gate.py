@@ -491,6 +491,12 @@ class RiskGate:
         """
         self._marks_deferred = True
 
+    def current_state(self) -> TradingState:
+        """The trading state an order checked now meets (the breakers evaluated first, as :meth:`check` does)."""
+        if self._marks_deferred:
+            self._evaluate()
+        return self.state
+
     def evaluate_marks(self) -> None:
         """Evaluate the mark-driven breakers if a price was recorded since they last were."""
         if self._marks_pending:

@@ -72,6 +72,7 @@ from tradebus.engine.messages import (
     TimeEvent,
     TimeInForce,
     Trade,
+    TradingState,
 )
 from tradebus.errors import ConfigError, OrderError
 
@@ -115,6 +116,7 @@ _NAN = float("nan")
 _BUY = OrderSide.BUY
 _SELL = OrderSide.SELL
 _MARKET = OrderType.MARKET
+_REDUCING = TradingState.REDUCING
 _GTC = TimeInForce.GTC
 
 
@@ -578,15 +580,23 @@ class Strategy:
         of this strategy count as if filled, so calling this
         again before they fill does not double the order. The difference is
         rounded down to whole lots; returns the client order id, or ``None`` when
-        no order is needed.
+        no order is needed. While the risk gate is REDUCING, a reversal is sent as the
+        close alone (the gate would deny the whole order): the position goes flat, not
+        to the other side.
         """
         kernel = self._kernel or self.kernel
         instrument = kernel.instruments.get(instrument_id)
         if instrument is None:
             raise OrderError(f"{self.strategy_id}: unknown instrument {instrument_id!r}")
-        delta = target - kernel.position(self.strategy_id, instrument_id)
+        held = kernel.position(self.strategy_id, instrument_id)
+        delta = target - held
         if kernel.orders.count_open():
-            delta -= self.pending_quantity(instrument_id)
+            pending = self.pending_quantity(instrument_id)
+            delta -= pending
+            held += pending
+        if held != 0.0 and (delta > 0.0) != (held > 0.0) and abs(delta) > abs(held):
+            if kernel.trading_state() is _REDUCING:
+                delta = -held  # only the close of a reversal may pass the gate
         quantity = _round_lots(instrument, abs(delta))
         if quantity <= 0.0:
             return None

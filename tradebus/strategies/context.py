@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from tradebus.engine.clock import Clock
     from tradebus.engine.history import History
     from tradebus.engine.instrument import Instrument
-    from tradebus.engine.messages import CancelOrder, ModifyOrder, SubmitOrder
+    from tradebus.engine.messages import CancelOrder, ModifyOrder, SubmitOrder, TradingState
     from tradebus.engine.portfolio import Portfolio
     from tradebus.execution.contingent import ContingentOrders
     from tradebus.execution.orders import OrderManager
@@ -59,6 +59,9 @@ class StrategyContext(Protocol):
     def position(self, strategy_id: str, instrument_id: str) -> float:
         """The strategy's position (its own fills' net where several strategies trade the instrument)."""
 
+    def trading_state(self) -> TradingState:
+        """The risk gate's trading state as an order submitted now would meet it."""
+
     def features(self, instrument_id: str) -> FeatureView:
         """The instrument's current feature values."""
 
@@ -81,7 +84,7 @@ class KernelContext:
     ----------
     clock, instruments, portfolio, orders, cache, banks, bus
         The run's objects (shared, not copied).
-    submit, cancel, modify, equity, position
+    submit, cancel, modify, equity, position, trading_state
         The kernel's command and query methods.
     histories
         ``instrument_id -> History`` of the instruments whose history some strategy asked for.
@@ -101,6 +104,7 @@ class KernelContext:
     modify: Callable[[ModifyOrder], None]
     equity: Callable[[], float]
     position: Callable[[str, str], float]
+    trading_state: Callable[[], TradingState]
     histories: Mapping[str, History]
     contingent_orders: Callable[[], ContingentOrders | None]
 
