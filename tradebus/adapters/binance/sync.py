@@ -29,7 +29,7 @@ class DiffDepthKind(IntEnum):
     """Which Binance diff-depth rule a compiled fast-forward follows."""
 
     SPOT = 0
-    """``U == previous u + 1`` (:class:`BinanceSpotRule`)."""
+    """``U <= previous u + 1 <= u`` (:class:`BinanceSpotRule`)."""
     FUTURES = 1
     """``pu == previous u`` (:class:`BinanceFuturesRule`)."""
 
@@ -53,7 +53,7 @@ def _judge(first_seq: int, last_seq: int, prev_seq: int, kind: int, rule_state: 
     if kind == _SPOT:
         if last_seq <= last_id:
             return _DROP
-        ok = (first_seq <= last_id + 1 <= last_seq) if is_first else (first_seq == last_id + 1)
+        ok = first_seq <= last_id + 1
     else:
         if is_first:
             if last_seq < last_id:
@@ -213,8 +213,11 @@ class BinanceSpotRule(BinanceRule):
     """Binance spot diff-depth rule.
 
     Drop every delta with ``u <= lastUpdateId``; the first applied delta must have
-    ``U <= lastUpdateId + 1 <= u``; each later one ``U == previous u + 1``.
-    ``first_seq`` = ``U``, ``last_seq`` = ``u``.
+    ``U <= lastUpdateId + 1 <= u``; each later one ``U <= previous u + 1`` (and ``u >``
+    previous ``u``, else it is dropped). Normally ``U == previous u + 1``; an event that
+    overlaps ids already applied misses nothing (its levels are absolute quantities as of
+    ``u``) and is applied, as Binance's procedure says: only ``U > previous u + 1`` is a
+    missed event. ``first_seq`` = ``U``, ``last_seq`` = ``u``.
     """
 
     name = "binance-spot"
@@ -223,18 +226,13 @@ class BinanceSpotRule(BinanceRule):
     def check(self, delta: BookDelta) -> Verdict:
         if delta.last_seq <= self.last:
             return Verdict.DROP
-        if self.first:
-            ok = delta.first_seq <= self.last + 1 <= delta.last_seq
-        else:
-            ok = delta.first_seq == self.last + 1
-        return Verdict.APPLY if ok else Verdict.GAP
+        return Verdict.APPLY if delta.first_seq <= self.last + 1 else Verdict.GAP
 
     def gap_reason(self, delta: BookDelta) -> str:
-        if self.first:
-            want = f"U <= {self.last + 1} <= u"
-        else:
-            want = f"U == {self.last + 1}"
-        return f"sequence gap ({self.name}): expected {want}, got U={delta.first_seq} u={delta.last_seq}"
+        return (
+            f"sequence gap ({self.name}): expected U <= {self.last + 1} <= u, "
+            f"got U={delta.first_seq} u={delta.last_seq}"
+        )
 
 
 class BinanceFuturesRule(BinanceRule):
