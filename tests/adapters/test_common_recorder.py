@@ -6,8 +6,11 @@ import gzip
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from tradebus.adapters.binance.client import BinanceRouter
+from tradebus.adapters.binance.config import BinanceConfig
 from tradebus.adapters.common.recorder import (
     FrameRecorder,
     PrivateFrames,
@@ -18,7 +21,7 @@ from tradebus.adapters.common.recorder import (
 )
 from tradebus.errors import DataError
 
-from .binance_testdata import SPOT_CAPTURE, USDM_CAPTURE
+from .binance_testdata import SPOT_CAPTURE, USDM_CAPTURE, book_arrays, capture, offline_rebuild
 
 
 def test_round_trip_text_and_binary_frames(tmp_path: Path) -> None:
@@ -101,7 +104,31 @@ def test_converter_turns_a_capture_into_the_recorder_format(tmp_path: Path) -> N
     got = list(read_frames(out))
     assert n == len(source) == len(got) == 4000
     assert [(t, raw) for t, _, raw in got] == source
-    assert {c for _, c, _ in got} == {"binance-spot:1"}
+    snapshot = [i for i, (_, raw) in enumerate(source) if raw.startswith('{"lastUpdateId"')]
+    assert [i for i, (_, c, _) in enumerate(got) if c != "binance-spot:1"] == snapshot
+    assert got[snapshot[0]][1] == "rest:BTCUSDT"  # as the recorder tags a fetched REST snapshot
+
+
+def test_a_converted_capture_replays_into_the_book_its_snapshot_seeds(tmp_path: Path) -> None:
+    out = tmp_path / "spot.jsonl.gz"
+    convert_hftbacktest(SPOT_CAPTURE, out, conn="binance-spot:1")
+    config = BinanceConfig(symbols=["BTCUSDT"], channels=["depth", "trade", "bookTicker"])
+    router = BinanceRouter(config, lambda m: None)
+    router.replay(read_frames(out))
+    sync = router.books["BTCUSDT"]
+    bids, asks, last, _ = offline_rebuild(capture(SPOT_CAPTURE), futures=False)
+    ref_b, ref_a = book_arrays(bids, asks)
+    assert sync.synced and sync.book.last_seq == last
+    assert np.array_equal(sync.book.bids(), ref_b) and np.array_equal(sync.book.asks(), ref_a)
+
+
+def test_converter_refuses_a_snapshot_it_cannot_attribute(tmp_path: Path) -> None:
+    src = tmp_path / "two.gz"
+    with gzip.open(src, "wt") as fh:
+        fh.write('1 {"stream":"btcusdt@depth@100ms","data":{}}\n2 {"lastUpdateId":5,"bids":[],"asks":[]}\n')
+        fh.write('3 {"stream":"ethusdt@depth@100ms","data":{}}\n')
+    with pytest.raises(DataError, match="2 symbols .BTCUSDT, ETHUSDT."):
+        convert_hftbacktest(src, tmp_path / "out.jsonl.gz")
 
 
 def test_microsecond_captures_are_scaled_to_nanoseconds() -> None:

@@ -74,6 +74,15 @@ class _Line(msgspec.Struct, omit_defaults=True):
 _decoder = msgspec.json.Decoder(_Line)
 
 
+class _CaptureLine(msgspec.Struct):
+    """What :func:`convert_hftbacktest` reads of a capture line: a combined-stream frame's ``stream``."""
+
+    stream: str | None = None
+
+
+_capture_line = msgspec.json.Decoder(_CaptureLine)
+
+
 class FrameWriter(Protocol):
     """What a WebSocket client records its received frames into (:class:`FrameRecorder`, :class:`PrivateFrames`)."""
 
@@ -341,13 +350,44 @@ def iter_hftbacktest(path: str | Path) -> Iterator[tuple[int, str]]:
 def convert_hftbacktest(src: str | Path, dst: str | Path, conn: str = "hftbacktest", limit: int | None = None) -> int:
     """Convert a hftbacktest capture into the recorder format; return the number of frames written.
 
-    ``limit`` keeps only the first ``limit`` frames (to cut fixtures).
+    Stream frames are written under ``conn``. The capture's REST depth snapshot (its lines
+    that are not combined-stream frames) is written under ``"rest:<SYMBOL>"``, the
+    connection id a live recorder gives the snapshots it fetches, so a replay of the
+    converted file loads the book from it; ``SYMBOL`` is the capture's symbol, read from
+    its stream names. ``limit`` keeps only the first ``limit`` frames (to cut fixtures).
+
+    Raises
+    ------
+    DataError
+        A snapshot line in a capture whose streams name no symbol or several.
     """
+    symbols: set[str] = set()
+    snapshot_lines = 0
+    for lineno, (_, raw) in enumerate(iter_hftbacktest(src), 1):
+        stream = _capture_stream(src, lineno, raw)
+        if stream is None:
+            snapshot_lines += 1
+        else:
+            symbols.add(stream.partition("@")[0].upper())
+    if snapshot_lines and len(symbols) != 1:
+        raise DataError(
+            f"{src}: a depth snapshot line, but the capture's streams name {len(symbols)} symbols "
+            f"({', '.join(sorted(symbols)) or 'none'}): cannot tell whose book it seeds"
+        )
+    snapshot_conn = f"rest:{min(symbols)}" if symbols else conn
     n = 0
     with FrameRecorder(dst, flush_every=4096, flush_interval=3600.0) as rec:
-        for recv_ns, raw in iter_hftbacktest(src):
+        for lineno, (recv_ns, raw) in enumerate(iter_hftbacktest(src), 1):
             if limit is not None and n >= limit:
                 break
-            rec.write(recv_ns, conn, raw)
+            rec.write(recv_ns, conn if _capture_stream(src, lineno, raw) is not None else snapshot_conn, raw)
             n += 1
     return n
+
+
+def _capture_stream(src: str | Path, lineno: int, raw: str) -> str | None:
+    """The stream name of a capture line's combined-stream frame, ``None`` for the REST snapshot line."""
+    try:
+        return _capture_line.decode(raw).stream
+    except msgspec.DecodeError as exc:
+        raise DataError(f"{src}: line {lineno}: not a JSON object with a string 'stream' or none ({exc})") from None
