@@ -212,6 +212,30 @@ def test_requested_snapshot_is_fetched_by_the_injected_callable_and_retried() ->
     assert [type(m) for m in out] == [BookSnapshot, Quote]
 
 
+def test_a_snapshot_older_than_the_buffer_is_requested_again_after_the_retry_delay_not_at_once() -> None:
+    # Binance's REST depth can lag its stream: the snapshot then predates the buffered diffs and must be
+    # fetched again, but each retry costs request weight; the retry delays must hold, not restart at 0 s
+    calls: list[int] = []
+
+    async def fetch() -> BookSnapshot:
+        calls.append(1)
+        return snap(100)  # 101..199 are never covered: every snapshot is too old for the buffered diff
+
+    async def scenario() -> tuple[SyncState, str | None]:
+        sync = BookSync(IID, BinanceSpotRule(), lambda m: None, fetch, retry_delays=(0.0, 3600.0))
+        sync.on_delta(d(200, 210))
+        sync.start()
+        for _ in range(200):  # let the resync run as far as it goes without waiting
+            await asyncio.sleep(0)
+        state, failure = sync.state, sync.failure
+        await sync.close()
+        return state, failure
+
+    state, failure = asyncio.run(scenario())
+    assert state is SyncState.AWAITING_SNAPSHOT and "sequence gap" in (failure or "")
+    assert len(calls) == 1  # the second fetch waits for retry_delays[1]
+
+
 def test_in_stream_snapshot_requester_returning_none_waits_for_on_snapshot() -> None:
     async def scenario() -> tuple[int, bool]:
         requests: list[int] = []

@@ -647,9 +647,10 @@ class BookSync:
                 logger.warning("book {}: snapshot request {} failed: {!r}", self.instrument_id, attempt, exc)
                 continue
             if snapshot is not None:
-                self._task = None  # on_snapshot may fail again and must be able to schedule a new request
+                # a snapshot that does not fit (older than the buffered deltas, crossed ...) is
+                # requested again by this loop, after the next retry delay, not at once
                 self.on_snapshot(snapshot)
-                return
+                continue
             if await self.wait_synced(self._snapshot_timeout):
                 return
 
