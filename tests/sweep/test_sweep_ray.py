@@ -17,10 +17,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from sweep_helpers import REPO, catalog_config, write_yaml
+from sweep_helpers import CATALOG, IID, REPO, catalog_config, file_config, make_config, write_yaml
 from typer.testing import CliRunner
 
 from tradebus.cli import app, run_backtest
+from tradebus.data.catalog import Catalog
+from tradebus.errors import ConfigError
 from tradebus.sweep.executor import RayExecutor
 from tradebus.sweep.runner import STRESS_KEYS, run_sweep
 from tradebus.sweep.space import load_space
@@ -285,6 +287,63 @@ def test_rerun_after_editing_the_config_is_refused_instead_of_resuming_its_old_t
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     write_yaml(config, catalog_config())  # the config as it was: the sweep resumes
     assert run_sweep(config, space, out).skipped == 1
+
+
+def _bars_2022(start: str, end: str) -> pa.Table:
+    """The shipped catalog's Coinbase 4h bars with ts_init in ``[start, end)``."""
+    table = Catalog(CATALOG).read("coinbase", "spot", "BTC-USD", "bars_4h")
+    ts = table["ts_init"].to_numpy()
+    keep = (ts >= pd.Timestamp(start, tz="UTC").value) & (ts < pd.Timestamp(end, tz="UTC").value)
+    return table.filter(pa.array(keep))
+
+
+def test_rerun_after_bars_were_appended_to_the_catalog_is_refused_instead_of_resuming_its_old_trials(
+    ray_address: str, tmp_path: Path
+) -> None:
+    """The rerun skipped every trial and reported figures of the data before the append, exit 0."""
+    catalog = Catalog(tmp_path / "catalog")
+    catalog.write(_bars_2022("2022-01-01", "2022-04-01"), "cb", "spot", "BTC-USD", "bars_4h", "month",
+                  interval_ns=4 * 3600 * 10**9)
+    data = {"catalog": str(catalog.root), "sources": [{"instrument": IID, "dataset": "cb/spot/BTC-USD/bars_4h"}]}
+    whole = write_yaml(tmp_path / "whole.yaml", make_config(data))
+    early = write_yaml(tmp_path / "early.yaml", make_config({**data, "start": "2022-01-01", "end": "2022-03-01"}))
+    space = write_yaml(tmp_path / "space.yaml", {"params": {"strategy.params.fast": [10], "strategy.params.slow": [30]},
+                                                 "objectives": {"total_return": "maximize"}})
+    run_sweep(whole, space, tmp_path / "whole")
+    run_sweep(early, space, tmp_path / "early")
+    before = {p: p.read_bytes() for p in (tmp_path / "whole").rglob("*") if p.is_file()}
+    catalog.write(_bars_2022("2022-04-01", "2022-07-01"), "cb", "spot", "BTC-USD", "bars_4h", "month", mode="append")
+    result = CliRunner().invoke(app, ["sweep", str(whole), "--space", str(space), "--out", str(tmp_path / "whole")])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert ("the data its trials ran on has changed since: data.sources.0.dataset (cb/spot/BTC-USD/bars_4h): "
+            "files 3 -> 6, rows 540 -> 1086, last 2022-03-31T20:00:00Z -> 2022-06-30T20:00:00Z") in text, text
+    assert "start afresh with another --out" in text
+    assert {p: p.read_bytes() for p in (tmp_path / "whole").rglob("*") if p.is_file()} == before
+    # Bars appended after the window's end change nothing the early sweep read: it resumes.
+    assert run_sweep(early, space, tmp_path / "early").skipped == 1
+
+
+def test_rerun_after_the_data_file_was_rewritten_is_refused_but_a_touched_file_resumes(
+    ray_address: str, tmp_path: Path
+) -> None:
+    """A bar file edited in place (same size) was not noticed: the old trials were reported as its results."""
+    config = write_yaml(tmp_path / "run.yaml", file_config(tmp_path))
+    space = write_yaml(tmp_path / "space.yaml", {"params": {"strategy.params.fast": [10], "strategy.params.slow": [30]},
+                                                 "objectives": {"total_return": "maximize"}})
+    out = tmp_path / "out"
+    run_sweep(config, space, out)
+    bars = tmp_path / "bars.csv"
+    os.utime(bars, ns=(1, 1))  # a copy or a touch: the same content
+    assert run_sweep(config, space, out).skipped == 1
+    text = bars.read_text()
+    lines = text.splitlines(keepends=True)
+    fields = lines[500].split(",")
+    fields[4] = fields[4][:-1] + ("1" if fields[4][-1] != "1" else "2")  # one close, the same number of bytes
+    lines[500] = ",".join(fields)
+    bars.write_text("".join(lines))
+    with pytest.raises(ConfigError, match=r"data.sources.0.file \(.*bars.csv\): content differs;"):
+        run_sweep(config, space, out)
 
 
 def test_walk_forward_sweeping_initial_cash_chains_the_test_windows_returns(ray_address: str, workdir: Path) -> None:

@@ -2,8 +2,9 @@
 
 Outputs in the sweep directory (``--out``)::
 
-    sweep.json          the config (path and fingerprint), the space's fingerprint, method and seed
-                        (checked on resume: an edited config or space is refused)
+    sweep.json          the config (path and fingerprint), the space's fingerprint, method and seed,
+                        and the fingerprint of each data input (tradebus.sweep.inputs); checked on
+                        resume: an edited config or space, or changed data, is refused
     space.yaml          the space file as given
     trials/             one Parquet file per finished trial (tradebus.sweep.store)
     optuna.log          Optuna's journal storage (tpe), study "sweep" (or "fold-NN"); a sweep
@@ -19,8 +20,9 @@ Nothing of a trial is kept in the driver after its file is written. Running the 
 command again resumes: trials with a file are skipped; Optuna trials asked but not
 finished are run again with the parameters they were given (and a round interrupted
 while being asked is completed first), so a resumed sweep produces the same trials and
-results as an uninterrupted one. A sweep directory made from another config or space is
-refused, as is a non-empty directory that is not a sweep directory (unless ``force``).
+results as an uninterrupted one. A sweep directory made from another config or space, or
+on data that has changed since, is refused, as is a non-empty directory that is not a sweep
+directory (unless ``force``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from tradebus.config import RunConfig, load_config
 from tradebus.errors import ConfigError, TradebusError
 from tradebus.reports.metrics import MIN_ANNUALISED_DAYS, format_ns
 from tradebus.sweep.executor import RayExecutor
+from tradebus.sweep.inputs import changes, data_inputs
 from tradebus.sweep.space import SweepSpace, load_space
 from tradebus.sweep.store import TrialStore
 from tradebus.sweep.stress import default_variants
@@ -86,8 +89,11 @@ def _config_fingerprint(config: RunConfig) -> str:
 def _prepare(
     out: Path, config_path: Path, config: RunConfig, space_path: Path, space: SweepSpace, force: bool
 ) -> None:
-    meta = {"config": str(config_path), "config_fingerprint": _config_fingerprint(config),
-            "space_fingerprint": space.fingerprint(), "method": space.method, "seed": space.seed}
+    meta: dict[str, Any] = {
+        "config": str(config_path), "config_fingerprint": _config_fingerprint(config),
+        "space_fingerprint": space.fingerprint(), "method": space.method, "seed": space.seed,
+    }
+    data = data_inputs(config, _read_window(config, space))
     marker = out / "sweep.json"
     if marker.is_file():
         old = json.loads(marker.read_text(encoding="utf-8"))
@@ -97,6 +103,13 @@ def _prepare(
                 f"{out}: holds a sweep of another config or space ({old.get('config')}, config fingerprint "
                 f"{old.get('config_fingerprint')}, space fingerprint {old.get('space_fingerprint')}; now "
                 f"{meta['config_fingerprint']} and {meta['space_fingerprint']}); use another --out"
+            )
+        changed = changes(old["data"], data) if "data" in old else []  # a sweep.json from before it was kept
+        if changed:
+            raise ConfigError(
+                f"{out}: the data its trials ran on has changed since: {'; '.join(changed)}; resuming would mix "
+                f"results on the old data with new trials on the new; start afresh with another --out "
+                f"(or delete {out})"
             )
         return
     if out.is_dir():
@@ -108,7 +121,19 @@ def _prepare(
     except OSError as exc:
         raise ConfigError(f"{out}: cannot create the sweep directory ({exc.strerror})") from None
     (out / "space.yaml").write_bytes(space_path.read_bytes())
-    marker.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    marker.write_text(json.dumps({**meta, "data": data}, indent=2) + "\n", encoding="utf-8")
+
+
+def _read_window(config: RunConfig, space: SweepSpace) -> tuple[int | None, int | None]:
+    """``(first, last)`` ts_init (inclusive) of the data a sweep's runs read: the config's window.
+
+    Unbounded when walk-forward folds have their own ``start``/``end`` (they may reach beyond it).
+    """
+    wf = space.walk_forward
+    if wf is not None and (wf.start is not None or wf.end is not None):
+        return None, None
+    end = config.data.end_ns
+    return config.data.start_ns, None if end is None else end - 1
 
 
 def _check_paths(config_path: Path, space: SweepSpace, space_path: Path) -> None:
@@ -465,7 +490,8 @@ def run_sweep(
     ------
     ConfigError
         Invalid config or space, a parameter path that is not a config field, a grid
-        none of whose points makes a valid config, a sweep directory of another sweep; after
+        none of whose points makes a valid config, a sweep directory of another sweep or of
+        data that has changed since; after
         the trials (their files and ``results.csv`` written), no trial that ran has a value
         of every objective (all invalid, or a null objective such as a Sharpe of a run under
         30 days).

@@ -1,0 +1,98 @@
+"""The data a sweep's trials read, fingerprinted so that a resumed sweep notices when it changed.
+
+A sweep directory keeps its trials' results; running the same command again skips them. The
+config's fingerprint covers every setting but not the data the config points at, so the
+fingerprint of each input is kept beside it (``sweep.json``, key ``data``) and compared on resume:
+
+* a catalog dataset (``data.sources.N.dataset``): its manifest's entries (path, rows, time range,
+  sha256) of the files the run's window reads, and each file's size (a file replaced behind the
+  manifest's back). Bars appended after ``data.end`` change nothing the run reads; a re-import or
+  an append inside the window does. Nothing is hashed: the manifest holds each file's sha256.
+* a file (``data.sources.N.file``, ``data.marks.N.file``, ``data.funding.N.file``,
+  ``venue.book.ack_latency_samples``): the sha256 of its bytes (a file is read whole; about
+  1 s a GB), so a copied or touched file with the same content is the same input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from tradebus.config import RunConfig
+from tradebus.data.catalog import Catalog, sha256_file
+from tradebus.reports.metrics import format_ns
+
+__all__ = ["changes", "data_inputs"]
+
+
+def data_inputs(config: RunConfig, window: tuple[int | None, int | None]) -> dict[str, dict[str, Any]]:
+    """``{config field: description with a sha256}`` of every data input ``config``'s runs read.
+
+    Parameters
+    ----------
+    config
+        A path-resolved run config.
+    window
+        ``(first, last)`` ``ts_init`` (ns, inclusive; ``None`` unbounded) that the sweep's runs
+        read: catalog files wholly outside it are left out.
+
+    Raises
+    ------
+    DataError
+        A catalog dataset's manifest is invalid or lists a missing file.
+    """
+    inputs: dict[str, dict[str, Any]] = {}
+    for n, src in enumerate(config.data.sources):
+        if src.file is not None:
+            inputs[f"data.sources.{n}.file"] = _file(src.file)
+        elif config.data.catalog is not None:
+            inputs[f"data.sources.{n}.dataset"] = _dataset(Catalog(config.data.catalog), src.catalog_key, window)
+    for key in ("marks", "funding"):
+        for n, entry in enumerate(getattr(config.data, key)):
+            inputs[f"data.{key}.{n}.file"] = _file(entry.file)
+    samples = config.venue.book.ack_latency_samples
+    if samples is not None:
+        inputs["venue.book.ack_latency_samples"] = _file(Path(samples).resolve())
+    return inputs
+
+
+def changes(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> list[str]:
+    """What differs between two :func:`data_inputs`, one phrase per changed input (empty: the same data)."""
+    out = []
+    for key in sorted(old.keys() | new.keys()):
+        before, after = old.get(key), new.get(key)
+        if before is None or after is None:
+            out.append(f"{key} {'added' if before is None else 'removed'}")
+        elif before.get("sha256") != after.get("sha256"):
+            diffs = [f"{name} {before.get(name)} -> {after.get(name)}" for name in _SHOWN
+                     if name in after and before.get(name) != after.get(name)]
+            where = after.get("path") or after.get("dataset")
+            out.append(f"{key} ({where}): {', '.join(diffs) if diffs else 'content differs'}")
+    return out
+
+
+#: Fields of an input's description named when it changed (the sha256 says only that it did).
+_SHOWN = ("path", "dataset", "catalog", "bytes", "files", "rows", "first", "last")
+
+
+def _file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {"path": str(path), "sha256": None}  # the trials say the file is missing
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _dataset(
+    catalog: Catalog, key: tuple[str, str, str, str], window: tuple[int | None, int | None]
+) -> dict[str, Any]:
+    manifest, entries = catalog.entries(*key, start_ns=window[0], end_ns=window[1])
+    files = [(e.path, e.rows, e.start_ns, e.end_ns, e.sha256, path.stat().st_size) for path, e in entries]
+    digest = hashlib.sha256(json.dumps([manifest.kind, files], separators=(",", ":")).encode()).hexdigest()
+    return {
+        "dataset": "/".join(key), "catalog": str(catalog.root), "files": len(files),
+        "rows": sum(e.rows for _, e in entries),
+        "first": format_ns(entries[0][1].start_ns) if entries else None,
+        "last": format_ns(entries[-1][1].end_ns) if entries else None,
+        "sha256": digest,
+    }
