@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -344,6 +345,33 @@ def test_rerun_after_the_data_file_was_rewritten_is_refused_but_a_touched_file_r
     bars.write_text("".join(lines))
     with pytest.raises(ConfigError, match=r"data.sources.0.file \(.*bars.csv\): content differs;"):
         run_sweep(config, space, out)
+
+
+def _failing_sweep(tmp_path: Path, strategy: str) -> tuple[Path, Path]:
+    """A config running ``failing_strategy:<strategy>`` (the file beside it) and a grid failing at bar 100 (trial 1)."""
+    shutil.copy(Path(__file__).with_name("failing_strategy.py"), tmp_path)
+    config = catalog_config(strategy={"name": f"failing_strategy:{strategy}", "instruments": [IID],
+                                      "params": {"at": 5000}})
+    space = {"params": {"strategy.params.at": [5000, 100, 6000]}, "objectives": {"total_return": "maximize"}}
+    return write_yaml(tmp_path / "run.yaml", config), write_yaml(tmp_path / "space.yaml", space)
+
+
+def test_trial_whose_strategy_raises_is_a_failed_row_naming_the_exception_and_its_parameters(
+    ray_address: str, tmp_path: Path
+) -> None:
+    """A strategy raising at one grid point ended the sweep with Ray's traceback, naming no trial or parameter."""
+    config, space = _failing_sweep(tmp_path, "RaisesAt")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert re.search(r"trial 1 \(strategy.params.at=100\) failed: ZeroDivisionError: division by zero at bar 100 "
+                     r"\(at \S+failing_strategy.py:\d+ in on_bar\)", text), text
+    assert "3 (3 run, 0 resumed, 1 failed: see the warnings above)" in text
+    table = pd.read_csv(out / "results.csv")
+    assert list(table["status"]) == ["ok", "failed", "ok"]
+    assert table["error"][1].startswith("ZeroDivisionError: division by zero at bar 100 (at ")
+    assert json.loads((out / "best.json").read_text())["trial"] == 0
 
 
 def test_walk_forward_sweeping_initial_cash_chains_the_test_windows_returns(ray_address: str, workdir: Path) -> None:

@@ -59,7 +59,8 @@ def sweep(
     table = Table(title=f"sweep -> {result.out}", show_header=True, header_style="bold")
     table.add_column("")
     table.add_column("value", overflow="fold")
-    table.add_row("trials", f"{result.total} ({result.ran} run, {result.skipped} resumed)")
+    failed = f", {result.failed} failed: see the warnings above" if result.failed else ""
+    table.add_row("trials", f"{result.total} ({result.ran} run, {result.skipped} resumed{failed})")
     if result.tiers:
         table.add_row("tier", ", ".join(f"{name} ({count} trials)" for name, count in sorted(result.tiers.items())))
     if result.best is not None:

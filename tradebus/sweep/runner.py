@@ -78,6 +78,8 @@ class SweepResult:
     folds: list[dict[str, Any]] = field(default_factory=list)
     #: ``tier -> trials`` run in it by this invocation (``accelerated``, ``event``; see ``tier`` in the space).
     tiers: dict[str, int] = field(default_factory=dict)
+    #: Trials run by this invocation whose backtest raised (``status`` ``failed``; ``error`` says why).
+    failed: int = 0
 
 
 def _config_fingerprint(config: RunConfig) -> str:
@@ -259,10 +261,18 @@ def _grid(
     )
     ran = 0
     for spec, row in executor.run(specs):
-        store.write(row, spec.params)
-        on_trial(row)
+        _record(store, spec, row, on_trial)
         ran += 1
     return ran
+
+
+def _record(store: TrialStore, spec: TrialSpec, row: dict[str, Any], on_trial: OnTrial) -> None:
+    """Store a finished trial's row, warn with its parameters when it failed, report it."""
+    store.write(row, spec.params)
+    if row["status"] == "failed":
+        values = ", ".join(f"{path}={value}" for path, value in spec.params.items())
+        logger.warning("trial {} ({}) failed: {}", spec.number, values, row["error"])
+    on_trial(row)
 
 
 def _study_storage(directory: Path) -> Any:
@@ -333,9 +343,8 @@ def _tpe(
             if t.number not in done
         ]
         for spec, row in executor.run(specs):
-            store.write(row, spec.params)
+            _record(store, spec, row, on_trial)
             tell(spec.number, row)
-            on_trial(row)
             ran += 1
         if asked() >= total:
             return ran
@@ -516,10 +525,13 @@ def run_sweep(
     ray_executor = RayExecutor(workers, address)  # checks --workers before the directory is made
     _prepare(out, config_path, config, space_path, space, force)
     tiers: dict[str, int] = {}
+    failed = 0
 
     def callback(row: dict[str, Any]) -> None:
+        nonlocal failed
         if row.get("tier") is not None:
             tiers[row["tier"]] = tiers.get(row["tier"], 0) + 1
+        failed += row["status"] == "failed"
         if on_trial is not None:
             on_trial(row)
 
@@ -557,7 +569,7 @@ def run_sweep(
                 logger.warning("no trial succeeded: the stress variants were not run")
             else:
                 result.stress = _stress(executor, space, config_path, config, best_params, out)
-    result.tiers = tiers
+    result.tiers, result.failed = tiers, failed
     if no_best is not None:
         raise no_best
     logger.info("sweep written to {} ({} trials run, {} resumed; tiers {})", out, ran, skipped, tiers)

@@ -10,6 +10,7 @@ once a file they came from changes).
 from __future__ import annotations
 
 import time
+import traceback
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,8 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     """Run one trial; return its row: ``trial``, ``status``, ``error``, ``tier``, metrics, ``worker_s``, ``worker_cpu_s``.
 
     ``status`` is ``"ok"``, ``"invalid"`` (the parameters make an invalid config, e.g.
-    ``fast >= slow``; ``error`` says why) or ``"failed"`` (the run raised a tradebus error).
+    ``fast >= slow``; ``error`` says why) or ``"failed"`` (the run raised: a tradebus error's
+    message, or any other exception's type, message and the line that raised it).
     Metrics of a trial that did not run are ``None``.
     """
     from tradebus.config import load_config
@@ -135,6 +137,8 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
                 equity = list(zip(curve.ts.tolist(), curve.equity.tolist(), strict=True))
         except TradebusError as exc:
             row.update(status="failed", error=str(exc))
+        except Exception as exc:  # a bug in a strategy (or the engine) at these parameters: the row says where
+            row.update(status="failed", error=_describe(exc))
     for name in METRIC_COLUMNS:
         row.setdefault(name, None)
     row["worker_s"] = time.perf_counter() - t0
@@ -142,6 +146,16 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
     if spec.keep_equity:
         row["equity"] = equity
     return row
+
+
+def _describe(exc: Exception) -> str:
+    """``"ZeroDivisionError: message (at file.py:12 in on_bar)"``: an exception and the line that raised it."""
+    text = f"{type(exc).__name__}: {exc}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        text += f" (at {last.filename}:{last.lineno} in {last.name})"
+    return text
 
 
 def run_tier(config: Any, variant: StressVariant | None, tier: str) -> tuple[Any, Any, str, EquityCurve]:
