@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from tradebus.config.base import StrictModel
@@ -29,3 +30,11 @@ class RaisesAt(Strategy):
         if self.bars == self.at:
             raise ZeroDivisionError(f"division by zero at bar {self.bars}")
 
+
+class ExitsAt(RaisesAt):
+    """Ends its process on bar ``at`` (a worker that dies: a crash in compiled code, out of memory)."""
+
+    def on_bar(self, bar: Bar) -> None:
+        self.bars += 1
+        if self.bars == self.at:
+            os._exit(3)

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from tradebus.cli import app, run_backtest
 from tradebus.data.catalog import Catalog
-from tradebus.errors import ConfigError
+from tradebus.errors import ConfigError, TradebusError
 from tradebus.sweep.executor import RayExecutor
 from tradebus.sweep.runner import STRESS_KEYS, run_sweep
 from tradebus.sweep.space import load_space
@@ -372,6 +372,17 @@ def test_trial_whose_strategy_raises_is_a_failed_row_naming_the_exception_and_it
     assert list(table["status"]) == ["ok", "failed", "ok"]
     assert table["error"][1].startswith("ZeroDivisionError: division by zero at bar 100 (at ")
     assert json.loads((out / "best.json").read_text())["trial"] == 0
+
+
+def test_trial_whose_worker_dies_stops_the_sweep_naming_the_trial_and_its_parameters(
+    ray_address: str, tmp_path: Path
+) -> None:
+    """A worker process that died surfaced as Ray's WorkerCrashedError traceback, naming no trial."""
+    config, space = _failing_sweep(tmp_path, "ExitsAt")
+    with pytest.raises(TradebusError, match=r"trial 1 \(strategy.params.at=100\): the Ray task running it failed "
+                                            r"\(WorkerCrashedError: .*\); the trials stored before it are kept"):
+        run_sweep(config, space, tmp_path / "out")
+    assert not (tmp_path / "out" / "trials" / "trial-000001.parquet").exists()
 
 
 def test_walk_forward_sweeping_initial_cash_chains_the_test_windows_returns(ray_address: str, workdir: Path) -> None:

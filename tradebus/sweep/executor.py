@@ -28,7 +28,7 @@ from typing import Any
 
 from loguru import logger
 
-from tradebus.errors import ConfigError
+from tradebus.errors import ConfigError, TradebusError
 from tradebus.sweep.trial import TrialSpec, run_trial
 
 __all__ = ["MAX_TRIALS_PER_TASK", "TASK_SECONDS", "RayExecutor", "run_trials"]
@@ -91,6 +91,11 @@ class RayExecutor:
 
         ``row["wall_s"]`` is the time from submitting the trial's task to its result arriving
         in the driver.
+
+        Raises
+        ------
+        TradebusError
+            A task returned no rows (its worker died): names its trials and their parameters.
         """
         import ray
 
@@ -114,10 +119,30 @@ class RayExecutor:
                 return
             ready, _ = ray.wait(list(pending), num_returns=1)
             batch, t0 = pending.pop(ready[0])
-            rows = ray.get(ready[0])
+            try:
+                rows = ray.get(ready[0])
+            except ray.exceptions.RayError as exc:
+                raise _task_failed(batch, exc) from None
             wall = time.perf_counter() - t0
             trial_s = sum(row["worker_s"] for row in rows) / len(rows)
             per_task = max(1, min(MAX_TRIALS_PER_TASK, int(TASK_SECONDS / max(trial_s, 1e-6))))
             for spec, row in zip(batch, rows, strict=True):
                 row["wall_s"] = wall
                 yield spec, row
+
+
+def _task_failed(batch: list[TrialSpec], exc: Exception) -> TradebusError:
+    """The error of a Ray task that returned no rows (its worker died, ...), naming its trials and parameters.
+
+    A trial's own exception is its row's error (:func:`~tradebus.sweep.trial.run_trial`); this is
+    everything else: the worker process exiting or killed (out of memory), a node lost.
+    """
+    trials = "; ".join(
+        f"{spec.number} ({', '.join(f'{path}={value}' for path, value in spec.params.items())})" for spec in batch
+    )
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return TradebusError(
+        f"trial{'s' if len(batch) > 1 else ''} {trials}: the Ray task running "
+        f"{'them' if len(batch) > 1 else 'it'} failed ({type(exc).__name__}: {reason}); the trials stored "
+        "before it are kept: the same command resumes (and runs these trials again)"
+    )
