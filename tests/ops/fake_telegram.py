@@ -14,7 +14,8 @@ class FakeBotApi:
 
     ``push(chat_id, text)`` queues an incoming message; ``sent`` holds every
     ``(chat_id, text)`` the bot sent; ``send_delay`` slows ``sendMessage`` down; a wrong
-    token gets 401 like the real API.
+    token gets 401 like the real API; ``throttle``, ``garble`` and ``fail`` make the next
+    ``sendMessage`` calls fail (429, a JSON list, an HTTP 5xx page).
     """
 
     def __init__(self, token: str, send_delay: float = 0.0) -> None:
@@ -24,6 +25,9 @@ class FakeBotApi:
         self.throttle = 0
         #: answer this many sendMessage or getUpdates calls with a JSON list instead of an object first
         self.garble = 0
+        #: answer this many sendMessage calls with ``fail_status`` (a proxy's HTML page, not JSON) first
+        self.fail = 0
+        self.fail_status = 502
         self.sent: list[tuple[int, str]] = []
         self.requests: list[str] = []
         self._updates: list[dict[str, Any]] = []
@@ -51,6 +55,9 @@ class FakeBotApi:
             self.garble -= 1
             return web.json_response([1, 2])
         if method == "sendMessage":
+            if self.fail > 0:
+                self.fail -= 1
+                return web.Response(status=self.fail_status, text="<html>Bad Gateway</html>", content_type="text/html")
             if self.throttle > 0:
                 self.throttle -= 1
                 body429 = {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 0.2"}

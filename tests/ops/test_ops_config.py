@@ -27,6 +27,8 @@ def paper(ops: Any) -> dict[str, Any]:
         ({"telegram": {"chat_ids": []}}, "ops.telegram.chat_ids"),
         ({"telegram": {"chat_ids": [1], "alerts": ["fills"]}}, "ops.telegram.alerts"),
         ({"telegram": {"chat_ids": [1], "daily_summary_utc": "24:00"}}, "ops.telegram.daily_summary_utc"),
+        ({"telegram": {"chat_ids": [1], "send_retries": -1}}, "ops.telegram.send_retries"),
+        ({"telegram": {"chat_ids": [1], "retry_delay": 0}}, "ops.telegram.retry_delay"),
         ({"log": {"file": "x.log", "serialise": True}}, "ops.log.serialise"),
         ({"log": {"file": "x.log", "rotation": "100 MBs"}}, "ops.log.rotation"),
         ({"log": {"file": "x.log", "retention": "forever"}}, "ops.log.retention"),

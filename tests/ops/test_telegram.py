@@ -13,6 +13,7 @@ import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from loguru import logger
@@ -22,7 +23,8 @@ from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueSe
 from tradebus.engine.messages import OrderDenied, TradingState
 from tradebus.errors import ConfigError
 from tradebus.node.daemon import PaperNode
-from tradebus.ops.config import TelegramConfig
+from tradebus.ops.config import OpsConfig, TelegramConfig
+from tradebus.ops.hooks import OpsHooks
 from tradebus.ops.metrics import DaemonMetrics
 from tradebus.ops.telegram import TelegramBot, read_token, seconds_until
 
@@ -178,6 +180,72 @@ async def test_an_answer_that_is_not_a_json_object_fails_one_send_not_the_bot() 
         await until(lambda: bot.sent == 1, 5.0)
         await bot.stop()
     assert api.texts() == ["after it"]
+
+
+def _ops_bot(api: FakeBotApi, monkeypatch: pytest.MonkeyPatch, **telegram: Any) -> OpsHooks:
+    """The ops hooks of a daemon whose Telegram is ``api`` (retries every 10 ms at most)."""
+    monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+    block = {"chat_ids": [OPERATOR], "token_env": "TB_TEST_TELEGRAM_TOKEN", "base_url": api.base_url,
+             "commands": False, "retry_delay": 0.01, **telegram}  # fmt: skip
+    return OpsHooks(OpsConfig.model_validate({"telegram": block}))
+
+
+async def test_a_send_failing_with_5xx_is_retried_and_delivered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An HTTP 502 (a proxy's HTML page) lost the alert: it was counted in ``failed`` only, never sent again."""
+    async with FakeBotApi(TOKEN) as api:
+        api.fail = 2
+        hooks = _ops_bot(api, monkeypatch)
+        bot = hooks.telegram
+        assert bot is not None
+        await bot.start()
+        bot.alert("fill", "after two 502s")
+        await until(lambda: bot.sent == 1 or bot.failed == 1, 5.0)
+        await bot.stop()
+    assert api.texts() == ["after two 502s"]
+    assert (bot.retried, bot.failed) == (2, 0)
+    assert api.requests == ["sendMessage"] * 3
+    assert hooks.metrics.registry.get_sample_value("tradebus_alerts_failed_total") == 0
+
+
+async def test_a_send_always_failing_is_retried_a_bounded_number_of_times_and_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with FakeBotApi(TOKEN) as api:
+        api.fail, api.fail_status = 10**6, 503
+        hooks = _ops_bot(api, monkeypatch, send_retries=3)
+        bot = hooks.telegram
+        assert bot is not None
+        await bot.start()
+        bot.alert("fill", "never delivered")
+        bot.alert("fill", "nor this one")
+        await until(lambda: bot.failed == 2, 5.0)
+        await bot.stop()
+    assert api.sent == [] and bot.retried == 6
+    assert api.requests == ["sendMessage"] * 8  # 1 + 3 retries per alert, then the next alert
+    assert hooks.metrics.registry.get_sample_value("tradebus_alerts_failed_total") == 2
+    assert b"tradebus_alerts_failed_total 2.0" in hooks.metrics.exposition()
+
+
+async def test_a_bot_api_that_cannot_be_reached_is_retried_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with FakeBotApi(TOKEN) as api:
+        base_url = api.base_url  # nothing listens there once the fake API is gone
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="INFO", format="{message}")
+    try:
+        hooks = _ops_bot(api, monkeypatch, send_retries=2)
+        bot = hooks.telegram
+        assert bot is not None and bot.config.base_url == base_url
+        await bot.start()
+        bot.alert("fill", "nobody there")
+        await until(lambda: bot.failed == 1, 5.0)
+        await bot.stop()
+    finally:
+        logger.remove(sink)
+    assert bot.retried == 2
+    assert hooks.metrics.registry.get_sample_value("tradebus_alerts_failed_total") == 1
+    assert sum("ConnectError" in line and "retry" in line for line in lines) == 2
+    assert any("message not delivered: ConnectError" in line for line in lines)
+    assert not any(TOKEN in line for line in lines)
 
 
 def test_daily_summary_schedule() -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from loguru import logger
-from pydantic import Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
 from tradebus.config.base import StrictModel
 
@@ -68,6 +68,13 @@ class TelegramConfig(_Model):
         ``HH:MM`` UTC of the daily summary.
     commands
         Accept ``/status``, ``/positions``, ``/pnl``, ``/halt``, ``/resume``, ``/flatten``.
+    send_retries
+        A message the Bot API did not take because of an HTTP 5xx, a connection error or
+        flood control (429) is sent again up to this many times; then it is counted as not
+        delivered (``tradebus_alerts_failed_total``).
+    retry_delay
+        Longest wait before the first retry (seconds); the ceiling doubles per retry up to
+        30 s, the wait is drawn below it (full jitter). A 429 waits its ``retry_after`` instead.
     """
 
     chat_ids: list[int] = Field(min_length=1)
@@ -78,6 +85,8 @@ class TelegramConfig(_Model):
     poll_timeout: PositiveFloat = 20.0
     daily_summary_utc: str = "00:00"
     commands: bool = True
+    send_retries: NonNegativeInt = 4
+    retry_delay: PositiveFloat = 1.0
 
     @field_validator("daily_summary_utc")
     @classmethod

@@ -88,7 +88,11 @@ class OpsHooks:
         self._epoch = time.time_ns()
         if config.telegram is not None:
             self.telegram = TelegramBot(
-                config.telegram, read_token(config.telegram), self.command, self.metrics.alerts_dropped.inc
+                config.telegram,
+                read_token(config.telegram),
+                self.command,
+                on_drop=self.metrics.alerts_dropped.inc,
+                on_fail=self.metrics.alerts_failed.inc,
             )
 
     # ------------------------------------------------------------------ daemon calls

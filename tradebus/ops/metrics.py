@@ -37,6 +37,7 @@ metric                                             labels
 ``tradebus_event_loop_lag_seconds`` (+ histogram ``tradebus_event_loop_lag_seconds_hist``)
 ``tradebus_asyncio_tasks``
 ``tradebus_alerts_dropped_total``
+``tradebus_alerts_failed_total``                   -- not taken by the Bot API after the retries
 ``process_resident_memory_bytes``, ``process_open_fds``, ...  (prometheus-client's process collector)
 =================================================  ===========================================
 """
@@ -152,6 +153,11 @@ class DaemonMetrics:
         )
         self.alerts_dropped = Counter(
             "tradebus_alerts_dropped", "Alerts dropped because the outgoing queue was full", registry=r
+        )
+        self.alerts_failed = Counter(
+            "tradebus_alerts_failed",
+            "Alerts the Bot API did not take (refused, or failing after the retries)",
+            registry=r,
         )
         self._msg_children: dict[tuple[type, str], Any] = {}
         self._lag_children: dict[str, Any] = {}

@@ -3,8 +3,12 @@
 :meth:`TelegramBot.alert` never waits: it puts the message in a bounded queue and returns;
 when the queue is full the message is dropped and counted (``dropped``, and the
 ``on_drop`` callback: the ``tradebus_alerts_dropped_total`` metric). A sender task drains
-the queue; a poller task reads commands and answers only chats of the allow-list
-(``chat_ids``) -- a command from any other chat is ignored, counted and logged by chat id.
+the queue; a send that fails with an HTTP 5xx, a connection error or flood control (429) is
+retried ``send_retries`` times with a capped, jittered backoff (a 429 waits its ``retry_after``),
+and a message still not taken (or refused: 4xx) is counted (``failed``, and the ``on_fail``
+callback: the ``tradebus_alerts_failed_total`` metric). A poller task reads commands and
+answers only chats of the allow-list (``chat_ids``) -- a command from any other chat is
+ignored, counted and logged by chat id.
 
 The bot token comes from the environment variable the config names. It is part of every
 Bot API URL, so no URL is ever logged: errors are logged with the token replaced by
@@ -24,6 +28,7 @@ from typing import Any
 import httpx
 from loguru import logger
 
+from tradebus.adapters.common.policy import Backoff
 from tradebus.errors import ConfigError
 from tradebus.ops.config import TelegramConfig
 
@@ -32,11 +37,14 @@ __all__ = ["TelegramBot", "read_token", "seconds_until"]
 logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry the request URL, i.e. the token
 
 
-class _Throttled(Exception):
-    """Telegram's flood control: retry after ``retry_after`` seconds."""
+class _Retryable(Exception):
+    """A Bot API call that may succeed when made again: HTTP 5xx, or flood control (429).
 
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"HTTP 429: retry after {retry_after:g} s")
+    ``retry_after`` is the wait flood control asks for (seconds), ``None`` when it names none.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
         self.retry_after = retry_after
 
 
@@ -77,6 +85,8 @@ class TelegramBot:
         ``(text, chat_id) -> reply`` for a command from an allowed chat (``None``: commands off).
     on_drop
         Called once per dropped message.
+    on_fail
+        Called once per message the Bot API did not take (after the retries).
     """
 
     def __init__(
@@ -85,11 +95,13 @@ class TelegramBot:
         token: str,
         on_command: Callable[[str, int], str] | None = None,
         on_drop: Callable[[], None] | None = None,
+        on_fail: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self._token = token
         self._on_command = on_command
         self._on_drop = on_drop
+        self._on_fail = on_fail
         self._kinds = frozenset(config.alerts)
         self._allowed = frozenset(config.chat_ids)
         self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(config.queue_size)
@@ -98,6 +110,7 @@ class TelegramBot:
         self.failed = 0
         self.ignored_commands = 0
         self.throttled = 0
+        self.retried = 0
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -126,26 +139,42 @@ class TelegramBot:
     async def _post(self, method: str, payload: dict[str, Any]) -> Any:
         assert self._client is not None
         resp = await self._client.post(method, json=payload)
+        if resp.status_code >= 500:  # the answer is often a proxy's HTML page, not the API's JSON
+            raise _Retryable(f"Bot API {method}: HTTP {resp.status_code}")
         body = resp.json()
         if not isinstance(body, dict):
             raise RuntimeError(f"Bot API {method}: HTTP {resp.status_code}: the answer is not a JSON object")
         if not body.get("ok"):
-            retry = (body.get("parameters") or {}).get("retry_after")
-            if resp.status_code == 429 and isinstance(retry, int | float):
-                raise _Throttled(float(retry))
-            raise RuntimeError(f"Bot API {method}: HTTP {resp.status_code} {body.get('description', '')}")
+            description = f"Bot API {method}: HTTP {resp.status_code} {body.get('description', '')}"
+            if resp.status_code == 429:
+                retry = (body.get("parameters") or {}).get("retry_after")
+                raise _Retryable(description, float(retry) if isinstance(retry, int | float) else None)
+            raise RuntimeError(description)
         return body.get("result")
 
     async def _send(self, chat: int, text: str) -> None:
-        """``sendMessage``, waiting out Telegram's flood control (HTTP 429 ``retry_after``) up to 3 times."""
-        for _ in range(3):
+        """``sendMessage``, retried after an HTTP 5xx, a connection error or flood control (module docstring)."""
+        retries = self.config.send_retries
+        backoff = Backoff(base=self.config.retry_delay, cap=max(30.0, self.config.retry_delay), min_delay=0.0)
+        for attempt in range(retries + 1):
             try:
                 await self._post("sendMessage", {"chat_id": chat, "text": text})
                 return
-            except _Throttled as exc:
-                self.throttled += 1
-                await asyncio.sleep(min(exc.retry_after, 60.0))
-        await self._post("sendMessage", {"chat_id": chat, "text": text})
+            except (_Retryable, httpx.TransportError) as exc:
+                if attempt == retries:
+                    raise
+                throttle = exc.retry_after if isinstance(exc, _Retryable) else None
+                if throttle is not None:
+                    self.throttled += 1
+                    delay = min(throttle, 60.0)
+                else:
+                    delay = backoff.next_delay(0.0)
+                self.retried += 1
+                logger.info(
+                    "telegram: sendMessage to chat {} failed ({}); retry {} of {} in {:.2f} s",
+                    chat, self._redact(exc), attempt + 1, retries, delay,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
 
     async def _sender(self) -> None:
         while True:
@@ -153,9 +182,13 @@ class TelegramBot:
             try:
                 await self._send(chat, text)
                 self.sent += 1
-            except (httpx.HTTPError, RuntimeError, ValueError, _Throttled) as exc:
+            except (httpx.HTTPError, RuntimeError, ValueError, _Retryable) as exc:
                 self.failed += 1
-                logger.warning("telegram: sendMessage to chat {} failed: {}", chat, self._redact(exc))
+                if self._on_fail is not None:
+                    self._on_fail()
+                logger.warning(
+                    "telegram: sendMessage to chat {} failed, message not delivered: {}", chat, self._redact(exc)
+                )
             finally:
                 self.queue.task_done()
 
@@ -171,7 +204,7 @@ class TelegramBot:
                     params["offset"] = offset
                 updates = await self._post("getUpdates", params)
                 delay = 1.0
-            except (httpx.HTTPError, RuntimeError, ValueError, _Throttled) as exc:
+            except (httpx.HTTPError, RuntimeError, ValueError, _Retryable) as exc:
                 logger.warning("telegram: getUpdates failed, retrying in {:.0f} s: {}", delay, self._redact(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
