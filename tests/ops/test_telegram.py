@@ -315,4 +315,38 @@ async def test_a_dropped_feed_is_alerted_down_and_up_once_and_its_first_connecti
             await asyncio.wait_for(task, 20)
     feed = node.feeds[0].name
     texts = [t for t in api.texts(OPERATOR) if t.startswith(f"feed {feed}")]
-    assert texts == [f"feed {feed} disconnected; reconnecting", f"feed {feed} connected again (connection 2)"]
+    assert len(texts) == 2 and texts[1] == f"feed {feed} connected again (connection 2)"
+    assert texts[0].startswith(f"feed {feed} disconnected (ConnectionClosedError: ") and texts[0].endswith("; reconnecting")
+
+
+async def test_a_feed_dropped_and_reconnected_within_milliseconds_is_alerted_and_counted_every_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Three drops each followed by an immediate reconnect: the connection watcher polled twice a
+    second, saw the feed connected every time and alerted nothing (nor counted a disconnect)."""
+    monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+    drops = [Fault(FaultKind.DROP, at=100, connection=n) for n in range(3)]
+    async with FakeBotApi(TOKEN) as api, LocalVenueServer(
+        BinanceProtocol(USDM_SNAPSHOT, futures=True), USDM_FRAMES[:1200], drops, speed=20.0, lifetime=120.0
+    ) as srv:
+        ops = {"telegram": {"chat_ids": [OPERATOR], "token_env": "TB_TEST_TELEGRAM_TOKEN", "base_url": api.base_url,
+                            "commands": False}}  # fmt: skip
+        data = usdm_paper(srv, ops)
+        data["feeds"][0]["backoff"] = {"base": 0.001, "cap": 0.001, "min_delay": 0.0}  # reconnect at once
+        node = PaperNode(config_of(data), handle_signals=False)
+        task = asyncio.create_task(node.run())
+        try:
+            await until(lambda: len(srv.sessions) == 4 and node.feeds[0].client.connected.is_set(), 60.0)
+            await until(lambda: any("(connection 4)" in t for t in api.texts()), 5.0)
+        finally:
+            node.stop("test done")
+            await asyncio.wait_for(task, 20)
+    feed = node.feeds[0].name
+    texts = [t for t in api.texts(OPERATOR) if t.startswith(f"feed {feed}")]
+    # six alerts: the stop that closed the last connection is not one
+    assert [t.split(" (")[0] for t in texts] == [f"feed {feed} disconnected", f"feed {feed} connected again"] * 3
+    assert [t for t in texts if "connected again" in t] == [
+        f"feed {feed} connected again (connection {n})" for n in (2, 3, 4)
+    ]
+    registry = node.ops.metrics.registry  # type: ignore[union-attr]
+    assert registry.get_sample_value("tradebus_feed_disconnects_total", {"feed": feed}) == 3  # the stop is none

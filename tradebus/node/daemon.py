@@ -260,6 +260,8 @@ class PaperNode:
             sink = self.router if self.ops is None else self.ops.sink(self.router)
             self.feeds = build_feeds(self.config, sink, live=True, recorder=self.recorder)
             attach_feeds(self.feeds, self.guard, self.kernel.cache)
+            if self.ops is not None:
+                self.ops.watch(self.feeds)
             self._feeds_built()
             await asyncio.sleep(0)  # let a signal received so far be handled before subscribing
             if not self._stop.is_set():

@@ -8,6 +8,8 @@ built from its config's ``ops:`` block and calls:
   :class:`OpsTarget` (``kernel``, ``feeds``, ``running``, ``stop``);
 * ``hooks.sink(router)`` as the sink it gives its feeds (counts every message, its lag and
   its receive time);
+* ``hooks.watch(feeds)`` once the feeds exist, before they run (each connection that ends
+  or opens again is counted and alerted as it happens);
 * ``await hooks.stop(reason)`` last thing in its shutdown.
 
 A live daemon also reports what only it knows: :meth:`OpsHooks.on_reconciliation_mismatch`,
@@ -124,8 +126,13 @@ class OpsHooks:
         if self.telegram is not None:
             self._subscribe_alerts(kernel.bus)
             await self.telegram.start(self.daily_summary)
-            self._tasks.append(asyncio.create_task(self._watch_connections(), name="ops:connections"))
             self.telegram.alert("lifecycle", f"tradebus {self.mode} daemon starting: {', '.join(kernel.instruments)}")
+
+    def watch(self, feeds: list[Any]) -> None:
+        """Count and alert every connection of ``feeds`` that ends, and every reconnection, when it happens."""
+        for feed in feeds:
+            if feed.client is not None:
+                feed.client.connection_listeners.append(self._on_connection)
 
     async def stop(self, reason: str) -> None:
         """Send the stop alert, stop every task and the server, close the log file."""
@@ -189,25 +196,13 @@ class OpsHooks:
         bus.subscribe(BookResynced, lambda m: alert("resync", f"book {m.instrument_id} resynced: {m.reason}"))
         bus.subscribe(FeedStale, lambda m: alert("stale", f"feed {m.source} stale: orders on its instruments stop"))
 
-    async def _watch_connections(self) -> None:
-        """Alert when a feed's connection drops or comes back (polled twice a second; the first connection is no news)."""
-        assert self.target is not None
-        was: dict[str, bool] = {}
-        down: set[str] = set()
-        while True:
-            for feed in self.target.feeds:
-                client = feed.client
-                if client is None:
-                    continue
-                now = client.connected.is_set()
-                if was.get(feed.name) and not now:
-                    down.add(feed.name)
-                    self._alert("disconnect", f"feed {feed.name} disconnected; reconnecting")
-                elif now and feed.name in down:
-                    down.discard(feed.name)
-                    self._alert("disconnect", f"feed {feed.name} connected again (connection {client.connections})")
-                was[feed.name] = now
-            await asyncio.sleep(0.5)
+    def _on_connection(self, client: Any, connected: bool, reason: str) -> None:
+        """A feed's connection opened or ended (the first connection is no news)."""
+        if not connected:
+            self.metrics.disconnects.labels(client.name).inc()
+            self._alert("disconnect", f"feed {client.name} disconnected ({reason[:200]}); reconnecting")
+        elif client.connections > 1:
+            self._alert("disconnect", f"feed {client.name} connected again (connection {client.connections})")
 
     # ------------------------------------------------------------------ control
 

@@ -14,6 +14,7 @@ metric                                             labels
 ``tradebus_feed_lag_seconds`` (histogram)          venue  -- venue time to receive time
 ``tradebus_feed_frames_total``                     feed
 ``tradebus_feed_reconnects_total``                 feed
+``tradebus_feed_disconnects_total``                feed  -- connections that ended (not by a stop)
 ``tradebus_feed_connected``                        feed
 ``tradebus_feed_last_message_age_seconds``         feed
 ``tradebus_feed_stale_total``                      feed
@@ -125,6 +126,9 @@ class DaemonMetrics:
             ["venue"],
             buckets=_LAG_BUCKETS,
             registry=r,
+        )
+        self.disconnects = Counter(
+            "tradebus_feed_disconnects", "Feed connections that ended other than by a stop", ["feed"], registry=r
         )
         self.stale = Counter("tradebus_feed_stale", "Stale-feed events (FeedStale)", ["feed"], registry=r)
         self.resyncs = Counter("tradebus_book_resyncs", "Order books resynced", ["instrument"], registry=r)

@@ -7,8 +7,10 @@ send the subscription frames for the tracked :class:`SubscriptionSet`, hand ever
 :class:`~tradebus.adapters.common.recorder.FrameRecorder` is attached, send the venue's
 keep-alive, publish FeedStale and recycle the connection when the feed goes silent,
 reconnect before the venue's scheduled disconnect, and after any retryable error
-reconnect with jittered backoff. A fatal error (auth, a bug in a handler or the sink)
-stops :meth:`WsClient.run` by raising; a subscription the venue refuses stops it with
+reconnect with jittered backoff; tell its ``connection_listeners`` of every connection
+opened and every one ended (not by a stop) as it happens. A fatal error (auth, a bug in
+a handler or the sink) stops :meth:`WsClient.run` by raising; a subscription the venue
+refuses stops it with
 :class:`~tradebus.adapters.common.policy.SubscriptionRejected` on every venue (Binance:
 an ``error`` reply or a refused combined-stream handshake; OKX: an ``error`` event;
 Bybit: a ``success: false`` subscribe reply).
@@ -45,10 +47,13 @@ from tradebus.adapters.common.stream_books import StreamBooks
 from tradebus.adapters.common.watchdog import StaleWatchdog
 from tradebus.errors import ParseError, VenueError
 
-__all__ = ["Sink", "StreamBookClient", "StreamParser", "WsClient"]
+__all__ = ["ConnectionListener", "Sink", "StreamBookClient", "StreamParser", "WsClient"]
 
 Sink = Callable[[Any], None]
 """Where core messages go (``kernel.process``, ``bus.publish``, ``list.append`` in tests)."""
+
+ConnectionListener = Callable[["WsClient", bool, str], None]
+"""Told ``(client, connected, reason)`` when a connection opens (``reason`` empty) or ends."""
 
 
 class WsClient(ABC):
@@ -96,6 +101,9 @@ class WsClient(ABC):
         #: live venue queued requests while handling it: a burst of queued frames waits, the
         #: order goes out first). ``None``: frames are handled back to back.
         self.yield_when: Callable[[], bool] | None = None
+        #: Told when a connection opens and when one ends other than by :meth:`stop` (each
+        #: event as it happens, however short the outage: the operations layer's alerts).
+        self.connection_listeners: list[ConnectionListener] = []
 
     # ------------------------------------------------------------ venue hooks
 
@@ -177,6 +185,7 @@ class WsClient(ABC):
                         raise VenueError(f"{self.name}: fatal connection error: {reason}") from exc
                 finally:
                     self._ws = None
+                    was_connected = self.connected.is_set()
                     self.connected.clear()
                     if self.connections > opened_before:
                         failures = 0
@@ -184,6 +193,8 @@ class WsClient(ABC):
                     self.on_disconnected("stopped")
                     break
                 self.on_disconnected(reason)
+                if was_connected:
+                    self._tell_listeners(False, reason)
                 failures += 1
                 if policy.max_reconnects is not None and failures > policy.max_reconnects:
                     raise VenueError(f"{self.name}: gave up after {failures - 1} reconnect attempts ({reason})")
@@ -214,6 +225,7 @@ class WsClient(ABC):
             for frame in self.subscribe_frames():
                 await ws.send(frame)
             self.connected.set()
+            self._tell_listeners(True, "")
             await self.on_connected()
             timers = asyncio.create_task(self._timers(ws, now), name=f"timers:{self.conn_id}")
             try:
@@ -224,6 +236,13 @@ class WsClient(ABC):
                     await timers
                 except asyncio.CancelledError:
                     pass
+
+    def _tell_listeners(self, connected: bool, reason: str) -> None:
+        for listener in self.connection_listeners:
+            try:
+                listener(self, connected, reason)
+            except Exception:  # an observer's bug must not end the feed
+                logger.exception("{}: a connection listener failed", self.name)
 
     async def _receive(self, ws: ClientConnection) -> None:
         clock = self.clock_ns
