@@ -350,3 +350,33 @@ async def test_a_feed_dropped_and_reconnected_within_milliseconds_is_alerted_and
     ]
     registry = node.ops.metrics.registry  # type: ignore[union-attr]
     assert registry.get_sample_value("tradebus_feed_disconnects_total", {"feed": feed}) == 3  # the stop is none
+
+
+async def test_a_feed_that_cannot_reconnect_goes_stale_and_is_alerted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The venue drops the feed and refuses every reconnection: the stale-feed watchdog ran only while a
+    connection was open, so no FeedStale came however long the outage (no alert, no count, and the
+    market guard went on letting orders through on the feed's instruments)."""
+    monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+    drop = Fault(FaultKind.DROP, at=100)
+    async with FakeBotApi(TOKEN) as api, LocalVenueServer(
+        BinanceProtocol(USDM_SNAPSHOT, futures=True), USDM_FRAMES[:600], [drop], speed=20.0, lifetime=120.0,
+        max_connections=1,  # every reconnection is refused (HTTP 503)
+    ) as srv:  # fmt: skip
+        ops = {"telegram": {"chat_ids": [OPERATOR], "token_env": "TB_TEST_TELEGRAM_TOKEN", "base_url": api.base_url,
+                            "commands": False}}  # fmt: skip
+        data = usdm_paper(srv, ops)
+        data["feeds"][0]["stale_after"] = 1.0
+        data["feeds"][0]["backoff"] = {"base": 0.2, "cap": 0.5, "min_delay": 0.1}
+        node = PaperNode(config_of(data), handle_signals=False)
+        task = asyncio.create_task(node.run())
+        try:
+            await until(lambda: any(" stale: " in t for t in api.texts()), 20.0)
+            assert not node.feeds[0].client.connected.is_set() and node.feeds[0].client.connections == 1
+            assert node.guard.stale(USDM_IID)
+        finally:
+            node.stop("test done")
+            await asyncio.wait_for(task, 20)
+    feed = node.feeds[0].name
+    assert [t for t in api.texts(OPERATOR) if " stale: " in t] == [f"feed {feed} stale: orders on its instruments stop"]
+    registry = node.ops.metrics.registry  # type: ignore[union-attr]
+    assert registry.get_sample_value("tradebus_feed_stale_total", {"feed": feed}) == 1

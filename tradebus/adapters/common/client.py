@@ -5,7 +5,8 @@
 send the subscription frames for the tracked :class:`SubscriptionSet`, hand every frame
 (with its local receive time) to :meth:`WsClient.on_frame`, record raw frames if a
 :class:`~tradebus.adapters.common.recorder.FrameRecorder` is attached, send the venue's
-keep-alive, publish FeedStale and recycle the connection when the feed goes silent,
+keep-alive, publish FeedStale and recycle the connection when the feed goes silent
+(FeedStale also when the silence is an outage whose reconnections keep failing),
 reconnect before the venue's scheduled disconnect, and after any retryable error
 reconnect with jittered backoff; tell its ``connection_listeners`` of every connection
 opened and every one ended (not by a stop) as it happens. A fatal error (auth, a bug in
@@ -166,6 +167,7 @@ class WsClient(ABC):
         """
         policy = self.policy
         failures = 0
+        silence = asyncio.create_task(self._watch_while_down(), name=f"silence:{self.name}")
         try:
             while not self._stopping:
                 reason = "closed"
@@ -205,9 +207,23 @@ class WsClient(ABC):
                 except TimeoutError:
                     pass
         finally:
+            silence.cancel()
+            await asyncio.gather(silence, return_exceptions=True)
             if self.recorder is not None:
                 self.recorder.flush()
             await self.on_stopped()
+
+    async def _watch_while_down(self) -> None:
+        """Between connections (once one was open), publish FeedStale when the silence gets too long.
+
+        An open connection's own timers watch it; this covers an outage whose reconnection
+        attempts keep failing.
+        """
+        tick = min(1.0, self.policy.stale_after / 4)
+        while True:
+            await asyncio.sleep(tick)
+            if self.connections and not self.connected.is_set():
+                self.watchdog.check(self.clock_ns())
 
     async def _connect_and_receive(self) -> None:
         policy = self.policy

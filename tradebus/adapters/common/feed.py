@@ -92,7 +92,8 @@ class FeedConfig(_Model):
     stale_after
         Seconds of silence after which the feed is declared stale: ``FeedStale`` is
         published, orders on its instruments are denied until data flows again, and the
-        connection is recycled.
+        connection is recycled. An outage counts as silence (a feed whose reconnections
+        keep failing goes stale too).
     backoff
         Reconnect delays.
     max_reconnects
