@@ -248,6 +248,31 @@ async def test_a_bot_api_that_cannot_be_reached_is_retried_and_counted(monkeypat
     assert not any(TOKEN in line for line in lines)
 
 
+async def test_alerts_still_queued_at_the_stop_are_counted_and_logged_as_not_delivered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Bot API down when the daemon stops: the stop alert and those before it were cancelled with the
+    sender, in no count and no log line (only ``dropped`` was reported at the stop)."""
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        async with FakeBotApi(TOKEN) as api:
+            api.fail = 10**6
+            hooks = _ops_bot(api, monkeypatch, retry_delay=60.0)
+            bot = hooks.telegram
+            assert bot is not None
+            await bot.start()
+            for n in range(3):
+                bot.alert("lifecycle", f"alert {n}")
+            await until(lambda: bot.retried == 1, 5.0)  # the first is being retried, two wait in the queue
+            await bot.stop(timeout=0.2)
+    finally:
+        logger.remove(sink)
+    assert api.sent == [] and bot.failed == 3 and bot.queue.empty()
+    assert hooks.metrics.registry.get_sample_value("tradebus_alerts_failed_total") == 3
+    assert "telegram: 3 message(s) not delivered before the stop\n" in lines
+
+
 def test_daily_summary_schedule() -> None:
     at = dt.datetime(2026, 12, 3, 23, 30, tzinfo=dt.UTC)
     assert seconds_until("00:00", at) == 30 * 60

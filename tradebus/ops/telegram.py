@@ -6,7 +6,8 @@ when the queue is full the message is dropped and counted (``dropped``, and the
 the queue; a send that fails with an HTTP 5xx, a connection error or flood control (429) is
 retried ``send_retries`` times with a capped, jittered backoff (a 429 waits its ``retry_after``),
 and a message still not taken (or refused: 4xx) is counted (``failed``, and the ``on_fail``
-callback: the ``tradebus_alerts_failed_total`` metric). A poller task reads commands and
+callback: the ``tradebus_alerts_failed_total`` metric), as is one still queued or being sent
+when the bot stops. A poller task reads commands and
 answers only chats of the allow-list (``chat_ids``) -- a command from any other chat is
 ignored, counted and logged by chat id.
 
@@ -111,6 +112,7 @@ class TelegramBot:
         self.ignored_commands = 0
         self.throttled = 0
         self.retried = 0
+        self._sending = False
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -176,20 +178,26 @@ class TelegramBot:
                 )  # fmt: skip
                 await asyncio.sleep(delay)
 
+    def _not_delivered(self, count: int = 1) -> None:
+        self.failed += count
+        if self._on_fail is not None:
+            for _ in range(count):
+                self._on_fail()
+
     async def _sender(self) -> None:
         while True:
             chat, text = await self.queue.get()
+            self._sending = True
             try:
                 await self._send(chat, text)
                 self.sent += 1
             except (httpx.HTTPError, RuntimeError, ValueError, _Retryable) as exc:
-                self.failed += 1
-                if self._on_fail is not None:
-                    self._on_fail()
+                self._not_delivered()
                 logger.warning(
                     "telegram: sendMessage to chat {} failed, message not delivered: {}", chat, self._redact(exc)
                 )
             finally:
+                self._sending = False
                 self.queue.task_done()
 
     # ------------------------------------------------------------------ in
@@ -254,14 +262,25 @@ class TelegramBot:
             self.alert("daily_summary", summary())
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Send what is queued (for at most ``timeout`` seconds), then stop the tasks and the client."""
-        if self._tasks and not self.queue.empty():
+        """Send what is queued (for at most ``timeout`` seconds), then stop the tasks and the client.
+
+        Messages still queued or being sent then are counted as not delivered, and logged.
+        """
+        if self._tasks:  # join() also waits for a message taken from the queue and not yet sent
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.queue.join(), timeout)
+        unsent = int(self._sending)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        while not self.queue.empty():
+            self.queue.get_nowait()
+            self.queue.task_done()
+            unsent += 1
+        if unsent:
+            self._not_delivered(unsent)
+            logger.warning("telegram: {} message(s) not delivered before the stop", unsent)
         if self._client is not None:
             await self._client.aclose()
             self._client = None
