@@ -15,7 +15,7 @@ from loguru import logger
 
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import Bar, OrderSide
+from tradebus.engine.messages import Bar, OrderSide, Trade
 from tradebus.errors import OrderError
 from tradebus.execution.config import VenueConfig
 from tradebus.strategies.base import Strategy
@@ -148,7 +148,7 @@ def test_a_static_stop_at_the_same_start_would_not_have_filled() -> None:
     assert fills(run(bars, script)) == [("BUY", 100.0, 2)]
 
 
-def test_good_till_date_cancels_at_its_time() -> None:
+def test_good_till_date_expires_at_its_time() -> None:
     """A buy limit at 90 good till bar 3's time: bar 4 trades at 89 but the order is gone."""
     def place(s: Scripted) -> None:
         coid = s.submit_limit(IID, BUY, 1.0, 90.0)
@@ -159,10 +159,51 @@ def test_good_till_date_cancels_at_its_time() -> None:
     kernel = run(bars, {1: place})
     assert fills(kernel) == []
     [order] = kernel.result.orders
-    assert str(order.status) == "CANCELED"
+    assert str(order.status) == "EXPIRED"
     # the same order without the date fills at bar 4
     control = run(bars, {1: lambda s: s.submit_limit(IID, BUY, 1.0, 90.0)})
     assert fills(control) == [("BUY", 90.0, 4)]
+
+
+def test_good_till_date_with_latency_expires_at_its_time_on_the_venue() -> None:
+    """Latency 1 min: the buy limit 90 (decided at bar 1's close) works from bar 3's open (2h),
+    good till 3h. Bar 4 opens at 3h, when the venue has expired the order: its low 89 fills
+    nothing. Sent as a cancel at 3h, the expiry reached the venue at 3h + 1 min, inside bar 4,
+    and was handled at bar 5's open: the order bought at 90 in bar 4, after its expiry."""
+    def place(s: Scripted) -> None:
+        coid = s.submit_limit(IID, BUY, 1.0, 90.0)
+        s.submit_gtd(coid, T0 + 3 * H)
+
+    kernel = run([FLAT, FLAT, FLAT, (95.0, 95.0, 89.0, 92.0), FLAT], {1: place}, latency_ns=60_000_000_000)
+    assert fills(kernel) == []
+    [order] = kernel.result.orders
+    assert str(order.status) == "EXPIRED" and order.ts_last == T0 + 3 * H
+
+
+def test_good_till_date_on_trades_with_latency_fills_nothing_after_its_time() -> None:
+    """Prints 100, 99, 98, 94 (one a second), latency 1.5 s. The buy limit 95 sent at the first
+    print works from 2.5 s, good till 3 s: the print at 4 s (94) comes after the expiry and fills
+    nothing. Sent as a cancel at 3 s, the expiry arrived at 4.5 s and the order bought at 95."""
+    second = 1_000_000_000
+
+    class OnTrades(Scripted):
+        def on_trade(self, trade: Trade) -> None:
+            self.on_bar(None)  # type: ignore[arg-type]
+
+    def place(s: Scripted) -> None:
+        coid = s.submit_limit(IID, BUY, 1.0, 95.0)
+        s.submit_gtd(coid, T0 + 3 * second)
+
+    inst = Instrument(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, margin=True)
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="trades", latency_ns=1_500_000_000), initial_cash=1e6)
+    kernel.add_strategy(OnTrades({1: place}))
+    for k, px in enumerate([100.0, 99.0, 98.0, 94.0], start=1):
+        ts = T0 + k * second
+        kernel.process(Trade(IID, ts, ts, px, 1.0, 0, str(k)))
+    kernel.stop()
+    assert kernel.result.fills == []
+    [order] = kernel.result.orders
+    assert str(order.status) == "EXPIRED" and order.ts_last == T0 + 3 * second
 
 
 def test_timed_exit_after_n_bars() -> None:

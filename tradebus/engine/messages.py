@@ -452,7 +452,7 @@ class ContingentLinked(msgspec.Struct, frozen=True, gc=False):
     * ``"exit"``: the bracket's timed-exit order id;
     * ``"oco"``: the members of one OCO group;
     * ``"trailing"``: ``client_order_id`` trails; ``params``: ``sell``, ``offset``, ``percent``;
-    * ``"gtd"``: ``client_order_id`` is canceled at ``params["expire_ns"]``.
+    * ``"gtd"``: ``client_order_id`` expires at ``params["expire_ns"]``.
     """
 
     strategy_id: str

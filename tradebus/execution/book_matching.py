@@ -407,6 +407,8 @@ class BookVenue(SimulatedVenue):
     def _before(self, iid: str, ts: int) -> None:
         if self._outbox:
             self._deliver(ts)
+        if self._expiries and iid in self._expiries:
+            self._expire_due(iid, ts, math.nan, math.nan)
         pending = self._pending[iid]
         if pending and pending[0][0] < ts:
             self._arrive(iid, pending, ts, math.nan, math.nan)
@@ -556,6 +558,12 @@ class BookVenue(SimulatedVenue):
                 self._close(sim, _CANCELED, "canceled", arrival)
             else:
                 self._modify_book(iid, target.client_order_id, cmd, arrival)
+
+    def _expire(self, iid: str, sim: _SimOrder, ts: int) -> None:
+        q = self._queues.get(sim.coid)
+        if q is not None:
+            self._unrest(iid, q)
+        super()._expire(iid, sim, ts)
 
     def _accept(self, iid: str, sim: _SimOrder, arrival: int, ref: float) -> None:
         reason = self._arrival_check(iid, sim, ref)

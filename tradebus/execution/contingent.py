@@ -34,8 +34,11 @@ Trailing stop
     uses a price the venue has not seen yet. A bracket's stop-loss trails when the bracket
     has ``trail_offset`` or ``trail_percent``.
 Good-till-date
-    A limit or stop order canceled (reason ``"GTD: expired"``) when the clock reaches its
-    ``expire_ns``, if still working then.
+    A limit or stop order that ends (reason ``"GTD: expired"``) at its ``expire_ns``, if still
+    working then. A simulated venue (backtest, paper) expires it at that time on its own clock
+    (:meth:`SimulatedVenue.expire_at <tradebus.execution.simulated.SimulatedVenue.expire_at>`,
+    ``OrderExpired``), so the latency never lets it fill after its expiry; on another venue it
+    is canceled when the clock reaches ``expire_ns`` (the cancel travels like any action).
 Timed exit
     A bracket with ``exit_after_bars`` (bars of the instrument after the entry's fill bar) or
     ``exit_after_ns`` (clock time after the fill) cancels its children and closes what is
@@ -328,12 +331,16 @@ class ContingentOrders:
         return self._trail(strategy_id, instrument_id, side, quantity, offset, percent, last, reduce_only, reason)
 
     def gtd(self, client_order_id: str, expire_ns: int) -> None:
-        """Cancel a working order when the clock reaches ``expire_ns`` (module docstring)."""
+        """End a working order at ``expire_ns`` (module docstring)."""
         order = self._kernel.orders.order(client_order_id)
         self._link("gtd", order.strategy_id, order.instrument_id, client_order_id, (), expire_ns=expire_ns)
         self._set_gtd(client_order_id, expire_ns)
 
     def _set_gtd(self, client_order_id: str, expire_ns: int) -> None:
+        expire_at = getattr(self._venue, "expire_at", None)
+        if expire_at is not None:
+            expire_at(client_order_id, expire_ns)
+            return
         self._gtd += 1
         name = f"gtd {self._gtd} {client_order_id}"
         self._kernel.clock.set_alert(name, expire_ns, lambda event: self._expire(client_order_id, event))

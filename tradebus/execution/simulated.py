@@ -76,6 +76,10 @@ Time in force
     GTC rests until filled or canceled. IOC/FOK limits that are not marketable on arrival
     expire on arrival; otherwise they fill what the first matching event allows and expire
     the rest (FOK: all or nothing). For stops, IOC/FOK applies when they trigger.
+    Good-till-date (:meth:`SimulatedVenue.expire_at`): the venue expires the order
+    (``"GTD: expired"``) at its expiry time on its own clock, whatever the latency, as if a
+    cancel arrived then: on trades and quotes nothing after that time fills it, on bars no bar
+    that opens at or after it.
 
 Balances
     Before each fill the venue asks ``funds_check`` (the account's ``check_fill``) whether the
@@ -107,6 +111,7 @@ Prices
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -299,6 +304,8 @@ class SimulatedVenue(Venue):
             iid: deque() for iid in instruments
         }
         self._working: dict[str, list[_SimOrder]] = {iid: [] for iid in instruments}
+        # Good-till-date orders per instrument (only those with one): (expire_ns, seq, order) heaps.
+        self._expiries: dict[str, list[tuple[int, int, _SimOrder]]] = {}
         self._orders: dict[str, _SimOrder] = {}
         # Closed orders still answered by query_order, oldest first (None: all of them).
         self._keep_closed = keep_closed
@@ -377,6 +384,26 @@ class SimulatedVenue(Venue):
         """Queue a modification (NaN fields unchanged), applied on arrival if still working."""
         self._queue(order.instrument_id, _MODIFY, order, cmd)
 
+    def expire_at(self, client_order_id: str, expire_ns: int) -> None:
+        """Make a submitted order good till ``expire_ns``, on the venue's clock (module docstring).
+
+        At that time the venue expires the order if it still works (``OrderExpired``, reason
+        ``"GTD: expired"``, stamped ``expire_ns``): the expiry does not travel with the latency.
+        An order the venue does not know, or no longer works, is left alone.
+        """
+        sim = self._orders.get(client_order_id)
+        if sim is None or not (sim.status in _WORKING or sim.status is _SUBMITTED):
+            return
+        iid = sim.order.instrument_id
+        if iid not in self._pending:
+            return
+        heapq.heappush(self._expiries.setdefault(iid, []), (expire_ns, sim.seq, sim))
+        if self._alerts:
+            self._alert_seq += 1
+            name = f"venue-expiry-{self._alert_seq}"
+            self._alert_names.add(name)
+            self.clock.set_alert(name, expire_ns, lambda event: self._on_due(iid, event))
+
     @contextmanager
     def children_of(self, parent_id: str) -> Iterator[None]:
         """Hold the orders submitted inside the block for ``parent_id`` (native contingent orders).
@@ -453,7 +480,7 @@ class SimulatedVenue(Venue):
         """Alert at an action's arrival: handle every action of ``iid`` due by now (if still queued)."""
         self._alert_names.discard(event.name)
         pending = self._pending[iid]
-        if not pending:
+        if not pending and iid not in self._expiries:
             return
         due = max(event.ts_event, self.clock.now_ns())
         if self._fill_on == "quotes":
@@ -461,6 +488,8 @@ class SimulatedVenue(Venue):
         else:
             ref_buy = self._ask[iid] if self._ask[iid] == self._ask[iid] else self._last[iid]
             ref_sell = self._bid[iid] if self._bid[iid] == self._bid[iid] else self._last[iid]
+        if iid in self._expiries:
+            self._expire_due(iid, due + 1, ref_buy, ref_sell)
         self._arrive(iid, pending, due + 1, ref_buy, ref_sell)
         self._prune(iid)
 
@@ -477,6 +506,8 @@ class SimulatedVenue(Venue):
         bar_close = self._bar_close
         opened = bar_close.get(iid)
         bar_close[iid] = bar.ts_init
+        if self._expiries and opened is not None and iid in self._expiries:
+            self._expire_due(iid, opened + 1, bar.open, bar.open)
         if pending and opened is not None and pending[0][0] <= opened:
             self._arrive(iid, pending, opened + 1, bar.open, bar.open)
             if self._dirty:
@@ -505,9 +536,12 @@ class SimulatedVenue(Venue):
             return
         if self._fill_on == "trades":
             pending = self._pending[iid]
-            if pending and pending[0][0] < trade.ts_init:
+            expiring = self._expiries and iid in self._expiries
+            if expiring or (pending and pending[0][0] < trade.ts_init):
                 ref_buy = self._ask[iid] if self._ask[iid] == self._ask[iid] else self._last[iid]
                 ref_sell = self._bid[iid] if self._bid[iid] == self._bid[iid] else self._last[iid]
+                if expiring:
+                    self._expire_due(iid, trade.ts_init, ref_buy, ref_sell)
                 self._arrive(iid, pending, trade.ts_init, ref_buy, ref_sell)
                 self._prune(iid)
             working = self._working[iid]
@@ -523,6 +557,8 @@ class SimulatedVenue(Venue):
             return
         if self._fill_on == "quotes":
             pending = self._pending[iid]
+            if self._expiries and iid in self._expiries:
+                self._expire_due(iid, quote.ts_init, self._ask[iid], self._bid[iid])
             if pending and pending[0][0] < quote.ts_init:
                 self._arrive(iid, pending, quote.ts_init, self._ask[iid], self._bid[iid])
                 self._prune(iid)
@@ -561,6 +597,25 @@ class SimulatedVenue(Venue):
             else:
                 assert cmd is not None
                 self._apply_modify(target.client_order_id, cmd, arrival, ref_buy, ref_sell)
+
+    def _expire_due(self, iid: str, ts: int, ref_buy: float, ref_sell: float) -> None:
+        """Expire the good-till-date orders of ``iid`` due before ``ts``, each after the actions
+        that reached the venue by its expiry time (a cancel that arrived first cancels it)."""
+        heap = self._expiries[iid]
+        pending = self._pending[iid]
+        while heap and heap[0][0] < ts:
+            expire_ns, _, sim = heapq.heappop(heap)
+            if pending and pending[0][0] <= expire_ns:
+                self._arrive(iid, pending, expire_ns + 1, ref_buy, ref_sell)
+            if sim.status in _WORKING or sim.status is _SUBMITTED:
+                self._expire(iid, sim, expire_ns)
+        if not heap:
+            del self._expiries[iid]
+        self._prune(iid)
+
+    def _expire(self, iid: str, sim: _SimOrder, ts: int) -> None:
+        """Close a good-till-date order at its expiry time ``ts``."""
+        self._close(sim, _EXPIRED, "GTD: expired", ts)
 
     def _accept(self, iid: str, sim: _SimOrder, arrival: int, ref: float) -> None:
         typ = sim.type

@@ -513,7 +513,8 @@ class Strategy:
         )
 
     def submit_gtd(self, client_order_id: str, expire_ns: int) -> None:
-        """Make a working order good-till-date: canceled when the clock reaches ``expire_ns``."""
+        """Make a working order good-till-date: it ends at ``expire_ns`` (a simulated venue expires it
+        then on its own clock, whatever the latency; see :mod:`tradebus.execution.contingent`)."""
         self._contingent().gtd(client_order_id, expire_ns)
 
     def cancel(self, client_order_id: str, reason: str = "") -> None:
