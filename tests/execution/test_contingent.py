@@ -139,6 +139,23 @@ def test_trailing_stop_follows_the_high_and_fills_at_the_raised_trigger(trail: d
     assert fills(kernel) == [("BUY", 100.0, 2), ("SELL", expected, 5)]
 
 
+def test_a_bracket_trailing_stop_loss_trails_only_from_after_it_was_placed() -> None:
+    """The market entry fills at bar 2's open (100); bar 2 (100, 110, 99, 101) tops at 110.
+    Emulated, the trailing stop-loss (5 below) is placed at bar 2's close (101): trigger 96,
+    working from bar 3's open. Bar 3 (high 102) raises it to 97 for bar 4, which falls from
+    101.5 to 95.5 through it: sold at 97. Trailing from bar 2's high, from before the stop
+    existed, put it at 105, above bar 3's open 101: sold there. The native child, live from the
+    entry's fill, does see all of bar 2 (tests/execution/test_contingent_native.py)."""
+    def enter(s: Scripted) -> None:
+        s.submit_bracket(IID, BUY, 1.0, stop_loss=90.0, trail_offset=5.0)
+
+    bars = [FLAT, (100.0, 110.0, 99.0, 101.0), (101.0, 102.0, 100.5, 101.5), (101.5, 101.5, 95.5, 96.0)]
+    kernel = run(bars, {1: enter})
+    assert fills(kernel) == [("BUY", 100.0, 2), ("SELL", 97.0, 4)]
+    native = run(bars, {1: enter}, contingent="native")
+    assert fills(native) == [("BUY", 100.0, 2), ("SELL", 101.0, 3)]
+
+
 def test_a_static_stop_at_the_same_start_would_not_have_filled() -> None:
     script: dict[int, Callable[[Scripted], Any]] = {
         1: lambda s: s.submit_market(IID, BUY, 1.0),

@@ -32,7 +32,8 @@ Trailing stop
     After each bar (using its high or low) or trade, a better trigger is sent as a modify; it
     reaches the venue like any action (on bars: from the next bar on), so a trigger never
     uses a price the venue has not seen yet. A bracket's stop-loss trails when the bracket
-    has ``trail_offset`` or ``trail_percent``.
+    has ``trail_offset`` or ``trail_percent``; armed at a bar's close, it trails from that
+    close, then from the next bar's high or low (never from the bar before it was placed).
 Good-till-date
     A limit or stop order that ends (reason ``"GTD: expired"``) at its ``expire_ns``, if still
     working then. A simulated venue (backtest, paper) expires it at that time on its own clock
@@ -425,12 +426,13 @@ class ContingentOrders:
     def _bar_passed(self, bracket: Bracket) -> None:
         bracket.bars_since_fill += 1
         if bracket.state == "filled" and bracket.bars_since_fill >= bracket.arm_after_bars:
-            self._arm(bracket)
+            self._arm(bracket, at_close=True)
         if bracket.exit_after_bars is not None and bracket.bars_since_fill >= bracket.exit_after_bars:
             self._exit(bracket)
 
-    def _arm(self, bracket: Bracket, parent: str | None = None) -> None:
-        """Submit the bracket's children (held by the venue for ``parent`` when native)."""
+    def _arm(self, bracket: Bracket, parent: str | None = None, at_close: bool = False) -> None:
+        """Submit the bracket's children (held by the venue for ``parent`` when native; ``at_close``:
+        at the close of the bar being handled)."""
         bracket.state = "armed"
         exit_side = OrderSide.SELL if bracket.side == OrderSide.BUY else OrderSide.BUY
         sid, iid, qty = bracket.strategy_id, bracket.instrument_id, bracket.filled
@@ -453,6 +455,9 @@ class ContingentOrders:
                         best = rest[0]
                     elif bracket.fill_px == bracket.fill_px:
                         best = bracket.fill_px
+                elif at_close:
+                    # Nothing of this bar comes after the stop: it trails from the next bar on.
+                    rest = (best, best, best)
                 self._trail(sid, iid, exit_side, qty, bracket.trail_offset, bracket.trail_percent, best,
                             True, "bracket trailing stop-loss", floor=bracket.stop_loss, parent=parent, coid=stop_id,
                             rest_of_bar=None if rest is None else rest[1:])
