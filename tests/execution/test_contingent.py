@@ -15,7 +15,7 @@ from loguru import logger
 
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import Bar, OrderSide, Trade
+from tradebus.engine.messages import Bar, OrderFilled, OrderSide, Trade
 from tradebus.errors import OrderError
 from tradebus.execution.config import VenueConfig
 from tradebus.strategies.base import Strategy
@@ -154,6 +154,26 @@ def test_a_bracket_trailing_stop_loss_trails_only_from_after_it_was_placed() -> 
     assert fills(kernel) == [("BUY", 100.0, 2), ("SELL", 97.0, 4)]
     native = run(bars, {1: enter}, contingent="native")
     assert fills(native) == [("BUY", 100.0, 2), ("SELL", 101.0, 3)]
+
+
+def test_a_trailing_stop_placed_on_a_fill_trails_only_from_the_bar_close_it_was_placed_at() -> None:
+    """The same bars; the strategy places a trailing stop (5 below) when its market entry's fill
+    is reported, while bar 2 is matched (at bar 2's close). It trails from that close (101, the
+    trigger 96), not from bar 2's high 110 that came before it: bar 3 (high 102) raises it to
+    97, sold at 97 in bar 4. Trailing from 110 put it at 105: sold at bar 3's open, 101."""
+    class OnFill(Scripted):
+        def on_order_filled(self, event: OrderFilled) -> None:
+            if event.client_order_id == self.ids.get("entry"):
+                self.ids["stop"] = self.submit_trailing_stop(IID, SELL, 1.0, offset=5.0)
+
+    inst = Instrument(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, margin=True)
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=1e6)
+    kernel.add_strategy(OnFill({1: lambda s: s.ids.update(entry=s.submit_market(IID, BUY, 1.0))}))
+    bars = [FLAT, (100.0, 110.0, 99.0, 101.0), (101.0, 102.0, 100.5, 101.5), (101.5, 101.5, 95.5, 96.0)]
+    for k, (o, h, lo, c) in enumerate(bars, start=1):
+        kernel.process(Bar(IID, T0 + k * H, T0 + k * H, o, h, lo, c, 10.0))
+    kernel.stop()
+    assert fills(kernel) == [("BUY", 100.0, 2), ("SELL", 97.0, 4)]
 
 
 def test_a_static_stop_at_the_same_start_would_not_have_filled() -> None:

@@ -32,8 +32,10 @@ Trailing stop
     After each bar (using its high or low) or trade, a better trigger is sent as a modify; it
     reaches the venue like any action (on bars: from the next bar on), so a trigger never
     uses a price the venue has not seen yet. A bracket's stop-loss trails when the bracket
-    has ``trail_offset`` or ``trail_percent``; armed at a bar's close, it trails from that
-    close, then from the next bar's high or low (never from the bar before it was placed).
+    has ``trail_offset`` or ``trail_percent``. On bars a stop trails from the bars that open
+    after it was placed: of the bar it was placed in (a bracket armed at its close, a stop placed
+    when a fill of that bar is reported, or by a timer inside it) only the close counts, never a
+    high or low from before the stop existed.
 Good-till-date
     A limit or stop order that ends (reason ``"GTD: expired"``) at its ``expire_ns``, if still
     working then. A simulated venue (backtest, paper) expires it at that time on its own clock
@@ -137,6 +139,9 @@ class TrailingStop:
     #: Highest and lowest price of the rest of the bar it was placed in (a native child placed
     #: at its entry's fill inside a bar): the next bar update reads them, not the whole bar.
     rest_of_bar: tuple[float, float] | None = None
+    #: Clock time it was placed at: of a bar that opened before, only the close comes after it
+    #: (-1: every bar counts; a native child, or a stop restored after a restart).
+    placed_ns: int = -1
 
     def trigger_for(self, best: float) -> float:
         """The trigger ``offset`` or ``percent`` away from ``best``."""
@@ -194,6 +199,8 @@ class ContingentOrders:
         self._oco: dict[str, list[str]] = {}  # member id -> its group (shared list)
         self._trailing: dict[str, TrailingStop] = {}
         self._gtd = 0
+        # Where each instrument's latest bar closed (the open of its next bar).
+        self._bar_close: dict[str, int] = {}
         # (strategy id, instrument id) -> bars left in the cooldown
         self._cooldown: dict[tuple[str, str], int] = {}
         venue = kernel.venue
@@ -398,8 +405,10 @@ class ContingentOrders:
             for bracket in list(self._brackets.values()):
                 if bracket.instrument_id == bar.instrument_id and bracket.state in ("filled", "armed"):
                     self._bar_passed(bracket)
+        opened = self._bar_close.get(bar.instrument_id, -1)
+        self._bar_close[bar.instrument_id] = bar.ts_init
         if self._trailing:
-            self._follow(bar.instrument_id, bar.high, bar.low)
+            self._follow(bar.instrument_id, bar.high, bar.low, opened, bar.close)
 
     def _on_trade(self, trade: Trade) -> None:
         if self._brackets:
@@ -426,13 +435,12 @@ class ContingentOrders:
     def _bar_passed(self, bracket: Bracket) -> None:
         bracket.bars_since_fill += 1
         if bracket.state == "filled" and bracket.bars_since_fill >= bracket.arm_after_bars:
-            self._arm(bracket, at_close=True)
+            self._arm(bracket)
         if bracket.exit_after_bars is not None and bracket.bars_since_fill >= bracket.exit_after_bars:
             self._exit(bracket)
 
-    def _arm(self, bracket: Bracket, parent: str | None = None, at_close: bool = False) -> None:
-        """Submit the bracket's children (held by the venue for ``parent`` when native; ``at_close``:
-        at the close of the bar being handled)."""
+    def _arm(self, bracket: Bracket, parent: str | None = None) -> None:
+        """Submit the bracket's children (held by the venue for ``parent`` when native)."""
         bracket.state = "armed"
         exit_side = OrderSide.SELL if bracket.side == OrderSide.BUY else OrderSide.BUY
         sid, iid, qty = bracket.strategy_id, bracket.instrument_id, bracket.filled
@@ -455,9 +463,6 @@ class ContingentOrders:
                         best = rest[0]
                     elif bracket.fill_px == bracket.fill_px:
                         best = bracket.fill_px
-                elif at_close:
-                    # Nothing of this bar comes after the stop: it trails from the next bar on.
-                    rest = (best, best, best)
                 self._trail(sid, iid, exit_side, qty, bracket.trail_offset, bracket.trail_percent, best,
                             True, "bracket trailing stop-loss", floor=bracket.stop_loss, parent=parent, coid=stop_id,
                             rest_of_bar=None if rest is None else rest[1:])
@@ -530,7 +535,10 @@ class ContingentOrders:
         rest_of_bar: tuple[float, float] | None = None,
     ) -> str:
         sell = side == OrderSide.SELL
-        trail = TrailingStop("", instrument_id, sell, offset, percent, best, _NAN, rest_of_bar)
+        # A native child (``parent``) reads the rest of its bar; any other stop trails from the
+        # next bar that opens after it was placed (of the bar being handled: its close).
+        placed = -1 if parent is not None else self._kernel.clock.now_ns()
+        trail = TrailingStop("", instrument_id, sell, offset, percent, best, _NAN, rest_of_bar, placed)
         trigger = self._round(instrument_id, trail.trigger_for(best), sell)
         if floor is not None:
             trigger = max(trigger, floor) if sell else min(trigger, floor)
@@ -545,7 +553,11 @@ class ContingentOrders:
             self._trailing[trail.client_order_id] = trail
         return trail.client_order_id
 
-    def _follow(self, instrument_id: str, high: float, low: float) -> None:
+    def _follow(
+        self, instrument_id: str, high: float, low: float, bar_open: int | None = None, close: float = _NAN
+    ) -> None:
+        """Trail the stops of ``instrument_id`` with a trade's price, or a bar's ``high``, ``low``,
+        open time and ``close``."""
         orders = self._kernel.orders
         for coid, trail in list(self._trailing.items()):
             if trail.instrument_id != instrument_id:
@@ -558,6 +570,8 @@ class ContingentOrders:
             if trail.rest_of_bar is not None:
                 hi, lo = trail.rest_of_bar  # the bar it was placed in: only the part after that
                 trail.rest_of_bar = None
+            elif bar_open is not None and bar_open < trail.placed_ns:
+                hi = lo = close  # placed inside or at the close of this bar: its high/low came before
             best = max(trail.best, hi) if trail.sell else min(trail.best, lo)
             trail.best = best
             trigger = self._round(instrument_id, trail.trigger_for(best), trail.sell)
