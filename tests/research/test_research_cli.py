@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from research_helpers import REPO, btc_bars
+from research_helpers import REPO, btc_bars, random_walk, write_bars
 from scipy.stats import spearmanr
 from typer.testing import CliRunner
 
@@ -41,6 +41,32 @@ def test_dataset_labels_and_cv_write_their_files(tmp_path: Path) -> None:
     assert cv["method"] == "kfold" and len(cv["splits"]) == 5
     assert sum(s["test"] for s in cv["splits"]) == cv["samples"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cv.json", "dataset.parquet", "labels.parquet"]
+
+
+def test_cv_purges_by_the_longest_forward_horizon_not_the_last_one(tmp_path: Path) -> None:
+    # 24 irregular bars labelled at 3 and 1 bars: only rows 0..20 have both labels, and row i's labels
+    # are known at ts[i + 3]. Three folds of 7 rows; each purges the 3 training rows before it whose
+    # 3-bar label reaches into it, and the 3 rows after it that start before its last label ends.
+    bars = random_walk(24)
+    bars["ts_event"] = bars["ts_init"] = 1_600_000_000_000_000_000 + np.cumsum(np.arange(1, 25) ** 2) * 60_000_000_000
+    ts = bars["ts_event"].to_numpy()
+    raw = yaml.safe_load(CONFIG.read_text())
+    dataset = write_bars(tmp_path / "catalog", bars, "SIM-USD", "bars", 60_000_000_000)
+    raw["dataset"] = {"catalog": str(tmp_path / "catalog"), "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}],
+                      "features": [{"name": "r", "kind": "log_ret", "input": "close"}]}
+    raw["labels"] = {"method": "forward", "horizons": [3, 1]}
+    raw["cv"] = {"method": "kfold", "n_splits": 3, "embargo": 0}
+    config = tmp_path / "horizons.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["research", "cv", str(config), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    cv = json.loads((tmp_path / "out" / "cv.json").read_text())
+    assert cv["samples"] == 21
+    # folds [0, 7), [7, 14), [14, 21): purged rows 7..9; 4..6 and 14..16; 11..13
+    assert [(s["test_start"], s["test_end"]) for s in cv["splits"]] == [(ts[0], ts[9]), (ts[7], ts[16]),
+                                                                         (ts[14], ts[23])]
+    assert [(s["train"], s["test"], s["purged_or_embargoed"]) for s in cv["splits"]] == [(11, 7, 3), (8, 7, 6),
+                                                                                         (11, 7, 3)]
 
 
 def test_walkforward_and_alpha_on_a_small_config(tmp_path: Path) -> None:

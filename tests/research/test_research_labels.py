@@ -14,6 +14,7 @@ from tradebus.research.labels import (
     average_uniqueness,
     concurrency,
     cusum_events,
+    forward_label_end,
     forward_returns,
     meta_labels,
     return_attribution_weights,
@@ -51,6 +52,19 @@ def test_forward_returns_match_pandas_shift_in_every_kind() -> None:
 
 
 # ---------------------------------------------------------------------------- triple barrier
+
+
+def test_forward_label_end_is_the_longest_horizon_whatever_their_order() -> None:
+    # irregular bars: the 1-bar gaps are 10, 100, 1, 1000, 5 ns
+    ts = np.array([0, 10, 110, 111, 1111, 1116], dtype=np.int64)
+    bars = pd.DataFrame({"ts_event": ts, "close": np.arange(1.0, 7.0)})
+    frame = forward_returns(bars, [3, 1])
+    # row i's labels are known at ts[i + 3]; the last three rows have no 3-bar label
+    assert forward_label_end(frame, [3, 1]).tolist() == [111, 1111, 1116, -1, -1, -1]
+    assert forward_label_end(frame, [1, 3]).tolist() == [111, 1111, 1116, -1, -1, -1]
+    assert forward_label_end(frame, [1]).tolist() == [10, 110, 111, 1111, 1116, -1]
+    with pytest.raises(DataError, match="no column 't1_2'"):
+        forward_label_end(frame, [2])
 
 
 def test_triple_barrier_hand_derived_long_and_short() -> None:

@@ -219,14 +219,15 @@ def labels(config: ConfigArg, out: OutOption = None) -> None:
 def cv(config: ConfigArg, out: OutOption = None) -> None:
     """Generate the purged splits over the labels and write cv.json (sizes and time ranges per split)."""
     from tradebus.research.config import load_research_config
+    from tradebus.research.labels import forward_label_end
 
     console = Console()
     try:
         cfg, ds = load_research_config(config)
         frame = _labels(cfg, ds)
         if "t1" not in frame.columns:
-            h = cfg.labels.horizons[-1]
-            frame = frame[frame[f"t1_{h}"] >= 0].rename(columns={f"t1_{h}": "t1"})
+            end = forward_label_end(frame, cfg.labels.horizons)
+            frame = frame.assign(t1=end)[end >= 0]
         elif "complete" in frame.columns:
             frame = frame[frame["complete"]]
         t0, t1 = frame["ts_event"].to_numpy(), frame["t1"].to_numpy()

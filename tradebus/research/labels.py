@@ -44,6 +44,7 @@ __all__ = [
     "average_uniqueness",
     "concurrency",
     "cusum_events",
+    "forward_label_end",
     "forward_returns",
     "meta_labels",
     "return_attribution_weights",
@@ -128,6 +129,34 @@ def forward_returns(
         out[f"fwd_{h}"] = values
         out[f"t1_{h}"] = t1
     return out
+
+
+def forward_label_end(labels: pd.DataFrame, horizons: list[int] | tuple[int, ...]) -> np.ndarray:
+    """The time every forward return of a row is known: its latest ``t1_<h>`` over ``horizons``.
+
+    This is the end of the row's label interval, by which a splitter purges: a row labelled
+    at several horizons overlaps a test fold as long as its longest label does.
+
+    Parameters
+    ----------
+    labels
+        A frame of :func:`forward_returns` (``t1_<h>`` per horizon).
+    horizons
+        The horizons it was built with.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 times; -1 where any horizon lies beyond the data.
+    """
+    if not horizons:
+        raise DataError("labels: no horizon given")
+    columns = [f"t1_{h}" for h in horizons]
+    for name in columns:
+        if name not in labels.columns:
+            raise DataError(f"labels: forward-return frame has no column {name!r}")
+    ends = labels[columns].to_numpy(dtype=np.int64)
+    return np.where((ends >= 0).all(axis=1), ends.max(axis=1), -1)
 
 
 # ---------------------------------------------------------------------------- volatility
