@@ -261,6 +261,21 @@ def test_a_horizon_longer_than_the_window_exits_2_naming_the_field(tmp_path: Pat
     assert not out.exists()
 
 
+@pytest.mark.parametrize(("command", "section"), [("cv", "labels"), ("walkforward", "labels"), ("alpha", "alpha")])
+def test_an_empty_horizon_list_exits_2_naming_the_field(tmp_path: Path, command: str, section: str) -> None:
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["dataset"]["catalog"] = str(REPO / "data" / "catalog")
+    raw["labels"] = {"method": "forward", "horizons": [1]}
+    raw[section]["horizons"] = []
+    config = tmp_path / "empty.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["research", command, str(config), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"{section}.horizons: List should have at least 1 item" in " ".join(result.output.split())
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("trials", ["0", "-5"])
 def test_alpha_refuses_fewer_than_one_trial(tmp_path: Path, trials: str) -> None:
     result = runner.invoke(app, ["research", "alpha", str(CONFIG), "--backtest", str(REPO / "configs" / "quickstart.yaml"),

@@ -41,7 +41,7 @@ class LabelsConfig(_Model):
     """How labels are built per instrument (on the base dataset's bars)."""
 
     method: Literal["forward", "triple_barrier"] = "triple_barrier"
-    horizons: list[int] = Field(default_factory=lambda: [1])
+    horizons: list[int] = Field(default_factory=lambda: [1], min_length=1)
     kind: Literal["raw", "log", "bps"] = "raw"
     clip_quantile: float | None = None
     vol_method: Literal["ewm", "atr"] = "ewm"
@@ -108,7 +108,7 @@ class AlphaConfig(_Model):
     """Factor reports: which dataset columns, horizons (bars) and IC block length."""
 
     factors: list[str] = Field(min_length=1)
-    horizons: list[int] = Field(default_factory=lambda: [1, 6, 24])
+    horizons: list[int] = Field(default_factory=lambda: [1, 6, 24], min_length=1)
     period: int = Field(default=200, ge=3)
     quantiles: int = Field(default=5, ge=2)
 
