@@ -174,6 +174,20 @@ def test_walk_forward_hand_derived_rolling_windows_and_step() -> None:
     ]
 
 
+def test_walk_forward_rolls_without_train_size_when_not_expanding() -> None:
+    # 50 samples, 3 test windows of 10 placed to end at the last sample: tests 20..29, 30..39, 40..49;
+    # the rolling window keeps the first training set's length (20, less the gap of 2)
+    t0 = np.arange(50)
+    rolling = PurgedWalkForward(10, t0=t0, t1=t0, n_splits=3, expanding=False, gap=2)
+    assert [(tr.tolist(), te.tolist()) for tr, te in rolling.split()] == [
+        (list(range(0, 18)), list(range(20, 30))),
+        (list(range(10, 28)), list(range(30, 40))),
+        (list(range(20, 38)), list(range(40, 50))),
+    ]
+    expanding = PurgedWalkForward(10, t0=t0, t1=t0, n_splits=3, expanding=True, gap=2)
+    assert [(tr[0], tr[-1]) for tr, _ in expanding.split()] == [(0, 17), (0, 27), (0, 37)]
+
+
 def test_walk_forward_expanding_without_overlap_equals_sklearn_time_series_split() -> None:
     t0 = np.arange(100)
     ours = PurgedWalkForward(10, t0=t0, t1=t0, n_splits=4, expanding=True, gap=2)

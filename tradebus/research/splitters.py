@@ -178,8 +178,10 @@ class PurgedWalkForward(_Purged):
     t0, t1
         Label start and end times per sample.
     train_size
-        Rolling window length in samples; with ``expanding=True`` the minimum length of
-        the first training set. Default: the first ``n - n_splits * step`` samples.
+        Rolling window length in samples; with ``expanding=True`` the length of the first
+        training set. Default: all the samples before the first test window, placed so
+        that the last of ``n_splits`` windows ends at the last sample
+        (``n - test_size - (n_splits - 1) * step - gap``).
     n_splits
         Number of test windows (default: as many as fit).
     step
@@ -238,9 +240,11 @@ class PurgedWalkForward(_Purged):
         """Yield ``(train, test)`` positions per window, in time order."""
         t0, t1 = self._arrays(X)
         n = t0.shape[0]
-        for s in self._starts(n):
+        starts = self._starts(n)
+        length = starts[0] - self.gap  # train_size, or by default all that precedes the first test window
+        for s in starts:
             stop = s - self.gap
-            begin = 0 if self.expanding or self.train_size is None else max(stop - self.train_size, 0)
+            begin = 0 if self.expanding else max(stop - length, 0)
             train = np.arange(begin, stop)
             test = np.arange(s, s + self.test_size)
             yield purge(train, test, t0, t1), test
