@@ -276,6 +276,23 @@ def test_an_empty_horizon_list_exits_2_naming_the_field(tmp_path: Path, command:
     assert not out.exists()
 
 
+def test_alpha_json_is_strict_json_with_null_for_an_undefined_icir(tmp_path: Path) -> None:
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["dataset"]["catalog"] = str(REPO / "data" / "catalog")
+    raw["alpha"]["period"] = 15_000  # one IC block: its standard deviation, ICIR and t-statistic are undefined
+    config = tmp_path / "one_block.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["research", "alpha", str(config), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"alpha.json holds {constant}, which is not JSON")
+
+    ic = json.loads((tmp_path / "alpha.json").read_text(), parse_constant=refuse)["factors"]["rsi"]["ic"][0]
+    assert ic["n"] == 1 and ic["ic_std"] is None and ic["icir"] is None and ic["t_stat"] is None
+    assert isinstance(ic["ic_mean"], float)
+
+
 @pytest.mark.parametrize("trials", ["0", "-5"])
 def test_alpha_refuses_fewer_than_one_trial(tmp_path: Path, trials: str) -> None:
     result = runner.invoke(app, ["research", "alpha", str(CONFIG), "--backtest", str(REPO / "configs" / "quickstart.yaml"),

@@ -11,6 +11,7 @@ lookahead command exits 4 when it finds a lookahead.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -63,16 +64,23 @@ def _out_dir(out: Path | None, config: Path) -> Path:
 
 
 def _write_json(data: Any, path: Path) -> Path:
+    """Write strict JSON: an undefined figure (NaN, inf) is ``null``, as in ``metrics.json``."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+    tmp.write_text(json.dumps(_json_ready(data), indent=2, sort_keys=True, allow_nan=False) + "\n")
     tmp.replace(path)
     return path
 
 
-def _json_default(value: Any) -> Any:
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _progress(console: Console) -> Progress:
