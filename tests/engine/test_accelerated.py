@@ -433,6 +433,17 @@ def test_an_order_below_the_lot_size_still_stops_the_accelerated_run() -> None:
         run_accelerated(k, BarArrays.of(**{c: BARS[c] for c in BARS}))
 
 
+def test_an_order_of_more_lots_than_the_grid_arithmetic_holds_stops_the_accelerated_run() -> None:
+    """1e15 BTC in lots of 1e-8 overflowed the loop's int64 lot count: it ran on with no order (the event tier denies 25)."""
+    k = kernel(lambda: EmaCross(IID, fast=10, slow=30, quantity=1e15), VENUES["fees"])
+    with pytest.raises(AcceleratedUnsupported, match="4e15 lots or more"):
+        run_accelerated(k, BarArrays.of(**{c: BARS[c] for c in BARS}))
+    event = kernel(lambda: EmaCross(IID, fast=10, slow=30, quantity=1e15), VENUES["fees"]).run(
+        MemoryReplay([SourceFrame(IID, "bars", BARS)], 700)  # type: ignore[arg-type]
+    )
+    assert event.orders and len(event.denials) == len(event.orders)
+
+
 @njit(cache=True)
 def above_sma_signal(
     values: np.ndarray, o: float, h: float, lo: float, c: float, v: float, target: float, params: np.ndarray,

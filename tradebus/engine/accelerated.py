@@ -362,6 +362,8 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
             if not (on_change and new_target == target):
                 target = new_target
                 delta = new_target * quantity - pos - 0.0
+                if not abs(delta) / lot < 4.0e15:  # more lots than the int64 grid arithmetic holds exactly
+                    return {invalid}, n_orders, n_fills, n_samples, i
                 size = _grid(math.floor(abs(delta) / lot + 1e-9), cfg[4], cfg[5])
                 if size > 0.0:
                     buy = delta > 0
@@ -734,7 +736,8 @@ def simulate(kernel: Kernel, bars: BarArrays) -> AcceleratedRun:
     if status == _INVALID:
         raise AcceleratedUnsupported(
             f"accelerated tier: the order decided at bar {at} (ts {int(bars.ts_init[at])}) breaks the instrument's "
-            "minimum quantity or lot size, or has no price to value its exposure; the event tier words that denial"
+            "minimum quantity or lot size, counts 4e15 lots or more, or has no price to value its exposure; the "
+            "event tier handles it"
         )
     if status == _LIQUIDATION:
         raise AcceleratedUnsupported(
