@@ -20,7 +20,8 @@ Money safety
       answered locally with ``OrderRejected("dry run: not sent")``).
 
 Start-up
-    1. the account is read (balances, account id) and the user stream subscribed;
+    1. the account is read (balances, account id) and the user stream subscribed (the venue's
+       confirmation awaited, up to ``live.request_timeout``);
     2. the journal is replayed as in paper mode; every order it left open is tracked by the
        venue; the fills missed while down are booked from each instrument's trade history,
        read page by page (by trade id, once); the orders whose venue state still differs are
@@ -480,9 +481,17 @@ class LiveNode(PaperNode):
         )
         logger.info("account balances: {}", {b.asset: b.free + b.locked for b in balances})
         self._stream_task = asyncio.create_task(self.stream.run(), name="live:user-stream")
-        await asyncio.wait([self._stream_task, asyncio.create_task(self.stream.connected.wait())], timeout=settings.request_timeout, return_when=asyncio.FIRST_COMPLETED)
+        # The start-up reconciliation reads the venue's state once the subscription is confirmed:
+        # a fill made after that read is then on the stream.
+        subscribed = asyncio.create_task(self.stream.subscribed.wait())
+        await asyncio.wait([self._stream_task, subscribed], timeout=settings.request_timeout, return_when=asyncio.FIRST_COMPLETED)
+        subscribed.cancel()
+        await asyncio.gather(subscribed, return_exceptions=True)
         if self._stream_task.done():
             self._stream_task.result()  # the stream failed: raise its error
+        if not self.stream.subscribed.is_set():
+            logger.warning("user stream: subscription not confirmed within {} s; going on (fills may wait for a query)",
+                           settings.request_timeout)
 
     def _recover(self) -> None:
         """Replay the journal (paper daemon), track every order it left open, start the start-up reconciliation."""

@@ -66,10 +66,10 @@ from loguru import logger
 from pydantic import SecretStr
 
 from tradebus.adapters.binance.client import MAX_CONNECTION_AGE, binance_keepalive
-from tradebus.adapters.common.client import Sink, WsClient
+from tradebus.adapters.common.client import Sink
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
 from tradebus.adapters.common.recorder import FrameRecorder
-from tradebus.adapters.common.user_stream import PrivateStreamParser, deliver
+from tradebus.adapters.common.user_stream import PrivateStreamParser, UserStream, deliver
 from tradebus.adapters.common.venue import LiveAccount, lazy_trading
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
@@ -189,11 +189,12 @@ class UserStreamParser(PrivateStreamParser):
         return []
 
 
-class BinanceUserStream(WsClient):
+class BinanceUserStream(UserStream):
     """The account's user data stream over the WebSocket API, reconnecting per policy.
 
     Every parsed order event goes to ``sink`` and every balance to ``on_balance``. After a
-    reconnect (events may have been missed while disconnected) ``on_reconnect`` is called.
+    reconnect (events may have been missed while disconnected) ``on_reconnect`` is called once
+    the venue answered the subscription request with status 200.
 
     Parameters
     ----------
@@ -226,13 +227,11 @@ class BinanceUserStream(WsClient):
             max_connection_age=MAX_CONNECTION_AGE,
             stale_after=1e9,  # an idle account is silent: silence is not staleness
         )
-        super().__init__("binance-user", sink, policy, recorder)
+        super().__init__("binance-user", sink, policy, on_balance, on_reconnect, recorder)
         self.url = ws_api_url
         self._key = api_key
         self._secret = api_secret
         self.parser = parser
-        self.on_balance = on_balance
-        self.on_reconnect = on_reconnect
         self._ids = itertools.count(1)
 
     def connect_url(self) -> str:
@@ -244,11 +243,11 @@ class BinanceUserStream(WsClient):
         return [json.dumps({"id": f"uds-{next(self._ids)}", "method": "userDataStream.subscribe.signature", "params": params})]
 
     def on_frame(self, raw: str | bytes, recv_ns: int) -> None:
-        deliver(self.parser.parse(raw), self.sink, self.on_balance)
-
-    async def on_connected(self) -> None:
-        if self.connections > 1 and self.on_reconnect is not None:
-            self.on_reconnect()
+        events = self.parser.parse(raw)  # a refused subscription raises
+        if not events and not self.subscribed.is_set() and self.parser.decode(raw, self.name).get("status") == 200:
+            self.confirmed()  # the only request sent is the subscription
+            return
+        deliver(events, self.sink, self.on_balance)
 
 
 def _user_stream(
@@ -327,11 +326,12 @@ class ListenKeyExpired(ParseError):
     """The venue said the listen key lapsed: the connection is dropped and a new key taken."""
 
 
-class BinanceFuturesUserStream(WsClient):
+class BinanceFuturesUserStream(UserStream):
     """The USD-M account's user data stream (listen key), reconnecting per policy.
 
     Order events go to ``sink``; balances and positions to ``on_balance``; after a
-    reconnect ``on_reconnect`` is called (events may have been missed).
+    reconnect ``on_reconnect`` is called (events may have been missed). The listen key is the
+    subscription: the connection is subscribed once open.
 
     Parameters
     ----------
@@ -362,13 +362,11 @@ class BinanceFuturesUserStream(WsClient):
             max_connection_age=MAX_CONNECTION_AGE,
             stale_after=1e9,  # an idle account is silent
         )
-        super().__init__("binance-usdm-user", sink, policy)
+        super().__init__("binance-usdm-user", sink, policy, on_balance, on_reconnect)
         self.rest_url = rest_url.rstrip("/")
         self.url = ws_url.rstrip("/")
         self._key = api_key
         self.parser = parser
-        self.on_balance = on_balance
-        self.on_reconnect = on_reconnect
         self.timeout = timeout
         self._listen_key = ""
         self._keepalive: asyncio.Task[None] | None = None
@@ -413,8 +411,7 @@ class BinanceFuturesUserStream(WsClient):
     async def on_connected(self) -> None:
         if self._keepalive is None or self._keepalive.done():
             self._keepalive = asyncio.get_running_loop().create_task(self._extend_key(), name=f"{self.name}:listen-key")
-        if self.connections > 1 and self.on_reconnect is not None:
-            self.on_reconnect()
+        self.confirmed()
 
     async def _extend_key(self) -> None:
         while True:

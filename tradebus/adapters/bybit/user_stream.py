@@ -175,6 +175,10 @@ def _is_auth_ack(msg: dict[str, Any]) -> bool:
     return msg.get("op") == "auth" and msg.get("success") is True
 
 
+def _is_subscribe_ack(msg: dict[str, Any]) -> bool:
+    return msg.get("op") == "subscribe" and msg.get("success") is True
+
+
 def _user_stream(
     ws_url: str,
     api_key: SecretStr,
@@ -191,7 +195,7 @@ def _user_stream(
     policy = ConnectionPolicy(backoff=Backoff(base=0.2, cap=10.0, min_delay=0.05), keepalive=bybit_keepalive(), stale_after=1e9)
     return PrivateStream(
         "bybit-private", ws_url, policy, UserStreamParser(instruments, lookup), lambda: auth_frame(api_key, api_secret),
-        _is_auth_ack, subscribe, sink, on_balance, on_reconnect,
+        _is_auth_ack, subscribe, _is_subscribe_ack, sink, on_balance, on_reconnect,
     )
 
 

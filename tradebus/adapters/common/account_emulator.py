@@ -188,6 +188,10 @@ class AccountEmulator(ABC):
         #: ``(method, path, client order id)`` of every authenticated request.
         self.requests: list[tuple[str, str, str]] = []
         self.sessions: list[WsSession] = []
+        #: While an unset event, the frames clients send on the private WebSocket wait, unread, until it is
+        #: set (a venue slow to confirm a login or a subscription); :attr:`held_frames` counts them.
+        self.hold_frames: asyncio.Event | None = None
+        self.held_frames = 0
         self._held: dict[int, str] = {}
         self._order_ids = 0
         self._placing: EmulatedOrder | None = None
@@ -521,12 +525,21 @@ class AccountEmulator(ABC):
             async for msg in ws:
                 if msg.type is not WSMsgType.TEXT:
                     continue
+                hold = self.hold_frames
+                if hold is not None and not hold.is_set():
+                    self.held_frames += 1
+                    await hold.wait()
                 for reply in self.ws_message(msg.data, session):
                     session.queue.put_nowait(reply)
         finally:
             sender.cancel()
             self.sessions.remove(session)
         return ws
+
+    async def drop_sessions(self) -> None:
+        """Close every private WebSocket connection (the clients reconnect) and wait until they are gone."""
+        for session in list(self.sessions):
+            await session.ws.close()
 
     async def _sender(self, session: WsSession) -> None:
         while True:

@@ -2,8 +2,14 @@
 
 A venue's ``user_stream.py`` subclasses :class:`PrivateStreamParser` and implements
 :meth:`PrivateStreamParser.parse` (one raw frame -> core order events and
-:class:`~tradebus.execution.live.AccountBalance` rows). Venues whose private stream logs in
-with a frame and then subscribes run it on a :class:`PrivateStream`.
+:class:`~tradebus.execution.live.AccountBalance` rows). A venue's private-stream client is a
+:class:`UserStream`; venues whose private stream logs in with a frame and then subscribes run
+it on a :class:`PrivateStream`.
+
+A reconnected stream calls ``on_reconnect`` (the daemon queries its open orders) only once the
+venue **confirmed** the new subscription (:meth:`UserStream.confirmed`): an order state read
+before that could miss a fill made after the read but before the subscription was active,
+which no stream would bring until the next reconciliation round.
 """
 
 from __future__ import annotations
@@ -15,7 +21,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from loguru import logger
+
 from tradebus.adapters.common.client import Sink, WsClient
+from tradebus.adapters.common.recorder import FrameWriter
 from tradebus.adapters.common.policy import ConnectionPolicy
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderStatus
@@ -23,7 +32,7 @@ from tradebus.errors import ParseError
 from tradebus.execution.live import AccountBalance, AccountPosition
 from tradebus.execution.orders import Order
 
-__all__ = ["UNACKNOWLEDGED", "OrderContext", "PrivateStream", "PrivateStreamParser", "deliver"]
+__all__ = ["UNACKNOWLEDGED", "OrderContext", "PrivateStream", "PrivateStreamParser", "UserStream", "deliver"]
 
 #: Statuses in which a venue's "new order" push is news (else the REST answer told it first).
 UNACKNOWLEDGED = frozenset({OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
@@ -101,15 +110,65 @@ class PrivateStreamParser(ABC):
         return fee
 
 
-class PrivateStream(WsClient):
+class UserStream(WsClient):
+    """A venue's private-stream client: :attr:`subscribed` once the venue confirmed the subscription.
+
+    Parameters
+    ----------
+    name, sink, policy, recorder
+        As :class:`~tradebus.adapters.common.client.WsClient`.
+    on_balance
+        Receives the :class:`~tradebus.execution.live.AccountBalance` and
+        :class:`~tradebus.execution.live.AccountPosition` events.
+    on_reconnect
+        Called after a reconnect (events may have been missed), once the venue confirmed the
+        new connection's subscription.
+
+    Attributes
+    ----------
+    subscribed
+        Set while the current connection's subscription is confirmed (cleared when it ends).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        sink: Sink,
+        policy: ConnectionPolicy,
+        on_balance: Callable[[Any], Any] | None = None,
+        on_reconnect: Callable[[], Any] | None = None,
+        recorder: FrameWriter | None = None,
+    ) -> None:
+        super().__init__(name, sink, policy, recorder)
+        self.on_balance = on_balance
+        self.on_reconnect = on_reconnect
+        self.subscribed = asyncio.Event()
+
+    def confirmed(self) -> None:
+        """The venue confirmed this connection's subscription: events flow from now on; after a reconnect, ``on_reconnect``."""
+        if self.subscribed.is_set():
+            return
+        self.subscribed.set()
+        logger.info("{}: subscription confirmed ({})", self.name, self.conn_id)
+        if self.connections > 1 and self.on_reconnect is not None:
+            self.on_reconnect()
+
+    def on_disconnected(self, reason: str) -> None:
+        self.subscribed.clear()
+
+
+class PrivateStream(UserStream):
     """A venue's private WebSocket that logs in, then subscribes (OKX, Bybit), reconnecting per policy.
 
     On connecting it sends ``login()`` (a fresh signed frame each time); when the venue's
-    answer satisfies ``is_login_ack`` it sends ``subscribe``. Every parsed order event goes to
-    ``sink``, every :class:`~tradebus.execution.live.AccountBalance` and
+    answer satisfies ``is_login_ack`` it sends ``subscribe``, and once ``subscribe_acks``
+    answers satisfied ``is_subscribe_ack`` the subscription is confirmed
+    (:meth:`~UserStream.confirmed`). Every parsed order event goes to ``sink``, every
+    :class:`~tradebus.execution.live.AccountBalance` and
     :class:`~tradebus.execution.live.AccountPosition` to ``on_balance``; after a
-    reconnect (events may have been missed) ``on_reconnect`` is called. A refused login is
-    the parser's :class:`~tradebus.adapters.common.policy.FatalVenueError`.
+    reconnect (events may have been missed) ``on_reconnect`` is called once the subscription
+    is confirmed. A refused login is the parser's
+    :class:`~tradebus.adapters.common.policy.FatalVenueError`.
 
     Parameters
     ----------
@@ -127,6 +186,10 @@ class PrivateStream(WsClient):
         Whether a decoded frame is the venue's successful login answer.
     subscribe
         The subscription frame sent once logged in.
+    is_subscribe_ack
+        Whether a decoded frame is the venue's answer confirming (part of) the subscription.
+    subscribe_acks
+        How many such answers confirm all of it (OKX answers once per channel).
     sink, on_balance, on_reconnect
         Where events go.
     """
@@ -140,37 +203,43 @@ class PrivateStream(WsClient):
         login: Callable[[], str],
         is_login_ack: Callable[[dict[str, Any]], bool],
         subscribe: str,
+        is_subscribe_ack: Callable[[dict[str, Any]], bool],
         sink: Sink,
-        on_balance: Callable[[AccountBalance], Any] | None = None,
+        on_balance: Callable[[Any], Any] | None = None,
         on_reconnect: Callable[[], Any] | None = None,
+        subscribe_acks: int = 1,
     ) -> None:
-        super().__init__(name, sink, policy)
+        super().__init__(name, sink, policy, on_balance, on_reconnect)
         self.url = url
         self.parser = parser
         self._login = login
         self._is_login_ack = is_login_ack
         self._subscribe = subscribe
-        self.on_balance = on_balance
-        self.on_reconnect = on_reconnect
+        self._is_subscribe_ack = is_subscribe_ack
+        self._acks_wanted = subscribe_acks
+        self._acks = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     def connect_url(self) -> str:
         return self.url
 
     def subscribe_frames(self) -> list[str]:
+        self._acks = 0
         return [self._login()]
 
     def on_frame(self, raw: str | bytes, recv_ns: int) -> None:
         if raw in ("pong", b"pong"):
             return
         events = self.parser.parse(raw)
-        if not events and self._is_login_ack(self.parser.decode(raw, self.name)):
-            task = asyncio.get_running_loop().create_task(self.send(self._subscribe))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if not events and not self.subscribed.is_set():
+            msg = self.parser.decode(raw, self.name)
+            if self._is_login_ack(msg):
+                task = asyncio.get_running_loop().create_task(self.send(self._subscribe))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif self._is_subscribe_ack(msg):
+                self._acks += 1
+                if self._acks >= self._acks_wanted:
+                    self.confirmed()
             return
         deliver(events, self.sink, self.on_balance)
-
-    async def on_connected(self) -> None:
-        if self.connections > 1 and self.on_reconnect is not None:
-            self.on_reconnect()

@@ -164,6 +164,11 @@ def _is_login_ack(msg: dict[str, Any]) -> bool:
     return msg.get("event") == "login" and str(msg.get("code", "0")) == "0"
 
 
+def _is_subscribe_ack(msg: dict[str, Any]) -> bool:
+    """OKX answers a subscription once per channel: ``{"event": "subscribe", "arg": {...}}``."""
+    return msg.get("event") == "subscribe"
+
+
 def _user_stream(
     subscribe: str,
     ws_url: str,
@@ -183,7 +188,7 @@ def _user_stream(
     parser = UserStreamParser(instruments, lookup, venue="OKX")
     return PrivateStream(
         "okx-private", ws_url, policy, parser, lambda: login_frame(api_key, api_secret, passphrase), _is_login_ack,
-        subscribe, sink, on_balance, on_reconnect,
+        subscribe, _is_subscribe_ack, sink, on_balance, on_reconnect, subscribe_acks=len(json.loads(subscribe)["args"]),
     )
 
 
