@@ -414,6 +414,12 @@ class LiveNode(PaperNode):
             rest_url=rest_url,
             **keys.options(config.live),
         )
+        budget = getattr(self.venue.api, "budget", None)
+        if self.ops is not None and budget is not None and self.kernel.instruments:
+            venue = next(iter(self.kernel.instruments.values())).venue
+            ops = self.ops
+            # tradebus_rate_limit_headroom_ratio: what the venue's last answer left (OKX tells none)
+            budget.on_left = lambda left: ops.set_rate_limit_headroom(venue, left)
 
     def _build_kernel(self) -> tuple[Kernel, LiveVenue]:
         settings = self.config.live

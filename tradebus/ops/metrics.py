@@ -29,7 +29,9 @@ metric                                             labels
 ``tradebus_orders_in_flight_oldest_age_seconds``
 ``tradebus_orders_open``
 ``tradebus_reconciliation_mismatches_total``       venue
-``tradebus_rate_limit_headroom_ratio``             venue  -- share of the budget left
+``tradebus_rate_limit_headroom_ratio``             venue  -- share of the venue's request limit its last answer left
+                                                          (Binance: 1 - X-MBX-USED-WEIGHT-1M / limit; Bybit:
+                                                          X-Bapi-Limit-Status / X-Bapi-Limit; OKX sends none: unset)
 ``tradebus_equity``                                -- quote currency
 ``tradebus_position``                              instrument  -- base units, signed
 ``tradebus_exposure``                              instrument  -- position x last price
@@ -146,7 +148,7 @@ class DaemonMetrics:
             "tradebus_reconciliation_mismatches", "Differences between local and venue state", ["venue"], registry=r
         )
         self.headroom = Gauge(
-            "tradebus_rate_limit_headroom_ratio", "Share of the venue's request budget left", ["venue"], registry=r
+            "tradebus_rate_limit_headroom_ratio", "Share of the venue's request limit its last answer left", ["venue"], registry=r
         )
         self.loop_lag = Gauge("tradebus_event_loop_lag_seconds", "Latest event-loop lag probe", registry=r)
         self.loop_lag_hist = Histogram(

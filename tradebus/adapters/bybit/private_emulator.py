@@ -22,7 +22,11 @@ the private stream of :mod:`tradebus.adapters.bybit.user_stream` to run unchange
 
 Matching, balances and faults are the :class:`~tradebus.adapters.common.account_emulator.AccountEmulator`'s;
 a ``rate_limit`` fault is answered as Bybit does: HTTP 200, retCode ``10006`` "Too many visits",
-the limit's end in ``X-Bapi-Limit-Reset-Timestamp`` (epoch ms), no ``Retry-After``.
+the limit's end in ``X-Bapi-Limit-Reset-Timestamp`` (epoch ms), no ``Retry-After``. Every
+authenticated answer carries Bybit's per-endpoint limit headers: ``X-Bapi-Limit``
+(:attr:`BybitPrivateEmulator.endpoint_limit` requests per second, every endpoint alike),
+``X-Bapi-Limit-Status`` (requests left to that endpoint in the current wall second) and
+``X-Bapi-Limit-Reset-Timestamp`` (the next second, ms); going over is not refused.
 Departures from Bybit: a MARKET order is acknowledged ``New`` and fills at the next public
 trade, its size in the base asset (``marketUnit=baseCoin``); conditional orders are not emulated.
 
@@ -78,6 +82,30 @@ class BybitPrivateEmulator(AccountEmulator):
     ws_path = "/v5/private"
     #: The Bybit ``category`` this account emulates.
     category = "spot"
+    #: Requests per second per endpoint (``X-Bapi-Limit``).
+    endpoint_limit = 10
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: ``path -> (wall second, requests in it)`` of each endpoint.
+        self._calls: dict[str, tuple[int, int]] = {}
+        #: The ``X-Bapi-Limit-Status`` of the last answer (``None``: none sent yet).
+        self.last_limit_status: int | None = None
+
+    async def _rest(self, request: web.Request) -> web.StreamResponse:
+        n = len(self.requests)
+        response = await super()._rest(request)
+        if len(self.requests) == n or "X-Bapi-Limit-Status" in response.headers:
+            return response  # refused before authentication, or already rate limited
+        second = int(time.time())
+        start, calls = self._calls.get(request.path, (second, 0))
+        calls = calls + 1 if start == second else 1
+        self._calls[request.path] = (second, calls)
+        self.last_limit_status = max(0, self.endpoint_limit - calls)
+        response.headers["X-Bapi-Limit"] = str(self.endpoint_limit)
+        response.headers["X-Bapi-Limit-Status"] = str(self.last_limit_status)
+        response.headers["X-Bapi-Limit-Reset-Timestamp"] = str((second + 1) * 1000)
+        return response
 
     def symbol_of(self, inst: Instrument) -> str:
         return wire_symbol(inst)

@@ -25,6 +25,8 @@ list in windows of 7 days); open orders
 amend ``POST /v5/order/amend``. Rate limit: a budget of 10 requests per second shared by
 every caller of the account (Bybit's per-endpoint limits are 10-20 per second); a ``10006``
 answer ("Too many visits", HTTP 200) pauses every caller until its ``X-Bapi-Limit-Reset-Timestamp``.
+The share of the limit left (the budget's ``left``) is the last answer's ``X-Bapi-Limit-Status``
+over its ``X-Bapi-Limit`` (the endpoint just called).
 
 Linear perpetuals
 -----------------
@@ -89,6 +91,9 @@ EXECUTIONS_PAGE = 100
 EXECUTIONS_WINDOW_MS = 7 * 24 * 3600 * 1000
 #: The header of Bybit's answers saying when a rate limit ends (epoch ms; with retCode ``10006``, HTTP 200).
 RESET_HEADER = "X-Bapi-Limit-Reset-Timestamp"
+#: The headers of Bybit's answers holding the requests left to the endpoint just called, and its limit.
+LIMIT_STATUS_HEADER = "X-Bapi-Limit-Status"
+LIMIT_HEADER = "X-Bapi-Limit"
 
 
 def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
@@ -226,7 +231,9 @@ class BybitTrading(CcxtTrading):
         api = exchange.urls["api"]
         api["public"] = api["private"] = rest_url.rstrip("/")
         if budget is None:
-            budget = WeightBudget(10, 1.0, reset_header=RESET_HEADER)
+            budget = WeightBudget(
+                10, 1.0, reset_header=RESET_HEADER, remaining_header=LIMIT_STATUS_HEADER, limit_header=LIMIT_HEADER
+            )
         super().__init__(exchange, instruments, budget, {})
 
     def order_params(self, order: Order, instrument: Instrument) -> dict[str, Any]:

@@ -6,6 +6,14 @@ e.g. Binance's minute) and makes a caller wait before a request that would take 
 :meth:`WeightBudget.observe` takes the used weight the venue reported (Binance
 ``X-MBX-USED-WEIGHT-1M``), so requests made by other processes on the same account count too.
 
+The share of the venue's limit left, as its last answer tells it, is :attr:`WeightBudget.left`
+(``on_left`` is called with each new value; the live daemon sets its
+``tradebus_rate_limit_headroom_ratio`` from it): ``1 - used / limit`` from a used-weight header
+(Binance ``X-MBX-USED-WEIGHT-1M`` against its 6000 (spot) or 2400 (USD-M) per minute), or
+``remaining / limit`` from a pair of headers (Bybit ``X-Bapi-Limit-Status`` /
+``X-Bapi-Limit``: the endpoint just called, in its current window). A venue that sends no
+such header (OKX) leaves it ``None``.
+
 HTTP 429 (too many requests) stops every caller until ``Retry-After`` has passed, or until
 the time a venue's reset header names (Bybit's ``X-Bapi-Limit-Reset-Timestamp``, epoch ms,
 sent with its ``10006`` answer), or ``backoff`` seconds if the venue says neither; HTTP 418 (Binance's IP ban) stops every
@@ -47,8 +55,18 @@ class WeightBudget:
         Name of the response header holding when a rate limit ends, epoch milliseconds
         (case-insensitive; ``""``: none); read on a 429 without ``Retry-After``. The clock is
         then compared with it: it must be wall time (the default).
+    remaining_header, limit_header
+        Names of the response headers holding the requests left and the limit of the
+        endpoint just called (case-insensitive; ``""``: none): :attr:`left` from them.
     monotonic, sleep
         Clock and sleep (tests inject their own).
+
+    Attributes
+    ----------
+    left
+        Share of the venue's limit left by its last answer that told it (``None``: none did).
+    on_left
+        Called with :attr:`left` whenever an answer tells it (or ``None``).
     """
 
     def __init__(
@@ -60,6 +78,8 @@ class WeightBudget:
         header: str = "",
         backoff: float = 1.0,
         reset_header: str = "",
+        remaining_header: str = "",
+        limit_header: str = "",
         monotonic: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -71,6 +91,10 @@ class WeightBudget:
         self.header = header.lower()
         self.backoff = backoff
         self.reset_header = reset_header.lower()
+        self.remaining_header = remaining_header.lower()
+        self.limit_header = limit_header.lower()
+        self.left: float | None = None
+        self.on_left: Callable[[float], object] | None = None
         self._now = monotonic
         self._sleep = sleep
         self._window_start = self._start_of(monotonic())
@@ -113,12 +137,24 @@ class WeightBudget:
         now = self._now()
         self._roll(now)
         lowered = {k.lower(): v for k, v in headers.items()}
+        left = None
         if self.header and self.header in lowered:
             try:
                 self.used = float(lowered[self.header])
+                left = 1.0 - self.used / self.limit
             except ValueError:
                 logger.warning("rate budget: unreadable {} header {!r}", self.header, lowered[self.header])
             self.peak = max(self.peak, self.used)
+        if self.remaining_header in lowered and self.limit_header in lowered:
+            try:
+                left = float(lowered[self.remaining_header]) / float(lowered[self.limit_header])
+            except (ValueError, ZeroDivisionError):
+                logger.warning("rate budget: unreadable {} / {} headers {!r} / {!r}", self.remaining_header,
+                               self.limit_header, lowered[self.remaining_header], lowered[self.limit_header])
+        if left is not None and math.isfinite(left):
+            self.left = min(1.0, max(0.0, left))
+            if self.on_left is not None:
+                self.on_left(self.left)
         if status in (429, 418):
             pause = self._pause(lowered, now)
             self.blocked_until = max(self.blocked_until, now + pause)
