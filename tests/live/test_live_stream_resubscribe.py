@@ -99,3 +99,20 @@ async def test_a_fill_before_the_resubscription_is_confirmed_is_seen_at_once(ven
         await until(lambda: order.status is OrderStatus.FILLED, timeout=3.0)
         assert [f.trade_id for f in kernel.result.fills] == [str(f.trade_id) for f in emulator.fills]
         assert stream.connections == 2
+
+
+async def test_a_binance_stream_the_venue_terminated_subscribes_again_and_books_later_fills() -> None:
+    async with _account("binance") as (emulator, kernel, live, stream):
+        assert isinstance(emulator, BinancePrivateEmulator)
+        iid = next(iter(kernel.instruments))
+        t = emulator.clock.now_ns() or 1_723_161_255_000_000_000
+        emulator.on_trade(Trade(iid, t, t, 60_000.0, 1.0, 1, "1"))
+        order = kernel.execution.submit(SubmitOrder("s1", iid, "", OrderSide.BUY, 0.01, 0, 0, OrderType.LIMIT, 59_000.0))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+
+        emulator.terminate_streams()  # the connection stays open, its events stop
+        await until(lambda: any("user" in s.topics for s in emulator.sessions))  # subscribed again
+        t += 10**9
+        emulator.on_trade(Trade(iid, t, t, 58_900.0, 1.0, -1, "2"))
+        await until(lambda: order.status is OrderStatus.FILLED)
+        assert [f.trade_id for f in kernel.result.fills] == [str(f.trade_id) for f in emulator.fills]

@@ -14,7 +14,9 @@ faults, sessions), speaking enough of Binance spot's private API for
   client order id or refused order, ``-2011`` unknown order on cancel, ``-2013`` on query).
   Every answer has ``X-MBX-USED-WEIGHT-1M`` (:data:`WEIGHTS` per request, per wall minute).
 * ``/ws-api/v3``: the WebSocket API's ``userDataStream.subscribe.signature``; then every
-  order and balance change as ``{"subscriptionId": 0, "event": {...}}``.
+  order and balance change as ``{"subscriptionId": 0, "event": {...}}``;
+  :meth:`BinancePrivateEmulator.terminate_streams` ends the subscriptions with an
+  ``eventStreamTerminated`` event (as a revoked key or a logout does), the connection left open.
 
 Faults are the base's (``RestFault`` defaults to ``POST /api/v3/order``, ``StreamFault`` to
 ``executionReport`` frames), plus ``ban``: ``418`` with ``Retry-After``.
@@ -372,6 +374,14 @@ class BinancePrivateEmulator(AccountEmulator):
         session.authed = True
         session.topics.add("user")
         return [json.dumps({"id": rid, "status": 200, "result": {"subscriptionId": 0}})]
+
+    def terminate_streams(self) -> None:
+        """End every connection's subscription as Binance does (``eventStreamTerminated``; the connection stays open)."""
+        frame = json.dumps({"subscriptionId": 0, "event": {"e": "eventStreamTerminated", "E": self.now_ms()}})
+        for session in self.sessions:
+            if "user" in session.topics:
+                session.queue.put_nowait(frame)
+                session.topics.discard("user")
 
 
 class MatchingProtocol(BinanceProtocol):

@@ -48,6 +48,10 @@ returns the active key or a new one). Events arrive bare or in a ``{"stream", "d
     ``ps=BOTH``) -> :class:`AccountPosition`.
 ``listenKeyExpired``
     the connection is closed, so the next attempt takes a fresh key.
+
+On spot, an ``eventStreamTerminated`` event (the venue ended the subscription: a revoked key,
+a logout) closes the connection too: the next one subscribes again (a refused key then stops
+the stream with its error) and, once confirmed, the open orders are queried.
 """
 
 from __future__ import annotations
@@ -90,6 +94,10 @@ __all__ = ["BinanceFuturesUserStream", "BinanceUserStream", "FuturesStreamParser
 
 _MS = 1_000_000
 _UNACKNOWLEDGED = frozenset({OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
+
+
+class SubscriptionEnded(ParseError):
+    """The venue ended the stream's subscription (spot ``eventStreamTerminated``): the connection is dropped and subscribed again."""
 
 
 def sign_params(params: dict[str, Any], secret: SecretStr) -> str:
@@ -141,7 +149,7 @@ class UserStreamParser(PrivateStreamParser):
         except (KeyError, TypeError, ValueError) as exc:
             raise ParseError(f"binance user stream: bad {kind} event: {type(exc).__name__}: {exc}") from None
         if kind == "eventStreamTerminated":
-            logger.warning("binance user stream: the venue terminated the subscription")
+            raise SubscriptionEnded("binance user stream: the venue terminated the subscription (eventStreamTerminated)")
         return []
 
     def _execution_report(self, ev: dict[str, Any]) -> list[Any]:
@@ -243,7 +251,11 @@ class BinanceUserStream(UserStream):
         return [json.dumps({"id": f"uds-{next(self._ids)}", "method": "userDataStream.subscribe.signature", "params": params})]
 
     def on_frame(self, raw: str | bytes, recv_ns: int) -> None:
-        events = self.parser.parse(raw)  # a refused subscription raises
+        try:
+            events = self.parser.parse(raw)  # a refused subscription raises
+        except SubscriptionEnded as exc:
+            self.drop_connection(str(exc))
+            return
         if not events and not self.subscribed.is_set() and self.parser.decode(raw, self.name).get("status") == 200:
             self.confirmed()  # the only request sent is the subscription
             return
@@ -322,7 +334,7 @@ class FuturesStreamParser(UserStreamParser):
         return out
 
 
-class ListenKeyExpired(ParseError):
+class ListenKeyExpired(SubscriptionEnded):
     """The venue said the listen key lapsed: the connection is dropped and a new key taken."""
 
 
@@ -401,10 +413,8 @@ class BinanceFuturesUserStream(UserStream):
     def on_frame(self, raw: str | bytes, recv_ns: int) -> None:
         try:
             events = self.parser.parse(raw)
-        except ListenKeyExpired:
-            logger.warning("{}: listen key expired; reconnecting with a new one", self.name)
-            if self._ws is not None:
-                asyncio.get_running_loop().create_task(self._ws.close())
+        except ListenKeyExpired as exc:
+            self.drop_connection(f"{exc}; a new one is taken")
             return
         deliver(events, self.sink, self.on_balance)
 

@@ -143,6 +143,7 @@ class UserStream(WsClient):
         self.on_balance = on_balance
         self.on_reconnect = on_reconnect
         self.subscribed = asyncio.Event()
+        self._closing: set[asyncio.Task[None]] = set()
 
     def confirmed(self) -> None:
         """The venue confirmed this connection's subscription: events flow from now on; after a reconnect, ``on_reconnect``."""
@@ -152,6 +153,16 @@ class UserStream(WsClient):
         logger.info("{}: subscription confirmed ({})", self.name, self.conn_id)
         if self.connections > 1 and self.on_reconnect is not None:
             self.on_reconnect()
+
+    def drop_connection(self, why: str) -> None:
+        """The venue ended the subscription (``why``): close the connection; the loop reconnects and subscribes again."""
+        logger.warning("{}: {}; reconnecting to subscribe again", self.name, why)
+        self.subscribed.clear()
+        ws = self._ws
+        if ws is not None:
+            task = asyncio.get_running_loop().create_task(ws.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def on_disconnected(self, reason: str) -> None:
         self.subscribed.clear()
