@@ -195,6 +195,7 @@ def build_kernel(config: RunConfig) -> Kernel:
         risk_config=config.risk,
         initial_cash=config.initial_cash,
         balances=config.balances,
+        borrow_rates=config.annual_borrow_rates,
         features=config.features,
         equity_interval_ns=parse_duration(config.report.equity_interval),
         trade_bars={s.instrument: s.bars.builder() for s in config.data.sources if s.bars is not None},

@@ -32,7 +32,7 @@ from loguru import logger
 from typer.testing import CliRunner
 
 from tradebus.cli import app
-from tradebus.reports.writers import OWN_FILES, REPORT_FILE
+from tradebus.reports.writers import INTEREST_FILE, OPTIONAL_FILES, OWN_FILES, REPORT_FILE
 
 from .node_testdata import SPOT_CAPTURE
 
@@ -111,7 +111,7 @@ def test_readme_paper_workflow_keeps_journal_and_recording_restarts_from_them_an
         wait_for(lambda: decisions(log1) >= 2, "two order decisions", first, log1)
         stop(first, signal.SIGINT, log1)
         names = sorted(p.name for p in run.iterdir())
-        assert names == sorted([*OWN_FILES["paper"], "journal.sqlite", "frames.jsonl.gz"]), names  # --report
+        assert names == sorted([*(n for n in OWN_FILES["paper"] if n != INTEREST_FILE), "journal.sqlite", "frames.jsonl.gz"]), names  # --report
         assert 'data-metric="fills"' in (run / REPORT_FILE).read_text(encoding="utf-8")
         node1 = json.loads((run / "node.json").read_text())
         assert node1["stop_reason"] == "signal SIGINT" and node1["orders"] >= 2
@@ -182,4 +182,4 @@ def test_replay_into_the_paper_directory_keeps_the_recording_and_journal_with_fo
     assert CliRunner().invoke(app, [*args, "--force"]).exit_code == 0
     after = {p.name: p.read_bytes() for p in run.iterdir()}
     assert {name: after[name] for name in before} == before
-    assert sorted(set(after) - set(before)) == sorted(set(OWN_FILES["replay"]) - {REPORT_FILE})
+    assert sorted(set(after) - set(before)) == sorted(set(OWN_FILES["replay"]) - set(OPTIONAL_FILES))

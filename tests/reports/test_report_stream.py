@@ -21,7 +21,7 @@ from tradebus.engine.messages import Bar, OrderSide
 from tradebus.errors import DataError
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.stream import OutputStream, read_fills
-from tradebus.reports.writers import OWN_FILES, REPORT_FILE, STREAMED_FILES, RunDirectory
+from tradebus.reports.writers import OPTIONAL_FILES, OWN_FILES, STREAMED_FILES, RunDirectory
 from tradebus.research.lookahead import MemoryReplay, SourceFrame
 from tradebus.risk.config import RiskConfig
 from tradebus.strategies.base import Strategy
@@ -71,7 +71,7 @@ def test_streamed_files_equal_the_end_of_run_files_and_the_manager_forgets_writt
     bars = bars_4h().iloc[:200]
     at_end = run(tmp_path / "at_end", False, bars)
     streamed = run(tmp_path / "streamed", True, bars)
-    names = [n for n in OWN_FILES["paper"] if n != REPORT_FILE]
+    names = [n for n in OWN_FILES["paper"] if n not in OPTIONAL_FILES]
     for name in names:
         assert (tmp_path / "streamed" / name).read_bytes() == (tmp_path / "at_end" / name).read_bytes(), name
     assert not (tmp_path / "streamed" / "INCOMPLETE").exists()

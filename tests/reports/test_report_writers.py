@@ -11,7 +11,7 @@ import pytest
 
 from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
 from tradebus.errors import ConfigError
-from tradebus.reports.writers import INCOMPLETE_MARKER, OWN_FILES, REPORT_FILE, RunDirectory, write_run
+from tradebus.reports.writers import INCOMPLETE_MARKER, OPTIONAL_FILES, OWN_FILES, REPORT_FILE, RunDirectory, write_run
 
 
 def make_result() -> RunResult:
@@ -100,7 +100,7 @@ def test_force_writes_the_run_files_and_leaves_every_foreign_file_untouched(tmp_
     write(out, force=True)
     after = snapshot(out)
     assert {name: after[name] for name in before} == before
-    assert sorted(set(after) - set(before)) == sorted(set(OWN_FILES["backtest"]) - {REPORT_FILE})
+    assert sorted(set(after) - set(before)) == sorted(set(OWN_FILES["backtest"]) - set(OPTIONAL_FILES))
 
 
 def test_rerun_replaces_only_its_own_files_and_never_the_journal_or_recording(tmp_path: Path) -> None:
@@ -115,7 +115,7 @@ def test_rerun_replaces_only_its_own_files_and_never_the_journal_or_recording(tm
     write(out, "paper", keep=kept)
     after = snapshot(out)
     assert {name: after[name] for name in before} == before
-    assert sorted(after) == sorted([*before, *(set(OWN_FILES["paper"]) - {REPORT_FILE})])
+    assert sorted(after) == sorted([*before, *(set(OWN_FILES["paper"]) - set(OPTIONAL_FILES))])
     assert (out / "fills.csv").read_text().startswith("ts_event,time,")
     # the same files are foreign to a run that does not name them
     with pytest.raises(ConfigError, match="frames.jsonl.gz, journal.sqlite, journal.sqlite-shm, journal.sqlite-wal"):

@@ -25,8 +25,16 @@ Margin spot instruments (``Instrument.margin``)
     ``leverage: 1`` a long may spend the available balance and a short may sell as much again;
     ``leverage: 3`` borrows up to three times it. Their maintenance margin is
     ``Instrument.maintenance_margin(N)`` and they are liquidated with the cross positions of
-    their quote asset (below). Borrowing charges no interest. Initial holdings of a base asset
-    are not collateral.
+    their quote asset (below). Initial holdings of a base asset are not collateral.
+
+Borrowing (margin spot)
+    The assets of margin spot instruments are *borrowable* (:attr:`MarginAccount.borrowable`):
+    a wallet balance of one below zero is a loan of that asset (:meth:`MarginAccount.borrowed`),
+    whatever made it negative; a cash-only instrument never borrows. A run with borrowing
+    interest (:mod:`tradebus.engine.interest`) asks after each fill how much more the fill
+    borrowed (:meth:`MarginAccount.new_borrowing`) and debits each charge from a quote asset
+    (:meth:`MarginAccount.charge_interest`): the wallet, and so the cross balance that backs the
+    positions, falls by it.
 
 Marks
     Unrealised PnL and margin are valued at each position's ``last_price``, which the
@@ -120,6 +128,10 @@ class MarginAccount:
         self._isolated: dict[str, float] = dict.fromkeys(self._perps, 0.0)
         # Entry value (base asset) of each inverse position: sum of q_i * contract_size / p_i.
         self._entry_value: dict[str, float] = {iid: 0.0 for iid, inst in self._perps.items() if inst.inverse}
+        #: Assets a wallet may owe: the base and quote assets of the margin spot instruments.
+        self.borrowable: frozenset[str] = frozenset(
+            asset for inst in self._margined.values() if not inst.is_perpetual for asset in asset_names(inst)
+        )
         self._working: Callable[[], Iterable[Any]] = tuple
         self._price: Callable[[str], float] = _nan_price
         self._count: Callable[[], int] = _zero
@@ -177,6 +189,36 @@ class MarginAccount:
         asset = self._settle.get(instrument_id)
         if asset is not None:
             self._spot.credit(asset, -payment)
+
+    def charge_interest(self, asset: str, amount: float) -> None:
+        """Debit borrowing interest ``amount`` from ``asset`` (a quote asset)."""
+        self._spot.credit(asset, -amount)
+
+    # ------------------------------------------------------------------ borrowing
+
+    def borrowed(self, asset: str) -> float:
+        """How much of ``asset`` the wallet owes: ``-balance`` when negative and borrowable, else 0."""
+        balance = self._spot.balance(asset)
+        return -balance if balance < 0.0 and asset in self.borrowable else 0.0
+
+    def new_borrowing(self, fill: OrderFilled) -> list[tuple[str, float]]:
+        """``(asset, amount)`` of each asset a margin spot fill (already booked) borrowed beyond what was owed before it.
+
+        A buy pays ``last_qty * last_px + fee`` of the quote asset and a sell takes ``last_qty``
+        of the base asset (as booked); only what takes a balance further below zero counts.
+        Empty for any other fill.
+        """
+        inst = self._margined.get(fill.instrument_id)
+        if inst is None or inst.is_perpetual:
+            return []
+        base, quote = asset_names(inst)
+        if fill.side > 0:
+            asset, moved = quote, fill.last_qty * fill.last_px + fill.fee
+        else:
+            asset, moved = base, fill.last_qty
+        after = self._spot.balance(asset)
+        more = min(moved, -after) if after < 0.0 else 0.0
+        return [(asset, more)] if more > 0.0 else []
 
     # ------------------------------------------------------------------ margin figures
 

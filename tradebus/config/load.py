@@ -187,4 +187,6 @@ def dump_config(config: BaseModel) -> str:
     for key in ("strategy", "strategies"):
         if data.get(key) in (None, []):
             data.pop(key, None)  # the one of the pair the config does not use
+    if data.get("annual_borrow_rates", 0) is None:
+        del data["annual_borrow_rates"]  # no borrowing interest: the dump of a config from before the key
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)

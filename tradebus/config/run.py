@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, field_validator, model_validator
 
@@ -19,7 +19,14 @@ from tradebus.execution.config import VenueConfig
 from tradebus.features.spec import FeatureSpec
 from tradebus.risk.config import RiskConfig
 
-__all__ = ["ReportConfig", "RunBase", "RunConfig", "check_fill_model_settings", "check_starting_balances"]
+__all__ = [
+    "ReportConfig",
+    "RunBase",
+    "RunConfig",
+    "check_borrow_rates",
+    "check_fill_model_settings",
+    "check_starting_balances",
+]
 
 
 class ReportConfig(StrictModel):
@@ -73,6 +80,29 @@ def check_starting_balances(config: RunBase) -> None:
         object.__setattr__(config, "initial_cash", cash)  # frozen model; keeps the dump consistent
 
 
+def check_borrow_rates(config: RunBase) -> None:
+    """Check that every asset of ``annual_borrow_rates`` is one a margin spot instrument borrows.
+
+    Raises
+    ------
+    ValueError
+        Naming the asset and the assets that can be borrowed (the base and quote assets of the
+        ``kind: spot``, ``margin: true`` instruments).
+    """
+    if config.annual_borrow_rates is None:
+        return
+    borrowable: set[str] = set()
+    for inst in config.instruments:
+        instrument = inst.to_instrument()
+        if not instrument.cash_only and not instrument.is_perpetual:
+            borrowable.update(asset_names(instrument))
+    for asset in config.annual_borrow_rates:
+        if asset not in borrowable:
+            where = f"the margin spot instruments borrow {sorted(borrowable)}" if borrowable else (
+                "no instrument is margin spot (kind: spot, margin: true): nothing borrows")
+            raise ValueError(f"annual_borrow_rates.{asset}: {asset!r} is not an asset a run can borrow; {where}")
+
+
 def check_fill_model_settings(venue: VenueConfig) -> None:
     """Settings of one fill model set while the venue fills with another are errors, not ignored.
 
@@ -104,6 +134,11 @@ class RunBase(StrictModel):
     Starting balances: ``initial_cash`` credits the first instrument's quote asset; ``balances``
     (``{USDT: 10000, BTC: 0.5}``) sets every asset instead (see :mod:`tradebus.account` and
     :func:`check_starting_balances`).
+
+    Borrowing interest: ``annual_borrow_rates`` (``{USDT: 0.08, BTC: 0.10}``, annual fractions,
+    0.08 = 8 % a year) charges interest on what margin spot positions borrow, hourly (see
+    :mod:`tradebus.engine.interest`); absent, nothing is charged. Each asset must be a base or
+    quote asset of a margin spot instrument (:func:`check_borrow_rates`).
     """
 
     instruments: list[InstrumentConfig] = Field(min_length=1)
@@ -114,11 +149,13 @@ class RunBase(StrictModel):
     features: list[FeatureSpec] = Field(default_factory=list)
     initial_cash: PositiveFloat = _DEFAULT_CASH
     balances: dict[str, NonNegativeFloat] | None = None
+    annual_borrow_rates: dict[str, Annotated[float, Field(ge=0.0, allow_inf_nan=False)]] | None = None
     report: ReportConfig = Field(default_factory=ReportConfig)
 
     @model_validator(mode="after")
     def _check_run_parts(self) -> Self:
         check_starting_balances(self)
+        check_borrow_rates(self)
         check_fill_model_settings(self.venue)
         ids = [i.instrument_id for i in self.instruments]
         if len(set(ids)) != len(ids):

@@ -35,9 +35,9 @@ Breakers
     within a run.
 
 What it refuses (:func:`unsupported`, checked before the run)
-    Several strategies or instruments, perpetuals, fee or margin tiers, latency, a venue that does
-    not fill on bars, ``max_open_orders: 0``, initial holdings, trade bars, history
-    windows, contingent orders, data other than bars. During the run, an order below the
+    Several strategies or instruments, perpetuals, fee or margin tiers, borrowing interest
+    (``annual_borrow_rates``), latency, a venue that does not fill on bars, ``max_open_orders:
+    0``, initial holdings, trade bars, history windows, contingent orders, data other than bars. During the run, an order below the
     instrument's minimum quantity or off its lot grid, or a margin spot position that reaches its
     liquidation (within ``1e-9`` of the maintenance margin, at a close), stops it with
     :class:`AcceleratedUnsupported` (the instrument words the order's reason; the event tier
@@ -550,6 +550,8 @@ def unsupported(kernel: Kernel) -> str | None:
         return f"{iid} is a perpetual (margin, funding, liquidation)"
     if instrument.margin_tiers:
         return f"{iid} has margin tiers"
+    if kernel.interest is not None:
+        return "annual_borrow_rates is set: the accelerated tier charges no borrowing interest"
     risk = kernel.risk_config
     if risk.max_open_orders == 0:
         return "risk.max_open_orders is 0"

@@ -47,6 +47,7 @@ from tradebus.engine.cache import Cache, FeatureView
 from tradebus.engine.clock import Clock, SimulatedClock
 from tradebus.engine.history import History
 from tradebus.engine.instrument import Instrument
+from tradebus.engine.interest import BorrowInterest
 from tradebus.engine.messages import (
     Bar,
     BookDelta,
@@ -56,6 +57,7 @@ from tradebus.engine.messages import (
     ContingentLinked,
     FundingPaid,
     FundingRate,
+    InterestCharged,
     Liquidity,
     MarkPrice,
     ModifyOrder,
@@ -194,6 +196,8 @@ class RunResult:
     #: price once it has one, else its latest trade, close or mid; marks the positions in attribution).
     last_prices: dict[str, float] = field(default_factory=dict)
     funding: list[FundingPaid] = field(default_factory=list)
+    #: Charges of borrowing interest (``None``: the run sets no borrow rates; see :mod:`tradebus.engine.interest`).
+    interest: list[InterestCharged] | None = None
     contract_sizes: dict[str, float] = field(default_factory=dict)
     liquidations: list[PositionLiquidated] = field(default_factory=list)
 
@@ -242,6 +246,9 @@ class Kernel:
         stamp, ``ts_init`` the trade's) goes to the cache, the feature bank (bar features),
         the history window and the ``on_bar`` subscribers. It is not fed to the execution
         engine: orders on the instrument fill on its trades.
+    borrow_rates
+        ``asset -> annual rate`` of borrowing interest on margin spot loans (simulated venues
+        only; ``None``: none charged, see :mod:`tradebus.engine.interest`).
     """
 
     def __init__(
@@ -260,6 +267,7 @@ class Kernel:
         equity_interval_ns: int = 3_600_000_000_000,
         timeouts: OrderTimeouts | None = None,
         trade_bars: Mapping[str, BarBuilder] | None = None,
+        borrow_rates: Mapping[str, float] | None = None,
     ) -> None:
         self.instruments: dict[str, Instrument] = {}
         for instrument in instruments:
@@ -371,6 +379,21 @@ class Kernel:
             self.bus.subscribe(FundingRate, self.perpetuals.on_funding)
             self._dispatch[MarkPrice] = self.bus.publish
             self._dispatch[FundingRate] = self.bus.publish
+        #: Borrowing interest of margin spot loans (``None`` unless ``borrow_rates`` are given).
+        self.interest: BorrowInterest | None = None
+        if borrow_rates is not None:
+            if self.perpetuals is None or not isinstance(self.venue, SimulatedVenue):
+                raise ConfigError(
+                    "kernel: borrow rates need a margin spot instrument and a simulated venue (a live venue "
+                    "charges its own interest)"
+                )
+            self.interest = BorrowInterest(
+                borrow_rates, self.instruments, self.portfolio, self.clock, self.bus,
+                sync=self.sync_marks, wallet_changed=self.perpetuals.wallet_changed,
+            )  # fmt: skip
+            self.result.interest = self.interest.charges
+            self.bus.subscribe(OrderFilled, self.interest.on_fill)  # after _record_fill: the bounds are then current
+            self.bookkeeping += (self.interest.on_fill,)
 
     # ------------------------------------------------------------------ set-up
 
@@ -423,6 +446,8 @@ class Kernel:
             self.contingent.restore(self._journaled_links)
         for strategy in self.strategies:
             self._subscribe(strategy)
+        if self.interest is not None:
+            self.interest.schedule(self.clock.now_ns())  # loans a journal replay restored
         for strategy in self.strategies:
             strategy.on_start()
 

@@ -26,6 +26,7 @@ __all__ = [
     "ContingentLinked",
     "FeedStale",
     "FundingRate",
+    "InterestCharged",
     "Liquidity",
     "MarkPrice",
     "ModifyOrder",
@@ -520,6 +521,26 @@ class FundingPaid(msgspec.Struct, frozen=True, gc=False):
     mark_price: float
     rate: float
     payment: float
+    ts_event: int
+    ts_init: int
+
+
+class InterestCharged(msgspec.Struct, frozen=True, gc=False):
+    """One charge of borrowing interest on a margin spot loan (see :mod:`tradebus.engine.interest`).
+
+    ``interest = borrowed * price * annual_rate / 8760``, debited from ``quote`` (the
+    borrowed asset itself when it is a quote asset, ``price`` 1). ``kind`` is ``"borrow"`` for
+    the charge when a fill borrows (on the amount it borrowed, at its price) and ``"hour"``
+    for the charge at a whole UTC hour (``ts_event``) on the amount outstanding then.
+    """
+
+    asset: str
+    kind: str
+    borrowed: float
+    price: float
+    annual_rate: float
+    interest: float
+    quote: str
     ts_event: int
     ts_init: int
 

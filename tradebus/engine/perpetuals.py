@@ -22,6 +22,10 @@ Funding
     the backtest's bar loops after each bar (:attr:`next_funding_ns`). Each settlement is a
     :class:`FundingPaid` event, published and kept in :attr:`RunResult.funding`.
 
+Borrowing interest (margin spot loans, when the run sets borrow rates)
+    Charged by :class:`~tradebus.engine.interest.BorrowInterest` on its own clock alerts; after
+    each charge it calls :meth:`Perpetuals.wallet_changed` (bounds recomputed, positions checked).
+
 Liquidation (simulated venues only: a live venue liquidates on its own and reports fills)
     After every mark of a margined instrument with a position open (a margin spot instrument
     has no mark price: its trades, bar closes or mids mark it), the margin account is asked which
@@ -129,8 +133,9 @@ class Perpetuals:
         self._single = next(iter(self.instruments)) if alone else None
         #: Whether :attr:`lo` and :attr:`hi` bound the liquidation of the run's positions: one
         #: margin spot instrument without margin tiers, whose liquidation price moves only with a
-        #: fill (no funding, no other position, one maintenance rate). The batch loop then runs
-        #: trades in batches and checks a trade only outside the bounds.
+        #: fill or a charge of borrowing interest (no funding, no other position, one maintenance
+        #: rate; both recompute the bounds). The batch loop then runs trades in batches and checks
+        #: a trade only outside the bounds.
         self.bounded = (
             liquidate and not self.funded and self._single is not None
             and not self.instruments[self._single].margin_tiers
@@ -184,6 +189,15 @@ class Perpetuals:
         self.next_funding_ns = min((t for t, _ in self._pending.values()), default=2**63 - 1)
         if self.open:
             self.check(now)  # a payment may take a position below maintenance margin
+
+    def wallet_changed(self, now: int | None) -> None:
+        """The wallet moved outside a fill or funding (borrowing interest): recompute the bounds, check at ``now``.
+
+        ``None``: recompute only (a charge at a fill, after which the kernel checks as after any fill).
+        """
+        self.note_positions()
+        if now is not None and self.open:
+            self.check(now)
 
     # ------------------------------------------------------------------ liquidation
 

@@ -7,13 +7,15 @@ Accounting (all amounts in the quote currency):
   ``c`` is the instrument's ``contract_size`` (1 but for contracts such as OKX swaps); every
   notional and PnL below is multiplied by ``c``.
 - A funding settlement (:meth:`Portfolio.apply_funding`) moves cash by ``-q * c * mark * rate``.
+- A charge of borrowing interest (:meth:`Portfolio.charge_interest`, margin spot loans, see
+  :mod:`tradebus.engine.interest`) moves cash by ``-interest``.
 - One netting position per instrument: quantity (signed) and average entry price. A fill on
   the position's side (or from flat) re-averages the entry; a fill against it realises
   ``closed * (px - avg) * sign(position)``; a fill larger than the position closes it
   (realising) and opens the rest on the other side at ``px`` (a flip).
 - ``equity = cash + sum(position * c * last price)``; ``unrealized_pnl = sum(position * c * (last - avg))``.
-  Hence ``equity - initial_cash == realized_pnl + unrealized_pnl - fees_paid - funding_paid``
-  exactly, up to float rounding.
+  Hence ``equity - initial_cash == realized_pnl + unrealized_pnl - fees_paid - funding_paid -
+  interest_paid`` exactly, up to float rounding.
 
 The last price of an instrument is the latest :meth:`Portfolio.mark`; before the first mark
 a fill's price stands in for it. Once an instrument gets a venue mark price
@@ -106,6 +108,7 @@ class Portfolio:
         "_fees",
         "_funding",
         "_holdings",
+        "_interest",
         "_positions",
         "_realized",
         "account",
@@ -159,6 +162,7 @@ class Portfolio:
         self.max_equity = cash
         self._fees = 0.0
         self._funding = 0.0
+        self._interest = 0.0
         self._realized = 0.0
 
     # ------------------------------------------------------------------ updates
@@ -295,6 +299,18 @@ class Portfolio:
         self.account.apply_funding(instrument_id, payment)
         return payment
 
+    def charge_interest(self, asset: str, amount: float) -> None:
+        """Debit borrowing interest ``amount`` of quote asset ``asset`` from cash and the account's wallet.
+
+        Added to :attr:`interest_paid`; the account must be a
+        :class:`~tradebus.account.MarginAccount` (only margin spot instruments borrow).
+        """
+        account = self.account
+        assert isinstance(account, MarginAccount)
+        self.cash -= amount
+        self._interest += amount
+        account.charge_interest(asset, amount)
+
     def _set_price(self, pos: Position, price: float) -> None:
         pos.last_price = price
         if pos.quantity != 0.0 or self._holdings:  # a flat instrument's price does not move equity
@@ -351,6 +367,11 @@ class Portfolio:
     def funding_paid(self) -> float:
         """Total funding paid (negative if more was received than paid)."""
         return self._funding
+
+    @property
+    def interest_paid(self) -> float:
+        """Total borrowing interest charged (margin spot loans)."""
+        return self._interest
 
     @property
     def fees_paid(self) -> float:

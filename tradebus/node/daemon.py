@@ -108,6 +108,7 @@ def build_paper_kernel(
         journal=journal,
         initial_cash=config.initial_cash,
         balances=config.balances,
+        borrow_rates=config.annual_borrow_rates,
         features=config.features,
         equity_interval_ns=config.report.equity_interval_ns,
         timeouts=timeouts,

@@ -8,7 +8,10 @@ A run writes only its own files (:data:`OWN_FILES`, the one place that says whic
   ``equity.csv`` (:data:`EQUITY_COLUMNS`: with ``funding_paid`` and the initial and
   maintenance ``margin`` of perpetual positions at mark), ``funding.csv``
   (:data:`FUNDING_COLUMNS`: one row per funding settlement of a perpetual position;
-  positive ``payment`` paid, negative received), ``metrics.json``
+  positive ``payment`` paid, negative received), ``interest.csv`` (:data:`INTEREST_COLUMNS`:
+  one row per charge of borrowing interest, :mod:`tradebus.engine.interest`; written only by a
+  run that sets ``annual_borrow_rates``, and an earlier run's removed by one that does not),
+  ``metrics.json``
   (:func:`tradebus.reports.metrics.compute_metrics`), ``config.yaml`` (the resolved
   config), ``trades.csv`` (the round trips, :data:`tradebus.reports.trades.TRADE_COLUMNS`)
   and ``prices.csv`` (:data:`PRICE_COLUMNS`: each instrument's last price at every
@@ -32,6 +35,8 @@ paper run). Each column holds one clock:
 * ``fills.csv``: ``ts_event``/``time`` venue time (a liquidation's fill: the mark's time,
   reason ``liquidation``).
 * ``funding.csv``: ``ts_event``/``time`` the funding time.
+* ``interest.csv``: ``ts_event``/``time`` the whole hour of an hourly charge, the fill's venue
+  time of a charge at borrowing (``kind`` ``hour`` / ``borrow``).
 * ``orders.csv``: ``ts_created`` receive time (when the strategy decided: the one
   receive-time column); ``ts_last_fill`` venue time of the order's last fill (empty
   without a fill). A denied order's row has ``ts_created`` = the denial's time.
@@ -86,7 +91,7 @@ from typing import Any, Literal, TextIO
 from loguru import logger
 
 from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
-from tradebus.engine.messages import FundingPaid, OrderDenied
+from tradebus.engine.messages import FundingPaid, InterestCharged, OrderDenied
 from tradebus.errors import ConfigError
 from tradebus.execution.orders import Order
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
@@ -98,7 +103,10 @@ __all__ = [
     "FUNDING_COLUMNS",
     "FILL_COLUMNS",
     "INCOMPLETE_MARKER",
+    "INTEREST_COLUMNS",
+    "INTEREST_FILE",
     "ORDER_COLUMNS",
+    "OPTIONAL_FILES",
     "OWN_FILES",
     "PRICE_COLUMNS",
     "REPORT_FILE",
@@ -109,6 +117,7 @@ __all__ = [
     "denial_row",
     "fill_row",
     "funding_row",
+    "interest_row",
     "order_row",
     "write_csv_header",
     "write_csv_rows",
@@ -122,6 +131,7 @@ _COMMON_FILES = (
     "orders.csv",
     "equity.csv",
     "funding.csv",
+    "interest.csv",  # INTEREST_FILE
     "metrics.json",
     "config.yaml",
     "trades.csv",
@@ -129,8 +139,12 @@ _COMMON_FILES = (
     "attribution.csv",
     "tearsheet.html",
 )
-#: Written only on request (``--report``, ``tradebus report``); every other own file by every run.
+#: Written only on request (``--report``, ``tradebus report``).
 REPORT_FILE = "tearsheet.html"
+#: Written only by a run that sets ``annual_borrow_rates`` (borrowing interest).
+INTEREST_FILE = "interest.csv"
+#: The own files a run writes only when asked to; every other own file is written by every run.
+OPTIONAL_FILES = (REPORT_FILE, INTEREST_FILE)
 #: The files each kind of run writes: the only files it ever creates or replaces.
 OWN_FILES: dict[RunKind, tuple[str, ...]] = {
     "backtest": _COMMON_FILES,
@@ -201,6 +215,7 @@ EQUITY_COLUMNS = (
 )
 FUNDING_COLUMNS = ("ts_event", "time", "instrument", "quantity", "mark_price", "rate", "payment")
 PRICE_COLUMNS = ("ts", "time", "instrument", "price")
+INTEREST_COLUMNS = ("ts_event", "time", "asset", "kind", "borrowed", "price", "annual_rate", "interest", "quote")
 
 
 def _cell(value: Any) -> str:
@@ -290,6 +305,11 @@ def denial_row(d: OrderDenied, submit_reason: str) -> tuple[Any, ...]:
 def funding_row(f: FundingPaid) -> tuple[Any, ...]:
     """The ``funding.csv`` row of a funding settlement (:data:`FUNDING_COLUMNS`)."""
     return (f.ts_event, format_ns(f.ts_event), f.instrument_id, f.quantity, f.mark_price, f.rate, f.payment)
+
+
+def interest_row(c: InterestCharged) -> tuple[Any, ...]:
+    """The ``interest.csv`` row of a charge of borrowing interest (:data:`INTEREST_COLUMNS`)."""
+    return (c.ts_event, format_ns(c.ts_event), c.asset, c.kind, c.borrowed, c.price, c.annual_rate, c.interest, c.quote)
 
 
 class EquityRows:
@@ -385,6 +405,11 @@ def write_run(
                 for a in attribute(result.fills, result.last_prices, result.contract_sizes)
             ),
         )
+    if result.interest is not None:
+        with run_dir.open(INTEREST_FILE) as handle:
+            _write_csv(handle, INTEREST_COLUMNS, (interest_row(c) for c in result.interest))
+    else:
+        run_dir.discard(INTEREST_FILE)
     with run_dir.open("metrics.json") as handle:
         handle.write(json.dumps(_json_ready(metrics), indent=2, allow_nan=False) + "\n")
     with run_dir.open("config.yaml") as handle:
@@ -461,6 +486,7 @@ class RunDirectory:
         self.own = OWN_FILES[kind]
         self._keep = {Path(p).absolute() for p in keep}
         self._pending: dict[str, Path] = {}
+        self._discarded: set[str] = set()
         self._created = False
         foreign = self.foreign()
         if foreign and not force:
@@ -526,6 +552,12 @@ class RunDirectory:
             handle.flush()
             os.fsync(handle.fileno())
 
+    def discard(self, name: str) -> None:
+        """Remove an earlier run's copy of the own file ``name``, which this run does not write, on commit."""
+        if name not in self.own:
+            raise ValueError(f"{name!r} is not a file a {self.kind} run writes ({', '.join(self.own)})")
+        self._discarded.add(name)
+
     def stream(self, name: str) -> TextIO:
         """A text handle on the run's own file ``name`` itself, for writing it row by row during the run.
 
@@ -560,6 +592,8 @@ class RunDirectory:
         try:
             for name, temp in self._pending.items():
                 os.replace(temp, self.path / name)
+            for name in self._discarded - self._pending.keys():
+                (self.path / name).unlink(missing_ok=True)
         except BaseException:
             for temp in self._pending.values():
                 temp.unlink(missing_ok=True)
