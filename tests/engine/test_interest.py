@@ -327,7 +327,7 @@ def test_the_cli_exits_2_on_a_bad_borrow_rate(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "annual_borrow_rates.BTC" in result.output
 
 
-def test_a_run_with_rates_writes_interest_csv_and_metrics_and_one_without_removes_them(tmp_path: Path) -> None:
+def test_a_run_with_rates_writes_interest_csv_and_metrics_and_one_without_empties_them(tmp_path: Path) -> None:
     out = tmp_path / "out"
     path = write_config(tmp_path, {"annual_borrow_rates": {"BTC": 0.2, "USD": 0.1}})
     result, metrics, _ = run_backtest(path, out)
@@ -341,7 +341,10 @@ def test_a_run_with_rates_writes_interest_csv_and_metrics_and_one_without_remove
     assert json.loads((out / "metrics.json").read_text())["interest_paid"] == metrics["interest_paid"]
     assert "annual_borrow_rates" in (out / "config.yaml").read_text()
     plain, plain_metrics, _ = run_backtest(write_config(tmp_path, {}), out)
-    assert not (out / "interest.csv").exists() and "interest_paid" not in plain_metrics
+    # the earlier run's interest.csv is rewritten for this run (no charge: no row), not deleted
+    assert (out / "interest.csv").read_text() == ",".join(rows[0]) + "\n" and "interest_paid" not in plain_metrics
+    run_backtest(write_config(tmp_path, {}), tmp_path / "fresh")
+    assert not (tmp_path / "fresh" / "interest.csv").exists()  # a run without rates writes none of its own
     assert "annual_borrow_rates" not in (out / "config.yaml").read_text()
     # the same trades before the rates' first effect on an order; equity lower by the interest
     assert plain.equity[-1].equity > result.equity[-1].equity

@@ -10,7 +10,8 @@ A run writes only its own files (:data:`OWN_FILES`, the one place that says whic
   (:data:`FUNDING_COLUMNS`: one row per funding settlement of a perpetual position;
   positive ``payment`` paid, negative received), ``interest.csv`` (:data:`INTEREST_COLUMNS`:
   one row per charge of borrowing interest, :mod:`tradebus.engine.interest`; written only by a
-  run that sets ``annual_borrow_rates``, and an earlier run's removed by one that does not),
+  run that sets ``annual_borrow_rates``; an earlier run's is rewritten, with no rows, by one that
+  does not),
   ``metrics.json``
   (:func:`tradebus.reports.metrics.compute_metrics`), ``config.yaml`` (the resolved
   config), ``trades.csv`` (the round trips, :data:`tradebus.reports.trades.TRADE_COLUMNS`)
@@ -405,11 +406,10 @@ def write_run(
                 for a in attribute(result.fills, result.last_prices, result.contract_sizes)
             ),
         )
-    if result.interest is not None:
+    if result.interest is not None or (run_dir.path / INTEREST_FILE).exists():
+        # An earlier run's file is rewritten, not deleted: no rows when this run charges no interest.
         with run_dir.open(INTEREST_FILE) as handle:
-            _write_csv(handle, INTEREST_COLUMNS, (interest_row(c) for c in result.interest))
-    else:
-        run_dir.discard(INTEREST_FILE)
+            _write_csv(handle, INTEREST_COLUMNS, (interest_row(c) for c in result.interest or ()))
     with run_dir.open("metrics.json") as handle:
         handle.write(json.dumps(_json_ready(metrics), indent=2, allow_nan=False) + "\n")
     with run_dir.open("config.yaml") as handle:
@@ -486,7 +486,6 @@ class RunDirectory:
         self.own = OWN_FILES[kind]
         self._keep = {Path(p).absolute() for p in keep}
         self._pending: dict[str, Path] = {}
-        self._discarded: set[str] = set()
         self._created = False
         foreign = self.foreign()
         if foreign and not force:
@@ -552,12 +551,6 @@ class RunDirectory:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def discard(self, name: str) -> None:
-        """Remove an earlier run's copy of the own file ``name``, which this run does not write, on commit."""
-        if name not in self.own:
-            raise ValueError(f"{name!r} is not a file a {self.kind} run writes ({', '.join(self.own)})")
-        self._discarded.add(name)
-
     def stream(self, name: str) -> TextIO:
         """A text handle on the run's own file ``name`` itself, for writing it row by row during the run.
 
@@ -592,8 +585,6 @@ class RunDirectory:
         try:
             for name, temp in self._pending.items():
                 os.replace(temp, self.path / name)
-            for name in self._discarded - self._pending.keys():
-                (self.path / name).unlink(missing_ok=True)
         except BaseException:
             for temp in self._pending.values():
                 temp.unlink(missing_ok=True)
