@@ -83,6 +83,19 @@ def test_constant_cross_section_has_average_rank_and_nan_zscore() -> None:
     assert np.isnan(res.zscore).all()
 
 
+@pytest.mark.parametrize(("value", "n"), [(0.1, 3), (0.7, 3), (0.0001, 7)])
+def test_constant_cross_section_whose_mean_rounds_off_has_nan_zscore(value: float, n: int) -> None:
+    # three 0.1 sum to 0.30000000000000004: the mean is off by one ulp, std 1.4e-17 > 0
+    universe = [f"I{i}" for i in range(n)]
+    xs = CrossSection(universe, max_age_ns=SEC)
+    for inst in universe:
+        xs.update(inst, 0, value)
+    res = xs.query(0)
+    assert np.isnan(res.zscore).all()
+    _, z = cross_section(pd.DataFrame([[value] * n], index=pd.Index([0]), columns=universe), max_age_ns=0)
+    assert np.isnan(z.to_numpy()).all()
+
+
 def test_nan_update_is_ignored_and_previous_value_kept() -> None:
     xs = CrossSection(UNIVERSE[:2], max_age_ns=10 * SEC)
     xs.update(UNIVERSE[0], 0, 5.0)
@@ -149,7 +162,7 @@ def test_batch_row_equals_recomputation_from_fresh_values(cells: list, steps: li
             cols = sorted(fresh)
             v = np.array([fresh[c] for c in cols])
             exp_rank[cols] = rankdata(v, method="average")
-            if v.std() > 0:
+            if v.max() > v.min() and v.std() > 0:  # a constant cross-section has no z-score
                 exp_z[cols] = (v - v.mean()) / v.std()
         assert np.array_equal(rank.to_numpy()[r], exp_rank, equal_nan=True)
         np.testing.assert_allclose(z.to_numpy()[r], exp_z, rtol=1e-9, atol=1e-12, equal_nan=True)

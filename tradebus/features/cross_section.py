@@ -20,7 +20,7 @@ Rules
 * **Rank:** 1 = smallest value, ties get the average of the ranks they span
   (``scipy.stats.rankdata(method="average")``, ``DataFrame.rank(axis=1)``).
 * **Z-score:** ``(v - mean) / std`` over the fresh values, ``std`` with ``ddof``
-  (default 0, the population form); a constant cross-section (``std == 0``) gives NaN.
+  (default 0, the population form); a constant cross-section (every value equal) gives NaN.
 * **Determinism.** Instruments are processed in the order given at construction
   (the column order in batch); equal inputs give byte-identical outputs.
 * **Time order.** Updates of one instrument must not go back in time, and a query
@@ -100,7 +100,8 @@ def _xs_row(
         for t in range(k, e + 1):
             rank_out[order[t]] = avg
         k = e + 1
-    if std > 0.0:
+    # equal values can leave a rounding residue in std (three 0.1: 1.4e-17), never a z-score
+    if std > 0.0 and values[order[0]] != values[order[n - 1]]:
         for k in range(n):
             i = order[k]
             z_out[i] = (values[i] - mean) / std
