@@ -87,6 +87,20 @@ def test_decisions_and_legs_follow_the_reference_kalman_spread() -> None:
     assert kernel.portfolio.position(BTC_DAY_COINBASE) == pytest.approx(final * 0.5)
 
 
+def test_formation_tests_the_closes_of_common_steps_when_one_instrument_misses_bars() -> None:
+    cb, bn = bars_day("coinbase"), bars_day("binance")
+    bn = bn.drop(index=range(30, 40)).reset_index(drop=True)  # ten days without a Binance bar
+    strategy = PairsTrading([BTC_DAY_COINBASE, BTC_DAY_BINANCE], **PARAMS)
+    run([strategy], {BTC_DAY_COINBASE: cb, BTC_DAY_BINANCE: bn})
+    ts, tested = strategy.selections[0]
+    common = cb.merge(bn, on="ts_event", suffixes=("_cb", "_bn"))
+    common = common[common["ts_event"] <= ts]
+    assert len(common) == FORMATION  # the formation ran at the 120th common step
+    y, x = common["close_cb"].to_numpy(), common["close_bn"].to_numpy()
+    assert tested[0].pvalue == pytest.approx(coint(y, x)[1], rel=1e-12)
+    assert tested[0].dcor == pytest.approx(select_pair({"y": y, "x": x}, 1.0, 0.0)[0].dcor, rel=1e-12)
+
+
 def test_no_lookahead_decisions_before_a_perturbation_are_unchanged() -> None:
     cb, bn = bars_day("coinbase"), bars_day("binance")
     cut = 250

@@ -3,7 +3,9 @@
 Rules (bars; a *step* is a timestamp at which every instrument of the strategy has a bar):
 
 1. **Formation.** After ``formation`` steps, every pair ``(y, x)`` of the instruments (in
-   config order, ``y`` first) is tested on the last ``formation`` closes: the Engle-Granger
+   config order, ``y`` first) is tested on the closes of the last ``formation`` steps (a bar
+   of one instrument at a time another has none is left out, so the series stay aligned
+   when an instrument misses bars): the Engle-Granger
    cointegration test (``statsmodels.tsa.stattools.coint``, constant trend) and the distance
    correlation of the two price series (feature kind ``dcor`` over ``min(formation, 256)``
    closes). Pairs with ``p-value <= max_pvalue`` and ``dcor >= min_dcor`` qualify; the one
@@ -22,6 +24,7 @@ Rules (bars; a *step* is a timestamp at which every instrument of the strategy h
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -123,6 +126,10 @@ class PairsTrading(Strategy):
         self.pair: PairSelection | None = None
         #: Every formation test: ``(step ts, tests of every pair)``.
         self.selections: list[tuple[int, list[PairSelection]]] = []
+        #: The closes of the last ``formation`` steps, per instrument (aligned by step).
+        self._closes: dict[str, deque[float]] = {
+            iid: deque(maxlen=self.params.formation) for iid in self.instrument_ids
+        }
         self.kalman = KalmanHedge(delta=self.params.delta, obs_var=self.params.obs_var)
         self.state = 0  # +1 long spread, -1 short spread, 0 flat
         #: ``(ts, new state, zscore, beta)`` of every entry and exit.
@@ -137,10 +144,6 @@ class PairsTrading(Strategy):
         if problem is not None:
             raise ConfigError(f"quantity: {problem} for {instruments[0].instrument_id}")
 
-    def history_sizes(self, instrument_id: str) -> Mapping[str, int]:
-        """The formation window of closes."""
-        return {"bars": self.params.formation}
-
     def on_bar(self, bar: Bar) -> None:
         """Act once per step, when the last instrument's bar of the timestamp arrives."""
         ts = bar.ts_event
@@ -153,6 +156,8 @@ class PairsTrading(Strategy):
                 return
         self._last_step = ts
         self.steps += 1
+        for iid in self.instrument_ids:
+            self._closes[iid].append(cache.bar(iid).close)  # type: ignore[union-attr]
         if self.pair is None:
             if self.steps >= self.params.formation and self.steps % self.params.formation == 0:
                 self._form(ts)
@@ -163,8 +168,7 @@ class PairsTrading(Strategy):
         self._trade(ts, float(z), float(beta))
 
     def _form(self, ts: int) -> None:
-        n = self.params.formation
-        closes = {iid: self.bars(n, iid).close for iid in self.instrument_ids}
+        closes = {iid: np.array(self._closes[iid]) for iid in self.instrument_ids}
         best, tested = select_pair(closes, self.params.max_pvalue, self.params.min_dcor)
         self.selections.append((ts, tested))
         if best is None:
