@@ -105,10 +105,11 @@ def test_vwap_slices_follow_the_time_of_day_volume_profile_of_the_history() -> N
     run([strategy], {BTC_4H: frame})
     algo = strategy.algo
     assert isinstance(algo, Vwap) and algo.status == "done"
-    # reference: mean volume per 4h time of day over the kept history, with pandas
+    # reference: mean volume per 4h time of day over the kept history, with pandas; the slice
+    # sent at t trades in [t, t + 4h), the bar stamped (at its close) t + 4h
     past = frame.iloc[1 : history + 1]
     profile = past.groupby(past["ts_event"] % DAY_NS)["volume"].mean()
-    phases = [t % DAY_NS for t in algo.slice_times()]
+    phases = [(t + H4_NS) % DAY_NS for t in algo.slice_times()]
     weights = profile.loc[phases].to_numpy()
     expected = 2.0 * np.cumsum(weights) / weights.sum()
     sent = np.cumsum([q for _, _, q in algo.sent])

@@ -224,10 +224,11 @@ class Twap(ExecAlgorithm):
 class Vwap(Twap):
     """Volume-weighted: like :class:`Twap`, slice sizes follow the historical volume profile.
 
-    The weight of slice ``i`` is the mean volume of the strategy's history bars whose time
-    within ``profile_period`` (default one day) falls in the slice's interval
-    ``[t_i, t_i + interval)`` modulo the period; slices with no history get the mean of the
-    others (all equal when the history has no volume). The strategy keeps the bars through
+    The weight of slice ``i`` is the mean volume of the strategy's history bars traded in the
+    slice's interval ``[t_i, t_i + interval)`` modulo ``profile_period`` (default one day): as a
+    bar is stamped at its close, the bars whose time within the period falls in
+    ``(t_i, t_i + interval]``. Slices with no history get the mean of the others (all equal when
+    the history has no volume). The strategy keeps the bars through
     :meth:`Strategy.history_sizes <tradebus.strategies.base.Strategy.history_sizes>`.
     """
 
@@ -254,7 +255,7 @@ class Vwap(Twap):
         for i, t in enumerate(self.slice_times()):
             lo = t % self.period_ns
             hi = lo + self.interval_ns
-            inside = ((phase >= lo) & (phase < hi)) | ((phase + self.period_ns >= lo) & (phase + self.period_ns < hi))
+            inside = ((phase > lo) & (phase <= hi)) | ((phase + self.period_ns > lo) & (phase + self.period_ns <= hi))
             if inside.any():
                 out[i] = float(bars.volume[inside].mean())
         if np.isnan(out).all() or np.nansum(out) <= 0:
