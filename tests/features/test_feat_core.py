@@ -204,3 +204,37 @@ def test_wma_with_nan_in_window_is_nan_then_recovers() -> None:
     got = run("wma", x, window=3)
     assert np.all(np.isnan(got[5:8]))
     assert got[8] == pytest.approx((7 * 1 + 8 * 2 + 9 * 3) / 6.0, rel=1e-15)
+
+
+INF_KINDS = ("ewm_mean", "ewm_var", "ewm_std", "ewm_zscore", "ewm_skew", "ewm_kurt", "rolling_sum", "rolling_mean",
+             "rolling_var", "rolling_std", "rolling_min", "rolling_max", "rolling_zscore", "rolling_rank", "sma", "ema",
+             "wma")  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", INF_KINDS)
+@pytest.mark.parametrize("min_periods", [0, 3])
+def test_an_infinite_input_is_missing_as_nan_and_does_not_poison_the_run(kind: str, min_periods: int) -> None:
+    x = noisy()[:300]
+    with_inf, with_nan = x.copy(), x.copy()
+    with_inf[[40, 41, 150]] = [np.inf, -np.inf, np.inf]
+    with_nan[[40, 41, 150]] = np.nan
+    window = {"span": 6} if kind.startswith("ewm") or kind == "ema" else {"window": 6}
+    if min_periods and kind not in ("sma", "ema", "wma"):
+        window["min_periods"] = min_periods
+    got = Stepper(kind, **window).run(with_inf)
+    assert np.array_equal(got, Stepper(kind, **window).run(with_nan), equal_nan=True)
+    assert np.isfinite(got[200:]).sum() > 50  # the run goes on after the infinities
+
+
+def test_rolling_and_ewm_kinds_leave_inf_out_as_pandas() -> None:
+    x = noisy()[:300]
+    x[[40, 41, 150]] = [np.inf, -np.inf, np.inf]
+    r = pd.Series(x).rolling(6, min_periods=3)
+    kw = {"window": 6, "min_periods": 3}
+    assert_close(run("rolling_sum", x, **kw), r.sum().to_numpy(), 1e-12)
+    assert_close(run("rolling_mean", x, **kw), r.mean().to_numpy(), 1e-12)
+    assert_close(run("rolling_std", x, **kw), r.std().to_numpy(), 1e-8, atol=1e-9)
+    assert np.array_equal(run("rolling_max", x, **kw), r.max().to_numpy(), equal_nan=True)
+    e = pd.Series(x).ewm(span=6, min_periods=6)
+    assert np.array_equal(run("ewm_mean", x, span=6), e.mean().to_numpy(), equal_nan=True)
+    assert np.array_equal(run("ewm_std", x, span=6), e.std().to_numpy(), equal_nan=True)

@@ -18,6 +18,9 @@ Conventions shared by the kernels below
   non-NaN values in it and are NaN while fewer than ``min_periods`` are present
   (``min_periods=0`` means ``window``, pandas' default). The window is kept in
   the state row as a ring buffer.
+* A non-finite input (NaN, +-inf) is missing for every kind below but the returns:
+  pandas also leaves +-inf out of its rolling windows and EWM estimates, and one inf
+  must not turn a running sum into ``inf - inf`` (NaN for the rest of a run).
 * Ready flags are sticky: a kernel is ready once it has seen its warm-up count
   of non-NaN inputs (``FeatureKind.warmup``); a later NaN still yields a NaN
   output where the policy says so.
@@ -195,7 +198,7 @@ def _ewm_next(h: EwmHeader, params: np.ndarray, x: float) -> EwmHeader:
     """
     ready, nobs, started, mean, cov, sw, sw2, old_wt = h
     factor = 1.0 - 1.0 / (1.0 + params[0])
-    obs = x == x
+    obs = math.isfinite(x)
     if obs:
         nobs += 1.0
     if started != 0.0:
@@ -254,7 +257,7 @@ def _ewm_value(kind_id: int, h: EwmHeader, params: np.ndarray, x: float) -> floa
         return _ewm_var(h)
     if kind_id == 12:
         return math.sqrt(_ewm_var(h))
-    if x != x:
+    if not math.isfinite(x):
         return _NAN
     sd = math.sqrt(_ewm_var(h))
     return (x - h[3]) / sd if sd > 0.0 else _NAN
@@ -332,7 +335,7 @@ def _ewm_central_update(state: np.ndarray, params: np.ndarray, x: float) -> bool
     m3 = state[_E_M3] * factor
     m4 = state[_E_M4] * factor
     mean = state[_E_CMEAN]
-    if x == x:
+    if math.isfinite(x):
         if state[_E_W] == 0.0:
             wa, mean, m2, m3, m4 = 1.0, x, 0.0, 0.0, 0.0
         else:
@@ -475,7 +478,7 @@ def _roll_recompute_column(
     base = last + 1 - q
     for r in range(w):
         v = inputs[base + r if r < q else base + r - w]
-        if v == v:
+        if math.isfinite(v):
             d = v - k
             s1 += d
             if squares:
@@ -498,14 +501,14 @@ def _roll_add(h: RollHeader, w: int, old: float, x: float, squares: bool) -> Rol
     The caller checks :func:`_roll_due` afterwards.
     """
     ready, seen, p, count, nobs, k, s1, c1, s2, c2, since, prev, run = h
-    if old == old:
+    if math.isfinite(old):
         count -= 1.0
         d = old - k
         s1, c1 = _neumaier(s1, c1, -d)
         if squares:
             s2, c2 = _neumaier(s2, c2, -(d * d))
     seen += 1.0
-    if x == x:
+    if math.isfinite(x):
         if count == 0.0:
             k = x
             s1 = 0.0
@@ -609,7 +612,7 @@ def _roll_value(kind_id: int, h: RollHeader, min_periods: float, x: float) -> fl
         return _roll_var(h)
     if kind_id == 23:
         return math.sqrt(_roll_var(h))
-    if x != x:
+    if not math.isfinite(x):
         return _NAN
     sd = math.sqrt(_roll_var(h))
     return (x - (h[5] + (h[6] + h[7]) / count)) / sd if sd > 0.0 else _NAN
@@ -761,6 +764,8 @@ def _extreme_store(state: np.ndarray, h: ExtremeHeader) -> None:
 @njit(cache=True, _nrt=False, inline="always")
 def _extreme_next(state: np.ndarray, h: ExtremeHeader, w: int, x: float, sign: float) -> ExtremeHeader:
     """Push ``x`` into the window and the monotonic deque of ``sign * x`` (the ring and deque live in ``state``)."""
+    if not math.isfinite(x):
+        x = _NAN
     ready, t, pos, count, nobs, head, size = h
     ring = _M_RING
     idx = _M_RING + w
@@ -854,7 +859,7 @@ def rolling_rank_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out:
     NaN policy: a NaN input gives NaN; otherwise as rolling_sum. O(window) per event.
     """
     w = int(params[0])
-    v = x[0]
+    v = x[0] if math.isfinite(x[0]) else _NAN
     pos = int(state[_K_POS])
     if state[_K_SEEN] >= w:
         old = state[_K_RING + pos]
@@ -896,7 +901,7 @@ def _ema_next(
     ready: float, n: float, seed: float, ema: float, span: float, v: float
 ) -> tuple[float, float, float, float]:
     """Advance the TA-Lib EMA header ``(ready, n, seed_sum, ema)`` by ``v``."""
-    if v == v:
+    if math.isfinite(v):
         if ready != 0.0:
             ema = (v - ema) * (2.0 / (span + 1.0)) + ema
         else:
@@ -955,13 +960,13 @@ def wma_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarr
     v = x[0]
     seen = state[_W_SEEN]
     pos = int(state[_W_POS])
-    vz = v if v == v else 0.0
+    vz = v if math.isfinite(v) else 0.0
     if seen >= w:
         old = state[_W_RING + pos]
-        if old == old:
+        if math.isfinite(old):
             state[_W_COUNT] -= 1.0
         state[_W_N] = state[_W_N] - state[_W_S] + w * vz
-        state[_W_S] = state[_W_S] - (old if old == old else 0.0) + vz
+        state[_W_S] = state[_W_S] - (old if math.isfinite(old) else 0.0) + vz
     else:
         state[_W_N] += (seen + 1.0) * vz
         state[_W_S] += vz
@@ -969,7 +974,7 @@ def wma_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarr
     pos = _wrap(pos + 1, w)
     state[_W_POS] = pos
     state[_W_SEEN] = seen + 1.0
-    if v == v:
+    if math.isfinite(v):
         state[_W_COUNT] += 1.0
         state[_W_NOBS] += 1.0
     state[_W_SINCE] += 1.0
@@ -978,7 +983,7 @@ def wma_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out: np.ndarr
         nsum = 0.0
         for j in range(w):
             y = state[_W_RING + _wrap(pos + j, w)]
-            if y == y:
+            if math.isfinite(y):
                 s += y
                 nsum += (j + 1.0) * y
         state[_W_S] = s
@@ -1015,17 +1020,17 @@ def _wma_run(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: 
     div = w * (w + 1.0) / 2.0
     for i in range(n):
         v = inputs[i]
-        vz = v if v == v else 0.0
+        vz = v if math.isfinite(v) else 0.0
         if seen >= w:
             old = inputs[i - w] if i >= w else state[_W_RING + (p0 + i) % w]
-            if old == old:
+            if math.isfinite(old):
                 count -= 1.0
             nsum = nsum - s + w * vz
-            s = s - (old if old == old else 0.0) + vz
+            s = s - (old if math.isfinite(old) else 0.0) + vz
         else:
             nsum += (seen + 1.0) * vz
             s += vz
-        if v == v:
+        if math.isfinite(v):
             count += 1.0
             nobs += 1.0
         since += 1.0
@@ -1036,7 +1041,7 @@ def _wma_run(state: np.ndarray, params: np.ndarray, inputs: np.ndarray, result: 
             for j in range(w):
                 k = i - w + 1 + j
                 y = inputs[k] if k >= 0 else state[_W_RING + (p0 + k + w) % w]
-                if y == y:
+                if math.isfinite(y):
                     s += y
                     nsum += (j + 1.0) * y
             since = 0.0
