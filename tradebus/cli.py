@@ -500,18 +500,11 @@ def features_list(
     for column in ("kind", "inputs", "parameters (default)", "outputs (as NAME.output)", "description"):
         table.add_column(column, overflow="fold")
     for k in kinds:
-        params = ", ".join(
-            f"{p.name}={'required' if p.default is None else _number(p.default)}" for p in k.params
-        )
         outputs = "NAME" if len(k.outputs) == 1 else ", ".join(f"NAME.{o}" for o in k.outputs)
         doc = (k.step.__doc__ or "").strip()
         description = doc if kind is not None else (doc.splitlines() or [""])[0]
-        table.add_row(*(escape(cell) for cell in (k.name, ", ".join(k.inputs), params or "-", outputs, description)))
+        table.add_row(*(escape(cell) for cell in (k.name, ", ".join(k.inputs), k.parameters_doc(), outputs, description)))
     console.print(table)
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -108,6 +108,9 @@ class FeatureKind:
         (e.g. to keep a header in registers). It must leave the outputs and the
         state row the step kernel would, bit for bit. Like ``step``, a module-level
         name of its module (the generated batch loop imports it by name).
+    usage
+        Optional: the parameters a spec gives, in words, when ``normalize`` takes other
+        keywords than ``params`` (``tradebus features list`` shows it instead of ``params``).
     """
 
     name: str
@@ -120,6 +123,14 @@ class FeatureKind:
     normalize: Callable[[dict[str, float]], dict[str, float]] | None = field(default=None)
     warmup: Callable[[np.ndarray], int] | None = field(default=None)
     batch: Callable[..., None] | None = field(default=None)
+    usage: str | None = field(default=None)
+
+    def parameters_doc(self) -> str:
+        """The parameters a spec gives, with their defaults (``-`` for none)."""
+        if self.usage is not None:
+            return self.usage
+        text = ", ".join(f"{p.name}={'required' if p.default is None else _number(p.default)}" for p in self.params)
+        return text or "-"
 
     def pack(self, kwargs: dict[str, float]) -> np.ndarray:
         """Validate keyword parameters and pack them as a float64 array in declared order."""
@@ -137,6 +148,10 @@ class FeatureKind:
             else:
                 packed.append(float(p.default))
         return np.asarray(packed, dtype=np.float64)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 _REGISTRY: dict[str, FeatureKind] = {}

@@ -1180,10 +1180,15 @@ _WINDOW = (Param("window", None, low=1, high=1_000_000, integer=True),)
 _SPAN = (Param("span", None, low=1, high=1_000_000, integer=True),)
 
 
+_EWM_USAGE = "one of span, halflife, alpha, com (required); min_periods=span rounded up"
+
+
 def _kind(
     name: str, kind_id: int, params: tuple[Param, ...], size, step, warmup, normalize=None, batch=None
 ) -> FeatureKind:
-    return FeatureKind(name, kind_id, _X, _V, params, size, step, normalize=normalize, warmup=warmup, batch=batch)
+    usage = _EWM_USAGE if normalize is _ewm_normalize else None
+    return FeatureKind(name, kind_id, _X, _V, params, size, step, normalize=normalize, warmup=warmup, batch=batch,
+                       usage=usage)  # fmt: skip
 
 
 KINDS: tuple[FeatureKind, ...] = (

@@ -548,6 +548,7 @@ HMM = FeatureKind(
     step=hmm_step,
     normalize=_hmm_normalize,
     warmup=_one,
+    usage="transition=required (K x K, K = 2..4), means=required (K), stds=required (K), init=uniform (K)",
 )
 
 KINDS: tuple[FeatureKind, ...] = (CUSUM, HURST, GARCH, HMM)
