@@ -97,6 +97,8 @@ class TimerTrader(Strategy):
         #: Draws of contingent orders (``None``: it places none).
         self.contingent: random.Random | None = None
         self.gtd_unit = MIN
+        #: Whether its instruments have bars (a bracket may count them: a run without refuses that).
+        self.has_bars = True
 
     def history_sizes(self, instrument_id: str) -> dict[str, int]:
         return {self.read_history: 3} if self.read_history else {}
@@ -166,11 +168,13 @@ class TimerTrader(Strategy):
         if kind == 0:
             entry = round(price * (1.0 - sign * 0.001), 2) if rng.random() < 0.5 else None
             ref = entry if entry is not None else price
+            take_profit = round(ref * (1.0 + sign * 0.004), 2) if rng.random() < 0.7 else None
+            counts = (rng.choice((0, 0, 2)), rng.choice((None, 5, 20)), rng.choice((0, 3)))
+            arm, exit_after, cooldown = counts if self.has_bars else (0, None, 0)
             self.submit_bracket(
                 iid, side, 0.2, entry_price=entry, stop_loss=round(ref * (1.0 - sign * 0.004), 2),
-                take_profit=round(ref * (1.0 + sign * 0.004), 2) if rng.random() < 0.7 else None,
-                arm_after_bars=rng.choice((0, 0, 2)), exit_after_bars=rng.choice((None, 5, 20)),
-                cooldown_bars=rng.choice((0, 3)), reason="bracket",
+                take_profit=take_profit, arm_after_bars=arm, exit_after_bars=exit_after, cooldown_bars=cooldown,
+                reason="bracket",
             )  # fmt: skip
         elif kind == 1:
             self.submit_trailing_stop(iid, side, 0.1, percent=rng.choice((0.2, 0.5)), reduce_only=False, reason="trail")
@@ -312,6 +316,7 @@ def _setup(seed: int, root: Path) -> tuple[list[ReplaySource], Any, int, list[Ma
             if contingent_seed is not None:
                 trader_.contingent = random.Random(contingent_seed)
                 trader_.gtd_unit = 1_000 * MS if trades else MIN
+                trader_.has_bars = not trades
             kernel.add_strategy(trader_)
         return kernel
 

@@ -249,6 +249,11 @@ class Kernel:
     borrow_rates
         ``asset -> annual rate`` of borrowing interest on margin spot loans (simulated venues
         only; ``None``: none charged, see :mod:`tradebus.engine.interest`).
+    bar_instruments
+        The instruments the run delivers bars of (received or replayed; the ``trade_bars`` ones
+        are added). ``None``: not known, until :meth:`run` reads them from its replay's sources.
+        A bracket that counts bars on an instrument with none is refused
+        (:mod:`tradebus.execution.contingent`).
     """
 
     def __init__(
@@ -268,6 +273,7 @@ class Kernel:
         timeouts: OrderTimeouts | None = None,
         trade_bars: Mapping[str, BarBuilder] | None = None,
         borrow_rates: Mapping[str, float] | None = None,
+        bar_instruments: Iterable[str] | None = None,
     ) -> None:
         self.instruments: dict[str, Instrument] = {}
         for instrument in instruments:
@@ -321,6 +327,10 @@ class Kernel:
             raise ConfigError(f"kernel: trade_bars for unknown instrument(s) {unknown_bars}")
         #: ``instrument_id -> BarBuilder``: bars built in the run from the instrument's trades.
         self.trade_bars: dict[str, BarBuilder] = dict(trade_bars or {})
+        #: The instruments the run delivers bars of (``None``: not known; see ``bar_instruments``).
+        self.bar_instruments: frozenset[str] | None = (
+            None if bar_instruments is None else frozenset(bar_instruments) | frozenset(self.trade_bars)
+        )
         self._equity_interval = equity_interval_ns
         #: ``ts_init`` at or after which the next equity sample is due.
         self.next_sample_ns = -(2**63)
@@ -724,6 +734,10 @@ class Kernel:
         """
         if not isinstance(self.clock, SimulatedClock):
             raise ConfigError("kernel: run() replays history and needs a SimulatedClock")
+        sources = getattr(replay, "sources", None)
+        if self.bar_instruments is None and sources is not None:
+            replayed = frozenset(source.instrument_id for source in sources if source.kind == "bars")
+            self.bar_instruments = replayed | frozenset(self.trade_bars)
         self.start()
         self._loop.run(replay, on_batch)
         self.stop()

@@ -15,6 +15,12 @@ Bracket
     action decided at a bar's close reaches the venue at the next bar's open, so with
     ``arm_after_bars = 0`` the children work from the bar after the entry's fill bar, and a
     stop-loss can never fill in the bar the entry filled in (no same-bar stop-out).
+    Bars are the instrument's bars, replayed, received or built from its trades. A bracket that
+    counts bars (``arm_after_bars >= 1``, ``exit_after_bars``, ``cooldown_bars``) on an
+    instrument the run has no bars of (trades or quotes only) would wait forever: it is refused
+    (``OrderError``) when the run knows its data (a backtest from its replay, a paper or live
+    daemon from its feeds; :attr:`Kernel.bar_instruments <tradebus.engine.kernel.Kernel.bar_instruments>`),
+    and its entry's fill logs a warning when it does not and no bar of the instrument came yet.
 OCO
     When a member fills, every other member of the group is reduced to the member's
     unfilled quantity, canceled when it filled completely. The cancel is an action like any
@@ -102,6 +108,7 @@ from tradebus.engine.messages import (
     OrderRejected,
     OrderSide,
     OrderType,
+    Quote,
     SubmitOrder,
     TimeEvent,
     TimeInForce,
@@ -115,6 +122,12 @@ if TYPE_CHECKING:
 __all__ = ["Bracket", "ContingentOrders", "TrailingStop"]
 
 _NAN = math.nan
+
+
+def _bar_counts(arm_after_bars: int, exit_after_bars: int | None, cooldown_bars: int) -> str:
+    """The bracket options that count bars (``""``: none), as ``"arm_after_bars=2, ..."``."""
+    counts = {"arm_after_bars": arm_after_bars, "exit_after_bars": exit_after_bars, "cooldown_bars": cooldown_bars}
+    return ", ".join(f"{name}={n}" for name, n in counts.items() if n)
 
 
 def _opt(value: float) -> float | None:
@@ -216,6 +229,9 @@ class ContingentOrders:
         for iid in kernel.instruments:
             bus.subscribe(Bar, self._on_bar, iid)
             bus.subscribe(Trade, self._on_trade, iid)
+            bus.subscribe(Quote, self._on_quote, iid)
+        # Instruments whose brackets counting bars were warned about (no bar of them seen yet).
+        self._warned_no_bars: set[str] = set()
 
     # ------------------------------------------------------------------ strategy API
 
@@ -243,7 +259,8 @@ class ContingentOrders:
         ------
         OrderError
             A stop-loss or take-profit on the wrong side of ``entry_price``, both trailing
-            parameters, or a negative bar count.
+            parameters, a negative bar count, or a bar count on an instrument the run has no
+            bars of (module docstring).
         """
         if arm_after_bars < 0 or cooldown_bars < 0 or (exit_after_bars is not None and exit_after_bars < 1):
             raise OrderError("bracket: arm_after_bars and cooldown_bars must be >= 0, exit_after_bars >= 1")
@@ -255,6 +272,14 @@ class ContingentOrders:
                 if px is not None and (px >= entry_price if below else px <= entry_price):
                     where = "below" if below else "above"
                     raise OrderError(f"bracket: {name} {px} must be {where} the entry {entry_price} of a {side.name}")
+        counting = _bar_counts(arm_after_bars, exit_after_bars, cooldown_bars)
+        bars_of = self._kernel.bar_instruments
+        if counting and bars_of is not None and instrument_id not in bars_of:
+            raise OrderError(
+                f"bracket: {counting} count(s) bars of {instrument_id}, but the run has no bars of it "
+                f"(it has only its trades or quotes): the bracket would wait for bars forever; build bars "
+                f"from its trades (bars: in the data source) or use exit_after_ns"
+            )
         left = self._cooldown.get((strategy_id, instrument_id), 0)
         if left > 0:
             logger.info("bracket of {} on {} refused: cooldown, {} bar(s) left", strategy_id, instrument_id, left)
@@ -412,17 +437,35 @@ class ContingentOrders:
 
     def _on_trade(self, trade: Trade) -> None:
         if self._brackets:
-            for bracket in list(self._brackets.values()):
-                if bracket.instrument_id == trade.instrument_id and bracket.state == "filled":
-                    if bracket.arm_after_bars == 0:
-                        self._arm(bracket)
+            self._arm_on_tick(trade.instrument_id)
         if self._trailing:
             self._follow(trade.instrument_id, trade.price, trade.price)
+
+    def _on_quote(self, quote: Quote) -> None:
+        if self._brackets:
+            self._arm_on_tick(quote.instrument_id)
+
+    def _arm_on_tick(self, instrument_id: str) -> None:
+        """Arm the filled brackets of ``instrument_id`` that wait for no bar (a trade or quote came)."""
+        for bracket in list(self._brackets.values()):
+            if bracket.instrument_id == instrument_id and bracket.state == "filled" and bracket.arm_after_bars == 0:
+                self._arm(bracket)
 
     # ------------------------------------------------------------------ brackets
 
     def _filled(self, bracket: Bracket, ts: int, fill_px: float = _NAN) -> None:
         bracket.state = "filled"
+        iid = bracket.instrument_id
+        counting = _bar_counts(bracket.arm_after_bars, bracket.exit_after_bars, bracket.cooldown_bars)
+        kernel = self._kernel
+        known = kernel.bar_instruments is not None or iid in kernel.trade_bars
+        if counting and not known and iid not in self._bar_close and iid not in self._warned_no_bars:
+            self._warned_no_bars.add(iid)
+            logger.warning(
+                "bracket {}: {} count(s) bars of {}, and no bar of it has come yet: if the run has none "
+                "(trades or quotes only), its children, timed exit or cooldown never come",
+                bracket.entry_id, counting, iid,
+            )  # fmt: skip
         bracket.fill_px = fill_px
         bracket.bars_since_fill = -1  # the fill's own bar makes it 0
         if bracket.exit_after_ns is not None:

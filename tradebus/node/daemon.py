@@ -113,6 +113,7 @@ def build_paper_kernel(
         equity_interval_ns=config.report.equity_interval_ns,
         timeouts=timeouts,
         trade_bars={iid: bars.builder() for iid, bars in config.bars.items()},
+        bar_instruments=[iid for iid, kinds in config.data_kinds().items() if "bars" in kinds],
     )
     for strategy in build_strategies([entry for _, entry in strategy_entries(config)]):
         kernel.add_strategy(strategy)
