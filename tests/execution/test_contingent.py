@@ -341,3 +341,51 @@ def test_a_denied_entry_leaves_no_bracket_behind() -> None:
     assert kernel.result.denials and fills(kernel) == []
     contingent = kernel.contingent
     assert contingent is not None and contingent._brackets == {}
+
+
+def test_a_trailing_stop_placed_on_a_fill_starts_from_the_fill_price_not_the_bar_before() -> None:
+    """A long: the market entry fills at bar 2's open (100) and the strategy places a trailing
+    stop 5 below when the fill is reported. It starts from the fill, trigger 95 (bar 2's close 92
+    does not raise it); bar 3 (96, 97, 95.5, 96.5) stays above 95: still long. It started from
+    bar 1's close 120 (the cache had not taken bar 2 yet): trigger 115, sold at bar 3's open 96.
+    The mirrored short sells at 100 after a bar 1 at 80: buy stop 105, not 85; bar 3 (104, 104.5,
+    103, 104) stays below 105, where the stale 85 bought at its open 104."""
+    class OnFill(Scripted):
+        def __init__(self, side: OrderSide) -> None:
+            super().__init__({1: lambda s: s.ids.update(entry=s.submit_market(IID, side, 1.0))})
+            self.side = side
+
+        def on_order_filled(self, event: OrderFilled) -> None:
+            if event.client_order_id == self.ids.get("entry"):
+                exit_side = SELL if self.side == BUY else BUY
+                self.ids["stop"] = self.submit_trailing_stop(IID, exit_side, 1.0, offset=5.0)
+
+    def trade(side: OrderSide, bars: list[tuple[float, float, float, float]]) -> Kernel:
+        inst = Instrument(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, margin=True)
+        kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=1e6)
+        kernel.add_strategy(OnFill(side))
+        for k, (o, h, lo, c) in enumerate(bars, start=1):
+            kernel.process(Bar(IID, T0 + k * H, T0 + k * H, o, h, lo, c, 10.0))
+        kernel.stop()
+        return kernel
+
+    long = trade(BUY, [(120.0, 120.0, 120.0, 120.0), (100.0, 100.0, 90.0, 92.0), (96.0, 97.0, 95.5, 96.5)])
+    assert fills(long) == [("BUY", 100.0, 2)]
+    assert long.orders.order(strategy(long).ids["stop"] or "").trigger_price == 95.0
+    short = trade(SELL, [(80.0, 80.0, 80.0, 80.0), (100.0, 110.0, 100.0, 108.0), (104.0, 104.5, 103.0, 104.0)])
+    assert fills(short) == [("SELL", 100.0, 2)]
+    assert short.orders.order(strategy(short).ids["stop"] or "").trigger_price == 105.0
+    # On trades: bought at the second print (100) after a first at 120; the stop starts at 95,
+    # and the third print (99) leaves it alone (from 120 it was 115: sold at 99).
+    class OnTrades(OnFill):
+        def on_trade(self, trade: Trade) -> None:
+            self.on_bar(None)  # type: ignore[arg-type]
+
+    inst = Instrument(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, margin=True)
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="trades"), initial_cash=1e6)
+    kernel.add_strategy(OnTrades(BUY))
+    for k, px in enumerate([120.0, 100.0, 99.0], start=1):
+        kernel.process(Trade(IID, T0 + k, T0 + k, px, 1.0, 0, str(k)))
+    kernel.stop()
+    assert [(f.side, f.price) for f in kernel.result.fills] == [("BUY", 100.0)]
+    assert kernel.orders.order(strategy(kernel).ids["stop"] or "").trigger_price == 95.0

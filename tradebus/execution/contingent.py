@@ -41,7 +41,9 @@ Trailing stop
     has ``trail_offset`` or ``trail_percent``. On bars a stop trails from the bars that open
     after it was placed: of the bar it was placed in (a bracket armed at its close, a stop placed
     when a fill of that bar is reported, or by a timer inside it) only the close counts, never a
-    high or low from before the stop existed.
+    high or low from before the stop existed. A stop placed when a fill is reported starts from
+    the fill's price: a simulated venue fills while it matches a bar, trade or quote whose price
+    is not in the cache yet (the cache still holds the one before).
 Good-till-date
     A limit or stop order that ends (reason ``"GTD: expired"``) at its ``expire_ns``, if still
     working then. A simulated venue (backtest, paper) expires it at that time on its own clock
@@ -230,6 +232,9 @@ class ContingentOrders:
             bus.subscribe(Bar, self._on_bar, iid)
             bus.subscribe(Trade, self._on_trade, iid)
             bus.subscribe(Quote, self._on_quote, iid)
+        # instrument id -> price of its latest fill, while no bar, trade or quote of it came after
+        # that fill: a simulated venue fills while it matches one, before the cache holds its price.
+        self._fill_px: dict[str, float] = {}
         # Instruments whose brackets counting bars were warned about (no bar of them seen yet).
         self._warned_no_bars: set[str] = set()
 
@@ -345,7 +350,8 @@ class ContingentOrders:
         reduce_only: bool = True,
         reason: str = "",
     ) -> str:
-        """Submit a trailing stop from the instrument's last price; return its id.
+        """Submit a trailing stop from the instrument's last price (its latest fill's, when no
+        market data of it came since); return its id.
 
         Raises
         ------
@@ -358,7 +364,11 @@ class ContingentOrders:
         distance = offset if offset is not None else percent
         if not (distance is not None and distance > 0.0 and math.isfinite(distance)):
             raise OrderError(f"trailing stop: the distance must be a positive number, got {distance!r}")
-        last = self._kernel.cache.prices.get(instrument_id, _NAN)
+        # Placed on a fill reported while a bar, trade or quote is matched: the cache does not
+        # hold that price yet, the fill's is the venue's latest.
+        last = self._fill_px.get(instrument_id)
+        if last is None:
+            last = self._kernel.cache.prices.get(instrument_id, _NAN)
         if last != last:
             raise OrderError(f"trailing stop: no last price of {instrument_id} to trail from")
         return self._trail(strategy_id, instrument_id, side, quantity, offset, percent, last, reduce_only, reason)
@@ -385,6 +395,7 @@ class ContingentOrders:
     # ------------------------------------------------------------------ events
 
     def _on_fill(self, fill: OrderFilled) -> None:
+        self._fill_px[fill.instrument_id] = fill.last_px
         coid = fill.client_order_id
         bracket = self._brackets.get(coid)
         if bracket is not None and bracket.state == "entry":
@@ -424,6 +435,8 @@ class ContingentOrders:
         self._trailing.pop(coid, None)
 
     def _on_bar(self, bar: Bar) -> None:
+        if self._fill_px:
+            self._fill_px.pop(bar.instrument_id, None)
         if self._cooldown:
             self._tick_cooldown(bar.instrument_id)
         if self._brackets:
@@ -436,12 +449,16 @@ class ContingentOrders:
             self._follow(bar.instrument_id, bar.high, bar.low, opened, bar.close)
 
     def _on_trade(self, trade: Trade) -> None:
+        if self._fill_px:
+            self._fill_px.pop(trade.instrument_id, None)
         if self._brackets:
             self._arm_on_tick(trade.instrument_id)
         if self._trailing:
             self._follow(trade.instrument_id, trade.price, trade.price)
 
     def _on_quote(self, quote: Quote) -> None:
+        if self._fill_px:
+            self._fill_px.pop(quote.instrument_id, None)
         if self._brackets:
             self._arm_on_tick(quote.instrument_id)
 
