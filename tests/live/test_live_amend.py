@@ -10,7 +10,15 @@ import pytest
 
 from tests.live.live_harness import IID, harness, until
 from tests.live.venue_kits import KITS, VenueKit, kit_harness
-from tradebus.engine.messages import ModifyOrder, OrderSide, OrderStatus, OrderType, SubmitOrder, Trade
+from tradebus.engine.messages import (
+    ModifyOrder,
+    OrderModifyRejected,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    SubmitOrder,
+    Trade,
+)
 
 
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
@@ -36,6 +44,8 @@ async def test_amend_changes_the_working_order_in_place(kit: VenueKit) -> None:
 async def test_an_amend_of_a_closed_order_is_refused_and_the_order_queried(kit: VenueKit) -> None:
     async with kit_harness(kit) as h:
         execution = h.kernel.execution
+        refused: list[OrderModifyRejected] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
         order = execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
         await until(lambda: order.status is OrderStatus.ACCEPTED)
         rec = h.emulator.orders[order.client_order_id]
@@ -47,6 +57,8 @@ async def test_an_amend_of_a_closed_order_is_refused_and_the_order_queried(kit: 
         await h.venue.drain()
     assert order.price == 1_000.0 and order.filled_qty == pytest.approx(0.002)
     assert len(h.kernel.result.fills) == 1
+    # the strategy hears that its modification was not applied
+    assert [r.client_order_id for r in refused] == [order.client_order_id] and refused[0].reason
 
 
 async def test_binance_spot_cancel_replaces_and_the_replacement_trades() -> None:

@@ -66,6 +66,7 @@ from tradebus.engine.messages import (
     OrderExpired,
     OrderFilled,
     OrderModified,
+    OrderModifyRejected,
     OrderRejected,
     OrderResolved,
     OrderSubmitted,
@@ -90,8 +91,8 @@ _SMALL_BATCH = 16
 #: What the execution side may publish while the venue is shown a bar (a submission, and so a
 #: denial, comes only from a handler of one of these).
 _VENUE_EVENTS = (
-    OrderAccepted, OrderRejected, OrderTriggered, OrderModified, OrderFilled, OrderCanceled, OrderExpired,
-    OrderTimedOut, OrderResolved, OrderAnomaly, PositionChanged, PositionLiquidated,
+    OrderAccepted, OrderRejected, OrderTriggered, OrderModified, OrderModifyRejected, OrderFilled, OrderCanceled,
+    OrderExpired, OrderTimedOut, OrderResolved, OrderAnomaly, PositionChanged, PositionLiquidated,
 )  # fmt: skip
 
 

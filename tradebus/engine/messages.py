@@ -37,6 +37,7 @@ __all__ = [
     "OrderExpired",
     "OrderFilled",
     "OrderModified",
+    "OrderModifyRejected",
     "OrderRejected",
     "OrderResolved",
     "OrderSide",
@@ -368,6 +369,18 @@ class OrderModified(msgspec.Struct, frozen=True, gc=False):
     quantity: float
     price: float
     trigger_price: float
+    ts_event: int
+    ts_init: int
+
+
+class OrderModifyRejected(msgspec.Struct, frozen=True, gc=False):
+    """A modification was not applied (the venue refused it, or the order no longer works); the
+    order works on unchanged. ``reason`` says why."""
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    reason: str
     ts_event: int
     ts_init: int
 

@@ -639,21 +639,22 @@ class BookVenue(SimulatedVenue):
     def _modify_book(self, iid: str, coid: str, cmd: ModifyOrder, arrival: int) -> None:
         sim = self._orders.get(coid)
         if sim is None or sim.status not in _WORKING:
-            logger.warning("venue: modify of {} ignored: not working", coid)
+            self._modify_rejected(cmd, "not working", arrival)
             return
         qty = sim.quantity if cmd.quantity != cmd.quantity else cmd.quantity
         limit = sim.limit if cmd.price != cmd.price else cmd.price
-        if qty <= sim.filled or (sim.type == _LIMIT and not (limit > 0.0 and math.isfinite(limit))):
-            logger.warning("venue: modify of {} ignored: quantity {} / limit {}", coid, qty, limit)
+        if qty <= sim.filled:
+            self._modify_rejected(cmd, f"quantity {qty} is not above the filled {sim.filled}", arrival)
+            return
+        if sim.type == _LIMIT and not (limit > 0.0 and math.isfinite(limit)):
+            self._modify_rejected(cmd, f"bad limit price {limit!r}", arrival)
             return
         if sim.order.post_only and (sim.type == _LIMIT or sim.triggered):
             book = self.books[iid]
             best = book.best_ask if sim.buy else book.best_bid
             if abs(best) < 2**62 and (best <= book.to_tick(limit) if sim.buy else best >= book.to_tick(limit)):
-                logger.info(
-                    "venue: modify of {} ignored: post_only limit {} would take liquidity at {}",
-                    coid, limit, book.price(best),
-                )  # fmt: skip
+                reason = f"post_only: limit {limit} would take liquidity at {book.price(best)}"
+                self._modify_rejected(cmd, reason, arrival)
                 return
         q = self._queues.get(coid)
         # A new price or a larger quantity loses the queue position; a smaller quantity keeps it.

@@ -48,6 +48,7 @@ from tradebus.engine.messages import (
     OrderDenied,
     OrderExpired,
     OrderFilled,
+    OrderModifyRejected,
     OrderResolved,
     OrderStatus,
     OrderSubmitted,
@@ -271,7 +272,9 @@ class ExecutionEngine:
         """Check a modification with the risk gate and send it to the venue.
 
         A modification the gate refuses publishes ``OrderDenied`` with reason ``"modify: ..."``;
-        the order itself keeps working unchanged (its state does not move).
+        the order itself keeps working unchanged (its state does not move). One of an order that
+        no longer works publishes ``OrderModifyRejected``, as the venue does for a modification it
+        does not apply.
 
         Raises
         ------
@@ -280,7 +283,10 @@ class ExecutionEngine:
         """
         order = self._om.order(cmd.client_order_id)
         if not order.is_open:
-            logger.info("modify of {} ignored: order is {}", order.client_order_id, order.status)
+            logger.info("modify of {} rejected: order is {}", order.client_order_id, order.status)
+            now = self._clock.now_ns()
+            reason = f"order is {order.status}"
+            self._event(OrderModifyRejected(order.strategy_id, order.instrument_id, order.client_order_id, reason, now, now))
             return
         qty = order.quantity if cmd.quantity != cmd.quantity else cmd.quantity
         as_submit = SubmitOrder(

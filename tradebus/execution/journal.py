@@ -83,6 +83,7 @@ _TYPES: dict[str, type] = {
         "OrderRejected",
         "OrderTriggered",
         "OrderModified",
+        "OrderModifyRejected",
         "OrderFilled",
         "OrderCanceled",
         "OrderExpired",

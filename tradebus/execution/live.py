@@ -13,12 +13,14 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     request is never re-sent: only a query by client order id settles it.
 ``modify``
     a venue that amends in place (:attr:`TradingApi.supports_amend`: OKX, Bybit) gets the
-    new total quantity and price; its acknowledgement -> ``OrderModified``. A refusal or no
-    answer leaves the order as it was and queries it. A venue without amend (Binance spot)
+    new total quantity and price; its acknowledgement -> ``OrderModified``, its refusal ->
+    ``OrderModifyRejected``. A refusal or no answer leaves the order as it was and queries it
+    (a trigger price cannot be modified: ``OrderModifyRejected`` at once). A venue without amend (Binance spot)
     gets a **cancel-replace**: the order is canceled, and once the cancel is confirmed (not
     filled in the meantime) a new order with a new client id for the quantity left, at the
     new price, is submitted through :attr:`LiveVenue.on_replace` (the engine's ``submit``:
-    it passes the risk gate and the journal like any order).
+    it passes the risk gate and the journal like any order). When the order closed otherwise
+    first (filled), or still works after the cancel, nothing is replaced: ``OrderModifyRejected``.
 ``query_order``
     is asked synchronously by the engine. It answers with the venue's reply to the latest
     query of that order if one arrived since; otherwise it starts the query and raises
@@ -53,6 +55,7 @@ from tradebus.engine.messages import (
     OrderAccepted,
     OrderFilled,
     OrderModified,
+    OrderModifyRejected,
     OrderRejected,
     OrderStatus,
     SubmitOrder,
@@ -266,7 +269,8 @@ class LiveVenue(Venue):
         """Amend ``order`` at the venue, or cancel-replace it where the venue cannot amend (module docstring)."""
         coid = order.client_order_id
         if not math.isnan(cmd.trigger_price):
-            logger.warning("order {}: a trigger price cannot be modified on the live venue; modification ignored", coid)
+            logger.warning("order {}: a trigger price cannot be modified on the live venue; modification rejected", coid)
+            self._modify_rejected(order, "a trigger price cannot be modified on the live venue")
             return
         if self.dry_run:
             logger.info("dry run: modify of {} not sent", coid)
@@ -294,6 +298,7 @@ class LiveVenue(Venue):
         qty = (order.quantity if math.isnan(cmd.quantity) else cmd.quantity) - order.filled_qty
         if order.status is not OrderStatus.CANCELED or qty <= 0.0 or self.on_replace is None:
             logger.info("order {} closed {} before its replacement; nothing replaced", coid, order.status.name)
+            self._modify_rejected(order, f"closed {order.status.name} before its replacement")
             return
         now = self.clock.now_ns()
         price = order.price if math.isnan(cmd.price) else cmd.price
@@ -374,6 +379,7 @@ class LiveVenue(Venue):
             await self.api.amend(order, cmd.quantity, cmd.price)
         except VenueRejected as exc:
             logger.info("amend of {} refused: {}; querying", coid, exc)
+            self._modify_rejected(order, str(exc))
             self._query_soon(order)
             return
         except NoAnswer as exc:
@@ -402,6 +408,10 @@ class LiveVenue(Venue):
             if coid in self._replacing:
                 self._query_soon(order)  # the replacement waits for the cancel, confirmed by the stream or this query
 
+    def _modify_rejected(self, order: Order, reason: str) -> None:
+        now = self.clock.now_ns()
+        self.emit(OrderModifyRejected(order.strategy_id, order.instrument_id, order.client_order_id, reason, now, now))
+
     def _query_soon(self, order: Order) -> None:
         if order.client_order_id not in self._querying:
             self._querying.add(order.client_order_id)
@@ -424,6 +434,7 @@ class LiveVenue(Venue):
             self._replace_if_closed(coid)
             if self._replacing.pop(coid, None) is not None:
                 logger.warning("order {}: still working after its cancel-replace's cancel; modification abandoned", coid)
+                self._modify_rejected(order, "still working after its cancel-replace's cancel")
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait (up to ``timeout`` s) for the requests in flight."""

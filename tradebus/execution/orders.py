@@ -67,6 +67,7 @@ from tradebus.engine.messages import (
     OrderExpired,
     OrderFilled,
     OrderModified,
+    OrderModifyRejected,
     OrderRejected,
     OrderResolved,
     OrderSide,
@@ -418,6 +419,8 @@ class OrderManager:
             return None
         if cls is OrderFilled:
             return self.apply_fill(order, event)
+        if cls is OrderModifyRejected:
+            return order  # the order works on as it was
         table = _BY_TYPE.get(cls)
         if table is None:
             raise OrderError(f"order {order.client_order_id}: {cls.__name__} is not an order event")

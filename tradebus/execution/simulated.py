@@ -90,7 +90,9 @@ Balances
 Post-only and reduce-only
     A post-only order (limit or stop-limit) never fills as a taker: one that would take
     liquidity on arrival is rejected (one arriving before any price rests); a modify that would
-    make it take is ignored (the order keeps its price, as an exchange rejects such an amend);
+    make it take is rejected (``OrderModifyRejected``; the order keeps its price, as an exchange
+    rejects such an amend), as is one of an order no longer working, of a quantity not above
+    what has filled, or of a bad price;
     a post-only stop-limit that would take at its trigger expires there.
     A reduce-only order that would not reduce the venue-side position (flat, or same side) is
     rejected on arrival; at fill time one larger than the position is capped to the position
@@ -132,6 +134,7 @@ from tradebus.engine.messages import (
     OrderExpired,
     OrderFilled,
     OrderModified,
+    OrderModifyRejected,
     OrderRejected,
     OrderSide,
     OrderStatus,
@@ -680,26 +683,24 @@ class SimulatedVenue(Venue):
     def _apply_modify(self, coid: str, cmd: ModifyOrder, arrival: int, ref_buy: float, ref_sell: float) -> None:
         sim = self._orders.get(coid)
         if sim is None or sim.status not in _WORKING:
-            logger.warning("venue: modify of {} ignored: not working", coid)
+            self._modify_rejected(cmd, "not working", arrival)
             return
         qty = sim.quantity if cmd.quantity != cmd.quantity else cmd.quantity
         limit = sim.limit if cmd.price != cmd.price else cmd.price
         trigger = sim.trigger if cmd.trigger_price != cmd.trigger_price else cmd.trigger_price
         if qty <= sim.filled:
-            logger.warning("venue: modify of {} ignored: quantity {} <= filled {}", coid, qty, sim.filled)
+            self._modify_rejected(cmd, f"quantity {qty} is not above the filled {sim.filled}", arrival)
             return
         if sim.type in _LIMITS and not (limit > 0.0 and math.isfinite(limit)):
-            logger.warning("venue: modify of {} ignored: bad limit {!r}", coid, limit)
+            self._modify_rejected(cmd, f"bad limit price {limit!r}", arrival)
             return
         if sim.type in _STOPS and not (trigger > 0.0 and math.isfinite(trigger)):
-            logger.warning("venue: modify of {} ignored: bad trigger {!r}", coid, trigger)
+            self._modify_rejected(cmd, f"bad trigger price {trigger!r}", arrival)
             return
         if sim.order.post_only and (sim.type == _LIMIT or sim.triggered):
             ref = ref_buy if sim.buy else ref_sell
             if ref == ref and (ref <= limit if sim.buy else ref >= limit):
-                logger.info(
-                    "venue: modify of {} ignored: post_only limit {} would take liquidity at {}", coid, limit, ref
-                )
+                self._modify_rejected(cmd, f"post_only: limit {limit} would take liquidity at {ref}", arrival)
                 return
         sim.quantity, sim.limit, sim.trigger = qty, limit, trigger
         if sim.type == _LIMIT or sim.triggered:
@@ -716,6 +717,15 @@ class SimulatedVenue(Venue):
                 sim.trigger,
                 arrival,
                 self.clock.now_ns(),
+            )
+        )
+
+    def _modify_rejected(self, cmd: ModifyOrder, reason: str, arrival: int) -> None:
+        """Answer a modification the venue does not apply (the order works on unchanged)."""
+        logger.info("venue: modify of {} rejected: {}", cmd.client_order_id, reason)
+        self._emit(
+            OrderModifyRejected(
+                cmd.strategy_id, cmd.instrument_id, cmd.client_order_id, reason, arrival, self.clock.now_ns()
             )
         )
 

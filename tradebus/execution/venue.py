@@ -2,12 +2,13 @@
 
 A venue receives orders from the :class:`~tradebus.execution.engine.ExecutionEngine` and
 answers with order events (``OrderAccepted``, ``OrderRejected``, ``OrderTriggered``,
-``OrderModified``, ``OrderFilled``, ``OrderCanceled``, ``OrderExpired``) through the event
+``OrderModified``, ``OrderModifyRejected``, ``OrderFilled``, ``OrderCanceled``, ``OrderExpired``) through the event
 handler bound with :meth:`Venue.bind`. Events may be emitted synchronously from any method or
 later (a live venue emits them from its user-stream task on the event loop's thread), late,
 twice or out of order: the order manager copes (see :mod:`tradebus.execution.orders`).
 
-A venue that definitively refuses an order emits ``OrderRejected``. A :meth:`Venue.submit` or
+A venue that definitively refuses an order emits ``OrderRejected``; one that does not apply a
+modification emits ``OrderModifyRejected`` (the order works on unchanged). A :meth:`Venue.submit` or
 :meth:`Venue.cancel` that raises means "no answer": the execution engine moves the order to
 ``UNKNOWN`` and asks :meth:`Venue.query_order`, never assuming a rejection. Every
 ``OrderFilled`` carries the venue's ``trade_id``; fills are deduplicated by it.

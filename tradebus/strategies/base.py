@@ -61,6 +61,7 @@ from tradebus.engine.messages import (
     OrderExpired,
     OrderFilled,
     OrderModified,
+    OrderModifyRejected,
     OrderRejected,
     OrderSide,
     OrderSubmitted,
@@ -254,6 +255,9 @@ class Strategy:
 
     def on_order_modified(self, event: OrderModified) -> None:
         """A modification was applied."""
+
+    def on_order_modify_rejected(self, event: OrderModifyRejected) -> None:
+        """A modification was not applied (``event.reason`` says why); the order works on unchanged."""
 
     def on_order_filled(self, event: OrderFilled) -> None:
         """An order (partially) filled."""
@@ -534,8 +538,11 @@ class Strategy:
     ) -> None:
         """Ask the venue to change a working order's quantity, limit price or trigger (``None``: unchanged).
 
-        The outcome arrives as ``on_order_modified`` (or ``on_order_denied``/``on_order_rejected``);
-        another strategy's order is denied.
+        The outcome arrives as ``on_order_modified``, or ``on_order_modify_rejected`` when the
+        venue does not apply it (the order no longer works, the new quantity is not above what
+        has filled, a bad price, a post-only price that would take) and ``on_order_denied`` when
+        the risk gate refuses it (reason ``"modify: ..."``) or the order is another strategy's.
+        A refused modification leaves the order working as it was.
         """
         ctx = self.ctx
         order = ctx.orders.order(client_order_id)
