@@ -117,6 +117,27 @@ def test_bad_config_and_data_give_clear_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "o2" / "report.json").exists()
 
 
+def test_figures_undefined_without_trades_are_null_not_zero(tmp_path: Path) -> None:
+    """The first 2,000 trades end inside the regime warm-up: no trade, so no hit rate, hold time or Sharpe."""
+    raw = pd.read_csv(REPO / "data" / "systems" / "binance_xrpeth_trades_2019-10-11_13.csv.gz", nrows=2000)
+    raw.to_csv(tmp_path / "head.csv", index=False)
+    config = _config_copy(tmp_path, data__trades=str(tmp_path / "head.csv"), lookahead__cuts=0, regime_study=None)
+    result = CliRunner().invoke(app, ["research", "run", str(config), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"report.json holds {constant}, which is not JSON")
+
+    report = json.loads((tmp_path / "o" / "report.json").read_text(), parse_constant=refuse)
+    for run in ("baseline", "enhanced"):
+        assert report[run]["trades"] == 0 and report[run]["pnl_pct"] == 0.0
+        assert report[run]["hit_rate"] is None and report[run]["avg_hold_min"] is None
+        assert report[run]["sharpe_hourly_annualised"] is None
+        assert [s["hit_rate"] for s in report[run]["per_segment"]] == [None] * 5
+    assert report["candidates"]["meta_positive_rate"] is None and report["hazard_positive_rate"] is None
+    assert "| hit_rate | n/a | n/a |" in (tmp_path / "o" / "report.md").read_text()
+
+
 def test_no_lookahead_in_any_layer(setup: tuple) -> None:
     """The detector perturbs the trades after random cuts and re-runs the pipeline, training included."""
     config, frame = setup

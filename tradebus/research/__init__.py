@@ -19,6 +19,7 @@ Modules (one concept each):
   trades it walk-forward; :mod:`~tradebus.research.tradelog` analyses the trades by exit reason;
 * :mod:`~tradebus.research.ml_gated`: the ML-gated system (``tradebus research run``);
 * :mod:`~tradebus.research.config` and :mod:`~tradebus.research.cli`: ``tradebus research ...``.
+* :mod:`~tradebus.research.output`: strict JSON (an undefined figure is ``null``) and atomic file writes.
 
 Models, calibration, walk-forward and alpha reports need the ``research`` extra
 (scikit-learn, XGBoost, SciPy). The core never imports this package.

@@ -10,8 +10,6 @@ lookahead command exits 4 when it finds a lookahead.
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +23,7 @@ from rich.table import Table
 
 from tradebus.errors import ConfigError, DataError, TradebusError
 from tradebus.ops.logs import setup_logging
+from tradebus.research.output import write_json
 
 __all__ = ["research_app"]
 
@@ -61,26 +60,6 @@ def _out_dir(out: Path | None, config: Path) -> Path:
     except OSError as exc:
         _fail(ConfigError(f"--out {path}: cannot create the output directory ({exc.strerror})"))
     return path
-
-
-def _write_json(data: Any, path: Path) -> Path:
-    """Write strict JSON: an undefined figure (NaN, inf) is ``null``, as in ``metrics.json``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_json_ready(data), indent=2, sort_keys=True, allow_nan=False) + "\n")
-    tmp.replace(path)
-    return path
-
-
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _progress(console: Console) -> Progress:
@@ -249,7 +228,7 @@ def cv(config: ConfigArg, out: OutOption = None) -> None:
         if cfg.cv.method == "cpcv":
             payload["n_test_paths"] = splitter.n_test_paths
             payload["recombined_paths"] = splitter.recombined_paths.tolist()
-        path = _write_json(payload, _out_dir(out, config) / "cv.json")
+        path = write_json(payload, _out_dir(out, config) / "cv.json")
     except TradebusError as exc:
         _fail(exc)
     table = Table(title=f"cv ({cfg.cv.method}) -> {path}")
@@ -301,7 +280,7 @@ def walkforward(config: ConfigArg, out: OutOption = None) -> None:
         write_parquet(result.equity, target / "walkforward_equity.parquet")
         write_parquet(result.fills, target / "walkforward_fills.parquet")
         summary = result.summary()
-        _write_json({"summary": summary, "segments": result.segments.to_dict(orient="records")},
+        write_json({"summary": summary, "segments": result.segments.to_dict(orient="records")},
                     target / "walkforward.json")
     except TradebusError as exc:
         _fail(exc)
@@ -323,7 +302,7 @@ def lookahead(
         with _progress(console) as progress:
             task = progress.add_task("lookahead: runs", total=cuts + 1)
             report = check_config(config, n_cuts=cuts, seed=seed, on_run=lambda: progress.advance(task))
-        path = _write_json(report.to_dict(), _out_dir(out, config) / "lookahead.json")
+        path = write_json(report.to_dict(), _out_dir(out, config) / "lookahead.json")
     except TradebusError as exc:
         _fail(exc)
     console.print(_table(f"lookahead -> {path}", {"cuts": len(report.cuts), "records checked": report.records_checked,
@@ -375,7 +354,7 @@ def alpha(
             }
         if backtest is not None:
             payload["backtest"] = _backtest_robustness(backtest, trials)
-        path = _write_json(payload, _out_dir(out, config) / "alpha.json")
+        path = write_json(payload, _out_dir(out, config) / "alpha.json")
     except TradebusError as exc:
         _fail(exc)
     table = Table(title=f"alpha -> {path}")

@@ -21,8 +21,6 @@ Same config and data give byte-identical files (no wall-clock time is written).
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +37,7 @@ from tradebus.reports.metrics import compute_metrics
 from tradebus.research.config import read_yaml, validation_problems
 from tradebus.research.dataset import load_events
 from tradebus.research.edge_walkforward import run_edges, segment_table, train_segments
+from tradebus.research.output import json_ready, write_json, write_text
 from tradebus.research.tradelog import trade_log, trade_summary
 from tradebus.research.edge_strategy import EdgeGatedParams
 
@@ -126,24 +125,6 @@ def load_ml_gated_config(path: str | Path) -> MLGatedConfig:
     return config.model_copy(update={"data": config.data.model_copy(update={"catalog": catalog})})
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def _markdown(report: dict[str, Any], segments: pd.DataFrame) -> str:
     s = report["summary"]
     lines = [f"# ML-gated system: {report['instrument']} ({report['dataset']})", "",
@@ -216,15 +197,15 @@ def run_system(config: MLGatedConfig, out: Path) -> dict[str, Any]:
                     "importance": s.importance, "tuning": s.tuning} for k, s in enumerate(trained.segments)],
         "trades": trade_summary(log), "gate_counts": dict(sorted(strategy.gate_counts.items())),
     }
-    report = _clean(report)
+    report = json_ready(report)
     out.mkdir(parents=True, exist_ok=True)
-    _write(out / "report.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
-    _write(out / "report.md", _markdown(report, segments))
-    _write(out / "segments.csv", segments.to_csv(index=False))
-    _write(out / "trades.csv", log.to_csv(index=False))
+    write_json(report, out / "report.json")
+    write_text(out / "report.md", _markdown(report, segments))
+    write_text(out / "segments.csv", segments.to_csv(index=False))
+    write_text(out / "trades.csv", log.to_csv(index=False))
     equity = pd.DataFrame([(e.ts, e.equity) for e in result.equity], columns=["ts", "equity"])
-    _write(out / "equity.csv", equity.to_csv(index=False))
+    write_text(out / "equity.csv", equity.to_csv(index=False))
     edges = pd.DataFrame({"ts_event": ts, "edge_bps": trained.edges, "target_bps": trained.target})
-    _write(out / "edges.csv", edges.to_csv(index=False))
+    write_text(out / "edges.csv", edges.to_csv(index=False))
     trained.segments[-1].step.save(out / "model.joblib")
     return report

@@ -28,7 +28,6 @@ Outputs in ``--out``: ``report.json``, ``report.md``, ``decisions_{baseline,enha
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from tradebus.research.calibration import walk_forward_schedule
 from tradebus.strategies.models import ModelSchedule
 from tradebus.research.labels import triple_barrier
 from tradebus.research.lookahead import SourceFrame, Trace, detect_lookahead
+from tradebus.research.output import json_text, write_json, write_text
 from tradebus.strategies.base import duration_ns
 from tradebus.strategies.regime_hazard import (
     HAZARD_FEATURES,
@@ -237,10 +237,10 @@ def _metrics(trades: pd.DataFrame, equity: pd.Series) -> dict[str, Any]:
         "trades": len(trades),
         "pnl_pct": round(float(trades["pnl"].sum()) * 100, 6),
         "max_drawdown_pct": round(float(((peak - curve) / peak).max()) * 100 if curve.size else 0.0, 6),
-        "sharpe_hourly_annualised": round(float(rets.mean() / sd * math.sqrt(24 * 365)) if sd > 0 else 0.0, 6),
+        "sharpe_hourly_annualised": round(float(rets.mean() / sd * math.sqrt(24 * 365)), 6) if sd > 0 else None,
         "turnover": round(2.0 * len(trades), 6),
-        "hit_rate": round(float((trades["pnl"] > 0).mean()), 6) if len(trades) else 0.0,
-        "avg_hold_min": round(float(trades["hold_min"].mean()), 6) if len(trades) else 0.0,
+        "hit_rate": round(float((trades["pnl"] > 0).mean()), 6) if len(trades) else None,
+        "avg_hold_min": round(float(trades["hold_min"].mean()), 6) if len(trades) else None,
         "pnl_pct_by_exit": {k: round(float(v) * 100, 6) for k, v in trades.groupby("exit")["pnl"].sum().items()},
         "trades_by_exit": {k: int(v) for k, v in trades.groupby("exit").size().items()},
     }
@@ -444,7 +444,7 @@ def _per_segment(res: SimResult, bounds: list[int]) -> list[dict[str, Any]]:
         part = t[(t["entry_ts"] >= a) & (t["entry_ts"] < b)]
         rows.append({"segment": k, "start": pd.Timestamp(a, tz="UTC").isoformat(), "trades": len(part),
                      "pnl_pct": round(float(part["pnl"].sum()) * 100, 6),
-                     "hit_rate": round(float((part["pnl"] > 0).mean()), 6) if len(part) else 0.0})
+                     "hit_rate": round(float((part["pnl"] > 0).mean()), 6) if len(part) else None})
     return rows
 
 
@@ -479,16 +479,20 @@ def build_report(result: PipelineResult, config: RegimeHazardConfig, frame: pd.D
         "candidates": {"signals": len(result.candidates.system.candidates),
                        "meta_samples": len(result.meta_samples),
                        "meta_positive_rate": round(float(result.meta_samples["y"].mean()), 6)
-                       if len(result.meta_samples) else 0.0},
+                       if len(result.meta_samples) else None},
         "regime_bars": {str(k): int(v) for k, v in regimes.items()},
         "regime_switches": result.baseline.system.regime.switches,
         "hazard_samples": len(result.hazard_samples),
         "hazard_positive_rate": round(float(result.hazard_samples["y"].mean()), 6)
-        if len(result.hazard_samples) else 0.0,
+        if len(result.hazard_samples) else None,
         "models": {"meta": result.meta_log, "hazard": result.hazard_log},
         "lookahead": lookahead,
         "regime_study": study,
     }
+
+
+def _cell(value: Any) -> str:
+    return "n/a" if value is None else str(value)
 
 
 def _markdown(report: dict[str, Any]) -> str:
@@ -499,7 +503,7 @@ def _markdown(report: dict[str, Any]) -> str:
              f"Data: {report['data']['trades']} trades, {report['data']['first']} -> {report['data']['last']}; "
              f"costs {report['costs']['fee_bps']} bps fee + {report['costs']['slippage_bps']} bps slippage per fill.",
              "", "| metric | baseline | enhanced |", "|---|---|---|"]
-    lines += [f"| {k} | {b[k]} | {e[k]} |" for k in keys]
+    lines += [f"| {k} | {_cell(b[k])} | {_cell(e[k])} |" for k in keys]
     lines += ["", "## Per segment (walk-forward; segment 0 trades without models)", "",
               "| segment | start | baseline trades | baseline pnl % | enhanced trades | enhanced pnl % |",
               "|---|---|---|---|---|---|"]
@@ -534,12 +538,6 @@ def _markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def run(config_path: str | Path, out: str | Path) -> dict[str, Any]:
     """Run the system from its config and write the outputs into ``out``; return the report."""
     config, base = load_config(config_path)
@@ -551,13 +549,12 @@ def run(config_path: str | Path, out: str | Path) -> dict[str, Any]:
     report = build_report(result, config, frame, lookahead, study)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _write(out / "report.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
-    _write(out / "report.md", _markdown(report))
+    write_json(report, out / "report.json")
+    write_text(out / "report.md", _markdown(report))
     for name, res in (("baseline", result.baseline), ("enhanced", result.enhanced)):
-        _write(out / f"decisions_{name}.jsonl",
-               "".join(json.dumps(d.to_dict(), sort_keys=True) + "\n" for d in res.system.decisions))
-        _write(out / f"trades_{name}.csv", res.trades.to_csv(index=False, float_format="%.10g"))
-    _write(out / "models.json", json.dumps({"meta": result.meta.to_list(), "hazard": result.hazard.to_list()},
-                                           indent=1, sort_keys=True) + "\n")
+        write_text(out / f"decisions_{name}.jsonl",
+                   "".join(json_text(d.to_dict(), indent=None) + "\n" for d in res.system.decisions))
+        write_text(out / f"trades_{name}.csv", res.trades.to_csv(index=False, float_format="%.10g"))
+    write_json({"meta": result.meta.to_list(), "hazard": result.hazard.to_list()}, out / "models.json", indent=1)
     return report
 
