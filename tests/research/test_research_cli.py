@@ -92,6 +92,40 @@ def test_walkforward_and_alpha_on_a_small_config(tmp_path: Path) -> None:
     assert [row["horizon"] for row in report["factors"]["rsi"]["ic"]] == [1, 6, 24]
 
 
+def test_walkforward_trains_on_the_horizon_it_names(tmp_path: Path) -> None:
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["dataset"]["catalog"] = str(REPO / "data" / "catalog")
+    raw["walkforward"].pop("retrain_every")
+    raw["walkforward"].update({"retrain_every_time": "500d", "min_train": 14000})  # 3000 4h bars
+    raw["model"]["params"] = {"n_estimators": 10, "max_depth": 2}
+
+    def run(name: str, horizons: list[int], horizon: int | None) -> tuple[int, str, Path]:
+        raw["labels"] = {"method": "forward", "horizons": horizons}
+        raw["walkforward"].pop("horizon", None)
+        if horizon is not None:
+            raw["walkforward"]["horizon"] = horizon
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(yaml.safe_dump(raw))
+        result = runner.invoke(app, ["research", "walkforward", str(config), "--out", str(tmp_path / name)])
+        return result.exit_code, " ".join(result.output.split()), tmp_path / name / "walkforward.json"
+
+    code, output, named = run("named", [6, 1], 6)
+    assert code == 0, output
+    code, output, last = run("last", [1, 6], None)  # the last horizon listed when none is named
+    assert code == 0, output
+    assert named.read_bytes() == last.read_bytes()
+    code, output, other = run("other", [6, 1], None)
+    assert code == 0, output
+    assert other.read_bytes() != last.read_bytes()
+    code, output, _ = run("unlisted", [6, 1], 24)
+    assert code == 2 and "walkforward.horizon: 24 is not one of labels.horizons [6, 1]" in output
+    raw["labels"] = {"method": "triple_barrier"}
+    raw["walkforward"]["horizon"] = 6
+    (tmp_path / "barrier.yaml").write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["research", "walkforward", str(tmp_path / "barrier.yaml"), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "walkforward.horizon: only with labels.method: forward" in result.output
+
+
 def test_lookahead_passes_quickstart_and_bad_configs_exit_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["research", "lookahead", str(REPO / "configs" / "quickstart.yaml"), "--cuts", "2",
                                  "--out", str(tmp_path)])

@@ -264,7 +264,7 @@ def walkforward(config: ConfigArg, out: OutOption = None) -> None:
             ret[frame["index"].to_numpy()] = frame["ret"].to_numpy()
             t1[frame["index"].to_numpy()] = frame["t1"].to_numpy()
         else:
-            h = cfg.labels.horizons[-1]
+            h = wf.horizon if wf.horizon is not None else cfg.labels.horizons[-1]
             ret[lo:], t1[lo:] = frame[f"fwd_{h}"].to_numpy(), frame[f"t1_{h}"].to_numpy()
         with _progress(console) as progress:
             task = progress.add_task("walk-forward: training", total=None)

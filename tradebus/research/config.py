@@ -10,6 +10,7 @@ Example (``configs/research_btc.yaml``)::
     cv:       {method: kfold, n_splits: 5, embargo: 0.01}
     model:    {kind: xgboost, columns: [vol, rsi], params: {n_estimators: 50, max_depth: 3}}
     walkforward: {retrain_every: 500, min_train: 2000, quantity: 0.5, instrument: {...}}
+                  # with labels.method: forward, `horizon:` picks the label trained on (default: the last)
     alpha:    {factors: [rsi, z], horizons: [1, 6, 24], period: 200}
 
 Relative paths are resolved against the config file's directory. Unknown keys are
@@ -89,6 +90,11 @@ class WalkForwardConfig(_Model):
     venue: VenueConfig = Field(default_factory=VenueConfig)
     initial_cash: float = Field(default=100_000.0, gt=0)
     seed: int = 0
+    horizon: int | None = Field(
+        default=None, gt=0,
+        description="with forward labels: the horizon (bars, one of labels.horizons) the model is trained on and "
+                    "purged by; default the last one listed",
+    )
 
     @model_validator(mode="after")
     def _one_period(self) -> WalkForwardConfig:
@@ -165,6 +171,14 @@ def load_research_config(path: str | Path) -> tuple[ResearchConfig, DatasetConfi
         config = ResearchConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {validation_problems(exc)}") from None
+    wf, labels = config.walkforward, config.labels
+    if wf is not None and wf.horizon is not None:
+        if labels.method != "forward":
+            raise ConfigError(f"{path}: walkforward.horizon: only with labels.method: forward "
+                              f"({labels.method} labels have one return per event)")
+        if wf.horizon not in labels.horizons:
+            raise ConfigError(f"{path}: walkforward.horizon: {wf.horizon} is not one of labels.horizons "
+                              f"{labels.horizons}")
     try:
         dataset = config.dataset_config(path.parent)
     except ConfigError as exc:
