@@ -16,6 +16,7 @@ import tradebus.strategies.regime_hazard as rh
 from tradebus.cli import app
 from tradebus.strategies.models import CalibratedLogit, ModelSchedule
 from tradebus.data.catalog import Catalog
+from tradebus.errors import ConfigError
 from tradebus.research.regime_hazard import (
     lookahead_by_layer,
     load_config,
@@ -136,6 +137,28 @@ def test_figures_undefined_without_trades_are_null_not_zero(tmp_path: Path) -> N
         assert [s["hit_rate"] for s in report[run]["per_segment"]] == [None] * 5
     assert report["candidates"]["meta_positive_rate"] is None and report["hazard_positive_rate"] is None
     assert "| hit_rate | n/a | n/a |" in (tmp_path / "o" / "report.md").read_text()
+
+
+@pytest.mark.parametrize(("section", "key", "value", "message"), [
+    ("params", "base_interval", "7q", "params.base_interval: expected a duration like"),
+    ("walkforward", "embargo", "xx", "walkforward.embargo: expected a duration like"),
+    ("params", "trend_entr", 0.5, "params.trend_entr: unknown key (not allowed here)"),
+    ("regime_study", "dataset", "coinbase/BTC-USD", "regime_study.dataset: expected exchange/market/symbol/dataset"),
+])
+def test_a_bad_config_value_is_named_with_the_file(tmp_path: Path, section: str, key: str, value: object,
+                                                    message: str) -> None:
+    config = _config_copy(tmp_path, **{f"{section}__{key}": value})
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert str(info.value).startswith(f"{config}: {message}")
+
+
+def test_regime_study_intervals_are_checked_before_the_run(tmp_path: Path) -> None:
+    study = yaml.safe_load(CONFIG.read_text())["regime_study"]
+    study["params"]["entry_interval"] = "3h"  # does not divide the 4h regime interval
+    config = _config_copy(tmp_path, regime_study=study)
+    with pytest.raises(ConfigError, match=r"rh\.yaml: regime_study\.params: regime_hazard: intervals must nest"):
+        load_config(config)
 
 
 def test_no_lookahead_in_any_layer(setup: tuple) -> None:

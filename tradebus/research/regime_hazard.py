@@ -35,12 +35,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from tradebus.config.base import StrictModel
+from tradebus.config.units import parse_duration
 from tradebus.errors import ConfigError, DataError
 from tradebus.research.calibration import walk_forward_schedule
+from tradebus.research.config import read_yaml, validation_problems
 from tradebus.strategies.models import ModelSchedule
 from tradebus.research.labels import triple_barrier
 from tradebus.research.lookahead import SourceFrame, Trace, detect_lookahead
@@ -83,6 +84,12 @@ class WalkForwardConfig(_Model):
     min_samples: int = Field(default=20, ge=2)
     folds: int = Field(default=4, ge=2)
 
+    @field_validator("embargo")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)  # a ValueError: pydantic names the field
+        return value
+
 
 class HazardLabelConfig(_Model):
     """Hazard label: stop or an adverse move of ``adverse_atr`` ATRs within ``horizon_bars`` base bars."""
@@ -106,6 +113,13 @@ class RegimeStudyConfig(_Model):
     horizon_bars: int = Field(default=6, ge=1)
     params: RegimeHazardParams = RegimeHazardParams()
 
+    @field_validator("dataset")
+    @classmethod
+    def _four_parts(cls, value: str) -> str:
+        if len(value.split("/")) != 4:
+            raise ValueError(f"expected exchange/market/symbol/dataset, got {value!r}")
+        return value
+
 
 class RegimeHazardConfig(_Model):
     """The ``system: regime_hazard`` research config."""
@@ -121,22 +135,30 @@ class RegimeHazardConfig(_Model):
 
 
 def load_config(path: str | Path) -> tuple[RegimeHazardConfig, Path]:
-    """Validate a config file; return it and its directory (relative paths start there)."""
+    """Validate a config file; return it and its directory (relative paths start there).
+
+    Raises
+    ------
+    ConfigError
+        Missing file, bad YAML, an invalid or unknown field (named with the file), intervals
+        that do not nest (``params`` or ``regime_study.params``).
+    """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    raw = read_yaml(path)
     try:
         config = RegimeHazardConfig.model_validate(raw)
-        config.params.intervals_ns()
-        if config.params.book_features:
-            raise ConfigError(f"{path}: params.book_features needs a book; the research runner reads trades only")
-        duration_ns(config.walkforward.embargo, "walkforward.embargo")
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(f"{path}: {where}: {first['msg']}") from None
+        raise ConfigError(f"{path}: {validation_problems(exc)}") from None
+    if config.params.book_features:
+        raise ConfigError(f"{path}: params.book_features needs a book; the research runner reads trades only")
+    sections = [("params", config.params)]
+    if config.regime_study is not None:
+        sections.append(("regime_study.params", config.regime_study.params))
+    for where, params in sections:
+        try:
+            params.intervals_ns()
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {where}: {exc}") from None
     return config, path.parent
 
 
@@ -410,10 +432,7 @@ def regime_study(study: RegimeStudyConfig, base: Path) -> dict[str, Any]:
     from tradebus.data.catalog import Catalog
 
     root = Path(study.catalog)
-    parts = study.dataset.split("/")
-    if len(parts) != 4:
-        raise ConfigError(f"regime_study.dataset: expected exchange/market/symbol/dataset, got {study.dataset!r}")
-    bars = Catalog(root if root.is_absolute() else base / root).read(*parts).to_pandas()
+    bars = Catalog(root if root.is_absolute() else base / root).read(*study.dataset.split("/")).to_pandas()
     p = study.params
     states, dirs, switches = regime_states(bars, p)
     flat = p.model_copy(update={"trend_exit": p.trend_enter, "hazard_exit": p.hazard_enter, "confirm": 1})

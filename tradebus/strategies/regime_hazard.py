@@ -55,6 +55,7 @@ import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
 from tradebus.config.base import StrictModel
+from tradebus.config.units import parse_duration
 from tradebus.engine.messages import Trade
 from tradebus.errors import ConfigError
 from tradebus.features.bars import BarBuilder
@@ -128,12 +129,12 @@ class RegimeHazardParams(StrictModel):
     @field_validator("base_interval", "entry_interval", "regime_interval", "replenish_horizon")
     @classmethod
     def _duration(cls, value: str) -> str:
-        duration_ns(value, "interval")
+        parse_duration(value)  # a ValueError: pydantic names the field
         return value
 
     def intervals_ns(self) -> tuple[int, int, int]:
         """Base, entry and regime intervals in ns, checked to nest."""
-        b, e, r = (duration_ns(v, "interval") for v in (self.base_interval, self.entry_interval, self.regime_interval))
+        b, e, r = (parse_duration(v) for v in (self.base_interval, self.entry_interval, self.regime_interval))
         if e % b or r % e:
             raise ConfigError(f"regime_hazard: intervals must nest (base {self.base_interval} | entry "
                               f"{self.entry_interval} | regime {self.regime_interval})")
