@@ -406,6 +406,26 @@ def test_bad_configs_are_named(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "cannot read config" in result.output
 
 
+@pytest.mark.parametrize(("section", "value", "message"), [
+    ("params", {"n_estimators": 10, "max_dept": 2}, "model.params.max_dept: not a parameter of xgboost.XGBRegressor"),
+    ("tune_grid", {"min_child_weigth": [1, 20]}, "model.tune_grid.min_child_weigth: not a parameter of xgboost"),
+    ("params", {"random_state": 7}, "model.params.random_state: set by the model's 'seed'"),
+])
+def test_a_misspelt_xgboost_parameter_is_refused_not_ignored(tmp_path: Path, section: str, value: dict[str, Any],
+                                                              message: str) -> None:
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["data"]["catalog"] = str(CATALOG)
+    raw["model"][section] = value
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as info:
+        load_ml_gated_config(path)
+    assert str(info.value).startswith(f"{path}: {message}")
+    raw["model"][section] = {"eta": 0.1, "lambda": 2.0} if section == "params" else {"eta": [0.05, 0.1]}
+    path.write_text(yaml.safe_dump(raw))
+    load_ml_gated_config(path)  # XGBoost's own names of the scikit-learn parameters are accepted
+
+
 @pytest.mark.slow
 def test_the_shipped_config_runs_from_the_cli(tmp_path: Path) -> None:
     out = tmp_path / "run"

@@ -25,7 +25,7 @@ floored at 0: a model without out-of-fold skill gets a flat edge, which no gate 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ __all__ = [
     "HorizonEdge",
     "TuneResult",
     "calibrate_edge",
+    "check_params",
     "combined_target",
     "fit_edge",
     "oof_edge",
@@ -98,6 +99,30 @@ def combined_target(forward: Mapping[int, np.ndarray], weights: Mapping[int, flo
     for h in sorted(weights):
         out = out + float(weights[h]) * np.asarray(forward[h], dtype=np.float64)
     return out
+
+
+#: XGBoost's own names for parameters the scikit-learn API spells otherwise (also accepted).
+_NATIVE_ALIASES = frozenset({"eta", "min_split_loss", "lambda", "alpha"})
+#: Set from the ``seed`` and ``nthread`` arguments, never from ``params``.
+_FIXED = {"random_state": "seed", "seed": "seed", "n_jobs": "nthread", "nthread": "nthread"}
+
+
+def check_params(names: Iterable[str]) -> None:
+    """Refuse a name that is not a parameter of ``xgboost.XGBRegressor`` (XGBoost would ignore it).
+
+    Raises
+    ------
+    ConfigError
+        ``"<name>: ..."`` for the first unknown name, or one set from ``seed``/``nthread``.
+    """
+    from xgboost import XGBRegressor
+
+    known = set(XGBRegressor().get_params()) | _NATIVE_ALIASES
+    for name in names:
+        if name in _FIXED:
+            raise ConfigError(f"{name}: set by the model's {_FIXED[name]!r}, not by XGBoost parameters")
+        if name not in known:
+            raise ConfigError(f"{name}: not a parameter of xgboost.XGBRegressor (XGBoost would ignore it)")
 
 
 def _regressor(params: Mapping[str, Any], seed: int, nthread: int) -> Any:

@@ -36,6 +36,7 @@ from tradebus.execution.config import VenueConfig
 from tradebus.reports.metrics import compute_metrics
 from tradebus.research.config import read_yaml, validation_problems
 from tradebus.research.dataset import load_events
+from tradebus.research.edge import check_params
 from tradebus.research.edge_walkforward import run_edges, segment_table, train_segments
 from tradebus.research.output import json_ready, write_json, write_text
 from tradebus.research.tradelog import trade_log, trade_summary
@@ -121,6 +122,11 @@ def load_ml_gated_config(path: str | Path) -> MLGatedConfig:
         EdgeGatedParams.model_validate(config.strategy_params())
     except ValidationError as exc:
         raise ConfigError(f"{path}: {validation_problems(exc)}") from None
+    for section, names in (("model.params", config.model.params), ("model.tune_grid", config.model.tune_grid)):
+        try:
+            check_params(names)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {section}.{exc}") from None
     catalog = resolve_path(config.data.catalog, path.parent)
     return config.model_copy(update={"data": config.data.model_copy(update={"catalog": catalog})})
 
