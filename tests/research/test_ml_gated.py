@@ -406,6 +406,19 @@ def test_bad_configs_are_named(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "cannot read config" in result.output
 
 
+def test_a_bad_strategy_key_is_named_by_its_path_in_the_file(tmp_path: Path) -> None:
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["strategy"]["exits"]["stop"] = 1.5
+    raw["strategy"]["sizing"]["max_weight"] = -1
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as info:
+        load_ml_gated_config(path)
+    problems = str(info.value).removeprefix(f"{path}: ").split("; ")
+    assert problems[0] == "strategy.exits.stop: unknown key (not allowed here)"
+    assert problems[1].startswith("strategy.sizing.max_weight: ")
+
+
 @pytest.mark.parametrize(("section", "value", "message"), [
     ("params", {"n_estimators": 10, "max_dept": 2}, "model.params.max_dept: not a parameter of xgboost.XGBRegressor"),
     ("tune_grid", {"min_child_weigth": [1, 20]}, "model.tune_grid.min_child_weigth: not a parameter of xgboost"),

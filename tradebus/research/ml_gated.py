@@ -30,7 +30,7 @@ import pandas as pd
 from pydantic import Field, ValidationError
 
 from tradebus.config import InstrumentConfig
-from tradebus.config.base import StrictModel, resolve_path
+from tradebus.config.base import StrictModel, describe_errors, resolve_path
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.reports.metrics import compute_metrics
@@ -119,9 +119,14 @@ def load_ml_gated_config(path: str | Path) -> MLGatedConfig:
     raw = read_yaml(path)
     try:
         config = MLGatedConfig.model_validate(raw)
-        EdgeGatedParams.model_validate(config.strategy_params())
     except ValidationError as exc:
         raise ConfigError(f"{path}: {validation_problems(exc)}") from None
+    try:
+        EdgeGatedParams.model_validate(config.strategy_params())
+    except ValidationError as exc:  # the params are the top-level features plus the strategy section
+        problems = [line if error["loc"][:1] == ("features",) else f"strategy.{line}"
+                    for error, line in zip(exc.errors(), describe_errors(exc), strict=True)]
+        raise ConfigError(f"{path}: {'; '.join(problems)}") from None
     for section, names in (("model.params", config.model.params), ("model.tune_grid", config.model.tune_grid)):
         try:
             check_params(names)
