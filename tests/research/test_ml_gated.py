@@ -406,6 +406,34 @@ def test_bad_configs_are_named(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "cannot read config" in result.output
 
 
+def _edit(raw: dict[str, Any], where: str, value: Any) -> None:
+    *keys, last = where.split(".")
+    for key in keys:
+        raw = raw[int(key)] if isinstance(raw, list) else raw[key]
+    raw[last] = value
+
+
+@pytest.mark.parametrize(("where", "value", "message"), [
+    ("features.0.inptu", "close", "features: feature 'r1': invalid spec (inptu: "),
+    ("features.0.kind", "nope", "features: feature 'r1' (kind 'nope'): unknown feature kind 'nope'"),
+    ("model.columns", ["r1", "nope"], "model.columns: no feature column 'nope'; the features give ['r1', "),
+    ("strategy.vol_feature", "vol_fast", "strategy.vol_feature: no feature column 'vol_fast'"),
+    ("model.horizons", {0: 1.0}, "model.horizons.0.[key]: Input should be greater than 0"),
+])
+def test_features_columns_and_horizons_are_checked_at_load_naming_the_field(tmp_path: Path, where: str, value: Any,
+                                                                             message: str) -> None:
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["data"]["catalog"] = str(tmp_path / "no_catalog")  # nothing is read before the config is checked
+    _edit(raw, where, value)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as info:
+        load_ml_gated_config(path)
+    assert str(info.value).startswith(f"{path}: {message}")
+    result = CliRunner().invoke(app, ["research", "run", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and message.split(":")[0] in result.output
+
+
 def test_a_bad_strategy_key_is_named_by_its_path_in_the_file(tmp_path: Path) -> None:
     raw = yaml.safe_load(CONFIG.read_text())
     raw["strategy"]["exits"]["stop"] = 1.5

@@ -27,12 +27,13 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, ValidationError
+from pydantic import Field, PositiveInt, ValidationError
 
 from tradebus.config import InstrumentConfig
 from tradebus.config.base import StrictModel, describe_errors, resolve_path
-from tradebus.errors import ConfigError
+from tradebus.errors import ConfigError, FeatureError
 from tradebus.execution.config import VenueConfig
+from tradebus.features.bank import FeatureBank
 from tradebus.reports.metrics import compute_metrics
 from tradebus.research.config import read_yaml, validation_problems
 from tradebus.research.dataset import load_events
@@ -62,7 +63,7 @@ class ModelSection(_Model):
     """The edge model: columns, horizon weights, XGBoost parameters, tuning, pruning, calibration."""
 
     columns: list[str] = Field(min_length=1)
-    horizons: dict[int, float] = Field(min_length=1, description="horizon in bars -> weight")
+    horizons: dict[PositiveInt, float] = Field(min_length=1, description="horizon in bars -> weight")
     params: dict[str, Any] = Field(default_factory=dict)
     tune: Literal["none", "first", "every"] = "first"
     tune_grid: dict[str, list[Any]] = Field(default_factory=dict)
@@ -113,7 +114,9 @@ def load_ml_gated_config(path: str | Path) -> MLGatedConfig:
     Raises
     ------
     ConfigError
-        Missing file, bad YAML, an invalid or unknown field (named with the file).
+        Missing file, bad YAML, an invalid or unknown field (named with the file), a bad feature
+        spec, a model or strategy column the features do not give, an unknown XGBoost parameter:
+        all before any data is read.
     """
     path = Path(path)
     raw = read_yaml(path)
@@ -122,11 +125,20 @@ def load_ml_gated_config(path: str | Path) -> MLGatedConfig:
     except ValidationError as exc:
         raise ConfigError(f"{path}: {validation_problems(exc)}") from None
     try:
-        EdgeGatedParams.model_validate(config.strategy_params())
+        params = EdgeGatedParams.model_validate(config.strategy_params())
     except ValidationError as exc:  # the params are the top-level features plus the strategy section
         problems = [line if error["loc"][:1] == ("features",) else f"strategy.{line}"
                     for error, line in zip(exc.errors(), describe_errors(exc), strict=True)]
         raise ConfigError(f"{path}: {'; '.join(problems)}") from None
+    try:
+        columns = FeatureBank(config.features).columns
+    except FeatureError as exc:
+        raise ConfigError(f"{path}: features: {exc}") from None
+    named = [("model.columns", c) for c in config.model.columns]
+    named += [("strategy.atr_feature", params.atr_feature), ("strategy.vol_feature", params.vol_feature)]
+    for where, name in named:
+        if name not in columns:
+            raise ConfigError(f"{path}: {where}: no feature column {name!r}; the features give {list(columns)}")
     for section, names in (("model.params", config.model.params), ("model.tune_grid", config.model.tune_grid)):
         try:
             check_params(names)
