@@ -18,16 +18,18 @@ from tradebus.strategies.models import CalibratedLogit, ModelSchedule
 from tradebus.data.catalog import Catalog
 from tradebus.errors import ConfigError
 from tradebus.research.regime_hazard import (
-    lookahead_by_layer,
     load_config,
     load_trades,
+    lookahead_by_layer,
+    pipeline_trace,
     regime_states,
     regime_study,
     run_pipeline,
     segment_bounds,
     simulate,
 )
-from tradebus.strategies.regime_hazard import HAZARD_FEATURES
+from tradebus.research.lookahead import SourceFrame, detect_lookahead
+from tradebus.strategies.regime_hazard import HAZARD_FEATURES, META_FEATURES
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "systems" / "regime_hazard.yaml"
@@ -191,6 +193,31 @@ def test_the_detector_finds_a_leak_in_the_hazard_layer_only(setup: tuple, monkey
     found = lookahead_by_layer(frame, config)
     assert not found["ok"] and not found["C"]["ok"]
     assert found["A"]["ok"]
+
+
+def test_the_detector_sees_a_meta_model_leak_too_small_to_flip_a_decision(setup: tuple,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """P(win) moved by 1e-9 x the last price of the data: no veto flips and its reason (2 decimals) is the same."""
+    config, frame = setup
+    original = CalibratedLogit.predict
+    leaked: dict[str, float] = {}
+
+    def leaky_simulate(frame_: pd.DataFrame, *args: object, **kwargs: object):
+        leaked["last"] = float(frame_["price"].iloc[-1])
+        return simulate(frame_, *args, **kwargs)
+
+    def leaky_predict(self: CalibratedLogit, row: list[float]) -> float:
+        q = original(self, row)
+        return q + 1e-9 * leaked["last"] if self.columns == META_FEATURES else q
+
+    monkeypatch.setattr("tradebus.research.regime_hazard.simulate", leaky_simulate)
+    monkeypatch.setattr(CalibratedLogit, "predict", leaky_predict)
+    ts = frame["ts_event"].to_numpy()
+    cut = int(ts[int(len(ts) * 0.97)])  # after the meta models' first vetoes
+    source = SourceFrame(config.data.instrument, "trades", frame)
+    report = detect_lookahead([source], lambda s: pipeline_trace(run_pipeline(s[0].frame, config)), cuts=[cut], seed=2)
+    kinds = {v["kind"] for v in report.violations}
+    assert kinds == {"B"}, report.violations[:3]
 
 
 def _constant(p: float) -> ModelSchedule:

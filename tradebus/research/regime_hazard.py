@@ -377,18 +377,24 @@ def run_pipeline(frame: pd.DataFrame, config: RegimeHazardConfig) -> PipelineRes
 
 
 def pipeline_trace(result: PipelineResult) -> Trace:
-    """Every record of each layer, stamped with the time it was decided."""
+    """Every record of each layer, stamped with the time it was decided.
+
+    A: each regime bar's state and ratios; B: each candidate's meta P(win) and features; C: each
+    open-trade minute's hazard p and features; every decision of its layer with its reason,
+    kind, side and exact values.
+    """
     trace = Trace()
     for name, res in (("baseline", result.baseline), ("enhanced", result.enhanced)):
         sys_ = res.system
         for ts, now, state, er, vr in sys_.regimes:
             trace.add("A", now, f"{name}:regime@{ts}", (state, er, vr))
         for c in sys_.candidates:
-            trace.add("B", c["ts"], f"{name}:candidate:{c['entry_id']}", tuple(c["features"]))
+            trace.add("B", c["ts"], f"{name}:candidate:{c['entry_id']}", (c["p_win"], *c["features"]))
         for m in sys_.open_minutes:
             trace.add("C", m["ts"], f"{name}:hazard:{m['entry_id']}", (m["p"], *m["features"]))
-        for d in sys_.decisions:
-            trace.add(d.layer, d.ts, f"{name}:{d.action}:{d.entry_id}", (d.reason,))
+        for d in sys_.decisions:  # the values exactly: the reason rounds them
+            values = [x for key in sorted(d.values) for x in (key, d.values[key])]
+            trace.add(d.layer, d.ts, f"{name}:{d.action}:{d.entry_id}", (d.reason, d.kind, d.side, *values))
     return trace
 
 

@@ -272,7 +272,8 @@ class RegimeHazardSystem:
         self.decisions: list[Decision] = []
         #: Regime per regime bar: ``(bar ts, decided at, state, er, vol_ratio)``.
         self.regimes: list[tuple[int, int, str, float, float]] = []
-        #: Primary candidates: ``(ts, entry_id, side, base index, regime, atr, close, meta features)``.
+        #: Primary candidates: ``(ts, entry_id, side, base index, regime, atr, close, meta features, p_win)``
+        #: (``p_win``: the meta model's P(win), NaN without a model).
         self.candidates: list[dict[str, Any]] = []
         #: Base bars: ``(ts, open, high, low, close, volume)``.
         self.bars: list[tuple[int, float, float, float, float, float]] = []
@@ -492,11 +493,11 @@ class RegimeHazardSystem:
         flow = self.flow_features()
         features = [float(side), float(regime == TREND), rv["er"], rv["vol_ratio"], pull, pos, self._atr / c,
                     side * flow.get("ofi", 0.0)]
-        self.candidates.append({"ts": now, "bar_ts": ts, "entry_id": entry_id, "side": side, "index": index,
-                                "regime": regime, "atr": self._atr, "close": c, "features": features})
         model = None if self.meta is None else self.meta.at(now)
+        q = math.nan if model is None else model.predict(features)
+        self.candidates.append({"ts": now, "bar_ts": ts, "entry_id": entry_id, "side": side, "index": index,
+                                "regime": regime, "atr": self._atr, "close": c, "features": features, "p_win": q})
         if model is not None:
-            q = model.predict(features)
             if not q >= p.meta_threshold:
                 self._decide(Decision(now, "veto", "B", f"meta-label veto: P(win)={q:.2f} < {p.meta_threshold:.2f} "
                                       f"({why})", entry_id, side, regime, {"p_win": q}))
