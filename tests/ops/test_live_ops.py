@@ -114,3 +114,40 @@ async def test_a_persisting_reconciliation_mismatch_is_alerted_and_counted_once(
     assert len(mismatches) == 1, mismatches  # one incident, however many rounds find it again
     assert "0.05 BTC held here but 0.02 at the venue" in mismatches[0]
     assert count == 1
+
+
+async def test_a_dropped_user_stream_is_alerted_and_counted_as_the_user_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The venue drops the private user stream (fills and order events stop coming until it is back):
+    the market-data feeds' drops were alerted and counted, this one was neither."""
+    monkeypatch.setenv("TB_TEST_LIVE_TOKEN", TOKEN)
+    monkeypatch.setenv("TRADEBUS_BINANCE_API_KEY", KEY)
+    monkeypatch.setenv("TRADEBUS_BINANCE_API_SECRET", SECRET)
+    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: Instrument(**SPOT)}, {"USDT": 100_000.0, "BTC": 0.05})
+    async with FakeBotApi(TOKEN) as api, emulator:
+        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+        async with LocalVenueServer(protocol, FRAMES, lifetime=60.0) as srv:
+            data = _config(srv, emulator, api, tmp_path / "daemon.jsonl")
+            data["ops"]["telegram"]["commands"] = False
+            config = parse_live_config(data, "<test>")
+            node = LiveNode(config, ApiKeys.from_env(config.live), handle_signals=False)
+            assert node.ops is not None
+            task = asyncio.create_task(node.run())
+            try:
+                await until(lambda: task.done() or node.running.is_set(), timeout=20)
+                await until(lambda: any(s.authed for s in emulator.sessions), timeout=5)
+                await emulator.sessions[0].ws.close(code=1011, message=b"internal error")  # the venue drops it
+                await until(lambda: node.stream.connections == 2 and node.stream.connected.is_set(), timeout=10)
+                await until(lambda: any("connected again" in t for t in api.texts()), timeout=5)
+                registry = node.ops.metrics.registry
+            finally:
+                node.stop("test done")
+                await asyncio.wait_for(task, 20)
+    stream = node.stream.name
+    texts = [t for t in api.texts(OPERATOR) if stream in t]
+    assert len(texts) == 2, texts  # the first connection and the stop are no news
+    assert texts[0].startswith(f"user stream {stream} disconnected (") and texts[0].endswith("; reconnecting")
+    assert texts[1] == f"user stream {stream} connected again (connection 2)"
+    assert registry.get_sample_value("tradebus_user_stream_disconnects_total", {"stream": stream}) == 1
+    assert registry.get_sample_value("tradebus_feed_disconnects_total", {"feed": stream}) is None

@@ -420,6 +420,8 @@ class LiveNode(PaperNode):
             ops = self.ops
             # tradebus_rate_limit_headroom_ratio: what the venue's last answer left (OKX tells none)
             budget.on_left = lambda left: ops.set_rate_limit_headroom(venue, left)
+        if self.ops is not None:
+            self.ops.watch_user_stream(self.stream)
 
     def _build_kernel(self) -> tuple[Kernel, LiveVenue]:
         settings = self.config.live

@@ -10,6 +10,8 @@ built from its config's ``ops:`` block and calls:
   its receive time);
 * ``hooks.watch(feeds)`` once the feeds exist, before they run (each connection that ends
   or opens again is counted and alerted as it happens);
+* ``hooks.watch_user_stream(stream)`` (a live daemon, for its private user stream: the same,
+  counted apart as ``tradebus_user_stream_disconnects_total``);
 * ``await hooks.stop(reason)`` last thing in its shutdown.
 
 A live daemon also reports what only it knows: :meth:`OpsHooks.on_reconciliation_mismatch`,
@@ -134,6 +136,10 @@ class OpsHooks:
             if feed.client is not None:
                 feed.client.connection_listeners.append(self._on_connection)
 
+    def watch_user_stream(self, stream: Any) -> None:
+        """Count and alert every end and every reopening of a live daemon's private user stream, when it happens."""
+        stream.connection_listeners.append(self._on_user_stream_connection)
+
     async def stop(self, reason: str) -> None:
         """Send the stop alert, stop every task and the server, close the log file."""
         for task in self._tasks:
@@ -203,6 +209,14 @@ class OpsHooks:
             self._alert("disconnect", f"feed {client.name} disconnected ({reason[:200]}); reconnecting")
         elif client.connections > 1:
             self._alert("disconnect", f"feed {client.name} connected again (connection {client.connections})")
+
+    def _on_user_stream_connection(self, client: Any, connected: bool, reason: str) -> None:
+        """The user stream's connection opened or ended (the first connection is no news)."""
+        if not connected:
+            self.metrics.user_stream_disconnects.labels(client.name).inc()
+            self._alert("disconnect", f"user stream {client.name} disconnected ({reason[:200]}); reconnecting")
+        elif client.connections > 1:
+            self._alert("disconnect", f"user stream {client.name} connected again (connection {client.connections})")
 
     # ------------------------------------------------------------------ control
 

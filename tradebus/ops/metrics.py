@@ -16,6 +16,7 @@ metric                                             labels
 ``tradebus_feed_reconnects_total``                 feed
 ``tradebus_feed_disconnects_total``                feed  -- connections that ended (not by a stop)
 ``tradebus_feed_connected``                        feed
+``tradebus_user_stream_disconnects_total``         stream  -- a live daemon's private stream
 ``tradebus_feed_last_message_age_seconds``         feed
 ``tradebus_feed_stale_total``                      feed
 ``tradebus_book_resyncs_total``                    instrument
@@ -131,6 +132,12 @@ class DaemonMetrics:
         )
         self.disconnects = Counter(
             "tradebus_feed_disconnects", "Feed connections that ended other than by a stop", ["feed"], registry=r
+        )
+        self.user_stream_disconnects = Counter(
+            "tradebus_user_stream_disconnects",
+            "Private user-stream connections that ended other than by a stop (live daemon)",
+            ["stream"],
+            registry=r,
         )
         self.stale = Counter("tradebus_feed_stale", "Stale-feed events (FeedStale)", ["feed"], registry=r)
         self.resyncs = Counter("tradebus_book_resyncs", "Order books resynced", ["instrument"], registry=r)
