@@ -26,7 +26,7 @@ from tradebus.node.daemon import PaperNode
 from tradebus.ops.config import OpsConfig, TelegramConfig
 from tradebus.ops.hooks import OpsHooks
 from tradebus.ops.metrics import DaemonMetrics
-from tradebus.ops.telegram import TelegramBot, read_token, seconds_until
+from tradebus.ops.telegram import TelegramBot, every_day_at, read_token, seconds_until
 
 from live.node_testdata import USDM_IID, config_of
 
@@ -280,6 +280,56 @@ def test_daily_summary_schedule() -> None:
     assert seconds_until("23:30", at) == 24 * 3600  # exactly now: the next day's
     cet = dt.timezone(dt.timedelta(hours=1))
     assert seconds_until("00:00", dt.datetime(2026, 12, 4, 0, 30, tzinfo=cet)) == 30 * 60  # 23:30 UTC
+
+
+class _WallClock:
+    """A UTC wall clock that a sleep moves forward by ``rate`` times the time slept plus ``late`` seconds
+    (the event loop's wake-up latency); the sleep ends the run (:class:`_Horizon`) once it passes ``until``."""
+
+    def __init__(self, start: dt.datetime, until: dt.datetime, rate: float = 1.0, late: float = 0.001) -> None:
+        self.wall = start
+        self.until = until
+        self.rate = rate
+        self.late = late
+
+    def now(self) -> dt.datetime:
+        return self.wall
+
+    async def sleep(self, seconds: float) -> None:
+        assert seconds >= 0.0
+        self.wall += dt.timedelta(seconds=seconds * self.rate + self.late)
+        if self.wall > self.until:
+            raise _Horizon
+
+
+class _Horizon(Exception):
+    """The fake wall clock reached the end of the test."""
+
+
+@pytest.mark.parametrize(
+    ("rate", "step_back"),
+    [
+        (1.0 - 5e-4, 0.0),  # the wall clock slewed behind the monotonic one (at NTP's most, 500 ppm)
+        (1.0 + 5e-4, 0.0),  # slewed ahead
+        (1.0, 2 * 3600.0),  # stepped back two hours just after the first summary
+    ],
+)
+async def test_the_daily_summary_is_sent_once_per_utc_day_at_or_after_its_time(rate: float, step_back: float) -> None:
+    """A wall clock slewed behind woke the daily summary a little before HH:MM; it sent, found
+    HH:MM a fraction of a second away and sent again (and a clock stepped back sent a second one)."""
+    start = dt.datetime(2026, 12, 3, 9, 15, tzinfo=dt.UTC)
+    clock = _WallClock(start, start + dt.timedelta(days=4), rate=rate)
+    sent: list[dt.datetime] = []
+
+    def send() -> None:
+        sent.append(clock.now())
+        if len(sent) == 1:
+            clock.wall -= dt.timedelta(seconds=step_back)
+
+    with pytest.raises(_Horizon):
+        await every_day_at("12:30", send, clock.now, clock.sleep)
+    assert [t.date() for t in sent] == [dt.date(2026, 12, d) for d in (3, 4, 5, 6)], sent
+    assert all(t.time() >= dt.time(12, 30) for t in sent), sent
 
 
 async def test_a_halted_daemon_alerts_a_series_of_denials_once(monkeypatch: pytest.MonkeyPatch) -> None:

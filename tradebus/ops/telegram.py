@@ -23,7 +23,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -33,7 +33,7 @@ from tradebus.adapters.common.policy import Backoff
 from tradebus.errors import ConfigError
 from tradebus.ops.config import TelegramConfig
 
-__all__ = ["TelegramBot", "read_token", "seconds_until"]
+__all__ = ["TelegramBot", "every_day_at", "next_at", "read_token", "seconds_until"]
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry the request URL, i.e. the token
 
@@ -63,14 +63,45 @@ def read_token(config: TelegramConfig) -> str:
     return token
 
 
+def next_at(hhmm: str, after: dt.datetime) -> dt.datetime:
+    """The first ``HH:MM`` UTC strictly after ``after`` (aware)."""
+    hour, minute = (int(x) for x in hhmm.split(":"))
+    after = after.astimezone(dt.UTC)
+    target = after.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if target <= after:
+        target += dt.timedelta(days=1)
+    return target
+
+
 def seconds_until(hhmm: str, now: dt.datetime) -> float:
     """Seconds from ``now`` (aware) to the next ``HH:MM`` UTC (a full day when it is exactly now)."""
-    hour, minute = (int(x) for x in hhmm.split(":"))
-    now = now.astimezone(dt.UTC)
-    target = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    if target <= now:
-        target += dt.timedelta(days=1)
-    return (target - now).total_seconds()
+    return (next_at(hhmm, now) - now).total_seconds()
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+async def every_day_at(
+    hhmm: str,
+    action: Callable[[], None],
+    now: Callable[[], dt.datetime] = _utc_now,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Call ``action`` once per UTC day, at ``HH:MM`` UTC or just after, for ever.
+
+    ``sleep`` runs on the monotonic clock and ``now`` is the wall clock: a wall clock slewed
+    behind wakes a sleep before ``HH:MM`` (it sleeps again, the rest), and one stepped back
+    after a call reads ``HH:MM`` still to come that day (the next call is the next day's).
+    """
+    target = next_at(hhmm, now())
+    while True:
+        wait = (target - now()).total_seconds()
+        if wait > 0.0:
+            await sleep(wait)
+            continue
+        action()
+        target = next_at(hhmm, max(now(), target))
 
 
 class TelegramBot:
@@ -257,9 +288,7 @@ class TelegramBot:
             self._tasks.append(asyncio.create_task(self._daily(daily_summary), name="telegram:daily"))
 
     async def _daily(self, summary: Callable[[], str]) -> None:
-        while True:
-            await asyncio.sleep(seconds_until(self.config.daily_summary_utc, dt.datetime.now(dt.UTC)))
-            self.alert("daily_summary", summary())
+        await every_day_at(self.config.daily_summary_utc, lambda: self.alert("daily_summary", summary()))
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Send what is queued (for at most ``timeout`` seconds), then stop the tasks and the client.
