@@ -20,12 +20,15 @@ from loguru import logger
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
-from tradebus.engine.messages import OrderDenied, TradingState
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.kernel import Kernel
+from tradebus.engine.messages import Liquidity, OrderDenied, OrderFilled, OrderSide, OrderStatus, Trade, TradingState
 from tradebus.errors import ConfigError
 from tradebus.node.daemon import PaperNode
 from tradebus.ops.config import OpsConfig, TelegramConfig
 from tradebus.ops.hooks import OpsHooks
 from tradebus.ops.metrics import DaemonMetrics
+from tradebus.risk.config import RiskConfig
 from tradebus.ops.telegram import TelegramBot, every_day_at, read_token, seconds_until
 
 from live.node_testdata import USDM_IID, config_of
@@ -280,6 +283,40 @@ def test_daily_summary_schedule() -> None:
     assert seconds_until("23:30", at) == 24 * 3600  # exactly now: the next day's
     cet = dt.timezone(dt.timedelta(hours=1))
     assert seconds_until("00:00", dt.datetime(2026, 12, 4, 0, 30, tzinfo=cet)) == 30 * 60  # 23:30 UTC
+
+
+class _Daemon:
+    """The little of a daemon the operator's commands act on: a kernel."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.feeds: list[Any] = []
+        self.running = asyncio.Event()
+
+    def stop(self, reason: str = "") -> None:
+        """Nothing to stop."""
+
+
+def test_a_flatten_order_the_risk_gate_denies_is_answered_as_denied() -> None:
+    """``/flatten`` answered "flatten orders: ops-...: SELL 0.1 BTCUSDT.BINANCE" for an order the risk
+    gate had denied (larger than max_order_quantity): the operator read the position as being closed."""
+    inst = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5, margin=True)
+    iid = inst.instrument_id
+    kernel = Kernel([inst], initial_cash=10_000.0, risk_config=RiskConfig(max_order_quantity=0.05))
+    kernel.start()
+    kernel.process(Trade(iid, 1, 1, 60_000.0, 1.0, 1, "1"))
+    kernel.portfolio.apply_fill(
+        OrderFilled("s", iid, "c1", "v1", "t1", OrderSide.BUY, 0.1, 60_000.0, 0.0, Liquidity.TAKER, 1, 1)
+    )
+    hooks = OpsHooks(OpsConfig())
+    hooks.target = _Daemon(kernel)
+    reply = hooks.command("/flatten", OPERATOR)
+    (order,) = [o for o in kernel.orders.orders() if o.strategy_id == "ops"]
+    assert order.status is OrderStatus.DENIED
+    assert reply == (
+        f"trading state REDUCING; flatten orders: {order.client_order_id}: SELL 0.1 {iid} "
+        "DENIED (max_order_quantity: 0.1 > 0.05)"
+    )
 
 
 class _WallClock:

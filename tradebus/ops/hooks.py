@@ -38,6 +38,7 @@ from tradebus.engine.messages import (
     OrderFilled,
     OrderRejected,
     OrderSide,
+    OrderStatus,
     OrderSubmitted,
     OrderType,
     SubmitOrder,
@@ -244,7 +245,8 @@ class OpsHooks:
     def flatten(self, reason: str) -> str:
         """Allow only reducing orders (manual REDUCING) and send a reduce-only market order closing each position.
 
-        From HALTED this lowers the manual state to REDUCING (so the closing orders can pass);
+        The answer lists the orders, each one refused at once (denied by the risk gate or the
+        market guard, or rejected) with its status and reason. From HALTED this lowers the manual state to REDUCING (so the closing orders can pass);
         a tripped breaker more severe than REDUCING stays in force.
         """
         assert self.target is not None
@@ -265,7 +267,11 @@ class OpsHooks:
                     reduce_only=True, reason=reason,
                 )
             )
-            sent.append(f"{coid}: {side.name} {abs(qty):g} {iid}")
+            order = kernel.orders.get(coid)
+            outcome = ""
+            if order is not None and order.status in (OrderStatus.DENIED, OrderStatus.REJECTED):
+                outcome = f" {order.status} ({order.reason})"
+            sent.append(f"{coid}: {side.name} {abs(qty):g} {iid}{outcome}")
         state = f"trading state {kernel.risk.state}"
         return f"{state}; flatten orders: " + ("; ".join(sent) if sent else "none (flat)")
 
