@@ -19,6 +19,7 @@ from loguru import logger
 from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.instrument import Instrument
+from tradebus.errors import VenueError
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 
 from live.live_harness import KEY, SECRET, until
@@ -151,3 +152,36 @@ async def test_a_dropped_user_stream_is_alerted_and_counted_as_the_user_stream(
     assert texts[1] == f"user stream {stream} connected again (connection 2)"
     assert registry.get_sample_value("tradebus_user_stream_disconnects_total", {"stream": stream}) == 1
     assert registry.get_sample_value("tradebus_feed_disconnects_total", {"feed": stream}) is None
+
+
+async def test_a_user_stream_that_fails_for_good_stops_the_live_daemon_with_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The account's key is revoked while the daemon runs: the user stream's reconnection is refused
+    (fatal) and the stream stops for good. The daemon went on trading blind to its fills and order
+    events (its ``/health`` 200) and dropped the error at the stop; a feed failing so stops it."""
+    monkeypatch.setenv("TB_TEST_LIVE_TOKEN", TOKEN)
+    monkeypatch.setenv("TRADEBUS_BINANCE_API_KEY", KEY)
+    monkeypatch.setenv("TRADEBUS_BINANCE_API_SECRET", SECRET)
+    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: Instrument(**SPOT)}, {"USDT": 100_000.0, "BTC": 0.05})
+    async with FakeBotApi(TOKEN) as api, emulator:
+        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+        async with LocalVenueServer(protocol, FRAMES, lifetime=60.0) as srv:
+            data = _config(srv, emulator, api, tmp_path / "daemon.jsonl")
+            data["ops"]["telegram"]["commands"] = False
+            config = parse_live_config(data, "<test>")
+            node = LiveNode(config, ApiKeys.from_env(config.live), handle_signals=False)
+            task = asyncio.create_task(node.run())
+            try:
+                await until(lambda: task.done() or node.running.is_set(), timeout=20)
+                await until(lambda: any(s.authed for s in emulator.sessions), timeout=5)
+                emulator.key = "revoked"  # every request with the daemon's key is refused from now on
+                await emulator.sessions[0].ws.close(code=1011, message=b"internal error")
+                await until(task.done, timeout=15)
+            finally:
+                node.stop("test done")
+                with pytest.raises(VenueError, match=r"binance-user: fatal connection error: .*-2015"):
+                    await asyncio.wait_for(task, 20)
+    assert node.summary.stop_reason.startswith("user stream binance-user failed: binance-user: fatal connection error")
+    stopped = [t for t in api.texts(OPERATOR) if t.startswith("tradebus live daemon stopped: ")]
+    assert len(stopped) == 1 and "user stream binance-user failed" in stopped[0]

@@ -32,7 +32,8 @@ Start-up
        seconds a :class:`~tradebus.node.reconcile.Reconciler` round compares open orders and
        balances with the venue again.
 
-Stop (SIGINT/SIGTERM, ``max_seconds``, ``max_messages``): with ``live.cancel_on_stop`` every
+Stop (SIGINT/SIGTERM, ``max_seconds``, ``max_messages``, a feed or the user stream failing for
+good: :meth:`LiveNode.run` then raises its error): with ``live.cancel_on_stop`` every
 open order is canceled and the cancels are awaited (up to ``live.stop_timeout``) before the
 paper daemon's shutdown; the stream is closed last, then the recording.
 
@@ -601,6 +602,25 @@ class LiveNode(PaperNode):
             return
         self.balances[balance.asset] = balance
         logger.info("balance {}: free {} locked {}", balance.asset, balance.free, balance.locked)
+
+    async def _serve(self, tasks: dict[asyncio.Task[None], Any]) -> BaseException | None:
+        """Serve as the paper daemon, and stop as it does for a feed when the user stream fails for good.
+
+        The user stream ends while the daemon runs only by a fatal error (a key refused, a bug in
+        a handler); without it no fill or order event is seen, so the daemon stops with the error.
+        """
+        stream = self._stream_task
+        assert stream is not None
+        serving = asyncio.create_task(super()._serve(tasks), name="live:serve")
+        await asyncio.wait([serving, stream], return_when=asyncio.FIRST_COMPLETED)
+        if serving.done() or stream.cancelled():
+            return await serving
+        exc = stream.exception()
+        why = f"user stream {self.stream.name} failed: {exc}" if exc is not None else f"user stream {self.stream.name} ended"
+        logger.error("{}; stopping the daemon", why)
+        self.stop(why)
+        failure = await serving
+        return failure if failure is not None else exc
 
     def _on_stream_reconnect(self) -> None:
         """Events may have been missed while the stream was down: query every open order."""
