@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from loguru import logger
 
@@ -185,3 +186,49 @@ async def test_a_user_stream_that_fails_for_good_stops_the_live_daemon_with_its_
     assert node.summary.stop_reason.startswith("user stream binance-user failed: binance-user: fatal connection error")
     stopped = [t for t in api.texts(OPERATOR) if t.startswith("tradebus live daemon stopped: ")]
     assert len(stopped) == 1 and "user stream binance-user failed" in stopped[0]
+
+
+async def test_health_is_503_while_the_live_daemon_s_user_stream_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The venue's private endpoint goes away and every reconnection of the user stream fails: the
+    daemon sees no fill and no order event, yet ``/health`` answered 200 (it looked at the feeds only)."""
+    monkeypatch.setenv("TB_TEST_LIVE_TOKEN", TOKEN)
+    monkeypatch.setenv("TRADEBUS_BINANCE_API_KEY", KEY)
+    monkeypatch.setenv("TRADEBUS_BINANCE_API_SECRET", SECRET)
+    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: Instrument(**SPOT)}, {"USDT": 100_000.0, "BTC": 0.05})
+    await emulator.start()
+    try:
+        async with FakeBotApi(TOKEN) as api:
+            protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+            async with LocalVenueServer(protocol, FRAMES, lifetime=60.0) as srv:
+                data = _config(srv, emulator, api, tmp_path / "daemon.jsonl")
+                data["ops"]["port"] = 0
+                data["ops"]["telegram"]["commands"] = False
+                config = parse_live_config(data, "<test>")
+                node = LiveNode(config, ApiKeys.from_env(config.live), handle_signals=False)
+                assert node.ops is not None
+                task = asyncio.create_task(node.run())
+                try:
+                    await until(lambda: task.done() or node.running.is_set(), timeout=20)
+                    await until(lambda: node.kernel.result.trades > 0 and node.guard.holds == {}, timeout=10)
+                    assert node.ops.server is not None
+                    url = f"http://127.0.0.1:{node.ops.server.port}/health"
+                    async with httpx.AsyncClient(timeout=5.0) as http:
+                        up = await http.get(url)
+                        await emulator.stop()  # the private endpoint goes away: reconnections are refused
+                        emulator = None
+                        await until(lambda: not node.stream.connected.is_set(), timeout=5)
+                        down = await http.get(url)
+                finally:
+                    node.stop("test done")
+                    await asyncio.wait_for(task, 20)
+    finally:
+        if emulator is not None:
+            await emulator.stop()
+    assert up.status_code == 200, up.json()
+    assert up.json()["user_streams"] == {"binance-user": {"connected": True}}
+    assert down.status_code == 503
+    report = down.json()
+    assert report["user_streams"] == {"binance-user": {"connected": False}}
+    assert report["problems"] == ["user stream binance-user not connected"]

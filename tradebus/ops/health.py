@@ -1,16 +1,17 @@
-"""The ``/health`` answer of a daemon: feeds connected, books synced, last message age, trading state.
+"""The ``/health`` answer of a daemon: feeds connected, books synced, last message age, user stream, trading state.
 
 Healthy (HTTP 200) when the daemon is running, every feed is connected and delivered a
-market-data message within ``max_age`` seconds, and every subscribed L2 book is in sync;
-otherwise 503 with the failing checks listed under ``problems``. The trading state is
-reported but does not make the daemon unhealthy: a HALTED daemon is doing what it was
-told, and a supervisor restarting it would not help.
+market-data message within ``max_age`` seconds, every subscribed L2 book is in sync, and
+(live daemon) its private user stream is connected (without it no fill is seen); otherwise
+503 with the failing checks listed under ``problems``. The trading state is reported but
+does not make the daemon unhealthy: a HALTED daemon is doing what it was told, and a
+supervisor restarting it would not help.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -29,8 +30,9 @@ def health_report(
     last_recv_ns: dict[str, int],
     max_age: float,
     clock_ns: Callable[[], int] = time.time_ns,
+    user_streams: Sequence[Any] = (),
 ) -> tuple[bool, dict[str, Any]]:
-    """``(healthy, report)`` of ``target`` now (see the module docstring)."""
+    """``(healthy, report)`` of ``target`` now, with its private ``user_streams`` (see the module docstring)."""
     now = clock_ns()
     problems: list[str] = []
     running = target.running.is_set()
@@ -51,12 +53,15 @@ def health_report(
             problems.append(f"feed {feed.name} silent for {age:.1f} s (> {max_age:g} s)")
     books = book_states(target.feeds)
     problems.extend(f"book {iid} not in sync" for iid, ok in books.items() if not ok)
+    streams = {stream.name: {"connected": stream.connected.is_set()} for stream in user_streams}
+    problems.extend(f"user stream {name} not connected" for name, s in streams.items() if not s["connected"])
     report = {
         "status": "ok" if not problems else "unhealthy",
         "running": running,
         "trading_state": str(target.kernel.risk.state),
         "feeds": feeds,
         "books_synced": books,
+        "user_streams": streams,
         "problems": problems,
     }
     return not problems, report

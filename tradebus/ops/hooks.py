@@ -89,6 +89,7 @@ class OpsHooks:
         self.target: OpsTarget | None = None
         self._log_sink: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._user_streams: list[Any] = []
         self._flattens = 0
         self._epoch = time.time_ns()
         if config.telegram is not None:
@@ -138,7 +139,11 @@ class OpsHooks:
                 feed.client.connection_listeners.append(self._on_connection)
 
     def watch_user_stream(self, stream: Any) -> None:
-        """Count and alert every end and every reopening of a live daemon's private user stream, when it happens."""
+        """Count and alert every end and every reopening of a live daemon's private user stream, when it happens.
+
+        ``/health`` is 503 while it is not connected.
+        """
+        self._user_streams.append(stream)
         stream.connection_listeners.append(self._on_user_stream_connection)
 
     async def stop(self, reason: str) -> None:
@@ -171,7 +176,9 @@ class OpsHooks:
     def health(self) -> tuple[bool, dict[str, Any]]:
         """``(healthy, report)`` (:func:`~tradebus.ops.health.health_report`)."""
         assert self.target is not None
-        return health_report(self.target, self.metrics.last_recv_ns, self.config.health_max_age)
+        return health_report(
+            self.target, self.metrics.last_recv_ns, self.config.health_max_age, user_streams=self._user_streams
+        )
 
     # ------------------------------------------------------------------ alerts
 
