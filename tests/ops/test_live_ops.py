@@ -20,6 +20,7 @@ from loguru import logger
 from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.errors import VenueError
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 
@@ -232,3 +233,63 @@ async def test_health_is_503_while_the_live_daemon_s_user_stream_is_down(
     report = down.json()
     assert report["user_streams"] == {"binance-user": {"connected": False}}
     assert report["problems"] == ["user stream binance-user not connected"]
+
+
+class _Tap:
+    """A gate of the public server letting through as many trades as allowed so far."""
+
+    def __init__(self, allowed: int) -> None:
+        self.allowed = allowed
+        self.passed = 0
+        self._more = asyncio.Event()
+
+    async def __call__(self, frame: str) -> None:
+        while self.passed >= self.allowed:
+            self._more.clear()
+            await self._more.wait()
+        self.passed += 1
+
+    def let(self, n: int = 1) -> None:
+        self.allowed += n
+        self._more.set()
+
+
+async def test_flatten_closes_a_live_spot_position(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``/flatten`` on a live spot daemon sent reduce-only orders, which no venue's spot API has: each was
+    rejected before it left ("reduce_only: Binance spot has no reduce-only orders") and nothing was sold."""
+    monkeypatch.setenv("TB_TEST_LIVE_TOKEN", TOKEN)
+    monkeypatch.setenv("TRADEBUS_BINANCE_API_KEY", KEY)
+    monkeypatch.setenv("TRADEBUS_BINANCE_API_SECRET", SECRET)
+    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: Instrument(**SPOT)}, {"USDT": 100_000.0, "BTC": 0.05})
+    tap = _Tap(2)
+    async with FakeBotApi(TOKEN) as api, emulator:
+        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+        async with LocalVenueServer(protocol, FRAMES, lifetime=60.0, gate=tap) as srv:
+            data = _config(srv, emulator, api, tmp_path / "daemon.jsonl")
+            data["ops"]["telegram"]["commands"] = False
+            config = parse_live_config(data, "<test>")
+            node = LiveNode(config, ApiKeys.from_env(config.live), handle_signals=False)
+            assert node.ops is not None
+            kernel = node.kernel
+            task = asyncio.create_task(node.run())
+            try:
+                await until(lambda: task.done() or node.running.is_set(), timeout=20)
+                await until(lambda: kernel.result.trades == 2 and node.guard.holds == {}, timeout=10)
+                now = node.clock.now_ns()
+                kernel.submit(SubmitOrder("s", IID, "buy-1", OrderSide.BUY, 0.01, now, now, OrderType.MARKET))
+                await until(lambda: kernel.orders.get("buy-1").status is OrderStatus.ACCEPTED, timeout=5)
+                tap.let()  # the next trade fills it
+                await until(lambda: kernel.portfolio.position(IID) == pytest.approx(0.01), timeout=5)
+                reply = node.ops.command("/flatten", OPERATOR)
+                (order,) = [o for o in kernel.orders.orders() if o.strategy_id == "ops"]
+                await until(lambda: order.status not in (OrderStatus.INITIALIZED, OrderStatus.SUBMITTED), timeout=5)
+                tap.let()
+                await until(lambda: order.status in (OrderStatus.FILLED, OrderStatus.REJECTED), timeout=5)
+            finally:
+                tap.let(len(FRAMES))  # the server's stop waits for a frame the tap holds
+                node.stop("test done")
+                await asyncio.wait_for(task, 20)
+    assert reply == f"trading state REDUCING; flatten orders: {order.client_order_id}: SELL 0.01 {IID}"
+    assert order.status is OrderStatus.FILLED, (order.status, order.reason)
+    assert order.client_order_id in emulator.orders
+    assert kernel.portfolio.position(IID) == 0.0

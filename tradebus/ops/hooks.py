@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from loguru import logger
 
+from tradebus.engine.instrument import InstrumentKind
 from tradebus.engine.messages import (
     BookResynced,
     FeedStale,
@@ -250,17 +251,21 @@ class OpsHooks:
         return "commands: /status /positions /pnl /halt /resume /flatten"
 
     def flatten(self, reason: str) -> str:
-        """Allow only reducing orders (manual REDUCING) and send a reduce-only market order closing each position.
+        """Allow only reducing orders (manual REDUCING) and send a market order closing each position.
+
+        The order is reduce-only on a derivative; a spot venue has no reduce-only orders (it would
+        reject one), and REDUCING already lets a spot order only reduce.
 
         The answer lists the orders, each one refused at once (denied by the risk gate or the
-        market guard, or rejected) with its status and reason. From HALTED this lowers the manual state to REDUCING (so the closing orders can pass);
-        a tripped breaker more severe than REDUCING stays in force.
+        market guard, or rejected) with its status and reason. From HALTED this lowers the
+        manual state to REDUCING (so the closing orders can pass); a tripped breaker more
+        severe than REDUCING stays in force.
         """
         assert self.target is not None
         kernel = self.target.kernel
         kernel.risk.set_state(TradingState.REDUCING, reason)
         sent = []
-        for iid in kernel.instruments:
+        for iid, inst in kernel.instruments.items():
             qty = kernel.portfolio.position(iid)
             if qty == 0.0:
                 continue
@@ -271,7 +276,7 @@ class OpsHooks:
             kernel.submit(
                 SubmitOrder(
                     FLATTEN_STRATEGY, iid, coid, side, abs(qty), now, now, OrderType.MARKET,
-                    reduce_only=True, reason=reason,
+                    reduce_only=inst.kind is not InstrumentKind.SPOT, reason=reason,
                 )
             )
             order = kernel.orders.get(coid)
