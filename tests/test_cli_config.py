@@ -177,3 +177,14 @@ def test_bar_file_settings_on_another_source_are_an_error(source: dict[str, Any]
     # on a bar file they are taken
     data["data"]["sources"] = [{"instrument": "BTCUSDT.BINANCE", "file": "bars.csv", "interval": "1m", "bar_time": "open"}]
     assert parse_config(data).data.sources[0].bar_time == "open"
+
+
+@pytest.mark.parametrize("fee", [float("nan"), 5.0, -0.5])
+def test_a_venue_fee_override_outside_an_instruments_bounds_is_an_error(fee: float) -> None:
+    """venue.taker_fee: .nan ran until the first fill and died (exit 1); 5 (500 %) and -0.5 ran."""
+    data = minimal()
+    data["venue"] = {"taker_fee": fee}
+    with pytest.raises(ConfigError, match=r"venue\.taker_fee: Input should be"):
+        parse_config(data, "run.yaml")
+    data["venue"] = {"maker_fee": -0.0002, "taker_fee": 0.001}
+    assert parse_config(data).venue.maker_fee == -0.0002

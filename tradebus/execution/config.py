@@ -55,7 +55,7 @@ class VenueConfig(StrictModel):
     ----------
     maker_fee, taker_fee
         Fee rates (fraction of notional, negative = rebate) overriding every instrument's own;
-        ``None`` uses the instrument's rates.
+        ``None`` uses the instrument's rates. The bounds are an instrument's (-1 % < rate < 10 %).
     slippage_bps
         Fixed adverse slippage applied to taker fills, in basis points (bars, trades and
         quotes). A slipped price is clamped to the order's limit and, on bars, to the bar's
@@ -119,8 +119,8 @@ class VenueConfig(StrictModel):
         See :mod:`tradebus.execution.contingent`.
     """
 
-    maker_fee: float | None = None
-    taker_fee: float | None = None
+    maker_fee: float | None = Field(default=None, gt=-0.01, lt=0.1)
+    taker_fee: float | None = Field(default=None, gt=-0.01, lt=0.1)
     slippage_bps: float = Field(default=0.0, ge=0.0)
     slippage: SlippageConfig | None = None
     latency_ns: int = Field(default=0, ge=0)
