@@ -188,3 +188,22 @@ def test_a_venue_fee_override_outside_an_instruments_bounds_is_an_error(fee: flo
         parse_config(data, "run.yaml")
     data["venue"] = {"maker_fee": -0.0002, "taker_fee": 0.001}
     assert parse_config(data).venue.maker_fee == -0.0002
+
+
+@pytest.mark.parametrize(
+    ("section", "field"),
+    [
+        ({"initial_cash": float("inf")}, "initial_cash"),
+        ({"balances": {"USDT": float("inf")}}, "balances.USDT"),
+        ({"venue": {"slippage_bps": float("inf")}}, "venue.slippage_bps"),
+        ({"venue": {"slippage": {"model": "fixed", "bps": float("inf")}}}, "venue.slippage.bps"),
+    ],
+)
+def test_an_infinite_amount_of_money_or_slippage_is_an_error(section: dict[str, Any], field: str) -> None:
+    """initial_cash or a balance of .inf stopped with exit 1 naming no config field; an infinite
+    slippage ran until the first fill and died with an OverflowError traceback."""
+    data = minimal()
+    data["instruments"][0].update(base="BTC", quote="USDT")
+    data.update(section)
+    with pytest.raises(ConfigError, match=rf"{field}: Input should be a finite number"):
+        parse_config(data, "run.yaml")

@@ -6,7 +6,7 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tradebus.account import asset_names
 from tradebus.config.base import StrictModel, resolve_path
@@ -147,8 +147,8 @@ class RunBase(StrictModel):
     venue: VenueConfig = Field(default_factory=VenueConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     features: list[FeatureSpec] = Field(default_factory=list)
-    initial_cash: PositiveFloat = _DEFAULT_CASH
-    balances: dict[str, NonNegativeFloat] | None = None
+    initial_cash: float = Field(default=_DEFAULT_CASH, gt=0.0, allow_inf_nan=False)
+    balances: dict[str, Annotated[float, Field(ge=0.0, allow_inf_nan=False)]] | None = None
     annual_borrow_rates: dict[str, Annotated[float, Field(ge=0.0, allow_inf_nan=False)]] | None = None
     report: ReportConfig = Field(default_factory=ReportConfig)
 

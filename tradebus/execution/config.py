@@ -121,7 +121,7 @@ class VenueConfig(StrictModel):
 
     maker_fee: float | None = Field(default=None, gt=-0.01, lt=0.1)
     taker_fee: float | None = Field(default=None, gt=-0.01, lt=0.1)
-    slippage_bps: float = Field(default=0.0, ge=0.0)
+    slippage_bps: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
     slippage: SlippageConfig | None = None
     latency_ns: int = Field(default=0, ge=0)
     fill_on: Literal["bars", "trades", "quotes", "book"] = "bars"

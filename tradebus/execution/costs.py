@@ -56,7 +56,7 @@ class SlippageConfig(StrictModel):
     """One slippage model (see the module docstring); amounts in basis points."""
 
     model: Literal["fixed", "volume", "volatility"] = "fixed"
-    bps: float = Field(default=0.0, ge=0.0)
+    bps: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
     impact_bps: float = Field(default=0.0, ge=0.0)
     exponent: float = Field(default=0.5, gt=0.0, le=2.0)
     k: float = Field(default=0.0, ge=0.0)
