@@ -77,6 +77,16 @@ def test_read_bars_bad_iso_names_the_value() -> None:
         read_bars(fixture("bars_bad_iso.csv"))
 
 
+def test_read_bars_text_among_unix_times_names_its_own_row(tmp_path: Path) -> None:
+    """It blamed row 1 and its valid time: "row 1: timestamp '1704067200000' is not a Unix time or an ISO-8601 date"."""
+    lines = fixture("bars_valid.csv").read_text().splitlines()
+    lines[6] = "2024-01-01 05:00" + lines[6][lines[6].index(","):]
+    path = tmp_path / "bars.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"^bars.csv row 6: timestamp '2024-01-01 05:00' is not a number \(the column holds Unix times\)$"):
+        read_bars(path)
+
+
 def test_read_bars_counts_further_invalid_rows_in_message(tmp_path: Path) -> None:
     lines = fixture("bars_valid.csv").read_text().splitlines()
     for i in (3, 5, 9):  # data rows 3, 5, 9 get high < low

@@ -355,10 +355,12 @@ def _to_ns_unit(frame: Frame, array: pa.Array, field: str, ts_unit: str) -> tupl
             try:
                 array = pc.cast(text, pa.float64())
             except pa.ArrowInvalid:
-                if ts_unit != "auto":
-                    values = text.to_pylist()
+                values = text.to_pylist()
+                # A column whose first time is a number holds Unix times: the cell that is not one is the error.
+                if ts_unit != "auto" or is_number(values[0]):
                     index = next(i for i, t in enumerate(values) if not is_number(t))
-                    raise frame.error(index, f"{field} {_v(values[index])} is not a number (ts_unit={ts_unit!r})") from None
+                    unit = f"ts_unit={ts_unit!r}" if ts_unit != "auto" else "the column holds Unix times"
+                    raise frame.error(index, f"{field} {_v(values[index])} is not a number ({unit})") from None
                 return _iso_to_ns(frame, text, field), "iso"
     elif ts_unit == "iso":
         raise DataError(f"{frame_name}: {field} is numeric; ts_unit='iso' needs strings")
