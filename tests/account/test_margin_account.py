@@ -441,7 +441,7 @@ def test_equity_is_cash_plus_realised_minus_fees_minus_funding_plus_unrealised_a
 def test_mark_file_errors_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "marks.csv"
     bad.write_text("date,mark_price\n2021-11-17T00:00:00+0000,1.0\n2021-11-16T00:00:00+0000,1.0\n")
-    with pytest.raises(DataError, match="marks.csv: times must strictly increase"):
+    with pytest.raises(DataError, match="marks.csv row 2: times must strictly increase"):
         read_mark_prices(bad, "X.SIM")
     with pytest.raises(DataError, match="no such file"):
         read_funding_rates(tmp_path / "missing.feather", "X.SIM")
@@ -563,3 +563,27 @@ def test_announced_funding_settles_on_the_first_message_at_its_time_without_mark
     [paid] = kernel.result.funding
     # the bar stamped at the funding time closes then: its close is the price at that time
     assert (paid.mark_price, paid.payment) == (19_000.0, pytest.approx(0.1 * 19_000.0 * 0.0005))
+
+
+def test_every_bad_row_of_a_mark_or_funding_file_is_named(tmp_path: Path) -> None:
+    """A value or ts_event that was not a number died with a ValueError traceback; times out of
+    order and an impossible mark or rate named no row."""
+    cases = {
+        "date,mark_price\n2021-11-17T00:00:00+00:00,1.0\n2021-11-17T01:00:00+00:00,abc\n":
+            r"marks.csv row 2: mark_price 'abc' is not a number$",
+        "ts_event,mark_price\n1637107200000000000,1.0\nzz,1.1\n":
+            r"marks.csv row 2: ts_event 'zz' is not a number",
+        "date,mark_price\n2021-11-17T00:00:00+00:00,1.0\n2021-11-17T02:00:00+00:00,1.0\n2021-11-17T01:00:00+00:00,1.0\n":
+            r"marks.csv row 3: times must strictly increase \(2021-11-17T01:00:00Z after row 2's 2021-11-17T02:00:00Z\)",
+        "date,mark_price\n2021-11-17T00:00:00+00:00,1.0\n2021-11-17T01:00:00+00:00,-2.0\n":
+            r"marks.csv row 2: mark price -2.0 at 2021-11-17T01:00:00Z must be > 0",
+    }
+    bad = tmp_path / "marks.csv"
+    for text, message in cases.items():
+        bad.write_text(text)
+        with pytest.raises(DataError, match=message):
+            read_mark_prices(bad, "X.SIM")
+    funding = tmp_path / "funding.csv"
+    funding.write_text("date,rate\n2021-11-17T00:00:00+00:00,0.0001\n2021-11-17T08:00:00.017+00:00,1.5\n")
+    with pytest.raises(DataError, match=r"funding.csv row 2: funding rate 1.5 at 2021-11-17T08:00:00.017Z is not"):
+        read_funding_rates(funding, "X.SIM")

@@ -12,8 +12,10 @@ CSV) or ``ts_event`` (ns since the epoch) and:
 * funding rates: ``rate``, or freqtrade's ``*-funding_rate.feather`` whose rate is in ``open``;
   each row is a settled funding at its time (``next_funding_ns`` = the row's time).
 
-Rows with a missing or non-finite value are dropped; times must increase; a CSV ``date`` that
-is not ISO time (``2021-11-15T06:00:00+00:00``) is refused naming its row.
+Rows with a missing or non-finite value are dropped; times must increase. A CSV ``date`` that
+is not ISO time (``2021-11-15T06:00:00+00:00``), a ``ts_event`` or value that is not a number,
+a time not after the row before it and an impossible value are refused naming the row (1 = the
+first row of data).
 """
 
 from __future__ import annotations
@@ -28,12 +30,19 @@ import pyarrow.csv as pacsv
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
+from tradebus.data.ingest import to_ns
+from tradebus.data.sources import is_number
 from tradebus.engine.messages import FundingRate, MarkPrice
 from tradebus.errors import DataError
 
 __all__ = ["read_funding_rates", "read_mark_prices"]
 
 _ISO = "%Y-%m-%dT%H:%M:%S%z"
+
+
+def _iso(ns: int) -> str:
+    text = str(np.datetime64(int(ns), "ns"))  # always with nine decimals
+    return text.rstrip("0").rstrip(".") + "Z"
 
 
 def _read(path: Path) -> pa.Table:
@@ -53,7 +62,7 @@ def _read(path: Path) -> pa.Table:
 
 def _times(table: pa.Table, path: Path) -> np.ndarray:
     if "ts_event" in table.column_names:
-        ts = table.column("ts_event").to_numpy(zero_copy_only=False).astype(np.int64)
+        ts = to_ns(str(path), table.column("ts_event").combine_chunks(), "ts_event", "ns")
     elif "date" in table.column_names:
         col = table.column("date")
         if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
@@ -69,15 +78,28 @@ def _times(table: pa.Table, path: Path) -> np.ndarray:
         ts = pc.cast(col, pa.timestamp("ns", "UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False)
     else:
         raise DataError(f"{path}: no time column ('date' or 'ts_event') in {table.column_names}")
-    if len(ts) > 1 and not bool((ts[1:] > ts[:-1]).all()):
-        raise DataError(f"{path}: times must strictly increase")
+    behind = np.flatnonzero(ts[1:] <= ts[:-1])
+    if behind.size:
+        row = int(behind[0]) + 2
+        raise DataError(
+            f"{path} row {row}: times must strictly increase ({_iso(ts[row - 1])} after row {row - 1}'s {_iso(ts[row - 2])})"
+        )
     return ts
 
 
 def _values(table: pa.Table, names: tuple[str, ...], path: Path) -> np.ndarray:
     for name in names:
         if name in table.column_names:
-            return table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+            col = table.column(name).combine_chunks()
+            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                text = pc.utf8_trim_whitespace(col)
+                try:
+                    col = pc.cast(text, pa.float64())
+                except pa.ArrowInvalid:
+                    cells = text.to_pylist()
+                    row = next(i for i, t in enumerate(cells) if t is not None and not is_number(t))
+                    raise DataError(f"{path} row {row + 1}: {name} {cells[row]!r} is not a number") from None
+            return col.to_numpy(zero_copy_only=False).astype(np.float64)
     raise DataError(f"{path}: no value column (one of {list(names)}) in {table.column_names}")
 
 
@@ -94,11 +116,11 @@ def read_mark_prices(path: str | Path, instrument_id: str) -> list[MarkPrice]:
     ts = _times(table, path)
     marks = _values(table, ("mark_price", "open"), path)
     out: list[MarkPrice] = []
-    for t, mark in zip(ts.tolist(), marks.tolist(), strict=True):
+    for row, (t, mark) in enumerate(zip(ts.tolist(), marks.tolist(), strict=True), start=1):
         if not math.isfinite(mark):
             continue
         if mark <= 0.0:
-            raise DataError(f"{path}: mark price {mark} at ts {t} must be > 0")
+            raise DataError(f"{path} row {row}: mark price {mark} at {_iso(t)} must be > 0")
         out.append(MarkPrice(instrument_id, t, t, mark, math.nan))
     return out
 
@@ -116,10 +138,10 @@ def read_funding_rates(path: str | Path, instrument_id: str) -> list[FundingRate
     ts = _times(table, path)
     rates = _values(table, ("rate", "funding_rate", "open"), path)
     out: list[FundingRate] = []
-    for t, rate in zip(ts.tolist(), rates.tolist(), strict=True):
+    for row, (t, rate) in enumerate(zip(ts.tolist(), rates.tolist(), strict=True), start=1):
         if not math.isfinite(rate):
             continue
         if abs(rate) >= 1.0:
-            raise DataError(f"{path}: funding rate {rate} at ts {t} is not a plausible fraction")
+            raise DataError(f"{path} row {row}: funding rate {rate} at {_iso(t)} is not a plausible fraction")
         out.append(FundingRate(instrument_id, t, t, rate, t))
     return out
