@@ -6,7 +6,10 @@ and ``data import`` only after their whole run or read.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +73,40 @@ def test_an_output_path_under_a_file_is_a_clear_error(command: str, tmp_path: Pa
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert blocked.read_text() == "not a directory"
     assert not (tmp_path / "paper-out").exists()
+
+
+def _without_root_override() -> list[str]:
+    """A command prefix under which file modes hold (root ignores them: a mode-555 directory is writable)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("root without setpriv: file modes cannot be made to hold")
+    caps = "-dac_override,-dac_read_search"
+    return [setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}"]
+
+
+def test_an_existing_output_directory_that_is_not_writable_is_refused_before_the_run(tmp_path: Path) -> None:
+    """The whole backtest ran, then died with a PermissionError traceback (exit 1)."""
+    shutil.copy(BARS, tmp_path / "bars.csv")
+    config = {
+        "data": {"sources": [{"instrument": "BTC-USD.COINBASE", "file": "bars.csv"}]},
+        "instruments": [{"venue": "COINBASE", "symbol": "BTC-USD", "tick_size": 0.01, "lot_size": 1.0e-8}],
+        "strategy": {"name": "ema_cross", "instruments": ["BTC-USD.COINBASE"], "params": {"fast": 10, "slow": 30, "quantity": 0.1}},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "locked"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        result = subprocess.run(
+            [*_without_root_override(), sys.executable, "-m", "tradebus.cli", "backtest", str(tmp_path / "run.yaml"),
+             "--out", str(out)],
+            capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+    finally:
+        out.chmod(0o755)
+    assert result.returncode == 2, result.stderr
+    assert f"output directory {out} is not writable" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr and "fills" not in result.stdout
+    assert list(out.iterdir()) == []

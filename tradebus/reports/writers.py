@@ -469,8 +469,8 @@ class RunDirectory:
     Raises
     ------
     ConfigError
-        ``path`` is not a directory, or holds files other than the run's own and ``keep``
-        (without ``force``). The message names the directory and those files.
+        ``path`` is not a directory, cannot be created or written, or holds files other than
+        the run's own and ``keep`` (without ``force``). The message names the directory and those files.
     """
 
     def __init__(
@@ -504,6 +504,8 @@ class RunDirectory:
             return []
         if not self.path.is_dir():
             raise ConfigError(f"output directory {self.path} exists and is not a directory")
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise ConfigError(f"output directory {self.path} is not writable")
         names = []
         for entry in self.path.iterdir():
             if entry.name in self.own and entry.is_file() and not entry.is_symlink():
