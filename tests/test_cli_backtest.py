@@ -418,3 +418,47 @@ def test_no_progress_bar_when_output_is_not_a_terminal() -> None:
 
     assert progress_for(Console(file=io.StringIO()), 10) is None
     assert progress_for(Console(file=io.StringIO(), force_terminal=True), 10) is not None
+
+
+_TERM_WHILE_WRITING = '''
+import os
+import signal
+import sys
+
+from tradebus.strategies.base import Strategy
+
+
+def _term_at_the_orders_output(event, args):
+    if event == "open" and ".orders.csv.tmp-" in str(args[0]):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class TermWhileWriting(Strategy):
+    """Sends its own process SIGTERM as the run opens its second output file (fills.csv is written)."""
+
+    def on_bar(self, bar):
+        if self.position() == 0:
+            self.target_position(self.instrument_id, 0.01, reason="in")
+
+    def on_stop(self):
+        sys.addaudithook(_term_at_the_orders_output)
+'''
+
+
+def test_sigterm_while_the_outputs_are_written_leaves_the_earlier_run_as_it_was(workdir: Path) -> None:
+    """Killed outright, it left .fills.csv.tmp-PID in --out (exit -15), and the next run refused that
+    directory as holding files a backtest run does not write."""
+    out = workdir / "out"
+    assert invoke("backtest", str(write_config(workdir, make_config())), "--out", str(out)).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    (workdir / "killer").mkdir()
+    (workdir / "killer" / "__init__.py").write_text("")
+    (workdir / "killer" / "term.py").write_text(_TERM_WHILE_WRITING)
+    config = make_config(strategy={"name": "killer.term:TermWhileWriting", "instruments": ["BTC-USD.COINBASE"]})
+    proc = subprocess.run(
+        [sys.executable, "-m", "tradebus.cli", "backtest", str(write_config(workdir, config, "term.yaml")), "--out", str(out)],
+        capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.returncode == 143, proc.stdout + proc.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert invoke("backtest", str(workdir / "run.yaml"), "--out", str(out)).exit_code == 0  # accepted again

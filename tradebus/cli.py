@@ -20,15 +20,18 @@ same ``--out`` and ``--force`` (``paper`` also ``--report``).
 
 Exit codes: 0 success, 2 invalid config (unknown key, bad value, missing file),
 3 invalid data (unsorted or duplicate timestamps, bad prices, ...), 1 any other
-tradebus error. Errors are printed as one message naming the file and the
+tradebus error; 130 after Ctrl-C and 143 after SIGTERM (``backtest`` and ``replay``
+then leave their output directory as it was). Errors are printed as one message naming the file and the
 field or row, without a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from importlib.metadata import version as _package_version
 from pathlib import Path
 from typing import Annotated, Any
@@ -352,6 +355,25 @@ def _print_summary(console: Console, out: Path, title: str) -> None:
         console.print(table)
 
 
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """Within the block SIGTERM stops the command as Ctrl-C does, by an exception (exit 143).
+
+    A run stopped by ``kill``, ``timeout`` or a scheduler then removes the temporary files of
+    outputs it was writing (:class:`~tradebus.reports.writers.RunDirectory`); killed outright,
+    it left them in ``--out``, where the next run refused them as files it does not write.
+    """
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _fail(exc: TradebusError, console: Console) -> None:
     code = next(code for cls, code in EXIT_CODES if isinstance(exc, cls))
     console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
@@ -381,9 +403,10 @@ def backtest(
         return progress
 
     try:
-        _, _, out_dir = run_backtest(
-            config, out, force=force, on_batch_factory=factory, overrides=set_ or (), report=report_
-        )
+        with _sigterm_unwinds():
+            _, _, out_dir = run_backtest(
+                config, out, force=force, on_batch_factory=factory, overrides=set_ or (), report=report_
+            )
     except TradebusError as exc:
         _fail(exc, err)
     finally:
@@ -436,7 +459,8 @@ def replay(
 
     setup_logging(log_level)
     try:
-        result, out_dir = run_playback(recording, config, out, force=force, overrides=set_ or ())
+        with _sigterm_unwinds():
+            result, out_dir = run_playback(recording, config, out, force=force, overrides=set_ or ())
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
     _print_summary(Console(), out_dir, "replay")
