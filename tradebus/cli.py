@@ -20,8 +20,9 @@ same ``--out`` and ``--force`` (``paper`` also ``--report``).
 
 Exit codes: 0 success, 2 invalid config (unknown key, bad value, missing file),
 3 invalid data (unsorted or duplicate timestamps, bad prices, ...), 1 any other
-tradebus error; 130 after Ctrl-C and 143 after SIGTERM (``backtest`` and ``replay``
-then leave their output directory as it was). Errors are printed as one message naming the file and the
+tradebus error; 130 after Ctrl-C and 143 after SIGTERM (a backtest or replay then leaves its
+output directory, a data import its catalog, as it was; the paper and live daemons take either
+signal as their stop). Errors are printed as one message naming the file and the
 field or row, without a traceback.
 """
 
@@ -30,8 +31,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from importlib.metadata import version as _package_version
 from pathlib import Path
 from typing import Annotated, Any
@@ -107,13 +107,24 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """Event-driven crypto trading: backtest, paper and live runs of one kernel."""
+    # SIGTERM stops a command as Ctrl-C does, by an exception (exit 143), so a run stopped by kill,
+    # timeout or a scheduler removes the temporary files of what it was writing (its --out files,
+    # a data import's staging directory); killed outright it left them behind. The paper and live
+    # daemons replace the handler while their loop runs.
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
 
 #: Exit code per error class (most specific first).
 EXIT_CODES: tuple[tuple[type[TradebusError], int], ...] = ((ConfigError, 2), (DataError, 3), (TradebusError, 1))
@@ -355,25 +366,6 @@ def _print_summary(console: Console, out: Path, title: str) -> None:
         console.print(table)
 
 
-@contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    """Within the block SIGTERM stops the command as Ctrl-C does, by an exception (exit 143).
-
-    A run stopped by ``kill``, ``timeout`` or a scheduler then removes the temporary files of
-    outputs it was writing (:class:`~tradebus.reports.writers.RunDirectory`); killed outright,
-    it left them in ``--out``, where the next run refused them as files it does not write.
-    """
-
-    def stop(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _fail(exc: TradebusError, console: Console) -> None:
     code = next(code for cls, code in EXIT_CODES if isinstance(exc, cls))
     console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
@@ -403,10 +395,9 @@ def backtest(
         return progress
 
     try:
-        with _sigterm_unwinds():
-            _, _, out_dir = run_backtest(
-                config, out, force=force, on_batch_factory=factory, overrides=set_ or (), report=report_
-            )
+        _, _, out_dir = run_backtest(
+            config, out, force=force, on_batch_factory=factory, overrides=set_ or (), report=report_
+        )
     except TradebusError as exc:
         _fail(exc, err)
     finally:
@@ -459,8 +450,7 @@ def replay(
 
     setup_logging(log_level)
     try:
-        with _sigterm_unwinds():
-            result, out_dir = run_playback(recording, config, out, force=force, overrides=set_ or ())
+        result, out_dir = run_playback(recording, config, out, force=force, overrides=set_ or ())
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
     _print_summary(Console(), out_dir, "replay")
