@@ -109,3 +109,14 @@ def test_live_help_names_the_key_variables_of_every_live_venue() -> None:
             assert adapter.name.upper() in venues, adapter.name
             if adapter.live.passphrase:
                 assert f"{adapter.name.upper()}: and _API_PASSPHRASE" in output
+
+
+def test_the_cli_runs_in_a_thread_other_than_the_main_one() -> None:
+    """Its SIGTERM handler is set from the main thread only (signal.signal raises ValueError elsewhere)."""
+    import threading
+
+    results: list[Any] = []
+    thread = threading.Thread(target=lambda: results.append(runner.invoke(app, ["features", "list"])))
+    thread.start()
+    thread.join()
+    assert results[0].exit_code == 0, results[0].exception

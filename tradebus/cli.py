@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from importlib.metadata import version as _package_version
@@ -123,8 +124,9 @@ def _root(
     # timeout or a scheduler removes the temporary files of what it was writing (its --out files,
     # a data import's staging directory); killed outright it left them behind. The paper and live
     # daemons replace the handler while their loop runs.
-    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
+    if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+        previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+        ctx.call_on_close(lambda: signal.signal(signal.SIGTERM, previous))
 
 #: Exit code per error class (most specific first).
 EXIT_CODES: tuple[tuple[type[TradebusError], int], ...] = ((ConfigError, 2), (DataError, 3), (TradebusError, 1))
