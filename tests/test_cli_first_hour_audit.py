@@ -159,3 +159,13 @@ def test_packaging_avoids_the_setuptools_deprecation_banners() -> None:
     assert not any(c.startswith("License ::") for c in project["project"].get("classifiers", []))
     assert project["build-system"]["build-backend"] == "setuptools.build_meta"
     assert any(re.fullmatch(r"setuptools>=(\d+)", r) and int(r.split(">=")[1]) >= 77 for r in project["build-system"]["requires"])
+
+
+def test_the_readme_names_every_file_a_run_writes_into_out() -> None:
+    """"Run outputs and ``--out``" says a run writes those files "and nothing else": the list is OWN_FILES."""
+    from tradebus.reports.writers import OWN_FILES
+
+    section = README[README.index("### Run outputs and `--out`"):]
+    paragraph = section[: section.index("\n\n", section.index("`backtest`"))]
+    named = set(re.findall(r"`([a-z_]+\.(?:csv|json|yaml|html))`", paragraph))
+    assert named == {name for kind in ("backtest", "paper", "replay") for name in OWN_FILES[kind]}
