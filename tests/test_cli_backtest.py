@@ -278,6 +278,29 @@ def test_missing_catalog_dataset_names_the_config_field(workdir: Path) -> None:
     assert leftovers(workdir, "out") == []
 
 
+def test_ack_latency_samples_are_read_beside_the_config_whatever_the_working_directory(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``venue.book.ack_latency_samples`` is a path of the config, resolved against its directory as data files are."""
+    book = {"ack_latency_samples": "acks.csv", "latency_seed": 3}
+    config = make_config(data_file="../bars.csv", venue={"fill_on": "book", "book": book})
+    path = write_config(workdir / "conf", config)
+    (workdir / "conf" / "acks.csv").write_text("800000\n1200000\n950000\n")
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = invoke("backtest", str(path), "--out", str(workdir / "out"))
+    assert result.exit_code == 0, result.output
+    recorded = yaml.safe_load((workdir / "out" / "config.yaml").read_text())
+    assert recorded["venue"]["book"]["ack_latency_samples"] == str(workdir.resolve() / "conf" / "acks.csv")
+    (workdir / "conf" / "acks.csv").unlink()
+    missing = invoke("backtest", str(path), "--out", str(workdir / "out2"))
+    assert missing.exit_code == 2
+    expected = f"run.yaml: venue.book.ack_latency_samples: no such file {workdir.resolve()}/conf/acks.csv"
+    assert "".join(expected.split()) in "".join(missing.output.split())  # however the console wrapped it
+    assert leftovers(workdir, "out2") == []
+
+
 def test_missing_config_file_exits_2(workdir: Path) -> None:
     result = invoke("backtest", str(workdir / "nope.yaml"), "--out", str(workdir / "out"))
     assert result.exit_code == 2

@@ -264,6 +264,8 @@ def run_backtest(
         kernel.start()  # builds the feature banks: bad feature specs fail before any data is read
     except FeatureError as exc:
         raise ConfigError(f"{config_path}: features: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{config_path}: {exc}") from None
     try:
         replay = build_replay(config)
     except (ConfigError, DataError) as exc:

@@ -172,8 +172,15 @@ class RunBase(StrictModel):
         """``instrument_id -> {"bars", "trades", "quotes"}``: the market data the run delivers."""
 
     def resolve_paths(self, base: Path) -> Self:
-        """A copy with every relative path of the config made absolute against ``base``."""
-        return self
+        """A copy with every relative path of the config made absolute against ``base``.
+
+        Here the venue's (``venue.book.ack_latency_samples``); subclasses add their own.
+        """
+        book = self.venue.book
+        if book.ack_latency_samples is None:
+            return self
+        book = book.model_copy(update={"ack_latency_samples": resolve_path(book.ack_latency_samples, base)})
+        return self.model_copy(update={"venue": self.venue.model_copy(update={"book": book})})
 
 
 class RunConfig(RunBase):
@@ -209,8 +216,9 @@ class RunConfig(RunBase):
         return kinds
 
     def resolve_paths(self, base: Path) -> RunConfig:
-        """A copy with the catalog root and data files made absolute against ``base``."""
-        data = self.data.model_copy(
+        """A copy with the venue's, the catalog root's and the data files' paths made absolute against ``base``."""
+        config = super().resolve_paths(base)
+        data = config.data.model_copy(
             update={
                 "catalog": resolve_path(self.data.catalog, base),
                 "sources": [s.model_copy(update={"file": resolve_path(s.file, base)}) for s in self.data.sources],
@@ -218,4 +226,4 @@ class RunConfig(RunBase):
                 "funding": [f.model_copy(update={"file": resolve_path(f.file, base)}) for f in self.data.funding],
             }
         )
-        return self.model_copy(update={"data": data})
+        return config.model_copy(update={"data": data})

@@ -298,9 +298,22 @@ class LatencyModel:
 
 
 def _read_samples(path: Any) -> np.ndarray:
-    """Latency samples in ns, one number per line (``#`` comments and a non-numeric header skipped)."""
+    """Latency samples in ns, one number per line (``#`` comments and a non-numeric header skipped).
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or unreadable (naming ``venue.book.ack_latency_samples``), or a line
+        is not a number.
+    """
     values = []
-    with open(path, encoding="utf-8") as fh:
+    try:
+        fh = open(path, encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"venue.book.ack_latency_samples: no such file {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"venue.book.ack_latency_samples: cannot read {path} ({exc.strerror})") from None
+    with fh:
         for lineno, line in enumerate(fh, 1):
             text = line.split("#", 1)[0].strip()
             if not text:

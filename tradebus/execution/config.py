@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -32,7 +33,8 @@ class BookFillConfig(StrictModel):
         Venue answer (accepted, filled ...) to the strategy.
     ack_latency_samples
         A file of recorded acknowledgement latencies (ns, one per line): both latencies are
-        then sampled from the log-normal fitted to them (seeded by ``latency_seed``).
+        then sampled from the log-normal fitted to them (seeded by ``latency_seed``). A
+        relative path is resolved against the config file's directory, as data files are.
     latency_scale
         Multiplies the latencies sampled from ``ack_latency_samples`` (a latency stress sets it;
         constant latencies are scaled in place).
@@ -43,7 +45,7 @@ class BookFillConfig(StrictModel):
     beyond_depth: Literal["cancel", "last_level"] = "cancel"
     entry_latency_ns: int | None = Field(default=None, ge=0)
     ack_latency_ns: int = Field(default=0, ge=0)
-    ack_latency_samples: str | None = None
+    ack_latency_samples: Path | None = None
     latency_seed: int = 0
     latency_scale: float = Field(default=1.0, ge=0.0)
 

@@ -163,13 +163,14 @@ class PaperConfig(RunBase):
         return kinds
 
     def resolve_paths(self, base: Path) -> PaperConfig:
-        """A copy with ``journal`` and ``record`` made absolute against ``base``."""
+        """A copy with the venue's paths, ``journal`` and ``record`` made absolute against ``base``."""
+        config = super().resolve_paths(base)
         update: dict[str, Any] = {"journal": resolve_path(self.journal, base), "record": resolve_path(self.record, base)}
         if self.ops is not None and self.ops.log.file is not None:
             update["ops"] = self.ops.model_copy(
                 update={"log": self.ops.log.model_copy(update={"file": resolve_path(self.ops.log.file, base)})}
             )
-        return self.model_copy(update=update)
+        return config.model_copy(update=update)
 
 
 def parse_paper_config(data: Any, source: str = "<config>", base: Path | None = None) -> PaperConfig:
