@@ -247,6 +247,12 @@ def test_walk_forward_optimises_each_train_window_and_stitches_the_test_windows(
     assert equity["equity"].iloc[-1] == pytest.approx(metrics["final_equity"])
     first_ts = equity.groupby("fold")["ts"].min()
     assert first_ts.iloc[1] >= pd.Timestamp("2022-03-02T00:00:00Z").value
+    # the layout the README gives a walk-forward sweep: no results.csv or best.json at the top
+    assert sorted(p.name for p in out.iterdir()) == ["space.yaml", "sweep.json", "walk_forward"]
+    assert sorted(p.name for p in (out / "walk_forward" / "fold-00").iterdir()) == ["trials"]
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert ("the sweep directory holds `walk_forward/` instead of `trials/`, `optuna.log`, `results.csv` and "
+            "`best.json` — `fold-NN/trials/` (and `fold-NN/optuna.log`) per fold, `folds.csv`") in readme
 
 
 
