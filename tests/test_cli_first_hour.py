@@ -49,9 +49,19 @@ def test_version_prints_the_package_version() -> None:
     assert result.output.strip().startswith("tradebus ") and result.output.strip() != "tradebus"
 
 
-@pytest.mark.parametrize("command", [["backtest", "x.yaml"], ["paper", "x.yaml"], ["replay", "r.gz", "-c", "x.yaml"]])
+@pytest.mark.parametrize("command", [["backtest", "x.yaml"], ["paper", "x.yaml"], ["replay", "r.gz", "-c", "x.yaml"],
+                                     ["sweep", "x.yaml", "--space", "s.yaml"]])
 def test_an_unknown_log_level_is_a_usage_error_listing_the_levels(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--log-level", "LOUD"])
+    assert result.exit_code == 2
+    assert "LOUD" in result.output and "WARNING" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", [["research", "--log-level", "LOUD", "dataset", "x.yaml"],
+                                     ["data", "--log-level", "LOUD", "info"]])
+def test_an_unknown_log_level_of_a_command_group_is_an_error_listing_the_levels(command: list[str]) -> None:
+    result = runner.invoke(app, command)
     assert result.exit_code == 2
     assert "LOUD" in result.output and "WARNING" in result.output
     assert "Traceback" not in result.output

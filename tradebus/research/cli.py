@@ -36,7 +36,9 @@ research_app = typer.Typer(
 def _logging(
     log_level: Annotated[str, typer.Option(help="Log level on stderr (DEBUG, INFO, WARNING, ...).")] = "WARNING",
 ) -> None:
-    setup_logging(log_level.upper())
+    from tradebus.cli import check_log_level  # the CLI module imports this one
+
+    setup_logging(check_log_level(log_level))
 
 
 ConfigArg = Annotated[Path, typer.Argument(help="Research config (YAML).", show_default=False)]
