@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from tradebus.cli import app
 from tradebus.config import apply_overrides, load_config
 from tradebus.errors import ConfigError
+from tradebus.node.config import load_paper_config
 from tradebus.strategies.base import BUILTIN_STRATEGIES, resolve_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,6 +116,20 @@ def test_apply_overrides_leaves_the_input_alone() -> None:
     assert data == {"a": {"b": [1, 2]}}
     with pytest.raises(ConfigError, match="a.b has no entry 'x'"):
         apply_overrides(data, ["a.b.x=1"])
+
+
+def test_set_reaches_a_key_that_is_an_instrument_id() -> None:
+    """``--set bars.BTCUSDT.BINANCE.threshold=100``: the instrument id is one key of the ``bars`` mapping."""
+    data = {"bars": {"BTCUSDT.BINANCE": {"mode": "volume", "threshold": 50}},
+            "feeds": [{"subscriptions": {"BTCUSDT.BINANCE": ["trade", "bookTicker"]}}]}
+    overrides = ["bars.BTCUSDT.BINANCE.threshold=100", "feeds.0.subscriptions.BTCUSDT.BINANCE=[trade]"]
+    assert apply_overrides(data, overrides) == {
+        "bars": {"BTCUSDT.BINANCE": {"mode": "volume", "threshold": 100}},
+        "feeds": [{"subscriptions": {"BTCUSDT.BINANCE": ["trade"]}}],
+    }
+    # a paper config, as `tradebus paper configs/paper_local.yaml --set ...` reads it
+    config = load_paper_config(ROOT / "configs" / "paper_local.yaml", ["feeds.0.subscriptions.BTCUSDT.BINANCE=[trade]"])
+    assert config.feeds[0].subscriptions == {"BTCUSDT.BINANCE": ["trade"]}
 
 
 def test_a_strategy_module_next_to_the_config_runs_without_pythonpath(tmp_path: Path) -> None:

@@ -110,7 +110,9 @@ def apply_overrides(data: Any, overrides: Sequence[str], source: str = "<config>
 
     The value is parsed as YAML (``12``, ``0.5``, ``true``, ``[a, b]``, ``"text"``); a path
     goes through mappings by key and lists by index, and may add a key (validation then
-    says whether the key is allowed). The input is not modified.
+    says whether the key is allowed). A mapping key that holds dots itself, such as the
+    instrument id of ``bars.BTCUSDT.BINANCE.threshold``, is matched whole when the mapping
+    has it. The input is not modified.
 
     Raises
     ------
@@ -129,21 +131,26 @@ def apply_overrides(data: Any, overrides: Sequence[str], source: str = "<config>
         except yaml.YAMLError:
             raise ConfigError(f"--set {override!r}: the value is not valid YAML") from None
         node = result
-        for depth, key in enumerate(keys):
+        depth = 0
+        while depth < len(keys):
             where = ".".join(keys[:depth]) or "<root>"
-            last = depth == len(keys) - 1
             if isinstance(node, dict):
-                if last:
+                # the longest run of the path's parts that is a key of this mapping, else one part
+                end = next((e for e in range(len(keys), depth + 1, -1) if ".".join(keys[depth:e]) in node), depth + 1)
+                key = ".".join(keys[depth:end])
+                if end == len(keys):
                     node[key] = value
                 else:
                     node = node.setdefault(key, {})
-            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
-                if last:
-                    node[int(key)] = value
+                depth = end
+            elif isinstance(node, list) and keys[depth].isdigit() and int(keys[depth]) < len(node):
+                if depth == len(keys) - 1:
+                    node[int(keys[depth])] = value
                 else:
-                    node = node[int(key)]
+                    node = node[int(keys[depth])]
+                depth += 1
             else:
-                raise ConfigError(f"{source}: --set {override!r}: {where} has no entry {key!r}")
+                raise ConfigError(f"{source}: --set {override!r}: {where} has no entry {keys[depth]!r}")
     return result
 
 
