@@ -162,10 +162,22 @@ def test_packaging_avoids_the_setuptools_deprecation_banners() -> None:
 
 
 def test_the_readme_names_every_file_a_run_writes_into_out() -> None:
-    """"Run outputs and ``--out``" says a run writes those files "and nothing else": the list is OWN_FILES."""
+    """The README's "Run outputs and ``--out``" says a run writes those files "and nothing else": OWN_FILES."""
     from tradebus.reports.writers import OWN_FILES
 
     section = README[README.index("### Run outputs and `--out`"):]
     paragraph = section[: section.index("\n\n", section.index("`backtest`"))]
     named = set(re.findall(r"`([a-z_]+\.(?:csv|json|yaml|html))`", paragraph))
     assert named == {name for kind in ("backtest", "paper", "replay") for name in OWN_FILES[kind]}
+
+
+def test_the_config_sections_the_readme_points_to_are_in_those_configs() -> None:
+    """The README's "See configs/quickstart.yaml (sections ...)": a newcomer opens it and finds each one."""
+    sentence = re.search(r"See\s+`configs/quickstart\.yaml` \(sections (.*?)\)(?: and `configs/(\S+?)` \(adds (.*?)\))?",
+                         README, re.S)
+    assert sentence is not None
+    quickstart = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
+    assert re.findall(r"`(\w+)`", sentence.group(1)) == list(quickstart)
+    if sentence.group(2) is not None:
+        other = yaml.safe_load((ROOT / "configs" / sentence.group(2)).read_text())
+        assert set(re.findall(r"`(\w+)`", sentence.group(3))) == set(other) - set(quickstart)
