@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -378,6 +379,9 @@ def test_a_system_run_is_byte_identical_twice(tmp_path: Path) -> None:
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert names == ["edges.csv", "equity.csv", "model.joblib", "report.json", "report.md", "segments.csv",
                      "trades.csv"]
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    listed = re.search(r"writes\s+`runs/research/ml_gated/` \((.*?)\): a multi-horizon", readme, re.S)
+    assert listed is not None and sorted(re.findall(r"`([\w.]+\.\w+)`", listed.group(1))) == names
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
