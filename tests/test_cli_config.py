@@ -207,3 +207,12 @@ def test_an_infinite_amount_of_money_or_slippage_is_an_error(section: dict[str, 
     data.update(section)
     with pytest.raises(ConfigError, match=rf"{field}: Input should be a finite number"):
         parse_config(data, "run.yaml")
+
+
+@pytest.mark.parametrize("field", ["tick_size", "lot_size", "min_notional", "min_quantity", "contract_size"])
+def test_an_infinite_instrument_size_is_an_error(field: str) -> None:
+    """min_notional: .inf was accepted (every order denied, exit 0); an infinite tick or lot broke every price."""
+    data = minimal()
+    data["instruments"][0][field] = float("inf")
+    with pytest.raises(ConfigError, match=rf"instruments\.0\.{field}: Input should be a finite number"):
+        parse_config(data, "run.yaml")

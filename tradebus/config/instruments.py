@@ -40,14 +40,14 @@ class InstrumentConfig(StrictModel):
     kind: InstrumentKind = InstrumentKind.SPOT
     base: str = ""
     quote: str = ""
-    tick_size: PositiveFloat
-    lot_size: PositiveFloat
-    min_notional: float = Field(default=0.0, ge=0.0)
-    min_quantity: float = Field(default=0.0, ge=0.0)
+    tick_size: float = Field(gt=0.0, allow_inf_nan=False)
+    lot_size: float = Field(gt=0.0, allow_inf_nan=False)
+    min_notional: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    min_quantity: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
     maker_fee: float = Field(default=0.0, gt=-0.01, lt=0.1)
     taker_fee: float = Field(default=0.0, gt=-0.01, lt=0.1)
     margin: bool = False
-    contract_size: PositiveFloat = 1.0
+    contract_size: float = Field(default=1.0, gt=0.0, allow_inf_nan=False)
     leverage: float = Field(default=1.0, ge=1.0, le=200.0)
     margin_mode: MarginMode = MarginMode.CROSS
     maintenance_rate: float = Field(default=0.005, ge=0.0, lt=1.0)
