@@ -37,7 +37,9 @@ Trailing stop
     ``best high * (1 - percent / 100)``), rounded down to the tick; mirrored for a buy stop.
     After each bar (using its high or low) or trade, a better trigger is sent as a modify; it
     reaches the venue like any action (on bars: from the next bar on), so a trigger never
-    uses a price the venue has not seen yet. A bracket's stop-loss trails when the bracket
+    uses a price the venue has not seen yet. A modify that is not applied (``OrderModifyRejected``,
+    or ``OrderDenied`` by the risk gate) leaves the stop at the trigger the venue holds (the
+    order's); the best price is kept, so the next price sends its trigger again. A bracket's stop-loss trails when the bracket
     has ``trail_offset`` or ``trail_percent``. On bars a stop trails from the bars that open
     after it was placed: of the bar it was placed in (a bracket armed at its close, a stop placed
     when a fill of that bar is reported, or by a timer inside it) only the close counts, never a
@@ -107,6 +109,7 @@ from tradebus.engine.messages import (
     OrderDenied,
     OrderExpired,
     OrderFilled,
+    OrderModifyRejected,
     OrderRejected,
     OrderSide,
     OrderType,
@@ -228,6 +231,7 @@ class ContingentOrders:
         bus.subscribe(OrderFilled, self._on_fill)
         for cls in (OrderCanceled, OrderExpired, OrderRejected, OrderDenied):
             bus.subscribe(cls, self._on_closed)
+        bus.subscribe(OrderModifyRejected, self._on_modify_refused)
         for iid in kernel.instruments:
             bus.subscribe(Bar, self._on_bar, iid)
             bus.subscribe(Trade, self._on_trade, iid)
@@ -422,6 +426,9 @@ class ContingentOrders:
 
     def _on_closed(self, event: Any) -> None:
         coid = event.client_order_id
+        if type(event) is OrderDenied and self._is_open(coid):
+            self._on_modify_refused(event)  # the risk gate refused a modify: the order works on
+            return
         bracket = self._brackets.get(coid)
         if bracket is not None and bracket.state == "entry":
             if bracket.filled > 0.0:
@@ -433,6 +440,13 @@ class ContingentOrders:
             self._unlink(coid)
         self._venue_oco.discard(coid)
         self._trailing.pop(coid, None)
+
+    def _on_modify_refused(self, event: OrderModifyRejected | OrderDenied) -> None:
+        """A trailing stop's trigger goes back to the one the venue holds (the next price sends a better one)."""
+        trail = self._trailing.get(event.client_order_id)
+        order = self._kernel.orders.get(event.client_order_id)
+        if trail is not None and order is not None and order.is_open:
+            trail.trigger = order.trigger_price
 
     def _on_bar(self, bar: Bar) -> None:
         if self._fill_px:
