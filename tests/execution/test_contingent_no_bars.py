@@ -122,3 +122,65 @@ def test_a_backtest_reads_which_instruments_have_bars_from_its_replay() -> None:
     assert built.bar_instruments == frozenset({"BTCUSDT.SIM"})
     reasons = set(built.result.submit_reasons.values())
     assert "bracket stop-loss" in reasons
+
+
+class TrailOnFill(Strategy):
+    """Enters with a market order at its first trade or quote and places a trailing stop 5 away when it fills."""
+
+    contingent = True
+
+    def __init__(self, side: OrderSide) -> None:
+        super().__init__(IID, strategy_id="s")
+        self.side = side
+        self.entry: str | None = None
+        self.stop: str | None = None
+
+    def on_trade(self, trade: Trade) -> None:
+        if self.entry is None:
+            self.entry = self.submit_market(IID, self.side, 1.0)
+
+    def on_quote(self, quote: Quote) -> None:
+        self.on_trade(quote)  # type: ignore[arg-type]
+
+    def on_order_filled(self, event: Any) -> None:
+        if event.client_order_id == self.entry:
+            exit_side = OrderSide.SELL if self.side == OrderSide.BUY else OrderSide.BUY
+            self.stop = self.submit_trailing_stop(IID, exit_side, 1.0, offset=5.0)
+
+
+@pytest.mark.parametrize(
+    ("side", "mids", "expected"),
+    [
+        # long: bought at the ask 100.5, stop 95.5; bids 109.5, 119.5 raise it to 114.5; bid 112.5 sells
+        (OrderSide.BUY, [100.0, 100.0, 110.0, 120.0, 113.0], [("BUY", 100.5), ("SELL", 112.5)]),
+        # short: sold at the bid 99.5, stop 104.5; asks 90.5, 80.5 lower it to 85.5; ask 87.5 buys
+        (OrderSide.SELL, [100.0, 100.0, 90.0, 80.0, 87.0], [("SELL", 99.5), ("BUY", 87.5)]),
+    ],
+)
+def test_a_trailing_stop_trails_the_bid_or_the_ask_on_quotes_only(
+    side: OrderSide, mids: list[float], expected: list[tuple[str, float]]
+) -> None:
+    """Quotes (mid +- 0.5) are the only prices: a sell stop trails the bid, a buy stop the ask.
+    It stayed at its first trigger (95.5 / 104.5) and never filled."""
+    kernel = Kernel([instrument()], venue_config=VenueConfig(fill_on="quotes"), initial_cash=1e6, bar_instruments=())
+    kernel.add_strategy(TrailOnFill(side))
+    for k, px in enumerate(mids, start=1):
+        kernel.process(tick("quotes", k, px))
+    kernel.stop()
+    assert [(f.side, f.price) for f in kernel.result.fills] == expected
+    assert kernel.portfolio.position(IID) == 0.0
+
+
+def test_quotes_do_not_trail_a_stop_of_an_instrument_with_trades() -> None:
+    """Trades 100, 100 (bought there, stop 95), 104 (stop 99), 101; a quote with the bid at 150
+    between them does not move the stop (it would be 145, sold at 101)."""
+    kernel = Kernel([instrument()], venue_config=VenueConfig(fill_on="trades"), initial_cash=1e6, bar_instruments=())
+    strategy = TrailOnFill(OrderSide.BUY)
+    kernel.add_strategy(strategy)
+    events = [tick("trades", 1, 100.0), tick("trades", 2, 100.0), Quote(IID, T0 + 3 * S, T0 + 3 * S, 150.0, 1.0, 151.0, 1.0),
+              tick("trades", 4, 104.0), tick("trades", 5, 101.0)]  # fmt: skip
+    for event in events:
+        kernel.process(event)
+    kernel.stop()
+    assert [(f.side, f.price) for f in kernel.result.fills] == [("BUY", 100.0)]
+    assert kernel.orders.order(strategy.stop or "").trigger_price == 99.0

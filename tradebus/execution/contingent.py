@@ -40,7 +40,12 @@ Trailing stop
     uses a price the venue has not seen yet. A modify that is not applied (``OrderModifyRejected``,
     or ``OrderDenied`` by the risk gate) leaves the stop at the trigger the venue holds (the
     order's); the best price is kept, so the next price sends its trigger again. A bracket's stop-loss trails when the bracket
-    has ``trail_offset`` or ``trail_percent``. On bars a stop trails from the bars that open
+    has ``trail_offset`` or ``trail_percent``. An instrument with quotes only trails on them: a
+    sell stop follows the best bid, a buy stop the best ask (where the stop would execute). Its
+    quotes are ignored for trailing once a bar or trade of it came, and from the start when the
+    run delivers bars of it (:attr:`Kernel.bar_instruments
+    <tradebus.engine.kernel.Kernel.bar_instruments>`), so a run with bars or trades trails as
+    without quotes. On bars a stop trails from the bars that open
     after it was placed: of the bar it was placed in (a bracket armed at its close, a stop placed
     when a fill of that bar is reported, or by a timer inside it) only the close counts, never a
     high or low from before the stop existed. A stop placed when a fill is reported starts from
@@ -239,6 +244,8 @@ class ContingentOrders:
         # instrument id -> price of its latest fill, while no bar, trade or quote of it came after
         # that fill: a simulated venue fills while it matches one, before the cache holds its price.
         self._fill_px: dict[str, float] = {}
+        # Instruments a bar or trade of came: their quotes no longer trail stops.
+        self._printed: set[str] = set()
         # Instruments whose brackets counting bars were warned about (no bar of them seen yet).
         self._warned_no_bars: set[str] = set()
 
@@ -449,6 +456,7 @@ class ContingentOrders:
             trail.trigger = order.trigger_price
 
     def _on_bar(self, bar: Bar) -> None:
+        self._printed.add(bar.instrument_id)
         if self._fill_px:
             self._fill_px.pop(bar.instrument_id, None)
         if self._cooldown:
@@ -463,6 +471,7 @@ class ContingentOrders:
             self._follow(bar.instrument_id, bar.high, bar.low, opened, bar.close)
 
     def _on_trade(self, trade: Trade) -> None:
+        self._printed.add(trade.instrument_id)
         if self._fill_px:
             self._fill_px.pop(trade.instrument_id, None)
         if self._brackets:
@@ -471,10 +480,15 @@ class ContingentOrders:
             self._follow(trade.instrument_id, trade.price, trade.price)
 
     def _on_quote(self, quote: Quote) -> None:
+        iid = quote.instrument_id
         if self._fill_px:
-            self._fill_px.pop(quote.instrument_id, None)
+            self._fill_px.pop(iid, None)
         if self._brackets:
-            self._arm_on_tick(quote.instrument_id)
+            self._arm_on_tick(iid)
+        if self._trailing and iid not in self._printed:
+            bars_of = self._kernel.bar_instruments
+            if bars_of is None or iid not in bars_of:
+                self._follow(iid, quote.bid_price, quote.ask_price)  # a sell stop trails the bid, a buy stop the ask
 
     def _arm_on_tick(self, instrument_id: str) -> None:
         """Arm the filled brackets of ``instrument_id`` that wait for no bar (a trade or quote came)."""
