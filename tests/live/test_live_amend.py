@@ -94,3 +94,38 @@ async def test_a_cancel_replace_whose_cancel_event_is_dropped_still_replaces_onc
         await h.venue.drain()
     assert order.status is OrderStatus.CANCELED and new.price == 55_000.0
     assert len(h.kernel.orders.orders()) == 2
+
+
+async def test_binance_spot_trailing_stop_trails_by_one_request_cancel_replaces() -> None:
+    """Long 0.01 BTC; a trailing sell stop 500 below the last trade (60,000): trigger 59,500. Trades
+    at 61,000 and 62,000 move it to 60,500 and 61,500, each by one ``POST /api/v3/order/cancelReplace``
+    (the venue always holds exactly one stop: there is no moment without one); 61,400 sells the
+    position at the venue. The live venue refused every trigger modify: the stop stayed at 59,500."""
+    from tradebus.execution.contingent import ContingentOrders
+
+    async with harness() as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        contingent = ContingentOrders(h.kernel)
+        buy = h.submit(OrderSide.BUY, 0.01)
+        await until(lambda: buy.status is OrderStatus.ACCEPTED)
+        h.trade(60_000.0)
+        await until(lambda: buy.status is OrderStatus.FILLED)
+        contingent.trailing_stop("s1", IID, OrderSide.SELL, 0.01, offset=500.0, reduce_only=False)
+
+        def venue_stops() -> list[float]:
+            return [r.order.trigger_price for r in h.emulator.open_orders()]
+
+        await until(lambda: venue_stops() == [59_500.0])
+        for price, trigger in ((61_000.0, 60_500.0), (62_000.0, 61_500.0)):
+            h.trade(price)
+            await until(lambda: venue_stops() == [trigger])  # noqa: B023
+            [coid] = contingent._trailing
+            await until(lambda: h.kernel.orders.order(coid).status is OrderStatus.ACCEPTED)  # noqa: B023
+            assert h.kernel.orders.order(coid).trigger_price == trigger
+        h.trade(61_400.0)
+        await until(lambda: h.kernel.portfolio.position(IID) == pytest.approx(0.0))
+        await h.venue.drain()
+    assert h.venue.requests["replace"] == 2 and h.venue.requests["cancel"] == 0
+    assert [p for m, p, c in h.emulator.requests if p == "/api/v3/order/cancelReplace"] == ["/api/v3/order/cancelReplace"] * 2
+    replaced = [o for o in h.kernel.orders.orders() if o.order_type is OrderType.STOP_MARKET]
+    assert [str(o.status) for o in replaced] == ["CANCELED", "CANCELED", "FILLED"]

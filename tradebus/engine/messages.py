@@ -39,6 +39,7 @@ __all__ = [
     "OrderModified",
     "OrderModifyRejected",
     "OrderRejected",
+    "OrderReplaced",
     "OrderResolved",
     "OrderSide",
     "OrderStatus",
@@ -381,6 +382,18 @@ class OrderModifyRejected(msgspec.Struct, frozen=True, gc=False):
     instrument_id: str
     client_order_id: str
     reason: str
+    ts_event: int
+    ts_init: int
+
+
+class OrderReplaced(msgspec.Struct, frozen=True, gc=False):
+    """A modification was applied by a cancel-replace: ``client_order_id`` ends (its ``OrderCanceled``
+    follows) and ``replacement_id``, a new order with the modified quantity, price or trigger, works on."""
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    replacement_id: str
     ts_event: int
     ts_init: int
 

@@ -39,7 +39,9 @@ Trailing stop
     reaches the venue like any action (on bars: from the next bar on), so a trigger never
     uses a price the venue has not seen yet. A modify that is not applied (``OrderModifyRejected``,
     or ``OrderDenied`` by the risk gate) leaves the stop at the trigger the venue holds (the
-    order's); the best price is kept, so the next price sends its trigger again. A bracket's stop-loss trails when the bracket
+    order's); the best price is kept, so the next price sends its trigger again. A venue that
+    cannot amend a stop cancel-replaces it (``OrderReplaced``): the trailing, its OCO group and
+    its bracket follow the new order, journaled. A bracket's stop-loss trails when the bracket
     has ``trail_offset`` or ``trail_percent``. An instrument with quotes only trails on them: a
     sell stop follows the best bid, a buy stop the best ask (where the stop would execute). Its
     quotes are ignored for trailing once a bar or trade of it came, and from the start when the
@@ -116,6 +118,7 @@ from tradebus.engine.messages import (
     OrderFilled,
     OrderModifyRejected,
     OrderRejected,
+    OrderReplaced,
     OrderSide,
     OrderType,
     Quote,
@@ -237,6 +240,7 @@ class ContingentOrders:
         for cls in (OrderCanceled, OrderExpired, OrderRejected, OrderDenied):
             bus.subscribe(cls, self._on_closed)
         bus.subscribe(OrderModifyRejected, self._on_modify_refused)
+        bus.subscribe(OrderReplaced, self._on_replaced)
         for iid in kernel.instruments:
             bus.subscribe(Bar, self._on_bar, iid)
             bus.subscribe(Trade, self._on_trade, iid)
@@ -454,6 +458,29 @@ class ContingentOrders:
         order = self._kernel.orders.get(event.client_order_id)
         if trail is not None and order is not None and order.is_open:
             trail.trigger = order.trigger_price
+
+    def _on_replaced(self, event: OrderReplaced) -> None:
+        """A cancel-replaced order's links (trailing, OCO, bracket child) move to its replacement, journaled."""
+        old, new = event.client_order_id, event.replacement_id
+        order = self._kernel.orders.get(new)
+        if order is None:
+            return
+        sid, iid = order.strategy_id, order.instrument_id
+        trail = self._trailing.pop(old, None)
+        if trail is not None:
+            trail.client_order_id, trail.trigger = new, order.trigger_price
+            self._link("trailing", sid, iid, new, (), sell=float(trail.sell), offset=trail.offset, percent=trail.percent)
+            self._trailing[new] = trail
+        group = self._oco.pop(old, None)
+        if group is not None and old in group:
+            group[group.index(old)] = new
+            self._oco[new] = group
+            self._link("oco", sid, iid, group[0], group)
+        bracket = self._child_of.pop(old, None)
+        if bracket is not None:
+            self._child_of[new] = bracket
+            bracket.children = [new if c == old else c for c in bracket.children]
+            self._link("children", sid, iid, bracket.entry_id, bracket.children)
 
     def _on_bar(self, bar: Bar) -> None:
         self._printed.add(bar.instrument_id)

@@ -49,6 +49,7 @@ from tradebus.engine.messages import (
     OrderExpired,
     OrderFilled,
     OrderModifyRejected,
+    OrderReplaced,
     OrderResolved,
     OrderStatus,
     OrderSubmitted,
@@ -207,8 +208,12 @@ class ExecutionEngine:
 
     # ------------------------------------------------------------------ commands
 
-    def submit(self, cmd: SubmitOrder) -> Order:
+    def submit(self, cmd: SubmitOrder, *, replaces: str = "") -> Order:
         """Check ``cmd`` and send it to the venue, or deny it.
+
+        ``replaces``: the client id of a working order this one replaces in a cancel-replace sent
+        as one request; it is checked as a modification of that order (what that order holds and
+        its place among the open orders are not counted twice).
 
         Returns the order (status DENIED, SUBMITTED, or whatever the venue answered synchronously).
         """
@@ -218,7 +223,10 @@ class ExecutionEngine:
         if journal is not None:
             journal.record_command(cmd, order.client_order_id)
         now = self._clock.now_ns()
-        reason = self._risk.check(cmd, om.count_open())
+        if replaces:
+            reason = self._risk.check(msgspec.structs.replace(cmd, client_order_id=replaces), om.count_open() - 1)
+        else:
+            reason = self._risk.check(cmd, om.count_open())
         if reason is not None:
             logger.info("order {} denied: {}", order.client_order_id, reason)
             self._event(OrderDenied(cmd.strategy_id, cmd.instrument_id, order.client_order_id, reason, now, now))
@@ -468,6 +476,10 @@ class ExecutionEngine:
             bus.publish(event)
             if change is not None:
                 bus.publish(change)
+        elif type(event) is OrderReplaced:
+            # Not an order state (the replaced order's OrderCanceled follows, the replacement's own
+            # events are its); not journaled: ContingentOrders journals the links it moves.
+            self._bus.publish(event)
         else:
             order = om.apply(event)
             if order is None:

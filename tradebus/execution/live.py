@@ -14,9 +14,16 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
 ``modify``
     a venue that amends in place (:attr:`TradingApi.supports_amend`: OKX, Bybit) gets the
     new total quantity and price; its acknowledgement -> ``OrderModified``, its refusal ->
-    ``OrderModifyRejected``. A refusal or no answer leaves the order as it was and queries it
-    (a trigger price cannot be modified: ``OrderModifyRejected`` at once). A venue without amend (Binance spot)
-    gets a **cancel-replace**: the order is canceled, and once the cancel is confirmed (not
+    ``OrderModifyRejected``. A refusal or no answer leaves the order as it was and queries it.
+    A venue with a cancel-replace in one request (:attr:`TradingApi.supports_replace`: Binance
+    spot) gets it: the replacement (a new client id, the new quantity, price and trigger) is
+    submitted through :attr:`LiveVenue.on_replace` with ``replaces=`` and sent with the cancel;
+    the venue's success emits ``OrderAccepted`` (replacement), ``OrderReplaced``, then the
+    ``OrderCanceled`` of the order (held until then if the user stream told it first); a failed
+    cancel rejects the replacement (``OrderModifyRejected``); a replacement refused after the
+    cancel places the order again as it was (``OrderReplaced``), one round trip without it.
+    Another venue without amend gets a **cancel-replace** in two requests (never for a trigger
+    price: a stop would be off the venue between them; ``OrderModifyRejected`` at once): the order is canceled, and once the cancel is confirmed (not
     filled in the meantime) a new order with a new client id for the quantity left, at the
     new price, is submitted through :attr:`LiveVenue.on_replace` (the engine's ``submit``:
     it passes the risk gate and the journal like any order). When the order closed otherwise
@@ -56,7 +63,9 @@ from tradebus.engine.messages import (
     OrderFilled,
     OrderModified,
     OrderModifyRejected,
+    OrderCanceled,
     OrderRejected,
+    OrderReplaced,
     OrderStatus,
     SubmitOrder,
 )
@@ -70,6 +79,7 @@ __all__ = [
     "Ack",
     "LiveVenue",
     "NoAnswer",
+    "ReplacementRejected",
     "TradingApi",
     "VenueRejected",
     "cancel_one",
@@ -86,6 +96,10 @@ class NoAnswer(VenueError):
 
 class VenueRejected(VenueError):
     """A definitive refusal by the venue (the request was processed and refused)."""
+
+
+class ReplacementRejected(VenueRejected):
+    """A cancel-replace whose cancel was done and whose new order was refused: neither works at the venue."""
 
 
 def lots_to_send(order: Order, instrument: Instrument) -> float:
@@ -197,9 +211,25 @@ class TradingApi(ABC):
 
     #: Whether :meth:`amend` changes a working order in place at this venue.
     supports_amend: bool = False
+    #: Whether :meth:`replace` cancels an order and places its replacement in one request at this venue.
+    supports_replace: bool = False
 
-    async def amend(self, order: Order, quantity: float, price: float) -> None:
-        """Change a working order's total quantity and/or price (NaN: unchanged) in place.
+    async def replace(self, order: Order, replacement: Order) -> Ack:
+        """Cancel ``order`` and place ``replacement`` in one request (the venue's cancel-replace); its acknowledgement.
+
+        Raises
+        ------
+        VenueRejected
+            Nothing was done (the cancel failed: ``order`` no longer works; or the request was refused).
+        ReplacementRejected
+            ``order`` was canceled but ``replacement`` refused.
+        NoAnswer
+            Neither outcome is known.
+        """
+        raise VenueRejected(f"order {order.client_order_id}: {type(self).__name__} has no cancel-replace")
+
+    async def amend(self, order: Order, quantity: float, price: float, trigger_price: float = math.nan) -> None:
+        """Change a working order's total quantity, price and/or trigger price (NaN: unchanged) in place.
 
         Venues without amend keep this answer: a refusal (the live venue cancel-replaces instead).
         """
@@ -234,11 +264,16 @@ class LiveVenue(Venue):
         self._closed = False
         #: Called with a client order id when a query's answer arrived (the engine's ``reconcile_order``).
         self.on_answer: Callable[[str], Any] | None = None
-        #: Requests sent, by kind (``place``, ``cancel``, ``query``, ``amend``): what a test counts.
-        self.requests: dict[str, int] = {"place": 0, "cancel": 0, "query": 0, "amend": 0}
-        #: Submits the replacement of a cancel-replaced order (the engine's ``submit``).
-        self.on_replace: Callable[[SubmitOrder], Any] | None = None
+        #: Requests sent, by kind (``place``, ``cancel``, ``query``, ``amend``, ``replace``): what a test counts.
+        self.requests: dict[str, int] = {"place": 0, "cancel": 0, "query": 0, "amend": 0, "replace": 0}
+        #: Submits the replacement of a cancel-replaced order (the engine's ``submit``; ``replaces=``
+        #: the replaced order's id when it still works, in a one-request cancel-replace).
+        self.on_replace: Callable[..., Any] | None = None
         self._replacing: dict[str, ModifyOrder] = {}
+        # One-request cancel-replaces in flight: replaced id -> replacement; and their held cancels.
+        self._swapping: Order | None = None
+        self._swaps: dict[str, Order] = {}
+        self._held: dict[str, Any] = {}
         self._queued = False
 
     def requests_queued(self) -> bool:
@@ -256,6 +291,11 @@ class LiveVenue(Venue):
             logger.info("dry run: order {} not sent", order.client_order_id)
             self.emit(OrderRejected(order.strategy_id, order.instrument_id, order.client_order_id, "dry run: not sent", now, now))
             return
+        replaced, self._swapping = self._swapping, None
+        if replaced is not None:
+            self._swaps[replaced.client_order_id] = order
+            self._spawn(self._cancel_replace(replaced, order), f"replace:{replaced.client_order_id}")
+            return
         self._spawn(self._place(order), f"place:{order.client_order_id}")
 
     def cancel(self, order: Order) -> None:
@@ -268,22 +308,34 @@ class LiveVenue(Venue):
     def modify(self, order: Order, cmd: ModifyOrder) -> None:
         """Amend ``order`` at the venue, or cancel-replace it where the venue cannot amend (module docstring)."""
         coid = order.client_order_id
-        if not math.isnan(cmd.trigger_price):
-            logger.warning("order {}: a trigger price cannot be modified on the live venue; modification rejected", coid)
-            self._modify_rejected(order, "a trigger price cannot be modified on the live venue")
-            return
         if self.dry_run:
             logger.info("dry run: modify of {} not sent", coid)
             return
         if self.api.supports_amend:
             self._spawn(self._amend(order, cmd), f"amend:{coid}")
             return
+        if self.api.supports_replace and self.on_replace is not None:
+            self._swap(order, cmd)
+            return
+        if not math.isnan(cmd.trigger_price):
+            # Its replacement would come after the cancel: a stop's position unprotected meanwhile.
+            reason = "the venue can neither amend nor cancel-replace in one request: a trigger price is not modified"
+            logger.warning("order {}: {}", coid, reason)
+            self._modify_rejected(order, reason)
+            return
         logger.info("order {}: the venue cannot amend; canceling it, its replacement follows the cancel", coid)
         self._replacing[coid] = cmd
         self._spawn(self._cancel(order), f"cancel:{coid}")
 
     def emit(self, event: Any) -> None:
-        """Hand ``event`` to the engine; once a cancel-replaced order is closed, submit its replacement."""
+        """Hand ``event`` to the engine; once a cancel-replaced order is closed, submit its replacement.
+
+        The ``OrderCanceled`` of an order whose one-request cancel-replace is in flight waits for
+        the request's answer (it then follows the ``OrderReplaced``).
+        """
+        if type(event) is OrderCanceled and event.client_order_id in self._swaps:
+            self._held[event.client_order_id] = event
+            return
         super().emit(event)
         if self._replacing:
             self._replace_if_closed(getattr(event, "client_order_id", ""))
@@ -300,14 +352,37 @@ class LiveVenue(Venue):
             logger.info("order {} closed {} before its replacement; nothing replaced", coid, order.status.name)
             self._modify_rejected(order, f"closed {order.status.name} before its replacement")
             return
+        sub = self._replacement(order, cmd, qty)
+        replacement = self.on_replace(sub)
+        logger.info("order {} replaced by {} ({} @ {})", coid, getattr(replacement, "client_order_id", "?"), qty, sub.price)
+
+    def _replacement(self, order: Order, cmd: ModifyOrder, qty: float) -> SubmitOrder:
+        """The new order of a cancel-replace: ``order`` for ``qty`` with the modified price and trigger."""
         now = self.clock.now_ns()
         price = order.price if math.isnan(cmd.price) else cmd.price
-        sub = SubmitOrder(
+        trigger = order.trigger_price if math.isnan(cmd.trigger_price) else cmd.trigger_price
+        return SubmitOrder(
             order.strategy_id, order.instrument_id, "", order.side, qty, now, now, order.order_type, price,
-            order.trigger_price, order.tif, order.post_only, order.reduce_only,
+            trigger, order.tif, order.post_only, order.reduce_only,
         )
-        replacement = self.on_replace(sub)
-        logger.info("order {} replaced by {} ({} @ {})", coid, getattr(replacement, "client_order_id", "?"), qty, price)
+
+    def _swap(self, order: Order, cmd: ModifyOrder) -> None:
+        """Cancel-replace ``order`` in one request: the replacement is submitted through the engine now and
+        sent with the cancel (:meth:`submit` sees :attr:`_swapping`)."""
+        coid = order.client_order_id
+        qty = (order.quantity if math.isnan(cmd.quantity) else cmd.quantity) - order.filled_qty
+        if qty <= 0.0 or coid in self._swaps:
+            why = "a cancel-replace of it is in flight" if coid in self._swaps else "nothing left to replace"
+            self._modify_rejected(order, why)
+            return
+        assert self.on_replace is not None
+        self._swapping = order
+        try:
+            replacement = self.on_replace(self._replacement(order, cmd, qty), replaces=coid)
+        finally:
+            self._swapping = None
+        if coid not in self._swaps:  # the replacement was denied before it was sent
+            self._modify_rejected(order, f"replacement {getattr(replacement, 'status', '?')}")
 
     def query_order(self, client_order_id: str) -> OrderStatusReport | None:
         """The latest answer of the venue about this order, or start asking (raises until it arrives)."""
@@ -376,7 +451,7 @@ class LiveVenue(Venue):
         coid = order.client_order_id
         self.requests["amend"] += 1
         try:
-            await self.api.amend(order, cmd.quantity, cmd.price)
+            await self.api.amend(order, cmd.quantity, cmd.price, cmd.trigger_price)
         except VenueRejected as exc:
             logger.info("amend of {} refused: {}; querying", coid, exc)
             self._modify_rejected(order, str(exc))
@@ -389,7 +464,60 @@ class LiveVenue(Venue):
         now = self.clock.now_ns()
         qty = order.quantity if math.isnan(cmd.quantity) else cmd.quantity
         price = order.price if math.isnan(cmd.price) else cmd.price
-        self.emit(OrderModified(order.strategy_id, order.instrument_id, coid, qty, price, order.trigger_price, now, now))
+        trigger = order.trigger_price if math.isnan(cmd.trigger_price) else cmd.trigger_price
+        self.emit(OrderModified(order.strategy_id, order.instrument_id, coid, qty, price, trigger, now, now))
+
+    async def _cancel_replace(self, order: Order, replacement: Order) -> None:
+        coid, new = order.client_order_id, replacement.client_order_id
+        self.requests["replace"] += 1
+        try:
+            ack = await self.api.replace(order, replacement)
+        except VenueRejected as exc:
+            self._swaps.pop(coid, None)
+            now = self.clock.now_ns()
+            self.emit(OrderRejected(replacement.strategy_id, replacement.instrument_id, new, str(exc), now, now))
+            if isinstance(exc, ReplacementRejected) and self.on_replace is not None:
+                # Canceled, the new order refused: the order is placed again as it was, alone (the
+                # venue was without it for this round trip); what followed it follows the new one.
+                logger.error("cancel-replace of {}: canceled, replacement {} refused ({}); placing it again", coid, new, exc)
+                nan = math.nan
+                keep = ModifyOrder(order.strategy_id, order.instrument_id, coid, now, now, nan, nan, nan)
+                again = self.on_replace(self._replacement(order, keep, order.quantity - order.filled_qty), replaces=coid)
+                self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, again.client_order_id, now, now))
+                self._pass_cancel(order, now)
+                return
+            logger.info("cancel-replace of {} refused: {}; querying", coid, exc)
+            self._modify_rejected(order, str(exc))
+            self._release_held(coid)
+            self._query_soon(order)
+            return
+        except NoAnswer as exc:
+            # Either may have happened: both are queried (the replacement by its submit timeout).
+            logger.warning("cancel-replace of {}: no answer ({}); querying", coid, exc)
+            self._swaps.pop(coid, None)
+            self._release_held(coid)
+            self._query_soon(order)
+            return
+        self._swaps.pop(coid, None)
+        now = self.clock.now_ns()
+        if replacement.status in _UNACKNOWLEDGED:
+            self.emit(OrderAccepted(replacement.strategy_id, replacement.instrument_id, new, ack.venue_order_id, ack.ts_event, now))
+        self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, new, ack.ts_event, now))
+        self._pass_cancel(order, ack.ts_event)
+        logger.info("order {} replaced by {} in one request", coid, new)
+
+    def _pass_cancel(self, order: Order, ts_event: int) -> None:
+        """Emit the cancel of a cancel-replaced order: the user stream's, held, else one from the answer."""
+        held = self._held.pop(order.client_order_id, None)
+        if held is None:
+            now = self.clock.now_ns()
+            held = OrderCanceled(order.strategy_id, order.instrument_id, order.client_order_id, "replaced", ts_event, now)
+        self.emit(held)
+
+    def _release_held(self, coid: str) -> None:
+        held = self._held.pop(coid, None)
+        if held is not None:
+            self.emit(held)
 
     async def _cancel(self, order: Order) -> None:
         coid = order.client_order_id

@@ -62,6 +62,7 @@ from tradebus.engine.messages import (
     OrderFilled,
     OrderModified,
     OrderModifyRejected,
+    OrderReplaced,
     OrderRejected,
     OrderSide,
     OrderSubmitted,
@@ -258,6 +259,9 @@ class Strategy:
 
     def on_order_modify_rejected(self, event: OrderModifyRejected) -> None:
         """A modification was not applied (``event.reason`` says why); the order works on unchanged."""
+
+    def on_order_replaced(self, event: OrderReplaced) -> None:
+        """A modification was applied by a cancel-replace: the order works on as ``event.replacement_id``."""
 
     def on_order_filled(self, event: OrderFilled) -> None:
         """An order (partially) filled."""

@@ -6,7 +6,7 @@ faults, sessions), speaking enough of Binance spot's private API for
 :class:`~tradebus.adapters.binance.trading.BinanceTrading` (ccxt, its URLs pointed here) and
 :class:`~tradebus.adapters.binance.user_stream.BinanceUserStream` to run unchanged:
 
-* ``POST /api/v3/order``, ``DELETE /api/v3/order``, ``GET /api/v3/order``,
+* ``POST /api/v3/order``, ``POST /api/v3/order/cancelReplace`` (``STOP_ON_FAILURE``), ``DELETE /api/v3/order``, ``GET /api/v3/order``,
   ``GET /api/v3/openOrders``, ``GET /api/v3/myTrades``, ``GET /api/v3/account``: every
   request must carry ``X-MBX-APIKEY`` and a valid HMAC-SHA256 ``signature`` of its
   parameters, and a ``timestamp`` within ``recvWindow``; errors are Binance's
@@ -183,6 +183,7 @@ class BinancePrivateEmulator(AccountEmulator):
     def routes(self) -> dict[tuple[str, str], Any]:
         return {
             ("POST", "/api/v3/order"): self._place,
+            ("POST", "/api/v3/order/cancelReplace"): self._cancel_replace,
             ("DELETE", "/api/v3/order"): self._cancel,
             ("GET", "/api/v3/order"): self._query,
             ("GET", "/api/v3/openOrders"): self._open_orders,
@@ -246,6 +247,28 @@ class BinancePrivateEmulator(AccountEmulator):
         if rec.status is OrderStatus.REJECTED:
             return self.error(400, -2010, f"Order rejected: {rec.reason}")
         return self._json(self._order_json(rec) | {"transactTime": rec.time_ms})
+
+    def _cancel_replace(self, p: dict[str, str]) -> web.Response:
+        """``cancelReplaceMode=STOP_ON_FAILURE``: a failed cancel places nothing (``-2022``); a refused
+        new order after the cancel is ``-2021`` (HTTP 409), the cancel standing."""
+        if p.get("cancelReplaceMode") != "STOP_ON_FAILURE":
+            return self.error(400, -1102, "Mandatory parameter 'cancelReplaceMode' was not sent or is not STOP_ON_FAILURE here.")
+        rec = self.orders.get(p.get("cancelOrigClientOrderId", ""))
+        if rec is None or rec.status not in common.OPEN or p.get("newClientOrderId", "") in self.orders:
+            data = {"cancelResult": "FAILURE", "newOrderResult": "NOT_ATTEMPTED",
+                    "cancelResponse": {"code": -2011, "msg": "Unknown order sent."}, "newOrderResponse": None}
+            return web.Response(status=400, text=json.dumps({"code": -2022, "msg": "Order cancel-replace failed.", "data": data}),
+                                content_type="application/json")
+        self.cancel(rec)
+        canceled = self._order_json(rec)
+        placed = self._place(p)
+        if placed.status != 200:
+            data = {"cancelResult": "SUCCESS", "newOrderResult": "FAILURE", "cancelResponse": canceled,
+                    "newOrderResponse": json.loads(placed.text or "{}")}
+            return web.Response(status=409, text=json.dumps({"code": -2021, "msg": "Order cancel-replace partially failed.", "data": data}),
+                                content_type="application/json")
+        return self._json({"cancelResult": "SUCCESS", "newOrderResult": "SUCCESS", "cancelResponse": canceled,
+                           "newOrderResponse": json.loads(placed.text or "{}")})
 
     def _cancel(self, p: dict[str, str]) -> web.Response:
         rec = self.orders.get(p.get("origClientOrderId", ""))

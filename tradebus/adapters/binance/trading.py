@@ -16,6 +16,12 @@ STOP_LIMIT             ``type=STOP_LOSS_LIMIT`` / ``TAKE_PROFIT_LIMIT`` + ``pric
 reduce_only            not on spot: refused locally (:class:`VenueRejected`)
 =====================  ==========================================================
 
+A modify of a working order is a **cancel-replace** in one request, ``POST /api/v3/order/cancelReplace``
+(``cancelReplaceMode=STOP_ON_FAILURE``): Binance spot has no amend of a price or a stop price. The
+matching engine cancels the order and places its replacement (a new client id) in one step, so a
+trailing stop is never off the book between the two; only when the replacement is refused after
+the cancel (``-2021``) is the order placed again alone, one round trip later.
+
 Every request first takes its weight (:data:`WEIGHTS`) from the account's shared
 :class:`~tradebus.adapters.common.ratelimit.WeightBudget`, and every answer updates it.
 
@@ -68,7 +74,9 @@ from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.adapters.common.rest_trading import decimal_text
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
-from tradebus.execution.live import AccountBalance, AccountPosition, Ack, NoAnswer, TradingApi, VenueRejected, cancel_one, lots_to_send
+from tradebus.execution.live import (
+    AccountBalance, AccountPosition, Ack, NoAnswer, ReplacementRejected, TradingApi, VenueRejected, cancel_one, lots_to_send,
+)
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 
@@ -94,6 +102,7 @@ _STATUS = re.compile(r"^binance (\d{3}) ")
 #: Request weight of each endpoint (Binance spot documentation; openOrders with a symbol).
 WEIGHTS: dict[str, int] = {
     "private_post_order": 1,
+    "private_post_order_cancelreplace": 1,
     "private_delete_order": 1,
     "private_get_order": 4,
     "private_get_openorders": 6,
@@ -359,6 +368,29 @@ class BinanceTrading(TradingApi):
         ts = int(raw.get("transactTime") or raw.get("updateTime") or 0) * 1_000_000
         return Ack(str(raw["clientOrderId"]), str(raw["orderId"]), ts)
 
+    #: Spot cancel-replaces in one request (``POST /api/v3/order/cancelReplace``); USD-M does not.
+    supports_replace = True
+
+    async def replace(self, order: Order, replacement: Order) -> Ack:
+        """``POST /api/v3/order/cancelReplace`` with ``cancelReplaceMode=STOP_ON_FAILURE``: ``order`` is canceled
+        and ``replacement`` placed by the matching engine in one request (no cancel, no new order).
+
+        Binance answers ``-2022`` when the cancel failed (the new order not attempted: nothing
+        changed) and ``-2021`` when the cancel was done but the new order refused
+        (:class:`ReplacementRejected`).
+        """
+        params = self.order_params(replacement, self._instrument(replacement))
+        params |= {"cancelReplaceMode": "STOP_ON_FAILURE", "cancelOrigClientOrderId": order.client_order_id}
+        try:
+            raw = await self._call("private_post_order_cancelreplace", params)
+        except VenueRejected as exc:
+            if "error -2021:" in str(exc):
+                raise ReplacementRejected(str(exc)) from None
+            raise
+        new = raw["newOrderResponse"]
+        ts = int(new.get("transactTime") or new.get("updateTime") or 0) * 1_000_000
+        return Ack(str(new["clientOrderId"]), str(new["orderId"]), ts)
+
     async def cancel(self, order: Order) -> None:
         """``DELETE /api/v3/order`` by ``origClientOrderId``."""
         inst = self._instrument(order)
@@ -509,6 +541,8 @@ class BinanceFuturesTrading(BinanceTrading):
 
     ccxt_class = _BinanceUsdm
     weights = FUTURES_WEIGHTS
+    #: ``PUT /fapi/v1/order`` amends LIMIT orders only and USD-M has no cancel-replace.
+    supports_replace = False
     trades_of_order_weight = FUTURES_WEIGHTS["fapiprivate_get_usertrades"]
     trades_window_ms = 7 * 24 * 3600 * 1000
     endpoint = {

@@ -251,8 +251,10 @@ class BybitTrading(CcxtTrading):
         inst = self.instrument(order)
         await self.call("private_post_v5_order_cancel", {"category": self.category, "symbol": wire_symbol(inst), "orderLinkId": order.client_order_id})
 
-    async def amend(self, order: Order, quantity: float, price: float) -> None:
+    async def amend(self, order: Order, quantity: float, price: float, trigger_price: float = math.nan) -> None:
         """``POST /v5/order/amend``: the new total quantity and/or price (NaN: unchanged)."""
+        if not math.isnan(trigger_price):
+            raise VenueRejected(f"order {order.client_order_id}: Bybit stop orders are not placed here, no trigger to amend")
         inst = self.instrument(order)
         params = {"category": self.category, "symbol": wire_symbol(inst), "orderLinkId": order.client_order_id}
         if not math.isnan(quantity):

@@ -238,8 +238,10 @@ class OkxTrading(CcxtTrading):
         inst = self.instrument(order)
         await self.call("private_post_trade_cancel_order", {"instId": inst.symbol, "clOrdId": order.client_order_id})
 
-    async def amend(self, order: Order, quantity: float, price: float) -> None:
+    async def amend(self, order: Order, quantity: float, price: float, trigger_price: float = math.nan) -> None:
         """``POST /api/v5/trade/amend-order``: the new total size and/or price (NaN: unchanged)."""
+        if not math.isnan(trigger_price):
+            raise VenueRejected(f"order {order.client_order_id}: OKX stop orders are not placed here, no trigger to amend")
         inst = self.instrument(order)
         params = {"instId": inst.symbol, "clOrdId": order.client_order_id}
         if not math.isnan(quantity):
