@@ -165,7 +165,7 @@ async def test_health_is_503_until_the_daemon_runs_and_when_its_feed_is_down(tmp
         await asyncio.wait_for(task, 20)
     assert resp.status_code == 503
     problems = resp.json()["problems"]
-    assert any("not connected" in p for p in problems) and any("no market data" in p for p in problems)
+    assert any("not connected" in p for p in problems) and any("received no frame" in p for p in problems)
 
 
 async def test_a_taken_ops_port_is_a_config_error_naming_it(tmp_path: Path) -> None:

@@ -171,7 +171,8 @@ class OpsConfig(_Model):
     loop_lag_interval
         Event-loop lag probe interval (seconds).
     health_max_age
-        ``/health`` answers 503 when no market-data message came for this long (seconds).
+        ``/health`` answers 503 when a feed received no frame for this long (seconds; a frame
+        whether or not it made a market-data message, see :mod:`tradebus.ops.health`).
     telegram
         Telegram alerts and control (``None``: off).
     log

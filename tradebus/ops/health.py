@@ -1,11 +1,16 @@
-"""The ``/health`` answer of a daemon: feeds connected, books synced, last message age, user stream, trading state.
+"""The ``/health`` answer of a daemon: feeds connected, last frame age, books synced, user stream, trading state.
 
-Healthy (HTTP 200) when the daemon is running, every feed is connected and delivered a
-market-data message within ``max_age`` seconds, every subscribed L2 book is in sync, and
-(live daemon) its private user stream is connected (without it no fill is seen); otherwise
-503 with the failing checks listed under ``problems``. The trading state is reported but
-does not make the daemon unhealthy: a HALTED daemon is doing what it was told, and a
-supervisor restarting it would not help.
+Healthy (HTTP 200) when the daemon is running, every feed is connected and received a frame
+within ``max_age`` seconds, every subscribed L2 book is in sync, and (live daemon) its
+private user stream is connected (without it no fill is seen); otherwise 503 with the
+failing checks listed under ``problems``.
+
+A feed's liveness is the age of its latest received frame (``last_frame_age_seconds``),
+whether or not the frame made a market-data message: a kline stream sends the open candle
+every few seconds and a Bar only when it closes, so the age of the latest message
+(``last_message_age_seconds``, reported, not judged) reaches the bar interval on a healthy
+bar-only feed. The trading state is reported but does not make the daemon unhealthy: a
+HALTED daemon is doing what it was told, and a supervisor restarting it would not help.
 """
 
 from __future__ import annotations
@@ -32,7 +37,21 @@ def health_report(
     clock_ns: Callable[[], int] = time.time_ns,
     user_streams: Sequence[Any] = (),
 ) -> tuple[bool, dict[str, Any]]:
-    """``(healthy, report)`` of ``target`` now, with its private ``user_streams`` (see the module docstring)."""
+    """``(healthy, report)`` of ``target`` now, with its private ``user_streams`` (see the module docstring).
+
+    Parameters
+    ----------
+    target
+        The daemon.
+    last_recv_ns
+        Receive time (ns) of the latest market-data message per instrument (reported only).
+    max_age
+        Seconds a feed may go without a frame.
+    clock_ns
+        Wall clock of the receive times.
+    user_streams
+        A live daemon's private streams (``name``, ``connected``).
+    """
     now = clock_ns()
     problems: list[str] = []
     running = target.running.is_set()
@@ -42,15 +61,21 @@ def health_report(
     for feed in target.feeds:
         client = feed.client
         connected = client is not None and client.connected.is_set()
+        last_frame = 0 if client is None else client.last_frame_ns
+        frame_age = None if not last_frame else round(max(0.0, (now - last_frame) / 1e9), 3)
         seen = [last_recv_ns[i] for i in feed.instrument_ids if i in last_recv_ns]
-        age = None if not seen else round(max(0.0, (now - max(seen)) / 1e9), 3)
-        feeds[feed.name] = {"connected": connected, "last_message_age_seconds": age}
+        message_age = None if not seen else round(max(0.0, (now - max(seen)) / 1e9), 3)
+        feeds[feed.name] = {
+            "connected": connected,
+            "last_frame_age_seconds": frame_age,
+            "last_message_age_seconds": message_age,
+        }
         if not connected:
             problems.append(f"feed {feed.name} not connected")
-        if age is None:
-            problems.append(f"feed {feed.name} delivered no market data yet")
-        elif age > max_age:
-            problems.append(f"feed {feed.name} silent for {age:.1f} s (> {max_age:g} s)")
+        if frame_age is None:
+            problems.append(f"feed {feed.name} received no frame yet")
+        elif frame_age > max_age:
+            problems.append(f"feed {feed.name} silent for {frame_age:.1f} s (> {max_age:g} s)")
     books = book_states(target.feeds)
     problems.extend(f"book {iid} not in sync" for iid, ok in books.items() if not ok)
     streams = {stream.name: {"connected": stream.connected.is_set()} for stream in user_streams}

@@ -91,6 +91,9 @@ class WsClient(ABC):
         self.watchdog = StaleWatchdog(name, policy.stale_after, sink)
         self.connections = 0
         self.frames = 0
+        #: Receive time (ns) of the latest frame of any connection (``0``: none yet): the feed's
+        #: liveness, whether or not the frame made a message (an open kline makes none).
+        self.last_frame_ns = 0
         self.rejected = 0
         self.conn_id = ""
         self.connected = asyncio.Event()
@@ -270,6 +273,7 @@ class WsClient(ABC):
         async for raw in ws:
             recv_ns = clock()
             self.frames += 1
+            self.last_frame_ns = recv_ns
             watchdog.touch(recv_ns)
             if recorder is not None:
                 recorder.write(recv_ns, conn, raw)

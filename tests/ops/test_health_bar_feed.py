@@ -1,0 +1,92 @@
+"""``/health`` of a paper daemon whose only feed is a Binance kline stream, served on 127.0.0.1.
+
+A kline frame becomes a :class:`~tradebus.engine.messages.Bar` only once its candle closes: a
+``kline_1h`` feed delivers frames every few seconds and one message an hour. The frames are the
+SUSHIUSDT ``kline_1m`` updates of the cryptofeed USD-M recording (``tests/fixtures/binance``),
+the open ones only (``"x":false``): the candle never closes during the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from tradebus.adapters.binance.emulator import BinanceProtocol
+from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.node.daemon import PaperNode
+from tradebus.ops.health import health_report
+
+from adapters.binance_testdata import CF_USDM, cryptofeed_frames
+from live.node_testdata import config_of
+
+IID = "SUSHIUSDT.BINANCE_USDM"
+SUSHI = {
+    "venue": "BINANCE_USDM",
+    "symbol": "SUSHIUSDT",
+    "kind": "perpetual",
+    "base": "SUSHI",
+    "quote": "USDT",
+    "tick_size": 0.001,
+    "lot_size": 1.0,
+    "taker_fee": 0.0004,
+    "maker_fee": 0.0002,
+}
+OPEN_KLINES = [f for f in cryptofeed_frames(CF_USDM) if f[1].startswith('{"stream":"sushiusdt@kline_1m"') and '"x":false' in f[1]]
+
+
+def _config(srv: Any) -> dict[str, Any]:
+    return {
+        "instruments": [SUSHI],
+        "strategy": {
+            "name": "tradebus.strategies.ema_cross:EmaCross",
+            "instruments": [IID],
+            "params": {"fast": 2, "slow": 3, "quantity": 1.0},
+        },
+        "venue": {"fill_on": "bars"},
+        "feeds": [
+            {
+                "venue": "binance",
+                "market": "usdm",
+                "ws_url": srv.ws_url,
+                "rest_url": srv.http_url,
+                "subscriptions": {IID: ["kline"]},
+                "backoff": {"base": 0.05, "cap": 0.2, "min_delay": 0.01},
+            }
+        ],
+        "ops": {"port": 0, "health_max_age": 60},
+        "warm_up": False,
+    }
+
+
+async def test_health_of_a_bar_only_feed_is_the_age_of_its_last_frame_not_of_its_last_bar() -> None:
+    """A daemon on a kline feed answered 503 ("delivered no market data yet", then "silent for ... s")
+    for most of each candle, though frames kept arriving: /health counted parsed messages only."""
+    assert len(OPEN_KLINES) >= 10
+    async with LocalVenueServer(BinanceProtocol(futures=True), OPEN_KLINES, lifetime=120.0) as srv:
+        node = PaperNode(config_of(_config(srv)), handle_signals=False)
+        task = asyncio.create_task(node.run())
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while loop.time() < deadline and not (node.feeds and node.feeds[0].client.frames == len(OPEN_KLINES)):
+                await asyncio.sleep(0.02)
+            client = node.feeds[0].client
+            assert client is not None and client.frames == len(OPEN_KLINES)
+            assert node.ops is not None and node.ops.server is not None
+            async with httpx.AsyncClient(timeout=5.0) as http:
+                resp = await http.get(f"http://127.0.0.1:{node.ops.server.port}/health")
+            assert resp.status_code == 200, resp.json()
+            # the same feed 61 s after its last frame: silent for longer than health_max_age
+            later = client.last_frame_ns + 61_000_000_000
+            stale_ok, stale = health_report(node, node.ops.metrics.last_recv_ns, 60.0, clock_ns=lambda: later)
+        finally:
+            node.stop("test done")
+            await asyncio.wait_for(task, 20)
+    assert node.router.messages == 0  # no candle closed: no message at all
+    feed = resp.json()["feeds"][node.feeds[0].name]
+    assert feed["connected"] is True and 0.0 <= feed["last_frame_age_seconds"] < 60.0
+    assert feed["last_message_age_seconds"] is None
+    assert not stale_ok
+    assert stale["problems"] == [f"feed {node.feeds[0].name} silent for 61.0 s (> 60 s)"]
