@@ -1,4 +1,4 @@
-"""A fake Telegram Bot API on 127.0.0.1 (aiohttp): ``getUpdates`` (long poll) and ``sendMessage``."""
+"""A fake Telegram Bot API on 127.0.0.1 (aiohttp): ``getMe``, ``getUpdates`` (long poll) and ``sendMessage``."""
 
 from __future__ import annotations
 
@@ -10,16 +10,18 @@ from aiohttp import web
 
 
 class FakeBotApi:
-    """Answers ``/bot<token>/getUpdates`` and ``/bot<token>/sendMessage`` for one token.
+    """Answers ``/bot<token>/getMe``, ``/bot<token>/getUpdates`` and ``/bot<token>/sendMessage`` for one token.
 
+    ``getMe`` answers as Telegram does: the bot's user, id from the token, ``username``.
     ``push(chat_id, text)`` queues an incoming message; ``sent`` holds every
     ``(chat_id, text)`` the bot sent; ``send_delay`` slows ``sendMessage`` down; a wrong
     token gets 401 like the real API; ``throttle``, ``garble`` and ``fail`` make the next
     ``sendMessage`` calls fail (429, a JSON list, an HTTP 5xx page).
     """
 
-    def __init__(self, token: str, send_delay: float = 0.0) -> None:
+    def __init__(self, token: str, send_delay: float = 0.0, username: str = "tradebus_test_bot") -> None:
         self.token = token
+        self.username = username
         self.send_delay = send_delay
         #: answer this many sendMessage calls with HTTP 429 (flood control) first
         self.throttle = 0
@@ -66,6 +68,17 @@ class FakeBotApi:
                 await asyncio.sleep(self.send_delay)
             self.sent.append((int(body["chat_id"]), str(body["text"])))
             return web.json_response({"ok": True, "result": {"message_id": len(self.sent)}})
+        if method == "getMe":
+            me = {
+                "id": int(self.token.partition(":")[0]),
+                "is_bot": True,
+                "first_name": "tradebus",
+                "username": self.username,
+                "can_join_groups": True,
+                "can_read_all_group_messages": False,
+                "supports_inline_queries": False,
+            }
+            return web.json_response({"ok": True, "result": me})
         if method == "getUpdates":
             offset = int(body.get("offset", 0))
             pending = [u for u in self._updates if u["update_id"] >= offset]

@@ -319,6 +319,38 @@ def test_a_flatten_order_the_risk_gate_denies_is_answered_as_denied() -> None:
     )
 
 
+async def test_a_command_addressed_to_another_bot_is_not_ours_to_act_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a group chat with several bots, ``/halt@OtherBot`` halted our daemon (the command name was the
+    text before ``@``, whoever it named): only a bare command or one naming our bot (``getMe``) may act."""
+    group = -1001234567890
+    inst = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5)
+    kernel = Kernel([inst], initial_cash=10_000.0)
+    async with FakeBotApi(TOKEN, username="tradebus_ops_bot") as api:
+        hooks = _ops_bot(api, monkeypatch, chat_ids=[group], commands=True, poll_timeout=1)
+        hooks.target = _Daemon(kernel)
+        bot = hooks.telegram
+        assert bot is not None
+        await bot.start()
+        try:
+            api.push(group, "/halt@OtherBot")
+            api.push(group, "/pnl@Tradebus_Ops_Bot")  # usernames are case-insensitive
+            await until(lambda: any(t.startswith("equity ") for t in api.texts()))
+            state_after_other = kernel.risk.state
+            api.push(group, "/halt@tradebus_ops_bot now")
+            await until(lambda: kernel.risk.state is TradingState.HALTED)
+            state_after_ours = kernel.risk.state
+            api.push(group, "/resume")
+            await until(lambda: api.texts()[-1] == "trading state: ACTIVE")
+        finally:
+            await bot.stop()
+    assert state_after_other is TradingState.ACTIVE
+    assert state_after_ours is TradingState.HALTED
+    assert kernel.risk.state is TradingState.ACTIVE
+    pnl, halted, resumed = api.texts(group)
+    assert pnl.startswith("equity ") and halted == "trading state: HALTED" and resumed == "trading state: ACTIVE"
+    assert api.requests[0] == "getMe" and api.requests.count("getMe") == 1
+
+
 class _WallClock:
     """A UTC wall clock that a sleep moves forward by ``rate`` times the time slept plus ``late`` seconds
     (the event loop's wake-up latency); the sleep ends the run (:class:`_Horizon`) once it passes ``until``."""

@@ -232,7 +232,7 @@ class OpsHooks:
     def command(self, text: str, chat_id: int) -> str:
         """Answer one operator command (``/status``, ``/positions``, ``/pnl``, ``/halt``, ``/resume``, ``/flatten``)."""
         assert self.target is not None
-        name = text.split()[0].split("@")[0].lower()
+        name = text.split()[0].lower()
         risk = self.target.kernel.risk
         if name == "/status":
             return self.status_text()

@@ -7,9 +7,11 @@ the queue; a send that fails with an HTTP 5xx, a connection error or flood contr
 retried ``send_retries`` times with a capped, jittered backoff (a 429 waits its ``retry_after``),
 and a message still not taken (or refused: 4xx) is counted (``failed``, and the ``on_fail``
 callback: the ``tradebus_alerts_failed_total`` metric), as is one still queued or being sent
-when the bot stops. A poller task reads commands and
-answers only chats of the allow-list (``chat_ids``) -- a command from any other chat is
-ignored, counted and logged by chat id.
+when the bot stops. A poller task asks the Bot API who the bot is (``getMe``), then reads
+commands and answers only chats of the allow-list (``chat_ids``) -- a command from any other
+chat is ignored, counted and logged by chat id. In a group chat a command may name the bot it
+is for (``/halt@OtherBot``): only a command naming none or naming this bot (its username, in
+any case, as Telegram compares them) is acted on.
 
 The bot token comes from the environment variable the config names. It is part of every
 Bot API URL, so no URL is ever logged: errors are logged with the token replaced by
@@ -114,7 +116,8 @@ class TelegramBot:
     token
         The bot token (:func:`read_token`).
     on_command
-        ``(text, chat_id) -> reply`` for a command from an allowed chat (``None``: commands off).
+        ``(text, chat_id) -> reply`` for a command from an allowed chat, given without the
+        bot's ``@username`` (``None``: commands off).
     on_drop
         Called once per dropped message.
     on_fail
@@ -141,6 +144,8 @@ class TelegramBot:
         self.sent = 0
         self.failed = 0
         self.ignored_commands = 0
+        #: The bot's username (``getMe``), known once the poller has started.
+        self.username: str | None = None
         self.throttled = 0
         self.retried = 0
         self._sending = False
@@ -233,7 +238,24 @@ class TelegramBot:
 
     # ------------------------------------------------------------------ in
 
+    async def _get_username(self) -> str:
+        """The bot's username from ``getMe``, retried with a capped backoff until the Bot API gives it."""
+        delay = 1.0
+        while True:
+            try:
+                me = await self._post("getMe", {})
+                username = me.get("username") if isinstance(me, dict) else None
+                if isinstance(username, str) and username:
+                    return username
+                raise RuntimeError(f"Bot API getMe: no username in {str(me)[:80]!r}")
+            except (httpx.HTTPError, RuntimeError, ValueError, _Retryable) as exc:
+                logger.warning("telegram: getMe failed, retrying in {:.0f} s: {}", delay, self._redact(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
     async def _poller(self) -> None:
+        self.username = await self._get_username()
+        logger.info("telegram: commands for @{} (or naming no bot)", self.username)
         offset: int | None = None
         delay = 1.0
         while True:
@@ -260,6 +282,12 @@ class TelegramBot:
         text = str(message.get("text") or "").strip()
         if not text.startswith("/"):
             return
+        head = text.split()[0]
+        name, _, addressee = head.partition("@")
+        if addressee and addressee.lower() != (self.username or "").lower():
+            logger.debug("telegram: command {!r} in chat {} is for @{}, not this bot", name[:32], chat, addressee[:32])
+            return
+        text = name + text[len(head) :]
         if chat not in self._allowed:
             self.ignored_commands += 1
             logger.warning("telegram: command {!r} from chat {} ignored: not in ops.telegram.chat_ids", text[:32], chat)
