@@ -6,7 +6,8 @@ confirmation, that fill waits for the next reconciliation round. Each venue whos
 confirms its subscription with an answer (Binance spot's WebSocket API, OKX and Bybit's
 login then subscribe) is tried against its account emulator holding the new connection's
 frames until the fill is made. (Binance USD-M's listen-key stream is subscribed by the
-connection itself: nothing to wait for.)
+connection itself: nothing to wait for.) The live daemon whose first subscription is
+confirmed only after ``live.request_timeout`` (it went on without it) queries them too.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder, Trade
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.live import LiveVenue
-from tradebus.node.live import LiveSettings
+from tradebus.adapters.binance.emulator import BinanceProtocol
+from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.node.live import ApiKeys, LiveNode, LiveSettings, parse_live_config
+from tests.live.node_testdata import BINANCE_INSTRUMENT, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config
 
 EMULATORS: dict[str, type[AccountEmulator]] = {
     "binance": BinancePrivateEmulator,
@@ -116,3 +120,52 @@ async def test_a_binance_stream_the_venue_terminated_subscribes_again_and_books_
         emulator.on_trade(Trade(iid, t, t, 58_900.0, 1.0, -1, "2"))
         await until(lambda: order.status is OrderStatus.FILLED)
         assert [f.trade_id for f in kernel.result.fills] == [str(f.trade_id) for f in emulator.fills]
+
+
+async def test_a_fill_before_a_late_first_confirmation_is_seen_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The venue confirms the live daemon's first subscription only after ``live.request_timeout``: the
+    daemon goes on, and an order fills before the confirmation. That late confirmation was connection
+    1's, so no open-order query followed it: the fill waited for the next reconciliation round."""
+    monkeypatch.setenv("TRADEBUS_BINANCE_API_KEY", KEY)
+    monkeypatch.setenv("TRADEBUS_BINANCE_API_SECRET", SECRET)
+    spot = {**BINANCE_INSTRUMENT, "margin": False}
+    iid = f"{spot['symbol']}.{spot['venue']}"
+    emulator = BinancePrivateEmulator(KEY, SECRET, {iid: Instrument(**spot)}, {"USDT": 100_000.0})
+    emulator.hold_frames = asyncio.Event()  # the logon and the subscription wait, unanswered
+    trades = [f for f in SPOT_FRAMES if '@trade"' in f[1]][:5]
+    async with emulator, LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), trades, lifetime=60.0) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["trade"], strategy={
+            "name": "tradebus.strategies.tick_ema:TickEmaCross", "instruments": [iid],
+            "params": {"fast": 2, "slow": 1000, "quantity": 0.01, "mode": "long_only"},  # never ready: no order
+        })  # fmt: skip
+        data.update(instruments=[spot], warm_up=False, balances={"USDT": 100_000.0})
+        data["live"] = {
+            "rest_url": emulator.rest_url,
+            "ws_api_url": emulator.ws_api_url,
+            "request_timeout": 0.5,
+            "reconcile_interval": 3600.0,  # no round during the test: only a query can bring the fill
+        }
+        config = parse_live_config(data, "<test>")
+        node = LiveNode(config, ApiKeys.from_env(config.live), handle_signals=False)
+        kernel = node.kernel
+        task = asyncio.create_task(node.run())
+        try:
+            await until(lambda: task.done() or node.running.is_set(), timeout=20)
+            await until(lambda: kernel.result.trades == len(trades) and node.guard.holds == {}, timeout=10)
+            assert not node.stream.subscribed.is_set() and emulator.held_frames >= 1
+            t = 1_723_161_255_000_000_000
+            emulator.on_trade(Trade(iid, t, t, 60_000.0, 1.0, 1, "1"))
+            now = node.clock.now_ns()
+            kernel.submit(SubmitOrder("s", iid, "buy-1", OrderSide.BUY, 0.01, now, now, OrderType.LIMIT, 59_000.0))
+            order = kernel.orders.get("buy-1")
+            await until(lambda: order.status is OrderStatus.ACCEPTED, timeout=5)
+            emulator.on_trade(Trade(iid, t + 10**9, t + 10**9, 58_900.0, 1.0, -1, "2"))  # fills it: no stream is live
+            assert emulator.orders["buy-1"].status is OrderStatus.FILLED
+            emulator.hold_frames.set()  # the venue confirms the subscription now
+            await until(node.stream.subscribed.is_set, timeout=5)
+            await until(lambda: order.status is OrderStatus.FILLED, timeout=3.0)
+        finally:
+            node.stop("test done")
+            await asyncio.wait_for(task, 20)
+    assert node.stream.connections == 1
+    assert [f.trade_id for f in kernel.result.fills] == [str(f.trade_id) for f in emulator.fills]

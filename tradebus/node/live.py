@@ -21,7 +21,8 @@ Money safety
 
 Start-up
     1. the account is read (balances, account id) and the user stream subscribed (the venue's
-       confirmation awaited, up to ``live.request_timeout``);
+       confirmation awaited, up to ``live.request_timeout``; one that comes later is followed by
+       a query of every open order, as after a reconnect);
     2. the journal is replayed as in paper mode; every order it left open is tracked by the
        venue; the fills missed while down are booked from each instrument's trade history,
        read page by page (by trade id, once); the orders whose venue state still differs are
@@ -499,6 +500,7 @@ class LiveNode(PaperNode):
         if self._stream_task.done():
             self._stream_task.result()  # the stream failed: raise its error
         if not self.stream.subscribed.is_set():
+            self.stream.confirmation_late()  # the open orders are queried when it comes
             logger.warning("user stream: subscription not confirmed within {} s; going on (fills may wait for a query)",
                            settings.request_timeout)
 

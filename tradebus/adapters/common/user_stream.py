@@ -9,7 +9,9 @@ it on a :class:`PrivateStream`.
 A reconnected stream calls ``on_reconnect`` (the daemon queries its open orders) only once the
 venue **confirmed** the new subscription (:meth:`UserStream.confirmed`): an order state read
 before that could miss a fill made after the read but before the subscription was active,
-which no stream would bring until the next reconciliation round.
+which no stream would bring until the next reconciliation round. A first confirmation the
+daemon stopped waiting for (:meth:`UserStream.confirmation_late`: it went on and read the
+venue's state without it) calls ``on_reconnect`` too, for the same reason.
 """
 
 from __future__ import annotations
@@ -122,7 +124,8 @@ class UserStream(WsClient):
         :class:`~tradebus.execution.live.AccountPosition` events.
     on_reconnect
         Called after a reconnect (events may have been missed), once the venue confirmed the
-        new connection's subscription.
+        new connection's subscription; and at a confirmation that came late
+        (:meth:`confirmation_late`).
 
     Attributes
     ----------
@@ -143,6 +146,7 @@ class UserStream(WsClient):
         self.on_balance = on_balance
         self.on_reconnect = on_reconnect
         self.subscribed = asyncio.Event()
+        self._late = False
         self._closing: set[asyncio.Task[None]] = set()
 
     def confirmed(self) -> None:
@@ -150,9 +154,19 @@ class UserStream(WsClient):
         if self.subscribed.is_set():
             return
         self.subscribed.set()
-        logger.info("{}: subscription confirmed ({})", self.name, self.conn_id)
-        if self.connections > 1 and self.on_reconnect is not None:
+        late, self._late = self._late, False
+        logger.info("{}: subscription confirmed ({}{})", self.name, self.conn_id, ", late" if late else "")
+        if (self.connections > 1 or late) and self.on_reconnect is not None:
             self.on_reconnect()
+
+    def confirmation_late(self) -> None:
+        """The daemon stopped waiting for the confirmation and read the venue's state without it.
+
+        Events from that read until the confirmation may be missed: the confirmation, when it
+        comes, calls ``on_reconnect`` as after a reconnect (a no-op if it has come already).
+        """
+        if not self.subscribed.is_set():
+            self._late = True
 
     def drop_connection(self, why: str) -> None:
         """The venue ended the subscription (``why``): close the connection; the loop reconnects and subscribes again."""
