@@ -228,11 +228,52 @@ async def test_health_is_503_while_the_live_daemon_s_user_stream_is_down(
         if emulator is not None:
             await emulator.stop()
     assert up.status_code == 200, up.json()
-    assert up.json()["user_streams"] == {"binance-user": {"connected": True}}
+    assert up.json()["user_streams"] == {"binance-user": {"connected": True, "subscribed": True}}
     assert down.status_code == 503
     report = down.json()
-    assert report["user_streams"] == {"binance-user": {"connected": False}}
+    assert report["user_streams"] == {"binance-user": {"connected": False, "subscribed": False}}
     assert report["problems"] == ["user stream binance-user not connected"]
+
+
+async def test_health_is_503_while_the_venue_has_not_confirmed_the_user_stream_s_subscription(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The venue leaves the user stream's subscription unconfirmed past ``live.request_timeout``: the
+    daemon goes on, no order event reaches it, yet ``/health`` answered 200 (the stream was connected)."""
+    monkeypatch.setenv("TB_TEST_LIVE_TOKEN", TOKEN)
+    monkeypatch.setenv("TRADEBUS_BINANCE_API_KEY", KEY)
+    monkeypatch.setenv("TRADEBUS_BINANCE_API_SECRET", SECRET)
+    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: Instrument(**SPOT)}, {"USDT": 100_000.0, "BTC": 0.05})
+    emulator.hold_frames = asyncio.Event()  # the subscription request waits, unanswered
+    async with FakeBotApi(TOKEN) as api, emulator:
+        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+        async with LocalVenueServer(protocol, FRAMES, lifetime=60.0) as srv:
+            data = _config(srv, emulator, api, tmp_path / "daemon.jsonl")
+            data["ops"]["port"] = 0
+            data["ops"]["telegram"]["commands"] = False
+            config = parse_live_config(data, "<test>")
+            node = LiveNode(config, ApiKeys.from_env(config.live), handle_signals=False)
+            assert node.ops is not None
+            task = asyncio.create_task(node.run())
+            try:
+                await until(lambda: task.done() or node.running.is_set(), timeout=20)
+                await until(lambda: node.kernel.result.trades > 0 and node.guard.holds == {}, timeout=10)
+                assert node.ops.server is not None
+                url = f"http://127.0.0.1:{node.ops.server.port}/health"
+                async with httpx.AsyncClient(timeout=5.0) as http:
+                    unconfirmed = await http.get(url)
+                    emulator.hold_frames.set()  # the venue confirms it now
+                    await until(node.stream.subscribed.is_set, timeout=5)
+                    confirmed = await http.get(url)
+            finally:
+                node.stop("test done")
+                await asyncio.wait_for(task, 20)
+    assert unconfirmed.status_code == 503, unconfirmed.json()
+    report = unconfirmed.json()
+    assert report["user_streams"] == {"binance-user": {"connected": True, "subscribed": False}}
+    assert report["problems"] == ["user stream binance-user: subscription not confirmed by the venue"]
+    assert confirmed.status_code == 200, confirmed.json()
+    assert confirmed.json()["user_streams"] == {"binance-user": {"connected": True, "subscribed": True}}
 
 
 class _Tap:

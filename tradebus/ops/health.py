@@ -2,8 +2,8 @@
 
 Healthy (HTTP 200) when the daemon is running, every feed is connected and received a frame
 within ``max_age`` seconds, every subscribed L2 book is in sync, and (live daemon) its
-private user stream is connected (without it no fill is seen); otherwise 503 with the
-failing checks listed under ``problems``.
+private user stream is connected and the venue confirmed its subscription (without it no
+fill is seen); otherwise 503 with the failing checks listed under ``problems``.
 
 A feed's liveness is the age of its latest received frame (``last_frame_age_seconds``),
 whether or not the frame made a market-data message: a kline stream sends the open candle
@@ -50,7 +50,7 @@ def health_report(
     clock_ns
         Wall clock of the receive times.
     user_streams
-        A live daemon's private streams (``name``, ``connected``).
+        A live daemon's private streams (``name``, ``connected``, ``subscribed``).
     """
     now = clock_ns()
     problems: list[str] = []
@@ -78,8 +78,15 @@ def health_report(
             problems.append(f"feed {feed.name} silent for {frame_age:.1f} s (> {max_age:g} s)")
     books = book_states(target.feeds)
     problems.extend(f"book {iid} not in sync" for iid, ok in books.items() if not ok)
-    streams = {stream.name: {"connected": stream.connected.is_set()} for stream in user_streams}
-    problems.extend(f"user stream {name} not connected" for name, s in streams.items() if not s["connected"])
+    streams = {
+        stream.name: {"connected": stream.connected.is_set(), "subscribed": stream.subscribed.is_set()}
+        for stream in user_streams
+    }
+    for name, s in streams.items():
+        if not s["connected"]:
+            problems.append(f"user stream {name} not connected")
+        elif not s["subscribed"]:
+            problems.append(f"user stream {name}: subscription not confirmed by the venue")
     report = {
         "status": "ok" if not problems else "unhealthy",
         "running": running,

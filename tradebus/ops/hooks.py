@@ -142,7 +142,7 @@ class OpsHooks:
     def watch_user_stream(self, stream: Any) -> None:
         """Count and alert every end and every reopening of a live daemon's private user stream, when it happens.
 
-        ``/health`` is 503 while it is not connected.
+        ``/health`` is 503 while it is not connected, or its subscription is not confirmed by the venue.
         """
         self._user_streams.append(stream)
         stream.connection_listeners.append(self._on_user_stream_connection)
