@@ -9,6 +9,7 @@ the open ones only (``"x":false``): the candle never closes during the test.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import httpx
@@ -78,6 +79,7 @@ async def test_health_of_a_bar_only_feed_is_the_age_of_its_last_frame_not_of_its
             async with httpx.AsyncClient(timeout=5.0) as http:
                 resp = await http.get(f"http://127.0.0.1:{node.ops.server.port}/health")
             assert resp.status_code == 200, resp.json()
+            status = node.ops.status_text()
             # the same feed 61 s after its last frame: silent for longer than health_max_age
             later = client.last_frame_ns + 61_000_000_000
             stale_ok, stale = health_report(node, node.ops.metrics.last_recv_ns, 60.0, clock_ns=lambda: later)
@@ -88,5 +90,6 @@ async def test_health_of_a_bar_only_feed_is_the_age_of_its_last_frame_not_of_its
     feed = resp.json()["feeds"][node.feeds[0].name]
     assert feed["connected"] is True and 0.0 <= feed["last_frame_age_seconds"] < 60.0
     assert feed["last_message_age_seconds"] is None
+    assert re.search(r"^feeds: binance-usdm up \(last frame \d+\.\d+ s ago\)$", status, re.M), status
     assert not stale_ok
     assert stale["problems"] == [f"feed {node.feeds[0].name} silent for 61.0 s (> 60 s)"]

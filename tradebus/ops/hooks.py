@@ -293,7 +293,8 @@ class OpsHooks:
         healthy, report = self.health()
         kernel = self.target.kernel
         feeds = ", ".join(
-            f"{name} {'up' if f['connected'] else 'DOWN'} (last {f['last_message_age_seconds']} s)"
+            f"{name} {'up' if f['connected'] else 'DOWN'} "
+            + ("(no frame yet)" if f["last_frame_age_seconds"] is None else f"(last frame {f['last_frame_age_seconds']} s ago)")
             for name, f in report["feeds"].items()
         )
         return (
