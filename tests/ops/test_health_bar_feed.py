@@ -9,10 +9,13 @@ the open ones only (``"x":false``): the candle never closes during the test.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
@@ -34,6 +37,7 @@ SUSHI = {
     "taker_fee": 0.0004,
     "maker_fee": 0.0002,
 }
+DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "tradebus-daemon.json"
 OPEN_KLINES = [f for f in cryptofeed_frames(CF_USDM) if f[1].startswith('{"stream":"sushiusdt@kline_1m"') and '"x":false' in f[1]]
 
 
@@ -78,6 +82,7 @@ async def test_health_of_a_bar_only_feed_is_the_age_of_its_last_frame_not_of_its
             assert node.ops is not None and node.ops.server is not None
             async with httpx.AsyncClient(timeout=5.0) as http:
                 resp = await http.get(f"http://127.0.0.1:{node.ops.server.port}/health")
+                scrape = (await http.get(f"http://127.0.0.1:{node.ops.server.port}/metrics")).text
             assert resp.status_code == 200, resp.json()
             status = node.ops.status_text()
             # the same feed 61 s after its last frame: silent for longer than health_max_age
@@ -91,5 +96,21 @@ async def test_health_of_a_bar_only_feed_is_the_age_of_its_last_frame_not_of_its
     assert feed["connected"] is True and 0.0 <= feed["last_frame_age_seconds"] < 60.0
     assert feed["last_message_age_seconds"] is None
     assert re.search(r"^feeds: binance-usdm up \(last frame \d+\.\d+ s ago\)$", status, re.M), status
+    gauges = {
+        (s.name, s.labels.get("feed")): s.value
+        for family in text_string_to_metric_families(scrape)
+        for s in family.samples
+        if s.name.startswith("tradebus_feed_last_")
+    }
+    assert 0.0 <= gauges[("tradebus_feed_last_frame_age_seconds", node.feeds[0].name)] < 60.0, gauges
+    assert ("tradebus_feed_last_message_age_seconds", node.feeds[0].name) not in gauges
     assert not stale_ok
     assert stale["problems"] == [f"feed {node.feeds[0].name} silent for 61.0 s (> 60 s)"]
+
+
+def test_the_dashboard_judges_feed_liveness_by_the_age_of_the_last_frame() -> None:
+    """The liveness panel plotted the age of the last message, which climbs to the bar interval on a kline feed."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    live = [p for p in panels if any("last_frame_age" in t["expr"] for t in p.get("targets", []))]
+    assert [p["title"] for p in live] == ["Last frame age"]
+    assert not any("last_message_age" in t["expr"] for p in panels for t in p.get("targets", []))

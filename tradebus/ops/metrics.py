@@ -17,7 +17,8 @@ metric                                             labels
 ``tradebus_feed_disconnects_total``                feed  -- connections that ended (not by a stop)
 ``tradebus_feed_connected``                        feed
 ``tradebus_user_stream_disconnects_total``         stream  -- a live daemon's private stream
-``tradebus_feed_last_message_age_seconds``         feed
+``tradebus_feed_last_frame_age_seconds``           feed  -- the feed's liveness, as ``/health`` judges it
+``tradebus_feed_last_message_age_seconds``         feed  -- reaches the bar interval on a bar-only feed
 ``tradebus_feed_stale_total``                      feed
 ``tradebus_book_resyncs_total``                    instrument
 ``tradebus_book_synced``                           instrument
@@ -279,6 +280,9 @@ class StateCollector(Collector):
         frames = CounterMetricFamily("tradebus_feed_frames", "Raw frames received", labels=["feed"])
         reconnects = CounterMetricFamily("tradebus_feed_reconnects", "Reconnections after the first", labels=["feed"])
         connected = GaugeMetricFamily("tradebus_feed_connected", "1 while the feed is connected", labels=["feed"])
+        frame_age = GaugeMetricFamily(
+            "tradebus_feed_last_frame_age_seconds", "Seconds since the feed's latest received frame", labels=["feed"]
+        )
         age = GaugeMetricFamily(
             "tradebus_feed_last_message_age_seconds", "Seconds since the feed's latest message", labels=["feed"]
         )
@@ -289,10 +293,12 @@ class StateCollector(Collector):
                 frames.add_metric([feed.name], client.frames)
                 reconnects.add_metric([feed.name], max(client.connections - 1, 0))
                 connected.add_metric([feed.name], 1.0 if client.connected.is_set() else 0.0)
+                if client.last_frame_ns:
+                    frame_age.add_metric([feed.name], max(0.0, (now_ns - client.last_frame_ns) / 1e9))
             seen = [last[i] for i in feed.instrument_ids if i in last]
             if seen:
                 age.add_metric([feed.name], max(0.0, (now_ns - max(seen)) / 1e9))
-        yield from (frames, reconnects, connected, age)
+        yield from (frames, reconnects, connected, frame_age, age)
         synced = GaugeMetricFamily("tradebus_book_synced", "1 while the book is in sync", labels=["instrument"])
         for iid, ok in book_states(target.feeds).items():
             synced.add_metric([iid], 1.0 if ok else 0.0)
