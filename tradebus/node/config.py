@@ -12,13 +12,17 @@ exist is the venue packages' business (:mod:`tradebus.adapters.registry`; the ch
 lists are in each venue's ``config.py``):
 
 * binance (``market: spot | usdm``): ``trade``, ``aggTrade``, ``bookTicker``, ``depth``,
-  ``kline``, ``markPrice`` (every instrument of one Binance feed has the same channels:
-  they share one combined-stream connection);
+  ``kline_<interval>`` (``kline`` is ``kline_1m``), ``markPrice`` (every instrument of one
+  Binance feed has the same channels: they share one combined-stream connection);
 * okx (``market: spot | swap | futures``): ``trades``, ``trades-all``, ``tickers``,
   ``bbo-tbt``, ``books``, ``books5``, ``books-l2-tbt``, ``books50-l2-tbt``, ``funding-rate``,
   ``mark-price``, ``candle<bar>`` (candles live on OKX's business URL: give that ``ws_url``);
 * bybit (``market: spot | linear``): ``publicTrade``, ``tickers``, ``orderbook.<depth>``,
   ``kline.<interval>``.
+
+A bar stream's interval is part of its channel name, as the venue writes it: ``kline_1h``
+(Binance), ``candle1H`` (OKX), ``kline.60`` (Bybit); an interval the venue does not offer
+is a config error. Its bars are delivered once closed, stamped at their close.
 
 Example::
 

@@ -31,7 +31,7 @@ import msgspec
 from loguru import logger
 from websockets.exceptions import InvalidStatus
 
-from tradebus.adapters.binance.config import BinanceConfig, BinanceFeedOptions, BinanceMarket
+from tradebus.adapters.binance.config import BinanceConfig, BinanceFeedOptions, BinanceMarket, kline_interval
 from tradebus.adapters.binance.parse import (
     StreamKind,
     parse_agg_trade,
@@ -276,13 +276,13 @@ class BinanceRouter:
                 f"the recording's streams do not match the config: binance {self.config.market.value} frames of "
                 f"stream {stream!r}, but the config subscribes {instead!r} "
                 f"(expected streams: {self.config.streams()}); "
-                "make the feed's depth_speed / kline_interval match the recording"
+                "make the feed's depth_speed / kline_<interval> channel match the recording"
             )
         last = self._warned_ns.get(stream)
         if last is not None and recv_ns - last < self.unexpected_warn_every * 1e9:
             return
         self._warned_ns[stream] = recv_ns
-        hint = "" if instead is None else f" instead of the subscribed {instead!r} (check depth_speed/kline_interval)"
+        hint = "" if instead is None else f" instead of the subscribed {instead!r} (check depth_speed / kline_<interval>)"
         logger.warning(
             "binance {}: {} frame(s) of unsubscribed stream {!r}{} skipped so far",
             self.config.market.value,
@@ -508,11 +508,13 @@ class BinanceFeedHandle(Feed):
     ) -> None:
         super().__init__(config, instruments, sink)
         channels = next(iter(config.subscriptions.values()))
+        intervals = [i for i in map(kline_interval, channels) if i is not None]
         options = BinanceFeedOptions.of(config)
         self.binance = BinanceConfig(
             market=BinanceMarket(config.market),
             symbols=[self.symbols[iid] for iid in self.instrument_ids],
-            channels=channels,  # type: ignore[arg-type]
+            channels=["kline" if ch.startswith("kline_") else ch for ch in channels],  # type: ignore[arg-type]
+            **({"kline_interval": intervals[0]} if intervals else {}),
             ws_url=config.ws_url,
             rest_url=options.rest_url,
             venue=self.venue_name,

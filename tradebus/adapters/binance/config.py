@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -23,12 +23,14 @@ __all__ = [
     "FEED_MARKETS",
     "FILL_CHANNELS",
     "FEED_OPTIONS",
+    "KLINE_INTERVALS",
     "BinanceConfig",
     "BinanceFeedOptions",
     "BinanceMarket",
     "Channel",
     "check_feed",
     "depth_stream_suffix",
+    "kline_interval",
     "known_channel",
     "stream_symbol",
 ]
@@ -57,6 +59,13 @@ DEPTH_SPEEDS: dict[BinanceMarket, tuple[str, ...]] = {
 ``@depth@100ms``; USD-M documents ``@depth`` (250 ms), ``@depth@500ms`` and
 ``@depth@100ms``, and serves ``@depth@0ms`` (every update, as recorded in real captures
 such as the hftbacktest USD-M one in ``tests/fixtures/binance``)."""
+
+_MINUTE_TO_MONTH = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M")
+KLINE_INTERVALS: dict[BinanceMarket, tuple[str, ...]] = {
+    BinanceMarket.SPOT: ("1s", *_MINUTE_TO_MONTH),
+    BinanceMarket.USDM: _MINUTE_TO_MONTH,
+}
+"""Kline intervals per market (``<symbol>@kline_<interval>``): USD-M has no ``1s``."""
 
 _BARE_DEPTH_SPEED: dict[BinanceMarket, str] = {BinanceMarket.SPOT: "1000ms", BinanceMarket.USDM: "250ms"}
 """The speed of the stream named plain ``<symbol>@depth`` on each market."""
@@ -93,7 +102,8 @@ class BinanceConfig(StrictModel):
         Venue name on instruments (``instrument_id = "{symbol}.{venue}"``); ``None``:
         ``BINANCE`` for spot, ``BINANCE_USDM`` for USD-M.
     kline_interval, depth_speed, depth_limit, mark_price_speed
-        Stream parameters. ``depth_speed`` per market (:data:`DEPTH_SPEEDS`): spot
+        Stream parameters. ``kline_interval`` per market (:data:`KLINE_INTERVALS`).
+        ``depth_speed`` per market (:data:`DEPTH_SPEEDS`): spot
         ``100ms`` (``<symbol>@depth@100ms``) or ``1000ms`` (``<symbol>@depth``); USD-M
         ``0ms``, ``100ms``, ``250ms`` (``<symbol>@depth``) or ``500ms``.
     snapshot_fetcher
@@ -113,7 +123,7 @@ class BinanceConfig(StrictModel):
     ws_url: str | None = None
     rest_url: str | None = None
     venue: str | None = None
-    kline_interval: Literal["1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"] = "1m"
+    kline_interval: str = "1m"
     depth_speed: str = "100ms"
     depth_limit: Literal[5, 10, 20, 50, 100, 500, 1000] = 1000
     mark_price_speed: Literal["1s", "3s"] = "1s"
@@ -140,6 +150,11 @@ class BinanceConfig(StrictModel):
             raise ValueError(
                 f"depth_speed: {self.depth_speed!r} is not offered on {self.market.value}; "
                 f"use one of {DEPTH_SPEEDS[self.market]}"
+            )
+        if self.kline_interval not in KLINE_INTERVALS[self.market]:
+            raise ValueError(
+                f"kline_interval: {self.kline_interval!r} is not offered on {self.market.value}; "
+                f"use one of {KLINE_INTERVALS[self.market]}"
             )
         if len(set(self.channels)) != len(self.channels):
             raise ValueError("channels must be unique")
@@ -192,7 +207,8 @@ class BinanceConfig(StrictModel):
 
 #: Markets of a paper feed.
 FEED_MARKETS: tuple[str, ...] = tuple(m.value for m in DEPTH_SPEEDS)
-#: Channels of a paper feed (every instrument of one feed has the same: one combined-stream connection).
+#: Channels of a paper feed (every instrument of one feed has the same: one combined-stream connection),
+#: plus ``kline_<interval>`` (:data:`KLINE_INTERVALS`; plain ``kline`` is ``kline_1m``).
 FEED_CHANNELS = frozenset({"trade", "aggTrade", "bookTicker", "depth", "kline", "markPrice"})
 #: Channels that maintain an L2 book.
 BOOK_CHANNELS: tuple[str, ...] = ("depth",)
@@ -206,8 +222,15 @@ _SYMBOL = re.compile(r"^[A-Z0-9]+$")
 
 
 def known_channel(channel: str) -> bool:
-    """Whether ``channel`` is a Binance paper-feed channel."""
-    return channel in FEED_CHANNELS
+    """Whether ``channel`` is a Binance paper-feed channel (a ``kline_<interval>`` of any market)."""
+    return channel in FEED_CHANNELS or channel.startswith("kline_")
+
+
+def kline_interval(channel: str) -> str | None:
+    """The interval of a kline channel (``kline_1h`` -> ``1h``, ``kline`` -> ``1m``), ``None`` for another channel."""
+    if channel == "kline":
+        return "1m"
+    return channel[6:] if channel.startswith("kline_") else None
 
 
 class BinanceFeedOptions(FeedOptions):
@@ -229,6 +252,10 @@ class BinanceFeedOptions(FeedOptions):
     snapshot_fetcher: Literal["ccxt", "http"] = "ccxt"
     rest_url: str | None = None
 
+    key_hints: ClassVar[dict[str, str]] = {
+        "kline_interval": "the interval is part of the channel: subscribe kline_<interval>, e.g. kline_1h"
+    }
+
 
 FEED_OPTIONS = BinanceFeedOptions
 """The keys a Binance feed takes beyond the common ones."""
@@ -243,7 +270,19 @@ def check_feed(feed: FeedConfig) -> None:
             raise ValueError(
                 f"depth_speed: {depth_speed!r} is not offered on binance {feed.market}; use one of {list(speeds)}"
             )
+    market = BinanceMarket(feed.market)
     for iid, channels in feed.subscriptions.items():
+        klines = [ch for ch in channels if kline_interval(ch) is not None]
+        if len(klines) > 1:
+            raise ValueError(
+                f"subscriptions.{iid}: one kline stream per instrument (its bars are one series), got {klines}"
+            )
+        for ch in klines:
+            if kline_interval(ch) not in KLINE_INTERVALS[market]:
+                raise ValueError(
+                    f"subscriptions.{iid}: {ch!r} is not offered on binance {feed.market}; use kline_<interval> "
+                    f"with one of {list(KLINE_INTERVALS[market])}"
+                )
         if "markPrice" in channels and feed.market != "usdm":
             raise ValueError(f"subscriptions.{iid}: 'markPrice' exists only for market 'usdm'")
         if "trade" in channels and "aggTrade" in channels:

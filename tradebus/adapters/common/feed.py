@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import TYPE_CHECKING, ClassVar, Protocol, Self
 
 from pydantic import ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
@@ -46,6 +46,9 @@ class FeedOptions(_Model):
     A venue's options are written next to the common keys of a :class:`FeedConfig`
     (``depth_speed: 100ms`` beside ``venue: binance``); :meth:`of` reads them back, typed.
     """
+
+    #: ``key -> what to write instead``: added to the error of a key the venue does not take.
+    key_hints: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def of(cls, feed: FeedConfig) -> Self:
@@ -146,11 +149,15 @@ class FeedConfig(_Model):
     def _check_options(self, options: type[FeedOptions] | None) -> None:
         """Every key beyond the common ones must be one of the venue's options, with a valid value."""
         own = options.model_fields if options is not None else {}
+        hints = options.key_hints if options is not None else {}
         for key in self.model_extra or {}:
             if key not in own:
                 known = sorted({*FeedConfig.model_fields, *own})
                 article = "an" if self.venue[:1] in "aeiou" else "a"
-                raise ValueError(f"{key}: unknown key (not one of {article} {self.venue} feed's: {', '.join(known)})")
+                hint = f"; {hints[key]}" if key in hints else ""
+                raise ValueError(
+                    f"{key}: unknown key (not one of {article} {self.venue} feed's: {', '.join(known)}){hint}"
+                )
         if options is None:
             return
         try:
