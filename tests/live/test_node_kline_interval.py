@@ -16,8 +16,10 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
+from tradebus.adapters.common.feed import FeedConfig
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.messages import Bar
 from tradebus.node.feeds import build_feeds
@@ -133,7 +135,7 @@ def test_a_kline_channel_subscribes_the_stream_of_its_interval(market: str, chan
     [
         ("usdm", ["kline_1s"], "subscriptions.SUSHIUSDT.BINANCE_USDM: 'kline_1s' is not offered on binance usdm"),
         ("usdm", ["kline_2m"], "'kline_2m' is not offered on binance usdm; use kline_<interval> with one of"),
-        ("usdm", ["kline_1m", "kline_1h"], "one kline stream per instrument"),
+        ("usdm", ["kline_1m", "kline_1h"], "one bar stream per instrument"),
     ],
 )
 def test_a_kline_interval_the_venue_does_not_offer_is_a_config_error(market: str, channels: list[str], needle: str) -> None:
@@ -146,3 +148,13 @@ def test_kline_interval_as_a_feed_key_points_to_the_channel() -> None:
     with pytest.raises(ConfigError, match="kline_interval: unknown key") as info:
         config_of(_config({"kline_interval": "1h"}))
     assert "kline_1h" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("venue", "market", "channels"),
+    [("okx", "spot", ["trades", "candle1m", "candle1H"]), ("bybit", "linear", ["publicTrade", "kline.1", "kline.60"])],
+)
+def test_two_bar_streams_of_one_instrument_are_a_config_error(venue: str, market: str, channels: list[str]) -> None:
+    """Minute and hourly candles of one instrument went to on_bar as one series, interleaved."""
+    with pytest.raises(ValidationError, match=r"subscriptions\.X: one bar stream per instrument"):
+        FeedConfig(venue=venue, market=market, subscriptions={"X": channels})

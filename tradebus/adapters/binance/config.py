@@ -272,12 +272,7 @@ def check_feed(feed: FeedConfig) -> None:
             )
     market = BinanceMarket(feed.market)
     for iid, channels in feed.subscriptions.items():
-        klines = [ch for ch in channels if kline_interval(ch) is not None]
-        if len(klines) > 1:
-            raise ValueError(
-                f"subscriptions.{iid}: one kline stream per instrument (its bars are one series), got {klines}"
-            )
-        for ch in klines:
+        for ch in (ch for ch in channels if kline_interval(ch) is not None):
             if kline_interval(ch) not in KLINE_INTERVALS[market]:
                 raise ValueError(
                     f"subscriptions.{iid}: {ch!r} is not offered on binance {feed.market}; use kline_<interval> "

@@ -91,7 +91,8 @@ class FeedConfig(_Model):
         The WebSocket endpoint; ``None`` uses the venue's production endpoint. For Binance it is
         the base (``/stream?streams=...`` is appended), for OKX and Bybit the full URL.
     subscriptions
-        ``instrument_id -> channels``; every instrument must be one of the config's.
+        ``instrument_id -> channels``; every instrument must be one of the config's, with at
+        most one bar stream (its bars are one series).
     stale_after
         Seconds of silence after which the feed is declared stale: ``FeedStale`` is
         published, orders on its instruments are denied until data flows again, and the
@@ -142,6 +143,11 @@ class FeedConfig(_Model):
             for channel in channels:
                 if not adapter.known_channel(channel):
                     raise ValueError(f"subscriptions.{iid}: unknown {self.venue} channel {channel!r}")
+            bars = [ch for ch in channels if ch.split(".")[0].startswith(adapter.fill_channels["bars"])]
+            if len(bars) > 1:
+                raise ValueError(
+                    f"subscriptions.{iid}: one bar stream per instrument (its bars make one series), got {bars}"
+                )
         self._check_options(adapter.feed_options)
         adapter.check_feed(self)
         return self
