@@ -158,3 +158,11 @@ def test_two_bar_streams_of_one_instrument_are_a_config_error(venue: str, market
     """Minute and hourly candles of one instrument went to on_bar as one series, interleaved."""
     with pytest.raises(ValidationError, match=r"subscriptions\.X: one bar stream per instrument"):
         FeedConfig(venue=venue, market=market, subscriptions={"X": channels})
+
+
+def test_bars_built_from_trades_beside_a_bar_stream_are_a_config_error() -> None:
+    """On_bar got the feed's hourly klines and 1m bars built from trades, interleaved (a backtest refuses it)."""
+    data = _config({"subscriptions": {IID: ["aggTrade", "kline_1h"]}})
+    data["bars"] = {IID: {"mode": "time", "interval": "1m"}}
+    with pytest.raises(ConfigError, match=rf"bars\.{IID}: {IID} already has a bar stream \(feeds\.0: 'kline_1h'\)"):
+        config_of(data)

@@ -134,6 +134,14 @@ class PaperConfig(RunBase):
         for iid in self.bars:
             if "trades" not in kinds.get(iid, set()):
                 raise ValueError(f"bars.{iid}: bars are built from trades, but no feed subscribes to {iid}'s trades")
+            feed = self.feeds[fed[iid]]
+            bar_channels = VENUES[feed.venue].fill_channels["bars"]
+            streams = [ch for ch in feed.channels_of(iid) if ch.split(".")[0].startswith(bar_channels)]
+            if streams:
+                raise ValueError(
+                    f"bars.{iid}: {iid} already has a bar stream (feeds.{fed[iid]}: {streams[0]!r}); "
+                    "its bars and the ones built from trades would make one interleaved series"
+                )
         fill_on = self.venue.fill_on
         if fill_on == "book":  # the paper venue matches trades, quotes or bars; the L2-book venue is a backtest's
             raise ValueError(
