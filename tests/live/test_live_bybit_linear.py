@@ -71,8 +71,8 @@ def test_linear_order_params_one_way_reduce_only_post_only_and_lot_rounding() ->
         assert linear_order_params(limit, INST)["timeInForce"] == wire
     market = linear_order_params(Order("c3", "s", BYBIT_IID, OrderSide.BUY, OrderType.MARKET, 0.0019), INST)
     assert market == {"category": "linear", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Market", "qty": "0.001", "orderLinkId": "c3", "positionIdx": 0}
-    with pytest.raises(VenueRejected, match="conditional"):
-        linear_order_params(Order("c4", "s", BYBIT_IID, OrderSide.BUY, OrderType.STOP_MARKET, 0.001, trigger_price=70_000.0), INST)
+    with pytest.raises(VenueRejected, match="post_only"):
+        linear_order_params(Order("c4", "s", BYBIT_IID, OrderSide.BUY, OrderType.MARKET, 0.001, post_only=True), INST)
     with pytest.raises(VenueRejected, match="rounds to 0"):
         linear_order_params(Order("c5", "s", BYBIT_IID, OrderSide.BUY, OrderType.MARKET, 0.0009), INST)
 

@@ -28,7 +28,25 @@ authenticated answer carries Bybit's per-endpoint limit headers: ``X-Bapi-Limit`
 ``X-Bapi-Limit-Status`` (requests left to that endpoint in the current wall second) and
 ``X-Bapi-Limit-Reset-Timestamp`` (the next second, ms); going over is not refused.
 Departures from Bybit: a MARKET order is acknowledged ``New`` and fills at the next public
-trade, its size in the base asset (``marketUnit=baseCoin``); conditional orders are not emulated.
+trade, its size in the base asset (``marketUnit=baseCoin``).
+
+Conditional orders (``triggerPrice`` on ``/v5/order/create``) wait, ``Untriggered``, outside the
+matching venue, and are watched against the public trades (the last price: ``triggerBy``
+``LastPrice``). Which way a trigger is reached is Bybit's rule: on linear ``triggerDirection``
+(1: a trade at or above the trigger, 2: at or below; a trigger already passed by the last trade is
+refused, ``110092`` "expect Rising" / ``110093`` "expect Falling"); on spot (``orderFilter=StopOrder``,
+no direction) a trigger above the last price at placement waits for a rise, one at or below it for
+a fall. The trade that reaches the trigger pushes ``Triggered``; the order then enters the
+matching venue as its ``Market`` or ``Limit`` order under the same ``orderId`` (``New``), and that
+trade already matches it. ``/v5/order/amend`` changes an untriggered order's ``triggerPrice``
+(checked as at placement on linear), ``qty`` and ``price``; a ``triggerPrice`` on any other order
+is refused (``10001``). On spot a cancel finds an untriggered conditional order only with
+``orderFilter=StopOrder`` and any other order only without it (``Order``, the default):
+``170213`` otherwise. Departures: a spot conditional order placed before any public trade is
+refused (``10001``: no last price to compare its trigger with); on spot a ``triggerPrice``
+without ``orderFilter=StopOrder`` is refused (``10001``) and on linear a ``triggerBy`` other than
+``LastPrice``; a triggered order the matching venue refuses is pushed ``Cancelled`` with the
+reason in ``rejectReason``.
 
 :class:`BybitLinearEmulator` is the same account trading USDT perpetuals (``category=linear``)
 in one-way mode, with the shared one-way position ledger
@@ -87,6 +105,13 @@ class BybitPrivateEmulator(AccountEmulator):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        #: Last public trade price of each symbol.
+        self.last_price: dict[str, float] = {}
+        #: Untriggered conditional orders: ``orderLinkId -> True`` if waiting for a rise, ``False`` a fall.
+        self.untriggered: dict[str, bool] = {}
+        #: ``orderLinkId -> (triggerPrice, triggerDirection)`` of every conditional order, triggered or not.
+        self.conditions: dict[str, tuple[float, int]] = {}
+        self._symbols = {inst.instrument_id: symbol for symbol, inst in self.instruments.items()}
         #: ``path -> (wall second, requests in it)`` of each endpoint.
         self._calls: dict[str, tuple[int, int]] = {}
         #: The ``X-Bapi-Limit-Status`` of the last answer (``None``: none sent yet).
@@ -189,11 +214,45 @@ class BybitPrivateEmulator(AccountEmulator):
         side = OrderSide.BUY if p.get("side") == "Buy" else OrderSide.SELL
         price = float(p["price"]) if typ is OrderType.LIMIT else math.nan
         reduce_only = self.category == "linear" and p.get("reduceOnly") in (True, "true")
+        if p.get("triggerPrice") not in (None, "", "0"):
+            return self._place_conditional(p, symbol, inst, typ, side, price, tif, post_only, reduce_only)
         order = Order(coid, "", inst.instrument_id, side, typ, float(p["qty"]), price, tif=tif, post_only=post_only, reduce_only=reduce_only)
         rec = self.submit(order, symbol)
         if rec.status is OrderStatus.REJECTED:
             return self.refusal(rec)
         return self._ok({"orderId": str(rec.order_id), "orderLinkId": coid})
+
+    def _place_conditional(
+        self, p: dict[str, Any], symbol: str, inst: Instrument, typ: OrderType, side: OrderSide,
+        price: float, tif: TimeInForce, post_only: bool, reduce_only: bool,
+    ) -> web.Response:
+        """A conditional order: recorded ``Untriggered``, watched by :meth:`on_trade` (module docstring)."""
+        try:
+            trigger = float(p["triggerPrice"])
+        except ValueError:
+            return self.error(200, 10001, "params error: triggerPrice")
+        if not trigger > 0.0:
+            return self.error(200, 10001, "params error: triggerPrice")
+        direction, refused = self.direction(p, symbol, trigger)
+        if refused is not None:
+            return refused
+        coid = str(p["orderLinkId"])
+        stop = OrderType.STOP_MARKET if typ is OrderType.MARKET else OrderType.STOP_LIMIT
+        order = Order(coid, "", inst.instrument_id, side, stop, float(p["qty"]), price, trigger, tif, post_only=post_only, reduce_only=reduce_only)
+        rec = self.record(order, symbol)
+        self.untriggered[coid] = direction == 1
+        self.conditions[coid] = (trigger, direction)
+        self._push(self.order_frames(rec, None))
+        return self._ok({"orderId": str(rec.order_id), "orderLinkId": coid})
+
+    def direction(self, p: dict[str, Any], symbol: str, trigger: float) -> tuple[int, web.Response | None]:
+        """Spot: the ``triggerDirection`` Bybit gives a conditional order, 1 for a trigger above the last price, else 2."""
+        if p.get("orderFilter") != "StopOrder":
+            return 0, self.error(200, 10001, "params error: a spot triggerPrice needs orderFilter=StopOrder (emulated)")
+        last = self.last_price.get(symbol)
+        if last is None:
+            return 0, self.error(200, 10001, f"emulated: no public trade of {symbol} yet to place a conditional order against")
+        return (1 if trigger > last else 2), None
 
     def check_order(self, p: dict[str, Any], typ: OrderType) -> web.Response | None:
         """The category's own checks of a new order (spot: a market order's size in the base coin)."""
@@ -207,17 +266,85 @@ class BybitPrivateEmulator(AccountEmulator):
 
     def _cancel(self, p: dict[str, Any]) -> web.Response:
         rec = self._find(p)
-        if rec is None or not self.cancel(rec):
+        if rec is not None and self.category == "spot":
+            wanted = "StopOrder" if rec.order.client_order_id in self.untriggered else "Order"
+            if str(p.get("orderFilter") or "Order") != wanted:
+                rec = None
+        if rec is not None and rec.order.client_order_id in self.untriggered:
+            del self.untriggered[rec.order.client_order_id]
+            rec.status, rec.update_ms = OrderStatus.CANCELED, self.now_ms()
+            self._push(self.order_frames(rec, None))
+        elif rec is None or not self.cancel(rec):
             return self.error(200, 170213, "Order does not exist.")
         return self._ok({"orderId": str(rec.order_id), "orderLinkId": rec.order.client_order_id})
 
     def _amend(self, p: dict[str, Any]) -> web.Response:
         rec = self._find(p)
-        qty = float(p["qty"]) if p.get("qty") else None
-        price = float(p["price"]) if p.get("price") else None
+        try:
+            qty = float(p["qty"]) if p.get("qty") else None
+            price = float(p["price"]) if p.get("price") else None
+            trigger = float(p["triggerPrice"]) if p.get("triggerPrice") else None
+        except ValueError:
+            return self.error(200, 10001, "params error: qty/price/triggerPrice")
+        if rec is not None and rec.order.client_order_id in self.untriggered:
+            return self._amend_conditional(rec, p, qty, price, trigger)
+        if trigger is not None:
+            return self.error(200, 10001, "params error: triggerPrice of an order that is not an untriggered conditional order")
         if rec is None or not self.amend(rec, qty, price):
             return self.error(200, 170213, "Order does not exist.")
         return self._ok({"orderId": str(rec.order_id), "orderLinkId": rec.order.client_order_id})
+
+    def _amend_conditional(self, rec: EmulatedOrder, p: dict[str, Any], qty: float | None, price: float | None, trigger: float | None) -> web.Response:
+        order, coid = rec.order, rec.order.client_order_id
+        if (qty is not None and not qty > 0.0) or (trigger is not None and not trigger > 0.0):
+            return self.error(200, 10001, "params error: qty/triggerPrice")
+        if trigger is not None:
+            refused = self.check_amended_trigger(rec, trigger)
+            if refused is not None:
+                return refused
+            order.trigger_price = trigger
+            self.conditions[coid] = (trigger, self.conditions[coid][1])
+        if qty is not None:
+            order.quantity = qty
+        if price is not None and order.order_type is OrderType.STOP_LIMIT:
+            order.price = price
+        rec.update_ms = self.now_ms()
+        self._push(self.order_frames(rec, None))
+        return self._ok({"orderId": str(rec.order_id), "orderLinkId": coid})
+
+    def check_amended_trigger(self, rec: EmulatedOrder, trigger: float) -> web.Response | None:
+        """A new trigger price of an untriggered order (spot: its direction stays the one given at placement)."""
+        return None
+
+    def on_trade(self, trade: Trade) -> None:
+        """A public trade: the untriggered conditional orders it reaches trigger first, then it is matched."""
+        symbol = self._symbols.get(trade.instrument_id)
+        if symbol is not None:
+            self.last_price[symbol] = trade.price
+            self.clock.advance_to(max(trade.ts_init, self.clock.now_ns()))
+            for coid, rises in list(self.untriggered.items()):
+                rec = self.orders[coid]
+                reached = trade.price >= rec.order.trigger_price if rises else trade.price <= rec.order.trigger_price
+                if rec.symbol == symbol and reached:
+                    self._trigger(rec)
+        super().on_trade(trade)
+
+    def _trigger(self, rec: EmulatedOrder) -> None:
+        """The conditional order ``rec`` reached its trigger: ``Triggered``, then its Market/Limit order enters the matching venue."""
+        stop = rec.order
+        coid = stop.client_order_id
+        del self.untriggered[coid]
+        rec.update_ms = self.now_ms()
+        self._push([self._push_frame("order", [self._row(rec) | {"orderStatus": "Triggered"}])])
+        typ = OrderType.MARKET if stop.order_type is OrderType.STOP_MARKET else OrderType.LIMIT
+        rec.order = Order(
+            coid, "", stop.instrument_id, stop.side, typ, stop.quantity, stop.price, tif=stop.tif,
+            post_only=stop.post_only, reduce_only=stop.reduce_only,
+        )
+        self.enter(rec)
+        if rec.status is OrderStatus.REJECTED:
+            rec.status = OrderStatus.CANCELED
+            self._push(self.order_frames(rec, None))
 
     def _listed(self, rows: list[EmulatedOrder]) -> web.Response:
         return self._ok({"category": self.category, "list": [self._row(r) for r in rows], "nextPageCursor": ""})
@@ -298,6 +425,7 @@ class BybitPrivateEmulator(AccountEmulator):
 
     def _row(self, rec: EmulatedOrder) -> dict[str, Any]:
         order = rec.order
+        trigger, direction = self.conditions.get(order.client_order_id, (0.0, 0))
         mine = [f.fill for f in self.fills if f.rec is rec]
         filled = sum(f.last_qty for f in mine)
         value = sum(f.last_qty * f.last_px for f in mine)
@@ -307,11 +435,15 @@ class BybitPrivateEmulator(AccountEmulator):
             "orderId": str(rec.order_id),
             "orderLinkId": order.client_order_id,
             "side": "Buy" if order.side is OrderSide.BUY else "Sell",
-            "orderType": "Market" if order.order_type is OrderType.MARKET else "Limit",
+            "orderType": "Market" if order.order_type in (OrderType.MARKET, OrderType.STOP_MARKET) else "Limit",
             "price": "0" if math.isnan(order.price) else repr(order.price),
             "qty": repr(order.quantity),
             "timeInForce": "PostOnly" if order.post_only else str(order.tif),
-            "orderStatus": _STATUS[rec.status],
+            "orderStatus": "Untriggered" if order.client_order_id in self.untriggered else _STATUS[rec.status],
+            "triggerPrice": repr(trigger) if trigger else "0",
+            "triggerDirection": direction,
+            "triggerBy": "LastPrice" if trigger else "",
+            "stopOrderType": "Stop" if trigger else "",
             "cancelType": "CancelByUser" if rec.status is OrderStatus.CANCELED else "UNKNOWN",
             "rejectReason": "EC_NoError" if not rec.reason else rec.reason,
             "cumExecQty": repr(filled),
@@ -382,6 +514,26 @@ class BybitLinearEmulator(BybitPrivateEmulator):
         if int(p.get("positionIdx") or 0) != 0:
             return self.error(200, 10001, "position idx not match position mode")
         return None
+
+    def direction(self, p: dict[str, Any], symbol: str, trigger: float) -> tuple[int, web.Response | None]:
+        """Linear: ``triggerDirection`` as given (1 or 2), refused when the last trade already passed the trigger."""
+        if str(p.get("triggerBy") or "LastPrice") != "LastPrice":
+            return 0, self.error(200, 10001, f"params error: triggerBy {p.get('triggerBy')!r} (emulated: LastPrice only)")
+        direction = str(p.get("triggerDirection", ""))
+        if direction not in ("1", "2"):
+            return 0, self.error(200, 10001, "params error: triggerDirection must be 1 or 2")
+        return int(direction), self._passed(symbol, trigger, int(direction))
+
+    def _passed(self, symbol: str, trigger: float, direction: int) -> web.Response | None:
+        last = self.last_price.get(symbol)
+        if last is not None and direction == 1 and trigger <= last:
+            return self.error(200, 110092, f"expect Rising, but trigger_price[{trigger}] <= current[{last}]")
+        if last is not None and direction == 2 and trigger >= last:
+            return self.error(200, 110093, f"expect Falling, but trigger_price[{trigger}] >= current[{last}]")
+        return None
+
+    def check_amended_trigger(self, rec: EmulatedOrder, trigger: float) -> web.Response | None:
+        return self._passed(rec.symbol, trigger, self.conditions[rec.order.client_order_id][1])
 
     def refusal(self, rec: EmulatedOrder) -> web.Response:
         if rec.reason.startswith("reduce_only"):

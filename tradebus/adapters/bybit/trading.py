@@ -13,9 +13,20 @@ client_order_id        ``orderLinkId``
 MARKET                 ``orderType=Market``, ``marketUnit=baseCoin`` (size in the base asset)
 LIMIT GTC / IOC / FOK  ``orderType=Limit`` + ``timeInForce`` GTC / IOC / FOK + ``price``
 LIMIT post_only        ``timeInForce=PostOnly``
-STOP_*                 not supported yet (Bybit conditional orders): refused locally
+STOP_MARKET            a conditional order: ``orderType=Market`` + ``triggerPrice`` +
+                       ``orderFilter=StopOrder`` (Bybit spot takes no ``triggerDirection``: it
+                       triggers on a rise to a trigger above the last price at placement, on a
+                       fall to one at or below it)
+STOP_LIMIT             the same with ``orderType=Limit`` + ``price`` + ``timeInForce``
 reduce_only            not on spot: refused locally
 =====================  ==========================================================
+
+A conditional order is reported ``Untriggered`` (accepted), then ``Triggered``
+(``OrderTriggered``), then as the order it became (``New``, fills, ``Filled``), under the same
+``orderId`` and ``orderLinkId``. Its trigger is amended by ``triggerPrice`` on ``/v5/order/amend``.
+On spot, an untriggered conditional order is canceled with ``orderFilter=StopOrder`` and a
+triggered one as an ordinary order (``Order``, Bybit's default); :meth:`BybitTrading.cancel` sends
+the filter the order's known state implies and, on ``170213`` (no such order), the other one.
 
 Query: ``GET /v5/order/realtime`` by ``orderLinkId`` (then ``/v5/order/history`` when the
 order is no longer there) and its fills from ``GET /v5/execution/list`` (100 a page, by
@@ -43,7 +54,10 @@ LIMIT GTC / IOC / FOK  ``orderType=Limit`` + ``timeInForce`` + ``price``
 LIMIT post_only        ``timeInForce=PostOnly`` (Bybit cancels it if it would take)
 reduce_only            ``reduceOnly=true`` (refused with retCode ``110017`` if it would
                        increase the position)
-STOP_*                 not supported yet: refused locally
+STOP_MARKET            ``orderType=Market`` + ``triggerPrice`` + ``triggerBy=LastPrice`` +
+                       ``triggerDirection`` 1 (rises to it) for a buy, 2 (falls to it) for a sell:
+                       Bybit refuses a trigger already passed (``110092`` / ``110093``)
+STOP_LIMIT             the same with ``orderType=Limit`` + ``price`` + ``timeInForce``
 =====================  ==========================================================
 
 Quantities are base units rounded down to the lot (Bybit's ``qtyStep``), prices to the tick.
@@ -76,7 +90,7 @@ __all__ = ["STATUS", "BybitLinearTrading", "BybitTrading", "fill_from_row", "lin
 STATUS: dict[str, OrderStatus] = {
     "New": OrderStatus.ACCEPTED,
     "Untriggered": OrderStatus.ACCEPTED,
-    "Triggered": OrderStatus.ACCEPTED,
+    "Triggered": OrderStatus.TRIGGERED,
     "PartiallyFilled": OrderStatus.PARTIALLY_FILLED,
     "Filled": OrderStatus.FILLED,
     "Cancelled": OrderStatus.CANCELED,
@@ -94,6 +108,24 @@ RESET_HEADER = "X-Bapi-Limit-Reset-Timestamp"
 #: The headers of Bybit's answers holding the requests left to the endpoint just called, and its limit.
 LIMIT_STATUS_HEADER = "X-Bapi-Limit-Status"
 LIMIT_HEADER = "X-Bapi-Limit"
+#: Bybit's retCode of a cancel or amend naming no order it has (of the ``orderFilter`` asked, on spot).
+NO_SUCH_ORDER = "170213"
+_STOPS = (OrderType.STOP_MARKET, OrderType.STOP_LIMIT)
+
+
+def _typed(order: Order, instrument: Instrument) -> dict[str, str]:
+    """``orderType`` with its ``price`` and ``timeInForce`` (a limit) and its ``triggerPrice`` (a stop)."""
+    typ = order.order_type
+    out = {"orderType": "Market" if typ in (OrderType.MARKET, OrderType.STOP_MARKET) else "Limit"}
+    if typ in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+        tif = order.tif if isinstance(order.tif, TimeInForce) else TimeInForce(order.tif)
+        out["price"] = decimal_text(instrument.round_price(order.price), instrument.tick_size)
+        out["timeInForce"] = "PostOnly" if order.post_only else _TIF.get(tif, "GTC")
+    if typ in _STOPS:
+        if not math.isfinite(order.trigger_price) or order.trigger_price <= 0.0:
+            raise VenueRejected(f"{typ}: trigger price {order.trigger_price} is not a positive number")
+        out["triggerPrice"] = decimal_text(instrument.round_price(order.trigger_price), instrument.tick_size)
+    return out
 
 
 def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
@@ -102,7 +134,7 @@ def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
     Raises
     ------
     VenueRejected
-        For what Bybit spot cannot take here (stops, reduce-only, nothing left once rounded).
+        For what Bybit spot cannot take here (reduce-only, no trigger price, nothing left once rounded).
     """
     if order.reduce_only:
         raise VenueRejected("reduce_only: Bybit spot has no reduce-only orders")
@@ -115,13 +147,14 @@ def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
         "orderLinkId": order.client_order_id,
     }
     typ = order.order_type
-    if typ is OrderType.MARKET:
-        return params | {"orderType": "Market", "marketUnit": "baseCoin"}
-    if typ is not OrderType.LIMIT:
-        raise VenueRejected(f"{typ}: Bybit conditional orders are not supported yet")
-    tif = order.tif if isinstance(order.tif, TimeInForce) else TimeInForce(order.tif)
-    price = decimal_text(instrument.round_price(order.price), instrument.tick_size)
-    return params | {"orderType": "Limit", "price": price, "timeInForce": "PostOnly" if order.post_only else _TIF.get(tif, "GTC")}
+    if typ not in (OrderType.MARKET, OrderType.LIMIT, *_STOPS):
+        raise VenueRejected(f"{typ}: not an order type Bybit spot takes here")
+    params |= _typed(order, instrument)
+    if params["orderType"] == "Market":
+        params["marketUnit"] = "baseCoin"
+    if typ in _STOPS:
+        params["orderFilter"] = "StopOrder"
+    return params
 
 
 def linear_order_params(order: Order, instrument: Instrument) -> dict[str, Any]:
@@ -130,29 +163,28 @@ def linear_order_params(order: Order, instrument: Instrument) -> dict[str, Any]:
     Raises
     ------
     VenueRejected
-        Stops (not supported yet), post-only on a market order, nothing left once rounded.
+        Post-only on a market order, a stop without a trigger price, nothing left once rounded.
     """
     qty = lots_to_send(order, instrument)
     typ = order.order_type
-    if typ not in (OrderType.MARKET, OrderType.LIMIT):
-        raise VenueRejected(f"{typ}: Bybit conditional orders are not supported yet")
-    if order.post_only and typ is not OrderType.LIMIT:
+    if typ not in (OrderType.MARKET, OrderType.LIMIT, *_STOPS):
+        raise VenueRejected(f"{typ}: not an order type Bybit linear takes here")
+    if order.post_only and typ not in (OrderType.LIMIT, OrderType.STOP_LIMIT):
         raise VenueRejected(f"post_only: only LIMIT orders can be post-only, not {typ}")
     params: dict[str, Any] = {
         "category": "linear",
         "symbol": wire_symbol(instrument),
         "side": "Buy" if order.side is OrderSide.BUY else "Sell",
-        "orderType": "Market" if typ is OrderType.MARKET else "Limit",
         "qty": decimal_text(qty, instrument.lot_size),
         "orderLinkId": order.client_order_id,
         "positionIdx": 0,
     }
+    params |= _typed(order, instrument)
+    if typ in _STOPS:
+        params["triggerDirection"] = 1 if order.side is OrderSide.BUY else 2
+        params["triggerBy"] = "LastPrice"
     if order.reduce_only:
         params["reduceOnly"] = True
-    if typ is OrderType.LIMIT:
-        tif = order.tif if isinstance(order.tif, TimeInForce) else TimeInForce(order.tif)
-        params["price"] = decimal_text(instrument.round_price(order.price), instrument.tick_size)
-        params["timeInForce"] = "PostOnly" if order.post_only else _TIF.get(tif, "GTC")
     return params
 
 
@@ -247,16 +279,30 @@ class BybitTrading(CcxtTrading):
         return Ack(str(result["orderLinkId"]), str(result["orderId"]), int(raw.get("time") or 0) * 1_000_000)
 
     async def cancel(self, order: Order) -> None:
-        """``POST /v5/order/cancel`` by ``orderLinkId``."""
-        inst = self.instrument(order)
-        await self.call("private_post_v5_order_cancel", {"category": self.category, "symbol": wire_symbol(inst), "orderLinkId": order.client_order_id})
-
-    async def amend(self, order: Order, quantity: float, price: float, trigger_price: float = math.nan) -> None:
-        """``POST /v5/order/amend``: the new total quantity and/or price (NaN: unchanged)."""
-        if not math.isnan(trigger_price):
-            raise VenueRejected(f"order {order.client_order_id}: Bybit stop orders are not placed here, no trigger to amend")
+        """``POST /v5/order/cancel`` by ``orderLinkId`` (a spot stop: with its ``orderFilter``, see the module docstring)."""
         inst = self.instrument(order)
         params = {"category": self.category, "symbol": wire_symbol(inst), "orderLinkId": order.client_order_id}
+        if self.category != "spot" or order.order_type not in _STOPS:
+            await self.call("private_post_v5_order_cancel", params)
+            return
+        untriggered = order.status not in (OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED)
+        first, other = ("StopOrder", "Order") if untriggered else ("Order", "StopOrder")
+        try:
+            await self.call("private_post_v5_order_cancel", params | {"orderFilter": first})
+        except VenueRejected as exc:
+            if f"error {NO_SUCH_ORDER}" not in str(exc):
+                raise
+            # It triggered (or not) since this process last heard of it: the other kind has it.
+            await self.call("private_post_v5_order_cancel", params | {"orderFilter": other})
+
+    async def amend(self, order: Order, quantity: float, price: float, trigger_price: float = math.nan) -> None:
+        """``POST /v5/order/amend``: the new total quantity, price and/or trigger price (NaN: unchanged)."""
+        inst = self.instrument(order)
+        params = {"category": self.category, "symbol": wire_symbol(inst), "orderLinkId": order.client_order_id}
+        if not math.isnan(trigger_price):
+            if order.order_type not in _STOPS:
+                raise VenueRejected(f"order {order.client_order_id}: a {order.order_type} order has no trigger to amend")
+            params["triggerPrice"] = decimal_text(inst.round_price(trigger_price), inst.tick_size)
         if not math.isnan(quantity):
             params["qty"] = decimal_text(inst.round_quantity(quantity), inst.lot_size)
         if not math.isnan(price):
@@ -326,6 +372,8 @@ class BybitTrading(CcxtTrading):
         for inst in self.instruments.values():
             for row in await self._open_rows(inst):
                 body = {"category": self.category, "symbol": wire_symbol(inst), "orderId": str(row["orderId"])}
+                if self.category == "spot" and row.get("orderStatus") == "Untriggered":
+                    body["orderFilter"] = "StopOrder"
                 if await cancel_one(str(row["orderLinkId"]), self.call("private_post_v5_order_cancel", body)):
                     canceled.append(str(row["orderLinkId"]))
         return canceled

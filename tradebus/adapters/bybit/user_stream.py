@@ -5,7 +5,10 @@
 ``order`` by ``orderStatus``:
 
 ==========================================  ==========================================
-``New``                                     ``OrderAccepted`` (venue order id ``orderId``)
+``New`` / ``Untriggered``                   ``OrderAccepted`` (venue order id ``orderId``;
+                                            ``Untriggered``: a conditional order waiting)
+``Triggered``                               ``OrderTriggered`` (a conditional order's trigger
+                                            was reached; it goes on as ``New``, fills ...)
 ``Cancelled`` / ``PartiallyFilledCanceled``  ``OrderCanceled`` (cumulative ``cumExecQty``;
                                             reason ``rejectReason``, else ``cancelType``)
 ``Rejected``                                ``OrderRejected`` (``rejectReason``)
@@ -53,6 +56,7 @@ from tradebus.engine.messages import (
     OrderFilled,
     OrderRejected,
     OrderSide,
+    OrderTriggered,
 )
 from tradebus.errors import ParseError
 from tradebus.execution.live import AccountBalance, AccountPosition
@@ -146,8 +150,10 @@ class UserStreamParser(PrivateStreamParser):
         ts = int(row["updatedTime"]) * _MS
         now = self.clock_ns()
         status = row["orderStatus"]
-        if status == "New" and order.status in UNACKNOWLEDGED:  # else the REST answer told it first
+        if status in ("New", "Untriggered") and order.status in UNACKNOWLEDGED:  # else the REST answer told it first
             return [OrderAccepted(sid, iid, coid, str(row["orderId"]), ts, now)]
+        if status == "Triggered":
+            return [OrderTriggered(sid, iid, coid, ts, now)]
         if status in ("Cancelled", "PartiallyFilledCanceled"):
             reject = row.get("rejectReason")
             why = reject if reject not in (None, "", "EC_NoError") else row.get("cancelType") or "canceled"

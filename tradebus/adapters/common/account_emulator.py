@@ -334,10 +334,20 @@ class AccountEmulator(ABC):
 
         What the arrival causes (an immediate fill) is pushed after the acknowledgement.
         """
+        return self.enter(self.record(order, symbol))
+
+    def record(self, order: Order, symbol: str) -> EmulatedOrder:
+        """Give ``order`` (its id is new: the caller checked) a venue id and keep it in the account, unmatched."""
         self._order_ids += 1
         now = self.now_ms()
         rec = EmulatedOrder(order, symbol, self._order_ids, now, update_ms=now)
         self.orders[order.client_order_id] = rec
+        return rec
+
+    def enter(self, rec: EmulatedOrder) -> EmulatedOrder:
+        """Hand the account's order ``rec`` to the matching venue (as :meth:`submit`; a dialect's
+        conditional order when its trigger is reached, under the ids it was recorded with)."""
+        order = rec.order
         self._placing, self._placing_events = rec, []
         try:
             self.venue.submit(order)
