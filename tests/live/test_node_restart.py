@@ -181,3 +181,32 @@ async def test_restart_resolves_an_order_the_stopped_process_was_working(tmp_pat
     assert node.kernel.result.submit_reasons["TickEmaCross-1"] == ""
     assert node.venue.position(IID) == node.kernel.portfolio.position(IID)
     assert node.router.messages == 300
+
+
+async def test_a_restarted_daemon_keeps_the_interest_its_margin_short_paid(tmp_path: Path) -> None:
+    """A margin spot short pays interest at the fill that borrows (``annual_borrow_rates``); a daemon
+    restarted on the journal starts from the stopped one's wallet with its charges in the results
+    (before, the charges were not journaled: the restored wallet was higher by them and the restarted
+    run's ``interest.csv`` lacked them)."""
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, journal=True)
+        data["annual_borrow_rates"] = {"BTC": 0.5, "USDT": 0.5}
+        first = PaperNode(config_of(data), handle_signals=False)
+        await run_node(first, lambda: bool(first.kernel.result.interest))
+    account = first.kernel.portfolio.account
+    wallet = (account.balance("USDT"), account.balance("BTC"), first.kernel.portfolio.cash)
+    paid = list(first.kernel.result.interest or [])
+    assert paid and paid[0].asset == "BTC" and paid[0].kind == "borrow"  # a short borrowed
+    # The second process handles one trade (of a server replaying from the start): too few for the
+    # strategy to decide, so nothing fills.
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, journal=True)
+        data["annual_borrow_rates"] = {"BTC": 0.5, "USDT": 0.5}
+        second = PaperNode(config_of(data), handle_signals=False, max_messages=1)
+        await run_node(second, lambda: False, timeout=30.0)
+    assert second.summary.stop_reason == "max_messages reached (1)"
+    account = second.kernel.portfolio.account
+    assert (account.balance("USDT"), account.balance("BTC"), second.kernel.portfolio.cash) == wallet
+    assert second.kernel.portfolio.interest_paid == sum(c.interest for c in paid)
+    assert second.kernel.result.interest == paid  # each charge once
+    assert len(second.kernel.result.fills) == len(first.kernel.result.fills)

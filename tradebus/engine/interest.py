@@ -138,6 +138,8 @@ class BorrowInterest:
         #: Every charge of the run, in order.
         self.charges: list[InterestCharged] = []
         self._scheduled = False
+        # ts_event of the latest charge of a previous process (journal replay): its hours are paid.
+        self._restored_until: int | None = None
 
     def owed(self, asset: str) -> float:
         """How much of ``asset`` is owed (0 below the float residue; see the module docstring)."""
@@ -159,6 +161,22 @@ class BorrowInterest:
         if charged:
             self._wallet_changed(None)
         self.schedule(self._clock.now_ns())
+
+    def restore(self, charge: InterestCharged) -> None:
+        """Take a charge of a previous process (journal replay; the replay debited it): kept in :attr:`charges`."""
+        self.charges.append(charge)
+        if self._restored_until is None or charge.ts_event > self._restored_until:
+            self._restored_until = charge.ts_event
+
+    def resume(self, now: int) -> None:
+        """Start the hourly charges at the start of a run: after the last restored charge, or after ``now``.
+
+        A restarted process charges the first whole hour after the last journaled charge, so no
+        hour is charged twice and none the loan was owed through while the process was down is
+        skipped: an hour already past fires before the next message, at the latest prices known
+        (the journal's last fill price of an instrument before any new price).
+        """
+        self.schedule(now if self._restored_until is None else self._restored_until)
 
     def schedule(self, now: int) -> None:
         """Set the alert of the next whole hour after ``now`` if something is owed and none is set."""

@@ -408,6 +408,10 @@ class Kernel:
             self.result.interest = self.interest.charges
             self.bus.subscribe(OrderFilled, self.interest.on_fill)  # after _record_fill: the bounds are then current
             self.bookkeeping += (self.interest.on_fill,)
+        if journal is not None:
+            # Wallet movements outside fills, journaled as they happen: a restart books them again.
+            self.bus.subscribe(InterestCharged, journal.record_wallet)
+            self.bus.subscribe(FundingPaid, journal.record_wallet)
 
     # ------------------------------------------------------------------ set-up
 
@@ -461,7 +465,7 @@ class Kernel:
         for strategy in self.strategies:
             self._subscribe(strategy)
         if self.interest is not None:
-            self.interest.schedule(self.clock.now_ns())  # loans a journal replay restored
+            self.interest.resume(self.clock.now_ns())  # loans a journal replay restored
         for strategy in self.strategies:
             strategy.on_start()
 
@@ -554,9 +558,10 @@ class Kernel:
     def record_journaled(self, msg: Any) -> None:
         """Add a message of a previous process (journal replay) to this run's results.
 
-        Pass it as ``on_message`` to :meth:`Journal.replay`: journaled submit reasons, fills and
-        denials reach the results as if this run had made them, so the outputs after a restart
-        hold the whole history of the journal.
+        Pass it as ``on_message`` to :meth:`Journal.replay`: journaled submit reasons, fills,
+        denials, interest charges and funding payments reach the results as if this run had made
+        them, so the outputs after a restart hold the whole history of the journal (the replay
+        books the charges and payments on the portfolio).
         """
         cls = type(msg)
         if cls is SubmitOrder:
@@ -567,6 +572,15 @@ class Kernel:
             self.result.denials.append(msg)
         elif cls is ContingentLinked:
             self._journaled_links.append(msg)
+        elif cls is InterestCharged:
+            if self.interest is not None:
+                self.interest.restore(msg)
+            else:  # the config no longer sets borrow rates: the charges were paid all the same
+                if self.result.interest is None:
+                    self.result.interest = []
+                self.result.interest.append(msg)
+        elif cls is FundingPaid:
+            self.result.funding.append(msg)
 
     # ------------------------------------------------------------------ generic path
 

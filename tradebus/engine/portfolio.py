@@ -293,11 +293,20 @@ class Portfolio:
         if pos is None or pos.quantity == 0.0 or pos.last_price != pos.last_price or not math.isfinite(rate):
             return 0.0
         payment = pos.quantity * pos.contract_size * pos.last_price * rate
+        self.pay_funding(instrument_id, payment)
+        return payment
+
+    def pay_funding(self, instrument_id: str, payment: float) -> None:
+        """Debit a funding ``payment`` (negative: received) of an instrument from cash and the account's wallet.
+
+        Added to :attr:`funding_paid` (a journaled payment replayed; :meth:`apply_funding` computes one).
+        """
         self.cash -= payment
         self._funding += payment
-        pos.funding += payment
+        pos = self._positions.get(instrument_id)
+        if pos is not None:
+            pos.funding += payment
         self.account.apply_funding(instrument_id, payment)
-        return payment
 
     def charge_interest(self, asset: str, amount: float) -> None:
         """Debit borrowing interest ``amount`` of quote asset ``asset`` from cash and the account's wallet.

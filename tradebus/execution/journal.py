@@ -22,6 +22,12 @@ fills to the run's results) and then settles every order whose fate the journal 
 
 Nothing is ever re-sent by the recovery, so it cannot invent or duplicate an order.
 
+Wallet movements outside fills, borrowing interest (``InterestCharged``) and funding
+(``FundingPaid``), are journaled as events with an empty client order id as they happen,
+committed like fills (:meth:`Journal.record_wallet`). The replay books them on the portfolio in
+``seq`` order with the fills, so the restored wallet is the stopped process's, and hands them to
+``on_message`` (the kernel adds them to the run's interest and funding results).
+
 Storage (WAL mode), schema version :data:`SCHEMA_VERSION`:
 
 * ``meta(key, value)``: ``schema_version``, ``run_id`` (drawn when the journal is created; the
@@ -34,8 +40,10 @@ Storage (WAL mode), schema version :data:`SCHEMA_VERSION`:
 * ``risk_state(id = 1, ts, payload)``: the risk gate's last trading and breaker state.
 
 A journal of a newer schema, or an SQLite database of other tables, is refused
-(:class:`~tradebus.errors.DataError` naming the file) and left as it was; a version-1 journal
-(no ``meta`` table) is migrated in place on open.
+(:class:`~tradebus.errors.DataError` naming the file) and left as it was; an older journal is
+migrated in place on open: version 1 (no ``meta`` table) gets the tables of version 2, and
+version 2 (whose entries are order commands and events only) is marked version 3, so that an
+older tradebus refuses the journal by its version rather than at its first wallet entry.
 
 Measured (``bench/journal.py``, ``synchronous=NORMAL``, 2,000 orders of 4 entries, medians of
 5, on a loaded 2-core machine): a commit dominates an entry's cost, so the submit path
@@ -55,6 +63,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 from loguru import logger
 
+from tradebus.account import MarginAccount
 from tradebus.engine import messages as _messages
 from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import DataError
@@ -68,8 +77,8 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "Journal", "JournalEntry"]
 
 #: Version of the journal's tables written by this code (1: ``journal`` only; 2: ``meta`` and
-#: ``risk_state`` added).
-SCHEMA_VERSION = 2
+#: ``risk_state`` added; 3: ``InterestCharged`` and ``FundingPaid`` entries).
+SCHEMA_VERSION = 3
 
 _TYPES: dict[str, type] = {
     name: getattr(_messages, name)
@@ -88,6 +97,8 @@ _TYPES: dict[str, type] = {
         "OrderCanceled",
         "OrderExpired",
         "ContingentLinked",
+        "InterestCharged",
+        "FundingPaid",
     )
 } | {"OrderTimedOut": OrderTimedOut, "OrderResolved": OrderResolved}
 
@@ -193,7 +204,7 @@ class Journal:
                 return meta
         db.execute("BEGIN IMMEDIATE")
         try:
-            # A new file, or version 1 (a journal table only): the migration adds the tables.
+            # A new file, version 1 (a journal table only) or 2: the migration adds what is missing.
             db.execute(_JOURNAL_TABLE)
             db.execute(_META_TABLE)
             db.execute(_RISK_TABLE)
@@ -253,6 +264,12 @@ class Journal:
     def record_event(self, event: Any) -> int:
         """Journal an order event (committing a command waiting for it); return its ``seq``."""
         seq = self._insert("event", event, event.client_order_id)
+        self._commit()
+        return seq
+
+    def record_wallet(self, event: _messages.InterestCharged | _messages.FundingPaid) -> int:
+        """Journal (and commit) a wallet movement outside fills: a charge of interest or a funding payment."""
+        seq = self._insert("event", event, "")
         self._commit()
         return seq
 
@@ -353,7 +370,13 @@ class Journal:
         on_message
             Called with every journaled command and event, in ``seq`` order (a fill journaled
             twice only once), then with each recovery event (the kernel adds the journaled
-            fills to its results).
+            fills, interest charges and funding payments to its results).
+
+        Raises
+        ------
+        DataError
+            An unreadable entry (see :meth:`entries`), or a journaled interest charge while
+            ``portfolio`` has no margin account (the config no longer trades margin spot).
 
         Returns
         -------
@@ -372,11 +395,18 @@ class Journal:
                     order.ts_created = order.ts_last = msg.ts_init
                     orders.restore(order)
                 continue
+            cls = type(msg)
+            if cls is _messages.InterestCharged or cls is _messages.FundingPaid:
+                self._book_wallet(entry.seq, msg, portfolio)
+                if on_message is not None:
+                    on_message(msg)
+                continue
             applied = orders.apply(msg)
-            if type(msg) is _messages.OrderFilled:
+            if cls is _messages.OrderFilled:
                 if applied is None and orders.get(msg.client_order_id) is not None:
                     continue  # a repeat of a trade already booked (journaled twice): neither booked nor reported again
                 portfolio.apply_fill(msg)
+                portfolio.mark(msg.instrument_id, msg.last_px)  # the latest price the journal knows
             if on_message is not None:
                 on_message(msg)
         if risk is not None:
@@ -412,6 +442,18 @@ class Journal:
             if order.status == _messages.OrderStatus.UNKNOWN:
                 unknown.append(order)
         return unknown
+
+    def _book_wallet(self, seq: int, msg: _messages.InterestCharged | _messages.FundingPaid, portfolio: Portfolio) -> None:
+        """Book a journaled charge of interest or funding payment on the rebuilt portfolio."""
+        if type(msg) is _messages.FundingPaid:
+            portfolio.pay_funding(msg.instrument_id, msg.payment)
+            return
+        if not isinstance(portfolio.account, MarginAccount):
+            raise DataError(
+                f"journal {self.path}: seq {seq}: an interest charge on a {msg.asset} loan, but the run has no "
+                "margin spot instrument that could have borrowed it (the config changed since the journal began)"
+            )
+        portfolio.charge_interest(msg.quote, msg.interest)
 
     def close(self) -> None:
         """Commit what is pending, stop the checkpoint thread and close the database (once; later calls do nothing)."""
