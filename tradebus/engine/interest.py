@@ -23,6 +23,10 @@ When (Binance cross margin's rule: hourly interest, the first charge at borrowin
       12:00; one taken and repaid within the same hour once. The batch loops and
       :meth:`Kernel.process <tradebus.engine.kernel.Kernel.process>` fire the same alerts at the
       same points, so they charge the same.
+    * after a restart of a paper daemon (the journal replays the charges of the stopped process,
+      :meth:`BorrowInterest.restore`), from the first whole hour after the last journaled charge
+      (:meth:`BorrowInterest.resume`): no hour is charged twice, and an hour that passed while the
+      process was down is charged before its first message.
 
 How much
     ``interest = owed * price * annual_rate / 8760`` (365 days of 24 hours: Binance's daily rate
