@@ -10,11 +10,16 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
-from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, RestFault, StreamFault
-from tradebus.adapters.binance.trading import BinanceTrading
-from tradebus.adapters.binance.user_stream import BinanceUserStream, UserStreamParser
+from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, BinancePrivateEmulator, RestFault, StreamFault
+from tradebus.adapters.binance.trading import BinanceFuturesTrading, BinanceTrading
+from tradebus.adapters.binance.user_stream import (
+    BinanceFuturesUserStream,
+    BinanceUserStream,
+    FuturesStreamParser,
+    UserStreamParser,
+)
 from tradebus.engine.clock import LiveClock
-from tradebus.engine.instrument import Instrument
+from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import OrderSide, OrderType, SubmitOrder, Trade
 from tradebus.execution.engine import OrderTimeouts
@@ -25,6 +30,9 @@ KEY = "tbLiveKey0123456789abcdefABCDEF"
 SECRET = "tbLiveSecret9876543210zyxwvuZYXWVU"
 INST = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5, margin=False)
 IID = INST.instrument_id
+#: A Binance USD-M perpetual: the venue amends nothing here and has no one-request cancel-replace.
+USDM_INST = Instrument("BINANCE_USDM", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.1, lot_size=0.001, kind=InstrumentKind.PERPETUAL)
+USDM_IID = USDM_INST.instrument_id
 T0 = 1_723_161_255_000_000_000
 FAST = OrderTimeouts(
     submit_ns=300_000_000, cancel_ns=300_000_000, retry_ns=150_000_000, check_ns=None, not_found_grace_ns=600_000_000
@@ -36,19 +44,20 @@ class Harness:
     emulator: BinancePrivateEmulator
     kernel: Kernel
     venue: LiveVenue
-    stream: BinanceUserStream
+    stream: BinanceUserStream | BinanceFuturesUserStream
     n: int = 0
+    iid: str = IID
 
     def trade(self, price: float, size: float = 1.0) -> None:
         """One public trade, seen by the account emulator (matching) and the kernel (marks)."""
         self.n += 1
-        tr = Trade(IID, T0 + self.n * 1_000_000, T0 + self.n * 1_000_000, price, size, 1, str(self.n))
+        tr = Trade(self.iid, T0 + self.n * 1_000_000, T0 + self.n * 1_000_000, price, size, 1, str(self.n))
         self.emulator.on_trade(tr)
         self.kernel.process(tr)
 
-    def submit(self, side: OrderSide, qty: float, price: float = math.nan) -> Order:
+    def submit(self, side: OrderSide, qty: float, price: float = math.nan, reduce_only: bool = False) -> Order:
         typ = OrderType.MARKET if price != price else OrderType.LIMIT
-        return self.kernel.execution.submit(SubmitOrder("s1", IID, "", side, qty, 0, 0, typ, price))
+        return self.kernel.execution.submit(SubmitOrder("s1", self.iid, "", side, qty, 0, 0, typ, price, reduce_only=reduce_only))
 
     def posts(self, coid: str) -> int:
         return sum(1 for method, path, c in self.emulator.requests if method == "POST" and c == coid)
@@ -69,11 +78,12 @@ async def harness(
     rest_faults: list[RestFault] | None = None,
     stream_faults: list[StreamFault] | None = None,
     secret: str = SECRET,
+    trading: type[BinanceTrading] = BinanceTrading,
 ) -> AsyncIterator[Harness]:
     emulator = BinancePrivateEmulator(KEY, SECRET, {IID: INST}, {"USDT": 100_000.0}, rest_faults, stream_faults)
     await emulator.start()
     clock = LiveClock()
-    api = BinanceTrading(emulator.rest_url, SecretStr(KEY), SecretStr(secret), {IID: INST}, timeout=0.25)
+    api = trading(emulator.rest_url, SecretStr(KEY), SecretStr(secret), {IID: INST}, timeout=0.25)
     venue = LiveVenue(api, clock)
     kernel = Kernel([INST], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0)
     venue.on_answer = kernel.execution.reconcile_order
@@ -84,6 +94,34 @@ async def harness(
     h = Harness(emulator, kernel, venue, stream)
     try:
         await until(lambda: any(s.authed for s in emulator.sessions))
+        kernel.start()
+        h.trade(60_000.0)
+        yield h
+    finally:
+        stream.stop()
+        await task
+        await venue.aclose()
+        await emulator.stop()
+
+
+@asynccontextmanager
+async def usdm_harness() -> AsyncIterator[Harness]:
+    """As :func:`harness` on the Binance USD-M account emulator (a perpetual; listen-key user stream)."""
+    emulator = BinanceFuturesEmulator(KEY, SECRET, {USDM_IID: USDM_INST}, {"USDT": 100_000.0})
+    await emulator.start()
+    clock = LiveClock()
+    api = BinanceFuturesTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {USDM_IID: USDM_INST}, timeout=0.25)
+    venue = LiveVenue(api, clock)
+    kernel = Kernel([USDM_INST], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0)
+    venue.on_answer = kernel.execution.reconcile_order
+    venue.on_replace = kernel.execution.submit
+    stream = BinanceFuturesUserStream(
+        emulator.rest_url, emulator.ws_url, SecretStr(KEY), FuturesStreamParser({USDM_IID: USDM_INST}, venue.order), venue.emit
+    )
+    task = asyncio.create_task(stream.run())
+    h = Harness(emulator, kernel, venue, stream, iid=USDM_IID)
+    try:
+        await until(lambda: stream.subscribed.is_set())
         kernel.start()
         h.trade(60_000.0)
         yield h

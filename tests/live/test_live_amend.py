@@ -129,3 +129,65 @@ async def test_binance_spot_trailing_stop_trails_by_one_request_cancel_replaces(
     assert [p for m, p, c in h.emulator.requests if p == "/api/v3/order/cancelReplace"] == ["/api/v3/order/cancelReplace"] * 2
     replaced = [o for o in h.kernel.orders.orders() if o.order_type is OrderType.STOP_MARKET]
     assert [str(o.status) for o in replaced] == ["CANCELED", "CANCELED", "FILLED"]
+
+
+async def test_a_two_request_cancel_replace_of_an_oco_member_keeps_the_group_on_binance_usdm() -> None:
+    """USD-M amends nothing here and has no one-request cancel-replace: a modify cancels the order, then
+    places its replacement. Long 0.01; two reduce-only sells, 61,000 and 63,000, one OCO group; the first
+    moved to 61,500. A trade at 61,600 fills the replacement: its sibling must be canceled. The links
+    were dropped with the first order's cancel: the 63,000 sell kept working."""
+    from tests.live.live_harness import usdm_harness
+    from tradebus.execution.contingent import ContingentOrders
+
+    async with usdm_harness() as h:
+        contingent = ContingentOrders(h.kernel)
+        buy = h.submit(OrderSide.BUY, 0.01)
+        await until(lambda: buy.status is OrderStatus.ACCEPTED)
+        h.trade(60_000.0)
+        await until(lambda: h.kernel.portfolio.position(h.iid) == pytest.approx(0.01))
+        near = h.submit(OrderSide.SELL, 0.01, 61_000.0, reduce_only=True)
+        far = h.submit(OrderSide.SELL, 0.01, 63_000.0, reduce_only=True)
+        await until(lambda: near.status is OrderStatus.ACCEPTED and far.status is OrderStatus.ACCEPTED)
+        contingent.oco([near.client_order_id, far.client_order_id])
+        h.kernel.execution.modify(ModifyOrder("s1", h.iid, near.client_order_id, 0, 0, price=61_500.0))
+        await until(lambda: len(h.kernel.orders.orders()) == 4)
+        new = h.kernel.orders.orders()[-1]
+        await until(lambda: new.status is OrderStatus.ACCEPTED)
+        assert near.status is OrderStatus.CANCELED and new.price == 61_500.0
+        h.trade(61_600.0)
+        await until(lambda: new.status is OrderStatus.FILLED)
+        await until(lambda: not far.is_open, timeout=2.0)
+        await h.venue.drain()
+    assert far.status is OrderStatus.CANCELED and h.emulator.orders[far.client_order_id].status is OrderStatus.CANCELED
+    assert [c for m, p, c in h.emulator.requests if m == "DELETE"] == [near.client_order_id, far.client_order_id]
+    assert h.kernel.portfolio.position(h.iid) == pytest.approx(0.0)
+    assert h.venue.requests["replace"] == 0 and h.venue.requests["amend"] == 0
+
+
+async def test_a_two_request_cancel_replace_of_a_take_profit_keeps_the_bracket_on_binance_usdm() -> None:
+    """Long 0.01 by a bracket with a take-profit at 65,000 (cooldown 1 bar), moved to 62,000 on USD-M
+    (cancel, then a new order). A trade at 62,100 fills it: the bracket is closed, its cooldown refuses
+    the next one. The bracket still named the canceled order as its child: it never closed."""
+    from tests.live.live_harness import usdm_harness
+    from tradebus.execution.contingent import ContingentOrders
+
+    async with usdm_harness() as h:
+        contingent = ContingentOrders(h.kernel)
+        entry = contingent.bracket("s1", h.iid, OrderSide.BUY, 0.01, take_profit=65_000.0, cooldown_bars=1)
+        await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.ACCEPTED)
+        h.trade(60_000.0)
+        await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.FILLED)
+        h.trade(60_000.0)  # arms the take-profit
+        await until(lambda: len(h.kernel.orders.orders()) == 2)
+        target = h.kernel.orders.orders()[-1]
+        await until(lambda: target.status is OrderStatus.ACCEPTED)
+        h.kernel.execution.modify(ModifyOrder("s1", h.iid, target.client_order_id, 0, 0, price=62_000.0))
+        await until(lambda: len(h.kernel.orders.orders()) == 3)
+        new = h.kernel.orders.orders()[-1]
+        await until(lambda: new.status is OrderStatus.ACCEPTED)
+        h.trade(62_100.0)
+        await until(lambda: new.status is OrderStatus.FILLED)
+        await h.venue.drain()
+    assert target.status is OrderStatus.CANCELED and h.kernel.portfolio.position(h.iid) == pytest.approx(0.0)
+    assert contingent.in_cooldown("s1", h.iid) == 2
+    assert contingent.bracket("s1", h.iid, OrderSide.BUY, 0.01, take_profit=65_000.0) is None

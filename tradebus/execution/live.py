@@ -26,8 +26,10 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     price: a stop would be off the venue between them; ``OrderModifyRejected`` at once): the order is canceled, and once the cancel is confirmed (not
     filled in the meantime) a new order with a new client id for the quantity left, at the
     new price, is submitted through :attr:`LiveVenue.on_replace` (the engine's ``submit``:
-    it passes the risk gate and the journal like any order). When the order closed otherwise
-    first (filled), or still works after the cancel, nothing is replaced: ``OrderModifyRejected``.
+    it passes the risk gate and the journal like any order), then ``OrderReplaced``, then the
+    order's ``OrderCanceled`` (so an OCO group or bracket follows the replacement). When the
+    order closed otherwise first (filled), or still works after the cancel, nothing is
+    replaced: ``OrderModifyRejected``.
 ``query_order``
     is asked synchronously by the engine. It answers with the venue's reply to the latest
     query of that order if one arrived since; otherwise it starts the query and raises
@@ -328,33 +330,53 @@ class LiveVenue(Venue):
         self._spawn(self._cancel(order), f"cancel:{coid}")
 
     def emit(self, event: Any) -> None:
-        """Hand ``event`` to the engine; once a cancel-replaced order is closed, submit its replacement.
+        """Hand ``event`` to the engine; a cancel-replaced order's cancel comes after its replacement.
 
         The ``OrderCanceled`` of an order whose one-request cancel-replace is in flight waits for
-        the request's answer (it then follows the ``OrderReplaced``).
+        the request's answer (it then follows the ``OrderReplaced``). That of an order canceled
+        for a two-request cancel-replace first submits the replacement, and ``OrderReplaced``.
         """
-        if type(event) is OrderCanceled and event.client_order_id in self._swaps:
-            self._held[event.client_order_id] = event
-            return
+        if type(event) is OrderCanceled:
+            coid = event.client_order_id
+            if coid in self._swaps:
+                self._held[coid] = event
+                return
+            if coid in self._replacing:
+                self._replace(coid, event.filled_qty)
         super().emit(event)
         if self._replacing:
             self._replace_if_closed(getattr(event, "client_order_id", ""))
 
     def _replace_if_closed(self, coid: str) -> None:
+        """Refuse the modification of an order that closed otherwise than by its cancel-replace's cancel."""
         order = self._orders.get(coid)
         if coid in self._replacing and order is not None and not order.is_open:
-            self._replace(order, self._replacing.pop(coid))
+            del self._replacing[coid]
+            logger.info("order {} closed {} before its replacement; nothing replaced", coid, order.status.name)
+            self._modify_rejected(order, f"closed {order.status.name} before its replacement")
 
-    def _replace(self, order: Order, cmd: ModifyOrder) -> None:
-        coid = order.client_order_id
-        qty = (order.quantity if math.isnan(cmd.quantity) else cmd.quantity) - order.filled_qty
-        if order.status is not OrderStatus.CANCELED or qty <= 0.0 or self.on_replace is None:
+    def _replace(self, coid: str, venue_filled: float) -> None:
+        """Submit the replacement of ``coid``, whose cancel the venue confirmed with ``venue_filled`` filled
+        (NaN: not said), then emit ``OrderReplaced``, before the cancel reaches the engine: what follows
+        the order (OCO group, bracket) follows its replacement, as in a one-request cancel-replace."""
+        order = self._orders.get(coid)
+        cmd = self._replacing.pop(coid, None)
+        if order is None or cmd is None:
+            return
+        filled = order.filled_qty if math.isnan(venue_filled) else max(order.filled_qty, venue_filled)
+        qty = (order.quantity if math.isnan(cmd.quantity) else cmd.quantity) - filled
+        if not order.is_open or qty <= 0.0 or self.on_replace is None:
             logger.info("order {} closed {} before its replacement; nothing replaced", coid, order.status.name)
             self._modify_rejected(order, f"closed {order.status.name} before its replacement")
             return
         sub = self._replacement(order, cmd, qty)
-        replacement = self.on_replace(sub)
-        logger.info("order {} replaced by {} ({} @ {})", coid, getattr(replacement, "client_order_id", "?"), qty, sub.price)
+        # Still open here: the risk gate checks the replacement as a modification of it.
+        replacement = self.on_replace(sub, replaces=coid)
+        if replacement.status in (OrderStatus.DENIED, OrderStatus.REJECTED):
+            return
+        now = self.clock.now_ns()
+        self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, replacement.client_order_id, now, now))
+        logger.info("order {} replaced by {} ({} @ {})", coid, replacement.client_order_id, qty, sub.price)
 
     def _replacement(self, order: Order, cmd: ModifyOrder, qty: float) -> SubmitOrder:
         """The new order of a cancel-replace: ``order`` for ``qty`` with the modified price and trigger."""
@@ -556,9 +578,11 @@ class LiveVenue(Venue):
         finally:
             self._querying.discard(coid)
         self._answers[coid] = report
+        if coid in self._replacing and report is not None and report.status is OrderStatus.CANCELED:
+            self._replace(coid, report.filled_qty)  # the cancel of a cancel-replace confirmed by a query, not the stream
         if self.on_answer is not None:
             self.on_answer(coid)
-        if coid in self._replacing:  # the cancel of a cancel-replace confirmed by a query, not the stream
+        if coid in self._replacing:
             self._replace_if_closed(coid)
             if self._replacing.pop(coid, None) is not None:
                 logger.warning("order {}: still working after its cancel-replace's cancel; modification abandoned", coid)
