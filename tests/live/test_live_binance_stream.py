@@ -162,7 +162,31 @@ def test_stops_map_to_binance_names() -> None:
     limit = order_params(
         _order("t", BTC, OrderSide.BUY, order_type=OrderType.STOP_LIMIT, quantity=0.001, price=61000.0, trigger_price=60900.0), BTC
     )
-    assert (limit["type"], limit["timeInForce"], limit["price"]) == ("TAKE_PROFIT_LIMIT", "GTC", "61000.00")
+    assert (limit["type"], limit["timeInForce"], limit["price"]) == ("STOP_LOSS_LIMIT", "GTC", "61000.00")
+    buy = order_params(_order("b", BTC, OrderSide.BUY, order_type=OrderType.STOP_MARKET, quantity=0.001, trigger_price=61000.0), BTC)
+    assert buy["type"] == "STOP_LOSS"  # Binance's TAKE_PROFIT BUY triggers at a last price <= stopPrice
+
+
+async def test_a_buy_stop_above_the_market_works_and_buys_on_the_rise() -> None:
+    """Last trade 60,000; a buy stop at 61,000 (a breakout entry). Binance's STOP_LOSS BUY triggers at a
+    last price >= its stopPrice; it was sent as TAKE_PROFIT BUY, which triggers at <=: Binance
+    refuses it above the market ("Order would trigger immediately."), and below it buys a dip."""
+    from tests.live.live_harness import IID, harness, until
+    from tradebus.engine.messages import OrderStatus, SubmitOrder
+
+    async with harness() as h:
+        stop = h.kernel.execution.submit(SubmitOrder("s1", IID, "", OrderSide.BUY, 0.01, 0, 0, OrderType.STOP_MARKET, trigger_price=61_000.0))
+        await until(lambda: stop.status is not OrderStatus.SUBMITTED)
+        assert stop.status is OrderStatus.ACCEPTED, stop.reason
+        h.trade(60_500.0)
+        h.trade(59_000.0)
+        await h.venue.drain()
+        assert stop.status is OrderStatus.ACCEPTED
+        h.trade(61_100.0)
+        await until(lambda: stop.status is OrderStatus.FILLED)
+        await h.venue.drain()
+    assert h.emulator.fills[0].fill.last_px >= 61_000.0
+    assert h.kernel.portfolio.position(IID) == pytest.approx(0.01)
 
 
 def test_what_spot_cannot_take_is_refused_before_sending() -> None:

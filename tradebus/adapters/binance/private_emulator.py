@@ -22,7 +22,9 @@ Faults are the base's (``RestFault`` defaults to ``POST /api/v3/order``, ``Strea
 ``executionReport`` frames), plus ``ban``: ``418`` with ``Retry-After``.
 
 Departures from Binance, all documented: a MARKET order is answered ``NEW`` and fills at
-the next trade (Binance fills it before answering); locked balances are not tracked.
+the next trade (Binance fills it before answering); locked balances are not tracked;
+``TAKE_PROFIT`` and ``TAKE_PROFIT_LIMIT`` (triggered by a move toward the order's side) are
+refused (``-1116``): ``STOP_LOSS`` and ``STOP_LOSS_LIMIT`` of either side are emulated.
 
 USD-M perpetuals
 ----------------
@@ -91,10 +93,10 @@ _TYPES = {
     "LIMIT": OrderType.LIMIT,
     "LIMIT_MAKER": OrderType.LIMIT,
     "STOP_LOSS": OrderType.STOP_MARKET,
-    "TAKE_PROFIT": OrderType.STOP_MARKET,
     "STOP_LOSS_LIMIT": OrderType.STOP_LIMIT,
-    "TAKE_PROFIT_LIMIT": OrderType.STOP_LIMIT,
 }
+#: Binance's triggers toward the order's side (a buy at a last price <= ``stopPrice``): not emulated.
+_TAKE_PROFIT = frozenset({"TAKE_PROFIT", "TAKE_PROFIT_LIMIT"})
 #: Request weight of each endpoint, as Binance spot documents it.
 WEIGHTS = {
     ("POST", "/api/v3/order"): 1,
@@ -227,6 +229,8 @@ class BinancePrivateEmulator(AccountEmulator):
         if coid in self.orders:
             return self.error(400, -2010, "Duplicate order sent.")
         typ = p["type"]
+        if typ in _TAKE_PROFIT:
+            return self.error(400, -1116, f"{typ} is not emulated here (it triggers toward the order's side).")
         kind = _TYPES.get(typ)
         if kind is None:
             return self.error(400, -1116, "Invalid orderType.")

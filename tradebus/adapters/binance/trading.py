@@ -11,8 +11,8 @@ client_order_id        ``newClientOrderId`` (ccxt never replaces one given)
 MARKET                 ``type=MARKET``
 LIMIT                  ``type=LIMIT`` + ``timeInForce`` GTC/IOC/FOK + ``price``
 LIMIT post_only        ``type=LIMIT_MAKER`` (refused by Binance if it would take)
-STOP_MARKET            ``type=STOP_LOSS`` (sell) / ``TAKE_PROFIT`` (buy) + ``stopPrice``
-STOP_LIMIT             ``type=STOP_LOSS_LIMIT`` / ``TAKE_PROFIT_LIMIT`` + ``price``, ``stopPrice``
+STOP_MARKET            ``type=STOP_LOSS`` + ``stopPrice`` (a sell triggers at a last price <= it, a buy at >=)
+STOP_LIMIT             ``type=STOP_LOSS_LIMIT`` + ``price``, ``stopPrice``
 reduce_only            not on spot: refused locally (:class:`VenueRejected`)
 =====================  ==========================================================
 
@@ -182,9 +182,10 @@ def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
         params["price"] = _decimal(instrument.round_price(order.price), instrument.tick_size)
     if typ in (OrderType.STOP_MARKET, OrderType.STOP_LIMIT):
         params["stopPrice"] = _decimal(instrument.round_price(order.trigger_price), instrument.tick_size)
-        # A sell stop below the market is a stop loss; a buy stop above it a take profit (Binance's names).
-        base = "STOP_LOSS" if not buy else "TAKE_PROFIT"
-        params["type"] = base if typ is OrderType.STOP_MARKET else f"{base}_LIMIT"
+        # Binance's STOP_LOSS triggers a sell at a last price <= stopPrice and a buy at >= it: a stop of
+        # either side. Its TAKE_PROFIT triggers the other way (a buy at <=): a buy stop sent so would
+        # be refused above the market ("Order would trigger immediately.") and buy a dip below it.
+        params["type"] = "STOP_LOSS" if typ is OrderType.STOP_MARKET else "STOP_LOSS_LIMIT"
         if typ is OrderType.STOP_LIMIT:
             params["timeInForce"] = str(order.tif)
         return params
