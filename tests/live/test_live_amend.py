@@ -13,6 +13,7 @@ from tests.live.venue_kits import KITS, VenueKit, kit_harness
 from tradebus.engine.messages import (
     ModifyOrder,
     OrderModifyRejected,
+    OrderReplaced,
     OrderSide,
     OrderStatus,
     OrderType,
@@ -191,3 +192,35 @@ async def test_a_two_request_cancel_replace_of_a_take_profit_keeps_the_bracket_o
     assert target.status is OrderStatus.CANCELED and h.kernel.portfolio.position(h.iid) == pytest.approx(0.0)
     assert contingent.in_cooldown("s1", h.iid) == 2
     assert contingent.bracket("s1", h.iid, OrderSide.BUY, 0.01, take_profit=65_000.0) is None
+
+
+async def test_a_stop_moved_past_the_last_trade_is_placed_again_at_its_trigger_on_binance_spot() -> None:
+    """Long 0.01 BTC, a sell stop at 59,000; last trade 60,000. Moving the stop to 60,500 (above the
+    last trade) by one cancel-replace: Binance cancels the stop and refuses the new one ("Order would
+    trigger immediately.", -2010; the request answers -2021). The stop is placed again at 59,000, and
+    sells at 58,900. The emulator took the new stop, which then sold at the next trade, 59,900."""
+    async with harness() as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        replaced: list[OrderReplaced] = []
+        h.kernel.bus.subscribe(OrderReplaced, replaced.append)
+        buy = h.submit(OrderSide.BUY, 0.01)
+        await until(lambda: buy.status is OrderStatus.ACCEPTED)
+        h.trade(60_000.0)
+        await until(lambda: buy.status is OrderStatus.FILLED)
+        stop = h.kernel.execution.submit(SubmitOrder("s1", IID, "", OrderSide.SELL, 0.01, 0, 0, OrderType.STOP_MARKET, trigger_price=59_000.0))
+        await until(lambda: stop.status is OrderStatus.ACCEPTED)
+        h.kernel.execution.modify(ModifyOrder("s1", IID, stop.client_order_id, 0, 0, trigger_price=60_500.0))
+        await until(lambda: len(replaced) == 1)
+        again = h.kernel.orders.order(replaced[0].replacement_id)
+        await until(lambda: again.status is OrderStatus.ACCEPTED)
+        refused = [o for o in h.kernel.orders.orders() if o.status is OrderStatus.REJECTED]
+        assert [o.trigger_price for o in refused] == [60_500.0] and "-2021" in refused[0].reason
+        assert stop.status is OrderStatus.CANCELED and again.trigger_price == 59_000.0
+        assert [r.order.trigger_price for r in h.emulator.open_orders()] == [59_000.0]
+        h.trade(59_900.0)
+        await h.venue.drain()
+        assert h.kernel.portfolio.position(IID) == pytest.approx(0.01)
+        h.trade(58_900.0)
+        await until(lambda: again.status is OrderStatus.FILLED)
+    assert h.kernel.portfolio.position(IID) == pytest.approx(0.0)
+    assert h.venue.requests["replace"] == 1

@@ -11,7 +11,8 @@ faults, sessions), speaking enough of Binance spot's private API for
   request must carry ``X-MBX-APIKEY`` and a valid HMAC-SHA256 ``signature`` of its
   parameters, and a ``timestamp`` within ``recvWindow``; errors are Binance's
   (``-2015`` bad key, ``-1022`` bad signature, ``-1021`` timestamp, ``-2010`` duplicate
-  client order id or refused order, ``-2011`` unknown order on cancel, ``-2013`` on query).
+  client order id, refused order, or a stop whose ``stopPrice`` the last trade has reached
+  ("Order would trigger immediately."), ``-2011`` unknown order on cancel, ``-2013`` on query).
   Every answer has ``X-MBX-USED-WEIGHT-1M`` (:data:`WEIGHTS` per request, per wall minute).
 * ``/ws-api/v3``: the WebSocket API's ``userDataStream.subscribe.signature``; then every
   order and balance change as ``{"subscriptionId": 0, "event": {...}}``;
@@ -157,6 +158,13 @@ class BinancePrivateEmulator(AccountEmulator):
         self.weight = 0
         self._minute = 0
         self._types: dict[str, str] = {}
+        #: The last public trade's price of each instrument (what Binance checks a stop price against).
+        self.last_price: dict[str, float] = {}
+
+    def on_trade(self, trade: Trade) -> None:
+        """A public trade: its price becomes the instrument's last price, then working orders are matched."""
+        self.last_price[trade.instrument_id] = trade.price
+        super().on_trade(trade)
 
     @property
     def ws_api_url(self) -> str:
@@ -234,11 +242,16 @@ class BinancePrivateEmulator(AccountEmulator):
         kind = _TYPES.get(typ)
         if kind is None:
             return self.error(400, -1116, "Invalid orderType.")
+        side = OrderSide.BUY if p["side"] == "BUY" else OrderSide.SELL
+        stop, last = float(p.get("stopPrice", "nan")), self.last_price.get(inst.instrument_id, math.nan)
+        if kind is not OrderType.LIMIT and kind is not OrderType.MARKET and (last >= stop if side is OrderSide.BUY else last <= stop):
+            # A STOP_LOSS(_LIMIT) triggers a buy at a last price >= stopPrice, a sell at <=: Binance refuses one already there.
+            return self.error(400, -2010, "Order would trigger immediately.")
         order = Order(
             coid,
             "",
             inst.instrument_id,
-            OrderSide.BUY if p["side"] == "BUY" else OrderSide.SELL,
+            side,
             kind,
             float(p["quantity"]),
             float(p.get("price", "nan")),
