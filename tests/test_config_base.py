@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -95,6 +97,62 @@ def test_a_backtest_and_a_paper_config_resolve_their_paths_by_the_same_rule(tmp_
     assert backtest.data.catalog == tmp_path / "catalog"
     assert paper.journal == tmp_path / "state" / "j.sqlite"
     assert paper.record == tmp_path.parent / "rec.gz"
+
+
+def _saved_model(path: Path, specs: list[dict[str, Any]]) -> Path:
+    from sklearn.linear_model import LogisticRegression
+
+    from tradebus.research.model import ModelStep
+
+    x = np.array([[-1.0], [-0.5], [0.5], [1.0]])
+    return ModelStep(LogisticRegression().fit(x, [0, 0, 1, 1]), ("r1",), tuple(specs)).save(path)
+
+
+@pytest.mark.parametrize("name", ["ModelSignal", "EdgeGated", "RegimeHazard"])
+def test_strategy_params_that_are_files_resolve_against_the_config_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    from tradebus.strategies.base import build_strategies
+
+    specs = [{"name": "r1", "kind": "log_ret", "input": "close"}, {"name": "atr", "kind": "atr"},
+             {"name": "vol", "kind": "ewm_std", "input": "r1"}]
+    configs = tmp_path / "configs"
+    models = configs / "models"
+    _saved_model(models / "m.joblib", specs[:1])
+    models.joinpath("models.json").write_text(json.dumps({"meta": [], "hazard": []}))
+    params: dict[str, Any] = {
+        "ModelSignal": {"model": "models/m.joblib", "quantity": 0.01},
+        "EdgeGated": {"model": "models/m.joblib", "features": specs},
+        "RegimeHazard": {"models": "models/models.json", "quantity": 0.01},
+    }[name]
+    module = {"ModelSignal": "tradebus.research.strategy", "EdgeGated": "tradebus.research.edge_strategy",
+              "RegimeHazard": "tradebus.strategies.regime_hazard"}[name]
+    data = copy.deepcopy(BACKTEST)
+    data["data"]["sources"][0]["kind"] = "trades" if name == "RegimeHazard" else "bars"
+    data["strategy"] = {"name": f"{module}:{name}", "instruments": [IID], "params": params}
+    path = write(configs, data)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(path)
+    key, file = next((k, v) for k, v in params.items() if k.startswith("model"))
+    assert config.strategy is not None
+    assert config.strategy.params[key] == str(configs / file)
+    (strategy,) = build_strategies([config.strategy])
+    assert type(strategy).__name__ == name
+
+
+def test_the_shipped_ml_gated_backtest_finds_its_model_from_any_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = ROOT / "configs" / "systems" / "ml_gated_backtest.yaml"
+    # where `tradebus research run configs/systems/ml_gated.yaml` writes it, run from the repository root
+    expected = str(ROOT / "runs" / "research" / "ml_gated" / "model.joblib")
+    for cwd in (ROOT, tmp_path):
+        monkeypatch.chdir(cwd)
+        config = load_config(shipped.relative_to(ROOT) if cwd == ROOT else shipped)
+        assert config.strategy is not None
+        assert config.strategy.params["model"] == expected
 
 
 def test_a_run_config_must_say_what_market_data_it_delivers() -> None:

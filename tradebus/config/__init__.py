@@ -54,7 +54,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tradebus.config.base import StrictModel, config_error_from, describe_errors, resolve_path
+    from tradebus.config.base import StrictModel, config_error_from, describe_errors, resolve_model_paths, resolve_path
     from tradebus.config.units import parse_duration, to_ns
     from tradebus.config.instruments import FeeTierConfig, InstrumentConfig, MarginTierConfig
     from tradebus.config.data import DataConfig, DataSourceConfig, PerpetualDataConfig, TradeBarsConfig
@@ -66,6 +66,7 @@ _MODULE_OF = {
     "StrictModel": "base",
     "config_error_from": "base",
     "describe_errors": "base",
+    "resolve_model_paths": "base",
     "resolve_path": "base",
     "parse_duration": "units",
     "to_ns": "units",
@@ -111,6 +112,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_duration",
+    "resolve_model_paths",
     "resolve_path",
     "strategy_entries",
     "to_ns",

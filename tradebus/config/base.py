@@ -6,20 +6,23 @@ Every config section (``tradebus.config``, ``tradebus.node.config``, ``tradebus.
 everywhere: a :class:`~tradebus.errors.ConfigError` naming the file and the key
 (:func:`config_error_from`). Strategy parameters, sweep spaces, stress variants
 and research datasets derive from it too. :func:`resolve_path` is the one rule for a relative
-path in a config (against the config file's directory). It imports nothing of tradebus but its errors, so any
-layer may use it.
+path in a config (against the config file's directory); :func:`resolve_model_paths` applies it to every
+path a model declares (a strategy's parameters: a saved model's file). It imports nothing of tradebus but
+its errors, so any layer may use it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tradebus.errors import ConfigError
 
-__all__ = ["StrictModel", "config_error_from", "describe_errors", "resolve_path"]
+__all__ = ["StrictModel", "config_error_from", "describe_errors", "resolve_model_paths", "resolve_path"]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class StrictModel(BaseModel):
@@ -34,6 +37,28 @@ def resolve_path(path: Path | None, base: Path) -> Path | None:
     An absolute ``path`` is kept (normalised); ``None`` stays ``None``.
     """
     return None if path is None else (path if path.is_absolute() else base / path).resolve()
+
+
+def _resolve_value(value: Any, base: Path) -> Any:
+    if isinstance(value, Path):
+        return resolve_path(value, base)
+    if isinstance(value, BaseModel):
+        return resolve_model_paths(value, base)
+    if isinstance(value, list | tuple):
+        return type(value)(_resolve_value(v, base) for v in value)
+    if isinstance(value, dict):
+        return {k: _resolve_value(v, base) for k, v in value.items()}
+    return value
+
+
+def resolve_model_paths(model: ModelT, base: Path) -> ModelT:
+    """``model`` with every :class:`~pathlib.Path` value it holds made absolute by :func:`resolve_path`.
+
+    A field typed ``Path`` (or ``Path | None``, a list of them, a nested model holding one) is a
+    path in the config; a ``str`` field is left alone. ``model`` is not modified.
+    """
+    update = {name: _resolve_value(getattr(model, name), base) for name in type(model).model_fields}
+    return model.model_copy(update=update)
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:

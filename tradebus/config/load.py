@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tradebus.config.base import config_error_from
+from tradebus.config.base import config_error_from, resolve_model_paths
 from tradebus.config.run import RunBase, RunConfig
 from tradebus.config.strategy import StrategyConfig, strategy_entries
 from tradebus.errors import ConfigError
@@ -49,7 +49,7 @@ def parse_config(
 
     Strategy parameters are validated against the strategy class (which is
     imported by name) and its instruments. Relative paths are resolved against
-    ``base`` when given. No data file is opened. The paper daemon's config uses
+    ``base`` when given, the paths a strategy's ``Params`` declare (fields typed ``Path``) too. No data file is opened. The paper daemon's config uses
     the same path with its own model.
 
     Raises
@@ -81,6 +81,8 @@ def parse_config(
         except ConfigError as exc:
             raise ConfigError(f"{source}: {path}.params.{exc}") from None
         _check_data_kinds(source, config, path, entry, cls.data_kinds(params))
+        if base is not None:
+            params = resolve_model_paths(params, base)
         # Store the validated (defaults filled in) parameters so the resolved config is complete.
         validated.append(entry.model_copy(update={"params": params.model_dump(mode="json")}))
     if config.strategy is not None:

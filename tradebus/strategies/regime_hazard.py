@@ -522,7 +522,7 @@ class RegimeHazardStrategyParams(RegimeHazardParams):
     """The system's parameters plus the strategy's: ``quantity`` and the trained ``models`` (JSON)."""
 
     quantity: float = Field(default=1.0, gt=0.0)
-    models: str | None = None
+    models: Path | None = None
     use_hazard: bool = True
 
 
