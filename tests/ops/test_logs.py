@@ -10,7 +10,7 @@ import pytest
 from loguru import logger
 
 from tradebus.ops.config import LogConfig
-from tradebus.ops.logs import open_log_sink, setup_logging
+from tradebus.ops.logs import log_files, open_log_sink, setup_logging
 
 KEY = "tbLogKey0123456789abcdefABCDEF"
 
@@ -55,3 +55,20 @@ def test_a_daemon_log_file_shows_the_traceback_without_the_key(tmp_path: Path, s
     text = path.read_text()
     assert "connection refused (2 headers)" in text
     assert KEY not in text
+
+
+def test_log_files_are_the_file_and_the_copies_loguru_rotates_and_nothing_else(tmp_path: Path, restore_logger: Any) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "daemon-old.jsonl").write_text("mine")
+    for name in ("daemon.jsonl", "d_{time}.log"):
+        before = set(tmp_path.iterdir())
+        config = LogConfig(file=tmp_path / name, rotation="1 KB")
+        sink = open_log_sink(config)
+        try:
+            for n in range(40):
+                logger.info("line {} of a log that rotates", n)
+        finally:
+            logger.remove(sink)
+        theirs = set(tmp_path.iterdir()) - before
+        assert len(theirs) > 2
+        assert log_files(config) == sorted({*theirs, config.file})

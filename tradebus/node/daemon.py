@@ -68,6 +68,7 @@ from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_conf
 from tradebus.node.feeds import Feed, attach_feeds, build_feeds
 from tradebus.node.router import NodeRouter
 from tradebus.ops.hooks import OpsHooks
+from tradebus.ops.logs import log_files
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.stream import OutputStream
 from tradebus.risk.guard import GuardedRiskGate, MarketGuard
@@ -433,7 +434,7 @@ def run_paper(
     and ``prices.csv`` are written there row by row while the daemon runs, and its
     ``metrics.json``, ``trades.csv``, ``attribution.csv``, ``config.yaml`` (as ``tradebus
     backtest`` writes them) and ``node.json`` (:class:`NodeSummary`) when it stops. The
-    directory may hold the config's journal and recording (they are never touched);
+    directory may hold the config's journal, recording and log files (they are never touched);
     anything else is refused before the daemon starts, unless ``force``
     (:class:`~tradebus.reports.writers.RunDirectory`). ``report`` adds ``tearsheet.html``
     (an earlier run's is rewritten either way). A daemon that fails before it starts writing
@@ -472,6 +473,10 @@ def run_paper(
 
 
 def kept_files(config: PaperConfig) -> list[Path]:
-    """The files a paper config names that are not run outputs (journal, recording): never touched."""
-    return [path for path in (config.journal, config.record) if path is not None]
+    """The files a paper config names that are not run outputs: never touched.
+
+    The journal, the recording, and the log file with its rotated copies.
+    """
+    logs = log_files(config.ops.log) if config.ops is not None else []
+    return [*(path for path in (config.journal, config.record) if path is not None), *logs]
 

@@ -6,13 +6,17 @@ headers or an environment mapping on the stack would put an API key in the log.
 
 from __future__ import annotations
 
+import glob
+import os
+import string
 import sys
+from pathlib import Path
 
 from loguru import logger
 
 from tradebus.ops.config import LogConfig
 
-__all__ = ["open_log_sink", "setup_logging"]
+__all__ = ["log_files", "open_log_sink", "setup_logging"]
 
 
 def setup_logging(level: str, fmt: str = "{time:HH:mm:ss} {level} {message}") -> None:
@@ -49,3 +53,24 @@ def open_log_sink(config: LogConfig) -> int | None:
         config.retention,
     )
     return sink_id
+
+
+def log_files(config: LogConfig) -> list[Path]:
+    """The files of the sink ``config`` describes: its file and the rotated copies that exist now (sorted).
+
+    loguru renames a rotated file ``<stem>.<time><suffix>`` (``daemon.2024-08-09_12-00-00_000000.jsonl``,
+    ``.<n>`` after the time on a clash); these are the names its retention deletes, matched the same
+    way (a ``{time}`` field in the name matches any text).
+    """
+    if config.file is None:
+        return []
+    try:
+        fields = list(string.Formatter().parse(config.file.name))
+        name = "".join(glob.escape(text) + "*" * (field is not None) for text, field, *_ in fields)
+    except ValueError:  # not a format string: the name as it is
+        name = glob.escape(config.file.name)
+    stem, suffix = os.path.splitext(name)
+    patterns = [name, name + ".*", *((stem + ".*" + suffix, stem + ".*" + suffix + ".*") if suffix else ())]
+    directory = config.file.parent
+    found = {p for pattern in patterns for p in directory.glob(pattern) if p.is_file()} if directory.is_dir() else set()
+    return sorted(found | {config.file})

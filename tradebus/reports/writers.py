@@ -62,7 +62,7 @@ The output directory (``--out``)
 :class:`RunDirectory` never deletes or replaces anything but the run's own files:
 
 * before the run, a directory that holds anything else -- except the files the run's
-  config names (journal, recording) -- is refused with a :class:`ConfigError`
+  config names (journal, recording, log files) -- is refused with a :class:`ConfigError`
   (exit 2) naming the directory and those files, unless ``force`` (then they are
   left untouched);
 * each output is written to a temporary file in the same directory and moved over
@@ -461,7 +461,7 @@ class RunDirectory:
     kind
         The kind of run: its own files are ``OWN_FILES[kind]``.
     keep
-        Files the run knows but does not write (its journal and recording): allowed in
+        Files the run knows but does not write (its journal, recording, log files): allowed in
         the directory, never touched.
     force
         Write beside foreign files instead of refusing (they are left untouched).
