@@ -318,8 +318,7 @@ def test_invalid_yaml_exits_2(workdir: Path) -> None:
 # ----------------------------------------------------------------------------- bad data
 
 
-def _corrupt(workdir: Path, row: int, column: str, value: str) -> None:
-    path = workdir / "bars.csv"
+def _corrupt(path: Path, row: int, column: str, value: str) -> None:
     with path.open() as handle:
         rows = list(csv.reader(handle))
     rows[row][rows[0].index(column)] = value
@@ -340,13 +339,28 @@ def _corrupt(workdir: Path, row: int, column: str, value: str) -> None:
 def test_bad_data_stops_before_trading_naming_the_row_and_leaves_no_output(
     workdir: Path, row: int, column: str, value: str, expected: str
 ) -> None:
-    _corrupt(workdir, row, column, value)
+    _corrupt(workdir / "bars.csv", row, column, value)
     path = write_config(workdir, make_config())
     result = invoke("backtest", str(path), "--out", str(workdir / "out"))
     assert result.exit_code == 3, result.output
     assert "bars.csv" in result.output and expected in result.output
     assert "Traceback" not in result.output
     assert leftovers(workdir, "out") == []
+
+
+def test_bad_data_names_the_path_of_the_file_among_files_of_the_same_name(workdir: Path) -> None:
+    for name in ("btc", "eth"):
+        (workdir / name).mkdir()
+        shutil.copy(FIXTURE, workdir / name / "bars.csv")
+    _corrupt(workdir / "eth" / "bars.csv", 500, "close", "nan")
+    config = make_config("btc/bars.csv")
+    eth = dict(config["instruments"][0], symbol="ETH-USD", base="ETH")
+    config["instruments"].append(eth)
+    config["data"]["sources"].append({"instrument": "ETH-USD.COINBASE", "file": "eth/bars.csv"})
+    result = invoke("backtest", str(write_config(workdir, config)), "--out", str(workdir / "out"))
+    assert result.exit_code == 3, result.output
+    expected = f"{workdir / 'eth' / 'bars.csv'} row 500: close nan"
+    assert "".join(expected.split()) in "".join(result.output.split())  # however the console wrapped it
 
 
 def test_duplicate_bar_time_stops_before_trading(workdir: Path) -> None:

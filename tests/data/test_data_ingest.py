@@ -64,7 +64,7 @@ def fixture(name: str) -> Path:
 def test_read_bars_bad_file_names_file_row_and_field(name: str, expected: str) -> None:
     with pytest.raises(DataError) as info:
         read_bars(fixture(name))
-    assert str(info.value).startswith(expected), str(info.value)
+    assert str(info.value).startswith(f"{FIXTURES}/{expected}"), str(info.value)
 
 
 def test_read_bars_missing_column_names_the_field_and_columns_found() -> None:
@@ -83,7 +83,7 @@ def test_read_bars_text_among_unix_times_names_its_own_row(tmp_path: Path) -> No
     lines[6] = "2024-01-01 05:00" + lines[6][lines[6].index(","):]
     path = tmp_path / "bars.csv"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match=r"^bars.csv row 6: timestamp '2024-01-01 05:00' is not a number \(the column holds Unix times\)$"):
+    with pytest.raises(DataError, match=rf"^{path} row 6: timestamp '2024-01-01 05:00' is not a number \(the column holds Unix times\)$"):
         read_bars(path)
 
 
@@ -210,7 +210,7 @@ def test_read_bars_keep_first_drops_duplicates_and_logs_each_drop() -> None:
         logger.remove(sink)
     assert table.num_rows == 19
     assert len(messages) == 1
-    assert messages[0].startswith("bars_duplicate_ts.csv row 8: dropped duplicate bar at 2024-01-01T06:00:00+00:00")
+    assert messages[0].startswith(f"{FIXTURES}/bars_duplicate_ts.csv row 8: dropped duplicate bar at 2024-01-01T06:00:00+00:00")
     assert "kept row 7" in messages[0]
 
 
@@ -337,7 +337,7 @@ def test_read_trades_equal_timestamps_are_allowed() -> None:
 def test_read_trades_bad_file_names_file_row_and_field(name: str, expected: str) -> None:
     with pytest.raises(DataError) as info:
         read_trades(fixture(name))
-    assert str(info.value).startswith(expected), str(info.value)
+    assert str(info.value).startswith(f"{FIXTURES}/{expected}"), str(info.value)
 
 
 def test_read_trades_real_binance_parquet_with_buyer_maker() -> None:
@@ -407,7 +407,7 @@ def test_bar_errors_name_the_same_row_whatever_the_chunk_size(
 ) -> None:
     with pytest.raises(DataError) as info:
         list(iter_bars(fixture(name), interval=interval or ("1h" if "overlapping" in name else None), block_bytes=block_bytes))
-    assert str(info.value).startswith(expected), str(info.value)
+    assert str(info.value).startswith(f"{FIXTURES}/{expected}"), str(info.value)
 
 
 @pytest.mark.parametrize("block_bytes", [97, 256, 1000])
@@ -415,7 +415,7 @@ def test_bar_errors_name_the_same_row_whatever_the_chunk_size(
 def test_trade_errors_name_the_same_row_whatever_the_chunk_size(name: str, expected: str, block_bytes: int) -> None:
     with pytest.raises(DataError) as info:
         list(iter_trades(fixture(name), block_bytes=block_bytes))
-    assert str(info.value).startswith(expected), str(info.value)
+    assert str(info.value).startswith(f"{FIXTURES}/{expected}"), str(info.value)
 
 
 def test_duplicate_non_integer_trade_ids_across_a_chunk_boundary(tmp_path: Path) -> None:

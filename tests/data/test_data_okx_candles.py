@@ -73,7 +73,7 @@ def test_pages_in_any_order_and_a_shared_candle_are_joined_once(tmp_path: Path) 
     assert "1 candle(s) repeated by overlapping pages skipped (equal to the ones taken)" in manifest.notes
     changed = [list(rows[1]), rows[0]]
     changed[0][4] = "102806.2"  # the shared candle's close differs
-    with pytest.raises(DataError, match=r"changed.json row 1: candle at 1747093980000 ms differs from older.json row 1"):
+    with pytest.raises(DataError, match=rf"{tmp_path}/changed.json row 1: candle at 1747093980000 ms differs from {older} row 1"):
         import_okx_candles([older, page(tmp_path, "changed.json", changed)], tmp_path / "cat2", "BTC-USDT-SWAP", market="swap")
 
 

@@ -57,7 +57,7 @@ def test_build_stops_on_duplicates_unless_asked_to_drop_them(tmp_path: Path) -> 
     finally:
         logger.remove(sink)
     dropped = [m for m in messages if "dropped duplicate bar" in m]
-    assert len(dropped) == 1 and dropped[0].startswith("coinbase_candles_duplicate.json row 5:")
+    assert len(dropped) == 1 and dropped[0].startswith(f"{source} row 5:")
     manifest = Catalog(tmp_path).manifest("coinbase", "spot", "BTC-USD", "bars_4h")
     assert manifest.rows == 5
     assert "1 duplicate rows dropped (first kept)" in manifest.notes

@@ -114,9 +114,9 @@ def _rows(path: Path, state: dict[str, object]) -> Iterator[tuple[int, float, fl
         reader = csv.reader(fh)
         header = [h.strip().lower() for h in next(reader, [])]
         if header != HEADER:
-            raise DataError(f"{path.name}: header {header} is not {HEADER} (Binance Vision bookDepth)")
+            raise DataError(f"{path}: header {header} is not {HEADER} (Binance Vision bookDepth)")
         for row_no, row in enumerate(reader, 1):
-            where = f"{path.name} row {row_no}"
+            where = f"{path} row {row_no}"
             if len(row) != 4:
                 raise DataError(f"{where}: expected 4 fields, got {len(row)}: {row!r}")
             stamp = row[0].strip()

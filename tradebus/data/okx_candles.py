@@ -78,19 +78,19 @@ def _read_page(path: Path, volume_index: int) -> _Page:
     try:
         doc = msgspec.json.decode(path.read_bytes())
     except msgspec.DecodeError as exc:
-        raise DataError(f"{path.name}: not valid JSON: {exc}") from None
+        raise DataError(f"{path}: not valid JSON: {exc}") from None
     if isinstance(doc, dict):
         if str(doc.get("code")) != "0":
-            raise DataError(f"{path.name}: OKX error response code {doc.get('code')!r}: {doc.get('msg')!r}")
+            raise DataError(f"{path}: OKX error response code {doc.get('code')!r}: {doc.get('msg')!r}")
         doc = doc.get("data")
     if not isinstance(doc, list):
-        raise DataError(f'{path.name}: expected an OKX candles response {{"code": "0", "data": [[ts, o, h, l, c, ...]]}}')
+        raise DataError(f'{path}: expected an OKX candles response {{"code": "0", "data": [[ts, o, h, l, c, ...]]}}')
     n = len(doc)
     ts = np.empty(n, dtype=np.int64)
     values = np.empty((n, 5), dtype=np.float64)
     confirm = np.empty(n, dtype=bool)
     for i, candle in enumerate(doc):
-        where = f"{path.name} row {i + 1}"
+        where = f"{path} row {i + 1}"
         if not isinstance(candle, list) or len(candle) != len(_FIELDS):
             got = len(candle) if isinstance(candle, list) else type(candle).__name__
             raise DataError(f"{where}: expected the {len(_FIELDS)} fields {list(_FIELDS)}, got {got}")
@@ -107,7 +107,7 @@ def _read_page(path: Path, volume_index: int) -> _Page:
             raise DataError(f"{where}: field confirm: {candle[8]!r} is not 0 (forming) or 1 (finished)")
         confirm[i] = str(candle[8]) == "1"
     order = np.argsort(ts, kind="stable")
-    return _Page(path.name, ts[order], values[order], confirm[order], order.astype(np.int64) + 1)
+    return _Page(str(path), ts[order], values[order], confirm[order], order.astype(np.int64) + 1)
 
 
 def import_okx_candles(
@@ -163,7 +163,7 @@ def import_okx_candles(
         if page.ts_ms.size:
             ranges.append((int(page.ts_ms[0]), int(page.ts_ms[-1]), path.name, path))
     if not ranges:
-        raise DataError(f"{files[0].name}: no candles")
+        raise DataError(f"{files[0]}: no candles")
     ranges.sort(key=lambda r: (r[0], r[1], r[2]))
     newest = max(r[1] for r in ranges)
     interval_ns = parse_interval(interval) if interval is not None else None

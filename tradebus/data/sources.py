@@ -190,11 +190,11 @@ def open_source(path: Path, *, block_bytes: int = DEFAULT_BLOCK_BYTES) -> Source
             # grow with the file (157 -> 223 MB); streamed reads of 1 MB stay flat (159 MB).
             pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
         except (OSError, pa.ArrowException) as exc:
-            raise DataError(f"{path.name}: cannot read Parquet: {exc}") from None
-        return Source(path.name, ".parquet", True, _parquet_frames(path.name, pf))
+            raise DataError(f"{path}: cannot read Parquet: {exc}") from None
+        return Source(str(path), ".parquet", True, _parquet_frames(str(path), pf))
     if suffix == ".json":
-        return Source(path.name, ".json", True, iter([_read_coinbase_json(path)]))
-    raise DataError(f"{path.name}: unsupported file type {suffix!r}; expected .csv[.gz], .parquet or .json[.gz]")
+        return Source(str(path), ".json", True, iter([_read_coinbase_json(path)]))
+    raise DataError(f"{path}: unsupported file type {suffix!r}; expected .csv[.gz], .parquet or .json[.gz]")
 
 
 def _parquet_frames(name: str, pf: pq.ParquetFile) -> Iterator[Frame]:
@@ -212,24 +212,24 @@ def _first_line(path: Path, gzipped: bool) -> str:
         with (gzip.open(path, "rb") if gzipped else path.open("rb")) as fh:
             return fh.readline().decode("utf-8", "replace").strip().lstrip("\ufeff")
     except (OSError, EOFError) as exc:
-        raise DataError(f"{path.name}: corrupt gzip file: {exc}") from None
+        raise DataError(f"{path}: corrupt gzip file: {exc}") from None
 
 
 def _open_csv(path: Path, block_bytes: int) -> Source:
     gzipped = _is_gzip(path)
     first = _first_line(path, gzipped)
     if not first:
-        raise DataError(f"{path.name}: empty file")
+        raise DataError(f"{path}: empty file")
     fields = [f.strip().strip('"') for f in first.split(",")]
     has_header = not any(is_number(f) for f in fields)
     names = [f.lower() for f in fields] if has_header else [f"f{i}" for i in range(len(fields))]
     if has_header and len(set(names)) != len(names):
-        raise DataError(f"{path.name}: duplicate column names in header {fields}")
+        raise DataError(f"{path}: duplicate column names in header {fields}")
     # Headerless: the first line is the first data row, which a layout may look at; with a header only the names.
-    preview = Frame(path.name, {n: pa.array([] if has_header else [v], pa.string()) for n, v in zip(names, fields, strict=True)})
+    preview = Frame(str(path), {n: pa.array([] if has_header else [v], pa.string()) for n, v in zip(names, fields, strict=True)})
     selected: list[str] = []
     frames = _csv_frames(path, gzipped, names, has_header, block_bytes, selected)
-    return Source(path.name, ".csv", has_header, frames, preview, selected)
+    return Source(str(path), ".csv", has_header, frames, preview, selected)
 
 
 _TYPED = (pa.int64(), pa.float64(), pa.bool_(), pa.string(), pa.null())
@@ -260,7 +260,7 @@ def _csv_frames(
             return "error"
         data_row = row.number - 1 if has_header else row.number
         bad_rows.append(
-            f"{path.name} row {data_row}: expected {row.expected_columns} fields, got {row.actual_columns}: {row.text!r}"
+            f"{path} row {data_row}: expected {row.expected_columns} fields, got {row.actual_columns}: {row.text!r}"
         )
         return "error"
 
@@ -301,7 +301,7 @@ def _csv_frames(
                         continue
                     if skip:
                         batch, skip = batch.slice(skip), 0
-                    yield Frame(path.name, {n: batch.column(n) for n in batch.schema.names}, offset)
+                    yield Frame(str(path), {n: batch.column(n) for n in batch.schema.names}, offset)
                     offset += batch.num_rows
                 return
         except (pa.ArrowInvalid, OSError) as exc:
@@ -312,7 +312,7 @@ def _csv_frames(
             if bad_rows:
                 raise DataError(bad_rows[0]) from None
             if not (typed and "conversion error" in str(exc)):
-                raise DataError(f"{path.name}: cannot parse CSV after row {offset}: {exc}") from None
+                raise DataError(f"{path}: cannot parse CSV after row {offset}: {exc}") from None
             typed = False
         finally:
             stream.close()
@@ -324,21 +324,21 @@ def _read_coinbase_json(path: Path) -> Frame:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
-            raise DataError(f"{path.name}: corrupt gzip file: {exc}") from None
+            raise DataError(f"{path}: corrupt gzip file: {exc}") from None
     try:
         doc = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
-        raise DataError(f"{path.name}: not valid JSON: {exc}") from None
+        raise DataError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("candles"), list):
-        raise DataError(f'{path.name}: expected a Coinbase candles object {{"candles": [...]}}')
+        raise DataError(f'{path}: expected a Coinbase candles object {{"candles": [...]}}')
     keys = ("start", "open", "high", "low", "close", "volume")
     values: dict[str, list[str]] = {k: [] for k in keys}
     for i, candle in enumerate(doc["candles"]):
         if not isinstance(candle, dict):
-            raise DataError(f"{path.name} row {i + 1}: candle is not an object")
+            raise DataError(f"{path} row {i + 1}: candle is not an object")
         for key in keys:
             value = candle.get(key)
             if value is None:
-                raise DataError(f"{path.name} row {i + 1}: {key} is missing")
+                raise DataError(f"{path} row {i + 1}: {key} is missing")
             values[key].append(str(value))
-    return Frame(path.name, {k: pa.array(v, pa.string()) for k, v in values.items()})
+    return Frame(str(path), {k: pa.array(v, pa.string()) for k, v in values.items()})
