@@ -146,3 +146,29 @@ def test_serve_write_config_points_every_feed_at_the_local_server(tmp_path: Path
     assert all(feed.ws_url == "ws://127.0.0.1:1" for feed in config.feeds)
     rest = [(feed.model_extra or {}).get("rest_url") for feed in config.feeds]
     assert rest == [("http://127.0.0.1:1" if feed.venue == "binance" else None) for feed in config.feeds]
+
+
+def test_serve_write_config_elsewhere_keeps_every_relative_path_of_the_config(tmp_path: Path) -> None:
+    """A copy written to another directory must name the files the original names (not the same text relative to the copy)."""
+    import json
+
+    from tradebus.node.playback import _read_local_config, _write_local_config
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "models.json").write_text(json.dumps({"meta": [], "hazard": []}))
+    data = binance_config(None, None, ["trade"])
+    data["strategy"] = {"name": "tradebus.strategies.regime_hazard:RegimeHazard", "instruments": [IID],
+                        "params": {"models": "models.json", "quantity": 0.01}}
+    data.update(journal="state/journal.sqlite", ops={"log": {"file": "logs/daemon.jsonl"}})
+    path = configs / "paper_local.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    original = load_paper_config(path)
+    out = tmp_path / "elsewhere" / "deeper" / "paper_local.yaml"
+    _write_local_config(_read_local_config(path, "binance"), path, out, "ws://127.0.0.1:1", "http://127.0.0.1:1")
+    copy = load_paper_config(out)
+    assert copy.journal == original.journal == configs / "state" / "journal.sqlite"
+    assert copy.ops is not None and original.ops is not None
+    assert copy.ops.log.file == original.ops.log.file == configs / "logs" / "daemon.jsonl"
+    assert copy.strategy is not None and original.strategy is not None
+    assert copy.strategy.params["models"] == original.strategy.params["models"] == str(configs / "models.json")

@@ -148,7 +148,7 @@ def test_serve_refuses_a_garbled_recording_or_config_with_a_clear_error(tmp_path
     blocked = tmp_path / "afile"
     blocked.write_text("x")
     config = tmp_path / "paper.yaml"
-    config.write_text(yaml.safe_dump({"feeds": [{"venue": "binance", "ws_url": "ws://127.0.0.1:1"}]}))
+    config.write_text(yaml.safe_dump(binance_config("ws://127.0.0.1:1", None, ["trade"])))
     written = CliRunner().invoke(app, ["serve", str(SPOT_CAPTURE), "--speed", "0", "--config", str(config),
                                        "--write-config", str(blocked / "w.yaml")])
     assert written.exit_code == 2 and f"cannot write it (File exists: {blocked})" in " ".join(written.output.split())

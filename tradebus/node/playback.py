@@ -60,7 +60,7 @@ from tradebus.adapters.registry import VENUES, venue_adapter
 from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import ConfigError, DataError, ParseError
-from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_config
+from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_config, parse_paper_config
 from tradebus.node.daemon import build_paper_kernel, kept_files
 from tradebus.adapters.common.feed import Feed
 from tradebus.node.feeds import attach_feeds, build_feeds
@@ -397,22 +397,26 @@ def _read_local_config(config: Path, venue: str) -> dict[str, Any]:
 
 
 def _write_local_config(data: dict[str, Any], config: Path, out: Path, ws_url: str, http_url: str) -> None:
-    """Write a copy of the paper config ``data`` (read from ``config``) with every feed's endpoints the local server's."""
-    import yaml
+    """Write a copy of the paper config ``data`` (read from ``config``) with every feed's endpoints the local server's.
 
+    The copy is the validated config with every path absolute (as a run's ``config.yaml``), so that
+    it names the files the original names wherever it is written.
+
+    Raises
+    ------
+    ConfigError
+        The config is invalid, or the copy cannot be written.
+    """
     for feed in data.get("feeds") or []:
         feed["ws_url"] = ws_url
         adapter = VENUES.get(feed.get("venue", ""))
         options = None if adapter is None else adapter.feed_options
         if options is not None and "rest_url" in options.model_fields:  # a venue that fetches REST book snapshots
             feed["rest_url"] = http_url
-    base = config.resolve().parent
-    for key in ("journal", "record"):
-        if data.get(key) and not Path(data[key]).is_absolute():
-            data[key] = str((base / data[key]).resolve())
+    text = dump_paper_config(parse_paper_config(data, f"--config {config}", config.resolve().parent))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)  # `runs/` does not exist in a fresh clone
-        out.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        out.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"--write-config {out}: cannot write it ({exc.strerror}: {exc.filename})") from None
     logger.info("paper config pointing at the local server written to {}", out)
