@@ -20,7 +20,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tradebus.errors import ConfigError
 
-__all__ = ["StrictModel", "config_error_from", "describe_errors", "resolve_model_paths", "resolve_path"]
+__all__ = [
+    "StrictModel", "config_error_from", "describe_errors", "model_paths", "resolve_model_paths", "resolve_path",
+]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -49,6 +51,23 @@ def _resolve_value(value: Any, base: Path) -> Any:
     if isinstance(value, dict):
         return {k: _resolve_value(v, base) for k, v in value.items()}
     return value
+
+
+def _paths_in(value: Any, key: str) -> list[tuple[str, Path]]:
+    if isinstance(value, Path):
+        return [(key, value)]
+    if isinstance(value, BaseModel):
+        return [found for name in type(value).model_fields for found in _paths_in(getattr(value, name), f"{key}.{name}")]
+    if isinstance(value, list | tuple):
+        return [found for n, v in enumerate(value) for found in _paths_in(v, f"{key}.{n}")]
+    if isinstance(value, dict):
+        return [found for k, v in value.items() for found in _paths_in(v, f"{key}.{k}")]
+    return []
+
+
+def model_paths(model: BaseModel) -> list[tuple[str, Path]]:
+    """``(dotted field path, path)`` of every :class:`~pathlib.Path` value ``model`` holds (see :func:`resolve_model_paths`)."""
+    return [(key.removeprefix("."), path) for key, path in _paths_in(model, "")]
 
 
 def resolve_model_paths(model: ModelT, base: Path) -> ModelT:

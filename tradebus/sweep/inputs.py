@@ -9,7 +9,8 @@ fingerprint of each input is kept beside it (``sweep.json``, key ``data``) and c
   manifest's back). Bars appended after ``data.end`` change nothing the run reads; a re-import or
   an append inside the window does. Nothing is hashed: the manifest holds each file's sha256.
 * a file (``data.sources.N.file``, ``data.marks.N.file``, ``data.funding.N.file``,
-  ``venue.book.ack_latency_samples``): the sha256 of its bytes (a file is read whole; about
+  ``venue.book.ack_latency_samples``, a strategy parameter typed as a path such as a saved model's
+  ``strategy.params.model``): the sha256 of its bytes (a file is read whole; about
   1 s a GB), so a copied or touched file with the same content is the same input.
 """
 
@@ -20,9 +21,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tradebus.config import RunConfig
+from tradebus.config import RunConfig, strategy_entries
+from tradebus.config.base import model_paths
 from tradebus.data.catalog import Catalog, sha256_file
 from tradebus.reports.metrics import format_ns
+from tradebus.strategies.base import resolve_strategy
 
 __all__ = ["changes", "data_inputs"]
 
@@ -55,6 +58,10 @@ def data_inputs(config: RunConfig, window: tuple[int | None, int | None]) -> dic
     samples = config.venue.book.ack_latency_samples
     if samples is not None:
         inputs["venue.book.ack_latency_samples"] = _file(Path(samples).resolve())
+    for where, entry in strategy_entries(config):
+        params = resolve_strategy(entry.name).Params.model_validate(entry.params)
+        for key, path in model_paths(params):
+            inputs[f"{where}.params.{key}"] = _file(path)
     return inputs
 
 
