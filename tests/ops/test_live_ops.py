@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -119,19 +121,25 @@ async def test_a_persisting_reconciliation_mismatch_is_alerted_and_counted_once(
     assert count == 1
 
 
-async def test_a_dropped_user_stream_is_alerted_and_counted_as_the_user_stream(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The venue drops the private user stream (fills and order events stop coming until it is back):
-    the market-data feeds' drops were alerted and counted, this one was neither."""
+@asynccontextmanager
+async def _daemon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, health: bool = False, hold: bool = False, gate: Any = None
+) -> AsyncIterator[tuple[LiveNode, BinancePrivateEmulator, FakeBotApi, asyncio.Task[None]]]:
+    """A running live daemon (Telegram commands off; ``health``: its ops server on a free port) against the
+    Binance account emulator (``hold``: the user stream's subscription left unanswered) and a local public
+    server (``gate``: a :class:`_Tap` on its trades); stopped on exit, its error raised."""
     monkeypatch.setenv("TB_TEST_LIVE_TOKEN", TOKEN)
     monkeypatch.setenv("TRADEBUS_BINANCE_API_KEY", KEY)
     monkeypatch.setenv("TRADEBUS_BINANCE_API_SECRET", SECRET)
     emulator = BinancePrivateEmulator(KEY, SECRET, {IID: Instrument(**SPOT)}, {"USDT": 100_000.0, "BTC": 0.05})
+    if hold:
+        emulator.hold_frames = asyncio.Event()
     async with FakeBotApi(TOKEN) as api, emulator:
         protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
-        async with LocalVenueServer(protocol, FRAMES, lifetime=60.0) as srv:
+        async with LocalVenueServer(protocol, FRAMES, lifetime=60.0, gate=gate) as srv:
             data = _config(srv, emulator, api, tmp_path / "daemon.jsonl")
+            if health:
+                data["ops"]["port"] = 0
             data["ops"]["telegram"]["commands"] = False
             config = parse_live_config(data, "<test>")
             node = LiveNode(config, ApiKeys.from_env(config.live), handle_signals=False)
@@ -139,14 +147,31 @@ async def test_a_dropped_user_stream_is_alerted_and_counted_as_the_user_stream(
             task = asyncio.create_task(node.run())
             try:
                 await until(lambda: task.done() or node.running.is_set(), timeout=20)
-                await until(lambda: any(s.authed for s in emulator.sessions), timeout=5)
-                await emulator.sessions[0].ws.close(code=1011, message=b"internal error")  # the venue drops it
-                await until(lambda: node.stream.connections == 2 and node.stream.connected.is_set(), timeout=10)
-                await until(lambda: any("connected again" in t for t in api.texts()), timeout=5)
-                registry = node.ops.metrics.registry
+                yield node, emulator, api, task
             finally:
+                if gate is not None:
+                    gate.let(len(FRAMES))  # the server's stop waits for a frame the tap holds
                 node.stop("test done")
                 await asyncio.wait_for(task, 20)
+
+
+def _health_url(node: LiveNode) -> str:
+    assert node.ops is not None and node.ops.server is not None
+    return f"http://127.0.0.1:{node.ops.server.port}/health"
+
+
+async def test_a_dropped_user_stream_is_alerted_and_counted_as_the_user_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The venue drops the private user stream (fills and order events stop coming until it is back):
+    the market-data feeds' drops were alerted and counted, this one was neither."""
+    async with _daemon(tmp_path, monkeypatch) as (node, emulator, api, _):
+        await until(lambda: any(s.authed for s in emulator.sessions), timeout=5)
+        await emulator.sessions[0].ws.close(code=1011, message=b"internal error")  # the venue drops it
+        await until(lambda: node.stream.connections == 2 and node.stream.connected.is_set(), timeout=10)
+        await until(lambda: any("connected again" in t for t in api.texts()), timeout=5)
+        assert node.ops is not None
+        registry = node.ops.metrics.registry
     stream = node.stream.name
     texts = [t for t in api.texts(OPERATOR) if stream in t]
     assert len(texts) == 2, texts  # the first connection and the stop are no news
@@ -162,28 +187,12 @@ async def test_a_user_stream_that_fails_for_good_stops_the_live_daemon_with_its_
     """The account's key is revoked while the daemon runs: the user stream's reconnection is refused
     (fatal) and the stream stops for good. The daemon went on trading blind to its fills and order
     events (its ``/health`` 200) and dropped the error at the stop; a feed failing so stops it."""
-    monkeypatch.setenv("TB_TEST_LIVE_TOKEN", TOKEN)
-    monkeypatch.setenv("TRADEBUS_BINANCE_API_KEY", KEY)
-    monkeypatch.setenv("TRADEBUS_BINANCE_API_SECRET", SECRET)
-    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: Instrument(**SPOT)}, {"USDT": 100_000.0, "BTC": 0.05})
-    async with FakeBotApi(TOKEN) as api, emulator:
-        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
-        async with LocalVenueServer(protocol, FRAMES, lifetime=60.0) as srv:
-            data = _config(srv, emulator, api, tmp_path / "daemon.jsonl")
-            data["ops"]["telegram"]["commands"] = False
-            config = parse_live_config(data, "<test>")
-            node = LiveNode(config, ApiKeys.from_env(config.live), handle_signals=False)
-            task = asyncio.create_task(node.run())
-            try:
-                await until(lambda: task.done() or node.running.is_set(), timeout=20)
-                await until(lambda: any(s.authed for s in emulator.sessions), timeout=5)
-                emulator.key = "revoked"  # every request with the daemon's key is refused from now on
-                await emulator.sessions[0].ws.close(code=1011, message=b"internal error")
-                await until(task.done, timeout=15)
-            finally:
-                node.stop("test done")
-                with pytest.raises(VenueError, match=r"binance-user: fatal connection error: .*-2015"):
-                    await asyncio.wait_for(task, 20)
+    with pytest.raises(VenueError, match=r"binance-user: fatal connection error: .*-2015"):
+        async with _daemon(tmp_path, monkeypatch) as (node, emulator, api, task):
+            await until(lambda: any(s.authed for s in emulator.sessions), timeout=5)
+            emulator.key = "revoked"  # every request with the daemon's key is refused from now on
+            await emulator.sessions[0].ws.close(code=1011, message=b"internal error")
+            await until(task.done, timeout=15)
     assert node.summary.stop_reason.startswith("user stream binance-user failed: binance-user: fatal connection error")
     stopped = [t for t in api.texts(OPERATOR) if t.startswith("tradebus live daemon stopped: ")]
     assert len(stopped) == 1 and "user stream binance-user failed" in stopped[0]
@@ -194,39 +203,13 @@ async def test_health_is_503_while_the_live_daemon_s_user_stream_is_down(
 ) -> None:
     """The venue's private endpoint goes away and every reconnection of the user stream fails: the
     daemon sees no fill and no order event, yet ``/health`` answered 200 (it looked at the feeds only)."""
-    monkeypatch.setenv("TB_TEST_LIVE_TOKEN", TOKEN)
-    monkeypatch.setenv("TRADEBUS_BINANCE_API_KEY", KEY)
-    monkeypatch.setenv("TRADEBUS_BINANCE_API_SECRET", SECRET)
-    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: Instrument(**SPOT)}, {"USDT": 100_000.0, "BTC": 0.05})
-    await emulator.start()
-    try:
-        async with FakeBotApi(TOKEN) as api:
-            protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
-            async with LocalVenueServer(protocol, FRAMES, lifetime=60.0) as srv:
-                data = _config(srv, emulator, api, tmp_path / "daemon.jsonl")
-                data["ops"]["port"] = 0
-                data["ops"]["telegram"]["commands"] = False
-                config = parse_live_config(data, "<test>")
-                node = LiveNode(config, ApiKeys.from_env(config.live), handle_signals=False)
-                assert node.ops is not None
-                task = asyncio.create_task(node.run())
-                try:
-                    await until(lambda: task.done() or node.running.is_set(), timeout=20)
-                    await until(lambda: node.kernel.result.trades > 0 and node.guard.holds == {}, timeout=10)
-                    assert node.ops.server is not None
-                    url = f"http://127.0.0.1:{node.ops.server.port}/health"
-                    async with httpx.AsyncClient(timeout=5.0) as http:
-                        up = await http.get(url)
-                        await emulator.stop()  # the private endpoint goes away: reconnections are refused
-                        emulator = None
-                        await until(lambda: not node.stream.connected.is_set(), timeout=5)
-                        down = await http.get(url)
-                finally:
-                    node.stop("test done")
-                    await asyncio.wait_for(task, 20)
-    finally:
-        if emulator is not None:
-            await emulator.stop()
+    async with _daemon(tmp_path, monkeypatch, health=True) as (node, emulator, _, _task):
+        await until(lambda: node.kernel.result.trades > 0 and node.guard.holds == {}, timeout=10)
+        async with httpx.AsyncClient(timeout=5.0) as http:
+            up = await http.get(_health_url(node))
+            await emulator.stop()  # the private endpoint goes away: reconnections are refused
+            await until(lambda: not node.stream.connected.is_set(), timeout=5)
+            down = await http.get(_health_url(node))
     assert up.status_code == 200, up.json()
     assert up.json()["user_streams"] == {"binance-user": {"connected": True, "subscribed": True}}
     assert down.status_code == 503
@@ -240,34 +223,14 @@ async def test_health_is_503_while_the_venue_has_not_confirmed_the_user_stream_s
 ) -> None:
     """The venue leaves the user stream's subscription unconfirmed past ``live.request_timeout``: the
     daemon goes on, no order event reaches it, yet ``/health`` answered 200 (the stream was connected)."""
-    monkeypatch.setenv("TB_TEST_LIVE_TOKEN", TOKEN)
-    monkeypatch.setenv("TRADEBUS_BINANCE_API_KEY", KEY)
-    monkeypatch.setenv("TRADEBUS_BINANCE_API_SECRET", SECRET)
-    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: Instrument(**SPOT)}, {"USDT": 100_000.0, "BTC": 0.05})
-    emulator.hold_frames = asyncio.Event()  # the subscription request waits, unanswered
-    async with FakeBotApi(TOKEN) as api, emulator:
-        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
-        async with LocalVenueServer(protocol, FRAMES, lifetime=60.0) as srv:
-            data = _config(srv, emulator, api, tmp_path / "daemon.jsonl")
-            data["ops"]["port"] = 0
-            data["ops"]["telegram"]["commands"] = False
-            config = parse_live_config(data, "<test>")
-            node = LiveNode(config, ApiKeys.from_env(config.live), handle_signals=False)
-            assert node.ops is not None
-            task = asyncio.create_task(node.run())
-            try:
-                await until(lambda: task.done() or node.running.is_set(), timeout=20)
-                await until(lambda: node.kernel.result.trades > 0 and node.guard.holds == {}, timeout=10)
-                assert node.ops.server is not None
-                url = f"http://127.0.0.1:{node.ops.server.port}/health"
-                async with httpx.AsyncClient(timeout=5.0) as http:
-                    unconfirmed = await http.get(url)
-                    emulator.hold_frames.set()  # the venue confirms it now
-                    await until(node.stream.subscribed.is_set, timeout=5)
-                    confirmed = await http.get(url)
-            finally:
-                node.stop("test done")
-                await asyncio.wait_for(task, 20)
+    async with _daemon(tmp_path, monkeypatch, health=True, hold=True) as (node, emulator, _, _task):
+        await until(lambda: node.kernel.result.trades > 0 and node.guard.holds == {}, timeout=10)
+        async with httpx.AsyncClient(timeout=5.0) as http:
+            unconfirmed = await http.get(_health_url(node))
+            assert emulator.hold_frames is not None
+            emulator.hold_frames.set()  # the venue confirms it now
+            await until(node.stream.subscribed.is_set, timeout=5)
+            confirmed = await http.get(_health_url(node))
     assert unconfirmed.status_code == 503, unconfirmed.json()
     report = unconfirmed.json()
     assert report["user_streams"] == {"binance-user": {"connected": True, "subscribed": False}}
@@ -298,38 +261,21 @@ class _Tap:
 async def test_flatten_closes_a_live_spot_position(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``/flatten`` on a live spot daemon sent reduce-only orders, which no venue's spot API has: each was
     rejected before it left ("reduce_only: Binance spot has no reduce-only orders") and nothing was sold."""
-    monkeypatch.setenv("TB_TEST_LIVE_TOKEN", TOKEN)
-    monkeypatch.setenv("TRADEBUS_BINANCE_API_KEY", KEY)
-    monkeypatch.setenv("TRADEBUS_BINANCE_API_SECRET", SECRET)
-    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: Instrument(**SPOT)}, {"USDT": 100_000.0, "BTC": 0.05})
     tap = _Tap(2)
-    async with FakeBotApi(TOKEN) as api, emulator:
-        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
-        async with LocalVenueServer(protocol, FRAMES, lifetime=60.0, gate=tap) as srv:
-            data = _config(srv, emulator, api, tmp_path / "daemon.jsonl")
-            data["ops"]["telegram"]["commands"] = False
-            config = parse_live_config(data, "<test>")
-            node = LiveNode(config, ApiKeys.from_env(config.live), handle_signals=False)
-            assert node.ops is not None
-            kernel = node.kernel
-            task = asyncio.create_task(node.run())
-            try:
-                await until(lambda: task.done() or node.running.is_set(), timeout=20)
-                await until(lambda: kernel.result.trades == 2 and node.guard.holds == {}, timeout=10)
-                now = node.clock.now_ns()
-                kernel.submit(SubmitOrder("s", IID, "buy-1", OrderSide.BUY, 0.01, now, now, OrderType.MARKET))
-                await until(lambda: kernel.orders.get("buy-1").status is OrderStatus.ACCEPTED, timeout=5)
-                tap.let()  # the next trade fills it
-                await until(lambda: kernel.portfolio.position(IID) == pytest.approx(0.01), timeout=5)
-                reply = node.ops.command("/flatten", OPERATOR)
-                (order,) = [o for o in kernel.orders.orders() if o.strategy_id == "ops"]
-                await until(lambda: order.status not in (OrderStatus.INITIALIZED, OrderStatus.SUBMITTED), timeout=5)
-                tap.let()
-                await until(lambda: order.status in (OrderStatus.FILLED, OrderStatus.REJECTED), timeout=5)
-            finally:
-                tap.let(len(FRAMES))  # the server's stop waits for a frame the tap holds
-                node.stop("test done")
-                await asyncio.wait_for(task, 20)
+    async with _daemon(tmp_path, monkeypatch, gate=tap) as (node, emulator, _, _task):
+        kernel = node.kernel
+        assert node.ops is not None
+        await until(lambda: kernel.result.trades == 2 and node.guard.holds == {}, timeout=10)
+        now = node.clock.now_ns()
+        kernel.submit(SubmitOrder("s", IID, "buy-1", OrderSide.BUY, 0.01, now, now, OrderType.MARKET))
+        await until(lambda: kernel.orders.get("buy-1").status is OrderStatus.ACCEPTED, timeout=5)
+        tap.let()  # the next trade fills it
+        await until(lambda: kernel.portfolio.position(IID) == pytest.approx(0.01), timeout=5)
+        reply = node.ops.command("/flatten", OPERATOR)
+        (order,) = [o for o in kernel.orders.orders() if o.strategy_id == "ops"]
+        await until(lambda: order.status not in (OrderStatus.INITIALIZED, OrderStatus.SUBMITTED), timeout=5)
+        tap.let()
+        await until(lambda: order.status in (OrderStatus.FILLED, OrderStatus.REJECTED), timeout=5)
     assert reply == f"trading state REDUCING; flatten orders: {order.client_order_id}: SELL 0.01 {IID}"
     assert order.status is OrderStatus.FILLED, (order.status, order.reason)
     assert order.client_order_id in emulator.orders

@@ -270,6 +270,7 @@ class AccountEmulator(ABC):
             await session.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None  # stopped: a second stop is a no-op
 
     async def __aenter__(self) -> AccountEmulator:
         await self.start()
