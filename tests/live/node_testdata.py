@@ -324,3 +324,19 @@ def stream_config(
         ],
         "warm_up": False,
     }
+
+
+#: The SUSHIUSDT perpetual of the cryptofeed USD-M capture (``adapters.binance_testdata.CF_USDM``), whose
+#: kline frames the bar-feed tests serve.
+SUSHI_IID = "SUSHIUSDT.BINANCE_USDM"
+SUSHI_USDM = {
+    "venue": "BINANCE_USDM",
+    "symbol": "SUSHIUSDT",
+    "kind": "perpetual",
+    "base": "SUSHI",
+    "quote": "USDT",
+    "tick_size": 0.001,
+    "lot_size": 1.0,
+    "taker_fee": 0.0004,
+    "maker_fee": 0.0002,
+}

@@ -27,20 +27,9 @@ from tradebus.errors import ConfigError
 from tradebus.node.daemon import PaperNode
 
 from adapters.binance_testdata import CF_USDM, cryptofeed_frames
-from live.node_testdata import config_of
+from live.node_testdata import SUSHI_IID, SUSHI_USDM, config_of
 
-IID = "SUSHIUSDT.BINANCE_USDM"
-SUSHI = {
-    "venue": "BINANCE_USDM",
-    "symbol": "SUSHIUSDT",
-    "kind": "perpetual",
-    "base": "SUSHI",
-    "quote": "USDT",
-    "tick_size": 0.001,
-    "lot_size": 1.0,
-    "taker_fee": 0.0004,
-    "maker_fee": 0.0002,
-}
+IID, SUSHI = SUSHI_IID, SUSHI_USDM
 HOUR_START_MS = 1626991200000  # 2021-07-22 22:00:00 UTC, the hour of the recording
 HOUR_END_MS = HOUR_START_MS + 3_600_000
 

@@ -23,20 +23,9 @@ from tradebus.node.daemon import PaperNode
 from tradebus.ops.health import health_report
 
 from adapters.binance_testdata import CF_USDM, cryptofeed_frames
-from live.node_testdata import config_of
+from live.node_testdata import SUSHI_IID, SUSHI_USDM, config_of
 
-IID = "SUSHIUSDT.BINANCE_USDM"
-SUSHI = {
-    "venue": "BINANCE_USDM",
-    "symbol": "SUSHIUSDT",
-    "kind": "perpetual",
-    "base": "SUSHI",
-    "quote": "USDT",
-    "tick_size": 0.001,
-    "lot_size": 1.0,
-    "taker_fee": 0.0004,
-    "maker_fee": 0.0002,
-}
+IID, SUSHI = SUSHI_IID, SUSHI_USDM
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "tradebus-daemon.json"
 OPEN_KLINES = [f for f in cryptofeed_frames(CF_USDM) if f[1].startswith('{"stream":"sushiusdt@kline_1m"') and '"x":false' in f[1]]
 
