@@ -31,6 +31,13 @@ class Account(Protocol):
         ``price(instrument_id)`` the last price (NaN if none).
         """
 
+    def link_oco(self, client_order_ids: Iterable[str]) -> None:
+        """Count orders ``client_order_ids`` (working or about to be submitted) as one OCO group:
+        together they fill no more than the largest of them, so a cash account holds that once."""
+
+    def unlink_oco(self, client_order_id: str) -> None:
+        """Count order ``client_order_id`` on its own again (it ended, or left its OCO group)."""
+
     def apply_fill(self, fill: OrderFilled) -> None:
         """Book a fill in the balances (never refused: the venue already filled it)."""
 

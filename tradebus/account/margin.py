@@ -143,6 +143,15 @@ class MarginAccount:
         self._spot.bind(working, price, count)
         self._working, self._price, self._count = working, price, count
 
+    def link_oco(self, client_order_ids: Iterable[str]) -> None:
+        """Count orders ``client_order_ids`` as one OCO group in what cash-only orders hold
+        (:meth:`SpotCashAccount.link_oco <tradebus.account.spot.SpotCashAccount.link_oco>`)."""
+        self._spot.link_oco(client_order_ids)
+
+    def unlink_oco(self, client_order_id: str) -> None:
+        """Count order ``client_order_id`` on its own again."""
+        self._spot.unlink_oco(client_order_id)
+
     @property
     def margined(self) -> Mapping[str, Instrument]:
         """``instrument_id -> Instrument`` of the perpetuals and margin spot instruments (those margin is held for)."""

@@ -11,7 +11,10 @@ Held by working orders (locked)
     its limit (limit, stop-limit), its trigger raised by ``market_buffer`` (stop-market) or the
     instrument's last price raised by ``market_buffer`` (market); the fee rate is the larger
     of the instrument's maker and taker rates. A working sell holds ``leaves`` of the base
-    asset. ``free = balance - locked``.
+    asset. ``free = balance - locked``. The members of an OCO group (:meth:`SpotCashAccount.link_oco`:
+    a bracket's stop-loss and take-profit, which sell the same holding) can together fill no
+    more than the largest of them: a group holds what its largest member holds, once, and an
+    order is checked against what is held outside its own group.
 
 Checks
     :meth:`SpotCashAccount.check_order` (called by the risk gate) denies an order that its
@@ -104,7 +107,7 @@ class SpotCashAccount:
         An unknown asset, or an amount that is negative or not finite.
     """
 
-    __slots__ = ("_buffer", "_count", "_price", "_specs", "_total", "_working", "instruments")
+    __slots__ = ("_buffer", "_count", "_oco", "_price", "_specs", "_total", "_working", "instruments")
 
     def __init__(
         self, instruments: Mapping[str, Instrument], balances: Mapping[str, float], *, market_buffer: float = 0.02
@@ -133,6 +136,8 @@ class SpotCashAccount:
         self._working: Callable[[], Iterable[Any]] = _no_orders
         self._price: Callable[[str], float] = _no_price
         self._count: Callable[[], int] = _no_count
+        # client order id -> the ids of its OCO group (itself included)
+        self._oco: dict[str, tuple[str, ...]] = {}
 
     def bind(
         self, working: Callable[[], Iterable[Any]], price: Callable[[str], float], count: Callable[[], int]
@@ -141,6 +146,16 @@ class SpotCashAccount:
         self._working = working
         self._price = price
         self._count = count
+
+    def link_oco(self, client_order_ids: Iterable[str]) -> None:
+        """Count orders ``client_order_ids`` (working or about to be submitted) as one OCO group."""
+        group = tuple(client_order_ids)
+        for coid in group:
+            self._oco[coid] = group
+
+    def unlink_oco(self, client_order_id: str) -> None:
+        """Count order ``client_order_id`` on its own again (it ended, or left its group)."""
+        self._oco.pop(client_order_id, None)
 
     # ------------------------------------------------------------------ updates
 
@@ -223,7 +238,7 @@ class SpotCashAccount:
         return quantity, spec[0]
 
     def held(self, asset: str, exclude: str = "") -> float:
-        """``asset`` held by the working orders of cash-only instruments, except order ``exclude``."""
+        """``asset`` held by the working orders of cash-only instruments, except order ``exclude`` and its OCO group."""
         return self._held(asset, exclude) if self._count() else 0.0
 
     def _buy_price(self, order_type: OrderType, limit: float, trigger: float, last: float) -> float:
@@ -234,24 +249,36 @@ class SpotCashAccount:
         return last * self._buffer
 
     def _held(self, asset: str, exclude: str) -> float:
-        """``asset`` held by the working orders of cash-only instruments, except order ``exclude``."""
+        """``asset`` held by the working orders of cash-only instruments, except order ``exclude`` and its
+        OCO group; an OCO group holds what its largest member holds."""
         held = 0.0
         specs = self._specs
+        oco = self._oco
+        skip = oco.get(exclude, (exclude,)) if oco else (exclude,)
+        groups: dict[tuple[str, ...], float] = {}
         for order in self._working():
             spec = specs.get(order.instrument_id)
-            if spec is None or not spec[2] or order.client_order_id == exclude:
+            if spec is None or not spec[2] or order.client_order_id in skip:
                 continue
             leaves = order.leaves_qty
             if leaves <= 0.0:
                 continue
+            hold = 0.0
             if order.side > 0:
                 if spec[1] == asset:
                     last = self._price(order.instrument_id)
                     px = self._buy_price(order.order_type, order.price, order.trigger_price, last)
                     if px == px:
-                        held += leaves * px * (1.0 + spec[3])
+                        hold = leaves * px * (1.0 + spec[3])
             elif spec[0] == asset:
-                held += leaves
+                hold = leaves
+            group = oco.get(order.client_order_id) if oco else None
+            if group is None:
+                held += hold
+            elif hold > groups.get(group, 0.0):
+                groups[group] = hold
+        for hold in groups.values():
+            held += hold
         return held
 
     # ------------------------------------------------------------------ queries

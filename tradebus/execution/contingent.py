@@ -8,7 +8,12 @@ class attribute ``contingent = True`` and uses the ``submit_bracket`` / ``submit
 
 Bracket
     An entry order (market or limit) with a stop-loss (stop-market, reduce-only) and a
-    take-profit (limit, reduce-only) that form an OCO pair. The children are submitted
+    take-profit (limit, reduce-only) that form an OCO pair. On a cash-only spot instrument the
+    children (and a timed exit) are plain orders, as spot venues have no reduce-only orders: the
+    cash account never lets them sell more than the balance holds, and holds the bought quantity
+    once for the pair (:meth:`SpotCashAccount.link_oco <tradebus.account.spot.SpotCashAccount.link_oco>`).
+    Emulated, when both are reached in one bar, the second fills too only if the account
+    holds more of the base asset than the bracket bought (its ``oco`` warning says so). The children are submitted
     (*armed*) once the entry has filled completely (or closed with a partial fill: the
     children cover what filled), on the first bar (or trade/quote) of the instrument
     processed after the fill; ``arm_after_bars = n`` waits ``n`` more bars. On bars an
@@ -347,6 +352,7 @@ class ContingentOrders:
             )  # fmt: skip
         for coid in group:
             self._oco[coid] = group
+        self._kernel.portfolio.account.link_oco(group)
         first = orders.order(group[0])
         self._link("oco", first.strategy_id, first.instrument_id, group[0], group)
         if self.native:
@@ -449,6 +455,7 @@ class ContingentOrders:
                 del self._brackets[coid]
         if coid in self._oco and type(event) is not OrderDenied:
             self._unlink(coid)
+        self._kernel.portfolio.account.unlink_oco(coid)
         self._venue_oco.discard(coid)
         self._trailing.pop(coid, None)
 
@@ -475,6 +482,8 @@ class ContingentOrders:
         if group is not None and old in group:
             group[group.index(old)] = new
             self._oco[new] = group
+            self._kernel.portfolio.account.unlink_oco(old)
+            self._kernel.portfolio.account.link_oco(group)
             self._link("oco", sid, iid, group[0], group)
         bracket = self._child_of.pop(old, None)
         if bracket is not None:
@@ -566,6 +575,9 @@ class ContingentOrders:
         # Journaled before they are sent: a restart never arms a bracket twice.
         self._link("children", sid, iid, bracket.entry_id, children)
         bracket.children = children
+        if len(children) > 1:
+            self._kernel.portfolio.account.link_oco(children)  # the take-profit's check counts the stop once
+        reduce_only = self._reduce_only(iid)
         if stop_id is not None:
             if bracket.trail_offset is not None or bracket.trail_percent is not None:
                 best = self._kernel.cache.prices.get(iid, bracket.stop_loss)
@@ -579,13 +591,13 @@ class ContingentOrders:
                     elif bracket.fill_px == bracket.fill_px:
                         best = bracket.fill_px
                 self._trail(sid, iid, exit_side, qty, bracket.trail_offset, bracket.trail_percent, best,
-                            True, "bracket trailing stop-loss", floor=bracket.stop_loss, parent=parent, coid=stop_id,
+                            reduce_only, "bracket trailing stop-loss", floor=bracket.stop_loss, parent=parent, coid=stop_id,
                             rest_of_bar=None if rest is None else rest[1:])
             else:
                 self._submit(sid, iid, exit_side, qty, OrderType.STOP_MARKET, trigger=bracket.stop_loss,
-                             reduce_only=True, reason="bracket stop-loss", parent=parent, coid=stop_id)
+                             reduce_only=reduce_only, reason="bracket stop-loss", parent=parent, coid=stop_id)
         if target_id is not None:
-            self._submit(sid, iid, exit_side, qty, OrderType.LIMIT, price=bracket.take_profit, reduce_only=True,
+            self._submit(sid, iid, exit_side, qty, OrderType.LIMIT, price=bracket.take_profit, reduce_only=reduce_only,
                          reason="bracket take-profit", parent=parent, coid=target_id)
         for coid in children:
             self._child_of[coid] = bracket
@@ -613,7 +625,8 @@ class ContingentOrders:
         exit_id = bracket.exit_id = self._kernel.orders.next_client_order_id(sid)
         self._child_of[exit_id] = bracket
         self._link("exit", sid, iid, bracket.entry_id, (exit_id,))
-        self._submit(sid, iid, side, left, OrderType.MARKET, reduce_only=True, reason="timed exit", coid=exit_id)
+        self._submit(sid, iid, side, left, OrderType.MARKET, reduce_only=self._reduce_only(iid), reason="timed exit",
+                     coid=exit_id)
 
     def _close_bracket(self, bracket: Bracket) -> None:
         if bracket.state == "closed":
@@ -730,6 +743,7 @@ class ContingentOrders:
                 if len(live) > 1:
                     for member in live:
                         self._oco[member] = live
+                    self._kernel.portfolio.account.link_oco(live)
             elif link.kind == "trailing":
                 order = orders.get(coid)
                 if order is not None and order.is_open:
@@ -813,6 +827,12 @@ class ContingentOrders:
         group = self._oco.pop(coid, None)
         if group is not None and coid in group:
             group.remove(coid)
+        self._kernel.portfolio.account.unlink_oco(coid)
+
+    def _reduce_only(self, instrument_id: str) -> bool:
+        """Whether a bracket's exits are sent reduce-only: not on a cash-only spot instrument (spot venues
+        have no reduce-only orders; the cash account never sells more than the balance holds)."""
+        return not self._kernel.instruments[instrument_id].cash_only
 
     def _is_open(self, coid: str) -> bool:
         order = self._kernel.orders.get(coid)

@@ -1,0 +1,82 @@
+"""Brackets on a cash-only spot instrument: both children work, one fills, the other is canceled.
+
+The account holds USD 1000 and no BTC. A market buy of 1 BTC sent at bar 1's close fills at
+bar 2's open, 100 (taker fee 0.2 %: 0.2 USD). The stop-loss (95) and the take-profit (110) each
+sell the 1 BTC bought: as an OCO pair they hold it once, so neither is denied, and neither is
+reduce-only (spot venues have none; the cash account never sells more than the balance holds).
+Bars are (open, high, low, close); see :mod:`tests.execution.test_contingent_native` for the path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.kernel import Kernel
+from tradebus.engine.messages import Bar, OrderSide
+from tradebus.execution.config import VenueConfig
+
+from .test_contingent import FLAT, IID, T0, H, Scripted
+
+
+def run(bars: list[tuple[float, float, float, float]], contingent: str, btc: float = 0.0) -> Kernel:
+    inst = Instrument(
+        venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, base="BTC", quote="USD",
+        maker_fee=0.001, taker_fee=0.002,
+    )  # fmt: skip
+    assert inst.cash_only
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars", contingent=contingent),  # type: ignore[arg-type]
+                    balances={"USD": 1000.0, "BTC": btc})
+    act: Callable[[Scripted], Any] = lambda s: s.submit_bracket(IID, OrderSide.BUY, 1.0, stop_loss=95.0, take_profit=110.0)
+    kernel.add_strategy(Scripted({1: act}))
+    for k, (o, h, lo, c) in enumerate(bars, start=1):
+        kernel.process(Bar(IID, T0 + k * H, T0 + k * H, o, h, lo, c, 10.0))
+    kernel.stop()
+    return kernel
+
+
+def outcome(kernel: Kernel) -> tuple[list[tuple[str, float, int]], dict[str, tuple[str, bool]]]:
+    """(side, price, bar) of every fill; reason -> (status, reduce_only) of every order."""
+    fills = [(f.side, f.price, (f.ts_event - T0) // H) for f in kernel.result.fills]
+    reasons = kernel.result.submit_reasons
+    return fills, {reasons[o.client_order_id]: (str(o.status), o.reduce_only) for o in kernel.result.orders}
+
+
+@pytest.mark.parametrize("contingent", ["native", "emulated"])
+def test_a_bracket_on_cash_spot_takes_profit_and_cancels_its_stop(contingent: str) -> None:
+    """Bar 3 (100, 111, 99, 108) closes above its open: path 100 -> 99 -> 111. The stop at 95 is not
+    reached, the take-profit fills at 110 (maker fee 0.11); the stop is canceled.
+    USD: 1000 - 100 - 0.2 + 110 - 0.11 = 1009.69; BTC back to 0."""
+    kernel = run([FLAT, FLAT, (100.0, 111.0, 99.0, 108.0), FLAT], contingent)
+    fills, orders = outcome(kernel)
+    assert fills == [("BUY", 100.0, 2), ("SELL", 110.0, 3)]
+    assert orders["bracket take-profit"] == ("FILLED", False)
+    assert orders["bracket stop-loss"] == ("CANCELED", False)
+    account = kernel.portfolio.account
+    assert account.balance("USD") == pytest.approx(1009.69, abs=1e-9)
+    assert account.balance("BTC") == pytest.approx(0.0, abs=1e-12)
+    assert account.locked("BTC") == 0.0
+
+
+def test_a_native_bracket_on_cash_spot_stops_out_in_its_entry_bar() -> None:
+    """Native: the children work from the entry's fill at bar 2's open. Bar 2 (100, 111, 94, 105)
+    walks 100 -> 94 -> 111: the stop fills at 95 (taker fee 0.19), the take-profit is canceled by
+    the venue in the same bar. USD: 1000 - 100.2 + 95 - 0.19 = 994.61."""
+    kernel = run([FLAT, (100.0, 111.0, 94.0, 105.0), FLAT], "native")
+    fills, orders = outcome(kernel)
+    assert fills == [("BUY", 100.0, 2), ("SELL", 95.0, 2)]
+    assert orders["bracket take-profit"] == ("CANCELED", False)
+    assert kernel.portfolio.account.balance("USD") == pytest.approx(994.61, abs=1e-9)
+
+
+def test_the_working_children_hold_the_bought_btc_once() -> None:
+    """After the entry, while both children work, 1 BTC is locked (not 2) and none is free."""
+    kernel = run([FLAT, FLAT], "native", btc=0.5)
+    account = kernel.portfolio.account
+    assert [str(o.status) for o in kernel.orders.open_orders()] == ["ACCEPTED", "ACCEPTED"]
+    assert account.balance("BTC") == pytest.approx(1.5)
+    assert account.locked("BTC") == pytest.approx(1.0)
+    assert account.free("BTC") == pytest.approx(0.5)
