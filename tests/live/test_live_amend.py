@@ -111,7 +111,9 @@ async def test_binance_spot_trailing_stop_trails_by_one_request_cancel_replaces(
         await until(lambda: buy.status is OrderStatus.ACCEPTED)
         h.trade(60_000.0)
         await until(lambda: buy.status is OrderStatus.FILLED)
-        contingent.trailing_stop("s1", IID, OrderSide.SELL, 0.01, offset=500.0, reduce_only=False)
+        # the default: not reduce-only on a cash spot instrument (Binance spot refuses reduce-only orders)
+        first = contingent.trailing_stop("s1", IID, OrderSide.SELL, 0.01, offset=500.0)
+        assert not h.kernel.orders.order(first).reduce_only
 
         def venue_stops() -> list[float]:
             return [r.order.trigger_price for r in h.emulator.open_orders()]

@@ -368,11 +368,13 @@ class ContingentOrders:
         *,
         offset: float | None = None,
         percent: float | None = None,
-        reduce_only: bool = True,
+        reduce_only: bool | None = None,
         reason: str = "",
     ) -> str:
         """Submit a trailing stop from the instrument's last price (its latest fill's, when no
         market data of it came since); return its id.
+
+        ``reduce_only=None``: as a bracket's exits (reduce-only, except on a cash-only spot instrument).
 
         Raises
         ------
@@ -392,6 +394,8 @@ class ContingentOrders:
             last = self._kernel.cache.prices.get(instrument_id, _NAN)
         if last != last:
             raise OrderError(f"trailing stop: no last price of {instrument_id} to trail from")
+        if reduce_only is None:
+            reduce_only = self._reduce_only(instrument_id)
         return self._trail(strategy_id, instrument_id, side, quantity, offset, percent, last, reduce_only, reason)
 
     def gtd(self, client_order_id: str, expire_ns: int) -> None:

@@ -511,10 +511,15 @@ class Strategy:
         *,
         offset: float | None = None,
         percent: float | None = None,
-        reduce_only: bool = True,
+        reduce_only: bool | None = None,
         reason: str = "",
     ) -> str:
-        """Submit a stop-market whose trigger trails the best price by ``offset`` or ``percent``."""
+        """Submit a stop-market whose trigger trails the best price by ``offset`` or ``percent``.
+
+        ``reduce_only`` defaults to reduce-only except on a cash-only spot instrument (spot venues
+        have no reduce-only orders and refuse them; the cash account never sells more than it holds),
+        as for a bracket's exits.
+        """
         return self._contingent().trailing_stop(
             self.strategy_id, instrument_id, side, quantity, offset=offset, percent=percent,
             reduce_only=reduce_only, reason=reason,
