@@ -12,7 +12,7 @@ The account (:class:`~tradebus.adapters.binance.private_emulator.BinancePrivateE
 verifies the signed requests, streams the user data and fills orders on the trades the public
 server sends (:class:`~tradebus.adapters.binance.private_emulator.MatchingProtocol`). The
 written config is a copy of ``--config`` pointed at both servers, its journal and recording
-beside it. Stop with Ctrl-C.
+beside it and every other path absolute (it names the original's files). Stop with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ import asyncio
 import signal
 from pathlib import Path
 
-import yaml
-
 from tradebus.adapters.binance.emulator import split_capture
 from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.adapters.common.recorder import iter_hftbacktest
-from tradebus.node.live import load_live_config
+from tradebus.node.live import LiveConfig, load_live_config
+from tradebus.node.playback import read_local_config, write_local_config
 
 KEY, SECRET = "demo-key", "demo-secret"
 
@@ -42,13 +41,7 @@ async def serve(recording: Path, config_path: Path, out: Path, speed: float) -> 
     symbols = {inst.symbol.lower(): iid for iid, inst in instruments.items()}
     public = LocalVenueServer(MatchingProtocol(snapshot, account=account, instrument_ids=symbols), frames, speed=speed, lifetime=86_400)
     await public.start()
-    data = yaml.safe_load(config_path.read_text())
-    for feed in data["feeds"]:
-        feed.update(ws_url=public.ws_url, rest_url=public.http_url, snapshot_fetcher="http")
-    data["live"] = {**data.get("live", {}), "rest_url": account.rest_url, "ws_api_url": account.ws_api_url}
-    data["journal"], data["record"] = str(out.parent / "live-local" / "journal.sqlite"), str(out.parent / "live-local" / "frames.jsonl.gz")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    write_demo_config(config_path, out, (public.ws_url, public.http_url), (account.rest_url, account.ws_api_url))
     print(f"account on {account.rest_url}, public stream on {public.ws_url}; config written to {out}")
     print(f"export TRADEBUS_BINANCE_API_KEY={KEY} TRADEBUS_BINANCE_API_SECRET={SECRET}")
     stop = asyncio.Event()
@@ -57,6 +50,21 @@ async def serve(recording: Path, config_path: Path, out: Path, speed: float) -> 
     await stop.wait()
     await public.stop()
     await account.stop()
+
+
+def write_demo_config(config_path: Path, out: Path, public: tuple[str, str], account: tuple[str, str]) -> None:
+    """Write to ``out`` the live config ``config_path`` pointed at the local servers, its journal and recording beside ``out``.
+
+    ``public`` is the market data server's (WebSocket, HTTP) URLs, ``account`` the account's
+    (REST, WebSocket API) URLs. Every other path of the copy is absolute, naming the original's files.
+    """
+    data = read_local_config(config_path, "binance")
+    for feed in data.get("feeds") or []:
+        feed["snapshot_fetcher"] = "http"
+    data["live"] = {**(data.get("live") or {}), "rest_url": account[0], "ws_api_url": account[1]}
+    run = out.resolve().parent / "live-local"
+    data["journal"], data["record"] = str(run / "journal.sqlite"), str(run / "frames.jsonl.gz")
+    write_local_config(data, config_path, out, *public, model=LiveConfig)
 
 
 def main() -> None:

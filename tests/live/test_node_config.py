@@ -136,12 +136,12 @@ def test_a_dumped_paper_config_reloads(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["paper_binance.yaml", "paper_okx.yaml", "paper_bybit.yaml"])
 def test_serve_write_config_points_every_feed_at_the_local_server(tmp_path: Path, name: str) -> None:
     """``tradebus serve --config X --write-config Y``: Y loads, its feeds on the server (REST only where a venue uses it)."""
-    from tradebus.node.playback import _read_local_config, _write_local_config
+    from tradebus.node.playback import read_local_config, write_local_config
 
     out = tmp_path / "runs" / name
     path = Path(__file__).resolve().parents[2] / "configs" / name
     venue = name.removeprefix("paper_").removesuffix(".yaml")
-    _write_local_config(_read_local_config(path, venue), path, out, "ws://127.0.0.1:1", "http://127.0.0.1:1")
+    write_local_config(read_local_config(path, venue), path, out, "ws://127.0.0.1:1", "http://127.0.0.1:1")
     config = load_paper_config(out)
     assert all(feed.ws_url == "ws://127.0.0.1:1" for feed in config.feeds)
     rest = [(feed.model_extra or {}).get("rest_url") for feed in config.feeds]
@@ -152,7 +152,7 @@ def test_serve_write_config_elsewhere_keeps_every_relative_path_of_the_config(tm
     """A copy written to another directory must name the files the original names (not the same text relative to the copy)."""
     import json
 
-    from tradebus.node.playback import _read_local_config, _write_local_config
+    from tradebus.node.playback import read_local_config, write_local_config
 
     configs = tmp_path / "configs"
     configs.mkdir()
@@ -165,7 +165,7 @@ def test_serve_write_config_elsewhere_keeps_every_relative_path_of_the_config(tm
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     original = load_paper_config(path)
     out = tmp_path / "elsewhere" / "deeper" / "paper_local.yaml"
-    _write_local_config(_read_local_config(path, "binance"), path, out, "ws://127.0.0.1:1", "http://127.0.0.1:1")
+    write_local_config(read_local_config(path, "binance"), path, out, "ws://127.0.0.1:1", "http://127.0.0.1:1")
     copy = load_paper_config(out)
     assert copy.journal == original.journal == configs / "state" / "journal.sqlite"
     assert copy.ops is not None and original.ops is not None

@@ -60,7 +60,8 @@ from tradebus.adapters.registry import VENUES, venue_adapter
 from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import ConfigError, DataError, ParseError
-from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_config, parse_paper_config
+from tradebus.config.load import parse_config
+from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_config
 from tradebus.node.daemon import build_paper_kernel, kept_files
 from tradebus.adapters.common.feed import Feed
 from tradebus.node.feeds import attach_feeds, build_feeds
@@ -69,7 +70,16 @@ from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
 from tradebus.risk.guard import MarketGuard
 
-__all__ = ["Playback", "PlaybackStats", "detect_format", "play", "read_recording", "run_playback"]
+__all__ = [
+    "Playback",
+    "PlaybackStats",
+    "detect_format",
+    "play",
+    "read_local_config",
+    "read_recording",
+    "run_playback",
+    "write_local_config",
+]
 
 RecordingFormat = Literal["recorder", "hftbacktest"]
 
@@ -331,7 +341,7 @@ async def serve_recording(
 
     adapter = venue_adapter(venue)
     path = Path(path)
-    local = None if config is None or write_config is None else _read_local_config(Path(config), venue)
+    local = None if config is None or write_config is None else read_local_config(Path(config), venue)
     frames: list[tuple[int, str]] = []
     snapshot: str | None = None
     lines: Iterator[tuple[int, str, str | bytes]] = (
@@ -353,7 +363,7 @@ async def serve_recording(
     )
     if local is not None and config is not None and write_config is not None:
         try:
-            _write_local_config(local, Path(config), Path(write_config), server.ws_url, server.http_url)
+            write_local_config(local, Path(config), Path(write_config), server.ws_url, server.http_url)
         except ConfigError:
             await server.stop()
             raise
@@ -369,7 +379,7 @@ async def serve_recording(
         await server.stop()
 
 
-def _read_local_config(config: Path, venue: str) -> dict[str, Any]:
+def read_local_config(config: Path, venue: str) -> dict[str, Any]:
     """The paper config to point at a server speaking ``venue``: each of its feeds must be of that venue.
 
     Raises
@@ -396,11 +406,19 @@ def _read_local_config(config: Path, venue: str) -> dict[str, Any]:
     return data
 
 
-def _write_local_config(data: dict[str, Any], config: Path, out: Path, ws_url: str, http_url: str) -> None:
+def write_local_config(
+    data: dict[str, Any],
+    config: Path,
+    out: Path,
+    ws_url: str,
+    http_url: str,
+    model: type[PaperConfig] = PaperConfig,
+) -> None:
     """Write a copy of the paper config ``data`` (read from ``config``) with every feed's endpoints the local server's.
 
-    The copy is the validated config with every path absolute (as a run's ``config.yaml``), so that
-    it names the files the original names wherever it is written.
+    The copy is the config validated as ``model`` (a live config: :class:`~tradebus.node.live.LiveConfig`)
+    with every path absolute (as a run's ``config.yaml``), so that it names the files the original
+    names wherever it is written.
 
     Raises
     ------
@@ -413,10 +431,10 @@ def _write_local_config(data: dict[str, Any], config: Path, out: Path, ws_url: s
         options = None if adapter is None else adapter.feed_options
         if options is not None and "rest_url" in options.model_fields:  # a venue that fetches REST book snapshots
             feed["rest_url"] = http_url
-    text = dump_paper_config(parse_paper_config(data, f"--config {config}", config.resolve().parent))
+    text = dump_paper_config(parse_config(data, f"--config {config}", config.resolve().parent, model=model))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)  # `runs/` does not exist in a fresh clone
         out.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"--write-config {out}: cannot write it ({exc.strerror}: {exc.filename})") from None
-    logger.info("paper config pointing at the local server written to {}", out)
+    logger.info("config pointing at the local server written to {}", out)
