@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from typing import TYPE_CHECKING
 
 from pydantic import Field
@@ -16,10 +14,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BOOK_CHANNELS",
+    "CANDLE_BARS",
+    "CANDLE_CHANNELS",
     "FEED_CHANNELS",
     "FEED_MARKETS",
     "FEED_OPTIONS",
     "FILL_CHANNELS",
+    "UTC_CANDLE_BARS",
     "OkxConfig",
     "check_feed",
     "known_channel",
@@ -80,7 +81,17 @@ FILL_CHANNELS: dict[str, tuple[str, ...]] = {
     "quotes": ("tickers", "bbo-tbt", "books", "books5", "books-l2-tbt", "books50-l2-tbt"),
     "bars": ("candle",),
 }
-_CANDLE = re.compile(r"^candle\d+[smHDWM](utc)?$")
+#: Bar sizes of the ``candle<bar>`` channels (OKX v5 WebSocket, Candlesticks channel; aligned to Hong Kong time).
+CANDLE_BARS: tuple[str, ...] = (
+    "1s", "1m", "3m", "5m", "15m", "30m", "1H", "2H", "4H", "6H", "12H", "1D", "2D", "3D", "5D", "1W", "1M", "3M", "6M", "1Y"
+)
+#: Bar sizes that also have a UTC-aligned ``candle<bar>utc`` channel.
+UTC_CANDLE_BARS: tuple[str, ...] = ("6H", "12H", "1D", "2D", "3D", "5D", "1W", "1M", "3M", "1Y")
+#: Every candle channel OKX offers.
+CANDLE_CHANNELS: tuple[str, ...] = (
+    *(f"candle{bar}" for bar in CANDLE_BARS),
+    *(f"candle{bar}utc" for bar in UTC_CANDLE_BARS),
+)
 
 
 FEED_OPTIONS = None
@@ -88,12 +99,26 @@ FEED_OPTIONS = None
 
 
 def known_channel(channel: str) -> bool:
-    """Whether ``channel`` is an OKX paper-feed channel."""
-    return channel in FEED_CHANNELS or _CANDLE.match(channel) is not None
+    """Whether ``channel`` is an OKX paper-feed channel (a ``candle<bar>`` of any bar size: :func:`check_feed` checks it)."""
+    return channel in FEED_CHANNELS or channel.startswith("candle")
 
 
 def check_feed(feed: FeedConfig) -> None:
-    """OKX rules of a paper feed: none beyond the common ones."""
+    """OKX rules of a paper feed: a candle channel must be one of :data:`CANDLE_CHANNELS`.
+
+    Raises
+    ------
+    ValueError
+        Naming the subscription, the channel and the candle channels OKX offers (it refuses
+        any other at subscription, which would stop the daemon only once started).
+    """
+    for iid, channels in feed.subscriptions.items():
+        for channel in channels:
+            if channel.startswith("candle") and channel not in CANDLE_CHANNELS:
+                raise ValueError(
+                    f"subscriptions.{iid}: {channel!r} is not an OKX candle channel; "
+                    f"use one of {', '.join(CANDLE_CHANNELS)}"
+                )
 
 
 def stream_symbol(market: str, symbol: str, instrument_id: str) -> str:

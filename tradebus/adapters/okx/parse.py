@@ -63,6 +63,7 @@ BOOK_CHANNELS = frozenset(_BOOK_CHANNELS)
 _SEQUENCED = frozenset({"books", "books-l2-tbt", "books50-l2-tbt"})
 
 _UNIT_MS = {"s": 1_000, "m": 60_000, "H": 3_600_000, "D": 86_400_000, "W": 604_800_000}
+_MONTHS = {"M": 1, "Y": 12}
 _HK = timezone(timedelta(hours=8))
 _DEDUP_WINDOW = 4096
 _INF = float("inf")
@@ -78,9 +79,9 @@ def candle_close_ms(start_ms: int, bar: str) -> int:
     """Close time (ms) of an OKX candle that opens at ``start_ms``.
 
     ``bar`` is the channel suffix: ``1s``, ``1m``, ``3m`` ... ``1H`` ... ``1D``,
-    ``1W``, ``1M``, ``3M``, optionally with ``utc``. Fixed-length bars close at
-    ``start + n * unit``. Month bars close at the same time of day ``n``
-    calendar months later, counted in Hong Kong time (UTC+8) as OKX aligns
+    ``1W``, ``1M``, ``3M``, ``6M``, ``1Y``, optionally with ``utc``. Fixed-length bars close at
+    ``start + n * unit``. Month (and year) bars close at the same time of day ``n``
+    calendar months (``12 n``) later, counted in Hong Kong time (UTC+8) as OKX aligns
     them, or in UTC for the ``utc`` variants.
 
     Raises
@@ -91,13 +92,13 @@ def candle_close_ms(start_ms: int, bar: str) -> int:
     utc = bar.endswith("utc")
     core = bar[:-3] if utc else bar
     count_s, unit = core[:-1], core[-1:]
-    if not count_s.isdigit() or (unit not in _UNIT_MS and unit != "M"):
-        raise ParseError(f"unknown OKX candle bar size {bar!r}: expected e.g. 1m, 1H, 1D, 1Dutc, 1M")
+    if not count_s.isdigit() or (unit not in _UNIT_MS and unit not in _MONTHS):
+        raise ParseError(f"unknown OKX candle bar size {bar!r}: expected e.g. 1m, 1H, 1D, 1Dutc, 1M, 1Y")
     count = int(count_s)
-    if unit != "M":
+    if unit in _UNIT_MS:
         return start_ms + count * _UNIT_MS[unit]
     start = datetime.fromtimestamp(start_ms / 1000, tz=UTC if utc else _HK)
-    month0 = start.month - 1 + count
+    month0 = start.month - 1 + count * _MONTHS[unit]
     year = start.year + month0 // 12
     month = month0 % 12 + 1
     close = start.replace(year=year, month=month, day=min(start.day, monthrange(year, month)[1]))
