@@ -72,6 +72,7 @@ from pydantic import SecretStr
 
 from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.adapters.common.rest_trading import decimal_text
+from tradebus.adapters.common.user_stream import quote_fee
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
 from tradebus.execution.live import (
@@ -205,7 +206,7 @@ def fill_from_trade(
     ``buyer`` and ``maker`` name the row's flags (USD-M ``userTrades``: ``buyer``, ``maker``).
     """
     px = float(raw["price"])
-    fee = _quote_fee(float(raw["commission"]), str(raw["commissionAsset"]), px, instrument)
+    fee = quote_fee(float(raw["commission"]), str(raw["commissionAsset"]), px, instrument)
     ts = int(raw["time"]) * 1_000_000
     return OrderFilled(
         order.strategy_id,
@@ -221,12 +222,6 @@ def fill_from_trade(
         ts,
         ts,
     )
-
-
-def _quote_fee(commission: float, asset: str, price: float, instrument: Instrument) -> float:
-    if asset == instrument.base:
-        return commission * price
-    return commission
 
 
 def report_from_order(

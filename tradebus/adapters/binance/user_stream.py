@@ -73,7 +73,7 @@ from tradebus.adapters.binance.client import MAX_CONNECTION_AGE, binance_keepali
 from tradebus.adapters.common.client import Sink
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
 from tradebus.adapters.common.recorder import FrameRecorder
-from tradebus.adapters.common.user_stream import PrivateStreamParser, UserStream, deliver
+from tradebus.adapters.common.user_stream import PrivateStreamParser, UserStream, deliver, quote_fee
 from tradebus.adapters.common.venue import LiveAccount, lazy_trading
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
@@ -162,7 +162,7 @@ class UserStreamParser(PrivateStreamParser):
         ts = int(ev.get("T") or ev["E"]) * _MS
         if x == "TRADE":
             px = float(ev["L"])
-            fee = self.quote_fee(float(ev["n"] or 0.0), str(ev.get("N")), px, inst)
+            fee = quote_fee(float(ev["n"] or 0.0), str(ev.get("N")), px, inst)
             return [
                 OrderFilled(
                     sid,

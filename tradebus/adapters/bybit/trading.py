@@ -78,6 +78,7 @@ from pydantic import SecretStr
 from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.adapters.bybit.user_stream import position_from_row, wire_symbol
 from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
+from tradebus.adapters.common.user_stream import quote_fee
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
 from tradebus.execution.live import AccountBalance, AccountPosition, Ack, VenueRejected, cancel_one, lots_to_send
@@ -191,9 +192,7 @@ def linear_order_params(order: Order, instrument: Instrument) -> dict[str, Any]:
 def fill_from_row(raw: dict[str, Any], order: Order, instrument: Instrument) -> OrderFilled:
     """An ``OrderFilled`` from one ``GET /v5/execution/list`` row (fee in the quote asset)."""
     px = float(raw["execPrice"])
-    fee = float(raw.get("execFee") or 0.0)
-    if raw.get("feeCurrency") == instrument.base:
-        fee *= px
+    fee = quote_fee(float(raw.get("execFee") or 0.0), raw.get("feeCurrency"), px, instrument)
     ts = int(raw["execTime"]) * 1_000_000
     return OrderFilled(
         order.strategy_id,

@@ -34,13 +34,31 @@ from tradebus.errors import ParseError
 from tradebus.execution.live import AccountBalance, AccountPosition
 from tradebus.execution.orders import Order
 
-__all__ = ["UNACKNOWLEDGED", "OrderContext", "PrivateStream", "PrivateStreamParser", "UserStream", "deliver"]
+__all__ = [
+    "UNACKNOWLEDGED",
+    "OrderContext",
+    "PrivateStream",
+    "PrivateStreamParser",
+    "UserStream",
+    "deliver",
+    "quote_fee",
+]
 
 #: Statuses in which a venue's "new order" push is news (else the REST answer told it first).
 UNACKNOWLEDGED = frozenset({OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
 
 OrderContext = tuple[Order | None, str, str, Instrument | None]
 """``(order or None, strategy id, instrument id, instrument or None)`` of one event."""
+
+
+def quote_fee(fee: float, fee_asset: str | None, price: float, inst: Instrument | None) -> float:
+    """A fill's fee in the quote asset (a fee charged in the base asset is valued at the fill price).
+
+    Used for the fills of a venue's private stream and of its REST fill queries alike.
+    """
+    if inst is not None and fee_asset == inst.base:
+        return fee * price
+    return fee
 
 
 def deliver(events: Iterable[Any], sink: Sink, on_balance: Callable[[Any], Any] | None) -> None:
@@ -103,13 +121,6 @@ class PrivateStreamParser(ABC):
         inst = self.by_symbol.get(symbol)
         iid = inst.instrument_id if inst is not None else f"{symbol}.{self.venue}"
         return order, (order.strategy_id if order is not None else ""), iid, inst
-
-    @staticmethod
-    def quote_fee(fee: float, fee_asset: str, price: float, inst: Instrument | None) -> float:
-        """A fee in the quote asset (a fee charged in the base asset is valued at the fill price)."""
-        if inst is not None and fee_asset == inst.base:
-            return fee * price
-        return fee
 
 
 class UserStream(WsClient):

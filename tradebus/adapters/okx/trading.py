@@ -65,6 +65,7 @@ from pydantic import SecretStr
 
 from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
+from tradebus.adapters.common.user_stream import quote_fee
 from tradebus.adapters.okx.user_stream import positions_from_rows
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
@@ -144,9 +145,7 @@ def _common_params(order: Order, instrument: Instrument, td_mode: str) -> dict[s
 def fill_from_row(raw: dict[str, Any], order: Order, instrument: Instrument) -> OrderFilled:
     """An ``OrderFilled`` from one ``GET /api/v5/trade/fills`` row."""
     px = float(raw["fillPx"])
-    fee = -float(raw.get("fee") or 0.0)
-    if raw.get("feeCcy") == instrument.base:
-        fee *= px
+    fee = quote_fee(-float(raw.get("fee") or 0.0), raw.get("feeCcy"), px, instrument)
     ts = int(raw["ts"]) * 1_000_000
     return OrderFilled(
         order.strategy_id,

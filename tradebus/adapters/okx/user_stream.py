@@ -40,7 +40,7 @@ from pydantic import SecretStr
 
 from tradebus.adapters.common.client import Sink
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
-from tradebus.adapters.common.user_stream import UNACKNOWLEDGED, PrivateStream, PrivateStreamParser
+from tradebus.adapters.common.user_stream import UNACKNOWLEDGED, PrivateStream, PrivateStreamParser, quote_fee
 from tradebus.adapters.common.venue import LiveAccount
 from tradebus.adapters.okx.client import okx_keepalive
 from tradebus.engine.instrument import Instrument
@@ -91,7 +91,7 @@ class UserStreamParser(PrivateStreamParser):
         if row.get("tradeId") and float(row.get("fillSz") or 0.0) > 0.0:
             px = float(row["fillPx"])
             ts = int(row.get("fillTime") or row["uTime"]) * _MS
-            fee = self.quote_fee(-float(row.get("fillFee") or row.get("fee") or 0.0), str(row.get("feeCcy")), px, inst)
+            fee = quote_fee(-float(row.get("fillFee") or row.get("fee") or 0.0), str(row.get("feeCcy")), px, inst)
             out.append(
                 OrderFilled(
                     sid,
