@@ -109,8 +109,11 @@ def test_swap_order_mapping_counts_contracts_in_cross_margin_net_mode() -> None:
     }
     with pytest.raises(VenueRejected, match="rounds to 0 lots"):
         swap_order_params(_order(qty=0.9), INST)
-    with pytest.raises(VenueRejected, match="algo"):
-        swap_order_params(_order(OrderType.STOP_MARKET, trigger_price=31_000.0), INST)
+    stop = swap_order_params(_order(OrderType.STOP_MARKET, 2.0, math.nan, trigger_price=29_000.04, reduce_only=True), INST)
+    assert stop == {
+        "instId": "BTC-USDT-SWAP", "tdMode": "cross", "side": "sell", "sz": "2", "algoClOrdId": "sw1", "ordType": "conditional",
+        "slTriggerPx": "29000.0", "slTriggerPxType": "last", "slOrdPx": "-1", "posSide": "net", "reduceOnly": True,
+    }
 
 
 def test_documented_swap_frames_parse_into_a_fill_a_balance_and_net_positions() -> None:

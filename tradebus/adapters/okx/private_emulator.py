@@ -17,14 +17,35 @@ private stream of :mod:`tradebus.adapters.okx.user_stream` to run unchanged:
   duplicate ``clOrdId``, ``51000`` a parameter, ``51400`` cancel of an order not working,
   ``51503`` amend of one, ``51603`` unknown order on a query.
 * ``/ws/v5/private``: ``login`` (signature of timestamp + ``GET/users/self/verify``), then
-  ``subscribe`` to ``orders`` and ``account``; ``"ping"`` -> ``"pong"``. Every order change
+  ``subscribe`` to ``orders``, ``orders-algo`` and ``account``; ``"ping"`` -> ``"pong"``. Every order change
   is an ``orders`` push (a fill carries ``tradeId``, ``fillSz``, ``fillPx``, ``fillFee``),
   every balance change an ``account`` push.
 
 Matching, balances and faults are the :class:`~tradebus.adapters.common.account_emulator.AccountEmulator`'s.
 Departures from OKX: a MARKET order is acknowledged ``live`` and fills at the next public
 trade; a market order must give its size in the base asset (``tgtCcy=base_ccy``, as
-:mod:`~tradebus.adapters.okx.trading` sends it); stop (algo) orders are not emulated.
+:mod:`~tradebus.adapters.okx.trading` sends it).
+
+Stops are algo orders: ``POST /api/v5/trade/order-algo`` with ``ordType=conditional`` and a
+stop loss (``slTriggerPx``, ``slOrdPx`` ``-1`` for market, else the limit price), identified by
+``algoClOrdId`` and an ``algoId``. An algo order waits outside the matching venue and is watched
+against the public trades (the last price): as OKX's stop loss, a sell triggers at a trade at
+or below ``slTriggerPx``, a buy at one at or above it, and a trigger the last trade has already
+reached is refused (``51280`` "SL trigger price cannot be higher than the last price" for a
+sell, ``51278`` "... lower ..." for a buy). The trade that reaches it pushes the ``orders-algo``
+row ``effective`` (with the new ``ordId``); the order it places then enters the matching venue
+under that new ``ordId``, with ``clOrdId`` empty and the stop's ``algoClOrdId`` and ``algoId``
+on every ``orders`` push and order row, and that trade already matches it; an order the matching
+venue refuses makes the algo ``order_failed``. ``/trade/amend-algos`` (by ``algoId`` or
+``algoClOrdId``) changes a waiting stop's ``newSlTriggerPx`` (checked as at placement),
+``newSz`` and ``newSlOrdPx`` and pushes it ``live`` again; ``/trade/cancel-algos`` (a list of
+``instId`` + ``algoId`` or ``algoClOrdId``) cancels a waiting one (``canceled`` pushed);
+either on any other is ``51000``-refused per row. ``GET /api/v5/trade/order-algo`` (``51603``
+unknown) and ``/trade/orders-algo-pending`` (``ordType`` required) list them; an algo order is
+never in ``/trade/orders-pending`` nor found by ``/trade/order`` or ``/trade/cancel-order``.
+Departures: only ``conditional`` stop losses (no take profit, ``trigger``, ``oco``, trailing),
+triggered by the last price only (``slTriggerPxType`` ``last``); a stop placed before any
+public trade is refused (``51000``: no last price to compare its trigger with).
 
 :class:`OkxSwapEmulator` is the same account trading swaps (linear USDT perpetuals, net
 mode): ``tdMode=cross``, sizes in contracts, ``reduceOnly`` (``51169`` / ``51170``),
@@ -85,6 +106,18 @@ class OkxPrivateEmulator(AccountEmulator):
     inst_type = "SPOT"
     td_mode = "cash"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Last public trade price of each symbol.
+        self.last_price: dict[str, float] = {}
+        #: ``algoClOrdId -> algoId`` of every stop (algo order), triggered or not.
+        self.algo_ids: dict[str, int] = {}
+        #: ``algoClOrdId -> state`` of every stop (``live``, ``effective``, ``canceled``, ``order_failed``).
+        self.algo_states: dict[str, str] = {}
+        #: ``algoClOrdId`` of the stops waiting for their trigger.
+        self.untriggered: set[str] = set()
+        self._symbols = {inst.instrument_id: symbol for symbol, inst in self.instruments.items()}
+
     # ------------------------------------------------------------------ REST dialect
 
     def routes(self) -> dict[tuple[str, str], Any]:
@@ -97,6 +130,11 @@ class OkxPrivateEmulator(AccountEmulator):
             ("GET", "/api/v5/trade/fills"): self._fills,
             ("GET", "/api/v5/trade/fills-history"): self._fills_history,
             ("GET", "/api/v5/account/balance"): self._balance,
+            ("POST", "/api/v5/trade/order-algo"): self._place_algo,
+            ("POST", "/api/v5/trade/cancel-algos"): self._cancel_algos,
+            ("POST", "/api/v5/trade/amend-algos"): self._amend_algo,
+            ("GET", "/api/v5/trade/order-algo"): self._query_algo,
+            ("GET", "/api/v5/trade/orders-algo-pending"): self._pending_algos,
         }
 
     def error(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -133,13 +171,22 @@ class OkxPrivateEmulator(AccountEmulator):
         if request.method == "GET":
             return dict(request.query)
         loaded = json.loads(body) if body else {}
+        if isinstance(loaded, list):  # a batch endpoint (``/trade/cancel-algos``)
+            return {"batch": loaded}
         return loaded if isinstance(loaded, dict) else {}
 
     def client_id(self, params: dict[str, Any]) -> str:
-        return str(params.get("clOrdId", ""))
+        batch = params.get("batch") or [{}]
+        first = batch[0] if isinstance(batch[0], dict) else {}
+        return str(params.get("clOrdId") or params.get("algoClOrdId") or first.get("algoClOrdId") or first.get("algoId") or "")
 
     def _find(self, p: dict[str, Any]) -> EmulatedOrder | None:
-        return self.find(str(p.get("clOrdId") or ""), str(p.get("ordId") or ""))
+        """The ordinary order a request names (an algo order is not one; the order a triggered one placed has no ``clOrdId``)."""
+        coid = str(p.get("clOrdId") or "")
+        rec = self.find(coid, str(p.get("ordId") or ""))
+        if rec is None or rec.order.client_order_id not in self.algo_ids:
+            return rec
+        return None if coid or rec.order.client_order_id in self.untriggered or self.algo_states.get(rec.order.client_order_id) != "effective" else rec
 
     def _place(self, p: dict[str, Any]) -> web.Response:
         inst = self.instruments.get(str(p.get("instId", "")))
@@ -199,7 +246,8 @@ class OkxPrivateEmulator(AccountEmulator):
     def _pending(self, p: dict[str, Any]) -> web.Response:
         if p.get("instType") not in (None, self.inst_type):  # none of that type on this account
             return self._ok([])
-        return self._ok([self._row(r, None) for r in self.open_orders(p.get("instId"))])
+        working = [r for r in self.open_orders(p.get("instId")) if r.order.client_order_id not in self.untriggered]
+        return self._ok([self._row(r, None) for r in working])
 
     def _fills_history(self, p: dict[str, Any]) -> web.Response:
         if not p.get("instType"):
@@ -236,6 +284,200 @@ class OkxPrivateEmulator(AccountEmulator):
     def _balance(self, p: dict[str, Any]) -> web.Response:
         return self._ok([self._account(sorted(self.balances))])
 
+    # ------------------------------------------------------------------ algo orders (stops)
+
+    def _algo_error(self, code: str, msg: str, p: dict[str, Any]) -> web.Response:
+        row = {"algoId": str(p.get("algoId", "")), "algoClOrdId": str(p.get("algoClOrdId", "")), "clOrdId": "", "tag": "", "sCode": code, "sMsg": msg}
+        return web.json_response({"code": "1", "msg": "All operations failed", "data": [row]})
+
+    def _find_algo(self, p: dict[str, Any]) -> EmulatedOrder | None:
+        coid = str(p.get("algoClOrdId") or "")
+        if not coid:
+            algo_id = str(p.get("algoId") or "")
+            coid = next((c for c, a in self.algo_ids.items() if str(a) == algo_id), "")
+        return self.orders.get(coid) if coid in self.algo_ids else None
+
+    def _trigger_refused(self, symbol: str, side: OrderSide, trigger: float) -> tuple[str, str] | None:
+        """OKX's refusal of a stop-loss trigger the last price has already reached, else ``None``."""
+        last = self.last_price.get(symbol)
+        if last is None:
+            return "51000", f"emulated: no public trade of {symbol} yet to place a stop against"
+        if side is OrderSide.SELL and trigger >= last:
+            return "51280", "SL trigger price cannot be higher than the last price"
+        if side is OrderSide.BUY and trigger <= last:
+            return "51278", "SL trigger price cannot be lower than the last price"
+        return None
+
+    def _place_algo(self, p: dict[str, Any]) -> web.Response:
+        symbol = str(p.get("instId", ""))
+        inst = self.instruments.get(symbol)
+        if inst is None:
+            return self._algo_error("51001", "Instrument ID does not exist", p)
+        coid = str(p.get("algoClOrdId", ""))
+        if not coid.isalnum() or len(coid) > 32:
+            return self._algo_error("51000", "Parameter algoClOrdId error", p)
+        if coid in self.orders:
+            return self._algo_error("51065", "algoClOrdId already exists.", p)
+        if p.get("ordType") != "conditional" or p.get("tdMode") != self.td_mode:
+            return self._algo_error("51000", f"Parameter ordType/tdMode error (emulated: conditional only): {p.get('ordType')}/{p.get('tdMode')}", p)
+        if p.get("tpTriggerPx") or str(p.get("slTriggerPxType") or "last") != "last":
+            return self._algo_error("51000", "emulated: a stop loss triggered by the last price only", p)
+        try:
+            trigger, ord_px, size = float(p["slTriggerPx"]), float(p["slOrdPx"]), float(p["sz"])
+        except (KeyError, ValueError):
+            return self._algo_error("51000", "Parameter slTriggerPx/slOrdPx/sz error", p)
+        if not trigger > 0.0 or not (ord_px == -1.0 or ord_px > 0.0) or not size > 0.0:
+            return self._algo_error("51000", "Parameter slTriggerPx/slOrdPx/sz error", p)
+        market = ord_px == -1.0
+        refused = self.check_order(p, OrderType.MARKET if market else OrderType.LIMIT, inst)
+        side = OrderSide.BUY if p.get("side") == "buy" else OrderSide.SELL
+        refused = refused or self._trigger_refused(symbol, side, trigger)
+        if refused is not None:
+            return self._algo_error(*refused, p)
+        reduce_only = self.linear_positions and str(p.get("reduceOnly", False)).lower() == "true"
+        typ = OrderType.STOP_MARKET if market else OrderType.STOP_LIMIT
+        order = Order(coid, "", inst.instrument_id, side, typ, size, math.nan if market else ord_px, trigger, reduce_only=reduce_only)
+        rec = self.record(order, symbol)
+        self.algo_ids[coid] = rec.order_id
+        self.algo_states[coid] = "live"
+        self.untriggered.add(coid)
+        self._push(self.algo_frames(rec))
+        return self._ok([{"algoId": str(rec.order_id), "clOrdId": "", "algoClOrdId": coid, "tag": "", "sCode": "0", "sMsg": "Order placed"}])
+
+    def _cancel_algos(self, p: dict[str, Any]) -> web.Response:
+        rows, failed = [], 0
+        for arg in p.get("batch") or [p]:
+            rec = self._find_algo(arg) if isinstance(arg, dict) else None
+            coid = rec.order.client_order_id if rec is not None else ""
+            if rec is None or coid not in self.untriggered or arg.get("instId") != rec.symbol:
+                failed += 1
+                rows.append({"algoId": str(arg.get("algoId", "")), "sCode": "51000", "sMsg": "Order cancellation failed: no waiting algo order"})
+                continue
+            self.untriggered.discard(coid)
+            self.algo_states[coid] = "canceled"
+            rec.status, rec.update_ms = OrderStatus.CANCELED, self.now_ms()
+            self._push(self.algo_frames(rec))
+            rows.append({"algoId": str(self.algo_ids[coid]), "sCode": "0", "sMsg": ""})
+        return web.json_response({"code": "1" if failed == len(rows) else "0", "msg": "All operations failed" if failed == len(rows) else "", "data": rows})
+
+    def _amend_algo(self, p: dict[str, Any]) -> web.Response:
+        rec = self._find_algo(p)
+        if rec is None or rec.order.client_order_id not in self.untriggered or p.get("instId") != rec.symbol:
+            return self._algo_error("51000", "Amend failed: no waiting algo order", p)
+        if p.get("newTriggerPx") or p.get("newOrdPx"):
+            return self._algo_error("51000", "Parameter newTriggerPx error: a conditional order takes newSlTriggerPx/newSlOrdPx", p)
+        order = rec.order
+        try:
+            trigger = float(p["newSlTriggerPx"]) if p.get("newSlTriggerPx") else None
+            size = float(p["newSz"]) if p.get("newSz") else None
+            ord_px = float(p["newSlOrdPx"]) if p.get("newSlOrdPx") else None
+        except ValueError:
+            return self._algo_error("51000", "Parameter newSlTriggerPx/newSz/newSlOrdPx error", p)
+        if (trigger is not None and not trigger > 0.0) or (size is not None and not size > 0.0) or (ord_px is not None and not ord_px > 0.0):
+            return self._algo_error("51000", "Parameter newSlTriggerPx/newSz/newSlOrdPx error", p)
+        if ord_px is not None and order.order_type is not OrderType.STOP_LIMIT:
+            return self._algo_error("51000", "emulated: newSlOrdPx of a market stop", p)
+        if trigger is not None:
+            refused = self._trigger_refused(rec.symbol, order.side, trigger)
+            if refused is not None:
+                return self._algo_error(*refused, p)
+            order.trigger_price = trigger
+        if size is not None:
+            order.quantity = size
+        if ord_px is not None:
+            order.price = ord_px
+        rec.update_ms = self.now_ms()
+        self._push(self.algo_frames(rec))
+        return self._ok([{"algoId": str(rec.order_id), "algoClOrdId": order.client_order_id, "reqId": str(p.get("reqId", "")), "sCode": "0", "sMsg": ""}])
+
+    def _query_algo(self, p: dict[str, Any]) -> web.Response:
+        rec = self._find_algo(p)
+        if rec is None:
+            return web.json_response({"code": "51603", "msg": "Order does not exist", "data": []})
+        return self._ok([self._algo_row(rec)])
+
+    def _pending_algos(self, p: dict[str, Any]) -> web.Response:
+        if not p.get("ordType"):
+            return self.error(200, 51000, "Parameter ordType error")
+        if "conditional" not in str(p["ordType"]).split(",") or p.get("instType") not in (None, self.inst_type):
+            return self._ok([])
+        rows = [self.orders[c] for c in sorted(self.untriggered, key=lambda c: self.algo_ids[c])]
+        return self._ok([self._algo_row(r) for r in rows if p.get("instId") in (None, r.symbol)])
+
+    def on_trade(self, trade: Trade) -> None:
+        """A public trade: the waiting stops it reaches trigger first, then it is matched."""
+        symbol = self._symbols.get(trade.instrument_id)
+        if symbol is not None:
+            self.last_price[symbol] = trade.price
+            self.clock.advance_to(max(trade.ts_init, self.clock.now_ns()))
+            for coid in sorted(self.untriggered, key=lambda c: self.algo_ids[c]):
+                rec = self.orders[coid]
+                sell = rec.order.side is OrderSide.SELL
+                if rec.symbol == symbol and (trade.price <= rec.order.trigger_price if sell else trade.price >= rec.order.trigger_price):
+                    self._trigger(rec)
+        super().on_trade(trade)
+
+    def _trigger(self, rec: EmulatedOrder) -> None:
+        """The stop ``rec`` reached its trigger: ``effective``, then the order it places (a new ``ordId``) enters the matching venue."""
+        stop = rec.order
+        coid = stop.client_order_id
+        self.untriggered.discard(coid)
+        self.algo_states[coid] = "effective"
+        self._order_ids += 1
+        rec.order_id = self._order_ids
+        rec.update_ms = self.now_ms()
+        self._push(self.algo_frames(rec))
+        typ = OrderType.MARKET if stop.order_type is OrderType.STOP_MARKET else OrderType.LIMIT
+        rec.order = Order(coid, "", stop.instrument_id, stop.side, typ, stop.quantity, stop.price, reduce_only=stop.reduce_only)
+        self.enter(rec)
+        if rec.status is OrderStatus.REJECTED:
+            self.algo_states[coid] = "order_failed"
+            rec.status = OrderStatus.CANCELED
+            self._push(self.algo_frames(rec))
+
+    def _algo_row(self, rec: EmulatedOrder) -> dict[str, Any]:
+        order, coid = rec.order, rec.order.client_order_id
+        state = self.algo_states[coid]
+        triggered = state in ("effective", "order_failed")
+        ord_id = str(rec.order_id) if state == "effective" else ""
+        market = order.order_type in (OrderType.MARKET, OrderType.STOP_MARKET)
+        return {
+            "instType": self.inst_type,
+            "instId": rec.symbol,
+            "ordId": ord_id,
+            "ordIdList": [ord_id] if ord_id else [],
+            "algoId": str(self.algo_ids[coid]),
+            "clOrdId": "",
+            "algoClOrdId": coid,
+            "sz": repr(order.quantity),
+            "ordType": "conditional",
+            "side": "buy" if order.side is OrderSide.BUY else "sell",
+            "posSide": "net" if self.linear_positions else "",
+            "tdMode": self.td_mode,
+            "tgtCcy": "base_ccy" if self.inst_type == "SPOT" else "",
+            "state": state,
+            "slTriggerPx": repr(order.trigger_price),
+            "slTriggerPxType": "last",
+            "slOrdPx": "-1" if market else repr(order.price),
+            "tpTriggerPx": "",
+            "tpOrdPx": "",
+            "triggerPx": "",
+            "ordPx": "",
+            "actualSz": repr(order.quantity) if triggered else "",
+            "actualPx": ("-1" if market else repr(order.price)) if triggered else "",
+            "actualSide": "sl" if triggered else "",
+            "triggerTime": str(rec.update_ms) if triggered else "",
+            "reduceOnly": "true" if order.reduce_only else "false",
+            "failCode": "51000" if state == "order_failed" else "",
+            "cTime": str(rec.time_ms),
+            "uTime": str(max(rec.update_ms, rec.time_ms)),
+        }
+
+    def algo_frames(self, rec: EmulatedOrder) -> list[tuple[str, str]]:
+        """The ``orders-algo`` push of a stop's change."""
+        arg = {"channel": "orders-algo", "instType": self.inst_type, "uid": _UID}
+        return [("orders-algo", json.dumps({"arg": arg, "data": [self._algo_row(rec)]}))]
+
     # ------------------------------------------------------------------ wire forms
 
     def _fill_row(self, f: EmulatedFill) -> dict[str, Any]:
@@ -245,7 +487,7 @@ class OkxPrivateEmulator(AccountEmulator):
             "instId": f.rec.symbol,
             "tradeId": str(f.trade_id),
             "ordId": str(f.rec.order_id),
-            "clOrdId": f.rec.order.client_order_id,
+            "clOrdId": "" if f.rec.order.client_order_id in self.algo_ids else f.rec.order.client_order_id,
             "billId": str(f.trade_id),
             "tag": "",
             "fillPx": repr(fill.last_px),
@@ -270,7 +512,9 @@ class OkxPrivateEmulator(AccountEmulator):
             "instId": rec.symbol,
             "ccy": "",
             "ordId": str(rec.order_id),
-            "clOrdId": order.client_order_id,
+            "clOrdId": "" if order.client_order_id in self.algo_ids else order.client_order_id,
+            "algoClOrdId": order.client_order_id if order.client_order_id in self.algo_ids else "",
+            "algoId": str(self.algo_ids.get(order.client_order_id, "")),
             "tag": "",
             "px": "" if math.isnan(order.price) else repr(order.price),
             "sz": repr(order.quantity),

@@ -13,9 +13,26 @@ client_order_id        ``clOrdId`` (1-32 letters and digits; ccxt keeps one give
 MARKET                 ``ordType=market``, ``tgtCcy=base_ccy`` (size in the base asset)
 LIMIT GTC / IOC / FOK  ``ordType=limit`` / ``ioc`` / ``fok`` + ``px``
 LIMIT post_only        ``ordType=post_only``
-STOP_*                 not supported yet (OKX algo orders): refused locally
+STOP_MARKET            an algo order (``POST /api/v5/trade/order-algo``): ``ordType=conditional``
+                       + ``slTriggerPx`` + ``slTriggerPxType=last`` + ``slOrdPx=-1`` (market),
+                       ``algoClOrdId`` the client order id, ``tgtCcy=base_ccy``
+STOP_LIMIT             the same with ``slOrdPx`` the limit price (the order placed once
+                       triggered is a GTC limit: IOC, FOK and post-only stops are refused locally)
 reduce_only            not on spot cash: refused locally
 =====================  ==========================================================
+
+A stop is OKX's stop-loss conditional order: a sell triggers when the last price falls to
+``slTriggerPx``, a buy when it rises to it (OKX refuses a trigger the last price has already
+passed). Its venue order id is the ``algoId``. It is reported on the ``orders-algo`` channel
+(``live``: accepted; ``effective``: triggered; ``canceled``; ``order_failed``: the order it
+should have placed was refused) and, once triggered, as the ordinary order OKX placed for it,
+under a new ``ordId`` and carrying the stop's ``algoClOrdId`` and ``algoId``: its fills are the
+stop's. Amend: ``POST /api/v5/trade/amend-algos`` (``newSlTriggerPx``, ``newSlOrdPx``, ``newSz``)
+by ``algoClOrdId``; cancel: ``POST /api/v5/trade/cancel-algos`` by ``algoId``, and, for a stop
+already triggered, ``/trade/cancel-order`` of the order it became (its ``ordId`` read by
+``GET /api/v5/trade/order-algo``); query: ``GET /api/v5/trade/order-algo`` by ``algoClOrdId``,
+then the triggered order and its fills by ``ordId``; open stops:
+``GET /api/v5/trade/orders-algo-pending?ordType=conditional``.
 
 Query: ``GET /api/v5/trade/order`` by ``clOrdId`` (``51603``: no such order) and its fills
 from ``GET /api/v5/trade/fills`` (paged, 100 a page); the fills missed while down
@@ -43,7 +60,8 @@ LIMIT GTC / IOC / FOK  ``ordType=limit`` / ``ioc`` / ``fok`` + ``px``
 LIMIT post_only        ``ordType=post_only``
 reduce_only            ``reduceOnly=true`` (refused with ``51169`` when flat, ``51170``
                        when it is the position's own direction)
-STOP_*                 not supported yet (algo orders): refused locally
+STOP_MARKET/LIMIT      algo orders as on spot (``ordType=conditional``, ``slTriggerPx``,
+                       ``slOrdPx``), in contracts, ``posSide=net``, ``reduceOnly`` as above
 =====================  ==========================================================
 
 The first :meth:`OkxSwapTrading.balances` (the daemon's start) reads ``GET /api/v5/account/config``:
@@ -73,7 +91,10 @@ from tradebus.execution.live import AccountBalance, AccountPosition, Ack, VenueR
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 
-__all__ = ["STATUS", "OkxSwapTrading", "OkxTrading", "fill_from_row", "order_params", "report_from_row", "swap_order_params"]
+__all__ = [
+    "ALGO_STATUS", "STATUS", "OkxSwapTrading", "OkxTrading", "algo_params", "fill_from_row", "order_params", "report_from_row",
+    "swap_order_params",
+]
 
 #: OKX order state -> core status.
 STATUS: dict[str, OrderStatus] = {
@@ -83,7 +104,21 @@ STATUS: dict[str, OrderStatus] = {
     "canceled": OrderStatus.CANCELED,
     "mmp_canceled": OrderStatus.CANCELED,
 }
+#: OKX algo order state -> core status (``effective``: triggered, the order it placed tells the rest;
+#: ``order_failed``: that order was refused, the stop is over unfilled).
+ALGO_STATUS: dict[str, OrderStatus] = {
+    "live": OrderStatus.ACCEPTED,
+    "pause": OrderStatus.ACCEPTED,
+    "effective": OrderStatus.TRIGGERED,
+    "partially_effective": OrderStatus.TRIGGERED,
+    "canceled": OrderStatus.CANCELED,
+    "order_failed": OrderStatus.CANCELED,
+    "partially_failed": OrderStatus.CANCELED,
+}
 ORDER_NOT_FOUND = "51603"
+_STOPS = (OrderType.STOP_MARKET, OrderType.STOP_LIMIT)
+#: The algo order type of a stop (OKX's stop-loss conditional order).
+ALGO_ORD_TYPE = "conditional"
 #: Rows of one ``GET /api/v5/trade/fills`` page (OKX's most).
 FILLS_PAGE = 100
 #: How far back ``/trade/fills`` reaches (3 days, less an hour of margin); older: ``/trade/fills-history``.
@@ -101,6 +136,8 @@ def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
     """
     if order.reduce_only:
         raise VenueRejected("reduce_only: OKX spot cash orders have no reduce-only")
+    if order.order_type in _STOPS:
+        return algo_params(order, instrument, "cash") | {"tgtCcy": "base_ccy"}
     params = _common_params(order, instrument, "cash")
     if params["ordType"] == "market":
         params["tgtCcy"] = "base_ccy"
@@ -113,13 +150,45 @@ def swap_order_params(order: Order, instrument: Instrument) -> dict[str, Any]:
     Raises
     ------
     VenueRejected
-        Stops, or nothing left once rounded to whole lots.
+        Nothing left once rounded to whole lots; a stop without a trigger price or with a time in force.
     """
-    params: dict[str, Any] = _common_params(order, instrument, "cross")
+    if order.order_type in _STOPS:
+        params: dict[str, Any] = algo_params(order, instrument, "cross")
+    else:
+        params = _common_params(order, instrument, "cross")
     params["posSide"] = "net"
     if order.reduce_only:
         params["reduceOnly"] = True
     return params
+
+
+def algo_params(order: Order, instrument: Instrument, td_mode: str) -> dict[str, str]:
+    """The ``POST /api/v5/trade/order-algo`` body of a stop: a stop-loss conditional order (module docstring).
+
+    Raises
+    ------
+    VenueRejected
+        No positive trigger price; a time in force other than GTC or post-only (OKX places a
+        GTC limit once triggered); nothing left once rounded.
+    """
+    typ = order.order_type
+    if not math.isfinite(order.trigger_price) or order.trigger_price <= 0.0:
+        raise VenueRejected(f"{typ}: trigger price {order.trigger_price} is not a positive number")
+    tif = order.tif if isinstance(order.tif, TimeInForce) else TimeInForce(order.tif)
+    if order.post_only or (typ is OrderType.STOP_LIMIT and tif is not TimeInForce.GTC):
+        raise VenueRejected(f"{typ}: an OKX stop places a GTC limit order once triggered; {'post-only' if order.post_only else tif} is not available")
+    qty = lots_to_send(order, instrument)
+    return {
+        "instId": instrument.symbol,
+        "tdMode": td_mode,
+        "side": "buy" if order.side is OrderSide.BUY else "sell",
+        "sz": decimal_text(qty, instrument.lot_size),
+        "algoClOrdId": order.client_order_id,
+        "ordType": ALGO_ORD_TYPE,
+        "slTriggerPx": decimal_text(instrument.round_price(order.trigger_price), instrument.tick_size),
+        "slTriggerPxType": "last",
+        "slOrdPx": "-1" if typ is OrderType.STOP_MARKET else decimal_text(instrument.round_price(order.price), instrument.tick_size),
+    }
 
 
 def _common_params(order: Order, instrument: Instrument, td_mode: str) -> dict[str, str]:
@@ -136,7 +205,7 @@ def _common_params(order: Order, instrument: Instrument, td_mode: str) -> dict[s
     if typ is OrderType.MARKET:
         return params | {"ordType": "market"}
     if typ is not OrderType.LIMIT:
-        raise VenueRejected(f"{typ}: OKX stop orders are algo orders, not supported yet")
+        raise VenueRejected(f"{typ}: not an order type OKX takes here")
     tif = order.tif if isinstance(order.tif, TimeInForce) else TimeInForce(order.tif)
     kind = "post_only" if order.post_only else {TimeInForce.IOC: "ioc", TimeInForce.FOK: "fok"}.get(tif, "limit")
     return params | {"ordType": kind, "px": decimal_text(instrument.round_price(order.price), instrument.tick_size)}
@@ -163,13 +232,32 @@ def fill_from_row(raw: dict[str, Any], order: Order, instrument: Instrument) -> 
     )
 
 
+def order_ids(raw: dict[str, Any]) -> tuple[str, str]:
+    """``(client order id, venue order id)`` of an order row: a triggered stop's order is the stop's (``algoClOrdId``, ``algoId``)."""
+    if raw.get("algoClOrdId"):
+        return str(raw["algoClOrdId"]), str(raw.get("algoId") or raw["ordId"])
+    return str(raw["clOrdId"]), str(raw["ordId"])
+
+
 def report_from_row(raw: dict[str, Any], fills: tuple[OrderFilled, ...] = ()) -> OrderStatusReport:
-    """An :class:`OrderStatusReport` from one order row of OKX."""
+    """An :class:`OrderStatusReport` from one order row of OKX (a triggered stop's order: ``live`` is TRIGGERED)."""
     status = STATUS.get(str(raw["state"]))
     if status is None:
         raise VenueRejected(f"order {raw.get('clOrdId')}: unknown OKX state {raw['state']!r}")
+    coid, venue_id = order_ids(raw)
+    if raw.get("algoClOrdId") and status is OrderStatus.ACCEPTED:
+        status = OrderStatus.TRIGGERED
     ts = int(raw.get("uTime") or raw.get("cTime") or 0) * 1_000_000
-    return OrderStatusReport(str(raw["clOrdId"]), str(raw["ordId"]), status, float(raw.get("accFillSz") or 0.0), ts, fills)
+    return OrderStatusReport(coid, venue_id, status, float(raw.get("accFillSz") or 0.0), ts, fills)
+
+
+def algo_report(raw: dict[str, Any]) -> OrderStatusReport:
+    """An :class:`OrderStatusReport` of an untriggered (or ended) algo order row, nothing filled."""
+    status = ALGO_STATUS.get(str(raw["state"]))
+    if status is None:
+        raise VenueRejected(f"order {raw.get('algoClOrdId')}: unknown OKX algo state {raw['state']!r}")
+    ts = int(raw.get("uTime") or raw.get("cTime") or 0) * 1_000_000
+    return OrderStatusReport(str(raw["algoClOrdId"]), str(raw["algoId"]), status, 0.0, ts)
 
 
 class OkxTrading(CcxtTrading):
@@ -227,21 +315,50 @@ class OkxTrading(CcxtTrading):
         return order_params(order, instrument)
 
     async def place(self, order: Order) -> Ack:
-        """``POST /api/v5/trade/order``."""
-        raw = await self.call("private_post_trade_order", self.order_params(order, self.instrument(order)))
+        """``POST /api/v5/trade/order`` (a stop: ``/trade/order-algo``)."""
+        params = self.order_params(order, self.instrument(order))
+        if order.order_type in _STOPS:
+            raw = await self.call("private_post_trade_order_algo", params)
+            row = raw["data"][0]
+            return Ack(str(row["algoClOrdId"]), str(row["algoId"]), int(row.get("ts") or 0) * 1_000_000 or time.time_ns())
+        raw = await self.call("private_post_trade_order", params)
         row = raw["data"][0]
         return Ack(str(row["clOrdId"]), str(row["ordId"]), int(row.get("ts") or 0) * 1_000_000)
 
     async def cancel(self, order: Order) -> None:
-        """``POST /api/v5/trade/cancel-order`` by ``clOrdId``."""
+        """``POST /api/v5/trade/cancel-order`` by ``clOrdId`` (a stop: ``/trade/cancel-algos``, see the module docstring)."""
         inst = self.instrument(order)
-        await self.call("private_post_trade_cancel_order", {"instId": inst.symbol, "clOrdId": order.client_order_id})
+        if order.order_type not in _STOPS:
+            await self.call("private_post_trade_cancel_order", {"instId": inst.symbol, "clOrdId": order.client_order_id})
+            return
+        if order.status not in (OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED):
+            ident = {"algoId": order.venue_order_id} if order.venue_order_id else {"algoClOrdId": order.client_order_id}
+            try:
+                await self.call("private_post_trade_cancel_algos", [{"instId": inst.symbol, **ident}])  # type: ignore[arg-type]
+                return
+            except VenueRejected:
+                pass  # triggered since this process last heard of it (else the query below says why)
+        algo = await self._algo_row(order)
+        ord_id = str((algo or {}).get("ordId") or "")
+        if algo is None or not ord_id:
+            raise VenueRejected(f"order {order.client_order_id}: the OKX stop is {algo['state'] if algo else 'unknown'}, nothing to cancel")
+        await self.call("private_post_trade_cancel_order", {"instId": inst.symbol, "ordId": ord_id})
 
     async def amend(self, order: Order, quantity: float, price: float, trigger_price: float = math.nan) -> None:
-        """``POST /api/v5/trade/amend-order``: the new total size and/or price (NaN: unchanged)."""
-        if not math.isnan(trigger_price):
-            raise VenueRejected(f"order {order.client_order_id}: OKX stop orders are not placed here, no trigger to amend")
+        """``POST /api/v5/trade/amend-order``: the new total size and/or price (NaN: unchanged); a stop: ``/trade/amend-algos``."""
         inst = self.instrument(order)
+        if order.order_type in _STOPS:
+            params = {"instId": inst.symbol, "algoClOrdId": order.client_order_id}
+            if not math.isnan(trigger_price):
+                params["newSlTriggerPx"] = decimal_text(inst.round_price(trigger_price), inst.tick_size)
+            if not math.isnan(quantity):
+                params["newSz"] = decimal_text(inst.round_quantity(quantity), inst.lot_size)
+            if not math.isnan(price) and order.order_type is OrderType.STOP_LIMIT:
+                params["newSlOrdPx"] = decimal_text(inst.round_price(price), inst.tick_size)
+            await self.call("private_post_trade_amend_algos", params)
+            return
+        if not math.isnan(trigger_price):
+            raise VenueRejected(f"order {order.client_order_id}: a {order.order_type} order has no trigger to amend")
         params = {"instId": inst.symbol, "clOrdId": order.client_order_id}
         if not math.isnan(quantity):
             params["newSz"] = decimal_text(inst.round_quantity(quantity), inst.lot_size)
@@ -249,11 +366,31 @@ class OkxTrading(CcxtTrading):
             params["newPx"] = decimal_text(inst.round_price(price), inst.tick_size)
         await self.call("private_post_trade_amend_order", params)
 
-    async def query(self, order: Order) -> OrderStatusReport | None:
-        """``GET /api/v5/trade/order`` by ``clOrdId``, and its fills."""
-        inst = self.instrument(order)
+    async def _algo_row(self, order: Order) -> dict[str, Any] | None:
+        """``GET /api/v5/trade/order-algo`` of a stop by ``algoClOrdId`` (``None``: OKX has no such algo order)."""
         try:
-            raw = await self.call("private_get_trade_order", {"instId": inst.symbol, "clOrdId": order.client_order_id})
+            raw = await self.call("private_get_trade_order_algo", {"algoClOrdId": order.client_order_id})
+        except VenueRejected as exc:
+            if f"error {ORDER_NOT_FOUND}:" in str(exc):
+                return None
+            raise
+        rows = raw.get("data") or []
+        return rows[0] if rows else None
+
+    async def query(self, order: Order) -> OrderStatusReport | None:
+        """``GET /api/v5/trade/order`` by ``clOrdId``, and its fills (a stop: its algo order, then the order it became)."""
+        inst = self.instrument(order)
+        if order.order_type in _STOPS:
+            algo = await self._algo_row(order)
+            if algo is None:
+                return None
+            if not algo.get("ordId"):
+                return algo_report(algo)
+            params = {"instId": inst.symbol, "ordId": str(algo["ordId"])}
+        else:
+            params = {"instId": inst.symbol, "clOrdId": order.client_order_id}
+        try:
+            raw = await self.call("private_get_trade_order", params)
         except VenueRejected as exc:
             if f"error {ORDER_NOT_FOUND}:" in str(exc):
                 return None
@@ -264,8 +401,10 @@ class OkxTrading(CcxtTrading):
         row = rows[0]
         fills: tuple[OrderFilled, ...] = ()
         if float(row.get("accFillSz") or 0.0) > 0.0:
+            venue_id = order_ids(row)[1]
             params = {"instType": self.inst_type, "instId": inst.symbol, "ordId": row["ordId"]}
-            fills = tuple(fill_from_row(t, order, inst) for t in reversed(await self._fill_rows("private_get_trade_fills", params)))
+            rows = reversed(await self._fill_rows("private_get_trade_fills", params))
+            fills = tuple(fill_from_row(t | {"ordId": venue_id}, order, inst) for t in rows)
         return report_from_row(row, fills)
 
     async def _fill_rows(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -285,7 +424,9 @@ class OkxTrading(CcxtTrading):
         ``GET /api/v5/trade/fills`` (the last 3 days) or, for an older ``since_ns``,
         ``/trade/fills-history`` (3 months), both with ``begin`` = ``since_ns`` in ms; OKX
         answers newest first, each next page asked ``after`` the last row's ``billId``
-        until a page is short. Trades of orders not in ``orders`` (ordId -> order) are skipped.
+        until a page is short. Trades of orders not in ``orders`` (ordId -> order) are skipped;
+        a stop in ``orders`` (by its ``algoId``) that has triggered is asked its ``ordId`` (one
+        ``GET /api/v5/trade/order-algo`` each) and that order's trades are its fills.
         """
         inst = self.instruments.get(instrument_id)
         if inst is None:
@@ -294,24 +435,43 @@ class OkxTrading(CcxtTrading):
         recent = time.time() * 1000 - since_ms < FILLS_RECENT_MS
         name = "private_get_trade_fills" if recent else "private_get_trade_fills_history"
         rows = await self._fill_rows(name, {"instType": self.inst_type, "instId": inst.symbol, "begin": str(since_ms)})
-        return [fill_from_row(r, orders[str(r["ordId"])], inst) for r in reversed(rows) if str(r["ordId"]) in orders]
+        keys = {key: key for key in orders}
+        for key, order in orders.items():  # a triggered stop's trades are of the order it became
+            if order.order_type in _STOPS and (algo := await self._algo_row(order)) is not None and algo.get("ordId"):
+                keys[str(algo["ordId"])] = key
+        out = []
+        for r in reversed(rows):
+            key = keys.get(str(r["ordId"]))
+            if key is not None:
+                out.append(fill_from_row(r | {"ordId": key}, orders[key], inst))
+        return out
 
     async def open_orders(self) -> list[OrderStatusReport]:
-        """``GET /api/v5/trade/orders-pending`` of every traded instrument."""
+        """``GET /api/v5/trade/orders-pending`` and ``/trade/orders-algo-pending`` (stops) of every traded instrument."""
         reports = []
         for inst in self.instruments.values():
             raw = await self.call("private_get_trade_orders_pending", {"instType": self.inst_type, "instId": inst.symbol})
             reports.extend(report_from_row(row) for row in raw.get("data") or [])
+            reports.extend(algo_report(row) for row in await self._pending_algos(inst))
         return reports
 
+    async def _pending_algos(self, inst: Instrument) -> list[dict[str, Any]]:
+        params = {"ordType": ALGO_ORD_TYPE, "instType": self.inst_type, "instId": inst.symbol}
+        return list((await self.call("private_get_trade_orders_algo_pending", params)).get("data") or [])
+
     async def cancel_all(self) -> list[str]:
-        """Cancel every open order of every traded instrument, one request each (a failed one is skipped)."""
+        """Cancel every open order and untriggered stop of every traded instrument, one request each (a failed one is skipped)."""
         canceled = []
         for inst in self.instruments.values():
             raw = await self.call("private_get_trade_orders_pending", {"instType": self.inst_type, "instId": inst.symbol})
             for row in raw.get("data") or []:
-                if await cancel_one(str(row["clOrdId"]), self.call("private_post_trade_cancel_order", {"instId": inst.symbol, "ordId": str(row["ordId"])})):
-                    canceled.append(str(row["clOrdId"]))
+                coid = order_ids(row)[0]
+                if await cancel_one(coid, self.call("private_post_trade_cancel_order", {"instId": inst.symbol, "ordId": str(row["ordId"])})):
+                    canceled.append(coid)
+            for row in await self._pending_algos(inst):
+                body = [{"instId": inst.symbol, "algoId": str(row["algoId"])}]
+                if await cancel_one(str(row["algoClOrdId"]), self.call("private_post_trade_cancel_algos", body)):  # type: ignore[arg-type]
+                    canceled.append(str(row["algoClOrdId"]))
         return canceled
 
     async def balances(self) -> list[AccountBalance]:

@@ -1,4 +1,4 @@
-"""OKX v5 private channels, parsed into core events: ``orders``, ``account`` and ``positions`` (after ``login``).
+"""OKX v5 private channels, parsed into core events: ``orders``, ``orders-algo``, ``account`` and ``positions`` (after ``login``).
 
 ``orders`` (one update per order change; ``arg.channel == "orders"``):
 
@@ -11,7 +11,21 @@
 =================================  ==================================================
 
 A ``filled`` or ``partially_filled`` update carries its fill (booked as above); the order
-manager derives the status from the fills. ``account`` -> one
+manager derives the status from the fills. An order OKX placed for a triggered stop carries the
+stop's ``algoClOrdId`` and ``algoId``: its events are the stop's (client order id
+``algoClOrdId``, venue order id ``algoId``).
+
+``orders-algo`` (a stop, an algo order; by ``state``):
+
+=================================  ==================================================
+``live``                           ``OrderAccepted`` (venue order id ``algoId``)
+``effective``                      ``OrderTriggered`` (its order follows on ``orders``)
+``canceled``                       ``OrderCanceled`` (nothing filled)
+``order_failed``                   ``OrderCanceled`` (the order it was to place was refused;
+                                   reason ``failCode``)
+=================================  ==================================================
+
+``account`` -> one
 :class:`~tradebus.execution.live.AccountBalance` per currency of ``details`` (``availBal``
 free, ``frozenBal`` locked). ``positions`` -> one
 :class:`~tradebus.execution.live.AccountPosition` per traded instrument (``pos`` in contracts,
@@ -20,8 +34,8 @@ signed in net mode; ``avgPx`` the entry price; :func:`positions_from_rows`).
 
 :func:`login_frame` signs the ``login`` op; :data:`LIVE_ACCOUNT` runs the parser on a
 :class:`~tradebus.adapters.common.user_stream.PrivateStream` (login, then ``orders`` of SPOT
-and ``account``; ``"ping"`` when idle 25 s) and the REST side of ``trading.py``;
-:data:`LIVE_PERPETUAL` the same for swaps (``orders`` and ``positions`` of SWAP, ``account``)
+``orders-algo`` of SPOT and ``account``; ``"ping"`` when idle 25 s) and the REST side of ``trading.py``;
+:data:`LIVE_PERPETUAL` the same for swaps (``orders``, ``orders-algo`` and ``positions`` of SWAP, ``account``)
 with :class:`~tradebus.adapters.okx.trading.OkxSwapTrading`.
 """
 
@@ -45,7 +59,7 @@ from tradebus.adapters.common.venue import LiveAccount
 from tradebus.adapters.okx.client import okx_keepalive
 from tradebus.engine.instrument import Instrument
 from tradebus.execution.orders import Order
-from tradebus.engine.messages import Liquidity, OrderAccepted, OrderCanceled, OrderFilled, OrderSide
+from tradebus.engine.messages import Liquidity, OrderAccepted, OrderCanceled, OrderFilled, OrderSide, OrderTriggered
 from tradebus.errors import ParseError
 from tradebus.execution.live import AccountBalance, AccountPosition
 
@@ -70,6 +84,8 @@ class UserStreamParser(PrivateStreamParser):
         try:
             if channel == "orders":
                 return [event for row in data for event in self._order(row)]
+            if channel == "orders-algo":
+                return [event for row in data for event in self._algo(row)]
             if channel == "account":
                 return [
                     AccountBalance(d["ccy"], float(d["availBal"] or 0.0), float(d["frozenBal"] or 0.0), int(row["uTime"]) * _MS)
@@ -83,7 +99,9 @@ class UserStreamParser(PrivateStreamParser):
         return []
 
     def _order(self, row: dict[str, Any]) -> list[Any]:
-        coid = str(row["clOrdId"])
+        coid, venue_id = str(row["clOrdId"]), str(row["ordId"])
+        if row.get("algoClOrdId"):  # the order a triggered stop placed: the stop's events
+            coid, venue_id = str(row["algoClOrdId"]), str(row.get("algoId") or venue_id)
         order, sid, iid, inst = self.context(coid, str(row["instId"]))
         now = self.clock_ns()
         state = row["state"]
@@ -97,7 +115,7 @@ class UserStreamParser(PrivateStreamParser):
                     sid,
                     iid,
                     coid,
-                    str(row["ordId"]),
+                    venue_id,
                     str(row["tradeId"]),
                     OrderSide.BUY if row["side"] == "buy" else OrderSide.SELL,
                     float(row["fillSz"]),
@@ -112,11 +130,27 @@ class UserStreamParser(PrivateStreamParser):
             return out
         ts = int(row["uTime"]) * _MS
         if state == "live" and order.status in UNACKNOWLEDGED:  # else the REST answer told it first
-            out.append(OrderAccepted(sid, iid, coid, str(row["ordId"]), ts, now))
+            out.append(OrderAccepted(sid, iid, coid, venue_id, ts, now))
         elif state in ("canceled", "mmp_canceled"):
             why = row.get("cancelSourceReason") or "canceled"
             out.append(OrderCanceled(sid, iid, coid, str(why), ts, now, float(row.get("accFillSz") or 0.0)))
         return out
+
+    def _algo(self, row: dict[str, Any]) -> list[Any]:
+        coid = str(row["algoClOrdId"])
+        order, sid, iid, _ = self.context(coid, str(row["instId"]))
+        if order is None:
+            return []
+        ts, now, state = int(row["uTime"]) * _MS, self.clock_ns(), row["state"]
+        if state == "live" and order.status in UNACKNOWLEDGED:  # else the REST answer told it first
+            return [OrderAccepted(sid, iid, coid, str(row["algoId"]), ts, now)]
+        if state == "effective":
+            return [OrderTriggered(sid, iid, coid, int(row.get("triggerTime") or row["uTime"]) * _MS, now)]
+        if state == "canceled":
+            return [OrderCanceled(sid, iid, coid, "canceled", ts, now, 0.0)]
+        if state == "order_failed":
+            return [OrderCanceled(sid, iid, coid, f"the triggered order failed: {row.get('failCode') or ''}".rstrip(": "), ts, now, 0.0)]
+        return []
 
 
 def login_frame(api_key: SecretStr, api_secret: SecretStr, passphrase: SecretStr, now: Callable[[], float] = time.time) -> str:
@@ -128,10 +162,20 @@ def login_frame(api_key: SecretStr, api_secret: SecretStr, passphrase: SecretStr
 
 
 #: The private channels subscribed once logged in (spot account).
-SUBSCRIBE = json.dumps({"op": "subscribe", "args": [{"channel": "orders", "instType": "SPOT"}, {"channel": "account"}]})
+SUBSCRIBE = json.dumps(
+    {"op": "subscribe", "args": [{"channel": "orders", "instType": "SPOT"}, {"channel": "orders-algo", "instType": "SPOT"}, {"channel": "account"}]}
+)
 #: The private channels subscribed once logged in (swap account).
 SUBSCRIBE_SWAP = json.dumps(
-    {"op": "subscribe", "args": [{"channel": "orders", "instType": "SWAP"}, {"channel": "positions", "instType": "SWAP"}, {"channel": "account"}]}
+    {
+        "op": "subscribe",
+        "args": [
+            {"channel": "orders", "instType": "SWAP"},
+            {"channel": "orders-algo", "instType": "SWAP"},
+            {"channel": "positions", "instType": "SWAP"},
+            {"channel": "account"},
+        ],
+    }
 )
 
 

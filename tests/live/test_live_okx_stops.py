@@ -1,0 +1,245 @@
+"""Native stops on OKX v5 (algo orders: stop-loss ``conditional``), spot and swap, against the local account emulator.
+
+The algo-order bodies are checked against OKX's documented parameters written out by hand; the
+emulator triggers a stop as OKX documents a stop loss (a sell at a last price at or below
+``slTriggerPx``, a buy at or above it), never by what tradebus expects; once triggered, the
+order OKX places has a new ``ordId`` and carries the stop's ``algoClOrdId``, and its fills are
+the stop's. Each live test checks the venue's own account (its fills and requests) as well as
+what the kernel booked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from tests.live.live_harness import until
+from tests.live.test_live_okx_swap import INST as SWAP, OKX_SWAP, SWAP_IID
+from tests.live.venue_kits import OKX, KitHarness, kit_harness
+from tradebus.adapters.okx.trading import order_params
+from tradebus.adapters.okx.user_stream import SUBSCRIBE, SUBSCRIBE_SWAP, UserStreamParser
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import (
+    CancelOrder,
+    OrderAccepted,
+    OrderFilled,
+    OrderSide,
+    OrderStatus,
+    OrderTriggered,
+    OrderType,
+    SubmitOrder,
+    TimeInForce,
+    Trade,
+)
+from tradebus.execution.contingent import ContingentOrders
+from tradebus.execution.live import VenueRejected
+from tradebus.execution.orders import Order
+
+SPOT = Instrument(**OKX.instrument)
+IID = OKX.iid
+T0 = 1_786_310_819_680_000_000
+
+
+# ---------------------------------------------------------------------- mapping and parsing
+
+
+def test_spot_stops_are_stop_loss_conditional_algo_orders() -> None:
+    stop = Order("c1", "s", IID, OrderSide.SELL, OrderType.STOP_MARKET, 0.0123456789, trigger_price=58_999.96)
+    assert order_params(stop, SPOT) == {
+        "instId": "BTC-USDT", "tdMode": "cash", "side": "sell", "sz": "0.01234567", "algoClOrdId": "c1", "ordType": "conditional",
+        "slTriggerPx": "59000.0", "slTriggerPxType": "last", "slOrdPx": "-1", "tgtCcy": "base_ccy",
+    }
+    limit = Order("c2", "s", IID, OrderSide.BUY, OrderType.STOP_LIMIT, 0.001, 61_000.04, 60_500.0)
+    assert order_params(limit, SPOT) == {
+        "instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "sz": "0.00100000", "algoClOrdId": "c2", "ordType": "conditional",
+        "slTriggerPx": "60500.0", "slTriggerPxType": "last", "slOrdPx": "61000.0", "tgtCcy": "base_ccy",
+    }
+    with pytest.raises(VenueRejected, match="trigger price nan"):
+        order_params(Order("c3", "s", IID, OrderSide.SELL, OrderType.STOP_MARKET, 0.001), SPOT)
+    with pytest.raises(VenueRejected, match="GTC limit"):  # OKX places a GTC limit once triggered
+        order_params(Order("c4", "s", IID, OrderSide.BUY, OrderType.STOP_LIMIT, 0.001, 61_000.0, 60_500.0, TimeInForce.IOC), SPOT)
+
+
+def test_the_private_stream_subscribes_to_algo_orders_and_counts_their_confirmation() -> None:
+    for frame, inst_type in ((SUBSCRIBE, "SPOT"), (SUBSCRIBE_SWAP, "SWAP")):
+        assert {"channel": "orders-algo", "instType": inst_type} in json.loads(frame)["args"]
+
+
+def _algo_push(state: str, **row: Any) -> str:
+    data = {"instType": "SPOT", "instId": "BTC-USDT", "algoId": "681096944655273984", "algoClOrdId": "client1", "clOrdId": "",
+            "ordId": "", "state": state, "slTriggerPx": "30000", "triggerTime": "", "uTime": "1700000005000"} | row
+    return json.dumps({"arg": {"channel": "orders-algo", "instType": "SPOT"}, "data": [data]})
+
+
+def test_algo_states_and_the_triggered_order_map_back_to_the_stop() -> None:
+    order = Order("client1", "s1", IID, OrderSide.SELL, OrderType.STOP_MARKET, 0.01, trigger_price=30_000.0)
+    order.status = OrderStatus.SUBMITTED
+    parser = UserStreamParser({IID: SPOT}, {"client1": order}.get, venue="OKX")
+    [accepted] = parser.parse(_algo_push("live"))
+    assert accepted == OrderAccepted("s1", IID, "client1", "681096944655273984", 1700000005000 * 1_000_000, accepted.ts_init)
+    order.status = OrderStatus.ACCEPTED
+    [triggered] = parser.parse(_algo_push("effective", ordId="555", triggerTime="1700000006000"))
+    assert triggered == OrderTriggered("s1", IID, "client1", 1700000006000 * 1_000_000, triggered.ts_init)
+    order.status = OrderStatus.TRIGGERED
+    row = {"instType": "SPOT", "instId": "BTC-USDT", "ordId": "555", "clOrdId": "", "algoClOrdId": "client1", "algoId": "681096944655273984",
+           "state": "filled", "side": "sell", "tradeId": "77", "fillSz": "0.01", "fillPx": "29990", "fillFee": "-0.29990",
+           "feeCcy": "USDT", "execType": "T", "fillTime": "1700000006001", "uTime": "1700000006001", "accFillSz": "0.01"}
+    [fill] = parser.parse(json.dumps({"arg": {"channel": "orders", "instType": "SPOT"}, "data": [row]}))
+    assert isinstance(fill, OrderFilled)
+    assert (fill.client_order_id, fill.venue_order_id, fill.trade_id, fill.last_qty, fill.last_px, fill.fee) == (
+        "client1", "681096944655273984", "77", 0.01, 29_990.0, pytest.approx(0.2999),
+    )
+    [failed] = parser.parse(_algo_push("order_failed", failCode="51008"))
+    assert (failed.client_order_id, failed.reason) == ("client1", "the triggered order failed: 51008")
+
+
+# ---------------------------------------------------------------------- spot, live
+
+
+class Market:
+    """Public trades seen by an OKX account emulator (matching) and the kernel (marks)."""
+
+    def __init__(self, h: KitHarness, iid: str = IID) -> None:
+        self.h = h
+        self.iid = iid
+        self.n = 0
+        self.triggered: list[OrderTriggered] = []
+        h.kernel.bus.subscribe(OrderTriggered, self.triggered.append)
+
+    def trade(self, price: float) -> None:
+        self.n += 1
+        ts = T0 + self.n * 1_000_000
+        tr = Trade(self.iid, ts, ts, price, 100.0, 1, f"t{self.n}")
+        self.h.emulator.on_trade(tr)
+        self.h.kernel.process(tr)
+
+    def submit(self, side: OrderSide, qty: float, typ: OrderType = OrderType.MARKET, price: float = math.nan, trigger: float = math.nan, **kw: Any) -> Order:
+        return self.h.kernel.execution.submit(SubmitOrder("s1", self.iid, "", side, qty, 0, 0, typ, price, trigger, **kw))
+
+    async def fill(self, side: OrderSide, qty: float, price: float) -> None:
+        order = self.submit(side, qty)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        self.trade(price)
+        await until(lambda: order.status is OrderStatus.FILLED)
+
+    def posts(self, path: str) -> list[str]:
+        return [c for m, p, c in self.h.emulator.requests if m == "POST" and p == path]
+
+
+async def test_a_spot_stop_loss_waits_then_triggers_fills_and_is_booked_once() -> None:
+    async with kit_harness(OKX) as h:
+        s = Market(h)
+        await s.fill(OrderSide.BUY, 0.01, 60_000.0)
+        stop = s.submit(OrderSide.SELL, 0.01, OrderType.STOP_MARKET, trigger=59_000.0)
+        await until(lambda: stop.status is OrderStatus.ACCEPTED)
+        emu = h.emulator
+        algo_id = emu.algo_ids[stop.client_order_id]
+        assert emu.untriggered == {stop.client_order_id} and stop.venue_order_id == str(algo_id)
+        assert await h.venue.api.open_orders() == [  # listed among the algo orders, not the ordinary ones
+            (await h.venue.api.query(stop))
+        ]
+        s.trade(59_500.0)  # above the trigger: nothing
+        await h.venue.drain()
+        assert stop.status is OrderStatus.ACCEPTED and not emu.orders[stop.client_order_id].fills
+        s.trade(58_900.0)  # falls through it: triggers, and that trade fills the market order it places
+        await until(lambda: stop.status is OrderStatus.FILLED)
+        await h.venue.drain()
+        report = await h.venue.api.query(stop)  # the algo order, then the order it became, and its fills
+        rec = emu.orders[stop.client_order_id]
+        assert rec.order_id != algo_id  # the order OKX placed has its own ordId
+        assert (report.client_order_id, report.venue_order_id, report.status, report.filled_qty) == (
+            stop.client_order_id, str(algo_id), OrderStatus.FILLED, 0.01,
+        )
+        assert [(f.trade_id, f.venue_order_id, f.last_px) for f in report.fills] == [(str(emu.fills[-1].trade_id), str(algo_id), 58_900.0)]
+        since = await h.venue.api.fills_since(IID, {stop.venue_order_id: stop}, T0)  # the reconciliation's trade history
+        assert [(f.client_order_id, f.trade_id) for f in since] == [(stop.client_order_id, str(emu.fills[-1].trade_id))]
+    assert [f.last_px for f in rec.fills] == [58_900.0]
+    assert [t.client_order_id for t in s.triggered] == [stop.client_order_id]
+    assert stop.avg_px == 58_900.0 and h.kernel.portfolio.position(IID) == pytest.approx(0.0)
+    assert [f.client_order_id for f in h.kernel.result.fills].count(stop.client_order_id) == 1
+    assert emu.balances["BTC"] == pytest.approx(0.0, abs=1e-12)
+    assert s.posts("/api/v5/trade/order-algo") == [stop.client_order_id]
+    assert stop.client_order_id not in s.posts("/api/v5/trade/order")
+
+
+async def test_a_spot_trailing_stop_is_moved_by_amend_algos() -> None:
+    """Long 0.01 BTC at 60,000; a trailing sell stop 500 below: 59,500. Trades at 61,000 and 62,000
+    move its trigger to 60,500 and 61,500 (``newSlTriggerPx`` on ``/trade/amend-algos``, the same
+    algo order all along); 61,400 triggers it and sells at 61,400."""
+    async with kit_harness(OKX) as h:
+        s = Market(h)
+        contingent = ContingentOrders(h.kernel)
+        await s.fill(OrderSide.BUY, 0.01, 60_000.0)
+        coid = contingent.trailing_stop("s1", IID, OrderSide.SELL, 0.01, offset=500.0, reduce_only=False)
+        stop = h.kernel.orders.order(coid)
+
+        def venue_trigger() -> float:
+            return h.emulator.orders[coid].order.trigger_price if coid in h.emulator.untriggered else math.nan
+
+        await until(lambda: venue_trigger() == 59_500.0)
+        for price, trigger in ((61_000.0, 60_500.0), (62_000.0, 61_500.0)):
+            s.trade(price)
+            await until(lambda: venue_trigger() == trigger and stop.trigger_price == trigger)  # noqa: B023
+        s.trade(61_400.0)
+        await until(lambda: stop.status is OrderStatus.FILLED)
+        await h.venue.drain()
+    assert h.venue.requests["amend"] == 2 and h.venue.requests["cancel"] == 0
+    assert s.posts("/api/v5/trade/amend-algos") == [coid, coid]
+    assert s.posts("/api/v5/trade/order-algo") == [coid]  # never re-placed
+    assert [f.last_px for f in h.emulator.orders[coid].fills] == [61_400.0]
+    assert h.kernel.portfolio.position(IID) == pytest.approx(0.0)
+
+
+async def test_a_spot_stop_canceled_waiting_and_one_already_triggered_are_both_canceled() -> None:
+    async with kit_harness(OKX) as h:
+        s = Market(h)
+        s.trade(60_000.0)
+        waiting = s.submit(OrderSide.BUY, 0.001, OrderType.STOP_LIMIT, price=70_100.0, trigger=70_000.0)
+        raced = s.submit(OrderSide.BUY, 0.001, OrderType.STOP_LIMIT, price=60_600.0, trigger=60_500.0)
+        await until(lambda: waiting.status is OrderStatus.ACCEPTED and raced.status is OrderStatus.ACCEPTED)
+        h.kernel.execution.cancel(CancelOrder("s1", IID, waiting.client_order_id, 0, 0))  # waiting: cancel-algos
+        await until(lambda: waiting.status is OrderStatus.CANCELED)
+        s.trade(60_700.0)  # triggers ``raced``; above its limit, the limit order it placed rests unfilled
+        await until(lambda: raced.status is OrderStatus.TRIGGERED)
+        h.kernel.execution.cancel(CancelOrder("s1", IID, raced.client_order_id, 0, 0))  # the order it became: cancel-order by ordId
+        await until(lambda: raced.status is OrderStatus.CANCELED)
+        await h.venue.drain()
+        emu = h.emulator
+        assert emu.algo_states == {waiting.client_order_id: "canceled", raced.client_order_id: "effective"}
+        assert emu.orders[raced.client_order_id].status is OrderStatus.CANCELED and not emu.open_orders()
+        assert await h.venue.api.open_orders() == []
+    assert s.posts("/api/v5/trade/cancel-algos") == [str(emu.algo_ids[waiting.client_order_id])]  # by its algoId
+    assert s.posts("/api/v5/trade/cancel-order") == [""]  # by the ordId of the order the stop placed
+
+
+async def test_a_spot_stop_whose_trigger_the_market_already_passed_is_refused_by_okx() -> None:
+    async with kit_harness(OKX) as h:
+        s = Market(h)
+        s.trade(60_000.0)
+        stop = s.submit(OrderSide.BUY, 0.001, OrderType.STOP_MARKET, trigger=59_500.0)  # a buy stop below the last price
+        await until(lambda: stop.status is OrderStatus.REJECTED)
+    assert "51278" in stop.reason and stop.client_order_id not in h.emulator.orders
+
+
+# ---------------------------------------------------------------------- swap, live
+
+
+async def test_a_swap_stop_loss_of_a_long_triggers_on_the_fall_and_flattens_the_position() -> None:
+    async with kit_harness(OKX_SWAP) as h:
+        s = Market(h, SWAP_IID)
+        s.trade(65_000.0)
+        await s.fill(OrderSide.BUY, 3.0, 65_000.0)
+        stop = s.submit(OrderSide.SELL, 3.0, OrderType.STOP_MARKET, trigger=64_000.0, reduce_only=True)
+        await until(lambda: stop.status is OrderStatus.ACCEPTED)
+        s.trade(64_500.0)
+        s.trade(63_900.0)
+        await until(lambda: stop.status is OrderStatus.FILLED)
+        await h.venue.drain()
+        assert h.emulator.position("BTC-USDT-SWAP") == pytest.approx(0.0, abs=1e-12)
+        assert h.kernel.portfolio.position(SWAP_IID) == pytest.approx(0.0, abs=1e-12)
+        assert [f.last_px for f in h.emulator.orders[stop.client_order_id].fills] == [63_900.0]
+        assert h.emulator.orders[stop.client_order_id].order.reduce_only
+    assert SWAP.contract_size == 0.01
