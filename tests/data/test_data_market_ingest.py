@@ -144,7 +144,7 @@ def test_replay_merges_every_kind_in_ts_init_order_and_books_by_sequence(usdm_ca
     assert ts == sorted(ts)
     book = [m for m in msgs if isinstance(m, (BookSnapshot, BookDelta))]
     assert isinstance(book[0], BookSnapshot)
-    # A group cut by a batch boundary becomes two deltas of the same sequence; sequences never go back.
+    # Sequences never go back.
     seqs = [m.last_seq for m in book]
     assert seqs == sorted(seqs)
     ref_bids, ref_asks, _ = _reference_book(_raw_frames())
@@ -160,6 +160,21 @@ def test_replay_merges_every_kind_in_ts_init_order_and_books_by_sequence(usdm_ca
                 else:
                     side[p] = q
     assert bids == ref_bids and asks == ref_asks
+
+
+def _book_keys(msgs: list) -> list[tuple]:
+    return [(type(m).__name__, m.ts_init, m.last_seq, m.bids.tolist(), m.asks.tolist()) for m in msgs
+            if isinstance(m, (BookSnapshot, BookDelta))]
+
+
+def test_a_book_message_is_replayed_whole_whatever_the_batch_size(usdm_catalog: Catalog) -> None:
+    """The REST snapshot (about 2000 rows) spans many 257-row read batches: still one snapshot."""
+    whole = _book_keys(list(Replay(_sources(usdm_catalog, "book", "trades"))))
+    assert sum(k[0] == "BookSnapshot" for k in whole) == 1 and len(whole[0][3]) + len(whole[0][4]) > 257
+    for rows in (257, 1):
+        replay = Replay(_sources(usdm_catalog, "book", "trades"), batch_rows=rows)
+        assert _book_keys(list(replay)) == whole
+        assert _book_keys([m for b in replay.batches() if b.kind == "book" for m in b.messages()]) == whole
 
 
 def test_replay_memory_stays_flat_with_a_four_times_longer_book(tmp_path: Path, usdm_catalog: Catalog) -> None:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import scipy.stats
 
+from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog, schema_for
+from tradebus.data.replay import Replay, ReplaySource
 from tradebus.engine.messages import (
     BookDelta,
     BookSnapshot,
@@ -228,6 +231,34 @@ def test_cancel_takes_the_order_out_of_its_queue() -> None:
     _book(s, 3 * MS)
     _trade(s, 4 * MS, 99.8, 100.0, -1)
     assert s.fills(coid) == [] and s.orders.order(coid).status == OrderStatus.CANCELED
+
+
+def test_a_resync_snapshot_read_in_two_batches_keeps_the_queue_position(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A sell resting at 100.1 behind 2.0, then the same book re-sent as a snapshot at 3 ms.
+
+    Read 7 rows a batch, the second snapshot's bids and asks fall in two batches: its bids
+    alone must not empty the asks (and put the order at the head of the queue).
+    """
+    rows = []
+    for ts, seq in ((1 * MS, 1), (3 * MS, 3)):
+        rows += [(ts, ts, seq, 1, 99.9, 5.0, BOOK_SNAPSHOT), (ts, ts, seq, 1, 99.8, 3.0, BOOK_SNAPSHOT)]
+        rows += [(ts, ts, seq, -1, 100.0, 1.0, BOOK_SNAPSHOT), (ts, ts, seq, -1, 100.1, 2.0, BOOK_SNAPSHOT)]
+    rows.insert(4, (2 * MS, 2 * MS, 2, 1, 99.7, 1.0, 0))
+    schema = schema_for("book")
+    table = pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(zip(*rows), schema, strict=True)], schema=schema)
+    cat = Catalog(tmp_path)
+    cat.write(table, "v", "spot", "X", "book", kind="book")
+    for batch_rows in (65_536, 7):
+        s = build_stack(venue=VenueConfig(fill_on="book"), tick_size=0.1, lot_size=0.1)
+        coid = ""
+        for msg in Replay([ReplaySource.from_catalog(cat, IID, "v", "spot", "X", "book")], batch_rows=batch_rows):
+            s.clock.advance_to(msg.ts_init)
+            s.venue.on_book(msg)  # type: ignore[attr-defined]
+            coid = coid or s.submit(SELL, 1.0, LIMIT, price=100.1)
+        _trade(s, 4 * MS, 100.1, 1.0, +1)  # 1.0 of the 2.0 ahead: no fill
+        assert s.fills(coid) == [], batch_rows
+        _trade(s, 5 * MS, 100.1, 1.5, +1)
+        assert _fills(s, coid) == [(0.5, 100.1, Liquidity.MAKER)], batch_rows
 
 
 # ------------------------------------------------------------------------ latency

@@ -175,6 +175,8 @@ class ReplaySource:
 class ReplayBatch:
     """A run of consecutive rows of ONE source, in replay order.
 
+    A book message (a snapshot of many levels included) is never split between two batches.
+
     Attributes
     ----------
     source
@@ -190,9 +192,6 @@ class ReplayBatch:
     columns
         Every value column by name, for every kind (quotes: ``bid_price`` ...; book:
         ``sequence``, ``side``, ``price``, ``size``, ``flags``; see :mod:`tradebus.data.catalog`).
-    continues
-        Book batches: the first row belongs to the same message as the source's previous row
-        (a message cut by a batch boundary); :meth:`messages` then starts with a delta.
 
     Arrays may be read-only views of the Parquet buffers: copy before writing.
     """
@@ -201,7 +200,6 @@ class ReplayBatch:
         "aggressor",
         "close",
         "columns",
-        "continues",
         "high",
         "instrument_id",
         "kind",
@@ -241,7 +239,6 @@ class ReplayBatch:
         self.aggressor = columns.get("aggressor")
         self.trade_id = trade_id
         self.columns = columns
-        self.continues = False
 
     def __len__(self) -> int:
         return int(self.ts_init.shape[0])
@@ -252,7 +249,7 @@ class ReplayBatch:
     def messages(self) -> list[Any]:
         """Return the rows as messages (:class:`Bar`, :class:`Trade`, :class:`Quote`, book messages ...)."""
         if self.kind == "book":
-            return _book_messages(self.instrument_id, self.ts_event, self.ts_init, self.columns, self.continues)
+            return _book_messages(self.instrument_id, self.ts_event, self.ts_init, self.columns)
         return _to_messages(self.instrument_id, self.kind, self.ts_event, self.ts_init, self.columns, self.trade_id)
 
 
@@ -371,13 +368,8 @@ def _book_messages(
     ts_event: np.ndarray,
     ts_init: np.ndarray,
     columns: dict[str, np.ndarray],
-    continues: bool = False,
 ) -> list[BookSnapshot | BookDelta]:
-    """One book message per run of rows sharing ``(ts_init, sequence, snapshot flag)``.
-
-    ``continues``: the first row belongs to the same message as the source's previous row
-    (a snapshot cut by a batch boundary), so the first group becomes a delta.
-    """
+    """One book message per run of rows sharing ``(ts_init, sequence, snapshot flag)``."""
     n = ts_init.shape[0]
     if n == 0:
         return []
@@ -393,7 +385,7 @@ def _book_messages(
         is_bid = bid[lo:hi]
         bids, asks = rows[is_bid], rows[~is_bid]
         s = int(seq[lo])
-        if snap[lo] and not (lo == 0 and continues):
+        if snap[lo]:
             out.append(BookSnapshot(iid, int(ts_event[lo]), int(ts_init[lo]), bids, asks, s))
         else:
             out.append(BookDelta(iid, int(ts_event[lo]), int(ts_init[lo]), bids, asks, s, s, -1))
@@ -441,6 +433,17 @@ class _Chunk:
             self._messages = _to_messages(instrument_id, kind, self.ts_event, self.ts_init, self.columns, self.trade_id)
         return self._messages
 
+    def join(self, after: _Chunk) -> _Chunk:
+        """This chunk's rows followed by ``after``'s (rows are numbered from this chunk's first)."""
+        return _Chunk(
+            self.origin,
+            self.first_row,
+            np.concatenate((self.ts_event, after.ts_event)),
+            np.concatenate((self.ts_init, after.ts_init)),
+            {k: np.concatenate((v, after.columns[k])) for k, v in self.columns.items()},
+            self.trade_id + after.trade_id if self.trade_id is not None and after.trade_id is not None else None,
+        )
+
     def cut(self, lo: int, hi: int) -> _Chunk:
         return _Chunk(
             self.origin,
@@ -450,6 +453,14 @@ class _Chunk:
             {k: v[lo:hi] for k, v in self.columns.items()},
             self.trade_id[lo:hi] if self.trade_id is not None else None,
         )
+
+
+def _last_message_start(chunk: _Chunk) -> int:
+    """The first row of the chunk's last book message (rows sharing ``ts_init``, ``sequence`` and snapshot flag)."""
+    ts, seq = chunk.ts_init, chunk.columns["sequence"]
+    snap = (chunk.columns["flags"] & BOOK_SNAPSHOT) != 0
+    other = np.flatnonzero((ts != ts[-1]) | (seq != seq[-1]) | (snap != snap[-1]))
+    return int(other[-1]) + 1 if other.size else 0
 
 
 def _range_mask(ts_init: np.ndarray, start_ns: int | None, end_ns: int | None) -> tuple[int, int]:
@@ -572,6 +583,7 @@ class Replay:
         prev_ts: int | None = None
         prev_event: int | None = None
         prev_where = ""
+        held: _Chunk | None = None
         for chunk in raw:
             ts = chunk.ts_init
             if ts.shape[0] == 0:
@@ -593,7 +605,20 @@ class Replay:
                 prev_event = int(chunk.ts_event[-1])
             prev_ts = int(ts[-1])
             prev_where = f"{chunk.origin} row {chunk.first_row + len(chunk) - 1}"
-            yield chunk
+            if src.kind != "book":
+                yield chunk
+                continue
+            # A read batch may end inside a book message (a snapshot of many levels): hold the
+            # chunk's last message and put it in front of the next chunk, so every message
+            # is replayed whole (a snapshot's first part alone would empty the rest of the book).
+            if held is not None:
+                chunk = held.join(chunk)
+            start = _last_message_start(chunk)
+            held = chunk.cut(start, len(chunk))
+            if start:
+                yield chunk.cut(0, start)
+        if held is not None:
+            yield held
 
     @staticmethod
     def _check_chunk(kind: str, chunk: _Chunk, prev_event: int | None) -> None:
@@ -716,18 +741,10 @@ class Replay:
         """
         sources = self.sources
         new = object.__new__
-        book_last: dict[int, tuple[int, int]] = {}
         for i, chunk, lo, hi in self._runs():
             src = sources[i]
-            if src.kind == "book":
-                seq = chunk.columns["sequence"]
-                continues = book_last.get(i) == (int(chunk.ts_init[lo]), int(seq[lo]))
-                book_last[i] = (int(chunk.ts_init[hi - 1]), int(seq[hi - 1]))
             if lo == 0 and hi == len(chunk):
-                batch = ReplayBatch(i, src.instrument_id, src.kind, chunk.ts_event, chunk.ts_init, chunk.columns, chunk.trade_id)
-                if src.kind == "book":
-                    batch.continues = continues
-                yield batch
+                yield ReplayBatch(i, src.instrument_id, src.kind, chunk.ts_event, chunk.ts_init, chunk.columns, chunk.trade_id)
                 continue
             # A cut run (merge of several sources, often one row): set the slots directly.
             batch = new(ReplayBatch)
@@ -737,7 +754,6 @@ class Replay:
             batch.ts_event = chunk.ts_event[lo:hi]
             batch.ts_init = chunk.ts_init[lo:hi]
             cols = chunk.columns
-            batch.continues = src.kind == "book" and continues
             if src.kind not in ("bars", "trades"):
                 batch.columns = {k: v[lo:hi] for k, v in cols.items()}
                 batch.open = batch.high = batch.low = batch.close = batch.volume = None
@@ -833,7 +849,6 @@ class Replay:
     def __iter__(self) -> Iterator[Any]:
         """Yield messages (:class:`Bar`, :class:`Trade`, :class:`Quote`, book ...) in merged order (that of :meth:`batches`)."""
         sources = self.sources
-        book_last: dict[int, tuple[int, int]] = {}
         for i, chunk, lo, hi in self._runs():
             src = sources[i]
             if src.kind == "book":
@@ -844,9 +859,7 @@ class Replay:
                     chunk.ts_event[lo:hi],
                     chunk.ts_init[lo:hi],
                     {k: v[lo:hi] for k, v in cols.items()},
-                    book_last.get(i) == (int(chunk.ts_init[lo]), int(cols["sequence"][lo])),
                 )
-                book_last[i] = (int(chunk.ts_init[hi - 1]), int(cols["sequence"][hi - 1]))
                 continue
             messages = chunk.messages(src.instrument_id, src.kind)
             if hi - lo == 1:
