@@ -23,6 +23,7 @@ from tradebus.engine.messages import (
     ModifyOrder,
     OrderAccepted,
     OrderCanceled,
+    OrderFilled,
     OrderRejected,
     OrderSide,
     OrderStatus,
@@ -284,6 +285,28 @@ def test_ack_latency_delays_the_answers_to_the_strategy() -> None:
     s.clock.advance_to(5 * MS)  # an alert at the due time: heard then, with no data needed
     (fill,) = s.fills(coid)
     assert fill.ts_event == 2 * MS and fill.last_px == 100.0
+
+
+def test_sampled_ack_latencies_deliver_each_answer_after_the_ones_sent_before_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Market orders each accepted then filled at once: with latencies drawn from a wide
+    log-normal, a fill must not overtake its order's acceptance (which would be dropped as stale)."""
+    rng = np.random.default_rng(1)
+    path = tmp_path / "acks.csv"
+    path.write_text("\n".join(str(int(x)) for x in rng.lognormal(math.log(2 * MS), 1.0, 200)) + "\n")
+    s = build_stack(
+        venue=VenueConfig(fill_on="book", book=BookFillConfig(ack_latency_samples=str(path))), tick_size=0.1, lot_size=0.1
+    )
+    _book(s, 1 * MS, bids=((99.9, 5.0),), asks=((100.0, 100.0),), snapshot=True)
+    coids = []
+    for t in range(2, 40):
+        coids.append(s.submit(BUY, 1.0))
+        _book(s, t * MS)
+    s.clock.advance_to(10_000 * MS)
+    filled = [c for c in coids if s.fills(c)]
+    assert len(filled) > 30
+    assert {e.client_order_id for e in s.of_type(OrderAccepted)} >= set(filled)
+    heard = [e.ts_event for e in s.events if isinstance(e, (OrderAccepted, OrderFilled))]
+    assert heard == sorted(heard)
 
 
 def test_latency_fit_matches_scipy_lognormal_mle_and_sampling_is_seeded(tmp_path) -> None:  # type: ignore[no-untyped-def]

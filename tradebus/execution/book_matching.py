@@ -39,7 +39,9 @@ replay or a paper feed. It keeps the book of each instrument and matches:
 * **latency** (:class:`LatencyModel`): an action reaches the venue ``entry`` ns after the
   decision and the venue's answers (accepted, filled, canceled ...) reach the strategy
   ``ack`` ns after they happened; both constant or sampled (seeded) from a log-normal fitted
-  to recorded acknowledgements (:meth:`LatencyModel.fit`).
+  to recorded acknowledgements (:meth:`LatencyModel.fit`). Actions reach the venue, and
+  answers the strategy, in the order they were sent (a sampled latency shorter than the
+  previous one's waits for it).
 
 No lookahead: an action is handled at the first book or trade event after its arrival, on the
 book as it was then; nothing it does depends on later data.
@@ -348,6 +350,7 @@ class BookVenue(SimulatedVenue):
         self._outbox: list[tuple[int, int, Any]] = []
         self._out_seq = 0
         self._out_alerts = 0
+        self._last_due: dict[str, int] = {}  # per instrument: answers reach the strategy in the order sent
         self._alert_at: int | None = None
         self._last_ts = 0
         self._ack = self.latency.ack_ns > 0 or self.latency.ack_lognormal is not None
@@ -379,6 +382,13 @@ class BookVenue(SimulatedVenue):
 
     def _delay(self, event: Any) -> None:
         due = event.ts_event + self.latency.ack()
+        # A sampled latency may be shorter than the previous answer's: the answers of an
+        # instrument still arrive in the order the venue sent them (as hftbacktest's order bus).
+        iid = event.instrument_id
+        last = self._last_due.get(iid)
+        if last is not None and due < last:
+            due = last
+        self._last_due[iid] = due
         self._out_seq += 1
         heapq.heappush(self._outbox, (due, self._out_seq, event))
         # An alert at the earliest due time: the strategy hears each answer then, before any
