@@ -275,6 +275,16 @@ def test_entry_latency_sets_the_queue_from_the_book_at_arrival_not_at_decision()
     assert s.of_type(OrderAccepted)[0].ts_event == 6 * MS
 
 
+def test_an_order_that_expires_before_it_reaches_the_venue_never_fills() -> None:
+    s = _stack(entry_latency_ns=5 * MS)
+    coid = s.submit(BUY, 1.0)  # decided at 1 ms, arrives at 6 ms
+    s.venue.expire_at(coid, 3 * MS)
+    for t in range(2, 10):
+        _book(s, t * MS)
+    assert s.fills(coid) == [] and s.of_type(OrderAccepted) == []
+    assert s.orders.order(coid).status == OrderStatus.EXPIRED
+
+
 def test_ack_latency_delays_the_answers_to_the_strategy() -> None:
     s = _stack(entry_latency_ns=1 * MS, ack_latency_ns=3 * MS)
     coid = s.submit(BUY, 1.0)

@@ -84,6 +84,7 @@ from tradebus.execution.simulated import (
     _LIMITS,
     _MARKET,
     _SUBMIT,
+    _SUBMITTED,
     _TRIGGERED,
     _WORKING,
     SimulatedVenue,
@@ -569,6 +570,8 @@ class BookVenue(SimulatedVenue):
         while pending and pending[0][0] < ts:
             arrival, action, target, cmd = pending.popleft()
             if action == _SUBMIT:
+                if target.status is not _SUBMITTED:
+                    continue  # expired (good-till-date) before it arrived
                 self._accept(iid, target, arrival, ask if target.buy else bid)
             elif action == _CANCEL:
                 sim = self._orders.get(target.client_order_id)
