@@ -253,15 +253,20 @@ def test_replay_rejects_bad_arguments(tmp_path: Path) -> None:
 
 
 def _peak_replay_bytes(source: ReplaySource) -> tuple[int, int, int]:
-    """Return (Python/numpy peak bytes via tracemalloc, Arrow pool peak sampled per batch, rows)."""
+    """Return (Python/numpy peak bytes via tracemalloc, Arrow pool peak sampled per batch, rows).
+
+    The Arrow figure is the pool's growth over what it held before (buffers of earlier tests in the
+    same worker may still be alive, or be freed meanwhile: the pool's total is not this replay's).
+    """
     gc.collect()
+    before = pa.total_allocated_bytes()
     tracemalloc.start()
     try:
         rows = 0
         arrow_peak = 0
         for batch in Replay([source], batch_rows=1000).batches():
             rows += len(batch)
-            arrow_peak = max(arrow_peak, pa.total_allocated_bytes())
+            arrow_peak = max(arrow_peak, pa.total_allocated_bytes() - before)
         for _ in Replay([source], batch_rows=1000):
             rows += 1
         return tracemalloc.get_traced_memory()[1], arrow_peak, rows
