@@ -26,6 +26,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 from loguru import logger
@@ -137,7 +138,7 @@ class OpsHooks:
         """Count and alert every connection of ``feeds`` that ends, and every reconnection, when it happens."""
         for feed in feeds:
             if feed.client is not None:
-                feed.client.connection_listeners.append(self._on_connection)
+                feed.client.connection_listeners.append(partial(self._on_connection, "feed", self.metrics.disconnects))
 
     def watch_user_stream(self, stream: Any) -> None:
         """Count and alert every end and every reopening of a live daemon's private user stream, when it happens.
@@ -145,7 +146,9 @@ class OpsHooks:
         ``/health`` is 503 while it is not connected, or its subscription is not confirmed by the venue.
         """
         self._user_streams.append(stream)
-        stream.connection_listeners.append(self._on_user_stream_connection)
+        stream.connection_listeners.append(
+            partial(self._on_connection, "user stream", self.metrics.user_stream_disconnects)
+        )
 
     async def stop(self, reason: str) -> None:
         """Send the stop alert, stop every task and the server, close the log file."""
@@ -211,21 +214,14 @@ class OpsHooks:
         bus.subscribe(BookResynced, lambda m: alert("resync", f"book {m.instrument_id} resynced: {m.reason}"))
         bus.subscribe(FeedStale, lambda m: alert("stale", f"feed {m.source} stale: orders on its instruments stop"))
 
-    def _on_connection(self, client: Any, connected: bool, reason: str) -> None:
-        """A feed's connection opened or ended (the first connection is no news)."""
+    def _on_connection(self, what: str, drops: Any, client: Any, connected: bool, reason: str) -> None:
+        """A connection of a feed or the user stream (``what``) opened or ended, counted in ``drops``
+        (the first connection is no news)."""
         if not connected:
-            self.metrics.disconnects.labels(client.name).inc()
-            self._alert("disconnect", f"feed {client.name} disconnected ({reason[:200]}); reconnecting")
+            drops.labels(client.name).inc()
+            self._alert("disconnect", f"{what} {client.name} disconnected ({reason[:200]}); reconnecting")
         elif client.connections > 1:
-            self._alert("disconnect", f"feed {client.name} connected again (connection {client.connections})")
-
-    def _on_user_stream_connection(self, client: Any, connected: bool, reason: str) -> None:
-        """The user stream's connection opened or ended (the first connection is no news)."""
-        if not connected:
-            self.metrics.user_stream_disconnects.labels(client.name).inc()
-            self._alert("disconnect", f"user stream {client.name} disconnected ({reason[:200]}); reconnecting")
-        elif client.connections > 1:
-            self._alert("disconnect", f"user stream {client.name} connected again (connection {client.connections})")
+            self._alert("disconnect", f"{what} {client.name} connected again (connection {client.connections})")
 
     # ------------------------------------------------------------------ control
 
