@@ -177,3 +177,46 @@ def test_parse_yaml_reads_every_shipped_config_as_pyyaml_does_and_quotes_the_bad
     with pytest.raises(ConfigError) as info:
         load_config(bad)
     assert str(bad) in str(info.value) and "line 2, column 9:\n    strategy: 3\n            ^" in str(info.value)
+
+
+def test_a_boolean_for_a_number_on_the_command_line_is_a_config_error_naming_the_field(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tradebus.cli import app
+
+    path = write(tmp_path, BACKTEST)
+    result = CliRunner().invoke(app, ["backtest", str(path), "--out", str(tmp_path / "out"),
+                                      "--set", "strategy.params.fast=true"])
+    assert result.exit_code == 2, result.output
+    assert "strategy.params.fast: expected a number, got a boolean (True)" in result.output
+
+
+@pytest.mark.parametrize("kind", list(LOADERS))
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda d: d["strategy"]["params"].update(quantity=True), "strategy.params.quantity"),
+        (lambda d: d.update(risk={"max_position": True}), "risk.max_position"),
+        (lambda d: d.update(risk={"max_open_orders": False}), "risk.max_open_orders"),
+        (lambda d: d.update(venue={"slippage_bps": True}), "venue.slippage_bps"),
+        (lambda d: d["instruments"][0].update(tick_size=True), "instruments.0.tick_size"),
+    ],
+)
+def test_a_boolean_for_a_number_anywhere_in_a_run_config_is_refused(
+    tmp_path: Path, kind: str, change: Any, field: str
+) -> None:
+    data, load = LOADERS[kind]
+    data = copy.deepcopy(data)
+    data["instruments"] = [dict(INSTRUMENT)]
+    change(data)
+    with pytest.raises(ConfigError, match=f"{field}: expected a number, got a boolean"):
+        load(write(tmp_path, data))
+
+
+def test_yaml_integers_still_fill_float_fields(tmp_path: Path) -> None:
+    data = copy.deepcopy(BACKTEST)
+    data["instruments"] = [{**INSTRUMENT, "tick_size": 1, "min_notional": 5}]
+    data["risk"] = {"max_position": 2, "max_open_orders": 3}
+    config = load_config(write(tmp_path, data))
+    assert config.instruments[0].tick_size == 1.0 and isinstance(config.instruments[0].tick_size, float)
+    assert config.risk.max_position == 2.0 and config.risk.max_open_orders == 3

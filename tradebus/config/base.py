@@ -13,10 +13,13 @@ its errors, so any layer may use it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from tradebus.errors import ConfigError
 
@@ -27,10 +30,76 @@ __all__ = [
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
+_NUMBERS = (int, float, Decimal)
+_SEQUENCES = (list, tuple, set, frozenset, Sequence)
+
+
+def _arms(annotation: Any) -> tuple[Any, ...]:
+    """The alternatives of a union (``Annotated`` metadata dropped); ``(annotation,)`` if it is not one."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _arms(get_args(annotation)[0])
+    if origin is Union or origin is UnionType:
+        return tuple(arm for alternative in get_args(annotation) for arm in _arms(alternative))
+    return (annotation,)
+
+
+def _takes_bool(arm: Any) -> bool:
+    if arm is bool or arm is Any or arm is object:
+        return True
+    return get_origin(arm) is Literal and any(isinstance(v, bool) for v in get_args(arm))
+
+
+def _bool_for_number(annotation: Any, value: Any, where: str) -> str | None:
+    """Where in ``value`` a boolean stands for a number ``annotation`` asks for (``None``: nowhere).
+
+    Pydantic's lax mode reads ``true`` as ``1`` for an ``int`` or ``float`` field; a config means
+    something else by it. Items of lists, tuples and mappings are looked at too.
+    """
+    arms = _arms(annotation)
+    if isinstance(value, bool):
+        if any(_takes_bool(arm) for arm in arms) or not any(arm in _NUMBERS for arm in arms):
+            return None
+        return where
+    if isinstance(value, list | tuple) and not isinstance(value, str):
+        found = []
+        for arm in arms:
+            origin, args = get_origin(arm), get_args(arm)
+            if origin not in _SEQUENCES or not args:
+                continue
+            if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+                items = list(zip(args, value, strict=False))
+            else:
+                items = [(args[0], v) for v in value]
+            found.append(next((w for n, (a, v) in enumerate(items)
+                               if (w := _bool_for_number(a, v, f"{where}.{n}")) is not None), None))
+        return found[0] if found and all(f is not None for f in found) else None
+    if isinstance(value, dict):
+        found = [next((w for k, v in value.items() if (w := _bool_for_number(get_args(arm)[1], v, f"{where}.{k}"))
+                       is not None), None)
+                 for arm in arms if get_origin(arm) in (dict, Mapping) and len(get_args(arm)) == 2]
+        return found[0] if found and all(f is not None for f in found) else None
+    return None
+
+
 class StrictModel(BaseModel):
-    """A config section: ``extra="forbid"`` (an unknown key is an error) and ``frozen=True``."""
+    """A config section: ``extra="forbid"`` (an unknown key is an error) and ``frozen=True``.
+
+    A boolean given for a number (``fast: true`` for an ``int``, ``true`` in a list of floats) is an
+    error naming the field, where pydantic alone would read it as ``1``.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name is None:
+            return value
+        where = _bool_for_number(cls.model_fields[info.field_name].annotation, value, "")
+        if where is not None:
+            raise ValueError(f"expected a number, got a boolean{f' at {where[1:]}' if where else ''} ({value!r})")
+        return value
 
 
 def resolve_path(path: Path | None, base: Path) -> Path | None:
