@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import Bar, OrderSide, Trade
+from tradebus.engine.messages import Bar, OrderSide, Trade, TradingState
 from tradebus.execution.config import VenueConfig
 
 from .test_contingent import FLAT, IID, T0, H
@@ -251,3 +251,18 @@ def test_native_needs_a_venue_that_holds_orders() -> None:
         VenueConfig(fill_on="book", contingent="native")
     with pytest.raises(ValidationError, match="bar_path"):
         VenueConfig(bar_path="open_close")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("contingent", ["emulated", "native"])
+def test_a_take_profit_armed_in_reducing_is_not_denied_for_its_stop_loss(contingent: str) -> None:
+    """Long 1.0 from the entry, the gate goes REDUCING before the children are armed: the stop-loss
+    and the take-profit both sell the same 1.0 (an OCO pair), so both reduce; bar 5 takes profit."""
+    kernel = _kernel(VenueConfig(fill_on="bars", contingent=contingent), {  # type: ignore[arg-type]
+        1: bracket(arm_after_bars=1, **LONG),
+        2: lambda s: kernel.risk.set_state(TradingState.REDUCING, "test"),
+    })
+    for k, (o, h, lo, c) in enumerate([FLAT, FLAT, FLAT, FLAT, (100.0, 111.0, 99.0, 105.0)], start=1):
+        kernel.process(Bar(IID, T0 + k * H, T0 + k * H, o, h, lo, c, 10.0))
+    kernel.stop()
+    assert str(by_reason(kernel)["bracket take-profit"].status) == "FILLED"
+    assert fills(kernel) == [("BUY", 100.0, 2), ("SELL", 110.0, 5)]

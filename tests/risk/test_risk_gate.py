@@ -548,3 +548,31 @@ def test_an_equity_exactly_at_the_limit_trips_after_marks_just_above_it(
     g.mark(trip_price, 1)  # (100 * peak - 100 * trip_price) / (100 * peak) is the limit exactly
     g.gate.end_time()
     assert g.gate.state == TradingState.HALTED
+
+
+def test_an_oco_group_counts_once_as_its_largest_member() -> None:
+    """Two buys that cancel each other (an OCO pair) fill no more than the larger of them."""
+    for limits in ({"max_position": 1.0}, {"max_gross_exposure": 0.01}):  # equity 10_000, price 100: 1 unit
+        g = Gate(**limits)
+        first = g.work(BUY, 1.0, price=95.0)
+        g.portfolio.account.link_oco([first, "c"])
+        assert g.check(qty=1.0) is None, limits
+        g.work(BUY, 0.5, price=95.0)  # outside the group: counted with it
+        assert g.check(qty=1.0) is not None, limits
+    g = Gate(max_position=2.0)
+    stop, target = g.work(BUY, 1.0, price=95.0), g.work(BUY, 0.5, price=90.0)
+    g.portfolio.account.link_oco([stop, target])
+    assert g.check(qty=1.0) is None  # 0 + working 1.0 (the group, once) + 1.0 = 2
+    assert g.check(qty=1.5) == "max_position: |0.0 + working 1.0 + 1.5| = 2.5 > 2.0"
+
+
+def test_reducing_allows_a_take_profit_beside_its_stop_loss() -> None:
+    g = Gate()
+    g.hold(1.0)
+    g.gate.set_state(TradingState.REDUCING, "manual")
+    stop = g.work(SELL, 1.0, price=95.0)
+    g.portfolio.account.link_oco([stop, "c"])
+    assert g.check(SELL, qty=1.0, typ=OrderType.LIMIT, price=110.0) is None
+    g.work(SELL, 0.5, price=120.0)  # outside the group: 1.0 - 0.5 - 1.0 would flip
+    reason = g.check(SELL, qty=1.0, typ=OrderType.LIMIT, price=110.0)
+    assert reason is not None and reason.startswith("trading_state: REDUCING")

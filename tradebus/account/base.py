@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from tradebus.engine.messages import OrderFilled, SubmitOrder
@@ -37,6 +37,12 @@ class Account(Protocol):
 
     def unlink_oco(self, client_order_id: str) -> None:
         """Count order ``client_order_id`` on its own again (it ended, or left its OCO group)."""
+
+    def oco_groups(self) -> Mapping[str, tuple[str, ...]]:
+        """``client order id -> the ids of its OCO group`` (itself included), for every linked order.
+
+        The risk gate counts a group's working orders once too (their largest on each side).
+        """
 
     def apply_fill(self, fill: OrderFilled) -> None:
         """Book a fill in the balances (never refused: the venue already filled it)."""

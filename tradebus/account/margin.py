@@ -152,6 +152,10 @@ class MarginAccount:
         """Count order ``client_order_id`` on its own again."""
         self._spot.unlink_oco(client_order_id)
 
+    def oco_groups(self) -> Mapping[str, tuple[str, ...]]:
+        """``client order id -> the ids of its OCO group`` (itself included), for every linked order (read-only)."""
+        return self._spot.oco_groups()
+
     @property
     def margined(self) -> Mapping[str, Instrument]:
         """``instrument_id -> Instrument`` of the perpetuals and margin spot instruments (those margin is held for)."""

@@ -157,6 +157,10 @@ class SpotCashAccount:
         """Count order ``client_order_id`` on its own again (it ended, or left its group)."""
         self._oco.pop(client_order_id, None)
 
+    def oco_groups(self) -> Mapping[str, tuple[str, ...]]:
+        """``client order id -> the ids of its OCO group`` (itself included), for every linked order (read-only)."""
+        return self._oco
+
     # ------------------------------------------------------------------ updates
 
     def apply_fill(self, fill: OrderFilled) -> None:

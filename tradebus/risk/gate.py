@@ -23,6 +23,10 @@ it is denied, always in the form ``"<check>: <what> <op> <limit>"`` (for example
 
 Working orders are the open orders of the order manager bound by :meth:`RiskGate.bind_orders`
 (the execution engine binds its own); the order being modified does not count against itself.
+The members of an OCO group (:meth:`Account.link_oco <tradebus.account.Account.link_oco>`: a
+bracket's stop-loss and take-profit) fill no more than the largest of them, so a group counts once
+on each side, as its largest member, and an order is checked against the working orders outside its
+own group (a take-profit is not denied for the stop-loss that sells the same position).
 :meth:`RiskGate.check_owner` denies a cancel or modify of another strategy's order (the kernel
 asks it on the strategies' cancel/modify path).
 
@@ -371,14 +375,23 @@ class RiskGate:
         return None
 
     def _working(self, instrument_id: str, buy: bool, exclude: str) -> float:
-        """Signed remaining quantity of the working orders on one side of an instrument."""
+        """Signed remaining quantity of the working orders on one side of an instrument, except order
+        ``exclude`` and its OCO group; an OCO group counts once, as its largest member."""
         orders = self._orders
         if orders is None or not orders.open_count:
             return 0.0
+        oco = self._portfolio.account.oco_groups()
+        skip = oco.get(exclude, (exclude,)) if oco else (exclude,)
         total = 0.0
+        groups: dict[tuple[str, ...], float] = {}
         for order in orders.open_orders(instrument_id):
-            if (order.side > 0) == buy and order.client_order_id != exclude:
-                total += order.leaves_qty
+            if (order.side > 0) == buy and order.client_order_id not in skip:
+                group = oco.get(order.client_order_id) if oco else None
+                if group is None:
+                    total += order.leaves_qty
+                elif order.leaves_qty > groups.get(group, 0.0):
+                    groups[group] = order.leaves_qty
+        total += sum(groups.values())
         return total if buy else -total
 
     def _check_gross(self, cmd: SubmitOrder, signed: float, px: float, limit: float) -> str | None:
@@ -389,10 +402,22 @@ class RiskGate:
         book.setdefault(cmd.instrument_id, [pf.position(cmd.instrument_id), 0.0, 0.0])
         orders = self._orders
         if orders is not None:
+            oco = pf.account.oco_groups()
+            skip = oco.get(cmd.client_order_id, (cmd.client_order_id,)) if oco else (cmd.client_order_id,)
+            # (OCO group, side) -> [its row, its largest member so far]: a group counts once per side
+            groups: dict[tuple[tuple[str, ...], bool], tuple[list[float], float]] = {}
             for order in orders.open_orders():
-                if order.client_order_id != cmd.client_order_id:
+                if order.client_order_id not in skip:
                     row = book.setdefault(order.instrument_id, [pf.position(order.instrument_id), 0.0, 0.0])
-                    row[1 if order.side > 0 else 2] += order.leaves_qty
+                    group = oco.get(order.client_order_id) if oco else None
+                    if group is None:
+                        row[1 if order.side > 0 else 2] += order.leaves_qty
+                    else:
+                        key = (group, order.side > 0)
+                        if order.leaves_qty > groups.get(key, (row, 0.0))[1]:
+                            groups[key] = (row, order.leaves_qty)
+            for (_, buy), (row, leaves) in groups.items():
+                row[1 if buy else 2] += leaves
 
         sizes = self._sizes
 
