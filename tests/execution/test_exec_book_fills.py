@@ -337,3 +337,15 @@ def test_latency_fit_matches_scipy_lognormal_mle_and_sampling_is_seeded(tmp_path
         LatencyModel.from_config(cfg, 0)
     with pytest.raises(ConfigError, match="at least two positive"):
         LatencyModel.fit([1.0, -2.0])
+
+
+@pytest.mark.parametrize("tif", [TimeInForce.IOC, TimeInForce.FOK])
+def test_a_limit_not_marketable_on_arrival_expires_saying_so(tif: TimeInForce) -> None:
+    """The best ask is 100.0: an IOC or FOK buy at 99.9 can take nothing (the bar/trade venue's wording)."""
+    from tradebus.engine.messages import OrderExpired
+
+    s = _stack()
+    coid = s.submit(BUY, 2.0, LIMIT, price=99.9, tif=tif)
+    _book(s, 2 * MS)
+    assert s.fills(coid) == [] and s.orders.order(coid).status == OrderStatus.EXPIRED
+    assert [e.reason for e in s.of_type(OrderExpired)] == [f"{tif}: not marketable on arrival"]

@@ -619,6 +619,10 @@ class BookVenue(SimulatedVenue):
             reach = [t for t in side if (t <= limit_tick if buy else t >= limit_tick)]
             reach.sort(reverse=not buy)
             levels = [(t, side[t]) for t in reach]
+        if not levels and limit_tick is not None and sim.tif != _GTC:
+            when = "when triggered" if sim.triggered else "on arrival"
+            self._close(sim, _EXPIRED, f"{sim.tif}: not marketable {when}", ts)
+            return
         if levels and sim.order.post_only:  # a triggered post-only stop-limit that would take
             px = book.price(levels[0][0])
             self._close(sim, _EXPIRED, f"post_only: limit {sim.limit} would take liquidity at {px} when triggered", ts)
