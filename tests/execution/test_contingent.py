@@ -15,9 +15,11 @@ from loguru import logger
 
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import Bar, OrderFilled, OrderSide, Trade
+from tradebus.engine.messages import Bar, OrderDenied, OrderFilled, OrderSide, Trade, TradingState
 from tradebus.errors import OrderError
 from tradebus.execution.config import VenueConfig
+from tradebus.execution.contingent import OrderSpec
+from tradebus.risk.config import RiskConfig
 from tradebus.strategies.base import Strategy
 
 IID = "BTCUSD.SIM"
@@ -419,3 +421,64 @@ def test_a_trailing_stop_whose_modify_is_refused_trails_again_from_the_trigger_t
     kernel.stop()
     assert any(d.reason.startswith("modify: ") for d in kernel.result.denials)
     assert fills(kernel) == [("BUY", 100.0, 2), ("SELL", 99.0, 6)]
+
+
+def _oco_run(
+    members: Callable[[], list[OrderSpec]], *, margin: bool, reducing: bool = False, contingent: str = "emulated",
+    position: float = 1.0, **risk: float,
+) -> tuple[Kernel, list[str], list[str]]:
+    """Buy ``position`` at bar 1 (fills at bar 2's open, 100), then at bar 3 (REDUCING first when
+    ``reducing``) submit ``members()`` as one OCO group; bar 5 (100, 111, 99, 105) reaches 110."""
+    inst = Instrument(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, margin=margin)
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars", contingent=contingent),  # type: ignore[arg-type]
+                    initial_cash=1e6, risk_config=RiskConfig(**risk))
+    denied: list[str] = []
+    group: list[str] = []
+
+    def place(s: Scripted) -> None:
+        if reducing:
+            kernel.risk.set_state(TradingState.REDUCING, "test")
+        group.extend(s.submit_oco(members()))
+
+    script: dict[int, Callable[[Scripted], Any]] = {3: place}
+    if position:
+        script[1] = lambda s: s.submit_market(IID, BUY, position)
+    kernel.add_strategy(Scripted(script))
+    kernel.bus.subscribe(OrderDenied, lambda e: denied.append(e.reason))
+    for k, (o, h, lo, c) in enumerate([FLAT, FLAT, FLAT, FLAT, (100.0, 111.0, 99.0, 105.0), FLAT], start=1):
+        kernel.process(Bar(IID, T0 + k * H, T0 + k * H, o, h, lo, c, 10.0))
+    kernel.stop()
+    return kernel, group, denied
+
+
+def _exits() -> list[OrderSpec]:
+    return [OrderSpec(IID, SELL, 1.0, price=110.0), OrderSpec(IID, SELL, 1.0, trigger_price=95.0)]
+
+
+@pytest.mark.parametrize("contingent", ["emulated", "native"])
+@pytest.mark.parametrize(("margin", "reducing"), [(False, False), (False, True), (True, True)])
+def test_an_oco_of_two_exits_of_the_whole_position_is_checked_as_one_group(
+    margin: bool, reducing: bool, contingent: str
+) -> None:
+    """Long 1.0; a sell limit 1.0 at 110 and a sell stop 1.0 at 95 as one OCO group: only one can
+    fill, so on a cash spot instrument (the 1.0 held once) and in REDUCING neither is denied for the
+    other; the limit fills at 110 in bar 5 and the stop is canceled."""
+    kernel, group, denied = _oco_run(_exits, margin=margin, reducing=reducing, contingent=contingent)
+    assert denied == []
+    assert [str(kernel.orders.order(c).status) for c in group] == ["FILLED", "CANCELED"]
+    assert fills(kernel) == [("BUY", 100.0, 2), ("SELL", 110.0, 5)]
+
+
+def test_an_oco_of_two_entries_is_checked_against_max_position_once() -> None:
+    """Flat, max_position 1.0: a buy limit 1.0 at 95 and a buy stop 1.0 at 105 (OCO) reach 1.0 at most."""
+    kernel, group, denied = _oco_run(
+        lambda: [OrderSpec(IID, BUY, 1.0, price=95.0), OrderSpec(IID, BUY, 1.0, trigger_price=105.0)],
+        margin=True, position=0.0, max_position=1.0, contingent="native",
+    )
+    assert denied == []
+    assert [str(kernel.orders.order(c).status) for c in group] == ["CANCELED", "FILLED"]
+
+
+def test_an_oco_spec_needs_a_price_or_a_trigger() -> None:
+    with pytest.raises(OrderError, match="needs a price"):
+        _oco_run(lambda: [OrderSpec(IID, SELL, 1.0), OrderSpec(IID, SELL, 1.0, price=110.0)], margin=True)

@@ -27,6 +27,8 @@ Bracket
     daemon from its feeds; :attr:`Kernel.bar_instruments <tradebus.engine.kernel.Kernel.bar_instruments>`),
     and its entry's fill logs a warning when it does not and no bar of the instrument came yet.
 OCO
+    Members are working orders or :class:`OrderSpec` orders submitted after the group is linked
+    (in the account, as a bracket's children are), so each is checked with the group counted once.
     When a member fills, every other member of the group is reduced to the member's
     unfilled quantity, canceled when it filled completely. The cancel is an action like any
     other: the others work until it reaches the venue (on bars: the next bar). Two reduce-only
@@ -107,6 +109,7 @@ Restarts
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -137,7 +140,7 @@ from tradebus.errors import OrderError
 if TYPE_CHECKING:
     from tradebus.engine.kernel import Kernel
 
-__all__ = ["Bracket", "ContingentOrders", "TrailingStop"]
+__all__ = ["Bracket", "ContingentOrders", "OrderSpec", "TrailingStop"]
 
 _NAN = math.nan
 
@@ -154,6 +157,24 @@ def _opt(value: float) -> float | None:
 
 def _opt_int(value: float) -> int | None:
     return None if value != value else int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSpec:
+    """An order to submit as a member of an OCO group (:meth:`ContingentOrders.oco`).
+
+    A limit at ``price``, a stop-market at ``trigger_price``, a stop-limit with both.
+    """
+
+    instrument_id: str
+    side: OrderSide
+    quantity: float
+    price: float | None = None
+    trigger_price: float | None = None
+    reduce_only: bool = False
+    post_only: bool = False
+    time_in_force: TimeInForce = TimeInForce.GTC
+    reason: str = ""
 
 
 @dataclass(slots=True)
@@ -328,33 +349,91 @@ class ContingentOrders:
                          reason=reason, coid=entry_id)
         return entry_id
 
-    def oco(self, client_order_ids: list[str]) -> None:
-        """Link working orders into one OCO group (module docstring).
+    def oco(self, members: Sequence[str | OrderSpec], strategy_id: str | None = None) -> list[str]:
+        """Make ``members`` one OCO group (module docstring); return their client order ids.
+
+        A ``str`` is the id of a working order; an :class:`OrderSpec` is submitted for
+        ``strategy_id`` after the group is linked, so the risk gate and the cash account check it
+        with the group counted once (a stop and a limit that sell the same position both pass).
 
         Raises
         ------
         OrderError
-            Fewer than two orders, or an order of another instrument than the first.
+            Fewer than two members, members of more than one instrument, an order spec without
+            ``strategy_id``, of an unknown instrument, or with neither a price nor a trigger.
         """
-        if len(client_order_ids) < 2:
+        if len(members) < 2:
             raise OrderError("oco: a group needs at least two orders")
         orders = self._kernel.orders
-        iids = {orders.order(coid).instrument_id for coid in client_order_ids}
+        specs: dict[str, OrderSpec] = {}
+        group: list[str] = []
+        for member in members:
+            if isinstance(member, str):
+                group.append(member)
+                continue
+            if strategy_id is None:
+                raise OrderError("oco: an order spec needs the strategy id to submit it for")
+            self._check_spec(member)
+            coid = orders.next_client_order_id(strategy_id)
+            specs[coid] = member
+            group.append(coid)
+        iids = {specs[c].instrument_id if c in specs else orders.order(c).instrument_id for c in group}
         if len(iids) != 1:
             raise OrderError(f"oco: every order must be of one instrument, got {sorted(iids)}")
-        group = list(client_order_ids)
-        plain = [coid for coid in group if not orders.order(coid).reduce_only]
+        plain = [c for c in group if not (specs[c].reduce_only if c in specs else orders.order(c).reduce_only)]
         if plain and not self.native:
             logger.warning(
                 "oco {}: {} not reduce-only; the cancel reaches the venue one action after a fill (on bars "
                 "the next bar), so several members may fill; venue.contingent: native cancels at the fill",
                 group, plain,
             )  # fmt: skip
+        if not specs:
+            self._group(group)
+            return group
+        (iid,) = iids
+        sid = strategy_id if group[0] in specs else orders.order(group[0]).strategy_id
+        # As a bracket's children: linked (and journaled) before they are sent, so each is checked
+        # against the group counted once.
+        self._kernel.portfolio.account.link_oco(group)
+        self._link("oco", sid, iid, group[0], group)
+        for coid, spec in specs.items():
+            order_type = (
+                OrderType.LIMIT if spec.trigger_price is None
+                else OrderType.STOP_MARKET if spec.price is None else OrderType.STOP_LIMIT
+            )  # fmt: skip
+            self._submit(
+                strategy_id, iid, spec.side, spec.quantity, order_type,  # type: ignore[arg-type]
+                price=_NAN if spec.price is None else spec.price,
+                trigger=_NAN if spec.trigger_price is None else spec.trigger_price,
+                time_in_force=spec.time_in_force, post_only=spec.post_only, reduce_only=spec.reduce_only,
+                reason=spec.reason, coid=coid,
+            )  # fmt: skip
+        live = [c for c in group if self._is_open(c)]
+        if len(live) > 1:
+            self._group(live, journal=False)
+        else:
+            for coid in live:
+                self._kernel.portfolio.account.unlink_oco(coid)
+        return group
+
+    def _check_spec(self, spec: OrderSpec) -> None:
+        if spec.instrument_id not in self._kernel.instruments:
+            raise OrderError(f"oco: unknown instrument {spec.instrument_id!r}")
+        if spec.price is None and spec.trigger_price is None:
+            raise OrderError("oco: an order spec needs a price (limit), a trigger_price (stop) or both (stop-limit)")
+        for name in ("price", "trigger_price"):
+            value = getattr(spec, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise OrderError(f"oco: {name} must be a positive finite number, got {value!r}")
+
+    def _group(self, group: list[str], journal: bool = True) -> None:
+        """Link working orders into one OCO group (journaled unless it was before they were sent)."""
         for coid in group:
             self._oco[coid] = group
         self._kernel.portfolio.account.link_oco(group)
-        first = orders.order(group[0])
-        self._link("oco", first.strategy_id, first.instrument_id, group[0], group)
+        if journal:
+            first = self._kernel.orders.order(group[0])
+            self._link("oco", first.strategy_id, first.instrument_id, group[0], group)
         if self.native:
             self._venue.link_oco(group)  # type: ignore[attr-defined]
             self._venue_oco.update(group)
@@ -860,13 +939,15 @@ class ContingentOrders:
         reason: str = "",
         coid: str | None = None,
         parent: str | None = None,
+        time_in_force: TimeInForce = TimeInForce.GTC,
+        post_only: bool = False,
     ) -> str:
         kernel = self._kernel
         now = kernel.clock.now_ns()
         if coid is None:
             coid = kernel.orders.next_client_order_id(strategy_id)
         cmd = SubmitOrder(strategy_id, instrument_id, coid, side, quantity, now, now, order_type, price, trigger,
-                          TimeInForce.GTC, False, reduce_only, reason)
+                          time_in_force, post_only, reduce_only, reason)
         if parent is None:
             kernel.submit(cmd)
         else:

@@ -82,7 +82,7 @@ if TYPE_CHECKING:
     from tradebus.engine.cache import BookView, Cache, FeatureView
     from tradebus.engine.clock import Clock
     from tradebus.engine.history import BarWindow, History, TradeWindow
-    from tradebus.execution.contingent import ContingentOrders
+    from tradebus.execution.contingent import ContingentOrders, OrderSpec
     from tradebus.features.spec import FeatureSpec
     from tradebus.strategies.context import StrategyContext
     from tradebus.strategies.signal_kernel import SignalKernel
@@ -499,9 +499,16 @@ class Strategy:
         """
         return self._contingent().bracket(self.strategy_id, instrument_id, side, quantity, **options)
 
-    def submit_oco(self, client_order_ids: list[str]) -> None:
-        """Link working orders of this strategy into one-cancels-the-other."""
-        self._contingent().oco(client_order_ids)
+    def submit_oco(self, orders: Sequence[str | OrderSpec]) -> list[str]:
+        """Make orders of this strategy one-cancels-the-other; returns their client order ids.
+
+        Each member is the id of a working order or an :class:`~tradebus.execution.contingent.OrderSpec`
+        to submit. Specs are submitted after the group is linked, so the risk gate and the cash
+        account check each against the group counted once (its largest member): a stop and a limit
+        that both sell the whole position pass in REDUCING and on a cash-only spot instrument,
+        where orders submitted first and linked after are checked as if both could fill.
+        """
+        return self._contingent().oco(orders, self.strategy_id)
 
     def submit_trailing_stop(
         self,
