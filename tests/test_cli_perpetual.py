@@ -46,11 +46,12 @@ def test_shipped_perpetual_config_shows_funding_marks_and_margin(tmp_path: Path)
             - float(row["funding_paid"]),
             rel=1e-12,
         )
-    # The attribution values the open position at the mark, as the equity does: its net PnL is the
-    # run's PnL but for the funding.
+    # The attribution values the open position at the mark, as the equity does, and takes the
+    # funding: its net PnL is the run's PnL.
     (total_row,) = [r for r in _rows(out / "attribution.csv") if r["instrument"] == "ALL"]
     assert float(total_row["unrealized_pnl"]) == pytest.approx(float(equity[-1]["unrealized_pnl"]), rel=1e-12)
-    assert float(total_row["net_pnl"]) - total == pytest.approx(metrics["final_equity"] - 10_000.0, rel=1e-9)
+    assert float(total_row["funding"]) == pytest.approx(total, rel=1e-12)
+    assert float(total_row["net_pnl"]) == pytest.approx(metrics["final_equity"] - 10_000.0, rel=1e-9)
     # deterministic: a second run writes byte-identical files
     _, _, again = run_backtest(CONFIG, tmp_path / "b")
     for name in ("fills.csv", "equity.csv", "funding.csv", "metrics.json"):

@@ -40,7 +40,7 @@ import msgspec
 import numpy as np
 from loguru import logger
 
-from tradebus.account import MarginAccount
+from tradebus.account import MarginAccount, asset_names
 from tradebus.engine.batch import BatchLoop
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.cache import Cache, FeatureView
@@ -203,6 +203,8 @@ class RunResult:
     #: Charges of borrowing interest (``None``: the run sets no borrow rates; see :mod:`tradebus.engine.interest`).
     interest: list[InterestCharged] | None = None
     contract_sizes: dict[str, float] = field(default_factory=dict)
+    #: ``instrument_id -> (base, quote)`` of each margin spot instrument (those that borrow).
+    borrow_assets: dict[str, tuple[str, str]] = field(default_factory=dict)
     liquidations: list[PositionLiquidated] = field(default_factory=list)
 
     @property
@@ -325,6 +327,11 @@ class Kernel:
         )  # fmt: skip
         self.result = RunResult(tuple(self.instruments), self.portfolio.initial_cash)
         self.result.contract_sizes = {iid: inst.contract_size for iid, inst in self.instruments.items()}
+        self.result.borrow_assets = {
+            iid: asset_names(inst)
+            for iid, inst in self.instruments.items()
+            if not inst.cash_only and not inst.is_perpetual
+        }
         self._extra_features = tuple(features)
         unknown_bars = sorted(set(trade_bars or {}) - set(self.instruments))
         if unknown_bars:

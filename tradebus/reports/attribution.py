@@ -12,10 +12,24 @@ average-cost accounting:
   position at when the run ends (``RunResult.last_prices``: a perpetual's mark price once it
   has one, else its latest trade, close or mid);
 * PnL of a contract instrument is multiplied by its contract size (``RunResult.contract_sizes``);
-* ``net_pnl = realized_pnl + unrealized_pnl - fees``.
+* ``funding``: each funding payment of a perpetual (``RunResult.funding``) is shared by the
+  strategies holding the instrument in proportion to their signed positions then (one strategy
+  alone pays all of it);
+* ``interest``: each charge of borrowing interest (``RunResult.interest``) is shared by the rows
+  of the margin spot instruments that trade the borrowed asset (``RunResult.borrow_assets``), in
+  proportion to what they borrow at the charge: a base asset's loan to the short positions in
+  instruments with that base (weight: quantity short), a quote asset's loan to the long positions
+  in instruments quoted in it (weight: their cost, ``position * avg_price``). A loan no open
+  position explains (a quote balance below zero from losses and fees alone) is shared equally by
+  the rows of those instruments that have filled so far;
+* ``net_pnl = realized_pnl + unrealized_pnl - fees - funding - interest``.
 
-Net PnL is linear in the fills, so the strategies' net PnL sums to the run's trading PnL
-(final equity minus starting equity, plus the funding paid), however the netting of their
+A fill, a funding payment or an hourly charge at the same time are taken in the kernel's order:
+an hourly charge and a funding payment before the fills at their time, the charge of a fill's
+borrowing after it.
+
+Net PnL is linear in the fills and the payments are shared out in full, so the strategies' net
+PnL sums to the run's PnL (final equity minus starting equity), however the netting of their
 positions happens to realise it. A run that starts with holdings of a base asset
 (``balances: {BTC: 1}``) also gains or loses their value as prices move: that part of the
 equity's change belongs to no strategy and is in no row.
@@ -28,6 +42,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from tradebus.engine.kernel import FillRecord
+from tradebus.engine.messages import FundingPaid, InterestCharged
 
 __all__ = ["ATTRIBUTION_COLUMNS", "ALL_INSTRUMENTS", "Attribution", "attribute"]
 
@@ -43,6 +58,8 @@ ATTRIBUTION_COLUMNS = (
     "realized_pnl",
     "unrealized_pnl",
     "fees",
+    "funding",
+    "interest",
     "net_pnl",
 )
 #: The ``instrument`` of a strategy's total row.
@@ -64,13 +81,17 @@ class Attribution:
     realized_pnl: float = 0.0
     unrealized_pnl: float = 0.0
     fees: float = 0.0
+    #: Funding paid (negative: received) on the position.
+    funding: float = 0.0
+    #: Borrowing interest charged for the position (see the module docstring).
+    interest: float = 0.0
     #: Quote currency per unit of quantity per unit of price (a contract's size; 1 for spot).
     multiplier: float = 1.0
 
     @property
     def net_pnl(self) -> float:
-        """Realised plus unrealised PnL, less fees."""
-        return self.realized_pnl + self.unrealized_pnl - self.fees
+        """Realised plus unrealised PnL, less fees, funding and interest."""
+        return self.realized_pnl + self.unrealized_pnl - self.fees - self.funding - self.interest
 
     def add_fill(self, side: int, quantity: float, price: float, fee: float) -> None:
         """Account one fill (``side`` +1 buy, -1 sell) with average-cost accounting."""
@@ -105,19 +126,59 @@ class Attribution:
 
 
 def attribute(
-    fills: Iterable[FillRecord], last_prices: Mapping[str, float], contract_sizes: Mapping[str, float] | None = None
+    fills: Iterable[FillRecord],
+    last_prices: Mapping[str, float],
+    contract_sizes: Mapping[str, float] | None = None,
+    *,
+    funding: Iterable[FundingPaid] = (),
+    interest: Iterable[InterestCharged] | None = None,
+    borrow_assets: Mapping[str, tuple[str, str]] | None = None,
 ) -> list[Attribution]:
-    """Attribution rows, per strategy (in order of first fill): one per instrument, then its ``ALL`` total."""
+    """Attribution rows, per strategy (in order of first fill): one per instrument, then its ``ALL`` total.
+
+    Parameters
+    ----------
+    fills
+        The run's fills, in order.
+    last_prices
+        ``instrument_id -> price`` the open positions are valued at.
+    contract_sizes
+        ``instrument_id -> contract size`` (1 when absent).
+    funding, interest
+        The run's funding payments and charges of borrowing interest, in order.
+    borrow_assets
+        ``instrument_id -> (base, quote)`` of the margin spot instruments (those that borrow).
+    """
     sizes = contract_sizes or {}
+    assets = borrow_assets or {}
     rows: dict[tuple[str, str], Attribution] = {}
-    for fill in fills:
-        key = (fill.strategy_id, fill.instrument_id)
-        row = rows.get(key)
-        if row is None:
-            row = rows[key] = Attribution(
-                fill.strategy_id, fill.instrument_id, multiplier=sizes.get(fill.instrument_id, 1.0)
-            )
-        row.add_fill(1 if fill.side == "BUY" else -1, fill.quantity, fill.price, fill.fee)
+    # (ts, order at equal ts, sequence, kind, item): see the module docstring.
+    events: list[tuple[int, int, int, str, object]] = []
+    for n, fill in enumerate(fills):
+        events.append((fill.ts_event, 1, n, "fill", fill))
+    for n, paid in enumerate(funding):
+        events.append((paid.ts_event, 0, n, "funding", paid))
+    for n, charge in enumerate(interest or ()):
+        events.append((charge.ts_event, 2 if charge.kind == "borrow" else 0, n, "interest", charge))
+    events.sort(key=lambda e: e[:3])
+    for _, _, _, kind, item in events:
+        if kind == "fill":
+            assert isinstance(item, FillRecord)
+            key = (item.strategy_id, item.instrument_id)
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = Attribution(
+                    item.strategy_id, item.instrument_id, multiplier=sizes.get(item.instrument_id, 1.0)
+                )
+            row.add_fill(1 if item.side == "BUY" else -1, item.quantity, item.price, item.fee)
+        elif kind == "funding":
+            assert isinstance(item, FundingPaid)
+            holders = [r for (_, iid), r in rows.items() if iid == item.instrument_id]
+            for row, share in _shares(holders, [r.position for r in holders]):
+                row.funding += item.payment * share
+        else:
+            assert isinstance(item, InterestCharged)
+            _charge_interest(item, rows, assets)
     out: list[Attribution] = []
     for strategy in dict.fromkeys(sid for sid, _ in rows):
         # quantities of different instruments do not add up: the total row leaves them empty
@@ -131,5 +192,31 @@ def attribute(
             total.realized_pnl += row.realized_pnl
             total.unrealized_pnl += row.unrealized_pnl
             total.fees += row.fees
+            total.funding += row.funding
+            total.interest += row.interest
         out.append(total)
     return out
+
+
+def _charge_interest(
+    charge: InterestCharged, rows: Mapping[tuple[str, str], Attribution], assets: Mapping[str, tuple[str, str]]
+) -> None:
+    as_base = [r for (_, iid), r in rows.items() if assets.get(iid, ("", ""))[0] == charge.asset]
+    as_quote = [r for (_, iid), r in rows.items() if assets.get(iid, ("", ""))[1] == charge.asset]
+    weights = [max(-r.position, 0.0) * r.multiplier for r in as_base]
+    weights += [r.position * r.avg_price * r.multiplier if r.position > 0.0 else 0.0 for r in as_quote]
+    candidates = as_base + as_quote
+    if not any(w > 0.0 for w in weights):
+        weights = [1.0] * len(candidates)
+    for row, share in _shares(candidates, weights):
+        row.interest += charge.interest * share
+
+
+def _shares(rows: list[Attribution], weights: list[float]) -> list[tuple[Attribution, float]]:
+    """``(row, weight / total)``; equal shares when the weights sum to zero (none when there is no row)."""
+    total = math.fsum(weights)
+    if not rows:
+        return []
+    if total == 0.0:
+        return [(r, 1.0 / len(rows)) for r in rows]
+    return [(r, w / total) for r, w in zip(rows, weights, strict=True)]

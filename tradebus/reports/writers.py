@@ -20,8 +20,8 @@ A run writes only its own files (:data:`OWN_FILES`, the one place that says whic
 * ``tearsheet.html`` (:mod:`tradebus.reports.tearsheet`) with ``--report`` or
   ``tradebus report``;
 * ``attribution.csv`` (:data:`~tradebus.reports.attribution.ATTRIBUTION_COLUMNS`): each
-  strategy's fills, position, realised/unrealised PnL and fees per instrument, and its total
-  (:mod:`tradebus.reports.attribution`);
+  strategy's fills, position, realised/unrealised PnL, fees, funding and interest per
+  instrument, and its total (:mod:`tradebus.reports.attribution`);
 * ``node.json`` for a paper or live run, ``playback.json`` for a replay.
 
 Clocks, one per column
@@ -402,8 +402,11 @@ def write_run(
             ATTRIBUTION_COLUMNS,
             (
                 (a.strategy_id, a.instrument, a.fills, a.bought, a.sold, a.position, a.avg_price, a.last_price,
-                 a.realized_pnl, a.unrealized_pnl, a.fees, a.net_pnl)
-                for a in attribute(result.fills, result.last_prices, result.contract_sizes)
+                 a.realized_pnl, a.unrealized_pnl, a.fees, a.funding, a.interest, a.net_pnl)
+                for a in attribute(
+                    result.fills, result.last_prices, result.contract_sizes,
+                    funding=result.funding, interest=result.interest, borrow_assets=result.borrow_assets,
+                )
             ),
         )
     if result.interest is not None or (run_dir.path / INTEREST_FILE).exists():
