@@ -89,3 +89,9 @@ def test_report_flag_writes_the_tearsheet_into_the_run(tmp_path: Path) -> None:
     _, out = _run(tmp_path, "--report")
     text = (out / "tearsheet.html").read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>") and 'data-metric="sharpe"' in text
+
+
+def test_interest_paid_is_an_amount_shown_to_the_quote_precision_as_funding_is() -> None:
+    for key in ("funding_paid", "interest_paid"):
+        assert format_metric(key, 952.7183983019391, 2) == "952.72", key
+        assert format_metric(key, 0.001234567891, 8) == "0.00123457", key

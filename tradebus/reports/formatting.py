@@ -24,7 +24,10 @@ PERCENT = frozenset(
 )
 #: Metrics that are amounts of the quote (reporting) currency.
 MONEY = frozenset(
-    {"initial_cash", "final_equity", "average_win", "average_loss", "fees_paid", "funding_paid", "pnl", "net_pnl"}
+    {
+        "initial_cash", "final_equity", "average_win", "average_loss", "fees_paid", "funding_paid", "interest_paid",
+        "pnl", "net_pnl",
+    }
 )
 #: Metrics that are ratios (no unit).
 RATIO = frozenset({"sharpe", "sortino", "calmar", "profit_factor", "turnover"})
