@@ -2,6 +2,8 @@
 
 Binance spot has no reduce-only orders, and the stop-loss and take-profit both sell the BTC the
 entry bought: the children go as plain orders, and the account holds that BTC once for the pair.
+The emulator locks the balance of every open order as Binance does: the children go as one OCO
+order list (``POST /api/v3/orderList/oco``), which locks the BTC once for both.
 """
 
 from __future__ import annotations
@@ -9,16 +11,27 @@ from __future__ import annotations
 import pytest
 
 from tests.live.live_harness import IID, harness, until
-from tradebus.engine.messages import OrderDenied, OrderRejected, OrderSide, OrderStatus
+from tradebus.adapters.binance.trading import BinanceTrading
+from tradebus.engine.messages import OrderDenied, OrderFilled, OrderRejected, OrderSide, OrderStatus
 from tradebus.execution.contingent import ContingentOrders
+
+
+class TwoOrderTrading(BinanceTrading):
+    """Binance spot sent each exit as its own order (as a venue without OCO order lists gets them)."""
+
+    supports_oco = False
 
 
 async def test_a_binance_spot_bracket_rests_both_children_and_the_filled_one_cancels_the_other() -> None:
     """Buy 0.01 BTC at market (fills at the trade 60,000); the next trade arms the stop-loss 59,000
     and the take-profit 61,000, both resting at the venue. A trade at 61,100 fills the take-profit
     at the venue; the stop-loss is then canceled there. Refused before: both children were
-    reduce-only (refused locally), and the take-profit was denied for the BTC the stop holds."""
+    reduce-only (refused locally), and the take-profit was denied for the BTC the stop holds.
+    Both exits rest as one OCO order list: the venue locks the 0.01 BTC once and cancels the stop
+    itself (the kernel sends no cancel); the fills are booked once and the kernel ends flat."""
     async with harness() as h:
+        fills: list[OrderFilled] = []
+        h.kernel.bus.subscribe(OrderFilled, fills.append)
         refused: list[OrderDenied | OrderRejected] = []
         h.kernel.bus.subscribe(OrderDenied, refused.append)
         h.kernel.bus.subscribe(OrderRejected, refused.append)
@@ -36,10 +49,40 @@ async def test_a_binance_spot_bracket_rests_both_children_and_the_filled_one_can
         assert (stop.order_type.name, stop.trigger_price, target.order_type.name, target.price) == (
             "STOP_MARKET", 59_000.0, "LIMIT", 61_000.0)
         assert not stop.reduce_only and not target.reduce_only
+        ids = (target.client_order_id, stop.client_order_id)  # a sell's limit is the above leg
+        assert h.emulator.lists[ids[0]][2] == ids and [p for m, p, _ in h.emulator.requests if m == "POST"] == [
+            "/api/v3/order", "/api/v3/orderList/oco"]
+        assert (h.emulator.locked("BTC"), h.emulator.free("BTC")) == pytest.approx((0.01, 0.0))
         h.trade(61_100.0)
         await until(lambda: target.status is OrderStatus.FILLED and stop.status is OrderStatus.CANCELED)
         await h.venue.drain()
+        assert h.venue.requests["cancel"] == 0  # the venue canceled the stop
+        assert refused == []
     assert h.emulator.orders[stop.client_order_id].status is OrderStatus.CANCELED
-    assert h.emulator.open_orders() == []
+    assert h.emulator.open_orders() == [] and h.emulator.locked("BTC") == 0.0
+    assert [(f.client_order_id, f.last_qty, f.last_px) for f in fills] == [
+        (entry, 0.01, 60_000.0), (target.client_order_id, 0.01, 61_000.0)]
     assert h.kernel.portfolio.position(IID) == pytest.approx(0.0)
     assert h.kernel.portfolio.account.balance("BTC") == pytest.approx(0.0, abs=1e-12)
+    assert h.kernel.portfolio.account.balance("USDT") == pytest.approx(h.emulator.balances["USDT"])
+
+
+async def test_binance_spot_refuses_a_take_profit_sent_after_the_stop_that_locks_the_btc() -> None:
+    """Sent as two orders (a venue without order lists), the stop-loss locks the 0.01 BTC and the
+    take-profit is refused (-2010 "Account has insufficient balance"), as Binance spot refuses it."""
+    async with harness(trading=TwoOrderTrading) as h:
+        rejected: list[OrderRejected] = []
+        h.kernel.bus.subscribe(OrderRejected, rejected.append)
+        contingent = ContingentOrders(h.kernel)
+        entry = contingent.bracket("s1", IID, OrderSide.BUY, 0.01, stop_loss=59_000.0, take_profit=61_000.0)
+        assert entry is not None
+        await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.ACCEPTED)
+        h.trade(60_000.0)
+        await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.FILLED)
+        h.trade(60_000.0)
+        await until(lambda: bool(rejected))
+        await h.venue.drain()
+    stop, target = h.kernel.orders.orders()[1:]
+    assert [r.client_order_id for r in rejected] == [target.client_order_id]
+    assert "Account has insufficient balance for requested action." in rejected[0].reason  # -2010
+    assert [r.order.client_order_id for r in h.emulator.open_orders()] == [stop.client_order_id]

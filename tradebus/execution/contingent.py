@@ -20,6 +20,13 @@ Bracket
     action decided at a bar's close reaches the venue at the next bar's open, so with
     ``arm_after_bars = 0`` the children work from the bar after the entry's fill bar, and a
     stop-loss can never fill in the bar the entry filled in (no same-bar stop-out).
+    On a live venue with OCO order lists (:attr:`TradingApi.supports_oco
+    <tradebus.execution.live.TradingApi.supports_oco>`: Binance spot) a fixed stop-loss and the
+    take-profit go in one request as one order list (:meth:`LiveVenue.oco_pair
+    <tradebus.execution.live.LiveVenue.oco_pair>`): the venue locks the balance once for both
+    (sent as two orders, the second would be refused for the balance the first locks) and
+    cancels one when the other fills or triggers. Other venues, and a trailing stop-loss (its
+    cancel-replace would end the list), get two orders.
     Bars are the instrument's bars, replayed, received or built from its trades. A bracket that
     counts bars (``arm_after_bars >= 1``, ``exit_after_bars``, ``cooldown_bars``) on an
     instrument the run has no bars of (trades or quotes only) would wait forever: it is refused
@@ -110,6 +117,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -381,7 +389,7 @@ class ContingentOrders:
         if len(iids) != 1:
             raise OrderError(f"oco: every order must be of one instrument, got {sorted(iids)}")
         plain = [c for c in group if not (specs[c].reduce_only if c in specs else orders.order(c).reduce_only)]
-        if plain and not self.native:
+        if plain and not self.native and not set(group) <= self._venue_oco:
             logger.warning(
                 "oco {}: {} not reduce-only; the cancel reaches the venue one action after a fill (on bars "
                 "the next bar), so several members may fill; venue.contingent: native cancels at the fill",
@@ -661,6 +669,27 @@ class ContingentOrders:
         if len(children) > 1:
             self._kernel.portfolio.account.link_oco(children)  # the take-profit's check counts the stop once
         reduce_only = self._reduce_only(iid)
+        trailing = bracket.trail_offset is not None or bracket.trail_percent is not None
+        pairing = getattr(self._venue, "oco_pair", None)
+        # A live venue with OCO order lists takes a fixed stop and the take-profit in one request
+        # (a spot venue locks the position's balance for each order: the second would be refused).
+        one_list = pairing is not None and parent is None and not trailing and len(children) > 1
+        with pairing() if one_list else nullcontext() as pair:
+            self._arm_children(bracket, parent, exit_side, qty, stop_id, target_id, reduce_only)
+        for coid in children:
+            self._child_of[coid] = bracket
+        live = [c for c in children if self._is_open(c)]
+        if len(live) > 1:
+            if pair is not None and pair.sent:
+                self._venue_oco.update(live)  # one order list: the venue cancels the other exit itself
+            self.oco(live)
+
+    def _arm_children(
+        self, bracket: Bracket, parent: str | None, exit_side: OrderSide, qty: float, stop_id: str | None,
+        target_id: str | None, reduce_only: bool,
+    ) -> None:
+        """Submit the bracket's stop-loss (fixed or trailing) and take-profit."""
+        sid, iid = bracket.strategy_id, bracket.instrument_id
         if stop_id is not None:
             if bracket.trail_offset is not None or bracket.trail_percent is not None:
                 best = self._kernel.cache.prices.get(iid, bracket.stop_loss)
@@ -682,11 +711,6 @@ class ContingentOrders:
         if target_id is not None:
             self._submit(sid, iid, exit_side, qty, OrderType.LIMIT, price=bracket.take_profit, reduce_only=reduce_only,
                          reason="bracket take-profit", parent=parent, coid=target_id)
-        for coid in children:
-            self._child_of[coid] = bracket
-        live = [c for c in children if self._is_open(c)]
-        if len(live) > 1:
-            self.oco(live)
 
     def _exit(self, bracket: Bracket) -> None:
         if bracket.state not in ("filled", "armed") or bracket.exit_id is not None:

@@ -51,7 +51,9 @@ from __future__ import annotations
 import asyncio
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -69,6 +71,7 @@ from tradebus.engine.messages import (
     OrderRejected,
     OrderReplaced,
     OrderStatus,
+    OrderType,
     SubmitOrder,
 )
 from tradebus.errors import VenueError
@@ -81,6 +84,7 @@ __all__ = [
     "Ack",
     "LiveVenue",
     "NoAnswer",
+    "OcoPair",
     "ReplacementRejected",
     "TradingApi",
     "VenueRejected",
@@ -216,6 +220,23 @@ class TradingApi(ABC):
     #: Whether :meth:`replace` cancels an order and places its replacement in one request at this venue.
     supports_replace: bool = False
 
+    #: Whether :meth:`place_oco` places an OCO pair in one request at this venue.
+    supports_oco: bool = False
+
+    async def place_oco(self, first: Order, second: Order) -> tuple[Ack, Ack]:
+        """Place two exits of one position as one OCO order list (a limit and a stop of one side and
+        quantity): the venue locks the balance once for both and cancels one when the other fills
+        or triggers. Their acknowledgements, in the order given.
+
+        Raises
+        ------
+        VenueRejected
+            Neither order was placed.
+        NoAnswer
+            The outcome is not known.
+        """
+        raise VenueRejected(f"orders {first.client_order_id}, {second.client_order_id}: {type(self).__name__} has no OCO order list")
+
     async def replace(self, order: Order, replacement: Order) -> Ack:
         """Cancel ``order`` and place ``replacement`` in one request (the venue's cancel-replace); its acknowledgement.
 
@@ -236,6 +257,25 @@ class TradingApi(ABC):
         Venues without amend keep this answer: a refusal (the live venue cancel-replaces instead).
         """
         raise VenueRejected(f"order {order.client_order_id}: {type(self).__name__} cannot amend in place")
+
+
+@dataclass
+class OcoPair:
+    """What :meth:`LiveVenue.oco_pair` did: ``sent`` when its two orders went as one OCO order list."""
+
+    sent: bool = False
+
+
+_STOPS = frozenset({OrderType.STOP_MARKET, OrderType.STOP_LIMIT})
+
+
+def _is_oco(first: Order, second: Order) -> bool:
+    """Whether two orders can be one OCO order list: one limit and one stop, of one instrument, side and quantity."""
+    kinds = {first.order_type, second.order_type}
+    return (
+        first.instrument_id == second.instrument_id and first.side is second.side and first.quantity == second.quantity
+        and OrderType.LIMIT in kinds and bool(kinds & _STOPS)
+    )
 
 
 class LiveVenue(Venue):
@@ -277,6 +317,8 @@ class LiveVenue(Venue):
         self._swaps: dict[str, Order] = {}
         self._held: dict[str, Any] = {}
         self._queued = False
+        # The orders submitted inside :meth:`oco_pair`, held to be sent as one order list.
+        self._pairing: list[Order] | None = None
 
     def requests_queued(self) -> bool:
         """Whether a request was queued since the last call (a feed then yields to the loop so that it leaves)."""
@@ -293,12 +335,42 @@ class LiveVenue(Venue):
             logger.info("dry run: order {} not sent", order.client_order_id)
             self.emit(OrderRejected(order.strategy_id, order.instrument_id, order.client_order_id, "dry run: not sent", now, now))
             return
+        if self._pairing is not None:
+            self._pairing.append(order)
+            return
         replaced, self._swapping = self._swapping, None
         if replaced is not None:
             self._swaps[replaced.client_order_id] = order
             self._spawn(self._cancel_replace(replaced, order), f"replace:{replaced.client_order_id}")
             return
         self._spawn(self._place(order), f"place:{order.client_order_id}")
+
+    @contextmanager
+    def oco_pair(self) -> Iterator[OcoPair]:
+        """Send the two orders submitted inside as one OCO order list where the venue has one.
+
+        On a venue whose :class:`TradingApi` ``supports_oco``, the orders submitted in the block
+        are held; at its end two of them (a limit and a stop of one side and quantity) go in one
+        request, which the yielded :class:`OcoPair` records as ``sent``: the venue then cancels
+        one when the other fills. Otherwise (another venue, a dry run, an order denied before it
+        was sent, a pair that is no OCO) each order is placed on its own as submitted.
+        """
+        pair = OcoPair()
+        if not self.api.supports_oco or self.dry_run or self._pairing is not None:
+            yield pair
+            return
+        held: list[Order] = []
+        self._pairing = held
+        try:
+            yield pair
+        finally:
+            self._pairing = None
+            if len(held) == 2 and _is_oco(*held):
+                pair.sent = True
+                self._spawn(self._place_oco(*held), f"oco:{held[0].client_order_id}")
+            else:
+                for order in held:
+                    self._spawn(self._place(order), f"place:{order.client_order_id}")
 
     def cancel(self, order: Order) -> None:
         """Ask the venue to cancel ``order`` in the background."""
@@ -468,6 +540,25 @@ class LiveVenue(Venue):
         if order.status in _UNACKNOWLEDGED:  # else the user stream told it first
             now = self.clock.now_ns()
             self.emit(OrderAccepted(order.strategy_id, order.instrument_id, coid, ack.venue_order_id, ack.ts_event, now))
+
+    async def _place_oco(self, first: Order, second: Order) -> None:
+        self.requests["place"] += 1
+        ids = f"{first.client_order_id}, {second.client_order_id}"
+        try:
+            acks = await self.api.place_oco(first, second)
+        except VenueRejected as exc:
+            now = self.clock.now_ns()
+            logger.info("OCO order list {} rejected by the venue: {}", ids, exc)
+            for order in (first, second):
+                self.emit(OrderRejected(order.strategy_id, order.instrument_id, order.client_order_id, str(exc), now, now))
+            return
+        except NoAnswer as exc:
+            logger.warning("OCO order list {}: no answer to the submit ({}); the queries will settle it", ids, exc)
+            return
+        for order, ack in zip((first, second), acks):
+            if order.status in _UNACKNOWLEDGED:  # else the user stream told it first
+                now = self.clock.now_ns()
+                self.emit(OrderAccepted(order.strategy_id, order.instrument_id, order.client_order_id, ack.venue_order_id, ack.ts_event, now))
 
     async def _amend(self, order: Order, cmd: ModifyOrder) -> None:
         coid = order.client_order_id

@@ -19,11 +19,24 @@ faults, sessions), speaking enough of Binance spot's private API for
   :meth:`BinancePrivateEmulator.terminate_streams` ends the subscriptions with an
   ``eventStreamTerminated`` event (as a revoked key or a logout does), the connection left open.
 
+* ``POST /api/v3/orderList/oco``: an OCO pair of one ``LIMIT_MAKER`` leg and one ``STOP_LOSS`` or
+  ``STOP_LOSS_LIMIT`` leg (``aboveType``/``belowType``, ``aboveClientOrderId``/``belowClientOrderId``,
+  ``listClientOrderId``; a sell's limit above the last price and its stop below, a buy's the
+  other way); both legs share one lock, and when one fills, triggers or is canceled the venue
+  cancels the other; the stream reports each leg's ``executionReport`` (``g``: the list's id)
+  and a ``listStatus`` event when the list starts and when it ends.
+
+Balances are locked per open order as Binance does: a sell locks its base quantity left, a buy with
+a price its quote notional left (an OCO pair once, its largest leg); an order for more than is
+free (``balance - locked``) is refused with ``-2010`` "Account has insufficient balance for
+requested action.", and ``GET /api/v3/account`` and ``outboundAccountPosition`` report ``free``
+and ``locked``. A MARKET or STOP_LOSS buy (no price) locks nothing here.
+
 Faults are the base's (``RestFault`` defaults to ``POST /api/v3/order``, ``StreamFault`` to
 ``executionReport`` frames), plus ``ban``: ``418`` with ``Retry-After``.
 
 Departures from Binance, all documented: a MARKET order is answered ``NEW`` and fills at
-the next trade (Binance fills it before answering); locked balances are not tracked;
+the next trade (Binance fills it before answering);
 ``TAKE_PROFIT`` and ``TAKE_PROFIT_LIMIT`` (triggered by a move toward the order's side) are
 refused (``-1116``): ``STOP_LOSS`` and ``STOP_LOSS_LIMIT`` of either side are emulated.
 
@@ -106,6 +119,7 @@ WEIGHTS = {
     ("GET", "/api/v3/openOrders"): 6,
     ("GET", "/api/v3/myTrades"): 20,
     ("GET", "/api/v3/account"): 20,
+    ("POST", "/api/v3/orderList/oco"): 1,
 }
 
 
@@ -160,6 +174,9 @@ class BinancePrivateEmulator(AccountEmulator):
         self._types: dict[str, str] = {}
         #: The last public trade's price of each instrument (what Binance checks a stop price against).
         self.last_price: dict[str, float] = {}
+        #: ``client order id -> (order list id, list client order id, both legs' client ids)`` of OCO legs.
+        self.lists: dict[str, tuple[int, str, tuple[str, str]]] = {}
+        self._list_ids = 0
 
     def on_trade(self, trade: Trade) -> None:
         """A public trade: its price becomes the instrument's last price, then working orders are matched."""
@@ -194,6 +211,7 @@ class BinancePrivateEmulator(AccountEmulator):
         return {
             ("POST", "/api/v3/order"): self._place,
             ("POST", "/api/v3/order/cancelReplace"): self._cancel_replace,
+            ("POST", "/api/v3/orderList/oco"): self._place_oco,
             ("DELETE", "/api/v3/order"): self._cancel,
             ("GET", "/api/v3/order"): self._query,
             ("GET", "/api/v3/openOrders"): self._open_orders,
@@ -228,7 +246,35 @@ class BinancePrivateEmulator(AccountEmulator):
             return self.error(400, -1021, "Timestamp for this request is outside of the recvWindow.")
         return None
 
-    def _place(self, p: dict[str, str]) -> web.Response:
+    def locked(self, asset: str) -> float:
+        """What the open orders hold of ``asset`` (module docstring: an OCO pair once, its largest leg)."""
+        held: dict[str, float] = {}
+        for rec in self.open_orders():
+            what, need = self._need(rec.order, rec.symbol, rec.order.quantity - rec.filled)
+            if what == asset:
+                key = self.lists[rec.order.client_order_id][1] if rec.order.client_order_id in self.lists else rec.order.client_order_id
+                held[key] = max(held.get(key, 0.0), need)
+        return sum(held.values())
+
+    def free(self, asset: str) -> float:
+        """``balance - locked`` of ``asset``."""
+        return self.balances.get(asset, 0.0) - self.locked(asset)
+
+    def _need(self, order: Order, symbol: str, quantity: float) -> tuple[str, float]:
+        """The asset and amount an order for ``quantity`` locks (a buy without a price: nothing)."""
+        inst = self.instruments[symbol]
+        if order.side is OrderSide.SELL:
+            return inst.base, quantity
+        return inst.quote, 0.0 if math.isnan(order.price) else quantity * order.price
+
+    def _insufficient(self, order: Order, symbol: str) -> web.Response | None:
+        asset, need = self._need(order, symbol, order.quantity)
+        if need > self.free(asset) + 1e-12:
+            return self.error(400, -2010, "Account has insufficient balance for requested action.")
+        return None
+
+    def _order(self, p: dict[str, str]) -> Order | web.Response:
+        """The order of ``POST /api/v3/order`` parameters ``p``, or Binance's refusal of them."""
         inst = self.instruments.get(p.get("symbol", ""))
         if inst is None:
             return self.error(400, -1121, "Invalid symbol.")
@@ -247,7 +293,7 @@ class BinancePrivateEmulator(AccountEmulator):
         if kind is not OrderType.LIMIT and kind is not OrderType.MARKET and (last >= stop if side is OrderSide.BUY else last <= stop):
             # A STOP_LOSS(_LIMIT) triggers a buy at a last price >= stopPrice, a sell at <=: Binance refuses one already there.
             return self.error(400, -2010, "Order would trigger immediately.")
-        order = Order(
+        return Order(
             coid,
             "",
             inst.instrument_id,
@@ -259,11 +305,79 @@ class BinancePrivateEmulator(AccountEmulator):
             TimeInForce(p.get("timeInForce", "GTC")),
             post_only=typ == "LIMIT_MAKER",
         )
-        self._types[coid] = typ
-        rec = self.submit(order, inst.symbol)
+
+    def _place(self, p: dict[str, str]) -> web.Response:
+        order = self._order(p)
+        if isinstance(order, web.Response):
+            return order
+        refused = self._insufficient(order, p["symbol"])
+        if refused is not None:
+            return refused
+        self._types[order.client_order_id] = p["type"]
+        rec = self.submit(order, p["symbol"])
         if rec.status is OrderStatus.REJECTED:
             return self.error(400, -2010, f"Order rejected: {rec.reason}")
         return self._json(self._order_json(rec) | {"transactTime": rec.time_ms})
+
+    def _place_oco(self, p: dict[str, str]) -> web.Response:
+        """``POST /api/v3/orderList/oco`` (module docstring): both legs, or neither."""
+        symbol, side = p.get("symbol", ""), p.get("side", "")
+        legs: dict[str, Order] = {}
+        types: dict[str, str] = {}
+        for pos in ("above", "below"):
+            typ = p.get(f"{pos}Type", "")
+            coid = p.get(f"{pos}ClientOrderId") or f"{pos}-{secrets.token_hex(8)}"
+            leg = {"symbol": symbol, "side": side, "quantity": p.get("quantity", "0"), "type": typ, "newClientOrderId": coid}
+            for field, key in (("Price", "price"), ("StopPrice", "stopPrice"), ("TimeInForce", "timeInForce")):
+                if f"{pos}{field}" in p:
+                    leg[key] = p[f"{pos}{field}"]
+            order = self._order(leg)
+            if isinstance(order, web.Response):
+                return order
+            legs[pos], types[coid] = order, typ
+        limit_pos = "above" if side == "SELL" else "below"
+        stop_pos = "below" if limit_pos == "above" else "above"
+        if types[legs[limit_pos].client_order_id] != "LIMIT_MAKER" or legs[stop_pos].order_type is OrderType.LIMIT:
+            return self.error(400, -1167, f"OCO of a {side}: the {limit_pos} leg must be LIMIT_MAKER, the {stop_pos} leg STOP_LOSS or STOP_LOSS_LIMIT.")
+        last = self.last_price.get(legs[limit_pos].instrument_id, math.nan)
+        if not (legs[limit_pos].price > last if side == "SELL" else legs[limit_pos].price < last):
+            return self.error(400, -2010, "Order would immediately match and take.")
+        refused = self._insufficient(legs[limit_pos], symbol)
+        if refused is not None:
+            return refused
+        self._list_ids += 1
+        list_coid = p.get("listClientOrderId") or f"list-{secrets.token_hex(8)}"
+        ids = (legs["above"].client_order_id, legs["below"].client_order_id)
+        for coid in ids:
+            self.lists[coid] = (self._list_ids, list_coid, ids)
+            self._types[coid] = types[coid]
+        self._push(self._list_frames(ids, "EXEC_STARTED", "EXECUTING"))
+        recs = []
+        for pos in (limit_pos, stop_pos):
+            rec = self.submit(legs[pos], symbol)
+            if rec.status is OrderStatus.REJECTED:
+                for done in recs:
+                    self.cancel(done)
+                self._push(self._list_frames(ids, "ALL_DONE", "REJECT"))
+                return self.error(400, -2010, f"Order rejected: {rec.reason}")
+            recs.append(rec)
+        self.venue.link_oco(list(ids))
+        recs.sort(key=lambda r: ids.index(r.order.client_order_id))
+        return self._json(
+            {"orderListId": self._list_ids, "contingencyType": "OCO", "listStatusType": "EXEC_STARTED", "listOrderStatus": "EXECUTING",
+             "listClientOrderId": list_coid, "transactionTime": recs[0].time_ms, "symbol": symbol,
+             "orders": [{"symbol": symbol, "orderId": r.order_id, "clientOrderId": r.order.client_order_id} for r in recs],
+             "orderReports": [self._order_json(r) | {"transactTime": r.time_ms} for r in recs]}
+        )
+
+    def _list_frames(self, ids: tuple[str, str], status_type: str, order_status: str) -> list[tuple[str, str]]:
+        list_id, list_coid, _ = self.lists[ids[0]]
+        rec = self.orders.get(ids[0])
+        symbol = rec.symbol if rec is not None else ""
+        now_ms = self.clock.now_ns() // _MS
+        event = {"e": "listStatus", "E": now_ms, "s": symbol, "g": list_id, "c": "OCO", "l": status_type, "L": order_status,
+                 "r": "NONE", "C": list_coid, "T": now_ms, "O": [{"s": symbol, "i": self.orders[c].order_id if c in self.orders else 0, "c": c} for c in ids]}
+        return [("user", json.dumps({"subscriptionId": 0, "event": event}))]
 
     def _cancel_replace(self, p: dict[str, str]) -> web.Response:
         """``cancelReplaceMode=STOP_ON_FAILURE``: a failed cancel places nothing (``-2022``); a refused
@@ -291,6 +405,9 @@ class BinancePrivateEmulator(AccountEmulator):
         rec = self.orders.get(p.get("origClientOrderId", ""))
         if rec is None or not self.cancel(rec):
             return self.error(400, -2011, "Unknown order sent.")
+        for other in self.lists.get(rec.order.client_order_id, (0, "", ()))[2]:
+            if self.orders[other].status in common.OPEN:  # Binance cancels the whole order list
+                self.cancel(self.orders[other])
         return self._json(self._order_json(rec))
 
     def _query(self, p: dict[str, str]) -> web.Response:
@@ -310,7 +427,7 @@ class BinancePrivateEmulator(AccountEmulator):
         return self._json([self._trade_row(f) for f in rows])
 
     def _account(self, p: dict[str, str]) -> web.Response:
-        balances = [{"asset": a, "free": f"{v:.8f}", "locked": "0.00000000"} for a, v in sorted(self.balances.items())]
+        balances = [{"asset": a, "free": f"{self.free(a):.8f}", "locked": f"{self.locked(a):.8f}"} for a in sorted(self.balances)]
         return self._json({"uid": 354937868, "canTrade": True, "accountType": "SPOT", "updateTime": self.clock.now_ns() // _MS, "balances": balances})
 
     # ------------------------------------------------------------------ wire forms
@@ -321,7 +438,7 @@ class BinancePrivateEmulator(AccountEmulator):
         return {
             "symbol": rec.symbol,
             "orderId": rec.order_id,
-            "orderListId": -1,
+            "orderListId": self.lists[order.client_order_id][0] if order.client_order_id in self.lists else -1,
             "clientOrderId": order.client_order_id,
             "price": f"{0.0 if math.isnan(order.price) else order.price:.8f}",
             "origQty": f"{order.quantity:.8f}",
@@ -388,12 +505,17 @@ class BinancePrivateEmulator(AccountEmulator):
             "w": status == "NEW",
             "m": bool(f and f.liquidity == "MAKER"),
             "O": rec.time_ms,
+            "g": self.lists[order.client_order_id][0] if order.client_order_id in self.lists else -1,
         }
-        return [("user", json.dumps({"subscriptionId": 0, "event": event}))]
+        frames = [("user", json.dumps({"subscriptionId": 0, "event": event}))]
+        legs = self.lists.get(order.client_order_id, (0, "", ()))[2]
+        if legs and fill is None and rec.status not in common.OPEN and all(c in self.orders and self.orders[c].status not in common.OPEN for c in legs):
+            frames += self._list_frames(legs, "ALL_DONE", "ALL_DONE")
+        return frames
 
     def balance_frames(self, assets: list[str], symbol: str | None = None) -> list[tuple[str, str]]:
         now_ms = self.clock.now_ns() // _MS
-        rows = [{"a": a, "f": f"{self.balances.get(a, 0.0):.8f}", "l": "0.00000000"} for a in assets]
+        rows = [{"a": a, "f": f"{self.free(a):.8f}", "l": f"{self.locked(a):.8f}"} for a in assets]
         return [("user", json.dumps({"subscriptionId": 0, "event": {"e": "outboundAccountPosition", "E": now_ms, "u": now_ms, "B": rows}}))]
 
     # ------------------------------------------------------------------ WebSocket dialect

@@ -104,6 +104,7 @@ _STATUS = re.compile(r"^binance (\d{3}) ")
 WEIGHTS: dict[str, int] = {
     "private_post_order": 1,
     "private_post_order_cancelreplace": 1,
+    "private_post_orderlist_oco": 1,
     "private_delete_order": 1,
     "private_get_order": 4,
     "private_get_openorders": 6,
@@ -387,6 +388,41 @@ class BinanceTrading(TradingApi):
         ts = int(new.get("transactTime") or new.get("updateTime") or 0) * 1_000_000
         return Ack(str(new["clientOrderId"]), str(new["orderId"]), ts)
 
+    async def place_oco(self, first: Order, second: Order) -> tuple[Ack, Ack]:
+        """``POST /api/v3/orderList/oco``: the limit leg as ``LIMIT_MAKER`` (above a sell's last price, below
+        a buy's), the stop leg as ``STOP_LOSS``/``STOP_LOSS_LIMIT``, each under its client order id.
+
+        Binance locks the balance once for both legs and cancels one when the other fills or
+        triggers. A limit leg that would take at once is refused (``LIMIT_MAKER``): neither is placed.
+        """
+        inst = self._instrument(first)
+        limit, stop = (first, second) if first.order_type is OrderType.LIMIT else (second, first)
+        lp, sp = order_params(limit, inst), order_params(stop, inst)
+        above, below = (lp, sp) if limit.side is OrderSide.SELL else (sp, lp)
+        params: dict[str, str] = {
+            "symbol": inst.symbol, "side": lp["side"], "quantity": lp["quantity"], "newOrderRespType": "RESULT",
+            "listClientOrderId": f"{limit.client_order_id}-oco"[:36],
+        }
+        lp["type"] = "LIMIT_MAKER"
+        lp.pop("timeInForce", None)
+        for pos, leg in (("above", above), ("below", below)):
+            params[f"{pos}Type"] = leg["type"]
+            params[f"{pos}ClientOrderId"] = leg["newClientOrderId"]
+            for key, name in (("price", "Price"), ("stopPrice", "StopPrice"), ("timeInForce", "TimeInForce")):
+                if key in leg:
+                    params[f"{pos}{name}"] = leg[key]
+        raw = await self._call("private_post_orderlist_oco", params)
+        reports = {str(r["clientOrderId"]): r for r in raw.get("orderReports", [])}
+        ts = int(raw.get("transactionTime") or 0) * 1_000_000
+        acks = []
+        for order in (first, second):
+            r = reports.get(order.client_order_id, {})
+            acks.append(Ack(order.client_order_id, str(r.get("orderId", "")), int(r.get("transactTime") or 0) * 1_000_000 or ts))
+        return acks[0], acks[1]
+
+    #: Spot places an OCO pair in one request (``POST /api/v3/orderList/oco``).
+    supports_oco = True
+
     async def cancel(self, order: Order) -> None:
         """``DELETE /api/v3/order`` by ``origClientOrderId``."""
         inst = self._instrument(order)
@@ -539,6 +575,7 @@ class BinanceFuturesTrading(BinanceTrading):
     weights = FUTURES_WEIGHTS
     #: ``PUT /fapi/v1/order`` amends LIMIT orders only and USD-M has no cancel-replace.
     supports_replace = False
+    supports_oco = False
     trades_of_order_weight = FUTURES_WEIGHTS["fapiprivate_get_usertrades"]
     trades_window_ms = 7 * 24 * 3600 * 1000
     endpoint = {

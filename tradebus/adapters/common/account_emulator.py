@@ -31,7 +31,7 @@ on 127.0.0.1 and keeps the account:
   ``reorder``     stream: held back and sent after the next frame
 
 Departures from the venues, documented by each dialect: a MARKET order is acknowledged and
-fills at the next public trade; locked balances are not tracked.
+fills at the next public trade; locked balances are not tracked (the Binance spot dialect tracks them).
 """
 
 from __future__ import annotations
