@@ -340,3 +340,19 @@ SUSHI_USDM = {
     "taker_fee": 0.0004,
     "maker_fee": 0.0002,
 }
+
+
+def sushi_kline_config(**feed: Any) -> dict[str, Any]:
+    """A paper config mapping: EmaCross 2/3 on the bars of one Binance USD-M kline feed of SUSHIUSDT
+    (``feed``: its other keys, or overrides)."""
+    return {
+        "instruments": [SUSHI_USDM],
+        "strategy": {
+            "name": "tradebus.strategies.ema_cross:EmaCross",
+            "instruments": [SUSHI_IID],
+            "params": {"fast": 2, "slow": 3, "quantity": 1.0},
+        },
+        "venue": {"fill_on": "bars"},
+        "feeds": [{"venue": "binance", "market": "usdm", "subscriptions": {SUSHI_IID: ["kline"]}, **feed}],
+        "warm_up": False,
+    }

@@ -27,9 +27,9 @@ from tradebus.errors import ConfigError
 from tradebus.node.daemon import PaperNode
 
 from adapters.binance_testdata import CF_USDM, cryptofeed_frames
-from live.node_testdata import SUSHI_IID, SUSHI_USDM, config_of
+from live.node_testdata import SUSHI_IID, config_of, sushi_kline_config
 
-IID, SUSHI = SUSHI_IID, SUSHI_USDM
+IID = SUSHI_IID
 HOUR_START_MS = 1626991200000  # 2021-07-22 22:00:00 UTC, the hour of the recording
 HOUR_END_MS = HOUR_START_MS + 3_600_000
 
@@ -64,17 +64,7 @@ HOURS = _hourly(MINUTES)
 
 
 def _config(feed: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "instruments": [SUSHI],
-        "strategy": {
-            "name": "tradebus.strategies.ema_cross:EmaCross",
-            "instruments": [IID],
-            "params": {"fast": 2, "slow": 3, "quantity": 1.0},
-        },
-        "venue": {"fill_on": "bars"},
-        "feeds": [{"venue": "binance", "market": "usdm", "subscriptions": {IID: ["kline"]}, **feed}],
-        "warm_up": False,
-    }
+    return sushi_kline_config(**feed)
 
 
 async def test_a_kline_1h_feed_delivers_the_hourly_bar_stamped_at_its_close() -> None:

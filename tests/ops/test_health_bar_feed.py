@@ -23,35 +23,18 @@ from tradebus.node.daemon import PaperNode
 from tradebus.ops.health import health_report
 
 from adapters.binance_testdata import CF_USDM, cryptofeed_frames
-from live.node_testdata import SUSHI_IID, SUSHI_USDM, config_of
+from live.node_testdata import SUSHI_IID, config_of, sushi_kline_config
 
-IID, SUSHI = SUSHI_IID, SUSHI_USDM
+IID = SUSHI_IID
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "tradebus-daemon.json"
 OPEN_KLINES = [f for f in cryptofeed_frames(CF_USDM) if f[1].startswith('{"stream":"sushiusdt@kline_1m"') and '"x":false' in f[1]]
 
 
 def _config(srv: Any) -> dict[str, Any]:
-    return {
-        "instruments": [SUSHI],
-        "strategy": {
-            "name": "tradebus.strategies.ema_cross:EmaCross",
-            "instruments": [IID],
-            "params": {"fast": 2, "slow": 3, "quantity": 1.0},
-        },
-        "venue": {"fill_on": "bars"},
-        "feeds": [
-            {
-                "venue": "binance",
-                "market": "usdm",
-                "ws_url": srv.ws_url,
-                "rest_url": srv.http_url,
-                "subscriptions": {IID: ["kline"]},
-                "backoff": {"base": 0.05, "cap": 0.2, "min_delay": 0.01},
-            }
-        ],
-        "ops": {"port": 0, "health_max_age": 60},
-        "warm_up": False,
-    }
+    backoff = {"base": 0.05, "cap": 0.2, "min_delay": 0.01}
+    data = sushi_kline_config(ws_url=srv.ws_url, rest_url=srv.http_url, backoff=backoff)
+    data["ops"] = {"port": 0, "health_max_age": 60}
+    return data
 
 
 async def test_health_of_a_bar_only_feed_is_the_age_of_its_last_frame_not_of_its_last_bar() -> None:
