@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.live.live_harness import IID, harness, until
+from tests.live.live_harness import IID, Harness, harness, until
 from tradebus.adapters.binance.trading import BinanceTrading
 from tradebus.engine.messages import OrderDenied, OrderFilled, OrderRejected, OrderSide, OrderStatus
 from tradebus.execution.contingent import ContingentOrders
@@ -20,6 +20,19 @@ class TwoOrderTrading(BinanceTrading):
     """Binance spot sent each exit as its own order (as a venue without OCO order lists gets them)."""
 
     supports_oco = False
+
+
+async def _bracket_armed(h: Harness) -> str:
+    """A bracket (buy 0.01 at market, stop-loss 59,000, take-profit 61,000) whose entry fills at the trade
+    60,000 and whose children the next trade arms; the entry's client order id."""
+    contingent = ContingentOrders(h.kernel)
+    entry = contingent.bracket("s1", IID, OrderSide.BUY, 0.01, stop_loss=59_000.0, take_profit=61_000.0)
+    assert entry is not None
+    await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.ACCEPTED)
+    h.trade(60_000.0)
+    await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.FILLED)
+    h.trade(60_000.0)  # arms the children
+    return entry
 
 
 async def test_a_binance_spot_bracket_rests_both_children_and_the_filled_one_cancels_the_other() -> None:
@@ -35,13 +48,7 @@ async def test_a_binance_spot_bracket_rests_both_children_and_the_filled_one_can
         refused: list[OrderDenied | OrderRejected] = []
         h.kernel.bus.subscribe(OrderDenied, refused.append)
         h.kernel.bus.subscribe(OrderRejected, refused.append)
-        contingent = ContingentOrders(h.kernel)
-        entry = contingent.bracket("s1", IID, OrderSide.BUY, 0.01, stop_loss=59_000.0, take_profit=61_000.0)
-        assert entry is not None
-        await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.ACCEPTED)
-        h.trade(60_000.0)
-        await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.FILLED)
-        h.trade(60_000.0)  # arms the children
+        entry = await _bracket_armed(h)
         await until(lambda: len(h.emulator.open_orders()) == 2 or bool(refused))
         assert refused == []
         stop, target = h.kernel.orders.orders()[1:]
@@ -73,13 +80,7 @@ async def test_binance_spot_refuses_a_take_profit_sent_after_the_stop_that_locks
     async with harness(trading=TwoOrderTrading) as h:
         rejected: list[OrderRejected] = []
         h.kernel.bus.subscribe(OrderRejected, rejected.append)
-        contingent = ContingentOrders(h.kernel)
-        entry = contingent.bracket("s1", IID, OrderSide.BUY, 0.01, stop_loss=59_000.0, take_profit=61_000.0)
-        assert entry is not None
-        await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.ACCEPTED)
-        h.trade(60_000.0)
-        await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.FILLED)
-        h.trade(60_000.0)
+        await _bracket_armed(h)
         await until(lambda: bool(rejected))
         await h.venue.drain()
     stop, target = h.kernel.orders.orders()[1:]
