@@ -16,7 +16,7 @@ import pytest
 
 from tests.live.live_harness import until
 from tests.live.test_live_bybit_linear import BYBIT_IID, INST, linear_account
-from tests.live.venue_kits import BYBIT, KitHarness, kit_harness
+from tests.live.venue_kits import BYBIT, KitTape, kit_harness
 from tradebus.adapters.bybit.trading import linear_order_params, order_params
 from tradebus.adapters.bybit.user_stream import UserStreamParser
 from tradebus.adapters.common.account_emulator import StreamFault
@@ -30,7 +30,6 @@ from tradebus.engine.messages import (
     OrderType,
     SubmitOrder,
     TimeInForce,
-    Trade,
 )
 from tradebus.execution.contingent import ContingentOrders
 from tradebus.execution.live import VenueRejected
@@ -95,39 +94,10 @@ def test_untriggered_is_an_acceptance_and_triggered_a_trigger_on_the_private_str
 # ---------------------------------------------------------------------- spot, live
 
 
-class Spot:
-    """Public trades seen by the Bybit spot account emulator (matching) and the kernel (marks)."""
-
-    def __init__(self, h: KitHarness) -> None:
-        self.h = h
-        self.n = 0
-        self.triggered: list[OrderTriggered] = []
-        h.kernel.bus.subscribe(OrderTriggered, self.triggered.append)
-
-    def trade(self, price: float) -> None:
-        self.n += 1
-        ts = T0 + self.n * 1_000_000
-        tr = Trade(IID, ts, ts, price, 1.0, 1, f"t{self.n}")
-        self.h.emulator.on_trade(tr)
-        self.h.kernel.process(tr)
-
-    def submit(self, side: OrderSide, qty: float, typ: OrderType = OrderType.MARKET, price: float = math.nan, trigger: float = math.nan) -> Order:
-        return self.h.kernel.execution.submit(SubmitOrder("s1", IID, "", side, qty, 0, 0, typ, price, trigger))
-
-    async def buy(self, qty: float, price: float) -> None:
-        order = self.submit(OrderSide.BUY, qty)
-        await until(lambda: order.status is OrderStatus.ACCEPTED)
-        self.trade(price)
-        await until(lambda: order.status is OrderStatus.FILLED)
-
-    def creates(self) -> list[str]:
-        return [c for m, p, c in self.h.emulator.requests if m == "POST" and p == "/v5/order/create"]
-
-
 async def test_a_spot_stop_loss_waits_untriggered_then_triggers_fills_and_is_booked_once() -> None:
     async with kit_harness(BYBIT) as h:
-        s = Spot(h)
-        await s.buy(0.01, 60_000.0)
+        s = KitTape(h, IID, T0)
+        await s.fill(OrderSide.BUY, 0.01, 60_000.0)
         stop = s.submit(OrderSide.SELL, 0.01, OrderType.STOP_MARKET, trigger=59_000.0)
         await until(lambda: stop.status is OrderStatus.ACCEPTED)
         rec = h.emulator.orders[stop.client_order_id]
@@ -143,7 +113,7 @@ async def test_a_spot_stop_loss_waits_untriggered_then_triggers_fills_and_is_boo
     assert stop.avg_px == 58_900.0 and h.kernel.portfolio.position(IID) == pytest.approx(0.0)
     assert [f.client_order_id for f in h.kernel.result.fills].count(stop.client_order_id) == 1
     assert h.emulator.balances["BTC"] == pytest.approx(0.0, abs=1e-12)
-    assert s.creates().count(stop.client_order_id) == 1
+    assert s.posts("/v5/order/create").count(stop.client_order_id) == 1
 
 
 async def test_a_spot_trailing_stop_is_amended_in_place_by_its_trigger_price() -> None:
@@ -151,9 +121,9 @@ async def test_a_spot_trailing_stop_is_amended_in_place_by_its_trigger_price() -
     amend its trigger to 60,500 and 61,500 (``triggerPrice`` on ``/v5/order/amend``, the same order at
     the venue all along); 61,400 triggers it and sells at 61,400."""
     async with kit_harness(BYBIT) as h:
-        s = Spot(h)
+        s = KitTape(h, IID, T0)
         contingent = ContingentOrders(h.kernel)
-        await s.buy(0.01, 60_000.0)
+        await s.fill(OrderSide.BUY, 0.01, 60_000.0)
         coid = contingent.trailing_stop("s1", IID, OrderSide.SELL, 0.01, offset=500.0, reduce_only=False)
         stop = h.kernel.orders.order(coid)
 
@@ -168,7 +138,7 @@ async def test_a_spot_trailing_stop_is_amended_in_place_by_its_trigger_price() -
         await until(lambda: stop.status is OrderStatus.FILLED)
         await h.venue.drain()
     assert h.venue.requests["amend"] == 2 and h.venue.requests["cancel"] == 0
-    assert s.creates() == [s.creates()[0], coid]  # the entry, then one stop: never re-placed
+    assert s.posts("/v5/order/create") == [s.posts("/v5/order/create")[0], coid]  # the entry, then one stop: never re-placed
     assert [f.last_px for f in h.emulator.orders[coid].fills] == [61_400.0]
     assert h.kernel.portfolio.position(IID) == pytest.approx(0.0)
 
@@ -176,7 +146,7 @@ async def test_a_spot_trailing_stop_is_amended_in_place_by_its_trigger_price() -
 async def test_a_spot_stop_canceled_untriggered_and_one_whose_trigger_push_was_lost_are_both_canceled() -> None:
     drop = StreamFault("drop", match='"orderStatus": "Triggered"')
     async with kit_harness(BYBIT, stream_faults=[drop]) as h:
-        s = Spot(h)
+        s = KitTape(h, IID, T0)
         s.trade(60_000.0)
         waiting = s.submit(OrderSide.BUY, 0.001, OrderType.STOP_LIMIT, price=70_100.0, trigger=70_000.0)
         raced = s.submit(OrderSide.BUY, 0.001, OrderType.STOP_LIMIT, price=60_600.0, trigger=60_500.0)

@@ -18,7 +18,7 @@ import pytest
 
 from tests.live.live_harness import until
 from tests.live.test_live_okx_swap import INST as SWAP, OKX_SWAP, SWAP_IID
-from tests.live.venue_kits import OKX, KitHarness, kit_harness
+from tests.live.venue_kits import OKX, KitTape, kit_harness
 from tradebus.adapters.okx.trading import order_params
 from tradebus.adapters.okx.user_stream import SUBSCRIBE, SUBSCRIBE_SWAP, UserStreamParser
 from tradebus.engine.instrument import Instrument
@@ -30,9 +30,7 @@ from tradebus.engine.messages import (
     OrderStatus,
     OrderTriggered,
     OrderType,
-    SubmitOrder,
     TimeInForce,
-    Trade,
 )
 from tradebus.execution.contingent import ContingentOrders
 from tradebus.execution.live import VenueRejected
@@ -99,39 +97,9 @@ def test_algo_states_and_the_triggered_order_map_back_to_the_stop() -> None:
 # ---------------------------------------------------------------------- spot, live
 
 
-class Market:
-    """Public trades seen by an OKX account emulator (matching) and the kernel (marks)."""
-
-    def __init__(self, h: KitHarness, iid: str = IID) -> None:
-        self.h = h
-        self.iid = iid
-        self.n = 0
-        self.triggered: list[OrderTriggered] = []
-        h.kernel.bus.subscribe(OrderTriggered, self.triggered.append)
-
-    def trade(self, price: float) -> None:
-        self.n += 1
-        ts = T0 + self.n * 1_000_000
-        tr = Trade(self.iid, ts, ts, price, 100.0, 1, f"t{self.n}")
-        self.h.emulator.on_trade(tr)
-        self.h.kernel.process(tr)
-
-    def submit(self, side: OrderSide, qty: float, typ: OrderType = OrderType.MARKET, price: float = math.nan, trigger: float = math.nan, **kw: Any) -> Order:
-        return self.h.kernel.execution.submit(SubmitOrder("s1", self.iid, "", side, qty, 0, 0, typ, price, trigger, **kw))
-
-    async def fill(self, side: OrderSide, qty: float, price: float) -> None:
-        order = self.submit(side, qty)
-        await until(lambda: order.status is OrderStatus.ACCEPTED)
-        self.trade(price)
-        await until(lambda: order.status is OrderStatus.FILLED)
-
-    def posts(self, path: str) -> list[str]:
-        return [c for m, p, c in self.h.emulator.requests if m == "POST" and p == path]
-
-
 async def test_a_spot_stop_loss_waits_then_triggers_fills_and_is_booked_once() -> None:
     async with kit_harness(OKX) as h:
-        s = Market(h)
+        s = KitTape(h, IID, T0, size=100.0)
         await s.fill(OrderSide.BUY, 0.01, 60_000.0)
         stop = s.submit(OrderSide.SELL, 0.01, OrderType.STOP_MARKET, trigger=59_000.0)
         await until(lambda: stop.status is OrderStatus.ACCEPTED)
@@ -170,7 +138,7 @@ async def test_a_spot_trailing_stop_is_moved_by_amend_algos() -> None:
     move its trigger to 60,500 and 61,500 (``newSlTriggerPx`` on ``/trade/amend-algos``, the same
     algo order all along); 61,400 triggers it and sells at 61,400."""
     async with kit_harness(OKX) as h:
-        s = Market(h)
+        s = KitTape(h, IID, T0, size=100.0)
         contingent = ContingentOrders(h.kernel)
         await s.fill(OrderSide.BUY, 0.01, 60_000.0)
         coid = contingent.trailing_stop("s1", IID, OrderSide.SELL, 0.01, offset=500.0, reduce_only=False)
@@ -195,7 +163,7 @@ async def test_a_spot_trailing_stop_is_moved_by_amend_algos() -> None:
 
 async def test_a_spot_stop_canceled_waiting_and_one_already_triggered_are_both_canceled() -> None:
     async with kit_harness(OKX) as h:
-        s = Market(h)
+        s = KitTape(h, IID, T0, size=100.0)
         s.trade(60_000.0)
         waiting = s.submit(OrderSide.BUY, 0.001, OrderType.STOP_LIMIT, price=70_100.0, trigger=70_000.0)
         raced = s.submit(OrderSide.BUY, 0.001, OrderType.STOP_LIMIT, price=60_600.0, trigger=60_500.0)
@@ -217,7 +185,7 @@ async def test_a_spot_stop_canceled_waiting_and_one_already_triggered_are_both_c
 
 async def test_a_spot_stop_whose_trigger_the_market_already_passed_is_refused_by_okx() -> None:
     async with kit_harness(OKX) as h:
-        s = Market(h)
+        s = KitTape(h, IID, T0, size=100.0)
         s.trade(60_000.0)
         stop = s.submit(OrderSide.BUY, 0.001, OrderType.STOP_MARKET, trigger=59_500.0)  # a buy stop below the last price
         await until(lambda: stop.status is OrderStatus.REJECTED)
@@ -229,7 +197,7 @@ async def test_a_spot_stop_whose_trigger_the_market_already_passed_is_refused_by
 
 async def test_a_swap_stop_loss_of_a_long_triggers_on_the_fall_and_flattens_the_position() -> None:
     async with kit_harness(OKX_SWAP) as h:
-        s = Market(h, SWAP_IID)
+        s = KitTape(h, SWAP_IID, T0, size=100.0)
         s.trade(65_000.0)
         await s.fill(OrderSide.BUY, 3.0, 65_000.0)
         stop = s.submit(OrderSide.SELL, 3.0, OrderType.STOP_MARKET, trigger=64_000.0, reduce_only=True)

@@ -8,13 +8,14 @@ on them. The tests in ``test_live_venues.py`` run the same scenario on every kit
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.live.live_harness import KEY, SECRET
+from tests.live.live_harness import KEY, SECRET, until
 from tests.live.node_testdata import BYBIT_RECORDING, OKX_IID, OKX_INSTRUMENT, okx_frames
 from tradebus.adapters.bybit import private_emulator as bybit_emu
 from tradebus.adapters.common.recorder import read_frames
@@ -197,3 +198,49 @@ async def kit_harness(
         await emulator.stop()
         if store is not None:
             store.close()
+
+
+class KitTape:
+    """Public trades of one instrument, seen by a kit's account emulator (matching) and the kernel (marks),
+    and orders submitted through the kernel; ``triggered`` collects the kernel's ``OrderTriggered``."""
+
+    def __init__(self, h: KitHarness, instrument_id: str, t0: int, size: float = 1.0) -> None:
+        from tradebus.engine.messages import OrderTriggered
+
+        self.h = h
+        self.iid = instrument_id
+        self.t0 = t0
+        self.size = size
+        self.n = 0
+        self.triggered: list[Any] = []
+        h.kernel.bus.subscribe(OrderTriggered, self.triggered.append)
+
+    def trade(self, price: float) -> None:
+        """A public trade at ``price``, 1 ms after the previous one."""
+        from tradebus.engine.messages import Trade
+
+        self.n += 1
+        ts = self.t0 + self.n * 1_000_000
+        trade = Trade(self.iid, ts, ts, price, self.size, 1, f"t{self.n}")
+        self.h.emulator.on_trade(trade)
+        self.h.kernel.process(trade)
+
+    def submit(self, side: Any, qty: float, typ: Any = None, price: float = math.nan, trigger: float = math.nan, **kw: Any) -> Any:
+        """Submit an order (a market order unless ``typ``) through the kernel's execution engine."""
+        from tradebus.engine.messages import OrderType, SubmitOrder
+
+        order_type = OrderType.MARKET if typ is None else typ
+        return self.h.kernel.execution.submit(SubmitOrder("s1", self.iid, "", side, qty, 0, 0, order_type, price, trigger, **kw))
+
+    async def fill(self, side: Any, qty: float, price: float) -> None:
+        """A market order filled by a public trade at ``price``."""
+        from tradebus.engine.messages import OrderStatus
+
+        order = self.submit(side, qty)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        self.trade(price)
+        await until(lambda: order.status is OrderStatus.FILLED)
+
+    def posts(self, path: str) -> list[str]:
+        """The client order ids of the emulator's POST requests to ``path``, in order."""
+        return [c for m, p, c in self.h.emulator.requests if m == "POST" and p == path]
