@@ -487,3 +487,13 @@ def test_narrowed_imports_of_headerless_klines_and_aggtrades_keep_every_value(tm
     trades = read_trades(path)
     assert trades.column("trade_id").to_pylist() == ["26129"]  # the aggregate id, not the first/last trade ids
     assert trades.column("ts_event").to_pylist() == [1_498_793_709_153_000_000]
+
+
+def test_a_missing_cell_before_a_text_cell_of_a_number_column_names_the_text_one() -> None:
+    """A null before the bad cell (a Parquet text column) raised TypeError from float(None)."""
+    from tradebus.data.ingest import to_float
+
+    with pytest.raises(DataError, match=r"^f\.parquet row 2: close 'abc' is not a number$"):
+        to_float("f.parquet", pa.array([None, "abc", "1.5"]), "close")
+    with pytest.raises(DataError, match=r"^f\.parquet row 1: close is missing$"):
+        to_float("f.parquet", pa.array([None, "1.5"]), "close")

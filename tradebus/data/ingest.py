@@ -111,6 +111,7 @@ __all__ = [
     "parse_interval",
     "read_bars",
     "read_trades",
+    "to_float",
     "to_ns",
     "validate_bars",
     "validate_trades",
@@ -266,6 +267,17 @@ def _time_column(frame: Frame, ts_column: str | None) -> str:
     raise DataError(f"{frame.name}: missing time column (accepted names: {list(_TIME_ALIASES)}); got {list(frame.columns)}")
 
 
+def to_float(frame_name: str, array: pa.Array, field: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """A numeric column as float64, text cells parsed (as :func:`to_ns` for times).
+
+    Raises
+    ------
+    DataError
+        Naming the file, row and field of the first cell that is not a number, or is missing.
+    """
+    return _to_float(Frame(frame_name, {}, rows=rows), array, field)
+
+
 def _to_float(frame: Frame, array: pa.Array, field: str) -> np.ndarray:
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         trimmed = pc.utf8_trim_whitespace(array)
@@ -273,7 +285,7 @@ def _to_float(frame: Frame, array: pa.Array, field: str) -> np.ndarray:
             array = pc.cast(trimmed, pa.float64())
         except pa.ArrowInvalid:
             text = trimmed.to_pylist()
-            index = next(i for i, t in enumerate(text) if not is_number(t))
+            index = next(i for i, t in enumerate(text) if t is not None and not is_number(t))
             raise frame.error(index, f"{field} {_v(text[index])} is not a number") from None
     elif not (pa.types.is_floating(array.type) or pa.types.is_integer(array.type) or pa.types.is_decimal(array.type)):
         raise DataError(f"{frame.name}: column {field} has type {array.type}, expected numbers")

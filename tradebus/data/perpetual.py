@@ -30,8 +30,7 @@ import pyarrow.csv as pacsv
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from tradebus.data.ingest import to_ns
-from tradebus.data.sources import is_number
+from tradebus.data.ingest import to_float, to_ns
 from tradebus.engine.messages import FundingRate, MarkPrice
 from tradebus.errors import DataError
 
@@ -90,16 +89,7 @@ def _times(table: pa.Table, path: Path) -> np.ndarray:
 def _values(table: pa.Table, names: tuple[str, ...], path: Path) -> np.ndarray:
     for name in names:
         if name in table.column_names:
-            col = table.column(name).combine_chunks()
-            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-                text = pc.utf8_trim_whitespace(col)
-                try:
-                    col = pc.cast(text, pa.float64())
-                except pa.ArrowInvalid:
-                    cells = text.to_pylist()
-                    row = next(i for i, t in enumerate(cells) if t is not None and not is_number(t))
-                    raise DataError(f"{path} row {row + 1}: {name} {cells[row]!r} is not a number") from None
-            return col.to_numpy(zero_copy_only=False).astype(np.float64)
+            return to_float(str(path), table.column(name).combine_chunks(), name)
     raise DataError(f"{path}: no value column (one of {list(names)}) in {table.column_names}")
 
 
