@@ -288,8 +288,10 @@ def test_replay_peak_memory_is_flat_in_history_length(tmp_path: Path) -> None:
     # the history is 10x longer; a replay holding it would need ~10x (one bar row = 56 bytes, plus a Bar object)
     assert long_peak < 2 * short_peak, (short_peak, long_peak)
     assert long_peak < long * 56 / 4
-    # Arrow buffers (not seen by tracemalloc) stay bounded too
-    assert long_arrow < 2 * max(short_arrow, 1 << 16), (short_arrow, long_arrow)
+    # Arrow buffers (not seen by tracemalloc) stay bounded too: far below the history's 11 MB. (Not a
+    # multiple of the short run's: at the long history's file boundaries a few more row groups are
+    # alive, 60 kB against 130-175 kB depending on what the worker ran before.)
+    assert long_arrow < long * 56 / 20, (short_arrow, long_arrow)
 
 
 # --------------------------------------------------------------------------- shipped sample catalog
