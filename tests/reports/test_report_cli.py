@@ -104,6 +104,16 @@ def test_report_out_refuses_an_existing_file_unless_force(tmp_path: Path) -> Non
         assert invoke("report", str(a), *args).exit_code == 0  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("where", ["missing_dir", "a_directory"])
+def test_screenshot_path_that_cannot_be_written_exits_2_before_any_page_is_written(tmp_path: Path, where: str) -> None:
+    a = _run_dir(tmp_path / "a", 110.0)
+    png = tmp_path / "no-such-dir" / "page.png" if where == "missing_dir" else tmp_path
+    result = invoke("report", str(a), "--screenshot", str(png))
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    assert f"--screenshot {png}" in " ".join(result.output.split())  # type: ignore[attr-defined]
+    assert not (a / "tearsheet.html").exists()
+
+
 def _garble(run: Path, name: str, edit: str) -> None:
     path = run / name
     rows = [line.split(",") for line in path.read_text().splitlines()]

@@ -45,6 +45,8 @@ def report(
 
     console = Console()
     try:
+        if screenshot is not None:
+            _check_screenshot(screenshot)
         if len(args) == 3 and args[0] == "compare":
             run_a, run_b = Path(args[1]), Path(args[2])
             target = out if out is not None else Path(f"compare-{run_a.name}-vs-{run_b.name}.html")
@@ -69,10 +71,22 @@ def _refuse_existing(target: Path, force: bool) -> None:
         raise ConfigError(f"{target} exists; choose another --out or pass --force to replace it")
 
 
+def _check_screenshot(png: Path) -> None:
+    """Refuse a ``--screenshot`` path that cannot be written, before any page is written or rendered."""
+    if png.is_dir():
+        raise ConfigError(f"--screenshot {png}: is a directory; give the PNG file to write")
+    parent = png.absolute().parent
+    if not parent.is_dir():
+        raise ConfigError(f"--screenshot {png}: cannot be written: {parent} is not a directory")
+
+
 def _screenshot(page: Path, png: Path) -> None:
     from tradebus.reports.browser import render
 
     rendering = render(page, width=1280, height=1000)
     if rendering.errors:
         raise TradebusError(f"{page}: the page logged errors in Chromium: {'; '.join(rendering.errors)}")
-    png.write_bytes(rendering.png)
+    try:
+        png.write_bytes(rendering.png)
+    except OSError as exc:
+        raise ConfigError(f"--screenshot {png}: cannot be written ({exc.strerror})") from None
