@@ -11,7 +11,7 @@ from tradebus.cli import app
 from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
 from tradebus.reports.metrics import compute_metrics
 from tradebus.reports.rundata import load_run
-from tradebus.reports.writers import RunDirectory, write_run
+from tradebus.reports.writers import INCOMPLETE_MARKER, RunDirectory, write_run
 
 S = 1_000_000_000
 
@@ -112,6 +112,19 @@ def test_screenshot_path_that_cannot_be_written_exits_2_before_any_page_is_writt
     assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
     assert f"--screenshot {png}" in " ".join(result.output.split())  # type: ignore[attr-defined]
     assert not (a / "tearsheet.html").exists()
+
+
+def test_a_run_directory_with_the_incomplete_marker_is_refused_not_reported_with_stale_metrics(tmp_path: Path) -> None:
+    # a restarted paper daemon killed while running: metrics.json is from its earlier stop, fills.csv from now
+    a = _run_dir(tmp_path / "a", 110.0)
+    (a / INCOMPLETE_MARKER).write_text("a tradebus daemon is writing its outputs here\n")
+    b = _run_dir(tmp_path / "b", 105.0)
+    result = invoke("report", str(a))
+    assert result.exit_code == 2, result.output  # type: ignore[attr-defined]
+    assert "incomplete" in result.output and INCOMPLETE_MARKER in result.output  # type: ignore[attr-defined]
+    assert not (a / "tearsheet.html").exists()
+    compared = invoke("report", "compare", str(b), str(a), "--out", str(tmp_path / "c.html"))
+    assert compared.exit_code == 2 and not (tmp_path / "c.html").exists()  # type: ignore[attr-defined]
 
 
 def _garble(run: Path, name: str, edit: str) -> None:

@@ -20,6 +20,7 @@ from tradebus.engine.kernel import FillRecord
 from tradebus.errors import ConfigError
 from tradebus.reports.formatting import quote_decimals
 from tradebus.reports.trades import TRADE_COLUMNS, match_trades
+from tradebus.reports.writers import INCOMPLETE_MARKER
 
 __all__ = ["RunData", "buy_and_hold", "load_run"]
 
@@ -163,13 +164,20 @@ def load_run(path: str | Path) -> RunData:
     Raises
     ------
     ConfigError
-        ``path`` is not a run directory (no ``metrics.json``, ``equity.csv`` or ``fills.csv``),
-        or one of its files cannot be read, lacks a column the reports use or holds text where a
+        ``path`` is not a run directory (no ``metrics.json``, ``equity.csv`` or ``fills.csv``), holds
+        the ``INCOMPLETE`` marker (a daemon still writing, or a run stopped while writing: its
+        ``metrics.json`` may be another run's than its rows), or one of its files cannot be read, lacks a column the reports use or holds text where a
         number belongs; the message names the file (and the line and column).
     """
     path = Path(path)
     if not path.is_dir():
         raise ConfigError(f"{path}: no such run directory")
+    if (path / INCOMPLETE_MARKER).exists():
+        raise ConfigError(
+            f"{path}: its outputs are incomplete ({INCOMPLETE_MARKER} marker: a daemon is still writing them, or a "
+            "run stopped before it finished), so metrics.json may be another run's than the rows; report it once "
+            "the run has stopped cleanly, or run it again"
+        )
     metrics_path = path / "metrics.json"
     if not metrics_path.is_file():
         raise ConfigError(f"{path}: not a run directory (no metrics.json)")
