@@ -179,3 +179,25 @@ def test_integer_ids_given_by_an_import_count_like_the_text_ids() -> None:
         r = check.report()
         assert r.checks["duplicate_trade_id"]["count"] == 1
         assert r.checks["trade_id_gaps"]["count"] == 1 and r.checks["trade_id_gaps"]["missing"] == 3
+
+
+def test_an_append_stores_the_quality_of_the_whole_dataset_as_one_import_of_both_files_does(tmp_path: Path) -> None:
+    day1 = (FIXTURES / "ADABTC-1m-2021-11-27_head120.csv").read_text().splitlines()
+    fields = day1[50].split(",")
+    fields[5] = "0"  # a zero-volume bar in the first import
+    day1[50] = ",".join(fields)
+    day2 = (FIXTURES / "ADABTC-1m-2021-11-28_head120.csv").read_text().splitlines()  # a day later: a gap at the join
+    first, second, both = tmp_path / "first.csv", tmp_path / "second.csv", tmp_path / "both.csv"
+    first.write_text("\n".join(day1) + "\n")
+    second.write_text("\n".join(day2) + "\n")
+    both.write_text("\n".join([*day1, *day2]) + "\n")
+    where = {"venue": "binance", "market": "spot", "symbol": "ADABTC", "interval": "1m"}
+    import_file(tmp_path / "cat", first, **where)
+    appended = import_file(tmp_path / "cat", second, mode="append", **where)
+    whole = import_file(tmp_path / "one", both, **where)
+    assert whole.quality is not None and whole.quality["status"] == "warn"
+    assert whole.quality["gaps"] == 1 and whole.quality["zero_volume"] == 1
+    assert appended.gaps == whole.gaps == 1
+    assert appended.quality == whole.quality  # it held the second file's alone: {"status": "ok"}
+    args = ["quality", "binance/spot/ADABTC/bars_1m", "--json", "--catalog", str(tmp_path / "cat")]
+    assert json.loads(CliRunner().invoke(data_app, args).output)["status"] == "warn"

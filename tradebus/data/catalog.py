@@ -64,6 +64,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from loguru import logger
 
+from tradebus.data.quality import QualityCheck, QualityReport
 from tradebus.errors import ConfigError, DataError
 
 __all__ = [
@@ -86,6 +87,7 @@ __all__ = [
     "Manifest",
     "Period",
     "open_parquet",
+    "quality_report",
     "schema_for",
     "sha256_file",
 ]
@@ -400,6 +402,37 @@ def open_parquet(path: Path, kind: str) -> pq.ParquetFile:
         want = ", ".join(f"{f.name}:{f.type}" for f in expected)
         raise DataError(f"{path}: schema mismatch: got ({got}), expected ({want}) for {kind}")
     return pf
+
+
+def quality_report(
+    paths: Iterable[Path],
+    kind: str,
+    interval_ns: int | None,
+    *,
+    stale_bars: int = 5,
+    outlier_z: float | None = None,
+) -> QualityReport:
+    """The quality report of a dataset's files, read in order one row group batch at a time.
+
+    Parameters
+    ----------
+    paths
+        The dataset's Parquet files in time order.
+    kind, interval_ns
+        The dataset's kind and bar interval (see :class:`~tradebus.data.quality.QualityCheck`).
+    stale_bars, outlier_z
+        See :class:`~tradebus.data.quality.QualityCheck`.
+
+    Raises
+    ------
+    DataError
+        A file that cannot be read or whose schema is not the kind's.
+    """
+    check = QualityCheck(kind, interval_ns, stale_bars=stale_bars, outlier_z=outlier_z)
+    for path in paths:
+        for batch in open_parquet(path, kind).iter_batches(batch_size=65_536):
+            check.feed(pa.Table.from_batches([batch]))
+    return check.report()
 
 
 class Catalog:
@@ -929,7 +962,10 @@ class DatasetWriter:
         notes
             Free-text lines stored in the manifest (appended to existing notes).
         quality
-            A quality summary stored in the manifest (``None``: none).
+            The quality summary of the rows written, stored in the manifest (``None``: none,
+            or the existing one on an append). An append stores the summary of the whole
+            dataset it leaves instead, checked over all its files (the rows written are only
+            part of it, and a gap or a stale run may straddle the join).
 
         Raises
         ------
@@ -1035,6 +1071,8 @@ class DatasetWriter:
                 missing += m
                 prev_last = int(ts_event[-1])
         old = self.old
+        if old is not None and quality is not None:
+            quality = quality_report((self._tmp / e.path for e in self._entries), self.kind, self.interval_ns).summary()
         return Manifest(
             schema_version=SCHEMA_VERSION,
             kind=self.kind,

@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import pandas as pd
-import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tradebus.data.catalog import Catalog, DatasetExists, Manifest, open_parquet
+from tradebus.data.catalog import Catalog, DatasetExists, Manifest, quality_report
 from tradebus.data.ingest import format_interval, import_path
 from tradebus.errors import ConfigError, DataError, TradebusError
 from tradebus.ops.logs import setup_logging
@@ -515,16 +514,11 @@ def quality_cmd(
     catalog: CatalogOpt = DEFAULT_CATALOG,
 ) -> None:
     """Report gaps, duplicates, broken bars, bad prices, stale and zero-volume stretches, outliers and id gaps."""
-    from tradebus.data.quality import QualityCheck
-
     venue, market, symbol, name = _ref(dataset)
     try:
         manifest, entries = Catalog(catalog).entries(venue, market, symbol, name)
-        check = QualityCheck(manifest.kind, manifest.interval_ns, stale_bars=stale_bars, outlier_z=outlier_z)
-        for path, _ in entries:
-            for batch in open_parquet(path, manifest.kind).iter_batches(batch_size=65_536):
-                check.feed(pa.Table.from_batches([batch]))
-        report = check.report()
+        report = quality_report((path for path, _ in entries), manifest.kind, manifest.interval_ns,
+                                stale_bars=stale_bars, outlier_z=outlier_z)
         failing = report.failing(fail_on or [])
     except TradebusError as exc:
         raise _fail(exc) from None

@@ -1183,7 +1183,7 @@ def import_path(
     Nothing is swapped into the catalog until the whole file has been read and
     validated; on any error every staged dataset is removed. The quality checks of
     :mod:`tradebus.data.quality` run on the rows as they are written; their summary
-    (status and non-zero counts of this import) is stored in the manifest.
+    (status and non-zero counts; of the whole dataset after an append) is stored in the manifest.
 
     Parameters
     ----------
