@@ -119,3 +119,16 @@ def test_datasets_of_other_kinds_get_their_own_views(tmp_path: Path) -> None:
     got = query("SELECT (SELECT count(*) FROM book) AS levels, (SELECT count(*) FROM book_depth WHERE percentage < 0) AS bid_bands",
                 tmp_path).to_pylist()
     assert got == [{"levels": 4968, "bid_bands": 18}]
+
+
+def test_datasets_whose_names_give_one_view_are_queried_through_the_kind_view(catalog: Path) -> None:
+    for symbol in ("ADA-BTC", "ADA_BTC"):  # both lower-case to binance_spot_ada_btc_bars_1m
+        import_file(catalog, FIXTURES / "ADABTC-1m-2021-11-28_head120.csv", venue="binance", market="spot", symbol=symbol)
+    rows = query("SELECT symbol, count(*) AS n FROM bars GROUP BY symbol ORDER BY symbol", catalog).to_pylist()
+    assert {r["symbol"]: r["n"] for r in rows} == {"ADA-BTC": 120, "ADA_BTC": 120, "ADABTC": 120, "BTC-USD": 300}
+    assert query("SELECT count(*) AS n FROM binance_spot_adabtc_bars_1m", catalog).to_pylist() == [{"n": 120}]
+    with pytest.raises(DataError, match="binance_spot_ada_btc_bars_1m"):  # neither of the two is taken for it
+        query("SELECT count(*) FROM binance_spot_ada_btc_bars_1m", catalog)
+    result = CliRunner().invoke(data_app, ["query", "SELECT count(*) AS n FROM bars", "--format", "json",
+                                           "--catalog", str(catalog)])
+    assert result.exit_code == 0, result.output

@@ -6,7 +6,8 @@ the Parquet files its manifest lists (hive partitioning gives each row its
 
 * ``<venue>_<market>_<symbol>_<dataset>`` for every dataset, lower-cased, any
   character other than a letter or a digit replaced by ``_``
-  (``binance_spot_btcusdt_bars_1m``);
+  (``binance_spot_btcusdt_bars_1m``); datasets whose names give the same view
+  (``BTC-USDT`` and ``BTC_USDT``) get none, with a warning, and are read from the kind view;
 * one view per kind present (``bars``, ``trades``, ``book``, ``book_depth`` ...): every
   dataset of that kind, with ``venue``, ``market``,
   ``symbol`` and ``dataset`` columns.
@@ -24,6 +25,7 @@ import re
 
 import duckdb
 import pyarrow as pa
+from loguru import logger
 
 from tradebus.data.catalog import Catalog, DatasetRef
 from tradebus.errors import DataError
@@ -53,20 +55,30 @@ def connect(catalog: Catalog | str | os.PathLike[str]) -> duckdb.DuckDBPyConnect
         If a manifest is invalid or a listed file is missing.
     """
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
+    refs = cat.datasets()
+    named: dict[str, list[DatasetRef]] = {}
+    for ref in refs:
+        named.setdefault(view_name(ref), []).append(ref)
     con = duckdb.connect(":memory:")
     per_kind: dict[str, list[str]] = {"bars": [], "trades": []}
-    for ref in cat.datasets():
+    for ref in refs:
         manifest = cat.manifest(ref.venue, ref.market, ref.symbol, ref.dataset)
         files = cat.files(ref.venue, ref.market, ref.symbol, ref.dataset)
         listed = "[" + ", ".join(_literal(str(f)) for f in files) + "]"
+        rows = (f"SELECT make_timestamp(ts_event // 1000) AS time, * "
+                f"FROM read_parquet({listed}, hive_partitioning = true)")
         name = view_name(ref)
-        con.execute(
-            f'CREATE VIEW "{name}" AS SELECT make_timestamp(ts_event // 1000) AS time, * '
-            f"FROM read_parquet({listed}, hive_partitioning = true)"
-        )
+        same = named[name]
+        if len(same) == 1:
+            con.execute(f'CREATE VIEW "{name}" AS {rows}')
+        elif ref == same[0]:
+            logger.warning(
+                "query: datasets {} would share the view {}, which is left out; select them from the {} view by "
+                "venue, market and symbol", ", ".join("/".join(r.relpath().parts) for r in same), name, manifest.kind,
+            )
         per_kind.setdefault(manifest.kind, []).append(
             f"SELECT {_literal(ref.venue)} AS venue, {_literal(ref.market)} AS market, {_literal(ref.symbol)} AS symbol, "
-            f'{_literal(ref.dataset)} AS dataset, * FROM "{name}"'
+            f"{_literal(ref.dataset)} AS dataset, * FROM ({rows})"
         )
     for kind, selects in per_kind.items():
         if selects:
