@@ -22,13 +22,15 @@ from tradebus.execution.config import VenueConfig
 from .test_contingent import FLAT, IID, T0, H, Scripted
 
 
-def run(bars: list[tuple[float, float, float, float]], contingent: str, btc: float = 0.0) -> Kernel:
+def run(
+    bars: list[tuple[float, float, float, float]], contingent: str, btc: float = 0.0, bar_path: str = "close_direction"
+) -> Kernel:
     inst = Instrument(
         venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, base="BTC", quote="USD",
         maker_fee=0.001, taker_fee=0.002,
     )  # fmt: skip
     assert inst.cash_only
-    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars", contingent=contingent),  # type: ignore[arg-type]
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars", contingent=contingent, bar_path=bar_path),  # type: ignore[arg-type]
                     balances={"USD": 1000.0, "BTC": btc})
     act: Callable[[Scripted], Any] = lambda s: s.submit_bracket(IID, OrderSide.BUY, 1.0, stop_loss=95.0, take_profit=110.0)
     kernel.add_strategy(Scripted({1: act}))
@@ -80,3 +82,35 @@ def test_the_working_children_hold_the_bought_btc_once() -> None:
     assert account.balance("BTC") == pytest.approx(1.5)
     assert account.locked("BTC") == pytest.approx(1.0)
     assert account.free("BTC") == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("contingent", ["native", "emulated"])
+@pytest.mark.parametrize(
+    ("bar", "bar_path", "exit_fill", "usd"),
+    [
+        # closes above its open: 100 -> 94 -> 111, the stop (95, taker 0.19) is reached first
+        ((100.0, 111.0, 94.0, 108.0), "close_direction", ("SELL", 95.0, 3), 994.61),
+        # closes below its open: 100 -> 111 -> 94, the take-profit (110, maker 0.11) first
+        ((100.0, 111.0, 94.0, 98.0), "close_direction", ("SELL", 110.0, 3), 1009.69),
+        # the same bar under stop_first: the stop wins
+        ((100.0, 111.0, 94.0, 98.0), "stop_first", ("SELL", 95.0, 3), 994.61),
+    ],
+)
+def test_a_bracket_reaching_both_exits_in_one_bar_fills_one_even_with_more_btc_held(
+    contingent: str, bar: tuple[float, float, float, float], bar_path: str, exit_fill: tuple[str, float, int],
+    usd: float,
+) -> None:
+    """The account holds 2 BTC before the bracket buys 1 more: selling both exits' BTC fits the
+    balance, yet the pair is one OCO and only the one the bar path reaches first fills (emulated
+    filled both: 2 sells of 1 BTC, BTC 1). USD: 1000 - 100.2 + 95 - 0.19 = 994.61 after the stop,
+    1000 - 100.2 + 110 - 0.11 = 1009.69 after the take-profit; BTC back to 2."""
+    kernel = run([FLAT, FLAT, bar, FLAT], contingent, btc=2.0, bar_path=bar_path)
+    fills, orders = outcome(kernel)
+    assert fills == [("BUY", 100.0, 2), exit_fill]
+    filled, canceled = ("stop-loss", "take-profit") if exit_fill[1] == 95.0 else ("take-profit", "stop-loss")
+    assert orders[f"bracket {filled}"] == ("FILLED", False)
+    assert orders[f"bracket {canceled}"] == ("CANCELED", False)
+    account = kernel.portfolio.account
+    assert account.balance("USD") == pytest.approx(usd, abs=1e-9)
+    assert account.balance("BTC") == pytest.approx(2.0, abs=1e-12)
+    assert account.locked("BTC") == 0.0

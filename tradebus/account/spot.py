@@ -14,7 +14,11 @@ Held by working orders (locked)
     asset. ``free = balance - locked``. The members of an OCO group (:meth:`SpotCashAccount.link_oco`:
     a bracket's stop-loss and take-profit, which sell the same holding) can together fill no
     more than the largest of them: a group holds what its largest member holds, once, and an
-    order is checked against what is held outside its own group.
+    order is checked against what is held outside its own group. A fill of a member leaves each
+    other member room for no more than the filler's unfilled quantity (none once it filled
+    completely), as a venue holding the group reduces them: :meth:`SpotCashAccount.check_fill`
+    refuses a fill beyond that room even when the balance holds more of the asset (coins held
+    before the bracket bought), so both exits of one bracket never fill.
 
 Checks
     :meth:`SpotCashAccount.check_order` (called by the risk gate) denies an order that its
@@ -107,7 +111,7 @@ class SpotCashAccount:
         An unknown asset, or an amount that is negative or not finite.
     """
 
-    __slots__ = ("_buffer", "_count", "_oco", "_price", "_specs", "_total", "_working", "instruments")
+    __slots__ = ("_buffer", "_count", "_oco", "_oco_room", "_price", "_specs", "_total", "_working", "instruments")
 
     def __init__(
         self, instruments: Mapping[str, Instrument], balances: Mapping[str, float], *, market_buffer: float = 0.02
@@ -138,6 +142,8 @@ class SpotCashAccount:
         self._count: Callable[[], int] = _no_count
         # client order id -> the ids of its OCO group (itself included)
         self._oco: dict[str, tuple[str, ...]] = {}
+        # linked client order id -> the most it may still fill, once a member of its group filled
+        self._oco_room: dict[str, float] = {}
 
     def bind(
         self, working: Callable[[], Iterable[Any]], price: Callable[[str], float], count: Callable[[], int]
@@ -156,6 +162,7 @@ class SpotCashAccount:
     def unlink_oco(self, client_order_id: str) -> None:
         """Count order ``client_order_id`` on its own again (it ended, or left its group)."""
         self._oco.pop(client_order_id, None)
+        self._oco_room.pop(client_order_id, None)
 
     def oco_groups(self) -> Mapping[str, tuple[str, ...]]:
         """``client order id -> the ids of its OCO group`` (itself included), for every linked order (read-only)."""
@@ -168,6 +175,8 @@ class SpotCashAccount:
         spec = self._specs.get(fill.instrument_id)
         if spec is None:
             return
+        if self._oco and fill.client_order_id in self._oco:
+            self._oco_fill(fill)
         total = self._total
         base, quote = spec[0], spec[1]
         qty = fill.last_qty
@@ -188,6 +197,18 @@ class SpotCashAccount:
         """Add ``amount`` (negative: debit) to ``asset``'s balance: a margin account books
         realised PnL, fees and funding of derivatives this way."""
         self._total[asset] = self._total.get(asset, 0.0) + amount
+
+    def _oco_fill(self, fill: OrderFilled) -> None:
+        """Leave the other members of the filler's group room for no more than its unfilled quantity."""
+        coid = fill.client_order_id
+        room = self._oco_room
+        if coid in room:
+            room[coid] -= fill.last_qty
+        # The order manager books a fill before the account: a filled order is no longer working.
+        leaves = next((o.leaves_qty for o in self._working() if o.client_order_id == coid), 0.0)
+        for other in self._oco[coid]:
+            if other != coid:
+                room[other] = min(room.get(other, math.inf), leaves)
 
     # ------------------------------------------------------------------- checks
 
@@ -217,6 +238,12 @@ class SpotCashAccount:
         spec = self._specs.get(order.instrument_id)
         if spec is None or not spec[2]:
             return None
+        room = self._oco_room.get(order.client_order_id) if self._oco_room else None
+        if room is not None and quantity > room + 1e-9 * quantity:
+            return (
+                f"OCO: sibling filled: {order.client_order_id} may fill {max(room, 0.0):.10g} more, not {quantity} "
+                f"(its group {list(self._oco[order.client_order_id])} fills no more than its largest member)"
+            )
         need, asset = self.fill_need(order, quantity, price, fee)
         count = self._count()
         # Only the filling order itself working: nothing else holds funds.

@@ -12,8 +12,9 @@ Bracket
     children (and a timed exit) are plain orders, as spot venues have no reduce-only orders: the
     cash account never lets them sell more than the balance holds, and holds the bought quantity
     once for the pair (:meth:`SpotCashAccount.link_oco <tradebus.account.spot.SpotCashAccount.link_oco>`).
-    Emulated, when both are reached in one bar, the second fills too only if the account
-    holds more of the base asset than the bracket bought (its ``oco`` warning says so). The children are submitted
+    When both are reached in one bar, the one the venue's bar path reaches first fills and the
+    account refuses the other (an OCO group fills no more than its largest member), even when it
+    holds more of the base asset than the bracket bought. The children are submitted
     (*armed*) once the entry has filled completely (or closed with a partial fill: the
     children cover what filled), on the first bar (or trade/quote) of the instrument
     processed after the fill; ``arm_after_bars = n`` waits ``n`` more bars. On bars an
@@ -43,8 +44,10 @@ OCO
     simulated venue's bar path (open -> low -> high -> close on a bar that closes at or above
     its open, open -> high -> low -> close otherwise): the one the path reaches first fills;
     the other finds no position left and is canceled by the venue, before the OCO cancel
-    arrives. Members that are not reduce-only may all fill before it (linking them logs a
-    warning); ``contingent: native`` cancels the siblings at the fill, in the same bar.
+    arrives. On a cash-only spot instrument the account lets the group fill no more than its
+    largest member, so the other is canceled too. Members that are not reduce-only on other
+    instruments may all fill before it (linking them logs a warning); ``contingent: native``
+    cancels the siblings at the fill, in the same bar.
 Trailing stop
     A stop-market order whose trigger follows the best price since it was placed by a fixed
     ``offset`` or a ``percent``: for a sell stop ``trigger = best high - offset`` (or
@@ -389,7 +392,8 @@ class ContingentOrders:
         if len(iids) != 1:
             raise OrderError(f"oco: every order must be of one instrument, got {sorted(iids)}")
         plain = [c for c in group if not (specs[c].reduce_only if c in specs else orders.order(c).reduce_only)]
-        if plain and not self.native and not set(group) <= self._venue_oco:
+        cash_only = self._kernel.instruments[next(iter(iids))].cash_only  # the account caps the group's fills
+        if plain and not cash_only and not self.native and not set(group) <= self._venue_oco:
             logger.warning(
                 "oco {}: {} not reduce-only; the cancel reaches the venue one action after a fill (on bars "
                 "the next bar), so several members may fill; venue.contingent: native cancels at the fill",
