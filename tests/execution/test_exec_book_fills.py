@@ -205,6 +205,26 @@ def test_prob_power_two_weighs_the_back_more() -> None:
     assert _fills(s, coid) == [(0.5, 99.7, Liquidity.MAKER)]
 
 
+@pytest.mark.parametrize("model", ["risk_averse", "prob_power", "prob_log"])
+def test_two_own_bids_at_one_price_share_a_trade_in_time_priority(model: str) -> None:
+    """Bids A then B of 1.0 at 99.7, each joining behind the level's 4.0 (own orders are not in
+    the data). A sell of 4.5 passes the 4.0 ahead: 0.5 of A fills and nothing of B, whose queue
+    ahead is the 4.0 and A's 1.0 (before: B's queue ignored A and B filled 0.5 too, 1.0 filled
+    from a trade 0.5 past the queue). A sell of 1.0 then fills A's last 0.5 and B's first 0.5
+    (4.0 + 1.0 ahead of B, 5.5 traded)."""
+    s = _stack(queue_model=model)
+    _book(s, 2 * MS, bids=((99.7, 4.0),))
+    first = s.submit(BUY, 1.0, LIMIT, price=99.7)
+    second = s.submit(BUY, 1.0, LIMIT, price=99.7)
+    _book(s, 3 * MS)  # both arrive (0 latency), in the order sent
+    _trade(s, 4 * MS, 99.7, 4.5, -1)
+    assert _fills(s, first) == [(0.5, 99.7, Liquidity.MAKER)]
+    assert s.fills(second) == []
+    _trade(s, 5 * MS, 99.7, 1.0, -1)
+    assert _fills(s, first) == [(0.5, 99.7, Liquidity.MAKER), (0.5, 99.7, Liquidity.MAKER)]
+    assert _fills(s, second) == [(0.5, 99.7, Liquidity.MAKER)]
+
+
 def test_buy_side_trades_do_not_reach_a_resting_bid_but_a_trade_through_fills_it() -> None:
     s = _stack()
     coid = s.submit(BUY, 1.0, LIMIT, price=99.8)

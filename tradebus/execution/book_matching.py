@@ -32,7 +32,11 @@ replay or a paper feed. It keeps the book of each instrument and matches:
 
   A resting order fills (as maker, at its price) only by trades: by the part of a trade at
   its price that goes beyond the queue ahead, or in full when a trade prints through its price
-  or the opposite best price moves to or through it.
+  or the opposite best price moves to or through it. Several own orders at one price share a
+  trade in time priority: the queue ahead of a later one includes the earlier ones (a trade of
+  ``q`` fills them in order, at most ``q`` minus the queue ahead of the first in all).
+  hftbacktest's L2 queue models track each order alone (one trade may fill each of them);
+  with one own order per price the two agree.
 * **post-only** orders never take: one that would on arrival is rejected, a modify that would
   make it take is ignored (it keeps its price and place), a stop-limit that would take at its
   trigger expires there.
@@ -522,14 +526,23 @@ class BookVenue(SimulatedVenue):
         queues = rest.get(tick)
         if not queues:
             return
+        # Own orders at the level in time priority: what the trade filled of the earlier ones never
+        # reached a later one's queue, and a later one is never nearer the front than an earlier one.
+        own_filled = 0.0
+        floor = -math.inf
         for q in list(queues):
             model.trade(q, size)
+            q.front += own_filled
+            if q.front < floor:
+                q.front = floor
             if q.front < 0.0:
                 # Whole lots past the queue, rounded to the nearest lot as hftbacktest's is_filled does.
                 qty = round(-q.front / lot) * lot
                 if qty > 0.0:
                     q.front = 0.0
-                    self._rest_fill(iid, q, min(qty, q.sim.leaves), ts)
+                    own_filled += self._rest_fill(iid, q, min(qty, q.sim.leaves), ts)
+            if q.sim.status in _WORKING:
+                floor = q.front
 
     def _fill_crossed(self, iid: str, book: L2Book, ts: int) -> None:
         """Fill the resting orders the opposite best price reached (the book moved through them)."""
@@ -544,12 +557,15 @@ class BookVenue(SimulatedVenue):
                     self._rest_fill(iid, q, q.sim.leaves, ts)
         self._prune(iid)
 
-    def _rest_fill(self, iid: str, q: _QueueState, qty: float, ts: int) -> None:
+    def _rest_fill(self, iid: str, q: _QueueState, qty: float, ts: int) -> float:
+        """Fill up to ``qty`` of a resting order at its price; return the quantity filled."""
         sim = q.sim
+        filled = 0.0
         if sim.status in _WORKING and qty > 0.0:
-            self._fill(iid, sim, qty, sim.limit, _MAKER, ts)
+            filled = self._fill(iid, sim, qty, sim.limit, _MAKER, ts)
         if sim.status not in _WORKING:
             self._unrest(iid, q)
+        return filled
 
     def _unrest(self, iid: str, q: _QueueState) -> None:
         rest = (self._rest_bid if q.sim.buy else self._rest_ask)[iid]
