@@ -16,10 +16,13 @@ import pytest
 
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import Bar, OrderSide
+from tradebus.engine.messages import Bar, OrderSide, Trade
 from tradebus.execution.config import VenueConfig
+from tradebus.strategies.base import Strategy
 
 from .test_contingent import FLAT, IID, T0, H, Scripted
+
+S = 1_000_000_000
 
 
 def run(
@@ -114,3 +117,45 @@ def test_a_bracket_reaching_both_exits_in_one_bar_fills_one_even_with_more_btc_h
     assert account.balance("USD") == pytest.approx(usd, abs=1e-9)
     assert account.balance("BTC") == pytest.approx(2.0, abs=1e-12)
     assert account.locked("BTC") == 0.0
+
+
+class _TradeBracket(Strategy):
+    """Buys 1 BTC with a stop-loss at 95 and a take-profit at 110 at its first trade."""
+
+    contingent = True
+
+    def __init__(self) -> None:
+        super().__init__(IID, strategy_id="s")
+        self.sent = False
+
+    def on_trade(self, trade: Trade) -> None:
+        if not self.sent:
+            self.sent = True
+            self.submit_bracket(IID, OrderSide.BUY, 1.0, stop_loss=95.0, take_profit=110.0)
+
+
+@pytest.mark.parametrize("contingent", ["native", "emulated"])
+def test_a_stop_loss_after_a_partial_take_profit_sells_what_is_left_of_the_bracket(contingent: str) -> None:
+    """On trades with fills capped at the printed size and 10 s latency, the account holding 2 BTC:
+    the entry fills at 100, a 0.3 BTC print at 110.5 takes 0.3 profit at 110, then prints at 94
+    stop out the other 0.7 at 94 before the OCO's reduction of the stop arrives (emulated: the stop
+    was canceled whole, leaving 0.7 BTC of the bracket unprotected). BTC back to 2; USD:
+    1000 - 100.2 + (33 - 0.033) + (65.8 - 0.1316) = 998.4354 (taker 0.2 %, maker 0.1 %)."""
+    inst = Instrument(
+        venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, base="BTC", quote="USD",
+        maker_fee=0.001, taker_fee=0.002,
+    )  # fmt: skip
+    venue = VenueConfig(fill_on="trades", contingent=contingent, trade_size_limit=True, latency_ns=10 * S)  # type: ignore[arg-type]
+    kernel = Kernel([inst], venue_config=venue, balances={"USD": 1000.0, "BTC": 2.0})
+    kernel.add_strategy(_TradeBracket())
+    prints = [(100.0, 5.0)] * 8 + [(110.5, 0.3)] + [(94.0, 5.0)] * 6
+    for k, (px, size) in enumerate(prints, start=1):
+        kernel.process(Trade(IID, T0 + 5 * k * S, T0 + 5 * k * S, px, size, 0, f"t{k}"))
+    kernel.stop()
+    assert [(f.side, round(f.quantity, 9), f.price) for f in kernel.result.fills] == [
+        ("BUY", 1.0, 100.0), ("SELL", 0.3, 110.0), ("SELL", 0.7, 94.0),
+    ]  # fmt: skip
+    account = kernel.portfolio.account
+    assert account.balance("BTC") == pytest.approx(2.0, abs=1e-12)
+    assert account.balance("USD") == pytest.approx(998.4354, abs=1e-9)
+    assert account.locked("BTC") == pytest.approx(0.0, abs=1e-12)

@@ -38,6 +38,10 @@ class Account(Protocol):
     def unlink_oco(self, client_order_id: str) -> None:
         """Count order ``client_order_id`` on its own again (it ended, or left its OCO group)."""
 
+    def oco_room(self, client_order_id: str) -> float:
+        """How much more order ``client_order_id`` may fill as a member of its OCO group once a
+        member filled (``inf``: no limit); a venue fills no more (the simulated venue's ``fill_room``)."""
+
     def oco_groups(self) -> Mapping[str, tuple[str, ...]]:
         """``client order id -> the ids of its OCO group`` (itself included), for every linked order.
 

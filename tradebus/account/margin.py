@@ -152,6 +152,11 @@ class MarginAccount:
         """Count order ``client_order_id`` on its own again."""
         self._spot.unlink_oco(client_order_id)
 
+    def oco_room(self, client_order_id: str) -> float:
+        """How much more a cash-only OCO member may fill
+        (:meth:`SpotCashAccount.oco_room <tradebus.account.spot.SpotCashAccount.oco_room>`)."""
+        return self._spot.oco_room(client_order_id)
+
     def oco_groups(self) -> Mapping[str, tuple[str, ...]]:
         """``client order id -> the ids of its OCO group`` (itself included), for every linked order (read-only)."""
         return self._spot.oco_groups()

@@ -14,11 +14,12 @@ Held by working orders (locked)
     asset. ``free = balance - locked``. The members of an OCO group (:meth:`SpotCashAccount.link_oco`:
     a bracket's stop-loss and take-profit, which sell the same holding) can together fill no
     more than the largest of them: a group holds what its largest member holds, once, and an
-    order is checked against what is held outside its own group. A fill of a member leaves each
-    other member room for no more than the filler's unfilled quantity (none once it filled
-    completely), as a venue holding the group reduces them: :meth:`SpotCashAccount.check_fill`
-    refuses a fill beyond that room even when the balance holds more of the asset (coins held
-    before the bracket bought), so both exits of one bracket never fill.
+    order is checked against what is held outside its own group. On a cash-only instrument a fill
+    of a member leaves each other member room for no more than the filler's unfilled quantity
+    (none once it filled completely), as a venue holding the group reduces them
+    (:meth:`SpotCashAccount.oco_room`; the simulated venue fills no more than that), even when
+    the balance holds more of the asset (coins held before a bracket bought): both exits of one
+    bracket never fill.
 
 Checks
     :meth:`SpotCashAccount.check_order` (called by the risk gate) denies an order that its
@@ -175,7 +176,7 @@ class SpotCashAccount:
         spec = self._specs.get(fill.instrument_id)
         if spec is None:
             return
-        if self._oco and fill.client_order_id in self._oco:
+        if self._oco and spec[2] and fill.client_order_id in self._oco:
             self._oco_fill(fill)
         total = self._total
         base, quote = spec[0], spec[1]
@@ -202,13 +203,17 @@ class SpotCashAccount:
         """Leave the other members of the filler's group room for no more than its unfilled quantity."""
         coid = fill.client_order_id
         room = self._oco_room
-        if coid in room:
-            room[coid] -= fill.last_qty
         # The order manager books a fill before the account: a filled order is no longer working.
         leaves = next((o.leaves_qty for o in self._working() if o.client_order_id == coid), 0.0)
+        leaves = room[coid] = min(leaves, room.get(coid, math.inf) - fill.last_qty)
         for other in self._oco[coid]:
             if other != coid:
                 room[other] = min(room.get(other, math.inf), leaves)
+
+    def oco_room(self, client_order_id: str) -> float:
+        """How much more order ``client_order_id`` may fill as a member of its OCO group (``inf``:
+        no member of its group has filled, or it is in none, or not of a cash-only instrument)."""
+        return self._oco_room.get(client_order_id, math.inf) if self._oco_room else math.inf
 
     # ------------------------------------------------------------------- checks
 
@@ -238,12 +243,6 @@ class SpotCashAccount:
         spec = self._specs.get(order.instrument_id)
         if spec is None or not spec[2]:
             return None
-        room = self._oco_room.get(order.client_order_id) if self._oco_room else None
-        if room is not None and quantity > room + 1e-9 * quantity:
-            return (
-                f"OCO: sibling filled: {order.client_order_id} may fill {max(room, 0.0):.10g} more, not {quantity} "
-                f"(its group {list(self._oco[order.client_order_id])} fills no more than its largest member)"
-            )
         need, asset = self.fill_need(order, quantity, price, fee)
         count = self._count()
         # Only the filling order itself working: nothing else holds funds.
@@ -292,6 +291,8 @@ class SpotCashAccount:
             if spec is None or not spec[2] or order.client_order_id in skip:
                 continue
             leaves = order.leaves_qty
+            if self._oco_room:
+                leaves = min(leaves, self._oco_room.get(order.client_order_id, leaves))  # it fills no more
             if leaves <= 0.0:
                 continue
             hold = 0.0

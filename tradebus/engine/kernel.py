@@ -307,6 +307,7 @@ class Kernel:
         self.portfolio.account.bind(orders.open_orders, self.portfolio.last_price, orders.count_open)
         if isinstance(self.venue, SimulatedVenue):
             self.venue.funds_check = self.portfolio.account.check_fill
+            self.venue.fill_room = self.portfolio.account.oco_room
         self.execution = ExecutionEngine(
             self.bus, self.clock, self.instruments, self.risk, self.orders, self.venue, self.portfolio, journal, timeouts
         )

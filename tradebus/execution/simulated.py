@@ -335,6 +335,10 @@ class SimulatedVenue(Venue):
         #: The exchange's balance check at match time, ``(order, qty, price, fee) -> reason | None``
         #: (the kernel binds the account's ``check_fill``); a fill it refuses cancels the order.
         self.funds_check: Callable[[Order, float, float, float], str | None] | None = None
+        #: How much more an order may fill, ``client_order_id -> quantity`` (the kernel binds the
+        #: account's ``oco_room``: a cash-only OCO member after a sibling filled); beyond it the
+        #: fill is capped and the rest canceled.
+        self.fill_room: Callable[[str], float] | None = None
         # Takes an acknowledgement without its event when nothing would read it (bind_accepted).
         self._accepted: Callable[[Order, str, int], bool] | None = None
         self._inline = self.fast_path
@@ -984,6 +988,15 @@ class SimulatedVenue(Venue):
                     self._close(sim, _EXPIRED, f"FOK reduce_only: position {pos} < {qty}", ts)
                     return 0.0
                 qty = room
+        capped = False
+        fill_room = self.fill_room
+        if fill_room is not None:
+            room = fill_room(sim.coid)
+            if qty > room:
+                if room <= 0.0 or sim.tif == _FOK:
+                    self._close(sim, _CANCELED, "OCO: sibling filled", ts)
+                    return 0.0
+                qty, capped = room, True
         schedule = self._fees[iid]
         tiered = schedule.tiers  # flat rates (no tiers) are read without the two calls
         notional = qty * self._contract_sizes[iid] * px
@@ -1030,6 +1043,8 @@ class SimulatedVenue(Venue):
         self._emit(fill)
         if not done and sim.reduce_only and abs(self._positions[iid]) <= 1e-12:
             self._close(sim, _CANCELED, "reduce_only: capped at the position size", ts)
+        elif capped and not done:
+            self._close(sim, _CANCELED, "OCO: capped at what its group may still fill", ts)
         if self._oco and sim.coid in self._oco:
             self._oco_filled(sim, ts)
         return qty
