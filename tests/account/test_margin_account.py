@@ -34,6 +34,7 @@ from tradebus.engine.messages import (
 )
 from tradebus.engine.portfolio import Portfolio, Position
 from tradebus.errors import DataError
+from tradebus.reports.metrics import compute_metrics
 from tradebus.execution.config import VenueConfig
 from tradebus.risk.config import RiskConfig
 from tradebus.strategies.base import Strategy, feature_only
@@ -173,7 +174,8 @@ def test_tier_max_leverage_denies_a_position_too_large_for_the_leverage() -> Non
 
 def test_isolated_long_is_liquidated_below_its_hand_derived_price() -> None:
     """1 BTC long at 20000, 10x isolated: margin 2000. Liquidation where
-    2000 + (P - 20000) = 0.005 P, P = 18000 / 0.995 = 18090.45..."""
+    2000 + (P - 20000) = 0.005 P, P = 18000 / 0.995 = 18090.45... At 18080 the margin left is
+    2000 - 1920 = 80, less than the 0.5 % fee (90.40): the fee takes those 80, no more."""
     inst = perp(margin_mode=MarginMode.ISOLATED)
     kernel, _ = opened_kernel(inst, 10_000.0, 1.0)
     iid = inst.instrument_id
@@ -188,19 +190,21 @@ def test_isolated_long_is_liquidated_below_its_hand_derived_price() -> None:
     assert events == [] and kernel.portfolio.position(iid) == 1.0
     kernel.process(MarkPrice(iid, T0 + 2 * H + 2, T0 + 2 * H + 2, 18_080.0, math.nan))
     [event] = events
-    assert (event.quantity, event.price, event.fee) == (1.0, 18_080.0, pytest.approx(18_080.0 * 0.005))
+    assert (event.quantity, event.price, event.fee) == (1.0, 18_080.0, pytest.approx(80.0))
+    assert (event.mark_price, event.insurance_fund_cover) == (18_080.0, 0.0)
     assert event.liquidation_price == pytest.approx(expected)
     assert kernel.portfolio.position(iid) == 0.0
-    # wallet: 10000 + (18080 - 20000) - 90.4 (no trading fees here)
-    assert account.balance("USDT") == pytest.approx(10_000.0 - 1_920.0 - 90.4)
-    assert kernel.portfolio.equity() == pytest.approx(10_000.0 - 1_920.0 - 90.4)
+    # wallet: 10000 + (18080 - 20000) - 80 (no trading fees here): the position's margin lost, no more
+    assert account.balance("USDT") == pytest.approx(8_000.0)
+    assert kernel.portfolio.equity() == pytest.approx(8_000.0)
     assert kernel.result.fills[-1].reason == "liquidation"
     assert kernel.result.liquidations == [event]
 
 
 def test_cross_short_is_liquidated_where_the_wallet_runs_out() -> None:
     """1 BTC short at 20000, 20x cross, wallet 1000: 1000 - (P - 20000) = 0.005 P,
-    P = 21000 / 1.005 = 20895.52... A bar close stands in for the mark (no MarkPrice)."""
+    P = 21000 / 1.005 = 20895.52... A bar close stands in for the mark (no MarkPrice). At 20900
+    100 is left of the wallet, less than the 104.50 fee: the fee takes the 100."""
     inst = perp(leverage=20.0)
     kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=1_000.0)
     kernel.add_strategy(BuyOnce(inst.instrument_id, 1.0, OrderSide.SELL))
@@ -214,7 +218,85 @@ def test_cross_short_is_liquidated_where_the_wallet_runs_out() -> None:
     assert kernel.portfolio.position(iid) == -1.0
     kernel.process(flat_bar(iid, 4, 20_900.0))
     assert kernel.portfolio.position(iid) == 0.0
-    assert kernel.portfolio.equity() == pytest.approx(1_000.0 - 900.0 - 20_900.0 * 0.005)
+    assert kernel.portfolio.equity() == pytest.approx(0.0, abs=1e-9)
+    assert kernel.result.liquidations[0].fee == pytest.approx(100.0)
+
+
+def test_an_isolated_long_gapped_beyond_its_bankruptcy_price_loses_exactly_its_margin() -> None:
+    """1 BTC long at 20000, 10x isolated: margin 2000, bankruptcy price 20000 - 2000 = 18000.
+    A mark gapping to 15000 would lose 5000 + 75 fee; the venue's insurance fund takes the
+    position at 18000: the wallet loses the 2000 margin, no fee, the fund covers (18000 - 15000) * 1."""
+    inst = perp(margin_mode=MarginMode.ISOLATED)
+    kernel, _ = opened_kernel(inst, 10_000.0, 1.0)
+    iid = inst.instrument_id
+    kernel.process(MarkPrice(iid, T0 + 2 * H + 1, T0 + 2 * H + 1, 15_000.0, math.nan))
+    [event] = kernel.result.liquidations
+    assert (event.quantity, event.price, event.fee) == (1.0, pytest.approx(18_000.0), 0.0)
+    assert (event.mark_price, event.insurance_fund_cover) == (15_000.0, pytest.approx(3_000.0))
+    [fill] = [f for f in kernel.result.fills if f.reason == "liquidation"]
+    assert (fill.price, fill.fee) == (pytest.approx(18_000.0), 0.0)
+    account = kernel.portfolio.account
+    assert isinstance(account, MarginAccount)
+    assert account.balance("USDT") == pytest.approx(8_000.0, abs=1e-9)
+    assert kernel.portfolio.equity() == pytest.approx(8_000.0, abs=1e-9)
+
+
+def test_a_cross_short_gapped_beyond_its_bankruptcy_price_leaves_the_wallet_at_zero() -> None:
+    """1 BTC short at 20000, 20x cross, wallet 1000: bankruptcy at 21000. A bar closing at 25000
+    would leave 1000 - 5000 - 125 = -4125; the fund takes the position at 21000 and covers
+    (25000 - 21000) * 1 = 4000: the wallet ends at 0, never below."""
+    inst = perp(leverage=20.0)
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=1_000.0)
+    kernel.add_strategy(BuyOnce(inst.instrument_id, 1.0, OrderSide.SELL))
+    iid = inst.instrument_id
+    for k, px in enumerate((20_000.0, 20_000.0, 25_000.0), start=1):
+        kernel.process(flat_bar(iid, k, px))
+    assert kernel.portfolio.position(iid) == 0.0
+    [event] = kernel.result.liquidations
+    assert (event.price, event.fee) == (pytest.approx(21_000.0), 0.0)
+    assert event.insurance_fund_cover == pytest.approx(4_000.0)
+    account = kernel.portfolio.account
+    assert isinstance(account, MarginAccount)
+    assert account.balance("USDT") == pytest.approx(0.0, abs=1e-9)
+    assert kernel.portfolio.equity() == pytest.approx(0.0, abs=1e-9)
+    kernel.stop()
+    metrics = compute_metrics(kernel.result)
+    assert (metrics["liquidations"], metrics["insurance_fund_cover"]) == (1, pytest.approx(4_000.0))
+
+
+def test_cross_positions_gapped_together_share_the_cover_by_their_losses_and_spare_isolated_margin() -> None:
+    """USDT 10000 backs a cross long of 1 BTC at 20000 (mark 12000: -8000), a cross short of 10 ETH at
+    1000 (mark 1300: -3000) and an isolated long of 1 SOL at 100 with margin 10. Cross balance:
+    10000 - 10 - 8000 - 3000 = -1010. The fund covers 1010, 1010 * 8/11 = 734.5454... on BTC
+    (closed at 12734.5454...) and 1010 * 3/11 = 275.4545... on ETH (closed at 1300 - 27.5454...);
+    the wallet keeps the isolated margin, 10, and nothing else."""
+    btc, eth = perp(leverage=2.0), perp(symbol="ETHUSDT", base="ETH", leverage=10.0)
+    sol = perp(symbol="SOLUSDT", base="SOL", leverage=10.0, margin_mode=MarginMode.ISOLATED)
+    insts = {i.instrument_id: i for i in (btc, eth, sol)}
+    positions = {iid: Position(iid, 1e-9, 1.0) for iid in insts}
+    account = MarginAccount(insts, {"USDT": 10_000.0}, positions)
+    for inst, side, qty, px, mark in ((btc, OrderSide.BUY, 1.0, 20_000.0, 12_000.0),
+                                      (eth, OrderSide.SELL, 10.0, 1_000.0, 1_300.0),
+                                      (sol, OrderSide.BUY, 1.0, 100.0, 100.0)):  # fmt: skip
+        iid = inst.instrument_id
+        account.apply_fill(OrderFilled("s", iid, "c", "v", "t", side, qty, px, 0.0, Liquidity.TAKER, 0, 0))
+        pos = positions[iid]
+        pos.quantity, pos.avg_price, pos.last_price = (qty if side > 0 else -qty), px, mark
+    assert account.cross_balance("USDT") == pytest.approx(-1_010.0)
+    assert account.liquidations() == [btc.instrument_id, eth.instrument_id]
+    closes = account.liquidation_closes(account.liquidations())
+    assert closes == [
+        (btc.instrument_id, pytest.approx(12_000.0 + 1_010.0 * 8 / 11), 0.0, pytest.approx(1_010.0 * 8 / 11)),
+        (eth.instrument_id, pytest.approx(1_300.0 - 1_010.0 * 3 / 11 / 10), 0.0, pytest.approx(1_010.0 * 3 / 11)),
+    ]
+    for iid, price, fee, _ in closes:
+        pos = positions[iid]
+        side = OrderSide.SELL if pos.quantity > 0 else OrderSide.BUY
+        qty = abs(pos.quantity)
+        account.apply_fill(OrderFilled("s", iid, "l", "v", "l", side, qty, price, fee, Liquidity.TAKER, 0, 0))
+        pos.quantity = 0.0
+    assert account.balance("USDT") == pytest.approx(10.0)
+    assert account.cross_balance("USDT") == pytest.approx(0.0, abs=1e-9)
 
 
 XRP_TIERS = (MarginTier(10_000, 0.005, 75), MarginTier(50_000, 0.01, 50), MarginTier(200_000, 0.02, 25),
@@ -381,8 +463,14 @@ def test_liquidation_in_a_backtest_on_real_marks_matches_a_pandas_reference() ->
     breach = after[after["equity"] < 0.005 * qty * after["open"]].iloc[0]
     assert (funding["ts"] < breach["ts"]).sum() == 2  # two fundings were paid before it
     [event] = kernel.result.liquidations
-    assert (event.ts_event, event.price, event.quantity) == (breach["ts"], breach["open"], qty)
-    assert event.fee == pytest.approx(qty * breach["open"] * 0.005)
+    assert (event.ts_event, event.mark_price, event.quantity) == (breach["ts"], breach["open"], qty)
+    # the mark gapped beyond the bankruptcy price, where the margin is used up: the insurance fund
+    # takes the position there, with no fee, and covers the rest
+    assert breach["equity"] < 0.0
+    bankruptcy = entry.price - (breach["equity"] - qty * (breach["open"] - entry.price)) / qty
+    assert event.price == pytest.approx(bankruptcy, rel=1e-12) and event.fee == 0.0
+    assert event.insurance_fund_cover == pytest.approx(-breach["equity"], rel=1e-9)
+    assert kernel.portfolio.account.balance("USDT") == pytest.approx(0.0, abs=1e-9)
     # the documented liquidation price lies between the last safe mark and the breaching one
     safe = after[after["ts"] < breach["ts"]]["open"].iloc[-1]
     assert breach["open"] < event.liquidation_price < safe

@@ -85,8 +85,8 @@ def replay() -> MemoryReplay:
     return MemoryReplay([SourceFrame(COINBASE, "bars", BARS)], 700)  # type: ignore[arg-type]
 
 
-def first_breach(result: RunResult) -> tuple[int, float, float]:
-    """``(ts, close, position)`` of the first bar close below maintenance, rebuilt from the strategy's fills.
+def first_breach(result: RunResult) -> tuple[int, float, float, float]:
+    """``(ts, close, position, wallet)`` of the first bar close below maintenance, rebuilt from the strategy's fills.
 
     The wallet is the cash less what the fills paid; at each close (after the fills of that bar)
     the position is liquidated when ``wallet + q * close < 0.005 * |q| * close``.
@@ -100,19 +100,23 @@ def first_breach(result: RunResult) -> tuple[int, float, float]:
             q += signed
             k += 1
         if q != 0.0 and wallet + q * close < 0.005 * abs(q) * close:
-            return ts, close, q
+            return ts, close, q, wallet
     raise AssertionError("no breach in the reconstruction")
 
 
 def test_a_levered_backtest_liquidates_at_the_first_close_below_maintenance() -> None:
     result = levered_kernel().run(replay())
     [event] = result.liquidations
-    ts, close, q = first_breach(result)
-    assert (event.ts_event, event.price, event.quantity) == (ts, close, q)
+    ts, close, q, wallet = first_breach(result)
+    assert (event.ts_event, event.mark_price, event.quantity) == (ts, close, q)
     assert q < 0.0 and close > event.liquidation_price  # a short, gapped beyond its liquidation price
+    # and beyond its bankruptcy price, where wallet + q * P = 0: the insurance fund takes it there
+    bankruptcy = -wallet / q
+    assert close > bankruptcy and event.price == pytest.approx(bankruptcy, rel=1e-12)
+    assert event.insurance_fund_cover == pytest.approx(-(wallet + q * close), rel=1e-9)
     [fill] = [f for f in result.fills if f.reason == "liquidation"]
-    assert (fill.ts_event, fill.side, fill.quantity, fill.price) == (ts, "BUY", -q, close)
-    assert fill.fee == pytest.approx(-q * close * 0.005, rel=1e-12)
+    assert (fill.ts_event, fill.side, fill.quantity) == (ts, "BUY", -q)
+    assert (fill.price, fill.fee) == (event.price, 0.0)
     # no fill of the strategy's at that close; the liquidation leaves it flat
     assert [f for f in result.fills if f.ts_event == ts] == [fill]
     upto = result.fills[: result.fills.index(fill) + 1]

@@ -69,7 +69,18 @@ Liquidation
     positions``, :meth:`MarginAccount.cross_balance`) falls below their maintenance margin; an
     isolated position when ``its margin + its unrealised`` does. The
     kernel closes them at the mark that breached (see :meth:`MarginAccount.liquidation_price`
-    for the price at which that happens, holding everything else fixed).
+    for the price at which that happens, holding everything else fixed), on the terms of
+    :meth:`MarginAccount.liquidation_closes`.
+
+Insurance fund (the venues' rule: Binance, Bybit, OKX)
+    A liquidated position never costs more than the margin backing it: an isolated position's
+    margin, or the cross margin balance of its settle asset. The liquidation fee is taken from
+    what is left of that margin at the mark (no more). A mark gapped beyond the *bankruptcy
+    price*, where that margin is used up, would leave a loss the margin cannot pay: the
+    insurance fund takes it, and the position is closed at the bankruptcy price with no fee,
+    as the venues book it. The amount the fund absorbed, ``|q| * c * |mark - close price|``,
+    is the event's ``insurance_fund_cover``. So an isolated position's wallet loses exactly
+    its margin, and a cross wallet falls to zero, never below.
 """
 
 from __future__ import annotations
@@ -327,6 +338,59 @@ class MarginAccount:
             if cross_checked[asset]:
                 out.append(iid)
         return out
+
+    def liquidation_closes(self, instrument_ids: Iterable[str]) -> list[tuple[str, float, float, float]]:
+        """How each position of ``instrument_ids`` is closed by liquidation at its mark (module docstring).
+
+        ``instrument_ids`` are positions :meth:`liquidations` returned (a cross asset's positions
+        all together). Positions sharing a margin are one group: an isolated position alone, the
+        cross positions of a settle asset together. With ``B`` the group's margin at the marks
+        (isolated: its margin plus unrealised PnL; cross: :meth:`cross_balance`, which closing
+        at the marks leaves unchanged), each fee ``|q| c mark liquidation_fee`` is taken while
+        ``B`` lasts, in the given order. When ``B < 0`` the fund covers ``d = -B``: each
+        position's share ``d * loss_i / sum(loss)`` (``loss_i`` its loss at the mark) moves
+        its close price towards its entry by ``share / (|q| c)``, which for one position is its
+        bankruptcy price ``entry - B_0 / (q c)`` (``B_0``: ``B`` without its own unrealised
+        PnL); no fee then. Only trading losses are covered: a wallet already below zero without
+        them stays so by that much. Linear instruments (the portfolio trades no inverse ones).
+
+        Returns
+        -------
+        list of tuple
+            ``(instrument_id, close price, fee, insurance_fund_cover)`` in the given order.
+        """
+        groups: dict[str, list[str]] = {}
+        for iid in instrument_ids:
+            isolated = self._margined[iid].margin_mode == MarginMode.ISOLATED
+            groups.setdefault(iid if isolated else self._settle[iid], []).append(iid)
+        terms: dict[str, tuple[float, float, float]] = {}
+        for key, members in groups.items():
+            if key in self._margined:  # an isolated position
+                pos = self._positions[key]
+                backing = self._isolated[key] + pos.quantity * self._margined[key].contract_size * (
+                    pos.last_price - pos.avg_price
+                )
+            else:
+                backing = self.cross_balance(key)
+            if backing >= 0.0:
+                for iid in members:
+                    pos, inst = self._positions[iid], self._margined[iid]
+                    fee = min(abs(pos.quantity) * inst.contract_size * pos.last_price * inst.liquidation_fee, backing)
+                    backing -= fee
+                    terms[iid] = (pos.last_price, fee, 0.0)
+                continue
+            losses: dict[str, float] = {}
+            for iid in members:
+                pos = self._positions[iid]
+                loss = pos.quantity * self._margined[iid].contract_size * (pos.avg_price - pos.last_price)
+                losses[iid] = max(0.0, loss)
+            total = sum(losses.values())
+            covered = min(-backing, total)
+            for iid in members:
+                pos, inst = self._positions[iid], self._margined[iid]
+                share = covered * losses[iid] / total if total > 0.0 else 0.0
+                terms[iid] = (pos.last_price + share / (pos.quantity * inst.contract_size), 0.0, share)
+        return [(iid, *terms[iid]) for iid in instrument_ids]
 
     def breached(self, instrument_id: str) -> bool:
         """Whether the position is below maintenance margin, when it is the only margined instrument of the run.

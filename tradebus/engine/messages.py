@@ -523,8 +523,12 @@ class PositionChanged(msgspec.Struct, frozen=True, gc=False):
 class PositionLiquidated(msgspec.Struct, frozen=True, gc=False):
     """A perpetual position was closed by liquidation (its equity fell below maintenance margin).
 
-    ``quantity`` is the signed position closed, ``price`` the mark it was closed at,
-    ``liquidation_price`` where the account computed the breach, ``fee`` the liquidation fee.
+    ``quantity`` is the signed position closed, ``price`` the price it was closed at (the mark,
+    or the bankruptcy price when the mark gapped beyond it), ``liquidation_price`` where the
+    account computed the breach, ``fee`` the liquidation fee (no more than the margin left),
+    ``mark_price`` the mark that breached, ``insurance_fund_cover`` the loss beyond the margin
+    the venue's insurance fund absorbed (0 unless the mark gapped beyond the bankruptcy price;
+    see :meth:`MarginAccount.liquidation_closes <tradebus.account.MarginAccount.liquidation_closes>`).
     """
 
     instrument_id: str
@@ -532,6 +536,8 @@ class PositionLiquidated(msgspec.Struct, frozen=True, gc=False):
     price: float
     liquidation_price: float
     fee: float
+    mark_price: float
+    insurance_fund_cover: float
     ts_event: int
     ts_init: int
 

@@ -32,9 +32,12 @@ Liquidation (simulated venues only: a live venue liquidates on its own and repor
     positions are below maintenance margin (:meth:`MarginAccount.liquidations`). Each is
     closed whole at its current mark (the first mark seen beyond the liquidation price, so a
     gap is booked at the gapped price) with a fee of ``Instrument.liquidation_fee`` times the
-    notional; its working orders are canceled; a :class:`PositionLiquidated` event is
-    published and the fill is recorded with reason ``"liquidation"``. With bars as the only
-    price, breaches are seen at bar closes (an intra-bar excursion that recovers is missed).
+    notional, taken from what is left of its margin and no more; a mark gapped beyond the
+    bankruptcy price closes it at that price instead, the insurance fund absorbing the rest
+    (:meth:`MarginAccount.liquidation_closes`: the loss never exceeds the margin). Its working
+    orders are canceled; a :class:`PositionLiquidated` event is published and the fill is
+    recorded with reason ``"liquidation"``. With bars as the only price, breaches are seen at
+    bar closes (an intra-bar excursion that recovers is missed).
 """
 
 from __future__ import annotations
@@ -241,20 +244,21 @@ class Perpetuals:
             return
         single = self._single
         if single is not None:
-            if account.breached(single):  # one margined instrument: the cheap test of the same condition
-                self._close(single, now)
-                self.note_positions()
-            return
-        liquidated = account.liquidations()
-        for iid in liquidated:
-            self._close(iid, now)
-        if liquidated:
-            self.note_positions()
+            if not account.breached(single):  # one margined instrument: the cheap test of the same condition
+                return
+            liquidated = [single]
+        else:
+            liquidated = account.liquidations()
+            if not liquidated:
+                return
+        # The terms of every position first: the cross ones share one margin, read before any close.
+        for iid, price, fee, cover in account.liquidation_closes(liquidated):
+            self._close(iid, price, fee, cover, now)
+        self.note_positions()
 
-    def _close(self, iid: str, now: int) -> None:
+    def _close(self, iid: str, price: float, fee: float, cover: float, now: int) -> None:
         account = self.account
         assert account is not None
-        inst = self.instruments[iid]
         portfolio = self._portfolio
         qty = portfolio.position(iid)
         mark = portfolio.last_price(iid)
@@ -263,7 +267,6 @@ class Perpetuals:
             self._execution.cancel(
                 CancelOrder(order.strategy_id, iid, order.client_order_id, now, now, reason="liquidation")
             )
-        fee = abs(qty) * inst.contract_size * mark * inst.liquidation_fee
         n = next(self._liquidations)
         fill = OrderFilled(
             LIQUIDATION_STRATEGY,
@@ -273,7 +276,7 @@ class Perpetuals:
             f"liquidation-{n}",
             OrderSide.SELL if qty > 0.0 else OrderSide.BUY,
             abs(qty),
-            mark,
+            price,
             fee,
             Liquidity.TAKER,
             now,
@@ -281,7 +284,7 @@ class Perpetuals:
         )
         self._on_liquidation_fill(fill)
         self._execution.book_liquidation(fill)
-        event = PositionLiquidated(iid, qty, mark, liq_price, fee, now, now)
+        event = PositionLiquidated(iid, qty, price, liq_price, fee, mark, cover, now, now)
         self.liquidations.append(event)
         self._bus.publish(event)
 

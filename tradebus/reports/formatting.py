@@ -26,7 +26,7 @@ PERCENT = frozenset(
 MONEY = frozenset(
     {
         "initial_cash", "final_equity", "average_win", "average_loss", "fees_paid", "funding_paid", "interest_paid",
-        "pnl", "net_pnl",
+        "insurance_fund_cover", "pnl", "net_pnl",
     }
 )
 #: Metrics that are ratios (no unit).

@@ -42,6 +42,9 @@ Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
   **funding_settlements** how many there were; **liquidations** how many positions were
   liquidated. Round-trip PnL and turnover count each instrument's ``contract_size``; a
   round trip's PnL does not include funding.
+* **insurance_fund_cover**: the losses beyond the liquidated positions' margin that the
+  venue's insurance fund absorbed (``PositionLiquidated.insurance_fund_cover``); only in a run
+  with a liquidation.
 * **interest_paid**: sum of the charges of borrowing interest on margin spot loans,
   **interest_charges** how many there were (:mod:`tradebus.engine.interest`); only in a run
   that sets ``annual_borrow_rates``. Round-trip PnL does not include interest.
@@ -375,6 +378,8 @@ def compute_metrics(
         "funding_settlements": len(result.funding),
         "liquidations": len(result.liquidations),
     }
+    if result.liquidations:
+        metrics["insurance_fund_cover"] = sum((e.insurance_fund_cover for e in result.liquidations), 0.0)
     if result.interest is not None:
         metrics["interest_paid"] = sum((c.interest for c in result.interest), 0.0)
         metrics["interest_charges"] = len(result.interest)
