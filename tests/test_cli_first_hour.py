@@ -14,7 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from tradebus.cli import app
-from tradebus.config import apply_overrides, load_config
+from tradebus.config import apply_overrides, dump_config, load_config
 from tradebus.errors import ConfigError
 from tradebus.node.config import load_paper_config
 from tradebus.strategies.base import BUILTIN_STRATEGIES, resolve_strategy
@@ -155,6 +155,67 @@ def test_a_strategy_module_next_to_the_config_runs_without_pythonpath(tmp_path: 
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert len((tmp_path / "o" / "fills.csv").read_text().splitlines()) >= 2
+
+
+def test_a_run_config_copied_elsewhere_still_imports_the_strategy_beside_the_original(tmp_path: Path) -> None:
+    """A run's config.yaml records the absolute directory a strategy next to its config came from, so a
+    copy of it (re-run from the run directory, or anywhere) imports the same module. Before, the copy
+    looked only beside itself: "cannot import module 'mystrats.flip'". Each run is a fresh process (an
+    imported module would hide the defect)."""
+    project = tmp_path / "project"
+    (project / "mystrats").mkdir(parents=True)
+    (project / "mystrats" / "__init__.py").write_text("")
+    (project / "mystrats" / "flip.py").write_text(
+        "from tradebus.strategies.base import Strategy\n"
+        "class Flip(Strategy):\n"
+        "    def on_bar(self, bar):\n"
+        "        if self.position() == 0:\n"
+        "            self.target_position(self.instrument_id, 0.01, reason='flip')\n"
+    )
+    config = yaml.safe_load(bars_config(tmp_path).read_text())
+    config["strategy"] = {"name": "mystrats.flip:Flip", "instruments": config["strategy"]["instruments"]}
+    (project / "run.yaml").write_text(yaml.safe_dump(config))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's tradebus, nothing of the project's
+
+    def backtest(config: Path, out: Path) -> None:
+        proc = subprocess.run(
+            [sys.executable, "-m", "tradebus.cli", "backtest", str(config), "--out", str(out)],
+            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600, check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    backtest(project / "run.yaml", tmp_path / "first")
+    backtest(tmp_path / "first" / "config.yaml", tmp_path / "again")
+    recorded = yaml.safe_load((tmp_path / "first" / "config.yaml").read_text())["strategy"]
+    assert (recorded["name"], recorded["module_dir"]) == ("mystrats.flip:Flip", str(project.resolve()))
+    fills = (tmp_path / "first" / "fills.csv").read_text()
+    assert len(fills.splitlines()) >= 2 and (tmp_path / "again" / "fills.csv").read_text() == fills
+    assert (tmp_path / "again" / "config.yaml").read_text() == (tmp_path / "first" / "config.yaml").read_text()
+
+
+def test_module_dir_is_relative_to_the_config_and_recorded_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the import appends the directory
+    (tmp_path / "lib" / "modir_strats").mkdir(parents=True)
+    (tmp_path / "lib" / "modir_strats" / "__init__.py").write_text(
+        "from tradebus.strategies.ema_cross import EmaCross\nclass Cross(EmaCross):\n    pass\n"
+    )
+    config = yaml.safe_load(bars_config(tmp_path).read_text())
+    config["strategy"].update(name="modir_strats:Cross", module_dir="../lib")
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "run.yaml").write_text(yaml.safe_dump(config))
+    try:
+        loaded = load_config(tmp_path / "cfg" / "run.yaml")
+    finally:
+        sys.modules.pop("modir_strats", None)
+    assert loaded.strategy is not None and loaded.strategy.module_dir == (tmp_path / "lib").resolve()
+
+
+def test_a_built_in_strategy_records_no_module_dir() -> None:
+    assert "module_dir" not in dump_config(load_config(ROOT / "configs" / "quickstart.yaml"))
 
 
 def test_a_missing_strategy_module_names_where_it_looked(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tradebus.config.base import config_error_from, resolve_model_paths
+from tradebus.config.base import config_error_from, resolve_model_paths, resolve_path
 from tradebus.config.run import RunBase, RunConfig
 from tradebus.config.strategy import StrategyConfig, strategy_entries
 from tradebus.errors import ConfigError
@@ -57,7 +57,7 @@ def parse_config(
     ConfigError
         Naming ``source`` and the field path of every problem.
     """
-    from tradebus.strategies.base import resolve_strategy
+    from tradebus.strategies.base import resolve_strategy, strategy_module_dir
 
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of config sections, got {type(data).__name__}")
@@ -68,8 +68,9 @@ def parse_config(
     instruments = config.instrument_map()
     validated: list[StrategyConfig] = []
     for path, entry in strategy_entries(config):
+        search = base if entry.module_dir is None or base is None else resolve_path(entry.module_dir, base)
         try:
-            cls = resolve_strategy(entry.name, base)
+            cls = resolve_strategy(entry.name, entry.module_dir if search is None else search)
         except ConfigError as exc:
             raise ConfigError(f"{source}: {path}.name: {exc}") from None
         try:
@@ -83,8 +84,12 @@ def parse_config(
         _check_data_kinds(source, config, path, entry, cls.data_kinds(params))
         if base is not None:
             params = resolve_model_paths(params, base)
-        # Store the validated (defaults filled in) parameters so the resolved config is complete.
-        validated.append(entry.model_copy(update={"params": params.model_dump(mode="json")}))
+        # Store the validated (defaults filled in) parameters so the resolved config is complete,
+        # and where a strategy found beside the config came from, so a copy elsewhere finds it.
+        update: dict[str, Any] = {"params": params.model_dump(mode="json")}
+        if search is not None and strategy_module_dir(entry.name) == search.resolve():
+            update["module_dir"] = search.resolve()
+        validated.append(entry.model_copy(update=update))
     if config.strategy is not None:
         config = config.model_copy(update={"strategy": validated[0]})
     else:
@@ -196,6 +201,9 @@ def dump_config(config: BaseModel) -> str:
     for key in ("strategy", "strategies"):
         if data.get(key) in (None, []):
             data.pop(key, None)  # the one of the pair the config does not use
+    for entry in [data["strategy"]] if "strategy" in data else data.get("strategies", []):
+        if isinstance(entry, dict) and entry.get("module_dir", 0) is None:
+            del entry["module_dir"]  # a strategy of sys.path's: no key (the dump of a config from before it)
     if data.get("annual_borrow_rates", 0) is None:
         del data["annual_borrow_rates"]  # no borrowing interest: the dump of a config from before the key
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
@@ -18,13 +19,17 @@ __all__ = ["StrategyConfig", "check_strategy_choice", "strategy_entries"]
 class StrategyConfig(StrictModel):
     """The strategy to run: a built-in name (``ema_cross``) or ``"package.module:Class"``.
 
-    ``params`` are validated by the strategy class's ``Params`` model.
+    ``params`` are validated by the strategy class's ``Params`` model. ``module_dir`` is the
+    directory ``package`` is imported from when ``sys.path`` does not have it (relative: to the
+    config's directory; default: the config's directory). A run's ``config.yaml`` records it,
+    absolute, for a strategy imported from there, so the copy runs from any directory.
     """
 
     name: str = Field(min_length=1)
     id: str | None = Field(default=None, min_length=1)
     instruments: list[str] = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
+    module_dir: Path | None = None
 
 
 def strategy_entries(config: RunBase) -> list[tuple[str, StrategyConfig]]:

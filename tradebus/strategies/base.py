@@ -96,6 +96,7 @@ __all__ = [
     "build_strategies",
     "duration_ns",
     "resolve_strategy",
+    "strategy_module_dir",
 ]
 
 #: Built-in strategies by config name -> ``"module:Class"``.
@@ -760,6 +761,23 @@ def resolve_strategy(name: str, base: Path | None = None) -> type[Strategy]:
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise ConfigError(f"strategy {name!r}: {target!r} is not a Strategy subclass")
     return cls
+
+
+def strategy_module_dir(name: str) -> Path | None:
+    """The directory a ``"package.module:Class"`` strategy's top-level package or module was imported from.
+
+    ``None`` for a built-in name, or a module not imported yet (:func:`resolve_strategy` imports it).
+    """
+    target = BUILTIN_STRATEGIES.get(name, name)
+    if name in BUILTIN_STRATEGIES or ":" not in target:
+        return None
+    top = sys.modules.get(target.partition(":")[0].partition(".")[0])
+    spec = None if top is None else top.__spec__
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:  # a package (a namespace package has no __init__.py)
+        return Path(next(iter(spec.submodule_search_locations))).resolve().parent
+    return Path(spec.origin).resolve().parent if spec.origin is not None and spec.has_location else None
 
 
 def _import_strategy_module(module_name: str, base: Path | None) -> ModuleType:
