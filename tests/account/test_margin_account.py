@@ -653,6 +653,28 @@ def test_announced_funding_settles_on_the_first_message_at_its_time_without_mark
     assert (paid.mark_price, paid.payment) == (19_000.0, pytest.approx(0.1 * 19_000.0 * 0.0005))
 
 
+def test_a_funding_is_settled_when_the_next_announcement_is_the_first_message_after_its_time() -> None:
+    """0.1 BTC long marked at 20000; 0.1 % announced for T+8h. The first message after T+8h is the
+    announcement of T+16h (a funding-rate channel that speaks first): T+8h's 0.1 % is paid,
+    0.1 * 20000 * 0.001 = 2, before the new rate is recorded. Before, the new announcement replaced
+    the due one and T+8h was never paid. A late repeat of T+16h after it is settled pays nothing."""
+    inst = perp()
+    kernel, _ = opened_kernel(inst, 10_000.0, 0.1)
+    iid = inst.instrument_id
+    t = T0 + 2 * H
+    kernel.process(MarkPrice(iid, t + 1, t + 1, 20_000.0, math.nan))
+    kernel.process(FundingRate(iid, t + 2, t + 2, 0.001, t + 8 * H))
+    kernel.process(FundingRate(iid, t + 8 * H + 5, t + 8 * H + 5, 0.002, t + 16 * H))
+    [paid] = kernel.result.funding
+    assert (paid.ts_event, paid.rate, paid.payment) == (t + 8 * H, 0.001, pytest.approx(2.0))
+    kernel.process(FundingRate(iid, t + 16 * H + 5, t + 16 * H + 5, 0.002, t + 16 * H))
+    kernel.process(FundingRate(iid, t + 16 * H + 6, t + 16 * H + 6, 0.002, t + 16 * H))
+    assert [(f.ts_event, f.payment) for f in kernel.result.funding] == [
+        (t + 8 * H, pytest.approx(2.0)), (t + 16 * H, pytest.approx(4.0))
+    ]
+    assert kernel.portfolio.funding_paid == pytest.approx(6.0)
+
+
 def test_every_bad_row_of_a_mark_or_funding_file_is_named(tmp_path: Path) -> None:
     """A value or ts_event that was not a number died with a ValueError traceback; times out of
     order and an impossible mark or rate named no row."""

@@ -13,10 +13,12 @@ Mark price
     valued at its last trade, bar close or quote mid (the documented fallback).
 
 Funding
-    A ``FundingRate`` announces ``rate`` for the funding at ``next_funding_ns``. It is
-    settled by the first mark, funding or market-data message at or after that time, once
-    the message is handled (at once when the announcement itself is stamped at or after it,
-    as historical funding rows are): the position then pays
+    A ``FundingRate`` announces ``rate`` for the funding at ``next_funding_ns`` (a later one for
+    the same time replaces it). It is settled by the first mark, funding or market-data message
+    at or after that time, once the message is handled (at once when the announcement itself is
+    stamped at or after it, as historical funding rows are; before it is recorded when it
+    announces the next funding time), and only once (an announcement for a time already settled
+    is ignored): the position then pays
     ``quantity * contract_size * mark * rate`` (a long pays a positive rate, a short
     receives it) at the latest mark. :meth:`Kernel.process` asks after each message, and
     the backtest's bar loops after each bar (:attr:`next_funding_ns`). Each settlement is a
@@ -118,6 +120,8 @@ class Perpetuals:
         self.account: MarginAccount | None = account if isinstance(account, MarginAccount) else None
         # instrument_id -> (funding time, rate) announced and not settled yet
         self._pending: dict[str, tuple[int, float]] = {}
+        # instrument_id -> the latest funding time settled
+        self._settled: dict[str, int] = {}
         #: The earliest announced funding time not settled yet (``2**63 - 1``: none).
         self.next_funding_ns = 2**63 - 1
         self._feed: list[Any] = []
@@ -168,8 +172,15 @@ class Perpetuals:
         inst = self.instruments.get(msg.instrument_id)
         if inst is None or not inst.is_perpetual or not math.isfinite(msg.rate):
             return
+        iid = msg.instrument_id
         at = msg.next_funding_ns if msg.next_funding_ns > 0 else msg.ts_event
-        self._pending[msg.instrument_id] = (at, msg.rate)
+        if at <= self._settled.get(iid, -1):
+            return  # a late repeat of a funding already settled
+        pending = self._pending.get(iid)
+        if pending is not None and pending[0] != at and msg.ts_init >= pending[0]:
+            # the next funding's announcement is the first message at or after this one's time
+            self.settle_due(msg.ts_init)
+        self._pending[iid] = (at, msg.rate)
         self.next_funding_ns = min(t for t, _ in self._pending.values())
         if msg.ts_init >= self.next_funding_ns:
             self.settle_due(msg.ts_init)
@@ -183,6 +194,7 @@ class Perpetuals:
             if at > now:
                 continue
             del self._pending[iid]
+            self._settled[iid] = at
             qty = portfolio.position(iid)
             payment = portfolio.apply_funding(iid, rate)
             if qty != 0.0 and payment == payment:
