@@ -159,3 +159,26 @@ def test_a_stop_loss_after_a_partial_take_profit_sells_what_is_left_of_the_brack
     assert account.balance("BTC") == pytest.approx(2.0, abs=1e-12)
     assert account.balance("USD") == pytest.approx(998.4354, abs=1e-9)
     assert account.locked("BTC") == pytest.approx(0.0, abs=1e-12)
+
+
+def test_an_emulated_take_profit_ends_once_a_capped_stop_sold_the_rest_of_its_group() -> None:
+    """The setup above, emulated: the stop-loss (1 BTC, reduced to 0.7 only later) is capped at the
+    0.7 its group may still fill and sells it; the take-profit's room is then 0, so the OCO cancels
+    it instead of reducing it to the stop's 0.3 unfilled (it stayed PARTIALLY_FILLED with 0.3 left
+    it could never fill)."""
+    inst = Instrument(
+        venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, base="BTC", quote="USD",
+        maker_fee=0.001, taker_fee=0.002,
+    )  # fmt: skip
+    venue = VenueConfig(fill_on="trades", contingent="emulated", trade_size_limit=True, latency_ns=10 * S)  # type: ignore[arg-type]
+    kernel = Kernel([inst], venue_config=venue, balances={"USD": 1000.0, "BTC": 2.0})
+    kernel.add_strategy(_TradeBracket())
+    prints = [(100.0, 5.0)] * 8 + [(110.5, 0.3)] + [(94.0, 5.0)] * 6
+    for k, (px, size) in enumerate(prints, start=1):
+        kernel.process(Trade(IID, T0 + 5 * k * S, T0 + 5 * k * S, px, size, 0, f"t{k}"))
+    assert kernel.orders.open_orders() == []
+    kernel.stop()
+    reasons = kernel.result.submit_reasons
+    target = next(o for o in kernel.result.orders if reasons[o.client_order_id] == "bracket take-profit")
+    assert (str(target.status), round(target.filled_qty, 9), round(target.quantity, 9)) == ("CANCELED", 0.3, 1.0)
+    assert kernel.portfolio.account.locked("BTC") == pytest.approx(0.0, abs=1e-12)

@@ -38,7 +38,8 @@ OCO
     Members are working orders or :class:`OrderSpec` orders submitted after the group is linked
     (in the account, as a bracket's children are), so each is checked with the group counted once.
     When a member fills, every other member of the group is reduced to the member's
-    unfilled quantity, canceled when it filled completely. The cancel is an action like any
+    unfilled quantity (on a cash-only instrument to what the group may still fill, when less:
+    a member the venue capped), canceled when that is none. The cancel is an action like any
     other: the others work until it reaches the venue (on bars: the next bar). Two reduce-only
     members that are both reached in the same bar (a bracket's children) are decided by the
     simulated venue's bar path (open -> low -> high -> close on a bar that closes at or above
@@ -525,9 +526,12 @@ class ContingentOrders:
             order = self._kernel.orders.get(coid)
             leaves = 0.0 if order is None or not order.is_open else order.leaves_qty
             if coid not in self._venue_oco:
+                # A cash account may leave a sibling less than the filler's unfilled quantity (the
+                # venue capped the filler at its group's room and cancels the rest).
+                room = self._kernel.portfolio.account.oco_room
                 for other in group:
                     if other != coid:
-                        self._reduce(other, leaves, "OCO: sibling filled")
+                        self._reduce(other, min(leaves, room(other)), "OCO: sibling filled")
             if leaves <= 0.0:
                 self._unlink(coid)
         parent = self._child_of.get(coid)
