@@ -335,6 +335,27 @@ def test_max_gross_exposure_denies_an_order_that_working_orders_push_over_the_li
     assert g.check(SELL, qty=30.0) is None  # lowers the worst case
 
 
+def test_max_gross_exposure_values_working_orders_of_an_unpriced_instrument_at_their_price() -> None:
+    """A working limit buy of 1 ETH at 50 before any ETH price: the BTC buy of 500 at 100 takes the
+    worst case to 50_000 + 50 = 50_050 over equity 10_000 (it passed: the ETH row was NaN)."""
+    eth = Instrument("BINANCE", "ETHUSDT", tick_size=0.01, lot_size=0.01, margin=True, leverage=100.0)
+    g = Gate(max_gross_exposure=1.0)
+    g.portfolio = Portfolio({IID: INST, eth.instrument_id: eth}, 10_000.0)
+    g.gate = RiskGate(RiskConfig(max_gross_exposure=1.0), g.portfolio, g.clock, g.bus)
+    g.gate.bind_orders(g.orders)
+    g.mark(100.0)
+    coid = g.orders.next_client_order_id("s")
+    g.orders.create(SubmitOrder("s", eth.instrument_id, coid, BUY, 1.0, 0, 0, OrderType.LIMIT, 50.0))
+    g.orders.apply(OrderSubmitted("s", eth.instrument_id, coid, 0, 0))
+    assert g.check(qty=500.0) == (
+        "max_gross_exposure: 5.005 > 1.0 (gross notional 50050.0 with working orders, equity 10000.0)"
+    )
+    assert g.check(qty=99.5) is None  # 9_950 + 50 = 10_000: at the limit
+    assert g.check(qty=99.6) == (
+        "max_gross_exposure: 1.001 > 1.0 (gross notional 10010.0 with working orders, equity 10000.0)"
+    )
+
+
 # ----------------------------------------------------------------------------- breakers
 
 

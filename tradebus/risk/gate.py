@@ -16,7 +16,8 @@ it is denied, always in the form ``"<check>: <what> <op> <limit>"`` (for example
    would fill completely.
 5. ``price_band``: limit and trigger prices within ``price_band_pct`` of the last price.
 6. ``max_gross_exposure``: the worst-case gross notional (each instrument's position with all
-   its working buys or all its working sells filled, whichever is larger, at the last price)
+   its working buys or all its working sells filled, whichever is larger, at the last price;
+   an instrument not priced yet at the highest limit or trigger of its working orders)
    over equity, after the order; an order that does not raise it always passes.
 7. ``max_open_orders``, then ``max_order_rate`` (sliding window on the injected clock; only
    orders that pass every check count).
@@ -401,6 +402,8 @@ class RiskGate:
         book: dict[str, list[float]] = {iid: [qty, 0.0, 0.0] for iid, qty in pf.positions().items()}
         book.setdefault(cmd.instrument_id, [pf.position(cmd.instrument_id), 0.0, 0.0])
         orders = self._orders
+        # instrument not priced yet -> the highest limit or trigger of its working orders
+        quoted: dict[str, float] = {}
         if orders is not None:
             oco = pf.account.oco_groups()
             skip = oco.get(cmd.client_order_id, (cmd.client_order_id,)) if oco else (cmd.client_order_id,)
@@ -409,6 +412,9 @@ class RiskGate:
             for order in orders.open_orders():
                 if order.client_order_id not in skip:
                     row = book.setdefault(order.instrument_id, [pf.position(order.instrument_id), 0.0, 0.0])
+                    px_order = order.price if order.price == order.price else order.trigger_price
+                    if not px_order <= quoted.get(order.instrument_id, -_INF):
+                        quoted[order.instrument_id] = px_order
                     group = oco.get(order.client_order_id) if oco else None
                     if group is None:
                         row[1 if order.side > 0 else 2] += order.leaves_qty
@@ -423,7 +429,11 @@ class RiskGate:
 
         def price(iid: str) -> float:  # the value of one unit of quantity (contract size included)
             last = self._last.get(iid, _NAN)
-            return (last if last == last else pf.last_price(iid)) * sizes.get(iid, 1.0)
+            if last != last:
+                last = pf.last_price(iid)
+                if last != last:
+                    last = quoted.get(iid, _NAN)
+            return last * sizes.get(iid, 1.0)
 
         def worst(row: list[float]) -> float:
             return max(abs(row[0] + row[1]), abs(row[0] - row[2]))
@@ -431,7 +441,10 @@ class RiskGate:
         gross = 0.0
         for iid, row in book.items():
             if iid != cmd.instrument_id:
-                gross += worst(row) * price(iid)
+                mark = price(iid)
+                if mark != mark:  # a NaN sum would pass every order
+                    return f"max_gross_exposure: no price for {iid} (it has working orders)"
+                gross += worst(row) * mark
         row = book[cmd.instrument_id]
         mark = price(cmd.instrument_id)
         if mark != mark:
