@@ -356,6 +356,26 @@ def test_max_gross_exposure_values_working_orders_of_an_unpriced_instrument_at_t
     )
 
 
+def test_a_working_market_order_of_an_unpriced_instrument_keeps_the_price_of_its_limit_order() -> None:
+    """A limit buy of 1 ETH at 50, then a market buy of 1 ETH in flight, before any ETH price: ETH is
+    valued at 50 (2 ETH: 100), so the BTC buy of 99 at 100 is at 9_900 + 100 = 10_000, the limit
+    (the market order's NaN price replaced the limit's 50, and every order was denied for no price)."""
+    eth = Instrument("BINANCE", "ETHUSDT", tick_size=0.01, lot_size=0.01, margin=True, leverage=100.0)
+    g = Gate(max_gross_exposure=1.0)
+    g.portfolio = Portfolio({IID: INST, eth.instrument_id: eth}, 10_000.0)
+    g.gate = RiskGate(RiskConfig(max_gross_exposure=1.0), g.portfolio, g.clock, g.bus)
+    g.gate.bind_orders(g.orders)
+    g.mark(100.0)
+    for typ, px in ((OrderType.LIMIT, 50.0), (OrderType.MARKET, float("nan"))):
+        coid = g.orders.next_client_order_id("s")
+        g.orders.create(SubmitOrder("s", eth.instrument_id, coid, BUY, 1.0, 0, 0, typ, px))
+        g.orders.apply(OrderSubmitted("s", eth.instrument_id, coid, 0, 0))
+    assert g.check(qty=99.0) is None
+    assert g.check(qty=99.1) == (
+        "max_gross_exposure: 1.001 > 1.0 (gross notional 10010.0 with working orders, equity 10000.0)"
+    )
+
+
 # ----------------------------------------------------------------------------- breakers
 
 

@@ -413,7 +413,7 @@ class RiskGate:
                 if order.client_order_id not in skip:
                     row = book.setdefault(order.instrument_id, [pf.position(order.instrument_id), 0.0, 0.0])
                     px_order = order.price if order.price == order.price else order.trigger_price
-                    if not px_order <= quoted.get(order.instrument_id, -_INF):
+                    if px_order > quoted.get(order.instrument_id, -_INF):
                         quoted[order.instrument_id] = px_order
                     group = oco.get(order.client_order_id) if oco else None
                     if group is None:
