@@ -4,22 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tradebus.adapters.binance.emulator import BinanceProtocol
-from tradebus.adapters.common.local_server import LocalVenueServer
-from tradebus.node.playback import play
+from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
+from tradebus.engine.messages import BookDelta, BookResynced, OrderDenied
+from tradebus.node.playback import Playback, play
 from tradebus.node.daemon import PaperNode
 
 from .node_testdata import (
+    IID,
+    OKX_IID,
+    OKX_INSTRUMENT,
     SPOT_CAPTURE,
     SPOT_FRAMES,
     SPOT_QUOTES,
     SPOT_SNAPSHOT,
     SPOT_TRADE_IDS,
     binance_config,
+    binance_reference_book,
     config_of,
     fill_keys,
+    okx_frames,
     order_keys,
     run_node,
+    stream_config,
 )
 
 
@@ -43,3 +52,78 @@ async def test_paper_daemon_and_playback_of_the_same_capture_give_identical_orde
     assert fill_keys(replayed.kernel.result.fills) == fill_keys(result.fills)
     # receive times differ (wall clock vs recorded), so do the times the kernel stamps
     assert result.start_ns != backtest.kernel.result.start_ns
+
+
+async def test_replay_of_a_recording_with_a_reconnect_denies_and_fills_what_the_daemon_did(tmp_path: Path) -> None:
+    # the connection drops mid-stream: live, the book is unsynced from the drop until the REST
+    # snapshot the next connection fetches, and orders on it are denied meanwhile
+    drop = [Fault(FaultKind.DROP, at=200, match="@trade")]
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, drop, resume_overlap=60, lifetime=60.0) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["trade", "bookTicker", "depth"], tmp=tmp_path, record=True)
+        node = PaperNode(config_of(data), handle_signals=False)
+        live: list = []
+        for cls in (BookResynced, OrderDenied):
+            node.kernel.bus.subscribe(cls, live.append)
+        result = node.kernel.result
+
+        def done() -> bool:
+            sync = node.feeds[0].feed.books["BTCUSDT"]  # type: ignore[attr-defined]
+            return result.trades == len(SPOT_TRADE_IDS) and sync.synced and sync.resyncs == 1
+
+        await run_node(node, done)
+    assert node.summary.feeds["binance-spot"]["connections"] == 2
+    assert any(isinstance(m, OrderDenied) and "book unsynced" in m.reason for m in live)
+    replay = Playback(node.config)
+    replayed: list = []
+    for cls in (BookResynced, OrderDenied):
+        replay.kernel.bus.subscribe(cls, replayed.append)
+    replay.run(tmp_path / "frames.jsonl.gz")
+    assert [(type(m), m.instrument_id) for m in replayed if isinstance(m, BookResynced)] == [(BookResynced, IID)]
+    assert [(m.client_order_id, m.reason) for m in replayed if isinstance(m, OrderDenied)] == [
+        (m.client_order_id, m.reason) for m in live if isinstance(m, OrderDenied)
+    ]
+    assert fill_keys(replay.kernel.result.fills) == fill_keys(result.fills)
+    assert order_keys(replay.kernel.result.orders) == order_keys(result.orders)
+
+
+def test_replayed_frame_of_a_new_okx_connection_unsyncs_the_book_until_its_snapshot() -> None:
+    playback = Playback(config_of(stream_config(OKX_INSTRUMENT, OKX_IID, "okx", "spot", ["books", "trades"])))
+    deltas: list[BookDelta] = []
+    playback.kernel.bus.subscribe(BookDelta, deltas.append)
+    frames = okx_frames()
+    books = [i for i, (_, raw) in enumerate(frames) if '"instId":"BTC-USDT"},"action":"update"' in raw]
+    cut = books[len(books) // 2]
+    for recv_ns, raw in frames[:cut]:
+        playback.feed_frame(recv_ns, "okx-public:1", raw)
+    assert playback.guard.block_reason(OKX_IID) is None
+    applied = len(deltas)
+    for recv_ns, raw in frames[cut:]:  # the next connection's updates, with no snapshot of it yet
+        playback.feed_frame(recv_ns, "okx-public:2", raw)
+    # live, the dropped connection left the book out of sync until the new one's snapshot
+    assert len(deltas) == applied
+    assert (playback.guard.block_reason(OKX_IID) or "").startswith("book unsynced")
+
+
+@pytest.mark.parametrize("frames_first", [0, 40], ids=["snapshot-first", "frames-first"])
+def test_replayed_reconnect_resyncs_the_binance_book_from_the_snapshot_fetched_for_it(frames_first: int) -> None:
+    # live, the REST snapshot fetched on reconnecting may come before or after the new connection's first frames
+    playback = Playback(config_of(binance_config(None, None, ["trade", "depth"])))
+    resynced: list[BookResynced] = []
+    playback.kernel.bus.subscribe(BookResynced, resynced.append)
+    venue = BinanceProtocol(SPOT_SNAPSHOT)
+    assert SPOT_SNAPSHOT is not None
+    playback.feed_frame(SPOT_FRAMES[0][0], "rest:BTCUSDT", SPOT_SNAPSHOT)
+    cut = 1500
+    for recv_ns, raw in SPOT_FRAMES[:cut]:
+        playback.feed_frame(recv_ns, "binance-spot:1", raw)
+        venue.on_sent(raw)
+    status, snapshot = venue.http("/api/v3/depth", {"symbol": ["BTCUSDT"]})  # type: ignore[misc]
+    assert status == 200
+    for recv_ns, raw in SPOT_FRAMES[cut : cut + frames_first]:
+        playback.feed_frame(recv_ns, "binance-spot:2", raw)
+    playback.feed_frame(SPOT_FRAMES[cut + frames_first][0], "rest:BTCUSDT", snapshot)
+    for recv_ns, raw in SPOT_FRAMES[cut + frames_first :]:
+        playback.feed_frame(recv_ns, "binance-spot:2", raw)
+    sync = playback.feeds[0].feed.books["BTCUSDT"]  # type: ignore[attr-defined]
+    assert sync.synced and sync.book.last_seq == binance_reference_book()[2]
+    assert [m.reason.startswith("connection lost") for m in resynced] == [True]

@@ -9,7 +9,10 @@ objects the live clients use (:class:`~tradebus.adapters.binance.client.BinanceR
 into the daemon's kernel (:func:`~tradebus.node.daemon.build_paper_kernel`), with a
 :class:`~tradebus.engine.clock.SimulatedClock` moved to each frame's recorded receive time.
 So a strategy sees the same messages, with the same ``ts_init``, as the daemon saw live,
-and ``tradebus replay`` writes the outputs of ``tradebus backtest``.
+and ``tradebus replay`` writes the outputs of ``tradebus backtest``. The first frame of a
+feed's next connection (``binance-spot:2`` after ``binance-spot:1``: a reconnect) marks that
+feed's books out of sync, as the live client did when the connection ended, so they resync
+from the snapshot the new connection brought and orders on them are denied until then.
 
 Recording formats
 -----------------

@@ -523,6 +523,7 @@ class BinanceFeedHandle(Feed):
             **({"depth_speed": options.depth_speed} if options.depth_speed else {}),
         )
         self.name = f"binance-{config.market}"
+        self._reseeded: set[str] = set()  # books given a recorded snapshot since the last stream frame
         if live:
             policy = connection_policy(config, binance_keepalive(), MAX_CONNECTION_AGE)
             client = BinanceClient(self.binance, sink, policy, recorder, clock_ns=clock_ns)
@@ -536,9 +537,32 @@ class BinanceFeedHandle(Feed):
 
     def on_frame(self, raw: str | bytes, recv_ns: int, conn: str) -> None:
         if conn.startswith("rest:"):
-            self.feed.on_snapshot_frame(raw, recv_ns, conn[5:])
-        else:
-            self.feed.on_frame(raw, recv_ns)
+            self._on_recorded_snapshot(raw, recv_ns, conn[5:])
+            return
+        if conn != self.recorded_conn:
+            self.follow_connection(conn)
+        if self._reseeded:
+            self._reseeded.clear()
+        self.feed.on_frame(raw, recv_ns)
+
+    def _on_recorded_snapshot(self, raw: str | bytes, recv_ns: int, symbol: str) -> None:
+        """A recorded REST snapshot; one fetched on reconnecting may precede the new connection's first frame.
+
+        Live, a snapshot is fetched only for a book out of sync, so one that finds the book in
+        sync followed a connection loss the recording does not show yet: the book is
+        invalidated first, and kept when the next connection's first frame arrives.
+        """
+        sync = self.feed.books.get(symbol)
+        if sync is not None and sync.synced:
+            sync.invalidate(f"connection lost: recorded connection {self.recorded_conn} ended", request=False)
+        self.feed.on_snapshot_frame(raw, recv_ns, symbol)
+        self._reseeded.add(symbol)
+
+    def invalidate_books(self, reason: str) -> None:
+        for symbol, sync in self.feed.books.items():
+            if symbol not in self._reseeded:  # not seeded by a snapshot fetched for the new connection
+                sync.invalidate(reason, request=False)
+        self._reseeded.clear()
 
     def accepts(self, conn: str) -> bool:
         if conn.startswith("rest:"):

@@ -221,6 +221,8 @@ class Feed(ABC):
     #: Feed name: the client's name, its FeedStale ``source`` and its recorder connection prefix.
     name: str
     client: WsClient | None
+    #: The recorded connection of the last frame played (:meth:`follow_connection`), ``None`` before the first.
+    recorded_conn: str | None = None
 
     def __init__(self, config: FeedConfig, instruments: dict[str, Instrument], sink: Sink) -> None:
         self.config = config
@@ -232,7 +234,29 @@ class Feed(ABC):
 
     @abstractmethod
     def on_frame(self, raw: str | bytes, recv_ns: int, conn: str) -> None:
-        """Parse one recorded frame of connection ``conn`` into the sink (raises ``ParseError``)."""
+        """Parse one recorded frame of connection ``conn`` into the sink (raises ``ParseError``).
+
+        A frame of another connection than the previous one's is a reconnect: the books are
+        invalidated first (:meth:`follow_connection`), as the live client did when that
+        connection ended.
+        """
+
+    @abstractmethod
+    def invalidate_books(self, reason: str) -> None:
+        """Mark every book out of sync for ``reason`` until the next connection's snapshot (a connection ended)."""
+
+    def follow_connection(self, conn: str) -> None:
+        """A recorded frame arrived on connection ``conn``: if it follows another connection, that one ended.
+
+        Live, the client invalidates every book when its connection ends (nothing of them is
+        emitted and orders on them are denied until the snapshot the next connection brings);
+        a played recording does the same at the first frame of the next connection.
+        """
+        last = self.recorded_conn
+        if conn != last:
+            self.recorded_conn = conn
+            if last is not None:
+                self.invalidate_books(f"connection lost: recorded connection {last} ended")
 
     @abstractmethod
     def book_checks(self) -> dict[str, Callable[[], bool]]:
@@ -272,9 +296,14 @@ class ParserFeed(Feed):
     parser: StreamParser
 
     def on_frame(self, raw: str | bytes, recv_ns: int, conn: str) -> None:
+        if conn != self.recorded_conn:
+            self.follow_connection(conn)
         sink = self.sink
         for msg in self.parser.parse_frame(raw, recv_ns):
             sink(msg)
+
+    def invalidate_books(self, reason: str) -> None:
+        self.parser.invalidate_books(reason)
 
 
 def all_in_sync(test: Callable[[str], bool], keys: list[str]) -> Callable[[], bool]:
