@@ -194,3 +194,52 @@ def test_attribution_by_hand_with_a_flip_and_a_contract_size() -> None:
     assert a.unrealized_pnl == pytest.approx(-2.0 * (115.0 - 120.0) * 0.1)
     assert a_all.net_pnl == pytest.approx(6.0 + 1.0 - 4.0)
     assert b.unrealized_pnl == pytest.approx(-1.0 * (115.0 - 50.0) * 0.1)
+
+
+class HoldThenExit(Strategy):
+    """Buys ``quantity`` at the first bar; at bar ``exit_at`` notes its position and goes flat."""
+
+    def __init__(self, strategy_id: str, quantity: float, exit_at: int) -> None:
+        super().__init__(BTC_4H, strategy_id=strategy_id)
+        self.quantity = quantity
+        self.exit_at = exit_at
+        self.k = 0
+        self.position_at_exit = float("nan")
+
+    def on_bar(self, bar: Bar) -> None:
+        self.k += 1
+        if self.k == 1:
+            self.target_position(BTC_4H, self.quantity, reason="enter")
+        elif self.k == self.exit_at:
+            self.position_at_exit = self.position()
+            self.target_position(BTC_4H, 0.0, reason="exit")
+
+
+def falling_bars() -> pd.DataFrame:
+    """Daily bars at 100 for three days, then down 5 a day to 50, then flat: a 3x long is liquidated."""
+    closes = [100.0] * 3 + [100.0 - 5.0 * k for k in range(1, 11)] + [50.0] * 5
+    opens = [100.0, *closes[:-1]]
+    ts = [(k + 1) * 86_400_000_000_000 for k in range(len(closes))]
+    return pd.DataFrame({
+        "ts_event": ts, "ts_init": ts, "open": opens, "high": [max(o, c) for o, c in zip(opens, closes, strict=True)],
+        "low": [min(o, c) for o, c in zip(opens, closes, strict=True)], "close": closes, "volume": 1.0,
+    })
+
+
+def test_strategies_sharing_a_liquidated_position_hold_nothing_after_the_liquidation() -> None:
+    # Both long 20 at 100 on 3x margin with 1,500 of cash: the cross position (40) is liquidated
+    # on the way down; each strategy's own position is then flat, and its exit sends nothing.
+    first = HoldThenExit("first", 20.0, exit_at=17)
+    second = HoldThenExit("second", 20.0, exit_at=17)
+    kernel = run([first, second], {BTC_4H: falling_bars()}, cash=1_500.0)
+    assert len(kernel.result.liquidations) == 1
+    assert kernel.portfolio.position(BTC_4H) == 0.0
+    assert first.position_at_exit == 0.0 and second.position_at_exit == 0.0
+    assert kernel.strategy_positions["first"][BTC_4H] == 0.0 and kernel.strategy_positions["second"][BTC_4H] == 0.0
+    # no exit order: an exit of the 20 each no longer holds would have opened a short
+    assert [f.strategy_id for f in kernel.result.fills] == ["first", "second", "liquidation"]
+    assert not kernel.result.denials
+    orders = kernel.orders.orders()
+    assert [(o.strategy_id, kernel.result.submit_reasons[o.client_order_id]) for o in orders] == [
+        ("first", "enter"), ("second", "enter")
+    ]

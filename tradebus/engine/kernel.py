@@ -80,7 +80,7 @@ from tradebus.engine.messages import (
     Trade,
     TradingState,
 )
-from tradebus.engine.perpetuals import Perpetuals
+from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY, Perpetuals
 from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import ConfigError, DataError
 from tradebus.execution.config import VenueConfig
@@ -316,7 +316,8 @@ class Kernel:
         self.banks: dict[str, FeatureBank] = {}
         #: ``instrument_id -> History`` of the instruments whose history a strategy asked for.
         self.histories: dict[str, History] = {}
-        #: ``strategy_id -> instrument_id -> signed quantity`` of each strategy's own fills.
+        #: ``strategy_id -> instrument_id -> signed quantity`` of each strategy's own fills (a
+        #: liquidation sets every strategy's position in the instrument to zero).
         self.strategy_positions: dict[str, dict[str, float]] = {}
         # Instruments traded by more than one strategy (their net position is shared).
         self._shared: frozenset[str] = frozenset()
@@ -787,11 +788,17 @@ class Kernel:
     # ------------------------------------------------------------------ outputs
 
     def _record_fill(self, fill: OrderFilled) -> None:
-        own = self.strategy_positions.get(fill.strategy_id)
-        if own is None:
-            own = self.strategy_positions[fill.strategy_id] = {}
         iid = fill.instrument_id
-        own[iid] = own.get(iid, 0.0) + (fill.last_qty if fill.side > 0 else -fill.last_qty)
+        if fill.strategy_id == LIQUIDATION_STRATEGY:
+            # the liquidation closes the net position, so every strategy's share of it
+            for own in self.strategy_positions.values():
+                if iid in own:
+                    own[iid] = 0.0
+        else:
+            own = self.strategy_positions.get(fill.strategy_id)
+            if own is None:
+                own = self.strategy_positions[fill.strategy_id] = {}
+            own[iid] = own.get(iid, 0.0) + (fill.last_qty if fill.side > 0 else -fill.last_qty)
         perps = self.perpetuals
         if perps is not None:
             perps.note_positions()
