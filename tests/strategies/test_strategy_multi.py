@@ -243,3 +243,23 @@ def test_strategies_sharing_a_liquidated_position_hold_nothing_after_the_liquida
     assert [(o.strategy_id, kernel.result.submit_reasons[o.client_order_id]) for o in orders] == [
         ("first", "enter"), ("second", "enter")
     ]
+
+
+
+def test_attribution_closes_each_strategys_position_at_the_liquidation() -> None:
+    # The run above: 40 long liquidated at one close. Each strategy's row is flat, having realised
+    # its own 20 at the liquidation price and paid half the liquidation fee; no other row.
+    kernel = run([HoldThenExit("first", 20.0, 17), HoldThenExit("second", 20.0, 17)], {BTC_4H: falling_bars()},
+                 cash=1_500.0)
+    (liquidation,) = [f for f in kernel.result.fills if f.strategy_id == "liquidation"]
+    entry = kernel.result.fills[0].price
+    rows = attribute(kernel.result.fills, kernel.result.last_prices)
+    assert [(r.strategy_id, r.instrument) for r in rows] == [
+        ("first", BTC_4H), ("first", "ALL"), ("second", BTC_4H), ("second", "ALL")
+    ]
+    for row in rows[0], rows[2]:
+        assert row.position == 0.0 and row.unrealized_pnl == 0.0
+        assert row.sold == 20.0 and row.fills == 2
+        assert row.realized_pnl == pytest.approx(20.0 * (liquidation.price - entry), rel=1e-12)
+        assert row.fees == pytest.approx(kernel.result.fills[0].fee + liquidation.fee / 2, rel=1e-12)
+    assert rows[1].net_pnl + rows[3].net_pnl == pytest.approx(kernel.portfolio.equity() - 1_500.0, abs=1e-9)

@@ -22,6 +22,9 @@ average-cost accounting:
   in instruments quoted in it (weight: their cost, ``position * avg_price``). A loan no open
   position explains (a quote balance below zero from losses and fees alone) is shared equally by
   the rows of those instruments that have filled so far;
+* a liquidation fill (which no strategy sent) closes the position of every strategy holding the
+  instrument at its price, each paying a share of its fee in proportion to the size of its own
+  position;
 * ``net_pnl = realized_pnl + unrealized_pnl - fees - funding - interest``.
 
 A fill, a funding payment or an hourly charge at the same time are taken in the kernel's order:
@@ -43,6 +46,7 @@ from dataclasses import dataclass
 
 from tradebus.engine.kernel import FillRecord
 from tradebus.engine.messages import FundingPaid, InterestCharged
+from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY
 
 __all__ = ["ATTRIBUTION_COLUMNS", "ALL_INSTRUMENTS", "Attribution", "attribute"]
 
@@ -164,6 +168,8 @@ def attribute(
     for _, _, _, kind, item in events:
         if kind == "fill":
             assert isinstance(item, FillRecord)
+            if item.strategy_id == LIQUIDATION_STRATEGY and _liquidate(item, rows):
+                continue
             key = (item.strategy_id, item.instrument_id)
             row = rows.get(key)
             if row is None:
@@ -196,6 +202,18 @@ def attribute(
             total.interest += row.interest
         out.append(total)
     return out
+
+
+def _liquidate(fill: FillRecord, rows: Mapping[tuple[str, str], Attribution]) -> bool:
+    """Close every strategy's position in the liquidated instrument at the fill; ``False`` if none holds one.
+
+    The fill closes the net position, so each holder's part is its own position; the fee is shared
+    by the size of those parts.
+    """
+    holders = [r for (_, iid), r in rows.items() if iid == fill.instrument_id and r.position != 0.0]
+    for row, share in _shares(holders, [abs(r.position) for r in holders]):
+        row.add_fill(-1 if row.position > 0.0 else 1, abs(row.position), fill.price, fill.fee * share)
+    return bool(holders)
 
 
 def _charge_interest(
