@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide
 from tradebus.engine.portfolio import Portfolio
-from tradebus.errors import OrderError
+from tradebus.errors import ConfigError, OrderError
 
 INST = Instrument("BINANCE", "BTCUSDT", tick_size=0.01, lot_size=0.001)
 IID = INST.instrument_id
@@ -96,6 +96,19 @@ def test_mark_moved_sets_every_moved_price_takes_the_peak_at_the_final_prices_an
     assert (pf.last_price(IID), pf.last_price(eth.instrument_id)) == (90.0, 40.0)
     assert pf.equity() == 9_970.0 and pf.max_equity == 10_010.0
     assert pf.drawdown() == pytest.approx(40.0 / 10_010.0)
+
+
+@pytest.mark.parametrize("first", ["BTC-USD", "ETH-BTC"])
+def test_an_instrument_quoted_in_another_instruments_base_is_refused(first: str) -> None:
+    # ETH-BTC beside BTC-USD: ETH-BTC's cash flows, fees and PnL are BTC, which the ledger would
+    # have added to the USD cash at par (an ETH buy of 0.26 BTC, ~9,500 USD, booked as 0.26 USD).
+    btc = Instrument("X", "BTC-USD", base="BTC", quote="USD", tick_size=0.01, lot_size=0.0001)
+    eth = Instrument("X", "ETH-BTC", base="ETH", quote="BTC", tick_size=1e-6, lot_size=0.001)
+    both = {"BTC-USD": {btc.instrument_id: btc, eth.instrument_id: eth},
+            "ETH-BTC": {eth.instrument_id: eth, btc.instrument_id: btc}}[first]
+    with pytest.raises(ConfigError, match=r"ETH-BTC\.X is quoted in BTC, the base asset of BTC-USD\.X"):
+        Portfolio(both, 10_000.0)
+    assert Portfolio({eth.instrument_id: eth}, 1.0).reporting_currency == "BTC"  # alone, it reports in BTC
 
 
 def test_fill_for_unknown_instrument_raises_and_books_nothing() -> None:

@@ -28,7 +28,9 @@ Equity is in the *reporting currency*, the quote asset of the first instrument:
 
 - ``cash`` is the sum of the quote-asset balances (every asset that is a quote asset and no
   instrument's base), each counted at par with the reporting currency (USDT and USDC as USD:
-  no conversion rate is applied; the account keeps each one's balance separately);
+  no conversion rate is applied; the account keeps each one's balance separately); an
+  instrument quoted in another instrument's base (ETH-BTC beside BTC-USD) is refused, as no
+  rate would turn its amounts into the reporting currency;
 - an initial balance of any other asset (``balances: {BTC: 0.5}``) is a *holding*, valued at
   the last price of an instrument whose base it is (quoted in the reporting currency if one
   is, else the first in instrument order), and 0 until that instrument is priced. Positions
@@ -136,6 +138,15 @@ class Portfolio:
         self.instruments = instruments
         names = [asset_names(inst) for inst in instruments.values()]
         self.reporting_currency = names[0][1]
+        priced = {base: iid for iid, (base, _) in zip(instruments, names, strict=True)}
+        for iid, (_, quote) in zip(instruments, names, strict=True):
+            if quote in priced:
+                raise ConfigError(
+                    f"portfolio: {iid} is quoted in {quote}, the base asset of {priced[quote]}; the ledger counts "
+                    f"every quote amount at par with the reporting currency {self.reporting_currency} (no "
+                    f"conversion), so its PnL, fees and cash would be {quote} amounts added as "
+                    f"{self.reporting_currency}: a run cannot trade it beside {priced[quote]} yet"
+                )
         start = {self.reporting_currency: float(initial_cash)} if balances is None else dict(balances)
         # A residual below a thousandth of a lot after a reduction is float noise: snap to flat.
         self._positions: dict[str, Position] = {
