@@ -310,6 +310,20 @@ def test_an_empty_horizon_list_exits_2_naming_the_field(tmp_path: Path, command:
     assert not out.exists()
 
 
+def test_walkforward_with_a_model_column_the_features_lack_exits_2_naming_it(tmp_path: Path) -> None:
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["dataset"]["catalog"] = str(REPO / "data" / "catalog")
+    raw["model"]["columns"] = ["vol", "rsi_14"]
+    config = tmp_path / "typo.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["research", "walkforward", str(config), "--out", str(out)])
+    assert result.exit_code == 2, repr(result.exception)
+    assert ("walk-forward: model column(s) ['rsi_14'] are not columns of the features (they are: r, vol, rsi, "
+            "macd.macd, macd.signal, macd.hist, z, atr)") in " ".join(result.output.split())
+    assert not out.exists()
+
+
 def test_alpha_json_is_strict_json_with_null_for_an_undefined_icir(tmp_path: Path) -> None:
     raw = yaml.safe_load(CONFIG.read_text())
     raw["dataset"]["catalog"] = str(REPO / "data" / "catalog")

@@ -131,6 +131,10 @@ def walk_forward(
         raise ConfigError(f"walk-forward: need a positive retrain period and 0 < min_train < {n} bars")
     ts = bars["ts_event"].to_numpy(dtype=np.int64)
     features = compute_features(bars, specs, event="bar")
+    missing = [c for c in columns if c not in features.columns]
+    if missing:
+        raise ConfigError(f"walk-forward: model column(s) {missing} are not columns of the features "
+                          f"(they are: {', '.join(features.columns)})")
     X = features[list(columns)].to_numpy(dtype=np.float64)
     ret = np.asarray(label_ret, dtype=np.float64)
     t1 = np.asarray(label_t1, dtype=np.int64)
