@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
+import yaml
 from research_helpers import IID, REPO, SPECS, btc_bars
 from research_leaky import BatchEndReader
+from typer.testing import CliRunner
 
+from tradebus.cli import app
+from tradebus.data.catalog import Catalog
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import Bar
+from tradebus.engine.messages import Bar, Quote
 from tradebus.errors import ConfigError
 from tradebus.features.batch import compute_features
 from tradebus.research.lookahead import (
@@ -214,3 +220,54 @@ def test_no_cut_is_a_config_error_not_a_pass() -> None:
         detect_lookahead(sources, lambda s: Trace(), cuts=[])
     with pytest.raises(ConfigError, match="0 cuts check nothing"):
         detect_lookahead(sources, lambda s: Trace(), n_cuts=0)
+
+
+def quote_frame(rows: int) -> pd.DataFrame:
+    """Quotes around the real closes: bid and ask 0.5 either side, received when stamped."""
+    bars = btc_bars(rows)
+    return pd.DataFrame({"ts_event": bars["ts_event"], "ts_init": bars["ts_init"], "bid_price": bars["close"] - 0.5,
+                         "bid_size": bars["volume"], "ask_price": bars["close"] + 0.5, "ask_size": bars["volume"]})
+
+
+class PeekingQuoter(Strategy):
+    """Goes long before the mid rises, from the whole quote history it was given: a lookahead."""
+
+    def __init__(self, quotes: pd.DataFrame) -> None:
+        super().__init__(IID, strategy_id="peek_quotes")
+        mid = (quotes["bid_price"] + quotes["ask_price"]).to_numpy()
+        self.up = dict(zip(quotes["ts_init"].tolist(), np.append(mid[1:] > mid[:-1], False).tolist(), strict=True))
+
+    def on_quote(self, quote: Quote) -> None:
+        self.target_position(IID, 0.1 if self.up[quote.ts_init] else 0.0)
+
+
+def test_quotes_are_perturbed_a_peeking_quoter_is_caught_and_tick_ema_on_quotes_passes() -> None:
+    sources = [SourceFrame(IID, "quotes", quote_frame(1500))]
+    peek = detect_lookahead(sources, lambda s: kernel_trace(lambda: kernel_with(PeekingQuoter(s[0].frame)), s),
+                            n_cuts=3)
+    assert not peek.ok and {v["kind"] for v in peek.violations} == {"decision"}
+    make = lambda: kernel_with(TickEmaCross(IID, fast=5, slow=30, quantity=0.1, source="quotes"))  # noqa: E731
+    trace = kernel_trace(make, sources)
+    assert sum(r[0] == "feature" for r in trace.records) == 1500  # the probe reads the features on every quote
+    assert sum(r[0] == "decision" for r in trace.records) > 20
+    report = detect_lookahead(sources, lambda s: kernel_trace(make, s), n_cuts=3)
+    assert report.ok and report.records_checked > 1500, report.violations[:3]
+
+
+def test_lookahead_command_checks_a_config_trading_on_quotes(tmp_path: Path) -> None:
+    quotes = quote_frame(1500)
+    Catalog(tmp_path / "catalog").write(pa.Table.from_pandas(quotes, preserve_index=False), "coinbase", "spot",
+                                        "BTC-USD", "quotes", period="year", kind="quotes")
+    config = tmp_path / "quotes.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"catalog": str(tmp_path / "catalog"),
+                 "sources": [{"instrument": IID, "dataset": "coinbase/spot/BTC-USD/quotes", "kind": "quotes"}]},
+        "instruments": [{"venue": "COINBASE", "symbol": "BTC-USD", "kind": "spot", "base": "BTC", "quote": "USD",
+                         "tick_size": 0.01, "lot_size": 1.0e-8}],
+        "strategy": {"name": "tick_ema_cross", "instruments": [IID],
+                     "params": {"fast": 5, "slow": 30, "quantity": 0.1, "source": "quotes"}},
+    }))
+    result = CliRunner().invoke(app, ["research", "lookahead", str(config), "--cuts", "3", "--out", str(tmp_path)])
+    assert result.exit_code == 0, repr(result.exception)
+    report = json.loads((tmp_path / "lookahead.json").read_text())
+    assert report["ok"] and report["records_checked"] > 1500

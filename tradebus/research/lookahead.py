@@ -1,11 +1,11 @@
 """Lookahead detector: perturb the future, check that nothing at or before the cut changed.
 
-For random cut times ``t``, every input row with ``ts_init > t`` (bar prices and
-volumes, trade prices and sizes) is perturbed, the same run is repeated, and every
-record stamped at or before ``t`` is compared with the unperturbed run:
+For random cut times ``t``, every input row with ``ts_init > t`` is perturbed (prices
+and amounts of every replayed kind: :data:`PERTURBED`), the same run is repeated, and
+every record stamped at or before ``t`` is compared with the unperturbed run:
 
-* ``feature``: the feature row a strategy sees on each event (read by a probe strategy
-  after the strategy under test, from the same view);
+* ``feature``: the feature row a strategy sees on each bar, trade and quote (read by a
+  probe strategy after the strategy under test, from the same view);
 * ``output``: values a strategy publishes in an ``outputs`` list of ``(ts, value)``
   (e.g. :class:`~tradebus.research.strategy.ModelSignal`'s model outputs);
 * ``decision``: every order (creation time, instrument, side, quantity, type, prices)
@@ -44,11 +44,12 @@ import pandas as pd
 
 from tradebus.data.replay import ReplayBatch
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import Bar, OrderFilled, Trade
+from tradebus.engine.messages import Bar, OrderFilled, Quote, Trade
 from tradebus.errors import ConfigError
 from tradebus.strategies.base import Strategy
 
 __all__ = [
+    "PERTURBED",
     "LookaheadReport",
     "SourceFrame",
     "Trace",
@@ -59,15 +60,27 @@ __all__ = [
     "read_sources",
 ]
 
-_BAR_COLUMNS = ("open", "high", "low", "close", "volume")
-_TRADE_COLUMNS = ("price", "size", "aggressor")
+#: Per replayed kind, ``(price columns, amount columns)`` that :func:`perturb` shocks. Book rows keep their
+#: prices (a delta names the level it changes) and get their sizes shocked; a size of 0 (a deletion) stays 0.
+PERTURBED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "bars": (("open", "high", "low", "close"), ("volume",)),
+    "trades": (("price",), ("size",)),
+    "quotes": (("bid_price", "ask_price"), ("bid_size", "ask_size")),
+    "book": ((), ("size",)),
+    "mark_prices": (("mark_price", "index_price"), ()),
+    "funding_rates": ((), ("rate",)),
+    "open_interest": ((), ("open_interest",)),
+    "book_depth": ((), ("depth", "notional")),
+}
+#: Columns of a source frame that are not value columns of its replay batches.
+_NOT_VALUES = ("ts_event", "ts_init", "trade_id")
 #: Differences reported per cut (after the first one, later records are usually shifted too).
 _MAX_PER_CUT = 20
 
 
 @dataclass(frozen=True)
 class SourceFrame:
-    """The rows of one replay source: ``ts_event``, ``ts_init`` and the kind's columns (+ ``trade_id``)."""
+    """The rows of one replay source: ``ts_event``, ``ts_init`` and the kind's value columns (+ ``trade_id``)."""
 
     instrument_id: str
     kind: str
@@ -120,13 +133,12 @@ def read_sources(replay: Any) -> list[SourceFrame]:
     for index in sorted(parts):
         batches = parts[index]
         kind = batches[0].kind
-        columns = _BAR_COLUMNS if kind == "bars" else _TRADE_COLUMNS
         data: dict[str, Any] = {
             "ts_event": np.concatenate([b.ts_event for b in batches]),
             "ts_init": np.concatenate([b.ts_init for b in batches]),
         }
-        for name in columns:
-            data[name] = np.concatenate([getattr(b, name) for b in batches])
+        for name in batches[0].columns:
+            data[name] = np.concatenate([b.columns[name] for b in batches])
         if kind == "trades":
             data["trade_id"] = [t for b in batches for t in b.trade_id]
         out.append(SourceFrame(batches[0].instrument_id, kind, pd.DataFrame(data)))
@@ -137,7 +149,8 @@ def perturb(sources: Sequence[SourceFrame], cut: int, rng: np.random.Generator) 
     """Copies of ``sources`` with every row after ``cut`` (``ts_init > cut``) shocked.
 
     Prices are multiplied by ``exp(±U(0.05, 0.3))`` per row (OHLC together, so a bar
-    stays consistent), volumes and sizes by ``U(0.3, 3)``.
+    stays consistent; bid and ask together), volumes and sizes by ``U(0.3, 3)``
+    (the columns of :data:`PERTURBED`).
     """
     out = []
     for src in sources:
@@ -146,11 +159,11 @@ def perturb(sources: Sequence[SourceFrame], cut: int, rng: np.random.Generator) 
         k = int(after.sum())
         factor = np.exp(rng.choice([-1.0, 1.0], k) * rng.uniform(0.05, 0.3, k))
         size = rng.uniform(0.3, 3.0, k)
-        prices = ("open", "high", "low", "close") if src.kind == "bars" else ("price",)
+        prices, amounts = PERTURBED[src.kind]
         for name in prices:
             frame.loc[after, name] = frame.loc[after, name].to_numpy() * factor
-        amount = "volume" if src.kind == "bars" else "size"
-        frame.loc[after, amount] = frame.loc[after, amount].to_numpy() * size
+        for name in amounts:
+            frame.loc[after, name] = frame.loc[after, name].to_numpy() * size
         out.append(SourceFrame(src.instrument_id, src.kind, frame))
     return out
 
@@ -176,8 +189,7 @@ class MemoryReplay:
             for lo in range(int(a), int(b), self.batch_rows):
                 hi = min(lo + self.batch_rows, int(b))
                 rows = src.frame.iloc[row[lo:hi]]
-                columns = _BAR_COLUMNS if src.kind == "bars" else _TRADE_COLUMNS
-                data = {c: np.ascontiguousarray(rows[c].to_numpy()) for c in columns}
+                data = {c: np.ascontiguousarray(rows[c].to_numpy()) for c in rows.columns if c not in _NOT_VALUES}
                 if src.kind == "trades":
                     data["aggressor"] = data["aggressor"].astype(np.int8)
                 yield ReplayBatch(
@@ -211,6 +223,9 @@ class _Probe(Strategy):
 
     def on_trade(self, trade: Trade) -> None:
         self._record(trade.instrument_id, trade.ts_init)
+
+    def on_quote(self, quote: Quote) -> None:
+        self._record(quote.instrument_id, quote.ts_init)
 
 
 def kernel_trace(make_kernel: Callable[[], Kernel], sources: Sequence[SourceFrame]) -> Trace:
