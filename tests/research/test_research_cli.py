@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from research_helpers import REPO, btc_bars, random_walk, write_bars
+from research_helpers import H4, REPO, btc_bars, random_walk, write_bars
 from scipy.stats import spearmanr
 from typer.testing import CliRunner
 
@@ -322,6 +322,36 @@ def test_walkforward_with_a_model_column_the_features_lack_exits_2_naming_it(tmp
     assert ("walk-forward: model column(s) ['rsi_14'] are not columns of the features (they are: r, vol, rsi, "
             "macd.macd, macd.signal, macd.hist, z, atr)") in " ".join(result.output.split())
     assert not out.exists()
+
+
+def test_alpha_on_two_instruments_exits_3_instead_of_an_all_nan_cross_sectional_ic(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    walks = {f"{name}.SIM": random_walk(300, seed) for name, seed in (("AAA-USD", 1), ("BBB-USD", 2), ("CCC-USD", 5))}
+    sources = [{"instrument": iid, "dataset": write_bars(catalog, bars, iid.split(".")[0], "bars", H4)}
+               for iid, bars in walks.items()]
+    raw = {"dataset": {"catalog": str(catalog), "sources": sources[:2],
+                       "features": [{"name": "rsi", "kind": "rsi", "params": {"window": 14}, "input": "close"}]},
+           "alpha": {"factors": ["rsi"], "horizons": [1, 3], "period": 50}}
+    config = tmp_path / "pair.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["research", "alpha", str(config), "--out", str(out)])
+    assert result.exit_code == 3, result.output
+    assert ("alpha: a cross-sectional IC needs at least 3 instruments at one time, but no timestamp has more "
+            "than 2 rows") in " ".join(result.output.split())
+    assert not out.exists()
+    # three instruments: the IC of each timestamp is scipy's Spearman correlation across them
+    raw["dataset"]["sources"] = sources
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["research", "alpha", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    ic = json.loads((out / "alpha.json").read_text())["factors"]["rsi"]["ic"][0]
+    rsi = {iid: build_dataset(load_research_config(config)[1]).query("instrument == @iid")["rsi"].to_numpy()
+           for iid in walks}
+    fwd = {iid: (bars["close"].shift(-1) / bars["close"] - 1.0).to_numpy() for iid, bars in walks.items()}
+    per_time = [spearmanr([rsi[i][t] for i in walks], [fwd[i][t] for i in walks]).statistic for t in range(300)
+                if all(np.isfinite(rsi[i][t]) and np.isfinite(fwd[i][t]) for i in walks)]
+    assert ic["n"] == len(per_time) and ic["ic_mean"] == pytest.approx(float(np.mean(per_time)))
 
 
 def test_alpha_json_is_strict_json_with_null_for_an_undefined_icir(tmp_path: Path) -> None:

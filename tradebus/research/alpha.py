@@ -54,7 +54,13 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def ic_series(factor: pd.Series, forward: pd.Series, by: pd.Series | None = None, period: int = 100) -> pd.Series:
-    """Spearman IC per timestamp (``by``: cross-section) or per block of ``period`` rows (one instrument)."""
+    """Spearman IC per timestamp (``by``: cross-section) or per block of ``period`` rows (one instrument).
+
+    Raises
+    ------
+    DataError
+        ``by`` is given but no timestamp has 3 rows (a rank correlation of fewer is undefined).
+    """
     f = factor.to_numpy(dtype=np.float64)
     r = forward.to_numpy(dtype=np.float64)
     if f.shape != r.shape:
@@ -64,6 +70,10 @@ def ic_series(factor: pd.Series, forward: pd.Series, by: pd.Series | None = None
         order = np.argsort(keys, kind="stable")
         uniq, first = np.unique(keys[order], return_index=True)
         bounds = [*first.tolist(), len(keys)]
+        widest = int(np.diff(bounds).max()) if len(uniq) else 0
+        if widest < 3:
+            raise DataError(f"alpha: a cross-sectional IC needs at least 3 instruments at one time, but no timestamp "
+                            f"has more than {widest} rows (with fewer instruments, report each one alone)")
         values = [_spearman(f[order[a:b]], r[order[a:b]]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         return pd.Series(values, index=uniq, name="ic")
     if period < 3:
