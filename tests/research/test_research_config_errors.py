@@ -33,6 +33,10 @@ def test_the_sample_research_config_loads(tmp_path: Path) -> None:
         ({"labelz": {"horizon": 3}}, "labelz: unknown key (not allowed here)"),
         ({"dataset": {"warmup_rows": 5}}, "dataset.warmup_rows: unknown key (not allowed here)"),
         ({"dataset": {"timeframes": None}}, "dataset.timeframes: "),
+        ({"dataset": {"features": [{"name": "x", "kind": "ema", "params": {"span": 3}, "input": "clsoe"}]}},
+         "dataset.features: feature 'x': unknown input 'clsoe' (not an event field or feature)"),
+        ({"dataset": {"timeframes": {"1d": [{"name": "m", "kind": "no_such_kind", "input": "close"}]}}},
+         "dataset.timeframes.1d: "),
     ],
 )
 def test_a_bad_research_config_names_the_file_the_key_and_the_problem(tmp_path: Path, change: dict, message: str) -> None:

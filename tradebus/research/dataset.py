@@ -34,7 +34,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from tradebus.config.base import StrictModel, describe_errors, resolve_path
 from tradebus.data.catalog import Catalog
-from tradebus.errors import ConfigError, DataError
+from tradebus.errors import ConfigError, DataError, FeatureError
 from tradebus.features.bank import FeatureBank
 from tradebus.features.spec import FeatureSpec, load_specs
 
@@ -118,7 +118,8 @@ def load_config(data: Mapping[str, Any], base: Path | None = None) -> DatasetCon
     Raises
     ------
     ConfigError
-        Naming the field (``dataset.sources.0.dataset: ...``).
+        Naming the field (``dataset.sources.0.dataset: ...``), or a feature spec the bank
+        refuses (``dataset.features: feature 'x': unknown input ...``).
     """
     try:
         config = DatasetConfig.model_validate(data)
@@ -128,6 +129,11 @@ def load_config(data: Mapping[str, Any], base: Path | None = None) -> DatasetCon
         for name in source.timeframes:
             if name not in config.timeframes:
                 raise ConfigError(f"dataset.sources: timeframe {name!r} of {source.instrument} has no features")
+    for field, specs in (("features", config.features), *((f"timeframes.{k}", v) for k, v in config.timeframes.items())):
+        try:
+            FeatureBank(specs)
+        except FeatureError as exc:
+            raise ConfigError(f"dataset.{field}: {exc}") from None
     if base is not None:
         config = config.model_copy(update={"catalog": resolve_path(config.catalog, base)})
     return config
