@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tradebus.data.catalog import schema_for
 from tradebus.data.replay import ReplayBatch
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Bar, OrderFilled, Quote, Trade
@@ -72,10 +73,13 @@ PERTURBED: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "open_interest": ((), ("open_interest",)),
     "book_depth": ((), ("depth", "notional")),
 }
-#: Columns of a source frame that are not value columns of its replay batches.
-_NOT_VALUES = ("ts_event", "ts_init", "trade_id")
 #: Differences reported per cut (after the first one, later records are usually shifted too).
 _MAX_PER_CUT = 20
+
+
+def _values(kind: str) -> tuple[str, ...]:
+    """The value columns of a replayed kind (its catalog schema but the times and trade ids)."""
+    return tuple(n for n in schema_for(kind).names if n not in ("ts_event", "ts_init", "trade_id"))
 
 
 @dataclass(frozen=True)
@@ -189,7 +193,7 @@ class MemoryReplay:
             for lo in range(int(a), int(b), self.batch_rows):
                 hi = min(lo + self.batch_rows, int(b))
                 rows = src.frame.iloc[row[lo:hi]]
-                data = {c: np.ascontiguousarray(rows[c].to_numpy()) for c in rows.columns if c not in _NOT_VALUES}
+                data = {c: np.ascontiguousarray(rows[c].to_numpy()) for c in _values(src.kind)}
                 if src.kind == "trades":
                     data["aggressor"] = data["aggressor"].astype(np.int8)
                 yield ReplayBatch(
