@@ -20,7 +20,8 @@ from typing import Any
 import msgspec
 import yaml
 
-from tradebus.adapters.binance.emulator import BinanceProtocol
+from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture
+from tradebus.adapters.common.recorder import iter_hftbacktest
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.messages import OrderAccepted, OrderFilled, OrderSide, OrderStatus, OrderSubmitted, SubmitOrder
 from tradebus.node.daemon import PaperNode
@@ -28,10 +29,21 @@ from tradebus.execution.client_ids import ClientOrderIds
 from tradebus.execution.journal import Journal
 from tradebus.features.warmup import warm_up
 
-from .node_testdata import IID, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config, config_of, run_node
+from .node_testdata import (
+    IID,
+    SPOT_FRAMES,
+    SPOT_SNAPSHOT,
+    USDM_CAPTURE,
+    USDM_IID,
+    binance_config,
+    config_of,
+    run_node,
+    usdm_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / "scripts" / "paper.py"
+USDM_FRAMES, USDM_SNAPSHOT = split_capture(list(iter_hftbacktest(USDM_CAPTURE)))
 
 
 def journal_rows(path: Path) -> list[tuple[str, str, str, bytes]]:
@@ -210,3 +222,39 @@ async def test_a_restarted_daemon_keeps_the_interest_its_margin_short_paid(tmp_p
     assert second.kernel.portfolio.interest_paid == sum(c.interest for c in paid)
     assert second.kernel.result.interest == paid  # each charge once
     assert len(second.kernel.result.fills) == len(first.kernel.result.fills)
+
+
+async def test_a_restarted_daemon_does_not_pay_the_last_funding_again_on_a_repeat_of_its_announcement(
+    tmp_path: Path,
+) -> None:
+    """The USD-M capture's markPrice frames announce the funding of 2023-04-05 00:00 UTC, long past for a
+    daemon receiving them now: the first one settles it and the next ones are late repeats, ignored.
+    A daemon restarted on the journal whose first frame is such a repeat paid it a second time: the
+    record of the settled time was not rebuilt from the journaled payment."""
+    frames = [(t, raw) for t, raw in USDM_FRAMES if "@trade" in raw or "@markPrice" in raw]
+    marks = [i for i, (_, raw) in enumerate(frames) if "@markPrice" in raw]
+    # the strategy (TickEmaCross 2/8) holds a position when the first announcement comes
+    first_frames = [f for i, f in enumerate(frames) if "@trade" in f[1] or i > marks[0] + 40]
+
+    def config(srv: LocalVenueServer) -> dict[str, Any]:
+        data = usdm_config(srv.ws_url, srv.http_url)
+        data["feeds"][0]["subscriptions"] = {USDM_IID: ["trade", "markPrice"]}
+        data["journal"] = str(tmp_path / "journal.sqlite")
+        return data
+
+    async with LocalVenueServer(BinanceProtocol(USDM_SNAPSHOT, futures=True), first_frames, speed=8.0) as srv:
+        first = PaperNode(config_of(config(srv)), handle_signals=False)
+        await run_node(first, lambda: bool(first.kernel.result.funding))
+    [paid] = first.kernel.result.funding
+    assert paid.quantity != 0.0 and paid.ts_event == 1_680_652_800_000_000_000
+    wallet = first.kernel.portfolio.cash
+    # The restarted process: a repeat of the settled announcement, then one trade.
+    trade = next(f for f in frames if "@trade" in f[1])
+    async with LocalVenueServer(BinanceProtocol(USDM_SNAPSHOT, futures=True), [frames[marks[0]], trade]) as srv:
+        second = PaperNode(config_of(config(srv)), handle_signals=False, max_messages=1)
+        await run_node(second, lambda: False, timeout=30.0)
+    assert second.summary.stop_reason == "max_messages reached (1)"
+    assert second.kernel.perpetuals is not None and second.kernel.perpetuals.next_funding_ns == 2**63 - 1
+    assert second.kernel.result.funding == [paid]  # paid once
+    assert second.kernel.portfolio.funding_paid == paid.payment
+    assert second.kernel.portfolio.cash == wallet

@@ -589,7 +589,10 @@ class Kernel:
                     self.result.interest = []
                 self.result.interest.append(msg)
         elif cls is FundingPaid:
-            self.result.funding.append(msg)
+            if self.perpetuals is not None:
+                self.perpetuals.restore(msg)
+            else:  # the config no longer trades the perpetual: the payment was made all the same
+                self.result.funding.append(msg)
 
     # ------------------------------------------------------------------ generic path
 

@@ -18,7 +18,8 @@ Funding
     at or after that time, once the message is handled (at once when the announcement itself is
     stamped at or after it, as historical funding rows are; before it is recorded when it
     announces the next funding time), and only once (an announcement for a time already settled
-    is ignored): the position then pays
+    is ignored; after a restart, the journaled payments count as settled, :meth:`restore`): the
+    position then pays
     ``quantity * contract_size * mark * rate`` (a long pays a positive rate, a short
     receives it) at the latest mark. :meth:`Kernel.process` asks after each message, and
     the backtest's bar loops after each bar (:attr:`next_funding_ns`). Each settlement is a
@@ -204,6 +205,15 @@ class Perpetuals:
         self.next_funding_ns = min((t for t, _ in self._pending.values()), default=2**63 - 1)
         if self.open:
             self.check(now)  # a payment may take a position below maintenance margin
+
+    def restore(self, paid: FundingPaid) -> None:
+        """Take a funding payment of a previous process (journal replay) as settled here.
+
+        It joins :attr:`funding`, and a later announcement of its time is a late repeat, ignored.
+        """
+        self.funding.append(paid)
+        iid = paid.instrument_id
+        self._settled[iid] = max(self._settled.get(iid, -1), paid.ts_event)
 
     def wallet_changed(self, now: int | None) -> None:
         """The wallet moved outside a fill or funding (borrowing interest): recompute the bounds, check at ``now``.
