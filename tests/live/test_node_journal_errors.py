@@ -19,6 +19,8 @@ from tradebus.cli import app
 from tradebus.engine.messages import OrderSide, OrderSubmitted, SubmitOrder
 from tradebus.errors import VenueError
 from tradebus.execution.journal import Journal
+from tradebus.node.config import load_paper_config
+from tradebus.node.daemon import PaperNode
 from tradebus.node.live import run_live
 from tradebus.reports.writers import INCOMPLETE_MARKER
 
@@ -159,3 +161,31 @@ def test_a_live_daemon_that_cannot_read_the_account_closes_its_journal(tmp_path:
     with pytest.raises(VenueError, match="127.0.0.1"):
         run_live(config, None, max_seconds=5.0, environ={"TRADEBUS_BINANCE_API_KEY": "k", "TRADEBUS_BINANCE_API_SECRET": "s"})
     assert [t for t in threading.enumerate() if isinstance(t, _Checkpointer)] == []
+
+
+def test_a_second_daemon_on_a_journal_in_use_exits_3_and_leaves_journal_and_outputs_alone(tmp_path: Path) -> None:
+    """Two daemons on one journal both traded: their orders interleaved in it (two epochs of ids) and a
+    restart on it would have recovered the sum of both positions."""
+    journal = tmp_path / "journal.sqlite"
+    write_journal(journal, 2)
+    config = paper_config(tmp_path, journal)
+    running = PaperNode(load_paper_config(config), handle_signals=False)  # holds the journal as a running daemon does
+    try:
+        out = tmp_path / "out"
+        before = earlier_outputs(out)
+        res = CliRunner().invoke(app, ["paper", str(config), "--out", str(out), "--max-seconds", "5"])
+        assert res.exit_code == 3, res.output
+        assert f"journal {journal}: in use by another running daemon" in " ".join(res.output.split())
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+        db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+        try:
+            assert db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone() == ("0",)  # the second began none
+        finally:
+            db.close()
+    finally:
+        assert running.journal is not None
+        running.journal.close()
+    # once the first closes it, the journal is free again
+    again = PaperNode(load_paper_config(config), handle_signals=False)
+    assert again.journal is not None
+    again.journal.close()

@@ -54,6 +54,8 @@ insert where it cost 1.0-1.1.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -148,12 +150,18 @@ class Journal:
         for a checkpoint: the one its commit would run costs milliseconds (a copy of the log
         and an ``fsync`` of the database), far above a commit's tens of microseconds. Either
         way every committed entry is in the database file or its log, so a crash loses none.
+    exclusive
+        Hold an advisory lock (``flock``) on the file while open, as a daemon trading on the
+        journal does: a second exclusive opener (another daemon) is refused. Tools that only read
+        or set the trading state (``live-kill``, ``live-resume``) open it without the lock. The
+        lock goes with the process, so a killed daemon never leaves it behind.
 
     Raises
     ------
     DataError
-        The file is not a journal (another SQLite database included), or a journal of a newer
-        schema version (names the file); the file is left as it was.
+        The file is not a journal (another SQLite database included), a journal of a newer
+        schema version, or (``exclusive``) one another daemon has open (names the file); the
+        file is left as it was.
     """
 
     def __init__(
@@ -161,9 +169,18 @@ class Journal:
         path: str | Path,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         checkpoint_every: float | None = None,
+        *,
+        exclusive: bool = False,
     ) -> None:
         self.path = Path(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
+        # Taken before SQLite opens the file: closing this descriptor while SQLite holds its own
+        # (POSIX) locks on the file would drop them, so it is closed only after the database.
+        self._lock_fd = _lock(self.path) if exclusive else None
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            self._unlock()
+            raise DataError(f"journal {self.path}: cannot open: {exc}") from exc
         self._closed = False
         self._checkpointer: _Checkpointer | None = None
         try:
@@ -176,9 +193,11 @@ class Journal:
                 self._checkpointer.start()
         except sqlite3.DatabaseError as exc:
             self._db.close()
+            self._unlock()
             raise DataError(f"journal {self.path}: not a tradebus journal: {exc}") from exc
         except DataError:
             self._db.close()
+            self._unlock()
             raise
         self._encoder = msgspec.msgpack.Encoder()
         self._risk_type = msgspec.msgpack.Decoder(BreakerState)
@@ -465,6 +484,29 @@ class Journal:
             self._checkpointer.stop()
             self._checkpointer = None
         self._db.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def _lock(path: Path) -> int:
+    """An open descriptor of ``path`` holding an exclusive ``flock`` (see ``Journal(exclusive=True)``)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise DataError(f"journal {path}: cannot open: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DataError(
+            f"journal {path}: in use by another running daemon (the file is locked); stop that daemon, "
+            "or give this config a journal of its own"
+        ) from None
+    return fd
 
 
 class _Checkpointer(threading.Thread):

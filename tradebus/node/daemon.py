@@ -415,7 +415,7 @@ def _make_parent(path: Path, what: str) -> None:
 
 def _open_journal(path: Path, synchronous: str) -> Journal:
     _make_parent(path, "journal")
-    return Journal(path, synchronous, checkpoint_every=JOURNAL_CHECKPOINT_S)  # type: ignore[arg-type]
+    return Journal(path, synchronous, checkpoint_every=JOURNAL_CHECKPOINT_S, exclusive=True)  # type: ignore[arg-type]
 
 
 def run_paper(
