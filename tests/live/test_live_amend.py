@@ -226,3 +226,35 @@ async def test_a_stop_moved_past_the_last_trade_is_placed_again_at_its_trigger_o
         await until(lambda: again.status is OrderStatus.FILLED)
     assert h.kernel.portfolio.position(IID) == pytest.approx(0.0)
     assert h.venue.requests["replace"] == 1
+
+
+async def test_a_trailing_stop_whose_cancel_replace_answer_is_lost_trails_by_its_replacement() -> None:
+    """Long 0.01 BTC; a trailing sell stop 500 below 60,000 (59,500). A trade at 61,000 moves it to
+    60,500 by one cancel-replace, which Binance does but whose answer is lost: the queries find the
+    stop canceled and the replacement working. 62,000 must move the replacement to 61,500. Its trailing
+    was dropped with the stop: the replacement stayed at 60,500, trailing nothing."""
+    from tradebus.adapters.binance.private_emulator import RestFault
+    from tradebus.execution.contingent import ContingentOrders
+
+    async with harness(rest_faults=[RestFault("lose", "POST", "/api/v3/order/cancelReplace")]) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        contingent = ContingentOrders(h.kernel)
+        buy = h.submit(OrderSide.BUY, 0.01)
+        await until(lambda: buy.status is OrderStatus.ACCEPTED)
+        h.trade(60_000.0)
+        await until(lambda: buy.status is OrderStatus.FILLED)
+        first = contingent.trailing_stop("s1", IID, OrderSide.SELL, 0.01, offset=500.0)
+
+        def venue_stops() -> list[float]:
+            return [r.order.trigger_price for r in h.emulator.open_orders()]
+
+        await until(lambda: venue_stops() == [59_500.0])
+        h.trade(61_000.0)
+        await until(lambda: venue_stops() == [60_500.0] and len(h.kernel.orders.orders()) == 3)
+        new = h.kernel.orders.orders()[-1]
+        await until(lambda: new.status is OrderStatus.ACCEPTED and h.kernel.orders.order(first).status is OrderStatus.CANCELED,
+                    timeout=5.0)
+        h.trade(62_000.0)
+        await until(lambda: venue_stops() == [61_500.0], timeout=5.0)
+        await h.venue.drain()
+    assert h.venue.requests["replace"] == 2

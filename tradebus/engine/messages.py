@@ -479,7 +479,10 @@ class ContingentLinked(msgspec.Struct, frozen=True, gc=False):
     * ``"exit"``: the bracket's timed-exit order id;
     * ``"oco"``: the members of one OCO group;
     * ``"trailing"``: ``client_order_id`` trails; ``params``: ``sell``, ``offset``, ``percent``;
-    * ``"gtd"``: ``client_order_id`` expires at ``params["expire_ns"]``.
+    * ``"gtd"``: ``client_order_id`` expires at ``params["expire_ns"]``;
+    * ``"replace"``: a cancel-replace of ``client_order_id`` by ``order_ids[1]`` about to be sent
+      (journaled and published by the execution engine before the request): once the orders'
+      states tell it was done, the links of the one move to the other.
     """
 
     strategy_id: str

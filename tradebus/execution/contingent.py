@@ -112,6 +112,12 @@ Restarts
       orders end with its process, so the restart canceled them -- is armed again for the
       quantity left (entry fills minus children and exit fills), with the same stop-loss and
       take-profit, at the first bar (after ``arm_after_bars``) or trade after the restart;
+    * a cancel-replace in flight when the previous process stopped (its ``"replace"`` intent is
+      journaled before the request is sent): once the venue shows the replacement placed
+      (accepted or filled, or still open while the replaced order ended unfilled), the replaced
+      order's trailing, OCO group and bracket links move to it, as ``OrderReplaced`` would have
+      moved them; the replacement refused, or the replaced order filled, they stay. The same rule
+      settles a cancel-replace whose request got no answer;
     * GTD cancels and a duration-based timed exit are set again (the exit counted from the
       entry's last event); a bar-based timed exit counts bars again from the restart, and a
       cooldown is not restored.
@@ -125,6 +131,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from loguru import logger
 
 from tradebus.engine.messages import (
@@ -140,6 +147,7 @@ from tradebus.engine.messages import (
     OrderRejected,
     OrderReplaced,
     OrderSide,
+    OrderStatus,
     OrderType,
     Quote,
     SubmitOrder,
@@ -148,6 +156,7 @@ from tradebus.engine.messages import (
     Trade,
 )
 from tradebus.errors import OrderError
+from tradebus.execution.orders import OrderResolved
 
 if TYPE_CHECKING:
     from tradebus.engine.kernel import Kernel
@@ -155,6 +164,8 @@ if TYPE_CHECKING:
 __all__ = ["Bracket", "ContingentOrders", "OrderSpec", "TrailingStop"]
 
 _NAN = math.nan
+#: Statuses of an order the venue has: a replacement in one of them means its cancel-replace was done.
+_AT_VENUE = frozenset({OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED})
 
 
 def _bar_counts(arm_after_bars: int, exit_after_bars: int | None, cooldown_bars: int) -> str:
@@ -262,6 +273,9 @@ class ContingentOrders:
         self._child_of: dict[str, Bracket] = {}  # child or exit id -> bracket
         self._oco: dict[str, list[str]] = {}  # member id -> its group (shared list)
         self._trailing: dict[str, TrailingStop] = {}
+        # Cancel-replaces in flight (ContingentLinked "replace"): replaced id -> replacement id.
+        self._replacing: dict[str, str] = {}
+        self._replaced_by: dict[str, str] = {}  # replacement id -> replaced id
         self._gtd = 0
         # Where each instrument's latest bar closed (the open of its next bar).
         self._bar_close: dict[str, int] = {}
@@ -279,6 +293,8 @@ class ContingentOrders:
             bus.subscribe(cls, self._on_closed)
         bus.subscribe(OrderModifyRejected, self._on_modify_refused)
         bus.subscribe(OrderReplaced, self._on_replaced)
+        bus.subscribe(ContingentLinked, self._on_replacing)
+        bus.subscribe(OrderResolved, self._on_resolved)
         for iid in kernel.instruments:
             bus.subscribe(Bar, self._on_bar, iid)
             bus.subscribe(Trade, self._on_trade, iid)
@@ -514,6 +530,8 @@ class ContingentOrders:
     def _on_fill(self, fill: OrderFilled) -> None:
         self._fill_px[fill.instrument_id] = fill.last_px
         coid = fill.client_order_id
+        if self._replacing:
+            self._settle_replace(coid)
         bracket = self._brackets.get(coid)
         if bracket is not None and bracket.state == "entry":
             bracket.filled += fill.last_qty
@@ -542,6 +560,8 @@ class ContingentOrders:
 
     def _on_closed(self, event: Any) -> None:
         coid = event.client_order_id
+        if self._replacing:
+            self._settle_replace(coid)
         if type(event) is OrderDenied and self._is_open(coid):
             self._on_modify_refused(event)  # the risk gate refused a modify: the order works on
             return
@@ -568,6 +588,56 @@ class ContingentOrders:
     def _on_replaced(self, event: OrderReplaced) -> None:
         """A cancel-replaced order's links (trailing, OCO, bracket child) move to its replacement, journaled."""
         old, new = event.client_order_id, event.replacement_id
+        if self._replacing.get(old) == new:
+            del self._replacing[old], self._replaced_by[new]
+        self._move(old, new)
+
+    def _on_replacing(self, link: ContingentLinked) -> None:
+        """A cancel-replace is about to be sent: its outcome may come only from the orders' states (no
+        answer, or a restart), see :meth:`_settle_replace`."""
+        if link.kind == "replace":
+            old, new = link.order_ids
+            self._replacing[old] = new
+            self._replaced_by[new] = old
+
+    def _on_resolved(self, event: OrderResolved) -> None:
+        if self._replacing:
+            self._settle_replace(event.client_order_id)
+
+    def _settle_replace(self, coid: str) -> None:
+        """Decide a cancel-replace in flight of which ``coid`` is one order, from what the venue says of both.
+
+        See :meth:`_replace_outcome`: done, the links move to the replacement; not done, they stay;
+        not known yet, it waits for the next event of either order.
+        """
+        old = coid if coid in self._replacing else self._replaced_by.get(coid)
+        if old is None:
+            return
+        new = self._replacing[old]
+        outcome = self._replace_outcome(old, new)
+        if outcome is None:
+            return
+        del self._replacing[old], self._replaced_by[new]
+        if outcome:
+            logger.info("order {}: its cancel-replace placed {} at the venue; the links follow it", old, new)
+            self._move(old, new)
+
+    def _replace_outcome(self, old: str, new: str) -> bool | None:
+        """Whether the cancel-replace of ``old`` by ``new`` was done (``None``: not known yet; module docstring)."""
+        orders = self._kernel.orders
+        before, after = orders.get(old), orders.get(new)
+        if after is None:
+            return False
+        if after.filled_qty > 0.0 or after.status in _AT_VENUE:
+            return True
+        if not after.is_open:
+            return False  # refused, or never placed
+        if before is None or before.is_open:
+            return None
+        return before.status is not OrderStatus.FILLED
+
+    def _move(self, old: str, new: str) -> None:
+        """Move the links of ``old`` (trailing, OCO, bracket child) to ``new``, journaled."""
         order = self._kernel.orders.get(new)
         if order is None:
             return
@@ -837,8 +907,14 @@ class ContingentOrders:
         order; the journal's orders must be settled with the venue already.
         """
         orders = self._kernel.orders
+        moved = self._restore_replaces(links)
         brackets: dict[str, Bracket] = {}
         for link in links:
+            if moved and link.kind != "replace":
+                link = msgspec.structs.replace(
+                    link, client_order_id=moved.get(link.client_order_id, link.client_order_id),
+                    order_ids=tuple(moved.get(c, c) for c in link.order_ids),
+                )
             p, coid = link.params, link.client_order_id
             if link.kind == "bracket":
                 brackets[coid] = Bracket(
@@ -870,6 +946,25 @@ class ContingentOrders:
                 self._set_gtd(coid, int(p["expire_ns"]))
         for bracket in brackets.values():
             self._resume(bracket)
+
+    def _restore_replaces(self, links: list[ContingentLinked]) -> dict[str, str]:
+        """The cancel-replaces journaled in flight: replaced id -> the id its links belong to, for each whose
+        replacement the settled orders show placed; those still undecided wait for their orders' events."""
+        moved: dict[str, str] = {}
+        for link in links:
+            if link.kind != "replace":
+                continue
+            old, new = link.order_ids
+            outcome = self._replace_outcome(old, new)
+            if outcome is None:
+                self._on_replacing(link)
+            elif outcome:
+                moved[old] = new
+        for old, new in moved.items():
+            while new in moved:  # replaced again
+                new = moved[new]
+            moved[old] = new
+        return moved
 
     def _resume(self, bracket: Bracket) -> None:
         """Pick up a journaled bracket where the venue left it (module docstring, Restarts)."""

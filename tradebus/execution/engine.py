@@ -213,7 +213,8 @@ class ExecutionEngine:
 
         ``replaces``: the client id of a working order this one replaces in a cancel-replace sent
         as one request; it is checked as a modification of that order (what that order holds and
-        its place among the open orders are not counted twice).
+        its place among the open orders are not counted twice), and its intent is journaled and
+        published (``ContingentLinked`` ``"replace"``) before the venue is called.
 
         Returns the order (status DENIED, SUBMITTED, or whatever the venue answered synchronously).
         """
@@ -239,6 +240,8 @@ class ExecutionEngine:
             if journal is not None:
                 journal.record_event(event)  # journaled before the venue is called
             self._bus.publish(event)
+        if replaces:
+            self._replacing(cmd, replaces, order.client_order_id, now)
         try:
             self._venue.submit(order)
         except Exception as exc:  # noqa: BLE001 - the venue's failure is an answer we do not have
@@ -250,6 +253,16 @@ class ExecutionEngine:
         if timeouts is not None and order.status is _S.SUBMITTED:
             self._alert(order, "submit", timeouts.submit_ns, self._on_submit_timeout)
         return order
+
+    def _replacing(self, cmd: SubmitOrder, replaced: str, replacement: str, now: int) -> None:
+        """Journal and publish the intent of a cancel-replace before it is sent (``ContingentLinked``
+        ``"replace"``): a restart after a crash in flight moves the replaced order's links to the
+        replacement if the venue shows it working (:meth:`ContingentOrders.restore`)."""
+        if self._journal is None and ContingentLinked not in self._bus.wanted:
+            return
+        link = ContingentLinked(cmd.strategy_id, cmd.instrument_id, replaced, "replace", (replaced, replacement), {}, now, now)
+        self.journal_links(link)
+        self._bus.publish(link)
 
     def cancel(self, cmd: CancelOrder) -> None:
         """Ask the venue to cancel an open order (a closed one is left alone, with a log line).
