@@ -108,15 +108,16 @@ def test_bybit_wallet_and_auth() -> None:
 SPOT = Instrument("X", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5)
 
 
-@pytest.mark.parametrize("fee_asset", ["BTC", "USDT"])
-def test_rest_fill_queries_of_every_venue_value_a_base_asset_fee_at_the_fill_price(fee_asset: str) -> None:
-    """A fee of 0.001 BTC on a fill at 50 000 is 50 USDT; a fee of 0.001 USDT stays 0.001."""
+@pytest.mark.parametrize("fee_asset", ["BTC", "USDT", "BNB"])
+def test_rest_fill_queries_of_every_venue_keep_the_fee_asset_and_value_a_base_asset_fee_at_the_fill_price(fee_asset: str) -> None:
+    """A fee of 0.001 BTC on a fill at 50 000 is 50 USDT; a fee of 0.001 USDT stays 0.001; 0.001 BNB stays BNB."""
+    from tradebus.engine.portfolio import Portfolio
+
     from tradebus.adapters.binance.trading import fill_from_trade
     from tradebus.adapters.bybit.trading import fill_from_row as bybit_fill
     from tradebus.adapters.okx.trading import fill_from_row as okx_fill
 
     order = Order("c1", "s1", SPOT.instrument_id, OrderSide.BUY, OrderType.MARKET, 0.01)
-    want = 50.0 if fee_asset == "BTC" else 0.001
     binance = {"price": "50000", "commission": "0.001", "commissionAsset": fee_asset, "time": 1, "orderId": 7,
                "id": 8, "isBuyer": True, "isMaker": False, "qty": "0.01"}
     bybit = {"execPrice": "50000", "execFee": "0.001", "feeCurrency": fee_asset, "execTime": "1", "orderId": "7",
@@ -124,4 +125,7 @@ def test_rest_fill_queries_of_every_venue_value_a_base_asset_fee_at_the_fill_pri
     okx = {"fillPx": "50000", "fee": "-0.001", "feeCcy": fee_asset, "ts": "1", "ordId": "7", "tradeId": "8",
            "side": "buy", "fillSz": "0.01", "execType": "T"}
     fills = [fill_from_trade(binance, order, SPOT), bybit_fill(bybit, order, SPOT), okx_fill(okx, order, SPOT)]
-    assert [fill.fee for fill in fills] == pytest.approx([want] * 3)
+    assert [(fill.fee, fill.fee_asset) for fill in fills] == [(0.001, "" if fee_asset == "USDT" else fee_asset)] * 3
+    portfolio = Portfolio({SPOT.instrument_id: SPOT}, 1_000.0)
+    want = {"BTC": 50.0, "USDT": 0.001, "BNB": 0.0}[fee_asset]  # no BNB price in this run
+    assert [portfolio.fee_value(fill) for fill in fills] == pytest.approx([want] * 3)

@@ -79,19 +79,23 @@ async def harness(
     stream_faults: list[StreamFault] | None = None,
     secret: str = SECRET,
     trading: type[BinanceTrading] = BinanceTrading,
+    inst: Instrument = INST,
+    balances: dict[str, float] | None = None,
 ) -> AsyncIterator[Harness]:
-    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: INST}, {"USDT": 100_000.0}, rest_faults, stream_faults)
+    """The kernel and the account emulator of ``inst`` (``balances``: the emulator's, default 100 000 USDT)."""
+    iid = inst.instrument_id
+    emulator = BinancePrivateEmulator(KEY, SECRET, {iid: inst}, balances or {"USDT": 100_000.0}, rest_faults, stream_faults)
     await emulator.start()
     clock = LiveClock()
-    api = trading(emulator.rest_url, SecretStr(KEY), SecretStr(secret), {IID: INST}, timeout=0.25)
+    api = trading(emulator.rest_url, SecretStr(KEY), SecretStr(secret), {iid: inst}, timeout=0.25)
     venue = LiveVenue(api, clock)
-    kernel = Kernel([INST], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0)
+    kernel = Kernel([inst], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0)
     venue.on_answer = kernel.execution.reconcile_order
     stream = BinanceUserStream(
-        emulator.ws_api_url, SecretStr(KEY), SecretStr(SECRET), UserStreamParser({IID: INST}, venue.order), venue.emit
+        emulator.ws_api_url, SecretStr(KEY), SecretStr(SECRET), UserStreamParser({iid: inst}, venue.order), venue.emit
     )
     task = asyncio.create_task(stream.run())
-    h = Harness(emulator, kernel, venue, stream)
+    h = Harness(emulator, kernel, venue, stream, iid=iid)
     try:
         await until(lambda: any(s.authed for s in emulator.sessions))
         kernel.start()

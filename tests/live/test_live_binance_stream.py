@@ -52,14 +52,21 @@ def test_new_is_accepted_with_the_venue_order_id() -> None:
     assert event == OrderAccepted("strat", "ETHUSDT.BINANCE", "O-12345-test-new", "1234567890", 1759347763167_000_000, 7)
 
 
-def test_trade_is_a_fill_with_the_fee_in_quote() -> None:
+def test_trade_is_a_fill_with_the_fee_in_the_asset_charged() -> None:
+    from tradebus.engine.portfolio import Portfolio
+
     order = _order("O-12345-test-trade", ETH, quantity=1.0, price=2500.0)
     (fill,) = _parser(order).parse(_frame("ws_spot_execution_report_trade.json"))
     assert isinstance(fill, OrderFilled)
     assert (fill.trade_id, fill.venue_order_id, fill.side) == ("98765432", "1234567890", OrderSide.BUY)
     assert (fill.last_qty, fill.last_px) == (0.5, 2499.5)
-    # 0.0005 ETH of commission at the fill price 2499.50 is 1.24975 USDT
-    assert fill.fee == pytest.approx(1.24975, rel=1e-12)
+    # 0.0005 ETH of commission: kept in ETH; at the fill price 2499.50 it is worth 1.24975 USDT
+    assert (fill.fee, fill.fee_asset) == (0.0005, "ETH")
+    portfolio = Portfolio({ETH.instrument_id: ETH}, 10_000.0)
+    portfolio.apply_fill(fill)
+    assert portfolio.fee_value(fill) == pytest.approx(1.24975, rel=1e-12) and portfolio.fees_paid == pytest.approx(1.24975, rel=1e-12)
+    assert portfolio.account.balance("ETH") == 0.5 - 0.0005  # the buy received what the fee left
+    assert portfolio.account.balance("USDT") == 10_000.0 - 0.5 * 2499.5
     assert fill.liquidity is Liquidity.MAKER
 
 

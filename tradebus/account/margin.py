@@ -3,7 +3,8 @@
 Wallet
     Balances per asset as in :class:`~tradebus.account.spot.SpotCashAccount` (spot fills
     are booked and checked exactly as there). A perpetual settles in its quote asset (the
-    *settle asset*): a fill moves the wallet by its realised PnL minus its fee, funding by
+    *settle asset*): a fill moves the wallet by its realised PnL minus its fee (a fee charged
+    in another asset, ``OrderFilled.fee_asset``, is debited from that asset), funding by
     the payment; the notional never moves the wallet.
 
 Inverse contracts (``Instrument.inverse``)
@@ -211,7 +212,12 @@ class MarginAccount:
                 self._entry_value[iid] += value
             if inst.margin_mode == MarginMode.ISOLATED:
                 self._isolated[iid] += value / inst.leverage
-        self._spot.credit(self._settle[iid], realised - fill.fee)
+        settle = self._settle[iid]
+        if fill.fee_asset and fill.fee_asset != settle:
+            self._spot.credit(settle, realised)
+            self._spot.credit(fill.fee_asset, -fill.fee)
+        else:
+            self._spot.credit(settle, realised - fill.fee)
 
     def apply_funding(self, instrument_id: str, payment: float) -> None:
         """Debit a funding ``payment`` (negative: received) from the instrument's settle asset."""
@@ -242,7 +248,8 @@ class MarginAccount:
             return []
         base, quote = asset_names(inst)
         if fill.side > 0:
-            asset, moved = quote, fill.last_qty * fill.last_px + fill.fee
+            fee = fill.fee if fill.fee_asset in ("", quote) else 0.0
+            asset, moved = quote, fill.last_qty * fill.last_px + fee
         else:
             asset, moved = base, fill.last_qty
         after = self._spot.balance(asset)

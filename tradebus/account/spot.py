@@ -5,6 +5,10 @@ Balances
     ``quote``; an instrument that names none gets ``"<symbol> base"`` and ``"quote"``). A
     fill of ``q`` at ``px`` with fee ``f`` (in the quote asset) moves a buy's base by ``+q``
     and quote by ``-(q * px + f)``, a sell's base by ``-q`` and quote by ``+(q * px - f)``.
+    A fee the venue charged in another asset (``OrderFilled.fee_asset``: the base asset, or a
+    third one such as BNB) is debited from that asset's balance instead (a third asset gets a
+    balance at its first fee, below zero unless the venue's balance of it is credited), and
+    the quote asset moves by the notional alone.
 
 Held by working orders (locked)
     A working buy holds ``leaves * price * (1 + fee rate)`` of the quote asset, where price is
@@ -181,12 +185,19 @@ class SpotCashAccount:
         total = self._total
         base, quote = spec[0], spec[1]
         qty = fill.last_qty
+        fee_asset = fill.fee_asset
+        if fee_asset and fee_asset != quote:
+            # charged in another asset: the quote asset moves by the notional alone
+            total[fee_asset] = total.get(fee_asset, 0.0) - fill.fee
+            fee = 0.0
+        else:
+            fee = fill.fee
         if fill.side > 0:
             total[base] += qty
-            total[quote] -= qty * fill.last_px + fill.fee
+            total[quote] -= qty * fill.last_px + fee
         else:
             total[base] -= qty
-            total[quote] += qty * fill.last_px - fill.fee
+            total[quote] += qty * fill.last_px - fee
 
     def apply_funding(self, instrument_id: str, payment: float) -> None:
         """Debit a funding ``payment`` (negative: received) from the instrument's quote asset."""

@@ -139,7 +139,10 @@ class ReplayLike(Protocol):
 
 
 class FillRecord(msgspec.Struct, frozen=True, gc=False):
-    """One fill as written to ``fills.csv``; ``reason`` is the reason the order was submitted."""
+    """One fill as written to ``fills.csv``; ``reason`` is the reason the order was submitted.
+
+    ``fee`` is in the quote currency (:meth:`~tradebus.engine.portfolio.Portfolio.fee_value`).
+    """
 
     ts_event: int
     instrument_id: str
@@ -294,7 +297,7 @@ class Kernel:
         self.bus = MessageBus()
         self.portfolio = Portfolio(self.instruments, initial_cash, balances)
         self._positions = {iid: self.portfolio.position_state(iid) for iid in self.instruments}
-        self.orders = OrderManager(self.bus, self.clock)
+        self.orders = OrderManager(self.bus, self.clock, fee_value=self.portfolio.fee_value)
         self.risk_config = risk_config or RiskConfig()
         self.risk = risk_factory(self.risk_config, self.portfolio, self.clock, self.bus)
         self._marks_deferred = self.risk_config.breakers_on_marks
@@ -812,7 +815,7 @@ class Kernel:
                 "BUY" if fill.side > 0 else "SELL",
                 fill.last_qty,
                 fill.last_px,
-                fill.fee,
+                self.portfolio.fee_value(fill) if fill.fee_asset else fill.fee,
                 _LIQUIDITY_NAMES[fill.liquidity],
                 fill.client_order_id,
                 fill.strategy_id,

@@ -399,7 +399,14 @@ class OrderReplaced(msgspec.Struct, frozen=True, gc=False):
 
 
 class OrderFilled(msgspec.Struct, frozen=True, gc=False):
-    """A (partial) fill. ``fee`` is in quote currency, positive = paid."""
+    """A (partial) fill. ``fee`` is an amount of ``fee_asset``, positive = paid.
+
+    ``fee_asset`` is the asset the venue charged the fee in when it is not the instrument's
+    quote asset (``""``: the quote asset, as every simulated fill): the base asset (a spot buy
+    paying its fee out of what it bought) or a third asset (Binance's BNB discount,
+    ``commissionAsset: BNB``). The account debits that asset's balance; the portfolio values
+    the fee in the quote currency (:meth:`~tradebus.engine.portfolio.Portfolio.fee_value`).
+    """
 
     strategy_id: str
     instrument_id: str
@@ -413,6 +420,7 @@ class OrderFilled(msgspec.Struct, frozen=True, gc=False):
     liquidity: Liquidity
     ts_event: int
     ts_init: int
+    fee_asset: str = ""
 
 
 class OrderCanceled(msgspec.Struct, frozen=True, gc=False):

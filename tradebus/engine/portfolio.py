@@ -6,6 +6,11 @@ Accounting (all amounts in the quote currency):
   ``px`` moves it by ``-q * c * px - fee`` (a buy pays its notional, a sell receives it), where
   ``c`` is the instrument's ``contract_size`` (1 but for contracts such as OKX swaps); every
   notional and PnL below is multiplied by ``c``.
+- A fee charged in another asset than the quote (``OrderFilled.fee_asset``) counts at its
+  value in the quote currency (:meth:`Portfolio.fee_value`: the base asset at the fill price,
+  a third asset such as BNB at the last price of the run's instrument trading it against the
+  same quote); a third-asset fee no instrument prices is left out of cash and ``fees_paid``
+  and counted in :attr:`Portfolio.fees_unvalued`, in its own asset.
 - A funding settlement (:meth:`Portfolio.apply_funding`) moves cash by ``-q * c * mark * rate``.
 - A charge of borrowing interest (:meth:`Portfolio.charge_interest`, margin spot loans, see
   :mod:`tradebus.engine.interest`) moves cash by ``-interest``.
@@ -42,6 +47,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+
+from loguru import logger
 
 from tradebus.account import Account, MarginAccount, SpotCashAccount, asset_names
 from tradebus.engine.instrument import Instrument
@@ -107,7 +114,9 @@ class Portfolio:
     """
 
     __slots__ = (
+        "_fee_pricing",
         "_fees",
+        "_fees_unvalued",
         "_funding",
         "_holdings",
         "_interest",
@@ -175,6 +184,9 @@ class Portfolio:
         self._funding = 0.0
         self._interest = 0.0
         self._realized = 0.0
+        # (fee asset, quote asset) -> the position whose last price values that asset (None: none)
+        self._fee_pricing: dict[tuple[str, str], Position | None] = {}
+        self._fees_unvalued: dict[str, float] = {}
 
     # ------------------------------------------------------------------ updates
 
@@ -208,6 +220,8 @@ class Portfolio:
         fee = fill.fee
         if pos is None or not (qty > 0.0 and qty < _INF and px > 0.0 and px < _INF and abs(fee) < _INF):
             raise _bad_fill(fill, pos is None)
+        if fill.fee_asset:
+            fee = self._book_fee(fill)
         signed = qty if fill.side > 0 else -qty
         cs = pos.contract_size
         self.cash -= signed * cs * px + fee
@@ -243,6 +257,57 @@ class Portfolio:
         if equity > self.max_equity:
             self.max_equity = equity
         return pos
+
+    def fee_value(self, fill: OrderFilled) -> float:
+        """A fill's fee in its instrument's quote currency: what cash, ``fees_paid`` and the reports count.
+
+        A fee in the quote asset (``fee_asset`` empty) is itself; one in the base asset is
+        valued at the fill price; one in a third asset (BNB) at the last price of an instrument
+        of the run that trades it against the same quote asset (``BNBUSDT`` for a ``BTCUSDT``
+        fill), and at 0 when the run has none or it has no price yet: such a fee is counted
+        in :attr:`fees_unvalued`, in its own asset, instead of being mixed into the quote
+        currency's sums.
+        """
+        asset = fill.fee_asset
+        inst = self.instruments.get(fill.instrument_id)
+        if not asset or inst is None:
+            return fill.fee
+        base, quote = asset_names(inst)
+        if asset == quote:
+            return fill.fee
+        if asset == base:
+            return fill.fee * fill.last_px
+        pricing = self._pricing(asset, quote)
+        if pricing is None or pricing.last_price != pricing.last_price:
+            return 0.0
+        return fill.fee * pricing.last_price
+
+    @property
+    def fees_unvalued(self) -> dict[str, float]:
+        """``asset -> fees`` charged in an asset no instrument of the run priced when they were booked (not in :attr:`fees_paid`)."""
+        return dict(self._fees_unvalued)
+
+    def _pricing(self, asset: str, quote: str) -> Position | None:
+        key = (asset, quote)
+        if key not in self._fee_pricing:
+            self._fee_pricing[key] = next(
+                (self._positions[iid] for iid, inst in self.instruments.items() if asset_names(inst) == key), None
+            )
+        return self._fee_pricing[key]
+
+    def _book_fee(self, fill: OrderFilled) -> float:
+        """:meth:`fee_value` of a fill charged in ``fill.fee_asset``; a fee it cannot value goes to :attr:`fees_unvalued`."""
+        value = self.fee_value(fill)
+        asset = fill.fee_asset
+        if value == 0.0 and fill.fee != 0.0 and asset not in asset_names(self.instruments[fill.instrument_id]):
+            if asset not in self._fees_unvalued:
+                logger.warning(
+                    "portfolio: fill {} of {} paid its fee in {}, which no instrument of the run prices in {}: "
+                    "the fee is counted in {} (fees_unvalued), not in fees_paid",
+                    fill.trade_id, fill.instrument_id, asset, asset_names(self.instruments[fill.instrument_id])[1], asset,
+                )
+            self._fees_unvalued[asset] = self._fees_unvalued.get(asset, 0.0) + fill.fee
+        return value
 
     def mark(self, instrument_id: str, price: float) -> None:
         """Set the last price of an instrument and update the equity peak.

@@ -213,7 +213,8 @@ class Order(msgspec.Struct, gc=False, eq=False):
     filled_qty, avg_px
         Cumulative filled quantity and its volume-weighted price (NaN before the first fill).
     fee_paid, trade_ids
-        Fees of the applied fills, and their trade ids (a tuple, or a set once there are many).
+        Fees of the applied fills (in the quote currency: see ``OrderManager``'s ``fee_value``), and
+        their trade ids (a tuple, or a set once there are many).
     venue_order_id
         The venue's id once accepted (``""`` before).
     ts_created, ts_last
@@ -301,6 +302,10 @@ class OrderManager:
     client_ids
         Issues the client order ids (:mod:`tradebus.execution.client_ids`); a backtest's
         deterministic ids when omitted.
+    fee_value
+        A fill's fee in the quote currency, for a fill whose fee the venue charged in another
+        asset (``OrderFilled.fee_asset``; the kernel passes
+        :meth:`~tradebus.engine.portfolio.Portfolio.fee_value`); the fee as given when omitted.
 
     Notes
     -----
@@ -309,12 +314,20 @@ class OrderManager:
     """
 
     __slots__ = (
-        "_bus", "_clock", "_external", "_open", "_orders", "_released", "client_ids", "count_open", "created", "keep_released"
+        "_bus", "_clock", "_external", "_fee_value", "_open", "_orders", "_released", "client_ids", "count_open", "created",
+        "keep_released",
     )  # fmt: skip
 
-    def __init__(self, bus: MessageBus, clock: Clock, client_ids: ClientOrderIds | None = None) -> None:
+    def __init__(
+        self,
+        bus: MessageBus,
+        clock: Clock,
+        client_ids: ClientOrderIds | None = None,
+        fee_value: Callable[[OrderFilled], float] | None = None,
+    ) -> None:
         self._bus = bus
         self._clock = clock
+        self._fee_value = fee_value
         self._orders: dict[str, Order] = {}
         self._open: dict[str, Order] = {}
         #: :attr:`open_count` as a callable, without a Python frame (the account asks on every order).
@@ -529,7 +542,8 @@ class OrderManager:
             target = self._odd_fill(order, fill, done, total)
         order.avg_px = px if prev == 0.0 else (order.avg_px * prev + px * qty) / total
         order.filled_qty = total
-        order.fee_paid += fill.fee
+        fee_value = self._fee_value
+        order.fee_paid += fill.fee if not fill.fee_asset or fee_value is None else fee_value(fill)
         if len(trade_ids) < _TUPLE_TRADE_IDS:
             order.trade_ids = (*trade_ids, trade_id)
         elif type(trade_ids) is tuple:

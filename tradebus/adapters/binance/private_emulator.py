@@ -32,6 +32,9 @@ free (``balance - locked``) is refused with ``-2010`` "Account has insufficient 
 requested action.", and ``GET /api/v3/account`` and ``outboundAccountPosition`` report ``free``
 and ``locked``. A MARKET or STOP_LOSS buy (no price) locks nothing here.
 
+Fees are in the quote asset, or, with ``fee_in = ("BNB", price)``, in BNB while its balance covers
+them (``commissionAsset``/``N``: the asset charged).
+
 Faults are the base's (``RestFault`` defaults to ``POST /api/v3/order``, ``StreamFault`` to
 ``executionReport`` frames), plus ``ban``: ``418`` with ``Retry-After``.
 
@@ -466,8 +469,8 @@ class BinancePrivateEmulator(AccountEmulator):
             "price": f"{fill.last_px:.8f}",
             "qty": f"{fill.last_qty:.8f}",
             "quoteQty": f"{notional:.8f}",
-            "commission": f"{fill.fee:.8f}",
-            "commissionAsset": self.instruments[f.rec.symbol].quote,
+            "commission": f"{f.fee:.8f}",
+            "commissionAsset": f.fee_asset or self.instruments[f.rec.symbol].quote,
             "time": fill.ts_event // _MS,
             "isBuyer": fill.side is OrderSide.BUY,
             "isMaker": fill.liquidity == "MAKER",
@@ -498,8 +501,8 @@ class BinancePrivateEmulator(AccountEmulator):
             "l": f"{f.last_qty if f else 0.0:.8f}",
             "z": f"{rec.filled:.8f}",
             "L": f"{f.last_px if f else 0.0:.8f}",
-            "n": f"{f.fee if f else 0.0:.8f}",
-            "N": self.instruments[rec.symbol].quote if f else None,
+            "n": f"{fill.fee if fill is not None else 0.0:.8f}",
+            "N": (fill.fee_asset or self.instruments[rec.symbol].quote) if fill is not None else None,
             "T": (f.ts_event // _MS) if f else now_ms,
             "t": fill.trade_id if fill is not None else -1,
             "w": status == "NEW",

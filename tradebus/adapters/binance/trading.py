@@ -72,7 +72,7 @@ from pydantic import SecretStr
 
 from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.adapters.common.rest_trading import decimal_text
-from tradebus.adapters.common.user_stream import quote_fee
+from tradebus.adapters.common.user_stream import venue_fee
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
 from tradebus.execution.live import (
@@ -202,12 +202,12 @@ def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
 def fill_from_trade(
     raw: dict[str, Any], order: Order, instrument: Instrument, buyer: str = "isBuyer", maker: str = "isMaker"
 ) -> OrderFilled:
-    """An ``OrderFilled`` from one ``GET /api/v3/myTrades`` row (fee converted to the quote asset).
+    """An ``OrderFilled`` from one ``GET /api/v3/myTrades`` row (fee in its ``commissionAsset``: ``fee_asset``).
 
     ``buyer`` and ``maker`` name the row's flags (USD-M ``userTrades``: ``buyer``, ``maker``).
     """
     px = float(raw["price"])
-    fee = quote_fee(float(raw["commission"]), str(raw["commissionAsset"]), px, instrument)
+    fee, fee_asset = venue_fee(float(raw["commission"]), raw.get("commissionAsset"), instrument)
     ts = int(raw["time"]) * 1_000_000
     return OrderFilled(
         order.strategy_id,
@@ -222,6 +222,7 @@ def fill_from_trade(
         Liquidity.MAKER if raw[maker] else Liquidity.TAKER,
         ts,
         ts,
+        fee_asset,
     )
 
 

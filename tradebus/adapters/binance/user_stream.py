@@ -13,8 +13,8 @@ the documentation examples of ``tests/fixtures/binance/user_data``.
 
 ===================  ==========================================================
 ``NEW``              ``OrderAccepted`` (venue order id ``i``)
-``TRADE``            ``OrderFilled`` (trade id ``t``, ``l`` @ ``L``, fee ``n`` in ``N``
-                     converted to the quote asset when it is the base asset; maker ``m``)
+``TRADE``            ``OrderFilled`` (trade id ``t``, ``l`` @ ``L``, fee ``n`` in asset
+                     ``N``, kept in that asset (``fee_asset``: base, quote or BNB); maker ``m``)
 ``CANCELED``         ``OrderCanceled`` (cumulative filled ``z``)
 ``REJECTED``         ``OrderRejected`` (reason ``r``)
 ``EXPIRED``          ``OrderExpired`` (``z``)
@@ -73,7 +73,7 @@ from tradebus.adapters.binance.client import MAX_CONNECTION_AGE, binance_keepali
 from tradebus.adapters.common.client import Sink
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
 from tradebus.adapters.common.recorder import FrameRecorder
-from tradebus.adapters.common.user_stream import PrivateStreamParser, UserStream, deliver, quote_fee
+from tradebus.adapters.common.user_stream import PrivateStreamParser, UserStream, deliver, venue_fee
 from tradebus.adapters.common.venue import LiveAccount, lazy_trading
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
@@ -162,7 +162,7 @@ class UserStreamParser(PrivateStreamParser):
         ts = int(ev.get("T") or ev["E"]) * _MS
         if x == "TRADE":
             px = float(ev["L"])
-            fee = quote_fee(float(ev["n"] or 0.0), str(ev.get("N")), px, inst)
+            fee, fee_asset = venue_fee(float(ev["n"] or 0.0), ev.get("N"), inst)
             return [
                 OrderFilled(
                     sid,
@@ -177,6 +177,7 @@ class UserStreamParser(PrivateStreamParser):
                     Liquidity.MAKER if ev["m"] else Liquidity.TAKER,
                     ts,
                     now,
+                    fee_asset,
                 )
             ]
         if order is None:

@@ -78,7 +78,7 @@ from pydantic import SecretStr
 from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.adapters.bybit.user_stream import position_from_row, wire_symbol
 from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
-from tradebus.adapters.common.user_stream import quote_fee
+from tradebus.adapters.common.user_stream import venue_fee
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
 from tradebus.execution.live import AccountBalance, AccountPosition, Ack, VenueRejected, cancel_one, lots_to_send
@@ -190,9 +190,9 @@ def linear_order_params(order: Order, instrument: Instrument) -> dict[str, Any]:
 
 
 def fill_from_row(raw: dict[str, Any], order: Order, instrument: Instrument) -> OrderFilled:
-    """An ``OrderFilled`` from one ``GET /v5/execution/list`` row (fee in the quote asset)."""
+    """An ``OrderFilled`` from one ``GET /v5/execution/list`` row (fee in its ``feeCurrency``: ``fee_asset``)."""
     px = float(raw["execPrice"])
-    fee = quote_fee(float(raw.get("execFee") or 0.0), raw.get("feeCurrency"), px, instrument)
+    fee, fee_asset = venue_fee(float(raw.get("execFee") or 0.0), raw.get("feeCurrency"), instrument)
     ts = int(raw["execTime"]) * 1_000_000
     return OrderFilled(
         order.strategy_id,
@@ -207,6 +207,7 @@ def fill_from_row(raw: dict[str, Any], order: Order, instrument: Instrument) -> 
         Liquidity.MAKER if raw.get("isMaker") else Liquidity.TAKER,
         ts,
         ts,
+        fee_asset,
     )
 
 

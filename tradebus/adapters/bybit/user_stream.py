@@ -1,7 +1,7 @@
 """Bybit v5 private topics, parsed into core events: ``order``, ``execution``, ``wallet``, ``position`` (after ``auth``).
 
 ``execution`` with ``execType == "Trade"`` -> ``OrderFilled`` (trade id ``execId``,
-``execQty`` @ ``execPrice``, fee ``execFee`` in the quote asset, ``isMaker``).
+``execQty`` @ ``execPrice``, fee ``execFee`` in ``feeCurrency`` (the quote asset when absent), ``isMaker``).
 ``order`` by ``orderStatus``:
 
 ==========================================  ==========================================
@@ -45,7 +45,7 @@ from pydantic import SecretStr
 from tradebus.adapters.bybit.client import bybit_keepalive
 from tradebus.adapters.common.client import Sink
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
-from tradebus.adapters.common.user_stream import UNACKNOWLEDGED, PrivateStream, PrivateStreamParser
+from tradebus.adapters.common.user_stream import UNACKNOWLEDGED, PrivateStream, PrivateStreamParser, venue_fee
 from tradebus.adapters.common.venue import LiveAccount, lazy_trading
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import (
@@ -125,8 +125,9 @@ class UserStreamParser(PrivateStreamParser):
 
     def _fill(self, row: dict[str, Any]) -> OrderFilled:
         coid = str(row["orderLinkId"])
-        _, sid, iid, _ = self.context(coid, str(row["symbol"]))
+        _, sid, iid, inst = self.context(coid, str(row["symbol"]))
         ts = int(row["execTime"]) * _MS
+        fee, fee_asset = venue_fee(float(row["execFee"] or 0.0), row.get("feeCurrency"), inst)
         return OrderFilled(
             sid,
             iid,
@@ -136,10 +137,11 @@ class UserStreamParser(PrivateStreamParser):
             OrderSide.BUY if row["side"] == "Buy" else OrderSide.SELL,
             float(row["execQty"]),
             float(row["execPrice"]),
-            float(row["execFee"] or 0.0),
+            fee,
             Liquidity.MAKER if row.get("isMaker") else Liquidity.TAKER,
             ts,
             self.clock_ns(),
+            fee_asset,
         )
 
     def _order(self, row: dict[str, Any]) -> list[Any]:

@@ -114,11 +114,16 @@ class EmulatedOrder:
 
 @dataclass(frozen=True)
 class EmulatedFill:
-    """One fill of the account: the order, the simulated fill, the venue's trade id."""
+    """One fill of the account: the order, the simulated fill, the venue's trade id, the fee as charged.
+
+    ``fee`` is an amount of ``fee_asset`` (``""``: the quote asset, the simulated fill's fee).
+    """
 
     rec: EmulatedOrder
     fill: OrderFilled
     trade_id: int
+    fee: float = 0.0
+    fee_asset: str = ""
 
 
 @dataclass
@@ -157,6 +162,10 @@ class AccountEmulator(ABC):
     rate_limit_code: int = 429
     #: A derivatives account: one-way linear positions and a quote wallet instead of spot balances.
     linear_positions: bool = False
+    #: ``(asset, its price in the quote asset)``: a spot fill's fee is charged in that asset, worth
+    #: the simulated fee, while its balance covers it (Binance's BNB fee discount, the discount
+    #: itself left out); ``None``: in the quote asset.
+    fee_in: tuple[str, float] | None = None
 
     def __init__(
         self,
@@ -433,16 +442,20 @@ class AccountEmulator(ABC):
 
     def _book_fill(self, rec: EmulatedOrder, fill: OrderFilled) -> None:
         inst = self.instruments[rec.symbol]
+        fee, fee_asset = fill.fee, ""
         if self.linear_positions:
             self._book_position(rec.symbol, inst, fill)
             changed, symbol = [inst.quote], rec.symbol
         else:
             buy = fill.side is OrderSide.BUY
             notional = fill.last_qty * fill.last_px
+            if self.fee_in is not None and self.balances.get(self.fee_in[0], 0.0) >= fill.fee / self.fee_in[1]:
+                fee_asset, fee = self.fee_in[0], fill.fee / self.fee_in[1]
+                self.balances[fee_asset] -= fee
             self.balances[inst.base] = self.balances.get(inst.base, 0.0) + (fill.last_qty if buy else -fill.last_qty)
-            self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) + (-notional if buy else notional) - fill.fee
-            changed, symbol = [inst.base, inst.quote], None
-        booked = self.record_fill(rec, fill)
+            self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) + (-notional if buy else notional) - (0.0 if fee_asset else fee)
+            changed, symbol = [inst.base, inst.quote, *([fee_asset] if fee_asset else [])], None
+        booked = self.record_fill(rec, fill, fee, fee_asset)
         self._push(self.order_frames(rec, booked))
         self._push(self.balance_frames(changed, symbol))
 
@@ -463,12 +476,15 @@ class AccountEmulator(ABC):
             self.entry[symbol] = (entry * abs(before) + fill.last_px * abs(qty)) / abs(after)
         self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) + realized - fill.fee
 
-    def record_fill(self, rec: EmulatedOrder, fill: OrderFilled) -> EmulatedFill:
-        """Add ``fill`` to the order (filled quantity, status) and to the account's trade list."""
+    def record_fill(self, rec: EmulatedOrder, fill: OrderFilled, fee: float | None = None, fee_asset: str = "") -> EmulatedFill:
+        """Add ``fill`` to the order (filled quantity, status) and to the account's trade list.
+
+        ``fee`` of ``fee_asset``: as charged (default: the simulated fill's fee, in the quote asset).
+        """
         rec.filled += fill.last_qty
         rec.status = OrderStatus.FILLED if rec.filled >= rec.order.quantity - 1e-12 else OrderStatus.PARTIALLY_FILLED
         rec.fills.append(fill)
-        booked = EmulatedFill(rec, fill, int(fill.trade_id.removeprefix("SIM-T")))
+        booked = EmulatedFill(rec, fill, int(fill.trade_id.removeprefix("SIM-T")), fill.fee if fee is None else fee, fee_asset)
         self.fills.append(booked)
         return booked
 

@@ -41,7 +41,7 @@ __all__ = [
     "PrivateStreamParser",
     "UserStream",
     "deliver",
-    "quote_fee",
+    "venue_fee",
 ]
 
 #: Statuses in which a venue's "new order" push is news (else the REST answer told it first).
@@ -51,14 +51,18 @@ OrderContext = tuple[Order | None, str, str, Instrument | None]
 """``(order or None, strategy id, instrument id, instrument or None)`` of one event."""
 
 
-def quote_fee(fee: float, fee_asset: str | None, price: float, inst: Instrument | None) -> float:
-    """A fill's fee in the quote asset (a fee charged in the base asset is valued at the fill price).
+def venue_fee(fee: float, fee_asset: str | None, inst: Instrument | None) -> tuple[float, str]:
+    """A fill's fee as the venue charged it: ``(fee, fee_asset)`` of an :class:`~tradebus.engine.messages.OrderFilled`.
 
-    Used for the fills of a venue's private stream and of its REST fill queries alike.
+    ``fee_asset`` is ``""`` when the venue charged the instrument's quote asset (or named no
+    asset), else the asset it named: the base asset (a spot buy's fee taken out of what it
+    bought) or a third one (BNB): the account debits that asset, and the portfolio values
+    the fee in the quote currency. Used for the fills of a venue's private stream and of its
+    REST fill queries alike.
     """
-    if inst is not None and fee_asset == inst.base:
-        return fee * price
-    return fee
+    if not fee_asset or (inst is not None and fee_asset == inst.quote):
+        return fee, ""
+    return fee, fee_asset
 
 
 def deliver(events: Iterable[Any], sink: Sink, on_balance: Callable[[Any], Any] | None) -> None:

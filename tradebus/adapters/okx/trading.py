@@ -39,7 +39,7 @@ from ``GET /api/v5/trade/fills`` (paged, 100 a page); the fills missed while dow
 (:meth:`OkxTrading.fills_since`) from the same list, or ``/trade/fills-history`` beyond 3 days;
 open orders ``GET /api/v5/trade/orders-pending``;
 balances ``GET /api/v5/account/balance``; amend ``POST /api/v5/trade/amend-order``.
-OKX reports a fee charged as a negative number; it is booked positive, in the quote asset.
+OKX reports a fee charged as a negative number; it is booked positive, in its ``feeCcy`` (``OrderFilled.fee_asset``).
 Rate limit: OKX has no used-weight header; the budget is 60 requests per 2 s (the order
 endpoints' limit), shared by every caller of the account.
 
@@ -83,7 +83,7 @@ from pydantic import SecretStr
 
 from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
-from tradebus.adapters.common.user_stream import quote_fee
+from tradebus.adapters.common.user_stream import venue_fee
 from tradebus.adapters.okx.user_stream import positions_from_rows
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
@@ -214,7 +214,7 @@ def _common_params(order: Order, instrument: Instrument, td_mode: str) -> dict[s
 def fill_from_row(raw: dict[str, Any], order: Order, instrument: Instrument) -> OrderFilled:
     """An ``OrderFilled`` from one ``GET /api/v5/trade/fills`` row."""
     px = float(raw["fillPx"])
-    fee = quote_fee(-float(raw.get("fee") or 0.0), raw.get("feeCcy"), px, instrument)
+    fee, fee_asset = venue_fee(-float(raw.get("fee") or 0.0), raw.get("feeCcy"), instrument)
     ts = int(raw["ts"]) * 1_000_000
     return OrderFilled(
         order.strategy_id,
@@ -229,6 +229,7 @@ def fill_from_row(raw: dict[str, Any], order: Order, instrument: Instrument) -> 
         Liquidity.MAKER if raw.get("execType") == "M" else Liquidity.TAKER,
         ts,
         ts,
+        fee_asset,
     )
 
 

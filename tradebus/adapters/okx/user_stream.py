@@ -5,7 +5,7 @@
 =================================  ==================================================
 ``tradeId`` set, ``fillSz`` > 0    ``OrderFilled`` (trade id ``tradeId``, ``fillSz`` @ ``fillPx``,
                                    fee ``-fee`` -- OKX reports a charge as negative -- in
-                                   ``feeCcy``, valued in the quote asset; ``execType`` M/T)
+                                   ``feeCcy``, kept in that asset; ``execType`` M/T)
 ``state == "live"``                ``OrderAccepted`` (venue order id ``ordId``)
 ``canceled`` / ``mmp_canceled``    ``OrderCanceled`` (cumulative filled ``accFillSz``)
 =================================  ==================================================
@@ -54,7 +54,7 @@ from pydantic import SecretStr
 
 from tradebus.adapters.common.client import Sink
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError
-from tradebus.adapters.common.user_stream import UNACKNOWLEDGED, PrivateStream, PrivateStreamParser, quote_fee
+from tradebus.adapters.common.user_stream import UNACKNOWLEDGED, PrivateStream, PrivateStreamParser, venue_fee
 from tradebus.adapters.common.venue import LiveAccount
 from tradebus.adapters.okx.client import okx_keepalive
 from tradebus.engine.instrument import Instrument
@@ -109,7 +109,7 @@ class UserStreamParser(PrivateStreamParser):
         if row.get("tradeId") and float(row.get("fillSz") or 0.0) > 0.0:
             px = float(row["fillPx"])
             ts = int(row.get("fillTime") or row["uTime"]) * _MS
-            fee = quote_fee(-float(row.get("fillFee") or row.get("fee") or 0.0), str(row.get("feeCcy")), px, inst)
+            fee, fee_asset = venue_fee(-float(row.get("fillFee") or row.get("fee") or 0.0), row.get("feeCcy"), inst)
             out.append(
                 OrderFilled(
                     sid,
@@ -124,6 +124,7 @@ class UserStreamParser(PrivateStreamParser):
                     Liquidity.MAKER if row.get("execType") == "M" else Liquidity.TAKER,
                     ts,
                     now,
+                    fee_asset,
                 )
             )
         if order is None:

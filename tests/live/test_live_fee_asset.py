@@ -1,0 +1,56 @@
+"""Fees charged in a third asset (Binance's BNB discount) through the live Binance venue and the account emulator.
+
+The emulator charges every fill's fee in BNB at 500 USDT a BNB while its BNB balance covers it
+(``commissionAsset``/``N``: ``BNB``); the kernel must book it against BNB, not USDT.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.live.live_harness import harness, until
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import OrderSide, OrderStatus
+
+#: 0.1 % taker fee: a market buy of 0.01 BTC at 60 000 pays 0.6 USDT, i.e. 0.6 / 500 = 0.0012 BNB.
+BTC = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5, taker_fee=0.001)
+IID = BTC.instrument_id
+
+
+async def test_a_fill_charged_in_bnb_debits_bnb_not_the_quote_asset() -> None:
+    async with harness(inst=BTC, balances={"USDT": 100_000.0, "BNB": 1.0}) as h:
+        h.emulator.fee_in = ("BNB", 500.0)
+        buy = h.submit(OrderSide.BUY, 0.01)
+        await until(lambda: buy.status is OrderStatus.ACCEPTED)
+        h.trade(60_000.0)
+        await until(lambda: buy.status is OrderStatus.FILLED)
+        (row,) = h.emulator.trades
+        assert (row["commissionAsset"], float(row["commission"])) == ("BNB", pytest.approx(0.0012))
+        assert h.emulator.balances["USDT"] == 100_000.0 - 600.0  # the venue took no USDT fee
+        account = h.kernel.portfolio.account
+        # hand-derived: USDT moves by the notional alone, BNB falls by the fee, BTC rises by the quantity
+        assert account.balance("USDT") == 100_000.0 - 0.01 * 60_000.0
+        assert account.balance("BNB") == pytest.approx(-0.0012, abs=1e-15)
+        assert account.balance("BTC") == 0.01
+        # no BNBUSDT in the run: the fee is not mixed into the USDT sums but kept in BNB
+        portfolio = h.kernel.portfolio
+        assert portfolio.fees_paid == 0.0 and portfolio.cash == 100_000.0 - 600.0
+        assert portfolio.fees_unvalued == {"BNB": pytest.approx(0.0012)}
+        assert [f.fee for f in h.kernel.result.fills] == [0.0]
+        assert buy.fee_paid == 0.0
+
+        # the same fill read back from the trade history (the reconciliation's path) keeps its asset
+        report = await h.venue.api.query(buy)
+        assert report is not None
+        assert [(f.fee, f.fee_asset) for f in report.fills] == [(pytest.approx(0.0012), "BNB")]
+
+
+async def test_a_fill_charged_in_the_quote_asset_still_debits_the_quote_asset() -> None:
+    async with harness(inst=BTC, balances={"USDT": 100_000.0}) as h:
+        buy = h.submit(OrderSide.BUY, 0.01)
+        await until(lambda: buy.status is OrderStatus.ACCEPTED)
+        h.trade(60_000.0)
+        await until(lambda: buy.status is OrderStatus.FILLED)
+        account = h.kernel.portfolio.account
+        assert account.balance("USDT") == pytest.approx(100_000.0 - 600.0 - 0.6, abs=1e-9)
+        assert h.kernel.portfolio.fees_paid == pytest.approx(0.6) and h.kernel.portfolio.fees_unvalued == {}
