@@ -15,8 +15,8 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     a venue that amends in place (:attr:`TradingApi.supports_amend`: OKX, Bybit) gets the
     new total quantity and price; its acknowledgement -> ``OrderModified``, its refusal ->
     ``OrderModifyRejected``. A refusal or no answer leaves the order as it was and queries it.
-    A venue with a cancel-replace in one request (:attr:`TradingApi.supports_replace`: Binance
-    spot) gets it: the replacement (a new client id, the new quantity, price and trigger) is
+    A venue with a cancel-replace in one request (:meth:`TradingApi.can_replace`: Binance
+    spot; a Binance USD-M stop, cancel then place back to back by the adapter) gets it: the replacement (a new client id, the new quantity, price and trigger) is
     submitted through :attr:`LiveVenue.on_replace` with ``replaces=`` and sent with the cancel;
     the venue's success emits ``OrderAccepted`` (replacement), ``OrderReplaced``, then the
     ``OrderCanceled`` of the order (held until then if the user stream told it first); a failed
@@ -220,6 +220,10 @@ class TradingApi(ABC):
     #: Whether :meth:`replace` cancels an order and places its replacement in one request at this venue.
     supports_replace: bool = False
 
+    def can_replace(self, order: Order) -> bool:
+        """Whether :meth:`replace` takes this order (default: :attr:`supports_replace`, for every order)."""
+        return self.supports_replace
+
     #: Whether :meth:`place_oco` places an OCO pair in one request at this venue.
     supports_oco: bool = False
 
@@ -388,7 +392,7 @@ class LiveVenue(Venue):
         if self.api.supports_amend:
             self._spawn(self._amend(order, cmd), f"amend:{coid}")
             return
-        if self.api.supports_replace and self.on_replace is not None:
+        if self.api.can_replace(order) and self.on_replace is not None:
             self._swap(order, cmd)
             return
         if not math.isnan(cmd.trigger_price):

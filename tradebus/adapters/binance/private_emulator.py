@@ -63,14 +63,28 @@ its URLs pointed here) and
 * ``POST``/``PUT /fapi/v1/listenKey`` (key header only) and the stream at ``/ws/<listenKey>``:
   ``ORDER_TRADE_UPDATE`` for every order change, ``ACCOUNT_UPDATE`` (wallet balance and
   position) after every fill.
+* Conditional orders of the Algo Service: ``POST``/``DELETE``/``GET /fapi/v1/algoOrder``
+  (``algoType=CONDITIONAL``, ``type`` ``STOP_MARKET`` or ``STOP``, ``triggerPrice``,
+  ``clientAlgoId``, ``workingType`` ``CONTRACT_PRICE`` or ``MARK_PRICE``) and
+  ``GET /fapi/v1/openAlgoOrders``. A buy stop triggers when its working price (the last trade,
+  or the mark price given by :meth:`BinanceFuturesEmulator.on_mark_price`) rises to
+  ``triggerPrice``, a sell when it falls to it; a stop placed where it would trigger at once is
+  refused (``-2021`` "Order would immediately trigger."). Once triggered, the order it places
+  (``MARKET``, or ``LIMIT`` at ``price``) has a new ``orderId``, the stop's client id, and enters
+  the matching venue. ``ALGO_UPDATE`` reports ``NEW``, ``CANCELED``, ``TRIGGERED`` (``ai``: the
+  placed order's id), ``REJECTED`` (the placed order refused) and ``FINISHED`` (the placed order
+  closed); the placed order's changes come as ``ORDER_TRADE_UPDATE``. Codes not found in the
+  documentation: ``-2013`` for a query of an unknown algo order, ``-2011`` for a cancel of one not
+  waiting (Binance's general codes).
 
 The account is one-way USDT-margined: the position of each symbol is the matching venue's
 (:meth:`~tradebus.execution.simulated.SimulatedVenue.position`; a reduce-only order that
 would not reduce it is refused on arrival, one larger than it is capped at fill time), its
 entry price the average of the fills that opened it; the USDT wallet moves by realized PnL
 and fees. Departures from Binance: MARKET orders are answered ``NEW`` and fill at the next
-public trade; no margin check, no liquidation, no funding; conditional (algo) orders and
-hedge mode are not emulated. Faults as the base class.
+public trade; no margin check, no liquidation, no funding; of the algo orders only ``STOP_MARKET``
+and ``STOP`` (``TAKE_PROFIT*`` and ``TRAILING_STOP_MARKET`` are refused, ``-1116``); a stop placed
+before any working price is known is accepted; no hedge mode. Faults as the base class.
 """
 
 from __future__ import annotations
@@ -94,7 +108,7 @@ from tradebus.adapters.common.account_emulator import AccountEmulator, EmulatedF
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, TimeInForce, Trade
 from tradebus.execution.orders import Order
 
-__all__ = ["BinanceFuturesEmulator", "BinancePrivateEmulator", "MatchingProtocol", "RestFault", "StreamFault", "WEIGHTS"]
+__all__ = ["AlgoOrder", "BinanceFuturesEmulator", "BinancePrivateEmulator", "MatchingProtocol", "RestFault", "StreamFault", "WEIGHTS"]
 
 _MS = 1_000_000
 _STATUS = {
@@ -573,6 +587,23 @@ class MatchingProtocol(BinanceProtocol):
 _UNSIGNED = frozenset({"/fapi/v1/listenKey"})
 
 
+@dataclass
+class AlgoOrder:
+    """One conditional order of the emulated USD-M account (``rec``: its record, the stop until triggered, then the order it placed)."""
+
+    rec: EmulatedOrder
+    algo_id: int
+    type: str
+    working_type: str
+    #: ``NEW``, ``CANCELED``, ``TRIGGERED``, ``REJECTED`` or ``FINISHED``.
+    status: str = "NEW"
+    #: The ``orderId`` of the order placed once triggered (0: none yet).
+    actual_id: int = 0
+    trigger_price: float = math.nan
+    trigger_ms: int = 0
+    reason: str = ""
+
+
 def _num(value: float) -> str:
     return f"{0.0 if math.isnan(value) else value:.8f}"
 
@@ -589,6 +620,13 @@ class BinanceFuturesEmulator(AccountEmulator):
         #: The active listen key ("" until one is asked for).
         self.listen_key = ""
         self.weight = 0
+        #: ``clientAlgoId -> `` the conditional order's state (its record is in :attr:`orders` under that id).
+        self.algos: dict[str, AlgoOrder] = {}
+        self._algo_ids = 0
+        #: The last public trade's price and the last mark price of each symbol (the two working prices).
+        self.last_price: dict[str, float] = {}
+        self.mark_price: dict[str, float] = {}
+        self._symbols = {inst.instrument_id: symbol for symbol, inst in self.instruments.items()}
 
     @property
     def ws_url(self) -> str:
@@ -608,6 +646,10 @@ class BinanceFuturesEmulator(AccountEmulator):
             ("GET", "/fapi/v2/positionRisk"): self._position_risk,
             ("POST", "/fapi/v1/listenKey"): self._new_listen_key,
             ("PUT", "/fapi/v1/listenKey"): self._keep_listen_key,
+            ("POST", "/fapi/v1/algoOrder"): self._place_algo,
+            ("DELETE", "/fapi/v1/algoOrder"): self._cancel_algo,
+            ("GET", "/fapi/v1/algoOrder"): self._query_algo,
+            ("GET", "/fapi/v1/openAlgoOrders"): self._open_algos,
         }
 
     def error(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -638,7 +680,7 @@ class BinanceFuturesEmulator(AccountEmulator):
         return dict(parse_qsl(request.query_string)) | dict(parse_qsl(body))
 
     def client_id(self, params: dict[str, Any]) -> str:
-        return str(params.get("newClientOrderId") or params.get("origClientOrderId") or "")
+        return str(params.get("newClientOrderId") or params.get("origClientOrderId") or params.get("clientAlgoId") or "")
 
     def _place(self, p: dict[str, Any]) -> web.Response:
         symbol = str(p.get("symbol", ""))
@@ -673,20 +715,162 @@ class BinanceFuturesEmulator(AccountEmulator):
             return self.error(400, -2010, f"Order rejected: {rec.reason}")
         return self._json(self._order_json(rec))
 
+    def _placed(self, rec: EmulatedOrder | None) -> EmulatedOrder | None:
+        """``rec`` if it is an order of the matching engine (not a conditional order that has placed none)."""
+        if rec is None:
+            return None
+        algo = self.algos.get(rec.order.client_order_id)
+        return rec if algo is None or algo.actual_id else None
+
     def _cancel(self, p: dict[str, Any]) -> web.Response:
-        rec = self.find(str(p.get("origClientOrderId") or ""), str(p.get("orderId") or ""))
+        rec = self._placed(self.find(str(p.get("origClientOrderId") or ""), str(p.get("orderId") or "")))
         if rec is None or not self.cancel(rec):
             return self.error(400, -2011, "Unknown order sent.")
         return self._json(self._order_json(rec))
 
     def _query(self, p: dict[str, Any]) -> web.Response:
-        rec = self.find(str(p.get("origClientOrderId") or ""), str(p.get("orderId") or ""))
+        rec = self._placed(self.find(str(p.get("origClientOrderId") or ""), str(p.get("orderId") or "")))
         if rec is None or rec.status is OrderStatus.REJECTED:
             return self.error(400, -2013, "Order does not exist.")
         return self._json(self._order_json(rec))
 
     def _open(self, p: dict[str, Any]) -> web.Response:
-        return self._json([self._order_json(r) for r in self.open_orders(p.get("symbol"))])
+        return self._json([self._order_json(r) for r in self.open_orders(p.get("symbol")) if self._placed(r) is not None])
+
+    # ------------------------------------------------------------------ algo (conditional) orders
+
+    def _place_algo(self, p: dict[str, Any]) -> web.Response:
+        symbol = str(p.get("symbol", ""))
+        inst = self.instruments.get(symbol)
+        if inst is None:
+            return self.error(400, -1121, "Invalid symbol.")
+        coid = str(p.get("clientAlgoId") or f"algo{self._algo_ids + 1}")
+        if coid in self.orders:
+            return self.error(400, -4015, "Client order id is not valid.")
+        if p.get("algoType") != "CONDITIONAL":
+            return self.error(400, -1102, "Mandatory parameter 'algoType' was not sent, was empty/null, or malformed.")
+        if p.get("positionSide", "BOTH") != "BOTH":
+            return self.error(400, -4061, "Order's position side does not match user's setting.")
+        typ = str(p.get("type", ""))
+        if typ not in ("STOP_MARKET", "STOP"):
+            return self.error(400, -1116, f"Invalid orderType (emulated: STOP_MARKET and STOP only, not {typ}).")
+        working = str(p.get("workingType", "CONTRACT_PRICE"))
+        if working not in ("CONTRACT_PRICE", "MARK_PRICE"):
+            return self.error(400, -1115, "Invalid workingType.")
+        try:
+            trigger, qty = float(p["triggerPrice"]), float(p["quantity"])
+            price = float(p["price"]) if typ == "STOP" else math.nan
+        except (KeyError, ValueError):
+            return self.error(400, -1102, "Mandatory parameter 'triggerPrice', 'quantity' or 'price' was not sent, was empty/null, or malformed.")
+        if not (trigger > 0.0 and qty > 0.0 and (typ == "STOP_MARKET" or price > 0.0)):
+            return self.error(400, -1102, "A parameter was not valid: triggerPrice, quantity or price.")
+        side = OrderSide.BUY if p.get("side") == "BUY" else OrderSide.SELL
+        now = (self.mark_price if working == "MARK_PRICE" else self.last_price).get(symbol, math.nan)
+        if now >= trigger if side is OrderSide.BUY else now <= trigger:
+            return self.error(400, -2021, "Order would immediately trigger.")
+        reduce_only = str(p.get("reduceOnly", "false")).lower() == "true"
+        kind = OrderType.STOP_MARKET if typ == "STOP_MARKET" else OrderType.STOP_LIMIT
+        tif = TimeInForce(str(p.get("timeInForce", "GTC")))
+        order = Order(coid, "", inst.instrument_id, side, kind, qty, price, trigger, tif, reduce_only=reduce_only)
+        rec = self.record(order, symbol)
+        self._algo_ids += 1
+        algo = self.algos[coid] = AlgoOrder(rec, self._algo_ids, typ, working, trigger_price=trigger)
+        self._push(self._algo_frames(algo))
+        return self._json(self._algo_json(algo))
+
+    def _find_algo(self, p: dict[str, Any]) -> AlgoOrder | None:
+        coid, algo_id = str(p.get("clientAlgoId") or ""), str(p.get("algoId") or "")
+        if coid:
+            return self.algos.get(coid)
+        return next((a for a in self.algos.values() if str(a.algo_id) == algo_id), None)
+
+    def _cancel_algo(self, p: dict[str, Any]) -> web.Response:
+        algo = self._find_algo(p)
+        if algo is None or algo.status != "NEW":
+            return self.error(400, -2011, "Unknown order sent.")
+        algo.status, algo.rec.status, algo.rec.update_ms = "CANCELED", OrderStatus.CANCELED, self.now_ms()
+        self._push(self._algo_frames(algo))
+        return self._json({"algoId": algo.algo_id, "clientAlgoId": algo.rec.order.client_order_id, "code": "200", "msg": "success"})
+
+    def _query_algo(self, p: dict[str, Any]) -> web.Response:
+        algo = self._find_algo(p)
+        if algo is None:
+            return self.error(400, -2013, "Order does not exist.")
+        return self._json(self._algo_json(algo))
+
+    def _open_algos(self, p: dict[str, Any]) -> web.Response:
+        rows = [a for a in self.algos.values() if a.status == "NEW" and p.get("symbol") in (None, a.rec.symbol)]
+        return self._json([self._algo_json(a) for a in rows])
+
+    def on_trade(self, trade: Trade) -> None:
+        """A public trade: the waiting stops it reaches trigger first (``CONTRACT_PRICE``), then it is matched."""
+        symbol = self._symbols.get(trade.instrument_id)
+        if symbol is not None:
+            self.last_price[symbol] = trade.price
+            self.clock.advance_to(max(trade.ts_init, self.clock.now_ns()))
+            self._trigger_at(symbol, "CONTRACT_PRICE", trade.price)
+        super().on_trade(trade)
+
+    def on_mark_price(self, instrument_id: str, price: float, ts_ns: int) -> None:
+        """A mark price update: the waiting ``MARK_PRICE`` stops it reaches trigger (their orders fill on later trades)."""
+        symbol = self._symbols[instrument_id]
+        self.mark_price[symbol] = price
+        self.clock.advance_to(max(ts_ns, self.clock.now_ns()))
+        self._trigger_at(symbol, "MARK_PRICE", price)
+
+    def _trigger_at(self, symbol: str, working: str, price: float) -> None:
+        for algo in sorted(self.algos.values(), key=lambda a: a.algo_id):
+            stop = algo.rec.order
+            if algo.status != "NEW" or algo.working_type != working or algo.rec.symbol != symbol:
+                continue
+            if price >= stop.trigger_price if stop.side is OrderSide.BUY else price <= stop.trigger_price:
+                self._trigger(algo)
+
+    def _trigger(self, algo: AlgoOrder) -> None:
+        """``algo`` reached its trigger: ``TRIGGERED``, and the order it places (a new ``orderId``, the stop's client id) enters the matching venue."""
+        rec, stop = algo.rec, algo.rec.order
+        self._order_ids += 1
+        rec.order_id = algo.actual_id = self._order_ids
+        rec.update_ms = algo.trigger_ms = self.now_ms()
+        algo.status = "TRIGGERED"
+        self._push(self._algo_frames(algo))
+        typ = OrderType.MARKET if stop.order_type is OrderType.STOP_MARKET else OrderType.LIMIT
+        rec.order = Order(stop.client_order_id, "", stop.instrument_id, stop.side, typ, stop.quantity, stop.price, tif=stop.tif, reduce_only=stop.reduce_only)
+        self.enter(rec)
+        if rec.status is OrderStatus.REJECTED:
+            algo.status, algo.reason = "REJECTED", rec.reason
+            self._push(self._algo_frames(algo))
+
+    def _algo_json(self, algo: AlgoOrder) -> dict[str, Any]:
+        rec = algo.rec
+        order = rec.order
+        quote = sum(f.last_qty * f.last_px for f in rec.fills)
+        return {
+            "algoId": algo.algo_id, "clientAlgoId": order.client_order_id, "algoType": "CONDITIONAL", "orderType": algo.type,
+            "symbol": rec.symbol, "side": "BUY" if order.side is OrderSide.BUY else "SELL", "positionSide": "BOTH",
+            "timeInForce": str(order.tif), "quantity": _num(order.quantity), "algoStatus": algo.status,
+            "actualOrderId": str(algo.actual_id or ""), "actualPrice": _num(quote / rec.filled if rec.filled else 0.0),
+            "triggerPrice": _num(algo.trigger_price), "price": _num(order.price), "icebergQuantity": None,
+            "selfTradePreventionMode": "EXPIRE_MAKER", "workingType": algo.working_type, "priceMatch": "NONE",
+            "closePosition": False, "priceProtect": False, "reduceOnly": order.reduce_only,
+            "createTime": rec.time_ms, "updateTime": max(rec.update_ms, rec.time_ms), "triggerTime": algo.trigger_ms, "goodTillDate": 0,
+        }
+
+    def _algo_frames(self, algo: AlgoOrder) -> list[tuple[str, str]]:
+        rec = algo.rec
+        order = rec.order
+        now = max(self.now_ms(), rec.time_ms)
+        o = {
+            "caid": order.client_order_id, "aid": algo.algo_id, "at": "CONDITIONAL", "o": algo.type, "s": rec.symbol,
+            "S": "BUY" if order.side is OrderSide.BUY else "SELL", "ps": "BOTH", "f": str(order.tif), "q": _num(order.quantity),
+            "X": algo.status, "ai": str(algo.actual_id or ""), "ap": _num(0.0), "aq": _num(rec.filled),
+            "act": ("MARKET" if algo.type == "STOP_MARKET" else "LIMIT") if algo.actual_id else "0",
+            "tp": _num(algo.trigger_price), "p": _num(order.price), "V": "EXPIRE_MAKER", "wt": algo.working_type, "pm": "NONE",
+            "cp": False, "pP": False, "R": order.reduce_only, "tt": algo.trigger_ms, "gtd": 0,
+        }
+        if algo.reason:
+            o["rm"] = algo.reason
+        return [("algo", json.dumps({"e": "ALGO_UPDATE", "T": now, "E": now, "o": o}))]
 
     def _trades(self, p: dict[str, Any]) -> web.Response:
         refused = _trades_request_error(self, p, 7 * 24 * 3600 * 1000)
@@ -734,6 +918,11 @@ class BinanceFuturesEmulator(AccountEmulator):
 
     def ws_message(self, text: str, session: WsSession) -> list[str]:
         return []  # the listen-key stream only pushes
+
+    async def _sender(self, session: WsSession) -> None:
+        session.authed = True  # a listen-key connection receives the account's events from its opening
+        session.topics.add("user")
+        await super()._sender(session)
 
     def _deliver(self, topic: str, frames: list[str]) -> None:
         for session in self.sessions:  # a listen-key connection receives every event of the account
@@ -825,7 +1014,12 @@ class BinanceFuturesEmulator(AccountEmulator):
             "cp": False,
             "rp": "0",
         }
-        return [("order", json.dumps({"e": "ORDER_TRADE_UPDATE", "E": now, "T": now, "o": o}))]
+        frames = [("order", json.dumps({"e": "ORDER_TRADE_UPDATE", "E": now, "T": now, "o": o}))]
+        algo = self.algos.get(order.client_order_id)
+        if algo is not None and algo.status == "TRIGGERED" and rec.status not in common.OPEN:
+            algo.status = "FINISHED"
+            frames += self._algo_frames(algo)
+        return frames
 
     def balance_frames(self, assets: list[str], symbol: str | None = None) -> list[tuple[str, str]]:
         now = self.now_ms()

@@ -47,9 +47,28 @@ MARKET                 ``type=MARKET``
 LIMIT                  ``type=LIMIT`` + ``timeInForce`` GTC/IOC/FOK + ``price``
 LIMIT post_only        ``timeInForce=GTX`` (Binance cancels it if it would take)
 reduce_only            ``reduceOnly=true`` (refused with ``-2022`` if it would increase the position)
-STOP_MARKET/STOP_LIMIT not yet: Binance moved conditional orders to the algo-order API
-                       (refused locally, :class:`VenueRejected`)
+STOP_MARKET            a conditional order of the Algo Service, ``POST /fapi/v1/algoOrder``:
+                       ``algoType=CONDITIONAL``, ``type=STOP_MARKET``, ``triggerPrice``,
+                       ``workingType=CONTRACT_PRICE`` (the last price), ``clientAlgoId`` the
+                       client order id (a buy triggers at a price >= it, a sell at <=; Binance
+                       refuses one already there: ``-2021`` "Order would immediately trigger.")
+STOP_LIMIT             the same with ``type=STOP`` + ``price`` + ``timeInForce`` GTC/IOC/FOK
+                       (a post-only stop is refused locally)
 =====================  ==========================================================
+
+A stop's venue order id is its ``algoId``. The user stream reports it by ``ALGO_UPDATE`` (``NEW``,
+``TRIGGERED`` with the id ``ai`` of the order it placed, ``CANCELED``, ``REJECTED``, ``EXPIRED``,
+``FINISHED``); the order placed once triggered is an ordinary order reported by
+``ORDER_TRADE_UPDATE`` under the stop's client id (Binance's documentation shows no example of
+that frame: the client id is inferred from users' reports, and the stream also maps it by ``ai``).
+Cancel: ``DELETE /fapi/v1/algoOrder`` by ``clientAlgoId`` (a stop already triggered: ``DELETE
+/fapi/v1/order`` of the order it placed, its ``actualOrderId`` read by ``GET /fapi/v1/algoOrder``);
+query: ``GET /fapi/v1/algoOrder``, then the order it placed and its fills; open stops:
+``GET /fapi/v1/openAlgoOrders``. The Algo Service has no amend: a waiting stop's trigger is
+moved by a cancel-replace of two requests sent back to back (:meth:`BinanceFuturesTrading.replace`:
+the stop is off the venue for one round trip; a refused replacement is placed again as it was).
+Not confirmed by the documentation found, and taken from Binance's general codes: ``-2013``
+answers a query of an unknown algo order and ``-2011`` a cancel of one no longer waiting.
 
 Quantities are base units (a USD-M contract is one coin), rounded down to the lot; prices
 to the tick. Balances come from ``GET /fapi/v2/balance`` (the wallet balance of each
@@ -67,6 +86,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import ccxt.async_support as ccxt_async
+import msgspec
 from ccxt.base.errors import ExchangeError, NetworkError
 from pydantic import SecretStr
 
@@ -81,7 +101,10 @@ from tradebus.execution.live import (
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 
-__all__ = ["BinanceFuturesTrading", "BinanceTrading", "FUTURES_WEIGHTS", "STATUS", "fill_from_trade", "futures_order_params", "order_params", "report_from_order"]
+__all__ = [
+    "ALGO_STATUS", "BinanceFuturesTrading", "BinanceTrading", "FUTURES_WEIGHTS", "STATUS", "algo_order_params", "algo_report",
+    "fill_from_trade", "futures_order_params", "order_params", "report_from_order",
+]
 
 #: Binance order status -> core status.
 STATUS: dict[str, OrderStatus] = {
@@ -520,6 +543,10 @@ def _redacted(exc: Exception) -> str:
 
 
 FUTURES_WEIGHTS: dict[str, int] = {
+    "fapiprivate_post_algoorder": 1,
+    "fapiprivate_delete_algoorder": 1,
+    "fapiprivate_get_algoorder": 1,
+    "fapiprivate_get_openalgoorders": 1,
     "fapiprivate_post_order": 1,
     "fapiprivate_delete_order": 1,
     "fapiprivate_get_order": 1,
@@ -532,19 +559,74 @@ FUTURES_WEIGHTS: dict[str, int] = {
 FUTURES_WEIGHT_LIMIT = 2400
 
 
+_STOPS = (OrderType.STOP_MARKET, OrderType.STOP_LIMIT)
+#: Algo Service status of a conditional order -> core status (``TRIGGERED``/``FINISHED``: the order it placed tells the rest).
+ALGO_STATUS: dict[str, OrderStatus] = {
+    "NEW": OrderStatus.ACCEPTED,
+    "TRIGGERING": OrderStatus.TRIGGERED,
+    "TRIGGERED": OrderStatus.TRIGGERED,
+    "FINISHED": OrderStatus.TRIGGERED,
+    "CANCELED": OrderStatus.CANCELED,
+    "REJECTED": OrderStatus.CANCELED,
+    "EXPIRED": OrderStatus.EXPIRED,
+}
+
+
+def algo_order_params(order: Order, instrument: Instrument) -> dict[str, str]:
+    """The ``POST /fapi/v1/algoOrder`` parameters of a stop (module docstring, *USD-M perpetuals*).
+
+    Raises
+    ------
+    VenueRejected
+        No positive trigger price, a post-only stop, a quantity below one lot once rounded.
+    """
+    typ = order.order_type
+    if not math.isfinite(order.trigger_price) or order.trigger_price <= 0.0:
+        raise VenueRejected(f"{typ}: trigger price {order.trigger_price} is not a positive number")
+    if order.post_only:
+        raise VenueRejected(f"post_only: only LIMIT orders can be post-only, not {typ}")
+    qty = lots_to_send(order, instrument)
+    params: dict[str, str] = {
+        "algoType": "CONDITIONAL",
+        "symbol": instrument.symbol,
+        "side": "BUY" if order.side is OrderSide.BUY else "SELL",
+        "positionSide": "BOTH",
+        "type": "STOP_MARKET" if typ is OrderType.STOP_MARKET else "STOP",
+        "quantity": decimal_text(qty, instrument.lot_size),
+        "triggerPrice": decimal_text(instrument.round_price(order.trigger_price), instrument.tick_size),
+        "workingType": "CONTRACT_PRICE",
+        "clientAlgoId": order.client_order_id,
+    }
+    if typ is OrderType.STOP_LIMIT:
+        params["price"] = decimal_text(instrument.round_price(order.price), instrument.tick_size)
+        params["timeInForce"] = str(order.tif if isinstance(order.tif, TimeInForce) else TimeInForce(order.tif))
+    if order.reduce_only:
+        params["reduceOnly"] = "true"
+    return params
+
+
+def algo_report(raw: dict[str, Any]) -> OrderStatusReport:
+    """An :class:`OrderStatusReport` of an algo order row (``GET /fapi/v1/algoOrder``), nothing filled."""
+    status = ALGO_STATUS.get(str(raw["algoStatus"]))
+    if status is None:
+        raise VenueRejected(f"order {raw.get('clientAlgoId')}: unknown Binance algo status {raw['algoStatus']!r}")
+    ts = int(raw.get("updateTime") or raw.get("createTime") or 0) * 1_000_000
+    return OrderStatusReport(str(raw["clientAlgoId"]), str(raw["algoId"]), status, 0.0, ts)
+
+
 def futures_order_params(order: Order, instrument: Instrument) -> dict[str, str]:
     """The ``POST /fapi/v1/order`` parameters of ``order`` (rounded to the instrument's tick and lot).
 
     Raises
     ------
     VenueRejected
-        Stop orders (not supported yet), post-only on a non-limit order, a quantity below
-        one lot once rounded.
+        A stop (it goes to the Algo Service: :func:`algo_order_params`), post-only on a
+        non-limit order, a quantity below one lot once rounded.
     """
     qty = lots_to_send(order, instrument)
     typ = order.order_type
     if typ not in (OrderType.MARKET, OrderType.LIMIT):
-        raise VenueRejected(f"{typ}: Binance USD-M conditional orders (algo orders) are not supported yet")
+        raise VenueRejected(f"{typ}: a Binance USD-M stop is an algo order (POST /fapi/v1/algoOrder), not an order")
     if order.post_only and typ is not OrderType.LIMIT:
         raise VenueRejected(f"post_only: only LIMIT orders can be post-only, not {typ}")
     params: dict[str, str] = {
@@ -609,6 +691,116 @@ class BinanceFuturesTrading(BinanceTrading):
 
     def fill_from_trade(self, raw: dict[str, Any], order: Order, instrument: Instrument) -> OrderFilled:
         return fill_from_trade(raw, order, instrument, buyer="buyer", maker="maker")
+
+    def can_replace(self, order: Order) -> bool:
+        """A waiting stop is cancel-replaced (:meth:`replace`); a limit order is not (the live venue's two-step path)."""
+        return order.order_type in _STOPS and order.status in (OrderStatus.ACCEPTED, OrderStatus.SUBMITTED)
+
+    async def place(self, order: Order) -> Ack:
+        """``POST /fapi/v1/order``; a stop: ``POST /fapi/v1/algoOrder`` (its venue order id is the ``algoId``)."""
+        if order.order_type not in _STOPS:
+            return await super().place(order)
+        raw = await self._call("fapiprivate_post_algoorder", algo_order_params(order, self._instrument(order)))
+        ts = int(raw.get("updateTime") or raw.get("createTime") or 0) * 1_000_000
+        return Ack(str(raw["clientAlgoId"]), str(raw["algoId"]), ts or time.time_ns())
+
+    async def replace(self, order: Order, replacement: Order) -> Ack:
+        """A waiting stop's cancel-replace in two requests sent back to back: ``DELETE /fapi/v1/algoOrder`` of
+        ``order``, then ``POST /fapi/v1/algoOrder`` of ``replacement`` (the Algo Service has no amend).
+
+        A refused cancel (the stop triggered or ended meanwhile) places nothing (:class:`VenueRejected`);
+        a refused replacement after the cancel is :class:`ReplacementRejected`.
+        """
+        params = algo_order_params(replacement, self._instrument(replacement))
+        await self._call("fapiprivate_delete_algoorder", {"clientAlgoId": order.client_order_id})
+        try:
+            raw = await self._call("fapiprivate_post_algoorder", params)
+        except VenueRejected as exc:
+            raise ReplacementRejected(str(exc)) from None
+        ts = int(raw.get("updateTime") or raw.get("createTime") or 0) * 1_000_000
+        return Ack(str(raw["clientAlgoId"]), str(raw["algoId"]), ts or time.time_ns())
+
+    async def _algo_row(self, order: Order) -> dict[str, Any] | None:
+        """``GET /fapi/v1/algoOrder`` of a stop by ``clientAlgoId`` (``None``: Binance has no such algo order)."""
+        try:
+            return dict(await self._call("fapiprivate_get_algoorder", {"clientAlgoId": order.client_order_id}))
+        except VenueRejected as exc:
+            if f"error {_ORDER_NOT_FOUND}:" in str(exc):
+                return None
+            raise
+
+    async def cancel(self, order: Order) -> None:
+        """``DELETE /fapi/v1/order``; a stop: ``DELETE /fapi/v1/algoOrder``, or, triggered, the order it placed."""
+        if order.order_type not in _STOPS:
+            await super().cancel(order)
+            return
+        if order.status not in (OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED):
+            try:
+                await self._call("fapiprivate_delete_algoorder", {"clientAlgoId": order.client_order_id})
+                return
+            except VenueRejected:
+                pass  # triggered since this process last heard of it (else the row below says why)
+        algo = await self._algo_row(order)
+        actual = str((algo or {}).get("actualOrderId") or "")
+        if algo is None or not actual:
+            state = algo["algoStatus"] if algo else "unknown"
+            raise VenueRejected(f"order {order.client_order_id}: the Binance stop is {state}, nothing to cancel")
+        await self._call("fapiprivate_delete_order", {"symbol": self._instrument(order).symbol, "orderId": actual})
+
+    async def query(self, order: Order) -> OrderStatusReport | None:
+        """``GET /fapi/v1/order``; a stop: its algo order, then the order it placed and that order's fills (under the ``algoId``)."""
+        if order.order_type not in _STOPS:
+            return await super().query(order)
+        algo = await self._algo_row(order)
+        if algo is None:
+            return None
+        actual = str(algo.get("actualOrderId") or "")
+        if not actual or algo["algoStatus"] in ("CANCELED", "REJECTED", "EXPIRED"):
+            return algo_report(algo)
+        inst = self._instrument(order)
+        raw = await self._call("fapiprivate_get_order", {"symbol": inst.symbol, "orderId": actual})
+        fills: tuple[OrderFilled, ...] = ()
+        algo_id = str(algo["algoId"])
+        if float(raw["executedQty"]) > 0.0:
+            trades = await self._call("fapiprivate_get_usertrades", {"symbol": inst.symbol, "orderId": actual}, self.trades_of_order_weight)
+            fills = tuple(self.fill_from_trade(t | {"orderId": algo_id}, order, inst) for t in trades)
+        report = report_from_order(raw | {"clientOrderId": order.client_order_id, "orderId": algo_id}, order, fills)
+        if report.status is OrderStatus.ACCEPTED:  # the order it placed works: the stop has triggered
+            report = OrderStatusReport(report.client_order_id, report.venue_order_id, OrderStatus.TRIGGERED, report.filled_qty, report.ts_event, fills)
+        return report
+
+    async def fills_since(self, instrument_id: str, orders: Mapping[str, Order], since_ns: int) -> list[OrderFilled]:
+        """As :meth:`BinanceTrading.fills_since`; a stop in ``orders`` (by its ``algoId``) that has triggered is asked
+        its ``actualOrderId`` (one ``GET /fapi/v1/algoOrder`` each) and that order's trades are its fills.
+
+        A stop is never looked up by its ``algoId``: algo ids and order ids are two sequences, and
+        a trade of another order may carry the same number.
+        """
+        keyed = {k: o for k, o in orders.items() if o.order_type not in _STOPS}
+        for order in orders.values():
+            if order.order_type in _STOPS and (algo := await self._algo_row(order)) is not None and algo.get("actualOrderId"):
+                keyed[str(algo["actualOrderId"])] = order
+        fills = await super().fills_since(instrument_id, keyed, since_ns)
+        venue_id = {id(o): k for k, o in orders.items()}
+        return [msgspec.structs.replace(f, venue_order_id=venue_id[id(keyed[f.venue_order_id])]) for f in fills]
+
+    async def open_orders(self) -> list[OrderStatusReport]:
+        """``GET /fapi/v1/openOrders`` and ``GET /fapi/v1/openAlgoOrders`` (waiting stops) of every traded symbol."""
+        reports = await super().open_orders()
+        for inst in self.instruments.values():
+            rows = await self._call("fapiprivate_get_openalgoorders", {"symbol": inst.symbol})
+            reports.extend(algo_report(r) for r in rows)
+        return reports
+
+    async def cancel_all(self) -> list[str]:
+        """Cancel every open order and waiting stop of every traded symbol, one request each (a failed one is skipped)."""
+        canceled = await super().cancel_all()
+        for inst in self.instruments.values():
+            for raw in await self._call("fapiprivate_get_openalgoorders", {"symbol": inst.symbol}):
+                coid = str(raw["clientAlgoId"])
+                if await cancel_one(coid, self._call("fapiprivate_delete_algoorder", {"algoId": raw["algoId"]})):
+                    canceled.append(coid)
+        return canceled
 
     async def balances(self) -> list[AccountBalance]:
         """``GET /fapi/v2/balance``: each asset's wallet balance (margin in use not split out)."""

@@ -42,6 +42,13 @@ returns the active key or a new one). Events arrive bare or in a ``{"stream", "d
     trade id, ``m`` maker) and is parsed by the spot rules
     (:class:`~tradebus.adapters.binance.user_stream.UserStreamParser`). ``x=CALCULATED``
     (a liquidation) and ``AMENDMENT`` are logged, not mapped.
+``ALGO_UPDATE`` (a stop: a conditional order of the Algo Service, by its ``o.X``)
+    ``NEW`` -> ``OrderAccepted`` (venue order id ``aid``); ``TRIGGERED`` -> ``OrderTriggered``
+    (``tt``), the order it placed (``ai``) then reported by ``ORDER_TRADE_UPDATE`` as the stop's;
+    ``CANCELED`` -> ``OrderCanceled``; ``REJECTED`` (the placed order refused) -> ``OrderCanceled``
+    with the reason ``rm``; ``EXPIRED`` -> ``OrderExpired``; ``TRIGGERING`` and ``FINISHED``
+    nothing (the placed order's events tell it). An ``ORDER_TRADE_UPDATE`` whose client id
+    ``c`` is no order of this process but whose ``i`` is a triggered stop's ``ai`` is that stop's.
 ``ACCOUNT_UPDATE``
     ``a.B``: wallet balance ``wb`` of each asset -> :class:`AccountBalance` (``free``);
     ``a.P``: position amount ``pa`` and entry price ``ep`` of each symbol (one-way mode,
@@ -85,6 +92,7 @@ from tradebus.engine.messages import (
     OrderRejected,
     OrderSide,
     OrderStatus,
+    OrderTriggered,
 )
 from tradebus.errors import ParseError
 from tradebus.execution.live import AccountBalance, AccountPosition, NoAnswer
@@ -295,6 +303,16 @@ KEY_KEEPALIVE = 30 * 60.0
 class FuturesStreamParser(UserStreamParser):
     """Parses USD-M user-data frames into order events, balances and positions (module docstring)."""
 
+    def __init__(
+        self,
+        instruments: dict[str, Instrument],
+        lookup: Callable[[str], Order | None],
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        super().__init__(instruments, lookup, clock_ns)
+        #: ``orderId`` of the order a triggered stop placed -> the stop's client id.
+        self.placed_by: dict[str, str] = {}
+
     def parse(self, raw: str | bytes) -> list[Any]:
         """The events of one frame.
 
@@ -314,13 +332,43 @@ class FuturesStreamParser(UserStreamParser):
                 if o["x"] in ("CALCULATED", "AMENDMENT"):
                     logger.warning("binance usdm user stream: {} of order {} not mapped", o["x"], o.get("c"))
                     return []
+                coid = self.placed_by.get(str(o["i"]))
+                if coid is not None and self.lookup(str(o["c"])) is None:
+                    o = {**o, "c": coid}
                 return self._execution_report({**o, "E": event["E"]})
+            if kind == "ALGO_UPDATE":
+                return self._algo_update(event)
             if kind == "ACCOUNT_UPDATE":
                 return self._account_update(event)
         except (KeyError, TypeError, ValueError) as exc:
             raise ParseError(f"binance usdm user stream: bad {kind} event: {type(exc).__name__}: {exc}") from None
         if kind == "listenKeyExpired":
             raise ListenKeyExpired("binance usdm user stream: the listen key expired")
+        return []
+
+    def _algo_update(self, event: dict[str, Any]) -> list[Any]:
+        o = event["o"]
+        coid, status = str(o["caid"]), str(o["X"])
+        if o.get("ai"):
+            self.placed_by[str(o["ai"])] = coid
+        order, sid, iid, _ = self.context(coid, str(o["s"]))
+        if order is None:
+            logger.info("binance usdm user stream: algo order {} {} not sent by this process; ignored", coid, status)
+            return []
+        ts, now = int(event.get("T") or event["E"]) * _MS, self.clock_ns()
+        if status == "NEW":
+            return [OrderAccepted(sid, iid, coid, str(o["aid"]), ts, now)] if order.status in _UNACKNOWLEDGED else []
+        if status == "TRIGGERED":
+            return [OrderTriggered(sid, iid, coid, int(o.get("tt") or 0) * _MS or ts, now)]
+        if status == "CANCELED":
+            return [OrderCanceled(sid, iid, coid, "canceled", ts, now, 0.0)]
+        if status == "REJECTED":
+            why = f"the triggered order was rejected by Binance: {o.get('rm') or ''}".rstrip(": ")
+            if order.status in _UNACKNOWLEDGED:
+                return [OrderRejected(sid, iid, coid, why, ts, now)]
+            return [OrderCanceled(sid, iid, coid, why, ts, now, 0.0)]
+        if status == "EXPIRED":
+            return [OrderExpired(sid, iid, coid, "expired", ts, now, 0.0)]
         return []
 
     def _account_update(self, event: dict[str, Any]) -> list[Any]:
