@@ -54,6 +54,7 @@ __all__ = [
     "TimeInForce",
     "Trade",
     "TradingState",
+    "TradesMissed",
     "TradingStateChanged",
 ]
 
@@ -601,6 +602,22 @@ class BookResynced(msgspec.Struct, frozen=True, gc=False):
     """An order book was rebuilt from a fresh snapshot after an integrity failure."""
 
     instrument_id: str
+    reason: str
+    ts_event: int
+    ts_init: int
+
+
+class TradesMissed(msgspec.Struct, frozen=True, gc=False):
+    """A feed's sequential trade ids skipped ``first_id..last_id`` (a reconnect or a lost frame).
+
+    ``recovered`` of them were fetched from the venue's REST history and delivered, in id
+    order, before the trade that revealed the gap; the others are lost for good.
+    """
+
+    instrument_id: str
+    first_id: int
+    last_id: int
+    recovered: int
     reason: str
     ts_event: int
     ts_init: int

@@ -356,6 +356,8 @@ async def serve_recording(
         text = raw if isinstance(raw, str) else raw.decode()
         if conn.startswith("rest:"):
             snapshot = snapshot or text
+        elif conn.startswith("rest-"):  # another REST answer (a trade-history fetch): not a stream frame
+            continue
         else:
             frames.append((t, text))
     protocol = adapter.emulator(frames, snapshot, futures)

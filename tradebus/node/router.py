@@ -21,6 +21,7 @@ from tradebus.engine.messages import (
     OrderSubmitted,
     Quote,
     Trade,
+    TradesMissed,
 )
 from tradebus.risk.guard import MarketGuard
 
@@ -96,6 +97,7 @@ class NodeRouter:
             BookDelta: self._delta,
             BookResynced: self._resynced,
             FeedStale: self._stale,
+            TradesMissed: self._trades_missed,
             MarkPrice: self._publish,
             FundingRate: self._publish,
         }
@@ -170,6 +172,10 @@ class NodeRouter:
     def _resynced(self, msg: BookResynced) -> None:
         self.counts["BookResynced"] += 1
         logger.warning("book {} resynced after: {}", msg.instrument_id, msg.reason)
+        self._publish(msg)
+
+    def _trades_missed(self, msg: TradesMissed) -> None:
+        self.counts["TradesMissed"] += 1
         self._publish(msg)
 
     def _stale(self, msg: FeedStale) -> None:

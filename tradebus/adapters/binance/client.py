@@ -21,6 +21,7 @@ FundingRate.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -40,7 +41,9 @@ from tradebus.adapters.binance.parse import (
     parse_depth_update,
     parse_kline,
     parse_mark_price,
+    parse_rest_trades,
     parse_trade,
+    parse_trade_id,
     split_stream,
     stream_kind,
 )
@@ -51,14 +54,16 @@ from tradebus.adapters.common.feed import Feed, FeedConfig, connection_policy
 from tradebus.adapters.common.parsing import WHOLE_FRAME, FrameError, frame_error
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError, KeepAlive, SubscriptionRejected
 from tradebus.adapters.common.recorder import FrameRecorder
+from tradebus.adapters.common.trade_gaps import TradeFetch, TradeGaps
 from tradebus.adapters.binance.sync import BinanceFuturesRule, BinanceSpotRule
 from tradebus.adapters.common.sync import BookSync, SequenceRule
 from tradebus.engine.instrument import Instrument
-from tradebus.engine.messages import BookSnapshot
+from tradebus.engine.messages import BookSnapshot, Trade
 from tradebus.errors import DataError, ParseError, VenueError
 
 __all__ = [
     "MAX_CONNECTION_AGE",
+    "TRADES_CONN",
     "BinanceClient", "BinanceRouter", "CcxtDepthFetcher", "DepthFetcher", "BinanceFeedHandle",
     "HttpDepthFetcher",
     "binance_keepalive",
@@ -70,6 +75,15 @@ SnapshotFetch = Callable[[str], Awaitable[BookSnapshot]]
 
 _control = msgspec.json.Decoder()
 
+
+#: Recorder connection prefix of a REST trade-history answer: ``"rest-trades:<SYMBOL>"``.
+TRADES_CONN = "rest-trades:"
+
+#: Trades per page of ``aggTrades`` / ``historicalTrades`` (the venue's maximum).
+TRADES_PAGE = 1000
+
+#: Seconds a fetch of missing trades may take, every page included.
+TRADES_TIMEOUT = 10.0
 
 #: Seconds after which a connection is recycled: 23 h 50 min (Binance cuts every connection at 24 h).
 MAX_CONNECTION_AGE = 23 * 3600 + 50 * 60
@@ -97,6 +111,9 @@ class BinanceRouter:
     fetch_snapshot
         Async ``fetch(symbol) -> BookSnapshot`` used by the books to (re)sync;
         ``None`` when snapshots are fed with :meth:`on_snapshot_frame` (replay).
+    fetch_trades
+        Async fetch of the trades a gap in trade ids skipped (:attr:`gaps`); ``None`` when
+        the recorded answers are fed with :meth:`on_trades_frame` (replay).
     clock_ns
         Time source for messages the feed creates itself (BookResynced).
     strict_streams
@@ -107,6 +124,9 @@ class BinanceRouter:
 
     Attributes
     ----------
+    gaps
+        Trade-id continuity (:class:`~tradebus.adapters.common.trade_gaps.TradeGaps`): trades
+        after a gap wait until the missing ones were fetched (or the fetch failed).
     unexpected_streams
         Frames per stream name that is not subscribed (skipped, never parsed). They are
         logged at WARNING, at most once per ``unexpected_warn_every`` seconds per stream.
@@ -124,10 +144,19 @@ class BinanceRouter:
         clock_ns: Callable[[], int] = time.time_ns,
         *,
         strict_streams: bool = False,
+        fetch_trades: TradeFetch | None = None,
     ) -> None:
         self.config = config
         self.sink = sink
         self.dedup = TradeDeduper(config.dedup_capacity)
+        self.gaps = TradeGaps(
+            f"binance {config.market.value}",
+            sink,
+            self.dedup.seen,
+            recover="recorded" if fetch_trades is None else "fetch",
+            fetch=fetch_trades,
+            clock_ns=clock_ns,
+        )
         self.counts: Counter[str] = Counter()
         self.unknown = 0
         self.unexpected_streams: Counter[str] = Counter()
@@ -137,6 +166,7 @@ class BinanceRouter:
         self.books: dict[str, BookSync] = {}
         self._handlers: dict[str, Handler] = {}
         self._fetch = fetch_snapshot
+        self._fetch_trades = fetch_trades
         self._clock = clock_ns
         quotes_from_book = "bookTicker" not in config.channels
         for stream in config.streams():
@@ -163,17 +193,26 @@ class BinanceRouter:
         if kind is StreamKind.TRADE or kind is StreamKind.AGG_TRADE:
             parse = parse_trade if kind is StreamKind.TRADE else parse_agg_trade
             key = kind.value
+            line = self.gaps.line(iid)
+            off_sequence = self.gaps.off_sequence
 
             def on_trade(raw: str | bytes, recv_ns: int) -> None:
                 trade = parse(raw, recv_ns, iid)
-                if trade is None:  # an insurance-fund or ADL trade: no order book saw it
+                if trade is None:  # an insurance-fund or ADL trade: no order book saw it, but it has its id
                     counts["trade_not_market"] += 1
+                    if parse_trade_id(raw) == line.next_id:
+                        line.next_id += 1
                     return
                 if seen((iid, trade.trade_id)):
                     counts["duplicate_" + key] += 1
                     return
                 counts[key] += 1
-                sink(trade)
+                tid = int(trade.trade_id)
+                if tid == line.next_id:
+                    line.next_id = tid + 1
+                    sink(trade)
+                else:
+                    off_sequence(line, trade, tid)
 
             return on_trade
         if kind is StreamKind.BOOK_TICKER:
@@ -227,6 +266,8 @@ class BinanceRouter:
         A frame of a stream that is not subscribed is counted in :attr:`unexpected_streams`
         and skipped (see ``strict_streams``).
         """
+        if self.gaps.recovering and self._fetch_trades is None:
+            self.gaps.expire(recv_ns)
         stream = split_stream(raw)
         if stream is not None:
             handler = self._handlers.get(stream)
@@ -298,6 +339,13 @@ class BinanceRouter:
             raise ParseError(f"binance: depth snapshot for {symbol}, which has no depth subscription")
         sync.on_snapshot(parse_depth_snapshot(raw, recv_ns, sync.instrument_id))
 
+    def on_trades_frame(self, raw: str | bytes, recv_ns: int, symbol: str) -> None:
+        """Feed a recorded REST trade-history answer (``"rest-trades:<SYMBOL>"``) to ``symbol``'s pending gap."""
+        iid = self.config.instrument_id(symbol)
+        if iid not in self.gaps.lines:
+            raise ParseError(f"binance: recorded trades for {symbol}, which has no trade subscription")
+        self.gaps.on_recorded(iid, parse_rest_trades(raw, recv_ns, iid, "aggTrade" in self.config.channels), recv_ns)
+
     def start_books(self) -> None:
         """Request a snapshot for every book that is not SYNCED (no-op without a fetcher)."""
         if self._fetch is None:
@@ -314,20 +362,24 @@ class BinanceRouter:
             sync.invalidate(reason, request=False)
 
     async def close(self) -> None:
-        """Cancel pending snapshot requests."""
+        """Cancel pending snapshot requests and trade fetches."""
         for sync in self.books.values():
             await sync.close()
+        await self.gaps.close()
 
     def replay(self, frames: Iterable[tuple[int, str, str | bytes]]) -> None:
         """Run recorded ``(recv_ns, conn, raw)`` frames through the same path as live frames.
 
         Frames whose ``conn`` starts with ``"rest:"`` are REST depth snapshots
-        (``"rest:<SYMBOL>"``). Rejected frames are logged and skipped, as live.
+        (``"rest:<SYMBOL>"``), with ``"rest-trades:"`` trade-history answers. Rejected frames
+        are logged and skipped, as live.
         """
         for recv_ns, conn, raw in frames:
             try:
                 if conn.startswith("rest:"):
                     self.on_snapshot_frame(raw, recv_ns, conn[5:])
+                elif conn.startswith(TRADES_CONN):
+                    self.on_trades_frame(raw, recv_ns, conn[len(TRADES_CONN):])
                 else:
                     self.on_frame(raw, recv_ns)
             except ParseError as exc:
@@ -335,11 +387,16 @@ class BinanceRouter:
 
 
 class DepthFetcher(ABC):
-    """Base of the REST depth-snapshot fetchers: ``await fetch(symbol)`` returns the raw JSON body."""
+    """Base of the REST fetchers: ``await fetch(symbol)`` returns the raw JSON body of a depth snapshot,
+    ``await trades(...)`` one page of the trade history."""
 
     @abstractmethod
     async def fetch(self, symbol: str, limit: int) -> bytes:
         """Raw JSON body of the depth snapshot of ``symbol``."""
+
+    @abstractmethod
+    async def trades(self, symbol: str, aggregated: bool, from_id: int, limit: int) -> bytes:
+        """Raw JSON body of ``aggTrades`` (``aggregated``) or ``historicalTrades`` from id ``from_id`` on."""
 
     async def close(self) -> None:
         """Release the HTTP session."""
@@ -378,6 +435,21 @@ class CcxtDepthFetcher(DepthFetcher):
             raise VenueError(f"binance depth {symbol}: {type(exc).__name__}: {exc}") from exc
         return msgspec.json.encode(body)
 
+    async def trades(self, symbol: str, aggregated: bool, from_id: int, limit: int) -> bytes:
+        import ccxt
+
+        ex = self._exchange
+        spot = self._market is BinanceMarket.SPOT
+        if aggregated:
+            call = ex.public_get_aggtrades if spot else ex.fapipublic_get_aggtrades
+        else:
+            call = ex.public_get_historicaltrades if spot else ex.fapipublic_get_historicaltrades
+        try:
+            body = await call({"symbol": symbol, "fromId": from_id, "limit": limit})
+        except ccxt.BaseError as exc:
+            raise VenueError(f"binance trades {symbol} from {from_id}: {type(exc).__name__}: {exc}") from exc
+        return msgspec.json.encode(body)
+
     async def close(self) -> None:
         await self._exchange.close()
 
@@ -386,25 +458,34 @@ class HttpDepthFetcher(DepthFetcher):
     """Depth snapshot with a plain aiohttp GET on ``{rest_base}{path}?symbol=..&limit=..``."""
 
     def __init__(self, rest_base: str, market: BinanceMarket, timeout: float = 10.0) -> None:
-        self._url = rest_base + ("/api/v3/depth" if market is BinanceMarket.SPOT else "/fapi/v1/depth")
+        self._api = rest_base + ("/api/v3" if market is BinanceMarket.SPOT else "/fapi/v1")
+        self._url = self._api + "/depth"
         self._timeout = timeout
         self._session: Any = None
 
     async def fetch(self, symbol: str, limit: int) -> bytes:
+        return await self._get(self._url, {"symbol": symbol, "limit": str(limit)}, f"depth {symbol}")
+
+    async def trades(self, symbol: str, aggregated: bool, from_id: int, limit: int) -> bytes:
+        url = self._api + ("/aggTrades" if aggregated else "/historicalTrades")
+        params = {"symbol": symbol, "fromId": str(from_id), "limit": str(limit)}
+        return await self._get(url, params, f"trades {symbol} from {from_id}")
+
+    async def _get(self, url: str, params: dict[str, str], what: str) -> bytes:
         import aiohttp
 
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
         try:
-            async with self._session.get(self._url, params={"symbol": symbol, "limit": str(limit)}) as resp:
+            async with self._session.get(url, params=params) as resp:
                 body = await resp.read()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise VenueError(f"binance depth {symbol}: {type(exc).__name__}: {exc}") from exc
+            raise VenueError(f"binance {what}: {type(exc).__name__}: {exc}") from exc
         if status >= 500 or status == 429:
-            raise VenueError(f"binance depth {symbol}: HTTP {status}: {body[:200]!r}")
+            raise VenueError(f"binance {what}: HTTP {status}: {body[:200]!r}")
         if status != 200:
-            raise FatalVenueError(f"binance depth {symbol}: HTTP {status}: {body[:200]!r}")
+            raise FatalVenueError(f"binance {what}: HTTP {status}: {body[:200]!r}")
         return body
 
     async def close(self) -> None:
@@ -446,11 +527,19 @@ class BinanceClient(WsClient):
         policy.stale_after = config.stale_after
         super().__init__(f"binance-{config.market.value}", sink, policy, recorder, clock_ns)
         self.config = config
-        if fetcher is None and "depth" in config.channels:
+        self._aggregated = "aggTrade" in config.channels
+        trades = self._aggregated or "trade" in config.channels
+        if fetcher is None and ("depth" in config.channels or trades):
             cls = CcxtDepthFetcher if config.snapshot_fetcher == "ccxt" else HttpDepthFetcher
             fetcher = cls(config.rest_base, config.market)
         self.fetcher = fetcher
-        self.feed = BinanceRouter(config, sink, self._fetch_snapshot if fetcher else None, clock_ns)
+        self.feed = BinanceRouter(
+            config,
+            sink,
+            self._fetch_snapshot if fetcher else None,
+            clock_ns,
+            fetch_trades=self._fetch_trades if fetcher and trades else None,
+        )
         self.subscriptions.add(config.streams())
 
     async def _fetch_snapshot(self, symbol: str) -> BookSnapshot:
@@ -461,6 +550,39 @@ class BinanceClient(WsClient):
             self.recorder.write(recv_ns, f"rest:{symbol}", body.decode())
         sync = self.feed.books[symbol]
         return parse_depth_snapshot(body, recv_ns, sync.instrument_id)
+
+    async def _fetch_trades(self, instrument_id: str, first: int, last: int) -> tuple[list[Trade], int]:
+        """Trades ``first..last`` of ``instrument_id`` from the REST history, page by page; the answer is recorded.
+
+        Whatever went wrong (venue error, malformed page, :data:`TRADES_TIMEOUT`), the pages
+        fetched until then are kept, logged, and recorded as the answer, so a playback
+        recovers exactly what this run did.
+        """
+        assert self.fetcher is not None
+        symbol = next(s for s in self.config.symbols if self.config.instrument_id(s) == instrument_id)
+        items: list[msgspec.Raw] = []
+        start = first
+        try:
+            async with asyncio.timeout(TRADES_TIMEOUT):
+                while start <= last:
+                    body = await self.fetcher.trades(symbol, self._aggregated, start, min(TRADES_PAGE, last - start + 1))
+                    page = msgspec.json.decode(body, type=list[msgspec.Raw])
+                    ids = [int(t.trade_id) for t in parse_rest_trades(body, 0, instrument_id, self._aggregated)]
+                    kept = [raw for raw, tid in zip(page, ids, strict=True) if start <= tid <= last]
+                    items += kept
+                    if not kept or ids[-1] >= last:
+                        break
+                    start = ids[-1] + 1
+        except (VenueError, ParseError, msgspec.DecodeError, TimeoutError) as exc:
+            logger.warning(
+                "{}: trades {}..{} of {}: fetch stopped after {} trades: {}: {}",
+                self.name, first, last, symbol, len(items), type(exc).__name__, exc,
+            )
+        raw = b"[" + b",".join(bytes(item) for item in items) + b"]"
+        recv_ns = self.clock_ns()
+        if self.recorder is not None:
+            self.recorder.write(recv_ns, f"{TRADES_CONN}{symbol}", raw.decode())
+        return parse_rest_trades(raw, recv_ns, instrument_id, self._aggregated), recv_ns
 
     def connect_url(self) -> str:
         return f"{self.config.ws_base}/stream?streams={'/'.join(self.subscriptions)}"
@@ -539,6 +661,9 @@ class BinanceFeedHandle(Feed):
         if conn.startswith("rest:"):
             self._on_recorded_snapshot(raw, recv_ns, conn[5:])
             return
+        if conn.startswith(TRADES_CONN):
+            self.feed.on_trades_frame(raw, recv_ns, conn[len(TRADES_CONN):])
+            return
         if conn != self.recorded_conn:
             self.follow_connection(conn)
         if self._reseeded:
@@ -567,6 +692,8 @@ class BinanceFeedHandle(Feed):
     def accepts(self, conn: str) -> bool:
         if conn.startswith("rest:"):
             return conn[5:] in self.feed.books
+        if conn.startswith(TRADES_CONN):
+            return conn[len(TRADES_CONN):] in self.binance.symbols
         return super().accepts(conn)
 
     def book_checks(self) -> dict[str, Callable[[], bool]]:

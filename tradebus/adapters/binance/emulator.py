@@ -10,7 +10,9 @@ library). REST: ``GET /api/v3/depth``, ``/fapi/v1/depth``, ``/dapi/v1/depth`` se
 recorded depth snapshot and, once the replay has moved past it, a snapshot rebuilt
 from that recorded snapshot plus every diff the server has replayed since (with the
 venue's sequence rule), so a client that resyncs mid-stream gets a consistent
-snapshot. ``GET /api/v3/exchangeInfo`` / ``/fapi/v1/exchangeInfo`` serve a given body.
+snapshot. ``GET /api/v3/historicalTrades`` and ``/api/v3/aggTrades`` (and their ``/fapi/v1/``
+twins) serve, by ``fromId`` and ``limit``, the trades of the trade / aggTrade frames the
+server has replayed (or skipped: a trade printed while a client was away is in the history). ``GET /api/v3/exchangeInfo`` / ``/fapi/v1/exchangeInfo`` serve a given body.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from tradebus.engine.messages import BookDelta, BookSnapshot
 __all__ = ["BinanceProtocol", "emulator", "is_snapshot_line", "split_capture"]
 
 _DEPTH_PATHS = ("/api/v3/depth", "/fapi/v1/depth", "/dapi/v1/depth")
+_HISTORY_PATHS = ("/api/v3/historicalTrades", "/fapi/v1/historicalTrades")
+_AGG_PATHS = ("/api/v3/aggTrades", "/fapi/v1/aggTrades")
 _INFO_PATHS = ("/api/v3/exchangeInfo", "/fapi/v1/exchangeInfo", "/dapi/v1/exchangeInfo")
 
 
@@ -89,6 +93,9 @@ class BinanceProtocol(VenueProtocol):
         self.exchange_info = exchange_info
         self.http_failures = http_failures
         self.depth_requests = 0
+        self.trade_requests = 0
+        #: ``(symbol, "trade"|"aggTrade") -> {id: REST element}`` of the trades printed so far.
+        self.printed: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
         self._rule: SequenceRule = BinanceFuturesRule() if futures else BinanceSpotRule()
         self._book = OrderBook("emulator")
         self._applied = 0
@@ -161,6 +168,9 @@ class BinanceProtocol(VenueProtocol):
         return raw
 
     def on_sent(self, raw: str) -> None:
+        if '"e":"trade"' in raw or '"e":"aggTrade"' in raw:
+            self._print_trade(msgspec.json.decode(raw)["data"])
+            return
         if '"depthUpdate"' not in raw or self.snapshot is None:
             return
         data = msgspec.json.decode(raw)["data"]
@@ -182,6 +192,27 @@ class BinanceProtocol(VenueProtocol):
             self._applied += 1
             self._event_ms = int(data["E"])
 
+    def _print_trade(self, d: dict[str, Any]) -> None:
+        if d["e"] == "trade":
+            item = {"id": d["t"], "price": d["p"], "qty": d["q"], "quoteQty": repr(float(d["p"]) * float(d["q"])),
+                    "time": d["T"], "isBuyerMaker": d["m"], "isBestMatch": True}
+            self.printed.setdefault((d["s"], "trade"), {})[d["t"]] = item
+        else:
+            item = {k: d[k] for k in ("a", "p", "q", "f", "l", "T", "m")} | {"M": True}
+            self.printed.setdefault((d["s"], "aggTrade"), {})[d["a"]] = item
+
+    def _trades(self, path: str, query: dict[str, list[str]]) -> tuple[int, str]:
+        self.trade_requests += 1
+        if "symbol" not in query:
+            return 400, '{"code":-1102,"msg":"Mandatory parameter \'symbol\' was not sent."}'
+        kind = "aggTrade" if path in _AGG_PATHS else "trade"
+        printed = self.printed.get((query["symbol"][0], kind), {})
+        limit = min(int(query.get("limit", ["500"])[0]), 1000)
+        ids = sorted(printed)
+        from_id = int(query["fromId"][0]) if "fromId" in query else (ids[-limit] if len(ids) > limit else 0)
+        rows = [printed[i] for i in ids if i >= from_id][:limit]
+        return 200, msgspec.json.encode(rows).decode()
+
     def unknown_message(self) -> str:
         return '{"stream":"btcusdt@someNewStream","data":{"e":"someNewEvent","E":0}}'
 
@@ -196,6 +227,8 @@ class BinanceProtocol(VenueProtocol):
     def http(self, path: str, query: dict[str, list[str]]) -> tuple[int, str] | None:
         if path in _INFO_PATHS:
             return None if self.exchange_info is None else (200, self.exchange_info)
+        if path in _HISTORY_PATHS or path in _AGG_PATHS:
+            return self._trades(path, query)
         if path not in _DEPTH_PATHS or self.snapshot is None:
             return None
         self.depth_requests += 1

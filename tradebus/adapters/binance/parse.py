@@ -28,6 +28,8 @@ from tradebus.adapters.binance.schemas import (
     Level,
     KlineEvent,
     MarkPriceEvent,
+    RestAggTrade,
+    RestTrade,
     TradeEvent,
     decoder,
 )
@@ -45,7 +47,9 @@ __all__ = [
     "parse_depth_update",
     "parse_kline",
     "parse_mark_price",
+    "parse_rest_trades",
     "parse_trade",
+    "parse_trade_id",
     "split_stream",
     "stream_kind",
 ]
@@ -61,6 +65,8 @@ _depth = decoder(DepthUpdateEvent[list[Level]])
 _depth_raw = decoder(DepthUpdateEvent[msgspec.Raw])
 _mark = decoder(MarkPriceEvent)
 _snapshot = decoder(DepthSnapshot, envelope=False)
+_rest_trades = decoder(list[RestTrade], envelope=False)
+_rest_agg = decoder(list[RestAggTrade], envelope=False)
 
 
 class StreamKind(StrEnum):
@@ -132,6 +138,40 @@ def parse_trade(raw: str | bytes, recv_ns: int, instrument_id: str) -> Trade | N
     return Trade(
         instrument_id, d.trade_time * _MS, recv_ns, d.price, d.quantity, -1 if d.buyer_is_maker else 1, str(d.trade_id)
     )
+
+
+def parse_trade_id(raw: str | bytes) -> int:
+    """The trade id ``t`` of a ``<symbol>@trade`` frame (for a trade :func:`parse_trade` leaves out)."""
+    try:
+        return _trade.decode(raw).data.trade_id
+    except msgspec.MsgspecError as exc:
+        raise _fail("trade", raw, exc) from None
+
+
+def parse_rest_trades(raw: str | bytes, recv_ns: int, instrument_id: str, aggregated: bool) -> list[Trade]:
+    """A REST trade-history body -> :class:`Trade` list, as the trade (or aggTrade) stream makes them.
+
+    ``aggregated``: a ``GET /api/v3/aggTrades`` body (``trade_id`` = ``a``), else a
+    ``GET /api/v3/historicalTrades`` one (``trade_id`` = ``id``); USD-M's ``/fapi/v1/`` twins
+    are the same. ``ts_init`` of every trade is ``recv_ns``, the receive time of the answer.
+    Payload (historicalTrades)::
+
+        [{"id":3735683259,"price":"61837.63000000","qty":"0.02000000","quoteQty":"1236.7526",
+          "time":1723161255342,"isBuyerMaker":true,"isBestMatch":true}]
+    """
+    channel = "aggTrades" if aggregated else "historicalTrades"
+    try:
+        rows = (_rest_agg if aggregated else _rest_trades).decode(raw)
+    except msgspec.MsgspecError as exc:
+        raise frame_error("Binance", channel, raw, exc) from None
+    out: list[Trade] = []
+    for i, d in enumerate(rows):
+        if not (0.0 < d.price < _INF and 0.0 < d.quantity < _INF):
+            bad = ("price", d.price) if not 0.0 < d.price < _INF else ("qty", d.quantity)
+            raise frame_error("Binance", channel, raw, FieldError(f"[{i}].{bad[0]}", f"{bad[1]}: expected > 0, finite"))
+        tid = d.agg_id if aggregated else d.trade_id  # type: ignore[union-attr]
+        out.append(Trade(instrument_id, d.trade_time * _MS, recv_ns, d.price, d.quantity, -1 if d.buyer_is_maker else 1, str(tid)))
+    return out
 
 
 def parse_agg_trade(raw: str | bytes, recv_ns: int, instrument_id: str) -> Trade:

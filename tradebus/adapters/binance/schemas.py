@@ -28,6 +28,8 @@ __all__ = [
     "Kline",
     "KlineEvent",
     "MarkPriceEvent",
+    "RestAggTrade",
+    "RestTrade",
     "TradeEvent",
     "decoder",
 ]
@@ -82,6 +84,34 @@ class AggTradeEvent(msgspec.Struct):
     quantity: float = msgspec.field(name="q")
     first_trade_id: int = msgspec.field(name="f")
     last_trade_id: int = msgspec.field(name="l")
+    trade_time: Millis = msgspec.field(name="T")
+    buyer_is_maker: bool = msgspec.field(name="m")
+
+
+class RestTrade(msgspec.Struct):
+    """One element of ``GET /api/v3/historicalTrades`` / ``/fapi/v1/historicalTrades``.
+
+    ``{"id":3735683259,"price":"61837.63000000","qty":"0.02000000","quoteQty":"1236.75",
+    "time":1723161255342,"isBuyerMaker":true,"isBestMatch":true}``
+    """
+
+    trade_id: int = msgspec.field(name="id")
+    price: float = msgspec.field(name="price")
+    quantity: float = msgspec.field(name="qty")
+    trade_time: Millis = msgspec.field(name="time")
+    buyer_is_maker: bool = msgspec.field(name="isBuyerMaker")
+
+
+class RestAggTrade(msgspec.Struct):
+    """One element of ``GET /api/v3/aggTrades`` / ``/fapi/v1/aggTrades`` (the aggTrade stream's keys).
+
+    ``{"a":15683430,"p":"0.35280000","q":"58.00000000","f":19862790,"l":19862790,
+    "T":1633998523963,"m":false,"M":true}``
+    """
+
+    agg_id: int = msgspec.field(name="a")
+    price: float = msgspec.field(name="p")
+    quantity: float = msgspec.field(name="q")
     trade_time: Millis = msgspec.field(name="T")
     buyer_is_maker: bool = msgspec.field(name="m")
 

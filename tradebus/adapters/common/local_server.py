@@ -24,7 +24,9 @@ Each :class:`Fault` fires once, on connection number ``connection`` (0 = first),
 that connection is about to send its ``at``-th frame (0-based) among the frames whose
 raw text contains ``match``:
 
-``DROP``      abort the TCP connection (client sees an abnormal close, code 1006)
+``DROP``      abort the TCP connection (client sees an abnormal close, code 1006); with ``missed=n``
+              the venue goes on printing while the client is away: the cursor moves past the
+              dropped frame and ``n - 1`` more (the plugin sees them go by, as its REST history)
 ``DELAY``     sleep ``seconds`` before sending the frame
 ``GARBLE``    send the frame cut in half (invalid JSON) instead
 ``SKIP``      do not send the frame (a sequence gap for book streams)
@@ -90,6 +92,8 @@ class Fault:
         For DELAY and SILENCE.
     field, value
         For CORRUPT: the field to overwrite and its new value.
+    missed
+        For DROP: frames printed while the client is away (see the module docstring).
     """
 
     kind: FaultKind
@@ -99,6 +103,7 @@ class Fault:
     seconds: float = 0.0
     field: str = ""
     value: Any = None
+    missed: int = 0
 
 
 @dataclass
@@ -470,8 +475,12 @@ class LocalVenueServer:
                     continue
                 self._fired.add(fid)
                 out = await self._inject(ws, fault, out, session)
-                if fault.kind is FaultKind.DROP or (fault.kind is FaultKind.SILENCE and math.isinf(fault.seconds)):
-                    return  # the frame was not delivered: the cursor stays on it
+                if fault.kind is FaultKind.DROP:
+                    for j in range(i, min(i + fault.missed, len(self.frames))):
+                        self._advance(j + 1, self.frames[j][1])
+                    return  # the frame was not delivered: the cursor stays on it (unless the venue went on)
+                if fault.kind is FaultKind.SILENCE and math.isinf(fault.seconds):
+                    return
             if out is not None:
                 await ws.send(out)
                 session.sent += 1

@@ -1,0 +1,226 @@
+"""Continuity of a venue's sequential trade ids: a gap is detected, recovered where possible, and reported.
+
+Binance numbers every trade of a symbol (``t`` of the trade stream, ``a`` of aggTrade)
+and OKX every trade of an instrument (``tradeId``), one after the other. A trade whose id
+is beyond the next expected one means trades were printed that this process never saw
+(they went by while the connection was down, or a frame was lost). :class:`TradeGaps`
+keeps the next expected id of each instrument, and on a gap:
+
+1. logs it and holds back the trade that revealed it, and every later trade of that
+   instrument, so nothing is delivered out of order;
+2. asks the venue for the missing ids (``recover="fetch"``: an async fetch through the
+   venue's REST client, which records its answer), or waits for that answer in the
+   recording (``recover="recorded"``: a playback; an answer not recorded within
+   ``2 * timeout`` seconds of recording time counts as none), or recovers nothing
+   (``recover="none"``: a venue without a public history by id);
+3. delivers the recovered trades in id order (each with the receive time of the REST
+   answer), then :class:`~tradebus.engine.messages.TradesMissed` with the range and how
+   many were recovered, then the trades held back.
+
+The hot path is one integer compare per trade (:meth:`TradeGaps.on_trade` falls to the
+slow path only when the id is not the expected one; while a recovery is pending the
+expected id is one no trade has).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Literal
+
+from loguru import logger
+
+from tradebus.adapters.common.client import Sink
+from tradebus.engine.messages import Trade, TradesMissed
+from tradebus.errors import ConfigError
+
+__all__ = ["TradeFetch", "TradeGaps", "TradeLine"]
+
+TradeFetch = Callable[[str, int, int], Awaitable[tuple[list[Trade], int]]]
+"""``fetch(instrument_id, first_id, last_id)``: the venue's trades of those ids and the receive time of
+its answer. It records the answer (an empty one when the venue failed or timed out), so a playback
+recovers the same trades at the same point; it should not raise."""
+
+_UNKNOWN = -1  # no trade seen yet: the first one sets the expected id
+_RECOVERING = -2  # no trade id is negative: every trade takes the slow path and is held back
+
+
+class TradeLine:
+    """The trade-id state of one instrument (read by the venue's trade handler)."""
+
+    __slots__ = ("instrument_id", "next_id", "held", "gap", "since_ns", "task")
+
+    def __init__(self, instrument_id: str) -> None:
+        self.instrument_id = instrument_id
+        self.next_id = _UNKNOWN
+        self.held: list[Trade] | None = None
+        self.gap = (0, 0)
+        self.since_ns = 0
+        self.task: asyncio.Task[None] | None = None
+
+
+class TradeGaps:
+    """Trade-id continuity of one feed's instruments (see the module docstring).
+
+    Parameters
+    ----------
+    venue
+        Venue name for logs (``"binance spot"``).
+    sink
+        Receives the trades (in id order) and :class:`TradesMissed`.
+    seen
+        The feed's de-duplication (``seen(key) -> bool``, marks the key): a recovered trade
+        already delivered is not delivered again. Keys are ``(instrument_id, trade_id)``.
+    recover
+        ``"fetch"`` (live, with ``fetch``), ``"recorded"`` (playback) or ``"none"``.
+    fetch
+        The venue's REST fetch of missing trades (``recover="fetch"``).
+    timeout
+        Seconds a live fetch may take (the fetch enforces it); a playback waits ``2 * timeout``
+        of recording time for the recorded answer.
+    clock_ns
+        Receive-time source of a :class:`TradesMissed` whose fetch raised.
+    """
+
+    def __init__(
+        self,
+        venue: str,
+        sink: Sink,
+        seen: Callable[[Hashable], bool],
+        *,
+        recover: Literal["fetch", "recorded", "none"] = "none",
+        fetch: TradeFetch | None = None,
+        timeout: float = 10.0,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        if recover == "fetch" and fetch is None:
+            raise ConfigError(f"{venue} trade gaps: recover='fetch' needs a fetch function")
+        self.venue = venue
+        self.sink = sink
+        self.seen = seen
+        self.recover = recover
+        self.fetch = fetch
+        self.timeout = timeout
+        self.clock_ns = clock_ns
+        self.lines: dict[str, TradeLine] = {}
+        #: Instruments whose recovery is pending (playback: checked by :meth:`expire`).
+        self.recovering = 0
+        #: Gaps detected and trade ids missed / recovered, in total.
+        self.gaps = 0
+        self.missed = 0
+        self.recovered = 0
+
+    def line(self, instrument_id: str) -> TradeLine:
+        """The state of ``instrument_id`` (created on first use)."""
+        line = self.lines.get(instrument_id)
+        if line is None:
+            line = self.lines[instrument_id] = TradeLine(instrument_id)
+        return line
+
+    def on_trade(self, line: TradeLine, trade: Trade, trade_id: int) -> None:
+        """Deliver ``trade`` (id ``trade_id``, not a duplicate) or hold it back behind a gap."""
+        if trade_id == line.next_id:
+            line.next_id = trade_id + 1
+            self.sink(trade)
+            return
+        self.off_sequence(line, trade, trade_id)
+
+    def off_sequence(self, line: TradeLine, trade: Trade, trade_id: int) -> None:
+        """The slow path of :meth:`on_trade` (a venue handler inlines the compare and calls this)."""
+        if line.held is not None:
+            line.held.append(trade)
+            return
+        expected = line.next_id
+        if expected == _UNKNOWN or trade_id < expected:  # the first trade; or an older one not seen before
+            if expected == _UNKNOWN:
+                line.next_id = trade_id + 1
+            self.sink(trade)
+            return
+        first, last = expected, trade_id - 1
+        self.gaps += 1
+        logger.warning(
+            "{}: {} trade ids {}..{} missing ({} trades) before trade {}; {}",
+            self.venue,
+            line.instrument_id,
+            first,
+            last,
+            last - first + 1,
+            trade_id,
+            {"fetch": "fetching them", "recorded": "waiting for the recorded fetch", "none": "the venue keeps no history to fetch them from"}[self.recover],
+        )
+        line.held = [trade]
+        line.next_id = _RECOVERING
+        line.gap = (first, last)
+        line.since_ns = trade.ts_init
+        self.recovering += 1
+        if self.recover == "none":
+            self._finish(line, [], trade.ts_init)
+        elif self.recover == "fetch":
+            line.task = asyncio.get_running_loop().create_task(
+                self._fetch(line), name=f"trades:{line.instrument_id}:{first}"
+            )
+
+    async def _fetch(self, line: TradeLine) -> None:
+        first, last = line.gap
+        assert self.fetch is not None
+        try:
+            trades, recv_ns = await self.fetch(line.instrument_id, first, last)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed recovery must not end the feed; it is reported
+            logger.warning(
+                "{}: fetching {} trades {}..{} failed: {}: {}", self.venue, line.instrument_id, first, last,
+                type(exc).__name__, exc,
+            )
+            trades, recv_ns = [], self.clock_ns()
+        line.task = None
+        self._finish(line, trades, recv_ns)
+
+    def on_recorded(self, instrument_id: str, trades: list[Trade], recv_ns: int) -> None:
+        """A recorded answer of a fetch (playback): recover ``instrument_id``'s pending gap with ``trades``."""
+        line = self.lines.get(instrument_id)
+        if line is None or line.held is None:
+            logger.debug("{}: recorded trades of {} with no gap pending, skipped", self.venue, instrument_id)
+            return
+        self._finish(line, trades, recv_ns)
+
+    def expire(self, now_ns: int) -> None:
+        """Playback: give up the recoveries whose recorded answer did not come within ``2 * timeout``."""
+        limit = int(2 * self.timeout * 1e9)
+        for line in list(self.lines.values()):
+            if line.held is not None and now_ns - line.since_ns > limit:
+                logger.warning("{}: no recorded fetch of {} trades {}..{}", self.venue, line.instrument_id, *line.gap)
+                self._finish(line, [], now_ns)
+
+    def _finish(self, line: TradeLine, trades: list[Trade], recv_ns: int) -> None:
+        first, last = line.gap
+        iid = line.instrument_id
+        seen = self.seen
+        sink = self.sink
+        by_id = {int(t.trade_id): t for t in trades}
+        found = [by_id[tid] for tid in sorted(by_id) if first <= tid <= last]
+        for trade in found:
+            if not seen((iid, trade.trade_id)):
+                sink(trade)
+        lost = last - first + 1 - len(found)
+        self.missed += last - first + 1
+        self.recovered += len(found)
+        reason = f"trade ids {first}..{last} missed, {len(found)} recovered"
+        if lost:
+            logger.warning("{}: {}: {}, {} lost for good", self.venue, iid, reason, lost)
+        else:
+            logger.info("{}: {}: {}", self.venue, iid, reason)
+        sink(TradesMissed(iid, first, last, len(found), reason, recv_ns, recv_ns))
+        held, line.held = line.held or [], None
+        line.next_id = last + 1
+        self.recovering -= 1
+        for trade in held:  # a held trade may reveal the next gap: the rest is held behind it
+            self.on_trade(line, trade, int(trade.trade_id))
+
+    async def close(self) -> None:
+        """Cancel the fetches in flight."""
+        tasks = [line.task for line in self.lines.values() if line.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
