@@ -153,6 +153,19 @@ def test_failure_while_writing_keeps_the_previous_run_and_leaves_no_temporary_fi
     assert snapshot(out) == before
 
 
+def test_an_output_that_cannot_be_written_is_a_config_error_naming_the_file_and_the_errno(tmp_path: Path) -> None:
+    """A full disk while the outputs were written at the end gave an OSError traceback (exit 1) naming neither."""
+    out = tmp_path / "run"
+    write(out)
+    before = snapshot(out)
+    run_dir = RunDirectory(out, "backtest")
+    (out / f".metrics.json.tmp-{os.getpid()}").symlink_to("/dev/full")  # the temporary file metrics.json is written to
+    with pytest.raises(ConfigError, match=f"^output {out / 'metrics.json'}: cannot write it \\(ENOSPC: No space left on device\\)$"):
+        with run_dir:
+            write_run(run_dir, make_result(), {"x": 2.0}, "a: 2\n")
+    assert snapshot(out) == before  # the earlier run's files, and no temporary file left
+
+
 def test_failure_with_a_new_directory_leaves_no_directory(tmp_path: Path) -> None:
     run_dir = RunDirectory(tmp_path / "a" / "run", "backtest")
     with pytest.raises(RuntimeError), run_dir:
@@ -167,7 +180,7 @@ def test_interrupted_replacement_leaves_the_incomplete_marker(tmp_path: Path) ->
     (out / "equity.csv").unlink()
     (out / "equity.csv").mkdir()
     run_dir = RunDirectory(out, "backtest", force=True)
-    with pytest.raises(OSError), run_dir:
+    with pytest.raises(ConfigError, match=f"output {out / 'equity.csv'}: cannot write it \\(EISDIR"), run_dir:
         write_run(run_dir, make_result(), {"x": 2.0}, "a: 2\n")
     assert INCOMPLETE_MARKER in os.listdir(out)
     assert "did not finish" in (out / INCOMPLETE_MARKER).read_text()

@@ -79,7 +79,7 @@ from tradebus.strategies.base import build_strategies
 if TYPE_CHECKING:
     from tradebus.reports.writers import RunDirectory
 
-__all__ = ["NodeSummary", "PaperNode", "build_paper_kernel", "kept_files", "run_paper"]
+__all__ = ["NodeSummary", "PaperNode", "build_paper_kernel", "kept_files", "outputs_to_write", "run_paper"]
 
 V = TypeVar("V", bound=Venue)
 
@@ -204,7 +204,7 @@ class PaperNode:
                 self.journal.close()
             raise
         self.router = NodeRouter(self.kernel, self.guard, max_messages=max_messages, on_limit=self._limit_reached)
-        self.outputs = None if run_dir is None else OutputStream(run_dir, self.kernel)
+        self.outputs = None if run_dir is None else OutputStream(run_dir, self.kernel, self._outputs_failed)
         self.feeds: list[Feed] = []
         self.recorder: FrameRecorder | None = None
         self.summary = NodeSummary()
@@ -228,6 +228,13 @@ class PaperNode:
     def _limit_reached(self) -> None:
         self.stop(f"max_messages reached ({self.router.max_messages})")
 
+    def _outputs_failed(self, error: ConfigError) -> None:
+        """A row of the outputs could not be written: stop (:meth:`run` then raises ``error``)."""
+        if self.journal is not None:
+            logger.error("stopping: journal {} holds every order and fill; a restart rewrites the outputs from it",
+                         self.journal.path)
+        self.stop(f"outputs failed: {error}")
+
     # ------------------------------------------------------------------ run
 
     async def run(self) -> NodeSummary:
@@ -237,6 +244,9 @@ class PaperNode:
         ------
         VenueError
             A feed failed fatally (after the daemon shut down cleanly).
+        ConfigError
+            An output file could not be written (after the daemon shut down cleanly; the
+            journal holds every order and fill, and a restart rewrites the outputs from it).
         """
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
@@ -289,6 +299,8 @@ class PaperNode:
             for sig in signals:
                 loop.remove_signal_handler(sig)
             await self._shutdown(tasks)
+        if failure is None and self.outputs is not None:
+            failure = self.outputs.failure
         if failure is not None:
             raise failure
         return summary
@@ -446,7 +458,8 @@ def run_paper(
     ------
     ConfigError
         An invalid config, or an output directory holding files the run does not write
-        (before any I/O).
+        (before any I/O); or an output file that cannot be written (a full disk: the daemon
+        stops at the first failed write, the message names the file and the errno).
     VenueError
         A feed failed fatally.
     """
@@ -458,9 +471,7 @@ def run_paper(
     try:
         summary = asyncio.run(node.run())
     finally:
-        # A daemon that stopped before its outputs began (an unreadable journal) has nothing to write:
-        # the directory keeps the earlier run's outputs.
-        if run_dir is not None and node.outputs is not None and node.outputs.started:
+        if run_dir is not None and outputs_to_write(node):
             kernel = node.kernel
             write_outputs(
                 run_dir,
@@ -472,6 +483,17 @@ def run_paper(
                 report=report,
             )
     return summary, node.kernel.result
+
+
+def outputs_to_write(node: PaperNode) -> bool:
+    """Whether a stopped daemon has outputs to write at the end.
+
+    Not when it stopped before they began (an unreadable journal: the directory keeps the earlier
+    run's outputs), nor when a row could not be written (a full disk: the row files stop where they
+    failed, the ``INCOMPLETE`` marker stays, and a restart rewrites them from the journal).
+    """
+    outputs = node.outputs
+    return outputs is not None and outputs.started and outputs.failure is None
 
 
 def kept_files(config: PaperConfig) -> list[Path]:

@@ -76,7 +76,7 @@ from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import PaperConfig
 from tradebus.node.reconcile import ExternalOrder, InstrumentHeld, Reconciler
 from tradebus.risk.breakers import BreakerState
-from tradebus.node.daemon import NodeSummary, PaperNode, build_paper_kernel, kept_files
+from tradebus.node.daemon import NodeSummary, PaperNode, build_paper_kernel, kept_files, outputs_to_write
 from tradebus.reports.outputs import write_outputs
 from tradebus.risk.guard import MarketGuard
 
@@ -704,8 +704,9 @@ def run_live(
     try:
         summary = asyncio.run(main())
     finally:
-        # As a paper daemon: nothing is written by a daemon that stopped before its outputs began.
-        if run_dir is not None and nodes and nodes[0].outputs is not None and nodes[0].outputs.started:
+        # As a paper daemon: nothing is written by a daemon that stopped before its outputs began,
+        # or whose outputs failed.
+        if run_dir is not None and nodes and outputs_to_write(nodes[0]):
             kernel = nodes[0].kernel
             write_outputs(
                 run_dir,

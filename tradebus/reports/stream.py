@@ -19,6 +19,12 @@ A backtest keeps its orders, fills and equity samples in memory and writes them 
 
 The other files (metrics, round trips, attribution, config, ``node.json``) are written when
 the daemon stops, from the fills read back from ``fills.csv``.
+
+A row that cannot be written (a full disk, a file size limit) is the stream's :attr:`OutputStream.failure`
+(a :class:`~tradebus.errors.ConfigError` naming the file and the errno, :func:`~tradebus.reports.writers.output_error`):
+the files are closed, nothing more is written, and ``on_failure`` is called with it -- the daemon stops
+on it. A daemon with a journal loses nothing: the journal holds every order and fill, and a restart
+rewrites the files from it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
+
+from loguru import logger
 
 from tradebus.engine.kernel import EquitySample, FillRecord, Kernel
 from tradebus.engine.messages import (
@@ -45,7 +53,7 @@ from tradebus.engine.messages import (
     OrderTimedOut,
     OrderTriggered,
 )
-from tradebus.errors import DataError
+from tradebus.errors import ConfigError, DataError
 from tradebus.execution.orders import Order
 from tradebus.reports.writers import (
     EQUITY_COLUMNS,
@@ -59,6 +67,7 @@ from tradebus.reports.writers import (
     fill_row,
     funding_row,
     order_row,
+    output_error,
     write_csv_header,
     write_csv_rows,
 )
@@ -124,6 +133,9 @@ class OutputStream:
         written at the end).
     kernel
         The daemon's kernel.
+    on_failure
+        Called once with :attr:`failure` when a row cannot be written (from the bus handler
+        that wrote it: it must not raise).
 
     Notes
     -----
@@ -131,9 +143,14 @@ class OutputStream:
     ``kernel.start()``, and :meth:`finish` after ``kernel.stop()``.
     """
 
-    def __init__(self, run_dir: RunDirectory, kernel: Kernel) -> None:
+    def __init__(
+        self, run_dir: RunDirectory, kernel: Kernel, on_failure: Callable[[ConfigError], None] | None = None
+    ) -> None:
         self.run_dir = run_dir
         self.kernel = kernel
+        self.on_failure = on_failure
+        #: The first write that failed (names the file and the errno); nothing is written after it.
+        self.failure: ConfigError | None = None
         #: Rows written to ``orders.csv`` for orders (denials that never became orders not counted).
         self.orders = 0
         #: ``OrderDenied`` messages of the run (journaled ones included).
@@ -156,7 +173,13 @@ class OutputStream:
         return self._started
 
     def start(self) -> None:
-        """Open the files, write what the journal replay brought back, and hook into the kernel."""
+        """Open the files, write what the journal replay brought back, and hook into the kernel.
+
+        Raises
+        ------
+        ConfigError
+            A file cannot be created or written (:attr:`failure`; the files are closed).
+        """
         if self._started:
             return
         self._started = True
@@ -169,9 +192,17 @@ class OutputStream:
             ("funding.csv", FUNDING_COLUMNS),
             ("prices.csv", PRICE_COLUMNS),
         ):
-            handle = self._files[name] = self.run_dir.stream(name)
-            write_csv_header(handle, columns)
-            handle.flush()
+            try:
+                handle = self._files[name] = self.run_dir.stream(name)
+                write_csv_header(handle, columns)
+                handle.flush()
+            except OSError as exc:
+                self._fail(name, exc)
+            except ConfigError as error:
+                self.failure = error
+                self._close_files()
+            if self.failure is not None:
+                raise self.failure
         self._register_new_orders()
         recovered = result.fills
         for fill in recovered:
@@ -192,37 +223,73 @@ class OutputStream:
             bus.subscribe(event_type, self._on_order_event)
         bus.subscribe(OrderDenied, self._on_denied)
         self._write_closed()
+        if self.failure is not None:
+            raise self.failure
 
     def finish(self) -> None:
         """Write the orders still without a row and the denial rows, close the files, read the fills back.
 
         Afterwards ``kernel.result.fills`` is the list of every fill again (read from ``fills.csv``),
         for the files written at the end.
+
+        Raises
+        ------
+        ConfigError
+            A row cannot be written, now or earlier in the run (:attr:`failure`; the files are closed).
         """
         if not self._started or self._finished:
             return
         self._finished = True
-        self._register_new_orders()
-        self._write_closed()
-        rows = [self._order_row(order) for order in self._pending.values()]
-        self.orders += len(rows)
-        self._pending.clear()
-        rows += self._denial_rows
-        self._denial_rows = []
-        handle = self._files["orders.csv"]
-        write_csv_rows(handle, rows)
-        for handle in self._files.values():
-            handle.flush()
-            os.fsync(handle.fileno())
-            handle.close()
+        if self.failure is None:
+            self._register_new_orders()
+            self._write_closed()
+            rows = [self._order_row(order) for order in self._pending.values()]
+            self.orders += len(rows)
+            self._pending.clear()
+            rows += self._denial_rows
+            self._denial_rows = []
+            self._write("orders.csv", rows)
+        for name, handle in list(self._files.items()):
+            if self.failure is not None:
+                break
+            try:
+                os.fsync(handle.fileno())
+                handle.close()
+            except OSError as exc:
+                self._fail(name, exc)
+        if self.failure is not None:
+            raise self.failure
         self.kernel.result.fills = read_fills(self.run_dir.path / "fills.csv")
 
     # ------------------------------------------------------------------ rows
 
     def _write(self, name: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        if self.failure is not None:
+            return
         handle = self._files[name]
-        write_csv_rows(handle, rows)
-        handle.flush()
+        try:
+            write_csv_rows(handle, rows)
+            handle.flush()
+        except OSError as exc:
+            self._fail(name, exc)
+
+    def _fail(self, name: str, exc: OSError) -> None:
+        """Keep the first failed write as :attr:`failure`, close the files and tell ``on_failure``."""
+        if self.failure is not None:
+            return
+        self.failure = error = output_error(self.run_dir.path / name, exc)
+        logger.error("{}: no more rows are written", error)
+        self._close_files()
+        if self.on_failure is not None:
+            self.on_failure(error)
+
+    def _close_files(self) -> None:
+        """Close every file, the one that failed included (its buffered rest cannot be written)."""
+        for handle in self._files.values():
+            try:
+                handle.close()
+            except OSError:
+                pass  # close() closed the descriptor and then raised what its flush could not write
 
     def _write_fill(self, fill: FillRecord) -> None:
         self._write("fills.csv", (fill_row(fill),))

@@ -80,6 +80,7 @@ The output directory (``--out``)
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
 import os
@@ -120,6 +121,7 @@ __all__ = [
     "funding_row",
     "interest_row",
     "order_row",
+    "output_error",
     "write_csv_header",
     "write_csv_rows",
     "write_run",
@@ -352,6 +354,16 @@ class EquityRows:
         return [(s.ts, time, iid, price) for iid, price in zip(self.instruments, s.marks, strict=False) if price == price]
 
 
+def output_error(path: Path, exc: OSError) -> ConfigError:
+    """The error of a run output that cannot be written (a full disk, a file size limit, ...).
+
+    It names the file and the errno, e.g. ``output runs/x/fills.csv: cannot write it (ENOSPC: No space
+    left on device)``.
+    """
+    code = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno is not None else "OSError"
+    return ConfigError(f"output {path}: cannot write it ({code}: {exc.strerror or exc})")
+
+
 #: The files a daemon writes row by row while it runs (:mod:`tradebus.reports.stream`).
 STREAMED_FILES = ("fills.csv", "orders.csv", "equity.csv", "funding.csv", "prices.csv")
 
@@ -551,10 +563,13 @@ class RunDirectory:
             raise ValueError(f"{name!r} is not a file a {self.kind} run writes ({', '.join(self.own)})")
         temp = self.path / f".{name}.tmp-{os.getpid()}"
         self._pending[name] = temp
-        with temp.open("w", encoding="utf-8", newline="") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with temp.open("w", encoding="utf-8", newline="") as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise output_error(self.path / name, exc) from None
 
     def stream(self, name: str) -> TextIO:
         """A text handle on the run's own file ``name`` itself, for writing it row by row during the run.
@@ -562,16 +577,27 @@ class RunDirectory:
         The file is truncated; the directory is created if missing and holds the ``INCOMPLETE``
         marker until the ``with`` block that writes the other files ends cleanly. The caller
         closes the handle before that block.
+
+        Raises
+        ------
+        ConfigError
+            The directory, the marker or the file cannot be written (:func:`output_error`).
         """
         if name not in self.own:
             raise ValueError(f"{name!r} is not a file a {self.kind} run writes ({', '.join(self.own)})")
-        if not self.path.exists():
-            self.path.mkdir(parents=True)
-            self._created = True
         marker = self.path / INCOMPLETE_MARKER
-        if not marker.exists():
-            marker.write_text(_STREAMING_TEXT, encoding="utf-8")
-        return (self.path / name).open("w", encoding="utf-8", newline="")
+        target = self.path
+        try:
+            if not self.path.exists():
+                self.path.mkdir(parents=True)
+                self._created = True
+            target = marker
+            if not marker.exists():
+                marker.write_text(_STREAMING_TEXT, encoding="utf-8")
+            target = self.path / name
+            return target.open("w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise output_error(target, exc) from None
 
     def __exit__(
         self,
@@ -586,12 +612,14 @@ class RunDirectory:
                 self.path.rmdir()
             return
         marker = self.path / INCOMPLETE_MARKER
-        marker.write_text(_MARKER_TEXT, encoding="utf-8")
         try:
+            marker.write_text(_MARKER_TEXT, encoding="utf-8")
             for name, temp in self._pending.items():
                 os.replace(temp, self.path / name)
-        except BaseException:
+        except BaseException as error:
             for temp in self._pending.values():
                 temp.unlink(missing_ok=True)
-            raise  # the marker stays: the directory is a mix of old and new outputs
+            if isinstance(error, OSError):  # the marker stays: the directory is a mix of old and new outputs
+                raise output_error(Path(error.filename2 or error.filename or self.path), error) from None
+            raise
         marker.unlink()
