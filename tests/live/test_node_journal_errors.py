@@ -16,7 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from tradebus.cli import app
-from tradebus.engine.messages import OrderSide, OrderSubmitted, SubmitOrder
+from tradebus.engine.messages import Liquidity, OrderAccepted, OrderFilled, OrderSide, OrderSubmitted, SubmitOrder
 from tradebus.errors import VenueError
 from tradebus.execution.journal import Journal
 from tradebus.node.config import load_paper_config
@@ -189,3 +189,35 @@ def test_a_second_daemon_on_a_journal_in_use_exits_3_and_leaves_journal_and_outp
     again = PaperNode(load_paper_config(config), handle_signals=False)
     assert again.journal is not None
     again.journal.close()
+
+
+def test_a_journal_of_another_config_instrument_is_refused_naming_it_before_anything_is_written(tmp_path: Path) -> None:
+    """A config whose instrument changed (BTCUSDT -> ETHUSDT) ran on the old journal: it began a new epoch in
+    it, then exited 1 with ``portfolio: fill 'SIM-T1' ... is for unknown instrument``, naming no journal."""
+    journal = tmp_path / "journal.sqlite"
+    write_journal(journal, 1)
+    db = Journal(journal)
+    db.record_event(OrderAccepted("TickEmaCross", IID, "TickEmaCross0", "SIM-1", T0 + 5, T0 + 5))
+    db.record_event(OrderFilled("TickEmaCross", IID, "TickEmaCross0", "SIM-1", "SIM-T1", OrderSide.BUY, 0.01,
+                                61_000.0, 0.61, Liquidity.TAKER, T0 + 6, T0 + 6))
+    db.close()
+    data = yaml.safe_load(paper_config(tmp_path, journal).read_text(encoding="utf-8"))
+    data["instruments"] = [{**BINANCE_INSTRUMENT, "symbol": "ETHUSDT", "base": "ETH"}]
+    data["strategy"]["instruments"] = ["ETHUSDT.BINANCE"]
+    data["feeds"][0]["subscriptions"] = {"ETHUSDT.BINANCE": ["trade"]}
+    config = tmp_path / "eth.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    before = journal.read_bytes()
+    out = tmp_path / "out"
+    earlier = earlier_outputs(out)
+
+    res = CliRunner().invoke(app, ["paper", str(config), "--out", str(out), "--max-seconds", "5"])
+
+    assert res.exit_code == 3, res.output
+    message = " ".join(res.output.split())
+    assert f"journal {journal}: it holds orders on BTCUSDT.BINANCE (first at seq 1), which this config does not trade " \
+        "(its instruments: ETHUSDT.BINANCE)" in message
+    assert "Traceback" not in res.output
+    assert journal.read_bytes() == before  # no epoch begun, nothing recovered
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eth.yaml", "journal.sqlite", "out", "paper.yaml"]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier

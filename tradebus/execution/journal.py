@@ -58,7 +58,7 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -394,17 +394,21 @@ class Journal:
         Raises
         ------
         DataError
-            An unreadable entry (see :meth:`entries`), or a journaled interest charge while
-            ``portfolio`` has no margin account (the config no longer trades margin spot).
+            An unreadable entry (see :meth:`entries`) or an entry on an instrument ``portfolio``
+            does not hold (the journal of another config), both before anything is written to
+            the journal; or a journaled interest charge while ``portfolio`` has no margin account
+            (the config no longer trades margin spot).
 
         Returns
         -------
         list of Order
             Orders left UNKNOWN, in creation order: resolve each with the venue.
         """
+        entries = list(self.entries())  # read and checked before the epoch is written
+        self._check_instruments(entries, portfolio.instruments)
         orders.client_ids.start(self.run_id, self.begin_epoch())
         submit = _messages.SubmitOrder
-        for entry in self.entries():
+        for entry in entries:
             msg = entry.message
             if entry.kind == "command":
                 if on_message is not None:
@@ -461,6 +465,21 @@ class Journal:
             if order.status == _messages.OrderStatus.UNKNOWN:
                 unknown.append(order)
         return unknown
+
+    def _check_instruments(self, entries: list[JournalEntry], instruments: Mapping[str, Any]) -> None:
+        """Refuse a journal with entries on instruments the run does not trade (it was begun by another config)."""
+        first: dict[str, int] = {}
+        for entry in entries:
+            iid = getattr(entry.message, "instrument_id", None)
+            if iid is not None and iid not in instruments and iid not in first:
+                first[iid] = entry.seq
+        if first:
+            unknown = ", ".join(f"{iid} (first at seq {seq})" for iid, seq in first.items())
+            raise DataError(
+                f"journal {self.path}: it holds orders on {unknown}, which this config does not trade "
+                f"(its instruments: {', '.join(instruments)}); the journal was begun by another config: "
+                "give this config a journal of its own, or trade the journal's instruments"
+            )
 
     def _book_wallet(self, seq: int, msg: _messages.InterestCharged | _messages.FundingPaid, portfolio: Portfolio) -> None:
         """Book a journaled charge of interest or funding payment on the rebuilt portfolio."""
