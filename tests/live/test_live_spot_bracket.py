@@ -11,8 +11,9 @@ from __future__ import annotations
 import pytest
 
 from tests.live.live_harness import IID, Harness, harness, until
+from tradebus.adapters.binance.private_emulator import TrailingStop
 from tradebus.adapters.binance.trading import BinanceTrading
-from tradebus.engine.messages import OrderDenied, OrderFilled, OrderRejected, OrderSide, OrderStatus
+from tradebus.engine.messages import ContingentLinked, OrderDenied, OrderFilled, OrderRejected, OrderSide, OrderStatus
 from tradebus.execution.contingent import ContingentOrders
 
 
@@ -22,11 +23,13 @@ class TwoOrderTrading(BinanceTrading):
     supports_oco = False
 
 
-async def _bracket_armed(h: Harness) -> str:
+async def _bracket_armed(h: Harness, take_profit: float = 61_000.0, trail_percent: float | None = None) -> str:
     """A bracket (buy 0.01 at market, stop-loss 59,000, take-profit 61,000) whose entry fills at the trade
     60,000 and whose children the next trade arms; the entry's client order id."""
     contingent = ContingentOrders(h.kernel)
-    entry = contingent.bracket("s1", IID, OrderSide.BUY, 0.01, stop_loss=59_000.0, take_profit=61_000.0)
+    entry = contingent.bracket(
+        "s1", IID, OrderSide.BUY, 0.01, stop_loss=59_000.0, take_profit=take_profit, trail_percent=trail_percent
+    )
     assert entry is not None
     await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.ACCEPTED)
     h.trade(60_000.0)
@@ -87,3 +90,85 @@ async def test_binance_spot_refuses_a_take_profit_sent_after_the_stop_that_locks
     assert [r.client_order_id for r in rejected] == [target.client_order_id]
     assert "Account has insufficient balance for requested action." in rejected[0].reason  # -2010
     assert [r.order.client_order_id for r in h.emulator.open_orders()] == [stop.client_order_id]
+
+
+async def _trailing_bracket_resting(h: Harness, refused: list[OrderRejected], links: list[ContingentLinked]) -> tuple[str, str, str]:
+    """A bracket whose stop-loss trails 1 % (floor 59,000) and whose take-profit is 62,000, armed at 60,000:
+    both exits rest at the venue as one OCO list; the entry's, stop's and take-profit's client order ids."""
+    h.kernel.bus.subscribe(OrderRejected, refused.append)
+    h.kernel.bus.subscribe(ContingentLinked, links.append)
+    entry = await _bracket_armed(h, take_profit=62_000.0, trail_percent=1.0)
+    await until(lambda: len(h.emulator.open_orders()) == 2 or bool(refused))
+    assert refused == []
+    stop, target = h.kernel.orders.orders()[1:]
+    assert (stop.order_type.name, target.order_type.name, target.price) == ("STOP_MARKET", "LIMIT", 62_000.0)
+    assert [p for m, p, _ in h.emulator.requests if m == "POST"] == ["/api/v3/order", "/api/v3/orderList/oco"]
+    assert h.emulator.lists[target.client_order_id][2] == (target.client_order_id, stop.client_order_id)
+    assert stop.client_order_id in h.emulator.trailing  # Binance trails it: belowTrailingDelta=100 BIPS, no stop price
+    assert (h.emulator.trailing[stop.client_order_id].delta, h.emulator.orders[stop.client_order_id].order.trigger_price) == (
+        100, pytest.approx(float("nan"), nan_ok=True))
+    assert (h.emulator.locked("BTC"), h.emulator.free("BTC")) == pytest.approx((0.01, 0.0))
+    # The kernel does not trail a stop the venue trails: a restart takes it over as a plain OCO leg.
+    assert "trailing" not in [link.kind for link in links]
+    return entry, stop.client_order_id, target.client_order_id
+
+
+async def test_a_binance_spot_trailing_bracket_rests_as_one_oco_list_and_its_take_profit_cancels_the_stop() -> None:
+    """A bracket whose stop-loss trails 1 %: before, the stop and the take-profit went as two orders and
+    the take-profit was refused (-2010, the BTC locked by the stop). Both now rest as one OCO order
+    list whose stop leg Binance trails; a trade at 62,100 fills the take-profit and the venue cancels
+    the trailing stop (the kernel sends no cancel); the kernel ends flat."""
+    async with harness() as h:
+        fills: list[OrderFilled] = []
+        h.kernel.bus.subscribe(OrderFilled, fills.append)
+        refused: list[OrderRejected] = []
+        entry, stop, target = await _trailing_bracket_resting(h, refused, [])
+        h.trade(61_000.0)
+        h.trade(62_100.0)
+        await until(lambda: h.kernel.orders.order(target).status is OrderStatus.FILLED
+                    and h.kernel.orders.order(stop).status is OrderStatus.CANCELED)
+        await h.venue.drain()
+        assert (h.venue.requests["cancel"], h.venue.requests["replace"]) == (0, 0)
+        assert refused == []
+    assert h.emulator.orders[stop].status is OrderStatus.CANCELED and h.emulator.trailing == {}
+    assert h.emulator.open_orders() == [] and h.emulator.locked("BTC") == 0.0
+    assert [(f.client_order_id, f.last_qty, f.last_px) for f in fills] == [(entry, 0.01, 60_000.0), (target, 0.01, 62_000.0)]
+    assert h.kernel.portfolio.position(IID) == pytest.approx(0.0)
+
+
+async def test_a_binance_spot_trailing_stop_loss_fills_at_the_trailed_level_and_cancels_the_take_profit() -> None:
+    """Armed at 60,000 with a 1 % trail: the price rises to 61,000, so the stop trails to 61,000 × 0.99 =
+    60,390 (the kernel would have moved it there too, from the floor 59,000's 59,400). 60,400 does not
+    reach it; 60,390 does: the stop fills there and the venue cancels the take-profit."""
+    async with harness() as h:
+        fills: list[OrderFilled] = []
+        h.kernel.bus.subscribe(OrderFilled, fills.append)
+        refused: list[OrderRejected] = []
+        entry, stop, target = await _trailing_bracket_resting(h, refused, [])
+        for price in (60_500.0, 61_000.0, 60_400.0):
+            h.trade(price)
+        assert [r.order.client_order_id for r in h.emulator.open_orders()] == [target, stop]
+        h.trade(60_390.0)
+        await until(lambda: h.kernel.orders.order(stop).status is OrderStatus.FILLED
+                    and h.kernel.orders.order(target).status is OrderStatus.CANCELED)
+        await h.venue.drain()
+        assert (h.venue.requests["cancel"], h.venue.requests["replace"]) == (0, 0)
+        assert refused == []
+    assert h.emulator.orders[target].status is OrderStatus.CANCELED
+    assert h.emulator.open_orders() == [] and h.emulator.locked("BTC") == 0.0
+    assert [(f.client_order_id, f.last_qty, f.last_px) for f in fills] == [(entry, 0.01, 60_000.0), (stop, 0.01, 60_390.0)]
+    assert h.kernel.portfolio.position(IID) == pytest.approx(0.0)
+
+
+def test_the_emulated_trailing_stop_follows_the_binance_trailing_stop_faq_scenarios() -> None:
+    """Scenarios B (a sell with a stop price: tracking starts at the first trade <= it) and E (a sell
+    without one: tracking starts at the next trade) of Binance's Spot Trailing Stop FAQ, and A (a buy)."""
+    b = TrailingStop(sell=True, delta=1000, activation=39_000.0)
+    assert not any(b.triggers_at(p) for p in (40_000.0, 41_500.0, 39_000.0, 37_000.0, 41_000.0, 36_901.0))
+    assert b.triggers_at(36_900.0)  # 41,000 × 0.90
+    e = TrailingStop(sell=True, delta=700)
+    assert not any(e.triggers_at(p) for p in (40_000.0, 42_000.0, 39_500.0, 45_500.0, 42_316.0))
+    assert e.triggers_at(42_315.0)  # 45,500 × 0.93
+    a = TrailingStop(sell=False, delta=500, activation=44_000.0)
+    assert not any(a.triggers_at(p) for p in (40_000.0, 37_000.0, 44_000.0, 45_000.0, 46_000.0, 42_000.0, 44_099.0))
+    assert a.triggers_at(44_100.0)  # 42,000 × 1.05

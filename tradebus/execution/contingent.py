@@ -26,8 +26,13 @@ Bracket
     take-profit go in one request as one order list (:meth:`LiveVenue.oco_pair
     <tradebus.execution.live.LiveVenue.oco_pair>`): the venue locks the balance once for both
     (sent as two orders, the second would be refused for the balance the first locks) and
-    cancels one when the other fills or triggers. Other venues, and a trailing stop-loss (its
-    cancel-replace would end the list), get two orders.
+    cancels one when the other fills or triggers. A stop-loss trailing by ``trail_percent`` goes in
+    the list as the venue's trailing stop where it has one (:meth:`LiveVenue.trails_in_oco
+    <tradebus.execution.live.LiveVenue.trails_in_oco>`) and the floor ``stop_loss`` is below the
+    trailed trigger when armed (above, for a buy stop): the venue trails it, from the first trade
+    after it is placed, and no modify is sent (a cancel-replace would end the list); it is not
+    journaled as trailing, so a restart keeps it as a plain member of the OCO group. Other venues,
+    a ``trail_offset``, or a floor above that trigger get two orders (logged).
     Bars are the instrument's bars, replayed, received or built from its trades. A bracket that
     counts bars (``arm_after_bars >= 1``, ``exit_after_bars``, ``cooldown_bars``) on an
     instrument the run has no bars of (trades or quotes only) would wait forever: it is refused
@@ -751,35 +756,90 @@ class ContingentOrders:
         pairing = getattr(self._venue, "oco_pair", None)
         # A live venue with OCO order lists takes a fixed stop and the take-profit in one request
         # (a spot venue locks the position's balance for each order: the second would be refused).
-        one_list = pairing is not None and parent is None and not trailing and len(children) > 1
-        with pairing() if one_list else nullcontext() as pair:
-            self._arm_children(bracket, parent, exit_side, qty, stop_id, target_id, reduce_only)
+        one_list = pairing is not None and parent is None and len(children) > 1
+        venue_trail = one_list and trailing and self._venue_trails(bracket)
+        if trailing and one_list and not venue_trail:
+            logger.warning(
+                "bracket {}: its trailing stop-loss ({}) has no venue trailing form here: the stop-loss and "
+                "take-profit go as two orders, and a venue that locks the balance per order refuses the second",
+                bracket.entry_id, f"offset {bracket.trail_offset}" if bracket.trail_offset is not None
+                else f"{bracket.trail_percent} %, floor {bracket.stop_loss}",
+            )  # fmt: skip
+        one_list = one_list and (not trailing or venue_trail)
+        trail_percent = bracket.trail_percent if venue_trail else None
+        with pairing(trail_percent) if one_list else nullcontext() as pair:  # type: ignore[misc]
+            self._arm_children(bracket, parent, exit_side, qty, stop_id, target_id, reduce_only, venue_trail)
         for coid in children:
             self._child_of[coid] = bracket
+        if venue_trail and stop_id is not None and not pair.sent and self._is_open(stop_id):
+            # Placed alone after all (its sibling denied): the stop trails here, by modifies.
+            self._keep_trailing(bracket, stop_id, exit_side)
         live = [c for c in children if self._is_open(c)]
         if len(live) > 1:
             if pair is not None and pair.sent:
                 self._venue_oco.update(live)  # one order list: the venue cancels the other exit itself
             self.oco(live)
 
+    def _trail_start(self, bracket: Bracket, parent: str | None) -> tuple[float, tuple[float, float, float] | None]:
+        """The best price a bracket's trailing stop-loss starts from, and the rest of the bar (native children)."""
+        iid = bracket.instrument_id
+        best = self._kernel.cache.prices.get(iid, bracket.stop_loss)
+        rest = None
+        if parent is not None:
+            # Placed at the entry's fill: trail from there (the cache still holds the price
+            # before the fill), and after this bar only from what the bar did after the fill.
+            rest = self._venue.rest_of_bar(iid)  # type: ignore[attr-defined]
+            if rest is not None:
+                best = rest[0]
+            elif bracket.fill_px == bracket.fill_px:
+                best = bracket.fill_px
+        return best, rest
+
+    def _venue_trails(self, bracket: Bracket) -> bool:
+        """Whether the venue can trail the bracket's stop-loss as the kernel would, inside its OCO order list.
+
+        Only a ``trail_percent`` has a venue form (a fixed offset has none), and only while its
+        floor (``stop_loss``) is below the trailed trigger (above, for a buy stop): the venue's
+        trailing stop has no floor, and its trigger only moves toward the price.
+        """
+        percent = bracket.trail_percent
+        trails_in_oco = getattr(self._venue, "trails_in_oco", None)
+        if percent is None or bracket.stop_loss is None or trails_in_oco is None or not trails_in_oco(percent):
+            return False
+        sell = bracket.side == OrderSide.BUY
+        trigger = self._venue_trail_trigger(bracket, self._trail_start(bracket, None)[0])
+        return trigger >= bracket.stop_loss if sell else trigger <= bracket.stop_loss
+
+    def _venue_trail_trigger(self, bracket: Bracket, best: float) -> float:
+        """The trigger ``trail_percent`` from ``best`` of the bracket's stop-loss, rounded away from the price."""
+        sell = bracket.side == OrderSide.BUY
+        trail = TrailingStop("", bracket.instrument_id, sell, None, bracket.trail_percent, best, _NAN)
+        return self._round(bracket.instrument_id, trail.trigger_for(best), sell)
+
+    def _keep_trailing(self, bracket: Bracket, coid: str, exit_side: OrderSide) -> None:
+        """Trail the working stop ``coid`` of ``bracket`` here (journaled), from the best price its trigger implies."""
+        order = self._kernel.orders.order(coid)
+        sell = exit_side == OrderSide.SELL
+        trail = TrailingStop(coid, bracket.instrument_id, sell, bracket.trail_offset, bracket.trail_percent, _NAN,
+                             order.trigger_price, placed_ns=self._kernel.clock.now_ns())
+        trail.best = trail.best_for(order.trigger_price)
+        self._link("trailing", bracket.strategy_id, bracket.instrument_id, coid, (), sell=float(sell),
+                   offset=bracket.trail_offset, percent=bracket.trail_percent)
+        self._trailing[coid] = trail
+
     def _arm_children(
         self, bracket: Bracket, parent: str | None, exit_side: OrderSide, qty: float, stop_id: str | None,
-        target_id: str | None, reduce_only: bool,
+        target_id: str | None, reduce_only: bool, venue_trail: bool = False,
     ) -> None:
-        """Submit the bracket's stop-loss (fixed or trailing) and take-profit."""
+        """Submit the bracket's stop-loss (fixed or trailing; ``venue_trail``: trailed by the venue) and take-profit."""
         sid, iid = bracket.strategy_id, bracket.instrument_id
         if stop_id is not None:
-            if bracket.trail_offset is not None or bracket.trail_percent is not None:
-                best = self._kernel.cache.prices.get(iid, bracket.stop_loss)
-                rest = None
-                if parent is not None:
-                    # Placed at the entry's fill: trail from there (the cache still holds the price
-                    # before the fill), and after this bar only from what the bar did after the fill.
-                    rest = self._venue.rest_of_bar(iid)  # type: ignore[attr-defined]
-                    if rest is not None:
-                        best = rest[0]
-                    elif bracket.fill_px == bracket.fill_px:
-                        best = bracket.fill_px
+            if venue_trail:
+                trigger = self._venue_trail_trigger(bracket, self._trail_start(bracket, parent)[0])
+                self._submit(sid, iid, exit_side, qty, OrderType.STOP_MARKET, trigger=trigger, reduce_only=reduce_only,
+                             reason="bracket trailing stop-loss (trailed by the venue)", coid=stop_id)
+            elif bracket.trail_offset is not None or bracket.trail_percent is not None:
+                best, rest = self._trail_start(bracket, parent)
                 self._trail(sid, iid, exit_side, qty, bracket.trail_offset, bracket.trail_percent, best,
                             reduce_only, "bracket trailing stop-loss", floor=bracket.stop_loss, parent=parent, coid=stop_id,
                             rest_of_bar=None if rest is None else rest[1:])

@@ -227,10 +227,19 @@ class TradingApi(ABC):
     #: Whether :meth:`place_oco` places an OCO pair in one request at this venue.
     supports_oco: bool = False
 
-    async def place_oco(self, first: Order, second: Order) -> tuple[Ack, Ack]:
+    def trails_in_oco(self, percent: float) -> bool:
+        """Whether :meth:`place_oco` can make its stop leg a venue trailing stop ``percent`` % from the
+        best price since it was placed (the venue moves its trigger; no modify is sent)."""
+        return False
+
+    async def place_oco(self, first: Order, second: Order, trail_percent: float | None = None) -> tuple[Ack, Ack]:
         """Place two exits of one position as one OCO order list (a limit and a stop of one side and
         quantity): the venue locks the balance once for both and cancels one when the other fills
         or triggers. Their acknowledgements, in the order given.
+
+        With ``trail_percent`` (where :meth:`trails_in_oco` allows it) the stop leg trails at the
+        venue: it triggers once the price has moved ``trail_percent`` % against the position from
+        the best price since placement, and its ``trigger_price`` is not sent.
 
         Raises
         ------
@@ -265,9 +274,11 @@ class TradingApi(ABC):
 
 @dataclass
 class OcoPair:
-    """What :meth:`LiveVenue.oco_pair` did: ``sent`` when its two orders went as one OCO order list."""
+    """What :meth:`LiveVenue.oco_pair` did: ``sent`` when its two orders went as one OCO order list
+    (its stop leg trailing ``trail_percent`` % at the venue when not ``None``)."""
 
     sent: bool = False
+    trail_percent: float | None = None
 
 
 _STOPS = frozenset({OrderType.STOP_MARKET, OrderType.STOP_LIMIT})
@@ -349,17 +360,23 @@ class LiveVenue(Venue):
             return
         self._spawn(self._place(order), f"place:{order.client_order_id}")
 
+    def trails_in_oco(self, percent: float) -> bool:
+        """Whether :meth:`oco_pair` can send its stop leg as a venue trailing stop ``percent`` % away
+        (:meth:`TradingApi.trails_in_oco`)."""
+        return self.api.supports_oco and not self.dry_run and self.api.trails_in_oco(percent)
+
     @contextmanager
-    def oco_pair(self) -> Iterator[OcoPair]:
+    def oco_pair(self, trail_percent: float | None = None) -> Iterator[OcoPair]:
         """Send the two orders submitted inside as one OCO order list where the venue has one.
 
         On a venue whose :class:`TradingApi` ``supports_oco``, the orders submitted in the block
         are held; at its end two of them (a limit and a stop of one side and quantity) go in one
         request, which the yielded :class:`OcoPair` records as ``sent``: the venue then cancels
-        one when the other fills. Otherwise (another venue, a dry run, an order denied before it
-        was sent, a pair that is no OCO) each order is placed on its own as submitted.
+        one when the other fills. With ``trail_percent`` (only where :meth:`trails_in_oco`) the
+        stop leg trails at the venue. Otherwise (another venue, a dry run, an order denied before
+        it was sent, a pair that is no OCO) each order is placed on its own as submitted.
         """
-        pair = OcoPair()
+        pair = OcoPair(trail_percent=trail_percent)
         if not self.api.supports_oco or self.dry_run or self._pairing is not None:
             yield pair
             return
@@ -371,7 +388,7 @@ class LiveVenue(Venue):
             self._pairing = None
             if len(held) == 2 and _is_oco(*held):
                 pair.sent = True
-                self._spawn(self._place_oco(*held), f"oco:{held[0].client_order_id}")
+                self._spawn(self._place_oco(*held, trail_percent), f"oco:{held[0].client_order_id}")
             else:
                 for order in held:
                     self._spawn(self._place(order), f"place:{order.client_order_id}")
@@ -545,11 +562,11 @@ class LiveVenue(Venue):
             now = self.clock.now_ns()
             self.emit(OrderAccepted(order.strategy_id, order.instrument_id, coid, ack.venue_order_id, ack.ts_event, now))
 
-    async def _place_oco(self, first: Order, second: Order) -> None:
+    async def _place_oco(self, first: Order, second: Order, trail_percent: float | None = None) -> None:
         self.requests["place"] += 1
         ids = f"{first.client_order_id}, {second.client_order_id}"
         try:
-            acks = await self.api.place_oco(first, second)
+            acks = await self.api.place_oco(first, second, trail_percent)
         except VenueRejected as exc:
             now = self.clock.now_ns()
             logger.info("OCO order list {} rejected by the venue: {}", ids, exc)

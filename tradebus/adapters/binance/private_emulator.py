@@ -25,6 +25,14 @@ faults, sessions), speaking enough of Binance spot's private API for
   other way); both legs share one lock, and when one fills, triggers or is canceled the venue
   cancels the other; the stream reports each leg's ``executionReport`` (``g``: the list's id)
   and a ``listStatus`` event when the list starts and when it ends.
+* Trailing stops: a ``STOP_LOSS``/``STOP_LOSS_LIMIT`` with ``trailingDelta`` (an OCO leg's
+  ``aboveTrailingDelta``/``belowTrailingDelta``), BIPS within :data:`TRAILING_DELTA_BIPS`
+  (``-1013`` "Filter failure: TRAILING_DELTA" otherwise), ``stopPrice`` optional: the price to
+  start tracking at (:class:`TrailingStop`, the Spot Trailing Stop FAQ's rules). It is held here,
+  out of the matching venue, until a trade triggers it; it then enters the venue as a market
+  order (a limit for ``STOP_LOSS_LIMIT``) matched against that trade, its list's limit leg
+  canceled. A fill of the limit leg cancels it. A stop without ``stopPrice`` or ``trailingDelta``
+  is refused (``-1102``).
 
 Balances are locked per open order as Binance does: a sell locks its base quantity left, a buy with
 a price its quote notional left (an OCO pair once, its largest leg); an order for more than is
@@ -105,10 +113,20 @@ from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.binance.parse import parse_trade
 from tradebus.adapters.common import account_emulator as common
 from tradebus.adapters.common.account_emulator import AccountEmulator, EmulatedFill, EmulatedOrder, WsSession
-from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, TimeInForce, Trade
+from tradebus.engine.messages import OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce, Trade
 from tradebus.execution.orders import Order
 
-__all__ = ["AlgoOrder", "BinanceFuturesEmulator", "BinancePrivateEmulator", "MatchingProtocol", "RestFault", "StreamFault", "WEIGHTS"]
+__all__ = [
+    "AlgoOrder",
+    "BinanceFuturesEmulator",
+    "BinancePrivateEmulator",
+    "MatchingProtocol",
+    "RestFault",
+    "StreamFault",
+    "TRAILING_DELTA_BIPS",
+    "TrailingStop",
+    "WEIGHTS",
+]
 
 _MS = 1_000_000
 _STATUS = {
@@ -128,6 +146,41 @@ _TYPES = {
 }
 #: Binance's triggers toward the order's side (a buy at a last price <= ``stopPrice``): not emulated.
 _TAKE_PROFIT = frozenset({"TAKE_PROFIT", "TAKE_PROFIT_LIMIT"})
+#: The ``TRAILING_DELTA`` filter of the emulated symbols (Binance spot BTCUSDT's): BIPS a trailing stop may take.
+TRAILING_DELTA_BIPS = (10, 2000)
+
+
+@dataclass
+class TrailingStop:
+    """A working Binance trailing stop (``trailingDelta``), per the Spot Trailing Stop FAQ.
+
+    Without a ``stopPrice`` it tracks from the next trade; with one (``activation``) from the first
+    trade that meets the stop price condition (a sell ``STOP_LOSS`` at a price <= it, a buy at >=).
+    A tracking sell triggers at a trade ``delta`` BIPS or more below the highest trade since it
+    started tracking; a buy at one ``delta`` BIPS or more above the lowest.
+    """
+
+    sell: bool
+    delta: int
+    activation: float = math.nan
+    #: The highest (sell) or lowest (buy) trade price since it started tracking (NaN: not yet).
+    extreme: float = math.nan
+
+    def triggers_at(self, price: float) -> bool:
+        """Take the trade at ``price``; whether it triggers the stop."""
+        sell = self.sell
+        if self.extreme != self.extreme:
+            if self.activation == self.activation and not (price <= self.activation if sell else price >= self.activation):
+                return False
+            self.extreme = price
+            return False
+        if sell:
+            self.extreme = max(self.extreme, price)
+            return price <= self.extreme * (10_000 - self.delta) / 10_000
+        self.extreme = min(self.extreme, price)
+        return price >= self.extreme * (10_000 + self.delta) / 10_000
+
+
 #: Request weight of each endpoint, as Binance spot documents it.
 WEIGHTS = {
     ("POST", "/api/v3/order"): 1,
@@ -194,11 +247,59 @@ class BinancePrivateEmulator(AccountEmulator):
         #: ``client order id -> (order list id, list client order id, both legs' client ids)`` of OCO legs.
         self.lists: dict[str, tuple[int, str, tuple[str, str]]] = {}
         self._list_ids = 0
+        #: ``client order id -> state`` of the trailing stops not triggered yet (kept out of the matching venue).
+        self.trailing: dict[str, TrailingStop] = {}
 
     def on_trade(self, trade: Trade) -> None:
-        """A public trade: its price becomes the instrument's last price, then working orders are matched."""
+        """A public trade: its price becomes the instrument's last price, the trailing stops it triggers
+        enter the matching venue (an OCO list's other leg canceled), then working orders are matched."""
         self.last_price[trade.instrument_id] = trade.price
+        if self.trailing:
+            self.clock.advance_to(max(trade.ts_init, self.clock.now_ns()))
+            for coid, trail in list(self.trailing.items()):
+                rec = self.orders[coid]
+                if rec.order.instrument_id == trade.instrument_id and trail.triggers_at(trade.price):
+                    self._trigger(rec)
         super().on_trade(trade)
+
+    def _trigger(self, rec: EmulatedOrder) -> None:
+        """The trailing stop ``rec`` triggered: its list's limit leg is canceled, and it enters the matching
+        venue as the order it becomes (``STOP_LOSS``: a market order; ``STOP_LOSS_LIMIT``: a limit)."""
+        stop = rec.order
+        coid = stop.client_order_id
+        del self.trailing[coid]
+        for other in self.lists.get(coid, (0, "", ()))[2]:
+            if other != coid:
+                self.cancel(self.orders[other])
+        typ = OrderType.MARKET if stop.order_type is OrderType.STOP_MARKET else OrderType.LIMIT
+        rec.order = Order(coid, "", stop.instrument_id, stop.side, typ, stop.quantity, stop.price, tif=stop.tif)
+        self.enter(rec)
+
+    def _submit_leg(self, order: Order, symbol: str, p: dict[str, str]) -> EmulatedOrder:
+        """Place ``order`` (parameters ``p``): a trailing stop is kept here until it triggers, any other order enters the venue."""
+        if "trailingDelta" not in p:
+            return self.submit(order, symbol)
+        rec = self.record(order, symbol)
+        self.trailing[order.client_order_id] = TrailingStop(order.side is OrderSide.SELL, int(p["trailingDelta"]), order.trigger_price)
+        self._push(self.order_frames(rec, None))
+        return rec
+
+    def cancel(self, rec: EmulatedOrder) -> bool:
+        """Cancel a working order; a trailing stop not triggered yet is canceled here (the venue never had it)."""
+        if self.trailing.pop(rec.order.client_order_id, None) is None:
+            return super().cancel(rec)
+        rec.status, rec.update_ms = OrderStatus.CANCELED, max(self.now_ms(), rec.time_ms)
+        self._push(self.order_frames(rec, None))
+        return True
+
+    def _on_venue_event(self, event: Any) -> None:
+        """As the base; a fill of an OCO leg also cancels its trailing stop leg (the venue does not hold that one)."""
+        super()._on_venue_event(event)
+        rec = self.orders.get(getattr(event, "client_order_id", ""))
+        if type(event) is OrderFilled and rec is not None and rec is not self._placing and self.trailing:
+            for other in self.lists.get(rec.order.client_order_id, (0, "", ()))[2]:
+                if other in self.trailing:
+                    self.cancel(self.orders[other])
 
     @property
     def ws_api_url(self) -> str:
@@ -307,7 +408,16 @@ class BinancePrivateEmulator(AccountEmulator):
             return self.error(400, -1116, "Invalid orderType.")
         side = OrderSide.BUY if p["side"] == "BUY" else OrderSide.SELL
         stop, last = float(p.get("stopPrice", "nan")), self.last_price.get(inst.instrument_id, math.nan)
-        if kind is not OrderType.LIMIT and kind is not OrderType.MARKET and (last >= stop if side is OrderSide.BUY else last <= stop):
+        trailing = "trailingDelta" in p
+        if trailing:
+            low, high = TRAILING_DELTA_BIPS
+            if kind is OrderType.LIMIT or kind is OrderType.MARKET:
+                return self.error(400, -1106, "Parameter 'trailingDelta' sent when not required.")
+            if not (p["trailingDelta"].isdigit() and low <= int(p["trailingDelta"]) <= high):
+                return self.error(400, -1013, "Filter failure: TRAILING_DELTA")
+        elif kind is not OrderType.LIMIT and kind is not OrderType.MARKET and stop != stop:
+            return self.error(400, -1102, "Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed.")
+        if not trailing and kind is not OrderType.LIMIT and kind is not OrderType.MARKET and (last >= stop if side is OrderSide.BUY else last <= stop):
             # A STOP_LOSS(_LIMIT) triggers a buy at a last price >= stopPrice, a sell at <=: Binance refuses one already there.
             return self.error(400, -2010, "Order would trigger immediately.")
         return Order(
@@ -331,7 +441,7 @@ class BinancePrivateEmulator(AccountEmulator):
         if refused is not None:
             return refused
         self._types[order.client_order_id] = p["type"]
-        rec = self.submit(order, p["symbol"])
+        rec = self._submit_leg(order, p["symbol"], p)
         if rec.status is OrderStatus.REJECTED:
             return self.error(400, -2010, f"Order rejected: {rec.reason}")
         return self._json(self._order_json(rec) | {"transactTime": rec.time_ms})
@@ -341,17 +451,18 @@ class BinancePrivateEmulator(AccountEmulator):
         symbol, side = p.get("symbol", ""), p.get("side", "")
         legs: dict[str, Order] = {}
         types: dict[str, str] = {}
+        params: dict[str, dict[str, str]] = {}
         for pos in ("above", "below"):
             typ = p.get(f"{pos}Type", "")
             coid = p.get(f"{pos}ClientOrderId") or f"{pos}-{secrets.token_hex(8)}"
             leg = {"symbol": symbol, "side": side, "quantity": p.get("quantity", "0"), "type": typ, "newClientOrderId": coid}
-            for field, key in (("Price", "price"), ("StopPrice", "stopPrice"), ("TimeInForce", "timeInForce")):
+            for field, key in (("Price", "price"), ("StopPrice", "stopPrice"), ("TrailingDelta", "trailingDelta"), ("TimeInForce", "timeInForce")):
                 if f"{pos}{field}" in p:
                     leg[key] = p[f"{pos}{field}"]
             order = self._order(leg)
             if isinstance(order, web.Response):
                 return order
-            legs[pos], types[coid] = order, typ
+            legs[pos], types[coid], params[pos] = order, typ, leg
         limit_pos = "above" if side == "SELL" else "below"
         stop_pos = "below" if limit_pos == "above" else "above"
         if types[legs[limit_pos].client_order_id] != "LIMIT_MAKER" or legs[stop_pos].order_type is OrderType.LIMIT:
@@ -371,7 +482,7 @@ class BinancePrivateEmulator(AccountEmulator):
         self._push(self._list_frames(ids, "EXEC_STARTED", "EXECUTING"))
         recs = []
         for pos in (limit_pos, stop_pos):
-            rec = self.submit(legs[pos], symbol)
+            rec = self._submit_leg(legs[pos], symbol, params[pos])
             if rec.status is OrderStatus.REJECTED:
                 for done in recs:
                     self.cancel(done)

@@ -16,6 +16,9 @@ STOP_LIMIT             ``type=STOP_LOSS_LIMIT`` + ``price``, ``stopPrice``
 reduce_only            not on spot: refused locally (:class:`VenueRejected`)
 =====================  ==========================================================
 
+A bracket's two exits go as one OCO order list (:meth:`BinanceTrading.place_oco`); a stop leg
+trailing by a percentage is Binance's trailing stop (``belowTrailingDelta`` in BIPS, no stop price).
+
 A modify of a working order is a **cancel-replace** in one request, ``POST /api/v3/order/cancelReplace``
 (``cancelReplaceMode=STOP_ON_FAILURE``): Binance spot has no amend of a price or a stop price. The
 matching engine cancels the order and places its replacement (a new client id) in one step, so a
@@ -412,16 +415,30 @@ class BinanceTrading(TradingApi):
         ts = int(new.get("transactTime") or new.get("updateTime") or 0) * 1_000_000
         return Ack(str(new["clientOrderId"]), str(new["orderId"]), ts)
 
-    async def place_oco(self, first: Order, second: Order) -> tuple[Ack, Ack]:
+    def trails_in_oco(self, percent: float) -> bool:
+        """Binance takes a trailing stop leg in an OCO list (``belowTrailingDelta``/``aboveTrailingDelta``)
+        in whole basis points: ``percent`` × 100 must be a whole number of at least 1."""
+        bips = percent * 100.0
+        return bips >= 1.0 - 1e-9 and abs(bips - round(bips)) <= 1e-9
+
+    async def place_oco(self, first: Order, second: Order, trail_percent: float | None = None) -> tuple[Ack, Ack]:
         """``POST /api/v3/orderList/oco``: the limit leg as ``LIMIT_MAKER`` (above a sell's last price, below
         a buy's), the stop leg as ``STOP_LOSS``/``STOP_LOSS_LIMIT``, each under its client order id.
 
         Binance locks the balance once for both legs and cancels one when the other fills or
         triggers. A limit leg that would take at once is refused (``LIMIT_MAKER``): neither is placed.
+        With ``trail_percent`` the stop leg is a Binance trailing stop: ``TrailingDelta`` in BIPS
+        (``trail_percent`` × 100) and no ``StopPrice`` (with one, Binance would only start trailing
+        once the price reached it), so it trails the best trade price from the next trade on.
         """
         inst = self._instrument(first)
         limit, stop = (first, second) if first.order_type is OrderType.LIMIT else (second, first)
         lp, sp = order_params(limit, inst), order_params(stop, inst)
+        if trail_percent is not None:
+            if not self.trails_in_oco(trail_percent):
+                raise VenueRejected(f"trailing stop {trail_percent} %: Binance takes a trailing delta in whole BIPS")
+            del sp["stopPrice"]
+            sp["trailingDelta"] = str(round(trail_percent * 100.0))
         above, below = (lp, sp) if limit.side is OrderSide.SELL else (sp, lp)
         params: dict[str, str] = {
             "symbol": inst.symbol, "side": lp["side"], "quantity": lp["quantity"], "newOrderRespType": "RESULT",
@@ -432,7 +449,7 @@ class BinanceTrading(TradingApi):
         for pos, leg in (("above", above), ("below", below)):
             params[f"{pos}Type"] = leg["type"]
             params[f"{pos}ClientOrderId"] = leg["newClientOrderId"]
-            for key, name in (("price", "Price"), ("stopPrice", "StopPrice"), ("timeInForce", "TimeInForce")):
+            for key, name in (("price", "Price"), ("stopPrice", "StopPrice"), ("trailingDelta", "TrailingDelta"), ("timeInForce", "TimeInForce")):
                 if key in leg:
                     params[f"{pos}{name}"] = leg[key]
         raw = await self._call("private_post_orderlist_oco", params)
