@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 from tradebus.adapters.common.recorder import FrameRecorder
 from tradebus.node.playback import Playback, detect_format, play, read_recording
 from tradebus.cli import app
-from tradebus.engine.messages import OrderSide, SubmitOrder
+from tradebus.engine.messages import OrderSide, SubmitOrder, TimeEvent, Trade
 from tradebus.errors import DataError
+from tradebus.strategies.base import Strategy
 
 from .node_testdata import (
     IID,
@@ -77,6 +78,35 @@ def test_recorder_file_and_hftbacktest_capture_play_identically(tmp_path: Path) 
     assert from_capture.kernel.result.quotes == SPOT_QUOTES
     assert fill_keys(from_recording.kernel.result.fills) == fill_keys(from_capture.kernel.result.fills)
     assert from_recording.stats.rejected == {} and from_recording.kernel.cache.book(IID).last_seq > 0
+
+
+def test_on_start_reads_the_first_frame_time_and_an_alert_set_there_fires_in_the_recording(tmp_path: Path) -> None:
+    class StartsAlert(Strategy):
+        def __init__(self) -> None:
+            super().__init__(IID, strategy_id="starts")
+            self.started_at = -1
+            self.fired: list[tuple[int, int | None]] = []
+
+        def on_start(self) -> None:
+            self.started_at = self.clock.now_ns()
+            self.set_alert("soon", self.started_at + 5_000_000_000)  # 5 s after the start, as in a paper run
+
+        def on_timer(self, event: TimeEvent) -> None:
+            last = self.cache.trades.get(IID)
+            self.fired.append((event.ts_event, None if last is None else last.ts_init))
+
+        def on_trade(self, trade: Trade) -> None:
+            pass
+
+    playback = Playback(config_of(binance_config(None, None, ["trade"])))
+    strategy = StartsAlert()
+    playback.kernel.add_strategy(strategy)
+    playback.run(to_recorder(tmp_path))
+    first = SPOT_LINES[0][0]
+    assert strategy.started_at == first
+    [(at, last_trade)] = strategy.fired
+    assert at == first + 5_000_000_000
+    assert last_trade is not None and last_trade < at  # fired between the frames around it
 
 
 def test_frames_of_a_connection_no_feed_owns_are_skipped_and_counted(tmp_path: Path) -> None:

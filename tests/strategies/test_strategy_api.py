@@ -148,6 +148,31 @@ def test_timers_fire_at_simulated_times_in_order_and_deterministically() -> None
     assert all(now == ts for name, ts, now in log if name != "bar")
 
 
+def test_on_start_reads_the_first_message_time_and_its_timer_counts_from_there() -> None:
+    class StartsTimer(Strategy):
+        def __init__(self) -> None:
+            super().__init__(BTC_4H, strategy_id="starts")
+            self.started_at = -1
+            self.ticks: list[int] = []
+
+        def on_start(self) -> None:
+            self.started_at = self.clock.now_ns()
+            self.set_timer("tick", "1d")  # no start_ns: from now, as in a paper run
+
+        def on_timer(self, event: TimeEvent) -> None:
+            self.ticks.append(event.ts_event)
+
+        def on_bar(self, bar: Bar) -> None:
+            pass
+
+    frame = bars_4h().iloc[:30]
+    first, last = int(frame["ts_init"].iloc[0]), int(frame["ts_init"].iloc[-1])
+    strategy = StartsTimer()
+    run([strategy], {BTC_4H: frame})
+    assert strategy.started_at == first
+    assert strategy.ticks == list(range(first + DAY_NS, last + 1, DAY_NS))
+
+
 def test_two_strategies_may_use_the_same_timer_name() -> None:
     frame = bars_4h().iloc[:20]
     t0 = int(frame["ts_event"].iloc[0])

@@ -175,8 +175,14 @@ class BatchLoop:
             k.sync_marks()
             self.lagging.clear()
 
-    def run(self, replay: ReplayLike, on_batch: Callable[[int], None] | None = None) -> None:
-        """Feed every batch of ``replay`` through the kernel (started; the caller stops it).
+    @staticmethod
+    def batches(replay: ReplayLike) -> Iterator[Any]:
+        """The batches of ``replay`` the loop walks (``mixed_batches()`` where the replay has them)."""
+        mixed = getattr(replay, "mixed_batches", None)
+        return iter(mixed() if mixed is not None else replay.batches())
+
+    def run(self, batches: Iterable[Any], on_batch: Callable[[int], None] | None = None) -> None:
+        """Feed every batch of :meth:`batches` through the kernel (started; the caller stops it).
 
         Raises
         ------
@@ -185,8 +191,7 @@ class BatchLoop:
         """
         k = self.kernel
         with rare_gc():
-            mixed = getattr(replay, "mixed_batches", None)
-            for batch in mixed() if mixed is not None else replay.batches():
+            for batch in batches:
                 kind = batch.kind
                 for iid in batch.instrument_ids if kind == "mixed_bars" else (batch.instrument_id,):
                     if iid not in k.instruments:

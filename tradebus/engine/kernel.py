@@ -31,6 +31,7 @@ and written by :mod:`tradebus.reports.writers`.
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -771,8 +772,18 @@ class Kernel:
         if self.bar_instruments is None and sources is not None:
             replayed = frozenset(source.instrument_id for source in sources if source.kind == "bars")
             self.bar_instruments = replayed | frozenset(self.trade_bars)
+        batches = self._loop.batches(replay)
+        head: list[Any] = []
+        for batch in batches:
+            head.append(batch)
+            if len(batch.ts_init):
+                if not self._started:
+                    # on_start runs at the time of the first message, as a paper run's at the
+                    # wall clock just before its first message: a timer it sets counts from there.
+                    self.clock.set_time(int(batch.ts_init[0]))
+                break
         self.start()
-        self._loop.run(replay, on_batch)
+        self._loop.run(itertools.chain(head, batches), on_batch)
         self.stop()
         return self.result
     @staticmethod

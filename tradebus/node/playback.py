@@ -243,10 +243,13 @@ class Playback:
             not match the config (names the streams seen and expected); or no frame that the
             config's feeds take and parse (another venue's recording, an empty one).
         """
-        self.kernel.start()
         lineno = 0
         try:
             for lineno, (recv_ns, conn, raw) in enumerate(read_recording(path, self.feeds), 1):
+                if lineno == 1:
+                    # on_start at the first frame's receive time, as the daemon's just before its first frame
+                    self.clock.set_time(recv_ns)
+                    self.kernel.start()
                 self.feed_frame(recv_ns, conn, raw)
         except DataError as exc:
             if str(exc).startswith(str(path)):

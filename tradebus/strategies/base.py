@@ -226,7 +226,11 @@ class Strategy:
         return None
 
     def on_start(self) -> None:
-        """Called once before the first event."""
+        """Called once before the first event.
+
+        The clock reads the first message's time in a backtest or replay and the wall clock in
+        paper/live runs, so a timer set here without ``start_ns`` counts from the run's start.
+        """
 
     def on_stop(self) -> None:
         """Called once after the last event."""
