@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from pydantic import ValidationError
 
 from tradebus.cli import build_kernel, build_replay
 from tradebus.config import RunConfig, parse_config
+from tradebus.config.data import DataConfig
 from tradebus.engine.messages import Bar
 from tradebus.errors import ConfigError
 from tradebus.strategies.base import Strategy
@@ -142,3 +144,15 @@ def test_a_bar_strategy_on_trades_is_accepted_only_with_built_bars() -> None:
 def test_a_bad_bars_block_is_a_config_error_naming_the_key(bars: dict[str, Any], kind: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         _config(bars, kind=kind)
+
+
+def test_two_bar_sources_of_one_instrument_are_a_config_error_naming_both() -> None:
+    # e.g. 1h and 4h bars of one coin for a multi-timeframe strategy: on_bar would get one interleaved series
+    data = {
+        "sources": [{"instrument": IID, "kind": "bars", "file": "h1.csv"}, {"instrument": "ETHUSDT.BINANCE",
+                    "kind": "bars", "file": "e.csv"}, {"instrument": IID, "kind": "bars", "file": "h4.csv"}],
+    }
+    with pytest.raises(ValidationError, match=r"sources\.2: BTCUSDT\.BINANCE already has a bars source \(sources\.0\)"):
+        DataConfig.model_validate(data)
+    data["sources"][2]["instrument"] = "SOLUSDT.BINANCE"
+    DataConfig.model_validate(data)

@@ -134,7 +134,16 @@ class DataConfig(StrictModel):
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
         built: set[str] = set()
+        bar_sources: dict[str, int] = {}
         for n, source in enumerate(self.sources):
+            if source.kind == "bars":
+                first = bar_sources.setdefault(source.instrument, n)
+                if first != n:
+                    raise ValueError(
+                        f"sources.{n}: {source.instrument} already has a bars source (sources.{first}): on_bar "
+                        "would get one interleaved series of both; give each instrument one bar series (import "
+                        "several files of it into one catalog dataset with `data import --append`)"
+                    )
             if source.bars is not None:
                 if source.instrument in built:
                     raise ValueError(f"sources.{n}.bars: {source.instrument} already builds bars from another source")
