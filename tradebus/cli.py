@@ -203,8 +203,12 @@ def perpetual_data(config: RunConfig) -> list[MarkPrice | FundingRate]:
     return messages
 
 
-def build_kernel(config: RunConfig) -> Kernel:
-    """A backtest :class:`Kernel` with the config's instruments, venue, risk, features and strategy."""
+def build_kernel(config: RunConfig, perpetual: Sequence[MarkPrice | FundingRate] | None = None) -> Kernel:
+    """A backtest :class:`Kernel` with the config's instruments, venue, risk, features and strategy.
+
+    ``perpetual`` replaces the mark prices and funding rates of ``config.data.marks``/``funding``
+    (:func:`perpetual_data`; the lookahead detector hands perturbed copies).
+    """
     kernel = Kernel(
         config.instrument_map().values(),
         venue_config=config.venue,
@@ -217,7 +221,7 @@ def build_kernel(config: RunConfig) -> Kernel:
         trade_bars={s.instrument: s.bars.builder() for s in config.data.sources if s.bars is not None},
     )
     if config.data.marks or config.data.funding:
-        kernel.feed_perpetual_data(perpetual_data(config))
+        kernel.feed_perpetual_data(perpetual_data(config) if perpetual is None else perpetual)
     for strategy in build_strategies([entry for _, entry in strategy_entries(config)]):
         kernel.add_strategy(strategy)
     return kernel

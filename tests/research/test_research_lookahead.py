@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -28,6 +29,8 @@ from tradebus.research.lookahead import (
     check_config,
     detect_lookahead,
     kernel_trace,
+    perpetual_frames,
+    perpetual_messages,
 )
 from tradebus.research.model import ModelStep
 from tradebus.research.strategy import ModelSignal
@@ -271,3 +274,30 @@ def test_lookahead_command_checks_a_config_trading_on_quotes(tmp_path: Path) -> 
     assert result.exit_code == 0, repr(result.exception)
     report = json.loads((tmp_path / "lookahead.json").read_text())
     assert report["ok"] and report["records_checked"] > 1500
+
+
+@pytest.mark.parametrize("read", ["mark", "funding"])
+def test_a_strategy_peeking_at_the_next_mark_or_funding_rate_of_a_config_is_caught(read: str, tmp_path: Path) -> None:
+    """The config's ``data.marks``/``funding`` reach the kernel outside the replay: they were never perturbed, so a
+    strategy trading on the next mark price or funding rate passed (perp_xrp_funding.yaml's own EmaCross passes:
+    test_every_shipped_backtest_config_passes)."""
+    raw = yaml.safe_load((REPO / "configs" / "perp_xrp_funding.yaml").read_text())
+    for section in ("sources", "marks", "funding"):
+        for entry in raw["data"][section]:
+            entry["file"] = str((REPO / "configs" / entry["file"]).resolve())
+    raw["strategy"] = {"name": "research_leaky:NextPerpetualReader", "instruments": ["XRPUSDT.BINANCE"],
+                       "params": {"read": read}}
+    config = tmp_path / "leaky_perp.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    report = check_config(config, n_cuts=3, seed=1)
+    assert not report.ok and {v["kind"] for v in report.violations} == {"decision"}
+
+
+def test_perpetual_frames_give_back_the_messages_the_backtest_feeds() -> None:
+    from tradebus.cli import perpetual_data
+    from tradebus.config import load_config
+
+    messages = sorted(perpetual_data(load_config(REPO / "configs" / "perp_xrp_funding.yaml")), key=lambda m: m.ts_init)
+    frames = perpetual_frames(messages)
+    assert [(f.kind, len(f.frame)) for f in frames] == [("mark_prices", 100), ("funding_rates", 5)]
+    assert msgspec.json.encode(perpetual_messages(frames)) == msgspec.json.encode(messages)

@@ -20,9 +20,11 @@ run does not depend on later input); it finds a leak when a perturbation reaches
 which the multiplicative price shocks (±5-30 % per row) make near certain for any
 leak that reads prices.
 
-Inputs are perturbed in memory, at the replay: a strategy that reads data files
-itself (outside the replay) is not covered by :func:`check_config`; give such code a
-``runner`` that hands it the perturbed frames (see the tests).
+Inputs are perturbed in memory: the replay's sources, and the mark prices and funding
+rates of a config's ``data.marks``/``funding`` (fed to the kernel outside the replay:
+:func:`check_config` hands their perturbed copies to :func:`~tradebus.cli.build_kernel`).
+A strategy that reads data files itself is not covered by :func:`check_config`; give such
+code a ``runner`` that hands it the perturbed frames (see the tests).
 
 The run is the real backtest loop (:meth:`Kernel.run`, batch path included) over an
 in-memory replay merged like :class:`~tradebus.data.replay.Replay` (by
@@ -45,7 +47,7 @@ import pandas as pd
 from tradebus.data.catalog import schema_for
 from tradebus.data.replay import ReplayBatch
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import Bar, OrderFilled, Quote, Trade
+from tradebus.engine.messages import Bar, FundingRate, MarkPrice, OrderFilled, Quote, Trade
 from tradebus.errors import ConfigError
 from tradebus.strategies.base import Strategy
 
@@ -57,6 +59,8 @@ __all__ = [
     "check_config",
     "detect_lookahead",
     "kernel_trace",
+    "perpetual_frames",
+    "perpetual_messages",
     "perturb",
     "read_sources",
 ]
@@ -169,6 +173,39 @@ def perturb(sources: Sequence[SourceFrame], cut: int, rng: np.random.Generator) 
         for name in amounts:
             frame.loc[after, name] = frame.loc[after, name].to_numpy() * size
         out.append(SourceFrame(src.instrument_id, src.kind, frame))
+    return out
+
+
+#: The message of each kind a kernel is fed outside the replay (:meth:`Kernel.feed_perpetual_data`).
+_FED: dict[str, type[MarkPrice] | type[FundingRate]] = {"mark_prices": MarkPrice, "funding_rates": FundingRate}
+
+
+def perpetual_frames(messages: Sequence[MarkPrice | FundingRate]) -> list[SourceFrame]:
+    """Mark prices and funding rates as source frames (kind ``mark_prices``/``funding_rates``), one per
+    instrument and kind in order of first appearance; :func:`perpetual_messages` gives them back."""
+    rows: dict[tuple[str, str], list[MarkPrice | FundingRate]] = {}
+    for msg in messages:
+        kind = "mark_prices" if isinstance(msg, MarkPrice) else "funding_rates"
+        rows.setdefault((msg.instrument_id, kind), []).append(msg)
+    out = []
+    for (iid, kind), msgs in rows.items():
+        columns = ("ts_event", "ts_init", *_values(kind))
+        frame = pd.DataFrame({c: [getattr(m, c) for m in msgs] for c in columns})
+        out.append(SourceFrame(iid, kind, frame))
+    return out
+
+
+def perpetual_messages(sources: Sequence[SourceFrame]) -> list[MarkPrice | FundingRate]:
+    """The messages of :func:`perpetual_frames`' frames (perturbed or not), sorted by ``ts_init`` (stable)."""
+    out: list[MarkPrice | FundingRate] = []
+    for src in sources:
+        cls = _FED[src.kind]
+        columns = ("ts_event", "ts_init", *_values(src.kind))
+        ints = {"ts_event", "ts_init", "next_funding_ns"}
+        for values in zip(*(src.frame[c].tolist() for c in columns), strict=True):
+            fields = {c: int(v) if c in ints else float(v) for c, v in zip(columns, values, strict=True)}
+            out.append(cls(src.instrument_id, **fields))
+    out.sort(key=lambda m: m.ts_init)
     return out
 
 
@@ -335,12 +372,21 @@ def detect_lookahead(
 def check_config(
     config_path: str | Path, n_cuts: int = 5, seed: int = 0, on_run: Callable[[], None] | None = None
 ) -> LookaheadReport:
-    """Run the lookahead detector on a backtest config (its strategy, features and data)."""
-    from tradebus.cli import build_kernel, build_replay
+    """Run the lookahead detector on a backtest config (its strategy, features and data).
+
+    The replay's sources and the config's ``data.marks``/``funding`` are perturbed alike; the
+    latter reach the kernel as :func:`~tradebus.cli.build_kernel` feeds them in a backtest.
+    """
+    from tradebus.cli import build_kernel, build_replay, perpetual_data
     from tradebus.config import load_config
 
     config = load_config(Path(config_path))
     sources = read_sources(build_replay(config))
-    return detect_lookahead(
-        sources, lambda s: kernel_trace(lambda: build_kernel(config), s), n_cuts, seed, on_run=on_run
-    )
+    replayed = len(sources)
+    fed = perpetual_frames(perpetual_data(config))
+
+    def run(frames: Sequence[SourceFrame]) -> Trace:
+        messages = perpetual_messages(frames[replayed:])
+        return kernel_trace(lambda: build_kernel(config, messages if fed else None), frames[:replayed])
+
+    return detect_lookahead([*sources, *fed], run, n_cuts, seed, on_run=on_run)
