@@ -37,6 +37,7 @@ def test_the_sample_research_config_loads(tmp_path: Path) -> None:
          "dataset.features: feature 'x': unknown input 'clsoe' (not an event field or feature)"),
         ({"dataset": {"timeframes": {"1d": [{"name": "m", "kind": "no_such_kind", "input": "close"}]}}},
          "dataset.timeframes.1d: "),
+        ({"walkforward": {"upper": 0.3, "lower": 0.7}}, "walkforward: upper (0.3) is below lower (0.7)"),
     ],
 )
 def test_a_bad_research_config_names_the_file_the_key_and_the_problem(tmp_path: Path, change: dict, message: str) -> None:

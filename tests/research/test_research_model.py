@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from research_helpers import CATALOG, DATASET, IID, SPECS
+import yaml
+from research_helpers import CATALOG, DATASET, IID, REPO, SPECS
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from xgboost import XGBClassifier
@@ -121,3 +122,28 @@ def test_a_model_fitted_on_other_columns_is_refused(dataset: object) -> None:
     model = LogisticRegression().fit(pd.DataFrame(X, columns=["a", "b", "c", "d", "e"]), y)
     with pytest.raises(ConfigError, match="fitted on columns"):
         ModelStep(model, COLUMNS, tuple(SPECS))
+
+
+def test_model_signal_refuses_an_upper_threshold_below_the_lower(tmp_path: Path) -> None:
+    """With upper 0.3 and lower 0.7 an output of 0.5 is above one and below the other: the documented band in which
+    the position is kept does not exist (it used to run as one threshold, exit 0)."""
+    from typer.testing import CliRunner
+
+    from tradebus.cli import app
+
+    step = ModelStep(LogisticRegression().fit([[-1.0], [1.0]], [0, 1]), ("r",),
+                     ({"name": "r", "kind": "log_ret", "input": "close"},))
+    with pytest.raises(ConfigError, match=r"upper \(0.3\) is below lower \(0.7\)"):
+        ModelSignal(IID, model=step, quantity=0.1, upper=0.3, lower=0.7)
+    ModelSignal(IID, model=step, quantity=0.1, upper=0.5, lower=0.5)  # one threshold, by choice
+    raw = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
+    raw["data"]["catalog"] = str(CATALOG)
+    raw["strategy"] = {"name": "tradebus.research.strategy:ModelSignal", "instruments": [IID],
+                       "params": {"model": str(step.save(tmp_path / "m.joblib")), "quantity": 0.1,
+                                  "upper": 0.3, "lower": 0.7}}
+    config = tmp_path / "inverted.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["backtest", str(config), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "strategy.params: upper (0.3) is below lower (0.7)" in " ".join(result.output.split())
+    assert not (tmp_path / "run").exists()

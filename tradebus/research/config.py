@@ -104,6 +104,15 @@ class WalkForwardConfig(_Model):
             parse_duration(self.retrain_every_time)
         return self
 
+    @model_validator(mode="after")
+    def _band(self) -> WalkForwardConfig:
+        from tradebus.research.strategy import threshold_problem
+
+        problem = threshold_problem(self.upper, self.lower)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
     @property
     def retrain_every_ns(self) -> int | None:
         """The time period in ns, if given."""

@@ -5,7 +5,7 @@ same columns as in research) and records the output in :attr:`ModelSignal.output
 (``(ts_event, value)``), the model's feature for that event. While the output is
 NaN (a feature not ready) it does nothing. Otherwise it targets ``+quantity`` when
 the output is above ``upper``, ``low`` (0, or ``-quantity`` with ``long_short``) when
-below ``lower``, and keeps its position in between.
+below ``lower``, and keeps its position in between (``upper < lower`` is refused).
 
 The model can change during a run (:meth:`ModelSignal.schedule`): walk-forward
 backtests give it one model per out-of-sample segment, each trained before its
@@ -20,15 +20,28 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from tradebus.config.base import StrictModel
 from tradebus.engine.messages import Bar
+from tradebus.errors import ConfigError
 from tradebus.features.spec import FeatureSpec
 from tradebus.research.model import ModelStep, load_model
 from tradebus.strategies.base import Strategy
 
-__all__ = ["ModelSignal", "ModelSignalParams"]
+__all__ = ["ModelSignal", "ModelSignalParams", "threshold_problem"]
+
+
+def threshold_problem(upper: float, lower: float) -> str | None:
+    """Why ``upper``/``lower`` are not :class:`ModelSignal` thresholds (``None``: they are).
+
+    With ``upper < lower`` an output between them is both above ``upper`` and below ``lower``:
+    the band in which the position is kept would not exist.
+    """
+    if upper < lower:
+        return (f"upper ({upper}) is below lower ({lower}): the position goes long above upper, down below lower "
+                "and is kept in between; give upper >= lower")
+    return None
 
 
 class ModelSignalParams(StrictModel):
@@ -39,6 +52,13 @@ class ModelSignalParams(StrictModel):
     upper: float = 0.55
     lower: float = 0.45
     mode: Literal["long_only", "long_short"] = "long_only"
+
+    @model_validator(mode="after")
+    def _band(self) -> ModelSignalParams:
+        problem = threshold_problem(self.upper, self.lower)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 class ModelSignal(Strategy):
@@ -52,6 +72,11 @@ class ModelSignal(Strategy):
         A :class:`ModelStep` or the path of a saved one.
     quantity, upper, lower, mode
         Position size and the thresholds on the output (see the module docstring).
+
+    Raises
+    ------
+    ConfigError
+        ``upper < lower``.
     """
 
     Params: type[BaseModel] = ModelSignalParams
@@ -68,6 +93,9 @@ class ModelSignal(Strategy):
         strategy_id: str | None = None,
     ) -> None:
         super().__init__(instrument_ids, strategy_id=strategy_id)
+        problem = threshold_problem(upper, lower)
+        if problem is not None:
+            raise ConfigError(f"ModelSignal: {problem}")
         self.step = model if isinstance(model, ModelStep) else load_model(model)
         self.quantity = quantity
         self.upper = upper
