@@ -378,3 +378,24 @@ def test_alpha_refuses_fewer_than_one_trial(tmp_path: Path, trials: str) -> None
     assert result.exit_code == 2, result.output
     assert "--trials" in result.output and "x>=1" in result.output
     assert not (tmp_path / "alpha.json").exists()
+
+
+def test_alpha_with_more_quantiles_than_rows_exits_2_naming_the_field_and_the_count(tmp_path: Path) -> None:
+    """100000 quantiles of a 100-bar window exited 0 with one row per bucket, numbered with gaps up to 100000."""
+    ts = btc_bars()["ts_event"].to_numpy()
+    config = _windowed_config(tmp_path, int(ts[10_000]), int(ts[10_100]))
+    raw = yaml.safe_load(config.read_text())
+    raw["alpha"].update({"horizons": [1], "quantiles": 100_000})
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["research", "alpha", str(config), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert (f"{config}: alpha.quantiles: 100000 quantiles of 99 rows with a factor value and a forward return; give "
+            "at most 99 (factor 'rsi')") in " ".join(result.output.split())
+    assert not out.exists()
+    raw["alpha"]["quantiles"] = 99
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["research", "alpha", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    buckets = json.loads((out / "alpha.json").read_text())["factors"]["rsi"]["quantile_returns"]
+    assert [b["quantile"] for b in buckets] == list(range(1, 100)) and {b["count"] for b in buckets} == {1}

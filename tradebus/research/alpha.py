@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kurtosis, norm, skew, spearmanr
 
-from tradebus.errors import DataError
+from tradebus.errors import ConfigError, DataError
 
 __all__ = [
     "bootstrap_ci",
@@ -116,8 +116,18 @@ def factor_turnover(factor: pd.Series, lag: int = 1, by: pd.Series | None = None
 
 
 def quantile_returns(factor: pd.Series, forward: pd.Series, quantiles: int = 5) -> pd.DataFrame:
-    """Mean and count of forward returns per factor quantile (1 = lowest factor values)."""
+    """Mean and count of forward returns per factor quantile (1 = lowest factor values).
+
+    Raises
+    ------
+    ConfigError
+        More quantiles than rows with both a factor value and a forward return (buckets would be
+        single rows numbered with gaps, not quantiles).
+    """
     frame = pd.DataFrame({"f": factor.to_numpy(), "r": forward.to_numpy()}).dropna()
+    if quantiles > len(frame):
+        raise ConfigError(f"alpha.quantiles: {quantiles} quantiles of {len(frame)} rows with a factor value and a "
+                          f"forward return; give at most {len(frame)}")
     frame["q"] = pd.qcut(frame["f"].rank(method="first"), quantiles, labels=False) + 1
     out = frame.groupby("q")["r"].agg(["mean", "count"]).reset_index()
     out.columns = ["quantile", "mean_return", "count"]

@@ -348,11 +348,15 @@ def alpha(
             if factor not in merged.columns:
                 raise ConfigError(f"{config}: alpha.factors: no dataset column {factor!r}")
             forwards = {h: merged[f"fwd_{h}"] for h in cfg.alpha.horizons}
+            try:
+                buckets = reports.quantile_returns(merged[factor], merged[f"fwd_{cfg.alpha.horizons[0]}"],
+                                                   cfg.alpha.quantiles)
+            except ConfigError as exc:
+                raise ConfigError(f"{config}: {exc} (factor {factor!r})") from None
             payload["factors"][factor] = {
                 "ic": reports.ic_summary(merged[factor], forwards, by, cfg.alpha.period).to_dict(orient="records"),
                 "turnover": reports.factor_turnover(merged[factor], by=by, instrument=merged["instrument"] if by is not None else None),
-                "quantile_returns": reports.quantile_returns(
-                    merged[factor], merged[f"fwd_{cfg.alpha.horizons[0]}"], cfg.alpha.quantiles).to_dict(orient="records"),
+                "quantile_returns": buckets.to_dict(orient="records"),
             }
         if backtest is not None:
             payload["backtest"] = _backtest_robustness(backtest, trials)
