@@ -385,7 +385,7 @@ def test_alpha_with_more_quantiles_than_rows_exits_2_naming_the_field_and_the_co
     ts = btc_bars()["ts_event"].to_numpy()
     config = _windowed_config(tmp_path, int(ts[10_000]), int(ts[10_100]))
     raw = yaml.safe_load(config.read_text())
-    raw["alpha"].update({"horizons": [1], "quantiles": 100_000})
+    raw["alpha"].update({"horizons": [1], "quantiles": 100_000, "period": 50})
     config.write_text(yaml.safe_dump(raw))
     out = tmp_path / "out"
     result = runner.invoke(app, ["research", "alpha", str(config), "--out", str(out)])
@@ -399,3 +399,23 @@ def test_alpha_with_more_quantiles_than_rows_exits_2_naming_the_field_and_the_co
     assert result.exit_code == 0, result.output
     buckets = json.loads((out / "alpha.json").read_text())["factors"]["rsi"]["quantile_returns"]
     assert [b["quantile"] for b in buckets] == list(range(1, 100)) and {b["count"] for b in buckets} == {1}
+
+
+def test_alpha_with_an_ic_block_longer_than_the_rows_exits_2_naming_the_field_and_the_count(tmp_path: Path) -> None:
+    """The sample config's blocks of 500 rows on a 100-bar window exited 0 with every IC nan and n 0."""
+    ts = btc_bars()["ts_event"].to_numpy()
+    config = _windowed_config(tmp_path, int(ts[10_000]), int(ts[10_100]))
+    raw = yaml.safe_load(config.read_text())
+    raw["alpha"]["horizons"] = [1]
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["research", "alpha", str(config), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert (f"{config}: alpha.period: an IC block of 500 rows is longer than the factor's 100 rows (no IC); give at "
+            "most 100 (factor 'rsi')") in " ".join(result.output.split())
+    assert not out.exists()
+    raw["alpha"]["period"] = 100
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["research", "alpha", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "alpha.json").read_text())["factors"]["rsi"]["ic"][0]["n"] == 1

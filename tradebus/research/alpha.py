@@ -60,6 +60,8 @@ def ic_series(factor: pd.Series, forward: pd.Series, by: pd.Series | None = None
     ------
     DataError
         ``by`` is given but no timestamp has 3 rows (a rank correlation of fewer is undefined).
+    ConfigError
+        No ``by`` and fewer rows than ``period`` (no block to correlate over).
     """
     f = factor.to_numpy(dtype=np.float64)
     r = forward.to_numpy(dtype=np.float64)
@@ -78,6 +80,9 @@ def ic_series(factor: pd.Series, forward: pd.Series, by: pd.Series | None = None
         return pd.Series(values, index=uniq, name="ic")
     if period < 3:
         raise DataError(f"alpha: period must be >= 3 rows, got {period}")
+    if period > len(f):
+        raise ConfigError(f"alpha.period: an IC block of {period} rows is longer than the factor's {len(f)} rows (no "
+                          f"IC); give at most {len(f)}")
     starts = range(0, len(f) - period + 1, period)
     return pd.Series([_spearman(f[s : s + period], r[s : s + period]) for s in starts],
                      index=list(starts), name="ic")

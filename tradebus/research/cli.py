@@ -349,12 +349,13 @@ def alpha(
                 raise ConfigError(f"{config}: alpha.factors: no dataset column {factor!r}")
             forwards = {h: merged[f"fwd_{h}"] for h in cfg.alpha.horizons}
             try:
+                ic = reports.ic_summary(merged[factor], forwards, by, cfg.alpha.period)
                 buckets = reports.quantile_returns(merged[factor], merged[f"fwd_{cfg.alpha.horizons[0]}"],
                                                    cfg.alpha.quantiles)
             except ConfigError as exc:
                 raise ConfigError(f"{config}: {exc} (factor {factor!r})") from None
             payload["factors"][factor] = {
-                "ic": reports.ic_summary(merged[factor], forwards, by, cfg.alpha.period).to_dict(orient="records"),
+                "ic": ic.to_dict(orient="records"),
                 "turnover": reports.factor_turnover(merged[factor], by=by, instrument=merged["instrument"] if by is not None else None),
                 "quantile_returns": buckets.to_dict(orient="records"),
             }
