@@ -311,3 +311,43 @@ def test_parse_frame_accepts_bytes_and_str_identically() -> None:
             assert np.array_equal(x.bids, y.bids) and np.array_equal(x.asks, y.asks)
         else:
             assert x == y
+
+
+def _trades_push(*items: tuple[int, int | None]) -> str:
+    """A BTC-USDT ``trades`` push of ``(tradeId, count)`` elements (``count`` None: no such field, as ``trades-all``)."""
+    data = [
+        {"instId": "BTC-USDT", "tradeId": str(tid), "px": "100", "sz": "1", "side": "buy", "ts": "1"}
+        | ({} if count is None else {"count": str(count)})
+        for tid, count in items
+    ]
+    return json.dumps({"arg": {"channel": "trades", "instId": "BTC-USDT"}, "data": data})
+
+
+def test_aggregated_trades_push_stands_for_count_ids_ending_at_its_trade_id() -> None:
+    # OKX: "if tradeId = 123 and count = 3, the message aggregates the trades of tradeId = 123, 122, and 121"
+    parser = OkxParser()
+    out = parser.parse_frame(_trades_push((120, 1), (123, 3), (124, None)), 1)
+    assert [m.trade_id for m in out] == ["120", "123", "124"] and parser.gaps.gaps == 0  # no ids skipped
+    # 125..127 never came: the push of 128..129 is held until the history answer recovers them
+    assert parser.parse_frame(_trades_push((129, 2)), 2) == []
+    history = json.dumps(
+        [{"instId": "BTC-USDT", "tradeId": str(i), "px": "99", "sz": "0.5", "side": "sell", "ts": "1"} for i in (127, 126, 125)]
+    )
+    out = parser.on_trades_answer(history, 3, "BTC-USDT")
+    assert [(type(m).__name__, getattr(m, "trade_id", None), m.ts_init) for m in out] == [
+        ("Trade", "125", 3), ("Trade", "126", 3), ("Trade", "127", 3), ("TradesMissed", None, 3), ("Trade", "129", 2),
+    ]
+    assert (out[3].first_id, out[3].last_id, out[3].recovered) == (125, 127, 3)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [("tradeId", "12a", r"data\[0\]\.tradeId"), ("count", "0", r"data\[0\]\.count"), ("count", "x", r"data\[0\]\.count")],
+)
+def test_trade_with_a_bad_id_or_count_is_rejected_naming_the_field(field: str, value: str, error: str) -> None:
+    frame = json.loads(_trades_push((5, 1)))
+    frame["data"][0][field] = value
+    parser = OkxParser()
+    with pytest.raises(ParseError, match=error):
+        parser.parse_frame(json.dumps(frame), 1)
+    assert [m.trade_id for m in parser.parse_frame(_trades_push((5, 1)), 2)] == ["5"]  # nothing of it was applied

@@ -82,6 +82,7 @@ def test_venue_channel_rules_come_from_the_venue_package(
         ("binance", "spot", {"depth_speed": "0ms"}, r"depth_speed: '0ms' is not offered on binance spot"),
         ("binance", "spot", {"snapshot_fetcher": "curl"}, r"snapshot_fetcher: Input should be 'ccxt' or 'http' \(got 'curl'\)"),
         ("binance", "spot", {"depth_sped": "100ms"}, r"depth_sped: unknown key \(not one of a binance feed's: .*depth_speed"),
+        ("okx", "spot", {"rest_url": "http://127.0.0.1:9"}, None),
         ("okx", "spot", {"depth_speed": "100ms"}, r"depth_speed: unknown key \(not one of an okx feed's: backoff, "),
         ("bybit", "linear", {"snapshot_fetcher": "ccxt"}, r"snapshot_fetcher: unknown key \(not one of a bybit feed's"),
     ],
@@ -99,4 +100,4 @@ def test_venue_feed_keys_belong_to_the_venue_and_errors_name_the_key(
     else:
         with pytest.raises(ValueError, match=error):
             build()
-    assert VENUES["okx"].feed_options is None and VENUES["bybit"].feed_options is None
+    assert VENUES["bybit"].feed_options is None

@@ -1,8 +1,8 @@
 """No trade silently lost: trades printed while the connection was down (or in a lost frame) are fetched.
 
-The local Binance server replays the real spot capture and goes on printing while the
-client is away (``Fault(DROP, missed=n)``: the frames go by without it); its REST
-``historicalTrades`` serves the trades it has printed. The daemon's trades must equal the
+The local Binance (OKX) server replays the real spot capture (the OKX v5 recording) and goes
+on printing while the client is away (``Fault(DROP, missed=n)``: the frames go by without it); its REST
+``historicalTrades`` (OKX ``history-trades``) serves the trades it has printed. The daemon's trades must equal the
 capture's full list (ids, prices, sizes, order), and a playback of the daemon's recording
 must see the same.
 """
@@ -14,11 +14,23 @@ from pathlib import Path
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
+from tradebus.adapters.okx.emulator import OkxProtocol
 from tradebus.engine.messages import Trade, TradesMissed
 from tradebus.node.daemon import PaperNode
 from tradebus.node.playback import Playback
 
-from .node_testdata import IID, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config, config_of, run_node
+from .node_testdata import (
+    IID,
+    OKX_IID,
+    OKX_INSTRUMENT,
+    SPOT_FRAMES,
+    SPOT_SNAPSHOT,
+    binance_config,
+    config_of,
+    okx_frames,
+    run_node,
+    stream_config,
+)
 
 #: Every trade of the capture, in order: (id, price, size).
 CAPTURE_TRADES = [
@@ -81,3 +93,76 @@ async def test_a_trade_frame_lost_mid_stream_is_fetched_without_reconnecting(tmp
     assert _keys(trades) == CAPTURE_TRADES
     (missed,) = [m for m in seen if isinstance(m, TradesMissed)]
     assert (missed.first_id, missed.last_id, missed.recovered) == (int(CAPTURE_TRADES[300][0]), int(CAPTURE_TRADES[300][0]), 1)
+
+
+# ----------------------------------------------------------------------------- OKX
+
+#: The OKX recording's BTC-USDT trade pushes, and every trade of them in order: (tradeId, price, size).
+OKX_TRADE_MATCH = '{"arg":{"channel":"trades","instId":"BTC-USDT"},"data"'
+OKX_FRAMES = okx_frames()
+OKX_TRADES = [
+    (d["tradeId"], float(d["px"]), float(d["sz"]))
+    for raw in (raw for _, raw in OKX_FRAMES if raw.startswith(OKX_TRADE_MATCH))
+    for d in json.loads(raw)["data"]
+]
+
+
+def _okx_config(ws_url: str | None, rest_url: str | None, tmp: Path | None = None) -> dict:
+    endpoints = {} if ws_url is None else {"ws_url": ws_url, "rest_url": rest_url}
+    data = stream_config(OKX_INSTRUMENT, OKX_IID, "okx", "spot", ["trades", "books"], **endpoints)
+    if tmp is not None:
+        data["record"] = str(tmp / "frames.jsonl.gz")
+    return data
+
+
+async def _run_okx(tmp: Path, faults: list[Fault], *, overlap: int) -> tuple[PaperNode, list, OkxProtocol]:
+    proto = OkxProtocol(OKX_FRAMES)
+    seen: list = []
+    async with LocalVenueServer(proto, OKX_FRAMES, faults, resume_overlap=overlap, lifetime=60.0) as srv:
+        node = PaperNode(config_of(_okx_config(srv.ws_url, srv.http_url, tmp)), handle_signals=False)
+        node.kernel.bus.subscribe(Trade, seen.append, OKX_IID)
+        node.kernel.bus.subscribe(TradesMissed, seen.append)
+
+        def done() -> bool:
+            return sum(isinstance(m, Trade) for m in seen) >= len(OKX_TRADES)
+
+        await run_node(node, done, timeout=30.0)
+    return node, seen, proto
+
+
+async def test_okx_trades_printed_while_the_connection_was_down_are_fetched_and_delivered_in_order(
+    tmp_path: Path,
+) -> None:
+    # the connection drops at the 20th BTC-USDT trade push; 120 frames go by before it is back, and the
+    # new connection starts 10 frames before where the venue is (a few seen again, most never sent)
+    faults = [Fault(FaultKind.DROP, at=20, match=OKX_TRADE_MATCH, missed=120)]
+    node, seen, proto = await _run_okx(tmp_path, faults, overlap=10)
+    trades = [m for m in seen if isinstance(m, Trade)]
+    assert node.summary.feeds["okx-public"]["connections"] == 2
+    assert _keys(trades) == OKX_TRADES  # every trade once, in order, with its price and size
+    (missed,) = [m for m in seen if isinstance(m, TradesMissed)]
+    assert missed.first_id == int(OKX_TRADES[20][0]) and missed.recovered == missed.last_id - missed.first_id + 1 > 0
+    assert proto.trade_requests >= 1
+    recovered = trades[20 : 20 + missed.recovered]
+    assert all(t.ts_init == missed.ts_init for t in recovered)  # received with the REST answer
+
+    # a playback of the recording recovers the same trades at the same place
+    play = Playback(config_of(_okx_config(None, None)))
+    replayed: list = []
+    play.kernel.bus.subscribe(Trade, replayed.append, OKX_IID)
+    play.kernel.bus.subscribe(TradesMissed, replayed.append)
+    play.run(tmp_path / "frames.jsonl.gz")
+    assert [(type(m).__name__, getattr(m, "trade_id", None), m.ts_init) for m in replayed] == [
+        (type(m).__name__, getattr(m, "trade_id", None), m.ts_init) for m in seen
+    ]
+
+
+async def test_okx_trade_push_lost_mid_stream_is_fetched_without_reconnecting(tmp_path: Path) -> None:
+    faults = [Fault(FaultKind.SKIP, at=30, match=OKX_TRADE_MATCH)]
+    node, seen, _ = await _run_okx(tmp_path, faults, overlap=0)
+    trades = [m for m in seen if isinstance(m, Trade)]
+    assert node.summary.feeds["okx-public"]["connections"] == 1
+    assert _keys(trades) == OKX_TRADES
+    (missed,) = [m for m in seen if isinstance(m, TradesMissed)]
+    assert (missed.first_id, missed.last_id, missed.recovered) == (int(OKX_TRADES[30][0]), int(OKX_TRADES[30][0]), 1)
+

@@ -54,7 +54,7 @@ from tradebus.adapters.common.feed import Feed, FeedConfig, connection_policy
 from tradebus.adapters.common.parsing import WHOLE_FRAME, FrameError, frame_error
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, FatalVenueError, KeepAlive, SubscriptionRejected
 from tradebus.adapters.common.recorder import FrameRecorder
-from tradebus.adapters.common.trade_gaps import TradeFetch, TradeGaps
+from tradebus.adapters.common.trade_gaps import TRADES_CONN, TradeFetch, TradeGaps
 from tradebus.adapters.binance.sync import BinanceFuturesRule, BinanceSpotRule
 from tradebus.adapters.common.sync import BookSync, SequenceRule
 from tradebus.engine.instrument import Instrument
@@ -75,9 +75,6 @@ SnapshotFetch = Callable[[str], Awaitable[BookSnapshot]]
 
 _control = msgspec.json.Decoder()
 
-
-#: Recorder connection prefix of a REST trade-history answer: ``"rest-trades:<SYMBOL>"``.
-TRADES_CONN = "rest-trades:"
 
 #: Trades per page of ``aggTrades`` / ``historicalTrades`` (the venue's maximum).
 TRADES_PAGE = 1000

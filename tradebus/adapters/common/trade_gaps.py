@@ -1,9 +1,11 @@
 """Continuity of a venue's sequential trade ids: a gap is detected, recovered where possible, and reported.
 
 Binance numbers every trade of a symbol (``t`` of the trade stream, ``a`` of aggTrade)
-and OKX every trade of an instrument (``tradeId``), one after the other. A trade whose id
-is beyond the next expected one means trades were printed that this process never saw
-(they went by while the connection was down, or a frame was lost). :class:`TradeGaps`
+and OKX every trade of an instrument (``tradeId``), one after the other. A message may
+stand for ``count`` consecutive ids ending at its own (an OKX ``trades`` push aggregates
+the fills of one taker order at one price: ``tradeId`` is the last of them). A trade whose
+first id is beyond the next expected one means trades were printed that this process never
+saw (they went by while the connection was down, or a frame was lost). :class:`TradeGaps`
 keeps the next expected id of each instrument, and on a gap:
 
 1. logs it and holds back the trade that revealed it, and every later trade of that
@@ -35,7 +37,10 @@ from tradebus.adapters.common.client import Sink
 from tradebus.engine.messages import Trade, TradesMissed
 from tradebus.errors import ConfigError
 
-__all__ = ["TradeFetch", "TradeGaps", "TradeLine"]
+__all__ = ["TRADES_CONN", "TradeFetch", "TradeGaps", "TradeLine"]
+
+#: Recorder connection prefix of a REST trade-history answer: ``"rest-trades:<venue symbol>"``.
+TRADES_CONN = "rest-trades:"
 
 TradeFetch = Callable[[str, int, int], Awaitable[tuple[list[Trade], int]]]
 """``fetch(instrument_id, first_id, last_id)``: the venue's trades of those ids and the receive time of
@@ -54,7 +59,7 @@ class TradeLine:
     def __init__(self, instrument_id: str) -> None:
         self.instrument_id = instrument_id
         self.next_id = _UNKNOWN
-        self.held: list[Trade] | None = None
+        self.held: list[tuple[Trade, int]] | None = None  # (trade, count of ids it stands for)
         self.gap = (0, 0)
         self.since_ns = 0
         self.task: asyncio.Task[None] | None = None
@@ -118,26 +123,29 @@ class TradeGaps:
             line = self.lines[instrument_id] = TradeLine(instrument_id)
         return line
 
-    def on_trade(self, line: TradeLine, trade: Trade, trade_id: int) -> None:
-        """Deliver ``trade`` (id ``trade_id``, not a duplicate) or hold it back behind a gap."""
-        if trade_id == line.next_id:
+    def on_trade(self, line: TradeLine, trade: Trade, trade_id: int, count: int = 1) -> None:
+        """Deliver ``trade`` (not a duplicate) or hold it back behind a gap.
+
+        ``trade_id`` is its id, the last of the ``count`` consecutive ids it stands for.
+        """
+        if trade_id - count + 1 == line.next_id:
             line.next_id = trade_id + 1
             self.sink(trade)
             return
-        self.off_sequence(line, trade, trade_id)
+        self.off_sequence(line, trade, trade_id, count)
 
-    def off_sequence(self, line: TradeLine, trade: Trade, trade_id: int) -> None:
+    def off_sequence(self, line: TradeLine, trade: Trade, trade_id: int, count: int = 1) -> None:
         """The slow path of :meth:`on_trade` (a venue handler inlines the compare and calls this)."""
         if line.held is not None:
-            line.held.append(trade)
+            line.held.append((trade, count))
             return
         expected = line.next_id
-        if expected == _UNKNOWN or trade_id < expected:  # the first trade; or an older one not seen before
-            if expected == _UNKNOWN:
-                line.next_id = trade_id + 1
+        first_id = trade_id - count + 1
+        if expected == _UNKNOWN or first_id < expected:  # the first trade; or an older one not seen before
+            line.next_id = max(expected, trade_id + 1)
             self.sink(trade)
             return
-        first, last = expected, trade_id - 1
+        first, last = expected, first_id - 1
         self.gaps += 1
         logger.warning(
             "{}: {} trade ids {}..{} missing ({} trades) before trade {}; {}",
@@ -149,7 +157,7 @@ class TradeGaps:
             trade_id,
             {"fetch": "fetching them", "recorded": "waiting for the recorded fetch", "none": "the venue keeps no history to fetch them from"}[self.recover],
         )
-        line.held = [trade]
+        line.held = [(trade, count)]
         line.next_id = _RECOVERING
         line.gap = (first, last)
         line.since_ns = trade.ts_init
@@ -215,8 +223,8 @@ class TradeGaps:
         held, line.held = line.held or [], None
         line.next_id = last + 1
         self.recovering -= 1
-        for trade in held:  # a held trade may reveal the next gap: the rest is held behind it
-            self.on_trade(line, trade, int(trade.trade_id))
+        for trade, count in held:  # a held trade may reveal the next gap: the rest is held behind it
+            self.on_trade(line, trade, int(trade.trade_id), count)
 
     async def close(self) -> None:
         """Cancel the fetches in flight."""

@@ -13,27 +13,51 @@ instrument, which makes OKX send a fresh snapshot. When the connection drops,
 every book is marked out of sync; the resubscription after the reconnect brings
 the snapshots, each followed by :class:`~tradebus.engine.messages.BookResynced`.
 Trades repeated across a reconnect are dropped by the parser (bounded window of
-trade ids per instrument). The connection logic is
+trade ids per instrument). Trades printed while the connection was down (or in a lost
+frame) leave a gap in the trade ids: the parser holds that instrument's later trades, the
+client fetches the missing ids from ``GET /api/v5/market/history-trades?type=1&after=``
+(newest first, :data:`TRADES_PAGE` a page, :data:`TRADES_TIMEOUT` seconds in all; with
+``x-simulated-trading: 1`` on the demo URL), records the answer as
+``"rest-trades:<instId>"`` and the parser delivers them in id order before the held trades,
+with :class:`~tradebus.engine.messages.TradesMissed`. The connection logic is
 :class:`~tradebus.adapters.common.client.StreamBookClient`'s.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import msgspec
+from loguru import logger
 
 from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, StreamBookClient
 from tradebus.adapters.common.feed import FeedConfig, ParserFeed, all_in_sync, connection_policy
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive, KeepAliveMode
 from tradebus.adapters.common.recorder import FrameRecorder
+from tradebus.adapters.common.trade_gaps import TRADES_CONN
 from tradebus.engine.instrument import Instrument
-from tradebus.adapters.okx.config import OkxConfig
-from tradebus.adapters.okx.parse import BOOK_CHANNELS, OkxParser, book_key
+from tradebus.engine.messages import Trade
+from tradebus.adapters.okx.config import OkxConfig, OkxFeedOptions
+from tradebus.adapters.okx.parse import BOOK_CHANNELS, OkxParser, book_key, parse_rest_trades
+from tradebus.adapters.okx.schemas import OkxRestResponse
+from tradebus.errors import ParseError, VenueError
 
-__all__ = ["OkxClient", "OkxFeedHandle", "okx_keepalive", "okx_policy", "subscribe_message"]
+__all__ = [
+    "TRADES_PAGE", "TRADES_TIMEOUT", "OkxClient", "OkxFeedHandle", "okx_keepalive", "okx_policy", "subscribe_message",
+]
+
+#: Trades per page of ``GET /api/v5/market/history-trades`` (the venue's maximum).
+TRADES_PAGE = 100
+
+#: Seconds a fetch of missing trades may take, every page included.
+TRADES_TIMEOUT = 10.0
+
+_HISTORY_PATH = "/api/v5/market/history-trades"
+_rest_response = msgspec.json.Decoder(OkxRestResponse)
 
 
 def okx_keepalive(interval: float = 25.0) -> KeepAlive:
@@ -69,6 +93,8 @@ class OkxClient(StreamBookClient):
         Initial ``(channel, instId)`` pairs, e.g. ``[("books", "BTC-USDT"), ("trades", "BTC-USDT")]``.
     url
         Overrides ``config.public_url`` (tests point it at a local server).
+    rest_url
+        Overrides ``config.rest_url``, the REST base of the trade history.
     policy
         Overrides :func:`okx_policy`.
     recorder
@@ -86,6 +112,7 @@ class OkxClient(StreamBookClient):
         subscriptions: Iterable[tuple[str, str]] = (),
         *,
         url: str | None = None,
+        rest_url: str | None = None,
         policy: ConnectionPolicy | None = None,
         recorder: FrameRecorder | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
@@ -94,8 +121,15 @@ class OkxClient(StreamBookClient):
         name = f"{self.config.venue.lower()}-public"
         policy = policy or okx_policy(self.config)
         super().__init__(name, sink, policy, url or self.config.public_url, recorder, clock_ns)
+        self.rest_url = (rest_url or self.config.rest_url).rstrip("/")
+        self._http: Any = None
         self.parser = OkxParser(
-            self.config.venue, verify_checksum=self.config.verify_checksum, resubscribe=self.resubscribe
+            self.config.venue,
+            verify_checksum=self.config.verify_checksum,
+            resubscribe=self.resubscribe,
+            fetch_trades=self._fetch_trades,
+            sink=sink,
+            clock_ns=clock_ns,
         )
         self.subscriptions.add(book_key(c, i) for c, i in subscriptions)
 
@@ -105,6 +139,69 @@ class OkxClient(StreamBookClient):
 
     def op_message(self, op: str, keys: Sequence[str]) -> str:
         return subscribe_message(op, (_split(key) for key in keys))
+
+    async def on_stopped(self) -> None:
+        await self.parser.gaps.close()
+        await super().on_stopped()
+        http, self._http = self._http, None
+        if http is not None:
+            await http.close()
+
+    async def _fetch_trades(self, instrument_id: str, first: int, last: int) -> tuple[list[Trade], int]:
+        """Trades ``first..last`` of ``instrument_id`` from the REST history, page by page; the answer is recorded.
+
+        Whatever went wrong (venue error, malformed page, :data:`TRADES_TIMEOUT`), the pages
+        fetched until then are kept, logged, and recorded as the answer, so a playback
+        recovers exactly what this run did.
+        """
+        inst_id = instrument_id.removesuffix(f".{self.config.venue}")
+        items: list[str] = []
+        after = last + 1
+        try:
+            async with asyncio.timeout(TRADES_TIMEOUT):
+                while after > first:
+                    page = await self._history_page(inst_id, after)
+                    ids = [int(t.trade_id) for t in parse_rest_trades(page, 0, instrument_id)]
+                    raws = msgspec.json.decode(page, type=list[msgspec.Raw])
+                    items += [bytes(r).decode() for r, tid in zip(raws, ids, strict=True) if first <= tid <= last]
+                    if not ids or min(ids) >= after:  # the history holds nothing older (or did not move)
+                        break
+                    after = min(ids)
+        except (VenueError, ParseError, TimeoutError) as exc:
+            logger.warning(
+                "{}: trades {}..{} of {}: fetch stopped after {} trades: {}: {}",
+                self.name, first, last, inst_id, len(items), type(exc).__name__, exc,
+            )
+        raw = "[" + ",".join(items) + "]"
+        recv_ns = self.clock_ns()
+        if self.recorder is not None:
+            self.recorder.write(recv_ns, f"{TRADES_CONN}{inst_id}", raw)
+        return parse_rest_trades(raw, recv_ns, instrument_id), recv_ns
+
+    async def _history_page(self, inst_id: str, after: int) -> bytes:
+        """The ``data`` list of one page of ``inst_id``'s trades older than id ``after`` (newest first)."""
+        import aiohttp
+
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TRADES_TIMEOUT))
+        what = f"OKX history-trades {inst_id} after {after}"
+        params = {"instId": inst_id, "type": "1", "after": str(after), "limit": str(TRADES_PAGE)}
+        headers = {"x-simulated-trading": "1"} if self.config.demo else None
+        try:
+            async with self._http.get(self.rest_url + _HISTORY_PATH, params=params, headers=headers) as resp:
+                body = await resp.read()
+                status = resp.status
+        except aiohttp.ClientError as exc:
+            raise VenueError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        if status != 200:
+            raise VenueError(f"{what}: HTTP {status}: {body[:200]!r}")
+        try:
+            answer = _rest_response.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise VenueError(f"{what}: not an OKX answer ({exc}): {body[:200]!r}") from None
+        if answer.code != "0":
+            raise VenueError(f"{what}: code {answer.code} {answer.msg!r}")
+        return bytes(answer.data)
 
 
 def _split(key: str) -> tuple[str, str]:
@@ -129,8 +226,13 @@ class OkxFeedHandle(ParserFeed):
         clock_ns: Callable[[], int],
     ) -> None:
         super().__init__(config, instruments, sink)
-        okx = OkxConfig(venue=self.venue_name, **({"public_url": config.ws_url} if config.ws_url else {}))
+        endpoints = {"public_url": config.ws_url} if config.ws_url else {}
+        rest_url = OkxFeedOptions.of(config).rest_url
+        if rest_url:
+            endpoints["rest_url"] = rest_url
+        okx = OkxConfig(venue=self.venue_name, **endpoints)
         self.okx = okx
+        self._inst_ids = frozenset(self.symbols.values())
         self.pairs = [(ch, self.symbols[iid]) for iid in self.instrument_ids for ch in config.channels_of(iid)]
         if live:
             policy = connection_policy(config, okx_keepalive(okx.ping_after_s))
@@ -142,6 +244,19 @@ class OkxFeedHandle(ParserFeed):
             self.client = None
             self.parser = OkxParser(okx.venue, verify_checksum=okx.verify_checksum)
             self.name = f"{okx.venue.lower()}-public"
+
+    def on_frame(self, raw: str | bytes, recv_ns: int, conn: str) -> None:
+        if conn.startswith(TRADES_CONN):  # a recorded history-trades answer, not a frame of the stream
+            sink = self.sink
+            for msg in self.parser.on_trades_answer(raw, recv_ns, conn[len(TRADES_CONN) :]):
+                sink(msg)
+            return
+        super().on_frame(raw, recv_ns, conn)
+
+    def accepts(self, conn: str) -> bool:
+        if conn.startswith(TRADES_CONN):
+            return conn[len(TRADES_CONN) :] in self._inst_ids
+        return super().accepts(conn)
 
     def book_checks(self) -> dict[str, Callable[[], bool]]:
         checks: dict[str, Callable[[], bool]] = {}

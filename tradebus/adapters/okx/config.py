@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
+from tradebus.adapters.common.feed import FeedOptions
 from tradebus.config.base import StrictModel
 
 
@@ -22,6 +23,7 @@ __all__ = [
     "FILL_CHANNELS",
     "UTC_CANDLE_BARS",
     "OkxConfig",
+    "OkxFeedOptions",
     "check_feed",
     "known_channel",
     "stream_symbol",
@@ -45,6 +47,12 @@ class OkxConfig(StrictModel):
         Consider the connection dead if no ``"pong"`` (or any frame) arrives this long after a ping.
     verify_checksum
         Verify the books CRC32 (OKX deprecates it in 2026: it will be sent as 0 and skipped).
+    rest_url
+        REST base of the trade history that fills a gap in trade ids
+        (``GET /api/v5/market/history-trades``).
+    demo
+        The public URL is OKX's demo trading one (``wspap.okx.com``): REST requests carry
+        ``x-simulated-trading: 1``, so the history is the demo's, whose trade ids the stream has.
     """
 
     public_url: str = "wss://ws.okx.com:8443/ws/v5/public"
@@ -52,6 +60,11 @@ class OkxConfig(StrictModel):
     ping_after_s: float = Field(default=25.0, gt=0.0, lt=30.0)
     pong_timeout_s: float = Field(default=5.0, gt=0.0)
     verify_checksum: bool = True
+    rest_url: str = "https://www.okx.com"
+
+    @property
+    def demo(self) -> bool:
+        return "wspap.okx.com" in self.public_url
 
 
 # ----------------------------------------------------------------------------- paper feed rules
@@ -94,8 +107,21 @@ CANDLE_CHANNELS: tuple[str, ...] = (
 )
 
 
-FEED_OPTIONS = None
-"""A feed takes only the common keys (no venue options)."""
+class OkxFeedOptions(FeedOptions):
+    """The keys of an OKX paper feed beyond the common ones.
+
+    Parameters
+    ----------
+    rest_url
+        The REST base the trade history comes from (a gap in trade ids is filled from
+        ``GET /api/v5/market/history-trades``); ``None``: ``https://www.okx.com``.
+    """
+
+    rest_url: str | None = None
+
+
+FEED_OPTIONS = OkxFeedOptions
+"""The keys an OKX feed takes beyond the common ones."""
 
 
 def known_channel(channel: str) -> bool:

@@ -11,6 +11,11 @@
   plugin rebuilds every recorded book with an :class:`~tradebus.adapters.okx.parse.OkxParser`
   and serves a late subscription a snapshot of it -- raw strings and CRC32 as OKX
   computes them, ``seqId`` of the last update (when the recording has them).
+* ``GET /api/v5/market/history-trades?instId=&type=1&after=&before=&limit=`` serves the
+  trades of the ``trades`` / ``trades-all`` frames the server has replayed (or skipped: a
+  trade printed while a client was away is in the history), newest first, at most 100 a
+  page, in OKX's envelope; each pushed element is one trade at its ``tradeId`` (the
+  recordings' pushes have no ``count`` above 1).
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ from tradebus.adapters.common.local_server import Session, StreamBookProtocol
 from tradebus.adapters.okx.parse import BOOK_CHANNELS, OkxParser, book_key
 from tradebus.adapters.okx.schemas import OkxArg
 from tradebus.adapters.okx.sync import okx_checksum
+
+_HISTORY_PATH = "/api/v5/market/history-trades"
+_TRADE_CHANNELS = ("trades", "trades-all")
+_REST_KEYS = ("instId", "tradeId", "px", "sz", "side", "ts")
 
 __all__ = ["OkxProtocol", "emulator"]
 
@@ -58,6 +67,9 @@ class OkxProtocol(StreamBookProtocol):
         self._head = msgspec.json.Decoder(_Head)
         self._request = msgspec.json.Decoder(_Request)
         self._parser = OkxParser()
+        self.trade_requests = 0
+        #: ``instId -> {tradeId: REST element}`` of the trades printed so far.
+        self.printed: dict[str, dict[int, dict[str, str]]] = {}
         super().__init__(frames)
 
     # ---------------------------------------------------------------- protocol
@@ -93,6 +105,35 @@ class OkxProtocol(StreamBookProtocol):
         if head.event or head.arg is None:
             return "event"
         return book_key(head.arg.channel, head.arg.instId)
+
+    def on_sent(self, raw: str) -> None:
+        super().on_sent(raw)
+        if '"trades' not in raw:
+            return
+        frame = json.loads(raw)
+        if frame.get("event") or frame.get("arg", {}).get("channel") not in _TRADE_CHANNELS:
+            return
+        for d in frame.get("data") or []:
+            item = {k: d[k] for k in _REST_KEYS} | {"source": d.get("source", "0")}
+            self.printed.setdefault(d["instId"], {})[int(d["tradeId"])] = item
+
+    def http(self, path: str, query: dict[str, list[str]]) -> tuple[int, str] | None:
+        if path != _HISTORY_PATH:
+            return None
+        self.trade_requests += 1
+        if "instId" not in query:
+            return 200, json.dumps({"code": "50014", "msg": "Parameter instId can not be empty", "data": []})
+        if query.get("type", ["1"])[0] != "1":
+            return 200, json.dumps({"code": "51000", "msg": "this emulator pages by tradeId only", "data": []})
+        printed = self.printed.get(query["instId"][0], {})
+        limit = min(int(query.get("limit", ["100"])[0]), 100)
+        ids = sorted(printed, reverse=True)
+        if "after" in query:
+            ids = [i for i in ids if i < int(query["after"][0])]
+        if "before" in query:
+            ids = [i for i in ids if i > int(query["before"][0])]
+        rows = [printed[i] for i in ids[:limit]]
+        return 200, json.dumps({"code": "0", "msg": "", "data": rows})
 
     def unknown_message(self) -> str:
         return '{"arg":{"channel":"brand-new-channel","instId":"BTC-USDT"},"data":[{"x":"1"}]}'

@@ -19,14 +19,23 @@ emitted until a fresh snapshot arrives; the books resubscribe the stream (the
 ``resubscribe`` callable, given by the client), which makes OKX send that snapshot,
 and record the request (:attr:`OkxParser.resync_requests`). The snapshot that ends a
 resync is followed by a :class:`BookResynced` message.
+
+Trades: de-duplicated by ``tradeId`` per instrument, and checked for gaps in the ids
+(:class:`~tradebus.adapters.common.trade_gaps.TradeGaps`, :attr:`OkxParser.gaps`). A
+``trades`` push stands for ``count`` fills ending at ``tradeId`` (so the next one starts
+at ``tradeId + 1``); ``trades-all`` has one fill per element. Trades after a gap are held
+back until the missing ids were fetched (``fetch_trades``, live: the recovered trades and
+later ones reach ``sink``) or their recorded answer was fed with
+:meth:`OkxParser.on_trades_answer` (playback: the messages are returned, as those of a frame).
 """
 
 from __future__ import annotations
 
 import re
+import time
 from calendar import monthrange
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
@@ -38,6 +47,7 @@ from tradebus.adapters.common.parsing import MAX_MILLIS, MS, WHOLE_FRAME, FieldE
 from tradebus.adapters.common.policy import SubscriptionRejected
 from tradebus.adapters.common.stream_books import Resubscribe, StreamBooks, StreamBooksParser
 from tradebus.adapters.common.sync import BookSync
+from tradebus.adapters.common.trade_gaps import TradeFetch, TradeGaps
 from tradebus.adapters.okx.config import BOOK_CHANNELS as _BOOK_CHANNELS
 from tradebus.adapters.okx.schemas import (
     OkxBbo,
@@ -53,9 +63,9 @@ from tradebus.adapters.okx.schemas import (
 )
 from tradebus.adapters.okx.sync import OkxLevels, OkxRule
 from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, FundingRate, MarkPrice, Quote, Trade
-from tradebus.errors import ParseError
+from tradebus.errors import ConfigError, ParseError
 
-__all__ = ["BOOK_CHANNELS", "OkxParser", "book_key", "candle_close_ms", "describe_frame"]
+__all__ = ["BOOK_CHANNELS", "OkxParser", "book_key", "candle_close_ms", "describe_frame", "parse_rest_trades"]
 
 BOOK_CHANNELS = frozenset(_BOOK_CHANNELS)
 """Channels carrying an L2 book (``books5`` sends a full 5-level snapshot every time)."""
@@ -68,6 +78,7 @@ _HK = timezone(timedelta(hours=8))
 _DEDUP_WINDOW = 4096
 _INF = float("inf")
 _CHANNEL = re.compile(r'"channel"\s*:\s*"([^"]+)"')
+_rest_trades = msgspec.json.Decoder(list[OkxTrade], strict=False)
 
 
 def book_key(channel: str, inst_id: str) -> str:
@@ -117,11 +128,20 @@ class OkxParser(StreamBooksParser):
     resubscribe
         Async ``resubscribe("channel:instId")`` of the client: how a failed book gets a
         fresh snapshot. ``None``: the caller feeds snapshots (playback, tests).
+    fetch_trades
+        Async fetch of the trades a gap in trade ids skipped (live, with ``sink``); ``None``:
+        the recorded answers are fed with :meth:`on_trades_answer` (playback, tests).
+    sink
+        Receives what a fetch recovers, and the trades held behind the gap, when the fetch ends.
+    clock_ns
+        Receive-time source of a failed fetch's TradesMissed.
 
     Attributes
     ----------
     books
         The order books (``"channel:instId"`` -> BookSync).
+    gaps
+        Trade-id continuity per instrument.
     skipped
         Counts of frames or items skipped, by reason (``"unknown_channel:xyz"``,
         ``"unconfirmed_candle"``, ``"duplicate_trade"`` ...).
@@ -133,7 +153,12 @@ class OkxParser(StreamBooksParser):
         *,
         verify_checksum: bool = True,
         resubscribe: Resubscribe | None = None,
+        fetch_trades: TradeFetch | None = None,
+        sink: Callable[[object], None] | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
+        if fetch_trades is not None and sink is None:
+            raise ConfigError("OkxParser: fetch_trades needs a sink for the trades it recovers")
         self.venue = venue
         self.verify_checksum = verify_checksum
         self._recv_ns = 0
@@ -142,6 +167,17 @@ class OkxParser(StreamBooksParser):
         self.skipped: Counter[str] = Counter()
         self._iids: dict[str, str] = {}
         self._trade_ids: dict[str, TradeDeduper] = {}
+        self._sink = sink
+        self._frame_out: list | None = None  # where TradeGaps delivers while a frame is parsed
+        self._replayed_gaps = fetch_trades is None
+        self.gaps = TradeGaps(
+            venue,
+            self._emit,
+            self._seen_trade,
+            recover="recorded" if fetch_trades is None else "fetch",
+            fetch=fetch_trades,
+            clock_ns=clock_ns,
+        )
         self._frame = msgspec.json.Decoder(OkxFrame)
         self._trades = msgspec.json.Decoder(list[OkxTrade], strict=False)
         self._tickers = msgspec.json.Decoder(list[OkxTicker], strict=False)
@@ -188,6 +224,9 @@ class OkxParser(StreamBooksParser):
     def parse_frame(self, raw: bytes | str, recv_ns: int) -> list:
         """Parse one frame into core messages.
 
+        In a playback, trades held behind a gap whose recorded answer did not come in time
+        are released first (see :meth:`TradeGaps.expire`).
+
         Parameters
         ----------
         raw
@@ -209,6 +248,23 @@ class OkxParser(StreamBooksParser):
         SubscriptionRejected
             An ``error`` event: OKX refused a subscription request.
         """
+        if self.gaps.recovering and self._replayed_gaps:
+            return self._collect(self.gaps.expire, recv_ns) + self._parse(raw, recv_ns)
+        return self._parse(raw, recv_ns)
+
+    def on_trades_answer(self, raw: bytes | str, recv_ns: int, inst_id: str) -> list:
+        """A recorded history-trades answer (``"rest-trades:<instId>"``): the messages recovering ``inst_id``'s gap.
+
+        Raises
+        ------
+        ParseError
+            The answer is not a list of OKX trades.
+        """
+        iid = self.instrument_id(inst_id)
+        trades = parse_rest_trades(raw, recv_ns, iid)
+        return self._collect(self.gaps.on_recorded, iid, trades, recv_ns)
+
+    def _parse(self, raw: bytes | str, recv_ns: int) -> list:
         if raw == "pong" or raw == b"pong":
             return []
         try:
@@ -261,25 +317,66 @@ class OkxParser(StreamBooksParser):
             logger.debug("OKX event {} {}", frame.event, frame.arg)
 
     def _on_trades(self, channel: str, inst_id: str, frame: OkxFrame, recv_ns: int) -> list:
-        """``trades``: one Trade per element; ``side`` is the taker side.
+        """``trades`` / ``trades-all``: one Trade per element; ``side`` is the taker side.
+
+        A ``trades`` element stands for ``count`` fills whose ids end at ``tradeId``; a trade
+        whose first id is beyond the instrument's next one reveals a gap (see the module docstring).
 
         Payload::
 
-            {"arg": {"channel": "trades", "instId": "BTC-USD-220527"},
-             "data": [{"instId": "BTC-USD-220527", "tradeId": "7849", "px": "30218.8",
-                       "sz": "1", "side": "buy", "ts": "1652459199958"}]}
+            {"arg": {"channel": "trades", "instId": "BTC-USDT"},
+             "data": [{"instId": "BTC-USDT", "tradeId": "130639474", "px": "42219.9",
+                       "sz": "0.12060306", "side": "buy", "ts": "1630048897897", "count": "3"}]}
         """
-        out = []
-        for t in self._trades.decode(frame.data):
-            iid = self.instrument_id(t.instId)
-            recent = self._trade_ids.get(iid)
-            if recent is None:
-                recent = self._trade_ids[iid] = TradeDeduper(_DEDUP_WINDOW)
-            if recent.seen(t.tradeId):
-                self.skipped["duplicate_trade"] += 1
-                logger.debug("OKX: duplicate trade {} {} dropped", iid, t.tradeId)
-                continue
-            out.append(Trade(iid, t.ts * MS, recv_ns, t.px, t.sz, 1 if t.side == "buy" else -1, t.tradeId))
+        items = self._trades.decode(frame.data)
+        ids = [_trade_ids(i, t) for i, t in enumerate(items)]
+        gaps = self.gaps
+        out: list = []
+        self._frame_out = out
+        try:
+            for t, (last, count) in zip(items, ids, strict=True):
+                iid = self.instrument_id(t.instId)
+                if self._deduper(iid).seen(t.tradeId):
+                    self.skipped["duplicate_trade"] += 1
+                    logger.debug("OKX: duplicate trade {} {} dropped", iid, t.tradeId)
+                    continue
+                trade = Trade(iid, t.ts * MS, recv_ns, t.px, t.sz, 1 if t.side == "buy" else -1, t.tradeId)
+                line = gaps.line(iid)
+                if last - count + 1 == line.next_id:
+                    line.next_id = last + 1
+                    out.append(trade)
+                else:
+                    gaps.off_sequence(line, trade, last, count)
+        finally:
+            self._frame_out = None
+        return out
+
+    def _deduper(self, iid: str) -> TradeDeduper:
+        recent = self._trade_ids.get(iid)
+        if recent is None:
+            recent = self._trade_ids[iid] = TradeDeduper(_DEDUP_WINDOW)
+        return recent
+
+    def _seen_trade(self, key: Hashable) -> bool:
+        iid, trade_id = key  # type: ignore[misc]
+        return self._deduper(iid).seen(trade_id)
+
+    def _emit(self, msg: object) -> None:
+        """Where :attr:`gaps` delivers: the messages of the frame being parsed, else the sink (a fetch ended)."""
+        out = self._frame_out
+        if out is not None:
+            out.append(msg)
+        elif self._sink is not None:
+            self._sink(msg)
+
+    def _collect(self, call: Callable[..., None], *args: object) -> list:
+        """The messages :attr:`gaps` delivers during ``call(*args)``."""
+        out: list = []
+        self._frame_out = out
+        try:
+            call(*args)
+        finally:
+            self._frame_out = None
         return out
 
     def _on_tickers(self, channel: str, inst_id: str, frame: OkxFrame, recv_ns: int) -> list:
@@ -456,6 +553,39 @@ class OkxParser(StreamBooksParser):
                 delta = BookDelta(iid, ts_event, recv_ns, bids, asks, -1, seq, prev)
                 out += books.on_delta(key, sync, delta, extra)
         return out
+
+
+def parse_rest_trades(raw: bytes | str, recv_ns: int, instrument_id: str) -> list[Trade]:
+    """The ``data`` list of ``GET /api/v5/market/history-trades`` -> :class:`Trade` list (``ts_init`` = ``recv_ns``).
+
+    Payload (newest first, one fill per element)::
+
+        [{"instId": "BTC-USDT", "side": "sell", "sz": "0.00001", "source": "0", "px": "29963.2",
+          "tradeId": "242720720", "ts": "1654161646974"}]
+
+    Raises
+    ------
+    ParseError
+        Not a list of trades, or a field has a wrong type or an impossible value.
+    """
+    try:
+        items = _rest_trades.decode(raw)
+        for i, t in enumerate(items):
+            _trade_ids(i, t)
+    except (msgspec.DecodeError, msgspec.ValidationError, FieldError) as exc:
+        raise frame_error("OKX", "history-trades", raw, exc) from None
+    return [Trade(instrument_id, t.ts * MS, recv_ns, t.px, t.sz, 1 if t.side == "buy" else -1, t.tradeId) for t in items]
+
+
+def _trade_ids(index: int, t: OkxTrade) -> tuple[int, int]:
+    """``(last id, count)`` of a trade element: its ``tradeId`` and how many fills it stands for."""
+    if not t.tradeId.isdigit():
+        raise FieldError(f"[{index}].tradeId", f"{t.tradeId!r}: expected a decimal integer")
+    if not t.count:
+        return int(t.tradeId), 1
+    if not t.count.isdigit() or int(t.count) < 1:
+        raise FieldError(f"[{index}].count", f"{t.count!r}: expected an integer >= 1")
+    return int(t.tradeId), int(t.count)
 
 
 def _scan_channel(raw: bytes | str) -> str:

@@ -34,6 +34,7 @@ __all__ = [
     "OkxInstrumentsResponse",
     "OkxLevel",
     "OkxMarkPrice",
+    "OkxRestResponse",
     "OkxTicker",
     "OkxTrade",
 ]
@@ -71,7 +72,12 @@ class OkxFrame(msgspec.Struct):
 
 
 class OkxTrade(msgspec.Struct, frozen=True):
-    """One element of a ``trades`` push."""
+    """One element of a ``trades`` / ``trades-all`` push, or of ``GET /api/v5/market/history-trades``.
+
+    A ``trades`` push aggregates the fills of one taker order at one price: ``count`` of
+    them, whose ids end at ``tradeId`` (``tradeId`` 123 with ``count`` 3 stands for 121, 122
+    and 123). ``trades-all`` and the REST history have one trade per element and no ``count``.
+    """
 
     instId: str
     tradeId: str
@@ -209,6 +215,14 @@ class OkxInstrument(msgspec.Struct, frozen=True):
     ctType: str = ""
     uly: str = ""
     instFamily: str = ""
+
+
+class OkxRestResponse(msgspec.Struct, frozen=True):
+    """Envelope of a public REST answer, ``data`` kept raw: ``{"code": "0", "msg": "", "data": [...]}``."""
+
+    code: str
+    data: msgspec.Raw = msgspec.Raw(b"[]")
+    msg: str = ""
 
 
 class OkxInstrumentsResponse(msgspec.Struct, frozen=True):
