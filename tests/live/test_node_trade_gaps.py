@@ -12,14 +12,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from loguru import logger
+
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
 from tradebus.adapters.okx.emulator import OkxProtocol
 from tradebus.engine.messages import Trade, TradesMissed
 from tradebus.node.daemon import PaperNode
+from tradebus.node.feeds import build_feeds
 from tradebus.node.playback import Playback
 
 from .node_testdata import (
+    BYBIT_IID,
+    BYBIT_INSTRUMENT,
     IID,
     OKX_IID,
     OKX_INSTRUMENT,
@@ -166,3 +171,16 @@ async def test_okx_trade_push_lost_mid_stream_is_fetched_without_reconnecting(tm
     (missed,) = [m for m in seen if isinstance(m, TradesMissed)]
     assert (missed.first_id, missed.last_id, missed.recovered) == (int(OKX_TRADES[30][0]), int(OKX_TRADES[30][0]), 1)
 
+
+def test_a_bybit_trade_feed_says_once_that_trade_continuity_cannot_be_checked() -> None:
+    logs: list[str] = []
+    handler = logger.add(lambda m: logs.append(m.record["message"]), level="WARNING")
+    try:
+        data = stream_config(BYBIT_INSTRUMENT, BYBIT_IID, "bybit", "linear", ["publicTrade", "orderbook.50"])
+        build_feeds(config_of(data), [].append, live=True)
+    finally:
+        logger.remove(handler)
+    assert [m for m in logs if "continuity" in m] == [
+        "bybit-linear: Bybit public trade ids are not sequential: trade continuity cannot be checked, so trades "
+        "printed while the connection is down are missing (no TradesMissed)"
+    ]

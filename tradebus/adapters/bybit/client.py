@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
+from loguru import logger
 
 from tradebus.adapters.bybit.config import BybitConfig
 from tradebus.adapters.bybit.parse import BybitParser
@@ -126,6 +127,13 @@ class BybitFeedHandle(ParserFeed):
         self.bybit = bybit.model_copy(update=updates) if updates else bybit
         self.topics = [f"{ch}.{self.symbols[iid]}" for iid in self.instrument_ids for ch in config.channels_of(iid)]
         if live:
+            if any(topic.startswith("publicTrade.") for topic in self.topics):
+                # linear trade ids are UUIDs, spot ones one sequence shared by every symbol: a gap cannot be seen
+                logger.warning(
+                    "{}-{}: Bybit public trade ids are not sequential: trade continuity cannot be checked, so "
+                    "trades printed while the connection is down are missing (no TradesMissed)",
+                    self.venue_name.lower(), config.market,
+                )
             policy = connection_policy(config, bybit_keepalive(self.bybit.ping_interval_s))
             client = BybitClient(sink, self.bybit, self.topics, policy=policy, recorder=recorder, clock_ns=clock_ns)
             self.client = client
