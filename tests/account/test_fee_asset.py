@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from tradebus.engine.bus import MessageBus
@@ -101,3 +102,63 @@ def test_a_journaled_bnb_fee_is_booked_in_bnb_again_after_a_restart(tmp_path: Pa
     assert restarted.account.balance("USDT") == 10_000.0 - 600.0
     assert restarted.account.balance("BNB") == pytest.approx(-0.00002)
     assert restarted.fees_unvalued == {"BNB": pytest.approx(0.00002)}
+
+
+def test_a_base_asset_fee_on_a_spot_buy_leaves_a_position_the_size_of_the_balance_and_sells_in_full() -> None:
+    portfolio = Portfolio({BTC.instrument_id: BTC}, 10_000.0)
+    bought = portfolio.apply_fill(_fill(OrderSide.BUY, 0.01, 60_000.0, 0.00001, "BTC"))
+    # the venue credits 0.01 - 0.00001 = 0.00999 BTC and debits 600 USDT: position and cash follow it
+    assert bought.quantity == portfolio.account.balance("BTC") == 0.01 - 0.00001
+    assert bought.avg_price == pytest.approx(60_000.0, rel=1e-15)
+    assert portfolio.cash == portfolio.account.balance("USDT") == 10_000.0 - 600.0
+    assert portfolio.fees_paid == pytest.approx(0.6)  # 0.00001 BTC at 60 000, counted once
+    portfolio.mark(BTC.instrument_id, 70_000.0)
+    # 9 400 USDT + 0.00999 BTC at 70 000 = 9 400 + 699.3
+    assert portfolio.equity() == pytest.approx(10_099.3, abs=1e-9)
+    assert portfolio.unrealized_pnl() == pytest.approx(0.00999 * 10_000.0, abs=1e-9)  # 99.9
+
+    # the strategy sells its whole position; a sell pays its fee in USDT (Binance charges the asset received)
+    sell = SubmitOrder("s1", BTC.instrument_id, "", OrderSide.SELL, portfolio.position(BTC.instrument_id), 1, 1, OrderType.MARKET)
+    assert portfolio.account.check_order(sell, 61_000.0) is None
+    sold = portfolio.apply_fill(_fill(OrderSide.SELL, portfolio.position(BTC.instrument_id), 61_000.0, 0.60939, "", coid="c2"))
+    assert sold.quantity == 0.0 and portfolio.account.balance("BTC") == 0.0
+    # proceeds 0.00999 * 61 000 = 609.39 less its fee 0.60939: 9 400 + 609.39 - 0.60939 = 10 008.78061
+    assert portfolio.cash == pytest.approx(10_008.78061, abs=1e-9)
+    assert portfolio.account.balance("USDT") == pytest.approx(10_008.78061, abs=1e-9)
+    # realised 0.00999 * (61 000 - 60 000) = 9.99; fees 0.6 + 0.60939 = 1.20939; 9.99 - 1.20939 = 8.78061
+    assert portfolio.realized_pnl == pytest.approx(9.99, abs=1e-9)
+    assert portfolio.fees_paid == pytest.approx(1.20939, abs=1e-12)
+    assert portfolio.equity() - 10_000.0 == pytest.approx(8.78061, abs=1e-9)
+
+
+def test_a_base_asset_fee_on_a_spot_sell_takes_the_fee_coins_from_the_position() -> None:
+    portfolio = Portfolio({BTC.instrument_id: BTC}, 10_000.0)
+    portfolio.apply_fill(_fill(OrderSide.BUY, 0.02, 60_000.0, 1.2, ""))
+    portfolio.apply_fill(_fill(OrderSide.SELL, 0.01, 61_000.0, 0.00001, "BTC", coid="c2"))
+    # BTC 0.02 - 0.01 - 0.00001 = 0.00999; USDT 10 000 - 1 200 - 1.2 + 610 = 9 408.8
+    assert portfolio.position(BTC.instrument_id) == pytest.approx(0.00999, abs=1e-15)
+    assert portfolio.account.balance("BTC") == pytest.approx(0.00999, abs=1e-15)
+    assert portfolio.cash == pytest.approx(9_408.8, abs=1e-9)
+    # realised 0.01001 * 1 000 = 10.01 (the fee coins left the position at 61 000); fees 1.2 + 0.61
+    assert portfolio.realized_pnl == pytest.approx(10.01, abs=1e-9)
+    assert portfolio.fees_paid == pytest.approx(1.81, abs=1e-12)
+    assert portfolio.equity() - 10_000.0 == pytest.approx(10.01 - 1.81, abs=1e-9)
+
+
+def test_strategies_sharing_an_instrument_each_hold_what_their_fills_left_after_a_base_asset_fee() -> None:
+    from tradebus.engine.kernel import Kernel
+    from tradebus.strategies.base import Strategy
+
+    kernel = Kernel([BTC], initial_cash=10_000.0)
+    kernel.add_strategy(Strategy(BTC.instrument_id, strategy_id="s1"))
+    kernel.add_strategy(Strategy(BTC.instrument_id, strategy_id="s2"))
+    kernel.start()
+    fills = [_fill(OrderSide.BUY, 0.01, 60_000.0, 0.00001, "BTC"), _fill(OrderSide.BUY, 0.02, 60_000.0, 1.2, "", coid="c2")]
+    fills[1] = msgspec.structs.replace(fills[1], strategy_id="s2")
+    for fill in fills:  # as a restart replays them from the journal
+        kernel.portfolio.apply_fill(fill)
+        kernel.record_journaled(fill)
+    # s1 bought 0.01 and paid 0.00001 of it: 0.00999; s2 bought 0.02 paying USDT: 0.02
+    assert kernel.strategy_position("s1", BTC.instrument_id) == 0.01 - 0.00001
+    assert kernel.strategy_position("s2", BTC.instrument_id) == 0.02
+    assert kernel.portfolio.position(BTC.instrument_id) == pytest.approx(0.02999, abs=1e-15)

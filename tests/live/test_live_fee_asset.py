@@ -11,6 +11,7 @@ import pytest
 from tests.live.live_harness import harness, until
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderSide, OrderStatus
+from tradebus.node.reconcile import Reconciler
 
 #: 0.1 % taker fee: a market buy of 0.01 BTC at 60 000 pays 0.6 USDT, i.e. 0.6 / 500 = 0.0012 BNB.
 BTC = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5, taker_fee=0.001)
@@ -54,3 +55,44 @@ async def test_a_fill_charged_in_the_quote_asset_still_debits_the_quote_asset() 
         account = h.kernel.portfolio.account
         assert account.balance("USDT") == pytest.approx(100_000.0 - 600.0 - 0.6, abs=1e-9)
         assert h.kernel.portfolio.fees_paid == pytest.approx(0.6) and h.kernel.portfolio.fees_unvalued == {}
+
+
+async def test_a_buy_paying_its_fee_in_the_base_asset_is_sold_in_full_and_reconciles() -> None:
+    async with harness(inst=BTC, balances={"USDT": 100_000.0}) as h:
+        h.emulator.fee_in_received = True  # Binance without BNB: a buy's fee comes out of the coins bought
+        holds: dict[str, str] = {}
+        reconciler = Reconciler(h.kernel, h.venue, lambda iid, why: holds.__setitem__(iid, why) if why else holds.pop(iid, None), 2.0)
+        buy = h.submit(OrderSide.BUY, 0.01)
+        await until(lambda: buy.status is OrderStatus.ACCEPTED)
+        h.trade(60_000.0)
+        await until(lambda: buy.status is OrderStatus.FILLED)
+        (row,) = h.emulator.trades
+        # 0.6 USDT of fee at 60 000 is 0.00001 BTC: the venue credits 0.00999 BTC
+        assert (row["commissionAsset"], float(row["commission"])) == ("BTC", 0.00001)
+        assert h.emulator.balances == {"USDT": 100_000.0 - 600.0, "BTC": 0.01 - 0.00001}
+        portfolio = h.kernel.portfolio
+        held = h.kernel.context.position("s1", IID)  # what the strategy sizes its exit on
+        assert held == portfolio.account.balance("BTC") == h.emulator.balances["BTC"]
+        assert portfolio.cash == portfolio.account.balance("USDT") == h.emulator.balances["USDT"]
+        await reconciler.round()
+        await reconciler.round()
+        assert holds == {}
+
+        sell = h.submit(OrderSide.SELL, held)
+        await until(lambda: sell.status in (OrderStatus.ACCEPTED, OrderStatus.DENIED, OrderStatus.REJECTED))
+        assert sell.status is OrderStatus.ACCEPTED
+        h.trade(61_000.0)
+        await until(lambda: sell.status is OrderStatus.FILLED)
+        # the sell's fee is in USDT: 0.00999 * 61 000 * 0.001 = 0.60939; USDT 99 400 + 609.39 - 0.60939
+        assert h.emulator.trades[-1]["commissionAsset"] == "USDT"
+        assert h.emulator.balances["BTC"] == 0.0
+        assert h.emulator.balances["USDT"] == pytest.approx(100_008.78061, abs=1e-9)
+        assert portfolio.position(IID) == portfolio.account.balance("BTC") == 0.0
+        assert portfolio.account.balance("USDT") == pytest.approx(h.emulator.balances["USDT"], abs=1e-9)
+        # realised 0.00999 * 1 000 = 9.99, fees 0.6 + 0.60939: equity up 9.99 - 1.20939 = 8.78061
+        assert portfolio.realized_pnl == pytest.approx(9.99, abs=1e-9)
+        assert portfolio.fees_paid == pytest.approx(1.20939, abs=1e-9)
+        assert portfolio.equity() == pytest.approx(100_008.78061, abs=1e-9)
+        await reconciler.round()
+        await reconciler.round()
+        assert holds == {} and reconciler.differences == 0

@@ -185,18 +185,20 @@ class SpotCashAccount:
         total = self._total
         base, quote = spec[0], spec[1]
         qty = fill.last_qty
+        moved = qty if fill.side > 0 else -qty
         fee_asset = fill.fee_asset
+        fee = fill.fee
         if fee_asset and fee_asset != quote:
             # charged in another asset: the quote asset moves by the notional alone
-            total[fee_asset] = total.get(fee_asset, 0.0) - fill.fee
+            if fee_asset == base:
+                moved -= fee  # as the portfolio moves the position, to the last bit
+            else:
+                total[fee_asset] = total.get(fee_asset, 0.0) - fee
             fee = 0.0
-        else:
-            fee = fill.fee
+        total[base] += moved
         if fill.side > 0:
-            total[base] += qty
             total[quote] -= qty * fill.last_px + fee
         else:
-            total[base] -= qty
             total[quote] += qty * fill.last_px - fee
 
     def apply_funding(self, instrument_id: str, payment: float) -> None:

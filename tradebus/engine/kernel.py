@@ -815,7 +815,10 @@ class Kernel:
             own = self.strategy_positions.get(fill.strategy_id)
             if own is None:
                 own = self.strategy_positions[fill.strategy_id] = {}
-            own[iid] = own.get(iid, 0.0) + (fill.last_qty if fill.side > 0 else -fill.last_qty)
+            moved = fill.last_qty if fill.side > 0 else -fill.last_qty
+            if fill.fee_asset:
+                moved -= self.portfolio.fee_in_kind(fill)
+            own[iid] = own.get(iid, 0.0) + moved
         perps = self.perpetuals
         if perps is not None:
             perps.note_positions()

@@ -11,6 +11,10 @@ Accounting (all amounts in the quote currency):
   a third asset such as BNB at the last price of the run's instrument trading it against the
   same quote); a third-asset fee no instrument prices is left out of cash and ``fees_paid``
   and counted in :attr:`Portfolio.fees_unvalued`, in its own asset.
+- A spot fill whose fee ``f`` was charged in its base asset (a Binance buy receiving
+  ``q - f`` coins) moves the position as the venue moves the base-asset balance, by
+  ``q - f`` (a sell: by ``-(q + f)``), at ``px``, and cash by the notional ``-q * px``
+  alone: the fee counts once, in ``fees_paid`` at ``f * px``, and the identities below hold.
 - A funding settlement (:meth:`Portfolio.apply_funding`) moves cash by ``-q * c * mark * rate``.
 - A charge of borrowing interest (:meth:`Portfolio.charge_interest`, margin spot loans, see
   :mod:`tradebus.engine.interest`) moves cash by ``-interest``.
@@ -220,11 +224,20 @@ class Portfolio:
         fee = fill.fee
         if pos is None or not (qty > 0.0 and qty < _INF and px > 0.0 and px < _INF and abs(fee) < _INF):
             raise _bad_fill(fill, pos is None)
-        if fill.fee_asset:
-            fee = self._book_fee(fill)
         signed = qty if fill.side > 0 else -qty
         cs = pos.contract_size
-        self.cash -= signed * cs * px + fee
+        if not fill.fee_asset:
+            self.cash -= signed * cs * px + fee
+        else:
+            fee = self._book_fee(fill)
+            in_kind = self.fee_in_kind(fill)
+            if in_kind:
+                # paid out of the coins bought (or with more coins sold): cash moves by the notional
+                # alone, the position by what the base-asset balance moves
+                self.cash -= signed * cs * px
+                signed -= in_kind
+            else:
+                self.cash -= signed * cs * px + fee
         self.account.apply_fill(fill)
         self._fees += fee
         old = pos.quantity
@@ -294,6 +307,21 @@ class Portfolio:
                 (self._positions[iid] for iid, inst in self.instruments.items() if asset_names(inst) == key), None
             )
         return self._fee_pricing[key]
+
+    def fee_in_kind(self, fill: OrderFilled) -> float:
+        """The fee a spot fill paid in its base asset (0 when charged in any other asset).
+
+        The position moves by the fill's signed quantity less this amount, as the venue's
+        base-asset balance does (a Binance buy of 0.01 BTC paying 0.00001 BTC holds 0.00999).
+        A perpetual's fee in its base asset, were a venue to charge one, changes no position.
+        """
+        asset = fill.fee_asset
+        if not asset:
+            return 0.0
+        inst = self.instruments.get(fill.instrument_id)
+        if inst is None or inst.is_perpetual or asset != asset_names(inst)[0]:
+            return 0.0
+        return fill.fee
 
     def _book_fee(self, fill: OrderFilled) -> float:
         """:meth:`fee_value` of a fill charged in ``fill.fee_asset``; a fee it cannot value goes to :attr:`fees_unvalued`."""

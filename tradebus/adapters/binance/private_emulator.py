@@ -41,7 +41,8 @@ requested action.", and ``GET /api/v3/account`` and ``outboundAccountPosition`` 
 and ``locked``. A MARKET or STOP_LOSS buy (no price) locks nothing here.
 
 Fees are in the quote asset, or, with ``fee_in = ("BNB", price)``, in BNB while its balance covers
-them (``commissionAsset``/``N``: the asset charged).
+them, and with ``fee_in_received`` a buy's in the base asset it receives, as Binance charges without
+BNB (``commissionAsset``/``N``: the asset charged).
 
 Faults are the base's (``RestFault`` defaults to ``POST /api/v3/order``, ``StreamFault`` to
 ``executionReport`` frames), plus ``ban``: ``418`` with ``Retry-After``.

@@ -166,6 +166,10 @@ class AccountEmulator(ABC):
     #: the simulated fee, while its balance covers it (Binance's BNB fee discount, the discount
     #: itself left out); ``None``: in the quote asset.
     fee_in: tuple[str, float] | None = None
+    #: A spot buy's fee is charged in the base asset it receives, worth the simulated fee at the
+    #: fill price, to 8 decimals (Binance without BNB: buy 0.01 BTC, receive 0.00999); a sell's
+    #: stays in the quote asset it receives. :attr:`fee_in` comes first while its balance covers it.
+    fee_in_received: bool = False
 
     def __init__(
         self,
@@ -449,12 +453,16 @@ class AccountEmulator(ABC):
         else:
             buy = fill.side is OrderSide.BUY
             notional = fill.last_qty * fill.last_px
+            moved = fill.last_qty if buy else -fill.last_qty
             if self.fee_in is not None and self.balances.get(self.fee_in[0], 0.0) >= fill.fee / self.fee_in[1]:
                 fee_asset, fee = self.fee_in[0], fill.fee / self.fee_in[1]
                 self.balances[fee_asset] -= fee
-            self.balances[inst.base] = self.balances.get(inst.base, 0.0) + (fill.last_qty if buy else -fill.last_qty)
+            elif self.fee_in_received and buy:
+                fee_asset, fee = inst.base, round(fill.fee / fill.last_px, 8)
+                moved -= fee
+            self.balances[inst.base] = self.balances.get(inst.base, 0.0) + moved
             self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) + (-notional if buy else notional) - (0.0 if fee_asset else fee)
-            changed, symbol = [inst.base, inst.quote, *([fee_asset] if fee_asset else [])], None
+            changed, symbol = [inst.base, inst.quote, *([fee_asset] if fee_asset not in ("", inst.base) else [])], None
         booked = self.record_fill(rec, fill, fee, fee_asset)
         self._push(self.order_frames(rec, booked))
         self._push(self.balance_frames(changed, symbol))
