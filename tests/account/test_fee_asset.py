@@ -162,3 +162,33 @@ def test_strategies_sharing_an_instrument_each_hold_what_their_fills_left_after_
     assert kernel.strategy_position("s1", BTC.instrument_id) == 0.01 - 0.00001
     assert kernel.strategy_position("s2", BTC.instrument_id) == 0.02
     assert kernel.portfolio.position(BTC.instrument_id) == pytest.approx(0.02999, abs=1e-15)
+
+
+@pytest.mark.parametrize("fee_asset", ["BNB", ""])
+def test_fees_no_instrument_prices_are_in_metrics_json_and_the_summary_only_when_there_are_some(tmp_path: Path, fee_asset: str) -> None:
+    import json
+
+    from tradebus.engine.kernel import Kernel
+    from tradebus.reports.outputs import write_outputs
+    from tradebus.reports.rundata import load_run
+    from tradebus.reports.summary import summary_rows
+    from tradebus.reports.writers import RunDirectory
+
+    kernel = Kernel([BTC], initial_cash=10_000.0)
+    kernel.start()
+    for n in (1, 2):  # two buys of 0.01 @ 60 000, each paying 0.0012 BNB (or 0.6 USDT): 0.0024 BNB in all
+        fill = _fill(OrderSide.BUY, 0.01, 60_000.0, 0.0012 if fee_asset else 0.6, fee_asset, coid=f"c{n}")
+        kernel.record_journaled(SubmitOrder("s1", BTC.instrument_id, f"c{n}", OrderSide.BUY, 0.01, 1, 1, OrderType.MARKET, reason="entry"))
+        kernel.portfolio.apply_fill(fill)
+        kernel.record_journaled(fill)
+    kernel.stop()
+    out = tmp_path / "run"
+    write_outputs(RunDirectory(out, "paper"), kernel.result, kernel.instruments, "config: 1\n")
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = {key: text for key, _, text in summary_rows(load_run(out))}
+    if fee_asset:
+        assert metrics["fees_unvalued"] == {"BNB": pytest.approx(0.0024, abs=1e-15)} and metrics["fees_paid"] == 0.0
+        assert rows["fees_unvalued"] == "0.0024 BNB"
+    else:
+        assert "fees_unvalued" not in metrics and "fees_unvalued" not in rows
+        assert metrics["fees_paid"] == pytest.approx(1.2)

@@ -210,6 +210,9 @@ class RunResult:
     #: ``instrument_id -> (base, quote)`` of each margin spot instrument (those that borrow).
     borrow_assets: dict[str, tuple[str, str]] = field(default_factory=dict)
     liquidations: list[PositionLiquidated] = field(default_factory=list)
+    #: ``asset -> fees`` charged in an asset no instrument of the run priced, not in the fills' fees
+    #: (:attr:`~tradebus.engine.portfolio.Portfolio.fees_unvalued`, taken when the run stops).
+    fees_unvalued: dict[str, float] = field(default_factory=dict)
 
     @property
     def events(self) -> int:
@@ -929,6 +932,7 @@ class Kernel:
             self.sample_equity(end)
         self.result.orders = self.orders.orders()
         self.result.last_prices = {iid: self.portfolio.last_price(iid) for iid in self.cache.prices}
+        self.result.fees_unvalued = self.portfolio.fees_unvalued
         logger.debug(
             "kernel stopped: {} bars, {} trades, {} fills, equity {}",
             self.result.bars,

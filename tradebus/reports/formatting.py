@@ -4,7 +4,8 @@ Amounts in the reporting currency (the first instrument's quote asset) are shown
 asset's precision: cents (2 decimals) for fiat and stablecoins (:data:`CASH_QUOTES`), 8
 decimals (a satoshi) for a coin -- so a USDT-quoted run shows ``100,000.00`` and not
 ``99,999.99999999997``, and a BTC-quoted one ``1.23456789``. Rates are shown as
-percentages with two decimals, ratios with three, counts as integers.
+percentages with two decimals, ratios with three, counts as integers, amounts per asset
+(``fees_unvalued``) as ``0.0012 BNB``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def format_metric(key: str, value: Any, decimals: int = 2, reasons: Mapping[str,
         return "yes" if value else "no"
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
+    if isinstance(value, Mapping):  # amounts per asset (fees_unvalued)
+        return ", ".join(f"{amount:.10g} {asset}" for asset, amount in value.items())
     if isinstance(value, int):
         return f"{value:,}"
     if not isinstance(value, float):

@@ -42,6 +42,9 @@ Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
   **funding_settlements** how many there were; **liquidations** how many positions were
   liquidated. Round-trip PnL and turnover count each instrument's ``contract_size``; a
   round trip's PnL does not include funding.
+* **fees_unvalued**: ``asset -> amount`` of the fees a venue charged in an asset no instrument
+  of the run priced (Binance's BNB fee discount without ``BNBUSDT`` in the run), which
+  **fees_paid** leaves out; only in a run that has such fees.
 * **insurance_fund_cover**: the losses beyond the liquidated positions' margin that the
   venue's insurance fund absorbed (``PositionLiquidated.insurance_fund_cover``); only in a run
   with a liquidation.
@@ -378,6 +381,8 @@ def compute_metrics(
         "funding_settlements": len(result.funding),
         "liquidations": len(result.liquidations),
     }
+    if result.fees_unvalued:
+        metrics["fees_unvalued"] = dict(sorted(result.fees_unvalued.items()))
     if result.liquidations:
         metrics["insurance_fund_cover"] = sum((e.insurance_fund_cover for e in result.liquidations), 0.0)
     if result.interest is not None:
