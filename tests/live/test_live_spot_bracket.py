@@ -172,3 +172,23 @@ def test_the_emulated_trailing_stop_follows_the_binance_trailing_stop_faq_scenar
     a = TrailingStop(sell=False, delta=500, activation=44_000.0)
     assert not any(a.triggers_at(p) for p in (40_000.0, 37_000.0, 44_000.0, 45_000.0, 46_000.0, 42_000.0, 44_099.0))
     assert a.triggers_at(44_100.0)  # 42,000 × 1.05
+
+
+async def test_a_bracket_whose_entry_paid_its_fee_in_btc_exits_what_the_buy_left() -> None:
+    """Binance takes a buy's fee from the BTC bought: 0.6 USDT at 60,000 is 0.00001 BTC, the entry
+    leaves 0.00999 BTC, and both children sell 0.00999 (selling 0.01 would be denied: unprotected)."""
+    from tradebus.engine.instrument import Instrument
+
+    btc = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5, taker_fee=0.001, margin=False)
+    async with harness(inst=btc, balances={"USDT": 100_000.0}) as h:
+        h.emulator.fee_in_received = True
+        denied: list[OrderDenied] = []
+        h.kernel.bus.subscribe(OrderDenied, denied.append)
+        entry = await _bracket_armed(h)
+        children = [o for o in h.kernel.orders.orders() if o.client_order_id != entry]
+        await until(lambda: len(children) == 2 and all(o.status is OrderStatus.ACCEPTED for o in children))
+        assert denied == []
+        assert [o.quantity for o in children] == [0.01 - 0.00001] * 2 == [h.emulator.balances["BTC"]] * 2
+        h.trade(61_100.0)  # the take-profit fills and the venue cancels the stop
+        await until(lambda: all(not o.is_open for o in children))
+        assert h.kernel.portfolio.position(IID) == h.emulator.balances["BTC"] == 0.0

@@ -540,6 +540,8 @@ class ContingentOrders:
         bracket = self._brackets.get(coid)
         if bracket is not None and bracket.state == "entry":
             bracket.filled += fill.last_qty
+            if fill.fee_asset:  # a fee paid out of the coins bought leaves less to exit
+                bracket.filled -= self._kernel.portfolio.fee_in_kind(fill)
             order = self._kernel.orders.get(coid)
             if order is None or not order.is_open:
                 self._filled(bracket, fill.ts_init, fill.last_px)
