@@ -168,6 +168,38 @@ def test_a_testnet_config_pointed_at_a_mainnet_endpoint_is_refused_without_both_
     check_environment(LiveSettings(venue="binance", market="perpetual", rest_url="https://testnet.binancefuture.com"), mainnet=False)
 
 
+def test_a_testnet_config_pointed_at_another_mainnet_host_of_the_venue_is_refused(
+    tmp_path: Path, _loguru_to_current_stderr: None
+) -> None:
+    """A testnet config whose rest_url was api1.binance.com (or api.binance.com.) sent signed requests to the real account."""
+    for venue, market, field, url in (
+        ("binance", "spot", "rest_url", "https://api1.binance.com"),  # Binance's documented alternative base URLs
+        ("binance", "spot", "rest_url", "https://api-gcp.binance.com"),
+        ("binance", "spot", "rest_url", "https://API.binance.com./"),  # the same host, fully qualified
+        ("binance", "spot", "rest_url", "https://fapi.binance.com"),  # USD-M's mainnet in a spot config
+        ("binance", "spot", "ws_api_url", "wss://ws-api.binance.com:9443/ws-api/v3"),
+        ("binance", "perpetual", "rest_url", "https://api.binance.com"),
+        ("binance", "perpetual", "ws_api_url", "wss://fstream.binance.com"),
+        ("bybit", "spot", "rest_url", "https://api.bytick.com"),
+        ("bybit", "perpetual", "ws_api_url", "wss://stream.bybit.com./v5/private"),
+    ):
+        settings = LiveSettings(venue=venue, market=market, **{field: url})
+        with pytest.raises(ConfigError, match=rf"live.{field}: .* is {venue}'s mainnet \(real money\) but live.environment is 'testnet'"):
+            check_environment(settings, mainnet=False)
+        check_environment(LiveSettings(venue=venue, market=market, environment="mainnet", **{field: url}), mainnet=True)
+    # the testnets' own hosts and other hosts still pass
+    check_environment(LiveSettings(venue="bybit", rest_url="https://api-testnet.bybit.com", ws_api_url="wss://stream-testnet.bybit.com/v5/private"), mainnet=False)
+    check_environment(LiveSettings(venue="binance", rest_url="https://testnet.binance.vision."), mainnet=False)
+    check_environment(LiveSettings(venue="binance", rest_url="https://notbinance.com"), mainnet=False)
+    # the command exits 2 before it reads a key or sends a request
+    import yaml
+
+    path = tmp_path / "live.yaml"
+    path.write_text(yaml.safe_dump({"instruments": [SPOT], **_minimal(), "live": {"rest_url": "https://api1.binance.com"}}))
+    result = CliRunner().invoke(app, ["live", str(path), "--dry-run"], env={"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET})
+    assert result.exit_code == 2 and "api1.binance.com is binance's mainnet (real money)" in result.output, result.output
+
+
 def test_a_live_spot_account_refuses_margin_instruments() -> None:
     """Spot orders go to the spot API, which rejects a short; the local margin account would have allowed it."""
     with pytest.raises(ConfigError, match=(

@@ -331,8 +331,10 @@ class ApiKeys:
 def check_environment(settings: LiveSettings, mainnet: bool) -> None:
     """Refuse mainnet unless both the config and the flag ask for it (and the flag without the config).
 
-    An endpoint override (``rest_url``, ``ws_api_url``) on a host of the venue's mainnet that
-    its testnet does not share counts as mainnet: it is refused in a testnet config.
+    An endpoint override (``rest_url``, ``ws_api_url``) on a host of the venue's mainnet, or
+    on any host in the venue's real-money domains (``api1.binance.com``, ``fapi.binance.com``;
+    :attr:`~tradebus.adapters.common.venue.LiveAccount.mainnet_domains`), that its testnet
+    does not share counts as mainnet: it is refused in a testnet config.
 
     Raises
     ------
@@ -345,14 +347,23 @@ def check_environment(settings: LiveSettings, mainnet: bool) -> None:
         raise ConfigError(f"--mainnet given but live.environment is {settings.environment!r}; set it to mainnet")
     if settings.environment == "mainnet" or settings.venue not in VENUES:
         return
-    endpoints = settings.account().endpoints
-    real = {urlsplit(url).hostname for url in endpoints["mainnet"]} - {urlsplit(url).hostname for url in endpoints["testnet"]}
+    account = settings.account()
+    testnet = {_host(url) for url in account.endpoints["testnet"]}
+    real = {_host(url) for url in account.endpoints["mainnet"]} - testnet
     for field, url in (("rest_url", settings.rest_url), ("ws_api_url", settings.ws_api_url)):
-        if url and urlsplit(url).hostname in real:
+        host = _host(url or "")
+        if host in testnet or not host:
+            continue
+        if host in real or any(host.endswith(f".{domain}") or host == domain for domain in account.mainnet_domains):
             raise ConfigError(
                 f"live.{field}: {url} is {settings.venue}'s mainnet (real money) but live.environment is "
                 f"{settings.environment!r}; set live.environment: mainnet and pass --mainnet, or point it elsewhere"
             )
+
+
+def _host(url: str) -> str:
+    """The host name of ``url``, lower case, without the trailing dot of a fully qualified name."""
+    return (urlsplit(url).hostname or "").rstrip(".")
 
 
 class LiveNode(PaperNode):

@@ -285,6 +285,10 @@ def _user_stream(
     return BinanceUserStream(ws_url, api_key, api_secret, UserStreamParser(instruments, lookup), sink, on_balance, on_reconnect)
 
 
+#: Binance's real-money domain: spot ``api.binance.com``, ``api1``-``api4``, ``api-gcp``, USD-M ``fapi``, ``ws-api`` ...
+#: (the testnets are ``testnet.binance.vision`` and ``testnet.binancefuture.com``).
+MAINNET_DOMAINS = ("binance.com",)
+
 #: Binance spot live trading, as the registry's adapter offers it (:class:`~tradebus.adapters.common.venue.LiveAccount`).
 LIVE_ACCOUNT = LiveAccount(
     endpoints={
@@ -293,6 +297,7 @@ LIVE_ACCOUNT = LiveAccount(
     },
     trading=lazy_trading("tradebus.adapters.binance.trading", "BinanceTrading"),
     user_stream=_user_stream,
+    mainnet_domains=MAINNET_DOMAINS,
 )
 
 
@@ -510,4 +515,5 @@ LIVE_PERPETUAL = LiveAccount(
     },
     trading=lazy_trading("tradebus.adapters.binance.trading", "BinanceFuturesTrading"),
     user_stream=_futures_user_stream,
+    mainnet_domains=MAINNET_DOMAINS,
 )

@@ -219,11 +219,14 @@ LIVE_ACCOUNT = LiveAccount(
     },
     trading=lazy_trading("tradebus.adapters.bybit.trading", "BybitTrading"),
     user_stream=_user_stream,
+    # api.bybit.com and its alternative api.bytick.com; the testnet's hosts are the -testnet ones of bybit.com
+    mainnet_domains=("bybit.com", "bytick.com"),
 )
 
 #: Bybit USDT-perpetual live trading (``category=linear``, one-way mode) on the same unified account and hosts.
 LIVE_PERPETUAL = LiveAccount(
     endpoints=LIVE_ACCOUNT.endpoints,
+    mainnet_domains=LIVE_ACCOUNT.mainnet_domains,
     trading=lazy_trading("tradebus.adapters.bybit.trading", "BybitLinearTrading"),
     user_stream=_linear_user_stream,
 )

@@ -65,12 +65,17 @@ class LiveAccount:
         account's REST base: listen-key streams), which a venue may ignore.
     passphrase
         Whether the venue's keys have a passphrase (OKX).
+    mainnet_domains
+        DNS domains of the venue's real-money hosts (``binance.com``: ``api1.binance.com``,
+        ``fapi.binance.com`` ...): an endpoint override on any host in them, other than the
+        testnet's own, is mainnet.
     """
 
     endpoints: Mapping[str, tuple[str, str]]
     trading: Callable[..., Any]
     user_stream: Callable[..., Any]
     passphrase: bool = False
+    mainnet_domains: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
