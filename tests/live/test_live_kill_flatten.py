@@ -60,3 +60,31 @@ async def test_kill_flatten_sells_the_journaled_position_once_and_halts(kit: Ven
     (kill,) = [o for o in orders.orders() if o.strategy_id == KILL_STRATEGY]
     assert kill.status is OrderStatus.FILLED and kill.client_order_id == sells[0].order.client_order_id
     assert state is not None and state.manual_state is TradingState.HALTED
+
+
+async def test_kill_flatten_with_no_journal_at_the_configured_path_is_refused_before_touching_the_account(tmp_path: Path) -> None:
+    """A mistyped journal path made --flatten sell nothing and exit 0 while the venue held the position."""
+    from tradebus.errors import ConfigError
+
+    kit = KITS["okx"]
+    async with kit_harness(kit, journal=tmp_path / "journal.sqlite") as h:
+        execution = h.kernel.execution
+        bought = execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.003, 0, 0, OrderType.MARKET))
+        await until(lambda: bought.status is OrderStatus.ACCEPTED)
+        h.emulator.on_trade(Trade(kit.iid, 10**18, 10**18, 30_000.0, 1.0, 1, "t1"))
+        await until(lambda: bought.status is OrderStatus.FILLED)
+        resting = execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.001, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: resting.status is OrderStatus.ACCEPTED)
+        data = kit.config(tmp_path, "ws://127.0.0.1:9", h.emulator)
+        missing = tmp_path / "jornal.sqlite"
+        data["journal"] = str(missing)
+        config = parse_live_config(data, "<test>")
+        h.stream.stop()
+        await until(lambda: not h.emulator.sessions)
+        requests = len(h.emulator.requests)
+        keys = ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE))
+        with pytest.raises(ConfigError, match=rf"--flatten: no journal at {missing}: .*positions to flatten"):
+            await kill_switch(config, keys, "test kill", flatten=True)
+        assert len(h.emulator.requests) == requests  # nothing canceled, nothing sold: the user fixes the path and runs it again
+    assert not missing.exists()
+    assert h.emulator.balances[kit.base] == pytest.approx(0.003)

@@ -751,15 +751,23 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
     Raises
     ------
     ConfigError
-        ``flatten`` without a journal in the config.
+        ``flatten`` without a journal in the config, or with no journal at its path (nothing
+        is canceled or sold).
     VenueError
         Orders still open (or the open orders not readable) after the last round; the journal
         is HALTED all the same and nothing was flattened.
     """
     from tradebus.node.flatten import flatten as flatten_positions
 
-    if flatten and config.journal is None:
-        raise ConfigError("live kill --flatten: the config has no journal holding the positions to flatten")
+    if flatten:
+        if config.journal is None:
+            raise ConfigError("live kill --flatten: the config has no journal holding the positions to flatten")
+        if not config.journal.is_file():
+            # A new, empty journal would hold no position: nothing sold, the venue's position left open.
+            raise ConfigError(
+                f"live kill --flatten: no journal at {config.journal}: the positions to flatten are unknown (check the "
+                "config's journal); nothing was canceled or sold"
+            )
     rest_url, _ = config.live.endpoints()
     api = config.live.account().trading(
         rest_url, keys.key, keys.secret, config.instrument_map(), config.live.request_timeout, **keys.options(config.live)
