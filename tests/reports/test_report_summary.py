@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 
 from tradebus.cli import app
 from tradebus.reports.formatting import format_metric, quote_decimals
+from tradebus.reports.rundata import load_run
+from tradebus.reports.summary import instrument_rows
 
 REPO = Path(__file__).resolve().parents[2]
 BARS = REPO / "tests" / "fixtures" / "kernel" / "coinbase_btc_usd_4h_2022_1200.csv"
@@ -63,8 +65,11 @@ def test_summary_shows_trades_after_fills_buy_and_hold_and_instrument_rows(tmp_p
     assert labels[labels.index("total_return") + 1] == "buy & hold"
     assert labels[labels.index("bars") + 1] == "market trades" and "round_trips" not in labels
     instrument = next(r for r in rows if r[0] == "BTC-USD.COINBASE")
-    net = sum(float(t["net_pnl"]) for t in trades)
-    assert instrument[1:4] == [str(len(fills)), str(len(trades)), f"{net:,.2f}"]
+    # One instrument: its net PnL is the run's (its position open at the end included).
+    metrics = json.loads((out / "metrics.json").read_text())
+    net = metrics["final_equity"] - metrics["initial_cash"]
+    assert instrument[1:3] == [str(len(fills)), str(len(trades))]
+    assert float(instrument[3].replace(",", "")) == pytest.approx(net, abs=0.005)
     assert instrument[5] == bench
 
 
@@ -95,3 +100,52 @@ def test_interest_paid_is_an_amount_shown_to_the_quote_precision_as_funding_is()
     for key in ("funding_paid", "interest_paid"):
         assert format_metric(key, 952.7183983019391, 2) == "952.72", key
         assert format_metric(key, 0.001234567891, 8) == "0.00123457", key
+
+
+def test_instrument_rows_net_pnl_adds_up_to_the_run_pnl_with_positions_open_at_the_end(tmp_path: Path) -> None:
+    # Long one venue, short the other, rebalanced daily: both legs are open when the data ends.
+    # Before, each row's net PnL was that of its closed round trips alone, while its fees were
+    # those of every fill: the rows summed to -24,195 against the run's -24,370.
+    fixtures = REPO / "tests" / "fixtures" / "strategies"
+    config = {
+        "data": {"sources": [
+            {"instrument": "BTC-USD.COINBASE", "file": str(fixtures / "coinbase_btc_usd_day_2020.csv"),
+             "bar_time": "open", "interval": "1d"},
+            {"instrument": "BTCUSDT.BINANCE", "file": str(fixtures / "binance_btcusdt_day_2020.csv"),
+             "bar_time": "open", "interval": "1d"},
+        ]},
+        "instruments": [
+            {"venue": "COINBASE", "symbol": "BTC-USD", "base": "BTC", "quote": "USD", "tick_size": 0.01,
+             "lot_size": 1.0e-8, "maker_fee": 0.0005, "taker_fee": 0.001, "margin": True, "leverage": 5},
+            {"venue": "BINANCE", "symbol": "BTCUSDT", "base": "BTC", "quote": "USD", "tick_size": 0.01,
+             "lot_size": 1.0e-5, "maker_fee": 0.0005, "taker_fee": 0.001, "margin": True, "leverage": 5},
+        ],
+        "strategy": {"name": "xs_momentum", "instruments": ["BTC-USD.COINBASE", "BTCUSDT.BINANCE"],
+                     "params": {"lookback": 10, "rebalance": "1d", "top": 1, "bottom": 1, "gross": 1.0,
+                                "max_staleness": "1d", "mode": "long_short"}},
+        "venue": {"fill_on": "bars"},
+        "initial_cash": 100_000.0,
+        "report": {"equity_interval": "1d"},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["backtest", str(tmp_path / "run.yaml"), "--out", str(out), "--report"],
+                                catch_exceptions=False, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    with (out / "attribution.csv").open(newline="") as handle:
+        attribution = [r for r in csv.DictReader(handle) if r["instrument"] != "ALL"]
+    assert all(abs(float(r["position"])) > 1.0 for r in attribution)  # both legs open
+    # Hand-derived per instrument: realised + unrealised - fees (no funding, no interest here).
+    expected = {r["instrument"]: float(r["realized_pnl"]) + float(r["unrealized_pnl"]) - float(r["fees"])
+                for r in attribution}
+    shown = {r[0]: r for r in _rows(result.output) if r[0] in expected}
+    assert {iid: float(r[3].replace(",", "")) for iid, r in shown.items()} == pytest.approx(expected, abs=0.005)
+    total = sum(float(r[3].replace(",", "")) for r in shown.values())
+    assert total == pytest.approx(metrics["final_equity"] - metrics["initial_cash"], abs=0.01 * len(shown))
+    # The tearsheet's table is the same one.
+    page = (out / "tearsheet.html").read_text(encoding="utf-8")
+    assert all(f">{r[3]}<" in page for r in shown.values())
+    # A directory written before attribution.csv existed: the same figures, from its fills and prices.
+    (out / "attribution.csv").unlink()
+    assert instrument_rows(load_run(out)) == [tuple(shown[iid]) for iid in metrics["instruments"]]

@@ -1,8 +1,9 @@
 """A finished run read back from its directory: the input of the tearsheet, the comparison and the summary.
 
 Reads the files :func:`tradebus.reports.writers.write_run` writes. A directory written
-before ``trades.csv`` and ``prices.csv`` existed still loads: its trades are matched
-from ``fills.csv`` again and its prices are those of its fills.
+before ``trades.csv``, ``prices.csv`` and ``attribution.csv`` existed still loads: its trades are
+matched from ``fills.csv`` again, its prices are those of its fills and its attribution is that of
+its fills valued at the last of those prices.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import yaml
 
 from tradebus.engine.kernel import FillRecord
 from tradebus.errors import ConfigError
+from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.formatting import quote_decimals
 from tradebus.reports.trades import TRADE_COLUMNS, match_trades
 from tradebus.reports.writers import INCOMPLETE_MARKER
@@ -37,6 +39,8 @@ class RunData:
     fills: pd.DataFrame
     trades: pd.DataFrame
     prices: pd.DataFrame
+    #: ``attribution.csv``: PnL, fees, funding and interest per strategy and instrument, and each strategy's total.
+    attribution: pd.DataFrame
     config: dict[str, Any] = field(default_factory=dict)
     stress: list[dict[str, Any]] | None = None
 
@@ -65,6 +69,11 @@ _FILLS_MATCHED = (("ts_event",), ("quantity", "price", "fee"),
 _TRADES = (("entry_ts", "exit_ts"), ("quantity", "entry_price", "exit_price", "pnl", "fees", "net_pnl", "holding_s"),
            ("instrument", "side", "entry_reason", "exit_reason"))
 _PRICES = (("ts",), ("price",), ("instrument",))
+_ATTRIBUTION = (
+    (),
+    ("realized_pnl", "unrealized_pnl", "fees", "funding", "interest", "net_pnl"),
+    ("strategy_id", "instrument"),
+)
 
 
 def _read_csv(
@@ -215,8 +224,29 @@ def load_run(path: str | Path) -> RunData:
     prices = _read_csv(path / "prices.csv", _PRICES, required=False)
     if prices is None:
         prices = fills[["ts_event", "instrument", "price"]].rename(columns={"ts_event": "ts"})
+    attribution = _read_csv(path / "attribution.csv", _ATTRIBUTION, required=False)
+    if attribution is None:
+        attribution = _attribution_of(fills, prices, config)
     prices = _times(prices, "ts")
-    return RunData(path, metrics, equity, fills, trades, prices, config, _stress(path / "stress.json"))
+    return RunData(path, metrics, equity, fills, trades, prices, attribution, config, _stress(path / "stress.json"))
+
+
+def _attribution_of(fills: pd.DataFrame, prices: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
+    """The attribution of ``fills`` (a directory without ``attribution.csv``), open positions at the last prices."""
+    columns = fills.columns
+    records = [
+        FillRecord(int(r["ts_event"]), str(r["instrument"]), str(r["side"]), float(r["quantity"]), float(r["price"]),
+                   float(r["fee"]), str(r.get("liquidity", "")), str(r.get("client_order_id", "")),
+                   str(r["strategy_id"]) if "strategy_id" in columns else "", "", str(r["reason"]))
+        for r in fills.to_dict("records")
+    ]
+    last = {str(iid): float(price) for iid, price in prices.groupby("instrument", sort=False)["price"].last().items()}
+    rows = attribute(records, last, _contract_sizes(config))
+    return pd.DataFrame(
+        [(a.strategy_id, a.instrument, a.fills, a.bought, a.sold, a.position, a.avg_price, a.last_price,
+          a.realized_pnl, a.unrealized_pnl, a.fees, a.funding, a.interest, a.net_pnl) for a in rows],
+        columns=list(ATTRIBUTION_COLUMNS),
+    )
 
 
 def _contract_sizes(config: dict[str, Any]) -> dict[str, float]:

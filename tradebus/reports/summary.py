@@ -5,12 +5,18 @@ a paper run and a replay print the same thing. ``trades`` are the round trips of
 ``trades.csv``, shown next to ``fills``; the market data the run saw are ``bars`` and
 ``market trades``. Amounts are shown to the quote's precision
 (:func:`tradebus.reports.formatting.quote_decimals`).
+
+An instrument's ``net PnL`` is its row of ``attribution.csv`` summed over the strategies
+(realised and unrealised PnL less fees, funding and interest: open positions count), so the
+instruments' net PnL adds up to the run's (``final_equity - initial_cash``) -- but for the value
+change of initial holdings (``balances: {BTC: 1}``), which is no instrument's.
 """
 
 from __future__ import annotations
 
 from rich.table import Table
 
+from tradebus.reports.attribution import ALL_INSTRUMENTS
 from tradebus.reports.formatting import format_metric
 from tradebus.reports.rundata import RunData, buy_and_hold
 
@@ -44,8 +50,10 @@ def summary_rows(run: RunData) -> list[tuple[str | None, str, str]]:
 
 
 def instrument_rows(run: RunData) -> list[tuple[str, ...]]:
-    """Per instrument: fills, trades, net PnL of its trades, fees, buy-and-hold return."""
+    """Per instrument: fills, trades (round trips), net PnL (attribution, see the module doc), fees, buy-and-hold return."""
     _, bench = buy_and_hold(run)
+    attribution = run.attribution[run.attribution["instrument"] != ALL_INSTRUMENTS]
+    net = attribution.groupby("instrument")["net_pnl"].sum()
     rows = []
     for iid in run.instruments:
         fills = run.fills[run.fills["instrument"] == iid]
@@ -54,7 +62,7 @@ def instrument_rows(run: RunData) -> list[tuple[str, ...]]:
             iid,
             f"{len(fills):,}",
             f"{len(trades):,}",
-            format_metric("net_pnl", float(trades["net_pnl"].sum()), run.decimals),
+            format_metric("net_pnl", float(net.get(iid, 0.0)), run.decimals),
             format_metric("fees_paid", float(fills["fee"].sum()), run.decimals),
             format_metric("benchmark_return", bench.get(iid)),
         ))
