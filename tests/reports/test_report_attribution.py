@@ -7,14 +7,16 @@ the run's equity change by the interest paid, with no column saying so.
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import pytest
 
 from tradebus.cli import run_backtest
-from tradebus.engine.kernel import FillRecord
+from tradebus.engine.kernel import FillRecord, RunResult
 from tradebus.engine.messages import FundingPaid, InterestCharged
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
+from tradebus.reports.writers import RunDirectory, write_run
 
 from tests.engine.test_interest import write_config
 
@@ -69,3 +71,37 @@ def test_attribution_csv_sums_to_the_equity_change_of_a_run_that_pays_interest(t
     (total,) = [r for r in rows if r["instrument"] == "ALL"]
     assert float(total["interest"]) == pytest.approx(metrics["interest_paid"], rel=1e-12)
     assert float(total["net_pnl"]) == pytest.approx(metrics["final_equity"] - metrics["initial_cash"], rel=1e-9)
+
+
+def test_a_position_closed_to_float_noise_is_flat_as_the_portfolio_snaps_it() -> None:
+    # 0.3 - 0.1 leaves 0.19999999999999998: selling 0.2 used to "flip" to a short of -2.8e-17 at
+    # 101; 1000000.3 - 1000000.1 leaves 0.2 - 4.7e-11, beyond 1e-12 of the position but within a
+    # thousandth of the 0.1 lot, where the portfolio calls it flat.
+    fills = [
+        FillRecord(1, SPOT, "BUY", 0.3, 100.0, 0.0, "TAKER", "c", "a", "t", ""),
+        FillRecord(2, SPOT, "SELL", 0.1, 102.0, 0.0, "TAKER", "c", "a", "t", ""),
+        FillRecord(3, SPOT, "SELL", 0.2, 101.0, 0.0, "TAKER", "c", "a", "t", ""),
+        FillRecord(4, PERP, "BUY", 1_000_000.3, 10.0, 0.0, "TAKER", "c", "a", "t", ""),
+        FillRecord(5, PERP, "SELL", 1_000_000.1, 10.0, 0.0, "TAKER", "c", "a", "t", ""),
+        FillRecord(6, PERP, "SELL", 0.2, 11.0, 0.0, "TAKER", "c", "a", "t", ""),
+    ]
+    rows = attribute(fills, {SPOT: 90.0, PERP: 12.0}, lot_sizes={SPOT: 1e-8, PERP: 0.1})
+    got = {r.instrument: r for r in rows}
+    for iid, realized in ((SPOT, 0.1 * 2.0 + 0.2 * 1.0), (PERP, 0.2 * 1.0)):
+        row = got[iid]
+        assert row.position == 0.0 and math.isnan(row.avg_price), (iid, row.position, row.avg_price)
+        assert row.unrealized_pnl == 0.0 and row.realized_pnl == pytest.approx(realized, abs=1e-6)
+
+
+def test_attribution_csv_shows_a_position_closed_to_float_noise_as_zero(tmp_path: Path) -> None:
+    fills = [
+        FillRecord(1, SPOT, "BUY", 1_000_000.3, 10.0, 0.0, "TAKER", "c", "a", "t", ""),
+        FillRecord(2, SPOT, "SELL", 1_000_000.1, 10.0, 0.0, "TAKER", "c", "a", "t", ""),
+        FillRecord(3, SPOT, "SELL", 0.2, 11.0, 0.0, "TAKER", "c", "a", "t", ""),
+    ]
+    result = RunResult((SPOT,), 1e5, fills=fills, last_prices={SPOT: 12.0})
+    with RunDirectory(tmp_path / "run", "backtest") as run_dir:
+        write_run(run_dir, result, {}, "", lot_sizes={SPOT: 0.1})
+    with (tmp_path / "run" / "attribution.csv").open(newline="") as handle:
+        (row, _) = list(csv.DictReader(handle))
+    assert (row["position"], row["avg_price"], row["unrealized_pnl"]) == ("0.0", "", "0.0")

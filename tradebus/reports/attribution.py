@@ -7,7 +7,8 @@ average-cost accounting:
 * buying into a flat or long position (selling into a flat or short one) moves the
   average entry price: ``avg = (avg * |pos| + px * q) / (|pos| + q)``;
 * the part of a fill that reduces the position realises ``q * (px - avg) * sign(pos)``;
-  what is left of it opens a position the other way at ``px``;
+  what is left of it opens a position the other way at ``px``; a position left within a
+  thousandth of a lot of flat is flat, as in the portfolio (float noise of the quantities);
 * ``unrealized_pnl = position * (last_price - avg)`` at the price the portfolio values the
   position at when the run ends (``RunResult.last_prices``: a perpetual's mark price once it
   has one, else its latest trade, close or mid);
@@ -91,6 +92,9 @@ class Attribution:
     interest: float = 0.0
     #: Quote currency per unit of quantity per unit of price (a contract's size; 1 for spot).
     multiplier: float = 1.0
+    #: A position this close to flat after a reducing fill is flat (float noise): a thousandth of
+    #: the lot size, as the portfolio snaps it (and never less than 1e-12 of the position reduced).
+    flat_eps: float = 0.0
 
     @property
     def net_pnl(self) -> float:
@@ -114,14 +118,14 @@ class Attribution:
             return
         closed = min(quantity, abs(pos))
         self.realized_pnl += closed * (price - self.avg_price) * (1.0 if pos > 0 else -1.0) * self.multiplier
-        rest = quantity - closed
-        self.position = pos + side * closed
-        if rest > 0.0:
-            self.position = side * rest
-            self.avg_price = price
-        elif abs(self.position) <= 1e-12 * max(1.0, abs(pos)):
+        position = pos + side * quantity
+        if abs(position) <= max(self.flat_eps, 1e-12 * max(1.0, abs(pos))):
             self.position = 0.0
             self.avg_price = math.nan
+        else:
+            if (position > 0.0) != (pos > 0.0):
+                self.avg_price = price  # flipped: the rest opened at this fill
+            self.position = position
 
     def mark(self, price: float) -> None:
         """Value the open position at ``price``."""
@@ -137,6 +141,7 @@ def attribute(
     funding: Iterable[FundingPaid] = (),
     interest: Iterable[InterestCharged] | None = None,
     borrow_assets: Mapping[str, tuple[str, str]] | None = None,
+    lot_sizes: Mapping[str, float] | None = None,
 ) -> list[Attribution]:
     """Attribution rows, per strategy (in order of first fill): one per instrument, then its ``ALL`` total.
 
@@ -152,8 +157,11 @@ def attribute(
         The run's funding payments and charges of borrowing interest, in order.
     borrow_assets
         ``instrument_id -> (base, quote)`` of the margin spot instruments (those that borrow).
+    lot_sizes
+        ``instrument_id -> lot size``: a position within a thousandth of it of flat is flat.
     """
     sizes = contract_sizes or {}
+    lots = lot_sizes or {}
     assets = borrow_assets or {}
     rows: dict[tuple[str, str], Attribution] = {}
     # (ts, order at equal ts, sequence, kind, item): see the module docstring.
@@ -174,7 +182,8 @@ def attribute(
             row = rows.get(key)
             if row is None:
                 row = rows[key] = Attribution(
-                    item.strategy_id, item.instrument_id, multiplier=sizes.get(item.instrument_id, 1.0)
+                    item.strategy_id, item.instrument_id, multiplier=sizes.get(item.instrument_id, 1.0),
+                    flat_eps=lots.get(item.instrument_id, 0.0) * 1e-3,
                 )
             row.add_fill(1 if item.side == "BUY" else -1, item.quantity, item.price, item.fee)
         elif kind == "funding":

@@ -418,6 +418,7 @@ def write_run(
                 for a in attribute(
                     result.fills, result.last_prices, result.contract_sizes,
                     funding=result.funding, interest=result.interest, borrow_assets=result.borrow_assets,
+                    lot_sizes=lot_sizes,
                 )
             ),
         )
