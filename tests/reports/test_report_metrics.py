@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+
+from tradebus.cli import run_backtest
 
 from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
 from tradebus.reports.metrics import (
@@ -262,3 +267,36 @@ def test_exposure_ends_when_partial_fills_are_closed_leaving_float_noise() -> No
     metrics = compute_metrics(result, {"X.SIM": 0.1})
     assert metrics["round_trips"] == 2
     assert metrics["exposure"] == pytest.approx(2 / 10)
+
+
+def test_exposure_counts_initial_holdings_as_a_position_from_the_start() -> None:
+    # balances: {BTC: 1} valued by X.SIM: in the market from 0 s; selling the 1 BTC at 20 s ends it,
+    # buying 1 at 30 s starts it again until the end (38 s): 28 of 38 s. Before: 0 with no fill,
+    # and the sale at 20 s read as a short from 20 s to 30 s (10 of 38 s).
+    fills = [fill(T0 + 20 * SECOND, "SELL", 1.0, 99.0), fill(T0 + 30 * SECOND, "BUY", 1.0, 99.0)]
+    held = RunResult(("X.SIM",), 100.0, start_ns=T0, end_ns=T0 + 38 * SECOND, first_event_ns=T0,
+                     last_event_ns=T0 + 38 * SECOND, trades=10, fills=fills, holdings={"X.SIM": 1.0},
+                     equity=[sample(T0, 100.0), sample(T0 + 38 * SECOND, 99.0)])  # fmt: skip
+    assert compute_metrics(held, {"X.SIM": 1e-8})["exposure"] == pytest.approx(28 / 38)
+    held.fills = []
+    assert compute_metrics(held, {"X.SIM": 1e-8})["exposure"] == 1.0
+
+
+def test_a_run_holding_one_btc_it_never_trades_is_fully_exposed(tmp_path: Path) -> None:
+    bars = Path(__file__).resolve().parents[1] / "fixtures" / "kernel" / "coinbase_btc_usd_4h_2022_1200.csv"
+    config = {
+        "data": {"sources": [{"instrument": "BTC-USD.COINBASE", "file": str(bars)}]},
+        "instruments": [{"venue": "COINBASE", "symbol": "BTC-USD", "base": "BTC", "quote": "USD", "tick_size": 0.01,
+                         "lot_size": 1.0e-8}],
+        "strategy": {"name": "ema_cross", "instruments": ["BTC-USD.COINBASE"],
+                     "params": {"fast": 1000, "slow": 1100, "quantity": 0.5}},  # longer than the data: no order
+        "balances": {"BTC": 1.0, "USD": 0.0},
+        "report": {"equity_interval": "4h"},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    _, metrics, out = run_backtest(tmp_path / "run.yaml", tmp_path / "out")
+    assert metrics["fills"] == 0 and metrics["exposure"] == 1.0
+    # The tearsheet's exposure chart (position value / equity) says the same: 100 % throughout.
+    with (out / "equity.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows and all(float(r["position_value"]) == float(r["equity"]) > 0.0 for r in rows)

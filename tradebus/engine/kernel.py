@@ -207,6 +207,9 @@ class RunResult:
     #: Charges of borrowing interest (``None``: the run sets no borrow rates; see :mod:`tradebus.engine.interest`).
     interest: list[InterestCharged] | None = None
     contract_sizes: dict[str, float] = field(default_factory=dict)
+    #: ``instrument_id -> amount`` of the initial holdings of non-cash assets (``balances: {BTC: 1}``),
+    #: each under the instrument that values it (see :class:`~tradebus.engine.portfolio.Portfolio`).
+    holdings: dict[str, float] = field(default_factory=dict)
     #: ``instrument_id -> (base, quote)`` of each margin spot instrument (those that borrow).
     borrow_assets: dict[str, tuple[str, str]] = field(default_factory=dict)
     liquidations: list[PositionLiquidated] = field(default_factory=list)
@@ -336,6 +339,7 @@ class Kernel:
         )  # fmt: skip
         self.result = RunResult(tuple(self.instruments), self.portfolio.initial_cash)
         self.result.contract_sizes = {iid: inst.contract_size for iid, inst in self.instruments.items()}
+        self.result.holdings = self.portfolio.holdings
         self.result.borrow_assets = {
             iid: asset_names(inst)
             for iid, inst in self.instruments.items()

@@ -532,6 +532,14 @@ class Portfolio:
         return total
 
     @property
+    def holdings(self) -> dict[str, float]:
+        """``instrument_id -> amount`` of the initial holdings, each under the instrument that values it."""
+        held: dict[str, float] = {}
+        for pos, amount in self._holdings:
+            held[pos.instrument_id] = held.get(pos.instrument_id, 0.0) + amount
+        return held
+
+    @property
     def has_holdings(self) -> bool:
         """Whether the portfolio started with a balance of a non-cash asset."""
         return bool(self._holdings)

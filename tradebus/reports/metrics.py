@@ -36,7 +36,10 @@ Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
   gross losses; **average_win** / **average_loss** (the latter negative).
 * **turnover**: traded notional / mean sampled equity.
 * **exposure**: fraction of the run's span (``end - start``) with a position (beyond a thousandth of a lot) in
-  any instrument, positions changing at their fills' ``ts_event``.
+  any instrument, positions changing at their fills' ``ts_event``. Initial holdings
+  (``balances: {BTC: 1}``, :attr:`~tradebus.engine.kernel.RunResult.holdings`) are a position from
+  ``start`` in the instrument that values them, as in the equity's ``position_value``: holding 1 BTC
+  throughout is an exposure of 1, selling it on that instrument ends it.
 * **fees_paid**: sum of fill fees (a liquidation's fee included).
 * **funding_paid**: sum of funding payments of perpetual positions (negative: received);
   **funding_settlements** how many there were; **liquidations** how many positions were
@@ -234,12 +237,14 @@ def round_trips(
     return done
 
 
-def _exposure(fills: Sequence[FillRecord], start_ns: int, end_ns: int, lot_sizes: dict[str, float]) -> float:
+def _exposure(
+    fills: Sequence[FillRecord], start_ns: int, end_ns: int, lot_sizes: dict[str, float], holdings: dict[str, float]
+) -> float:
     if end_ns <= start_ns:
         return 0.0
-    positions: dict[str, float] = {}
-    held: set[str] = set()  # the instruments with a position beyond a thousandth of a lot (as round trips)
-    in_market_since: int | None = None
+    positions = {iid: amount for iid, amount in holdings.items() if abs(amount) > lot_sizes.get(iid, 1e-9) * 1e-3}
+    held = set(positions)  # the instruments with a position beyond a thousandth of a lot (as round trips)
+    in_market_since: int | None = start_ns if held else None
     total = 0
     for fill in fills:
         iid = fill.instrument_id
@@ -350,7 +355,11 @@ def compute_metrics(
     losses = [t.net_pnl for t in trips if t.net_pnl <= 0.0]
     notional = sum((f.quantity * sizes.get(f.instrument_id, 1.0) * f.price for f in result.fills), 0.0)
     mean_equity = sum(values) / len(values) if values else initial
-    exposure = _exposure(result.fills, start, end, lot_sizes or {}) if start is not None and end is not None else 0.0
+    exposure = (
+        _exposure(result.fills, start, end, lot_sizes or {}, result.holdings)
+        if start is not None and end is not None
+        else 0.0
+    )
     metrics: dict[str, Any] = {
         "start": format_ns(start),
         "end": format_ns(end),
