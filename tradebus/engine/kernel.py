@@ -544,7 +544,8 @@ class Kernel:
         """The position a strategy holds in an instrument.
 
         The portfolio's net position when the strategy is the only one trading the instrument
-        (initial holdings included); the net of the strategy's own fills when several do.
+        (what the run traded: an initial holding, ``balances: {BTC: 0.5}``, is no position); the
+        net of the strategy's own fills when several do.
         """
         if instrument_id in self._shared:
             return self.strategy_positions.get(strategy_id, {}).get(instrument_id, 0.0)
