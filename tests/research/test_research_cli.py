@@ -69,6 +69,25 @@ def test_cv_purges_by_the_longest_forward_horizon_not_the_last_one(tmp_path: Pat
                                                                                          (11, 7, 3)]
 
 
+def test_cv_refuses_a_fold_that_purging_and_embargo_leave_without_training_rows(tmp_path: Path) -> None:
+    bars = random_walk(24)
+    raw = yaml.safe_load(CONFIG.read_text())
+    dataset = write_bars(tmp_path / "catalog", bars, "SIM-USD", "bars", 60_000_000_000)
+    raw["dataset"] = {"catalog": str(tmp_path / "catalog"), "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}],
+                      "features": [{"name": "r", "kind": "log_ret", "input": "close"}]}
+    raw["labels"] = {"method": "forward", "horizons": [3]}
+    raw["cv"] = {"method": "kfold", "n_splits": 3, "embargo": 100}
+    config = tmp_path / "embargo.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["research", "cv", str(config), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    # 21 labelled rows, folds of 7: fold 0 purges rows 7..9 and the embargo takes the rest
+    message = " ".join(result.output.split())
+    assert (f"{config}: cv: PurgedKFold: fold 0 has no training samples left: of 21 samples 7 are tested and the "
+            "other 14 are purged or embargoed (embargo 100 samples)") in message
+    assert not (tmp_path / "out" / "cv.json").exists()
+
+
 def test_walkforward_and_alpha_on_a_small_config(tmp_path: Path) -> None:
     raw = yaml.safe_load(CONFIG.read_text())
     raw["dataset"]["catalog"] = str(REPO / "data" / "catalog")

@@ -121,18 +121,45 @@ def random_labels(draw_seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     return t0, t1
 
 
+def clean_train(test: np.ndarray, t0: np.ndarray, t1: np.ndarray, h: int) -> np.ndarray:
+    """Brute force: the samples outside ``test`` overlapping none of its intervals and not embargoed."""
+    keep = np.ones(t0.shape[0], dtype=bool)
+    keep[test] = False
+    keep &= ~((t0[:, None] <= t1[test][None, :]) & (t0[test][None, :] <= t1[:, None])).any(axis=1)
+    for block in np.split(test, np.flatnonzero(np.diff(test) != 1) + 1):
+        keep[np.flatnonzero(t0 > t1[block].max())[:h]] = False
+    return np.flatnonzero(keep)
+
+
+def refused_split(splits: object, tests: list[np.ndarray], t0: np.ndarray, t1: np.ndarray, h: int) -> int | None:
+    """Iterate ``splits``; the split refused for lack of training samples (brute force agreeing), if any."""
+    done = 0
+    try:
+        for _ in splits:  # type: ignore[attr-defined]
+            done += 1
+    except ConfigError as exc:
+        assert f" {done} has no training samples left" in str(exc)
+        assert clean_train(tests[done], t0, t1, h).size == 0
+        return done
+    return None
+
+
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 100_000), n=st.integers(20, 120), k=st.integers(2, 6), h=st.integers(0, 4))
 def test_kfold_properties_no_overlap_embargo_and_each_sample_tested_once(seed: int, n: int, k: int, h: int) -> None:
     t0, t1 = random_labels(seed, n)
+    cv = PurgedKFold(k, t0=t0, t1=t1, embargo=h)
+    if refused_split(cv.split(np.zeros(n)), np.array_split(np.arange(n), k), t0, t1, h) is not None:
+        return
     seen = np.zeros(n, dtype=int)
-    for train, test in PurgedKFold(k, t0=t0, t1=t1, embargo=h).split(np.zeros(n)):
+    for train, test in cv.split(np.zeros(n)):
         seen[test] += 1
         assert not overlaps(train, test, t0, t1)
         assert not np.intersect1d(train, test).size
         end = t1[test].max()
         after = np.flatnonzero(t0 > end)[:h]
         assert not np.intersect1d(train, after).size
+        assert np.array_equal(train, clean_train(test, t0, t1, h))
     assert (seen == 1).all()
 
 
@@ -141,10 +168,13 @@ def test_kfold_properties_no_overlap_embargo_and_each_sample_tested_once(seed: i
 def test_cpcv_properties_no_overlap_with_any_test_group(seed: int, n: int, h: int) -> None:
     t0, t1 = random_labels(seed, n)
     cv = CombinatorialPurgedCV(5, 2, t0=t0, t1=t1, embargo=h)
+    if refused_split(cv.split(), [np.concatenate(parts) for parts in cv.test_groups(n)], t0, t1, h) is not None:
+        return
     tested = np.zeros(n, dtype=int)
     for train, test in cv.split():
         tested[test] += 1
         assert not overlaps(train, test, t0, t1)
+        assert np.array_equal(train, clean_train(test, t0, t1, h))
     assert (tested == math.comb(4, 1)).all()
 
 
@@ -223,3 +253,17 @@ def test_splitters_reject_bad_input_with_a_clear_message() -> None:
         list(PurgedKFold(2, t0=t0, t1=t1).split(np.zeros(5)))
     with pytest.raises(ConfigError, match="t1 < t0"):
         list(PurgedKFold(2, t0=t0, t1=t0 - 1).split())
+
+
+@pytest.mark.parametrize("splitter", [PurgedKFold(3, t0=np.arange(30) * 10, t1=np.minimum(np.arange(30) + 1, 29) * 10,
+                                                  embargo=25),
+                                      CombinatorialPurgedCV(3, 1, t0=np.arange(30) * 10,
+                                                            t1=np.minimum(np.arange(30) + 1, 29) * 10, embargo=25)])
+def test_a_split_left_without_training_samples_is_refused_naming_it_the_embargo_and_the_counts(splitter: object) -> None:
+    # split 0 tests samples 0..9; label 9 ends at sample 10 (purged), the embargo takes 11..29: nothing to train on
+    name = "PurgedKFold: fold 0" if isinstance(splitter, PurgedKFold) else "CombinatorialPurgedCV: split 0"
+    with pytest.raises(ConfigError) as info:
+        list(splitter.split(np.zeros(30)))
+    assert str(info.value) == (f"{name} has no training samples left: of 30 samples 10 are tested and the other 20 "
+                               "are purged or embargoed (embargo 25 samples); lower the embargo or use more samples")
+

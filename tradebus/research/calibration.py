@@ -59,7 +59,7 @@ def fit_calibrated_logit(X: np.ndarray, y: np.ndarray, columns: Sequence[str], *
     oof = np.full(y.shape[0], np.nan)
     for train, test in PurgedKFold(folds, t0=t0, t1=t1, embargo=embargo).split(Z):
         if np.unique(y[train]).size < 2:
-            oof[test] = y[train].mean() if train.size else 0.5
+            oof[test] = y[train].mean()
             continue
         model = LogisticRegression(C=C, max_iter=1000).fit(Z[train], y[train])
         oof[test] = model.predict_proba(Z[test])[:, 1]

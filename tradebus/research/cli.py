@@ -222,10 +222,13 @@ def cv(config: ConfigArg, out: OutOption = None) -> None:
         t0, t1 = frame["ts_event"].to_numpy(), frame["t1"].to_numpy()
         splitter = _splitter(cfg.cv, t0, t1)
         splits = []
-        for k, (train, test) in enumerate(splitter.split(np.zeros(len(t0)))):
-            splits.append({"split": k, "train": len(train), "test": len(test),
-                           "test_start": int(t0[test[0]]), "test_end": int(t1[test].max()),
-                           "purged_or_embargoed": int(len(t0) - len(train) - len(test))})
+        try:
+            for k, (train, test) in enumerate(splitter.split(np.zeros(len(t0)))):
+                splits.append({"split": k, "train": len(train), "test": len(test),
+                               "test_start": int(t0[test[0]]), "test_end": int(t1[test].max()),
+                               "purged_or_embargoed": int(len(t0) - len(train) - len(test))})
+        except ConfigError as exc:
+            raise ConfigError(f"{config}: cv: {exc}") from None
         payload: dict[str, Any] = {"method": cfg.cv.method, "samples": len(t0), "splits": splits}
         if cfg.cv.method == "cpcv":
             payload["n_test_paths"] = splitter.n_test_paths

@@ -18,9 +18,12 @@ Test samples form contiguous *blocks*. For a block ``[a, b)`` with end time
   trailing windows still contain the test period's information.
 
 ``embargo`` is a number of samples (int) or a fraction of all samples (float < 1,
-rounded up). With labels spanning ``k`` samples (``t1[i] = t0[i + k]``) this removes
-``k`` samples before each block and ``k + h`` after it, which is skfolio's
-``CombinatorialPurgedCV(purged_size=k, embargo_size=h)``.
+rounded up). With labels spanning ``k`` samples
+(``t1[i] = t0[i + k]``) this removes ``k`` samples before each block and ``k + h`` after it,
+which is skfolio's ``CombinatorialPurgedCV(purged_size=k, embargo_size=h)``.
+
+A K-fold or CPCV split that purging and embargo leave without a training sample is refused
+(``ConfigError`` naming the split, the embargo and the counts): no model can be fitted on it.
 
 Folds are contiguous, of sizes as in scikit-learn's ``KFold`` (the first ``n % k``
 folds one sample larger).
@@ -69,6 +72,10 @@ def _embargo_size(embargo: float, n: int) -> int:
     if isinstance(embargo, float) and embargo < 1.0:
         return math.ceil(embargo * n)
     return int(embargo)
+
+
+def _embargo_text(embargo: float, h: int) -> str:
+    return f"{h} samples" if embargo >= 1 or embargo == 0 else f"{embargo} = {h} samples"
 
 
 def _blocks(test: np.ndarray) -> list[tuple[int, int]]:
@@ -121,6 +128,15 @@ class _Purged(BaseCrossValidator):
             raise ConfigError(f"splitter: t1 < t0 at sample {row}")
         return t0, t1
 
+    def _trainable(self, split: str, train: np.ndarray, test: np.ndarray, n: int, h: int) -> np.ndarray:
+        """``train``, refused when purging and embargo left it empty (no model can be fitted on it)."""
+        if train.size == 0:
+            raise ConfigError(
+                f"{type(self).__name__}: {split} has no training samples left: of {n} samples "
+                f"{test.size} are tested and the other {n - test.size} are purged or embargoed "
+                f"(embargo {_embargo_text(self.embargo, h)}); lower the embargo or use more samples")
+        return train
+
     def _iter_test_indices(self, X: Any = None, y: Any = None, groups: Any = None) -> Iterator[np.ndarray]:
         for _, test in self.split(X, y, groups):
             yield test
@@ -162,10 +178,10 @@ class PurgedKFold(_Purged):
         h = _embargo_size(self.embargo, n)
         bounds = fold_bounds(n, self.n_splits)
         everything = np.arange(n)
-        for a, b in itertools.pairwise(bounds.tolist()):
+        for k, (a, b) in enumerate(itertools.pairwise(bounds.tolist())):
             test = everything[a:b]
             train = np.concatenate([everything[:a], everything[b:]])
-            yield purge(train, test, t0, t1, h), test
+            yield self._trainable(f"fold {k}", purge(train, test, t0, t1, h), test, n, h), test
 
 
 class PurgedWalkForward(_Purged):
@@ -312,11 +328,11 @@ class CombinatorialPurgedCV(_Purged):
             raise ConfigError(f"CombinatorialPurgedCV: {n} samples cannot make {self.n_folds} groups")
         h = _embargo_size(self.embargo, n)
         everything = np.arange(n)
-        for parts in self.test_groups(n):
+        for k, parts in enumerate(self.test_groups(n)):
             test = np.concatenate(parts)
             mask = np.ones(n, dtype=bool)
             mask[test] = False
-            yield purge(everything[mask], test, t0, t1, h), test
+            yield self._trainable(f"split {k}", purge(everything[mask], test, t0, t1, h), test, n, h), test
 
     def backtest_paths(self, predictions: list[np.ndarray], n: int) -> np.ndarray:
         """Stitch per-split test predictions into ``n_test_paths`` full-length paths.
