@@ -38,6 +38,8 @@ def test_the_sample_research_config_loads(tmp_path: Path) -> None:
         ({"dataset": {"timeframes": {"1d": [{"name": "m", "kind": "no_such_kind", "input": "close"}]}}},
          "dataset.timeframes.1d: "),
         ({"walkforward": {"upper": 0.3, "lower": 0.7}}, "walkforward: upper (0.3) is below lower (0.7)"),
+        ({"cv": {"embargo": 1.5}},
+         "cv.embargo: embargo 1.5 is neither a number of samples (a whole number) nor a fraction of the samples (< 1)"),
     ],
 )
 def test_a_bad_research_config_names_the_file_the_key_and_the_problem(tmp_path: Path, change: dict, message: str) -> None:

@@ -267,3 +267,14 @@ def test_a_split_left_without_training_samples_is_refused_naming_it_the_embargo_
     assert str(info.value) == (f"{name} has no training samples left: of 30 samples 10 are tested and the other 20 "
                                "are purged or embargoed (embargo 25 samples); lower the embargo or use more samples")
 
+
+def test_an_embargo_that_is_neither_a_sample_count_nor_a_fraction_is_refused() -> None:
+    t0, t1 = grid_labels(40, 1)
+    with pytest.raises(ConfigError, match=r"embargo 1.5 is neither a number of samples \(a whole number\) "
+                                          r"nor a fraction of the samples \(< 1\)"):
+        list(PurgedKFold(2, t0=t0, t1=t1, embargo=1.5).split())
+    with pytest.raises(ConfigError, match="embargo 2.5 is neither"):
+        list(CombinatorialPurgedCV(4, 2, t0=t0, t1=t1, embargo=2.5).split())
+    whole = [tr.tolist() for tr, _ in PurgedKFold(2, t0=t0, t1=t1, embargo=2.0).split()]
+    assert whole == [tr.tolist() for tr, _ in PurgedKFold(2, t0=t0, t1=t1, embargo=2).split()]
+    assert whole[0] == list(range(23, 40))  # test 0..19, label 19 ends at 20 (purged), embargo 21, 22

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from tradebus.config import InstrumentConfig, parse_duration
 from tradebus.config.base import StrictModel, describe_errors
@@ -66,6 +66,16 @@ class CVConfig(_Model):
     train_size: int | None = Field(default=None, gt=0)
     expanding: bool = True
     gap: int = Field(default=0, ge=0)
+
+    @field_validator("embargo")
+    @classmethod
+    def _embargo(cls, value: float) -> float:
+        from tradebus.research.splitters import embargo_problem
+
+        problem = embargo_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class ModelConfig(_Model):

@@ -17,8 +17,8 @@ Test samples form contiguous *blocks*. For a block ``[a, b)`` with end time
   samples with ``t0 > E``) are dropped too, because features computed over
   trailing windows still contain the test period's information.
 
-``embargo`` is a number of samples (int) or a fraction of all samples (float < 1,
-rounded up). With labels spanning ``k`` samples
+``embargo`` is a number of samples (a whole number) or a fraction of all samples (float < 1,
+rounded up); a non-whole number >= 1 is refused. With labels spanning ``k`` samples
 (``t1[i] = t0[i + k]``) this removes ``k`` samples before each block and ``k + h`` after it,
 which is skfolio's ``CombinatorialPurgedCV(purged_size=k, embargo_size=h)``.
 
@@ -45,7 +45,7 @@ from sklearn.model_selection import BaseCrossValidator
 
 from tradebus.errors import ConfigError
 
-__all__ = ["CombinatorialPurgedCV", "PurgedKFold", "PurgedWalkForward", "fold_bounds", "purge"]
+__all__ = ["CombinatorialPurgedCV", "PurgedKFold", "PurgedWalkForward", "embargo_problem", "fold_bounds", "purge"]
 
 
 def fold_bounds(n: int, k: int) -> np.ndarray:
@@ -66,9 +66,26 @@ def _times(name: str, values: Any) -> np.ndarray:
     return arr
 
 
-def _embargo_size(embargo: float, n: int) -> int:
+def embargo_problem(embargo: float) -> str | None:
+    """Why ``embargo`` is not a sample count or a fraction of the samples, or ``None`` when it is.
+
+    Parameters
+    ----------
+    embargo
+        Samples (a whole number) or a fraction of all samples (float < 1).
+    """
     if embargo < 0:
-        raise ConfigError(f"splitter: embargo must be >= 0, got {embargo}")
+        return f"embargo must be >= 0, got {embargo}"
+    if embargo >= 1 and embargo != int(embargo):
+        return (f"embargo {embargo} is neither a number of samples (a whole number) "
+                f"nor a fraction of the samples (< 1)")
+    return None
+
+
+def _embargo_size(embargo: float, n: int) -> int:
+    problem = embargo_problem(embargo)
+    if problem is not None:
+        raise ConfigError(f"splitter: {problem}")
     if isinstance(embargo, float) and embargo < 1.0:
         return math.ceil(embargo * n)
     return int(embargo)
@@ -154,7 +171,7 @@ class PurgedKFold(_Purged):
     t0, t1
         Label start and end times per sample (see the module docstring).
     embargo
-        Samples (int) or fraction of samples (float < 1) embargoed after each test fold.
+        Samples (a whole number) or fraction of samples (float < 1) embargoed after each test fold.
     """
 
     def __init__(self, n_splits: int = 5, *, t0: Any, t1: Any, embargo: float = 0) -> None:
