@@ -47,6 +47,7 @@ def test_a_feed_config_of_an_unregistered_venue_is_refused_naming_the_venues() -
     ("venue", "market", "channels", "error"),
     [
         ("binance", "spot", ["trade", "aggTrade"], "counted twice"),
+        ("okx", "spot", ["trades", "trades-all"], "counted twice"),
         ("binance", "spot", ["markPrice"], "only for market 'usdm'"),
         ("okx", "spot", ["candle1m"], None),
         ("okx", "spot", ["candle1x"], "'candle1x' is not an OKX candle channel; use one of candle1s, candle1m,"),

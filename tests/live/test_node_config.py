@@ -94,6 +94,30 @@ def test_okx_and_bybit_feeds_take_their_own_channel_names(tmp_path: Path) -> Non
         load(tmp_path, data)
 
 
+def okx_config(ws_url: str | None, channels: list[str]) -> dict[str, Any]:
+    feed = {"venue": "okx", "market": "spot", "subscriptions": {OKX_IID: channels}}
+    if ws_url is not None:
+        feed["ws_url"] = ws_url
+    return {
+        "instruments": [OKX_INSTRUMENT],
+        "strategy": {"name": "tradebus.strategies.tick_ema:TickEmaCross", "instruments": [OKX_IID],
+                     "params": {"fast": 2, "slow": 5, "quantity": 0.001}},
+        "feeds": [feed],
+    }
+
+
+def test_okx_trades_and_trades_all_of_one_instrument_are_refused(tmp_path: Path) -> None:
+    """A trades push (count 3 ending at id 123) and the trades-all fills 121, 122, 123 were all delivered."""
+    load(tmp_path, okx_config("ws://127.0.0.1:9", ["trades-all"]))
+    with pytest.raises(Exception) as info:
+        load(tmp_path, okx_config("ws://127.0.0.1:9", ["trades", "trades-all"]))
+    assert type(info.value).__name__ == "ConfigError"
+    assert str(tmp_path / "paper.yaml") in str(info.value)
+    assert (f"feeds.0: subscriptions.{OKX_IID}: 'trades' and 'trades-all' both deliver every trade ('trades' "
+            "aggregated, 'trades-all' one by one, under different trade ids), so each trade would be counted twice; "
+            "subscribe one of them") in str(info.value)
+
+
 @pytest.mark.parametrize(("venue", "market", "iid", "channel"), [("okx", "spot", OKX_IID, "trades"),
                                                                   ("bybit", "spot", "BTCUSDT.BYBIT", "publicTrade")])
 def test_a_rest_url_on_a_feed_without_rest_is_refused(tmp_path: Path, venue: str, market: str, iid: str, channel: str) -> None:

@@ -130,13 +130,18 @@ def known_channel(channel: str) -> bool:
 
 
 def check_feed(feed: FeedConfig) -> None:
-    """OKX rules of a paper feed: a candle channel must be one of :data:`CANDLE_CHANNELS`.
+    """OKX rules of a paper feed.
+
+    * a candle channel must be one of :data:`CANDLE_CHANNELS`;
+    * ``trades`` and ``trades-all`` of one instrument are refused together: a ``trades`` push
+      aggregates fills that ``trades-all`` also delivers one by one, under other trade ids,
+      so de-duplication cannot tell them apart and the volume would be counted twice.
 
     Raises
     ------
     ValueError
-        Naming the subscription, the channel and the candle channels OKX offers (it refuses
-        any other at subscription, which would stop the daemon only once started).
+        Naming the subscription, the channel and what to use instead (OKX refuses an unknown
+        candle channel at subscription, which would stop the daemon only once started).
     """
     for iid, channels in feed.subscriptions.items():
         for channel in channels:
@@ -145,6 +150,12 @@ def check_feed(feed: FeedConfig) -> None:
                     f"subscriptions.{iid}: {channel!r} is not an OKX candle channel; "
                     f"use one of {', '.join(CANDLE_CHANNELS)}"
                 )
+        if "trades" in channels and "trades-all" in channels:
+            raise ValueError(
+                f"subscriptions.{iid}: 'trades' and 'trades-all' both deliver every trade ('trades' aggregated, "
+                "'trades-all' one by one, under different trade ids), so each trade would be counted twice; "
+                "subscribe one of them"
+            )
 
 
 def stream_symbol(market: str, symbol: str, instrument_id: str) -> str:
