@@ -67,7 +67,9 @@ def test_venue_channel_rules_come_from_the_venue_package(
     venue: str, market: str, channels: list[str], error: str | None
 ) -> None:
     def build() -> FeedConfig:
-        return FeedConfig(venue=venue, market=market, subscriptions={"X.Y": channels})
+        business = venue == "okx" and channels[0].startswith("candle")  # OKX serves candles on /ws/v5/business only
+        url = "wss://ws.okx.com:8443/ws/v5/business" if business else None
+        return FeedConfig(venue=venue, market=market, ws_url=url, subscriptions={"X.Y": channels})
 
     if error is None:
         assert build().has_book("X.Y") == channels[0].startswith(VENUES[venue].book_channels)

@@ -81,7 +81,7 @@ def test_okx_and_bybit_feeds_take_their_own_channel_names(tmp_path: Path) -> Non
         "strategy": {"name": "tradebus.strategies.tick_ema:TickEmaCross", "instruments": [OKX_IID],
                      "params": {"fast": 2, "slow": 5, "quantity": 0.001}},
         "feeds": [
-            {"venue": "okx", "market": "spot", "subscriptions": {OKX_IID: ["trades", "books", "candle1m"]}},
+            {"venue": "okx", "market": "spot", "subscriptions": {OKX_IID: ["trades", "books"]}},
             {"venue": "bybit", "market": "linear",
              "subscriptions": {"BTCUSDT-LINEAR.BYBIT": ["publicTrade", "orderbook.50", "kline.1"]}},
         ],
@@ -116,6 +116,38 @@ def test_okx_trades_and_trades_all_of_one_instrument_are_refused(tmp_path: Path)
     assert (f"feeds.0: subscriptions.{OKX_IID}: 'trades' and 'trades-all' both deliver every trade ('trades' "
             "aggregated, 'trades-all' one by one, under different trade ids), so each trade would be counted twice; "
             "subscribe one of them") in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("ws_url", "channels", "message"),
+    [
+        (None, ["trades-all"], "OKX serves 'trades-all' only on its business URL (/ws/v5/business), not on ws_url "
+                               "'wss://ws.okx.com:8443/ws/v5/public'; give it a feed with ws_url "
+                               "wss://ws.okx.com:8443/ws/v5/business"),
+        (None, ["trades", "candle1m"], "OKX serves 'candle1m' only on its business URL"),
+        ("wss://wspap.okx.com:8443/ws/v5/public/", ["tickers", "trades-all"],
+         "not on ws_url 'wss://wspap.okx.com:8443/ws/v5/public/'; give it a feed with ws_url "
+         "wss://wspap.okx.com:8443/ws/v5/business"),
+        ("wss://ws.okx.com:8443/ws/v5/business", ["trades-all", "books"],
+         "OKX serves 'books' only on its public URL (/ws/v5/public), not on ws_url "
+         "'wss://ws.okx.com:8443/ws/v5/business'; give it a feed with ws_url wss://ws.okx.com:8443/ws/v5/public"),
+        ("wss://ws.okx.com:8443/ws/v5/business", ["trades-all", "candle1H"], None),
+        ("wss://wspap.okx.com:8443/ws/v5/business", ["trades-all", "candle1Dutc"], None),
+        (None, ["trades", "tickers", "books"], None),
+        ("ws://127.0.0.1:9", ["trades-all", "books"], None),  # a local emulator serves every channel
+    ],
+)
+def test_okx_channels_must_be_served_by_the_feed_url(tmp_path: Path, ws_url: str | None, channels: list[str],
+                                                     message: str | None) -> None:
+    """OKX refuses trades-all and candles on /ws/v5/public (and public channels on /ws/v5/business)."""
+    if message is None:
+        assert load(tmp_path, okx_config(ws_url, channels)).feeds[0].channels_of(OKX_IID) == channels
+        return
+    with pytest.raises(Exception) as info:
+        load(tmp_path, okx_config(ws_url, channels))
+    assert type(info.value).__name__ == "ConfigError"
+    assert str(tmp_path / "paper.yaml") in str(info.value)
+    assert f"feeds.0: subscriptions.{OKX_IID}: " in str(info.value) and message in str(info.value)
 
 
 @pytest.mark.parametrize(("venue", "market", "iid", "channel"), [("okx", "spot", OKX_IID, "trades"),

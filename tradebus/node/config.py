@@ -16,7 +16,9 @@ lists are in each venue's ``config.py``):
   Binance feed has the same channels: they share one combined-stream connection);
 * okx (``market: spot | swap | futures``): ``trades``, ``trades-all``, ``tickers``,
   ``bbo-tbt``, ``books``, ``books5``, ``books-l2-tbt``, ``books50-l2-tbt``, ``funding-rate``,
-  ``mark-price``, ``candle<bar>`` (candles live on OKX's business URL: give that ``ws_url``);
+  ``mark-price``, ``candle<bar>`` (``trades-all`` and candles live on OKX's business URL
+  ``/ws/v5/business``, the others on ``/ws/v5/public``: a feed's ``ws_url`` must serve all its
+  channels; ``trades`` and ``trades-all`` together would count each trade twice and are refused);
 * bybit (``market: spot | linear``): ``publicTrade``, ``tickers``, ``orderbook.<depth>``,
   ``kline.<interval>``.
 

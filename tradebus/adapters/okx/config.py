@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from pydantic import Field
 
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BOOK_CHANNELS",
+    "BUSINESS_CHANNELS",
     "CANDLE_BARS",
     "CANDLE_CHANNELS",
     "FEED_CHANNELS",
@@ -71,7 +73,7 @@ class OkxConfig(StrictModel):
 
 #: Markets of a paper feed.
 FEED_MARKETS: tuple[str, ...] = ("spot", "swap", "futures")
-#: Channels of a paper feed (plus ``candle<bar>``, on OKX's business URL).
+#: Channels of a paper feed (plus ``candle<bar>``); which URL serves which: :data:`BUSINESS_CHANNELS`.
 FEED_CHANNELS = frozenset(
     {
         "trades",
@@ -106,6 +108,11 @@ CANDLE_CHANNELS: tuple[str, ...] = (
     *(f"candle{bar}utc" for bar in UTC_CANDLE_BARS),
 )
 
+#: Channels OKX serves only on its business URL (``/ws/v5/business``; OKX v5 WebSocket docs, "URL Path"
+#: of the all-trades and candlesticks channels); every other feed channel only on ``/ws/v5/public``.
+BUSINESS_CHANNELS: tuple[str, ...] = ("trades-all", *CANDLE_CHANNELS)
+_URL_PATHS = {"/ws/v5/public": "public", "/ws/v5/business": "business"}
+
 
 class OkxFeedOptions(FeedOptions):
     """The keys of an OKX paper feed beyond the common ones.
@@ -135,14 +142,19 @@ def check_feed(feed: FeedConfig) -> None:
     * a candle channel must be one of :data:`CANDLE_CHANNELS`;
     * ``trades`` and ``trades-all`` of one instrument are refused together: a ``trades`` push
       aggregates fills that ``trades-all`` also delivers one by one, under other trade ids,
-      so de-duplication cannot tell them apart and the volume would be counted twice.
+      so de-duplication cannot tell them apart and the volume would be counted twice;
+    * an OKX URL serves either the business channels (:data:`BUSINESS_CHANNELS`, on
+      ``/ws/v5/business``) or the others (``/ws/v5/public``, the default); a feed's channels
+      must all be served by its ``ws_url``. A URL with another path (a local emulator) takes any.
 
     Raises
     ------
     ValueError
-        Naming the subscription, the channel and what to use instead (OKX refuses an unknown
-        candle channel at subscription, which would stop the daemon only once started).
+        Naming the subscription, the channel and what to use instead (OKX refuses the
+        subscription, which would stop the daemon only once started).
     """
+    url = feed.ws_url or OkxConfig.model_fields["public_url"].default
+    served = _URL_PATHS.get(urlsplit(url).path.rstrip("/"))
     for iid, channels in feed.subscriptions.items():
         for channel in channels:
             if channel.startswith("candle") and channel not in CANDLE_CHANNELS:
@@ -156,6 +168,16 @@ def check_feed(feed: FeedConfig) -> None:
                 "'trades-all' one by one, under different trade ids), so each trade would be counted twice; "
                 "subscribe one of them"
             )
+        if served is None:
+            continue
+        for channel in channels:
+            needs = "business" if channel in BUSINESS_CHANNELS else "public"
+            if needs != served:
+                raise ValueError(
+                    f"subscriptions.{iid}: OKX serves {channel!r} only on its {needs} URL (/ws/v5/{needs}), "
+                    f"not on ws_url {url!r}; give it a feed with ws_url "
+                    f"{url[: url.rindex('/ws/v5/')]}/ws/v5/{needs}"
+                )
 
 
 def stream_symbol(market: str, symbol: str, instrument_id: str) -> str:
