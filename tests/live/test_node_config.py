@@ -47,6 +47,13 @@ def test_relative_journal_and_record_paths_resolve_against_the_config_directory(
         ),
         (lambda d: d["feeds"][0].update(depth_speed="0ms"), "depth_speed: '0ms' is not offered on binance spot"),
         (lambda d: d["feeds"][0].update(book_max_idle=0), "feeds.0.book_max_idle"),
+        # an endpoint without its scheme failed only once the daemon ran (InvalidURI), an empty one meant the default
+        (lambda d: d["feeds"][0].update(ws_url="stream.binance.com:9443"),
+         "feeds.0.ws_url: 'stream.binance.com:9443' is not a URL starting with ws:// or wss:// and naming a host"),
+        (lambda d: d["feeds"][0].update(ws_url=""), "feeds.0.ws_url: '' is not a URL starting with ws:// or wss://"),
+        (lambda d: d["feeds"][0].update(rest_url="api.binance.com"),
+         "feeds.0: rest_url: 'api.binance.com' is not a URL starting with http:// or https:// and naming a host "
+         "(got 'api.binance.com')"),
         # the paper venue never matches the L2 book: these settings were a KeyError or ignored
         (lambda d: d["venue"].update(fill_on="book"), "venue.fill_on: 'book' is for backtests of recorded books"),
         (lambda d: d["venue"].update(book={"queue_model": "prob_log"}), "venue.book: these settings act only with fill_on: book"),
@@ -178,6 +185,29 @@ def test_a_binance_feed_rest_url_reaches_the_depth_snapshots(tmp_path: Path) -> 
     handle = BinanceFeedHandle(default.feeds[0], default.instrument_map(), lambda m: None, live=False, recorder=None,
                                clock_ns=lambda: 0)
     assert handle.binance.rest_base == "https://api.binance.com"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("rest_url", "testnet.binance.vision",
+         "live.rest_url: 'testnet.binance.vision' is not a URL starting with http:// or https:// and naming a host"),
+        ("ws_api_url", "https://testnet.binance.vision/ws-api/v3",
+         "live.ws_api_url: 'https://testnet.binance.vision/ws-api/v3' is not a URL starting with ws:// or wss://"),
+    ],
+)
+def test_a_live_endpoint_that_is_not_a_url_of_its_scheme_is_a_config_error(tmp_path: Path, key: str, value: str,
+                                                                           message: str) -> None:
+    from tradebus.node.live import load_live_config
+
+    data = yaml.safe_load((Path(__file__).parents[2] / "configs" / "live_binance_testnet.yaml").read_text())
+    data["live"][key] = value
+    path = tmp_path / "live.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(Exception) as info:
+        load_live_config(path)
+    assert type(info.value).__name__ == "ConfigError"
+    assert str(path) in str(info.value) and message in str(info.value)
 
 
 def test_a_dumped_paper_config_reloads(tmp_path: Path) -> None:

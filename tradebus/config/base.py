@@ -7,8 +7,9 @@ everywhere: a :class:`~tradebus.errors.ConfigError` naming the file and the key
 (:func:`config_error_from`). Strategy parameters, sweep spaces, stress variants
 and research datasets derive from it too. :func:`resolve_path` is the one rule for a relative
 path in a config (against the config file's directory); :func:`resolve_model_paths` applies it to every
-path a model declares (a strategy's parameters: a saved model's file). It imports nothing of tradebus but
-its errors, so any layer may use it.
+path a model declares (a strategy's parameters: a saved model's file). :data:`WsUrl` and
+:data:`HttpUrl` are the endpoint types: a URL without its scheme or host is refused naming the
+field, not at connection. It imports nothing of tradebus but its errors, so any layer may use it.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from decimal import Decimal
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from tradebus.errors import ConfigError
 
 __all__ = [
-    "StrictModel", "config_error_from", "describe_errors", "model_paths", "resolve_model_paths", "resolve_path",
+    "HttpUrl", "StrictModel", "WsUrl", "config_error_from", "describe_errors", "model_paths", "resolve_model_paths",
+    "resolve_path",
 ]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -100,6 +103,28 @@ class StrictModel(BaseModel):
         if where is not None:
             raise ValueError(f"expected a number, got a boolean{f' at {where[1:]}' if where else ''} ({value!r})")
         return value
+
+
+def _endpoint(*schemes: str) -> AfterValidator:
+    """A check that an endpoint is an absolute URL of one of ``schemes`` naming a host."""
+
+    def check(url: str) -> str:
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:
+            raise ValueError(f"{url!r} is not a URL ({exc})") from None
+        if parts.scheme not in schemes or not parts.hostname:
+            starts = " or ".join(f"{scheme}://" for scheme in schemes)
+            raise ValueError(f"{url!r} is not a URL starting with {starts} and naming a host")
+        return url
+
+    return AfterValidator(check)
+
+
+#: A WebSocket endpoint in a config (``ws://`` or ``wss://``, with a host).
+WsUrl = Annotated[str, _endpoint("ws", "wss")]
+#: A REST endpoint in a config (``http://`` or ``https://``, with a host).
+HttpUrl = Annotated[str, _endpoint("http", "https")]
 
 
 def resolve_path(path: Path | None, base: Path) -> Path | None:

@@ -64,7 +64,7 @@ from tradebus.adapters.common.recorder import FrameRecorder, PrivateFrames
 from tradebus.adapters.common.venue import LiveAccount
 from tradebus.adapters.registry import VENUES, venue_adapter
 from tradebus.config import dump_config, load_config, parse_config
-from tradebus.config.base import StrictModel
+from tradebus.config.base import HttpUrl, StrictModel, WsUrl
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import CancelOrder, SubmitOrder, TradingState
 from tradebus.errors import ConfigError, VenueError
@@ -190,8 +190,8 @@ class LiveSettings(StrictModel):
     venue: str | None = None
     market: Literal["spot", "perpetual"] = "spot"
     environment: Literal["testnet", "mainnet"] = "testnet"
-    rest_url: str | None = None
-    ws_api_url: str | None = None
+    rest_url: HttpUrl | None = None
+    ws_api_url: WsUrl | None = None
     api_key_env: str | None = None
     api_secret_env: str | None = None
     api_passphrase_env: str | None = None

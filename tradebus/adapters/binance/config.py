@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from tradebus.adapters.common.feed import FeedConfig, FeedOptions
-from tradebus.config.base import StrictModel
+from tradebus.config.base import HttpUrl, StrictModel
 from tradebus.errors import ConfigError
 
 __all__ = [
@@ -250,7 +250,7 @@ class BinanceFeedOptions(FeedOptions):
 
     depth_speed: str | None = None
     snapshot_fetcher: Literal["ccxt", "http"] = "ccxt"
-    rest_url: str | None = None
+    rest_url: HttpUrl | None = None
 
     key_hints: ClassVar[dict[str, str]] = {
         "kline_interval": "the interval is part of the channel: subscribe kline_<interval>, e.g. kline_1h"

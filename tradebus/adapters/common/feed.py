@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, Self
 
 from pydantic import ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
-from tradebus.config.base import StrictModel
+from tradebus.config.base import StrictModel, WsUrl
 from tradebus.adapters.common.book import OrderBook
 from tradebus.adapters.common.client import Sink, StreamParser, WsClient
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy, KeepAlive
@@ -117,7 +117,7 @@ class FeedConfig(_Model):
 
     venue: str
     market: str
-    ws_url: str | None = None
+    ws_url: WsUrl | None = None
     subscriptions: dict[str, list[str]] = Field(min_length=1)
     stale_after: PositiveFloat = 30.0
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
@@ -171,7 +171,8 @@ class FeedConfig(_Model):
         except ValidationError as exc:
             first = exc.errors()[0]
             key = ".".join(str(part) for part in first["loc"])
-            raise ValueError(f"{key}: {first['msg']} (got {first.get('input')!r})") from None
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise ValueError(f"{key}: {message} (got {first.get('input')!r})") from None
 
     def channels_of(self, instrument_id: str) -> list[str]:
         """The channels subscribed for ``instrument_id`` (empty if none)."""

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import Field
 
 from tradebus.adapters.common.feed import FeedOptions
-from tradebus.config.base import StrictModel
+from tradebus.config.base import HttpUrl, StrictModel
 
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ class OkxFeedOptions(FeedOptions):
         ``GET /api/v5/market/history-trades``); ``None``: ``https://www.okx.com``.
     """
 
-    rest_url: str | None = None
+    rest_url: HttpUrl | None = None
 
 
 FEED_OPTIONS = OkxFeedOptions
