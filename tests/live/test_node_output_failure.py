@@ -6,9 +6,13 @@ stop ``finish()`` raised the ``OSError`` again (a traceback, exit 1), and a fail
 traceback and then ``KeyError: 'orders.csv'``. The journal holds every order and fill: a restart
 with the space freed rewrites the outputs from it.
 
-No root tricks: at start an output file is a symlink to ``/dev/full`` (ENOSPC on every write); mid-run
-the running daemon's file size limit is lowered to 1 byte (``prlimit``: Python ignores ``SIGXFSZ``,
-so its next row write fails with EFBIG), the daemon logging to a pipe, which that limit does not cover.
+No root tricks: at start an output file's name is taken by a directory (the new file cannot replace it:
+EISDIR); mid-run the running daemon's file size limit is lowered to 1 byte (``prlimit``: Python ignores
+``SIGXFSZ``, so its next row write fails with EFBIG), the daemon logging to a pipe, which that limit does
+not cover.
+
+A daemon never writes outside its own files: an output file that is a symlink (``--force``) is replaced,
+and what it pointed to is left untouched.
 """
 
 from __future__ import annotations
@@ -44,19 +48,18 @@ def test_outputs_unwritable_at_start_exit_2_naming_the_file_and_a_restart_rewrit
     write_journal(journal, 2)  # two orders the stopped daemon had submitted
     config = paper_config(tmp_path, journal)
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "orders.csv").symlink_to("/dev/full")
+    (out / "orders.csv").mkdir(parents=True)
     entries = journal_rows(journal)
 
     full = CliRunner().invoke(app, ["paper", str(config), "--out", str(out), "--force", "--max-seconds", "5"])
 
     assert full.exit_code == 2, full.output
-    assert f"output {out / 'orders.csv'}: cannot write it (ENOSPC: No space left on device)" in full.output
+    assert f"output {out / 'orders.csv'}: cannot write it (EISDIR: Is a directory)" in full.output
     assert "Traceback" not in full.output and "KeyError" not in full.output
     assert journal_rows(journal)[: len(entries)] == entries  # the journal is intact
     assert (out / INCOMPLETE_MARKER).exists() and not (out / "metrics.json").exists()
 
-    (out / "orders.csv").unlink()  # space freed
+    (out / "orders.csv").rmdir()  # the obstacle removed
     restart = CliRunner().invoke(app, ["paper", str(config), "--out", str(out), "--max-seconds", "1"])
 
     assert restart.exit_code == 0, restart.output
@@ -64,6 +67,24 @@ def test_outputs_unwritable_at_start_exit_2_naming_the_file_and_a_restart_rewrit
         rows = list(csv.DictReader(handle))
     assert [(r["client_order_id"], r["status"]) for r in rows] == [("TickEmaCross0", "CANCELED"), ("TickEmaCross1", "CANCELED")]
     assert (out / "metrics.json").is_file() and not (out / INCOMPLETE_MARKER).exists()
+
+
+def test_a_daemon_with_force_replaces_an_output_file_symlink_and_leaves_its_target_untouched(tmp_path: Path) -> None:
+    """``ln -s victim.csv out/orders.csv``: the daemon wrote its orders header into victim.csv (opened with "w")."""
+    victim = tmp_path / "victim.csv"
+    victim.write_text("the user's file\n", encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "orders.csv").symlink_to(victim)
+    config = paper_config(tmp_path, tmp_path / "journal.sqlite")
+
+    res = CliRunner().invoke(app, ["paper", str(config), "--out", str(out), "--force", "--max-seconds", "1"])
+
+    assert res.exit_code == 0, res.output
+    assert victim.read_text(encoding="utf-8") == "the user's file\n"
+    assert not (out / "orders.csv").is_symlink()
+    assert (out / "orders.csv").read_text(encoding="utf-8").startswith("client_order_id,")
+    assert sorted(os.listdir(tmp_path)) == ["journal.sqlite", "out", "paper.yaml", "victim.csv"]
 
 
 async def test_a_full_disk_mid_run_stops_the_daemon_with_exit_2_naming_the_file_not_a_reconnect_loop(tmp_path: Path) -> None:

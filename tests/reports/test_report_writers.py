@@ -218,3 +218,28 @@ def test_a_rerun_rewrites_the_tearsheet_an_earlier_run_left_for_its_own_numbers(
     assert page.read_bytes() == write_tearsheet(out, tmp_path / "fresh.html").read_bytes()
     run_backtest(_config(tmp_path, 5), tmp_path / "plain")  # no page asked for, none there: none written
     assert not (tmp_path / "plain" / REPORT_FILE).exists()
+
+
+def test_a_streamed_file_that_is_a_symlink_is_replaced_and_its_target_left_untouched(tmp_path: Path) -> None:
+    """``stream`` opened ``orders.csv`` with "w", writing through a symlink to a file outside the directory."""
+    victim = tmp_path / "victim.csv"
+    victim.write_text("not the run's\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "orders.csv").symlink_to(victim)
+    run_dir = RunDirectory(out, "paper", force=True)
+    with run_dir:
+        with run_dir.stream("orders.csv") as handle:
+            handle.write("client_order_id\n")
+    assert victim.read_text() == "not the run's\n"
+    assert not (out / "orders.csv").is_symlink() and (out / "orders.csv").read_text() == "client_order_id\n"
+    assert not [name for name in os.listdir(out) if ".tmp-" in name]
+
+
+def test_a_streamed_file_that_cannot_replace_what_is_there_names_it_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    (out / "orders.csv").mkdir(parents=True)
+    run_dir = RunDirectory(out, "paper", force=True)
+    with pytest.raises(ConfigError, match=f"^output {out / 'orders.csv'}: cannot write it \\(EISDIR"):
+        run_dir.stream("orders.csv")
+    assert sorted(os.listdir(out)) == [INCOMPLETE_MARKER, "orders.csv"]

@@ -64,7 +64,8 @@ The output directory (``--out``)
 * before the run, a directory that holds anything else -- except the files the run's
   config names (journal, recording, log files) -- is refused with a :class:`ConfigError`
   (exit 2) naming the directory and those files, unless ``force`` (then they are
-  left untouched);
+  left untouched; an entry at one of the run's own names that is not a plain file,
+  such as a symlink, is replaced by the run's file, never written through);
 * each output is written to a temporary file in the same directory and moved over
   its final name with :func:`os.replace`; while the moves happen the directory holds
   an ``INCOMPLETE`` marker, so a run interrupted there leaves a directory that says
@@ -72,7 +73,7 @@ The output directory (``--out``)
 * except that a paper or live daemon with an output directory writes the
   :data:`STREAMED_FILES` (fills, orders, equity, funding, prices) row by row while it
   runs (:mod:`tradebus.reports.stream`: each row flushed as it happens, so a crash loses
-  none written): they are truncated when the daemon starts, the ``INCOMPLETE`` marker
+  none written): they are replaced by new, empty files when the daemon starts, the ``INCOMPLETE`` marker
   stands until it stopped cleanly, and the other files are written (as above) at the end.
   The files are byte-identical to those a run writing them at the end would write.
 """
@@ -575,9 +576,10 @@ class RunDirectory:
     def stream(self, name: str) -> TextIO:
         """A text handle on the run's own file ``name`` itself, for writing it row by row during the run.
 
-        The file is truncated; the directory is created if missing and holds the ``INCOMPLETE``
-        marker until the ``with`` block that writes the other files ends cleanly. The caller
-        closes the handle before that block.
+        The file is a new, empty one that replaces what was at ``name`` (a symlink itself, never
+        the file it points to, as :meth:`open` does); the directory is created if missing and holds
+        the ``INCOMPLETE`` marker until the ``with`` block that writes the other files ends cleanly.
+        The caller closes the handle before that block.
 
         Raises
         ------
@@ -596,7 +598,7 @@ class RunDirectory:
             if not marker.exists():
                 marker.write_text(_STREAMING_TEXT, encoding="utf-8")
             target = self.path / name
-            return target.open("w", encoding="utf-8", newline="")
+            return _replace_with_new_file(target)
         except OSError as exc:
             raise output_error(target, exc) from None
 
@@ -624,3 +626,22 @@ class RunDirectory:
                 raise output_error(Path(error.filename2 or error.filename or self.path), error) from None
             raise
         marker.unlink()
+
+
+def _replace_with_new_file(path: Path) -> TextIO:
+    """A text handle on a new, empty file that replaced ``path`` (a symlink there is replaced, not followed).
+
+    The file is created under a temporary name in the same directory (removing a stale one this
+    process id left) and moved over ``path`` with :func:`os.replace`; the temporary file is removed
+    if the move fails.
+    """
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temp.unlink(missing_ok=True)
+    handle = temp.open("x", encoding="utf-8", newline="")
+    try:
+        os.replace(temp, path)
+    except BaseException:
+        handle.close()
+        temp.unlink(missing_ok=True)
+        raise
+    return handle
