@@ -243,3 +243,34 @@ def test_a_streamed_file_that_cannot_replace_what_is_there_names_it_and_leaves_n
     with pytest.raises(ConfigError, match=f"^output {out / 'orders.csv'}: cannot write it \\(EISDIR"):
         run_dir.stream("orders.csv")
     assert sorted(os.listdir(out)) == [INCOMPLETE_MARKER, "orders.csv"]
+
+
+def test_an_incomplete_marker_that_is_a_symlink_is_foreign_and_with_force_replaced_not_written_through(
+    tmp_path: Path,
+) -> None:
+    """A backtest, without --force, wrote its marker text through ``out/INCOMPLETE -> victim`` into a file outside ``out``."""
+    victim = tmp_path / "victim"
+    victim.write_text("not the run's\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / INCOMPLETE_MARKER).symlink_to(victim)
+    with pytest.raises(ConfigError, match=f"holds files a backtest run does not write: {INCOMPLETE_MARKER}\\."):
+        RunDirectory(out, "backtest")
+    write(out, force=True)
+    assert victim.read_text() == "not the run's\n"
+    assert INCOMPLETE_MARKER not in os.listdir(out) and (out / "metrics.json").is_file()
+
+
+def test_a_streaming_daemon_replaces_a_dangling_incomplete_symlink_and_creates_nothing_where_it_points(
+    tmp_path: Path,
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / INCOMPLETE_MARKER).symlink_to(elsewhere)
+    run_dir = RunDirectory(out, "paper", force=True)
+    with run_dir.stream("fills.csv"):
+        pass
+    assert not elsewhere.exists()
+    marker = out / INCOMPLETE_MARKER
+    assert not marker.is_symlink() and "a tradebus daemon is writing its outputs here" in marker.read_text()

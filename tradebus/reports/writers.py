@@ -525,9 +525,9 @@ class RunDirectory:
             raise ConfigError(f"output directory {self.path} is not writable")
         names = []
         for entry in self.path.iterdir():
-            if entry.name in self.own and entry.is_file() and not entry.is_symlink():
+            if (entry.name in self.own or entry.name == INCOMPLETE_MARKER) and _is_plain_file(entry):
                 continue
-            if entry.name == INCOMPLETE_MARKER or self._kept(entry):
+            if self._kept(entry):
                 continue
             names.append(entry.name + ("/" if entry.is_dir() else ""))
         return sorted(names)
@@ -595,8 +595,8 @@ class RunDirectory:
                 self.path.mkdir(parents=True)
                 self._created = True
             target = marker
-            if not marker.exists():
-                marker.write_text(_STREAMING_TEXT, encoding="utf-8")
+            if not _is_plain_file(marker):
+                _write_marker(marker, _STREAMING_TEXT)
             target = self.path / name
             return _replace_with_new_file(target)
         except OSError as exc:
@@ -616,7 +616,7 @@ class RunDirectory:
             return
         marker = self.path / INCOMPLETE_MARKER
         try:
-            marker.write_text(_MARKER_TEXT, encoding="utf-8")
+            _write_marker(marker, _MARKER_TEXT)
             for name, temp in self._pending.items():
                 os.replace(temp, self.path / name)
         except BaseException as error:
@@ -645,3 +645,14 @@ def _replace_with_new_file(path: Path) -> TextIO:
         temp.unlink(missing_ok=True)
         raise
     return handle
+
+
+def _is_plain_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file and not a symlink (a run's own file, not a link to another)."""
+    return path.is_file() and not path.is_symlink()
+
+
+def _write_marker(marker: Path, text: str) -> None:
+    """Write the ``INCOMPLETE`` marker as a new file (replacing, never following, a symlink there)."""
+    with _replace_with_new_file(marker) as handle:
+        handle.write(text)
