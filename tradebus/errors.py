@@ -23,6 +23,8 @@ publishes ``BookResynced`` / ``FeedStale`` with the reason (see
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "BookError",
     "ConfigError",
@@ -33,6 +35,7 @@ __all__ = [
     "ParseError",
     "TradebusError",
     "VenueError",
+    "describe_os_error",
 ]
 
 
@@ -70,3 +73,9 @@ class ParseError(TradebusError):
 
 class BookError(TradebusError):
     """An order book was given invalid levels or an invalid capacity."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An OS error as a message names it: its errno's name and text, e.g. ``ENOSPC: No space left on device``."""
+    code = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno is not None else "OSError"
+    return f"{code}: {exc.strerror or exc}"

@@ -22,7 +22,9 @@ import csv
 import os
 import resource
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -30,6 +32,7 @@ from typer.testing import CliRunner
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.adapters.common.recorder import read_frames
 from tradebus.cli import app
 from tradebus.features.warmup import warm_up
 from tradebus.reports.writers import INCOMPLETE_MARKER, STREAMED_FILES
@@ -87,31 +90,44 @@ def test_a_daemon_with_force_replaces_an_output_file_symlink_and_leaves_its_targ
     assert sorted(os.listdir(tmp_path)) == ["journal.sqlite", "out", "paper.yaml", "victim.csv"]
 
 
-async def test_a_full_disk_mid_run_stops_the_daemon_with_exit_2_naming_the_file_not_a_reconnect_loop(tmp_path: Path) -> None:
+async def run_until_the_disk_fills(
+    tmp_path: Path, options: dict[str, Any], cli: list[str], ready: Callable[[], bool], what: str
+) -> tuple[int | None, str]:
+    """Run a paper daemon (a subprocess) on the Binance capture until ``ready()``, then fill its disk.
+
+    ``options`` go into the config, ``cli`` after ``tradebus paper <config>``. Returns the exit code and the log.
+    """
     warm_up()
-    out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, speed=6.0, lifetime=90.0) as srv:
-        data = binance_config(srv.ws_url, srv.http_url, ["trade", "bookTicker"])
-        data["report"] = {"equity_interval": "1s"}
+        data = binance_config(srv.ws_url, srv.http_url, ["trade", "bookTicker"]) | options
         cfg = tmp_path / "paper.yaml"
         cfg.write_text(yaml.safe_dump(data), encoding="utf-8")
         daemon = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tradebus.cli", "paper", str(cfg), "--out", str(out), "--max-seconds", "30",
+            sys.executable, "-m", "tradebus.cli", "paper", str(cfg), *cli, "--max-seconds", "30",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
         )
         output = asyncio.create_task(daemon.communicate())
-        fills = out / "fills.csv"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 60.0
-        while not (fills.exists() and len(fills.read_text(encoding="utf-8").splitlines()) >= 3):
+        while not ready():
             assert not output.done(), (await output)[0].decode()
-            assert loop.time() < deadline, "timed out waiting for 2 fill rows"
+            assert loop.time() < deadline, f"timed out waiting for {what}"
             await asyncio.sleep(0.05)
         resource.prlimit(daemon.pid, resource.RLIMIT_FSIZE, (1, 1))  # the disk is full from now on
         log = (await asyncio.wait_for(output, 60.0))[0].decode()
+    return daemon.returncode, log
 
-    assert daemon.returncode == 2, log
+
+async def test_a_full_disk_mid_run_stops_the_daemon_with_exit_2_naming_the_file_not_a_reconnect_loop(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    fills = out / "fills.csv"
+    returncode, log = await run_until_the_disk_fills(
+        tmp_path, {"report": {"equity_interval": "1s"}}, ["--out", str(out)],
+        lambda: fills.exists() and len(fills.read_text(encoding="utf-8").splitlines()) >= 3, "2 fill rows",
+    )
+
+    assert returncode == 2, log
     stopped = [line for line in log.splitlines() if "paper daemon stopping" in line]
     assert len(stopped) == 1 and "outputs failed: output " in stopped[0] and "(EFBIG: File too large)" in stopped[0], log
     failed = stopped[0].split("outputs failed: output ", 1)[1].split(":", 1)[0]
@@ -119,3 +135,50 @@ async def test_a_full_disk_mid_run_stops_the_daemon_with_exit_2_naming_the_file_
     assert f"error: output {failed}: cannot write it (EFBIG: File too large)" in log
     assert "connection ended (OSError" not in log and "Traceback" not in log
     assert (out / INCOMPLETE_MARKER).exists() and not (out / "metrics.json").exists()
+
+
+async def test_a_full_disk_on_the_journal_stops_the_daemon_exit_3_naming_it_and_sends_no_order_it_did_not_journal(
+    tmp_path: Path,
+) -> None:
+    """The SQLite error was raised in the feed's handler: exit 1, 'binance-spot: fatal connection error: OperationalError'."""
+    journal = tmp_path / "journal.sqlite"
+    returncode, log = await run_until_the_disk_fills(
+        tmp_path, {"journal": str(journal)}, [],
+        lambda: sum(row[1] == "OrderFilled" for row in journal_rows(journal)) >= 2, "2 journaled fills",
+    )
+
+    error = f"journal {journal}: cannot write it (SQLITE_IOERR_WRITE: disk I/O error)"
+    assert returncode == 3, log
+    stopped = [line for line in log.splitlines() if "paper daemon stopping" in line]
+    assert stopped == [stopped[0]] and stopped[0].endswith(f"journal failed: {error}"), log
+    assert f"error: {error}" in log
+    assert "Traceback" not in log and "connection ended" not in log and "OperationalError" not in log
+    rows = journal_rows(journal)
+    submitted = {coid for _, type_, coid, _ in rows if type_ == "OrderSubmitted"}
+    decided = {line.split("decision ", 1)[1].split()[0] for line in log.splitlines() if "-> submitted" in line}
+    assert decided and decided == submitted  # every order sent is in the journal, with its decision
+    assert [type_ for _, type_, _, _ in rows].count("SubmitOrder") == len(submitted)  # no command without its decision
+    restart = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tradebus.cli", "paper", str(paper_config(tmp_path, journal)), "--max-seconds", "1",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    restarted = (await asyncio.wait_for(restart.communicate(), 60.0))[0].decode()
+    assert restart.returncode == 0, restarted  # the journal reads back
+    assert f"recovered {len(submitted)} order(s) from journal {journal}" in restarted
+
+
+async def test_a_full_disk_on_the_recording_stops_the_daemon_exit_2_naming_it_not_a_reconnect_loop(tmp_path: Path) -> None:
+    """The recorder's OSError was taken for a network error: a reconnect loop, then an OSError traceback at stop."""
+    recording = tmp_path / "frames.jsonl.gz"
+    returncode, log = await run_until_the_disk_fills(
+        tmp_path, {"record": str(recording)}, [],
+        lambda: recording.exists() and recording.stat().st_size > 20_000, "a recording of 20 kB",
+    )
+
+    error = f"record {recording}: cannot write it (EFBIG: File too large)"
+    assert returncode == 2, log
+    stopped = [line for line in log.splitlines() if "paper daemon stopping" in line]
+    assert stopped == [stopped[0]] and stopped[0].endswith(f"recording failed: {error}"), log
+    assert f"error: {error}" in log
+    assert "Traceback" not in log and "connection ended" not in log and "reconnecting" not in log
+    assert len(list(read_frames(recording))) > 100  # readable up to its last flush

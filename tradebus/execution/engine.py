@@ -217,6 +217,12 @@ class ExecutionEngine:
         published (``ContingentLinked`` ``"replace"``) before the venue is called.
 
         Returns the order (status DENIED, SUBMITTED, or whatever the venue answered synchronously).
+
+        Raises
+        ------
+        DataError
+            The journal cannot be written (:attr:`Journal.failure
+            <tradebus.execution.journal.Journal.failure>`): the order is not sent.
         """
         om = self._om
         order = om.create(cmd)
@@ -236,9 +242,10 @@ class ExecutionEngine:
             om.mark_submitted(order, now)  # an event nobody journals or receives is not built
         else:
             event = OrderSubmitted(cmd.strategy_id, cmd.instrument_id, order.client_order_id, now, now)
-            om.apply(event)
             if journal is not None:
-                journal.record_event(event)  # journaled before the venue is called
+                # Journaled before the venue is called; an order the journal could not take stays INITIALIZED.
+                journal.record_event(event)
+            om.apply(event)
             self._bus.publish(event)
         if replaces:
             self._replacing(cmd, replaces, order.client_order_id, now)

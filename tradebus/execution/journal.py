@@ -22,6 +22,13 @@ fills to the run's results) and then settles every order whose fate the journal 
 
 Nothing is ever re-sent by the recovery, so it cannot invent or duplicate an order.
 
+A write that fails (a full disk: ``database or disk is full``; a file size limit: ``disk I/O
+error``) is the journal's :attr:`Journal.failure`, a :class:`~tradebus.errors.DataError` naming the
+file and SQLite's error: the open transaction is rolled back (a ``SubmitOrder`` goes with its
+decision: the order is not journaled, and the execution engine, which journals before it calls the
+venue, does not send it), ``on_failure`` is called once, and this write and every later one raise
+it. The journal on disk holds what was committed before, nothing half-written.
+
 Wallet movements outside fills, borrowing interest (``InterestCharged``) and funding
 (``FundingPaid``), are journaled as events with an empty client order id as they happen,
 committed like fills (:meth:`Journal.record_wallet`). The replay books them on the portfolio in
@@ -155,6 +162,9 @@ class Journal:
         journal does: a second exclusive opener (another daemon) is refused. Tools that only read
         or set the trading state (``live-kill``, ``live-resume``) open it without the lock. The
         lock goes with the process, so a killed daemon never leaves it behind.
+    on_failure
+        Called once with :attr:`failure` when a write fails (from the code that wrote: it must
+        not raise); the write raises it too. A daemon stops on it.
 
     Raises
     ------
@@ -171,8 +181,12 @@ class Journal:
         checkpoint_every: float | None = None,
         *,
         exclusive: bool = False,
+        on_failure: Callable[[DataError], None] | None = None,
     ) -> None:
         self.path = Path(path)
+        self.on_failure = on_failure
+        #: The first write that failed (names the file and SQLite's error); every later write raises it.
+        self.failure: DataError | None = None
         # Taken before SQLite opens the file: closing this descriptor while SQLite holds its own
         # (POSIX) locks on the file would drop them, so it is closed only after the database.
         self._lock_fd = _lock(self.path) if exclusive else None
@@ -256,10 +270,20 @@ class Journal:
         return int(self._meta["epoch"])
 
     def begin_epoch(self) -> int:
-        """Begin (and commit) the next epoch of client order ids; return it."""
-        self._commit()
+        """Begin (and commit) the next epoch of client order ids; return it.
+
+        Raises
+        ------
+        DataError
+            The journal cannot be written (:attr:`failure`).
+        """
         epoch = self.epoch + 1
-        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)", (str(epoch),))
+        try:
+            self._check_writable()
+            self._commit()
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)", (str(epoch),))
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
         self._meta["epoch"] = str(epoch)
         return epoch
 
@@ -270,26 +294,55 @@ class Journal:
 
         A ``SubmitOrder`` opens a transaction that its decision event commits (see the module
         docstring); any other command is committed at once.
+
+        Raises
+        ------
+        DataError
+            The journal cannot be written (:attr:`failure`; nothing of the transaction is kept).
         """
-        if type(cmd) is _messages.SubmitOrder:
-            if cmd.client_order_id != client_order_id:
-                cmd = msgspec.structs.replace(cmd, client_order_id=client_order_id)
-            if not self._db.in_transaction:
-                self._db.execute("BEGIN")
+        try:
+            self._check_writable()
+            if type(cmd) is _messages.SubmitOrder:
+                if cmd.client_order_id != client_order_id:
+                    cmd = msgspec.structs.replace(cmd, client_order_id=client_order_id)
+                if not self._db.in_transaction:
+                    self._db.execute("BEGIN")
+                return self._insert("command", cmd, client_order_id)
+            self._commit()
             return self._insert("command", cmd, client_order_id)
-        self._commit()
-        return self._insert("command", cmd, client_order_id)
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
 
     def record_event(self, event: Any) -> int:
-        """Journal an order event (committing a command waiting for it); return its ``seq``."""
-        seq = self._insert("event", event, event.client_order_id)
-        self._commit()
+        """Journal an order event (committing a command waiting for it); return its ``seq``.
+
+        Raises
+        ------
+        DataError
+            The journal cannot be written (:attr:`failure`; nothing of the transaction is kept).
+        """
+        try:
+            self._check_writable()
+            seq = self._insert("event", event, event.client_order_id)
+            self._commit()
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
         return seq
 
     def record_wallet(self, event: _messages.InterestCharged | _messages.FundingPaid) -> int:
-        """Journal (and commit) a wallet movement outside fills: a charge of interest or a funding payment."""
-        seq = self._insert("event", event, "")
-        self._commit()
+        """Journal (and commit) a wallet movement outside fills: a charge of interest or a funding payment.
+
+        Raises
+        ------
+        DataError
+            The journal cannot be written (:attr:`failure`).
+        """
+        try:
+            self._check_writable()
+            seq = self._insert("event", event, "")
+            self._commit()
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
         return seq
 
     def _insert(self, kind: str, msg: Any, client_order_id: str) -> int:
@@ -305,13 +358,43 @@ class Journal:
         if self._db.in_transaction:
             self._db.execute("COMMIT")
 
+    def _check_writable(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    def _failed(self, exc: sqlite3.Error) -> DataError:
+        """Keep the first failed write as :attr:`failure`, roll back what it began, tell ``on_failure``."""
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite rolled the transaction back itself
+        if self.failure is not None:
+            return self.failure
+        name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+        self.failure = error = DataError(f"journal {self.path}: cannot write it ({name}: {exc})")
+        logger.error("{}: nothing more is journaled, and no order is sent", error)
+        if self.on_failure is not None:
+            self.on_failure(error)
+        return error
+
     def save_risk_state(self, state: BreakerState) -> None:
-        """Store the risk gate's trading and breaker state (replacing the previous one)."""
-        self._commit()
-        self._db.execute(
-            "INSERT OR REPLACE INTO risk_state (id, ts, payload) VALUES (1, ?, ?)",
-            (state.ts, self._encoder.encode(state)),
-        )
+        """Store the risk gate's trading and breaker state (replacing the previous one).
+
+        Raises
+        ------
+        DataError
+            The journal cannot be written (:attr:`failure`).
+        """
+        try:
+            self._check_writable()
+            self._commit()
+            self._db.execute(
+                "INSERT OR REPLACE INTO risk_state (id, ts, payload) VALUES (1, ?, ?)",
+                (state.ts, self._encoder.encode(state)),
+            )
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
 
     def load_risk_state(self) -> BreakerState | None:
         """The last stored risk state, or ``None``.
@@ -494,11 +577,18 @@ class Journal:
         portfolio.charge_interest(msg.quote, msg.interest)
 
     def close(self) -> None:
-        """Commit what is pending, stop the checkpoint thread and close the database (once; later calls do nothing)."""
+        """Commit what is pending, stop the checkpoint thread and close the database (once; later calls do nothing).
+
+        A commit that fails here is :attr:`failure` (``on_failure`` is told), not raised: the database is closed anyway.
+        """
         if self._closed:
             return
         self._closed = True
-        self._commit()
+        if self.failure is None:
+            try:
+                self._commit()
+            except sqlite3.Error as exc:
+                self._failed(exc)
         if self._checkpointer is not None:
             self._checkpointer.stop()
             self._checkpointer = None

@@ -61,7 +61,7 @@ from tradebus.adapters.common.recorder import FrameRecorder
 from tradebus.config import strategy_entries
 from tradebus.engine.clock import Clock, LiveClock
 from tradebus.engine.kernel import Kernel, RunResult
-from tradebus.errors import ConfigError
+from tradebus.errors import ConfigError, DataError, TradebusError
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal
 from tradebus.execution.paper import PaperVenue
@@ -79,7 +79,7 @@ from tradebus.strategies.base import build_strategies
 if TYPE_CHECKING:
     from tradebus.reports.writers import RunDirectory
 
-__all__ = ["NodeSummary", "PaperNode", "build_paper_kernel", "kept_files", "outputs_to_write", "run_paper"]
+__all__ = ["NodeSummary", "PaperNode", "build_paper_kernel", "close_recorder", "kept_files", "outputs_to_write", "run_paper"]
 
 V = TypeVar("V", bound=Venue)
 
@@ -196,7 +196,11 @@ class PaperNode:
         self.ops = None if config.ops is None else OpsHooks(config.ops, self.mode)
         if config.record is not None:
             _make_parent(config.record, "record")  # fails here, before the run writes any output
+        # The first file the daemon could not write (journal, recording, outputs): it stops on it.
+        self._failure: TradebusError | None = None
         self.journal = None if config.journal is None else _open_journal(config.journal, config.journal_sync)
+        if self.journal is not None:
+            self.journal.on_failure = self._journal_failed
         try:
             self.kernel, self.venue = self._build_kernel()
         except Exception:
@@ -230,10 +234,27 @@ class PaperNode:
 
     def _outputs_failed(self, error: ConfigError) -> None:
         """A row of the outputs could not be written: stop (:meth:`run` then raises ``error``)."""
-        if self.journal is not None:
+        if self.journal is not None and self.journal.failure is None:
             logger.error("stopping: journal {} holds every order and fill; a restart rewrites the outputs from it",
                          self.journal.path)
-        self.stop(f"outputs failed: {error}")
+        self._failed("outputs", error)
+
+    def _journal_failed(self, error: DataError) -> None:
+        """The journal could not be written (nothing was sent that it does not hold): stop, :meth:`run` raises ``error``."""
+        self._failed("journal", error)
+
+    def _recording_failed(self, error: ConfigError) -> None:
+        """The recording could not be written: stop (:meth:`run` then raises ``error``)."""
+        self._failed("recording", error)
+
+    def _failed(self, what: str, error: TradebusError) -> None:
+        if self._failure is None:
+            self._failure = error
+        self.stop(f"{what} failed: {error}")
+
+    def _new_recorder(self, path: Path) -> FrameRecorder:
+        """The run's recorder on ``path``: a write that fails stops the daemon."""
+        return FrameRecorder(path, on_failure=self._recording_failed)
 
     # ------------------------------------------------------------------ run
 
@@ -246,7 +267,11 @@ class PaperNode:
             A feed failed fatally (after the daemon shut down cleanly).
         ConfigError
             An output file could not be written (after the daemon shut down cleanly; the
-            journal holds every order and fill, and a restart rewrites the outputs from it).
+            journal holds every order and fill, and a restart rewrites the outputs from it),
+            or the recording could not (it is readable up to its last flush).
+        DataError
+            The journal could not be written (after the daemon shut down cleanly; no order was
+            sent that it does not hold).
         """
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
@@ -271,7 +296,7 @@ class PaperNode:
                 self.outputs.start()
             self.kernel.start()
             if self.config.record is not None and self.recorder is None:
-                self.recorder = FrameRecorder(self.config.record)
+                self.recorder = self._new_recorder(self.config.record)
             sink = self.router if self.ops is None else self.ops.sink(self.router)
             self.feeds = build_feeds(self.config, sink, live=True, recorder=self.recorder)
             attach_feeds(self.feeds, self.guard, self.kernel.cache)
@@ -299,8 +324,9 @@ class PaperNode:
             for sig in signals:
                 loop.remove_signal_handler(sig)
             await self._shutdown(tasks)
-        if failure is None and self.outputs is not None:
-            failure = self.outputs.failure
+        if self._failure is not None:
+            # A feed's failure is only this one again: a write raised inside the feed's handler.
+            failure = self._failure
         if failure is not None:
             raise failure
         return summary
@@ -327,7 +353,8 @@ class PaperNode:
             exc = task.exception()
             if exc is not None:
                 self.stop(f"feed {feed.name} failed: {exc}")
-                logger.error("feed {} failed, stopping the daemon: {}", feed.name, exc)
+                if self._failure is None:
+                    logger.error("feed {} failed, stopping the daemon: {}", feed.name, exc)
                 return exc
             self.stop(f"feed {feed.name} ended")
         return None
@@ -345,7 +372,7 @@ class PaperNode:
         self.venue.close()
         self.kernel.stop()
         if self.recorder is not None:
-            self.recorder.close()
+            close_recorder(self.recorder)
         if self.journal is not None:
             self.journal.close()
         summary = self.summary
@@ -420,6 +447,14 @@ class PaperNode:
             logger.warning("recovered order {} resolved: {} ({})", order.client_order_id, order.status, order.reason)
 
 
+def close_recorder(recorder: FrameRecorder) -> None:
+    """Close the recording; a failure to write its rest is its ``failure``, which stopped the daemon."""
+    try:
+        recorder.close()
+    except ConfigError:
+        pass  # told to on_failure: run() raises it
+
+
 def _make_parent(path: Path, what: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -490,10 +525,13 @@ def outputs_to_write(node: PaperNode) -> bool:
 
     Not when it stopped before they began (an unreadable journal: the directory keeps the earlier
     run's outputs), nor when a row could not be written (a full disk: the row files stop where they
-    failed, the ``INCOMPLETE`` marker stays, and a restart rewrites them from the journal).
+    failed, the ``INCOMPLETE`` marker stays, and a restart rewrites them from the journal), nor when
+    the journal could not be written (the outputs would hold what it does not).
     """
     outputs = node.outputs
-    return outputs is not None and outputs.started and outputs.failure is None
+    journal = node.journal
+    return (outputs is not None and outputs.started and outputs.failure is None
+            and (journal is None or journal.failure is None))
 
 
 def kept_files(config: PaperConfig) -> list[Path]:

@@ -76,7 +76,7 @@ from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import PaperConfig
 from tradebus.node.reconcile import ExternalOrder, InstrumentHeld, Reconciler
 from tradebus.risk.breakers import BreakerState
-from tradebus.node.daemon import NodeSummary, PaperNode, build_paper_kernel, kept_files, outputs_to_write
+from tradebus.node.daemon import NodeSummary, PaperNode, build_paper_kernel, close_recorder, kept_files, outputs_to_write
 from tradebus.reports.outputs import write_outputs
 from tradebus.risk.guard import MarketGuard
 
@@ -464,7 +464,7 @@ class LiveNode(PaperNode):
                 await asyncio.gather(self._stream_task, return_exceptions=True)
             await self.venue.aclose()
             if self._recording is not None:
-                self._recording.close()  # after the stream: its last frames are recorded too
+                close_recorder(self._recording)  # after the stream: its last frames are recorded too
             if self.journal is not None:
                 self.journal.close()  # closed by the paper daemon's shutdown, unless the account could not be read
 
@@ -476,7 +476,7 @@ class LiveNode(PaperNode):
         """
         if self.config.record is None:
             return
-        self.recorder = self._recording = FrameRecorder(self.config.record)
+        self.recorder = self._recording = self._new_recorder(self.config.record)
         keys = self.keys
         secrets = [keys.key.get_secret_value(), keys.secret.get_secret_value()]
         if keys.passphrase is not None:

@@ -81,7 +81,6 @@ The output directory (``--out``)
 from __future__ import annotations
 
 import csv
-import errno
 import json
 import math
 import os
@@ -95,7 +94,7 @@ from loguru import logger
 
 from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
 from tradebus.engine.messages import FundingPaid, InterestCharged, OrderDenied
-from tradebus.errors import ConfigError
+from tradebus.errors import ConfigError, describe_os_error
 from tradebus.execution.orders import Order
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.metrics import format_ns
@@ -361,8 +360,7 @@ def output_error(path: Path, exc: OSError) -> ConfigError:
     It names the file and the errno, e.g. ``output runs/x/fills.csv: cannot write it (ENOSPC: No space
     left on device)``.
     """
-    code = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno is not None else "OSError"
-    return ConfigError(f"output {path}: cannot write it ({code}: {exc.strerror or exc})")
+    return ConfigError(f"output {path}: cannot write it ({describe_os_error(exc)})")
 
 
 #: The files a daemon writes row by row while it runs (:mod:`tradebus.reports.stream`).

@@ -6,7 +6,8 @@ Format: gzip-compressed JSON lines, one frame per line::
 
 (a binary frame is stored base64-encoded under ``"b"`` instead of ``"d"``). The writer
 flushes with ``Z_SYNC_FLUSH`` every ``flush_every`` frames and at least every
-``flush_interval`` seconds, so after a crash everything up to the last flush is readable;
+``flush_interval`` seconds, so after a crash everything up to the last flush is readable
+(as after a write that failed: a full disk, a file size limit; see :class:`FrameRecorder`);
 :func:`read_frames` reads such a truncated file (and files of several gzip members,
 e.g. appended runs) and stops cleanly at the last complete line; a run appended after a
 crashed one (a daemon killed, then restarted on the same recording) is read after the
@@ -33,7 +34,7 @@ import gzip
 import re
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Protocol
@@ -41,7 +42,7 @@ from typing import BinaryIO, Protocol
 import msgspec
 from loguru import logger
 
-from tradebus.errors import ConfigError, DataError
+from tradebus.errors import ConfigError, DataError, describe_os_error
 
 __all__ = [
     "PRIVATE_PREFIX",
@@ -110,10 +111,28 @@ class FrameRecorder:
         Sync-flush after this many frames.
     flush_interval
         Sync-flush when this many seconds passed since the last flush (checked on write).
+    on_failure
+        Called once with :attr:`failure` when a write or flush fails (it must not raise).
+
+    Notes
+    -----
+    A write or flush that fails (a full disk, a file size limit) is the recorder's :attr:`failure`,
+    a :class:`~tradebus.errors.ConfigError` naming the file and the errno: the file is closed (it is
+    readable up to the last flush), ``on_failure`` is called, and that write and every later one raise
+    it, so a feed client stops rather than trade on frames it cannot record.
     """
 
-    def __init__(self, path: str | Path, flush_every: int = 256, flush_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        flush_every: int = 256,
+        flush_interval: float = 1.0,
+        on_failure: Callable[[ConfigError], None] | None = None,
+    ) -> None:
         self.path = Path(path)
+        self.on_failure = on_failure
+        #: The first write or flush that failed (names the file and the errno).
+        self.failure: ConfigError | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = gzip.open(self.path, "ab", compresslevel=6)
@@ -126,25 +145,57 @@ class FrameRecorder:
         self.frames = 0
 
     def write(self, recv_ns: int, conn: str, raw: str | bytes) -> None:
-        """Record one frame received at ``recv_ns`` on connection ``conn``."""
+        """Record one frame received at ``recv_ns`` on connection ``conn``.
+
+        Raises
+        ------
+        ConfigError
+            The file cannot be written, now or before (:attr:`failure`).
+        """
+        if self.failure is not None:
+            raise self.failure
         if isinstance(raw, bytes):
             line = _Line(recv_ns, conn, b=base64.b64encode(raw).decode("ascii"))
         else:
             line = _Line(recv_ns, conn, d=raw)
-        self._file.write(_encoder.encode(line) + b"\n")
+        try:
+            self._file.write(_encoder.encode(line) + b"\n")
+        except OSError as exc:
+            raise self._failed(exc) from None
         self.frames += 1
         self._pending += 1
         if self._pending >= self._flush_every or time.monotonic() - self._last_flush >= self._flush_interval:
             self.flush()
 
     def flush(self) -> None:
-        """Make everything written so far readable even if the process dies now."""
+        """Make everything written so far readable even if the process dies now.
+
+        Raises
+        ------
+        ConfigError
+            The file cannot be written (:attr:`failure`; nothing is raised once the recorder failed).
+        """
         if self._file.closed:
             return
-        self._file.flush(zlib.Z_SYNC_FLUSH)
-        self._file.fileobj.flush()  # type: ignore[union-attr]
+        try:
+            self._file.flush(zlib.Z_SYNC_FLUSH)
+            self._file.fileobj.flush()  # type: ignore[union-attr]
+        except OSError as exc:
+            raise self._failed(exc) from None
         self._pending = 0
         self._last_flush = time.monotonic()
+
+    def _failed(self, exc: OSError) -> ConfigError:
+        """Keep the first failed write as :attr:`failure`, close the file and tell ``on_failure``."""
+        self.failure = error = ConfigError(f"record {self.path}: cannot write it ({describe_os_error(exc)})")
+        logger.error("{}: no more frames are recorded (the file is readable up to its last flush)", error)
+        try:
+            self._file.close()
+        except OSError:
+            pass  # what the flush could not write; the descriptor is closed
+        if self.on_failure is not None:
+            self.on_failure(error)
+        return error
 
     @property
     def closed(self) -> bool:
@@ -152,9 +203,18 @@ class FrameRecorder:
         return self._file.closed
 
     def close(self) -> None:
-        """Flush and close (writes the gzip trailer)."""
+        """Flush and close (writes the gzip trailer).
+
+        Raises
+        ------
+        ConfigError
+            The rest cannot be written (:attr:`failure`; the file is closed).
+        """
         if not self._file.closed:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as exc:
+                raise self._failed(exc) from None
 
     def __enter__(self) -> FrameRecorder:
         return self
