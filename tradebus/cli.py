@@ -20,7 +20,9 @@ same ``--out`` and ``--force`` (``paper`` also ``--report``).
 
 Exit codes: 0 success, 2 invalid config (unknown key, bad value, missing file),
 3 invalid data (unsorted or duplicate timestamps, bad prices, ...), 1 any other
-tradebus error; 130 after Ctrl-C and 143 after SIGTERM (a backtest or replay then leaves its
+tradebus error, among them an exception raised in a strategy's hook (the message names the
+strategy id, the hook, the event time and the exception with the line that raised it; its
+traceback at ``--log-level DEBUG``); 130 after Ctrl-C and 143 after SIGTERM (a backtest or replay then leaves its
 output directory, a data import its catalog, as it was; the paper and live daemons take either
 signal as their stop). Errors are printed as one message naming the file and the
 field or row, without a traceback.
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from loguru import logger
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -51,7 +54,7 @@ from tradebus.data.replay import Replay, ReplaySource
 from tradebus.config import RunConfig, dump_config, load_config, parse_duration, strategy_entries
 from tradebus.engine.messages import FundingRate, MarkPrice
 from tradebus.engine.kernel import Kernel, RunResult
-from tradebus.errors import ConfigError, DataError, FeatureError, TradebusError
+from tradebus.errors import ConfigError, DataError, FeatureError, StrategyError, TradebusError
 from tradebus.reports.cli import report
 from tradebus.node.cli import live, live_kill, live_resume
 from tradebus.ops.logs import setup_logging
@@ -376,6 +379,9 @@ def _print_summary(console: Console, out: Path, title: str) -> None:
 
 def _fail(exc: TradebusError, console: Console) -> None:
     code = next(code for cls, code in EXIT_CODES if isinstance(exc, cls))
+    if isinstance(exc, StrategyError):
+        # The user's own bug: its whole traceback, chained to this error, at --log-level DEBUG.
+        logger.opt(exception=exc).debug("traceback of the strategy's exception")
     console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 

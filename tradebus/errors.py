@@ -13,7 +13,8 @@ Hierarchy::
     │   └── InvalidTransition
     ├── VenueError           a venue (simulated or live) answered with an error
     ├── ParseError           a market-data frame could not be parsed
-    └── BookError            an order book was given invalid levels or capacity
+    ├── BookError            an order book was given invalid levels or capacity
+    └── StrategyError        a strategy's hook raised (names the strategy, the hook, the time)
 
 A live book that loses integrity (sequence gap, checksum mismatch, crossed book)
 or a feed that goes silent is not an exception: the adapter resynchronises and
@@ -33,6 +34,7 @@ __all__ = [
     "InvalidTransition",
     "OrderError",
     "ParseError",
+    "StrategyError",
     "TradebusError",
     "VenueError",
     "describe_os_error",
@@ -73,6 +75,31 @@ class ParseError(TradebusError):
 
 class BookError(TradebusError):
     """An order book was given invalid levels or an invalid capacity."""
+
+
+class StrategyError(TradebusError):
+    """A strategy's hook (``on_start``, ``on_bar``, ``on_timer``, ``on_stop`` ...) raised an exception.
+
+    Raised once, where the kernel or a daemon hands work to the strategies
+    (:func:`tradebus.strategies.failure.strategy_failure`), chained to the original exception.
+    A tradebus error a hook raises (a history window beyond ``history_sizes``, an invalid order
+    price) is not wrapped: it keeps its own message and class.
+
+    Attributes
+    ----------
+    strategy_id
+        The id of the strategy whose hook raised.
+    hook
+        The hook's name (``"on_bar"``).
+    ts_ns
+        The run's clock when it raised (ns since the epoch; the event being handled), or ``None``.
+    """
+
+    def __init__(self, message: str, strategy_id: str = "", hook: str = "", ts_ns: int | None = None) -> None:
+        super().__init__(message)
+        self.strategy_id = strategy_id
+        self.hook = hook
+        self.ts_ns = ts_ns
 
 
 def describe_os_error(exc: OSError) -> str:

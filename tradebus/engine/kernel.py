@@ -98,6 +98,7 @@ from tradebus.risk.config import RiskConfig
 from tradebus.risk.gate import RiskGate
 from tradebus.strategies.base import Strategy, feature_only, is_feature_only
 from tradebus.strategies.context import KernelContext
+from tradebus.strategies.failure import raise_strategy_failure
 
 if TYPE_CHECKING:
     from tradebus.execution.journal import Journal
@@ -455,7 +456,13 @@ class Kernel:
         self.strategies.append(strategy)
 
     def start(self) -> None:
-        """Build the feature banks, subscribe the strategies and call their ``on_start``."""
+        """Build the feature banks, subscribe the strategies and call their ``on_start``.
+
+        Raises
+        ------
+        StrategyError
+            An ``on_start`` raised (names the strategy; the original exception is chained).
+        """
         if self._started:
             return
         self._started = True
@@ -486,8 +493,11 @@ class Kernel:
             self._subscribe(strategy)
         if self.interest is not None:
             self.interest.resume(self.clock.now_ns())  # loans a journal replay restored
-        for strategy in self.strategies:
-            strategy.on_start()
+        try:
+            for strategy in self.strategies:
+                strategy.on_start()
+        except Exception as exc:
+            raise_strategy_failure(exc, self.clock.now_ns())
 
     def _subscribe(self, strategy: Strategy) -> None:
         cls = type(strategy)
@@ -773,6 +783,9 @@ class Kernel:
             If the clock is not a :class:`SimulatedClock`.
         DataError
             If a batch names an unknown instrument or an unsupported kind.
+        StrategyError
+            A strategy's hook raised (names the strategy, the hook and the event time; the
+            original exception is chained).
         """
         if not isinstance(self.clock, SimulatedClock):
             raise ConfigError("kernel: run() replays history and needs a SimulatedClock")
@@ -791,7 +804,10 @@ class Kernel:
                     self.clock.set_time(int(batch.ts_init[0]))
                 break
         self.start()
-        self._loop.run(itertools.chain(head, batches), on_batch)
+        try:
+            self._loop.run(itertools.chain(head, batches), on_batch)
+        except Exception as exc:  # once, around the loop: no cost per event
+            raise_strategy_failure(exc, self.clock.now_ns())
         self.stop()
         return self.result
     @staticmethod
@@ -918,7 +934,13 @@ class Kernel:
         self.next_sample_ns = (ts // interval + 1) * interval
 
     def stop(self) -> None:
-        """Call every strategy's ``on_stop``, take the final equity sample and collect the orders."""
+        """Call every strategy's ``on_stop``, take the final equity sample and collect the orders.
+
+        Raises
+        ------
+        StrategyError
+            An ``on_stop`` raised: raised once the others ran and the results are collected.
+        """
         if self._stopped:
             return
         self._stopped = True
@@ -928,8 +950,12 @@ class Kernel:
             self.sync_marks()
             self.risk.end_time()
         self._take_due_sample()  # the state after the last messages, before any on_stop acts
+        failed: Exception | None = None
         for strategy in self.strategies:
-            strategy.on_stop()
+            try:
+                strategy.on_stop()
+            except Exception as exc:  # the others still stop, and the results are still collected
+                failed = failed or exc
         if self.result.first_event_ns is None:
             self.result.first_event_ns, self.result.last_event_ns = self._quote_first_ns, self._quote_last_ns
         end = self.result.end_ns
@@ -945,6 +971,8 @@ class Kernel:
             len(self.result.fills),
             self.portfolio.equity(),
         )
+        if failed is not None:
+            raise_strategy_failure(failed, self.clock.now_ns())
 
 
 

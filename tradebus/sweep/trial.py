@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from tradebus.errors import ConfigError, TradebusError
+from tradebus.errors import ConfigError, StrategyError, TradebusError
 from tradebus.reports.metrics import EquityCurve, format_ns
 from tradebus.sweep.stress import StressVariant
 
@@ -135,6 +135,8 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
             row.update({name: metrics.get(name) for name in METRIC_COLUMNS})
             if spec.keep_equity:
                 equity = list(zip(curve.ts.tolist(), curve.equity.tolist(), strict=True))
+        except StrategyError as exc:  # the row names the trial; the exception and its line say the rest
+            row.update(status="failed", error=_describe(exc.__cause__ if isinstance(exc.__cause__, Exception) else exc))
         except TradebusError as exc:
             row.update(status="failed", error=str(exc))
         except Exception as exc:  # a bug in a strategy (or the engine) at these parameters: the row says where

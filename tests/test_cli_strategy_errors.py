@@ -1,0 +1,79 @@
+"""`tradebus backtest`: an exception raised in a strategy's hook is one message naming the strategy, hook and time."""
+
+from __future__ import annotations
+
+import csv
+import re
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tradebus.cli import app, run_backtest
+from tradebus.errors import StrategyError
+
+REPO = Path(__file__).resolve().parent.parent
+BARS = REPO / "tests" / "fixtures" / "kernel" / "coinbase_btc_usd_4h_2022_1200.csv"
+STRATEGY = REPO / "tests" / "fixtures" / "hooks" / "hook_failures.py"
+IID = "BTC-USD.COINBASE"
+
+
+def bar_time(n: int) -> str:
+    """ISO UTC of the n-th bar's close (1-based): the file's ``ts`` are 4-hour bar opens in ms."""
+    with BARS.open() as fh:
+        opened_ms = int(list(csv.DictReader(fh))[n - 1]["ts"])
+    return datetime.fromtimestamp(opened_ms // 1000 + 4 * 3600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def config(tmp_path: Path, strategies: list[dict[str, Any]]) -> Path:
+    shutil.copy(BARS, tmp_path / "bars.csv")
+    shutil.copy(STRATEGY, tmp_path / "hook_failures.py")
+    body = {
+        "data": {"sources": [{"instrument": IID, "file": "bars.csv"}]},
+        "instruments": [{"venue": "COINBASE", "symbol": "BTC-USD", "base": "BTC", "quote": "USD", "tick_size": 0.01,
+                         "lot_size": 1.0e-8, "min_notional": 1.0, "maker_fee": 0.004, "taker_fee": 0.006}],
+        "strategies": strategies,
+        "initial_cash": 100_000.0,
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def entry(strategy_id: str, **params: Any) -> dict[str, Any]:
+    return {"name": "hook_failures:FailsIn", "id": strategy_id, "instruments": [IID], "params": params}
+
+
+def test_second_of_two_instances_raising_in_on_bar_is_named_with_hook_time_and_line(tmp_path: Path) -> None:
+    path = config(tmp_path, [entry("steady"), entry("flaky", hook="on_bar", at=5)])
+    result = CliRunner().invoke(app, ["backtest", str(path), "--out", str(tmp_path / "out")], catch_exceptions=False)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1, text
+    line = next(n for n, src in enumerate(STRATEGY.read_text().splitlines(), 1) if "raise ZeroDivisionError" in src)
+    assert text == (
+        f"error: strategy 'flaky' on_bar at {bar_time(5)}: ZeroDivisionError: division by zero in on_bar "
+        f"(at {(tmp_path / 'hook_failures.py').resolve()}:{line} in _maybe_fail)"
+    )
+    assert not (tmp_path / "out").exists()  # a failed run leaves nothing behind
+
+
+@pytest.mark.parametrize("hook", ["on_start", "on_timer", "on_order_filled", "on_stop"])
+def test_each_hook_failure_is_a_strategy_error_chained_to_the_original(tmp_path: Path, hook: str) -> None:
+    path = config(tmp_path, [entry("steady"), entry("flaky", hook=hook)])
+    with pytest.raises(StrategyError, match=rf"^strategy 'flaky' {hook} at \S+Z: ZeroDivisionError") as info:
+        run_backtest(path, tmp_path / "out")
+    assert (info.value.strategy_id, info.value.hook) == ("flaky", hook)
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+
+
+def test_debug_log_level_shows_the_traceback_of_the_strategy(tmp_path: Path) -> None:
+    path = config(tmp_path, [entry("flaky", hook="on_bar", at=3)])
+    result = CliRunner().invoke(
+        app, ["backtest", str(path), "--out", str(tmp_path / "out"), "--log-level", "DEBUG"], catch_exceptions=False
+    )
+    assert result.exit_code == 1
+    assert "Traceback" in result.output and re.search(r"hook_failures.py\", line \d+, in _maybe_fail", result.output)

@@ -1,0 +1,111 @@
+"""Which strategy hook an exception escaped from: the :class:`~tradebus.errors.StrategyError` of a run.
+
+The kernel (:meth:`~tradebus.engine.kernel.Kernel.start`, the backtest loop of
+:meth:`~tradebus.engine.kernel.Kernel.run`, :meth:`~tradebus.engine.kernel.Kernel.stop`) and the
+daemons' message routing catch an exception once, where they hand work to the strategies, and
+ask :func:`strategy_failure` whose it is. The traceback is read only then, so nothing is paid
+per event:
+
+* the strategy is the innermost frame that *entered* a strategy: its ``self`` is a
+  :class:`~tradebus.strategies.base.Strategy` and its caller's ``self`` is not the same one (a
+  hook of strategy B reached through an order strategy A submitted is B's);
+* the hook is the first ``on_*`` method of that strategy from there inwards (a timer enters
+  through ``Strategy._fire`` and names ``on_timer``), else the entered method itself;
+* the line shown is the innermost frame that is a method of that strategy or code outside
+  tradebus and the Python installation (the user's line, not numpy's or the kernel's).
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+import tradebus
+from tradebus.errors import StrategyError, TradebusError
+from tradebus.strategies.base import Strategy
+
+__all__ = ["raise_strategy_failure", "strategy_failure"]
+
+#: Directories whose frames are not the user's line: tradebus itself and the Python installation.
+_LIBRARY_DIRS = tuple(
+    {str(Path(tradebus.__file__).resolve().parent), *(str(Path(p).resolve()) for p in (sys.prefix, sys.base_prefix))}
+)
+
+
+def strategy_failure(exc: BaseException, ts_ns: int | None) -> StrategyError | None:
+    """The :class:`StrategyError` for ``exc`` if it escaped from a strategy's hook, else ``None``.
+
+    Parameters
+    ----------
+    exc
+        The exception caught (its traceback starts at the frame that caught it).
+    ts_ns
+        The run's clock when it was caught (the time of the event being handled).
+
+    Returns
+    -------
+    StrategyError or None
+        ``None`` for a tradebus error (its message already says what and where) and for an
+        exception that did not pass through a strategy. The caller chains the original.
+    """
+    if isinstance(exc, TradebusError):
+        return None
+    frames: list[tuple[FrameType, int]] = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append((tb.tb_frame, tb.tb_lineno))
+        tb = tb.tb_next
+    owners = [_strategy_of(frame) for frame, _ in frames]
+    entry = next(
+        (i for i in range(len(frames) - 1, -1, -1) if owners[i] is not None and (i == 0 or owners[i - 1] is not owners[i])),
+        None,
+    )
+    if entry is None:
+        return None
+    strategy = owners[entry]
+    assert strategy is not None
+    inside = [i for i in range(entry, len(frames)) if owners[i] is strategy]
+    hook = next((frames[i][0].f_code.co_name for i in inside if frames[i][0].f_code.co_name.startswith("on_")), None)
+    if hook is None:
+        hook = frames[entry][0].f_code.co_name
+    line = next(
+        i for i in range(len(frames) - 1, entry - 1, -1) if owners[i] is strategy or _users(frames[i][0].f_code.co_filename)
+    )
+    frame, lineno = frames[line]
+    when = "" if ts_ns is None else f" at {_iso(ts_ns)}"
+    message = (
+        f"strategy {strategy.strategy_id!r} {hook}{when}: {type(exc).__name__}: {exc} "
+        f"(at {frame.f_code.co_filename}:{lineno} in {frame.f_code.co_name})"
+    )
+    return StrategyError(message, strategy.strategy_id, hook, ts_ns)
+
+
+def raise_strategy_failure(exc: Exception, ts_ns: int | None) -> NoReturn:
+    """Raise :func:`strategy_failure` of ``exc`` chained to it, or ``exc`` itself if it is none."""
+    failure = strategy_failure(exc, ts_ns)
+    if failure is None:
+        raise exc
+    raise failure from exc
+
+
+def _strategy_of(frame: FrameType) -> Strategy | None:
+    owner = frame.f_locals.get("self")
+    return owner if isinstance(owner, Strategy) else None
+
+
+def _users(filename: str) -> bool:
+    """Whether a frame's file is the user's code (not tradebus, not the Python installation)."""
+    if filename.startswith("<"):
+        return False
+    path = str(Path(filename).resolve())
+    return not any(path == d or path.startswith(d + "/") for d in _LIBRARY_DIRS)
+
+
+def _iso(ts_ns: int) -> str:
+    """ISO-8601 UTC text of an epoch-ns time (``2024-01-02T03:04:05Z``, fraction if any)."""
+    seconds, rest = divmod(ts_ns, 1_000_000_000)
+    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return text + (f".{rest:09d}".rstrip("0") if rest else "") + "Z"
