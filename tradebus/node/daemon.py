@@ -34,7 +34,10 @@ Lifecycle of :meth:`PaperNode.run`:
    order it was working resolves to CANCELED with that reason: nothing is re-sent,
    invented or duplicated, and new client order ids never repeat journaled ones;
 3. start the strategies, then the feed clients (which subscribe);
-4. run until SIGINT/SIGTERM, ``max_seconds``, ``max_messages`` or a fatal feed error;
+4. run until SIGINT/SIGTERM, ``max_seconds``, ``max_messages``, a fatal feed error or an
+   exception a strategy's hook raised (on a message, a timer or a venue's answer: the run then
+   stops as on a signal and raises :class:`~tradebus.errors.StrategyError` naming the strategy,
+   the hook and the time; market data after it is dropped);
 5. stop the clients, cancel their tasks, stop the kernel, close recorder and journal.
 
 Every order decision is logged on one line with its reason (``decision ...``).
@@ -61,7 +64,7 @@ from tradebus.adapters.common.recorder import FrameRecorder
 from tradebus.config import strategy_entries
 from tradebus.engine.clock import Clock, LiveClock
 from tradebus.engine.kernel import Kernel, RunResult
-from tradebus.errors import ConfigError, DataError, TradebusError
+from tradebus.errors import ConfigError, DataError, StrategyError, TradebusError
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal
 from tradebus.execution.paper import PaperVenue
@@ -75,6 +78,7 @@ from tradebus.reports.outputs import write_outputs
 from tradebus.reports.stream import OutputStream
 from tradebus.risk.guard import GuardedRiskGate, MarketGuard
 from tradebus.strategies.base import build_strategies
+from tradebus.strategies.failure import strategy_failure
 
 if TYPE_CHECKING:
     from tradebus.reports.writers import RunDirectory
@@ -207,7 +211,10 @@ class PaperNode:
             if self.journal is not None:
                 self.journal.close()
             raise
-        self.router = NodeRouter(self.kernel, self.guard, max_messages=max_messages, on_limit=self._limit_reached)
+        self.router = NodeRouter(
+            self.kernel, self.guard, max_messages=max_messages, on_limit=self._limit_reached,
+            on_failure=self._strategy_failed,
+        )
         self.outputs = None if run_dir is None else OutputStream(run_dir, self.kernel, self._outputs_failed)
         self.feeds: list[Feed] = []
         self.recorder: FrameRecorder | None = None
@@ -215,6 +222,7 @@ class PaperNode:
         self.running = asyncio.Event()
         self._stop: asyncio.Event | None = None
         self._stop_reason = ""
+        self._strategy_failure: StrategyError | None = None
 
     def _build_kernel(self) -> tuple[Kernel, Any]:
         """The run's kernel and venue (the live daemon overrides it with the exchange's venue)."""
@@ -231,6 +239,24 @@ class PaperNode:
 
     def _limit_reached(self) -> None:
         self.stop(f"max_messages reached ({self.router.max_messages})")
+
+    def _strategy_failed(self, failure: StrategyError) -> None:
+        """A strategy's hook raised: stop as on a signal (:meth:`run` then raises ``failure``)."""
+        if self._strategy_failure is None:
+            self._strategy_failure = failure
+            logger.error("stopping: {}", failure)
+        self.stop(f"strategy {failure.strategy_id!r} failed in {failure.hook}")
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """The loop's exception handler while the daemon runs: a timer's or a venue alert's call
+        into a strategy that raised stops the daemon; anything else is reported as asyncio does."""
+        exc = context.get("exception")
+        failure = strategy_failure(exc, self.clock.now_ns()) if isinstance(exc, Exception) else None
+        if failure is None:
+            loop.default_exception_handler(context)
+            return
+        failure.__cause__ = exc
+        self._strategy_failed(failure)
 
     def _outputs_failed(self, error: ConfigError) -> None:
         """A row of the outputs could not be written: stop (:meth:`run` then raises ``error``)."""
@@ -272,6 +298,8 @@ class PaperNode:
         DataError
             The journal could not be written (after the daemon shut down cleanly; no order was
             sent that it does not hold).
+        StrategyError
+            A strategy's hook raised (after the daemon shut down cleanly, as on a signal).
         """
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
@@ -281,6 +309,8 @@ class PaperNode:
         summary.started_ns = self.clock.now_ns()
         # Installed first: a signal during the warm-up or the recovery stops the daemon cleanly.
         signals = self._install_signals(loop) if self.handle_signals else []
+        exception_handler = loop.get_exception_handler()
+        loop.set_exception_handler(self._loop_exception)
         tasks: dict[asyncio.Task[None], Feed] = {}
         failure: BaseException | None = None
         try:
@@ -323,8 +353,13 @@ class PaperNode:
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)
-            await self._shutdown(tasks)
-        if self._failure is not None:
+            try:
+                await self._shutdown(tasks)
+            finally:
+                loop.set_exception_handler(exception_handler)
+        if self._strategy_failure is not None:
+            failure = self._strategy_failure  # the cause of the stop, before what the stop met
+        elif self._failure is not None:
             # A feed's failure is only this one again: a write raised inside the feed's handler.
             failure = self._failure
         if failure is not None:
@@ -370,7 +405,10 @@ class PaperNode:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         self.venue.close()
-        self.kernel.stop()
+        try:
+            self.kernel.stop()
+        except StrategyError as failure:  # an on_stop raised: the daemon still closes its files
+            self._strategy_failed(failure)
         if self.recorder is not None:
             close_recorder(self.recorder)
         if self.journal is not None:

@@ -23,7 +23,9 @@ from tradebus.engine.messages import (
     Trade,
     TradesMissed,
 )
+from tradebus.errors import StrategyError
 from tradebus.risk.guard import MarketGuard
+from tradebus.strategies.failure import raise_strategy_failure, strategy_failure
 
 __all__ = ["NodeRouter"]
 
@@ -59,12 +61,20 @@ class NodeRouter:
         messages); later ones are dropped and ``on_limit`` is called once.
     on_limit
         Called when ``max_messages`` is reached.
+    on_failure
+        Called once with the :class:`~tradebus.errors.StrategyError` of an exception a strategy's
+        hook raised while a message was handled (chained to it); later market data is dropped.
+        Without it that error is raised to the feed. An exception that did not come from a
+        strategy is raised as it is, either way.
 
     Attributes
     ----------
     counts
         Messages handled per type name (``"ignored"``: instruments the kernel does not trade,
-        ``"after_limit"``: dropped after ``max_messages``).
+        ``"after_limit"``: dropped after ``max_messages``, ``"after_failure"``: dropped after a
+        strategy failed).
+    failure
+        The strategy failure reported to ``on_failure``, if any.
     """
 
     def __init__(
@@ -74,6 +84,7 @@ class NodeRouter:
         *,
         max_messages: int | None = None,
         on_limit: Callable[[], None] | None = None,
+        on_failure: Callable[[StrategyError], None] | None = None,
     ) -> None:
         self.kernel = kernel
         self.guard = guard
@@ -81,6 +92,8 @@ class NodeRouter:
         self.messages = 0
         self.max_messages = max_messages
         self._on_limit = on_limit
+        self._on_failure = on_failure
+        self.failure: StrategyError | None = None
         self._closed = False
         self._process = kernel.process
         self._evaluate_marks = kernel.risk.evaluate_marks
@@ -122,6 +135,14 @@ class NodeRouter:
             handler(msg)
             self._evaluate_marks()  # a message is a time of its own: a breaker trips without waiting for the next
             run_due(self._now_ns())
+        except Exception as exc:
+            if self._on_failure is None:
+                raise_strategy_failure(exc, self._now_ns())
+            failure = strategy_failure(exc, self._now_ns())
+            if failure is None:
+                raise
+            failure.__cause__ = exc
+            self._failed(failure)
         finally:
             self._in_message = outer
             if not outer and self._decided:
@@ -129,13 +150,21 @@ class NodeRouter:
                 for event in decided:
                     self._log_decision(event)
 
+    def _failed(self, failure: StrategyError) -> None:
+        """Report a strategy's failure once and drop the market data that follows."""
+        self._closed = True
+        if self.failure is None:
+            self.failure = failure
+            assert self._on_failure is not None
+            self._on_failure(failure)
+
     def _admit(self, msg: Any) -> bool:
         iid = msg.instrument_id
         if iid not in self._instruments:
             self.counts["ignored"] += 1
             return False
         if self._closed:
-            self.counts["after_limit"] += 1
+            self.counts["after_limit" if self.failure is None else "after_failure"] += 1
             return False
         self.messages += 1
         limit = self.max_messages

@@ -1,0 +1,97 @@
+"""An exception raised in a strategy's hook in `tradebus replay` and in the paper daemon.
+
+The replay ends with one message naming the strategy, the hook and the time; the daemon stops
+as on a signal (its journal closed and whole) and raises the same error.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tradebus.adapters.binance.emulator import BinanceProtocol
+from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.cli import app
+from tradebus.errors import StrategyError
+from tradebus.node.daemon import PaperNode
+
+from .node_testdata import IID, SPOT_CAPTURE, SPOT_FRAMES, SPOT_LINES, SPOT_SNAPSHOT, binance_config, config_of, run_node
+
+pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr")
+
+HOOKS = Path(__file__).resolve().parents[1] / "fixtures" / "hooks"
+
+
+def entry(strategy_id: str, **params: Any) -> dict[str, Any]:
+    return {"name": "hook_failures:FailsIn", "id": strategy_id, "instruments": [IID], "params": params,
+            "module_dir": str(HOOKS)}
+
+
+def with_strategies(data: dict[str, Any], *strategies: dict[str, Any]) -> dict[str, Any]:
+    del data["strategy"]
+    data["strategies"] = list(strategies)
+    return data
+
+
+def iso(ts_ns: int) -> str:
+    seconds, rest = divmod(ts_ns, 1_000_000_000)
+    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return text + (f".{rest:09d}".rstrip("0") if rest else "") + "Z"
+
+
+def test_replay_names_the_second_instance_failing_in_on_trade_with_the_trade_time(tmp_path: Path) -> None:
+    data = with_strategies(binance_config(None, None, ["trade"]), entry("steady"), entry("flaky", hook="on_trade", at=5))
+    config = tmp_path / "paper.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    res = CliRunner().invoke(
+        app, ["replay", str(SPOT_CAPTURE), "--config", str(config), "--out", str(tmp_path / "o")], catch_exceptions=False
+    )
+    text = " ".join(res.output.split())
+    fifth_trade = [recv for recv, raw in SPOT_LINES if "@trade" in raw][4]
+    assert res.exit_code == 1, text
+    assert (f"error: strategy 'flaky' on_trade at {iso(fifth_trade)}: ZeroDivisionError: division by zero in "
+            f"on_trade (at {HOOKS / 'hook_failures.py'}:") in text, text
+    assert "hook_failures.py:" in text and "Traceback" not in text
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("hook", "params"), [("on_trade", {"at": 5}), ("on_timer", {"every": "50ms"}),
+                                              ("on_stop", {})])
+async def test_paper_daemon_stops_cleanly_and_raises_the_strategy_error(
+    tmp_path: Path, hook: str, params: dict[str, Any]
+) -> None:
+    node: PaperNode | None = None
+
+    async def run() -> None:
+        nonlocal node
+        async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, [], lifetime=60.0) as srv:
+            data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, journal=True)
+            strategies = (entry("steady"), entry("flaky", hook=hook, **params))
+            node = PaperNode(config_of(with_strategies(data, *strategies)), handle_signals=False)
+            trades = node.kernel.strategies[0].calls  # type: ignore[attr-defined]
+            await run_node(node, lambda: trades.get("on_trade", 0) >= 20 if hook == "on_stop" else False, timeout=30.0)
+
+    with pytest.raises(StrategyError, match=rf"^strategy 'flaky' {hook} at \S+Z: ZeroDivisionError: division by zero "
+                       rf"in {hook} \(at \S+hook_failures.py:\d+ in _maybe_fail\)$") as info:
+        await run()
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+    assert node is not None
+    if hook != "on_stop":
+        assert node.summary.stop_reason == f"strategy 'flaky' failed in {hook}"  # it stopped itself, not the test
+    orders = node.kernel.orders.orders()
+    assert [o.strategy_id for o in orders] == ["steady", "flaky"]  # each bought once on its first trade
+    # The journal was closed (a new daemon opens it exclusively) and holds the orders and fills.
+    again = PaperNode(node.config, handle_signals=False)
+    try:
+        again._recover()  # noqa: SLF001 - the daemon's own recovery, as at its start
+        assert [(o.client_order_id, o.filled_qty) for o in again.kernel.orders.orders()] == [
+            (o.client_order_id, o.filled_qty) for o in orders
+        ]
+    finally:
+        assert again.journal is not None
+        again.journal.close()
