@@ -77,3 +77,13 @@ def test_debug_log_level_shows_the_traceback_of_the_strategy(tmp_path: Path) -> 
     )
     assert result.exit_code == 1
     assert "Traceback" in result.output and re.search(r"hook_failures.py\", line \d+, in _maybe_fail", result.output)
+
+
+@pytest.mark.parametrize(("hook", "at_bar"), [("on_start", 1), ("on_timer", 2)])
+def test_on_start_of_a_cli_backtest_runs_at_the_first_bar_and_its_timer_counts_from_there(
+    tmp_path: Path, hook: str, at_bar: int
+) -> None:
+    # FailsIn sets a 4-hour timer in on_start: its first firing is one bar after the first bar's close.
+    path = config(tmp_path, [entry("flaky", hook=hook)])
+    with pytest.raises(StrategyError, match=rf"^strategy 'flaky' {hook} at {bar_time(at_bar)}: "):
+        run_backtest(path, tmp_path / "out")

@@ -268,7 +268,7 @@ def run_backtest(
     run_dir = RunDirectory(out, "backtest", force=force)
     try:
         kernel = build_kernel(config)
-        kernel.start()  # builds the feature banks: bad feature specs fail before any data is read
+        kernel.prepare()  # builds the feature banks: bad feature specs fail before any data is read
     except FeatureError as exc:
         raise ConfigError(f"{config_path}: features: {exc}") from None
     except ConfigError as exc:

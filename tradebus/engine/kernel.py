@@ -366,6 +366,7 @@ class Kernel:
         self._quote_first_ns: int | None = None
         self._quote_last_ns: int | None = None
         self._started = False
+        self._prepared = False
         self._stopped = False
         # The backtest loop of run(), and what it skipped while nothing was working.
         self._loop = BatchLoop(self)
@@ -445,7 +446,7 @@ class Kernel:
             If the kernel already started, the strategy id is taken, or the
             strategy names an unknown instrument.
         """
-        if self._started:
+        if self._prepared:
             raise ConfigError(f"kernel: cannot add strategy {strategy.strategy_id!r} after start")
         if any(s.strategy_id == strategy.strategy_id for s in self.strategies):
             raise ConfigError(f"kernel: strategy id {strategy.strategy_id!r} is already used")
@@ -465,7 +466,31 @@ class Kernel:
         """
         if self._started:
             return
+        self.prepare()
         self._started = True
+        if self.interest is not None:
+            self.interest.resume(self.clock.now_ns())  # loans a journal replay restored
+        try:
+            for strategy in self.strategies:
+                strategy.on_start()
+        except Exception as exc:
+            raise_strategy_failure(exc, self.clock.now_ns())
+
+    def prepare(self) -> None:
+        """Build the feature banks, histories and contingent orders and subscribe the strategies.
+
+        The part of :meth:`start` before ``on_start``: a backtest calls it before reading its
+        data, so that a bad feature spec fails first, and :meth:`run` then calls ``on_start``
+        at the first message's time. Idempotent; strategies can no longer be added.
+
+        Raises
+        ------
+        FeatureError
+            A feature spec cannot be built.
+        """
+        if self._prepared:
+            return
+        self._prepared = True
         for iid in self.instruments:
             specs = list(self._extra_features)
             for strategy in self.strategies:
@@ -491,13 +516,6 @@ class Kernel:
             self.contingent.restore(self._journaled_links)
         for strategy in self.strategies:
             self._subscribe(strategy)
-        if self.interest is not None:
-            self.interest.resume(self.clock.now_ns())  # loans a journal replay restored
-        try:
-            for strategy in self.strategies:
-                strategy.on_start()
-        except Exception as exc:
-            raise_strategy_failure(exc, self.clock.now_ns())
 
     def _subscribe(self, strategy: Strategy) -> None:
         cls = type(strategy)
