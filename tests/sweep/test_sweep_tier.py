@@ -201,3 +201,22 @@ def test_a_worker_reads_a_catalog_dataset_again_once_it_is_rewritten(tmp_path: P
     trial._BARS.clear()
     assert _metrics(after) == _metrics(run_trial(spec))
     trial._BARS.clear()
+
+
+def test_auto_tier_falling_back_to_the_event_tier_starts_the_strategy_at_the_first_bar(tmp_path: Path) -> None:
+    """A timer set in on_start fires one interval after the first bar in both tiers, never from 1970."""
+    from tradebus.config import load_config
+    from tradebus.errors import StrategyError
+
+    data = file_config(tmp_path)
+    hooks = Path(__file__).resolve().parents[1] / "fixtures" / "hooks"
+    data["strategy"] = {"name": "hook_failures:FailsIn", "instruments": ["BTC-USD.COINBASE"],
+                        "params": {"hook": "on_timer"}, "module_dir": str(hooks)}
+    config = load_config(write_yaml(tmp_path / "timer.yaml", data))
+    failures = {}
+    for tier in ("event", "auto"):
+        with pytest.raises(StrategyError) as info:
+            trial.run_tier(config, None, tier)
+        failures[tier] = str(info.value)
+    assert failures["auto"] == failures["event"]
+    assert " on_timer at 1970-" not in failures["event"]

@@ -526,7 +526,9 @@ def unsupported(kernel: Kernel) -> str | None:
     """Why the accelerated tier cannot run ``kernel``'s backtest, or ``None`` if it can.
 
     The kernel must have its strategies added; this starts it (builds the feature banks and
-    calls ``on_start``), as :meth:`Kernel.run` would.
+    calls ``on_start``, which a signal kernel needs) before any data, so with the clock at 0:
+    a kernel it refuses is not for :meth:`Kernel.run`, which starts the strategies at the first
+    message's time (build another).
     """
     kernel.start()
     if len(kernel.strategies) != 1:

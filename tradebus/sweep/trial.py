@@ -203,6 +203,8 @@ def run_tier(config: Any, variant: StressVariant | None, tier: str) -> tuple[Any
             kernel = build_kernel(config)  # the accelerated attempt used this one up
         elif tier == "accelerated":
             raise ConfigError(f"tier: accelerated: {why}; use tier: event or auto")
+        else:
+            kernel = build_kernel(config)  # the check ran on_start with the clock at 0: start anew at the first bar
     result = kernel.run(replay())
     return kernel, result, "event", EquityCurve.of(result.equity)
 
