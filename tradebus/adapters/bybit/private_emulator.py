@@ -5,7 +5,8 @@ for :class:`~tradebus.adapters.bybit.trading.BybitTrading` (ccxt, its URLs point
 the private stream of :mod:`tradebus.adapters.bybit.user_stream` to run unchanged:
 
 * ``POST /v5/order/create``, ``/v5/order/cancel``, ``/v5/order/amend``; ``GET
-  /v5/order/realtime`` (open orders; any recent order by ``orderLinkId``),
+  /v5/order/realtime`` (open orders, conditional ones included, paged as Bybit pages them:
+  newest first, ``limit`` 1-50 default 20, ``cursor``; any recent order by ``orderLinkId``),
   ``/v5/order/history``, ``/v5/execution/list`` (paged as Bybit pages it: newest first,
   ``limit`` 1-100 default 50, ``cursor``, ``startTime``/``endTime`` at most 7 days apart),
   ``/v5/account/wallet-balance``. Every
@@ -65,6 +66,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 import time
 from typing import Any
 
@@ -90,6 +92,11 @@ _STATUS = {
 #: Rows of an execution page at most; longest ``startTime`` - ``endTime`` span, ms.
 EXECUTIONS_PAGE = 100
 EXECUTIONS_WINDOW_MS = 7 * 24 * 3600 * 1000
+#: Rows of an open-order page (``/v5/order/realtime``) at most, and without ``limit``.
+OPEN_ORDERS_PAGE = 50
+OPEN_ORDERS_DEFAULT_PAGE = 20
+#: The form of Bybit's open-order ``nextPageCursor`` (URL-encoded ``page_args=<orderId>&symbol=..&``).
+_CURSOR = re.compile(r"page_args%3D(\d+)%26.*")
 _TIF = {"GTC": (TimeInForce.GTC, False), "IOC": (TimeInForce.IOC, False), "FOK": (TimeInForce.FOK, False), "PostOnly": (TimeInForce.GTC, True)}
 
 
@@ -350,10 +357,31 @@ class BybitPrivateEmulator(AccountEmulator):
         return self._ok({"category": self.category, "list": [self._row(r) for r in rows], "nextPageCursor": ""})
 
     def _realtime(self, p: dict[str, Any]) -> web.Response:
+        """An order by ``orderLinkId`` / ``orderId``, else one page of the open orders, as Bybit pages them.
+
+        Newest first; ``limit`` 1-50, default 20; ``cursor``: the ``nextPageCursor`` of the
+        previous page (empty on the last page).
+        """
         if p.get("orderLinkId") or p.get("orderId"):
             rec = self._find(p)
             return self._listed([rec] if rec is not None and rec.status is not OrderStatus.REJECTED else [])
-        return self._listed(self.open_orders(p.get("symbol")) if self._mine(p) else [])
+        try:
+            limit = int(p.get("limit") or OPEN_ORDERS_DEFAULT_PAGE)
+        except ValueError:
+            return self.error(200, 10001, "params error: limit")
+        if not 1 <= limit <= OPEN_ORDERS_PAGE:
+            return self.error(200, 10001, f"params error: limit must be in [1, {OPEN_ORDERS_PAGE}]")
+        cursor = str(p.get("cursor") or "")
+        match = _CURSOR.fullmatch(cursor)
+        if cursor and match is None:
+            return self.error(200, 10001, f"params error: cursor {cursor[:20]}")
+        # Ids grow with placement: newest first is by id, and the next page holds the ids below the cursor's.
+        rows = sorted(self.open_orders(p.get("symbol")) if self._mine(p) else [], key=lambda r: r.order_id, reverse=True)
+        if match is not None:
+            rows = [r for r in rows if r.order_id < int(match.group(1))]
+        page = rows[:limit]
+        more = f"page_args%3D{page[-1].order_id}%26symbol%3D{len(page)}%26" if len(rows) > limit else ""
+        return self._ok({"category": self.category, "list": [self._row(r) for r in page], "nextPageCursor": more})
 
     def _history(self, p: dict[str, Any]) -> web.Response:
         rec = self._find(p)

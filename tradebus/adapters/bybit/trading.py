@@ -32,7 +32,8 @@ Query: ``GET /v5/order/realtime`` by ``orderLinkId`` (then ``/v5/order/history``
 order is no longer there) and its fills from ``GET /v5/execution/list`` (100 a page, by
 ``cursor``; the fills missed while down, :meth:`BybitTrading.fills_since`, from the same
 list in windows of 7 days); open orders
-``GET /v5/order/realtime``; balances ``GET /v5/account/wallet-balance`` (unified account);
+``GET /v5/order/realtime`` (50 a page, by ``cursor``; a unified account lists conditional
+orders with the others); balances ``GET /v5/account/wallet-balance`` (unified account);
 amend ``POST /v5/order/amend``. Rate limit: a budget of 10 requests per second shared by
 every caller of the account (Bybit's per-endpoint limits are 10-20 per second); a ``10006``
 answer ("Too many visits", HTTP 200) pauses every caller until its ``X-Bapi-Limit-Reset-Timestamp``.
@@ -102,6 +103,8 @@ STATUS: dict[str, OrderStatus] = {
 _TIF = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
 #: Rows of one ``GET /v5/execution/list`` page (Bybit's most).
 EXECUTIONS_PAGE = 100
+#: Rows of one ``GET /v5/order/realtime`` page of open orders (Bybit's most; 20 when not asked).
+OPEN_ORDERS_PAGE = 50
 #: Longest span between ``startTime`` and ``endTime`` of one ``/v5/execution/list`` request, ms (7 days).
 EXECUTIONS_WINDOW_MS = 7 * 24 * 3600 * 1000
 #: The header of Bybit's answers saying when a rate limit ends (epoch ms; with retCode ``10006``, HTTP 200).
@@ -359,8 +362,16 @@ class BybitTrading(CcxtTrading):
         return [fill_from_row(e, orders[str(e["orderId"])], inst) for e in reversed(rows) if str(e["orderId"]) in orders]
 
     async def _open_rows(self, inst: Instrument) -> list[dict[str, Any]]:
-        raw = await self.call("private_get_v5_order_realtime", {"category": self.category, "symbol": wire_symbol(inst), "openOnly": "0"})
-        return list(raw["result"]["list"])
+        """Every open order of ``inst``, conditional ones included: :data:`OPEN_ORDERS_PAGE` a page, following ``nextPageCursor``."""
+        params: dict[str, Any] = {"category": self.category, "symbol": wire_symbol(inst), "openOnly": "0", "limit": OPEN_ORDERS_PAGE}
+        rows: list[dict[str, Any]] = []
+        while True:
+            result = (await self.call("private_get_v5_order_realtime", params))["result"]
+            rows.extend(result["list"])
+            cursor = result.get("nextPageCursor")
+            if not cursor or not result["list"]:
+                return rows
+            params = {**params, "cursor": cursor}
 
     async def open_orders(self) -> list[OrderStatusReport]:
         """``GET /v5/order/realtime`` of every traded symbol."""
