@@ -14,9 +14,10 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from tests.live.live_harness import KEY, SECRET
-from tests.live.venue_kits import BYBIT
+from tests.live.venue_kits import BYBIT, OKX, PASSPHRASE
 from tradebus.adapters.bybit.trading import BybitTrading
 from tradebus.adapters.common.ratelimit import WeightBudget
+from tradebus.adapters.okx.trading import OkxTrading
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, Trade
 from tradebus.execution.orders import Order
 from tradebus.node.live import ApiKeys, kill_switch, parse_live_config
@@ -57,3 +58,29 @@ async def test_bybit_open_orders_past_one_page_are_all_listed_and_the_kill_switc
     assert {o.status for o in emulator.orders.values()} == {OrderStatus.CANCELED}
     assert len(listings) == 2  # one round: the orders listed (one page of 50), canceled, listed again (none)
 
+
+async def test_okx_open_orders_and_stops_past_one_page_are_all_listed_and_canceled() -> None:
+    async with OKX.emulator() as emulator:
+        emulator.on_trade(Trade(OKX.iid, 1, 1, PRICE, 1.0, 1, "t0"))  # a last price for the stops
+        api = OkxTrading(
+            emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE), OKX.instruments(),
+            budget=WeightBudget(10_000, 1.0),
+        )
+        try:
+            for n in range(101):
+                await api.place(_limit(f"lim{n}", OKX.iid, n))
+                await api.place(_stop(f"stop{n}", OKX.iid, n))
+            placed = sorted(emulator.orders)
+            assert len(placed) == 202 and len(emulator.untriggered) == 101
+            listed = await api.open_orders()
+            before = len(emulator.requests)
+            canceled = await api.cancel_all()
+            left = await api.open_orders()
+        finally:
+            await api.close()
+        requests = emulator.requests[before:]
+    assert sorted(r.client_order_id for r in listed) == placed
+    assert sorted(canceled) == placed and left == []
+    assert {o.status for o in emulator.orders.values()} == {OrderStatus.CANCELED}
+    for path in ("/api/v5/trade/orders-pending", "/api/v5/trade/orders-algo-pending"):
+        assert len([r for r in requests if r[1] == path]) == 2 + 1  # 100 + 1, then none

@@ -5,7 +5,9 @@
 private stream of :mod:`tradebus.adapters.okx.user_stream` to run unchanged:
 
 * ``POST /api/v5/trade/order``, ``/trade/cancel-order``, ``/trade/amend-order``;
-  ``GET /api/v5/trade/order``, ``/trade/orders-pending``, ``/trade/fills`` and
+  ``GET /api/v5/trade/order``, ``/trade/orders-pending`` (newest first, ``after`` / ``before``
+  an ``ordId``, ``limit`` 1-100, default 100; ``/trade/orders-algo-pending`` alike by
+  ``algoId``), ``/trade/fills`` and
   ``/trade/fills-history`` (``instType`` required; both keep every fill, where OKX keeps
   3 days and 3 months), paged as OKX pages them
   (newest first; ``after`` / ``before`` a ``billId``, ``begin`` / ``end`` ms, ``limit``
@@ -89,8 +91,9 @@ _ORD_TYPES = {
     "fok": (OrderType.LIMIT, TimeInForce.FOK, False),
 }
 _UID = "44705892343619584"
-#: Rows of a fills page at most (and by default).
+#: Rows of a fills page at most (and by default); of an order list's (``orders-pending``, ``orders-algo-pending``).
 FILLS_PAGE = 100
+ORDERS_PAGE = 100
 
 
 def _sign(secret: bytes, payload: str) -> str:
@@ -243,11 +246,29 @@ class OkxPrivateEmulator(AccountEmulator):
             return web.json_response({"code": "51603", "msg": "Order does not exist", "data": []})
         return self._ok([self._row(rec, None)])
 
+    def _paged(self, p: dict[str, Any], rows: dict[int, dict[str, Any]], what: str) -> web.Response:
+        """One page of ``rows`` (``id -> row``), newest (highest id) first, as OKX pages its order lists.
+
+        ``after`` / ``before`` (an ``ordId`` or ``algoId``, ``what``): rows older / newer than it;
+        ``limit`` 1-100 (default 100) rows, the newest of the range, or with ``before`` the ones
+        just newer than it.
+        """
+        try:
+            limit = int(p.get("limit") or ORDERS_PAGE)
+            after, before = (int(p[k]) if p.get(k) else None for k in ("after", "before"))
+        except ValueError:
+            return self.error(200, 51000, f"Parameter limit/after/before error (an {what})")
+        if not 1 <= limit <= ORDERS_PAGE:
+            return self.error(200, 51000, "Parameter limit error")
+        ids = sorted(i for i in rows if (after is None or i < after) and (before is None or i > before))
+        page = ids[:limit] if before is not None else ids[-limit:]
+        return self._ok([rows[i] for i in reversed(page)])
+
     def _pending(self, p: dict[str, Any]) -> web.Response:
         if p.get("instType") not in (None, self.inst_type):  # none of that type on this account
             return self._ok([])
         working = [r for r in self.open_orders(p.get("instId")) if r.order.client_order_id not in self.untriggered]
-        return self._ok([self._row(r, None) for r in working])
+        return self._paged(p, {r.order_id: self._row(r, None) for r in working}, "ordId")
 
     def _fills_history(self, p: dict[str, Any]) -> web.Response:
         if not p.get("instType"):
@@ -401,8 +422,8 @@ class OkxPrivateEmulator(AccountEmulator):
             return self.error(200, 51000, "Parameter ordType error")
         if "conditional" not in str(p["ordType"]).split(",") or p.get("instType") not in (None, self.inst_type):
             return self._ok([])
-        rows = [self.orders[c] for c in sorted(self.untriggered, key=lambda c: self.algo_ids[c])]
-        return self._ok([self._algo_row(r) for r in rows if p.get("instId") in (None, r.symbol)])
+        rows = [self.orders[c] for c in self.untriggered]
+        return self._paged(p, {self.algo_ids[r.order.client_order_id]: self._algo_row(r) for r in rows if p.get("instId") in (None, r.symbol)}, "algoId")
 
     def on_trade(self, trade: Trade) -> None:
         """A public trade: the waiting stops it reaches trigger first, then it is matched."""

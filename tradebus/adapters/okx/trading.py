@@ -37,7 +37,8 @@ then the triggered order and its fills by ``ordId``; open stops:
 Query: ``GET /api/v5/trade/order`` by ``clOrdId`` (``51603``: no such order) and its fills
 from ``GET /api/v5/trade/fills`` (paged, 100 a page); the fills missed while down
 (:meth:`OkxTrading.fills_since`) from the same list, or ``/trade/fills-history`` beyond 3 days;
-open orders ``GET /api/v5/trade/orders-pending``;
+open orders ``GET /api/v5/trade/orders-pending`` (100 a page, ``after`` the last ``ordId``; open
+stops likewise, ``after`` the last ``algoId``);
 balances ``GET /api/v5/account/balance``; amend ``POST /api/v5/trade/amend-order``.
 OKX reports a fee charged as a negative number; it is booked positive, in its ``feeCcy`` (``OrderFilled.fee_asset``).
 Rate limit: OKX has no used-weight header; the budget is 60 requests per 2 s (the order
@@ -121,6 +122,8 @@ _STOPS = (OrderType.STOP_MARKET, OrderType.STOP_LIMIT)
 ALGO_ORD_TYPE = "conditional"
 #: Rows of one ``GET /api/v5/trade/fills`` page (OKX's most).
 FILLS_PAGE = 100
+#: Rows of one ``/trade/orders-pending`` or ``/trade/orders-algo-pending`` page (OKX's most and default).
+ORDERS_PAGE = 100
 #: How far back ``/trade/fills`` reaches (3 days, less an hour of margin); older: ``/trade/fills-history``.
 FILLS_RECENT_MS = (3 * 24 - 1) * 3600 * 1000
 _WEIGHTS = {"private_get_account_balance": 2}
@@ -410,14 +413,18 @@ class OkxTrading(CcxtTrading):
 
     async def _fill_rows(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         """Every row of a fills query, newest first: :data:`FILLS_PAGE` a page, the next page ``after`` the last ``billId``."""
-        params = {**params, "limit": str(FILLS_PAGE)}
+        return await self._paged_rows(name, params, "billId", FILLS_PAGE)
+
+    async def _paged_rows(self, name: str, params: dict[str, Any], id_key: str, page_size: int) -> list[dict[str, Any]]:
+        """Every row of a list query, newest first: ``page_size`` a page, the next page ``after`` the last row's ``id_key``."""
+        params = {**params, "limit": str(page_size)}
         rows: list[dict[str, Any]] = []
         while True:
             page = (await self.call(name, params)).get("data") or []
             rows.extend(page)
-            if len(page) < FILLS_PAGE:
+            if len(page) < page_size:
                 return rows
-            params = {**params, "after": str(page[-1]["billId"])}
+            params = {**params, "after": str(page[-1][id_key])}
 
     async def fills_since(self, instrument_id: str, orders: Mapping[str, Order], since_ns: int) -> list[OrderFilled]:
         """The instrument's own trades since ``since_ns``, oldest first, paged (:data:`FILLS_PAGE` rows a request).
@@ -451,21 +458,25 @@ class OkxTrading(CcxtTrading):
         """``GET /api/v5/trade/orders-pending`` and ``/trade/orders-algo-pending`` (stops) of every traded instrument."""
         reports = []
         for inst in self.instruments.values():
-            raw = await self.call("private_get_trade_orders_pending", {"instType": self.inst_type, "instId": inst.symbol})
-            reports.extend(report_from_row(row) for row in raw.get("data") or [])
+            reports.extend(report_from_row(row) for row in await self._pending(inst))
             reports.extend(algo_report(row) for row in await self._pending_algos(inst))
         return reports
 
+    async def _pending(self, inst: Instrument) -> list[dict[str, Any]]:
+        """Every working order of ``inst``: :data:`ORDERS_PAGE` a page, the next page ``after`` the last ``ordId``."""
+        params = {"instType": self.inst_type, "instId": inst.symbol}
+        return await self._paged_rows("private_get_trade_orders_pending", params, "ordId", ORDERS_PAGE)
+
     async def _pending_algos(self, inst: Instrument) -> list[dict[str, Any]]:
+        """Every waiting stop of ``inst``: :data:`ORDERS_PAGE` a page, the next page ``after`` the last ``algoId``."""
         params = {"ordType": ALGO_ORD_TYPE, "instType": self.inst_type, "instId": inst.symbol}
-        return list((await self.call("private_get_trade_orders_algo_pending", params)).get("data") or [])
+        return await self._paged_rows("private_get_trade_orders_algo_pending", params, "algoId", ORDERS_PAGE)
 
     async def cancel_all(self) -> list[str]:
         """Cancel every open order and untriggered stop of every traded instrument, one request each (a failed one is skipped)."""
         canceled = []
         for inst in self.instruments.values():
-            raw = await self.call("private_get_trade_orders_pending", {"instType": self.inst_type, "instId": inst.symbol})
-            for row in raw.get("data") or []:
+            for row in await self._pending(inst):
                 coid = order_ids(row)[0]
                 if await cancel_one(coid, self.call("private_post_trade_cancel_order", {"instId": inst.symbol, "ordId": str(row["ordId"])})):
                     canceled.append(coid)
