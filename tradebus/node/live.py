@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -58,7 +59,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 from loguru import logger
-from pydantic import Field, PositiveFloat, SecretStr, model_validator
+from pydantic import Field, PositiveFloat, SecretStr, field_validator, model_validator
 
 from tradebus.adapters.common.recorder import FrameRecorder, PrivateFrames
 from tradebus.adapters.common.venue import LiveAccount
@@ -151,6 +152,12 @@ class LiveGuard(MarketGuard):
         return None
 
 
+#: The form of an environment variable name (POSIX's portable one, upper case); a key fits it rarely.
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+#: Longest variable name an error message shows (a longer one may be a key pasted as a name).
+SHOWN_NAME_LENGTH = 40
+
+
 class LiveSettings(StrictModel):
     """The ``live:`` section of a live config.
 
@@ -167,7 +174,9 @@ class LiveSettings(StrictModel):
     api_key_env, api_secret_env, api_passphrase_env
         Names of the environment variables holding the key pair (and the passphrase, for
         the venues that have one); default ``TRADEBUS_<VENUE>_API_KEY``,
-        ``TRADEBUS_<VENUE>_API_SECRET``, ``TRADEBUS_<VENUE>_API_PASSPHRASE``.
+        ``TRADEBUS_<VENUE>_API_SECRET``, ``TRADEBUS_<VENUE>_API_PASSPHRASE``. A name is
+        upper-case letters, digits and ``_`` (:data:`ENV_NAME`); anything else is refused
+        without being shown, as it may be a key pasted where its variable's name belongs.
     cancel_on_stop
         Cancel every open order when the daemon stops.
     stop_timeout
@@ -205,6 +214,17 @@ class LiveSettings(StrictModel):
     not_found_grace: PositiveFloat = 15.0
     reconcile_interval: PositiveFloat | None = 60.0
     on_mismatch: Literal["hold", "reducing"] = "hold"
+
+    @field_validator("api_key_env", "api_secret_env", "api_passphrase_env", mode="before")
+    @classmethod
+    def _a_variable_name(cls, value: Any) -> Any:
+        """Refuse what is not an environment variable name, without showing it: it may be the key itself."""
+        if value is None or (isinstance(value, str) and ENV_NAME.fullmatch(value)):
+            return value
+        raise ValueError(
+            "not an environment variable name (upper-case letters, digits, _); the value is not shown in case it is "
+            "a key: put the key in an environment variable and give that variable's name here"
+        )
 
     @model_validator(mode="after")
     def _key_names(self) -> LiveSettings:
@@ -317,12 +337,18 @@ class ApiKeys:
         """
         env = os.environ if environ is None else environ
         values = []
-        wanted = [("API key", settings.api_key_env), ("API secret", settings.api_secret_env)]
+        wanted = [("API key", "api_key_env"), ("API secret", "api_secret_env")]
         if settings.api_passphrase_env:
-            wanted.append(("API passphrase", settings.api_passphrase_env))
-        for what, name in wanted:
-            value = env.get(name or "", "")
+            wanted.append(("API passphrase", "api_passphrase_env"))
+        for what, field in wanted:
+            name = getattr(settings, field) or ""
+            value = env.get(name, "")
             if not value:
+                if len(name) > SHOWN_NAME_LENGTH:
+                    raise ConfigError(
+                        f"live: set the environment variable named by live.{field} to the {settings.venue} {what} (the "
+                        f"name is not shown: longer than {SHOWN_NAME_LENGTH} characters, it may be a key)"
+                    )
                 raise ConfigError(f"live: set the environment variable {name} to the {settings.venue} {what}")
             values.append(SecretStr(value))
         return cls(*values)
