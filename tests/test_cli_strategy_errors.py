@@ -31,7 +31,6 @@ def bar_time(n: int) -> str:
 
 def config(tmp_path: Path, strategies: list[dict[str, Any]]) -> Path:
     shutil.copy(BARS, tmp_path / "bars.csv")
-    shutil.copy(STRATEGY, tmp_path / "hook_failures.py")
     body = {
         "data": {"sources": [{"instrument": IID, "file": "bars.csv"}]},
         "instruments": [{"venue": "COINBASE", "symbol": "BTC-USD", "base": "BTC", "quote": "USD", "tick_size": 0.01,
@@ -45,7 +44,9 @@ def config(tmp_path: Path, strategies: list[dict[str, Any]]) -> Path:
 
 
 def entry(strategy_id: str, **params: Any) -> dict[str, Any]:
-    return {"name": "hook_failures:FailsIn", "id": strategy_id, "instruments": [IID], "params": params}
+    # one file for every test of a worker: the module, once imported, is the one a later test gets
+    return {"name": "hook_failures:FailsIn", "id": strategy_id, "instruments": [IID], "params": params,
+            "module_dir": str(STRATEGY.parent)}
 
 
 def test_second_of_two_instances_raising_in_on_bar_is_named_with_hook_time_and_line(tmp_path: Path) -> None:
@@ -56,7 +57,7 @@ def test_second_of_two_instances_raising_in_on_bar_is_named_with_hook_time_and_l
     line = next(n for n, src in enumerate(STRATEGY.read_text().splitlines(), 1) if "raise ZeroDivisionError" in src)
     assert text == (
         f"error: strategy 'flaky' on_bar at {bar_time(5)}: ZeroDivisionError: division by zero in on_bar "
-        f"(at {(tmp_path / 'hook_failures.py').resolve()}:{line} in _maybe_fail)"
+        f"(at {STRATEGY.resolve()}:{line} in _maybe_fail)"
     )
     assert not (tmp_path / "out").exists()  # a failed run leaves nothing behind
 
