@@ -282,3 +282,26 @@ def test_regime_study_on_the_long_4h_series(setup: tuple) -> None:
     # on this data HAZARD is followed by larger moves than the other states (what layer A claims)
     hazard = out["by_regime"]["HAZARD"]["mean_abs_fwd_bps"]
     assert hazard > 1.2 * max(out["by_regime"][s]["mean_abs_fwd_bps"] for s in ("TREND", "RANGE"))
+
+
+def test_models_json_refuses_a_strategy_whose_features_differ_from_training(tmp_path: Path) -> None:
+    """``models.json`` records the training parameters; the strategy must compute its features the same way.
+
+    The docs' paper snippet (``quantity``, ``models``, ``use_hazard`` only) runs the default ``vol_window``
+    24 where the shipped config trained with 16: every meta-label volatility ratio would differ.
+    """
+    config = _config_copy(tmp_path, lookahead__cuts=0, regime_study=None)
+    result = CliRunner().invoke(app, ["research", "run", str(config), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    models = str(tmp_path / "o" / "models.json")
+    trained = yaml.safe_load(config.read_text())["params"]
+    assert trained["vol_window"] != rh.RegimeHazardParams().vol_window
+    with pytest.raises(ConfigError, match=r"models\.json were trained with other parameters.*vol_window: 24 \(trained "
+                                          r"with 16\)"):
+        rh.RegimeHazard("XRPETH.BINANCE", quantity=100, models=models, use_hazard=True)
+    with pytest.raises(ConfigError, match=r"flow_window: 20 \(trained with 30\)"):
+        rh.RegimeHazard("XRPETH.BINANCE", models=models, **{**trained, "flow_window": 20})
+    # the training parameters load, with other thresholds (they act on the probabilities, not the features)
+    strategy = rh.RegimeHazard("XRPETH.BINANCE", models=models,
+                               **{**trained, "meta_threshold": 0.7, "exit_threshold": 0.8, "block_threshold": 0.9})
+    assert strategy.system.meta is not None and strategy.system.hazard is not None

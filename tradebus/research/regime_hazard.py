@@ -22,8 +22,9 @@ re-runs the whole pipeline, training included, with the trades after random cuts
 perturbed, and compares every record of each layer up to the cut.
 
 Outputs in ``--out``: ``report.json``, ``report.md``, ``decisions_{baseline,enhanced}.jsonl``,
-``trades_{baseline,enhanced}.csv``, ``models.json`` (the schedules, loadable by the
-:class:`~tradebus.strategies.regime_hazard.RegimeHazard` strategy).
+``trades_{baseline,enhanced}.csv``, ``models.json`` (the schedules and the parameters they
+were trained with, loadable by the :class:`~tradebus.strategies.regime_hazard.RegimeHazard`
+strategy, which refuses other parameters: :func:`~tradebus.strategies.regime_hazard.load_models`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from tradebus.strategies.regime_hazard import (
     META_FEATURES,
     RegimeHazardParams,
     RegimeHazardSystem,
+    models_document,
 )
 
 __all__ = ["RegimeHazardConfig", "load_config", "load_trades", "run", "run_pipeline"]
@@ -580,6 +582,6 @@ def run(config_path: str | Path, out: str | Path) -> dict[str, Any]:
         write_text(out / f"decisions_{name}.jsonl",
                    "".join(json_text(d.to_dict(), indent=None) + "\n" for d in res.system.decisions))
         write_text(out / f"trades_{name}.csv", res.trades.to_csv(index=False, float_format="%.10g"))
-    write_json({"meta": result.meta.to_list(), "hazard": result.hazard.to_list()}, out / "models.json", indent=1)
+    write_json(models_document(config.params, result.meta, result.hazard), out / "models.json", indent=1)
     return report
 

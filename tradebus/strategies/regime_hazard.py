@@ -73,6 +73,8 @@ __all__ = [
     "RegimeHazard",
     "RegimeHazardParams",
     "RegimeHazardSystem",
+    "load_models",
+    "models_document",
 ]
 
 TREND, RANGE, HAZARD = "TREND", "RANGE", "HAZARD"
@@ -526,14 +528,61 @@ class RegimeHazardStrategyParams(RegimeHazardParams):
     use_hazard: bool = True
 
 
-def load_models(path: str | Path) -> tuple[ModelSchedule, ModelSchedule]:
-    """The meta-label and hazard schedules of a ``models.json`` written by ``tradebus research run``."""
+#: Version of the ``models.json`` layout written by :func:`models_document`.
+MODELS_FORMAT = 1
+#: Parameters that only set how a probability is acted on: they may differ from the training run's.
+_POLICY_PARAMS = frozenset({"meta_threshold", "exit_threshold", "block_threshold"})
+
+
+def models_document(params: RegimeHazardParams, meta: ModelSchedule, hazard: ModelSchedule) -> dict[str, Any]:
+    """The ``models.json`` content: the schedules and the system parameters they were trained with."""
+    return {"format": MODELS_FORMAT, "params": params.model_dump(mode="json"), "meta": meta.to_list(),
+            "hazard": hazard.to_list()}
+
+
+def load_models(path: str | Path, params: RegimeHazardParams | None = None) -> tuple[ModelSchedule, ModelSchedule]:
+    """The meta-label and hazard schedules of a ``models.json`` written by ``tradebus research run``.
+
+    Parameters
+    ----------
+    path
+        The file.
+    params
+        The parameters the system will run with. The models' features (efficiency and
+        volatility ratios, ATR, flow windows, barriers, ...) are computed with the parameters
+        of the training run, which the file records: every one of them except the thresholds
+        (``meta_threshold``, ``exit_threshold``, ``block_threshold``) must be equal. A file
+        without recorded parameters (written by hand) is not checked.
+
+    Raises
+    ------
+    ConfigError
+        Unreadable file, another format, or parameters that differ from the training run's
+        (naming each, with both values).
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text())
-        return ModelSchedule.from_list(data["meta"]), ModelSchedule.from_list(data["hazard"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        fmt = data.get("format", MODELS_FORMAT)
+        trained = data.get("params")
+        schedules = ModelSchedule.from_list(data["meta"]), ModelSchedule.from_list(data["hazard"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"regime_hazard: cannot read models {path}: {exc}") from None
+    if fmt != MODELS_FORMAT:
+        raise ConfigError(f"regime_hazard: models {path} have format {fmt!r}; "
+                          f"this version reads format {MODELS_FORMAT}")
+    if params is not None and trained is not None:
+        try:
+            trained_params = RegimeHazardParams.model_validate(trained).model_dump(mode="json")
+        except ValueError as exc:
+            raise ConfigError(f"regime_hazard: models {path}: bad recorded params: {exc}") from None
+        given = params.model_dump(mode="json")
+        differ = [f"{k}: {given[k]!r} (trained with {trained_params[k]!r})" for k in trained_params
+                  if k not in _POLICY_PARAMS and given[k] != trained_params[k]]
+        if differ:
+            raise ConfigError(f"regime_hazard: models {path} were trained with other parameters, so their features "
+                              f"would not mean what they did in training; set {'; '.join(differ)}")
+    return schedules
 
 
 class RegimeHazard(Strategy):
@@ -545,9 +594,9 @@ class RegimeHazard(Strategy):
         super().__init__(instrument_ids, strategy_id=strategy_id)
         self.params = RegimeHazardStrategyParams(**params)
         meta = hazard = None
-        if self.params.models:
-            meta, hazard = load_models(self.params.models)
         core = RegimeHazardParams(**{k: getattr(self.params, k) for k in RegimeHazardParams.model_fields})
+        if self.params.models:
+            meta, hazard = load_models(self.params.models, core)
         self.system = RegimeHazardSystem(core, meta=meta, hazard=hazard, use_hazard=self.params.use_hazard)
         self._book_seq = -1
 
