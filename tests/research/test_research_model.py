@@ -102,8 +102,11 @@ def test_saved_model_refuses_other_specs_and_a_tampered_hash(tmp_path: Path, dat
     assert np.array_equal(again.predict_frame(dataset), step.predict_frame(dataset), equal_nan=True)  # type: ignore[arg-type]
     changed = [dict(s) for s in SPECS]
     changed[4] = {**changed[4], "params": {"window": 15}}  # rsi window 14 -> 15
-    with pytest.raises(ConfigError, match="trained on features with hash"):
+    with pytest.raises(ConfigError, match=r"trained on features with hash .*; the given specs differ: feature 'rsi': "
+                                          r"params \{'window': 15\} \(trained with \{'window': 14\}\)$"):
         load_model(path, changed)
+    with pytest.raises(ConfigError, match=r"differ: feature 'rsi': params .*; feature '\w+' is missing$"):
+        load_model(path, changed[:-1])
     import joblib
 
     payload = joblib.load(path)

@@ -226,12 +226,22 @@ def load_model(path: str | Path, specs: Iterable[FeatureSpec | Mapping[str, Any]
         raise ConfigError(f"{path}: stored feature spec hash {payload['hash'][:12]} does not match its specs")
     if specs is not None:
         given = {s.name: s for s in load_specs(list(specs))}
-        theirs = tuple(given.get(s.name) for s in step.specs)
-        if any(s is None for s in theirs) or spec_hash(theirs, step.columns) != step.hash:  # type: ignore[arg-type]
+        differ = [_spec_difference(trained, given.get(trained.name)) for trained in step.specs
+                  if given.get(trained.name) != trained]
+        if differ:
             raise ConfigError(
-                f"{path}: the model was trained on features with hash {step.hash[:12]}; the given specs differ"
+                f"{path}: the model was trained on features with hash {step.hash[:12]}; the given specs differ: "
+                + "; ".join(differ)
             )
     return step
+
+
+def _spec_difference(trained: FeatureSpec, given: FeatureSpec | None) -> str:
+    """``"feature 'rsi': params {'window': 10} (trained with {'window': 14})"``: the fields that differ."""
+    if given is None:
+        return f"feature {trained.name!r} is missing"
+    a, b = given.model_dump(mode="json"), trained.model_dump(mode="json")
+    return f"feature {trained.name!r}: " + ", ".join(f"{k} {a[k]!r} (trained with {b[k]!r})" for k in b if a[k] != b[k])
 
 
 def fit_calibrated(
