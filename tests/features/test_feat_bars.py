@@ -254,3 +254,35 @@ def test_time_bars_of_trades_out_of_time_order_equal_the_live_updates() -> None:
     live_ts, live = _one_by_one("time", kw, t)
     assert len(batch_ts) > 3
     assert np.array_equal(batch_ts, live_ts) and np.array_equal(batch, live)
+
+
+@pytest.mark.parametrize("split", [0, 1, 700, 2001])
+def test_whole_only_time_bars_drop_the_partial_first_bar_live_and_batch(split: int) -> None:
+    t = real_trades()
+    interval = 5 * SECOND_NS
+    assert t.ts[0] % interval  # the data starts inside a 5 s interval
+    every_ts, every = BarBuilder("time", interval_ns=interval).run(t.ts, t.price, t["size"], t.side)
+    batch_ts, batch = BarBuilder("time", interval_ns=interval, whole_only=True).run(t.ts, t.price, t["size"], t.side)
+    # the first bar (from the trades after the start of its interval only) is not emitted; the rest are
+    assert every_ts[0] == (t.ts[0] // interval + 1) * interval
+    assert np.array_equal(batch_ts, every_ts[1:]) and np.array_equal(batch, every[1:])
+    live = BarBuilder("time", interval_ns=interval, whole_only=True)
+    first_ts, first = live.run(t.ts[:split], t.price[:split], t["size"][:split], t.side[:split])
+    got_ts, got = [*first_ts], [*first]
+    for row in t.iloc[split:].itertuples(index=False):
+        bar = live.update(row.ts, row.price, row.size, row.side)
+        if bar is not None:
+            got_ts.append(bar[0])
+            got.append(bar[1])
+    assert np.array_equal(np.array(got_ts, dtype=np.int64), batch_ts)
+    assert np.array_equal(np.array(got).reshape(-1, 9), batch)
+
+
+def test_whole_only_keeps_a_first_bar_opened_on_its_boundary_and_never_flushes_a_partial_one() -> None:
+    b = BarBuilder("time", interval_ns=10, whole_only=True)
+    assert b.update(20, 1.0, 1.0) is None and b.update(25, 2.0, 1.0) is None
+    assert b.update(31, 3.0, 1.0) == (30, pytest.approx([1.0, 2.0, 1.0, 2.0, 2.0, 1.5, 2.0, 0.0, 0.0]))
+    partial = BarBuilder("time", interval_ns=10, whole_only=True)
+    assert partial.update(23, 1.0, 1.0) is None and partial.flush() is None
+    assert partial.update(27, 2.0, 1.0) is None and partial.update(30, 3.0, 1.0) is None
+    assert partial.flush()[0] == 40  # type: ignore[index]

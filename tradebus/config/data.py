@@ -48,11 +48,15 @@ class TradeBarsConfig(StrictModel):
             raise ValueError(f"{self.mode} bars take 'threshold' and no 'interval'")
         return self
 
-    def builder(self) -> BarBuilder:
-        """A fresh :class:`~tradebus.features.bars.BarBuilder` for these bars."""
+    def builder(self, *, whole_only: bool = False) -> BarBuilder:
+        """A fresh :class:`~tradebus.features.bars.BarBuilder` for these bars.
+
+        ``whole_only``: a daemon's (and its playback's) time bars skip the bar the first trade
+        falls in, which the run did not see from its start (see ``BarBuilder``).
+        """
         interval = None if self.interval is None else parse_duration(self.interval)
         return BarBuilder(self.mode, interval_ns=interval, threshold=self.threshold, span_bars=self.span_bars,
-                          span_trades=self.span_trades, floor=self.floor)
+                          span_trades=self.span_trades, floor=self.floor, whole_only=whole_only)
 
 
 class DataSourceConfig(StrictModel):

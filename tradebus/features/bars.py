@@ -10,7 +10,10 @@ Rules (no lookahead: a bar is known only once a trade shows it is over):
 
 * ``time``: the bar of ``[k * interval, (k + 1) * interval)`` is emitted when the
   first trade at or after its end arrives, stamped ``ts_event = (k + 1) * interval``
-  (its close, as catalog bars). Intervals without a trade give no bar.
+  (its close, as catalog bars). Intervals without a trade give no bar. With
+  ``whole_only``, the bar of the first trade fed is not emitted unless that trade
+  opens its interval exactly: a run that starts (or restarts) inside an interval has
+  not seen the trades before it there, and that bar would be partial.
 * ``tick``: every ``threshold`` trades, stamped with the last trade's time.
 * ``volume`` / ``dollar``: when the bar's summed size / ``price * size`` reaches
   ``threshold``; the trade that reaches it belongs to the bar (trades are not split),
@@ -44,6 +47,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from loguru import logger
 from numba import njit
 
 from tradebus.errors import FeatureError
@@ -205,6 +209,11 @@ class BarBuilder:
         imbalance bars only; ``alpha = 2 / (span + 1)``.
     floor
         Imbalance bars: the expected imbalance per trade is at least ``floor * E[x]``.
+    whole_only
+        Time bars: never emit the bar the first trade fed falls in, unless that trade is at
+        the very start of its interval (a daemon started or restarted mid-bar has not seen
+        the interval's earlier trades). Off: that first bar is emitted from the trades
+        there are, as ``data bars`` and a backtest build it.
 
     Examples
     --------
@@ -214,7 +223,8 @@ class BarBuilder:
     """
 
     def __init__(self, mode: str, *, interval_ns: int | None = None, threshold: float | None = None,
-                 span_bars: int = 20, span_trades: int = 1000, floor: float = 0.5) -> None:
+                 span_bars: int = 20, span_trades: int = 1000, floor: float = 0.5,
+                 whole_only: bool = False) -> None:
         if mode not in _MODES:
             raise FeatureError(f"bar mode {mode!r} is not one of {sorted(_MODES)}")
         if mode == "time" and (interval_ns is None or interval_ns <= 0):
@@ -239,17 +249,36 @@ class BarBuilder:
         self._one_ts = np.empty(1, dtype=np.int64)
         self._in_ts = np.empty(1, dtype=np.int64)
         self._in = np.empty(3)
+        self._fresh = whole_only and mode == "time"  # whole_only and no trade fed yet
+        self._partial = -1  # the close of the partial first bar not to emit (-1: none)
 
     def update(self, ts: int, price: float, size: float, aggressor: int = 0) -> tuple[int, np.ndarray] | None:
         """Feed one trade; return the bar it completes, ``(ts_event, values)``, or ``None``.
 
         ``values`` are the float fields of :data:`BAR_FIELDS` after ``ts_event``.
         """
+        if self._fresh:
+            self._first_trade(int(ts))
         if self._update(self._state, self._clock, self._one, self._one_ts, self._in_ts, self._in, int(ts),
                         float(price), float(size), float(aggressor), self._threshold, self._interval,
                         self._alpha_bars, self._alpha_trades, self._floor):
-            return int(self._one_ts[0]), self._one[0].copy()
+            ts_event = int(self._one_ts[0])
+            if ts_event == self._partial:
+                self._drop_partial()
+                return None
+            return ts_event, self._one[0].copy()
         return None
+
+    def _first_trade(self, ts: int) -> None:
+        """``whole_only``: note the close of the first trade's bar when that trade is inside its interval."""
+        self._fresh = False
+        self._partial = (ts // self._interval + 1) * self._interval if ts % self._interval else -1
+
+    def _drop_partial(self) -> None:
+        close = np.datetime64(self._partial, "ns")
+        logger.info("time bars: the bar closing at {} is not emitted: the first trade seen came inside it, after "
+                    "trades not seen (a run started mid-bar)", close)
+        self._partial = -1
 
     def run(
         self, ts: np.ndarray, price: np.ndarray, size: np.ndarray, aggressor: np.ndarray | None = None
@@ -262,6 +291,8 @@ class BarBuilder:
         if not (ts.size == price.size == size.size == side.size):
             raise FeatureError("bar builder: ts, price, size and aggressor must have one length")
         n, rows, fed = ts.size, 0, 0
+        if self._fresh and n:
+            self._first_trade(int(ts[0]))
         cap = self._rows_bound(ts)
         out, out_ts = np.empty((cap, _F)), np.empty(cap, dtype=np.int64)
         while True:
@@ -275,6 +306,9 @@ class BarBuilder:
             grown, grown_ts = np.empty((cap, _F)), np.empty(cap, dtype=np.int64)
             grown[:rows], grown_ts[:rows] = out[:rows], out_ts[:rows]
             out, out_ts = grown, grown_ts
+        if rows and out_ts[0] == self._partial:
+            self._drop_partial()
+            out, out_ts, rows, cap = out[1:], out_ts[1:], rows - 1, cap - 1
         if 2 * rows < cap:  # do not keep a mostly empty buffer alive behind the bars
             return out_ts[:rows].copy(), out[:rows].copy()
         return out_ts[:rows], out[:rows]
@@ -291,10 +325,15 @@ class BarBuilder:
         return max(1, min(n + 1, guess))
 
     def flush(self) -> tuple[int, np.ndarray] | None:
-        """Emit the unfinished bar (time bars: stamped at its bucket end; others: at its last trade)."""
+        """Emit the unfinished bar (time bars: stamped at its bucket end; others: at its last trade).
+
+        With ``whole_only``, the partial first bar is dropped here too.
+        """
         s = self._state
         if s[9] == 0.0:
             return None
         values = np.array([s[0], s[1], s[2], s[3], s[4], s[5] / s[4] if s[4] > 0.0 else s[3], s[6], s[7], s[8]])
         s[9] = 0.0
+        if self._mode == 0 and self._clock[0] == self._partial:
+            return None  # and a bar that closes there later is as partial
         return int(self._clock[0] if self._mode == 0 else self._clock[1]), values

@@ -119,7 +119,7 @@ def build_paper_kernel(
         features=config.features,
         equity_interval_ns=config.report.equity_interval_ns,
         timeouts=timeouts,
-        trade_bars={iid: bars.builder() for iid, bars in config.bars.items()},
+        trade_bars={iid: bars.builder(whole_only=True) for iid, bars in config.bars.items()},
         bar_instruments=[iid for iid, kinds in config.data_kinds().items() if "bars" in kinds],
     )
     for strategy in build_strategies([entry for _, entry in strategy_entries(config)]):
