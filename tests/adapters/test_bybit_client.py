@@ -13,9 +13,9 @@ from tradebus.adapters.bybit.parse import BybitParser
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer, Session
 from tradebus.adapters.common.policy import Backoff, ConnectionPolicy
 from tradebus.adapters.common.recorder import read_frames
-from tradebus.engine.messages import BookResynced, Trade
+from tradebus.engine.messages import BookResynced, FeedStale, Trade
 
-from .waiting import run_until_replayed
+from .waiting import Messages, run_until, run_until_replayed
 
 FIX = Path(__file__).parent.parent / "fixtures" / "bybit"
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "DOGEUSDT")
@@ -111,3 +111,35 @@ async def test_rejected_subscription_stops_the_client_with_subscription_rejected
         with pytest.raises(SubscriptionRejected, match=r"bybit-linear: Bybit linear rejected a subscribe: 'Invalid topic: orderbook.200.NOPEUSDT'"):
             await asyncio.wait_for(client.run(), 20)
     assert client.connections == 1
+
+
+async def test_server_that_stops_data_but_answers_pings_goes_stale_and_is_reconnected() -> None:
+    frames = capture()
+    faults = [Fault(FaultKind.SILENCE, at=300, seconds=float("inf"))]
+    protocol = BybitProtocol(frames)
+    out = Messages()
+    policy = ConnectionPolicy(
+        backoff=Backoff(base=0.05, cap=0.1, min_delay=0.01, seed=5), keepalive=bybit_keepalive(0.1), stale_after=1.0
+    )
+    async with LocalVenueServer(protocol, frames, faults, lifetime=30.0) as server:
+        client = BybitClient(out.append, topics=TOPICS, url=server.ws_url, policy=policy)
+        await run_until(client, lambda: client.connections >= 2, out, timeout=15.0)
+        pongs_first = sum(m == '{"op":"ping"}' for m in server.sessions[0].received)
+    stale = [m for m in out if isinstance(m, FeedStale)]
+    assert pongs_first >= 5  # the silent server answered every ping: the connection was alive, the data was not
+    assert len(stale) >= 1 and stale[0].source == "bybit-linear"
+    assert (stale[0].ts_event - stale[0].last_message_ns) >= 1_000_000_000
+
+
+async def test_feed_that_keeps_sending_data_is_never_stale_whatever_the_pings() -> None:
+    frames = capture()
+    protocol = BybitProtocol(frames)
+    out: list = []
+    policy = ConnectionPolicy(
+        backoff=Backoff(base=0.05, cap=0.1, min_delay=0.01, seed=5), keepalive=bybit_keepalive(0.05), stale_after=1.0
+    )
+    async with LocalVenueServer(protocol, frames, speed=20.0, lifetime=60.0) as server:
+        client = BybitClient(out.append, topics=TOPICS, url=server.ws_url, policy=policy)
+        await run_until_replayed(client, frames[-1][1], lambda: all(client.parser.book_in_sync(t) for t in BOOKS), 40.0)
+    assert client.connections == 1 and protocol.pings > 0
+    assert not [m for m in out if isinstance(m, FeedStale)]

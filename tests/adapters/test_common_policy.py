@@ -159,3 +159,29 @@ def test_deduper_drops_repeats_and_forgets_oldest_beyond_capacity() -> None:
     assert dd.seen("4") is True
     with pytest.raises(ConfigError):
         TradeDeduper(0)
+
+
+def test_keepalive_unanswered_only_when_no_frame_at_all_followed_the_ping() -> None:
+    ka = KeepAlive(KeepAliveMode.IDLE, 25.0, "ping", pong_timeout=5.0)
+    assert not ka.unanswered(0, 0, 100_000_000_000)  # no ping sent yet
+    assert not ka.unanswered(10_000_000_000, 9_000_000_000, 14_999_999_999)
+    assert ka.unanswered(10_000_000_000, 9_000_000_000, 15_000_000_000)
+    assert not ka.unanswered(10_000_000_000, 10_500_000_000, 60_000_000_000)  # a pong (or anything) came back
+    assert not KeepAlive(KeepAliveMode.IDLE, 25.0, "ping").unanswered(10_000_000_000, 0, 10**15)
+    with pytest.raises(ConfigError, match="pong_timeout"):
+        KeepAlive(KeepAliveMode.IDLE, 25.0, "ping", pong_timeout=-1.0)
+
+
+def test_okx_and_bybit_staleness_counts_data_not_the_keepalive_window() -> None:
+    from tradebus.adapters.bybit.client import bybit_policy
+    from tradebus.adapters.bybit.config import BybitConfig
+    from tradebus.adapters.common.feed import FeedConfig, connection_policy
+    from tradebus.adapters.okx.client import okx_policy
+    from tradebus.adapters.okx.config import OkxConfig
+
+    okx, bybit = okx_policy(OkxConfig()), bybit_policy(BybitConfig())
+    assert (okx.stale_after, okx.keepalive.interval, okx.keepalive.pong_timeout) == (90.0, 25.0, 5.0)
+    assert (bybit.stale_after, bybit.keepalive.interval, bybit.keepalive.pong_timeout) == (90.0, 20.0, 10.0)
+    feed = FeedConfig(venue="okx", market="spot", subscriptions={"BTC-USDT.OKX": ["books"]})
+    assert connection_policy(feed, okx.keepalive, default_stale_after=90.0).stale_after == 90.0
+    assert connection_policy(feed.model_copy(update={"stale_after": 12.0}), okx.keepalive).stale_after == 12.0

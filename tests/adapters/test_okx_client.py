@@ -12,9 +12,9 @@ from tradebus.adapters.common.recorder import read_frames
 from tradebus.adapters.okx.client import OkxClient, okx_keepalive, subscribe_message
 from tradebus.adapters.okx.emulator import OkxProtocol
 from tradebus.adapters.okx.parse import OkxParser
-from tradebus.engine.messages import BookResynced, Trade
+from tradebus.engine.messages import BookResynced, FeedStale, Trade
 
-from .waiting import run_until_replayed
+from .waiting import Messages, run_until, run_until_replayed
 
 FIX = Path(__file__).parent.parent / "fixtures" / "okx"
 INSTS = ("BTC-USD-220527", "UNI-USD-SWAP", "BTC-USDT")
@@ -114,3 +114,55 @@ async def test_rejected_subscription_stops_the_client_with_subscription_rejected
         with pytest.raises(SubscriptionRejected, match=r"okx-public: OKX rejected a subscription: code 60018 .*BTC-XXX"):
             await asyncio.wait_for(client.run(), 20)
     assert client.connections == 1  # not retried: the venue will refuse it again
+
+
+async def test_server_that_stops_data_but_answers_pings_goes_stale_and_is_reconnected() -> None:
+    frames = capture()
+    faults = [Fault(FaultKind.SILENCE, at=300, seconds=float("inf"))]
+    out = Messages()
+    policy = ConnectionPolicy(
+        backoff=Backoff(base=0.05, cap=0.1, min_delay=0.01, seed=3), keepalive=okx_keepalive(0.1), stale_after=1.0
+    )
+    async with LocalVenueServer(OkxProtocol(frames), frames, faults, lifetime=30.0) as server:
+        client = OkxClient(out.append, subscriptions=PAIRS, url=server.ws_url, policy=policy)
+        await run_until(client, lambda: client.connections >= 2, out, timeout=15.0)
+        pings_first = server.sessions[0].received.count("ping")
+    stale = [m for m in out if isinstance(m, FeedStale)]
+    assert pings_first >= 5  # each "ping" of the idle client got its "pong": the connection was alive, the data was not
+    assert len(stale) >= 1 and stale[0].source == "okx-public"
+    assert (stale[0].ts_event - stale[0].last_message_ns) >= 1_000_000_000
+
+
+async def test_feed_that_keeps_sending_data_is_never_stale_whatever_the_pings() -> None:
+    frames = capture()
+    out: list = []
+    policy = ConnectionPolicy(
+        backoff=Backoff(base=0.05, cap=0.1, min_delay=0.01, seed=3), keepalive=okx_keepalive(0.05), stale_after=1.0
+    )
+    async with LocalVenueServer(OkxProtocol(frames), frames, speed=2.0, lifetime=60.0) as server:
+        client = OkxClient(out.append, subscriptions=PAIRS, url=server.ws_url, policy=policy)
+        await run_until_replayed(client, frames[-1][1], lambda: all(client.parser.book_in_sync(i) for i in INSTS), 40.0)
+    assert client.connections == 1
+    assert not [m for m in out if isinstance(m, FeedStale)]
+
+
+class _DeafOkx(OkxProtocol):
+    """An OKX server whose connection died half-way: pings go unanswered."""
+
+    def on_client_message(self, text: str, session: Session) -> list[str]:
+        return [] if text == "ping" else super().on_client_message(text, session)
+
+
+async def test_unanswered_ping_recycles_the_connection_before_the_data_watchdog_fires() -> None:
+    frames = capture()
+    faults = [Fault(FaultKind.SILENCE, at=300, seconds=float("inf"))]
+    out = Messages()
+    policy = ConnectionPolicy(
+        backoff=Backoff(base=0.05, cap=0.1, min_delay=0.01, seed=3),
+        keepalive=okx_keepalive(0.1, pong_timeout=0.3),
+        stale_after=60.0,
+    )
+    async with LocalVenueServer(_DeafOkx(frames), frames, faults, lifetime=30.0) as server:
+        client = OkxClient(out.append, subscriptions=PAIRS, url=server.ws_url, policy=policy)
+        await run_until(client, lambda: client.connections >= 2, out, timeout=15.0)
+    assert not [m for m in out if isinstance(m, FeedStale)]

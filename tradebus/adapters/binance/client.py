@@ -637,7 +637,7 @@ class BinanceFeedHandle(Feed):
             ws_url=config.ws_url,
             rest_url=options.rest_url,
             venue=self.venue_name,
-            stale_after=config.stale_after,
+            **({"stale_after": config.stale_after} if config.stale_after is not None else {}),
             snapshot_fetcher=options.snapshot_fetcher,
             **({"depth_speed": options.depth_speed} if options.depth_speed else {}),
         )

@@ -34,17 +34,24 @@ from tradebus.engine.instrument import Instrument
 __all__ = ["BybitClient", "BybitFeedHandle", "bybit_keepalive", "bybit_policy", "op_message"]
 
 
-def bybit_keepalive(interval: float = 20.0) -> KeepAlive:
-    """Bybit keep-alive: send ``{"op":"ping"}`` every ``interval`` s."""
-    return KeepAlive(KeepAliveMode.PERIODIC, interval, '{"op":"ping"}')
+def bybit_keepalive(interval: float = 20.0, pong_timeout: float = 0.0) -> KeepAlive:
+    """Bybit keep-alive: send ``{"op":"ping"}`` every ``interval`` s.
+
+    ``pong_timeout`` (s, ``0``: not checked): recycle the connection when nothing answers a ping.
+    """
+    return KeepAlive(KeepAliveMode.PERIODIC, interval, '{"op":"ping"}', pong_timeout)
 
 
 def bybit_policy(config: BybitConfig, seed: int | None = None) -> ConnectionPolicy:
-    """The connection policy of Bybit: periodic ``{"op":"ping"}``, jittered backoff."""
+    """The connection policy of Bybit: periodic ``{"op":"ping"}``, jittered backoff.
+
+    A pong proves the connection (``pong_timeout_s`` after a ping, a silent connection is
+    dead); only data refreshes the stale-feed watchdog (``stale_after_s``).
+    """
     return ConnectionPolicy(
         backoff=Backoff(seed=seed),
-        keepalive=bybit_keepalive(config.ping_interval_s),
-        stale_after=config.ping_interval_s + config.pong_timeout_s,
+        keepalive=bybit_keepalive(config.ping_interval_s, config.pong_timeout_s),
+        stale_after=config.stale_after_s,
     )
 
 
@@ -134,7 +141,8 @@ class BybitFeedHandle(ParserFeed):
                     "trades printed while the connection is down are missing (no TradesMissed)",
                     self.venue_name.lower(), config.market,
                 )
-            policy = connection_policy(config, bybit_keepalive(self.bybit.ping_interval_s))
+            keepalive = bybit_keepalive(self.bybit.ping_interval_s, self.bybit.pong_timeout_s)
+            policy = connection_policy(config, keepalive, default_stale_after=self.bybit.stale_after_s)
             client = BybitClient(sink, self.bybit, self.topics, policy=policy, recorder=recorder, clock_ns=clock_ns)
             self.client = client
             self.parser = client.parser

@@ -40,7 +40,13 @@ class BybitConfig(StrictModel):
     ping_interval_s
         Send ``{"op": "ping"}`` this often (Bybit recommends every 20 s).
     pong_timeout_s
-        Consider the connection dead if nothing arrives this long after a ping.
+        Consider the connection dead if nothing arrives this long after a ping (the answer
+        proves the connection, not the data).
+    stale_after_s
+        Declare the feed stale when no market data (a push of a subscribed topic; pongs and
+        acknowledgements do not count) arrived for this long. Bybit pushes a topic only when
+        it changes (``orderbook.1`` re-sends its snapshot after 3 s without change), so the
+        default leaves a quiet market 90 s.
     """
 
     category: Literal["spot", "linear"] = "linear"
@@ -49,6 +55,7 @@ class BybitConfig(StrictModel):
     venue: str = Field(default="BYBIT", min_length=1)
     ping_interval_s: float = Field(default=20.0, gt=0.0)
     pong_timeout_s: float = Field(default=10.0, gt=0.0)
+    stale_after_s: float = Field(default=90.0, gt=0.0)
 
     @property
     def ws_url(self) -> str:

@@ -263,6 +263,7 @@ class BybitParser(StreamBooksParser):
         route = self._routes.get(topic) if topic is not None else None
         if route is None:
             return self._parse_routed(raw, recv_ns)
+        self.data_ns = recv_ns
         handler, iid, state = route
         try:
             return handler(raw, topic, iid, state, recv_ns)
@@ -283,6 +284,7 @@ class BybitParser(StreamBooksParser):
                 self._on_control(frame, raw)
                 return []
             raise FrameError("Bybit", "", WHOLE_FRAME, "expected a 'topic' push or an 'op' reply", raw)
+        self.data_ns = recv_ns
         route = self._routes.get(topic, False)
         if route is False:
             route = self._routes[topic] = self._route(topic)

@@ -5,8 +5,9 @@
 send the subscription frames for the tracked :class:`SubscriptionSet`, hand every frame
 (with its local receive time) to :meth:`WsClient.on_frame`, record raw frames if a
 :class:`~tradebus.adapters.common.recorder.FrameRecorder` is attached, send the venue's
-keep-alive, publish FeedStale and recycle the connection when the feed goes silent
-(FeedStale also when the silence is an outage whose reconnections keep failing),
+keep-alive, publish FeedStale and recycle the connection when the feed's market data stops
+(FeedStale also when the silence is an outage whose reconnections keep failing), recycle a
+connection whose keep-alive ping got no answer,
 reconnect before the venue's scheduled disconnect, and after any retryable error
 reconnect with jittered backoff; tell its ``connection_listeners`` of every connection
 opened and every one ended (not by a stop) as it happens. A fatal error (auth, a bug in
@@ -15,6 +16,12 @@ refuses stops it with
 :class:`~tradebus.adapters.common.policy.SubscriptionRejected` on every venue (Binance:
 an ``error`` reply or a refused combined-stream handshake; OKX: an ``error`` event;
 Bybit: a ``success: false`` subscribe reply).
+
+Two clocks: :attr:`WsClient.last_frame_ns` (any frame: the connection is alive, the
+keep-alive's idle time and its answer) and :meth:`WsClient.last_data_ns` (frames carrying
+market data: the stale-feed watchdog). A keep-alive reply (OKX ``"pong"``, Bybit
+``op: ping`` answers) or a request's acknowledgement proves the connection, not the data:
+a server that stops pushing data but still answers pings goes stale.
 
 Venue clients subclass it and implement :meth:`WsClient.connect_url`,
 :meth:`WsClient.subscribe_frames` and :meth:`WsClient.on_frame`; they route frames to
@@ -91,8 +98,8 @@ class WsClient(ABC):
         self.watchdog = StaleWatchdog(name, policy.stale_after, sink)
         self.connections = 0
         self.frames = 0
-        #: Receive time (ns) of the latest frame of any connection (``0``: none yet): the feed's
-        #: liveness, whether or not the frame made a message (an open kline makes none).
+        #: Receive time (ns) of the latest frame of any connection (``0``: none yet), keep-alive
+        #: replies included: the connection's liveness (the data's is :meth:`last_data_ns`).
         self.last_frame_ns = 0
         self.rejected = 0
         self.conn_id = ""
@@ -101,6 +108,7 @@ class WsClient(ABC):
         self._stopping = False
         self._stop_event = asyncio.Event()
         self._last_ping = 0.0
+        self._ping_sent_ns = 0
         #: Asked after every frame; ``True``: yield to the event loop before the next frame (a
         #: live venue queued requests while handling it: a burst of queued frames waits, the
         #: order goes out first). ``None``: frames are handled back to back.
@@ -122,6 +130,14 @@ class WsClient(ABC):
     @abstractmethod
     def on_frame(self, raw: str | bytes, recv_ns: int) -> None:
         """Handle one received frame; raise :class:`ParseError` to reject it (it is logged and skipped)."""
+
+    def last_data_ns(self) -> int:
+        """Receive time (ns) of the latest frame carrying market data (``0``: none yet), whether or not it made a message.
+
+        The base counts every frame: a venue whose keep-alive is protocol-level (Binance: the
+        websockets library answers its pings) hands :meth:`on_frame` nothing else.
+        """
+        return self.last_frame_ns
 
     def shown_url(self, url: str) -> str:
         """``url`` as logged (without its query; a venue hides a credential in its path here)."""
@@ -226,7 +242,14 @@ class WsClient(ABC):
         while True:
             await asyncio.sleep(tick)
             if self.connections and not self.connected.is_set():
+                self._data_to_watchdog()
                 self.watchdog.check(self.clock_ns())
+
+    def _data_to_watchdog(self) -> None:
+        """Tell the watchdog of the latest market data (once a tick: a frame only writes its clock)."""
+        data_ns = self.last_data_ns()
+        if data_ns > self.watchdog.last_message_ns:
+            self.watchdog.touch(data_ns)
 
     async def _connect_and_receive(self) -> None:
         policy = self.policy
@@ -239,6 +262,7 @@ class WsClient(ABC):
             now = time.monotonic()
             policy.backoff.connected(now)
             self._last_ping = now
+            self._ping_sent_ns = 0
             self.watchdog.start(self.clock_ns())
             logger.info("{}: connected to {} ({})", self.name, self.shown_url(url), self.conn_id)
             for frame in self.subscribe_frames():
@@ -266,7 +290,6 @@ class WsClient(ABC):
     async def _receive(self, ws: ClientConnection) -> None:
         clock = self.clock_ns
         recorder = self.recorder
-        watchdog = self.watchdog
         on_frame = self.on_frame
         conn = self.conn_id
         yield_when = self.yield_when
@@ -274,7 +297,6 @@ class WsClient(ABC):
             recv_ns = clock()
             self.frames += 1
             self.last_frame_ns = recv_ns
-            watchdog.touch(recv_ns)
             if recorder is not None:
                 recorder.write(recv_ns, conn, raw)
             try:
@@ -286,19 +308,33 @@ class WsClient(ABC):
                 await asyncio.sleep(0)
 
     async def _timers(self, ws: ClientConnection, opened: float) -> None:
-        """Keep-alive, stale-feed watchdog and scheduled reconnect for one connection."""
+        """Keep-alive (and its answer), stale-feed watchdog and scheduled reconnect for one connection."""
         policy = self.policy
         keepalive = policy.keepalive
+        watchdog = self.watchdog
         tick = min(1.0, policy.stale_after / 4, keepalive.interval / 4 if keepalive.interval else 1.0)
+        if keepalive.pong_timeout:
+            tick = min(tick, keepalive.pong_timeout / 4)
         for _ in itertools.count():
             await asyncio.sleep(tick)
             now = time.monotonic()
-            idle = (self.clock_ns() - self.watchdog.last_message_ns) / 1e9
+            now_ns = self.clock_ns()
+            if keepalive.unanswered(self._ping_sent_ns, self.last_frame_ns, now_ns):
+                logger.warning(
+                    "{}: no answer to the keep-alive within {:.1f} s, recycling connection {}",
+                    self.name, keepalive.pong_timeout, self.conn_id,
+                )
+                await ws.close(1001, "keep-alive unanswered")
+                return
+            idle = (now_ns - max(self.last_frame_ns, watchdog.last_message_ns)) / 1e9
             if keepalive.due(idle, now - self._last_ping):
                 self._last_ping = now
+                if self.last_frame_ns >= self._ping_sent_ns:  # the wait for an answer starts at the first unanswered ping
+                    self._ping_sent_ns = now_ns
                 await ws.send(keepalive.payload)
-            if self.watchdog.check(self.clock_ns()):
-                logger.warning("{}: feed stale, recycling connection {}", self.name, self.conn_id)
+            self._data_to_watchdog()
+            if watchdog.check(now_ns):
+                logger.warning("{}: no market data, recycling connection {}", self.name, self.conn_id)
                 await ws.close(1001, "stale feed")
                 return
             if policy.max_connection_age is not None and now - opened >= policy.max_connection_age:
@@ -321,6 +357,8 @@ class StreamParser(Protocol):
     """What :class:`StreamBookClient` needs of its venue parser."""
 
     books: StreamBooks
+    data_ns: int
+    """Receive time of the latest push of a channel (not a keep-alive reply nor an acknowledgement)."""
 
     def parse_frame(self, raw: str | bytes, recv_ns: int) -> list[Any]:
         """Core messages of one frame (raises :class:`ParseError` to reject it)."""
@@ -386,6 +424,10 @@ class StreamBookClient(WsClient):
 
     def connect_url(self) -> str:
         return self.url
+
+    def last_data_ns(self) -> int:
+        """The parser's :attr:`StreamParser.data_ns`: keep-alive replies and acknowledgements do not count."""
+        return self.parser.data_ns
 
     def subscribe_frames(self) -> list[str]:
         return [self.op_message("subscribe", keys) for keys in self.subscriptions.batches(self.batch)]

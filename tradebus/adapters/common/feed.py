@@ -94,10 +94,12 @@ class FeedConfig(_Model):
         ``instrument_id -> channels``; every instrument must be one of the config's, with at
         most one bar stream (its bars are one series).
     stale_after
-        Seconds of silence after which the feed is declared stale: ``FeedStale`` is
+        Seconds without market data after which the feed is declared stale: ``FeedStale`` is
         published, orders on its instruments are denied until data flows again, and the
-        connection is recycled. An outage counts as silence (a feed whose reconnections
-        keep failing goes stale too).
+        connection is recycled. Keep-alive replies (pongs) and acknowledgements are not
+        data; an outage counts as silence (a feed whose reconnections keep failing goes
+        stale too). ``None``: the venue's default (Binance 30 s; OKX and Bybit 90 s, which a
+        quiet but healthy book subscription does not reach).
     backoff
         Reconnect delays.
     max_reconnects
@@ -119,7 +121,7 @@ class FeedConfig(_Model):
     market: str
     ws_url: WsUrl | None = None
     subscriptions: dict[str, list[str]] = Field(min_length=1)
-    stale_after: PositiveFloat = 30.0
+    stale_after: PositiveFloat | None = None
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
     max_reconnects: int | None = Field(default=None, ge=0)
     book_max_idle: PositiveFloat = 10.0
@@ -186,14 +188,19 @@ class FeedConfig(_Model):
         return any(ch.split(".")[0] in prefixes for ch in self.channels_of(instrument_id))
 
 
-def connection_policy(feed: FeedConfig, keepalive: KeepAlive, max_age: float | None = None) -> ConnectionPolicy:
-    """The connection policy of ``feed``: its backoff, staleness and reconnect limit with the venue's keep-alive."""
+def connection_policy(
+    feed: FeedConfig, keepalive: KeepAlive, max_age: float | None = None, *, default_stale_after: float = 30.0
+) -> ConnectionPolicy:
+    """The connection policy of ``feed``: its backoff, staleness and reconnect limit with the venue's keep-alive.
+
+    ``default_stale_after`` is the venue's staleness when the feed does not set ``stale_after``.
+    """
     b = feed.backoff
     return ConnectionPolicy(
         backoff=Backoff(base=b.base, cap=b.cap, min_delay=b.min_delay),
         keepalive=keepalive,
         max_connection_age=max_age,
-        stale_after=feed.stale_after,
+        stale_after=default_stale_after if feed.stale_after is None else feed.stale_after,
         max_reconnects=feed.max_reconnects,
     )
 

@@ -224,16 +224,28 @@ class KeepAlive:
 
     ``mode`` NONE sends nothing (protocol pings are answered by the library); IDLE sends
     ``payload`` when nothing was received for ``interval`` seconds; PERIODIC sends it every
-    ``interval`` seconds regardless.
+    ``interval`` seconds regardless. ``pong_timeout`` (seconds, ``0``: not checked): a ping
+    after which no frame at all arrived for this long means the connection is dead. The
+    answer proves the connection only: the data has its own watchdog
+    (:attr:`ConnectionPolicy.stale_after`).
     """
 
     mode: KeepAliveMode = KeepAliveMode.NONE
     interval: float = 0.0
     payload: str = ""
+    pong_timeout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode is not KeepAliveMode.NONE and not (self.interval > 0 and self.payload):
             raise ConfigError(f"keep-alive {self.mode}: interval must be > 0 and payload non-empty")
+        if not self.pong_timeout >= 0:
+            raise ConfigError(f"keep-alive: pong_timeout must be >= 0 s, got {self.pong_timeout!r}")
+
+    def unanswered(self, ping_ns: int, last_frame_ns: int, now_ns: int) -> bool:
+        """Whether the ping sent at ``ping_ns`` (``0``: none) got no frame back within ``pong_timeout``."""
+        if not self.pong_timeout or not ping_ns or last_frame_ns >= ping_ns:
+            return False
+        return now_ns - ping_ns >= self.pong_timeout * 1e9
 
     def due(self, idle: float, since_ping: float) -> bool:
         """Whether to send a ping now, given seconds since the last frame received and since our last ping."""
@@ -260,8 +272,10 @@ class ConnectionPolicy:
     open_timeout
         Seconds allowed for the WebSocket handshake.
     stale_after
-        Seconds without any frame after which the feed is declared stale (FeedStale is
-        published and the connection is recycled).
+        Seconds without market data after which the feed is declared stale (FeedStale is
+        published and the connection is recycled). Keep-alive replies and acknowledgements
+        are not data; a venue's default is longer than the longest silence of a quiet but
+        healthy subscription (see the venue's policy).
     max_reconnects
         Give up after this many consecutive failed attempts (``None``: never).
     """

@@ -166,6 +166,9 @@ class StreamBooksParser:
     """What the OKX and Bybit parsers expose of their :class:`StreamBooks` (``self.books``)."""
 
     books: StreamBooks
+    data_ns: int = 0
+    """Receive time (ns) of the latest push of a channel, whether or not it made a message (an
+    OKX book heartbeat, an open candle); keep-alive replies and acknowledgements leave it."""
 
     @property
     def resync_requests(self) -> list[tuple[str, str]]:

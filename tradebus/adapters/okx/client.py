@@ -60,17 +60,24 @@ _HISTORY_PATH = "/api/v5/market/history-trades"
 _rest_response = msgspec.json.Decoder(OkxRestResponse)
 
 
-def okx_keepalive(interval: float = 25.0) -> KeepAlive:
-    """OKX keep-alive: send ``"ping"`` when nothing arrived for ``interval`` s (< 30 s, the server's limit)."""
-    return KeepAlive(KeepAliveMode.IDLE, interval, "ping")
+def okx_keepalive(interval: float = 25.0, pong_timeout: float = 0.0) -> KeepAlive:
+    """OKX keep-alive: send ``"ping"`` when nothing arrived for ``interval`` s (< 30 s, the server's limit).
+
+    ``pong_timeout`` (s, ``0``: not checked): recycle the connection when nothing answers a ping.
+    """
+    return KeepAlive(KeepAliveMode.IDLE, interval, "ping", pong_timeout)
 
 
 def okx_policy(config: OkxConfig, seed: int | None = None) -> ConnectionPolicy:
-    """The connection policy of OKX: idle ``"ping"`` keep-alive, jittered backoff, no scheduled reconnect."""
+    """The connection policy of OKX: idle ``"ping"`` keep-alive, jittered backoff, no scheduled reconnect.
+
+    A ``"pong"`` proves the connection (``pong_timeout_s`` after a ping, a silent connection is
+    dead); only data refreshes the stale-feed watchdog (``stale_after_s``).
+    """
     return ConnectionPolicy(
         backoff=Backoff(seed=seed),
-        keepalive=okx_keepalive(config.ping_after_s),
-        stale_after=config.ping_after_s + config.pong_timeout_s,
+        keepalive=okx_keepalive(config.ping_after_s, config.pong_timeout_s),
+        stale_after=config.stale_after_s,
     )
 
 
@@ -235,7 +242,8 @@ class OkxFeedHandle(ParserFeed):
         self._inst_ids = frozenset(self.symbols.values())
         self.pairs = [(ch, self.symbols[iid]) for iid in self.instrument_ids for ch in config.channels_of(iid)]
         if live:
-            policy = connection_policy(config, okx_keepalive(okx.ping_after_s))
+            keepalive = okx_keepalive(okx.ping_after_s, okx.pong_timeout_s)
+            policy = connection_policy(config, keepalive, default_stale_after=okx.stale_after_s)
             client = OkxClient(sink, okx, self.pairs, policy=policy, recorder=recorder, clock_ns=clock_ns)
             self.client = client
             self.parser = client.parser

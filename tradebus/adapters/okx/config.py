@@ -46,7 +46,13 @@ class OkxConfig(StrictModel):
         Send the text ``"ping"`` when nothing was received for this long; OKX
         closes a connection silent for 30 s and answers ``"pong"``.
     pong_timeout_s
-        Consider the connection dead if no ``"pong"`` (or any frame) arrives this long after a ping.
+        Consider the connection dead if no ``"pong"`` (or any frame) arrives this long after a
+        ping (the answer proves the connection, not the data).
+    stale_after_s
+        Declare the feed stale when no market data (a push of a subscribed channel; ``"pong"``
+        and events do not count) arrived for this long. OKX pushes a channel only when it
+        changes, and a ``books`` channel without change sends a heartbeat update about every
+        60 s: the default leaves that heartbeat 90 s.
     verify_checksum
         Verify the books CRC32 (OKX deprecates it in 2026: it will be sent as 0 and skipped).
     rest_url
@@ -61,6 +67,7 @@ class OkxConfig(StrictModel):
     venue: str = Field(default="OKX", min_length=1)
     ping_after_s: float = Field(default=25.0, gt=0.0, lt=30.0)
     pong_timeout_s: float = Field(default=5.0, gt=0.0)
+    stale_after_s: float = Field(default=90.0, gt=0.0)
     verify_checksum: bool = True
     rest_url: str = "https://www.okx.com"
 

@@ -277,6 +277,7 @@ class OkxParser(StreamBooksParser):
             return []
         if arg is None or not frame.data:
             raise FrameError("OKX", "", WHOLE_FRAME, "expected an 'event' or 'arg' + 'data'", raw)
+        self.data_ns = recv_ns
         channel = arg.channel
         handler = self._handlers.get(channel)
         if handler is None:
