@@ -61,7 +61,7 @@ def health_report(
     for feed in target.feeds:
         client = feed.client
         connected = client is not None and client.connected.is_set()
-        last_frame = 0 if client is None else client.last_frame_ns
+        last_frame = 0 if client is None else client.last_data_ns()  # a pong proves the connection, not the data
         frame_age = None if not last_frame else round(max(0.0, (now - last_frame) / 1e9), 3)
         seen = [last_recv_ns[i] for i in feed.instrument_ids if i in last_recv_ns]
         message_age = None if not seen else round(max(0.0, (now - max(seen)) / 1e9), 3)

@@ -281,7 +281,7 @@ class StateCollector(Collector):
         reconnects = CounterMetricFamily("tradebus_feed_reconnects", "Reconnections after the first", labels=["feed"])
         connected = GaugeMetricFamily("tradebus_feed_connected", "1 while the feed is connected", labels=["feed"])
         frame_age = GaugeMetricFamily(
-            "tradebus_feed_last_frame_age_seconds", "Seconds since the feed's latest received frame", labels=["feed"]
+            "tradebus_feed_last_frame_age_seconds", "Seconds since the feed's latest frame of market data (keep-alive replies do not count)", labels=["feed"]
         )
         age = GaugeMetricFamily(
             "tradebus_feed_last_message_age_seconds", "Seconds since the feed's latest message", labels=["feed"]
@@ -293,8 +293,9 @@ class StateCollector(Collector):
                 frames.add_metric([feed.name], client.frames)
                 reconnects.add_metric([feed.name], max(client.connections - 1, 0))
                 connected.add_metric([feed.name], 1.0 if client.connected.is_set() else 0.0)
-                if client.last_frame_ns:
-                    frame_age.add_metric([feed.name], max(0.0, (now_ns - client.last_frame_ns) / 1e9))
+                last_data = client.last_data_ns()  # keep-alive replies do not count
+                if last_data:
+                    frame_age.add_metric([feed.name], max(0.0, (now_ns - last_data) / 1e9))
             seen = [last[i] for i in feed.instrument_ids if i in last]
             if seen:
                 age.add_metric([feed.name], max(0.0, (now_ns - max(seen)) / 1e9))
