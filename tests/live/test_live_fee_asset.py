@@ -6,12 +6,18 @@ The emulator charges every fill's fee in BNB at 500 USDT a BNB while its BNB bal
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import pytest
 
 from tests.live.live_harness import harness, until
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderSide, OrderStatus
 from tradebus.node.reconcile import Reconciler
+from tradebus.reports.outputs import write_outputs
+from tradebus.reports.stream import OutputStream
+from tradebus.reports.writers import RunDirectory
 
 #: 0.1 % taker fee: a market buy of 0.01 BTC at 60 000 pays 0.6 USDT, i.e. 0.6 / 500 = 0.0012 BNB.
 BTC = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5, taker_fee=0.001)
@@ -96,3 +102,44 @@ async def test_a_buy_paying_its_fee_in_the_base_asset_is_sold_in_full_and_reconc
         await reconciler.round()
         await reconciler.round()
         assert holds == {} and reconciler.differences == 0
+
+
+async def test_a_round_trip_whose_buy_paid_its_fee_in_btc_is_closed_in_the_live_run_outputs(tmp_path: Path) -> None:
+    """Buy 0.01 BTC at 60,000 (the venue keeps 0.00001 BTC of fee: 0.00999 held), sell the 0.00999 at
+    61,000: the run's outputs, streamed as a live daemon writes them and read back, show one closed
+    round trip, no position left and exposure only while it was held. Before, the reports rebuilt the
+    position from the fill quantities (0.01 - 0.00999 = 0.00001 left): no round trip in metrics.json,
+    exposure to the end of the run, the trade's fees short of the part of the buy's fee on 0.00001,
+    and attribution.csv holding 0.00001 BTC whose value made its net PnL differ from the run's."""
+    run_dir = RunDirectory(tmp_path / "out", "live")
+    async with harness(inst=BTC, balances={"USDT": 100_000.0}) as h:  # first trade: T0 + 1 ms
+        stream = OutputStream(run_dir, h.kernel)
+        stream.start()
+        h.emulator.fee_in_received = True
+        buy = h.submit(OrderSide.BUY, 0.01)
+        await until(lambda: buy.status is OrderStatus.ACCEPTED)
+        h.trade(60_000.0)  # T0 + 2 ms: fills the buy
+        await until(lambda: buy.status is OrderStatus.FILLED)
+        sell = h.submit(OrderSide.SELL, h.kernel.portfolio.position(IID))
+        await until(lambda: sell.status is OrderStatus.ACCEPTED)
+        h.trade(61_000.0)  # T0 + 3 ms: fills the sell
+        await until(lambda: sell.status is OrderStatus.FILLED)
+        for _ in range(3):
+            h.trade(61_000.0)  # T0 + 6 ms: the run's last trade
+        h.kernel.stop()
+        metrics = write_outputs(run_dir, h.kernel.result, h.kernel.instruments, "{}\n", stream=stream)
+    assert h.kernel.portfolio.position(IID) == 0.0
+    # hand-derived: pnl 0.00999 * 1,000 = 9.99; fees 0.6 + 0.00999 * 61,000 * 0.001 = 1.20939
+    assert metrics["round_trips"] == 1 and metrics["hit_rate"] == 1.0
+    assert metrics["exposure"] == pytest.approx(1 / 5)  # held from T0 + 2 ms to T0 + 3 ms of T0 + 1..6 ms
+    with (run_dir.path / "trades.csv").open() as handle:
+        (trade,) = csv.DictReader(handle)
+    assert float(trade["quantity"]) == 0.00999
+    assert (float(trade["pnl"]), float(trade["fees"]), float(trade["net_pnl"])) == (
+        pytest.approx(9.99), pytest.approx(1.20939), pytest.approx(8.78061))
+    with (run_dir.path / "attribution.csv").open() as handle:
+        row = next(csv.DictReader(handle))
+    assert (float(row["bought"]), float(row["sold"]), float(row["position"])) == (0.00999, 0.00999, 0.0)
+    assert float(row["net_pnl"]) == pytest.approx(h.kernel.portfolio.equity() - 100_000.0, abs=1e-9)
+    with (run_dir.path / "fills.csv").open() as handle:
+        assert [float(f["fee_in_kind"]) for f in csv.DictReader(handle)] == [0.00001, 0.0]

@@ -144,6 +144,9 @@ class FillRecord(msgspec.Struct, frozen=True, gc=False):
     """One fill as written to ``fills.csv``; ``reason`` is the reason the order was submitted.
 
     ``fee`` is in the quote currency (:meth:`~tradebus.engine.portfolio.Portfolio.fee_value`).
+    ``fee_in_kind`` is the part of it a venue took in the base asset, out of the coins bought
+    (:meth:`~tradebus.engine.portfolio.Portfolio.fee_in_kind`; 0 for a fee in any other asset):
+    the position moved by :attr:`position_change`, not by the quantity.
     """
 
     ts_event: int
@@ -157,6 +160,12 @@ class FillRecord(msgspec.Struct, frozen=True, gc=False):
     strategy_id: str
     trade_id: str
     reason: str
+    fee_in_kind: float = 0.0
+
+    @property
+    def position_change(self) -> float:
+        """What the fill moved its instrument's position by: the signed quantity less :attr:`fee_in_kind`."""
+        return (self.quantity if self.side == "BUY" else -self.quantity) - self.fee_in_kind
 
 
 class EquitySample(msgspec.Struct, frozen=True, gc=False):
@@ -848,6 +857,7 @@ class Kernel:
 
     def _record_fill(self, fill: OrderFilled) -> None:
         iid = fill.instrument_id
+        in_kind = self.portfolio.fee_in_kind(fill) if fill.fee_asset else 0.0
         if fill.strategy_id == LIQUIDATION_STRATEGY:
             # the liquidation closes the net position, so every strategy's share of it
             for own in self.strategy_positions.values():
@@ -858,9 +868,7 @@ class Kernel:
             if own is None:
                 own = self.strategy_positions[fill.strategy_id] = {}
             moved = fill.last_qty if fill.side > 0 else -fill.last_qty
-            if fill.fee_asset:
-                moved -= self.portfolio.fee_in_kind(fill)
-            own[iid] = own.get(iid, 0.0) + moved
+            own[iid] = own.get(iid, 0.0) + (moved - in_kind)
         perps = self.perpetuals
         if perps is not None:
             perps.note_positions()
@@ -877,6 +885,7 @@ class Kernel:
                 fill.strategy_id,
                 fill.trade_id,
                 self.result.submit_reasons.get(fill.client_order_id, ""),
+                in_kind,
             )
         )
 

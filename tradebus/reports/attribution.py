@@ -4,6 +4,9 @@ The portfolio nets every strategy's fills per instrument; attribution keeps them
 For every ``(strategy, instrument)`` it replays the strategy's own fills in order with
 average-cost accounting:
 
+* a fill counts for what it moved the position by
+  (:attr:`~tradebus.engine.kernel.FillRecord.position_change`, also in ``bought`` and ``sold``:
+  a live buy of 0.01 BTC whose fee the venue took out of the coins bought counts 0.00999);
 * buying into a flat or long position (selling into a flat or short one) moves the
   average entry price: ``avg = (avg * |pos| + px * q) / (|pos| + q)``;
 * the part of a fill that reduces the position realises ``q * (px - avg) * sign(pos)``;
@@ -185,7 +188,8 @@ def attribute(
                     item.strategy_id, item.instrument_id, multiplier=sizes.get(item.instrument_id, 1.0),
                     flat_eps=lots.get(item.instrument_id, 0.0) * 1e-3,
                 )
-            row.add_fill(1 if item.side == "BUY" else -1, item.quantity, item.price, item.fee)
+            change = item.position_change
+            row.add_fill(1 if change > 0.0 else -1, abs(change), item.price, item.fee)
         elif kind == "funding":
             assert isinstance(item, FundingPaid)
             holders = [r for (_, iid), r in rows.items() if iid == item.instrument_id]

@@ -30,7 +30,9 @@ Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
   (starting at ``initial_cash``), as a positive fraction.
 * **calmar**: ``cagr / max_drawdown``.
 * Round trips: a position of an instrument from flat back to flat (a flip closes
-  one and opens the next). Its PnL is realised with average-cost accounting net of
+  one and opens the next). Positions move by each fill's
+  :attr:`~tradebus.engine.kernel.FillRecord.position_change`: a live buy of 0.01 BTC whose fee the
+  venue took out of the coins bought holds 0.00999, and selling those ends the round trip. Its PnL is realised with average-cost accounting net of
   the fees of its fills (a flipping fill's fee is split pro rata).
   **hit_rate** = winning / closed round trips; **profit_factor** = gross wins /
   gross losses; **average_win** / **average_loss** (the latter negative).
@@ -205,7 +207,7 @@ def round_trips(
         iid = fill.instrument_id
         eps = lots.get(iid, 1e-9) * 1e-3
         pos, avg, trip = state.get(iid, (0.0, 0.0, None))
-        qty = fill.quantity if fill.side == "BUY" else -fill.quantity
+        qty = fill.position_change
         if trip is None or pos == 0.0:
             trip = RoundTrip(iid, fill.ts_event)
             pos, avg = qty, fill.price
@@ -248,7 +250,7 @@ def _exposure(
     total = 0
     for fill in fills:
         iid = fill.instrument_id
-        position = positions.get(iid, 0.0) + (fill.quantity if fill.side == "BUY" else -fill.quantity)
+        position = positions.get(iid, 0.0) + fill.position_change
         if abs(position) > lot_sizes.get(iid, 1e-9) * 1e-3:
             positions[iid] = position
             held.add(iid)

@@ -68,6 +68,7 @@ _FILLS_MATCHED = (("ts_event",), ("quantity", "price", "fee"),
                   ("instrument", "side", "reason", "liquidity", "client_order_id", "strategy_id", "trade_id"))
 _TRADES = (("entry_ts", "exit_ts"), ("quantity", "entry_price", "exit_price", "pnl", "fees", "net_pnl", "holding_s"),
            ("instrument", "side", "entry_reason", "exit_reason"))
+_FILLS_OPTIONAL = ("fee_in_kind",)  # a live run's (FillRecord.fee_in_kind)
 _PRICES = (("ts",), ("price",), ("instrument",))
 _ATTRIBUTION = (
     (),
@@ -194,7 +195,7 @@ def load_run(path: str | Path) -> RunData:
     has_trades = (path / "trades.csv").is_file()
     equity = _times(_read_csv(path / "equity.csv", _EQUITY, optional=_EQUITY_OPTIONAL), "ts")  # type: ignore[arg-type]
     fill_columns = _FILLS if has_trades else _FILLS_MATCHED
-    fills = _times(_read_csv(path / "fills.csv", fill_columns), "ts_event")  # type: ignore[arg-type]
+    fills = _times(_read_csv(path / "fills.csv", fill_columns, optional=_FILLS_OPTIONAL), "ts_event")  # type: ignore[arg-type]
     fills["reason"] = fills["reason"].fillna("").astype(str)
     config: dict[str, Any] = {}
     config_path = path / "config.yaml"
@@ -206,10 +207,11 @@ def load_run(path: str | Path) -> RunData:
         config = loaded if isinstance(loaded, dict) else {}
     trades = _read_csv(path / "trades.csv", _TRADES, required=False)
     if trades is None:
+        in_kind = "fee_in_kind" in fills.columns
         records = [
             FillRecord(int(r.ts_event), str(r.instrument), str(r.side), float(r.quantity), float(r.price),
                        float(r.fee), str(r.liquidity), str(r.client_order_id), str(r.strategy_id), str(r.trade_id),
-                       str(r.reason))
+                       str(r.reason), float(r.fee_in_kind) if in_kind else 0.0)
             for r in fills.itertuples()
         ]
         trades = pd.DataFrame(
@@ -237,7 +239,8 @@ def _attribution_of(fills: pd.DataFrame, prices: pd.DataFrame, config: dict[str,
     records = [
         FillRecord(int(r["ts_event"]), str(r["instrument"]), str(r["side"]), float(r["quantity"]), float(r["price"]),
                    float(r["fee"]), str(r.get("liquidity", "")), str(r.get("client_order_id", "")),
-                   str(r["strategy_id"]) if "strategy_id" in columns else "", "", str(r["reason"]))
+                   str(r["strategy_id"]) if "strategy_id" in columns else "", "", str(r["reason"]),
+                   float(r.get("fee_in_kind", 0.0)))
         for r in fills.to_dict("records")
     ]
     last = {str(iid): float(price) for iid, price in prices.groupby("instrument", sort=False)["price"].last().items()}

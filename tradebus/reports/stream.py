@@ -57,6 +57,7 @@ from tradebus.errors import ConfigError, DataError
 from tradebus.execution.orders import Order
 from tradebus.reports.writers import (
     EQUITY_COLUMNS,
+    FEE_IN_KIND_COLUMN,
     FILL_COLUMNS,
     FUNDING_COLUMNS,
     ORDER_COLUMNS,
@@ -64,6 +65,7 @@ from tradebus.reports.writers import (
     EquityRows,
     RunDirectory,
     denial_row,
+    fill_columns,
     fill_row,
     funding_row,
     order_row,
@@ -164,6 +166,7 @@ class OutputStream:
         self._equity_rows = EquityRows(kernel.result.instruments)
         self._started = False
         self._finished = False
+        self._fee_in_kind = False  # whether fills.csv has the fee_in_kind column (set by start)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -185,8 +188,10 @@ class OutputStream:
         self._started = True
         kernel = self.kernel
         result = kernel.result
+        fill_header = fill_columns(self.run_dir.kind)
+        self._fee_in_kind = FEE_IN_KIND_COLUMN in fill_header
         for name, columns in (
-            ("fills.csv", FILL_COLUMNS),
+            ("fills.csv", fill_header),
             ("orders.csv", ORDER_COLUMNS),
             ("equity.csv", EQUITY_COLUMNS),
             ("funding.csv", FUNDING_COLUMNS),
@@ -292,7 +297,7 @@ class OutputStream:
                 pass  # close() closed the descriptor and then raised what its flush could not write
 
     def _write_fill(self, fill: FillRecord) -> None:
-        self._write("fills.csv", (fill_row(fill),))
+        self._write("fills.csv", (fill_row(fill, self._fee_in_kind),))
         coid = fill.client_order_id
         if coid in self._pending:
             last = self._last_fill.get(coid)
@@ -362,21 +367,25 @@ def read_fills(path: str | os.PathLike[str]) -> list[FillRecord]:
     Raises
     ------
     DataError
-        The file's header is not :data:`~tradebus.reports.writers.FILL_COLUMNS` or a row is malformed
-        (the message names the file and line).
+        The file's header is not :data:`~tradebus.reports.writers.FILL_COLUMNS` (a live run's:
+        with ``fee_in_kind``) or a row is malformed (the message names the file and line).
     """
     fills: list[FillRecord] = []
     with Path(path).open(encoding="utf-8", newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
-        if header is None or tuple(header) != FILL_COLUMNS:
+        in_kind = header is not None and tuple(header) == (*FILL_COLUMNS, FEE_IN_KIND_COLUMN)
+        if header is None or (tuple(header) != FILL_COLUMNS and not in_kind):
             raise DataError(f"{path}: not a fills.csv (header {header!r})")
+        width = len(header)
         for row in reader:
             try:
-                ts, _, iid, side, qty, px, fee, liquidity, coid, sid, trade_id, reason = row
+                if len(row) != width:
+                    raise ValueError(f"{len(row)} fields, not {width}")
+                ts, _, iid, side, qty, px, fee, liquidity, coid, sid, trade_id, reason = row[:12]
                 fills.append(
                     FillRecord(int(ts), iid, side, float(qty), float(px), _float(fee), liquidity.upper(), coid, sid,
-                               trade_id, reason)
+                               trade_id, reason, float(row[12]) if in_kind else 0.0)
                 )
             except ValueError as exc:
                 raise DataError(f"{path}, line {reader.line_num}: malformed fill row {row!r}: {exc}") from None

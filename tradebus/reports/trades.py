@@ -1,6 +1,8 @@
 """Round trips of a run (``trades.csv``), matched from its fills first in, first out.
 
-Each fill that opens or adds to a position is a *lot* of its instrument. A fill on the
+Each fill that opens or adds to a position is a *lot* of its instrument, of the quantity it
+added (:attr:`~tradebus.engine.kernel.FillRecord.position_change`: a live buy of 0.01 BTC whose
+fee the venue took out of the coins bought is a lot of 0.00999). A fill on the
 other side closes the oldest lots first (FIFO, per instrument): every (lot, closing fill)
 pair is one :class:`Trade` -- so a partial close gives a trade for the closed part and
 leaves the rest of the lot open, and a closing fill larger than the position closes every
@@ -105,9 +107,10 @@ def match_trades(
         eps = (lot_sizes or {}).get(iid, 1e-9) * 1e-3
         size = sizes.get(iid, 1.0)
         lots = books.setdefault(iid, deque())
-        sign = 1.0 if fill.side == "BUY" else -1.0
-        remaining = fill.quantity
-        fee_per_unit = fill.fee / fill.quantity if fill.quantity > 0.0 else 0.0
+        change = fill.position_change
+        sign = 1.0 if change > 0.0 else -1.0
+        remaining = abs(change)
+        fee_per_unit = fill.fee / remaining if remaining > 0.0 else 0.0
         while remaining > eps and lots and (lots[0].quantity > 0.0) != (sign > 0.0):
             lot = lots[0]
             matched = min(remaining, abs(lot.quantity))

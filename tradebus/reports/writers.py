@@ -4,9 +4,10 @@ Files
 -----
 A run writes only its own files (:data:`OWN_FILES`, the one place that says which they are):
 
-* ``fills.csv`` (:data:`FILL_COLUMNS`), ``orders.csv`` (:data:`ORDER_COLUMNS`),
-  ``equity.csv`` (:data:`EQUITY_COLUMNS`: with ``funding_paid`` and the initial and
-  maintenance ``margin`` of perpetual positions at mark), ``funding.csv``
+* ``fills.csv`` (:data:`FILL_COLUMNS`; a live run's also ``fee_in_kind``, :func:`fill_columns`),
+  ``orders.csv`` (:data:`ORDER_COLUMNS`), ``equity.csv`` (:data:`EQUITY_COLUMNS`: with
+  ``funding_paid`` and the initial and maintenance ``margin`` of perpetual positions at mark),
+  ``funding.csv``
   (:data:`FUNDING_COLUMNS`: one row per funding settlement of a perpetual position;
   positive ``payment`` paid, negative received), ``interest.csv`` (:data:`INTEREST_COLUMNS`:
   one row per charge of borrowing interest, :mod:`tradebus.engine.interest`; written only by a
@@ -102,6 +103,7 @@ from tradebus.reports.trades import TRADE_COLUMNS, match_trades
 
 __all__ = [
     "EQUITY_COLUMNS",
+    "FEE_IN_KIND_COLUMN",
     "FUNDING_COLUMNS",
     "FILL_COLUMNS",
     "INCOMPLETE_MARKER",
@@ -117,6 +119,7 @@ __all__ = [
     "STREAMED_FILES",
     "EquityRows",
     "denial_row",
+    "fill_columns",
     "fill_row",
     "funding_row",
     "interest_row",
@@ -181,6 +184,9 @@ FILL_COLUMNS = (
     "trade_id",
     "reason",
 )
+#: The ``fills.csv`` column of a live run: the part of a fill's fee the venue took in the base
+#: asset, out of the coins bought (:attr:`FillRecord.fee_in_kind <tradebus.engine.kernel.FillRecord.fee_in_kind>`).
+FEE_IN_KIND_COLUMN = "fee_in_kind"
 ORDER_COLUMNS = (
     "client_order_id",
     "strategy_id",
@@ -256,9 +262,20 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def fill_row(f: FillRecord) -> tuple[Any, ...]:
-    """The ``fills.csv`` row of a fill (:data:`FILL_COLUMNS`)."""
-    return (
+def fill_columns(kind: RunKind) -> tuple[str, ...]:
+    """The columns of ``fills.csv`` of a ``kind`` run.
+
+    A live run's add ``fee_in_kind`` after :data:`FILL_COLUMNS`: a live venue may take a buy's fee
+    out of the coins bought (Binance without BNB), so the position moved by less than the
+    quantity, and the reports read back from the file need to know by how much. A simulated
+    venue never does: the files of backtests, paper runs and replays have :data:`FILL_COLUMNS`.
+    """
+    return (*FILL_COLUMNS, FEE_IN_KIND_COLUMN) if kind == "live" else FILL_COLUMNS
+
+
+def fill_row(f: FillRecord, fee_in_kind: bool = False) -> tuple[Any, ...]:
+    """The ``fills.csv`` row of a fill (:data:`FILL_COLUMNS`, then ``fee_in_kind`` if asked: :func:`fill_columns`)."""
+    row = (
         f.ts_event,
         format_ns(f.ts_event),
         f.instrument_id,
@@ -272,6 +289,7 @@ def fill_row(f: FillRecord) -> tuple[Any, ...]:
         f.trade_id,
         f.reason,
     )
+    return (*row, f.fee_in_kind) if fee_in_kind else row
 
 
 def order_row(o: Order, ts_last_fill: int | str, submit_reason: str) -> tuple[Any, ...]:
@@ -440,7 +458,9 @@ def _write_streamed_files(run_dir: RunDirectory, result: RunResult) -> None:
     for f in result.fills:
         last_fill[f.client_order_id] = max(f.ts_event, last_fill.get(f.client_order_id, f.ts_event))
     with run_dir.open("fills.csv") as handle:
-        _write_csv(handle, FILL_COLUMNS, (fill_row(f) for f in result.fills))
+        columns = fill_columns(run_dir.kind)
+        in_kind = FEE_IN_KIND_COLUMN in columns
+        _write_csv(handle, columns, (fill_row(f, in_kind) for f in result.fills))
     known_ids = {o.client_order_id for o in result.orders}
     reasons = result.submit_reasons
     with run_dir.open("orders.csv") as handle:
