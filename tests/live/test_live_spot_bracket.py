@@ -8,10 +8,20 @@ order list (``POST /api/v3/orderList/oco``), which locks the BTC once for both.
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from tests.live.live_harness import IID, Harness, harness, until
-from tradebus.adapters.binance.private_emulator import TrailingStop
+import pytest
+from pydantic import SecretStr
+
+from tests.live.live_harness import IID, KEY, SECRET, Harness, harness, until
+from tests.live.node_testdata import SPOT_SNAPSHOT
+from tests.live.test_live_daemon import SPOT, _run_until
+from tests.live.test_live_daemon import _config as daemon_config
+from tests.live.test_live_replace_crash import _Gate, _trades
+from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol, TrailingStop
+from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.engine.instrument import Instrument
+from tradebus.node.live import ApiKeys, LiveConfig, LiveNode, parse_live_config
 from tradebus.adapters.binance.trading import BinanceTrading
 from tradebus.engine.messages import ContingentLinked, OrderDenied, OrderFilled, OrderRejected, OrderSide, OrderStatus
 from tradebus.execution.contingent import ContingentOrders
@@ -192,3 +202,65 @@ async def test_a_bracket_whose_entry_paid_its_fee_in_btc_exits_what_the_buy_left
         h.trade(61_100.0)  # the take-profit fills and the venue cancels the stop
         await until(lambda: all(not o.is_open for o in children))
         assert h.kernel.portfolio.position(IID) == h.emulator.balances["BTC"] == 0.0
+
+
+async def test_a_restarted_live_daemon_rearms_a_bracket_whose_entry_paid_its_fee_in_btc_for_what_it_left(
+    tmp_path: Path,
+) -> None:
+    """``tradebus live`` on the Binance spot account emulator, which takes a buy's fee out of the BTC
+    bought: the bracket's entry (0.01 at 60,000) leaves 0.00999 BTC and its children rest for 0.00999.
+    The daemon stops (canceling them); restarted on its journal, it arms the bracket again for the
+    0.00999 the journaled fill left. Before, the restart sized it on the entry's filled quantity: both
+    children for 0.01, denied (0.00999 BTC free), the position left unprotected."""
+    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: Instrument(**SPOT)}, {"USDT": 100_000.0})
+    emulator.fee_in_received = True
+    gate = _Gate()
+    keys = ApiKeys(SecretStr(KEY), SecretStr(SECRET))
+    denied: list[OrderDenied] = []
+
+    def config(enter: bool) -> LiveConfig:
+        data = daemon_config(tmp_path, srv.ws_url, srv.http_url, emulator)
+        data.pop("record")
+        data["strategy"] = {
+            "name": "tests.live.bracket_strategy:OneBracket",
+            "instruments": [IID],
+            "params": {"quantity": 0.01, "stop_loss": 59_000.0, "take_profit": 61_000.0, "enter": enter},
+        }
+        return parse_live_config(data, "<test>")
+
+    def resting() -> list[float]:
+        return sorted(r.order.quantity for r in emulator.open_orders())
+
+    async with emulator:
+        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+        async with LocalVenueServer(protocol, _trades([60_000.0] * 4), gate=gate, lifetime=300) as srv:
+            try:
+                first = LiveNode(config(enter=True), keys, handle_signals=False)
+                first.kernel.bus.subscribe(OrderDenied, denied.append)
+
+                def entered() -> bool:
+                    if gate.allowed == 1 and emulator.orders:
+                        gate.allowed = 2  # 60,000: fills the entry
+                    elif gate.allowed == 2 and first.kernel.portfolio.position(IID) > 0.0:
+                        gate.allowed = 3  # 60,000: arms the children
+                    return len(resting()) == 2 or bool(denied)
+
+                gate.allowed = 1  # 60,000: the entry, a market buy
+                await _run_until(first, entered)
+                assert denied == [] and emulator.balances["BTC"] == 0.01 - 0.00001
+                assert [o.quantity for o in first.kernel.orders.orders()[1:]] == [0.00999] * 2
+                assert resting() == []  # the stop canceled them
+                gate.allowed = 0  # the restarted daemon's trades wait for its start-up reconciliation
+                second = LiveNode(config(enter=False), keys, handle_signals=False)
+                second.kernel.bus.subscribe(OrderDenied, denied.append)
+
+                def armed() -> bool:
+                    if not second.guard.holds and second.running.is_set():
+                        gate.allowed = 4
+                    return len(resting()) == 2 or bool(denied)
+
+                await _run_until(second, armed)
+            finally:
+                gate.allowed = 4
+    assert [d.reason for d in denied] == []
+    assert resting() == [] and [o.quantity for o in second.kernel.orders.orders()[-2:]] == [0.00999] * 2

@@ -314,7 +314,9 @@ class Kernel:
         self.bus = MessageBus()
         self.portfolio = Portfolio(self.instruments, initial_cash, balances)
         self._positions = {iid: self.portfolio.position_state(iid) for iid in self.instruments}
-        self.orders = OrderManager(self.bus, self.clock, fee_value=self.portfolio.fee_value)
+        self.orders = OrderManager(
+            self.bus, self.clock, fee_value=self.portfolio.fee_value, fee_in_kind=self.portfolio.fee_in_kind
+        )
         self.risk_config = risk_config or RiskConfig()
         self.risk = risk_factory(self.risk_config, self.portfolio, self.clock, self.bus)
         self._marks_deferred = self.risk_config.breakers_on_marks

@@ -115,8 +115,8 @@ Restarts
       price its trigger implies);
     * a bracket whose entry filled but whose children no longer work -- a paper venue's working
       orders end with its process, so the restart canceled them -- is armed again for the
-      quantity left (entry fills minus children and exit fills), with the same stop-loss and
-      take-profit, at the first bar (after ``arm_after_bars``) or trade after the restart;
+      quantity left (entry fills, less a fee the venue took out of the coins bought, minus
+      children and exit fills), with the same stop-loss and take-profit, at the first bar (after ``arm_after_bars``) or trade after the restart;
     * a cancel-replace in flight when the previous process stopped (its ``"replace"`` intent is
       journaled before the request is sent): once the venue shows the replacement placed
       (accepted or filled, or still open while the replaced order ended unfilled), the replaced
@@ -1034,7 +1034,7 @@ class ContingentOrders:
         entry = orders.get(bracket.entry_id)
         if entry is None:
             return
-        bracket.filled = entry.filled_qty
+        bracket.filled = entry.filled_qty - entry.fee_in_kind  # what the entry left, as _on_fill counts it
         if entry.is_open:
             bracket.state, bracket.children, bracket.exit_id = "entry", [], None
             self._brackets[bracket.entry_id] = bracket

@@ -222,6 +222,9 @@ class Order(msgspec.Struct, gc=False, eq=False):
         (``ts_created`` until then).
     reason
         Reason of the last denial, rejection, cancel, expiry or timeout (``""`` otherwise).
+    fee_in_kind
+        The part of the fills' fees the venue took in the base asset, out of the coins bought
+        (see ``OrderManager``'s ``fee_in_kind``): a buy moved the position by ``filled_qty`` less it.
     """
 
     client_order_id: str
@@ -245,6 +248,7 @@ class Order(msgspec.Struct, gc=False, eq=False):
     reason: str = ""
     # A tuple while the order has few fills (a set costs 216 bytes per order), a set beyond.
     trade_ids: tuple[str, ...] | set[str] = ()
+    fee_in_kind: float = 0.0
 
     def __post_init__(self) -> None:
         if self.ts_last == -1:
@@ -306,6 +310,10 @@ class OrderManager:
         A fill's fee in the quote currency, for a fill whose fee the venue charged in another
         asset (``OrderFilled.fee_asset``; the kernel passes
         :meth:`~tradebus.engine.portfolio.Portfolio.fee_value`); the fee as given when omitted.
+    fee_in_kind
+        The part of a fill's fee charged in its instrument's base asset, out of the coins bought
+        (:meth:`~tradebus.engine.portfolio.Portfolio.fee_in_kind`), summed in ``Order.fee_in_kind``;
+        none when omitted.
 
     Notes
     -----
@@ -314,8 +322,8 @@ class OrderManager:
     """
 
     __slots__ = (
-        "_bus", "_clock", "_external", "_fee_value", "_open", "_orders", "_released", "client_ids", "count_open", "created",
-        "keep_released",
+        "_bus", "_clock", "_external", "_fee_in_kind", "_fee_value", "_open", "_orders", "_released", "client_ids",
+        "count_open", "created", "keep_released",
     )  # fmt: skip
 
     def __init__(
@@ -324,10 +332,12 @@ class OrderManager:
         clock: Clock,
         client_ids: ClientOrderIds | None = None,
         fee_value: Callable[[OrderFilled], float] | None = None,
+        fee_in_kind: Callable[[OrderFilled], float] | None = None,
     ) -> None:
         self._bus = bus
         self._clock = clock
         self._fee_value = fee_value
+        self._fee_in_kind = fee_in_kind
         self._orders: dict[str, Order] = {}
         self._open: dict[str, Order] = {}
         #: :attr:`open_count` as a callable, without a Python frame (the account asks on every order).
@@ -542,8 +552,13 @@ class OrderManager:
             target = self._odd_fill(order, fill, done, total)
         order.avg_px = px if prev == 0.0 else (order.avg_px * prev + px * qty) / total
         order.filled_qty = total
-        fee_value = self._fee_value
-        order.fee_paid += fill.fee if not fill.fee_asset or fee_value is None else fee_value(fill)
+        if not fill.fee_asset:
+            order.fee_paid += fill.fee
+        else:
+            fee_value, fee_in_kind = self._fee_value, self._fee_in_kind
+            order.fee_paid += fill.fee if fee_value is None else fee_value(fill)
+            if fee_in_kind is not None:
+                order.fee_in_kind += fee_in_kind(fill)
         if len(trade_ids) < _TUPLE_TRADE_IDS:
             order.trade_ids = (*trade_ids, trade_id)
         elif type(trade_ids) is tuple:
