@@ -656,6 +656,9 @@ class Kernel:
             If the message is of an unsupported type or names an unknown instrument.
         """
         if not self._started:
+            if isinstance(self.clock, SimulatedClock):
+                # on_start at the first message's time, as in run(): a timer it sets counts from there
+                self.clock.set_time(msg.ts_init)
             self.start()
         handler = self._dispatch.get(type(msg))
         if handler is None:
