@@ -292,3 +292,32 @@ def test_perpetual_market_is_refused_on_a_venue_without_it_and_selects_the_usdm_
     assert live.account().endpoints["testnet"] == ("https://testnet.binancefuture.com", "wss://stream.binancefuture.com")
     with pytest.raises(ConfigError, match=r"a spot account trades spot instruments only; \['BTCUSDT.BINANCE_USDM'\] are not"):
         parse_live_config({**data, "live": {**data["live"], "market": "spot"}}, "<test>")
+
+
+@pytest.mark.parametrize(
+    ("account", "refusal"),
+    [
+        ({"leverage": 20.0}, "BTCUSDT.BINANCE_USDM: leverage 5 in the config, 20 at the venue"),
+        ({"margin_type": "isolated"}, "BTCUSDT.BINANCE_USDM: margin_mode cross in the config, isolated at the venue"),
+        ({"dual_side": True}, "BTCUSDT.BINANCE_USDM: the account is in hedge mode"),
+    ],
+)
+async def test_an_account_whose_leverage_margin_type_or_position_mode_differs_from_the_config_is_refused_at_start(
+    tmp_path: Path, account: dict[str, Any], refusal: str
+) -> None:
+    # the config's 5x cross is what the margin account here computes buying power with
+    instrument = {**USDM_INSTRUMENT, "leverage": 5, "margin_mode": "cross"}
+    emulator = BinanceFuturesEmulator(KEY, SECRET, {USDM_IID: Instrument(**{**instrument, "kind": InstrumentKind.PERPETUAL})}, {"USDT": 10_000.0})
+    async with emulator:
+        for key, value in account.items():
+            if key == "dual_side":
+                emulator.dual_side = value
+            else:
+                getattr(emulator, key)[SYMBOL] = value
+        data = _config(tmp_path, "ws://127.0.0.1:9", emulator, tmp_path / "journal.sqlite") | {"instruments": [instrument]}
+        node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+        with pytest.raises(VenueRejected, match="margin settings differ from the config") as err:
+            await asyncio.wait_for(node.run(), 20)
+        assert refusal in str(err.value)
+    assert not emulator.orders and all(m == "GET" or "listenKey" not in p for m, p, _ in emulator.requests)
+    assert [p for m, p, _ in emulator.requests if m != "GET"] == []  # nothing placed, no stream opened

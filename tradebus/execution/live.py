@@ -80,6 +80,7 @@ from tradebus.execution.venue import EventHandler, OrderStatusReport, Venue
 
 __all__ = [
     "AccountBalance",
+    "AccountMargin",
     "AccountPosition",
     "Ack",
     "LiveVenue",
@@ -162,6 +163,20 @@ class AccountPosition(msgspec.Struct, frozen=True):
     ts_event: int
 
 
+class AccountMargin(msgspec.Struct, frozen=True):
+    """How the venue margins one perpetual of the account, as it reports it.
+
+    ``leverage`` and ``margin_mode`` (``cross`` or ``isolated``) are the account's settings
+    for the instrument; ``one_way`` is false when the account holds long and short positions
+    apart (hedge mode), which the orders here (one-way) cannot trade.
+    """
+
+    instrument_id: str
+    leverage: float
+    margin_mode: str
+    one_way: bool = True
+
+
 class TradingApi(ABC):
     """One venue account's REST calls, as a venue package implements them.
 
@@ -204,6 +219,10 @@ class TradingApi(ABC):
     async def positions(self) -> list[AccountPosition]:
         """The account's open positions of its perpetuals (spot accounts have none)."""
         return []
+
+    async def margin_settings(self) -> list[AccountMargin] | None:
+        """The venue's leverage, margin mode and position mode of each traded perpetual (``None``: not read from this venue)."""
+        return None
 
     async def fills_since(self, instrument_id: str, orders: Mapping[str, Order], since_ns: int) -> list[OrderFilled] | None:
         """The account's own trades on one instrument since ``since_ns``, as fills of ``orders``, oldest first.

@@ -75,7 +75,7 @@ from tradebus.execution.live import AccountBalance, AccountPosition, LiveVenue, 
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import PaperConfig
-from tradebus.node.reconcile import ExternalOrder, InstrumentHeld, Reconciler
+from tradebus.node.reconcile import ExternalOrder, InstrumentHeld, Reconciler, margin_differences
 from tradebus.risk.breakers import BreakerState
 from tradebus.node.daemon import NodeSummary, PaperNode, build_paper_kernel, close_recorder, kept_files, outputs_to_write
 from tradebus.reports.outputs import write_outputs
@@ -514,6 +514,13 @@ class LiveNode(PaperNode):
         api = self.venue.api
         balances = await api.balances()
         self.balances = {b.asset: b for b in balances}
+        margin = await api.margin_settings()
+        differences = [] if margin is None else margin_differences(self.kernel.instruments, margin)
+        if differences:
+            raise VenueRejected(
+                "the venue account's margin settings differ from the config (set them at the venue or in the "
+                "config; nothing was sent): " + "; ".join(differences)
+            )
         self._venue_open = await api.open_orders()
         rest_url, ws_url = settings.endpoints()
         logger.warning(

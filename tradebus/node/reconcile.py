@@ -23,6 +23,12 @@ open orders
 external orders
     An order open at the venue that the journal does not know was placed outside tradebus:
     reported once (a log line and an :class:`ExternalOrder` event) and left alone.
+margin settings (start-up, before anything is sent)
+    Each perpetual's leverage and margin mode in the config are what the margin account here
+    computes with (initial margin, buying power); the venue margins the position with its
+    own. :func:`margin_differences` lists where the venue's
+    (:meth:`~tradebus.execution.live.TradingApi.margin_settings`) differ, or its account holds
+    positions per side (hedge mode), and the live daemon refuses to start on any.
 balances and positions
     After the queries above are answered, each spot instrument's base-asset holding here
     (config ``balances`` plus booked fills) is compared with the venue's balance, and each
@@ -54,19 +60,19 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import msgspec
 from loguru import logger
 
-from tradebus.engine.instrument import InstrumentKind
+from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import OrderFilled, OrderStatus, OrderType, TradingState
-from tradebus.execution.live import LiveVenue, NoAnswer, VenueRejected
+from tradebus.execution.live import AccountMargin, LiveVenue, NoAnswer, VenueRejected
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 
-__all__ = ["ExternalOrder", "InstrumentHeld", "Reconciler"]
+__all__ = ["ExternalOrder", "InstrumentHeld", "Reconciler", "margin_differences"]
 
 _IN_FLIGHT = frozenset({OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
 
@@ -74,6 +80,40 @@ _IN_FLIGHT = frozenset({OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderSta
 def _in_flight(order: Order) -> bool:
     """Whether the venue may have filled ``order`` without the fill here yet: a market order, or one not yet answered."""
     return order.order_type is OrderType.MARKET or order.status in _IN_FLIGHT
+
+
+def margin_differences(instruments: Mapping[str, Instrument], settings: list[AccountMargin]) -> list[str]:
+    """Where the venue's margin settings of the perpetuals in ``instruments`` differ from the config.
+
+    Parameters
+    ----------
+    instruments
+        ``instrument_id -> Instrument`` of the run (spot instruments are not checked).
+    settings
+        What the venue reports (:meth:`~tradebus.execution.live.TradingApi.margin_settings`).
+
+    Returns
+    -------
+    list of str
+        One line per difference, naming the instrument, the config's value and the venue's
+        (empty: they agree).
+    """
+    reported = {s.instrument_id: s for s in settings}
+    out = []
+    for iid, inst in instruments.items():
+        if inst.kind is not InstrumentKind.PERPETUAL:
+            continue
+        venue = reported.get(iid)
+        if venue is None:
+            out.append(f"{iid}: the venue reports no leverage or margin mode for it")
+            continue
+        if not venue.one_way:
+            out.append(f"{iid}: the account is in hedge mode (positions per side); orders here are one-way")
+        if math.fabs(venue.leverage - inst.leverage) > 1e-9:
+            out.append(f"{iid}: leverage {inst.leverage:g} in the config, {venue.leverage:g} at the venue")
+        if venue.margin_mode != str(inst.margin_mode):
+            out.append(f"{iid}: margin_mode {inst.margin_mode} in the config, {venue.margin_mode} at the venue")
+    return out
 
 
 #: How far before an order's local creation time its venue trades are looked for (clocks differ).

@@ -69,6 +69,9 @@ its URLs pointed here) and
   a ``timestamp`` within ``recvWindow``; Binance's errors (``-2015`` key, ``-1022``
   signature, ``-1021`` timestamp, ``-4015`` duplicate client id, ``-2022`` reduce-only
   refused, ``-2010`` other refusal, ``-2011`` unknown order on cancel, ``-2013`` on query).
+  ``positionRisk`` (v2) lists each symbol's ``leverage`` and ``marginType`` (``cross`` or
+  ``isolated``, as Binance writes them), one ``BOTH`` row in one-way mode and a ``LONG`` and a
+  ``SHORT`` row in hedge mode (:attr:`BinanceFuturesEmulator.dual_side`).
 * ``POST``/``PUT /fapi/v1/listenKey`` (key header only) and the stream at ``/ws/<listenKey>``:
   ``ORDER_TRADE_UPDATE`` for every order change, ``ACCOUNT_UPDATE`` (wallet balance and
   position) after every fill.
@@ -739,6 +742,11 @@ class BinanceFuturesEmulator(AccountEmulator):
         self.last_price: dict[str, float] = {}
         self.mark_price: dict[str, float] = {}
         self._symbols = {inst.instrument_id: symbol for symbol, inst in self.instruments.items()}
+        #: The account's leverage and margin type of each symbol (``positionRisk``): the instrument's unless a test sets them.
+        self.leverage: dict[str, float] = {s: inst.leverage for s, inst in self.instruments.items()}
+        self.margin_type: dict[str, str] = {s: str(inst.margin_mode) for s, inst in self.instruments.items()}
+        #: Hedge mode (``dualSidePosition``): ``positionRisk`` lists a ``LONG`` and a ``SHORT`` row per symbol.
+        self.dual_side = False
 
     @property
     def ws_url(self) -> str:
@@ -1003,12 +1011,15 @@ class BinanceFuturesEmulator(AccountEmulator):
 
     def _position_risk(self, p: dict[str, Any]) -> web.Response:
         now = self.now_ms()
+        sides = ("LONG", "SHORT") if self.dual_side else ("BOTH",)
         return self._json(
             [
-                {"symbol": s, "positionAmt": _num(self.position(s)), "entryPrice": _num(self.entry.get(s, 0.0)), "markPrice": "0",
-                 "unRealizedProfit": "0", "liquidationPrice": "0", "leverage": "10", "marginType": "cross",
-                 "positionSide": "BOTH", "updateTime": now}
+                {"symbol": s, "positionAmt": _num(self.position(s) if side == "BOTH" else 0.0),
+                 "entryPrice": _num(self.entry.get(s, 0.0) if side == "BOTH" else 0.0), "markPrice": "0",
+                 "unRealizedProfit": "0", "liquidationPrice": "0", "leverage": f"{self.leverage[s]:g}",
+                 "marginType": self.margin_type[s], "positionSide": side, "updateTime": now}
                 for s in sorted(self.instruments)
+                for side in sides
             ]
         )
 

@@ -76,7 +76,8 @@ answers a query of an unknown algo order and ``-2011`` a cancel of one no longer
 Quantities are base units (a USD-M contract is one coin), rounded down to the lot; prices
 to the tick. Balances come from ``GET /fapi/v2/balance`` (the wallet balance of each
 asset is ``free``; margin in use is not split out), positions from
-``GET /fapi/v2/positionRisk``. Weights are USD-M's (2400 per minute).
+``GET /fapi/v2/positionRisk``, whose ``leverage``, ``marginType`` and ``positionSide`` are also
+checked against the config at start (:meth:`BinanceFuturesTrading.margin_settings`). Weights are USD-M's (2400 per minute).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ from tradebus.adapters.common.user_stream import venue_fee
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
 from tradebus.execution.live import (
-    AccountBalance, AccountPosition, Ack, NoAnswer, ReplacementRejected, TradingApi, VenueRejected, cancel_one, lots_to_send,
+    AccountBalance, AccountMargin, AccountPosition, Ack, NoAnswer, ReplacementRejected, TradingApi, VenueRejected, cancel_one, lots_to_send,
 )
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
@@ -835,3 +836,16 @@ class BinanceFuturesTrading(BinanceTrading):
             ts = int(r.get("updateTime") or 0) * 1_000_000
             out.append(AccountPosition(inst.instrument_id, float(r["positionAmt"]), float(r["entryPrice"]), ts))
         return out
+
+    async def margin_settings(self) -> list[AccountMargin] | None:
+        """``GET /fapi/v2/positionRisk``: each traded symbol's ``leverage`` and ``marginType``; rows of
+        ``positionSide`` ``LONG``/``SHORT`` (not ``BOTH``) mean the account is in hedge mode."""
+        rows = await self._call("fapiprivatev2_get_positionrisk", {})
+        out: dict[str, AccountMargin] = {}
+        for r in rows:
+            inst = self.by_symbol.get(str(r["symbol"]))
+            if inst is None:
+                continue
+            hedged = r.get("positionSide", "BOTH") != "BOTH" or not out.get(inst.instrument_id, AccountMargin("", 0.0, "")).one_way
+            out[inst.instrument_id] = AccountMargin(inst.instrument_id, float(r["leverage"]), str(r["marginType"]).lower(), not hedged)
+        return list(out.values())
