@@ -28,6 +28,7 @@ from tradebus.adapters.okx.trading import OkxSwapTrading, swap_order_params
 from tradebus.adapters.okx.user_stream import UserStreamParser
 from tradebus.adapters.common.account_emulator import AccountEmulator, RestFault, StreamFault
 from tradebus.adapters.common.local_server import LocalVenueServer, VenueProtocol
+from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import OrderFilled, OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce, Trade
 from tradebus.execution.live import AccountBalance, AccountPosition, VenueRejected
 from tradebus.execution.orders import Order
@@ -114,6 +115,14 @@ def test_swap_order_mapping_counts_contracts_in_cross_margin_net_mode() -> None:
         "instId": "BTC-USDT-SWAP", "tdMode": "cross", "side": "sell", "sz": "2", "algoClOrdId": "sw1", "ordType": "conditional",
         "slTriggerPx": "29000.0", "slTriggerPxType": "last", "slOrdPx": "-1", "posSide": "net", "reduceOnly": True,
     }
+
+
+def test_a_swap_configured_isolated_is_ordered_isolated_not_cross() -> None:
+    isolated = Instrument(**{**SWAP_INSTRUMENT, "kind": InstrumentKind.PERPETUAL, "margin_mode": "isolated", "leverage": 5})
+    assert swap_order_params(_order(), isolated)["tdMode"] == "isolated"
+    stop = _order(OrderType.STOP_MARKET, 2.0, math.nan, trigger_price=29_000.04, reduce_only=True)
+    assert swap_order_params(stop, isolated)["tdMode"] == "isolated"
+    assert swap_order_params(_order(), INST)["tdMode"] == "cross"  # the default margin mode
 
 
 def test_documented_swap_frames_parse_into_a_fill_a_balance_and_net_positions() -> None:

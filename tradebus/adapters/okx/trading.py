@@ -55,7 +55,8 @@ tradebus               OKX ``POST /api/v5/trade/order``
 =====================  ==========================================================
 quantity               ``sz`` in **contracts** of ``ctVal`` (the instrument's
                        ``contract_size``), rounded down to ``lotSz``
-margin                 ``tdMode=cross``; ``posSide=net`` (one-way: OKX's net mode)
+margin                 ``tdMode`` the instrument's ``margin_mode`` (``cross`` or
+                       ``isolated``); ``posSide=net`` (one-way: OKX's net mode)
 MARKET                 ``ordType=market`` (no ``tgtCcy``: swaps count contracts)
 LIMIT GTC / IOC / FOK  ``ordType=limit`` / ``ioc`` / ``fok`` + ``px``
 LIMIT post_only        ``ordType=post_only``
@@ -148,17 +149,18 @@ def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
 
 
 def swap_order_params(order: Order, instrument: Instrument) -> dict[str, Any]:
-    """The ``POST /api/v5/trade/order`` body of a swap ``order`` (contracts, cross margin, net mode).
+    """The ``POST /api/v5/trade/order`` body of a swap ``order`` (contracts, the instrument's margin mode, net mode).
 
     Raises
     ------
     VenueRejected
         Nothing left once rounded to whole lots; a stop without a trigger price or with a time in force.
     """
+    td_mode = str(instrument.margin_mode)  # OKX margins a swap position by the tdMode of its orders
     if order.order_type in _STOPS:
-        params: dict[str, Any] = algo_params(order, instrument, "cross")
+        params: dict[str, Any] = algo_params(order, instrument, td_mode)
     else:
-        params = _common_params(order, instrument, "cross")
+        params = _common_params(order, instrument, td_mode)
     params["posSide"] = "net"
     if order.reduce_only:
         params["reduceOnly"] = True
