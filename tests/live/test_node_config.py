@@ -29,6 +29,30 @@ def test_relative_journal_and_record_paths_resolve_against_the_config_directory(
 
 
 @pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("journal", "", "journal: empty: give the file's path"),
+        ("journal", "/", "journal: '/' names a directory, not a file"),
+        ("journal", ".", "journal: '.' names a directory, not a file"),
+        ("record", "/", "record: '/' names a directory, not a file"),
+        ("record", " ", "record: empty: give the file's path"),
+        ("record", "rec/", "record: 'rec/' names a directory, not a file"),
+        ("record", "rec/..", "record: 'rec/..' names a directory, not a file"),
+        ("ops", {"log": {"file": ""}}, "ops.log.file: empty: give the file's path"),
+    ],
+)
+def test_a_journal_record_or_log_path_that_can_only_be_a_directory_is_refused_at_load(
+    tmp_path: Path, key: str, value: Any, message: str
+) -> None:
+    # '' and '.' resolved to the config's own directory, '/' to the root: accepted, they failed only in the daemon
+    data = binance_config(None, None, ["trade"]) | {key: value}
+    with pytest.raises(Exception, match="invalid config") as info:
+        load(tmp_path, data)
+    assert type(info.value).__name__ == "ConfigError"
+    assert str(tmp_path / "paper.yaml") in str(info.value) and message in str(info.value)
+
+
+@pytest.mark.parametrize(
     ("change", "message"),
     [
         (lambda d: d.update(feed={}), "feed: unknown key"),

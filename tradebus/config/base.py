@@ -7,7 +7,8 @@ everywhere: a :class:`~tradebus.errors.ConfigError` naming the file and the key
 (:func:`config_error_from`). Strategy parameters, sweep spaces, stress variants
 and research datasets derive from it too. :func:`resolve_path` is the one rule for a relative
 path in a config (against the config file's directory); :func:`resolve_model_paths` applies it to every
-path a model declares (a strategy's parameters: a saved model's file). :data:`WsUrl` and
+path a model declares (a strategy's parameters: a saved model's file); :data:`FilePath` is a file a
+run writes (a journal, a recording, a log), refused at load when it can only name a directory. :data:`WsUrl` and
 :data:`HttpUrl` are the endpoint types: a URL without its scheme or host is refused naming the
 field, not at connection. It imports nothing of tradebus but its errors, so any layer may use it.
 """
@@ -21,12 +22,12 @@ from types import UnionType
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from tradebus.errors import ConfigError
 
 __all__ = [
-    "HttpUrl", "StrictModel", "WsUrl", "config_error_from", "describe_errors", "model_paths", "resolve_model_paths",
+    "FilePath", "HttpUrl", "StrictModel", "WsUrl", "config_error_from", "describe_errors", "model_paths", "resolve_model_paths",
     "resolve_path",
 ]
 
@@ -125,6 +126,23 @@ def _endpoint(*schemes: str) -> AfterValidator:
 WsUrl = Annotated[str, _endpoint("ws", "wss")]
 #: A REST endpoint in a config (``http://`` or ``https://``, with a host).
 HttpUrl = Annotated[str, _endpoint("http", "https")]
+
+
+def _names_a_file(value: Any) -> Any:
+    """Refuse a path that can only name a directory: empty, ``.``, ``..``, the root, or ending with a separator."""
+    if not isinstance(value, str | Path):
+        return value
+    text = str(value)
+    if not text.strip():
+        raise ValueError("empty: give the file's path, or leave the key out")
+    if text.endswith(("/", "\\")) or Path(text).name in ("", ".", ".."):
+        raise ValueError(f"{text!r} names a directory, not a file: give the file's path")
+    return value
+
+
+#: A file a run writes, named in a config: a path that can only be a directory (``''``, ``/``,
+#: ``.``, ``runs/``) is refused naming the field, where it would resolve to the config's directory.
+FilePath = Annotated[Path, BeforeValidator(_names_a_file)]
 
 
 def resolve_path(path: Path | None, base: Path) -> Path | None:

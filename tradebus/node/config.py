@@ -58,7 +58,7 @@ from pydantic import Field, model_validator
 from tradebus.adapters.common.feed import BackoffConfig, FeedConfig, venue_symbol
 from tradebus.adapters.registry import VENUES
 from tradebus.config import RunBase, TradeBarsConfig, dump_config, load_config, parse_config, strategy_entries
-from tradebus.config.base import resolve_path
+from tradebus.config.base import FilePath, resolve_path
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.ops.config import OpsConfig
@@ -104,9 +104,9 @@ class PaperConfig(RunBase):
     venue: VenueConfig = Field(default_factory=lambda: VenueConfig(fill_on="trades"))
     feeds: list[FeedConfig] = Field(min_length=1)
     bars: dict[str, TradeBarsConfig] = Field(default_factory=dict)
-    journal: Path | None = None
+    journal: FilePath | None = None
     journal_sync: Literal["FULL", "NORMAL"] = "NORMAL"
-    record: Path | None = None
+    record: FilePath | None = None
     warm_up: bool = True
     ops: OpsConfig | None = None
 

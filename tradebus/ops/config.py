@@ -24,7 +24,7 @@ from typing import Any, Literal
 from loguru import logger
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator
 
-from tradebus.config.base import StrictModel
+from tradebus.config.base import FilePath, StrictModel
 
 
 __all__ = ["ALERT_KINDS", "LogConfig", "OpsConfig", "TelegramConfig"]
@@ -116,7 +116,7 @@ class LogConfig(_Model):
     Values loguru would refuse when the daemon opens the file are refused here, naming the field.
     """
 
-    file: Path | None = None
+    file: FilePath | None = None
     serialize: bool = False
     rotation: str = "100 MB"
     retention: str | PositiveInt = "14 days"
