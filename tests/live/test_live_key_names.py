@@ -67,3 +67,20 @@ def test_an_unset_variable_is_named_unless_its_name_is_long_enough_to_be_a_key(t
     assert long not in str(info.value)
     result = CliRunner().invoke(app, ["live-kill", str(path)], catch_exceptions=False)
     assert result.exit_code == 2 and "live.api_key_env" in result.output and long not in result.output
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+@pytest.mark.parametrize("field", ["api_key_env", "api_secret_env", "api_passphrase_env"])
+def test_an_empty_variable_name_is_refused_at_load_as_empty(tmp_path: Path, field: str, value: str) -> None:
+    # it was refused as "not shown in case it is a key", and from_env, given no name, asked for "the variable  "
+    path = _config(tmp_path, "okx", **{field: value})
+    with pytest.raises(ConfigError) as info:
+        load_live_config(path)
+    assert str(path) in str(info.value)
+    assert f"live.{field}: empty: give the name of the environment variable holding it" in str(info.value)
+
+    if field == "api_passphrase_env":
+        return  # without a passphrase variable, from_env reads no passphrase
+    settings = load_live_config(_config(tmp_path, "okx")).live.model_copy(update={field: None})
+    with pytest.raises(ConfigError, match=rf"live.{field}: no environment variable named for the okx API"):
+        ApiKeys.from_env(settings, {"TRADEBUS_OKX_API_KEY": "k", "TRADEBUS_OKX_API_SECRET": "s"})

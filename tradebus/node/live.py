@@ -221,6 +221,9 @@ class LiveSettings(StrictModel):
         """Refuse what is not an environment variable name, without showing it: it may be the key itself."""
         if value is None or (isinstance(value, str) and ENV_NAME.fullmatch(value)):
             return value
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("empty: give the name of the environment variable holding it, or leave the key out "
+                             "for the default TRADEBUS_<VENUE>_API_KEY, _SECRET or _PASSPHRASE")
         raise ValueError(
             "not an environment variable name (upper-case letters, digits, _); the value is not shown in case it is "
             "a key: put the key in an environment variable and give that variable's name here"
@@ -337,11 +340,12 @@ class ApiKeys:
         """
         env = os.environ if environ is None else environ
         values = []
-        wanted = [("API key", "api_key_env"), ("API secret", "api_secret_env")]
+        wanted = [("API key", "api_key_env", settings.api_key_env), ("API secret", "api_secret_env", settings.api_secret_env)]
         if settings.api_passphrase_env:
-            wanted.append(("API passphrase", "api_passphrase_env"))
-        for what, field in wanted:
-            name = getattr(settings, field) or ""
+            wanted.append(("API passphrase", "api_passphrase_env", settings.api_passphrase_env))
+        for what, field, name in wanted:
+            if not name:
+                raise ConfigError(f"live.{field}: no environment variable named for the {settings.venue} {what}")
             value = env.get(name, "")
             if not value:
                 if len(name) > SHOWN_NAME_LENGTH:
