@@ -178,19 +178,47 @@ def test_cpcv_properties_no_overlap_with_any_test_group(seed: int, n: int, h: in
     assert (tested == math.comb(4, 1)).all()
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 100_000), n=st.integers(40, 150), test_size=st.integers(3, 10),
-       expanding=st.booleans(), gap=st.integers(0, 3))
-def test_walk_forward_trains_only_on_the_purged_past(seed: int, n: int, test_size: int, expanding: bool, gap: int) -> None:
+       expanding=st.booleans(), gap=st.integers(0, 3), train_size=st.integers(1, 25))
+def test_walk_forward_trains_only_on_the_purged_past(seed: int, n: int, test_size: int, expanding: bool, gap: int,
+                                                     train_size: int) -> None:
     t0, t1 = random_labels(seed, n)
-    cv = PurgedWalkForward(test_size, t0=t0, t1=t1, train_size=20, expanding=expanding, gap=gap)
-    splits = list(cv.split(np.zeros(n)))
-    assert len(splits) == cv.get_n_splits()
-    for train, test in splits:
-        assert train.size == 0 or train.max() < test.min() - gap
+    cv = PurgedWalkForward(test_size, t0=t0, t1=t1, train_size=train_size, expanding=expanding, gap=gap)
+    # brute force: window k tests k * test_size + train_size + gap onwards and trains on the train_size samples
+    # (all of them, if expanding) that end gap samples before it, less those overlapping a test interval
+    expected = []
+    for s in range(train_size + gap, n - test_size + 1, test_size):
+        test = np.arange(s, s + test_size)
+        window = np.arange(0 if expanding else s - gap - train_size, s - gap)
+        train = np.setdiff1d(window, np.setdiff1d(np.arange(n), clean_train(test, t0, t1, 0)))
+        expected.append((train, test))
+    empty = next((k for k, (train, _) in enumerate(expected) if train.size == 0), None)
+    assert len(expected) == cv.get_n_splits()
+    splits = []
+    if empty is not None:
+        with pytest.raises(ConfigError, match=rf"PurgedWalkForward: window {empty} has no training samples left"):
+            splits.extend(cv.split(np.zeros(n)))
+        assert len(splits) == empty
+        return
+    splits.extend(cv.split(np.zeros(n)))
+    for (train, test), (want_train, want_test) in zip(splits, expected, strict=True):
+        assert np.array_equal(test, want_test) and np.array_equal(train, want_train)
+        assert train.max() < test.min() - gap
         assert not overlaps(train, test, t0, t1)
-        if not expanding:
-            assert train.size == 0 or train.min() >= test.min() - gap - 20
+
+
+def test_walk_forward_window_whose_training_labels_all_reach_the_test_window_is_refused() -> None:
+    # train_size 5, labels spanning 12 samples: every label of samples 0..4 ends at or after sample 5
+    t0, t1 = grid_labels(60, 12)
+    cv = PurgedWalkForward(10, t0=t0, t1=t1, train_size=5)
+    with pytest.raises(ConfigError) as info:
+        list(cv.split(np.zeros(60)))
+    assert str(info.value) == (
+        "PurgedWalkForward: window 0 has no training samples left: the labels of all 5 samples of its training "
+        "window (0..4) reach its test window (5..14) and are purged; use a longer train_size or a gap as long as "
+        "the labels")
+    assert [tr.tolist() for tr, _ in PurgedWalkForward(10, t0=t0, t1=t1, train_size=5, gap=12).split()][0] == [0, 1, 2, 3, 4]
 
 
 def test_walk_forward_hand_derived_rolling_windows_and_step() -> None:

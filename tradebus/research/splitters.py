@@ -24,6 +24,7 @@ which is skfolio's ``CombinatorialPurgedCV(purged_size=k, embargo_size=h)``.
 
 A K-fold or CPCV split that purging and embargo leave without a training sample is refused
 (``ConfigError`` naming the split, the embargo and the counts): no model can be fitted on it.
+So is a walk-forward window whose whole training window is purged (labels longer than it).
 
 Folds are contiguous, of sizes as in scikit-learn's ``KFold`` (the first ``n % k``
 folds one sample larger).
@@ -275,12 +276,18 @@ class PurgedWalkForward(_Purged):
         n = t0.shape[0]
         starts = self._starts(n)
         length = starts[0] - self.gap  # train_size, or by default all that precedes the first test window
-        for s in starts:
+        for k, s in enumerate(starts):
             stop = s - self.gap
             begin = 0 if self.expanding else max(stop - length, 0)
-            train = np.arange(begin, stop)
             test = np.arange(s, s + self.test_size)
-            yield purge(train, test, t0, t1), test
+            train = purge(np.arange(begin, stop), test, t0, t1)
+            if train.size == 0:
+                raise ConfigError(
+                    f"PurgedWalkForward: window {k} has no training samples left: the labels of all {stop - begin} "
+                    f"samples of its training window ({begin}..{stop - 1}) reach its test window "
+                    f"({s}..{s + self.test_size - 1}) and are purged; use a longer train_size or a gap "
+                    "as long as the labels")
+            yield train, test
 
 
 class CombinatorialPurgedCV(_Purged):
