@@ -548,10 +548,12 @@ class BinanceClient(WsClient):
         sync = self.feed.books[symbol]
         return parse_depth_snapshot(body, recv_ns, sync.instrument_id)
 
-    async def _fetch_trades(self, instrument_id: str, first: int, last: int) -> tuple[list[Trade], int]:
+    async def _fetch_trades(
+        self, instrument_id: str, first: int, last: int, timeout: float = TRADES_TIMEOUT
+    ) -> tuple[list[Trade], int]:
         """Trades ``first..last`` of ``instrument_id`` from the REST history, page by page; the answer is recorded.
 
-        Whatever went wrong (venue error, malformed page, :data:`TRADES_TIMEOUT`), the pages
+        Whatever went wrong (venue error, malformed page, ``timeout``), the pages
         fetched until then are kept, logged, and recorded as the answer, so a playback
         recovers exactly what this run did.
         """
@@ -560,7 +562,7 @@ class BinanceClient(WsClient):
         items: list[msgspec.Raw] = []
         start = first
         try:
-            async with asyncio.timeout(TRADES_TIMEOUT):
+            async with asyncio.timeout(timeout):
                 while start <= last:
                     body = await self.fetcher.trades(symbol, self._aggregated, start, min(TRADES_PAGE, last - start + 1))
                     page = msgspec.json.decode(body, type=list[msgspec.Raw])

@@ -14,10 +14,16 @@ keeps the next expected id of each instrument, and on a gap:
    venue's REST client, which records its answer), or waits for that answer in the
    recording (``recover="recorded"``: a playback; an answer not recorded within
    ``2 * timeout`` seconds of recording time counts as none), or recovers nothing
-   (``recover="none"``: a venue without a public history by id);
+   (``recover="none"``: a venue without a public history by id). A venue's REST history
+   may lag its stream (OKX: each market-data service has its own cache), so an answer
+   right after the gap can miss its newest ids: the ids still missing are asked for again
+   after :data:`RETRY_DELAY` seconds, up to :data:`RETRIES` times, all within ``timeout``.
+   Every answer is recorded (an attempt left no time records an empty one), so a playback
+   merges the same answers and ends the recovery at the same one: the first that leaves
+   nothing missing, or the ``1 + RETRIES``-th;
 3. delivers the recovered trades in id order (each with the receive time of the REST
-   answer), then :class:`~tradebus.engine.messages.TradesMissed` with the range and how
-   many were recovered, then the trades held back.
+   answer that ends the recovery), then :class:`~tradebus.engine.messages.TradesMissed`
+   with the range and how many were recovered, then the trades held back.
 
 The hot path is one integer compare per trade (:meth:`TradeGaps.on_trade` falls to the
 slow path only when the id is not the expected one; while a recovery is pending the
@@ -31,21 +37,28 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Literal
 
+import msgspec
 from loguru import logger
 
 from tradebus.adapters.common.client import Sink
 from tradebus.engine.messages import Trade, TradesMissed
 from tradebus.errors import ConfigError
 
-__all__ = ["TRADES_CONN", "TradeFetch", "TradeGaps", "TradeLine"]
+__all__ = ["RETRIES", "RETRY_DELAY", "TRADES_CONN", "TradeFetch", "TradeGaps", "TradeLine"]
 
 #: Recorder connection prefix of a REST trade-history answer: ``"rest-trades:<venue symbol>"``.
 TRADES_CONN = "rest-trades:"
 
-TradeFetch = Callable[[str, int, int], Awaitable[tuple[list[Trade], int]]]
-"""``fetch(instrument_id, first_id, last_id)``: the venue's trades of those ids and the receive time of
-its answer. It records the answer (an empty one when the venue failed or timed out), so a playback
-recovers the same trades at the same point; it should not raise."""
+#: Times the ids a REST answer left missing are asked for again (the venue's history may lag its stream).
+RETRIES = 2
+#: Seconds before asking again (bounded by what is left of the fetch's timeout).
+RETRY_DELAY = 1.0
+
+TradeFetch = Callable[[str, int, int, float], Awaitable[tuple[list[Trade], int]]]
+"""``fetch(instrument_id, first_id, last_id, timeout)``: the venue's trades of those ids and the receive
+time of its answer, within ``timeout`` seconds. It records the answer (an empty one when the venue
+failed or timed out, or ``timeout`` is 0), so a playback recovers the same trades at the same point;
+it should not raise."""
 
 _UNKNOWN = -1  # no trade seen yet: the first one sets the expected id
 _RECOVERING = -2  # no trade id is negative: every trade takes the slow path and is held back
@@ -54,7 +67,7 @@ _RECOVERING = -2  # no trade id is negative: every trade takes the slow path and
 class TradeLine:
     """The trade-id state of one instrument (read by the venue's trade handler)."""
 
-    __slots__ = ("instrument_id", "next_id", "held", "gap", "since_ns", "task")
+    __slots__ = ("instrument_id", "next_id", "held", "gap", "since_ns", "task", "found", "answers")
 
     def __init__(self, instrument_id: str) -> None:
         self.instrument_id = instrument_id
@@ -63,6 +76,8 @@ class TradeLine:
         self.gap = (0, 0)
         self.since_ns = 0
         self.task: asyncio.Task[None] | None = None
+        self.found: dict[int, Trade] = {}  # trades of the pending gap recovered so far, by id
+        self.answers = 0  # REST answers of the pending gap so far
 
 
 class TradeGaps:
@@ -172,26 +187,53 @@ class TradeGaps:
     async def _fetch(self, line: TradeLine) -> None:
         first, last = line.gap
         assert self.fetch is not None
-        try:
-            trades, recv_ns = await self.fetch(line.instrument_id, first, last)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a failed recovery must not end the feed; it is reported
-            logger.warning(
-                "{}: fetching {} trades {}..{} failed: {}: {}", self.venue, line.instrument_id, first, last,
-                type(exc).__name__, exc,
-            )
-            trades, recv_ns = [], self.clock_ns()
-        line.task = None
-        self._finish(line, trades, recv_ns)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while True:
+            try:
+                trades, recv_ns = await self.fetch(line.instrument_id, first, last, max(deadline - loop.time(), 0.0))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a failed recovery must not end the feed; it is reported
+                logger.warning(
+                    "{}: fetching {} trades {}..{} failed: {}: {}", self.venue, line.instrument_id, first, last,
+                    type(exc).__name__, exc,
+                )
+                line.task = None
+                self._finish(line, [], self.clock_ns())
+                return
+            missing = self._add_answer(line, trades)
+            if missing is None:
+                line.task = None
+                self._finish(line, [], recv_ns)
+                return
+            first, last = missing
+            logger.info("{}: {} trades {}..{} not in the venue's history yet; asking again", self.venue,
+                        line.instrument_id, first, last)
+            await asyncio.sleep(min(RETRY_DELAY, max(deadline - loop.time(), 0.0)))
+
+    def _add_answer(self, line: TradeLine, trades: list[Trade]) -> tuple[int, int] | None:
+        """Merge one answer; the span of ids still missing if another is asked for, else ``None`` (done)."""
+        first, last = line.gap
+        for trade in trades:
+            tid = int(trade.trade_id)
+            if first <= tid <= last:
+                line.found[tid] = trade
+        line.answers += 1
+        if len(line.found) == last - first + 1 or line.answers > RETRIES:
+            return None
+        low = next(tid for tid in range(first, last + 1) if tid not in line.found)
+        high = next(tid for tid in range(last, first - 1, -1) if tid not in line.found)
+        return low, high
 
     def on_recorded(self, instrument_id: str, trades: list[Trade], recv_ns: int) -> None:
-        """A recorded answer of a fetch (playback): recover ``instrument_id``'s pending gap with ``trades``."""
+        """A recorded answer of a fetch (playback): merged into ``instrument_id``'s pending gap, ended as live."""
         line = self.lines.get(instrument_id)
         if line is None or line.held is None:
             logger.debug("{}: recorded trades of {} with no gap pending, skipped", self.venue, instrument_id)
             return
-        self._finish(line, trades, recv_ns)
+        if self._add_answer(line, trades) is None:
+            self._finish(line, [], recv_ns)
 
     def expire(self, now_ns: int) -> None:
         """Playback: give up the recoveries whose recorded answer did not come within ``2 * timeout``."""
@@ -202,15 +244,18 @@ class TradeGaps:
                 self._finish(line, [], now_ns)
 
     def _finish(self, line: TradeLine, trades: list[Trade], recv_ns: int) -> None:
+        """End the pending gap with ``trades`` and the answers merged so far, all stamped ``recv_ns``."""
         first, last = line.gap
         iid = line.instrument_id
         seen = self.seen
         sink = self.sink
-        by_id = {int(t.trade_id): t for t in trades}
+        by_id = line.found
+        by_id.update((int(t.trade_id), t) for t in trades)
         found = [by_id[tid] for tid in sorted(by_id) if first <= tid <= last]
+        line.found, line.answers = {}, 0
         for trade in found:
             if not seen((iid, trade.trade_id)):
-                sink(trade)
+                sink(trade if trade.ts_init == recv_ns else msgspec.structs.replace(trade, ts_init=recv_ns))
         lost = last - first + 1 - len(found)
         self.missed += last - first + 1
         self.recovered += len(found)

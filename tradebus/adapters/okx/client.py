@@ -18,8 +18,9 @@ frame) leave a gap in the trade ids: the parser holds that instrument's later tr
 client fetches the missing ids from ``GET /api/v5/market/history-trades?type=1&after=``
 (newest first, :data:`TRADES_PAGE` a page, :data:`TRADES_TIMEOUT` seconds in all; with
 ``x-simulated-trading: 1`` on the demo URL), records the answer as
-``"rest-trades:<instId>"`` and the parser delivers them in id order before the held trades,
-with :class:`~tradebus.engine.messages.TradesMissed`. The connection logic is
+``"rest-trades:<instId>"`` (asking again for ids the history did not hold yet, each answer
+recorded: :mod:`tradebus.adapters.common.trade_gaps`) and the parser delivers them in id order
+before the held trades, with :class:`~tradebus.engine.messages.TradesMissed`. The connection logic is
 :class:`~tradebus.adapters.common.client.StreamBookClient`'s.
 """
 
@@ -154,10 +155,12 @@ class OkxClient(StreamBookClient):
         if http is not None:
             await http.close()
 
-    async def _fetch_trades(self, instrument_id: str, first: int, last: int) -> tuple[list[Trade], int]:
+    async def _fetch_trades(
+        self, instrument_id: str, first: int, last: int, timeout: float = TRADES_TIMEOUT
+    ) -> tuple[list[Trade], int]:
         """Trades ``first..last`` of ``instrument_id`` from the REST history, page by page; the answer is recorded.
 
-        Whatever went wrong (venue error, malformed page, :data:`TRADES_TIMEOUT`), the pages
+        Whatever went wrong (venue error, malformed page, ``timeout``), the pages
         fetched until then are kept, logged, and recorded as the answer, so a playback
         recovers exactly what this run did.
         """
@@ -165,7 +168,7 @@ class OkxClient(StreamBookClient):
         items: list[str] = []
         after = last + 1
         try:
-            async with asyncio.timeout(TRADES_TIMEOUT):
+            async with asyncio.timeout(timeout):
                 while after > first:
                     page = await self._history_page(inst_id, after)
                     ids = [int(t.trade_id) for t in parse_rest_trades(page, 0, instrument_id)]

@@ -58,12 +58,27 @@ class OkxProtocol(StreamBookProtocol):
     rejected
         ``"channel:instId"`` keys OKX does not offer: subscribing one is answered with an
         ``error`` event (code 60018), as OKX answers an unknown channel or instrument.
+    history_lag
+        The first ``lagging_answers`` answers of ``history-trades`` leave out the ``history_lag``
+        newest ids the request asks for: a REST history behind the stream (OKX: each market-data
+        service has its own cache).
+    lagging_answers
+        How many answers lag.
     """
 
     name = "okx"
 
-    def __init__(self, frames: Sequence[tuple[int, str]], rejected: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        frames: Sequence[tuple[int, str]],
+        rejected: frozenset[str] = frozenset(),
+        *,
+        history_lag: int = 0,
+        lagging_answers: int = 1,
+    ) -> None:
         self.rejected = rejected
+        self.history_lag = history_lag
+        self.lagging_answers = lagging_answers
         self._head = msgspec.json.Decoder(_Head)
         self._request = msgspec.json.Decoder(_Request)
         self._parser = OkxParser()
@@ -129,7 +144,10 @@ class OkxProtocol(StreamBookProtocol):
         limit = min(int(query.get("limit", ["100"])[0]), 100)
         ids = sorted(printed, reverse=True)
         if "after" in query:
-            ids = [i for i in ids if i < int(query["after"][0])]
+            below = int(query["after"][0])
+            if self.trade_requests <= self.lagging_answers:
+                below -= self.history_lag
+            ids = [i for i in ids if i < below]
         if "before" in query:
             ids = [i for i in ids if i > int(query["before"][0])]
         rows = [printed[i] for i in ids[:limit]]
