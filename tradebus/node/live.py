@@ -34,7 +34,9 @@ Start-up
        balances with the venue again.
 
 Stop (SIGINT/SIGTERM, ``max_seconds``, ``max_messages``, a feed or the user stream failing for
-good: :meth:`LiveNode.run` then raises its error): with ``live.cancel_on_stop`` every
+good: :meth:`LiveNode.run` then raises its error; a strategy's hook raising, on market data, a
+timer, or an order event of the user stream or of a request's answer: it raises the
+:class:`~tradebus.errors.StrategyError`, as the paper daemon): with ``live.cancel_on_stop`` every
 open order is canceled and the cancels are awaited (up to ``live.stop_timeout``) before the
 paper daemon's shutdown; the stream is closed last, then the recording.
 
@@ -80,6 +82,7 @@ from tradebus.risk.breakers import BreakerState
 from tradebus.node.daemon import NodeSummary, PaperNode, build_paper_kernel, close_recorder, kept_files, outputs_to_write
 from tradebus.reports.outputs import write_outputs
 from tradebus.risk.guard import MarketGuard
+from tradebus.strategies.failure import strategy_failure
 
 if TYPE_CHECKING:
     from tradebus.reports.writers import RunDirectory
@@ -451,7 +454,7 @@ class LiveNode(PaperNode):
             keys.secret,
             self.kernel.instruments,
             self.venue.order,
-            self.venue.emit,
+            self._on_stream_event,
             self._on_balance,
             self._on_stream_reconnect,
             rest_url=rest_url,
@@ -644,6 +647,21 @@ class LiveNode(PaperNode):
         await self.reconciler.startup(self._recovered, self._venue_open)
         await self.venue.drain(self.config.live.stop_timeout)
         await self.reconciler.compare_balances(startup=True)
+
+    def _on_stream_event(self, event: Any) -> None:
+        """Hand an order event of the user stream to the venue; a strategy's hook raising on it stops the daemon.
+
+        The stream is not at fault: the error is not the stream's to classify (a fatal connection
+        error, or a reconnect for an ``OSError``), and the stream stays up for the stop's cancels.
+        """
+        try:
+            self.venue.emit(event)
+        except Exception as exc:
+            failure = strategy_failure(exc, self.clock.now_ns())
+            if failure is None:
+                raise
+            failure.__cause__ = exc
+            self._strategy_failed(failure)
 
     def _on_balance(self, balance: AccountBalance | AccountPosition) -> None:
         if isinstance(balance, AccountPosition):

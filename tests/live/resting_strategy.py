@@ -1,0 +1,43 @@
+"""A live-daemon strategy for the stop tests: one limit buy far below the market, resting until the stop cancels it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tradebus.config.base import StrictModel
+from tradebus.engine.messages import OrderAccepted, OrderSide, Trade
+from tradebus.strategies.base import Strategy
+
+
+class RestingParams(StrictModel):
+    """``price``: of the resting buy; ``fail_in``: the hook that raises ``ZeroDivisionError`` on its first call
+    (``""``: none); ``on_stop_price``: a limit buy submitted in ``on_stop`` (0: none)."""
+
+    quantity: float = 0.001
+    price: float = 10_000.0
+    fail_in: str = ""
+    on_stop_price: float = 0.0
+
+
+class RestingBuy(Strategy):
+    """Submits one limit buy at ``price`` on its first trade (see :class:`RestingParams`)."""
+
+    Params = RestingParams
+
+    def __init__(self, instrument_ids: str | Sequence[str], *, quantity: float = 0.001, price: float = 10_000.0,
+                 fail_in: str = "", on_stop_price: float = 0.0, strategy_id: str | None = None) -> None:
+        super().__init__(instrument_ids, strategy_id=strategy_id)
+        self.quantity, self.price, self.fail_in, self.on_stop_price = quantity, price, fail_in, on_stop_price
+        self.placed = ""
+
+    def on_trade(self, trade: Trade) -> None:
+        if not self.placed:
+            self.placed = self.submit_limit(self.instrument_id, OrderSide.BUY, self.quantity, self.price)
+
+    def on_order_accepted(self, event: OrderAccepted) -> None:
+        if self.fail_in == "on_order_accepted":
+            raise ZeroDivisionError("division by zero in on_order_accepted")
+
+    def on_stop(self) -> None:
+        if self.on_stop_price:
+            self.submit_limit(self.instrument_id, OrderSide.BUY, self.quantity, self.on_stop_price)

@@ -1,0 +1,134 @@
+"""How the live daemon stops when a strategy's hook raises on the account's events, or the journal fails.
+
+Against the local Binance spot account emulator and the recorded public stream (all on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol, StreamFault
+from tradebus.adapters.common.account_emulator import OPEN
+from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.engine.messages import OrderStatus
+from tradebus.errors import StrategyError
+from tradebus.node.daemon import PaperNode
+from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
+
+from .live_harness import KEY, SECRET
+from .node_testdata import BINANCE_INSTRUMENT, IID, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config
+
+pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr")
+
+SPOT = {**BINANCE_INSTRUMENT, "margin": False}
+HOOKS = Path(__file__).resolve().parents[1] / "fixtures" / "hooks"
+FAILURE = r"^strategy '{id}' {hook} at \S+Z: ZeroDivisionError: division by zero in {hook} \(at \S+{file}:\d+ in {func}\)$"
+
+
+def failing(strategy_id: str, hook: str) -> dict[str, Any]:
+    """The fixtures' strategy that buys at market on its first trade and raises in ``hook``."""
+    return {"name": "hook_failures:FailsIn", "id": strategy_id, "instruments": [IID], "params": {"hook": hook},
+            "module_dir": str(HOOKS)}
+
+
+def resting(strategy_id: str, **params: Any) -> dict[str, Any]:
+    """A limit buy far below the market on the first trade (:class:`tests.live.resting_strategy.RestingBuy`)."""
+    return {"name": "tests.live.resting_strategy:RestingBuy", "id": strategy_id, "instruments": [IID], "params": params}
+
+
+@asynccontextmanager
+async def live_node(
+    tmp_path: Path, strategies: list[dict[str, Any]], stream_faults: list[StreamFault] | None = None
+) -> AsyncIterator[tuple[LiveNode, BinancePrivateEmulator]]:
+    """A live daemon (journaled, cancel_on_stop) on the account emulator and the public stream, not yet running."""
+    config = parse_live_config({"instruments": [SPOT], **_minimal()}, "<test>")
+    emulator = BinancePrivateEmulator(KEY, SECRET, config.instrument_map(), {"USDT": 100_000.0}, None, stream_faults)
+    async with emulator:
+        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+        async with LocalVenueServer(protocol, SPOT_FRAMES, speed=4.0, lifetime=120.0) as srv:
+            data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, journal=True)
+            del data["strategy"]
+            data["strategies"] = strategies
+            data["instruments"] = [SPOT]
+            data["warm_up"] = False
+            data["live"] = {
+                "rest_url": emulator.rest_url, "ws_api_url": emulator.ws_api_url, "request_timeout": 1.0,
+                "submit_timeout": 1.0, "cancel_timeout": 1.0, "retry_interval": 0.3, "not_found_grace": 2.0,
+                "cancel_on_stop": True, "stop_timeout": 3.0,
+            }
+            node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)),
+                            handle_signals=False)
+            yield node, emulator
+
+
+def _minimal() -> dict[str, Any]:
+    return {
+        "strategy": {"name": "tradebus.strategies.tick_ema:TickEmaCross", "instruments": [IID], "params": {"fast": 2, "slow": 8, "quantity": 0.01}},
+        "feeds": [{"venue": "binance", "market": "spot", "subscriptions": {IID: ["trade"]}}],
+    }
+
+
+async def run_until_it_stops(node: LiveNode, ready: Callable[[], bool] | None = None, timeout: float = 20.0) -> None:
+    """Run ``node`` until it stops by itself; with ``ready``, stop it once ``ready()`` (the test's stop).
+
+    Fails the test (after stopping the node) if neither happens within ``timeout`` seconds.
+    """
+    task = asyncio.create_task(node.run())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not task.done() and loop.time() < deadline:
+        if ready is not None and node.running.is_set() and ready():
+            node.stop("test done")
+            break
+        await asyncio.sleep(0.02)
+    stopped_itself = task.done()
+    if not stopped_itself and ready is None:
+        node.stop("test timeout")
+    await asyncio.wait_for(task, 30)
+    assert stopped_itself or ready is not None, f"the daemon did not stop within {timeout} s"
+
+
+def open_at_venue(emulator: BinancePrivateEmulator) -> list[str]:
+    return sorted(coid for coid, rec in emulator.orders.items() if rec.status in OPEN)
+
+
+def assert_journal_whole(node: LiveNode) -> None:
+    """The journal was closed (a new daemon opens it exclusively) and holds every order as the daemon left it."""
+    again = PaperNode(node.config, handle_signals=False)
+    try:
+        again.journal.replay(again.kernel.orders, again.kernel.portfolio, again.clock.now_ns())  # type: ignore[union-attr]
+        assert {o.client_order_id: o.filled_qty for o in again.kernel.orders.orders()} == {
+            o.client_order_id: o.filled_qty for o in node.kernel.orders.orders()
+        }
+    finally:
+        assert again.journal is not None
+        again.journal.close()
+
+
+async def test_a_strategy_raising_in_on_order_filled_on_a_live_fill_stops_the_daemon_with_a_strategy_error(
+    tmp_path: Path,
+) -> None:
+    """Before: 'VenueError: binance-user-stream: fatal connection error: ZeroDivisionError' (exit 1 as a venue failure)."""
+    async with live_node(tmp_path, [resting("steady"), failing("flaky", "on_order_filled")]) as (node, emulator):
+        steady = node.kernel.strategies[0]
+        with pytest.raises(StrategyError, match=FAILURE.format(
+            id="flaky", hook="on_order_filled", file="hook_failures.py", func="_maybe_fail"
+        )) as info:
+            await run_until_it_stops(node)
+        assert isinstance(info.value.__cause__, ZeroDivisionError)
+        assert node.summary.stop_reason == "strategy 'flaky' failed in on_order_filled"
+        fills = node.kernel.result.fills
+        assert [(f.strategy_id, f.quantity) for f in fills] == [("flaky", 0.001)]  # the fill was booked
+        # cancel_on_stop: the resting order was canceled at the venue, and the daemon saw it
+        assert steady.placed and emulator.orders[steady.placed].status is OrderStatus.CANCELED  # type: ignore[attr-defined]
+        assert node.kernel.orders.order(steady.placed).status is OrderStatus.CANCELED  # type: ignore[attr-defined]
+        assert open_at_venue(emulator) == []
+    assert_journal_whole(node)
+
