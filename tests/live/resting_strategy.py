@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 from tradebus.config.base import StrictModel
 from tradebus.engine.messages import OrderAccepted, OrderSide, Trade
@@ -29,12 +31,16 @@ class RestingBuy(Strategy):
         super().__init__(instrument_ids, strategy_id=strategy_id)
         self.quantity, self.price, self.fail_in, self.on_stop_price = quantity, price, fail_in, on_stop_price
         self.placed = ""
+        self.accepted_in: asyncio.Task[Any] | None = None
 
     def on_trade(self, trade: Trade) -> None:
         if not self.placed:
             self.placed = self.submit_limit(self.instrument_id, OrderSide.BUY, self.quantity, self.price)
 
     def on_order_accepted(self, event: OrderAccepted) -> None:
+        # Kept, as a strategy may keep what it met: the task is then never freed, and asyncio reports
+        # an exception a task ended with only when it is freed (or its exception is asked for).
+        self.accepted_in = asyncio.current_task()
         if self.fail_in == "on_order_accepted":
             raise ZeroDivisionError("division by zero in on_order_accepted")
 

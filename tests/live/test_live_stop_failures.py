@@ -132,3 +132,21 @@ async def test_a_strategy_raising_in_on_order_filled_on_a_live_fill_stops_the_da
         assert open_at_venue(emulator) == []
     assert_journal_whole(node)
 
+
+async def test_a_strategy_raising_on_the_venue_s_answer_to_an_order_stops_the_daemon_with_a_strategy_error(
+    tmp_path: Path,
+) -> None:
+    """The acknowledgement of the REST answer reaches on_order_accepted in the request's task (the user stream's
+    report of the new order is dropped). Before: the task's exception was reported only when asyncio freed the
+    task, and the strategy keeps it: the daemon traded on."""
+    drop_new = [StreamFault("drop", "executionReport", at=0)]
+    async with live_node(tmp_path, [resting("flaky", fail_in="on_order_accepted")], drop_new) as (node, emulator):
+        with pytest.raises(StrategyError, match=FAILURE.format(
+            id="flaky", hook="on_order_accepted", file="resting_strategy.py", func="on_order_accepted"
+        )):
+            await run_until_it_stops(node)
+        assert node.summary.stop_reason == "strategy 'flaky' failed in on_order_accepted"
+        placed = node.kernel.strategies[0].placed  # type: ignore[attr-defined]
+        assert emulator.orders[placed].status is OrderStatus.CANCELED  # cancel_on_stop
+        assert open_at_venue(emulator) == []
+    assert_journal_whole(node)

@@ -291,6 +291,22 @@ class TradingApi(ABC):
         raise VenueRejected(f"order {order.client_order_id}: {type(self).__name__} cannot amend in place")
 
 
+def _report_failure(task: asyncio.Task[None]) -> None:
+    """Hand the exception a request's task ended with to the loop's exception handler as soon as it ends.
+
+    The venue's own errors are handled inside the request; what escapes is an exception of the
+    code its events ran (a strategy's hook: the daemon's handler stops on it). asyncio itself
+    reports it only when the task is freed, which something still holding the task defers.
+    """
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        task.get_loop().call_exception_handler(
+            {"message": f"request {task.get_name()} failed", "exception": exc, "task": task}
+        )
+
+
 @dataclass
 class OcoPair:
     """What :meth:`LiveVenue.oco_pair` did: ``sent`` when its two orders went as one OCO order list
@@ -563,6 +579,7 @@ class LiveVenue(Venue):
         self._queued = True
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_report_failure)
 
     async def _place(self, order: Order) -> None:
         coid = order.client_order_id
