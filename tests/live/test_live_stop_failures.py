@@ -18,7 +18,8 @@ from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, M
 from tradebus.adapters.common.account_emulator import OPEN
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.messages import OrderStatus
-from tradebus.errors import StrategyError
+from tradebus.errors import DataError, StrategyError
+from tradebus.execution.journal import Journal
 from tradebus.node.daemon import PaperNode
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 
@@ -150,3 +151,31 @@ async def test_a_strategy_raising_on_the_venue_s_answer_to_an_order_stops_the_da
         assert emulator.orders[placed].status is OrderStatus.CANCELED  # cancel_on_stop
         assert open_at_venue(emulator) == []
     assert_journal_whole(node)
+
+
+def fail_journal(node: LiveNode) -> None:
+    """Make every later write of the daemon's journal fail in SQLite, as on a full disk (SQLITE_READONLY here)."""
+    assert node.journal is not None
+    node.journal._db.execute("PRAGMA query_only = ON")  # noqa: SLF001 - a real SQLite failure of the journal's own writes
+
+
+async def test_a_stop_after_the_journal_failed_still_cancels_the_open_orders_at_the_venue(tmp_path: Path) -> None:
+    """Before: the stop's first CancelOrder raised the journal's error: no cancel was sent, the order stayed
+    open at the venue, and the shutdown ended there."""
+    async with live_node(tmp_path, [resting("a"), resting("b", price=10_001.0)]) as (node, emulator):
+        placed = [strategy.placed for strategy in node.kernel.strategies]  # type: ignore[attr-defined]
+
+        def accepted_then_fail() -> bool:
+            placed[:] = [strategy.placed for strategy in node.kernel.strategies]  # type: ignore[attr-defined]
+            if not all(placed) or any(node.kernel.orders.order(c).status is not OrderStatus.ACCEPTED for c in placed):
+                return False
+            fail_journal(node)
+            return True
+
+        with pytest.raises(DataError, match=r"^journal \S+journal.sqlite: cannot write it \(SQLITE_READONLY: "):
+            await run_until_it_stops(node, accepted_then_fail)
+        assert open_at_venue(emulator) == [] and [emulator.orders[c].status for c in placed] == [OrderStatus.CANCELED] * 2
+        # the daemon saw both canceled: the user stream outlived the journal's failure
+        assert node.kernel.orders.open_orders() == []
+        assert node.summary.stop_reason == "test done" and node.summary.stopped_ns > 0  # the shutdown went to its end
+    Journal(tmp_path / "journal.sqlite", exclusive=True).close()  # closed by the daemon

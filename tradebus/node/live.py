@@ -38,7 +38,8 @@ good: :meth:`LiveNode.run` then raises its error; a strategy's hook raising, on 
 timer, or an order event of the user stream or of a request's answer: it raises the
 :class:`~tradebus.errors.StrategyError`, as the paper daemon): with ``live.cancel_on_stop`` every
 open order is canceled and the cancels are awaited (up to ``live.stop_timeout``) before the
-paper daemon's shutdown; the stream is closed last, then the recording.
+paper daemon's shutdown (unjournaled once the journal failed: a restart queries every order the
+journal holds open); the stream is closed last, then the recording.
 
 Recording
     With ``record:`` the recording holds, besides the public frames, every frame the user
@@ -70,7 +71,7 @@ from tradebus.config import dump_config, load_config, parse_config
 from tradebus.config.base import HttpUrl, StrictModel, WsUrl
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import CancelOrder, SubmitOrder, TradingState
-from tradebus.errors import ConfigError, VenueError
+from tradebus.errors import ConfigError, DataError, VenueError
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal
 from tradebus.execution.live import AccountBalance, AccountPosition, LiveVenue, NoAnswer, VenueRejected
@@ -653,9 +654,14 @@ class LiveNode(PaperNode):
 
         The stream is not at fault: the error is not the stream's to classify (a fatal connection
         error, or a reconnect for an ``OSError``), and the stream stays up for the stop's cancels.
+        So it does when the journal cannot take the event (the daemon is stopping on that): the
+        order's state moved all the same, which tells the stop its cancel was done.
         """
         try:
             self.venue.emit(event)
+        except DataError as error:
+            if self.journal is None or error is not self.journal.failure:
+                raise
         except Exception as exc:
             failure = strategy_failure(exc, self.clock.now_ns())
             if failure is None:
@@ -707,15 +713,26 @@ class LiveNode(PaperNode):
         await super()._shutdown(tasks)
 
     async def _cancel_all(self, timeout: float) -> None:
-        """Cancel every open order and wait (up to ``timeout`` s) until none is open."""
+        """Cancel every open order and wait (up to ``timeout`` s) until none is open.
+
+        Once the journal cannot be written, the cancels go out unjournaled (logged): a restart
+        queries every order the journal holds open, so a cancel it does not hold loses nothing.
+        """
         kernel = self.kernel
         open_orders = kernel.orders.open_orders()
         if not open_orders:
             return
         now = self.clock.now_ns()
         logger.info("stopping: canceling {} open order(s)", len(open_orders))
+        journal = self.journal
         for order in open_orders:
-            kernel.execution.cancel(CancelOrder(order.strategy_id, order.instrument_id, order.client_order_id, now, now))
+            try:
+                kernel.execution.cancel(CancelOrder(order.strategy_id, order.instrument_id, order.client_order_id, now, now))
+            except DataError as error:
+                if journal is None or error is not journal.failure:
+                    raise
+                logger.warning("stopping: cancel of {} sent unjournaled (the journal failed)", order.client_order_id)
+                self.venue.cancel(order)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while kernel.orders.open_orders() and loop.time() < deadline:
