@@ -179,3 +179,25 @@ async def test_a_stop_after_the_journal_failed_still_cancels_the_open_orders_at_
         assert node.kernel.orders.open_orders() == []
         assert node.summary.stop_reason == "test done" and node.summary.stopped_ns > 0  # the shutdown went to its end
     Journal(tmp_path / "journal.sqlite", exclusive=True).close()  # closed by the daemon
+
+
+async def test_a_strategy_submitting_in_on_stop_after_the_journal_failed_does_not_end_the_shutdown(tmp_path: Path) -> None:
+    """Before: the journal's error of the on_stop order escaped Kernel.stop and ended the shutdown there (no
+    summary, no 'daemon stopped', the operator's stop hooks not called)."""
+    async with live_node(tmp_path, [resting("steady", on_stop_price=10_002.0)]) as (node, emulator):
+        steady = node.kernel.strategies[0]
+
+        def accepted_then_fail() -> bool:
+            placed = steady.placed  # type: ignore[attr-defined]
+            if not placed or node.kernel.orders.order(placed).status is not OrderStatus.ACCEPTED:
+                return False
+            fail_journal(node)
+            return True
+
+        with pytest.raises(DataError, match=r"^journal \S+journal.sqlite: cannot write it \(SQLITE_READONLY: "):
+            await run_until_it_stops(node, accepted_then_fail)
+        assert list(emulator.orders) == [steady.placed]  # the on_stop order was not sent  # type: ignore[attr-defined]
+        assert open_at_venue(emulator) == []
+        summary = node.summary
+        assert summary.stop_reason == "test done" and summary.stopped_ns > 0 and summary.orders == 2
+    Journal(tmp_path / "journal.sqlite", exclusive=True).close()  # closed by the daemon
