@@ -335,9 +335,10 @@ def test_aggregated_trades_push_stands_for_count_ids_ending_at_its_trade_id() ->
     )
     out = parser.on_trades_answer(history, 3, "BTC-USDT")
     assert [(type(m).__name__, getattr(m, "trade_id", None), m.ts_init) for m in out] == [
-        ("Trade", "125", 3), ("Trade", "126", 3), ("Trade", "127", 3), ("TradesMissed", None, 3), ("Trade", "129", 2),
+        ("TradesMissed", None, 3), ("Trade", "125", 3), ("Trade", "126", 3), ("Trade", "127", 3), ("Trade", "129", 2),
     ]
-    assert (out[3].first_id, out[3].last_id, out[3].recovered) == (125, 127, 3)
+    assert (out[0].first_id, out[0].last_id, out[0].recovered, out[0].lost) == (125, 127, 3, 0)
+    assert out[0].revealed_ns == out[4].ts_event  # the time of the trade that revealed the gap
 
 
 @pytest.mark.parametrize(

@@ -286,3 +286,57 @@ def test_whole_only_keeps_a_first_bar_opened_on_its_boundary_and_never_flushes_a
     assert partial.update(23, 1.0, 1.0) is None and partial.flush() is None
     assert partial.update(27, 2.0, 1.0) is None and partial.update(30, 3.0, 1.0) is None
     assert partial.flush()[0] == 40  # type: ignore[index]
+
+
+def _feed(builder: BarBuilder, t: pd.DataFrame, live: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The bars ``builder`` emits over ``t``, trade by trade (``live``) or in one batch."""
+    if not live:
+        return builder.run(t.ts, t.price, t["size"], t.side)
+    got = [bar for row in t.itertuples(index=False) if (bar := builder.update(row.ts, row.price, row.size, row.side))]
+    return np.array([b[0] for b in got], dtype=np.int64), np.array([b[1] for b in got]).reshape(-1, 9)
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_time_bars_over_trades_lost_for_good_are_not_emitted_and_the_next_whole_one_is(live: bool) -> None:
+    t = real_trades()
+    interval = 2 * SECOND_NS
+    # trades 900..1099 never arrive: printed between trade 899 and trade 1100 (the one revealing the gap)
+    lost_from, lost_to = 900, 1100
+    assert t.ts[lost_to] // interval > t.ts[lost_from - 1] // interval + 1  # the gap spans whole intervals
+    every_ts, every = BarBuilder("time", interval_ns=interval).run(t.ts, t.price, t["size"], t.side)
+    b = BarBuilder("time", interval_ns=interval, whole_only=True)
+    before_ts, before = _feed(b, t.iloc[:lost_from], live)
+    b.lose(int(t.ts[lost_to]))
+    after_ts, after = _feed(b, t.iloc[lost_to:], live)
+    first_lost = (t.ts[lost_from - 1] // interval + 1) * interval  # the bar the gap started in
+    last_lost = (t.ts[lost_to] // interval + 1) * interval  # the bar of the trade that revealed it
+    keep = (every_ts < first_lost) | (every_ts > last_lost)
+    keep[0] = False  # the partial first bar (whole_only)
+    assert np.array_equal(np.concatenate([before_ts, after_ts]), every_ts[keep])
+    assert np.array_equal(np.concatenate([before, after]), every[keep])  # the others are whole, bit for bit
+    assert after_ts[0] == last_lost + interval
+    assert b.flush() is not None  # the last bar, after the gap, is whole
+
+
+@pytest.mark.parametrize("live", [True, False])
+@pytest.mark.parametrize(("mode", "kw"), [("tick", {"threshold": 37}), ("volume", {"threshold": 2.5}),
+                                          ("volume_imbalance", {"threshold": 20})])
+def test_other_bars_restart_after_trades_lost_for_good(mode: str, kw: dict, live: bool) -> None:
+    t = real_trades()
+    lost_from, lost_to = 900, 1100
+    every_ts, every = BarBuilder(mode, **kw).run(t.ts, t.price, t["size"], t.side)
+    b = BarBuilder(mode, **kw)
+    before_ts, before = _feed(b, t.iloc[:lost_from], live)
+    done = int(np.searchsorted(every_ts, t.ts[lost_from - 1], side="right"))
+    assert np.array_equal(before_ts, every_ts[:done]) and np.array_equal(before, every[:done])
+    b.lose(int(t.ts[lost_to]))
+    # the bar in progress is dropped; the next one starts with the first trade after the revealing one's time
+    after_ts, after = _feed(b, t.iloc[lost_to:], live)
+    fresh = BarBuilder(mode, **kw)
+    if mode.endswith("imbalance"):  # its expectations carry over the gap: compare bar boundaries only
+        assert after_ts[0] > t.ts[lost_to] and len(after_ts) > 3
+        return
+    restart = t[t.ts > t.ts[lost_to]]
+    fresh_ts, fresh_bars = fresh.run(restart.ts, restart.price, restart["size"], restart.side)
+    assert np.array_equal(after_ts, fresh_ts) and np.array_equal(after, fresh_bars)
+    assert len(after_ts) > 3

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
-from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import Bar, Trade
+from tradebus.engine.messages import Bar, Trade, TradesMissed
 from tradebus.errors import ConfigError
 from tradebus.features.bars import BarBuilder
 from tradebus.node.daemon import PaperNode
@@ -124,6 +124,37 @@ async def test_a_daemon_restarted_mid_bar_delivers_no_partial_bar(tmp_path: Path
     # the bar the restart fell in is delivered by neither; the restarted daemon goes on from the next
     restart_bar = (trades[cut]["T"] // 2000 + 1) * 2_000_000_000
     assert first[-1].ts_event < restart_bar < second[0].ts_event == restart_bar + 2_000_000_000
+
+
+async def test_no_bar_is_delivered_over_trades_lost_for_good_and_the_next_whole_one_is(tmp_path: Path) -> None:
+    # five trades in a row never reach the daemon and the venue's trade history fails (HTTP 503): they are
+    # lost for good. They were printed between the trade before them and the one after, in two 2 s bars.
+    trades = [json.loads(raw)["data"] for _, raw in SPOT_FRAMES if "@trade" in raw]
+    cut = next(k for k in range(300, len(trades)) if trades[k + 5]["T"] // 2000 == trades[k - 1]["T"] // 2000 + 1)
+    faults = [Fault(FaultKind.SKIP, at=k, match="@trade") for k in range(cut, cut + 5)]
+    proto = BinanceProtocol(SPOT_SNAPSHOT, trade_failures=1)
+    async with LocalVenueServer(proto, SPOT_FRAMES, faults) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, strategy=BAR_STRATEGY)
+        node = PaperNode(config_of(_with_bars(data)), handle_signals=False)
+        bars: list[Bar] = []
+        missed: list[TradesMissed] = []
+        node.kernel.bus.subscribe(Bar, bars.append, IID)
+        node.kernel.bus.subscribe(TradesMissed, missed.append)
+        result = node.kernel.result
+        await run_node(node, lambda: result.trades == len(trades) - 5)
+    assert result.trades == len(trades) - 5 and proto.trade_requests == 1
+    assert [(m.first_id, m.last_id, m.recovered) for m in missed] == [(trades[cut]["t"], trades[cut + 4]["t"], 0)]
+    whole = _capture_bars()
+    lost = [(trades[k]["T"] // 2000 + 1) * 2_000_000_000 for k in (cut - 1, cut + 5)]
+    closes = [b.ts_event for b in bars]
+    # every bar delivered is the capture's whole bar at that close; the two over the lost trades are not delivered
+    for bar in bars:
+        assert (bar.open, bar.high, bar.low, bar.close) == whole[bar.ts_event][:4]
+        assert bar.volume == pytest.approx(whole[bar.ts_event][4], rel=1e-12)
+    assert not set(lost) & set(closes)
+    assert lost[1] + 2_000_000_000 in closes and lost[0] - 2_000_000_000 in closes
+    # and nothing else is missing: every close of the capture but the first (partial), the last (never over) and those two
+    assert closes == [c for c in sorted(whole)[1:-1] if c not in lost]
 
 
 def test_paper_bars_need_a_trades_feed_and_let_a_bar_strategy_run_on_trades() -> None:

@@ -79,6 +79,7 @@ from tradebus.engine.messages import (
     Quote,
     SubmitOrder,
     Trade,
+    TradesMissed,
     TradingState,
 )
 from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY, Perpetuals
@@ -732,6 +733,18 @@ class Kernel:
             built = builder.update(trade.ts_event, trade.price, trade.size, int(trade.aggressor))
             if built is not None:
                 self._deliver_built_bar(iid, built[0], trade.ts_init, built[1])
+
+    def on_trades_missed(self, msg: TradesMissed) -> None:
+        """A feed's trades of ``msg.instrument_id`` were missed: its trade bars build no bar over lost ones.
+
+        Called before the recovered trades are processed (the feed sends the message first). When
+        some were lost for good, the instrument's :class:`~tradebus.features.bars.BarBuilder`
+        is told (:meth:`~tradebus.features.bars.BarBuilder.lose`, up to the trade that revealed
+        the gap); a gap fully recovered changes nothing.
+        """
+        builder = self.trade_bars.get(msg.instrument_id)
+        if builder is not None and msg.lost > 0:
+            builder.lose(msg.revealed_ns)
 
     def _deliver_built_bar(self, iid: str, ts_event: int, ts_init: int, values: np.ndarray) -> None:
         """Publish a bar built from trades: cache, feature bank, history and subscribers.

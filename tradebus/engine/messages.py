@@ -610,17 +610,25 @@ class BookResynced(msgspec.Struct, frozen=True, gc=False):
 class TradesMissed(msgspec.Struct, frozen=True, gc=False):
     """A feed's sequential trade ids skipped ``first_id..last_id`` (a reconnect or a lost frame).
 
-    ``recovered`` of them were fetched from the venue's REST history and delivered, in id
-    order, before the trade that revealed the gap; the others are lost for good.
+    Published before the trades it concerns: ``recovered`` of the missed trades were fetched
+    from the venue's REST history and follow it, in id order, then the trade that revealed the
+    gap (``revealed_ns``, its ``ts_event``); the others are lost for good. Lost trades were
+    printed between the last trade delivered before this message and ``revealed_ns``.
     """
 
     instrument_id: str
     first_id: int
     last_id: int
     recovered: int
+    revealed_ns: int
     reason: str
     ts_event: int
     ts_init: int
+
+    @property
+    def lost(self) -> int:
+        """How many of the missed trades were not recovered (lost for good)."""
+        return self.last_id - self.first_id + 1 - self.recovered
 
 
 class FeedStale(msgspec.Struct, frozen=True, gc=False):

@@ -33,6 +33,13 @@ Rules (no lookahead: a bar is known only once a trade shows it is over):
   imbalance of ``k``, so an unclamped ``E[T]`` either shrinks to 1 or grows without
   bound).
 
+Trades lost for good (:meth:`BarBuilder.lose`: a gap in the venue's trade ids that could not
+be fetched) were printed between the last trade fed and a known time ``until_ns``. No bar
+built over that window is emitted: a time bar whose interval meets it (the bar in progress,
+the bar of ``until_ns`` and any between) is dropped, logged; the other modes, whose
+boundaries depend on every trade, drop the bar in progress and restart with the first trade
+after ``until_ns`` (trades at or before it, fetched ones included, go into no bar).
+
 Every field is held in a local of the compiled loop and written back to the state
 vector once per call: reading and writing the state array on every trade cost more than
 the bar arithmetic itself (``bench/data.py`` compares with a hand-written loop).
@@ -250,7 +257,9 @@ class BarBuilder:
         self._in_ts = np.empty(1, dtype=np.int64)
         self._in = np.empty(3)
         self._fresh = whole_only and mode == "time"  # whole_only and no trade fed yet
-        self._partial = -1  # the close of the partial first bar not to emit (-1: none)
+        self._drop_until = -1  # time bars closing at or before this are not emitted (-1: none)
+        self._drop_why = ""
+        self._skip_until = -1  # other modes: trades at or before this are fed to no bar (-1: none)
 
     def update(self, ts: int, price: float, size: float, aggressor: int = 0) -> tuple[int, np.ndarray] | None:
         """Feed one trade; return the bar it completes, ``(ts_event, values)``, or ``None``.
@@ -259,26 +268,56 @@ class BarBuilder:
         """
         if self._fresh:
             self._first_trade(int(ts))
+        if ts <= self._skip_until:
+            return None
         if self._update(self._state, self._clock, self._one, self._one_ts, self._in_ts, self._in, int(ts),
                         float(price), float(size), float(aggressor), self._threshold, self._interval,
                         self._alpha_bars, self._alpha_trades, self._floor):
             ts_event = int(self._one_ts[0])
-            if ts_event == self._partial:
-                self._drop_partial()
+            if ts_event <= self._drop_until:
+                self._log_dropped(ts_event)
                 return None
             return ts_event, self._one[0].copy()
         return None
 
+    def lose(self, until_ns: int) -> None:
+        """Trades were lost for good between the last trade fed and ``until_ns``: build no bar over them.
+
+        Time bars: no bar whose interval meets that window is emitted (the bar in progress, the
+        bar of ``until_ns`` and any between; each logged). Other modes: the bar in progress is
+        dropped and the next one starts with the first trade after ``until_ns`` (a trade at or
+        before it may follow lost ones). See the module docstring.
+
+        Parameters
+        ----------
+        until_ns
+            ``ts_event`` of the trade that revealed the gap: the lost trades are no later.
+        """
+        until_ns = int(until_ns)
+        if self._mode == 0:
+            close = (until_ns // self._interval + 1) * self._interval
+            if close > self._drop_until:
+                self._drop_until = close
+                self._drop_why = "trades in it were lost (a gap in the venue's trade ids not recovered)"
+            return
+        if self._state[9] == 1.0:
+            logger.info("{} bars: the bar in progress since the last bar is dropped: trades after it were lost "
+                        "(a gap in the venue's trade ids not recovered); the next bar starts after {}",
+                        self.mode, np.datetime64(until_ns, "ns"))
+            self._state[9] = 0.0
+        self._skip_until = max(self._skip_until, until_ns)
+
     def _first_trade(self, ts: int) -> None:
         """``whole_only``: note the close of the first trade's bar when that trade is inside its interval."""
         self._fresh = False
-        self._partial = (ts // self._interval + 1) * self._interval if ts % self._interval else -1
+        if ts % self._interval:
+            close = (ts // self._interval + 1) * self._interval
+            if close > self._drop_until:
+                self._drop_until = close
+                self._drop_why = "the first trade seen came inside it, after trades not seen (a run started mid-bar)"
 
-    def _drop_partial(self) -> None:
-        close = np.datetime64(self._partial, "ns")
-        logger.info("time bars: the bar closing at {} is not emitted: the first trade seen came inside it, after "
-                    "trades not seen (a run started mid-bar)", close)
-        self._partial = -1
+    def _log_dropped(self, close: int) -> None:
+        logger.info("time bars: the bar closing at {} is not emitted: {}", np.datetime64(close, "ns"), self._drop_why)
 
     def run(
         self, ts: np.ndarray, price: np.ndarray, size: np.ndarray, aggressor: np.ndarray | None = None
@@ -290,9 +329,12 @@ class BarBuilder:
         side = np.zeros(ts.size) if aggressor is None else np.ascontiguousarray(aggressor, dtype=np.float64)
         if not (ts.size == price.size == size.size == side.size):
             raise FeatureError("bar builder: ts, price, size and aggressor must have one length")
-        n, rows, fed = ts.size, 0, 0
-        if self._fresh and n:
+        if self._fresh and ts.size:
             self._first_trade(int(ts[0]))
+        if ts.size and ts[0] <= self._skip_until:
+            keep = ts > self._skip_until
+            ts, price, size, side = ts[keep], price[keep], size[keep], side[keep]
+        n, rows, fed = ts.size, 0, 0
         cap = self._rows_bound(ts)
         out, out_ts = np.empty((cap, _F)), np.empty(cap, dtype=np.int64)
         while True:
@@ -306,9 +348,11 @@ class BarBuilder:
             grown, grown_ts = np.empty((cap, _F)), np.empty(cap, dtype=np.int64)
             grown[:rows], grown_ts[:rows] = out[:rows], out_ts[:rows]
             out, out_ts = grown, grown_ts
-        if rows and out_ts[0] == self._partial:
-            self._drop_partial()
-            out, out_ts, rows, cap = out[1:], out_ts[1:], rows - 1, cap - 1
+        dropped = int(np.searchsorted(out_ts[:rows], self._drop_until, side="right")) if self._drop_until >= 0 else 0
+        if dropped:
+            for close in out_ts[:dropped].tolist():
+                self._log_dropped(close)
+            out, out_ts, rows, cap = out[dropped:], out_ts[dropped:], rows - dropped, cap - dropped
         if 2 * rows < cap:  # do not keep a mostly empty buffer alive behind the bars
             return out_ts[:rows].copy(), out[:rows].copy()
         return out_ts[:rows], out[:rows]
@@ -327,13 +371,14 @@ class BarBuilder:
     def flush(self) -> tuple[int, np.ndarray] | None:
         """Emit the unfinished bar (time bars: stamped at its bucket end; others: at its last trade).
 
-        With ``whole_only``, the partial first bar is dropped here too.
+        With ``whole_only``, the partial first bar is dropped here too, as a time bar over lost
+        trades (:meth:`lose`).
         """
         s = self._state
         if s[9] == 0.0:
             return None
         values = np.array([s[0], s[1], s[2], s[3], s[4], s[5] / s[4] if s[4] > 0.0 else s[3], s[6], s[7], s[8]])
         s[9] = 0.0
-        if self._mode == 0 and self._clock[0] == self._partial:
+        if self._mode == 0 and self._clock[0] <= self._drop_until:
             return None  # and a bar that closes there later is as partial
         return int(self._clock[0] if self._mode == 0 else self._clock[1]), values

@@ -11,8 +11,9 @@ message to a :class:`~tradebus.node.router.NodeRouter` (:mod:`tradebus.node.feed
                                   read through ``kernel.cache.book``)
         FeedStale -> MarketGuard (orders on the feed's instruments stop), then the bus
         BookResynced, MarkPrice, FundingRate -> the bus (and the log)
-        TradesMissed -> the bus (a gap in a venue's trade ids; the adapter logged it and
-                        delivered the trades it could fetch, in order, before it)
+        TradesMissed -> the kernel's trade bars (no bar over trades lost for good), then the
+                        bus (a gap in a venue's trade ids; the adapter logged it and delivers
+                        the trades it could fetch, in order, after it)
 
 The kernel is the backtest kernel with a :class:`~tradebus.engine.clock.LiveClock`, a
 :class:`~tradebus.execution.paper.PaperVenue` (the simulated matching engine, with arrival alerts on the wall

@@ -205,6 +205,8 @@ class NodeRouter:
 
     def _trades_missed(self, msg: TradesMissed) -> None:
         self.counts["TradesMissed"] += 1
+        if msg.instrument_id in self._instruments:
+            self.kernel.on_trades_missed(msg)  # before the recovered trades, which follow it
         self._publish(msg)
 
     def _stale(self, msg: FeedStale) -> None:

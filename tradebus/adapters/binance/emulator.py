@@ -72,6 +72,9 @@ class BinanceProtocol(VenueProtocol):
         Raw JSON served for ``exchangeInfo`` (``None``: 404).
     http_failures
         The first ``http_failures`` depth requests are answered with HTTP 503.
+    trade_failures
+        The first ``trade_failures`` trade-history requests (``historicalTrades``,
+        ``aggTrades``) are answered with HTTP 503.
     rejected_streams
         Streams the venue does not offer: a combined-stream handshake naming one is refused
         with HTTP 400, a ``SUBSCRIBE`` naming one is answered with an ``error`` object.
@@ -86,12 +89,14 @@ class BinanceProtocol(VenueProtocol):
         futures: bool = False,
         exchange_info: str | None = None,
         http_failures: int = 0,
+        trade_failures: int = 0,
         rejected_streams: frozenset[str] = frozenset(),
     ) -> None:
         self.snapshot = snapshot
         self.rejected_streams = rejected_streams
         self.exchange_info = exchange_info
         self.http_failures = http_failures
+        self.trade_failures = trade_failures
         self.depth_requests = 0
         self.trade_requests = 0
         #: ``(symbol, "trade"|"aggTrade") -> {id: REST element}`` of the trades printed so far.
@@ -203,6 +208,8 @@ class BinanceProtocol(VenueProtocol):
 
     def _trades(self, path: str, query: dict[str, list[str]]) -> tuple[int, str]:
         self.trade_requests += 1
+        if self.trade_requests <= self.trade_failures:
+            return 503, '{"code":-1001,"msg":"Internal error; unable to process your request."}'
         if "symbol" not in query:
             return 400, '{"code":-1102,"msg":"Mandatory parameter \'symbol\' was not sent."}'
         kind = "aggTrade" if path in _AGG_PATHS else "trade"

@@ -21,9 +21,11 @@ keeps the next expected id of each instrument, and on a gap:
    Every answer is recorded (an attempt left no time records an empty one), so a playback
    merges the same answers and ends the recovery at the same one: the first that leaves
    nothing missing, or the ``1 + RETRIES``-th;
-3. delivers the recovered trades in id order (each with the receive time of the REST
-   answer that ends the recovery), then :class:`~tradebus.engine.messages.TradesMissed`
-   with the range and how many were recovered, then the trades held back.
+3. delivers :class:`~tradebus.engine.messages.TradesMissed` with the range, how many
+   were recovered and the time of the trade that revealed the gap, then the recovered
+   trades in id order (each with the receive time of the REST answer that ends the
+   recovery), then the trades held back. The message comes first so that a consumer (the
+   daemon's bar builders) knows of lost trades before it sees the trades around them.
 
 The hot path is one integer compare per trade (:meth:`TradeGaps.on_trade` falls to the
 slow path only when the id is not the expected one; while a recovery is pending the
@@ -253,9 +255,7 @@ class TradeGaps:
         by_id.update((int(t.trade_id), t) for t in trades)
         found = [by_id[tid] for tid in sorted(by_id) if first <= tid <= last]
         line.found, line.answers = {}, 0
-        for trade in found:
-            if not seen((iid, trade.trade_id)):
-                sink(trade if trade.ts_init == recv_ns else msgspec.structs.replace(trade, ts_init=recv_ns))
+        held, line.held = line.held or [], None
         lost = last - first + 1 - len(found)
         self.missed += last - first + 1
         self.recovered += len(found)
@@ -264,8 +264,11 @@ class TradeGaps:
             logger.warning("{}: {}: {}, {} lost for good", self.venue, iid, reason, lost)
         else:
             logger.info("{}: {}: {}", self.venue, iid, reason)
-        sink(TradesMissed(iid, first, last, len(found), reason, recv_ns, recv_ns))
-        held, line.held = line.held or [], None
+        revealed_ns = held[0][0].ts_event if held else recv_ns
+        sink(TradesMissed(iid, first, last, len(found), revealed_ns, reason, recv_ns, recv_ns))
+        for trade in found:
+            if not seen((iid, trade.trade_id)):
+                sink(trade if trade.ts_init == recv_ns else msgspec.structs.replace(trade, ts_init=recv_ns))
         line.next_id = last + 1
         self.recovering -= 1
         for trade, count in held:  # a held trade may reveal the next gap: the rest is held behind it
