@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
@@ -37,7 +38,7 @@ from .node_testdata import (
 PARAMS = {"base_interval": "1s", "entry_interval": "1s", "regime_interval": "2s", "regime_window": 3,
           "vol_window": 5, "confirm": 1, "ema_fast": 2, "ema_slow": 3, "atr_window": 3, "flow_window": 3,
           "cooldown_bars": 1, "max_hold_bars": 4, "trend_enter": 0.6, "trend_exit": 0.4, "hazard_enter": 1.5,
-          "hazard_exit": 1.2, "range_edge": 0.3, "pullback_atr": 0.2, "exit_threshold": 0.6, "block_threshold": 0.8}
+          "hazard_exit": 1.2, "range_edge": 0.3, "pullback_atr": 0.2, "exit_threshold": 0.6, "block_threshold": 0.78}
 
 
 def _hazard_model() -> ModelSchedule:
@@ -66,9 +67,20 @@ async def test_paper_daemon_runs_layers_a_b_c_with_the_research_decisions_and_re
         result = node.kernel.result
         await run_node(node, lambda: result.trades == len(SPOT_TRADE_IDS))
     assert result.trades == len(SPOT_TRADE_IDS)
-    live = node.kernel.strategies[0].system.decisions
-    research = simulate(_capture_trades(), RegimeHazardParams(**PARAMS), CostsConfig(), hazard=_hazard_model(),
-                        use_hazard=True).system.decisions
+    system = node.kernel.strategies[0].system
+    live = system.decisions
+    # the daemon joined the market inside a 1 s base bar: that partial bar is not used, so it decides as research
+    # does on the trades from the first whole base bar on
+    trades = _capture_trades()
+    first_whole = (trades.ts_event[0] // 1_000_000_000 + 1) * 1_000_000_000
+    assert trades.ts_event[0] % 1_000_000_000 and system.bars[0][0] == first_whole + 1_000_000_000
+    in_first = trades[(trades.ts_event >= first_whole) & (trades.ts_event < first_whole + 1_000_000_000)]
+    assert system.bars[0][1:] == (in_first.price.iloc[0], in_first.price.max(), in_first.price.min(),
+                                  in_first.price.iloc[-1], pytest.approx(in_first["size"].sum(), rel=1e-12))
+    whole = simulate(trades[trades.ts_event >= first_whole].reset_index(drop=True), RegimeHazardParams(**PARAMS),
+                     CostsConfig(), hazard=_hazard_model(), use_hazard=True).system
+    assert system.bars == whole.bars
+    research = whole.decisions
     assert [d.to_dict() for d in live] == [d.to_dict() for d in research]
     actions = [d for d in live if d.action in ("enter", "exit")]
     assert {d.layer for d in live} == {"A", "B", "C"} and len(actions) >= 6

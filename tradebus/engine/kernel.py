@@ -281,6 +281,11 @@ class Kernel:
         are added). ``None``: not known, until :meth:`run` reads them from its replay's sources.
         A bracket that counts bars on an instrument with none is refused
         (:mod:`tradebus.execution.contingent`).
+    joins_mid_stream
+        The run joins markets already trading (a paper or live daemon, and its playback): the
+        first trades it sees come inside a bar whose earlier trades it never saw. Strategies
+        read it (``context.joins_mid_stream``) to drop the partial first bar of the bars they
+        build themselves, as ``trade_bars`` builders made with ``whole_only`` do.
     """
 
     def __init__(
@@ -301,6 +306,7 @@ class Kernel:
         trade_bars: Mapping[str, BarBuilder] | None = None,
         borrow_rates: Mapping[str, float] | None = None,
         bar_instruments: Iterable[str] | None = None,
+        joins_mid_stream: bool = False,
     ) -> None:
         self.instruments: dict[str, Instrument] = {}
         for instrument in instruments:
@@ -348,7 +354,7 @@ class Kernel:
         self.context = KernelContext(
             self.clock, self.instruments, self.portfolio, self.orders, self.cache, self.banks, self.bus,
             self.submit, self.cancel, self.modify, self.equity, self.strategy_position, self.trading_state,
-            self.histories, lambda: self.contingent,
+            self.histories, lambda: self.contingent, joins_mid_stream,
         )  # fmt: skip
         self.result = RunResult(tuple(self.instruments), self.portfolio.initial_cash)
         self.result.contract_sizes = {iid: inst.contract_size for iid, inst in self.instruments.items()}

@@ -122,6 +122,7 @@ def build_paper_kernel(
         timeouts=timeouts,
         trade_bars={iid: bars.builder(whole_only=True) for iid, bars in config.bars.items()},
         bar_instruments=[iid for iid, kinds in config.data_kinds().items() if "bars" in kinds],
+        joins_mid_stream=True,
     )
     for strategy in build_strategies([entry for _, entry in strategy_entries(config)]):
         kernel.add_strategy(strategy)

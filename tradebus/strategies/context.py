@@ -43,6 +43,9 @@ class StrategyContext(Protocol):
     banks: Mapping[str, FeatureBank]
     #: The run's bus, to subscribe to messages beyond the ``on_*`` handlers (e.g. book deltas).
     bus: MessageBus
+    #: Whether the run joins markets already trading (paper/live and their playback; a backtest
+    #: starts with its data): the first bar a strategy builds from trades would be partial.
+    joins_mid_stream: bool
 
     def submit(self, cmd: SubmitOrder) -> None:
         """Send a new order through the risk gate to the venue."""
@@ -90,6 +93,8 @@ class KernelContext:
         ``instrument_id -> History`` of the instruments whose history some strategy asked for.
     contingent_orders
         Returns the kernel's contingent-order manager (built when the kernel starts).
+    joins_mid_stream
+        Whether the run joins markets already trading (see :class:`StrategyContext`).
     """
 
     clock: Clock
@@ -107,6 +112,7 @@ class KernelContext:
     trading_state: Callable[[], TradingState]
     histories: Mapping[str, History]
     contingent_orders: Callable[[], ContingentOrders | None]
+    joins_mid_stream: bool = False
 
     @property
     def contingent(self) -> ContingentOrders | None:

@@ -7,7 +7,9 @@ paper, live) feed it the same trades, so they take the same decisions.
 Trades become *base* bars (``base_interval``, default 1 minute) with
 :class:`~tradebus.features.bars.BarBuilder`; base bars are merged into *entry* bars
 (5 minutes) and *regime* bars (30 minutes). A bar is known only when a trade after its
-end arrives, and every decision is stamped with that trade's time.
+end arrives, and every decision is stamped with that trade's time. A paper or live run
+(the kernel's ``joins_mid_stream``) starts inside a base bar: that first bar, partial, is
+dropped (:meth:`RegimeHazardSystem.join_mid_stream`); research and backtests keep it.
 
 Layer A, regime (on regime bars): efficiency ratio over ``regime_window`` bars (trend
 strength), mean true range of the last ``regime_window`` bars over that of the last
@@ -283,6 +285,16 @@ class RegimeHazardSystem:
         self.open_minutes: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ input
+
+    def join_mid_stream(self) -> None:
+        """The trades start inside a base bar (a paper/live run): that first, partial bar is not used.
+
+        Call before the first trade. A run fed from the start of its data (research, backtests)
+        keeps that bar, built from the trades the data holds.
+        """
+        if self.builder_ts:
+            raise ConfigError("regime_hazard: join_mid_stream() must come before the first trade")
+        self.builder = BarBuilder("time", interval_ns=self.base_ns, whole_only=True)
 
     def on_trade(self, ts: int, price: float, size: float, aggressor: int) -> list[Decision]:
         """Feed one trade; return the decisions it triggers (those completing bars)."""
@@ -610,6 +622,11 @@ class RegimeHazard(Strategy):
         bids, asks = np.asarray(book.bids(n), dtype=np.float64), np.asarray(book.asks(n), dtype=np.float64)
         if len(bids) and len(asks):
             self.system.on_book(ts, bids[:, 0], bids[:, 1], asks[:, 0], asks[:, 1])
+
+    def on_start(self) -> None:
+        """A run joining the market mid-stream (paper/live) drops the partial first base bar."""
+        if self.ctx.joins_mid_stream:
+            self.system.join_mid_stream()
 
     def on_trade(self, trade: Trade) -> None:
         """Feed the trade; act on the entry and exit decisions, log every decision with its reason."""
