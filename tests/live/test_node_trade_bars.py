@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
+from tradebus.adapters.common.trade_gaps import RETRIES
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Bar, Trade, TradesMissed
@@ -127,12 +128,13 @@ async def test_a_daemon_restarted_mid_bar_delivers_no_partial_bar(tmp_path: Path
 
 
 async def test_no_bar_is_delivered_over_trades_lost_for_good_and_the_next_whole_one_is(tmp_path: Path) -> None:
-    # five trades in a row never reach the daemon and the venue's trade history fails (HTTP 503): they are
-    # lost for good. They were printed between the trade before them and the one after, in two 2 s bars.
+    # five trades in a row never reach the daemon and the venue's trade history fails (HTTP 503) at every
+    # attempt (the first and its RETRIES): they are lost for good. They were printed between the trade
+    # before them and the one after, in two 2 s bars.
     trades = [json.loads(raw)["data"] for _, raw in SPOT_FRAMES if "@trade" in raw]
     cut = next(k for k in range(300, len(trades)) if trades[k + 5]["T"] // 2000 == trades[k - 1]["T"] // 2000 + 1)
     faults = [Fault(FaultKind.SKIP, at=k, match="@trade") for k in range(cut, cut + 5)]
-    proto = BinanceProtocol(SPOT_SNAPSHOT, trade_failures=1)
+    proto = BinanceProtocol(SPOT_SNAPSHOT, trade_failures=1 + RETRIES)
     async with LocalVenueServer(proto, SPOT_FRAMES, faults) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, strategy=BAR_STRATEGY)
         node = PaperNode(config_of(_with_bars(data)), handle_signals=False)
@@ -142,7 +144,7 @@ async def test_no_bar_is_delivered_over_trades_lost_for_good_and_the_next_whole_
         node.kernel.bus.subscribe(TradesMissed, missed.append)
         result = node.kernel.result
         await run_node(node, lambda: result.trades == len(trades) - 5)
-    assert result.trades == len(trades) - 5 and proto.trade_requests == 1
+    assert result.trades == len(trades) - 5 and proto.trade_requests == 1 + RETRIES
     assert [(m.first_id, m.last_id, m.recovered) for m in missed] == [(trades[cut]["t"], trades[cut + 4]["t"], 0)]
     whole = _capture_bars()
     lost = [(trades[k]["T"] // 2000 + 1) * 2_000_000_000 for k in (cut - 1, cut + 5)]
