@@ -30,7 +30,7 @@ from tradebus.adapters.common.account_emulator import AccountEmulator, RestFault
 from tradebus.adapters.common.local_server import LocalVenueServer, VenueProtocol
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import OrderFilled, OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce, Trade
-from tradebus.execution.live import AccountBalance, AccountPosition, VenueRejected
+from tradebus.execution.live import AccountBalance, AccountMargin, AccountPosition, VenueRejected
 from tradebus.execution.orders import Order
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 
@@ -420,3 +420,58 @@ async def test_kill_flatten_closes_the_swap_position_with_one_reduce_only_market
     finally:
         journal.close()
     assert portfolio.position(SWAP_IID) == 0.0  # a restart starts flat, as the venue is
+
+
+async def _open_a_position_by_hand(emulator: AccountEmulator) -> None:
+    """One contract bought at the venue (in the emulator's margin mode), outside the daemon."""
+    api = OkxSwapTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE), emulator_instruments(emulator), 2.0)
+    try:
+        await api.place(Order("byhand1", "", SWAP_IID, OrderSide.BUY, OrderType.MARKET, 1.0))
+    finally:
+        await api.close()
+    emulator.on_trade(Trade(SWAP_IID, 1_700_000_000_000_000_000, 1_700_000_000_000_000_000, 30_000.0, 5.0, -1, "t1"))
+    assert emulator.position("BTC-USDT-SWAP") == 1.0
+
+
+def emulator_instruments(emulator: AccountEmulator) -> dict[str, Instrument]:
+    return {inst.instrument_id: inst for inst in emulator.instruments.values()}
+
+
+@pytest.mark.parametrize(
+    ("config", "account", "refusal"),
+    [
+        ({}, {"leverage": 20.0}, "BTC-USDT-SWAP.OKX: leverage 5 in the config, 20 at the venue"),
+        ({"margin_mode": "isolated"}, {"position": True}, "BTC-USDT-SWAP.OKX: margin_mode isolated in the config, cross at the venue"),
+    ],
+)
+async def test_an_account_whose_swap_leverage_or_margin_mode_differs_from_the_config_is_refused_at_start(
+    tmp_path: Path, config: dict[str, Any], account: dict[str, Any], refusal: str
+) -> None:
+    # the account: BTC-USDT-SWAP at 5x cross (leverage-info), unless a case changes it
+    venue_instrument = {**SWAP_INSTRUMENT, "leverage": 5, "margin_mode": "cross"}
+    emulator = okx_emu.OkxSwapEmulator(KEY, SECRET, {SWAP_IID: Instrument(**venue_instrument)}, {"USDT": 100_000.0}, passphrase=PASSPHRASE)
+    async with emulator:
+        if "leverage" in account:
+            emulator.leverage["BTC-USDT-SWAP"] = account["leverage"]
+        if account.get("position"):
+            await _open_a_position_by_hand(emulator)
+        sent = len(emulator.requests)
+        data = _config(tmp_path, "ws://127.0.0.1:9", emulator) | {"instruments": [{**venue_instrument, **config}]}
+        node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE)), handle_signals=False)
+        with pytest.raises(VenueRejected, match="margin settings differ from the config") as err:
+            await asyncio.wait_for(node.run(), 20)
+        assert refusal in str(err.value)
+    assert [p for m, p, _ in emulator.requests[sent:] if m != "GET"] == [] and not emulator.sessions  # nothing placed, no stream opened
+    assert ("GET", "/api/v5/account/leverage-info") in [(m, p) for m, p, _ in emulator.requests[sent:]]
+
+
+async def test_the_swap_emulator_answers_its_instrument_s_leverage_and_margin_mode() -> None:
+    isolated = {**SWAP_INSTRUMENT, "leverage": 3, "margin_mode": "isolated"}
+    emulator = okx_emu.OkxSwapEmulator(KEY, SECRET, {SWAP_IID: Instrument(**isolated)}, {"USDT": 100_000.0}, passphrase=PASSPHRASE)
+    async with emulator:
+        await _open_a_position_by_hand(emulator)  # ordered tdMode=isolated, as the instrument says
+        api = OkxSwapTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE), emulator_instruments(emulator), 2.0)
+        try:
+            assert await api.margin_settings() == [AccountMargin(SWAP_IID, 3.0, "isolated")]
+        finally:
+            await api.close()

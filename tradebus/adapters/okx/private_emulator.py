@@ -50,8 +50,8 @@ triggered by the last price only (``slTriggerPxType`` ``last``); a stop placed b
 public trade is refused (``51000``: no last price to compare its trigger with).
 
 :class:`OkxSwapEmulator` is the same account trading swaps (linear USDT perpetuals, net
-mode): ``tdMode=cross``, sizes in contracts, ``reduceOnly`` (``51169`` / ``51170``),
-``GET /api/v5/account/positions`` and the ``positions`` channel.
+mode): ``tdMode`` the instrument's margin mode, sizes in contracts, ``reduceOnly`` (``51169`` / ``51170``),
+``GET /api/v5/account/positions``, ``/account/leverage-info`` and the ``positions`` channel.
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ class OkxPrivateEmulator(AccountEmulator):
         if coid in self.orders:
             return self._order_error("51016", "Duplicated clOrdId", p)
         kind = _ORD_TYPES.get(str(p.get("ordType", "")))
-        if kind is None or p.get("tdMode") != self.td_mode:
+        if kind is None or p.get("tdMode") != self.td_mode_of(str(p["instId"])):
             return self._order_error("51000", f"Parameter ordType/tdMode error: {p.get('ordType')}/{p.get('tdMode')}", p)
         typ, tif, post_only = kind
         refused = self.check_order(p, typ, inst)
@@ -215,6 +215,10 @@ class OkxPrivateEmulator(AccountEmulator):
         if rec.status is OrderStatus.REJECTED:
             return self._order_error(*self.refusal(rec), p)
         return self._ok([{"clOrdId": coid, "ordId": str(rec.order_id), "tag": "", "ts": str(rec.time_ms), "sCode": "0", "sMsg": "Order placed"}])
+
+    def td_mode_of(self, symbol: str) -> str:
+        """The ``tdMode`` the orders of ``symbol`` must give."""
+        return self.td_mode
 
     def check_order(self, p: dict[str, Any], typ: OrderType, inst: Instrument) -> tuple[str, str] | None:
         """``(sCode, sMsg)`` of a new-order body this account refuses before matching, else ``None``."""
@@ -339,7 +343,7 @@ class OkxPrivateEmulator(AccountEmulator):
             return self._algo_error("51000", "Parameter algoClOrdId error", p)
         if coid in self.orders:
             return self._algo_error("51065", "algoClOrdId already exists.", p)
-        if p.get("ordType") != "conditional" or p.get("tdMode") != self.td_mode:
+        if p.get("ordType") != "conditional" or p.get("tdMode") != self.td_mode_of(str(p["instId"])):
             return self._algo_error("51000", f"Parameter ordType/tdMode error (emulated: conditional only): {p.get('ordType')}/{p.get('tdMode')}", p)
         if p.get("tpTriggerPx") or str(p.get("slTriggerPxType") or "last") != "last":
             return self._algo_error("51000", "emulated: a stop loss triggered by the last price only", p)
@@ -474,7 +478,7 @@ class OkxPrivateEmulator(AccountEmulator):
             "ordType": "conditional",
             "side": "buy" if order.side is OrderSide.BUY else "sell",
             "posSide": "net" if self.linear_positions else "",
-            "tdMode": self.td_mode,
+            "tdMode": self.td_mode_of(rec.symbol),
             "tgtCcy": "base_ccy" if self.inst_type == "SPOT" else "",
             "state": state,
             "slTriggerPx": repr(order.trigger_price),
@@ -541,7 +545,7 @@ class OkxPrivateEmulator(AccountEmulator):
             "sz": repr(order.quantity),
             "ordType": kind,
             "side": "buy" if order.side is OrderSide.BUY else "sell",
-            "tdMode": self.td_mode,
+            "tdMode": self.td_mode_of(rec.symbol),
             "tgtCcy": "base_ccy" if kind == "market" and self.inst_type == "SPOT" else "",
             "accFillSz": repr(filled),
             "avgPx": repr(sum(f.last_qty * f.last_px for f in mine) / filled) if filled else "",
@@ -632,15 +636,18 @@ class OkxSwapEmulator(OkxPrivateEmulator):
     """The emulated OKX demo account trading swaps (linear USDT perpetuals) in net mode, cross margin.
 
     As :class:`OkxPrivateEmulator` (signatures, errors, faults) with the swap dialect of
-    :class:`~tradebus.adapters.okx.trading.OkxSwapTrading`: ``tdMode=cross`` (``isolated``
-    not emulated: ``51000``), ``posSide`` ``net`` or absent (``51000`` otherwise), ``sz`` in
+    :class:`~tradebus.adapters.okx.trading.OkxSwapTrading`: ``tdMode`` the swap's
+    :attr:`margin_mode` (the instrument's; the other one ``51000``: one position per swap), ``posSide`` ``net`` or absent (``51000`` otherwise), ``sz`` in
     contracts and a whole number of ``lotSz`` (``51121`` otherwise), no ``tgtCcy`` (``51000``);
     ``reduceOnly=true`` refused on arrival when flat (``51169``) or in the position's own
     direction (``51170``), capped at the position at fill time. Positions are the shared
     ledger's one-way positions (:attr:`AccountEmulator.linear_positions`: contracts, entry
     price, realized PnL ``contracts * ctVal * (exit - entry)`` and fees on the USDT wallet);
     ``GET /api/v5/account/config`` tells :attr:`pos_mode` and the uid,
-    ``GET /api/v5/account/positions`` lists the open ones, and a ``positions`` push (with
+    ``GET /api/v5/account/positions`` lists the open ones (``mgnMode`` and ``lever`` the swap's
+    :attr:`margin_mode` and :attr:`leverage`, the instrument's unless a test sets them),
+    ``GET /api/v5/account/leverage-info`` (``instId`` and ``mgnMode`` required) answers the
+    :attr:`leverage` of either margin mode, and a ``positions`` push (with
     ``pos`` ``0`` when closed) follows every fill, after the ``account`` push. Departures:
     no margin check, no liquidation, no funding, no mark price (``upl`` ``0``).
     """
@@ -651,8 +658,30 @@ class OkxSwapEmulator(OkxPrivateEmulator):
     #: The account's position mode (``GET /api/v5/account/config``); ``long_short_mode`` to test a refusal.
     pos_mode = "net_mode"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The account's leverage of each swap (``leverage-info``, ``lever`` of positions and orders): the instrument's unless a test sets it.
+        self.leverage: dict[str, float] = {s: inst.leverage for s, inst in self.instruments.items()}
+        #: The margin mode (``tdMode``) each swap is traded and its position held in: the instrument's unless a test sets it.
+        self.margin_mode: dict[str, str] = {s: str(inst.margin_mode) for s, inst in self.instruments.items()}
+
     def routes(self) -> dict[tuple[str, str], Any]:
-        return super().routes() | {("GET", "/api/v5/account/positions"): self._positions, ("GET", "/api/v5/account/config"): self._config}
+        return super().routes() | {
+            ("GET", "/api/v5/account/positions"): self._positions,
+            ("GET", "/api/v5/account/config"): self._config,
+            ("GET", "/api/v5/account/leverage-info"): self._leverage_info,
+        }
+
+    def td_mode_of(self, symbol: str) -> str:
+        return self.margin_mode.get(symbol, self.td_mode)
+
+    def _leverage_info(self, p: dict[str, Any]) -> web.Response:
+        mode, symbols = str(p.get("mgnMode") or ""), [s for s in str(p.get("instId") or "").split(",") if s]
+        if mode not in ("cross", "isolated") or not symbols:
+            return self.error(200, 51000, "Parameter instId/mgnMode error")
+        if any(s not in self.instruments for s in symbols):
+            return self.error(200, 51001, "Instrument ID does not exist")
+        return self._ok([{"instId": s, "mgnMode": mode, "posSide": "net", "lever": f"{self.leverage[s]:g}"} for s in symbols])
 
     def _config(self, p: dict[str, Any]) -> web.Response:
         return self._ok([{"uid": _UID, "mainUid": _UID, "acctLv": "2", "posMode": self.pos_mode, "autoLoan": False, "level": "Lv1"}])
@@ -675,14 +704,14 @@ class OkxSwapEmulator(OkxPrivateEmulator):
         return "51170", "Failed to place order. A reduce-only order can't be the same direction as your existing position."
 
     def row_extras(self, rec: EmulatedOrder) -> dict[str, Any]:
-        return {"posSide": "net", "reduceOnly": "true" if rec.order.reduce_only else "false", "lever": "1"}
+        return {"posSide": "net", "reduceOnly": "true" if rec.order.reduce_only else "false", "lever": f"{self.leverage[rec.symbol]:g}"}
 
     def _position_row(self, symbol: str) -> dict[str, Any]:
         pos, entry, now = self.position(symbol), self.entry.get(symbol, 0.0), str(self.now_ms())
         return {
-            "instType": "SWAP", "instId": symbol, "mgnMode": "cross", "posSide": "net", "pos": repr(pos),
+            "instType": "SWAP", "instId": symbol, "mgnMode": self.margin_mode[symbol], "posSide": "net", "pos": repr(pos),
             "avgPx": repr(entry) if pos else "", "ccy": self.instruments[symbol].quote, "posCcy": "", "upl": "0",
-            "lever": "1", "cTime": now, "uTime": now,
+            "lever": f"{self.leverage[symbol]:g}", "cTime": now, "uTime": now,
         }
 
     def _positions(self, p: dict[str, Any]) -> web.Response:

@@ -68,7 +68,10 @@ STOP_MARKET/LIMIT      algo orders as on spot (``ordType=conditional``, ``slTrig
 
 The first :meth:`OkxSwapTrading.balances` (the daemon's start) reads ``GET /api/v5/account/config``:
 an account whose ``posMode`` is not ``net_mode`` is refused with the reason, and its ``uid``
-is the account id. Positions: ``GET /api/v5/account/positions?instType=SWAP`` (``pos`` in contracts, signed in
+is the account id. At start (:meth:`OkxSwapTrading.margin_settings`) each swap's leverage
+(``GET /api/v5/account/leverage-info?instId=&mgnMode=`` of the instrument's margin mode) and
+the margin mode of a position already open (``mgnMode`` of its positions row; OKX takes the
+margin mode from each order's ``tdMode``) are checked against the config. Positions: ``GET /api/v5/account/positions?instType=SWAP`` (``pos`` in contracts, signed in
 net mode; ``long``/``short`` rows of a hedge-mode account are summed); balances as spot
 (``availBal`` free, ``frozenBal`` locked, of the one USDT wallet).
 """
@@ -89,7 +92,7 @@ from tradebus.adapters.common.user_stream import venue_fee
 from tradebus.adapters.okx.user_stream import positions_from_rows
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
-from tradebus.execution.live import AccountBalance, AccountPosition, Ack, VenueRejected, cancel_one, lots_to_send
+from tradebus.execution.live import AccountBalance, AccountMargin, AccountPosition, Ack, VenueRejected, cancel_one, lots_to_send
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 
@@ -532,3 +535,30 @@ class OkxSwapTrading(OkxTrading):
         """``GET /api/v5/account/positions?instType=SWAP`` of the traded swaps, in contracts."""
         raw = await self.call("private_get_account_positions", {"instType": "SWAP"})
         return positions_from_rows(raw.get("data") or [], {inst.symbol: inst for inst in self.instruments.values()})
+
+    async def margin_settings(self) -> list[AccountMargin]:
+        """Each traded swap's leverage in its configured margin mode, and the margin mode of its open position.
+
+        ``GET /api/v5/account/leverage-info?instId=&mgnMode=`` (the instrument's ``margin_mode``)
+        gives ``lever``; OKX margins a position by the ``tdMode`` of the orders that opened it,
+        so a margin mode other than the config's is one of a position already open
+        (``mgnMode`` of its ``GET /api/v5/account/positions`` row), which orders here would
+        not add to. Position mode (net only) is checked by :meth:`balances`.
+        """
+        raw = await self.call("private_get_account_positions", {"instType": "SWAP"})
+        held: dict[str, set[str]] = {}
+        for row in raw.get("data") or []:
+            if float(row.get("pos") or 0.0) != 0.0:
+                held.setdefault(str(row.get("instId")), set()).add(str(row.get("mgnMode")))
+        out = []
+        for inst in self.instruments.values():
+            mode = str(inst.margin_mode)
+            other = sorted(held.get(inst.symbol, set()) - {mode})
+            rows = (await self.call("private_get_account_leverage_info", {"instId": inst.symbol, "mgnMode": mode})).get("data") or []
+            levers = {float(r["lever"]) for r in rows if r.get("instId") == inst.symbol}
+            if not levers:
+                continue  # reported as not answered
+            if len(levers) > 1:  # long and short apart: tell the one that differs
+                levers = {lever for lever in levers if lever != inst.leverage} or levers
+            out.append(AccountMargin(inst.instrument_id, levers.pop(), other[0] if other else mode))
+        return out
