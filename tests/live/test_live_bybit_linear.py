@@ -38,7 +38,7 @@ from tradebus.engine.messages import ModifyOrder, OrderSide, OrderStatus, OrderT
 from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal
-from tradebus.execution.live import AccountBalance, AccountPosition, LiveVenue, VenueRejected
+from tradebus.execution.live import AccountBalance, AccountMargin, AccountPosition, LiveVenue, VenueRejected
 from tradebus.execution.orders import Order, OrderManager
 from tradebus.node.flatten import KILL_STRATEGY
 from tradebus.node.live import ApiKeys, LiveNode, LiveSettings, kill_switch, load_live_config, parse_live_config
@@ -568,3 +568,48 @@ def test_tradebus_live_command_trades_bybit_linear_and_no_output_holds_a_key(tmp
             raw = gzip.decompress(raw)
         assert KEY.encode() not in raw and SECRET.encode() not in raw, p.name
     assert KEY not in result.output and SECRET not in result.output
+
+
+@pytest.mark.parametrize(
+    ("account", "refusal"),
+    [
+        ({"leverage": 10.0}, "BTCUSDT-LINEAR.BYBIT: leverage 5 in the config, 10 at the venue"),
+        ({"margin_mode": "ISOLATED_MARGIN"}, "BTCUSDT-LINEAR.BYBIT: margin_mode cross in the config, isolated at the venue"),
+        ({"margin_mode": "PORTFOLIO_MARGIN"}, "BTCUSDT-LINEAR.BYBIT: margin_mode cross in the config, PORTFOLIO_MARGIN at the venue"),
+        ({"hedge_mode": True}, "BTCUSDT-LINEAR.BYBIT: the account is in hedge mode"),
+    ],
+)
+async def test_an_account_whose_leverage_margin_mode_or_position_mode_differs_from_the_config_is_refused_at_start(
+    tmp_path: Path, account: dict[str, Any], refusal: str
+) -> None:
+    # the config's 5x cross is what the margin account here computes buying power with
+    instrument = {**BYBIT_INSTRUMENT, "leverage": 5, "margin_mode": "cross"}
+    emulator = BybitLinearEmulator(KEY, SECRET, {BYBIT_IID: Instrument(**{**instrument, "kind": InstrumentKind.PERPETUAL})}, {"USDT": 10_000.0})
+    async with emulator:
+        for key, value in account.items():
+            if key == "leverage":
+                emulator.leverage[SYMBOL] = value
+            else:
+                setattr(emulator, key, value)
+        data = _config(tmp_path, "ws://127.0.0.1:9", emulator, tmp_path / "journal.sqlite") | {"instruments": [instrument]}
+        node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+        with pytest.raises(VenueRejected, match="margin settings differ from the config") as err:
+            await asyncio.wait_for(node.run(), 20)
+        assert refusal in str(err.value)
+    assert [p for m, p, _ in emulator.requests if m != "GET"] == [] and not emulator.sessions  # nothing placed, no stream opened
+    assert ("GET", "/v5/account/info") in [(m, p) for m, p, _ in emulator.requests]
+
+
+async def test_the_linear_emulator_answers_its_instrument_s_leverage_and_margin_mode_and_refuses_orders_in_hedge_mode() -> None:
+    isolated = Instrument(**{**BYBIT_INSTRUMENT, "kind": InstrumentKind.PERPETUAL, "leverage": 3, "margin_mode": "isolated"})
+    emulator = BybitLinearEmulator(KEY, SECRET, {BYBIT_IID: isolated}, {"USDT": 10_000.0})
+    async with emulator:
+        api = BybitLinearTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {BYBIT_IID: isolated}, 2.0)
+        try:
+            assert await api.margin_settings() == [AccountMargin(BYBIT_IID, 3.0, "isolated", True)]
+            emulator.hedge_mode = True
+            assert await api.margin_settings() == [AccountMargin(BYBIT_IID, 3.0, "isolated", False)]
+            with pytest.raises(VenueRejected, match="10001"):
+                await api.place(Order("hedged1", "", BYBIT_IID, OrderSide.BUY, OrderType.MARKET, 0.001))
+        finally:
+            await api.close()

@@ -132,7 +132,7 @@ MARKETS = [
     Market("bybit-spot", "bybit", "spot", BYBIT_SPOT, "BTCUSDT.BYBIT", "publicTrade", BybitPrivateEmulator, partial(BybitProtocol, []),
            "/v5/execution/list", "/v5/order/realtime", 100, 5, orders=20, units=150),
     Market("bybit-linear", "bybit", "linear", BYBIT_INSTRUMENT, BYBIT_IID, "publicTrade", BybitLinearEmulator, partial(BybitProtocol, []),
-           "/v5/execution/list", "/v5/order/realtime", 100, 6, orders=20, units=150),
+           "/v5/execution/list", "/v5/order/realtime", 100, 8, orders=20, units=150),  # + the margin check's account info, position list
 ]
 
 

@@ -54,7 +54,12 @@ in one-way mode, with the shared one-way position ledger
 (:attr:`~tradebus.adapters.common.account_emulator.AccountEmulator.linear_positions`): orders
 take ``positionIdx`` 0 only (``10001`` otherwise) and ``reduceOnly`` (``110017`` when it
 would increase the position); ``GET /v5/position/list`` lists the position of a symbol
-(``size``, ``side``, ``avgPrice``); the wallet is the USDT margin (realized PnL and fees);
+(``size``, ``side``, ``avgPrice``, ``leverage`` the instrument's unless a test sets
+:attr:`BybitLinearEmulator.leverage`); ``GET /v5/account/info`` answers the account-wide
+``marginMode`` (``ISOLATED_MARGIN`` when every instrument is isolated, else ``REGULAR_MARGIN``).
+In hedge mode (:attr:`BybitLinearEmulator.hedge_mode`) the position list has a flat
+``positionIdx`` 1 and 2 row per symbol and every order is refused (``10001``: one-way orders
+do not match the mode; hedge-mode trading is not emulated); the wallet is the USDT margin (realized PnL and fees);
 every fill is pushed on ``execution``, ``order``, ``wallet`` and ``position``. A post-only
 order that would take is acknowledged and canceled at once (``rejectReason``
 ``EC_PostOnlyWillTakeLiquidity``), as Bybit does.
@@ -535,11 +540,27 @@ class BybitLinearEmulator(BybitPrivateEmulator):
     category = "linear"
     linear_positions = True
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Each symbol's ``leverage`` (``/v5/position/list``): the instrument's unless a test sets it.
+        self.leverage: dict[str, float] = {s: inst.leverage for s, inst in self.instruments.items()}
+        isolated = bool(self.instruments) and all(str(inst.margin_mode) == "isolated" for inst in self.instruments.values())
+        #: The account's ``marginMode`` (``GET /v5/account/info``): the instruments' (isolated if all are) unless a test sets it.
+        self.margin_mode = "ISOLATED_MARGIN" if isolated else "REGULAR_MARGIN"
+        #: Hedge mode: ``/v5/position/list`` lists a ``positionIdx`` 1 and a 2 row per symbol, and orders of ``positionIdx`` 0 are refused.
+        self.hedge_mode = False
+
     def routes(self) -> dict[tuple[str, str], Any]:
-        return super().routes() | {("GET", "/v5/position/list"): self._positions}
+        return super().routes() | {("GET", "/v5/position/list"): self._positions, ("GET", "/v5/account/info"): self._account_info}
+
+    def _account_info(self, p: dict[str, Any]) -> web.Response:
+        return self._ok({
+            "marginMode": self.margin_mode, "updatedTime": str(self.now_ms()), "unifiedMarginStatus": 5, "dcpStatus": "OFF",
+            "timeWindow": 0, "smpGroup": 0, "isMasterTrader": False, "spotHedgingStatus": "OFF",
+        })
 
     def check_order(self, p: dict[str, Any], typ: OrderType) -> web.Response | None:
-        if int(p.get("positionIdx") or 0) != 0:
+        if self.hedge_mode or int(p.get("positionIdx") or 0) != 0:
             return self.error(200, 10001, "position idx not match position mode")
         return None
 
@@ -578,7 +599,11 @@ class BybitLinearEmulator(BybitPrivateEmulator):
         if not p.get("symbol") and not p.get("settleCoin"):
             return self.error(200, 10001, "params error: symbol or settleCoin is required")
         symbols = [s for s in sorted(self.instruments) if p.get("symbol") in (None, s) and p.get("settleCoin") in (None, self.instruments[s].quote)]
-        return self._ok({"category": "linear", "list": [self._position(s, "avgPrice") for s in symbols], "nextPageCursor": ""})
+        if self.hedge_mode:  # flat on both sides: orders here cannot open any
+            rows = [self._position(s, "avgPrice") | {"positionIdx": idx, "size": "0", "side": ""} for s in symbols for idx in (1, 2)]
+        else:
+            rows = [self._position(s, "avgPrice") for s in symbols]
+        return self._ok({"category": "linear", "list": rows, "nextPageCursor": ""})
 
     def _position(self, symbol: str, entry_key: str) -> dict[str, Any]:
         size = self.position(symbol)
@@ -592,7 +617,7 @@ class BybitLinearEmulator(BybitPrivateEmulator):
             "size": repr(abs(size)),
             entry_key: repr(entry),
             "positionValue": repr(abs(size) * entry),
-            "leverage": "10",
+            "leverage": f"{self.leverage[symbol]:g}",
             "unrealisedPnl": "0",
             "positionStatus": "Normal",
             "isReduceOnly": False,

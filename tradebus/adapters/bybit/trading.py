@@ -63,7 +63,11 @@ STOP_LIMIT             the same with ``orderType=Limit`` + ``price`` + ``timeInF
 
 Quantities are base units rounded down to the lot (Bybit's ``qtyStep``), prices to the tick.
 Positions come from ``GET /v5/position/list`` (``size`` with ``side`` Buy/Sell, ``avgPrice``),
-balances from the unified wallet (the USDT margin).
+balances from the unified wallet (the USDT margin). At start (:meth:`BybitLinearTrading.margin_settings`)
+each symbol's ``leverage`` (``/v5/position/list``), the account's margin mode (``marginMode`` of
+``GET /v5/account/info``: account-wide on a unified account) and its position mode (rows of
+``positionIdx`` 1 and 2: hedge mode, where orders of ``positionIdx`` 0 are refused) are checked
+against the config.
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
 from tradebus.adapters.common.user_stream import venue_fee
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
-from tradebus.execution.live import AccountBalance, AccountPosition, Ack, VenueRejected, cancel_one, lots_to_send
+from tradebus.execution.live import AccountBalance, AccountMargin, AccountPosition, Ack, VenueRejected, cancel_one, lots_to_send
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 
@@ -114,6 +118,9 @@ LIMIT_STATUS_HEADER = "X-Bapi-Limit-Status"
 LIMIT_HEADER = "X-Bapi-Limit"
 #: Bybit's retCode of a cancel or amend naming no order it has (of the ``orderFilter`` asked, on spot).
 NO_SUCH_ORDER = "170213"
+#: ``marginMode`` of ``GET /v5/account/info`` (account-wide on a unified account) -> the instrument's ``margin_mode``;
+#: ``PORTFOLIO_MARGIN`` is neither, and differs from any config.
+MARGIN_MODES = {"REGULAR_MARGIN": "cross", "ISOLATED_MARGIN": "isolated"}
 _STOPS = (OrderType.STOP_MARKET, OrderType.STOP_LIMIT)
 
 
@@ -425,3 +432,27 @@ class BybitLinearTrading(BybitTrading):
                 out.append(position_from_row(row, inst))
         return out
 
+
+    async def margin_settings(self) -> list[AccountMargin]:
+        """Each traded symbol's ``leverage`` and position mode (``GET /v5/position/list``) and the account's margin mode.
+
+        ``marginMode`` of ``GET /v5/account/info`` is the whole unified account's
+        (:data:`MARGIN_MODES`); a symbol listed with ``positionIdx`` 1 (long) and 2 (short)
+        rows is in hedge mode, which one-way orders (``positionIdx`` 0) cannot trade and
+        :meth:`positions` would read as flat.
+        """
+        info = (await self.call("private_get_v5_account_info", {}))["result"]
+        mode = str(info.get("marginMode") or "")
+        mode = MARGIN_MODES.get(mode, mode)
+        out = []
+        for inst in self.instruments.values():
+            raw = await self.call("private_get_v5_position_list", {"category": self.category, "symbol": wire_symbol(inst)})
+            rows = [row for row in raw["result"]["list"] if str(row.get("symbol")) == wire_symbol(inst)]
+            levers = {float(row["leverage"]) for row in rows if row.get("leverage")}
+            if not levers:
+                continue  # reported as not answered
+            if len(levers) > 1:  # long and short apart: tell the one that differs
+                levers = {lever for lever in levers if lever != inst.leverage} or levers
+            one_way = all(int(row.get("positionIdx") or 0) == 0 for row in rows)
+            out.append(AccountMargin(inst.instrument_id, levers.pop(), mode, one_way))
+        return out
