@@ -423,8 +423,10 @@ class Kernel:
                 self.bus,
                 self.clock,
                 liquidate=isinstance(self.venue, SimulatedVenue),
+                settle_funding=not self.venue.reports_funding,
                 on_liquidation_fill=self._note_liquidation,
             )
+            self.execution.on_venue_funding = self.perpetuals.on_venue_funding
             self.result.funding = self.perpetuals.funding
             self.result.liquidations = self.perpetuals.liquidations
             # Through the bus: the kernel's handlers first, then any strategy's. A daemon that

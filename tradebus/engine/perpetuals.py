@@ -29,6 +29,12 @@ Borrowing interest (margin spot loans, when the run sets borrow rates)
     Charged by :class:`~tradebus.engine.interest.BorrowInterest` on its own clock alerts; after
     each charge it calls :meth:`Perpetuals.wallet_changed` (bounds recomputed, positions checked).
 
+Live venues
+    A live venue settles funding and liquidates on its own. One that reports its funding
+    payments (``Venue.reports_funding``) is the only source of funding: ``FundingRate``
+    announcements are then not settled here, and the payments it reports are booked as they
+    are (:meth:`Perpetuals.on_venue_funding`).
+
 Liquidation (simulated venues only: a live venue liquidates on its own and reports fills)
     After every mark of a margined instrument with a position open (a margin spot instrument
     has no mark price: its trades, bar closes or mids mark it), the margin account is asked which
@@ -49,6 +55,8 @@ import itertools
 import math
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+
+from loguru import logger
 
 from tradebus.account import MarginAccount
 from tradebus.engine.clock import SimulatedClock
@@ -91,6 +99,9 @@ class Perpetuals:
         The kernel's parts.
     liquidate
         Whether the kernel closes positions below maintenance margin (simulated venues).
+    settle_funding
+        Whether the kernel settles funding from ``FundingRate`` announcements (``False``: the
+        venue reports its own payments, :meth:`on_venue_funding`, and only those are booked).
     on_liquidation_fill
         Called with each liquidation fill before it is booked (the kernel records its reason).
     """
@@ -105,6 +116,7 @@ class Perpetuals:
         clock: Clock,
         *,
         liquidate: bool,
+        settle_funding: bool = True,
         on_liquidation_fill: Callable[[OrderFilled], None],
     ) -> None:
         self.instruments = {iid: inst for iid, inst in instruments.items() if not inst.cash_only}
@@ -116,6 +128,7 @@ class Perpetuals:
         self._bus = bus
         self._clock = clock
         self._liquidate = liquidate
+        self._settle_funding = settle_funding
         self._on_liquidation_fill = on_liquidation_fill
         account = portfolio.account
         self.account: MarginAccount | None = account if isinstance(account, MarginAccount) else None
@@ -171,8 +184,8 @@ class Perpetuals:
     def on_funding(self, msg: FundingRate) -> None:
         """Remember the announced rate for its funding time; settle it if that time has come."""
         inst = self.instruments.get(msg.instrument_id)
-        if inst is None or not inst.is_perpetual or not math.isfinite(msg.rate):
-            return
+        if not self._settle_funding or inst is None or not inst.is_perpetual or not math.isfinite(msg.rate):
+            return  # a venue that reports its payments settles funding itself
         iid = msg.instrument_id
         at = msg.next_funding_ns if msg.next_funding_ns > 0 else msg.ts_event
         if at <= self._settled.get(iid, -1):
@@ -205,6 +218,30 @@ class Perpetuals:
         self.next_funding_ns = min((t for t, _ in self._pending.values()), default=2**63 - 1)
         if self.open:
             self.check(now)  # a payment may take a position below maintenance margin
+
+    def on_venue_funding(self, paid: FundingPaid) -> None:
+        """Book a funding payment the venue made (live): its ``payment`` on the position held now.
+
+        The payment is the venue's; quantity and mark are this portfolio's at the time, the rate
+        the one they imply (``payment / (quantity * contract_size * mark)``, NaN when flat). It is
+        published (journaled) and kept in :attr:`funding` as a settled payment.
+        """
+        iid = paid.instrument_id
+        if iid not in self.instruments or not math.isfinite(paid.payment):
+            logger.error("perpetuals: a venue funding payment of {} on {} not booked (not an instrument of this run)",
+                         paid.payment, iid)
+            return
+        portfolio = self._portfolio
+        qty = portfolio.position(iid)
+        mark = portfolio.last_price(iid)
+        notional = qty * self.instruments[iid].contract_size * mark
+        rate = paid.payment / notional if notional != 0.0 and notional == notional else math.nan
+        event = FundingPaid(iid, qty, mark, rate, paid.payment, paid.ts_event, paid.ts_init)
+        portfolio.pay_funding(iid, paid.payment)
+        self._settled[iid] = max(self._settled.get(iid, -1), paid.ts_event)
+        self.funding.append(event)
+        self._bus.publish(event)
+        self.note_positions()
 
     def restore(self, paid: FundingPaid) -> None:
         """Take a funding payment of a previous process (journal replay) as settled here.

@@ -11,6 +11,8 @@
 Venue events may arrive late, twice, out of order or for unknown ids: the order manager
 drops what it already knows and books every other fill (see :mod:`tradebus.execution.orders`);
 a fill of an order this process never created is booked too (:meth:`ExecutionEngine.on_external_fill`).
+A live venue's funding payments (``FundingPaid``) go to the kernel's perpetuals
+(:attr:`ExecutionEngine.on_venue_funding`).
 
 Requests without answers: a :meth:`Venue.submit` or :meth:`Venue.cancel` that raises moves the
 order to ``UNKNOWN`` (``OrderTimedOut``) and the venue is queried at once. With
@@ -30,6 +32,7 @@ sees its new position; ``PositionChanged`` follows the fill.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
@@ -42,6 +45,7 @@ from tradebus.engine.messages import (
     Bar,
     CancelOrder,
     ContingentLinked,
+    FundingPaid,
     ModifyOrder,
     OrderAccepted,
     OrderCanceled,
@@ -147,6 +151,7 @@ class ExecutionEngine:
         "_timeouts",
         "_venue",
         "instruments",
+        "on_venue_funding",
     )
 
     def __init__(
@@ -174,6 +179,8 @@ class ExecutionEngine:
         self._seq = 0  # makes clock alert names unique
         self._retrying: set[str] = set()  # orders with a query retry pending
         venue.bind(self.on_venue_event)
+        #: Books a venue's funding payment (``FundingPaid``); the kernel's perpetuals, when it has margined instruments.
+        self.on_venue_funding: Callable[[FundingPaid], None] | None = None
         self._lean = self.fast_path
         bind_accepted = getattr(venue, "bind_accepted", None)
         if bind_accepted is not None and self._lean:
@@ -496,6 +503,12 @@ class ExecutionEngine:
             bus.publish(event)
             if change is not None:
                 bus.publish(change)
+        elif type(event) is FundingPaid:
+            if self.on_venue_funding is None:
+                logger.error("venue funding payment of {} on {} not booked: no margined instrument", event.payment,
+                             event.instrument_id)
+                return
+            self.on_venue_funding(event)
         elif type(event) is OrderReplaced:
             # Not an order state (the replaced order's OrderCanceled follows, the replacement's own
             # events are its); not journaled: ContingentOrders journals the links it moves.

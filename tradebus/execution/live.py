@@ -184,6 +184,9 @@ class TradingApi(ABC):
     :class:`VenueRejected` when the venue refused; anything else is a bug.
     """
 
+    #: Whether the account's user stream reports the venue's funding payments (``FundingPaid``).
+    reports_funding = False
+
     @abstractmethod
     async def place(self, order: Order) -> Ack:
         """Send a new order (client order id, flags, tick/lot rounding are the venue's mapping)."""
@@ -456,6 +459,11 @@ class LiveVenue(Venue):
         logger.info("order {}: the venue cannot amend; canceling it, its replacement follows the cancel", coid)
         self._replacing[coid] = cmd
         self._spawn(self._cancel(order), f"cancel:{coid}")
+
+    @property
+    def reports_funding(self) -> bool:
+        """Whether the account's user stream reports the venue's funding payments (:attr:`TradingApi.reports_funding`)."""
+        return self.api.reports_funding
 
     def emit(self, event: Any) -> None:
         """Hand ``event`` to the engine; a cancel-replaced order's cancel comes after its replacement.

@@ -63,6 +63,11 @@ class Venue(ABC):
     def __init__(self, emit: EventHandler | None = None) -> None:
         self._emit: EventHandler = self._unbound if emit is None else emit
 
+    @property
+    def reports_funding(self) -> bool:
+        """Whether the venue settles funding itself and emits its payments (``FundingPaid``): then the only funding booked."""
+        return False
+
     def bind(self, emit: EventHandler) -> None:
         """Send every event this venue produces to ``emit``."""
         self._emit = emit

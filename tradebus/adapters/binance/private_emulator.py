@@ -94,7 +94,8 @@ The account is one-way USDT-margined: the position of each symbol is the matchin
 would not reduce it is refused on arrival, one larger than it is capped at fill time), its
 entry price the average of the fills that opened it; the USDT wallet moves by realized PnL
 and fees. Departures from Binance: MARKET orders are answered ``NEW`` and fill at the next
-public trade; no margin check, no liquidation, no funding; of the algo orders only ``STOP_MARKET``
+public trade; no margin check; no liquidation; funding only when a test calls
+:meth:`BinanceFuturesEmulator.settle_funding`; of the algo orders only ``STOP_MARKET``
 and ``STOP`` (``TAKE_PROFIT*`` and ``TRAILING_STOP_MARKET`` are refused, ``-1116``); a stop placed
 before any working price is known is accepted; no hedge mode. Faults as the base class.
 """
@@ -1031,6 +1032,24 @@ class BinanceFuturesEmulator(AccountEmulator):
         if p.get("listenKey") != self.listen_key or not self.listen_key:
             return self.error(400, -1125, "This listenKey does not exist.")
         return self._json({})
+
+    # ------------------------------------------------------------------ venue-side events
+
+    def settle_funding(self, symbol: str, rate: float, mark: float) -> float:
+        """Settle one funding of the position in ``symbol`` at ``mark``; the payment (positive: paid).
+
+        The wallet moves by ``-position * contract_size * mark * rate``, pushed as Binance does for
+        a cross position: ``ACCOUNT_UPDATE`` with reason ``m=FUNDING_FEE``, the asset's balance
+        only (``bc`` the change) and no ``P``.
+        """
+        inst = self.instruments[symbol]
+        payment = self.position(symbol) * inst.contract_size * mark * rate
+        self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) - payment
+        now = self.now_ms()
+        wb = _num(self.balances[inst.quote])
+        balance = {"a": inst.quote, "wb": wb, "cw": wb, "bc": _num(-payment)}
+        self._push([("account", json.dumps({"e": "ACCOUNT_UPDATE", "E": now, "T": now, "a": {"m": "FUNDING_FEE", "B": [balance]}}))])
+        return payment
 
     # ------------------------------------------------------------------ stream
 

@@ -677,6 +677,8 @@ class BinanceFuturesTrading(BinanceTrading):
     #: ``PUT /fapi/v1/order`` amends LIMIT orders only and USD-M has no cancel-replace.
     supports_replace = False
     supports_oco = False
+    #: ``ACCOUNT_UPDATE`` with reason ``FUNDING_FEE`` (:class:`~tradebus.adapters.binance.user_stream.FuturesStreamParser`).
+    reports_funding = True
     trades_of_order_weight = FUTURES_WEIGHTS["fapiprivate_get_usertrades"]
     trades_window_ms = 7 * 24 * 3600 * 1000
     endpoint = {

@@ -52,7 +52,9 @@ returns the active key or a new one). Events arrive bare or in a ``{"stream", "d
 ``ACCOUNT_UPDATE``
     ``a.B``: wallet balance ``wb`` of each asset -> :class:`AccountBalance` (``free``);
     ``a.P``: position amount ``pa`` and entry price ``ep`` of each symbol (one-way mode,
-    ``ps=BOTH``) -> :class:`AccountPosition`.
+    ``ps=BOTH``) -> :class:`AccountPosition`. With reason ``a.m=FUNDING_FEE``, each balance's
+    change ``bc`` is also the venue's funding payment -> ``FundingPaid`` (the kernel books it:
+    live, the venue's funding is the one booked).
 ``listenKeyExpired``
     the connection is closed, so the next attempt takes a fresh key.
 
@@ -68,6 +70,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -84,6 +87,7 @@ from tradebus.adapters.common.user_stream import PrivateStreamParser, UserStream
 from tradebus.adapters.common.venue import LiveAccount, lazy_trading
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
+    FundingPaid,
     Liquidity,
     OrderAccepted,
     OrderCanceled,
@@ -376,10 +380,41 @@ class FuturesStreamParser(UserStreamParser):
             return [OrderExpired(sid, iid, coid, "expired", ts, now, 0.0)]
         return []
 
+    def _funding(self, event: dict[str, Any], ts: int) -> list[FundingPaid]:
+        """The venue's funding payments of an ``ACCOUNT_UPDATE`` with reason ``FUNDING_FEE``.
+
+        ``bc`` (the balance change, negative when the account paid) is the payment; the
+        instrument is the isolated position's ``P`` row, or for a cross position (no ``P``: the
+        venue names no symbol) the one perpetual of this account settled in the asset. Quantity,
+        mark and rate are NaN: the kernel books the payment on its own position
+        (:meth:`~tradebus.engine.perpetuals.Perpetuals.on_venue_funding`).
+        """
+        data = event["a"]
+        named = [self.by_symbol[str(p["s"])] for p in data.get("P", []) if str(p["s"]) in self.by_symbol]
+        out: list[FundingPaid] = []
+        nan = math.nan
+        for b in data.get("B", []):
+            change = float(b["bc"])
+            if change == 0.0:
+                continue
+            asset = str(b["a"])
+            candidates = named or [i for i in self.by_symbol.values() if i.is_perpetual and i.quote == asset]
+            if len(candidates) != 1:
+                logger.error(
+                    "binance usdm user stream: a funding payment of {} {} not booked: the venue names no symbol and "
+                    "{} perpetuals of this run settle in {} (GET /fapi/v1/income tells which)",
+                    -change, asset, len(candidates), asset,
+                )
+                continue
+            out.append(FundingPaid(candidates[0].instrument_id, nan, nan, nan, -change, ts, self.clock_ns()))
+        return out
+
     def _account_update(self, event: dict[str, Any]) -> list[Any]:
         ts = int(event.get("T") or event["E"]) * _MS
         data = event["a"]
         out: list[Any] = [AccountBalance(b["a"], float(b["wb"]), 0.0, ts) for b in data.get("B", [])]
+        if data.get("m") == "FUNDING_FEE":
+            out += self._funding(event, ts)
         for p in data.get("P", []):
             inst = self.by_symbol.get(str(p["s"]))
             if inst is None or p.get("ps", "BOTH") != "BOTH":

@@ -1,0 +1,77 @@
+"""Funding and liquidation made by a Binance USD-M account itself, booked by the live daemon.
+
+The venue settles funding (``ACCOUNT_UPDATE`` with reason ``FUNDING_FEE``) and liquidates
+(``ORDER_TRADE_UPDATE`` of its ``autoclose-`` order, ``x=CALCULATED``) on its own; the
+daemon books both as the venue made them, once. Checked against the local futures account
+emulator's wallet and position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.live.live_harness import until
+from tests.live.node_testdata import USDM_IID
+from tests.live.test_live_usdm import SYMBOL, TRADE_FRAMES, _emulator, _run
+from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator
+from tradebus.engine.messages import FundingPaid, FundingRate, OrderSide, OrderType, SubmitOrder, Trade
+from tradebus.execution.journal import Journal
+from tradebus.node.live import LiveNode
+
+PRICE = 28_000.0
+
+
+async def _open_long(node: LiveNode, emulator: BinanceFuturesEmulator, qty: float = 0.01) -> None:
+    """Buy ``qty`` at market, filled by a public trade at :data:`PRICE`; wait until the daemon booked it."""
+    kernel = node.kernel
+    before = kernel.portfolio.position(USDM_IID)
+    now = node.clock.now_ns()
+    order = kernel.execution.submit(SubmitOrder("TickEmaCross", USDM_IID, "", OrderSide.BUY, qty, now, now, OrderType.MARKET))
+    await until(lambda: order.client_order_id in emulator.orders)
+    at = emulator.clock.now_ns() + 10**6
+    emulator.on_trade(Trade(USDM_IID, at, at, PRICE, 1.0, -1, "x-open"))
+    await until(lambda: kernel.portfolio.position(USDM_IID) == pytest.approx(before + qty, abs=1e-12))
+
+
+def _wallet(node: LiveNode) -> float:
+    return node.kernel.portfolio.account.balance("USDT")
+
+
+@pytest.mark.slow
+async def test_the_venues_funding_payment_is_booked_once_and_the_wallet_stays_the_venues(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.sqlite"
+    seen: dict[str, float] = {}
+
+    async def act(node: LiveNode) -> None:
+        kernel = node.kernel
+        await _open_long(node, emulator)
+        assert _wallet(node) == pytest.approx(emulator.balances["USDT"], abs=1e-9)
+        # the funding feed announces the rate and its time passes: the venue's payment is the one booked
+        now = node.clock.now_ns()
+        kernel.bus.publish(FundingRate(USDM_IID, now, now, 0.0001, now - 1))
+        seen["paid"] = emulator.settle_funding(SYMBOL, 0.0001, PRICE)
+        await until(lambda: len(kernel.result.funding) >= 1)
+        await asyncio.sleep(0.3)  # a second booking would have come by now
+        seen["wallet"] = _wallet(node)
+
+    async with _emulator() as emulator:
+        node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, act)
+        funding = node.kernel.result.funding
+        assert seen["paid"] == pytest.approx(0.01 * PRICE * 0.0001)
+        assert [f.payment for f in funding] == pytest.approx([seen["paid"]], abs=1e-8)
+        # the position paid on, and the rate the payment implies at the mark the daemon knows
+        assert funding[0].quantity == pytest.approx(0.01)
+        assert funding[0].rate == pytest.approx(funding[0].payment / (0.01 * funding[0].mark_price))
+        assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
+        assert not node.guard.holds
+    # journaled once, as the kernel's own payments are
+    j = Journal(journal)
+    try:
+        paid = [e.message for e in j.entries() if type(e.message) is FundingPaid]
+    finally:
+        j.close()
+    assert [p.payment for p in paid] == pytest.approx([seen["paid"]], abs=1e-8)
+
