@@ -75,3 +75,28 @@ async def test_the_venues_funding_payment_is_booked_once_and_the_wallet_stays_th
         j.close()
     assert [p.payment for p in paid] == pytest.approx([seen["paid"]], abs=1e-8)
 
+
+@pytest.mark.slow
+async def test_a_venue_liquidation_flattens_the_position_at_the_venues_price_and_fee(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.sqlite"
+    seen: dict[str, float] = {}
+
+    async def act(node: LiveNode) -> None:
+        kernel = node.kernel
+        await _open_long(node, emulator)
+        emulator.liquidate(SYMBOL, 25_000.0, 1.25)
+        await until(lambda: kernel.portfolio.position(USDM_IID) == 0.0)
+        await asyncio.sleep(0.8)  # a reconciliation round compares the positions
+        seen["wallet"] = _wallet(node)
+
+    async with _emulator() as emulator:
+        node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, act)
+        kernel = node.kernel
+        assert emulator.position(SYMBOL) == 0.0
+        [liq] = kernel.result.liquidations
+        assert (liq.quantity, liq.price, liq.fee) == pytest.approx((0.01, 25_000.0, 1.25))
+        [closing] = [f for f in kernel.result.fills if f.strategy_id == "liquidation"]
+        assert (closing.side, closing.quantity, closing.price, closing.fee) == ("SELL", pytest.approx(0.01), 25_000.0, 1.25)
+        assert closing.reason == "liquidation"
+        assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
+        assert not node.guard.holds

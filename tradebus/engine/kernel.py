@@ -427,6 +427,7 @@ class Kernel:
                 on_liquidation_fill=self._note_liquidation,
             )
             self.execution.on_venue_funding = self.perpetuals.on_venue_funding
+            self.execution.on_venue_liquidation = self.perpetuals.on_venue_liquidation
             self.result.funding = self.perpetuals.funding
             self.result.liquidations = self.perpetuals.liquidations
             # Through the bus: the kernel's handlers first, then any strategy's. A daemon that

@@ -33,7 +33,8 @@ Live venues
     A live venue settles funding and liquidates on its own. One that reports its funding
     payments (``Venue.reports_funding``) is the only source of funding: ``FundingRate``
     announcements are then not settled here, and the payments it reports are booked as they
-    are (:meth:`Perpetuals.on_venue_funding`).
+    are (:meth:`Perpetuals.on_venue_funding`). The fills of its liquidation orders are booked
+    as liquidations (:meth:`Perpetuals.on_venue_liquidation`).
 
 Liquidation (simulated venues only: a live venue liquidates on its own and reports fills)
     After every mark of a margined instrument with a position open (a margin spot instrument
@@ -98,7 +99,8 @@ class Perpetuals:
     portfolio, execution, orders, bus, clock
         The kernel's parts.
     liquidate
-        Whether the kernel closes positions below maintenance margin (simulated venues).
+        Whether the kernel closes positions below maintenance margin (simulated venues; a live
+        venue liquidates and reports its fills, :meth:`on_venue_liquidation`).
     settle_funding
         Whether the kernel settles funding from ``FundingRate`` announcements (``False``: the
         venue reports its own payments, :meth:`on_venue_funding`, and only those are booked).
@@ -142,6 +144,7 @@ class Perpetuals:
         self._feed_at = 0
         self._deliver: Callable[[Any], None] = bus.publish
         self._liquidations = itertools.count(1)
+        self._venue_liquidations: set[tuple[str, str]] = set()
         self.funding: list[FundingPaid] = []
         self.liquidations: list[PositionLiquidated] = []
         #: Whether a margined position is open that no mark price values yet: the kernel marks
@@ -242,6 +245,31 @@ class Perpetuals:
         self.funding.append(event)
         self._bus.publish(event)
         self.note_positions()
+
+    def on_venue_liquidation(self, fill: OrderFilled) -> None:
+        """Book the fill of a venue's liquidation order (live) as the kernel books its own liquidations.
+
+        Each fill (once per trade id) reduces the position at the venue's price and fee, and is
+        published as :class:`PositionLiquidated` (``quantity`` the signed part it closed,
+        ``liquidation_price`` the account's, no insurance fund cover known).
+        """
+        key = (fill.client_order_id, fill.trade_id)
+        if key in self._venue_liquidations or fill.instrument_id not in self.instruments:
+            logger.warning("perpetuals: venue liquidation fill {} of {} ignored ({})", fill.trade_id, fill.instrument_id,
+                           "a repeat" if key in self._venue_liquidations else "not an instrument of this run")
+            return
+        self._venue_liquidations.add(key)
+        iid = fill.instrument_id
+        portfolio = self._portfolio
+        mark = portfolio.last_price(iid)
+        liq_price = self.account.liquidation_price(iid) if self.account is not None else math.nan
+        closed = -fill.last_qty if fill.side > 0 else fill.last_qty
+        logger.warning("{}: liquidated by the venue: {} @ {} (fee {})", iid, -closed, fill.last_px, fill.fee)
+        self._on_liquidation_fill(fill)
+        self._execution.book_liquidation(fill)
+        event = PositionLiquidated(iid, closed, fill.last_px, liq_price, fill.fee, mark, 0.0, fill.ts_event, fill.ts_init)
+        self.liquidations.append(event)
+        self._bus.publish(event)
 
     def restore(self, paid: FundingPaid) -> None:
         """Take a funding payment of a previous process (journal replay) as settled here.

@@ -11,8 +11,9 @@
 Venue events may arrive late, twice, out of order or for unknown ids: the order manager
 drops what it already knows and books every other fill (see :mod:`tradebus.execution.orders`);
 a fill of an order this process never created is booked too (:meth:`ExecutionEngine.on_external_fill`).
-A live venue's funding payments (``FundingPaid``) go to the kernel's perpetuals
-(:attr:`ExecutionEngine.on_venue_funding`).
+A live venue's funding payments (``FundingPaid``) and the fills of its liquidation orders (strategy
+``"liquidation"``) go to the kernel's perpetuals (:attr:`ExecutionEngine.on_venue_funding`,
+:attr:`ExecutionEngine.on_venue_liquidation`).
 
 Requests without answers: a :meth:`Venue.submit` or :meth:`Venue.cancel` that raises moves the
 order to ``UNKNOWN`` (``OrderTimedOut``) and the venue is queried at once. With
@@ -63,6 +64,7 @@ from tradebus.engine.messages import (
     SubmitOrder,
     Trade,
 )
+from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY
 from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.orders import Order, OrderManager
 from tradebus.execution.venue import OrderStatusReport, Venue
@@ -152,6 +154,7 @@ class ExecutionEngine:
         "_venue",
         "instruments",
         "on_venue_funding",
+        "on_venue_liquidation",
     )
 
     def __init__(
@@ -181,6 +184,8 @@ class ExecutionEngine:
         venue.bind(self.on_venue_event)
         #: Books a venue's funding payment (``FundingPaid``); the kernel's perpetuals, when it has margined instruments.
         self.on_venue_funding: Callable[[FundingPaid], None] | None = None
+        #: Books a fill of the venue's liquidation order (strategy ``"liquidation"``); as :attr:`on_venue_funding`.
+        self.on_venue_liquidation: Callable[[OrderFilled], None] | None = None
         self._lean = self.fast_path
         bind_accepted = getattr(venue, "bind_accepted", None)
         if bind_accepted is not None and self._lean:
@@ -485,6 +490,9 @@ class ExecutionEngine:
         om = self._om
         journal = self._journal
         if type(event) is OrderFilled:
+            if event.strategy_id == LIQUIDATION_STRATEGY and self.on_venue_liquidation is not None:
+                self.on_venue_liquidation(event)
+                return
             order = om.get(event.client_order_id)
             if order is None:
                 self.on_external_fill(event)

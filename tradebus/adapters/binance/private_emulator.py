@@ -94,8 +94,8 @@ The account is one-way USDT-margined: the position of each symbol is the matchin
 would not reduce it is refused on arrival, one larger than it is capped at fill time), its
 entry price the average of the fills that opened it; the USDT wallet moves by realized PnL
 and fees. Departures from Binance: MARKET orders are answered ``NEW`` and fill at the next
-public trade; no margin check; no liquidation; funding only when a test calls
-:meth:`BinanceFuturesEmulator.settle_funding`; of the algo orders only ``STOP_MARKET``
+public trade; no margin check; funding and liquidation only when a test calls
+:meth:`BinanceFuturesEmulator.settle_funding` or :meth:`BinanceFuturesEmulator.liquidate`; of the algo orders only ``STOP_MARKET``
 and ``STOP`` (``TAKE_PROFIT*`` and ``TRAILING_STOP_MARKET`` are refused, ``-1116``); a stop placed
 before any working price is known is accepted; no hedge mode. Faults as the base class.
 """
@@ -748,6 +748,7 @@ class BinanceFuturesEmulator(AccountEmulator):
         self.margin_type: dict[str, str] = {s: str(inst.margin_mode) for s, inst in self.instruments.items()}
         #: Hedge mode (``dualSidePosition``): ``positionRisk`` lists a ``LONG`` and a ``SHORT`` row per symbol.
         self.dual_side = False
+        self._liquidation_trades = 0
 
     @property
     def ws_url(self) -> str:
@@ -1050,6 +1051,39 @@ class BinanceFuturesEmulator(AccountEmulator):
         balance = {"a": inst.quote, "wb": wb, "cw": wb, "bc": _num(-payment)}
         self._push([("account", json.dumps({"e": "ACCOUNT_UPDATE", "E": now, "T": now, "a": {"m": "FUNDING_FEE", "B": [balance]}}))])
         return payment
+
+    def liquidate(self, symbol: str, price: float, fee: float) -> None:
+        """Close the whole position in ``symbol`` by a liquidation order at ``price``, charging ``fee``.
+
+        Pushed as ``ORDER_TRADE_UPDATE`` of the order ``autoclose-<n>`` (order type
+        ``LIQUIDATION``): ``x=NEW``, then the fill as ``x=CALCULATED`` ("Liquidation Execution")
+        with ``l``/``L``/``n``/``t``; then ``ACCOUNT_UPDATE`` (``m=ORDER``) of the wallet and the
+        flat position. Unconfirmed (the documentation has no example of a liquidation's events):
+        that the fill comes as one ``CALCULATED`` event carrying ``l``, ``L``, ``n`` and ``t``. The
+        fill is not in ``userTrades`` and working orders are left as they are.
+        """
+        inst = self.instruments[symbol]
+        pos = self.position(symbol)
+        if pos == 0.0:
+            raise ValueError(f"emulator: no position in {symbol} to liquidate")
+        realized = abs(pos) * (price - self.entry.get(symbol, 0.0)) * (1.0 if pos > 0.0 else -1.0) * inst.contract_size
+        self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) + realized - fee
+        self.venue._positions[inst.instrument_id] = 0.0  # closed by the venue outside its book
+        self.entry[symbol] = 0.0
+        self._order_ids += 1
+        self._liquidation_trades += 1
+        now = self.now_ms()
+        o = {
+            "s": symbol, "c": f"autoclose-{now}{self._order_ids}", "S": "SELL" if pos > 0.0 else "BUY", "o": "LIQUIDATION",
+            "f": "IOC", "q": _num(abs(pos)), "p": _num(price), "ap": "0", "sp": "0", "x": "NEW", "X": "NEW",
+            "i": self._order_ids, "l": _num(0.0), "z": _num(0.0), "L": _num(0.0), "N": inst.quote, "n": _num(0.0),
+            "T": now, "t": 0, "b": "0", "a": "0", "m": False, "R": True, "wt": "CONTRACT_PRICE", "ot": "LIQUIDATION",
+            "ps": "BOTH", "cp": False, "rp": "0",
+        }  # fmt: skip
+        filled = {**o, "x": "CALCULATED", "X": "FILLED", "ap": _num(price), "l": _num(abs(pos)), "z": _num(abs(pos)),
+                  "L": _num(price), "n": _num(fee), "t": 10**9 + self._liquidation_trades, "rp": _num(realized)}
+        frames = [("order", json.dumps({"e": "ORDER_TRADE_UPDATE", "E": now, "T": now, "o": body})) for body in (o, filled)]
+        self._push(frames + self.balance_frames([inst.quote], symbol))
 
     # ------------------------------------------------------------------ stream
 

@@ -40,8 +40,12 @@ returns the active key or a new one). Events arrive bare or in a ``{"stream", "d
     its ``o`` object carries the same one-letter fields as spot's ``executionReport``
     (``x`` execution type, ``c`` client id, ``l``/``L`` last fill, ``n``/``N`` fee, ``t``
     trade id, ``m`` maker) and is parsed by the spot rules
-    (:class:`~tradebus.adapters.binance.user_stream.UserStreamParser`). ``x=CALCULATED``
-    (a liquidation) and ``AMENDMENT`` are logged, not mapped.
+    (:class:`~tradebus.adapters.binance.user_stream.UserStreamParser`). The venue's liquidation
+    order (``x=CALCULATED``, ``o=LIQUIDATION`` or client id ``autoclose-...``; not the order a
+    triggered stop placed, which is the stop's): each fill
+    (``l`` @ ``L``, fee ``n``) -> ``OrderFilled`` of strategy ``"liquidation"``, which the kernel
+    books as a liquidation (``PositionLiquidated``); its other events are logged. ``AMENDMENT``
+    is logged, not mapped.
 ``ALGO_UPDATE`` (a stop: a conditional order of the Algo Service, by its ``o.X``)
     ``NEW`` -> ``OrderAccepted`` (venue order id ``aid``); ``TRIGGERED`` -> ``OrderTriggered``
     (``tt``), the order it placed (``ai``) then reported by ``ORDER_TRADE_UPDATE`` as the stop's;
@@ -98,11 +102,12 @@ from tradebus.engine.messages import (
     OrderStatus,
     OrderTriggered,
 )
+from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY
 from tradebus.errors import ParseError
 from tradebus.execution.live import AccountBalance, AccountPosition, NoAnswer
 from tradebus.execution.orders import Order
 
-__all__ = ["BinanceFuturesUserStream", "BinanceUserStream", "FuturesStreamParser", "LIVE_ACCOUNT", "LIVE_PERPETUAL", "UserStreamParser", "sign_params"]
+__all__ = ["BinanceFuturesUserStream", "BinanceUserStream", "FuturesStreamParser", "LIVE_ACCOUNT", "LIVE_PERPETUAL", "UserStreamParser", "is_liquidation", "sign_params"]
 
 _MS = 1_000_000
 _UNACKNOWLEDGED = frozenset({OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
@@ -338,10 +343,12 @@ class FuturesStreamParser(UserStreamParser):
         try:
             if kind == "ORDER_TRADE_UPDATE":
                 o = event["o"]
+                coid = self.placed_by.get(str(o["i"]))
+                if coid is None and is_liquidation(o):
+                    return self._liquidation(o, event)
                 if o["x"] in ("CALCULATED", "AMENDMENT"):
                     logger.warning("binance usdm user stream: {} of order {} not mapped", o["x"], o.get("c"))
                     return []
-                coid = self.placed_by.get(str(o["i"]))
                 if coid is not None and self.lookup(str(o["c"])) is None:
                     o = {**o, "c": coid}
                 return self._execution_report({**o, "E": event["E"]})
@@ -379,6 +386,23 @@ class FuturesStreamParser(UserStreamParser):
         if status == "EXPIRED":
             return [OrderExpired(sid, iid, coid, "expired", ts, now, 0.0)]
         return []
+
+    def _liquidation(self, o: dict[str, Any], event: dict[str, Any]) -> list[Any]:
+        """The fill of the venue's liquidation order (none for its other events: ``NEW``, a status)."""
+        qty = float(o["l"])
+        if qty <= 0.0:
+            logger.warning("binance usdm user stream: venue liquidation order {} of {}: {}", o["c"], o["s"], o["X"])
+            return []
+        _, _, iid, inst = self.context(str(o["c"]), str(o["s"]))
+        fee, fee_asset = venue_fee(float(o["n"] or 0.0), o.get("N"), inst)
+        ts = int(o.get("T") or event["E"]) * _MS
+        side = OrderSide.BUY if o["S"] == "BUY" else OrderSide.SELL
+        return [
+            OrderFilled(
+                LIQUIDATION_STRATEGY, iid, str(o["c"]), str(o["i"]), str(o["t"]), side, qty, float(o["L"]), fee,
+                Liquidity.TAKER, ts, self.clock_ns(), fee_asset,
+            )
+        ]  # fmt: skip
 
     def _funding(self, event: dict[str, Any], ts: int) -> list[FundingPaid]:
         """The venue's funding payments of an ``ACCOUNT_UPDATE`` with reason ``FUNDING_FEE``.
@@ -421,6 +445,16 @@ class FuturesStreamParser(UserStreamParser):
                 continue
             out.append(AccountPosition(inst.instrument_id, float(p["pa"]), float(p["ep"]), ts))
         return out
+
+
+def is_liquidation(o: dict[str, Any]) -> bool:
+    """Whether an ``ORDER_TRADE_UPDATE``'s order object is the venue's liquidation order.
+
+    Binance: execution type ``x=CALCULATED`` ("Liquidation Execution"), order type
+    ``o=LIQUIDATION``, client id ``autoclose-...`` (``adl_autoclose`` is an auto-deleveraging close,
+    not a liquidation: booked as an external fill).
+    """
+    return o.get("x") == "CALCULATED" or o.get("o") == "LIQUIDATION" or str(o.get("c", "")).startswith("autoclose-")
 
 
 class ListenKeyExpired(SubscriptionEnded):
