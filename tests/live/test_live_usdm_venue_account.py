@@ -9,16 +9,20 @@ emulator's wallet and position.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 
 from tests.live.live_harness import until
-from tests.live.node_testdata import USDM_IID
-from tests.live.test_live_usdm import SYMBOL, TRADE_FRAMES, _emulator, _run
+from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
+from tests.live.test_live_usdm import INST, SYMBOL, TRADE_FRAMES, _emulator, _run
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator
+from tradebus.adapters.binance.user_stream import FuturesStreamParser
+from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import FundingPaid, FundingRate, OrderSide, OrderType, SubmitOrder, Trade
 from tradebus.execution.journal import Journal
+from tradebus.execution.live import AccountBalance
 from tradebus.node.live import LiveNode
 
 PRICE = 28_000.0
@@ -100,3 +104,22 @@ async def test_a_venue_liquidation_flattens_the_position_at_the_venues_price_and
         assert closing.reason == "liquidation"
         assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
         assert not node.guard.holds
+
+
+
+def _funding_update(positions: list[dict[str, str]]) -> str:
+    balance = {"a": "USDT", "wb": "9999.5", "cw": "9999.5", "bc": "-0.5"}
+    return json.dumps({"e": "ACCOUNT_UPDATE", "E": 2_000, "T": 1_999, "a": {"m": "FUNDING_FEE", "B": [balance], "P": positions}})
+
+
+def test_a_funding_fee_update_names_its_instrument_or_is_not_guessed_when_the_venue_leaves_it_ambiguous() -> None:
+    one = FuturesStreamParser({USDM_IID: INST}, {}.get, clock_ns=lambda: 7)
+    balance, paid = one.parse(_funding_update([]))  # a cross position: no P; the one USDT perpetual paid
+    assert balance == AccountBalance("USDT", 9999.5, 0.0, 1_999_000_000)
+    assert type(paid) is FundingPaid and (paid.instrument_id, paid.payment, paid.ts_event) == (USDM_IID, 0.5, 1_999_000_000)
+    eth = Instrument(**{**USDM_INSTRUMENT, "kind": InstrumentKind.PERPETUAL, "symbol": "ETHUSDT", "base": "ETH"})
+    two = FuturesStreamParser({USDM_IID: INST, eth.instrument_id: eth}, {}.get, clock_ns=lambda: 7)
+    assert [type(e) for e in two.parse(_funding_update([]))] == [AccountBalance]  # which one paid is not said: not guessed
+    isolated = {"s": "ETHUSDT", "pa": "1", "ep": "2000", "bep": "0", "cr": "0", "up": "0", "mt": "isolated", "iw": "10", "ps": "BOTH"}
+    paid_eth = [e for e in two.parse(_funding_update([isolated])) if type(e) is FundingPaid]
+    assert [(p.instrument_id, p.payment) for p in paid_eth] == [(eth.instrument_id, 0.5)]
