@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tradebus.config.base import StrictModel
-from tradebus.engine.messages import OrderAccepted, OrderSide, Trade
+from tradebus.engine.messages import OrderAccepted, OrderFilled, OrderSide, Trade
 from tradebus.strategies.base import Strategy
 
 
@@ -43,6 +43,10 @@ class RestingBuy(Strategy):
         self.accepted_in = asyncio.current_task()
         if self.fail_in == "on_order_accepted":
             raise ZeroDivisionError("division by zero in on_order_accepted")
+
+    def on_order_filled(self, event: OrderFilled) -> None:
+        if self.fail_in == "on_order_filled":
+            raise ZeroDivisionError("division by zero in on_order_filled")
 
     def on_stop(self) -> None:
         if self.on_stop_price:

@@ -6,6 +6,7 @@ Against the local Binance spot account emulator and the recorded public stream (
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ from pydantic import SecretStr
 from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol, StreamFault
 from tradebus.adapters.common.account_emulator import OPEN
 from tradebus.adapters.common.local_server import LocalVenueServer
-from tradebus.engine.messages import OrderStatus
+from tradebus.engine.messages import OrderStatus, Trade
 from tradebus.errors import DataError, StrategyError
 from tradebus.execution.journal import Journal
 from tradebus.node.daemon import PaperNode
@@ -45,28 +46,42 @@ def resting(strategy_id: str, **params: Any) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def live_node(
-    tmp_path: Path, strategies: list[dict[str, Any]], stream_faults: list[StreamFault] | None = None
-) -> AsyncIterator[tuple[LiveNode, BinancePrivateEmulator]]:
-    """A live daemon (journaled, cancel_on_stop) on the account emulator and the public stream, not yet running."""
+async def account_and_market(
+    stream_faults: list[StreamFault] | None = None,
+) -> AsyncIterator[tuple[BinancePrivateEmulator, LocalVenueServer]]:
+    """The account emulator and the public stream matching on it (one account for several daemons in turn)."""
     config = parse_live_config({"instruments": [SPOT], **_minimal()}, "<test>")
     emulator = BinancePrivateEmulator(KEY, SECRET, config.instrument_map(), {"USDT": 100_000.0}, None, stream_faults)
     async with emulator:
         protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
         async with LocalVenueServer(protocol, SPOT_FRAMES, speed=4.0, lifetime=120.0) as srv:
-            data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, journal=True)
-            del data["strategy"]
-            data["strategies"] = strategies
-            data["instruments"] = [SPOT]
-            data["warm_up"] = False
-            data["live"] = {
-                "rest_url": emulator.rest_url, "ws_api_url": emulator.ws_api_url, "request_timeout": 1.0,
-                "submit_timeout": 1.0, "cancel_timeout": 1.0, "retry_interval": 0.3, "not_found_grace": 2.0,
-                "cancel_on_stop": True, "stop_timeout": 3.0,
-            }
-            node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)),
-                            handle_signals=False)
-            yield node, emulator
+            yield emulator, srv
+
+
+def node_on(
+    tmp_path: Path, emulator: BinancePrivateEmulator, srv: LocalVenueServer, strategies: list[dict[str, Any]], **live: Any
+) -> LiveNode:
+    """A live daemon (journaled in ``tmp_path``, cancel_on_stop unless ``live`` says otherwise), not yet running."""
+    data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, journal=True)
+    del data["strategy"]
+    data["strategies"] = strategies
+    data["instruments"] = [SPOT]
+    data["warm_up"] = False
+    data["live"] = {
+        "rest_url": emulator.rest_url, "ws_api_url": emulator.ws_api_url, "request_timeout": 1.0,
+        "submit_timeout": 1.0, "cancel_timeout": 1.0, "retry_interval": 0.3, "not_found_grace": 2.0,
+        "cancel_on_stop": True, "stop_timeout": 3.0, **live,
+    }
+    return LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+
+
+@asynccontextmanager
+async def live_node(
+    tmp_path: Path, strategies: list[dict[str, Any]], stream_faults: list[StreamFault] | None = None
+) -> AsyncIterator[tuple[LiveNode, BinancePrivateEmulator]]:
+    """A live daemon (journaled, cancel_on_stop) on the account emulator and the public stream, not yet running."""
+    async with account_and_market(stream_faults) as (emulator, srv):
+        yield node_on(tmp_path, emulator, srv, strategies), emulator
 
 
 def _minimal() -> dict[str, Any]:
@@ -201,3 +216,37 @@ async def test_a_strategy_submitting_in_on_stop_after_the_journal_failed_does_no
         summary = node.summary
         assert summary.stop_reason == "test done" and summary.stopped_ns > 0 and summary.orders == 2
     Journal(tmp_path / "journal.sqlite", exclusive=True).close()  # closed by the daemon
+
+
+async def test_a_strategy_raising_on_a_fill_missed_while_down_stops_the_restarted_daemon_with_a_strategy_error(
+    tmp_path: Path,
+) -> None:
+    """The start-up reconciliation books the fill from the venue's trade history and on_order_filled raises. Before:
+    its task ended with the ZeroDivisionError unseen: the balances were never compared, the instrument stayed held
+    ('live start-up: reconciling positions with the venue') and the daemon ran on, trading nothing, without an error."""
+    async with account_and_market() as (emulator, srv):
+        first = node_on(tmp_path, emulator, srv, [resting("flaky")], cancel_on_stop=False)
+        strategy = first.kernel.strategies[0]
+
+        def accepted() -> bool:
+            placed = strategy.placed  # type: ignore[attr-defined]
+            return bool(placed) and first.kernel.orders.order(placed).status is OrderStatus.ACCEPTED
+
+        await run_until_it_stops(first, accepted)
+        placed = strategy.placed  # type: ignore[attr-defined]
+        assert open_at_venue(emulator) == [placed]
+        t = max(time.time_ns(), emulator.clock.now_ns()) + 10**9
+        emulator.on_trade(Trade(IID, t, t, 9_999.0, 1.0, -1, "while-down"))  # nobody listens
+        assert emulator.orders[placed].status is OrderStatus.FILLED
+
+        second = node_on(tmp_path, emulator, srv, [resting("flaky", fail_in="on_order_filled")])
+        with pytest.raises(StrategyError, match=FAILURE.format(
+            id="flaky", hook="on_order_filled", file="resting_strategy.py", func="on_order_filled"
+        )) as info:
+            await run_until_it_stops(second, timeout=10.0)
+        assert isinstance(info.value.__cause__, ZeroDivisionError)
+        assert second.summary.stop_reason == "strategy 'flaky' failed in on_order_filled"
+        assert [f.client_order_id for f in second.kernel.result.fills] == [placed]  # booked, once
+        assert second.kernel.orders.order(placed).status is OrderStatus.FILLED  # type: ignore[union-attr]
+        assert open_at_venue(emulator) == []
+    assert_journal_whole(second)

@@ -34,9 +34,10 @@ Start-up
        balances with the venue again.
 
 Stop (SIGINT/SIGTERM, ``max_seconds``, ``max_messages``, a feed or the user stream failing for
-good: :meth:`LiveNode.run` then raises its error; a strategy's hook raising, on market data, a
-timer, or an order event of the user stream or of a request's answer: it raises the
-:class:`~tradebus.errors.StrategyError`, as the paper daemon): with ``live.cancel_on_stop`` every
+good, the start-up reconciliation failing: :meth:`LiveNode.run` then raises its error; a strategy's hook
+raising, on market data, a timer, or an order event of the user stream, of a request's answer or of the
+reconciliation (a fill missed while down): it raises the :class:`~tradebus.errors.StrategyError`, as the
+paper daemon): with ``live.cancel_on_stop`` every
 open order is canceled and the cancels are awaited (up to ``live.stop_timeout``) before the
 paper daemon's shutdown (unjournaled once the journal failed: a restart queries every order the
 journal holds open); the stream is closed last, then the recording.
@@ -441,6 +442,8 @@ class LiveNode(PaperNode):
         self._reconcile_task: asyncio.Task[None] | None = None
         self._startup_task: asyncio.Task[None] | None = None
         self._state_task: asyncio.Task[None] | None = None
+        #: The exception (not a strategy's) the start-up reconciliation ended with: :meth:`run` raises it.
+        self._startup_failure: BaseException | None = None
         self._recovered: list[Order] = []
         self._recording: FrameRecorder | None = None
         super().__init__(
@@ -491,7 +494,10 @@ class LiveNode(PaperNode):
         try:
             self._open_recording()
             await self._connect()
-            return await super().run()
+            summary = await super().run()
+            if self._startup_failure is not None:
+                raise self._startup_failure
+            return summary
         finally:
             self.stream.stop()
             if self._stream_task is not None:
@@ -566,11 +572,35 @@ class LiveNode(PaperNode):
             self._hold(iid, "live start-up: reconciling positions with the venue")
         loop = asyncio.get_running_loop()
         self._startup_task = loop.create_task(self._reconcile_positions(), name="live:reconcile")
+        self._startup_task.add_done_callback(self._reconciliation_ended)
         interval = self.config.live.reconcile_interval
         if interval is not None:
             self._reconcile_task = loop.create_task(self.reconciler.run(interval), name="live:reconcile-rounds")
         if self.journal is not None:
             self._state_task = loop.create_task(self._follow_trading_state(self.journal), name="live:trading-state")
+
+    def _reconciliation_ended(self, task: asyncio.Task[None]) -> None:
+        """Stop the daemon when the start-up reconciliation ends with an exception (nothing awaits it while it runs).
+
+        A strategy's hook raising on a fill or an order event it booked (a missed fill, a
+        resolved order) stops it with the :class:`~tradebus.errors.StrategyError`; any other
+        exception, which would leave every instrument held, with that exception (:meth:`run`
+        raises it). The journal's failure is already the daemon's.
+        """
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None or (self.journal is not None and exc is self.journal.failure):
+            return
+        failure = strategy_failure(exc, self.clock.now_ns()) if isinstance(exc, Exception) else None
+        if failure is not None:
+            failure.__cause__ = exc
+            self._strategy_failed(failure)
+            return
+        logger.opt(exception=exc).error("{} failed, stopping the daemon: {}: {}", task.get_name(), type(exc).__name__, exc)
+        if self._startup_failure is None:
+            self._startup_failure = exc
+        self.stop(f"{task.get_name()} failed: {type(exc).__name__}: {exc}")
 
     async def _follow_trading_state(self, journal: Journal) -> None:
         """Take up the trading state ``live-kill`` or ``live-resume`` store in the journal while this daemon runs.
