@@ -24,7 +24,7 @@ from tradebus.execution.journal import Journal
 from tradebus.node.daemon import PaperNode
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 
-from .live_harness import KEY, SECRET
+from .live_harness import KEY, SECRET, until
 from .node_testdata import BINANCE_INSTRUMENT, IID, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config
 
 pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr")
@@ -250,3 +250,39 @@ async def test_a_strategy_raising_on_a_fill_missed_while_down_stops_the_restarte
         assert second.kernel.orders.order(placed).status is OrderStatus.FILLED  # type: ignore[union-attr]
         assert open_at_venue(emulator) == []
     assert_journal_whole(second)
+
+
+async def test_a_strategy_raising_on_a_fill_a_reconciliation_round_applies_stops_the_daemon_with_a_strategy_error(
+    tmp_path: Path,
+) -> None:
+    """The order fills at the venue, the stream's report of the fill lost; the venue's answer to a query of it is
+    handed to the venue (as the start-up does with the venue's open orders), so the round's query applies it at
+    once and on_order_filled raises inside the round. Before: 'reconciliation round 1 failed: ZeroDivisionError',
+    a warning, and the daemon traded on."""
+    drop_fill = [StreamFault("drop", "executionReport", at=1)]
+    async with account_and_market(drop_fill) as (emulator, srv):
+        node = node_on(tmp_path, emulator, srv, [resting("flaky", fail_in="on_order_filled")], reconcile_interval=4.0)
+        strategy = node.kernel.strategies[0]
+
+        def accepted() -> bool:
+            placed = strategy.placed  # type: ignore[attr-defined]
+            return bool(placed) and node.kernel.orders.order(placed).status is OrderStatus.ACCEPTED
+
+        running = asyncio.create_task(run_until_it_stops(node))
+        await until(accepted, timeout=15.0)
+        order = node.kernel.orders.order(strategy.placed)  # type: ignore[attr-defined]
+        t = max(time.time_ns(), emulator.clock.now_ns()) + 10**6
+        emulator.on_trade(Trade(IID, t, t, 9_999.0, 1.0, -1, "fills-it"))
+        assert emulator.orders[order.client_order_id].status is OrderStatus.FILLED
+        node.venue.answer(await node.venue.api.query(order))
+        assert node.reconciler.rounds == 0  # the first round (4 s after the start) takes the answer
+        with pytest.raises(StrategyError, match=FAILURE.format(
+            id="flaky", hook="on_order_filled", file="resting_strategy.py", func="on_order_filled"
+        )) as info:
+            await running
+        assert isinstance(info.value.__cause__, ZeroDivisionError)
+        assert node.summary.stop_reason == "strategy 'flaky' failed in on_order_filled"
+        assert node.reconciler.rounds == 1
+        assert [f.client_order_id for f in node.kernel.result.fills] == [order.client_order_id]
+        assert open_at_venue(emulator) == []
+    assert_journal_whole(node)

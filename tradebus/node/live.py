@@ -576,16 +576,17 @@ class LiveNode(PaperNode):
         interval = self.config.live.reconcile_interval
         if interval is not None:
             self._reconcile_task = loop.create_task(self.reconciler.run(interval), name="live:reconcile-rounds")
+            self._reconcile_task.add_done_callback(self._reconciliation_ended)
         if self.journal is not None:
             self._state_task = loop.create_task(self._follow_trading_state(self.journal), name="live:trading-state")
 
     def _reconciliation_ended(self, task: asyncio.Task[None]) -> None:
-        """Stop the daemon when the start-up reconciliation ends with an exception (nothing awaits it while it runs).
+        """Stop the daemon when a reconciliation task ends with an exception (nothing awaits them while the daemon runs).
 
-        A strategy's hook raising on a fill or an order event it booked (a missed fill, a
-        resolved order) stops it with the :class:`~tradebus.errors.StrategyError`; any other
-        exception, which would leave every instrument held, with that exception (:meth:`run`
-        raises it). The journal's failure is already the daemon's.
+        A strategy's hook raising on a fill or an order event the start-up or a round booked (a
+        missed fill, a resolved order) stops it with the :class:`~tradebus.errors.StrategyError`;
+        any other exception of the start-up, which would leave every instrument held, with that
+        exception (:meth:`run` raises it). The journal's failure is already the daemon's.
         """
         if task.cancelled():
             return

@@ -71,6 +71,7 @@ from tradebus.engine.messages import OrderFilled, OrderStatus, OrderType, Tradin
 from tradebus.execution.live import AccountMargin, LiveVenue, NoAnswer, VenueRejected
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
+from tradebus.strategies.failure import strategy_failure
 
 __all__ = ["ExternalOrder", "InstrumentHeld", "Reconciler", "margin_differences"]
 
@@ -380,7 +381,10 @@ class Reconciler:
         await self.compare_balances(startup=False)
 
     async def run(self, interval: float) -> None:
-        """A round every ``interval`` seconds until cancelled (a round without answers is logged and skipped)."""
+        """A round every ``interval`` seconds until cancelled (a round without answers is logged and skipped).
+
+        An exception from a strategy's hook (on an event the round booked) ends the rounds with it.
+        """
         while True:
             await asyncio.sleep(interval)
             try:
@@ -388,4 +392,6 @@ class Reconciler:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - NoAnswer / VenueRejected: the next round asks again
+                if strategy_failure(exc, None) is not None:
+                    raise  # a strategy's hook raised on an event the round booked: the daemon stops on it
                 logger.warning("reconciliation round {} failed: {}: {}", self.rounds, type(exc).__name__, exc)
