@@ -17,7 +17,9 @@ import pandas as pd
 import pytest
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
-from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
+from tradebus.adapters.common.trade_gaps import RETRIES
+from tradebus.engine.messages import TradesMissed
 from tradebus.node.daemon import PaperNode
 from tradebus.node.playback import Playback
 from tradebus.strategies.models import CalibratedLogit, ModelSchedule
@@ -90,6 +92,50 @@ async def test_paper_daemon_runs_layers_a_b_c_with_the_research_decisions_and_re
     for order, decision in zip(orders, actions, strict=True):
         assert result.submit_reasons[order.client_order_id] == f"{decision.entry_id} {decision.reason}"
         assert order.quantity == 0.01
+
+
+def _capture_base_bars() -> dict[int, tuple[float, ...]]:
+    """The 1 s bars of the whole capture's trades, by close: pandas, closed and labelled right of [start, end)."""
+    trades = _capture_trades()
+    t = trades.set_index(pd.to_datetime(trades.ts_event, unit="ns"))
+    r = t.resample("1s", closed="left", label="right")
+    bars = pd.DataFrame({"open": r.price.first(), "high": r.price.max(), "low": r.price.min(),
+                         "close": r.price.last(), "volume": r["size"].sum()}).dropna()
+    return {int(ts.value): tuple(row) for ts, row in zip(bars.index, bars.itertuples(index=False), strict=True)}
+
+
+async def test_paper_daemon_builds_no_base_bar_over_trades_lost_for_good(tmp_path: Path) -> None:
+    # five trades in a row never reach the daemon and the venue's trade history fails (HTTP 503) at every
+    # attempt: they are lost for good. They were printed between the trade before them and the one after,
+    # in two 1 s base bars, which the strategy must not build (the kernel's own trade bars do not either)
+    trades = [json.loads(raw)["data"] for _, raw in SPOT_FRAMES if "@trade" in raw]
+    cut = next(k for k in range(300, len(trades)) if trades[k + 5]["T"] // 1000 == trades[k - 1]["T"] // 1000 + 1)
+    faults = [Fault(FaultKind.SKIP, at=k, match="@trade") for k in range(cut, cut + 5)]
+    proto = BinanceProtocol(SPOT_SNAPSHOT, trade_failures=1 + RETRIES)
+    strategy = {"name": "tradebus.strategies.regime_hazard:RegimeHazard", "instruments": [IID],
+                "params": {**PARAMS, "quantity": 0.01}}
+    async with LocalVenueServer(proto, SPOT_FRAMES, faults) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, strategy=strategy)
+        data["warm_up"] = False  # the strategy uses no feature bank
+        node = PaperNode(config_of(data), handle_signals=False)
+        missed: list[TradesMissed] = []
+        node.kernel.bus.subscribe(TradesMissed, missed.append)
+        result = node.kernel.result
+        await run_node(node, lambda: result.trades == len(trades) - 5)
+    assert result.trades == len(trades) - 5 and proto.trade_requests == 1 + RETRIES
+    assert [(m.first_id, m.last_id, m.recovered) for m in missed] == [(trades[cut]["t"], trades[cut + 4]["t"], 0)]
+    system = node.kernel.strategies[0].system
+    whole = _capture_base_bars()
+    lost = [(trades[k]["T"] // 1000 + 1) * 1_000_000_000 for k in (cut - 1, cut + 5)]
+    closes = [b[0] for b in system.bars]
+    # every base bar built is the capture's whole bar at that close; the two over the lost trades are not built
+    for ts, o, h, lo, c, v in system.bars:
+        assert (o, h, lo, c) == whole[ts][:4]
+        assert v == pytest.approx(whole[ts][4], rel=1e-12)
+    assert not set(lost) & set(closes)
+    assert lost[1] + 1_000_000_000 in closes and lost[0] - 1_000_000_000 in closes
+    # nothing else is missing: every close of the capture but the first (partial), the last (never over) and those two
+    assert closes == [c for c in sorted(whole)[1:-1] if c not in lost]
 
 
 def _book_model() -> ModelSchedule:

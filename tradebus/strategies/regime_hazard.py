@@ -9,7 +9,9 @@ Trades become *base* bars (``base_interval``, default 1 minute) with
 (5 minutes) and *regime* bars (30 minutes). A bar is known only when a trade after its
 end arrives, and every decision is stamped with that trade's time. A paper or live run
 (the kernel's ``joins_mid_stream``) starts inside a base bar: that first bar, partial, is
-dropped (:meth:`RegimeHazardSystem.join_mid_stream`); research and backtests keep it.
+dropped (:meth:`RegimeHazardSystem.join_mid_stream`); research and backtests keep it. Such a
+run builds no base bar over trades its feed lost for good (``TradesMissed``,
+:meth:`~tradebus.features.bars.BarBuilder.lose`), as the kernel's own trade bars do.
 
 Layer A, regime (on regime bars): efficiency ratio over ``regime_window`` bars (trend
 strength), mean true range of the last ``regime_window`` bars over that of the last
@@ -58,7 +60,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from tradebus.config.base import StrictModel
 from tradebus.config.units import parse_duration
-from tradebus.engine.messages import Trade
+from tradebus.engine.messages import Trade, TradesMissed
 from tradebus.errors import ConfigError
 from tradebus.features.bars import BarBuilder
 from tradebus.features.book import Ofi
@@ -624,9 +626,19 @@ class RegimeHazard(Strategy):
             self.system.on_book(ts, bids[:, 0], bids[:, 1], asks[:, 0], asks[:, 1])
 
     def on_start(self) -> None:
-        """A run joining the market mid-stream (paper/live) drops the partial first base bar."""
+        """A run joining the market mid-stream (paper/live) drops the partial first base bar.
+
+        Such a run also builds no base bar over trades its feed lost for good
+        (:class:`~tradebus.engine.messages.TradesMissed`, published before the recovered trades).
+        """
         if self.ctx.joins_mid_stream:
             self.system.join_mid_stream()
+            self.ctx.bus.subscribe(TradesMissed, self.on_trades_missed, self.instrument_id)
+
+    def on_trades_missed(self, msg: TradesMissed) -> None:
+        """Trades of the instrument were lost for good up to ``msg.revealed_ns``: no base bar is built over them."""
+        if msg.lost > 0:
+            self.system.builder.lose(msg.revealed_ns)
 
     def on_trade(self, trade: Trade) -> None:
         """Feed the trade; act on the entry and exit decisions, log every decision with its reason."""
