@@ -110,6 +110,10 @@ def frames(copies: int) -> list[tuple[int, str]]:
     span_ns = base[-1][0] - base[0][0] + 1_000_000
     decode = msgspec.json.decode
     encode = msgspec.json.encode
+    # the capture's trade ids are consecutive: each copy continues them (a jump is a gap the daemon
+    # would fetch from the venue's history, as after a lost frame)
+    ids = [decode(raw)["data"]["t"] for _, raw in base if "@trade" in raw]
+    id_span = max(ids) - min(ids) + 1
     out: list[tuple[int, str]] = []
     for k in range(copies):
         shift_ms = k * (span_ns // 1_000_000)
@@ -117,7 +121,7 @@ def frames(copies: int) -> list[tuple[int, str]]:
             if k and "@trade" in raw:
                 msg = decode(raw)
                 data = msg["data"]
-                data["t"] += k * 10_000_000
+                data["t"] += k * id_span
                 data["T"] += shift_ms
                 data["E"] += shift_ms
                 raw = encode(msg).decode()

@@ -72,6 +72,10 @@ class LoopedFrames(Sequence[tuple[int, str]]):
         self.span_ns = base[-1][0] - base[0][0] + 1_000_000
         self._decode = msgspec.json.decode
         self._encode = msgspec.json.encode
+        # The capture's trade ids are consecutive: copy k continues them (a jump would be a gap the
+        # daemon fetches from the venue's history, as after a lost frame).
+        ids = [self._decode(raw)["data"]["t"] for _, raw in base if "@trade" in raw]
+        self.id_span = max(ids) - min(ids) + 1 if ids else 0
 
     def __len__(self) -> int:
         return len(self.base) * self.copies
@@ -93,7 +97,7 @@ class LoopedFrames(Sequence[tuple[int, str]]):
             msg = self._decode(raw)
             data = msg["data"]
             shift_ms = k * (self.span_ns // 1_000_000)
-            data["t"] += k * 10_000_000
+            data["t"] += k * self.id_span
             data["T"] += shift_ms
             data["E"] += shift_ms
             raw = self._encode(msg).decode()
