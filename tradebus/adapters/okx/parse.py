@@ -330,27 +330,38 @@ class OkxParser(StreamBooksParser):
                        "sz": "0.12060306", "side": "buy", "ts": "1630048897897", "count": "3"}]}
         """
         items = self._trades.decode(frame.data)
-        ids = [_trade_ids(i, t) for i, t in enumerate(items)]
-        gaps = self.gaps
+        for i, t in enumerate(items):  # every element's ids are checked before any state changes
+            if t.count or not t.tradeId.isdigit():
+                _trade_ids(i, t)
+        lines = self.gaps.lines
         out: list = []
+        for t in items:
+            iid = self.instrument_id(t.instId)
+            tid = t.tradeId
+            if self._deduper(iid).seen(tid):
+                self.skipped["duplicate_trade"] += 1
+                logger.debug("OKX: duplicate trade {} {} dropped", iid, tid)
+                continue
+            trade = Trade(iid, t.ts * MS, recv_ns, t.px, t.sz, 1 if t.side == "buy" else -1, tid)
+            last = int(tid)
+            count = int(t.count) if t.count else 1
+            line = lines.get(iid)
+            if line is not None and last - count + 1 == line.next_id:
+                line.next_id = last + 1
+                out.append(trade)
+            else:
+                self._off_sequence(iid, trade, last, count, out)
+        return out
+
+    def _off_sequence(self, iid: str, trade: Trade, last: int, count: int, out: list) -> None:
+        """A trade off the expected id (the first, a gap, or one held behind a gap): :attr:`gaps` decides,
+        delivering into ``out`` (the frame's messages)."""
+        gaps = self.gaps
         self._frame_out = out
         try:
-            for t, (last, count) in zip(items, ids, strict=True):
-                iid = self.instrument_id(t.instId)
-                if self._deduper(iid).seen(t.tradeId):
-                    self.skipped["duplicate_trade"] += 1
-                    logger.debug("OKX: duplicate trade {} {} dropped", iid, t.tradeId)
-                    continue
-                trade = Trade(iid, t.ts * MS, recv_ns, t.px, t.sz, 1 if t.side == "buy" else -1, t.tradeId)
-                line = gaps.line(iid)
-                if last - count + 1 == line.next_id:
-                    line.next_id = last + 1
-                    out.append(trade)
-                else:
-                    gaps.off_sequence(line, trade, last, count)
+            gaps.off_sequence(gaps.line(iid), trade, last, count)
         finally:
             self._frame_out = None
-        return out
 
     def _deduper(self, iid: str) -> TradeDeduper:
         recent = self._trade_ids.get(iid)
