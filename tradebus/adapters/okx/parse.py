@@ -330,21 +330,24 @@ class OkxParser(StreamBooksParser):
                        "sz": "0.12060306", "side": "buy", "ts": "1630048897897", "count": "3"}]}
         """
         items = self._trades.decode(frame.data)
-        for i, t in enumerate(items):  # every element's ids are checked before any state changes
-            if t.count or not t.tradeId.isdigit():
-                _trade_ids(i, t)
+        if len(items) > 1:
+            for i, t in enumerate(items):  # every element's ids are checked before any state changes
+                if t.count or not t.tradeId.isdigit():
+                    _trade_ids(i, t)
         lines = self.gaps.lines
         out: list = []
         for t in items:
-            iid = self.instrument_id(t.instId)
             tid = t.tradeId
+            if t.count or not tid.isdigit():
+                last, count = _trade_ids(0, t)  # a single element is checked here, before any state changes
+            else:
+                last, count = int(tid), 1
+            iid = self.instrument_id(t.instId)
             if self._deduper(iid).seen(tid):
                 self.skipped["duplicate_trade"] += 1
                 logger.debug("OKX: duplicate trade {} {} dropped", iid, tid)
                 continue
             trade = Trade(iid, t.ts * MS, recv_ns, t.px, t.sz, 1 if t.side == "buy" else -1, tid)
-            last = int(tid)
-            count = int(t.count) if t.count else 1
             line = lines.get(iid)
             if line is not None and last - count + 1 == line.next_id:
                 line.next_id = last + 1
