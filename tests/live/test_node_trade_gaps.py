@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from loguru import logger
 
@@ -48,6 +49,21 @@ CAPTURE_TRADES = [
 def _keys(trades: list[Trade]) -> list[tuple[str, float, float]]:
     return [(t.trade_id, t.price, t.size) for t in trades]
 
+def _stamps(messages: list) -> list[tuple[str, str | None, int]]:
+    """The trades and TradesMissed a run saw: kind, trade id, receive time."""
+    return [(type(m).__name__, getattr(m, "trade_id", None), m.ts_init) for m in messages]
+
+
+def _replayed(config: Any, iid: str, tmp: Path) -> list[tuple[str, str | None, int]]:
+    """:func:`_stamps` of a playback of the run's recording (``tmp/frames.jsonl.gz``) through ``config``."""
+    play = Playback(config)
+    replayed: list = []
+    play.kernel.bus.subscribe(Trade, replayed.append, iid)
+    play.kernel.bus.subscribe(TradesMissed, replayed.append)
+    play.run(tmp / "frames.jsonl.gz")
+    return _stamps(replayed)
+
+
 
 async def _run(tmp: Path, faults: list[Fault], *, overlap: int, record: bool = False) -> tuple[PaperNode, list, BinanceProtocol]:
     proto = BinanceProtocol(SPOT_SNAPSHOT)
@@ -81,14 +97,7 @@ async def test_trades_printed_while_the_connection_was_down_are_fetched_and_deli
     assert all(t.ts_init == missed.ts_init for t in recovered)  # received with the REST answer
 
     # a playback of the recording recovers the same trades at the same place
-    play = Playback(config_of(binance_config(None, None, ["trade", "bookTicker", "depth"])))
-    replayed: list = []
-    play.kernel.bus.subscribe(Trade, replayed.append, IID)
-    play.kernel.bus.subscribe(TradesMissed, replayed.append)
-    play.run(tmp_path / "frames.jsonl.gz")
-    assert [(type(m).__name__, getattr(m, "trade_id", None), m.ts_init) for m in replayed] == [
-        (type(m).__name__, getattr(m, "trade_id", None), m.ts_init) for m in seen
-    ]
+    assert _replayed(config_of(binance_config(None, None, ["trade", "bookTicker", "depth"])), IID, tmp_path) == _stamps(seen)
 
 
 async def test_a_trade_frame_lost_mid_stream_is_fetched_without_reconnecting(tmp_path: Path) -> None:
@@ -153,14 +162,7 @@ async def test_okx_trades_printed_while_the_connection_was_down_are_fetched_and_
     assert all(t.ts_init == missed.ts_init for t in recovered)  # received with the REST answer
 
     # a playback of the recording recovers the same trades at the same place
-    play = Playback(config_of(_okx_config(None, None)))
-    replayed: list = []
-    play.kernel.bus.subscribe(Trade, replayed.append, OKX_IID)
-    play.kernel.bus.subscribe(TradesMissed, replayed.append)
-    play.run(tmp_path / "frames.jsonl.gz")
-    assert [(type(m).__name__, getattr(m, "trade_id", None), m.ts_init) for m in replayed] == [
-        (type(m).__name__, getattr(m, "trade_id", None), m.ts_init) for m in seen
-    ]
+    assert _replayed(config_of(_okx_config(None, None)), OKX_IID, tmp_path) == _stamps(seen)
 
 
 async def test_okx_trades_a_lagging_history_leaves_out_are_asked_for_again_and_a_playback_recovers_the_same(
@@ -179,14 +181,7 @@ async def test_okx_trades_a_lagging_history_leaves_out_are_asked_for_again_and_a
     answers = [json.loads(raw) for _, conn, raw in read_frames(tmp_path / "frames.jsonl.gz") if conn.startswith("rest-trades:")]
     assert [len(a) for a in answers] == [missed.recovered - 3, 3]
 
-    play = Playback(config_of(_okx_config(None, None)))
-    replayed: list = []
-    play.kernel.bus.subscribe(Trade, replayed.append, OKX_IID)
-    play.kernel.bus.subscribe(TradesMissed, replayed.append)
-    play.run(tmp_path / "frames.jsonl.gz")
-    assert [(type(m).__name__, getattr(m, "trade_id", None), m.ts_init) for m in replayed] == [
-        (type(m).__name__, getattr(m, "trade_id", None), m.ts_init) for m in seen
-    ]
+    assert _replayed(config_of(_okx_config(None, None)), OKX_IID, tmp_path) == _stamps(seen)
 
 
 async def test_okx_trade_push_lost_mid_stream_is_fetched_without_reconnecting(tmp_path: Path) -> None:
