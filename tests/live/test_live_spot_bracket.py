@@ -24,6 +24,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.node.live import ApiKeys, LiveConfig, LiveNode, parse_live_config
 from tradebus.adapters.binance.trading import BinanceTrading
 from tradebus.engine.messages import ContingentLinked, OrderDenied, OrderFilled, OrderRejected, OrderSide, OrderStatus
+from tradebus.errors import OrderError
 from tradebus.execution.contingent import ContingentOrders
 
 
@@ -264,3 +265,48 @@ async def test_a_restarted_live_daemon_rearms_a_bracket_whose_entry_paid_its_fee
                 gate.allowed = 4
     assert [d.reason for d in denied] == []
     assert resting() == [] and [o.quantity for o in second.kernel.orders.orders()[-2:]] == [0.00999] * 2
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        ({"trail_offset": 500.0}, "trails by trail_offset 500.0, and the venue's trailing stop trails in percent only"),
+        ({"trail_percent": 0.125}, "trail_percent 0.125 is no trailing delta the venue takes"),
+        ({"trail_percent": 1.0, "stop_loss": 59_500.0},
+         "floor stop_loss 59500.0 is above the trigger 59400.0 trailed 1.0 % from 60000.0"),
+        ({"trail_percent": 1.0, "stop_loss": 58_900.0, "entry_price": 59_400.0},
+         "floor stop_loss 58900.0 is above the trigger 58806.0 trailed 1.0 % from 59400.0"),
+    ],
+)
+async def test_a_binance_spot_trailing_bracket_its_oco_list_cannot_hold_is_refused_at_submit(
+    options: dict[str, float], why: str
+) -> None:
+    """A bracket with a take-profit whose stop-loss trails by a fixed offset (or a percent Binance does not
+    take, or whose floor binds at the entry price): before, the entry was sent and filled, its stop and
+    take-profit went as two orders and Binance refused the take-profit (-2010, the BTC the stop locks),
+    a warning only. Refused now at submit, naming why, before anything is sent."""
+    async with harness() as h:
+        contingent = ContingentOrders(h.kernel)
+        kwargs = {"stop_loss": 59_000.0, "take_profit": 62_000.0} | options
+        with pytest.raises(OrderError, match="must rest as one OCO order list") as caught:
+            contingent.bracket("s1", IID, OrderSide.BUY, 0.01, **kwargs)  # type: ignore[arg-type]
+        assert why in str(caught.value)
+        await h.venue.drain()
+        assert h.kernel.orders.orders() == [] and h.emulator.requests == []
+
+
+@pytest.mark.parametrize(
+    ("trading", "options"),
+    [
+        (BinanceTrading, {"trail_offset": 500.0, "take_profit": None}),  # a lone trailing stop needs no list
+        (BinanceTrading, {"trail_percent": 1.0, "stop_loss": 59_400.0}),  # the floor is the trailed trigger
+        (TwoOrderTrading, {"trail_offset": 500.0}),  # a venue without order lists: two orders, as before
+    ],
+)
+async def test_a_trailing_bracket_the_venue_can_hold_is_sent(trading: type[BinanceTrading], options: dict[str, float | None]) -> None:
+    async with harness(trading=trading) as h:
+        contingent = ContingentOrders(h.kernel)
+        kwargs = {"stop_loss": 59_000.0, "take_profit": 62_000.0} | options
+        entry = contingent.bracket("s1", IID, OrderSide.BUY, 0.01, **kwargs)  # type: ignore[arg-type]
+        assert entry is not None
+        await until(lambda: h.kernel.orders.order(entry).status is OrderStatus.ACCEPTED)

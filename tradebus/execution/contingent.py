@@ -31,8 +31,13 @@ Bracket
     <tradebus.execution.live.LiveVenue.trails_in_oco>`) and the floor ``stop_loss`` is below the
     trailed trigger when armed (above, for a buy stop): the venue trails it, from the first trade
     after it is placed, and no modify is sent (a cancel-replace would end the list); it is not
-    journaled as trailing, so a restart keeps it as a plain member of the OCO group. Other venues,
-    a ``trail_offset``, or a floor above that trigger get two orders (logged).
+    journaled as trailing, so a restart keeps it as a plain member of the OCO group. On such a
+    venue a bracket with a take-profit whose stop-loss trails by ``trail_offset`` (no venue form),
+    by a percent the venue does not take, or with a floor above the trigger trailed from the entry
+    price (a limit entry's, else the last price) is refused at submit (``OrderError``): sent as two
+    orders, the take-profit would be refused for the balance the stop locks. A floor that binds
+    only at arming (the price fell meanwhile) still gets two orders (logged). Other venues get two
+    orders.
     Bars are the instrument's bars, replayed, received or built from its trades. A bracket that
     counts bars (``arm_after_bars >= 1``, ``exit_after_bars``, ``cooldown_bars``) on an
     instrument the run has no bars of (trades or quotes only) would wait forever: it is refused
@@ -338,8 +343,9 @@ class ContingentOrders:
         ------
         OrderError
             A stop-loss or take-profit on the wrong side of ``entry_price``, both trailing
-            parameters, a negative bar count, or a bar count on an instrument the run has no
-            bars of (module docstring).
+            parameters, a negative bar count, a bar count on an instrument the run has no
+            bars of, or, on a live venue with OCO order lists, a trailing stop-loss and a
+            take-profit that cannot rest in one list (module docstring).
         """
         if arm_after_bars < 0 or cooldown_bars < 0 or (exit_after_bars is not None and exit_after_bars < 1):
             raise OrderError("bracket: arm_after_bars and cooldown_bars must be >= 0, exit_after_bars >= 1")
@@ -358,6 +364,14 @@ class ContingentOrders:
                 f"bracket: {counting} count(s) bars of {instrument_id}, but the run has no bars of it "
                 f"(it has only its trades or quotes): the bracket would wait for bars forever; build bars "
                 f"from its trades (bars: in the data source) or use exit_after_ns"
+            )
+        why = self._apart_at_venue(instrument_id, side, entry_price, stop_loss, take_profit, trail_offset, trail_percent)
+        if why:
+            raise OrderError(
+                f"bracket on {instrument_id}: this venue locks the balance of each open order, so the stop-loss and "
+                f"take-profit must rest as one OCO order list (sent apart, the take-profit is refused for what the "
+                f"stop locks), but {why}; trail by trail_percent (whole basis points) with a stop_loss the trailed "
+                f"trigger starts beyond, or give no take_profit"
             )
         left = self._cooldown.get((strategy_id, instrument_id), 0)
         if left > 0:
@@ -459,6 +473,34 @@ class ContingentOrders:
             value = getattr(spec, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise OrderError(f"oco: {name} must be a positive finite number, got {value!r}")
+
+    def _apart_at_venue(
+        self, instrument_id: str, side: OrderSide, entry_price: float | None, stop_loss: float | None,
+        take_profit: float | None, trail_offset: float | None, trail_percent: float | None,
+    ) -> str:
+        """Why a bracket's trailing stop-loss and take-profit could not rest as one OCO order list at a live
+        venue with lists (``""``: they can, or the venue has none): a fixed offset, a percent the venue does
+        not take, or a floor ``stop_loss`` beyond the trigger trailed from the entry price (a limit entry's,
+        else the last price), which the venue's trailing stop (no floor) cannot keep."""
+        trailing = trail_offset is not None or trail_percent is not None
+        if stop_loss is None or take_profit is None or not trailing or not getattr(self._venue, "lists_oco", False):
+            return ""
+        if trail_percent is None:
+            return f"its stop-loss trails by trail_offset {trail_offset}, and the venue's trailing stop trails in percent only"
+        if not self._venue.trails_in_oco(trail_percent):  # type: ignore[attr-defined]
+            return f"trail_percent {trail_percent} is no trailing delta the venue takes (whole basis points)"
+        start = entry_price if entry_price is not None else self._kernel.cache.prices.get(instrument_id, _NAN)
+        if start != start:
+            return ""  # no price yet: decided when armed (_venue_trails)
+        sell = side == OrderSide.BUY
+        trail = TrailingStop("", instrument_id, sell, None, trail_percent, start, _NAN)
+        trigger = self._round(instrument_id, trail.trigger_for(start), sell)
+        if trigger < stop_loss if sell else trigger > stop_loss:
+            return (
+                f"its floor stop_loss {stop_loss} is {'above' if sell else 'below'} the trigger {trigger} trailed "
+                f"{trail_percent} % from {start}, and the venue's trailing stop has no floor"
+            )
+        return ""
 
     def _group(self, group: list[str], journal: bool = True) -> None:
         """Link working orders into one OCO group (journaled unless it was before they were sent)."""

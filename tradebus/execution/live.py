@@ -398,10 +398,16 @@ class LiveVenue(Venue):
             return
         self._spawn(self._place(order), f"place:{order.client_order_id}")
 
+    @property
+    def lists_oco(self) -> bool:
+        """Whether :meth:`oco_pair` sends a limit and a stop as one OCO order list here
+        (:attr:`TradingApi.supports_oco`, and not a dry run)."""
+        return self.api.supports_oco and not self.dry_run
+
     def trails_in_oco(self, percent: float) -> bool:
         """Whether :meth:`oco_pair` can send its stop leg as a venue trailing stop ``percent`` % away
         (:meth:`TradingApi.trails_in_oco`)."""
-        return self.api.supports_oco and not self.dry_run and self.api.trails_in_oco(percent)
+        return self.lists_oco and self.api.trails_in_oco(percent)
 
     @contextmanager
     def oco_pair(self, trail_percent: float | None = None) -> Iterator[OcoPair]:
@@ -415,7 +421,7 @@ class LiveVenue(Venue):
         it was sent, a pair that is no OCO) each order is placed on its own as submitted.
         """
         pair = OcoPair(trail_percent=trail_percent)
-        if not self.api.supports_oco or self.dry_run or self._pairing is not None:
+        if not self.lists_oco or self._pairing is not None:
             yield pair
             return
         held: list[Order] = []
