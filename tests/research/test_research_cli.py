@@ -69,6 +69,35 @@ def test_cv_purges_by_the_longest_forward_horizon_not_the_last_one(tmp_path: Pat
                                                                                          (11, 7, 3)]
 
 
+@pytest.mark.parametrize(("expanding", "trains"), [(True, [4, 8, 12]), (False, [4, 4, 4])])
+def test_cv_walkforward_embargoes_and_counts_only_the_training_rows_it_removes(tmp_path: Path, expanding: bool,
+                                                                               trains: list[int]) -> None:
+    # 22 bars labelled 2 bars ahead: 20 samples, row i known at ts[i + 2]. Test windows 8..11, 12..15, 16..19;
+    # before each, purging drops the 2 rows whose labels reach it and the embargo (0.1 = 2 rows) the 2 before
+    # those: 4 rows removed per window, none of the rows after the test window or before a rolling window.
+    bars = random_walk(22)
+    raw = yaml.safe_load(CONFIG.read_text())
+    dataset = write_bars(tmp_path / "catalog", bars, "SIM-USD", "bars", 60_000_000_000)
+    raw["dataset"] = {"catalog": str(tmp_path / "catalog"), "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}],
+                      "features": [{"name": "r", "kind": "log_ret", "input": "close"}]}
+    raw["labels"] = {"method": "forward", "horizons": [2]}
+    raw["cv"] = {"method": "walkforward", "n_splits": 3, "test_size": 4, "expanding": expanding, "embargo": 0.1}
+    config = tmp_path / "walkforward.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["research", "cv", str(config), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    cv = json.loads((tmp_path / "out" / "cv.json").read_text())
+    assert cv["samples"] == 20
+    assert [(s["train"], s["test"], s["purged_or_embargoed"]) for s in cv["splits"]] == [(t, 4, 4) for t in trains]
+
+
+def test_cv_help_says_what_the_embargo_does_in_each_mode() -> None:
+    result = runner.invoke(app, ["research", "cv", "--help"], terminal_width=200)
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "kfold and cpcv drop that many training samples after each test fold's labels end" in text
+    assert "walkforward, whose training precedes its test window, drops the last that many training samples" in text
+
+
 def test_cv_refuses_a_fold_that_purging_and_embargo_leave_without_training_rows(tmp_path: Path) -> None:
     bars = random_walk(24)
     raw = yaml.safe_load(CONFIG.read_text())

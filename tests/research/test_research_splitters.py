@@ -180,19 +180,20 @@ def test_cpcv_properties_no_overlap_with_any_test_group(seed: int, n: int, h: in
 
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 100_000), n=st.integers(40, 150), test_size=st.integers(3, 10),
-       expanding=st.booleans(), gap=st.integers(0, 3), train_size=st.integers(1, 25))
+       expanding=st.booleans(), gap=st.integers(0, 3), train_size=st.integers(1, 25), h=st.integers(0, 3))
 def test_walk_forward_trains_only_on_the_purged_past(seed: int, n: int, test_size: int, expanding: bool, gap: int,
-                                                     train_size: int) -> None:
+                                                     train_size: int, h: int) -> None:
     t0, t1 = random_labels(seed, n)
-    cv = PurgedWalkForward(test_size, t0=t0, t1=t1, train_size=train_size, expanding=expanding, gap=gap)
+    cv = PurgedWalkForward(test_size, t0=t0, t1=t1, train_size=train_size, expanding=expanding, gap=gap, embargo=h)
     # brute force: window k tests k * test_size + train_size + gap onwards and trains on the train_size samples
-    # (all of them, if expanding) that end gap samples before it, less those overlapping a test interval
+    # (all of them, if expanding) that end gap samples before it, less those overlapping a test interval,
+    # less the h latest of the rest
     expected = []
     for s in range(train_size + gap, n - test_size + 1, test_size):
         test = np.arange(s, s + test_size)
         window = np.arange(0 if expanding else s - gap - train_size, s - gap)
         train = np.setdiff1d(window, np.setdiff1d(np.arange(n), clean_train(test, t0, t1, 0)))
-        expected.append((train, test))
+        expected.append((train[: len(train) - h] if len(train) > h else train[:0], test))
     empty = next((k for k, (train, _) in enumerate(expected) if train.size == 0), None)
     assert len(expected) == cv.get_n_splits()
     splits = []
@@ -230,6 +231,40 @@ def test_walk_forward_hand_derived_rolling_windows_and_step() -> None:
         (list(range(0, 7)), [9, 10, 11, 12]),  # window 0..7 (gap drops 8); label 7 (7..9) purged
         (list(range(5, 12)), [14, 15, 16, 17]),  # window 5..12 (gap drops 13); label 12 purged
     ]
+
+
+@pytest.mark.parametrize(("expanding", "windows"), [(True, [(0, 8), (0, 12), (0, 16)]),
+                                                     (False, [(0, 8), (4, 12), (8, 16)])])
+def test_walk_forward_embargo_drops_the_training_samples_purging_kept_nearest_the_test_window(
+        expanding: bool, windows: list[tuple[int, int]]) -> None:
+    # 20 samples, labels 2 samples long, embargo 0.1 = 2 samples; 3 test windows of 4 end at the last sample:
+    # tests 8..11, 12..15, 16..19 (default training window: the 8 samples before the first). Before test
+    # window s, purging drops s-2 and s-1 (their labels end at s and s+1) and the embargo the 2 before them.
+    t0 = np.arange(20)
+    t1 = t0 + 2
+    cv = PurgedWalkForward(4, t0=t0, t1=t1, n_splits=3, expanding=expanding, embargo=0.1)
+    assert cv.train_windows(20) == windows
+    got = [(tr.tolist(), te.tolist()) for tr, te in cv.split()]
+    first = [0, 0, 0] if expanding else [0, 4, 8]
+    assert got == [(list(range(first[0], 4)), [8, 9, 10, 11]),
+                   (list(range(first[1], 8)), [12, 13, 14, 15]),
+                   (list(range(first[2], 12)), [16, 17, 18, 19])]
+    assert [tr.tolist() for tr, _ in PurgedWalkForward(4, t0=t0, t1=t1, n_splits=3, expanding=expanding,
+                                                       embargo=2).split()] == [tr for tr, _ in got]
+    # without an embargo only purging removes samples: training runs to s-3
+    assert [tr[-1] for tr, _ in PurgedWalkForward(4, t0=t0, t1=t1, n_splits=3, expanding=expanding).split()] == [
+        5, 9, 13]
+
+
+def test_walk_forward_window_that_the_embargo_empties_is_refused_naming_it() -> None:
+    t0 = np.arange(20)
+    cv = PurgedWalkForward(4, t0=t0, t1=t0 + 2, train_size=4, embargo=2)
+    with pytest.raises(ConfigError) as info:
+        list(cv.split())
+    assert str(info.value) == (
+        "PurgedWalkForward: window 0 has no training samples left: of the 4 samples of its training window (0..3) "
+        "purging against its test window (4..7) keeps 2 and the embargo (2 samples) drops them; lower the embargo "
+        "or use a longer train_size")
 
 
 def test_walk_forward_rolls_without_train_size_when_not_expanding() -> None:

@@ -156,7 +156,7 @@ def _splitter(cv: Any, t0: np.ndarray, t1: np.ndarray) -> Any:
         return CombinatorialPurgedCV(cv.n_splits, cv.n_test_folds, t0=t0, t1=t1, embargo=cv.embargo)
     test_size = cv.test_size or max(len(t0) // (cv.n_splits + 1), 1)
     return PurgedWalkForward(test_size, t0=t0, t1=t1, train_size=cv.train_size, n_splits=cv.n_splits,
-                             expanding=cv.expanding, gap=cv.gap)
+                             expanding=cv.expanding, gap=cv.gap, embargo=cv.embargo)
 
 
 # ---------------------------------------------------------------------------- commands
@@ -206,7 +206,13 @@ def labels(config: ConfigArg, out: OutOption = None) -> None:
 
 @research_app.command()
 def cv(config: ConfigArg, out: OutOption = None) -> None:
-    """Generate the purged splits over the labels and write cv.json (sizes and time ranges per split)."""
+    """Generate the purged splits over the labels and write cv.json (sizes and time ranges per split).
+
+    cv.embargo (samples, or a fraction < 1 of them): kfold and cpcv drop that many training samples after each
+    test fold's labels end; walkforward, whose training precedes its test window, drops the last that many
+    training samples purging kept before each test window. purged_or_embargoed counts the training candidates
+    (walkforward: the training window) removed by purging or embargo.
+    """
     from tradebus.research.config import load_research_config
     from tradebus.research.labels import forward_label_end
 
@@ -223,10 +229,13 @@ def cv(config: ConfigArg, out: OutOption = None) -> None:
         splitter = _splitter(cfg.cv, t0, t1)
         splits = []
         try:
+            # a walk-forward trains on its training window: the samples outside it are not removed
+            windows = splitter.train_windows(len(t0)) if cfg.cv.method == "walkforward" else None
             for k, (train, test) in enumerate(splitter.split(np.zeros(len(t0)))):
+                candidates = len(t0) - len(test) if windows is None else windows[k][1] - windows[k][0]
                 splits.append({"split": k, "train": len(train), "test": len(test),
                                "test_start": int(t0[test[0]]), "test_end": int(t1[test].max()),
-                               "purged_or_embargoed": int(len(t0) - len(train) - len(test))})
+                               "purged_or_embargoed": int(candidates - len(train))})
         except ConfigError as exc:
             raise ConfigError(f"{config}: cv: {exc}") from None
         payload: dict[str, Any] = {"method": cfg.cv.method, "samples": len(t0), "splits": splits}

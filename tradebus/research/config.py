@@ -60,7 +60,13 @@ class CVConfig(_Model):
 
     method: Literal["kfold", "walkforward", "cpcv"] = "kfold"
     n_splits: int = Field(default=5, ge=2)
-    embargo: float = Field(default=0.0, ge=0)
+    embargo: float = Field(
+        default=0.0, ge=0,
+        description="samples (whole number) or fraction of the samples (< 1); kfold/cpcv: dropped from training "
+                    "after each test fold's labels end; walkforward: the last ones purging kept before each test "
+                    "window (no training sample follows a walk-forward test window); `research walkforward` "
+                    "does not read it",
+    )
     n_test_folds: int = Field(default=2, ge=1)
     test_size: int | None = Field(default=None, gt=0)
     train_size: int | None = Field(default=None, gt=0)

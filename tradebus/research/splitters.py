@@ -22,9 +22,18 @@ rounded up); a non-whole number >= 1 is refused. With labels spanning ``k`` samp
 (``t1[i] = t0[i + k]``) this removes ``k`` samples before each block and ``k + h`` after it,
 which is skfolio's ``CombinatorialPurgedCV(purged_size=k, embargo_size=h)``.
 
+In a walk-forward no training sample follows its test window, so the embargo above would
+remove nothing; there it is a margin *before* the test window instead: of the training
+samples purging kept, the ``h`` nearest the test window (the last ``h``) are dropped, so
+the training labels end at least ``h`` samples before the test window starts (with labels
+spanning ``k`` samples: ``k + h`` samples before each test window, as after a K-fold block).
+A training window's samples that follow an earlier window's test samples are that earlier
+window's test, not this one's: they stay in the training set (walk-forward retrains on
+the past it has tested).
+
 A K-fold or CPCV split that purging and embargo leave without a training sample is refused
 (``ConfigError`` naming the split, the embargo and the counts): no model can be fitted on it.
-So is a walk-forward window whose whole training window is purged (labels longer than it).
+So is a walk-forward window whose whole training window is purged or embargoed.
 
 Folds are contiguous, of sizes as in scikit-learn's ``KFold`` (the first ``n % k``
 folds one sample larger).
@@ -225,6 +234,10 @@ class PurgedWalkForward(_Purged):
     gap
         Samples skipped between the training window and the test window (on top of
         purging, which drops the training labels that end inside the test window).
+    embargo
+        Samples (a whole number) or fraction of samples (float < 1) dropped from the end of
+        each training window after purging: the ``h`` kept samples nearest the test window
+        (see the module docstring).
     """
 
     def __init__(
@@ -238,6 +251,7 @@ class PurgedWalkForward(_Purged):
         step: int | None = None,
         expanding: bool = False,
         gap: int = 0,
+        embargo: float = 0,
     ) -> None:
         if test_size < 1 or (step is not None and step < 1) or gap < 0:
             raise ConfigError("PurgedWalkForward: test_size and step must be >= 1 and gap >= 0")
@@ -251,6 +265,7 @@ class PurgedWalkForward(_Purged):
         self.step = step
         self.expanding = expanding
         self.gap = gap
+        self.embargo = embargo
 
     def _starts(self, n: int) -> list[int]:
         step = self.step or self.test_size
@@ -270,23 +285,33 @@ class PurgedWalkForward(_Purged):
         """Number of test windows."""
         return len(self._starts(_times("t0", self.t0).shape[0]))
 
+    def train_windows(self, n: int) -> list[tuple[int, int]]:
+        """The training window ``[begin, stop)`` of each split over ``n`` samples, before purging and embargo."""
+        starts = self._starts(n)
+        length = starts[0] - self.gap  # train_size, or by default all that precedes the first test window
+        return [(0 if self.expanding else max(s - self.gap - length, 0), s - self.gap) for s in starts]
+
     def split(self, X: Any = None, y: Any = None, groups: Any = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(train, test)`` positions per window, in time order."""
         t0, t1 = self._arrays(X)
         n = t0.shape[0]
-        starts = self._starts(n)
-        length = starts[0] - self.gap  # train_size, or by default all that precedes the first test window
-        for k, s in enumerate(starts):
-            stop = s - self.gap
-            begin = 0 if self.expanding else max(stop - length, 0)
+        h = _embargo_size(self.embargo, n)
+        for k, (s, (begin, stop)) in enumerate(zip(self._starts(n), self.train_windows(n), strict=True)):
             test = np.arange(s, s + self.test_size)
-            train = purge(np.arange(begin, stop), test, t0, t1)
-            if train.size == 0:
+            purged = purge(np.arange(begin, stop), test, t0, t1)
+            train = purged[: max(purged.size - h, 0)]
+            if purged.size == 0:
                 raise ConfigError(
                     f"PurgedWalkForward: window {k} has no training samples left: the labels of all {stop - begin} "
                     f"samples of its training window ({begin}..{stop - 1}) reach its test window "
                     f"({s}..{s + self.test_size - 1}) and are purged; use a longer train_size or a gap "
                     "as long as the labels")
+            if train.size == 0:
+                raise ConfigError(
+                    f"PurgedWalkForward: window {k} has no training samples left: of the {stop - begin} samples of "
+                    f"its training window ({begin}..{stop - 1}) purging against its test window "
+                    f"({s}..{s + self.test_size - 1}) keeps {purged.size} and the embargo "
+                    f"({_embargo_text(self.embargo, h)}) drops them; lower the embargo or use a longer train_size")
             yield train, test
 
 
