@@ -109,7 +109,9 @@ async def test_paper_daemon_builds_no_base_bar_over_trades_lost_for_good(tmp_pat
     # attempt: they are lost for good. They were printed between the trade before them and the one after,
     # in two 1 s base bars, which the strategy must not build (the kernel's own trade bars do not either)
     trades = [json.loads(raw)["data"] for _, raw in SPOT_FRAMES if "@trade" in raw]
-    cut = next(k for k in range(300, len(trades)) if trades[k + 5]["T"] // 1000 == trades[k - 1]["T"] // 1000 + 1)
+    # (the first of those bars closing on an even second: each shares its 2 s regime bucket with a whole bar)
+    cut = next(k for k in range(300, len(trades)) if trades[k + 5]["T"] // 1000 == trades[k - 1]["T"] // 1000 + 1
+               and (trades[k - 1]["T"] // 1000 + 1) % 2 == 0)
     faults = [Fault(FaultKind.SKIP, at=k, match="@trade") for k in range(cut, cut + 5)]
     proto = BinanceProtocol(SPOT_SNAPSHOT, trade_failures=1 + RETRIES)
     strategy = {"name": "tradebus.strategies.regime_hazard:RegimeHazard", "instruments": [IID],
@@ -136,6 +138,13 @@ async def test_paper_daemon_builds_no_base_bar_over_trades_lost_for_good(tmp_pat
     assert lost[1] + 1_000_000_000 in closes and lost[0] - 1_000_000_000 in closes
     # nothing else is missing: every close of the capture but the first (partial), the last (never over) and those two
     assert closes == [c for c in sorted(whole)[1:-1] if c not in lost]
+    # no 2 s regime bar over a lost base bar either (each of the two buckets holds a whole bar besides); the
+    # buckets around them give theirs
+    two = 2_000_000_000
+    bucket = {-(-c // two) * two for c in lost}
+    regimes = [r[0] for r in system.regimes]
+    assert not bucket & set(regimes)
+    assert min(bucket) - two in regimes and max(bucket) + two in regimes
 
 
 def _book_model() -> ModelSchedule:

@@ -305,3 +305,52 @@ def test_models_json_refuses_a_strategy_whose_features_differ_from_training(tmp_
     strategy = rh.RegimeHazard("XRPETH.BINANCE", models=models,
                                **{**trained, "meta_threshold": 0.7, "exit_threshold": 0.8, "block_threshold": 0.9})
     assert strategy.system.meta is not None and strategy.system.hazard is not None
+
+
+# ---------------------------------------------------------------------------- entry and regime buckets
+
+_S, _M = 1_000_000_000, 60_000_000_000
+_T0 = 888_889 * 1800 * _S  # a 30-minute boundary
+
+
+def _feed(system: rh.RegimeHazardSystem, start: int, stop: int, *, lose_after: int | None = None,
+          until: int | None = None) -> None:
+    """A trade every 10 s from ``start`` to ``stop`` (inclusive); with ``lose_after``, the trades after it up to
+    ``until`` are lost for good (the system told so at the next trade, as a daemon's TradesMissed)."""
+    rng = np.random.default_rng(3)
+    price = 100.0
+    for ts in range(start, stop + 1, 10 * _S):
+        if lose_after is not None and until is not None and lose_after < ts <= until:
+            continue
+        if lose_after is not None and until is not None and ts > until and system.builder_ts <= lose_after:
+            system.lose(until)
+        price *= math.exp(rng.normal(0.0, 1e-3))
+        system.on_trade(ts, price, 1.0, 1)
+
+
+def test_a_base_bar_lost_inside_a_regime_bucket_leaves_that_bucket_without_a_bar() -> None:
+    # trades every 10 s for 150 min; those after 40:00 up to 42:05 are lost: the base bars of 40..41, 41..42 and
+    # 42..43 are not built, so the 5-minute bucket 40..45 and the 30-minute bucket 30..60 have no bar; every other
+    # one has
+    system = rh.RegimeHazardSystem(rh.RegimeHazardParams())
+    _feed(system, _T0, _T0 + 150 * _M, lose_after=_T0 + 40 * _M, until=_T0 + 42 * _M + 5 * _S)
+    assert [b[0] for b in system.bars if _T0 + 39 * _M < b[0] < _T0 + 45 * _M] == [_T0 + m * _M for m in (40, 44)]
+    assert [r[0] for r in system.regimes] == [_T0 + m * _M for m in (30, 90, 120, 150)]
+    assert system._entry_bars == 30 - 1
+
+
+@pytest.mark.parametrize(("start", "mid_stream", "first_entry", "first_regime"), [
+    (7 * _M + 30 * _S, False, 15, 60),  # research from mid-bucket data: buckets 5..10 and 0..30 are partial
+    (7 * _M, False, 15, 60),  # a whole first base bar does not make its buckets whole
+    (11 * _S, False, 5, 30),  # data starting in the buckets' first base bar: kept (as the first base bar)
+    (5 * _M + 500_000_000, True, 15, 60),  # a daemon joining mid-bar drops that base bar, hence its buckets
+    (5 * _M, True, 10, 60),  # a daemon joining at a bucket's first trade
+])
+def test_entry_and_regime_buckets_starting_before_the_first_trade_give_no_bar(
+        start: int, mid_stream: bool, first_entry: int, first_regime: int) -> None:
+    system = rh.RegimeHazardSystem(rh.RegimeHazardParams())
+    if mid_stream:
+        system.join_mid_stream()
+    _feed(system, _T0 + start, _T0 + 65 * _M + 10 * _S)
+    assert [r[0] for r in system.regimes] == [_T0 + m * _M for m in range(first_regime, 61, 30)]
+    assert system._entry_bars == (65 - first_entry) // 5 + 1

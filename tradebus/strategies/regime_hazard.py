@@ -11,7 +11,10 @@ end arrives, and every decision is stamped with that trade's time. A paper or li
 (the kernel's ``joins_mid_stream``) starts inside a base bar: that first bar, partial, is
 dropped (:meth:`RegimeHazardSystem.join_mid_stream`); research and backtests keep it. Such a
 run builds no base bar over trades its feed lost for good (``TradesMissed``,
-:meth:`~tradebus.features.bars.BarBuilder.lose`), as the kernel's own trade bars do.
+:meth:`RegimeHazardSystem.lose`), as the kernel's own trade bars do. An entry or regime
+bucket holding a base bar so dropped, or beginning before the first base bar the trades
+cover (a run, or research data, starting inside the bucket), gives no bar (logged); a
+base interval without trades is no missing bar.
 
 Layer A, regime (on regime bars): efficiency ratio over ``regime_window`` bars (trend
 strength), mean true range of the last ``regime_window`` bars over that of the last
@@ -56,6 +59,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+from loguru import logger
 from pydantic import BaseModel, Field, field_validator
 
 from tradebus.config.base import StrictModel
@@ -171,25 +175,42 @@ class Decision:
 
 
 class _Aggregator:
-    """Merge closed base bars into bars of ``period`` ns, stamped at their bucket end."""
+    """Merge closed base bars into bars of ``period`` ns, stamped at their bucket end.
 
-    def __init__(self, period: int) -> None:
+    A bucket meeting a time window whose base bars are missing or partial (:meth:`refuse`)
+    gives no bar.
+    """
+
+    def __init__(self, period: int, name: str) -> None:
         self.period = period
+        self.name = name
         self.bucket: int | None = None
         self.bar: list[float] = []
         self.last_index = -1
+        self._refused: list[tuple[int, int, str]] = []
 
-    def _close(self, ts: int) -> tuple[int, int, list[float]]:
+    def refuse(self, start: int, end: int, why: str) -> None:
+        """No bar for a bucket meeting ``[start, end)``: the base bars there are missing or partial, for ``why``."""
+        self._refused.append((start, end, why))
+
+    def _close(self, ts: int) -> list[tuple[int, int, list[float]]]:
         out = (ts, self.last_index, self.bar)
         self.bucket, self.bar = None, []
-        return out
+        begin = ts - self.period
+        self._refused = [w for w in self._refused if w[1] > begin]
+        why = next((w[2] for w in self._refused if w[0] < ts), None)
+        if why is not None:
+            logger.info("regime_hazard: the {} bar closing at {} is not built: {}", self.name,
+                        np.datetime64(ts, "ns"), why)
+            return []
+        return [out]
 
     def add(self, ts: int, index: int, o: float, h: float, lo: float, c: float, v: float) -> list[tuple[int, int, list[float]]]:
         """Add the base bar closing at ``ts``; return the bars this completes ``(ts, base index, [o,h,l,c,v])``."""
         out = []
         bucket = (ts - 1) // self.period
         if self.bucket is not None and bucket != self.bucket:
-            out.append(self._close((self.bucket + 1) * self.period))
+            out.extend(self._close((self.bucket + 1) * self.period))
         if self.bucket is None:
             self.bucket, self.bar = bucket, [o, h, lo, c, v]
         else:
@@ -197,7 +218,7 @@ class _Aggregator:
             b[1], b[2], b[3], b[4] = max(b[1], h), min(b[2], lo), c, b[4] + v
         self.last_index = index
         if ts % self.period == 0:
-            out.append(self._close(ts))
+            out.extend(self._close(ts))
         return out
 
 
@@ -236,7 +257,8 @@ class RegimeHazardSystem:
         self.meta, self.hazard, self.use_hazard = meta, hazard, use_hazard
         self.builder = BarBuilder("time", interval_ns=self.base_ns)
         self.builder_ts = 0
-        self.entry_agg, self.regime_agg = _Aggregator(self.entry_ns), _Aggregator(self.regime_ns)
+        self._mid_stream = False
+        self.entry_agg, self.regime_agg = _Aggregator(self.entry_ns, "entry"), _Aggregator(self.regime_ns, "regime")
         self.regime = RegimeMachine(HAZARD, params.confirm)
         w = params.flow_window
         self._r: deque[float] = deque(maxlen=w)
@@ -297,9 +319,31 @@ class RegimeHazardSystem:
         if self.builder_ts:
             raise ConfigError("regime_hazard: join_mid_stream() must come before the first trade")
         self.builder = BarBuilder("time", interval_ns=self.base_ns, whole_only=True)
+        self._mid_stream = True
+
+    def lose(self, until_ns: int) -> None:
+        """Trades were lost for good between the last trade fed and ``until_ns``: no bar is built over them.
+
+        Neither the base bars meeting that window (:meth:`~tradebus.features.bars.BarBuilder.lose`)
+        nor the entry and regime bars whose buckets hold any of them.
+        """
+        self.builder.lose(until_ns)
+        start = self.builder_ts // self.base_ns * self.base_ns
+        end = (until_ns // self.base_ns + 1) * self.base_ns
+        for agg in (self.entry_agg, self.regime_agg):
+            agg.refuse(start, end, "trades in it were lost (a gap in the venue's trade ids not recovered)")
+
+    def _first_trade(self, ts: int) -> None:
+        """Entry and regime buckets that began before the first base bar the trades cover are partial: refused."""
+        # a run joining mid-stream drops the first base bar unless the trade opens it; research keeps it
+        covered = -(-ts // self.base_ns) * self.base_ns if self._mid_stream else ts // self.base_ns * self.base_ns
+        for agg in (self.entry_agg, self.regime_agg):
+            agg.refuse(0, covered, "it began before the first trade seen (a run or a data set starting inside it)")
 
     def on_trade(self, ts: int, price: float, size: float, aggressor: int) -> list[Decision]:
         """Feed one trade; return the decisions it triggers (those completing bars)."""
+        if not self.builder_ts:
+            self._first_trade(ts)
         self.builder_ts = ts
         done = self.builder.update(ts, price, size, aggressor)
         if done is None:
@@ -636,9 +680,9 @@ class RegimeHazard(Strategy):
             self.ctx.bus.subscribe(TradesMissed, self.on_trades_missed, self.instrument_id)
 
     def on_trades_missed(self, msg: TradesMissed) -> None:
-        """Trades of the instrument were lost for good up to ``msg.revealed_ns``: no base bar is built over them."""
+        """Trades of the instrument were lost for good up to ``msg.revealed_ns``: no bar is built over them."""
         if msg.lost > 0:
-            self.system.builder.lose(msg.revealed_ns)
+            self.system.lose(msg.revealed_ns)
 
     def on_trade(self, trade: Trade) -> None:
         """Feed the trade; act on the entry and exit decisions, log every decision with its reason."""
