@@ -6,14 +6,23 @@ The emulator charges every fill's fee in BNB at 500 USDT a BNB while its BNB bal
 
 from __future__ import annotations
 
+import asyncio
 import csv
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
-from tests.live.live_harness import harness, until
+from tests.live.live_harness import KEY, SECRET, harness, until
+from tests.live.node_testdata import BINANCE_INSTRUMENT, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config
+from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol
+from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.instrument import Instrument
-from tradebus.engine.messages import OrderSide, OrderStatus
+from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder, Trade
+from tradebus.errors import ConfigError
+from tradebus.node.config import parse_paper_config
+from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 from tradebus.node.reconcile import Reconciler
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.stream import OutputStream
@@ -143,3 +152,121 @@ async def test_a_round_trip_whose_buy_paid_its_fee_in_btc_is_closed_in_the_live_
     assert float(row["net_pnl"]) == pytest.approx(h.kernel.portfolio.equity() - 100_000.0, abs=1e-9)
     with (run_dir.path / "fills.csv").open() as handle:
         assert [float(f["fee_in_kind"]) for f in csv.DictReader(handle)] == [0.00001, 0.0]
+
+
+# ---------------------------------------------------------------- a declared BNB balance, through the daemon
+
+SPOT = {**BINANCE_INSTRUMENT, "margin": False}
+SPOT_IID = "BTCUSDT.BINANCE"
+
+
+#: 0.1 % of a buy of 0.01 BTC at ``px`` (its limit 20 000 or the crossing trade's 19 999), in BNB at 500 USDT.
+def bnb_fee(px: float) -> float:
+    return 0.01 * px * 0.001 / 500.0
+
+
+MINIMAL: dict[str, Any] = {
+    "instruments": [SPOT],
+    "strategy": {"name": "tradebus.strategies.tick_ema:TickEmaCross", "instruments": [SPOT_IID],
+                 "params": {"fast": 2, "slow": 8, "quantity": 0.01}},
+    "feeds": [{"venue": "binance", "market": "spot", "subscriptions": {SPOT_IID: ["trade"]}}],
+    "venue": {"fill_on": "trades"},
+}
+
+
+def _live_data(tmp: Path, srv: LocalVenueServer, emulator: BinancePrivateEmulator, balances: dict[str, float] | None) -> dict[str, Any]:
+    data = binance_config(
+        srv.ws_url, srv.http_url, ["trade"], tmp=tmp, journal=True,
+        strategy={"name": "tradebus.strategies.tick_ema:TickEmaCross", "instruments": [SPOT_IID],
+                  "params": {"fast": 500, "slow": 1000, "quantity": 0.01, "mode": "long_only"}},  # never warm
+    )
+    data["instruments"] = [SPOT]
+    data["warm_up"] = False
+    if balances is not None:
+        data["balances"] = balances
+    data["live"] = {"rest_url": emulator.rest_url, "ws_api_url": emulator.ws_api_url, "request_timeout": 1.0,
+                    "submit_timeout": 1.0, "cancel_timeout": 1.0, "retry_interval": 0.3, "not_found_grace": 2.0,
+                    "reconcile_interval": 0.3, "cancel_on_stop": False}
+    return data
+
+
+async def _run(node: LiveNode, done: Any) -> None:
+    task = asyncio.create_task(node.run())
+    try:
+        await until(lambda: task.done() or (node.running.is_set() and done()), timeout=30)
+    finally:
+        node.stop("test done")
+        await asyncio.wait_for(task, 20)
+
+
+async def _bnb_session(tmp_path: Path, declared: dict[str, float] | None) -> tuple[LiveNode, LiveNode, BinancePrivateEmulator]:
+    """A live daemon buying once with the fee charged in BNB, then a restart on its journal."""
+    instruments = parse_live_config(MINIMAL).instrument_map()
+    emulator = BinancePrivateEmulator(KEY, SECRET, instruments, {"USDT": 100_000.0, "BNB": 1.0})
+    emulator.fee_in = ("BNB", 500.0)
+    keys = ApiKeys(SecretStr(KEY), SecretStr(SECRET))
+    async with emulator:
+        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": SPOT_IID})
+        async with LocalVenueServer(protocol, SPOT_FRAMES, speed=8.0) as srv:
+            config = parse_live_config(_live_data(tmp_path, srv, emulator, declared), "<test>")
+            first = LiveNode(config, keys, handle_signals=False)
+            holder: list[Any] = []
+            rounds = 0
+
+            def bought() -> bool:
+                nonlocal rounds
+                if first.guard.holds:
+                    return False
+                if not holder:
+                    now = first.clock.now_ns()
+                    holder.append(first.kernel.execution.submit(
+                        SubmitOrder("TickEmaCross", SPOT_IID, "", OrderSide.BUY, 0.01, now, now, OrderType.LIMIT, 20_000.0)))
+                if holder[0].status is OrderStatus.ACCEPTED and not emulator.trades:
+                    last = emulator.clock.now_ns() + 10**6
+                    emulator.on_trade(Trade(SPOT_IID, last, last, 19_999.0, 1.0, -1, "bnb-1"))
+                if holder[0].status is not OrderStatus.FILLED:
+                    return False
+                rounds = rounds or first.reconciler.rounds + 2  # two rounds after the fill: a mismatch would be found
+                return first.reconciler.rounds >= rounds
+
+            await _run(first, bought)
+            second = LiveNode(config, keys, handle_signals=False)
+            await _run(second, lambda: second.reconciler.rounds >= 1)
+    return first, second, emulator
+
+
+async def test_a_declared_bnb_balance_is_debited_by_the_bnb_fees_journaled_and_reconciled(tmp_path: Path) -> None:
+    first, second, emulator = await _bnb_session(tmp_path, {"USDT": 100_000.0, "BNB": 1.0})
+    (row,) = emulator.trades
+    px = float(row["price"])
+    fee = bnb_fee(px)
+    assert (row["commissionAsset"], float(row["commission"])) == ("BNB", pytest.approx(fee))
+    assert emulator.balances["BNB"] == pytest.approx(1.0 - fee, abs=1e-15)
+    for node in (first, second):  # the running daemon, and the one rebuilt from the journal
+        account = node.kernel.portfolio.account
+        assert account.balance("BNB") == pytest.approx(1.0 - fee, abs=1e-15)
+        assert account.balance("USDT") == pytest.approx(100_000.0 - 0.01 * px, abs=1e-9)
+        assert node.reconciler.asset_mismatches == {}
+        assert not node.guard.holds
+        # the BNB balance is the account's alone: not counted as USDT cash
+        assert node.kernel.portfolio.cash == pytest.approx(100_000.0 - 0.01 * px, abs=1e-9)
+
+
+async def test_bnb_held_at_the_venue_but_not_declared_is_a_reported_mismatch(tmp_path: Path) -> None:
+    first, second, emulator = await _bnb_session(tmp_path, None)
+    fee = bnb_fee(float(emulator.trades[0]["price"]))
+    # hand-derived: nothing declared, the fee booked against BNB here; the venue holds 1.0 - fee
+    assert first.kernel.portfolio.account.balance("BNB") == pytest.approx(-fee, abs=1e-15)
+    for node in (first, second):
+        assert node.reconciler.asset_mismatches == {"BNB": (pytest.approx(-fee, abs=1e-15), pytest.approx(1.0 - fee))}
+        assert not node.guard.holds  # no instrument's holding is wrong
+
+
+def test_a_balance_of_an_asset_neither_traded_nor_charged_is_refused_naming_it() -> None:
+    base = MINIMAL
+    assert parse_live_config({**base, "balances": {"USDT": 1.0, "BNB": 1.0}}).balances == {"USDT": 1.0, "BNB": 1.0}
+    with pytest.raises(ConfigError, match=r"balances\.DOGE: no instrument has 'DOGE'.*fees in \(\['BNB'\]\)"):
+        parse_live_config({**base, "balances": {"USDT": 1.0, "DOGE": 1.0}})
+    # a paper run's simulated venue charges fees in the quote asset only: BNB would never move
+    with pytest.raises(ConfigError, match=r"balances\.BNB: no instrument has 'BNB'.*charges fees in no other asset"):
+        parse_paper_config({**base, "balances": {"USDT": 1.0, "BNB": 1.0}})

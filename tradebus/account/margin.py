@@ -121,6 +121,8 @@ class MarginAccount:
         Initial ``asset -> amount`` (as for :class:`SpotCashAccount`).
     positions
         The portfolio's live positions by instrument id (read, never written).
+    fee_assets
+        Assets no instrument trades that the venue charges fees in (as for :class:`SpotCashAccount`).
     """
 
     def __init__(
@@ -128,9 +130,10 @@ class MarginAccount:
         instruments: Mapping[str, Instrument],
         balances: Mapping[str, float],
         positions: Mapping[str, PositionLike],
+        fee_assets: Iterable[str] = (),
     ) -> None:
         self.instruments = instruments
-        self._spot = SpotCashAccount(instruments, balances)
+        self._spot = SpotCashAccount(instruments, balances, fee_assets=fee_assets)
         self._positions = positions
         self._perps = {iid: inst for iid, inst in instruments.items() if inst.is_perpetual}
         # Perpetuals and margin spot instruments: the positions margin is held for.

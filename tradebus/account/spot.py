@@ -6,9 +6,9 @@ Balances
     fill of ``q`` at ``px`` with fee ``f`` (in the quote asset) moves a buy's base by ``+q``
     and quote by ``-(q * px + f)``, a sell's base by ``-q`` and quote by ``+(q * px - f)``.
     A fee the venue charged in another asset (``OrderFilled.fee_asset``: the base asset, or a
-    third one such as BNB) is debited from that asset's balance instead (a third asset gets a
-    balance at its first fee, below zero unless the venue's balance of it is credited), and
-    the quote asset moves by the notional alone.
+    third one such as BNB) is debited from that asset's balance instead (a third asset starts
+    at its ``balances`` amount when it is one of ``fee_assets``, else it gets a balance at
+    its first fee, below zero), and the quote asset moves by the notional alone.
 
 Held by working orders (locked)
     A working buy holds ``leaves * price * (1 + fee rate)`` of the quote asset, where price is
@@ -106,9 +106,12 @@ class SpotCashAccount:
         ``instrument_id -> Instrument`` of the run.
     balances
         Initial ``asset -> amount`` (finite, >= 0); every asset must be the base or quote
-        asset of an instrument.
+        asset of an instrument, or one of ``fee_assets``.
     market_buffer
         Fraction a market (or stop-market) buy's price estimate is raised by (0.02 = 2 %).
+    fee_assets
+        Assets no instrument trades that the venue charges fees in (a live Binance account's
+        ``BNB``): each has a balance, moved only by the fees charged in it.
 
     Raises
     ------
@@ -119,7 +122,12 @@ class SpotCashAccount:
     __slots__ = ("_buffer", "_count", "_oco", "_oco_room", "_price", "_specs", "_total", "_working", "instruments")
 
     def __init__(
-        self, instruments: Mapping[str, Instrument], balances: Mapping[str, float], *, market_buffer: float = 0.02
+        self,
+        instruments: Mapping[str, Instrument],
+        balances: Mapping[str, float],
+        *,
+        market_buffer: float = 0.02,
+        fee_assets: Iterable[str] = (),
     ) -> None:
         if not (market_buffer >= 0.0 and math.isfinite(market_buffer)):
             raise ConfigError(f"account: market_buffer must be a finite fraction >= 0, got {market_buffer!r}")
@@ -133,11 +141,14 @@ class SpotCashAccount:
             self._specs[iid] = (base, quote, inst.cash_only, max(inst.maker_fee, inst.taker_fee, 0.0))
             self._total.setdefault(base, 0.0)
             self._total.setdefault(quote, 0.0)
+        traded = sorted(self._total)
+        for asset in fee_assets:
+            self._total.setdefault(asset, 0.0)
         for asset, amount in balances.items():
             if asset not in self._total:
                 raise ConfigError(
                     f"account: balance of {asset!r} names no instrument's base or quote asset "
-                    f"(assets: {sorted(self._total)})"
+                    f"(assets: {traded}) and no fee asset ({sorted(set(fee_assets))})"
                 )
             if not (amount >= 0.0 and math.isfinite(amount)):
                 raise ConfigError(f"account: balance of {asset!r} must be finite and >= 0, got {amount!r}")

@@ -52,23 +52,33 @@ _DEFAULT_CASH = 100_000.0
 def check_starting_balances(config: RunBase) -> None:
     """Check ``balances`` against the instruments and make ``initial_cash`` agree with it.
 
-    With ``balances``, ``initial_cash`` is the balance of the first instrument's quote asset
-    (set here, so a dumped config reloads); one given explicitly must agree with it.
+    Each asset is a base or quote asset of an instrument, or one the run's venue charges fees
+    in (:meth:`RunBase.fee_assets`: a live Binance spot account's ``BNB``); nothing else can
+    move a balance, so any other asset is refused. With ``balances``, ``initial_cash`` is the
+    balance of the first instrument's quote asset (set here, so a dumped config reloads); one
+    given explicitly must agree with it.
 
     Raises
     ------
     ValueError
-        ``balances`` names an asset no instrument trades, or disagrees with ``initial_cash``.
+        ``balances`` names an asset neither traded nor a fee asset, or disagrees with ``initial_cash``.
     """
     if config.balances is None:
         return
     assets = set()
     for inst in config.instruments:
         assets.update(asset_names(inst.to_instrument()))
+    fee_assets = config.fee_assets()
     for asset in config.balances:
-        if asset not in assets:
+        if asset not in assets and asset not in fee_assets:
+            charged = (
+                f"nor is it an asset the venue charges fees in ({sorted(fee_assets)})"
+                if fee_assets
+                else "and this run's venue charges fees in no other asset (a live Binance spot account "
+                "charges BNB)"
+            )
             raise ValueError(
-                f"balances.{asset}: no instrument has {asset!r} as base or quote asset ({sorted(assets)})"
+                f"balances.{asset}: no instrument has {asset!r} as base or quote asset ({sorted(assets)}), {charged}"
             )
     reporting = asset_names(config.instruments[0].to_instrument())[1]
     cash = config.balances.get(reporting, 0.0)
@@ -132,7 +142,8 @@ class RunBase(StrictModel):
     run for all of them.
 
     Starting balances: ``initial_cash`` credits the first instrument's quote asset; ``balances``
-    (``{USDT: 10000, BTC: 0.5}``) sets every asset instead (see :mod:`tradebus.account` and
+    (``{USDT: 10000, BTC: 0.5}``) sets every asset instead, and may add an asset the venue
+    charges fees in (:meth:`fee_assets`; see :mod:`tradebus.account` and
     :func:`check_starting_balances`).
 
     Borrowing interest: ``annual_borrow_rates`` (``{USDT: 0.08, BTC: 0.10}``, annual fractions,
@@ -162,6 +173,10 @@ class RunBase(StrictModel):
             raise ValueError(f"instruments: duplicate instrument ids in {ids}")
         check_strategy_choice(self, ids)
         return self
+
+    def fee_assets(self) -> frozenset[str]:
+        """Assets no instrument trades that the run's venue charges fees in (none: simulated venues charge the quote asset)."""
+        return frozenset()
 
     def instrument_map(self) -> dict[str, Instrument]:
         """``instrument_id -> Instrument`` in config order."""

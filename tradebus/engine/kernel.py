@@ -259,6 +259,9 @@ class Kernel:
     balances
         Starting balance of every asset (``{"USDT": 10_000, "BTC": 0.5}``), instead of
         ``initial_cash``; see :class:`~tradebus.engine.portfolio.Portfolio` for how equity values them.
+    fee_assets
+        Assets no instrument trades that the venue charges fees in (a live Binance account's
+        ``BNB``): ``balances`` may name them (:class:`~tradebus.engine.portfolio.Portfolio`).
     features
         Extra feature specs computed on every instrument (strategies add their own).
     equity_interval_ns
@@ -300,6 +303,7 @@ class Kernel:
         journal: Journal | None = None,
         initial_cash: float = 100_000.0,
         balances: Mapping[str, float] | None = None,
+        fee_assets: Iterable[str] = (),
         features: Sequence[FeatureSpec] = (),
         equity_interval_ns: int = 3_600_000_000_000,
         timeouts: OrderTimeouts | None = None,
@@ -319,7 +323,7 @@ class Kernel:
             raise ConfigError(f"kernel: equity_interval_ns must be > 0, got {equity_interval_ns}")
         self.clock: Clock = clock if clock is not None else SimulatedClock()
         self.bus = MessageBus()
-        self.portfolio = Portfolio(self.instruments, initial_cash, balances)
+        self.portfolio = Portfolio(self.instruments, initial_cash, balances, fee_assets)
         self._positions = {iid: self.portfolio.position_state(iid) for iid in self.instruments}
         self.orders = OrderManager(
             self.bus, self.clock, fee_value=self.portfolio.fee_value, fee_in_kind=self.portfolio.fee_in_kind

@@ -40,6 +40,9 @@ Equity is in the *reporting currency*, the quote asset of the first instrument:
   no conversion rate is applied; the account keeps each one's balance separately); an
   instrument quoted in another instrument's base (ETH-BTC beside BTC-USD) is refused, as no
   rate would turn its amounts into the reporting currency;
+- an initial balance of an asset the venue charges fees in that no instrument trades
+  (``fee_assets``, ``balances: {BNB: 1}`` on a live Binance account) is the account's alone,
+  in neither cash nor equity;
 - an initial balance of any other asset (``balances: {BTC: 0.5}``) is a *holding*, valued at
   the last price of an instrument whose base it is (quoted in the reporting currency if one
   is, else the first in instrument order), and 0 until that instrument is priced. Positions
@@ -50,7 +53,7 @@ Equity is in the *reporting currency*, the quote asset of the first instrument:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from loguru import logger
 
@@ -115,6 +118,10 @@ class Portfolio:
         ignored when ``balances`` is given.
     balances
         Starting ``asset -> amount`` of every asset (``{"USDT": 10000, "BTC": 0.5}``).
+    fee_assets
+        Assets no instrument trades that the venue charges fees in (``BNB``): their balances
+        are the account's, in their own asset, and count in neither cash nor equity (as the
+        fees charged in them, :attr:`fees_unvalued`).
     """
 
     __slots__ = (
@@ -135,7 +142,11 @@ class Portfolio:
     )
 
     def __init__(
-        self, instruments: dict[str, Instrument], initial_cash: float, balances: Mapping[str, float] | None = None
+        self,
+        instruments: dict[str, Instrument],
+        initial_cash: float,
+        balances: Mapping[str, float] | None = None,
+        fee_assets: Iterable[str] = (),
     ) -> None:
         if not math.isfinite(initial_cash):
             raise OrderError(f"portfolio: initial_cash must be finite, got {initial_cash!r}")
@@ -165,15 +176,19 @@ class Portfolio:
         self._positions: dict[str, Position] = {
             iid: Position(iid, inst.lot_size * 1e-3, inst.contract_size) for iid, inst in instruments.items()
         }
+        fee_assets = frozenset(fee_assets)
         self.account: Account = (
-            MarginAccount(instruments, start, self._positions)
+            MarginAccount(instruments, start, self._positions, fee_assets)
             if not all(inst.cash_only for inst in instruments.values())
-            else SpotCashAccount(instruments, start)
+            else SpotCashAccount(instruments, start, fee_assets=fee_assets)
         )
         bases = {base for base, _ in names}
+        quotes = {quote for _, quote in names}
         cash = 0.0
         holdings: list[tuple[Position, float]] = []
         for asset, amount in start.items():
+            if asset in fee_assets and asset not in bases and asset not in quotes:
+                continue  # no instrument prices it: the account's alone
             if asset not in bases:
                 cash += amount
             elif amount:

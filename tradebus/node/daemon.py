@@ -116,6 +116,7 @@ def build_paper_kernel(
         journal=journal,
         initial_cash=config.initial_cash,
         balances=config.balances,
+        fee_assets=config.fee_assets(),
         borrow_rates=config.annual_borrow_rates,
         features=config.features,
         equity_interval_ns=config.report.equity_interval_ns,

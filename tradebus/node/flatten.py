@@ -57,7 +57,7 @@ async def flatten(config: PaperConfig, api: TradingApi, journal: Journal, timeou
     instruments = config.instrument_map()
     clock = LiveClock()
     orders = OrderManager(MessageBus(), clock)
-    portfolio = Portfolio(instruments, config.initial_cash, config.balances)
+    portfolio = Portfolio(instruments, config.initial_cash, config.balances, config.fee_assets())
     journal.replay(orders, portfolio, clock.now_ns())
     held = {b.asset: b.free + b.locked for b in await api.balances()}
     perpetual = any(inst.kind is InstrumentKind.PERPETUAL for inst in instruments.values())

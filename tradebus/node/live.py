@@ -307,6 +307,17 @@ class LiveConfig(PaperConfig):
         return self
 
 
+    def fee_assets(self) -> frozenset[str]:
+        """The live account's fee assets (:attr:`~tradebus.adapters.common.venue.LiveAccount.fee_assets`: Binance spot's ``BNB``)."""
+        venue = self.live.venue
+        if venue is None:
+            venues = {feed.venue for feed in self.feeds}
+            venue = venues.pop() if len(venues) == 1 else None
+        adapter = VENUES.get(venue or "")
+        live = None if adapter is None else adapter.live if self.live.market == "spot" else adapter.live_perpetual
+        return frozenset(live.fee_assets) if live is not None else frozenset()
+
+
 def parse_live_config(data: Any, source: str = "<config>", base: Path | None = None) -> LiveConfig:
     """Validate a live config mapping (see :func:`tradebus.config.parse_config`)."""
     return parse_config(data, source, base, model=LiveConfig)
@@ -449,7 +460,9 @@ class LiveNode(PaperNode):
         super().__init__(
             config, max_seconds=max_seconds, max_messages=max_messages, handle_signals=handle_signals, run_dir=run_dir
         )
-        self.reconciler = Reconciler(self.kernel, self.venue, self._hold, config.live.stop_timeout, self._mismatch)
+        self.reconciler = Reconciler(
+            self.kernel, self.venue, self._hold, config.live.stop_timeout, self._mismatch, config.fee_assets()
+        )
         self.guard.holding = self.reconciler.holding
         rest_url, ws_url = config.live.endpoints()
         self.stream = config.live.account().user_stream(

@@ -51,6 +51,14 @@ balances and positions
     stops new orders on the instrument, ``reducing`` lets only orders through that reduce
     the holding both here and at the venue), published as an :class:`InstrumentHeld` with
     the reason and the state. It is lifted by a round that finds them equal.
+fee assets
+    In the same rounds, the balance here of each asset the venue charges fees in that no
+    instrument trades (``fee_assets``: Binance's ``BNB``; config ``balances`` less the fees
+    booked in it) is compared with the venue's. A difference of more than
+    :data:`ASSET_TOLERANCE` is a mismatch by the same rule (at start-up at once, while running
+    when seen in two rounds): logged as an error and kept in :attr:`Reconciler.asset_mismatches`
+    until a round finds them equal. It holds no instrument (no holding is wrong, only the
+    fees' asset); the venue's balance is never copied here.
 
 Every request goes through the venue's :class:`~tradebus.execution.live.TradingApi` and so
 through the account's shared rate budget.
@@ -60,11 +68,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import msgspec
 from loguru import logger
 
+from tradebus.account import asset_names
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import OrderFilled, OrderStatus, OrderType, TradingState
@@ -117,6 +126,9 @@ def margin_differences(instruments: Mapping[str, Instrument], settings: list[Acc
     return out
 
 
+#: Largest difference of a fee asset's balance that is no mismatch: the venues give balances to 8 decimals.
+ASSET_TOLERANCE = 1e-8
+
 #: How far before an order's local creation time its venue trades are looked for (clocks differ).
 CLOCK_SKEW_NS = 60_000_000_000
 
@@ -161,6 +173,9 @@ class Reconciler:
     on_mismatch
         ``(instrument_id, reason, difference)`` of a persisting holding mismatch
         (``difference``: here minus at the venue, see :meth:`holding`); default ``hold``.
+    fee_assets
+        Assets no instrument trades that the venue charges fees in, compared with the venue's
+        balances (the module docstring).
     """
 
     def __init__(
@@ -170,6 +185,7 @@ class Reconciler:
         hold: Callable[[str, str], None],
         settle_timeout: float,
         on_mismatch: Callable[[str, str, float], None] | None = None,
+        fee_assets: Iterable[str] = (),
     ) -> None:
         self.kernel = kernel
         self.venue = venue
@@ -184,6 +200,11 @@ class Reconciler:
         #: Fills booked from the venue's paged trade history at start-up.
         self.fills_caught_up = 0
         self._suspect: dict[str, float] = {}
+        traded = {asset for inst in kernel.instruments.values() for asset in asset_names(inst)}
+        self.fee_assets = tuple(sorted(set(fee_assets) - traded))
+        #: ``asset -> (balance here, balance at the venue)`` of each fee asset found to differ.
+        self.asset_mismatches: dict[str, tuple[float, float]] = {}
+        self._asset_suspect: dict[str, float] = {}
         # Per comparison waiting for the venue, the client order ids of the fills booked meanwhile.
         self._waiting: list[set[str]] = []
         kernel.bus.subscribe(OrderFilled, self._note_fill)
@@ -343,6 +364,32 @@ class Reconciler:
             )
             logger.error(reason)
             self.on_mismatch(iid, reason, diff)
+        if len(perpetual) < len(instruments):
+            self.compare_fee_assets(balances, startup=startup)
+
+    def compare_fee_assets(self, balances: Mapping[str, float], *, startup: bool) -> None:
+        """Compare each fee asset's balance here with the venue's ``balances`` (``asset -> total``); report a mismatch."""
+        account = self.kernel.portfolio.account
+        for asset in self.fee_assets:
+            here, there = account.balance(asset), balances.get(asset, 0.0)
+            diff = here - there
+            if math.fabs(diff) <= ASSET_TOLERANCE:
+                self._asset_suspect.pop(asset, None)
+                if self.asset_mismatches.pop(asset, None) is not None or startup:
+                    logger.info("reconciled {}: {} held, as at the venue (fee asset)", asset, here)
+                continue
+            previous = self._asset_suspect.get(asset)
+            self._asset_suspect[asset] = diff
+            if not startup and (previous is None or math.fabs(previous - diff) > ASSET_TOLERANCE):
+                logger.warning("reconciliation: {}: {} here, {} at the venue; checking again next round", asset, here, there)
+                continue
+            if self.asset_mismatches.get(asset) != (here, there):
+                logger.error(
+                    "reconciliation: {}: {} held here but {} at the venue (an asset the venue charges fees in: "
+                    "config balances.{} less the fees booked in it); set balances.{} in the config, or check the account",
+                    asset, here, there, asset, asset,
+                )
+            self.asset_mismatches[asset] = (here, there)
 
     def _note_fill(self, fill: OrderFilled) -> None:
         for booked in self._waiting:

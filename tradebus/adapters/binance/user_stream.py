@@ -307,6 +307,7 @@ LIVE_ACCOUNT = LiveAccount(
     trading=lazy_trading("tradebus.adapters.binance.trading", "BinanceTrading"),
     user_stream=_user_stream,
     mainnet_domains=MAINNET_DOMAINS,
+    fee_assets=("BNB",),
 )
 
 

@@ -69,6 +69,10 @@ class LiveAccount:
         DNS domains of the venue's real-money hosts (``binance.com``: ``api1.binance.com``,
         ``fapi.binance.com`` ...): an endpoint override on any host in them, other than the
         testnet's own, is mainnet.
+    fee_assets
+        Assets the venue may charge fees in that no instrument trades (Binance spot: ``BNB``,
+        its fee discount): a live config may declare their ``balances``, and the reconciliation
+        compares them with the venue's.
     """
 
     endpoints: Mapping[str, tuple[str, str]]
@@ -76,6 +80,7 @@ class LiveAccount:
     user_stream: Callable[..., Any]
     passphrase: bool = False
     mainnet_domains: tuple[str, ...] = ()
+    fee_assets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
