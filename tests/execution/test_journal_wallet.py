@@ -88,7 +88,11 @@ def test_a_restart_on_the_journal_keeps_every_charge_once_and_the_wallet(tmp_pat
     feed(second, TRADES[stop_after:], stop_after)
     second.stop()
     journal.close()
-    assert charges(second) == charges(whole)
+    # the hours charged before the restarted run's first price are valued at the journal's fill
+    # price and marked so (here the same price: it did not move between the fill and those hours)
+    missed = [c for c in charges(second) if c[0] == "hour_last_fill"]
+    assert missed and all(c[1] < TRADES[stop_after][0] for c in missed)
+    assert [("hour" if c[0] == "hour_last_fill" else c[0], *c[1:]) for c in charges(second)] == charges(whole)
     assert second.portfolio.account.balance("USD") == whole.portfolio.account.balance("USD")
     assert second.portfolio.equity() == whole.portfolio.equity()
     assert second.portfolio.interest_paid == pytest.approx(0.5 * 0.10 * 4 * 20_000.0 / YEAR_H, rel=1e-12)
@@ -99,7 +103,7 @@ def test_a_restart_on_the_journal_keeps_every_charge_once_and_the_wallet(tmp_pat
     journaled = [msgspec.msgpack.decode(p, type=InterestCharged) for t, p in rows if t == "InterestCharged"]
     # the same charges; an hour that passed before the restarted run's first message is charged
     # (ts_init) when that message starts it, as a daemon charges the hours it was down at its restart
-    assert [msgspec.structs.replace(c, ts_init=0) for c in journaled] == [
+    assert [msgspec.structs.replace(c, ts_init=0, kind=c.kind.removesuffix("_last_fill")) for c in journaled] == [
         msgspec.structs.replace(c, ts_init=0) for c in whole.result.interest or []
     ]
     assert all(c.ts_init >= c.ts_event for c in journaled)
@@ -134,3 +138,39 @@ def test_a_version_2_journal_opens_and_is_marked_version_3(tmp_path: Path) -> No
     journal = Journal(path)
     assert journal.schema_version == SCHEMA_VERSION == 3
     journal.close()
+
+
+def test_an_hour_missed_while_down_is_marked_and_not_silently_valued_at_a_stale_fill(tmp_path: Path) -> None:
+    """A short sold at 20,000 at 00:20; the last price before 01:00 is 21,000 (00:50), when the process
+    stops. Restarted at 01:05, the 01:00 charge cannot know that hour's price: the journal holds the fill's
+    20,000 only. It is charged at 20,000, marked ``hour_last_fill`` and warned about (before, a plain
+    ``hour`` at 20,000: an uninterrupted run charged it at 21,000)."""
+    from loguru import logger
+
+    trades = [(T0 + 10 * M, 20_000.0), (T0 + 20 * M, 20_000.0), (T0 + 50 * M, 21_000.0), (T0 + H + 5 * M, 22_000.0),
+              (T0 + 2 * H + 5 * M, 22_000.0)]  # fmt: skip
+    whole = kernel(None, {0: (OrderSide.SELL, 0.5)})
+    feed(whole, trades)
+    assert [c[:4] for c in charges(whole)] == [("borrow", T0 + 20 * M, 0.5, 20_000.0), ("hour", T0 + H, 0.5, 21_000.0),
+                                               ("hour", T0 + 2 * H, 0.5, 22_000.0)]  # fmt: skip
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path)
+    first = kernel(journal, {0: (OrderSide.SELL, 0.5)})
+    feed(first, trades[:3])
+    journal.close()
+    journal = Journal(path)
+    second = kernel(journal, {})
+    journal.replay(second.orders, second.portfolio, trades[2][0], risk=second.risk, on_message=second.record_journaled)
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        feed(second, trades[3:], 3)
+    finally:
+        logger.remove(sink)
+        journal.close()
+    hour_price = 20_000.0  # the journal's fill: the only price the restarted process has for 01:00
+    assert [c[:4] for c in charges(second)[1:]] == [("hour_last_fill", T0 + H, 0.5, hour_price),
+                                                    ("hour", T0 + 2 * H, 0.5, 22_000.0)]  # fmt: skip
+    assert charges(second)[1][4] == pytest.approx(0.5 * hour_price * 0.10 / YEAR_H, rel=1e-12)
+    (line,) = lines
+    assert "1970" not in line and "valued at 20000.0 USD, the last fill price of BTC-USD.SIM" in line

@@ -26,7 +26,11 @@ When (Binance cross margin's rule: hourly interest, the first charge at borrowin
     * after a restart of a paper daemon (the journal replays the charges of the stopped process,
       :meth:`BorrowInterest.restore`), from the first whole hour after the last journaled charge
       (:meth:`BorrowInterest.resume`): no hour is charged twice, and an hour that passed while the
-      process was down is charged before its first message.
+      process was down is charged before its first message. Its price is not known: the
+      process saw no price before it, and the journal holds the prices of its fills only. Such
+      an hour is charged at the journal's last fill price of the instrument valuing the asset,
+      as ``kind`` ``"hour_last_fill"`` (``interest.csv``), with a warning naming the hour, the
+      price and why; a quote-asset loan (``price`` 1) needs no price and stays ``"hour"``.
 
 How much
     ``interest = owed * price * annual_rate / 8760`` (365 days of 24 hours: Binance's daily rate
@@ -51,8 +55,11 @@ What it moves
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
+
+from loguru import logger
 
 from tradebus.account import MarginAccount, asset_names
 from tradebus.engine.messages import InterestCharged, OrderFilled, TimeEvent
@@ -91,6 +98,9 @@ class BorrowInterest:
     wallet_changed
         Called with the time after the charges of a fill (``None``) or of an hour (its time):
         recompute the liquidation bounds, and after an hour check the positions.
+    priced
+        Whether this process has seen a price of an instrument (the kernel's cache); one it
+        has not is priced by the journal's replayed fills only (default: every one has).
 
     Raises
     ------
@@ -108,6 +118,7 @@ class BorrowInterest:
         *,
         sync: Callable[[], None],
         wallet_changed: Callable[[int | None], None],
+        priced: Callable[[str], bool] = lambda _iid: True,
     ) -> None:
         account = portfolio.account
         borrowable = account.borrowable if isinstance(account, MarginAccount) else frozenset()
@@ -127,6 +138,7 @@ class BorrowInterest:
         self._bus = bus
         self._sync = sync
         self._wallet_changed = wallet_changed
+        self._priced = priced
         spot = {iid: inst for iid, inst in instruments.items() if not inst.cash_only and not inst.is_perpetual}
         #: ``asset -> instrument ids`` valuing a base asset (config order); a quote asset has none.
         self._pricing: dict[str, list[str]] = {}
@@ -178,7 +190,8 @@ class BorrowInterest:
         A restarted process charges the first whole hour after the last journaled charge, so no
         hour is charged twice and none the loan was owed through while the process was down is
         skipped: an hour already past fires before the next message, at the latest prices known
-        (the journal's last fill price of an instrument before any new price).
+        (the journal's last fill price of an instrument before any new price: such a charge is
+        ``"hour_last_fill"``, with a warning).
         """
         self.schedule(now if self._restored_until is None else self._restored_until)
 
@@ -198,6 +211,7 @@ class BorrowInterest:
             if not owed:
                 continue
             pricing = self._pricing.get(asset)
+            kind = "hour"
             if pricing is None:
                 price, quote = 1.0, asset
             else:
@@ -209,7 +223,15 @@ class BorrowInterest:
                         break
                 if price != price:
                     continue  # never priced: nothing to value the loan at (no fill borrowed it)
-            charged |= self._charge(asset, "hour", owed, price, quote, rate, hour, now)
+                if not self._priced(iid):
+                    kind = "hour_last_fill"
+                    logger.warning(
+                        "interest: the {} charge on {} {} owed is valued at {} {}, the last fill price of {} in the "
+                        "journal: the price at that hour is unknown (it passed while the daemon was down, or before "
+                        "this process saw a price of {}); interest.csv marks it {}",
+                        _utc(hour), owed, asset, price, quote, iid, iid, kind,
+                    )
+            charged |= self._charge(asset, kind, owed, price, quote, rate, hour, now)
         if charged:
             self._wallet_changed(now)
         self.schedule(hour)
@@ -225,3 +247,8 @@ class BorrowInterest:
         self.charges.append(event)
         self._bus.publish(event)
         return True
+
+
+def _utc(ts_ns: int) -> str:
+    """``2024-08-08 11:00 UTC`` of a time in ns."""
+    return datetime.fromtimestamp(ts_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M UTC")

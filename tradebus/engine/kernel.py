@@ -451,6 +451,7 @@ class Kernel:
             self.interest = BorrowInterest(
                 borrow_rates, self.instruments, self.portfolio, self.clock, self.bus,
                 sync=self.sync_marks, wallet_changed=self.perpetuals.wallet_changed,
+                priced=self.cache.prices.__contains__,
             )  # fmt: skip
             self.result.interest = self.interest.charges
             self.bus.subscribe(OrderFilled, self.interest.on_fill)  # after _record_fill: the bounds are then current

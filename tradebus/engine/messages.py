@@ -575,7 +575,9 @@ class InterestCharged(msgspec.Struct, frozen=True, gc=False):
     ``interest = borrowed * price * annual_rate / 8760``, debited from ``quote`` (the
     borrowed asset itself when it is a quote asset, ``price`` 1). ``kind`` is ``"borrow"`` for
     the charge when a fill borrows (on the amount it borrowed, at its price) and ``"hour"``
-    for the charge at a whole UTC hour (``ts_event``) on the amount outstanding then.
+    for the charge at a whole UTC hour (``ts_event``) on the amount outstanding then;
+    ``"hour_last_fill"`` for such a charge whose hour's price a restarted daemon cannot know,
+    valued at the journal's last fill price instead (:mod:`tradebus.engine.interest`).
     """
 
     asset: str
