@@ -79,11 +79,20 @@ def _emulator() -> BinanceFuturesEmulator:
     return BinanceFuturesEmulator(KEY, SECRET, {USDM_IID: INST}, {"USDT": 10_000.0})
 
 
-async def _run(tmp: Path, emulator: BinanceFuturesEmulator, frames: list[tuple[int, str]], journal: Path, act: Any = None) -> LiveNode:
-    """One daemon session over ``frames``; ``act(node)`` runs once they are all sent, before the stop."""
+async def _run(
+    tmp: Path, emulator: BinanceFuturesEmulator, frames: list[tuple[int, str]], journal: Path, act: Any = None,
+    edit: Any = None,
+) -> LiveNode:
+    """One daemon session over ``frames``; ``act(node)`` runs once they are all sent, before the stop.
+
+    ``edit(config)`` changes the config dict before it is parsed.
+    """
     protocol = MatchingProtocol(SNAPSHOT, futures=True, account=emulator, instrument_ids={"btcusdt": USDM_IID})  # type: ignore[arg-type]
     async with LocalVenueServer(protocol, frames, speed=16.0) as srv:
-        config = parse_live_config(_config(tmp, srv.ws_url, emulator, journal), "<test>")
+        raw = _config(tmp, srv.ws_url, emulator, journal)
+        if edit is not None:
+            edit(raw)
+        config = parse_live_config(raw, "<test>")
         node = LiveNode(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
         task = asyncio.create_task(node.run())
         try:

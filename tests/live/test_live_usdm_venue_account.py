@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,16 +25,17 @@ from tradebus.engine.messages import FundingPaid, FundingRate, OrderSide, OrderT
 from tradebus.execution.journal import Journal
 from tradebus.execution.live import AccountBalance
 from tradebus.node.live import LiveNode
+from tradebus.reports.attribution import attribute
 
 PRICE = 28_000.0
 
 
-async def _open_long(node: LiveNode, emulator: BinanceFuturesEmulator, qty: float = 0.01) -> None:
+async def _open_long(node: LiveNode, emulator: BinanceFuturesEmulator, qty: float = 0.01, strategy: str = "TickEmaCross") -> None:
     """Buy ``qty`` at market, filled by a public trade at :data:`PRICE`; wait until the daemon booked it."""
     kernel = node.kernel
     before = kernel.portfolio.position(USDM_IID)
     now = node.clock.now_ns()
-    order = kernel.execution.submit(SubmitOrder("TickEmaCross", USDM_IID, "", OrderSide.BUY, qty, now, now, OrderType.MARKET))
+    order = kernel.execution.submit(SubmitOrder(strategy, USDM_IID, "", OrderSide.BUY, qty, now, now, OrderType.MARKET))
     await until(lambda: order.client_order_id in emulator.orders)
     at = emulator.clock.now_ns() + 10**6
     emulator.on_trade(Trade(USDM_IID, at, at, PRICE, 1.0, -1, "x-open"))
@@ -105,6 +107,45 @@ async def test_a_venue_liquidation_flattens_the_position_at_the_venues_price_and
         assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
         assert not node.guard.holds
 
+
+@pytest.mark.slow
+async def test_a_partial_venue_liquidation_shrinks_each_strategys_share_pro_rata(tmp_path: Path) -> None:
+    """Two strategies long 0.03 and 0.01 at 28,000; the venue liquidates 0.02 of the 0.04 at 25,000 (fee 1.0).
+
+    Half the net position is left, so each strategy keeps half of its own (0.015, 0.005), the sum
+    the venue's remaining 0.02; in the attribution each realises its closed half at 25,000
+    (0.015 * -3,000 = -45, 0.005 * -3,000 = -15) and pays the fee by those parts (0.75, 0.25).
+    """
+    journal = tmp_path / "journal.sqlite"
+    seen: dict[str, float] = {}
+
+    def two_strategies(config: dict[str, Any]) -> None:
+        one = config.pop("strategy")
+        config["strategies"] = [{**one, "id": "a"}, {**one, "id": "b"}]
+
+    async def act(node: LiveNode) -> None:
+        kernel = node.kernel
+        await _open_long(node, emulator, 0.03, "a")
+        await _open_long(node, emulator, 0.01, "b")
+        emulator.liquidate(SYMBOL, 25_000.0, 1.0, quantity=0.02)
+        await until(lambda: len(kernel.result.liquidations) == 1)
+        await asyncio.sleep(0.8)  # a reconciliation round compares the positions
+        seen.update(a=kernel.strategy_position("a", USDM_IID), b=kernel.strategy_position("b", USDM_IID))
+
+    async with _emulator() as emulator:
+        node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, act, edit=two_strategies)
+        kernel = node.kernel
+        assert emulator.position(SYMBOL) == pytest.approx(0.02, abs=1e-12)
+        assert kernel.portfolio.position(USDM_IID) == pytest.approx(0.02, abs=1e-12)
+        assert (seen["a"], seen["b"]) == pytest.approx((0.015, 0.005), abs=1e-12)
+        [liq] = kernel.result.liquidations
+        assert (liq.quantity, liq.price, liq.fee) == pytest.approx((0.02, 25_000.0, 1.0))
+        rows = {r.strategy_id: r for r in attribute(kernel.result.fills, kernel.result.last_prices) if r.instrument == USDM_IID}
+        assert set(rows) == {"a", "b"}
+        opening = {f.strategy_id: f.fee for f in kernel.result.fills if f.strategy_id != "liquidation"}
+        assert (rows["a"].position, rows["a"].realized_pnl, rows["a"].fees - opening["a"]) == pytest.approx((0.015, -45.0, 0.75))
+        assert (rows["b"].position, rows["b"].realized_pnl, rows["b"].fees - opening["b"]) == pytest.approx((0.005, -15.0, 0.25))
+        assert not node.guard.holds
 
 
 def _funding_update(positions: list[dict[str, str]]) -> str:

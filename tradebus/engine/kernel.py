@@ -350,7 +350,8 @@ class Kernel:
         #: ``instrument_id -> History`` of the instruments whose history a strategy asked for.
         self.histories: dict[str, History] = {}
         #: ``strategy_id -> instrument_id -> signed quantity`` of each strategy's own fills (a
-        #: liquidation sets every strategy's position in the instrument to zero).
+        #: liquidation fill scales every strategy's position in the instrument by the fraction of
+        #: the net position it left: zero after a whole liquidation, pro rata after a partial one).
         self.strategy_positions: dict[str, dict[str, float]] = {}
         # Instruments traded by more than one strategy (their net position is shared).
         self._shared: frozenset[str] = frozenset()
@@ -891,10 +892,15 @@ class Kernel:
         iid = fill.instrument_id
         in_kind = self.portfolio.fee_in_kind(fill) if fill.fee_asset else 0.0
         if fill.strategy_id == LIQUIDATION_STRATEGY:
-            # the liquidation closes the net position, so every strategy's share of it
+            # Booked before this handler: the position left is the portfolio's. Every strategy's
+            # share shrinks by what is left of the net position (none when it closed it whole).
+            left = self.portfolio.position(iid)
+            moved = fill.last_qty if fill.side > 0 else -fill.last_qty
+            before = left - moved
+            kept = max(left / before, 0.0) if left != 0.0 and before != 0.0 else 0.0
             for own in self.strategy_positions.values():
                 if iid in own:
-                    own[iid] = 0.0
+                    own[iid] *= kept
         else:
             own = self.strategy_positions.get(fill.strategy_id)
             if own is None:

@@ -251,7 +251,9 @@ class Perpetuals:
 
         Each fill (once per trade id) reduces the position at the venue's price and fee, and is
         published as :class:`PositionLiquidated` (``quantity`` the signed part it closed,
-        ``liquidation_price`` the account's, no insurance fund cover known).
+        ``liquidation_price`` the account's, no insurance fund cover known). A partial
+        liquidation shrinks every strategy's share of the position pro rata
+        (:attr:`Kernel.strategy_positions <tradebus.engine.kernel.Kernel.strategy_positions>`).
         """
         key = (fill.client_order_id, fill.trade_id)
         if key in self._venue_liquidations or fill.instrument_id not in self.instruments:

@@ -26,9 +26,11 @@ average-cost accounting:
   in instruments quoted in it (weight: their cost, ``position * avg_price``). A loan no open
   position explains (a quote balance below zero from losses and fees alone) is shared equally by
   the rows of those instruments that have filled so far;
-* a liquidation fill (which no strategy sent) closes the position of every strategy holding the
-  instrument at its price, each paying a share of its fee in proportion to the size of its own
-  position;
+* a liquidation fill (which no strategy sent) closes the same fraction of the position of every
+  strategy holding the instrument at its price: the fraction of their net position it closed (all
+  of it for a whole liquidation; a venue's partial liquidation of a third leaves each strategy two
+  thirds of its own position), each paying a share of its fee in proportion to the size of the part
+  it closed;
 * ``net_pnl = realized_pnl + unrealized_pnl - fees - funding - interest``.
 
 A fill, a funding payment or an hourly charge at the same time are taken in the kernel's order:
@@ -218,14 +220,18 @@ def attribute(
 
 
 def _liquidate(fill: FillRecord, rows: Mapping[tuple[str, str], Attribution]) -> bool:
-    """Close every strategy's position in the liquidated instrument at the fill; ``False`` if none holds one.
+    """Close each strategy's part of the liquidated position at the fill; ``False`` if none holds one.
 
-    The fill closes the net position, so each holder's part is its own position; the fee is shared
-    by the size of those parts.
+    The fill closes the fraction ``quantity / |net position|`` of the holders' net position (all of
+    it within ``1e-9``, or when it is more or the holders are net flat), so each holder closes that
+    fraction of its own position; the fee is shared by the size of those parts.
     """
     holders = [r for (_, iid), r in rows.items() if iid == fill.instrument_id and r.position != 0.0]
-    for row, share in _shares(holders, [abs(r.position) for r in holders]):
-        row.add_fill(-1 if row.position > 0.0 else 1, abs(row.position), fill.price, fill.fee * share)
+    net = abs(math.fsum(r.position for r in holders))
+    part = fill.quantity / net if net > 0.0 else 1.0
+    parts = [abs(r.position) * part if part < 1.0 - 1e-9 else abs(r.position) for r in holders]
+    for (row, share), closed in zip(_shares(holders, parts), parts, strict=True):
+        row.add_fill(-1 if row.position > 0.0 else 1, closed, fill.price, fill.fee * share)
     return bool(holders)
 
 

@@ -1052,8 +1052,12 @@ class BinanceFuturesEmulator(AccountEmulator):
         self._push([("account", json.dumps({"e": "ACCOUNT_UPDATE", "E": now, "T": now, "a": {"m": "FUNDING_FEE", "B": [balance]}}))])
         return payment
 
-    def liquidate(self, symbol: str, price: float, fee: float) -> None:
-        """Close the whole position in ``symbol`` by a liquidation order at ``price``, charging ``fee``.
+    def liquidate(self, symbol: str, price: float, fee: float, quantity: float | None = None) -> None:
+        """Close the position in ``symbol`` by a liquidation order at ``price``, charging ``fee``.
+
+        ``quantity``: a partial liquidation closing only that much (default: the whole position).
+        Assumed shape (the documentation shows no partial liquidation): the same events, the
+        order's ``q``, ``l`` and ``z`` the part closed, the position update the rest.
 
         Pushed as ``ORDER_TRADE_UPDATE`` of the order ``autoclose-<n>`` (order type
         ``LIQUIDATION``): ``x=NEW``, then the fill as ``x=CALCULATED`` ("Liquidation Execution")
@@ -1063,13 +1067,17 @@ class BinanceFuturesEmulator(AccountEmulator):
         fill is not in ``userTrades`` and working orders are left as they are.
         """
         inst = self.instruments[symbol]
-        pos = self.position(symbol)
-        if pos == 0.0:
+        held = self.position(symbol)
+        if held == 0.0:
             raise ValueError(f"emulator: no position in {symbol} to liquidate")
+        if quantity is not None and not 0.0 < quantity <= abs(held):
+            raise ValueError(f"emulator: cannot liquidate {quantity} of the {held} held in {symbol}")
+        pos = held if quantity is None else math.copysign(quantity, held)  # the signed part closed
         realized = abs(pos) * (price - self.entry.get(symbol, 0.0)) * (1.0 if pos > 0.0 else -1.0) * inst.contract_size
         self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) + realized - fee
-        self.venue._positions[inst.instrument_id] = 0.0  # closed by the venue outside its book
-        self.entry[symbol] = 0.0
+        self.venue._positions[inst.instrument_id] = held - pos  # closed by the venue outside its book
+        if held == pos:
+            self.entry[symbol] = 0.0
         self._order_ids += 1
         self._liquidation_trades += 1
         now = self.now_ms()
