@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,8 +153,10 @@ async def kit_harness(
     stream_faults: list[StreamFault] | None = None,
     journal: Path | None = None,
     rest_faults: list[RestFault] | None = None,
+    strategies: Sequence[Any] = (),
 ) -> AsyncIterator[KitHarness]:
-    """Emulator, live venue and user stream of ``kit`` (the venue's registry factories), a kernel on them (journaled to ``journal``)."""
+    """Emulator, live venue and user stream of ``kit`` (the venue's registry factories), a kernel on them
+    (journaled to ``journal``; ``strategies`` added before it starts)."""
     from tradebus.execution.journal import Journal
 
     from pydantic import SecretStr
@@ -189,6 +191,8 @@ async def kit_harness(
         while not any(s.authed and s.topics for s in emulator.sessions):
             assert loop.time() < end, "the private stream did not subscribe"
             await asyncio.sleep(0.01)
+        for strategy in strategies:
+            kernel.add_strategy(strategy)
         kernel.start()
         yield KitHarness(emulator, kernel, venue, stream)
     finally:

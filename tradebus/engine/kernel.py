@@ -32,6 +32,7 @@ and written by :mod:`tradebus.reports.writers`.
 from __future__ import annotations
 
 import itertools
+import math
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,7 +89,7 @@ from tradebus.errors import ConfigError, DataError
 from tradebus.execution.config import VenueConfig
 from tradebus.execution.contingent import ContingentOrders
 from tradebus.execution.engine import ExecutionEngine, OrderTimeouts
-from tradebus.execution.orders import Order, OrderManager
+from tradebus.execution.orders import Order, OrderManager, OrderResolved, closing_event
 from tradebus.execution.book_matching import simulated_venue
 from tradebus.execution.simulated import SimulatedVenue
 from tradebus.execution.venue import Venue
@@ -123,6 +124,8 @@ _EVENT_HANDLERS: dict[type, str] = {
     OrderCanceled: "on_order_canceled",
     OrderExpired: "on_order_expired",
 }
+#: Events an ``OrderResolved`` may stand for (:func:`~tradebus.execution.orders.closing_event`).
+_CLOSING_EVENTS = (OrderCanceled, OrderExpired, OrderRejected)
 _DATA_HANDLERS: dict[type, str] = {Bar: "on_bar", Trade: "on_trade", Quote: "on_quote"}
 #: The last price of a position (an equity sample's marks).
 _LAST_PRICE = operator.attrgetter("last_price")
@@ -556,6 +559,20 @@ class Kernel:
         for event_type, name in _EVENT_HANDLERS.items():
             if getattr(cls, name) is not getattr(Strategy, name):
                 self.bus.subscribe(event_type, _only_for(strategy.strategy_id, getattr(strategy, name)))
+        if any(getattr(cls, _EVENT_HANDLERS[t]) is not getattr(Strategy, _EVENT_HANDLERS[t]) for t in _CLOSING_EVENTS):
+            self.bus.subscribe(OrderResolved, _only_for(strategy.strategy_id, self._resolved_hook(strategy)))
+
+    def _resolved_hook(self, strategy: Strategy) -> Callable[[OrderResolved], None]:
+        """Call the strategy's hook of the event a query's answer stands for (:func:`closing_event`)."""
+        orders = self.orders
+
+        def on_resolved(event: OrderResolved) -> None:
+            order = orders.get(event.client_order_id)
+            closed = closing_event(event, order.filled_qty if order is not None else math.nan)
+            if closed is not None:
+                getattr(strategy, _EVENT_HANDLERS[type(closed)])(closed)
+
+        return on_resolved
 
     # ------------------------------------------------------------------ commands
 

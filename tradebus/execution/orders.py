@@ -90,6 +90,7 @@ __all__ = [
     "OrderManager",
     "OrderResolved",
     "OrderTimedOut",
+    "closing_event",
 ]
 
 
@@ -192,6 +193,38 @@ _QTY_RTOL = 1e-9
 _INF = math.inf
 # An order's trade ids are kept in a tuple up to this many fills (linear lookups), then in a set.
 _TUPLE_TRADE_IDS = 16
+
+
+def closing_event(
+    event: OrderResolved, filled_qty: float = math.nan
+) -> OrderCanceled | OrderExpired | OrderRejected | None:
+    """The venue event a query's answer stands for, for those who follow orders by their events.
+
+    An :class:`OrderResolved` that closes an order unfilled (``CANCELED``, ``EXPIRED``,
+    ``REJECTED``) stands for the ``OrderCanceled``, ``OrderExpired`` or ``OrderRejected`` the
+    private stream did not deliver: a strategy's ``on_order_canceled`` (``_expired``,
+    ``_rejected``) hook is called with it. Any other resolution stands for no event (``None``):
+    fills the query found were booked as ``OrderFilled`` before it, and an order the venue
+    still works goes on with its later events. It is built only for a resolution the order
+    manager applied, and a stream event arriving after it repeats the order's state (dropped),
+    so each hook is called once.
+
+    Parameters
+    ----------
+    event
+        The resolution, as published.
+    filled_qty
+        The order's filled quantity when it closed (NaN: not known).
+    """
+    status = event.status
+    sid, iid, coid, reason = event.strategy_id, event.instrument_id, event.client_order_id, event.reason
+    if status is S.CANCELED:
+        return OrderCanceled(sid, iid, coid, reason, event.ts_event, event.ts_init, filled_qty)
+    if status is S.EXPIRED:
+        return OrderExpired(sid, iid, coid, reason, event.ts_event, event.ts_init, filled_qty)
+    if status is S.REJECTED:
+        return OrderRejected(sid, iid, coid, reason, event.ts_event, event.ts_init)
+    return None
 
 
 class Order(msgspec.Struct, gc=False, eq=False):

@@ -251,7 +251,7 @@ class Strategy:
         """The venue is working an order."""
 
     def on_order_rejected(self, event: OrderRejected) -> None:
-        """The venue refused an order."""
+        """The venue refused an order (or, live, a query found the venue never had it)."""
 
     def on_order_denied(self, event: OrderDenied) -> None:
         """The risk gate refused an order (``event.reason`` says why)."""
@@ -272,10 +272,14 @@ class Strategy:
         """An order (partially) filled."""
 
     def on_order_canceled(self, event: OrderCanceled) -> None:
-        """An order was canceled."""
+        """An order was canceled.
+
+        Live, also when only a query of the venue found it canceled (its stream event lost or
+        late: :func:`~tradebus.execution.orders.closing_event`); called once either way.
+        """
 
     def on_order_expired(self, event: OrderExpired) -> None:
-        """An IOC/FOK order ended unfilled or partially filled."""
+        """An IOC/FOK order ended unfilled or partially filled (live, also when only a query found it expired)."""
 
     def on_position_changed(self, event: PositionChanged) -> None:
         """The net position of one of the strategy's instruments changed."""
