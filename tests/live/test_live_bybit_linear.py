@@ -42,7 +42,7 @@ from tradebus.execution.live import AccountBalance, AccountMargin, AccountPositi
 from tradebus.execution.orders import Order, OrderManager
 from tradebus.node.flatten import KILL_STRATEGY
 from tradebus.node.live import ApiKeys, LiveNode, LiveSettings, kill_switch, load_live_config, parse_live_config
-from tradebus.node.reconcile import Reconciler
+from tradebus.node.reconcile import InstrumentHeld, Reconciler
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "bybit" / "user_data"
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "live_bybit_linear_testnet.yaml"
@@ -84,9 +84,13 @@ def test_the_documented_position_rows_parse_signed_with_their_entry_price() -> N
     assert parser.parse((FIX / "ws_account_position.json").read_text()) == [
         AccountPosition("ETHUSDT-LINEAR.BYBIT", -0.01, 3641.075, 1762199125472 * 1_000_000)
     ]
-    # another symbol, or a hedge-mode side, is not this account's one-way position
+    # a hedge-mode side is a position the one-way orders here cannot trade: not one_way
     frame = json.loads((FIX / "ws_account_position.json").read_text())
     frame["data"][0]["positionIdx"] = 2
+    assert parser.parse(json.dumps(frame)) == [
+        AccountPosition("ETHUSDT-LINEAR.BYBIT", -0.01, 3641.075, 1762199125472 * 1_000_000, one_way=False)
+    ]
+    frame["data"][0]["symbol"] = "SOLUSDT"  # another symbol: not this account's
     assert parser.parse(json.dumps(frame)) == []
     # GET /v5/position/list example: a long, a short (not traded here) and a flat row
     rows = json.loads((FIX / "http_get_positions.json").read_text())["result"]["list"]
@@ -421,6 +425,47 @@ async def _run(tmp: Path, emulator: BybitLinearEmulator, frames: list[tuple[int,
             node.stop("test done")
             await asyncio.wait_for(task, 20)
     return node
+
+
+async def test_a_switch_to_hedge_mode_while_running_stops_orders_on_the_instrument_naming_it_and_the_mode(tmp_path: Path) -> None:
+    """The account is switched to hedge mode after the start: the next reconciliation round holds the
+    perpetual with the start-up's reason (its positions are per side; one-way orders are refused), and a
+    strategy's order is denied here, never sent; switched back, a round resumes it."""
+    seen: dict[str, Any] = {}
+
+    async def act(node: LiveNode) -> None:
+        emulator.hedge_mode = True
+        await until(lambda: BYBIT_IID in node.guard.holds, timeout=5.0)
+        seen["reason"] = node.guard.holds[BYBIT_IID]
+        placed = len([p for m, p, _ in emulator.requests if p == "/v5/order/create"])
+        now = node.clock.now_ns()
+        order = node.kernel.execution.submit(SubmitOrder("TickEmaCross", BYBIT_IID, "", OrderSide.BUY, 0.001, now, now, OrderType.MARKET))
+        seen["order"] = order
+        seen["sent"] = len([p for m, p, _ in emulator.requests if p == "/v5/order/create"]) - placed
+        emulator.hedge_mode = False
+        await until(lambda: BYBIT_IID not in node.guard.holds, timeout=5.0)
+
+    async with _emulator() as emulator:
+        await _run(tmp_path, emulator, TRADE_FRAMES[:1], tmp_path / "journal.sqlite", act)
+    assert "BTCUSDT-LINEAR.BYBIT: the account is in hedge mode (positions per side); orders here are one-way" in seen["reason"]
+    assert seen["order"].status is OrderStatus.DENIED and seen["sent"] == 0
+
+
+async def test_a_switch_to_hedge_mode_pushed_on_the_position_stream_stops_orders_on_the_instrument(tmp_path: Path) -> None:
+    """The position stream pushes the instrument's per-side rows of a switch to hedge mode: the daemon holds
+    it at once, naming the instrument and the mode, before any reconciliation round asks."""
+    held: list[InstrumentHeld] = []
+
+    async def act(node: LiveNode) -> None:
+        node.kernel.bus.subscribe(InstrumentHeld, held.append)
+        emulator.switch_position_mode(hedge=True)
+        await until(lambda: any(h.instrument_id == BYBIT_IID and h.reason.startswith("user stream:") for h in held), timeout=5.0)
+
+    async with _emulator() as emulator:
+        await _run(tmp_path, emulator, TRADE_FRAMES[:1], tmp_path / "journal.sqlite", act)
+    first = held[0]
+    assert first.state is TradingState.HALTED
+    assert "BTCUSDT-LINEAR.BYBIT: the account is in hedge mode (positions per side); orders here are one-way" in first.reason
 
 
 @pytest.mark.slow

@@ -155,12 +155,17 @@ class AccountBalance(msgspec.Struct, frozen=True):
 
 
 class AccountPosition(msgspec.Struct, frozen=True):
-    """The venue's position of one perpetual, in order units (base units, or contracts where the venue counts them; signed: short < 0; one-way mode)."""
+    """The venue's position of one perpetual, in order units (base units, or contracts where the venue counts them; signed: short < 0; one-way mode).
+
+    ``one_way`` is false for one side of a hedge-mode account (long and short positions apart),
+    which the orders here (one-way) cannot trade: the account switched mode.
+    """
 
     instrument_id: str
     quantity: float
     entry_price: float
     ts_event: int
+    one_way: bool = True
 
 
 class AccountMargin(msgspec.Struct, frozen=True):

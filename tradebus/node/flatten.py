@@ -61,7 +61,7 @@ async def flatten(config: PaperConfig, api: TradingApi, journal: Journal, timeou
     journal.replay(orders, portfolio, clock.now_ns())
     held = {b.asset: b.free + b.locked for b in await api.balances()}
     perpetual = any(inst.kind is InstrumentKind.PERPETUAL for inst in instruments.values())
-    venue_positions = {p.instrument_id: p.quantity for p in await api.positions()} if perpetual else {}
+    venue_positions = {p.instrument_id: p.quantity for p in await api.positions() if p.one_way} if perpetual else {}
     reports = []
     for iid, inst in instruments.items():
         side, qty, reduce_only = _closing(inst, portfolio.position(iid), held, venue_positions)

@@ -79,7 +79,7 @@ from tradebus.execution.live import AccountBalance, AccountPosition, LiveVenue, 
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import PaperConfig
-from tradebus.node.reconcile import ExternalOrder, InstrumentHeld, Reconciler, margin_differences
+from tradebus.node.reconcile import ExternalOrder, InstrumentHeld, Reconciler, hedge_mode, margin_differences
 from tradebus.risk.breakers import BreakerState
 from tradebus.node.daemon import NodeSummary, PaperNode, build_paper_kernel, close_recorder, kept_files, outputs_to_write
 from tradebus.reports.outputs import write_outputs
@@ -715,6 +715,12 @@ class LiveNode(PaperNode):
 
     def _on_balance(self, balance: AccountBalance | AccountPosition) -> None:
         if isinstance(balance, AccountPosition):
+            if not balance.one_way:  # the account switched to hedge mode: one-way orders are refused
+                reason = f"user stream: {hedge_mode(balance.instrument_id)}; orders on it stay stopped (switch it back to one-way mode)"
+                if self.guard.holds.get(balance.instrument_id) != reason:
+                    logger.error(reason)
+                    self._hold(balance.instrument_id, reason)
+                return
             self.positions[balance.instrument_id] = balance
             logger.info("position {}: {} @ {}", balance.instrument_id, balance.quantity, balance.entry_price)
             return

@@ -59,6 +59,12 @@ fee assets
     when seen in two rounds): logged as an error and kept in :attr:`Reconciler.asset_mismatches`
     until a round finds them equal. It holds no instrument (no holding is wrong, only the
     fees' asset); the venue's balance is never copied here.
+hedge mode while running
+    A perpetual the venue lists per side (``AccountPosition.one_way`` false: the account was
+    switched to hedge mode after the start, where one-way orders are refused and its one-way
+    position reads as flat) is held (HALTED) with the reason :func:`hedge_mode` gives, as at
+    start-up, until a round finds it one-way again. The live daemon holds it as soon as the
+    user stream reports such a position.
 
 Every request goes through the venue's :class:`~tradebus.execution.live.TradingApi` and so
 through the account's shared rate budget.
@@ -82,7 +88,7 @@ from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 from tradebus.strategies.failure import strategy_failure
 
-__all__ = ["ExternalOrder", "InstrumentHeld", "Reconciler", "margin_differences"]
+__all__ = ["ExternalOrder", "InstrumentHeld", "Reconciler", "hedge_mode", "margin_differences"]
 
 _IN_FLIGHT = frozenset({OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
 
@@ -118,7 +124,7 @@ def margin_differences(instruments: Mapping[str, Instrument], settings: list[Acc
             out.append(f"{iid}: the venue reports no leverage or margin mode for it")
             continue
         if not venue.one_way:
-            out.append(f"{iid}: the account is in hedge mode (positions per side); orders here are one-way")
+            out.append(hedge_mode(iid))
         if math.fabs(venue.leverage - inst.leverage) > 1e-9:
             out.append(f"{iid}: leverage {inst.leverage:g} in the config, {venue.leverage:g} at the venue")
         if venue.margin_mode != str(inst.margin_mode):
@@ -128,6 +134,12 @@ def margin_differences(instruments: Mapping[str, Instrument], settings: list[Acc
 
 #: Largest difference of a fee asset's balance that is no mismatch: the venues give balances to 8 decimals.
 ASSET_TOLERANCE = 1e-8
+
+
+def hedge_mode(instrument_id: str) -> str:
+    """What is wrong with a perpetual the account holds per side (hedge mode), at start-up and while running."""
+    return f"{instrument_id}: the account is in hedge mode (positions per side); orders here are one-way"
+
 
 #: How far before an order's local creation time its venue trades are looked for (clocks differ).
 CLOCK_SKEW_NS = 60_000_000_000
@@ -324,7 +336,7 @@ class Reconciler:
         self._waiting.append(booked)
         try:
             balances = {b.asset: b.free + b.locked for b in await api.balances()} if len(perpetual) < len(instruments) else {}
-            positions = {p.instrument_id: p.quantity for p in await api.positions()} if perpetual else {}
+            listed = await api.positions() if perpetual else []
         except Exception as exc:  # noqa: BLE001 - no answer: at start-up every instrument stays held
             logger.warning("reconciliation: balances or positions unavailable ({}: {})", type(exc).__name__, exc)
             if startup:
@@ -333,8 +345,15 @@ class Reconciler:
             return
         finally:
             self._waiting.remove(booked)
+        positions = {p.instrument_id: p.quantity for p in listed if p.one_way}
+        hedged = {p.instrument_id for p in listed if not p.one_way}
         explained = {} if startup else self._fillable(working, booked)
         for iid, inst in instruments.items():
+            if iid in hedged:  # switched while running: one-way orders are refused, its positions are per side
+                reason = f"reconciliation: {hedge_mode(iid)}; orders on it stay stopped (switch it back to one-way mode)"
+                logger.error(reason)
+                self.hold(iid, reason)
+                continue
             here = self.holding(iid)
             if iid in perpetual:
                 held = f"{inst.base} position" if inst.contract_size == 1.0 else f"contracts of {inst.contract_size:g} {inst.base}"

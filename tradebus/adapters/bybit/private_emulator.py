@@ -599,11 +599,24 @@ class BybitLinearEmulator(BybitPrivateEmulator):
         if not p.get("symbol") and not p.get("settleCoin"):
             return self.error(200, 10001, "params error: symbol or settleCoin is required")
         symbols = [s for s in sorted(self.instruments) if p.get("symbol") in (None, s) and p.get("settleCoin") in (None, self.instruments[s].quote)]
-        if self.hedge_mode:  # flat on both sides: orders here cannot open any
-            rows = [self._position(s, "avgPrice") | {"positionIdx": idx, "size": "0", "side": ""} for s in symbols for idx in (1, 2)]
-        else:
-            rows = [self._position(s, "avgPrice") for s in symbols]
+        rows = [row for s in symbols for row in self._rows(s, "avgPrice")]
         return self._ok({"category": "linear", "list": rows, "nextPageCursor": ""})
+
+    def _rows(self, symbol: str, entry_key: str) -> list[dict[str, Any]]:
+        """The position rows of ``symbol`` in the account's mode."""
+        if self.hedge_mode:  # flat on both sides: orders here cannot open any
+            return [self._position(symbol, entry_key) | {"positionIdx": idx, "size": "0", "side": ""} for idx in (1, 2)]
+        return [self._position(symbol, entry_key)]
+
+    def switch_position_mode(self, hedge: bool) -> None:
+        """Switch the account to hedge mode (``True``) or one-way mode while it runs, and push its position rows.
+
+        Assumed shape (Bybit's documentation shows no push on a switch): each symbol's rows of the
+        new mode on ``position``, as ``/v5/position/list`` would list them.
+        """
+        self.hedge_mode = hedge
+        for symbol in sorted(self.instruments):
+            self._push([self._push_frame("position", self._rows(symbol, "entryPrice"))])
 
     def _position(self, symbol: str, entry_key: str) -> dict[str, Any]:
         size = self.position(symbol)

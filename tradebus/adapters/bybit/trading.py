@@ -67,7 +67,8 @@ balances from the unified wallet (the USDT margin). At start (:meth:`BybitLinear
 each symbol's ``leverage`` (``/v5/position/list``), the account's margin mode (``marginMode`` of
 ``GET /v5/account/info``: account-wide on a unified account) and its position mode (rows of
 ``positionIdx`` 1 and 2: hedge mode, where orders of ``positionIdx`` 0 are refused) are checked
-against the config.
+against the config. A switch to hedge mode later shows in :meth:`BybitLinearTrading.positions` as
+positions that are not ``one_way`` (the reconciliation round then holds the instrument).
 """
 
 from __future__ import annotations
@@ -422,14 +423,17 @@ class BybitLinearTrading(BybitTrading):
         return linear_order_params(order, instrument)
 
     async def positions(self) -> list[AccountPosition]:
-        """``GET /v5/position/list`` of each traded symbol (one-way mode: ``positionIdx`` 0; none listed is flat)."""
+        """``GET /v5/position/list`` of each traded symbol (none listed is flat).
+
+        One-way mode lists ``positionIdx`` 0; the ``positionIdx`` 1 and 2 rows of a hedge-mode
+        symbol (switched since the start) come as positions that are not ``one_way``.
+        """
         out = []
         for inst in self.instruments.values():
             raw = await self.call("private_get_v5_position_list", {"category": self.category, "symbol": wire_symbol(inst)})
             for row in raw["result"]["list"]:
-                if str(row.get("symbol")) != wire_symbol(inst) or int(row.get("positionIdx") or 0) != 0:
-                    continue
-                out.append(position_from_row(row, inst))
+                if str(row.get("symbol")) == wire_symbol(inst):
+                    out.append(position_from_row(row, inst))
         return out
 
 

@@ -73,11 +73,15 @@ def wire_symbol(inst: Instrument) -> str:
 
 
 def position_from_row(row: dict[str, Any], instrument: Instrument) -> AccountPosition:
-    """An :class:`AccountPosition` from a position row (REST ``avgPrice``, stream ``entryPrice``; ``side`` gives the sign)."""
+    """An :class:`AccountPosition` from a position row (REST ``avgPrice``, stream ``entryPrice``; ``side`` gives the sign).
+
+    A row of ``positionIdx`` 1 or 2 (a side of a hedge-mode account) is not ``one_way``.
+    """
     size = float(row.get("size") or 0.0)
     sign = {"Buy": 1.0, "Sell": -1.0}.get(str(row.get("side") or ""), 0.0)
     entry = float(row.get("avgPrice") or row.get("entryPrice") or 0.0)
-    return AccountPosition(instrument.instrument_id, sign * size, entry, int(row.get("updatedTime") or 0) * _MS)
+    one_way = int(row.get("positionIdx") or 0) == 0
+    return AccountPosition(instrument.instrument_id, sign * size, entry, int(row.get("updatedTime") or 0) * _MS, one_way)
 
 
 class UserStreamParser(PrivateStreamParser):
@@ -117,9 +121,9 @@ class UserStreamParser(PrivateStreamParser):
         return []
 
     def _perpetual(self, row: dict[str, Any]) -> Instrument | None:
-        """The traded perpetual of a one-way position row (``None``: another symbol, or a hedge-mode side)."""
+        """The traded perpetual of a position row (``None``: another symbol; a hedge-mode side is not ``one_way``)."""
         inst = self.by_symbol.get(str(row["symbol"]))
-        if inst is None or inst.kind is not InstrumentKind.PERPETUAL or int(row.get("positionIdx") or 0) != 0:
+        if inst is None or inst.kind is not InstrumentKind.PERPETUAL:
             return None
         return inst
 
