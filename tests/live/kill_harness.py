@@ -15,7 +15,8 @@ The audit compares the journal and the daemon's own reconciliation with the emul
 orphans (a venue order neither journaled nor reported external), duplicates (a client id
 posted twice, two venue orders for one decision, a venue trade booked twice or never),
 mismatches (position or cash from the journal's fills against the account's balances; on
-USD-M the wallet moves by realized PnL -- average entry price, one-way -- less fees).
+USD-M the wallet moves by realized PnL -- average entry price, one-way -- less fees, and by the
+funding the account settles after each kill, while the daemon is dead: each payment journaled once).
 Used by ``tests/live/test_live_kill9.py`` and ``bench/live_soak.py``.
 """
 
@@ -49,7 +50,7 @@ from tradebus.adapters.common.account_emulator import AccountEmulator
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.adapters.common.recorder import iter_hftbacktest
 from tradebus.engine.instrument import Instrument, InstrumentKind
-from tradebus.engine.messages import OrderFilled, OrderSide, SubmitOrder
+from tradebus.engine.messages import FundingPaid, OrderFilled, OrderSide, SubmitOrder
 
 ROOT = Path(__file__).resolve().parents[2]
 INST = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5, taker_fee=0.001, maker_fee=0.001, margin=False)
@@ -246,6 +247,9 @@ async def kill_and_restart(
                     finally:
                         await daemon.kill()
                     await asyncio.sleep(rng.uniform(0.0, 0.5))  # the market moves on while it is dead
+                    if isinstance(emulator, BinanceFuturesEmulator) and emulator.last_price:
+                        # funding settled while it is dead reaches only the venue's income history
+                        emulator.settle_funding("BTCUSDT", 0.0001 * (k + 1), emulator.last_price["BTCUSDT"])
                 final = _Daemon(config, tmp / "daemon-final.log", ["--dry-run", "--out", str(tmp / "out")])
                 await final.start()
                 # the start-up comparison of the position: equal ("reconciled ...") or held with the reason
@@ -291,6 +295,7 @@ def audit(tmp: Path, seed: int, emulator: AccountEmulator, counts: SoakCounts) -
     try:
         submits = db.execute("SELECT client_order_id, payload FROM journal WHERE kind = 'command' AND type = 'SubmitOrder'").fetchall()
         fill_rows = db.execute("SELECT payload FROM journal WHERE kind = 'event' AND type = 'OrderFilled'").fetchall()
+        funding_rows = db.execute("SELECT payload FROM journal WHERE kind = 'event' AND type = 'FundingPaid'").fetchall()
     finally:
         db.close()
     journaled = {coid for coid, _ in submits}
@@ -335,14 +340,19 @@ def audit(tmp: Path, seed: int, emulator: AccountEmulator, counts: SoakCounts) -
         if trade_id not in booked:
             counts.mismatches += 1
             counts.problems.append(f"{tag}: venue trade {trade_id} never booked")
-    # position, cash and PnL from the journal's fills against the account
+    # position, cash and PnL from the journal's fills (and funding payments) against the account
     venue_fills = [f.fill for f in emulator.fills]
     if perpetual:
         assert isinstance(emulator, BinanceFuturesEmulator)
         fills.sort(key=lambda f: int(f.trade_id))  # the venue's order (the journal's may differ after a restart)
-        position, cash = perpetual_wallet(CASH, fills)
+        paid = sorted(msgspec.msgpack.decode(p, type=FundingPaid).payment for (p,) in funding_rows)
+        venue_paid = sorted(-float(r["income"]) for r in emulator.income)
+        if len(paid) != len(venue_paid) or any(math.fabs(a - b) > 1e-8 for a, b in zip(paid, venue_paid)):
+            counts.mismatches += 1
+            counts.problems.append(f"{tag}: funding payments {paid} journaled, {venue_paid} settled by the venue")
+        position, cash = perpetual_wallet(CASH - sum(paid), fills)
         venue_position = emulator.position("BTCUSDT")
-        _, venue_trade_cash = perpetual_wallet(CASH, venue_fills)
+        _, venue_trade_cash = perpetual_wallet(CASH - sum(venue_paid), venue_fills)
     else:
         position = sum(f.last_qty if f.side is OrderSide.BUY else -f.last_qty for f in fills)
         cash = CASH + sum((-1.0 if f.side is OrderSide.BUY else 1.0) * f.last_qty * f.last_px - f.fee for f in fills)

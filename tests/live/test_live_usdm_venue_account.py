@@ -18,7 +18,7 @@ import pytest
 from tests.live.live_harness import until
 from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
 from tests.live.test_live_usdm import INST, SYMBOL, TRADE_FRAMES, _emulator, _run
-from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator
+from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, RestFault, StreamFault
 from tradebus.adapters.binance.user_stream import FuturesStreamParser
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import FundingPaid, FundingRate, OrderSide, OrderType, SubmitOrder, Trade
@@ -146,6 +146,84 @@ async def test_a_partial_venue_liquidation_shrinks_each_strategys_share_pro_rata
         assert (rows["a"].position, rows["a"].realized_pnl, rows["a"].fees - opening["a"]) == pytest.approx((0.015, -45.0, 0.75))
         assert (rows["b"].position, rows["b"].realized_pnl, rows["b"].fees - opening["b"]) == pytest.approx((0.005, -15.0, 0.25))
         assert not node.guard.holds
+
+
+def _journaled_funding(journal: Path) -> list[FundingPaid]:
+    j = Journal(journal)
+    try:
+        return [e.message for e in j.entries() if type(e.message) is FundingPaid]
+    finally:
+        j.close()
+
+
+@pytest.mark.slow
+async def test_funding_settled_while_the_daemon_was_down_is_booked_once_at_restart_and_never_again(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.sqlite"
+    seen: dict[str, float] = {}
+
+    async def open_long(node: LiveNode) -> None:
+        await _open_long(node, emulator)
+
+    async def booked(node: LiveNode) -> None:
+        await until(lambda: len(node.kernel.result.funding) >= 2)
+        await asyncio.sleep(0.5)  # a second booking (the stream's, a repeated read) would have come by now
+        seen["wallet"] = _wallet(node)
+
+    async with _emulator() as emulator:
+        await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, open_long)
+        # the daemon is down (no user stream): two settlements reach only the venue's income history
+        paid = [emulator.settle_funding(SYMBOL, 0.0001, PRICE), emulator.settle_funding(SYMBOL, -0.0003, PRICE)]
+        # the first read of it gets no answer: asked again later, while trading and reconciliation go on
+        emulator.rest_faults.append(RestFault("error5xx", "GET", "/fapi/v1/income"))
+        node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, booked)
+        assert [p for m, p, _ in emulator.requests if p == "/fapi/v1/income"] == ["/fapi/v1/income"] * 2
+        assert not node.guard.holds
+        assert [f.payment for f in node.kernel.result.funding] == pytest.approx(paid, abs=1e-8)
+        assert [f.ts_event // 1_000_000 for f in node.kernel.result.funding] == [r["time"] for r in emulator.income]
+        assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
+        assert node.reconciler.funding_caught_up == 2
+        assert [p.payment for p in _journaled_funding(journal)] == pytest.approx(paid, abs=1e-8)
+        # a second restart reads the same history and books nothing more
+        again = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal)
+        assert again.reconciler.funding_caught_up == 0
+        assert [f.payment for f in again.kernel.result.funding] == pytest.approx(paid, abs=1e-8)
+        assert _wallet(again) == pytest.approx(emulator.balances["USDT"], abs=1e-8)
+    assert [p.payment for p in _journaled_funding(journal)] == pytest.approx(paid, abs=1e-8)
+
+
+@pytest.mark.slow
+async def test_funding_settled_while_the_user_stream_was_disconnected_is_booked_once_after_the_reconnect(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.sqlite"
+    seen: dict[str, Any] = {}
+
+    async def act(node: LiveNode) -> None:
+        kernel = node.kernel
+        await _open_long(node, emulator)
+        # the settlement's ACCOUNT_UPDATE never arrives (the connection was lost), then the stream reconnects
+        emulator.stream_faults.append(StreamFault("drop", "FUNDING_FEE"))
+        seen["paid"] = emulator.settle_funding(SYMBOL, 0.0002, PRICE)
+        await asyncio.sleep(0.2)
+        assert kernel.result.funding == []
+        connections = node.stream.connections
+        await emulator.drop_sessions()
+        await until(lambda: node.stream.connections > connections and len(kernel.result.funding) >= 1)
+        # a settlement heard on the stream after the reconnect is booked once too
+        seen["live"] = emulator.settle_funding(SYMBOL, 0.0001, PRICE)
+        await until(lambda: len(kernel.result.funding) >= 2)
+        # another reconnect reads both from the history again (one booked by the stream): nothing doubled
+        reads = sum(1 for _, p, _ in emulator.requests if p == "/fapi/v1/income")
+        await emulator.drop_sessions()
+        await until(lambda: sum(1 for _, p, _ in emulator.requests if p == "/fapi/v1/income") > reads)
+        await asyncio.sleep(0.5)
+        seen["wallet"] = _wallet(node)
+        seen["caught_up"] = node.reconciler.funding_caught_up
+
+    async with _emulator() as emulator:
+        node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, act)
+        assert [f.payment for f in node.kernel.result.funding] == pytest.approx([seen["paid"], seen["live"]], abs=1e-8)
+        assert seen["caught_up"] == 1
+        assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
+    assert [p.payment for p in _journaled_funding(journal)] == pytest.approx([seen["paid"], seen["live"]], abs=1e-8)
 
 
 def _funding_update(positions: list[dict[str, str]]) -> str:

@@ -33,7 +33,9 @@ Live venues
     A live venue settles funding and liquidates on its own. One that reports its funding
     payments (``Venue.reports_funding``) is the only source of funding: ``FundingRate``
     announcements are then not settled here, and the payments it reports are booked as they
-    are (:meth:`Perpetuals.on_venue_funding`). The fills of its liquidation orders are booked
+    are (:meth:`Perpetuals.on_venue_funding`), each once: the user stream's report and the
+    venue's income history (read after a restart or a reconnect) may both carry one payment.
+    The fills of its liquidation orders are booked
     as liquidations (:meth:`Perpetuals.on_venue_liquidation`).
 
 Liquidation (simulated venues only: a live venue liquidates on its own and reports fills)
@@ -86,6 +88,10 @@ __all__ = ["LIQUIDATION_STRATEGY", "Perpetuals"]
 #: ``strategy_id`` of liquidation fills (no strategy submitted them).
 LIQUIDATION_STRATEGY = "liquidation"
 _FEED_ALERT = "perpetuals feed"
+#: Two venue payments of one instrument and amount this close in time are one payment, told twice (the
+#: user stream's event time and the income history's row time of a payment are not documented as equal;
+#: a venue settles an instrument's funding at most once an hour).
+VENUE_FUNDING_MATCH_NS = 60_000_000_000
 
 
 class Perpetuals:
@@ -227,12 +233,17 @@ class Perpetuals:
 
         The payment is the venue's; quantity and mark are this portfolio's at the time, the rate
         the one they imply (``payment / (quantity * contract_size * mark)``, NaN when flat). It is
-        published (journaled) and kept in :attr:`funding` as a settled payment.
+        published (journaled) and kept in :attr:`funding` as a settled payment. A payment already
+        booked (:meth:`is_booked`: told by the stream and by the income history, or journaled by a
+        previous process) is not booked again.
         """
         iid = paid.instrument_id
         if iid not in self.instruments or not math.isfinite(paid.payment):
             logger.error("perpetuals: a venue funding payment of {} on {} not booked (not an instrument of this run)",
                          paid.payment, iid)
+            return
+        if self.is_booked(paid):
+            logger.debug("perpetuals: venue funding payment of {} on {} at {} already booked", paid.payment, iid, paid.ts_event)
             return
         portfolio = self._portfolio
         qty = portfolio.position(iid)
@@ -245,6 +256,19 @@ class Perpetuals:
         self.funding.append(event)
         self._bus.publish(event)
         self.note_positions()
+
+    def is_booked(self, paid: FundingPaid) -> bool:
+        """Whether a payment of ``paid``'s instrument and amount within :data:`VENUE_FUNDING_MATCH_NS` of its time is booked."""
+        iid, at, payment = paid.instrument_id, paid.ts_event, paid.payment
+        return any(
+            f.instrument_id == iid and abs(f.ts_event - at) <= VENUE_FUNDING_MATCH_NS
+            and math.isclose(f.payment, payment, rel_tol=1e-9, abs_tol=1e-12)
+            for f in reversed(self.funding)
+        )
+
+    def last_funding_ns(self) -> int | None:
+        """The time of the latest funding payment booked (this process or the journal's), ``None``: none."""
+        return max((f.ts_event for f in self.funding), default=None)
 
     def on_venue_liquidation(self, fill: OrderFilled) -> None:
         """Book the fill of a venue's liquidation order (live) as the kernel books its own liquidations.

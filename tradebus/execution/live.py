@@ -62,6 +62,7 @@ from loguru import logger
 from tradebus.engine.clock import Clock
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
+    FundingPaid,
     ModifyOrder,
     OrderAccepted,
     OrderFilled,
@@ -239,6 +240,16 @@ class TradingApi(ABC):
         trades, each through the rate budget); trades of orders not in ``orders`` (keyed by
         venue order id) are skipped. ``None``: this venue does not page its trade history here
         (the reconciliation then queries each order by client id).
+        """
+        return None
+
+    async def funding_since(self, since_ns: int) -> list[FundingPaid] | None:
+        """The venue's funding payments on the account's perpetuals since ``since_ns`` (inclusive), oldest first.
+
+        Read from the venue's income history page by page; each payment's ``payment`` is the
+        venue's (positive: paid), quantity, mark and rate NaN (the kernel books it as a payment
+        of the user stream, :meth:`~tradebus.engine.perpetuals.Perpetuals.on_venue_funding`).
+        ``None``: this venue does not list its funding payments here.
         """
         return None
 

@@ -28,7 +28,10 @@ Start-up
        read page by page (by trade id, once); the orders whose venue state still differs are
        queried (UNKNOWN ones are resolved); orders open at the venue that the journal does
        not know are reported as external and left alone
-       (:meth:`~tradebus.node.reconcile.Reconciler.startup`);
+       (:meth:`~tradebus.node.reconcile.Reconciler.startup`); beside it, the funding the venue
+       paid while the daemon was down is read from the venue and booked once
+       (:meth:`~tradebus.node.reconcile.Reconciler.catch_up_funding`; also after every
+       reconnect of the user stream);
     3. feeds, strategies and trading as in paper mode; every ``live.reconcile_interval``
        seconds a :class:`~tradebus.node.reconcile.Reconciler` round compares open orders and
        balances with the venue again.
@@ -453,6 +456,7 @@ class LiveNode(PaperNode):
         self._reconcile_task: asyncio.Task[None] | None = None
         self._startup_task: asyncio.Task[None] | None = None
         self._state_task: asyncio.Task[None] | None = None
+        self._funding_task: asyncio.Task[None] | None = None
         #: The exception (not a strategy's) the start-up reconciliation ended with: :meth:`run` raises it.
         self._startup_failure: BaseException | None = None
         self._recovered: list[Order] = []
@@ -592,6 +596,19 @@ class LiveNode(PaperNode):
             self._reconcile_task.add_done_callback(self._reconciliation_ended)
         if self.journal is not None:
             self._state_task = loop.create_task(self._follow_trading_state(self.journal), name="live:trading-state")
+        self._catch_up_funding()
+
+    def _catch_up_funding(self) -> None:
+        """Book the funding the venue paid unheard (a restart, a reconnect), in a task of its own (:meth:`~tradebus.node.reconcile.Reconciler.catch_up_funding`)."""
+        if not self.reconciler.funding_missed():
+            return
+        if self._funding_task is not None and not self._funding_task.done():
+            return  # the running catch-up reads again from the time just noted
+        task = asyncio.get_running_loop().create_task(
+            self.reconciler.catch_up_funding(self.config.live.retry_interval), name="live:funding-catch-up"
+        )
+        task.add_done_callback(self._reconciliation_ended)
+        self._funding_task = task
 
     def _reconciliation_ended(self, task: asyncio.Task[None]) -> None:
         """Stop the daemon when a reconciliation task ends with an exception (nothing awaits them while the daemon runs).
@@ -747,13 +764,14 @@ class LiveNode(PaperNode):
         return failure if failure is not None else exc
 
     def _on_stream_reconnect(self) -> None:
-        """Events may have been missed while the stream was down: query every open order."""
+        """Events may have been missed while the stream was down: query every open order, catch up the funding paid."""
         for order in self.kernel.orders.open_orders():
             self.kernel.execution.reconcile_order(order.client_order_id)
+        self._catch_up_funding()
 
     async def _shutdown(self, tasks: Any) -> None:
         settings = self.config.live
-        for task in (self._startup_task, self._reconcile_task, self._state_task):
+        for task in (self._startup_task, self._reconcile_task, self._state_task, self._funding_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

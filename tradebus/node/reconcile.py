@@ -20,6 +20,16 @@ open orders
     id, and the engine books the missing fills from the venue's trade history (once, by
     trade id) and closes it. Orders still in flight (SUBMITTED, UNKNOWN) are the engine's
     timeouts' business and are left to them.
+missed funding (start-up, and after every reconnect of the user stream)
+    On a venue whose user stream reports its funding payments (``reports_funding``: Binance
+    USD-M), a payment settled while the daemon was down or the stream disconnected was never
+    heard. The venue's payments since the latest one booked (none booked: since the run's first
+    fill of a perpetual, as the venue stamped both) are read from its income history
+    (:meth:`~tradebus.execution.live.TradingApi.funding_since`) and each one not booked yet is
+    booked as the stream's would be (once: :meth:`~tradebus.engine.perpetuals.Perpetuals.is_booked`
+    against the stream's and the journal's). It runs beside the rest (:meth:`Reconciler.catch_up_funding`):
+    a read that fails is logged and asked again later, and holds up neither orders nor the
+    comparisons below.
 external orders
     An order open at the venue that the journal does not know was placed outside tradebus:
     reported once (a log line and an :class:`ExternalOrder` event) and left alone.
@@ -143,6 +153,8 @@ def hedge_mode(instrument_id: str) -> str:
 
 #: How far before an order's local creation time its venue trades are looked for (clocks differ).
 CLOCK_SKEW_NS = 60_000_000_000
+#: Longest wait, seconds, between two failed reads of the venue's funding payments.
+FUNDING_RETRY_CAP_S = 60.0
 
 
 class InstrumentHeld(msgspec.Struct, frozen=True):
@@ -211,6 +223,11 @@ class Reconciler:
         self.rounds = 0
         #: Fills booked from the venue's paged trade history at start-up.
         self.fills_caught_up = 0
+        #: Funding payments booked from the venue's income history (not heard on the user stream).
+        self.funding_caught_up = 0
+        # The earliest time a funding catch-up still has to read from, and how many were asked for.
+        self._funding_from: int | None = None
+        self._funding_asked = 0
         self._suspect: dict[str, float] = {}
         traded = {asset for inst in kernel.instruments.values() for asset in asset_names(inst)}
         self.fee_assets = tuple(sorted(set(fee_assets) - traded))
@@ -246,6 +263,60 @@ class Reconciler:
             logger.info("reconciliation: {}: {} fill(s) in the venue's trade history of {} open order(s), {} missed and booked",
                         iid, len(fills), len(orders), booked)
         return True
+
+    def funding_missed(self) -> bool:
+        """Note that the venue may have paid funding unheard (a restart, a stream reconnect); whether a catch-up is due.
+
+        It reads from the latest payment booked (the journal's too), else from the run's first
+        fill of a perpetual (none: no position of this run, nothing paid to it), or from an
+        earlier time still pending: times the venue stamped, never this machine's clock.
+        """
+        kernel = self.kernel
+        perpetuals = kernel.perpetuals
+        if perpetuals is None or not self.venue.reports_funding:
+            return False
+        since = perpetuals.last_funding_ns()
+        if since is None:
+            since = min((f.ts_event for f in kernel.result.fills if f.instrument_id in perpetuals.instruments), default=None)
+            if since is None:
+                return False
+        self._funding_from = since if self._funding_from is None else min(self._funding_from, since)
+        self._funding_asked += 1
+        return True
+
+    async def catch_up_funding(self, retry: float) -> None:
+        """Book the venue's funding payments not booked yet, read from the time :meth:`funding_missed` noted.
+
+        A read that fails (:class:`~tradebus.execution.live.NoAnswer`,
+        :class:`~tradebus.execution.live.VenueRejected`) is logged and made again ``retry``
+        seconds later (doubled each time, up to :data:`FUNDING_RETRY_CAP_S`); one asked for
+        while a read is out is made after it.
+        """
+        perpetuals = self.kernel.perpetuals
+        assert perpetuals is not None
+        delay = retry
+        while self._funding_from is not None:
+            since, asked = self._funding_from, self._funding_asked
+            try:
+                paid = await self.venue.api.funding_since(since)
+            except (NoAnswer, VenueRejected) as exc:
+                logger.warning("reconciliation: the venue's funding payments unavailable ({}: {}); asking again in {:g} s",
+                               type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2.0, FUNDING_RETRY_CAP_S)
+                continue
+            if self._funding_asked == asked:
+                self._funding_from = None
+            if paid is None:
+                return
+            booked = 0
+            for payment in paid:
+                if not perpetuals.is_booked(payment):
+                    self.kernel.execution.on_venue_event(payment)
+                    booked += 1
+            self.funding_caught_up += booked
+            logger.info("reconciliation: {} funding payment(s) at the venue since {}, {} missed and booked",
+                        len(paid), since, booked)
 
     async def startup(self, unknown: list[Order], venue_open: list[OrderStatusReport]) -> None:
         """Start-up: the missed fills from the trade history, then each order the journal left open resolved, external ones reported.

@@ -64,7 +64,8 @@ its URLs pointed here) and
 :class:`~tradebus.adapters.binance.user_stream.BinanceFuturesUserStream`:
 
 * ``POST``/``DELETE``/``GET /fapi/v1/order``, ``GET /fapi/v1/openOrders``,
-  ``GET /fapi/v1/userTrades``, ``GET /fapi/v2/balance``, ``GET /fapi/v2/positionRisk``:
+  ``GET /fapi/v1/userTrades``, ``GET /fapi/v2/balance``, ``GET /fapi/v2/positionRisk``,
+  ``GET /fapi/v1/income`` (the funding settled, :meth:`BinanceFuturesEmulator.settle_funding`):
   ``X-MBX-APIKEY`` and a valid HMAC-SHA256 ``signature`` of the query followed by the body,
   a ``timestamp`` within ``recvWindow``; Binance's errors (``-2015`` key, ``-1022``
   signature, ``-1021`` timestamp, ``-4015`` duplicate client id, ``-2022`` reduce-only
@@ -749,6 +750,8 @@ class BinanceFuturesEmulator(AccountEmulator):
         #: Hedge mode (``dualSidePosition``): ``positionRisk`` lists a ``LONG`` and a ``SHORT`` row per symbol.
         self.dual_side = False
         self._liquidation_trades = 0
+        #: The account's income history (``GET /fapi/v1/income`` rows), oldest first: one row per funding settled.
+        self.income: list[dict[str, Any]] = []
 
     @property
     def ws_url(self) -> str:
@@ -772,6 +775,7 @@ class BinanceFuturesEmulator(AccountEmulator):
             ("DELETE", "/fapi/v1/algoOrder"): self._cancel_algo,
             ("GET", "/fapi/v1/algoOrder"): self._query_algo,
             ("GET", "/fapi/v1/openAlgoOrders"): self._open_algos,
+            ("GET", "/fapi/v1/income"): self._income,
         }
 
     def error(self, status: int, code: int | str, msg: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -1025,6 +1029,22 @@ class BinanceFuturesEmulator(AccountEmulator):
             ]
         )
 
+    def _income(self, p: dict[str, Any]) -> web.Response:
+        """``GET /fapi/v1/income``: the rows of ``incomeType`` and ``symbol`` (when given) with ``time`` within
+        ``startTime``..``endTime`` (inclusive; neither given: the last 7 days), oldest first, the first ``limit``
+        (default 100, at most 1000)."""
+        limit = int(p.get("limit", "100"))
+        if not 1 <= limit <= 1000:
+            return self.error(400, -1130, "Data sent for parameter 'limit' is not valid.")
+        start, end = p.get("startTime"), p.get("endTime")
+        lo = int(start) if start is not None else (-1 if end is not None else self.now_ms() - 7 * 24 * 3600 * 1000)
+        hi = int(end) if end is not None else 2**62
+        rows = [
+            r for r in self.income
+            if lo <= r["time"] <= hi and p.get("incomeType", r["incomeType"]) == r["incomeType"] and p.get("symbol", r["symbol"]) == r["symbol"]
+        ]
+        return self._json(rows[:limit])
+
     def _new_listen_key(self, p: dict[str, Any]) -> web.Response:
         self.listen_key = self.listen_key or secrets.token_hex(32)
         return self._json({"listenKey": self.listen_key})
@@ -1041,12 +1061,19 @@ class BinanceFuturesEmulator(AccountEmulator):
 
         The wallet moves by ``-position * contract_size * mark * rate``, pushed as Binance does for
         a cross position: ``ACCOUNT_UPDATE`` with reason ``m=FUNDING_FEE``, the asset's balance
-        only (``bc`` the change) and no ``P``.
+        only (``bc`` the change) and no ``P``; and listed in the income history (``FUNDING_FEE``,
+        ``income`` the change, ``time`` the event's ``T``, a new ``tranId``). A settlement while no
+        client is connected reaches only the history, as on Binance. A flat symbol pays nothing: no
+        event, no row.
         """
         inst = self.instruments[symbol]
         payment = self.position(symbol) * inst.contract_size * mark * rate
+        if payment == 0.0:
+            return 0.0
         self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) - payment
         now = self.now_ms()
+        self.income.append({"symbol": symbol, "incomeType": "FUNDING_FEE", "income": _num(-payment), "asset": inst.quote,
+                            "info": "FUNDING_FEE", "time": now, "tranId": 9_000_000_000 + len(self.income), "tradeId": ""})
         wb = _num(self.balances[inst.quote])
         balance = {"a": inst.quote, "wb": wb, "cw": wb, "bc": _num(-payment)}
         self._push([("account", json.dumps({"e": "ACCOUNT_UPDATE", "E": now, "T": now, "a": {"m": "FUNDING_FEE", "B": [balance]}}))])

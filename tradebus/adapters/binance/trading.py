@@ -77,7 +77,10 @@ Quantities are base units (a USD-M contract is one coin), rounded down to the lo
 to the tick. Balances come from ``GET /fapi/v2/balance`` (the wallet balance of each
 asset is ``free``; margin in use is not split out), positions from
 ``GET /fapi/v2/positionRisk``, whose ``leverage``, ``marginType`` and ``positionSide`` are also
-checked against the config at start (:meth:`BinanceFuturesTrading.margin_settings`). Weights are USD-M's (2400 per minute).
+checked against the config at start (:meth:`BinanceFuturesTrading.margin_settings`). Funding paid
+while the user stream was not heard (the daemon down, the stream reconnecting) is read from
+``GET /fapi/v1/income`` with ``incomeType=FUNDING_FEE`` (:meth:`BinanceFuturesTrading.funding_since`).
+Weights are USD-M's (2400 per minute).
 """
 
 from __future__ import annotations
@@ -98,7 +101,7 @@ from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.adapters.common.rest_trading import decimal_text
 from tradebus.adapters.common.user_stream import venue_fee
 from tradebus.engine.instrument import Instrument
-from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
+from tradebus.engine.messages import FundingPaid, Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
 from tradebus.execution.live import (
     AccountBalance, AccountMargin, AccountPosition, Ack, NoAnswer, ReplacementRejected, TradingApi, VenueRejected, cancel_one, lots_to_send,
 )
@@ -572,7 +575,10 @@ FUTURES_WEIGHTS: dict[str, int] = {
     "fapiprivate_get_usertrades": 5,
     "fapiprivatev2_get_balance": 5,
     "fapiprivatev2_get_positionrisk": 5,
+    "fapiprivate_get_income": 30,
 }
+#: Rows per page of ``GET /fapi/v1/income`` (Binance's maximum ``limit``).
+INCOME_PAGE = 1000
 #: USD-M's request-weight limit per minute.
 FUTURES_WEIGHT_LIMIT = 2400
 
@@ -803,6 +809,35 @@ class BinanceFuturesTrading(BinanceTrading):
         fills = await super().fills_since(instrument_id, keyed, since_ns)
         venue_id = {id(o): k for k, o in orders.items()}
         return [msgspec.structs.replace(f, venue_order_id=venue_id[id(keyed[f.venue_order_id])]) for f in fills]
+
+    async def funding_since(self, since_ns: int) -> list[FundingPaid]:
+        """The account's funding payments on the traded symbols since ``since_ns``: ``GET /fapi/v1/income``
+        with ``incomeType=FUNDING_FEE``, :data:`INCOME_PAGE` rows a page, oldest first.
+
+        Each next page starts at the last row's ``time`` (``startTime`` is inclusive; the rows
+        already read there are skipped by ``tranId``), or 1 ms later when a whole page shares
+        that time, until a page is short. A row's ``income`` is what the account received (its
+        payment is the negation); rows of symbols not traded here are skipped.
+        """
+        start = since_ns // 1_000_000
+        seen: set[str] = set()
+        out: list[FundingPaid] = []
+        nan = math.nan
+        while True:
+            params = {"incomeType": "FUNDING_FEE", "startTime": start, "limit": INCOME_PAGE}
+            rows = await self._call("fapiprivate_get_income", params)
+            for row in rows:
+                tran_id = str(row.get("tranId", ""))
+                inst = self.by_symbol.get(str(row.get("symbol", "")))
+                if tran_id in seen or inst is None or row.get("incomeType", "FUNDING_FEE") != "FUNDING_FEE":
+                    continue
+                seen.add(tran_id)
+                ts = int(row["time"]) * 1_000_000
+                out.append(FundingPaid(inst.instrument_id, nan, nan, nan, -float(row["income"]), ts, time.time_ns()))
+            if len(rows) < INCOME_PAGE:
+                return out
+            last = int(rows[-1]["time"])
+            start = last if last > start else start + 1
 
     async def open_orders(self) -> list[OrderStatusReport]:
         """``GET /fapi/v1/openOrders`` and ``GET /fapi/v1/openAlgoOrders`` (waiting stops) of every traded symbol."""
