@@ -194,3 +194,14 @@ def test_sweep_with_workers_0_exits_2_and_leaves_no_directory(tmp_path: Path) ->
     assert result.exit_code == 2, result.output
     assert "--workers must be >= 1, got 0" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_sweep_with_workers_and_address_exits_2_instead_of_ignoring_workers(tmp_path: Path) -> None:
+    """--workers 4 --address HOST ran on every CPU of the cluster, --workers silently ignored."""
+    config = write_yaml(tmp_path / "run.yaml", catalog_config())
+    space = space_file(tmp_path, {"params": {"strategy.params.fast": [5]}})
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(tmp_path / "o"),
+                                      "--workers", "4", "--address", "127.0.0.1:1"])
+    assert result.exit_code == 2, result.output
+    assert "--workers 4 with --address 127.0.0.1:1" in result.output
+    assert not (tmp_path / "o").exists()

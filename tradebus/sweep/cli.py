@@ -21,7 +21,7 @@ def sweep(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Sweep directory (default: runs/sweep-<config stem>).")
     ] = None,
-    workers: Annotated[int | None, typer.Option(help="Local Ray workers (default: the machine's cores).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Local Ray workers (default: the machine's cores; not with --address).")] = None,
     address: Annotated[str | None, typer.Option(help="Address of an existing Ray cluster.")] = None,
     stress: Annotated[bool, typer.Option("--stress", help="Run the stress variants with the best parameters.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Use a non-empty --out that is not a sweep directory.")] = False,

@@ -53,12 +53,18 @@ class RayExecutor:
         Worker processes of a local runtime (default: the machine's cores).
     address
         Address of an existing cluster (``"ray://host:10001"`` or a GCS ``"host:port"``);
-        ``workers`` is then the cluster's CPU count.
+        ``workers`` is then the cluster's CPU count (giving both is a :class:`ConfigError`).
     """
 
     def __init__(self, workers: int | None = None, address: str | None = None) -> None:
         if workers is not None and workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {workers}")
+        if workers is not None and address is not None:
+            # a cluster runs as many trials at once as it has CPUs: --workers would be ignored
+            raise ConfigError(
+                f"--workers {workers} with --address {address}: an existing cluster uses all its CPUs; "
+                "give one or the other"
+            )
         self.workers = workers or os.cpu_count() or 1
         self.address = address
         self._owned = False
