@@ -1,16 +1,21 @@
-"""The ``/health`` answer of a daemon: feeds connected, last frame age, books synced, user stream, trading state.
+"""The ``/health`` answer of a daemon: feeds connected, last frame age, books synced, orders blocked, user stream, trading state.
 
 Healthy (HTTP 200) when the daemon is running, every feed is connected and received a frame
-within ``max_age`` seconds, every subscribed L2 book is in sync, and (live daemon) its
+within ``max_age`` seconds, every subscribed L2 book is in sync, the market guard denies no
+instrument's orders for its market data (a feed its watchdog judged stale, which happens after
+the feed's ``stale_after``, whatever ``max_age`` is; a book in sync but frozen), and (live daemon) its
 private user stream is connected and the venue confirmed its subscription (without it no
-fill is seen); otherwise 503 with the failing checks listed under ``problems``.
+fill is seen); otherwise 503 with the failing checks listed under ``problems``. Every
+instrument whose new orders the guard denies is listed with the reason under
+``orders_blocked``.
 
 A feed's liveness is the age of its latest received frame (``last_frame_age_seconds``),
 whether or not the frame made a market-data message: a kline stream sends the open candle
 every few seconds and a Bar only when it closes, so the age of the latest message
 (``last_message_age_seconds``, reported, not judged) reaches the bar interval on a healthy
 bar-only feed. The trading state is reported but does not make the daemon unhealthy: a
-HALTED daemon is doing what it was told, and a supervisor restarting it would not help.
+HALTED daemon is doing what it was told, and a supervisor restarting it would not help; the
+same holds for an instrument a live daemon's reconciliation holds (in ``orders_blocked`` only).
 """
 
 from __future__ import annotations
@@ -78,6 +83,16 @@ def health_report(
             problems.append(f"feed {feed.name} silent for {frame_age:.1f} s (> {max_age:g} s)")
     books = book_states(target.feeds)
     problems.extend(f"book {iid} not in sync" for iid, ok in books.items() if not ok)
+    guard = target.guard
+    blocked: dict[str, str] = {}
+    for iid in target.kernel.instruments:
+        reason = guard.block_reason(iid)
+        if reason is not None:
+            blocked[iid] = reason
+        frozen = guard.liveness.frozen(iid) if books.get(iid, True) else None  # an unsynced book is reported above
+        market = guard.stale_reason(iid) or frozen
+        if market is not None:
+            problems.append(f"orders on {iid} denied: {market}")
     streams = {
         stream.name: {"connected": stream.connected.is_set(), "subscribed": stream.subscribed.is_set()}
         for stream in user_streams
@@ -93,6 +108,7 @@ def health_report(
         "trading_state": str(target.kernel.risk.state),
         "feeds": feeds,
         "books_synced": books,
+        "orders_blocked": blocked,
         "user_streams": streams,
         "problems": problems,
     }

@@ -66,6 +66,7 @@ class OpsTarget(Protocol):
     kernel: Any
     feeds: list[Any]
     running: asyncio.Event
+    guard: Any  # the MarketGuard asked before every order
 
     def stop(self, reason: str = ...) -> None:
         """Ask the daemon to shut down."""

@@ -134,6 +134,10 @@ class MarketGuard:
         """Whether ``instrument_id``'s feed is currently stale."""
         return instrument_id in self._stale
 
+    def stale_reason(self, instrument_id: str) -> str | None:
+        """Why orders on ``instrument_id`` are denied for a stale feed (``"feed stale: ..."``), or ``None``."""
+        return self._stale.get(instrument_id)
+
 
 class GuardedRiskGate(RiskGate):
     """The risk gate with the :class:`MarketGuard` asked first (see :class:`MarketGuard`)."""
