@@ -8,13 +8,27 @@ import math
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import LiveClock, SimulatedClock
 from tradebus.engine.instrument import Instrument
-from tradebus.engine.messages import FeedStale, OrderAccepted, OrderSide, OrderType, SubmitOrder, Trade
+from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture
+from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.adapters.common.recorder import iter_hftbacktest
+from tradebus.engine.messages import (
+    BookResynced,
+    FeedStale,
+    OrderAccepted,
+    OrderSide,
+    OrderType,
+    SubmitOrder,
+    Trade,
+)
+from tradebus.node.daemon import PaperNode
 from tradebus.risk.guard import GuardedRiskGate, MarketGuard
 from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.config import VenueConfig
 from tradebus.execution.orders import Order
 from tradebus.execution.simulated import SimulatedVenue
 from tradebus.risk.config import RiskConfig
+
+from .node_testdata import USDM_CAPTURE, USDM_IID, config_of, run_node, usdm_config
 
 IID = "BTCUSDT.BINANCE"
 INSTRUMENT = Instrument(venue="BINANCE", symbol="BTCUSDT", tick_size=0.01, lot_size=1e-5)
@@ -91,3 +105,34 @@ def test_with_a_simulated_clock_arrival_waits_for_the_next_market_event_as_befor
     assert events == []
     venue.on_trade(Trade(IID, T0 + 10, T0 + 10, 61830.0, 0.5, 1, "t1"))
     assert [type(e).__name__ for e in events] == ["OrderAccepted", "OrderFilled"]
+
+
+async def test_a_stale_feed_stays_stale_after_the_rest_snapshot_of_its_reconnection() -> None:
+    """The served USD-M capture ends and the server stays silent: the feed goes stale, the daemon
+    recycles the connection and resyncs the book from a REST snapshot. That snapshot is not the
+    stream delivering data: orders on the instrument stay denied (they were allowed again)."""
+    frames, snapshot = split_capture(list(iter_hftbacktest(USDM_CAPTURE)))
+    async with LocalVenueServer(BinanceProtocol(snapshot, futures=True), frames, lifetime=60.0) as srv:
+        data = usdm_config(srv.ws_url, srv.http_url, depth_speed="0ms")
+        data["feeds"][0]["stale_after"] = 1.0
+        node = PaperNode(config_of(data), handle_signals=False)
+        kernel = node.kernel
+        stale: list[FeedStale] = []
+        after_resync: list[tuple[bool, str | None]] = []
+        kernel.bus.subscribe(FeedStale, stale.append)
+
+        def resynced(msg: BookResynced) -> None:
+            if stale:  # the book of the reconnection after the feed went stale
+                now = kernel.clock.now_ns()
+                coid = f"probe-{len(after_resync) + 1}"
+                kernel.submit(SubmitOrder("probe", USDM_IID, coid, OrderSide.BUY, 0.01, now, now, reason="probe"))
+                order = kernel.orders.get(coid)
+                after_resync.append((node.guard.stale(USDM_IID), None if order is None else order.reason))
+
+        kernel.bus.subscribe(BookResynced, resynced)
+        await run_node(node, lambda: bool(after_resync), timeout=40.0)
+    assert stale and after_resync, "the feed must go stale and its book be resynced"
+    assert srv.cursor == len(frames) and srv.http_requests, "the capture was sent whole, the resync used REST"
+    still_stale, reason = after_resync[0]
+    assert still_stale
+    assert reason is not None and reason.startswith("feed stale: binance-usdm delivered nothing for")

@@ -19,7 +19,7 @@ The kernel is the backtest kernel with a :class:`~tradebus.engine.clock.LiveCloc
 :class:`~tradebus.execution.paper.PaperVenue` (the simulated matching engine, with arrival alerts on the wall
 clock) and a :class:`~tradebus.risk.guard.GuardedRiskGate`: the risk gate plus one check
 in front of the others, asked of the :class:`~tradebus.risk.guard.MarketGuard` -- an instrument whose feed went stale
-(``FeedStale`` until its next market-data message), whose subscribed L2 book is not in
+(``FeedStale`` until its stream's next market-data message), whose subscribed L2 book is not in
 sync with the venue (asked of the adapter at decision time) or whose book is frozen
 (trades or quotes flow but the book has not changed for the feed's ``book_max_idle``:
 :mod:`tradebus.risk.liveness`; the book is resynced) gets ``OrderDenied`` with

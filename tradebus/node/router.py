@@ -158,7 +158,8 @@ class NodeRouter:
             assert self._on_failure is not None
             self._on_failure(failure)
 
-    def _admit(self, msg: Any) -> bool:
+    def _admit(self, msg: Any, live: bool = True) -> bool:
+        """Whether ``msg`` goes on (counted); ``live``: it proves the instrument's stream delivers data."""
         iid = msg.instrument_id
         if iid not in self._instruments:
             self.counts["ignored"] += 1
@@ -172,7 +173,8 @@ class NodeRouter:
             self._closed = True
             if self._on_limit is not None:
                 self._on_limit()
-        self.guard.on_data(iid)
+        if live:
+            self.guard.on_data(iid)
         return True
 
     def _data(self, msg: Bar) -> None:
@@ -185,7 +187,8 @@ class NodeRouter:
             self._process(msg)
 
     def _snapshot(self, msg: BookSnapshot) -> None:
-        if not self._admit(msg):
+        # the book of a resync may come from REST while the stream is still silent: a stale feed stays stale
+        if not self._admit(msg, live=False):
             return
         self._liveness.on_book(msg.instrument_id, snapshot=True)
         self.counts["BookSnapshot"] += 1

@@ -1,7 +1,7 @@
 """The market guard: no new order on an instrument whose market data cannot be trusted.
 
 :class:`MarketGuard` tracks, per instrument, whether its feed went stale (``FeedStale``
-until its next market-data message), whether its subscribed L2 book is in sync with the
+until its stream's next market-data message), whether its subscribed L2 book is in sync with the
 venue (asked of the adapter at decision time) and whether its book is frozen
 (:mod:`tradebus.risk.liveness`). :class:`GuardedRiskGate` is the risk gate with the guard
 asked first; a blocked order is denied with ``"feed stale: ..."`` or ``"book unsynced: ..."``.
@@ -49,7 +49,8 @@ class MarketGuard:
     """Per-instrument market-data health, asked before every order.
 
     An instrument is blocked while its feed is stale (from ``FeedStale`` until the next
-    market-data message of that instrument), while its subscribed L2 book is out of sync
+    market-data message of that instrument its stream delivers: a trade, quote, bar or book
+    change, not the book snapshot of a resync, which may come from REST), while its subscribed L2 book is out of sync
     (asked of the adapter when an order is checked, so no transition can be missed), or
     while its book is frozen (:class:`~tradebus.risk.liveness.BookLiveness`:
     trades or quotes flow but the book has not changed for the feed's ``book_max_idle``;
@@ -126,7 +127,7 @@ class MarketGuard:
         )
 
     def on_data(self, instrument_id: str) -> None:
-        """A market-data message of ``instrument_id`` arrived: it is not stale any more."""
+        """The stream delivered a market-data message of ``instrument_id``: it is not stale any more."""
         if self._stale and self._stale.pop(instrument_id, None) is not None:
             logger.info("feed of {} live again: orders allowed", instrument_id)
 
