@@ -51,8 +51,12 @@ class VenueKit:
         inst = Instrument(**self.instrument)
         return {inst.instrument_id: inst}
 
-    def emulator(self, rest_faults: list[RestFault] | None = None, stream_faults: list[StreamFault] | None = None) -> AccountEmulator:
-        return self.make_emulator(KEY, SECRET, self.instruments(), {"USDT": 100_000.0}, rest_faults, stream_faults, passphrase=PASSPHRASE)
+    def emulator(
+        self, rest_faults: list[RestFault] | None = None, stream_faults: list[StreamFault] | None = None,
+        trade_size_limit: bool = False,
+    ) -> AccountEmulator:
+        return self.make_emulator(KEY, SECRET, self.instruments(), {"USDT": 100_000.0}, rest_faults, stream_faults,
+                                  passphrase=PASSPHRASE, trade_size_limit=trade_size_limit)
 
     def config(self, tmp: Path, ws_url: str, emulator: AccountEmulator, **live: Any) -> dict[str, Any]:
         """A testnet live config: trade-driven TickEmaCross (long only), journal and recording in ``tmp``."""
@@ -154,9 +158,11 @@ async def kit_harness(
     journal: Path | None = None,
     rest_faults: list[RestFault] | None = None,
     strategies: Sequence[Any] = (),
+    trade_size_limit: bool = False,
 ) -> AsyncIterator[KitHarness]:
     """Emulator, live venue and user stream of ``kit`` (the venue's registry factories), a kernel on them
-    (journaled to ``journal``; ``strategies`` added before it starts)."""
+    (journaled to ``journal``; ``strategies`` added before it starts; ``trade_size_limit``: a public
+    trade fills at most its own size)."""
     from tradebus.execution.journal import Journal
 
     from pydantic import SecretStr
@@ -167,7 +173,7 @@ async def kit_harness(
     from tradebus.execution.live import LiveVenue
     from tradebus.node.live import LiveSettings
 
-    emulator = kit.emulator(rest_faults, stream_faults)
+    emulator = kit.emulator(rest_faults, stream_faults, trade_size_limit)
     await emulator.start()
     settings = LiveSettings(venue=kit.venue, market=kit.market)
     account = settings.account()

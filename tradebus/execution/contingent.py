@@ -166,7 +166,7 @@ from tradebus.engine.messages import (
     Trade,
 )
 from tradebus.errors import OrderError
-from tradebus.execution.orders import OrderResolved
+from tradebus.execution.orders import OrderResolved, closing_event
 
 if TYPE_CHECKING:
     from tradebus.engine.kernel import Kernel
@@ -650,7 +650,12 @@ class ContingentOrders:
             self._replaced_by[new] = old
 
     def _on_resolved(self, event: OrderResolved) -> None:
-        if self._replacing:
+        """A query's answer: one that closed the order unfilled acts as the venue event it stands for
+        (its stream event, lost or late, is dropped as a repeat when it comes)."""
+        closed = closing_event(event)
+        if closed is not None:
+            self._on_closed(closed)
+        elif self._replacing:
             self._settle_replace(event.client_order_id)
 
     def _settle_replace(self, coid: str) -> None:
