@@ -169,8 +169,19 @@ def test_modify_updates_price_and_quantity_but_not_below_filled() -> None:
     om.apply(_fill("c-1", 1.0))
     order = om.apply(OrderModified("strat", IID, "c-1", 3.0, 99.0, math.nan, 2, 2))
     assert (order.quantity, order.price, order.status) == (3.0, 99.0, S.PARTIALLY_FILLED)
-    with pytest.raises(OrderError, match="not above the filled quantity"):
+    with pytest.raises(OrderError, match="below the filled quantity"):
         om.apply(OrderModified("strat", IID, "c-1", 0.5, 99.0, math.nan, 2, 2))
+
+
+def test_an_amend_answered_after_the_fills_that_reached_its_quantity_leaves_the_order_filled() -> None:
+    """Amended from 2 to 1, then 1 filled, the stream's fill before the amend's answer: the venue's
+    order is complete. Before, the answer raised OrderError and the order stayed PARTIALLY_FILLED."""
+    om = _om()
+    _accepted(om)
+    om.apply(_fill("c-1", 1.0))
+    order = om.apply(OrderModified("strat", IID, "c-1", 1.0, 99.0, math.nan, 2, 2))
+    assert (order.quantity, order.price, order.status, order.is_open) == (1.0, 99.0, S.FILLED, False)
+    assert om.open_orders() == []
 
 
 @pytest.mark.parametrize(

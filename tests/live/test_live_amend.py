@@ -10,6 +10,7 @@ import pytest
 
 from tests.live.live_harness import IID, harness, until
 from tests.live.venue_kits import KITS, VenueKit, kit_harness
+from tradebus.adapters.common.account_emulator import RestFault
 from tradebus.engine.messages import (
     ModifyOrder,
     OrderModifyRejected,
@@ -60,6 +61,28 @@ async def test_an_amend_of_a_closed_order_is_refused_and_the_order_queried(kit: 
     assert len(h.kernel.result.fills) == 1
     # the strategy hears that its modification was not applied
     assert [r.client_order_id for r in refused] == [order.client_order_id] and refused[0].reason
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_an_amend_answered_after_the_fill_that_completed_it_leaves_the_order_filled(kit: VenueKit) -> None:
+    """A buy of 0.003 amended to 0.002; the venue amends it, a trade of 0.002 fills it, and the fill's
+    stream frame arrives before the amend's (slow) answer. Before, that answer raised OrderError in the
+    request's task (a traceback in the daemon's log) and the order stayed PARTIALLY_FILLED, 0.001 left."""
+    path = {"okx": "/api/v5/trade/amend-order", "bybit": "/v5/order/amend"}[kit.venue]
+    async with kit_harness(kit, rest_faults=[RestFault("slow", "POST", path, seconds=0.3)], trade_size_limit=True) as h:
+        execution = h.kernel.execution
+        order = execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.003, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        execution.modify(ModifyOrder("s1", kit.iid, order.client_order_id, 0, 0, quantity=0.002))
+        await until(lambda: h.emulator.orders[order.client_order_id].order.quantity == 0.002)
+        h.emulator.on_trade(Trade(kit.iid, 10**18, 10**18, 999.0, 0.002, -1, "t1"))
+        await until(lambda: order.filled_qty == pytest.approx(0.002))
+        assert order.status is OrderStatus.PARTIALLY_FILLED  # the amend's answer has not come yet
+        await h.venue.drain()
+        assert h.venue.requests["amend"] == 1
+    assert h.emulator.orders[order.client_order_id].status is OrderStatus.FILLED
+    assert (order.status, order.quantity, order.filled_qty) == (OrderStatus.FILLED, 0.002, pytest.approx(0.002))
+    assert h.kernel.orders.open_orders() == []
 
 
 async def test_binance_spot_cancel_replaces_and_the_replacement_trades() -> None:

@@ -38,6 +38,9 @@ created. None of these raises, and no fill is lost or booked twice:
 * a status event the table has no entry for is older than what the order already knows
   (an acknowledgement after a fill, a cancel after the order filled) or repeats it; it is
   dropped (``STALE_EVENT``, ``DUPLICATE_EVENT``), except on a REJECTED order, which it reopens;
+* an amend's ``OrderModified`` arriving after the fills that reached its new quantity (the
+  venue amended, then filled the rest, and its stream was faster than the amend's answer)
+  leaves the order FILLED at that quantity;
 * an event for an unknown client order id changes no order (``UNKNOWN_ORDER``); the execution
   engine still books such a fill (the position is real), once per ``trade_id``.
 
@@ -491,10 +494,12 @@ class OrderManager:
             order.venue_order_id = event.venue_order_id
         elif cls is OrderModified:
             if event.quantity < order.filled_qty * (1.0 + _QTY_RTOL):
-                raise OrderError(
-                    f"order {order.client_order_id}: modified quantity {event.quantity} is not above "
-                    f"the filled quantity {order.filled_qty}"
-                )
+                if event.quantity < order.filled_qty * (1.0 - _QTY_RTOL):
+                    raise OrderError(
+                        f"order {order.client_order_id}: modified quantity {event.quantity} is below "
+                        f"the filled quantity {order.filled_qty}"
+                    )
+                target = S.FILLED  # amended down, then filled to the new quantity before the amend's answer came
             order.quantity = event.quantity
             order.price = event.price
             order.trigger_price = event.trigger_price
