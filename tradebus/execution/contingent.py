@@ -16,7 +16,8 @@ Bracket
     account refuses the other (an OCO group fills no more than its largest member), even when it
     holds more of the base asset than the bracket bought. The children are submitted
     (*armed*) once the entry has filled completely (or closed with a partial fill: the
-    children cover what filled), on the first bar (or trade/quote) of the instrument
+    children cover what filled, including fills that reach the process after the close, as
+    much as the closing event says the venue filled), on the first bar (or trade/quote) of the instrument
     processed after the fill; ``arm_after_bars = n`` waits ``n`` more bars. On bars an
     action decided at a bar's close reaches the venue at the next bar's open, so with
     ``arm_after_bars = 0`` the children work from the bar after the entry's fill bar, and a
@@ -265,6 +266,8 @@ class Bracket:
     children: list[str] = field(default_factory=list)
     exit_id: str | None = None
     fill_px: float = _NAN  # the entry's last fill price
+    #: The venue's filled quantity of an entry that closed before its fills came (0: none pending).
+    venue_filled: float = 0.0
 
 
 class ContingentOrders:
@@ -586,6 +589,8 @@ class ContingentOrders:
                 bracket.filled -= self._kernel.portfolio.fee_in_kind(fill)
             order = self._kernel.orders.get(coid)
             if order is None or not order.is_open:
+                if order is not None and order.filled_qty < bracket.venue_filled * (1.0 - 1e-9):
+                    return  # closed before its fills came: armed once all the venue reported are booked
                 self._filled(bracket, fill.ts_init, fill.last_px)
             return
         group = self._oco.get(coid)
@@ -616,7 +621,13 @@ class ContingentOrders:
             return
         bracket = self._brackets.get(coid)
         if bracket is not None and bracket.state == "entry":
-            if bracket.filled > 0.0:
+            order = self._kernel.orders.get(coid)
+            venue_filled = getattr(event, "filled_qty", _NAN)
+            if order is not None and venue_filled > order.filled_qty * (1.0 + 1e-9):
+                # The venue filled more than came yet (its fill events are late; the engine asks it):
+                # the bracket waits for them.
+                bracket.venue_filled = venue_filled
+            elif bracket.filled > 0.0:
                 self._filled(bracket, event.ts_init)
             else:
                 bracket.state = "closed"
