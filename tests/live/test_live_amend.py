@@ -10,7 +10,9 @@ import pytest
 
 from tests.live.live_harness import IID, harness, until
 from tests.live.venue_kits import KITS, VenueKit, kit_harness
+from tests.live.test_live_resolved_contingent import Contingent
 from tradebus.adapters.common.account_emulator import RestFault
+from tradebus.execution.contingent import OrderSpec
 from tradebus.engine.messages import (
     ModifyOrder,
     OrderModifyRejected,
@@ -83,6 +85,31 @@ async def test_an_amend_answered_after_the_fill_that_completed_it_leaves_the_ord
     assert h.emulator.orders[order.client_order_id].status is OrderStatus.FILLED
     assert (order.status, order.quantity, order.filled_qty) == (OrderStatus.FILLED, 0.002, pytest.approx(0.002))
     assert h.kernel.orders.open_orders() == []
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_an_oco_member_completed_by_its_late_answered_amend_cancels_its_sibling(kit: VenueKit) -> None:
+    """Two OCO limit buys of 0.003 (1,000 and 900); the first is amended to 0.002 and a trade of 0.002
+    fills it before the amend's (slow) answer: its fill cut the sibling to the 0.001 still believed
+    left. Before, the answer that completed the first left the sibling working for 0.001; now the
+    sibling is canceled, as on a last fill."""
+    strategy = Contingent(kit.iid)
+    path = {"okx": "/api/v5/trade/amend-order", "bybit": "/v5/order/amend"}[kit.venue]
+    slow = [RestFault("slow", "POST", path, seconds=0.3)]
+    async with kit_harness(kit, rest_faults=slow, strategies=[strategy], trade_size_limit=True) as h:
+        first, second = strategy.submit_oco([
+            OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=1_000.0), OrderSpec(kit.iid, OrderSide.BUY, 0.003, price=900.0),
+        ])
+        a, b = (h.kernel.orders.order(c) for c in (first, second))
+        await until(lambda: a.status is OrderStatus.ACCEPTED and b.status is OrderStatus.ACCEPTED)
+        strategy.modify(first, quantity=0.002)
+        await until(lambda: h.emulator.orders[first].order.quantity == 0.002)
+        h.emulator.on_trade(Trade(kit.iid, 10**18, 10**18, 999.0, 0.002, -1, "t1"))
+        await until(lambda: a.status is OrderStatus.FILLED, timeout=5.0)
+        await until(lambda: b.status is OrderStatus.CANCELED, timeout=5.0)
+        await h.venue.drain()
+    assert h.emulator.orders[second].status is OrderStatus.CANCELED
+    assert h.emulator.open_orders() == []
 
 
 async def test_binance_spot_cancel_replaces_and_the_replacement_trades() -> None:

@@ -154,6 +154,7 @@ from tradebus.engine.messages import (
     OrderDenied,
     OrderExpired,
     OrderFilled,
+    OrderModified,
     OrderModifyRejected,
     OrderRejected,
     OrderReplaced,
@@ -305,6 +306,7 @@ class ContingentOrders:
         for cls in (OrderCanceled, OrderExpired, OrderRejected, OrderDenied):
             bus.subscribe(cls, self._on_closed)
         bus.subscribe(OrderModifyRejected, self._on_modify_refused)
+        bus.subscribe(OrderModified, self._on_modified)
         bus.subscribe(OrderReplaced, self._on_replaced)
         bus.subscribe(ContingentLinked, self._on_replacing)
         bus.subscribe(OrderResolved, self._on_resolved)
@@ -593,6 +595,22 @@ class ContingentOrders:
                     return  # closed before its fills came: armed once all the venue reported are booked
                 self._filled(bracket, fill.ts_init, fill.last_px)
             return
+        self._filled_some(coid)
+
+    def _on_modified(self, event: OrderModified) -> None:
+        """An amend answered after the fills that reached its quantity (the order manager made the
+        order FILLED): what follows the order acts as on its last fill."""
+        order = self._kernel.orders.get(event.client_order_id)
+        if order is None or order.status is not OrderStatus.FILLED:
+            return
+        bracket = self._brackets.get(order.client_order_id)
+        if bracket is not None and bracket.state == "entry":
+            self._filled(bracket, event.ts_init)
+        else:
+            self._filled_some(order.client_order_id)
+
+    def _filled_some(self, coid: str) -> None:
+        """An OCO member or bracket exit ``coid`` filled (some or all): reduce its siblings, close its bracket."""
         group = self._oco.get(coid)
         if group is not None:
             order = self._kernel.orders.get(coid)
