@@ -34,7 +34,7 @@ from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import LiveClock
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import ModifyOrder, OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce, Trade, TradingState
+from tradebus.engine.messages import FundingPaid, FundingRate, ModifyOrder, OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce, Trade, TradingState
 from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal
@@ -658,3 +658,86 @@ async def test_the_linear_emulator_answers_its_instrument_s_leverage_and_margin_
                 await api.place(Order("hedged1", "", BYBIT_IID, OrderSide.BUY, OrderType.MARKET, 0.001))
         finally:
             await api.close()
+
+
+# ---------------------------------------------------------------------- the venue's funding
+
+
+FUNDING_PX = 65_000.0
+
+
+async def _open_long(node: LiveNode, emulator: BybitLinearEmulator, qty: float = 0.01) -> None:
+    """Buy ``qty`` at market, filled by a public trade at :data:`FUNDING_PX`; wait until the daemon booked it."""
+    kernel = node.kernel
+    before = kernel.portfolio.position(BYBIT_IID)
+    now = node.clock.now_ns()
+    order = kernel.execution.submit(SubmitOrder("TickEmaCross", BYBIT_IID, "", OrderSide.BUY, qty, now, now, OrderType.MARKET))
+    await until(lambda: order.client_order_id in emulator.orders)
+    at = emulator.clock.now_ns() + 10**6
+    emulator.on_trade(Trade(BYBIT_IID, at, at, FUNDING_PX, 1.0, -1, "x-open"))
+    await until(lambda: kernel.portfolio.position(BYBIT_IID) == pytest.approx(before + qty, abs=1e-12))
+
+
+def _journaled_funding(journal: Path) -> list[FundingPaid]:
+    j = Journal(journal)
+    try:
+        return [e.message for e in j.entries() if type(e.message) is FundingPaid]
+    finally:
+        j.close()
+
+
+async def test_the_venues_funding_settlement_is_booked_once_from_the_execution_stream_and_the_wallet_stays_the_venues(tmp_path: Path) -> None:
+    """Bybit settles funding on its own (``execution`` with ``execType=Funding``): the daemon books that payment once,
+    and no estimate of its own from an announced rate."""
+    journal = tmp_path / "journal.sqlite"
+    seen: dict[str, Any] = {}
+
+    async def act(node: LiveNode) -> None:
+        kernel = node.kernel
+        await _open_long(node, emulator)
+        now = node.clock.now_ns()
+        kernel.bus.publish(FundingRate(BYBIT_IID, now, now, 0.0001, now - 1))
+        seen["paid"] = emulator.settle_funding(SYMBOL, 0.0001, FUNDING_PX)
+        await until(lambda: len(kernel.result.funding) >= 1)
+        await asyncio.sleep(0.3)  # a second booking would have come by now
+        seen["wallet"] = kernel.portfolio.account.balance("USDT")
+
+    async with _emulator() as emulator:
+        node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, act)
+        assert seen["paid"] == pytest.approx(0.01 * FUNDING_PX * 0.0001)
+        assert [f.payment for f in node.kernel.result.funding] == pytest.approx([seen["paid"]], abs=1e-9)
+        assert node.kernel.result.funding[0].quantity == pytest.approx(0.01)
+        assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
+        assert not node.guard.holds
+    assert [p.payment for p in _journaled_funding(journal)] == pytest.approx([seen["paid"]], abs=1e-9)
+
+
+@pytest.mark.slow
+async def test_funding_settled_while_the_daemon_was_down_is_booked_once_from_the_transaction_log_at_restart(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.sqlite"
+    seen: dict[str, float] = {}
+
+    async def open_long(node: LiveNode) -> None:
+        await _open_long(node, emulator)
+
+    async def booked(node: LiveNode) -> None:
+        await until(lambda: len(node.kernel.result.funding) >= 2, timeout=10.0)
+        await asyncio.sleep(0.5)  # a second booking (a repeated read) would have come by now
+        seen["wallet"] = node.kernel.portfolio.account.balance("USDT")
+
+    async with _emulator() as emulator:
+        await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, open_long)
+        # the daemon is down (no user stream): two settlements reach only the transaction log
+        paid = [emulator.settle_funding(SYMBOL, 0.0001, FUNDING_PX), emulator.settle_funding(SYMBOL, -0.0003, FUNDING_PX)]
+        node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, booked)
+        assert not node.guard.holds
+        assert [f.payment for f in node.kernel.result.funding] == pytest.approx(paid, abs=1e-9)
+        assert [f.ts_event // 1_000_000 for f in node.kernel.result.funding] == [int(r["transactionTime"]) for r in emulator.transaction_log]
+        assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
+        assert node.reconciler.funding_caught_up == 2
+        # a second restart reads the same log and books nothing more
+        again = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal)
+        assert again.reconciler.funding_caught_up == 0
+        assert [f.payment for f in again.kernel.result.funding] == pytest.approx(paid, abs=1e-9)
+        assert again.kernel.portfolio.account.balance("USDT") == pytest.approx(emulator.balances["USDT"], abs=1e-8)
+    assert [p.payment for p in _journaled_funding(journal)] == pytest.approx(paid, abs=1e-9)

@@ -22,7 +22,7 @@ open orders
     timeouts' business and are left to them.
 missed funding (start-up, and after every reconnect of the user stream)
     On a venue whose user stream reports its funding payments (``reports_funding``: Binance
-    USD-M), a payment settled while the daemon was down or the stream disconnected was never
+    USD-M, Bybit linear), a payment settled while the daemon was down or the stream disconnected was never
     heard. The venue's payments since the latest one booked (none booked: since the run's first
     fill of a perpetual, as the venue stamped both) are read from its income history
     (:meth:`~tradebus.execution.live.TradingApi.funding_since`) and each one not booked yet is

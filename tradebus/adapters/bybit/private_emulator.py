@@ -63,6 +63,16 @@ do not match the mode; hedge-mode trading is not emulated); the wallet is the US
 every fill is pushed on ``execution``, ``order``, ``wallet`` and ``position``. A post-only
 order that would take is acknowledged and canceled at once (``rejectReason``
 ``EC_PostOnlyWillTakeLiquidity``), as Bybit does.
+
+Funding is settled only when a test calls :meth:`BybitLinearEmulator.settle_funding`: the wallet
+moves by ``-size * mark * rate``, listed in ``GET /v5/account/transaction-log`` (``type=SETTLEMENT``,
+``funding`` what the account received, as the unified account's log documents it;
+``startTime``/``endTime`` at most 7 days apart, only ``startTime``: 24 hours from it, neither: the
+last 24 hours; newest first, ``limit`` 1-50 default 20, ``cursor``) and pushed as an ``execution``
+row with ``execType=Funding`` then a ``wallet`` push. Assumed shape (Bybit documents the
+``Funding`` execution type but shows no funding row): ``execFee`` the fee paid (negative when
+received, as a trade's fee), ``feeRate`` the rate, ``execPrice`` the mark, ``execQty`` the size,
+``execTime`` the log row's ``transactionTime``.
 """
 
 from __future__ import annotations
@@ -97,6 +107,8 @@ _STATUS = {
 #: Rows of an execution page at most; longest ``startTime`` - ``endTime`` span, ms.
 EXECUTIONS_PAGE = 100
 EXECUTIONS_WINDOW_MS = 7 * 24 * 3600 * 1000
+#: Rows of a transaction-log page at most.
+TRANSACTION_LOG_PAGE = 50
 #: Rows of an open-order page (``/v5/order/realtime``) at most, and without ``limit``.
 OPEN_ORDERS_PAGE = 50
 OPEN_ORDERS_DEFAULT_PAGE = 20
@@ -549,9 +561,78 @@ class BybitLinearEmulator(BybitPrivateEmulator):
         self.margin_mode = "ISOLATED_MARGIN" if isolated else "REGULAR_MARGIN"
         #: Hedge mode: ``/v5/position/list`` lists a ``positionIdx`` 1 and a 2 row per symbol, and orders of ``positionIdx`` 0 are refused.
         self.hedge_mode = False
+        #: The account's transaction log (``GET /v5/account/transaction-log`` rows), oldest first: one row per funding settled.
+        self.transaction_log: list[dict[str, Any]] = []
 
     def routes(self) -> dict[tuple[str, str], Any]:
-        return super().routes() | {("GET", "/v5/position/list"): self._positions, ("GET", "/v5/account/info"): self._account_info}
+        return super().routes() | {
+            ("GET", "/v5/position/list"): self._positions,
+            ("GET", "/v5/account/info"): self._account_info,
+            ("GET", "/v5/account/transaction-log"): self._transaction_log,
+        }
+
+    def settle_funding(self, symbol: str, rate: float, mark: float) -> float:
+        """Settle one funding of the position in ``symbol`` at ``mark``; the payment (positive: paid).
+
+        The wallet moves by ``-size * contract_size * mark * rate``; the settlement is listed in
+        the transaction log and pushed on ``execution`` (``execType=Funding``) and ``wallet``
+        (module docstring). One settled while no client is connected reaches only the log. A
+        flat symbol pays nothing: no row, no push.
+        """
+        inst = self.instruments[symbol]
+        size = self.position(symbol)
+        payment = size * inst.contract_size * mark * rate
+        if payment == 0.0:
+            return 0.0
+        self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) - payment
+        now = self.now_ms()
+        row_id = f"funding-{len(self.transaction_log) + 1}"
+        self.transaction_log.append({
+            "id": row_id, "symbol": symbol, "category": "linear", "side": "Buy" if size > 0.0 else "Sell",
+            "transactionTime": str(now), "type": "SETTLEMENT", "transSubType": "", "qty": repr(abs(size)), "size": repr(size),
+            "currency": inst.quote, "tradePrice": repr(mark), "funding": repr(-payment), "fee": "0", "cashFlow": "0",
+            "change": repr(-payment), "cashBalance": repr(self.balances[inst.quote]), "feeRate": repr(rate),
+            "bonusChange": "", "tradeId": "", "orderId": "", "orderLinkId": "",
+        })
+        execution = {
+            "category": "linear", "symbol": symbol, "orderId": "", "orderLinkId": "", "side": "Buy" if size > 0.0 else "Sell",
+            "orderPrice": "0", "orderQty": "0", "orderType": "UNKNOWN", "execId": row_id, "execPrice": repr(mark),
+            "execQty": repr(abs(size)), "execValue": repr(abs(size) * mark), "execFee": repr(payment), "feeRate": repr(rate),
+            "feeCurrency": inst.quote, "execType": "Funding", "execTime": str(now), "isMaker": False,
+        }
+        self._push([self._push_frame("execution", [execution])] + self.balance_frames([inst.quote]))
+        return payment
+
+    def _transaction_log(self, p: dict[str, Any]) -> web.Response:
+        """``GET /v5/account/transaction-log``: one page of the rows of ``category``, ``type`` and ``symbol`` (when given), newest first."""
+        if p.get("accountType") not in (None, "UNIFIED"):
+            return self.error(200, 10001, "accountType only support UNIFIED")
+        try:
+            limit = int(p.get("limit") or 20)
+            start, end = (int(p[k]) if p.get(k) else None for k in ("startTime", "endTime"))
+        except ValueError:
+            return self.error(200, 10001, "params error: limit/startTime/endTime")
+        if not 1 <= limit <= TRANSACTION_LOG_PAGE:
+            return self.error(200, 10001, "params error: limit must be in [1, 50]")
+        day = 24 * 3600 * 1000
+        if start is not None and end is not None and end - start > EXECUTIONS_WINDOW_MS:
+            return self.error(200, 10001, "The time range between startTime and endTime cannot exceed 7 days")
+        if start is None and end is None:
+            end = self.now_ms()
+        start = start if start is not None else end - day  # type: ignore[operator]
+        end = end if end is not None else start + day
+        cursor = str(p.get("cursor") or "")
+        if cursor and not cursor.isdigit():
+            return self.error(200, 10001, f"params error: cursor {cursor[:20]}")
+        rows = [
+            (i, r) for i, r in enumerate(self.transaction_log)
+            if p.get("category") in (None, r["category"]) and p.get("type") in (None, r["type"]) and p.get("symbol") in (None, r["symbol"])
+            and start <= int(r["transactionTime"]) <= end and (not cursor or i < int(cursor))
+        ]
+        rows.reverse()
+        page = rows[:limit]
+        more = str(page[-1][0]) if len(rows) > limit else ""
+        return self._ok({"list": [r for _, r in page], "nextPageCursor": more})
 
     def _account_info(self, p: dict[str, Any]) -> web.Response:
         return self._ok({

@@ -69,6 +69,11 @@ each symbol's ``leverage`` (``/v5/position/list``), the account's margin mode (`
 ``positionIdx`` 1 and 2: hedge mode, where orders of ``positionIdx`` 0 are refused) are checked
 against the config. A switch to hedge mode later shows in :meth:`BybitLinearTrading.positions` as
 positions that are not ``one_way`` (the reconciliation round then holds the instrument).
+
+Funding is the venue's: each settlement is an ``execution`` push with ``execType=Funding``
+(:class:`~tradebus.adapters.bybit.user_stream.UserStreamParser`); one settled while the stream
+was not heard (the daemon down, the stream reconnecting) is read from
+``GET /v5/account/transaction-log`` with ``type=SETTLEMENT`` (:meth:`BybitLinearTrading.funding_since`).
 """
 
 from __future__ import annotations
@@ -86,7 +91,7 @@ from tradebus.adapters.bybit.user_stream import position_from_row, wire_symbol
 from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
 from tradebus.adapters.common.user_stream import venue_fee
 from tradebus.engine.instrument import Instrument
-from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
+from tradebus.engine.messages import FundingPaid, Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
 from tradebus.execution.live import AccountBalance, AccountMargin, AccountPosition, Ack, VenueRejected, cancel_one, lots_to_send
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
@@ -110,8 +115,11 @@ _TIF = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK"}
 EXECUTIONS_PAGE = 100
 #: Rows of one ``GET /v5/order/realtime`` page of open orders (Bybit's most; 20 when not asked).
 OPEN_ORDERS_PAGE = 50
-#: Longest span between ``startTime`` and ``endTime`` of one ``/v5/execution/list`` request, ms (7 days).
+#: Longest span between ``startTime`` and ``endTime`` of one ``/v5/execution/list`` or
+#: ``/v5/account/transaction-log`` request, ms (7 days).
 EXECUTIONS_WINDOW_MS = 7 * 24 * 3600 * 1000
+#: Rows of one ``GET /v5/account/transaction-log`` page (Bybit's most; 20 when not asked).
+TRANSACTION_LOG_PAGE = 50
 #: The header of Bybit's answers saying when a rate limit ends (epoch ms; with retCode ``10006``, HTTP 200).
 RESET_HEADER = "X-Bapi-Limit-Reset-Timestamp"
 #: The headers of Bybit's answers holding the requests left to the endpoint just called, and its limit.
@@ -417,10 +425,55 @@ class BybitLinearTrading(BybitTrading):
     """
 
     category = "linear"
+    #: ``execution`` pushes with ``execType=Funding``, caught up from the transaction log (:meth:`funding_since`).
+    reports_funding = True
 
     def order_params(self, order: Order, instrument: Instrument) -> dict[str, Any]:
         """The new-order body (:func:`linear_order_params`)."""
         return linear_order_params(order, instrument)
+
+    async def funding_since(self, since_ns: int) -> list[FundingPaid]:
+        """The account's funding payments on the traded symbols since ``since_ns``, oldest first.
+
+        ``GET /v5/account/transaction-log`` (``accountType=UNIFIED``, ``category=linear``,
+        ``type=SETTLEMENT``), window by window of :data:`EXECUTIONS_WINDOW_MS` from ``since_ns`` to
+        now (Bybit's longest span), each window :data:`TRANSACTION_LOG_PAGE` rows a page through
+        ``nextPageCursor``. A row's ``funding`` is what the account received (its payment is the
+        negation), stamped ``transactionTime``; rows of symbols not traded here are skipped, and a
+        row listed twice (by its ``id``) is read once.
+        """
+        start, now_ms = since_ns // 1_000_000, int(time.time() * 1000)
+        by_symbol = {wire_symbol(inst): inst for inst in self.instruments.values()}
+        seen: set[str] = set()
+        out: list[FundingPaid] = []
+        nan = math.nan
+        while True:
+            end = start + EXECUTIONS_WINDOW_MS - 1
+            params: dict[str, Any] = {
+                "accountType": "UNIFIED", "category": self.category, "type": "SETTLEMENT",
+                "startTime": start, "endTime": end, "limit": TRANSACTION_LOG_PAGE,
+            }
+            window: list[FundingPaid] = []  # newest first, as Bybit lists them
+            while True:
+                result = (await self.call("private_get_v5_account_transaction_log", params))["result"]
+                for row in result["list"]:
+                    inst, row_id = by_symbol.get(str(row.get("symbol", ""))), str(row.get("id", ""))
+                    if inst is None or row_id in seen or row.get("type", "SETTLEMENT") != "SETTLEMENT":
+                        continue
+                    received = float(row.get("funding") or 0.0)
+                    if received == 0.0:
+                        continue
+                    seen.add(row_id)
+                    ts = int(row["transactionTime"]) * 1_000_000
+                    window.append(FundingPaid(inst.instrument_id, nan, nan, nan, -received, ts, time.time_ns()))
+                cursor = result.get("nextPageCursor")
+                if not cursor or not result["list"]:
+                    break
+                params = {**params, "cursor": cursor}
+            out.extend(reversed(window))
+            if end >= now_ms:
+                return out
+            start = end + 1
 
     async def positions(self) -> list[AccountPosition]:
         """``GET /v5/position/list`` of each traded symbol (none listed is flat).

@@ -1,7 +1,11 @@
 """Bybit v5 private topics, parsed into core events: ``order``, ``execution``, ``wallet``, ``position`` (after ``auth``).
 
 ``execution`` with ``execType == "Trade"`` -> ``OrderFilled`` (trade id ``execId``,
-``execQty`` @ ``execPrice``, fee ``execFee`` in ``feeCurrency`` (the quote asset when absent), ``isMaker``).
+``execQty`` @ ``execPrice``, fee ``execFee`` in ``feeCurrency`` (the quote asset when absent), ``isMaker``);
+with ``execType == "Funding"`` (a linear position's funding settlement: ``execFee`` the fee paid,
+negative when received, ``feeRate`` the rate, ``execPrice`` the mark) -> the venue's
+``FundingPaid`` of the traded perpetual (the kernel books it: live, the venue's funding is the
+one booked; quantity, mark and rate NaN, as every venue payment).
 ``order`` by ``orderStatus``:
 
 ==========================================  ==========================================
@@ -36,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -49,6 +54,7 @@ from tradebus.adapters.common.user_stream import UNACKNOWLEDGED, PrivateStream, 
 from tradebus.adapters.common.venue import LiveAccount, lazy_trading
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import (
+    FundingPaid,
     Liquidity,
     OrderAccepted,
     OrderCanceled,
@@ -102,7 +108,7 @@ class UserStreamParser(PrivateStreamParser):
             raise ParseError(f"bybit user stream: no data list in {str(raw)[:120]!r}")
         try:
             if topic == "execution":
-                return [self._fill(row) for row in data if row.get("execType") == "Trade"]
+                return [event for row in data for event in self._execution(row)]
             if topic == "order":
                 return [event for row in data for event in self._order(row)]
             if topic == "wallet":
@@ -126,6 +132,16 @@ class UserStreamParser(PrivateStreamParser):
         if inst is None or inst.kind is not InstrumentKind.PERPETUAL:
             return None
         return inst
+
+    def _execution(self, row: dict[str, Any]) -> list[OrderFilled | FundingPaid]:
+        """A trade's fill, or the venue's funding payment of a traded perpetual (other kinds: nothing)."""
+        kind = row.get("execType")
+        if kind == "Trade":
+            return [self._fill(row)]
+        if kind == "Funding" and (inst := self._perpetual(row)) is not None:
+            nan = math.nan
+            return [FundingPaid(inst.instrument_id, nan, nan, nan, float(row["execFee"]), int(row["execTime"]) * _MS, self.clock_ns())]
+        return []
 
     def _fill(self, row: dict[str, Any]) -> OrderFilled:
         coid = str(row["orderLinkId"])
