@@ -29,8 +29,9 @@ from tradebus.adapters.okx.user_stream import UserStreamParser
 from tradebus.adapters.common.account_emulator import AccountEmulator, RestFault, StreamFault
 from tradebus.adapters.common.local_server import LocalVenueServer, VenueProtocol
 from tradebus.engine.instrument import Instrument, InstrumentKind
-from tradebus.engine.messages import OrderFilled, OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce, Trade
+from tradebus.engine.messages import FundingPaid, FundingRate, OrderFilled, OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce, Trade
 from tradebus.execution.live import AccountBalance, AccountMargin, AccountPosition, VenueRejected
+from tradebus.execution.journal import Journal
 from tradebus.execution.orders import Order
 from tradebus.node.live import ApiKeys, LiveNode, parse_live_config
 
@@ -475,3 +476,83 @@ async def test_the_swap_emulator_answers_its_instrument_s_leverage_and_margin_mo
             assert await api.margin_settings() == [AccountMargin(SWAP_IID, 3.0, "isolated")]
         finally:
             await api.close()
+
+
+# ---------------------------------------------------------------------- the venue's funding
+
+
+FUNDING_PX = 30_000.0
+
+
+async def _open_long(node: LiveNode, emulator: AccountEmulator, contracts: float = 2.0) -> None:
+    """Buy ``contracts`` at market, filled by a public trade at :data:`FUNDING_PX`; wait until the daemon booked it."""
+    kernel = node.kernel
+    before = kernel.portfolio.position(SWAP_IID)
+    now = node.clock.now_ns()
+    order = kernel.execution.submit(SubmitOrder("TickEmaCross", SWAP_IID, "", OrderSide.BUY, contracts, now, now, OrderType.MARKET))
+    await until(lambda: order.client_order_id in emulator.orders)
+    at = emulator.clock.now_ns() + 10**6
+    emulator.on_trade(Trade(SWAP_IID, at, at, FUNDING_PX, 10.0, -1, "x-open"))
+    await until(lambda: kernel.portfolio.position(SWAP_IID) == pytest.approx(before + contracts, abs=1e-12))
+
+
+def _journaled_funding(journal: Path) -> list[FundingPaid]:
+    j = Journal(journal)
+    try:
+        return [e.message for e in j.entries() if type(e.message) is FundingPaid]
+    finally:
+        j.close()
+
+
+async def test_the_venues_funding_bill_is_booked_once_by_the_next_reconciliation_round_and_the_wallet_stays_the_venues(tmp_path: Path) -> None:
+    """OKX settles funding on its own and pushes only the new balance: the daemon reads the bill (``type=8``) in its
+    next reconciliation round and books the venue's payment once, and no estimate of its own from an announced rate."""
+    seen: dict[str, Any] = {}
+
+    async def act(node: LiveNode) -> None:
+        kernel = node.kernel
+        await _open_long(node, emulator)
+        now = node.clock.now_ns()
+        kernel.bus.publish(FundingRate(SWAP_IID, now, now, 0.0001, now - 1))
+        seen["paid"] = emulator.settle_funding("BTC-USDT-SWAP", 0.0001, FUNDING_PX)
+        await until(lambda: len(kernel.result.funding) >= 1, timeout=5.0)
+        await asyncio.sleep(1.2)  # two more rounds read the bill again: a second booking would have come by now
+        seen["wallet"] = kernel.portfolio.account.balance("USDT")
+
+    async with OKX_SWAP.emulator() as emulator:
+        node = await _run(tmp_path, emulator, OKX_SWAP.frames[:1], act)
+        assert seen["paid"] == pytest.approx(2 * 0.01 * FUNDING_PX * 0.0001)
+        assert [f.payment for f in node.kernel.result.funding] == pytest.approx([seen["paid"]], abs=1e-9)
+        assert node.kernel.result.funding[0].quantity == pytest.approx(2.0)
+        assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
+        assert not node.guard.holds
+    assert [p.payment for p in _journaled_funding(tmp_path / "journal.sqlite")] == pytest.approx([seen["paid"]], abs=1e-9)
+
+
+@pytest.mark.slow
+async def test_funding_billed_while_the_daemon_was_down_is_booked_once_at_restart_and_never_again(tmp_path: Path) -> None:
+    seen: dict[str, float] = {}
+
+    async def open_long(node: LiveNode) -> None:
+        await _open_long(node, emulator)
+
+    async def booked(node: LiveNode) -> None:
+        await until(lambda: len(node.kernel.result.funding) >= 2, timeout=5.0)
+        await asyncio.sleep(1.2)  # rounds read the bills again: a second booking would have come by now
+        seen["wallet"] = node.kernel.portfolio.account.balance("USDT")
+
+    async with OKX_SWAP.emulator() as emulator:
+        await _run(tmp_path, emulator, OKX_SWAP.frames[:1], open_long)
+        paid = [emulator.settle_funding("BTC-USDT-SWAP", 0.0001, FUNDING_PX), emulator.settle_funding("BTC-USDT-SWAP", -0.0003, FUNDING_PX)]
+        node = await _run(tmp_path, emulator, OKX_SWAP.frames[:1], booked)
+        assert not node.guard.holds
+        assert [f.payment for f in node.kernel.result.funding] == pytest.approx(paid, abs=1e-9)
+        assert [f.ts_event // 1_000_000 for f in node.kernel.result.funding] == [int(b["ts"]) for b in emulator.bills]
+        assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
+        assert node.reconciler.funding_caught_up == 2
+        # a second restart reads the same bills and books nothing more
+        again = await _run(tmp_path, emulator, OKX_SWAP.frames[:1])
+        assert again.reconciler.funding_caught_up == 0
+        assert [f.payment for f in again.kernel.result.funding] == pytest.approx(paid, abs=1e-9)
+        assert again.kernel.portfolio.account.balance("USDT") == pytest.approx(emulator.balances["USDT"], abs=1e-8)
+    assert [p.payment for p in _journaled_funding(tmp_path / "journal.sqlite")] == pytest.approx(paid, abs=1e-9)

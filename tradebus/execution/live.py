@@ -190,8 +190,10 @@ class TradingApi(ABC):
     :class:`VenueRejected` when the venue refused; anything else is a bug.
     """
 
-    #: Whether the account's user stream reports the venue's funding payments (``FundingPaid``).
+    #: Whether the venue's funding payments (``FundingPaid``) are booked: the user stream's and :meth:`funding_since`'s.
     reports_funding = False
+    #: Whether the user stream pushes each payment as it is settled; else the reconciliation rounds read :meth:`funding_since`.
+    streams_funding = True
 
     @abstractmethod
     async def place(self, order: Order) -> Ack:

@@ -31,7 +31,8 @@ Start-up
        (:meth:`~tradebus.node.reconcile.Reconciler.startup`); beside it, the funding the venue
        paid while the daemon was down is read from the venue and booked once
        (:meth:`~tradebus.node.reconcile.Reconciler.catch_up_funding`; also after every
-       reconnect of the user stream);
+       reconnect of the user stream, and every reconciliation round on a venue whose user
+       stream does not push its payments: ``TradingApi.streams_funding``, OKX swaps);
     3. feeds, strategies and trading as in paper mode; every ``live.reconcile_interval``
        seconds a :class:`~tradebus.node.reconcile.Reconciler` round compares open orders and
        balances with the venue again.
@@ -592,7 +593,9 @@ class LiveNode(PaperNode):
         self._startup_task.add_done_callback(self._reconciliation_ended)
         interval = self.config.live.reconcile_interval
         if interval is not None:
-            self._reconcile_task = loop.create_task(self.reconciler.run(interval), name="live:reconcile-rounds")
+            # a venue whose user stream does not push its funding payments has them read every round
+            polled = None if self.venue.api.streams_funding else self._catch_up_funding
+            self._reconcile_task = loop.create_task(self.reconciler.run(interval, polled), name="live:reconcile-rounds")
             self._reconcile_task.add_done_callback(self._reconciliation_ended)
         if self.journal is not None:
             self._state_task = loop.create_task(self._follow_trading_state(self.journal), name="live:trading-state")

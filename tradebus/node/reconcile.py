@@ -20,10 +20,11 @@ open orders
     id, and the engine books the missing fills from the venue's trade history (once, by
     trade id) and closes it. Orders still in flight (SUBMITTED, UNKNOWN) are the engine's
     timeouts' business and are left to them.
-missed funding (start-up, and after every reconnect of the user stream)
-    On a venue whose user stream reports its funding payments (``reports_funding``: Binance
-    USD-M, Bybit linear), a payment settled while the daemon was down or the stream disconnected was never
-    heard. The venue's payments since the latest one booked (none booked: since the run's first
+missed funding (start-up, after every reconnect of the user stream, and every round on OKX swaps)
+    On a venue whose funding payments are booked (``reports_funding``: Binance USD-M, Bybit
+    linear, OKX swaps), a payment settled while the daemon was down or the stream disconnected was never
+    heard; on one whose user stream pushes none (``streams_funding`` false: OKX, whose bills list
+    them) no payment is heard at all, and the read below is made before every round too. The venue's payments since the latest one booked (none booked: since the run's first
     fill of a perpetual, as the venue stamped both) are read from its income history
     (:meth:`~tradebus.execution.live.TradingApi.funding_since`) and each one not booked yet is
     booked as the stream's would be (once: :meth:`~tradebus.engine.perpetuals.Perpetuals.is_booked`
@@ -517,13 +518,17 @@ class Reconciler:
         await self.venue.drain(self.settle_timeout)
         await self.compare_balances(startup=False)
 
-    async def run(self, interval: float) -> None:
+    async def run(self, interval: float, each_round: Callable[[], None] | None = None) -> None:
         """A round every ``interval`` seconds until cancelled (a round without answers is logged and skipped).
 
-        An exception from a strategy's hook (on an event the round booked) ends the rounds with it.
+        ``each_round()``, when given, is called before each round (the live daemon: a read of the
+        funding paid, on a venue whose user stream does not push it). An exception from a
+        strategy's hook (on an event the round booked) ends the rounds with it.
         """
         while True:
             await asyncio.sleep(interval)
+            if each_round is not None:
+                each_round()
             try:
                 await self.round()
             except asyncio.CancelledError:

@@ -648,8 +648,14 @@ class OkxSwapEmulator(OkxPrivateEmulator):
     :attr:`margin_mode` and :attr:`leverage`, the instrument's unless a test sets them),
     ``GET /api/v5/account/leverage-info`` (``instId`` and ``mgnMode`` required) answers the
     :attr:`leverage` of either margin mode, and a ``positions`` push (with
-    ``pos`` ``0`` when closed) follows every fill, after the ``account`` push. Departures:
-    no margin check, no liquidation, no funding, no mark price (``upl`` ``0``).
+    ``pos`` ``0`` when closed) follows every fill, after the ``account`` push. Funding only when
+    a test calls :meth:`settle_funding`: the wallet moves, an ``account`` push tells the new
+    balance only (OKX itemises no payment on a private channel), and a bill of ``type`` ``8``
+    (funding fee; ``subType`` ``173`` expense, ``174`` income; ``balChg`` the change) is listed by
+    ``GET /api/v5/account/bills`` and ``/account/bills-archive`` (newest first; ``instType``,
+    ``type``, ``instId``, ``begin`` / ``end`` ms, ``after`` / ``before`` a ``billId``, ``limit``
+    1-100 default 100; both keep every bill, where OKX keeps 7 days and 3 months). Departures:
+    no margin check, no liquidation, no mark price (``upl`` ``0``).
     """
 
     inst_type = "SWAP"
@@ -664,9 +670,13 @@ class OkxSwapEmulator(OkxPrivateEmulator):
         self.leverage: dict[str, float] = {s: inst.leverage for s, inst in self.instruments.items()}
         #: The margin mode (``tdMode``) each swap is traded and its position held in: the instrument's unless a test sets it.
         self.margin_mode: dict[str, str] = {s: str(inst.margin_mode) for s, inst in self.instruments.items()}
+        #: The account's funding bills (``GET /api/v5/account/bills`` rows), oldest first.
+        self.bills: list[dict[str, Any]] = []
 
     def routes(self) -> dict[tuple[str, str], Any]:
         return super().routes() | {
+            ("GET", "/api/v5/account/bills"): self._bills,
+            ("GET", "/api/v5/account/bills-archive"): self._bills,
             ("GET", "/api/v5/account/positions"): self._positions,
             ("GET", "/api/v5/account/config"): self._config,
             ("GET", "/api/v5/account/leverage-info"): self._leverage_info,
@@ -674,6 +684,45 @@ class OkxSwapEmulator(OkxPrivateEmulator):
 
     def td_mode_of(self, symbol: str) -> str:
         return self.margin_mode.get(symbol, self.td_mode)
+
+    def settle_funding(self, symbol: str, rate: float, mark: float) -> float:
+        """Settle one funding of the position in ``symbol`` at ``mark``; the payment (positive: paid).
+
+        The wallet moves by ``-contracts * ctVal * mark * rate``: a funding bill and an
+        ``account`` push (the class docstring). A flat swap pays nothing: no bill, no push.
+        """
+        inst = self.instruments[symbol]
+        contracts = self.position(symbol)
+        payment = contracts * inst.contract_size * mark * rate
+        if payment == 0.0:
+            return 0.0
+        self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) - payment
+        self.bills.append({
+            "billId": str(9_000_000_000 + len(self.bills)), "instType": "SWAP", "instId": symbol, "ccy": inst.quote,
+            "mgnMode": self.margin_mode[symbol], "type": "8", "subType": "173" if payment > 0.0 else "174",
+            "balChg": repr(-payment), "bal": repr(self.balances[inst.quote]), "sz": repr(abs(contracts)), "px": repr(mark),
+            "pnl": repr(-payment), "fee": "0", "ordId": "", "tradeId": "", "execType": "", "ts": str(self.now_ms()),
+        })
+        self._push(self.balance_frames([inst.quote]))
+        return payment
+
+    def _bills(self, p: dict[str, Any]) -> web.Response:
+        """One page of the account's bills, newest first, as OKX pages them (``billId`` order)."""
+        try:
+            limit = int(p.get("limit") or FILLS_PAGE)
+            after, before, begin, end = (int(p[k]) if p.get(k) else None for k in ("after", "before", "begin", "end"))
+        except ValueError:
+            return self.error(200, 51000, "Parameter limit/after/before/begin/end error")
+        if not 1 <= limit <= FILLS_PAGE:
+            return self.error(200, 51000, "Parameter limit error")
+        rows = [
+            b for b in self.bills
+            if all(p.get(k) in (None, b[k]) for k in ("instType", "instId", "type", "subType", "ccy", "mgnMode"))
+            and (begin or 0) <= int(b["ts"]) <= (end if end is not None else math.inf)
+            and (after is None or int(b["billId"]) < after) and (before is None or int(b["billId"]) > before)
+        ]
+        page = rows[:limit] if before is not None else rows[-limit:]
+        return self._ok(list(reversed(page)))
 
     def _leverage_info(self, p: dict[str, Any]) -> web.Response:
         mode, symbols = str(p.get("mgnMode") or ""), [s for s in str(p.get("instId") or "").split(",") if s]

@@ -74,6 +74,13 @@ the margin mode of a position already open (``mgnMode`` of its positions row; OK
 margin mode from each order's ``tdMode``) are checked against the config. Positions: ``GET /api/v5/account/positions?instType=SWAP`` (``pos`` in contracts, signed in
 net mode; ``long``/``short`` rows of a hedge-mode account are summed); balances as spot
 (``availBal`` free, ``frozenBal`` locked, of the one USDT wallet).
+
+Funding is the venue's (:attr:`OkxSwapTrading.reports_funding`): OKX's private channels do not
+itemise a payment (the ``account`` push only moves the balance), so the payments are read from
+the account's bills, ``GET /api/v5/account/bills`` (``/account/bills-archive`` beyond 7 days)
+with ``instType=SWAP`` and ``type=8`` (funding fee; ``balChg`` the change, negative when paid),
+at start, after a reconnect of the user stream and in every reconciliation round
+(:meth:`OkxSwapTrading.funding_since`; ``streams_funding`` false), each booked once.
 """
 
 from __future__ import annotations
@@ -91,7 +98,7 @@ from tradebus.adapters.common.rest_trading import CcxtTrading, decimal_text
 from tradebus.adapters.common.user_stream import venue_fee
 from tradebus.adapters.okx.user_stream import positions_from_rows
 from tradebus.engine.instrument import Instrument
-from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
+from tradebus.engine.messages import FundingPaid, Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
 from tradebus.execution.live import AccountBalance, AccountMargin, AccountPosition, Ack, VenueRejected, cancel_one, lots_to_send
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
@@ -130,6 +137,12 @@ FILLS_PAGE = 100
 ORDERS_PAGE = 100
 #: How far back ``/trade/fills`` reaches (3 days, less an hour of margin); older: ``/trade/fills-history``.
 FILLS_RECENT_MS = (3 * 24 - 1) * 3600 * 1000
+#: Rows of one ``GET /api/v5/account/bills`` page (OKX's most).
+BILLS_PAGE = 100
+#: How far back ``/account/bills`` reaches (7 days, less an hour of margin); older: ``/account/bills-archive``.
+BILLS_RECENT_MS = (7 * 24 - 1) * 3600 * 1000
+#: The bill ``type`` of a funding fee.
+FUNDING_BILL = "8"
 _WEIGHTS = {"private_get_account_balance": 2}
 
 
@@ -509,10 +522,40 @@ class OkxSwapTrading(OkxTrading):
     """
 
     inst_type = "SWAP"
+    #: The venue settles funding: its bills are the payments booked (:meth:`funding_since`) ...
+    reports_funding = True
+    #: ... read every reconciliation round, as no private channel itemises them.
+    streams_funding = False
 
     def order_params(self, order: Order, instrument: Instrument) -> dict[str, Any]:
         """The new-order body (:func:`swap_order_params`)."""
         return swap_order_params(order, instrument)
+
+    async def funding_since(self, since_ns: int) -> list[FundingPaid]:
+        """The account's funding payments on the traded swaps since ``since_ns``, oldest first.
+
+        ``GET /api/v5/account/bills`` (the last 7 days) or, for an older ``since_ns``,
+        ``/account/bills-archive`` (3 months), with ``instType=SWAP``, ``type=8`` (funding fee)
+        and ``begin`` = ``since_ns`` in ms; OKX answers newest first, each next page asked
+        ``after`` the last row's ``billId`` until a page is short. A row's ``balChg`` is what
+        the account received (its payment is the negation), stamped ``ts``; rows of
+        instruments not traded here are skipped.
+        """
+        since_ms = since_ns // 1_000_000
+        recent = time.time() * 1000 - since_ms < BILLS_RECENT_MS
+        name = "private_get_account_bills" if recent else "private_get_account_bills_archive"
+        params = {"instType": self.inst_type, "type": FUNDING_BILL, "begin": str(since_ms)}
+        rows = await self._paged_rows(name, params, "billId", BILLS_PAGE)
+        by_symbol = {inst.symbol: inst for inst in self.instruments.values()}
+        nan = math.nan
+        out = []
+        for row in reversed(rows):
+            inst = by_symbol.get(str(row.get("instId", "")))
+            received = float(row.get("balChg") or 0.0)
+            if inst is None or str(row.get("type", FUNDING_BILL)) != FUNDING_BILL or received == 0.0:
+                continue
+            out.append(FundingPaid(inst.instrument_id, nan, nan, nan, -received, int(row["ts"]) * 1_000_000, time.time_ns()))
+        return out
 
     async def balances(self) -> list[AccountBalance]:
         """``GET /api/v5/account/balance``, after checking (once) that the account trades in net mode.
