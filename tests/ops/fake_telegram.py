@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from types import TracebackType
 from typing import Any
 
@@ -13,7 +14,10 @@ class FakeBotApi:
     """Answers ``/bot<token>/getMe``, ``/bot<token>/getUpdates`` and ``/bot<token>/sendMessage`` for one token.
 
     ``getMe`` answers as Telegram does: the bot's user, id from the token, ``username``.
-    ``push(chat_id, text)`` queues an incoming message; ``sent`` holds every
+    ``push(chat_id, text, date)`` queues an incoming message (``date``: when it was sent, Unix
+    seconds, now by default); ``getUpdates`` with an ``offset`` confirms the updates before it,
+    which are then forgotten (``confirmed``: the highest offset), as Telegram does, unless
+    ``confirm`` is false (the requests of a daemon that dies before they reach the API). ``sent`` holds every
     ``(chat_id, text)`` the bot sent; ``send_delay`` slows ``sendMessage`` down; a wrong
     token gets 401 like the real API; ``throttle``, ``garble`` and ``fail`` make the next
     ``sendMessage`` calls fail (429, a JSON list, an HTTP 5xx page).
@@ -32,14 +36,17 @@ class FakeBotApi:
         self.fail_status = 502
         self.sent: list[tuple[int, str]] = []
         self.requests: list[str] = []
+        self.confirm = True
+        self.confirmed = 0
         self._updates: list[dict[str, Any]] = []
         self._next_id = 1000
         self._arrived = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.base_url = ""
 
-    def push(self, chat_id: int, text: str) -> None:
-        message = {"message_id": self._next_id, "chat": {"id": chat_id}, "text": text}
+    def push(self, chat_id: int, text: str, date: int | None = None) -> None:
+        sent = int(time.time()) if date is None else date
+        message = {"message_id": self._next_id, "chat": {"id": chat_id}, "date": sent, "text": text}
         self._updates.append({"update_id": self._next_id, "message": message})
         self._next_id += 1
         self._arrived.set()
@@ -81,6 +88,13 @@ class FakeBotApi:
             return web.json_response({"ok": True, "result": me})
         if method == "getUpdates":
             offset = int(body.get("offset", 0))
+            if self.confirm and offset > self.confirmed:
+                self.confirmed = offset
+                self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            if not self.confirm:  # a request that never arrived: the daemon waits on it until it is stopped
+                await asyncio.sleep(min(float(body.get("timeout", 0)), 0.2))
+                return web.json_response({"ok": True, "result": []})
+            offset = max(offset, self.confirmed)
             pending = [u for u in self._updates if u["update_id"] >= offset]
             if not pending:
                 self._arrived.clear()
@@ -89,7 +103,7 @@ class FakeBotApi:
                 except TimeoutError:
                     pass
                 pending = [u for u in self._updates if u["update_id"] >= offset]
-            return web.json_response({"ok": True, "result": pending})
+            return web.json_response({"ok": True, "result": pending[: int(body.get("limit", 100))]})
         return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
 
     async def __aenter__(self) -> FakeBotApi:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -524,3 +525,59 @@ async def test_a_feed_that_cannot_reconnect_goes_stale_and_is_alerted(monkeypatc
     assert [t for t in api.texts(OPERATOR) if " stale: " in t] == [f"feed {feed} stale: orders on its instruments stop"]
     registry = node.ops.metrics.registry  # type: ignore[union-attr]
     assert registry.get_sample_value("tradebus_feed_stale_total", {"feed": feed}) == 1
+
+
+async def test_commands_sent_while_the_daemon_was_down_are_answered_as_ignored_not_acted_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Telegram keeps a command until a ``getUpdates`` confirms it: a ``/halt`` and a ``/flatten`` sent
+    while the daemon was down were acted on as soon as it started, however long before they were sent."""
+    monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+    async with FakeBotApi(TOKEN) as api, served_usdm(speed=3.0) as srv:
+        ops = {"telegram": {"chat_ids": [OPERATOR], "token_env": "TB_TEST_TELEGRAM_TOKEN", "base_url": api.base_url,
+                            "poll_timeout": 1}}  # fmt: skip
+        node = PaperNode(config_of(usdm_paper(srv, ops)), handle_signals=False)
+        down = int(time.time())
+        api.push(OPERATOR, "/halt", date=down - 3600)
+        api.push(OPERATOR, "/flatten", date=down - 5)
+        task = asyncio.create_task(node.run())
+        try:
+            await until(lambda: node.running.is_set())
+            api.push(OPERATOR, "/pnl")  # answered after the two before it
+            await until(lambda: any(t.startswith("equity ") for t in api.texts()))
+        finally:
+            node.stop("test done")
+            await asyncio.wait_for(task, 20)
+    changes = [t for t in api.texts(OPERATOR) if t.startswith("trading state")]
+    assert changes == [] and node.kernel.risk.state is TradingState.ACTIVE
+    assert not any(o.strategy_id == "ops" for o in node.kernel.orders.orders())
+    bot = node.ops.telegram  # type: ignore[union-attr]
+    assert bot is not None and bot.started_s is not None
+    started = dt.datetime.fromtimestamp(bot.started_s, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    ignored = [t for t in api.texts(OPERATOR) if t.startswith("ignored ")]
+    for text, sent in (("/halt", down - 3600), ("/flatten", down - 5)):
+        at = dt.datetime.fromtimestamp(sent, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        assert f"ignored {text}: sent at {at}, before the daemon started at {started}; send it again to act" in ignored
+    assert len(ignored) == 2 and bot.ignored_commands == 2
+
+
+async def test_a_command_older_than_command_max_age_is_not_acted_on() -> None:
+    """A command that reaches the daemon late (its Bot API unreachable for minutes) was acted on however old."""
+    acted: list[str] = []
+    wall = [float(int(time.time()))]
+    async with FakeBotApi(TOKEN) as api:
+        config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, poll_timeout=1, command_max_age=30)
+        bot = TelegramBot(config, TOKEN, lambda text, chat: acted.append(text) or "done", wall=lambda: wall[0])
+        await bot.start()
+        try:
+            wall[0] += 300.0  # five minutes later
+            api.push(OPERATOR, "/halt", date=int(wall[0]) - 31)
+            api.push(OPERATOR, "/status", date=int(wall[0]) - 29)
+            await until(lambda: len(api.sent) == 2)
+        finally:
+            await bot.stop()
+    assert acted == ["/status"]
+    assert api.texts()[0].startswith("ignored /halt: sent at ") and api.texts()[0].endswith(
+        ", 31 s ago (ops.telegram.command_max_age: 30 s); send it again to act"
+    )
+    assert api.texts()[1] == "done"

@@ -68,6 +68,10 @@ class TelegramConfig(_Model):
         ``HH:MM`` UTC of the daily summary.
     commands
         Accept ``/status``, ``/positions``, ``/pnl``, ``/halt``, ``/resume``, ``/flatten``.
+    command_max_age
+        A command sent longer ago than this (seconds, by the message's ``date``) is not acted
+        on, nor one sent before the daemon started (Telegram keeps updates for 24 h): it is
+        answered as ignored, with when it was sent, and logged.
     send_retries
         A message the Bot API did not take because of an HTTP 5xx, a connection error or
         flood control (429) is sent again up to this many times; then it is counted as not
@@ -85,6 +89,7 @@ class TelegramConfig(_Model):
     poll_timeout: PositiveFloat = 20.0
     daily_summary_utc: str = "00:00"
     commands: bool = True
+    command_max_age: PositiveFloat = 60.0
     send_retries: NonNegativeInt = 4
     retry_delay: PositiveFloat = 1.0
 

@@ -11,7 +11,11 @@ when the bot stops. A poller task asks the Bot API who the bot is (``getMe``), t
 commands and answers only chats of the allow-list (``chat_ids``) -- a command from any other
 chat is ignored, counted and logged by chat id. In a group chat a command may name the bot it
 is for (``/halt@OtherBot``): only a command naming none or naming this bot (its username, in
-any case, as Telegram compares them) is acted on.
+any case, as Telegram compares them) is acted on. Telegram keeps a command for 24 h until a
+``getUpdates`` confirms it, so the first one after a start returns what was sent while the
+daemon was down: a command sent before the second the bot started (the message's ``date``,
+whole seconds), or more than ``command_max_age`` seconds ago (a Bot API unreachable for a
+while), is not acted on; it is answered as ignored, with when it was sent, and logged.
 
 The bot token comes from the environment variable the config names. It is part of every
 Bot API URL, so no URL is ever logged: errors are logged with the token replaced by
@@ -25,6 +29,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -80,6 +85,13 @@ def seconds_until(hhmm: str, now: dt.datetime) -> float:
     return (next_at(hhmm, now) - now).total_seconds()
 
 
+def _utc(seconds: int) -> str:
+    try:
+        return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds} (Unix time)"
+
+
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -122,6 +134,8 @@ class TelegramBot:
         Called once per dropped message.
     on_fail
         Called once per message the Bot API did not take (after the retries).
+    wall
+        The wall clock (Unix seconds) a command's ``date`` is compared with.
     """
 
     def __init__(
@@ -131,12 +145,16 @@ class TelegramBot:
         on_command: Callable[[str, int], str] | None = None,
         on_drop: Callable[[], None] | None = None,
         on_fail: Callable[[], None] | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self._token = token
         self._on_command = on_command
         self._on_drop = on_drop
         self._on_fail = on_fail
+        self._wall = wall
+        #: Wall-clock second the bot started (a command sent before it is not acted on).
+        self.started_s: int | None = None
         self._kinds = frozenset(config.alerts)
         self._allowed = frozenset(config.chat_ids)
         self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(config.queue_size)
@@ -292,6 +310,12 @@ class TelegramBot:
             self.ignored_commands += 1
             logger.warning("telegram: command {!r} from chat {} ignored: not in ops.telegram.chat_ids", text[:32], chat)
             return
+        stale = self._too_old(message.get("date"))
+        if stale is not None:
+            self.ignored_commands += 1
+            logger.warning("telegram: command {!r} from chat {} ignored: {}", text[:32], chat, stale)
+            self._enqueue(chat, f"ignored {text[:64]}: {stale}; send it again to act")
+            return
         assert self._on_command is not None
         logger.info("telegram: command {!r} from chat {}", text[:64], chat)
         try:
@@ -301,10 +325,23 @@ class TelegramBot:
             reply = f"command failed: {type(exc).__name__}: {exc}"
         self._enqueue(chat, reply)
 
+    def _too_old(self, date: Any) -> str | None:
+        """Why a command sent at ``date`` (Unix seconds) must not be acted on, or ``None``."""
+        if not isinstance(date, int) or isinstance(date, bool):
+            return f"the message has no date ({str(date)[:20]!r})"
+        assert self.started_s is not None
+        if date < self.started_s:
+            return f"sent at {_utc(date)}, before the daemon started at {_utc(self.started_s)}"
+        age = self._wall() - date
+        if age > self.config.command_max_age:
+            return f"sent at {_utc(date)}, {age:.0f} s ago (ops.telegram.command_max_age: {self.config.command_max_age:g} s)"
+        return None
+
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self, daily_summary: Callable[[], str] | None = None) -> None:
         """Open the HTTP client and start the sender, the poller (with commands) and the daily summary."""
+        self.started_s = int(self._wall())
         base = self.config.base_url.rstrip("/")
         self._client = httpx.AsyncClient(
             base_url=f"{base}/bot{self._token}/", timeout=httpx.Timeout(10.0, read=self.config.poll_timeout + 10.0)
