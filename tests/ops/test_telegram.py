@@ -581,3 +581,34 @@ async def test_a_command_older_than_command_max_age_is_not_acted_on() -> None:
         ", 31 s ago (ops.telegram.command_max_age: 30 s); send it again to act"
     )
     assert api.texts()[1] == "done"
+
+
+async def test_a_command_is_confirmed_to_telegram_before_it_is_acted_on_so_a_restart_never_repeats_it() -> None:
+    """A command was confirmed (``offset``) only by the next ``getUpdates``: a daemon stopped between
+    acting and that call got the command again from Telegram when it restarted."""
+    acted: list[tuple[str, int]] = []
+    async with FakeBotApi(TOKEN) as api:
+        config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, poll_timeout=1)
+
+        def act(text: str, chat: int) -> str:
+            acted.append((text, api.confirmed))
+            api.confirm = False  # the daemon dies now: no request it sends after this reaches Telegram
+            return "flattened"
+
+        first = TelegramBot(config, TOKEN, act)
+        await first.start()
+        try:
+            api.push(OPERATOR, "/flatten")
+            await until(lambda: api.texts() == ["flattened"])
+        finally:
+            await first.stop()
+        api.confirm = True
+        again = TelegramBot(config, TOKEN, lambda text, chat: acted.append((text, api.confirmed)) or "again")
+        await again.start()
+        try:
+            api.push(OPERATOR, "/status")
+            await until(lambda: len(acted) == 2 or len(api.sent) > 2)
+        finally:
+            await again.stop()
+    assert acted == [("/flatten", 1001), ("/status", 1002)]  # each confirmed (next update_id) before acting
+    assert api.texts() == ["flattened", "again"]  # the restart neither acted on nor answered /flatten

@@ -11,7 +11,10 @@ when the bot stops. A poller task asks the Bot API who the bot is (``getMe``), t
 commands and answers only chats of the allow-list (``chat_ids``) -- a command from any other
 chat is ignored, counted and logged by chat id. In a group chat a command may name the bot it
 is for (``/halt@OtherBot``): only a command naming none or naming this bot (its username, in
-any case, as Telegram compares them) is acted on. Telegram keeps a command for 24 h until a
+any case, as Telegram compares them) is acted on. Updates are confirmed to Telegram (a
+``getUpdates`` with the next ``offset``, answered before any of them is acted on), so a daemon
+stopped right after acting on a command does not get it again when it restarts; a command
+whose confirmation fails is read again and acted on once it succeeds. Telegram keeps a command for 24 h until a
 ``getUpdates`` confirms it, so the first one after a start returns what was sent while the
 daemon was down: a command sent before the second the bot started (the message's ``date``,
 whole seconds), or more than ``command_max_age`` seconds ago (a Bot API unreachable for a
@@ -291,8 +294,18 @@ class TelegramBot:
             if not isinstance(updates, list) or not all(isinstance(u, dict) and "update_id" in u for u in updates):
                 logger.warning("telegram: getUpdates answered {!r}, not a list of updates; ignored", str(updates)[:80])
                 continue
+            if not updates:
+                continue
+            last = max(int(u["update_id"]) for u in updates) + 1
+            try:  # confirmed before acting: a daemon stopped after acting must not get the command again
+                await self._post("getUpdates", {"offset": last, "timeout": 0, "limit": 1, "allowed_updates": ["message"]})
+            except (httpx.HTTPError, RuntimeError, ValueError, _Retryable) as exc:
+                logger.warning("telegram: confirming updates failed, retrying in {:.0f} s: {}", delay, self._redact(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            offset = last
             for update in updates:
-                offset = int(update["update_id"]) + 1
                 self._command(update.get("message") or {})
 
     def _command(self, message: dict[str, Any]) -> None:
