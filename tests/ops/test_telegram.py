@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,7 @@ from tradebus.engine.messages import Liquidity, OrderDenied, OrderFilled, OrderS
 from tradebus.errors import ConfigError
 from tradebus.node.daemon import PaperNode
 from tradebus.ops.config import OpsConfig, TelegramConfig
+from tradebus.ops.flapping import FlapDetector
 from tradebus.ops.hooks import OpsHooks
 from tradebus.ops.metrics import DaemonMetrics
 from tradebus.risk.config import RiskConfig
@@ -612,3 +614,69 @@ async def test_a_command_is_confirmed_to_telegram_before_it_is_acted_on_so_a_res
             await again.stop()
     assert acted == [("/flatten", 1001), ("/status", 1002)]  # each confirmed (next update_id) before acting
     assert api.texts() == ["flattened", "again"]  # the restart neither acted on nor answered /flatten
+
+
+async def test_a_feed_whose_stream_stays_silent_is_alerted_as_flapping_once_not_four_times_a_cycle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stream that accepts every connection and sends nothing: every ``stale_after`` the feed went stale,
+    was disconnected, reconnected and its book resynced, four alerts a cycle (about 480 an hour)."""
+    monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+    silent = [Fault(FaultKind.SILENCE, at=100, seconds=math.inf)]
+    silent += [Fault(FaultKind.SILENCE, at=0, connection=n, seconds=math.inf) for n in range(1, 5)]
+    async with FakeBotApi(TOKEN) as api, LocalVenueServer(
+        BinanceProtocol(USDM_SNAPSHOT, futures=True), USDM_FRAMES[:600], silent, speed=20.0, lifetime=120.0
+    ) as srv:
+        ops = {"telegram": {"chat_ids": [OPERATOR], "token_env": "TB_TEST_TELEGRAM_TOKEN", "base_url": api.base_url,
+                            "commands": False, "flap_cycles": 2, "flap_window": 600}}  # fmt: skip
+        data = usdm_paper(srv, ops)
+        data["feeds"][0]["stale_after"] = 0.5
+        data["feeds"][0]["backoff"] = {"base": 0.05, "cap": 0.05, "min_delay": 0.0}
+        node = PaperNode(config_of(data), handle_signals=False)
+        task = asyncio.create_task(node.run())
+        try:  # five silent connections, then the sixth delivers data
+            await until(lambda: any(" delivers data again after flapping" in t for t in api.texts()), 60.0)
+        finally:
+            node.stop("test done")
+            await asyncio.wait_for(task, 20)
+    feed = node.feeds[0].name
+    texts = [t for t in api.texts(OPERATOR) if t.startswith((f"feed {feed}", "book "))]
+    texts = texts[: next(i for i, t in enumerate(texts) if " delivers data again after flapping" in t) + 1]
+    held = texts[-1].rpartition("(")[2].split()[0]
+    one_by_one = [f"feed {feed} stale", f"feed {feed} disconnected", f"feed {feed} connected again",
+                  f"book {USDM_IID} resynced"]  # fmt: skip
+    assert sorted(t.split(":")[0].split(" (")[0] for t in texts[:8]) == sorted(one_by_one * 2)  # two cycles
+    assert texts[8:] == [
+        f"feed {feed} stale: orders on its instruments stop",  # the third cycle begins
+        f"feed {feed} flapping: 3 disconnects in the last 10 min; its stale, disconnect, reconnect and resync "
+        "alerts are held until it delivers data again (a summary every 10 min at most)",
+        f"feed {feed} delivers data again after flapping ({held} alerts held since the last message)",
+    ]
+    # held: the third cycle's resync and reconnect, the fourth's and fifth's four, less the last resync
+    # when the sixth connection's data comes before its book snapshot
+    assert held in ("9", "10")
+    registry = node.ops.metrics.registry  # type: ignore[union-attr]
+    assert registry.get_sample_value("tradebus_feed_disconnects_total", {"feed": feed}) == 5  # counted all the same
+    assert registry.get_sample_value("tradebus_feed_stale_total", {"feed": feed}) == 5
+
+
+def test_a_flapping_feed_sends_a_summary_at_most_once_a_window() -> None:
+    clock = [0.0]
+    sent: list[str] = []
+    flaps = FlapDetector(cycles=1, window=60.0, alert=sent.append, clock=lambda: clock[0])
+    flaps.add_feed("f", ["X.V"], lambda: 0)
+    assert flaps.on_disconnect("f") and not flaps.hold("f")  # a drop is alerted
+    clock[0] = 70.0
+    assert flaps.on_disconnect("f")  # the first one is out of the window
+    clock[0] = 80.0
+    assert not flaps.on_disconnect("f") and sent[-1].startswith("feed f flapping: 2 disconnects in the last 1 min;")
+    clock[0] = 130.0
+    assert not flaps.on_disconnect("f")  # held
+    for t, summary in ((139.0, None), (140.0, "1 disconnects in the last 1 min, 3 alerts"), (199.0, None),
+                       (200.0, "0 disconnects in the last 1 min, 2 alerts")):  # fmt: skip
+        clock[0] = t
+        assert flaps.hold(flaps.feed_of("X.V"))
+        if summary is not None:
+            assert sent.pop() == f"feed f still flapping: {summary} held since the last message"
+    assert len(sent) == 1
+    assert not flaps.hold(None) and not flaps.hold("other")

@@ -72,6 +72,11 @@ class TelegramConfig(_Model):
         A command sent longer ago than this (seconds, by the message's ``date``) is not acted
         on, nor one sent before the daemon started (Telegram keeps updates for 24 h): it is
         answered as ignored, with when it was sent, and logged.
+    flap_cycles, flap_window
+        A feed with more than ``flap_cycles`` disconnects in ``flap_window`` seconds flaps: one
+        alert says so, its stale, disconnect, reconnect and resync alerts are held (a summary
+        every ``flap_window`` at most) until its stream delivers data again
+        (:mod:`tradebus.ops.flapping`).
     send_retries
         A message the Bot API did not take because of an HTTP 5xx, a connection error or
         flood control (429) is sent again up to this many times; then it is counted as not
@@ -90,6 +95,8 @@ class TelegramConfig(_Model):
     daily_summary_utc: str = "00:00"
     commands: bool = True
     command_max_age: PositiveFloat = 60.0
+    flap_cycles: PositiveInt = 3
+    flap_window: PositiveFloat = 600.0
     send_retries: NonNegativeInt = 4
     retry_delay: PositiveFloat = 1.0
 

@@ -48,6 +48,7 @@ from tradebus.engine.messages import (
     TradingStateChanged,
 )
 from tradebus.ops.config import OpsConfig
+from tradebus.ops.flapping import FlapDetector
 from tradebus.ops.health import health_report
 from tradebus.ops.logs import open_log_sink
 from tradebus.ops.metrics import DaemonMetrics, StateCollector, reason_label
@@ -95,6 +96,7 @@ class OpsHooks:
         self._user_streams: list[Any] = []
         self._flattens = 0
         self._epoch = time.time_ns()
+        self.flaps: FlapDetector | None = None
         if config.telegram is not None:
             self.telegram = TelegramBot(
                 config.telegram,
@@ -103,15 +105,23 @@ class OpsHooks:
                 on_drop=self.metrics.alerts_dropped.inc,
                 on_fail=self.metrics.alerts_failed.inc,
             )
+            self.flaps = FlapDetector(
+                config.telegram.flap_cycles, config.telegram.flap_window, partial(self._alert, "disconnect")
+            )
 
     # ------------------------------------------------------------------ daemon calls
 
     def sink(self, sink: Callable[[Any], None]) -> Callable[[Any], None]:
         """Wrap the feeds' sink: every message is counted (and its lag observed) before ``sink`` gets it."""
         on_message = self.metrics.on_message
+        flaps = self.flaps
+        flapping = {} if flaps is None else flaps.flapping
 
         def observed(msg: Any) -> None:
             on_message(msg)
+            if flapping:
+                assert flaps is not None
+                flaps.check_data()
             sink(msg)
 
         return observed
@@ -136,9 +146,12 @@ class OpsHooks:
             self.telegram.alert("lifecycle", f"tradebus {self.mode} daemon starting: {', '.join(kernel.instruments)}")
 
     def watch(self, feeds: list[Any]) -> None:
-        """Count and alert every connection of ``feeds`` that ends, and every reconnection, when it happens."""
+        """Count and alert every connection of ``feeds`` that ends, and every reconnection, when it happens
+        (a flapping feed's alerts are held: :mod:`tradebus.ops.flapping`)."""
         for feed in feeds:
             if feed.client is not None:
+                if self.flaps is not None:
+                    self.flaps.add_feed(feed.name, feed.instrument_ids, feed.client.last_data_ns)
                 feed.client.connection_listeners.append(partial(self._on_connection, "feed", self.metrics.disconnects))
 
     def watch_user_stream(self, stream: Any) -> None:
@@ -212,16 +225,29 @@ class OpsHooks:
             rejects.on_passed(None)
 
         bus.subscribe(TradingStateChanged, state_changed)
-        bus.subscribe(BookResynced, lambda m: alert("resync", f"book {m.instrument_id} resynced: {m.reason}"))
-        bus.subscribe(FeedStale, lambda m: alert("stale", f"feed {m.source} stale: orders on its instruments stop"))
+        flaps = self.flaps
+        assert flaps is not None
+
+        def resynced(m: BookResynced) -> None:
+            if not flaps.hold(flaps.feed_of(m.instrument_id)):
+                alert("resync", f"book {m.instrument_id} resynced: {m.reason}")
+
+        def stale(m: FeedStale) -> None:
+            if not flaps.hold(m.source):
+                alert("stale", f"feed {m.source} stale: orders on its instruments stop")
+
+        bus.subscribe(BookResynced, resynced)
+        bus.subscribe(FeedStale, stale)
 
     def _on_connection(self, what: str, drops: Any, client: Any, connected: bool, reason: str) -> None:
         """A connection of a feed or the user stream (``what``) opened or ended, counted in ``drops``
         (the first connection is no news)."""
+        flaps = self.flaps if what == "feed" else None
         if not connected:
             drops.labels(client.name).inc()
-            self._alert("disconnect", f"{what} {client.name} disconnected ({reason[:200]}); reconnecting")
-        elif client.connections > 1:
+            if flaps is None or flaps.on_disconnect(client.name):
+                self._alert("disconnect", f"{what} {client.name} disconnected ({reason[:200]}); reconnecting")
+        elif client.connections > 1 and (flaps is None or not flaps.hold(client.name)):
             self._alert("disconnect", f"{what} {client.name} connected again (connection {client.connections})")
 
     # ------------------------------------------------------------------ control

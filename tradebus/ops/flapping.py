@@ -1,0 +1,130 @@
+"""Flapping feeds: one alert for a feed that keeps cycling, instead of four per cycle.
+
+A feed whose stream stays silent goes stale after ``stale_after``, is disconnected, its book is
+resynced and it reconnects -- four alerts -- and, the stream still silent, does it again every
+``stale_after`` (about 480 alerts an hour at 30 s). The rule, per feed:
+
+* every disconnect is a cycle; while a feed had at most ``cycles`` disconnects in the last
+  ``window`` seconds, its stale, disconnect, reconnect and resync alerts go out one by one (a
+  real drop and its reconnection are always alerted);
+* the disconnect that makes it ``cycles + 1`` in the window sends one alert,
+  ``feed X flapping: k disconnects in the last M min`` (in place of its disconnect alert), and
+  the feed's stale, disconnect, reconnect and resync alerts are held (counted) from then on;
+* while it flaps, a held alert sends ``feed X still flapping: ...`` (with the count held) when
+  the last flapping message is ``window`` seconds old or more: one message per window at most;
+* the first market data its stream delivers after its last disconnect ends the flapping, with
+  ``feed X delivers data again after flapping (n alerts held ...)``. Its disconnects stay in the
+  window: one more within it flaps again (one alert), so a feed whose every connection delivers
+  a little data then stalls sends two alerts per cycle, not four.
+
+The metrics count every stale feed, disconnect and resync whatever is alerted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+
+__all__ = ["FlapDetector"]
+
+
+class _Feed:
+    __slots__ = ("data_ns", "disconnects", "held", "mark_ns", "noticed", "flapping")
+
+    def __init__(self, data_ns: Callable[[], int]) -> None:
+        self.data_ns = data_ns
+        self.disconnects: deque[float] = deque()
+        self.held = 0
+        self.mark_ns = 0  # the stream's data clock at the last disconnect
+        self.noticed = 0.0  # when the last flapping message was sent
+        self.flapping = False
+
+
+class FlapDetector:
+    """Decide which connection alerts of each feed go out (see the module docstring).
+
+    Parameters
+    ----------
+    cycles
+        Disconnects a feed may have in ``window`` and still be alerted one by one.
+    window
+        Seconds.
+    alert
+        Sends one message (the ``disconnect`` alert kind).
+    clock
+        Monotonic seconds.
+    """
+
+    def __init__(
+        self, cycles: int, window: float, alert: Callable[[str], None], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.cycles = cycles
+        self.window = window
+        self._alert = alert
+        self._clock = clock
+        self._feeds: dict[str, _Feed] = {}
+        self._instruments: dict[str, str] = {}
+        #: Names of the feeds flapping now (read for every message: keep it a plain dict).
+        self.flapping: dict[str, _Feed] = {}
+
+    def add_feed(self, name: str, instrument_ids: Iterable[str], data_ns: Callable[[], int]) -> None:
+        """Watch feed ``name``; ``data_ns()`` is the receive time of its stream's latest market data."""
+        self._feeds[name] = _Feed(data_ns)
+        for iid in instrument_ids:
+            self._instruments[iid] = name
+
+    def feed_of(self, instrument_id: str) -> str | None:
+        """The watched feed of ``instrument_id``, or ``None``."""
+        return self._instruments.get(instrument_id)
+
+    def _minutes(self) -> str:
+        return f"{self.window / 60:g} min"
+
+    def on_disconnect(self, name: str) -> bool:
+        """Feed ``name`` disconnected: count the cycle; ``True`` if its disconnect alert is to be sent."""
+        feed = self._feeds.get(name)
+        if feed is None:
+            return True
+        now = self._clock()
+        feed.disconnects.append(now)
+        while feed.disconnects[0] <= now - self.window:
+            feed.disconnects.popleft()
+        feed.mark_ns = feed.data_ns()
+        if feed.flapping:
+            return not self.hold(name)
+        if len(feed.disconnects) <= self.cycles:
+            return True
+        feed.flapping, feed.held, feed.noticed = True, 0, now
+        self.flapping[name] = feed
+        self._alert(
+            f"feed {name} flapping: {len(feed.disconnects)} disconnects in the last {self._minutes()}; its stale, "
+            f"disconnect, reconnect and resync alerts are held until it delivers data again "
+            f"(a summary every {self._minutes()} at most)"
+        )
+        return False
+
+    def hold(self, name: str | None) -> bool:
+        """Whether an alert of feed ``name`` is held (it flaps): counted, and a summary sent when one is due."""
+        feed = self.flapping.get(name) if name is not None else None
+        if feed is None:
+            return False
+        feed.held += 1
+        now = self._clock()
+        if now - feed.noticed >= self.window:
+            while feed.disconnects and feed.disconnects[0] <= now - self.window:
+                feed.disconnects.popleft()
+            self._alert(
+                f"feed {name} still flapping: {len(feed.disconnects)} disconnects in the last {self._minutes()}, "
+                f"{feed.held} alerts held since the last message"
+            )
+            feed.noticed, feed.held = now, 0
+        return True
+
+    def check_data(self) -> None:
+        """End the flapping of each feed whose stream delivered market data since its last disconnect."""
+        for name, feed in list(self.flapping.items()):
+            if feed.data_ns() > feed.mark_ns:
+                feed.flapping = False
+                del self.flapping[name]
+                self._alert(f"feed {name} delivers data again after flapping ({feed.held} alerts held since the last message)")
