@@ -125,6 +125,12 @@ class AnomalyKind(StrEnum):
     #: An event for a client order id this process never created: a fill is booked (the
     #: position is real), nothing else is done. Live reconciliation calls these external.
     UNKNOWN_ORDER = "unknown_order"
+    #: A venue's answer to a query says the order filled more than the fills it lists (and this
+    #: process booked): the venue's trade history no longer lists some of them (a venue keeps a
+    #: window: OKX ``/trade/fills`` 3 days, Bybit's execution list 7 days) or lists them late. The
+    #: difference is not booked (no fill is invented); a live daemon holds the instrument until a
+    #: reconciliation round finds its holding equal to the venue's.
+    MISSING_FILLS = "missing_fills"
 
 
 class TradingState(StrEnum):
@@ -507,7 +513,8 @@ class ContingentLinked(msgspec.Struct, frozen=True, gc=False):
 class OrderAnomaly(msgspec.Struct, frozen=True, gc=False):
     """A venue event did not fit its order's state; ``kind`` says what the order manager did.
 
-    A fill is never lost: every anomaly but ``DUPLICATE_FILL`` leaves a fill booked.
+    A fill is never lost: every anomaly but ``DUPLICATE_FILL`` and ``MISSING_FILLS`` leaves a fill
+    booked (``MISSING_FILLS``: the venue no longer lists the fills it says it made).
     ``event`` names the type of the venue event, ``detail`` says what was seen.
     """
 

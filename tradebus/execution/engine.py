@@ -381,7 +381,9 @@ class ExecutionEngine:
         ``SUBMITTED`` or ``UNKNOWN`` order older than ``not_found_grace_ns`` (REJECTED then);
         a query that raises or cannot settle an ``UNKNOWN`` order is retried after ``retry_ns``
         (with :class:`OrderTimeouts`) unless an answer was applied in the meantime. Of a closed
-        order only missing fills are booked.
+        order only missing fills are booked. A venue whose answer says more filled than the fills it
+        lists (its trade history no longer lists some) publishes an ``OrderAnomaly``
+        ``MISSING_FILLS``; the difference is not booked.
 
         Raises
         ------
@@ -428,6 +430,7 @@ class ExecutionEngine:
             if fill.trade_id not in trade_ids:
                 self.on_venue_event(fill)
                 trade_ids = order.trade_ids
+        self._om.note_missing_fills(order, report.filled_qty, report.ts_event)
         status = report.status
         if status in (_S.SUBMITTED, _S.ACCEPTED, _S.TRIGGERED) and order.filled_qty:
             status = _S.PARTIALLY_FILLED

@@ -645,6 +645,28 @@ class OrderManager:
         self._anomaly(None, fill, AnomalyKind.UNKNOWN_ORDER, "fill of an order this process did not create: booked")
         return True
 
+    def note_missing_fills(self, order: Order, venue_filled: float, ts_event: int) -> bool:
+        """Flag a venue that says ``order`` filled ``venue_filled`` while it lists fewer fills than that.
+
+        Publishes ``MISSING_FILLS`` naming the order, the venue's filled quantity and the one
+        booked; books nothing (no fill is invented). Returns whether the venue's quantity is
+        above the booked one (float noise aside).
+        """
+        booked = order.filled_qty
+        if not venue_filled > booked * (1.0 + _QTY_RTOL):
+            return False
+        detail = (
+            f"the venue says {venue_filled} filled but lists fills for {booked}: {venue_filled - booked:g} "
+            "not booked (its trade history no longer lists them)"
+        )
+        logger.error("order {} ({}): {}: {}", order.client_order_id, order.instrument_id, AnomalyKind.MISSING_FILLS, detail)
+        now = self._clock.now_ns()
+        self._bus.publish(
+            OrderAnomaly(order.strategy_id, order.instrument_id, order.client_order_id, AnomalyKind.MISSING_FILLS,
+                         "OrderStatusReport", detail, ts_event, now)
+        )
+        return True
+
     def _anomaly(self, order: Order | None, event: Any, kind: AnomalyKind, detail: str) -> None:
         name = type(event).__name__
         coid = event.client_order_id

@@ -31,6 +31,15 @@ missed funding (start-up, after every reconnect of the user stream, and every ro
     against the stream's and the journal's). It runs beside the rest (:meth:`Reconciler.catch_up_funding`):
     a read that fails is logged and asked again later, and holds up neither orders nor the
     comparisons below.
+fills the venue no longer lists
+    A query whose answer says the order filled more than the fills the venue lists (its trade
+    history keeps a window: OKX 3 days, Bybit 7 days) publishes an ``OrderAnomaly``
+    ``MISSING_FILLS`` (:meth:`~tradebus.execution.orders.OrderManager.note_missing_fills`); the
+    difference is not booked, and the instrument is held at once (no new orders), with the
+    order, the venue's and the booked quantity as the reason. As any hold here, it is lifted by
+    a round that finds the holding equal to the venue's (fills that came late after all, or
+    config ``balances`` set to what the account holds and a restart); until then the rounds
+    find the difference and keep it held.
 external orders
     An order open at the venue that the journal does not know was placed outside tradebus:
     reported once (a log line and an :class:`ExternalOrder` event) and left alone.
@@ -93,7 +102,7 @@ from loguru import logger
 from tradebus.account import asset_names
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import OrderFilled, OrderStatus, OrderType, TradingState
+from tradebus.engine.messages import AnomalyKind, OrderAnomaly, OrderFilled, OrderStatus, OrderType, TradingState
 from tradebus.execution.live import AccountMargin, LiveVenue, NoAnswer, VenueRejected
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
@@ -238,6 +247,13 @@ class Reconciler:
         # Per comparison waiting for the venue, the client order ids of the fills booked meanwhile.
         self._waiting: list[set[str]] = []
         kernel.bus.subscribe(OrderFilled, self._note_fill)
+        kernel.bus.subscribe(OrderAnomaly, self._on_anomaly)
+
+    def _on_anomaly(self, anomaly: OrderAnomaly) -> None:
+        """Hold the instrument of an order the venue says filled more than the fills it lists."""
+        if anomaly.kind is AnomalyKind.MISSING_FILLS:
+            self.hold(anomaly.instrument_id, f"order {anomaly.client_order_id}: {anomaly.detail}; orders on it stay "
+                      "stopped until the holding here equals the venue's")
 
     async def catch_up_fills(self) -> bool:
         """Book the fills of the journal's open orders missed while down, from each instrument's paged trade history.

@@ -196,6 +196,10 @@ class AccountEmulator(ABC):
         self.orders: dict[str, EmulatedOrder] = {}
         #: Every fill of the account, in order.
         self.fills: list[EmulatedFill] = []
+        #: How far back the own-trades lists reach, ns before the account's clock (``None``: every fill).
+        #: A test setting, labelled as such: real venues keep a window (OKX ``/trade/fills`` 3 days, Bybit's
+        #: execution list 7 days); an older fill is no longer listed though its order still counts it filled.
+        self.trade_history_ns: int | None = None
         #: Entry price of each symbol's position (derivatives dialects only).
         self.entry: dict[str, float] = {}
         #: ``(method, path, client order id)`` of every authenticated request.
@@ -500,12 +504,16 @@ class AccountEmulator(ABC):
         """The account's fills of ``symbol`` filtered as a venue's own-trades request asks, oldest first, at most ``limit``.
 
         ``order_id``: of that venue order; ``from_id``: trade id >= it; ``start_ms``/``end_ms``:
-        trade time within (ms, inclusive). ``None`` leaves a filter out.
+        trade time within (ms, inclusive). ``None`` leaves a filter out. Fills older than
+        :attr:`trade_history_ns` are not listed.
         """
         out = []
+        oldest = -1 if self.trade_history_ns is None else self.clock.now_ns() - self.trade_history_ns
         for f in self.fills:
             if f.rec.symbol != symbol or (order_id is not None and str(f.rec.order_id) != order_id):
                 continue
+            if f.fill.ts_event < oldest:
+                continue  # beyond the history window (:attr:`trade_history_ns`)
             if from_id is not None and f.trade_id < int(from_id):
                 continue
             t = f.fill.ts_event // _MS
