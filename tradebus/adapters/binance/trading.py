@@ -484,11 +484,24 @@ class BinanceTrading(TradingApi):
             raise
         fills: tuple[OrderFilled, ...] = ()
         if float(raw["executedQty"]) > 0.0:
-            trades = await self._call(
-                self.endpoint["trades"], {"symbol": inst.symbol, "orderId": raw["orderId"]}, self.trades_of_order_weight
-            )
+            trades = await self._trades_of_order(inst.symbol, raw["orderId"])
             fills = tuple(self.fill_from_trade(t, order, inst) for t in trades)
         return report_from_order(raw, order, fills)
+
+    async def _trades_of_order(self, symbol: str, order_id: Any) -> list[dict[str, Any]]:
+        """Every own trade of one venue order, :data:`TRADES_PAGE` a page (``orderId``, then ``fromId`` = the last id + 1).
+
+        Binance answers 500 rows when no ``limit`` is sent: an order with more fills than a
+        page would come back short.
+        """
+        params: dict[str, Any] = {"symbol": symbol, "orderId": order_id, "limit": TRADES_PAGE}
+        trades: list[dict[str, Any]] = []
+        while True:
+            rows = await self._call(self.endpoint["trades"], params, self.trades_of_order_weight)
+            trades += rows
+            if len(rows) < TRADES_PAGE:
+                return trades
+            params = {**params, "fromId": int(rows[-1]["id"]) + 1}
 
     async def fills_since(self, instrument_id: str, orders: Mapping[str, Order], since_ns: int) -> list[OrderFilled]:
         """The symbol's own trades since ``since_ns`` (``GET /api/v3/myTrades``, :data:`TRADES_PAGE` rows a page).
@@ -788,7 +801,7 @@ class BinanceFuturesTrading(BinanceTrading):
         fills: tuple[OrderFilled, ...] = ()
         algo_id = str(algo["algoId"])
         if float(raw["executedQty"]) > 0.0:
-            trades = await self._call("fapiprivate_get_usertrades", {"symbol": inst.symbol, "orderId": actual}, self.trades_of_order_weight)
+            trades = await self._trades_of_order(inst.symbol, actual)
             fills = tuple(self.fill_from_trade(t | {"orderId": algo_id}, order, inst) for t in trades)
         report = report_from_order(raw | {"clientOrderId": order.client_order_id, "orderId": algo_id}, order, fills)
         if report.status is OrderStatus.ACCEPTED:  # the order it placed works: the stop has triggered
