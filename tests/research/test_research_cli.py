@@ -372,6 +372,20 @@ def test_walkforward_with_a_model_column_the_features_lack_exits_2_naming_it(tmp
     assert not out.exists()
 
 
+def test_walkforward_with_a_misspelt_model_parameter_exits_2_before_training(tmp_path: Path) -> None:
+    # XGBoost only warned about 'max_dept' and trained with its default depth; the run exited 0
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["dataset"]["catalog"] = str(REPO / "data" / "catalog")
+    raw["model"]["params"] = {"n_estimators": 10, "max_dept": 2}
+    config = tmp_path / "typo.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["research", "walkforward", str(config), "--out", str(out)])
+    assert result.exit_code == 2, repr(result.exception)
+    assert "model.params: 'max_dept' is not a parameter of XGBClassifier; did you mean 'max_depth'?" in " ".join(result.output.split())
+    assert not out.exists()
+
+
 def test_alpha_on_two_instruments_exits_3_instead_of_an_all_nan_cross_sectional_ic(tmp_path: Path) -> None:
     catalog = tmp_path / "catalog"
     walks = {f"{name}.SIM": random_walk(300, seed) for name, seed in (("AAA-USD", 1), ("BBB-USD", 2), ("CCC-USD", 5))}

@@ -48,3 +48,33 @@ def test_a_bad_research_config_names_the_file_the_key_and_the_problem(tmp_path: 
         load_research_config(path)
     assert str(path) in str(info.value)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ({"params": {"n_estimators": 5, "max_dept": 3}},
+         "model.params: 'max_dept' is not a parameter of XGBClassifier; did you mean 'max_depth'?"),
+        ({"kind": "logistic", "params": {"n_estimators": 5}}, "model.params: 'n_estimators' is not a parameter of LogisticRegression"),
+        ({"params": {"max_depth": -1}},
+         "model.params: XGBClassifier refuses these parameters: value -1 for Parameter max_depth should be greater equal to 0"),
+        ({"kind": "random_forest", "params": {"n_estimators": 0}},
+         "model.params: RandomForestClassifier refuses these parameters: The 'n_estimators' parameter of "
+         "RandomForestClassifier must be an int in the range [1, inf). Got 0 instead."),
+        ({"kind": "logistic", "params": {"C": -1.0}}, "model.params: LogisticRegression refuses these parameters: The 'C' parameter"),
+    ],
+)
+def test_model_params_the_estimator_would_ignore_or_refuse_are_config_errors(tmp_path: Path, model: dict, message: str) -> None:
+    path = write(tmp_path, {"model": {"kind": "xgboost", "columns": ["vol", "rsi"], **model}})
+    with pytest.raises(ConfigError) as info:
+        load_research_config(path)
+    assert str(path) in str(info.value)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "logistic", "random_forest"])
+def test_model_params_each_estimator_takes_load(tmp_path: Path, kind: str) -> None:
+    params = {"xgboost": {"n_estimators": 5, "max_depth": 2, "eta": 0.1, "lambda": 1.0},
+              "logistic": {"C": 0.5}, "random_forest": {"n_estimators": 5, "max_depth": 2}}[kind]
+    config, _ = load_research_config(write(tmp_path, {"model": {"kind": kind, "columns": ["vol"], "params": params}}))
+    assert config.model is not None and config.model.params == params

@@ -19,11 +19,15 @@ errors naming the field.
 
 from __future__ import annotations
 
+import difflib
+import re
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from tradebus.config import InstrumentConfig, parse_duration
 from tradebus.config.base import StrictModel, describe_errors
@@ -90,6 +94,15 @@ class ModelConfig(_Model):
     kind: Literal["xgboost", "logistic", "random_forest"] = "xgboost"
     columns: list[str] = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if "kind" in info.data and "columns" in info.data:
+            problem = params_problem(info.data["kind"], value, len(info.data["columns"]))
+            if problem is not None:
+                raise ValueError(problem)
+        return value
 
 
 class WalkForwardConfig(_Model):
@@ -211,16 +224,51 @@ def load_research_config(path: str | Path) -> tuple[ResearchConfig, DatasetConfi
     return config, dataset
 
 
+#: XGBoost's own names for parameters the scikit-learn API spells otherwise (also accepted).
+_XGBOOST_ALIASES = frozenset({"eta", "min_split_loss", "lambda", "alpha"})
+#: The timestamp and source line XGBoost puts before some of its messages.
+_XGBOOST_PREFIX = re.compile(r"^\[[0-9:]+\] \S+: ")
+
+
+def params_problem(kind: str, params: dict[str, Any], n_columns: int) -> str | None:
+    """Why the estimator ``kind`` would ignore or refuse ``params`` (``None``: it takes them).
+
+    A name the estimator does not know is refused (XGBoost would only warn and ignore it);
+    the values are checked by fitting the estimator on a few rows of ``n_columns`` columns,
+    as XGBoost and scikit-learn check them only when fitting.
+    """
+    estimator = _estimator(kind, {})
+    known = set(estimator.get_params()) | (_XGBOOST_ALIASES if kind == "xgboost" else set())
+    unknown = sorted(set(params) - known)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{unknown[0]!r} is not a parameter of {type(estimator).__name__}{hint}"
+    rows = np.tile(np.eye(2, n_columns), (3, 1))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _estimator(kind, params).fit(rows, np.tile([0, 1], 3))
+    except (ValueError, TypeError) as exc:
+        message = _XGBOOST_PREFIX.sub("", str(exc).strip().splitlines()[0])
+        return f"{type(estimator).__name__} refuses these parameters: {message}"
+    return None
+
+
 def make_estimator(config: ModelConfig) -> Any:
     """A fresh estimator of the configured kind (single-threaded, seeded)."""
-    params = dict(config.params)
-    if config.kind == "xgboost":
+    return _estimator(config.kind, config.params)
+
+
+def _estimator(kind: str, params: dict[str, Any]) -> Any:
+    params = dict(params)
+    if kind == "xgboost":
         from xgboost import XGBClassifier
 
         params.setdefault("n_jobs", 1)
         params.setdefault("random_state", 0)
         return XGBClassifier(**params)
-    if config.kind == "random_forest":
+    if kind == "random_forest":
         from sklearn.ensemble import RandomForestClassifier
 
         params.setdefault("n_jobs", 1)
