@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PositiveInt, ValidationError, ValidationInfo, field_validator, model_validator
 
 from tradebus.config import InstrumentConfig, parse_duration
 from tradebus.config.base import StrictModel, describe_errors
@@ -46,9 +46,9 @@ class LabelsConfig(_Model):
     """How labels are built per instrument (on the base dataset's bars)."""
 
     method: Literal["forward", "triple_barrier"] = "triple_barrier"
-    horizons: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    horizons: list[PositiveInt] = Field(default_factory=lambda: [1], min_length=1)
     kind: Literal["raw", "log", "bps"] = "raw"
-    clip_quantile: float | None = None
+    clip_quantile: float | None = Field(default=None, gt=0, lt=0.5)
     vol_method: Literal["ewm", "atr"] = "ewm"
     vol_span: int = Field(default=20, gt=1)
     pt: float = Field(default=1.0, gt=0)
@@ -152,7 +152,7 @@ class AlphaConfig(_Model):
     """Factor reports: which dataset columns, horizons (bars) and IC block length."""
 
     factors: list[str] = Field(min_length=1)
-    horizons: list[int] = Field(default_factory=lambda: [1, 6, 24], min_length=1)
+    horizons: list[PositiveInt] = Field(default_factory=lambda: [1, 6, 24], min_length=1)
     period: int = Field(default=200, ge=3)
     quantiles: int = Field(default=5, ge=2)
 
