@@ -471,6 +471,25 @@ def test_a_misspelt_xgboost_parameter_is_refused_not_ignored(tmp_path: Path, sec
     load_ml_gated_config(path)  # XGBoost's own names of the scikit-learn parameters are accepted
 
 
+@pytest.mark.parametrize(("section", "value", "message"), [
+    ("params", {"n_estimators": 10, "learning_rate": "abc"},
+     "model.params: XGBoost refuses {'learning_rate': 'abc', 'n_estimators': 10}: Invalid Parameter format for "
+     "learning_rate expect float but value='abc'"),
+    ("tune_grid", {"max_depth": [-2, 3]}, "model.tune_grid.max_depth: XGBoost refuses "),
+])
+def test_an_xgboost_value_xgboost_refuses_is_a_config_error_not_a_traceback(tmp_path: Path, section: str,
+                                                                            value: dict[str, Any], message: str) -> None:
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["data"]["catalog"] = str(CATALOG)
+    raw["model"][section] = value
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as info:
+        load_ml_gated_config(path)
+    assert str(info.value).startswith(f"{path}: {message}")
+    assert "max_depth should be greater equal to 0" in str(info.value) or section == "params"
+
+
 @pytest.mark.slow
 def test_the_shipped_config_runs_from_the_cli(tmp_path: Path) -> None:
     out = tmp_path / "run"

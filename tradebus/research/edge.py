@@ -25,6 +25,8 @@ floored at 0: a model without out-of-fold skill gets a flat edge, which no gate 
 from __future__ import annotations
 
 import itertools
+import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +41,7 @@ __all__ = [
     "TuneResult",
     "calibrate_edge",
     "check_params",
+    "check_values",
     "combined_target",
     "fit_edge",
     "oof_edge",
@@ -123,6 +126,24 @@ def check_params(names: Iterable[str]) -> None:
             raise ConfigError(f"{name}: set by the model's {_FIXED[name]!r}, not by XGBoost parameters")
         if name not in known:
             raise ConfigError(f"{name}: not a parameter of xgboost.XGBRegressor (XGBoost would ignore it)")
+
+
+def check_values(params: Mapping[str, Any]) -> None:
+    """Refuse values XGBoost would refuse, by fitting a regressor on a few rows (XGBoost checks them only when fitting).
+
+    Raises
+    ------
+    ConfigError
+        XGBoost's message, without its timestamp and source line.
+    """
+    rows = np.tile(np.eye(2), (3, 1))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _regressor(params, seed=0, nthread=1).fit(rows, np.tile([0.0, 1.0], 3))
+    except (ValueError, TypeError) as exc:
+        message = re.sub(r"^\[[0-9:]+\] \S+: ", "", str(exc).strip().splitlines()[0])
+        raise ConfigError(f"XGBoost refuses {dict(params)}: {message}") from None
 
 
 def _regressor(params: Mapping[str, Any], seed: int, nthread: int) -> Any:

@@ -37,7 +37,7 @@ from tradebus.features.bank import FeatureBank
 from tradebus.reports.metrics import compute_metrics
 from tradebus.research.config import read_yaml, validation_problems
 from tradebus.research.dataset import load_events
-from tradebus.research.edge import check_params
+from tradebus.research.edge import check_params, check_values
 from tradebus.research.edge_walkforward import run_edges, segment_table, train_segments
 from tradebus.research.output import json_ready, write_json, write_text
 from tradebus.research.tradelog import trade_log, trade_summary
@@ -144,6 +144,14 @@ def load_ml_gated_config(path: str | Path) -> MLGatedConfig:
             check_params(names)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {section}.{exc}") from None
+    grid = config.model.tune_grid
+    points = [("model.params", config.model.params)]
+    points += [(f"model.tune_grid.{name}", {**config.model.params, name: value}) for name in grid for value in grid[name]]
+    for where, point in points:
+        try:
+            check_values(point)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {where}: {exc}") from None
     catalog = resolve_path(config.data.catalog, path.parent)
     return config.model_copy(update={"data": config.data.model_copy(update={"catalog": catalog})})
 
