@@ -8,6 +8,7 @@ before the hour). Before, a levered or short margin spot run paid nothing for it
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -348,6 +349,33 @@ def test_a_run_with_rates_writes_interest_csv_and_metrics_and_one_without_emptie
     assert "annual_borrow_rates" not in (out / "config.yaml").read_text()
     # the same trades before the rates' first effect on an order; equity lower by the interest
     assert plain.equity[-1].equity > result.equity[-1].equity
+
+
+def test_every_equity_row_of_a_run_paying_interest_adds_up(tmp_path: Path) -> None:
+    """``equity - initial_cash = realized + unrealized - fees - funding - interest`` on each row of equity.csv.
+
+    Before, equity.csv had no interest column: the identity was off by the interest paid so far.
+    """
+    out = tmp_path / "out"
+    _, metrics, _ = run_backtest(write_config(tmp_path, {"annual_borrow_rates": {"BTC": 0.2, "USD": 0.1}}), out)
+    with (out / "equity.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    with (out / "interest.csv").open(newline="") as handle:
+        charged = [float(r["interest"]) for r in csv.DictReader(handle)]
+    assert list(rows[0])[-1] == "interest_paid"  # appended: the earlier columns keep their places
+    initial = metrics["initial_cash"]
+    for n, row in enumerate(rows):
+        x = {k: float(v) for k, v in row.items() if k != "time"}
+        costs = x["fees_paid"] + x["funding_paid"] + x["interest_paid"]
+        assert x["equity"] - initial == pytest.approx(
+            x["realized_pnl"] + x["unrealized_pnl"] - costs, abs=1e-9 * initial
+        ), f"row {n + 2}"
+    # each row's interest_paid is the sum of the charges so far, in interest.csv's order
+    running = list(itertools.accumulate(charged, initial=0.0))
+    paid = [float(r["interest_paid"]) for r in rows]
+    assert all(p in running for p in paid) and paid == sorted(paid)
+    assert paid[-1] == running[-1] == pytest.approx(metrics["interest_paid"], rel=1e-12) and paid[-1] > 100.0
+    assert len(set(paid)) > 50
 
 
 def test_build_kernel_passes_the_rates(tmp_path: Path) -> None:

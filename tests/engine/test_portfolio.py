@@ -170,19 +170,20 @@ def test_valuation_gives_the_equity_sample_figures_in_one_pass() -> None:
     eth = Instrument("BINANCE", "ETHUSDT", tick_size=0.01, lot_size=0.001, base="ETH", quote="USDT", margin=True)
     pf = Portfolio({IID: btc, eth.instrument_id: eth}, 0.0, balances={"USDT": 10_000.0, "ETH": 2.0})
     # ETH never priced: the holding counts 0
-    assert pf.valuation() == (10_000.0, 10_000.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    assert pf.valuation() == (10_000.0, 10_000.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     pf.apply_fill(fill(OrderSide.BUY, 1.5, 100.0, fee=0.3))
     pf.apply_fill(fill(OrderSide.SELL, 0.5, 40.0, iid=eth.instrument_id))
     pf.mark_moved({IID: 110.0, eth.instrument_id: 30.0})
     pf.apply_fill(fill(OrderSide.SELL, 0.5, 120.0, fee=0.1))  # realizes (120 - 100) x 0.5 = 10
+    pf.charge_interest("USDT", 0.25)
     # The fill does not move the mark: BTC 1.0 x 110 = 110, ETH -0.5 x 30 = -15, holding 2 ETH x 30 = 60;
-    # cash 10,000 - 150.3 + 20 + 59.9; unrealized 1.0 x (110 - 100) + 0.5 x (40 - 30)
-    cash = 10_000.0 - 150.3 + 20.0 + 59.9
+    # cash 10,000 - 150.3 + 20 + 59.9 - 0.25; unrealized 1.0 x (110 - 100) + 0.5 x (40 - 30)
+    cash = 10_000.0 - 150.3 + 20.0 + 59.9 - 0.25
     assert pf.valuation() == pytest.approx(
-        (cash + 110.0 - 15.0 + 60.0, cash, 110.0 - 15.0 + 60.0, 10.0, 10.0 + 5.0, 0.4, 0.0), abs=1e-9
+        (cash + 110.0 - 15.0 + 60.0, cash, 110.0 - 15.0 + 60.0, 10.0, 10.0 + 5.0, 0.4, 0.0, 0.25), abs=1e-9
     )
-    equity, cash_, value, realized, unrealized, fees, funding = pf.valuation()
-    assert (equity, cash_, realized, unrealized, fees, funding) == (
-        pf.equity(), pf.cash, pf.realized_pnl, pf.unrealized_pnl(), pf.fees_paid, pf.funding_paid
+    equity, cash_, value, realized, unrealized, fees, funding, interest = pf.valuation()
+    assert (equity, cash_, realized, unrealized, fees, funding, interest) == (
+        pf.equity(), pf.cash, pf.realized_pnl, pf.unrealized_pnl(), pf.fees_paid, pf.funding_paid, pf.interest_paid
     )
     assert value == pytest.approx(110.0 - 15.0 + pf.holdings_value(), abs=1e-9)

@@ -16,11 +16,12 @@ from tradebus.reports.writers import INCOMPLETE_MARKER, RunDirectory, write_run
 S = 1_000_000_000
 
 
-def _run_dir(path: Path, exit_price: float) -> Path:
+def _run_dir(path: Path, exit_price: float, interest: float = 0.0) -> Path:
     fills = [FillRecord(0, "X.SIM", "BUY", 1.0, 100.0, 0.1, "TAKER", "a", "s", "1", "in"),
              FillRecord(60 * S, "X.SIM", "SELL", 1.0, exit_price, 0.1, "TAKER", "b", "s", "2", "out")]
+    end = 1000.0 + exit_price - 100.2 - interest
     equity = [EquitySample(0, 1000.0, 900.0, 100.0, 0.0, 0.0, 0.1, marks=(100.0,)),
-              EquitySample(60 * S, 1000.0 + exit_price - 100.2, 1000.0 + exit_price - 100.2, 0.0, 0.0, 0.0, 0.2,
+              EquitySample(60 * S, end, end, 0.0, exit_price - 100.0, 0.0, 0.2, interest_paid=interest,
                            marks=(exit_price,))]
     result = RunResult(("X.SIM",), 1000.0, 0, 60 * S, 0, 60 * S, fills=fills, equity=equity)
     with RunDirectory(path, "backtest") as run_dir:
@@ -52,6 +53,25 @@ def test_a_run_written_before_trades_csv_still_reports(tmp_path: Path) -> None:
     (a / "prices.csv").unlink()
     assert invoke("report", str(a)).exit_code == 0  # type: ignore[attr-defined]
     assert "<td>LONG</td><td>1</td>" in (a / "tearsheet.html").read_text()  # the trade matched from fills.csv
+
+
+def test_the_costs_chart_shows_the_interest_paid(tmp_path: Path) -> None:
+    a = _run_dir(tmp_path / "a", 110.0, interest=0.75)
+    assert invoke("report", str(a)).exit_code == 0  # type: ignore[attr-defined]
+    page = (a / "tearsheet.html").read_text()
+    assert "Fees and interest over time" in page and "interest paid (cumulative)" in page
+    assert "funding paid" not in page  # a column of zeros is not drawn
+
+
+def test_a_run_written_before_equity_csv_had_interest_paid_still_reports(tmp_path: Path) -> None:
+    a = _run_dir(tmp_path / "a", 110.0)
+    lines = (a / "equity.csv").read_text().splitlines()
+    assert lines[0].endswith(",drawdown,interest_paid")
+    (a / "equity.csv").write_text("".join(line.rsplit(",", 1)[0] + "\n" for line in lines))
+    result = invoke("report", str(a))
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    page = (a / "tearsheet.html").read_text()
+    assert "Fees over time" in page and "interest paid" not in page
 
 
 def test_trades_matched_from_fills_count_the_config_instruments_contract_size(tmp_path: Path) -> None:
@@ -132,8 +152,8 @@ def _garble(run: Path, name: str, edit: str) -> None:
     rows = [line.split(",") for line in path.read_text().splitlines()]
     if edit == "drop_column":  # equity.csv keeps ts, time and equity; the others lose their first column
         rows = [row[:3] if name == "equity.csv" else row[1:] for row in rows]
-    elif edit == "text_in_drawdown":  # the last column of equity.csv
-        rows[1][-1] = "deep"
+    elif edit == "text_in_drawdown":
+        rows[1][rows[0].index("drawdown")] = "deep"
     else:  # text in the first (time) column of the first row
         rows[1][0] = "abc"
     path.write_text("".join(",".join(row) + "\n" for row in rows))

@@ -90,6 +90,40 @@ def test_streamed_files_equal_the_end_of_run_files_and_the_manager_forgets_writt
     assert streamed.result.fills == at_end.result.fills  # read back from fills.csv, float for float
 
 
+class ShortAndHold(Strategy):
+    """Sells 2 BTC short on the first bar and holds: the loan pays interest every hour."""
+
+    def __init__(self) -> None:
+        super().__init__(BTC_4H, strategy_id="Short")
+
+    def on_bar(self, bar: Bar) -> None:
+        if self.position(BTC_4H) == 0.0 and not self.kernel.orders.open_orders():
+            self.submit_market(BTC_4H, OrderSide.SELL, 2.0, reason="short")
+
+
+def test_a_daemon_streams_the_interest_paid_column_of_equity_csv(tmp_path: Path) -> None:
+    """The streamed equity rows carry the interest paid so far, as the rows written at the end do."""
+    bars = bars_4h().iloc[:120]
+    for streamed in (False, True):
+        kernel = Kernel([instrument(BTC_4H, base="BTC", quote="USD")], initial_cash=100_000.0,
+                        equity_interval_ns=86_400_000_000_000,
+                        borrow_rates={"BTC": 0.1})  # fmt: skip
+        kernel.add_strategy(ShortAndHold())
+        run_dir = RunDirectory(tmp_path / str(streamed), "paper")
+        stream = OutputStream(run_dir, kernel) if streamed else None
+        if stream is not None:
+            stream.start()
+        kernel.run(MemoryReplay([SourceFrame(BTC_4H, "bars", bars)], 64))
+        write_outputs(run_dir, kernel.result, kernel.instruments, "config: 1\n", {"node.json": "{}"}, stream)
+    assert (tmp_path / "True" / "equity.csv").read_bytes() == (tmp_path / "False" / "equity.csv").read_bytes()
+    rows = pd.read_csv(tmp_path / "True" / "equity.csv")
+    charged = sum(c.interest for c in kernel.result.interest or [])
+    assert rows["interest_paid"].iloc[-1] == pytest.approx(charged, rel=1e-12) and charged > 0.0
+    off = rows["equity"] - 100_000.0 - (rows["realized_pnl"] + rows["unrealized_pnl"] - rows["fees_paid"]
+                                        - rows["funding_paid"] - rows["interest_paid"])  # fmt: skip
+    assert off.abs().max() < 1e-6
+
+
 def test_a_streamed_row_is_on_disk_as_soon_as_it_happens(tmp_path: Path) -> None:
     kernel = Kernel([instrument(BTC_4H)], initial_cash=1_000_000.0)
     seen: list[int] = []

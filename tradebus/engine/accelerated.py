@@ -857,7 +857,7 @@ def _collect_objects(
     equity, cash, value, realized, unrealized, fees, mark, margin, maintenance = run.sample_values.T.tolist()
     result.equity = list(
         map(EquitySample, run.sample_ts.tolist(), equity, cash, value, realized, unrealized, fees, repeat(0.0),
-            margin, maintenance, zip(mark))
+            margin, maintenance, repeat(0.0), zip(mark))
     )  # fmt: skip
 
 

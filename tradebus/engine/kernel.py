@@ -185,6 +185,8 @@ class EquitySample(msgspec.Struct, frozen=True, gc=False):
     funding_paid: float = 0.0
     margin: float = 0.0
     maintenance_margin: float = 0.0
+    #: Borrowing interest charged so far (margin spot loans, :mod:`tradebus.engine.interest`).
+    interest_paid: float = 0.0
     #: Last price of each instrument (in ``RunResult.instruments`` order; NaN before its first price).
     marks: tuple[float, ...] = ()
 
@@ -991,7 +993,7 @@ class Kernel:
         if not samples and portfolio.has_holdings:
             # Returns are measured from the first valuation of the initial holdings.
             self.result.initial_cash = portfolio.initial_cash + portfolio.holdings_value()
-        equity, cash, value, realized, unrealized, fees, funding = portfolio.valuation()
+        equity, cash, value, realized, unrealized, fees, funding, interest = portfolio.valuation()
         account = portfolio.account
         if isinstance(account, MarginAccount):  # a perpetual or a margin spot instrument
             margin, maintenance = account.initial_margin(), account.maintenance_margin()
@@ -1009,6 +1011,7 @@ class Kernel:
                 funding,
                 margin,
                 maintenance,
+                interest,
                 tuple(map(_LAST_PRICE, self._positions.values())),
             )
         )

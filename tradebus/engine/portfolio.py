@@ -514,11 +514,11 @@ class Portfolio:
                 total += pos.unrealized_pnl
         return total
 
-    def valuation(self) -> tuple[float, float, float, float, float, float, float]:
+    def valuation(self) -> tuple[float, float, float, float, float, float, float, float]:
         """The portfolio's figures at its last prices, in one pass over the positions.
 
         ``(equity(), cash, value of the positions and holdings, realized_pnl, unrealized_pnl(),
-        fees_paid, funding_paid)``: the fields of an equity sample, in its order.
+        fees_paid, funding_paid, interest_paid)``: the fields of an equity sample, in its order.
         """
         equity = cash = self.cash
         value = 0.0
@@ -536,7 +536,7 @@ class Portfolio:
             holdings = self.holdings_value()
             equity += holdings
             value += holdings
-        return equity, cash, value, self._realized, unrealized, self._fees, self._funding
+        return equity, cash, value, self._realized, unrealized, self._fees, self._funding, self._interest
 
     def holdings_value(self) -> float:
         """Value of the initial holdings of non-cash assets at their last prices (0 while unpriced)."""

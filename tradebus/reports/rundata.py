@@ -62,7 +62,7 @@ class RunData:
 # The columns each file must have: (integer columns, number columns, text columns); and for
 # equity.csv those that must be numbers when present (older runs have none of them).
 _EQUITY = (("ts",), ("equity", "position_value", "fees_paid"), ())
-_EQUITY_OPTIONAL = ("drawdown", "funding_paid")
+_EQUITY_OPTIONAL = ("drawdown", "funding_paid", "interest_paid")
 _FILLS = (("ts_event",), ("quantity", "price", "fee"), ("instrument", "side", "reason"))
 _FILLS_MATCHED = (("ts_event",), ("quantity", "price", "fee"),
                   ("instrument", "side", "reason", "liquidity", "client_order_id", "strategy_id", "trade_id"))

@@ -3,8 +3,8 @@
 Sections: the metrics table (annualisation stated), equity with its high-water mark and a
 buy-and-hold benchmark, drawdown, the underwater plot, monthly returns, rolling Sharpe and
 volatility, the distribution of returns, each instrument's price with the trades' entries
-and exits, exposure, fees (and funding, when the run paid or received any), the
-per-instrument table, the trade list, and the stress variants when the run directory holds
+and exits, exposure, fees (and funding and borrowing interest, when the run paid or received
+any), the per-instrument table, the trade list, and the stress variants when the run directory holds
 ``stress.json``.
 
 The page needs no network: plotly.js is inlined once and every figure is drawn from data
@@ -289,13 +289,18 @@ def _exposure_and_costs(run: RunData) -> list[str]:
     fig.update_yaxes(title_text="position value / equity (%)")
     costs = go.Figure(go.Scatter(x=eq["dt"], y=eq["fees_paid"], name="fees paid (cumulative)",
                                  line={"color": "#e8590c"}))
-    title = "Fees over time"
-    # Cumulative funding (perpetuals); spot runs have a column of zeros, not shown.
-    column = next((c for c in ("funding_paid", "funding") if c in eq.columns and eq[c].fillna(0.0).ne(0.0).any()), None)
-    if column is not None:
-        costs.add_trace(go.Scatter(x=eq["dt"], y=eq[column], name="funding paid (cumulative)",
-                                   line={"color": "#5f3dc4"}))
-        title = "Fees and funding over time"
+    shown: list[str] = []
+    # Cumulative funding (perpetuals) and borrowing interest (margin spot loans): a column of zeros,
+    # or none in a run directory written before it existed, is not shown.
+    for what, columns, color in (("funding", ("funding_paid", "funding"), "#5f3dc4"),
+                                 ("interest", ("interest_paid",), "#c2255c")):
+        column = next((c for c in columns if c in eq.columns and eq[c].fillna(0.0).ne(0.0).any()), None)
+        if column is not None:
+            costs.add_trace(go.Scatter(x=eq["dt"], y=eq[column], name=f"{what} paid (cumulative)",
+                                       line={"color": color}))
+            shown.append(what)
+    parts = ["Fees", *shown]
+    title = (", ".join(parts[:-1]) + " and " + parts[-1] if shown else "Fees") + " over time"
     return [
         _section("Exposure", figure_html(fig, "fig-exposure", 280)),
         _section(title, figure_html(costs, "fig-costs", 280)),

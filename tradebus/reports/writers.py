@@ -6,7 +6,9 @@ A run writes only its own files (:data:`OWN_FILES`, the one place that says whic
 
 * ``fills.csv`` (:data:`FILL_COLUMNS`; a live run's also ``fee_in_kind``, :func:`fill_columns`),
   ``orders.csv`` (:data:`ORDER_COLUMNS`), ``equity.csv`` (:data:`EQUITY_COLUMNS`: with
-  ``funding_paid`` and the initial and maintenance ``margin`` of perpetual positions at mark),
+  ``funding_paid``, the initial and maintenance ``margin`` of perpetual positions at mark and,
+  last, ``interest_paid``, so that every row has ``equity - initial_cash = realized_pnl +
+  unrealized_pnl - fees_paid - funding_paid - interest_paid``),
   ``funding.csv``
   (:data:`FUNDING_COLUMNS`: one row per funding settlement of a perpetual position;
   positive ``payment`` paid, negative received), ``interest.csv`` (:data:`INTEREST_COLUMNS`:
@@ -222,6 +224,7 @@ EQUITY_COLUMNS = (
     "margin",
     "maintenance_margin",
     "drawdown",
+    "interest_paid",
 )
 FUNDING_COLUMNS = ("ts_event", "time", "instrument", "quantity", "mark_price", "rate", "payment")
 PRICE_COLUMNS = ("ts", "time", "instrument", "price")
@@ -365,6 +368,7 @@ class EquityRows:
             s.margin,
             s.maintenance_margin,
             drawdown,
+            s.interest_paid,
         )
 
     def prices(self, s: EquitySample) -> list[tuple[Any, ...]]:
