@@ -680,3 +680,26 @@ def test_a_flapping_feed_sends_a_summary_at_most_once_a_window() -> None:
             assert sent.pop() == f"feed f still flapping: {summary} held since the last message"
     assert len(sent) == 1
     assert not flaps.hold(None) and not flaps.hold("other")
+
+
+def test_pnl_adds_up_to_the_equity_change_with_funding_and_interest() -> None:
+    """``/pnl`` listed realized, unrealized and fees only: with funding or borrowing interest paid its
+    figures did not add up to the equity change it printed above them."""
+    inst = Instrument("BINANCE", "BTCUSDT", base="BTC", quote="USDT", tick_size=0.01, lot_size=1e-5, margin=True)
+    iid = inst.instrument_id
+    kernel = Kernel([inst], initial_cash=10_000.0)
+    kernel.start()
+    kernel.process(Trade(iid, 1, 1, 60_000.0, 1.0, 1, "1"))
+    kernel.portfolio.apply_fill(
+        OrderFilled("s", iid, "c1", "v1", "t1", OrderSide.SELL, 0.1, 60_000.0, 3.0, Liquidity.TAKER, 1, 1)
+    )
+    kernel.portfolio.pay_funding(iid, 1.25)
+    kernel.portfolio.charge_interest("BTC", 0.5)
+    kernel.process(Trade(iid, 2, 2, 59_000.0, 1.0, 1, "2"))
+    hooks = OpsHooks(OpsConfig())
+    hooks.target = _Daemon(kernel)
+    lines = hooks.pnl_text().splitlines()
+    figures = dict(part.split(" ") for part in lines[1].split(", "))
+    assert figures == {"realized": "0.00", "unrealized": "100.00", "fees": "3.00", "funding": "1.25", "interest": "0.50"}
+    change = float(lines[0].split(", ")[-1].rstrip(")"))
+    assert change == pytest.approx(100.0 - 3.0 - 1.25 - 0.5, abs=0.005)

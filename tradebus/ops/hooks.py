@@ -340,7 +340,7 @@ class OpsHooks:
         return "\n".join(rows) if rows else "flat"
 
     def pnl_text(self) -> str:
-        """Equity, realized and unrealized PnL, fees, drawdown."""
+        """Equity, and its change as realized and unrealized PnL less fees, funding and interest; drawdown."""
         assert self.target is not None
         kernel = self.target.kernel
         p = kernel.portfolio
@@ -348,7 +348,8 @@ class OpsHooks:
         start = kernel.result.initial_cash
         return (
             f"equity {equity:.2f} (start {start:.2f}, {equity - start:+.2f})\n"
-            f"realized {p.realized_pnl:.2f}, unrealized {p.unrealized_pnl():.2f}, fees {p.fees_paid:.2f}\n"
+            f"realized {p.realized_pnl:.2f}, unrealized {p.unrealized_pnl():.2f}, fees {p.fees_paid:.2f}, "
+            f"funding {p.funding_paid:.2f}, interest {p.interest_paid:.2f}\n"
             f"drawdown {p.drawdown():.2%}"
         )
 
