@@ -43,6 +43,7 @@ def test_okx_filled_update_is_one_fill_with_the_charge_as_a_positive_fee() -> No
         "strat", "BTC-USDT-SWAP.OKX", "1518905529", "2497956918703120384"
     )
     assert (fill.side, fill.last_qty, fill.last_px, fill.liquidity) == (OrderSide.BUY, 0.03, 103698.9, Liquidity.MAKER)
+    assert fill.filled_qty == 0.03  # the order's cumulative accFillSz
     assert fill.fee == pytest.approx(0.021776769)
     assert fill.ts_event == 1746947317402 * 1_000_000
 
@@ -84,6 +85,14 @@ def test_bybit_execution_is_a_fill_on_the_linear_instrument() -> None:
     assert (fill.last_qty, fill.last_px, fill.fee, fill.liquidity) == (0.5, 95900.1, 26.3725275, Liquidity.TAKER)
     # 0.5 * 95900.1 * 0.00055 = 26.3725275: the fee is the venue's, in USDT
     assert fill.fee == pytest.approx(0.5 * 95900.1 * 0.00055)
+    assert fill.filled_qty == 0.5  # the order's cumulative filled quantity: orderQty 0.5 - leavesQty 0
+    frame = json.loads(_read("bybit", "ws_account_execution.json"))
+    frame["data"][0].update(orderQty="2", leavesQty="1.25")
+    (fill,) = _bybit("test-order-link-001").parse(json.dumps(frame))
+    assert fill.filled_qty == 0.75
+    del frame["data"][0]["leavesQty"]
+    (fill,) = _bybit("test-order-link-001").parse(json.dumps(frame))
+    assert fill.filled_qty == 0.0  # not said
 
 
 def test_bybit_order_statuses() -> None:

@@ -81,10 +81,14 @@ async def harness(
     trading: type[BinanceTrading] = BinanceTrading,
     inst: Instrument = INST,
     balances: dict[str, float] | None = None,
+    trade_size_limit: bool = False,
 ) -> AsyncIterator[Harness]:
-    """The kernel and the account emulator of ``inst`` (``balances``: the emulator's, default 100 000 USDT)."""
+    """The kernel and the account emulator of ``inst`` (``balances``: the emulator's, default 100 000 USDT;
+    ``trade_size_limit``: a public trade fills at most its own size)."""
     iid = inst.instrument_id
-    emulator = BinancePrivateEmulator(KEY, SECRET, {iid: inst}, balances or {"USDT": 100_000.0}, rest_faults, stream_faults)
+    emulator = BinancePrivateEmulator(
+        KEY, SECRET, {iid: inst}, balances or {"USDT": 100_000.0}, rest_faults, stream_faults, trade_size_limit=trade_size_limit
+    )
     await emulator.start()
     clock = LiveClock()
     api = trading(emulator.rest_url, SecretStr(KEY), SecretStr(secret), {iid: inst}, timeout=0.25)
@@ -109,9 +113,11 @@ async def harness(
 
 
 @asynccontextmanager
-async def usdm_harness() -> AsyncIterator[Harness]:
+async def usdm_harness(stream_faults: list[StreamFault] | None = None, trade_size_limit: bool = False) -> AsyncIterator[Harness]:
     """As :func:`harness` on the Binance USD-M account emulator (a perpetual; listen-key user stream)."""
-    emulator = BinanceFuturesEmulator(KEY, SECRET, {USDM_IID: USDM_INST}, {"USDT": 100_000.0})
+    emulator = BinanceFuturesEmulator(
+        KEY, SECRET, {USDM_IID: USDM_INST}, {"USDT": 100_000.0}, None, stream_faults, trade_size_limit=trade_size_limit
+    )
     await emulator.start()
     clock = LiveClock()
     api = BinanceFuturesTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {USDM_IID: USDM_INST}, timeout=0.25)

@@ -59,7 +59,7 @@ def test_trade_is_a_fill_with_the_fee_in_the_asset_charged() -> None:
     (fill,) = _parser(order).parse(_frame("ws_spot_execution_report_trade.json"))
     assert isinstance(fill, OrderFilled)
     assert (fill.trade_id, fill.venue_order_id, fill.side) == ("98765432", "1234567890", OrderSide.BUY)
-    assert (fill.last_qty, fill.last_px) == (0.5, 2499.5)
+    assert (fill.last_qty, fill.last_px, fill.filled_qty) == (0.5, 2499.5, 0.5)  # filled_qty: the order's cumulative z
     # 0.0005 ETH of commission: kept in ETH; at the fill price 2499.50 it is worth 1.24975 USDT
     assert (fill.fee, fill.fee_asset) == (0.0005, "ETH")
     portfolio = Portfolio({ETH.instrument_id: ETH}, 10_000.0)

@@ -413,6 +413,11 @@ class OrderFilled(msgspec.Struct, frozen=True, gc=False):
     paying its fee out of what it bought) or a third asset (Binance's BNB discount,
     ``commissionAsset: BNB``). The account debits that asset's balance; the portfolio values
     the fee in the quote currency (:meth:`~tradebus.engine.portfolio.Portfolio.fee_value`).
+
+    ``filled_qty`` is the venue's cumulative filled quantity of the order after this fill, as the
+    stream frame that carried it said (``0.0``: not said, as every simulated fill and every fill
+    of a query); more than was booked once this fill is booked means an earlier fill's frame was
+    lost, and the execution engine asks the venue for it at once.
     """
 
     strategy_id: str
@@ -428,6 +433,7 @@ class OrderFilled(msgspec.Struct, frozen=True, gc=False):
     ts_event: int
     ts_init: int
     fee_asset: str = ""
+    filled_qty: float = 0.0
 
 
 class OrderCanceled(msgspec.Struct, frozen=True, gc=False):

@@ -11,6 +11,8 @@
 Venue events may arrive late, twice, out of order or for unknown ids: the order manager
 drops what it already knows and books every other fill (see :mod:`tradebus.execution.orders`);
 a fill of an order this process never created is booked too (:meth:`ExecutionEngine.on_external_fill`).
+A fill or a close whose event carries the venue's cumulative filled quantity (``filled_qty``)
+and says more than is booked with it (an earlier fill's frame was lost) queries the order at once.
 A live venue's funding payments (``FundingPaid``) and the fills of its liquidation orders (strategy
 ``"liquidation"``) go to the kernel's perpetuals (:attr:`ExecutionEngine.on_venue_funding`,
 :attr:`ExecutionEngine.on_venue_liquidation`).
@@ -514,6 +516,8 @@ class ExecutionEngine:
             bus.publish(event)
             if change is not None:
                 bus.publish(change)
+            if event.filled_qty > order.filled_qty * (1.0 + 1e-9):
+                self._fills_missing(order, event.filled_qty)
         elif type(event) is FundingPaid:
             if self.on_venue_funding is None:
                 logger.error("venue funding payment of {} on {} not booked: no margined instrument", event.payment,
@@ -552,6 +556,15 @@ class ExecutionEngine:
         """
         if venue_filled > order.filled_qty * (1.0 + 1e-9) or (venue_filled != venue_filled and self._timeouts):
             self.reconcile_order(order.client_order_id)
+
+    def _fills_missing(self, order: Order, venue_filled: float) -> None:
+        """A fill's frame said the venue filled ``venue_filled`` of ``order``, more than is booked with it:
+        an earlier fill's frame was lost; the query books the missing fills (by ``trade_id``)."""
+        logger.warning(
+            "order {}: the venue says {:g} filled, {:g} booked; an earlier fill's frame was lost, querying the venue",
+            order.client_order_id, venue_filled, order.filled_qty,
+        )  # fmt: skip
+        self.reconcile_order(order.client_order_id)
 
     def on_external_fill(self, fill: OrderFilled) -> None:
         """Book a fill of an order this process never created (once per ``trade_id``).

@@ -14,7 +14,8 @@ the documentation examples of ``tests/fixtures/binance/user_data``.
 ===================  ==========================================================
 ``NEW``              ``OrderAccepted`` (venue order id ``i``)
 ``TRADE``            ``OrderFilled`` (trade id ``t``, ``l`` @ ``L``, fee ``n`` in asset
-                     ``N``, kept in that asset (``fee_asset``: base, quote or BNB); maker ``m``)
+                     ``N``, kept in that asset (``fee_asset``: base, quote or BNB); maker ``m``;
+                     the order's cumulative filled ``z``)
 ``CANCELED``         ``OrderCanceled`` (cumulative filled ``z``)
 ``REJECTED``         ``OrderRejected`` (reason ``r``)
 ``EXPIRED``          ``OrderExpired`` (``z``)
@@ -195,6 +196,7 @@ class UserStreamParser(PrivateStreamParser):
                     ts,
                     now,
                     fee_asset,
+                    float(ev.get("z") or 0.0),
                 )
             ]
         if order is None:

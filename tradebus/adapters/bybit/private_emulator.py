@@ -456,6 +456,7 @@ class BybitPrivateEmulator(AccountEmulator):
             "side": "Buy" if fill.side is OrderSide.BUY else "Sell",
             "orderPrice": "" if math.isnan(order.price) else repr(order.price),
             "orderQty": repr(order.quantity),
+            "leavesQty": repr(max(order.quantity - f.filled, 0.0)),
             "orderType": "Market" if order.order_type is OrderType.MARKET else "Limit",
             "execId": str(f.trade_id),
             "execPrice": repr(fill.last_px),

@@ -1,7 +1,9 @@
 """Bybit v5 private topics, parsed into core events: ``order``, ``execution``, ``wallet``, ``position`` (after ``auth``).
 
 ``execution`` with ``execType == "Trade"`` -> ``OrderFilled`` (trade id ``execId``,
-``execQty`` @ ``execPrice``, fee ``execFee`` in ``feeCurrency`` (the quote asset when absent), ``isMaker``);
+``execQty`` @ ``execPrice``, fee ``execFee`` in ``feeCurrency`` (the quote asset when absent), ``isMaker``;
+the order's cumulative filled quantity ``orderQty - leavesQty``: the execution carries no ``cumExecQty``,
+and the ``order`` push that does may come before its execution's);
 with ``execType == "Funding"`` (a linear position's funding settlement: ``execFee`` the fee paid,
 negative when received, ``feeRate`` the rate, ``execPrice`` the mark) -> the venue's
 ``FundingPaid`` of the traded perpetual (the kernel books it: live, the venue's funding is the
@@ -148,6 +150,8 @@ class UserStreamParser(PrivateStreamParser):
         _, sid, iid, inst = self.context(coid, str(row["symbol"]))
         ts = int(row["execTime"]) * _MS
         fee, fee_asset = venue_fee(float(row["execFee"] or 0.0), row.get("feeCurrency"), inst)
+        leaves, quantity = row.get("leavesQty"), row.get("orderQty")
+        filled = float(quantity) - float(leaves) if leaves and quantity else 0.0
         return OrderFilled(
             sid,
             iid,
@@ -162,6 +166,7 @@ class UserStreamParser(PrivateStreamParser):
             ts,
             self.clock_ns(),
             fee_asset,
+            filled,
         )
 
     def _order(self, row: dict[str, Any]) -> list[Any]:

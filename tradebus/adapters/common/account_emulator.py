@@ -116,7 +116,8 @@ class EmulatedOrder:
 class EmulatedFill:
     """One fill of the account: the order, the simulated fill, the venue's trade id, the fee as charged.
 
-    ``fee`` is an amount of ``fee_asset`` (``""``: the quote asset, the simulated fill's fee).
+    ``fee`` is an amount of ``fee_asset`` (``""``: the quote asset, the simulated fill's fee);
+    ``filled`` the order's cumulative filled quantity once this fill was made.
     """
 
     rec: EmulatedOrder
@@ -124,6 +125,7 @@ class EmulatedFill:
     trade_id: int
     fee: float = 0.0
     fee_asset: str = ""
+    filled: float = 0.0
 
 
 @dataclass
@@ -496,7 +498,7 @@ class AccountEmulator(ABC):
         rec.filled += fill.last_qty
         rec.status = OrderStatus.FILLED if rec.filled >= rec.order.quantity - 1e-12 else OrderStatus.PARTIALLY_FILLED
         rec.fills.append(fill)
-        booked = EmulatedFill(rec, fill, int(fill.trade_id.removeprefix("SIM-T")), fill.fee if fee is None else fee, fee_asset)
+        booked = EmulatedFill(rec, fill, int(fill.trade_id.removeprefix("SIM-T")), fill.fee if fee is None else fee, fee_asset, rec.filled)
         self.fills.append(booked)
         return booked
 

@@ -5,7 +5,8 @@
 =================================  ==================================================
 ``tradeId`` set, ``fillSz`` > 0    ``OrderFilled`` (trade id ``tradeId``, ``fillSz`` @ ``fillPx``,
                                    fee ``-fee`` -- OKX reports a charge as negative -- in
-                                   ``feeCcy``, kept in that asset; ``execType`` M/T)
+                                   ``feeCcy``, kept in that asset; ``execType`` M/T;
+                                   the order's cumulative filled ``accFillSz``)
 ``state == "live"``                ``OrderAccepted`` (venue order id ``ordId``)
 ``canceled`` / ``mmp_canceled``    ``OrderCanceled`` (cumulative filled ``accFillSz``)
 =================================  ==================================================
@@ -125,6 +126,7 @@ class UserStreamParser(PrivateStreamParser):
                     ts,
                     now,
                     fee_asset,
+                    float(row.get("accFillSz") or 0.0),
                 )
             )
         if order is None:

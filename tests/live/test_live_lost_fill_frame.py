@@ -1,0 +1,74 @@
+"""A fill frame lost without a reconnect is noticed at the order's next fill frame, on every venue.
+
+Each fill frame says how much of its order the venue filled in total (Binance ``z``, OKX
+``accFillSz``, Bybit ``orderQty - leavesQty``). The first of two partial fills' frames is dropped;
+the second says twice what it brings, so the order is queried at once and the lost fill booked
+from the venue's trade list. No periodic open-order check (``check_ns=None``) and no
+reconciliation round run here: before, the order stayed PARTIALLY_FILLED with half of what the
+venue filled, and the position with it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.live.live_harness import T0, harness, until, usdm_harness
+from tests.live.venue_kits import KITS, KitTape, VenueKit, kit_harness
+from tradebus.adapters.common.account_emulator import StreamFault
+from tradebus.engine.messages import OrderSide, OrderStatus, OrderType
+
+_BINANCE_FILL = '"x": "TRADE"'
+
+
+@pytest.mark.parametrize("make", [harness, usdm_harness], ids=["spot", "usdm"])
+async def test_binance_fill_frame_whose_z_is_ahead_of_the_booked_fills_queries_the_order(make: object) -> None:
+    async with make(stream_faults=[StreamFault("drop", _BINANCE_FILL)], trade_size_limit=True) as h:  # type: ignore[operator]
+        order = h.submit(OrderSide.BUY, 0.002, 60_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        h.trade(59_990.0, size=0.001)  # fills 0.001; its frame is lost
+        await until(lambda: h.emulator.orders[order.client_order_id].filled == pytest.approx(0.001))
+        assert order.filled_qty == 0.0 and h.venue.requests["query"] == 0
+        h.trade(59_995.0, size=0.001)  # fills the rest; its frame says z = 0.002
+        await until(lambda: order.status is OrderStatus.FILLED, timeout=1.0)
+        assert order.filled_qty == pytest.approx(0.002)
+        assert h.kernel.portfolio.position(h.iid) == pytest.approx(0.002)
+        assert sorted(f.trade_id for f in h.kernel.result.fills) == sorted(str(f.trade_id) for f in h.emulator.fills)
+
+
+async def test_binance_fill_frames_that_all_arrive_query_nothing() -> None:
+    async with harness(trade_size_limit=True) as h:
+        order = h.submit(OrderSide.BUY, 0.002, 60_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        h.trade(59_990.0, size=0.001)
+        h.trade(59_995.0, size=0.001)
+        await until(lambda: order.status is OrderStatus.FILLED)
+        await h.venue.drain()
+        assert h.venue.requests["query"] == 0 and len(h.kernel.result.fills) == 2
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_fill_frame_whose_cumulative_quantity_is_ahead_of_the_booked_fills_queries_the_order(kit: VenueKit) -> None:
+    async with kit_harness(kit, [StreamFault("drop", kit.fill_frame)], trade_size_limit=True) as h:
+        tape = KitTape(h, kit.iid, T0, size=0.001)
+        order = tape.submit(OrderSide.BUY, 0.002, OrderType.LIMIT, price=60_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        tape.trade(59_990.0)  # fills 0.001; its fill frame is lost
+        await until(lambda: h.emulator.orders[order.client_order_id].filled == pytest.approx(0.001))
+        tape.trade(59_995.0)  # fills the rest; its fill frame says 0.002 filled in total
+        await until(lambda: order.status is OrderStatus.FILLED, timeout=1.0)
+        assert order.filled_qty == pytest.approx(0.002)
+        assert h.kernel.portfolio.position(kit.iid) == pytest.approx(0.002)
+        assert h.venue.requests["query"] >= 1
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_fill_frames_that_all_arrive_query_nothing(kit: VenueKit) -> None:
+    async with kit_harness(kit, trade_size_limit=True) as h:
+        tape = KitTape(h, kit.iid, T0, size=0.001)
+        order = tape.submit(OrderSide.BUY, 0.002, OrderType.LIMIT, price=60_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        tape.trade(59_990.0)
+        tape.trade(59_995.0)
+        await until(lambda: order.status is OrderStatus.FILLED)
+        await h.venue.drain()
+        assert h.venue.requests["query"] == 0 and len(h.kernel.result.fills) == 2
