@@ -61,18 +61,37 @@ async def test_reconnect_after_dropped_connection_loses_and_duplicates_no_trade(
 
 
 async def test_book_gap_triggers_rest_resync_and_no_book_message_from_a_broken_book() -> None:
-    faults = [Fault(FaultKind.SKIP, at=120, match="@depth")]
+    skipped = 120  # 0-based index, among the depth frames, of the diff the venue never sends
+    faults = [Fault(FaultKind.SKIP, at=skipped, match="@depth")]
     out = Messages()
     depth_frames = sum("@depth" in raw for _, raw in SPOT_FRAMES)
     proto = BinanceProtocol(SPOT_SNAPSHOT)
-    # paced replay (~2 s at 20x) so that the skipped diff comes after the first snapshot
-    async with LocalVenueServer(proto, SPOT_FRAMES, faults, speed=20.0) as srv:
-        client = BinanceClient(spot_config(srv, ["trade", "depth"]), out.append, policy())
+    book_synced = asyncio.Event()
+    depth_seen = 0
+
+    def sink(message: Any) -> None:
+        out.append(message)
+        if isinstance(message, BookSnapshot):
+            book_synced.set()
+
+    async def hold_the_gap_until_synced(raw: str) -> None:
+        # the skipped diff must break a synced book, however long the first snapshot takes
+        nonlocal depth_seen
+        if "@depth" in raw:
+            depth_seen += 1
+            if depth_seen > skipped:
+                await book_synced.wait()
+
+    async with LocalVenueServer(proto, SPOT_FRAMES, faults, gate=hold_the_gap_until_synced) as srv:
+        # a REST timeout far beyond any stall of a loaded machine: one request per sync, none retried
+        fetcher = HttpDepthFetcher(srv.http_url, BinanceMarket.SPOT, timeout=120.0)
+        client = BinanceClient(spot_config(srv, ["trade", "depth"]), sink, policy(), fetcher=fetcher)
 
         def done() -> bool:
             return client.feed.counts["depth"] >= depth_frames - 1 and client.feed.books["BTCUSDT"].synced
 
         await run_until(client, done, out)
+    assert depth_seen == depth_frames
     resynced = [m for m in out if isinstance(m, BookResynced)]
     assert len(resynced) == 1 and resynced[0].reason.startswith("sequence gap (binance-spot)")
     assert proto.depth_requests == 2
