@@ -112,27 +112,51 @@ def config_of(data: dict[str, Any]) -> PaperConfig:
     return parse_paper_config(data, "<test config>")
 
 
+#: Bound on a daemon's start (its feature warm-up compiles every kernel on a cold Numba cache,
+#: blocking the loop: ~30 s on a loaded 2-core machine); not part of a run's ``timeout``.
+START_BOUND = 600.0
+
+
 async def run_node(
     node: PaperNode, done: Callable[[], bool], timeout: float = 30.0, act: Callable[[], Awaitable[None]] | None = None
 ) -> None:
-    """Run ``node`` until ``done()`` (polled) or ``timeout`` seconds, then stop it and wait for it.
+    """Run ``node`` until ``done()`` (polled) or until it stops by itself, then stop it and wait for it.
 
-    ``act()``, when given, runs once ``done()`` is true (after answers in flight arrived), before the stop.
+    ``timeout`` bounds the run from the moment the daemon is running (after its warm-up and
+    recovery), so a slow start leaves the run its whole time. ``act()``, when given, runs once
+    ``done()`` is true (after answers in flight arrived), before the stop.
+
+    Raises
+    ------
+    TimeoutError
+        The daemon did not start within :data:`START_BOUND`, or ``done()`` did not hold and the
+        daemon did not stop by itself within ``timeout`` seconds of running (after stopping it).
     """
     task = asyncio.create_task(node.run())
+    reached = False
     try:
+        running = asyncio.ensure_future(node.running.wait())
+        try:
+            await asyncio.wait([task, running], timeout=START_BOUND, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            running.cancel()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline and not task.done():
             if node.running.is_set() and done():
+                reached = True
                 if act is not None:
                     await asyncio.sleep(0.3)
                     await act()
                 break
             await asyncio.sleep(0.02)
     finally:
+        ended_by_itself = task.done()
         node.stop("test done")
         await asyncio.wait_for(task, 20)
+    if not (reached or ended_by_itself):
+        started = "running" if node.running.is_set() else f"not running after {START_BOUND} s"
+        raise TimeoutError(f"run_node: the condition did not hold and the daemon did not stop within {timeout} s ({started})")
 
 
 def fill_keys(fills: list[Any]) -> list[tuple[Any, ...]]:
