@@ -20,6 +20,7 @@ from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueSe
 from tradebus.adapters.common.recorder import read_frames
 from tradebus.adapters.okx.emulator import OkxProtocol
 from tradebus.engine.messages import Trade, TradesMissed
+from tradebus.features.warmup import warm_up
 from tradebus.node.daemon import PaperNode
 from tradebus.node.feeds import build_feeds
 from tradebus.node.playback import Playback
@@ -68,6 +69,7 @@ def _replayed(config: Any, iid: str, tmp: Path) -> list[tuple[str, str | None, i
 async def _run(tmp: Path, faults: list[Fault], *, overlap: int, record: bool = False) -> tuple[PaperNode, list, BinanceProtocol]:
     proto = BinanceProtocol(SPOT_SNAPSHOT)
     seen: list = []
+    warm_up()  # compiled before the server starts: a cold compile on a loaded machine outlasts its lifetime
     async with LocalVenueServer(proto, SPOT_FRAMES, faults, resume_overlap=overlap, lifetime=60.0) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade", "bookTicker", "depth"], tmp=tmp, record=record)
         node = PaperNode(config_of(data), handle_signals=False)
@@ -133,6 +135,7 @@ def _okx_config(ws_url: str | None, rest_url: str | None, tmp: Path | None = Non
 async def _run_okx(tmp: Path, faults: list[Fault], *, overlap: int, history_lag: int = 0) -> tuple[PaperNode, list, OkxProtocol]:
     proto = OkxProtocol(OKX_FRAMES, history_lag=history_lag)
     seen: list = []
+    warm_up()  # compiled before the server starts: a cold compile on a loaded machine outlasts its lifetime
     async with LocalVenueServer(proto, OKX_FRAMES, faults, resume_overlap=overlap, lifetime=60.0) as srv:
         node = PaperNode(config_of(_okx_config(srv.ws_url, srv.http_url, tmp)), handle_signals=False)
         node.kernel.bus.subscribe(Trade, seen.append, OKX_IID)
