@@ -169,6 +169,7 @@ async def test_restart_resolves_an_order_the_stopped_process_was_working(tmp_pat
     journal.record_event(OrderSubmitted("TickEmaCross", IID, "TickEmaCross-2", t + 1, t + 1))
     journal.record_event(OrderAccepted("TickEmaCross", IID, "TickEmaCross-2", "SIM-2", t + 1, t + 1))
     journal.close()
+    warm_up()  # compiled before the server starts: a cold compile on a loaded machine outlasts its lifetime
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, journal=True)
         node = PaperNode(config_of(data), handle_signals=False, max_messages=300)
@@ -200,6 +201,7 @@ async def test_a_restarted_daemon_keeps_the_interest_its_margin_short_paid(tmp_p
     restarted on the journal starts from the stopped one's wallet with its charges in the results
     (before, the charges were not journaled: the restored wallet was higher by them and the restarted
     run's ``interest.csv`` lacked them)."""
+    warm_up()  # compiled before the server starts: a cold compile on a loaded machine outlasts its lifetime
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES) as srv:
         data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path, journal=True)
         data["annual_borrow_rates"] = {"BTC": 0.5, "USDT": 0.5}
@@ -242,6 +244,7 @@ async def test_a_restarted_daemon_does_not_pay_the_last_funding_again_on_a_repea
         data["journal"] = str(tmp_path / "journal.sqlite")
         return data
 
+    warm_up()  # compiled before the server starts: a cold compile on a loaded machine outlasts its lifetime
     async with LocalVenueServer(BinanceProtocol(USDM_SNAPSHOT, futures=True), first_frames, speed=8.0) as srv:
         first = PaperNode(config_of(config(srv)), handle_signals=False)
         await run_node(first, lambda: bool(first.kernel.result.funding))
