@@ -113,14 +113,20 @@ async def harness(
 
 
 @asynccontextmanager
-async def usdm_harness(stream_faults: list[StreamFault] | None = None, trade_size_limit: bool = False) -> AsyncIterator[Harness]:
-    """As :func:`harness` on the Binance USD-M account emulator (a perpetual; listen-key user stream)."""
+async def usdm_harness(
+    stream_faults: list[StreamFault] | None = None,
+    trade_size_limit: bool = False,
+    rest_faults: list[RestFault] | None = None,
+    timeout: float = 0.25,
+) -> AsyncIterator[Harness]:
+    """As :func:`harness` on the Binance USD-M account emulator (a perpetual; listen-key user stream;
+    ``timeout``: the REST client's, s)."""
     emulator = BinanceFuturesEmulator(
-        KEY, SECRET, {USDM_IID: USDM_INST}, {"USDT": 100_000.0}, None, stream_faults, trade_size_limit=trade_size_limit
+        KEY, SECRET, {USDM_IID: USDM_INST}, {"USDT": 100_000.0}, rest_faults, stream_faults, trade_size_limit=trade_size_limit
     )
     await emulator.start()
     clock = LiveClock()
-    api = BinanceFuturesTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {USDM_IID: USDM_INST}, timeout=0.25)
+    api = BinanceFuturesTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {USDM_IID: USDM_INST}, timeout=timeout)
     venue = LiveVenue(api, clock)
     kernel = Kernel([USDM_INST], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0)
     venue.on_answer = kernel.execution.reconcile_order

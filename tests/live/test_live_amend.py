@@ -308,3 +308,55 @@ async def test_a_trailing_stop_whose_cancel_replace_answer_is_lost_trails_by_its
         await until(lambda: venue_stops() == [61_500.0], timeout=5.0)
         await h.venue.drain()
     assert h.venue.requests["replace"] == 2
+
+
+@pytest.mark.parametrize("cancel_answer_s", [0.0, 0.6], ids=["cancel-answered-first", "cancel-answered-later"])
+async def test_a_query_sent_before_a_two_request_cancel_replace_does_not_abandon_it(cancel_answer_s: float) -> None:
+    """USD-M: a limit buy at 59,000 is queried (a reconnect's query: answered 0.3 s later, saying NEW as at
+    its processing), then moved to 59,500 (cancel, then a new order; the cancel answered at once or
+    after the query); the stream's cancel frame comes 1 s late. The query's answer, sent before the cancel, said nothing of it: the modification was
+    abandoned (OrderModifyRejected "still working after its cancel-replace's cancel"), then the cancel
+    closed the order and no replacement was placed."""
+    from tests.live.live_harness import usdm_harness
+    from tradebus.adapters.binance.private_emulator import StreamFault
+
+    rest = [RestFault("slow", "GET", "/fapi/v1/order", seconds=0.3)]
+    if cancel_answer_s:
+        rest.append(RestFault("slow", "DELETE", "/fapi/v1/order", seconds=cancel_answer_s))
+    late = [StreamFault("delay", '"x": "CANCELED"', seconds=1.0)]
+    async with usdm_harness(stream_faults=late, rest_faults=rest, timeout=2.0) as h:
+        refused: list[OrderModifyRejected] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
+        order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        h.kernel.execution.reconcile_order(coid)
+        await until(lambda: ("GET", "/fapi/v1/order", coid) in h.emulator.requests)
+        h.kernel.execution.modify(ModifyOrder("s1", h.iid, coid, 0, 0, price=59_500.0))
+        await until(lambda: len(h.kernel.orders.orders()) == 2 or not order.is_open, timeout=3.0)
+        await until(lambda: not order.is_open, timeout=3.0)
+        await h.venue.drain()
+        assert refused == []
+        new = h.kernel.orders.orders()[-1]
+        await until(lambda: new.status is OrderStatus.ACCEPTED)
+    assert order.status is OrderStatus.CANCELED and new is not order
+    assert (new.price, new.quantity) == (59_500.0, 0.01)
+    assert [r.order.price for r in h.emulator.open_orders()] == [59_500.0]
+
+
+async def test_a_two_request_cancel_replace_whose_cancel_failed_is_refused_and_the_order_keeps_working() -> None:
+    """USD-M: the cancel of a cancel-replace meets a 503 before the venue processed it: the query sent after
+    it finds the order working; the modification is refused, the order works on at its price, once."""
+    from tests.live.live_harness import usdm_harness
+
+    async with usdm_harness(rest_faults=[RestFault("error5xx", "DELETE", "/fapi/v1/order")]) as h:
+        refused: list[OrderModifyRejected] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
+        order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        h.kernel.execution.modify(ModifyOrder("s1", h.iid, order.client_order_id, 0, 0, price=59_500.0))
+        await until(lambda: len(refused) == 1)
+        await h.venue.drain()
+    assert refused[0].reason == "still working after its cancel-replace's cancel"
+    assert order.status is OrderStatus.ACCEPTED and order.price == 59_000.0
+    assert len(h.kernel.orders.orders()) == 1 and [r.order.price for r in h.emulator.open_orders()] == [59_000.0]

@@ -28,7 +28,8 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     new price, is submitted through :attr:`LiveVenue.on_replace` (the engine's ``submit``:
     it passes the risk gate and the journal like any order), then ``OrderReplaced``, then the
     order's ``OrderCanceled`` (so an OCO group or bracket follows the replacement). When the
-    order closed otherwise first (filled), or still works after the cancel, nothing is
+    order closed otherwise first (filled), or still works at a query sent once the cancel was
+    answered (an earlier query's answer may predate the cancel: it is not believed), nothing is
     replaced: ``OrderModifyRejected``.
 ``query_order``
     is asked synchronously by the engine. It answers with the venue's reply to the latest
@@ -383,6 +384,8 @@ class LiveVenue(Venue):
         #: the replaced order's id when it still works, in a one-request cancel-replace).
         self.on_replace: Callable[..., Any] | None = None
         self._replacing: dict[str, ModifyOrder] = {}
+        # Those of them whose cancel's request is over: only a query sent after that judges whether it worked.
+        self._cancel_answered: set[str] = set()
         # One-request cancel-replaces in flight: replaced id -> replacement; and their held cancels.
         self._swapping: Order | None = None
         self._swaps: dict[str, Order] = {}
@@ -482,6 +485,7 @@ class LiveVenue(Venue):
             return
         logger.info("order {}: the venue cannot amend; canceling it, its replacement follows the cancel", coid)
         self._replacing[coid] = cmd
+        self._cancel_answered.discard(coid)
         self._spawn(self._cancel(order), f"cancel:{coid}")
 
     @property
@@ -511,7 +515,7 @@ class LiveVenue(Venue):
         """Refuse the modification of an order that closed otherwise than by its cancel-replace's cancel."""
         order = self._orders.get(coid)
         if coid in self._replacing and order is not None and not order.is_open:
-            del self._replacing[coid]
+            self._end_replacing(coid)
             logger.info("order {} closed {} before its replacement; nothing replaced", coid, order.status.name)
             self._modify_rejected(order, f"closed {order.status.name} before its replacement")
 
@@ -520,7 +524,7 @@ class LiveVenue(Venue):
         (NaN: not said), then emit ``OrderReplaced``, before the cancel reaches the engine: what follows
         the order (OCO group, bracket) follows its replacement, as in a one-request cancel-replace."""
         order = self._orders.get(coid)
-        cmd = self._replacing.pop(coid, None)
+        cmd = self._end_replacing(coid)
         if order is None or cmd is None:
             return
         filled = order.filled_qty if math.isnan(venue_filled) else max(order.filled_qty, venue_filled)
@@ -537,6 +541,11 @@ class LiveVenue(Venue):
         now = self.clock.now_ns()
         self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, replacement.client_order_id, now, now))
         logger.info("order {} replaced by {} ({} @ {})", coid, replacement.client_order_id, qty, sub.price)
+
+    def _end_replacing(self, coid: str) -> ModifyOrder | None:
+        """Forget the two-request cancel-replace of ``coid``; its modification, if one was pending."""
+        self._cancel_answered.discard(coid)
+        return self._replacing.pop(coid, None)
 
     def _replacement(self, order: Order, cmd: ModifyOrder, qty: float) -> SubmitOrder:
         """The new order of a cancel-replace: ``order`` for ``qty`` with the modified price and trigger."""
@@ -729,14 +738,15 @@ class LiveVenue(Venue):
         except VenueRejected as exc:
             # Already closed at the venue (filled, canceled): what happened comes from the query.
             logger.info("cancel of {} refused: {}; querying", coid, exc)
-            self._query_soon(order)
+            if coid not in self._replacing:
+                self._query_soon(order)
         except NoAnswer as exc:
             logger.warning("cancel of {}: no answer ({}); the cancel timeout will query", coid, exc)
-            if coid in self._replacing:
-                self._query_soon(order)  # a cancel-replace has no engine timeout of its own
-        else:
-            if coid in self._replacing:
-                self._query_soon(order)  # the replacement waits for the cancel, confirmed by the stream or this query
+        if coid in self._replacing:
+            # The replacement waits for the cancel, confirmed by the stream or a query sent from now on
+            # (a cancel-replace has no engine timeout of its own).
+            self._cancel_answered.add(coid)
+            self._query_soon(order)
 
     def _modify_rejected(self, order: Order, reason: str) -> None:
         now = self.clock.now_ns()
@@ -749,6 +759,8 @@ class LiveVenue(Venue):
 
     async def _query(self, order: Order) -> None:
         coid = order.client_order_id
+        # A query sent before a cancel-replace's cancel was answered may have been processed before the cancel.
+        judges_replace = coid in self._cancel_answered
         self.requests["query"] += 1
         try:
             report = await self.api.query(order)
@@ -764,9 +776,14 @@ class LiveVenue(Venue):
             self.on_answer(coid)
         if coid in self._replacing:
             self._replace_if_closed(coid)
-            if self._replacing.pop(coid, None) is not None:
+            if coid not in self._replacing:
+                return
+            if judges_replace:
+                self._end_replacing(coid)
                 logger.warning("order {}: still working after its cancel-replace's cancel; modification abandoned", coid)
                 self._modify_rejected(order, "still working after its cancel-replace's cancel")
+            elif coid in self._cancel_answered:
+                self._query_soon(order)  # the cancel was answered while this query was out: ask again
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait (up to ``timeout`` s) for the requests in flight."""
