@@ -360,3 +360,24 @@ async def test_a_two_request_cancel_replace_whose_cancel_failed_is_refused_and_t
     assert refused[0].reason == "still working after its cancel-replace's cancel"
     assert order.status is OrderStatus.ACCEPTED and order.price == 59_000.0
     assert len(h.kernel.orders.orders()) == 1 and [r.order.price for r in h.emulator.open_orders()] == [59_000.0]
+
+
+async def test_an_order_canceled_during_its_two_request_cancel_replace_is_not_replaced() -> None:
+    """USD-M: a limit buy at 59,000 is moved to 59,500 (cancel, then a new order) and, before the cancel is
+    confirmed, canceled by the strategy (an OCO sibling filled, an exit). The cancel's confirmation placed
+    the replacement anyway: a buy the strategy had canceled kept working at 59,500 at the venue."""
+    from tests.live.live_harness import usdm_harness
+    from tradebus.engine.messages import CancelOrder
+
+    async with usdm_harness() as h:
+        refused: list[OrderModifyRejected] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
+        order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        h.kernel.execution.modify(ModifyOrder("s1", h.iid, coid, 0, 0, price=59_500.0))
+        h.kernel.execution.cancel(CancelOrder("s1", h.iid, coid, 0, 0))
+        await until(lambda: order.status is OrderStatus.CANCELED)
+        await h.venue.drain()
+    assert h.emulator.open_orders() == [] and h.kernel.orders.open_orders() == []
+    assert len(h.kernel.orders.orders()) == 1 and [r.client_order_id for r in refused] == [coid]

@@ -28,9 +28,9 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     new price, is submitted through :attr:`LiveVenue.on_replace` (the engine's ``submit``:
     it passes the risk gate and the journal like any order), then ``OrderReplaced``, then the
     order's ``OrderCanceled`` (so an OCO group or bracket follows the replacement). When the
-    order closed otherwise first (filled), or still works at a query sent once the cancel was
-    answered (an earlier query's answer may predate the cancel: it is not believed), nothing is
-    replaced: ``OrderModifyRejected``.
+    order closed otherwise first (filled), is canceled by the engine meanwhile, or still works at
+    a query sent once the cancel was answered (an earlier query's answer may predate the cancel:
+    it is not believed), nothing is replaced: ``OrderModifyRejected``.
 ``query_order``
     is asked synchronously by the engine. It answers with the venue's reply to the latest
     query of that order if one arrived since; otherwise it starts the query and raises
@@ -459,10 +459,14 @@ class LiveVenue(Venue):
                     self._spawn(self._place(order), f"place:{order.client_order_id}")
 
     def cancel(self, order: Order) -> None:
-        """Ask the venue to cancel ``order`` in the background."""
+        """Ask the venue to cancel ``order`` in the background; a two-request cancel-replace of it that
+        waits for its cancel is dropped (``OrderModifyRejected``): the cancel's confirmation places nothing."""
         if self.dry_run:
             logger.info("dry run: cancel of {} not sent", order.client_order_id)
             return
+        if self._end_replacing(order.client_order_id) is not None:
+            logger.info("order {}: canceled during its cancel-replace; nothing will replace it", order.client_order_id)
+            self._modify_rejected(order, "canceled before its replacement")
         self._spawn(self._cancel(order), f"cancel:{order.client_order_id}")
 
     def modify(self, order: Order, cmd: ModifyOrder) -> None:
