@@ -381,3 +381,25 @@ async def test_an_order_canceled_during_its_two_request_cancel_replace_is_not_re
         await h.venue.drain()
     assert h.emulator.open_orders() == [] and h.kernel.orders.open_orders() == []
     assert len(h.kernel.orders.orders()) == 1 and [r.client_order_id for r in refused] == [coid]
+
+
+async def test_two_modifies_during_one_two_request_cancel_replace_are_both_applied() -> None:
+    """USD-M: a limit buy of 0.01 at 59,000 is moved to 59,500 (cancel, then a new order) and, before the
+    cancel is confirmed, cut to 0.005 (an OCO sibling's partial fill does so). The second modification
+    took the first's place: the replacement was 0.005 at 59,000, the price move lost without a word."""
+    from tests.live.live_harness import usdm_harness
+
+    async with usdm_harness() as h:
+        refused: list[OrderModifyRejected] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
+        order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        h.kernel.execution.modify(ModifyOrder("s1", h.iid, coid, 0, 0, price=59_500.0))
+        h.kernel.execution.modify(ModifyOrder("s1", h.iid, coid, 0, 0, quantity=0.005))
+        await until(lambda: len(h.kernel.orders.orders()) == 2)
+        new = h.kernel.orders.orders()[-1]
+        await until(lambda: new.status is OrderStatus.ACCEPTED and order.status is OrderStatus.CANCELED)
+        await h.venue.drain()
+    assert (new.price, new.quantity) == (59_500.0, 0.005) and refused == []
+    assert [(r.order.price, r.order.quantity) for r in h.emulator.open_orders()] == [(59_500.0, 0.005)]

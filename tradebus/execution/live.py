@@ -26,7 +26,8 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     price: a stop would be off the venue between them; ``OrderModifyRejected`` at once): the order is canceled, and once the cancel is confirmed (not
     filled in the meantime) a new order with a new client id for the quantity left, at the
     new price, is submitted through :attr:`LiveVenue.on_replace` (the engine's ``submit``:
-    it passes the risk gate and the journal like any order), then ``OrderReplaced``, then the
+    it passes the risk gate and the journal like any order; a modify of it while its cancel is on
+    its way is merged into that one replacement), then ``OrderReplaced``, then the
     order's ``OrderCanceled`` (so an OCO group or bracket follows the replacement). When the
     order closed otherwise first (filled), is canceled by the engine meanwhile, or still works at
     a query sent once the cancel was answered (an earlier query's answer may predate the cancel:
@@ -486,6 +487,15 @@ class LiveVenue(Venue):
             reason = "the venue can neither amend nor cancel-replace in one request: a trigger price is not modified"
             logger.warning("order {}: {}", coid, reason)
             self._modify_rejected(order, reason)
+            return
+        pending = self._replacing.get(coid)
+        if pending is not None:  # its cancel is on its way: the one replacement takes both modifications
+            self._replacing[coid] = msgspec.structs.replace(
+                cmd,
+                quantity=pending.quantity if math.isnan(cmd.quantity) else cmd.quantity,
+                price=pending.price if math.isnan(cmd.price) else cmd.price,
+            )
+            logger.info("order {}: modified again before its cancel-replace's cancel was confirmed; merged", coid)
             return
         logger.info("order {}: the venue cannot amend; canceling it, its replacement follows the cancel", coid)
         self._replacing[coid] = cmd
