@@ -21,10 +21,11 @@ from tradebus.adapters.binance.user_stream import (
 from tradebus.engine.clock import LiveClock
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import OrderSide, OrderType, SubmitOrder, Trade
+from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder, Trade
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.live import LiveVenue
 from tradebus.execution.orders import Order
+from tradebus.node.reconcile import Reconciler
 
 KEY = "tbLiveKey0123456789abcdefABCDEF"
 SECRET = "tbLiveSecret9876543210zyxwvuZYXWVU"
@@ -71,6 +72,18 @@ async def until(check: object, timeout: float = 3.0) -> None:
         if loop.time() > end:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(0.01)
+
+
+async def rounds_after(reconciler: Reconciler, n: int, timeout: float = 10.0) -> None:
+    """Wait until ``n`` reconciliation rounds begun after this call have ended (a round running now does not count)."""
+    start = reconciler.rounds
+    await until(lambda: reconciler.rounds >= start + n + 1, timeout)
+
+
+async def answered(kernel: Kernel, timeout: float = 10.0) -> None:
+    """Wait until no order of ``kernel`` waits for the venue: none unanswered and no market order unfilled."""
+    waiting = {OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderStatus.UNKNOWN}
+    await until(lambda: not any(o.status in waiting or o.order_type is OrderType.MARKET for o in kernel.orders.open_orders()), timeout)
 
 
 @asynccontextmanager

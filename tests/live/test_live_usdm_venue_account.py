@@ -8,14 +8,13 @@ emulator's wallet and position.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.live.live_harness import until
+from tests.live.live_harness import rounds_after, until
 from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
 from tests.live.test_live_usdm import INST, SYMBOL, TRADE_FRAMES, _emulator, _run
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, RestFault, StreamFault
@@ -59,8 +58,9 @@ async def test_the_venues_funding_payment_is_booked_once_and_the_wallet_stays_th
         now = node.clock.now_ns()
         kernel.bus.publish(FundingRate(USDM_IID, now, now, 0.0001, now - 1))
         seen["paid"] = emulator.settle_funding(SYMBOL, 0.0001, PRICE)
-        await until(lambda: len(kernel.result.funding) >= 1)
-        await asyncio.sleep(0.3)  # a second booking would have come by now
+        # the venue's payment is heard (an estimate of the announced rate would have been booked before it)
+        venue_ns = emulator.income[-1]["time"] * 1_000_000
+        await until(lambda: any(f.ts_event == venue_ns for f in kernel.result.funding))
         seen["wallet"] = _wallet(node)
 
     async with _emulator() as emulator:
@@ -92,7 +92,7 @@ async def test_a_venue_liquidation_flattens_the_position_at_the_venues_price_and
         await _open_long(node, emulator)
         emulator.liquidate(SYMBOL, 25_000.0, 1.25)
         await until(lambda: kernel.portfolio.position(USDM_IID) == 0.0)
-        await asyncio.sleep(0.8)  # a reconciliation round compares the positions
+        await rounds_after(node.reconciler, 2)  # a difference with the venue's position would now be held
         seen["wallet"] = _wallet(node)
 
     async with _emulator() as emulator:
@@ -129,7 +129,7 @@ async def test_a_partial_venue_liquidation_shrinks_each_strategys_share_pro_rata
         await _open_long(node, emulator, 0.01, "b")
         emulator.liquidate(SYMBOL, 25_000.0, 1.0, quantity=0.02)
         await until(lambda: len(kernel.result.liquidations) == 1)
-        await asyncio.sleep(0.8)  # a reconciliation round compares the positions
+        await rounds_after(node.reconciler, 2)  # a difference with the venue's position would now be held
         seen.update(a=kernel.strategy_position("a", USDM_IID), b=kernel.strategy_position("b", USDM_IID))
 
     async with _emulator() as emulator:
@@ -165,8 +165,8 @@ async def test_funding_settled_while_the_daemon_was_down_is_booked_once_at_resta
         await _open_long(node, emulator)
 
     async def booked(node: LiveNode) -> None:
-        await until(lambda: len(node.kernel.result.funding) >= 2)
-        await asyncio.sleep(0.5)  # a second booking (the stream's, a repeated read) would have come by now
+        # the retried read answered and booked (a repeated read would be asked right after it)
+        await until(lambda: len(node.kernel.result.funding) >= 2 and not node.reconciler.funding_pending)
         seen["wallet"] = _wallet(node)
 
     async with _emulator() as emulator:
@@ -202,8 +202,7 @@ async def test_funding_settled_while_the_user_stream_was_disconnected_is_booked_
         # the settlement's ACCOUNT_UPDATE never arrives (the connection was lost), then the stream reconnects
         emulator.stream_faults.append(StreamFault("drop", "FUNDING_FEE"))
         seen["paid"] = emulator.settle_funding(SYMBOL, 0.0002, PRICE)
-        await asyncio.sleep(0.2)
-        assert kernel.result.funding == []
+        assert emulator.stream_faults[-1].fired and kernel.result.funding == []
         connections = node.stream.connections
         await emulator.drop_sessions()
         await until(lambda: node.stream.connections > connections and len(kernel.result.funding) >= 1)
@@ -213,8 +212,8 @@ async def test_funding_settled_while_the_user_stream_was_disconnected_is_booked_
         # another reconnect reads both from the history again (one booked by the stream): nothing doubled
         reads = sum(1 for _, p, _ in emulator.requests if p == "/fapi/v1/income")
         await emulator.drop_sessions()
-        await until(lambda: sum(1 for _, p, _ in emulator.requests if p == "/fapi/v1/income") > reads)
-        await asyncio.sleep(0.5)
+        await until(lambda: sum(1 for _, p, _ in emulator.requests if p == "/fapi/v1/income") > reads
+                    and not node.reconciler.funding_pending)  # that read answered and booked
         seen["wallet"] = _wallet(node)
         seen["caught_up"] = node.reconciler.funding_caught_up
 

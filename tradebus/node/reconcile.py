@@ -230,6 +230,8 @@ class Reconciler:
         self.external: list[OrderStatusReport] = []
         #: Differences resolved (orders queried) over all rounds.
         self.differences = 0
+        #: Periodic rounds ended so far, counted as each ends (one that raised too): a round
+        #: begun after a change has compared it once this count has grown by two.
         self.rounds = 0
         #: Fills booked from the venue's paged trade history at start-up.
         self.fills_caught_up = 0
@@ -300,6 +302,11 @@ class Reconciler:
         self._funding_from = since if self._funding_from is None else min(self._funding_from, since)
         self._funding_asked += 1
         return True
+
+    @property
+    def funding_pending(self) -> bool:
+        """Whether a funding catch-up :meth:`funding_missed` noted has not yet booked what the venue answered."""
+        return self._funding_from is not None
 
     async def catch_up_funding(self, retry: float) -> None:
         """Book the venue's funding payments not booked yet, read from the time :meth:`funding_missed` noted.
@@ -526,13 +533,15 @@ class Reconciler:
         return portfolio.account.balance(inst.base)
 
     async def round(self) -> None:
-        """One periodic round: open orders, external orders, then (queries answered) balances."""
-        self.rounds += 1
-        venue_open = await self.venue.api.open_orders()
-        self.compare_orders(venue_open)
-        self.report_external(venue_open)
-        await self.venue.drain(self.settle_timeout)
-        await self.compare_balances(startup=False)
+        """One periodic round: open orders, external orders, then (queries answered) balances; :attr:`rounds` counts it as it ends."""
+        try:
+            venue_open = await self.venue.api.open_orders()
+            self.compare_orders(venue_open)
+            self.report_external(venue_open)
+            await self.venue.drain(self.settle_timeout)
+            await self.compare_balances(startup=False)
+        finally:
+            self.rounds += 1
 
     async def run(self, interval: float, each_round: Callable[[], None] | None = None) -> None:
         """A round every ``interval`` seconds until cancelled (a round without answers is logged and skipped).
