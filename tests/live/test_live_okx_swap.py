@@ -496,6 +496,19 @@ async def _open_long(node: LiveNode, emulator: AccountEmulator, contracts: float
     await until(lambda: kernel.portfolio.position(SWAP_IID) == pytest.approx(before + contracts, abs=1e-12))
 
 
+async def _bills_read_twice(emulator: AccountEmulator) -> None:
+    """Wait until two reads of the funding bills asked after this call have been booked.
+
+    The reads are made one after the other, each booking what it read before the next is asked
+    (a read of a few bills is one request): the third request proves the two before it done.
+    """
+    def reads() -> int:
+        return sum(1 for _, p, _ in emulator.requests if p.startswith("/api/v5/account/bills"))
+
+    start = reads()
+    await until(lambda: reads() >= start + 3, timeout=10.0)
+
+
 def _journaled_funding(journal: Path) -> list[FundingPaid]:
     j = Journal(journal)
     try:
@@ -516,7 +529,7 @@ async def test_the_venues_funding_bill_is_booked_once_by_the_next_reconciliation
         kernel.bus.publish(FundingRate(SWAP_IID, now, now, 0.0001, now - 1))
         seen["paid"] = emulator.settle_funding("BTC-USDT-SWAP", 0.0001, FUNDING_PX)
         await until(lambda: len(kernel.result.funding) >= 1, timeout=5.0)
-        await asyncio.sleep(1.2)  # two more rounds read the bill again: a second booking would have come by now
+        await _bills_read_twice(emulator)  # two more rounds read the bill again: a second booking would be there
         seen["wallet"] = kernel.portfolio.account.balance("USDT")
 
     async with OKX_SWAP.emulator() as emulator:
@@ -538,7 +551,7 @@ async def test_funding_billed_while_the_daemon_was_down_is_booked_once_at_restar
 
     async def booked(node: LiveNode) -> None:
         await until(lambda: len(node.kernel.result.funding) >= 2, timeout=5.0)
-        await asyncio.sleep(1.2)  # rounds read the bills again: a second booking would have come by now
+        await _bills_read_twice(emulator)  # rounds read the bills again: a second booking would be there
         seen["wallet"] = node.kernel.portfolio.account.balance("USDT")
 
     async with OKX_SWAP.emulator() as emulator:
