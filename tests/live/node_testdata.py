@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tests.live.live_harness import answered
 from tradebus.adapters.binance.emulator import split_capture
 from tradebus.adapters.common.recorder import iter_hftbacktest, read_frames
 from tradebus.node.daemon import PaperNode
@@ -124,7 +125,8 @@ async def run_node(
 
     ``timeout`` bounds the run from the moment the daemon is running (after its warm-up and
     recovery), so a slow start leaves the run its whole time. ``act()``, when given, runs once
-    ``done()`` is true (after answers in flight arrived), before the stop.
+    ``done()`` is true and no order waits for the venue (:func:`~tests.live.live_harness.answered`),
+    before the stop.
 
     Raises
     ------
@@ -146,7 +148,7 @@ async def run_node(
             if node.running.is_set() and done():
                 reached = True
                 if act is not None:
-                    await asyncio.sleep(0.3)
+                    await answered(node.kernel)
                     await act()
                 break
             await asyncio.sleep(0.02)
