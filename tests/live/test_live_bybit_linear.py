@@ -22,7 +22,7 @@ import pytest
 from loguru import logger
 from pydantic import SecretStr
 
-from tests.live.live_harness import KEY, SECRET, until
+from tests.live.live_harness import KEY, SECRET, answered, until
 from tests.live.node_testdata import BYBIT_IID, BYBIT_INSTRUMENT, bybit_linear_frames
 from tradebus.account import MarginAccount
 from tradebus.adapters.bybit.private_emulator import BybitLinearEmulator, MatchingProtocol
@@ -418,7 +418,7 @@ async def _run(tmp: Path, emulator: BybitLinearEmulator, frames: list[tuple[int,
         task = asyncio.create_task(node.run())
         try:
             await until(lambda: node.running.is_set() and node.kernel.result.trades == trades, timeout=60)
-            await asyncio.sleep(0.3)  # answers in flight arrive
+            await answered(node.kernel)
             if act is not None:
                 await act(node)
         finally:
@@ -698,8 +698,9 @@ async def test_the_venues_funding_settlement_is_booked_once_from_the_execution_s
         now = node.clock.now_ns()
         kernel.bus.publish(FundingRate(BYBIT_IID, now, now, 0.0001, now - 1))
         seen["paid"] = emulator.settle_funding(SYMBOL, 0.0001, FUNDING_PX)
-        await until(lambda: len(kernel.result.funding) >= 1)
-        await asyncio.sleep(0.3)  # a second booking would have come by now
+        # the venue's payment is heard (an estimate of the announced rate would have been booked before it)
+        venue_ns = int(emulator.transaction_log[-1]["transactionTime"]) * 1_000_000
+        await until(lambda: any(f.ts_event == venue_ns for f in kernel.result.funding))
         seen["wallet"] = kernel.portfolio.account.balance("USDT")
 
     async with _emulator() as emulator:
@@ -721,8 +722,8 @@ async def test_funding_settled_while_the_daemon_was_down_is_booked_once_from_the
         await _open_long(node, emulator)
 
     async def booked(node: LiveNode) -> None:
-        await until(lambda: len(node.kernel.result.funding) >= 2, timeout=10.0)
-        await asyncio.sleep(0.5)  # a second booking (a repeated read) would have come by now
+        # the read answered and booked (a repeated read would be asked right after it)
+        await until(lambda: len(node.kernel.result.funding) >= 2 and not node.reconciler.funding_pending, timeout=10.0)
         seen["wallet"] = node.kernel.portfolio.account.balance("USDT")
 
     async with _emulator() as emulator:
