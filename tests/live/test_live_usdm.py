@@ -17,7 +17,7 @@ import pytest
 from loguru import logger
 from pydantic import SecretStr
 
-from tests.live.live_harness import KEY, SECRET, until
+from tests.live.live_harness import KEY, SECRET, answered, until
 from tests.live.node_testdata import USDM_CAPTURE, USDM_IID, USDM_INSTRUMENT
 from tradebus.account import MarginAccount
 from tradebus.adapters.binance.emulator import split_capture
@@ -97,7 +97,7 @@ async def _run(
         task = asyncio.create_task(node.run())
         try:
             await until(lambda: node.running.is_set() and node.kernel.result.trades == len(frames), timeout=60)
-            await asyncio.sleep(0.3)  # answers in flight arrive
+            await answered(node.kernel)
             if act is not None:
                 await act(node)
         finally:
