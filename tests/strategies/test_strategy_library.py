@@ -16,13 +16,13 @@ import talib
 
 from tradebus.errors import ConfigError
 from tradebus.strategies.base import BUILTIN_STRATEGIES, resolve_strategy
-from tradebus.strategies.bollinger import BollingerReversion
+from tradebus.strategies.bollinger import BollingerReversion, bollinger_signal
 from tradebus.strategies.donchian import DonchianBreakout
 from tradebus.strategies.macd import MacdCross
 from tradebus.strategies.rsi import RsiReversion
 from tradebus.strategies.signal import BarSignal
 
-from strat_helpers import BTC_4H, bars_4h, run
+from strat_helpers import BTC_4H, H4_NS, bars_4h, run
 
 Decisions = list[tuple[int, float]]
 
@@ -67,16 +67,15 @@ def bollinger_reference(frame: pd.DataFrame, window: int, k: float, long_only: b
     def rule(i: int, target: float) -> float | None:
         if math.isnan(lower[i]):
             return None
+        # a close outside a band arms that side only; a close inside the bands takes the armed entry
         if close[i] < lower[i]:
-            armed["long"] = True
-        elif armed["long"]:
-            armed["long"] = False
-            return 1.0
-        if close[i] > upper[i]:
-            armed["short"] = True
-        elif armed["short"]:
-            armed["short"] = False
-            return -1.0
+            armed["long"], armed["short"] = True, False
+        elif close[i] > upper[i]:
+            armed["long"], armed["short"] = False, True
+        elif armed["long"] or armed["short"]:
+            entry = 1.0 if armed["long"] else -1.0
+            armed["long"] = armed["short"] = False
+            return entry
         if target > 0 and close[i] >= mid[i]:
             return 0.0
         if target < 0 and close[i] <= mid[i]:
@@ -193,3 +192,46 @@ def test_every_library_strategy_is_a_registered_builtin_with_a_docstring_of_its_
         module = __import__(cls.__module__, fromlist=["_"])
         assert module.__doc__ and "Rules" in module.__doc__ or "rule" in (module.__doc__ or ""), name
     assert len(BUILTIN_STRATEGIES) >= 8
+
+
+def _closes_frame(closes: list[float]) -> pd.DataFrame:
+    """Bars of ``closes`` (open = high = low = close), 4 h apart, stamped at their close."""
+    ts = pd.Series(np.arange(1, len(closes) + 1, dtype=np.int64) * H4_NS)
+    close = np.asarray(closes, dtype=float)
+    return pd.DataFrame({"ts_event": ts, "ts_init": ts, "open": close, "high": close, "low": close, "close": close,
+                         "volume": np.ones(len(close))})  # fmt: skip
+
+
+# 20 quiet bars, a close below the lower band (arms a long), then one far above the upper band,
+# then closes back inside the bands: the long set-up was never taken, the excursion above is faded.
+THROUGH_THE_BAND = [100.0, 101.0] * 10 + [90.0, 115.0, 104.0, 103.0, 102.0, 101.0, 100.0, 99.0]
+
+
+@pytest.mark.parametrize("mode", ["long_short", "long_only"])
+def test_bollinger_never_enters_on_a_close_outside_the_bands(mode: str) -> None:
+    frame = _closes_frame(THROUGH_THE_BAND)
+    close = frame["close"].to_numpy()
+    upper, mid, lower = talib.BBANDS(close, 20, 2.0, 2.0, 0)
+    assert close[20] < lower[20] and close[21] > upper[21] and lower[22] <= close[22] <= upper[22]
+    strategy = BollingerReversion(BTC_4H, quantity=0.5, mode=mode)
+    run([strategy], {BTC_4H: frame})
+    ts = frame["ts_event"].to_numpy()
+    got = [(t, target) for t, target, _ in strategy.decisions]
+    # the close above the upper band arms a short (and drops the armed long); the next close,
+    # back inside, enters it; the close at the middle band ends it
+    assert got == ([(ts[22], -1.0), (ts[25], 0.0)] if mode == "long_short" else [])
+    assert got == bollinger_reference(frame, 20, 2.0, mode == "long_only")
+
+
+def test_bollinger_signal_kernel_never_enters_on_a_close_outside_the_bands() -> None:
+    close = np.asarray(THROUGH_THE_BAND)
+    upper, mid, lower = talib.BBANDS(close, 20, 2.0, 2.0, 0)
+    params = np.array([0.0, 1.0, 2.0])
+    state = np.zeros(2)
+    target, got = 0.0, []
+    for i, c in enumerate(close):
+        raw = bollinger_signal(np.array([lower[i], mid[i], upper[i]]), c, c, c, c, 1.0, target, params, state)
+        if raw == raw and raw != target:
+            target = raw
+            got.append((i, raw))
+    assert got == [(22, -1.0), (25, 0.0)]

@@ -3,14 +3,15 @@
 Bands: feature kind ``bollinger`` of the close (TA-Lib ``BBANDS``: SMA ``window`` ± ``k``
 population standard deviations). Rules, at each bar close once the bands are ready:
 
-* a close below the lower band *arms* a long; the first later close back at or above the
-  lower band (the re-entry) goes long ``quantity`` and disarms it;
-* a close above the upper band arms a short; the first later close back at or below the
-  upper band goes short (``long_short``; in ``long_only`` it only closes a long);
+* a close below the lower band *arms* a long; the first later close back inside the bands
+  (``lower <= close <= upper``: the re-entry) goes long ``quantity`` and disarms it;
+* a close above the upper band arms a short; the first later close back inside the bands
+  goes short (``long_short``; in ``long_only`` it only closes a long);
+* arming one side disarms the other (a close from below the lower band straight above the
+  upper one fades the latest excursion: a short), and only a close inside the bands enters,
+  so one bar never both arms and enters;
 * a long is closed when a close reaches the middle band (``close >= mid``), a short when
-  a close falls to it (``close <= mid``);
-* a bar that closes outside the band it re-entered from re-arms, so one bar never both
-  arms and enters.
+  a close falls to it (``close <= mid``).
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ def bollinger_signal(
         return np.nan
     if c < lower:
         state[0] = 1.0
+        state[1] = 0.0
+    elif c > upper:
+        state[0] = 0.0
+        state[1] = 1.0
     elif state[0] != 0.0:
         state[0] = 0.0
         return 1.0
-    if c > upper:
-        state[1] = 1.0
     elif state[1] != 0.0:
         state[1] = 0.0
         return -1.0
@@ -87,18 +90,18 @@ class BollingerReversion(BarSignal):
             "close re-entered below the upper band"))  # fmt: skip
 
     def decide(self, bar: Bar, value: dict[str, float]) -> tuple[float, str] | None:
-        """Arm on a close outside a band, enter on the re-entry, exit at the middle band."""
+        """Arm on a close outside a band, enter on the close back inside, exit at the middle band."""
         lower, mid, upper = value["bb.lower"], value["bb.mid"], value["bb.upper"]
         close = bar.close
         if not (lower == lower and upper == upper):
             return None
         if close < lower:
-            self._armed_long = True
+            self._armed_long, self._armed_short = True, False
+        elif close > upper:
+            self._armed_long, self._armed_short = False, True
         elif self._armed_long:
             self._armed_long = False
             return 1.0, "close re-entered above the lower band"
-        if close > upper:
-            self._armed_short = True
         elif self._armed_short:
             self._armed_short = False
             return -1.0, "close re-entered below the upper band"
