@@ -216,3 +216,13 @@ def test_an_infinite_instrument_size_is_an_error(field: str) -> None:
     data["instruments"][0][field] = float("inf")
     with pytest.raises(ConfigError, match=rf"instruments\.0\.{field}: Input should be a finite number"):
         parse_config(data, "run.yaml")
+
+
+@pytest.mark.parametrize(("name", "what"), [("pairs_btc_venues", "pairs trading"), ("xs_momentum", "cross-sectional momentum")])
+def test_a_universe_strategy_given_one_instrument_names_the_instruments_field(name: str, what: str) -> None:
+    path = Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["strategy"]["instruments"] = data["strategy"]["instruments"][:1]
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, str(path), path.parent)
+    assert f"{path}: strategy.instruments: {what} needs at least two instruments, got 1" in str(info.value)

@@ -80,7 +80,8 @@ def parse_config(
         try:
             cls.check_params(params, [instruments[i] for i in entry.instruments])
         except ConfigError as exc:
-            raise ConfigError(f"{source}: {path}.params.{exc}") from None
+            field = "" if str(exc).startswith("instruments:") else "params."
+            raise ConfigError(f"{source}: {path}.{field}{exc}") from None
         _check_data_kinds(source, config, path, entry, cls.data_kinds(params))
         if base is not None:
             params = resolve_model_paths(params, base)

@@ -172,7 +172,8 @@ class Strategy:
         ------
         ConfigError
             Whose message starts with the offending parameter name
-            (``"quantity: 1e-09 is below the lot size ..."``).
+            (``"quantity: 1e-09 is below the lot size ..."``), or with ``"instruments:"`` when
+            the strategy's instruments are the problem.
         """
 
     @classmethod

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from tradebus.config.base import StrictModel
+from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import Bar, OrderDenied, TimeEvent
 from tradebus.errors import ConfigError
 from tradebus.features.spec import FeatureSpec
@@ -88,6 +89,12 @@ class CrossSectionalMomentum(Strategy):
         self._cols: dict[str, int] = {}
         #: ``(rebalance ts, {instrument: momentum}, {instrument: target weight})`` of every rebalance.
         self.rebalances: list[tuple[int, dict[str, float], dict[str, float]]] = []
+
+    @classmethod
+    def check_params(cls, params: BaseModel, instruments: Sequence[Instrument]) -> None:
+        """The universe must hold at least two instruments."""
+        if len(instruments) < 2:
+            raise ConfigError(f"instruments: cross-sectional momentum needs at least two instruments, got {len(instruments)}")
 
     def feature_specs(self, instrument_id: str) -> Sequence[FeatureSpec]:
         """The ``lookback``-bar return of the close, on every instrument of the universe."""

@@ -139,7 +139,7 @@ class PairsTrading(Strategy):
     def check_params(cls, params: BaseModel, instruments: Sequence[Instrument]) -> None:
         """At least two instruments; the quantity must be a valid order size of each."""
         if len(instruments) < 2:
-            raise ConfigError("quantity: pairs trading needs at least two instruments")
+            raise ConfigError(f"instruments: pairs trading needs at least two instruments, got {len(instruments)}")
         problem = instruments[0].validate_order(params.quantity, float("nan"))  # type: ignore[attr-defined]
         if problem is not None:
             raise ConfigError(f"quantity: {problem} for {instruments[0].instrument_id}")
