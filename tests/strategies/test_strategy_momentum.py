@@ -99,3 +99,12 @@ def test_bad_momentum_parameters_are_config_errors() -> None:
         CrossSectionalMomentum([BTC_DAY_COINBASE])
     with pytest.raises(ConfigError, match="rebalance"):
         CrossSectionalMomentum(UNIVERSE, rebalance="weekly")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [({"top": 0, "mode": "long_only"}, "top must be >= 1 in long_only"), ({"top": 0, "bottom": 0}, "top and bottom")],
+)
+def test_a_book_that_can_never_hold_anything_is_a_config_error(params: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        CrossSectionalMomentum(UNIVERSE, **params)

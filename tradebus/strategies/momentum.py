@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from tradebus.config.base import StrictModel
 from tradebus.engine.instrument import Instrument
@@ -57,6 +57,14 @@ class CrossSectionalMomentumParams(StrictModel):
             except ConfigError as exc:
                 raise ValueError(str(exc).removeprefix("duration: ")) from None
         return value
+
+    @model_validator(mode="after")
+    def _holds_something(self) -> CrossSectionalMomentumParams:
+        if self.mode == "long_only" and self.top < 1:
+            raise ValueError("top must be >= 1 in long_only mode (the book would never hold anything)")
+        if self.top + self.bottom < 1:
+            raise ValueError("top and bottom are both 0 (the book would never hold anything)")
+        return self
 
 
 class CrossSectionalMomentum(Strategy):
