@@ -144,6 +144,7 @@ async def usdm_harness(
     kernel = Kernel([USDM_INST], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0)
     venue.on_answer = kernel.execution.reconcile_order
     venue.on_replace = kernel.execution.submit
+    venue.on_replacing = kernel.execution.replacing
     stream = BinanceFuturesUserStream(
         emulator.rest_url, emulator.ws_url, SecretStr(KEY), FuturesStreamParser({USDM_IID: USDM_INST}, venue.order), venue.emit
     )

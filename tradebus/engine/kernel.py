@@ -422,6 +422,8 @@ class Kernel:
         self.contingent: ContingentOrders | None = None
         # Contingent links of a previous process (journal replay), restored at start.
         self._journaled_links: list[ContingentLinked] = []
+        # Of those, the two-request cancel-replace intents still in flight: replaced id -> its link.
+        self._journaled_intents: dict[str, ContingentLinked] = {}
         # Marks, funding and liquidation of perpetuals and margin spot instruments (None without any).
         self.perpetuals: Perpetuals | None = None
         if any(not inst.cash_only for inst in self.instruments.values()):
@@ -545,7 +547,12 @@ class Kernel:
         if any(getattr(strategy, "contingent", False) for strategy in self.strategies):
             # Before the strategies subscribe: it sees each bar and fill first.
             self.contingent = ContingentOrders(self)
-            self.contingent.restore(self._journaled_links)
+            # A two-request cancel-replace's intent ended by the previous process is left out.
+            alive = {id(link) for link in self._journaled_intents.values()}
+            self.contingent.restore([
+                link for link in self._journaled_links
+                if link.kind != "replace" or link.order_ids[1] or id(link) in alive
+            ])
         for strategy in self.strategies:
             self._subscribe(strategy)
 
@@ -667,6 +674,13 @@ class Kernel:
             self.result.denials.append(msg)
         elif cls is ContingentLinked:
             self._journaled_links.append(msg)
+            if msg.kind == "replace":
+                old, new = msg.order_ids
+                self._journaled_intents.pop(old, None)
+                if not new:
+                    self._journaled_intents[old] = msg
+        elif cls is CancelOrder or cls is OrderModifyRejected:
+            self._journaled_intents.pop(msg.client_order_id, None)  # a two-request cancel-replace it ended
         elif cls is InterestCharged:
             if self.interest is not None:
                 self.interest.restore(msg)

@@ -503,7 +503,10 @@ class ContingentLinked(msgspec.Struct, frozen=True, gc=False):
     * ``"gtd"``: ``client_order_id`` expires at ``params["expire_ns"]``;
     * ``"replace"``: a cancel-replace of ``client_order_id`` by ``order_ids[1]`` about to be sent
       (journaled and published by the execution engine before the request): once the orders'
-      states tell it was done, the links of the one move to the other.
+      states tell it was done, the links of the one move to the other. ``order_ids[1]`` empty: a
+      two-request cancel-replace whose cancel is about to be sent (journaled by the live venue),
+      ``params``: the modification's ``quantity`` and ``price`` (NaN: unchanged); a restart
+      places its replacement (:meth:`tradebus.execution.live.LiveVenue.resume_replaces`).
     """
 
     strategy_id: str

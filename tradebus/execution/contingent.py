@@ -128,7 +128,10 @@ Restarts
       (accepted or filled, or still open while the replaced order ended unfilled), the replaced
       order's trailing, OCO group and bracket links move to it, as ``OrderReplaced`` would have
       moved them; the replacement refused, or the replaced order filled, they stay. The same rule
-      settles a cancel-replace whose request got no answer;
+      settles a cancel-replace whose request got no answer. A two-request cancel-replace (its
+      intent journaled with no replacement id, before its cancel) keeps the links of its order
+      canceled at the venue until the replacement is submitted (``OrderReplaced`` moves them) or the
+      modification refused (``OrderModifyRejected``: the order's close is acted on then);
     * GTD cancels and a duration-based timed exit are set again (the exit counted from the
       entry's last event); a bar-based timed exit counts bars again from the restart, and a
       cooldown is not restored.
@@ -634,6 +637,8 @@ class ContingentOrders:
         coid = event.client_order_id
         if self._replacing:
             self._settle_replace(coid)
+            if self._replacing.get(coid) == "" and not self._is_open(coid):
+                return  # canceled for its two-request cancel-replace: the links wait for the replacement
         if type(event) is OrderDenied and self._is_open(coid):
             self._on_modify_refused(event)  # the risk gate refused a modify: the order works on
             return
@@ -657,7 +662,15 @@ class ContingentOrders:
         self._trailing.pop(coid, None)
 
     def _on_modify_refused(self, event: OrderModifyRejected | OrderDenied) -> None:
-        """A trailing stop's trigger goes back to the one the venue holds (the next price sends a better one)."""
+        """A trailing stop's trigger goes back to the one the venue holds (the next price sends a better one).
+
+        A two-request cancel-replace refused ends: its order, canceled meanwhile, is closed for good.
+        """
+        if type(event) is OrderModifyRejected and self._replacing.get(event.client_order_id) == "":
+            del self._replacing[event.client_order_id]
+            if not self._is_open(event.client_order_id):
+                self._on_closed(event)
+                return
         trail = self._trailing.get(event.client_order_id)
         order = self._kernel.orders.get(event.client_order_id)
         if trail is not None and order is not None and order.is_open:
@@ -666,8 +679,9 @@ class ContingentOrders:
     def _on_replaced(self, event: OrderReplaced) -> None:
         """A cancel-replaced order's links (trailing, OCO, bracket child) move to its replacement, journaled."""
         old, new = event.client_order_id, event.replacement_id
-        if self._replacing.get(old) == new:
-            del self._replacing[old], self._replaced_by[new]
+        if self._replacing.get(old) in (new, ""):
+            del self._replacing[old]
+            self._replaced_by.pop(new, None)
         self._move(old, new)
 
     def _on_replacing(self, link: ContingentLinked) -> None:
@@ -675,8 +689,10 @@ class ContingentOrders:
         answer, or a restart), see :meth:`_settle_replace`."""
         if link.kind == "replace":
             old, new = link.order_ids
+            self._replaced_by.pop(self._replacing.get(old, ""), None)
             self._replacing[old] = new
-            self._replaced_by[new] = old
+            if new:  # else a two-request cancel-replace: the replacement comes once the cancel is confirmed
+                self._replaced_by[new] = old
 
     def _on_resolved(self, event: OrderResolved) -> None:
         """A query's answer: one that closed the order unfilled acts as the venue event it stands for
@@ -700,7 +716,8 @@ class ContingentOrders:
         outcome = self._replace_outcome(old, new)
         if outcome is None:
             return
-        del self._replacing[old], self._replaced_by[new]
+        del self._replacing[old]
+        self._replaced_by.pop(new, None)
         if outcome:
             logger.info("order {}: its cancel-replace placed {} at the venue; the links follow it", old, new)
             self._move(old, new)
@@ -709,6 +726,8 @@ class ContingentOrders:
         """Whether the cancel-replace of ``old`` by ``new`` was done (``None``: not known yet; module docstring)."""
         orders = self._kernel.orders
         before, after = orders.get(old), orders.get(new)
+        if not new:  # two-request, not submitted yet: OrderReplaced or OrderModifyRejected tells
+            return False if before is None or before.status is OrderStatus.FILLED else None
         if after is None:
             return False
         if after.filled_qty > 0.0 or after.status in _AT_VENUE:
@@ -1093,6 +1112,10 @@ class ContingentOrders:
             if link.kind != "replace":
                 continue
             old, new = link.order_ids
+            if not new and not self._is_open(old):
+                continue  # a two-request cancel-replace the previous process ended
+            if new and self._replacing.get(old) == "":
+                del self._replacing[old]  # its replacement was submitted
             outcome = self._replace_outcome(old, new)
             if outcome is None:
                 self._on_replacing(link)

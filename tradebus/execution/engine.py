@@ -281,7 +281,14 @@ class ExecutionEngine:
         replacement if the venue shows it working (:meth:`ContingentOrders.restore`)."""
         if self._journal is None and ContingentLinked not in self._bus.wanted:
             return
-        link = ContingentLinked(cmd.strategy_id, cmd.instrument_id, replaced, "replace", (replaced, replacement), {}, now, now)
+        self.replacing(ContingentLinked(cmd.strategy_id, cmd.instrument_id, replaced, "replace", (replaced, replacement), {}, now, now))
+
+    def replacing(self, link: ContingentLinked) -> None:
+        """Journal and publish a cancel-replace's intent (``ContingentLinked`` ``"replace"``) before its request is sent.
+
+        The venue's two-request cancel-replace gives one with no replacement id yet (its cancel is
+        about to be sent; a restart places the replacement, see :class:`~tradebus.execution.live.LiveVenue`).
+        """
         self.journal_links(link)
         self._bus.publish(link)
 

@@ -31,7 +31,15 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     order's ``OrderCanceled`` (so an OCO group or bracket follows the replacement). When the
     order closed otherwise first (filled), is canceled by the engine meanwhile, or still works at
     a query sent once the cancel was answered (an earlier query's answer may predate the cancel:
-    it is not believed), nothing is replaced: ``OrderModifyRejected``.
+    it is not believed), nothing is replaced: ``OrderModifyRejected``; so it is when the risk gate
+    denies the replacement. Its intent is journaled before the cancel is sent
+    (:attr:`LiveVenue.on_replacing`: ``ContingentLinked`` ``"replace"`` with no replacement id yet and
+    the modification's ``quantity`` and ``price``), and a restart picks it up
+    (:meth:`LiveVenue.resume_replaces`, then :meth:`LiveVenue.replace_resumed` once the start-up
+    reconciliation settled the orders): the order found canceled (not filled) and nothing yet submitted
+    in its place, the replacement is submitted then, followed by ``OrderReplaced``; found filled
+    or closed otherwise, ``OrderModifyRejected``; still working (the cancel never left), it is
+    cancel-replaced again.
 ``query_order``
     is asked synchronously by the engine. It answers with the venue's reply to the latest
     query of that order if one arrived since; otherwise it starts the query and raises
@@ -64,6 +72,8 @@ from loguru import logger
 from tradebus.engine.clock import Clock
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
+    CancelOrder,
+    ContingentLinked,
     FundingPaid,
     ModifyOrder,
     OrderAccepted,
@@ -385,6 +395,10 @@ class LiveVenue(Venue):
         #: the replaced order's id when it still works, in a one-request cancel-replace).
         self.on_replace: Callable[..., Any] | None = None
         self._replacing: dict[str, ModifyOrder] = {}
+        #: Journals and publishes a two-request cancel-replace's intent before its cancel is sent (the engine's ``replacing``).
+        self.on_replacing: Callable[[ContingentLinked], Any] | None = None
+        # Two-request cancel-replaces a previous process left in flight (resume_replaces): replaced id -> modification.
+        self._resumed: dict[str, ModifyOrder] = {}
         # Those of them whose cancel's request is over: only a query sent after that judges whether it worked.
         self._cancel_answered: set[str] = set()
         # One-request cancel-replaces in flight: replaced id -> replacement; and their held cancels.
@@ -490,17 +504,85 @@ class LiveVenue(Venue):
             return
         pending = self._replacing.get(coid)
         if pending is not None:  # its cancel is on its way: the one replacement takes both modifications
-            self._replacing[coid] = msgspec.structs.replace(
+            merged = msgspec.structs.replace(
                 cmd,
                 quantity=pending.quantity if math.isnan(cmd.quantity) else cmd.quantity,
                 price=pending.price if math.isnan(cmd.price) else cmd.price,
             )
+            self._replacing[coid] = merged
+            self._journal_intent(merged)
             logger.info("order {}: modified again before its cancel-replace's cancel was confirmed; merged", coid)
             return
         logger.info("order {}: the venue cannot amend; canceling it, its replacement follows the cancel", coid)
         self._replacing[coid] = cmd
         self._cancel_answered.discard(coid)
+        self._journal_intent(cmd)
         self._spawn(self._cancel(order), f"cancel:{coid}")
+
+    def _journal_intent(self, cmd: ModifyOrder) -> None:
+        """Journal (:attr:`on_replacing`) the two-request cancel-replace of ``cmd``'s order before its cancel is sent."""
+        if self.on_replacing is not None:
+            now = self.clock.now_ns()
+            coid = cmd.client_order_id
+            params = {"quantity": cmd.quantity, "price": cmd.price}
+            self.on_replacing(ContingentLinked(cmd.strategy_id, cmd.instrument_id, coid, "replace", (coid, ""), params, now, now))
+
+    def resume_replaces(self, journaled: Iterable[Any]) -> None:
+        """Take over the two-request cancel-replaces a previous process left in flight, from its journal's messages.
+
+        An intent (``ContingentLinked`` ``"replace"`` with no replacement id) is in flight unless a
+        replacement of its order was submitted, the order was canceled by a command, or its
+        modification refused (``OrderModifyRejected``) after it; and only while the journal leaves
+        the order open (tracked here). :meth:`replace_resumed` acts on them.
+        """
+        pending: dict[str, ModifyOrder] = {}
+        for msg in journaled:
+            cls = type(msg)
+            if cls is ContingentLinked and msg.kind == "replace":
+                old, new = msg.order_ids
+                if new:
+                    pending.pop(old, None)
+                else:
+                    params = msg.params
+                    pending[old] = ModifyOrder(
+                        msg.strategy_id, msg.instrument_id, old, msg.ts_event, msg.ts_init,
+                        params.get("quantity", math.nan), params.get("price", math.nan),
+                    )
+            elif cls is CancelOrder or cls is OrderModifyRejected:
+                pending.pop(msg.client_order_id, None)
+        for coid, cmd in pending.items():
+            order = self._orders.get(coid)
+            if order is not None and order.is_open:
+                logger.warning("order {}: its cancel-replace was in flight when the previous process stopped; resumed "
+                               "once the venue is reconciled", coid)
+                self._resumed[coid] = cmd
+
+    def replace_resumed(self) -> None:
+        """Finish the cancel-replaces :meth:`resume_replaces` took over, the venue's state of their orders now known.
+
+        Canceled (not filled) at the venue: the replacement is submitted (the risk gate and the
+        journal as any order), then ``OrderReplaced``; still working there (the cancel never left):
+        cancel-replaced again; filled, or not settled: ``OrderModifyRejected``.
+        """
+        resumed, self._resumed = self._resumed, {}
+        for coid, cmd in resumed.items():
+            order = self._orders[coid]
+            if order.status in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED, OrderStatus.TRIGGERED):
+                self.modify(order, cmd)
+                continue
+            qty = (order.quantity if math.isnan(cmd.quantity) else cmd.quantity) - order.filled_qty
+            if order.status is not OrderStatus.CANCELED or qty <= 0.0 or self.on_replace is None:
+                logger.info("order {} is {} after the restart; its cancel-replace is dropped", coid, order.status.name)
+                self._modify_rejected(order, f"{order.status.name} after the restart, before its replacement")
+                continue
+            sub = self._replacement(order, cmd, qty)
+            replacement = self.on_replace(sub)
+            if replacement.status in (OrderStatus.DENIED, OrderStatus.REJECTED):
+                self._modify_rejected(order, f"replacement {replacement.status.name}")
+                continue
+            now = self.clock.now_ns()
+            self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, replacement.client_order_id, now, now))
+            logger.info("order {} replaced after the restart by {} ({} @ {})", coid, replacement.client_order_id, qty, sub.price)
 
     @property
     def reports_funding(self) -> bool:
@@ -551,6 +633,7 @@ class LiveVenue(Venue):
         # Still open here: the risk gate checks the replacement as a modification of it.
         replacement = self.on_replace(sub, replaces=coid)
         if replacement.status in (OrderStatus.DENIED, OrderStatus.REJECTED):
+            self._modify_rejected(order, f"replacement {replacement.status.name}")
             return
         now = self.clock.now_ns()
         self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, replacement.client_order_id, now, now))

@@ -503,6 +503,7 @@ class LiveNode(PaperNode):
         kernel, _ = build_paper_kernel(self.config, self.clock, self.guard, self.journal, venue, settings.timeouts())
         venue.on_answer = kernel.execution.reconcile_order
         venue.on_replace = kernel.execution.submit
+        venue.on_replacing = kernel.execution.replacing
         return kernel, venue
 
     # ------------------------------------------------------------------ run
@@ -586,6 +587,8 @@ class LiveNode(PaperNode):
         kernel = self.kernel
         for order in kernel.orders.open_orders():
             self.venue.track(order)
+        if self.journal is not None:
+            self.venue.resume_replaces(entry.message for entry in self.journal.entries())
         for iid in kernel.instruments:
             self._hold(iid, "live start-up: reconciling positions with the venue")
         loop = asyncio.get_running_loop()
@@ -707,11 +710,13 @@ class LiveNode(PaperNode):
 
         An instrument whose base asset (spot; config ``balances`` plus booked fills) or
         position (perpetual; booked fills) differs from the venue's balance or position by
-        more than half a lot stays held with the reason; the others resume.
+        more than half a lot stays held with the reason; the others resume. Then the two-request
+        cancel-replaces the previous process left in flight are finished (:meth:`LiveVenue.replace_resumed`).
         """
         await self.reconciler.startup(self._recovered, self._venue_open)
         await self.venue.drain(self.config.live.stop_timeout)
         await self.reconciler.compare_balances(startup=True)
+        self.venue.replace_resumed()  # once the holds are released: the replacements pass the risk gate
 
     def _on_stream_event(self, event: Any) -> None:
         """Hand an order event of the user stream to the venue; a strategy's hook raising on it stops the daemon.
