@@ -422,8 +422,9 @@ class Kernel:
         self.contingent: ContingentOrders | None = None
         # Contingent links of a previous process (journal replay), restored at start.
         self._journaled_links: list[ContingentLinked] = []
-        # Of those, the two-request cancel-replace intents still in flight: replaced id -> its link.
-        self._journaled_intents: dict[str, ContingentLinked] = {}
+        #: Of those, the two-request cancel-replace intents the previous process left in flight
+        #: (no replacement submitted, no cancel, no refusal after them): ``replaced id -> link``.
+        self.journaled_replaces: dict[str, ContingentLinked] = {}
         # Marks, funding and liquidation of perpetuals and margin spot instruments (None without any).
         self.perpetuals: Perpetuals | None = None
         if any(not inst.cash_only for inst in self.instruments.values()):
@@ -548,7 +549,7 @@ class Kernel:
             # Before the strategies subscribe: it sees each bar and fill first.
             self.contingent = ContingentOrders(self)
             # A two-request cancel-replace's intent ended by the previous process is left out.
-            alive = {id(link) for link in self._journaled_intents.values()}
+            alive = {id(link) for link in self.journaled_replaces.values()}
             self.contingent.restore([
                 link for link in self._journaled_links
                 if link.kind != "replace" or link.order_ids[1] or id(link) in alive
@@ -676,11 +677,11 @@ class Kernel:
             self._journaled_links.append(msg)
             if msg.kind == "replace":
                 old, new = msg.order_ids
-                self._journaled_intents.pop(old, None)
+                self.journaled_replaces.pop(old, None)
                 if not new:
-                    self._journaled_intents[old] = msg
+                    self.journaled_replaces[old] = msg
         elif cls is CancelOrder or cls is OrderModifyRejected:
-            self._journaled_intents.pop(msg.client_order_id, None)  # a two-request cancel-replace it ended
+            self.journaled_replaces.pop(msg.client_order_id, None)  # a two-request cancel-replace it ended
         elif cls is InterestCharged:
             if self.interest is not None:
                 self.interest.restore(msg)

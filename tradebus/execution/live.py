@@ -72,7 +72,6 @@ from loguru import logger
 from tradebus.engine.clock import Clock
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
-    CancelOrder,
     ContingentLinked,
     FundingPaid,
     ModifyOrder,
@@ -527,35 +526,25 @@ class LiveVenue(Venue):
             params = {"quantity": cmd.quantity, "price": cmd.price}
             self.on_replacing(ContingentLinked(cmd.strategy_id, cmd.instrument_id, coid, "replace", (coid, ""), params, now, now))
 
-    def resume_replaces(self, journaled: Iterable[Any]) -> None:
-        """Take over the two-request cancel-replaces a previous process left in flight, from its journal's messages.
+    def resume_replaces(self, intents: Iterable[ContingentLinked]) -> None:
+        """Take over the two-request cancel-replaces a previous process left in flight.
 
-        An intent (``ContingentLinked`` ``"replace"`` with no replacement id) is in flight unless a
-        replacement of its order was submitted, the order was canceled by a command, or its
-        modification refused (``OrderModifyRejected``) after it; and only while the journal leaves
+        ``intents``: their journaled ``ContingentLinked`` ``"replace"`` with no replacement id
+        (:attr:`~tradebus.engine.kernel.Kernel.journaled_replaces`), taken while the journal leaves
         the order open (tracked here). :meth:`replace_resumed` acts on them.
         """
-        pending: dict[str, ModifyOrder] = {}
-        for msg in journaled:
-            cls = type(msg)
-            if cls is ContingentLinked and msg.kind == "replace":
-                old, new = msg.order_ids
-                if new:
-                    pending.pop(old, None)
-                else:
-                    params = msg.params
-                    pending[old] = ModifyOrder(
-                        msg.strategy_id, msg.instrument_id, old, msg.ts_event, msg.ts_init,
-                        params.get("quantity", math.nan), params.get("price", math.nan),
-                    )
-            elif cls is CancelOrder or cls is OrderModifyRejected:
-                pending.pop(msg.client_order_id, None)
-        for coid, cmd in pending.items():
+        for link in intents:
+            coid = link.order_ids[0]
             order = self._orders.get(coid)
-            if order is not None and order.is_open:
-                logger.warning("order {}: its cancel-replace was in flight when the previous process stopped; resumed "
-                               "once the venue is reconciled", coid)
-                self._resumed[coid] = cmd
+            if order is None or not order.is_open:
+                continue
+            params = link.params
+            logger.warning("order {}: its cancel-replace was in flight when the previous process stopped; resumed "
+                           "once the venue is reconciled", coid)
+            self._resumed[coid] = ModifyOrder(
+                link.strategy_id, link.instrument_id, coid, link.ts_event, link.ts_init,
+                params.get("quantity", math.nan), params.get("price", math.nan),
+            )
 
     def replace_resumed(self) -> None:
         """Finish the cancel-replaces :meth:`resume_replaces` took over, the venue's state of their orders now known.

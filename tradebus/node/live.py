@@ -587,8 +587,7 @@ class LiveNode(PaperNode):
         kernel = self.kernel
         for order in kernel.orders.open_orders():
             self.venue.track(order)
-        if self.journal is not None:
-            self.venue.resume_replaces(entry.message for entry in self.journal.entries())
+        self.venue.resume_replaces(kernel.journaled_replaces.values())
         for iid in kernel.instruments:
             self._hold(iid, "live start-up: reconciling positions with the venue")
         loop = asyncio.get_running_loop()
