@@ -11,7 +11,7 @@ from tradebus.adapters.bybit.user_stream import UserStreamParser as BybitParser
 from tradebus.adapters.common.policy import FatalVenueError
 from tradebus.adapters.okx.user_stream import UserStreamParser as OkxParser
 from tradebus.engine.instrument import Instrument, InstrumentKind
-from tradebus.engine.messages import Liquidity, OrderAccepted, OrderCanceled, OrderFilled, OrderSide, OrderType
+from tradebus.engine.messages import Liquidity, OrderAccepted, OrderCanceled, OrderFilled, OrderFillsReported, OrderSide, OrderType
 from tradebus.errors import ParseError
 from tradebus.execution.live import AccountBalance
 from tradebus.execution.orders import Order
@@ -98,7 +98,8 @@ def test_bybit_execution_is_a_fill_on_the_linear_instrument() -> None:
 def test_bybit_order_statuses() -> None:
     (canceled,) = _bybit("client-1").parse(_read("bybit", "ws_account_order.json"))
     assert isinstance(canceled, OrderCanceled) and canceled.filled_qty == 0.0 and canceled.reason == "CancelByUser"
-    assert _bybit("test-client-order-001").parse(_read("bybit", "ws_account_order_filled.json")) == []
+    (reported,) = _bybit("test-client-order-001").parse(_read("bybit", "ws_account_order_filled.json"))
+    assert reported == OrderFillsReported("strat", BYBIT_LINEAR.instrument_id, "test-client-order-001", 0.1, 1672364262457 * 1_000_000, 5)
     frame = json.loads(_read("bybit", "ws_account_order.json"))
     frame["data"][0]["orderStatus"] = "New"
     (accepted,) = _bybit("client-1").parse(json.dumps(frame))

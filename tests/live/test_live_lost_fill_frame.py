@@ -6,6 +6,9 @@ the second says twice what it brings, so the order is queried at once and the lo
 from the venue's trade list. No periodic open-order check (``check_ns=None``) and no
 reconciliation round run here: before, the order stayed PARTIALLY_FILLED with half of what the
 venue filled, and the position with it.
+
+The last fill's frame is followed by no other: Bybit's ``order`` push (``cumExecQty``), which may
+also come before its executions, has the order queried if it is still short after a grace.
 """
 
 from __future__ import annotations
@@ -72,3 +75,43 @@ async def test_fill_frames_that_all_arrive_query_nothing(kit: VenueKit) -> None:
         await until(lambda: order.status is OrderStatus.FILLED)
         await h.venue.drain()
         assert h.venue.requests["query"] == 0 and len(h.kernel.result.fills) == 2
+
+
+async def test_bybit_order_push_ahead_of_the_booked_fills_queries_the_order_after_the_grace() -> None:
+    """The LAST fill's execution frame is lost: no later fill frame comes, but the ``order`` push (Filled,
+    ``cumExecQty`` 0.002) says so. Before, the push was ignored and the order stayed PARTIALLY_FILLED with
+    half of it booked (no open-order check, no reconciliation round here); now, still short
+    ``fill_grace_ns`` (1 s) after the push, the order is queried and the lost fill booked."""
+    kit = KITS["bybit"]
+    async with kit_harness(kit, [StreamFault("drop", kit.fill_frame, at=1)], trade_size_limit=True) as h:
+        tape = KitTape(h, kit.iid, T0, size=0.001)
+        order = tape.submit(OrderSide.BUY, 0.002, OrderType.LIMIT, price=60_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        tape.trade(59_990.0)
+        await until(lambda: order.filled_qty == pytest.approx(0.001))
+        tape.trade(59_995.0)  # fills the rest; its execution frame is lost, its order push says Filled 0.002
+        await until(lambda: order.status is OrderStatus.FILLED, timeout=5.0)
+        assert order.filled_qty == pytest.approx(0.002)
+        assert h.kernel.portfolio.position(kit.iid) == pytest.approx(0.002)
+        assert h.venue.requests["query"] == 1
+        assert sorted(f.trade_id for f in h.kernel.result.fills) == sorted(str(f.trade_id) for f in h.emulator.fills)
+
+
+async def test_bybit_order_push_before_its_execution_queries_nothing() -> None:
+    """Each execution frame is held back and sent right after its order push (as Bybit may send them):
+    the push says more than is booked for a moment. No query: the fills come within the grace, and
+    the check due then (fired at once here) finds them booked."""
+    kit = KITS["bybit"]
+    late = [StreamFault("reorder", kit.fill_frame, at=n) for n in (0, 1)]
+    async with kit_harness(kit, late, trade_size_limit=True) as h:
+        tape = KitTape(h, kit.iid, T0, size=0.001)
+        order = tape.submit(OrderSide.BUY, 0.002, OrderType.LIMIT, price=60_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        tape.trade(59_990.0)
+        tape.trade(59_995.0)
+        await until(lambda: order.status is OrderStatus.FILLED)
+        assert all(f.fired for f in late)
+        h.kernel.clock.run_due(h.kernel.clock.now_ns() + 60_000_000_000)  # every check due, now
+        await h.venue.drain()
+        assert h.venue.requests["query"] == 0 and len(h.kernel.result.fills) == 2
+        assert h.kernel.portfolio.position(kit.iid) == pytest.approx(0.002)

@@ -36,6 +36,7 @@ __all__ = [
     "OrderDenied",
     "OrderExpired",
     "OrderFilled",
+    "OrderFillsReported",
     "OrderModified",
     "OrderModifyRejected",
     "OrderRejected",
@@ -434,6 +435,24 @@ class OrderFilled(msgspec.Struct, frozen=True, gc=False):
     ts_init: int
     fee_asset: str = ""
     filled_qty: float = 0.0
+
+
+class OrderFillsReported(msgspec.Struct, frozen=True, gc=False):
+    """The venue said how much of an order has filled, in a push apart from the fills (Bybit's ``order``
+    topic: ``PartiallyFilled`` / ``Filled`` with ``cumExecQty``), which may come before or after them.
+
+    ``filled_qty`` is the venue's cumulative filled quantity. The order's state is unchanged (its
+    fills are booked from their own frames); more than is booked still, once the execution engine's
+    grace (:attr:`~tradebus.execution.engine.OrderTimeouts.fill_grace_ns`) has passed, means a fill's
+    frame was lost, and the order is queried. Neither journaled nor published.
+    """
+
+    strategy_id: str
+    instrument_id: str
+    client_order_id: str
+    filled_qty: float
+    ts_event: int
+    ts_init: int
 
 
 class OrderCanceled(msgspec.Struct, frozen=True, gc=False):

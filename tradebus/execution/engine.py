@@ -12,7 +12,9 @@ Venue events may arrive late, twice, out of order or for unknown ids: the order 
 drops what it already knows and books every other fill (see :mod:`tradebus.execution.orders`);
 a fill of an order this process never created is booked too (:meth:`ExecutionEngine.on_external_fill`).
 A fill or a close whose event carries the venue's cumulative filled quantity (``filled_qty``)
-and says more than is booked with it (an earlier fill's frame was lost) queries the order at once.
+and says more than is booked with it (an earlier fill's frame was lost) queries the order at once;
+a venue's push of that quantity apart from the fills (``OrderFillsReported``), which may come before
+them, queries it only if still more than is booked ``fill_grace_ns`` later (the last fill's frame was lost).
 A live venue's funding payments (``FundingPaid``) and the fills of its liquidation orders (strategy
 ``"liquidation"``) go to the kernel's perpetuals (:attr:`ExecutionEngine.on_venue_funding`,
 :attr:`ExecutionEngine.on_venue_liquidation`).
@@ -55,6 +57,7 @@ from tradebus.engine.messages import (
     OrderDenied,
     OrderExpired,
     OrderFilled,
+    OrderFillsReported,
     OrderModifyRejected,
     OrderReplaced,
     OrderResolved,
@@ -101,6 +104,10 @@ class OrderTimeouts(msgspec.Struct, frozen=True):
         A venue that does not know an order younger than this may not have received it yet;
         an older one never arrived (the venue's request window, e.g. Binance ``recvWindow``),
         and the order is ``REJECTED``.
+    fill_grace_ns
+        A venue's push saying more of an order filled than is booked (``OrderFillsReported``,
+        Bybit's ``order`` topic) may come before the fills' own frames: the order is queried only
+        if still short this long after it (a fill's frame was lost).
     """
 
     submit_ns: int = 5_000_000_000
@@ -108,6 +115,7 @@ class OrderTimeouts(msgspec.Struct, frozen=True):
     retry_ns: int = 5_000_000_000
     check_ns: int | None = 30_000_000_000
     not_found_grace_ns: int = 10_000_000_000
+    fill_grace_ns: int = 1_000_000_000
 
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:
@@ -531,6 +539,8 @@ class ExecutionEngine:
                              event.instrument_id)
                 return
             self.on_venue_funding(event)
+        elif type(event) is OrderFillsReported:
+            self._fills_reported(event)
         elif type(event) is OrderReplaced:
             # Not an order state (the replaced order's OrderCanceled follows, the replacement's own
             # events are its); not journaled: ContingentOrders journals the links it moves.
@@ -564,11 +574,25 @@ class ExecutionEngine:
         if venue_filled > order.filled_qty * (1.0 + 1e-9) or (venue_filled != venue_filled and self._timeouts):
             self.reconcile_order(order.client_order_id)
 
+    def _fills_reported(self, event: OrderFillsReported) -> None:
+        """Check, ``fill_grace_ns`` later, an order the venue says filled more of than is booked: its
+        fills' frames may only be on their way (a venue without :class:`OrderTimeouts` loses none)."""
+        order = self._om.get(event.client_order_id)
+        timeouts = self._timeouts
+        venue_filled = event.filled_qty
+        if order is None or timeouts is None or not venue_filled > order.filled_qty * (1.0 + 1e-9):
+            return
+        self._alert(order, "fills", timeouts.fill_grace_ns, lambda late: self._on_fills_due(late, venue_filled))
+
+    def _on_fills_due(self, order: Order, venue_filled: float) -> None:
+        if venue_filled > order.filled_qty * (1.0 + 1e-9) and self._om.get(order.client_order_id) is order:
+            self._fills_missing(order, venue_filled)
+
     def _fills_missing(self, order: Order, venue_filled: float) -> None:
-        """A fill's frame said the venue filled ``venue_filled`` of ``order``, more than is booked with it:
-        an earlier fill's frame was lost; the query books the missing fills (by ``trade_id``)."""
+        """The venue said it filled ``venue_filled`` of ``order``, more than is booked with it: a fill's
+        frame was lost; the query books the missing fills (by ``trade_id``)."""
         logger.warning(
-            "order {}: the venue says {:g} filled, {:g} booked; an earlier fill's frame was lost, querying the venue",
+            "order {}: the venue says {:g} filled, {:g} booked; a fill's frame was lost, querying the venue",
             order.client_order_id, venue_filled, order.filled_qty,
         )  # fmt: skip
         self.reconcile_order(order.client_order_id)

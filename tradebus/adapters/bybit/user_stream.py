@@ -19,7 +19,10 @@ one booked; quantity, mark and rate NaN, as every venue payment).
                                             reason ``rejectReason``, else ``cancelType``)
 ``Rejected``                                ``OrderRejected`` (``rejectReason``)
 ``Deactivated``                             ``OrderExpired``
-``PartiallyFilled`` / ``Filled``            nothing (fills come from ``execution``)
+``PartiallyFilled`` / ``Filled``            ``OrderFillsReported`` (cumulative ``cumExecQty``;
+                                            the fills come from ``execution``, before or
+                                            after it: the engine queries the order only if
+                                            still short after a grace)
 ==========================================  ==========================================
 
 ``wallet`` -> one :class:`~tradebus.execution.live.AccountBalance` per ``coin``
@@ -62,6 +65,7 @@ from tradebus.engine.messages import (
     OrderCanceled,
     OrderExpired,
     OrderFilled,
+    OrderFillsReported,
     OrderRejected,
     OrderSide,
     OrderTriggered,
@@ -189,6 +193,8 @@ class UserStreamParser(PrivateStreamParser):
             return [OrderRejected(sid, iid, coid, f"rejected by Bybit: {row.get('rejectReason', '')}", ts, now)]
         if status == "Deactivated":
             return [OrderExpired(sid, iid, coid, "deactivated", ts, now, float(row.get("cumExecQty") or 0.0))]
+        if status in ("PartiallyFilled", "Filled"):
+            return [OrderFillsReported(sid, iid, coid, float(row.get("cumExecQty") or 0.0), ts, now)]
         return []
 
 
