@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.live.live_harness import rounds_after, until
+from tests.live.live_harness import KEY, SECRET, rounds_after, until
 from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
 from tests.live.test_live_usdm import INST, SYMBOL, TRADE_FRAMES, _emulator, _run
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, RestFault, StreamFault
@@ -22,7 +22,7 @@ from tradebus.adapters.binance.user_stream import FuturesStreamParser
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import FundingPaid, FundingRate, OrderSide, OrderType, SubmitOrder, Trade
 from tradebus.execution.journal import Journal
-from tradebus.execution.live import AccountBalance
+from tradebus.execution.live import AccountBalance, FundingUnattributed
 from tradebus.node.live import LiveNode
 from tradebus.reports.attribution import attribute
 
@@ -225,6 +225,81 @@ async def test_funding_settled_while_the_user_stream_was_disconnected_is_booked_
     assert [p.payment for p in _journaled_funding(journal)] == pytest.approx([seen["paid"], seen["live"]], abs=1e-8)
 
 
+ETH_INSTRUMENT = {**USDM_INSTRUMENT, "symbol": "ETHUSDT", "base": "ETH"}
+ETH = Instrument(**{**ETH_INSTRUMENT, "kind": InstrumentKind.PERPETUAL})
+
+
+@pytest.mark.slow
+async def test_cross_margin_funding_of_two_perpetuals_is_booked_on_each_from_the_income_history_at_once(tmp_path: Path) -> None:
+    """Two USDT perpetuals in cross margin: Binance's ``FUNDING_FEE`` update names no symbol (no ``P``).
+
+    Each payment is booked on its own instrument as soon as it is heard, from ``GET /fapi/v1/income``
+    (which names the symbol), once: no restart or reconnect needed, the wallet the venue's.
+    """
+    journal = tmp_path / "journal.sqlite"
+    seen: dict[str, Any] = {}
+
+    def two_perpetuals(config: dict[str, Any]) -> None:
+        config["instruments"].append(ETH_INSTRUMENT)
+
+    async def act(node: LiveNode) -> None:
+        kernel = node.kernel
+        await _open_long(node, emulator)
+        now = node.clock.now_ns()
+        order = kernel.execution.submit(SubmitOrder("TickEmaCross", ETH.instrument_id, "", OrderSide.SELL, 0.5, now, now, OrderType.MARKET))
+        await until(lambda: order.client_order_id in emulator.orders)
+        at = emulator.clock.now_ns() + 10**6
+        emulator.on_trade(Trade(ETH.instrument_id, at, at, 2_000.0, 1.0, -1, "x-eth"))
+        await until(lambda: kernel.portfolio.position(ETH.instrument_id) == pytest.approx(-0.5, abs=1e-12))
+        reads = sum(1 for _, p, _ in emulator.requests if p == "/fapi/v1/income")
+        seen["paid"] = {USDM_IID: emulator.settle_funding(SYMBOL, 0.0001, PRICE),
+                        ETH.instrument_id: emulator.settle_funding("ETHUSDT", 0.0003, 2_000.0)}
+        await until(lambda: len(kernel.result.funding) >= 2 and not node.reconciler.funding_pending)
+        await rounds_after(node.reconciler, 2)  # a payment booked twice, or a wallet apart, would now show
+        seen["reads"] = sum(1 for _, p, _ in emulator.requests if p == "/fapi/v1/income") - reads
+        seen["wallet"] = _wallet(node)
+
+    emulator = BinanceFuturesEmulator(KEY, SECRET, {USDM_IID: INST, ETH.instrument_id: ETH}, {"USDT": 10_000.0})
+    async with emulator:
+        node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, act, edit=two_perpetuals)
+        funding = node.kernel.result.funding
+        assert {f.instrument_id: f.payment for f in funding} == pytest.approx(seen["paid"], abs=1e-8)
+        assert len(funding) == 2
+        assert seen["paid"][ETH.instrument_id] == pytest.approx(-0.5 * 2_000.0 * 0.0003)  # the short receives
+        assert 1 <= seen["reads"] <= 2  # read when heard, not at a restart
+        assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
+        assert not node.guard.holds
+    assert sorted(p.payment for p in _journaled_funding(journal)) == pytest.approx(sorted(seen["paid"].values()), abs=1e-8)
+
+
+@pytest.mark.slow
+async def test_a_cross_margin_payment_not_yet_in_the_income_history_is_read_again_until_listed(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.sqlite"
+    seen: dict[str, Any] = {}
+
+    def two_perpetuals(config: dict[str, Any]) -> None:
+        config["instruments"].append(ETH_INSTRUMENT)
+
+    async def act(node: LiveNode) -> None:
+        kernel = node.kernel
+        await _open_long(node, emulator)
+        reads = sum(1 for _, p, _ in emulator.requests if p == "/fapi/v1/income")
+        seen["paid"] = emulator.settle_funding(SYMBOL, 0.0001, PRICE)
+        row = emulator.income.pop()  # the stream tells the payment before the history lists it
+        # the emulator answers a request as it records it: that read found nothing to book
+        await until(lambda: sum(1 for _, p, _ in emulator.requests if p == "/fapi/v1/income") > reads)
+        assert kernel.result.funding == [] and node.reconciler.funding_pending
+        emulator.income.append(row)
+        await until(lambda: len(kernel.result.funding) >= 1 and not node.reconciler.funding_pending)
+        seen["wallet"] = _wallet(node)
+
+    emulator = BinanceFuturesEmulator(KEY, SECRET, {USDM_IID: INST, ETH.instrument_id: ETH}, {"USDT": 10_000.0})
+    async with emulator:
+        node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, act, edit=two_perpetuals)
+        assert [(f.instrument_id, f.payment) for f in node.kernel.result.funding] == [(USDM_IID, pytest.approx(seen["paid"], abs=1e-8))]
+        assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
+
+
 def _funding_update(positions: list[dict[str, str]]) -> str:
     balance = {"a": "USDT", "wb": "9999.5", "cw": "9999.5", "bc": "-0.5"}
     return json.dumps({"e": "ACCOUNT_UPDATE", "E": 2_000, "T": 1_999, "a": {"m": "FUNDING_FEE", "B": [balance], "P": positions}})
@@ -237,7 +312,8 @@ def test_a_funding_fee_update_names_its_instrument_or_is_not_guessed_when_the_ve
     assert type(paid) is FundingPaid and (paid.instrument_id, paid.payment, paid.ts_event) == (USDM_IID, 0.5, 1_999_000_000)
     eth = Instrument(**{**USDM_INSTRUMENT, "kind": InstrumentKind.PERPETUAL, "symbol": "ETHUSDT", "base": "ETH"})
     two = FuturesStreamParser({USDM_IID: INST, eth.instrument_id: eth}, {}.get, clock_ns=lambda: 7)
-    assert [type(e) for e in two.parse(_funding_update([]))] == [AccountBalance]  # which one paid is not said: not guessed
+    # which one paid is not said: not guessed, but told as unattributed (the income history names it)
+    assert two.parse(_funding_update([])) == [AccountBalance("USDT", 9999.5, 0.0, 1_999_000_000), FundingUnattributed("USDT", 0.5, 1_999_000_000)]
     isolated = {"s": "ETHUSDT", "pa": "1", "ep": "2000", "bep": "0", "cr": "0", "up": "0", "mt": "isolated", "iw": "10", "ps": "BOTH"}
     paid_eth = [e for e in two.parse(_funding_update([isolated])) if type(e) is FundingPaid]
     assert [(p.instrument_id, p.payment) for p in paid_eth] == [(eth.instrument_id, 0.5)]

@@ -95,6 +95,7 @@ __all__ = [
     "AccountMargin",
     "AccountPosition",
     "Ack",
+    "FundingUnattributed",
     "LiveVenue",
     "NoAnswer",
     "OcoPair",
@@ -178,6 +179,20 @@ class AccountPosition(msgspec.Struct, frozen=True):
     entry_price: float
     ts_event: int
     one_way: bool = True
+
+
+class FundingUnattributed(msgspec.Struct, frozen=True):
+    """A funding payment the user stream told without naming its instrument, of several it may be.
+
+    Binance USD-M pushes a cross position's payment with no position row, so with two or more
+    perpetuals settled in ``asset`` it cannot be booked as heard: the venue's list of its
+    payments (:meth:`TradingApi.funding_since`) names the instrument. ``payment`` is positive
+    when paid, ``ts_event`` the venue's time of it.
+    """
+
+    asset: str
+    payment: float
+    ts_event: int
 
 
 class AccountMargin(msgspec.Struct, frozen=True):

@@ -31,8 +31,9 @@ Start-up
        (:meth:`~tradebus.node.reconcile.Reconciler.startup`); beside it, the funding the venue
        paid while the daemon was down is read from the venue and booked once
        (:meth:`~tradebus.node.reconcile.Reconciler.catch_up_funding`; also after every
-       reconnect of the user stream, and every reconciliation round on a venue whose user
-       stream does not push its payments: ``TradingApi.streams_funding``, OKX swaps);
+       reconnect of the user stream, every reconciliation round on a venue whose user
+       stream does not push its payments: ``TradingApi.streams_funding``, OKX swaps, and a
+       payment the stream tells without its instrument: ``FundingUnattributed``);
     3. feeds, strategies and trading as in paper mode; every ``live.reconcile_interval``
        seconds a :class:`~tradebus.node.reconcile.Reconciler` round compares open orders and
        balances with the venue again.
@@ -79,7 +80,7 @@ from tradebus.engine.messages import CancelOrder, SubmitOrder, TradingState
 from tradebus.errors import ConfigError, DataError, VenueError
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal
-from tradebus.execution.live import AccountBalance, AccountPosition, LiveVenue, NoAnswer, VenueRejected
+from tradebus.execution.live import AccountBalance, AccountPosition, FundingUnattributed, LiveVenue, NoAnswer, VenueRejected
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import PaperConfig
@@ -603,9 +604,12 @@ class LiveNode(PaperNode):
             self._state_task = loop.create_task(self._follow_trading_state(self.journal), name="live:trading-state")
         self._catch_up_funding()
 
-    def _catch_up_funding(self) -> None:
-        """Book the funding the venue paid unheard (a restart, a reconnect), in a task of its own (:meth:`~tradebus.node.reconcile.Reconciler.catch_up_funding`)."""
-        if not self.reconciler.funding_missed():
+    def _catch_up_funding(self, heard: FundingUnattributed | None = None) -> None:
+        """Book the funding the venue paid unheard (a restart, a reconnect) or ``heard`` without its instrument, in a task of its own.
+
+        See :meth:`~tradebus.node.reconcile.Reconciler.catch_up_funding`.
+        """
+        if not self.reconciler.funding_missed(heard):
             return
         if self._funding_task is not None and not self._funding_task.done():
             return  # the running catch-up reads again from the time just noted
@@ -737,7 +741,10 @@ class LiveNode(PaperNode):
             failure.__cause__ = exc
             self._strategy_failed(failure)
 
-    def _on_balance(self, balance: AccountBalance | AccountPosition) -> None:
+    def _on_balance(self, balance: AccountBalance | AccountPosition | FundingUnattributed) -> None:
+        if isinstance(balance, FundingUnattributed):  # the venue's list of its payments names the instrument
+            self._catch_up_funding(balance)
+            return
         if isinstance(balance, AccountPosition):
             if not balance.one_way:  # the account switched to hedge mode: one-way orders are refused
                 reason = f"user stream: {hedge_mode(balance.instrument_id)}; orders on it stay stopped (switch it back to one-way mode)"

@@ -20,7 +20,7 @@ open orders
     id, and the engine books the missing fills from the venue's trade history (once, by
     trade id) and closes it. Orders still in flight (SUBMITTED, UNKNOWN) are the engine's
     timeouts' business and are left to them.
-missed funding (start-up, after every reconnect of the user stream, and every round on OKX swaps)
+missed funding (start-up, after every reconnect of the user stream, every round on OKX swaps, and a payment heard without its instrument)
     On a venue whose funding payments are booked (``reports_funding``: Binance USD-M, Bybit
     linear, OKX swaps), a payment settled while the daemon was down or the stream disconnected was never
     heard; on one whose user stream pushes none (``streams_funding`` false: OKX, whose bills list
@@ -28,7 +28,10 @@ missed funding (start-up, after every reconnect of the user stream, and every ro
     fill of a perpetual, as the venue stamped both) are read from its income history
     (:meth:`~tradebus.execution.live.TradingApi.funding_since`) and each one not booked yet is
     booked as the stream's would be (once: :meth:`~tradebus.engine.perpetuals.Perpetuals.is_booked`
-    against the stream's and the journal's). It runs beside the rest (:meth:`Reconciler.catch_up_funding`):
+    against the stream's and the journal's). A payment the stream tells without its instrument
+    (Binance USD-M cross margin with two or more perpetuals in one asset:
+    :class:`~tradebus.execution.live.FundingUnattributed`) is read there at once, again until listed.
+    It runs beside the rest (:meth:`Reconciler.catch_up_funding`):
     a read that fails is logged and asked again later, and holds up neither orders nor the
     comparisons below.
 fills the venue no longer lists
@@ -102,8 +105,9 @@ from loguru import logger
 from tradebus.account import asset_names
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel
-from tradebus.engine.messages import AnomalyKind, OrderAnomaly, OrderFilled, OrderStatus, OrderType, TradingState
-from tradebus.execution.live import AccountMargin, LiveVenue, NoAnswer, VenueRejected
+from tradebus.engine.messages import AnomalyKind, FundingPaid, OrderAnomaly, OrderFilled, OrderStatus, OrderType, TradingState
+from tradebus.engine.perpetuals import VENUE_FUNDING_MATCH_NS
+from tradebus.execution.live import AccountMargin, FundingUnattributed, LiveVenue, NoAnswer, VenueRejected
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 from tradebus.strategies.failure import strategy_failure
@@ -165,6 +169,9 @@ def hedge_mode(instrument_id: str) -> str:
 CLOCK_SKEW_NS = 60_000_000_000
 #: Longest wait, seconds, between two failed reads of the venue's funding payments.
 FUNDING_RETRY_CAP_S = 60.0
+#: Reads made for a payment the user stream told without its instrument before it is left to the next
+#: reconnect's read (the venue's list may show it a moment after the stream told it; not documented).
+FUNDING_UNLISTED_READS = 5
 
 
 class InstrumentHeld(msgspec.Struct, frozen=True):
@@ -240,6 +247,8 @@ class Reconciler:
         # The earliest time a funding catch-up still has to read from, and how many were asked for.
         self._funding_from: int | None = None
         self._funding_asked = 0
+        # Payments the user stream told without their instrument, not yet seen in the venue's list.
+        self._funding_unattributed: list[FundingUnattributed] = []
         self._suspect: dict[str, float] = {}
         traded = {asset for inst in kernel.instruments.values() for asset in asset_names(inst)}
         self.fee_assets = tuple(sorted(set(fee_assets) - traded))
@@ -283,12 +292,14 @@ class Reconciler:
                         iid, len(fills), len(orders), booked)
         return True
 
-    def funding_missed(self) -> bool:
+    def funding_missed(self, heard: FundingUnattributed | None = None) -> bool:
         """Note that the venue may have paid funding unheard (a restart, a stream reconnect); whether a catch-up is due.
 
         It reads from the latest payment booked (the journal's too), else from the run's first
         fill of a perpetual (none: no position of this run, nothing paid to it), or from an
         earlier time still pending: times the venue stamped, never this machine's clock.
+        ``heard``: a payment the user stream told without its instrument; the read reaches back
+        to it and is made again until the venue lists a payment in its asset at its time.
         """
         kernel = self.kernel
         perpetuals = kernel.perpetuals
@@ -297,8 +308,12 @@ class Reconciler:
         since = perpetuals.last_funding_ns()
         if since is None:
             since = min((f.ts_event for f in kernel.result.fills if f.instrument_id in perpetuals.instruments), default=None)
-            if since is None:
-                return False
+        if heard is not None:
+            self._funding_unattributed.append(heard)
+            earliest = heard.ts_event - VENUE_FUNDING_MATCH_NS
+            since = earliest if since is None else min(since, earliest)
+        if since is None:
+            return False
         self._funding_from = since if self._funding_from is None else min(self._funding_from, since)
         self._funding_asked += 1
         return True
@@ -314,11 +329,14 @@ class Reconciler:
         A read that fails (:class:`~tradebus.execution.live.NoAnswer`,
         :class:`~tradebus.execution.live.VenueRejected`) is logged and made again ``retry``
         seconds later (doubled each time, up to :data:`FUNDING_RETRY_CAP_S`); one asked for
-        while a read is out is made after it.
+        while a read is out is made after it. So is one that does not list a payment the user
+        stream told without its instrument (:meth:`funding_missed` ``heard``), up to
+        :data:`FUNDING_UNLISTED_READS` reads in all.
         """
         perpetuals = self.kernel.perpetuals
         assert perpetuals is not None
         delay = retry
+        unlisted_reads = 0
         while self._funding_from is not None:
             since, asked = self._funding_from, self._funding_asked
             try:
@@ -332,6 +350,7 @@ class Reconciler:
             if self._funding_asked == asked:
                 self._funding_from = None
             if paid is None:
+                self._funding_unattributed.clear()
                 return
             booked = 0
             for payment in paid:
@@ -341,6 +360,30 @@ class Reconciler:
             self.funding_caught_up += booked
             logger.info("reconciliation: {} funding payment(s) at the venue since {}, {} missed and booked",
                         len(paid), since, booked)
+            self._funding_unattributed = [h for h in self._funding_unattributed if not self._lists(paid, h)]
+            if self._funding_unattributed and self._funding_from is None:
+                unlisted_reads += 1
+                unlisted = ", ".join(f"{h.payment} {h.asset} at {h.ts_event}" for h in self._funding_unattributed)
+                if unlisted_reads >= FUNDING_UNLISTED_READS:
+                    logger.error("reconciliation: funding payment(s) {} told by the user stream without their instrument are "
+                                 "not listed by the venue after {} reads: not booked until the next reconnect reads again",
+                                 unlisted, unlisted_reads)
+                    self._funding_unattributed.clear()
+                    return
+                logger.warning("reconciliation: funding payment(s) {} told by the user stream without their instrument not "
+                               "listed by the venue yet; reading again in {:g} s", unlisted, delay)
+                self._funding_from = since
+                await asyncio.sleep(delay)
+                delay = min(delay * 2.0, FUNDING_RETRY_CAP_S)
+
+    def _lists(self, paid: list[FundingPaid], heard: FundingUnattributed) -> bool:
+        """Whether the venue's payments ``paid`` hold one in ``heard``'s asset at its time (:data:`VENUE_FUNDING_MATCH_NS`)."""
+        instruments = self.kernel.instruments
+        return any(
+            p.instrument_id in instruments and instruments[p.instrument_id].quote == heard.asset
+            and abs(p.ts_event - heard.ts_event) <= VENUE_FUNDING_MATCH_NS
+            for p in paid
+        )
 
     async def startup(self, unknown: list[Order], venue_open: list[OrderStatusReport]) -> None:
         """Start-up: the missed fills from the trade history, then each order the journal left open resolved, external ones reported.

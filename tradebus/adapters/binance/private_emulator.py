@@ -1059,12 +1059,15 @@ class BinanceFuturesEmulator(AccountEmulator):
     def settle_funding(self, symbol: str, rate: float, mark: float) -> float:
         """Settle one funding of the position in ``symbol`` at ``mark``; the payment (positive: paid).
 
-        The wallet moves by ``-position * contract_size * mark * rate``, pushed as Binance does for
-        a cross position: ``ACCOUNT_UPDATE`` with reason ``m=FUNDING_FEE``, the asset's balance
-        only (``bc`` the change) and no ``P``; and listed in the income history (``FUNDING_FEE``,
+        The wallet moves by ``-position * contract_size * mark * rate``, pushed as Binance documents
+        it for a cross position: ``ACCOUNT_UPDATE`` with reason ``m=FUNDING_FEE``, the asset's balance
+        only (``bc`` the change) and no ``P``, so no symbol (pushed so for an isolated position too,
+        where Binance adds its ``P`` row); and listed in the income history (``FUNDING_FEE``,
         ``income`` the change, ``time`` the event's ``T``, a new ``tranId``). A settlement while no
         client is connected reaches only the history, as on Binance. A flat symbol pays nothing: no
-        event, no row.
+        event, no row. Assumed, not documented: one update per symbol settled (``bc`` its payment
+        alone, where several cross positions settle at one time), listed in the history by the time
+        it is pushed (a test may hold the row back), at the same millisecond.
         """
         inst = self.instruments[symbol]
         payment = self.position(symbol) * inst.contract_size * mark * rate

@@ -59,7 +59,10 @@ returns the active key or a new one). Events arrive bare or in a ``{"stream", "d
     ``a.P``: position amount ``pa`` and entry price ``ep`` of each symbol (one-way mode,
     ``ps=BOTH``) -> :class:`AccountPosition`. With reason ``a.m=FUNDING_FEE``, each balance's
     change ``bc`` is also the venue's funding payment -> ``FundingPaid`` (the kernel books it:
-    live, the venue's funding is the one booked).
+    live, the venue's funding is the one booked). Binance names the symbol only for an
+    isolated position (its ``P`` row; a cross position's update has no ``P``): a cross
+    payment when two or more perpetuals of the run settle in the asset ->
+    :class:`FundingUnattributed` (the daemon reads ``GET /fapi/v1/income``, which names it).
 ``listenKeyExpired``
     the connection is closed, so the next attempt takes a fresh key.
 
@@ -105,7 +108,7 @@ from tradebus.engine.messages import (
 )
 from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY
 from tradebus.errors import ParseError
-from tradebus.execution.live import AccountBalance, AccountPosition, NoAnswer
+from tradebus.execution.live import AccountBalance, AccountPosition, FundingUnattributed, NoAnswer
 from tradebus.execution.orders import Order
 
 __all__ = ["BinanceFuturesUserStream", "BinanceUserStream", "FuturesStreamParser", "LIVE_ACCOUNT", "LIVE_PERPETUAL", "UserStreamParser", "is_liquidation", "sign_params"]
@@ -407,18 +410,19 @@ class FuturesStreamParser(UserStreamParser):
             )
         ]  # fmt: skip
 
-    def _funding(self, event: dict[str, Any], ts: int) -> list[FundingPaid]:
+    def _funding(self, event: dict[str, Any], ts: int) -> list[FundingPaid | FundingUnattributed]:
         """The venue's funding payments of an ``ACCOUNT_UPDATE`` with reason ``FUNDING_FEE``.
 
         ``bc`` (the balance change, negative when the account paid) is the payment; the
         instrument is the isolated position's ``P`` row, or for a cross position (no ``P``: the
         venue names no symbol) the one perpetual of this account settled in the asset. Quantity,
         mark and rate are NaN: the kernel books the payment on its own position
-        (:meth:`~tradebus.engine.perpetuals.Perpetuals.on_venue_funding`).
+        (:meth:`~tradebus.engine.perpetuals.Perpetuals.on_venue_funding`). With several
+        perpetuals settled in the asset a cross payment is a :class:`FundingUnattributed`.
         """
         data = event["a"]
         named = [self.by_symbol[str(p["s"])] for p in data.get("P", []) if str(p["s"]) in self.by_symbol]
-        out: list[FundingPaid] = []
+        out: list[FundingPaid | FundingUnattributed] = []
         nan = math.nan
         for b in data.get("B", []):
             change = float(b["bc"])
@@ -426,12 +430,14 @@ class FuturesStreamParser(UserStreamParser):
                 continue
             asset = str(b["a"])
             candidates = named or [i for i in self.by_symbol.values() if i.is_perpetual and i.quote == asset]
-            if len(candidates) != 1:
-                logger.error(
-                    "binance usdm user stream: a funding payment of {} {} not booked: the venue names no symbol and "
-                    "{} perpetuals of this run settle in {} (GET /fapi/v1/income tells which)",
-                    -change, asset, len(candidates), asset,
-                )
+            if len(candidates) > 1:
+                logger.info("binance usdm user stream: a funding payment of {} {} names no symbol ({} perpetuals of this run "
+                            "settle in {}): GET /fapi/v1/income tells which", -change, asset, len(candidates), asset)
+                out.append(FundingUnattributed(asset, -change, ts))
+                continue
+            if not candidates:
+                logger.error("binance usdm user stream: a funding payment of {} {} not booked: no perpetual of this run settles in {}",
+                             -change, asset, asset)
                 continue
             out.append(FundingPaid(candidates[0].instrument_id, nan, nan, nan, -change, ts, self.clock_ns()))
         return out

@@ -31,7 +31,7 @@ from tradebus.adapters.common.policy import ConnectionPolicy
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderStatus
 from tradebus.errors import ParseError
-from tradebus.execution.live import AccountBalance, AccountPosition
+from tradebus.execution.live import AccountBalance, AccountPosition, FundingUnattributed
 from tradebus.execution.orders import Order
 
 __all__ = [
@@ -66,9 +66,14 @@ def venue_fee(fee: float, fee_asset: str | None, inst: Instrument | None) -> tup
 
 
 def deliver(events: Iterable[Any], sink: Sink, on_balance: Callable[[Any], Any] | None) -> None:
-    """Parsed private-stream events: balance and position updates to ``on_balance`` (dropped without one), the rest to ``sink``."""
+    """Parsed private-stream events: account updates to ``on_balance`` (dropped without one), the rest to ``sink``.
+
+    Account updates: :class:`~tradebus.execution.live.AccountBalance`,
+    :class:`~tradebus.execution.live.AccountPosition` and
+    :class:`~tradebus.execution.live.FundingUnattributed`.
+    """
     for event in events:
-        if isinstance(event, (AccountBalance, AccountPosition)):
+        if isinstance(event, (AccountBalance, AccountPosition, FundingUnattributed)):
             if on_balance is not None:
                 on_balance(event)
         else:
