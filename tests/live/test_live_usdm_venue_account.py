@@ -300,6 +300,42 @@ async def test_a_cross_margin_payment_not_yet_in_the_income_history_is_read_agai
         assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
 
 
+@pytest.mark.slow
+async def test_fees_paid_in_bnb_debit_the_declared_bnb_not_the_usdt_wallet_and_bnb_is_reconciled(tmp_path: Path) -> None:
+    """The BNB fee discount on USD-M (``POST /fapi/v1/feeBurn``): the futures wallet's BNB pays each fee.
+
+    Hand-derived: a market buy of 0.01 at 28,000 with a 0.04 % taker fee pays 0.112 USDT, i.e.
+    0.112 / 560 = 0.0002 BNB; the USDT wallet does not move (no realized PnL on an opening fill).
+    """
+    journal = tmp_path / "journal.sqlite"
+    seen: dict[str, Any] = {}
+
+    def bnb(config: dict[str, Any]) -> None:
+        config["balances"] = {"USDT": 10_000.0, "BNB": 1.0}
+
+    async def act(node: LiveNode) -> None:
+        account = node.kernel.portfolio.account
+        await _open_long(node, emulator)
+        await rounds_after(node.reconciler, 2)  # a BNB or USDT difference would now be reported
+        seen["here"] = (account.balance("BNB"), _wallet(node))
+        seen["mismatches"] = dict(node.reconciler.asset_mismatches)
+        emulator.balances["BNB"] -= 0.5  # moved out of the futures wallet behind the daemon's back
+        await rounds_after(node.reconciler, 3)
+        seen["after"] = dict(node.reconciler.asset_mismatches)
+
+    emulator = BinanceFuturesEmulator(KEY, SECRET, {USDM_IID: INST}, {"USDT": 10_000.0, "BNB": 1.0})
+    emulator.fee_in = ("BNB", 560.0)
+    async with emulator:
+        node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, act, edit=bnb)
+        (fill,) = emulator.fills
+        assert (fill.fee_asset, fill.fee) == ("BNB", pytest.approx(0.0002))
+        assert emulator.balances["USDT"] == 10_000.0
+        assert seen["here"] == (pytest.approx(1.0 - 0.0002, abs=1e-15), pytest.approx(10_000.0, abs=1e-9))
+        assert seen["mismatches"] == {}
+        assert seen["after"] == {"BNB": (pytest.approx(0.9998, abs=1e-12), pytest.approx(0.4998, abs=1e-12))}
+        assert not node.guard.holds
+
+
 def _funding_update(positions: list[dict[str, str]]) -> str:
     balance = {"a": "USDT", "wb": "9999.5", "cw": "9999.5", "bc": "-0.5"}
     return json.dumps({"e": "ACCOUNT_UPDATE", "E": 2_000, "T": 1_999, "a": {"m": "FUNDING_FEE", "B": [balance], "P": positions}})

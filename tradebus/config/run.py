@@ -53,7 +53,7 @@ def check_starting_balances(config: RunBase) -> None:
     """Check ``balances`` against the instruments and make ``initial_cash`` agree with it.
 
     Each asset is a base or quote asset of an instrument, or one the run's venue charges fees
-    in (:meth:`RunBase.fee_assets`: a live Binance spot account's ``BNB``); nothing else can
+    in (:meth:`RunBase.fee_assets`: a live Binance spot or USD-M account's ``BNB``); nothing else can
     move a balance, so any other asset is refused. With ``balances``, ``initial_cash`` is the
     balance of the first instrument's quote asset (set here, so a dumped config reloads); one
     given explicitly must agree with it.
@@ -74,8 +74,8 @@ def check_starting_balances(config: RunBase) -> None:
             charged = (
                 f"nor is it an asset the venue charges fees in ({sorted(fee_assets)})"
                 if fee_assets
-                else "and this run's venue charges fees in no other asset (a live Binance spot account "
-                "charges BNB)"
+                else "and this run's venue charges fees in no other asset (a live Binance spot or USD-M "
+                "account charges BNB)"
             )
             raise ValueError(
                 f"balances.{asset}: no instrument has {asset!r} as base or quote asset ({sorted(assets)}), {charged}"

@@ -313,7 +313,7 @@ class LiveConfig(PaperConfig):
 
 
     def fee_assets(self) -> frozenset[str]:
-        """The live account's fee assets (:attr:`~tradebus.adapters.common.venue.LiveAccount.fee_assets`: Binance spot's ``BNB``)."""
+        """The live account's fee assets (:attr:`~tradebus.adapters.common.venue.LiveAccount.fee_assets`: Binance spot's and USD-M's ``BNB``)."""
         venue = self.live.venue
         if venue is None:
             venues = {feed.venue for feed in self.feeds}

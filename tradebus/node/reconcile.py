@@ -473,7 +473,8 @@ class Reconciler:
         booked: set[str] = set()
         self._waiting.append(booked)
         try:
-            balances = {b.asset: b.free + b.locked for b in await api.balances()} if len(perpetual) < len(instruments) else {}
+            read_balances = len(perpetual) < len(instruments) or bool(self.fee_assets)
+            balances = {b.asset: b.free + b.locked for b in await api.balances()} if read_balances else {}
             listed = await api.positions() if perpetual else []
         except Exception as exc:  # noqa: BLE001 - no answer: at start-up every instrument stays held
             logger.warning("reconciliation: balances or positions unavailable ({}: {})", type(exc).__name__, exc)
@@ -521,7 +522,7 @@ class Reconciler:
             )
             logger.error(reason)
             self.on_mismatch(iid, reason, diff)
-        if len(perpetual) < len(instruments):
+        if read_balances:
             self.compare_fee_assets(balances, startup=startup)
 
     def compare_fee_assets(self, balances: Mapping[str, float], *, startup: bool) -> None:

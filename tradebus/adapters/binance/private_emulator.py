@@ -94,7 +94,8 @@ The account is one-way USDT-margined: the position of each symbol is the matchin
 (:meth:`~tradebus.execution.simulated.SimulatedVenue.position`; a reduce-only order that
 would not reduce it is refused on arrival, one larger than it is capped at fill time), its
 entry price the average of the fills that opened it; the USDT wallet moves by realized PnL
-and fees. Departures from Binance: MARKET orders are answered ``NEW`` and fill at the next
+and fees (with ``fee_in``, as on spot, a fee is charged in BNB while the wallet's BNB covers it:
+the BNB fee discount). Departures from Binance: MARKET orders are answered ``NEW`` and fill at the next
 public trade; no margin check; funding and liquidation only when a test calls
 :meth:`BinanceFuturesEmulator.settle_funding` or :meth:`BinanceFuturesEmulator.liquidate`; of the algo orders only ``STOP_MARKET``
 and ``STOP`` (``TAKE_PROFIT*`` and ``TRAILING_STOP_MARKET`` are refused, ``-1116``); a stop placed
@@ -1177,8 +1178,8 @@ class BinanceFuturesEmulator(AccountEmulator):
         buy = fill.side is OrderSide.BUY
         return {
             "buyer": buy,
-            "commission": _num(fill.fee),
-            "commissionAsset": self.instruments[f.rec.symbol].quote,
+            "commission": _num(f.fee),
+            "commissionAsset": f.fee_asset or self.instruments[f.rec.symbol].quote,
             "id": f.trade_id,
             "maker": fill.liquidity == "MAKER",
             "orderId": f.rec.order_id,
@@ -1214,8 +1215,8 @@ class BinanceFuturesEmulator(AccountEmulator):
             "l": _num(f.last_qty if f else 0.0),
             "z": _num(rec.filled),
             "L": _num(f.last_px if f else 0.0),
-            "N": self.instruments[rec.symbol].quote if f else None,
-            "n": _num(f.fee if f else 0.0),
+            "N": (fill.fee_asset or self.instruments[rec.symbol].quote) if fill is not None else None,
+            "n": _num(fill.fee if fill is not None else 0.0),
             "T": (f.ts_event // 1_000_000) if f else now,
             "t": fill.trade_id if fill is not None else 0,
             "b": "0",

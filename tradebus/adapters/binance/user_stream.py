@@ -594,4 +594,5 @@ LIVE_PERPETUAL = LiveAccount(
     trading=lazy_trading("tradebus.adapters.binance.trading", "BinanceFuturesTrading"),
     user_stream=_futures_user_stream,
     mainnet_domains=MAINNET_DOMAINS,
+    fee_assets=("BNB",),  # the BNB fee discount (POST /fapi/v1/feeBurn): fees paid from the futures wallet's BNB
 )

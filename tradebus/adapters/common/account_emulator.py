@@ -164,9 +164,9 @@ class AccountEmulator(ABC):
     rate_limit_code: int = 429
     #: A derivatives account: one-way linear positions and a quote wallet instead of spot balances.
     linear_positions: bool = False
-    #: ``(asset, its price in the quote asset)``: a spot fill's fee is charged in that asset, worth
-    #: the simulated fee, while its balance covers it (Binance's BNB fee discount, the discount
-    #: itself left out); ``None``: in the quote asset.
+    #: ``(asset, its price in the quote asset)``: a fill's fee (spot, or a derivatives account's) is
+    #: charged in that asset, worth the simulated fee, while its balance covers it (Binance's BNB fee
+    #: discount, the discount itself left out); ``None``: in the quote asset.
     fee_in: tuple[str, float] | None = None
     #: A spot buy's fee is charged in the base asset it receives, worth the simulated fee at the
     #: fill price, to 8 decimals (Binance without BNB: buy 0.01 BTC, receive 0.00999); a sell's
@@ -453,17 +453,17 @@ class AccountEmulator(ABC):
     def _book_fill(self, rec: EmulatedOrder, fill: OrderFilled) -> None:
         inst = self.instruments[rec.symbol]
         fee, fee_asset = fill.fee, ""
+        if self.fee_in is not None and self.balances.get(self.fee_in[0], 0.0) >= fill.fee / self.fee_in[1]:
+            fee_asset, fee = self.fee_in[0], fill.fee / self.fee_in[1]
+            self.balances[fee_asset] -= fee
         if self.linear_positions:
-            self._book_position(rec.symbol, inst, fill)
-            changed, symbol = [inst.quote], rec.symbol
+            self._book_position(rec.symbol, inst, fill, 0.0 if fee_asset else fee)
+            changed, symbol = [inst.quote, *([fee_asset] if fee_asset else [])], rec.symbol
         else:
             buy = fill.side is OrderSide.BUY
             notional = fill.last_qty * fill.last_px
             moved = fill.last_qty if buy else -fill.last_qty
-            if self.fee_in is not None and self.balances.get(self.fee_in[0], 0.0) >= fill.fee / self.fee_in[1]:
-                fee_asset, fee = self.fee_in[0], fill.fee / self.fee_in[1]
-                self.balances[fee_asset] -= fee
-            elif self.fee_in_received and buy:
+            if not fee_asset and self.fee_in_received and buy:
                 fee_asset, fee = inst.base, round(fill.fee / fill.last_px, 8)
                 moved -= fee
             self.balances[inst.base] = self.balances.get(inst.base, 0.0) + moved
@@ -473,7 +473,7 @@ class AccountEmulator(ABC):
         self._push(self.order_frames(rec, booked))
         self._push(self.balance_frames(changed, symbol))
 
-    def _book_position(self, symbol: str, inst: Instrument, fill: OrderFilled) -> None:
+    def _book_position(self, symbol: str, inst: Instrument, fill: OrderFilled, fee: float) -> None:
         qty = fill.last_qty if fill.side is OrderSide.BUY else -fill.last_qty
         after = self.position(symbol)  # the matching venue's position already includes this fill
         before = after - qty
@@ -488,7 +488,7 @@ class AccountEmulator(ABC):
             self.entry[symbol] = fill.last_px
         elif abs(after) > abs(before):
             self.entry[symbol] = (entry * abs(before) + fill.last_px * abs(qty)) / abs(after)
-        self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) + realized - fill.fee
+        self.balances[inst.quote] = self.balances.get(inst.quote, 0.0) + realized - fee
 
     def record_fill(self, rec: EmulatedOrder, fill: OrderFilled, fee: float | None = None, fee_asset: str = "") -> EmulatedFill:
         """Add ``fill`` to the order (filled quantity, status) and to the account's trade list.

@@ -70,9 +70,9 @@ class LiveAccount:
         ``fapi.binance.com`` ...): an endpoint override on any host in them, other than the
         testnet's own, is mainnet.
     fee_assets
-        Assets the venue may charge fees in that no instrument trades (Binance spot: ``BNB``,
-        its fee discount): a live config may declare their ``balances``, and the reconciliation
-        compares them with the venue's.
+        Assets the venue may charge fees in that no instrument trades (Binance spot and USD-M:
+        ``BNB``, its fee discount): a live config may declare their ``balances``, and the
+        reconciliation compares them with the venue's (also on an account of perpetuals only).
     """
 
     endpoints: Mapping[str, tuple[str, str]]
