@@ -14,9 +14,12 @@ from tests.live.test_live_resolved_contingent import Contingent
 from tradebus.adapters.common.account_emulator import RestFault
 from tradebus.execution.contingent import OrderSpec
 from tradebus.engine.messages import (
+    CancelOrder,
     ModifyOrder,
+    OrderCanceled,
     OrderModifyRejected,
     OrderReplaced,
+    OrderResolved,
     OrderSide,
     OrderStatus,
     OrderType,
@@ -403,3 +406,53 @@ async def test_two_modifies_during_one_two_request_cancel_replace_are_both_appli
         await h.venue.drain()
     assert (new.price, new.quantity) == (59_500.0, 0.005) and refused == []
     assert [(r.order.price, r.order.quantity) for r in h.emulator.open_orders()] == [(59_500.0, 0.005)]
+
+
+async def test_an_order_canceled_during_its_one_request_cancel_replace_leaves_nothing_working() -> None:
+    """Binance spot: a limit buy at 50,000 is moved to 55,000 by one cancel-replace, whose answer is slow
+    (0.15 s), and canceled by the strategy meanwhile. The venue did the cancel-replace first (the cancel
+    then refused: unknown order); its answer placed the replacement, OrderReplaced moved the order to it,
+    and a buy the strategy had canceled kept working at 55,000 at the venue."""
+    async with harness(rest_faults=[RestFault("slow", "POST", "/api/v3/order/cancelReplace", seconds=0.15)]) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        seen: list[object] = []
+        for cls in (OrderModifyRejected, OrderReplaced, OrderCanceled, OrderResolved):
+            h.kernel.bus.subscribe(cls, seen.append)
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, price=55_000.0))
+        await until(lambda: h.emulator.orders[coid].status == "CANCELED")  # processed; its answer is on its way
+        h.kernel.execution.cancel(CancelOrder("s1", IID, coid, 0, 0))
+        await until(lambda: h.emulator.open_orders() == [] and h.kernel.orders.open_orders() == [])
+        await h.venue.drain()
+        new = next(o for o in h.kernel.orders.orders() if o is not order)
+    assert order.status is OrderStatus.CANCELED and new.status is OrderStatus.CANCELED
+    # closed by the query after the refused cancel, or by the cancel-replace's answer: it does not matter which
+    told = sorted(type(e).__name__ for e in seen if e.client_order_id == coid)
+    assert told in (["OrderModifyRejected", "OrderResolved"], ["OrderCanceled", "OrderModifyRejected"])
+
+
+async def test_a_stop_canceled_during_its_refused_one_request_cancel_replace_is_not_placed_again() -> None:
+    """Binance spot: long 0.01 BTC, a sell stop at 59,000 moved to 60,500 (above the last trade) by one
+    cancel-replace whose answer is slow: Binance cancels the stop and refuses the new one (-2021). The
+    strategy cancels the stop meanwhile. The refusal placed the stop again at 59,000: a stop the strategy
+    had canceled working at the venue."""
+    async with harness(rest_faults=[RestFault("slow", "POST", "/api/v3/order/cancelReplace", seconds=0.15)]) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        refused: list[OrderModifyRejected] = []
+        h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
+        buy = h.submit(OrderSide.BUY, 0.01)
+        await until(lambda: buy.status is OrderStatus.ACCEPTED)
+        h.trade(60_000.0)
+        await until(lambda: buy.status is OrderStatus.FILLED)
+        stop = h.kernel.execution.submit(SubmitOrder("s1", IID, "", OrderSide.SELL, 0.01, 0, 0, OrderType.STOP_MARKET, trigger_price=59_000.0))
+        await until(lambda: stop.status is OrderStatus.ACCEPTED)
+        coid = stop.client_order_id
+        h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, trigger_price=60_500.0))
+        await until(lambda: h.emulator.orders[coid].status == "CANCELED")  # processed; its answer is on its way
+        h.kernel.execution.cancel(CancelOrder("s1", IID, coid, 0, 0))
+        await until(lambda: len(refused) == 1)
+        await h.venue.drain()
+    assert h.emulator.open_orders() == [] and h.kernel.orders.open_orders() == []
+    assert stop.status is OrderStatus.CANCELED and len(h.kernel.orders.orders()) == 3  # the buy, the stop, the refused one

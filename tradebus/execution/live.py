@@ -21,7 +21,9 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     the venue's success emits ``OrderAccepted`` (replacement), ``OrderReplaced``, then the
     ``OrderCanceled`` of the order (held until then if the user stream told it first); a failed
     cancel rejects the replacement (``OrderModifyRejected``); a replacement refused after the
-    cancel places the order again as it was (``OrderReplaced``), one round trip without it.
+    cancel places the order again as it was (``OrderReplaced``), one round trip without it. A cancel
+    of the order while its cancel-replace is in flight wins: the replacement the venue placed
+    meanwhile is canceled at once, ``OrderModifyRejected`` instead of ``OrderReplaced``.
     Another venue without amend gets a **cancel-replace** in two requests (never for a trigger
     price: a stop would be off the venue between them; ``OrderModifyRejected`` at once): the order is canceled, and once the cancel is confirmed (not
     filled in the meantime) a new order with a new client id for the quantity left, at the
@@ -419,6 +421,8 @@ class LiveVenue(Venue):
         self._swapping: Order | None = None
         self._swaps: dict[str, Order] = {}
         self._held: dict[str, Any] = {}
+        # Those of them canceled meanwhile: the cancel wins, their replacement is not kept.
+        self._swaps_canceled: set[str] = set()
         self._queued = False
         # The orders submitted inside :meth:`oco_pair`, held to be sent as one order list.
         self._pairing: list[Order] | None = None
@@ -488,15 +492,20 @@ class LiveVenue(Venue):
                     self._spawn(self._place(order), f"place:{order.client_order_id}")
 
     def cancel(self, order: Order) -> None:
-        """Ask the venue to cancel ``order`` in the background; a two-request cancel-replace of it that
-        waits for its cancel is dropped (``OrderModifyRejected``): the cancel's confirmation places nothing."""
+        """Ask the venue to cancel ``order`` in the background; the cancel wins over a cancel-replace of it in
+        flight (``OrderModifyRejected``): a two-request one that waits for its cancel places nothing, a
+        one-request one done meanwhile has its replacement canceled at once, and no ``OrderReplaced``."""
+        coid = order.client_order_id
         if self.dry_run:
-            logger.info("dry run: cancel of {} not sent", order.client_order_id)
+            logger.info("dry run: cancel of {} not sent", coid)
             return
-        if self._end_replacing(order.client_order_id) is not None:
-            logger.info("order {}: canceled during its cancel-replace; nothing will replace it", order.client_order_id)
+        if self._end_replacing(coid) is not None:
+            logger.info("order {}: canceled during its cancel-replace; nothing will replace it", coid)
             self._modify_rejected(order, "canceled before its replacement")
-        self._spawn(self._cancel(order), f"cancel:{order.client_order_id}")
+        if coid in self._swaps:
+            logger.info("order {}: canceled during its cancel-replace; its replacement will not be kept", coid)
+            self._swaps_canceled.add(coid)
+        self._spawn(self._cancel(order), f"cancel:{coid}")
 
     def modify(self, order: Order, cmd: ModifyOrder) -> None:
         """Amend ``order`` at the venue, or cancel-replace it where the venue cannot amend (module docstring)."""
@@ -786,8 +795,14 @@ class LiveVenue(Venue):
             ack = await self.api.replace(order, replacement)
         except VenueRejected as exc:
             self._swaps.pop(coid, None)
+            canceled = self._take_swap_canceled(coid)
             now = self.clock.now_ns()
             self.emit(OrderRejected(replacement.strategy_id, replacement.instrument_id, new, str(exc), now, now))
+            if isinstance(exc, ReplacementRejected) and canceled:
+                logger.info("cancel-replace of {}: canceled, replacement {} refused ({}); the order stays canceled", coid, new, exc)
+                self._modify_rejected(order, "canceled during its cancel-replace")
+                self._pass_cancel(order, now, "canceled")
+                return
             if isinstance(exc, ReplacementRejected) and self.on_replace is not None:
                 # Canceled, the new order refused: the order is placed again as it was, alone (the
                 # venue was without it for this round trip); what followed it follows the new one.
@@ -807,6 +822,8 @@ class LiveVenue(Venue):
             # Either may have happened: both are queried (the replacement by its submit timeout).
             logger.warning("cancel-replace of {}: no answer ({}); querying", coid, exc)
             self._swaps.pop(coid, None)
+            if self._take_swap_canceled(coid):
+                self.cancel(replacement)  # it may have been placed
             self._release_held(coid)
             self._query_soon(order)
             return
@@ -814,16 +831,28 @@ class LiveVenue(Venue):
         now = self.clock.now_ns()
         if replacement.status in _UNACKNOWLEDGED:
             self.emit(OrderAccepted(replacement.strategy_id, replacement.instrument_id, new, ack.venue_order_id, ack.ts_event, now))
+        if self._take_swap_canceled(coid):
+            logger.info("order {}: canceled during its cancel-replace; canceling its replacement {}", coid, new)
+            self.cancel(replacement)
+            self._modify_rejected(order, "canceled during its cancel-replace")
+            self._pass_cancel(order, ack.ts_event, "canceled")
+            return
         self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, new, ack.ts_event, now))
         self._pass_cancel(order, ack.ts_event)
         logger.info("order {} replaced by {} in one request", coid, new)
 
-    def _pass_cancel(self, order: Order, ts_event: int) -> None:
+    def _take_swap_canceled(self, coid: str) -> bool:
+        """Whether ``coid`` was canceled while its one-request cancel-replace was in flight (forgotten now)."""
+        canceled = coid in self._swaps_canceled
+        self._swaps_canceled.discard(coid)
+        return canceled
+
+    def _pass_cancel(self, order: Order, ts_event: int, reason: str = "replaced") -> None:
         """Emit the cancel of a cancel-replaced order: the user stream's, held, else one from the answer."""
         held = self._held.pop(order.client_order_id, None)
         if held is None:
             now = self.clock.now_ns()
-            held = OrderCanceled(order.strategy_id, order.instrument_id, order.client_order_id, "replaced", ts_event, now)
+            held = OrderCanceled(order.strategy_id, order.instrument_id, order.client_order_id, reason, ts_event, now)
         self.emit(held)
 
     def _release_held(self, coid: str) -> None:
