@@ -456,3 +456,28 @@ async def test_a_stop_canceled_during_its_refused_one_request_cancel_replace_is_
         await h.venue.drain()
     assert h.emulator.open_orders() == [] and h.kernel.orders.open_orders() == []
     assert stop.status is OrderStatus.CANCELED and len(h.kernel.orders.orders()) == 3  # the buy, the stop, the refused one
+
+
+async def test_a_two_request_cancel_replace_whose_confirming_query_fails_asks_again() -> None:
+    """USD-M: a limit buy at 59,000 moved to 59,500 (cancel, then a new order); the venue cancels it, the
+    stream's cancel frame is lost and the two queries sent after the cancel's answer meet a 503. Nothing
+    asked again: the order stayed ACCEPTED here at 59,000 though canceled at the venue, nothing was placed
+    in its place and the cancel-replace stayed pending for good."""
+    from tests.live.live_harness import usdm_harness
+    from tradebus.adapters.binance.private_emulator import StreamFault
+
+    rest = [RestFault("error5xx", "GET", "/fapi/v1/order"), RestFault("error5xx", "GET", "/fapi/v1/order")]  # the first two
+    async with usdm_harness(stream_faults=[StreamFault("drop", '"x": "CANCELED"')], rest_faults=rest) as h:
+        replaced: list[OrderReplaced] = []
+        h.kernel.bus.subscribe(OrderReplaced, replaced.append)
+        order = h.submit(OrderSide.BUY, 0.01, 59_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        h.kernel.execution.modify(ModifyOrder("s1", h.iid, coid, 0, 0, price=59_500.0))
+        await until(lambda: len(replaced) == 1)
+        new = h.kernel.orders.order(replaced[0].replacement_id)
+        await until(lambda: new.status is OrderStatus.ACCEPTED and order.status is OrderStatus.CANCELED)
+        await h.venue.drain()
+    assert all(f.fired for f in rest)
+    assert (new.price, new.quantity) == (59_500.0, 0.01) and [r.order.price for r in h.emulator.open_orders()] == [59_500.0]
+    assert h.venue._replacing == {}

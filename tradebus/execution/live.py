@@ -33,7 +33,8 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     order's ``OrderCanceled`` (so an OCO group or bracket follows the replacement). When the
     order closed otherwise first (filled), is canceled by the engine meanwhile, or still works at
     a query sent once the cancel was answered (an earlier query's answer may predate the cancel:
-    it is not believed), nothing is replaced: ``OrderModifyRejected``; so it is when the risk gate
+    it is not believed; the engine asks again every ``retry_ns`` until one is answered, the stream's
+    cancel frame may be lost), nothing is replaced: ``OrderModifyRejected``; so it is when the risk gate
     denies the replacement. Its intent is journaled before the cancel is sent
     (:attr:`LiveVenue.on_replacing`: ``ContingentLinked`` ``"replace"`` with no replacement id yet and
     the modification's ``quantity`` and ``price``), and a restart picks it up
@@ -403,7 +404,8 @@ class LiveVenue(Venue):
         self._querying: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
-        #: Called with a client order id when a query's answer arrived (the engine's ``reconcile_order``).
+        #: Called with a client order id when a query's answer arrived, or to query an order until answered
+        #: (the engine's ``reconcile_order``: it asks again every ``retry_ns`` while no answer comes).
         self.on_answer: Callable[[str], Any] | None = None
         #: Requests sent, by kind (``place``, ``cancel``, ``query``, ``amend``, ``replace``): what a test counts.
         self.requests: dict[str, int] = {"place": 0, "cancel": 0, "query": 0, "amend": 0, "replace": 0}
@@ -876,11 +878,19 @@ class LiveVenue(Venue):
             # The replacement waits for the cancel, confirmed by the stream or a query sent from now on
             # (a cancel-replace has no engine timeout of its own).
             self._cancel_answered.add(coid)
-            self._query_soon(order)
+            self._query_until_answered(order)
 
     def _modify_rejected(self, order: Order, reason: str) -> None:
         now = self.clock.now_ns()
         self.emit(OrderModifyRejected(order.strategy_id, order.instrument_id, order.client_order_id, reason, now, now))
+
+    def _query_until_answered(self, order: Order) -> None:
+        """Query ``order`` through the engine (:attr:`on_answer`), which asks again until the venue answers;
+        a query of the venue's own is asked once."""
+        if self.on_answer is None:
+            self._query_soon(order)
+            return
+        self.on_answer(order.client_order_id)
 
     def _query_soon(self, order: Order) -> None:
         if order.client_order_id not in self._querying:
@@ -913,7 +923,7 @@ class LiveVenue(Venue):
                 logger.warning("order {}: still working after its cancel-replace's cancel; modification abandoned", coid)
                 self._modify_rejected(order, "still working after its cancel-replace's cancel")
             elif coid in self._cancel_answered:
-                self._query_soon(order)  # the cancel was answered while this query was out: ask again
+                self._query_until_answered(order)  # the cancel was answered while this query was out: ask again
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Wait (up to ``timeout`` s) for the requests in flight."""
