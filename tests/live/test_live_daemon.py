@@ -19,6 +19,7 @@ from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.cli import app
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.errors import ConfigError
+from tradebus.execution.engine import OrderTimeouts
 from tradebus.node.live import ApiKeys, LiveNode, LiveSettings, check_environment, parse_live_config
 from tradebus.config import dump_config
 from tradebus.reports.outputs import write_outputs
@@ -454,3 +455,18 @@ async def test_a_kill_from_another_process_halts_the_running_daemon(tmp_path: Pa
     state = journal.load_risk_state()
     journal.close()
     assert state is not None and (state.manual_state, state.manual_reason) == (TradingState.HALTED, "operator kill again")
+
+
+def test_the_live_section_sets_every_order_timeout_of_the_engine() -> None:
+    """``OrderTimeouts.fill_grace_ns`` (how long a Bybit order push ahead of its fills waits before a query)
+    had no config key: ``live.fill_grace`` was refused as unknown and the 1 s default could not be changed."""
+    config = parse_live_config({
+        "instruments": [SPOT], **_minimal(),
+        "live": {"submit_timeout": 2.0, "cancel_timeout": 3.0, "retry_interval": 0.5, "check_interval": None,
+                 "not_found_grace": 4.0, "fill_grace": 2.5},
+    })
+    assert config.live.timeouts() == OrderTimeouts(
+        submit_ns=2_000_000_000, cancel_ns=3_000_000_000, retry_ns=500_000_000, check_ns=None,
+        not_found_grace_ns=4_000_000_000, fill_grace_ns=2_500_000_000,
+    )
+    assert set(OrderTimeouts.__struct_fields__) == {"submit_ns", "cancel_ns", "retry_ns", "check_ns", "not_found_grace_ns", "fill_grace_ns"}

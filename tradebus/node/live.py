@@ -194,8 +194,9 @@ class LiveSettings(StrictModel):
     request_timeout
         HTTP timeout of one REST request, seconds (no answer by then: the order is UNKNOWN
         after ``submit_timeout``).
-    submit_timeout, cancel_timeout, retry_interval, check_interval, not_found_grace
-        :class:`~tradebus.execution.engine.OrderTimeouts`, in seconds.
+    submit_timeout, cancel_timeout, retry_interval, check_interval, not_found_grace, fill_grace
+        :class:`~tradebus.execution.engine.OrderTimeouts`, in seconds (``fill_grace``: how long after
+        a venue's order push said more filled than is booked the order is queried if still short).
     reconcile_interval
         Seconds between two reconciliation rounds while running
         (:class:`~tradebus.node.reconcile.Reconciler`); ``None``: only at start-up.
@@ -222,6 +223,7 @@ class LiveSettings(StrictModel):
     retry_interval: PositiveFloat = 5.0
     check_interval: PositiveFloat | None = 30.0
     not_found_grace: PositiveFloat = 15.0
+    fill_grace: PositiveFloat = 1.0
     reconcile_interval: PositiveFloat | None = 60.0
     on_mismatch: Literal["hold", "reducing"] = "hold"
 
@@ -273,6 +275,7 @@ class LiveSettings(StrictModel):
             retry_ns=int(self.retry_interval * s),
             check_ns=None if self.check_interval is None else int(self.check_interval * s),
             not_found_grace_ns=int(self.not_found_grace * s),
+            fill_grace_ns=int(self.fill_grace * s),
         )
 
 
