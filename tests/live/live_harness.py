@@ -86,6 +86,25 @@ async def answered(kernel: Kernel, timeout: float = 10.0) -> None:
     await until(lambda: not any(o.status in waiting or o.order_type is OrderType.MARKET for o in kernel.orders.open_orders()), timeout)
 
 
+async def settled(h: Harness, timeout: float = 3.0) -> None:
+    """Wait until nothing is on its way to the daemon: no request of the venue in flight, no stream frame
+    a fault holds back or delays, and every frame queued to the stream's (one) connection handled."""
+
+    def quiet() -> bool:
+        emulator = h.emulator
+        sent = sum(s.queued for s in emulator.sessions)
+        return h.venue.in_flight == 0 and emulator.frames_pending == 0 and h.stream.frames >= sent
+
+    await until(quiet, timeout)
+
+
+async def later_than(clock: LiveClock, delay_ns: int, timeout: float = 5.0) -> None:
+    """Wait until an alert set now on ``clock`` ``delay_ns`` ahead has fired: every timer and alert due before it has fired too."""
+    fired = asyncio.Event()
+    clock.set_alert(f"test-later-{clock.now_ns()}", clock.now_ns() + delay_ns, lambda _event: fired.set())
+    await asyncio.wait_for(fired.wait(), timeout)
+
+
 @asynccontextmanager
 async def harness(
     rest_faults: list[RestFault] | None = None,

@@ -7,15 +7,19 @@ trades the test feeds it; faults are injected by the emulator.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 from loguru import logger
 
-from tests.live.live_harness import FAST, IID, harness, until
+from tests.live.live_harness import FAST, IID, Harness, harness, later_than, settled, until
 from tradebus.adapters.binance.private_emulator import RestFault, StreamFault
 from tradebus.engine.messages import CancelOrder, OrderSide, OrderStatus
+
+
+def _queries(h: Harness, client_order_id: str) -> int:
+    """How many times the venue was asked about this order (``GET /api/v3/order``)."""
+    return sum(1 for m, p, c in h.emulator.requests if (m, p, c) == ("GET", "/api/v3/order", client_order_id))
 
 
 def _position_matches_account(h: object) -> None:
@@ -31,7 +35,7 @@ async def test_place_fill_and_cancel() -> None:
         buy = h.submit(OrderSide.BUY, 0.01, 59_000.0)
         await until(lambda: buy.status is OrderStatus.ACCEPTED)
         h.trade(59_500.0)
-        await asyncio.sleep(0.05)
+        await settled(h)  # what the venue sent about that trade has been handled
         assert buy.status is OrderStatus.ACCEPTED
         h.trade(58_990.0)
         await until(lambda: buy.status is OrderStatus.FILLED)
@@ -97,8 +101,9 @@ async def test_duplicated_and_reordered_stream_events_are_booked_once() -> None:
         await until(lambda: second.client_order_id in h.emulator.orders)
         h.trade(59_500.0)
         await until(lambda: second.status is OrderStatus.FILLED)
-        await asyncio.sleep(0.2)  # the duplicate and the late NEW have arrived
+        await settled(h)  # the duplicate and the late NEW have been handled
         assert all(f.fired for f in faults)
+        assert first.status is second.status is OrderStatus.FILLED  # the late NEW changed nothing
         assert first.filled_qty == pytest.approx(0.02) and second.filled_qty == pytest.approx(0.02)
         _position_matches_account(h)
         assert h.kernel.portfolio.position(IID) == pytest.approx(0.0, abs=1e-12)
@@ -109,13 +114,14 @@ async def test_fill_seen_only_in_trade_history_is_booked_once_by_trade_id() -> N
         order = h.submit(OrderSide.BUY, 0.01, 60_000.0)
         await until(lambda: order.status is OrderStatus.ACCEPTED)
         h.trade(59_000.0)  # fills at the venue; its TRADE event is lost
-        await asyncio.sleep(0.1)
+        await settled(h)
         assert order.status is OrderStatus.ACCEPTED
         h.kernel.execution.cancel(CancelOrder("s1", IID, order.client_order_id, 0, 0))  # refused: already filled
         await until(lambda: order.status is OrderStatus.FILLED)
         assert [f.trade_id for f in h.kernel.result.fills] == [str(h.emulator.trades[0]["id"])]
+        asked = _queries(h, order.client_order_id)
         h.kernel.execution.reconcile_order(order.client_order_id)  # asking again books nothing new
-        await asyncio.sleep(0.2)
+        await until(lambda: _queries(h, order.client_order_id) > asked and h.venue.in_flight == 0)  # its answer applied
         assert len(h.kernel.result.fills) == 1
         _position_matches_account(h)
 
@@ -135,7 +141,7 @@ async def test_cancel_racing_a_fill_whose_event_is_late_books_the_fill_once() ->
         h.trade(59_000.0)  # fills at the venue; the event is on its way, slowly
         h.kernel.execution.cancel(CancelOrder("s1", IID, order.client_order_id, 0, 0))  # too late: refused
         await until(lambda: order.status is OrderStatus.FILLED)
-        await asyncio.sleep(0.7)  # the delayed TRADE event arrives after the query booked the fill
+        await settled(h)  # the delayed TRADE event has been handled after the query booked the fill
         assert h.emulator.stream_faults[0].fired
         assert len(h.kernel.result.fills) == 1 and order.filled_qty == pytest.approx(0.01)
         _position_matches_account(h)
@@ -152,8 +158,10 @@ async def test_an_answered_query_is_not_asked_again_and_again() -> None:
         h.trade(60_000.0)
         await until(lambda: done.status is OrderStatus.FILLED)
         for order in (rest, done):
-            h.kernel.execution.reconcile_order(order.client_order_id)
-        await asyncio.sleep(10 * FAST.retry_ns / 1e9)  # ten retry intervals
-        queries = {o.client_order_id: sum(1 for m, p, c in h.emulator.requests if (m, p, c) == ("GET", "/api/v3/order", o.client_order_id)) for o in (rest, done)}
+            h.kernel.execution.reconcile_order(order.client_order_id)  # each query sent, its retry set
+        await until(lambda: _queries(h, rest.client_order_id) and _queries(h, done.client_order_id) and h.venue.in_flight == 0)
+        await later_than(h.venue.clock, FAST.retry_ns + 10_000_000)  # the retries (set before the answers) are due by then
+        await settled(h)  # a query a retry sent has reached the venue and been answered
+        queries = {o.client_order_id: _queries(h, o.client_order_id) for o in (rest, done)}
         assert queries == {rest.client_order_id: 1, done.client_order_id: 1}
         assert rest.status is OrderStatus.ACCEPTED and done.status is OrderStatus.FILLED

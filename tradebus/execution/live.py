@@ -429,6 +429,11 @@ class LiveVenue(Venue):
         # The orders submitted inside :meth:`oco_pair`, held to be sent as one order list.
         self._pairing: list[Order] | None = None
 
+    @property
+    def in_flight(self) -> int:
+        """Requests whose task has not ended: their answer (or its absence) not handled yet."""
+        return len(self._tasks)
+
     def requests_queued(self) -> bool:
         """Whether a request was queued since the last call (a feed then yields to the loop so that it leaves)."""
         queued, self._queued = self._queued, False

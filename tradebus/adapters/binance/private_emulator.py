@@ -677,7 +677,7 @@ class BinancePrivateEmulator(AccountEmulator):
         frame = json.dumps({"subscriptionId": 0, "event": {"e": "eventStreamTerminated", "E": self.now_ms()}})
         for session in self.sessions:
             if "user" in session.topics:
-                session.queue.put_nowait(frame)
+                session.send(frame)
                 session.topics.discard("user")
 
 
@@ -1142,7 +1142,7 @@ class BinanceFuturesEmulator(AccountEmulator):
     def _deliver(self, topic: str, frames: list[str]) -> None:
         for session in self.sessions:  # a listen-key connection receives every event of the account
             for frame in frames:
-                session.queue.put_nowait(frame)
+                session.send(frame)
 
     # ------------------------------------------------------------------ wire forms
 

@@ -130,12 +130,22 @@ class EmulatedFill:
 
 @dataclass
 class WsSession:
-    """One private WebSocket connection: logged in or not, its subscriptions, its send queue."""
+    """One private WebSocket connection: logged in or not, its subscriptions, its send queue.
+
+    ``queued`` counts the frames given to :meth:`send` (answers and pushes): once the client has
+    received that many on this connection, it has everything the emulator sent it so far.
+    """
 
     ws: web.WebSocketResponse
     authed: bool = False
     topics: set[str] = field(default_factory=set)
     queue: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    queued: int = 0
+
+    def send(self, frame: str) -> None:
+        """Queue ``frame`` for this connection (sent in order by the emulator's sender task)."""
+        self.queued += 1
+        self.queue.put_nowait(frame)
 
 
 class AccountEmulator(ABC):
@@ -212,6 +222,7 @@ class AccountEmulator(ABC):
         self.hold_frames: asyncio.Event | None = None
         self.held_frames = 0
         self._held: dict[int, str] = {}
+        self._delayed = 0
         self._order_ids = 0
         self._placing: EmulatedOrder | None = None
         self._placing_events: list[Any] = []
@@ -547,18 +558,28 @@ class AccountEmulator(ABC):
                     self._held[id(fault)] = frame
                     out = []
                 elif fault.kind == "delay":
-                    asyncio.get_running_loop().call_later(fault.seconds, self._deliver, topic, [frame])
+                    self._delayed += 1
+                    asyncio.get_running_loop().call_later(fault.seconds, self._deliver_late, topic, frame)
                     out = []
             if out:
                 held = list(self._held.values())
                 self._held.clear()
                 self._deliver(topic, out + held)
 
+    @property
+    def frames_pending(self) -> int:
+        """Stream frames a fault holds back (``reorder``) or delays (``delay``), not yet queued to any connection."""
+        return len(self._held) + self._delayed
+
+    def _deliver_late(self, topic: str, frame: str) -> None:
+        self._delayed -= 1
+        self._deliver(topic, [frame])
+
     def _deliver(self, topic: str, frames: list[str]) -> None:
         for session in self.sessions:
             if session.authed and topic in session.topics:
                 for frame in frames:
-                    session.queue.put_nowait(frame)
+                    session.send(frame)
 
     async def _ws(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse()
@@ -575,7 +596,7 @@ class AccountEmulator(ABC):
                     self.held_frames += 1
                     await hold.wait()
                 for reply in self.ws_message(msg.data, session):
-                    session.queue.put_nowait(reply)
+                    session.send(reply)
         finally:
             sender.cancel()
             self.sessions.remove(session)

@@ -97,6 +97,8 @@ class WsClient(ABC):
         self.subscriptions = SubscriptionSet()
         self.watchdog = StaleWatchdog(name, policy.stale_after, sink)
         self.connections = 0
+        #: Frames received over every connection; one is counted as it is handed to :meth:`on_frame`, which
+        #: runs without yielding: another task that sees the count sees those frames handled.
         self.frames = 0
         #: Receive time (ns) of the latest frame of any connection (``0``: none yet), keep-alive
         #: replies included: the connection's liveness (the data's is :meth:`last_data_ns`).
