@@ -7,11 +7,9 @@ The fill's stream frame is dropped, so only the query after the refused cancel c
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from tests.live.live_harness import IID, harness, until
+from tests.live.live_harness import IID, harness, settled, until
 from tradebus.adapters.binance.private_emulator import StreamFault
 from tradebus.engine.messages import AnomalyKind, CancelOrder, OrderAnomaly, OrderSide, OrderStatus
 from tradebus.node.reconcile import Reconciler
@@ -62,6 +60,6 @@ async def test_an_order_whose_fills_are_all_listed_is_neither_flagged_nor_held()
         h.trade(61_000.0)
         h.kernel.execution.cancel(CancelOrder("s1", IID, order.client_order_id, 0, 0))
         await until(lambda: order.status is OrderStatus.FILLED)
-        await asyncio.sleep(0.2)
+        await settled(h)  # every query's answer and every stream frame handled: an anomaly would be there
         assert order.filled_qty == pytest.approx(0.01) and len(h.kernel.result.fills) == 1
         assert [a for a in anomalies if a.kind is AnomalyKind.MISSING_FILLS] == [] and holds == {}
