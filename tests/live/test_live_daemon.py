@@ -12,7 +12,7 @@ from loguru import logger
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from tests.live.live_harness import KEY, SECRET, until
+from tests.live.live_harness import KEY, SECRET, answered, until
 from tests.live.node_testdata import BINANCE_INSTRUMENT, IID, SPOT_FRAMES, SPOT_SNAPSHOT, SPOT_TRADE_IDS, binance_config
 from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
@@ -70,7 +70,7 @@ async def _session(tmp_path: Path, *, dry_run: bool = False) -> tuple[LiveNode, 
                 task = asyncio.create_task(node.run())
                 result = node.kernel.result
                 await until(lambda: node.running.is_set() and result.trades == len(SPOT_TRADE_IDS), timeout=60)
-                await asyncio.sleep(0.3)  # answers in flight arrive
+                await answered(node.kernel)
                 now = node.clock.now_ns()
                 resting = node.kernel.execution.submit(
                     SubmitOrder("TickEmaCross", IID, "", OrderSide.BUY, 0.01, now, now, OrderType.LIMIT, 10_000.0)
