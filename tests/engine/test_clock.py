@@ -14,6 +14,13 @@ from tradebus.errors import ConfigError
 SEC = 1_000_000_000
 
 
+async def _fired(clock: LiveClock, at_ns: int) -> None:
+    """Wait until an alert set now on ``clock`` for ``at_ns`` has fired: every callback due before it has run too."""
+    done = asyncio.Event()
+    clock.set_alert(f"test-fired-{at_ns}", at_ns, lambda _event: done.set())
+    await asyncio.wait_for(done.wait(), timeout=5)
+
+
 def test_simulated_clock_starts_at_given_time_and_never_goes_back() -> None:
     clock = SimulatedClock(start_ns=100)
     assert clock.now_ns() == 100
@@ -226,7 +233,7 @@ async def test_live_clock_timer_repeats_until_stop_and_cancel_prevents_firing() 
     clock.set_alert("never", time.time_ns() + 10_000_000, canceled.append)
     clock.cancel("never")
     await asyncio.wait_for(finished.wait(), timeout=5)
-    await asyncio.sleep(0.05)
+    await _fired(clock, start + 50_000_000)  # later than a fourth tick (40 ms) and the canceled alert would be due
     assert [e.ts_event - start for e in fired] == [10_000_000, 20_000_000, 30_000_000]
     assert canceled == []
 
@@ -249,7 +256,7 @@ async def test_live_clock_run_due_fires_what_is_due_by_a_message_in_order_and_on
     clock.run_due(now - 1_000)
     assert fired == [("a", now - 5_000), ("tick", now - 2_500), ("b", now - 2_000), ("tick", now - 1_500)]
     assert clock.next_due == now - 500  # the timer's next tick, due after the message
-    await asyncio.sleep(0.05)  # the loop's own callbacks of what already fired do nothing
+    await _fired(clock, time.time_ns() + 10_000_000)  # the loop's own callbacks of what already fired (due in the past) ran first and did nothing
     assert fired[4:] == [("tick", now - 500)]  # its last tick (the next would pass stop_ns)
     assert ("late", now + 3_600 * SEC) not in fired
     clock.cancel("late")
