@@ -91,7 +91,9 @@ async def test_closing_the_venue_cancels_its_pending_arrival_alerts() -> None:
     venue = SimulatedVenue(LiveClock(), {IID: INSTRUMENT}, VenueConfig(fill_on="trades", latency_ns=20_000_000), events.append)
     venue.submit(order())
     venue.close()
-    await asyncio.sleep(0.1)
+    later = asyncio.Event()  # due after the order's arrival (20 ms): its alert would have fired before this one
+    venue.clock.set_alert("later", venue.clock.now_ns() + 40_000_000, lambda _event: later.set())
+    await asyncio.wait_for(later.wait(), timeout=5)
     assert events == []
 
 
