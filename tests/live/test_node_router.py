@@ -85,7 +85,9 @@ async def test_an_order_with_latency_arrives_only_when_due(tmp_path: Path) -> No
         decided = time.time_ns()
         node.router(_trade(60_000.0, 1))
         assert accepted == []  # not due yet: nothing arrives early
-        await asyncio.sleep(0.1)
+        later = asyncio.Event()  # due after the arrival (50 ms): the arrival's alert has fired before this one
+        node.clock.set_alert("later", decided + 100_000_000, lambda _event: later.set())
+        await asyncio.wait_for(later.wait(), timeout=5)
         assert len(accepted) == 1 and accepted[0].ts_event >= decided + 50_000_000
     finally:
         node.kernel.stop()
