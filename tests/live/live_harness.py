@@ -127,6 +127,7 @@ async def harness(
     venue = LiveVenue(api, clock)
     kernel = Kernel([inst], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0)
     venue.on_answer = kernel.execution.reconcile_order
+    venue.on_cancel = kernel.execution.cancel
     stream = BinanceUserStream(
         emulator.ws_api_url, SecretStr(KEY), SecretStr(SECRET), UserStreamParser({iid: inst}, venue.order), venue.emit
     )
@@ -162,6 +163,7 @@ async def usdm_harness(
     venue = LiveVenue(api, clock)
     kernel = Kernel([USDM_INST], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0)
     venue.on_answer = kernel.execution.reconcile_order
+    venue.on_cancel = kernel.execution.cancel
     venue.on_replace = kernel.execution.submit
     venue.on_replacing = kernel.execution.replacing
     stream = BinanceFuturesUserStream(

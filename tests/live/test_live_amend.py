@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.live.live_harness import IID, harness, until
+from tests.live.live_harness import FAST, IID, harness, until
 from tests.live.venue_kits import KITS, VenueKit, kit_harness
 from tests.live.test_live_resolved_contingent import Contingent
 from tradebus.adapters.common.account_emulator import RestFault
@@ -481,3 +481,65 @@ async def test_a_two_request_cancel_replace_whose_confirming_query_fails_asks_ag
     assert all(f.fired for f in rest)
     assert (new.price, new.quantity) == (59_500.0, 0.01) and [r.order.price for r in h.emulator.open_orders()] == [59_500.0]
     assert h.venue._replacing == {}
+
+
+async def test_a_lost_cancel_of_the_replacement_of_an_order_canceled_during_its_cancel_replace_is_settled() -> None:
+    """Binance spot, no periodic open-order check, no reconciliation: a limit buy at 50,000 moved to 55,000
+    by one slow cancel-replace and canceled by the strategy meanwhile; the venue places the replacement,
+    which is canceled at once, and both that cancel's answer and its stream frame are lost. That cancel
+    had no timeout (sent by the venue layer, not the engine): the replacement stayed ACCEPTED here for
+    good though canceled at the venue."""
+    from tradebus.adapters.binance.private_emulator import StreamFault
+
+    rest = [
+        RestFault("slow", "POST", "/api/v3/order/cancelReplace", seconds=0.15),
+        # processed, answered after the client's timeout (a lost answer: aiohttp sends a DELETE again on a dropped connection)
+        RestFault("slow", "DELETE", "/api/v3/order", at=1, seconds=0.6),  # the strategy's cancel (refused) is the first
+    ]
+    stream = [StreamFault("drop", '"X": "CANCELED"', at=1)]  # the first: the order's, by the cancel-replace
+    async with harness(rest_faults=rest, stream_faults=stream) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, price=55_000.0))
+        await until(lambda: h.emulator.orders[coid].status == "CANCELED")  # processed; its answer is on its way
+        h.kernel.execution.cancel(CancelOrder("s1", IID, coid, 0, 0))
+        await until(lambda: len(h.kernel.orders.orders()) == 2)
+        new = h.kernel.orders.orders()[-1]
+        await until(lambda: h.emulator.open_orders() == [] and all(f.fired for f in rest + stream))
+        await until(lambda: new.status is OrderStatus.CANCELED, (FAST.cancel_ns + 2 * FAST.retry_ns) / 1e9 + 1.0)
+        await h.venue.drain()
+    assert order.status is OrderStatus.CANCELED and h.kernel.orders.open_orders() == []
+
+
+async def test_a_lost_refused_cancel_of_the_filled_replacement_of_an_order_canceled_during_its_cancel_replace_books_the_fill() -> None:
+    """As above, but the replacement fills at the venue before its cancel arrives (the fill's stream frame
+    lost): the cancel is refused and its answer lost. The fill was never booked: a bought 0.01 BTC
+    missing from the portfolio, the replacement ACCEPTED here for good."""
+    from tradebus.adapters.binance.private_emulator import StreamFault
+
+    rest = [
+        RestFault("slow", "POST", "/api/v3/order/cancelReplace", seconds=0.15),
+        RestFault("slow", "DELETE", "/api/v3/order", at=1, seconds=0.6),  # answered after the client's timeout
+    ]
+    stream = [StreamFault("drop", '"X": "FILLED"')]
+    async with harness(rest_faults=rest, stream_faults=stream) as h:
+        h.venue.on_replace = h.kernel.execution.submit
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        coid = order.client_order_id
+        h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, price=55_000.0))
+        await until(lambda: h.emulator.orders[coid].status == "CANCELED")  # processed; its answer is on its way
+        h.kernel.execution.cancel(CancelOrder("s1", IID, coid, 0, 0))
+        await until(lambda: [r.order.price for r in h.emulator.open_orders()] == [55_000.0])
+        h.trade(54_000.0)  # fills the replacement at the venue, before the cancel-replace's answer
+        await until(lambda: len(h.kernel.orders.orders()) == 2)
+        new = h.kernel.orders.orders()[-1]
+        await until(lambda: all(f.fired for f in rest + stream))
+        await until(lambda: new.status is OrderStatus.FILLED, (FAST.cancel_ns + 2 * FAST.retry_ns) / 1e9 + 1.0)
+        await h.venue.drain()
+    assert order.status is OrderStatus.CANCELED and h.kernel.orders.open_orders() == []
+    venue_fill = h.emulator.fills[0].fill
+    assert [(venue_fill.client_order_id, venue_fill.last_qty)] == [(new.client_order_id, 0.01)]
+    assert [(f.client_order_id, f.quantity, f.price) for f in h.kernel.result.fills] == [(new.client_order_id, 0.01, venue_fill.last_px)]

@@ -189,6 +189,7 @@ async def kit_harness(
         store.replay(kernel.orders, kernel.portfolio, clock.now_ns(), risk=kernel.risk, on_message=kernel.record_journaled)
     venue.on_answer = kernel.execution.reconcile_order
     venue.on_replace = kernel.execution.submit
+    venue.on_cancel = kernel.execution.cancel
     stream = account.user_stream(emulator.ws_url, SecretStr(KEY), SecretStr(SECRET), instruments, venue.order, venue.emit, **options, rest_url=emulator.rest_url)
     task = asyncio.create_task(stream.run())
     try:

@@ -23,7 +23,9 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     cancel rejects the replacement (``OrderModifyRejected``); a replacement refused after the
     cancel places the order again as it was (``OrderReplaced``), one round trip without it. A cancel
     of the order while its cancel-replace is in flight wins: the replacement the venue placed
-    meanwhile is canceled at once, ``OrderModifyRejected`` instead of ``OrderReplaced``.
+    meanwhile is canceled at once, through the engine's cancel (:attr:`LiveVenue.on_cancel`: its
+    cancel timeout queries the replacement, as for any cancel), ``OrderModifyRejected`` instead of
+    ``OrderReplaced``.
     Another venue without amend gets a **cancel-replace** in two requests (never for a trigger
     price: a stop would be off the venue between them; ``OrderModifyRejected`` at once): the order is canceled, and once the cancel is confirmed (not
     filled in the meantime) a new order with a new client id for the quantity left, at the
@@ -75,6 +77,7 @@ from loguru import logger
 from tradebus.engine.clock import Clock
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import (
+    CancelOrder,
     ContingentLinked,
     FundingPaid,
     ModifyOrder,
@@ -412,6 +415,9 @@ class LiveVenue(Venue):
         #: Submits the replacement of a cancel-replaced order (the engine's ``submit``; ``replaces=``
         #: the replaced order's id when it still works, in a one-request cancel-replace).
         self.on_replace: Callable[..., Any] | None = None
+        #: Cancels a replacement placed by a cancel-replace whose order was canceled meanwhile (the engine's
+        #: ``cancel``: its cancel timeout queries the replacement if neither the answer nor the stream tells).
+        self.on_cancel: Callable[[CancelOrder], Any] | None = None
         self._replacing: dict[str, ModifyOrder] = {}
         #: Journals and publishes a two-request cancel-replace's intent before its cancel is sent (the engine's ``replacing``).
         self.on_replacing: Callable[[ContingentLinked], Any] | None = None
@@ -830,7 +836,7 @@ class LiveVenue(Venue):
             logger.warning("cancel-replace of {}: no answer ({}); querying", coid, exc)
             self._swaps.pop(coid, None)
             if self._take_swap_canceled(coid):
-                self.cancel(replacement)  # it may have been placed
+                self._cancel_replacement(replacement)  # it may have been placed
             self._release_held(coid)
             self._query_soon(order)
             return
@@ -840,13 +846,23 @@ class LiveVenue(Venue):
             self.emit(OrderAccepted(replacement.strategy_id, replacement.instrument_id, new, ack.venue_order_id, ack.ts_event, now))
         if self._take_swap_canceled(coid):
             logger.info("order {}: canceled during its cancel-replace; canceling its replacement {}", coid, new)
-            self.cancel(replacement)
+            self._cancel_replacement(replacement)
             self._modify_rejected(order, "canceled during its cancel-replace")
             self._pass_cancel(order, ack.ts_event, "canceled")
             return
         self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, new, ack.ts_event, now))
         self._pass_cancel(order, ack.ts_event)
         logger.info("order {} replaced by {} in one request", coid, new)
+
+    def _cancel_replacement(self, replacement: Order) -> None:
+        """Cancel the replacement of an order canceled during its cancel-replace, through :attr:`on_cancel`
+        when set (the engine then times the cancel out and queries the replacement), else directly."""
+        if self.on_cancel is None:
+            self.cancel(replacement)
+            return
+        now = self.clock.now_ns()
+        reason = "its order was canceled during the cancel-replace"
+        self.on_cancel(CancelOrder(replacement.strategy_id, replacement.instrument_id, replacement.client_order_id, now, now, reason))
 
     def _take_swap_canceled(self, coid: str) -> bool:
         """Whether ``coid`` was canceled while its one-request cancel-replace was in flight (forgotten now)."""

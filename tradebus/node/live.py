@@ -507,6 +507,7 @@ class LiveNode(PaperNode):
         kernel, _ = build_paper_kernel(self.config, self.clock, self.guard, self.journal, venue, settings.timeouts())
         venue.on_answer = kernel.execution.reconcile_order
         venue.on_replace = kernel.execution.submit
+        venue.on_cancel = kernel.execution.cancel
         venue.on_replacing = kernel.execution.replacing
         return kernel, venue
 
