@@ -99,6 +99,11 @@ def _minimal() -> dict[str, Any]:
 async def test_live_session_books_what_the_account_did_and_leaks_no_secret(tmp_path: Path) -> None:
     node, emulator, resting = await _session(tmp_path)
     kernel = node.kernel
+    # the venue's answers, replacements and its own cancels go through the engine (journal, risk gate, timeouts)
+    venue, execution = node.venue, kernel.execution
+    assert (venue.on_answer, venue.on_replace, venue.on_cancel, venue.on_replacing) == (
+        execution.reconcile_order, execution.submit, execution.cancel, execution.replacing
+    )
     # every fill of the account is booked once, and only those
     assert emulator.trades, "the strategy traded"
     assert sorted(f.trade_id for f in kernel.result.fills) == sorted(str(t["id"]) for t in emulator.trades)
