@@ -103,9 +103,9 @@ async def _kill_in_the_cancel_and_restart(tmp: Path, srv: LocalVenueServer, emul
     assert second.proc is not None
     try:
         await wait_for(lambda: "reconciled BTCUSDT.BINANCE_USDM" in second.text(), second.proc, 90, "the start-up reconciliation")
-        await wait_for(lambda: _venue_buys(emulator) == [26_000.0, 27_500.0], second.proc, 20, "the replacement at 27,500")
+        await wait_for(lambda: _venue_buys(emulator) == [26_000.0, 27_500.0], second.proc, 60, "the replacement at 27,500")
         gate.allowed = 6  # 27,400: fills the replacement; its sibling is canceled
-        await wait_for(lambda: emulator.orders[sibling].status is OrderStatus.CANCELED, second.proc, 20, "the sibling canceled")
+        await wait_for(lambda: emulator.orders[sibling].status is OrderStatus.CANCELED, second.proc, 60, "the sibling canceled")
     finally:
         second.proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(second.proc.wait(), 30)

@@ -601,14 +601,7 @@ class LiveVenue(Venue):
                 logger.info("order {} is {} after the restart; its cancel-replace is dropped", coid, order.status.name)
                 self._modify_rejected(order, f"{order.status.name} after the restart, before its replacement")
                 continue
-            sub = self._replacement(order, cmd, qty)
-            replacement = self.on_replace(sub)
-            if replacement.status in (OrderStatus.DENIED, OrderStatus.REJECTED):
-                self._modify_rejected(order, f"replacement {replacement.status.name}")
-                continue
-            now = self.clock.now_ns()
-            self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, replacement.client_order_id, now, now))
-            logger.info("order {} replaced after the restart by {} ({} @ {})", coid, replacement.client_order_id, qty, sub.price)
+            self._submit_replacement(order, cmd, qty, None)
 
     @property
     def reports_funding(self) -> bool:
@@ -655,13 +648,21 @@ class LiveVenue(Venue):
             logger.info("order {} closed {} before its replacement; nothing replaced", coid, order.status.name)
             self._modify_rejected(order, f"closed {order.status.name} before its replacement")
             return
-        sub = self._replacement(order, cmd, qty)
         # Still open here: the risk gate checks the replacement as a modification of it.
-        replacement = self.on_replace(sub, replaces=coid)
+        self._submit_replacement(order, cmd, qty, coid)
+
+    def _submit_replacement(self, order: Order, cmd: ModifyOrder, qty: float, replaces: str | None) -> None:
+        """Submit ``order``'s replacement for ``qty`` (:attr:`on_replace`; ``replaces``: the id the risk gate
+        checks it as a modification of, ``None``: a new order), then emit ``OrderReplaced``; refused:
+        ``OrderModifyRejected``."""
+        assert self.on_replace is not None
+        sub = self._replacement(order, cmd, qty)
+        replacement = self.on_replace(sub) if replaces is None else self.on_replace(sub, replaces=replaces)
         if replacement.status in (OrderStatus.DENIED, OrderStatus.REJECTED):
             self._modify_rejected(order, f"replacement {replacement.status.name}")
             return
         now = self.clock.now_ns()
+        coid = order.client_order_id
         self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, replacement.client_order_id, now, now))
         logger.info("order {} replaced by {} ({} @ {})", coid, replacement.client_order_id, qty, sub.price)
 
