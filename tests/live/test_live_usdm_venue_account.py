@@ -20,8 +20,9 @@ from tests.live.test_live_usdm import INST, SYMBOL, TRADE_FRAMES, _emulator, _ru
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, RestFault, StreamFault
 from tradebus.adapters.binance.user_stream import FuturesStreamParser
 from tradebus.engine.instrument import Instrument, InstrumentKind
-from tradebus.engine.messages import FundingPaid, FundingRate, OrderSide, OrderType, SubmitOrder, Trade
+from tradebus.engine.messages import FundingPaid, FundingRate, OrderSide, OrderStatus, OrderType, SubmitOrder, Trade
 from tradebus.execution.journal import Journal
+from tradebus.execution.orders import Order
 from tradebus.execution.live import AccountBalance, FundingUnattributed
 from tradebus.node.live import LiveNode
 from tradebus.reports.attribution import attribute
@@ -220,7 +221,7 @@ async def test_funding_settled_while_the_user_stream_was_disconnected_is_booked_
     async with _emulator() as emulator:
         node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, act)
         assert [f.payment for f in node.kernel.result.funding] == pytest.approx([seen["paid"], seen["live"]], abs=1e-8)
-        assert seen["caught_up"] == 1
+        assert seen["caught_up"] == 2  # the cross payment heard on the stream names no symbol: read from the history too
         assert seen["wallet"] == pytest.approx(emulator.balances["USDT"], abs=1e-8)
     assert [p.payment for p in _journaled_funding(journal)] == pytest.approx([seen["paid"], seen["live"]], abs=1e-8)
 
@@ -301,6 +302,45 @@ async def test_a_cross_margin_payment_not_yet_in_the_income_history_is_read_agai
 
 
 @pytest.mark.slow
+async def test_a_cross_margin_payment_of_a_position_outside_the_run_is_not_booked_on_the_runs_perpetual(tmp_path: Path) -> None:
+    """BTCUSDT is the run's one USDT perpetual; the account also holds ETHUSDT short 0.5, opened by hand at the venue
+    before the daemon started.
+
+    A cross ``FUNDING_FEE`` update names no symbol: ETH's payment (0.5 * 2,000 * 0.0003 = 0.3
+    received) is read from ``GET /fapi/v1/income``, which names ETHUSDT, and is not the run's:
+    nothing booked on BTCUSDT. BTC's payment then settles and is booked once on it.
+    """
+    journal = tmp_path / "journal.sqlite"
+    seen: dict[str, Any] = {}
+
+    async def act(node: LiveNode) -> None:
+        kernel = node.kernel
+        await _open_long(node, emulator)
+        reads = sum(1 for _, p, _ in emulator.requests if p == "/fapi/v1/income")
+        seen["eth"] = emulator.settle_funding("ETHUSDT", 0.0003, 2_000.0)
+        # the income read answered (or the payment was booked as heard)
+        await until(lambda: kernel.result.funding != [] or (
+            sum(1 for _, p, _ in emulator.requests if p == "/fapi/v1/income") > reads and not node.reconciler.funding_pending))
+        seen["after_eth"] = list(kernel.result.funding)
+        seen["btc"] = emulator.settle_funding(SYMBOL, 0.0001, PRICE)
+        await until(lambda: len(kernel.result.funding) >= 1 and not node.reconciler.funding_pending)
+        await rounds_after(node.reconciler, 2)  # a payment booked twice would now show
+
+    emulator = BinanceFuturesEmulator(KEY, SECRET, {USDM_IID: INST, ETH.instrument_id: ETH}, {"USDT": 10_000.0})
+    async with emulator:
+        by_hand = emulator.submit(Order("by-hand-1", "", ETH.instrument_id, OrderSide.SELL, OrderType.MARKET, 0.5), "ETHUSDT")
+        at = emulator.clock.now_ns() + 10**6
+        emulator.on_trade(Trade(ETH.instrument_id, at, at, 2_000.0, 1.0, -1, "x-eth"))
+        assert by_hand.status is OrderStatus.FILLED and emulator.position("ETHUSDT") == pytest.approx(-0.5)
+        node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, act)
+        assert seen["eth"] == pytest.approx(-0.5 * 2_000.0 * 0.0003)
+        assert seen["after_eth"] == []
+        assert [(f.instrument_id, f.payment) for f in node.kernel.result.funding] == [(USDM_IID, pytest.approx(seen["btc"], abs=1e-8))]
+        assert seen["btc"] == pytest.approx(0.01 * PRICE * 0.0001)
+    assert [(p.instrument_id, p.payment) for p in _journaled_funding(journal)] == [(USDM_IID, pytest.approx(seen["btc"], abs=1e-8))]
+
+
+@pytest.mark.slow
 async def test_fees_paid_in_bnb_debit_the_declared_bnb_not_the_usdt_wallet_and_bnb_is_reconciled(tmp_path: Path) -> None:
     """The BNB fee discount on USD-M (``POST /fapi/v1/feeBurn``): the futures wallet's BNB pays each fee.
 
@@ -342,14 +382,16 @@ def _funding_update(positions: list[dict[str, str]]) -> str:
 
 
 def test_a_funding_fee_update_names_its_instrument_or_is_not_guessed_when_the_venue_leaves_it_ambiguous() -> None:
+    told = [AccountBalance("USDT", 9999.5, 0.0, 1_999_000_000), FundingUnattributed("USDT", 0.5, 1_999_000_000)]
     one = FuturesStreamParser({USDM_IID: INST}, {}.get, clock_ns=lambda: 7)
-    balance, paid = one.parse(_funding_update([]))  # a cross position: no P; the one USDT perpetual paid
-    assert balance == AccountBalance("USDT", 9999.5, 0.0, 1_999_000_000)
-    assert type(paid) is FundingPaid and (paid.instrument_id, paid.payment, paid.ts_event) == (USDM_IID, 0.5, 1_999_000_000)
+    # a cross position: no P; even with one USDT perpetual in the run the account may hold another: not guessed
+    assert one.parse(_funding_update([])) == told
     eth = Instrument(**{**USDM_INSTRUMENT, "kind": InstrumentKind.PERPETUAL, "symbol": "ETHUSDT", "base": "ETH"})
     two = FuturesStreamParser({USDM_IID: INST, eth.instrument_id: eth}, {}.get, clock_ns=lambda: 7)
     # which one paid is not said: not guessed, but told as unattributed (the income history names it)
-    assert two.parse(_funding_update([])) == [AccountBalance("USDT", 9999.5, 0.0, 1_999_000_000), FundingUnattributed("USDT", 0.5, 1_999_000_000)]
+    assert two.parse(_funding_update([])) == told
     isolated = {"s": "ETHUSDT", "pa": "1", "ep": "2000", "bep": "0", "cr": "0", "up": "0", "mt": "isolated", "iw": "10", "ps": "BOTH"}
     paid_eth = [e for e in two.parse(_funding_update([isolated])) if type(e) is FundingPaid]
     assert [(p.instrument_id, p.payment) for p in paid_eth] == [(eth.instrument_id, 0.5)]
+    # an isolated ETHUSDT position outside the run: its payment is not the run's BTCUSDT's
+    assert [e for e in one.parse(_funding_update([isolated])) if type(e) in (FundingPaid, FundingUnattributed)] == []

@@ -66,7 +66,7 @@ from __future__ import annotations
 import asyncio
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +101,7 @@ __all__ = [
     "AccountMargin",
     "AccountPosition",
     "Ack",
+    "FundingOutsideRun",
     "FundingUnattributed",
     "LiveVenue",
     "NoAnswer",
@@ -188,14 +189,28 @@ class AccountPosition(msgspec.Struct, frozen=True):
 
 
 class FundingUnattributed(msgspec.Struct, frozen=True):
-    """A funding payment the user stream told without naming its instrument, of several it may be.
+    """A funding payment the user stream told without naming its instrument.
 
-    Binance USD-M pushes a cross position's payment with no position row, so with two or more
-    perpetuals settled in ``asset`` it cannot be booked as heard: the venue's list of its
-    payments (:meth:`TradingApi.funding_since`) names the instrument. ``payment`` is positive
-    when paid, ``ts_event`` the venue's time of it.
+    Binance USD-M pushes a cross position's payment with no position row, so it cannot be booked
+    as heard: it may be any perpetual of the run settled in ``asset``, or a position the account
+    holds outside the run. The venue's list of its payments (:meth:`TradingApi.funding_since`)
+    names the instrument. ``payment`` is positive when paid, ``ts_event`` the venue's time of it.
     """
 
+    asset: str
+    payment: float
+    ts_event: int
+
+
+class FundingOutsideRun(msgspec.Struct, frozen=True):
+    """A funding payment the venue lists on a symbol the run does not trade: the account's, never booked.
+
+    Listed by :meth:`TradingApi.funding_since` beside the run's ``FundingPaid`` so that a
+    :class:`FundingUnattributed` payment of such a position is known as listed. ``payment`` is
+    positive when paid, ``ts_event`` the venue's time of it.
+    """
+
+    symbol: str
     asset: str
     payment: float
     ts_event: int
@@ -277,13 +292,15 @@ class TradingApi(ABC):
         """
         return None
 
-    async def funding_since(self, since_ns: int) -> list[FundingPaid] | None:
+    async def funding_since(self, since_ns: int) -> Sequence[FundingPaid | FundingOutsideRun] | None:
         """The venue's funding payments on the account's perpetuals since ``since_ns`` (inclusive), oldest first.
 
         Read from the venue's income history page by page; each payment's ``payment`` is the
         venue's (positive: paid), quantity, mark and rate NaN (the kernel books it as a payment
         of the user stream, :meth:`~tradebus.engine.perpetuals.Perpetuals.on_venue_funding`).
-        ``None``: this venue does not list its funding payments here.
+        A venue whose user stream may tell a payment without its instrument
+        (:class:`FundingUnattributed`) also lists those of symbols the run does not trade, as
+        :class:`FundingOutsideRun`. ``None``: this venue does not list its funding payments here.
         """
         return None
 

@@ -29,8 +29,10 @@ missed funding (start-up, after every reconnect of the user stream, every round 
     (:meth:`~tradebus.execution.live.TradingApi.funding_since`) and each one not booked yet is
     booked as the stream's would be (once: :meth:`~tradebus.engine.perpetuals.Perpetuals.is_booked`
     against the stream's and the journal's). A payment the stream tells without its instrument
-    (Binance USD-M cross margin with two or more perpetuals in one asset:
-    :class:`~tradebus.execution.live.FundingUnattributed`) is read there at once, again until listed.
+    (Binance USD-M cross margin: :class:`~tradebus.execution.live.FundingUnattributed`) is read
+    there at once, again until listed; one the venue lists on a symbol the run does not trade
+    (:class:`~tradebus.execution.live.FundingOutsideRun`, a position the account holds beside
+    the run) is the account's, not the run's: logged once, never booked.
     It runs beside the rest (:meth:`Reconciler.catch_up_funding`):
     a read that fails is logged and asked again later, and holds up neither orders nor the
     comparisons below.
@@ -97,7 +99,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import msgspec
 from loguru import logger
@@ -107,7 +109,7 @@ from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import AnomalyKind, FundingPaid, OrderAnomaly, OrderFilled, OrderStatus, OrderType, TradingState
 from tradebus.engine.perpetuals import VENUE_FUNDING_MATCH_NS
-from tradebus.execution.live import AccountMargin, FundingUnattributed, LiveVenue, NoAnswer, VenueRejected
+from tradebus.execution.live import AccountMargin, FundingOutsideRun, FundingUnattributed, LiveVenue, NoAnswer, VenueRejected
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 from tradebus.strategies.failure import strategy_failure
@@ -249,6 +251,8 @@ class Reconciler:
         self._funding_asked = 0
         # Payments the user stream told without their instrument, not yet seen in the venue's list.
         self._funding_unattributed: list[FundingUnattributed] = []
+        # The venue's payments on symbols outside the run already logged (symbol, time).
+        self._funding_outside: set[tuple[str, int]] = set()
         self._suspect: dict[str, float] = {}
         traded = {asset for inst in kernel.instruments.values() for asset in asset_names(inst)}
         self.fee_assets = tuple(sorted(set(fee_assets) - traded))
@@ -354,13 +358,15 @@ class Reconciler:
                 return
             booked = 0
             for payment in paid:
-                if not perpetuals.is_booked(payment):
+                if type(payment) is FundingOutsideRun:
+                    self._outside_run(payment)
+                elif not perpetuals.is_booked(payment):
                     self.kernel.execution.on_venue_event(payment)
                     booked += 1
             self.funding_caught_up += booked
             logger.info("reconciliation: {} funding payment(s) at the venue since {}, {} missed and booked",
                         len(paid), since, booked)
-            self._funding_unattributed = [h for h in self._funding_unattributed if not self._lists(paid, h)]
+            self._funding_unattributed = self._unlisted(paid)
             if self._funding_unattributed and self._funding_from is None:
                 unlisted_reads += 1
                 unlisted = ", ".join(f"{h.payment} {h.asset} at {h.ts_event}" for h in self._funding_unattributed)
@@ -376,14 +382,35 @@ class Reconciler:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2.0, FUNDING_RETRY_CAP_S)
 
-    def _lists(self, paid: list[FundingPaid], heard: FundingUnattributed) -> bool:
-        """Whether the venue's payments ``paid`` hold one in ``heard``'s asset at its time (:data:`VENUE_FUNDING_MATCH_NS`)."""
+    def _outside_run(self, payment: FundingOutsideRun) -> None:
+        """Log once a payment the venue lists on a symbol the run does not trade (the account's, never booked)."""
+        key = (payment.symbol, payment.ts_event)
+        if key not in self._funding_outside:
+            self._funding_outside.add(key)
+            logger.info("reconciliation: a funding payment of {} {} on {} at {} not booked: not a symbol of this run",
+                        payment.payment, payment.asset, payment.symbol, payment.ts_event)
+
+    def _unlisted(self, paid: Sequence[FundingPaid | FundingOutsideRun]) -> list[FundingUnattributed]:
+        """The payments told without their instrument that ``paid`` does not list.
+
+        Each listed payment in the asset at the time (:data:`VENUE_FUNDING_MATCH_NS`), the run's
+        or not, accounts for one told: several settled at one time are each read until listed.
+        """
         instruments = self.kernel.instruments
-        return any(
-            p.instrument_id in instruments and instruments[p.instrument_id].quote == heard.asset
-            and abs(p.ts_event - heard.ts_event) <= VENUE_FUNDING_MATCH_NS
+        listed = [
+            (p.asset if type(p) is FundingOutsideRun else instruments[p.instrument_id].quote, p.ts_event)
             for p in paid
-        )
+            if type(p) is FundingOutsideRun or p.instrument_id in instruments
+        ]
+        unlisted = []
+        for heard in self._funding_unattributed:
+            match = next((k for k, (asset, ts) in enumerate(listed)
+                          if asset == heard.asset and abs(ts - heard.ts_event) <= VENUE_FUNDING_MATCH_NS), None)
+            if match is None:
+                unlisted.append(heard)
+            else:
+                del listed[match]
+        return unlisted
 
     async def startup(self, unknown: list[Order], venue_open: list[OrderStatusReport]) -> None:
         """Start-up: the missed fills from the trade history, then each order the journal left open resolved, external ones reported.

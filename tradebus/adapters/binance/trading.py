@@ -103,7 +103,7 @@ from tradebus.adapters.common.user_stream import venue_fee
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import FundingPaid, Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
 from tradebus.execution.live import (
-    AccountBalance, AccountMargin, AccountPosition, Ack, NoAnswer, ReplacementRejected, TradingApi, VenueRejected, cancel_one, lots_to_send,
+    AccountBalance, AccountMargin, AccountPosition, Ack, FundingOutsideRun, NoAnswer, ReplacementRejected, TradingApi, VenueRejected, cancel_one, lots_to_send,
 )
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
@@ -823,29 +823,34 @@ class BinanceFuturesTrading(BinanceTrading):
         venue_id = {id(o): k for k, o in orders.items()}
         return [msgspec.structs.replace(f, venue_order_id=venue_id[id(keyed[f.venue_order_id])]) for f in fills]
 
-    async def funding_since(self, since_ns: int) -> list[FundingPaid]:
-        """The account's funding payments on the traded symbols since ``since_ns``: ``GET /fapi/v1/income``
+    async def funding_since(self, since_ns: int) -> list[FundingPaid | FundingOutsideRun]:
+        """The account's funding payments since ``since_ns``: ``GET /fapi/v1/income``
         with ``incomeType=FUNDING_FEE``, :data:`INCOME_PAGE` rows a page, oldest first.
 
         Each next page starts at the last row's ``time`` (``startTime`` is inclusive; the rows
         already read there are skipped by ``tranId``), or 1 ms later when a whole page shares
         that time, until a page is short. A row's ``income`` is what the account received (its
-        payment is the negation); rows of symbols not traded here are skipped.
+        payment is the negation); a row of a symbol not traded here is a :class:`FundingOutsideRun`
+        (a cross payment the user stream told names no symbol: it may be one of those).
         """
         start = since_ns // 1_000_000
         seen: set[str] = set()
-        out: list[FundingPaid] = []
+        out: list[FundingPaid | FundingOutsideRun] = []
         nan = math.nan
         while True:
             params = {"incomeType": "FUNDING_FEE", "startTime": start, "limit": INCOME_PAGE}
             rows = await self._call("fapiprivate_get_income", params)
             for row in rows:
                 tran_id = str(row.get("tranId", ""))
-                inst = self.by_symbol.get(str(row.get("symbol", "")))
-                if tran_id in seen or inst is None or row.get("incomeType", "FUNDING_FEE") != "FUNDING_FEE":
+                if tran_id in seen or row.get("incomeType", "FUNDING_FEE") != "FUNDING_FEE":
                     continue
                 seen.add(tran_id)
+                symbol = str(row.get("symbol", ""))
+                inst = self.by_symbol.get(symbol)
                 ts = int(row["time"]) * 1_000_000
+                if inst is None:
+                    out.append(FundingOutsideRun(symbol, str(row.get("asset", "")), -float(row["income"]), ts))
+                    continue
                 out.append(FundingPaid(inst.instrument_id, nan, nan, nan, -float(row["income"]), ts, time.time_ns()))
             if len(rows) < INCOME_PAGE:
                 return out

@@ -61,8 +61,9 @@ returns the active key or a new one). Events arrive bare or in a ``{"stream", "d
     change ``bc`` is also the venue's funding payment -> ``FundingPaid`` (the kernel books it:
     live, the venue's funding is the one booked). Binance names the symbol only for an
     isolated position (its ``P`` row; a cross position's update has no ``P``): a cross
-    payment when two or more perpetuals of the run settle in the asset ->
-    :class:`FundingUnattributed` (the daemon reads ``GET /fapi/v1/income``, which names it).
+    payment in an asset a perpetual of the run settles in -> :class:`FundingUnattributed`
+    (the daemon reads ``GET /fapi/v1/income``, which names it: the account may hold a position
+    outside the run in the same asset, whose payment is not the run's).
 ``listenKeyExpired``
     the connection is closed, so the next attempt takes a fresh key.
 
@@ -414,14 +415,17 @@ class FuturesStreamParser(UserStreamParser):
         """The venue's funding payments of an ``ACCOUNT_UPDATE`` with reason ``FUNDING_FEE``.
 
         ``bc`` (the balance change, negative when the account paid) is the payment; the
-        instrument is the isolated position's ``P`` row, or for a cross position (no ``P``: the
-        venue names no symbol) the one perpetual of this account settled in the asset. Quantity,
-        mark and rate are NaN: the kernel books the payment on its own position
-        (:meth:`~tradebus.engine.perpetuals.Perpetuals.on_venue_funding`). With several
-        perpetuals settled in the asset a cross payment is a :class:`FundingUnattributed`.
+        instrument is the isolated position's ``P`` row (one). Quantity, mark and rate are NaN: the
+        kernel books the payment on its own position
+        (:meth:`~tradebus.engine.perpetuals.Perpetuals.on_venue_funding`). A cross position's
+        update has no ``P``: the venue names no symbol, and the payment may be any perpetual of
+        the account settled in the asset, in the run or not, so it is a
+        :class:`FundingUnattributed`. A payment of a symbol, or in an asset, of no perpetual of
+        the run is not the run's: not booked.
         """
         data = event["a"]
-        named = [self.by_symbol[str(p["s"])] for p in data.get("P", []) if str(p["s"]) in self.by_symbol]
+        rows = [str(p["s"]) for p in data.get("P", [])]
+        named = [self.by_symbol[s] for s in rows if s in self.by_symbol]
         out: list[FundingPaid | FundingUnattributed] = []
         nan = math.nan
         for b in data.get("B", []):
@@ -429,17 +433,20 @@ class FuturesStreamParser(UserStreamParser):
             if change == 0.0:
                 continue
             asset = str(b["a"])
-            candidates = named or [i for i in self.by_symbol.values() if i.is_perpetual and i.quote == asset]
-            if len(candidates) > 1:
-                logger.info("binance usdm user stream: a funding payment of {} {} names no symbol ({} perpetuals of this run "
-                            "settle in {}): GET /fapi/v1/income tells which", -change, asset, len(candidates), asset)
-                out.append(FundingUnattributed(asset, -change, ts))
+            if len(rows) == 1:
+                if named:
+                    out.append(FundingPaid(named[0].instrument_id, nan, nan, nan, -change, ts, self.clock_ns()))
+                else:
+                    logger.info("binance usdm user stream: a funding payment of {} {} on {} not booked: not a symbol of this run",
+                                -change, asset, rows[0])
                 continue
-            if not candidates:
-                logger.error("binance usdm user stream: a funding payment of {} {} not booked: no perpetual of this run settles in {}",
-                             -change, asset, asset)
+            if not any(i.is_perpetual and i.quote == asset for i in self.by_symbol.values()):
+                logger.info("binance usdm user stream: a funding payment of {} {} not booked: no perpetual of this run settles in {}",
+                            -change, asset, asset)
                 continue
-            out.append(FundingPaid(candidates[0].instrument_id, nan, nan, nan, -change, ts, self.clock_ns()))
+            logger.info("binance usdm user stream: a funding payment of {} {} names no symbol: GET /fapi/v1/income tells which",
+                        -change, asset)
+            out.append(FundingUnattributed(asset, -change, ts))
         return out
 
     def _account_update(self, event: dict[str, Any]) -> list[Any]:
