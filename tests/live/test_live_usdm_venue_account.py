@@ -20,7 +20,7 @@ from tests.live.test_live_usdm import INST, SYMBOL, TRADE_FRAMES, _emulator, _ru
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, RestFault, StreamFault
 from tradebus.adapters.binance.user_stream import FuturesStreamParser
 from tradebus.engine.instrument import Instrument, InstrumentKind
-from tradebus.engine.messages import FundingPaid, FundingRate, OrderSide, OrderStatus, OrderType, SubmitOrder, Trade
+from tradebus.engine.messages import FundingPaid, FundingRate, OrderFilled, OrderSide, OrderStatus, OrderType, SubmitOrder, Trade
 from tradebus.execution.journal import Journal
 from tradebus.execution.orders import Order
 from tradebus.execution.live import AccountBalance, FundingUnattributed
@@ -338,6 +338,37 @@ async def test_a_cross_margin_payment_of_a_position_outside_the_run_is_not_booke
         assert [(f.instrument_id, f.payment) for f in node.kernel.result.funding] == [(USDM_IID, pytest.approx(seen["btc"], abs=1e-8))]
         assert seen["btc"] == pytest.approx(0.01 * PRICE * 0.0001)
     assert [(p.instrument_id, p.payment) for p in _journaled_funding(journal)] == [(USDM_IID, pytest.approx(seen["btc"], abs=1e-8))]
+
+
+@pytest.mark.slow
+async def test_an_order_filled_by_hand_on_a_symbol_outside_the_run_neither_stops_the_daemon_nor_is_booked(tmp_path: Path) -> None:
+    """The account's user stream pushes every symbol's orders: ETHUSDT sold by hand while the daemon trades BTCUSDT.
+
+    The fill is the account's, not the run's: not booked, not journaled (a restart replays
+    the journal), and the daemon goes on trading BTCUSDT.
+    """
+    journal = tmp_path / "journal.sqlite"
+
+    async def act(node: LiveNode) -> None:
+        by_hand = emulator.submit(Order("by-hand-1", "", ETH.instrument_id, OrderSide.SELL, OrderType.MARKET, 0.5), "ETHUSDT")
+        at = emulator.clock.now_ns() + 10**6
+        emulator.on_trade(Trade(ETH.instrument_id, at, at, 2_000.0, 1.0, -1, "x-eth"))
+        assert by_hand.status is OrderStatus.FILLED
+        await _open_long(node, emulator)  # the user stream handles the ETH frames before these
+
+    emulator = BinanceFuturesEmulator(KEY, SECRET, {USDM_IID: INST, ETH.instrument_id: ETH}, {"USDT": 10_000.0})
+    async with emulator:
+        node = await _run(tmp_path, emulator, TRADE_FRAMES[:1], journal, act)
+        fills = node.kernel.result.fills
+        assert [(f.instrument_id, f.quantity) for f in fills] == [(USDM_IID, pytest.approx(0.01))]
+        assert node.kernel.portfolio.position(USDM_IID) == pytest.approx(0.01)
+        assert not node.guard.holds
+    j = Journal(journal)
+    try:
+        journaled = [e.message for e in j.entries() if type(e.message) is OrderFilled]
+    finally:
+        j.close()
+    assert [f.instrument_id for f in journaled] == [USDM_IID]
 
 
 @pytest.mark.slow

@@ -602,7 +602,13 @@ class ExecutionEngine:
 
         The position is real, so it is booked (and journaled, so a restart keeps it), with an
         ``UNKNOWN_ORDER`` anomaly. The hook where live reconciliation reports external orders.
+        A fill on an instrument the run does not trade (an order placed by hand on another
+        symbol of the account) is the account's, not the run's: logged, not booked.
         """
+        if fill.instrument_id not in self.instruments:
+            logger.info("order {}: fill {} of {} {} on {}, not an instrument of this run: not booked",
+                        fill.client_order_id, fill.trade_id, fill.side.name, fill.last_qty, fill.instrument_id)
+            return
         if not self._om.note_external_fill(fill):
             return
         if self._journal is not None:
