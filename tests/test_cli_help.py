@@ -120,3 +120,12 @@ def test_the_cli_runs_in_a_thread_other_than_the_main_one() -> None:
     thread.start()
     thread.join()
     assert results[0].exit_code == 0, results[0].exception
+
+
+@pytest.mark.parametrize("path", [("backtest",), ("data",)])
+def test_a_log_level_option_lists_every_level_it_takes(path: tuple[str, ...]) -> None:
+    """``tradebus data --help`` listed DEBUG, INFO, WARNING, ERROR while TRACE, SUCCESS and CRITICAL worked too."""
+    from tradebus.ops.logs import LOG_LEVELS
+
+    [option] = [p for p in dict(command_paths(app))[path].params if "--log-level" in getattr(p, "opts", ())]
+    assert option.help == f"Log level on stderr: {', '.join(LOG_LEVELS)}."

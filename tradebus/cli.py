@@ -57,7 +57,7 @@ from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import ConfigError, DataError, FeatureError, StrategyError, TradebusError
 from tradebus.reports.cli import report
 from tradebus.node.cli import live, live_kill, live_resume
-from tradebus.ops.logs import setup_logging
+from tradebus.ops.logs import LOG_LEVELS, setup_logging
 from tradebus.reports.metrics import format_ns
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
@@ -84,9 +84,6 @@ app.command(name="live")(live)
 app.command(name="live-kill")(live_kill)
 app.command(name="live-resume")(live_resume)
 app.command("sweep")(sweep_command)
-
-#: Log levels accepted by ``--log-level`` (loguru's names).
-LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 _SET_HELP = "Override a config value, e.g. --set strategy.params.fast=12 (repeatable; recorded in config.yaml)."
 

@@ -25,7 +25,7 @@ from rich.table import Table
 from tradebus.data.catalog import Catalog, DatasetExists, Manifest, quality_report
 from tradebus.data.ingest import format_interval, import_path
 from tradebus.errors import ConfigError, DataError, TradebusError
-from tradebus.ops.logs import setup_logging
+from tradebus.ops.logs import LOG_LEVELS, setup_logging
 
 __all__ = ["DEFAULT_CATALOG", "EXIT_CODES", "data_app"]
 
@@ -45,17 +45,16 @@ def _console(*, stderr: bool = False) -> Console:
     return console if console.is_terminal else Console(stderr=stderr, width=_PIPE_WIDTH)
 
 CatalogOpt = Annotated[Path, typer.Option("--catalog", help="Catalog root directory.")]
-_LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
 @data_app.callback()
 def _logging(
-    log_level: Annotated[str, typer.Option("--log-level", help="Log level on stderr: DEBUG, INFO, WARNING, ERROR.")]
+    log_level: Annotated[str, typer.Option("--log-level", help=f"Log level on stderr: {', '.join(LOG_LEVELS)}.")]
     = "WARNING",
 ) -> None:
     """Import market data into the Parquet catalog and inspect it."""
-    if log_level.upper() not in _LOG_LEVELS:
-        raise _fail(ConfigError(f"--log-level {log_level!r} is not one of {', '.join(_LOG_LEVELS)}"))
+    if log_level.upper() not in LOG_LEVELS:
+        raise _fail(ConfigError(f"--log-level {log_level!r} is not one of {', '.join(LOG_LEVELS)}"))
     setup_logging(log_level.upper())
 
 

@@ -16,7 +16,10 @@ from loguru import logger
 
 from tradebus.ops.config import LogConfig
 
-__all__ = ["log_files", "open_log_sink", "setup_logging"]
+__all__ = ["LOG_LEVELS", "log_files", "open_log_sink", "setup_logging"]
+
+#: The levels ``--log-level`` takes (loguru's).
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
 def setup_logging(level: str, fmt: str = "{time:HH:mm:ss} {level} {message}") -> None:
