@@ -59,12 +59,50 @@ def test_a_bnb_fee_is_valued_at_the_runs_bnbusdt_price() -> None:
     portfolio.mark(BNB.instrument_id, 600.0)
     fill = _fill(OrderSide.BUY, 0.01, 60_000.0, 0.001, "BNB")
     portfolio.apply_fill(fill)
-    # 0.001 BNB at 600 USDT = 0.6 USDT: in cash and fees_paid; the BNB balance falls by 0.001
+    # 0.001 BNB at 600 USDT = 0.6 USDT: in fees_paid; the BNB balance and holding fall by 0.001, not cash
     assert portfolio.fee_value(fill) == pytest.approx(0.6)
     assert portfolio.fees_paid == pytest.approx(0.6) and portfolio.fees_unvalued == {}
-    assert portfolio.cash == pytest.approx(10_000.0 - 600.0 - 0.6)
-    assert portfolio.account.balance("USDT") == 10_000.0 - 600.0
-    assert portfolio.account.balance("BNB") == pytest.approx(-0.001)
+    assert portfolio.cash == portfolio.account.balance("USDT") == 10_000.0 - 600.0
+    assert portfolio.account.balance("BNB") == portfolio.holding("BNB") == pytest.approx(-0.001)
+    # 9 400 USDT + 0.01 BTC at 60 000 - 0.001 BNB at 600
+    assert portfolio.equity() == pytest.approx(10_000.0 - 0.6, abs=1e-9)
+
+
+def test_a_bnb_fee_paid_out_of_a_bnb_holding_costs_the_bnb_at_its_current_price() -> None:
+    portfolio = Portfolio({BTC.instrument_id: BTC, BNB.instrument_id: BNB}, 0.0, {"USDT": 10_000.0, "BNB": 1.0})
+    portfolio.mark(BTC.instrument_id, 60_000.0)
+    portfolio.mark(BNB.instrument_id, 500.0)
+    assert portfolio.equity() == 10_500.0  # 10 000 USDT + 1 BNB at 500
+    portfolio.apply_fill(_fill(OrderSide.BUY, 0.01, 60_000.0, 0.001, "BNB"))
+    # fees_paid: 0.001 BNB at 500 = 0.5 USDT when booked; cash pays the notional 600 alone, as USDT does
+    assert portfolio.fees_paid == pytest.approx(0.5)
+    assert portfolio.cash == portfolio.account.balance("USDT") == 9_400.0
+    # the portfolio's BNB is the account's: 1 - 0.001
+    assert portfolio.holding("BNB") == portfolio.account.balance("BNB") == pytest.approx(0.999, abs=1e-15)
+    assert portfolio.position(BNB.instrument_id) == 0.0
+    assert portfolio.equity() == pytest.approx(10_499.5, abs=1e-9)  # 9 400 + 600 + 0.999 * 500
+    portfolio.mark(BNB.instrument_id, 600.0)
+    # 9 400 + 0.01 * 60 000 + 0.999 * 600 = 10 599.4: the fee costs 0.6 against the 10 600 of no fee
+    assert portfolio.equity() == pytest.approx(10_599.4, abs=1e-9)
+    assert portfolio.holdings_value() == pytest.approx(599.4, abs=1e-9)
+    assert portfolio.holdings == {BNB.instrument_id: 1.0}  # the initial holdings, as the reports take them
+
+
+def test_a_bnb_fee_leaves_the_bnb_the_run_bought_in_its_position_and_lowers_the_holding() -> None:
+    portfolio = Portfolio({BTC.instrument_id: BTC, BNB.instrument_id: BNB}, 10_000.0)
+    portfolio.apply_fill(_fill(OrderSide.BUY, 0.5, 500.0, 0.25, "", BNB.instrument_id, "b1"))
+    portfolio.apply_fill(_fill(OrderSide.BUY, 0.01, 60_000.0, 0.001, "BNB", coid="b2"))
+    # USDT 10 000 - 250 - 0.25 - 600 = 9 149.75; BNB 0.5 bought - 0.001 fee = 0.499
+    assert portfolio.cash == portfolio.account.balance("USDT") == pytest.approx(9_149.75, abs=1e-9)
+    assert portfolio.position(BNB.instrument_id) == 0.5  # what the strategy traded
+    assert portfolio.position(BNB.instrument_id) + portfolio.holding("BNB") == pytest.approx(
+        portfolio.account.balance("BNB"), abs=1e-15
+    )
+    assert portfolio.account.balance("BNB") == pytest.approx(0.499, abs=1e-15)
+    assert portfolio.fees_paid == pytest.approx(0.25 + 0.5)  # 0.001 BNB at 500
+    portfolio.mark(BNB.instrument_id, 600.0)
+    # 9 149.75 + 0.01 * 60 000 + 0.499 * 600 = 10 049.15
+    assert portfolio.equity() == pytest.approx(10_049.15, abs=1e-9)
 
 
 def test_a_perpetual_fee_in_bnb_leaves_the_usdt_wallet_to_the_realised_pnl() -> None:

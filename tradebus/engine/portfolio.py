@@ -6,11 +6,17 @@ Accounting (all amounts in the quote currency):
   ``px`` moves it by ``-q * c * px - fee`` (a buy pays its notional, a sell receives it), where
   ``c`` is the instrument's ``contract_size`` (1 but for contracts such as OKX swaps); every
   notional and PnL below is multiplied by ``c``.
-- A fee charged in another asset than the quote (``OrderFilled.fee_asset``) counts at its
-  value in the quote currency (:meth:`Portfolio.fee_value`: the base asset at the fill price,
-  a third asset such as BNB at the last price of the run's instrument trading it against the
-  same quote); a third-asset fee no instrument prices is left out of cash and ``fees_paid``
-  and counted in :attr:`Portfolio.fees_unvalued`, in its own asset.
+- A fee charged in another asset than the quote (``OrderFilled.fee_asset``) counts in
+  ``fees_paid`` at its value in the quote currency when the fill is booked
+  (:meth:`Portfolio.fee_value`: the base asset at the fill price, a third asset such as BNB at
+  the last price of the run's instrument trading it against the same quote); a third-asset
+  fee no instrument prices is left out of cash and ``fees_paid`` and counted in
+  :attr:`Portfolio.fees_unvalued`, in its own asset.
+- A fee charged in the base asset of an instrument of the run other than the fill's own
+  spot base (BNB on a ``BTCUSDT`` fill beside ``BNBUSDT``) is that asset leaving the account:
+  the holding of it (:meth:`Portfolio.holding`) falls by the fee, as the account's balance
+  does, and cash moves by the notional alone. Equity then values the fee's coins at the
+  asset's current price, as it values the rest of the holding.
 - A spot fill whose fee ``f`` was charged in its base asset (a Binance buy receiving
   ``q - f`` coins) moves the position as the venue moves the base-asset balance, by
   ``q - f`` (a sell: by ``-(q + f)``), at ``px``, and cash by the notional ``-q * px``
@@ -47,7 +53,9 @@ Equity is in the *reporting currency*, the quote asset of the first instrument:
   the last price of an instrument whose base it is (quoted in the reporting currency if one
   is, else the first in instrument order), and 0 until that instrument is priced. Positions
   count only what the run traded, so with holdings
-  ``equity - initial_cash - holdings_value == realized_pnl + unrealized_pnl - fees_paid``.
+  ``equity - initial_cash - holdings_value == realized_pnl + unrealized_pnl - fees_paid``,
+  where ``fees_paid`` leaves out the fees paid out of a holding (the item above: the
+  holding, and so ``holdings_value``, fell by them instead).
 """
 
 from __future__ import annotations
@@ -129,7 +137,10 @@ class Portfolio:
         "_fees",
         "_fees_unvalued",
         "_funding",
+        "_held",
+        "_holding_pricing",
         "_holdings",
+        "_initial_holdings",
         "_interest",
         "_positions",
         "_realized",
@@ -182,20 +193,27 @@ class Portfolio:
             if not all(inst.cash_only for inst in instruments.values())
             else SpotCashAccount(instruments, start, fee_assets=fee_assets)
         )
-        bases = {base for base, _ in names}
         quotes = {quote for _, quote in names}
+        # base asset -> the position whose last price values a holding of it
+        self._holding_pricing: dict[str, Position] = {}
+        for base in dict.fromkeys(base for base, _ in names):
+            pricing = [iid for iid, (b, _) in zip(instruments, names, strict=True) if b == base]
+            reported = [iid for iid in pricing if asset_names(instruments[iid])[1] == self.reporting_currency]
+            self._holding_pricing[base] = self._positions[(reported or pricing)[0]]
         cash = 0.0
-        holdings: list[tuple[Position, float]] = []
+        # asset -> [position valuing it, amount held now]: the initial holdings less the fees paid out of them
+        self._held: dict[str, list] = {}
         for asset, amount in start.items():
-            if asset in fee_assets and asset not in bases and asset not in quotes:
+            if asset in fee_assets and asset not in self._holding_pricing and asset not in quotes:
                 continue  # no instrument prices it: the account's alone
-            if asset not in bases:
+            if asset not in self._holding_pricing:
                 cash += amount
             elif amount:
-                pricing = [iid for iid, (base, _) in zip(instruments, names, strict=True) if base == asset]
-                reported = [iid for iid in pricing if asset_names(instruments[iid])[1] == self.reporting_currency]
-                holdings.append((self._positions[(reported or pricing)[0]], float(amount)))
-        self._holdings = tuple(holdings)
+                self._held[asset] = [self._holding_pricing[asset], float(amount)]
+        self._holdings: list[list] = list(self._held.values())
+        self._initial_holdings: dict[str, float] = {}
+        for pos, amount in self._holdings:
+            self._initial_holdings[pos.instrument_id] = self._initial_holdings.get(pos.instrument_id, 0.0) + amount
         self.initial_cash = cash
         self.cash = cash
         self.max_equity = cash
@@ -251,6 +269,10 @@ class Portfolio:
                 # alone, the position by what the base-asset balance moves
                 self.cash -= signed * cs * px
                 signed -= in_kind
+            elif fill.fee_asset in self._holding_pricing:
+                # coins of an asset the run prices (BNB beside BNBUSDT) leave the holding; cash pays the notional
+                self.cash -= signed * cs * px
+                self._pay_from_holding(fill.fee_asset, fill.fee)
             else:
                 self.cash -= signed * cs * px + fee
         self.account.apply_fill(fill)
@@ -287,7 +309,7 @@ class Portfolio:
         return pos
 
     def fee_value(self, fill: OrderFilled) -> float:
-        """A fill's fee in its instrument's quote currency: what cash, ``fees_paid`` and the reports count.
+        """A fill's fee in its instrument's quote currency at the time of the fill: what ``fees_paid`` and the reports count.
 
         A fee in the quote asset (``fee_asset`` empty) is itself; one in the base asset is
         valued at the fill price; one in a third asset (BNB) at the last price of an instrument
@@ -351,6 +373,14 @@ class Portfolio:
                 )
             self._fees_unvalued[asset] = self._fees_unvalued.get(asset, 0.0) + fill.fee
         return value
+
+    def _pay_from_holding(self, asset: str, amount: float) -> None:
+        """Lower the holding of ``asset`` by ``amount`` (a fee paid in it), as the account lowers its balance."""
+        held = self._held.get(asset)
+        if held is None:
+            held = self._held[asset] = [self._holding_pricing[asset], 0.0]
+            self._holdings.append(held)
+        held[1] -= amount
 
     def mark(self, instrument_id: str, price: float) -> None:
         """Set the last price of an instrument and update the equity peak.
@@ -539,25 +569,31 @@ class Portfolio:
         return equity, cash, value, self._realized, unrealized, self._fees, self._funding, self._interest
 
     def holdings_value(self) -> float:
-        """Value of the initial holdings of non-cash assets at their last prices (0 while unpriced)."""
+        """Value of the holdings of non-cash assets (:meth:`holding`) at their last prices (0 while unpriced)."""
         total = 0.0
         for pos, amount in self._holdings:
             if pos.last_price == pos.last_price:
                 total += amount * pos.last_price
         return total
 
+    def holding(self, asset: str) -> float:
+        """Amount of a base asset held outside the positions: its initial balance less the fees paid in it.
+
+        The account's balance of ``asset`` is this plus the positions of the spot instruments
+        trading it (0 for an asset no instrument has as its base).
+        """
+        held = self._held.get(asset)
+        return 0.0 if held is None else held[1]
+
     @property
     def holdings(self) -> dict[str, float]:
         """``instrument_id -> amount`` of the initial holdings, each under the instrument that values it."""
-        held: dict[str, float] = {}
-        for pos, amount in self._holdings:
-            held[pos.instrument_id] = held.get(pos.instrument_id, 0.0) + amount
-        return held
+        return dict(self._initial_holdings)
 
     @property
     def has_holdings(self) -> bool:
         """Whether the portfolio started with a balance of a non-cash asset."""
-        return bool(self._holdings)
+        return bool(self._initial_holdings)
 
     def equity(self) -> float:
         """``cash + sum(position * contract_size * last price) + holdings_value()``."""
