@@ -684,8 +684,9 @@ def test_a_flapping_feed_sends_a_summary_at_most_once_a_window() -> None:
                        (200.0, "0 disconnects in the last 1 min, 2 alerts")):  # fmt: skip
         clock[0] = t
         assert flaps.hold(flaps.feed_of("X.V"))
+        flaps.tick()
         if summary is not None:
-            assert sent.pop() == f"feed f still flapping: {summary} held since the last message"
+            assert sent.pop() == f"feed f still flapping: {summary} held since the last message; not connected now"
     assert len(sent) == 1
     assert not flaps.hold(None) and not flaps.hold("other")
 
@@ -711,3 +712,38 @@ def test_pnl_adds_up_to_the_equity_change_with_funding_and_interest() -> None:
     assert figures == {"realized": "0.00", "unrealized": "100.00", "fees": "3.00", "funding": "1.25", "interest": "0.50"}
     change = float(lines[0].split(", ")[-1].rstrip(")"))
     assert change == pytest.approx(100.0 - 3.0 - 1.25 - 0.5, abs=0.005)
+
+
+async def test_a_flapping_feed_whose_reconnections_are_all_refused_still_gets_its_summary_every_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The venue goes away after the feed began flapping: no connection opens, no event of the feed comes,
+    and the ``still flapping`` summary, sent only when a held alert came, never came (the flapping alert was
+    the last word on a feed down for good)."""
+    monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+    silent = [Fault(FaultKind.SILENCE, at=100, seconds=math.inf)]
+    silent += [Fault(FaultKind.SILENCE, at=0, connection=n, seconds=math.inf) for n in range(1, 50)]
+    async with FakeBotApi(TOKEN) as api, LocalVenueServer(
+        BinanceProtocol(USDM_SNAPSHOT, futures=True), USDM_FRAMES[:600], silent, speed=20.0, lifetime=120.0
+    ) as srv:
+        ops = {"telegram": {"chat_ids": [OPERATOR], "token_env": "TB_TEST_TELEGRAM_TOKEN", "base_url": api.base_url,
+                            "commands": False, "flap_cycles": 1, "flap_window": 1.5}}  # fmt: skip
+        data = usdm_paper(srv, ops)
+        data["feeds"][0]["stale_after"] = 0.5
+        data["feeds"][0]["backoff"] = {"base": 0.05, "cap": 0.05, "min_delay": 0.0}
+        node = PaperNode(config_of(data), handle_signals=False)
+        task = asyncio.create_task(node.run())
+        try:
+            await until(lambda: node.running.is_set(), 60.0)
+            feed = node.feeds[0].name
+            await until(lambda: any(t.startswith(f"feed {feed} flapping: ") for t in api.texts()), 60.0)
+            await srv.stop()  # every reconnection is refused from now on
+            await until(lambda: any(t.startswith(f"feed {feed} still flapping: ") for t in api.texts()), 10.0)
+        finally:
+            node.stop("test done")
+            await asyncio.wait_for(task, 20)
+    texts = [t for t in api.texts(OPERATOR) if t.startswith(f"feed {feed}")]
+    flapping = next(i for i, t in enumerate(texts) if t.startswith(f"feed {feed} flapping: "))
+    summary = texts[flapping + 1]
+    assert summary.startswith(f"feed {feed} still flapping: ") and summary.endswith("; not connected now"), texts
+    assert not any(" delivers data again after flapping" in t for t in texts), texts

@@ -75,7 +75,7 @@ class TelegramConfig(_Model):
     flap_cycles, flap_window
         A feed with more than ``flap_cycles`` disconnects in ``flap_window`` seconds flaps: one
         alert says so, its stale, disconnect, reconnect and resync alerts are held (a summary
-        every ``flap_window`` at most) until its stream delivers data again
+        every ``flap_window``, by a timer) until its stream delivers data again
         (:mod:`tradebus.ops.flapping`).
     send_retries
         A message the Bot API did not take because of an HTTP 5xx, a connection error or

@@ -10,8 +10,10 @@ resynced and it reconnects -- four alerts -- and, the stream still silent, does 
 * the disconnect that makes it ``cycles + 1`` in the window sends one alert,
   ``feed X flapping: k disconnects in the last M min`` (in place of its disconnect alert), and
   the feed's stale, disconnect, reconnect and resync alerts are held (counted) from then on;
-* while it flaps, a held alert sends ``feed X still flapping: ...`` (with the count held) when
-  the last flapping message is ``window`` seconds old or more: one message per window at most;
+* while it flaps, ``feed X still flapping: ...`` (disconnects in the window, alerts held, and
+  ``not connected now`` when it is down) is sent every ``window`` seconds, by a timer
+  (:meth:`FlapDetector.run`, on the daemon's event loop): a feed whose reconnections are all
+  refused has no more events, and still gets its summary;
 * the first market data its stream delivers after its last disconnect ends the flapping, with
   ``feed X delivers data again after flapping (n alerts held ...)``. Its disconnects stay in the
   window: one more within it flaps again (one alert), so a feed whose every connection delivers
@@ -22,6 +24,7 @@ The metrics count every stale feed, disconnect and resync whatever is alerted.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -30,7 +33,7 @@ __all__ = ["FlapDetector"]
 
 
 class _Feed:
-    __slots__ = ("data_ns", "disconnects", "held", "mark_ns", "noticed", "flapping")
+    __slots__ = ("data_ns", "disconnects", "held", "mark_ns", "noticed", "flapping", "up_since")
 
     def __init__(self, data_ns: Callable[[], int]) -> None:
         self.data_ns = data_ns
@@ -39,6 +42,7 @@ class _Feed:
         self.mark_ns = 0  # the stream's data clock at the last disconnect
         self.noticed = 0.0  # when the last flapping message was sent
         self.flapping = False
+        self.up_since: float | None = None  # when the open connection opened; None: not connected
 
 
 class FlapDetector:
@@ -81,12 +85,21 @@ class FlapDetector:
     def _minutes(self) -> str:
         return f"{self.window / 60:g} min"
 
+    def on_connect(self, name: str) -> bool:
+        """Feed ``name`` connected: ``True`` if its reconnect alert is to be sent (else held)."""
+        feed = self._feeds.get(name)
+        if feed is None:
+            return True
+        feed.up_since = self._clock()
+        return not self.hold(name)
+
     def on_disconnect(self, name: str) -> bool:
         """Feed ``name`` disconnected: count the cycle; ``True`` if its disconnect alert is to be sent."""
         feed = self._feeds.get(name)
         if feed is None:
             return True
         now = self._clock()
+        feed.up_since = None
         feed.disconnects.append(now)
         while feed.disconnects[0] <= now - self.window:
             feed.disconnects.popleft()
@@ -105,21 +118,33 @@ class FlapDetector:
         return False
 
     def hold(self, name: str | None) -> bool:
-        """Whether an alert of feed ``name`` is held (it flaps): counted, and a summary sent when one is due."""
+        """Whether an alert of feed ``name`` is held (it flaps): if so, it is counted."""
         feed = self.flapping.get(name) if name is not None else None
         if feed is None:
             return False
         feed.held += 1
-        now = self._clock()
-        if now - feed.noticed >= self.window:
-            while feed.disconnects and feed.disconnects[0] <= now - self.window:
-                feed.disconnects.popleft()
-            self._alert(
-                f"feed {name} still flapping: {len(feed.disconnects)} disconnects in the last {self._minutes()}, "
-                f"{feed.held} alerts held since the last message"
-            )
-            feed.noticed, feed.held = now, 0
         return True
+
+    def tick(self) -> None:
+        """Send the summary of each flapping feed whose last flapping message is ``window`` seconds old."""
+        now = self._clock()
+        for name, feed in list(self.flapping.items()):
+            if now - feed.noticed >= self.window:
+                while feed.disconnects and feed.disconnects[0] <= now - self.window:
+                    feed.disconnects.popleft()
+                down = "; not connected now" if feed.up_since is None else ""
+                self._alert(
+                    f"feed {name} still flapping: {len(feed.disconnects)} disconnects in the last "
+                    f"{self._minutes()}, {feed.held} alerts held since the last message{down}"
+                )
+                feed.noticed, feed.held = now, 0
+
+    async def run(self) -> None:
+        """Call :meth:`tick` every ``window / 4`` seconds (1 s at most), for ever."""
+        period = min(1.0, self.window / 4)
+        while True:
+            await asyncio.sleep(period)
+            self.tick()
 
     def check_data(self) -> None:
         """End the flapping of each feed whose stream delivered market data since its last disconnect."""

@@ -141,6 +141,8 @@ class OpsHooks:
             asyncio.create_task(self.metrics.probe_loop(self.config.loop_lag_interval), name="ops:loop-lag")
         )
         if self.telegram is not None:
+            assert self.flaps is not None
+            self._tasks.append(asyncio.create_task(self.flaps.run(), name="ops:flapping"))
             self._subscribe_alerts(kernel.bus)
             await self.telegram.start(self.daily_summary)
             self.telegram.alert("lifecycle", f"tradebus {self.mode} daemon starting: {', '.join(kernel.instruments)}")
@@ -247,7 +249,7 @@ class OpsHooks:
             drops.labels(client.name).inc()
             if flaps is None or flaps.on_disconnect(client.name):
                 self._alert("disconnect", f"{what} {client.name} disconnected ({reason[:200]}); reconnecting")
-        elif client.connections > 1 and (flaps is None or not flaps.hold(client.name)):
+        elif (flaps is None or flaps.on_connect(client.name)) and client.connections > 1:
             self._alert("disconnect", f"{what} {client.name} connected again (connection {client.connections})")
 
     # ------------------------------------------------------------------ control
