@@ -123,11 +123,18 @@ async def test_a_persisting_reconciliation_mismatch_is_alerted_and_counted_once(
 
 @asynccontextmanager
 async def _daemon(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, health: bool = False, hold: bool = False, gate: Any = None
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    health: bool = False,
+    hold: bool = False,
+    gate: Any = None,
+    telegram: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[LiveNode, BinancePrivateEmulator, FakeBotApi, asyncio.Task[None]]]:
-    """A running live daemon (Telegram commands off; ``health``: its ops server on a free port) against the
-    Binance account emulator (``hold``: the user stream's subscription left unanswered) and a local public
-    server (``gate``: a :class:`_Tap` on its trades); stopped on exit, its error raised."""
+    """A running live daemon (Telegram commands off, ``telegram`` added to its ``ops.telegram``; ``health``: its
+    ops server on a free port) against the Binance account emulator (``hold``: the user stream's subscription
+    left unanswered) and a local public server (``gate``: a :class:`_Tap` on its trades); stopped on exit, its
+    error raised."""
     monkeypatch.setenv("TB_TEST_LIVE_TOKEN", TOKEN)
     monkeypatch.setenv("TRADEBUS_BINANCE_API_KEY", KEY)
     monkeypatch.setenv("TRADEBUS_BINANCE_API_SECRET", SECRET)
@@ -141,6 +148,7 @@ async def _daemon(
             if health:
                 data["ops"]["port"] = 0
             data["ops"]["telegram"]["commands"] = False
+            data["ops"]["telegram"].update(telegram or {})
             config = parse_live_config(data, "<test>")
             node = LiveNode(config, ApiKeys.from_env(config.live), handle_signals=False)
             assert node.ops is not None
@@ -179,6 +187,37 @@ async def test_a_dropped_user_stream_is_alerted_and_counted_as_the_user_stream(
     assert texts[1] == f"user stream {stream} connected again (connection 2)"
     assert registry.get_sample_value("tradebus_user_stream_disconnects_total", {"stream": stream}) == 1
     assert registry.get_sample_value("tradebus_feed_disconnects_total", {"feed": stream}) is None
+
+
+async def test_a_user_stream_that_keeps_dropping_is_alerted_as_flapping_not_at_every_drop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The venue drops the user stream again and again: its every drop and reconnection was alerted for ever
+    (only the market-data feeds were under the flapping rule), two alerts a cycle."""
+    flap = {"flap_cycles": 1, "flap_window": 3.0}
+    async with _daemon(tmp_path, monkeypatch, telegram=flap) as (node, emulator, api, _):
+        stream = node.stream
+        for n in range(1, 5):  # the venue drops it four times, each time once it is back and subscribed
+            await until(lambda: stream.connections == n and stream.subscribed.is_set(), timeout=15)
+            await emulator.sessions[-1].ws.close(code=1011, message=b"internal error")
+        await until(lambda: stream.connections == 5 and stream.subscribed.is_set(), timeout=15)
+        await until(lambda: any(" after flapping " in t for t in api.texts()), timeout=10)  # it stays up
+        assert node.ops is not None
+        registry = node.ops.metrics.registry
+    texts = [t for t in api.texts(OPERATOR) if t.startswith(f"user stream {stream.name} ")]
+    assert [t.split(" (")[0].split(":")[0] for t in texts[:3]] == [
+        f"user stream {stream.name} disconnected",
+        f"user stream {stream.name} connected again",
+        f"user stream {stream.name} flapping",
+    ], texts
+    assert texts[2] == (
+        f"user stream {stream.name} flapping: 2 disconnects in the last 0.05 min; its disconnect and reconnect "
+        "alerts are held until it stays connected 0.05 min (a summary every 0.05 min at most)"
+    )
+    # held: the second reconnection, the third and fourth drops and reconnections; a summary may come between
+    assert texts[-1].startswith(f"user stream {stream.name} stayed connected 0.05 min after flapping ("), texts
+    assert all(" still flapping: " in t for t in texts[3:-1]), texts
+    assert registry.get_sample_value("tradebus_user_stream_disconnects_total", {"stream": stream.name}) == 4
 
 
 async def test_a_user_stream_that_fails_for_good_stops_the_live_daemon_with_its_error(

@@ -1,4 +1,4 @@
-"""Flapping feeds: one alert for a feed that keeps cycling, instead of four per cycle.
+"""Flapping feeds and user streams: one alert for a connection that keeps cycling, instead of four per cycle.
 
 A feed whose stream stays silent goes stale after ``stale_after``, is disconnected, its book is
 resynced and it reconnects -- four alerts -- and, the stream still silent, does it again every
@@ -19,6 +19,12 @@ resynced and it reconnects -- four alerts -- and, the stream still silent, does 
   window: one more within it flaps again (one alert), so a feed whose every connection delivers
   a little data then stalls sends two alerts per cycle, not four.
 
+A live daemon's private user stream (:meth:`FlapDetector.add_stream`) follows the same rule for
+its disconnect and reconnect alerts (``user stream X flapping: ...``, ``user stream X still
+flapping: ...``), but carries no market data: an account may be quiet for hours. Its flapping
+ends when a connection has stayed open ``window`` seconds (``user stream X stayed connected
+M min after flapping (n alerts held ...)``), found by the same timer.
+
 The metrics count every stale feed, disconnect and resync whatever is alerted.
 """
 
@@ -33,10 +39,11 @@ __all__ = ["FlapDetector"]
 
 
 class _Feed:
-    __slots__ = ("data_ns", "disconnects", "held", "mark_ns", "noticed", "flapping", "up_since")
+    __slots__ = ("what", "data_ns", "disconnects", "held", "mark_ns", "noticed", "flapping", "up_since")
 
-    def __init__(self, data_ns: Callable[[], int]) -> None:
-        self.data_ns = data_ns
+    def __init__(self, what: str, data_ns: Callable[[], int] | None) -> None:
+        self.what = what  # "feed" or "user stream", in messages
+        self.data_ns = data_ns  # None: a stream without market data (ends flapping by staying up)
         self.disconnects: deque[float] = deque()
         self.held = 0
         self.mark_ns = 0  # the stream's data clock at the last disconnect
@@ -46,12 +53,12 @@ class _Feed:
 
 
 class FlapDetector:
-    """Decide which connection alerts of each feed go out (see the module docstring).
+    """Decide which connection alerts of each feed and user stream go out (see the module docstring).
 
     Parameters
     ----------
     cycles
-        Disconnects a feed may have in ``window`` and still be alerted one by one.
+        Disconnects a feed or user stream may have in ``window`` and still be alerted one by one.
     window
         Seconds.
     alert
@@ -74,9 +81,13 @@ class FlapDetector:
 
     def add_feed(self, name: str, instrument_ids: Iterable[str], data_ns: Callable[[], int]) -> None:
         """Watch feed ``name``; ``data_ns()`` is the receive time of its stream's latest market data."""
-        self._feeds[name] = _Feed(data_ns)
+        self._feeds[name] = _Feed("feed", data_ns)
         for iid in instrument_ids:
             self._instruments[iid] = name
+
+    def add_stream(self, name: str) -> None:
+        """Watch user stream ``name`` (no market data: its flapping ends when a connection stays up ``window``)."""
+        self._feeds[name] = _Feed("user stream", None)
 
     def feed_of(self, instrument_id: str) -> str | None:
         """The watched feed of ``instrument_id``, or ``None``."""
@@ -86,7 +97,7 @@ class FlapDetector:
         return f"{self.window / 60:g} min"
 
     def on_connect(self, name: str) -> bool:
-        """Feed ``name`` connected: ``True`` if its reconnect alert is to be sent (else held)."""
+        """Feed or stream ``name`` connected: ``True`` if its reconnect alert is to be sent (else held)."""
         feed = self._feeds.get(name)
         if feed is None:
             return True
@@ -94,7 +105,7 @@ class FlapDetector:
         return not self.hold(name)
 
     def on_disconnect(self, name: str) -> bool:
-        """Feed ``name`` disconnected: count the cycle; ``True`` if its disconnect alert is to be sent."""
+        """Feed or stream ``name`` disconnected: count the cycle; ``True`` if its disconnect alert is to be sent."""
         feed = self._feeds.get(name)
         if feed is None:
             return True
@@ -103,22 +114,26 @@ class FlapDetector:
         feed.disconnects.append(now)
         while feed.disconnects[0] <= now - self.window:
             feed.disconnects.popleft()
-        feed.mark_ns = feed.data_ns()
+        if feed.data_ns is not None:
+            feed.mark_ns = feed.data_ns()
         if feed.flapping:
             return not self.hold(name)
         if len(feed.disconnects) <= self.cycles:
             return True
         feed.flapping, feed.held, feed.noticed = True, 0, now
         self.flapping[name] = feed
+        if feed.data_ns is not None:
+            held, until = "stale, disconnect, reconnect and resync", "it delivers data again"
+        else:
+            held, until = "disconnect and reconnect", f"it stays connected {self._minutes()}"
         self._alert(
-            f"feed {name} flapping: {len(feed.disconnects)} disconnects in the last {self._minutes()}; its stale, "
-            f"disconnect, reconnect and resync alerts are held until it delivers data again "
-            f"(a summary every {self._minutes()} at most)"
+            f"{feed.what} {name} flapping: {len(feed.disconnects)} disconnects in the last {self._minutes()}; its "
+            f"{held} alerts are held until {until} (a summary every {self._minutes()} at most)"
         )
         return False
 
     def hold(self, name: str | None) -> bool:
-        """Whether an alert of feed ``name`` is held (it flaps): if so, it is counted."""
+        """Whether an alert of feed or stream ``name`` is held (it flaps): if so, it is counted."""
         feed = self.flapping.get(name) if name is not None else None
         if feed is None:
             return False
@@ -126,15 +141,18 @@ class FlapDetector:
         return True
 
     def tick(self) -> None:
-        """Send the summary of each flapping feed whose last flapping message is ``window`` seconds old."""
+        """Send the summary of each flapping feed or stream whose last flapping message is ``window`` old, and end
+        the flapping of each user stream whose connection has been open ``window``."""
         now = self._clock()
         for name, feed in list(self.flapping.items()):
-            if now - feed.noticed >= self.window:
+            if feed.data_ns is None and feed.up_since is not None and now - feed.up_since >= self.window:
+                self._end(name, feed, f"stayed connected {self._minutes()}")
+            elif now - feed.noticed >= self.window:
                 while feed.disconnects and feed.disconnects[0] <= now - self.window:
                     feed.disconnects.popleft()
                 down = "; not connected now" if feed.up_since is None else ""
                 self._alert(
-                    f"feed {name} still flapping: {len(feed.disconnects)} disconnects in the last "
+                    f"{feed.what} {name} still flapping: {len(feed.disconnects)} disconnects in the last "
                     f"{self._minutes()}, {feed.held} alerts held since the last message{down}"
                 )
                 feed.noticed, feed.held = now, 0
@@ -146,10 +164,13 @@ class FlapDetector:
             await asyncio.sleep(period)
             self.tick()
 
+    def _end(self, name: str, feed: _Feed, how: str) -> None:
+        feed.flapping = False
+        del self.flapping[name]
+        self._alert(f"{feed.what} {name} {how} after flapping ({feed.held} alerts held since the last message)")
+
     def check_data(self) -> None:
         """End the flapping of each feed whose stream delivered market data since its last disconnect."""
         for name, feed in list(self.flapping.items()):
-            if feed.data_ns() > feed.mark_ns:
-                feed.flapping = False
-                del self.flapping[name]
-                self._alert(f"feed {name} delivers data again after flapping ({feed.held} alerts held since the last message)")
+            if feed.data_ns is not None and feed.data_ns() > feed.mark_ns:
+                self._end(name, feed, "delivers data again")

@@ -157,11 +157,14 @@ class OpsHooks:
                 feed.client.connection_listeners.append(partial(self._on_connection, "feed", self.metrics.disconnects))
 
     def watch_user_stream(self, stream: Any) -> None:
-        """Count and alert every end and every reopening of a live daemon's private user stream, when it happens.
+        """Count and alert every end and every reopening of a live daemon's private user stream, when it happens
+        (until it flaps: :mod:`tradebus.ops.flapping`).
 
         ``/health`` is 503 while it is not connected, or its subscription is not confirmed by the venue.
         """
         self._user_streams.append(stream)
+        if self.flaps is not None:
+            self.flaps.add_stream(stream.name)
         stream.connection_listeners.append(
             partial(self._on_connection, "user stream", self.metrics.user_stream_disconnects)
         )
@@ -244,7 +247,7 @@ class OpsHooks:
     def _on_connection(self, what: str, drops: Any, client: Any, connected: bool, reason: str) -> None:
         """A connection of a feed or the user stream (``what``) opened or ended, counted in ``drops``
         (the first connection is no news)."""
-        flaps = self.flaps if what == "feed" else None
+        flaps = self.flaps
         if not connected:
             drops.labels(client.name).inc()
             if flaps is None or flaps.on_disconnect(client.name):
