@@ -31,31 +31,33 @@ from tradebus.engine.messages import OrderStatus, OrderType
 
 REPLACE = "/api/v3/order/cancelReplace"
 PRICES = [60_000.0, 60_000.0, 61_000.0, 62_000.0, 61_400.0, 61_400.0]
-_TEMPLATE = json.loads(next(raw for _, raw in SPOT_FRAMES if "@trade" in raw))
+_TRADE = next(frame for frame in SPOT_FRAMES if "@trade" in frame[1])
 
 
-def _trades(prices: list[float]) -> list[tuple[int, str]]:
-    """One public trade frame per price, 10 ms apart."""
+def trade_frames(template: tuple[int, str], prices: list[float], decimals: int = 8) -> list[tuple[int, str]]:
+    """One public trade frame per price, 10 ms apart, made from the recorded trade frame ``template``."""
+    ts, raw = template
     frames = []
     for n, price in enumerate(prices):
-        msg = json.loads(json.dumps(_TEMPLATE))
+        msg = json.loads(raw)
         data = msg["data"]
         data["t"] += n
-        data["p"] = f"{price:.8f}"
+        data["p"] = f"{price:.{decimals}f}"
         data["T"] += 10 * n
         data["E"] += 10 * n
-        frames.append((SPOT_FRAMES[0][0] + n * 10_000_000, json.dumps(msg, separators=(",", ":"))))
+        frames.append((ts + n * 10_000_000, json.dumps(msg, separators=(",", ":"))))
     return frames
 
 
-class _Gate:
-    """Lets the public stream send its frames only up to ``allowed`` (the test moves the market)."""
+class TradeGate:
+    """Lets the public stream of :func:`trade_frames` send its frames only up to ``allowed`` (the test moves the market)."""
 
-    def __init__(self) -> None:
+    def __init__(self, template: tuple[int, str]) -> None:
+        self.first_id = json.loads(template[1])["data"]["t"]
         self.allowed = 0
 
     async def __call__(self, raw: str) -> None:
-        index = json.loads(raw)["data"]["t"] - _TEMPLATE["data"]["t"]
+        index = json.loads(raw)["data"]["t"] - self.first_id
         while index >= self.allowed:
             await asyncio.sleep(0.01)
 
@@ -78,7 +80,7 @@ def _venue_stops(emulator: BinancePrivateEmulator) -> list[float]:
     return sorted(r.order.trigger_price for r in emulator.open_orders() if r.order.order_type is OrderType.STOP_MARKET)
 
 
-async def _kill_in_the_replace_and_restart(tmp: Path, srv: LocalVenueServer, emulator: BinancePrivateEmulator, gate: _Gate) -> str:
+async def _kill_in_the_replace_and_restart(tmp: Path, srv: LocalVenueServer, emulator: BinancePrivateEmulator, gate: TradeGate) -> str:
     """Kill the daemon while its cancel-replace waits for the venue's answer, restart it, drive the market; the target's id."""
     first = _Daemon(_config(tmp, srv, emulator, enter=True), tmp / "daemon-0.log", [])
     await first.start()
@@ -115,10 +117,10 @@ async def test_a_replacement_in_flight_at_a_kill_keeps_trailing_and_its_oco_sibl
     inst = Instrument(**{**SPOT, "margin": False})
     emulator = BinancePrivateEmulator(KEY, SECRET, {IID: inst}, {"USDT": 100_000.0},
                                       rest_faults=[RestFault("slow", "POST", REPLACE, seconds=5.0)])
-    gate = _Gate()
+    gate = TradeGate(_TRADE)
     async with emulator:
         protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
-        async with LocalVenueServer(protocol, _trades(PRICES), gate=gate, lifetime=300) as srv:
+        async with LocalVenueServer(protocol, trade_frames(_TRADE, PRICES), gate=gate, lifetime=300) as srv:
             try:
                 target = await _kill_in_the_replace_and_restart(tmp_path, srv, emulator, gate)
             finally:

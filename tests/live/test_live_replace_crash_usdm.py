@@ -12,7 +12,6 @@ sibling at 26,000 is canceled. Before, the modification was lost: nothing was pl
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,6 +22,7 @@ import yaml
 from tests.live.kill_harness import USDM_INST, USDM_SNAPSHOT, _USDM_TRADES, _Daemon
 from tests.live.live_harness import KEY, SECRET
 from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
+from tests.live.test_live_replace_crash import TradeGate, trade_frames
 from tests.live.test_live_daemon import _config as daemon_config
 from tests.live.test_node_restart import wait_for
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, MatchingProtocol, RestFault, StreamFault
@@ -31,35 +31,6 @@ from tradebus.engine.messages import OrderStatus, OrderType
 
 CANCEL = "/fapi/v1/order"
 PRICES = [28_000.0, 28_000.0, 28_100.0, 28_000.0, 27_400.0, 27_400.0]
-_TEMPLATE = json.loads(_USDM_TRADES[0][1])
-
-
-def _trades(prices: list[float]) -> list[tuple[int, str]]:
-    """One public trade frame per price, 10 ms apart."""
-    frames = []
-    for n, price in enumerate(prices):
-        msg = json.loads(json.dumps(_TEMPLATE))
-        data = msg["data"]
-        data["t"] += n
-        data["p"] = f"{price:.2f}"
-        data["T"] += 10 * n
-        data["E"] += 10 * n
-        frames.append((_USDM_TRADES[0][0] + n * 10_000_000, json.dumps(msg, separators=(",", ":"))))
-    return frames
-
-
-class _Gate:
-    """Lets the public stream send its frames only up to ``allowed`` (the test moves the market)."""
-
-    def __init__(self) -> None:
-        self.allowed = 0
-
-    async def __call__(self, raw: str) -> None:
-        index = json.loads(raw)["data"]["t"] - _TEMPLATE["data"]["t"]
-        while index >= self.allowed:
-            await asyncio.sleep(0.01)
-
-
 def _config(tmp: Path, srv: LocalVenueServer, emulator: BinanceFuturesEmulator, *, enter: bool) -> Path:
     endpoints = SimpleNamespace(rest_url=emulator.rest_url, ws_api_url=emulator.ws_url)  # the user stream's URL
     data: dict[str, Any] = daemon_config(tmp, srv.ws_url, srv.http_url, endpoints)  # type: ignore[arg-type]
@@ -83,7 +54,7 @@ def _venue_buys(emulator: BinanceFuturesEmulator) -> list[float]:
     return sorted(r.order.price for r in emulator.open_orders() if r.order.order_type is OrderType.LIMIT)
 
 
-async def _kill_in_the_cancel_and_restart(tmp: Path, srv: LocalVenueServer, emulator: BinanceFuturesEmulator, gate: _Gate) -> str:
+async def _kill_in_the_cancel_and_restart(tmp: Path, srv: LocalVenueServer, emulator: BinanceFuturesEmulator, gate: TradeGate) -> str:
     """Kill the daemon while its cancel-replace waits for the cancel's answer, restart it, drive the market; the sibling's id."""
     first = _Daemon(_config(tmp, srv, emulator, enter=True), tmp / "daemon-0.log", [])
     await first.start()
@@ -118,10 +89,10 @@ async def test_a_two_request_cancel_replace_in_flight_at_a_kill_is_placed_after_
         rest_faults=[RestFault("slow", "DELETE", CANCEL, seconds=5.0)],
         stream_faults=[StreamFault("drop", '"X": "CANCELED"')],
     )
-    gate = _Gate()
+    gate = TradeGate(_USDM_TRADES[0])
     async with emulator:
         protocol = MatchingProtocol(USDM_SNAPSHOT, futures=True, account=emulator, instrument_ids={"btcusdt": USDM_IID})
-        async with LocalVenueServer(protocol, _trades(PRICES), gate=gate, lifetime=300) as srv:
+        async with LocalVenueServer(protocol, trade_frames(_USDM_TRADES[0], PRICES, decimals=2), gate=gate, lifetime=300) as srv:
             try:
                 sibling = await _kill_in_the_cancel_and_restart(tmp_path, srv, emulator, gate)
             finally:
