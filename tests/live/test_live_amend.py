@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.live.live_harness import FAST, IID, harness, until
+from tests.live.live_harness import FAST, IID, Harness, harness, until
 from tests.live.venue_kits import KITS, VenueKit, kit_harness
 from tests.live.test_live_resolved_contingent import Contingent
 from tradebus.adapters.common.account_emulator import RestFault
 from tradebus.execution.contingent import OrderSpec
+from tradebus.execution.orders import Order
 from tradebus.engine.messages import (
     CancelOrder,
     ModifyOrder,
@@ -249,6 +250,17 @@ async def test_a_two_request_cancel_replace_of_a_take_profit_keeps_the_bracket_o
     assert contingent.bracket("s1", h.iid, OrderSide.BUY, 0.01, take_profit=65_000.0) is None
 
 
+async def _bought_with_stop(h: Harness) -> Order:
+    """Buy 0.01 filled at 60,000, then a sell stop-market for it at 59,000, working at the venue."""
+    buy = h.submit(OrderSide.BUY, 0.01)
+    await until(lambda: buy.status is OrderStatus.ACCEPTED)
+    h.trade(60_000.0)
+    await until(lambda: buy.status is OrderStatus.FILLED)
+    stop = h.kernel.execution.submit(SubmitOrder("s1", IID, "", OrderSide.SELL, 0.01, 0, 0, OrderType.STOP_MARKET, trigger_price=59_000.0))
+    await until(lambda: stop.status is OrderStatus.ACCEPTED)
+    return stop
+
+
 async def test_a_stop_moved_past_the_last_trade_is_placed_again_at_its_trigger_on_binance_spot() -> None:
     """Long 0.01 BTC, a sell stop at 59,000; last trade 60,000. Moving the stop to 60,500 (above the
     last trade) by one cancel-replace: Binance cancels the stop and refuses the new one ("Order would
@@ -258,12 +270,7 @@ async def test_a_stop_moved_past_the_last_trade_is_placed_again_at_its_trigger_o
         h.venue.on_replace = h.kernel.execution.submit
         replaced: list[OrderReplaced] = []
         h.kernel.bus.subscribe(OrderReplaced, replaced.append)
-        buy = h.submit(OrderSide.BUY, 0.01)
-        await until(lambda: buy.status is OrderStatus.ACCEPTED)
-        h.trade(60_000.0)
-        await until(lambda: buy.status is OrderStatus.FILLED)
-        stop = h.kernel.execution.submit(SubmitOrder("s1", IID, "", OrderSide.SELL, 0.01, 0, 0, OrderType.STOP_MARKET, trigger_price=59_000.0))
-        await until(lambda: stop.status is OrderStatus.ACCEPTED)
+        stop = await _bought_with_stop(h)
         h.kernel.execution.modify(ModifyOrder("s1", IID, stop.client_order_id, 0, 0, trigger_price=60_500.0))
         await until(lambda: len(replaced) == 1)
         again = h.kernel.orders.order(replaced[0].replacement_id)
@@ -442,12 +449,7 @@ async def test_a_stop_canceled_during_its_refused_one_request_cancel_replace_is_
         h.venue.on_replace = h.kernel.execution.submit
         refused: list[OrderModifyRejected] = []
         h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
-        buy = h.submit(OrderSide.BUY, 0.01)
-        await until(lambda: buy.status is OrderStatus.ACCEPTED)
-        h.trade(60_000.0)
-        await until(lambda: buy.status is OrderStatus.FILLED)
-        stop = h.kernel.execution.submit(SubmitOrder("s1", IID, "", OrderSide.SELL, 0.01, 0, 0, OrderType.STOP_MARKET, trigger_price=59_000.0))
-        await until(lambda: stop.status is OrderStatus.ACCEPTED)
+        stop = await _bought_with_stop(h)
         coid = stop.client_order_id
         h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, trigger_price=60_500.0))
         await until(lambda: h.emulator.orders[coid].status == "CANCELED")  # processed; its answer is on its way
