@@ -7,9 +7,11 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import SecretStr
 
+from tradebus.adapters.common.account_emulator import AccountEmulator
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, BinancePrivateEmulator, RestFault, StreamFault
 from tradebus.adapters.binance.trading import BinanceFuturesTrading, BinanceTrading
 from tradebus.adapters.binance.user_stream import (
@@ -181,3 +183,19 @@ async def usdm_harness(
         await task
         await venue.aclose()
         await emulator.stop()
+
+
+async def open_long(
+    node: Any, emulator: AccountEmulator, iid: str, qty: float, price: float, *, size: float = 1.0,
+    strategy: str = "TickEmaCross",
+) -> None:
+    """Buy ``qty`` of ``iid`` at market through a daemon's kernel, filled by a public trade of ``size`` at
+    ``price`` at the emulator; wait until the daemon booked it."""
+    kernel = node.kernel
+    before = kernel.portfolio.position(iid)
+    now = node.clock.now_ns()
+    order = kernel.execution.submit(SubmitOrder(strategy, iid, "", OrderSide.BUY, qty, now, now, OrderType.MARKET))
+    await until(lambda: order.client_order_id in emulator.orders)
+    at = emulator.clock.now_ns() + 10**6
+    emulator.on_trade(Trade(iid, at, at, price, size, -1, "x-open"))
+    await until(lambda: math.isclose(kernel.portfolio.position(iid), before + qty, abs_tol=1e-12))

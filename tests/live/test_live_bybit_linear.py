@@ -22,7 +22,7 @@ import pytest
 from loguru import logger
 from pydantic import SecretStr
 
-from tests.live.live_harness import KEY, SECRET, answered, until
+from tests.live.live_harness import KEY, SECRET, answered, open_long, until
 from tests.live.node_testdata import BYBIT_IID, BYBIT_INSTRUMENT, bybit_linear_frames
 from tradebus.account import MarginAccount
 from tradebus.adapters.bybit.private_emulator import BybitLinearEmulator, MatchingProtocol
@@ -668,14 +668,7 @@ FUNDING_PX = 65_000.0
 
 async def _open_long(node: LiveNode, emulator: BybitLinearEmulator, qty: float = 0.01) -> None:
     """Buy ``qty`` at market, filled by a public trade at :data:`FUNDING_PX`; wait until the daemon booked it."""
-    kernel = node.kernel
-    before = kernel.portfolio.position(BYBIT_IID)
-    now = node.clock.now_ns()
-    order = kernel.execution.submit(SubmitOrder("TickEmaCross", BYBIT_IID, "", OrderSide.BUY, qty, now, now, OrderType.MARKET))
-    await until(lambda: order.client_order_id in emulator.orders)
-    at = emulator.clock.now_ns() + 10**6
-    emulator.on_trade(Trade(BYBIT_IID, at, at, FUNDING_PX, 1.0, -1, "x-open"))
-    await until(lambda: kernel.portfolio.position(BYBIT_IID) == pytest.approx(before + qty, abs=1e-12))
+    await open_long(node, emulator, BYBIT_IID, qty, FUNDING_PX)
 
 
 def _journaled_funding(journal: Path) -> list[FundingPaid]:

@@ -19,7 +19,7 @@ import pytest
 from loguru import logger
 from pydantic import SecretStr
 
-from tests.live.live_harness import KEY, SECRET, until
+from tests.live.live_harness import KEY, SECRET, open_long, until
 from tests.live.node_testdata import FIXTURES, okx_frames, run_node
 from tests.live.venue_kits import PASSPHRASE, VenueKit, kit_harness
 from tradebus.adapters.okx import private_emulator as okx_emu
@@ -486,14 +486,7 @@ FUNDING_PX = 30_000.0
 
 async def _open_long(node: LiveNode, emulator: AccountEmulator, contracts: float = 2.0) -> None:
     """Buy ``contracts`` at market, filled by a public trade at :data:`FUNDING_PX`; wait until the daemon booked it."""
-    kernel = node.kernel
-    before = kernel.portfolio.position(SWAP_IID)
-    now = node.clock.now_ns()
-    order = kernel.execution.submit(SubmitOrder("TickEmaCross", SWAP_IID, "", OrderSide.BUY, contracts, now, now, OrderType.MARKET))
-    await until(lambda: order.client_order_id in emulator.orders)
-    at = emulator.clock.now_ns() + 10**6
-    emulator.on_trade(Trade(SWAP_IID, at, at, FUNDING_PX, 10.0, -1, "x-open"))
-    await until(lambda: kernel.portfolio.position(SWAP_IID) == pytest.approx(before + contracts, abs=1e-12))
+    await open_long(node, emulator, SWAP_IID, contracts, FUNDING_PX, size=10.0)
 
 
 async def _bills_read_twice(emulator: AccountEmulator) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.live.live_harness import KEY, SECRET, rounds_after, until
+from tests.live.live_harness import KEY, SECRET, open_long, rounds_after, until
 from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
 from tests.live.test_live_usdm import INST, SYMBOL, TRADE_FRAMES, _emulator, _run
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, RestFault, StreamFault
@@ -32,14 +32,7 @@ PRICE = 28_000.0
 
 async def _open_long(node: LiveNode, emulator: BinanceFuturesEmulator, qty: float = 0.01, strategy: str = "TickEmaCross") -> None:
     """Buy ``qty`` at market, filled by a public trade at :data:`PRICE`; wait until the daemon booked it."""
-    kernel = node.kernel
-    before = kernel.portfolio.position(USDM_IID)
-    now = node.clock.now_ns()
-    order = kernel.execution.submit(SubmitOrder(strategy, USDM_IID, "", OrderSide.BUY, qty, now, now, OrderType.MARKET))
-    await until(lambda: order.client_order_id in emulator.orders)
-    at = emulator.clock.now_ns() + 10**6
-    emulator.on_trade(Trade(USDM_IID, at, at, PRICE, 1.0, -1, "x-open"))
-    await until(lambda: kernel.portfolio.position(USDM_IID) == pytest.approx(before + qty, abs=1e-12))
+    await open_long(node, emulator, USDM_IID, qty, PRICE, strategy=strategy)
 
 
 def _wallet(node: LiveNode) -> float:
