@@ -35,6 +35,11 @@ async def _open_long(node: LiveNode, emulator: BinanceFuturesEmulator, qty: floa
     await open_long(node, emulator, USDM_IID, qty, PRICE, strategy=strategy)
 
 
+def _income_reads(emulator: BinanceFuturesEmulator) -> int:
+    """Requests of the income history (``GET /fapi/v1/income``) the emulator answered so far."""
+    return sum(1 for _, path, _ in emulator.requests if path == "/fapi/v1/income")
+
+
 def _wallet(node: LiveNode) -> float:
     return node.kernel.portfolio.account.balance("USDT")
 
@@ -204,9 +209,9 @@ async def test_funding_settled_while_the_user_stream_was_disconnected_is_booked_
         seen["live"] = emulator.settle_funding(SYMBOL, 0.0001, PRICE)
         await until(lambda: len(kernel.result.funding) >= 2)
         # another reconnect reads both from the history again (one booked by the stream): nothing doubled
-        reads = sum(1 for _, p, _ in emulator.requests if p == "/fapi/v1/income")
+        reads = _income_reads(emulator)
         await emulator.drop_sessions()
-        await until(lambda: sum(1 for _, p, _ in emulator.requests if p == "/fapi/v1/income") > reads
+        await until(lambda: _income_reads(emulator) > reads
                     and not node.reconciler.funding_pending)  # that read answered and booked
         seen["wallet"] = _wallet(node)
         seen["caught_up"] = node.reconciler.funding_caught_up
@@ -245,12 +250,12 @@ async def test_cross_margin_funding_of_two_perpetuals_is_booked_on_each_from_the
         at = emulator.clock.now_ns() + 10**6
         emulator.on_trade(Trade(ETH.instrument_id, at, at, 2_000.0, 1.0, -1, "x-eth"))
         await until(lambda: kernel.portfolio.position(ETH.instrument_id) == pytest.approx(-0.5, abs=1e-12))
-        reads = sum(1 for _, p, _ in emulator.requests if p == "/fapi/v1/income")
+        reads = _income_reads(emulator)
         seen["paid"] = {USDM_IID: emulator.settle_funding(SYMBOL, 0.0001, PRICE),
                         ETH.instrument_id: emulator.settle_funding("ETHUSDT", 0.0003, 2_000.0)}
         await until(lambda: len(kernel.result.funding) >= 2 and not node.reconciler.funding_pending)
         await rounds_after(node.reconciler, 2)  # a payment booked twice, or a wallet apart, would now show
-        seen["reads"] = sum(1 for _, p, _ in emulator.requests if p == "/fapi/v1/income") - reads
+        seen["reads"] = _income_reads(emulator) - reads
         seen["wallet"] = _wallet(node)
 
     emulator = BinanceFuturesEmulator(KEY, SECRET, {USDM_IID: INST, ETH.instrument_id: ETH}, {"USDT": 10_000.0})
@@ -277,11 +282,11 @@ async def test_a_cross_margin_payment_not_yet_in_the_income_history_is_read_agai
     async def act(node: LiveNode) -> None:
         kernel = node.kernel
         await _open_long(node, emulator)
-        reads = sum(1 for _, p, _ in emulator.requests if p == "/fapi/v1/income")
+        reads = _income_reads(emulator)
         seen["paid"] = emulator.settle_funding(SYMBOL, 0.0001, PRICE)
         row = emulator.income.pop()  # the stream tells the payment before the history lists it
         # the emulator answers a request as it records it: that read found nothing to book
-        await until(lambda: sum(1 for _, p, _ in emulator.requests if p == "/fapi/v1/income") > reads)
+        await until(lambda: _income_reads(emulator) > reads)
         assert kernel.result.funding == [] and node.reconciler.funding_pending
         emulator.income.append(row)
         await until(lambda: len(kernel.result.funding) >= 1 and not node.reconciler.funding_pending)
@@ -309,11 +314,11 @@ async def test_a_cross_margin_payment_of_a_position_outside_the_run_is_not_booke
     async def act(node: LiveNode) -> None:
         kernel = node.kernel
         await _open_long(node, emulator)
-        reads = sum(1 for _, p, _ in emulator.requests if p == "/fapi/v1/income")
+        reads = _income_reads(emulator)
         seen["eth"] = emulator.settle_funding("ETHUSDT", 0.0003, 2_000.0)
         # the income read answered (or the payment was booked as heard)
         await until(lambda: kernel.result.funding != [] or (
-            sum(1 for _, p, _ in emulator.requests if p == "/fapi/v1/income") > reads and not node.reconciler.funding_pending))
+            _income_reads(emulator) > reads and not node.reconciler.funding_pending))
         seen["after_eth"] = list(kernel.result.funding)
         seen["btc"] = emulator.settle_funding(SYMBOL, 0.0001, PRICE)
         await until(lambda: len(kernel.result.funding) >= 1 and not node.reconciler.funding_pending)
