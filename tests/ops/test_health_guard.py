@@ -9,6 +9,7 @@ denied, so ``/health`` must not answer 200 with no problem.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
@@ -22,6 +23,23 @@ from live.node_testdata import IID, SPOT_FRAMES, SPOT_SNAPSHOT, USDM_IID, binanc
 from .conftest import USDM_FRAMES, USDM_SNAPSHOT
 
 
+async def _health_once(node: PaperNode, iid: str, ready: Callable[[], bool], timeout: float) -> tuple[str | None, bool, dict[str, Any]]:
+    """Run ``node`` until ``ready()`` (at most ``timeout`` s); the guard's reason to deny orders on ``iid``,
+    then ``/health``'s answer (ok, report), both read then."""
+    task = asyncio.create_task(node.run())
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline and not ready():
+            await asyncio.sleep(0.02)
+        blocked = node.guard.block_reason(iid)
+        ok, report = health_report(node, {}, 60.0)
+    finally:
+        node.stop("test done")
+        await asyncio.wait_for(task, 20)
+    return blocked, ok, report
+
+
 async def test_health_is_503_while_the_guard_denies_orders_on_a_frozen_book() -> None:
     proto = BinanceProtocol(USDM_SNAPSHOT, futures=True)
     async with LocalVenueServer(proto, USDM_FRAMES, speed=8.0, lifetime=60.0) as srv:
@@ -30,18 +48,8 @@ async def test_health_is_503_while_the_guard_denies_orders_on_a_frozen_book() ->
         node = PaperNode(config_of(data), handle_signals=False)
         resynced: list[Any] = []
         node.kernel.bus.subscribe(BookResynced, resynced.append)
-        task = asyncio.create_task(node.run())
-        try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 40
-            while loop.time() < deadline and not (resynced and node.running.is_set()):
-                await asyncio.sleep(0.02)
-            assert resynced, "the frozen book must be resynced"
-            blocked = node.guard.block_reason(USDM_IID)
-            ok, report = health_report(node, {}, 60.0)
-        finally:
-            node.stop("test done")
-            await asyncio.wait_for(task, 20)
+        blocked, ok, report = await _health_once(node, USDM_IID, lambda: bool(resynced) and node.running.is_set(), 40)
+    assert resynced, "the frozen book must be resynced"
     assert blocked is not None and blocked.startswith("book unsynced: book frozen")
     assert not ok, report
     assert report["orders_blocked"] == {USDM_IID: blocked}
@@ -57,17 +65,7 @@ async def test_health_is_503_while_the_guard_denies_orders_on_a_stale_feed_young
         node = PaperNode(config_of(data), handle_signals=False)
         stale: list[Any] = []
         node.kernel.bus.subscribe(FeedStale, stale.append)
-        task = asyncio.create_task(node.run())
-        try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 30
-            while loop.time() < deadline and not (stale and node.guard.stale(IID)):
-                await asyncio.sleep(0.02)
-            blocked = node.guard.block_reason(IID)
-            ok, report = health_report(node, {}, 60.0)
-        finally:
-            node.stop("test done")
-            await asyncio.wait_for(task, 20)
+        blocked, ok, report = await _health_once(node, IID, lambda: bool(stale) and node.guard.stale(IID), 30)
     assert blocked is not None and blocked.startswith("feed stale: binance-spot delivered nothing for")
     assert not ok, report
     assert report["orders_blocked"] == {IID: blocked}
