@@ -26,12 +26,14 @@ from tests.live.test_live_daemon import SPOT, _config as daemon_config
 from tests.live.test_node_restart import wait_for
 from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol, RestFault
 from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.features.warmup import warm_up
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderStatus, OrderType
 
 REPLACE = "/api/v3/order/cancelReplace"
 PRICES = [60_000.0, 60_000.0, 61_000.0, 62_000.0, 61_400.0, 61_400.0]
-_TRADE = next(frame for frame in SPOT_FRAMES if "@trade" in frame[1])
+#: The recorded spot trade frame the tests' trades are made from.
+TRADE_TEMPLATE = next(frame for frame in SPOT_FRAMES if "@trade" in frame[1])
 
 
 def trade_frames(template: tuple[int, str], prices: list[float], decimals: int = 8) -> list[tuple[int, str]]:
@@ -114,13 +116,14 @@ async def _kill_in_the_replace_and_restart(tmp: Path, srv: LocalVenueServer, emu
 
 
 async def test_a_replacement_in_flight_at_a_kill_keeps_trailing_and_its_oco_sibling_after_the_restart(tmp_path: Path) -> None:
+    warm_up()  # the daemons (warm_up: false) then load the kernels from the disk cache instead of compiling them cold
     inst = Instrument(**{**SPOT, "margin": False})
     emulator = BinancePrivateEmulator(KEY, SECRET, {IID: inst}, {"USDT": 100_000.0},
                                       rest_faults=[RestFault("slow", "POST", REPLACE, seconds=5.0)])
-    gate = TradeGate(_TRADE)
+    gate = TradeGate(TRADE_TEMPLATE)
     async with emulator:
         protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
-        async with LocalVenueServer(protocol, trade_frames(_TRADE, PRICES), gate=gate, lifetime=300) as srv:
+        async with LocalVenueServer(protocol, trade_frames(TRADE_TEMPLATE, PRICES), gate=gate, lifetime=300) as srv:
             try:
                 target = await _kill_in_the_replace_and_restart(tmp_path, srv, emulator, gate)
             finally:

@@ -27,6 +27,7 @@ from tests.live.test_live_daemon import _config as daemon_config
 from tests.live.test_node_restart import wait_for
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, MatchingProtocol, RestFault, StreamFault
 from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.features.warmup import warm_up
 from tradebus.engine.messages import OrderStatus, OrderType
 
 CANCEL = "/fapi/v1/order"
@@ -84,6 +85,7 @@ async def _kill_in_the_cancel_and_restart(tmp: Path, srv: LocalVenueServer, emul
 
 
 async def test_a_two_request_cancel_replace_in_flight_at_a_kill_is_placed_after_the_restart(tmp_path: Path) -> None:
+    warm_up()  # the daemons (warm_up: false) then load the kernels from the disk cache instead of compiling them cold
     emulator = BinanceFuturesEmulator(
         KEY, SECRET, {USDM_IID: USDM_INST}, {"USDT": 100_000.0},
         rest_faults=[RestFault("slow", "DELETE", CANCEL, seconds=5.0)],

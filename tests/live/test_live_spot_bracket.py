@@ -17,7 +17,7 @@ from tests.live.live_harness import IID, KEY, SECRET, Harness, harness, until
 from tests.live.node_testdata import SPOT_SNAPSHOT
 from tests.live.test_live_daemon import SPOT, _run_until
 from tests.live.test_live_daemon import _config as daemon_config
-from tests.live.test_live_replace_crash import _Gate, _trades
+from tests.live.test_live_replace_crash import TRADE_TEMPLATE, TradeGate, trade_frames
 from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol, TrailingStop
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.instrument import Instrument
@@ -215,7 +215,7 @@ async def test_a_restarted_live_daemon_rearms_a_bracket_whose_entry_paid_its_fee
     children for 0.01, denied (0.00999 BTC free), the position left unprotected."""
     emulator = BinancePrivateEmulator(KEY, SECRET, {IID: Instrument(**SPOT)}, {"USDT": 100_000.0})
     emulator.fee_in_received = True
-    gate = _Gate()
+    gate = TradeGate(TRADE_TEMPLATE)
     keys = ApiKeys(SecretStr(KEY), SecretStr(SECRET))
     denied: list[OrderDenied] = []
 
@@ -234,7 +234,7 @@ async def test_a_restarted_live_daemon_rearms_a_bracket_whose_entry_paid_its_fee
 
     async with emulator:
         protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
-        async with LocalVenueServer(protocol, _trades([60_000.0] * 4), gate=gate, lifetime=300) as srv:
+        async with LocalVenueServer(protocol, trade_frames(TRADE_TEMPLATE, [60_000.0] * 4), gate=gate, lifetime=300) as srv:
             try:
                 first = LiveNode(config(enter=True), keys, handle_signals=False)
                 first.kernel.bus.subscribe(OrderDenied, denied.append)
