@@ -74,6 +74,24 @@ def test_twap_sends_equal_slices_on_schedule_that_sum_to_the_parent() -> None:
     assert all(f.reason.startswith(algo.name) for f in kernel.result.fills)
 
 
+def test_two_runs_in_one_process_name_their_algorithms_and_fill_reasons_alike() -> None:
+    frame = bars_4h().iloc[:40]
+
+    def fills_of_one_run() -> list[tuple[int, float, str]]:
+        def make(s: Strategy) -> Twap:
+            Iceberg(s, BTC_4H, OrderSide.BUY, 0.1, price=1.0, display=0.1)  # created, never started
+            return Twap(s, BTC_4H, OrderSide.BUY, 1.0, duration="1d", slices=6)
+
+        strategy = Runner(make, at=2)
+        kernel = run([strategy], {BTC_4H: frame})
+        assert strategy.algo is not None and strategy.algo.name == "twap2"  # the strategy's second algorithm
+        return [(f.ts_event, f.quantity, f.reason) for f in kernel.result.fills]
+
+    first = fills_of_one_run()
+    assert first[0][2] == "twap2: slice 1"
+    assert fills_of_one_run() == first
+
+
 def test_twap_resends_a_denied_slice_with_the_next_one() -> None:
     frame = bars_4h().iloc[:40]
     strategy = Runner(lambda s: Twap(s, BTC_4H, OrderSide.SELL, 0.6, duration="1d", slices=6), at=1)

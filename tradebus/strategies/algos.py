@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Literal
+from weakref import WeakKeyDictionary
 
 import numpy as np
 from loguru import logger
@@ -45,6 +46,10 @@ _CLOSED = frozenset({OrderStatus.DENIED, OrderStatus.REJECTED, OrderStatus.FILLE
 
 AlgoStatus = Literal["pending", "working", "done", "failed"]
 
+# Default names count the algorithms of each strategy, not of the process: a second run in the
+# same process (a sweep worker, a notebook) names its children's reasons as the first did.
+_created: WeakKeyDictionary[Strategy, int] = WeakKeyDictionary()
+
 
 def _ns(value: str | int) -> int:
     try:
@@ -63,10 +68,9 @@ class ExecAlgorithm(ABC):
     instrument_id, side, quantity
         The parent order (quantity in base units, rounded down to whole lots).
     name
-        Unique per strategy (names its timer); defaults to the class name and a counter.
+        Unique per strategy (names its timer); defaults to the class name and the number of
+        algorithms the strategy created so far (``twap1``, ``iceberg2``).
     """
-
-    _count = 0
 
     def __init__(
         self, strategy: Strategy, instrument_id: str, side: OrderSide, quantity: float, *, name: str | None = None
@@ -77,13 +81,14 @@ class ExecAlgorithm(ABC):
         lots = instrument.round_quantity(quantity)
         if not lots > 0:
             raise OrderError(f"{strategy.strategy_id}: parent quantity {quantity!r} is less than one lot")
-        ExecAlgorithm._count += 1
+        count = _created.get(strategy, 0) + 1
+        _created[strategy] = count
         self.strategy = strategy
         self.instrument = instrument
         self.instrument_id = instrument_id
         self.side = side
         self.quantity = lots
-        self.name = name or f"{type(self).__name__.lower()}{ExecAlgorithm._count}"
+        self.name = name or f"{type(self).__name__.lower()}{count}"
         self.status: AlgoStatus = "pending"
         self._refusals = 0
         #: Client order ids of the children, in submission order.
