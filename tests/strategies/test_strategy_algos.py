@@ -10,6 +10,7 @@ import pytest
 
 from tradebus.engine.messages import Bar, OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.errors import OrderError
+from tradebus.execution.config import VenueConfig
 from tradebus.risk.gate import RiskGate
 from tradebus.strategies.algos import ExecAlgorithm, Iceberg, LimitChaser, Twap, Vwap
 from tradebus.strategies.base import Strategy
@@ -187,7 +188,26 @@ def test_limit_chaser_times_out_into_a_market_order() -> None:
     assert algo is not None and algo.status == "done"
     kinds = [kernel.orders.order(cid).order_type for cid in algo.children]
     assert kinds[-1] is OrderType.MARKET and kernel.portfolio.position(BTC_4H) == pytest.approx(-0.5)
-    assert algo.sent[-1][0] == int(frame["ts_event"].iloc[2]) + 12 * 3_600_000_000_000
+    # the cancel sent at the deadline (12h) reaches the venue at the next bar's open and is seen
+    # at the poll after that bar (20h): only then is the rest sent at market
+    assert algo.sent[-1][0] == int(frame["ts_event"].iloc[2]) + 20 * 3_600_000_000_000
+
+
+def test_limit_chaser_timeout_never_fills_more_than_the_parent() -> None:
+    frame = bars_4h().iloc[:20].copy()
+    # a flat market below the sell resting one tick above it, until the bar that closes at the
+    # deadline trades through it: that bar fills the child before the timeout's cancel arrives
+    frame[["open", "high", "low", "close"]] = [50_000.0, 50_000.0, 49_990.0, 50_000.0]
+    frame.loc[5, "high"] = 50_100.0
+    assert int(frame["ts_event"].iloc[5]) - int(frame["ts_event"].iloc[2]) == 3 * H4_NS  # the deadline
+    for venue in (VenueConfig(), VenueConfig(latency_ns=60_000_000_000)):
+        strategy = Runner(lambda s: LimitChaser(s, BTC_4H, OrderSide.SELL, 0.5, poll="4h", timeout="12h"), at=2)
+        kernel = run([strategy], {BTC_4H: frame}, venue_config=venue)
+        algo = strategy.algo
+        assert algo is not None
+        assert [f.reason for f in kernel.result.fills] == [f"{algo.name}: rest at the touch"]
+        assert kernel.portfolio.position(BTC_4H) == pytest.approx(-0.5)
+        assert algo.filled == pytest.approx(0.5) and algo.status == "done"
 
 
 def test_bad_algorithm_settings_are_order_errors() -> None:

@@ -328,8 +328,9 @@ class LimitChaser(ExecAlgorithm):
     uses the latest price one tick away (below for a buy). Every ``poll`` the working child is
     moved (:meth:`Strategy.modify <tradebus.strategies.base.Strategy.modify>`) to the touch if
     it moved; a child rejected for crossing (post-only) or denied is sent again at the touch.
-    After ``timeout`` (if given) the child is canceled and, with ``on_timeout="market"``, the
-    rest is sent as a market order.
+    After ``timeout`` (if given) the child is canceled and, at the first poll that finds it
+    closed (the venue confirmed the cancel, or filled it first), the algorithm ends; with
+    ``on_timeout="market"`` it sends what is still unfilled as a market order first.
     """
 
     def __init__(
@@ -351,6 +352,7 @@ class LimitChaser(ExecAlgorithm):
         self.on_timeout = on_timeout
         self.max_retries = max_retries
         self._deadline: int | None = None
+        self._timed_out = False
         #: ``(time, price)`` of every placement and move of the child.
         self.prices: list[tuple[int, float]] = []
 
@@ -391,8 +393,12 @@ class LimitChaser(ExecAlgorithm):
             self._finish(True)
             return
         if self._deadline is not None and now >= self._deadline:
-            for order in working:
-                self.strategy.cancel(order.client_order_id, reason=self._reason("timeout"))
+            if not self._timed_out:
+                self._timed_out = True
+                for order in working:
+                    self.strategy.cancel(order.client_order_id, reason=self._reason("timeout"))
+            if self.working():
+                return  # until the venue confirms the cancel the child may still fill
             if self.on_timeout == "market":
                 left = self._lots(self.quantity - self.filled)
                 if left > 0:
