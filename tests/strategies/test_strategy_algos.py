@@ -210,6 +210,24 @@ def test_limit_chaser_timeout_never_fills_more_than_the_parent() -> None:
         assert algo.filled == pytest.approx(0.5) and algo.status == "done"
 
 
+def test_limit_chaser_whose_market_fallback_is_denied_fails() -> None:
+    frame = bars_4h().iloc[:40]
+    falling = frame.copy()
+    falling[["open", "high", "low", "close"]] = np.linspace(50_000, 40_000, len(frame))[:, None] * [1, 1.0001, 0.9999, 1]
+
+    class DenyMarket(RiskGate):
+        def check(self, cmd: SubmitOrder, open_orders: int = 0) -> str | None:
+            return "test: market orders are denied" if cmd.order_type is OrderType.MARKET else None
+
+    strategy = Runner(lambda s: LimitChaser(s, BTC_4H, OrderSide.SELL, 0.5, poll="4h", timeout="12h"), at=2)
+    kernel = run([strategy], {BTC_4H: falling}, risk_factory=DenyMarket)
+    algo = strategy.algo
+    assert algo is not None
+    assert statuses(kernel, algo) == [OrderStatus.CANCELED, OrderStatus.DENIED]
+    assert algo.filled == 0.0 and kernel.portfolio.position(BTC_4H) == 0.0
+    assert algo.status == "failed"
+
+
 def test_bad_algorithm_settings_are_order_errors() -> None:
     def make(s: Strategy) -> Any:
         with pytest.raises(OrderError, match="less than one lot"):

@@ -405,7 +405,7 @@ class LimitChaser(ExecAlgorithm):
                     cid = self.strategy.submit_market(self.instrument_id, self.side, left,
                                                       reason=self._reason("timeout: market"))  # fmt: skip
                     self._sent(cid, left)
-            self._finish(self.on_timeout == "market")
+            self._finish(self._lots(self.quantity - self.committed()) <= 0)  # a denied fallback is not done
             return
         if working:
             order = working[0]
