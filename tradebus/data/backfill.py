@@ -34,6 +34,9 @@ same way, with the rules trades need:
   hour) returns an empty page for a window without trades, which ends the backfill: run
   it again from a later ``--since`` for markets that trade less than once an hour.
 
+:func:`close_before` fetches one price the same way: the close of the 1-minute candle that ends
+at a time (its last trade before that time), for a paper daemon pricing an hour it missed.
+
 Nothing is written to the catalog unless the whole range was fetched and validated.
 ``api_base`` points every URL of the exchange's ``urls['api']`` at another host (the
 tests use a local server speaking Binance's REST).
@@ -41,6 +44,7 @@ tests use a local server speaking Binance's REST).
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -57,7 +61,7 @@ from tradebus.data.quality import QualityCheck
 from tradebus.data.sources import Frame, Source
 from tradebus.errors import ConfigError, DataError
 
-__all__ = ["BackfillResult", "backfill_ohlcv", "backfill_trades", "make_exchange"]
+__all__ = ["BackfillResult", "backfill_ohlcv", "backfill_trades", "close_before", "make_exchange"]
 
 _RETRYABLE = (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.NetworkError)
 _BACKOFF_CAP_S = 30.0
@@ -186,6 +190,31 @@ def backfill_ohlcv(
             quality=check.report().summary(),
         )
     return BackfillResult(manifest, pages, rows, retried, start)
+
+
+def close_before(
+    exchange: ccxt.Exchange, symbol: str, ts_ms: int, *, retries: int = 2, sleep: Callable[[float], None] = time.sleep
+) -> float | None:
+    """The close of ``symbol``'s 1-minute candle ``[ts_ms - 1 min, ts_ms)``: its last trade price before ``ts_ms``.
+
+    One ``fetch_ohlcv(symbol, "1m", since=ts_ms - 60_000, limit=1)``, retried as a backfill's pages
+    are; ``None`` when the exchange has no candle opening at ``ts_ms - 60_000``.
+
+    Raises
+    ------
+    DataError
+        Retries exhausted, an exchange error, or a malformed candle.
+    """
+    since_ms = ts_ms - 60_000
+    page, _ = _fetch(exchange, symbol, lambda: exchange.fetch_ohlcv(symbol, "1m", since=since_ms, limit=1), retries,
+                     sleep)  # fmt: skip
+    rows = _fresh(page, since_ms - 1, ts_ms)
+    if rows.shape[0] == 0 or int(rows[0, 0]) != since_ms:
+        return None
+    close = float(rows[0, 4])
+    if not (math.isfinite(close) and close > 0.0):
+        raise DataError(f"{exchange.id} {symbol}: the 1m candle opening at {since_ms} ms closes at {close}")
+    return close
 
 
 def _fresh(page: list[list[float]], last_open: int | None, until_ms: int) -> np.ndarray:

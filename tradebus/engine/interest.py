@@ -26,11 +26,16 @@ When (Binance cross margin's rule: hourly interest, the first charge at borrowin
     * after a restart of a paper daemon (the journal replays the charges of the stopped process,
       :meth:`BorrowInterest.restore`), from the first whole hour after the last journaled charge
       (:meth:`BorrowInterest.resume`): no hour is charged twice, and an hour that passed while the
-      process was down is charged before its first message. Its price is not known: the
-      process saw no price before it, and the journal holds the prices of its fills only. Such
-      an hour is charged at the journal's last fill price of the instrument valuing the asset,
-      as ``kind`` ``"hour_last_fill"`` (``interest.csv``), with a warning naming the hour, the
-      price and why; a quote-asset loan (``price`` 1) needs no price and stays ``"hour"``.
+      process was down is charged before its first message. The process saw no price before
+      it, and the journal holds the prices of its fills only: the daemon asks the venue for
+      the price of each such hour before it starts (:meth:`BorrowInterest.missed_hours`,
+      :meth:`BorrowInterest.price_missed`), the close of the instrument's 1-minute kline ending
+      at the hour, which is the last trade before the hour that a running daemon fed by the
+      instrument's trades charges at: ``kind`` ``"hour_kline"`` (``interest.csv``). An hour whose
+      kline could not be had (network, venue error, no candle for that minute) is charged at the
+      journal's last fill price of the instrument valuing the asset, as ``kind``
+      ``"hour_last_fill"``, with a warning naming the hour, the price and why. A quote-asset
+      loan (``price`` 1) needs no price and stays ``"hour"``.
 
 How much
     ``interest = owed * price * annual_rate / 8760`` (365 days of 24 hours: Binance's daily rate
@@ -156,6 +161,9 @@ class BorrowInterest:
         self._scheduled = False
         # ts_event of the latest charge of a previous process (journal replay): its hours are paid.
         self._restored_until: int | None = None
+        # (instrument id, hour) -> that hour's price fetched from the venue, or why it could not be
+        self._missed_prices: dict[tuple[str, int], float] = {}
+        self._missed_failures: dict[tuple[str, int], str] = {}
 
     def owed(self, asset: str) -> float:
         """How much of ``asset`` is owed (0 below the float residue; see the module docstring)."""
@@ -195,6 +203,37 @@ class BorrowInterest:
         """
         self.schedule(now if self._restored_until is None else self._restored_until)
 
+    def missed_hours(self, now: int) -> dict[str, list[int]]:
+        """The whole hours up to ``now`` a restarted process will charge with no price of its own.
+
+        Call after the journal replay (:meth:`restore`) and before :meth:`resume`: the hours
+        after the last restored charge up to ``now``, per instrument valuing a base asset owed
+        (the one :meth:`resume`'s charges will value it with). Empty after no restored charge.
+
+        Returns
+        -------
+        dict[str, list[int]]
+            ``instrument id -> hours`` (ns, ascending) whose price :meth:`price_missed` can give.
+        """
+        if self._restored_until is None:
+            return {}
+        hours = list(range((self._restored_until // HOUR_NS + 1) * HOUR_NS, now // HOUR_NS * HOUR_NS + 1, HOUR_NS))
+        missed: dict[str, list[int]] = {}
+        for asset in self.rates:
+            valued = self._valued_by(asset) if hours and self.owed(asset) else None
+            if valued is not None:
+                missed.setdefault(valued[0], hours)
+        return missed
+
+    def price_missed(self, prices: Mapping[tuple[str, int], float], failures: Mapping[tuple[str, int], str]) -> None:
+        """Give the prices of :meth:`missed_hours` fetched from the venue (``(instrument id, hour) -> price``).
+
+        ``failures`` holds why the others could not be fetched; those hours are charged at the
+        journal's last fill price (``"hour_last_fill"``), the reason in the warning.
+        """
+        self._missed_prices.update(prices)
+        self._missed_failures.update(failures)
+
     def schedule(self, now: int) -> None:
         """Set the alert of the next whole hour after ``now`` if something is owed and none is set."""
         if not self._scheduled and any(self.owed(asset) for asset in self.rates):
@@ -210,31 +249,43 @@ class BorrowInterest:
             owed = self.owed(asset)
             if not owed:
                 continue
-            pricing = self._pricing.get(asset)
             kind = "hour"
-            if pricing is None:
+            if asset not in self._pricing:
                 price, quote = 1.0, asset
             else:
-                price, quote = math.nan, ""
-                for iid in pricing:
-                    price = self._portfolio.last_price(iid)
-                    if price == price:
-                        quote = self._quote[iid]
-                        break
-                if price != price:
+                valued = self._valued_by(asset)
+                if valued is None:
                     continue  # never priced: nothing to value the loan at (no fill borrowed it)
+                iid, price, quote = valued
                 if not self._priced(iid):
-                    kind = "hour_last_fill"
-                    logger.warning(
-                        "interest: the {} charge on {} {} owed is valued at {} {}, the last fill price of {} in the "
-                        "journal: the price at that hour is unknown (it passed while the daemon was down, or before "
-                        "this process saw a price of {}); interest.csv marks it {}",
-                        _utc(hour), owed, asset, price, quote, iid, iid, kind,
-                    )
+                    kind, price = self._missed_price(iid, hour, owed, asset, price, quote)
             charged |= self._charge(asset, kind, owed, price, quote, rate, hour, now)
         if charged:
             self._wallet_changed(now)
         self.schedule(hour)
+
+    def _valued_by(self, asset: str) -> tuple[str, float, str] | None:
+        """``(instrument id, latest price, quote)`` valuing base ``asset``: the first priced one, in config order."""
+        for iid in self._pricing[asset]:
+            price = self._portfolio.last_price(iid)
+            if price == price:
+                return iid, price, self._quote[iid]
+        return None
+
+    def _missed_price(self, iid: str, hour: int, owed: float, asset: str, last_fill: float, quote: str) -> tuple[str, float]:
+        """``(kind, price)`` of an hour this process saw no price of ``iid`` before: the venue's, else the journal's."""
+        fetched = self._missed_prices.get((iid, hour))
+        if fetched is not None:
+            return "hour_kline", fetched
+        why = self._missed_failures.get((iid, hour), "no kline was fetched for it")
+        kind = "hour_last_fill"
+        logger.warning(
+            "interest: the {} charge on {} {} owed is valued at {} {}, the last fill price of {} in the journal: "
+            "the price at that hour is unknown (it passed while the daemon was down, or before this process saw "
+            "a price of {}; the venue's kline: {}); interest.csv marks it {}",
+            _utc(hour), owed, asset, last_fill, quote, iid, iid, why, kind,
+        )  # fmt: skip
+        return kind, last_fill
 
     def _charge(
         self, asset: str, kind: str, owed: float, price: float, quote: str, rate: float, ts_event: int, ts_init: int

@@ -611,8 +611,9 @@ class InterestCharged(msgspec.Struct, frozen=True, gc=False):
     borrowed asset itself when it is a quote asset, ``price`` 1). ``kind`` is ``"borrow"`` for
     the charge when a fill borrows (on the amount it borrowed, at its price) and ``"hour"``
     for the charge at a whole UTC hour (``ts_event``) on the amount outstanding then;
-    ``"hour_last_fill"`` for such a charge whose hour's price a restarted daemon cannot know,
-    valued at the journal's last fill price instead (:mod:`tradebus.engine.interest`).
+    ``"hour_kline"`` for such a charge of an hour a restarted daemon missed, valued at the close
+    of the venue's 1-minute kline ending at it, and ``"hour_last_fill"`` for one whose kline it
+    could not fetch, valued at the journal's last fill price instead (:mod:`tradebus.engine.interest`).
     """
 
     asset: str

@@ -33,7 +33,9 @@ Lifecycle of :meth:`PaperNode.run`:
    client order ids begin a new epoch; orders left UNKNOWN are resolved by querying the venue, per the
    journal's contract. The simulated venue of the previous process stopped with it, so an
    order it was working resolves to CANCELED with that reason: nothing is re-sent,
-   invented or duplicated, and new client order ids never repeat journaled ones;
+   invented or duplicated, and new client order ids never repeat journaled ones; the
+   whole hours a margin loan was owed while the daemon was down are priced by the venue's
+   REST klines (:mod:`tradebus.node.missed_hours`), charged before the first message;
 3. start the strategies, then the feed clients (which subscribe);
 4. run until SIGINT/SIGTERM, ``max_seconds``, ``max_messages``, a fatal feed error or an
    exception a strategy's hook raised (on a message, a timer or a venue's answer: the run then
@@ -325,6 +327,7 @@ class PaperNode:
                 logger.info("warming up the feature kernels")
                 warm_up()
             self._recover()
+            await self._price_missed_hours()
             if self.outputs is not None:
                 self.outputs.start()
             self.kernel.start()
@@ -483,6 +486,16 @@ class PaperNode:
             summary.recovered_positions,
         )
 
+
+    async def _price_missed_hours(self) -> None:
+        """Fetch the venue's price of each interest hour missed while down (off the loop), before the kernel starts."""
+        interest = self.kernel.interest
+        missed = interest.missed_hours(self.clock.now_ns()) if interest is not None else {}
+        if missed:
+            from tradebus.node.missed_hours import fetch_missed_prices
+
+            assert interest is not None
+            interest.price_missed(*await asyncio.to_thread(fetch_missed_prices, self.config, missed))
 
     def _resolve_recovered(self, unknown: list[Any]) -> None:
         """Resolve the orders the journal left UNKNOWN, each by a query of the venue."""

@@ -40,8 +40,10 @@ paper run). Each column holds one clock:
   reason ``liquidation``).
 * ``funding.csv``: ``ts_event``/``time`` the funding time.
 * ``interest.csv``: ``ts_event``/``time`` the whole hour of an hourly charge, the fill's venue
-  time of a charge at borrowing (``kind`` ``hour`` / ``borrow``; ``hour_last_fill``: an hour
-  a restarted daemon charged at the journal's last fill price, that hour's price unknown).
+  time of a charge at borrowing (``kind`` ``hour`` / ``borrow``; ``hour_kline``: an hour a
+  restarted daemon missed, at the close of the venue's 1-minute kline ending at it;
+  ``hour_last_fill``: such an hour whose kline could not be fetched, at the journal's last
+  fill price).
 * ``orders.csv``: ``ts_created`` receive time (when the strategy decided: the one
   receive-time column); ``ts_last_fill`` venue time of the order's last fill (empty
   without a fill). A denied order's row has ``ts_created`` = the denial's time.

@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from tradebus.adapters.common.feed import FeedConfig, FeedOptions
+from tradebus.adapters.common.venue import RestKlines
 from tradebus.config.base import HttpUrl, StrictModel
 from tradebus.errors import ConfigError
 
@@ -33,6 +34,7 @@ __all__ = [
     "kline_interval",
     "known_channel",
     "stream_symbol",
+    "rest_klines",
 ]
 
 
@@ -300,3 +302,13 @@ def stream_symbol(market: str, symbol: str, instrument_id: str) -> str:
             f"feed binance: instrument {instrument_id}: symbol must be upper-case alphanumeric like 'BTCUSDT'"
         )
     return symbol
+
+
+def rest_klines(feed: FeedConfig) -> RestKlines:
+    """ccxt ``binance`` (spot) or ``binanceusdm`` on the feed's ``rest_url``, loading that market only."""
+    spot = feed.market == BinanceMarket.SPOT.value
+    return RestKlines(
+        "binance" if spot else "binanceusdm",
+        BinanceFeedOptions.of(feed).rest_url,
+        {"fetchMarkets": {"types": ["spot" if spot else "linear"]}},
+    )

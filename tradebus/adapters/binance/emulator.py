@@ -35,6 +35,7 @@ _DEPTH_PATHS = ("/api/v3/depth", "/fapi/v1/depth", "/dapi/v1/depth")
 _HISTORY_PATHS = ("/api/v3/historicalTrades", "/fapi/v1/historicalTrades")
 _AGG_PATHS = ("/api/v3/aggTrades", "/fapi/v1/aggTrades")
 _INFO_PATHS = ("/api/v3/exchangeInfo", "/fapi/v1/exchangeInfo", "/dapi/v1/exchangeInfo")
+_KLINE_PATHS = ("/api/v3/klines", "/fapi/v1/klines")
 
 
 def is_snapshot_line(raw: str) -> bool:
@@ -78,6 +79,10 @@ class BinanceProtocol(VenueProtocol):
     rejected_streams
         Streams the venue does not offer: a combined-stream handshake naming one is refused
         with HTTP 400, a ``SUBSCRIBE`` naming one is answered with an ``error`` object.
+    klines
+        ``symbol -> kline rows`` as Binance's ``klines`` REST answer writes them (``[open ms,
+        "open", "high", "low", "close", "volume", close ms, ...]``, ascending), served for
+        ``startTime``/``endTime`` (inclusive, on the open time) and ``limit``; ``None``: 404.
     """
 
     name = "binance"
@@ -91,8 +96,10 @@ class BinanceProtocol(VenueProtocol):
         http_failures: int = 0,
         trade_failures: int = 0,
         rejected_streams: frozenset[str] = frozenset(),
+        klines: dict[str, list[list[Any]]] | None = None,
     ) -> None:
         self.snapshot = snapshot
+        self.klines = klines
         self.rejected_streams = rejected_streams
         self.exchange_info = exchange_info
         self.http_failures = http_failures
@@ -236,6 +243,14 @@ class BinanceProtocol(VenueProtocol):
             return None if self.exchange_info is None else (200, self.exchange_info)
         if path in _HISTORY_PATHS or path in _AGG_PATHS:
             return self._trades(path, query)
+        if path in _KLINE_PATHS and self.klines is not None:
+            rows = self.klines.get(query.get("symbol", [""])[0])
+            if rows is None:
+                return 400, '{"code":-1121,"msg":"Invalid symbol."}'
+            start = int(query.get("startTime", ["0"])[0])
+            end = int(query.get("endTime", [str(2**62)])[0])
+            limit = int(query.get("limit", ["500"])[0])
+            return 200, msgspec.json.encode([r for r in rows if start <= r[0] <= end][:limit]).decode()
         if path not in _DEPTH_PATHS or self.snapshot is None:
             return None
         self.depth_requests += 1

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
+from tradebus.adapters.common.venue import RestKlines
 from tradebus.config.base import StrictModel
 from tradebus.errors import ConfigError
 
@@ -23,6 +24,7 @@ __all__ = [
     "check_feed",
     "known_channel",
     "stream_symbol",
+    "rest_klines",
 ]
 
 
@@ -98,3 +100,8 @@ def stream_symbol(market: str, symbol: str, instrument_id: str) -> str:
             )
         return symbol[: -len("-LINEAR")]
     return symbol
+
+
+def rest_klines(feed: FeedConfig) -> RestKlines:
+    """ccxt ``bybit`` on its own endpoint (a Bybit feed has no REST URL), loading the feed's market only."""
+    return RestKlines("bybit", None, {"fetchMarkets": {"types": [feed.market]}})

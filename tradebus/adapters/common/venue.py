@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tradebus.engine.instrument import Instrument
 
@@ -22,10 +22,28 @@ if TYPE_CHECKING:
     from tradebus.adapters.common.feed import FeedConfig, FeedFactory, FeedOptions
     from tradebus.adapters.common.local_server import VenueProtocol
 
-__all__ = ["EmulatorFactory", "LiveAccount", "VenueAdapter", "lazy_trading"]
+__all__ = ["EmulatorFactory", "LiveAccount", "RestKlines", "VenueAdapter", "lazy_trading"]
 
 #: ``(frames, rest_snapshot, futures) -> protocol``: the local public-stream emulator of a recording.
 EmulatorFactory = Callable[[Sequence[tuple[int, str]], "str | None", bool], "VenueProtocol"]
+
+
+class RestKlines(NamedTuple):
+    """Where a feed's market serves its REST klines: a ccxt exchange (``fetch_ohlcv``) and its endpoint.
+
+    Attributes
+    ----------
+    exchange_id
+        The ccxt exchange id of the feed's market (``binance``, ``binanceusdm``, ``okx`` ...).
+    api_base
+        The REST base the feed is configured with (its ``rest_url``), ``None``: the venue's own.
+    options
+        ccxt ``options`` (the market types to load, so only the feed's market is asked for).
+    """
+
+    exchange_id: str
+    api_base: str | None
+    options: dict[str, object]
 
 
 def _never(raw: str) -> bool:
@@ -112,6 +130,9 @@ class VenueAdapter:
         ``(path, market) -> instrument_id -> Instrument`` from a saved instruments REST response.
     emulator
         The local public-stream emulator serving a recording (:class:`EmulatorFactory`).
+    rest_klines
+        ``feed -> where its market's REST klines are`` (:class:`RestKlines`): a restarted paper
+        daemon prices the hours of borrowing interest it missed with them.
     is_snapshot_line
         Recorder/playback hook: whether a raw line of a single-connection capture is a REST
         book snapshot (replayed as connection ``rest:<symbol>``).
@@ -128,6 +149,7 @@ class VenueAdapter:
     feed: FeedFactory
     load_instruments: Callable[[str | Path, str], dict[str, Instrument]]
     emulator: EmulatorFactory
+    rest_klines: Callable[[FeedConfig], RestKlines]
     is_snapshot_line: Callable[[str], bool] = _never
     #: Live trading (``None``: the venue has market data only so far).
     live: LiveAccount | None = None
@@ -148,7 +170,7 @@ class VenueAdapter:
     ) -> VenueAdapter:
         """The adapter whose feed rules are the venue ``config`` module's (``FEED_MARKETS``,
         ``BOOK_CHANNELS``, ``FILL_CHANNELS``, ``FEED_OPTIONS``, ``known_channel``, ``check_feed``,
-        ``stream_symbol``)."""
+        ``stream_symbol``, ``rest_klines``)."""
         return cls(
             name=name,
             markets=config.FEED_MARKETS,
@@ -161,6 +183,7 @@ class VenueAdapter:
             feed=feed,
             load_instruments=load_instruments,
             emulator=emulator,
+            rest_klines=config.rest_klines,
             is_snapshot_line=is_snapshot_line,
             live=live,
             live_perpetual=live_perpetual,

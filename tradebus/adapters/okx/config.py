@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import Field
 
 from tradebus.adapters.common.feed import FeedOptions
+from tradebus.adapters.common.venue import RestKlines
 from tradebus.config.base import HttpUrl, StrictModel
 
 
@@ -29,6 +30,7 @@ __all__ = [
     "check_feed",
     "known_channel",
     "stream_symbol",
+    "rest_klines",
 ]
 
 
@@ -190,3 +192,9 @@ def check_feed(feed: FeedConfig) -> None:
 def stream_symbol(market: str, symbol: str, instrument_id: str) -> str:
     """The stream symbol of an instrument: its ``instId``."""
     return symbol
+
+
+def rest_klines(feed: FeedConfig) -> RestKlines:
+    """ccxt ``okx`` on the feed's ``rest_url``, loading the feed's market only."""
+    market = "future" if feed.market == "futures" else feed.market
+    return RestKlines("okx", OkxFeedOptions.of(feed).rest_url, {"fetchMarkets": {"types": [market]}})

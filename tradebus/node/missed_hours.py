@@ -1,0 +1,78 @@
+"""The prices of the interest hours a restarted paper daemon missed, from the venue's REST klines.
+
+A margin loan owed while the daemon was down is charged at its restart for every whole hour
+it missed (:mod:`tradebus.engine.interest`). A running daemon values such a charge at the last
+price it saw before the hour; the restarted one saw none. Before it starts, it asks the venue
+of each instrument valuing a loan for the close of the 1-minute kline ending at each missed
+hour (:func:`~tradebus.data.backfill.close_before`, ccxt ``fetch_ohlcv`` on the feed's REST
+endpoint: :attr:`VenueAdapter.rest_klines <tradebus.adapters.common.venue.VenueAdapter.rest_klines>`):
+the last trade before the hour. An hour it cannot price (network, venue error, no candle for
+that minute) keeps the journal's last fill price, with the reason in the charge's warning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from loguru import logger
+
+from tradebus.account import asset_names
+from tradebus.adapters.registry import VENUES
+from tradebus.errors import ConfigError, DataError
+from tradebus.node.config import PaperConfig
+
+__all__ = ["fetch_missed_prices"]
+
+_MS = 1_000_000
+
+
+def fetch_missed_prices(
+    config: PaperConfig, missed: Mapping[str, list[int]], *, timeout_s: float = 10.0
+) -> tuple[dict[tuple[str, int], float], dict[tuple[str, int], str]]:
+    """The price of each missed hour (``instrument id -> hours`` in ns), fetched from its feed's venue.
+
+    Blocking (run it off the event loop). After an exchange or network error the instrument's
+    later hours are not asked for: they fail with the same reason.
+
+    Returns
+    -------
+    tuple[dict, dict]
+        ``(instrument id, hour) -> price``, and ``(instrument id, hour) -> why`` for the hours
+        without one.
+    """
+    from tradebus.data.backfill import close_before, make_exchange
+
+    prices: dict[tuple[str, int], float] = {}
+    failures: dict[tuple[str, int], str] = {}
+    instruments = config.instrument_map()
+    feed_of = {iid: feed for feed in config.feeds for iid in feed.subscriptions}
+    for iid, hours in missed.items():
+        feed = feed_of.get(iid)
+        if feed is None:
+            failures.update(dict.fromkeys(((iid, h) for h in hours), f"no feed subscribes to {iid}"))
+            continue
+        where = VENUES[feed.venue].rest_klines(feed)
+        base, quote = asset_names(instruments[iid])
+        symbol = f"{base}/{quote}"
+        try:
+            exchange = make_exchange(where.exchange_id, api_base=where.api_base, options=where.options)
+        except ConfigError as exc:
+            failures.update(dict.fromkeys(((iid, h) for h in hours), str(exc)))
+            continue
+        exchange.timeout = int(timeout_s * 1000)
+        try:
+            for n, hour in enumerate(hours):
+                try:
+                    close = close_before(exchange, symbol, hour // _MS)
+                except DataError as exc:
+                    failures.update(dict.fromkeys(((iid, h) for h in hours[n:]), str(exc)))
+                    break
+                if close is None:
+                    failures[(iid, hour)] = f"{exchange.id} has no {symbol} 1m candle ending at that hour"
+                else:
+                    prices[(iid, hour)] = close
+        finally:
+            exchange.close()
+    if prices:
+        logger.info("interest: {} missed hour(s) priced by the venue's klines", len(prices))
+    return prices, failures
