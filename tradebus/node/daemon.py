@@ -486,15 +486,13 @@ class PaperNode:
             summary.recovered_positions,
         )
 
-
     async def _price_missed_hours(self) -> None:
         """Fetch the venue's price of each interest hour missed while down (off the loop), before the kernel starts."""
         interest = self.kernel.interest
         missed = interest.missed_hours(self.clock.now_ns()) if interest is not None else {}
-        if missed:
+        if interest is not None and missed:
             from tradebus.node.missed_hours import fetch_missed_prices
 
-            assert interest is not None
             interest.price_missed(*await asyncio.to_thread(fetch_missed_prices, self.config, missed))
 
     def _resolve_recovered(self, unknown: list[Any]) -> None:
