@@ -12,11 +12,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from tradebus.cli import app
+from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog, schema_for
 from tradebus.reports.writers import EQUITY_COLUMNS, FILL_COLUMNS, ORDER_COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -284,6 +286,16 @@ def test_ack_latency_samples_are_read_beside_the_config_whatever_the_working_dir
     """``venue.book.ack_latency_samples`` is a path of the config, resolved against its directory as data files are."""
     book = {"ack_latency_samples": "acks.csv", "latency_seed": 3}
     config = make_config(data_file="../bars.csv", venue={"fill_on": "book", "book": book})
+    # A book venue needs the instrument's book: one snapshot (a bid and an ask) at the bars' start.
+    ts = 1_640_995_200_000_000_000
+    rows = [(ts, ts, 1, 1, 46000.0, 1.0, BOOK_SNAPSHOT), (ts, ts, 1, -1, 46001.0, 1.0, BOOK_SNAPSHOT)]
+    schema = schema_for("book")
+    columns = [pa.array(c, type=f.type) for c, f in zip(zip(*rows), schema, strict=True)]
+    Catalog(workdir / "conf" / "cat").write(pa.Table.from_arrays(columns, schema=schema), "coinbase", "spot",
+                                             "BTC-USD", "book", kind="book")
+    config["data"]["catalog"] = "cat"
+    config["data"]["sources"].append({"instrument": "BTC-USD.COINBASE", "kind": "book",
+                                      "dataset": "coinbase/spot/BTC-USD/book"})
     path = write_config(workdir / "conf", config)
     (workdir / "conf" / "acks.csv").write_text("800000\n1200000\n950000\n")
     elsewhere = workdir / "elsewhere"

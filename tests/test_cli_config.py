@@ -132,8 +132,29 @@ def test_a_fill_model_setting_the_venue_would_ignore_is_an_error(venue: dict[str
         parse_config(data)
     # with its own fill model the setting is taken, and a dump (every default spelt out) reloads
     data["venue"]["fill_on"] = "book" if "book" in venue else "bars"
+    if "book" in venue:  # a book venue needs the book of the instrument
+        data["data"]["sources"].append(
+            {"instrument": "BTCUSDT.BINANCE", "kind": "book", "dataset": "binance/spot/BTCUSDT/book"}
+        )
     config = parse_config(data)
     assert parse_config(yaml.safe_load(dump_config(config))) == config
+
+
+@pytest.mark.parametrize("fill_on", ["book", "trades", "quotes"])
+def test_a_venue_filling_on_data_the_run_does_not_replay_is_an_error(fill_on: str) -> None:
+    """Bars only and ``fill_on: book`` (or trades, quotes): no order would ever arrive or fill. The
+    run exited 0 with 0 fills and every later order denied behind the first one, never filled."""
+    data = minimal()
+    data["venue"] = {"fill_on": fill_on}
+    with pytest.raises(ConfigError, match=(
+        rf"venue.fill_on: '{fill_on}' matches orders on {fill_on} data, but the run replays only bars "
+        r"for BTCUSDT.BINANCE \(strategy\): no order would ever fill"
+    )):
+        parse_config(data)
+    data["data"]["sources"].append(
+        {"instrument": "BTCUSDT.BINANCE", "kind": fill_on, "dataset": f"binance/spot/BTCUSDT/{fill_on}"}
+    )
+    assert parse_config(data).venue.fill_on == fill_on
 
 
 SHIPPED = Path(__file__).resolve().parent.parent / "configs"

@@ -158,7 +158,10 @@ def test_default_variants_include_shocks_at_mid_span_only_when_the_span_is_known
 
 
 def book_config(tmp_path: Path, book: dict[str, Any]) -> Path:
-    return write_yaml(tmp_path / "book.yaml", file_config(tmp_path, venue={"fill_on": "book", "latency_ns": 7, "book": book}))
+    config = file_config(tmp_path, venue={"fill_on": "book", "latency_ns": 7, "book": book})
+    config["data"]["catalog"] = "catalog"  # a book venue needs the instrument's book (only loaded here, not read)
+    config["data"]["sources"].append({"instrument": IID, "kind": "book", "dataset": "v/spot/X/book"})
+    return write_yaml(tmp_path / "book.yaml", config)
 
 
 def test_latency_x3_scales_the_book_venues_entry_and_acknowledgement_latencies(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from tradebus.account import asset_names
 from tradebus.config.base import StrictModel, resolve_path
 from tradebus.config.data import DataConfig
 from tradebus.config.instruments import InstrumentConfig
-from tradebus.config.strategy import StrategyConfig, check_strategy_choice
+from tradebus.config.strategy import StrategyConfig, check_strategy_choice, strategy_entries
 from tradebus.config.units import parse_duration
 from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.execution.config import VenueConfig
@@ -24,6 +24,7 @@ __all__ = [
     "RunBase",
     "RunConfig",
     "check_borrow_rates",
+    "check_fill_data",
     "check_fill_model_settings",
     "check_starting_balances",
 ]
@@ -132,6 +133,30 @@ def check_fill_model_settings(venue: VenueConfig) -> None:
         raise ValueError(f"venue.bar_path: acts only with fill_on: bars (this venue fills on {venue.fill_on})")
 
 
+def check_fill_data(config: RunConfig) -> None:
+    """Each strategy's instruments have the data the venue fills on (``venue.fill_on``).
+
+    The simulated venue matches orders only on that kind of data (bars, trades, quotes or
+    the L2 book): without it an order never arrives and the run ends with no fill, as if the
+    strategy had never traded.
+
+    Raises
+    ------
+    ValueError
+        Naming the strategy, its instruments, the data they have and ``venue.fill_on``.
+    """
+    fill_on = config.venue.fill_on
+    available = config.data_kinds()
+    for path, entry in strategy_entries(config):
+        offered = set().union(*(available.get(iid, set()) for iid in entry.instruments))
+        if fill_on not in offered:
+            raise ValueError(
+                f"venue.fill_on: {fill_on!r} matches orders on {fill_on} data, but the run replays only "
+                f"{', '.join(sorted(offered)) or 'no data'} for {', '.join(entry.instruments)} ({path}): "
+                f"no order would ever fill (add a data source of kind {fill_on!r} or change fill_on)"
+            )
+
+
 class RunBase(StrictModel):
     """What every run config has: instruments, strategies, venue, risk, features, money, report.
 
@@ -211,6 +236,7 @@ class RunConfig(RunBase):
                 raise ValueError(
                     f"data.sources.{n}.instrument: {source.instrument!r} is not one of the instruments {ids}"
                 )
+        check_fill_data(self)
         perpetual = {i.instrument_id for i in self.instruments if i.kind == InstrumentKind.PERPETUAL}
         for key in ("marks", "funding"):
             for n, entry in enumerate(getattr(self.data, key)):
