@@ -137,6 +137,20 @@ def test_post_only_that_would_cross_is_rejected() -> None:
     assert s.fills(coid) == [] and "post_only" in s.of_type(OrderRejected)[0].reason
 
 
+def test_post_only_arriving_after_a_market_order_emptied_the_best_ask_rests_there() -> None:
+    """A market buy takes the whole 100.0 ask; a post-only bid at 100.0 arriving right after it
+    (same data event) meets 100.1 as the best ask: it rests. It was rejected, "would take
+    liquidity at 100.0", against the best ask from before the market order's fill."""
+    s = _stack()
+    market = s.submit(BUY, 1.0)
+    bid = s.submit(BUY, 0.5, LIMIT, price=100.0, post_only=True)
+    _book(s, 2 * MS)
+    assert _fills(s, market) == [(1.0, 100.0, Liquidity.TAKER)]
+    assert s.of_type(OrderRejected) == [] and s.orders.order(bid).status == OrderStatus.ACCEPTED
+    _trade(s, 3 * MS, 100.0, 0.5, -1)  # nothing ahead of it at 100.0 on the venue's book
+    assert _fills(s, bid) == [(0.5, 100.0, Liquidity.MAKER)]
+
+
 def test_post_only_modified_to_cross_keeps_its_price_and_never_takes() -> None:
     """A post-only bid at 99.9 moved to 100.1 would take the 100.0 ask: the amend is ignored."""
     s = _stack()

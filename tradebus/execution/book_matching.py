@@ -581,14 +581,17 @@ class BookVenue(SimulatedVenue):
 
     def _arrive(self, iid: str, pending: Any, ts: int, ref_buy: float, ref_sell: float) -> None:
         book = self.books[iid]
-        ask = book.price(book.best_ask) if book.best_ask < 2**62 else math.nan
-        bid = book.price(book.best_bid) if book.best_bid > -(2**62) else math.nan
         while pending and pending[0][0] < ts:
             arrival, action, target, cmd = pending.popleft()
             if action == _SUBMIT:
                 if target.status is not _SUBMITTED:
                     continue  # expired (good-till-date) before it arrived
-                self._accept(iid, target, arrival, ask if target.buy else bid)
+                # The best price now: an order that arrived just before may have taken the best level.
+                if target.buy:
+                    ref = book.price(book.best_ask) if book.best_ask < 2**62 else math.nan
+                else:
+                    ref = book.price(book.best_bid) if book.best_bid > -(2**62) else math.nan
+                self._accept(iid, target, arrival, ref)
             elif action == _CANCEL:
                 sim = self._orders.get(target.client_order_id)
                 if sim is None or sim.status not in _WORKING:
