@@ -747,3 +747,24 @@ async def test_a_flapping_feed_whose_reconnections_are_all_refused_still_gets_it
     summary = texts[flapping + 1]
     assert summary.startswith(f"feed {feed} still flapping: ") and summary.endswith("; not connected now"), texts
     assert not any(" delivers data again after flapping" in t for t in texts), texts
+    # a window under a minute is printed in seconds (it read "in the last 0.025 min")
+    assert texts[flapping].startswith(f"feed {feed} flapping: 2 disconnects in the last 1.5 s; "), texts
+    assert texts[flapping].endswith(" (a summary every 1.5 s at most)"), texts
+    assert " disconnects in the last 1.5 s, " in summary, texts
+
+
+@pytest.mark.parametrize(
+    ("window", "printed"), [(1.5, "1.5 s"), (45.0, "45 s"), (60.0, "1 min"), (90.0, "1 min 30 s"), (600.0, "10 min")]
+)
+def test_a_flapping_window_is_printed_in_seconds_under_a_minute_and_in_minutes_above(window: float, printed: str) -> None:
+    clock = [0.0]
+    sent: list[str] = []
+    flaps = FlapDetector(cycles=1, window=window, alert=sent.append, clock=lambda: clock[0])
+    flaps.add_stream("u")
+    flaps.on_disconnect("u")
+    clock[0] = window / 2
+    flaps.on_disconnect("u")
+    assert sent == [
+        f"user stream u flapping: 2 disconnects in the last {printed}; its disconnect and reconnect alerts are held "
+        f"until it stays connected {printed} (a summary every {printed} at most)"
+    ]

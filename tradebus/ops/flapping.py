@@ -8,7 +8,7 @@ resynced and it reconnects -- four alerts -- and, the stream still silent, does 
   ``window`` seconds, its stale, disconnect, reconnect and resync alerts go out one by one (a
   real drop and its reconnection are always alerted);
 * the disconnect that makes it ``cycles + 1`` in the window sends one alert,
-  ``feed X flapping: k disconnects in the last M min`` (in place of its disconnect alert), and
+  ``feed X flapping: k disconnects in the last 10 min`` (``1.5 s``, ``1 min 30 s``: :func:`duration_text`) (in place of its disconnect alert), and
   the feed's stale, disconnect, reconnect and resync alerts are held (counted) from then on;
 * while it flaps, ``feed X still flapping: ...`` (disconnects in the window, alerts held, and
   ``not connected now`` when it is down) is sent every ``window`` seconds, by a timer
@@ -23,7 +23,7 @@ A live daemon's private user stream (:meth:`FlapDetector.add_stream`) follows th
 its disconnect and reconnect alerts (``user stream X flapping: ...``, ``user stream X still
 flapping: ...``), but carries no market data: an account may be quiet for hours. Its flapping
 ends when a connection has stayed open ``window`` seconds (``user stream X stayed connected
-M min after flapping (n alerts held ...)``), found by the same timer.
+10 min after flapping (n alerts held ...)``), found by the same timer.
 
 The metrics count every stale feed, disconnect and resync whatever is alerted.
 """
@@ -35,7 +35,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
-__all__ = ["FlapDetector"]
+__all__ = ["FlapDetector", "duration_text"]
+
+
+def duration_text(seconds: float) -> str:
+    """``seconds`` as the alerts print a duration: ``1.5 s``, ``45 s``, ``10 min``, ``1 min 30 s``."""
+    minutes, rest = divmod(seconds, 60.0)
+    if minutes == 0:
+        return f"{rest:g} s"
+    if rest == 0:
+        return f"{minutes:g} min"
+    return f"{minutes:g} min {rest:g} s"
 
 
 class _Feed:
@@ -94,7 +104,7 @@ class FlapDetector:
         return self._instruments.get(instrument_id)
 
     def _minutes(self) -> str:
-        return f"{self.window / 60:g} min"
+        return duration_text(self.window)
 
     def on_connect(self, name: str) -> bool:
         """Feed or stream ``name`` connected: ``True`` if its reconnect alert is to be sent (else held)."""
