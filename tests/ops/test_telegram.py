@@ -633,16 +633,16 @@ async def test_a_feed_whose_stream_stays_silent_is_alerted_as_flapping_once_not_
     silent = [Fault(FaultKind.SILENCE, at=100, seconds=math.inf)]
     silent += [Fault(FaultKind.SILENCE, at=0, connection=n, seconds=math.inf) for n in range(1, 5)]
     async with FakeBotApi(TOKEN) as api, LocalVenueServer(
-        BinanceProtocol(USDM_SNAPSHOT, futures=True), USDM_FRAMES[:600], silent, speed=20.0, lifetime=120.0
+        BinanceProtocol(USDM_SNAPSHOT, futures=True), USDM_FRAMES, silent, speed=5.0, lifetime=120.0
     ) as srv:
         ops = {"telegram": {"chat_ids": [OPERATOR], "token_env": "TB_TEST_TELEGRAM_TOKEN", "base_url": api.base_url,
-                            "commands": False, "flap_cycles": 2, "flap_window": 600}}  # fmt: skip
+                            "commands": False, "flap_cycles": 2, "flap_window": 4}}  # fmt: skip
         data = usdm_paper(srv, ops)
         data["feeds"][0]["stale_after"] = 0.5
         data["feeds"][0]["backoff"] = {"base": 0.05, "cap": 0.05, "min_delay": 0.0}
         node = PaperNode(config_of(data), handle_signals=False)
         task = asyncio.create_task(node.run())
-        try:  # five silent connections, then the sixth delivers data
+        try:  # five silent connections, then the sixth delivers data (7 s of it) and stays open the window
             await until(lambda: any(" delivers data again after flapping" in t for t in api.texts()), 60.0)
         finally:
             node.stop("test done")
@@ -650,22 +650,58 @@ async def test_a_feed_whose_stream_stays_silent_is_alerted_as_flapping_once_not_
     feed = node.feeds[0].name
     texts = [t for t in api.texts(OPERATOR) if t.startswith((f"feed {feed}", "book "))]
     texts = texts[: next(i for i, t in enumerate(texts) if " delivers data again after flapping" in t) + 1]
-    held = texts[-1].rpartition("(")[2].split()[0]
     one_by_one = [f"feed {feed} stale", f"feed {feed} disconnected", f"feed {feed} connected again",
                   f"book {USDM_IID} resynced"]  # fmt: skip
     assert sorted(t.split(":")[0].split(" (")[0] for t in texts[:8]) == sorted(one_by_one * 2)  # two cycles
-    assert texts[8:] == [
+    assert texts[8:10] == [
         f"feed {feed} stale: orders on its instruments stop",  # the third cycle begins
-        f"feed {feed} flapping: 3 disconnects in the last 10 min; its stale, disconnect, reconnect and resync "
-        "alerts are held until it delivers data again (a summary every 10 min at most)",
-        f"feed {feed} delivers data again after flapping ({held} alerts held since the last message)",
+        f"feed {feed} flapping: 3 disconnects in the last 4 s; its stale, disconnect, reconnect and resync "
+        "alerts are held until a connection delivers data and stays open 4 s (a summary every 4 s at most)",
     ]
-    # held: the third cycle's resync and reconnect, the fourth's and fifth's four, less the last resync
-    # when the sixth connection's data comes before its book snapshot
-    assert held in ("9", "10")
+    assert all(t.startswith(f"feed {feed} still flapping: ") for t in texts[10:-1]), texts
+    assert texts[-1].startswith(f"feed {feed} delivers data again after flapping ("), texts
+    held = sum(int(t.rpartition(", ")[2].split()[0]) for t in texts[10:-1]) + int(texts[-1].rpartition("(")[2].split()[0])
     registry = node.ops.metrics.registry  # type: ignore[union-attr]
     assert registry.get_sample_value("tradebus_feed_disconnects_total", {"feed": feed}) == 5  # counted all the same
     assert registry.get_sample_value("tradebus_feed_stale_total", {"feed": feed}) == 5
+    resyncs = registry.get_sample_value("tradebus_book_resyncs_total", {"instrument": USDM_IID})
+    # held: every stale, disconnect, reconnect (connections 2 to 6) and resync but the two cycles alerted
+    # one by one, the third's stale alert and its disconnect (the flapping alert)
+    assert held == (5 - 3) + (5 - 3) + (5 - 2) + (resyncs - 2), (held, resyncs, texts)
+
+
+async def test_a_feed_whose_every_connection_delivers_a_little_then_stalls_is_alerted_as_flapping_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each connection delivers a few frames, then its stream stalls: the first data after a disconnect ended
+    the flapping (``delivers data again``) and the next disconnect began it again (``flapping``), two alerts a
+    cycle for as long as it lasted. It is one flapping alert and then one summary a window."""
+    monkeypatch.setenv("TB_TEST_TELEGRAM_TOKEN", TOKEN)
+    stalls = [Fault(FaultKind.SILENCE, at=20, connection=n, seconds=math.inf) for n in range(60)]
+    async with FakeBotApi(TOKEN) as api, LocalVenueServer(
+        BinanceProtocol(USDM_SNAPSHOT, futures=True), USDM_FRAMES, stalls, speed=20.0, lifetime=120.0
+    ) as srv:
+        ops = {"telegram": {"chat_ids": [OPERATOR], "token_env": "TB_TEST_TELEGRAM_TOKEN", "base_url": api.base_url,
+                            "commands": False, "flap_cycles": 1, "flap_window": 2}}  # fmt: skip
+        data = usdm_paper(srv, ops)
+        data["feeds"][0]["stale_after"] = 0.5
+        data["feeds"][0]["backoff"] = {"base": 0.05, "cap": 0.05, "min_delay": 0.0}
+        node = PaperNode(config_of(data), handle_signals=False)
+        task = asyncio.create_task(node.run())
+        try:
+            await until(lambda: node.running.is_set(), 60.0)
+            feed = node.feeds[0].name
+            await until(lambda: sum(t.startswith(f"feed {feed} still flapping: ") for t in api.texts()) == 2, 30.0)
+        finally:
+            node.stop("test done")
+            await asyncio.wait_for(task, 20)
+    texts = [t for t in api.texts(OPERATOR) if t.startswith((f"feed {feed}", "book "))]
+    flapping = next(i for i, t in enumerate(texts) if t.startswith(f"feed {feed} flapping: "))
+    assert all(t.startswith(f"feed {feed} still flapping: ") for t in texts[flapping + 1 :]), texts
+    assert len(texts) - flapping - 1 == 2, texts
+    assert srv.sessions and len(srv.sessions) >= 5  # it went on cycling, each connection with data
+    registry = node.ops.metrics.registry  # type: ignore[union-attr]
+    assert registry.get_sample_value("tradebus_feed_disconnects_total", {"feed": feed}) >= 4
 
 
 def test_a_flapping_feed_sends_a_summary_at_most_once_a_window() -> None:

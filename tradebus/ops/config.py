@@ -75,9 +75,10 @@ class TelegramConfig(_Model):
     flap_cycles, flap_window
         A feed with more than ``flap_cycles`` disconnects in ``flap_window`` seconds flaps: one
         alert says so, its stale, disconnect, reconnect and resync alerts are held (a summary
-        every ``flap_window``, by a timer) until its stream delivers data again
-        (:mod:`tradebus.ops.flapping`). A live daemon's user stream flaps the same way; its
-        flapping ends once a connection has stayed open ``flap_window`` seconds.
+        every ``flap_window``, by a timer) until a connection has stayed open ``flap_window``
+        seconds and delivered data (:mod:`tradebus.ops.flapping`). A live daemon's user stream
+        flaps the same way; its flapping ends once a connection has stayed open ``flap_window``
+        seconds.
     send_retries
         A message the Bot API did not take because of an HTTP 5xx, a connection error or
         flood control (429) is sent again up to this many times; then it is counted as not

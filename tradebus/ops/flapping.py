@@ -14,10 +14,11 @@ resynced and it reconnects -- four alerts -- and, the stream still silent, does 
   ``not connected now`` when it is down) is sent every ``window`` seconds, by a timer
   (:meth:`FlapDetector.run`, on the daemon's event loop): a feed whose reconnections are all
   refused has no more events, and still gets its summary;
-* the first market data its stream delivers after its last disconnect ends the flapping, with
-  ``feed X delivers data again after flapping (n alerts held ...)``. Its disconnects stay in the
-  window: one more within it flaps again (one alert), so a feed whose every connection delivers
-  a little data then stalls sends two alerts per cycle, not four.
+* its flapping ends once a connection has stayed open ``window`` seconds and its stream delivered
+  market data since the last disconnect, with ``feed X delivers data again after flapping (n alerts
+  held ...)``, found by the same timer. Data alone does not end it: a feed whose every connection
+  delivers a little data then stalls sends its one flapping alert and then a summary every
+  ``window``, not an end and a new flapping alert every cycle.
 
 A live daemon's private user stream (:meth:`FlapDetector.add_stream`) follows the same rule for
 its disconnect and reconnect alerts (``user stream X flapping: ...``, ``user stream X still
@@ -53,7 +54,7 @@ class _Feed:
 
     def __init__(self, what: str, data_ns: Callable[[], int] | None) -> None:
         self.what = what  # "feed" or "user stream", in messages
-        self.data_ns = data_ns  # None: a stream without market data (ends flapping by staying up)
+        self.data_ns = data_ns  # None: a stream without market data
         self.disconnects: deque[float] = deque()
         self.held = 0
         self.mark_ns = 0  # the stream's data clock at the last disconnect
@@ -86,7 +87,7 @@ class FlapDetector:
         self._clock = clock
         self._feeds: dict[str, _Feed] = {}
         self._instruments: dict[str, str] = {}
-        #: Names of the feeds flapping now (read for every message: keep it a plain dict).
+        #: The feeds and streams flapping now, by name.
         self.flapping: dict[str, _Feed] = {}
 
     def add_feed(self, name: str, instrument_ids: Iterable[str], data_ns: Callable[[], int]) -> None:
@@ -133,7 +134,8 @@ class FlapDetector:
         feed.flapping, feed.held, feed.noticed = True, 0, now
         self.flapping[name] = feed
         if feed.data_ns is not None:
-            held, until = "stale, disconnect, reconnect and resync", "it delivers data again"
+            held = "stale, disconnect, reconnect and resync"
+            until = f"a connection delivers data and stays open {self._minutes()}"
         else:
             held, until = "disconnect and reconnect", f"it stays connected {self._minutes()}"
         self._alert(
@@ -152,11 +154,12 @@ class FlapDetector:
 
     def tick(self) -> None:
         """Send the summary of each flapping feed or stream whose last flapping message is ``window`` old, and end
-        the flapping of each user stream whose connection has been open ``window``."""
+        the flapping of each whose connection has been open ``window`` (a feed: and delivered data since its
+        last disconnect)."""
         now = self._clock()
         for name, feed in list(self.flapping.items()):
-            if feed.data_ns is None and feed.up_since is not None and now - feed.up_since >= self.window:
-                self._end(name, feed, f"stayed connected {self._minutes()}")
+            if feed.up_since is not None and now - feed.up_since >= self.window and self._delivers(feed):
+                self._end(name, feed)
             elif now - feed.noticed >= self.window:
                 while feed.disconnects and feed.disconnects[0] <= now - self.window:
                     feed.disconnects.popleft()
@@ -174,13 +177,12 @@ class FlapDetector:
             await asyncio.sleep(period)
             self.tick()
 
-    def _end(self, name: str, feed: _Feed, how: str) -> None:
+    @staticmethod
+    def _delivers(feed: _Feed) -> bool:
+        return feed.data_ns is None or feed.data_ns() > feed.mark_ns
+
+    def _end(self, name: str, feed: _Feed) -> None:
         feed.flapping = False
         del self.flapping[name]
+        how = "delivers data again" if feed.data_ns is not None else f"stayed connected {self._minutes()}"
         self._alert(f"{feed.what} {name} {how} after flapping ({feed.held} alerts held since the last message)")
-
-    def check_data(self) -> None:
-        """End the flapping of each feed whose stream delivered market data since its last disconnect."""
-        for name, feed in list(self.flapping.items()):
-            if feed.data_ns is not None and feed.data_ns() > feed.mark_ns:
-                self._end(name, feed, "delivers data again")

@@ -114,14 +114,9 @@ class OpsHooks:
     def sink(self, sink: Callable[[Any], None]) -> Callable[[Any], None]:
         """Wrap the feeds' sink: every message is counted (and its lag observed) before ``sink`` gets it."""
         on_message = self.metrics.on_message
-        flaps = self.flaps
-        flapping = {} if flaps is None else flaps.flapping
 
         def observed(msg: Any) -> None:
             on_message(msg)
-            if flapping:
-                assert flaps is not None
-                flaps.check_data()
             sink(msg)
 
         return observed
