@@ -482,3 +482,63 @@ def test_an_oco_of_two_entries_is_checked_against_max_position_once() -> None:
 def test_an_oco_spec_needs_a_price_or_a_trigger() -> None:
     with pytest.raises(OrderError, match="needs a price"):
         _oco_run(lambda: [OrderSpec(IID, SELL, 1.0), OrderSpec(IID, SELL, 1.0, price=110.0)], margin=True)
+
+
+def _linked(script: Callable[[Scripted], Any], bars: list[tuple[float, float, float, float]]) -> Kernel:
+    return run(bars, {k: script for k in range(1, len(bars) + 1)})
+
+
+def test_an_order_already_in_an_oco_group_is_refused_in_another_not_silently_moved() -> None:
+    """Buy limit 95 (a) and buy stop 105 (b) one OCO group, then b and a buy limit 90 (c) another: b was
+    moved to the second group without a word, so when b filled only c was canceled and a filled too."""
+    def place(s: Scripted) -> None:
+        a = s.submit_limit(IID, BUY, 1.0, 95.0)
+        b = s.submit_stop(IID, BUY, 1.0, 105.0)
+        c = s.submit_limit(IID, BUY, 1.0, 90.0)
+        s.submit_oco([a, b])
+        s.submit_oco([b, c])
+
+    with pytest.raises(OrderError, match=r"oco: order '\w+' is already in an OCO group with \['\w+'\]"):
+        run([FLAT, FLAT], {1: place})
+
+
+def test_an_order_whose_oco_sibling_was_canceled_may_join_a_new_group() -> None:
+    """A group's closed members leave it: the order left alone is free to be linked again."""
+    def act(s: Scripted) -> None:
+        if s.n == 1:
+            s.ids["a"] = s.submit_limit(IID, BUY, 1.0, 95.0)
+            s.ids["b"] = s.submit_limit(IID, BUY, 1.0, 94.0)
+            s.submit_oco([s.ids["a"], s.ids["b"]])
+            s.cancel(s.ids["b"])  # type: ignore[arg-type]
+        elif s.n == 3:
+            s.ids["c"] = s.submit_stop(IID, BUY, 1.0, 105.0)
+            s.submit_oco([s.ids["a"], s.ids["c"]])  # type: ignore[list-item]
+
+    kernel = _linked(act, [FLAT, FLAT, FLAT, (100.0, 100.0, 94.5, 99.0), FLAT, FLAT])
+    assert fills(kernel) == [("BUY", 95.0, 4)]
+    ids = strategy(kernel).ids
+    assert [str(kernel.orders.order(ids[n]).status) for n in "abc"] == ["FILLED", "CANCELED", "CANCELED"]  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("members", "why"),
+    [
+        (lambda s: [s.ids["filled"], s.submit_limit(IID, SELL, 1.0, 120.0)], r"is FILLED, not working"),
+        (lambda s: [s.ids["open"], s.ids["open"]], r"given 2 times"),
+        (lambda s: [s.ids["open"], "nope"], r"'nope' no such order"),
+    ],
+)
+def test_an_oco_member_that_is_no_working_order_or_given_twice_is_refused(
+    members: Callable[[Scripted], list[str]], why: str
+) -> None:
+    """A filled order was linked to a working one without a word (an OCO that could cancel nothing), and an id
+    given twice made a group of one order linked with itself."""
+    def act(s: Scripted) -> None:
+        if s.n == 1:
+            s.ids["filled"] = s.submit_market(IID, BUY, 1.0)
+            s.ids["open"] = s.submit_limit(IID, BUY, 1.0, 90.0)
+        elif s.n == 3:
+            s.submit_oco(members(s))
+
+    with pytest.raises(OrderError, match=f"oco: order .*{why}; an OCO group links working orders"):
+        _linked(act, [FLAT, FLAT, FLAT])

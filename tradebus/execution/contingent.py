@@ -415,11 +415,17 @@ class ContingentOrders:
         ------
         OrderError
             Fewer than two members, members of more than one instrument, an order spec without
-            ``strategy_id``, of an unknown instrument, or with neither a price nor a trigger.
+            ``strategy_id``, of an unknown instrument, or with neither a price nor a trigger; an id
+            given twice, of no order, of an order no longer working (filled, canceled, ...), of
+            one already in an OCO group (a bracket's exits are one), or of another strategy's
+            order than ``strategy_id``'s.
         """
         if len(members) < 2:
             raise OrderError("oco: a group needs at least two orders")
         orders = self._kernel.orders
+        ids = [m for m in members if isinstance(m, str)]
+        for coid in ids:
+            self._check_member(coid, strategy_id, ids.count(coid))
         specs: dict[str, OrderSpec] = {}
         group: list[str] = []
         for member in members:
@@ -471,6 +477,22 @@ class ContingentOrders:
             for coid in live:
                 self._kernel.portfolio.account.unlink_oco(coid)
         return group
+
+    def _check_member(self, coid: str, strategy_id: str | None, times: int) -> None:
+        """Refuse an order id as a new OCO member: given ``times`` > 1, unknown, not working, already grouped,
+        or not ``strategy_id``'s (``None``: any strategy's)."""
+        order = self._kernel.orders.get(coid)
+        grouped = [c for c in self._oco.get(coid, ()) if c != coid]  # a group's closed members have left it
+        why = (
+            f"given {times} times" if times > 1
+            else "no such order" if order is None
+            else f"is {order.status}, not working" if not order.is_open
+            else f"is already in an OCO group with {grouped}" if grouped
+            else f"is an order of strategy {order.strategy_id!r}" if strategy_id not in (None, order.strategy_id)
+            else ""
+        )  # fmt: skip
+        if why:
+            raise OrderError(f"oco: order {coid!r} {why}; an OCO group links working orders of one strategy, each once")
 
     def _check_spec(self, spec: OrderSpec) -> None:
         if spec.instrument_id not in self._kernel.instruments:

@@ -517,6 +517,13 @@ class Strategy:
         account check each against the group counted once (its largest member): a stop and a limit
         that both sell the whole position pass in REDUCING and on a cash-only spot instrument,
         where orders submitted first and linked after are checked as if both could fill.
+
+        Raises
+        ------
+        OrderError
+            An id given twice, of no order, of an order no longer working, of one already in an
+            OCO group (a bracket's exits are one) or of another strategy (and the refusals of
+            :meth:`ContingentOrders.oco <tradebus.execution.contingent.ContingentOrders.oco>`).
         """
         return self._contingent().oco(orders, self.strategy_id)
 
