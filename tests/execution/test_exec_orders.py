@@ -9,8 +9,10 @@ import pytest
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.messages import (
+    AnomalyKind,
     Liquidity,
     OrderAccepted,
+    OrderAnomaly,
     OrderCanceled,
     OrderDenied,
     OrderExpired,
@@ -146,6 +148,23 @@ def test_fill_beyond_quantity_is_booked_as_overfill() -> None:
     om.apply(_fill("c-1", 1.5, trade_id="T1"))
     order = om.apply(_fill("c-1", 1.0, trade_id="T2"))
     assert order is not None and order.filled_qty == 2.5 and order.status == S.FILLED
+
+
+def test_a_fill_listed_after_a_query_closed_its_order_filled_short_is_a_fill_after_close_not_an_overfill() -> None:
+    bus = MessageBus()
+    om = OrderManager(bus, SimulatedClock(5))
+    anomalies: list[OrderAnomaly] = []
+    bus.subscribe(OrderAnomaly, anomalies.append)
+    _accepted(om)
+    om.apply(_fill("c-1", 0.5, trade_id="T1"))
+    om.apply(OrderResolved("strat", IID, "c-1", S.FILLED, "resolved by venue query", 2, 2))  # its history lists T1 only
+    order = om.apply(_fill("c-1", 1.5, trade_id="T2"))  # listed (or streamed) late
+    assert order is not None and order.filled_qty == 2.0 and order.status == S.FILLED
+    assert [(a.kind, a.detail) for a in anomalies] == [
+        (AnomalyKind.FILL_AFTER_CLOSE, "fill of 1.5 after FILLED with 0.5 booked: booked")
+    ]
+    om.apply(_fill("c-1", 0.5, trade_id="T3"))  # beyond the quantity: an overfill still
+    assert anomalies[-1].kind is AnomalyKind.OVERFILL
 
 
 def test_duplicate_trade_id_fill_is_dropped() -> None:

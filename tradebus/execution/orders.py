@@ -31,8 +31,9 @@ created. None of these raises, and no fill is lost or booked twice:
 
 * a fill is deduplicated by its venue ``trade_id`` (per order); a repeat is dropped with an
   :class:`~tradebus.engine.messages.OrderAnomaly` ``DUPLICATE_FILL``;
-* any other fill is applied, whatever the order's state: after a cancel or expiry
-  (``FILL_AFTER_CLOSE``; the order stays closed unless the fill completes it), beyond the
+* any other fill is applied, whatever the order's state: after a cancel or expiry, or after a
+  query closed the order FILLED before the venue listed all its fills (``FILL_AFTER_CLOSE``; the
+  order stays closed unless the fill completes it), beyond the
   order's quantity (``OVERFILL``; the order is FILLED), on an order believed REJECTED
   (``REOPENED``; it was alive at the venue after all);
 * a status event the table has no entry for is older than what the order already knows
@@ -625,6 +626,9 @@ class OrderManager:
         elif status is S.REJECTED:
             kind, target = AnomalyKind.REOPENED, S.FILLED if done else S.PARTIALLY_FILLED
             detail = f"fill of {fill.last_qty} after REJECTED: the venue has the order"
+        elif order.filled_qty < order.quantity * (1.0 - _QTY_RTOL):  # a query closed it before its venue listed this fill
+            kind, target = AnomalyKind.FILL_AFTER_CLOSE, S.FILLED
+            detail = f"fill of {fill.last_qty} after FILLED with {order.filled_qty} booked: booked"
         else:  # FILLED within float tolerance of the quantity
             kind, target = AnomalyKind.OVERFILL, S.FILLED
             detail = f"fill of {fill.last_qty} after FILLED"
