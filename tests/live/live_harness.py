@@ -116,9 +116,10 @@ async def harness(
     inst: Instrument = INST,
     balances: dict[str, float] | None = None,
     trade_size_limit: bool = False,
+    timeouts: OrderTimeouts = FAST,
 ) -> AsyncIterator[Harness]:
     """The kernel and the account emulator of ``inst`` (``balances``: the emulator's, default 100 000 USDT;
-    ``trade_size_limit``: a public trade fills at most its own size)."""
+    ``trade_size_limit``: a public trade fills at most its own size; ``timeouts``: the engine's)."""
     iid = inst.instrument_id
     emulator = BinancePrivateEmulator(
         KEY, SECRET, {iid: inst}, balances or {"USDT": 100_000.0}, rest_faults, stream_faults, trade_size_limit=trade_size_limit
@@ -127,7 +128,7 @@ async def harness(
     clock = LiveClock()
     api = trading(emulator.rest_url, SecretStr(KEY), SecretStr(secret), {iid: inst}, timeout=0.25)
     venue = LiveVenue(api, clock)
-    kernel = Kernel([inst], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0)
+    kernel = Kernel([inst], clock=clock, venue=venue, timeouts=timeouts, initial_cash=100_000.0)
     venue.on_answer = kernel.execution.reconcile_order
     venue.on_cancel = kernel.execution.cancel
     stream = BinanceUserStream(

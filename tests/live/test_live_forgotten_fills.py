@@ -3,15 +3,22 @@
 The Binance account emulator forgets fills older than its history window
 (``trade_history_ns``, as OKX's 3 days or Bybit's 7), while its order still says it filled.
 The fill's stream frame is dropped, so only the query after the refused cancel could have booked it.
+A history that only lags (``listed_late``: Binance and Bybit list a fill seconds after its order
+counts it) is read again until it lists the fill, which is booked once and the hold lifted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import msgspec
 import pytest
 
-from tests.live.live_harness import IID, harness, settled, until
+from tests.live.live_harness import FAST, IID, Harness, harness, later_than, settled, until
 from tradebus.adapters.binance.private_emulator import StreamFault
 from tradebus.engine.messages import AnomalyKind, CancelOrder, OrderAnomaly, OrderSide, OrderStatus
+from tradebus.execution.engine import MISSING_FILLS_READS
+from tradebus.execution.orders import Order
 from tradebus.node.reconcile import Reconciler
 
 
@@ -63,3 +70,76 @@ async def test_an_order_whose_fills_are_all_listed_is_neither_flagged_nor_held()
         await settled(h)  # every query's answer and every stream frame handled: an anomaly would be there
         assert order.filled_qty == pytest.approx(0.01) and len(h.kernel.result.fills) == 1
         assert [a for a in anomalies if a.kind is AnomalyKind.MISSING_FILLS] == [] and holds == {}
+
+
+def _hold_to(holds: dict[str, str]) -> Callable[[str, str], None]:
+    """A Reconciler's ``hold`` keeping the holds in ``holds``."""
+
+    def hold(iid: str, reason: str) -> None:
+        if reason:
+            holds[iid] = reason
+        else:
+            holds.pop(iid, None)
+
+    return hold
+
+
+def _both_fill_frames_dropped() -> list[StreamFault]:
+    return [StreamFault("drop", '"x": "TRADE"'), StreamFault("drop", '"x": "TRADE"', at=1)]
+
+
+async def _filled_twice_unseen(h: Harness, late_reads: int) -> tuple[Order, str]:
+    """An order of 0.02 filled by two public trades whose frames are lost, the second listed by the
+    venue's trade history only after ``late_reads`` reads; its refused cancel queries it. Its trade id."""
+    order = h.submit(OrderSide.BUY, 0.02, 60_000.0)
+    await until(lambda: order.status is OrderStatus.ACCEPTED)
+    h.trade(59_000.0, 0.01)
+    h.trade(59_000.0, 0.01)
+    first, second = h.emulator.fills
+    assert h.emulator.orders[order.client_order_id].status is OrderStatus.FILLED
+    h.emulator.listed_late[second.trade_id] = late_reads
+    h.kernel.execution.cancel(CancelOrder("s1", IID, order.client_order_id, 0, 0))  # refused: filled; queried
+    await until(lambda: order.status is OrderStatus.FILLED)
+    return order, str(second.trade_id)
+
+
+async def test_a_fill_the_venue_lists_late_is_read_again_booked_once_and_the_hold_lifted() -> None:
+    async with harness(stream_faults=_both_fill_frames_dropped(), trade_size_limit=True) as h:
+        holds: dict[str, str] = {}
+        reconciler = Reconciler(h.kernel, h.venue, _hold_to(holds), 2.0)
+        anomalies: list[OrderAnomaly] = []
+        h.kernel.bus.subscribe(OrderAnomaly, anomalies.append)
+        order, late = await _filled_twice_unseen(h, late_reads=2)
+        [missing] = [a for a in anomalies if a.kind is AnomalyKind.MISSING_FILLS]
+        assert "says 0.02 filled but lists fills for 0.01" in missing.detail
+        assert order.client_order_id in holds[IID]
+        await until(lambda: order.filled_qty == pytest.approx(0.02))
+        await settled(h)
+        assert h.venue.requests["query"] == 3  # the query, then two reads again: the second lists it
+        fills = h.kernel.result.fills
+        assert [f.trade_id for f in fills][1] == late and len({f.trade_id for f in fills}) == len(fills) == 2
+        assert h.kernel.portfolio.account.balance("BTC") == pytest.approx(0.02)
+        assert [a.kind for a in anomalies] == [AnomalyKind.MISSING_FILLS, AnomalyKind.FILL_AFTER_CLOSE]
+        await reconciler.round()  # the holding here equals the venue's again
+        assert holds == {}
+        assert h.venue.requests["query"] == 3 and len(h.kernel.result.fills) == 2
+
+
+async def test_a_fill_the_venue_never_lists_is_read_again_a_bounded_number_of_times_and_stays_held() -> None:
+    quick = msgspec.structs.replace(FAST, retry_ns=40_000_000)
+    async with harness(stream_faults=_both_fill_frames_dropped(), trade_size_limit=True, timeouts=quick) as h:
+        holds: dict[str, str] = {}
+        reconciler = Reconciler(h.kernel, h.venue, _hold_to(holds), 2.0)
+        anomalies: list[OrderAnomaly] = []
+        h.kernel.bus.subscribe(OrderAnomaly, anomalies.append)
+        order, _ = await _filled_twice_unseen(h, late_reads=10**6)
+        await until(lambda: h.venue.requests["query"] == 1 + MISSING_FILLS_READS, timeout=5.0)
+        await settled(h)
+        await later_than(h.kernel.clock, 2 * (quick.retry_ns << MISSING_FILLS_READS))  # past when a next read would be due
+        await settled(h)
+        assert h.venue.requests["query"] == 1 + MISSING_FILLS_READS
+        assert order.filled_qty == pytest.approx(0.01) and len(h.kernel.result.fills) == 1
+        assert [a.kind for a in anomalies] == [AnomalyKind.MISSING_FILLS]
+        await reconciler.round()
+        assert order.client_order_id in holds[IID]
+

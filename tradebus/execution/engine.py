@@ -15,6 +15,8 @@ A fill or a close whose event carries the venue's cumulative filled quantity (``
 and says more than is booked with it (an earlier fill's frame was lost) queries the order at once;
 a venue's push of that quantity apart from the fills (``OrderFillsReported``), which may come before
 them, queries it only if still more than is booked ``fill_grace_ns`` later (the last fill's frame was lost).
+A query whose answer says more filled than the fills the venue's trade history lists (``MISSING_FILLS``)
+is asked again, up to :data:`MISSING_FILLS_READS` times, until the fills are listed and booked.
 A live venue's funding payments (``FundingPaid``) and the fills of its liquidation orders (strategy
 ``"liquidation"``) go to the kernel's perpetuals (:attr:`ExecutionEngine.on_venue_funding`,
 :attr:`ExecutionEngine.on_venue_liquidation`).
@@ -79,9 +81,16 @@ from tradebus.risk.gate import RiskGate
 if TYPE_CHECKING:
     from tradebus.execution.journal import Journal
 
-__all__ = ["ExecutionEngine", "OrderTimeouts"]
+__all__ = ["MISSING_FILLS_READS", "ExecutionEngine", "OrderTimeouts"]
 
 _S = OrderStatus
+
+#: Queries of an order whose venue says it filled more than the fills its trade history lists
+#: (``OrderAnomaly`` ``MISSING_FILLS``), ``retry_ns`` after the anomaly, then each twice as long after
+#: the previous answer (with the live default of 5 s: 5, 10, 20, 40 and 80 s). Binance and Bybit list
+#: a fill a few seconds after its order counts it filled: each listed fill is booked once (by
+#: ``trade_id``); one still missing after the last read stays so (logged; the instrument stays held).
+MISSING_FILLS_READS = 5
 
 
 class OrderTimeouts(msgspec.Struct, frozen=True):
@@ -153,10 +162,12 @@ class ExecutionEngine:
     __slots__ = (
         "_bus",
         "_clock",
+        "_fills_awaited",
         "_journal",
         "_lean",
         "_om",
         "_portfolio",
+        "_reread_due",
         "_retrying",
         "_risk",
         "_seq",
@@ -191,6 +202,9 @@ class ExecutionEngine:
         self._timeouts = timeouts
         self._seq = 0  # makes clock alert names unique
         self._retrying: set[str] = set()  # orders with a query retry pending
+        # Orders whose venue lists fewer fills than it says filled -> reads made since; those with a read due.
+        self._fills_awaited: dict[str, int] = {}
+        self._reread_due: set[str] = set()
         venue.bind(self.on_venue_event)
         #: Books a venue's funding payment (``FundingPaid``); the kernel's perpetuals, when it has margined instruments.
         self.on_venue_funding: Callable[[FundingPaid], None] | None = None
@@ -399,8 +413,9 @@ class ExecutionEngine:
         a query that raises or cannot settle an ``UNKNOWN`` order is retried after ``retry_ns``
         (with :class:`OrderTimeouts`) unless an answer was applied in the meantime. Of a closed
         order only missing fills are booked. A venue whose answer says more filled than the fills it
-        lists (its trade history no longer lists some) publishes an ``OrderAnomaly``
-        ``MISSING_FILLS``; the difference is not booked.
+        lists (its trade history lags, or no longer lists some) publishes an ``OrderAnomaly``
+        ``MISSING_FILLS``; the difference is not booked, and the order is queried again
+        (:data:`MISSING_FILLS_READS`) until its fills are listed and booked.
 
         Raises
         ------
@@ -447,7 +462,10 @@ class ExecutionEngine:
             if fill.trade_id not in trade_ids:
                 self.on_venue_event(fill)
                 trade_ids = order.trade_ids
-        self._om.note_missing_fills(order, report.filled_qty, report.ts_event)
+        if order.client_order_id in self._fills_awaited:
+            self._fills_reread(order, report.filled_qty)
+        elif self._om.note_missing_fills(order, report.filled_qty, report.ts_event):
+            self._await_fills(order, report.filled_qty)
         status = report.status
         if status in (_S.SUBMITTED, _S.ACCEPTED, _S.TRIGGERED) and order.filled_qty:
             status = _S.PARTIALLY_FILLED
@@ -456,6 +474,44 @@ class ExecutionEngine:
             reason = report.reason or "resolved by venue query"
             event = OrderResolved(order.strategy_id, order.instrument_id, order.client_order_id, status, reason, now, now)
             self._event(event)
+
+    def _fills_reread(self, order: Order, venue_filled: float) -> None:
+        """A query's answer about an order whose venue-listed fills fell short (:data:`MISSING_FILLS_READS`)."""
+        coid = order.client_order_id
+        if not venue_filled > order.filled_qty * (1.0 + 1e-9):
+            del self._fills_awaited[coid]
+            logger.info("order {} ({}): the venue lists its fills now, {:g} booked as it says filled; missing_fills resolved",
+                        coid, order.instrument_id, order.filled_qty)
+        elif coid not in self._reread_due:
+            self._await_fills(order, venue_filled)
+
+    def _await_fills(self, order: Order, venue_filled: float) -> None:
+        """Query ``order`` again, ``retry_ns`` doubled at each read, while the venue lists fewer fills than it says filled."""
+        timeouts = self._timeouts
+        if timeouts is None:
+            return  # the simulated venue lists every fill at once
+        coid = order.client_order_id
+        reads = self._fills_awaited.get(coid, 0)
+        if reads >= MISSING_FILLS_READS:
+            del self._fills_awaited[coid]
+            logger.error(
+                "order {} ({}): the venue says {:g} filled but still lists fills for {:g} after {} reads: {:g} not booked; "
+                "its instrument stays held until the holding here equals the venue's",
+                coid, order.instrument_id, venue_filled, order.filled_qty, reads, venue_filled - order.filled_qty,
+            )  # fmt: skip
+            return
+        self._fills_awaited[coid] = reads + 1
+        self._reread_due.add(coid)
+        delay = timeouts.retry_ns << reads
+        logger.warning("order {}: the venue lists fills for {:g} of the {:g} it says filled; reading them again in {:g} s "
+                       "({} of {})", coid, order.filled_qty, venue_filled, delay / 1e9, reads + 1, MISSING_FILLS_READS)
+        self._alert(order, "fills-reread", delay, self._on_fills_reread)
+
+    def _on_fills_reread(self, order: Order) -> None:
+        coid = order.client_order_id
+        self._reread_due.discard(coid)
+        if coid in self._fills_awaited and self._om.get(coid) is order:
+            self.reconcile_order(coid)
 
     # ------------------------------------------------------------------ timeouts
 

@@ -653,15 +653,16 @@ class OrderManager:
         """Flag a venue that says ``order`` filled ``venue_filled`` while it lists fewer fills than that.
 
         Publishes ``MISSING_FILLS`` naming the order, the venue's filled quantity and the one
-        booked; books nothing (no fill is invented). Returns whether the venue's quantity is
-        above the booked one (float noise aside).
+        booked; books nothing (no fill is invented; the execution engine reads the order's
+        fills again). Returns whether the venue's quantity is above the booked one (float
+        noise aside).
         """
         booked = order.filled_qty
         if not venue_filled > booked * (1.0 + _QTY_RTOL):
             return False
         detail = (
             f"the venue says {venue_filled} filled but lists fills for {booked}: {venue_filled - booked:g} "
-            "not booked (its trade history no longer lists them)"
+            "not booked (its trade history does not list them yet, or no longer)"
         )
         logger.error("order {} ({}): {}: {}", order.client_order_id, order.instrument_id, AnomalyKind.MISSING_FILLS, detail)
         now = self._clock.now_ns()

@@ -41,10 +41,13 @@ fills the venue no longer lists
     history keeps a window: OKX 3 days, Bybit 7 days) publishes an ``OrderAnomaly``
     ``MISSING_FILLS`` (:meth:`~tradebus.execution.orders.OrderManager.note_missing_fills`); the
     difference is not booked, and the instrument is held at once (no new orders), with the
-    order, the venue's and the booked quantity as the reason. As any hold here, it is lifted by
-    a round that finds the holding equal to the venue's (fills that came late after all, or
-    config ``balances`` set to what the account holds and a restart); until then the rounds
-    find the difference and keep it held.
+    order, the venue's and the booked quantity as the reason. The execution engine queries the
+    order again, ``retry_interval`` later and then twice as long each time
+    (:data:`~tradebus.execution.engine.MISSING_FILLS_READS` reads: Binance and Bybit list a fill
+    seconds after its order counts it), booking each fill listed since once (by trade id). As
+    any hold here, it is lifted by a round that finds the holding equal to the venue's (fills
+    listed late and booked, or config ``balances`` set to what the account holds and a
+    restart); until then the rounds find the difference and keep it held.
 external orders
     An order open at the venue that the journal does not know was placed outside tradebus:
     reported once (a log line and an :class:`ExternalOrder` event) and left alone.

@@ -212,6 +212,9 @@ class AccountEmulator(ABC):
         #: A test setting, labelled as such: real venues keep a window (OKX ``/trade/fills`` 3 days, Bybit's
         #: execution list 7 days); an older fill is no longer listed though its order still counts it filled.
         self.trade_history_ns: int | None = None
+        #: ``trade id -> how many more own-trades reads leave that fill out``. A test setting: Binance and Bybit
+        #: list a fill in their trade history a few seconds after its order counts it filled.
+        self.listed_late: dict[int, int] = {}
         #: Entry price of each symbol's position (derivatives dialects only).
         self.entry: dict[str, float] = {}
         #: ``(method, path, client order id)`` of every authenticated request.
@@ -518,7 +521,7 @@ class AccountEmulator(ABC):
 
         ``order_id``: of that venue order; ``from_id``: trade id >= it; ``start_ms``/``end_ms``:
         trade time within (ms, inclusive). ``None`` leaves a filter out. Fills older than
-        :attr:`trade_history_ns` are not listed.
+        :attr:`trade_history_ns` are not listed, nor those :attr:`listed_late` still holds back.
         """
         out = []
         oldest = -1 if self.trade_history_ns is None else self.clock.now_ns() - self.trade_history_ns
@@ -531,6 +534,10 @@ class AccountEmulator(ABC):
                 continue
             t = f.fill.ts_event // _MS
             if (start_ms is not None and t < int(start_ms)) or (end_ms is not None and t > int(end_ms)):
+                continue
+            late = self.listed_late.get(f.trade_id, 0)
+            if late > 0:
+                self.listed_late[f.trade_id] = late - 1
                 continue
             out.append(f)
             if len(out) >= limit:
