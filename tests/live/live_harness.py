@@ -25,6 +25,7 @@ from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder, Trade
 from tradebus.execution.engine import OrderTimeouts
+from tradebus.execution.journal import Journal
 from tradebus.execution.live import LiveVenue
 from tradebus.execution.orders import Order
 from tradebus.node.reconcile import Reconciler
@@ -117,9 +118,11 @@ async def harness(
     balances: dict[str, float] | None = None,
     trade_size_limit: bool = False,
     timeouts: OrderTimeouts = FAST,
+    journal: Journal | None = None,
 ) -> AsyncIterator[Harness]:
     """The kernel and the account emulator of ``inst`` (``balances``: the emulator's, default 100 000 USDT;
-    ``trade_size_limit``: a public trade fills at most its own size; ``timeouts``: the engine's)."""
+    ``trade_size_limit``: a public trade fills at most its own size; ``timeouts``: the engine's;
+    ``journal``: the kernel's, replayed into it)."""
     iid = inst.instrument_id
     emulator = BinancePrivateEmulator(
         KEY, SECRET, {iid: inst}, balances or {"USDT": 100_000.0}, rest_faults, stream_faults, trade_size_limit=trade_size_limit
@@ -128,7 +131,9 @@ async def harness(
     clock = LiveClock()
     api = trading(emulator.rest_url, SecretStr(KEY), SecretStr(secret), {iid: inst}, timeout=0.25)
     venue = LiveVenue(api, clock)
-    kernel = Kernel([inst], clock=clock, venue=venue, timeouts=timeouts, initial_cash=100_000.0)
+    kernel = Kernel([inst], clock=clock, venue=venue, timeouts=timeouts, initial_cash=100_000.0, journal=journal)
+    if journal is not None:
+        journal.replay(kernel.orders, kernel.portfolio, clock.now_ns(), risk=kernel.risk, on_message=kernel.record_journaled)
     venue.on_answer = kernel.execution.reconcile_order
     venue.on_cancel = kernel.execution.cancel
     stream = BinanceUserStream(

@@ -10,14 +10,21 @@ counts it) is read again until it lists the fill, which is booked once and the h
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import msgspec
 import pytest
+from pydantic import SecretStr
 
-from tests.live.live_harness import FAST, IID, Harness, harness, later_than, settled, until
+from tests.live.live_harness import FAST, IID, INST, KEY, SECRET, Harness, harness, later_than, settled, until
+from tradebus.adapters.binance.trading import BinanceTrading
+from tradebus.engine.clock import LiveClock
+from tradebus.engine.kernel import Kernel
 from tradebus.adapters.binance.private_emulator import StreamFault
 from tradebus.engine.messages import AnomalyKind, CancelOrder, OrderAnomaly, OrderSide, OrderStatus
 from tradebus.execution.engine import MISSING_FILLS_READS
+from tradebus.execution.journal import Journal
+from tradebus.execution.live import LiveVenue
 from tradebus.execution.orders import Order
 from tradebus.node.reconcile import Reconciler
 
@@ -143,3 +150,34 @@ async def test_a_fill_the_venue_never_lists_is_read_again_a_bounded_number_of_ti
         await reconciler.round()
         assert order.client_order_id in holds[IID]
 
+
+async def test_a_restart_books_the_fill_a_journaled_filled_order_lacked_once_the_venue_lists_it(tmp_path: Path) -> None:
+    slow = msgspec.structs.replace(FAST, retry_ns=60_000_000_000)  # the first process stops before it reads again
+    path = tmp_path / "journal.sqlite"
+    first = Journal(path)
+    async with harness(stream_faults=_both_fill_frames_dropped(), trade_size_limit=True, timeouts=slow, journal=first) as h:
+        order, late = await _filled_twice_unseen(h, late_reads=10**6)
+        assert order.filled_qty == pytest.approx(0.01)
+        first.close()  # the process stops: its journal holds the order FILLED with 0.01 of 0.02 booked
+        h.emulator.listed_late.clear()  # the venue's trade history lists the second fill now
+        journal = Journal(path)
+        clock = LiveClock()
+        api = BinanceTrading(h.emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {IID: INST}, timeout=0.25)
+        venue = LiveVenue(api, clock)
+        kernel = Kernel([INST], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0, journal=journal)
+        try:
+            unknown = journal.replay(kernel.orders, kernel.portfolio, clock.now_ns(), on_message=kernel.record_journaled)
+            venue.on_answer = kernel.execution.reconcile_order
+            holds: dict[str, str] = {IID: "live start-up: reconciling positions with the venue"}
+            reconciler = Reconciler(kernel, venue, _hold_to(holds), 2.0)
+            await reconciler.startup(unknown, [])
+            await venue.drain(2.0)
+            await reconciler.compare_balances(startup=True)
+            restored = kernel.orders.order(order.client_order_id)
+            assert restored.status is OrderStatus.FILLED and restored.filled_qty == pytest.approx(0.02)
+            assert kernel.portfolio.account.balance("BTC") == pytest.approx(0.02) and holds == {}
+            assert [f.trade_id for f in kernel.result.fills][-1] == late
+            assert len({f.trade_id for f in kernel.result.fills}) == len(kernel.result.fills) == 2
+        finally:
+            await venue.aclose()
+            journal.close()

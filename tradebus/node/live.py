@@ -26,8 +26,9 @@ Start-up
     2. the journal is replayed as in paper mode; every order it left open is tracked by the
        venue; the fills missed while down are booked from each instrument's trade history,
        read page by page (by trade id, once); the orders whose venue state still differs are
-       queried (UNKNOWN ones are resolved); orders open at the venue that the journal does
-       not know are reported as external and left alone
+       queried (UNKNOWN ones are resolved, and those the journal holds FILLED with less booked
+       than their quantity are asked for their fills again); orders open at the venue that the
+       journal does not know are reported as external and left alone
        (:meth:`~tradebus.node.reconcile.Reconciler.startup`); beside it, the funding the venue
        paid while the daemon was down is read from the venue and booked once
        (:meth:`~tradebus.node.reconcile.Reconciler.catch_up_funding`; also after every

@@ -44,10 +44,11 @@ fills the venue no longer lists
     order, the venue's and the booked quantity as the reason. The execution engine queries the
     order again, ``retry_interval`` later and then twice as long each time
     (:data:`~tradebus.execution.engine.MISSING_FILLS_READS` reads: Binance and Bybit list a fill
-    seconds after its order counts it), booking each fill listed since once (by trade id). As
-    any hold here, it is lifted by a round that finds the holding equal to the venue's (fills
-    listed late and booked, or config ``balances`` set to what the account holds and a
-    restart); until then the rounds find the difference and keep it held.
+    seconds after its order counts it), booking each fill listed since once (by trade id); a
+    restart queries again each order the journal holds FILLED with less booked than its
+    quantity. As any hold here, it is lifted by a round that finds the holding equal to the
+    venue's (fills listed late and booked, or config ``balances`` set to what the account
+    holds and a restart); until then the rounds find the difference and keep it held.
 external orders
     An order open at the venue that the journal does not know was placed outside tradebus:
     reported once (a log line and an :class:`ExternalOrder` event) and left alone.
@@ -423,7 +424,9 @@ class Reconciler:
         After the fills are booked, the venue's open orders are read again: an UNKNOWN order
         it lists, with no more filled than booked here, is resolved from that list (no
         request); any other is queried by client id. A venue that does not page its trade
-        history gets a query of each.
+        history gets a query of each. An order the journal holds FILLED with less booked than
+        its quantity (a query closed it while the venue's trade history lacked fills:
+        ``MISSING_FILLS``) is queried again, its fills listed since booked.
         """
         kernel = self.kernel
         execution = kernel.execution
@@ -447,6 +450,12 @@ class Reconciler:
         if unknown:
             logger.info("reconciliation: {} order(s) recovered open; {} resolved from the venue's open orders, {} queried",
                         len(unknown), listed, sum(1 for o in unknown if o.status is OrderStatus.UNKNOWN))
+        for order in self.kernel.orders.orders():
+            if order.status is OrderStatus.FILLED and order.filled_qty < order.quantity * (1.0 - 1e-9):
+                logger.warning("reconciliation: order {} ({}) journaled FILLED with {} of {} booked; querying its fills",
+                               order.client_order_id, order.instrument_id, order.filled_qty, order.quantity)
+                self.venue.track(order)
+                execution.reconcile_order(order.client_order_id)
         if paged:
             self.compare_orders(venue_open)
         self.report_external(venue_open)
