@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from loguru import logger
 
 from tradebus.engine.messages import Bar, OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.errors import OrderError
@@ -38,6 +39,9 @@ class Runner(Strategy):
 
     def on_order_denied(self, event: Any) -> None:
         self.denied.append(event.client_order_id)
+
+    def on_stop(self) -> None:
+        self.status_at_stop = None if self.algo is None else self.algo.status
 
 
 class DenyNth(RiskGate):
@@ -91,6 +95,26 @@ def test_two_runs_in_one_process_name_their_algorithms_and_fill_reasons_alike() 
     first = fills_of_one_run()
     assert first[0][2] == "twap2: slice 1"
     assert fills_of_one_run() == first
+
+
+def test_twap_cut_short_by_the_end_of_the_run_is_reported_unfinished_with_what_it_did() -> None:
+    frame = bars_4h().iloc[:40]
+    strategy = Runner(lambda s: Twap(s, BTC_4H, OrderSide.BUY, 1.0, duration="1d", slices=6), at=37)
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
+    try:
+        kernel = run([strategy], {BTC_4H: frame})
+    finally:
+        logger.remove(sink)
+    algo = strategy.algo
+    assert algo is not None and algo.status == "unfinished"
+    assert strategy.status_at_stop == "unfinished"  # reported before the strategy's own on_stop
+    # slices 1-2 filled at the next bars' opens, slice 3 went out on the last bar and still works
+    assert [kernel.orders.order(cid).status for cid in algo.children][-1] is OrderStatus.SUBMITTED
+    assert warnings == [
+        "algo-user twap1: the run ended before the algorithm: parent BUY 1.0 BTC-USD.COINBASE, "
+        "0.33333 filled, 0.16667 working, 0.5 never sent"
+    ]
 
 
 def test_twap_resends_a_denied_slice_with_the_next_one() -> None:

@@ -1034,12 +1034,16 @@ class Kernel:
         self.next_sample_ns = (ts // interval + 1) * interval
 
     def stop(self) -> None:
-        """Call every strategy's ``on_stop``, take the final equity sample and collect the orders.
+        """End every strategy's run, take the final equity sample and collect the orders.
+
+        Each strategy's :meth:`~tradebus.strategies.base.Strategy.end_run` calls its ``at_stop``
+        callbacks, then its ``on_stop``.
 
         Raises
         ------
         StrategyError
-            An ``on_stop`` raised: raised once the others ran and the results are collected.
+            An ``on_stop`` or ``at_stop`` callback raised: raised once the others ran and the results
+            are collected.
         """
         if self._stopped:
             return
@@ -1053,7 +1057,7 @@ class Kernel:
         failed: Exception | None = None
         for strategy in self.strategies:
             try:
-                strategy.on_stop()
+                strategy.end_run()
             except Exception as exc:  # the others still stop, and the results are still collected
                 failed = failed or exc
         if self.result.first_event_ns is None:

@@ -17,7 +17,10 @@ next slice (or the next child) sends it again; the last slice of a schedule send
 is left. A schedule (TWAP, VWAP) is ``done`` when its last slice has sent the whole parent
 (filled or working); an iceberg or chaser when its children filled it. Any of them is
 ``failed`` when it ends (schedule over, ``max_retries`` refusals in a row, or a timeout
-without a market fallback) with quantity left unsent.
+without a market fallback) with quantity left unsent. One still ``working`` when the run ends
+(the strategy's :meth:`~tradebus.strategies.base.Strategy.at_stop`, in every mode) becomes
+``unfinished`` and logs a warning with what was filled, what is still working and what was
+never sent; its working children are left to the run's own end (a live run's ``cancel_on_stop``).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ _REFUSED = frozenset({OrderStatus.DENIED, OrderStatus.REJECTED})
 _CLOSED = frozenset({OrderStatus.DENIED, OrderStatus.REJECTED, OrderStatus.FILLED, OrderStatus.CANCELED,
                      OrderStatus.EXPIRED})  # fmt: skip
 
-AlgoStatus = Literal["pending", "working", "done", "failed"]
+AlgoStatus = Literal["pending", "working", "done", "failed", "unfinished"]
 
 # Default names count the algorithms of each strategy, not of the process: a second run in the
 # same process (a sweep worker, a notebook) names its children's reasons as the first did.
@@ -144,6 +147,24 @@ class ExecAlgorithm(ABC):
         self.sent.append((self.strategy.ctx.clock.now_ns(), client_order_id, quantity))
         return client_order_id
 
+    def _begin(self) -> None:
+        """Mark the algorithm working and have the end of the run report it if it is still working then."""
+        if self.status == "pending":
+            self.strategy.at_stop(self._run_ended)
+        self.status = "working"
+
+    def _run_ended(self) -> None:
+        if self.status != "working":
+            return
+        self.strategy.ctx.clock.cancel(self._timer_name)
+        self.status = "unfinished"
+        working = self._lots(sum(o.quantity - o.filled_qty for o in self.working()))
+        logger.warning(
+            "{} {}: the run ended before the algorithm: parent {} {} {}, {} filled, {} working, {} never sent",
+            self.strategy.strategy_id, self.name, self.side.name, self.quantity, self.instrument_id,
+            self._lots(self.filled), working, self._lots(self.quantity - self.committed()),
+        )  # fmt: skip
+
     def _finish(self, ok: bool) -> None:
         self.strategy.ctx.clock.cancel(self._timer_name)
         self.status = "done" if ok else "failed"
@@ -205,7 +226,7 @@ class Twap(ExecAlgorithm):
         self.start_ns = now if at_ns is None else at_ns
         weights = self.weights()
         self._cumulative = np.cumsum(weights) / weights.sum()
-        self.status = "working"
+        self._begin()
         self._every(self.interval_ns, self.start_ns, self.start_ns + (self.slices - 1) * self.interval_ns)
 
     def slice_times(self) -> list[int]:
@@ -300,7 +321,7 @@ class Iceberg(ExecAlgorithm):
 
     def start(self) -> None:
         """Send the first child and start polling."""
-        self.status = "working"
+        self._begin()
         self._next()
         self._every(self.poll_ns, self.strategy.ctx.clock.now_ns() + self.poll_ns)
 
@@ -371,7 +392,7 @@ class LimitChaser(ExecAlgorithm):
     def start(self) -> None:
         """Rest the first child at the touch and start polling."""
         now = self.strategy.ctx.clock.now_ns()
-        self.status = "working"
+        self._begin()
         self._deadline = None if self.timeout_ns is None else now + self.timeout_ns
         self._place()
         self._every(self.poll_ns, now + self.poll_ns)

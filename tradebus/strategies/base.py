@@ -11,8 +11,9 @@ mode it runs in.
 
 Lifecycle: the kernel calls :meth:`Strategy.feature_specs` while building the
 feature banks, then ``on_start`` once, then the data and order handlers, then
-``on_stop`` once. Handlers a subclass does not override are never subscribed,
-so they cost nothing.
+``on_stop`` once (after the callbacks registered with :meth:`Strategy.at_stop`, such as
+the execution algorithms' end-of-run report). Handlers a subclass does not override are
+never subscribed, so they cost nothing.
 
 Parameters coming from a run config are validated by the class attribute
 ``Params`` (a pydantic model, unknown keys rejected) and by
@@ -40,7 +41,7 @@ import functools
 import importlib
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -154,6 +155,7 @@ class Strategy:
         self.strategy_id: str = strategy_id or type(self).__name__
         self.log = logger.bind(strategy=self.strategy_id)
         self._kernel: StrategyContext | None = None
+        self._stop_callbacks: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------------ construction
 
@@ -235,6 +237,19 @@ class Strategy:
 
     def on_stop(self) -> None:
         """Called once after the last event."""
+
+    def at_stop(self, callback: Callable[[], None]) -> None:
+        """Have ``callback`` called once when the run ends, in every mode, just before :meth:`on_stop`.
+
+        Callbacks run in the order they were registered.
+        """
+        self._stop_callbacks.append(callback)
+
+    def end_run(self) -> None:
+        """End the strategy's run: the :meth:`at_stop` callbacks, then :meth:`on_stop` (called by the kernel)."""
+        for callback in self._stop_callbacks:
+            callback()
+        self.on_stop()
 
     def on_bar(self, bar: Bar) -> None:
         """A bar of one of the strategy's instruments closed (features already include it)."""
