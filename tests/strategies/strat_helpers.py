@@ -61,10 +61,15 @@ def run(
     *,
     cash: float = 1_000_000.0,
     batch_rows: int = 65_536,
+    instrument_args: Mapping[str, object] | None = None,
     **kernel_args: object,
 ) -> Kernel:
-    """Run ``strategies`` over ``frames`` (``instrument_id -> bar frame``) in one backtest kernel."""
-    kernel = Kernel([instrument(iid) for iid in frames], initial_cash=cash, **kernel_args)  # type: ignore[arg-type]
+    """Run ``strategies`` over ``frames`` (``instrument_id -> bar frame``) in one backtest kernel.
+
+    ``instrument_args`` override the fields of every :func:`instrument`.
+    """
+    instruments = [instrument(iid, **(instrument_args or {})) for iid in frames]
+    kernel = Kernel(instruments, initial_cash=cash, **kernel_args)  # type: ignore[arg-type]
     for strategy in strategies:
         kernel.add_strategy(strategy)
     kernel.run(MemoryReplay([SourceFrame(iid, "bars", frame) for iid, frame in frames.items()], batch_rows))

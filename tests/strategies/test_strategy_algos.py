@@ -265,6 +265,25 @@ def test_bad_algorithm_settings_are_order_errors() -> None:
     run([Runner(make)], {BTC_4H: bars_4h().iloc[:5]})
 
 
+def test_iceberg_with_a_price_off_the_tick_grid_is_refused_at_construction_naming_price_and_tick() -> None:
+    errors: list[str] = []
+
+    def make(s: Strategy) -> Iceberg:
+        for price in (46_778.7614, float("nan"), -1.0):
+            with pytest.raises(OrderError) as caught:
+                Iceberg(s, BTC_4H, OrderSide.BUY, 1.0, price=price, display=0.3)
+            errors.append(str(caught.value))
+        with pytest.raises(OrderError, match="notional"):  # min_notional 10: every tip of 1e-5 at 100 is denied
+            Iceberg(s, BTC_4H, OrderSide.BUY, 1.0, price=100.0, display=1e-5)
+        return Iceberg(s, BTC_4H, OrderSide.BUY, 0.3, price=46_778.76, display=0.3)  # on the grid
+
+    strategy = Runner(make)
+    run([strategy], {BTC_4H: bars_4h().iloc[:5]}, instrument_args={"min_notional": 10.0})
+    assert errors[0] == f"iceberg1: price 46778.7614 is not a multiple of the tick size 0.01 ({BTC_4H})"
+    assert all("price" in e for e in errors[1:])
+    assert strategy.algo is not None and strategy.algo.status == "done" and strategy.denied == []
+
+
 def test_iceberg_resends_a_denied_tip_and_gives_up_after_max_retries() -> None:
     frame = bars_4h().iloc[:120]
     price = round(float(frame["close"].iloc[5]) * 0.98, 2)

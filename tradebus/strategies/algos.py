@@ -296,6 +296,12 @@ class Iceberg(ExecAlgorithm):
     One child limit order of ``min(display, left)`` works at a time; every ``poll`` the
     algorithm checks it: once it is filled the next one goes out; a refused child is sent
     again (up to ``max_retries`` refusals in a row, then the algorithm fails).
+
+    Raises
+    ------
+    OrderError
+        At construction, for a ``price`` that is not positive and finite or is off the instrument's
+        tick grid, or a ``display`` below one lot, the minimum quantity or the minimum notional at ``price``.
     """
 
     def __init__(
@@ -315,6 +321,11 @@ class Iceberg(ExecAlgorithm):
         self.display = self._lots(display)
         if not self.display > 0:
             raise OrderError(f"{self.name}: display {display!r} is less than one lot")
+        if not (price > 0 and math.isfinite(price)):
+            raise OrderError(f"{self.name}: limit price must be a positive finite number, got {price!r}")
+        problem = self.instrument.validate_order(self.display, price)
+        if problem is not None:  # every child would be denied for it
+            raise OrderError(f"{self.name}: {problem} ({instrument_id})")
         self.price = price
         self.poll_ns = _ns(poll)
         self.max_retries = max_retries
