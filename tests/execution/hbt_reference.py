@@ -115,18 +115,25 @@ def touch_quoter(hbt, first_ns, interval_ns, qty, max_pos, times, out, stop):  #
                 out[n, 2] = o.exec_qty
                 n += 1
         hbt.clear_inactive_orders(0)
+        bids = 0.0
+        asks = 0.0
         vals = hbt.orders(0).values()
         while vals.has_next():
             o = vals.get()
             if o.cancellable:
                 hbt.cancel(0, o.order_id, False)
+            # an open quote may still fill until its cancel reaches the exchange: count it as filled
+            if o.side == 1:
+                bids += o.leaves_qty
+            else:
+                asks += o.leaves_qty
         depth = hbt.depth(0)
         pos = hbt.position(0)
         if depth.best_bid_tick > -(2**40) and depth.best_ask_tick < 2**40:
-            if pos + qty <= max_pos + 1e-12:
+            if pos + bids + qty <= max_pos + 1e-12:
                 oid += 1
                 hbt.submit_buy_order(0, oid, depth.best_bid, qty, GTX, LIMIT, False)
-            if pos - qty >= -max_pos - 1e-12:
+            if pos - asks - qty >= -max_pos - 1e-12:
                 oid += 1
                 hbt.submit_sell_order(0, oid, depth.best_ask, qty, GTX, LIMIT, False)
         code = hbt.elapse(interval_ns)

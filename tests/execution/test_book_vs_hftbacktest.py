@@ -3,8 +3,8 @@
 Both engines run the same quoting strategy (:class:`~tradebus.strategies.touch_quoter.TouchQuoter`;
 its hftbacktest twin is ``hbt_reference.touch_quoter``): every second, cancel the working
 quotes and post a post-only bid at the best bid and a post-only ask at the best ask, one lot
-each, position capped at 5 lots. Same data (the catalog rows of the Binance USD-M capture
-``usdm_btcusdt_20240718.gz``, converted to hftbacktest events by ``hbt_reference.to_events``),
+each, position capped at 5 lots (open quotes, cancels in flight too, counted as filled). Same
+data (the catalog rows of the Binance USD-M capture ``usdm_btcusdt_20240718.gz``, converted to hftbacktest events by ``hbt_reference.to_events``),
 same queue model, same constant latencies (10 ms entry, 10 ms acknowledgement), hftbacktest's
 partial-fill exchange, lot 0.001, tick 0.1.
 

@@ -2,10 +2,12 @@
 
 Every ``interval`` (on multiples of it since the epoch, from the first book message on) the
 strategy cancels its working orders and posts a post-only bid at the best bid and a
-post-only ask at the best ask, ``quantity`` each, skipping the side that would take the
-position beyond ``max_position``. The best prices come from the L2 book messages it
-receives (:class:`~tradebus.engine.messages.BookSnapshot` / ``BookDelta``), so it needs a
-``book`` data source. It exists to exercise ``fill_on: book`` (queue positions, latency)
+post-only ask at the best ask, ``quantity`` each, skipping the side that could take the
+position beyond ``max_position`` if the new quote and every quote of that side still open
+filled (a quote whose cancel the venue has not confirmed may still fill, venue latency
+permitting). The best prices come from the L2 book messages it receives
+(:class:`~tradebus.engine.messages.BookSnapshot` / ``BookDelta``), so it needs a ``book``
+data source. It exists to exercise ``fill_on: book`` (queue positions, latency)
 and to be run the same way in hftbacktest (``tests/execution/test_book_vs_hftbacktest.py``).
 """
 
@@ -90,7 +92,14 @@ class TouchQuoter(Strategy):
         if not book.bids or not book.asks:
             return
         pos = self.position(iid)
-        if pos + self.quantity <= self.max_position + 1e-12:
+        bids = asks = 0.0
+        for order in self.ctx.orders.open_orders(iid):
+            if order.strategy_id == self.strategy_id:
+                if order.side is OrderSide.BUY:
+                    bids += order.leaves_qty
+                else:
+                    asks += order.leaves_qty
+        if pos + bids + self.quantity <= self.max_position + 1e-12:
             self.submit_limit(iid, OrderSide.BUY, self.quantity, book.price(book.best_bid), post_only=True, reason="bid")
-        if pos - self.quantity >= -self.max_position - 1e-12:
+        if pos - asks - self.quantity >= -self.max_position - 1e-12:
             self.submit_limit(iid, OrderSide.SELL, self.quantity, book.price(book.best_ask), post_only=True, reason="ask")

@@ -1,0 +1,48 @@
+"""TouchQuoter on a small hand-made L2 book with venue latency: the position cap holds."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
+from tradebus.data.catalog import BOOK_SNAPSHOT
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.kernel import Kernel
+from tradebus.execution.config import BookFillConfig, VenueConfig
+from tradebus.research.lookahead import MemoryReplay, SourceFrame
+from tradebus.strategies.touch_quoter import TouchQuoter
+
+S = 1_000_000_000
+T0 = 1_721_347_000 * S
+LOT = 0.001
+
+
+def test_quotes_whose_cancel_is_in_flight_count_against_max_position() -> None:
+    # One book: bid 100.0 and ask 100.1, one lot each. Sells of 10 lots hit the bid at 1.5 s, 3.1 s,
+    # 3.5 s and 3.7 s. The quoter requotes every second; orders and cancels take 200 ms to reach
+    # the venue. At 3 s it holds one lot (the 1.5 s fill) and its 2 s bid still works: the cancel
+    # sent at 3 s arrives at 3.2 s, after the 3.1 s sell filled that bid. A bid sized on the filled
+    # position alone (1 + 1 <= 2 lots) went out at 3 s too and filled at 3.5 s: 3 lots.
+    book = pd.DataFrame({
+        "ts_event": [T0 + S // 10] * 2, "ts_init": [T0 + S // 10] * 2, "sequence": [1, 1], "side": [1, -1],
+        "price": [100.0, 100.1], "size": [LOT, LOT], "flags": [BOOK_SNAPSHOT] * 2,
+    })  # fmt: skip
+    times = [T0 + 3 * S // 2, T0 + 31 * S // 10, T0 + 35 * S // 10, T0 + 37 * S // 10]
+    trades = pd.DataFrame({
+        "ts_event": times, "ts_init": times, "price": [100.0] * 4, "size": [10 * LOT] * 4, "aggressor": [-1] * 4,
+        "trade_id": [str(i) for i in range(4)],
+    })  # fmt: skip
+    latency = S // 5
+    venue = VenueConfig(
+        fill_on="book",
+        book=BookFillConfig(queue_model="risk_averse", entry_latency_ns=latency, ack_latency_ns=latency),
+    )
+    kernel = Kernel([Instrument(**USDM_INSTRUMENT)], venue_config=venue)
+    kernel.add_strategy(TouchQuoter(USDM_IID, interval_ns=S, quantity=LOT, max_position=2 * LOT))
+    result = kernel.run(MemoryReplay([SourceFrame(USDM_IID, "book", book), SourceFrame(USDM_IID, "trades", trades)]))
+    assert [(f.ts_event - T0, f.side) for f in result.fills] == [(3 * S // 2, "BUY"), (31 * S // 10, "BUY")]
+    assert kernel.portfolio.position(USDM_IID) == 2 * LOT
+    bids = [o for o in result.orders if o.side > 0]
+    # the bids of 1 s and 2 s; none at 3 s (one lot held, the 2 s bid's cancel still in flight)
+    assert [o.ts_created - T0 for o in bids] == [S, 2 * S]
+    assert any(o.side < 0 and o.ts_created == T0 + 3 * S for o in result.orders)  # the ask still went out
