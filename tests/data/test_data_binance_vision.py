@@ -166,6 +166,28 @@ def test_download_trades_in_microseconds(server: Server, tmp_path: Path) -> None
     assert stored.column("aggressor").to_pylist()[:2] == [-1, 1]
 
 
+def test_download_usdm_agg_trades_reads_the_futures_header(server: Server, tmp_path: Path) -> None:
+    """USD-M/COIN-M aggTrades archives carry a header whose time column is ``transact_time`` (ms)."""
+    table = pq.read_table(FIXTURES / "btcusdt-trades.parquet").to_pandas()
+    ms = table["timestamp"].astype("int64").to_numpy()
+    lines = ["agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker"] + [
+        f"{tid},{price},{qty},{tid},{tid},{t},{str(maker).lower()}"
+        for tid, price, qty, t, maker in zip(table["trade_id"], table["price"], table["quantity"], ms,
+                                             table["buyer_maker"], strict=True)
+    ]
+    server.publish("futures/um/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2021-01-08.zip", ("\n".join(lines) + "\n").encode())
+    code, out = run("download", "binance", "--symbol", "BTCUSDT", "--market", "um", "--data", "aggTrades",
+                    "--start", "2021-01-08", "--end", "2021-01-08", "--base-url", server.url,
+                    "--cache-dir", str(tmp_path / "cache"), "--catalog", str(tmp_path / "cat"))
+    assert code == 0, out
+    stored = Catalog(tmp_path / "cat").read("binance", "usdm", "BTCUSDT", "aggtrades")
+    assert stored.num_rows == len(table) == 2001
+    assert np.array_equal(stored.column("ts_event").to_numpy(), ms * 1_000_000)
+    assert stored.column("trade_id").to_pylist()[:2] == ["553287559", "553287560"]
+    assert stored.column("aggressor").to_pylist()[:2] == [-1, 1]
+    assert np.array_equal(stored.column("size").to_numpy(), table["quantity"].to_numpy())
+
+
 @pytest.mark.parametrize(("corrupt", "wrong_checksum", "reason"), [
     (True, False, "corrupt archive"),
     (False, True, "does not match its .CHECKSUM"),

@@ -8,7 +8,10 @@ Supported inputs (read by :mod:`tradebus.data.sources`)
   Binance-vision kline layout); trades the Binance-vision ``trades``
   (``id, price, qty, quote_qty, time, is_buyer_maker[, is_best_match]``) or
   ``aggTrades`` (``id, price, qty, first_id, last_id, time, is_buyer_maker[, ...]``)
-  layouts, told apart by the position of the boolean column.
+  layouts, told apart by the position of the boolean column. The futures archives'
+  headers (``id,price,qty,quote_qty,time,is_buyer_maker``;
+  ``agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker``)
+  are matched by name.
 * Parquet (any column names below; timestamp columns of Arrow timestamp type).
 * Coinbase candles JSON (optionally ``.gz``):
   ``{"candles": [{"start", "low", "high", "open", "close", "volume"}, ...]}``,
@@ -149,6 +152,7 @@ _TIME_ALIASES = (
     "date",
     "trade_time_ms",
     "trade_time",
+    "transact_time",
     "created_time",
     "ts",
     "t",
