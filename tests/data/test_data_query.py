@@ -49,6 +49,17 @@ def test_kind_views_union_every_dataset_with_its_address_and_hive_date(catalog: 
     assert buys == int((frame["aggressor"] == 1).sum())
 
 
+def test_date_column_is_the_rows_utc_day_not_the_partition_start(catalog: Path) -> None:
+    """The 4h bars lie in one year partition: ``date`` read 2018-01-01 on each of their 51 days."""
+    bars = Catalog(catalog).read("coinbase", "spot", "BTC-USD", "bars_4h").to_pandas()
+    days = pd.to_datetime(bars["ts_event"], unit="ns").dt.date
+    got = query("SELECT date, count(*) AS n FROM coinbase_spot_btc_usd_bars_4h GROUP BY date ORDER BY date", catalog)
+    assert got.to_pylist() == [{"date": d, "n": n} for d, n in days.value_counts().sort_index().items()]
+    assert days.nunique() == 51
+    mismatched = query("SELECT count(*) AS n FROM bars WHERE date <> CAST(time AS DATE)", catalog).to_pylist()
+    assert mismatched == [{"n": 0}]
+
+
 def test_query_names_the_views_when_it_fails_and_ignores_staged_directories(catalog: Path) -> None:
     staged = catalog / "coinbase" / "spot" / "BTC-USD" / ".bars_4h.tmp-x" / "date=2018-01-01"
     staged.mkdir(parents=True)

@@ -326,7 +326,7 @@ def query_cmd(
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
     catalog: CatalogOpt = DEFAULT_CATALOG,
 ) -> None:
-    """Run SQL over the catalog in place with DuckDB (hive partitions; a time column as UTC timestamp)."""
+    """Run SQL over the catalog in place with DuckDB (a time column as UTC timestamp, a date column as its UTC day)."""
     from tradebus.data.query import query
 
     if fmt not in ("table", "csv", "json"):

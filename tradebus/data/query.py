@@ -1,8 +1,8 @@
 """SQL over the catalog with DuckDB, in place: nothing is loaded until a query reads it.
 
 :func:`connect` opens an in-memory DuckDB database with one view per dataset, over
-the Parquet files its manifest lists (hive partitioning gives each row its
-``date`` partition), plus a ``time`` column (``ts_event`` as a UTC timestamp, µs):
+the Parquet files its manifest lists, plus a ``time`` column (``ts_event`` as a UTC
+timestamp, µs) and a ``date`` column (the UTC day of ``time``):
 
 * ``<venue>_<market>_<symbol>_<dataset>`` for every dataset, lower-cased, any
   character other than a letter or a digit replaced by ``_``
@@ -65,8 +65,9 @@ def connect(catalog: Catalog | str | os.PathLike[str]) -> duckdb.DuckDBPyConnect
         manifest = cat.manifest(ref.venue, ref.market, ref.symbol, ref.dataset)
         files = cat.files(ref.venue, ref.market, ref.symbol, ref.dataset)
         listed = "[" + ", ".join(_literal(str(f)) for f in files) + "]"
-        rows = (f"SELECT make_timestamp(ts_event // 1000) AS time, * "
-                f"FROM read_parquet({listed}, hive_partitioning = true)")
+        # not the hive partition's date: that is the first day of a month or a year in most datasets
+        rows = (f"SELECT make_timestamp(ts_event // 1000) AS time, *, CAST(make_timestamp(ts_event // 1000) AS DATE) "
+                f"AS date FROM read_parquet({listed}, hive_partitioning = false)")
         name = view_name(ref)
         same = named[name]
         if len(same) == 1:
