@@ -303,6 +303,23 @@ def test_parse_and_format_interval_round_trip() -> None:
             parse_interval(bad)  # type: ignore[arg-type]
 
 
+def test_an_interval_in_months_is_refused_not_read_as_minutes(tmp_path: Path) -> None:
+    """``1M`` (ccxt's and Binance's month) was read as one minute: ``data bars`` built minute bars, a backfill stamped
+    monthly candles one minute after they opened."""
+    from typer.testing import CliRunner
+
+    from tradebus.data.cli import data_app
+
+    assert parse_interval("4H") == 4 * HOUR_NS and parse_interval("1MIN") == 60 * 1_000_000_000
+    with pytest.raises(DataError, match=r"interval '1M' is in months .* minutes are '1m'"):
+        parse_interval("1M")
+    root = tmp_path / "cat"
+    import_path(root, FIXTURES / "btcusdt-trades.parquet", venue="binance", market="spot", symbol="BTCUSDT", kind="trades")
+    result = CliRunner().invoke(data_app, ["bars", "binance/spot/BTCUSDT/trades", "--interval", "1M", "--catalog", str(root)])
+    assert result.exit_code != 0 and "is in months" in result.output, result.output
+    assert [r.dataset for r in Catalog(root).datasets()] == ["trades"]
+
+
 def test_detect_interval_uses_modal_spacing() -> None:
     ts = np.array([0, 60, 120, 300, 360, 420], dtype=np.int64)
     assert detect_interval(ts) == 60

@@ -192,12 +192,13 @@ _FALSE_WORDS = ("false", "f", "0", "no")
 def parse_interval(value: str | int | np.integer) -> int:
     """Return an interval in ns from ``"4h"``, ``"1m"``, ``"15min"``, ``"1d"`` or an int of ns.
 
-    ``"m"`` is minutes (months are not a fixed interval and are not supported).
+    ``"m"`` is minutes; ``"M"`` (months in ccxt and Binance: ``1M``) is refused, months
+    being no fixed interval.
 
     Raises
     ------
     DataError
-        If the value is not a positive interval.
+        If the value is not a positive interval, or is in months.
     """
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         if value <= 0:
@@ -205,6 +206,9 @@ def parse_interval(value: str | int | np.integer) -> int:
         return int(value)
     if isinstance(value, str):
         match = _INTERVAL_RE.match(value)
+        if match and match.group(2) == "M":
+            raise DataError(f"interval {value!r} is in months (1M is a month for ccxt and Binance), which are no fixed "
+                            f"interval and are not supported; minutes are '{match.group(1)}m'")
         if match and match.group(2).lower() in _INTERVAL_UNITS and int(match.group(1)) > 0:
             return int(match.group(1)) * _INTERVAL_UNITS[match.group(2).lower()]
     raise DataError(f"interval {value!r} is not understood; expected e.g. '1m', '15m', '4h', '1d' or ns as int")
