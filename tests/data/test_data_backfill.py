@@ -211,6 +211,29 @@ def test_cli_backfill_never_stores_a_bar_that_has_not_closed_whatever_the_until(
     assert stored.size >= 110 and int(stored[-1]) <= done_ns  # every bar stored had closed when the command ended
 
 
+def test_cli_backfill_never_stores_a_week_still_forming_though_the_venue_starts_weeks_on_another_day(
+    venue: Venue, tmp_path: Path
+) -> None:
+    """Binance's weeks open on Monday, the epoch's on Thursday: the cap at now floored to a Thursday kept the
+    week opened on Monday, stored as closed next Monday."""
+    venue.throttle_next = 0
+    week_ms = 7 * 24 * 60 * MINUTE_MS
+    now_ms = int(time.time() * 1000)
+    forming = now_ms - now_ms % MINUTE_MS - week_ms + 2 * MINUTE_MS  # closes a minute or two from now
+    rows = [line.split(",") for line in KLINES.read_text().splitlines()][:6]
+    venue.klines = [[str(forming + (i - 4) * week_ms), *r[1:6], str(forming + (i - 3) * week_ms - 1), *r[7:]]
+                    for i, r in enumerate(rows)]  # four closed weeks, the one forming, the next
+    since = pd.Timestamp(int(venue.klines[0][0]), unit="ms", tz="UTC").isoformat()
+    result = CliRunner().invoke(data_app, [
+        "backfill", "--exchange", "binance", "--symbol", "ADA/BTC", "--timeframe", "1w", "--since", since,
+        "--api-base", venue.url, "--rate-limit-ms", "1", "--market-types", "spot", "--catalog", str(tmp_path),
+    ])
+    done_ns = time.time_ns()
+    assert result.exit_code == 0, result.output
+    stored = Catalog(tmp_path).read("binance", "spot", "ADABTC", "bars_7d").column("ts_event").to_numpy()
+    assert stored.size >= 4 and int(stored[-1]) <= done_ns  # every bar stored had closed when the command ended
+
+
 def expected_trades() -> tuple[np.ndarray, np.ndarray]:
     """Every fixture trade's time (ns) and aggressor (buyer is maker: the seller took, -1)."""
     ms = trade_millis()

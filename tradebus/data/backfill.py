@@ -16,8 +16,9 @@ one) up to ``until``:
   quality checks run on it; gaps the exchange has are kept as gaps (counted in the
   manifest), never filled;
 * the bars are stamped at their close (ccxt gives the open time); the partial bar
-  still forming is never fetched by the command, which caps ``until`` at now, floored
-  to the timeframe (a caller of :func:`backfill_ohlcv` passes such an ``until_ms``).
+  still forming is never fetched by the command, which caps ``until`` at one timeframe
+  before now (bars opening then or later have not closed, however the venue aligns them:
+  Binance's weeks open on Monday); a caller of :func:`backfill_ohlcv` passes such an ``until_ms``.
 
 :func:`backfill_trades` pages through ``exchange.fetch_trades(symbol, since, limit)`` the
 same way, with the rules trades need:

@@ -580,11 +580,12 @@ def backfill_cmd(
         raise _fail(ConfigError(f"--timeframe: {exc}")) from None
     since_ms = _moment_ms(since, "--since")
     now_ms = int(pd.Timestamp.now(tz="UTC").value // 1_000_000)
-    last_whole_ms = now_ms - now_ms % step_ms  # a bar opening at or after it has not closed yet
+    # a bar opening at or after it closes after now, wherever the venue starts its bars (Binance's weeks: Monday)
+    last_whole_ms = now_ms - step_ms + 1
     until_ms = _moment_ms(until, "--until") if until is not None else last_whole_ms
     if kind == "bars" and until_ms > last_whole_ms:
-        _console().print(f"--until {until} is after the last closed bar: bars opening from "
-                         f"{_iso(last_whole_ms * 1_000_000)} UTC on are not fetched", highlight=False, soft_wrap=True)
+        _console().print(f"--until {until} is after the last closed bar: bars closing after now "
+                         f"({_iso(now_ms * 1_000_000)} UTC) are not fetched", highlight=False, soft_wrap=True)
         until_ms = last_whole_ms
     options = {"fetchMarkets": {"types": market_types.split(",")}} if market_types else None
     try:
