@@ -25,7 +25,11 @@ had to be made equal for that, and the differences left:
   alert), as in hftbacktest, not at the next data event; otherwise a quote decided between
   the due time and the next event would use a stale position.
 * **queue fills** are whole lots rounded to the nearest (``round(-front / lot)``), as
-  hftbacktest's ``is_filled``; flooring would drop fills hftbacktest makes.
+  hftbacktest's ``is_filled``; flooring would drop fills hftbacktest makes. Unlike
+  hftbacktest 2.4.4, tradebus caps such a fill at the whole lots left of the print that
+  caused it (a venue fills no more than traded). The cap binds on no trade of this capture,
+  for any model compared here (one-lot orders, no print below a lot): no comparison needed
+  adjusting.
 * **clock start**: hftbacktest's clock starts at the first event, TouchQuoter's timer on
   multiples of the interval: the hftbacktest twin first elapses to the next multiple.
 * **n = 0.5** (:func:`test_power_one_half_differs_only_by_the_negative_queue_ahead`): 5 of 7

@@ -239,6 +239,51 @@ def test_two_own_bids_at_one_price_share_a_trade_in_time_priority(model: str) ->
     assert _fills(s, second) == [(0.5, 99.7, Liquidity.MAKER)]
 
 
+@pytest.mark.parametrize("model", ["prob_power", "risk_averse"])
+def test_a_trade_never_fills_a_resting_order_for_more_than_it_printed(model: str) -> None:
+    """prob_power n=2: a bid of 1.0 joins 4.0 at 99.7, 1.0 joins behind (5.0), cancels take the
+    level to 0.5: chg 4.5, front 4, back 1, p = 1 / (1 + 16) = 1/17, front = 4 - 16/17 * 4.5
+    + min(1 - 4.5/17, 0) = -0.2353. A sell of 0.1 then leaves front -0.3353: hftbacktest's
+    rounding fills round(3.353) = 3 lots = 0.3, three times what printed; the venue fills 0.1.
+    Rounding alone (risk_averse, lot 0.1, nothing ahead): two sells of 0.04 leave front -0.08,
+    which rounds to a lot, but neither printed a lot: no fill; a third print of 0.25 fills 0.2
+    (0.25 rounded down to lots), not round(3.3) = 0.3."""
+    s = _stack(queue_model=model, queue_power=2.0)
+    if model == "prob_power":
+        _book(s, 2 * MS, bids=((99.7, 4.0),))
+        coid = s.submit(BUY, 1.0, LIMIT, price=99.7)
+        _book(s, 3 * MS, bids=((99.7, 5.0),))
+        _book(s, 4 * MS, bids=((99.7, 0.5),))
+        _trade(s, 5 * MS, 99.7, 0.1, -1)
+        assert _fills(s, coid) == [(0.1, 99.7, Liquidity.MAKER)]
+        return
+    coid = s.submit(BUY, 1.0, LIMIT, price=99.6)  # an empty level: nothing ahead
+    _book(s, 2 * MS)
+    _trade(s, 3 * MS, 99.6, 0.04, -1)
+    _trade(s, 4 * MS, 99.6, 0.04, -1)
+    assert s.fills(coid) == []
+    _trade(s, 5 * MS, 99.6, 0.25, -1)
+    assert _fills(s, coid) == [(0.2, 99.6, Liquidity.MAKER)]
+
+
+
+def test_one_trade_shares_what_it_printed_among_own_orders_at_its_price() -> None:
+    """prob_power n=2: bids A of 0.2 then B of 1.0 join 4.0 at 99.7 (each with 4.0 ahead), 1.0
+    joins behind, cancels take the level to 0.5: each front = -0.2353 as above. A sell of 0.3:
+    A's front -0.5353 rounds to 0.5, capped by its 0.2 left; B's front -0.5353 + 0.2 = -0.3353
+    rounds to 0.3, but only 0.3 - 0.2 = 0.1 of the print is left for it (before: 0.2 + 0.3 = 0.5
+    filled from a print of 0.3)."""
+    s = _stack(queue_model="prob_power", queue_power=2.0)
+    _book(s, 2 * MS, bids=((99.7, 4.0),))
+    first = s.submit(BUY, 0.2, LIMIT, price=99.7)
+    second = s.submit(BUY, 1.0, LIMIT, price=99.7)
+    _book(s, 3 * MS, bids=((99.7, 5.0),))
+    _book(s, 4 * MS, bids=((99.7, 0.5),))
+    _trade(s, 5 * MS, 99.7, 0.3, -1)
+    assert _fills(s, first) == [(0.2, 99.7, Liquidity.MAKER)]
+    assert _fills(s, second) == [(0.1, 99.7, Liquidity.MAKER)]
+
+
 def test_buy_side_trades_do_not_reach_a_resting_bid_but_a_trade_through_fills_it() -> None:
     s = _stack()
     coid = s.submit(BUY, 1.0, LIMIT, price=99.8)

@@ -32,7 +32,12 @@ replay or a paper feed. It keeps the book of each instrument and matches:
 
   A resting order fills (as maker, at its price) only by trades: by the part of a trade at
   its price that goes beyond the queue ahead, or in full when a trade prints through its price
-  or the opposite best price moves to or through it. Several own orders at one price share a
+  or the opposite best price moves to or through it. The part beyond the queue is counted in
+  whole lots rounded to the nearest (hftbacktest's ``is_filled``) but never exceeds the whole
+  lots of the print left after earlier own orders at that price: a venue does not fill more
+  than traded. This is a deliberate difference from hftbacktest 2.4.4, which fills the rounded
+  quantity past the queue whatever the print (a queue estimate below zero after cancels, e.g.
+  ``prob_power`` with ``n > 1``, or rounding: two prints of 0.04 at lot 0.1 filled 0.1). Several own orders at one price share a
   trade in time priority: the queue ahead of a later one includes the earlier ones (a trade of
   ``q`` fills them in order, at most ``q`` minus the queue ahead of the first in all).
   hftbacktest's L2 queue models track each order alone (one trade may fill each of them);
@@ -536,8 +541,10 @@ class BookVenue(SimulatedVenue):
             if q.front < floor:
                 q.front = floor
             if q.front < 0.0:
-                # Whole lots past the queue, rounded to the nearest lot as hftbacktest's is_filled does.
-                qty = round(-q.front / lot) * lot
+                # Whole lots past the queue, rounded to the nearest lot as hftbacktest's is_filled
+                # does, but never more than the whole lots left of the print (hftbacktest 2.4.4
+                # has no such cap: a queue estimate below zero could fill more than traded).
+                qty = min(round(-q.front / lot), math.floor((size - own_filled) / lot + 1e-9)) * lot
                 if qty > 0.0:
                     q.front = 0.0
                     own_filled += self._rest_fill(iid, q, min(qty, q.sim.leaves), ts)
