@@ -302,6 +302,26 @@ def test_resting_order_fills_when_the_opposite_best_moves_through_it() -> None:
     assert _fills(s, coid) == [(1.0, 100.1, Liquidity.MAKER)]
 
 
+@pytest.mark.parametrize("through", ["trade", "book"])
+def test_a_print_through_several_own_asks_fills_the_best_priced_first(through: str) -> None:
+    """Long 1.0, then reduce-only asks placed at 100.4, then at 100.3. A buy printing at 100.5
+    (or the best bid moving to 100.5) meets the 100.3 ask first, as a venue matches the lowest
+    ask first: it fills, and the 100.4 ask has no position left to reduce. (Before: the asks
+    filled in the order placed: 100.4 filled, 100.3 canceled, the position sold 0.1 too high.)"""
+    s = _stack()
+    s.submit(BUY, 1.0)
+    _book(s, 2 * MS)  # takes the 1.0 at 100.0
+    high = s.submit(SELL, 1.0, LIMIT, price=100.4, reduce_only=True)
+    low = s.submit(SELL, 1.0, LIMIT, price=100.3, reduce_only=True)
+    _book(s, 3 * MS)
+    if through == "trade":
+        _trade(s, 4 * MS, 100.5, 3.0, +1)
+    else:
+        _book(s, 4 * MS, bids=((100.5, 3.0),))
+    assert _fills(s, low) == [(1.0, 100.3, Liquidity.MAKER)]
+    assert s.fills(high) == [] and s.orders.order(high).status == OrderStatus.CANCELED
+
+
 def test_cancel_takes_the_order_out_of_its_queue() -> None:
     s = _stack()
     coid = s.submit(BUY, 1.0, LIMIT, price=99.9)

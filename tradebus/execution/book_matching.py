@@ -32,7 +32,8 @@ replay or a paper feed. It keeps the book of each instrument and matches:
 
   A resting order fills (as maker, at its price) only by trades: by the part of a trade at
   its price that goes beyond the queue ahead, or in full when a trade prints through its price
-  or the opposite best price moves to or through it. The part beyond the queue is counted in
+  or the opposite best price moves to or through it (several such orders fill best price
+  first, as the aggressor met them). The part beyond the queue is counted in
   whole lots rounded to the nearest (hftbacktest's ``is_filled``) but never exceeds the whole
   lots of the print left after earlier own orders at that price: a venue does not fill more
   than traded. This is a deliberate difference from hftbacktest 2.4.4, which fills the rounded
@@ -525,7 +526,8 @@ class BookVenue(SimulatedVenue):
     ) -> None:
         model = self.queue_model
         lot = self.instruments[iid].lot_size
-        for level in [t for t in rest if (t > tick if buy else t < tick)]:
+        # Best price first (highest bid, lowest ask), as the aggressor met them; not the order placed.
+        for level in sorted([t for t in rest if (t > tick if buy else t < tick)], reverse=buy):
             for q in list(rest[level]):
                 self._rest_fill(iid, q, q.sim.leaves, ts)  # the trade printed through the order
         queues = rest.get(tick)
@@ -555,11 +557,11 @@ class BookVenue(SimulatedVenue):
         """Fill the resting orders the opposite best price reached (the book moved through them)."""
         rest_bid, rest_ask = self._rest_bid[iid], self._rest_ask[iid]
         if rest_bid and book.best_ask < 2**62:
-            for tick in [t for t in rest_bid if t >= book.best_ask]:
+            for tick in sorted([t for t in rest_bid if t >= book.best_ask], reverse=True):
                 for q in list(rest_bid[tick]):
                     self._rest_fill(iid, q, q.sim.leaves, ts)
         if rest_ask and book.best_bid > -(2**62):
-            for tick in [t for t in rest_ask if t <= book.best_bid]:
+            for tick in sorted([t for t in rest_ask if t <= book.best_bid]):
                 for q in list(rest_ask[tick]):
                     self._rest_fill(iid, q, q.sim.leaves, ts)
         self._prune(iid)
