@@ -27,6 +27,7 @@ from tradebus.engine.messages import (
     OrderRejected,
     OrderSide,
     OrderStatus,
+    OrderTriggered,
     OrderType,
     TimeInForce,
     Trade,
@@ -160,6 +161,33 @@ def test_post_only_modified_to_cross_keeps_its_price_and_never_takes() -> None:
     _book(s, 3 * MS)
     assert s.fills(coid) == [] and s.orders.order(coid).price == 99.9
     assert s.orders.order(coid).status == OrderStatus.ACCEPTED
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"), [({"trigger_price": -1.0}, "bad trigger price -1.0"), ({"price": 0.0}, "bad limit price 0.0")]
+)
+def test_a_modify_to_an_impossible_stop_price_is_rejected_and_the_stop_keeps_its_prices(
+    change: dict[str, float], reason: str
+) -> None:
+    """A buy stop-limit (trigger 100.5, limit 100.6) modified at the venue to a trigger of -1.0
+    or a limit of 0.0 is rejected as the bar/trade venue does ("bad trigger price", "bad limit
+    price"), and still triggers at 100.5 only. (Before: the trigger became -1.0 and the next
+    trade, at 100.0, triggered it; a limit of 0.0 was taken.)"""
+    from tradebus.engine.messages import OrderModifyRejected
+
+    s = _stack()
+    rejected: list[OrderModifyRejected] = []
+    s.bus.subscribe(OrderModifyRejected, rejected.append)
+    coid = s.submit(BUY, 1.0, OrderType.STOP_LIMIT, price=100.6, trigger=100.5)
+    _book(s, 2 * MS)
+    s.venue.modify(s.orders.order(coid), ModifyOrder("s", IID, coid, 2 * MS, 2 * MS, **change))
+    _book(s, 3 * MS)
+    assert [e.reason for e in rejected] == [reason]
+    _trade(s, 4 * MS, 100.0, 1.0, +1)
+    assert s.of_type(OrderTriggered) == [] and s.orders.order(coid).status == OrderStatus.ACCEPTED
+    _trade(s, 5 * MS, 100.5, 1.0, +1)
+    assert [e.client_order_id for e in s.of_type(OrderTriggered)] == [coid]
+    assert sum(q for q, _, _ in _fills(s, coid)) == pytest.approx(1.0)
 
 
 def test_post_only_stop_limit_that_would_take_at_its_trigger_expires() -> None:

@@ -701,11 +701,10 @@ class BookVenue(SimulatedVenue):
             return
         qty = sim.quantity if cmd.quantity != cmd.quantity else cmd.quantity
         limit = sim.limit if cmd.price != cmd.price else cmd.price
-        if qty <= sim.filled:
-            self._modify_rejected(cmd, f"quantity {qty} is not above the filled {sim.filled}", arrival)
-            return
-        if sim.type == _LIMIT and not (limit > 0.0 and math.isfinite(limit)):
-            self._modify_rejected(cmd, f"bad limit price {limit!r}", arrival)
+        trigger = sim.trigger if cmd.trigger_price != cmd.trigger_price else cmd.trigger_price
+        problem = self._modify_problem(sim, qty, limit, trigger)
+        if problem is not None:
+            self._modify_rejected(cmd, problem, arrival)
             return
         if sim.order.post_only and (sim.type == _LIMIT or sim.triggered):
             book = self.books[iid]
@@ -719,9 +718,7 @@ class BookVenue(SimulatedVenue):
         requeue = q is not None and (limit != sim.limit or qty > sim.quantity)
         if requeue:
             self._unrest(iid, q)  # type: ignore[arg-type]
-        sim.quantity, sim.limit = qty, limit
-        if cmd.trigger_price == cmd.trigger_price:
-            sim.trigger = cmd.trigger_price
+        sim.quantity, sim.limit, sim.trigger = qty, limit, trigger
         sim.ts_event = arrival
         self._emit(
             OrderModified(sim.strategy_id, iid, coid, qty, sim.limit, sim.trigger, arrival, self.clock.now_ns())

@@ -692,14 +692,9 @@ class SimulatedVenue(Venue):
         qty = sim.quantity if cmd.quantity != cmd.quantity else cmd.quantity
         limit = sim.limit if cmd.price != cmd.price else cmd.price
         trigger = sim.trigger if cmd.trigger_price != cmd.trigger_price else cmd.trigger_price
-        if qty <= sim.filled:
-            self._modify_rejected(cmd, f"quantity {qty} is not above the filled {sim.filled}", arrival)
-            return
-        if sim.type in _LIMITS and not (limit > 0.0 and math.isfinite(limit)):
-            self._modify_rejected(cmd, f"bad limit price {limit!r}", arrival)
-            return
-        if sim.type in _STOPS and not (trigger > 0.0 and math.isfinite(trigger)):
-            self._modify_rejected(cmd, f"bad trigger price {trigger!r}", arrival)
+        problem = self._modify_problem(sim, qty, limit, trigger)
+        if problem is not None:
+            self._modify_rejected(cmd, problem, arrival)
             return
         if sim.order.post_only and (sim.type == _LIMIT or sim.triggered):
             ref = ref_buy if sim.buy else ref_sell
@@ -723,6 +718,17 @@ class SimulatedVenue(Venue):
                 self.clock.now_ns(),
             )
         )
+
+    @staticmethod
+    def _modify_problem(sim: _SimOrder, qty: float, limit: float, trigger: float) -> str | None:
+        """Why the venue refuses an order's new quantity, limit or trigger (``None``: it takes them)."""
+        if qty <= sim.filled:
+            return f"quantity {qty} is not above the filled {sim.filled}"
+        if sim.type in _LIMITS and not (limit > 0.0 and math.isfinite(limit)):
+            return f"bad limit price {limit!r}"
+        if sim.type in _STOPS and not (trigger > 0.0 and math.isfinite(trigger)):
+            return f"bad trigger price {trigger!r}"
+        return None
 
     def _modify_rejected(self, cmd: ModifyOrder, reason: str, arrival: int) -> None:
         """Answer a modification the venue does not apply (the order works on unchanged)."""
