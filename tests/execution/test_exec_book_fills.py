@@ -32,7 +32,7 @@ from tradebus.engine.messages import (
     TimeInForce,
     Trade,
 )
-from tradebus.errors import ConfigError
+from tradebus.errors import ConfigError, DataError
 from tradebus.execution.book_matching import BookVenue, LatencyModel
 from tradebus.execution.config import BookFillConfig, VenueConfig
 
@@ -326,7 +326,7 @@ def test_resting_order_fills_when_the_opposite_best_moves_through_it() -> None:
     s = _stack()
     coid = s.submit(SELL, 1.0, LIMIT, price=100.1)
     _book(s, 2 * MS)
-    _book(s, 3 * MS, bids=((100.1, 2.0),))
+    _book(s, 3 * MS, bids=((100.1, 2.0),), asks=((100.0, 0.0), (100.1, 0.0)))  # the bid moved up through the asks
     assert _fills(s, coid) == [(1.0, 100.1, Liquidity.MAKER)]
 
 
@@ -345,7 +345,7 @@ def test_a_print_through_several_own_asks_fills_the_best_priced_first(through: s
     if through == "trade":
         _trade(s, 4 * MS, 100.5, 3.0, +1)
     else:
-        _book(s, 4 * MS, bids=((100.5, 3.0),))
+        _book(s, 4 * MS, bids=((100.5, 3.0),), asks=((100.1, 0.0), (100.2, 0.0)))
     assert _fills(s, low) == [(1.0, 100.3, Liquidity.MAKER)]
     assert s.fills(high) == [] and s.orders.order(high).status == OrderStatus.CANCELED
 
@@ -387,6 +387,30 @@ def test_a_resync_snapshot_read_in_two_batches_keeps_the_queue_position(tmp_path
         assert s.fills(coid) == [], batch_rows
         _trade(s, 5 * MS, 100.1, 1.5, +1)
         assert _fills(s, coid) == [(0.5, 100.1, Liquidity.MAKER)], batch_rows
+
+
+def test_a_book_that_crosses_stops_the_run_naming_the_time_and_sequence(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Book rows: a snapshot (bids 99.9, 99.8; asks 100.0, 100.1) at 1 ms, then at 2 ms (seq 7) a
+    bid of 100.3 while the asks at 100.0 and 100.1 stay (a lost delta left them stale): the book
+    is crossed. A sell resting at 100.2 was filled there, as if the bid had moved through it, and
+    the run exited 0; the venue now refuses the update, naming the instrument, time and sequence."""
+    rows = [(1 * MS, 1 * MS, 1, 1, 99.9, 5.0, BOOK_SNAPSHOT), (1 * MS, 1 * MS, 1, 1, 99.8, 3.0, BOOK_SNAPSHOT),
+            (1 * MS, 1 * MS, 1, -1, 100.0, 1.0, BOOK_SNAPSHOT), (1 * MS, 1 * MS, 1, -1, 100.1, 2.0, BOOK_SNAPSHOT),
+            (2 * MS, 2 * MS, 7, 1, 100.3, 1.0, 0)]
+    schema = schema_for("book")
+    table = pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(zip(*rows), schema, strict=True)], schema=schema)
+    cat = Catalog(tmp_path)
+    cat.write(table, "v", "spot", "X", "book", kind="book")
+    s = build_stack(venue=VenueConfig(fill_on="book"), tick_size=0.1, lot_size=0.1)
+    msgs = list(Replay([ReplaySource.from_catalog(cat, IID, "v", "spot", "X", "book")]))
+    s.clock.advance_to(1 * MS)
+    s.venue.on_book(msgs[0])  # type: ignore[attr-defined]
+    coid = s.submit(SELL, 1.0, LIMIT, price=100.2)
+    s.clock.advance_to(2 * MS)
+    with pytest.raises(DataError, match=r"BTCUSDT.BINANCE book crossed .* ts_init 2000000 \(1970-01-01T00:00:00.002000000Z\) "
+                                        r"sequence 7: best bid 100.3 >= best ask 100.0"):
+        s.venue.on_book(msgs[1])  # type: ignore[attr-defined]
+    assert s.fills(coid) == []
 
 
 # ------------------------------------------------------------------------ latency

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
-from tradebus.data.catalog import Catalog
+from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog
 from tradebus.data.replay import Replay, ReplaySource
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel, RunResult
@@ -66,7 +66,34 @@ def test_no_lookahead_perturbing_the_future_leaves_past_fills_unchanged(capture:
             table = table.set_column(i, name, pa.array(values))
         return table
 
-    capture.write(perturbed(book, {"size": 3.0, "price": 1.001}), *VENUE, "book_future", "day", kind="book")
+    # Later book prices move 0.1% up: the book as of the cut is re-sent, moved, as a snapshot right
+    # after the cut, or its levels left at the old prices would cross the moved ones.
+    cols = {n: np.asarray(book.column(n)) for n in book.column_names}
+    early = cols["ts_init"] <= cut
+    assert cols["ts_init"][~early][0] > cut + 1
+    levels: dict[int, dict[float, float]] = {1: {}, -1: {}}
+    last = None
+    for ts, seq, side, price, size, flags in zip(*(cols[n][early].tolist() for n in (
+            "ts_init", "sequence", "side", "price", "size", "flags")), strict=True):
+        if flags & BOOK_SNAPSHOT and (ts, seq) != last:
+            levels = {1: {}, -1: {}}
+        last = (ts, seq)
+        if size > 0.0:
+            levels[side][price] = size
+        else:
+            levels[side].pop(price, None)
+    snap = [
+        (cut + 1, cut + 1, 0, side, price * 1.001, size * 3.0, BOOK_SNAPSHOT)
+        for side in (1, -1)
+        for price, size in levels[side].items()
+    ]
+    moved = perturbed(book, {"size": 3.0, "price": 1.001})
+    at = int(np.flatnonzero(~early)[0])
+    snap_table = pa.Table.from_arrays(
+        [pa.array(c, type=f.type) for c, f in zip(zip(*snap), book.schema, strict=True)], schema=book.schema
+    )
+    moved = pa.concat_tables([moved.slice(0, at), snap_table, moved.slice(at)])
+    capture.write(moved, *VENUE, "book_future", "day", kind="book")
     capture.write(perturbed(trades, {"size": 0.2, "price": 0.999}), *VENUE, "trades_future", "day", kind="trades")
     changed = run(capture, book="book_future", trades="trades_future")
     assert [k for k in keys(changed) if k[0] <= cut] == [k for k in keys(base) if k[0] <= cut]

@@ -55,6 +55,12 @@ replay or a paper feed. It keeps the book of each instrument and matches:
 
 No lookahead: an action is handled at the first book or trade event after its arrival, on the
 book as it was then; nothing it does depends on later data.
+
+A book update that leaves the book crossed or locked (best bid >= best ask) stops the run with a
+:class:`~tradebus.errors.DataError` naming the instrument, the update's time and sequence: levels
+left stale by a gap in the book data would otherwise fill resting orders (the live book resyncs
+on a crossed book; a replay has no snapshot to fetch). Gaps that do not cross cannot be seen
+here: the catalog keeps one sequence per message, not the previous one.
 """
 
 from __future__ import annotations
@@ -81,7 +87,7 @@ from tradebus.engine.messages import (
     TimeEvent,
     Trade,
 )
-from tradebus.errors import ConfigError
+from tradebus.errors import ConfigError, DataError
 from tradebus.execution.config import BookFillConfig, VenueConfig
 from tradebus.execution.simulated import (
     _ACCEPTED,
@@ -490,6 +496,8 @@ class BookVenue(SimulatedVenue):
                 for tick, queues in rest.items():
                     for q in queues:
                         model.depth(q, old.get(tick, 0.0), new.get(tick, 0.0))
+        if book.best_bid >= book.best_ask:
+            self._crossed(iid, book, msg)
         if book.best_bid > -(2**62):
             self._bid[iid] = book.price(book.best_bid)
         if book.best_ask < 2**62:
@@ -497,6 +505,23 @@ class BookVenue(SimulatedVenue):
         if rest_bid or rest_ask:
             self._fill_crossed(iid, book, msg.ts_init)
         self._last_ts = msg.ts_init
+
+    @staticmethod
+    def _crossed(iid: str, book: L2Book, msg: BookSnapshot | BookDelta) -> None:
+        """Refuse a book update that leaves the book crossed or locked (best bid >= best ask).
+
+        Raises
+        ------
+        DataError
+            Always: naming the instrument, the update's time and sequence and the two prices.
+        """
+        when = f"{np.datetime64(msg.ts_init, 'ns')}Z"
+        raise DataError(
+            f"{iid} book crossed after the {type(msg).__name__} at ts_init {msg.ts_init} ({when}) sequence "
+            f"{msg.last_seq}: best bid {book.price(book.best_bid)} >= best ask {book.price(book.best_ask)}; "
+            "the book data has a gap or stale levels there, and fill_on: book would fill resting orders "
+            "against them (repair or cut the book data at that time)"
+        )
 
     def on_trade(self, trade: Trade) -> None:
         """Handle arrivals, trigger stops, then advance and fill the resting orders the trade reaches."""
