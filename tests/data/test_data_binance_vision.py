@@ -251,3 +251,36 @@ def test_download_book_depth_imports_verified_days_into_a_book_depth_dataset(ser
     code, out = run("download", "binance", "--symbol", "BTCUSDT", "--data", "bookDepth", "--start", "2023-06-01",
                     "--end", "2023-06-01", "--base-url", server.url, "--catalog", str(tmp_path / "cat2"))
     assert code == 2 and "futures only" in out
+
+
+def test_monthly_download_keeps_only_the_asked_days_so_a_daily_append_continues_it(
+    server: Server, tmp_path: Path
+) -> None:
+    """A monthly archive holds the whole month: only the rows of ``[--start, --end]`` are imported."""
+    month = klines("2021-11-27") + klines("2021-11-28")
+    server.publish("spot/monthly/klines/ADABTC/1m/ADABTC-1m-2021-11.zip", month)
+    server.publish(f"{KLINES}/ADABTC-1m-2021-11-28.zip", klines("2021-11-28"))
+    common = ["--symbol", "ADABTC", "--interval", "1m", "--base-url", server.url, "--cache-dir",
+              str(tmp_path / "cache"), "--catalog", str(tmp_path / "cat")]
+    code, out = run("download", "binance", "--start", "2021-11-27", "--end", "2021-11-27", "--monthly", *common)
+    assert code == 0, out
+    stored = Catalog(tmp_path / "cat").read("binance", "spot", "ADABTC", "bars_1m")
+    assert stored.equals(read_bars(FIXTURES / "ADABTC-1m-2021-11-27_head120.csv", interval="1m"))
+    code, out = run("download", "binance", "--start", "2021-11-28", "--end", "2021-11-28", "--append", *common)
+    assert code == 0, out
+    assert Catalog(tmp_path / "cat").read("binance", "spot", "ADABTC", "bars_1m").num_rows == 240
+
+
+def test_monthly_trades_download_keeps_only_the_asked_days(server: Server, tmp_path: Path) -> None:
+    """Trades of a monthly archive are kept from ``--start`` 00:00 to the end of ``--end`` (UTC)."""
+    server.publish("spot/monthly/trades/BTCUSDT/BTCUSDT-trades-2021-01.zip", trades_us())
+    common = ["--symbol", "BTCUSDT", "--data", "trades", "--monthly", "--base-url", server.url,
+              "--cache-dir", str(tmp_path / "cache")]
+    code, out = run("download", "binance", "--start", "2021-01-09", "--end", "2021-01-31", *common,
+                    "--catalog", str(tmp_path / "cat"))
+    assert code == 3 and "no trades from 2021-01-09T00:00:00Z to before 2021-02-01T00:00:00Z" in out, out
+    assert not (tmp_path / "cat").exists()
+    code, out = run("download", "binance", "--start", "2021-01-01", "--end", "2021-01-08", *common,
+                    "--catalog", str(tmp_path / "cat"))
+    assert code == 0, out
+    assert Catalog(tmp_path / "cat").read("binance", "spot", "BTCUSDT", "trades").num_rows == 2001

@@ -69,6 +69,8 @@ DataType = Literal["klines", "trades", "aggTrades", "bookDepth"]
 _PREFIX = {"spot": "spot", "um": "futures/um", "cm": "futures/cm"}
 _CATALOG_MARKET = {"spot": "spot", "um": "usdm", "cm": "coinm"}
 _CHUNK = 1 << 20
+_EPOCH = date(1970, 1, 1)
+_DAY_NS = 86_400 * 10**9
 
 
 @dataclass(frozen=True, order=True)
@@ -301,6 +303,10 @@ def _extracted(zips: list[Path], workdir: Path) -> Iterator[Path]:
             target.unlink(missing_ok=True)
 
 
+def _midnight_ns(day: date) -> int:
+    return (day - _EPOCH).days * _DAY_NS
+
+
 def import_archives(
     catalog: Catalog | str | os.PathLike[str],
     zips: list[Path],
@@ -311,6 +317,7 @@ def import_archives(
     interval: str | None = None,
     dataset: str | None = None,
     mode: Literal["create", "append", "overwrite"] = "create",
+    days: tuple[date, date] | None = None,
 ) -> ImportResult:
     """Import verified archives (from :func:`fetch`) into one dataset, in order.
 
@@ -318,10 +325,17 @@ def import_archives(
     The CSV of one archive at a time is extracted to a temporary directory (``bookDepth``
     zips are read in place by :func:`tradebus.data.book_depth.import_book_depth`).
 
+    Parameters
+    ----------
+    days
+        ``(start, end)``, UTC days, inclusive: only the trades of these days, or the bars opening
+        in them, are imported (a monthly archive holds the whole month). ``None``: every row.
+
     Raises
     ------
     DataError
-        Naming the archive's CSV, row and field of the first bad value; nothing is written.
+        Naming the archive's CSV, row and field of the first bad value, or no row in ``days``;
+        nothing is written.
     """
     if not zips:
         raise DataError("no verified archives to import")
@@ -330,6 +344,7 @@ def import_archives(
         return ImportResult([manifest], "timestamp")
     kind: Literal["bars", "trades"] = "bars" if data == "klines" else "trades"
     name = dataset or ("aggtrades" if data == "aggTrades" else None)
+    window = None if days is None else (_midnight_ns(days[0]), _midnight_ns(days[1] + timedelta(days=1)))
     with tempfile.TemporaryDirectory(prefix="tradebus-binance-") as workdir:
         return import_path(
             catalog,
@@ -342,5 +357,6 @@ def import_archives(
             dataset=name,
             bar_time="open" if kind == "bars" else "auto",
             mode=mode,
+            window_ns=window,
             notes=[f"Binance public data: {len(zips)} verified {data} archives ({zips[0].name} .. {zips[-1].name})"],
         )

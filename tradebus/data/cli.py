@@ -445,7 +445,7 @@ def download_binance_cmd(
     mode: Literal["create", "append", "overwrite"] = "append" if append else "overwrite" if overwrite else "create"
     try:
         result = vision.import_archives(catalog, report.ready, market=market, data=data, symbol=symbol,  # type: ignore[arg-type]
-                                        interval=interval, mode=mode)
+                                        interval=interval, mode=mode, days=(first, last))
     except TradebusError as exc:
         raise _fail(exc, _APPEND_OR_OVERWRITE) from None
     for manifest in result.manifests:

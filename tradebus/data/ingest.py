@@ -1157,6 +1157,15 @@ class ImportResult:
         return f"bar time: {self.time_column!r} holds bar CLOSE times; not shifted (interval {interval}{detected})"
 
 
+def _within(table: pa.Table, stream: BarStream | TradeStream, window_ns: tuple[int, int]) -> pa.Table:
+    """The rows of ``table`` whose time (a bar's open time) lies in ``[first, stop)``."""
+    ts = table.column("ts_event").to_numpy()
+    if isinstance(stream, BarStream):
+        ts = ts - (stream.interval_ns or 0)
+    keep = (ts >= window_ns[0]) & (ts < window_ns[1])
+    return table if keep.all() else table.filter(pa.array(keep))
+
+
 def _default_period(kind: str, interval_ns: int | None) -> Period:
     if kind == "bars" and interval_ns is not None:
         if interval_ns >= _INTERVAL_UNITS["h"]:
@@ -1185,6 +1194,7 @@ def import_path(
     split_by: str | None = None,
     notes: Iterable[str] = (),
     block_bytes: int = DEFAULT_BLOCK_BYTES,
+    window_ns: tuple[int, int] | None = None,
 ) -> ImportResult:
     """Stream one file into the catalog: read, validate and write it chunk by chunk.
 
@@ -1224,11 +1234,14 @@ def import_path(
         Lines recorded in the manifest (the source and the time convention are always added).
     block_bytes
         CSV bytes read per chunk.
+    window_ns
+        ``(first, stop)``: keep only the rows whose time lies in ``[first, stop)`` (ns), a bar's
+        open time (``ts_event`` less the interval) or a trade's time; every row is still validated.
 
     Raises
     ------
     DataError
-        Naming the file, row and field of the first problem.
+        Naming the file, row and field of the first problem; or, with ``window_ns``, no row in it.
     """
     if kind not in ("bars", "trades"):
         raise DataError(f"kind {kind!r} is not 'bars' or 'trades'")
@@ -1262,6 +1275,10 @@ def import_path(
 
     try:
         for key, table in _stream(named(paths), kind, make, split_by, block_bytes, streams):
+            if window_ns is not None:
+                table = _within(table, streams[key], window_ns)
+                if not table.num_rows:
+                    continue
             writer = writers.get(key)
             if writer is None:
                 interval_ns = streams[key].interval_ns if isinstance(streams[key], BarStream) else None  # type: ignore[union-attr]
@@ -1285,6 +1302,8 @@ def import_path(
             judged.popleft().result()
         first = next(iter(streams.values()))
         shown = ", ".join(sources) if len(sources) <= 3 else f"{sources[0]} ... {sources[-1]} ({len(sources)} files)"
+        if not writers and window_ns is not None:
+            raise DataError(f"{shown}: no {kind} from {_iso(window_ns[0])} to before {_iso(window_ns[1])} UTC")
         if isinstance(first, BarStream):
             result = ImportResult([], first.display_ts, first.bar_time, first.shift_ns, first.interval_ns,
                                   first.interval_detected, sum(s.dropped for s in streams.values()))  # type: ignore[union-attr]
