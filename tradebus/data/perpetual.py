@@ -3,7 +3,8 @@
 A backtest of perpetuals replays them next to its bars or trades
 (:meth:`Kernel.feed_perpetual_data`). Files are Feather (freqtrade's futures test data),
 Parquet or CSV, one instrument each, with a time column ``date`` (datetime, or ISO text in a
-CSV) or ``ts_event`` (ns since the epoch) and:
+CSV, or Unix time in s, ms, µs or ns, the unit found as every import finds it) or ``ts_event`` (ns
+since the epoch) and:
 
 * mark prices: ``mark_price``, or OHLC mark bars (freqtrade ``*-mark.feather``) whose time is
   the bar's **open**: the open price is the mark at that instant, so each bar gives one
@@ -74,7 +75,7 @@ def _times(table: pa.Table, path: Path) -> np.ndarray:
                     "(like 2021-11-15T06:00:00+00:00)"
                 )
             col = pc.cast(parsed, pa.timestamp("ns", "UTC"))
-        ts = pc.cast(col, pa.timestamp("ns", "UTC")).cast(pa.int64()).to_numpy(zero_copy_only=False)
+        ts = to_ns(str(path), col.combine_chunks(), "date")
     else:
         raise DataError(f"{path}: no time column ('date' or 'ts_event') in {table.column_names}")
     behind = np.flatnonzero(ts[1:] <= ts[:-1])

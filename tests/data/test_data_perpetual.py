@@ -1,0 +1,41 @@
+"""Mark-price and funding-rate files: the time column read as the instant it names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tradebus.data.perpetual import read_funding_rates, read_mark_prices
+from tradebus.errors import DataError
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "perpetual"
+
+
+@pytest.mark.parametrize(("scale", "unit"), [(1, "s"), (1_000, "ms")])
+def test_a_csv_date_in_unix_time_is_read_in_its_unit(tmp_path: Path, scale: int, unit: str) -> None:
+    """Before, a numeric ``date`` was taken as ns: funding of 2021-11-27 was stamped 1970-01-01T00:27:17."""
+    seconds = np.array([1_637_971_200, 1_638_000_000])
+    funding = tmp_path / "funding.csv"
+    funding.write_text("date,rate\n" + "".join(f"{s * scale},0.0001\n" for s in seconds))
+    marks = tmp_path / "marks.csv"
+    marks.write_text("date,mark_price\n" + "".join(f"{s * scale},1.5\n" for s in seconds))
+    expected = pd.to_datetime(seconds * scale, unit=unit, utc=True).as_unit("ns").asi8.tolist()
+    assert [f.ts_event for f in read_funding_rates(funding, "X.SIM")] == expected
+    assert [f.next_funding_ns for f in read_funding_rates(funding, "X.SIM")] == expected
+    assert [m.ts_event for m in read_mark_prices(marks, "X.SIM")] == expected
+
+
+def test_a_csv_date_that_is_no_plausible_unix_time_is_refused_naming_the_file(tmp_path: Path) -> None:
+    funding = tmp_path / "funding.csv"
+    funding.write_text("date,rate\n12345,0.0001\n")
+    with pytest.raises(DataError, match=r"funding.csv.*date 12345 is not a plausible Unix time"):
+        read_funding_rates(funding, "X.SIM")
+
+
+def test_feather_dates_are_the_instants_pandas_reads() -> None:
+    path = FIX / "XRP_USDT_USDT-8h-funding_rate.feather"
+    expected = pd.read_feather(path)["date"].dt.tz_convert("UTC").dt.as_unit("ns").astype("int64").tolist()
+    assert [f.ts_event for f in read_funding_rates(path, "X.SIM")] == expected
