@@ -313,3 +313,17 @@ def test_cli_backfill_trades(venue: Venue, tmp_path: Path) -> None:
     bad = CliRunner().invoke(data_app, ["backfill", "--exchange", "binance", "--symbol", "BTC/USDT", "--kind", "quotes",
                                         "--since", "2021-01-08", "--catalog", str(tmp_path)])
     assert bad.exit_code == 2 and "--kind 'quotes' is not bars or trades" in bad.output
+
+
+@pytest.mark.parametrize("kind", ["bars", "trades"])
+def test_cli_backfill_refuses_an_until_not_after_the_since(venue: Venue, tmp_path: Path, kind: str) -> None:
+    """Before, --until before --since fetched nothing and exited 0 ("0 requests, 0 new bars")."""
+    venue.throttle_next = 0
+    result = CliRunner().invoke(data_app, [
+        "backfill", "--exchange", "binance", "--symbol", "ADA/BTC", "--kind", kind, "--since", "2021-11-27T02:00:00",
+        "--until", "2021-11-27T00:00:00", "--api-base", venue.url, "--rate-limit-ms", "1", "--market-types", "spot",
+        "--catalog", str(tmp_path),
+    ])
+    assert result.exit_code == 2, result.output
+    assert "--until 2021-11-27T00:00:00 is not after --since 2021-11-27T02:00:00" in result.output
+    assert venue.requests == [] and not (tmp_path / "binance").exists()

@@ -583,6 +583,8 @@ def backfill_cmd(
     # a bar opening at or after it closes after now, wherever the venue starts its bars (Binance's weeks: Monday)
     last_whole_ms = now_ms - step_ms + 1
     until_ms = _moment_ms(until, "--until") if until is not None else last_whole_ms
+    if until is not None and until_ms <= since_ms:
+        raise _fail(ConfigError(f"--until {until} is not after --since {since}: nothing to fetch"))
     if kind == "bars" and until_ms > last_whole_ms:
         _console().print(f"--until {until} is after the last closed bar: bars closing after now "
                          f"({_iso(now_ms * 1_000_000)} UTC) are not fetched", highlight=False, soft_wrap=True)
