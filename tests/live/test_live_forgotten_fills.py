@@ -181,3 +181,31 @@ async def test_a_restart_books_the_fill_a_journaled_filled_order_lacked_once_the
         finally:
             await venue.aclose()
             journal.close()
+
+
+async def test_the_missing_fills_hold_lifts_as_soon_as_the_late_fills_are_booked_without_waiting_for_a_round() -> None:
+    async with harness(stream_faults=_both_fill_frames_dropped(), trade_size_limit=True) as h:
+        holds: dict[str, str] = {}
+        reconciler = Reconciler(h.kernel, h.venue, _hold_to(holds), 2.0)  # no rounds run: a large reconcile_interval
+        order, _ = await _filled_twice_unseen(h, late_reads=2)
+        assert order.client_order_id in holds[IID]
+        await until(lambda: order.filled_qty == pytest.approx(0.02))
+        await until(lambda: holds == {})  # new orders allowed again
+        assert reconciler.rounds == 0 and reconciler.checks == 1
+        await reconciler.aclose()
+
+
+async def test_a_hold_for_a_holdings_mismatch_stays_when_the_late_fills_are_booked() -> None:
+    async with harness(stream_faults=_both_fill_frames_dropped(), trade_size_limit=True) as h:
+        holds: dict[str, str] = {}
+        reconciler = Reconciler(h.kernel, h.venue, _hold_to(holds), 2.0)
+        order, _ = await _filled_twice_unseen(h, late_reads=2)
+        h.emulator.balances["BTC"] += 0.5  # the account holds more than this process booked, apart from this order
+        await until(lambda: order.filled_qty == pytest.approx(0.02))
+        await until(lambda: reconciler.checks == 1)
+        assert order.client_order_id in holds[IID]
+        await reconciler.round()
+        await reconciler.round()  # the difference, seen in two rounds: a holdings mismatch
+        assert "held here but" in holds[IID] and order.client_order_id not in holds[IID]
+        await reconciler.aclose()
+

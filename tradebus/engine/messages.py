@@ -129,8 +129,8 @@ class AnomalyKind(StrEnum):
     #: A venue's answer to a query says the order filled more than the fills it lists (and this
     #: process booked): the venue's trade history no longer lists some of them (a venue keeps a
     #: window: OKX ``/trade/fills`` 3 days, Bybit's execution list 7 days) or lists them late. The
-    #: difference is not booked (no fill is invented); a live daemon holds the instrument until a
-    #: reconciliation round finds its holding equal to the venue's.
+    #: difference is not booked (no fill is invented); a live daemon holds the instrument until its
+    #: holding equals the venue's (checked as soon as fills listed late are booked, and every round).
     MISSING_FILLS = "missing_fills"
 
 

@@ -174,6 +174,7 @@ class ExecutionEngine:
         "_timeouts",
         "_venue",
         "instruments",
+        "on_fills_listed",
         "on_venue_funding",
         "on_venue_liquidation",
     )
@@ -210,6 +211,9 @@ class ExecutionEngine:
         self.on_venue_funding: Callable[[FundingPaid], None] | None = None
         #: Books a fill of the venue's liquidation order (strategy ``"liquidation"``); as :attr:`on_venue_funding`.
         self.on_venue_liquidation: Callable[[OrderFilled], None] | None = None
+        #: Told each order whose ``MISSING_FILLS`` the reads again resolved (its fills listed and booked as the
+        #: venue says filled); the live reconciliation, which lifts the instrument's hold.
+        self.on_fills_listed: Callable[[Order], None] | None = None
         self._lean = self.fast_path
         bind_accepted = getattr(venue, "bind_accepted", None)
         if bind_accepted is not None and self._lean:
@@ -482,6 +486,8 @@ class ExecutionEngine:
             del self._fills_awaited[coid]
             logger.info("order {} ({}): the venue lists its fills now, {:g} booked as it says filled; missing_fills resolved",
                         coid, order.instrument_id, order.filled_qty)
+            if self.on_fills_listed is not None:
+                self.on_fills_listed(order)
         elif coid not in self._reread_due:
             self._await_fills(order, venue_filled)
 

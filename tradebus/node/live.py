@@ -794,6 +794,7 @@ class LiveNode(PaperNode):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        await self.reconciler.aclose()
         if settings.cancel_on_stop and not self.dry_run:
             await self._cancel_all(settings.stop_timeout)
         self.recorder = None  # the paper shutdown must not close it: :meth:`run` does, after the user stream

@@ -46,9 +46,12 @@ fills the venue no longer lists
     (:data:`~tradebus.execution.engine.MISSING_FILLS_READS` reads: Binance and Bybit list a fill
     seconds after its order counts it), booking each fill listed since once (by trade id); a
     restart queries again each order the journal holds FILLED with less booked than its
-    quantity. As any hold here, it is lifted by a round that finds the holding equal to the
-    venue's (fills listed late and booked, or config ``balances`` set to what the account
-    holds and a restart); until then the rounds find the difference and keep it held.
+    quantity. Once the reads have booked the fills of every order on the instrument that
+    lacked them, its holding is compared with the venue's at once
+    (:meth:`Reconciler.check_instrument`) and the instrument resumed if they are equal, without
+    waiting for the next round. Otherwise, as any hold here, it is lifted by a round that finds
+    the holding equal to the venue's (config ``balances`` set to what the account holds and a
+    restart); until then the rounds find the difference and keep it held.
 external orders
     An order open at the venue that the journal does not know was placed outside tradebus:
     reported once (a log line and an :class:`ExternalOrder` event) and left alone.
@@ -265,14 +268,75 @@ class Reconciler:
         self._asset_suspect: dict[str, float] = {}
         # Per comparison waiting for the venue, the client order ids of the fills booked meanwhile.
         self._waiting: list[set[str]] = []
+        #: Checks of one instrument ended so far (:meth:`check_instrument`: the fills its orders lacked are booked).
+        self.checks = 0
+        # Per instrument, its orders whose venue says they filled more than it lists (MISSING_FILLS), not listed since.
+        self._fills_missing: dict[str, set[str]] = {}
+        self._checking: set[asyncio.Task[None]] = set()
+        self._starting = False
+        kernel.execution.on_fills_listed = self._fills_listed
         kernel.bus.subscribe(OrderFilled, self._note_fill)
         kernel.bus.subscribe(OrderAnomaly, self._on_anomaly)
 
     def _on_anomaly(self, anomaly: OrderAnomaly) -> None:
         """Hold the instrument of an order the venue says filled more than the fills it lists."""
         if anomaly.kind is AnomalyKind.MISSING_FILLS:
+            self._fills_missing.setdefault(anomaly.instrument_id, set()).add(anomaly.client_order_id)
             self.hold(anomaly.instrument_id, f"order {anomaly.client_order_id}: {anomaly.detail}; orders on it stay "
                       "stopped until the holding here equals the venue's")
+
+    def _fills_listed(self, order: Order) -> None:
+        """The fills ``order`` lacked are booked: check its instrument at once unless another order on it still lacks fills."""
+        iid = order.instrument_id
+        missing = self._fills_missing.get(iid, set())
+        missing.discard(order.client_order_id)
+        if missing or self._starting:  # the start-up's comparison follows
+            return
+        self._fills_missing.pop(iid, None)
+        task = asyncio.get_running_loop().create_task(self.check_instrument(iid), name=f"reconcile:check-{iid}")
+        self._checking.add(task)
+        task.add_done_callback(self._checking.discard)
+
+    async def check_instrument(self, instrument_id: str) -> None:
+        """Compare the holding of one instrument with the venue's now and resume it if they are equal.
+
+        Asked as soon as the fills its orders lacked (``MISSING_FILLS``) are booked, so that its
+        hold does not wait for the next round. As a round, it resumes the instrument whatever held
+        it when the holdings are equal; a difference, a position held per side or no answer
+        leaves the hold to the rounds (nothing is counted towards a mismatch here).
+        :attr:`checks` counts it as it ends.
+        """
+        inst = self.kernel.instruments[instrument_id]
+        api = self.venue.api
+        try:
+            if inst.kind is InstrumentKind.PERPETUAL:
+                listed = [p for p in await api.positions() if p.instrument_id == instrument_id]
+                if not all(p.one_way for p in listed):
+                    return
+                unit, there = f"{inst.base} position", next((p.quantity for p in listed), 0.0)
+            else:
+                balances = {b.asset: b.free + b.locked for b in await api.balances()}
+                unit, there = inst.base, balances.get(inst.base, 0.0)
+        except Exception as exc:  # noqa: BLE001 - no answer: the rounds compare it
+            logger.warning("reconciliation: {}: balances or positions unavailable ({}: {}); it stays held until a round "
+                           "finds its holding equal to the venue's", instrument_id, type(exc).__name__, exc)
+            return
+        finally:
+            self.checks += 1
+        here = self.holding(instrument_id)
+        if math.fabs(here - there) > inst.lot_size / 2:
+            logger.info("reconciliation: {}: {} {} here, {} at the venue with the missing fills booked; it stays held "
+                        "until a round finds them equal", instrument_id, here, unit, there)
+            return
+        logger.info("reconciled {}: the missing fills booked, {} {} held, as at the venue", instrument_id, here, unit)
+        self._suspect.pop(instrument_id, None)
+        self.hold(instrument_id, "")
+
+    async def aclose(self) -> None:
+        """Cancel the checks of :meth:`check_instrument` still running."""
+        for task in list(self._checking):
+            task.cancel()
+        await asyncio.gather(*self._checking, return_exceptions=True)
 
     async def catch_up_fills(self) -> bool:
         """Book the fills of the journal's open orders missed while down, from each instrument's paged trade history.
@@ -430,6 +494,7 @@ class Reconciler:
         """
         kernel = self.kernel
         execution = kernel.execution
+        self._starting = True  # until compare_balances(startup=True)
         try:
             paged = await self.catch_up_fills()
             if paged and unknown:
@@ -523,6 +588,8 @@ class Reconciler:
             return
         finally:
             self._waiting.remove(booked)
+            if startup:
+                self._starting = False
         positions = {p.instrument_id: p.quantity for p in listed if p.one_way}
         hedged = {p.instrument_id for p in listed if not p.one_way}
         explained = {} if startup else self._fillable(working, booked)
@@ -541,6 +608,7 @@ class Reconciler:
             diff = here - there
             if math.fabs(diff) <= inst.lot_size / 2:
                 self._suspect.pop(iid, None)
+                self._fills_missing.pop(iid, None)
                 self.hold(iid, "")
                 if startup:
                     logger.info("reconciled {}: {} {} held, as at the venue", iid, here, unit)
