@@ -209,3 +209,34 @@ async def test_a_hold_for_a_holdings_mismatch_stays_when_the_late_fills_are_book
         assert "held here but" in holds[IID] and order.client_order_id not in holds[IID]
         await reconciler.aclose()
 
+
+
+async def test_a_restart_does_not_query_a_journaled_filled_order_older_than_the_venue_lists_its_fills(tmp_path: Path) -> None:
+    slow = msgspec.structs.replace(FAST, retry_ns=60_000_000_000)
+    path = tmp_path / "journal.sqlite"
+    first = Journal(path)
+    async with harness(stream_faults=_both_fill_frames_dropped(), trade_size_limit=True, timeouts=slow, journal=first) as h:
+        order, _ = await _filled_twice_unseen(h, late_reads=10**6)  # the venue no longer lists its second fill
+        first.close()
+        journal = Journal(path)
+        clock = LiveClock()
+        api = BinanceTrading(h.emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {IID: INST}, timeout=0.25)
+        api.fills_history_ns = clock.now_ns() - order.ts_last - 1  # the order's last event is just beyond the window
+        venue = LiveVenue(api, clock)
+        kernel = Kernel([INST], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0, journal=journal)
+        try:
+            unknown = journal.replay(kernel.orders, kernel.portfolio, clock.now_ns(), on_message=kernel.record_journaled)
+            venue.on_answer = kernel.execution.reconcile_order
+            anomalies: list[OrderAnomaly] = []
+            kernel.bus.subscribe(OrderAnomaly, anomalies.append)
+            holds: dict[str, str] = {IID: "live start-up: reconciling positions with the venue"}
+            reconciler = Reconciler(kernel, venue, _hold_to(holds), 2.0)
+            await reconciler.startup(unknown, [])
+            await venue.drain(2.0)
+            await reconciler.compare_balances(startup=True)
+            assert venue.requests["query"] == 0 and anomalies == []  # not asked again, nothing republished
+            assert kernel.orders.order(order.client_order_id).filled_qty == pytest.approx(0.01)
+            assert "0.01 BTC held here but 0.02 at the venue" in holds[IID]  # the holdings still decide
+        finally:
+            await venue.aclose()
+            journal.close()

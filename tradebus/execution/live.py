@@ -241,6 +241,9 @@ class TradingApi(ABC):
     reports_funding = False
     #: Whether the user stream pushes each payment as it is settled; else the reconciliation rounds read :meth:`funding_since`.
     streams_funding = True
+    #: How far back, in ns, the venue lists an order's fills to :meth:`query` (its trade history's window for the
+    #: request used); ``None``: no window documented. An order older than that is not asked for fills it lacks.
+    fills_history_ns: int | None = None
 
     @abstractmethod
     async def place(self, order: Order) -> Ack:

@@ -27,8 +27,9 @@ Start-up
        venue; the fills missed while down are booked from each instrument's trade history,
        read page by page (by trade id, once); the orders whose venue state still differs are
        queried (UNKNOWN ones are resolved, and those the journal holds FILLED with less booked
-       than their quantity are asked for their fills again); orders open at the venue that the
-       journal does not know are reported as external and left alone
+       than their quantity are asked for their fills again while the venue still lists them);
+       orders open at the venue that the journal does not know are reported as external and
+       left alone
        (:meth:`~tradebus.node.reconcile.Reconciler.startup`); beside it, the funding the venue
        paid while the daemon was down is read from the venue and booked once
        (:meth:`~tradebus.node.reconcile.Reconciler.catch_up_funding`; also after every

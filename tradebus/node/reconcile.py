@@ -46,8 +46,10 @@ fills the venue no longer lists
     (:data:`~tradebus.execution.engine.MISSING_FILLS_READS` reads: Binance and Bybit list a fill
     seconds after its order counts it), booking each fill listed since once (by trade id); a
     restart queries again each order the journal holds FILLED with less booked than its
-    quantity. Once the reads have booked the fills of every order on the instrument that
-    lacked them, its holding is compared with the venue's at once
+    quantity whose last event is younger than the venue lists an order's fills
+    (:attr:`~tradebus.execution.live.TradingApi.fills_history_ns`: Binance USD-M and Bybit 7
+    days, OKX 3; Binance spot has no window). Once the reads have booked the fills of every
+    order on the instrument that lacked them, its holding is compared with the venue's at once
     (:meth:`Reconciler.check_instrument`) and the instrument resumed if they are equal, without
     waiting for the next round. Otherwise, as any hold here, it is lifted by a round that finds
     the holding equal to the venue's (config ``balances`` set to what the account holds and a
@@ -490,7 +492,9 @@ class Reconciler:
         request); any other is queried by client id. A venue that does not page its trade
         history gets a query of each. An order the journal holds FILLED with less booked than
         its quantity (a query closed it while the venue's trade history lacked fills:
-        ``MISSING_FILLS``) is queried again, its fills listed since booked.
+        ``MISSING_FILLS``) is queried again, its fills listed since booked, unless its last
+        event is older than the venue lists an order's fills
+        (:attr:`~tradebus.execution.live.TradingApi.fills_history_ns`).
         """
         kernel = self.kernel
         execution = kernel.execution
@@ -515,8 +519,16 @@ class Reconciler:
         if unknown:
             logger.info("reconciliation: {} order(s) recovered open; {} resolved from the venue's open orders, {} queried",
                         len(unknown), listed, sum(1 for o in unknown if o.status is OrderStatus.UNKNOWN))
+        window = self.venue.api.fills_history_ns
+        oldest = None if window is None else kernel.clock.now_ns() - window
         for order in self.kernel.orders.orders():
             if order.status is OrderStatus.FILLED and order.filled_qty < order.quantity * (1.0 - 1e-9):
+                if oldest is not None and order.ts_last < oldest:
+                    logger.info("reconciliation: order {} ({}) journaled FILLED with {} of {} booked, last heard of {:.1f} h "
+                                "ago: beyond the {:g} h the venue lists an order's fills, not queried",
+                                order.client_order_id, order.instrument_id, order.filled_qty, order.quantity,
+                                (oldest + window - order.ts_last) / 3.6e12, window / 3.6e12)  # fmt: skip
+                    continue
                 logger.warning("reconciliation: order {} ({}) journaled FILLED with {} of {} booked; querying its fills",
                                order.client_order_id, order.instrument_id, order.filled_qty, order.quantity)
                 self.venue.track(order)

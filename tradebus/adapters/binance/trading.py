@@ -700,6 +700,9 @@ class BinanceFuturesTrading(BinanceTrading):
     reports_funding = True
     trades_of_order_weight = FUTURES_WEIGHTS["fapiprivate_get_usertrades"]
     trades_window_ms = 7 * 24 * 3600 * 1000
+    #: ``userTrades`` by ``orderId`` without ``startTime``/``endTime`` lists the last 7 days (spot's ``myTrades``:
+    #: every trade of the order, no window documented).
+    fills_history_ns = 7 * 24 * 3600 * 1_000_000_000
     endpoint = {
         "place": "fapiprivate_post_order",
         "cancel": "fapiprivate_delete_order",

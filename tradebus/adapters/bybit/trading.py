@@ -258,6 +258,8 @@ class BybitTrading(CcxtTrading):
 
     venue = "Bybit"
     supports_amend = True
+    #: ``GET /v5/execution/list`` by ``orderId`` without ``startTime``/``endTime`` lists the last 7 days.
+    fills_history_ns = 7 * 24 * 3600 * 1_000_000_000
     #: The Bybit ``category`` of every request of this account.
     category = "spot"
 

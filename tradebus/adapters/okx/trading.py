@@ -303,6 +303,8 @@ class OkxTrading(CcxtTrading):
 
     venue = "OKX"
     supports_amend = True
+    #: ``GET /api/v5/trade/fills`` by ``ordId`` lists the last 3 days.
+    fills_history_ns = 3 * 24 * 3600 * 1_000_000_000
     #: The ``instType`` of the account's instruments (queries of fills and open orders).
     inst_type = "SPOT"
 
