@@ -308,3 +308,32 @@ def test_iceberg_resends_a_denied_tip_and_gives_up_after_max_retries() -> None:
     algo = strategy.algo
     assert algo is not None and algo.status == "failed" and len(algo.children) == 2
     assert kernel.result.fills == []
+
+
+def test_iceberg_folds_a_remainder_below_the_minimum_notional_into_its_last_tip() -> None:
+    def make(s: Strategy) -> Iceberg:
+        return Iceberg(s, BTC_4H, OrderSide.BUY, 0.30001, price=46_778.76, display=0.3)  # a 0.00001 tip: 0.47 < 10
+
+    strategy = Runner(make)
+    kernel = run([strategy], {BTC_4H: bars_4h().iloc[:5]}, instrument_args={"min_notional": 10.0})
+    algo = strategy.algo
+    assert isinstance(algo, Iceberg) and algo.status == "done" and strategy.denied == []
+    assert [q for _, _, q in algo.sent] == pytest.approx([0.30001], abs=1e-12)
+    assert sum(f.quantity for f in kernel.result.fills) == pytest.approx(0.30001, abs=1e-12)
+
+    def two_tips(s: Strategy) -> Iceberg:
+        return Iceberg(s, BTC_4H, OrderSide.BUY, 0.60001, price=46_778.76, display=0.3)
+
+    strategy = Runner(two_tips)
+    run([strategy], {BTC_4H: bars_4h().iloc[:5]}, instrument_args={"min_notional": 10.0})
+    assert strategy.algo is not None and strategy.algo.status == "done" and strategy.denied == []
+    assert [q for _, _, q in strategy.algo.sent] == pytest.approx([0.3, 0.30001], abs=1e-12)
+
+
+def test_iceberg_whose_whole_parent_is_below_the_minimum_notional_is_refused_at_construction() -> None:
+    def make(s: Strategy) -> Iceberg:
+        with pytest.raises(OrderError, match=r"iceberg1: parent quantity 0\.0001: notional .* below the minimum 10"):
+            Iceberg(s, BTC_4H, OrderSide.BUY, 0.0001, price=46_778.76, display=0.3)
+        return Iceberg(s, BTC_4H, OrderSide.BUY, 0.3, price=46_778.76, display=0.3)
+
+    run([Runner(make)], {BTC_4H: bars_4h().iloc[:5]}, instrument_args={"min_notional": 10.0})

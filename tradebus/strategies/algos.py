@@ -295,13 +295,17 @@ class Iceberg(ExecAlgorithm):
 
     One child limit order of ``min(display, left)`` works at a time; every ``poll`` the
     algorithm checks it: once it is filled the next one goes out; a refused child is sent
-    again (up to ``max_retries`` refusals in a row, then the algorithm fails).
+    again (up to ``max_retries`` refusals in a row, then the algorithm fails). A remainder
+    the instrument would refuse as an order of its own (below its minimum quantity or its
+    minimum notional at ``price``) goes out with the tip before it: the last tip is then
+    ``display`` plus that remainder.
 
     Raises
     ------
     OrderError
         At construction, for a ``price`` that is not positive and finite or is off the instrument's
-        tick grid, or a ``display`` below one lot, the minimum quantity or the minimum notional at ``price``.
+        tick grid, or a ``display`` or a parent quantity below one lot, the minimum quantity or the
+        minimum notional at ``price``.
     """
 
     def __init__(
@@ -326,6 +330,9 @@ class Iceberg(ExecAlgorithm):
         problem = self.instrument.validate_order(self.display, price)
         if problem is not None:  # every child would be denied for it
             raise OrderError(f"{self.name}: {problem} ({instrument_id})")
+        problem = self.instrument.validate_order(self.quantity, price)
+        if problem is not None:  # a parent smaller than display: its one tip would be denied
+            raise OrderError(f"{self.name}: parent quantity {self.quantity}: {problem} ({instrument_id})")
         self.price = price
         self.poll_ns = _ns(poll)
         self.max_retries = max_retries
@@ -341,6 +348,9 @@ class Iceberg(ExecAlgorithm):
         if left <= 0:
             return
         size = min(self.display, left)
+        rest = self._lots(left - size)
+        if rest > 0 and self.instrument.validate_order(rest, self.price) is not None:
+            size = left
         cid = self.strategy.submit_limit(self.instrument_id, self.side, size, self.price, reason=self._reason("tip"))
         self._sent(cid, size)
 
