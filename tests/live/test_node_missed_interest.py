@@ -11,8 +11,10 @@ the journal's 20,000 (``hour_last_fill``).
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +135,20 @@ async def test_a_venue_without_klines_leaves_every_missed_hour_at_the_last_fill_
     assert [(c.kind, c.ts_event, c.price) for c in hourly] == [("hour_last_fill", h, 20_000.0) for h in missed]
     warned = [line for line in lines if "interest" in line]
     assert len(warned) >= 3 and all("binance BTC/USDT" in line for line in warned[:3])
+
+
+async def test_hours_after_a_failed_kline_request_say_they_were_not_asked_naming_the_hour_that_failed(tmp_path: Path) -> None:
+    from tradebus.node.missed_hours import fetch_missed_prices
+
+    last_hour = time.time_ns() // HOUR_NS * HOUR_NS
+    missed = list(range(last_hour - 2 * HOUR_NS, last_hour + 1, HOUR_NS))
+    async with LocalVenueServer(BinanceProtocol(exchange_info=EXCHANGE_INFO, klines=None), [], lifetime=60.0) as srv:
+        config = config_of(binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp_path))
+        prices, failures = await asyncio.to_thread(fetch_missed_prices, config, {IID: missed})
+    assert prices == {}
+    first = failures[(IID, missed[0])]
+    assert f"startTime={missed[0] // 1_000_000 - 60_000}" in first  # the request of that hour, as the exchange failed it
+    hour = datetime.fromtimestamp(missed[0] / 1e9, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    for later in missed[1:]:
+        why = failures[(IID, later)]
+        assert why.startswith(f"not asked: the request for the hour {hour} failed") and "startTime" not in why

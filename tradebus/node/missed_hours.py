@@ -13,6 +13,7 @@ that minute) keeps the journal's last fill price, with the reason in the charge'
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from loguru import logger
 
@@ -26,13 +27,18 @@ __all__ = ["fetch_missed_prices"]
 _MS = 1_000_000
 
 
+def _utc(ts_ns: int) -> str:
+    """``2024-08-08 11:00 UTC`` of a time in ns, as the interest charge's warning names its hour."""
+    return datetime.fromtimestamp(ts_ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def fetch_missed_prices(
     config: PaperConfig, missed: Mapping[str, list[int]], *, timeout_s: float = 10.0
 ) -> tuple[dict[tuple[str, int], float], dict[tuple[str, int], str]]:
     """The price of each missed hour (``instrument id -> hours`` in ns), fetched from its feed's venue.
 
     Blocking (run it off the event loop). After an exchange or network error the instrument's
-    later hours are not asked for: they fail with the same reason.
+    later hours are not asked for: their reason names the hour whose request failed.
 
     Returns
     -------
@@ -65,7 +71,9 @@ def fetch_missed_prices(
                 try:
                     close = close_before(exchange, symbol, hour // _MS)
                 except DataError as exc:
-                    failures.update(dict.fromkeys(((iid, h) for h in hours[n:]), str(exc)))
+                    failures[(iid, hour)] = str(exc)
+                    skipped = f"not asked: the request for the hour {_utc(hour)} failed ({exchange.id} {symbol})"
+                    failures.update(dict.fromkeys(((iid, h) for h in hours[n + 1 :]), skipped))
                     break
                 if close is None:
                     failures[(iid, hour)] = f"{exchange.id} has no {symbol} 1m candle ending at that hour"
