@@ -296,3 +296,19 @@ def test_an_order_is_equal_only_to_itself_and_starts_with_ts_last_at_its_creatio
     assert Order("c-2", "s", IID, OrderSide.SELL, OrderType.MARKET, 1.0, ts_created=7, ts_last=9).ts_last == 9
     keys = list(a.to_dict())  # the snapshot's keys as before: in name order, trade ids last
     assert keys == [*sorted(set(keys) - {"trade_ids"}), "trade_ids"]
+
+
+def test_has_open_follows_every_way_an_order_opens_and_closes() -> None:
+    om = _om()
+    _accepted(om, "c-1")
+    _accepted(om, "c-2")
+    om.mark_submitted(om.create(_cmd("c-3")), 1)
+    assert om.has_open(IID) and dict(om.working_instruments) == {IID: 3}
+    om.apply(_fill("c-1", 2.0))  # filled: closed
+    om.apply(_fill("c-2", 1.0, trade_id="T2"))  # partly filled: still working
+    om.apply(OrderCanceled("strat", IID, "c-3", "user", 2, 2))
+    assert dict(om.working_instruments) == {IID: 1}
+    om.apply(_fill("c-2", 1.0, trade_id="T3"))
+    assert not om.has_open(IID) and not om.working_instruments and not om.has_open("OTHER.VENUE")
+    om.restore(om.order("c-2"))  # a closed order restored stays closed
+    assert not om.has_open(IID)

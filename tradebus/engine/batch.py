@@ -493,7 +493,7 @@ class BatchLoop:
         cache_bars = k.cache.bars
         cache_prices = k.cache.prices
         orders = k.orders
-        has_open = orders.has_open
+        working = orders.working_instruments
         perps = k.perpetuals
         advance = clock.advance_to
         watch = k.watch_ns
@@ -523,7 +523,7 @@ class BatchLoop:
             bar = Bar(iid, te, ti, o, h, lo, c, v)
             priced = False
             if self.needs_execution:
-                if every_bar or has_open(iid):
+                if every_bar or iid in working:
                     execution_on_bar(bar)
                     self.needs_execution = orders.count_open() > 0
                     priced = True
@@ -572,7 +572,7 @@ class BatchLoop:
         mark = k.execution.mark
         cache_prices = k.cache.prices
         orders = k.orders
-        has_open = orders.has_open
+        working = orders.working_instruments
         perps = k.perpetuals
         advance = clock.advance_to
         watch = k.watch_ns
@@ -608,7 +608,7 @@ class BatchLoop:
                     advance(ti)
                 priced = False
                 if self.needs_execution:
-                    if every_bar or has_open(iid):
+                    if every_bar or iid in working:
                         if not quiet:
                             materialize()  # order events show a strategy the other instruments' latest bars
                         bar = bar_at(iid, j)

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from itertools import islice
 from typing import Any
 
@@ -359,8 +359,8 @@ class OrderManager:
     """
 
     __slots__ = (
-        "_bus", "_clock", "_external", "_fee_in_kind", "_fee_value", "_open", "_orders", "_released", "client_ids",
-        "count_open", "created", "keep_released",
+        "_bus", "_clock", "_external", "_fee_in_kind", "_fee_value", "_open", "_orders", "_released", "_working",
+        "client_ids", "count_open", "created", "keep_released",
     )  # fmt: skip
 
     def __init__(
@@ -379,6 +379,9 @@ class OrderManager:
         self._open: dict[str, Order] = {}
         #: :attr:`open_count` as a callable, without a Python frame (the account asks on every order).
         self.count_open: Callable[[], int] = self._open.__len__
+        # instrument_id -> its orders in _open: has_open() without a walk over every open order
+        # (asked for every bar of ten interleaved instruments while one of them has an order).
+        self._working: dict[str, int] = {}
         self.client_ids = client_ids if client_ids is not None else ClientOrderIds()
         # (client_order_id, trade_id) of the fills of orders this process never created.
         self._external: set[tuple[str, str]] = set()
@@ -429,10 +432,7 @@ class OrderManager:
     def restore(self, order: Order) -> None:
         """Insert an order rebuilt elsewhere (journal replay); the id generator takes note of its id."""
         self._orders[order.client_order_id] = order
-        if order.is_open:
-            self._open[order.client_order_id] = order
-        else:
-            self._open.pop(order.client_order_id, None)
+        self._set_open(order, order.is_open)
         self.client_ids.observe(order.client_order_id, order.strategy_id)
 
     def release(self, client_order_id: str) -> None:
@@ -515,10 +515,7 @@ class OrderManager:
             target = S.PARTIALLY_FILLED  # e.g. an UNKNOWN order with fills the venue reports working
         order.status = target
         order.ts_last = event.ts_event
-        if target in OPEN_STATUSES:
-            self._open[order.client_order_id] = order
-        else:
-            self._open.pop(order.client_order_id, None)
+        self._set_open(order, target in OPEN_STATUSES)
         return order
 
     def mark_submitted(self, order: Order, ts: int) -> None:
@@ -535,7 +532,7 @@ class OrderManager:
             raise InvalidTransition(f"order {order.client_order_id}: invalid transition from {order.status} on submitted")
         order.status = _SUBMITTED
         order.ts_last = ts
-        self._open[order.client_order_id] = order
+        self._set_open(order, True)
 
     def mark_accepted(self, order: Order, venue_order_id: str, ts: int) -> bool:
         """Move a SUBMITTED order to ACCEPTED at ``ts``: :meth:`apply` of its ``OrderAccepted``, without the event.
@@ -608,10 +605,7 @@ class OrderManager:
             order.venue_order_id = fill.venue_order_id
         order.status = target
         order.ts_last = fill.ts_event
-        if target in OPEN_STATUSES:
-            self._open[order.client_order_id] = order
-        else:
-            self._open.pop(order.client_order_id, None)
+        self._set_open(order, target in OPEN_STATUSES)
         return order
 
     def _odd_fill(self, order: Order, fill: OrderFilled, done: bool, total: float) -> OrderStatus:
@@ -718,10 +712,31 @@ class OrderManager:
 
     def has_open(self, instrument_id: str) -> bool:
         """Whether an order of ``instrument_id`` is still (possibly) working."""
-        for order in self._open.values():
-            if order.instrument_id == instrument_id:
-                return True
-        return False
+        return instrument_id in self._working
+
+    @property
+    def working_instruments(self) -> Mapping[str, int]:
+        """``instrument_id -> number of its (possibly) working orders``, for every such instrument (read-only, live)."""
+        return self._working
+
+    def _set_open(self, order: Order, is_open: bool) -> None:
+        """Count ``order`` among the open orders or not (and its instrument among the working ones)."""
+        coid = order.client_order_id
+        working = self._working
+        if is_open:
+            if coid not in self._open:
+                iid = order.instrument_id
+                working[iid] = working.get(iid, 0) + 1
+            self._open[coid] = order
+            return
+        gone = self._open.pop(coid, None)
+        if gone is not None:
+            iid = gone.instrument_id
+            left = working[iid] - 1
+            if left:
+                working[iid] = left
+            else:
+                del working[iid]
 
     @property
     def open_count(self) -> int:
