@@ -814,6 +814,16 @@ class Replay:
             lasts = [int(heads[i].ts_init[-1]) for i in live]  # type: ignore[union-attr]
             horizon = min(lasts)
             first_at_horizon = live[lasts.index(horizon)]
+            # About batch_rows rows a step: a source's rows at a time before every chunk's last
+            # are all read, and merging a few batches' worth at once (a chunk of every source)
+            # made ten instruments wait for their first bar and merge outside the CPU cache.
+            quota = max(self.batch_rows // len(live), 1)
+            reach = min(
+                int(chunk.ts_init[min(pos[i] + quota, len(chunk)) - 1])  # type: ignore[union-attr]
+                for i, chunk in ((i, heads[i]) for i in live)
+            )
+            if reach < horizon:
+                horizon, first_at_horizon = reach, live[-1]
             parts: list[tuple[int, _Chunk, int, int]] = []
             for i in live:
                 chunk = heads[i]
