@@ -788,7 +788,9 @@ class Replay:
         point where the merge order is known without reading further: rows before the
         horizon ``H`` (the earliest last ``ts_init`` of the sources' current chunks), and rows
         at ``H`` of the sources up to the first one whose chunk ends at ``H`` (a later source's
-        rows at ``H`` may have to follow rows of that source still unread). They are merged by
+        rows at ``H`` may have to follow rows of that source still unread); when the time some
+        source reaches in its next ``batch_rows // sources`` rows is earlier, every source's rows up
+        to that time instead (about one batch a step). They are merged by
         one stable sort on ``ts_init`` of their concatenation in source order, which is the
         ``(ts_init, source, row)`` order, and yielded as :class:`MixedBatch` es of at most
         ``batch_rows`` rows (a step that takes rows of one source only yields a
