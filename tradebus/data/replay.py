@@ -576,49 +576,58 @@ class Replay:
     # ------------------------------------------------------------------ per-source streams
 
     def _chunks(self, index: int, *, check_values: bool = False) -> Iterator[_Chunk]:
+        """The checked chunks of source ``index``; with :attr:`prefetch` its reading starts now."""
         src = self.sources[index]
         raw = self._file_chunks(src) if src.path is not None else self._catalog_chunks(src)
         if self.prefetch:
             raw = prefetched(raw, name=f"tradebus-replay-{index}")
+        return self._checked(src, raw, check_values)
+
+    def _checked(self, src: ReplaySource, raw: Iterator[_Chunk], check_values: bool) -> Iterator[_Chunk]:
         prev_ts: int | None = None
         prev_event: int | None = None
         prev_where = ""
         held: _Chunk | None = None
-        for chunk in raw:
-            ts = chunk.ts_init
-            if ts.shape[0] == 0:
-                continue
-            if prev_ts is not None and int(ts[0]) < prev_ts:
-                raise DataError(
-                    f"{chunk.origin} row {chunk.first_row}: ts_init {int(ts[0])} < previous {prev_ts} "
-                    f"({prev_where}); the source is not sorted"
-                )
-            back = np.flatnonzero(np.diff(ts) < 0)
-            if back.size:
-                row = int(back[0]) + 1
-                raise DataError(
-                    f"{chunk.origin} row {chunk.first_row + row}: ts_init {int(ts[row])} < previous {int(ts[row - 1])}; "
-                    "the source is not sorted"
-                )
-            if check_values:
-                self._check_chunk(src.kind, chunk, prev_event)
-                prev_event = int(chunk.ts_event[-1])
-            prev_ts = int(ts[-1])
-            prev_where = f"{chunk.origin} row {chunk.first_row + len(chunk) - 1}"
-            if src.kind != "book":
-                yield chunk
-                continue
-            # A read batch may end inside a book message (a snapshot of many levels): hold the
-            # chunk's last message and put it in front of the next chunk, so every message
-            # is replayed whole (a snapshot's first part alone would empty the rest of the book).
+        try:
+            for chunk in raw:
+                ts = chunk.ts_init
+                if ts.shape[0] == 0:
+                    continue
+                if prev_ts is not None and int(ts[0]) < prev_ts:
+                    raise DataError(
+                        f"{chunk.origin} row {chunk.first_row}: ts_init {int(ts[0])} < previous {prev_ts} "
+                        f"({prev_where}); the source is not sorted"
+                    )
+                back = np.flatnonzero(np.diff(ts) < 0)
+                if back.size:
+                    row = int(back[0]) + 1
+                    raise DataError(
+                        f"{chunk.origin} row {chunk.first_row + row}: ts_init {int(ts[row])} < previous {int(ts[row - 1])}; "
+                        "the source is not sorted"
+                    )
+                if check_values:
+                    self._check_chunk(src.kind, chunk, prev_event)
+                    prev_event = int(chunk.ts_event[-1])
+                prev_ts = int(ts[-1])
+                prev_where = f"{chunk.origin} row {chunk.first_row + len(chunk) - 1}"
+                if src.kind != "book":
+                    yield chunk
+                    continue
+                # A read batch may end inside a book message (a snapshot of many levels): hold the
+                # chunk's last message and put it in front of the next chunk, so every message
+                # is replayed whole (a snapshot's first part alone would empty the rest of the book).
+                if held is not None:
+                    chunk = held.join(chunk)
+                start = _last_message_start(chunk)
+                held = chunk.cut(start, len(chunk))
+                if start:
+                    yield chunk.cut(0, start)
             if held is not None:
-                chunk = held.join(chunk)
-            start = _last_message_start(chunk)
-            held = chunk.cut(start, len(chunk))
-            if start:
-                yield chunk.cut(0, start)
-        if held is not None:
-            yield held
+                yield held
+        finally:
+            close = getattr(raw, "close", None)
+            if close is not None:
+                close()  # stops a read-ahead thread at once (an error or a consumer that stopped)
 
     @staticmethod
     def _check_chunk(kind: str, chunk: _Chunk, prev_event: int | None) -> None:
