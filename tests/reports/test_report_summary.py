@@ -8,13 +8,14 @@ import re
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from tradebus.cli import app
 from tradebus.reports.formatting import format_metric, quote_decimals
-from tradebus.reports.rundata import load_run
+from tradebus.reports.rundata import buy_and_hold, buy_and_hold_curve, load_run
 from tradebus.reports.summary import instrument_rows
 
 REPO = Path(__file__).resolve().parents[2]
@@ -149,3 +150,46 @@ def test_instrument_rows_net_pnl_adds_up_to_the_run_pnl_with_positions_open_at_t
     # A directory written before attribution.csv existed: the same figures, from its fills and prices.
     (out / "attribution.csv").unlink()
     assert instrument_rows(load_run(out)) == [tuple(shown[iid]) for iid in metrics["instruments"]]
+
+
+def test_buy_and_hold_curve_keeps_an_instrument_in_cash_until_its_data_starts(tmp_path: Path) -> None:
+    # BTCUSDT's data starts on 2020-07-01, BTC-USD's on 2020-01-01 (BTC-USD up 27 % by then). The
+    # tearsheet's curve averaged the instruments priced so far: it fell 10 % on 2020-07-02 (BTCUSDT
+    # joining at 1.0 beside BTC-USD's 1.27) on a day BTC barely moved.
+    fixtures = REPO / "tests" / "fixtures" / "strategies"
+    shutil.copy(fixtures / "coinbase_btc_usd_day_2020.csv", tmp_path / "a.csv")
+    lines = (fixtures / "binance_btcusdt_day_2020.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (tmp_path / "b.csv").write_text("".join([lines[0], *(x for x in lines[1:] if x >= "2020-07")]), encoding="utf-8")
+    instrument = {"quote": "USD", "tick_size": 0.01, "lot_size": 1.0e-5, "maker_fee": 0.0005, "taker_fee": 0.001}
+    config = {
+        "data": {"sources": [
+            {"instrument": "BTC-USD.COINBASE", "file": "a.csv", "bar_time": "open", "interval": "1d"},
+            {"instrument": "BTCUSDT.BINANCE", "file": "b.csv", "bar_time": "open", "interval": "1d"},
+        ]},
+        "instruments": [{"venue": "COINBASE", "symbol": "BTC-USD", "base": "BTC", **instrument},
+                        {"venue": "BINANCE", "symbol": "BTCUSDT", "base": "BTC", **instrument}],
+        "strategy": {"name": "ema_cross", "instruments": ["BTC-USD.COINBASE"],
+                     "params": {"fast": 10, "slow": 30, "mode": "long_only", "quantity": 0.5}},
+        "venue": {"fill_on": "bars"},
+        "initial_cash": 100_000.0,
+        "report": {"equity_interval": "1d"},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["backtest", str(tmp_path / "run.yaml"), "--out", str(out)],
+                                catch_exceptions=False, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    run = load_run(out)
+    curve = buy_and_hold_curve(run, 100_000.0)
+    assert curve is not None
+    # Independently from the data files: half the cash in each, bought at its first close (bars are
+    # stamped at their close, a day after their open), the other half in cash before it.
+    legs = []
+    for name in ("a.csv", "b.csv"):
+        bars = pd.read_csv(tmp_path / name, parse_dates=["datetime"])
+        close = pd.Series(bars["close"].to_numpy(), index=bars["datetime"].dt.tz_localize("UTC") + pd.Timedelta(days=1))
+        legs.append((close / close.iloc[0]).reindex(curve.index, method="ffill").fillna(1.0))
+    expected = (legs[0] + legs[1]) / 2.0 * 100_000.0
+    assert curve.to_numpy() == pytest.approx(expected.to_numpy(), rel=1e-12)
+    total, _ = buy_and_hold(run)
+    assert total is not None and curve.iloc[-1] == pytest.approx(100_000.0 * (1.0 + total), rel=1e-12)

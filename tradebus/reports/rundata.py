@@ -24,7 +24,7 @@ from tradebus.reports.formatting import quote_decimals
 from tradebus.reports.trades import TRADE_COLUMNS, match_trades
 from tradebus.reports.writers import INCOMPLETE_MARKER
 
-__all__ = ["RunData", "buy_and_hold", "load_run"]
+__all__ = ["RunData", "buy_and_hold", "buy_and_hold_curve", "load_run"]
 
 _NS = "ns"
 
@@ -273,3 +273,21 @@ def buy_and_hold(run: RunData) -> tuple[float | None, dict[str, float]]:
             each[str(iid)] = last / first - 1.0
     total = sum(each.values()) / len(each) if each else None
     return total, each
+
+
+def buy_and_hold_curve(run: RunData, initial: float) -> pd.Series | None:
+    """Value at each price sample of ``initial`` split equally between the instruments and held.
+
+    The curve of :func:`buy_and_hold`: each instrument's share is bought at its first price and
+    held (no fees); an instrument with no price yet (its data starts later) keeps its share in
+    cash until then, so the curve ends at ``initial * (1 + buy_and_hold(run)[0])``. ``None``
+    without prices. Indexed by the samples' ``dt``.
+    """
+    if run.prices.empty:
+        return None
+    wide = run.prices.pivot_table(index="dt", columns="instrument", values="price", aggfunc="last").ffill()
+    wide = wide.loc[:, [iid for iid in wide.columns if iid in buy_and_hold(run)[1]]]
+    if wide.empty:
+        return None
+    first = wide.bfill().iloc[0]
+    return (wide / first).fillna(1.0).mean(axis=1) * initial

@@ -31,7 +31,7 @@ from plotly.subplots import make_subplots
 from tradebus.errors import ConfigError
 from tradebus.reports.formatting import format_metric
 from tradebus.reports.metrics import EquityCurve, periods_per_year
-from tradebus.reports.rundata import RunData, buy_and_hold, load_run
+from tradebus.reports.rundata import RunData, buy_and_hold, buy_and_hold_curve, load_run
 from tradebus.reports.summary import INSTRUMENT_COLUMNS, instrument_rows, summary_rows
 
 __all__ = [
@@ -145,13 +145,9 @@ def _metrics_table(run: RunData) -> str:
 
 
 def _benchmark_curve(run: RunData, initial: float) -> pd.Series | None:
-    if run.prices.empty:
+    curve = buy_and_hold_curve(run, initial)
+    if curve is None:
         return None
-    wide = run.prices.pivot_table(index="dt", columns="instrument", values="price", aggfunc="last").ffill()
-    if wide.empty:
-        return None
-    first = wide.bfill().iloc[0]
-    curve = (wide / first).mean(axis=1) * initial
     return _thin(curve.rename("v").reset_index()).set_index("dt")["v"]
 
 
