@@ -211,6 +211,27 @@ def test_a_short_run_renders_without_errors(tmp_path: Path, with_fills: bool) ->
         assert [name for name, _ in rendering.value["costs"]] == ["fees paid (cumulative)"]
 
 
+def test_a_paper_runs_nanosecond_times_render_without_a_warning(tmp_path: Path) -> None:
+    # A paper run samples its equity on the wall clock (2024-08-08T23:54:14.087891268Z): the
+    # tearsheet and the compare page printed plotly's "UserWarning: Discarding nonzero nanoseconds
+    # in conversion" (an error under -W error, as in this suite).
+    from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
+    from tradebus.reports.metrics import compute_metrics
+    from tradebus.reports.writers import RunDirectory, write_run
+
+    t0 = 1_723_161_254_087_891_268
+    fills = [FillRecord(t0 + 5_025_108_732, "X.SIM", "BUY", 1.0, 100.0, 0.1, "TAKER", "a", "s", "1", "in"),
+             FillRecord(t0 + 9_641_108_732, "X.SIM", "SELL", 1.0, 101.0, 0.1, "TAKER", "b", "s", "2", "out")]
+    equity = [EquitySample(t0 + n * 3_000_000_017, 1000.0 + n, 1000.0, 0.0, 0.0, 0.0, 0.0, marks=(100.0 + n / 3,))
+              for n in range(5)]
+    result = RunResult(("X.SIM",), 1000.0, 0, t0 + 12_000_000_068, 0, t0 + 12_000_000_068, fills=fills, equity=equity)
+    with RunDirectory(tmp_path / "run", "paper") as run_dir:
+        write_run(run_dir, result, compute_metrics(result), "instruments: [{tick_size: 0.01}]\n", {"node.json": "{}"})
+    text = write_tearsheet(tmp_path / "run").read_text(encoding="utf-8")
+    assert "2024-08-08T23:54:14.087891" in text
+    write_compare(tmp_path / "run", tmp_path / "run", tmp_path / "compare.html")
+
+
 def test_a_run_that_saw_no_data_renders_without_errors(tmp_path: Path) -> None:
     from tradebus.engine.kernel import RunResult
     from tradebus.reports.metrics import compute_metrics

@@ -136,10 +136,12 @@ def _metrics(path: Path) -> dict[str, Any]:
 
 
 def _times(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    # Microseconds: the charts' times become Python datetimes, which have no nanoseconds (plotly
+    # warns of each one it drops: a paper run's wall-clock samples have them).
     for column in columns:
         frame[column.replace("ts", "dt") if column != "ts" else "dt"] = pd.to_datetime(
             frame[column].astype("int64"), unit=_NS, utc=True
-        )
+        ).dt.floor("us")
     return frame
 
 
