@@ -455,13 +455,14 @@ def replay(
     force: Annotated[bool, typer.Option("--force", help=_FORCE_HELP)] = False,
     set_: Overrides = None,
     log_level: LogLevel = "WARNING",
+    report_: Annotated[bool, typer.Option("--report", help=_REPORT_HELP)] = False,
 ) -> None:
     """Play a recording through the venue parsers into the kernel, as a backtest, and write its outputs."""
     from tradebus.node.playback import run_playback
 
     setup_logging(log_level)
     try:
-        result, out_dir = run_playback(recording, config, out, force=force, overrides=set_ or ())
+        result, out_dir = run_playback(recording, config, out, force=force, overrides=set_ or (), report=report_)
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
     _print_summary(Console(), out_dir, "replay")

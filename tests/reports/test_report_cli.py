@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,17 @@ def test_a_malformed_metrics_json_is_a_clear_error(tmp_path: Path, text: str, me
     (a / "metrics.json").write_text(text)
     result = invoke("report", str(a))
     assert result.exit_code == 2 and message in result.output, result.output  # type: ignore[attr-defined]
+
+
+def test_replay_report_writes_the_tearsheet_of_the_replay(tmp_path: Path) -> None:
+    # The README lists `tearsheet.html with --report` among what backtest, paper and replay write;
+    # `tradebus replay ... --report` was refused: "No such option: --report" (exit 2).
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "replay"
+    recording = repo / "tests" / "fixtures" / "binance" / "spot_btcusdt_20240808_head4000.gz"
+    args = ["replay", str(recording), "--config", str(repo / "configs" / "paper_local.yaml"), "--out", str(out), "--report"]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    page = (out / "tearsheet.html").read_text(encoding="utf-8")
+    assert metrics["fills"] > 0 and f'data-metric="fills">{metrics["fills"]:,}<' in page

@@ -291,11 +291,12 @@ def run_playback(
     *,
     force: bool = False,
     overrides: Sequence[str] = (),
+    report: bool = False,
 ) -> tuple[RunResult, Path]:
     """Validate the config, play the recording and write the backtest outputs.
 
     Writes ``fills.csv``, ``orders.csv``, ``equity.csv``, ``metrics.json``, ``config.yaml``
-    and ``playback.json`` (:class:`PlaybackStats`) into ``out_dir`` (default
+    and ``playback.json`` (:class:`PlaybackStats`), and ``tearsheet.html`` if ``report``, into ``out_dir`` (default
     ``runs/replay-<recording name>``), as :class:`~tradebus.reports.writers.RunDirectory`
     does: only those files, never the recording or the config's journal, and a directory
     holding anything else is refused unless ``force``.
@@ -317,7 +318,8 @@ def run_playback(
     playback = Playback(config)
     result = playback.run(recording)
     write_outputs(
-        run_dir, result, playback.kernel.instruments, dump_paper_config(config), {"playback.json": playback.stats.to_json()}
+        run_dir, result, playback.kernel.instruments, dump_paper_config(config), {"playback.json": playback.stats.to_json()},
+        report=report,
     )
     return result, out
 
