@@ -624,6 +624,17 @@ async def test_a_command_is_confirmed_to_telegram_before_it_is_acted_on_so_a_res
     assert api.texts() == ["flattened", "again"]  # the restart neither acted on nor answered /flatten
 
 
+def _flapping_node(srv: LocalVenueServer, api: FakeBotApi, *, cycles: int, window: float) -> PaperNode:
+    """A paper node on ``srv`` alerting through ``api`` (no commands), flapping past ``cycles`` disconnects in
+    ``window`` seconds, its feed stale after 0.5 s of silence and reconnecting at once."""
+    ops = {"telegram": {"chat_ids": [OPERATOR], "token_env": "TB_TEST_TELEGRAM_TOKEN", "base_url": api.base_url,
+                        "commands": False, "flap_cycles": cycles, "flap_window": window}}  # fmt: skip
+    data = usdm_paper(srv, ops)
+    data["feeds"][0]["stale_after"] = 0.5
+    data["feeds"][0]["backoff"] = {"base": 0.05, "cap": 0.05, "min_delay": 0.0}
+    return PaperNode(config_of(data), handle_signals=False)
+
+
 async def test_a_feed_whose_stream_stays_silent_is_alerted_as_flapping_once_not_four_times_a_cycle(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -635,12 +646,7 @@ async def test_a_feed_whose_stream_stays_silent_is_alerted_as_flapping_once_not_
     async with FakeBotApi(TOKEN) as api, LocalVenueServer(
         BinanceProtocol(USDM_SNAPSHOT, futures=True), USDM_FRAMES, silent, speed=5.0, lifetime=120.0
     ) as srv:
-        ops = {"telegram": {"chat_ids": [OPERATOR], "token_env": "TB_TEST_TELEGRAM_TOKEN", "base_url": api.base_url,
-                            "commands": False, "flap_cycles": 2, "flap_window": 4}}  # fmt: skip
-        data = usdm_paper(srv, ops)
-        data["feeds"][0]["stale_after"] = 0.5
-        data["feeds"][0]["backoff"] = {"base": 0.05, "cap": 0.05, "min_delay": 0.0}
-        node = PaperNode(config_of(data), handle_signals=False)
+        node = _flapping_node(srv, api, cycles=2, window=4)
         task = asyncio.create_task(node.run())
         try:  # five silent connections, then the sixth delivers data (7 s of it) and stays open the window
             await until(lambda: any(" delivers data again after flapping" in t for t in api.texts()), 60.0)
@@ -681,12 +687,7 @@ async def test_a_feed_whose_every_connection_delivers_a_little_then_stalls_is_al
     async with FakeBotApi(TOKEN) as api, LocalVenueServer(
         BinanceProtocol(USDM_SNAPSHOT, futures=True), USDM_FRAMES, stalls, speed=20.0, lifetime=120.0
     ) as srv:
-        ops = {"telegram": {"chat_ids": [OPERATOR], "token_env": "TB_TEST_TELEGRAM_TOKEN", "base_url": api.base_url,
-                            "commands": False, "flap_cycles": 1, "flap_window": 2}}  # fmt: skip
-        data = usdm_paper(srv, ops)
-        data["feeds"][0]["stale_after"] = 0.5
-        data["feeds"][0]["backoff"] = {"base": 0.05, "cap": 0.05, "min_delay": 0.0}
-        node = PaperNode(config_of(data), handle_signals=False)
+        node = _flapping_node(srv, api, cycles=1, window=2)
         task = asyncio.create_task(node.run())
         try:
             await until(lambda: node.running.is_set(), 60.0)
@@ -762,12 +763,7 @@ async def test_a_flapping_feed_whose_reconnections_are_all_refused_still_gets_it
     async with FakeBotApi(TOKEN) as api, LocalVenueServer(
         BinanceProtocol(USDM_SNAPSHOT, futures=True), USDM_FRAMES[:600], silent, speed=20.0, lifetime=120.0
     ) as srv:
-        ops = {"telegram": {"chat_ids": [OPERATOR], "token_env": "TB_TEST_TELEGRAM_TOKEN", "base_url": api.base_url,
-                            "commands": False, "flap_cycles": 1, "flap_window": 1.5}}  # fmt: skip
-        data = usdm_paper(srv, ops)
-        data["feeds"][0]["stale_after"] = 0.5
-        data["feeds"][0]["backoff"] = {"base": 0.05, "cap": 0.05, "min_delay": 0.0}
-        node = PaperNode(config_of(data), handle_signals=False)
+        node = _flapping_node(srv, api, cycles=1, window=1.5)
         task = asyncio.create_task(node.run())
         try:
             await until(lambda: node.running.is_set(), 60.0)
