@@ -241,6 +241,33 @@ def test_an_isolated_long_gapped_beyond_its_bankruptcy_price_loses_exactly_its_m
     assert kernel.portfolio.equity() == pytest.approx(8_000.0, abs=1e-9)
 
 
+def test_an_isolated_long_pays_its_funding_out_of_its_own_margin() -> None:
+    """1 BTC long at 20000, 10x isolated: margin 2000. Five fundings at 1 % of a 20000 mark pay
+    1000, which Binance takes from the isolated wallet (its ``FUNDING_FEE`` update carries the
+    isolated position): 1000 is left, so the liquidation price is
+    ``(20000 - 1000) / (1 - 0.005)`` = 19095.48 and a mark of 19000 liquidates, the position
+    losing exactly its margin. The cross balance does not pay the funding."""
+    inst = perp(margin_mode=MarginMode.ISOLATED)
+    kernel, _ = opened_kernel(inst, 10_000.0, 1.0)
+    iid = inst.instrument_id
+    account = kernel.portfolio.account
+    assert isinstance(account, MarginAccount)
+    available = account.available("USDT")
+    for n in range(5):
+        t = T0 + (3 + n) * H
+        kernel.process(MarkPrice(iid, t, t, 20_000.0, math.nan))
+        kernel.process(FundingRate(iid, t, t, 0.01, t))
+    assert kernel.portfolio.funding_paid == pytest.approx(1_000.0)
+    assert account.initial_margin("USDT") == pytest.approx(1_000.0)
+    assert account.available("USDT") == pytest.approx(available)
+    assert account.liquidation_price(iid) == pytest.approx(19_000.0 / 0.995)
+    t = T0 + 9 * H
+    kernel.process(MarkPrice(iid, t, t, 19_000.0, math.nan))
+    [event] = kernel.result.liquidations
+    assert (event.quantity, event.price, event.fee) == (1.0, 19_000.0, 0.0)
+    assert account.balance("USDT") == pytest.approx(8_000.0)
+
+
 def test_a_cross_short_gapped_beyond_its_bankruptcy_price_leaves_the_wallet_at_zero() -> None:
     """1 BTC short at 20000, 20x cross, wallet 1000: bankruptcy at 21000. A bar closing at 25000
     would leave 1000 - 5000 - 125 = -4125; the fund takes the position at 21000 and covers

@@ -48,7 +48,9 @@ Margin (amounts in the settle asset; ``N = |quantity| * contract_size * mark``)
       orders and the part of an order that reduces the position need none);
     - maintenance margin ``Instrument.maintenance_margin(N)`` (tiered: ``rate * N - amount``);
     - isolated positions hold their own margin: ``entry notional / leverage`` set aside when
-      the position opens or grows, released pro rata as it shrinks;
+      the position opens or grows, released pro rata as it shrinks; the funding the position
+      pays comes out of it (received: is added to it), as Binance, Bybit and OKX book an
+      isolated position's funding to its isolated margin;
     - **available** (cross) ``= wallet - isolated margins + unrealised of cross positions
       (value of margin spot positions) - initial margin of cross positions - initial margin
       of working orders``.
@@ -223,10 +225,17 @@ class MarginAccount:
             self._spot.credit(settle, realised - fill.fee)
 
     def apply_funding(self, instrument_id: str, payment: float) -> None:
-        """Debit a funding ``payment`` (negative: received) from the instrument's settle asset."""
+        """Debit a funding ``payment`` (negative: received) from the instrument's settle asset.
+
+        An open isolated position pays it out of its own margin (the venues' isolated wallet),
+        not out of the cross balance.
+        """
         asset = self._settle.get(instrument_id)
         if asset is not None:
             self._spot.credit(asset, -payment)
+            if instrument_id in self._isolated and self._positions[instrument_id].quantity != 0.0:
+                if self._margined[instrument_id].margin_mode == MarginMode.ISOLATED:
+                    self._isolated[instrument_id] -= payment
 
     def charge_interest(self, asset: str, amount: float) -> None:
         """Debit borrowing interest ``amount`` from ``asset`` (a quote asset)."""
