@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from loguru import logger
 
 from tradebus.cli import run_backtest
 from tradebus.errors import ConfigError
@@ -70,3 +71,20 @@ def test_marks_for_a_spot_instrument_are_a_config_error(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(ConfigError, match=r"data.marks.0.instrument: 'XRPUSDT.BINANCE' is not a perpetual"):
         run_backtest(path, tmp_path / "out")
+
+
+def test_a_run_longer_than_its_funding_file_warns_of_the_stretch_without_funding(tmp_path: Path) -> None:
+    """The shipped run starts 2021-11-15 06:00, its funding file on 2021-11-18: nine 8-hourly fundings
+    of the positions it held from 11-15 10:10 are not in the file, and the run says so once."""
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        run_backtest(CONFIG, tmp_path / "a")
+    finally:
+        logger.remove(sink)
+    gaps = [line for line in lines if "no funding row" in line]
+    assert gaps == [
+        "data.funding.0 (XRP_USDT_USDT-8h-funding_rate.feather, a funding every 8 h): no funding row from "
+        "2021-11-15T06:00:00Z to 2021-11-18T00:00:00.017Z; a position in XRPUSDT.BINANCE held then paid no "
+        "funding for that time\n"
+    ]

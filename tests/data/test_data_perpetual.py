@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tradebus.data.perpetual import read_funding_rates, read_mark_prices
+from tradebus.data.perpetual import funding_gaps, read_funding_rates, read_mark_prices
 from tradebus.errors import DataError
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "perpetual"
@@ -39,3 +39,24 @@ def test_feather_dates_are_the_instants_pandas_reads() -> None:
     path = FIX / "XRP_USDT_USDT-8h-funding_rate.feather"
     expected = pd.read_feather(path)["date"].dt.tz_convert("UTC").dt.as_unit("ns").astype("int64").tolist()
     assert [f.ts_event for f in read_funding_rates(path, "X.SIM")] == expected
+
+
+def test_funding_gaps_name_each_stretch_of_the_window_with_a_missing_row(tmp_path: Path) -> None:
+    """Rows every 8 h at Binance's late stamps, the one of 2021-11-18 00:00 missing: a window over it
+    holds the stretch from the row before to the row after."""
+    h = 3_600_000_000_000
+    day = 1_637_193_600_000_000_000  # 2021-11-18T00:00Z
+    stamps = [day - 24 * h, day - 16 * h, day - 8 * h + 17_000_000, day + 11_000_000, day + 8 * h]  # the fourth is left out
+    funding = tmp_path / "funding.parquet"
+    pd.DataFrame({"ts_event": stamps[:3] + stamps[4:], "rate": 0.0001}).to_parquet(funding)
+    rows = read_funding_rates(funding, "X.SIM")
+    assert funding_gaps(rows, day - 16 * h, day + 8 * h + 1) == (8 * h, [(day - 8 * h + 17_000_000, day + 8 * h)])
+    # a window starting more than an interval before its first row, and ending more than one after its last
+    assert funding_gaps(rows, day - 20 * h, day - 16 * h + 1)[1] == []
+    assert funding_gaps(rows, day - 34 * h, day - 16 * h + 1)[1] == [(day - 34 * h, day - 24 * h)]
+    assert funding_gaps(rows, day + 8 * h, day + 24 * h)[1] == [(day + 8 * h, day + 24 * h)]
+    # the late stamp of a row (00:00:00.017) is no gap
+    assert funding_gaps(rows, day - 24 * h, day - 8 * h + 18_000_000)[1] == []
+    # a window with no row at all
+    assert funding_gaps(rows, day + 9 * h, day + 30 * h)[1] == [(day + 9 * h, day + 30 * h)]
+    assert funding_gaps(rows[:1], None, None) == (0, [])

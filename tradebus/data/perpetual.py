@@ -22,6 +22,7 @@ first row of data).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ from tradebus.data.ingest import to_float, to_ns
 from tradebus.engine.messages import FundingRate, MarkPrice
 from tradebus.errors import DataError
 
-__all__ = ["read_funding_rates", "read_mark_prices"]
+__all__ = ["funding_gaps", "read_funding_rates", "read_mark_prices"]
 
 _ISO = "%Y-%m-%dT%H:%M:%S%z"
 
@@ -136,3 +137,40 @@ def read_funding_rates(path: str | Path, instrument_id: str) -> list[FundingRate
             raise DataError(f"{path} row {row}: funding rate {rate} at {_iso(t)} is not a plausible fraction")
         out.append(FundingRate(instrument_id, t, t, rate, t))
     return out
+
+
+def funding_gaps(rates: Sequence[FundingRate], start_ns: int | None, end_ns: int | None) -> tuple[int, list[tuple[int, int]]]:
+    """The funding interval of one instrument's rows and the stretches of a window where a row is missing.
+
+    The interval is the median spacing of ``rates`` (all rows of a file, in time order), to the
+    minute. A stretch is missing rows when the window's start (inclusive) is more than the
+    interval before its first row, its end (exclusive) more than the interval after its last,
+    or two rows are more than 1.5 intervals apart (a periodic funding fell there; 1 % of the
+    interval is left for the venues' late stamps, ``00:00:00.017``). A window with no row is
+    one stretch when longer than the interval. ``None``: the window is open on that side.
+
+    Returns
+    -------
+    tuple
+        ``(interval_ns, [(from_ns, to_ns), ...])``; ``(0, [])`` for fewer than two rows or rows under a minute apart.
+    """
+    times = [r.ts_event for r in rates]
+    if len(times) < 2:
+        return 0, []
+    minute = 60_000_000_000
+    interval = round(float(np.median(np.diff(np.asarray(times, dtype=np.int64)))) / minute) * minute
+    if interval <= 0:
+        return 0, []
+    inside = [t for t in times if (start_ns is None or t >= start_ns) and (end_ns is None or t < end_ns)]
+    slack = interval * 1.01
+    gaps: list[tuple[int, int]] = []
+    if not inside:
+        if start_ns is not None and end_ns is not None and end_ns - start_ns > slack:
+            gaps.append((start_ns, end_ns))
+        return interval, gaps
+    if start_ns is not None and inside[0] - start_ns > slack:
+        gaps.append((start_ns, inside[0]))
+    gaps.extend((a, b) for a, b in zip(inside, inside[1:], strict=False) if b - a > 1.5 * interval)
+    if end_ns is not None and end_ns - inside[-1] > slack:
+        gaps.append((inside[-1], end_ns))
+    return interval, gaps
