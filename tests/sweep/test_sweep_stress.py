@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sweep_helpers import IID, file_config, make_config, write_yaml
+from sweep_helpers import IID, REPO, file_config, make_config, write_yaml
 
 from tradebus.cli import build_kernel, build_replay
 from tradebus.config import load_config
@@ -225,3 +225,59 @@ def test_no_effect_names_a_price_shock_outside_the_data(tmp_path: Path) -> None:
     spike = StressVariant(name="spike", vol_spike=VolSpike(start=date(2021, 12, 25), duration="7d", factor=3.0))
     assert spike.no_effect(config, span) == "the volatility spike at 2021-12-25 falls outside the data"
     assert spike.no_effect(config, (span[0] - day, span[1])) is None
+
+
+def test_flash_crash_on_a_perpetual_moves_its_mark_prices_as_a_run_on_crashed_files_does(tmp_path: Path) -> None:
+    """A perpetual is valued and liquidated at its mark: the crash must reach the marks fed beside the bars.
+
+    Oracle: the same backtest on copies of the bar and mark files whose prices were multiplied by
+    the crash factor with pandas.
+    """
+    import pandas as pd
+    import yaml
+
+    from tradebus.sweep.trial import TrialSpec, run_trial
+
+    fixtures = REPO / "tests" / "fixtures" / "perpetual"
+    raw = yaml.safe_load((REPO / "configs" / "perp_xrp_funding.yaml").read_text(encoding="utf-8"))
+    at, recovery, depth = pd.Timestamp("2021-11-17T00:00:00Z"), pd.Timedelta("6h"), 0.1
+
+    def crashed(ts: pd.Series) -> np.ndarray:
+        elapsed = (ts - at) / recovery
+        return np.where((elapsed >= 0) & (elapsed < 1), 1.0 - depth * (1.0 - elapsed), 1.0)
+
+    bars = pd.read_parquet(fixtures / "XRP_USDT_USDT-5m-futures.parquet")
+    marks = pd.read_feather(fixtures / "XRP_USDT_USDT-1h-mark.feather")
+    bar_factor = crashed(bars["date"] + pd.Timedelta("5min"))  # bar_time: open; replayed at the bar's close
+    mark_factor = crashed(marks["date"])
+    for column in ("open", "high", "low", "close"):
+        bars[column] *= bar_factor
+        marks[column] *= mark_factor
+    assert (mark_factor < 1.0).sum() == 6  # the crash covers six hourly marks
+    bars.to_parquet(tmp_path / "bars.parquet")
+    marks.to_feather(tmp_path / "marks.feather")
+    data = raw["data"]
+    data["sources"][0]["file"] = str(tmp_path / "bars.parquet")
+    data["marks"][0]["file"] = str(tmp_path / "marks.feather")
+    data["funding"][0]["file"] = str(fixtures / "XRP_USDT_USDT-8h-funding_rate.feather")
+    variant = {"name": "crash", "flash_crash": {"at": "2021-11-17T00:00:00", "depth": depth, "recovery": "6h"}}
+    shipped = str(REPO / "configs" / "perp_xrp_funding.yaml")
+    stressed = run_trial(TrialSpec(0, shipped, {}, stress=variant, keep_equity=True))
+    reference = run_trial(TrialSpec(0, str(write_yaml(tmp_path / "hand.yaml", raw)), {}, keep_equity=True))
+    assert stressed["status"] == reference["status"] == "ok"
+    assert stressed["equity"] == reference["equity"]
+    assert {k: stressed[k] for k in ("total_return", "max_drawdown", "fills")} == {
+        k: reference[k] for k in ("total_return", "max_drawdown", "fills")}
+
+
+def test_shock_marks_keeps_funding_rates_and_the_order_of_the_feed() -> None:
+    from tradebus.engine.messages import FundingRate, MarkPrice
+
+    t = 1_700_000_000_000_000_000
+    feed = [MarkPrice("A", t, t, 10.0, 11.0), FundingRate("A", t, t, 0.001, t + HOUR),
+            MarkPrice("A", t + HOUR, t + HOUR, 10.0, math.nan)]
+    crash = StressVariant(name="c", flash_crash=FlashCrash(at=_dt(t + HOUR), depth=0.5, recovery="2h"))
+    out = crash.shock_marks(feed)
+    assert out[:2] == feed[:2]
+    assert out[2].mark_price == 5.0 and math.isnan(out[2].index_price)
+    assert StressVariant(name="baseline").shock_marks(feed) == feed

@@ -30,23 +30,28 @@ latency), or a price shock outside the data, is named by :meth:`StressVariant.no
 sweep logs it and notes it in ``stress.json`` and its summary.
 
 ``instruments`` (default: every instrument) limits a price shock to some instruments.
-Volumes and sizes are never changed. A variant with none of these is the ``baseline``.
+The prices shocked are those of bars, trades and mark prices (mark and index price), both
+replayed and fed beside the replay (``data.marks``, :meth:`StressVariant.shock_marks`): a
+perpetual is valued and liquidated at its mark, which falls with its bars. Volumes, sizes
+and funding rates are never changed. A variant with none of these is the ``baseline``.
 Shocks are applied to :meth:`Replay.batches` by :class:`StressedReplay` in the worker
 that runs the trial; the data in the catalog is never modified.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
+import msgspec
 import numpy as np
 from pydantic import Field, PositiveFloat, field_validator
 
 from tradebus.config import RunConfig, parse_duration, to_ns
 from tradebus.config.base import StrictModel
 from tradebus.data.replay import ReplayBatch
+from tradebus.engine.messages import FundingRate, MarkPrice
 
 __all__ = [
     "FlashCrash",
@@ -151,12 +156,49 @@ class StressVariant(_Model):
 
     def wrap(self, replay: _Batched) -> _Batched:
         """``replay`` with this variant's price shocks (itself when there are none)."""
+        shocks = self._shocks()
+        return StressedReplay(replay, shocks) if shocks else replay
+
+    def shock_marks(self, messages: Sequence[MarkPrice | FundingRate]) -> list[MarkPrice | FundingRate]:
+        """``messages`` (a backtest's side feed, :func:`tradebus.cli.perpetual_data`) with the mark prices shocked.
+
+        Each instrument's marks go through the variant's price shocks in ``ts_init`` order as a
+        series of their own (a volatility spike's anchor is the last mark before the window);
+        funding rates and the order of ``messages`` are kept.
+        """
+        shocks = self._shocks()
+        out = list(messages)
+        rows: dict[str, list[int]] = {}
+        for i, msg in enumerate(out):
+            if type(msg) is MarkPrice:
+                rows.setdefault(msg.instrument_id, []).append(i)
+        for iid, index in rows.items() if shocks else ():
+            index.sort(key=lambda i: out[i].ts_init)
+            marks = [out[i] for i in index]
+            batch = ReplayBatch(
+                0, iid, "mark_prices",
+                np.array([m.ts_event for m in marks], dtype=np.int64),
+                np.array([m.ts_init for m in marks], dtype=np.int64),
+                {"mark_price": np.array([m.mark_price for m in marks], dtype=np.float64),
+                 "index_price": np.array([m.index_price for m in marks], dtype=np.float64)},
+            )
+            for shock in shocks:
+                batch = shock.apply(batch)
+            for row, (i, mark) in enumerate(zip(index, marks, strict=True)):
+                out[i] = msgspec.structs.replace(
+                    mark, mark_price=float(batch.columns["mark_price"][row]),
+                    index_price=float(batch.columns["index_price"][row]),
+                )
+        return out
+
+    def _shocks(self) -> list[_Shock]:
+        """New shocks of this variant (a volatility spike keeps state along the series it shocks)."""
         shocks: list[_Shock] = []
         if self.flash_crash is not None:
             shocks.append(_FlashCrashShock(self.flash_crash))
         if self.vol_spike is not None:
             shocks.append(_VolSpikeShock(self.vol_spike))
-        return StressedReplay(replay, shocks) if shocks else replay
+        return shocks
 
 
 def _scaled_fees(model: _Fees, multiplier: float) -> Any:
@@ -250,22 +292,22 @@ class _Shock(Protocol):
     def apply(self, batch: ReplayBatch) -> ReplayBatch: ...
 
 
-_PRICE_FIELDS = {"bars": ("open", "high", "low", "close"), "trades": ("price",)}
+#: The price columns of each kind a shock moves.
+_PRICE_FIELDS = {
+    "bars": ("open", "high", "low", "close"), "trades": ("price",), "mark_prices": ("mark_price", "index_price"),
+}
+#: The column a series' price is read from (a volatility spike's anchor and level).
+_LEVEL_FIELD = {"bars": "close", "trades": "price", "mark_prices": "mark_price"}
 
 
 def _with_prices(batch: ReplayBatch, prices: dict[str, np.ndarray]) -> ReplayBatch:
     """A copy of ``batch`` with some price columns replaced."""
-    columns = {
-        name: getattr(batch, name)
-        for name in ("open", "high", "low", "close", "volume", "price", "size", "aggressor")
-        if getattr(batch, name) is not None
-    }
-    columns.update(prices)
+    columns = {**batch.columns, **prices}
     return ReplayBatch(batch.source, batch.instrument_id, batch.kind, batch.ts_event, batch.ts_init, columns, batch.trade_id)
 
 
 def _last_price(batch: ReplayBatch, row: int) -> float:
-    return float((batch.close if batch.kind == "bars" else batch.price)[row])  # type: ignore[index]
+    return float(batch.columns[_LEVEL_FIELD[batch.kind]][row])
 
 
 class _FlashCrashShock:
@@ -280,7 +322,7 @@ class _FlashCrashShock:
         if (self.only is not None and batch.instrument_id not in self.only) or ts[-1] < self.start or ts[0] >= self.end:
             return batch
         factor = self.spec.factor(ts)
-        return _with_prices(batch, {f: getattr(batch, f) * factor for f in _PRICE_FIELDS[batch.kind]})
+        return _with_prices(batch, {f: batch.columns[f] * factor for f in _PRICE_FIELDS[batch.kind]})
 
 
 class _VolSpikeShock:
@@ -304,13 +346,13 @@ class _VolSpikeShock:
         if lo == hi and iid not in self.level:
             return batch  # entirely before the window
         fields = _PRICE_FIELDS[batch.kind]
-        prices = {f: np.array(getattr(batch, f), dtype=np.float64) for f in fields}
+        prices = {f: np.array(batch.columns[f], dtype=np.float64) for f in fields}
         if hi > lo:
             anchor = self.anchor.setdefault(iid, float(prices[fields[0]][lo]))
             for f in fields:
                 prices[f][lo:hi] = anchor * (prices[f][lo:hi] / anchor) ** self.factor
             original = _last_price(batch, hi - 1)
-            self.level[iid] = float(prices[fields[-1]][hi - 1]) / original
+            self.level[iid] = float(prices[_LEVEL_FIELD[batch.kind]][hi - 1]) / original
         if hi < len(ts) and iid in self.level:
             for f in fields:
                 prices[f][hi:] *= self.level[iid]

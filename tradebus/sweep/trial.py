@@ -176,7 +176,7 @@ def run_tier(config: Any, variant: StressVariant | None, tier: str) -> tuple[Any
     ConfigError
         ``tier: accelerated`` for a run the accelerated tier cannot do (says why), or an unknown tier.
     """
-    from tradebus.cli import build_kernel, build_replay
+    from tradebus.cli import build_kernel, build_replay, perpetual_data
     from tradebus.engine.accelerated import AcceleratedUnsupported, BarArrays, collect, simulate, unsupported
 
     if tier not in TIERS:
@@ -186,7 +186,12 @@ def run_tier(config: Any, variant: StressVariant | None, tier: str) -> tuple[Any
         source = build_replay(config)
         return variant.wrap(source) if variant is not None else source
 
-    kernel = build_kernel(config)
+    def new_kernel() -> Any:
+        if variant is None or not (config.data.marks or config.data.funding):
+            return build_kernel(config)
+        return build_kernel(config, variant.shock_marks(perpetual_data(config)))
+
+    kernel = new_kernel()
     if tier != "event":
         why = unsupported(kernel)
         if why is None:
@@ -200,11 +205,11 @@ def run_tier(config: Any, variant: StressVariant | None, tier: str) -> tuple[Any
             except AcceleratedUnsupported as exc:
                 if tier == "accelerated":
                     raise ConfigError(f"tier: accelerated: {exc}") from None
-            kernel = build_kernel(config)  # the accelerated attempt used this one up
+            kernel = new_kernel()  # the accelerated attempt used this one up
         elif tier == "accelerated":
             raise ConfigError(f"tier: accelerated: {why}; use tier: event or auto")
         else:
-            kernel = build_kernel(config)  # the check ran on_start with the clock at 0: start anew at the first bar
+            kernel = new_kernel()  # the check ran on_start with the clock at 0: start anew at the first bar
     result = kernel.run(replay())
     return kernel, result, "event", EquityCurve.of(result.equity)
 
