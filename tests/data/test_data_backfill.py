@@ -29,6 +29,7 @@ from tradebus.data.backfill import backfill_ohlcv, backfill_trades, make_exchang
 from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
 from tradebus.data.ingest import read_bars
+from tradebus.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 KLINES = FIXTURES / "data" / "ADABTC-1m-2021-11-27_head120.csv"
@@ -53,6 +54,7 @@ class Venue:
         self.requests: list[tuple[float, dict[str, list[str]]]] = []
         self.trade_ms = trade_millis()
         self.throttle_next = 1
+        self.trades_per_page = 1000  # Binance's cap on aggTrades, whatever the limit asked
         venue = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -84,7 +86,7 @@ class Venue:
                         return self._send(429, b'{"code":-1003,"msg":"Too many requests"}', retry_after="0")
                     start = int(query.get("startTime", ["0"])[0])
                     end = int(query.get("endTime", [str(2**62)])[0])
-                    limit = min(1000, int(query.get("limit", ["500"])[0]))
+                    limit = min(venue.trades_per_page, int(query.get("limit", ["500"])[0]))
                     pick = np.flatnonzero((venue.trade_ms >= start) & (venue.trade_ms <= end))[:limit]
                     body = [{"a": int(TRADES.trade_id[i]), "p": f"{TRADES.price[i]:.2f}", "q": f"{TRADES.quantity[i]:.6f}",
                              "f": int(TRADES.trade_id[i]), "l": int(TRADES.trade_id[i]), "T": int(venue.trade_ms[i]),
@@ -277,6 +279,24 @@ def test_trades_backfill_resumes_without_duplicates_and_refuses_a_limit_it_canno
         backfill_trades(tmp_path / "other", exchange(venue, 1), "BTC/USDT", since_ms=since, until_ms=until,
                         venue="binance", market="spot", catalog_symbol="BTCUSDT", limit=10)
     assert not (tmp_path / "other" / "binance").exists() or Catalog(tmp_path / "other").datasets() == []
+
+
+def test_trades_backfill_with_a_limit_above_the_venues_cap_pages_on_or_says_where_it_cannot(
+        venue: Venue, tmp_path: Path) -> None:
+    """Before, a venue returning 10 trades per page to a --limit of 30 left the 22 trades of one millisecond
+    at its first 10 and ended there, exit 0, with 67 of the 2,001 trades."""
+    venue.throttle_next = 0
+    since, until = int(venue.trade_ms[0]), int(venue.trade_ms[-1]) + 1
+    venue.trades_per_page = 25  # shorter pages than asked: paged on from, every trade kept
+    whole = backfill_trades(tmp_path / "a", exchange(venue, 1), "BTC/USDT", since_ms=since, until_ms=until,
+                            venue="binance", market="spot", catalog_symbol="BTCUSDT", limit=30)
+    assert whole.rows == 2001
+    venue.trades_per_page = 10  # fewer than the 22 trades of the crowded millisecond
+    crowded = int(np.bincount(venue.trade_ms - since).argmax()) + since
+    with pytest.raises(DataError, match=f"there may be more than 10 trades at {crowded} ms"):
+        backfill_trades(tmp_path / "b", exchange(venue, 1), "BTC/USDT", since_ms=since, until_ms=until,
+                        venue="binance", market="spot", catalog_symbol="BTCUSDT", limit=30)
+    assert Catalog(tmp_path / "b").datasets() == []
 
 
 def test_trades_backfill_resumes_when_the_catalog_holds_part_of_its_last_millisecond(

@@ -26,8 +26,11 @@ same way, with the rules trades need:
 * the next page starts at the **time of the last trade received** (not after it: more
   trades may share that millisecond), and the trades already kept at that time are
   recognised by their trade id and dropped; a page holding nothing new ends the
-  backfill, unless it is full of one millisecond's trades (then ``limit`` is too small to
-  get past it, an error says so);
+  backfill, unless it held only trades of the millisecond it started at while later ones
+  exist: the page was full, at ``limit`` or at the venue's own cap per request (Binance:
+  1000), whichever is lower, and that millisecond may hold more trades than one page
+  returns, which no ``since`` can page past: an error says so. A page cut short by the
+  venue's cap is otherwise paged on from like any other, so ``limit`` may exceed the cap;
 * on resume, the catalog's last trade time and the ids stored at that time play the
   same part; trades are stamped at their exchange time (ms), the aggressor is ccxt's
   ``side`` (the taker's), the trade id is kept;
@@ -258,8 +261,8 @@ def backfill_trades(
     Raises
     ------
     DataError
-        An invalid trade (naming the page and row), a millisecond with more than
-        ``limit`` trades, retries exhausted, or an exchange error.
+        An invalid trade (naming the page and row), a millisecond with more trades
+        than one page returns, retries exhausted, or an exchange error.
     """
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     mode = "create"
@@ -283,9 +286,8 @@ def backfill_trades(
                      and not (_trade_ms(t, name) == last_ms and str(t.get("id")) in seen)
                      and (last_ms is None or _trade_ms(t, name) >= last_ms)]
             if not fresh:
-                times = {_trade_ms(t, name) for t in page}
-                if len(page) >= limit and times == {since_ms}:
-                    raise DataError(f"{name}: more than {limit} trades at {since_ms} ms; raise --limit to get past it")
+                if page and {_trade_ms(t, name) for t in page} == {since_ms}:
+                    _refuse_a_full_millisecond(exchange, symbol, name, since_ms, len(page), limit, retries, sleep)
                 break
             frame = Frame(f"{name} page {pages}", {
                 "time": pa.array([_trade_ms(t, name) for t in fresh], pa.int64()),
@@ -310,6 +312,23 @@ def backfill_trades(
             quality=check.report().summary(),
         )
     return BackfillResult(manifest, pages, rows, retried, start)
+
+
+def _refuse_a_full_millisecond(exchange: ccxt.Exchange, symbol: str, name: str, at_ms: int, got: int, limit: int,
+                               retries: int, sleep: Callable[[float], None]) -> None:
+    """Raise if a page of ``got`` trades, all at ``at_ms`` and all held already, was cut by the page size.
+
+    It was when it is as long as ``limit``, or when trades after ``at_ms`` exist (the venue would
+    have sent them had the page had room): then ``at_ms`` may hold trades no page starting there returns.
+    """
+    if got < limit:
+        later, _ = _fetch(exchange, symbol, lambda: exchange.fetch_trades(symbol, since=at_ms + 1, limit=limit), retries,
+                          sleep)
+        if not later:
+            return
+    cap = "--limit; raise it to get past them" if got >= limit else "the most the venue returns per request"
+    raise DataError(f"{name}: the page starting at {at_ms} ms held only trades of that millisecond ({got}, {cap}); "
+                    f"there may be more than {got} trades at {at_ms} ms, which no page can get past")
 
 
 def _trade_ms(trade: dict[str, object], name: str) -> int:
