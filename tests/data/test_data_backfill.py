@@ -51,6 +51,7 @@ class Venue:
         rows = [line.split(",") for line in KLINES.read_text().splitlines()]
         self.klines = [r for i, r in enumerate(rows) if i not in GAP]
         self.info = gzip.decompress((FIXTURES / "binance" / "exchangeInfo_spot_2021-10-12.json.gz").read_bytes())
+        self.coinm_info = (FIXTURES / "binance" / "exchangeInfo_coinm_btcusd_perp.json").read_bytes()
         self.requests: list[tuple[float, dict[str, list[str]]]] = []
         self.trade_ms = trade_millis()
         self.throttle_next = 1
@@ -65,7 +66,9 @@ class Venue:
                 url = urlsplit(self.path)
                 if url.path == "/api/v3/exchangeInfo":
                     return self._send(200, venue.info)
-                if url.path == "/api/v3/klines":
+                if url.path == "/dapi/v1/exchangeInfo":
+                    return self._send(200, venue.coinm_info)
+                if url.path in ("/api/v3/klines", "/dapi/v1/klines"):
                     query = parse_qs(url.query)
                     venue.requests.append((time.monotonic(), query))
                     if venue.throttle_next:
@@ -149,6 +152,24 @@ def test_backfill_pages_through_a_gap_and_a_429_and_matches_the_file(venue: Venu
     # ccxt's limiter: rateLimit (200 ms) times the endpoint's weight (Binance klines with limit < 100: 0.4),
     # seen at the server, where a loaded machine can delay one arrival and bunch it with the next
     assert float(np.median(spacing)) >= 0.8 * 0.4 * 0.200 and min(spacing) >= 0.3 * 0.4 * 0.200
+
+
+def test_coinm_backfill_pages_on_past_a_gap_longer_than_one_page(venue: Venue, tmp_path: Path) -> None:
+    """ccxt asks COIN-M for ``limit`` bars from ``since`` (startTime and endTime): a longer gap answers an empty page.
+    Before, that page ended the backfill: 40 of the 80 bars, exit 0."""
+    venue.throttle_next = 0
+    rows = [line.split(",") for line in KLINES.read_text().splitlines()]
+    venue.klines = rows[:40] + rows[80:]  # 40 minutes missing, four pages of 10
+    coinm = make_exchange("binance", api_base=venue.url, rate_limit_ms=1, options={"fetchMarkets": {"types": ["inverse"]}})
+    result = backfill_ohlcv(tmp_path, coinm, "BTC/USD:BTC", "1m", since_ms=FIRST_MS, until_ms=FIRST_MS + 120 * MINUTE_MS,
+                            venue="binance", market="coinm", catalog_symbol="BTCUSD_PERP", limit=10)
+    ends = [int(q["endTime"][0]) - int(q["startTime"][0]) for _, q in venue.requests]
+    assert set(ends) == {10 * MINUTE_MS - 1}  # the venue was asked bounded windows, as Binance COIN-M is
+    assert result.rows == 80
+    manifest = Catalog(tmp_path).manifest("binance", "coinm", "BTCUSD_PERP", "bars_1m")
+    assert (manifest.gaps, manifest.missing_bars) == (1, 40)
+    stored = Catalog(tmp_path).read("binance", "coinm", "BTCUSD_PERP", "bars_1m").column("ts_event").to_numpy()
+    assert stored[-1] == (FIRST_MS + 120 * MINUTE_MS) * 1_000_000  # the last bar, opened at 01:59, closes at 02:00
 
 
 def test_backfill_resumes_from_the_catalogs_last_bar_without_duplicates(venue: Venue, tmp_path: Path) -> None:

@@ -4,8 +4,13 @@
 limit)`` from ``since`` (or, when the dataset exists, from the bar after its last
 one) up to ``until``:
 
-* pagination: the next page starts one interval after the last bar received; an
-  empty page, or one with nothing after the last bar, ends the backfill;
+* pagination: the next page starts one interval after the last bar received; a page
+  with nothing after the last bar ends the backfill. An empty page does not: an exchange
+  may answer ``since`` with a bounded window (ccxt asks Binance COIN-M for ``limit`` bars
+  from ``since``), empty where the venue has a gap longer than one page, so the next page
+  starts one window later (``limit`` bars, or ccxt's documented maximum per request if
+  lower), up to ``until``. A venue whose bars end before ``until`` costs one request per
+  window left;
 * overlaps and duplicates are removed (a bar at or before the last one kept is
   dropped; within a page the first of a repeated time is kept);
 * rate limit: ccxt's own throttle (``enableRateLimit``, the exchange's ``rateLimit``
@@ -58,6 +63,7 @@ from urllib.parse import urlsplit, urlunsplit
 import ccxt
 import numpy as np
 import pyarrow as pa
+from loguru import logger
 
 from tradebus.data.catalog import Catalog, Manifest, open_parquet
 from tradebus.data.ingest import BarStream, TradeStream, format_interval, parse_interval
@@ -176,7 +182,13 @@ def backfill_ohlcv(
             pages, retried = pages + 1, retried + tries
             fresh = _fresh(page, last_open, until_ms)
             if fresh.shape[0] == 0:
-                break
+                if page:
+                    break
+                window_ms = _bars_per_request(exchange, symbol, limit) * step_ms
+                logger.info("{}: no bars in the page from {} ms; the next one starts {} ms later", name, since_ms,
+                            window_ms)
+                since_ms += window_ms
+                continue
             frame = Frame(f"{name} page {pages}", {
                 "open_time": pa.array(fresh[:, 0].astype(np.int64)),
                 **{c: pa.array(fresh[:, i + 1]) for i, c in enumerate(("open", "high", "low", "close", "volume"))},
@@ -219,6 +231,16 @@ def close_before(
     if not (math.isfinite(close) and close > 0.0):
         raise DataError(f"{exchange.id} {symbol}: the 1m candle opening at {since_ms} ms closes at {close}")
     return close
+
+
+def _bars_per_request(exchange: ccxt.Exchange, symbol: str, limit: int) -> int:
+    """The bars a ``fetch_ohlcv`` page surely spans from ``since``: ``limit``, or ccxt's maximum for the market if lower."""
+    market = exchange.market(symbol)
+    features = (exchange.features or {}).get(market["type"]) or {}
+    if "fetchOHLCV" not in features:  # per settlement: {"linear": {...}, "inverse": {...}}
+        features = features.get("inverse" if market.get("inverse") else "linear") or {}
+    most = (features.get("fetchOHLCV") or {}).get("limit")
+    return min(limit, int(most)) if most else limit
 
 
 def _fresh(page: list[list[float]], last_open: int | None, until_ms: int) -> np.ndarray:
