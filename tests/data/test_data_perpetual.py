@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
 import pytest
 
 from tradebus.data.perpetual import funding_gaps, read_funding_rates, read_mark_prices
@@ -33,6 +36,32 @@ def test_a_csv_date_that_is_no_plausible_unix_time_is_refused_naming_the_file(tm
     funding.write_text("date,rate\n12345,0.0001\n")
     with pytest.raises(DataError, match=r"funding.csv.*date 12345 is not a plausible Unix time"):
         read_funding_rates(funding, "X.SIM")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), None])
+@pytest.mark.parametrize("suffix", [".feather", ".parquet", ".csv"])
+def test_a_missing_or_non_finite_value_is_refused_naming_file_and_row_in_every_format(
+        tmp_path: Path, suffix: str, value: float | None) -> None:
+    """Before, a NaN or ±inf in Feather or Parquet (and ±inf in a CSV) was dropped without a word while an empty
+    cell was refused, and the docstring said every such row was dropped."""
+    dates = pd.to_datetime(["2021-11-15T00:00:00Z", "2021-11-15T08:00:00Z", "2021-11-15T16:00:00Z"]).as_unit("ms")
+    for column, reader, what in (("rate", read_funding_rates, "funding rate"), ("mark_price", read_mark_prices,
+                                                                                  "mark price")):
+        good = 0.0001 if column == "rate" else 1.5
+        table = pa.table({"date": pa.array(dates), column: pa.array([good, value, good], pa.float64())})
+        path = tmp_path / f"{column}{suffix}"
+        if suffix == ".feather":
+            feather.write_feather(table, path)
+        elif suffix == ".parquet":
+            pq.write_table(table, path)
+        else:
+            cell = "" if value is None else str(value)
+            path.write_text(f"date,{column}\n" + "".join(f"{d.isoformat()},{v}\n" for d, v in zip(
+                dates, [good, cell, good], strict=True)))
+        missing = value is None or (suffix == ".csv" and value != value)  # Arrow reads a CSV 'nan' as null
+        expected = f"{column} is missing" if missing else f"{what} {value} at 2021-11-15T08:00:00Z is not a finite"
+        with pytest.raises(DataError, match=rf"{path.name} row 2: {expected}"):
+            reader(path, "X.SIM")
 
 
 def test_feather_dates_are_the_instants_pandas_reads() -> None:

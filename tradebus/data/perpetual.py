@@ -13,10 +13,11 @@ since the epoch) and:
 * funding rates: ``rate``, or freqtrade's ``*-funding_rate.feather`` whose rate is in ``open``;
   each row is a settled funding at its time (``next_funding_ns`` = the row's time).
 
-Rows with a missing or non-finite value are dropped; times must increase. A CSV ``date`` that
-is not ISO time (``2021-11-15T06:00:00+00:00``), a ``ts_event`` or value that is not a number,
-a time not after the row before it and an impossible value are refused naming the row (1 = the
-first row of data).
+Times must increase. A CSV ``date`` that is not ISO time (``2021-11-15T06:00:00+00:00``), a
+``ts_event`` or value that is not a number, a missing value (an empty cell, a null), a value
+that is not finite (NaN, ±inf, in any of the three formats), a time not after the row before it
+and an impossible value are refused naming the file and the row (1 = the first row of data), as
+every import refuses them: a row is never dropped.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def read_mark_prices(path: str | Path, instrument_id: str) -> list[MarkPrice]:
     Raises
     ------
     DataError
-        Missing or unreadable file, missing columns, times not increasing, or a mark <= 0.
+        Missing or unreadable file, missing columns, times not increasing, a missing or non-finite
+        mark, or a mark <= 0.
     """
     path = Path(path)
     table = _read(path)
@@ -110,7 +112,7 @@ def read_mark_prices(path: str | Path, instrument_id: str) -> list[MarkPrice]:
     out: list[MarkPrice] = []
     for row, (t, mark) in enumerate(zip(ts.tolist(), marks.tolist(), strict=True), start=1):
         if not math.isfinite(mark):
-            continue
+            raise DataError(f"{path} row {row}: mark price {mark} at {_iso(t)} is not a finite number")
         if mark <= 0.0:
             raise DataError(f"{path} row {row}: mark price {mark} at {_iso(t)} must be > 0")
         out.append(MarkPrice(instrument_id, t, t, mark, math.nan))
@@ -123,7 +125,8 @@ def read_funding_rates(path: str | Path, instrument_id: str) -> list[FundingRate
     Raises
     ------
     DataError
-        Missing or unreadable file, missing columns, times not increasing, or a rate of 100 % or more.
+        Missing or unreadable file, missing columns, times not increasing, a missing or non-finite
+        rate, or a rate of 100 % or more.
     """
     path = Path(path)
     table = _read(path)
@@ -132,7 +135,7 @@ def read_funding_rates(path: str | Path, instrument_id: str) -> list[FundingRate
     out: list[FundingRate] = []
     for row, (t, rate) in enumerate(zip(ts.tolist(), rates.tolist(), strict=True), start=1):
         if not math.isfinite(rate):
-            continue
+            raise DataError(f"{path} row {row}: funding rate {rate} at {_iso(t)} is not a finite number")
         if abs(rate) >= 1.0:
             raise DataError(f"{path} row {row}: funding rate {rate} at {_iso(t)} is not a plausible fraction")
         out.append(FundingRate(instrument_id, t, t, rate, t))
