@@ -116,6 +116,22 @@ def test_cli_imports_pages_and_exits_non_zero_on_a_bad_one(tmp_path: Path) -> No
     assert "okx/swap/BTC-USDT-SWAP/bars_1m" in result.output and len(bars(tmp_path / "cat")) == 2
 
 
+def test_cli_takes_okx_utc_bars_and_exits_2_on_a_bad_option_value(tmp_path: Path) -> None:
+    """Before, --interval 1Dutc (an OKX bar: days opening at 00:00 UTC) exited 3, the code of bad data."""
+    days = [[str(1_747_008_000_000 - i * 86_400_000), "102806", "102820.5", "102783.1", "102806.1", "7164.04",
+             "71.6404", "7364701.57952", "1"] for i in range(3)]  # 2025-05-12, 11 and 10 at 00:00 UTC, newest first
+    pages = page(tmp_path, "days.json", days)
+    args = ["--symbol", "BTC-USDT-SWAP", "--market", "swap", "--catalog", str(tmp_path / "cat")]
+    result = CliRunner().invoke(data_app, ["import-okx-candles", str(pages), "--interval", "1Dutc", *args])
+    assert result.exit_code == 0, result.output
+    assert [b["ts_event"] // MS for b in bars(tmp_path / "cat", dataset="bars_1d")] == [
+        1_746_921_600_000, 1_747_008_000_000, 1_747_094_400_000]  # stamped at their close, 2025-05-11, 12 and 13
+    for option, value, expected in (("--interval", "1Mutc", "is in months"), ("--interval", "2x", "'2x' is not understood"),
+                                    ("--market", "perp", "market 'perp' is not one of spot, swap")):
+        bad = CliRunner().invoke(data_app, ["import-okx-candles", str(pages), *args, option, value])
+        assert bad.exit_code == 2 and expected in bad.output, bad.output
+
+
 def test_a_single_candle_page_needs_the_interval(tmp_path: Path) -> None:
     one = page(tmp_path, "one.json", full_rows()[:1])
     with pytest.raises(DataError, match="one.json: cannot detect the bar interval"):

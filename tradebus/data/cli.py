@@ -222,7 +222,7 @@ def import_okx_book_cmd(
 def import_okx_candles_cmd(
     paths: Annotated[list[Path], typer.Argument(help="OKX market/candles or history-candles JSON pages, any order.")],
     symbol: Annotated[str, typer.Option(help="OKX instrument id, e.g. BTC-USDT or BTC-USDT-SWAP.")],
-    interval: Annotated[str | None, typer.Option(help="The bar the pages were fetched with (1m, 1H, 1D); "
+    interval: Annotated[str | None, typer.Option(help="The bar the pages were fetched with (1m, 1H, 1D, 1Dutc); "
                                                  "detected when omitted.")] = None,
     market: Annotated[str, typer.Option(help="spot, swap, futures or option (spot: volume is vol, else volCcy).")] = "spot",
     name: Annotated[str | None, typer.Option(help="Dataset name (default bars_<interval>).")] = None,

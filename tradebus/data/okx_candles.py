@@ -51,7 +51,7 @@ from loguru import logger
 from tradebus.data.catalog import BAR_SCHEMA, Catalog, Manifest
 from tradebus.data.ingest import _default_period, detect_interval, format_interval, parse_interval, validate_bars
 from tradebus.data.quality import QualityCheck
-from tradebus.errors import DataError
+from tradebus.errors import ConfigError, DataError
 
 __all__ = ["import_okx_candles"]
 
@@ -132,8 +132,10 @@ def import_okx_candles(
     symbol
         The OKX instrument id (``BTC-USDT``, ``BTC-USDT-SWAP``): the catalog symbol.
     interval
-        The ``bar`` the pages were fetched with (``"1m"``, ``"1H"``, ns int); detected from the
-        most frequent spacing when ``None``.
+        The ``bar`` the pages were fetched with (``"1m"``, ``"1H"``, ``"1D"``, ``"1Dutc"``, ns int);
+        detected from the most frequent spacing when ``None``. A ``utc`` bar (``6Hutc`` .. ``1Wutc``:
+        opening at UTC boundaries, not Hong Kong time's) lasts as long as the bar without the suffix;
+        months (``1M``, ``3Mutc``) are no fixed interval and are refused.
     market
         ``spot``, ``swap``, ``futures`` or ``option``: the dataset's market directory and the
         volume field taken (see the module docstring).
@@ -147,12 +149,15 @@ def import_okx_candles(
 
     Raises
     ------
+    ConfigError
+        An unknown ``market`` or an ``interval`` that is no bar length.
     DataError
         A page breaking a rule of the module docstring, naming the file, row and field;
         nothing is left in the catalog.
     """
     if market not in MARKETS:
-        raise DataError(f"market {market!r} is not one of {', '.join(MARKETS)}")
+        raise ConfigError(f"market {market!r} is not one of {', '.join(MARKETS)}")
+    interval_ns = _bar_ns(interval) if interval is not None else None
     files = [Path(paths)] if isinstance(paths, str | os.PathLike) else [Path(p) for p in paths]
     if not files:
         raise DataError("no OKX candle pages to import")
@@ -166,7 +171,6 @@ def import_okx_candles(
         raise DataError(f"{files[0]}: no candles")
     ranges.sort(key=lambda r: (r[0], r[1], r[2]))
     newest = max(r[1] for r in ranges)
-    interval_ns = parse_interval(interval) if interval is not None else None
     if interval_ns is None:
         first = _read_page(ranges[0][3], volume_index)
         try:
@@ -232,6 +236,15 @@ def import_okx_candles(
     except BaseException:
         writer.abort()
         raise
+
+
+def _bar_ns(bar: str | int) -> int:
+    """The length in ns of an OKX ``bar`` (``1m``, ``4H``, ``1D``, ``1Dutc``) or of an int of ns."""
+    length = bar[:-3] if isinstance(bar, str) and bar.endswith("utc") else bar
+    try:
+        return parse_interval(length)
+    except DataError as exc:
+        raise ConfigError(str(exc) if length == bar else f"interval {bar!r}: {exc}") from None
 
 
 def _same_as_taken(page: _Page, i: int, prev: _Page | None) -> None:
