@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -129,3 +130,16 @@ def test_a_log_level_option_lists_every_level_it_takes(path: tuple[str, ...]) ->
 
     [option] = [p for p in dict(command_paths(app))[path].params if "--log-level" in getattr(p, "opts", ())]
     assert option.help == f"Log level on stderr: {', '.join(LOG_LEVELS)}."
+
+
+@pytest.mark.parametrize("command", ["paper", "live"])
+def test_a_daemon_out_help_says_which_files_are_streamed_while_it_runs(command: str) -> None:
+    """``paper --help``/``live --help`` said the outputs were written on shutdown, while fills, orders,
+    equity, funding and prices are streamed row by row as the daemon runs (``reports/stream.py``)."""
+    from tradebus.reports.writers import STREAMED_FILES
+
+    [option] = [p for p in dict(command_paths(app))[(command,)].params if "--out" in getattr(p, "opts", ())]
+    assert "on shutdown" not in option.help
+    assert "while the daemon runs" in option.help
+    for name in STREAMED_FILES:
+        assert Path(name).stem in option.help, name

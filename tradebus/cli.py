@@ -439,7 +439,15 @@ def backtest(
 @app.command()
 def paper(
     config: Annotated[Path, typer.Argument(help="YAML paper config (feeds, strategy, venue, risk).", show_default=False)],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the run outputs here on shutdown.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output directory: fills, orders, equity, funding and prices are written row by row while "
+            "the daemon runs, the other outputs when it stops.",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help=_FORCE_HELP)] = False,
     max_seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     max_messages: Annotated[int | None, typer.Option(help="Stop after this many market-data messages.")] = None,

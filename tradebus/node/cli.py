@@ -13,7 +13,15 @@ __all__ = ["live", "live_kill", "live_resume"]
 
 def live(
     config: Annotated[Path, typer.Argument(help="YAML live config (a paper config plus a live: section).", show_default=False)],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the run outputs here on shutdown.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output directory: fills, orders, equity, funding and prices are written row by row while "
+            "the daemon runs, the other outputs when it stops.",
+        ),
+    ] = None,
     mainnet: Annotated[
         bool, typer.Option("--mainnet", help="Trade real money: also needs live.environment: mainnet in the config.")
     ] = False,
