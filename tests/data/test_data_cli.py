@@ -217,3 +217,24 @@ def test_an_import_stopped_by_sigterm_leaves_the_catalog_as_it_was(tmp_path: Pat
     )
     assert proc.returncode == 143, proc.stdout + proc.stderr
     assert [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file() or p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["import", "bars_valid.csv", "--interval", "7x"], "--interval: interval '7x'"),
+        (["import", "bars_valid.csv", "--ts-unit", "h"], "--ts-unit 'h'"),
+        (["bars", "binance/spot/BTCUSDT/bars_1h", "--interval", "0m"], "--interval: interval '0m'"),
+    ],
+)
+def test_a_bad_interval_or_ts_unit_option_exits_2_not_3(tmp_path: Path, args: list[str], named: str) -> None:
+    """``data import --ts-unit h`` and a bad ``--interval`` (import, bars) exited 3, the code of bad data."""
+    assert run("import", str(FIXTURES / "bars_valid.csv"), "--venue", "binance", "--market", "spot",
+               "--symbol", "BTCUSDT", "--interval", "1h", "--catalog", str(tmp_path))[0] == 0
+    if args[0] == "import":
+        args = ["import", str(FIXTURES / args[1]), "--venue", "binance", "--market", "spot", "--symbol", "X",
+                *args[2:]]
+    code, out = run(*args, "--catalog", str(tmp_path))
+    assert code == 2, out
+    assert named in " ".join(out.split()) and "Traceback" not in out
+    assert not (tmp_path / "binance" / "spot" / "X").exists()

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import pandas as pd
 import typer
@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tradebus.data.catalog import Catalog, DatasetExists, Manifest, quality_report
-from tradebus.data.ingest import format_interval, import_path
+from tradebus.data.ingest import TsUnit, format_interval, import_path, parse_interval
 from tradebus.errors import ConfigError, DataError, TradebusError
 from tradebus.ops.logs import LOG_LEVELS, setup_logging
 
@@ -72,6 +72,14 @@ def _fail(exc: TradebusError, exists: str = _OVERWRITE) -> typer.Exit:
     message = f"{exc.path}: dataset exists; {exists}" if isinstance(exc, DatasetExists) else str(exc)
     _console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code=next(code for cls, code in EXIT_CODES if isinstance(exc, cls)))
+
+
+def _interval_option(value: str, flag: str) -> int:
+    """``value`` of the interval option ``flag`` in ns; a bad one is a bad option (exit 2), not bad data."""
+    try:
+        return parse_interval(value)
+    except DataError as exc:
+        raise _fail(ConfigError(f"{flag}: {exc}")) from None
 
 
 def _summary(manifest: Manifest) -> str:
@@ -128,6 +136,10 @@ def import_cmd(
         raise _fail(ConfigError("give exactly one of --symbol or --split-by"))
     if period is not None and period not in ("day", "month", "year"):
         raise _fail(ConfigError(f"--period {period!r} is not day, month or year"))
+    if ts_unit not in get_args(TsUnit):
+        raise _fail(ConfigError(f"--ts-unit {ts_unit!r} is not one of {', '.join(get_args(TsUnit))}"))
+    if interval is not None:
+        _interval_option(interval, "--interval")
     mode: Literal["create", "append", "overwrite"] = "append" if append else "overwrite" if overwrite else "create"
     try:
         result = import_path(
@@ -474,7 +486,6 @@ def bars_cmd(
 ) -> None:
     """Build bars into the catalog from trades, or resample bars to a longer interval (complete bars only)."""
     from tradebus.data.catalog import DatasetRef
-    from tradebus.data.ingest import parse_interval
     from tradebus.data.resample import bars_from_trades, resample_bars
     from tradebus.features.bars import BAR_MODES
 
@@ -483,8 +494,8 @@ def bars_cmd(
         raise _fail(ConfigError(f"--mode {mode!r} is not one of {', '.join(BAR_MODES)}"))
     if (mode == "time") != (interval is not None) or (mode != "time") != (threshold is not None):
         raise _fail(ConfigError("time bars take --interval, the other modes --threshold"))
+    interval_ns = _interval_option(interval, "--interval") if interval is not None else None
     try:
-        interval_ns = parse_interval(interval) if interval is not None else None
         cat = Catalog(catalog)
         if cat.manifest(ref.venue, ref.market, ref.symbol, ref.dataset).kind == "bars":
             if mode != "time":
@@ -570,14 +581,10 @@ def backfill_cmd(
     import ccxt
 
     from tradebus.data.backfill import backfill_ohlcv, backfill_trades, make_exchange
-    from tradebus.data.ingest import parse_interval
 
     if kind not in ("bars", "trades"):
         raise _fail(ConfigError(f"--kind {kind!r} is not bars or trades"))
-    try:
-        step_ms = parse_interval(timeframe) // 1_000_000 if kind == "bars" else 1
-    except DataError as exc:
-        raise _fail(ConfigError(f"--timeframe: {exc}")) from None
+    step_ms = _interval_option(timeframe, "--timeframe") // 1_000_000 if kind == "bars" else 1
     since_ms = _moment_ms(since, "--since")
     now_ms = int(pd.Timestamp.now(tz="UTC").value // 1_000_000)
     # a bar opening at or after it closes after now, wherever the venue starts its bars (Binance's weeks: Monday)
