@@ -284,6 +284,62 @@ def test_bybit_archive_errors_name_the_file(tmp_path: Path) -> None:
     assert not Catalog(tmp_path / "cat").datasets()
 
 
+def _bybit_zip_of(tmp_path: Path, frames: list[dict]) -> Path:
+    """A Bybit archive of ``frames`` (one JSON line each)."""
+    path = tmp_path / "edited_XRPUSDT_ob500.data.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("edited_XRPUSDT_ob500.data", "".join(json.dumps(f) + "\n" for f in frames))
+    return path
+
+
+def _bybit_frames() -> list[dict]:
+    return [json.loads(raw) for _, _, raw in read_frames(BYBIT_FRAMES)]
+
+
+def test_bybit_archive_with_a_delta_missing_is_refused_naming_the_line_and_both_ids(tmp_path: Path) -> None:
+    frames = _bybit_frames()
+    assert [f["data"]["u"] for f in frames] == list(range(20254869, 20254869 + 50))  # the real dump is gapless
+    del frames[10]
+    with pytest.raises(DataError, match=r"edited_XRPUSDT_ob500.data.zip:edited_XRPUSDT_ob500.data line 11: "
+                                        r"delta u=20254880 after u=20254878, expected u=20254879 \(missing messages\)"):
+        import_bybit_archive(_bybit_zip_of(tmp_path, frames), tmp_path / "cat", "XRPUSDT")
+    assert not Catalog(tmp_path / "cat").datasets()
+
+
+def test_bybit_archive_with_a_delta_repeated_or_before_the_snapshot_is_refused(tmp_path: Path) -> None:
+    frames = _bybit_frames()
+    frames.insert(7, frames[6])
+    with pytest.raises(DataError, match=r"line 8: delta u=20254875 after u=20254875, expected u=20254876 "
+                                        r"\(repeated/out-of-order messages\)"):
+        import_bybit_archive(_bybit_zip_of(tmp_path, frames), tmp_path / "cat", "XRPUSDT")
+    with pytest.raises(DataError, match=r"line 1: a delta \(u=20254870\) before the first snapshot"):
+        import_bybit_archive(_bybit_zip_of(tmp_path, _bybit_frames()[1:]), tmp_path / "cat", "XRPUSDT")
+    frames = _bybit_frames()
+    del frames[3]["data"]["u"]
+    with pytest.raises(DataError, match=r"line 4: malformed frame: .*`u`"):
+        import_bybit_archive(_bybit_zip_of(tmp_path, frames), tmp_path / "cat", "XRPUSDT")
+    assert not Catalog(tmp_path / "cat").datasets()
+
+
+@pytest.mark.parametrize("restart_type", ["snapshot", "delta"])
+def test_bybit_archive_restart_with_u_1_replaces_the_book(tmp_path: Path, restart_type: str) -> None:
+    """Bybit docs: after a service restart ``u`` is 1 and the message is a full book to overwrite the local one."""
+    frames = _bybit_frames()
+    restart = json.loads(json.dumps(frames[0]))
+    restart["type"] = restart_type
+    restart["data"]["u"] = 1
+    restart["ts"] = frames[10]["ts"]
+    after = frames[11:14]
+    for i, f in enumerate(after, 2):
+        f["data"]["u"] = i
+    edited = [*frames[:10], restart, *after]
+    import_bybit_archive(_bybit_zip_of(tmp_path, edited), tmp_path / "cat", "XRPUSDT")
+    msgs = list(Replay([ReplaySource.from_catalog(tmp_path / "cat", "XRPUSDT.BYBIT", "bybit", "linear", "XRPUSDT", "book")]))
+    assert [type(m).__name__ for m in msgs] == ["BookSnapshot"] + ["BookDelta"] * 9 + ["BookSnapshot"] + ["BookDelta"] * 3
+    assert [m.last_seq for m in msgs[10:]] == [1, 2, 3, 4]
+    assert msgs[10].bids.shape == (500, 2)
+
+
 def test_cli_imports_tardis_and_bybit_and_names_bad_input(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -15,7 +15,8 @@ file's length):
   ``timestamp`` (the exchange's), ``ts_init`` is ``local_timestamp`` (µs → ns).
 * **Bybit orderbook archives** (:func:`import_bybit_archive`): the ``*_ob500.data.zip``
   dumps (one v5 ``orderbook`` frame per line). The dump has no receive time:
-  ``ts_init = ts_event =`` the frame's ``ts``.
+  ``ts_init = ts_event =`` the frame's ``ts``. The ``u`` chain is checked (a lost or
+  repeated delta refuses the file), since a replay cannot see the gap.
 
 Book rows carry the sequence id of their message (Binance ``u``/``lastUpdateId``, Bybit
 ``u``, a running message number for Tardis) and the :data:`~tradebus.data.catalog.BOOK_SNAPSHOT`
@@ -311,9 +312,9 @@ def _tardis_rows(sink: CatalogSink, tkind: str, table: pa.Table, path: Path, fir
 
 
 class _BybitBook(msgspec.Struct):
+    u: int
     b: list[tuple[str, str]] = []
     a: list[tuple[str, str]] = []
-    u: int = -1
 
 
 class _BybitFrame(msgspec.Struct):
@@ -336,16 +337,28 @@ def import_bybit_archive(
 
     Rows are stored under ``bybit/<market>/<symbol>/book<suffix>``; ``ts_init = ts_event``
     = the frame's ``ts`` (the archive has no receive time); the sequence is the frame's ``u``.
+    The ``u`` chain is checked as the live feed checks it
+    (:class:`~tradebus.adapters.bybit.sync.BybitRule`): a ``snapshot``, or any frame with
+    ``u == 1`` (Bybit's service restarted), replaces the book and restarts the chain; a
+    ``delta`` must carry the previous ``u`` plus one.
 
     Raises
     ------
     DataError
-        Not a zip, a malformed frame (names the member and line), another symbol's topic.
+        Not a zip, a malformed frame or one without ``u`` (names the member and line),
+        another symbol's topic, a delta before the first snapshot, a delta whose ``u`` does
+        not follow the previous one (a lost or repeated message: names the member, the line
+        and both ids). Nothing is written.
     """
+    # the venue package loads its client and websockets: imported by this importer alone
+    from tradebus.adapters.bybit.sync import BybitRule, is_snapshot
+    from tradebus.adapters.common.sync import Verdict
+
     path = Path(path)
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     decoder = msgspec.json.Decoder(_BybitFrame)
     sink = CatalogSink(cat, lambda _iid: ("bybit", market, symbol), suffix, mode, notes=(f"imported from Bybit archive {path.name}",))
+    rule = BybitRule(str(path))
     try:
         with zipfile.ZipFile(path) as zf:
             for member in zf.namelist():
@@ -357,14 +370,26 @@ def import_bybit_archive(
                             frame = decoder.decode(line)
                         except msgspec.DecodeError as exc:
                             raise DataError(f"{path}:{member} line {lineno}: malformed frame: {exc}") from None
+                        where = f"{path}:{member} line {lineno}"
                         if not frame.topic.endswith(f".{symbol}"):
-                            raise DataError(f"{path}:{member} line {lineno}: topic {frame.topic!r} is not {symbol}'s")
+                            raise DataError(f"{where}: topic {frame.topic!r} is not {symbol}'s")
                         ts = frame.ts * _MS
                         d = frame.data
                         bids = [(float(p), float(q)) for p, q in d.b]
                         asks = [(float(p), float(q)) for p, q in d.a]
-                        flags = BOOK_SNAPSHOT if frame.type == "snapshot" else 0
-                        sink.add_levels("", ts, ts, d.u, bids, asks, flags)
+                        msg: BookSnapshot | BookDelta
+                        if is_snapshot(frame.type, d.u):
+                            msg = BookSnapshot("", ts, ts, bids, asks, d.u)
+                            rule.reset(msg)
+                        else:
+                            msg = BookDelta("", ts, ts, bids, asks, d.u, d.u, d.u - 1)
+                            if rule.last == -1:
+                                raise DataError(f"{where}: a delta (u={d.u}) before the first snapshot")
+                            if rule.check(msg) is not Verdict.APPLY:
+                                rule.where = where
+                                raise DataError(rule.gap_reason(msg))
+                            rule.advance(msg)
+                        sink(msg)
         return sink.commit()[("", "book")]
     except zipfile.BadZipFile as exc:
         sink.abort()
