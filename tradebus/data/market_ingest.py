@@ -223,7 +223,8 @@ def import_tardis(
 
     ``incremental_book_L2`` and ``book_snapshot_N`` become a ``book`` dataset (a
     ``book_snapshot_N`` row is a full snapshot of N levels a side), ``quotes`` a ``quotes``
-    dataset, ``trades`` a ``trades`` one.
+    dataset, ``trades`` a ``trades`` one. Tardis files carry no venue update ids, so a lost
+    book update cannot be detected here (the stored sequence is a running message number).
 
     Raises
     ------
