@@ -123,6 +123,22 @@ def test_sequence_ids_when_present_must_chain(tmp_path: Path) -> None:
     assert [d.dataset for d in Catalog(tmp_path / "cat").datasets()] == ["book_ok"]
 
 
+def test_an_update_without_the_sequence_ids_of_its_snapshot_is_refused(tmp_path: Path) -> None:
+    """A sequenced chain whose last update lost its ids would hide the update lost before it."""
+    lines = archive_lines()[:5]
+    for i, line in enumerate(lines):
+        line["seqId"], line["prevSeqId"] = 100 + i, (-1 if i == 0 else 99 + i)
+    del lines[3]  # message 103 lost
+    del lines[3]["seqId"], lines[3]["prevSeqId"]
+    with pytest.raises(DataError, match=f"{MEMBER} line 4: field seqId: missing in an update after a snapshot that carried one"):
+        import_okx_book(write_archive(tmp_path / "a.tar.gz", lines), tmp_path / "cat", "BTC-USDT")
+    lines = archive_lines()[:3]
+    lines[2]["seqId"], lines[2]["prevSeqId"] = 7, 6
+    with pytest.raises(DataError, match=f"{MEMBER} line 3: field seqId: 7 in an update after a snapshot without one"):
+        import_okx_book(write_archive(tmp_path / "b.tar.gz", lines), tmp_path / "cat", "BTC-USDT")
+    assert Catalog(tmp_path / "cat").datasets() == []
+
+
 def test_a_truncated_archive_is_refused_and_the_cli_exits_3(tmp_path: Path) -> None:
     broken = tmp_path / "BTC-USDT-L2orderbook-400lv-2022-05-13.tar.gz"
     broken.write_bytes(ARCHIVE.read_bytes()[:-4000])

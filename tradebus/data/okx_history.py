@@ -19,7 +19,8 @@ the instrument is the one asked for; the first message is a ``snapshot``; ``acti
 back; every price is finite and positive, every size finite and non-negative (positive in
 a snapshot); a snapshot's bids fall and asks rise strictly and it is not crossed; when the
 lines carry ``seqId``/``prevSeqId`` (newer files), an update's ``prevSeqId`` is the previous
-``seqId`` (a gap is refused) and the stored sequence is ``seqId``, else the message number.
+``seqId`` (a gap is refused) and the stored sequence is ``seqId``, else the message number;
+an update carries ``seqId`` if and only if the snapshot it follows does.
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ def import_okx_book(
     sink = CatalogSink(cat, lambda _iid: ("okx", market, symbol), suffix, mode,
                        notes=(f"imported from OKX order-book archive {path.name}",
                               "sizes in the instrument's unit (contracts for SWAP/FUTURES/OPTION)"))
-    last_ts, last_seq, messages = -1, None, 0
+    last_ts, last_seq, messages = -1, -1, 0
+    sequenced = False  # the last snapshot carried seqId: so must every update after it
     try:
         with _members(path) as members:
             for member, fh in members:
@@ -167,13 +169,18 @@ def import_okx_book(
                         raise DataError(f"{where}: field ts: {ts} is not a millisecond time in 2015-2100")
                     if ts < last_ts:
                         raise DataError(f"{where}: field ts: {ts} goes back from {last_ts}")
-                    if line.seqId >= 0:
-                        if not snapshot and last_seq is not None and line.prevSeqId != last_seq:
-                            raise DataError(f"{where}: field prevSeqId: {line.prevSeqId} is not the previous "
-                                            f"seqId {last_seq} (messages missing)")
-                        seq = line.seqId
-                    else:
-                        seq = messages + 1
+                    if snapshot:
+                        sequenced = line.seqId >= 0
+                    elif sequenced and line.seqId < 0:
+                        raise DataError(f"{where}: field seqId: missing in an update after a snapshot that "
+                                        f"carried one (a lost update could not be seen)")
+                    elif not sequenced and line.seqId >= 0:
+                        raise DataError(f"{where}: field seqId: {line.seqId} in an update after a snapshot "
+                                        f"without one (the chain cannot be checked)")
+                    elif sequenced and line.prevSeqId != last_seq:
+                        raise DataError(f"{where}: field prevSeqId: {line.prevSeqId} is not the previous "
+                                        f"seqId {last_seq} (messages missing)")
+                    seq = line.seqId if sequenced else messages + 1
                     bids = _levels(where, "bids", line.bids, snapshot)
                     asks = _levels(where, "asks", line.asks, snapshot)
                     if snapshot and bids and asks and bids[0][0] >= asks[0][0]:
