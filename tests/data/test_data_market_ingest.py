@@ -321,6 +321,14 @@ def test_bybit_archive_with_a_delta_repeated_or_before_the_snapshot_is_refused(t
     assert not Catalog(tmp_path / "cat").datasets()
 
 
+def test_bybit_archive_frame_of_another_type_than_snapshot_or_delta_is_refused(tmp_path: Path) -> None:
+    frames = _bybit_frames()
+    frames[4]["type"] = "snap"
+    with pytest.raises(DataError, match=r"line 5: type 'snap' is not snapshot or delta"):
+        import_bybit_archive(_bybit_zip_of(tmp_path, frames), tmp_path / "cat", "XRPUSDT")
+    assert not Catalog(tmp_path / "cat").datasets()
+
+
 @pytest.mark.parametrize("restart_type", ["snapshot", "delta"])
 def test_bybit_archive_restart_with_u_1_replaces_the_book(tmp_path: Path, restart_type: str) -> None:
     """Bybit docs: after a service restart ``u`` is 1 and the message is a full book to overwrite the local one."""

@@ -347,7 +347,7 @@ def import_bybit_archive(
     ------
     DataError
         Not a zip, a malformed frame or one without ``u`` (names the member and line),
-        another symbol's topic, a delta before the first snapshot, a delta whose ``u`` does
+        another symbol's topic, a ``type`` other than ``snapshot`` or ``delta``, a delta before the first snapshot, a delta whose ``u`` does
         not follow the previous one (a lost or repeated message: names the member, the line
         and both ids). Nothing is written.
     """
@@ -374,6 +374,8 @@ def import_bybit_archive(
                         where = f"{path}:{member} line {lineno}"
                         if not frame.topic.endswith(f".{symbol}"):
                             raise DataError(f"{where}: topic {frame.topic!r} is not {symbol}'s")
+                        if frame.type not in ("snapshot", "delta"):
+                            raise DataError(f"{where}: type {frame.type!r} is not snapshot or delta")
                         ts = frame.ts * _MS
                         d = frame.data
                         bids = [(float(p), float(q)) for p, q in d.b]
