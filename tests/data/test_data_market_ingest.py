@@ -329,6 +329,14 @@ def test_bybit_archive_frame_of_another_type_than_snapshot_or_delta_is_refused(t
     assert not Catalog(tmp_path / "cat").datasets()
 
 
+def test_bybit_archive_frame_going_back_in_time_is_refused_naming_its_line(tmp_path: Path) -> None:
+    frames = _bybit_frames()
+    frames[5]["ts"] = frames[3]["ts"] - 50
+    with pytest.raises(DataError, match=r"edited_XRPUSDT_ob500.data line 6: ts 1733011200840 goes back from 1733011200991"):
+        import_bybit_archive(_bybit_zip_of(tmp_path, frames), tmp_path / "cat", "XRPUSDT")
+    assert not Catalog(tmp_path / "cat").datasets()
+
+
 @pytest.mark.parametrize("restart_type", ["snapshot", "delta"])
 def test_bybit_archive_restart_with_u_1_replaces_the_book(tmp_path: Path, restart_type: str) -> None:
     """Bybit docs: after a service restart ``u`` is 1 and the message is a full book to overwrite the local one."""

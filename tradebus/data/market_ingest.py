@@ -347,7 +347,8 @@ def import_bybit_archive(
     ------
     DataError
         Not a zip, a malformed frame or one without ``u`` (names the member and line),
-        another symbol's topic, a ``type`` other than ``snapshot`` or ``delta``, a delta before the first snapshot, a delta whose ``u`` does
+        another symbol's topic, a ``type`` other than ``snapshot`` or ``delta``, a ``ts``
+        going back, a delta before the first snapshot, a delta whose ``u`` does
         not follow the previous one (a lost or repeated message: names the member, the line
         and both ids). Nothing is written.
     """
@@ -360,6 +361,7 @@ def import_bybit_archive(
     decoder = msgspec.json.Decoder(_BybitFrame)
     sink = CatalogSink(cat, lambda _iid: ("bybit", market, symbol), suffix, mode, notes=(f"imported from Bybit archive {path.name}",))
     rule = BybitRule(str(path))
+    last_ts = -1
     try:
         with zipfile.ZipFile(path) as zf:
             for member in zf.namelist():
@@ -376,6 +378,9 @@ def import_bybit_archive(
                             raise DataError(f"{where}: topic {frame.topic!r} is not {symbol}'s")
                         if frame.type not in ("snapshot", "delta"):
                             raise DataError(f"{where}: type {frame.type!r} is not snapshot or delta")
+                        if frame.ts < last_ts:
+                            raise DataError(f"{where}: ts {frame.ts} goes back from {last_ts}")
+                        last_ts = frame.ts
                         ts = frame.ts * _MS
                         d = frame.data
                         bids = [(float(p), float(q)) for p, q in d.b]
