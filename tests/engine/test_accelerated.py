@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 
 import math
 import random
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -505,3 +507,66 @@ def test_a_subclass_that_adds_nothing_keeps_the_kernel_and_one_that_adds_a_label
     k = kernel(lambda: Relabelled(IID, fast=10, slow=30, quantity=0.5), VenueConfig())
     why = unsupported(k)
     assert why is not None and "declares no signal kernel" in why
+
+
+USER_SIGNAL_MODULE = '''
+import numpy as np
+from numba import njit
+from tradebus.features.spec import FeatureSpec
+from tradebus.strategies.signal import BarSignal, SignalParams
+
+
+@njit(cache=True)
+def band():
+    return {band}
+
+
+@njit(cache=True)
+def band_signal(values, o, h, lo, c, v, target, params, state):
+    sma = values[int(params[0])]
+    if c > sma * (1.0 + band()):
+        return 1.0
+    if c < sma * (1.0 - band()):
+        return -1.0
+    return np.nan
+
+
+class BandParams(SignalParams):
+    window: int = 50
+
+
+class Band(BarSignal):
+    Params = BandParams
+
+    def specs(self):
+        return (FeatureSpec(name="sma", kind="sma", params={{"window": self.params.window}}, input="close"),)
+
+    def decide(self, bar, value):
+        if bar.close > value["sma"] * (1.0 + {band}):
+            return 1.0, "above"
+        if bar.close < value["sma"] * (1.0 - {band}):
+            return -1.0, "below"
+        return None
+
+    def signal_kernel(self):
+        return self.kernel_of(band_signal, (self._cols["sma"],), 0, ("above", "", "below"))
+'''
+
+
+def test_editing_a_helper_of_a_user_signal_kernel_compiles_a_new_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop was named after the kernel function's source alone: after an edit of a helper it calls
+    (the band, 1 % -> 3.5 %) the accelerated tier ran the loop compiled with the old helper (77 fills;
+    the event tier 35)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = "tradebus_test_user_band_signal"
+    runs = []
+    for band in ("0.01", "0.035"):
+        (tmp_path / f"{name}.py").write_text(USER_SIGNAL_MODULE.format(band=band), encoding="utf-8")
+        monkeypatch.delitem(sys.modules, name, raising=False)
+        module = importlib.import_module(name)
+        event, fast = both(lambda: module.Band(IID, quantity=0.3), VENUES["fees"])  # noqa: B023
+        assert key(fast) == key(event)
+        runs.append(len(event.fills))
+    assert runs[0] != runs[1]  # the edit changes what the strategy does

@@ -57,7 +57,8 @@ No lookahead
 
 The loop is generated per (bank structure, signal kernel), written to the Numba cache
 directory next to the bank drivers and compiled with ``cache=True``; its file name hashes its
-source and the signal kernel's source, so editing a kernel compiles a new loop.
+source and the source file of the signal kernel, so editing a kernel or a helper in its module
+compiles a new loop (an edit of a helper in another module is not seen).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ import math
 import sys
 from dataclasses import dataclass
 from itertools import repeat
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -652,13 +654,8 @@ def _generate(bank_module: str, signal: SignalKernel) -> Any:
     module, name = getattr(py, "__module__", None), getattr(py, "__name__", None)
     if py is None or not module or getattr(sys.modules.get(module), name or "", None) is not fn:
         raise AcceleratedUnsupported("a signal kernel must be an @njit function defined at module level")
-    try:
-        signal_source = inspect.getsource(py)
-    except OSError:
-        signal_source = repr(fn)
     text = _TEMPLATE.format(
-        bank_module=bank_module, signal_module=module, signal_name=name,
-        signal_hash=hashlib.blake2b(signal_source.encode(), digest_size=10).hexdigest(),
+        bank_module=bank_module, signal_module=module, signal_name=name, signal_hash=_source_hash(py),
         ok=_OK, full=_FULL, invalid=_INVALID, unordered=_UNORDERED, liquidation=_LIQUIDATION, min_notional=_MIN_NOTIONAL,
         buying_power=_BUYING_POWER, max_quantity=_MAX_QUANTITY, max_notional=_MAX_NOTIONAL,
         max_position=_MAX_POSITION, unpaid=_UNPAID, halted=_HALTED, reducing=_REDUCING, max_gross=_MAX_GROSS,
@@ -666,6 +663,23 @@ def _generate(bank_module: str, signal: SignalKernel) -> Any:
         day_ns=DAY_NS,
     )  # fmt: skip
     return drivers.load_module(text).simulate
+
+
+def _source_hash(py: Any) -> str:
+    """A hash of the whole source file of the signal kernel ``py`` (of its own source if it has no file).
+
+    The loop compiles the kernel and the helpers it calls into its cache entry, which Numba
+    keys on the loop's file alone: the loop's name must change when any of them does. Helpers
+    in other modules are not seen (as with any cached Numba function).
+    """
+    try:
+        source = Path(inspect.getsourcefile(py) or "").read_bytes()
+    except (OSError, TypeError):
+        try:
+            source = inspect.getsource(py).encode()
+        except (OSError, TypeError):
+            source = repr(py).encode()
+    return hashlib.blake2b(source, digest_size=10).hexdigest()
 
 
 @dataclass(frozen=True)
