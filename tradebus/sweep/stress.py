@@ -11,7 +11,7 @@ A :class:`StressVariant` combines any of:
 ``vol_spike: {start, duration, factor, instruments}``
     Inside ``[start, start + duration)`` every price ``x`` becomes ``a * (x / a) ** factor``,
     ``a`` being the last price before the window (the first open or price inside it if there
-    is none): moves away from ``a`` are amplified (``factor`` 3 triples log-returns measured
+    is none; a quote's price is its mid): moves away from ``a`` are amplified (``factor`` 3 triples log-returns measured
     from ``a``). After the window prices keep their original returns from where the shocked
     path ended (every later price is multiplied by ``shocked end / original end``). The map
     is increasing, so high stays the highest and low the lowest price of each bar.
@@ -30,7 +30,8 @@ latency), or a price shock outside the data, is named by :meth:`StressVariant.no
 sweep logs it and notes it in ``stress.json`` and its summary.
 
 ``instruments`` (default: every instrument) limits a price shock to some instruments.
-The prices shocked are those of bars, trades and mark prices (mark and index price), both
+The prices shocked are those of bars, trades, quotes (bid and ask: each by the same factor,
+so the bid stays at or below the ask) and mark prices (mark and index price), both
 replayed and fed beside the replay (``data.marks``, :meth:`StressVariant.shock_marks`): a
 perpetual is valued and liquidated at its mark, which falls with its bars. Volumes, sizes
 and funding rates are never changed. A variant with none of these is the ``baseline``.
@@ -294,9 +295,12 @@ class _Shock(Protocol):
 
 #: The price columns of each kind a shock moves.
 _PRICE_FIELDS = {
-    "bars": ("open", "high", "low", "close"), "trades": ("price",), "mark_prices": ("mark_price", "index_price"),
+    "bars": ("open", "high", "low", "close"),
+    "trades": ("price",),
+    "quotes": ("bid_price", "ask_price"),
+    "mark_prices": ("mark_price", "index_price"),
 }
-#: The column a series' price is read from (a volatility spike's anchor and level).
+#: The column a series' price is read from (a volatility spike's anchor and level); quotes: the mid.
 _LEVEL_FIELD = {"bars": "close", "trades": "price", "mark_prices": "mark_price"}
 
 
@@ -306,8 +310,16 @@ def _with_prices(batch: ReplayBatch, prices: dict[str, np.ndarray]) -> ReplayBat
     return ReplayBatch(batch.source, batch.instrument_id, batch.kind, batch.ts_event, batch.ts_init, columns, batch.trade_id)
 
 
+def _level(kind: str, prices: dict[str, np.ndarray], row: int) -> float:
+    """The price of a series at ``row`` of its price columns: a quote's mid (its one side when the other is empty)."""
+    if kind == "quotes":
+        bid, ask = float(prices["bid_price"][row]), float(prices["ask_price"][row])
+        return ask if np.isnan(bid) else bid if np.isnan(ask) else (bid + ask) / 2.0
+    return float(prices[_LEVEL_FIELD[kind]][row])
+
+
 def _last_price(batch: ReplayBatch, row: int) -> float:
-    return float(batch.columns[_LEVEL_FIELD[batch.kind]][row])
+    return _level(batch.kind, batch.columns, row)
 
 
 class _FlashCrashShock:
@@ -348,11 +360,12 @@ class _VolSpikeShock:
         fields = _PRICE_FIELDS[batch.kind]
         prices = {f: np.array(batch.columns[f], dtype=np.float64) for f in fields}
         if hi > lo:
-            anchor = self.anchor.setdefault(iid, float(prices[fields[0]][lo]))
+            first = float(prices["open"][lo]) if batch.kind == "bars" else _level(batch.kind, prices, lo)
+            anchor = self.anchor.setdefault(iid, first)
             for f in fields:
                 prices[f][lo:hi] = anchor * (prices[f][lo:hi] / anchor) ** self.factor
             original = _last_price(batch, hi - 1)
-            self.level[iid] = float(prices[_LEVEL_FIELD[batch.kind]][hi - 1]) / original
+            self.level[iid] = _level(batch.kind, prices, hi - 1) / original
         if hi < len(ts) and iid in self.level:
             for f in fields:
                 prices[f][hi:] *= self.level[iid]

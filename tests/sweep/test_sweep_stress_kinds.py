@@ -1,0 +1,106 @@
+"""Stress price shocks on data kinds other than bars: a stressed trial equals a plain run on hand-shocked data.
+
+Oracle: the data file copied and shocked with pandas by the formulas of
+:mod:`tradebus.sweep.stress`, then backtested without a stress variant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from sweep_helpers import REPO, write_yaml
+
+from tradebus.data.catalog import Catalog, schema_for
+from tradebus.sweep.trial import TrialSpec, run_trial
+
+QUOTES = REPO / "tests" / "fixtures" / "sweep" / "binance_usdm_btcusdt_quotes_20230404.csv"
+IID = "BTCUSDT.BINANCE_USDM"
+DATASET = ("binance_usdm", "usdm", "BTCUSDT")
+AT = pd.Timestamp("2023-04-04T23:58:35Z")  # the fixture spans 23:58:20.4 -> 23:58:55.8
+WINDOW = pd.Timedelta("8s")
+
+
+def write_dataset(root: Path, kind: str, frame: pd.DataFrame) -> Path:
+    """``frame`` as the ``kind`` dataset of BTCUSDT in a new catalog at ``root``."""
+    Catalog(root).write(pa.Table.from_pandas(frame, schema=schema_for(kind), preserve_index=False),
+                        *DATASET, kind, kind=kind)  # type: ignore[arg-type]
+    return root
+
+
+def quotes_config(path: Path, catalog: Path) -> Path:
+    """tick_ema_cross on the quote mids of ``catalog``, filled on quotes."""
+    config: dict[str, Any] = {
+        "data": {"catalog": str(catalog),
+                 "sources": [{"instrument": IID, "kind": "quotes", "dataset": "binance_usdm/usdm/BTCUSDT/quotes"}]},
+        "instruments": [{"venue": "BINANCE_USDM", "symbol": "BTCUSDT", "base": "BTC", "quote": "USDT",
+                         "tick_size": 0.1, "lot_size": 0.001, "min_notional": 5.0, "maker_fee": 0.0002,
+                         "taker_fee": 0.0004, "margin": True}],
+        "strategy": {"name": "tick_ema_cross", "instruments": [IID],
+                     "params": {"fast": 5, "slow": 20, "source": "quotes", "quantity": 0.01}},
+        "venue": {"fill_on": "quotes"},
+        "initial_cash": 10_000.0,
+        "report": {"equity_interval": "1s"},
+    }
+    return write_yaml(path, config)
+
+
+def crashed(frame: pd.DataFrame, columns: tuple[str, ...], depth: float) -> pd.DataFrame:
+    """``columns`` times ``1 - depth * (1 - (t - at) / recovery)`` on ``[at, at + recovery)`` (t: ts_init)."""
+    out = frame.copy()
+    elapsed = (pd.to_datetime(frame["ts_init"], utc=True) - AT) / WINDOW
+    factor = np.where((elapsed >= 0) & (elapsed < 1), 1.0 - depth * (1.0 - elapsed), 1.0)
+    for column in columns:
+        out[column] = frame[column] * factor
+    return out
+
+
+def spiked(frame: pd.DataFrame, columns: tuple[str, ...], level: Callable[[pd.DataFrame], pd.Series],
+           factor: float) -> pd.DataFrame:
+    """``a * (x / a) ** factor`` on ``[at, at + duration)``, ``a`` the ``level`` (price of a row) before it; after
+    it every price times the shocked over the original ``level`` of the window's last row."""
+    out = frame.copy()
+    ts = pd.to_datetime(frame["ts_init"], utc=True)
+    inside, after = (ts >= AT) & (ts < AT + WINDOW), ts >= AT + WINDOW
+    anchor = level(frame)[ts < AT].iloc[-1]
+    for column in columns:
+        out.loc[inside, column] = anchor * (frame.loc[inside, column] / anchor) ** factor
+    last = inside[inside].index[-1]
+    shocked_level = level(out)[last]
+    for column in columns:
+        out.loc[after, column] = frame.loc[after, column] * (shocked_level / level(frame)[last])
+    return out
+
+
+SHOCKS = {
+    "flash_crash": {"flash_crash": {"at": AT.isoformat(), "depth": 0.02, "recovery": "8s"}},
+    "vol_spike": {"vol_spike": {"start": AT.isoformat(), "duration": "8s", "factor": 40.0}},
+}
+
+
+@pytest.mark.parametrize("shock", sorted(SHOCKS))
+def test_price_shock_on_quotes_equals_a_run_on_the_hand_shocked_quotes(tmp_path: Path, shock: str) -> None:
+    quotes = pd.read_csv(QUOTES)
+    prices = ("bid_price", "ask_price")
+    if shock == "flash_crash":
+        hand = crashed(quotes, prices, 0.02)
+    else:
+        hand = spiked(quotes, prices, lambda q: (q["bid_price"] + q["ask_price"]) / 2.0, 40.0)
+    assert (hand["bid_price"] <= hand["ask_price"]).all()
+    assert hand[["bid_size", "ask_size"]].equals(quotes[["bid_size", "ask_size"]])
+    assert (hand["bid_price"] != quotes["bid_price"]).sum() > 100  # the shock moves many quotes
+    config = quotes_config(tmp_path / "run.yaml", write_dataset(tmp_path / "cat", "quotes", quotes))
+    reference_config = quotes_config(tmp_path / "hand.yaml", write_dataset(tmp_path / "hand", "quotes", hand))
+    stressed = run_trial(TrialSpec(0, str(config), {}, stress={"name": shock, **SHOCKS[shock]}, keep_equity=True))
+    reference = run_trial(TrialSpec(0, str(reference_config), {}, keep_equity=True))
+    baseline = run_trial(TrialSpec(0, str(config), {}, keep_equity=True))
+    assert stressed["status"] == reference["status"] == baseline["status"] == "ok", stressed["error"]
+    assert stressed["fills"] > 0
+    assert stressed["equity"] == reference["equity"] != baseline["equity"]
+    assert {k: stressed[k] for k in ("total_return", "max_drawdown", "fills", "fees_paid")} == {
+        k: reference[k] for k in ("total_return", "max_drawdown", "fills", "fees_paid")}
