@@ -17,6 +17,8 @@ import pytest
 from sweep_helpers import REPO, write_yaml
 
 from tradebus.data.catalog import Catalog, schema_for
+from tradebus.data.replay import Replay, ReplaySource
+from tradebus.sweep.stress import StressVariant
 from tradebus.sweep.trial import TrialSpec, run_trial
 
 QUOTES = REPO / "tests" / "fixtures" / "sweep" / "binance_usdm_btcusdt_quotes_20230404.csv"
@@ -104,3 +106,69 @@ def test_price_shock_on_quotes_equals_a_run_on_the_hand_shocked_quotes(tmp_path:
     assert stressed["equity"] == reference["equity"] != baseline["equity"]
     assert {k: stressed[k] for k in ("total_return", "max_drawdown", "fills", "fees_paid")} == {
         k: reference[k] for k in ("total_return", "max_drawdown", "fills", "fees_paid")}
+
+
+def test_flash_crash_on_a_perpetual_with_replayed_funding_and_open_interest_keeps_both(tmp_path: Path) -> None:
+    """Funding rates and open interest have no price: the crash passes them as they are.
+
+    Oracle: bars and marks crashed by hand, the same funding and open-interest datasets replayed.
+    """
+    import yaml
+
+    fixtures = REPO / "tests" / "fixtures" / "perpetual"
+    at, recovery, depth = pd.Timestamp("2021-11-18T03:00:00Z"), pd.Timedelta("6h"), 0.1
+    funding = pd.read_feather(fixtures / "XRP_USDT_USDT-8h-funding_rate.feather")
+    ts = funding["date"].dt.as_unit("ns").astype("int64")
+    catalog = Catalog(tmp_path / "cat")
+    catalog.write(pa.table({"ts_event": ts, "ts_init": ts, "rate": funding["open"],
+                            "next_funding_ns": ts + 8 * 3_600_000_000_000}, schema=schema_for("funding_rates")),
+                  "binance", "usdm", "XRPUSDT", "funding", kind="funding_rates")
+    hours = np.arange(pd.Timestamp("2021-11-15T06:00Z").value, pd.Timestamp("2021-11-19T10:00Z").value, 3_600_000_000_000)
+    catalog.write(pa.table({"ts_event": hours, "ts_init": hours, "open_interest": 4.0e8 + np.arange(hours.size)},
+                           schema=schema_for("open_interest")),
+                  "binance", "usdm", "XRPUSDT", "oi", kind="open_interest")
+    sources = [ReplaySource.from_catalog(catalog, "XRPUSDT.BINANCE", "binance", "usdm", "XRPUSDT", name)
+               for name in ("funding", "oi")]
+    spike = StressVariant(name="spike", vol_spike={"start": at.to_pydatetime(), "duration": "6h", "factor": 3.0})
+    plain = list(Replay(sources, batch_rows=16).batches())
+    spiked_batches = list(spike.wrap(Replay(sources, batch_rows=16)).batches())
+    assert len(spiked_batches) == len(plain) > 2
+    for shocked, batch in zip(spiked_batches, plain, strict=True):
+        assert shocked.kind == batch.kind and shocked.columns.keys() == batch.columns.keys()
+        assert all(np.array_equal(shocked.columns[k], batch.columns[k]) for k in batch.columns)
+
+    def factor(times: pd.Series) -> np.ndarray:
+        elapsed = (times - at) / recovery
+        return np.where((elapsed >= 0) & (elapsed < 1), 1.0 - depth * (1.0 - elapsed), 1.0)
+
+    bars = pd.read_parquet(fixtures / "XRP_USDT_USDT-5m-futures.parquet")
+    marks = pd.read_feather(fixtures / "XRP_USDT_USDT-1h-mark.feather")
+    bar_factor, mark_factor = factor(bars["date"] + pd.Timedelta("5min")), factor(marks["date"])
+    for column in ("open", "high", "low", "close"):
+        bars[column] *= bar_factor
+        marks[column] *= mark_factor
+    bars.to_parquet(tmp_path / "bars.parquet")
+    marks.to_feather(tmp_path / "marks.feather")
+
+    def config(name: str, bar_file: Path, mark_file: Path) -> Path:
+        raw = yaml.safe_load((REPO / "configs" / "perp_xrp_funding.yaml").read_text(encoding="utf-8"))
+        data = raw["data"]
+        data["catalog"] = str(catalog.root)
+        data["sources"][0]["file"] = str(bar_file)
+        data["sources"] += [
+            {"instrument": "XRPUSDT.BINANCE", "kind": "funding_rates", "dataset": "binance/usdm/XRPUSDT/funding"},
+            {"instrument": "XRPUSDT.BINANCE", "kind": "open_interest", "dataset": "binance/usdm/XRPUSDT/oi"},
+        ]
+        data["marks"][0]["file"] = str(mark_file)
+        del data["funding"]
+        return write_yaml(tmp_path / name, raw)
+
+    shipped = config("run.yaml", fixtures / "XRP_USDT_USDT-5m-futures.parquet", fixtures / "XRP_USDT_USDT-1h-mark.feather")
+    variant = {"name": "crash", "flash_crash": {"at": "2021-11-18T03:00:00", "depth": depth, "recovery": "6h"}}
+    stressed = run_trial(TrialSpec(0, str(shipped), {}, stress=variant, keep_equity=True))
+    reference = run_trial(TrialSpec(0, str(config("hand.yaml", tmp_path / "bars.parquet", tmp_path / "marks.feather")),
+                                    {}, keep_equity=True))
+    assert stressed["status"] == reference["status"] == "ok", stressed["error"]
+    assert stressed["equity"] == reference["equity"]
+    assert {k: stressed[k] for k in ("total_return", "max_drawdown", "fills")} == {
+        k: reference[k] for k in ("total_return", "max_drawdown", "fills")}

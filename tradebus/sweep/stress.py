@@ -33,8 +33,9 @@ sweep logs it and notes it in ``stress.json`` and its summary.
 The prices shocked are those of bars, trades, quotes (bid and ask: each by the same factor,
 so the bid stays at or below the ask) and mark prices (mark and index price), both
 replayed and fed beside the replay (``data.marks``, :meth:`StressVariant.shock_marks`): a
-perpetual is valued and liquidated at its mark, which falls with its bars. Volumes, sizes
-and funding rates are never changed. A variant with none of these is the ``baseline``.
+perpetual is valued and liquidated at its mark, which falls with its bars. Volumes, sizes,
+funding rates and open interest are never changed (replayed funding rates and open interest
+pass through as they are). A variant with none of these is the ``baseline``.
 Shocks are applied to :meth:`Replay.batches` by :class:`StressedReplay` in the worker
 that runs the trial; the data in the catalog is never modified.
 """
@@ -300,6 +301,8 @@ _PRICE_FIELDS = {
     "quotes": ("bid_price", "ask_price"),
     "mark_prices": ("mark_price", "index_price"),
 }
+#: Kinds without a price, which a shock passes as they are.
+_NO_PRICES = frozenset(("funding_rates", "open_interest"))
 #: The column a series' price is read from (a volatility spike's anchor and level); quotes: the mid.
 _LEVEL_FIELD = {"bars": "close", "trades": "price", "mark_prices": "mark_price"}
 
@@ -331,7 +334,9 @@ class _FlashCrashShock:
 
     def apply(self, batch: ReplayBatch) -> ReplayBatch:
         ts = batch.ts_init
-        if (self.only is not None and batch.instrument_id not in self.only) or ts[-1] < self.start or ts[0] >= self.end:
+        if (self.only is not None and batch.instrument_id not in self.only) or batch.kind in _NO_PRICES:
+            return batch
+        if ts[-1] < self.start or ts[0] >= self.end:
             return batch
         factor = self.spec.factor(ts)
         return _with_prices(batch, {f: batch.columns[f] * factor for f in _PRICE_FIELDS[batch.kind]})
@@ -348,7 +353,7 @@ class _VolSpikeShock:
 
     def apply(self, batch: ReplayBatch) -> ReplayBatch:
         iid = batch.instrument_id
-        if self.only is not None and iid not in self.only:
+        if (self.only is not None and iid not in self.only) or batch.kind in _NO_PRICES:
             return batch
         ts = batch.ts_init
         lo = int(np.searchsorted(ts, self.start, side="left"))
