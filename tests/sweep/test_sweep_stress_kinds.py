@@ -14,11 +14,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+import yaml
 from sweep_helpers import REPO, write_yaml
+from typer.testing import CliRunner
 
-from tradebus.data.catalog import Catalog, schema_for
+from tradebus.cli import app
+from tradebus.config import load_config
+from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog, schema_for
 from tradebus.data.replay import Replay, ReplaySource
-from tradebus.sweep.stress import StressVariant
+from tradebus.sweep.stress import StressVariant, default_variants
 from tradebus.sweep.trial import TrialSpec, run_trial
 
 QUOTES = REPO / "tests" / "fixtures" / "sweep" / "binance_usdm_btcusdt_quotes_20230404.csv"
@@ -113,8 +117,6 @@ def test_flash_crash_on_a_perpetual_with_replayed_funding_and_open_interest_keep
 
     Oracle: bars and marks crashed by hand, the same funding and open-interest datasets replayed.
     """
-    import yaml
-
     fixtures = REPO / "tests" / "fixtures" / "perpetual"
     at, recovery, depth = pd.Timestamp("2021-11-18T03:00:00Z"), pd.Timedelta("6h"), 0.1
     funding = pd.read_feather(fixtures / "XRP_USDT_USDT-8h-funding_rate.feather")
@@ -172,3 +174,46 @@ def test_flash_crash_on_a_perpetual_with_replayed_funding_and_open_interest_keep
     assert stressed["equity"] == reference["equity"]
     assert {k: stressed[k] for k in ("total_return", "max_drawdown", "fills")} == {
         k: reference[k] for k in ("total_return", "max_drawdown", "fills")}
+
+
+def with_book(tmp_path: Path) -> Path:
+    """The quotes config with the instrument's L2 book replayed too (a snapshot of its touch per quote)."""
+    quotes = pd.read_csv(QUOTES).head(50)
+    rows = []
+    for seq, q in enumerate(quotes.itertuples()):
+        rows += [(q.ts_event, q.ts_init, seq, 1, q.bid_price, q.bid_size, BOOK_SNAPSHOT),
+                 (q.ts_event, q.ts_init, seq, -1, q.ask_price, q.ask_size, BOOK_SNAPSHOT)]
+    book = pd.DataFrame(rows, columns=schema_for("book").names)
+    catalog = write_dataset(write_dataset(tmp_path / "cat", "quotes", pd.read_csv(QUOTES)), "book", book)
+    path = quotes_config(tmp_path / "run.yaml", catalog)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw["data"]["sources"].append({"instrument": IID, "kind": "book", "dataset": "binance_usdm/usdm/BTCUSDT/book"})
+    return write_yaml(path, raw)
+
+
+def test_price_shock_on_book_data_is_refused_at_config_load_naming_variant_shock_and_kind(tmp_path: Path) -> None:
+    """It stopped the sweep, after Ray started and the trials ran, with a bare ``KeyError: 'book'``."""
+    config = with_book(tmp_path)
+    space = write_yaml(tmp_path / "space.yaml", {
+        "objectives": {"total_return": "maximize"}, "params": {"strategy.params.fast": [5]},
+        "stress": [{"name": "baseline"},
+                   {"name": "spike", "vol_spike": {"start": AT.isoformat(), "duration": "8s", "factor": 3.0}},
+                   {"name": "other", "flash_crash": {"at": AT.isoformat(), "depth": 0.1, "instruments": ["ETH.X"]}}],
+    })
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(out), "--workers", "1"])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert f"error: {space}: stress.1: variant 'spike': vol_spike: cannot shock the book data of {IID} " in text, text
+    assert "(data.sources.1)" in text
+    assert not out.exists()  # refused before any trial
+    # A trial asked directly fails with the same reason, not a KeyError.
+    crash = {"name": "crash", "flash_crash": {"at": AT.isoformat(), "depth": 0.1}}
+    row = run_trial(TrialSpec(0, str(config), {}, stress=crash))
+    assert row["status"] == "failed" and row["error"].startswith(f"flash_crash: cannot shock the book data of {IID}")
+    # --stress without a stress block leaves the default price shocks out.
+    span = (pd.Timestamp("2023-01-01").value, pd.Timestamp("2023-07-01").value)
+    names = [v.name for v in default_variants(span, load_config(config))]
+    assert names == ["baseline", "costs_x2", "costs_x5", "latency_x2", "latency_x5"]
+    quotes_only = load_config(quotes_config(tmp_path / "quotes.yaml", tmp_path / "cat"))
+    assert len(default_variants(span, quotes_only)) == 7

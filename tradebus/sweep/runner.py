@@ -181,6 +181,15 @@ def _check_tier(config_path: Path, space: SweepSpace, space_path: Path) -> None:
         raise ConfigError(f"{space_path}: tier: accelerated: {why}; use tier: event or auto")
 
 
+def _check_stress(space: SweepSpace, config: RunConfig, space_path: Path) -> None:
+    """Fail before any trial when a stress variant shocks data it cannot move (an L2 book)."""
+    for n, variant in enumerate(space.stress or ()):
+        try:
+            variant.check_data(config)
+        except ConfigError as exc:
+            raise ConfigError(f"{space_path}: stress.{n}: variant {variant.name!r}: {exc}") from None
+
+
 def _objective_values(space: SweepSpace, row: dict[str, Any]) -> list[float] | None:
     values = []
     for name in space.objectives:
@@ -436,7 +445,7 @@ def _walk_forward(
 def _stress(
     executor: RayExecutor, space: SweepSpace, config_path: Path, config: RunConfig, params: dict[str, Any], out: Path
 ) -> list[dict[str, Any]]:
-    variants = space.stress if space.stress is not None else default_variants(data_span(config))
+    variants = space.stress if space.stress is not None else default_variants(data_span(config), config)
     specs = [
         TrialSpec(i, str(config_path), params, stress=v.model_dump(mode="json"), tier=space.tier)
         for i, v in enumerate(variants)
@@ -499,8 +508,9 @@ def run_sweep(
     ------
     ConfigError
         Invalid config or space, a parameter path that is not a config field, a grid
-        none of whose points makes a valid config, a sweep directory of another sweep or of
-        data that has changed since; after
+        none of whose points makes a valid config, a stress variant shocking data it cannot
+        move (:meth:`~tradebus.sweep.stress.StressVariant.check_data`), a sweep directory of
+        another sweep or of data that has changed since; after
         the trials (their files and ``results.csv`` written), no trial that ran has a value
         of every objective (all invalid, or a null objective such as a Sharpe of a run under
         30 days).
@@ -518,6 +528,7 @@ def run_sweep(
     _check_paths(config_path, space, space_path)
     _check_grid(config_path, space, space_path)
     _check_tier(config_path, space, space_path)
+    _check_stress(space, config, space_path)
     from tradebus.cli import check_window  # the CLI module imports this one
 
     check_window(config_path, config)

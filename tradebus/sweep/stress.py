@@ -35,7 +35,10 @@ so the bid stays at or below the ask) and mark prices (mark and index price), bo
 replayed and fed beside the replay (``data.marks``, :meth:`StressVariant.shock_marks`): a
 perpetual is valued and liquidated at its mark, which falls with its bars. Volumes, sizes,
 funding rates and open interest are never changed (replayed funding rates and open interest
-pass through as they are). A variant with none of these is the ``baseline``.
+pass through as they are). An L2 book cannot be shocked (a factor changing with time would
+move successive book updates differently): a variant whose shock reaches an instrument with
+book data is refused before any trial (:meth:`StressVariant.check_data`). A variant with none
+of these is the ``baseline``.
 Shocks are applied to :meth:`Replay.batches` by :class:`StressedReplay` in the worker
 that runs the trial; the data in the catalog is never modified.
 """
@@ -48,11 +51,13 @@ from typing import Any, Protocol
 
 import msgspec
 import numpy as np
+from loguru import logger
 from pydantic import Field, PositiveFloat, field_validator
 
 from tradebus.config import RunConfig, parse_duration, to_ns
 from tradebus.config.base import StrictModel
 from tradebus.data.replay import ReplayBatch
+from tradebus.errors import ConfigError
 from tradebus.engine.messages import FundingRate, MarkPrice
 
 __all__ = [
@@ -156,6 +161,31 @@ class StressVariant(_Model):
                 parts.append(f"the {what} at {start} falls outside the data")
         return "; ".join(parts) or None
 
+    def check_data(self, config: RunConfig) -> None:
+        """Refuse a price shock on data it cannot move: an instrument's L2 book.
+
+        A flash crash's or volatility spike's factor changes with time, so it would move the
+        levels of successive book updates differently (a level added at one price is removed
+        at another, and the book crosses). A shock limited by ``instruments`` to instruments
+        without book data is accepted.
+
+        Raises
+        ------
+        ConfigError
+            Naming the shock, the data source and its kind.
+        """
+        for key, spec in (("flash_crash", self.flash_crash), ("vol_spike", self.vol_spike)):
+            for n, source in enumerate(config.data.sources) if spec is not None else ():
+                if source.kind in _PRICE_FIELDS or source.kind in _NO_PRICES:
+                    continue
+                if spec.instruments is None or source.instrument in spec.instruments:  # type: ignore[union-attr]
+                    raise ConfigError(
+                        f"{key}: cannot shock the {source.kind} data of {source.instrument} (data.sources.{n}): its "
+                        "factor changes with time and would move the levels of successive book updates differently, "
+                        "so the book would no longer hold; limit the shock to other instruments (instruments: [...]) "
+                        "or replay the instrument's quotes or trades instead"
+                    )
+
     def wrap(self, replay: _Batched) -> _Batched:
         """``replay`` with this variant's price shocks (itself when there are none)."""
         shocks = self._shocks()
@@ -254,11 +284,13 @@ def scale_latency(config: RunConfig, multiplier: float) -> RunConfig:
     return config.model_copy(update={"venue": venue})
 
 
-def default_variants(span: tuple[int, int] | None) -> list[StressVariant]:
+def default_variants(span: tuple[int, int] | None, config: RunConfig | None = None) -> list[StressVariant]:
     """The variants of ``--stress`` without a ``stress:`` block.
 
     Baseline, costs ×2 and ×5, latency ×2 and ×5 and, when the data span is known, a 20 %
-    flash crash recovering over a day and a 7-day ×3 volatility spike, both at mid-span.
+    flash crash recovering over a day and a 7-day ×3 volatility spike, both at mid-span
+    (left out, and logged, when ``config`` replays data they cannot shock:
+    :meth:`StressVariant.check_data`).
     """
     variants = [
         StressVariant(name="baseline"),
@@ -269,10 +301,18 @@ def default_variants(span: tuple[int, int] | None) -> list[StressVariant]:
     ]
     if span is not None:
         mid = datetime.fromtimestamp((span[0] + span[1]) // 2 // 1_000_000_000, UTC).replace(minute=0, second=0)
-        variants.append(StressVariant(name="flash_crash_20pct", flash_crash=FlashCrash(at=mid, depth=0.2)))
-        variants.append(
-            StressVariant(name="vol_spike_x3_7d", vol_spike=VolSpike(start=mid, duration="7d", factor=3.0))
-        )
+        shocks = [
+            StressVariant(name="flash_crash_20pct", flash_crash=FlashCrash(at=mid, depth=0.2)),
+            StressVariant(name="vol_spike_x3_7d", vol_spike=VolSpike(start=mid, duration="7d", factor=3.0)),
+        ]
+        for variant in shocks:
+            try:
+                if config is not None:
+                    variant.check_data(config)
+            except ConfigError as exc:
+                logger.info("stress: the default variant {!r} is left out: {}", variant.name, exc)
+                continue
+            variants.append(variant)
     return variants
 
 
@@ -313,6 +353,14 @@ def _with_prices(batch: ReplayBatch, prices: dict[str, np.ndarray]) -> ReplayBat
     return ReplayBatch(batch.source, batch.instrument_id, batch.kind, batch.ts_event, batch.ts_init, columns, batch.trade_id)
 
 
+def _price_fields(batch: ReplayBatch) -> tuple[str, ...]:
+    """The price columns of ``batch`` a shock moves (``ConfigError`` for data no shock moves, see ``check_data``)."""
+    fields = _PRICE_FIELDS.get(batch.kind)
+    if fields is None:
+        raise ConfigError(f"a price shock cannot move the {batch.kind} data of {batch.instrument_id}")
+    return fields
+
+
 def _level(kind: str, prices: dict[str, np.ndarray], row: int) -> float:
     """The price of a series at ``row`` of its price columns: a quote's mid (its one side when the other is empty)."""
     if kind == "quotes":
@@ -339,7 +387,7 @@ class _FlashCrashShock:
         if ts[-1] < self.start or ts[0] >= self.end:
             return batch
         factor = self.spec.factor(ts)
-        return _with_prices(batch, {f: batch.columns[f] * factor for f in _PRICE_FIELDS[batch.kind]})
+        return _with_prices(batch, {f: batch.columns[f] * factor for f in _price_fields(batch)})
 
 
 class _VolSpikeShock:
@@ -355,6 +403,7 @@ class _VolSpikeShock:
         iid = batch.instrument_id
         if (self.only is not None and iid not in self.only) or batch.kind in _NO_PRICES:
             return batch
+        fields = _price_fields(batch)
         ts = batch.ts_init
         lo = int(np.searchsorted(ts, self.start, side="left"))
         hi = int(np.searchsorted(ts, self.end, side="left"))
@@ -362,7 +411,6 @@ class _VolSpikeShock:
             self.anchor[iid] = _last_price(batch, lo - 1)
         if lo == hi and iid not in self.level:
             return batch  # entirely before the window
-        fields = _PRICE_FIELDS[batch.kind]
         prices = {f: np.array(batch.columns[f], dtype=np.float64) for f in fields}
         if hi > lo:
             first = float(prices["open"][lo]) if batch.kind == "bars" else _level(batch.kind, prices, lo)

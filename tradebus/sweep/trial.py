@@ -128,6 +128,7 @@ def run_trial(spec: TrialSpec) -> dict[str, Any]:
         try:
             variant = StressVariant.model_validate(spec.stress) if spec.stress is not None else None
             if variant is not None:
+                variant.check_data(config)
                 config = variant.apply_config(config)
             kernel, result, row["tier"], curve = run_tier(config, variant, spec.tier)
             lot_sizes = {iid: inst.lot_size for iid, inst in kernel.instruments.items()}
