@@ -26,6 +26,7 @@ from tradebus.sweep.stress import StressVariant, default_variants
 from tradebus.sweep.trial import TrialSpec, run_trial
 
 QUOTES = REPO / "tests" / "fixtures" / "sweep" / "binance_usdm_btcusdt_quotes_20230404.csv"
+TRADES = REPO / "tests" / "fixtures" / "sweep" / "binance_usdm_btcusdt_trades_20230404.csv"
 IID = "BTCUSDT.BINANCE_USDM"
 DATASET = ("binance_usdm", "usdm", "BTCUSDT")
 AT = pd.Timestamp("2023-04-04T23:58:35Z")  # the fixture spans 23:58:20.4 -> 23:58:55.8
@@ -217,3 +218,34 @@ def test_price_shock_on_book_data_is_refused_at_config_load_naming_variant_shock
     assert names == ["baseline", "costs_x2", "costs_x5", "latency_x2", "latency_x5"]
     quotes_only = load_config(quotes_config(tmp_path / "quotes.yaml", tmp_path / "cat"))
     assert len(default_variants(span, quotes_only)) == 7
+
+
+def test_vol_spike_on_an_instruments_trades_and_quotes_shocks_each_series_from_its_own_price(tmp_path: Path) -> None:
+    """The trades took the quotes' anchor and end (one state per instrument), so their shocked prices were off.
+
+    Oracle: each file spiked on its own, replayed together without a stress variant.
+    """
+    trades = pd.read_csv(TRADES, dtype={"trade_id": str})
+    quotes = pd.read_csv(QUOTES)
+
+    def config(name: str, trade_rows: pd.DataFrame, quote_rows: pd.DataFrame) -> Path:
+        catalog = write_dataset(write_dataset(tmp_path / name, "quotes", quote_rows), "trades", trade_rows)
+        path = quotes_config(tmp_path / f"{name}.yaml", catalog)
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw["data"]["sources"].insert(0, {"instrument": IID, "kind": "trades",
+                                          "dataset": "binance_usdm/usdm/BTCUSDT/trades"})
+        raw["strategy"]["params"]["source"] = "trades"
+        raw["venue"]["fill_on"] = "trades"
+        return write_yaml(path, raw)
+
+    hand_trades = spiked(trades, ("price",), lambda t: t["price"], 40.0)
+    hand_quotes = spiked(quotes, ("bid_price", "ask_price"), lambda q: (q["bid_price"] + q["ask_price"]) / 2.0, 40.0)
+    assert (hand_trades["price"] != trades["price"]).sum() > 300
+    variant = {"name": "spike", **SHOCKS["vol_spike"]}
+    stressed = run_trial(TrialSpec(0, str(config("cat", trades, quotes)), {}, stress=variant, keep_equity=True))
+    reference = run_trial(TrialSpec(0, str(config("hand", hand_trades, hand_quotes)), {}, keep_equity=True))
+    assert stressed["status"] == reference["status"] == "ok", stressed["error"]
+    assert stressed["fills"] > 0
+    assert stressed["equity"] == reference["equity"]
+    assert {k: stressed[k] for k in ("total_return", "max_drawdown", "fills", "fees_paid")} == {
+        k: reference[k] for k in ("total_return", "max_drawdown", "fills", "fees_paid")}

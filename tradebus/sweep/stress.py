@@ -11,10 +11,12 @@ A :class:`StressVariant` combines any of:
 ``vol_spike: {start, duration, factor, instruments}``
     Inside ``[start, start + duration)`` every price ``x`` becomes ``a * (x / a) ** factor``,
     ``a`` being the last price before the window (the first open or price inside it if there
-    is none; a quote's price is its mid): moves away from ``a`` are amplified (``factor`` 3 triples log-returns measured
-    from ``a``). After the window prices keep their original returns from where the shocked
-    path ended (every later price is multiplied by ``shocked end / original end``). The map
-    is increasing, so high stays the highest and low the lowest price of each bar.
+    is none; a quote's price is its mid): moves away from ``a`` are amplified (``factor`` 3
+    triples log-returns measured from ``a``). After the window prices keep their original
+    returns from where the shocked path ended (every later price is multiplied by ``shocked
+    end / original end``). Each replayed series (an instrument's trades, its quotes) has its
+    own ``a`` and end. The map is increasing, so high stays the highest and low the lowest
+    price of each bar.
 ``costs: m``
     Every fee rate (each instrument's maker and taker fee and fee tiers, the venue's
     overrides) and the venue's slippage (``slippage_bps`` or the slippage model's
@@ -396,32 +398,33 @@ class _VolSpikeShock:
         self.start = to_ns(spec.start)
         self.end = self.start + parse_duration(spec.duration)
         self.only = None if spec.instruments is None else set(spec.instruments)
-        self.anchor: dict[str, float] = {}
-        self.level: dict[str, float] = {}  # after the window: shocked end / original end
+        # By series (source, instrument): an instrument's trades and quotes each keep their own.
+        self.anchor: dict[tuple[int, str], float] = {}
+        self.level: dict[tuple[int, str], float] = {}  # after the window: shocked end / original end
 
     def apply(self, batch: ReplayBatch) -> ReplayBatch:
-        iid = batch.instrument_id
-        if (self.only is not None and iid not in self.only) or batch.kind in _NO_PRICES:
+        if (self.only is not None and batch.instrument_id not in self.only) or batch.kind in _NO_PRICES:
             return batch
+        series = (batch.source, batch.instrument_id)
         fields = _price_fields(batch)
         ts = batch.ts_init
         lo = int(np.searchsorted(ts, self.start, side="left"))
         hi = int(np.searchsorted(ts, self.end, side="left"))
-        if lo > 0 and iid not in self.level:
-            self.anchor[iid] = _last_price(batch, lo - 1)
-        if lo == hi and iid not in self.level:
+        if lo > 0 and series not in self.level:
+            self.anchor[series] = _last_price(batch, lo - 1)
+        if lo == hi and series not in self.level:
             return batch  # entirely before the window
         prices = {f: np.array(batch.columns[f], dtype=np.float64) for f in fields}
         if hi > lo:
             first = float(prices["open"][lo]) if batch.kind == "bars" else _level(batch.kind, prices, lo)
-            anchor = self.anchor.setdefault(iid, first)
+            anchor = self.anchor.setdefault(series, first)
             for f in fields:
                 prices[f][lo:hi] = anchor * (prices[f][lo:hi] / anchor) ** self.factor
             original = _last_price(batch, hi - 1)
-            self.level[iid] = _level(batch.kind, prices, hi - 1) / original
-        if hi < len(ts) and iid in self.level:
+            self.level[series] = _level(batch.kind, prices, hi - 1) / original
+        if hi < len(ts) and series in self.level:
             for f in fields:
-                prices[f][hi:] *= self.level[iid]
+                prices[f][hi:] *= self.level[series]
         return _with_prices(batch, prices)
 
 
