@@ -249,3 +249,21 @@ def test_vol_spike_on_an_instruments_trades_and_quotes_shocks_each_series_from_i
     assert stressed["equity"] == reference["equity"]
     assert {k: stressed[k] for k in ("total_return", "max_drawdown", "fills", "fees_paid")} == {
         k: reference[k] for k in ("total_return", "max_drawdown", "fills", "fees_paid")}
+
+
+def test_a_stressed_run_knows_which_instruments_have_bars_as_the_plain_run_does(tmp_path: Path) -> None:
+    """Without the replay's sources a stressed kernel did not know the run has no bars of the instrument.
+
+    So a bracket counting bars, refused in the plain run, waited forever under stress, and a trailing
+    stop of an instrument with bars and quotes trailed on its quotes until its first bar.
+    """
+    from tradebus.cli import build_kernel, build_replay
+
+    config = load_config(quotes_config(tmp_path / "run.yaml", write_dataset(tmp_path / "cat", "quotes",
+                                                                            pd.read_csv(QUOTES))))
+    crash = StressVariant(name="crash", flash_crash={"at": AT.to_pydatetime(), "depth": 0.02, "recovery": "8s"})
+    plain, stressed = build_kernel(config), build_kernel(config)
+    plain.run(build_replay(config))
+    stressed.run(crash.wrap(build_replay(config)))
+    assert plain.bar_instruments == frozenset()
+    assert stressed.bar_instruments == plain.bar_instruments

@@ -435,6 +435,11 @@ class StressedReplay:
         self.replay = replay
         self.shocks = shocks
 
+    @property
+    def sources(self) -> Any:
+        """The inner replay's sources (``None`` if it has none): the kernel reads which instruments have bars."""
+        return getattr(self.replay, "sources", None)
+
     def batches(self) -> Iterator[ReplayBatch]:
         """The inner replay's batches, shocked."""
         for batch in self.replay.batches():
