@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -87,6 +89,49 @@ def test_compute_features_reports_a_missing_column() -> None:
     df = pd.DataFrame({"close": BARS["close"][:10]})
     with pytest.raises(FeatureError, match="high"):
         compute_features(df, CHAIN)
+
+
+TARDIS_BOOK5 = Path(__file__).parents[1] / "fixtures" / "data" / "tardis_binance-futures_book_snapshot_5_BTCUSDT.csv"
+BOOK5_SPECS = [
+    {"name": "ofi", "kind": "ofi", "params": {"levels": 5, "window": 2}},
+    {"name": "imb", "kind": "book_imbalance", "params": {"levels": 5}},
+]
+
+
+def book5_frame() -> pd.DataFrame:
+    """The real 5-level Tardis snapshots as a compute_features book frame (levels 0..4 only)."""
+    raw = pd.read_csv(TARDIS_BOOK5)
+    df = pd.DataFrame({"ts_event": raw["timestamp"].to_numpy(np.int64) * 1000})
+    for side, prefix in (("bids", "bid"), ("asks", "ask")):
+        for i in range(5):
+            df[f"{prefix}_px_{i}"] = raw[f"{side}[{i}].price"]
+            df[f"{prefix}_sz_{i}"] = raw[f"{side}[{i}].amount"]
+    return df
+
+
+def test_compute_features_on_a_five_level_book_frame_equals_a_five_level_live_book() -> None:
+    df = book5_frame()
+    out = compute_features(df, BOOK5_SPECS)
+    live = FeatureBank(BOOK5_SPECS)
+    want = []
+    groups = [np.ascontiguousarray(df[[f"{g}_{i}" for i in range(5)]])
+              for g in ("bid_px", "bid_sz", "ask_px", "ask_sz")]
+    for r, ts in enumerate(df["ts_event"]):
+        live.update_book(int(ts), *(g[r] for g in groups))
+        want.append([live.get("ofi"), live.get("imb")])
+    assert np.array_equal(out[["ofi", "imb"]].to_numpy(), np.array(want), equal_nan=True)
+    bids = df[[f"bid_sz_{i}" for i in range(5)]].sum(axis=1)
+    asks = df[[f"ask_sz_{i}" for i in range(5)]].sum(axis=1)
+    np.testing.assert_allclose(out["imb"], (bids - asks) / (bids + asks), rtol=1e-12)
+    assert out["ofi"].notna().sum() == len(df) - 2
+
+
+def test_compute_features_on_a_book_frame_with_a_skipped_level_names_it() -> None:
+    df = book5_frame().drop(columns="bid_sz_2")
+    with pytest.raises(FeatureError, match="bid_sz_2"):
+        compute_features(df, BOOK5_SPECS)
+    with pytest.raises(FeatureError, match="ask_sz_0"):
+        compute_features(book5_frame().drop(columns=[f"ask_sz_{i}" for i in range(5)]), BOOK5_SPECS)
 
 
 def test_run_in_two_chunks_equals_one_run() -> None:

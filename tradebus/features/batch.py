@@ -55,7 +55,8 @@ def compute_features(
         One event per row, in time order. Columns named after the event fields
         (bar: open, high, low, close, volume; trade: price, size, side; quote: bid,
         ask, bid_size, ask_size; book: bid_px_0.. / bid_sz_0.. / ask_px_0.. /
-        ask_sz_0..). A missing column is NaN. ``time`` comes from an int64-ns (or
+        ask_sz_0..; a frame of ``k`` levels gives a book of ``k`` levels, the deeper ones
+        absent). A missing column is NaN. ``time`` comes from an int64-ns (or
         datetime) ``ts_event`` column, else from a DatetimeIndex.
     specs
         Feature specs (models or dicts).
@@ -110,7 +111,12 @@ def compute_features(
 
 
 def _missing_read_fields(bank: FeatureBank, event: str, df: pd.DataFrame) -> list[str]:
-    """Fields of ``event`` (other than derived ones) that a feature reads but ``df`` lacks."""
+    """Fields of ``event`` (other than derived ones) that a feature reads but ``df`` lacks.
+
+    A book frame of ``k`` levels (``bid_px_0`` .. ``bid_px_{k-1}``, and so on) is a book of ``k``
+    levels: its deeper levels are absent (NaN), as in a live book that holds fewer levels. A level
+    column is missing only when its group has no column at all or a shallower level is skipped.
+    """
     derived = {"time", "mid"} | ({"bid", "ask", "bid_size", "ask_size"} if event == "book" else set())
     needed = set()
     for name in bank.names:
@@ -118,4 +124,11 @@ def _missing_read_fields(bank: FeatureBank, event: str, df: pd.DataFrame) -> lis
         for field in EVENT_FIELDS[event]:
             if field not in derived and bank.slot(f"{event}.{field}") in slots:
                 needed.add(field)
-    return sorted(f for f in needed if f not in df.columns)
+    absent = set()
+    if event == "book":
+        for group in ("bid_px", "bid_sz", "ask_px", "ask_sz"):
+            depth = next(i for i in range(BOOK_LEVELS + 1) if f"{group}_{i}" not in df.columns)
+            deeper = [f"{group}_{i}" for i in range(depth, BOOK_LEVELS)]
+            if depth and not any(c in df.columns for c in deeper):
+                absent.update(deeper)
+    return sorted(f for f in needed if f not in df.columns and f not in absent)
