@@ -255,6 +255,8 @@ def test_a_window_outside_the_data_is_an_error_naming_where_the_data_lies(workdi
         (lambda c: c["report"].update(equity_interval="hourly"), "report.equity_interval"),
         (lambda c: c.update(features=[{"name": "v", "kind": "ewm_stdd", "input": "close"}]),
          "features: feature 'v' (kind 'ewm_stdd')"),
+        (lambda c: c.update(features=[{"name": "imb", "kind": "book_imbalance", "params": {"levels": 5}}]),
+         "feature 'imb' of BTC-USD.COINBASE is driven by book events, which a run does not feed"),
     ],
 )
 def test_bad_config_exits_2_naming_file_and_field_without_output(

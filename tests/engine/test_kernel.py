@@ -27,7 +27,7 @@ from tradebus.engine.messages import (
     TradingState,
     TradingStateChanged,
 )
-from tradebus.errors import ConfigError, DataError
+from tradebus.errors import ConfigError, DataError, FeatureError
 from tradebus.execution.config import VenueConfig
 from tradebus.execution.journal import Journal
 from tradebus.risk.config import RiskConfig
@@ -310,6 +310,21 @@ def test_strategy_sees_features_updated_with_the_bar_it_receives(tmp_path: Path)
     for close, value in seen[2:]:
         ema = (close - ema) * k + ema
         assert value == ema
+
+
+@pytest.mark.parametrize(
+    "specs",
+    [
+        [{"name": "imb", "kind": "book_imbalance", "params": {"levels": 5}}],
+        [{"name": "imb", "kind": "ofi"}, {"name": "smooth", "kind": "ema", "params": {"span": 3}, "input": "imb"}],
+    ],
+    ids=["book_imbalance", "ofi_and_a_feature_of_it"],
+)
+def test_a_feature_driven_by_book_events_is_refused_naming_it(specs: list[dict[str, Any]]) -> None:
+    """The kernel feeds its banks bars, trades and quotes: a book feature would stay NaN for the whole run."""
+    kernel = make_kernel(EmaCross(IID, fast=2, slow=3, quantity=1.0), features=specs)
+    with pytest.raises(FeatureError, match=f"feature 'imb' of {IID} is driven by book events"):
+        kernel.prepare()
 
 
 def test_order_events_reach_only_the_strategy_that_sent_the_order(tmp_path: Path) -> None:

@@ -85,7 +85,7 @@ from tradebus.engine.messages import (
 )
 from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY, Perpetuals
 from tradebus.engine.portfolio import Portfolio
-from tradebus.errors import ConfigError, DataError
+from tradebus.errors import ConfigError, DataError, FeatureError
 from tradebus.execution.config import VenueConfig
 from tradebus.execution.contingent import ContingentOrders
 from tradebus.execution.engine import ExecutionEngine, OrderTimeouts
@@ -521,7 +521,8 @@ class Kernel:
         Raises
         ------
         FeatureError
-            A feature spec cannot be built.
+            A feature spec cannot be built, or a feature is driven by book events, which the
+            kernel does not feed to feature banks.
         """
         if self._prepared:
             return
@@ -534,6 +535,7 @@ class Kernel:
             specs = _dedupe(specs)
             if specs:
                 bank = FeatureBank(specs)
+                _refuse_book_features(bank, iid)
                 self.banks[iid] = bank
                 view = FeatureView(bank.columns)
                 view.row = self._live_outputs(bank)
@@ -1100,3 +1102,19 @@ def _dedupe(specs: list[FeatureSpec]) -> list[FeatureSpec]:
             out.append(spec)
     return out
 
+
+
+def _refuse_book_features(bank: FeatureBank, instrument_id: str) -> None:
+    """Raise :class:`FeatureError` for a feature of ``bank`` driven by book events.
+
+    The kernel feeds its banks bars, trades and quotes only: such a feature would stay NaN
+    for the whole run.
+    """
+    for name in bank.names:
+        if bank.event_of(name) == "book":
+            raise FeatureError(
+                f"feature {name!r} of {instrument_id} is driven by book events, which a run does not feed "
+                "to feature banks (it would stay NaN for the whole run): drive it by quotes (microprice "
+                "with on: quote), or compute it in the strategy with tradebus.features.book (Ofi, "
+                "BookImbalance) from the BookSnapshot/BookDelta messages it subscribes to"
+            )
