@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,28 @@ def test_flush_emits_the_unfinished_bar_and_bad_parameters_are_refused() -> None
         BarBuilder("renko", threshold=1.0)
     with pytest.raises(FeatureError):
         BarBuilder("volume")
+
+
+@pytest.mark.parametrize(
+    ("mode", "kw", "match"),
+    [
+        ("volume_imbalance", {"threshold": 50.0, "span_trades": float("nan")}, "span_trades=nan"),
+        ("tick_imbalance", {"threshold": 50.0, "span_bars": float("nan")}, "span_bars=nan"),
+        ("volume", {"threshold": float("inf")}, "finite threshold > 0, got inf"),
+        ("tick", {"threshold": float("nan")}, "finite threshold > 0, got nan"),
+        ("time", {"interval_ns": float("nan")}, "interval_ns, a whole number of nanoseconds > 0, got nan"),
+        ("time", {"interval_ns": float("inf")}, "got inf"),
+        ("time", {"interval_ns": 1.5}, "got 1.5"),
+    ],
+)
+def test_impossible_bar_parameters_are_refused_naming_them(mode: str, kw: dict, match: str) -> None:
+    """NaN spans left imbalance bars never closing (no bar at all), inf thresholds likewise; NaN/inf intervals raised
+    a bare ValueError/OverflowError and 1.5 ns became 1 ns."""
+    with pytest.raises(FeatureError, match=re.escape(match)):
+        BarBuilder(mode, **kw)
+    assert BarBuilder("time", interval_ns=60e9).run(np.array([0, 61 * 10**9]), np.ones(2), np.ones(2))[0].tolist() == [
+        60 * 10**9
+    ]
 
 
 IMBALANCE = [

@@ -51,6 +51,7 @@ unfinished bar at the end of a history, if asked.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -234,12 +235,14 @@ class BarBuilder:
                  whole_only: bool = False) -> None:
         if mode not in _MODES:
             raise FeatureError(f"bar mode {mode!r} is not one of {sorted(_MODES)}")
-        if mode == "time" and (interval_ns is None or interval_ns <= 0):
-            raise FeatureError("time bars need interval_ns > 0")
-        if mode != "time" and (threshold is None or not threshold > 0):
-            raise FeatureError(f"{mode} bars need threshold > 0")
-        if span_bars < 1 or span_trades < 1 or not 0.0 <= floor <= 1.0:
-            raise FeatureError(f"{mode} bars need span_bars >= 1, span_trades >= 1 and 0 <= floor <= 1")
+        positive = interval_ns is not None and interval_ns > 0 and math.isfinite(interval_ns)
+        if mode == "time" and not (positive and interval_ns == int(interval_ns)):
+            raise FeatureError(f"time bars need interval_ns, a whole number of nanoseconds > 0, got {interval_ns!r}")
+        if mode != "time" and not (threshold is not None and threshold > 0 and math.isfinite(threshold)):
+            raise FeatureError(f"{mode} bars need a finite threshold > 0, got {threshold!r}")
+        if not (span_bars >= 1 and span_trades >= 1 and 0.0 <= floor <= 1.0):
+            raise FeatureError(f"{mode} bars need span_bars >= 1, span_trades >= 1 and 0 <= floor <= 1, got "
+                               f"span_bars={span_bars!r}, span_trades={span_trades!r}, floor={floor!r}")
         self.mode = mode
         self._mode = _MODES[mode]
         self._loop, self._update = _KERNELS[self._mode]
