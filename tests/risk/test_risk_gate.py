@@ -126,6 +126,15 @@ def test_price_band_denies_limit_far_from_last_price() -> None:
     assert reason is not None and reason.startswith("price_band: price 110.0 is 10% from last 100.0 > 5.0%")
 
 
+def test_price_band_allows_a_price_exactly_at_the_band() -> None:
+    # 105 / 100 - 1 is 0.05000000000000004 in floats: a price at the band is within it, one tick past is not
+    g = Gate(price_band_pct=5.0)
+    assert g.check(typ=OrderType.LIMIT, price=105.0) is None
+    assert g.check(SELL, typ=OrderType.LIMIT, price=95.0) is None
+    assert g.check(SELL, typ=OrderType.STOP_MARKET, trigger=95.0) is None
+    assert g.check(typ=OrderType.LIMIT, price=105.5) == "price_band: price 105.5 is 5.5% from last 100.0 > 5.0%"
+
+
 def test_price_band_checks_trigger_of_stop_orders() -> None:
     g = Gate(price_band_pct=5.0)
     reason = g.check(SELL, typ=OrderType.STOP_MARKET, trigger=80.0)

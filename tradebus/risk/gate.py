@@ -101,6 +101,7 @@ _STOP_MARKET = OrderType.STOP_MARKET
 _STOP_LIMIT = OrderType.STOP_LIMIT
 _NAN = math.nan
 _INF = math.inf
+#: Relative slack of a limit: a figure at the limit but for float noise (105 / 100 - 1 > 0.05) is within it.
 _RTOL = 1e-9
 #: Why a breaker re-armed by itself.
 _AUTO_REARM = {"daily_loss": "the UTC day rolled over", "gross_exposure": "gross exposure is back within the limit"}
@@ -353,7 +354,7 @@ class RiskGate:
             for name, value in (("price", cmd.price), ("trigger_price", cmd.trigger_price)):
                 if value == value:
                     dist = abs(value / last - 1.0) * 100.0
-                    if dist > band:
+                    if dist > band * (1.0 + _RTOL):
                         return f"price_band: {name} {value} is {dist:.4g}% from last {last} > {band}%"
         limit = self._max_gross
         if limit is not None:
