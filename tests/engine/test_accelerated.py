@@ -342,6 +342,16 @@ def test_denied_orders_and_unpaid_fills_equal_the_event_tiers(
     assert_same_run(event, fast)
 
 
+def test_an_order_at_max_order_notional_but_for_float_noise_passes_in_both_tiers() -> None:
+    """0.3 BTC at the close 97391.71 is 29217.513 (29217.513000000003 in floats): within a limit of 29217.513."""
+    make = lambda: EmaCross(IID, fast=10, slow=30, quantity=0.3)  # noqa: E731
+    event, fast = both(make, VENUES["fees"], risk=RiskConfig(max_order_notional=29_217.513))
+    at_limit = [o for o in event.orders if o.ts_created == 1_733_342_400_000_000_000]  # 2024-12-04 20:00 UTC
+    assert [(o.side, o.status, o.reason) for o in at_limit] == [(OrderSide.BUY, OrderStatus.FILLED, "")]
+    assert any(o.reason.startswith("max_order_notional: ") for o in event.orders)  # the limit denies the others above it
+    assert_same_run(event, fast)
+
+
 def test_a_reversal_while_reducing_is_sent_as_its_close_alone_in_both_tiers() -> None:
     """Strategy.target_position closes instead of reversing while REDUCING (the gate denied the whole reversal)."""
     make = STRATEGIES["ema_5_60_short"][0]

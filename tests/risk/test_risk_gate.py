@@ -101,6 +101,14 @@ def test_max_order_notional_for_market_order_uses_last_price() -> None:
     assert Gate(max_order_notional=150.0).check(qty=2.0) == "max_order_notional: 200.0 > 150.0"
 
 
+def test_max_order_notional_allows_an_order_exactly_at_the_limit() -> None:
+    # 1.1 * 100.0 is 110.00000000000001 in floats
+    g = Gate(max_order_notional=110.0)
+    assert g.check(qty=1.1) is None
+    assert g.check(qty=1.1, typ=OrderType.LIMIT, price=100.0) is None
+    assert g.check(qty=1.11) == "max_order_notional: 111.00000000000001 > 110.0"
+
+
 def test_max_order_notional_without_any_price_denies() -> None:
     g = Gate(max_order_notional=150.0)
     g.gate._last.clear()

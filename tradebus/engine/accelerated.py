@@ -408,7 +408,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                         code = {buying_power}
                     elif size > cfg[22]:
                         code = {max_quantity}
-                    elif cfg[23] == cfg[23] and not size * cs * last <= cfg[23]:
+                    elif cfg[23] == cfg[23] and not size * cs * last <= cfg[23] * (1.0 + 1e-9):
                         code = {max_notional}
                     elif abs(pos + signed) > cfg[24] * (1.0 + 1e-9) and abs(pos + signed) > abs(pos):
                         code = {max_position}

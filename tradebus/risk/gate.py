@@ -338,7 +338,7 @@ class RiskGate:
         limit = self._max_notional
         if limit is not None:
             notional = qty * self._sizes.get(cmd.instrument_id, 1.0) * (px if px == px else last)
-            if notional != notional or notional > limit:
+            if not notional <= limit * (1.0 + _RTOL):  # NaN: no price to value it
                 return max_notional_reason(cmd.instrument_id, notional, limit)
         limit = self._max_position
         if limit is not None:
