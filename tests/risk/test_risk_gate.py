@@ -215,6 +215,24 @@ def test_reducing_allows_only_orders_that_reduce_without_flipping() -> None:
     assert reason is not None and reason.startswith("trading_state: REDUCING")
 
 
+def test_a_reduce_only_order_larger_than_the_position_counts_as_the_position_it_closes() -> None:
+    # the venue fills a reduce-only order no further than flat: it neither breaches max_position nor flips
+    g = Gate(max_position=1.0)
+    g.hold(1.0)
+    close_all = SubmitOrder("s", IID, "c", SELL, 3.0, 0, 0, OrderType.MARKET, reduce_only=True)
+    assert g.gate.check(close_all) is None
+    assert g.check(SELL, qty=3.0) == "max_position: |1.0 + -3.0| = 2.0 > 1.0"
+    g.gate.set_state(TradingState.REDUCING, "operator")
+    assert g.gate.check(close_all) is None
+    assert g.check(SELL, qty=3.0) == (
+        "trading_state: REDUCING allows only reducing orders; position 1.0, working on the order's side 0.0, order -3.0"
+    )
+    g.work(SELL, 0.5, price=101.0)  # with half the position already being sold, it could flip it
+    assert g.gate.check(close_all) == (
+        "trading_state: REDUCING allows only reducing orders; position 1.0, working on the order's side -0.5, order -1.0"
+    )
+
+
 def test_reducing_when_flat_denies_everything() -> None:
     g = Gate()
     g.gate.set_state(TradingState.REDUCING, "manual")

@@ -22,8 +22,10 @@ it is denied, always in the form ``"<check>: <what> <op> <limit>"`` (for example
 7. ``max_open_orders``, then ``max_order_rate`` (sliding window on the injected clock; only
    orders that pass every check count).
 
-Working orders are the open orders of the order manager bound by :meth:`RiskGate.bind_orders`
-(the execution engine binds its own); the order being modified does not count against itself.
+A reduce-only order against the position counts, in steps 1, 4 and 6, as at most the position it
+closes: the venue never fills more of it. Working orders are the open orders of the order manager
+bound by :meth:`RiskGate.bind_orders` (the execution engine binds its own); the order being
+modified does not count against itself.
 The members of an OCO group (:meth:`Account.link_oco <tradebus.account.Account.link_oco>`: a
 bracket's stop-loss and take-profit) fill no more than the largest of them, so a group counts once
 on each side, as its largest member, and an order is checked against the working orders outside its
@@ -278,6 +280,8 @@ class RiskGate:
         if spec is None:
             spec = self._spec(iid)
         pos = self._portfolio.position(iid) if spec is None else spec[1].quantity
+        if cmd.reduce_only and signed * pos < 0.0 and abs(signed) > abs(pos):
+            signed = -pos  # the venue fills no more of it than the position (it never flips it)
         state = self.state
         if state is not _ACTIVE:
             if state is _HALTED:
