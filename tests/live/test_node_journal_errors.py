@@ -221,3 +221,22 @@ def test_a_journal_of_another_config_instrument_is_refused_naming_it_before_anyt
     assert journal.read_bytes() == before  # no epoch begun, nothing recovered
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eth.yaml", "journal.sqlite", "out", "paper.yaml"]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier
+
+
+def test_paper_on_a_truncated_journal_says_it_is_damaged_and_leaves_it_untouched(tmp_path: Path) -> None:
+    """A journal cut short (a copy interrupted, a disk that lost its end) was called 'not a tradebus journal',
+    leading the operator to take it for the wrong file and start on a new one, flat."""
+    journal = tmp_path / "journal.sqlite"
+    write_journal(journal, 100)
+    journal.write_bytes(journal.read_bytes()[: journal.stat().st_size // 2])
+    before = journal.read_bytes()
+
+    res = CliRunner().invoke(app, ["paper", str(paper_config(tmp_path, journal)), "--max-seconds", "5"])
+
+    assert res.exit_code == 3, res.output
+    message = " ".join(res.output.split())
+    assert f"journal {journal}: the database file is damaged (database disk image is malformed)" in message
+    assert "not a tradebus journal" not in message
+    assert "Traceback" not in res.output
+    assert journal.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["journal.sqlite", "paper.yaml"]

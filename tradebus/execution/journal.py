@@ -169,9 +169,9 @@ class Journal:
     Raises
     ------
     DataError
-        The file is not a journal (another SQLite database included), a journal of a newer
-        schema version, or (``exclusive``) one another daemon has open (names the file); the
-        file is left as it was.
+        The file is not a journal (another SQLite database included), a damaged one (truncated,
+        pages overwritten), a journal of a newer schema version, or (``exclusive``) one another
+        daemon has open (names the file); the file is left as it was.
     """
 
     def __init__(
@@ -208,7 +208,7 @@ class Journal:
         except sqlite3.DatabaseError as exc:
             self._db.close()
             self._unlock()
-            raise DataError(f"journal {self.path}: not a tradebus journal: {exc}") from exc
+            raise _open_error(self.path, exc) from exc
         except DataError:
             self._db.close()
             self._unlock()
@@ -599,6 +599,19 @@ class Journal:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def _open_error(path: Path, exc: sqlite3.DatabaseError) -> DataError:
+    """What went wrong opening ``path``: not a database, a damaged one (truncated, pages overwritten), or an I/O error."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name == "SQLITE_NOTADB":
+        return DataError(f"journal {path}: not a tradebus journal: {exc}")
+    if name == "SQLITE_CORRUPT":
+        return DataError(
+            f"journal {path}: the database file is damaged ({exc}); restore it from a backup: the daemon "
+            "cannot resume its orders and positions from it"
+        )
+    return DataError(f"journal {path}: cannot open it ({name or type(exc).__name__}: {exc})")
 
 
 def _lock(path: Path) -> int:
