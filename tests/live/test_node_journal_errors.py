@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import socket
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -189,6 +191,37 @@ def test_a_second_daemon_on_a_journal_in_use_exits_3_and_leaves_journal_and_outp
     again = PaperNode(load_paper_config(config), handle_signals=False)
     assert again.journal is not None
     again.journal.close()
+
+
+HOLDER = """
+import sys
+from tradebus.execution.journal import Journal
+journal = Journal(sys.argv[1], exclusive=True)  # as a running daemon holds it
+print("holding", flush=True)
+sys.stdin.readline()
+journal.close()
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="the lock's holder is read from Linux's /proc/locks")
+def test_a_second_daemon_on_a_journal_in_use_names_the_process_holding_it(tmp_path: Path) -> None:
+    """The refusal said only 'the file is locked': the operator had to hunt for the daemon to stop."""
+    journal = tmp_path / "journal.sqlite"
+    write_journal(journal, 1)
+    config = paper_config(tmp_path, journal)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(journal)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+        res = CliRunner().invoke(app, ["paper", str(config), "--max-seconds", "5"])
+    finally:
+        holder.kill()  # SIGKILL: no close, no cleanup
+        holder.communicate()
+    assert res.exit_code == 3, res.output
+    message = " ".join(res.output.split())
+    assert f"journal {journal}: in use by another running daemon (pid {holder.pid} on {socket.gethostname()}: " \
+        f"{sys.executable} -c" in message
+    Journal(journal, exclusive=True).close()  # the killed holder left no lock behind
 
 
 def test_a_journal_of_another_config_instrument_is_refused_naming_it_before_anything_is_written(tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -159,7 +160,8 @@ class Journal:
         way every committed entry is in the database file or its log, so a crash loses none.
     exclusive
         Hold an advisory lock (``flock``) on the file while open, as a daemon trading on the
-        journal does: a second exclusive opener (another daemon) is refused. Tools that only read
+        journal does: a second exclusive opener (another daemon) is refused, naming the process
+        that holds the lock (pid, host and command line, where Linux's ``/proc/locks`` shows it). Tools that only read
         or set the trading state (``live-kill``, ``live-resume``) open it without the lock. The
         lock goes with the process, so a killed daemon never leaves it behind.
     on_failure
@@ -623,12 +625,40 @@ def _lock(path: Path) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        holder = _lock_holder(fd)
         os.close(fd)
         raise DataError(
-            f"journal {path}: in use by another running daemon (the file is locked); stop that daemon, "
+            f"journal {path}: in use by another running daemon ({holder or 'the file is locked'}); stop that daemon, "
             "or give this config a journal of its own"
         ) from None
     return fd
+
+
+def _lock_holder(fd: int) -> str | None:
+    """The process holding the ``flock`` on ``fd``'s file, as ``pid N on HOST: command line``, from ``/proc/locks``.
+
+    ``None`` where there is no ``/proc/locks`` (not Linux) or it lists no holder this process can see
+    (one on another host sharing the file system, or in another PID namespace).
+    """
+    st = os.fstat(fd)
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            lines = locks.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        # "1: FLOCK  ADVISORY  WRITE 21989 fe:00:2148094 0 EOF"; a waiter's line has "->" after the id
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == where and fields[4].isdigit() and fields[4] != "0":
+            pid = int(fields[4])
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                    command = " ".join(cmdline.read().decode(errors="replace").replace("\0", " ").split())
+            except OSError:
+                command = ""
+            return f"pid {pid} on {socket.gethostname()}" + (f": {command[:200]}" if command else "")
+    return None
 
 
 class _Checkpointer(threading.Thread):
