@@ -513,3 +513,22 @@ def test_sigterm_while_the_outputs_are_written_leaves_the_earlier_run_as_it_was(
     assert proc.returncode == 143, proc.stdout + proc.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert invoke("backtest", str(workdir / "run.yaml"), "--out", str(out)).exit_code == 0  # accepted again
+
+
+@pytest.mark.parametrize(
+    ("config", "sets"),
+    [
+        # margin spot: a 0.25 BTC long "liquidated" against 50,000 USD on the next bar, repeatedly
+        ("ema_cross_long_short.yaml", ["strategy.params.quantity=25", "risk.max_order_quantity=50", "risk.max_position=25"]),
+        # cash spot: 35 buys denied "needs 2601605.665 USD > available 2581325.473 USD" with 100,000 USD of cash
+        ("quickstart.yaml", ["strategy.params.quantity=50", "risk.max_position=100"]),
+    ],
+)
+def test_a_spot_instrument_with_a_contract_size_is_a_config_error(tmp_path: Path, config: str, sets: list[str]) -> None:
+    overrides = [arg for value in ["instruments.0.contract_size=0.01", *sets] for arg in ("--set", value)]
+    result = invoke("backtest", str(REPO / "configs" / config), "--out", str(tmp_path / "out"), *overrides)
+    assert result.exit_code == 2, result.output
+    assert "instruments.0: instrument BTC-USD.COINBASE: contract_size 0.01 applies to perpetuals; a spot instrument " \
+        "trades base units" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()

@@ -59,6 +59,20 @@ def test_instrument_rejects_non_positive_increments(field: str, value: float) ->
         make_instrument(**{field: value})
 
 
+@pytest.mark.parametrize("margin", [False, True])
+def test_a_spot_instrument_with_a_contract_size_is_refused(margin: bool) -> None:
+    """The spot account moved ``qty`` of base against ``qty * px`` of quote while the portfolio
+    applied the contract size: a 0.25 BTC long "liquidated" against 50,000 USD, buys denied with
+    100,000 USD of cash. No venue lists spot in contracts."""
+    with pytest.raises(OrderError, match=r"instrument BTCUSDT.BINANCE: contract_size 0.01 applies to perpetuals"):
+        make_instrument(contract_size=0.01, margin=margin)
+
+
+def test_a_perpetual_keeps_its_contract_size() -> None:
+    inst = make_instrument(kind=InstrumentKind.PERPETUAL, contract_size=0.01)
+    assert inst.notional(100.0, 50_000.0) == pytest.approx(50_000.0)
+
+
 def test_round_price_snaps_to_tick_without_float_noise() -> None:
     inst = make_instrument(tick_size=0.1)
     assert inst.round_price(100.26) == 100.3

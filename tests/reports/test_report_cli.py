@@ -78,7 +78,7 @@ def test_a_run_written_before_equity_csv_had_interest_paid_still_reports(tmp_pat
 def test_trades_matched_from_fills_count_the_config_instruments_contract_size(tmp_path: Path) -> None:
     a = _run_dir(tmp_path / "a", 110.0)
     (a / "trades.csv").unlink()
-    (a / "config.yaml").write_text("instruments: [{venue: SIM, symbol: X, contract_size: 0.01}]\n")
+    (a / "config.yaml").write_text("instruments: [{venue: SIM, symbol: X, kind: perpetual, contract_size: 0.01}]\n")
     (trade,) = load_run(a).trades.itertuples()
     assert trade.pnl == pytest.approx(0.1)  # 1 contract of 0.01 from 100 to 110
 

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from tradebus.cli import app
 from tradebus.config import InstrumentConfig
+from tradebus.engine.instrument import InstrumentKind
 from tradebus.engine.kernel import FillRecord
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
@@ -179,7 +180,7 @@ def test_the_minimum_notional_counts_the_contract_size(min_notional: float, trad
     params = {**STRATEGY, "gates": {name: {"enabled": False} for name in
                                     ("warmup", "cost", "zscore", "quantile", "persistence")},
               "sizing": {**STRATEGY["sizing"], "min_notional": min_notional}}  # fmt: skip
-    instrument = msgspec.structs.replace(INSTRUMENT, contract_size=contract_size)
+    instrument = msgspec.structs.replace(INSTRUMENT, kind=InstrumentKind.PERPETUAL, contract_size=contract_size)
     _, strategy = run_edges(bars, instrument, params, PrecomputedEdges(ts, edges), venue=VENUE, initial_cash=10.0)
     assert bool(strategy.entries) is trades, strategy.entries[:3]
 

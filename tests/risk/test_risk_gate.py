@@ -10,7 +10,7 @@ import pytest
 
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import SimulatedClock
-from tradebus.engine.instrument import Instrument
+from tradebus.engine.instrument import Instrument, InstrumentKind
 from tradebus.engine.messages import (
     Liquidity,
     OrderAccepted,
@@ -486,7 +486,7 @@ def test_gross_exposure_breaker_reduces_while_above_and_rearms_by_itself() -> No
 
 def test_gross_exposure_breaker_values_contracts_at_their_contract_size() -> None:
     """100 contracts of 0.01 BTC at 50,000 are 50,000 of notional: half the equity, within a limit of 1."""
-    inst = Instrument("OKX", "BTC-USDT-SWAP", tick_size=0.1, lot_size=1.0, contract_size=0.01, margin=True)
+    inst = Instrument("OKX", "BTC-USDT-SWAP", InstrumentKind.PERPETUAL, tick_size=0.1, lot_size=1.0, contract_size=0.01)
     bus, clock = MessageBus(), SimulatedClock(0)
     portfolio = Portfolio({inst.instrument_id: inst}, 100_000.0)
     gate = RiskGate(RiskConfig(max_gross_exposure=1.0), portfolio, clock, bus)

@@ -76,9 +76,10 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         spot instrument without it is cash-only: buys need the quote asset, sells need the base
         asset held.
     contract_size
-        Base units per unit of quantity (OKX ``ctVal``: BTC-USDT-SWAP trades contracts of
-        0.01 BTC; 1 for spot and for Binance/Bybit linear perpetuals, which trade in coins).
-        Notional and PnL are ``quantity * contract_size * price``.
+        Base units per unit of quantity of a perpetual (OKX ``ctVal``: BTC-USDT-SWAP trades
+        contracts of 0.01 BTC; 1 for Binance/Bybit linear perpetuals, which trade in coins).
+        Notional and PnL are ``quantity * contract_size * price``. Spot has no contracts (every
+        venue lists spot in base units): a spot instrument must keep 1.
     leverage
         Leverage the account uses for this perpetual or margin spot instrument: initial margin
         is ``notional / leverage``. A cash-only instrument has none (1).
@@ -147,6 +148,11 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
             raise OrderError(f"{where}: fee_tiers must have strictly ascending min_volume")
         if self.inverse and self.kind != InstrumentKind.PERPETUAL:
             raise OrderError(f"{where}: inverse applies to perpetuals, not {self.kind}")
+        if self.contract_size != 1.0 and self.kind == InstrumentKind.SPOT:
+            raise OrderError(
+                f"{where}: contract_size {self.contract_size:g} applies to perpetuals; a spot instrument trades "
+                "base units (contract_size 1; set kind: perpetual for a swap traded in contracts)"
+            )
         if self.margin_mode != MarginMode.CROSS and self.kind != InstrumentKind.PERPETUAL:
             raise OrderError(f"{where}: margin_mode {self.margin_mode} applies to perpetuals; margin spot is cross")
         if self.leverage != 1.0 and self.cash_only:
