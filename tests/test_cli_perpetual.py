@@ -88,3 +88,18 @@ def test_a_run_longer_than_its_funding_file_warns_of_the_stretch_without_funding
         "2021-11-15T06:00:00Z to 2021-11-18T00:00:00.017Z; a position in XRPUSDT.BINANCE held then paid no "
         "funding for that time\n"
     ]
+
+
+def test_volume_slippage_counts_an_order_in_contracts_at_its_contract_size(tmp_path: Path) -> None:
+    """2,000 contracts of 10 XRP are 20,000 XRP: the same share of a bar's volume (in XRP), the same fills.
+
+    The participation was 2,000 / volume, so the contract run paid less slippage (BUY 4,000 at
+    1.1296 where the coin run bought 40,000 at 1.1298).
+    """
+    coins, _, _ = run_backtest(CONFIG, tmp_path / "coins")
+    contracts, _, _ = run_backtest(CONFIG, tmp_path / "contracts", overrides=[
+        "instruments.0.contract_size=10", "instruments.0.lot_size=0.01", "strategy.params.quantity=2000"])  # fmt: skip
+    assert len(coins.fills) == len(contracts.fills) > 2
+    for coin, contract in zip(coins.fills, contracts.fills, strict=True):
+        assert (contract.side, contract.price) == (coin.side, coin.price)
+        assert (contract.quantity * 10.0, contract.fee) == (pytest.approx(coin.quantity), pytest.approx(coin.fee))

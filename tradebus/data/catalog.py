@@ -25,7 +25,8 @@ Guarantees
 Stored columns (``SCHEMA_VERSION`` 1):
 
 * bars: ``ts_event`` (int64 ns, the bar CLOSE time), ``ts_init`` (int64 ns),
-  ``open``, ``high``, ``low``, ``close``, ``volume`` (float64).
+  ``open``, ``high``, ``low``, ``close``, ``volume`` (float64, in base units: an OKX swap
+  candle stores its ``volCcy``, not its contract count ``vol``).
 * trades: ``ts_event``, ``ts_init``, ``price``, ``size`` (float64), ``aggressor``
   (int8: 1 buy, -1 sell, 0 unknown), ``trade_id`` (string).
 * quotes (best bid/ask): ``ts_event``, ``ts_init``, ``bid_price``, ``bid_size``,

@@ -10,7 +10,8 @@ Slippage (``venue.slippage``; bars, trades and quotes)
     ``volume`` (volume participation; impact grows with the order's share of the bar)
         ``bps + impact_bps * (quantity / bar volume) ** exponent``, at most ``max_bps``
         (``exponent`` 0.5 is the square-root law; 1 linear). A bar without volume costs
-        ``max_bps``.
+        ``max_bps``. A bar's volume is in base units, so an order in contracts counts
+        ``quantity * contract_size``.
     ``volatility`` (volatility-scaled)
         ``bps + k * (high - low) / open * 10_000``, at most ``max_bps``: a fraction ``k`` of
         the bar's range.

@@ -947,7 +947,8 @@ class SimulatedVenue(Venue):
         """``px`` moved by the slippage model against the trader onto the tick grid, within the bar and limit."""
         instrument = self.instruments[iid]
         low, high = bar.low, bar.high
-        slip = slippage_bps(self._slippage, sim.leaves, bar.open, high, low, bar.volume) * 1e-4
+        # bar volume is in base units (tradebus.data.catalog); an order in contracts of contract_size
+        slip = slippage_bps(self._slippage, sim.leaves * instrument.contract_size, bar.open, high, low, bar.volume) * 1e-4
         if sim.buy:
             px = min(instrument.round_price_up(px * (1.0 + slip)), high)
             if sim.type in _LIMITS:
