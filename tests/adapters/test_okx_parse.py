@@ -180,6 +180,16 @@ def test_confirmed_candle_becomes_bar_stamped_at_close() -> None:
     assert bar == Bar("BTC-USDT.OKX", (start + 86_400_000) * MS, 3, 8533.02, 8553.74, 8527.17, 8548.26, 45247.0)
 
 
+def test_a_swap_candle_volume_is_in_base_currency_as_the_catalog_stores_it() -> None:
+    """The paper bars of BTC-USDT-SWAP carried ``vol`` (contracts of 0.01 BTC), 100 times the
+    ``volCcy`` (BTC) a backtest reads from candles imported with ``tradebus data import-okx-candles``."""
+    frame = json.loads(fixture_text("ws_candle.json"))
+    frame["arg"]["instId"] = "BTC-USDT-SWAP"
+    frame["data"][0][5:7] = ["52953.0", "529.53"]
+    (bar,) = OkxParser().parse_frame(json.dumps(frame), 3)
+    assert (bar.instrument_id, bar.volume) == ("BTC-USDT-SWAP.OKX", 529.53)
+
+
 def test_unconfirmed_candle_is_skipped() -> None:
     frame = json.loads(fixture_text("ws_candle.json"))
     frame["data"][0][8] = "0"

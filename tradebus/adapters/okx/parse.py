@@ -452,8 +452,10 @@ class OkxParser(StreamBooksParser):
         """``candle<bar>``: a Bar per *confirmed* candle (``confirm == "1"``).
 
         ``ts_event`` is the candle's close time, start + bar length (see
-        :func:`candle_close_ms`): a bar is only known once closed. ``volume``
-        is ``vol`` (contracts for derivatives, base currency for spot).
+        :func:`candle_close_ms`): a bar is only known once closed. ``volume`` is in the base
+        currency, as the catalog stores it (:mod:`tradebus.data.okx_candles`): ``vol`` for spot
+        (``BASE-QUOTE``), ``volCcy`` for a derivative (``BTC-USDT-SWAP``), whose ``vol`` counts
+        contracts.
 
         Payload::
 
@@ -463,6 +465,7 @@ class OkxParser(StreamBooksParser):
         """
         out = []
         iid = self.instrument_id(inst_id)
+        volume_field = 5 if inst_id.count("-") == 1 else 6
         for i, row in enumerate(self._candles.decode(frame.data)):
             if len(row) < 9:
                 raise FieldError(f"[{i}]", f"{row!r}: expected 9 fields [ts,o,h,l,c,vol,volCcy,volCcyQuote,confirm]")
@@ -471,9 +474,9 @@ class OkxParser(StreamBooksParser):
                 continue
             try:
                 start = int(row[0])
-                o, h, lo, c, v = float(row[1]), float(row[2]), float(row[3]), float(row[4]), float(row[5])
+                o, h, lo, c, v = float(row[1]), float(row[2]), float(row[3]), float(row[4]), float(row[volume_field])
             except ValueError:
-                raise FieldError(f"[{i}]", f"{row!r}: expected numbers in fields 0-5") from None
+                raise FieldError(f"[{i}]", f"{row!r}: expected numbers in fields 0-4 and {volume_field}") from None
             if not (0.0 < lo <= min(o, c) and max(o, c) <= h < np.inf and 0.0 <= v < np.inf and 0 <= start < MAX_MILLIS):
                 raise FieldError(
                     f"[{i}]", f"{row!r}: expected 0 < low <= open,close <= high, volume >= 0, ts in ms before 2100"
