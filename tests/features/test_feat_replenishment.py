@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,35 @@ def test_hand_derived_depletion_and_refill() -> None:
         Replenishment(window=3, drop=1.5, horizon_ns=10)
     with pytest.raises(FeatureError, match="depth must be"):
         r2.update(21, float("nan"))
+
+
+@pytest.mark.parametrize(
+    ("kw", "shown"),
+    [
+        ({"horizon_ns": math.nan}, "horizon_ns (nanoseconds) must be a whole number in [1, 9223372036854775807], got nan"),
+        ({"horizon_ns": math.inf}, "horizon_ns (nanoseconds) must be a whole number in [1, 9223372036854775807], got inf"),
+        ({"horizon_ns": 1.5}, "horizon_ns (nanoseconds) must be a whole number in [1, 9223372036854775807], got 1.5"),
+        ({"horizon_ns": 2**63}, f"horizon_ns (nanoseconds) must be a whole number in [1, 9223372036854775807], got {2**63}"),
+        ({"horizon_ns": 10, "window": 2.5}, "window must be a whole number in [1, 9223372036854775807], got 2.5"),
+        ({"horizon_ns": 10, "window": math.nan}, "window must be a whole number in [1, 9223372036854775807], got nan"),
+        ({"horizon_ns": 10, "window": 0}, "window must be a whole number in [1, 9223372036854775807], got 0"),
+        ({"horizon_ns": 10, "drop": math.nan}, "drop must be in (0, 1), got nan"),
+    ],
+)
+def test_impossible_settings_are_refused_naming_them(kw: dict, shown: str) -> None:
+    with pytest.raises(FeatureError) as err:
+        Replenishment(**kw)
+    assert str(err.value) == f"replenishment: {shown}"
+    with pytest.raises(FeatureError) as batch:
+        replenishment_events(np.array([0]), np.array([1.0]), **kw)
+    assert str(batch.value) == str(err.value)
+
+
+def test_whole_float_horizon_and_window_measure_like_ints() -> None:
+    feed = [(0, 10.0), (1, 10.0), (2, 10.0), (3, 4.0), (8, 2.0), (13, 8.0)]
+    as_float = Replenishment(window=3.0, drop=0.5, horizon_ns=10.0)
+    as_int = Replenishment(window=3, drop=0.5, horizon_ns=10)
+    assert [as_float.update(t, d) for t, d in feed] == [as_int.update(t, d) for t, d in feed]
 
 
 def _top5_bid_depth() -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -209,6 +211,37 @@ def test_unknown_instrument_is_rejected() -> None:
 def test_bad_settings_are_rejected(kw: dict, match: str) -> None:
     with pytest.raises(FeatureError, match=match):
         CrossSection(UNIVERSE, **kw)
+
+
+@pytest.mark.parametrize(
+    ("kw", "shown"),
+    [
+        ({"max_age_ns": math.inf}, "max_age_ns (nanoseconds) must be a whole number in [0, 9223372036854775807], got inf"),
+        ({"max_age_ns": 2**63}, f"max_age_ns (nanoseconds) must be a whole number in [0, 9223372036854775807], got {2**63}"),
+        ({"max_age_ns": 1.5}, "max_age_ns (nanoseconds) must be a whole number in [0, 9223372036854775807], got 1.5"),
+        ({"max_age_ns": 1, "min_count": math.nan}, "min_count must be a whole number in [1, 9223372036854775807], got nan"),
+        ({"max_age_ns": 1, "min_count": math.inf}, "min_count must be a whole number in [1, 9223372036854775807], got inf"),
+        ({"max_age_ns": 1, "min_count": 2**64}, f"min_count must be a whole number in [1, 9223372036854775807], got {2**64}"),
+    ],
+)
+def test_non_finite_fractional_or_out_of_int64_settings_are_refused_naming_them(kw: dict, shown: str) -> None:
+    with pytest.raises(FeatureError) as live:
+        CrossSection(UNIVERSE, **kw)
+    assert str(live.value) == f"cross-section: {shown}"
+    df = pd.DataFrame({"a": [1.0], "b": [2.0]}, index=pd.Index([0], dtype=np.int64))
+    with pytest.raises(FeatureError) as batch:
+        cross_section(df, **kw)
+    assert str(batch.value) == str(live.value)
+
+
+def test_whole_float_and_numpy_settings_are_accepted() -> None:
+    xs = CrossSection(UNIVERSE, max_age_ns=np.int64(5), min_count=2.0)
+    ref = CrossSection(UNIVERSE, max_age_ns=5, min_count=2)
+    for x in (xs, ref):
+        x.update(UNIVERSE[0], 0, 1.0)
+        x.update(UNIVERSE[1], 0, 2.0)
+    np.testing.assert_array_equal(xs.query(5).rank, ref.query(5).rank)
+    np.testing.assert_array_equal(xs.query(6).rank, ref.query(6).rank)
 
 
 def test_duplicate_instruments_are_rejected() -> None:

@@ -45,6 +45,7 @@ from tradebus.errors import DataError, FeatureError
 __all__ = ["CrossSection", "CrossSectionResult", "cross_section"]
 
 _NEVER = np.iinfo(np.int64).min
+_INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 @njit(cache=True)
@@ -131,20 +132,23 @@ def _xs_batch(
         _xs_row(values, last_ts, ts[r], max_age_ns, min_count, ddof, order, ranks[r], zscores[r])
 
 
-def _check_settings(max_age_ns: int, min_count: int, ddof: int) -> tuple[int, int, int]:
+def _whole(name: str, value: object, low: int) -> int:
+    """``value`` as an int if it is a whole number in ``[low, int64 max]``, else a FeatureError naming ``name``."""
     try:
-        age = int(max_age_ns)
-    except (TypeError, ValueError):
-        raise FeatureError(
-            f"cross-section: max_age_ns must be an integer number of nanoseconds, got {max_age_ns!r}"
-        ) from None
-    if age < 0:
-        raise FeatureError(f"cross-section: max_age_ns must be >= 0, got {max_age_ns!r}")
+        whole = int(value)  # type: ignore[call-overload]
+        exact = whole == value
+    except (TypeError, ValueError, OverflowError):
+        exact = False
+    if not (exact and low <= whole <= _INT64_MAX):
+        raise FeatureError(f"cross-section: {name} must be a whole number in [{low}, {_INT64_MAX}], got {value!r}")
+    return whole
+
+
+def _check_settings(max_age_ns: int, min_count: int, ddof: int) -> tuple[int, int, int]:
+    age = _whole("max_age_ns (nanoseconds)", max_age_ns, 0)
     if ddof not in (0, 1):
         raise FeatureError(f"cross-section: ddof must be 0 or 1, got {ddof!r}")
-    if int(min_count) != min_count or min_count < max(1, ddof + 1):
-        raise FeatureError(f"cross-section: min_count must be a whole number >= {max(1, ddof + 1)}, got {min_count!r}")
-    return age, int(min_count), int(ddof)
+    return age, _whole("min_count", min_count, max(1, ddof + 1)), int(ddof)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,21 @@ from tradebus.errors import FeatureError
 __all__ = ["Depletion", "Replenishment", "replenishment_events"]
 
 
+_INT64_MAX = int(np.iinfo(np.int64).max)
+
+
+def _whole(name: str, value: object) -> int:
+    """``value`` as an int if it is a whole number in ``[1, int64 max]``, else a FeatureError naming ``name``."""
+    try:
+        whole = int(value)  # type: ignore[call-overload]
+        exact = whole == value
+    except (TypeError, ValueError, OverflowError):
+        exact = False
+    if not (exact and 1 <= whole <= _INT64_MAX):
+        raise FeatureError(f"replenishment: {name} must be a whole number in [1, {_INT64_MAX}], got {value!r}")
+    return whole
+
+
 @dataclass(frozen=True)
 class Depletion:
     """One measured depletion: start, measurement time, depths before / lowest / after, and the ratios."""
@@ -62,11 +77,11 @@ class Replenishment:
     """
 
     def __init__(self, *, window: int = 50, drop: float = 0.5, horizon_ns: int) -> None:
-        if window < 1 or not 0.0 < drop < 1.0 or horizon_ns <= 0:
-            raise FeatureError("replenishment: window >= 1, 0 < drop < 1 and horizon_ns > 0 are required")
+        if not 0.0 < drop < 1.0:
+            raise FeatureError(f"replenishment: drop must be in (0, 1), got {drop!r}")
         self.drop = drop
-        self.horizon_ns = int(horizon_ns)
-        self._hist: deque[float] = deque(maxlen=window)
+        self.horizon_ns = _whole("horizon_ns (nanoseconds)", horizon_ns)
+        self._hist: deque[float] = deque(maxlen=_whole("window", window))
         self._start = 0  # ns timestamps do not fit a float64 exactly: kept apart from the floats
         self._event: list[float] | None = None  # [before, low]
 
