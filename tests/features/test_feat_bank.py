@@ -309,8 +309,8 @@ def test_update_with_a_non_number_raises_and_changes_nothing() -> None:
         bank.update_bar(int(TS[50]), 1.0, None, 1.0, 1.0, 1.0)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         bank.update_trade(int(TS[50]), [1.0], 1.0, 1.0)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        bank.update_book(int(TS[50]), np.ones(3, dtype=np.int64), np.ones(3), np.ones(3), np.ones(3))
+    with pytest.raises(FeatureError, match="bid_px must be numbers"):
+        bank.update_book(int(TS[50]), np.array(["1.0", "x"], dtype=object), np.ones(3), np.ones(3), np.ones(3))
     assert np.array_equal(bank.snapshot().data, before, equal_nan=True)
 
 

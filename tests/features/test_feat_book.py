@@ -143,6 +143,47 @@ def test_book_features_in_a_bank_read_the_bank_book_fields(book_tops: np.ndarray
         assert np.array_equal(np.array(got), np.array(want), equal_nan=True)
 
 
+def test_bank_takes_the_column_views_of_order_book_top_as_its_docstring_says() -> None:
+    specs = [FeatureSpec(name="ofi3", kind="ofi", params={"levels": 3, "window": 5}),
+             FeatureSpec(name="imb3", kind="book_imbalance", params={"levels": 3})]
+    views, copies = FeatureBank(specs), FeatureBank(specs)
+    feed: BinanceRouter
+    applied = 0
+
+    def sink(msg: object) -> None:
+        nonlocal applied
+        if isinstance(msg, (BookDelta, BookSnapshot)):
+            bids, asks = feed.books["BTCUSDT"].book.top(N)  # (levels, 2): columns are strided views
+            assert not bids[:, 0].flags.c_contiguous
+            views.update_book(applied, bids[:, 0], bids[:, 1], asks[:, 0], asks[:, 1])
+            copies.update_book(applied, *(np.ascontiguousarray(c) for c in (bids[:, 0], bids[:, 1],
+                                                                             asks[:, 0], asks[:, 1])))
+            assert np.array_equal(views.values, copies.values, equal_nan=True)
+            applied += 1
+
+    feed = BinanceRouter(BinanceConfig(symbols=["BTCUSDT"], channels=["depth"]), sink)
+    for ts, raw in iter_hftbacktest(CAPTURE):
+        if raw.startswith('{"lastUpdateId"'):
+            feed.on_snapshot_frame(raw, ts, "BTCUSDT")
+        elif "@depth" in raw:
+            feed.on_frame(raw, ts)
+        if applied >= 300:
+            break
+    assert applied >= 300 and np.isfinite(views.value("ofi3")) and np.isfinite(views.value("imb3"))
+
+
+def test_bank_update_book_names_an_argument_it_cannot_take() -> None:
+    bank = FeatureBank([FeatureSpec(name="imb3", kind="book_imbalance", params={"levels": 3})])
+    one = np.ones(3)
+    with pytest.raises(FeatureError, match=r"update_book: ask_px must be 1-D \(levels, best first\), got shape \(3, 2\)"):
+        bank.update_book(0, one, one, np.ones((3, 2)), one)
+    with pytest.raises(FeatureError, match="update_book: bid_sz must be numbers"):
+        bank.update_book(0, one, ["a", "b"], one, one)
+    assert np.isnan(bank.value("imb3"))
+    bank.update_book(1, [10.0, 9.0], [1, 2], [11.0, 12.0], [3, 1])  # a list and ints are taken like float64 arrays
+    assert bank.value("imb3") == (3 - 4) / 7
+
+
 def test_bad_parameters_raise_feature_error() -> None:
     with pytest.raises(FeatureError, match="levels"):
         Ofi(levels=11)

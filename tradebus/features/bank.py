@@ -104,10 +104,11 @@ class FeatureBank:
     Building a bank compiles the drivers of its structure (or loads them from
     Numba's on-disk cache, see :mod:`tradebus.features.drivers`) for every event
     type that drives one of its features, so no compilation lands on the first
-    event. The typed entry points ``update_bar``, ``update_trade``, ``update_quote``
-    and ``update_book`` are bound per instance to the compiled drivers (no Python
-    frame in between); their arguments are converted to int64/float64 as ``int()``
-    and ``float()`` would.
+    event. The typed entry points ``update_bar``, ``update_trade`` and ``update_quote``
+    are bound per instance to the compiled drivers (no Python frame in between);
+    their arguments are converted to int64/float64 as ``int()`` and ``float()``
+    would. ``update_book`` is a method that hands C-contiguous float64 arrays
+    straight to its driver and copies anything else to that form first.
     """
 
     def __init__(self, specs: Iterable[FeatureSpec | Mapping[str, Any]] | Mapping[str, Any]) -> None:
@@ -121,7 +122,9 @@ class FeatureBank:
         self._build_layout()
         self._module: ModuleType | None = drivers.load_module(self._source) if self._plans else None
         for event in EVENTS:
-            setattr(self, f"update_{event}", functools.partial(self._entry(event), self._ws))
+            if event != "book":  # update_book stays a method: it copies what the driver cannot take
+                setattr(self, f"update_{event}", functools.partial(self._entry(event), self._ws))
+        self._on_book: Callable[..., None] = functools.partial(self._entry("book"), self._ws)
 
     def _drivers(self, event: str) -> ModuleType:
         """The driver module of ``event``: the bank's own, or the shared field-only one."""
@@ -467,13 +470,34 @@ class FeatureBank:
     def update_book(
         self, ts_event_ns: int, bid_px: np.ndarray, bid_sz: np.ndarray, ask_px: np.ndarray, ask_sz: np.ndarray
     ) -> None:
-        """Update every book-driven feature with the top levels (float64 1-D arrays, best first).
+        """Update every book-driven feature with the top levels (1-D arrays, best first).
 
         Up to :data:`~tradebus.features.spec.BOOK_LEVELS` levels are copied (missing
         ones are NaN); ``bid``/``ask``/``bid_size``/``ask_size``/``mid`` are derived
         from level 0. The arrays are read, never kept: pass views of your book.
+        C-contiguous float64 arrays go straight to the compiled driver; anything else
+        that is 1-D (a column view ``bids[:, 0]`` of ``OrderBook.top()``, a list, ints)
+        is copied to that form first.
+
+        Raises
+        ------
+        FeatureError
+            An argument is not one-dimensional or not numeric.
         """
-        self._entry("book")(self._ws, ts_event_ns, bid_px, bid_sz, ask_px, ask_sz)
+        try:
+            self._on_book(ts_event_ns, bid_px, bid_sz, ask_px, ask_sz)
+        except TypeError:
+            # the frozen dispatcher refused an argument's type before running (no state changed)
+            sides = []
+            for name, data in (("bid_px", bid_px), ("bid_sz", bid_sz), ("ask_px", ask_px), ("ask_sz", ask_sz)):
+                try:
+                    arr = np.ascontiguousarray(data, dtype=np.float64)
+                except (TypeError, ValueError) as exc:
+                    raise FeatureError(f"update_book: {name} must be numbers, got {data!r} ({exc})") from None
+                if arr.ndim != 1:
+                    raise FeatureError(f"update_book: {name} must be 1-D (levels, best first), got shape {arr.shape}")
+                sides.append(arr)
+            self._on_book(ts_event_ns, *sides)
 
     # ------------------------------------------------------------------ batch
     def _result(self, n: int) -> np.ndarray:
