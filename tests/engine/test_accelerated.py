@@ -352,6 +352,20 @@ def test_an_order_at_max_order_notional_but_for_float_noise_passes_in_both_tiers
     assert_same_run(event, fast)
 
 
+def test_the_loops_gross_exposure_breaker_has_the_gates_slack_as_the_event_tiers_has() -> None:
+    """1.1 BTC at 100 on an equity of 10_000 is 0.011000000000000001 in floats: within a limit of 0.011
+    (the gate passes such an order; tests/risk covers the event tier's breaker)."""
+    k = kernel(STRATEGIES["ema_10_30"][0], VENUES["fees"])
+    k.prepare()
+    loop = _loop(k.banks[IID], k.strategies[0].signal_kernel())
+    breakers = sys.modules[loop.py_func.__module__]._breakers
+    cash = 10_000.0 - 1.1 * 100.0
+    assert 1.1 * 100.0 / (cash + 1.1 * 100.0) > 0.011
+    off = (math.nan, 0.0, math.nan, 0.0)  # no drawdown, no daily loss breaker
+    assert breakers(cash, 1.1, 1.0, 100.0, 0, math.nan, 0.0, -1, math.nan, 0.0, 0.0, *off, 0.011)[-1] == 0.0
+    assert breakers(cash, 1.1, 1.0, 100.01, 0, math.nan, 0.0, -1, math.nan, 0.0, 0.0, *off, 0.011)[-1] == 1.0
+
+
 def test_a_reversal_while_reducing_is_sent_as_its_close_alone_in_both_tiers() -> None:
     """Strategy.target_position closes instead of reversing while REDUCING (the gate denied the whole reversal)."""
     make = STRATEGIES["ema_5_60_short"][0]

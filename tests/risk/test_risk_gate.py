@@ -484,6 +484,20 @@ def test_gross_exposure_breaker_reduces_while_above_and_rearms_by_itself() -> No
     assert g.changes[-1].reason == "gross_exposure re-armed: gross exposure is back within the limit"
 
 
+def test_gross_exposure_breaker_does_not_trip_on_a_position_the_gate_let_through_at_the_limit() -> None:
+    """1.1 units at 100 are 110.00000000000001 in floats: the gate passes the order (0.011 of the equity
+    10_000 but for float noise); the mark after its fill tripped the breaker ('0.011 > 0.011')."""
+    g = Gate(max_gross_exposure=0.011)
+    assert g.check(qty=1.1) is None
+    g.hold(1.1)
+    g.mark(100.0)
+    assert 1.1 * 100.0 / g.portfolio.equity() > 0.011  # the noise is there
+    assert (g.gate.state, g.changes) == (TradingState.ACTIVE, [])
+    assert g.check(qty=0.01) is not None  # and the limit still holds above it
+    g.mark(100.01)  # 110.011 / 10_000.011: above the limit
+    assert g.gate.state == TradingState.REDUCING
+
+
 def test_gross_exposure_breaker_values_contracts_at_their_contract_size() -> None:
     """100 contracts of 0.01 BTC at 50,000 are 50,000 of notional: half the equity, within a limit of 1."""
     inst = Instrument("OKX", "BTC-USDT-SWAP", InstrumentKind.PERPETUAL, tick_size=0.1, lot_size=1.0, contract_size=0.01)

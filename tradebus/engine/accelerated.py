@@ -193,7 +193,7 @@ def _breakers(cash, pos, cs, last, now, peak, dd, day, start, dl, gx, dd_fall, d
     if gross == gross:
         notional = abs(pos * cs * last) if pos != 0.0 else 0.0
         ratio = notional / equity if equity > 0.0 else math.inf
-        gx = {reducing_state} if ratio > gross else {active}
+        gx = {reducing_state} if ratio > gross * (1.0 + 1e-9) else {active}
     return peak, dd, day, start, dl, gx
 
 

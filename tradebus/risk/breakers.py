@@ -43,7 +43,7 @@ import msgspec
 
 from tradebus.engine.messages import PositionChanged, TradingState
 from tradebus.engine.portfolio import Portfolio
-from tradebus.risk.config import RiskConfig
+from tradebus.risk.config import LIMIT_RTOL, RiskConfig
 
 __all__ = ["DAY_NS", "PEAK_STORE_STEP", "BreakerState", "Breakers", "Trip"]
 
@@ -166,7 +166,7 @@ class Breakers:
         if limit is not None:
             gross = self.gross_notional()
             ratio = gross / equity if equity > 0.0 else math.inf
-            if ratio > limit:
+            if ratio > limit * (1.0 + LIMIT_RTOL):  # the gate's slack: an order it let through does not trip it
                 if "gross_exposure" not in tripped:
                     tripped["gross_exposure"] = Trip(
                         TradingState.REDUCING,

@@ -9,7 +9,11 @@ from pydantic import Field
 from tradebus.config.base import StrictModel
 
 
-__all__ = ["RiskConfig"]
+__all__ = ["LIMIT_RTOL", "RiskConfig"]
+
+#: Relative slack of a limit, in the gate and the breakers alike: a figure at the limit but for
+#: float noise (105 / 100 - 1 > 0.05) is within it.
+LIMIT_RTOL = 1e-9
 
 
 class RiskConfig(StrictModel):

@@ -83,7 +83,7 @@ from tradebus.engine.messages import (
 )
 from tradebus.engine.portfolio import Portfolio, Position
 from tradebus.risk.breakers import BreakerState, Breakers
-from tradebus.risk.config import RiskConfig
+from tradebus.risk.config import LIMIT_RTOL, RiskConfig
 
 if TYPE_CHECKING:
     from tradebus.execution.orders import OrderManager
@@ -103,8 +103,6 @@ _STOP_MARKET = OrderType.STOP_MARKET
 _STOP_LIMIT = OrderType.STOP_LIMIT
 _NAN = math.nan
 _INF = math.inf
-#: Relative slack of a limit: a figure at the limit but for float noise (105 / 100 - 1 > 0.05) is within it.
-_RTOL = 1e-9
 #: Why a breaker re-armed by itself.
 _AUTO_REARM = {"daily_loss": "the UTC day rolled over", "gross_exposure": "gross exposure is back within the limit"}
 
@@ -288,7 +286,7 @@ class RiskGate:
                 return HALTED_REASON
             working = self._working(iid, signed > 0.0, cmd.client_order_id)
             base = pos + working
-            if base == 0.0 or (base > 0.0) == (signed > 0.0) or abs(signed) > abs(base) * (1.0 + _RTOL):
+            if base == 0.0 or (base > 0.0) == (signed > 0.0) or abs(signed) > abs(base) * (1.0 + LIMIT_RTOL):
                 return reducing_reason(pos, working, signed)
         if spec is None:
             return f"instrument: unknown instrument {iid!r}"
@@ -342,14 +340,14 @@ class RiskGate:
         limit = self._max_notional
         if limit is not None:
             notional = qty * self._sizes.get(cmd.instrument_id, 1.0) * (px if px == px else last)
-            if not notional <= limit * (1.0 + _RTOL):  # NaN: no price to value it
+            if not notional <= limit * (1.0 + LIMIT_RTOL):  # NaN: no price to value it
                 return max_notional_reason(cmd.instrument_id, notional, limit)
         limit = self._max_position
         if limit is not None:
             working = self._working(cmd.instrument_id, signed > 0.0, cmd.client_order_id)
             base = pos + working
             projected = abs(base + signed)
-            if projected > limit * (1.0 + _RTOL) and projected > abs(base):
+            if projected > limit * (1.0 + LIMIT_RTOL) and projected > abs(base):
                 return max_position_reason(pos, working, signed, projected, limit)
         band = self._band
         if band is not None and cmd.order_type != _MARKET:
@@ -358,7 +356,7 @@ class RiskGate:
             for name, value in (("price", cmd.price), ("trigger_price", cmd.trigger_price)):
                 if value == value:
                     dist = abs(value / last - 1.0) * 100.0
-                    if dist > band * (1.0 + _RTOL):
+                    if dist > band * (1.0 + LIMIT_RTOL):
                         return f"price_band: {name} {value} is {dist:.4g}% from last {last} > {band}%"
         limit = self._max_gross
         if limit is not None:
@@ -465,7 +463,7 @@ class RiskGate:
         if equity <= 0.0:
             return gross_equity_reason(equity)
         ratio = after / equity
-        if ratio > limit * (1.0 + _RTOL):
+        if ratio > limit * (1.0 + LIMIT_RTOL):
             return gross_exposure_reason(ratio, limit, after, equity)
         return None
 
