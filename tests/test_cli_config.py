@@ -140,6 +140,34 @@ def test_a_fill_model_setting_the_venue_would_ignore_is_an_error(venue: dict[str
     assert parse_config(yaml.safe_load(dump_config(config))) == config
 
 
+@pytest.mark.parametrize(
+    ("setting", "limit"),
+    [
+        ({"order_rate_window_ns": 5_000_000_000}, {"max_orders_per_window": 3}),
+        ({"drawdown_action": "reduce"}, {"max_drawdown_pct": 10.0}),
+        ({"daily_loss_action": "reduce"}, {"max_daily_loss_pct": 2.0}),
+        ({"loss_streak_action": "reduce"}, {"max_consecutive_losses": 4}),
+    ],
+)
+def test_a_risk_setting_without_the_limit_it_acts_with_is_an_error(setting: dict[str, Any], limit: dict[str, Any]) -> None:
+    """The run loaded and ignored it: no order rate and no breaker acts without its limit."""
+    ((name, value),), ((needed, _),) = setting.items(), limit.items()
+    data = minimal()
+    data["risk"] = dict(setting)
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, "run.yaml")
+    assert str(err.value) == (
+        f"run.yaml: invalid config:\n  risk: {name} {value!r} acts only with {needed}, which is not set "
+        f"(set {needed} or remove {name})"
+    )
+    data["risk"] = {**setting, **limit}  # with its limit the setting is taken, and a dump reloads
+    config = parse_config(data)
+    assert getattr(config.risk, name) == value
+    assert parse_config(yaml.safe_load(dump_config(config))) == config
+    plain = parse_config(minimal())  # every default spelt out, no limit: still loads
+    assert parse_config(yaml.safe_load(dump_config(plain))) == plain
+
+
 @pytest.mark.parametrize("fill_on", ["book", "trades", "quotes"])
 def test_a_venue_filling_on_data_the_run_does_not_replay_is_an_error(fill_on: str) -> None:
     """Bars only and ``fill_on: book`` (or trades, quotes): no order would ever arrive or fill. The

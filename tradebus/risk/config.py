@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tradebus.config.base import StrictModel
 
@@ -52,7 +52,9 @@ class RiskConfig(StrictModel):
         Number of losing round trips in a row at which the ``loss_streak`` breaker trips, and
         the state it moves to.
 
-    How each breaker trips and re-arms: :mod:`tradebus.risk.breakers`.
+    How each breaker trips and re-arms: :mod:`tradebus.risk.breakers`. ``order_rate_window_ns``
+    and each ``*_action`` set to other than its default without its limit are refused (they
+    would change nothing).
     """
 
     max_order_quantity: float | None = Field(default=None, gt=0)
@@ -70,6 +72,21 @@ class RiskConfig(StrictModel):
     max_consecutive_losses: int | None = Field(default=None, ge=1)
     loss_streak_action: Literal["halt", "reduce"] = "halt"
 
+    @model_validator(mode="after")
+    def _refuse_settings_without_their_limit(self) -> Self:
+        """A setting that acts only with a limit, set to other than its default without that limit, is an error.
+
+        (Defaults are fine: a dumped config, which spells every default out, reloads.)
+        """
+        for setting, limit in _NEEDS_LIMIT:
+            default = type(self).model_fields[setting].default
+            if getattr(self, limit) is None and getattr(self, setting) != default:
+                raise ValueError(
+                    f"{setting} {getattr(self, setting)!r} acts only with {limit}, which is not set "
+                    f"(set {limit} or remove {setting})"
+                )
+        return self
+
     @property
     def breakers_on_marks(self) -> bool:
         """Whether a breaker evaluates marks: drawdown, daily loss or gross exposure."""
@@ -78,3 +95,12 @@ class RiskConfig(StrictModel):
             or self.max_daily_loss_pct is not None
             or self.max_gross_exposure is not None
         )
+
+
+#: (setting, the limit it acts with): the order rate's window, and each breaker's action.
+_NEEDS_LIMIT = (
+    ("order_rate_window_ns", "max_orders_per_window"),
+    ("drawdown_action", "max_drawdown_pct"),
+    ("daily_loss_action", "max_daily_loss_pct"),
+    ("loss_streak_action", "max_consecutive_losses"),
+)
