@@ -38,7 +38,10 @@ committed like fills (:meth:`Journal.record_wallet`). The replay books them on t
 Storage (WAL mode), schema version :data:`SCHEMA_VERSION`:
 
 * ``meta(key, value)``: ``schema_version``, ``run_id`` (drawn when the journal is created; the
-  run component of the client order ids), ``epoch`` (incremented by every :meth:`replay`);
+  run component of the client order ids), ``epoch`` (incremented by every :meth:`replay`),
+  ``mode``, ``venue``, ``market``, ``environment`` (what writes the journal: :class:`JournalOwner`)
+  and ``account`` (the live venue account's id, where the venue reports one:
+  :meth:`Journal.check_account`);
 * ``journal(seq INTEGER PRIMARY KEY AUTOINCREMENT, kind, type, client_order_id, ts, payload)``,
   the message encoded as msgpack (NaN-safe); ``ContingentLinked`` entries (a bracket's,
   OCO group's, trailing stop's or GTD order's links, :mod:`tradebus.execution.contingent`)
@@ -50,7 +53,19 @@ A journal of a newer schema, or an SQLite database of other tables, is refused
 (:class:`~tradebus.errors.DataError` naming the file) and left as it was; an older journal is
 migrated in place on open: version 1 (no ``meta`` table) gets the tables of version 2, and
 version 2 (whose entries are order commands and events only) is marked version 3, so that an
-older tradebus refuses the journal by its version rather than at its first wallet entry.
+older tradebus refuses the journal by its version rather than at its first wallet entry; version 3
+is marked version 4 (``meta`` names its owner), so that an older tradebus, which would not compare
+the owner, refuses it.
+
+What writes a journal is part of it. An opener that names its :class:`JournalOwner` (every daemon
+and every ``live-*`` command) is refused, before anything is written to the journal, by a journal
+written by another mode (a paper journal opened by a live run, or a live journal by a paper run),
+environment (testnet, mainnet) or live venue account (venue, market, account id): its orders and
+positions are not that account's, and a live run or ``live-kill --flatten`` would trade on them.
+A new journal is stamped with its owner when it is created; one that names none (an earlier
+tradebus's) is taken by the first opener that names one, and stamped with that opener's first write
+(logged; not at open: a journal the replay then refuses, another config's, is left as it was). An
+opener that names none (a tool reading the journal) is neither checked nor stamps it.
 
 Measured (``bench/journal.py``, ``synchronous=NORMAL``, 2,000 orders of 4 entries, medians of
 5, on a loaded 2-core machine): a commit dominates an entry's cost, so the submit path
@@ -84,11 +99,12 @@ from tradebus.risk.breakers import BreakerState
 if TYPE_CHECKING:
     from tradebus.risk.gate import RiskGate
 
-__all__ = ["SCHEMA_VERSION", "Journal", "JournalEntry"]
+__all__ = ["SCHEMA_VERSION", "Journal", "JournalEntry", "JournalOwner"]
 
 #: Version of the journal's tables written by this code (1: ``journal`` only; 2: ``meta`` and
-#: ``risk_state`` added; 3: ``InterestCharged`` and ``FundingPaid`` entries).
-SCHEMA_VERSION = 3
+#: ``risk_state`` added; 3: ``InterestCharged`` and ``FundingPaid`` entries; 4: ``meta`` names
+#: the journal's owner).
+SCHEMA_VERSION = 4
 
 _TYPES: dict[str, type] = {
     name: getattr(_messages, name)
@@ -133,6 +149,38 @@ CREATE TABLE IF NOT EXISTS risk_state (
 _INSERT = "INSERT INTO journal (kind, type, client_order_id, ts, payload) VALUES (?, ?, ?, ?, ?)"
 
 
+class JournalOwner(msgspec.Struct, frozen=True):
+    """What writes a journal: a paper daemon, or a live one on a venue account (see the module docstring).
+
+    Parameters
+    ----------
+    mode
+        ``"paper"`` (the simulated venue) or ``"live"`` (an exchange account).
+    venue, market
+        Live: the account's venue and market (``binance``, ``spot``). Paper: the venues and kinds
+        of the config's instruments, kept for the record only (the replay's instrument check
+        covers a paper config's changes).
+    environment
+        Live: ``testnet`` or ``mainnet``. Paper: ``simulated``.
+    """
+
+    mode: Literal["paper", "live"]
+    venue: str
+    market: str
+    environment: str
+
+    def __str__(self) -> str:
+        return f"{self.mode} ({self.venue} {self.market}, {self.environment})"
+
+    def differences(self, other: JournalOwner) -> list[str]:
+        """The fields in which ``other`` is another owner than this one (``[]``: the same)."""
+        compared = ("mode", "environment") if "paper" in (self.mode, other.mode) else _OWNER_KEYS
+        return [key for key in compared if getattr(self, key) != getattr(other, key)]
+
+
+_OWNER_KEYS = ("mode", "venue", "market", "environment")
+
+
 class JournalEntry(msgspec.Struct, frozen=True):
     """One journaled command or event."""
 
@@ -167,13 +215,18 @@ class Journal:
     on_failure
         Called once with :attr:`failure` when a write fails (from the code that wrote: it must
         not raise); the write raises it too. A daemon stops on it.
+    owner
+        What opens the journal to write it (a daemon, a ``live-*`` command): a journal of another
+        owner is refused, one that names none is stamped with it by its first write. ``None``: not
+        checked (a tool reading the journal).
 
     Raises
     ------
     DataError
         The file is not a journal (another SQLite database included), a damaged one (truncated,
-        pages overwritten), a journal of a newer schema version, or (``exclusive``) one another
-        daemon has open (names the file); the file is left as it was.
+        pages overwritten), a journal of a newer schema version, a journal of another ``owner``
+        (names what wrote it and what opens it), or (``exclusive``) one another daemon has open
+        (names the file); the file is left as it was.
     """
 
     def __init__(
@@ -184,9 +237,11 @@ class Journal:
         *,
         exclusive: bool = False,
         on_failure: Callable[[DataError], None] | None = None,
+        owner: JournalOwner | None = None,
     ) -> None:
         self.path = Path(path)
         self.on_failure = on_failure
+        self.owner = owner
         #: The first write that failed (names the file and SQLite's error); every later write raises it.
         self.failure: DataError | None = None
         # Taken before SQLite opens the file: closing this descriptor while SQLite holds its own
@@ -235,24 +290,41 @@ class Journal:
                     f"journal {self.path}: schema version {version} is newer than this tradebus "
                     f"understands ({SCHEMA_VERSION}); upgrade tradebus or use another journal file"
                 )
+            self._check_owner(meta)
             if version == SCHEMA_VERSION:
                 return meta
         db.execute("BEGIN IMMEDIATE")
         try:
-            # A new file, version 1 (a journal table only) or 2: the migration adds what is missing.
+            # A new file, version 1 (a journal table only), 2 or 3: the migration adds what is missing.
             db.execute(_JOURNAL_TABLE)
             db.execute(_META_TABLE)
             db.execute(_RISK_TABLE)
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            self._check_owner(meta)  # another opener may have stamped it since it was read
             meta.setdefault("run_id", new_run_id())
             meta.setdefault("epoch", "0")
             meta["schema_version"] = str(SCHEMA_VERSION)
+            if self.owner is not None and not tables:
+                meta.update({key: getattr(self.owner, key) for key in _OWNER_KEYS})
             db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", sorted(meta.items()))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         return meta
+
+    def _check_owner(self, meta: Mapping[str, str]) -> None:
+        """Refuse a journal whose stored owner is not :attr:`owner` (nothing is written before)."""
+        if self.owner is None or "mode" not in meta:
+            return
+        stored = JournalOwner(**{key: meta.get(key, "") for key in _OWNER_KEYS})  # type: ignore[arg-type]
+        differences = stored.differences(self.owner)
+        if differences:
+            raise DataError(
+                f"journal {self.path}: written by a {stored} run, opened by a {self.owner} run "
+                f"({', '.join(differences)} differ); its orders and positions are not this account's: nothing was "
+                "written or sent. Give this config a journal of its own"
+            )
 
     # ------------------------------------------------------------------ meta
 
@@ -270,6 +342,47 @@ class Journal:
     def epoch(self) -> int:
         """The latest epoch begun on this journal (0 before the first :meth:`begin_epoch`)."""
         return int(self._meta["epoch"])
+
+    @property
+    def written_by(self) -> JournalOwner | None:
+        """The journal's owner as stored (``None``: it names none, see the module docstring)."""
+        if "mode" not in self._meta:
+            return None
+        return JournalOwner(**{key: self._meta.get(key, "") for key in _OWNER_KEYS})  # type: ignore[arg-type]
+
+    @property
+    def account(self) -> str:
+        """The live venue account id stored by :meth:`check_account` (``""``: none known)."""
+        return self._meta.get("account", "")
+
+    def check_account(self, account_id: str) -> None:
+        """Refuse the journal of another venue account; store ``account_id`` in a journal that holds none.
+
+        Call it with the id the venue reports for the keys, before anything is sent. An empty
+        ``account_id`` (the venue reports none) is not checked.
+
+        Raises
+        ------
+        DataError
+            The journal holds another account's id (names both), or it cannot be written
+            (:attr:`failure`).
+        """
+        stored = self.account
+        if not account_id or stored == account_id:
+            return
+        if stored:
+            raise DataError(
+                f"journal {self.path}: written for venue account {stored}, opened with the keys of account "
+                f"{account_id}; its orders and positions are not this account's: nothing was sent. "
+                "Give this account's config a journal of its own, or use the keys of account " + stored
+            )
+        try:
+            self._check_writable()
+            self._commit()
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('account', ?)", (account_id,))
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
+        self._meta["account"] = account_id
 
     def begin_epoch(self) -> int:
         """Begin (and commit) the next epoch of client order ids; return it.
@@ -363,6 +476,22 @@ class Journal:
     def _check_writable(self) -> None:
         if self.failure is not None:
             raise self.failure
+        if self.owner is not None and "mode" not in self._meta:
+            self._stamp(self.owner)
+
+    def _stamp(self, owner: JournalOwner) -> None:
+        """Store ``owner`` in a journal that names none, with its first write (not at open: a journal refused
+        by the replay's checks is left as it was)."""
+        stamp = [(key, getattr(owner, key)) for key in _OWNER_KEYS]
+        began = not self._db.in_transaction
+        if began:
+            self._db.execute("BEGIN IMMEDIATE")
+        self._db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", stamp)
+        if began:
+            self._db.execute("COMMIT")  # a failure: the caller's write fails (rolled back, :attr:`failure`)
+        self._meta.update(stamp)
+        logger.info("journal {}: it named no owner (written by an earlier tradebus); stamped as written by a {} run: "
+                    "a run of another mode, environment or account is refused from now on", self.path, owner)
 
     def _failed(self, exc: sqlite3.Error) -> DataError:
         """Keep the first failed write as :attr:`failure`, roll back what it began, tell ``on_failure``."""

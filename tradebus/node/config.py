@@ -57,6 +57,7 @@ from pydantic import Field, model_validator
 
 from tradebus.adapters.common.feed import BackoffConfig, FeedConfig, venue_symbol
 from tradebus.adapters.registry import VENUES
+from tradebus.execution.journal import JournalOwner
 from tradebus.config import RunBase, TradeBarsConfig, dump_config, load_config, parse_config, strategy_entries
 from tradebus.config.base import FilePath, resolve_path
 from tradebus.errors import ConfigError
@@ -175,6 +176,12 @@ class PaperConfig(RunBase):
                 if iid in self.bars and "trades" in kinds[iid]:
                     kinds[iid].add("bars")
         return kinds
+
+    def journal_owner(self) -> JournalOwner:
+        """What the journal of a run of this config is written by: a paper run of its feeds' venues and markets."""
+        venues = ",".join(sorted({feed.venue for feed in self.feeds}))
+        markets = ",".join(sorted({feed.market for feed in self.feeds}))
+        return JournalOwner("paper", venues, markets, "simulated")
 
     def resolve_paths(self, base: Path) -> PaperConfig:
         """A copy with the venue's paths, ``journal`` and ``record`` made absolute against ``base``."""

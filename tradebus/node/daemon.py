@@ -69,7 +69,7 @@ from tradebus.engine.clock import Clock, LiveClock
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import ConfigError, DataError, StrategyError, TradebusError
 from tradebus.execution.engine import OrderTimeouts
-from tradebus.execution.journal import Journal
+from tradebus.execution.journal import Journal, JournalOwner
 from tradebus.execution.paper import PaperVenue
 from tradebus.execution.venue import Venue
 from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_config
@@ -207,7 +207,7 @@ class PaperNode:
             _make_parent(config.record, "record")  # fails here, before the run writes any output
         # The first file the daemon could not write (journal, recording, outputs): it stops on it.
         self._failure: TradebusError | None = None
-        self.journal = None if config.journal is None else _open_journal(config.journal, config.journal_sync)
+        self.journal = None if config.journal is None else _open_journal(config.journal, config.journal_sync, config.journal_owner())
         if self.journal is not None:
             self.journal.on_failure = self._journal_failed
         try:
@@ -517,9 +517,9 @@ def _make_parent(path: Path, what: str) -> None:
         raise ConfigError(f"{what}: cannot create the directory of {path} ({exc.strerror})") from None
 
 
-def _open_journal(path: Path, synchronous: str) -> Journal:
+def _open_journal(path: Path, synchronous: str, owner: JournalOwner) -> Journal:
     _make_parent(path, "journal")
-    return Journal(path, synchronous, checkpoint_every=JOURNAL_CHECKPOINT_S, exclusive=True)  # type: ignore[arg-type]
+    return Journal(path, synchronous, checkpoint_every=JOURNAL_CHECKPOINT_S, exclusive=True, owner=owner)  # type: ignore[arg-type]
 
 
 def run_paper(

@@ -81,7 +81,7 @@ from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import CancelOrder, SubmitOrder, TradingState
 from tradebus.errors import ConfigError, DataError, VenueError
 from tradebus.execution.engine import OrderTimeouts
-from tradebus.execution.journal import Journal
+from tradebus.execution.journal import Journal, JournalOwner
 from tradebus.execution.live import AccountBalance, AccountPosition, FundingUnattributed, LiveVenue, NoAnswer, VenueRejected
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
@@ -316,6 +316,10 @@ class LiveConfig(PaperConfig):
             )
         return self
 
+
+    def journal_owner(self) -> JournalOwner:
+        """What the journal of a run of this config is written by: a live run on the account's venue, market and environment."""
+        return JournalOwner("live", self.live.venue or "", self.live.market, self.live.environment)
 
     def fee_assets(self) -> frozenset[str]:
         """The live account's fee assets (:attr:`~tradebus.adapters.common.venue.LiveAccount.fee_assets`: Binance spot's and USD-M's ``BNB``)."""
@@ -554,6 +558,8 @@ class LiveNode(PaperNode):
         api = self.venue.api
         balances = await api.balances()
         self.balances = {b.asset: b for b in balances}
+        if self.journal is not None:
+            self.journal.check_account(getattr(api, "account_id", ""))
         margin = await api.margin_settings()
         differences = [] if margin is None else margin_differences(self.kernel.instruments, margin)
         if differences:
@@ -914,6 +920,10 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
     ConfigError
         ``flatten`` without a journal in the config, or with no journal at its path (nothing
         is canceled or sold).
+    DataError
+        The config's journal was written by another mode, environment or venue account
+        (:class:`~tradebus.execution.journal.JournalOwner`; the account id is read from the
+        venue first when the journal holds one): nothing is canceled, sold or written.
     VenueError
         Orders still open (or the open orders not readable) after the last round; the journal
         is HALTED all the same and nothing was flattened.
@@ -929,34 +939,45 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
                 f"live kill --flatten: no journal at {config.journal}: the positions to flatten are unknown (check the "
                 "config's journal); nothing was canceled or sold"
             )
-    rest_url, _ = config.live.endpoints()
-    api = config.live.account().trading(
-        rest_url, keys.key, keys.secret, config.instrument_map(), config.live.request_timeout, **keys.options(config.live)
-    )
+    # The journal of another mode, environment or account is refused before anything is sent.
+    journal = None if config.journal is None or not config.journal.is_file() else Journal(config.journal, owner=config.journal_owner())
     canceled: list[str] = []
     left: list[str] | None = None
     try:
-        for round_ in range(1, KILL_ROUNDS + 1):
-            try:
-                canceled += await api.cancel_all()
-                left = [r.client_order_id for r in await api.open_orders()]
-            except (NoAnswer, VenueRejected) as exc:
-                logger.warning("kill switch: round {}: the open orders could not be listed: {}", round_, exc)
-                left = None
-            if left == []:
-                break
-            if round_ < KILL_ROUNDS:
-                await asyncio.sleep(KILL_ROUND_PAUSE)
-        if flatten and left == []:
-            assert config.journal is not None
-            journal = Journal(config.journal)
-            try:
+        rest_url, _ = config.live.endpoints()
+        api = config.live.account().trading(
+            rest_url, keys.key, keys.secret, config.instrument_map(), config.live.request_timeout, **keys.options(config.live)
+        )
+        try:
+            if journal is not None and journal.account:
+                await api.balances()  # reads the account id
+                journal.check_account(getattr(api, "account_id", ""))
+        except BaseException:
+            await api.close()
+            raise
+        try:
+            for round_ in range(1, KILL_ROUNDS + 1):
+                try:
+                    canceled += await api.cancel_all()
+                    left = [r.client_order_id for r in await api.open_orders()]
+                except (NoAnswer, VenueRejected) as exc:
+                    logger.warning("kill switch: round {}: the open orders could not be listed: {}", round_, exc)
+                    left = None
+                if left == []:
+                    break
+                if round_ < KILL_ROUNDS:
+                    await asyncio.sleep(KILL_ROUND_PAUSE)
+            if flatten and left == []:
+                assert journal is not None
                 await flatten_positions(config, api, journal, config.live.stop_timeout)
-            finally:
+        finally:
+            await api.close()
+            if journal is not None:
                 journal.close()
+            set_trading_state(config, TradingState.HALTED, reason)
     finally:
-        await api.close()
-        set_trading_state(config, TradingState.HALTED, reason)
+        if journal is not None:
+            journal.close()
     if left != []:
         what = "the open orders could not be read" if left is None else f"{len(left)} order(s) still open: {left}"
         raise VenueError(
@@ -974,6 +995,8 @@ def set_trading_state(config: LiveConfig, state: TradingState, reason: str) -> N
     ------
     ConfigError
         The config has no journal, or (resuming) its journal does not exist.
+    DataError
+        The journal was written by another mode or environment (nothing is written to it).
     """
     if config.journal is None:
         raise ConfigError("live kill/resume: the config has no journal to hold the trading state")
@@ -981,7 +1004,7 @@ def set_trading_state(config: LiveConfig, state: TradingState, reason: str) -> N
         # A mistyped path would make a new journal ACTIVE and leave the killed one HALTED.
         raise ConfigError(f"live-resume: no journal at {config.journal}: nothing to resume (check the config's journal)")
     config.journal.parent.mkdir(parents=True, exist_ok=True)
-    journal = Journal(config.journal)
+    journal = Journal(config.journal, owner=config.journal_owner())
     try:
         stored = journal.load_risk_state()
         now = time.time_ns()

@@ -1,0 +1,126 @@
+"""A journal remembers what wrote it (mode, venue, market, environment, account) and refuses another writer.
+
+Before, a journal stored none of it: a paper journal opened by a live run (or a testnet journal by a
+mainnet run) with the same instruments was taken over, and ``live-kill --flatten`` sold, out of the
+real account, the positions a paper run had journaled.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from loguru import logger
+
+from tradebus.engine.messages import OrderSide, OrderSubmitted, SubmitOrder
+from tradebus.errors import DataError
+from tradebus.execution.journal import SCHEMA_VERSION, Journal, JournalOwner
+
+IID = "BTCUSDT.BINANCE"
+PAPER = JournalOwner("paper", "binance", "spot", "simulated")
+TESTNET = JournalOwner("live", "binance", "spot", "testnet")
+MAINNET = JournalOwner("live", "binance", "spot", "mainnet")
+
+
+def journal_with_an_order(path: Path, owner: JournalOwner | None) -> None:
+    journal = Journal(path, owner=owner)
+    journal.record_command(SubmitOrder("s1", IID, "c1", OrderSide.BUY, 0.01, 1, 1), "c1")
+    journal.record_event(OrderSubmitted("s1", IID, "c1", 1, 1))
+    journal.close()
+
+
+def rows(path: Path) -> tuple[list[tuple[str, str]], int]:
+    """The ``meta`` rows and the number of entries, read without the journal's code."""
+    db = sqlite3.connect(path)
+    try:
+        return sorted(db.execute("SELECT key, value FROM meta")), db.execute("SELECT COUNT(*) FROM journal").fetchone()[0]
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize(
+    ("written_by", "opened_by", "differ"),
+    [(PAPER, TESTNET, "mode"), (TESTNET, PAPER, "mode"), (TESTNET, MAINNET, "environment"), (MAINNET, TESTNET, "environment"),
+     (TESTNET, JournalOwner("live", "okx", "spot", "testnet"), "venue"),
+     (TESTNET, JournalOwner("live", "binance", "perpetual", "testnet"), "market")],
+    ids=["paper-then-live", "live-then-paper", "testnet-then-mainnet", "mainnet-then-testnet", "venue", "market"],
+)
+def test_a_journal_opened_by_another_owner_is_refused_naming_both_and_left_as_it_was(
+    tmp_path: Path, written_by: JournalOwner, opened_by: JournalOwner, differ: str
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    journal_with_an_order(path, written_by)
+    before = rows(path)
+    with pytest.raises(DataError) as caught:
+        Journal(path, owner=opened_by)
+    message = str(caught.value)
+    assert f"journal {path}: written by a {written_by} run, opened by a {opened_by} run ({differ}" in message
+    assert "nothing was written or sent" in message
+    assert rows(path) == before
+    again = Journal(path, owner=written_by)  # its own writer still opens it
+    assert again.written_by == written_by
+    again.close()
+
+
+def test_a_paper_journal_opens_for_a_paper_config_of_other_feeds(tmp_path: Path) -> None:
+    """A paper journal's venues and markets are for the record: the replay checks a paper config's instruments."""
+    path = tmp_path / "journal.sqlite"
+    journal_with_an_order(path, PAPER)
+    journal = Journal(path, owner=JournalOwner("paper", "binance,okx", "spot,swap", "simulated"))
+    assert journal.written_by == PAPER
+    journal.close()
+
+
+def test_a_journal_of_an_earlier_tradebus_is_taken_by_its_first_owner_and_stamped(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    journal_with_an_order(path, None)
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM meta WHERE key IN ('mode', 'venue', 'market', 'environment')")
+    db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    infos: list[str] = []
+    sink = logger.add(lambda m: infos.append(str(m)), level="INFO", format="{message}")
+    try:
+        journal = Journal(path, owner=TESTNET)
+        assert journal.schema_version == SCHEMA_VERSION == 4
+        assert journal.written_by is None and infos == []  # not at open: the replay may still refuse it
+        journal.begin_epoch()  # its first write
+    finally:
+        logger.remove(sink)
+    assert journal.written_by == TESTNET
+    journal.close()
+    assert any(f"journal {path}: it named no owner" in line and str(TESTNET) in line for line in infos)
+    meta, entries = rows(path)
+    assert ("environment", "testnet") in meta and ("mode", "live") in meta and ("epoch", "1") in meta and entries == 2
+    with pytest.raises(DataError, match="written by a live .binance spot, testnet. run, opened by a paper"):
+        Journal(path, owner=PAPER)
+
+
+def test_a_new_journal_is_stamped_with_its_owner_and_a_reader_naming_none_is_not_checked(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    Journal(path, owner=MAINNET).close()
+    reader = Journal(path)
+    assert reader.written_by == MAINNET
+    reader.close()
+    unowned = tmp_path / "unowned.sqlite"
+    Journal(unowned).close()
+    check = Journal(unowned)
+    assert check.written_by is None
+    check.close()
+
+
+def test_the_account_id_is_stored_once_and_another_account_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path, owner=TESTNET)
+    journal.check_account("")  # the venue reports none: nothing checked, nothing stored
+    assert journal.account == ""
+    journal.check_account("354937868")
+    journal.close()
+    journal = Journal(path, owner=TESTNET)
+    assert journal.account == "354937868"
+    journal.check_account("354937868")
+    with pytest.raises(DataError, match=rf"journal {path}: written for venue account 354937868, opened with the keys of account 42;"):
+        journal.check_account("42")
+    journal.close()

@@ -1,0 +1,142 @@
+"""A live run, ``live-kill`` and ``live-resume`` refuse a journal written by another mode, environment or account.
+
+Before, the journal named no writer: ``live-kill --flatten`` on a config whose journal a paper run had
+written sold, out of the real account, the position the paper run had journaled; a live daemon took
+a paper or testnet journal over.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import SecretStr
+from typer.testing import CliRunner
+
+from tests.live.live_harness import KEY, SECRET, until
+from tests.live.test_live_daemon import _config as binance_live_config
+from tests.live.venue_kits import KITS, PASSPHRASE, kit_harness
+from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator
+from tradebus.cli import app
+from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder, Trade
+from tradebus.errors import DataError
+from tradebus.execution.journal import Journal
+from tradebus.node.config import parse_paper_config
+from tradebus.node.live import ApiKeys, LiveNode, kill_switch, parse_live_config
+
+pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr")
+
+
+def _meta(path: Path) -> dict[str, str]:
+    journal = Journal(path)
+    try:
+        return dict(journal._meta)
+    finally:
+        journal.close()
+
+
+async def test_kill_flatten_on_a_paper_journal_is_refused_before_anything_is_canceled_or_sold(tmp_path: Path) -> None:
+    kit = KITS["okx"]
+    path = tmp_path / "journal.sqlite"
+    async with kit_harness(kit) as probe:  # the emulator's URLs, for the config
+        data = kit.config(tmp_path, "ws://127.0.0.1:9", probe.emulator)
+    paper = parse_paper_config({k: v for k, v in data.items() if k != "live"}, "<test>")
+    Journal(path, owner=paper.journal_owner()).close()  # a paper run's journal
+    async with kit_harness(kit, journal=path) as h:  # it journals a buy of 0.003, which the account holds
+        bought = h.kernel.execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.003, 0, 0, OrderType.MARKET))
+        await until(lambda: bought.status is OrderStatus.ACCEPTED)
+        h.emulator.on_trade(Trade(kit.iid, 10**18, 10**18, 30_000.0, 1.0, 1, "t1"))
+        await until(lambda: bought.status is OrderStatus.FILLED)
+        config = parse_live_config(kit.config(tmp_path, "ws://127.0.0.1:9", h.emulator), "<test>")
+        h.stream.stop()
+        await until(lambda: not h.emulator.sessions)
+        requests = len(h.emulator.requests)
+        before = _meta(path)
+        keys = ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE))
+        with pytest.raises(DataError, match=rf"journal {path}: written by a paper \(okx spot, simulated\) run, opened by a live "
+                                            r"\(okx spot, testnet\) run \(mode, environment differ\)"):
+            await kill_switch(config, keys, "test kill", flatten=True)
+        assert len(h.emulator.requests) == requests  # nothing canceled, nothing sold
+    assert h.emulator.balances[kit.base] == pytest.approx(0.003)
+    assert _meta(path) == before  # not HALTED, not stamped: left as it was
+
+
+async def test_a_live_daemon_on_a_paper_journal_is_refused_before_any_request(tmp_path: Path) -> None:
+    emulator = BinancePrivateEmulator(KEY, SECRET, {}, {"USDT": 100_000.0})
+    async with emulator:
+        config = parse_live_config(binance_live_config(tmp_path, "ws://127.0.0.1:9", "http://127.0.0.1:9", emulator), "<test>")
+        assert config.journal is not None
+        paper = parse_paper_config({k: v for k, v in config.model_dump(mode="json", exclude_none=True).items()
+                                    if k != "live"}, "<test>")
+        Journal(config.journal, owner=paper.journal_owner()).close()
+        with pytest.raises(DataError, match=r"written by a paper \(binance spot, simulated\) run, opened by a live \(binance spot, testnet\)"):
+            LiveNode(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+        assert emulator.requests == []
+
+
+def test_live_kill_mainnet_on_a_testnet_journal_exits_3_before_any_request(tmp_path: Path) -> None:
+    """The emulator stands for the mainnet endpoint: a mainnet config may point its endpoints anywhere."""
+    import asyncio
+
+    kit = KITS["okx"]
+
+    async def scenario() -> tuple[object, list[tuple[str, str, str]]]:
+        async with kit_harness(kit) as h:
+            testnet = parse_live_config(kit.config(tmp_path, "ws://127.0.0.1:9", h.emulator), "<test>")
+            assert testnet.journal is not None
+            Journal(testnet.journal, owner=testnet.journal_owner()).close()
+            config = tmp_path / "mainnet.yaml"
+            config.write_text(yaml.safe_dump(kit.config(tmp_path, "ws://127.0.0.1:9", h.emulator, environment="mainnet")))
+            h.stream.stop()
+            await until(lambda: not h.emulator.sessions)
+            requests = len(h.emulator.requests)
+            result = await asyncio.to_thread(
+                CliRunner().invoke, app, ["live-kill", str(config), "--mainnet", "--flatten"], env=kit.env
+            )
+            return result, h.emulator.requests[requests:]
+
+    result, sent = asyncio.run(scenario())
+    assert result.exit_code == 3, result.output  # type: ignore[attr-defined]
+    assert "written by a live (okx spot, testnet) run, opened by a live (okx spot, mainnet) run (environment differ)" in (
+        " ".join(result.output.split())  # type: ignore[attr-defined]
+    )
+    assert sent == []
+    assert _meta(tmp_path / "journal.sqlite")["environment"] == "testnet"
+
+
+def test_live_resume_on_a_paper_journal_exits_3_and_leaves_it_as_it_was(tmp_path: Path) -> None:
+    import asyncio
+
+    kit = KITS["okx"]
+
+    async def config_data() -> dict[str, object]:
+        async with kit_harness(kit) as h:
+            return kit.config(tmp_path, "ws://127.0.0.1:9", h.emulator)
+
+    data = asyncio.run(config_data())
+    paper = parse_paper_config({k: v for k, v in data.items() if k != "live"}, "<test>")
+    journal = tmp_path / "journal.sqlite"
+    Journal(journal, owner=paper.journal_owner()).close()
+    before = _meta(journal)
+    config = tmp_path / "live.yaml"
+    config.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(app, ["live-resume", str(config)])
+    assert result.exit_code == 3, result.output
+    assert "written by a paper (okx spot, simulated) run" in " ".join(result.output.split())
+    assert _meta(journal) == before
+
+
+async def test_a_live_daemon_with_the_keys_of_another_account_than_its_journals_is_refused_before_sending(tmp_path: Path) -> None:
+    emulator = BinancePrivateEmulator(KEY, SECRET, {}, {"USDT": 100_000.0})
+    async with emulator:
+        config = parse_live_config(binance_live_config(tmp_path, "ws://127.0.0.1:9", "http://127.0.0.1:9", emulator), "<test>")
+        assert config.journal is not None
+        journal = Journal(config.journal, owner=config.journal_owner())
+        journal.check_account("1111")  # written for another account of the same venue
+        journal.close()
+        node = LiveNode(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+        with pytest.raises(DataError, match=r"written for venue account 1111, opened with the keys of account 354937868"):
+            await node.run()
+        assert [(m, p) for m, p, _ in emulator.requests] == [("GET", "/api/v3/account")]  # read only
+    assert _meta(config.journal)["epoch"] == "0"  # not replayed: nothing written
