@@ -26,8 +26,10 @@ from tradebus.engine.accelerated import (
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import Bar, OrderSide, OrderStatus
+from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.config import VenueConfig
 from tradebus.research.lookahead import MemoryReplay, SourceFrame
+from tradebus.risk.breakers import Breakers
 from tradebus.risk.config import RiskConfig
 from numba import njit
 
@@ -364,6 +366,35 @@ def test_the_loops_gross_exposure_breaker_has_the_gates_slack_as_the_event_tiers
     off = (math.nan, 0.0, math.nan, 0.0)  # no drawdown, no daily loss breaker
     assert breakers(cash, 1.1, 1.0, 100.0, 0, math.nan, 0.0, -1, math.nan, 0.0, 0.0, *off, 0.011)[-1] == 0.0
     assert breakers(cash, 1.1, 1.0, 100.01, 0, math.nan, 0.0, -1, math.nan, 0.0, 0.0, *off, 0.011)[-1] == 1.0
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e-6])
+@pytest.mark.parametrize(("reference", "pct"), [(110.0, 1.0), (110.0, 3.0), (1234.56, 10.0)])
+def test_the_loops_drawdown_and_daily_loss_breakers_trip_where_the_event_tiers_do(
+    reference: float, pct: float, offset: float
+) -> None:
+    """An equity at ``(1 - pct / 100) * reference`` trips (its fall rounds below the limit: 110 * 0.99
+    falls 0.009999999999999948); one a millionth of the reference above does not. Breakers decides
+    the same (tests/risk/test_breakers.py)."""
+    k = kernel(STRATEGIES["ema_10_30"][0], VENUES["fees"])
+    k.prepare()
+    loop = _loop(k.banks[IID], k.strategies[0].signal_kernel())
+    breakers = sys.modules[loop.py_func.__module__]._breakers
+    equity = reference * (1.0 - pct / 100.0) + reference * offset
+    inst = Instrument("COINBASE", "BTC-USD", tick_size=0.01, lot_size=1e-8)
+    halt = 2.0  # the loop's HALTED
+    for limit in ("max_drawdown_pct", "max_daily_loss_pct"):
+        portfolio = Portfolio({inst.instrument_id: inst}, reference)
+        event = Breakers(RiskConfig(**{limit: pct}), portfolio)  # type: ignore[arg-type]
+        event.on_mark(0)
+        portfolio.cash = equity
+        event.on_mark(1)
+        falls = (pct / 100.0, math.nan) if limit == "max_drawdown_pct" else (math.nan, pct / 100.0)
+        limits = (falls[0], halt, falls[1], halt, math.nan)  # dd_fall, dd_action, dl_fall, dl_action, gross
+        # (cash, pos, cs, last, now, peak, dd, day, start, dl, gx, *limits): a first mark, then the fall
+        first = breakers(reference, 0.0, 1.0, math.nan, 0, math.nan, 0.0, -1, math.nan, 0.0, 0.0, *limits)
+        _, dd_state, _, _, dl_state, _ = breakers(equity, 0.0, 1.0, math.nan, 1, *first, *limits)
+        assert (max(dd_state, dl_state) == halt) == bool(event.tripped) == (offset == 0.0), limit
 
 
 def test_a_reversal_while_reducing_is_sent_as_its_close_alone_in_both_tiers() -> None:

@@ -86,6 +86,7 @@ from tradebus.execution.simulated import SimulatedVenue
 from tradebus.features import drivers
 from tradebus.features.bank import FeatureBank
 from tradebus.risk.breakers import DAY_NS
+from tradebus.risk.config import LIMIT_RTOL
 from tradebus.risk.gate import (
     HALTED_REASON,
     gross_equity_reason,
@@ -180,7 +181,7 @@ def _breakers(cash, pos, cs, last, now, peak, dd, day, start, dl, gx, dd_fall, d
     if dd_fall == dd_fall:
         if not peak >= equity:
             peak = equity
-        if dd == {active} and peak > 0.0 and not (peak - equity) / peak < dd_fall:
+        if dd == {active} and peak > 0.0 and not (peak - equity) / peak < dd_fall * (1.0 - {limit_rtol!r}):
             dd = dd_action
     if dl_fall == dl_fall:
         today = now // {day_ns}
@@ -188,12 +189,12 @@ def _breakers(cash, pos, cs, last, now, peak, dd, day, start, dl, gx, dd_fall, d
             day = today
             start = equity
             dl = {active}
-        if dl == {active} and start > 0.0 and not (start - equity) / start < dl_fall:
+        if dl == {active} and start > 0.0 and not (start - equity) / start < dl_fall * (1.0 - {limit_rtol!r}):
             dl = dl_action
     if gross == gross:
         notional = abs(pos * cs * last) if pos != 0.0 else 0.0
         ratio = notional / equity if equity > 0.0 else math.inf
-        gx = {reducing_state} if ratio > gross * (1.0 + 1e-9) else {active}
+        gx = {reducing_state} if ratio > gross * (1.0 + {limit_rtol!r}) else {active}
     return peak, dd, day, start, dl, gx
 
 
@@ -660,7 +661,7 @@ def _generate(bank_module: str, signal: SignalKernel) -> Any:
         buying_power=_BUYING_POWER, max_quantity=_MAX_QUANTITY, max_notional=_MAX_NOTIONAL,
         max_position=_MAX_POSITION, unpaid=_UNPAID, halted=_HALTED, reducing=_REDUCING, max_gross=_MAX_GROSS,
         max_rate_code=_MAX_RATE, active=_ACTIVE_STATE, reducing_state=_REDUCING_STATE, halted_state=_HALTED_STATE,
-        day_ns=DAY_NS,
+        day_ns=DAY_NS, limit_rtol=LIMIT_RTOL,
     )  # fmt: skip
     return drivers.load_module(text).simulate
 

@@ -25,6 +25,9 @@ stores :meth:`Breakers.snapshot` in the journal whenever it changes, so a restar
     the exposure) and re-arms **automatically** at the first mark where the exposure is back
     within the limit.
 
+``max_drawdown`` and ``daily_loss`` trip at a fall within :data:`~tradebus.risk.config.LIMIT_RTOL`
+(relative) of their limit, so that an equity at the level but for float noise trips.
+
 A *mark* here is an evaluation of :meth:`Breakers.on_mark`: on every price, or, when the
 kernel defers them (:meth:`RiskGate.defer_marks`), once every price of a time is in and
 before every order check. Without a gross-exposure limit, a mark in the UTC day of the
@@ -78,6 +81,16 @@ class BreakerState(msgspec.Struct, frozen=True):
 
 def _action(name: str) -> TradingState:
     return TradingState.HALTED if name == "halt" else TradingState.REDUCING
+
+
+def _trip_fall(limit_pct: float) -> float:
+    """The fall ``(reference - equity) / reference`` at which a ``limit_pct`` % breaker trips.
+
+    ``LIMIT_RTOL`` below the limit, so that an equity at ``(1 - limit_pct / 100) * reference``
+    trips although its fall rounds below the limit (110 * 0.99: 0.009999999999999948 < 0.01).
+    The accelerated loop (:mod:`tradebus.engine.accelerated`) computes the same float.
+    """
+    return limit_pct / 100.0 * (1.0 - LIMIT_RTOL)
 
 
 class Breakers:
@@ -195,9 +208,10 @@ class Breakers:
             ("daily_loss", self.day_start_equity, cfg.max_daily_loss_pct),
         ):
             if limit is not None and name not in tripped and reference > 0.0:
-                level = reference * (1.0 - limit / 100.0)
+                trip_fall = _trip_fall(limit)
+                level = reference * (1.0 - trip_fall)
                 for bump in (0.0, 1e-12, 1e-9):
-                    if (reference - (level + reference * bump)) / reference < limit / 100.0:
+                    if (reference - (level + reference * bump)) / reference < trip_fall:
                         floor = max(floor, level + reference * bump)
                         break
                 else:
@@ -218,7 +232,7 @@ class Breakers:
         if name in self.tripped or not reference > 0.0:
             return False
         fall = (reference - equity) / reference
-        if fall < limit_pct / 100.0:
+        if fall < _trip_fall(limit_pct):
             return False
         self.tripped[name] = Trip(
             _action(action), f"{name}: {fall * 100.0:.4g}% >= {limit_pct}% {what} {reference} (equity {equity})"
