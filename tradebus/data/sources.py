@@ -24,6 +24,7 @@ counted; for JSON the candle's position).
 from __future__ import annotations
 
 import gzip
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,6 +234,8 @@ def _open_csv(path: Path, block_bytes: int) -> Source:
 
 
 _TYPED = (pa.int64(), pa.float64(), pa.bool_(), pa.string(), pa.null())
+# Arrow's message for a row of the wrong field count; the single-threaded parser says the file line.
+_RAGGED_ROW = re.compile(r"(?:Row #(?P<line>\d+): )?Expected (?P<expected>\d+) columns, got (?P<actual>\d+): (?P<text>.*)", re.S)
 
 
 def _csv_frames(
@@ -251,19 +254,7 @@ def _csv_frames(
     pyarrow's threads; a ragged row (which the threaded parser cannot number) makes the
     reader reopen the file single-threaded at that chunk to name it.
     """
-    bad_rows: list[str] = []
-    threads = True  # parsed on pyarrow's threads, which do not number rows: a bad row rereads single-threaded
-
-    def on_invalid(row: pacsv.InvalidRow) -> str:
-        if row.number is None:
-            bad_rows.append("")
-            return "error"
-        data_row = row.number - 1 if has_header else row.number
-        bad_rows.append(
-            f"{path} row {data_row}: expected {row.expected_columns} fields, got {row.actual_columns}: {row.text!r}"
-        )
-        return "error"
-
+    threads = True  # parsed on pyarrow's threads, which do not number rows: a ragged row rereads single-threaded
     as_text: set[str] = set()
     typed, offset = True, 0
     while True:
@@ -273,14 +264,17 @@ def _csv_frames(
             stream = pa.CompressedInputStream(stream, "gzip")
         text_columns = set(names) if not typed else as_text
         restart = False
+        reader: pacsv.CSVStreamingReader | None = None
         try:
+            # No invalid_row_handler: arrow releases the reader on its own threads, and a Python handler
+            # then needs the GIL there, which aborts the process ("terminate called without an active
+            # exception") when that happens while the interpreter exits.
             reader = pacsv.open_csv(
                 stream,
                 read_options=pacsv.ReadOptions(
                     column_names=names, skip_rows=1 if has_header else 0, use_threads=threads,
                     block_size=block_bytes,
                 ),
-                parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
                 convert_options=pacsv.ConvertOptions(
                     column_types={n: pa.string() for n in text_columns},
                     include_columns=selected,
@@ -305,16 +299,22 @@ def _csv_frames(
                     offset += batch.num_rows
                 return
         except (pa.ArrowInvalid, OSError) as exc:
-            if bad_rows and not bad_rows[0]:
-                bad_rows.clear()
-                threads = False
-                continue
-            if bad_rows:
-                raise DataError(bad_rows[0]) from None
+            ragged = _RAGGED_ROW.search(str(exc))
+            if ragged is not None:
+                if ragged["line"] is None and threads:
+                    threads = False
+                    continue
+                line = int(ragged["line"]) if ragged["line"] is not None else None
+                where = f"row {line - 1 if has_header else line}" if line is not None else f"after row {offset}"
+                raise DataError(
+                    f"{path} {where}: expected {ragged['expected']} fields, got {ragged['actual']}: {ragged['text']!r}"
+                ) from None
             if not (typed and "conversion error" in str(exc)):
                 raise DataError(f"{path}: cannot parse CSV after row {offset}: {exc}") from None
             typed = False
         finally:
+            if reader is not None:
+                reader.close()
             stream.close()
 
 
