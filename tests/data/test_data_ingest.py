@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
+import inspect
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -514,3 +517,38 @@ def test_a_missing_cell_before_a_text_cell_of_a_number_column_names_the_text_one
         to_float("f.parquet", pa.array([None, "abc", "1.5"]), "close")
     with pytest.raises(DataError, match=r"^f\.parquet row 1: close is missing$"):
         to_float("f.parquet", pa.array([None, "1.5"]), "close")
+
+
+# --------------------------------------------------------------------------- errors stop the reader
+
+
+def _suspended_csv_readers() -> list[object]:
+    return [
+        o for o in gc.get_objects()
+        if inspect.isgenerator(o) and o.gi_frame is not None and o.gi_code.co_name == "_csv_frames"
+    ]
+
+
+def test_import_error_in_a_later_chunk_leaves_no_csv_reader_running(tmp_path: Path) -> None:
+    # The CLI holds the error (and so the import's frame) while it prints it and exits; the reader must
+    # not be left at a chunk with arrow's threads reading ahead into the interpreter's exit.
+    with pytest.raises(DataError, match="row 17: high 99.0 < low 100.0") as info:
+        import_path(tmp_path / "catalog", fixture("bars_high_below_low.csv"), venue="binance", market="spot",
+                    symbol="BTCUSDT", interval="1h", block_bytes=97)
+    assert info.value is not None
+    assert _suspended_csv_readers() == []
+
+
+@pytest.mark.parametrize(
+    ("dataset", "expected"),
+    [("../../evil", "catalog dataset '../../evil' is not a valid name"), ("bars_1h", "dataset exists")],
+)
+def test_import_refuses_a_bad_or_existing_dataset_before_reading_the_file(
+    tmp_path: Path, dataset: str, expected: str
+) -> None:
+    catalog = tmp_path / "catalog"
+    import_path(catalog, fixture("bars_valid.csv"), venue="binance", market="spot", symbol="BTCUSDT")
+    # The file's first row is bad: its error would show had the file been read first.
+    with pytest.raises(DataError, match=re.escape(expected)):
+        import_path(catalog, fixture("bars_negative_price.csv"), venue="binance", market="spot", symbol="BTCUSDT",
+                    dataset=dataset)

@@ -87,6 +87,7 @@ __all__ = [
     "Kind",
     "Manifest",
     "Period",
+    "check_name",
     "open_parquet",
     "quality_report",
     "schema_for",
@@ -293,7 +294,14 @@ _manifest_encoder = msgspec.json.Encoder()
 _manifest_decoder = msgspec.json.Decoder(Manifest)
 
 
-def _check_name(what: str, value: str) -> None:
+def check_name(what: str, value: str) -> None:
+    """Check one part of a dataset's path (``what``: venue, market, symbol or dataset).
+
+    Raises
+    ------
+    DataError
+        If ``value`` is not letters, digits, ``.``, ``_`` and ``-`` starting with a letter or digit.
+    """
     if not _NAME_RE.match(value):
         raise DataError(
             f"catalog {what} {value!r} is not a valid name (letters, digits, '.', '_', '-'; not starting with a symbol)"
@@ -462,7 +470,7 @@ class Catalog:
     def dataset_dir(self, venue: str, market: str, symbol: str, dataset: str) -> Path:
         """Return the directory of a dataset (whether or not it exists)."""
         for what, value in (("venue", venue), ("market", market), ("symbol", symbol), ("dataset", dataset)):
-            _check_name(what, value)
+            check_name(what, value)
         return self.root / DatasetRef(venue, market, symbol, dataset).relpath()
 
     def exists(self, venue: str, market: str, symbol: str, dataset: str) -> bool:

@@ -85,7 +85,7 @@ import dataclasses
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -93,7 +93,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from loguru import logger
 
-from tradebus.data.catalog import BAR_SCHEMA, TRADE_SCHEMA, Catalog, DatasetWriter, Manifest, Period
+from tradebus.data.catalog import (
+    BAR_SCHEMA,
+    TRADE_SCHEMA,
+    Catalog,
+    DatasetExists,
+    DatasetWriter,
+    Manifest,
+    Period,
+    check_name,
+)
 from tradebus.data.quality import QualityCheck
 from tradebus.data.sources import DEFAULT_BLOCK_BYTES, Frame, Source, is_number, open_source
 from tradebus.errors import DataError
@@ -969,32 +978,37 @@ def _stream(
     for path in paths:
         source = open_source(Path(path), block_bytes=block_bytes)
         names.append(source.name)
-        for key, stream in streams.items():
-            held = stream.use(source)
-            if held.num_rows:
-                yield key, held
-        symbols: _Symbols | None = None
-        if source.preview is not None:
-            symbols = _find_symbols(source.preview, source.has_header, split_by)
-            # The layout is found on the column names (and a headerless file's first row) before any chunk is
-            # parsed, so that the reader converts only the columns used.
-            if symbols.split:
-                probe = make(source)  # the streams of the symbols find the same columns by name on each chunk
-            else:
-                if None not in streams:
-                    streams[None] = make(source)
-                probe = streams[None]
-            source.narrow(probe.layout(source.preview) | ({symbols.column} if symbols.column else set()))
-        for frame in source.frames:
-            if symbols is None:
-                symbols = _find_symbols(frame, source.has_header, split_by)
-            for key, part in symbols.groups(frame):
-                stream = streams.get(key)
-                if stream is None:
-                    stream = streams[key] = make(source)
-                table = stream.convert(part)
-                if table.num_rows:
-                    yield key, table
+        try:
+            for key, stream in streams.items():
+                held = stream.use(source)
+                if held.num_rows:
+                    yield key, held
+            symbols: _Symbols | None = None
+            if source.preview is not None:
+                symbols = _find_symbols(source.preview, source.has_header, split_by)
+                # The layout is found on the column names (and a headerless file's first row) before any chunk is
+                # parsed, so that the reader converts only the columns used.
+                if symbols.split:
+                    probe = make(source)  # the streams of the symbols find the same columns by name on each chunk
+                else:
+                    if None not in streams:
+                        streams[None] = make(source)
+                    probe = streams[None]
+                source.narrow(probe.layout(source.preview) | ({symbols.column} if symbols.column else set()))
+            for frame in source.frames:
+                if symbols is None:
+                    symbols = _find_symbols(frame, source.has_header, split_by)
+                for key, part in symbols.groups(frame):
+                    stream = streams.get(key)
+                    if stream is None:
+                        stream = streams[key] = make(source)
+                    table = stream.convert(part)
+                    if table.num_rows:
+                        yield key, table
+        finally:
+            close = getattr(source.frames, "close", None)
+            if close is not None:
+                close()  # a generator left at a chunk (an error, or the consumer stopped) stops its reader now
     for key, stream in streams.items():
         table = stream.finish()
         if table.num_rows:
@@ -1251,6 +1265,17 @@ def import_path(
         raise DataError(f"{label}: interval applies to bars only, not to trades")
     if symbol is None and split_by is None:
         raise DataError(f"{label}: a symbol is needed (or split_by, to take it from a column)")
+    cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
+    # What can be refused without the data is refused before any file is opened (a reader runs threads).
+    for what, value in (("venue", venue), ("market", market), ("symbol", symbol), ("dataset", dataset)):
+        if value is not None and (what != "symbol" or split_by is None):
+            check_name(what, value)
+    if period is not None and period not in get_args(Period):
+        raise DataError(f"unknown partition period {period!r}; expected one of {sorted(get_args(Period))}")
+    if mode not in ("create", "append", "overwrite"):
+        raise DataError(f"unknown write mode {mode!r}")
+    if mode == "create" and dataset is not None and split_by is None and cat.exists(venue, market, symbol, dataset):  # type: ignore[arg-type]
+        raise DatasetExists(cat.dataset_dir(venue, market, symbol, dataset))  # type: ignore[arg-type]
     sources: list[str] = []
 
     def named(items: Iterable[str | os.PathLike[str]]) -> Iterator[str | os.PathLike[str]]:
@@ -1258,7 +1283,6 @@ def import_path(
             sources.append(Path(item).name)
             yield item
 
-    cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     streams: dict[str | None, BarStream | TradeStream] = {}
     writers: dict[str | None, DatasetWriter] = {}
     checks: dict[str | None, QualityCheck] = {}
@@ -1273,8 +1297,9 @@ def import_path(
                               duplicates=duplicates)
         return TradeStream(src, ts_column=ts_column, ts_unit=ts_unit)
 
+    chunks = _stream(named(paths), kind, make, split_by, block_bytes, streams)
     try:
-        for key, table in _stream(named(paths), kind, make, split_by, block_bytes, streams):
+        for key, table in chunks:
             if window_ns is not None:
                 table = _within(table, streams[key], window_ns)
                 if not table.num_rows:
@@ -1317,6 +1342,7 @@ def import_path(
             for k in sorted(writers, key=lambda k: k or "")
         ]
     finally:
+        chunks.close()
         for future in judged:
             future.cancel()
         quality_pool.shutdown(wait=True)
