@@ -709,35 +709,39 @@ class Replay:
         chunk's ``ts_init``: ``<=`` it if the top source is listed first, ``<`` otherwise).
         """
         streams = [self._chunks(i) for i in range(len(self.sources))]
-        heads: list[_Chunk | None] = [next(s, None) for s in streams]
-        pos = [0] * len(streams)
-        heap = [(int(c.ts_init[0]), i) for i, c in enumerate(heads) if c is not None]
-        heapq.heapify(heap)
-        while heap:
-            i = heap[0][1]
-            chunk = heads[i]
-            assert chunk is not None
-            p = pos[i]
-            n = len(chunk)
-            live = len(heap)
-            if live == 1:
-                end = n
-            else:
-                other_ts, other = heap[1] if live == 2 or heap[1] < heap[2] else heap[2]
-                ts = chunk.ts_list()
-                end = bisect_right(ts, other_ts, p) if i < other else bisect_left(ts, other_ts, p)
-            yield i, chunk, p, end
-            if end < n:
-                pos[i] = end
-                heapq.heapreplace(heap, (chunk.ts_list()[end], i))
-                continue
-            nxt = next(streams[i], None)
-            heads[i] = nxt
-            pos[i] = 0
-            if nxt is None:
-                heapq.heappop(heap)
-            else:
-                heapq.heapreplace(heap, (int(nxt.ts_init[0]), i))
+        try:
+            heads: list[_Chunk | None] = [next(s, None) for s in streams]
+            pos = [0] * len(streams)
+            heap = [(int(c.ts_init[0]), i) for i, c in enumerate(heads) if c is not None]
+            heapq.heapify(heap)
+            while heap:
+                i = heap[0][1]
+                chunk = heads[i]
+                assert chunk is not None
+                p = pos[i]
+                n = len(chunk)
+                live = len(heap)
+                if live == 1:
+                    end = n
+                else:
+                    other_ts, other = heap[1] if live == 2 or heap[1] < heap[2] else heap[2]
+                    ts = chunk.ts_list()
+                    end = bisect_right(ts, other_ts, p) if i < other else bisect_left(ts, other_ts, p)
+                yield i, chunk, p, end
+                if end < n:
+                    pos[i] = end
+                    heapq.heapreplace(heap, (chunk.ts_list()[end], i))
+                    continue
+                nxt = next(streams[i], None)
+                heads[i] = nxt
+                pos[i] = 0
+                if nxt is None:
+                    heapq.heappop(heap)
+                else:
+                    heapq.heapreplace(heap, (int(nxt.ts_init[0]), i))
+        finally:
+            for stream in streams:
+                stream.close()  # stops each source's read-ahead thread, asked for or not
 
     def batches(self) -> Iterator[ReplayBatch]:
         """Yield runs of consecutive rows of one source in merged ``(ts_init, source, row)`` order.
@@ -816,56 +820,60 @@ class Replay:
             return
         ids = tuple(src.instrument_id for src in sources)
         streams = [self._chunks(i) for i in range(len(sources))]
-        heads: list[_Chunk | None] = [next(stream, None) for stream in streams]
-        pos = [0] * len(sources)
-        while True:
-            live = [i for i, chunk in enumerate(heads) if chunk is not None]
-            if not live:
-                return
-            lasts = [int(heads[i].ts_init[-1]) for i in live]  # type: ignore[union-attr]
-            horizon = min(lasts)
-            first_at_horizon = live[lasts.index(horizon)]
-            # About batch_rows rows a step: a source's rows at a time before every chunk's last
-            # are all read, and merging a few batches' worth at once (a chunk of every source)
-            # made ten instruments wait for their first bar and merge outside the CPU cache.
-            quota = max(self.batch_rows // len(live), 1)
-            reach = min(
-                int(chunk.ts_init[min(pos[i] + quota, len(chunk)) - 1])  # type: ignore[union-attr]
-                for i, chunk in ((i, heads[i]) for i in live)
-            )
-            if reach < horizon:
-                horizon, first_at_horizon = reach, live[-1]
-            parts: list[tuple[int, _Chunk, int, int]] = []
-            for i in live:
-                chunk = heads[i]
-                assert chunk is not None
-                p = pos[i]
-                end = int(np.searchsorted(chunk.ts_init, horizon, "right" if i <= first_at_horizon else "left"))
-                if end > p:
-                    parts.append((i, chunk, p, end))
-                if end == len(chunk):
-                    heads[i], pos[i] = next(streams[i], None), 0
-                else:
-                    pos[i] = end
-            if len(parts) == 1:
-                i, chunk, p, end = parts[0]
-                cut = chunk if (p, end) == (0, len(chunk)) else chunk.cut(p, end)
-                yield ReplayBatch(i, ids[i], "bars", cut.ts_event, cut.ts_init, cut.columns)
-                continue
-            ts_init = np.concatenate([chunk.ts_init[p:end] for _, chunk, p, end in parts])
-            order = np.argsort(ts_init, kind="stable")
-            source = np.concatenate([np.full(end - p, i, dtype=np.int32) for i, _, p, end in parts])[order]
-            columns = {
-                name: np.concatenate([chunk.columns[name][p:end] for _, chunk, p, end in parts])[order]
-                for name in _BAR_FIELDS
-            }
-            ts_event = np.concatenate([chunk.ts_event[p:end] for _, chunk, p, end in parts])[order]
-            ts_init = ts_init[order]
-            # At most batch_rows rows a batch, as one source's (longer ones made ten instruments ~10% slower).
-            step = self.batch_rows
-            for a in range(0, len(ts_init), step):
-                b = a + step
-                yield MixedBatch(ids, source[a:b], ts_event[a:b], ts_init[a:b], {k: v[a:b] for k, v in columns.items()})
+        try:
+            heads: list[_Chunk | None] = [next(stream, None) for stream in streams]
+            pos = [0] * len(sources)
+            while True:
+                live = [i for i, chunk in enumerate(heads) if chunk is not None]
+                if not live:
+                    return
+                lasts = [int(heads[i].ts_init[-1]) for i in live]  # type: ignore[union-attr]
+                horizon = min(lasts)
+                first_at_horizon = live[lasts.index(horizon)]
+                # About batch_rows rows a step: a source's rows at a time before every chunk's last
+                # are all read, and merging a few batches' worth at once (a chunk of every source)
+                # made ten instruments wait for their first bar and merge outside the CPU cache.
+                quota = max(self.batch_rows // len(live), 1)
+                reach = min(
+                    int(chunk.ts_init[min(pos[i] + quota, len(chunk)) - 1])  # type: ignore[union-attr]
+                    for i, chunk in ((i, heads[i]) for i in live)
+                )
+                if reach < horizon:
+                    horizon, first_at_horizon = reach, live[-1]
+                parts: list[tuple[int, _Chunk, int, int]] = []
+                for i in live:
+                    chunk = heads[i]
+                    assert chunk is not None
+                    p = pos[i]
+                    end = int(np.searchsorted(chunk.ts_init, horizon, "right" if i <= first_at_horizon else "left"))
+                    if end > p:
+                        parts.append((i, chunk, p, end))
+                    if end == len(chunk):
+                        heads[i], pos[i] = next(streams[i], None), 0
+                    else:
+                        pos[i] = end
+                if len(parts) == 1:
+                    i, chunk, p, end = parts[0]
+                    cut = chunk if (p, end) == (0, len(chunk)) else chunk.cut(p, end)
+                    yield ReplayBatch(i, ids[i], "bars", cut.ts_event, cut.ts_init, cut.columns)
+                    continue
+                ts_init = np.concatenate([chunk.ts_init[p:end] for _, chunk, p, end in parts])
+                order = np.argsort(ts_init, kind="stable")
+                source = np.concatenate([np.full(end - p, i, dtype=np.int32) for i, _, p, end in parts])[order]
+                columns = {
+                    name: np.concatenate([chunk.columns[name][p:end] for _, chunk, p, end in parts])[order]
+                    for name in _BAR_FIELDS
+                }
+                ts_event = np.concatenate([chunk.ts_event[p:end] for _, chunk, p, end in parts])[order]
+                ts_init = ts_init[order]
+                # At most batch_rows rows a batch, as one source's (longer ones made ten instruments ~10% slower).
+                step = self.batch_rows
+                for a in range(0, len(ts_init), step):
+                    b = a + step
+                    yield MixedBatch(ids, source[a:b], ts_event[a:b], ts_init[a:b], {k: v[a:b] for k, v in columns.items()})
+        finally:
+            for stream in streams:
+                stream.close()  # stops each source's read-ahead thread, asked for or not
 
     def __iter__(self) -> Iterator[Any]:
         """Yield messages (:class:`Bar`, :class:`Trade`, :class:`Quote`, book ...) in merged order (that of :meth:`batches`)."""
