@@ -15,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from loguru import logger
 
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import SimulatedClock
@@ -32,7 +33,7 @@ from tradebus.engine.messages import (
 from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.engine import ExecutionEngine
 from tradebus.errors import DataError
-from tradebus.execution.journal import SCHEMA_VERSION, Journal
+from tradebus.execution.journal import SCHEMA_VERSION, WAL_SIZE_LIMIT, Journal
 from tradebus.execution.orders import OrderManager
 from tradebus.execution.simulated import SimulatedVenue
 from tradebus.risk.config import RiskConfig
@@ -512,4 +513,92 @@ def test_sigkill_of_a_journal_checkpointing_in_a_thread_loses_no_committed_entry
     assert proc.returncode == -9, proc.stderr.decode()
     journal = Journal(path)
     assert [e.message.client_order_id for e in journal.entries()] == [f"c{i}" for i in range(2_000)]
+    journal.close()
+
+
+# Bytes of log one commit may add past the limit: a submit and its decision write 2-3 pages.
+_ONE_COMMIT = 8 * (4096 + 24)
+
+
+def _write_orders(journal: Journal, first: int, n: int) -> list[int]:
+    """Journal ``n`` submits with their decisions as fast as possible; return the size of the log after each."""
+    wal = Path(f"{journal.path}-wal")
+    sizes = []
+    for i in range(first, first + n):
+        journal.record_command(SubmitOrder("s", IID, f"c{i}", OrderSide.BUY, 1.0, i, i), f"c{i}")
+        journal.record_event(OrderSubmitted("s", IID, f"c{i}", i, i))
+        sizes.append(wal.stat().st_size)
+    return sizes
+
+
+def test_the_log_of_a_journal_written_faster_than_its_thread_checkpoints_stays_within_its_limit(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    # No round of the thread within the test: the log is bounded by the commits alone, at any rate.
+    journal = Journal(path, "NORMAL", checkpoint_every=3_600.0, exclusive=True)
+    n = 9_000  # ~9 KB of log each: ~80 MB, over 4 limits, if nothing checkpointed
+    assert max(_write_orders(journal, 0, n)) <= WAL_SIZE_LIMIT + _ONE_COMMIT
+    journal.close()
+    reopened = Journal(path)
+    assert [e.message.client_order_id for e in reopened.entries()] == [f"c{i}" for i in range(n) for _ in (0, 1)]
+    reopened.close()
+
+
+def test_a_reader_pinning_the_log_delays_its_checkpoint_without_failing_a_write(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    journal = Journal(path, "NORMAL", checkpoint_every=3_600.0)
+    journal.record_event(_accepted(0))
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM journal").fetchone() == (1,)  # a snapshot in the log, held
+    warnings: list[str] = []
+    sink = logger.add(warnings.append, level="WARNING", format="{message}")
+    try:
+        pinned = _write_orders(journal, 1, 3_000)  # ~27 MB: past the limit, not past it twice
+        assert journal.failure is None
+        assert pinned == sorted(pinned) and pinned[-1] > WAL_SIZE_LIMIT + _ONE_COMMIT  # never checkpointed
+        assert len(warnings) == 1 and "another connection using the journal" in warnings[0], warnings
+        reader.execute("COMMIT")
+        reader.close()
+        # Tried again once the log has grown by another limit, and nothing keeps it from completing now.
+        sizes = _write_orders(journal, 3_001, 4_000)
+        truncated = next(k for k in range(1, len(sizes)) if sizes[k] < sizes[k - 1])
+        assert WAL_SIZE_LIMIT < sizes[truncated - 1] <= 2 * (WAL_SIZE_LIMIT + _ONE_COMMIT)
+        assert max(sizes[truncated:]) <= WAL_SIZE_LIMIT + _ONE_COMMIT
+        assert len(warnings) == 1
+    finally:
+        logger.remove(sink)
+    journal.close()
+    reopened = Journal(path)
+    assert len(list(reopened.entries())) == 1 + 2 * 7_000
+    reopened.close()
+
+
+SIGKILLED_AFTER_TRUNCATING_ITS_LOG = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from tradebus.engine.messages import OrderAccepted
+    from tradebus.execution.journal import WAL_SIZE_LIMIT, Journal
+
+    journal = Journal(sys.argv[1], "NORMAL", checkpoint_every=3_600.0, exclusive=True)
+    truncations, last = 0, 0
+    for i in range(10_000):
+        journal.record_event(OrderAccepted("s", "X.Y", f"c{i}", f"v{i}", i, i))
+        size = Path(sys.argv[1] + "-wal").stat().st_size
+        truncations += size < last
+        last = size
+    assert truncations >= 2, truncations
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_sigkill_of_a_journal_that_truncated_its_log_loses_no_committed_entry(tmp_path: Path) -> None:
+    script = tmp_path / "dying.py"
+    script.write_text(SIGKILLED_AFTER_TRUNCATING_ITS_LOG)
+    path = tmp_path / "j.sqlite"
+    proc = subprocess.run([sys.executable, str(script), str(path)], capture_output=True, timeout=120, check=False)
+    assert proc.returncode == -9, proc.stderr.decode()
+    journal = Journal(path)
+    assert [e.message.client_order_id for e in journal.entries()] == [f"c{i}" for i in range(10_000)]
     journal.close()
