@@ -14,7 +14,8 @@ a tearsheet an earlier run left there is rewritten for this run (:func:`tradebus
 A run writes only its own files there
 (:data:`tradebus.reports.writers.OWN_FILES`) and never deletes anything: an output
 directory holding other files is refused (exit 2, naming them) unless ``--force``
-(then they are left untouched); a failed run changes nothing (see
+(then they are left untouched), and so is one another running run writes (exit 2, naming
+its process, ``--force`` or not); a failed run changes nothing (see
 :class:`tradebus.reports.writers.RunDirectory`). ``paper`` and ``replay`` take the
 same ``--out`` and ``--force`` (``paper`` also ``--report``).
 
@@ -264,23 +265,26 @@ def run_backtest(
     out = Path(out_dir) if out_dir is not None else Path("runs") / config_path.stem
     run_dir = RunDirectory(out, "backtest", force=force)
     try:
-        kernel = build_kernel(config)
-        kernel.prepare()  # builds the feature banks: bad feature specs fail before any data is read
-    except FeatureError as exc:
-        raise ConfigError(f"{config_path}: features: {exc}") from None
-    except ConfigError as exc:
-        raise ConfigError(f"{config_path}: {exc}") from None
-    try:
-        replay = build_replay(config)
-    except (ConfigError, DataError) as exc:
-        raise type(exc)(f"{config_path}: {exc}") from None
-    rows = replay.validate()
-    if rows == 0:
-        raise DataError(f"{config_path}: {empty_window(config, replay)}")
-    on_batch = on_batch_factory(rows) if on_batch_factory is not None else None
-    result = kernel.run(replay, on_batch=on_batch)
-    warn_funding_gaps(config, result)
-    metrics = write_outputs(run_dir, result, kernel.instruments, dump_config(config), report=report)
+        try:
+            kernel = build_kernel(config)
+            kernel.prepare()  # builds the feature banks: bad feature specs fail before any data is read
+        except FeatureError as exc:
+            raise ConfigError(f"{config_path}: features: {exc}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"{config_path}: {exc}") from None
+        try:
+            replay = build_replay(config)
+        except (ConfigError, DataError) as exc:
+            raise type(exc)(f"{config_path}: {exc}") from None
+        rows = replay.validate()
+        if rows == 0:
+            raise DataError(f"{config_path}: {empty_window(config, replay)}")
+        on_batch = on_batch_factory(rows) if on_batch_factory is not None else None
+        result = kernel.run(replay, on_batch=on_batch)
+        warn_funding_gaps(config, result)
+        metrics = write_outputs(run_dir, result, kernel.instruments, dump_config(config), report=report)
+    finally:
+        run_dir.close()
     return result, metrics, out
 
 

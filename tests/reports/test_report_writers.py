@@ -185,6 +185,7 @@ def test_interrupted_replacement_leaves_the_incomplete_marker(tmp_path: Path) ->
     assert INCOMPLETE_MARKER in os.listdir(out)
     assert "did not finish" in (out / INCOMPLETE_MARKER).read_text()
     assert not [name for name in os.listdir(out) if ".tmp-" in name]
+    run_dir.close()  # the run is over: the next may write there
     # the next complete run removes the marker
     (out / "equity.csv").rmdir()
     write(out)
@@ -274,3 +275,16 @@ def test_a_streaming_daemon_replaces_a_dangling_incomplete_symlink_and_creates_n
     assert not elsewhere.exists()
     marker = out / INCOMPLETE_MARKER
     assert not marker.is_symlink() and "a tradebus daemon is writing its outputs here" in marker.read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="the holder is read from Linux's /proc/locks")
+def test_a_directory_another_run_holds_is_refused_with_or_without_force_until_it_is_released(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = RunDirectory(out, "paper")  # a new directory: held from its creation on
+    first.stream("fills.csv").close()
+    for force in (False, True):
+        with pytest.raises(ConfigError, match=f"output directory {out} is in use by another running tradebus run \\(pid {os.getpid()} "):
+            RunDirectory(out, "backtest", force=force)
+    first.close()
+    write(out, "paper").close()
+    assert INCOMPLETE_MARKER not in os.listdir(out)  # the next run wrote its outputs whole

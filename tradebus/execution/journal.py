@@ -78,7 +78,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -94,6 +93,7 @@ from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import DataError
 from tradebus.execution.client_ids import new_run_id
 from tradebus.execution.orders import Order, OrderManager, OrderResolved, OrderTimedOut
+from tradebus.locks import lock_holder
 from tradebus.risk.breakers import BreakerState
 
 if TYPE_CHECKING:
@@ -820,40 +820,13 @@ def _lock(path: Path) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = _lock_holder(fd)
+        holder = lock_holder(fd)
         os.close(fd)
         raise DataError(
             f"journal {path}: in use by another running daemon ({holder or 'the file is locked'}); stop that daemon, "
             "or give this config a journal of its own"
         ) from None
     return fd
-
-
-def _lock_holder(fd: int) -> str | None:
-    """The process holding the ``flock`` on ``fd``'s file, as ``pid N on HOST: command line``, from ``/proc/locks``.
-
-    ``None`` where there is no ``/proc/locks`` (not Linux) or it lists no holder this process can see
-    (one on another host sharing the file system, or in another PID namespace).
-    """
-    st = os.fstat(fd)
-    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    try:
-        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
-            lines = locks.read().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        # "1: FLOCK  ADVISORY  WRITE 21989 fe:00:2148094 0 EOF"; a waiter's line has "->" after the id
-        fields = line.split()
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == where and fields[4].isdigit() and fields[4] != "0":
-            pid = int(fields[4])
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                    command = " ".join(cmdline.read().decode(errors="replace").replace("\0", " ").split())
-            except OSError:
-                command = ""
-            return f"pid {pid} on {socket.gethostname()}" + (f": {command[:200]}" if command else "")
-    return None
 
 
 class _Checkpointer(threading.Thread):

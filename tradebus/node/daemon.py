@@ -557,21 +557,25 @@ def run_paper(
 
     config = load_paper_config(config_path, overrides)
     run_dir = None if out_dir is None else RunDirectory(out_dir, "paper", keep=kept_files(config), force=force)
-    node = PaperNode(config, max_seconds=max_seconds, max_messages=max_messages, run_dir=run_dir)
     try:
-        summary = asyncio.run(node.run())
+        node = PaperNode(config, max_seconds=max_seconds, max_messages=max_messages, run_dir=run_dir)
+        try:
+            summary = asyncio.run(node.run())
+        finally:
+            if run_dir is not None and outputs_to_write(node):
+                kernel = node.kernel
+                write_outputs(
+                    run_dir,
+                    kernel.result,
+                    kernel.instruments,
+                    dump_paper_config(config),
+                    {"node.json": node.summary.to_json()},
+                    node.outputs,
+                    report=report,
+                )
     finally:
-        if run_dir is not None and outputs_to_write(node):
-            kernel = node.kernel
-            write_outputs(
-                run_dir,
-                kernel.result,
-                kernel.instruments,
-                dump_paper_config(config),
-                {"node.json": node.summary.to_json()},
-                node.outputs,
-                report=report,
-            )
+        if run_dir is not None:
+            run_dir.close()
     return summary, node.kernel.result
 
 

@@ -882,18 +882,22 @@ def run_live(
     try:
         summary = asyncio.run(main())
     finally:
-        # As a paper daemon: nothing is written by a daemon that stopped before its outputs began,
-        # or whose outputs failed.
-        if run_dir is not None and nodes and outputs_to_write(nodes[0]):
-            kernel = nodes[0].kernel
-            write_outputs(
-                run_dir,
-                kernel.result,
-                kernel.instruments,
-                dump_config(config),
-                {"node.json": nodes[0].summary.to_json()},
-                nodes[0].outputs,
-            )
+        try:
+            # As a paper daemon: nothing is written by a daemon that stopped before its outputs began,
+            # or whose outputs failed.
+            if run_dir is not None and nodes and outputs_to_write(nodes[0]):
+                kernel = nodes[0].kernel
+                write_outputs(
+                    run_dir,
+                    kernel.result,
+                    kernel.instruments,
+                    dump_config(config),
+                    {"node.json": nodes[0].summary.to_json()},
+                    nodes[0].outputs,
+                )
+        finally:
+            if run_dir is not None:
+                run_dir.close()
     return summary, nodes[0].kernel.result
 
 

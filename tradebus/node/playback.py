@@ -315,12 +315,15 @@ def run_playback(
     name = recording.name.split(".")[0]
     out = Path(out_dir) if out_dir is not None else Path("runs") / f"replay-{name}"
     run_dir = RunDirectory(out, "replay", keep=[recording, *kept_files(config)], force=force)
-    playback = Playback(config)
-    result = playback.run(recording)
-    write_outputs(
-        run_dir, result, playback.kernel.instruments, dump_paper_config(config), {"playback.json": playback.stats.to_json()},
-        report=report,
-    )
+    try:
+        playback = Playback(config)
+        result = playback.run(recording)
+        write_outputs(
+            run_dir, result, playback.kernel.instruments, dump_paper_config(config),
+            {"playback.json": playback.stats.to_json()}, report=report,
+        )
+    finally:
+        run_dir.close()
     return result, out
 
 

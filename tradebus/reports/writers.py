@@ -72,6 +72,9 @@ The output directory (``--out``)
   (exit 2) naming the directory and those files, unless ``force`` (then they are
   left untouched; an entry at one of the run's own names that is not a plain file,
   such as a symlink, is replaced by the run's file, never written through);
+* a directory another run holds (a running daemon streaming into it, a backtest still
+  running) is refused too, ``force`` or not, naming that run's process: a run holds its
+  directory until :meth:`RunDirectory.close` (see its notes);
 * each output is written to a temporary file in the same directory and moved over
   its final name with :func:`os.replace`; while the moves happen the directory holds
   an ``INCOMPLETE`` marker, so a run interrupted there leaves a directory that says
@@ -87,9 +90,11 @@ The output directory (``--out``)
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import math
 import os
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,6 +107,7 @@ from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
 from tradebus.engine.messages import FundingPaid, InterestCharged, OrderDenied
 from tradebus.errors import ConfigError, describe_os_error
 from tradebus.execution.orders import Order
+from tradebus.locks import lock_holder
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.metrics import format_ns
 from tradebus.reports.trades import TRADE_COLUMNS, match_trades
@@ -513,6 +519,16 @@ class RunDirectory:
     ConfigError
         ``path`` is not a directory, cannot be created or written, or holds files other than
         the run's own and ``keep`` (without ``force``). The message names the directory and those files.
+        Or another run holds the directory (with or without ``force``; the message names its process).
+
+    Notes
+    -----
+    From construction (or, for a directory that does not exist yet, from its creation) until
+    :meth:`close`, the directory is held with an exclusive ``flock`` on the directory itself
+    (:mod:`tradebus.locks`): a second run on it is refused instead of replacing the files this
+    one writes, a daemon's streamed files included. The lock leaves nothing in the directory
+    and goes with the process (``kill -9`` included); one the file system cannot take (some
+    network file systems) is warned of, and the run goes on without it.
     """
 
     def __init__(
@@ -529,8 +545,16 @@ class RunDirectory:
         self._keep = {Path(p).absolute() for p in keep}
         self._pending: dict[str, Path] = {}
         self._created = False
-        foreign = self.foreign()
+        self._lock: weakref.finalize | None = None  # closes the locked descriptor (also when forgotten)
+        if self.path.is_dir():
+            self._hold()
+        try:
+            foreign = self.foreign()
+        except BaseException:
+            self.close()
+            raise
         if foreign and not force:
+            self.close()
             raise ConfigError(
                 f"output directory {self.path} holds files a {kind} run does not write: {', '.join(foreign)}. "
                 f"A run only writes {', '.join(self.own)} there and never touches anything else; "
@@ -538,6 +562,38 @@ class RunDirectory:
             )
         if foreign:
             logger.warning("output directory {}: writing beside {} (--force; left untouched)", self.path, foreign)
+
+    def _hold(self) -> None:
+        """Take the directory's lock (see the class notes), or refuse a directory another run holds."""
+        if self._lock is not None:
+            return
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise ConfigError(f"output directory {self.path} cannot be opened ({describe_os_error(exc)})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = lock_holder(fd)
+            os.close(fd)
+            raise ConfigError(
+                f"output directory {self.path} is in use by another running tradebus run "
+                f"({holder or 'the directory is locked'}): it writes its outputs there. Wait for it to finish "
+                "or stop it, or choose another --out (--force does not override this)"
+            ) from None
+        except OSError as exc:
+            os.close(fd)
+            logger.warning(
+                "output directory {}: cannot lock it ({}); another run could write into it at the same time",
+                self.path, describe_os_error(exc),
+            )
+            return
+        self._lock = weakref.finalize(self, os.close, fd)
+
+    def close(self) -> None:
+        """Release the directory (the run is over, or failed): another run may write there again."""
+        if self._lock is not None:
+            self._lock()
 
     def foreign(self) -> list[str]:
         """Names in the directory that are neither the run's own files nor kept files (sorted)."""
@@ -581,6 +637,7 @@ class RunDirectory:
         if not self.path.exists():
             self.path.mkdir(parents=True)
             self._created = True
+        self._hold()
         return self
 
     @contextmanager
@@ -619,6 +676,7 @@ class RunDirectory:
             if not self.path.exists():
                 self.path.mkdir(parents=True)
                 self._created = True
+            self._hold()
             target = marker
             if not _is_plain_file(marker):
                 _write_marker(marker, _STREAMING_TEXT)

@@ -1,0 +1,42 @@
+"""Advisory locks that go with the process holding them, and who holds one.
+
+A daemon's journal (:class:`tradebus.execution.journal.Journal`) and a run's output directory
+(:class:`tradebus.reports.writers.RunDirectory`) are held with an exclusive ``flock`` on an open
+descriptor: closing it releases the lock, and so does the end of the process, ``kill -9``
+included, so a crashed run never leaves one behind. A second opener is refused, naming the
+holder (:func:`lock_holder`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+__all__ = ["lock_holder"]
+
+
+def lock_holder(fd: int) -> str | None:
+    """The process holding the ``flock`` on ``fd``'s file, as ``pid N on HOST: command line``, from ``/proc/locks``.
+
+    ``None`` where there is no ``/proc/locks`` (not Linux) or it lists no holder this process can see
+    (one on another host sharing the file system, or in another PID namespace).
+    """
+    st = os.fstat(fd)
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            lines = locks.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        # "1: FLOCK  ADVISORY  WRITE 21989 fe:00:2148094 0 EOF"; a waiter's line has "->" after the id
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == where and fields[4].isdigit() and fields[4] != "0":
+            pid = int(fields[4])
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                    command = " ".join(cmdline.read().decode(errors="replace").replace("\0", " ").split())
+            except OSError:
+                command = ""
+            return f"pid {pid} on {socket.gethostname()}" + (f": {command[:200]}" if command else "")
+    return None
