@@ -209,3 +209,22 @@ def test_replay_report_writes_the_tearsheet_of_the_replay(tmp_path: Path) -> Non
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     page = (out / "tearsheet.html").read_text(encoding="utf-8")
     assert metrics["fills"] > 0 and f'data-metric="fills">{metrics["fills"]:,}<' in page
+
+
+@pytest.mark.parametrize("trades_csv", [True, False])
+def test_a_run_whose_fills_have_no_reason_reports_them_as_text(tmp_path: Path, trades_csv: bool) -> None:
+    """Fills recovered from a journal carry no reason: pandas read the empty column as float NaN and
+    filling it with '' warned (Pandas4Warning: it will raise) in `paper`'s summary and `tradebus report`."""
+    fills = [FillRecord(0, "X.SIM", "BUY", 1.0, 100.0, 0.1, "TAKER", "a", "s", "1", ""),
+             FillRecord(60 * S, "X.SIM", "SELL", 1.0, 110.0, 0.1, "TAKER", "b", "s", "2", "")]
+    equity = [EquitySample(0, 1000.0, 900.0, 100.0, 0.0, 0.0, 0.1, marks=(100.0,)),
+              EquitySample(60 * S, 1009.8, 1009.8, 0.0, 10.0, 0.0, 0.2, marks=(110.0,))]
+    result = RunResult(("X.SIM",), 1000.0, 0, 60 * S, 0, 60 * S, fills=fills, equity=equity)
+    with RunDirectory(tmp_path / "run", "backtest") as run_dir:
+        write_run(run_dir, result, compute_metrics(result), "instruments: [{tick_size: 0.01}]\n")
+    if not trades_csv:
+        (tmp_path / "run" / "trades.csv").unlink()
+    run = load_run(tmp_path / "run")  # filterwarnings = error
+    assert run.fills["reason"].tolist() == ["", ""]
+    assert run.trades["entry_reason"].tolist() == [""] and run.trades["exit_reason"].tolist() == [""]
+    assert invoke("report", str(tmp_path / "run")).exit_code == 0  # type: ignore[attr-defined]

@@ -89,11 +89,12 @@ def _read_csv(
         if required:
             raise ConfigError(f"{path.parent}: not a run directory (no {path.name})")
         return None
+    integers, numbers, texts = columns
     try:
-        frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        # Text columns as text: one whose cells are all empty (no fill had a reason) would be float NaN.
+        frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=dict.fromkeys(texts, str))
     except (ValueError, pd.errors.ParserError) as exc:
         raise ConfigError(f"{path}: not a readable CSV file ({exc})") from None
-    integers, numbers, texts = columns
     missing = [c for c in (*integers, *numbers, *texts) if c not in frame.columns]
     if missing:
         raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}")
