@@ -8,6 +8,7 @@ on 127.0.0.1, so the daemon runs (reconnecting) until ``--max-seconds`` stops it
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,33 @@ def test_a_restart_keeps_the_log_file_and_its_rotated_copies_inside_out(tmp_path
     refused = CliRunner().invoke(app, paper)
     assert refused.exit_code == 2
     assert f"output directory {out} holds files a paper run does not write: notes.jsonl." in refused.output
+
+
+def test_a_restart_that_sees_no_market_data_values_the_journal_position_at_its_fill_price(tmp_path: Path) -> None:
+    """metrics.json said final_equity 100000.0 and total_return 0 beside fees_paid 0.61: with no equity
+    sample the metrics fell back to the initial cash, as if the journal's fill had cost nothing."""
+    from tradebus.engine.messages import Liquidity, OrderAccepted, OrderFilled, OrderSide, OrderSubmitted, SubmitOrder
+    from tradebus.execution.journal import Journal
+
+    from .node_testdata import IID
+
+    config, out = paper_config(tmp_path, "100 MB"), tmp_path / "run"
+    out.mkdir()
+    journal = Journal(out / "journal.sqlite")
+    t0, coid = 1_723_161_253_000_000_000, "TickEmaCross0"
+    journal.record_command(SubmitOrder("TickEmaCross", IID, coid, OrderSide.BUY, 0.01, t0, t0), coid)
+    journal.record_event(OrderSubmitted("TickEmaCross", IID, coid, t0, t0))
+    journal.record_event(OrderAccepted("TickEmaCross", IID, coid, "SIM-1", t0 + 5, t0 + 5))
+    journal.record_event(OrderFilled("TickEmaCross", IID, coid, "SIM-1", "SIM-T1", OrderSide.BUY, 0.01, 61_000.0, 0.61,
+                                     Liquidity.TAKER, t0 + 6, t0 + 6))
+    journal.close()
+
+    res = CliRunner().invoke(app, ["paper", str(config), "--out", str(out), "--max-seconds", "1"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["start"] is None and metrics["fills"] == 1 and metrics["fees_paid"] == 0.61
+    # cash 100000 - 610 - 0.61, plus 0.01 BTC at its fill price 61000 (no mark yet)
+    assert metrics["final_equity"] == pytest.approx(99_999.39, rel=1e-12)
+    assert metrics["total_return"] == pytest.approx(-0.61 / 100_000, rel=1e-6)
+    assert metrics["max_drawdown"] == pytest.approx(0.61 / 100_000, rel=1e-6)
+    assert metrics["turnover"] == pytest.approx(610.0 / 99_999.39, rel=1e-12)

@@ -232,6 +232,9 @@ class RunResult:
     #: ``asset -> fees`` charged in an asset no instrument of the run priced, not in the fills' fees
     #: (:attr:`~tradebus.engine.portfolio.Portfolio.fees_unvalued`, taken when the run stops).
     fees_unvalued: dict[str, float] = field(default_factory=dict)
+    #: The portfolio's equity when the run stopped (positions at their last price: the fill price
+    #: of one never marked); the final equity of a run that took no equity sample (no market data).
+    equity_at_stop: float | None = None
 
     @property
     def events(self) -> int:
@@ -1070,6 +1073,7 @@ class Kernel:
         self.result.orders = self.orders.orders()
         self.result.last_prices = {iid: self.portfolio.last_price(iid) for iid in self.cache.prices}
         self.result.fees_unvalued = self.portfolio.fees_unvalued
+        self.result.equity_at_stop = self.portfolio.equity()
         logger.debug(
             "kernel stopped: {} bars, {} trades, {} fills, equity {}",
             self.result.bars,

@@ -7,6 +7,10 @@ Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
   :class:`~tradebus.engine.kernel.RunResult`). Every span below is measured on this clock, so a paper run and a
   replay of the same frames agree, and a fill's ``ts_event`` (venue time too) is
   compared with times of the same clock.
+* **final_equity**: the equity of the last equity sample; in a run that took none (it saw no
+  market data, as a daemon restarted on its journal may), the portfolio's equity when it stopped
+  (:attr:`~tradebus.engine.kernel.RunResult.equity_at_stop`: a position at its fill price), which
+  also stands for the curve in **max_drawdown** and **turnover**.
 * **total_return**: ``final_equity / initial_cash - 1``.
 * **cagr**: ``(final_equity / initial_cash) ** (1 / years) - 1`` with
   ``years = (end - start) / 365 days``; -1 when equity ended at or below 0.
@@ -310,6 +314,8 @@ def compute_metrics(
     initial = result.initial_cash
     curve = EquityCurve.of(result.equity) if equity is None else equity
     values = curve.equity.tolist()
+    if not values and result.equity_at_stop is not None:
+        values = [result.equity_at_stop]  # no sample: a restart that saw no market data still holds its journal's fills
     final = values[-1] if values else initial
     start, end = result.first_event_ns, result.last_event_ns
     reasons: dict[str, str] = {}
@@ -343,7 +349,7 @@ def compute_metrics(
         cagr = (final / initial) ** (1.0 / years) - 1.0 if final > 0.0 else -1.0
     else:
         reasons["cagr"] = short
-    mdd = max_drawdown(np.concatenate(([initial], curve.equity)))
+    mdd = max_drawdown(np.concatenate(([initial], curve.equity if curve.equity.size else values)))
     calmar = None
     if cagr is None:
         reasons["calmar"] = short
