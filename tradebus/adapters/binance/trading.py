@@ -178,12 +178,6 @@ class _BinanceUsdm(_QueryPost, ccxt_async.binanceusdm):  # type: ignore[misc]
     """ccxt's async Binance USD-M with query-string POSTs."""
 
 
-def _decimal(value: float, step: float) -> str:
-    """``value`` written with the step's number of decimals (never in exponent form)."""
-    digits = max(0, -math.floor(math.log10(step) + 1e-9)) if step < 1 else 0
-    return f"{value:.{digits}f}"
-
-
 def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
     """The ``POST /api/v3/order`` parameters of ``order`` (rounded to the instrument's tick and lot).
 
@@ -200,7 +194,7 @@ def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
     params: dict[str, str] = {
         "symbol": instrument.symbol,
         "side": "BUY" if buy else "SELL",
-        "quantity": _decimal(qty, instrument.lot_size),
+        "quantity": decimal_text(qty, instrument.lot_size),
         "newClientOrderId": order.client_order_id,
         "newOrderRespType": "RESULT",
     }
@@ -211,9 +205,9 @@ def order_params(order: Order, instrument: Instrument) -> dict[str, str]:
         params["type"] = "MARKET"
         return params
     if typ in (OrderType.LIMIT, OrderType.STOP_LIMIT):
-        params["price"] = _decimal(instrument.round_price(order.price), instrument.tick_size)
+        params["price"] = decimal_text(instrument.round_price(order.price), instrument.tick_size)
     if typ in (OrderType.STOP_MARKET, OrderType.STOP_LIMIT):
-        params["stopPrice"] = _decimal(instrument.round_price(order.trigger_price), instrument.tick_size)
+        params["stopPrice"] = decimal_text(instrument.round_price(order.trigger_price), instrument.tick_size)
         # Binance's STOP_LOSS triggers a sell at a last price <= stopPrice and a buy at >= it: a stop of
         # either side. Its TAKE_PROFIT triggers the other way (a buy at <=): a buy stop sent so would
         # be refused above the market ("Order would trigger immediately.") and buy a dip below it.

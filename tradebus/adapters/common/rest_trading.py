@@ -13,8 +13,8 @@ ccxt's ``NetworkError`` family (timeouts, dropped connections, 5xx, 429, the ven
 from __future__ import annotations
 
 import json
-import math
 import re
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from ccxt.base.errors import ExchangeError, NetworkError, RateLimitExceeded
@@ -32,9 +32,24 @@ _CODE_KEYS = ("sCode", "code", "retCode")
 
 
 def decimal_text(value: float, step: float) -> str:
-    """``value`` written with the step's number of decimals (never in exponent form)."""
-    digits = max(0, -math.floor(math.log10(step) + 1e-9)) if step < 1 else 0
-    return f"{value:.{digits}f}"
+    """``value``, a multiple of ``step`` up to float noise, as the plain decimal a venue takes.
+
+    Both numbers are read as their shortest decimal (``repr``): the text is the multiple of
+    ``step`` nearest ``value``, with as many decimals as ``step`` has (``1.75`` at a tick of
+    ``0.25`` is ``"1.75"``, ``1e-05`` at a lot of ``1e-08`` is ``"0.00001000"``, ``120.0`` at
+    ``10.0`` is ``"120"``), never in exponent form and without float noise.
+
+    Parameters
+    ----------
+    value
+        A price or quantity already rounded to the grid (``Instrument.round_price``, ``round_quantity``).
+    step
+        The grid: the instrument's tick or lot size (positive).
+    """
+    grid = Decimal(repr(step))
+    places = Decimal(1).scaleb(min(int(grid.normalize().as_tuple().exponent), 0))
+    steps = (Decimal(repr(value)) / grid).to_integral_value(ROUND_HALF_EVEN)
+    return format((steps * grid).quantize(places), "f")
 
 
 def error_code(exc: Exception) -> str:
