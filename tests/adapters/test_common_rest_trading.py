@@ -61,3 +61,9 @@ def test_every_venue_sends_a_quarter_tick_price_on_its_grid(mapping, kind, typ, 
     inst = Instrument("V", "X", kind, "X", "USDT", tick_size=0.25, lot_size=0.0025)
     params = mapping(_order(typ), inst)
     assert [params[k] for k in keys] == ["3.0075", "1.75", "1.50"][: len(keys)]
+
+
+def test_a_quantity_of_029_at_a_lot_of_1e8_goes_out_as_029() -> None:
+    inst = Instrument("OKX", "BTC-USDT", InstrumentKind.SPOT, "BTC", "USDT", tick_size=0.1, lot_size=1e-8)
+    order = Order("abc123", "s", inst.instrument_id, OrderSide.BUY, OrderType.MARKET, 0.29, float("nan"))
+    assert okx_params(order, inst)["sz"] == "0.29000000"  # 0.29 / 1e-8 is 28999999.999999996 lots in floats

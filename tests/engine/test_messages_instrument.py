@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tradebus import errors
 from tradebus.engine import messages
@@ -91,6 +94,18 @@ def test_round_quantity_rounds_down_to_whole_lots() -> None:
     inst = make_instrument(lot_size=0.001)
     assert inst.round_quantity(1.23456) == 1.234
     assert inst.round_quantity(0.0009) == 0.0
+
+
+@given(st.sampled_from([1e-8, 1e-6, 1e-5, 0.001, 0.01, 0.1, 0.2, 0.25, 5.0]), st.integers(1, 10**12))
+def test_round_quantity_keeps_a_quantity_on_the_lot_grid_of_any_count_of_lots(lot: float, lots: int) -> None:
+    quantity = float(lots * Decimal(repr(lot)))  # 0.29 at a lot of 1e-8 is 28999999.999999996 lots in floats
+    assert make_instrument(lot_size=lot).round_quantity(quantity) == quantity
+    assert make_instrument(lot_size=lot).round_quantity(quantity - max(quantity * 1e-12, lot * 1e-8)) < quantity  # never up
+
+
+def test_round_quantity_of_029_at_a_lot_of_1e8_is_029() -> None:
+    inst = make_instrument(lot_size=1e-8)
+    assert [inst.round_quantity(q) for q in (0.29, 0.57, 0.58, 2.01)] == [0.29, 0.57, 0.58, 2.01]
 
 
 @pytest.mark.parametrize(

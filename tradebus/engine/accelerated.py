@@ -77,7 +77,7 @@ import numpy as np
 from tradebus.account.margin import margin_reason
 from tradebus.account.spot import asset_names, buying_power_reason, insufficient_balance_reason
 from tradebus.engine.batch import rare_gc
-from tradebus.engine.instrument import Instrument
+from tradebus.engine.instrument import LOTS_RTOL, Instrument
 from tradebus.engine.kernel import EquitySample, FillRecord, Kernel, ReplayLike, RunResult
 from tradebus.engine.messages import Liquidity, OrderDenied, OrderSide, OrderStatus, OrderType
 from tradebus.errors import TradebusError
@@ -367,7 +367,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                 delta = new_target * quantity - pos - 0.0
                 if not abs(delta) / lot < 4.0e15:  # more lots than the int64 grid arithmetic holds exactly
                     return {invalid}, n_orders, n_fills, n_samples, i
-                size = _grid(math.floor(abs(delta) / lot + 1e-9), cfg[4], cfg[5])
+                size = _grid(math.floor(abs(delta) / lot + max(1e-9, abs(delta) / lot * {lots_rtol!r})), cfg[4], cfg[5])
                 if size > 0.0:
                     buy = delta > 0
                     signed = size if buy else -size
@@ -388,7 +388,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                     state = max(max(dd, dl), max(gx, ls))
                     if state == {reducing_state} and pos != 0.0 and buy != (pos > 0.0) and abs(delta) > abs(pos):
                         # Strategy.target_position sends a reversal as its close alone while REDUCING.
-                        size = _grid(math.floor(abs(pos) / lot + 1e-9), cfg[4], cfg[5])
+                        size = _grid(math.floor(abs(pos) / lot + max(1e-9, abs(pos) / lot * {lots_rtol!r})), cfg[4], cfg[5])
                         signed = size if buy else -size
                         lots = size / lot
                         if size < cfg[9] - 1e-12 or abs(lots - round(lots)) > 1e-6:
@@ -661,7 +661,7 @@ def _generate(bank_module: str, signal: SignalKernel) -> Any:
         buying_power=_BUYING_POWER, max_quantity=_MAX_QUANTITY, max_notional=_MAX_NOTIONAL,
         max_position=_MAX_POSITION, unpaid=_UNPAID, halted=_HALTED, reducing=_REDUCING, max_gross=_MAX_GROSS,
         max_rate_code=_MAX_RATE, active=_ACTIVE_STATE, reducing_state=_REDUCING_STATE, halted_state=_HALTED_STATE,
-        day_ns=DAY_NS, limit_rtol=LIMIT_RTOL,
+        day_ns=DAY_NS, limit_rtol=LIMIT_RTOL, lots_rtol=LOTS_RTOL,
     )  # fmt: skip
     return drivers.load_module(text).simulate
 

@@ -10,7 +10,12 @@ import msgspec
 
 from tradebus.errors import OrderError
 
-__all__ = ["FeeTier", "Instrument", "InstrumentKind", "MarginMode", "MarginTier"]
+__all__ = ["LOTS_RTOL", "FeeTier", "Instrument", "InstrumentKind", "MarginMode", "MarginTier"]
+
+#: Float noise of a count of lots, relative to the count: ``quantity / lot`` of a quantity on the
+#: lot grid misses its whole number by a few units in the last place (about 2e-16 of the count),
+#: beyond an absolute 1e-9 once the count passes ~1e7 (0.1 of a coin at a lot of 1e-8).
+LOTS_RTOL = 1e-14
 
 
 class InstrumentKind(StrEnum):
@@ -222,9 +227,14 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         return round(math.floor(price / tick + 1e-9) * tick, _digits(tick))
 
     def round_quantity(self, quantity: float) -> float:
-        """Round a quantity *down* to a whole number of lots (never trade more than asked)."""
+        """Round a quantity *down* to a whole number of lots (never trade more than asked).
+
+        A quantity already on the grid up to float noise stays where it is, however many lots
+        it counts (0.29 / 1e-8 is 28999999.999999996 lots: 0.29, not 0.28999999).
+        """
         lot = self.lot_size
-        return round(math.floor(quantity / lot + 1e-9) * lot, _digits(lot))
+        lots = quantity / lot
+        return round(math.floor(lots + max(1e-9, lots * LOTS_RTOL)) * lot, _digits(lot))
 
     def validate_order(self, quantity: float, price: float) -> str | None:
         """Return why an order of ``quantity`` at ``price`` is invalid, or ``None`` if it is valid.
