@@ -361,7 +361,7 @@ class BinancePrivateEmulator(AccountEmulator):
             return self.error(401, -2015, "Invalid API-key, IP, or permissions for action.")
         params = self.params(request, body)
         sig = params.get("signature", "")
-        total = request.query_string + body  # Binance signs the query string followed by the body
+        total = request.rel_url.raw_query_string + body  # Binance signs the query as sent (percent-encoded), then the body
         payload = total.replace(f"&signature={sig}", "").replace(f"signature={sig}", "")
         expected = hmac.new(self.secret, payload.encode(), hashlib.sha256).hexdigest()
         if not sig or not hmac.compare_digest(sig, expected):
@@ -794,7 +794,7 @@ class BinanceFuturesEmulator(AccountEmulator):
             return None
         params = dict(parse_qsl(request.query_string)) | dict(parse_qsl(body))
         sig = params.get("signature", "")
-        total = request.query_string + body
+        total = request.rel_url.raw_query_string + body
         payload = total.replace(f"&signature={sig}", "").replace(f"signature={sig}", "")
         expected = hmac.new(self.secret, payload.encode(), hashlib.sha256).hexdigest()
         if not sig or not hmac.compare_digest(sig, expected):
