@@ -10,7 +10,8 @@ faults, sessions), speaking enough of Binance spot's private API for
   ``GET /api/v3/openOrders``, ``GET /api/v3/myTrades``, ``GET /api/v3/account``: every
   request must carry ``X-MBX-APIKEY`` and a valid HMAC-SHA256 ``signature`` of its
   parameters, and a ``timestamp`` within ``recvWindow``; errors are Binance's
-  (``-2015`` bad key, ``-1022`` bad signature, ``-1021`` timestamp, ``-2010`` duplicate
+  (``-2015`` bad key, ``-1022`` bad signature, ``-1021`` timestamp, ``-1100`` a number or client
+  order id outside Binance's legal range, :data:`DECIMAL` and :data:`CLIENT_ID`, ``-2010`` duplicate
   client order id, refused order, or a stop whose ``stopPrice`` the last trade has reached
   ("Order would trigger immediately."), ``-2011`` unknown order on cancel, ``-2013`` on query).
   Every answer has ``X-MBX-USED-WEIGHT-1M`` (:data:`WEIGHTS` per request, per wall minute).
@@ -68,7 +69,7 @@ its URLs pointed here) and
   ``GET /fapi/v1/income`` (the funding settled, :meth:`BinanceFuturesEmulator.settle_funding`):
   ``X-MBX-APIKEY`` and a valid HMAC-SHA256 ``signature`` of the query followed by the body,
   a ``timestamp`` within ``recvWindow``; Binance's errors (``-2015`` key, ``-1022``
-  signature, ``-1021`` timestamp, ``-4015`` duplicate client id, ``-2022`` reduce-only
+  signature, ``-1021`` timestamp, ``-1100`` a number or client id written as spot refuses it, ``-4015`` duplicate client id, ``-2022`` reduce-only
   refused, ``-2010`` other refusal, ``-2011`` unknown order on cancel, ``-2013`` on query).
   ``positionRisk`` (v2) lists each symbol's ``leverage`` and ``marginType`` (``cross`` or
   ``isolated``, as Binance writes them), one ``BOTH`` row in one-way mode and a ``LONG`` and a
@@ -108,6 +109,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -127,6 +129,8 @@ __all__ = [
     "AlgoOrder",
     "BinanceFuturesEmulator",
     "BinancePrivateEmulator",
+    "CLIENT_ID",
+    "DECIMAL",
     "MatchingProtocol",
     "RestFault",
     "StreamFault",
@@ -205,6 +209,27 @@ def weight_of(method: str, path: str, query: Any) -> int:
     if path == "/api/v3/myTrades" and "orderId" in query:
         return 5
     return WEIGHTS.get((method, path), 1)
+
+
+#: Binance's legal range of a decimal parameter and of a client order id: ``-1100`` "Illegal characters
+#: found in parameter" otherwise (an exponent, a sign, a space; an id over 36 characters or with ``#``).
+DECIMAL = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
+CLIENT_ID = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
+_LEGAL = {
+    **dict.fromkeys(
+        ("quantity", "price", "stopPrice", "triggerPrice", "abovePrice", "aboveStopPrice", "belowPrice", "belowStopPrice"), DECIMAL
+    ),
+    **dict.fromkeys(("newClientOrderId", "clientAlgoId", "listClientOrderId", "aboveClientOrderId", "belowClientOrderId"), CLIENT_ID),
+}
+
+
+def _illegal_parameter(account: AccountEmulator, p: dict[str, Any]) -> web.Response | None:
+    """Binance's ``-1100`` refusal of a decimal or client order id parameter outside its legal range."""
+    for name, value in p.items():
+        legal = _LEGAL.get(name)
+        if legal is not None and legal.fullmatch(str(value)) is None:
+            return account.error(400, -1100, f"Illegal characters found in parameter '{name}'; legal range is '{legal.pattern}'.")
+    return None
 
 
 def _trades_request_error(account: AccountEmulator, p: dict[str, Any], window_ms: int) -> web.Response | None:
@@ -352,6 +377,9 @@ class BinancePrivateEmulator(AccountEmulator):
 
     def params(self, request: web.Request, body: str) -> dict[str, Any]:
         return dict(parse_qsl(request.query_string)) | dict(parse_qsl(body))
+
+    def malformed(self, params: dict[str, Any]) -> web.Response | None:
+        return _illegal_parameter(self, params)
 
     def client_id(self, params: dict[str, Any]) -> str:
         return params.get("newClientOrderId") or params.get("origClientOrderId") or ""
@@ -805,6 +833,9 @@ class BinanceFuturesEmulator(AccountEmulator):
 
     def params(self, request: web.Request, body: str) -> dict[str, Any]:
         return dict(parse_qsl(request.query_string)) | dict(parse_qsl(body))
+
+    def malformed(self, params: dict[str, Any]) -> web.Response | None:
+        return _illegal_parameter(self, params)
 
     def client_id(self, params: dict[str, Any]) -> str:
         return str(params.get("newClientOrderId") or params.get("origClientOrderId") or params.get("clientAlgoId") or "")

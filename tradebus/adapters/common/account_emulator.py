@@ -250,6 +250,10 @@ class AccountEmulator(ABC):
     def params(self, request: web.Request, body: str) -> dict[str, Any]:
         """The request's parameters (query string, or JSON body)."""
 
+    def malformed(self, params: dict[str, Any]) -> web.Response | None:
+        """The venue's refusal of a parameter written in a form it does not take (a number, a client id), else ``None``."""
+        return None
+
     @abstractmethod
     def client_id(self, params: dict[str, Any]) -> str:
         """The client order id a request names (``""``: none)."""
@@ -340,6 +344,9 @@ class AccountEmulator(ABC):
         if refused is not None:
             return refused
         params = self.params(request, body)
+        refused = self.malformed(params)
+        if refused is not None:
+            return refused
         self.requests.append((request.method, request.path, self.client_id(params)))
         fault = self._fault(request.method, request.path)
         if fault is not None and fault.kind == "error5xx":  # the gateway's answer: not the API's JSON
