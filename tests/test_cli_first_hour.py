@@ -275,12 +275,18 @@ def test_the_readme_calls_the_cli_one_way_and_gives_the_capture_length() -> None
     # `.venv/bin/tradebus` is named once, where the README says how to call `tradebus`.
     assert readme.count(".venv/bin/tradebus") == 1
     capture = ROOT / "tests" / "fixtures" / "binance" / "spot_btcusdt_20240808_head4000.gz"
+    from tradebus.adapters.binance.emulator import is_snapshot_line
+
     with gzip.open(capture, "rt", encoding="utf-8") as lines:
-        stamps = [int(line.split(" ", 1)[0]) for line in lines]
+        rows = [(int(ts), is_snapshot_line(raw)) for ts, raw in (line.split(" ", 1) for line in lines)]
+    stamps = [ts for ts, _ in rows]
     span_s = round((stamps[-1] - stamps[0]) / 1e9)
-    stated = re.search(r"shipped capture is ([\d,]+) Binance frames, (\d+) s of market time", readme)
+    stated = re.search(
+        r"shipped capture is its REST depth snapshot and ([\d,]+) Binance frames, (\d+) s of market time", readme
+    )
     assert stated is not None
-    assert int(stated.group(1).replace(",", "")) == len(stamps)
+    assert sum(snapshot for _, snapshot in rows) == 1
+    assert int(stated.group(1).replace(",", "")) == len(rows) - 1
     assert int(stated.group(2)) == span_s
 
 
@@ -310,3 +316,32 @@ def test_error_messages_keep_their_brackets(module: str, capsys: pytest.CaptureF
         else:
             fail(error)
     assert "error: close[t] must be one of [bars, trades], not [bold]" in capsys.readouterr().err
+
+
+def test_a_config_on_trade_data_that_names_no_fill_on_fills_on_its_trades(tmp_path: Path) -> None:
+    """A newcomer's config on trades alone with no ``venue`` section: the venue's default ``fill_on: bars``
+    had no bar to fill on (every order stayed SUBMITTED, exit 0, no fill), and since the check that the run
+    replays what the venue fills on, it was refused. It fills on the trades, and its config.yaml says so."""
+    config = trades_config(tmp_path, "tick_ema_cross", {"fast": 2, "slow": 4, "quantity": 0.001})
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["backtest", str(config), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len((out / "fills.csv").read_text().splitlines()) > 1
+    assert yaml.safe_load((out / "config.yaml").read_text())["venue"]["fill_on"] == "trades"
+
+
+def test_bars_built_from_trades_are_no_data_the_venue_fills_on(tmp_path: Path) -> None:
+    """Bars built from trades reach the strategies, never the venue: ``fill_on: bars`` over them was let
+    through (the check counted the built bars) and no order ever filled. It is refused; without a
+    ``fill_on`` such a run fills on the trades."""
+    config = trades_config(tmp_path, "ema_cross", {"fast": 2, "slow": 4, "quantity": 0.001})
+    data = yaml.safe_load(config.read_text())
+    data["data"]["sources"][0]["bars"] = {"mode": "time", "interval": "1s"}
+    data["venue"] = {"fill_on": "bars"}
+    config.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match=r"venue.fill_on: 'bars' matches orders on bars data, but the run replays "
+                                          r"only trades for BTCUSDT.BINANCE"):
+        load_config(config)
+    del data["venue"]
+    config.write_text(yaml.safe_dump(data))
+    assert load_config(config).venue.fill_on == "trades"

@@ -27,6 +27,7 @@ __all__ = [
     "check_fill_data",
     "check_fill_model_settings",
     "check_starting_balances",
+    "default_fill_on",
 ]
 
 
@@ -137,8 +138,9 @@ def check_fill_data(config: RunConfig) -> None:
     """Each strategy's instruments have the data the venue fills on (``venue.fill_on``).
 
     The simulated venue matches orders only on that kind of data (bars, trades, quotes or
-    the L2 book): without it an order never arrives and the run ends with no fill, as if the
-    strategy had never traded.
+    the L2 book) as the run replays it: bars built from trades reach the strategies, not the
+    venue. Without it an order never arrives and the run ends with no fill, as if the strategy
+    had never traded.
 
     Raises
     ------
@@ -146,7 +148,7 @@ def check_fill_data(config: RunConfig) -> None:
         Naming the strategy, its instruments, the data they have and ``venue.fill_on``.
     """
     fill_on = config.venue.fill_on
-    available = config.data_kinds()
+    available = config.venue_data_kinds()
     for path, entry in strategy_entries(config):
         offered = set().union(*(available.get(iid, set()) for iid in entry.instruments))
         if fill_on not in offered:
@@ -155,6 +157,17 @@ def check_fill_data(config: RunConfig) -> None:
                 f"{', '.join(sorted(offered)) or 'no data'} for {', '.join(entry.instruments)} ({path}): "
                 f"no order would ever fill (add a data source of kind {fill_on!r} or change fill_on)"
             )
+
+
+def default_fill_on(config: RunConfig) -> str | None:
+    """What a config that does not name ``venue.fill_on`` fills on: the first of bars, trades and quotes
+    that every strategy's instruments replay (``None``: none of them does; ``fill_on: book`` is never
+    chosen, as its settings are its own)."""
+    available = config.venue_data_kinds()
+    offered = [
+        set().union(*(available.get(iid, set()) for iid in entry.instruments)) for _, entry in strategy_entries(config)
+    ]
+    return next((kind for kind in ("bars", "trades", "quotes") if all(kind in kinds for kinds in offered)), None)
 
 
 class RunBase(StrictModel):
@@ -236,6 +249,10 @@ class RunConfig(RunBase):
                 raise ValueError(
                     f"data.sources.{n}.instrument: {source.instrument!r} is not one of the instruments {ids}"
                 )
+        if "venue" not in self.model_fields_set or "fill_on" not in self.venue.model_fields_set:
+            chosen = default_fill_on(self)
+            if chosen is not None and chosen != self.venue.fill_on:
+                object.__setattr__(self, "venue", self.venue.model_copy(update={"fill_on": chosen}))
         check_fill_data(self)
         perpetual = {i.instrument_id for i in self.instruments if i.kind == InstrumentKind.PERPETUAL}
         for key in ("marks", "funding"):
@@ -254,6 +271,14 @@ class RunConfig(RunBase):
             kinds.setdefault(source.instrument, set()).add(source.kind)
             if source.bars is not None:
                 kinds[source.instrument].add("bars")
+        return kinds
+
+    def venue_data_kinds(self) -> dict[str, set[str]]:
+        """``instrument_id -> {"bars", "trades", ...}``: the market data the run replays to the venue
+        (bars built from trades are the strategies' only)."""
+        kinds: dict[str, set[str]] = {}
+        for source in self.data.sources:
+            kinds.setdefault(source.instrument, set()).add(source.kind)
         return kinds
 
     def resolve_paths(self, base: Path) -> RunConfig:

@@ -85,6 +85,9 @@ class VenueConfig(StrictModel):
         ``"book"``
             Against the L2 book and the trades, with queue positions and latency: see ``book``
             (:class:`BookFillConfig`) and :mod:`tradebus.execution.book_matching`.
+
+        A backtest config that does not name it fills on the first of bars, trades and quotes
+        every strategy's instruments replay (:func:`tradebus.config.run.default_fill_on`).
     limit_fill
         ``"touch"``: a resting limit fills when the price reaches it; ``"through"``: only when
         the price trades beyond it (more conservative).
