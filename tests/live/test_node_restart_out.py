@@ -8,6 +8,7 @@ on 127.0.0.1, so the daemon runs (reconnecting) until ``--max-seconds`` stops it
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -16,8 +17,10 @@ import yaml
 from typer.testing import CliRunner
 
 from tradebus.cli import app
+from tradebus.engine.messages import Liquidity, OrderAccepted, OrderFilled, OrderSide, OrderSubmitted, SubmitOrder
+from tradebus.execution.journal import Journal
 
-from .node_testdata import binance_config
+from .node_testdata import IID, binance_config
 
 pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr")
 
@@ -58,15 +61,8 @@ def test_a_restart_keeps_the_log_file_and_its_rotated_copies_inside_out(tmp_path
     assert f"output directory {out} holds files a paper run does not write: notes.jsonl." in refused.output
 
 
-def test_a_restart_that_sees_no_market_data_values_the_journal_position_at_its_fill_price(tmp_path: Path) -> None:
-    """metrics.json said final_equity 100000.0 and total_return 0 beside fees_paid 0.61: with no equity
-    sample the metrics fell back to the initial cash, as if the journal's fill had cost nothing."""
-    from tradebus.engine.messages import Liquidity, OrderAccepted, OrderFilled, OrderSide, OrderSubmitted, SubmitOrder
-    from tradebus.execution.journal import Journal
-
-    from .node_testdata import IID
-
-    config, out = paper_config(tmp_path, "100 MB"), tmp_path / "run"
+def journal_of_a_buy(out: Path) -> None:
+    """``out/journal.sqlite`` holding a paper buy of 0.01 BTC at 61000, fee 0.61 USDT."""
     out.mkdir()
     journal = Journal(out / "journal.sqlite")
     t0, coid = 1_723_161_253_000_000_000, "TickEmaCross0"
@@ -77,6 +73,13 @@ def test_a_restart_that_sees_no_market_data_values_the_journal_position_at_its_f
                                      Liquidity.TAKER, t0 + 6, t0 + 6))
     journal.close()
 
+
+def test_a_restart_that_sees_no_market_data_values_the_journal_position_at_its_fill_price(tmp_path: Path) -> None:
+    """metrics.json said final_equity 100000.0 and total_return 0 beside fees_paid 0.61: with no equity
+    sample the metrics fell back to the initial cash, as if the journal's fill had cost nothing."""
+    config, out = paper_config(tmp_path, "100 MB"), tmp_path / "run"
+    journal_of_a_buy(out)
+
     res = CliRunner().invoke(app, ["paper", str(config), "--out", str(out), "--max-seconds", "1"])
     assert res.exit_code == 0, res.output
     metrics = json.loads((out / "metrics.json").read_text())
@@ -86,3 +89,25 @@ def test_a_restart_that_sees_no_market_data_values_the_journal_position_at_its_f
     assert metrics["total_return"] == pytest.approx(-0.61 / 100_000, rel=1e-6)
     assert metrics["max_drawdown"] == pytest.approx(0.61 / 100_000, rel=1e-6)
     assert metrics["turnover"] == pytest.approx(610.0 / 99_999.39, rel=1e-12)
+
+
+def test_a_restart_that_sees_no_market_data_attributes_the_journal_position_at_its_fill_price(tmp_path: Path) -> None:
+    """attribution.csv left last_price, unrealized_pnl and net_pnl empty for the journal's position and its
+    ALL row (RunResult.last_prices held only instruments that had market data), beside a final_equity
+    valuing the position at its fill price."""
+    config, out = paper_config(tmp_path, "100 MB"), tmp_path / "run"
+    journal_of_a_buy(out)
+
+    res = CliRunner().invoke(app, ["paper", str(config), "--out", str(out), "--max-seconds", "1"])
+    assert res.exit_code == 0, res.output
+    with (out / "attribution.csv").open(newline="") as handle:
+        rows = {row["instrument"]: row for row in csv.DictReader(handle)}
+    assert set(rows) == {"BTCUSDT.BINANCE", "ALL"}
+    position, total = rows["BTCUSDT.BINANCE"], rows["ALL"]
+    assert (position["position"], position["avg_price"], position["last_price"]) == ("0.01", "61000.0", "61000.0")
+    # 0.01 * (61000 - 61000) unrealised, less the fee 0.61
+    assert float(position["unrealized_pnl"]) == 0.0 and float(total["unrealized_pnl"]) == 0.0
+    assert float(position["net_pnl"]) == pytest.approx(-0.61, rel=1e-12)
+    assert float(total["net_pnl"]) == pytest.approx(-0.61, rel=1e-12)
+    final_equity = json.loads((out / "metrics.json").read_text())["final_equity"]
+    assert float(total["net_pnl"]) == pytest.approx(final_equity - 100_000.0, abs=1e-9)

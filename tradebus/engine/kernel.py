@@ -217,7 +217,8 @@ class RunResult:
     denials: list[OrderDenied] = field(default_factory=list)
     equity: list[EquitySample] = field(default_factory=list)
     #: ``instrument_id -> price`` the portfolio values it at when the run ends (a perpetual's mark
-    #: price once it has one, else its latest trade, close or mid; marks the positions in attribution).
+    #: price once it has one, else its latest trade, close or mid, else the fill price of a position
+    #: never marked, as a daemon's restart on its journal holds one; marks the positions in attribution).
     last_prices: dict[str, float] = field(default_factory=dict)
     funding: list[FundingPaid] = field(default_factory=list)
     #: Charges of borrowing interest (``None``: the run sets no borrow rates; see :mod:`tradebus.engine.interest`).
@@ -1071,7 +1072,12 @@ class Kernel:
         if end is not None and (not self.result.equity or self.result.equity[-1].ts != end):
             self.sample_equity(end)
         self.result.orders = self.orders.orders()
-        self.result.last_prices = {iid: self.portfolio.last_price(iid) for iid in self.cache.prices}
+        last_prices = {iid: self.portfolio.last_price(iid) for iid in self.cache.prices}
+        for iid in self.instruments:
+            price = self.portfolio.last_price(iid)  # filled but never marked (a journal's fill): its fill price
+            if iid not in last_prices and not math.isnan(price):
+                last_prices[iid] = price
+        self.result.last_prices = last_prices
         self.result.fees_unvalued = self.portfolio.fees_unvalued
         self.result.equity_at_stop = self.portfolio.equity()
         logger.debug(

@@ -14,7 +14,8 @@ average-cost accounting:
   thousandth of a lot of flat is flat, as in the portfolio (float noise of the quantities);
 * ``unrealized_pnl = position * (last_price - avg)`` at the price the portfolio values the
   position at when the run ends (``RunResult.last_prices``: a perpetual's mark price once it
-  has one, else its latest trade, close or mid);
+  has one, else its latest trade, close or mid, else the fill price of a position never marked:
+  a daemon restarted on its journal that has seen no market data yet);
 * PnL of a contract instrument is multiplied by its contract size (``RunResult.contract_sizes``);
 * ``funding``: each funding payment of a perpetual (``RunResult.funding``) is shared by the
   strategies holding the instrument in proportion to their signed positions then (one strategy
