@@ -13,9 +13,20 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from tradebus.engine.messages import OrderSide, OrderSubmitted, SubmitOrder
+from tradebus.engine.bus import MessageBus
+from tradebus.engine.clock import SimulatedClock
+from tradebus.engine.instrument import Instrument
+from tradebus.engine.messages import Liquidity, OrderAccepted, OrderFilled, OrderSide, OrderStatus, OrderSubmitted, SubmitOrder
+from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import DataError
+from tradebus.execution.engine import ExecutionEngine
 from tradebus.execution.journal import SCHEMA_VERSION, Journal, JournalOwner
+from tradebus.execution.orders import OrderManager
+from tradebus.execution.paper import PaperVenue
+from tradebus.risk.config import RiskConfig
+from tradebus.risk.gate import RiskGate
+
+from .conftest import bar, make_instrument
 
 IID = "BTCUSDT.BINANCE"
 PAPER = JournalOwner("paper", "binance", "spot", "simulated")
@@ -28,6 +39,35 @@ def journal_with_an_order(path: Path, owner: JournalOwner | None) -> None:
     journal.record_command(SubmitOrder("s1", IID, "c1", OrderSide.BUY, 0.01, 1, 1), "c1")
     journal.record_event(OrderSubmitted("s1", IID, "c1", 1, 1))
     journal.close()
+
+
+def unowned_version_3(path: Path) -> None:
+    """Make the journal at ``path`` as an earlier tradebus (schema version 3) left it: naming no owner."""
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM meta WHERE key IN ('mode', 'venue', 'market', 'environment')")
+    db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+
+
+def paper_journal_of_an_earlier_tradebus(path: Path, instrument: Instrument) -> None:
+    """The journal of a paper run of an earlier tradebus: a buy of 0.01 the paper venue filled, no owner named."""
+    iid, instruments = instrument.instrument_id, {instrument.instrument_id: instrument}
+    bus, clock = MessageBus(), SimulatedClock(0)
+    portfolio = Portfolio(instruments, 100_000.0)
+    orders = OrderManager(bus, clock)
+    journal = Journal(path)
+    engine = ExecutionEngine(bus, clock, instruments, RiskGate(RiskConfig(), portfolio, clock, bus), orders,
+                             PaperVenue(clock, instruments), portfolio, journal)
+    journal.replay(OrderManager(bus, clock), Portfolio(instruments, 100_000.0), 0)
+    for i in (1, 2):
+        clock.advance_to(bar(i, 30_000.0, 30_100.0, 29_900.0, 30_000.0, iid).ts_init)
+        engine.on_bar(bar(i, 30_000.0, 30_100.0, 29_900.0, 30_000.0, iid))
+        if i == 1:
+            engine.submit(SubmitOrder("s1", iid, "", OrderSide.BUY, 0.01, clock.now_ns(), clock.now_ns()))
+    assert [o.status for o in orders.orders()] == [OrderStatus.FILLED] and portfolio.position(iid) == 0.01
+    journal.close()
+    unowned_version_3(path)
 
 
 def rows(path: Path) -> tuple[list[tuple[str, str]], int]:
@@ -75,11 +115,7 @@ def test_a_paper_journal_opens_for_a_paper_config_of_other_feeds(tmp_path: Path)
 def test_a_journal_of_an_earlier_tradebus_is_taken_by_its_first_owner_and_stamped(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     journal_with_an_order(path, None)
-    db = sqlite3.connect(path)
-    db.execute("DELETE FROM meta WHERE key IN ('mode', 'venue', 'market', 'environment')")
-    db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
-    db.commit()
-    db.close()
+    unowned_version_3(path)
     infos: list[str] = []
     sink = logger.add(lambda m: infos.append(str(m)), level="INFO", format="{message}")
     try:
@@ -96,6 +132,46 @@ def test_a_journal_of_an_earlier_tradebus_is_taken_by_its_first_owner_and_stampe
     assert ("environment", "testnet") in meta and ("mode", "live") in meta and ("epoch", "1") in meta and entries == 2
     with pytest.raises(DataError, match="written by a live .binance spot, testnet. run, opened by a paper"):
         Journal(path, owner=PAPER)
+
+
+@pytest.mark.parametrize("opened_by", [TESTNET, MAINNET], ids=["testnet", "mainnet"])
+def test_a_paper_journal_of_an_earlier_tradebus_is_refused_to_a_live_opener_and_left_as_it_was(
+    tmp_path: Path, opened_by: JournalOwner
+) -> None:
+    """It named no owner, so the first live opener took it over and stamped it as its own."""
+    path = tmp_path / "journal.sqlite"
+    paper_journal_of_an_earlier_tradebus(path, make_instrument())
+    before = rows(path)
+    assert ("schema_version", "3") in before[0] and not any(key == "mode" for key, _ in before[0])
+    with pytest.raises(DataError) as caught:
+        Journal(path, owner=opened_by)
+    message = str(caught.value)
+    assert message.startswith(f"journal {path}: it names no owner (an earlier tradebus wrote it), and the simulated "
+                              "venue of a paper run numbered its orders (seq 3, order ")
+    assert f": venue order id SIM-1); a {opened_by} run would trade on a paper run's orders" in message
+    assert "nothing was written or sent" in message
+    assert rows(path) == before
+    journal = Journal(path, owner=PAPER)  # a paper run still takes it over
+    journal.begin_epoch()
+    assert journal.written_by == PAPER
+    journal.close()
+
+
+def test_a_live_journal_of_an_earlier_tradebus_is_taken_by_a_live_opener(tmp_path: Path) -> None:
+    """Only the simulated venue's ids mark a paper journal: an exchange's order and trade ids do not."""
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path)
+    journal.record_command(SubmitOrder("s1", IID, "c1", OrderSide.BUY, 0.01, 1, 1), "c1")
+    journal.record_event(OrderSubmitted("s1", IID, "c1", 1, 1))
+    journal.record_event(OrderAccepted("s1", IID, "c1", "28457126391", 2, 2))
+    journal.record_event(OrderFilled("s1", IID, "c1", "28457126391", "3527301245", OrderSide.BUY, 0.01, 30_000.0, 0.3,
+                                     Liquidity.TAKER, 3, 3))
+    journal.close()
+    unowned_version_3(path)
+    journal = Journal(path, owner=MAINNET)
+    journal.begin_epoch()
+    assert journal.written_by == MAINNET
+    journal.close()
 
 
 def test_a_new_journal_is_stamped_with_its_owner_and_a_reader_naming_none_is_not_checked(tmp_path: Path) -> None:

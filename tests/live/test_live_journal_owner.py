@@ -14,6 +14,7 @@ import yaml
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
+from tests.execution.test_journal_owner import paper_journal_of_an_earlier_tradebus, rows
 from tests.live.live_harness import KEY, SECRET, until
 from tests.live.test_live_daemon import _config as binance_live_config
 from tests.live.venue_kits import KITS, PASSPHRASE, kit_harness
@@ -140,3 +141,34 @@ async def test_a_live_daemon_with_the_keys_of_another_account_than_its_journals_
             await node.run()
         assert [(m, p) for m, p, _ in emulator.requests] == [("GET", "/api/v3/account")]  # read only
     assert _meta(config.journal)["epoch"] == "0"  # not replayed: nothing written
+
+
+def test_live_kill_flatten_on_a_paper_journal_of_an_earlier_tradebus_exits_3_before_any_request(tmp_path: Path) -> None:
+    """The journal named no owner: live-kill took it over, canceled the account's orders and sold the paper
+    run's position out of the real account."""
+    import asyncio
+
+    kit = KITS["okx"]
+
+    async def scenario() -> tuple[object, list[tuple[str, str, str]], object, object]:
+        async with kit_harness(kit) as h:
+            data = kit.config(tmp_path, "ws://127.0.0.1:9", h.emulator)
+            live = parse_live_config(data, "<test>")
+            assert live.journal is not None
+            paper_journal_of_an_earlier_tradebus(live.journal, live.instrument_map()[kit.iid])
+            before = rows(live.journal)  # read without the journal's code, which would migrate it
+            config = tmp_path / "live.yaml"
+            config.write_text(yaml.safe_dump(data))
+            h.stream.stop()
+            await until(lambda: not h.emulator.sessions)
+            requests = len(h.emulator.requests)
+            result = await asyncio.to_thread(CliRunner().invoke, app, ["live-kill", str(config), "--flatten"], env=kit.env)
+            return result, h.emulator.requests[requests:], before, rows(live.journal)
+
+    result, sent, before, after = asyncio.run(scenario())
+    assert result.exit_code == 3, result.output  # type: ignore[attr-defined]
+    output = " ".join(result.output.split())  # type: ignore[attr-defined]
+    assert "it names no owner (an earlier tradebus wrote it), and the simulated venue of a paper run numbered its orders" in output
+    assert "venue order id SIM-1); a live (okx spot, testnet) run would trade on a paper run's orders" in output
+    assert sent == []
+    assert after == before and ("schema_version", "3") in before[0]  # type: ignore[index]

@@ -64,7 +64,9 @@ environment (testnet, mainnet) or live venue account (venue, market, account id)
 positions are not that account's, and a live run or ``live-kill --flatten`` would trade on them.
 A new journal is stamped with its owner when it is created; one that names none (an earlier
 tradebus's) is taken by the first opener that names one, and stamped with that opener's first write
-(logged; not at open: a journal the replay then refuses, another config's, is left as it was). An
+(logged; not at open: a journal the replay then refuses, another config's, is left as it was), unless
+the opener is live and the journal's orders are a paper run's (the simulated venue's ``SIM-<n>``
+venue order ids or ``SIM-T<n>`` trade ids): that one is refused like a paper journal. An
 opener that names none (a tool reading the journal) is neither checked nor stamps it.
 
 Measured (``bench/journal.py``, ``synchronous=NORMAL``, 2,000 orders of 4 entries, medians of
@@ -93,6 +95,7 @@ from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import DataError
 from tradebus.execution.client_ids import new_run_id
 from tradebus.execution.orders import Order, OrderManager, OrderResolved, OrderTimedOut
+from tradebus.execution.simulated import TRADE_ID_PREFIX, VENUE_ORDER_ID_PREFIX, simulated_id_number
 from tradebus.locks import lock_holder
 from tradebus.risk.breakers import BreakerState
 
@@ -252,7 +255,8 @@ class Journal:
     DataError
         The file is not a journal (another SQLite database included), a damaged one (truncated,
         pages overwritten), a journal of a newer schema version, a journal of another ``owner``
-        (names what wrote it and what opens it), or (``exclusive``) one another daemon has open
+        (names what wrote it and what opens it), one that names none whose orders a paper run's
+        simulated venue numbered while ``owner`` is live (names the first such entry), or (``exclusive``) one another daemon has open
         (names the file); the file is left as it was.
     """
 
@@ -312,6 +316,7 @@ class Journal:
                 f"journal {self.path}: not a tradebus journal: an SQLite database of other tables "
                 f"({', '.join(sorted(tables))}); give the journal a file of its own"
             )
+        meta: dict[str, str] = {}
         if "meta" in tables:
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
             version = int(meta.get("schema_version", "0"))
@@ -321,8 +326,10 @@ class Journal:
                     f"understands ({SCHEMA_VERSION}); upgrade tradebus or use another journal file"
                 )
             self._check_owner(meta)
-            if version == SCHEMA_VERSION:
-                return meta
+        if "journal" in tables and "mode" not in meta:
+            self._check_unowned()
+        if meta and int(meta.get("schema_version", "0")) == SCHEMA_VERSION:
+            return meta
         db.execute("BEGIN IMMEDIATE")
         try:
             # A new file, version 1 (a journal table only), 2 or 3: the migration adds what is missing.
@@ -354,6 +361,39 @@ class Journal:
                 f"journal {self.path}: written by a {stored} run, opened by a {self.owner} run "
                 f"({', '.join(differences)} differ); its orders and positions are not this account's: nothing was "
                 "written or sent. Give this config a journal of its own"
+            )
+
+    def _check_unowned(self) -> None:
+        """Refuse, to a live :attr:`owner`, a journal naming no owner whose orders the simulated venue numbered.
+
+        Such a journal (an earlier tradebus's) was written by a paper run: its venue order ids are
+        ``SIM-<n>`` and its trade ids ``SIM-T<n>``, a form no exchange gives. Nothing is written before.
+        """
+        if self.owner is None or self.owner.mode != "live":
+            return
+        names = [name for name, cls in _TYPES.items() if "venue_order_id" in cls.__struct_fields__]
+        rows = self._db.execute(
+            f"SELECT seq, type, client_order_id, payload FROM journal WHERE kind = 'event' AND type IN "
+            f"({', '.join('?' * len(names))}) ORDER BY seq",
+            names,
+        )
+        for seq, name, client_order_id, payload in rows:
+            try:
+                msg = msgspec.msgpack.decode(payload, type=_TYPES[name])
+            except msgspec.DecodeError as exc:
+                raise DataError(f"journal {self.path}: seq {seq}: bad {name} payload: {exc}") from exc
+            trade_id = getattr(msg, "trade_id", "")
+            if simulated_id_number(msg.venue_order_id, VENUE_ORDER_ID_PREFIX):
+                sign = f"venue order id {msg.venue_order_id}"
+            elif simulated_id_number(trade_id, TRADE_ID_PREFIX):
+                sign = f"trade id {trade_id}"
+            else:
+                continue
+            raise DataError(
+                f"journal {self.path}: it names no owner (an earlier tradebus wrote it), and the simulated venue of a "
+                f"paper run numbered its orders (seq {seq}, order {client_order_id}: {sign}); a {self.owner} run would "
+                "trade on a paper run's orders and positions: nothing was written or sent. Give this config a journal "
+                "of its own (the paper config that wrote it still opens it)"
             )
 
     # ------------------------------------------------------------------ meta

@@ -9,7 +9,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderStatus
 from tradebus.execution.config import VenueConfig
 from tradebus.execution.orders import Order
-from tradebus.execution.simulated import SimulatedVenue
+from tradebus.execution.simulated import TRADE_ID_PREFIX, VENUE_ORDER_ID_PREFIX, SimulatedVenue, simulated_id_number
 from tradebus.execution.venue import OrderStatusReport
 
 __all__ = ["PaperVenue"]
@@ -51,9 +51,9 @@ class PaperVenue(SimulatedVenue):
                 self._positions[iid] = qty
         self._previous.update((order.client_order_id, order) for order in previous_orders)
         for order in journaled:
-            self._venue_ids = max(self._venue_ids, _number(order.venue_order_id, "SIM-"))
+            self._venue_ids = max(self._venue_ids, simulated_id_number(order.venue_order_id, VENUE_ORDER_ID_PREFIX))
             for trade_id in order.trade_ids:
-                self._trade_ids = max(self._trade_ids, _number(trade_id, "SIM-T"))
+                self._trade_ids = max(self._trade_ids, simulated_id_number(trade_id, TRADE_ID_PREFIX))
 
     def query_order(self, client_order_id: str) -> OrderStatusReport | None:
         """The venue's view of an order; an order of the stopped process is CANCELED by the restart."""
@@ -70,11 +70,3 @@ class PaperVenue(SimulatedVenue):
                 "paper venue restarted: the simulated venue working this order stopped with the previous process",
             )
         return report
-
-
-
-def _number(venue_id: str | None, prefix: str) -> int:
-    """``n`` of an id ``<prefix><n>`` of this venue (0 for an id of another form)."""
-    if venue_id is None or not venue_id.startswith(prefix) or not venue_id[len(prefix):].isdigit():
-        return 0
-    return int(venue_id[len(prefix):])

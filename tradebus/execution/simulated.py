@@ -150,7 +150,21 @@ from tradebus.execution.costs import FeeSchedule, slippage_bps, tick_slippage_bp
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import EventHandler, OrderStatusReport, Venue
 
-__all__ = ["SimulatedVenue"]
+__all__ = ["TRADE_ID_PREFIX", "VENUE_ORDER_ID_PREFIX", "SimulatedVenue", "simulated_id_number"]
+
+#: The simulated venue's order ids are ``SIM-<n>``, its trade ids ``SIM-T<n>`` (``n`` counts from 1).
+VENUE_ORDER_ID_PREFIX = "SIM-"
+TRADE_ID_PREFIX = "SIM-T"
+
+
+def simulated_id_number(venue_id: str | None, prefix: str) -> int:
+    """``n`` of an id ``<prefix><n>`` the simulated venue gives (0 for an id of another form).
+
+    ``prefix`` is :data:`VENUE_ORDER_ID_PREFIX` (order ids) or :data:`TRADE_ID_PREFIX` (trade ids).
+    """
+    if venue_id is None or not venue_id.startswith(prefix) or not venue_id[len(prefix):].isdigit():
+        return 0
+    return int(venue_id[len(prefix):])
 
 _SUBMIT, _CANCEL, _MODIFY = 0, 1, 2
 _MAKER = Liquidity.MAKER
@@ -217,7 +231,7 @@ class _SimOrder(msgspec.Struct, gc=False, eq=False):
         """The venue's state of ``order``, its ``seq``-th, as it arrives."""
         side = order.side
         return cls(
-            order, seq, f"SIM-{seq}", order.client_order_id, order.strategy_id, order.order_type, order.tif, side,
+            order, seq, f"{VENUE_ORDER_ID_PREFIX}{seq}", order.client_order_id, order.strategy_id, order.order_type, order.tif, side,
             order.reduce_only, side > 0, order.quantity, order.price, order.trigger_price,
         )  # fmt: skip
 
@@ -1028,7 +1042,7 @@ class SimulatedVenue(Venue):
             iid,
             sim.coid,
             sim.venue_order_id,
-            f"SIM-T{self._trade_ids}",
+            f"{TRADE_ID_PREFIX}{self._trade_ids}",
             sim.side,
             qty,
             px,
