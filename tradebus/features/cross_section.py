@@ -41,11 +41,11 @@ import pandas as pd
 from numba import njit
 
 from tradebus.errors import DataError, FeatureError
+from tradebus.features.spec_base import whole_setting
 
 __all__ = ["CrossSection", "CrossSectionResult", "cross_section"]
 
 _NEVER = np.iinfo(np.int64).min
-_INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 @njit(cache=True)
@@ -132,23 +132,11 @@ def _xs_batch(
         _xs_row(values, last_ts, ts[r], max_age_ns, min_count, ddof, order, ranks[r], zscores[r])
 
 
-def _whole(name: str, value: object, low: int) -> int:
-    """``value`` as an int if it is a whole number in ``[low, int64 max]``, else a FeatureError naming ``name``."""
-    try:
-        whole = int(value)  # type: ignore[call-overload]
-        exact = whole == value
-    except (TypeError, ValueError, OverflowError):
-        exact = False
-    if not (exact and low <= whole <= _INT64_MAX):
-        raise FeatureError(f"cross-section: {name} must be a whole number in [{low}, {_INT64_MAX}], got {value!r}")
-    return whole
-
-
 def _check_settings(max_age_ns: int, min_count: int, ddof: int) -> tuple[int, int, int]:
-    age = _whole("max_age_ns (nanoseconds)", max_age_ns, 0)
+    age = whole_setting("cross-section", "max_age_ns (nanoseconds)", max_age_ns, 0)
     if ddof not in (0, 1):
         raise FeatureError(f"cross-section: ddof must be 0 or 1, got {ddof!r}")
-    return age, _whole("min_count", min_count, max(1, ddof + 1)), int(ddof)
+    return age, whole_setting("cross-section", "min_count", min_count, max(1, ddof + 1)), int(ddof)
 
 
 @dataclass(frozen=True)

@@ -31,23 +31,11 @@ import numpy as np
 import pandas as pd
 
 from tradebus.errors import FeatureError
+from tradebus.features.spec_base import whole_setting
 
 __all__ = ["Depletion", "Replenishment", "replenishment_events"]
 
 
-_INT64_MAX = int(np.iinfo(np.int64).max)
-
-
-def _whole(name: str, value: object) -> int:
-    """``value`` as an int if it is a whole number in ``[1, int64 max]``, else a FeatureError naming ``name``."""
-    try:
-        whole = int(value)  # type: ignore[call-overload]
-        exact = whole == value
-    except (TypeError, ValueError, OverflowError):
-        exact = False
-    if not (exact and 1 <= whole <= _INT64_MAX):
-        raise FeatureError(f"replenishment: {name} must be a whole number in [1, {_INT64_MAX}], got {value!r}")
-    return whole
 
 
 @dataclass(frozen=True)
@@ -80,8 +68,8 @@ class Replenishment:
         if not 0.0 < drop < 1.0:
             raise FeatureError(f"replenishment: drop must be in (0, 1), got {drop!r}")
         self.drop = drop
-        self.horizon_ns = _whole("horizon_ns (nanoseconds)", horizon_ns)
-        self._hist: deque[float] = deque(maxlen=_whole("window", window))
+        self.horizon_ns = whole_setting("replenishment", "horizon_ns (nanoseconds)", horizon_ns, 1)
+        self._hist: deque[float] = deque(maxlen=whole_setting("replenishment", "window", window, 1))
         self._start = 0  # ns timestamps do not fit a float64 exactly: kept apart from the floats
         self._event: list[float] | None = None  # [before, low]
 

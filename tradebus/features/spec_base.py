@@ -17,7 +17,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["BOOK_LEVELS", "EVENTS", "EVENT_FIELDS", "EventType", "PlainSpec", "check_name", "plain_specs"]
+from tradebus.errors import FeatureError
+
+__all__ = ["BOOK_LEVELS", "EVENTS", "EVENT_FIELDS", "EventType", "PlainSpec", "check_name", "plain_specs", "whole_setting"]
 
 EventType = Literal["bar", "trade", "quote", "book"]
 EVENTS: tuple[str, ...] = ("bar", "trade", "quote", "book")
@@ -32,8 +34,27 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "quote": ("time", "bid", "ask", "bid_size", "ask_size", "mid"),
     "book": ("time", "bid", "ask", "bid_size", "ask_size", "mid", *_LEVELS),
 }
+_INT64_MAX = 2**63 - 1
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED = set(EVENTS) | {f for fields in EVENT_FIELDS.values() for f in fields}
+
+
+def whole_setting(owner: str, name: str, value: object, low: int) -> int:
+    """``value`` as an int if it is a whole number in ``[low, int64 max]`` (compiled kernels take it as int64).
+
+    Raises
+    ------
+    FeatureError
+        Naming ``owner``, the setting ``name``, the range and ``value`` (NaN, inf, 1.5, a string...).
+    """
+    try:
+        whole = int(value)  # type: ignore[call-overload]
+        exact = whole == value
+    except (TypeError, ValueError, OverflowError):
+        exact = False
+    if not (exact and low <= whole <= _INT64_MAX):
+        raise FeatureError(f"{owner}: {name} must be a whole number in [{low}, {_INT64_MAX}], got {value!r}")
+    return whole
 
 
 def check_name(value: str) -> str:
