@@ -57,7 +57,7 @@ from tradebus.engine.messages import FundingRate, MarkPrice
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.errors import ConfigError, DataError, FeatureError, StrategyError, TradebusError
 from tradebus.reports.cli import report
-from tradebus.node.cli import live, live_kill, live_resume
+from tradebus.node.cli import DAEMON_OUT_HELP, live, live_kill, live_resume
 from tradebus.ops.logs import LOG_LEVELS, setup_logging
 from tradebus.reports.metrics import format_ns
 from tradebus.reports.outputs import write_outputs
@@ -448,8 +448,7 @@ def paper(
         typer.Option(
             "--out",
             "-o",
-            help="Output directory: fills, orders, equity, funding and prices are written row by row while "
-            "the daemon runs, the other outputs when it stops.",
+            help=DAEMON_OUT_HELP,
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help=_FORCE_HELP)] = False,

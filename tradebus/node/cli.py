@@ -8,7 +8,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-__all__ = ["live", "live_kill", "live_resume"]
+__all__ = ["DAEMON_OUT_HELP", "live", "live_kill", "live_resume"]
+
+#: ``--out`` of ``tradebus paper`` and ``tradebus live``.
+DAEMON_OUT_HELP = (
+    "Output directory: fills, orders, equity, funding and prices are written row by row while the daemon runs, "
+    "the other outputs when it stops."
+)
 
 
 def live(
@@ -18,8 +24,7 @@ def live(
         typer.Option(
             "--out",
             "-o",
-            help="Output directory: fills, orders, equity, funding and prices are written row by row while "
-            "the daemon runs, the other outputs when it stops.",
+            help=DAEMON_OUT_HELP,
         ),
     ] = None,
     mainnet: Annotated[
