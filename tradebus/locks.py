@@ -9,10 +9,29 @@ holder (:func:`lock_holder`).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 
-__all__ = ["lock_holder"]
+__all__ = ["lock_holder", "take_lock"]
+
+
+def take_lock(fd: int) -> str | None:
+    """Hold an exclusive ``flock`` on ``fd`` without waiting: ``None`` once held, else who holds it.
+
+    The holder as :func:`lock_holder` describes it, or ``"locked by another process"`` when it is not
+    to be seen.
+
+    Raises
+    ------
+    OSError
+        The file system cannot lock (some network file systems).
+    """
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return lock_holder(fd) or "locked by another process"
+    return None
 
 
 def lock_holder(fd: int) -> str | None:

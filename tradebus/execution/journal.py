@@ -78,7 +78,6 @@ insert where it cost 1.0-1.1.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 import threading
@@ -96,7 +95,7 @@ from tradebus.errors import DataError
 from tradebus.execution.client_ids import new_run_id
 from tradebus.execution.orders import Order, OrderManager, OrderResolved, OrderTimedOut
 from tradebus.execution.simulated import TRADE_ID_PREFIX, VENUE_ORDER_ID_PREFIX, simulated_id_number
-from tradebus.locks import lock_holder
+from tradebus.locks import take_lock
 from tradebus.risk.breakers import BreakerState
 
 if TYPE_CHECKING:
@@ -857,15 +856,13 @@ def _lock(path: Path) -> int:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise DataError(f"journal {path}: cannot open: {exc.strerror}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = lock_holder(fd)
+    holder = take_lock(fd)
+    if holder is not None:
         os.close(fd)
         raise DataError(
-            f"journal {path}: in use by another running daemon ({holder or 'the file is locked'}); stop that daemon, "
+            f"journal {path}: in use by another running daemon ({holder}); stop that daemon, "
             "or give this config a journal of its own"
-        ) from None
+        )
     return fd
 
 

@@ -90,7 +90,6 @@ The output directory (``--out``)
 from __future__ import annotations
 
 import csv
-import fcntl
 import json
 import math
 import os
@@ -107,7 +106,7 @@ from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
 from tradebus.engine.messages import FundingPaid, InterestCharged, OrderDenied
 from tradebus.errors import ConfigError, describe_os_error
 from tradebus.execution.orders import Order
-from tradebus.locks import lock_holder
+from tradebus.locks import take_lock
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
 from tradebus.reports.metrics import format_ns
 from tradebus.reports.trades import TRADE_COLUMNS, match_trades
@@ -572,15 +571,7 @@ class RunDirectory:
         except OSError as exc:
             raise ConfigError(f"output directory {self.path} cannot be opened ({describe_os_error(exc)})") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = lock_holder(fd)
-            os.close(fd)
-            raise ConfigError(
-                f"output directory {self.path} is in use by another running tradebus run "
-                f"({holder or 'the directory is locked'}): it writes its outputs there. Wait for it to finish "
-                "or stop it, or choose another --out (--force does not override this)"
-            ) from None
+            holder = take_lock(fd)
         except OSError as exc:
             os.close(fd)
             logger.warning(
@@ -588,6 +579,12 @@ class RunDirectory:
                 self.path, describe_os_error(exc),
             )
             return
+        if holder is not None:
+            os.close(fd)
+            raise ConfigError(
+                f"output directory {self.path} is in use by another running tradebus run ({holder}): it writes its "
+                "outputs there. Wait for it to finish or stop it, or choose another --out (--force does not override this)"
+            )
         self._lock = weakref.finalize(self, os.close, fd)
 
     def close(self) -> None:
