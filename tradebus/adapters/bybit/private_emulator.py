@@ -14,7 +14,9 @@ the private stream of :mod:`tradebus.adapters.bybit.user_stream` to run unchange
   ``X-BAPI-RECV-WINDOW`` and ``X-BAPI-SIGN`` (hex HMAC-SHA256 of timestamp + key + recv
   window + body or query string). Answers are ``{"retCode", "retMsg", "result",
   "retExtInfo", "time"}``; errors Bybit's: ``10003`` bad key, ``10004`` bad signature,
-  ``10002`` timestamp, ``10001`` a parameter, ``170141`` duplicate ``orderLinkId``,
+  ``10002`` timestamp, ``10001`` a parameter (``"params error: ..."``, before the account sees it: an
+  ``orderLinkId`` not 1-36 letters, digits, ``-`` and ``_``, :data:`CLIENT_ID`, or a ``qty``,
+  ``price`` or ``triggerPrice`` not a plain decimal, :data:`DECIMAL`, such as ``1e-05``), ``170141`` duplicate ``orderLinkId``,
   ``170213`` unknown order on a cancel or amend. A request naming another ``category``
   finds no order, fill or position.
 * ``/v5/private``: ``auth`` (signature of ``"GET/realtime" + expires``), then ``subscribe``
@@ -94,7 +96,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, TimeInForce, Trade
 from tradebus.execution.orders import Order
 
-__all__ = ["BybitLinearEmulator", "BybitPrivateEmulator", "MatchingProtocol"]
+__all__ = ["CLIENT_ID", "DECIMAL", "BybitLinearEmulator", "BybitPrivateEmulator", "MatchingProtocol"]
 
 _STATUS = {
     OrderStatus.ACCEPTED: "New",
@@ -114,6 +116,13 @@ OPEN_ORDERS_PAGE = 50
 OPEN_ORDERS_DEFAULT_PAGE = 20
 #: The form of Bybit's open-order ``nextPageCursor`` (URL-encoded ``page_args=<orderId>&symbol=..&``).
 _CURSOR = re.compile(r"page_args%3D(\d+)%26.*")
+#: Bybit's form of an ``orderLinkId``: at most 36 characters, "numbers, letters (upper and lower cases),
+#: dashes, and underscores" (v5 https://bybit-exchange.github.io/docs/v5/order/create-order), and of a
+#: ``qty``, ``price`` or ``triggerPrice``: a plain decimal (``"1e-05"``, ``"-1.5"`` are refused).
+#: Either is retCode ``10001`` "params error".
+CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,36}")
+DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+_FORMS = {"orderLinkId": CLIENT_ID, **dict.fromkeys(("qty", "price", "triggerPrice"), DECIMAL)}
 _TIF = {"GTC": (TimeInForce.GTC, False), "IOC": (TimeInForce.IOC, False), "FOK": (TimeInForce.FOK, False), "PostOnly": (TimeInForce.GTC, True)}
 
 
@@ -204,6 +213,13 @@ class BybitPrivateEmulator(AccountEmulator):
         loaded = json.loads(body) if body else {}
         return loaded if isinstance(loaded, dict) else {}
 
+    def malformed(self, params: dict[str, Any]) -> web.Response | None:
+        for name, value in params.items():
+            form = _FORMS.get(name)
+            if form is not None and value not in ("", None) and form.fullmatch(str(value)) is None:
+                return self.error(200, 10001, f"params error: {name} invalid ({form.pattern})")
+        return None
+
     def client_id(self, params: dict[str, Any]) -> str:
         return str(params.get("orderLinkId", ""))
 
@@ -224,8 +240,8 @@ class BybitPrivateEmulator(AccountEmulator):
         if inst is None:
             return self.error(200, 10001, "params error: symbol invalid")
         coid = str(p.get("orderLinkId", ""))
-        if not coid or len(coid) > 36:
-            return self.error(200, 10001, "params error: orderLinkId")
+        if not coid:
+            return self.error(200, 10001, "params error: orderLinkId (emulated: every order names one)")
         if coid in self.orders:
             return self.error(200, 170141, "Duplicate clientOrderId.")
         typ = {"Market": OrderType.MARKET, "Limit": OrderType.LIMIT}.get(str(p.get("orderType")))

@@ -16,7 +16,10 @@ private stream of :mod:`tradebus.adapters.okx.user_stream` to run unchanged:
   timestamp + method + path with query + body), and ``x-simulated-trading: 1`` (demo keys
   work only in demo trading: ``50101`` otherwise). Errors are OKX's: ``50111`` bad key,
   ``50105`` bad passphrase, ``50113`` bad signature, ``50102`` timestamp, ``51016``
-  duplicate ``clOrdId``, ``51000`` a parameter, ``51400`` cancel of an order not working,
+  duplicate ``clOrdId``, ``51000`` a parameter (``"Parameter clOrdId error"``, ``code`` of the
+  whole answer, before the account sees it: a ``clOrdId`` or ``algoClOrdId`` not 1-32 letters and
+  digits, :data:`CLIENT_ID`, or a size or price not a plain decimal, :data:`DECIMAL`, such as
+  ``1e-05``), ``51400`` cancel of an order not working,
   ``51503`` amend of one, ``51603`` unknown order on a query.
 * ``/ws/v5/private``: ``login`` (signature of timestamp + ``GET/users/self/verify``), then
   ``subscribe`` to ``orders``, ``orders-algo`` and ``account``; ``"ping"`` -> ``"pong"``. Every order change
@@ -61,6 +64,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -73,7 +77,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, TimeInForce, Trade
 from tradebus.execution.orders import Order
 
-__all__ = ["MatchingProtocol", "OkxPrivateEmulator", "OkxSwapEmulator"]
+__all__ = ["CLIENT_ID", "DECIMAL", "MatchingProtocol", "OkxPrivateEmulator", "OkxSwapEmulator"]
 
 _STATE = {
     OrderStatus.ACCEPTED: "live",
@@ -94,6 +98,19 @@ _UID = "44705892343619584"
 #: Rows of a fills page at most (and by default); of an order list's (``orders-pending``, ``orders-algo-pending``).
 FILLS_PAGE = 100
 ORDERS_PAGE = 100
+
+#: OKX's form of a client order id: "1-32 case-sensitive alphanumeric characters" (the v5 ``clOrdId``,
+#: ``algoClOrdId``; https://www.okx.com/docs-v5/en/#order-book-trading-trade-post-place-order), and
+#: of a size or price: a plain decimal (``"1e-05"``, ``"-1.5"``, ``" 1"`` are refused). Either is
+#: ``51000`` "Parameter <name> error", in the whole answer's ``code``.
+CLIENT_ID = re.compile(r"[A-Za-z0-9]{1,32}")
+DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+_FORMS = {
+    **dict.fromkeys(("clOrdId", "algoClOrdId"), CLIENT_ID),
+    **dict.fromkeys(("sz", "px", "newSz", "newPx", "slTriggerPx", "slOrdPx", "newSlTriggerPx", "newSlOrdPx"), DECIMAL),
+}
+#: The ``slOrdPx`` of a market stop.
+_MARKET_PX = "-1"
 
 
 def _sign(secret: bytes, payload: str) -> str:
@@ -178,6 +195,16 @@ class OkxPrivateEmulator(AccountEmulator):
             return {"batch": loaded}
         return loaded if isinstance(loaded, dict) else {}
 
+    def malformed(self, params: dict[str, Any]) -> web.Response | None:
+        for row in params.get("batch") or [params]:
+            for name, value in row.items() if isinstance(row, dict) else ():
+                form = _FORMS.get(name)
+                if form is None or value in ("", None) or (name in ("slOrdPx", "newSlOrdPx") and value == _MARKET_PX):
+                    continue  # an empty optional parameter is an absent one
+                if form.fullmatch(str(value)) is None:
+                    return self.error(200, 51000, f"Parameter {name} error")
+        return None
+
     def client_id(self, params: dict[str, Any]) -> str:
         batch = params.get("batch") or [{}]
         first = batch[0] if isinstance(batch[0], dict) else {}
@@ -196,8 +223,8 @@ class OkxPrivateEmulator(AccountEmulator):
         if inst is None:
             return self._order_error("51001", "Instrument ID does not exist", p)
         coid = str(p.get("clOrdId", ""))
-        if not coid.isalnum() or len(coid) > 32:
-            return self._order_error("51000", "Parameter clOrdId error", p)
+        if not coid:
+            return self._order_error("51000", "Parameter clOrdId error (emulated: every order names one)", p)
         if coid in self.orders:
             return self._order_error("51016", "Duplicated clOrdId", p)
         kind = _ORD_TYPES.get(str(p.get("ordType", "")))
@@ -339,8 +366,8 @@ class OkxPrivateEmulator(AccountEmulator):
         if inst is None:
             return self._algo_error("51001", "Instrument ID does not exist", p)
         coid = str(p.get("algoClOrdId", ""))
-        if not coid.isalnum() or len(coid) > 32:
-            return self._algo_error("51000", "Parameter algoClOrdId error", p)
+        if not coid:
+            return self._algo_error("51000", "Parameter algoClOrdId error (emulated: every stop names one)", p)
         if coid in self.orders:
             return self._algo_error("51065", "algoClOrdId already exists.", p)
         if p.get("ordType") != "conditional" or p.get("tdMode") != self.td_mode_of(str(p["instId"])):
