@@ -210,6 +210,8 @@ def build_kernel(config: RunConfig, perpetual: Sequence[MarkPrice | FundingRate]
     ``perpetual`` replaces the mark prices and funding rates of ``config.data.marks``/``funding``
     (:func:`perpetual_data`; the lookahead detector hands perturbed copies).
     """
+    from tradebus.adapters.registry import client_id_rules  # the venue packages: only when a kernel is built
+
     kernel = Kernel(
         config.instrument_map().values(),
         venue_config=config.venue,
@@ -220,6 +222,7 @@ def build_kernel(config: RunConfig, perpetual: Sequence[MarkPrice | FundingRate]
         features=config.features,
         equity_interval_ns=parse_duration(config.report.equity_interval),
         trade_bars={s.instrument: s.bars.builder() for s in config.data.sources if s.bars is not None},
+        client_id_rules=client_id_rules(config.instrument_map().values()),
     )
     if config.data.marks or config.data.funding:
         kernel.feed_perpetual_data(perpetual_data(config) if perpetual is None else perpetual)

@@ -6,10 +6,15 @@ Adding a venue: write ``tradebus/adapters/<venue>/`` (the same modules as the ot
 
 from __future__ import annotations
 
-from tradebus.adapters import binance, bybit, okx
-from tradebus.adapters.common.venue import VenueAdapter
+from collections.abc import Iterable
 
-__all__ = ["VENUES", "venue_adapter"]
+from tradebus.adapters import binance, bybit, okx
+from tradebus.adapters.common.feed import FeedConfig
+from tradebus.adapters.common.venue import VenueAdapter
+from tradebus.engine.instrument import Instrument
+from tradebus.execution.client_ids import ClientIdRule
+
+__all__ = ["VENUES", "client_id_rules", "venue_adapter"]
 
 #: Every venue a feed config may name.
 VENUES: dict[str, VenueAdapter] = {
@@ -31,3 +36,23 @@ def venue_adapter(name: str) -> VenueAdapter:
     if adapter is None:
         raise KeyError(f"{name!r} is not a known venue; use one of {sorted(VENUES)}")
     return adapter
+
+
+def client_id_rules(instruments: Iterable[Instrument], feeds: Iterable[FeedConfig] = ()) -> dict[str, ClientIdRule]:
+    """``instrument_id -> the client order id rule of the venue that trades it``.
+
+    The venue of the feed that subscribes an instrument (a paper or live run), else the venue
+    whose instrument ids carry the instrument's venue name (a backtest's ``BTC-USDT.OKX``:
+    :attr:`VenueAdapter.instrument_venues`); an instrument of no registered venue has none.
+    """
+    by_name = {name: adapter for adapter in VENUES.values() for name in adapter.instrument_venues}
+    rules = {}
+    for inst in instruments:
+        adapter = by_name.get(inst.venue)
+        if adapter is not None and adapter.client_id_rule is not None:
+            rules[inst.instrument_id] = adapter.client_id_rule
+    for feed in feeds:
+        rule = VENUES[feed.venue].client_id_rule
+        if rule is not None:
+            rules |= dict.fromkeys(feed.subscriptions, rule)
+    return rules

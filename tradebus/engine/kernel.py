@@ -91,6 +91,7 @@ from tradebus.execution.contingent import ContingentOrders
 from tradebus.execution.engine import ExecutionEngine, OrderTimeouts
 from tradebus.execution.orders import Order, OrderManager, OrderResolved, closing_event
 from tradebus.execution.book_matching import simulated_venue
+from tradebus.execution.client_ids import ClientIdRule
 from tradebus.execution.simulated import SimulatedVenue
 from tradebus.execution.venue import Venue
 from tradebus.features.bank import FeatureBank
@@ -298,6 +299,10 @@ class Kernel:
         first trades it sees come inside a bar whose earlier trades it never saw. Strategies
         read it (``context.joins_mid_stream``) to drop the partial first bar of the bars they
         build themselves, as ``trade_bars`` builders made with ``whole_only`` do.
+    client_id_rules
+        ``instrument_id -> the form of client order id its venue takes``
+        (:func:`tradebus.adapters.registry.client_id_rules`): an order whose id breaks it is
+        denied before it is sent, in a backtest as live (none: any id is sent).
     """
 
     def __init__(
@@ -320,6 +325,7 @@ class Kernel:
         borrow_rates: Mapping[str, float] | None = None,
         bar_instruments: Iterable[str] | None = None,
         joins_mid_stream: bool = False,
+        client_id_rules: Mapping[str, ClientIdRule] | None = None,
     ) -> None:
         self.instruments: dict[str, Instrument] = {}
         for instrument in instruments:
@@ -351,7 +357,8 @@ class Kernel:
             self.venue.funds_check = self.portfolio.account.check_fill
             self.venue.fill_room = self.portfolio.account.oco_room
         self.execution = ExecutionEngine(
-            self.bus, self.clock, self.instruments, self.risk, self.orders, self.venue, self.portfolio, journal, timeouts
+            self.bus, self.clock, self.instruments, self.risk, self.orders, self.venue, self.portfolio, journal, timeouts,
+            client_id_rules,
         )
         self.cache = Cache(self.portfolio, self.orders)
         self.strategies: list[Strategy] = []

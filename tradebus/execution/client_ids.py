@@ -27,6 +27,11 @@ journaled in it). Every id is at most 32 letters and digits, which is legal for 
 ``clOrdId`` (1-32 letters and digits), Binance ``newClientOrderId``
 (``^[\\.A-Z\\:/a-z0-9_-]{1,36}$``) and Bybit ``orderLinkId`` (up to 36 letters, digits,
 ``-`` and ``_``).
+
+An id a strategy gives itself (``SubmitOrder.client_order_id``) is used as given; each venue
+package declares the form its venue takes (:class:`ClientIdRule`, ``CLIENT_ID_RULE`` in its
+``config.py``), and the execution engine denies an order whose id breaks its venue's rule before
+it is sent, in a backtest as live.
 """
 
 from __future__ import annotations
@@ -34,10 +39,11 @@ from __future__ import annotations
 import re
 import secrets
 import zlib
+from typing import NamedTuple
 
 from tradebus.errors import OrderError
 
-__all__ = ["BACKTEST_RUN_ID", "MAX_EPOCH", "ClientOrderIds", "is_legal", "new_run_id"]
+__all__ = ["BACKTEST_RUN_ID", "MAX_EPOCH", "ClientIdRule", "ClientOrderIds", "is_legal", "new_run_id"]
 
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _PREFIX_WIDTH = 5
@@ -76,6 +82,28 @@ def new_run_id() -> str:
 def is_legal(client_order_id: str) -> bool:
     """Whether ``client_order_id`` is legal on every supported venue (1-32 letters and digits)."""
     return _LEGAL.fullmatch(client_order_id) is not None
+
+
+class ClientIdRule(NamedTuple):
+    """The form of a client order id a venue takes (declared by the venue package).
+
+    Attributes
+    ----------
+    pattern
+        What a legal id matches in full.
+    text
+        The rule as the venue's docs give it, named after the venue's field
+        (``"OKX clOrdId: 1-32 letters and digits"``); it is quoted in the denial.
+    """
+
+    pattern: re.Pattern[str]
+    text: str
+
+    def refusal(self, client_order_id: str) -> str | None:
+        """Why the venue would refuse ``client_order_id`` (naming the id and the rule), or ``None``."""
+        if self.pattern.fullmatch(client_order_id) is not None:
+            return None
+        return f"client order id {client_order_id!r} breaks the venue's rule ({self.text})"
 
 
 class ClientOrderIds:

@@ -2,7 +2,7 @@
 
 ::
 
-    SubmitOrder -> order manager (INITIALIZED) -> risk gate --deny--> OrderDenied
+    SubmitOrder -> order manager (INITIALIZED) -> venue's client id rule, risk gate --deny--> OrderDenied
                                                      | pass
                                                      v
                    OrderSubmitted -> [journal] -> venue.submit
@@ -39,7 +39,7 @@ sees its new position; ``PositionChanged`` follows the fill.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
@@ -73,6 +73,7 @@ from tradebus.engine.messages import (
 )
 from tradebus.engine.perpetuals import LIQUIDATION_STRATEGY
 from tradebus.engine.portfolio import Portfolio
+from tradebus.execution.client_ids import ClientIdRule
 from tradebus.execution.orders import Order, OrderManager
 from tradebus.execution.venue import OrderStatusReport, Venue
 from tradebus.errors import OrderError, VenueError
@@ -152,6 +153,10 @@ class ExecutionEngine:
         venue, which never loses an answer):
         no timers, an order whose request failed stays ``UNKNOWN`` until a query settles it
         (:meth:`resolve_unknown`), and a venue that does not know an order is believed.
+    client_id_rules
+        ``instrument_id -> the form of client order id its venue takes``: an order whose id
+        (one a strategy gave itself) breaks it is denied, naming the id and the rule, before
+        anything is sent; an instrument without one takes any id.
     """
 
     #: Build ``OrderAccepted`` and ``PositionChanged`` only when something journals or receives
@@ -161,6 +166,7 @@ class ExecutionEngine:
 
     __slots__ = (
         "_bus",
+        "_client_id_rules",
         "_clock",
         "_fills_awaited",
         "_journal",
@@ -190,8 +196,10 @@ class ExecutionEngine:
         portfolio: Portfolio,
         journal: Journal | None = None,
         timeouts: OrderTimeouts | None = None,
+        client_id_rules: Mapping[str, ClientIdRule] | None = None,
     ) -> None:
         self._bus = bus
+        self._client_id_rules = dict(client_id_rules or {})
         self._clock = clock
         self.instruments = instruments
         self._risk = risk
@@ -270,9 +278,11 @@ class ExecutionEngine:
         if journal is not None:
             journal.record_command(cmd, order.client_order_id)
         now = self._clock.now_ns()
-        if replaces:
+        rule = self._client_id_rules.get(cmd.instrument_id) if self._client_id_rules else None
+        reason = None if rule is None else rule.refusal(order.client_order_id)
+        if reason is None and replaces:
             reason = self._risk.check(msgspec.structs.replace(cmd, client_order_id=replaces), om.count_open() - 1)
-        else:
+        elif reason is None:
             reason = self._risk.check(cmd, om.count_open())
         if reason is not None:
             logger.info("order {} denied: {}", order.client_order_id, reason)

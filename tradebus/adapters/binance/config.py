@@ -16,8 +16,11 @@ from tradebus.adapters.common.feed import FeedConfig, FeedOptions
 from tradebus.adapters.common.venue import RestKlines
 from tradebus.config.base import HttpUrl, StrictModel
 from tradebus.errors import ConfigError
+from tradebus.execution.client_ids import ClientIdRule
 
 __all__ = [
+    "CLIENT_ID_RULE",
+    "INSTRUMENT_VENUES",
     "BOOK_CHANNELS",
     "DEPTH_SPEEDS",
     "FEED_CHANNELS",
@@ -208,6 +211,11 @@ class BinanceConfig(StrictModel):
 # ----------------------------------------------------------------------------- paper feed rules
 
 #: Markets of a paper feed.
+#: Binance's form of a client order id (spot ``newClientOrderId``, USD-M likewise):
+#: ``^[\.A-Z\:/a-z0-9_-]{1,36}$`` (https://developers.binance.com/docs/binance-spot-api-docs/errors, ``-1100``).
+CLIENT_ID_RULE = ClientIdRule(re.compile(r"[.A-Z:/a-z0-9_-]{1,36}"), "Binance newClientOrderId: 1-36 letters, digits and . : / _ -")
+#: The venue names of this venue's instrument ids (what its instrument loaders write).
+INSTRUMENT_VENUES: tuple[str, ...] = ("BINANCE", "BINANCE_USDM")
 FEED_MARKETS: tuple[str, ...] = tuple(m.value for m in DEPTH_SPEEDS)
 #: Channels of a paper feed (every instrument of one feed has the same: one combined-stream connection),
 #: plus ``kline_<interval>`` (:data:`KLINE_INTERVALS`; plain ``kline`` is ``kline_1m``).

@@ -11,11 +11,14 @@ from pydantic import Field
 from tradebus.adapters.common.venue import RestKlines
 from tradebus.config.base import StrictModel
 from tradebus.errors import ConfigError
+from tradebus.execution.client_ids import ClientIdRule
 
 if TYPE_CHECKING:
     from tradebus.adapters.common.feed import FeedConfig
 
 __all__ = [
+    "CLIENT_ID_RULE",
+    "INSTRUMENT_VENUES",
     "BOOK_CHANNELS",
     "FEED_MARKETS",
     "FEED_OPTIONS",
@@ -68,6 +71,11 @@ class BybitConfig(StrictModel):
 # ----------------------------------------------------------------------------- paper feed rules
 
 #: Markets of a paper feed (a category).
+#: Bybit's form of a client order id (``orderLinkId``): at most 36 "numbers, letters (upper and lower
+#: cases), dashes, and underscores" (https://bybit-exchange.github.io/docs/v5/order/create-order).
+CLIENT_ID_RULE = ClientIdRule(re.compile(r"[A-Za-z0-9_-]{1,36}"), "Bybit orderLinkId: 1-36 letters, digits, - and _")
+#: The venue names of this venue's instrument ids (what its instrument loaders write).
+INSTRUMENT_VENUES: tuple[str, ...] = ("BYBIT",)
 FEED_MARKETS: tuple[str, ...] = ("spot", "linear")
 #: Channels that maintain an L2 book (``orderbook.<depth>``).
 BOOK_CHANNELS: tuple[str, ...] = ("orderbook",)

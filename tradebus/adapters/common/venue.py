@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tradebus.engine.instrument import Instrument
+from tradebus.execution.client_ids import ClientIdRule
 
 if TYPE_CHECKING:
     from tradebus.adapters.common.feed import FeedConfig, FeedFactory, FeedOptions
@@ -136,6 +137,12 @@ class VenueAdapter:
     is_snapshot_line
         Recorder/playback hook: whether a raw line of a single-connection capture is a REST
         book snapshot (replayed as connection ``rest:<symbol>``).
+    client_id_rule
+        The form of a client order id the venue takes (``CLIENT_ID_RULE``): an order whose id
+        breaks it is denied before it is sent (:mod:`tradebus.execution.client_ids`).
+    instrument_venues
+        The venue names of the venue's instrument ids (``INSTRUMENT_VENUES``: ``OKX`` in
+        ``BTC-USDT.OKX``), which tell a backtest's instruments of this venue.
     """
 
     name: str
@@ -151,6 +158,8 @@ class VenueAdapter:
     emulator: EmulatorFactory
     rest_klines: Callable[[FeedConfig], RestKlines]
     is_snapshot_line: Callable[[str], bool] = _never
+    client_id_rule: ClientIdRule | None = None
+    instrument_venues: tuple[str, ...] = ()
     #: Live trading (``None``: the venue has market data only so far).
     live: LiveAccount | None = None
     #: Live trading of the venue's USDT-margined perpetuals (``None``: not yet).
@@ -170,7 +179,7 @@ class VenueAdapter:
     ) -> VenueAdapter:
         """The adapter whose feed rules are the venue ``config`` module's (``FEED_MARKETS``,
         ``BOOK_CHANNELS``, ``FILL_CHANNELS``, ``FEED_OPTIONS``, ``known_channel``, ``check_feed``,
-        ``stream_symbol``, ``rest_klines``)."""
+        ``stream_symbol``, ``rest_klines``, ``CLIENT_ID_RULE``, ``INSTRUMENT_VENUES``)."""
         return cls(
             name=name,
             markets=config.FEED_MARKETS,
@@ -185,6 +194,8 @@ class VenueAdapter:
             emulator=emulator,
             rest_klines=config.rest_klines,
             is_snapshot_line=is_snapshot_line,
+            client_id_rule=config.CLIENT_ID_RULE,
+            instrument_venues=config.INSTRUMENT_VENUES,
             live=live,
             live_perpetual=live_perpetual,
         )

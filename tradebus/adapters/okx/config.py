@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -10,12 +11,15 @@ from pydantic import Field
 from tradebus.adapters.common.feed import FeedOptions
 from tradebus.adapters.common.venue import RestKlines
 from tradebus.config.base import HttpUrl, StrictModel
+from tradebus.execution.client_ids import ClientIdRule
 
 
 if TYPE_CHECKING:
     from tradebus.adapters.common.feed import FeedConfig
 
 __all__ = [
+    "CLIENT_ID_RULE",
+    "INSTRUMENT_VENUES",
     "BOOK_CHANNELS",
     "BUSINESS_CHANNELS",
     "CANDLE_BARS",
@@ -81,6 +85,11 @@ class OkxConfig(StrictModel):
 # ----------------------------------------------------------------------------- paper feed rules
 
 #: Markets of a paper feed.
+#: OKX's form of a client order id (``clOrdId``, ``algoClOrdId``): "1-32 case-sensitive alphanumeric
+#: characters" (https://www.okx.com/docs-v5/en/#order-book-trading-trade-post-place-order).
+CLIENT_ID_RULE = ClientIdRule(re.compile(r"[A-Za-z0-9]{1,32}"), "OKX clOrdId: 1-32 letters and digits")
+#: The venue names of this venue's instrument ids (what its instrument loaders write).
+INSTRUMENT_VENUES: tuple[str, ...] = ("OKX",)
 FEED_MARKETS: tuple[str, ...] = ("spot", "swap", "futures")
 #: Channels of a paper feed (plus ``candle<bar>``); which URL serves which: :data:`BUSINESS_CHANNELS`.
 FEED_CHANNELS = frozenset(
