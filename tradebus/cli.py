@@ -32,6 +32,7 @@ field or row, without a traceback.
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import threading
 import time
@@ -53,8 +54,10 @@ from tradebus.node.recording_import import import_recording_cmd
 from tradebus.data.perpetual import funding_gaps, read_funding_rates, read_mark_prices
 from tradebus.data.replay import Replay, ReplaySource
 from tradebus.config import RunConfig, dump_config, load_config, parse_duration, strategy_entries
+from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import FundingRate, MarkPrice
 from tradebus.engine.kernel import Kernel, RunResult
+from tradebus.execution.client_ids import ClientIdRule
 from tradebus.errors import ConfigError, DataError, FeatureError, StrategyError, TradebusError
 from tradebus.reports.cli import report
 from tradebus.node.cli import DAEMON_OUT_HELP, live, live_kill, live_resume
@@ -204,14 +207,20 @@ def perpetual_data(config: RunConfig) -> list[MarkPrice | FundingRate]:
     return messages
 
 
+def _client_id_rules(instruments: Sequence[Instrument]) -> dict[str, ClientIdRule]:
+    """The venues' client order id rules of ``instruments``: imports the venue packages, so a kernel asks
+    for them only when a strategy gives an order its own id."""
+    from tradebus.adapters.registry import client_id_rules
+
+    return client_id_rules(instruments)
+
+
 def build_kernel(config: RunConfig, perpetual: Sequence[MarkPrice | FundingRate] | None = None) -> Kernel:
     """A backtest :class:`Kernel` with the config's instruments, venue, risk, features and strategy.
 
     ``perpetual`` replaces the mark prices and funding rates of ``config.data.marks``/``funding``
     (:func:`perpetual_data`; the lookahead detector hands perturbed copies).
     """
-    from tradebus.adapters.registry import client_id_rules  # the venue packages: only when a kernel is built
-
     kernel = Kernel(
         config.instrument_map().values(),
         venue_config=config.venue,
@@ -222,7 +231,7 @@ def build_kernel(config: RunConfig, perpetual: Sequence[MarkPrice | FundingRate]
         features=config.features,
         equity_interval_ns=parse_duration(config.report.equity_interval),
         trade_bars={s.instrument: s.bars.builder() for s in config.data.sources if s.bars is not None},
-        client_id_rules=client_id_rules(config.instrument_map().values()),
+        client_id_rules=functools.partial(_client_id_rules, tuple(config.instrument_map().values())),
     )
     if config.data.marks or config.data.funding:
         kernel.feed_perpetual_data(perpetual_data(config) if perpetual is None else perpetual)

@@ -301,8 +301,9 @@ class Kernel:
         build themselves, as ``trade_bars`` builders made with ``whole_only`` do.
     client_id_rules
         ``instrument_id -> the form of client order id its venue takes``
-        (:func:`tradebus.adapters.registry.client_id_rules`): an order whose id breaks it is
-        denied before it is sent, in a backtest as live (none: any id is sent).
+        (:func:`tradebus.adapters.registry.client_id_rules`), or a function returning it, called at
+        the first id a strategy gives itself: an order whose id breaks it is denied before it is
+        sent, in a backtest as live (none: any id is sent).
     """
 
     def __init__(
@@ -325,7 +326,7 @@ class Kernel:
         borrow_rates: Mapping[str, float] | None = None,
         bar_instruments: Iterable[str] | None = None,
         joins_mid_stream: bool = False,
-        client_id_rules: Mapping[str, ClientIdRule] | None = None,
+        client_id_rules: Mapping[str, ClientIdRule] | Callable[[], Mapping[str, ClientIdRule]] | None = None,
     ) -> None:
         self.instruments: dict[str, Instrument] = {}
         for instrument in instruments:

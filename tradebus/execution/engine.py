@@ -154,9 +154,10 @@ class ExecutionEngine:
         no timers, an order whose request failed stays ``UNKNOWN`` until a query settles it
         (:meth:`resolve_unknown`), and a venue that does not know an order is believed.
     client_id_rules
-        ``instrument_id -> the form of client order id its venue takes``: an order whose id
-        (one a strategy gave itself) breaks it is denied, naming the id and the rule, before
-        anything is sent; an instrument without one takes any id.
+        ``instrument_id -> the form of client order id its venue takes`` (or a function returning
+        it, called at the first id a strategy gives itself): an order whose id (one a strategy
+        gave itself) breaks it is denied, naming the id and the rule, before anything is sent;
+        an instrument without one takes any id.
     """
 
     #: Build ``OrderAccepted`` and ``PositionChanged`` only when something journals or receives
@@ -196,10 +197,10 @@ class ExecutionEngine:
         portfolio: Portfolio,
         journal: Journal | None = None,
         timeouts: OrderTimeouts | None = None,
-        client_id_rules: Mapping[str, ClientIdRule] | None = None,
+        client_id_rules: Mapping[str, ClientIdRule] | Callable[[], Mapping[str, ClientIdRule]] | None = None,
     ) -> None:
         self._bus = bus
-        self._client_id_rules = dict(client_id_rules or {})
+        self._client_id_rules = client_id_rules
         self._clock = clock
         self.instruments = instruments
         self._risk = risk
@@ -278,8 +279,7 @@ class ExecutionEngine:
         if journal is not None:
             journal.record_command(cmd, order.client_order_id)
         now = self._clock.now_ns()
-        rule = self._client_id_rules.get(cmd.instrument_id) if self._client_id_rules else None
-        reason = None if rule is None else rule.refusal(order.client_order_id)
+        reason = self._id_refusal(cmd) if cmd.client_order_id and self._client_id_rules is not None else None
         if reason is None and replaces:
             reason = self._risk.check(msgspec.structs.replace(cmd, client_order_id=replaces), om.count_open() - 1)
         elif reason is None:
@@ -310,6 +310,15 @@ class ExecutionEngine:
         if timeouts is not None and order.status is _S.SUBMITTED:
             self._alert(order, "submit", timeouts.submit_ns, self._on_submit_timeout)
         return order
+
+    def _id_refusal(self, cmd: SubmitOrder) -> str | None:
+        """Why the venue would refuse the client order id a strategy gave ``cmd`` itself, if it would (ids made
+        here always pass); a rules factory is called at the first such id."""
+        rules = self._client_id_rules
+        if callable(rules):
+            rules = self._client_id_rules = dict(rules())
+        rule = rules.get(cmd.instrument_id) if rules else None
+        return None if rule is None else rule.refusal(cmd.client_order_id)
 
     def _replacing(self, cmd: SubmitOrder, replaced: str, replacement: str, now: int) -> None:
         """Journal and publish the intent of a cancel-replace before it is sent (``ContingentLinked``
