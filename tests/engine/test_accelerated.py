@@ -9,6 +9,7 @@ import math
 import random
 import sys
 from collections.abc import Callable
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from tradebus.engine.accelerated import (
     run_accelerated,
     unsupported,
 )
-from tradebus.engine.instrument import LOTS_RTOL, Instrument
+from tradebus.engine.instrument import LOTS_RTOL, TICKS_RTOL, Instrument
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import Bar, OrderSide, OrderStatus
 from tradebus.engine.portfolio import Portfolio
@@ -61,13 +62,15 @@ def bars() -> pd.DataFrame:
 BARS = bars()
 
 
-def instrument(margin: bool, min_notional: float = 1.0, assets: tuple[str, str] = ("BTC", "USD")) -> Instrument:
+def instrument(
+    margin: bool, min_notional: float = 1.0, assets: tuple[str, str] = ("BTC", "USD"), tick_size: float = 0.01
+) -> Instrument:
     """The Quickstart's Coinbase BTC-USD spot instrument (``margin``: short selling allowed).
 
     ``assets``: its base and quote (``("", "")``: it names neither, and the account uses placeholders).
     """
     return Instrument(
-        "COINBASE", "BTC-USD", kind="spot", base=assets[0], quote=assets[1], tick_size=0.01, lot_size=1e-8,
+        "COINBASE", "BTC-USD", kind="spot", base=assets[0], quote=assets[1], tick_size=tick_size, lot_size=1e-8,
         min_notional=min_notional, maker_fee=0.004, taker_fee=0.006, margin=margin,
     )  # fmt: skip
 
@@ -75,8 +78,9 @@ def instrument(margin: bool, min_notional: float = 1.0, assets: tuple[str, str] 
 def kernel(
     make: Callable[[], Strategy], venue: VenueConfig, *, margin: bool = False, cash: float = 1e6,
     risk: RiskConfig | None = None, min_notional: float = 1.0, assets: tuple[str, str] = ("BTC", "USD"),
+    tick_size: float = 0.01,
 ) -> Kernel:  # fmt: skip
-    k = Kernel([instrument(margin, min_notional, assets)], initial_cash=cash, venue_config=venue, risk_config=risk,
+    k = Kernel([instrument(margin, min_notional, assets, tick_size)], initial_cash=cash, venue_config=venue, risk_config=risk,
                equity_interval_ns=H4_NS * 6)  # fmt: skip
     k.add_strategy(make())
     return k
@@ -148,10 +152,31 @@ def test_decimal_grid_matches_the_instrument_rounding(increment: float) -> None:
     rng = random.Random(7)
     for _ in range(5_000):
         price = rng.uniform(0.0, 120_000.0) if increment >= 1e-5 else rng.uniform(0.0, 50.0)
-        assert float(math.ceil(price / step - 1e-9) * m) / scale == inst.round_price_up(price)
-        assert float(math.floor(price / step + 1e-9) * m) / scale == inst.round_price_down(price)
-        lots = price / step
+        ticks = lots = price / step
+        assert float(math.ceil(ticks - max(1e-9, ticks * TICKS_RTOL)) * m) / scale == inst.round_price_up(price)
+        assert float(math.floor(ticks + max(1e-9, ticks * TICKS_RTOL)) * m) / scale == inst.round_price_down(price)
         assert float(math.floor(lots + max(1e-9, lots * LOTS_RTOL)) * m) / scale == inst.round_quantity(price)
+
+
+def test_a_slipped_price_on_a_grid_of_billions_of_ticks_keeps_its_tick_in_both_tiers() -> None:
+    """Whole-dollar opens slipped by 2 bps land on the 1e-5 grid (60000 * 1.0002 = 60012.0) at
+    6e9 ticks, where ``price / tick`` misses its whole number by more than an absolute 1e-9."""
+    frame = BARS.copy()
+    frame["open"] = frame["open"].round()
+    frame["high"] = frame[["open", "high"]].max(axis=1)
+    frame["low"] = frame[["open", "low"]].min(axis=1)
+    event, fast = both(STRATEGIES["ema_10_30"][0], VENUES["fixed_2bps"], frame, tick_size=1e-5)
+    assert len(event.fills) >= 10 and key(fast) == key(event)
+    bar_at = frame.set_index("ts_event")
+    for fill in event.fills:
+        bar = bar_at.loc[fill.ts_event]
+        if fill.side == "BUY":
+            slipped = Decimal(repr(float(bar.open))) * Decimal("1.0002")
+            expected = min(float(slipped.quantize(Decimal("1e-5"), ROUND_CEILING)), bar.high)
+        else:
+            slipped = Decimal(repr(float(bar.open))) * Decimal("0.9998")
+            expected = max(float(slipped.quantize(Decimal("1e-5"), ROUND_FLOOR)), bar.low)
+        assert fill.price == expected
 
 
 def test_perturbing_future_bars_leaves_earlier_fills_unchanged() -> None:

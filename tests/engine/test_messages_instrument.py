@@ -90,6 +90,21 @@ def test_round_price_up_and_down_go_to_the_grid_against_the_trader_without_float
     assert inst.round_price_up(600.1800000000001) == 600.18  # already on the grid up to noise
 
 
+@given(st.sampled_from([1e-8, 1e-6, 1e-5, 0.001, 0.01, 0.1, 0.2, 0.25, 5.0]), st.integers(1, 10**12))
+def test_round_price_up_and_down_keep_a_price_on_the_tick_grid_of_any_count_of_ticks(tick: float, ticks: int) -> None:
+    inst = make_instrument(tick_size=tick)
+    price = float(ticks * Decimal(repr(tick)))  # 750.66163 at a tick of 1e-5 is 75066162.99999999 ticks in floats
+    assert inst.round_price_up(price) == price and inst.round_price_down(price) == price
+    off = max(price * 1e-12, tick * 1e-8)
+    assert inst.round_price_down(price - off) < price and inst.round_price_up(price + off) > price
+
+
+def test_round_price_down_of_75066163_at_a_tick_of_1e5_is_75066163() -> None:
+    inst = make_instrument(tick_size=1e-5)
+    assert inst.round_price_down(750.66163) == 750.66163 and inst.round_price_up(750.66163) == 750.66163
+    assert make_instrument(tick_size=1e-8).round_price_up(5027.08526751) == 5027.08526751  # not 5027.08526752
+
+
 def test_round_quantity_rounds_down_to_whole_lots() -> None:
     inst = make_instrument(lot_size=0.001)
     assert inst.round_quantity(1.23456) == 1.234

@@ -77,7 +77,7 @@ import numpy as np
 from tradebus.account.margin import margin_reason
 from tradebus.account.spot import asset_names, buying_power_reason, insufficient_balance_reason
 from tradebus.engine.batch import rare_gc
-from tradebus.engine.instrument import LOTS_RTOL, Instrument
+from tradebus.engine.instrument import LOTS_RTOL, TICKS_RTOL, Instrument
 from tradebus.engine.kernel import EquitySample, FillRecord, Kernel, ReplayLike, RunResult
 from tradebus.engine.messages import Liquidity, OrderDenied, OrderSide, OrderStatus, OrderType
 from tradebus.errors import TradebusError
@@ -288,9 +288,11 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                     bps = min(bps, cfg[18])
                 slip = bps * 1e-4
                 if side > 0:
-                    px = min(_grid(math.ceil(px * (1.0 + slip) / tick - 1e-9), cfg[7], cfg[8]), h)
+                    ticks = px * (1.0 + slip) / tick
+                    px = min(_grid(math.ceil(ticks - max(1e-9, abs(ticks) * {ticks_rtol!r})), cfg[7], cfg[8]), h)
                 else:
-                    px = max(_grid(math.floor(px * (1.0 - slip) / tick + 1e-9), cfg[7], cfg[8]), l)
+                    ticks = px * (1.0 - slip) / tick
+                    px = max(_grid(math.floor(ticks + max(1e-9, abs(ticks) * {ticks_rtol!r})), cfg[7], cfg[8]), l)
             notional = qty * cs * px
             fee = notional * taker
             pending = False
@@ -661,7 +663,7 @@ def _generate(bank_module: str, signal: SignalKernel) -> Any:
         buying_power=_BUYING_POWER, max_quantity=_MAX_QUANTITY, max_notional=_MAX_NOTIONAL,
         max_position=_MAX_POSITION, unpaid=_UNPAID, halted=_HALTED, reducing=_REDUCING, max_gross=_MAX_GROSS,
         max_rate_code=_MAX_RATE, active=_ACTIVE_STATE, reducing_state=_REDUCING_STATE, halted_state=_HALTED_STATE,
-        day_ns=DAY_NS, limit_rtol=LIMIT_RTOL, lots_rtol=LOTS_RTOL,
+        day_ns=DAY_NS, limit_rtol=LIMIT_RTOL, lots_rtol=LOTS_RTOL, ticks_rtol=TICKS_RTOL,
     )  # fmt: skip
     return drivers.load_module(text).simulate
 

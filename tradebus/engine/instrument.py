@@ -10,12 +10,16 @@ import msgspec
 
 from tradebus.errors import OrderError
 
-__all__ = ["LOTS_RTOL", "FeeTier", "Instrument", "InstrumentKind", "MarginMode", "MarginTier"]
+__all__ = ["LOTS_RTOL", "TICKS_RTOL", "FeeTier", "Instrument", "InstrumentKind", "MarginMode", "MarginTier"]
 
 #: Float noise of a count of lots, relative to the count: ``quantity / lot`` of a quantity on the
 #: lot grid misses its whole number by a few units in the last place (about 2e-16 of the count),
 #: beyond an absolute 1e-9 once the count passes ~1e7 (0.1 of a coin at a lot of 1e-8).
 LOTS_RTOL = 1e-14
+
+#: The same float noise for a count of ticks, ``price / tick`` of a price on the tick grid
+#: (750.66163 / 1e-5 is 75066162.99999999 ticks).
+TICKS_RTOL = 1e-14
 
 
 class InstrumentKind(StrEnum):
@@ -216,15 +220,22 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
     def round_price_up(self, price: float) -> float:
         """Round a price *up* to the tick grid (a buyer's price, rounded against the buyer).
 
-        A price already on the grid up to float noise (``66506.000000001`` ticks) stays where it is.
+        A price already on the grid up to float noise (``66506.000000001`` ticks) stays where it is,
+        however many ticks it counts.
         """
         tick = self.tick_size
-        return round(math.ceil(price / tick - 1e-9) * tick, _digits(tick))
+        ticks = price / tick
+        return round(math.ceil(ticks - max(1e-9, abs(ticks) * TICKS_RTOL)) * tick, _digits(tick))
 
     def round_price_down(self, price: float) -> float:
-        """Round a price *down* to the tick grid (a seller's price, rounded against the seller)."""
+        """Round a price *down* to the tick grid (a seller's price, rounded against the seller).
+
+        A price already on the grid up to float noise stays where it is, however many ticks it
+        counts (750.66163 / 1e-5 is 75066162.99999999 ticks: 750.66163, not 750.66162).
+        """
         tick = self.tick_size
-        return round(math.floor(price / tick + 1e-9) * tick, _digits(tick))
+        ticks = price / tick
+        return round(math.floor(ticks + max(1e-9, abs(ticks) * TICKS_RTOL)) * tick, _digits(tick))
 
     def round_quantity(self, quantity: float) -> float:
         """Round a quantity *down* to a whole number of lots (never trade more than asked).
