@@ -20,12 +20,13 @@ from tradebus.node.flatten import KILL_STRATEGY
 from tradebus.node.live import ApiKeys, kill_switch, parse_live_config
 
 
+@pytest.mark.parametrize("quantity", [0.003, 0.29])  # 0.29 / 1e-8 is 28999999.999999996 lots in floats
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
-async def test_kill_flatten_sells_the_journaled_position_once_and_halts(kit: VenueKit, tmp_path: Path) -> None:
+async def test_kill_flatten_sells_the_journaled_position_once_and_halts(kit: VenueKit, quantity: float, tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     async with kit_harness(kit, journal=path) as h:
         execution = h.kernel.execution
-        bought = execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.003, 0, 0, OrderType.MARKET))
+        bought = execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, quantity, 0, 0, OrderType.MARKET))
         await until(lambda: bought.status is OrderStatus.ACCEPTED)
         h.emulator.on_trade(Trade(kit.iid, 10**18, 10**18, 30_000.0, 1.0, 1, "t1"))
         await until(lambda: bought.status is OrderStatus.FILLED)
@@ -45,7 +46,7 @@ async def test_kill_flatten_sells_the_journaled_position_once_and_halts(kit: Ven
         await mover
     assert canceled == [resting.client_order_id]
     sells = [r for r in h.emulator.orders.values() if r.order.side is OrderSide.SELL]
-    assert len(sells) == 1 and sells[0].status is OrderStatus.FILLED and sells[0].order.quantity == pytest.approx(0.003)
+    assert len(sells) == 1 and sells[0].status is OrderStatus.FILLED and sells[0].order.quantity == quantity
     assert h.emulator.balances[kit.base] == pytest.approx(0.0, abs=1e-12)
     # the journal holds the flattening order and its fill: a restart starts flat, as the venue is
     journal = Journal(path)

@@ -17,7 +17,6 @@ books from its stream is not journaled twice).
 from __future__ import annotations
 
 import asyncio
-import math
 
 from loguru import logger
 
@@ -104,8 +103,8 @@ def _closing(inst: Instrument, here: float, held: dict[str, float], venue_positi
         there = venue_positions.get(inst.instrument_id, 0.0)
         size = min(abs(here), abs(there)) if here * there > 0.0 else 0.0
         side = OrderSide.SELL if here > 0.0 else OrderSide.BUY
-        return side, math.floor(size / inst.lot_size + 1e-9) * inst.lot_size, True
-    return OrderSide.SELL, math.floor(min(here, held.get(inst.base, 0.0)) / inst.lot_size + 1e-9) * inst.lot_size, False
+        return side, inst.round_quantity(size), True
+    return OrderSide.SELL, inst.round_quantity(min(here, held.get(inst.base, 0.0))), False
 
 
 async def _settle(api: TradingApi, order: Order, timeout: float) -> OrderStatusReport | None:
