@@ -312,6 +312,18 @@ def test_one_trade_shares_what_it_printed_among_own_orders_at_its_price() -> Non
     assert _fills(s, second) == [(0.1, 99.7, Liquidity.MAKER)]
 
 
+def test_a_print_of_029_past_the_queue_fills_a_resting_bid_of_029_at_a_lot_of_1e8() -> None:
+    """Nothing ahead at 99.6; a sell of 0.29 prints there: the bid of 0.29 fills whole (0.29 / 1e-8
+    is 28999999.999999996 lots in floats: before, 0.28999999 filled and a lot stayed open)."""
+    s = build_stack(venue=VenueConfig(fill_on="book", book=BookFillConfig()), tick_size=0.1, lot_size=1e-8)
+    _book(s, 1 * MS, bids=((99.9, 5.0),), asks=((100.0, 1.0),), snapshot=True)
+    coid = s.submit(BUY, 0.29, LIMIT, price=99.6)
+    _book(s, 2 * MS)
+    _trade(s, 3 * MS, 99.6, 0.29, -1)
+    assert [(f.last_qty, f.last_px) for f in s.fills(coid)] == [(0.29, 99.6)]
+    assert s.orders.get(coid).status is OrderStatus.FILLED
+
+
 def test_buy_side_trades_do_not_reach_a_resting_bid_but_a_trade_through_fills_it() -> None:
     s = _stack()
     coid = s.submit(BUY, 1.0, LIMIT, price=99.8)

@@ -550,7 +550,8 @@ class BookVenue(SimulatedVenue):
         self, iid: str, rest: dict[int, list[_QueueState]], tick: int, size: float, ts: int, *, buy: bool
     ) -> None:
         model = self.queue_model
-        lot = self.instruments[iid].lot_size
+        inst = self.instruments[iid]
+        lot = inst.lot_size
         # Best price first (highest bid, lowest ask), as the aggressor met them; not the order placed.
         for level in sorted([t for t in rest if (t > tick if buy else t < tick)], reverse=buy):
             for q in list(rest[level]):
@@ -571,7 +572,7 @@ class BookVenue(SimulatedVenue):
                 # Whole lots past the queue, rounded to the nearest lot as hftbacktest's is_filled
                 # does, but never more than the whole lots left of the print (hftbacktest 2.4.4
                 # has no such cap: a queue estimate below zero could fill more than traded).
-                qty = min(round(-q.front / lot), math.floor((size - own_filled) / lot + 1e-9)) * lot
+                qty = min(round(-q.front / lot), round(inst.round_quantity(size - own_filled) / lot)) * lot
                 if qty > 0.0:
                     q.front = 0.0
                     own_filled += self._rest_fill(iid, q, min(qty, q.sim.leaves), ts)
