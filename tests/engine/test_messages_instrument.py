@@ -105,6 +105,20 @@ def test_round_price_down_of_75066163_at_a_tick_of_1e5_is_75066163() -> None:
     assert make_instrument(tick_size=1e-8).round_price_up(5027.08526751) == 5027.08526751  # not 5027.08526752
 
 
+@given(st.sampled_from([1e-8, 1e-6, 1e-5, 0.001, 0.01, 0.1, 0.2, 0.25, 5.0]), st.integers(1, 10**12))
+def test_validate_order_takes_a_quantity_and_price_on_their_grids_of_any_count(step: float, count: int) -> None:
+    on_grid = float(count * Decimal(repr(step)))  # 128.01 / 1e-8 is 12800999999.999998 lots in floats
+    inst = make_instrument(tick_size=step, lot_size=step, min_notional=0.0)
+    assert inst.validate_order(on_grid, on_grid) is None
+    assert inst.validate_order(on_grid + step / 2, math.nan) is not None or on_grid + step / 2 == on_grid
+
+
+def test_validate_order_takes_12801_btc_at_a_lot_of_1e8_and_a_price_of_102408_at_a_tick_of_1e8() -> None:
+    inst = make_instrument(tick_size=1e-8, lot_size=1e-8, min_notional=0.0)
+    assert inst.validate_order(128.01, math.nan) is None and inst.validate_order(1.0, 1024.08) is None
+    assert inst.validate_order(128.010000005, math.nan) == "quantity 128.010000005 is not a multiple of the lot size 1e-08"
+
+
 def test_round_quantity_rounds_down_to_whole_lots() -> None:
     inst = make_instrument(lot_size=0.001)
     assert inst.round_quantity(1.23456) == 1.234

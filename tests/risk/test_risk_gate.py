@@ -188,6 +188,18 @@ def test_instrument_checks_deny_with_reason(qty: float, price: float, expected: 
     assert g.check(qty=qty, typ=typ, price=price) == expected
 
 
+def test_a_market_order_of_12801_btc_at_a_lot_of_1e8_passes_the_instrument_checks() -> None:
+    """128.01 / 1e-8 is 12800999999.999998 lots in floats: it was denied as not a multiple of the lot."""
+    inst = Instrument("COINBASE", "BTC-USD", tick_size=0.01, lot_size=1e-8, margin=True, leverage=100.0)
+    bus, clock = MessageBus(), SimulatedClock(0)
+    portfolio = Portfolio({inst.instrument_id: inst}, 10_000_000.0)
+    gate = RiskGate(RiskConfig(), portfolio, clock, bus)
+    gate.bind_orders(OrderManager(bus, clock))
+    gate.on_price(inst.instrument_id, 60_000.0)
+    portfolio.mark(inst.instrument_id, 60_000.0)
+    assert gate.check(SubmitOrder("s", inst.instrument_id, "c", BUY, 128.01, 0, 0), 0) is None
+
+
 def test_market_order_below_min_notional_at_last_price_is_denied() -> None:
     reason = Gate().check(qty=0.05)
     assert reason is not None and reason.startswith("instrument: notional")

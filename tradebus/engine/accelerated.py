@@ -376,7 +376,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                     # The risk gate (no working order) and the account's buying power, in
                     # the gate's order; a limit not set is NaN (no comparison with it holds).
                     lots = size / lot
-                    if size < cfg[9] - 1e-12 or abs(lots - round(lots)) > 1e-6:
+                    if size < cfg[9] - 1e-12 or abs(lots - round(lots)) > max(1e-6, lots * {lots_rtol!r}):
                         return {invalid}, n_orders, n_fills, n_samples, i
                     if n_orders >= cap_orders:
                         return {full}, n_orders, n_fills, n_samples, i
@@ -393,7 +393,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                         size = _grid(math.floor(abs(pos) / lot + max(1e-9, abs(pos) / lot * {lots_rtol!r})), cfg[4], cfg[5])
                         signed = size if buy else -size
                         lots = size / lot
-                        if size < cfg[9] - 1e-12 or abs(lots - round(lots)) > 1e-6:
+                        if size < cfg[9] - 1e-12 or abs(lots - round(lots)) > max(1e-6, lots * {lots_rtol!r}):
                             return {invalid}, n_orders, n_fills, n_samples, i
                     if state == {halted_state}:
                         code = {halted}

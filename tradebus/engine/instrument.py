@@ -258,13 +258,13 @@ class Instrument(msgspec.Struct, frozen=True, cache_hash=True):
         if quantity < max(self.min_quantity, lot) - 1e-12:
             return f"quantity {quantity} is below the minimum {max(self.min_quantity, lot)}"
         lots = quantity / lot
-        if abs(lots - round(lots)) > 1e-6:
+        if abs(lots - round(lots)) > max(1e-6, lots * LOTS_RTOL):
             return f"quantity {quantity} is not a multiple of the lot size {lot}"
         if price == price:
             if not (price > 0.0 and price < math.inf):
                 return f"price {price!r} must be a positive finite number"
             ticks = price / self.tick_size
-            if abs(ticks - round(ticks)) > 1e-6:
+            if abs(ticks - round(ticks)) > max(1e-6, ticks * TICKS_RTOL):
                 return f"price {price} is not a multiple of the tick size {self.tick_size}"
             notional = price * quantity * self.contract_size
             if notional < self.min_notional - 1e-12:

@@ -73,7 +73,7 @@ from loguru import logger
 
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import Clock
-from tradebus.engine.instrument import Instrument
+from tradebus.engine.instrument import LOTS_RTOL, Instrument
 from tradebus.engine.messages import (
     OrderType,
     PositionChanged,
@@ -295,7 +295,7 @@ class RiskGate:
         last = self._last.get(iid, _NAN)
         if typ == _MARKET:
             # Instrument.validate_order(qty, nan) inline; it is asked for the reason when a check fails.
-            if not (qty > 0.0 and qty < _INF and qty >= minimum - 1e-12) or abs(qty / lot - round(qty / lot)) > 1e-6:
+            if not (qty > 0.0 and qty < _INF and qty >= minimum - 1e-12) or abs(qty / lot - round(qty / lot)) > max(1e-6, qty / lot * LOTS_RTOL):
                 why = inst.validate_order(qty, _NAN)
                 if why is not None:
                     return f"instrument: {why}"
