@@ -354,6 +354,25 @@ def test_trade_log_by_exit_reason_hand_derived() -> None:
     assert summary["tails"]["worst_trade_share_of_losses"] == 1.0
 
 
+def test_trade_log_exit_and_side_come_from_the_closing_fill_when_the_next_trip_opens_at_the_same_time() -> None:
+    def fill(ts: int, side: str, price: float, reason: str) -> FillRecord:
+        return FillRecord(ts, "X.V", side, 1.0, price, 0.0, "TAKER", f"o{ts}{side}", "s", f"{ts}{side}", reason)
+
+    fills = [
+        fill(1 * BAR, "BUY", 100.0, "edge"),
+        fill(3 * BAR, "SELL", 95.0, "bracket stop-loss"), fill(3 * BAR, "BUY", 95.0, "edge"),  # stopped, re-entered
+        fill(5 * BAR, "SELL", 99.0, "timed exit"),
+        fill(6 * BAR, "SELL", 99.0, "edge"),
+        fill(7 * BAR, "BUY", 97.0, "bracket take-profit"), fill(7 * BAR, "SELL", 97.0, "edge"),
+        fill(8 * BAR, "BUY", 98.0, "timed exit"),
+    ]
+    log = trade_log(fills, BAR)
+    assert list(log["exit_reason"]) == ["stop", "timed", "take_profit", "timed"]
+    assert list(log["side"]) == ["long", "long", "short", "short"]
+    np.testing.assert_allclose(log["net_pnl"], [-5.0, 4.0, 2.0, -1.0])
+    assert list(log["entry_ns"]) == [1 * BAR, 3 * BAR, 6 * BAR, 7 * BAR]
+
+
 # ---------------------------------------------------------------------------- system
 
 

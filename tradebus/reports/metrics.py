@@ -174,14 +174,20 @@ def max_drawdown(values: Sequence[float] | np.ndarray) -> float:
 
 
 class RoundTrip:
-    """One closed position episode of an instrument."""
+    """One closed position episode of an instrument.
 
-    __slots__ = ("closed", "entry_ns", "exit_ns", "fees", "instrument_id", "pnl")
+    ``direction`` is 1 for a long episode and -1 for a short one; ``exit_fill`` is the
+    fill that last reduced the position (the one that closed it once ``closed``), or ``None``.
+    """
 
-    def __init__(self, instrument_id: str, entry_ns: int) -> None:
+    __slots__ = ("closed", "direction", "entry_ns", "exit_fill", "exit_ns", "fees", "instrument_id", "pnl")
+
+    def __init__(self, instrument_id: str, entry_ns: int, direction: int = 1) -> None:
         self.instrument_id = instrument_id
         self.entry_ns = entry_ns
         self.exit_ns = entry_ns
+        self.direction = direction
+        self.exit_fill: FillRecord | None = None
         self.pnl = 0.0
         self.fees = 0.0
         self.closed = False
@@ -213,7 +219,7 @@ def round_trips(
         pos, avg, trip = state.get(iid, (0.0, 0.0, None))
         qty = fill.position_change
         if trip is None or pos == 0.0:
-            trip = RoundTrip(iid, fill.ts_event)
+            trip = RoundTrip(iid, fill.ts_event, 1 if qty > 0.0 else -1)
             pos, avg = qty, fill.price
             trip.fees += fill.fee
         elif (pos > 0.0) == (qty > 0.0):
@@ -227,6 +233,7 @@ def round_trips(
             trip.pnl += closed * size * (fill.price - avg) * (1.0 if pos > 0.0 else -1.0)
             trip.fees += fill.fee * share
             trip.exit_ns = fill.ts_event
+            trip.exit_fill = fill
             new = pos + qty
             if abs(new) <= eps or (new > 0.0) != (pos > 0.0):
                 trip.closed = True
@@ -234,7 +241,7 @@ def round_trips(
                 if abs(new) <= eps:
                     pos, avg, trip = 0.0, 0.0, None
                 else:
-                    trip = RoundTrip(iid, fill.ts_event)
+                    trip = RoundTrip(iid, fill.ts_event, 1 if new > 0.0 else -1)
                     trip.fees += fill.fee * (1.0 - share)
                     pos, avg = new, fill.price
             else:

@@ -2,7 +2,8 @@
 
 Round trips come from :func:`tradebus.reports.metrics.round_trips` (average-cost
 accounting, fees included). A trip's *exit reason* is the submit reason of the fill that
-closed it: ``"bracket stop-loss"``, ``"bracket take-profit"`` and ``"timed exit"`` from
+closed it (not of another fill at the same time, such as the next trip's entry):
+``"bracket stop-loss"``, ``"bracket take-profit"`` and ``"timed exit"`` from
 :mod:`tradebus.execution.contingent`, mapped to ``stop``, ``take_profit`` and ``timed``;
 any other reason is kept as it is (a strategy's own exit).
 """
@@ -36,19 +37,14 @@ def trade_log(fills: Sequence[FillRecord], bar_ns: int | None = None) -> pd.Data
     bar_ns
         Bar interval; ``hold_bars = (exit_ns - entry_ns) / bar_ns`` when given (NaN otherwise).
     """
-    trips = [t for t in round_trips(list(fills)) if t.closed]
-    by_key: dict[tuple[str, int], FillRecord] = {}
-    first: dict[tuple[str, int], FillRecord] = {}
-    for fill in fills:
-        by_key[(fill.instrument_id, fill.ts_event)] = fill  # the last fill at a time closes
-        first.setdefault((fill.instrument_id, fill.ts_event), fill)
     rows = []
-    for trip in trips:
-        closing = by_key[(trip.instrument_id, trip.exit_ns)]
-        opening = first[(trip.instrument_id, trip.entry_ns)]
+    for trip in round_trips(list(fills)):
+        if not trip.closed or trip.exit_fill is None:
+            continue
+        reason = trip.exit_fill.reason
         hold = (trip.exit_ns - trip.entry_ns) / bar_ns if bar_ns else float("nan")
-        rows.append((trip.instrument_id, trip.entry_ns, trip.exit_ns, "long" if opening.side == "BUY" else "short",
-                     trip.net_pnl, trip.pnl, trip.fees, EXIT_REASONS.get(closing.reason, closing.reason), hold))
+        rows.append((trip.instrument_id, trip.entry_ns, trip.exit_ns, "long" if trip.direction > 0 else "short",
+                     trip.net_pnl, trip.pnl, trip.fees, EXIT_REASONS.get(reason, reason), hold))
     return pd.DataFrame(rows, columns=_COLUMNS)
 
 
