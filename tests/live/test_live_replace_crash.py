@@ -89,12 +89,12 @@ async def _kill_in_the_replace_and_restart(tmp: Path, srv: LocalVenueServer, emu
     assert first.proc is not None
     try:
         gate.allowed = 1  # 60,000: the entry, a market buy
-        await wait_for(lambda: any(m == "POST" for m, _, _ in emulator.requests), first.proc, 90, "the entry")
+        await wait_for(lambda: any(m == "POST" for m, _, _ in emulator.requests), first.proc, 90, "the entry", first.log)
         gate.allowed = 2  # 60,000: fills it
         await wait_for(lambda: _venue_stops(emulator) == [59_500.0] and len(emulator.open_orders()) == 2,
-                       first.proc, 30, "the stop and the take-profit working")
+                       first.proc, 30, "the stop and the take-profit working", first.log)
         gate.allowed = 3  # 61,000: the stop is cancel-replaced to 60,500
-        await wait_for(lambda: any(p == REPLACE for _, p, _ in emulator.requests), first.proc, 30, "the cancel-replace")
+        await wait_for(lambda: any(p == REPLACE for _, p, _ in emulator.requests), first.proc, 30, "the cancel-replace", first.log)
     finally:
         await first.kill()
     assert _venue_stops(emulator) == [60_500.0]
@@ -104,11 +104,11 @@ async def _kill_in_the_replace_and_restart(tmp: Path, srv: LocalVenueServer, emu
     await second.start()
     assert second.proc is not None
     try:
-        await wait_for(lambda: "reconciled BTCUSDT.BINANCE" in second.text(), second.proc, 90, "the start-up reconciliation")
+        await wait_for(lambda: "reconciled BTCUSDT.BINANCE" in second.text(), second.proc, 90, "the start-up reconciliation", second.log)
         gate.allowed = 4  # 62,000: the replacement trails to 61,500
-        await wait_for(lambda: _venue_stops(emulator) == [61_500.0], second.proc, 20, "the replacement trailing")
+        await wait_for(lambda: _venue_stops(emulator) == [61_500.0], second.proc, 20, "the replacement trailing", second.log)
         gate.allowed = 6  # 61,400: the stop sells 0.01; its sibling is canceled
-        await wait_for(lambda: emulator.orders[target].status is OrderStatus.CANCELED, second.proc, 20, "the take-profit canceled")
+        await wait_for(lambda: emulator.orders[target].status is OrderStatus.CANCELED, second.proc, 20, "the take-profit canceled", second.log)
     finally:
         second.proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(second.proc.wait(), 30)

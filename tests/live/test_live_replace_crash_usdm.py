@@ -62,9 +62,9 @@ async def _kill_in_the_cancel_and_restart(tmp: Path, srv: LocalVenueServer, emul
     assert first.proc is not None
     try:
         gate.allowed = 2  # 28,000: the two buys
-        await wait_for(lambda: _venue_buys(emulator) == [26_000.0, 27_000.0], first.proc, 90, "the two buys working")
+        await wait_for(lambda: _venue_buys(emulator) == [26_000.0, 27_000.0], first.proc, 90, "the two buys working", first.log)
         gate.allowed = 3  # 28,100: the buy at 27,000 is canceled, to be placed again at 27,500
-        await wait_for(lambda: any(m == "DELETE" for m, _, _ in emulator.requests), first.proc, 30, "the cancel")
+        await wait_for(lambda: any(m == "DELETE" for m, _, _ in emulator.requests), first.proc, 30, "the cancel", first.log)
     finally:
         await first.kill()
     assert _venue_buys(emulator) == [26_000.0]
@@ -74,10 +74,10 @@ async def _kill_in_the_cancel_and_restart(tmp: Path, srv: LocalVenueServer, emul
     await second.start()
     assert second.proc is not None
     try:
-        await wait_for(lambda: "reconciled BTCUSDT.BINANCE_USDM" in second.text(), second.proc, 90, "the start-up reconciliation")
-        await wait_for(lambda: _venue_buys(emulator) == [26_000.0, 27_500.0], second.proc, 60, "the replacement at 27,500")
+        await wait_for(lambda: "reconciled BTCUSDT.BINANCE_USDM" in second.text(), second.proc, 90, "the start-up reconciliation", second.log)
+        await wait_for(lambda: _venue_buys(emulator) == [26_000.0, 27_500.0], second.proc, 60, "the replacement at 27,500", second.log)
         gate.allowed = 6  # 27,400: fills the replacement; its sibling is canceled
-        await wait_for(lambda: emulator.orders[sibling].status is OrderStatus.CANCELED, second.proc, 60, "the sibling canceled")
+        await wait_for(lambda: emulator.orders[sibling].status is OrderStatus.CANCELED, second.proc, 60, "the sibling canceled", second.log)
     finally:
         second.proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(second.proc.wait(), 30)

@@ -76,11 +76,16 @@ def journal_meta(path: Path) -> dict[str, str]:
         db.close()
 
 
-async def wait_for(predicate: Any, proc: asyncio.subprocess.Process, timeout: float, what: str) -> None:
+async def wait_for(
+    predicate: Any, proc: asyncio.subprocess.Process, timeout: float, what: str, log: Path | None = None
+) -> None:
+    """Wait for ``predicate()``; fail if ``proc`` exits first (quoting the end of its ``log``) or after ``timeout``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not predicate():
-        assert proc.returncode is None, f"daemon exited early ({proc.returncode}) while waiting for {what}"
+        if proc.returncode is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
+            raise AssertionError(f"daemon exited early ({proc.returncode}) while waiting for {what}\n{tail}")
         assert loop.time() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.1)
 
