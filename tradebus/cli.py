@@ -60,7 +60,7 @@ from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.execution.client_ids import ClientIdRule
 from tradebus.errors import ConfigError, DataError, FeatureError, StrategyError, TradebusError
 from tradebus.reports.cli import report
-from tradebus.node.cli import DAEMON_OUT_HELP, live, live_kill, live_resume
+from tradebus.node.cli import DaemonOut, live, live_kill, live_resume
 from tradebus.ops.logs import LOG_LEVELS, setup_logging
 from tradebus.reports.metrics import format_ns
 from tradebus.reports.outputs import write_outputs
@@ -455,14 +455,7 @@ def backtest(
 @app.command()
 def paper(
     config: Annotated[Path, typer.Argument(help="YAML paper config (feeds, strategy, venue, risk).", show_default=False)],
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help=DAEMON_OUT_HELP,
-        ),
-    ] = None,
+    out: DaemonOut = None,
     force: Annotated[bool, typer.Option("--force", help=_FORCE_HELP)] = False,
     max_seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     max_messages: Annotated[int | None, typer.Option(help="Stop after this many market-data messages.")] = None,

@@ -415,6 +415,13 @@ async def test_two_modifies_during_one_two_request_cancel_replace_are_both_appli
     assert [(r.order.price, r.order.quantity) for r in h.emulator.open_orders()] == [(59_500.0, 0.005)]
 
 
+async def _cancel_during_replace(h: Harness, coid: str, **change: float) -> None:
+    """Move ``coid`` by one (slow) cancel-replace, then cancel it once the venue has processed the replace."""
+    h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, **change))
+    await until(lambda: h.emulator.orders[coid].status == "CANCELED")  # processed; its answer is on its way
+    h.kernel.execution.cancel(CancelOrder("s1", IID, coid, 0, 0))
+
+
 async def test_an_order_canceled_during_its_one_request_cancel_replace_leaves_nothing_working() -> None:
     """Binance spot: a limit buy at 50,000 is moved to 55,000 by one cancel-replace, whose answer is slow
     (0.15 s), and canceled by the strategy meanwhile. The venue did the cancel-replace first (the cancel
@@ -428,9 +435,7 @@ async def test_an_order_canceled_during_its_one_request_cancel_replace_leaves_no
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: order.status is OrderStatus.ACCEPTED)
         coid = order.client_order_id
-        h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, price=55_000.0))
-        await until(lambda: h.emulator.orders[coid].status == "CANCELED")  # processed; its answer is on its way
-        h.kernel.execution.cancel(CancelOrder("s1", IID, coid, 0, 0))
+        await _cancel_during_replace(h, coid, price=55_000.0)
         await until(lambda: h.emulator.open_orders() == [] and h.kernel.orders.open_orders() == [])
         await h.venue.drain()
         new = next(o for o in h.kernel.orders.orders() if o is not order)
@@ -451,9 +456,7 @@ async def test_a_stop_canceled_during_its_refused_one_request_cancel_replace_is_
         h.kernel.bus.subscribe(OrderModifyRejected, refused.append)
         stop = await _bought_with_stop(h)
         coid = stop.client_order_id
-        h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, trigger_price=60_500.0))
-        await until(lambda: h.emulator.orders[coid].status == "CANCELED")  # processed; its answer is on its way
-        h.kernel.execution.cancel(CancelOrder("s1", IID, coid, 0, 0))
+        await _cancel_during_replace(h, coid, trigger_price=60_500.0)
         await until(lambda: len(refused) == 1)
         await h.venue.drain()
     assert h.emulator.open_orders() == [] and h.kernel.orders.open_orders() == []
@@ -504,9 +507,7 @@ async def test_a_lost_cancel_of_the_replacement_of_an_order_canceled_during_its_
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: order.status is OrderStatus.ACCEPTED)
         coid = order.client_order_id
-        h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, price=55_000.0))
-        await until(lambda: h.emulator.orders[coid].status == "CANCELED")  # processed; its answer is on its way
-        h.kernel.execution.cancel(CancelOrder("s1", IID, coid, 0, 0))
+        await _cancel_during_replace(h, coid, price=55_000.0)
         await until(lambda: len(h.kernel.orders.orders()) == 2)
         new = h.kernel.orders.orders()[-1]
         await until(lambda: h.emulator.open_orders() == [] and all(f.fired for f in rest + stream))
@@ -531,9 +532,7 @@ async def test_a_lost_refused_cancel_of_the_filled_replacement_of_an_order_cance
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: order.status is OrderStatus.ACCEPTED)
         coid = order.client_order_id
-        h.kernel.execution.modify(ModifyOrder("s1", IID, coid, 0, 0, price=55_000.0))
-        await until(lambda: h.emulator.orders[coid].status == "CANCELED")  # processed; its answer is on its way
-        h.kernel.execution.cancel(CancelOrder("s1", IID, coid, 0, 0))
+        await _cancel_during_replace(h, coid, price=55_000.0)
         await until(lambda: [r.order.price for r in h.emulator.open_orders()] == [55_000.0])
         h.trade(54_000.0)  # fills the replacement at the venue, before the cancel-replace's answer
         await until(lambda: len(h.kernel.orders.orders()) == 2)

@@ -8,25 +8,23 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-__all__ = ["DAEMON_OUT_HELP", "live", "live_kill", "live_resume"]
+__all__ = ["DaemonOut", "live", "live_kill", "live_resume"]
 
 #: ``--out`` of ``tradebus paper`` and ``tradebus live``.
-DAEMON_OUT_HELP = (
-    "Output directory: fills, orders, equity, funding and prices are written row by row while the daemon runs, "
-    "the other outputs when it stops."
-)
+DaemonOut = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        "-o",
+        help="Output directory: fills, orders, equity, funding and prices are written row by row while the daemon "
+        "runs, the other outputs when it stops.",
+    ),
+]
 
 
 def live(
     config: Annotated[Path, typer.Argument(help="YAML live config (a paper config plus a live: section).", show_default=False)],
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out",
-            "-o",
-            help=DAEMON_OUT_HELP,
-        ),
-    ] = None,
+    out: DaemonOut = None,
     mainnet: Annotated[
         bool, typer.Option("--mainnet", help="Trade real money: also needs live.environment: mainnet in the config.")
     ] = False,

@@ -311,20 +311,22 @@ class Reconciler:
         inst = self.kernel.instruments[instrument_id]
         api = self.venue.api
         try:
+            balances: dict[str, float] = {}
+            positions: dict[str, float] = {}
             if inst.kind is InstrumentKind.PERPETUAL:
                 listed = [p for p in await api.positions() if p.instrument_id == instrument_id]
                 if not all(p.one_way for p in listed):
                     return
-                unit, there = f"{inst.base} position", next((p.quantity for p in listed), 0.0)
+                positions = {p.instrument_id: p.quantity for p in listed}
             else:
                 balances = {b.asset: b.free + b.locked for b in await api.balances()}
-                unit, there = inst.base, balances.get(inst.base, 0.0)
         except Exception as exc:  # noqa: BLE001 - no answer: the rounds compare it
             logger.warning("reconciliation: {}: balances or positions unavailable ({}: {}); it stays held until a round "
                            "finds its holding equal to the venue's", instrument_id, type(exc).__name__, exc)
             return
         finally:
             self.checks += 1
+        unit, there = _venue_holding(inst, balances, positions)
         here = self.holding(instrument_id)
         if math.fabs(here - there) > inst.lot_size / 2:
             logger.info("reconciliation: {}: {} {} here, {} at the venue with the missing fills booked; it stays held "
@@ -612,11 +614,7 @@ class Reconciler:
                 self.hold(iid, reason)
                 continue
             here = self.holding(iid)
-            if iid in perpetual:
-                held = f"{inst.base} position" if inst.contract_size == 1.0 else f"contracts of {inst.contract_size:g} {inst.base}"
-                unit, there = held, positions.get(iid, 0.0)
-            else:
-                unit, there = inst.base, balances.get(inst.base, 0.0)
+            unit, there = _venue_holding(inst, balances, positions)
             diff = here - there
             if math.fabs(diff) <= inst.lot_size / 2:
                 self._suspect.pop(iid, None)
@@ -725,3 +723,11 @@ class Reconciler:
                 if strategy_failure(exc, None) is not None:
                     raise  # a strategy's hook raised on an event the round booked: the daemon stops on it
                 logger.warning("reconciliation round {} failed: {}: {}", self.rounds, type(exc).__name__, exc)
+
+
+def _venue_holding(inst: Instrument, balances: Mapping[str, float], positions: Mapping[str, float]) -> tuple[str, float]:
+    """What the venue holds of ``inst`` (its one-way position, or its base asset's balance) and the unit it is in."""
+    if inst.kind is InstrumentKind.PERPETUAL:
+        held = f"{inst.base} position" if inst.contract_size == 1.0 else f"contracts of {inst.contract_size:g} {inst.base}"
+        return held, positions.get(inst.instrument_id, 0.0)
+    return inst.base, balances.get(inst.base, 0.0)
