@@ -4,7 +4,8 @@ The server answers with the real ADABTC 1m klines of 2021-11-27 (first 120 minut
 real 2021-10-12 spot exchangeInfo, honours startTime/endTime/limit like Binance, leaves out
 five minutes (a gap the exchange has), and answers the first klines request with HTTP 429.
 Its aggTrades are 2,001 real BTCUSDT trades of 2021-01-08 (22 of them in one millisecond),
-served like Binance: startTime/endTime inclusive, sorted by id, at most ``limit``.
+served like Binance: startTime/endTime inclusive, or from the id ``fromId`` on (refused with
+startTime/endTime, as Binance refuses that combination), sorted by id, at most ``limit``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from tradebus.data.backfill import backfill_ohlcv, backfill_trades, make_exchang
 from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
 from tradebus.data.ingest import read_bars
-from tradebus.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 KLINES = FIXTURES / "data" / "ADABTC-1m-2021-11-27_head120.csv"
@@ -87,10 +87,15 @@ class Venue:
                     if venue.throttle_next:
                         venue.throttle_next -= 1
                         return self._send(429, b'{"code":-1003,"msg":"Too many requests"}', retry_after="0")
-                    start = int(query.get("startTime", ["0"])[0])
-                    end = int(query.get("endTime", [str(2**62)])[0])
                     limit = min(venue.trades_per_page, int(query.get("limit", ["500"])[0]))
-                    pick = np.flatnonzero((venue.trade_ms >= start) & (venue.trade_ms <= end))[:limit]
+                    if "fromId" in query:
+                        if "startTime" in query or "endTime" in query:
+                            return self._send(400, b'{"code":-1128,"msg":"Combination of optional parameters invalid."}')
+                        pick = np.flatnonzero(TRADES.trade_id.to_numpy() >= int(query["fromId"][0]))[:limit]
+                    else:
+                        start = int(query.get("startTime", ["0"])[0])
+                        end = int(query.get("endTime", [str(2**62)])[0])
+                        pick = np.flatnonzero((venue.trade_ms >= start) & (venue.trade_ms <= end))[:limit]
                     body = [{"a": int(TRADES.trade_id[i]), "p": f"{TRADES.price[i]:.2f}", "q": f"{TRADES.quantity[i]:.6f}",
                              "f": int(TRADES.trade_id[i]), "l": int(TRADES.trade_id[i]), "T": int(venue.trade_ms[i]),
                              "m": TRADES.buyer_maker[i] == "True", "M": True} for i in pick]
@@ -281,8 +286,7 @@ def test_trades_backfill_pages_through_a_crowded_millisecond_and_a_429(venue: Ve
     assert all(b >= a for a, b in zip(starts, starts[1:], strict=False))  # a page starts at the last trade's ms
 
 
-def test_trades_backfill_resumes_without_duplicates_and_refuses_a_limit_it_cannot_page_past(
-        venue: Venue, tmp_path: Path) -> None:
+def test_trades_backfill_resumes_without_duplicates(venue: Venue, tmp_path: Path) -> None:
     venue.throttle_next = 0
     since, until = int(venue.trade_ms[0]), int(venue.trade_ms[-1]) + 1
     crowded = int(np.bincount(venue.trade_ms - since).argmax()) + since  # the millisecond of 22 trades
@@ -296,28 +300,40 @@ def test_trades_backfill_resumes_without_duplicates_and_refuses_a_limit_it_canno
     assert first.rows + again.rows == 2001
     stored = Catalog(tmp_path).read("binance", "spot", "BTCUSDT", "trades").to_pandas()
     assert stored.trade_id.is_unique and stored.ts_event.is_monotonic_increasing and len(stored) == 2001
-    with pytest.raises(Exception, match="more than 10 trades at"):
-        backfill_trades(tmp_path / "other", exchange(venue, 1), "BTC/USDT", since_ms=since, until_ms=until,
-                        venue="binance", market="spot", catalog_symbol="BTCUSDT", limit=10)
-    assert not (tmp_path / "other" / "binance").exists() or Catalog(tmp_path / "other").datasets() == []
 
 
-def test_trades_backfill_with_a_limit_above_the_venues_cap_pages_on_or_says_where_it_cannot(
-        venue: Venue, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("limit", "per_page"), [(10, 1000), (30, 10)], ids=["at_the_limit", "at_the_venues_cap"])
+def test_trades_backfill_pages_by_trade_id_past_a_millisecond_holding_more_trades_than_a_page(
+        venue: Venue, tmp_path: Path, limit: int, per_page: int) -> None:
+    """Before, a millisecond with more trades than one page (the 22 of one millisecond, 10 per page: at --limit,
+    or at the venue's cap of 10 for a --limit of 30) stopped the backfill with "there may be more than 10 trades
+    at ... ms, which no page can get past"; Binance's aggTrades page on by ``fromId``."""
+    venue.throttle_next = 0
+    venue.trades_per_page = per_page
+    since, until = int(venue.trade_ms[0]), int(venue.trade_ms[-1]) + 1
+    result = backfill_trades(tmp_path, exchange(venue, 1), "BTC/USDT", since_ms=since, until_ms=until,
+                             venue="binance", market="spot", catalog_symbol="BTCUSDT", limit=limit)
+    stored = Catalog(tmp_path).read("binance", "spot", "BTCUSDT", "trades").to_pandas()
+    assert result.rows == len(stored) == 2001
+    assert stored.trade_id.tolist() == [str(i) for i in TRADES.trade_id]  # each served trade once, in order
+    assert np.array_equal(stored.ts_event.to_numpy(), expected_trades()[0])
+    assert np.array_equal(stored.aggressor.to_numpy(), expected_trades()[1])
+    by_id = [int(q["fromId"][0]) for _, q in venue.requests if "fromId" in q]
+    crowded = int(np.flatnonzero(np.bincount(venue.trade_ms - since) > 10)[0]) + since  # the first such millisecond
+    assert by_id[0] == int(TRADES.trade_id[np.flatnonzero(venue.trade_ms == crowded)[10]])  # the 11th trade there
+    assert all(b > a for a, b in zip(by_id, by_id[1:], strict=False))
+
+
+def test_trades_backfill_with_a_limit_above_the_venues_cap_pages_on(venue: Venue, tmp_path: Path) -> None:
     """Before, a venue returning 10 trades per page to a --limit of 30 left the 22 trades of one millisecond
     at its first 10 and ended there, exit 0, with 67 of the 2,001 trades."""
     venue.throttle_next = 0
     since, until = int(venue.trade_ms[0]), int(venue.trade_ms[-1]) + 1
     venue.trades_per_page = 25  # shorter pages than asked: paged on from, every trade kept
-    whole = backfill_trades(tmp_path / "a", exchange(venue, 1), "BTC/USDT", since_ms=since, until_ms=until,
+    whole = backfill_trades(tmp_path, exchange(venue, 1), "BTC/USDT", since_ms=since, until_ms=until,
                             venue="binance", market="spot", catalog_symbol="BTCUSDT", limit=30)
     assert whole.rows == 2001
-    venue.trades_per_page = 10  # fewer than the 22 trades of the crowded millisecond
-    crowded = int(np.bincount(venue.trade_ms - since).argmax()) + since
-    with pytest.raises(DataError, match=f"there may be more than 10 trades at {crowded} ms"):
-        backfill_trades(tmp_path / "b", exchange(venue, 1), "BTC/USDT", since_ms=since, until_ms=until,
-                        venue="binance", market="spot", catalog_symbol="BTCUSDT", limit=30)
-    assert Catalog(tmp_path / "b").datasets() == []
+    assert not any("fromId" in q for _, q in venue.requests)  # no millisecond outgrew a page: paged by time only
 
 
 def test_trades_backfill_resumes_when_the_catalog_holds_part_of_its_last_millisecond(

@@ -34,8 +34,12 @@ same way, with the rules trades need:
   backfill, unless it held only trades of the millisecond it started at while later ones
   exist: the page was full, at ``limit`` or at the venue's own cap per request (Binance:
   1000), whichever is lower, and that millisecond may hold more trades than one page
-  returns, which no ``since`` can page past: an error says so. A page cut short by the
-  venue's cap is otherwise paged on from like any other, so ``limit`` may exceed the cap;
+  returns, which no ``since`` can page past. From there on the backfill pages by **trade
+  id** (the next page starts at the id after the highest received) where the venue's
+  public REST can (Binance spot, USD-M and COIN-M: ``aggTrades`` with ``fromId``); where it
+  cannot (Bybit serves only its recent trades), an error names the millisecond. A page cut
+  short by the venue's cap is otherwise paged on from like any other, so ``limit`` may
+  exceed the cap;
 * on resume, the catalog's last trade time and the ids stored at that time play the
   same part; trades are stamped at their exchange time (ms), the aggressor is ccxt's
   ``side`` (the taker's), the trade id is kept;
@@ -284,7 +288,8 @@ def backfill_trades(
     ------
     DataError
         An invalid trade (naming the page and row), a millisecond with more trades
-        than one page returns, retries exhausted, or an exchange error.
+        than one page returns on a venue that cannot page by trade id, retries
+        exhausted, or an exchange error.
     """
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     mode = "create"
@@ -299,18 +304,31 @@ def backfill_trades(
     check = QualityCheck("trades", None)
     pages = rows = retried = 0
     start = since_ms
+    by_id: Callable[[int, int], list] | None = None  # once a millisecond outgrew a page: trades from an id on
+    from_id = 0
     with cat.writer(venue, market, catalog_symbol, "trades", "day", kind="trades", mode=mode) as writer:  # type: ignore[arg-type]
         while since_ms < until_ms:
-            page, tries = _fetch(exchange, symbol, lambda: exchange.fetch_trades(symbol, since=since_ms, limit=limit),
-                                 retries, sleep)
+            if by_id is None:
+                page, tries = _fetch(exchange, symbol, lambda: exchange.fetch_trades(symbol, since=since_ms,
+                                                                                     limit=limit), retries, sleep)
+            else:
+                pager = by_id
+                page, tries = _fetch(exchange, symbol, lambda: pager(from_id, limit), retries, sleep)
             pages, retried = pages + 1, retried + tries
             fresh = [t for t in sorted(page, key=_trade_key) if _trade_ms(t, name) < until_ms
                      and not (_trade_ms(t, name) == last_ms and str(t.get("id")) in seen)
                      and (last_ms is None or _trade_ms(t, name) >= last_ms)]
             if not fresh:
-                if page and {_trade_ms(t, name) for t in page} == {since_ms}:
-                    _refuse_a_full_millisecond(exchange, symbol, name, since_ms, len(page), limit, retries, sleep)
+                if by_id is None and page and {_trade_ms(t, name) for t in page} == {since_ms} and _page_was_cut(
+                        exchange, symbol, since_ms, len(page), limit, retries, sleep):
+                    by_id = _by_trade_id(exchange, symbol, name, since_ms, len(page), limit)
+                    from_id = max(_trade_number(i, name) for i in seen) + 1
+                    logger.info("{}: more than {} trades at {} ms; paging by trade id from {}", name, len(page),
+                                since_ms, from_id)
+                    continue
                 break
+            if by_id is not None:
+                from_id = max(_trade_number(str(t.get("id")), name) for t in page) + 1
             frame = Frame(f"{name} page {pages}", {
                 "time": pa.array([_trade_ms(t, name) for t in fresh], pa.int64()),
                 "price": pa.array([t.get("price") for t in fresh], pa.float64()),
@@ -336,21 +354,46 @@ def backfill_trades(
     return BackfillResult(manifest, pages, rows, retried, start)
 
 
-def _refuse_a_full_millisecond(exchange: ccxt.Exchange, symbol: str, name: str, at_ms: int, got: int, limit: int,
-                               retries: int, sleep: Callable[[float], None]) -> None:
-    """Raise if a page of ``got`` trades, all at ``at_ms`` and all held already, was cut by the page size.
+def _page_was_cut(exchange: ccxt.Exchange, symbol: str, at_ms: int, got: int, limit: int, retries: int,
+                  sleep: Callable[[float], None]) -> bool:
+    """Whether a page of ``got`` trades, all at ``at_ms`` and all held already, was cut by the page size.
 
     It was when it is as long as ``limit``, or when trades after ``at_ms`` exist (the venue would
     have sent them had the page had room): then ``at_ms`` may hold trades no page starting there returns.
     """
-    if got < limit:
-        later, _ = _fetch(exchange, symbol, lambda: exchange.fetch_trades(symbol, since=at_ms + 1, limit=limit), retries,
-                          sleep)
-        if not later:
-            return
+    if got >= limit:
+        return True
+    later, _ = _fetch(exchange, symbol, lambda: exchange.fetch_trades(symbol, since=at_ms + 1, limit=limit), retries,
+                      sleep)
+    return bool(later)
+
+
+def _by_trade_id(exchange: ccxt.Exchange, symbol: str, name: str, at_ms: int, got: int,
+                 limit: int) -> Callable[[int, int], list]:
+    """``fetch(from_id, limit)``: up to ``limit`` trades from trade id ``from_id`` on (inclusive), oldest first.
+
+    Binance (spot, USD-M, COIN-M) takes ``fromId`` on ``aggTrades``, sent without ``startTime``/``endTime``,
+    which it does not combine with ``fromId``.
+
+    Raises
+    ------
+    DataError
+        Where the venue's public REST cannot page by trade id (Bybit serves only its recent trades):
+        no page can get past ``at_ms``.
+    """
+    method = str(exchange.options.get("fetchTradesMethod") or "AggTrades")
+    if isinstance(exchange, ccxt.binance) and not exchange.market(symbol).get("option") and "AggTrades" in method:
+        return lambda from_id, size: exchange.fetch_trades(symbol, limit=size, params={"fromId": from_id})
     cap = "--limit; raise it to get past them" if got >= limit else "the most the venue returns per request"
     raise DataError(f"{name}: the page starting at {at_ms} ms held only trades of that millisecond ({got}, {cap}); "
-                    f"there may be more than {got} trades at {at_ms} ms, which no page can get past")
+                    f"there may be more than {got} trades at {at_ms} ms, and {exchange.id}'s public REST cannot page "
+                    "by trade id to get past them (Binance can; Bybit serves only its recent trades)")
+
+
+def _trade_number(ident: str, name: str) -> int:
+    if not ident.isdigit():
+        raise DataError(f"{name}: trade id {ident!r} is not a number, which paging by trade id needs")
+    return int(ident)
 
 
 def _trade_ms(trade: dict[str, object], name: str) -> int:
