@@ -384,3 +384,52 @@ def test_cli_backfill_refuses_an_until_not_after_the_since(venue: Venue, tmp_pat
     assert result.exit_code == 2, result.output
     assert "--until 2021-11-27T00:00:00 is not after --since 2021-11-27T02:00:00" in result.output
     assert venue.requests == [] and not (tmp_path / "binance").exists()
+
+
+@pytest.fixture
+def bybit_url() -> Iterator[str]:
+    """A local server speaking Bybit v5's spot instruments-info and recent-trade: the newest 60 fixture trades,
+    newest first, whatever the request asks (the endpoint has no time or id to page from)."""
+    info = (FIXTURES / "bybit" / "market_instruments-info_spot_2026-08-09_cut.json").read_bytes()
+    ms = trade_millis()
+    newest = [{"execId": str(TRADES.trade_id[i]), "symbol": "BTCUSDT", "price": f"{TRADES.price[i]:.2f}",
+               "size": f"{TRADES.quantity[i]:.6f}", "side": "Sell" if TRADES.buyer_maker[i] == "True" else "Buy",
+               "time": str(ms[i]), "isBlockTrade": False} for i in range(len(TRADES) - 1, len(TRADES) - 61, -1)]
+    recent = json.dumps({"retCode": 0, "retMsg": "OK", "result": {"category": "spot", "list": newest},
+                         "retExtInfo": {}, "time": int(ms[-1]) + 1000}).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            path = urlsplit(self.path).path
+            body = {"/v5/market/instruments-info": info, "/v5/market/recent-trade": recent}.get(path)
+            self.send_response(200 if body else 404)
+            body = body or b'{"retCode":10001,"retMsg":"not found"}'
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_cli_backfill_trades_refuses_a_venue_serving_only_its_recent_trades(bybit_url: str, tmp_path: Path) -> None:
+    """Before, Bybit's minute of 2,001 trades backfilled as its last 60 ("60 new trades"), exit 0."""
+    result = CliRunner().invoke(data_app, [
+        "backfill", "--exchange", "bybit", "--symbol", "BTC/USDT", "--kind", "trades",
+        "--since", "2021-01-08T00:00:00", "--until", "2021-01-08T00:01:00", "--api-base", bybit_url,
+        "--rate-limit-ms", "1", "--market-types", "spot", "--catalog", str(tmp_path),
+    ])
+    assert result.exit_code == 2, result.output
+    assert "--exchange bybit: a trades backfill cannot page through its history" in result.output
+    assert "serves only its recent trades" in result.output
+    assert not (tmp_path / "bybit").exists()

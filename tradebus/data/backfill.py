@@ -37,12 +37,15 @@ same way, with the rules trades need:
   returns, which no ``since`` can page past. From there on the backfill pages by **trade
   id** (the next page starts at the id after the highest received) where the venue's
   public REST can (Binance spot, USD-M and COIN-M: ``aggTrades`` with ``fromId``); where it
-  cannot (Bybit serves only its recent trades), an error names the millisecond. A page cut
+  cannot, an error names the millisecond. A page cut
   short by the venue's cap is otherwise paged on from like any other, so ``limit`` may
   exceed the cap;
 * on resume, the catalog's last trade time and the ids stored at that time play the
   same part; trades are stamped at their exchange time (ms), the aggressor is ccxt's
   ``side`` (the taker's), the trade id is kept;
+* an exchange whose public REST serves only its recent trades, whatever the ``since``
+  (Bybit; OKX through ccxt's ``fetch_trades``), is refused before any request: its pages
+  would hold the last trades, not those of the range asked;
 * an exchange that answers ``since`` with a bounded window (Binance's aggTrades: one
   hour) returns an empty page for a window without trades, which ends the backfill: run
   it again from a later ``--since`` for markets that trade less than once an hour.
@@ -78,6 +81,13 @@ from tradebus.errors import ConfigError, DataError
 __all__ = ["BackfillResult", "backfill_ohlcv", "backfill_trades", "close_before", "make_exchange"]
 
 _RETRYABLE = (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.NetworkError)
+#: Exchanges whose ccxt ``fetch_trades`` serves the most recent trades whatever the ``since``, and what to do instead.
+_RECENT_TRADES_ONLY: dict[type[ccxt.Exchange], str] = {
+    ccxt.bybit: "Bybit's public REST serves only its recent trades (v5/market/recent-trade takes no time or id "
+                "to page from); import its public trading-history files with `tradebus data import FILE --kind trades`",
+    ccxt.okx: "ccxt's okx fetch_trades serves the recent trades whatever the since; import OKX's trade-history "
+              "exports with `tradebus data import FILE --kind trades`",
+}
 _BACKOFF_CAP_S = 30.0
 
 
@@ -286,11 +296,16 @@ def backfill_trades(
 
     Raises
     ------
+    ConfigError
+        An exchange whose public REST serves only its recent trades (Bybit; OKX through ccxt).
     DataError
         An invalid trade (naming the page and row), a millisecond with more trades
         than one page returns on a venue that cannot page by trade id, retries
         exhausted, or an exchange error.
     """
+    for cls, instead in _RECENT_TRADES_ONLY.items():
+        if isinstance(exchange, cls):
+            raise ConfigError(f"--exchange {exchange.id}: a trades backfill cannot page through its history: {instead}")
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     mode = "create"
     seen: set[str] = set()
@@ -378,8 +393,7 @@ def _by_trade_id(exchange: ccxt.Exchange, symbol: str, name: str, at_ms: int, go
     Raises
     ------
     DataError
-        Where the venue's public REST cannot page by trade id (Bybit serves only its recent trades):
-        no page can get past ``at_ms``.
+        Where the venue's public REST cannot page by trade id: no page can get past ``at_ms``.
     """
     method = str(exchange.options.get("fetchTradesMethod") or "AggTrades")
     if isinstance(exchange, ccxt.binance) and not exchange.market(symbol).get("option") and "AggTrades" in method:
@@ -387,7 +401,7 @@ def _by_trade_id(exchange: ccxt.Exchange, symbol: str, name: str, at_ms: int, go
     cap = "--limit; raise it to get past them" if got >= limit else "the most the venue returns per request"
     raise DataError(f"{name}: the page starting at {at_ms} ms held only trades of that millisecond ({got}, {cap}); "
                     f"there may be more than {got} trades at {at_ms} ms, and {exchange.id}'s public REST cannot page "
-                    "by trade id to get past them (Binance can; Bybit serves only its recent trades)")
+                    "by trade id to get past them (Binance can)")
 
 
 def _trade_number(ident: str, name: str) -> int:
