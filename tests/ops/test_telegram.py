@@ -21,11 +21,13 @@ import pytest
 from loguru import logger
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
+from tradebus.adapters.registry import client_id_rules
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Liquidity, OrderDenied, OrderFilled, OrderSide, OrderStatus, Trade, TradingState
 from tradebus.errors import ConfigError
+from tradebus.execution.config import VenueConfig
 from tradebus.features.warmup import warm_up
 from tradebus.node.daemon import PaperNode
 from tradebus.ops.config import OpsConfig, TelegramConfig
@@ -100,8 +102,8 @@ async def test_alerts_and_commands_of_a_paper_daemon(tmp_path: Path, monkeypatch
                 await until(lambda: risk.state is TradingState.ACTIVE)
                 api.push(OPERATOR, "/flatten")
                 await until(lambda: risk.state is TradingState.REDUCING)
-                await until(lambda: any(f.client_order_id.startswith("ops-") for f in node.kernel.result.fills))
-                await until(lambda: any(t.startswith("fill ops-") for t in api.texts()))
+                await until(lambda: any(f.client_order_id.startswith("opsxx") for f in node.kernel.result.fills))
+                await until(lambda: any(t.startswith("fill opsxx") for t in api.texts()))
             finally:
                 node.stop("test done")
                 await asyncio.wait_for(task, 20)
@@ -114,8 +116,8 @@ async def test_alerts_and_commands_of_a_paper_daemon(tmp_path: Path, monkeypatch
     assert texts[-1].startswith("tradebus paper daemon stopped: test done")
     assert any(t.startswith("paper daemon healthy") or t.startswith("paper daemon UNHEALTHY") for t in texts)
     assert any("trading state HALTED: operator /halt (telegram chat 4242)" in t for t in texts)
-    assert any(t.startswith("trading state REDUCING; flatten orders: ops-") for t in texts)
-    strategy_fills = [f for f in node.kernel.result.fills if not f.client_order_id.startswith("ops-")]
+    assert any(t.startswith("trading state REDUCING; flatten orders: opsxx") for t in texts)
+    strategy_fills = [f for f in node.kernel.result.fills if not f.client_order_id.startswith("opsxx")]
     assert sum(t.startswith("fill TickE") for t in texts) == len(strategy_fills)
     assert node.kernel.portfolio.position(USDM_IID) == 0.0  # flattened, then only reducing orders pass
     assert bot.dropped == 0
@@ -328,6 +330,29 @@ def test_a_flatten_order_the_risk_gate_denies_is_answered_as_denied() -> None:
         f"trading state REDUCING; flatten orders: {order.client_order_id}: SELL 0.1 {iid} "
         "DENIED (max_order_quantity: 0.1 > 0.05)"
     )
+
+
+def test_a_flatten_order_on_okx_carries_an_id_okx_takes() -> None:
+    """``/flatten`` of an OKX position answered "ops-1796468657736582224-1: SELL 0.1 BTC-USDT.OKX DENIED (client
+    order id ... breaks the venue's rule (OKX clOrdId: 1-32 letters and digits))": the flatten order's id was
+    made up by the ops layer with dashes, which OKX refuses; it is now an id of the run's issuer, legal on every venue."""
+    inst = Instrument("OKX", "BTC-USDT", base="BTC", quote="USDT", tick_size=0.1, lot_size=1e-8, margin=True)
+    iid = inst.instrument_id
+    kernel = Kernel([inst], initial_cash=10_000.0, venue_config=VenueConfig(fill_on="trades"),
+                    client_id_rules=client_id_rules([inst]))
+    kernel.start()
+    kernel.process(Trade(iid, 1, 1, 60_000.0, 1.0, 1, "1"))
+    kernel.portfolio.apply_fill(
+        OrderFilled("s", iid, "c1", "v1", "t1", OrderSide.BUY, 0.1, 60_000.0, 0.0, Liquidity.TAKER, 1, 1)
+    )
+    hooks = OpsHooks(OpsConfig())
+    hooks.target = _Daemon(kernel)
+    reply = hooks.command("/flatten", OPERATOR)
+    (order,) = [o for o in kernel.orders.orders() if o.strategy_id == "ops"]
+    assert order.status is OrderStatus.SUBMITTED
+    assert reply == f"trading state REDUCING; flatten orders: {order.client_order_id}: SELL 0.1 {iid}"
+    kernel.process(Trade(iid, 2, 2, 60_000.0, 1.0, 2, "2"))
+    assert kernel.portfolio.position(iid) == 0.0
 
 
 async def test_a_command_addressed_to_another_bot_is_not_ours_to_act_on(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Protocol
@@ -94,8 +93,6 @@ class OpsHooks:
         self._log_sink: int | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._user_streams: list[Any] = []
-        self._flattens = 0
-        self._epoch = time.time_ns()
         self.flaps: FlapDetector | None = None
         if config.telegram is not None:
             self.telegram = TelegramBot(
@@ -292,8 +289,7 @@ class OpsHooks:
             qty = kernel.portfolio.position(iid)
             if qty == 0.0:
                 continue
-            self._flattens += 1
-            coid = f"ops-{self._epoch}-{self._flattens}"
+            coid = kernel.orders.next_client_order_id(FLATTEN_STRATEGY)
             now = kernel.clock.now_ns()
             side = OrderSide.SELL if qty > 0 else OrderSide.BUY
             kernel.submit(
