@@ -38,13 +38,19 @@ def venue_adapter(name: str) -> VenueAdapter:
     return adapter
 
 
-def client_id_rules(instruments: Iterable[Instrument], feeds: Iterable[FeedConfig] = ()) -> dict[str, ClientIdRule]:
+def client_id_rules(
+    instruments: Iterable[Instrument], feeds: Iterable[FeedConfig] = (), venue: str | None = None
+) -> dict[str, ClientIdRule]:
     """``instrument_id -> the client order id rule of the venue that trades it``.
 
-    The venue of the feed that subscribes an instrument (a paper or live run), else the venue
-    whose instrument ids carry the instrument's venue name (a backtest's ``BTC-USDT.OKX``:
-    :attr:`VenueAdapter.instrument_venues`); an instrument of no registered venue has none.
+    ``venue`` (a live account's) trades every instrument; else the venue of the feed that
+    subscribes an instrument (a paper run), else the venue whose instrument ids carry the
+    instrument's venue name (a backtest's ``BTC-USDT.OKX``: :attr:`VenueAdapter.instrument_venues`);
+    an instrument of no registered venue has none.
     """
+    if venue is not None:
+        rule = venue_adapter(venue).client_id_rule
+        return {} if rule is None else {inst.instrument_id: rule for inst in instruments}
     by_name = {name: adapter for adapter in VENUES.values() for name in adapter.instrument_venues}
     rules = {}
     for inst in instruments:

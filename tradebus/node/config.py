@@ -56,7 +56,8 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from tradebus.adapters.common.feed import BackoffConfig, FeedConfig, venue_symbol
-from tradebus.adapters.registry import VENUES
+from tradebus.adapters.registry import VENUES, client_id_rules
+from tradebus.execution.client_ids import ClientIdRule
 from tradebus.execution.journal import JournalOwner
 from tradebus.config import RunBase, TradeBarsConfig, dump_config, load_config, parse_config, strategy_entries
 from tradebus.config.base import FilePath, resolve_path
@@ -182,6 +183,11 @@ class PaperConfig(RunBase):
         venues = ",".join(sorted({feed.venue for feed in self.feeds}))
         markets = ",".join(sorted({feed.market for feed in self.feeds}))
         return JournalOwner("paper", venues, markets, "simulated")
+
+    def client_id_rules(self) -> dict[str, ClientIdRule]:
+        """``instrument_id -> the client order id rule of the venue its orders go to``: here the venue of the
+        feed that subscribes it, which the paper venue stands in for."""
+        return client_id_rules(self.instrument_map().values(), self.feeds)
 
     def resolve_paths(self, base: Path) -> PaperConfig:
         """A copy with the venue's paths, ``journal`` and ``record`` made absolute against ``base``."""

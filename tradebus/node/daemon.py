@@ -64,7 +64,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from loguru import logger
 
 from tradebus.adapters.common.recorder import FrameRecorder
-from tradebus.adapters.registry import client_id_rules
 from tradebus.config import strategy_entries
 from tradebus.engine.clock import Clock, LiveClock
 from tradebus.engine.kernel import Kernel, RunResult
@@ -127,7 +126,7 @@ def build_paper_kernel(
         trade_bars={iid: bars.builder(whole_only=True) for iid, bars in config.bars.items()},
         bar_instruments=[iid for iid, kinds in config.data_kinds().items() if "bars" in kinds],
         joins_mid_stream=True,
-        client_id_rules=client_id_rules(instruments.values(), config.feeds),
+        client_id_rules=config.client_id_rules(),
     )
     for strategy in build_strategies([entry for _, entry in strategy_entries(config)]):
         kernel.add_strategy(strategy)

@@ -74,12 +74,13 @@ from pydantic import Field, PositiveFloat, SecretStr, field_validator, model_val
 
 from tradebus.adapters.common.recorder import FrameRecorder, PrivateFrames
 from tradebus.adapters.common.venue import LiveAccount
-from tradebus.adapters.registry import VENUES, venue_adapter
+from tradebus.adapters.registry import VENUES, client_id_rules, venue_adapter
 from tradebus.config import dump_config, load_config, parse_config
 from tradebus.config.base import HttpUrl, StrictModel, WsUrl
 from tradebus.engine.kernel import Kernel, RunResult
 from tradebus.engine.messages import CancelOrder, SubmitOrder, TradingState
 from tradebus.errors import ConfigError, DataError, VenueError
+from tradebus.execution.client_ids import ClientIdRule
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal, JournalOwner
 from tradebus.execution.live import AccountBalance, AccountPosition, FundingUnattributed, LiveVenue, NoAnswer, VenueRejected
@@ -320,6 +321,11 @@ class LiveConfig(PaperConfig):
     def journal_owner(self) -> JournalOwner:
         """What the journal of a run of this config is written by: a live run on the account's venue, market and environment."""
         return JournalOwner("live", self.live.venue or "", self.live.market, self.live.environment)
+
+    def client_id_rules(self) -> dict[str, ClientIdRule]:
+        """``instrument_id -> the client order id rule of the venue its orders go to``: the account's venue
+        (``live.venue``) for every instrument, whichever venue's stream feeds it."""
+        return client_id_rules(self.instrument_map().values(), venue=self.live.venue)
 
     def fee_assets(self) -> frozenset[str]:
         """The live account's fee assets (:attr:`~tradebus.adapters.common.venue.LiveAccount.fee_assets`: Binance spot's and USD-M's ``BNB``)."""
