@@ -51,9 +51,29 @@ def test_an_own_id_the_venue_refuses_is_denied_naming_the_id_and_the_rule(
 @pytest.mark.parametrize(
     ("venue", "symbol", "client_order_id"),
     [("BYBIT", "BTCUSDT", "tb-own-1"), ("BINANCE", "BTCUSDT", "tb.a:b/c_d-e"), ("OKX", "BTC-USDT", "tbOwn1"),
-     ("COINBASE", "BTC-USDT", "any id: no rule known")],
+     ("COINBASE", "BTC-USDT", "any id: no rule known"), ("OKXCOIN", "BTC-USDT", "tb-own-1")],
 )
 def test_an_own_id_the_venue_takes_is_traded(tmp_path: Path, venue: str, symbol: str, client_order_id: str) -> None:
     result, _, _ = run_backtest(_config(tmp_path, venue, symbol, client_order_id), tmp_path / "out")
     assert result.denials == []
     assert [f.client_order_id for f in result.fills] == [client_order_id]
+
+
+@pytest.mark.parametrize(
+    ("venue", "symbol", "client_order_id", "rule"),
+    [("OKX_DEMO", "BTC-USDT", "tb-own-1", "OKX clOrdId: 1-32 letters and digits"),
+     ("BYBIT_TESTNET", "BTCUSDT", "tb.own.1", "Bybit orderLinkId: 1-36 letters, digits, - and _"),
+     ("BINANCE_USDM_TESTNET", "BTCUSDT", "x" * 37, "Binance newClientOrderId: 1-36 letters, digits and . : / _ -"),
+     ("okx", "BTC-USDT", "tb-own-1", "OKX clOrdId: 1-32 letters and digits")],
+)
+def test_an_own_id_is_held_to_the_rule_of_the_venue_a_suffixed_or_lower_case_venue_name_names(
+    tmp_path: Path, venue: str, symbol: str, client_order_id: str, rule: str
+) -> None:
+    """``BTC-USDT.OKX_DEMO`` (the instruments of a paper run on OKX's demo, which is held to OKX's rule through its
+    feed) traded 'tb-own-1' in a backtest: only the exact venue names ``OKX``, ``BYBIT``, ``BINANCE`` and
+    ``BINANCE_USDM`` found a venue's rule."""
+    result, _, _ = run_backtest(_config(tmp_path, venue, symbol, client_order_id), tmp_path / "out")
+    assert [(d.client_order_id, d.reason) for d in result.denials] == [
+        (client_order_id, f"client order id {client_order_id!r} breaks the venue's rule ({rule})")
+    ]
+    assert result.fills == []

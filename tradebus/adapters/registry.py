@@ -45,16 +45,17 @@ def client_id_rules(
 
     ``venue`` (a live account's) trades every instrument; else the venue of the feed that
     subscribes an instrument (a paper run), else the venue whose instrument ids carry the
-    instrument's venue name (a backtest's ``BTC-USDT.OKX``: :attr:`VenueAdapter.instrument_venues`);
-    an instrument of no registered venue has none.
+    instrument's venue name (a backtest's ``BTC-USDT.OKX``: :attr:`VenueAdapter.instrument_venues`),
+    in any case and with any ``_<suffix>`` (``OKX_DEMO``, ``BINANCE_USDM_TESTNET``: the longest
+    declared name wins); an instrument of no registered venue has none.
     """
     if venue is not None:
         rule = venue_adapter(venue).client_id_rule
         return {} if rule is None else {inst.instrument_id: rule for inst in instruments}
-    by_name = {name: adapter for adapter in VENUES.values() for name in adapter.instrument_venues}
+    by_name = {name.upper(): adapter for adapter in VENUES.values() for name in adapter.instrument_venues}
     rules = {}
     for inst in instruments:
-        adapter = by_name.get(inst.venue)
+        adapter = _named_venue(inst.venue, by_name)
         if adapter is not None and adapter.client_id_rule is not None:
             rules[inst.instrument_id] = adapter.client_id_rule
     for feed in feeds:
@@ -62,3 +63,13 @@ def client_id_rules(
         if rule is not None:
             rules |= dict.fromkeys(feed.subscriptions, rule)
     return rules
+
+
+def _named_venue(name: str, by_name: dict[str, VenueAdapter]) -> VenueAdapter | None:
+    """The adapter of instrument venue name ``name``, ignoring case and ``_<suffix>`` parts from the right."""
+    name = name.upper()
+    while (adapter := by_name.get(name)) is None:
+        name, underscore, _ = name.rpartition("_")
+        if not underscore:
+            return None
+    return adapter
