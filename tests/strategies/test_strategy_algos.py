@@ -6,17 +6,20 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from loguru import logger
 
+from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Bar, OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.errors import OrderError
 from tradebus.execution.config import VenueConfig
+from tradebus.research.lookahead import MemoryReplay, SourceFrame
 from tradebus.risk.gate import RiskGate
 from tradebus.strategies.algos import ExecAlgorithm, Iceberg, LimitChaser, Twap, Vwap
 from tradebus.strategies.base import Strategy
 
-from strat_helpers import BTC_4H, DAY_NS, H4_NS, bars_4h, run
+from strat_helpers import BTC_4H, DAY_NS, H4_NS, bars_4h, instrument, run
 
 
 class Runner(Strategy):
@@ -337,3 +340,118 @@ def test_iceberg_whose_whole_parent_is_below_the_minimum_notional_is_refused_at_
         return Iceberg(s, BTC_4H, OrderSide.BUY, 0.3, price=46_778.76, display=0.3)
 
     run([Runner(make)], {BTC_4H: bars_4h().iloc[:5]}, instrument_args={"min_notional": 10.0})
+
+
+T0 = 1_700_000_000_000_000_000
+SECOND_NS = 1_000_000_000
+MINUTE_NS = 60 * SECOND_NS
+
+
+def sell_prints(rows: list[tuple[float, float]], step_ns: int) -> pd.DataFrame:
+    """Sell-aggressor trades of ``(price, size)``, one every ``step_ns`` from ``T0``."""
+    ts = [T0 + i * step_ns for i in range(len(rows))]
+    prices, sizes = zip(*rows, strict=True)
+    aggressor = np.full(len(rows), -1, dtype=np.int8)
+    trade_ids = [str(i) for i in range(len(rows))]
+    return pd.DataFrame({"ts_event": ts, "ts_init": ts, "price": prices, "size": sizes, "aggressor": aggressor,
+                         "trade_id": trade_ids})  # fmt: skip
+
+
+class LimitChaserUser(Strategy):
+    """Starts ``make(self)`` at the first trade."""
+
+    def __init__(self, make: Any) -> None:
+        super().__init__(BTC_4H, strategy_id="algo-user")
+        self.make = make
+        self.algo: ExecAlgorithm | None = None
+        self.denied: list[str] = []
+
+    def on_trade(self, trade: Any) -> None:
+        if self.algo is None:
+            self.algo = self.make(self)
+            self.algo.start()  # type: ignore[attr-defined]
+
+    def on_order_denied(self, event: Any) -> None:
+        self.denied.append(event.reason)
+
+
+class CancelsPartlyFilled(LimitChaserUser):
+    """Also cancels any child as soon as it is partly filled."""
+
+    def on_order_filled(self, event: Any) -> None:
+        if self.ctx.orders.order(event.client_order_id).status is OrderStatus.PARTIALLY_FILLED:
+            self.cancel(event.client_order_id, reason="test: the user cancels a partly filled child")
+
+
+def run_on_prints(strategy: Strategy, rows: list[tuple[float, float]], step_ns: int = MINUTE_NS) -> Kernel:
+    kernel = Kernel([instrument(BTC_4H, min_notional=10.0)], initial_cash=1_000_000.0,
+                    venue_config=VenueConfig(fill_on="trades", trade_size_limit=True))  # fmt: skip
+    kernel.add_strategy(strategy)
+    kernel.run(MemoryReplay([SourceFrame(BTC_4H, "trades", sell_prints(rows, step_ns))]))
+    return kernel
+
+
+@pytest.mark.parametrize(("display", "fills"), [(0.3, [0.29999]), (0.2, [0.2, 0.09999])])
+def test_iceberg_whose_partly_filled_tip_is_canceled_leaving_dust_ends_done_with_the_dust_never_sent(
+    display: float, fills: list[float]
+) -> None:
+    # the last tip (0.3, or 0.1 after a tip of 0.2) is filled but 0.00001 and canceled: 0.00001 at 20,000 is
+    # a notional of 0.2, under min_notional 10
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
+    try:
+        strategy = CancelsPartlyFilled(
+            lambda s: Iceberg(s, BTC_4H, OrderSide.BUY, 0.3, price=20_000.0, display=display, poll="1m")
+        )
+        # each print that fills a tip is followed by two that do not, so the next tip is out before the next fill
+        prints = [(20_001.0, 1.0)] + [p for q in fills for p in ((20_000.0, q), (20_001.0, 1.0), (20_001.0, 1.0))]
+        prints += [(20_000.0, 1.0)] * 10
+        kernel = run_on_prints(strategy, prints)
+    finally:
+        logger.remove(sink)
+    algo = strategy.algo
+    assert isinstance(algo, Iceberg)
+    assert strategy.denied == []
+    assert algo.status == "done" and algo.filled == pytest.approx(0.29999, abs=1e-12)
+    assert algo.dust == pytest.approx(1e-5, abs=1e-12)
+    assert statuses(kernel, algo)[-1] is OrderStatus.CANCELED
+    assert kernel.portfolio.position(BTC_4H) == pytest.approx(0.29999, abs=1e-12)
+    assert warnings == [
+        "algo-user iceberg1: done with 0.29999 of 0.3 filled; the remaining 1e-05 is not sent, an order of its own "
+        "would be refused (notional 0.2 is below the minimum 10.0)"
+    ]
+
+
+def test_limit_chaser_whose_partly_filled_child_is_canceled_leaving_dust_ends_done_with_the_dust_never_sent() -> None:
+    strategy = CancelsPartlyFilled(lambda s: LimitChaser(s, BTC_4H, OrderSide.BUY, 0.3, poll="1m"))
+    # the child rests at 19,999.99 (a tick under the last print) and fills 0.29999 of 0.3 before it is canceled
+    prints = [(20_000.0, 1.0), (19_999.99, 0.29999)] + [(20_000.0, 1.0)] * 10
+    kernel = run_on_prints(strategy, prints, step_ns=SECOND_NS * 20)
+    algo = strategy.algo
+    assert isinstance(algo, LimitChaser) and strategy.denied == []
+    assert algo.status == "done" and algo.dust == pytest.approx(1e-5, abs=1e-12)
+    assert statuses(kernel, algo) == [OrderStatus.CANCELED]
+
+
+def test_limit_chaser_does_not_move_a_child_whose_unfilled_rest_is_dust_it_cancels_it_and_ends_done() -> None:
+    strategy = LimitChaserUser(lambda s: LimitChaser(s, BTC_4H, OrderSide.BUY, 0.3, poll="1m"))
+    # 0.29999 of the child at 19,999.99 fills; the market rises away a cent a print: moving the 0.00001 left
+    # (a notional of 0.2) after it would be denied for min_notional 10
+    prints = [(20_000.0, 1.0), (19_999.99, 0.29999)] + [(round(20_000.0 + 0.01 * i, 2), 1.0) for i in range(1, 10)]
+    kernel = run_on_prints(strategy, prints, step_ns=SECOND_NS * 20)
+    algo = strategy.algo
+    assert isinstance(algo, LimitChaser) and strategy.denied == []
+    assert algo.status == "done" and algo.dust == pytest.approx(1e-5, abs=1e-12)
+    assert statuses(kernel, algo) == [OrderStatus.CANCELED]
+    assert kernel.orders.order(algo.children[0]).filled_qty == pytest.approx(0.29999, abs=1e-12)
+
+
+def test_limit_chaser_timing_out_with_only_dust_unfilled_sends_no_market_order_for_it() -> None:
+    strategy = LimitChaserUser(lambda s: LimitChaser(s, BTC_4H, OrderSide.BUY, 0.3, poll="1m", timeout="3m"))
+    prints = [(20_000.0, 1.0), (19_999.99, 0.29999)] + [(20_000.0, 1.0)] * 20
+    kernel = run_on_prints(strategy, prints, step_ns=SECOND_NS * 20)
+    algo = strategy.algo
+    assert isinstance(algo, LimitChaser) and strategy.denied == []
+    assert algo.status == "done" and algo.dust == pytest.approx(1e-5, abs=1e-12)
+    assert [kernel.orders.order(cid).order_type for cid in algo.children] == [OrderType.LIMIT]
+    assert algo.sent[0][0] + 3 * MINUTE_NS <= kernel.orders.order(algo.children[0]).ts_last  # canceled by the timeout

@@ -15,7 +15,11 @@ at each of its timer firings, so it needs no event plumbing in the strategy.
 A denied or rejected child is handled, never lost: its quantity counts as not sent, so the
 next slice (or the next child) sends it again; the last slice of a schedule sends all that
 is left. A schedule (TWAP, VWAP) is ``done`` when its last slice has sent the whole parent
-(filled or working); an iceberg or chaser when its children filled it. Any of them is
+(filled or working); an iceberg or chaser when its children filled it, or filled all but a
+remainder the risk gate would refuse as an order of its own (below the instrument's minimum
+quantity or notional, left by a child canceled after a partial fill): that remainder is the
+algorithm's :attr:`~ExecAlgorithm.dust`, logged as a warning and never sent (no child is left
+to carry it, and alone it would only be denied). Any of them is
 ``failed`` when it ends (schedule over, ``max_retries`` refusals in a row, or a timeout
 without a market fallback) with quantity left unsent. One still ``working`` when the run ends
 (the strategy's :meth:`~tradebus.strategies.base.Strategy.at_stop`, in every mode) becomes
@@ -35,6 +39,7 @@ from loguru import logger
 
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, TimeEvent
 from tradebus.errors import ConfigError, OrderError
+from tradebus.risk.gate import min_notional_reason
 from tradebus.strategies.base import duration_ns
 
 if TYPE_CHECKING:
@@ -98,6 +103,8 @@ class ExecAlgorithm(ABC):
         self.children: list[str] = []
         #: ``(time, client order id, quantity)`` of every child sent.
         self.sent: list[tuple[int, str, float]] = []
+        #: Quantity left unfilled at the end as too small to send alone (see the module docstring).
+        self.dust = 0.0
 
     # ------------------------------------------------------------------ children
 
@@ -141,6 +148,38 @@ class ExecAlgorithm(ABC):
 
     def _lots(self, quantity: float) -> float:
         return self.instrument.round_quantity(max(0.0, quantity))
+
+    def _refusal(self, quantity: float, price: float) -> str | None:
+        """Why the risk gate would refuse a child of ``quantity`` at ``price`` by the instrument's rules, or ``None``.
+
+        ``price`` NaN is a market order, valued for the minimum notional at the last price as the gate does.
+        """
+        problem = self.instrument.validate_order(quantity, price)
+        if problem is not None or price == price:
+            return problem
+        last = self.strategy.ctx.cache.price(self.instrument_id)
+        minimum = self.instrument.min_notional
+        notional = self.instrument.notional(quantity, last)
+        if minimum > 0.0 and last > 0.0 and notional < minimum - 1e-12:
+            return min_notional_reason(notional, minimum)
+        return None
+
+    def _ended_with_dust(self, left: float, price: float) -> bool:
+        """End ``done`` with ``left`` as dust if the children filled part of the parent and a child of ``left``
+        at ``price`` (NaN: market) would be refused; return whether it ended."""
+        problem = self._refusal(left, price)
+        if problem is None or not self.filled > 0:
+            return False
+        if self._refusal(self.quantity, price) is not None:
+            return False  # the price is the problem (off the tick grid), not the size
+        self.strategy.ctx.clock.cancel(self._timer_name)
+        self.status = "done"
+        self.dust = left
+        logger.warning(
+            "{} {}: done with {} of {} filled; the remaining {} is not sent, an order of its own would be refused ({})",
+            self.strategy.strategy_id, self.name, self._lots(self.filled), self.quantity, left, problem,
+        )  # fmt: skip
+        return True
 
     def _sent(self, client_order_id: str, quantity: float) -> str:
         self.children.append(client_order_id)
@@ -345,7 +384,7 @@ class Iceberg(ExecAlgorithm):
 
     def _next(self) -> None:
         left = self._lots(self.quantity - self.committed())
-        if left <= 0:
+        if left <= 0 or self._ended_with_dust(left, self.price):
             return
         size = min(self.display, left)
         rest = self._lots(left - size)
@@ -372,7 +411,9 @@ class LimitChaser(ExecAlgorithm):
     it moved; a child rejected for crossing (post-only) or denied is sent again at the touch.
     After ``timeout`` (if given) the child is canceled and, at the first poll that finds it
     closed (the venue confirmed the cancel, or filled it first), the algorithm ends; with
-    ``on_timeout="market"`` it sends what is still unfilled as a market order first.
+    ``on_timeout="market"`` it sends what is still unfilled as a market order first. A partly
+    filled child whose rest the risk gate would refuse to move (below the instrument's minimum
+    at the new touch) is canceled instead, and that rest ends the algorithm as its dust.
     """
 
     def __init__(
@@ -395,6 +436,7 @@ class LimitChaser(ExecAlgorithm):
         self.max_retries = max_retries
         self._deadline: int | None = None
         self._timed_out = False
+        self._canceled: set[str] = set()
         #: ``(time, price)`` of every placement and move of the child.
         self.prices: list[tuple[int, float]] = []
 
@@ -423,6 +465,8 @@ class LimitChaser(ExecAlgorithm):
         if left <= 0:
             return
         price = self.touch()
+        if self._ended_with_dust(left, price):
+            return
         cid = self.strategy.submit_limit(self.instrument_id, self.side, left, price, post_only=True,
                                          reason=self._reason("rest at the touch"))  # fmt: skip
         self._sent(cid, left)
@@ -443,6 +487,8 @@ class LimitChaser(ExecAlgorithm):
                 return  # until the venue confirms the cancel the child may still fill
             if self.on_timeout == "market":
                 left = self._lots(self.quantity - self.filled)
+                if left > 0 and self._ended_with_dust(left, math.nan):
+                    return
                 if left > 0:
                     cid = self.strategy.submit_market(self.instrument_id, self.side, left,
                                                       reason=self._reason("timeout: market"))  # fmt: skip
@@ -453,6 +499,12 @@ class LimitChaser(ExecAlgorithm):
             order = working[0]
             price = self.touch()
             if order.order_type is OrderType.LIMIT and price != order.price:
+                rest = self._lots(order.quantity - order.filled_qty)
+                if order.filled_qty > 0 and self._refusal(rest, price) is not None:
+                    if order.client_order_id not in self._canceled:  # it ends as dust once the cancel is confirmed
+                        self._canceled.add(order.client_order_id)
+                        self.strategy.cancel(order.client_order_id, reason=self._reason("remainder too small to move"))
+                    return
                 self.strategy.modify(order.client_order_id, price=price)
                 self.prices.append((now, price))
             return
