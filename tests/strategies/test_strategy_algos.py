@@ -143,6 +143,26 @@ def test_twap_whose_last_slice_is_denied_fails_with_the_rest_unsent() -> None:
     assert kernel.portfolio.position(BTC_4H) == pytest.approx(0.2, abs=1e-12)
 
 
+def test_twap_whose_last_slice_the_venue_cancels_fails_and_says_what_it_filled() -> None:
+    # a cash account of 10,000: slice 2 (0.2 at a last price of 20,000) passes the gate's buying power, but
+    # the bar it fills in opens at 30,000 and the venue cancels it for want of cash
+    frame = bars_4h().iloc[:20].copy()
+    frame[["open", "high", "low", "close"]] = 20_000.0
+    frame.loc[4:, ["open", "high", "low", "close"]] = 30_000.0
+    strategy = Runner(lambda s: Twap(s, BTC_4H, OrderSide.BUY, 0.4, duration="8h", slices=2), at=2)
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
+    try:
+        kernel = run([strategy], {BTC_4H: frame}, cash=10_000.0, instrument_args={"margin": False, "leverage": 1.0})
+    finally:
+        logger.remove(sink)
+    algo = strategy.algo
+    assert algo is not None and statuses(kernel, algo) == [OrderStatus.FILLED, OrderStatus.CANCELED]
+    assert algo.filled == pytest.approx(0.2, abs=1e-12)
+    assert algo.status == "failed"
+    assert warnings == ["algo-user twap1: ended with 0.2 of 0.4 filled"]
+
+
 def test_vwap_slices_follow_the_time_of_day_volume_profile_of_the_history() -> None:
     frame = bars_4h().iloc[:200]
     history = 180

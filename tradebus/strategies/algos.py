@@ -14,14 +14,16 @@ at each of its timer firings, so it needs no event plumbing in the strategy.
 
 A denied or rejected child is handled, never lost: its quantity counts as not sent, so the
 next slice (or the next child) sends it again; the last slice of a schedule sends all that
-is left. A schedule (TWAP, VWAP) is ``done`` when its last slice has sent the whole parent
-(filled or working); an iceberg or chaser when its children filled it, or filled all but a
+is left. A schedule (TWAP, VWAP) is ``done`` when the children of its slices filled the whole
+parent (after its last slice it waits, polling at its interval, until none is working); an
+iceberg or chaser when its children filled it, or filled all but a
 remainder the risk gate would refuse as an order of its own (below the instrument's minimum
 quantity or notional, left by a child canceled after a partial fill): that remainder is the
 algorithm's :attr:`~ExecAlgorithm.dust`, logged as a warning and never sent (no child is left
 to carry it, and alone it would only be denied). Any of them is
 ``failed`` when it ends (schedule over, ``max_retries`` refusals in a row, or a timeout
-without a market fallback) with quantity left unsent. One still ``working`` when the run ends
+without a market fallback) with quantity left unsent, or unfilled (a child of the last slice
+rejected, or canceled by the venue, with no slice left to send it again). One still ``working`` when the run ends
 (the strategy's :meth:`~tradebus.strategies.base.Strategy.at_stop`, in every mode) becomes
 ``unfinished`` and logs a warning with what was filled, what is still working and what was
 never sent; its working children are left to the run's own end (a live run's ``cancel_on_stop``).
@@ -232,7 +234,8 @@ class Twap(ExecAlgorithm):
 
     Slice ``i`` (at ``start + i * duration / slices``) brings what was sent (filled or
     working) up to ``quantity * (i + 1) / slices`` in whole lots; the last slice sends all
-    that is left. Call :meth:`start` to begin (default: now).
+    that is left, and the algorithm ends when none of its children is working any more.
+    Call :meth:`start` to begin (default: now).
     """
 
     def __init__(
@@ -254,6 +257,7 @@ class Twap(ExecAlgorithm):
         self.interval_ns = max(1, self.duration_ns // slices)
         self.start_ns = 0
         self._cumulative = np.arange(1, slices + 1) / slices
+        self._schedule_over = False
 
     def weights(self) -> np.ndarray:
         """Share of the parent per slice (equal here)."""
@@ -266,24 +270,27 @@ class Twap(ExecAlgorithm):
         weights = self.weights()
         self._cumulative = np.cumsum(weights) / weights.sum()
         self._begin()
-        self._every(self.interval_ns, self.start_ns, self.start_ns + (self.slices - 1) * self.interval_ns)
+        self._every(self.interval_ns, self.start_ns)
 
     def slice_times(self) -> list[int]:
         """The scheduled time of every slice."""
         return [self.start_ns + i * self.interval_ns for i in range(self.slices)]
 
     def _tick(self, event: TimeEvent) -> None:
-        i = min(self.slices - 1, (event.ts_event - self.start_ns) // self.interval_ns)
-        last = i == self.slices - 1
-        target = self.quantity if last else self.quantity * float(self._cumulative[i])
-        need = self._lots(target - self.committed())
-        if need > 0:
-            cid = self.strategy.submit_market(self.instrument_id, self.side, need, reason=self._reason(f"slice {i + 1}"))
-            self._sent(cid, need)
-        if last:
-            self.status = "done" if self._lots(self.quantity - self.committed()) <= 0 else "failed"
-            if self.status == "failed":
-                self._finish(False)
+        if not self._schedule_over:
+            i = min(self.slices - 1, (event.ts_event - self.start_ns) // self.interval_ns)
+            last = i == self.slices - 1
+            target = self.quantity if last else self.quantity * float(self._cumulative[i])
+            need = self._lots(target - self.committed())
+            if need > 0:
+                reason = self._reason(f"slice {i + 1}")
+                cid = self.strategy.submit_market(self.instrument_id, self.side, need, reason=reason)
+                self._sent(cid, need)
+            if not last:
+                return
+            self._schedule_over = True
+        if not self.working():  # a child the venue rejects or cancels now has no slice left to carry it
+            self._finish(self._lots(self.quantity - self.filled) <= 0)
 
 
 class Vwap(Twap):
