@@ -275,6 +275,21 @@ def test_limit_chaser_whose_market_fallback_is_denied_fails() -> None:
     assert algo.status == "failed"
 
 
+def test_limit_chaser_whose_market_fallback_the_venue_cancels_fails() -> None:
+    # a buy resting a tick under a rising market never fills; its market fallback, sent when the 20h poll finds
+    # the child canceled, passes the gate's buying power (0.5 at ~41,000 of a cash account of 22,000), but the
+    # bar it fills in opens at 60,000 and the venue cancels it for want of cash
+    frame = bars_4h().iloc[:40].copy()
+    frame[["open", "high", "low", "close"]] = np.linspace(40_000, 50_000, len(frame))[:, None] * [1, 1.0001, 0.9999, 1]
+    frame.loc[8:, ["open", "high", "low", "close"]] = 60_000.0
+    strategy = Runner(lambda s: LimitChaser(s, BTC_4H, OrderSide.BUY, 0.5, poll="4h", timeout="12h"), at=2)
+    kernel = run([strategy], {BTC_4H: frame}, cash=22_000.0, instrument_args={"margin": False, "leverage": 1.0})
+    algo = strategy.algo
+    assert algo is not None and statuses(kernel, algo) == [OrderStatus.CANCELED, OrderStatus.CANCELED]
+    assert kernel.orders.order(algo.children[1]).order_type is OrderType.MARKET
+    assert algo.filled == 0.0 and algo.status == "failed"
+
+
 def test_bad_algorithm_settings_are_order_errors() -> None:
     def make(s: Strategy) -> Any:
         with pytest.raises(OrderError, match="less than one lot"):

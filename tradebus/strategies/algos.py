@@ -418,7 +418,8 @@ class LimitChaser(ExecAlgorithm):
     it moved; a child rejected for crossing (post-only) or denied is sent again at the touch.
     After ``timeout`` (if given) the child is canceled and, at the first poll that finds it
     closed (the venue confirmed the cancel, or filled it first), the algorithm ends; with
-    ``on_timeout="market"`` it sends what is still unfilled as a market order first. A partly
+    ``on_timeout="market"`` it sends what is still unfilled as a market order first, and ends
+    at the first poll that finds that order closed (``failed`` unless it filled the rest). A partly
     filled child whose rest the risk gate would refuse to move (below the instrument's minimum
     at the new touch) is canceled instead, and that rest ends the algorithm as its dust.
     """
@@ -443,6 +444,7 @@ class LimitChaser(ExecAlgorithm):
         self.max_retries = max_retries
         self._deadline: int | None = None
         self._timed_out = False
+        self._fallback_sent = False
         self._canceled: set[str] = set()
         #: ``(time, price)`` of every placement and move of the child.
         self.prices: list[tuple[int, float]] = []
@@ -492,15 +494,17 @@ class LimitChaser(ExecAlgorithm):
                     self.strategy.cancel(order.client_order_id, reason=self._reason("timeout"))
             if self.working():
                 return  # until the venue confirms the cancel the child may still fill
-            if self.on_timeout == "market":
-                left = self._lots(self.quantity - self.filled)
-                if left > 0 and self._ended_with_dust(left, math.nan):
+            left = self._lots(self.quantity - self.filled)
+            if self.on_timeout == "market" and left > 0 and not self._fallback_sent:
+                self._fallback_sent = True
+                if self._ended_with_dust(left, math.nan):
                     return
-                if left > 0:
-                    cid = self.strategy.submit_market(self.instrument_id, self.side, left,
-                                                      reason=self._reason("timeout: market"))  # fmt: skip
-                    self._sent(cid, left)
-            self._finish(self._lots(self.quantity - self.committed()) <= 0)  # a denied fallback is not done
+                cid = self.strategy.submit_market(self.instrument_id, self.side, left,
+                                                  reason=self._reason("timeout: market"))  # fmt: skip
+                self._sent(cid, left)
+                if self.working():
+                    return  # its fill, or its denial, rejection or cancel, decides how the algorithm ends
+            self._finish(self._lots(self.quantity - self.filled) <= 0)
             return
         if working:
             order = working[0]
