@@ -184,6 +184,26 @@ def test_vwap_slices_follow_the_time_of_day_volume_profile_of_the_history() -> N
     assert not np.allclose(np.diff(np.concatenate([[0.0], sent])), 2.0 / 6, atol=1e-3)  # not a TWAP
 
 
+def test_vwap_whose_last_slice_would_be_below_the_minimum_notional_sends_it_with_the_slice_before() -> None:
+    # a flat 40,000 and a volume of 100 a bar, but 1 in the bars of the last slice's 4h of the day: its share
+    # of a 0.01 parent is 0.00002, a notional of 0.8 under min_notional 10, which the gate would deny
+    frame = bars_4h().iloc[:60].copy()
+    frame[["open", "high", "low", "close"]] = 40_000.0
+    frame["volume"] = 100.0
+    history = 36
+    last_phase = (int(frame["ts_event"].iloc[history]) + 6 * H4_NS) % DAY_NS
+    frame.loc[frame["ts_event"] % DAY_NS == last_phase, "volume"] = 1.0
+    strategy = Runner(lambda s: Vwap(s, BTC_4H, OrderSide.BUY, 0.01, duration="1d", slices=6), at=history,
+                      history=history)  # fmt: skip
+    kernel = run([strategy], {BTC_4H: frame}, instrument_args={"min_notional": 10.0})
+    algo = strategy.algo
+    assert isinstance(algo, Vwap) and strategy.denied == []
+    assert algo.status == "done" and algo.filled == pytest.approx(0.01, abs=1e-12)
+    assert [q for _, _, q in algo.sent] == pytest.approx([0.00199, 0.002, 0.00199, 0.002, 0.00202], abs=1e-12)
+    assert [t for t, _, _ in algo.sent] == algo.slice_times()[:5]
+    assert kernel.portfolio.position(BTC_4H) == pytest.approx(0.01, abs=1e-12)
+
+
 def test_iceberg_shows_one_display_at_a_time_and_fills_the_parent_at_its_limit() -> None:
     frame = bars_4h().iloc[:120]
     price = float(frame["close"].iloc[5]) * 0.98

@@ -234,7 +234,9 @@ class Twap(ExecAlgorithm):
 
     Slice ``i`` (at ``start + i * duration / slices``) brings what was sent (filled or
     working) up to ``quantity * (i + 1) / slices`` in whole lots; the last slice sends all
-    that is left, and the algorithm ends when none of its children is working any more.
+    that is left, and the algorithm ends when none of its children is working any more. A
+    slice after which what is left would be refused as one market order (below the
+    instrument's minimum quantity or notional at the last price) sends that too.
     Call :meth:`start` to begin (default: now).
     """
 
@@ -281,7 +283,11 @@ class Twap(ExecAlgorithm):
             i = min(self.slices - 1, (event.ts_event - self.start_ns) // self.interval_ns)
             last = i == self.slices - 1
             target = self.quantity if last else self.quantity * float(self._cumulative[i])
-            need = self._lots(target - self.committed())
+            committed = self.committed()
+            need = self._lots(target - committed)
+            rest = self._lots(self.quantity - committed - need)
+            if not last and need > 0 and rest > 0 and self._refusal(rest, math.nan) is not None:
+                need = self._lots(self.quantity - committed)  # what is left after it is too small to send alone
             if need > 0:
                 reason = self._reason(f"slice {i + 1}")
                 cid = self.strategy.submit_market(self.instrument_id, self.side, need, reason=reason)
