@@ -22,6 +22,7 @@ from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.messages import (
     Liquidity,
     OrderAccepted,
+    OrderCanceled,
     OrderFilled,
     OrderSide,
     OrderStatus,
@@ -34,7 +35,7 @@ from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.engine import ExecutionEngine
 from tradebus.errors import DataError
 from tradebus.execution.journal import SCHEMA_VERSION, WAL_SIZE_LIMIT, Journal
-from tradebus.execution.orders import OrderManager
+from tradebus.execution.orders import OrderManager, OrderResolved
 from tradebus.execution.simulated import SimulatedVenue
 from tradebus.risk.config import RiskConfig
 from tradebus.risk.gate import RiskGate
@@ -346,6 +347,36 @@ def test_a_version_1_journal_is_migrated_and_its_entries_replay(tmp_path: Path) 
     unknown = journal.replay(om, Portfolio({inst.instrument_id: inst}, 1_000.0), 50)
     assert [o.client_order_id for o in unknown] == ["s-1"]
     assert om.next_client_order_id("s") != "s-1"
+
+
+def test_the_venues_filled_quantity_of_a_closed_order_survives_the_replay_and_an_earlier_journal_lacks_it(
+    tmp_path: Path,
+) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    for coid in ("s-1", "s-2", "s-3"):
+        journal.record_command(SubmitOrder("s", IID, coid, OrderSide.BUY, 2.0, 7, 7, OrderType.LIMIT, 100.0), coid)
+        journal.record_event(OrderSubmitted("s", IID, coid, 7, 7))
+        journal.record_event(OrderAccepted("s", IID, coid, f"v-{coid}", 8, 8))
+    journal.record_event(OrderCanceled("s", IID, "s-1", "canceled", 9, 9, 0.5))  # the stream's close: 0.5 filled
+    journal.record_event(OrderResolved("s", IID, "s-2", OrderStatus.EXPIRED, "queried", 9, 9, 1.5))  # a query's answer
+    # s-3's resolution as a tradebus before OrderResolved.filled_qty journaled it
+    old = {"strategy_id": "s", "instrument_id": IID, "client_order_id": "s-3", "status": "CANCELED", "reason": "queried",
+           "ts_event": 9, "ts_init": 9}  # fmt: skip
+    journal.close()
+    db = sqlite3.connect(tmp_path / "j.sqlite")
+    db.execute("INSERT INTO journal (kind, type, client_order_id, ts, payload) VALUES (?, ?, ?, ?, ?)",
+               ("event", "OrderResolved", "s-3", 9, msgspec.msgpack.encode(old)))  # fmt: skip
+    db.commit()
+    db.close()
+    journal = Journal(tmp_path / "j.sqlite")
+    inst = make_instrument()
+    om = OrderManager(MessageBus(), SimulatedClock(50))
+    assert journal.replay(om, Portfolio({inst.instrument_id: inst}, 1_000.0), 50) == []
+    journal.close()
+    assert [(om.order(c).status, om.order(c).venue_filled_qty) for c in ("s-1", "s-2")] == [
+        (OrderStatus.CANCELED, 0.5), (OrderStatus.EXPIRED, 1.5)
+    ]
+    assert om.order("s-3").status is OrderStatus.CANCELED and math.isnan(om.order("s-3").venue_filled_qty)
 
 
 def test_a_submit_and_its_decision_are_one_transaction(tmp_path: Path) -> None:

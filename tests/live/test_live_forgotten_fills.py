@@ -240,3 +240,49 @@ async def test_a_restart_does_not_query_a_journaled_filled_order_older_than_the_
         finally:
             await venue.aclose()
             journal.close()
+
+
+@pytest.mark.parametrize("cancel_frame", ["delivered", "dropped"])
+async def test_a_restart_books_the_late_fill_of_a_canceled_order_once_the_venue_lists_it(tmp_path: Path, cancel_frame: str) -> None:
+    """The partial fill's frame is lost and the venue lists it late; the order is canceled (its cancel frame
+    saying 0.01 filled, or a query after the cancel's timeout), the process stops before a read lists the fill."""
+    slow = msgspec.structs.replace(FAST, retry_ns=60_000_000_000)  # the first process stops before it reads again
+    faults = [StreamFault("drop", '"x": "TRADE"')]
+    if cancel_frame == "dropped":
+        faults.append(StreamFault("drop", '"x": "CANCELED"'))
+    path = tmp_path / "journal.sqlite"
+    first = Journal(path)
+    async with harness(stream_faults=faults, trade_size_limit=True, timeouts=slow, journal=first) as h:
+        anomalies: list[OrderAnomaly] = []
+        h.kernel.bus.subscribe(OrderAnomaly, anomalies.append)
+        order = h.submit(OrderSide.BUY, 0.02, 60_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        h.trade(59_000.0, 0.01)  # fills half at the venue; its frame is lost
+        [fill] = h.emulator.fills
+        h.emulator.listed_late[fill.trade_id] = 10**6
+        h.kernel.execution.cancel(CancelOrder("s1", IID, order.client_order_id, 0, 0))
+        await until(lambda: order.status is OrderStatus.CANCELED and any(a.kind is AnomalyKind.MISSING_FILLS for a in anomalies))
+        assert order.filled_qty == 0.0
+        first.close()  # the process stops: its journal holds the order CANCELED with nothing booked
+        h.emulator.listed_late.clear()  # the venue's trade history lists the fill now
+        journal = Journal(path)
+        clock = LiveClock()
+        api = BinanceTrading(h.emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {IID: INST}, timeout=0.25)
+        venue = LiveVenue(api, clock)
+        kernel = Kernel([INST], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0, journal=journal)
+        try:
+            unknown = journal.replay(kernel.orders, kernel.portfolio, clock.now_ns(), on_message=kernel.record_journaled)
+            venue.on_answer = kernel.execution.reconcile_order
+            holds: dict[str, str] = {IID: "live start-up: reconciling positions with the venue"}
+            reconciler = Reconciler(kernel, venue, _hold_to(holds), 2.0)
+            await reconciler.startup(unknown, [])
+            await venue.drain(2.0)
+            await reconciler.compare_balances(startup=True)
+            restored = kernel.orders.order(order.client_order_id)
+            assert restored.status is OrderStatus.CANCELED and restored.filled_qty == pytest.approx(0.01)
+            assert kernel.portfolio.account.balance("BTC") == pytest.approx(0.01) and holds == {}
+            assert [f.trade_id for f in kernel.result.fills] == [str(fill.trade_id)]
+            assert venue.requests["query"] == 1
+        finally:
+            await venue.aclose()
+            journal.close()

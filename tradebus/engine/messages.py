@@ -496,7 +496,12 @@ class OrderTimedOut(msgspec.Struct, frozen=True, gc=False):
 
 
 class OrderResolved(msgspec.Struct, frozen=True, gc=False):
-    """The venue was queried about an ``UNKNOWN`` order and reported ``status``."""
+    """The venue was queried about an ``UNKNOWN`` order and reported ``status``.
+
+    ``filled_qty`` is the venue's cumulative filled quantity in its answer (NaN when not known:
+    an order the venue does not know, or a journal written before the field); more than is booked
+    means fills its trade history does not list (``MISSING_FILLS``).
+    """
 
     strategy_id: str
     instrument_id: str
@@ -505,6 +510,7 @@ class OrderResolved(msgspec.Struct, frozen=True, gc=False):
     reason: str
     ts_event: int
     ts_init: int
+    filled_qty: float = float("nan")
 
 
 class ContingentLinked(msgspec.Struct, frozen=True, gc=False):

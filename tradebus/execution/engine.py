@@ -495,7 +495,9 @@ class ExecutionEngine:
         if order.is_open and (order.status is _S.UNKNOWN or order.status != status):
             now = self._clock.now_ns()
             reason = report.reason or "resolved by venue query"
-            event = OrderResolved(order.strategy_id, order.instrument_id, order.client_order_id, status, reason, now, now)
+            event = OrderResolved(
+                order.strategy_id, order.instrument_id, order.client_order_id, status, reason, now, now, report.filled_qty
+            )
             self._event(event)
 
     def _fills_reread(self, order: Order, venue_filled: float) -> None:

@@ -55,7 +55,9 @@ migrated in place on open: version 1 (no ``meta`` table) gets the tables of vers
 version 2 (whose entries are order commands and events only) is marked version 3, so that an
 older tradebus refuses the journal by its version rather than at its first wallet entry; version 3
 is marked version 4 (``meta`` names its owner), so that an older tradebus, which would not compare
-the owner, refuses it.
+the owner, refuses it. A field added to a journaled message with a default (``OrderResolved.filled_qty``,
+the venue's filled quantity in a query's answer) changes no version: payloads are msgpack maps, so an
+earlier journal's entry reads as the default and an earlier tradebus ignores the field.
 
 What writes a journal is part of it. An opener that names its :class:`JournalOwner` (every daemon
 and every ``live-*`` command) is refused, before anything is written to the journal, by a journal

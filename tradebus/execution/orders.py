@@ -262,6 +262,11 @@ class Order(msgspec.Struct, gc=False, eq=False):
     fee_in_kind
         The part of the fills' fees the venue took in the base asset, out of the coins bought
         (see ``OrderManager``'s ``fee_in_kind``): a buy moved the position by ``filled_qty`` less it.
+    venue_filled_qty
+        The venue's cumulative filled quantity as the last ``OrderCanceled``, ``OrderExpired`` or
+        ``OrderResolved`` that said it reported it (NaN: none did). Above ``filled_qty``: fills the
+        venue made that are not booked (lost frames, or a trade history that lists them late);
+        journaled with those events, so a restart queries such an order again.
     """
 
     client_order_id: str
@@ -286,6 +291,7 @@ class Order(msgspec.Struct, gc=False, eq=False):
     # A tuple while the order has few fills (a set costs 216 bytes per order), a set beyond.
     trade_ids: tuple[str, ...] | set[str] = ()
     fee_in_kind: float = 0.0
+    venue_filled_qty: float = math.nan
 
     def __post_init__(self) -> None:
         if self.ts_last == -1:
@@ -509,8 +515,12 @@ class OrderManager:
                 raise InvalidTransition(f"order {order.client_order_id}: cannot resolve {order.status} to {event.status}")
             target = event.status
             order.reason = event.reason
+            if event.filled_qty == event.filled_qty:
+                order.venue_filled_qty = event.filled_qty
         else:
             order.reason = event.reason
+            if (cls is OrderCanceled or cls is OrderExpired) and event.filled_qty == event.filled_qty:
+                order.venue_filled_qty = event.filled_qty
         if order.filled_qty and target in _UNFILLED:
             target = S.PARTIALLY_FILLED  # e.g. an UNKNOWN order with fills the venue reports working
         order.status = target

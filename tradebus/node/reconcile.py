@@ -46,7 +46,9 @@ fills the venue no longer lists
     (:data:`~tradebus.execution.engine.MISSING_FILLS_READS` reads: Binance and Bybit list a fill
     seconds after its order counts it), booking each fill listed since once (by trade id); a
     restart queries again each order the journal holds FILLED with less booked than its
-    quantity whose last event is younger than the venue lists an order's fills
+    quantity, or CANCELED or EXPIRED with less booked than the venue's filled quantity its
+    closing event or query answer reported (``Order.venue_filled_qty``), whose last event is
+    younger than the venue lists an order's fills
     (:attr:`~tradebus.execution.live.TradingApi.fills_history_ns`: Binance USD-M and Bybit 7
     days, OKX 3; Binance spot has no window). Once the reads have booked the fills of every
     order on the instrument that lacked them, its holding is compared with the venue's at once
@@ -131,6 +133,16 @@ _IN_FLIGHT = frozenset({OrderStatus.INITIALIZED, OrderStatus.SUBMITTED, OrderSta
 def _in_flight(order: Order) -> bool:
     """Whether the venue may have filled ``order`` without the fill here yet: a market order, or one not yet answered."""
     return order.order_type is OrderType.MARKET or order.status in _IN_FLIGHT
+
+
+def _venue_filled(order: Order) -> float:
+    """How much of a closed ``order`` the venue filled, as far as the journal knows (NaN: open, or not known)."""
+    status = order.status
+    if status is OrderStatus.FILLED:
+        return order.quantity
+    if status is OrderStatus.CANCELED or status is OrderStatus.EXPIRED:
+        return order.venue_filled_qty
+    return math.nan
 
 
 def margin_differences(instruments: Mapping[str, Instrument], settings: list[AccountMargin]) -> list[str]:
@@ -492,9 +504,10 @@ class Reconciler:
         After the fills are booked, the venue's open orders are read again: an UNKNOWN order
         it lists, with no more filled than booked here, is resolved from that list (no
         request); any other is queried by client id. A venue that does not page its trade
-        history gets a query of each. An order the journal holds FILLED with less booked than
-        its quantity (a query closed it while the venue's trade history lacked fills:
-        ``MISSING_FILLS``) is queried again, its fills listed since booked, unless its last
+        history gets a query of each. An order the journal holds closed with less booked than
+        the venue filled (FILLED: its quantity; CANCELED or EXPIRED: the venue's filled quantity
+        its closing event or query answer reported; a query found the venue's trade history
+        lacking fills: ``MISSING_FILLS``) is queried again, its fills listed since booked, unless its last
         event is older than the venue lists an order's fills
         (:attr:`~tradebus.execution.live.TradingApi.fills_history_ns`).
         """
@@ -524,15 +537,17 @@ class Reconciler:
         window = self.venue.api.fills_history_ns
         oldest = None if window is None else kernel.clock.now_ns() - window
         for order in self.kernel.orders.orders():
-            if order.status is OrderStatus.FILLED and order.filled_qty < order.quantity * (1.0 - 1e-9):
+            venue_filled = _venue_filled(order)
+            if venue_filled > order.filled_qty * (1.0 + 1e-9):
                 if oldest is not None and order.ts_last < oldest:
-                    logger.info("reconciliation: order {} ({}) journaled FILLED with {} of {} booked, last heard of {:.1f} h "
-                                "ago: beyond the {:g} h the venue lists an order's fills, not queried",
-                                order.client_order_id, order.instrument_id, order.filled_qty, order.quantity,
+                    logger.info("reconciliation: order {} ({}) journaled {} with {} booked of {} the venue filled, last heard "
+                                "of {:.1f} h ago: beyond the {:g} h the venue lists an order's fills, not queried",
+                                order.client_order_id, order.instrument_id, order.status, order.filled_qty, venue_filled,
                                 (oldest + window - order.ts_last) / 3.6e12, window / 3.6e12)  # fmt: skip
                     continue
-                logger.warning("reconciliation: order {} ({}) journaled FILLED with {} of {} booked; querying its fills",
-                               order.client_order_id, order.instrument_id, order.filled_qty, order.quantity)
+                logger.warning("reconciliation: order {} ({}) journaled {} with {} booked of {} the venue filled; querying "
+                               "its fills", order.client_order_id, order.instrument_id, order.status, order.filled_qty,
+                               venue_filled)  # fmt: skip
                 self.venue.track(order)
                 execution.reconcile_order(order.client_order_id)
         if paged:
