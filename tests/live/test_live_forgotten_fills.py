@@ -16,12 +16,13 @@ import msgspec
 import pytest
 from pydantic import SecretStr
 
-from tests.live.live_harness import FAST, IID, INST, KEY, SECRET, Harness, harness, later_than, settled, until
+from tests.live.live_harness import FAST, IID, INST, KEY, SECRET, T0, Harness, harness, later_than, settled, until
+from tests.live.venue_kits import KITS, KitTape, VenueKit, kit_harness
 from tradebus.adapters.binance.trading import BinanceTrading
 from tradebus.engine.clock import LiveClock
 from tradebus.engine.kernel import Kernel
 from tradebus.adapters.binance.private_emulator import StreamFault
-from tradebus.engine.messages import AnomalyKind, CancelOrder, OrderAnomaly, OrderSide, OrderStatus
+from tradebus.engine.messages import AnomalyKind, CancelOrder, OrderAnomaly, OrderSide, OrderStatus, OrderType
 from tradebus.execution.engine import MISSING_FILLS_READS
 from tradebus.execution.journal import Journal
 from tradebus.execution.live import LiveVenue
@@ -286,3 +287,34 @@ async def test_a_restart_books_the_late_fill_of_a_canceled_order_once_the_venue_
         finally:
             await venue.aclose()
             journal.close()
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_fill_the_okx_or_bybit_venue_lists_late_is_read_again_and_booked_once(kit: VenueKit) -> None:
+    faults = [StreamFault("drop", kit.fill_frame), StreamFault("drop", kit.fill_frame, at=1)]
+    async with kit_harness(kit, faults, trade_size_limit=True) as h:
+        holds: dict[str, str] = {}
+        reconciler = Reconciler(h.kernel, h.venue, _hold_to(holds), 2.0)
+        anomalies: list[OrderAnomaly] = []
+        h.kernel.bus.subscribe(OrderAnomaly, anomalies.append)
+        tape = KitTape(h, kit.iid, T0, size=0.001)
+        order = tape.submit(OrderSide.BUY, 0.002, OrderType.LIMIT, price=60_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        tape.trade(59_990.0)
+        tape.trade(59_995.0)  # both fills' frames are lost
+        first, second = h.emulator.fills
+        assert h.emulator.orders[order.client_order_id].status is OrderStatus.FILLED
+        h.emulator.listed_late[second.trade_id] = 2
+        h.kernel.execution.cancel(CancelOrder("s1", kit.iid, order.client_order_id, 0, 0))  # refused: filled; queried
+        await until(lambda: order.status is OrderStatus.FILLED)
+        [missing] = [a for a in anomalies if a.kind is AnomalyKind.MISSING_FILLS]
+        assert "says 0.002 filled but lists fills for 0.001" in missing.detail and order.client_order_id in holds[kit.iid]
+        await until(lambda: order.filled_qty == pytest.approx(0.002), timeout=5.0)
+        await until(lambda: holds == {})
+        await h.venue.drain()
+        assert h.emulator.listed_late[second.trade_id] == 0  # both reads that left it out were made
+        fills = h.kernel.result.fills
+        assert sorted(f.trade_id for f in fills) == sorted([str(first.trade_id), str(second.trade_id)])
+        assert [a.kind for a in anomalies] == [AnomalyKind.MISSING_FILLS, AnomalyKind.FILL_AFTER_CLOSE]
+        assert h.kernel.portfolio.position(kit.iid) == pytest.approx(0.002)
+        await reconciler.aclose()

@@ -212,8 +212,9 @@ class AccountEmulator(ABC):
         #: A test setting, labelled as such: real venues keep a window (OKX ``/trade/fills`` 3 days, Bybit's
         #: execution list 7 days); an older fill is no longer listed though its order still counts it filled.
         self.trade_history_ns: int | None = None
-        #: ``trade id -> how many more own-trades reads leave that fill out``. A test setting: Binance and Bybit
-        #: list a fill in their trade history a few seconds after its order counts it filled.
+        #: ``trade id -> how many more own-trades reads leave that fill out`` (every dialect's trade list:
+        #: :meth:`listed_late_read`). A test setting: Binance and Bybit list a fill in their trade history a few
+        #: seconds after its order counts it filled.
         self.listed_late: dict[int, int] = {}
         #: Entry price of each symbol's position (derivatives dialects only).
         self.entry: dict[str, float] = {}
@@ -523,6 +524,16 @@ class AccountEmulator(ABC):
         self.fills.append(booked)
         return booked
 
+    def listed_late_read(self, f: EmulatedFill) -> bool:
+        """Whether a read of the trade history that would list ``f`` leaves it out (:attr:`listed_late`);
+        such a read counts towards the reads that fill still waits for. A dialect's own-trades handler asks
+        it last, of each fill its request's filters keep, before paging."""
+        late = self.listed_late.get(f.trade_id, 0)
+        if late > 0:
+            self.listed_late[f.trade_id] = late - 1
+            return True
+        return False
+
     def trade_list(self, symbol: str, order_id: str | None, from_id: str | None, start_ms: str | None, end_ms: str | None, limit: int) -> list[EmulatedFill]:
         """The account's fills of ``symbol`` filtered as a venue's own-trades request asks, oldest first, at most ``limit``.
 
@@ -542,9 +553,7 @@ class AccountEmulator(ABC):
             t = f.fill.ts_event // _MS
             if (start_ms is not None and t < int(start_ms)) or (end_ms is not None and t > int(end_ms)):
                 continue
-            late = self.listed_late.get(f.trade_id, 0)
-            if late > 0:
-                self.listed_late[f.trade_id] = late - 1
+            if self.listed_late_read(f):
                 continue
             out.append(f)
             if len(out) >= limit:
