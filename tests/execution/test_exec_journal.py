@@ -341,10 +341,12 @@ def test_a_version_1_journal_is_migrated_and_its_entries_replay(tmp_path: Path) 
     db.commit()
     db.close()
     journal = Journal(path)
-    assert journal.schema_version == SCHEMA_VERSION and len(journal.run_id) == 8
+    assert journal.schema_version == 1 and len(journal.run_id) == 8 and journal.load_risk_state() is None
+    run_id = journal.run_id
     inst = make_instrument()
     om = OrderManager(MessageBus(), SimulatedClock(50))
     unknown = journal.replay(om, Portfolio({inst.instrument_id: inst}, 1_000.0), 50)
+    assert journal.schema_version == SCHEMA_VERSION and journal.run_id == run_id
     assert [o.client_order_id for o in unknown] == ["s-1"]
     assert om.next_client_order_id("s") != "s-1"
 

@@ -120,18 +120,34 @@ def test_a_journal_of_an_earlier_tradebus_is_taken_by_its_first_owner_and_stampe
     sink = logger.add(lambda m: infos.append(str(m)), level="INFO", format="{message}")
     try:
         journal = Journal(path, owner=TESTNET)
-        assert journal.schema_version == SCHEMA_VERSION == 4
-        assert journal.written_by is None and infos == []  # not at open: the replay may still refuse it
+        assert journal.schema_version == 3  # not at open: the replay may still refuse it
+        assert journal.written_by is None and infos == []
         journal.begin_epoch()  # its first write
     finally:
         logger.remove(sink)
-    assert journal.written_by == TESTNET
+    assert journal.written_by == TESTNET and journal.schema_version == SCHEMA_VERSION == 4
     journal.close()
     assert any(f"journal {path}: it named no owner" in line and str(TESTNET) in line for line in infos)
     meta, entries = rows(path)
     assert ("environment", "testnet") in meta and ("mode", "live") in meta and ("epoch", "1") in meta and entries == 2
     with pytest.raises(DataError, match="written by a live .binance spot, testnet. run, opened by a paper"):
         Journal(path, owner=PAPER)
+
+
+def test_a_journal_of_an_earlier_tradebus_only_read_is_left_as_it_was(tmp_path: Path) -> None:
+    """Opening it marked it version 4 at once, so the tradebus that wrote it refused it as newer."""
+    path = tmp_path / "journal.sqlite"
+    paper_journal_of_an_earlier_tradebus(path, make_instrument())
+    before = path.read_bytes()
+    eth = make_instrument(symbol="ETHUSDT")  # another config's instrument
+    for owner in (None, PAPER):  # a tool reading it; a paper daemon whose replay then refuses it
+        journal = Journal(path, owner=owner)
+        assert [entry.seq for entry in journal.entries()][:3] == [1, 2, 3] and journal.load_risk_state() is None
+        assert journal.schema_version == 3 and journal.written_by is None and journal.epoch == 1
+        with pytest.raises(DataError, match="which this config does not trade"):
+            journal.replay(OrderManager(MessageBus(), SimulatedClock(0)), Portfolio({eth.instrument_id: eth}, 100_000.0), 0)
+        journal.close()
+        assert path.read_bytes() == before
 
 
 @pytest.mark.parametrize("opened_by", [TESTNET, MAINNET], ids=["testnet", "mainnet"])

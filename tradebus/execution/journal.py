@@ -51,7 +51,8 @@ Storage (WAL mode), schema version :data:`SCHEMA_VERSION`:
 
 A journal of a newer schema, or an SQLite database of other tables, is refused
 (:class:`~tradebus.errors.DataError` naming the file) and left as it was; an older journal is
-migrated in place on open: version 1 (no ``meta`` table) gets the tables of version 2, and
+read as it is and migrated in place by its first write (an opener that only reads it, or that the
+replay's checks refuse, leaves it as it was, so the tradebus that wrote it still opens it): version 1 (no ``meta`` table) gets the tables of version 2, and
 version 2 (whose entries are order commands and events only) is marked version 3, so that an
 older tradebus refuses the journal by its version rather than at its first wallet entry; version 3
 is marked version 4 (``meta`` names its owner), so that an older tradebus, which would not compare
@@ -309,9 +310,12 @@ class Journal:
         self._risk_type = msgspec.msgpack.Decoder(BreakerState)
 
     def _open_schema(self) -> dict[str, str]:
-        """Create, check or migrate the tables; return the ``meta`` rows."""
+        """Create a new journal's tables, or check an existing journal's; return the ``meta`` rows.
+
+        An older journal is only read here: :meth:`_upgrade` migrates it with its first write.
+        """
         db = self._db
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        self._tables = tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if tables and not tables & {"journal", "meta"}:
             raise DataError(
                 f"journal {self.path}: not a tradebus journal: an SQLite database of other tables "
@@ -329,27 +333,46 @@ class Journal:
             self._check_owner(meta)
         if "journal" in tables and "mode" not in meta:
             self._check_unowned()
-        if meta and int(meta.get("schema_version", "0")) == SCHEMA_VERSION:
-            return meta
+        if tables:
+            self._outdated = int(meta.get("schema_version", "0")) < SCHEMA_VERSION
+            # Version 1 has no meta: its run id is drawn now and stored by the migration.
+            return {"run_id": new_run_id(), "epoch": "0", "schema_version": "1"} | meta
+        meta = self._migrate({})  # a new file
+        if self.owner is not None:
+            meta |= self._store_owner(self.owner)
+        db.execute("COMMIT")
+        return meta
+
+    def _migrate(self, meta: Mapping[str, str]) -> dict[str, str]:
+        """Add what an older journal (or a new file) lacks and mark it :data:`SCHEMA_VERSION`; return its ``meta``.
+
+        ``meta``: the rows read at open (a stored row wins). Begins the transaction (``BEGIN IMMEDIATE``)
+        the caller commits; rolls it back if it raises. Versions 1 (a journal table only), 2 and 3 differ
+        from version 4 by tables and ``meta`` rows only.
+        """
+        db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            # A new file, version 1 (a journal table only), 2 or 3: the migration adds what is missing.
             db.execute(_JOURNAL_TABLE)
             db.execute(_META_TABLE)
             db.execute(_RISK_TABLE)
-            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-            self._check_owner(meta)  # another opener may have stamped it since it was read
-            meta.setdefault("run_id", new_run_id())
-            meta.setdefault("epoch", "0")
-            meta["schema_version"] = str(SCHEMA_VERSION)
-            if self.owner is not None and not tables:
-                meta.update({key: getattr(self.owner, key) for key in _OWNER_KEYS})
-            db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", sorted(meta.items()))
-            db.execute("COMMIT")
+            stored = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            self._check_owner(stored)  # another opener may have stamped it since it was read
+            migrated = {"run_id": new_run_id(), "epoch": "0"} | dict(meta) | stored
+            migrated["schema_version"] = str(SCHEMA_VERSION)
+            db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", sorted(migrated.items()))
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        return meta
+        self._outdated = False
+        self._tables = {"journal", "meta", "risk_state"}
+        return migrated
+
+    def _store_owner(self, owner: JournalOwner) -> dict[str, str]:
+        """Write ``owner``'s ``meta`` rows (in the caller's transaction); return them."""
+        rows = {key: getattr(owner, key) for key in _OWNER_KEYS}
+        self._db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", sorted(rows.items()))
+        return rows
 
     def _check_owner(self, meta: Mapping[str, str]) -> None:
         """Refuse a journal whose stored owner is not :attr:`owner` (nothing is written before)."""
@@ -401,7 +424,7 @@ class Journal:
 
     @property
     def schema_version(self) -> int:
-        """Schema version of the file (always :data:`SCHEMA_VERSION` once open)."""
+        """Schema version of the file (an older one becomes :data:`SCHEMA_VERSION` with the first write)."""
         return int(self._meta["schema_version"])
 
     @property
@@ -582,22 +605,30 @@ class Journal:
     def _check_writable(self) -> None:
         if self.failure is not None:
             raise self.failure
-        if self.owner is not None and "mode" not in self._meta:
-            self._stamp(self.owner)
+        if self._outdated or (self.owner is not None and "mode" not in self._meta):
+            self._upgrade()
 
-    def _stamp(self, owner: JournalOwner) -> None:
-        """Store ``owner`` in a journal that names none, with its first write (not at open: a journal refused
-        by the replay's checks is left as it was)."""
-        stamp = [(key, getattr(owner, key)) for key in _OWNER_KEYS]
-        began = not self._db.in_transaction
-        if began:
+    def _upgrade(self) -> None:
+        """With the first write: migrate an older journal, and store :attr:`owner` in one that names none.
+
+        Not at open: a journal only read, or refused by the replay's checks, is left as it was.
+        """
+        migrated = self._outdated
+        if migrated:
+            meta = self._migrate(self._meta)
+        else:
             self._db.execute("BEGIN IMMEDIATE")
-        self._db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", stamp)
-        if began:
-            self._db.execute("COMMIT")  # a failure: the caller's write fails (rolled back, :attr:`failure`)
-        self._meta.update(stamp)
-        logger.info("journal {}: it named no owner (written by an earlier tradebus); stamped as written by a {} run: "
-                    "a run of another mode, environment or account is refused from now on", self.path, owner)
+            meta = dict(self._meta)
+        stamped = self.owner is not None and "mode" not in meta
+        if stamped and self.owner is not None:
+            meta |= self._store_owner(self.owner)
+        self._db.execute("COMMIT")  # a failure: the caller's write fails (rolled back, :attr:`failure`)
+        self._meta = meta
+        if migrated:
+            logger.info("journal {}: migrated to schema version {} by its first write", self.path, SCHEMA_VERSION)
+        if stamped:
+            logger.info("journal {}: it named no owner (written by an earlier tradebus); stamped as written by a {} run: "
+                        "a run of another mode, environment or account is refused from now on", self.path, self.owner)
 
     def _failed(self, exc: sqlite3.Error) -> DataError:
         """Keep the first failed write as :attr:`failure`, roll back what it began, tell ``on_failure``."""
@@ -642,6 +673,8 @@ class Journal:
         DataError
             An undecodable stored state (names the file).
         """
+        if "risk_state" not in self._tables:  # a version 1 journal not yet written
+            return None
         row = self._db.execute("SELECT payload FROM risk_state WHERE id = 1").fetchone()
         if row is None:
             return None
@@ -674,6 +707,8 @@ class Journal:
     def _rows(self) -> Iterator[tuple[int, Literal["command", "event"], str, bytes]]:
         """The raw rows in ``seq`` order; a damaged database file raises :class:`DataError` (names the last seq read)."""
         seq = 0
+        if "journal" not in self._tables:  # a meta table only: no entry yet
+            return
         try:
             for row in self._db.execute("SELECT seq, kind, type, payload FROM journal ORDER BY seq"):
                 seq = row[0]
@@ -727,7 +762,8 @@ class Journal:
         """
         entries = list(self.entries())  # read and checked before the epoch is written
         self._check_instruments(entries, portfolio.instruments)
-        orders.client_ids.start(self.run_id, self.begin_epoch())
+        epoch = self.begin_epoch()  # an older journal is migrated here, its run id stored
+        orders.client_ids.start(self.run_id, epoch)
         submit = _messages.SubmitOrder
         for entry in entries:
             msg = entry.message
