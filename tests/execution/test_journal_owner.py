@@ -173,20 +173,63 @@ def test_a_paper_journal_of_an_earlier_tradebus_is_refused_to_a_live_opener_and_
     journal.close()
 
 
-def test_a_live_journal_of_an_earlier_tradebus_is_taken_by_a_live_opener(tmp_path: Path) -> None:
-    """Only the simulated venue's ids mark a paper journal: an exchange's order and trade ids do not."""
-    path = tmp_path / "journal.sqlite"
+def live_journal_of_an_earlier_tradebus(path: Path, iid: str = IID) -> None:
+    """The journal of a live run of an earlier tradebus: a buy of 0.01 the exchange filled, no owner named."""
     journal = Journal(path)
-    journal.record_command(SubmitOrder("s1", IID, "c1", OrderSide.BUY, 0.01, 1, 1), "c1")
-    journal.record_event(OrderSubmitted("s1", IID, "c1", 1, 1))
-    journal.record_event(OrderAccepted("s1", IID, "c1", "28457126391", 2, 2))
-    journal.record_event(OrderFilled("s1", IID, "c1", "28457126391", "3527301245", OrderSide.BUY, 0.01, 30_000.0, 0.3,
+    journal.record_command(SubmitOrder("s1", iid, "c1", OrderSide.BUY, 0.01, 1, 1), "c1")
+    journal.record_event(OrderSubmitted("s1", iid, "c1", 1, 1))
+    journal.record_event(OrderAccepted("s1", iid, "c1", "28457126391", 2, 2))
+    journal.record_event(OrderFilled("s1", iid, "c1", "28457126391", "3527301245", OrderSide.BUY, 0.01, 30_000.0, 0.3,
                                      Liquidity.TAKER, 3, 3))
     journal.close()
     unowned_version_3(path)
+
+
+def test_a_live_journal_of_an_earlier_tradebus_is_taken_by_a_live_opener(tmp_path: Path) -> None:
+    """Only the simulated venue's ids mark a paper journal: an exchange's order and trade ids do not."""
+    path = tmp_path / "journal.sqlite"
+    live_journal_of_an_earlier_tradebus(path)
     journal = Journal(path, owner=MAINNET)
     journal.begin_epoch()
     assert journal.written_by == MAINNET
+    journal.close()
+
+
+def test_a_live_journal_of_an_earlier_tradebus_is_refused_to_a_paper_opener_and_left_as_it_was(tmp_path: Path) -> None:
+    """It named no owner, so the first paper run took the live account's orders and positions for its own and
+    stamped the journal paper: the live daemon was then refused its own journal."""
+    path = tmp_path / "journal.sqlite"
+    live_journal_of_an_earlier_tradebus(path)
+    before = path.read_bytes()
+    with pytest.raises(DataError) as caught:
+        Journal(path, owner=PAPER)
+    assert str(caught.value) == (
+        f"journal {path}: it names no owner (an earlier tradebus wrote it), and an exchange numbered its orders, not "
+        "the simulated venue of a paper run (seq 3, order c1: venue order id 28457126391); a paper (binance spot, "
+        "simulated) run would trade on a live account's orders and positions (and the live run would then be refused "
+        "its journal): nothing was written or sent. Give this config a journal of its own (the live config that wrote "
+        "it still opens it)"
+    )
+    assert path.read_bytes() == before
+    journal = Journal(path, owner=TESTNET)  # a live run still takes it over
+    journal.begin_epoch()
+    assert journal.written_by == TESTNET
+    journal.close()
+
+
+def test_a_paper_journal_of_an_earlier_tradebus_with_a_simulated_liquidation_is_taken_by_a_paper_opener(
+    tmp_path: Path,
+) -> None:
+    """The simulated liquidation numbers its fills ``liquidation-<n>``: a paper run's too."""
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path)
+    journal.record_event(OrderFilled("liquidation", IID, "liquidation-1", "liquidation-1", "liquidation-1", OrderSide.SELL,
+                                     0.01, 29_000.0, 0.3, Liquidity.TAKER, 3, 3))
+    journal.close()
+    unowned_version_3(path)
+    journal = Journal(path, owner=PAPER)
+    journal.begin_epoch()
+    assert journal.written_by == PAPER
     journal.close()
 
 

@@ -14,9 +14,10 @@ import yaml
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from tests.execution.test_journal_owner import paper_journal_of_an_earlier_tradebus, rows
+from tests.execution.test_journal_owner import live_journal_of_an_earlier_tradebus, paper_journal_of_an_earlier_tradebus, rows
 from tests.live.live_harness import KEY, SECRET, until
 from tests.live.test_live_daemon import _config as binance_live_config
+from tests.live.test_node_journal_errors import paper_config
 from tests.live.venue_kits import KITS, PASSPHRASE, kit_harness
 from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator
 from tradebus.cli import app
@@ -172,3 +173,21 @@ def test_live_kill_flatten_on_a_paper_journal_of_an_earlier_tradebus_exits_3_bef
     assert "venue order id SIM-1); a live (okx spot, testnet) run would trade on a paper run's orders" in output
     assert sent == []
     assert after == before and ("schema_version", "3") in before[0]  # type: ignore[index]
+
+
+def test_paper_on_a_live_journal_of_an_earlier_tradebus_exits_3_and_leaves_it_as_it_was(tmp_path: Path) -> None:
+    """The journal named no owner: the paper run took the live account's position for its own and stamped the
+    journal paper, and the live daemon was then refused its own journal."""
+    journal = tmp_path / "journal.sqlite"
+    live_journal_of_an_earlier_tradebus(journal)
+    before = journal.read_bytes()
+
+    result = CliRunner().invoke(app, ["paper", str(paper_config(tmp_path, journal)), "--max-seconds", "5"])
+
+    assert result.exit_code == 3, result.output
+    output = " ".join(result.output.split())
+    assert f"journal {journal}: it names no owner (an earlier tradebus wrote it), and an exchange numbered its orders" in output
+    assert "(seq 3, order c1: venue order id 28457126391); a paper (binance spot, simulated) run would trade on a live " \
+        "account's orders and positions" in output
+    assert "Traceback" not in result.output
+    assert journal.read_bytes() == before

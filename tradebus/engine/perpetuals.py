@@ -83,10 +83,12 @@ if TYPE_CHECKING:
     from tradebus.execution.engine import ExecutionEngine
     from tradebus.execution.orders import OrderManager
 
-__all__ = ["LIQUIDATION_STRATEGY", "Perpetuals"]
+__all__ = ["LIQUIDATION_ID_PREFIX", "LIQUIDATION_STRATEGY", "Perpetuals"]
 
 #: ``strategy_id`` of liquidation fills (no strategy submitted them).
 LIQUIDATION_STRATEGY = "liquidation"
+#: The simulated liquidation's fills are ``liquidation-<n>``: client order, venue order and trade id.
+LIQUIDATION_ID_PREFIX = "liquidation-"
 _FEED_ALERT = "perpetuals feed"
 #: Two venue payments of one instrument and amount this close in time are one payment, told twice (the
 #: user stream's event time and the income history's row time of a payment are not documented as equal;
@@ -384,9 +386,9 @@ class Perpetuals:
         fill = OrderFilled(
             LIQUIDATION_STRATEGY,
             iid,
-            f"liquidation-{n}",
-            f"liquidation-{n}",
-            f"liquidation-{n}",
+            f"{LIQUIDATION_ID_PREFIX}{n}",
+            f"{LIQUIDATION_ID_PREFIX}{n}",
+            f"{LIQUIDATION_ID_PREFIX}{n}",
             OrderSide.SELL if qty > 0.0 else OrderSide.BUY,
             abs(qty),
             price,

@@ -69,7 +69,9 @@ A new journal is stamped with its owner when it is created; one that names none 
 tradebus's) is taken by the first opener that names one, and stamped with that opener's first write
 (logged; not at open: a journal the replay then refuses, another config's, is left as it was), unless
 the opener is live and the journal's orders are a paper run's (the simulated venue's ``SIM-<n>``
-venue order ids or ``SIM-T<n>`` trade ids): that one is refused like a paper journal. An
+venue order ids or ``SIM-T<n>`` trade ids): that one is refused like a paper journal; and to a paper
+opener, one whose orders an exchange numbered (a venue order id of another form, the simulated
+liquidation's ``liquidation-<n>`` aside) is refused like a live journal. An
 opener that names none (a tool reading the journal) is neither checked nor stamps it.
 
 Measured (``bench/journal.py``, ``synchronous=NORMAL``, 2,000 orders of 4 entries, medians of
@@ -93,6 +95,7 @@ from loguru import logger
 
 from tradebus.account import MarginAccount
 from tradebus.engine import messages as _messages
+from tradebus.engine.perpetuals import LIQUIDATION_ID_PREFIX
 from tradebus.engine.portfolio import Portfolio
 from tradebus.errors import DataError
 from tradebus.execution.client_ids import new_run_id
@@ -258,7 +261,8 @@ class Journal:
         The file is not a journal (another SQLite database included), a damaged one (truncated,
         pages overwritten), a journal of a newer schema version, a journal of another ``owner``
         (names what wrote it and what opens it), one that names none whose orders a paper run's
-        simulated venue numbered while ``owner`` is live (names the first such entry), or (``exclusive``) one another daemon has open
+        simulated venue numbered while ``owner`` is live, or an exchange while ``owner`` is paper (names
+        the first such entry), or (``exclusive``) one another daemon has open
         (names the file); the file is left as it was.
     """
 
@@ -388,13 +392,15 @@ class Journal:
             )
 
     def _check_unowned(self) -> None:
-        """Refuse, to a live :attr:`owner`, a journal naming no owner whose orders the simulated venue numbered.
+        """Refuse a journal naming no owner whose orders the venue of another mode than :attr:`owner`'s numbered.
 
-        Such a journal (an earlier tradebus's) was written by a paper run: its venue order ids are
-        ``SIM-<n>`` and its trade ids ``SIM-T<n>``, a form no exchange gives. Nothing is written before.
+        Such a journal (an earlier tradebus's) was written by a paper run if its venue order ids are
+        ``SIM-<n>`` or its trade ids ``SIM-T<n>``, a form no exchange gives; by a live run if they are of
+        another form (the simulated liquidation's ``liquidation-<n>`` aside). Nothing is written before.
         """
-        if self.owner is None or self.owner.mode != "live":
+        if self.owner is None:
             return
+        live = self.owner.mode == "live"
         names = [name for name, cls in _TYPES.items() if "venue_order_id" in cls.__struct_fields__]
         rows = self._db.execute(
             f"SELECT seq, type, client_order_id, payload FROM journal WHERE kind = 'event' AND type IN "
@@ -406,18 +412,21 @@ class Journal:
                 msg = msgspec.msgpack.decode(payload, type=_TYPES[name])
             except msgspec.DecodeError as exc:
                 raise DataError(f"journal {self.path}: seq {seq}: bad {name} payload: {exc}") from exc
-            trade_id = getattr(msg, "trade_id", "")
-            if simulated_id_number(msg.venue_order_id, VENUE_ORDER_ID_PREFIX):
-                sign = f"venue order id {msg.venue_order_id}"
-            elif simulated_id_number(trade_id, TRADE_ID_PREFIX):
-                sign = f"trade id {trade_id}"
-            else:
+            sign = _paper_sign(msg) if live else _live_sign(msg)
+            if not sign:
                 continue
+            if live:
+                written_by = "the simulated venue of a paper run numbered its orders"
+                whose = "a paper run's orders and positions"
+                writer = "paper"
+            else:
+                written_by = "an exchange numbered its orders, not the simulated venue of a paper run"
+                whose = "a live account's orders and positions (and the live run would then be refused its journal)"
+                writer = "live"
             raise DataError(
-                f"journal {self.path}: it names no owner (an earlier tradebus wrote it), and the simulated venue of a "
-                f"paper run numbered its orders (seq {seq}, order {client_order_id}: {sign}); a {self.owner} run would "
-                "trade on a paper run's orders and positions: nothing was written or sent. Give this config a journal "
-                "of its own (the paper config that wrote it still opens it)"
+                f"journal {self.path}: it names no owner (an earlier tradebus wrote it), and {written_by} (seq {seq}, "
+                f"order {client_order_id}: {sign}); a {self.owner} run would trade on {whose}: nothing was written or "
+                f"sent. Give this config a journal of its own (the {writer} config that wrote it still opens it)"
             )
 
     # ------------------------------------------------------------------ meta
@@ -873,6 +882,28 @@ class Journal:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def _paper_sign(msg: Any) -> str:
+    """The id of ``msg`` (an ``OrderAccepted`` or ``OrderFilled``) in the simulated venue's form (``""``: none)."""
+    trade_id = getattr(msg, "trade_id", "")
+    if simulated_id_number(msg.venue_order_id, VENUE_ORDER_ID_PREFIX):
+        return f"venue order id {msg.venue_order_id}"
+    if simulated_id_number(trade_id, TRADE_ID_PREFIX):
+        return f"trade id {trade_id}"
+    return ""
+
+
+def _live_sign(msg: Any) -> str:
+    """The venue order id of ``msg`` if neither the simulated venue nor the simulated liquidation gives its form (``""``: none)."""
+    venue_order_id = msg.venue_order_id
+    if (
+        not venue_order_id
+        or simulated_id_number(venue_order_id, VENUE_ORDER_ID_PREFIX)
+        or simulated_id_number(venue_order_id, LIQUIDATION_ID_PREFIX)
+    ):
+        return ""
+    return f"venue order id {venue_order_id}"
 
 
 def _open_error(path: Path, exc: sqlite3.DatabaseError) -> DataError:
