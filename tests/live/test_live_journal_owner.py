@@ -21,11 +21,11 @@ from tests.live.test_node_journal_errors import paper_config
 from tests.live.venue_kits import KITS, PASSPHRASE, kit_harness
 from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator
 from tradebus.cli import app
-from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder, Trade
+from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder, Trade, TradingState
 from tradebus.errors import DataError
 from tradebus.execution.journal import Journal
 from tradebus.node.config import parse_paper_config
-from tradebus.node.live import ApiKeys, LiveNode, kill_switch, parse_live_config
+from tradebus.node.live import ApiKeys, LiveNode, kill_switch, parse_live_config, set_trading_state
 
 pytestmark = pytest.mark.usefixtures("_loguru_to_current_stderr")
 
@@ -191,3 +191,43 @@ def test_paper_on_a_live_journal_of_an_earlier_tradebus_exits_3_and_leaves_it_as
         "account's orders and positions" in output
     assert "Traceback" not in result.output
     assert journal.read_bytes() == before
+
+
+@pytest.mark.parametrize(("stored", "exit_code", "state"), [("1111", 3, TradingState.HALTED), ("354937868", 0, TradingState.ACTIVE)],
+                         ids=["another-account", "its-account"])
+def test_live_resume_checks_the_journals_venue_account_against_the_keys(
+    tmp_path: Path, stored: str, exit_code: int, state: TradingState
+) -> None:
+    """live-resume compared mode and environment only: the keys of another account of the venue set the
+    journal of account 1111 ACTIVE again, where the daemon and live-kill refuse them."""
+    import asyncio
+
+    async def scenario() -> tuple[object, list[tuple[str, str]], Path]:
+        emulator = BinancePrivateEmulator(KEY, SECRET, {}, {"USDT": 100_000.0})  # account 354937868
+        async with emulator:
+            data = binance_live_config(tmp_path, "ws://127.0.0.1:9", "http://127.0.0.1:9", emulator)
+            live = parse_live_config(data, "<test>")
+            assert live.journal is not None
+            journal = Journal(live.journal, owner=live.journal_owner())
+            journal.check_account(stored)
+            journal.close()
+            set_trading_state(live, TradingState.HALTED, "operator kill")
+            config = tmp_path / "live.yaml"
+            config.write_text(yaml.safe_dump(data))
+            env = {"TRADEBUS_BINANCE_API_KEY": KEY, "TRADEBUS_BINANCE_API_SECRET": SECRET}
+            result = await asyncio.to_thread(CliRunner().invoke, app, ["live-resume", str(config)], env=env)
+            return result, [(m, p) for m, p, _ in emulator.requests], live.journal
+
+    result, requests, path = asyncio.run(scenario())
+    assert result.exit_code == exit_code, result.output  # type: ignore[attr-defined]
+    if exit_code:
+        assert f"journal {path}: written for venue account 1111, opened with the keys of account 354937868" in " ".join(
+            result.output.split()  # type: ignore[attr-defined]
+        )
+    assert requests == [("GET", "/api/v3/account")]  # read only
+    journal = Journal(path)
+    try:
+        risk = journal.load_risk_state()
+        assert risk is not None and risk.manual_state == state
+    finally:
+        journal.close()

@@ -85,15 +85,17 @@ def live_kill(
 def live_resume(
     config: Annotated[Path, typer.Argument(help="The live config of the account.", show_default=False)],
 ) -> None:
-    """Set the journal's trading state back to ACTIVE after a kill (the breakers keep their memory)."""
+    """Set the journal's trading state back to ACTIVE after a kill (the breakers keep their memory).
+
+    A journal that names its venue account is refused to keys of another (read from the venue, keys as for live).
+    """
     from tradebus.cli import _fail
-    from tradebus.engine.messages import TradingState
     from tradebus.errors import TradebusError
-    from tradebus.node.live import load_live_config, set_trading_state
+    from tradebus.node.live import load_live_config, resume_trading
 
     try:
         cfg = load_live_config(config)
-        set_trading_state(cfg, TradingState.ACTIVE, "resumed by the operator")
+        resume_trading(cfg)
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
     Console().print(f"trading ACTIVE in {cfg.journal}")

@@ -107,10 +107,12 @@ __all__ = [
     "LiveSettings",
     "check_environment",
     "kill_switch",
+    "resume_trading",
     "set_trading_state",
     "load_live_config",
     "parse_live_config",
     "run_live",
+    "venue_account_id",
 ]
 
 #: Seconds between two reads of the journal's trading state by a running live daemon (``live-kill``
@@ -998,15 +1000,63 @@ async def kill_switch(config: LiveConfig, keys: ApiKeys, reason: str = "kill swi
     return canceled
 
 
-def set_trading_state(config: LiveConfig, state: TradingState, reason: str) -> None:
+async def venue_account_id(config: LiveConfig, keys: ApiKeys) -> str:
+    """The id of the venue account ``keys`` open, read with its balances (``""``: the venue reports none).
+
+    Raises
+    ------
+    VenueError
+        The account could not be read.
+    """
+    rest_url, _ = config.live.endpoints()
+    api = config.live.account().trading(
+        rest_url, keys.key, keys.secret, config.instrument_map(), config.live.request_timeout, **keys.options(config.live)
+    )
+    try:
+        await api.balances()
+        return str(getattr(api, "account_id", ""))
+    finally:
+        await api.close()
+
+
+def resume_trading(config: LiveConfig, environ: dict[str, str] | None = None) -> None:
+    """``live-resume``: set the config's journal ACTIVE, refusing the journal of another venue account.
+
+    A journal holding a venue account's id (:meth:`~tradebus.execution.journal.Journal.check_account`)
+    is checked, as the daemon and the kill switch check it, against the account the keys of the
+    environment (``environ``, default ``os.environ``) open, read from the venue before anything is written.
+
+    Raises
+    ------
+    ConfigError
+        See :func:`set_trading_state`; or the journal holds an account id and the keys are not set.
+    DataError
+        See :func:`set_trading_state`; or the journal was written for another venue account (names both).
+    VenueError
+        The journal holds an account id and the venue's account could not be read (nothing is written).
+    """
+
+    def account_id() -> str:
+        return asyncio.run(venue_account_id(config, ApiKeys.from_env(config.live, environ)))
+
+    set_trading_state(config, TradingState.ACTIVE, "resumed by the operator", account_id=account_id)
+
+
+def set_trading_state(
+    config: LiveConfig, state: TradingState, reason: str, *, account_id: Callable[[], str] | None = None
+) -> None:
     """Store the operator's trading state in the config's journal (kept with the breakers' memory).
+
+    ``account_id``, where given, is called when the journal holds a venue account's id, and the journal
+    refused unless it is that account's (the kill switch checks it itself before it cancels).
 
     Raises
     ------
     ConfigError
         The config has no journal, or (resuming) its journal does not exist.
     DataError
-        The journal was written by another mode or environment (nothing is written to it).
+        The journal was written by another mode or environment, or for another account than
+        ``account_id``'s (nothing is written to it).
     """
     if config.journal is None:
         raise ConfigError("live kill/resume: the config has no journal to hold the trading state")
@@ -1016,6 +1066,8 @@ def set_trading_state(config: LiveConfig, state: TradingState, reason: str) -> N
     config.journal.parent.mkdir(parents=True, exist_ok=True)
     journal = Journal(config.journal, owner=config.journal_owner())
     try:
+        if account_id is not None and journal.account:
+            journal.check_account(account_id())
         stored = journal.load_risk_state()
         now = time.time_ns()
         if stored is None:
