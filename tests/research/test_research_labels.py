@@ -199,11 +199,9 @@ def reference_cusum(close: np.ndarray, h: np.ndarray) -> list[int]:
         if np.isnan(h[t]):
             continue
         s_pos, s_neg = max(0.0, s_pos + r), min(0.0, s_neg + r)
-        if s_neg < -h[t]:
-            s_neg = 0.0
-            events.append(t)
-        elif s_pos > h[t]:
-            s_pos = 0.0
+        up, down = s_pos > h[t], s_neg < -h[t]
+        s_pos, s_neg = (0.0 if up else s_pos), (0.0 if down else s_neg)
+        if up or down:
             events.append(t)
     return events
 
@@ -216,6 +214,16 @@ def test_cusum_hand_example_and_reference() -> None:
     c = bars["close"].to_numpy()
     for h in (np.full(len(c), 0.03), 2.0 * vol):
         assert cusum_events(c, h).tolist() == reference_cusum(c, h)
+
+
+def test_cusum_both_sums_past_a_falling_threshold_reset_together() -> None:
+    # returns +0.05, -0.03: S+ = 0.02, S- = -0.03 under h = 1; then h falls to 0.01 and a
+    # +0.001 bar puts both past it (S+ 0.021, S- -0.029): one event at 3, both sums reset.
+    # Resetting only S+ left S- = -0.029, sampled again at 4 as a fall while the price rose.
+    close = 100.0 * np.exp(np.cumsum([0.0, 0.05, -0.03, 0.001, 0.001]))
+    h = np.array([np.nan, 1.0, 1.0, 0.01, 0.01])
+    assert cusum_events(close, h).tolist() == [3]
+    assert reference_cusum(close, h) == [3]
 
 
 # ---------------------------------------------------------------------------- weights

@@ -381,12 +381,14 @@ def _cusum_kernel(r: np.ndarray, h: np.ndarray, out: np.ndarray) -> int:
             continue
         s_pos = max(0.0, s_pos + r[t])
         s_neg = min(0.0, s_neg + r[t])
-        if s_pos > h[t]:
+        # a falling threshold can put both sums past it at one bar: both reset, one event
+        up = s_pos > h[t]
+        down = s_neg < -h[t]
+        if up:
             s_pos = 0.0
-            out[count] = t
-            count += 1
-        elif s_neg < -h[t]:
+        if down:
             s_neg = 0.0
+        if up or down:
             out[count] = t
             count += 1
     return count
@@ -396,7 +398,9 @@ def cusum_events(close: np.ndarray, threshold: float | np.ndarray) -> np.ndarray
     """Row positions sampled by the symmetric CUSUM filter on log returns.
 
     ``S+ = max(0, S+ + r_t)``, ``S- = min(0, S- + r_t)``; an event at ``t`` when
-    ``S+ > h_t`` (then ``S+ = 0``) or else ``S- < -h_t`` (then ``S- = 0``). ``threshold``
+    ``S+ > h_t`` or ``S- < -h_t``, and each sum past its threshold is reset to 0 (López de
+    Prado, AFML 2.5.2.1: ``S_t = max(S+, -S-)`` is reset; both when a falling ``h_t`` puts
+    both past it at once, so the same excursion is not sampled again at ``t + 1``). ``threshold``
     is one value or one per bar (e.g. ``k * volatility(...)``); bars with a NaN
     return or threshold are skipped.
     """
