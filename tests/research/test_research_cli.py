@@ -185,6 +185,19 @@ def test_lookahead_passes_quickstart_and_bad_configs_exit_2(tmp_path: Path) -> N
     assert result.exit_code == 2 and "cv.method" in result.output
 
 
+@pytest.mark.parametrize("command", [["research", "lookahead"], ["research", "dataset"], ["research", "labels"],
+                                     ["backtest"]])
+def test_a_system_config_given_to_another_command_exits_2_pointing_to_research_run(tmp_path: Path,
+                                                                                   command: list[str]) -> None:
+    config = REPO / "configs" / "systems" / "regime_hazard.yaml"
+    result = runner.invoke(app, [*command, str(config), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert "system config (system: 'regime_hazard')" in text and f"tradebus research run {config}" in text
+    assert "unknown key" not in text
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 def test_lookahead_command_exits_4_on_a_leaking_strategy(tmp_path: Path) -> None:
     raw = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
     raw["data"]["catalog"] = str(REPO / "data" / "catalog")

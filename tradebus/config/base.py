@@ -27,8 +27,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Val
 from tradebus.errors import ConfigError
 
 __all__ = [
-    "FilePath", "HttpUrl", "StrictModel", "WsUrl", "config_error_from", "describe_errors", "model_paths", "resolve_model_paths",
-    "resolve_path",
+    "FilePath", "HttpUrl", "StrictModel", "WsUrl", "config_error_from", "describe_errors", "model_paths",
+    "refuse_system_config", "resolve_model_paths", "resolve_path",
 ]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -227,3 +227,18 @@ def config_error_from(source: str, exc: ValidationError, prefix: tuple[int | str
     """
     lines = describe_errors(exc, prefix)
     return ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines))
+
+
+def refuse_system_config(source: str, data: Any) -> None:
+    """Refuse a system config (a top-level ``system:`` key) read as another kind of config.
+
+    Its keys would all be reported unknown; the error names the command that runs it.
+
+    Raises
+    ------
+    ConfigError
+        If ``data`` is a mapping with a ``system`` key.
+    """
+    if isinstance(data, dict) and "system" in data:
+        raise ConfigError(f"{source}: a system config (system: {data['system']!r}) is run by "
+                          f"'tradebus research run {source}', not read by this command")

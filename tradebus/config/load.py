@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tradebus.config.base import config_error_from, resolve_model_paths, resolve_path
+from tradebus.config.base import config_error_from, refuse_system_config, resolve_model_paths, resolve_path
 from tradebus.config.run import RunBase, RunConfig
 from tradebus.config.strategy import StrategyConfig, strategy_entries
 from tradebus.errors import ConfigError
@@ -61,6 +61,7 @@ def parse_config(
 
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of config sections, got {type(data).__name__}")
+    refuse_system_config(source, data)
     try:
         config = model.model_validate(data)  # type: ignore[attr-defined]
     except ValidationError as exc:

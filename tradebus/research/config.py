@@ -30,7 +30,7 @@ import yaml
 from pydantic import Field, PositiveInt, ValidationError, ValidationInfo, field_validator, model_validator
 
 from tradebus.config import InstrumentConfig, parse_duration
-from tradebus.config.base import StrictModel, describe_errors
+from tradebus.config.base import StrictModel, describe_errors, refuse_system_config
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.research.dataset import DatasetConfig
@@ -205,6 +205,7 @@ def load_research_config(path: str | Path) -> tuple[ResearchConfig, DatasetConfi
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a research config is a mapping with a 'dataset' section")
+    refuse_system_config(str(path), raw)
     try:
         config = ResearchConfig.model_validate(raw)
     except ValidationError as exc:
