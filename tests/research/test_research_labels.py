@@ -99,6 +99,22 @@ def test_triple_barrier_tie_break_and_gaps() -> None:
     assert out["barrier"].iat[0] == 1 and out["ret"].iat[0] == pytest.approx(0.10)
 
 
+@pytest.mark.parametrize(("close", "fraction", "side", "bar", "barrier", "ret"), [
+    (100.0, 0.10, 1.0, (101, 110, 100, 105), 1, 0.10),    # 100 * (1 + 0.1) is 110.00000000000001
+    (10.0, 0.06, 1.0, (10, 10, 9.4, 9.5), -1, -0.06),     # 10 * (1 - 0.06) is 9.399999999999999
+    (100.0, 0.09, -1.0, (100, 109, 99, 105), -1, -0.09),  # short stop 100 * (1 + 0.09)
+    (10.0, 0.06, -1.0, (10, 10, 9.4, 9.5), 1, 0.06),      # short profit 10 * (1 - 0.06)
+])
+def test_triple_barrier_a_price_exactly_at_a_barrier_touches_it(close: float, fraction: float, side: float,
+                                                                bar: tuple[float, ...], barrier: int,
+                                                                ret: float) -> None:
+    # plain fractions (no width); the next bar reaches the barrier exactly and no further
+    bars = bars_of([(close, close, close, close), bar, (bar[3], bar[3], bar[3], bar[3])])
+    out = triple_barrier(bars, [0], pt=fraction, sl=fraction, max_bars=2, side=side)
+    assert out["barrier"].tolist() == [barrier] and out["end_index"].tolist() == [1]
+    assert out["ret"].iat[0] == pytest.approx(ret, rel=1e-12)
+
+
 def test_triple_barrier_vertical_in_time_regimes_and_incomplete_events() -> None:
     bars = bars_of([(100, 100.5, 99.5, 100)] * 6)
     out = triple_barrier(bars, [0, 4], width=np.full(6, 0.01), max_ns=25)  # times 10, 20 ..: 2 bars

@@ -13,7 +13,8 @@ price, known at bar ``i``), the profit-taking barrier lies ``pt * w`` and the st
 barrier ``sl * w`` away from the entry, on the side given by ``side`` (+1 long: profit
 above; -1 short: profit below). Bars ``i+1 .. last`` are scanned, ``last`` being the
 vertical barrier (``max_bars`` later and/or the last bar with ``ts_event <= ts[i] +
-max_ns``). A barrier is touched when the bar's high/low reaches it.
+max_ns``). A barrier is touched when the bar's high/low reaches it (a price equal to the barrier
+does, to within 1e-12 of the entry price: the barrier's float rounding).
 
 * If a bar *opens* beyond a barrier, that barrier is hit first and the exit is at the
   open (a gap is not filled at the barrier price).
@@ -54,6 +55,8 @@ __all__ = [
 ]
 
 _TIES = {"stop": 0, "profit": 1, "open": 2}
+#: A price within this fraction of the entry price of a barrier reaches it (float rounding of the barrier).
+_TOUCH_RTOL = 1e-12
 
 
 def _array(frame: pd.DataFrame, name: str) -> np.ndarray:
@@ -210,21 +213,23 @@ def _triple_barrier_kernel(  # noqa: PLR0913
         else:
             pt_px = p0 * (1.0 - up[k])
             sl_px = p0 * (1.0 + down[k])
+        # p0 * (1 + w) rounds twice: 100 * (1 + 0.1) is 110.00000000000001, which a high of 110 must reach
+        tol = _TOUCH_RTOL * p0
         hit = 0
         exit_px = close[last[k]]
         j_end = last[k]
         for j in range(i + 1, last[k] + 1):
             o = open_[j]
             if s > 0:
-                gap_pt = o >= pt_px
-                gap_sl = o <= sl_px
-                in_pt = high[j] >= pt_px
-                in_sl = low[j] <= sl_px
+                gap_pt = o >= pt_px - tol
+                gap_sl = o <= sl_px + tol
+                in_pt = high[j] >= pt_px - tol
+                in_sl = low[j] <= sl_px + tol
             else:
-                gap_pt = o <= pt_px
-                gap_sl = o >= sl_px
-                in_pt = low[j] <= pt_px
-                in_sl = high[j] >= sl_px
+                gap_pt = o <= pt_px + tol
+                gap_sl = o >= sl_px - tol
+                in_pt = low[j] <= pt_px + tol
+                in_sl = high[j] >= sl_px - tol
             if gap_pt:
                 hit, exit_px = 1, o
             elif gap_sl:
