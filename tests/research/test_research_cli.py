@@ -356,6 +356,29 @@ def test_a_horizon_longer_than_the_window_exits_2_naming_the_field(tmp_path: Pat
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["labels", "cv"])
+@pytest.mark.parametrize(("labels", "message"), [
+    ({"vol_span": 100}, "labels.vol_span: the ewm volatility of span 100 is ready at no bar of the window "
+                        "(at most 60 bars): no event has a barrier width; use a shorter vol_span"),
+    ({"vol_span": 5, "cusum": 1000.0}, "labels.cusum: a CUSUM threshold of 1000.0 x volatility samples no event"),
+])
+def test_triple_barrier_labels_left_without_an_event_exit_2_naming_the_field(tmp_path: Path, command: str,
+                                                                          labels: dict, message: str) -> None:
+    # 60 bars: a volatility span of 100 never warms up, and no move reaches 1000 volatilities
+    raw = yaml.safe_load(CONFIG.read_text())
+    dataset = write_bars(tmp_path / "catalog", random_walk(60), "SIM-USD", "bars", H4)
+    raw["dataset"] = {"catalog": str(tmp_path / "catalog"), "sources": [{"instrument": "SIM-USD.SIM", "dataset": dataset}],
+                      "features": [{"name": "r", "kind": "log_ret", "input": "close"}]}
+    raw["labels"].update(labels)
+    config = tmp_path / "short.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["research", command, str(config), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(("command", "section"), [("cv", "labels"), ("walkforward", "labels"), ("alpha", "alpha")])
 def test_an_empty_horizon_list_exits_2_naming_the_field(tmp_path: Path, command: str, section: str) -> None:
     raw = yaml.safe_load(CONFIG.read_text())

@@ -121,6 +121,7 @@ def _labels(config: Any, dataset: Any) -> pd.DataFrame:
     frames = []
     spans: dict[str, tuple[int, int] | None] = {}
     longest = 0
+    vol_ready = 0  # window bars with a barrier width, over every source
     for source in dataset.sources:
         bars, lo, spans[f"{source.instrument} ({source.dataset})"] = _window_bars(dataset, source)
         if lo >= len(bars):
@@ -130,6 +131,7 @@ def _labels(config: Any, dataset: Any) -> pd.DataFrame:
             out = forward_returns(bars, lab.horizons, lab.kind, lab.clip_quantile).iloc[lo:].reset_index(drop=True)
         else:
             vol = volatility(bars, lab.vol_method, lab.vol_span)
+            vol_ready += int((vol[lo:] > 0).sum())
             if lab.cusum is not None:
                 events = cusum_events(bars["close"].to_numpy(), lab.cusum * vol)
                 events = events[events >= lo]
@@ -144,6 +146,13 @@ def _labels(config: Any, dataset: Any) -> pd.DataFrame:
         raise empty_window(dataset, spans)
     if lab.method == "forward":
         _check_horizons(lab.horizons, longest, "labels.horizons")
+    elif sum(len(f) for f in frames) == 0:
+        # an empty labels.parquet would pass for a result
+        if vol_ready == 0:
+            raise ConfigError(f"labels.vol_span: the {lab.vol_method} volatility of span {lab.vol_span} is ready "
+                              f"at no bar of the window (at most {longest + 1} bars): no event has a barrier width; "
+                              "use a shorter vol_span")
+        raise ConfigError(f"labels.cusum: a CUSUM threshold of {lab.cusum} x volatility samples no event in the window")
     return pd.concat(frames, ignore_index=True).sort_values("ts_event", kind="stable").reset_index(drop=True)
 
 
