@@ -231,3 +231,39 @@ def test_live_resume_checks_the_journals_venue_account_against_the_keys(
         assert risk is not None and risk.manual_state == state
     finally:
         journal.close()
+
+
+@pytest.mark.parametrize(("environment", "flag", "message"), [
+    ("mainnet", [], "live.environment is mainnet: real money; confirm with --mainnet on the command line"),
+    ("testnet", ["--mainnet"], "--mainnet given but live.environment is 'testnet'; set it to mainnet"),
+], ids=["mainnet-without-the-flag", "the-flag-on-testnet"])
+def test_live_resume_asks_for_mainnet_twice_as_live_and_live_kill_do(
+    tmp_path: Path, environment: str, flag: list[str], message: str
+) -> None:
+    """live-resume set a halted mainnet journal ACTIVE without --mainnet, re-arming a real-money daemon
+    that live-kill (which needs the flag) had stopped."""
+    data = binance_live_config(tmp_path, "ws://127.0.0.1:9", "http://127.0.0.1:9", BinancePrivateEmulator(KEY, SECRET, {}, {}))
+    data["live"]["environment"] = environment
+    live = parse_live_config(data, "<test>")
+    assert live.journal is not None
+    Journal(live.journal, owner=live.journal_owner()).close()
+    set_trading_state(live, TradingState.HALTED, "operator kill")
+    before = live.journal.read_bytes()
+    config = tmp_path / "live.yaml"
+    config.write_text(yaml.safe_dump(data))
+
+    result = CliRunner().invoke(app, ["live-resume", str(config), *flag])
+
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert live.journal.read_bytes() == before  # still HALTED
+
+    if environment == "mainnet":  # asked twice: resumed (the journal names no account, so no key is read)
+        result = CliRunner().invoke(app, ["live-resume", str(config), "--mainnet"])
+        assert result.exit_code == 0, result.output
+        journal = Journal(live.journal)
+        try:
+            risk = journal.load_risk_state()
+            assert risk is not None and risk.manual_state is TradingState.ACTIVE
+        finally:
+            journal.close()

@@ -84,6 +84,7 @@ def live_kill(
 
 def live_resume(
     config: Annotated[Path, typer.Argument(help="The live config of the account.", show_default=False)],
+    mainnet: Annotated[bool, typer.Option("--mainnet", help="The config's account is on mainnet.")] = False,
 ) -> None:
     """Set the journal's trading state back to ACTIVE after a kill (the breakers keep their memory).
 
@@ -91,10 +92,11 @@ def live_resume(
     """
     from tradebus.cli import _fail
     from tradebus.errors import TradebusError
-    from tradebus.node.live import load_live_config, resume_trading
+    from tradebus.node.live import check_environment, load_live_config, resume_trading
 
     try:
         cfg = load_live_config(config)
+        check_environment(cfg.live, mainnet)
         resume_trading(cfg)
     except TradebusError as exc:
         _fail(exc, Console(stderr=True))
