@@ -1,6 +1,6 @@
 """An order whose fills the venue's trade history no longer lists: flagged and its instrument held, nothing invented.
 
-The Binance account emulator forgets fills older than its history window
+The account emulators (every dialect) forget fills older than their history window
 (``trade_history_ns``, as OKX's 3 days or Bybit's 7), while its order still says it filled.
 The fill's stream frame is dropped, so only the query after the refused cancel could have booked it.
 A history that only lags (``listed_late``: Binance and Bybit list a fill seconds after its order
@@ -317,4 +317,31 @@ async def test_a_fill_the_okx_or_bybit_venue_lists_late_is_read_again_and_booked
         assert sorted(f.trade_id for f in fills) == sorted([str(first.trade_id), str(second.trade_id)])
         assert [a.kind for a in anomalies] == [AnomalyKind.MISSING_FILLS, AnomalyKind.FILL_AFTER_CLOSE]
         assert h.kernel.portfolio.position(kit.iid) == pytest.approx(0.002)
+        await reconciler.aclose()
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_an_okx_or_bybit_order_whose_fill_the_venue_no_longer_lists_is_flagged_and_its_instrument_held(kit: VenueKit) -> None:
+    """Their emulators ignored ``trade_history_ns``: the fill stayed listed, so no test could show the
+    daemon's missing-fills path on OKX (3 days of ``/trade/fills``) or Bybit (7 days of executions)."""
+    async with kit_harness(kit, [StreamFault("drop", kit.fill_frame)], trade_size_limit=True) as h:
+        holds: dict[str, str] = {}
+        reconciler = Reconciler(h.kernel, h.venue, _hold_to(holds), 2.0)
+        anomalies: list[OrderAnomaly] = []
+        h.kernel.bus.subscribe(OrderAnomaly, anomalies.append)
+        tape = KitTape(h, kit.iid, T0, size=0.001)
+        order = tape.submit(OrderSide.BUY, 0.001, OrderType.LIMIT, price=60_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        tape.trade(59_990.0)  # fills at the venue; its frame is lost
+        tape.trade(61_000.0)  # a millisecond later: the fill is beyond the history window
+        h.emulator.trade_history_ns = 0
+        assert h.emulator.orders[order.client_order_id].status is OrderStatus.FILLED
+        h.kernel.execution.cancel(CancelOrder("s1", kit.iid, order.client_order_id, 0, 0))  # refused: filled; queried
+        await until(lambda: order.status is OrderStatus.FILLED)
+        await h.venue.drain()
+        assert order.filled_qty == 0.0 and h.kernel.result.fills == []  # nothing invented
+        [anomaly] = [a for a in anomalies if a.kind is AnomalyKind.MISSING_FILLS]
+        assert anomaly.client_order_id == order.client_order_id and anomaly.instrument_id == kit.iid
+        assert "says 0.001 filled but lists fills for 0.0" in anomaly.detail
+        assert order.client_order_id in holds[kit.iid]
         await reconciler.aclose()

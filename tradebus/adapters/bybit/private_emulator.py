@@ -426,8 +426,8 @@ class BybitPrivateEmulator(AccountEmulator):
         ``startTime`` / ``endTime`` (ms) at most 7 days apart (only one given: 7 days from or
         to it; neither: every execution -- Bybit's last 7 days, a departure: tests' fills
         carry the recording's times); ``limit`` 1-100, default 50; ``cursor``: the
-        ``nextPageCursor`` of the previous page (empty on the last page). Those :attr:`listed_late` holds
-        back are left out.
+        ``nextPageCursor`` of the previous page (empty on the last page). Those older than
+        :attr:`trade_history_ns` and those :attr:`listed_late` holds back are left out.
         """
         try:
             limit = int(p.get("limit") or 50)
@@ -449,7 +449,7 @@ class BybitPrivateEmulator(AccountEmulator):
             f for f in self.fills
             if self._mine(p) and p.get("symbol") in (None, f.rec.symbol) and p.get("orderId") in (None, str(f.rec.order_id))
             and (start is None or end is None or start <= f.fill.ts_event // 1_000_000 <= end)
-            and (not cursor or f.trade_id < int(cursor)) and not self.listed_late_read(f)
+            and (not cursor or f.trade_id < int(cursor)) and not self.beyond_history(f) and not self.listed_late_read(f)
         ]
         rows.sort(key=lambda f: f.trade_id, reverse=True)
         page = rows[:limit]

@@ -208,7 +208,8 @@ class AccountEmulator(ABC):
         self.orders: dict[str, EmulatedOrder] = {}
         #: Every fill of the account, in order.
         self.fills: list[EmulatedFill] = []
-        #: How far back the own-trades lists reach, ns before the account's clock (``None``: every fill).
+        #: How far back the own-trades lists reach (every dialect's: :meth:`beyond_history`), ns before the
+        #: account's clock (``None``: every fill).
         #: A test setting, labelled as such: real venues keep a window (OKX ``/trade/fills`` 3 days, Bybit's
         #: execution list 7 days); an older fill is no longer listed though its order still counts it filled.
         self.trade_history_ns: int | None = None
@@ -524,6 +525,11 @@ class AccountEmulator(ABC):
         self.fills.append(booked)
         return booked
 
+    def beyond_history(self, f: EmulatedFill) -> bool:
+        """Whether ``f`` is older than the trade history lists (:attr:`trade_history_ns`); its order still
+        counts it filled. Every dialect's own-trades handler leaves such a fill out."""
+        return self.trade_history_ns is not None and f.fill.ts_event < self.clock.now_ns() - self.trade_history_ns
+
     def listed_late_read(self, f: EmulatedFill) -> bool:
         """Whether a read of the trade history that would list ``f`` leaves it out (:attr:`listed_late`);
         such a read counts towards the reads that fill still waits for. A dialect's own-trades handler asks
@@ -542,12 +548,11 @@ class AccountEmulator(ABC):
         :attr:`trade_history_ns` are not listed, nor those :attr:`listed_late` still holds back.
         """
         out = []
-        oldest = -1 if self.trade_history_ns is None else self.clock.now_ns() - self.trade_history_ns
         for f in self.fills:
             if f.rec.symbol != symbol or (order_id is not None and str(f.rec.order_id) != order_id):
                 continue
-            if f.fill.ts_event < oldest:
-                continue  # beyond the history window (:attr:`trade_history_ns`)
+            if self.beyond_history(f):
+                continue
             if from_id is not None and f.trade_id < int(from_id):
                 continue
             t = f.fill.ts_event // _MS

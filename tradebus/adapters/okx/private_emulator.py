@@ -307,8 +307,8 @@ class OkxPrivateEmulator(AccountEmulator):
         return self._fills(p)
 
     def _fills(self, p: dict[str, Any]) -> web.Response:
-        """One page of the account's fills, newest first, as OKX pages them (every fill is kept: no 3-day / 3-month
-        retention; those :attr:`listed_late` holds back are left out).
+        """One page of the account's fills, newest first, as OKX pages them (no 3-day / 3-month retention: every
+        fill is kept but those older than :attr:`trade_history_ns` and those :attr:`listed_late` holds back).
 
         ``after`` / ``before`` (a ``billId``): rows older / newer than it; ``begin`` / ``end``
         (ms): rows with ``ts`` from / up to them; ``limit`` 1-100 (default 100) rows, the
@@ -329,7 +329,7 @@ class OkxPrivateEmulator(AccountEmulator):
             if p.get("instId") in (None, f.rec.symbol) and p.get("ordId") in (None, str(f.rec.order_id))
             and (begin or 0) <= f.fill.ts_event // 1_000_000 <= (end if end is not None else math.inf)
             and (after is None or f.trade_id < after) and (before is None or f.trade_id > before)
-            and not self.listed_late_read(f)
+            and not self.beyond_history(f) and not self.listed_late_read(f)
         ]
         rows.sort(key=lambda f: f.trade_id)
         page = rows[:limit] if before is not None else rows[-limit:]
