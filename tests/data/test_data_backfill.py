@@ -258,8 +258,30 @@ def test_cli_backfill_never_stores_a_week_still_forming_though_the_venue_starts_
     ])
     done_ns = time.time_ns()
     assert result.exit_code == 0, result.output
-    stored = Catalog(tmp_path).read("binance", "spot", "ADABTC", "bars_7d").column("ts_event").to_numpy()
+    stored = Catalog(tmp_path).read("binance", "spot", "ADABTC", "bars_1w").column("ts_event").to_numpy()
     assert stored.size >= 4 and int(stored[-1]) <= done_ns  # every bar stored had closed when the command ended
+
+
+def test_backfill_1w_resumes_the_bars_7d_dataset_of_an_older_catalog(venue: Venue, tmp_path: Path) -> None:
+    """Weekly bars were once stored as bars_7d: a 1w backfill continues that dataset rather than start a second."""
+    venue.throttle_next = 0
+    week_ms = 7 * 24 * 60 * MINUTE_MS
+    monday = 1_635_724_800_000  # 2021-11-01
+    rows = [line.split(",") for line in KLINES.read_text().splitlines()][:6]
+    venue.klines = [[str(monday + i * week_ms), *r[1:6], str(monday + (i + 1) * week_ms - 1), *r[7:]]
+                    for i, r in enumerate(rows)]
+    first = backfill_ohlcv(tmp_path, exchange(venue, 1), "ADA/BTC", "1w", since_ms=monday, until_ms=monday + 3 * week_ms,
+                           venue="binance", market="spot", catalog_symbol="ADABTC", limit=1000)
+    assert first.manifest is not None and first.manifest.dataset == "bars_1w"
+    old = tmp_path / "binance" / "spot" / "ADABTC"
+    (old / "bars_1w").rename(old / "bars_7d")
+    manifest = json.loads((old / "bars_7d" / "manifest.json").read_text())
+    (old / "bars_7d" / "manifest.json").write_text(json.dumps({**manifest, "dataset": "bars_7d"}))
+    again = backfill_ohlcv(tmp_path, exchange(venue, 1), "ADA/BTC", "1w", since_ms=monday, until_ms=monday + 6 * week_ms,
+                           venue="binance", market="spot", catalog_symbol="ADABTC", limit=1000)
+    assert again.manifest is not None and again.manifest.dataset == "bars_7d" and again.rows == 3
+    assert [r.dataset for r in Catalog(tmp_path).datasets()] == ["bars_7d"]
+    assert Catalog(tmp_path).read("binance", "spot", "ADABTC", "bars_7d").num_rows == 6
 
 
 def expected_trades() -> tuple[np.ndarray, np.ndarray]:

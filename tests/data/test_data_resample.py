@@ -126,3 +126,40 @@ def test_cli_bars(catalog: Catalog) -> None:
     bad = CliRunner().invoke(data_app, ["bars", "binance/spot/BTCUSDT/trades", "--mode", "renko", "--catalog",
                                         str(catalog.root)])
     assert bad.exit_code == 2 and "--mode 'renko'" in bad.output
+
+
+DAILY = Path(__file__).resolve().parents[1] / "fixtures" / "strategies" / "binance_btcusdt_day_2020.csv"
+
+
+def test_weekly_bars_are_named_1w_by_import_and_bars_as_the_user_asked(tmp_path: Path) -> None:
+    """A user asking for 1w found the bars under bars_7d, a name they never gave."""
+    runner = CliRunner()
+    run = runner.invoke(data_app, ["import", str(DAILY), "--venue", "binance", "--market", "spot", "--symbol",
+                                   "BTCUSDT", "--interval", "1d", "--catalog", str(tmp_path)])
+    assert run.exit_code == 0, run.output
+    run = runner.invoke(data_app, ["bars", "binance/spot/BTCUSDT/bars_1d", "--interval", "1w", "--catalog",
+                                   str(tmp_path)])
+    assert run.exit_code == 0, run.output
+    assert "binance/spot/BTCUSDT/bars_1w: 53 rows, 1w bars" in run.output
+    weekly = tmp_path / "weekly.csv"
+    pd.DataFrame({"open_time": pd.date_range("2020-01-06", periods=8, freq="7D"), "open": 1.0, "high": 2.0,
+                  "low": 0.5, "close": 1.5, "volume": 10.0}).to_csv(weekly, index=False)
+    run = runner.invoke(data_app, ["import", str(weekly), "--venue", "binance", "--market", "spot", "--symbol",
+                                   "ETHUSDT", "--interval", "1w", "--catalog", str(tmp_path)])
+    assert run.exit_code == 0, run.output
+    assert {(r.symbol, r.dataset) for r in Catalog(tmp_path).datasets()} == {
+        ("BTCUSDT", "bars_1d"), ("BTCUSDT", "bars_1w"), ("ETHUSDT", "bars_1w")}
+
+
+def test_weekly_bars_of_a_catalog_that_named_them_7d_are_appended_to_there(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"open_time": pd.date_range("2020-01-06", periods=8, freq="7D"), "open": 1.0, "high": 2.0,
+                          "low": 0.5, "close": 1.5, "volume": 10.0})
+    first, later = tmp_path / "first.csv", tmp_path / "later.csv"
+    frame.iloc[:5].to_csv(first, index=False)
+    frame.iloc[5:].to_csv(later, index=False)
+    import_path(tmp_path, first, venue="binance", market="spot", symbol="ETHUSDT", kind="bars", interval="1w",
+                dataset="bars_7d")  # as written before weeks had their own name
+    manifest = import_path(tmp_path, later, venue="binance", market="spot", symbol="ETHUSDT", kind="bars",
+                           interval="1w", mode="append").manifests[0]
+    assert manifest.dataset == "bars_7d" and manifest.rows == 8
+    assert [r.dataset for r in Catalog(tmp_path).datasets()] == ["bars_7d"]

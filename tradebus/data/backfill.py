@@ -73,7 +73,7 @@ import pyarrow as pa
 from loguru import logger
 
 from tradebus.data.catalog import Catalog, Manifest, open_parquet
-from tradebus.data.ingest import BarStream, TradeStream, format_interval, parse_interval
+from tradebus.data.ingest import BarStream, TradeStream, bars_dataset, parse_interval
 from tradebus.data.quality import QualityCheck
 from tradebus.data.sources import Frame, Source
 from tradebus.errors import ConfigError, DataError
@@ -175,7 +175,7 @@ def backfill_ohlcv(
     interval_ns = parse_interval(timeframe)
     step_ms = interval_ns // 1_000_000
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
-    dataset = f"bars_{format_interval(interval_ns)}"
+    dataset = bars_dataset(cat, venue, market, catalog_symbol, interval_ns)
     mode = "create"
     if cat.exists(venue, market, catalog_symbol, dataset):
         done = cat.manifest(venue, market, catalog_symbol, dataset)

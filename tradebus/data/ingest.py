@@ -117,6 +117,7 @@ __all__ = [
     "detect_interval",
     "format_interval",
     "import_file",
+    "bars_dataset",
     "import_path",
     "iter_bars",
     "iter_trades",
@@ -224,12 +225,25 @@ def parse_interval(value: str | int | np.integer) -> int:
 
 
 def format_interval(interval_ns: int) -> str:
-    """Return the shortest label of an interval in ns (``14_400_000_000_000`` -> ``"4h"``)."""
-    for unit, size in (("d", _INTERVAL_UNITS["d"]), ("h", _INTERVAL_UNITS["h"]), ("m", _INTERVAL_UNITS["m"]),
-                       ("s", _INTERVAL_UNITS["s"]), ("ms", _INTERVAL_UNITS["ms"]), ("us", _INTERVAL_UNITS["us"])):
-        if interval_ns % size == 0:
-            return f"{interval_ns // size}{unit}"
+    """Return the shortest label of an interval in ns (``14_400_000_000_000`` -> ``"4h"``, a week -> ``"1w"``)."""
+    for unit in ("w", "d", "h", "m", "s", "ms", "us"):
+        if interval_ns % _INTERVAL_UNITS[unit] == 0:
+            return f"{interval_ns // _INTERVAL_UNITS[unit]}{unit}"
     return f"{interval_ns}ns"
+
+
+def bars_dataset(catalog: Catalog, venue: str, market: str, symbol: str, interval_ns: int) -> str:
+    """Return the name of the dataset of ``interval_ns`` bars: ``bars_<format_interval>`` (``bars_1w``).
+
+    Catalogs written before weeks had a label of their own named a week ``bars_7d``: such a
+    dataset keeps its name (it is resumed or appended to) while no ``bars_1w`` exists beside it.
+    """
+    name = f"bars_{format_interval(interval_ns)}"
+    if interval_ns % _INTERVAL_UNITS["w"] == 0 and not catalog.exists(venue, market, symbol, name):
+        legacy = f"bars_{interval_ns // _INTERVAL_UNITS['d']}d"
+        if catalog.exists(venue, market, symbol, legacy):
+            return legacy
+    return name
 
 
 def detect_interval(ts: np.ndarray) -> int:
@@ -1307,7 +1321,8 @@ def import_path(
             writer = writers.get(key)
             if writer is None:
                 interval_ns = streams[key].interval_ns if isinstance(streams[key], BarStream) else None  # type: ignore[union-attr]
-                name = dataset or (f"bars_{format_interval(interval_ns)}" if interval_ns else "trades")
+                name = dataset or ("trades" if not interval_ns else
+                                   bars_dataset(cat, venue, market, key if key is not None else symbol, interval_ns))  # type: ignore[arg-type]
                 writer = writers[key] = cat.writer(
                     venue, market, key if key is not None else symbol, name,  # type: ignore[arg-type]
                     period or _default_period(kind, interval_ns), kind=kind, interval_ns=interval_ns, mode=mode,

@@ -49,7 +49,14 @@ import pyarrow as pa
 from loguru import logger
 
 from tradebus.data.catalog import BAR_SCHEMA, Catalog, Manifest
-from tradebus.data.ingest import _default_period, detect_interval, format_interval, parse_interval, validate_bars
+from tradebus.data.ingest import (
+    _default_period,
+    bars_dataset,
+    detect_interval,
+    format_interval,
+    parse_interval,
+    validate_bars,
+)
 from tradebus.data.quality import QualityCheck
 from tradebus.errors import ConfigError, DataError
 
@@ -179,7 +186,7 @@ def import_okx_candles(
             raise DataError(f"{first.name}: {exc}") from None
     interval_ms = interval_ns // _MS
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
-    name = dataset or f"bars_{format_interval(interval_ns)}"
+    name = dataset or bars_dataset(cat, "okx", market, symbol, interval_ns)
     writer = cat.writer("okx", market, symbol, name, _default_period("bars", interval_ns), kind="bars",  # type: ignore[arg-type]
                         interval_ns=interval_ns, mode=mode)  # type: ignore[arg-type]
     check = QualityCheck("bars", interval_ns)

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from tradebus.data.catalog import BAR_SCHEMA, Catalog, DatasetRef, Manifest, open_parquet
-from tradebus.data.ingest import format_interval
+from tradebus.data.ingest import bars_dataset, format_interval
 from tradebus.data.quality import QualityCheck
 from tradebus.errors import DataError
 from tradebus.features.bars import BarBuilder
@@ -85,7 +85,8 @@ def bars_from_trades(
     """
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     bars = BarBuilder(mode, interval_ns=interval_ns, threshold=threshold, **builder)  # type: ignore[arg-type]
-    name = dataset or bars_dataset_name(mode, interval_ns=interval_ns, threshold=threshold)
+    name = dataset or (bars_dataset(cat, source.venue, source.market, source.symbol, interval_ns or 0) if mode == "time"
+                       else bars_dataset_name(mode, threshold=threshold))
     regular = interval_ns if mode == "time" else None
     check = QualityCheck("bars", regular)
     trades = 0
@@ -128,7 +129,7 @@ def resample_bars(
     if interval_ns <= fine or interval_ns % fine:
         raise DataError(f"{source.relpath().as_posix()}: {format_interval(interval_ns)} is not a whole multiple of its "
                         f"{format_interval(fine)} bars")
-    name = dataset or f"bars_{format_interval(interval_ns)}"
+    name = dataset or bars_dataset(cat, source.venue, source.market, source.symbol, interval_ns)
     check = QualityCheck("bars", interval_ns)
     carry: pa.Table | None = None
     with cat.writer(source.venue, source.market, source.symbol, name, "year" if interval_ns >= 3_600_000_000_000
