@@ -253,6 +253,19 @@ def test_download_book_depth_imports_verified_days_into_a_book_depth_dataset(ser
     assert code == 2 and "futures only" in out
 
 
+def test_monthly_book_depth_download_is_refused_before_any_request(server: Server, tmp_path: Path) -> None:
+    """Binance publishes bookDepth daily only: --monthly asked for a month archive that is never there (listed as
+    missing, then 'no verified archives'), and one that was imported whole, the days outside --start..--end too."""
+    day1 = (FIXTURES / "history" / "binance_um_BTCUSDT-bookDepth-2023-06-01_head.csv").read_bytes()
+    server.publish("futures/um/monthly/bookDepth/BTCUSDT/BTCUSDT-bookDepth-2023-06.zip",
+                   day1 + b"".join(day1.replace(b"2023-06-01", b"2023-06-02").splitlines(keepends=True)[1:]))
+    code, out = run("download", "binance", "--symbol", "BTCUSDT", "--market", "um", "--data", "bookDepth",
+                    "--start", "2023-06-02", "--end", "2023-06-02", "--monthly", "--base-url", server.url,
+                    "--cache-dir", str(tmp_path / "cache"), "--catalog", str(tmp_path / "cat"))
+    assert code == 2 and "bookDepth is published as daily archives only: drop --monthly" in out, out
+    assert server.requests == [] and not (tmp_path / "cat").exists()
+
+
 def test_monthly_download_keeps_only_the_asked_days_so_a_daily_append_continues_it(
     server: Server, tmp_path: Path
 ) -> None:

@@ -129,7 +129,8 @@ def archives(
     Raises
     ------
     DataError
-        On an unknown market or data type, klines without an interval, or ``end < start``.
+        On an unknown market or data type, klines without an interval, monthly bookDepth (Binance
+        publishes it daily only), or ``end < start``.
     """
     if market not in _PREFIX:
         raise DataError(f"binance market {market!r} is not one of {sorted(_PREFIX)}")
@@ -137,6 +138,9 @@ def archives(
         raise DataError(f"binance data type {data!r} is not klines, trades, aggTrades or bookDepth")
     if data == "bookDepth" and market == "spot":
         raise DataError("bookDepth is published for futures only (market um or cm)")
+    if data == "bookDepth" and monthly:
+        raise DataError("bookDepth is published as daily archives only: drop --monthly (the days of --start..--end "
+                        "are fetched one archive each)")
     if (data == "klines") != (interval is not None):
         raise DataError("an interval is needed for klines, and only for klines")
     if end < start:
