@@ -19,6 +19,8 @@ Data policy (nothing is changed silently):
 * Any other invalid row (bad price, high < low, ...) stops the build.
 * Gaps (missing 4h bars) are kept as they are; each is logged and their number
   is recorded in the manifest (``gaps``, ``missing_bars``) and notes.
+* The quality checks of every import run on the rows; their summary is kept in the
+  manifest (``quality``, the status ``data info`` shows).
 
 Deterministic: the same source gives byte-identical files.
 """
@@ -35,6 +37,7 @@ from loguru import logger
 
 from tradebus.data.catalog import Catalog
 from tradebus.data.ingest import parse_interval, read_bars
+from tradebus.data.quality import QualityCheck
 from tradebus.errors import DataError
 
 VENUE, MARKET, SYMBOL, DATASET = "coinbase", "spot", "BTC-USD", "bars_4h"
@@ -72,8 +75,11 @@ def build(source: Path, catalog_root: Path, *, drop_duplicates: bool) -> int:
         f"{len(dropped)} duplicate rows dropped (first kept)" if drop_duplicates else "duplicates: none (build fails on any)",
         f"{gap_at.size} gaps, {missing} missing bars, kept as gaps (no filling)",
     ]
+    check = QualityCheck("bars", interval_ns)
+    check.feed(table)
     manifest = Catalog(catalog_root).write(
-        table, VENUE, MARKET, SYMBOL, DATASET, "year", kind="bars", interval_ns=interval_ns, mode="overwrite", notes=notes
+        table, VENUE, MARKET, SYMBOL, DATASET, "year", kind="bars", interval_ns=interval_ns, mode="overwrite", notes=notes,
+        quality=check.report().summary(),
     )
     logger.info(
         "wrote {} bars {} -> {} in {} files, {} gaps ({} missing bars), {} duplicates dropped",

@@ -10,7 +10,7 @@ from types import ModuleType
 import pytest
 from loguru import logger
 
-from tradebus.data.catalog import Catalog
+from tradebus.data.catalog import Catalog, quality_report
 from tradebus.data.ingest import import_file
 from tradebus.errors import DataError
 
@@ -40,6 +40,25 @@ def test_build_is_deterministic_and_records_gaps(tmp_path: Path) -> None:
     assert (manifest.gaps, manifest.missing_bars, manifest.period) == (1, 3, "year")
     assert "1 gaps, 3 missing bars, kept as gaps (no filling)" in manifest.notes
     assert "duplicates: none (build fails on any)" in manifest.notes
+
+
+def test_build_keeps_the_quality_summary_data_info_shows(tmp_path: Path) -> None:
+    """data info showed quality '-' for the shipped sample: the build stored no quality summary."""
+    script = load_script()
+    script.build(FIXTURES / "coinbase_btc-usd_4h_cut.json.gz", tmp_path, drop_duplicates=False)
+    manifest = Catalog(tmp_path).manifest("coinbase", "spot", "BTC-USD", "bars_4h")
+    entries = Catalog(tmp_path).entries("coinbase", "spot", "BTC-USD", "bars_4h")[1]
+    report = quality_report((path for path, _ in entries), "bars", manifest.interval_ns)
+    assert manifest.quality == report.summary() and manifest.quality["gaps"] == 1
+
+
+def test_every_dataset_of_the_shipped_sample_catalog_has_its_quality_status() -> None:
+    catalog = Catalog(REPO / "data" / "catalog")
+    for ref in catalog.datasets():
+        manifest = catalog.manifest(ref.venue, ref.market, ref.symbol, ref.dataset)
+        entries = catalog.entries(ref.venue, ref.market, ref.symbol, ref.dataset)[1]
+        report = quality_report((path for path, _ in entries), manifest.kind, manifest.interval_ns)
+        assert manifest.quality is not None and manifest.quality["status"] == report.status, ref
 
 
 def test_build_stops_on_duplicates_unless_asked_to_drop_them(tmp_path: Path) -> None:

@@ -637,6 +637,7 @@ class Catalog:
         mode: Literal["create", "append", "overwrite"] = "create",
         row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
         notes: Iterable[str] = (),
+        quality: dict[str, object] | None = None,
     ) -> Manifest:
         """Write a table as a dataset (atomically) and return its manifest.
 
@@ -664,6 +665,9 @@ class Catalog:
             Rows per Parquet row group (fixed, part of the deterministic layout).
         notes
             Free-text lines stored in the manifest (appended to existing notes).
+        quality
+            The quality summary of the rows (:meth:`QualityReport.summary`), shown by ``data info``;
+            see :meth:`DatasetWriter.commit`.
 
         Raises
         ------
@@ -677,7 +681,7 @@ class Catalog:
             row_group_rows=row_group_rows,
         ) as writer:
             writer.write(table)
-            return writer.commit(notes)
+            return writer.commit(notes, quality=quality)
 
     def writer(
         self,
