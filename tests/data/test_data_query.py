@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +19,7 @@ from tradebus.data.query import connect, query
 from tradebus.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -58,6 +62,22 @@ def test_date_column_is_the_rows_utc_day_not_the_partition_start(catalog: Path) 
     assert days.nunique() == 51
     mismatched = query("SELECT count(*) AS n FROM bars WHERE date <> CAST(time AS DATE)", catalog).to_pylist()
     assert mismatched == [{"n": 0}]
+
+
+def test_a_utc_window_selects_the_same_rows_on_a_machine_in_another_time_zone(catalog: Path) -> None:
+    """time is UTC: against a TIMESTAMPTZ, DuckDB read it in the machine's zone (New York: no row of the hour)."""
+    sql = ("SELECT count(*) AS n, min(time) AS lo, max(time) AS hi FROM binance_spot_adabtc_bars_1m "
+           "WHERE time >= TIMESTAMPTZ '2021-11-27 01:00:00+00:00' AND time < TIMESTAMPTZ '2021-11-27 02:00:00+00:00'")
+    env = {**os.environ, "TZ": "America/New_York", "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    run = subprocess.run([sys.executable, "-m", "tradebus.cli", "data", "query", "--catalog", str(catalog), "--format",
+                          "json", sql], capture_output=True, text=True, env=env, cwd=REPO, check=False)
+    assert run.returncode == 0, run.stderr
+    bars = Catalog(catalog).read("binance", "spot", "ADABTC", "bars_1m").to_pandas()
+    close = pd.to_datetime(bars["ts_event"], unit="ns")
+    inside = close[(close >= "2021-11-27 01:00") & (close < "2021-11-27 02:00")]
+    got = json.loads(run.stdout)[0]
+    assert got["n"] == len(inside) == 60
+    assert pd.Timestamp(got["lo"]) == inside.min() and pd.Timestamp(got["hi"]) == inside.max()
 
 
 def test_query_names_the_views_when_it_fails_and_ignores_staged_directories(catalog: Path) -> None:

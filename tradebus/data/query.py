@@ -2,7 +2,9 @@
 
 :func:`connect` opens an in-memory DuckDB database with one view per dataset, over
 the Parquet files its manifest lists, plus a ``time`` column (``ts_event`` as a UTC
-timestamp, µs) and a ``date`` column (the UTC day of ``time``):
+timestamp, µs) and a ``date`` column (the UTC day of ``time``). The session's time zone
+is UTC whatever the machine's, so ``time`` compares right with a ``TIMESTAMPTZ``
+(``'2024-01-01 00:00+00'``), ``now()`` or ``current_date``:
 
 * ``<venue>_<market>_<symbol>_<dataset>`` for every dataset, lower-cased, any
   character other than a letter or a digit replaced by ``_``
@@ -60,6 +62,8 @@ def connect(catalog: Catalog | str | os.PathLike[str]) -> duckdb.DuckDBPyConnect
     for ref in refs:
         named.setdefault(view_name(ref), []).append(ref)
     con = duckdb.connect(":memory:")
+    # time is a UTC wall clock: DuckDB would read it in the machine's zone against a TIMESTAMPTZ, now() or current_date
+    con.execute("SET TimeZone = 'UTC'")
     per_kind: dict[str, list[str]] = {"bars": [], "trades": []}
     for ref in refs:
         manifest = cat.manifest(ref.venue, ref.market, ref.symbol, ref.dataset)
