@@ -60,7 +60,8 @@ async def test_health_is_503_while_the_guard_denies_orders_on_a_stale_feed_young
     frames = [f for f in SPOT_FRAMES if '@trade"' in f[1]][:20]
     async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), frames, lifetime=60.0) as srv:
         # the 20 trades, then silence: stale after 0.5 s, while /health allows 60 s without a frame
-        data = binance_config(srv.ws_url, srv.http_url, ["trade"], stale_after=0.5)
+        # (quotes subscribed too: a feed of trades alone is judged by its connection, which stays alive)
+        data = binance_config(srv.ws_url, srv.http_url, ["trade", "bookTicker"], stale_after=0.5)
         data["warm_up"] = False
         node = PaperNode(config_of(data), handle_signals=False)
         stale: list[Any] = []

@@ -34,7 +34,8 @@ async def test_a_feed_silent_but_answering_pings_is_judged_silent_from_its_last_
     faults = [Fault(FaultKind.SILENCE, at=300, seconds=float("inf"))]
     async with LocalVenueServer(OkxProtocol(frames), frames, faults, lifetime=60.0) as srv:
         # stale_after far away: the connection is kept, only the pongs come
-        data = stream_config(OKX_INSTRUMENT, OKX_IID, "okx", "spot", ["trades"], ws_url=srv.ws_url,
+        # a book subscribed: a feed of trades alone is judged by its connection (a quiet market)
+        data = stream_config(OKX_INSTRUMENT, OKX_IID, "okx", "spot", ["books", "trades"], ws_url=srv.ws_url,
                              stale_after=600.0)
         node = _PingingNode(config_of(data), handle_signals=False)
         task = asyncio.create_task(node.run())

@@ -13,7 +13,9 @@ A feed's liveness is the age of its latest received frame (``last_frame_age_seco
 whether or not the frame made a market-data message: a kline stream sends the open candle
 every few seconds and a Bar only when it closes, so the age of the latest message
 (``last_message_age_seconds``, reported, not judged) reaches the bar interval on a healthy
-bar-only feed. The trading state is reported but does not make the daemon unhealthy: a
+bar-only feed. A pong proves the connection, not the data, except on a feed of trade channels
+alone, silent whenever its market does not trade: its age is its connection's (see
+:meth:`~tradebus.adapters.common.client.WsClient.live_ns`). The trading state is reported but does not make the daemon unhealthy: a
 HALTED daemon is doing what it was told, and a supervisor restarting it would not help; the
 same holds for an instrument a live daemon's reconciliation holds (in ``orders_blocked`` only).
 """
@@ -66,7 +68,7 @@ def health_report(
     for feed in target.feeds:
         client = feed.client
         connected = client is not None and client.connected.is_set()
-        last_frame = 0 if client is None else client.last_data_ns()  # a pong proves the connection, not the data
+        last_frame = 0 if client is None else client.live_ns()  # a pong proves the connection, not the data
         frame_age = None if not last_frame else round(max(0.0, (now - last_frame) / 1e9), 3)
         seen = [last_recv_ns[i] for i in feed.instrument_ids if i in last_recv_ns]
         message_age = None if not seen else round(max(0.0, (now - max(seen)) / 1e9), 3)

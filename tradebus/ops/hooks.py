@@ -145,7 +145,7 @@ class OpsHooks:
         for feed in feeds:
             if feed.client is not None:
                 if self.flaps is not None:
-                    self.flaps.add_feed(feed.name, feed.instrument_ids, feed.client.last_data_ns)
+                    self.flaps.add_feed(feed.name, feed.instrument_ids, feed.client.live_ns)
                 feed.client.connection_listeners.append(partial(self._on_connection, "feed", self.metrics.disconnects))
 
     def watch_user_stream(self, stream: Any) -> None:

@@ -293,7 +293,7 @@ class StateCollector(Collector):
                 frames.add_metric([feed.name], client.frames)
                 reconnects.add_metric([feed.name], max(client.connections - 1, 0))
                 connected.add_metric([feed.name], 1.0 if client.connected.is_set() else 0.0)
-                last_data = client.last_data_ns()  # keep-alive replies do not count
+                last_data = client.live_ns()  # keep-alive replies do not count (but on a trades-only feed)
                 if last_data:
                     frame_age.add_metric([feed.name], max(0.0, (now_ns - last_data) / 1e9))
             seen = [last[i] for i in feed.instrument_ids if i in last]

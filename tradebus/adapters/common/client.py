@@ -21,7 +21,10 @@ Two clocks: :attr:`WsClient.last_frame_ns` (any frame: the connection is alive, 
 keep-alive's idle time and its answer) and :meth:`WsClient.last_data_ns` (frames carrying
 market data: the stale-feed watchdog). A keep-alive reply (OKX ``"pong"``, Bybit
 ``op: ping`` answers) or a request's acknowledgement proves the connection, not the data:
-a server that stops pushing data but still answers pings goes stale.
+a server that stops pushing data but still answers pings goes stale. A feed of trade channels
+alone (``policy.quiet_data``) is silent whenever its market does not trade: its watchdog
+follows :meth:`WsClient.live_ns` (any frame, or the answer to a WebSocket ping the client
+sends after ``stale_after / 3`` idle), so only a connection that stops answering goes stale.
 
 Venue clients subclass it and implement :meth:`WsClient.connect_url`,
 :meth:`WsClient.subscribe_frames` and :meth:`WsClient.on_frame`; they route frames to
@@ -37,7 +40,7 @@ import itertools
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from loguru import logger
 from websockets.asyncio.client import ClientConnection, connect
@@ -103,6 +106,9 @@ class WsClient(ABC):
         #: Receive time (ns) of the latest frame of any connection (``0``: none yet), keep-alive
         #: replies included: the connection's liveness (the data's is :meth:`last_data_ns`).
         self.last_frame_ns = 0
+        #: Receive time (ns) of the latest answer to a WebSocket ping of a ``quiet_data`` feed (``0``: none).
+        self.last_pong_ns = 0
+        self._pong_waiter: asyncio.Future[float] | None = None
         self.rejected = 0
         self.conn_id = ""
         self.connected = asyncio.Event()
@@ -140,6 +146,17 @@ class WsClient(ABC):
         websockets library answers its pings) hands :meth:`on_frame` nothing else.
         """
         return self.last_frame_ns
+
+    def live_ns(self) -> int:
+        """Receive time (ns) the stale-feed watchdog and ``/health`` judge the feed by (``0``: none yet).
+
+        The latest market data; for a ``policy.quiet_data`` feed (trade channels alone, silent
+        while the market is), also the latest frame of any kind and the latest answered ping.
+        """
+        data = self.last_data_ns()
+        if not self.policy.quiet_data:
+            return data
+        return max(data, self.last_frame_ns, self.last_pong_ns)
 
     def shown_url(self, url: str) -> str:
         """``url`` as logged (without its query; a venue hides a credential in its path here)."""
@@ -248,10 +265,10 @@ class WsClient(ABC):
                 self.watchdog.check(self.clock_ns())
 
     def _data_to_watchdog(self) -> None:
-        """Tell the watchdog of the latest market data (once a tick: a frame only writes its clock)."""
-        data_ns = self.last_data_ns()
-        if data_ns > self.watchdog.last_message_ns:
-            self.watchdog.touch(data_ns)
+        """Tell the watchdog of the latest market data (:meth:`live_ns`; once a tick: a frame only writes its clock)."""
+        live_ns = self.live_ns()
+        if live_ns > self.watchdog.last_message_ns:
+            self.watchdog.touch(live_ns)
 
     async def _connect_and_receive(self) -> None:
         policy = self.policy
@@ -265,6 +282,7 @@ class WsClient(ABC):
             policy.backoff.connected(now)
             self._last_ping = now
             self._ping_sent_ns = 0
+            self._pong_waiter = None
             self.watchdog.start(self.clock_ns())
             logger.info("{}: connected to {} ({})", self.name, self.shown_url(url), self.conn_id)
             for frame in self.subscribe_frames():
@@ -334,6 +352,8 @@ class WsClient(ABC):
                 if self.last_frame_ns >= self._ping_sent_ns:  # the wait for an answer starts at the first unanswered ping
                     self._ping_sent_ns = now_ns
                 await ws.send(keepalive.payload)
+            if policy.quiet_data:
+                await self._ping_when_quiet(ws, now_ns)
             self._data_to_watchdog()
             if watchdog.check(now_ns):
                 logger.warning("{}: no market data, recycling connection {}", self.name, self.conn_id)
@@ -343,6 +363,23 @@ class WsClient(ABC):
                 logger.info("{}: connection {} reached its scheduled age, reconnecting", self.name, self.conn_id)
                 await ws.close(1000, "scheduled reconnect")
                 return
+
+    async def _ping_when_quiet(self, ws: ClientConnection, now_ns: int) -> None:
+        """Ping a quiet connection (idle ``stale_after / 3``; one ping at a time): its answer refreshes :meth:`live_ns`."""
+        if self._pong_waiter is not None and not self._pong_waiter.done():
+            return
+        if now_ns - max(self.live_ns(), self.watchdog.last_message_ns) < self.policy.stale_after * 1e9 / 3:
+            return
+        try:
+            waiter = cast("asyncio.Future[float]", await ws.ping())  # websockets returns the pong's future
+        except ConnectionClosed:
+            return
+        self._pong_waiter = waiter
+        waiter.add_done_callback(self._on_pong)
+
+    def _on_pong(self, waiter: asyncio.Future[float]) -> None:
+        if not waiter.cancelled() and waiter.exception() is None:
+            self.last_pong_ns = self.clock_ns()
 
     async def send(self, frame: str) -> None:
         """Send a frame on the current connection (no-op when disconnected)."""

@@ -99,7 +99,10 @@ class FeedConfig(_Model):
         connection is recycled. Keep-alive replies (pongs) and acknowledgements are not
         data; an outage counts as silence (a feed whose reconnections keep failing goes
         stale too). ``None``: the venue's default (Binance 30 s; OKX and Bybit 90 s, which a
-        quiet but healthy book subscription does not reach).
+        quiet but healthy book subscription does not reach). A feed of trade channels alone
+        (:meth:`trades_only`) is silent whenever its market does not trade: its staleness is
+        its connection's (any frame, or the answer to a WebSocket ping sent after
+        ``stale_after / 3`` idle), so a quiet market on a live connection is not stale.
     backoff
         Reconnect delays.
     max_reconnects
@@ -187,6 +190,13 @@ class FeedConfig(_Model):
         prefixes = VENUES[self.venue].book_channels
         return any(ch.split(".")[0] in prefixes for ch in self.channels_of(instrument_id))
 
+    def trades_only(self) -> bool:
+        """Whether every subscribed channel is a trade channel (it pushes only when the market trades)."""
+        from tradebus.adapters.registry import VENUES
+
+        trades = VENUES[self.venue].fill_channels["trades"]
+        return all(ch.split(".")[0] in trades for channels in self.subscriptions.values() for ch in channels)
+
 
 def connection_policy(
     feed: FeedConfig, keepalive: KeepAlive, max_age: float | None = None, *, default_stale_after: float = 30.0
@@ -202,6 +212,7 @@ def connection_policy(
         max_connection_age=max_age,
         stale_after=default_stale_after if feed.stale_after is None else feed.stale_after,
         max_reconnects=feed.max_reconnects,
+        quiet_data=feed.trades_only(),
     )
 
 

@@ -30,7 +30,10 @@ raw text contains ``match``:
 ``DELAY``     sleep ``seconds`` before sending the frame
 ``GARBLE``    send the frame cut in half (invalid JSON) instead
 ``SKIP``      do not send the frame (a sequence gap for book streams)
-``SILENCE``   send nothing for ``seconds`` (``math.inf``: until the server stops)
+``SILENCE``   send nothing for ``seconds`` (``math.inf``: until the server stops); the connection stays
+              alive: client messages are still answered (application pings) and so are WebSocket pings
+``HANG``      the connection dies without a close: nothing more is read or sent on it (pings go
+              unanswered) until the client closes it or the server stops
 ``UNKNOWN``   send the plugin's unknown-message-type frame before the frame
 ``CORRUPT``   send the frame with ``field`` replaced by ``value`` (plugin decides where the field lives)
 
@@ -70,6 +73,7 @@ class FaultKind(StrEnum):
     GARBLE = "GARBLE"
     SKIP = "SKIP"
     SILENCE = "SILENCE"
+    HANG = "HANG"
     UNKNOWN = "UNKNOWN"
     CORRUPT = "CORRUPT"
 
@@ -479,7 +483,7 @@ class LocalVenueServer:
                     for j in range(i, min(i + fault.missed, len(self.frames))):
                         self._advance(j + 1, self.frames[j][1])
                     return  # the frame was not delivered: the cursor stays on it (unless the venue went on)
-                if fault.kind is FaultKind.SILENCE and math.isinf(fault.seconds):
+                if fault.kind is FaultKind.HANG or (fault.kind is FaultKind.SILENCE and math.isinf(fault.seconds)):
                     return
             if out is not None:
                 await ws.send(out)
@@ -517,6 +521,11 @@ class LocalVenueServer:
                 return None
             await asyncio.sleep(fault.seconds)
             return out
+        if kind is FaultKind.HANG:
+            ws.transport.pause_reading()  # no client frame is read: no ping is answered, no message handled
+            await _first(self._done.wait(), ws.wait_closed())
+            ws.transport.abort()  # a dead peer answers no close handshake either
+            return None
         if kind is FaultKind.UNKNOWN:
             await ws.send(self.protocol.unknown_message())
             return out

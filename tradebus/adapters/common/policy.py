@@ -278,6 +278,12 @@ class ConnectionPolicy:
         healthy subscription (see the venue's policy).
     max_reconnects
         Give up after this many consecutive failed attempts (``None``: never).
+    quiet_data
+        The subscriptions push only when the market trades (trade channels alone): a silence
+        of the data on a live connection is a quiet market, not a stale feed. The watchdog is
+        then refreshed by any frame and by the answer to a WebSocket ping, sent when the
+        connection has been idle for ``stale_after / 3``: only a connection that stops
+        answering goes stale.
     """
 
     backoff: Backoff = field(default_factory=Backoff)
@@ -286,6 +292,7 @@ class ConnectionPolicy:
     open_timeout: float = 10.0
     stale_after: float = 30.0
     max_reconnects: int | None = None
+    quiet_data: bool = False
 
     def __post_init__(self) -> None:
         if self.max_connection_age is not None and self.max_connection_age <= 0:
