@@ -323,6 +323,57 @@ def test_bad_algorithm_settings_are_order_errors() -> None:
     run([Runner(make)], {BTC_4H: bars_4h().iloc[:5]})
 
 
+def test_twap_started_before_now_is_refused_and_sends_nothing() -> None:
+    frame = bars_4h().iloc[:40]
+    now = int(frame["ts_event"].iloc[10])
+    errors: list[str] = []
+
+    def make(s: Strategy) -> Twap:
+        algo = Twap(s, BTC_4H, OrderSide.BUY, 1.0, duration="1d", slices=6)
+        with pytest.raises(OrderError) as exc:
+            algo.start(now - 5 * H4_NS)  # five of its six slices in the past: all would go out at the next bar
+        errors.append(str(exc.value))
+        return algo
+
+    class StartsAt(Runner):
+        def on_bar(self, bar: Bar) -> None:
+            if self.k == self.at:
+                self.algo = self.make(self)
+            self.k += 1
+
+    strategy = StartsAt(make, at=10)
+    kernel = run([strategy], {BTC_4H: frame})
+    assert errors == [
+        "algo-user twap1: start 2022-01-02T00:00:00.000000000 is before now (2022-01-02T20:00:00.000000000); "
+        "its past slices would all be sent at once"
+    ]
+    assert strategy.algo is not None and strategy.algo.status == "pending" and strategy.algo.sent == []
+    assert kernel.result.fills == []
+
+
+def test_twap_started_now_or_later_keeps_its_schedule() -> None:
+    frame = bars_4h().iloc[:40]
+    now = int(frame["ts_event"].iloc[10])
+
+    def make(s: Strategy) -> Twap:
+        return Twap(s, BTC_4H, OrderSide.BUY, 1.0, duration="1d", slices=6)
+
+    for at in (now, now + H4_NS):
+
+        class StartsAt(Runner):
+            def on_bar(self, bar: Bar, at: int = at) -> None:
+                if self.k == self.at:
+                    self.algo = self.make(self)
+                    self.algo.start(at)  # type: ignore[attr-defined]
+                self.k += 1
+
+        strategy = StartsAt(make, at=10)
+        run([strategy], {BTC_4H: frame})
+        algo = strategy.algo
+        assert isinstance(algo, Twap) and algo.status == "done"
+        assert [t for t, _, _ in algo.sent] == [at + i * H4_NS for i in range(6)]
+
+
 def test_iceberg_with_a_price_off_the_tick_grid_is_refused_at_construction_naming_price_and_tick() -> None:
     errors: list[str] = []
 

@@ -237,7 +237,7 @@ class Twap(ExecAlgorithm):
     that is left, and the algorithm ends when none of its children is working any more. A
     slice after which what is left would be refused as one market order (below the
     instrument's minimum quantity or notional at the last price) sends that too.
-    Call :meth:`start` to begin (default: now).
+    Call :meth:`start` to begin (default: now; a start before now is refused).
     """
 
     def __init__(
@@ -266,8 +266,19 @@ class Twap(ExecAlgorithm):
         return np.full(self.slices, 1.0 / self.slices)
 
     def start(self, at_ns: int | None = None) -> None:
-        """Schedule the slices from ``at_ns`` (default: now)."""
+        """Schedule the slices from ``at_ns`` (default: now).
+
+        Raises
+        ------
+        OrderError
+            If ``at_ns`` is before now: the slices scheduled in the past would all go out at once.
+        """
         now = self.strategy.ctx.clock.now_ns()
+        if at_ns is not None and at_ns < now:
+            raise OrderError(
+                f"{self.strategy.strategy_id} {self.name}: start {np.datetime64(at_ns, 'ns')} is before now "
+                f"({np.datetime64(now, 'ns')}); its past slices would all be sent at once"
+            )
         self.start_ns = now if at_ns is None else at_ns
         weights = self.weights()
         self._cumulative = np.cumsum(weights) / weights.sum()
