@@ -1,13 +1,15 @@
-"""TouchQuoter on a small hand-made L2 book with venue latency: the position cap holds."""
+"""TouchQuoter on a small hand-made L2 book with venue latency: the position cap holds; one instrument only."""
 
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
 from tradebus.data.catalog import BOOK_SNAPSHOT
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.kernel import Kernel
+from tradebus.errors import ConfigError
 from tradebus.execution.config import BookFillConfig, VenueConfig
 from tradebus.research.lookahead import MemoryReplay, SourceFrame
 from tradebus.strategies.touch_quoter import TouchQuoter
@@ -46,3 +48,14 @@ def test_quotes_whose_cancel_is_in_flight_count_against_max_position() -> None:
     # the bids of 1 s and 2 s; none at 3 s (one lot held, the 2 s bid's cancel still in flight)
     assert [o.ts_created - T0 for o in bids] == [S, 2 * S]
     assert any(o.side < 0 and o.ts_created == T0 + 3 * S for o in result.orders)  # the ask still went out
+
+
+def test_several_instruments_are_refused_at_construction_naming_them() -> None:
+    # it quotes one book: a second instrument was silently never quoted
+    with pytest.raises(ConfigError) as info:
+        TouchQuoter([USDM_IID, "ETHUSDT.BINANCE"], quantity=LOT, max_position=2 * LOT)
+    assert str(info.value) == (
+        f"TouchQuoter: TouchQuoter quotes one instrument's book, got 2 instruments: {USDM_IID}, ETHUSDT.BINANCE "
+        "(run one TouchQuoter per instrument)"
+    )
+    assert TouchQuoter([USDM_IID], quantity=LOT, max_position=2 * LOT).instrument_ids == (USDM_IID,)

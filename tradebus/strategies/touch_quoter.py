@@ -1,4 +1,4 @@
-"""TouchQuoter: a minimal market maker quoting the best bid and ask of the L2 book.
+"""TouchQuoter: a minimal market maker quoting the best bid and ask of one instrument's L2 book.
 
 Every ``interval`` (on multiples of it since the epoch, from the first book message on) the
 strategy cancels its working orders and posts a post-only bid at the best bid and a
@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from tradebus.config.base import StrictModel
 from tradebus.engine.messages import BookDelta, BookSnapshot, OrderSide, TimeEvent
+from tradebus.errors import ConfigError
 from tradebus.execution.book_matching import L2Book
 from tradebus.strategies.base import Strategy
 
@@ -34,7 +35,13 @@ class TouchQuoterParams(StrictModel):
 
 
 class TouchQuoter(Strategy):
-    """Quote both sides at the touch every ``interval_ns`` (see the module docstring)."""
+    """Quote both sides of one instrument at the touch every ``interval_ns`` (see the module docstring).
+
+    Raises
+    ------
+    ConfigError
+        If given more than one instrument id.
+    """
 
     Params = TouchQuoterParams
     label = "touch_quoter"
@@ -49,6 +56,11 @@ class TouchQuoter(Strategy):
         strategy_id: str | None = None,
     ) -> None:
         super().__init__(instrument_ids, strategy_id=strategy_id or "TouchQuoter")
+        if len(self.instrument_ids) != 1:
+            raise ConfigError(
+                f"{self.strategy_id}: TouchQuoter quotes one instrument's book, got {len(self.instrument_ids)} "
+                f"instruments: {', '.join(self.instrument_ids)} (run one TouchQuoter per instrument)"
+            )
         self.interval_ns = interval_ns
         self.quantity = quantity
         self.max_position = max_position
