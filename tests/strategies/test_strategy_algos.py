@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from functools import partial
 from typing import Any
 
@@ -10,6 +12,7 @@ import pandas as pd
 import pytest
 from loguru import logger
 
+from tradebus.engine.clock import LiveClock
 from tradebus.engine.kernel import Kernel
 from tradebus.engine.messages import Bar, OrderSide, OrderStatus, OrderType, SubmitOrder
 from tradebus.errors import OrderError
@@ -118,6 +121,178 @@ def test_twap_cut_short_by_the_end_of_the_run_is_reported_unfinished_with_what_i
         "algo-user twap1: the run ended before the algorithm: parent BUY 1.0 BTC-USD.COINBASE, "
         "0.33333 filled, 0.16667 working, 0.5 never sent"
     ]
+
+
+class CancelsAlgo(Runner):
+    """Starts ``make(self)`` at bar ``at`` and cancels it at bar ``cancel_at``, noting its status then.
+
+    A TWAP starts at the bar's time (now in a backtest; in a paper run whose bars are stamped ahead of
+    the wall clock, the time its slices are due by those bars).
+    """
+
+    def __init__(self, make: Any, at: int, cancel_at: int) -> None:
+        super().__init__(make, at=at)
+        self.cancel_at = cancel_at
+        self.status_after_cancel: str | None = None
+
+    def on_bar(self, bar: Bar) -> None:
+        if self.k == self.at:
+            algo = self.algo = self.make(self)
+            if isinstance(algo, Twap):
+                algo.start(bar.ts_init)
+            else:
+                algo.start()  # type: ignore[attr-defined]
+        if self.k == self.cancel_at:
+            assert self.algo is not None
+            self.algo.cancel("test: the user stops it")
+            self.status_after_cancel = self.algo.status
+        self.k += 1
+
+
+def test_twap_canceled_midway_sends_no_more_slices_and_ends_canceled_with_what_it_filled() -> None:
+    strategy = CancelsAlgo(lambda s: Twap(s, BTC_4H, OrderSide.BUY, 1.0, duration="20h", slices=5), at=2, cancel_at=4)
+    infos: list[str] = []
+    sink = logger.add(lambda m: infos.append(m.record["message"]), level="INFO",
+                      filter=lambda r: r["name"] == "tradebus.strategies.algos")  # fmt: skip
+    try:
+        kernel = run([strategy], {BTC_4H: bars_4h().iloc[:20]})
+    finally:
+        logger.remove(sink)
+    # slices 1 and 2 filled; slice 3 was sent at the bar the TWAP is canceled on: the venue cancels it
+    algo = strategy.algo
+    assert isinstance(algo, Twap)
+    assert strategy.status_after_cancel == "canceling"  # slice 3 still works until the venue confirms its cancel
+    assert algo.status == "canceled" and strategy.status_at_stop == "canceled"
+    assert len(algo.sent) == 3  # no slice 4 or 5
+    assert statuses(kernel, algo) == [OrderStatus.FILLED, OrderStatus.FILLED, OrderStatus.CANCELED]
+    assert len(kernel.result.orders) == 3
+    assert algo.filled == pytest.approx(0.4, abs=1e-12)
+    assert kernel.portfolio.position(BTC_4H) == pytest.approx(0.4, abs=1e-12)
+    assert infos == ["algo-user twap1: canceled (test: the user stops it) with 0.4 of 1.0 filled"]
+
+
+def run_paper(strategy: Strategy, frame: pd.DataFrame) -> Kernel:
+    """Run ``strategy`` on a kernel on the wall clock, as the paper daemon's router drives it.
+
+    The bars are stamped from a minute ahead of the wall clock; the timers due by a bar's time fire
+    before it. An order is sent at the wall clock's time, before the stamps of these bars: the venue
+    takes it at the next bar's open.
+    """
+
+    async def main() -> Kernel:
+        clock = LiveClock()
+        kernel = Kernel([instrument(BTC_4H)], initial_cash=1_000_000.0, clock=clock)
+        kernel.add_strategy(strategy)
+        base = time.time_ns() + 60 * SECOND_NS - int(frame["ts_event"].iloc[0])
+        for row in frame.itertuples():
+            ts = int(row.ts_event) + base
+            clock.run_due(ts)
+            kernel.process(Bar(BTC_4H, ts, ts, row.open, row.high, row.low, row.close, row.volume))
+        kernel.stop()
+        return kernel
+
+    return asyncio.run(main())
+
+
+def test_twap_canceled_midway_in_a_paper_run_sends_no_more_slices_and_ends_canceled() -> None:
+    strategy = CancelsAlgo(lambda s: Twap(s, BTC_4H, OrderSide.BUY, 1.0, duration="20h", slices=5), at=2, cancel_at=4)
+    infos: list[str] = []
+    sink = logger.add(lambda m: infos.append(m.record["message"]), level="INFO",
+                      filter=lambda r: r["name"] == "tradebus.strategies.algos")  # fmt: skip
+    try:
+        kernel = run_paper(strategy, bars_4h().iloc[:20])
+    finally:
+        logger.remove(sink)
+    algo = strategy.algo
+    assert isinstance(algo, Twap) and algo.status == "canceled" and strategy.status_at_stop == "canceled"
+    # slices 1 and 2 were due by bar 3, slice 3 by bar 4, each filled by the bar it was due by (see run_paper)
+    assert len(algo.sent) == 3 and statuses(kernel, algo) == [OrderStatus.FILLED] * 3
+    assert algo.filled == pytest.approx(0.6, abs=1e-12)
+    assert kernel.portfolio.position(BTC_4H) == pytest.approx(0.6, abs=1e-12)
+    assert infos == ["algo-user twap1: canceled (test: the user stops it) with 0.6 of 1.0 filled"]
+
+
+@pytest.mark.parametrize("mode", ["backtest", "paper"])
+def test_iceberg_canceled_with_a_working_tip_cancels_it_and_sends_no_other(mode: str) -> None:
+    frame = bars_4h().iloc[:20]
+    price = round(float(frame["close"].iloc[2]) * 0.9, 2)  # never reached: the tip rests
+    strategy = CancelsAlgo(
+        lambda s: Iceberg(s, BTC_4H, OrderSide.BUY, 1.0, price=price, display=0.3, poll="4h"), at=2, cancel_at=5
+    )
+    kernel = run([strategy], {BTC_4H: frame}) if mode == "backtest" else run_paper(strategy, frame)
+    algo = strategy.algo
+    assert isinstance(algo, Iceberg)
+    assert strategy.status_after_cancel == "canceling" and algo.status == "canceled"
+    assert statuses(kernel, algo) == [OrderStatus.CANCELED]
+    assert len(kernel.result.orders) == 1 and algo.filled == 0.0
+
+
+def test_iceberg_canceled_while_its_tip_fills_counts_the_fill() -> None:
+    # the user cancels the iceberg at the tip's first partial fill (0.1 of 0.3); the prints after it may fill
+    # more of the tip before the venue takes the cancel: whatever filled is the algorithm's and the position
+    class CancelsAtFirstFill(LimitChaserUser):
+        def on_order_filled(self, event: Any) -> None:
+            assert self.algo is not None
+            self.algo.cancel("test: filled enough")
+
+    strategy = CancelsAtFirstFill(lambda s: Iceberg(s, BTC_4H, OrderSide.BUY, 0.9, price=20_000.0, display=0.3))
+    kernel = run_on_prints(strategy, [(20_001.0, 1.0), (20_000.0, 0.1), (20_000.0, 0.1)] + [(20_000.0, 1.0)] * 5)
+    algo = strategy.algo
+    assert isinstance(algo, Iceberg) and algo.status == "canceled"
+    assert len(algo.children) == 1 and statuses(kernel, algo) == [OrderStatus.CANCELED]
+    assert algo.filled == pytest.approx(kernel.portfolio.position(BTC_4H), abs=1e-12)
+    assert algo.filled == pytest.approx(sum(f.quantity for f in kernel.result.fills), abs=1e-12)
+    assert 0.1 <= algo.filled < 0.3
+
+
+@pytest.mark.parametrize(("deny", "ends"), [(False, OrderStatus.CANCELED), (True, OrderStatus.DENIED)])
+def test_iceberg_canceled_by_a_handler_of_its_first_tip_inside_start_cancels_that_tip(
+    deny: bool, ends: OrderStatus
+) -> None:
+    # the strategy cancels the iceberg when its first tip is submitted (or denied): the handler runs inside
+    # start(), before the iceberg knows the tip's id
+    class CancelsAtFirstTip(Runner):
+        def on_order_submitted(self, event: Any) -> None:
+            self.first_tip_event()
+
+        def on_order_denied(self, event: Any) -> None:
+            self.first_tip_event()
+
+        def first_tip_event(self) -> None:
+            if self.algo is not None and self.algo.status == "working":
+                self.algo.cancel("test: first tip")
+
+    def make(s: Strategy) -> Iceberg:
+        algo = Iceberg(s, BTC_4H, OrderSide.BUY, 1.0, price=40_000.0, display=0.3, poll="4h")
+        s.algo = algo  # type: ignore[attr-defined]  # before start(): the tip's handlers run inside it
+        return algo
+
+    strategy = CancelsAtFirstTip(make, at=2)
+    kernel = run([strategy], {BTC_4H: bars_4h().iloc[:20]}, risk_factory=partial(DenyNth, n=1 if deny else 0))
+    algo = strategy.algo
+    assert algo is not None and algo.status == "canceled" and strategy.status_at_stop == "canceled"
+    assert statuses(kernel, algo) == [ends] and len(kernel.result.orders) == 1
+
+
+def test_canceling_a_pending_algorithm_cancels_it_and_it_cannot_start_then() -> None:
+    def make(s: Strategy) -> Twap:
+        algo = Twap(s, BTC_4H, OrderSide.BUY, 1.0, duration="1d", slices=6)
+        algo.cancel()
+        assert algo.status == "canceled"
+        with pytest.raises(OrderError, match="twap1: cannot start, the algorithm is canceled"):
+            algo.start()
+        algo.cancel()  # once ended, a cancel leaves it as it is
+        return algo
+
+    class MakesOnly(Runner):
+        def on_bar(self, bar: Bar) -> None:
+            if self.k == self.at:
+                self.algo = self.make(self)
+            self.k += 1
+
+    strategy = MakesOnly(make, at=2)
+    kernel = run([strategy], {BTC_4H: bars_4h().iloc[:20]})
+    assert strategy.status_at_stop == "canceled" and kernel.result.orders == []
 
 
 def test_twap_resends_a_denied_slice_with_the_next_one() -> None:

@@ -27,6 +27,12 @@ rejected, or canceled by the venue, with no slice left to send it again). One st
 (the strategy's :meth:`~tradebus.strategies.base.Strategy.at_stop`, in every mode) becomes
 ``unfinished`` and logs a warning with what was filled, what is still working and what was
 never sent; its working children are left to the run's own end (a live run's ``cancel_on_stop``).
+
+A strategy stops an algorithm with :meth:`~ExecAlgorithm.cancel`: it sends nothing more and
+cancels its working children; it is ``canceling`` until a timer firing finds none of them working
+(a child may still fill before the venue takes its cancel: that counts as filled), then
+``canceled``, logged with what was filled. A child the strategy cancels itself does not stop the
+algorithm: its unfilled quantity counts as not sent, as for a child the venue cancels.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ _REFUSED = frozenset({OrderStatus.DENIED, OrderStatus.REJECTED})
 _CLOSED = frozenset({OrderStatus.DENIED, OrderStatus.REJECTED, OrderStatus.FILLED, OrderStatus.CANCELED,
                      OrderStatus.EXPIRED})  # fmt: skip
 
-AlgoStatus = Literal["pending", "working", "done", "failed", "unfinished"]
+AlgoStatus = Literal["pending", "working", "canceling", "canceled", "done", "failed", "unfinished"]
 
 # Default names count the algorithms of each strategy, not of the process: a second run in the
 # same process (a sweep worker, a notebook) names its children's reasons as the first did.
@@ -101,6 +107,11 @@ class ExecAlgorithm(ABC):
         self.name = name or f"{type(self).__name__.lower()}{count}"
         self.status: AlgoStatus = "pending"
         self._refusals = 0
+        self._cancel_sent: set[str] = set()
+        self._cancel_reason = ""
+        self._timer_armed = False
+        #: Interval of the algorithm's timer (a TWAP's slice interval, an iceberg's or chaser's poll).
+        self._poll_ns = 1
         #: Client order ids of the children, in submission order.
         self.children: list[str] = []
         #: ``(time, client order id, quantity)`` of every child sent.
@@ -174,7 +185,7 @@ class ExecAlgorithm(ABC):
             return False
         if self._refusal(self.quantity, price) is not None:
             return False  # the price is the problem (off the tick grid), not the size
-        self.strategy.ctx.clock.cancel(self._timer_name)
+        self._stop_timer()
         self.status = "done"
         self.dust = left
         logger.warning(
@@ -186,18 +197,91 @@ class ExecAlgorithm(ABC):
     def _sent(self, client_order_id: str, quantity: float) -> str:
         self.children.append(client_order_id)
         self.sent.append((self.strategy.ctx.clock.now_ns(), client_order_id, quantity))
+        if self.status in ("canceling", "canceled"):  # canceled by a handler its own submission ran
+            self._cancel_working()
+            if self.status == "canceling" and not self._timer_armed:
+                self._every(self._poll_ns, self.strategy.ctx.clock.now_ns() + self._poll_ns)
         return client_order_id
 
-    def _begin(self) -> None:
-        """Mark the algorithm working and have the end of the run report it if it is still working then."""
+    def _cancel_child(self, order: Order, why: str) -> None:
+        """Ask the venue to cancel a working child, once."""
+        if order.client_order_id not in self._cancel_sent:
+            self._cancel_sent.add(order.client_order_id)
+            self.strategy.cancel(order.client_order_id, reason=self._reason(why))
+
+    # ------------------------------------------------------------------ stopping
+
+    def cancel(self, reason: str = "") -> None:
+        """Stop the algorithm: it sends nothing more and cancels its working children.
+
+        It is ``canceled`` at once when no child works, otherwise ``canceling`` until the
+        first of its timer firings that finds none working (the venue confirmed the cancels,
+        or filled a child first: what a child filled meanwhile counts in :attr:`filled`);
+        it then logs what was filled. A run that ends first leaves it ``unfinished``. An
+        algorithm that already ended, or is already canceling, is left as it is; one canceled
+        before it started cannot start.
+
+        Parameters
+        ----------
+        reason
+            Why, for the log and the children's cancels.
+        """
+        if self.status not in ("pending", "working"):
+            logger.debug("{} {}: cancel ignored, the algorithm is {}", self.strategy.strategy_id, self.name,
+                         self.status)  # fmt: skip
+            return
+        self._cancel_reason = reason
         if self.status == "pending":
-            self.strategy.at_stop(self._run_ended)
+            self._canceled()
+            return
+        self.status = "canceling"
+        self._cancel_working()
+
+    def _cancel_working(self) -> None:
+        why = f"canceled: {self._cancel_reason}" if self._cancel_reason else "canceled"
+        working = self.working()
+        for order in working:
+            self._cancel_child(order, why)
+        if working:
+            self.status = "canceling"
+        elif self.status != "canceled":
+            self._canceled()
+
+    def _canceled(self) -> None:
+        self._stop_timer()
+        self.status = "canceled"
+        logger.info(
+            "{} {}: canceled{} with {} of {} filled",
+            self.strategy.strategy_id, self.name, f" ({self._cancel_reason})" if self._cancel_reason else "",
+            self._lots(self.filled), self.quantity,
+        )  # fmt: skip
+
+    def _on_timer(self, event: TimeEvent) -> None:
+        status = self.status
+        if status == "working":
+            self._tick(event)
+        elif status == "canceling" and not self.working():
+            self._canceled()
+
+    def _begin(self) -> None:
+        """Mark the algorithm working and have the end of the run report it if it is still working then.
+
+        Raises
+        ------
+        OrderError
+            If it was started before or canceled.
+        """
+        if self.status != "pending":
+            raise OrderError(f"{self.strategy.strategy_id} {self.name}: cannot start, the algorithm is {self.status}")
+        self.strategy.at_stop(self._run_ended)
         self.status = "working"
 
     def _run_ended(self) -> None:
-        if self.status != "working":
+        if self.status == "canceling" and not self.working():
+            self._canceled()
+        if self.status not in ("working", "canceling"):
             return
-        self.strategy.ctx.clock.cancel(self._timer_name)
+        self._stop_timer()
         self.status = "unfinished"
         working = self._lots(sum(o.quantity - o.filled_qty for o in self.working()))
         logger.warning(
@@ -207,7 +291,9 @@ class ExecAlgorithm(ABC):
         )  # fmt: skip
 
     def _finish(self, ok: bool) -> None:
-        self.strategy.ctx.clock.cancel(self._timer_name)
+        if self.status != "working":
+            return  # canceled by a handler of the child it just sent
+        self._stop_timer()
         self.status = "done" if ok else "failed"
         if not ok:
             logger.warning("{} {}: ended with {} of {} filled", self.strategy.strategy_id, self.name, self.filled,
@@ -217,9 +303,16 @@ class ExecAlgorithm(ABC):
     def _timer_name(self) -> str:
         return f"{self.strategy.strategy_id}/{self.name}"
 
-    def _every(self, interval_ns: int, start_ns: int, stop_ns: int | None = None) -> None:
-        """Call :meth:`_tick` at ``start_ns`` and every ``interval_ns`` after it (until ``stop_ns``)."""
-        self.strategy.ctx.clock.set_timer(self._timer_name, interval_ns, self._tick, start_ns - interval_ns, stop_ns)
+    def _every(self, interval_ns: int, start_ns: int) -> None:
+        """Fire the algorithm's timer at ``start_ns`` and every ``interval_ns`` after it (replacing one set before)."""
+        clock = self.strategy.ctx.clock
+        clock.cancel(self._timer_name)
+        clock.set_timer(self._timer_name, interval_ns, self._on_timer, start_ns - interval_ns)
+        self._timer_armed = True
+
+    def _stop_timer(self) -> None:
+        self.strategy.ctx.clock.cancel(self._timer_name)
+        self._timer_armed = False
 
     @abstractmethod
     def _tick(self, event: TimeEvent) -> None:
@@ -257,6 +350,7 @@ class Twap(ExecAlgorithm):
         self.duration_ns = _ns(duration)
         self.slices = slices
         self.interval_ns = max(1, self.duration_ns // slices)
+        self._poll_ns = self.interval_ns
         self.start_ns = 0
         self._cumulative = np.arange(1, slices + 1) / slices
         self._schedule_over = False
@@ -271,7 +365,8 @@ class Twap(ExecAlgorithm):
         Raises
         ------
         OrderError
-            If ``at_ns`` is before now: the slices scheduled in the past would all go out at once.
+            If ``at_ns`` is before now (the slices scheduled in the past would all go out at once), or
+            the algorithm was started before or canceled.
         """
         now = self.strategy.ctx.clock.now_ns()
         if at_ns is not None and at_ns < now:
@@ -279,10 +374,10 @@ class Twap(ExecAlgorithm):
                 f"{self.strategy.strategy_id} {self.name}: start {np.datetime64(at_ns, 'ns')} is before now "
                 f"({np.datetime64(now, 'ns')}); its past slices would all be sent at once"
             )
+        self._begin()
         self.start_ns = now if at_ns is None else at_ns
         weights = self.weights()
         self._cumulative = np.cumsum(weights) / weights.sum()
-        self._begin()
         self._every(self.interval_ns, self.start_ns)
 
     def slice_times(self) -> list[int]:
@@ -397,14 +492,15 @@ class Iceberg(ExecAlgorithm):
         if problem is not None:  # a parent smaller than display: its one tip would be denied
             raise OrderError(f"{self.name}: parent quantity {self.quantity}: {problem} ({instrument_id})")
         self.price = price
-        self.poll_ns = _ns(poll)
+        self.poll_ns = self._poll_ns = _ns(poll)
         self.max_retries = max_retries
 
     def start(self) -> None:
         """Send the first child and start polling."""
         self._begin()
         self._next()
-        self._every(self.poll_ns, self.strategy.ctx.clock.now_ns() + self.poll_ns)
+        if self.status == "working":  # not canceled by a handler of its first child
+            self._every(self.poll_ns, self.strategy.ctx.clock.now_ns() + self.poll_ns)
 
     def _next(self) -> None:
         left = self._lots(self.quantity - self.committed())
@@ -455,14 +551,13 @@ class LimitChaser(ExecAlgorithm):
         name: str | None = None,
     ) -> None:
         super().__init__(strategy, instrument_id, side, quantity, name=name)
-        self.poll_ns = _ns(poll)
+        self.poll_ns = self._poll_ns = _ns(poll)
         self.timeout_ns = None if timeout is None else _ns(timeout)
         self.on_timeout = on_timeout
         self.max_retries = max_retries
         self._deadline: int | None = None
         self._timed_out = False
         self._fallback_sent = False
-        self._canceled: set[str] = set()
         #: ``(time, price)`` of every placement and move of the child.
         self.prices: list[tuple[int, float]] = []
 
@@ -484,7 +579,8 @@ class LimitChaser(ExecAlgorithm):
         self._begin()
         self._deadline = None if self.timeout_ns is None else now + self.timeout_ns
         self._place()
-        self._every(self.poll_ns, now + self.poll_ns)
+        if self.status == "working":  # not canceled by a handler of its first child
+            self._every(self.poll_ns, now + self.poll_ns)
 
     def _place(self) -> None:
         left = self._lots(self.quantity - self.committed())
@@ -508,7 +604,7 @@ class LimitChaser(ExecAlgorithm):
             if not self._timed_out:
                 self._timed_out = True
                 for order in working:
-                    self.strategy.cancel(order.client_order_id, reason=self._reason("timeout"))
+                    self._cancel_child(order, "timeout")
             if self.working():
                 return  # until the venue confirms the cancel the child may still fill
             left = self._lots(self.quantity - self.filled)
@@ -529,9 +625,7 @@ class LimitChaser(ExecAlgorithm):
             if order.order_type is OrderType.LIMIT and price != order.price:
                 rest = self._lots(order.quantity - order.filled_qty)
                 if order.filled_qty > 0 and self._refusal(rest, price) is not None:
-                    if order.client_order_id not in self._canceled:  # it ends as dust once the cancel is confirmed
-                        self._canceled.add(order.client_order_id)
-                        self.strategy.cancel(order.client_order_id, reason=self._reason("remainder too small to move"))
+                    self._cancel_child(order, "remainder too small to move")  # it ends as dust once canceled
                     return
                 self.strategy.modify(order.client_order_id, price=price)
                 self.prices.append((now, price))
