@@ -549,6 +549,20 @@ def test_twap_started_now_or_later_keeps_its_schedule() -> None:
         assert [t for t, _, _ in algo.sent] == [at + i * H4_NS for i in range(6)]
 
 
+def test_limit_chaser_with_an_unknown_on_timeout_is_refused_at_construction() -> None:
+    # "Market" was taken as "cancel": the timeout canceled the child and the chaser failed with nothing filled
+    errors: list[str] = []
+
+    def make(s: Strategy) -> LimitChaser:
+        with pytest.raises(OrderError) as info:
+            LimitChaser(s, BTC_4H, OrderSide.SELL, 0.5, timeout="12h", on_timeout="Market")  # type: ignore[arg-type]
+        errors.append(str(info.value))
+        return LimitChaser(s, BTC_4H, OrderSide.SELL, 0.5, timeout="12h", on_timeout="cancel")
+
+    run([Runner(make)], {BTC_4H: bars_4h().iloc[:5]})
+    assert errors == ["limitchaser1: on_timeout must be 'market' or 'cancel', got 'Market'"]
+
+
 def test_iceberg_with_a_price_off_the_tick_grid_is_refused_at_construction_naming_price_and_tick() -> None:
     errors: list[str] = []
 

@@ -535,6 +535,11 @@ class LimitChaser(ExecAlgorithm):
     at the first poll that finds that order closed (``failed`` unless it filled the rest). A partly
     filled child whose rest the risk gate would refuse to move (below the instrument's minimum
     at the new touch) is canceled instead, and that rest ends the algorithm as its dust.
+
+    Raises
+    ------
+    OrderError
+        At construction, for an ``on_timeout`` other than ``"market"`` or ``"cancel"``.
     """
 
     def __init__(
@@ -551,6 +556,8 @@ class LimitChaser(ExecAlgorithm):
         name: str | None = None,
     ) -> None:
         super().__init__(strategy, instrument_id, side, quantity, name=name)
+        if on_timeout not in ("market", "cancel"):
+            raise OrderError(f"{self.name}: on_timeout must be 'market' or 'cancel', got {on_timeout!r}")
         self.poll_ns = self._poll_ns = _ns(poll)
         self.timeout_ns = None if timeout is None else _ns(timeout)
         self.on_timeout = on_timeout
