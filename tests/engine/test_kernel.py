@@ -236,7 +236,8 @@ def test_an_order_at_midnight_is_checked_after_the_daily_loss_re_armed(tmp_path:
 
     The breakers last saw the clock at the day's last bar (where an order was checked, and
     denied): unless the midnight order's check evaluates them at its own time, the day has not
-    rolled for them and HALTED denies it too.
+    rolled for them and HALTED denies it too. (The bar closing at midnight trips the daily loss
+    again, which cancels the order before it reaches the market at the next bar's open.)
     """
     source = write_catalog(tmp_path / "cat", bar_table(1_100, seed=3, start=T0 - 1_000 * MIN))
     kernel = make_kernel(MidnightOrder(every=7, quantity=20.0), risk_config=RiskConfig(max_daily_loss_pct=0.1))
@@ -244,10 +245,11 @@ def test_an_order_at_midnight_is_checked_after_the_daily_loss_re_armed(tmp_path:
     kernel.bus.subscribe(TradingStateChanged, changes.append)
     run_path(kernel, path, [source])
     status = {kernel.result.submit_reasons[o.client_order_id]: str(o.status) for o in kernel.result.orders}
-    assert (status["before midnight"], status["midnight"]) == ("DENIED", "FILLED")
-    assert [(c.state, c.ts_event < T0) for c in changes[:2]] == [
+    assert (status["before midnight"], status["midnight"]) == ("DENIED", "CANCELED")
+    assert [(c.state, c.ts_event < T0) for c in changes[:3]] == [
         (TradingState.HALTED, True),
         (TradingState.ACTIVE, False),
+        (TradingState.HALTED, False),
     ]
     assert changes[1].ts_event == T0 and changes[1].reason == "daily_loss re-armed: the UTC day rolled over"
 

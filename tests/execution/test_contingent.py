@@ -395,23 +395,18 @@ def test_a_trailing_stop_placed_on_a_fill_starts_from_the_fill_price_not_the_bar
 
 def test_a_trailing_stop_whose_modify_is_refused_trails_again_from_the_trigger_the_venue_holds() -> None:
     """Long from bar 2 at 100; trailing sell stop 5 below placed at bar 2's close: trigger 95. The
-    risk gate is halted from bar 2's close to bar 4: the modify to 99 decided after bar 3 (high
-    104) is refused, the venue keeps 95. Once resumed, bar 5 (high 104) sends 99 again; bar 6
-    (103.5 -> 98) reaches it: sold at 99. The stop forgot its refused 99 (it believed the venue
-    held it and sent nothing), or dropped the refusal as the stop's end, and stayed at 95."""
-    from tradebus.engine.messages import TradingState
-
+    risk gate lets 2 orders pass in 2.5 hours: the modify to 99 decided after bar 3 (high 104), the
+    third check after the buy (bar 1) and the stop (bar 2), is refused, the venue keeps 95. Bar 4
+    (the buy out of the window) sends 99 again; bar 6 (103.5 -> 98) reaches it: sold at 99. The stop
+    forgot its refused 99 (it believed the venue held it and sent nothing), or dropped the refusal
+    as the stop's end, and stayed at 95. (A halt refused the modify here before; a halt now cancels
+    the stop.)"""
     inst = Instrument(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, margin=True)
-    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=1e6)
-
-    def halt(s: Scripted) -> None:
-        s.ids["stop"] = s.submit_trailing_stop(IID, SELL, 1.0, offset=5.0)
-        kernel.risk.set_state(TradingState.HALTED, "test")
-
+    risk = RiskConfig(max_orders_per_window=2, order_rate_window_ns=5 * H // 2)
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), risk_config=risk, initial_cash=1e6)
     script: dict[int, Callable[[Scripted], Any]] = {
         1: lambda s: s.submit_market(IID, BUY, 1.0),
-        2: halt,
-        4: lambda s: kernel.risk.set_state(TradingState.ACTIVE, "test"),
+        2: lambda s: s.ids.update(stop=s.submit_trailing_stop(IID, SELL, 1.0, offset=5.0)),
     }
     kernel.add_strategy(Scripted(script))
     bars = [FLAT, FLAT, (100.0, 104.0, 100.0, 104.0), (104.0, 104.0, 103.5, 104.0), (104.0, 104.0, 103.5, 104.0),
@@ -419,6 +414,7 @@ def test_a_trailing_stop_whose_modify_is_refused_trails_again_from_the_trigger_t
     for k, (o, h, lo, c) in enumerate(bars, start=1):
         kernel.process(Bar(IID, T0 + k * H, T0 + k * H, o, h, lo, c, 10.0))
     kernel.stop()
+    assert [d.reason.split(":")[:2] for d in kernel.result.denials] == [["modify", " max_order_rate"]]
     assert any(d.reason.startswith("modify: ") for d in kernel.result.denials)
     assert fills(kernel) == [("BUY", 100.0, 2), ("SELL", 99.0, 6)]
 

@@ -462,6 +462,36 @@ async def test_a_kill_from_another_process_halts_the_running_daemon(tmp_path: Pa
     assert state is not None and (state.manual_state, state.manual_reason) == (TradingState.HALTED, "operator kill again")
 
 
+async def test_a_halt_cancels_the_resting_order_at_the_venue(tmp_path: Path) -> None:
+    """An operator ``/halt`` (``RiskGate.set_state``, as a breaker's trip) denied new orders only: a buy resting
+    at the venue stayed working and could still fill. The halt now cancels it there, journaled."""
+    from tradebus.engine.messages import CancelOrder, TradingState
+    from tradebus.execution.journal import Journal
+
+    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()[IID]}, {"USDT": 100_000.0})
+    async with emulator:
+        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+        async with LocalVenueServer(protocol, SPOT_FRAMES, speed=1.0) as srv:
+            config = parse_live_config(_config(tmp_path, srv.ws_url, srv.http_url, emulator), "<test>")
+            node = LiveNode(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+            task = asyncio.create_task(node.run())
+            await until(lambda: node.running.is_set() and IID not in node.guard.holds, timeout=30)  # reconciled
+            now = node.clock.now_ns()
+            resting = node.kernel.execution.submit(
+                SubmitOrder("TickEmaCross", IID, "", OrderSide.BUY, 0.01, now, now, OrderType.LIMIT, 10_000.0)
+            )
+            await until(lambda: resting.status is OrderStatus.ACCEPTED)
+            node.kernel.risk.set_state(TradingState.HALTED, "operator /halt")
+            await until(lambda: resting.status is OrderStatus.CANCELED, timeout=5)
+            assert emulator.orders[resting.client_order_id].status is OrderStatus.CANCELED
+            node.stop("test done")
+            await asyncio.wait_for(task, 20)
+    journal = Journal(tmp_path / "journal.sqlite")
+    cancels = [e.message for e in journal.entries() if type(e.message) is CancelOrder]
+    journal.close()
+    assert [(c.client_order_id, c.reason) for c in cancels] == [(resting.client_order_id, "trading state HALTED: operator /halt")]
+
+
 def test_the_live_section_sets_every_order_timeout_of_the_engine() -> None:
     """``OrderTimeouts.fill_grace_ns`` (how long a Bybit order push ahead of its fills waits before a query)
     had no config key: ``live.fill_grace`` was refused as unknown and the 1 s default could not be changed."""

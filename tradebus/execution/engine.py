@@ -208,7 +208,8 @@ class ExecutionEngine:
         self._venue = venue
         self._portfolio = portfolio
         self._journal = journal
-        risk.bind_orders(orders)  # working orders count in the position and exposure limits
+        # Working orders count in the position and exposure limits; a stricter trading state cancels them.
+        risk.bind_orders(orders, self._cancel_disallowed)
         self._timeouts = timeouts
         self._seq = 0  # makes clock alert names unique
         self._retrying: set[str] = set()  # orders with a query retry pending
@@ -361,6 +362,11 @@ class ExecutionEngine:
         timeouts = self._timeouts
         if timeouts is not None and order.is_open:
             self._alert(order, "cancel", timeouts.cancel_ns, self._on_cancel_timeout)
+
+    def _cancel_disallowed(self, order: Order, reason: str) -> None:
+        """Cancel a working order the risk gate's new trading state no longer allows (journaled as any cancel)."""
+        now = self._clock.now_ns()
+        self.cancel(CancelOrder(order.strategy_id, order.instrument_id, order.client_order_id, now, now, reason))
 
     def modify(self, cmd: ModifyOrder) -> None:
         """Check a modification with the risk gate and send it to the venue.

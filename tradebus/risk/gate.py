@@ -55,6 +55,11 @@ gross_exposure    gross notional / equity above                automatically onc
                   ``max_gross_exposure`` (moves to REDUCING)   the limit
 ================  ===========================================  =================================
 
+A move to a more severe state cancels the working orders it no longer allows
+(:meth:`RiskGate.disallowed_orders`) through the ``cancel`` the execution engine binds
+(:meth:`RiskGate.bind_orders`), before ``TradingStateChanged`` is published; a state restored from the
+journal cancels nothing.
+
 ``set_state(state)`` re-arms every tripped breaker more severe than ``state`` (so
 ``set_state(ACTIVE)`` re-arms them all) and sets the manual state. Once
 :meth:`RiskGate.restore` gave the gate a store (the journal), the manual state and the
@@ -86,7 +91,7 @@ from tradebus.risk.breakers import BreakerState, Breakers
 from tradebus.risk.config import LIMIT_RTOL, RiskConfig
 
 if TYPE_CHECKING:
-    from tradebus.execution.orders import OrderManager
+    from tradebus.execution.orders import Order, OrderManager
 
 __all__ = [
     "HALTED_REASON", "RiskGate", "gross_equity_reason", "gross_exposure_reason", "max_notional_reason",
@@ -178,6 +183,7 @@ class RiskGate:
         "_band",
         "_breakers",
         "_bus",
+        "_cancel",
         "_clock",
         "_config",
         "_last",
@@ -220,6 +226,7 @@ class RiskGate:
         # instrument_id -> (instrument, its live position record, lot size, minimum quantity)
         self._specs: dict[str, tuple[Instrument, Position, float, float]] = {}
         self._orders: OrderManager | None = None
+        self._cancel: Callable[[Order, str], None] | None = None
         self._store: Callable[[BreakerState], None] | None = None
         self._max_quantity = config.max_order_quantity
         self._max_notional = config.max_order_notional
@@ -253,9 +260,15 @@ class RiskGate:
         """The limits (read-only: the gate keeps its own copy of each)."""
         return self._config
 
-    def bind_orders(self, orders: OrderManager) -> None:
-        """Count the working orders of ``orders`` in the position, REDUCING and exposure checks."""
+    def bind_orders(self, orders: OrderManager, cancel: Callable[[Order, str], None] | None = None) -> None:
+        """Count the working orders of ``orders`` in the position, REDUCING and exposure checks.
+
+        ``cancel(order, reason)`` sends a cancel through the venue path: the gate calls it for each
+        working order a move to a more severe trading state no longer allows
+        (:meth:`disallowed_orders`).
+        """
         self._orders = orders
+        self._cancel = cancel
 
     # -------------------------------------------------------------------- checks
 
@@ -584,11 +597,58 @@ class RiskGate:
             if restored:
                 reason = f"restored from the journal: {reason}"
             logger.warning("risk: trading state {} -> {}: {}", self.state, state, reason)
+            stricter = _SEVERITY[state] > _SEVERITY[self.state]
             self.state = state
+            cancel = self._cancel
+            # A restored state meets orders the venue has not confirmed yet: the reconciliation settles them.
+            if stricter and not restored and cancel is not None:
+                why = f"trading state {state}: {reason}"
+                for order in self.disallowed_orders():
+                    logger.warning("risk: canceling order {} ({})", order.client_order_id, why)
+                    cancel(order, why)
             self._bus.publish(TradingStateChanged(state, reason, now, now))
         store = self._store
         if store is not None:
             store(self._breakers.snapshot(now, self._manual, self._manual_reason))
+
+    def disallowed_orders(self) -> list[Order]:
+        """The working orders the trading state no longer allows, in creation order.
+
+        HALTED: every working order. REDUCING: every order that may grow an instrument's absolute
+        position; a reduce-only order never does. That is every order on the side that adds to the
+        position (either side when flat), and on the side that reduces it the orders beyond the
+        position, the working orders of that side counted in creation order as :meth:`check`
+        counts them (an OCO group once, as its largest member). ACTIVE: none.
+        """
+        orders = self._orders
+        state = self.state
+        if orders is None or state is _ACTIVE:
+            return []
+        working = orders.open_orders()
+        if state is _HALTED:
+            return working
+        oco = self._portfolio.account.oco_groups()
+        counted: dict[str, float] = {}  # instrument -> working quantity counted on its reducing side
+        largest: dict[tuple[str, ...], float] = {}  # OCO group -> its largest member counted
+        disallowed: list[Order] = []
+        for order in working:
+            iid = order.instrument_id
+            pos = self._portfolio.position(iid)
+            if pos == 0.0 or (order.side > 0) == (pos > 0.0):
+                if not order.reduce_only:
+                    disallowed.append(order)
+                continue
+            leaves = order.leaves_qty
+            group = oco.get(order.client_order_id) if oco else None
+            added = leaves if group is None else max(leaves - largest.get(group, 0.0), 0.0)
+            used = counted.get(iid, 0.0)
+            if not order.reduce_only and used + added > abs(pos) * (1.0 + LIMIT_RTOL):
+                disallowed.append(order)
+                continue
+            counted[iid] = used + added
+            if group is not None and leaves > largest.get(group, 0.0):
+                largest[group] = leaves
+        return disallowed
 
     def snapshot(self) -> BreakerState:
         """The manual state and the breakers' memory (what :meth:`restore` takes back)."""
