@@ -168,6 +168,30 @@ def test_a_risk_setting_without_the_limit_it_acts_with_is_an_error(setting: dict
     assert parse_config(yaml.safe_load(dump_config(plain))) == plain
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "needed"),
+    [
+        ("order_rate_window_ns", 1_000_000_000, "max_orders_per_window"),
+        ("drawdown_action", "halt", "max_drawdown_pct"),
+        ("daily_loss_action", "halt", "max_daily_loss_pct"),
+        ("loss_streak_action", "halt", "max_consecutive_losses"),
+    ],
+)
+def test_a_risk_setting_written_at_its_default_without_its_limit_is_an_error(name: str, value: Any, needed: str) -> None:
+    """``drawdown_action: halt`` alone loaded and acted on nothing (only a value other than the default was
+    refused). A dumped config, which writes the limit too (``null``), still loads."""
+    data = minimal()
+    data["risk"] = {name: value}
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, "run.yaml")
+    assert str(err.value) == (
+        f"run.yaml: invalid config:\n  risk: {name} {value!r} acts only with {needed}, which is not set "
+        f"(set {needed} or remove {name})"
+    )
+    data["risk"] = {name: value, needed: None}  # as dump_config writes it
+    assert getattr(parse_config(data).risk, name) == value
+
+
 @pytest.mark.parametrize("fill_on", ["book", "trades", "quotes"])
 def test_a_venue_filling_on_data_the_run_does_not_replay_is_an_error(fill_on: str) -> None:
     """Bars only and ``fill_on: book`` (or trades, quotes): no order would ever arrive or fill. The

@@ -53,8 +53,9 @@ class RiskConfig(StrictModel):
         the state it moves to.
 
     How each breaker trips and re-arms: :mod:`tradebus.risk.breakers`. ``order_rate_window_ns``
-    and each ``*_action`` set to other than its default without its limit are refused (they
-    would change nothing).
+    and each ``*_action`` written without its limit are refused (they would change nothing),
+    unless the limit is written too, as ``null``, with the setting at its default: the form of a
+    dumped config, which spells every key out.
     """
 
     max_order_quantity: float | None = Field(default=None, gt=0)
@@ -74,13 +75,17 @@ class RiskConfig(StrictModel):
 
     @model_validator(mode="after")
     def _refuse_settings_without_their_limit(self) -> Self:
-        """A setting that acts only with a limit, set to other than its default without that limit, is an error.
+        """A setting that acts only with a limit, written without that limit, is an error.
 
-        (Defaults are fine: a dumped config, which spells every default out, reloads.)
+        (A dumped config, which spells every key out, its limits ``null`` and their settings at
+        their defaults, reloads.)
         """
+        written = self.model_fields_set
         for setting, limit in _NEEDS_LIMIT:
+            if getattr(self, limit) is not None:
+                continue
             default = type(self).model_fields[setting].default
-            if getattr(self, limit) is None and getattr(self, setting) != default:
+            if getattr(self, setting) != default or (setting in written and limit not in written):
                 raise ValueError(
                     f"{setting} {getattr(self, setting)!r} acts only with {limit}, which is not set "
                     f"(set {limit} or remove {setting})"
