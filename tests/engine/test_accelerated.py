@@ -423,6 +423,28 @@ def test_the_loops_drawdown_and_daily_loss_breakers_trip_where_the_event_tiers_d
         assert (max(dd_state, dl_state) == halt) == bool(event.tripped) == (offset == 0.0), limit
 
 
+@pytest.mark.parametrize(("equity", "trips"), [(5e-5, False), (1e-12, False), (0.0, True)])
+def test_the_loops_100_percent_breakers_trip_at_zero_equity_only_as_the_event_tiers_do(equity: float, trips: bool) -> None:
+    """A 100 % drawdown or daily loss tripped at an equity up to 1e-9 of the reference (the slack), in both tiers."""
+    k = kernel(STRATEGIES["ema_10_30"][0], VENUES["fees"])
+    k.prepare()
+    loop = _loop(k.banks[IID], k.strategies[0].signal_kernel())
+    breakers = sys.modules[loop.py_func.__module__]._breakers
+    inst = Instrument("COINBASE", "BTC-USD", tick_size=0.01, lot_size=1e-8)
+    reference, halt = 100_000.0, 2.0
+    for limit in ("max_drawdown_pct", "max_daily_loss_pct"):
+        portfolio = Portfolio({inst.instrument_id: inst}, reference)
+        event = Breakers(RiskConfig(**{limit: 100.0}), portfolio)  # type: ignore[arg-type]
+        event.on_mark(0)
+        portfolio.cash = equity
+        event.on_mark(1)
+        falls = (1.0, math.nan) if limit == "max_drawdown_pct" else (math.nan, 1.0)
+        limits = (falls[0], halt, falls[1], halt, math.nan)
+        first = breakers(reference, 0.0, 1.0, math.nan, 0, math.nan, 0.0, -1, math.nan, 0.0, 0.0, *limits)
+        _, dd_state, _, _, dl_state, _ = breakers(equity, 0.0, 1.0, math.nan, 1, *first, *limits)
+        assert (max(dd_state, dl_state) == halt) == bool(event.tripped) == trips, limit
+
+
 def test_a_reversal_while_reducing_is_sent_as_its_close_alone_in_both_tiers() -> None:
     """Strategy.target_position closes instead of reversing while REDUCING (the gate denied the whole reversal)."""
     make = STRATEGIES["ema_5_60_short"][0]

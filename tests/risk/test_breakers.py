@@ -65,3 +65,19 @@ def test_the_quick_return_band_ends_where_the_full_evaluation_trips(limit: str, 
         assert banded.tripped.keys() == full.tripped.keys(), (step, equity)
         tripped.append(bool(full.tripped))
     assert tripped[0] and not tripped[-1]  # the steps cross the edge
+
+
+@pytest.mark.parametrize("limit", sorted(BREAKER_OF))
+def test_a_100_percent_limit_trips_at_zero_equity_and_not_at_a_positive_one(limit: str) -> None:
+    """The slack let a 100 % breaker trip at any equity up to 1e-9 of the reference (0.0001 of 100 000): a
+    position still worth something was HALTED as if all was lost. A level of 0 has no float noise to allow for."""
+    for equity, trips in ((5e-5, False), (1e-12, False), (0.0, True), (-1.0, True)):
+        portfolio, breakers = breakers_at(100_000.0, limit, 100.0)
+        portfolio.cash = equity
+        breakers.on_mark(1)
+        assert list(breakers.tripped) == ([BREAKER_OF[limit]] if trips else []), equity
+        banded_portfolio, banded = breakers_at(100_000.0, limit, 100.0)
+        banded.on_mark(1)  # a second mark at the reference sets the quick-return band
+        banded_portfolio.cash = equity
+        banded.on_mark(2)
+        assert banded.tripped.keys() == breakers.tripped.keys(), equity

@@ -173,6 +173,12 @@ def _short_of_margin(pos, signed, unit, leverage, cost, quote, cs, mark):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False, inline="always")
+def _trip_fall(fall):
+    # Breakers._trip_fall of the limit as a fraction: a 100 % limit trips at an equity <= 0 only.
+    return fall * (1.0 - {limit_rtol!r}) if fall < 1.0 else math.inf
+
+
+@njit(cache=True, error_model="numpy", _nrt=False, inline="always")
 def _breakers(cash, pos, cs, last, now, peak, dd, day, start, dl, gx, dd_fall, dd_action, dl_fall, dl_action, gross):
     # Breakers.on_mark on Portfolio.equity(): the drawdown's and the daily loss's memory and the
     # three breakers' states (a daily loss re-arms at the UTC day roll, the gross exposure once
@@ -181,7 +187,7 @@ def _breakers(cash, pos, cs, last, now, peak, dd, day, start, dl, gx, dd_fall, d
     if dd_fall == dd_fall:
         if not peak >= equity:
             peak = equity
-        if dd == {active} and peak > 0.0 and not (peak - equity) / peak < dd_fall * (1.0 - {limit_rtol!r}):
+        if dd == {active} and peak > 0.0 and not (equity > 0.0 and (peak - equity) / peak < _trip_fall(dd_fall)):
             dd = dd_action
     if dl_fall == dl_fall:
         today = now // {day_ns}
@@ -189,7 +195,7 @@ def _breakers(cash, pos, cs, last, now, peak, dd, day, start, dl, gx, dd_fall, d
             day = today
             start = equity
             dl = {active}
-        if dl == {active} and start > 0.0 and not (start - equity) / start < dl_fall * (1.0 - {limit_rtol!r}):
+        if dl == {active} and start > 0.0 and not (equity > 0.0 and (start - equity) / start < _trip_fall(dl_fall)):
             dl = dl_action
     if gross == gross:
         notional = abs(pos * cs * last) if pos != 0.0 else 0.0

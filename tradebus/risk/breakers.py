@@ -26,7 +26,8 @@ stores :meth:`Breakers.snapshot` in the journal whenever it changes, so a restar
     within the limit.
 
 ``max_drawdown`` and ``daily_loss`` trip at a fall within :data:`~tradebus.risk.config.LIMIT_RTOL`
-(relative) of their limit, so that an equity at the level but for float noise trips.
+(relative) of their limit, so that an equity at the level but for float noise trips; a 100 %
+limit, whose level (0) has no noise, trips at an equity at or below 0 only.
 
 A *mark* here is an evaluation of :meth:`Breakers.on_mark`: on every price, or, when the
 kernel defers them (:meth:`RiskGate.defer_marks`), once every price of a time is in and
@@ -88,9 +89,12 @@ def _trip_fall(limit_pct: float) -> float:
 
     ``LIMIT_RTOL`` below the limit, so that an equity at ``(1 - limit_pct / 100) * reference``
     trips although its fall rounds below the limit (110 * 0.99: 0.009999999999999948 < 0.01).
+    Infinite for a 100 % limit: it trips at an equity at or below 0 (:meth:`Breakers._trip_on_fall`),
+    never at a positive one the slack, or the rounding of a fall near 1, would take for 0.
     The accelerated loop (:mod:`tradebus.engine.accelerated`) computes the same float.
     """
-    return limit_pct / 100.0 * (1.0 - LIMIT_RTOL)
+    fall = limit_pct / 100.0
+    return fall * (1.0 - LIMIT_RTOL) if fall < 1.0 else math.inf
 
 
 class Breakers:
@@ -209,6 +213,9 @@ class Breakers:
         ):
             if limit is not None and name not in tripped and reference > 0.0:
                 trip_fall = _trip_fall(limit)
+                if trip_fall == math.inf:  # a 100 % limit: no positive equity trips it
+                    floor = max(floor, 0.0)
+                    continue
                 level = reference * (1.0 - trip_fall)
                 for bump in (0.0, 1e-12, 1e-9):
                     if (reference - (level + reference * bump)) / reference < trip_fall:
@@ -232,7 +239,7 @@ class Breakers:
         if name in self.tripped or not reference > 0.0:
             return False
         fall = (reference - equity) / reference
-        if fall < _trip_fall(limit_pct):
+        if equity > 0.0 and fall < _trip_fall(limit_pct):
             return False
         self.tripped[name] = Trip(
             _action(action), f"{name}: {fall * 100.0:.4g}% >= {limit_pct}% {what} {reference} (equity {equity})"
