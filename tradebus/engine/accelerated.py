@@ -32,7 +32,9 @@ Breakers
     round trips at each fill, as :meth:`Breakers.on_position` does. While REDUCING a reversal is
     sent as its close alone, as :meth:`Strategy.target_position` sends it. The daily loss re-arms at
     the UTC day roll and the gross exposure once back within its limit; the others never re-arm
-    within a run.
+    within a run. A trip cancels nothing here (nor in the event tier on the same run): the loop's only
+    order, a market order decided at a bar's close, passed a check that evaluated the breakers on the
+    equity they see again before the next bar, whose open fills it, so no breaker trips while it works.
 
 What it refuses (:func:`unsupported`, checked before the run)
     Several strategies or instruments, perpetuals, fee or margin tiers, borrowing interest
