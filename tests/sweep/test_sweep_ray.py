@@ -151,6 +151,9 @@ def test_tpe_study_in_a_journal_file_and_an_earlier_sqlite_study_goes_on_in_sqli
     assert (tpe_reference / "optuna.log").is_file() and not (tpe_reference / "optuna.db").exists()
     legacy = workdir / "tpe-legacy"
     legacy.mkdir()
+    meta = {"config": str((workdir / "run.yaml").resolve()), "method": "tpe", "seed": 11,
+            "space_fingerprint": load_space(workdir / "tpe.yaml").fingerprint()}  # sweep.json of that version
+    (legacy / "sweep.json").write_text(json.dumps(meta))
     optuna.create_study(storage=f"sqlite:///{legacy / 'optuna.db'}", study_name="sweep",
                         directions=["maximize", "minimize"])  # fmt: skip
     run_sweep(workdir / "run.yaml", workdir / "tpe.yaml", legacy)

@@ -185,6 +185,25 @@ def test_sweep_refuses_a_directory_of_another_sweep_or_with_foreign_files(tmp_pa
     assert yaml.safe_load(space.read_text())  # the space file is untouched
 
 
+def test_sweep_refuses_a_directory_without_sweep_json_holding_files_named_as_its_own(tmp_path: Path) -> None:
+    """A folder holding one's own results.csv and best.json was taken for a sweep's: both overwritten, exit 0."""
+    config = write_yaml(tmp_path / "run.yaml", catalog_config())
+    space = space_file(tmp_path, {"params": {"strategy.params.fast": [10], "strategy.params.slow": [30]}})
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.csv").write_text("my,own,results\n")
+    (mine / "best.json").write_text('{"mine": 1}\n')
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    command = ["sweep", str(config), "--space", str(space), "--out", str(mine), "--workers", "1"]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2, result.output
+    assert "not empty (best.json, results.csv) and not a sweep directory (no sweep.json)" in " ".join(result.output.split())
+    result = CliRunner().invoke(app, [*command, "--force"])
+    assert result.exit_code == 2, result.output
+    assert "holds best.json, results.csv, which the sweep writes" in " ".join(result.output.split())
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == before
+
+
 def test_sweep_with_workers_0_exits_2_and_leaves_no_directory(tmp_path: Path) -> None:
     """--workers 0 was refused only after sweep.json and space.yaml were written into --out."""
     config = write_yaml(tmp_path / "run.yaml", catalog_config())

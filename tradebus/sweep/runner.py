@@ -22,7 +22,8 @@ finished are run again with the parameters they were given (and a round interrup
 while being asked is completed first), so a resumed sweep produces the same trials and
 results as an uninterrupted one. A sweep directory made from another config or space, or
 on data that has changed since, is refused, as is a non-empty directory that is not a sweep
-directory (unless ``force``).
+directory (one without ``sweep.json``; with ``force`` it is used unless it holds a file or
+directory named as one the sweep writes).
 """
 
 from __future__ import annotations
@@ -113,17 +114,29 @@ def _prepare(
                 f"results on the old data with new trials on the new; start afresh with another --out "
                 f"(or delete {out})"
             )
+        if not (out / "space.yaml").exists():  # the first run stopped between writing sweep.json and it
+            (out / "space.yaml").write_bytes(space_path.read_bytes())
         return
     if out.is_dir():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in OWN_FILES)
-        if foreign and not force:
-            raise ConfigError(f"{out}: not empty ({', '.join(foreign[:5])}); use another --out or --force")
+        # Without sweep.json nothing here is the sweep's, whatever its name (a results.csv, a trials/ of one's own).
+        present = sorted(p.name for p in out.iterdir())
+        if present and not force:
+            raise ConfigError(
+                f"{out}: not empty ({', '.join(present[:5])}) and not a sweep directory (no sweep.json); "
+                "use another --out or --force"
+            )
+        clash = [name for name in present if name in OWN_FILES]
+        if clash:
+            raise ConfigError(
+                f"{out}: not a sweep directory (no sweep.json) but holds {', '.join(clash)}, which the sweep "
+                "writes; --force only writes beside other files: use another --out"
+            )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"{out}: cannot create the sweep directory ({exc.strerror})") from None
-    (out / "space.yaml").write_bytes(space_path.read_bytes())
     marker.write_text(json.dumps({**meta, "data": data}, indent=2) + "\n", encoding="utf-8")
+    (out / "space.yaml").write_bytes(space_path.read_bytes())
 
 
 def _read_window(config: RunConfig, space: SweepSpace) -> tuple[int | None, int | None]:
@@ -495,7 +508,8 @@ def run_sweep(
         :func:`~tradebus.sweep.stress.default_variants`) with the best parameters; also
         done whenever the space has a ``stress:`` block.
     force
-        Use a non-empty ``out`` that is not a sweep directory (its files are left alone).
+        Use a non-empty ``out`` that is not a sweep directory (its files are left alone; one
+        named as a file the sweep writes is still refused).
     tier
         ``auto``, ``event`` or ``accelerated``: overrides the space's ``tier`` (see
         :data:`~tradebus.sweep.trial.TIERS`).
