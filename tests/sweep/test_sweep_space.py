@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 from tradebus.cli import app
 from tradebus.config import apply_overrides
 from tradebus.errors import ConfigError
+from tradebus.locks import take_lock
 from tradebus.sweep.space import SweepSpace, load_space
 from tradebus.sweep.trial import override_text
 from tradebus.sweep.walkforward import WalkForwardSpec, folds, stitch
@@ -202,6 +204,24 @@ def test_sweep_refuses_a_directory_without_sweep_json_holding_files_named_as_its
     assert result.exit_code == 2, result.output
     assert "holds best.json, results.csv, which the sweep writes" in " ".join(result.output.split())
     assert {p.name: p.read_bytes() for p in mine.iterdir()} == before
+
+
+def test_a_second_sweep_on_a_directory_a_running_sweep_holds_is_refused_naming_its_process(tmp_path: Path) -> None:
+    """Two sweeps on one --out both asked and told one Optuna study: one died on 'Cannot tell a COMPLETE trial'."""
+    config = write_yaml(tmp_path / "run.yaml", catalog_config())
+    space = space_file(tmp_path, {"params": {"strategy.params.fast": [10], "strategy.params.slow": [30]}})
+    out = tmp_path / "out"
+    out.mkdir()
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert take_lock(fd) is None  # as the running sweep holds it
+        result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(out),
+                                          "--workers", "1"])
+    finally:
+        os.close(fd)
+    assert result.exit_code == 2, result.output
+    assert f"in use by another running sweep (pid {os.getpid()} on" in " ".join(result.output.split())
+    assert list(out.iterdir()) == []
 
 
 def test_sweep_with_workers_0_exits_2_and_leaves_no_directory(tmp_path: Path) -> None:

@@ -23,7 +23,9 @@ while being asked is completed first), so a resumed sweep produces the same tria
 results as an uninterrupted one. A sweep directory made from another config or space, or
 on data that has changed since, is refused, as is a non-empty directory that is not a sweep
 directory (one without ``sweep.json``; with ``force`` it is used unless it holds a file or
-directory named as one the sweep writes).
+directory named as one the sweep writes). While a sweep runs it holds its directory with a
+``flock`` (:mod:`tradebus.locks`, released when its process ends, ``kill -9`` included): a
+second sweep on the same directory is refused, naming the process that holds it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import csv
 import hashlib
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +46,7 @@ from loguru import logger
 
 from tradebus.config import RunConfig, load_config
 from tradebus.errors import ConfigError, TradebusError
+from tradebus.locks import take_lock
 from tradebus.reports.metrics import MIN_ANNUALISED_DAYS, format_ns
 from tradebus.sweep.executor import RayExecutor
 from tradebus.sweep.inputs import changes, data_inputs
@@ -91,12 +95,57 @@ def _config_fingerprint(config: RunConfig) -> str:
 
 def _prepare(
     out: Path, config_path: Path, config: RunConfig, space_path: Path, space: SweepSpace, force: bool
-) -> None:
+) -> int | None:
+    """Make or check the sweep directory ``out`` and hold it; return the descriptor to close when the sweep ends.
+
+    ``None`` when the file system cannot lock (warned of).
+    """
     meta: dict[str, Any] = {
         "config": str(config_path), "config_fingerprint": _config_fingerprint(config),
         "space_fingerprint": space.fingerprint(), "method": space.method, "seed": space.seed,
     }
     data = data_inputs(config, _read_window(config, space))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot create the sweep directory ({exc.strerror})") from None
+    lock = _hold(out)
+    try:
+        _claim(out, meta, data, space_path, force)
+    except BaseException:
+        if lock is not None:
+            os.close(lock)
+        raise
+    return lock
+
+
+def _hold(out: Path) -> int | None:
+    """Lock the sweep directory (:mod:`tradebus.locks`), or refuse one another running sweep holds.
+
+    Two drivers on one directory would ask and tell the same Optuna study and run the same trials.
+    """
+    try:
+        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise ConfigError(f"{out}: cannot open the sweep directory ({exc.strerror})") from None
+    try:
+        holder = take_lock(fd)
+    except OSError as exc:
+        os.close(fd)
+        logger.warning("{}: cannot lock the sweep directory ({}); a second sweep could run in it at once",
+                       out, exc.strerror)
+        return None
+    if holder is not None:
+        os.close(fd)
+        raise ConfigError(
+            f"{out}: in use by another running sweep ({holder}); wait for it to finish or stop it, "
+            "or use another --out"
+        )
+    return fd
+
+
+def _claim(out: Path, meta: dict[str, Any], data: dict[str, Any], space_path: Path, force: bool) -> None:
+    """Resume the sweep of ``out`` if it is this one's, else make it a sweep directory (see :func:`run_sweep`)."""
     marker = out / "sweep.json"
     if marker.is_file():
         old = json.loads(marker.read_text(encoding="utf-8"))
@@ -117,24 +166,19 @@ def _prepare(
         if not (out / "space.yaml").exists():  # the first run stopped between writing sweep.json and it
             (out / "space.yaml").write_bytes(space_path.read_bytes())
         return
-    if out.is_dir():
-        # Without sweep.json nothing here is the sweep's, whatever its name (a results.csv, a trials/ of one's own).
-        present = sorted(p.name for p in out.iterdir())
-        if present and not force:
-            raise ConfigError(
-                f"{out}: not empty ({', '.join(present[:5])}) and not a sweep directory (no sweep.json); "
-                "use another --out or --force"
-            )
-        clash = [name for name in present if name in OWN_FILES]
-        if clash:
-            raise ConfigError(
-                f"{out}: not a sweep directory (no sweep.json) but holds {', '.join(clash)}, which the sweep "
-                "writes; --force only writes beside other files: use another --out"
-            )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"{out}: cannot create the sweep directory ({exc.strerror})") from None
+    # Without sweep.json nothing here is the sweep's, whatever its name (a results.csv, a trials/ of one's own).
+    present = sorted(p.name for p in out.iterdir())
+    if present and not force:
+        raise ConfigError(
+            f"{out}: not empty ({', '.join(present[:5])}) and not a sweep directory (no sweep.json); "
+            "use another --out or --force"
+        )
+    clash = [name for name in present if name in OWN_FILES]
+    if clash:
+        raise ConfigError(
+            f"{out}: not a sweep directory (no sweep.json) but holds {', '.join(clash)}, which the sweep "
+            "writes; --force only writes beside other files: use another --out"
+        )
     marker.write_text(json.dumps({**meta, "data": data}, indent=2) + "\n", encoding="utf-8")
     (out / "space.yaml").write_bytes(space_path.read_bytes())
 
@@ -524,7 +568,7 @@ def run_sweep(
         Invalid config or space, a parameter path that is not a config field, a grid
         none of whose points makes a valid config, a stress variant shocking data it cannot
         move (:meth:`~tradebus.sweep.stress.StressVariant.check_data`), a sweep directory of
-        another sweep or of data that has changed since; after
+        another sweep or of data that has changed since, or one another running sweep holds; after
         the trials (their files and ``results.csv`` written), no trial that ran has a value
         of every objective (all invalid, or a null objective such as a Sharpe of a run under
         30 days).
@@ -548,55 +592,59 @@ def run_sweep(
     check_window(config_path, config)
     out = Path(out) if out is not None else Path("runs") / f"sweep-{config_path.stem}"
     ray_executor = RayExecutor(workers, address)  # checks --workers before the directory is made
-    _prepare(out, config_path, config, space_path, space, force)
-    tiers: dict[str, int] = {}
-    failed = 0
+    lock = _prepare(out, config_path, config, space_path, space, force)
+    try:
+        tiers: dict[str, int] = {}
+        failed = 0
 
-    def callback(row: dict[str, Any]) -> None:
-        nonlocal failed
-        if row.get("tier") is not None:
-            tiers[row["tier"]] = tiers.get(row["tier"], 0) + 1
-        failed += row["status"] == "failed"
-        if on_trial is not None:
-            on_trial(row)
+        def callback(row: dict[str, Any]) -> None:
+            nonlocal failed
+            if row.get("tier") is not None:
+                tiers[row["tier"]] = tiers.get(row["tier"], 0) + 1
+            failed += row["status"] == "failed"
+            if on_trial is not None:
+                on_trial(row)
 
-    no_best: TradebusError | None = None
-    with ray_executor as executor:
-        if space.walk_forward is not None:
-            wf_folds = folds(space.walk_forward, data_span(config))
-            total = space.total_trials() * len(wf_folds)
-            skipped = sum(
-                len(TrialStore(out / "walk_forward" / f"fold-{f.index:02d}" / "trials", space.params).done())
-                for f in wf_folds
-            )
-            if on_start is not None:
-                on_start(total, skipped)
-            metrics, fold_rows, best, ran = _walk_forward(executor, space, config_path, config, out, callback)
-            result = SweepResult(out, total, ran, skipped, best, walk_forward=metrics, folds=fold_rows)
-            best_params = None if best is None else {p.path: best[p.column] for p in space.params}
-            if all(row["best_trial"] is None for row in fold_rows):
-                stores = [TrialStore(out / "walk_forward" / f"fold-{f.index:02d}" / "trials", space.params)
-                          for f in wf_folds]
-                no_best = _no_best(space, stores, str(out / "walk_forward" / "fold-NN" / "trials"))
-        else:
-            store = TrialStore(out / "trials", space.params)
-            total, skipped = space.total_trials(), len(store.done())
-            if on_start is not None:
-                on_start(total, skipped)
-            store, ran = _optimise(executor, space, config_path, out, None, callback, "sweep")
-            best = _write_outputs(space, store, out)
-            result = SweepResult(out, total, ran, skipped, best)
-            best_params = None if best is None else store.params_of(best)
-            if best is None:
-                no_best = _no_best(space, [store], str(out / "results.csv"))
-        if stress or space.stress is not None:
-            if best_params is None:
-                logger.warning("no trial succeeded: the stress variants were not run")
+        no_best: TradebusError | None = None
+        with ray_executor as executor:
+            if space.walk_forward is not None:
+                wf_folds = folds(space.walk_forward, data_span(config))
+                total = space.total_trials() * len(wf_folds)
+                skipped = sum(
+                    len(TrialStore(out / "walk_forward" / f"fold-{f.index:02d}" / "trials", space.params).done())
+                    for f in wf_folds
+                )
+                if on_start is not None:
+                    on_start(total, skipped)
+                metrics, fold_rows, best, ran = _walk_forward(executor, space, config_path, config, out, callback)
+                result = SweepResult(out, total, ran, skipped, best, walk_forward=metrics, folds=fold_rows)
+                best_params = None if best is None else {p.path: best[p.column] for p in space.params}
+                if all(row["best_trial"] is None for row in fold_rows):
+                    stores = [TrialStore(out / "walk_forward" / f"fold-{f.index:02d}" / "trials", space.params)
+                              for f in wf_folds]
+                    no_best = _no_best(space, stores, str(out / "walk_forward" / "fold-NN" / "trials"))
             else:
-                result.stress = _stress(executor, space, config_path, config, best_params, out)
-    result.tiers, result.failed = tiers, failed
-    if no_best is not None:
-        raise no_best
-    logger.info("sweep written to {} ({} trials run, {} resumed; tiers {})", out, ran, skipped, tiers)
-    return result
+                store = TrialStore(out / "trials", space.params)
+                total, skipped = space.total_trials(), len(store.done())
+                if on_start is not None:
+                    on_start(total, skipped)
+                store, ran = _optimise(executor, space, config_path, out, None, callback, "sweep")
+                best = _write_outputs(space, store, out)
+                result = SweepResult(out, total, ran, skipped, best)
+                best_params = None if best is None else store.params_of(best)
+                if best is None:
+                    no_best = _no_best(space, [store], str(out / "results.csv"))
+            if stress or space.stress is not None:
+                if best_params is None:
+                    logger.warning("no trial succeeded: the stress variants were not run")
+                else:
+                    result.stress = _stress(executor, space, config_path, config, best_params, out)
+        result.tiers, result.failed = tiers, failed
+        if no_best is not None:
+            raise no_best
+        logger.info("sweep written to {} ({} trials run, {} resumed; tiers {})", out, ran, skipped, tiers)
+        return result
+    finally:
+        if lock is not None:
+            os.close(lock)
 
