@@ -410,3 +410,31 @@ def test_walk_forward_sweeping_initial_cash_chains_the_test_windows_returns(ray_
     equity = pd.read_csv(out / "walk_forward" / "equity.csv")
     assert equity["equity"].iloc[0] == pytest.approx(100_000.0)
     assert equity["equity"].iloc[-1] == pytest.approx(metrics["final_equity"])
+
+
+def test_walk_forward_fold_with_no_best_trial_is_warned_of_and_listed_as_untested(ray_address: str, tmp_path: Path) -> None:
+    """Folds 0 and 2 (no round trip closed, hit_rate null) were dropped from the stitched figures in silence.
+
+    The summary read "walk-forward folds 3" and a total return that was fold 1's alone.
+    """
+    config = write_yaml(tmp_path / "run.yaml", catalog_config(end="2022-03-01"))
+    space = write_yaml(tmp_path / "wf.yaml", {
+        "params": {"strategy.params.fast": [5], "strategy.params.slow": [28]},
+        "objectives": {"hit_rate": "maximize"},
+        "walk_forward": {"train": "6d", "test": "15d"},
+    })
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    folds = pd.read_csv(out / "walk_forward" / "folds.csv")
+    assert list(folds["best_trial"].isna()) == [True, False, True]
+    metrics = json.loads((out / "walk_forward" / "metrics.json").read_text())
+    assert metrics["folds"] == 3 and metrics["untested_folds"] == [0, 2]
+    assert metrics["total_return"] == pytest.approx(folds["test_total_return"].iloc[1], rel=1e-9)
+    text = " ".join(result.output.split())
+    assert ("walk-forward fold 0 (2022-01-01T00:00:00Z .. 2022-01-07T00:00:00Z): no trial has a value of hit_rate "
+            "to pick the best by; of 1 trials, 1 ran with hit_rate null or not finite") in text
+    assert ("its test window 2022-01-07T00:00:00Z .. 2022-01-22T00:00:00Z is left out of the stitched equity and "
+            "metrics.json (untested_folds)") in text
+    assert "walk-forward fold 2 (2022-01-31T00:00:00Z" in text
+    assert "walk-forward untested_folds [0, 2]" in re.sub(r"[│\s]+", " ", result.output)

@@ -107,6 +107,15 @@ def test_stitch_chains_the_test_windows_returns() -> None:
     assert metrics["total_return"] == pytest.approx(1.1 * 0.9 - 1)
     assert metrics["max_drawdown"] == pytest.approx((110 - 99) / 110)
     assert metrics["folds"] == 2
+    assert metrics["untested_folds"] == []
+
+
+def test_stitch_names_the_folds_without_a_test_curve() -> None:
+    """A fold with no best trial was dropped from the stitched figures with nothing saying so."""
+    curves = [[(0, 100.0), (DAY, 110.0)], [], [(4 * DAY, 100.0), (5 * DAY, 90.0)]]
+    _, metrics = stitch(curves, 100.0)
+    assert metrics["folds"] == 3 and metrics["untested_folds"] == [1]
+    assert metrics["total_return"] == pytest.approx(1.1 * 0.9 - 1)
 
 
 def test_stitched_sharpe_of_equity_sampled_every_3_days_is_annualised_by_its_122_periods_a_year() -> None:

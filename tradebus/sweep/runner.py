@@ -481,6 +481,12 @@ def _walk_forward(
             row.update({f"param.{k}": v for k, v in params.items()})
             row.update({f"train_{k}": best[k] for k in space.objectives})
             row.update({f"test_{k}": test[k] for k in ("status", "total_return", "sharpe", "max_drawdown", "fills")})
+        else:
+            logger.warning(
+                "walk-forward fold {} ({} .. {}): {}; its test window {} .. {} is left out of the stitched equity "
+                "and metrics.json (untested_folds)", fold.index, row["train_start"], row["train_end"],
+                _no_best(space, [store], str(fold_dir / "trials")), row["train_end"], row["test_end"],
+            )
         curves.append(curve)
         run_cash.append(cash)
         fold_rows.append(row)

@@ -134,7 +134,9 @@ def stitch(
     (daily returns annualised by :func:`~tradebus.reports.metrics.periods_per_year`, as in
     ``metrics.json``; ``None`` when the stitched samples span less than
     :data:`~tradebus.reports.metrics.MIN_ANNUALISED_DAYS` days, as ``metrics.json``'s is for
-    such a run, with fewer than two days or no variation).
+    such a run, with fewer than two days or no variation), and ``untested_folds``: the folds whose
+    curve is empty (no trial of their train window had a value of every objective), left out of
+    the stitched equity and of every figure here.
     """
     stitched: list[tuple[int, int, float]] = []
     level = initial_cash
@@ -160,5 +162,6 @@ def stitch(
         "total_return": level / initial_cash - 1.0,
         "max_drawdown": max_drawdown(np.concatenate(([initial_cash], chained.equity))),
         "sharpe": sharpe,
+        "untested_folds": [k for k, curve in enumerate(curves) if not curve],
     }
     return stitched, metrics
