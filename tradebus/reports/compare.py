@@ -14,7 +14,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from tradebus.reports.formatting import format_metric
+from tradebus.reports.formatting import format_metric, metric_label
 from tradebus.reports.metrics import format_ns
 from tradebus.reports.rundata import RunData, buy_and_hold, load_run
 from tradebus.reports.tearsheet import figure_html, page, table, write_html
@@ -43,8 +43,8 @@ def render_compare(a: RunData, b: RunData, max_rows: int = 1000) -> str:
     for key in keys:
         va, vb = a.metrics.get(key), b.metrics.get(key)
         differs = "" if va == vb else "≠"
-        rows.append((key, format_metric(key, va, a.decimals, reasons_a), format_metric(key, vb, b.decimals, reasons_b),
-                     differs))
+        rows.append((metric_label(key), format_metric(key, va, a.decimals, reasons_a),
+                     format_metric(key, vb, b.decimals, reasons_b), differs))
     bench_a, _ = buy_and_hold(a)
     bench_b, _ = buy_and_hold(b)
     rows.append(("buy & hold", format_metric("benchmark_return", bench_a), format_metric("benchmark_return", bench_b),

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["CASH_QUOTES", "MONEY", "PERCENT", "RATIO", "format_metric", "quote_decimals"]
+__all__ = ["CASH_QUOTES", "MONEY", "PERCENT", "RATIO", "format_metric", "metric_label", "quote_decimals"]
 
 #: Quote assets whose amounts are shown in cents.
 CASH_QUOTES = frozenset(
@@ -32,6 +32,14 @@ MONEY = frozenset(
 )
 #: Metrics that are ratios (no unit).
 RATIO = frozenset({"sharpe", "sortino", "calmar", "profit_factor", "turnover"})
+# Labels that differ from the metrics.json key: its ``trades`` are the market trades the run saw,
+# and "trades" on a page or in the summary are the round trips of trades.csv.
+_LABELS = {"trades": "market trades"}
+
+
+def metric_label(key: str) -> str:
+    """The label of metrics.json key ``key`` in the summary and on the pages."""
+    return _LABELS.get(key, key)
 
 
 def quote_decimals(quote: str | None) -> int:

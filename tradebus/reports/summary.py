@@ -17,13 +17,11 @@ from __future__ import annotations
 from rich.table import Table
 
 from tradebus.reports.attribution import ALL_INSTRUMENTS
-from tradebus.reports.formatting import format_metric
+from tradebus.reports.formatting import format_metric, metric_label
 from tradebus.reports.rundata import RunData, buy_and_hold
 
 __all__ = ["INSTRUMENT_COLUMNS", "instrument_rows", "summary_rows", "summary_tables"]
 
-# Labels that differ from the metrics.json key.
-_LABELS = {"trades": "market trades"}
 # Not shown: ``trades`` (the round trips of trades.csv) says it more plainly.
 _SKIP = {"null_reasons", "round_trips"}
 
@@ -41,7 +39,7 @@ def summary_rows(run: RunData) -> list[tuple[str | None, str, str]]:
     for key, value in m.items():
         if key in _SKIP:
             continue
-        rows.append((key, _LABELS.get(key, key), format_metric(key, value, run.decimals, reasons)))
+        rows.append((key, metric_label(key), format_metric(key, value, run.decimals, reasons)))
         if key == "fills":
             rows.append((None, "trades", f"{len(run.trades):,}"))
         elif key == "total_return":

@@ -1,0 +1,83 @@
+"""The comparison page's metrics table (``tradebus report compare``), read from its HTML."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import yaml
+
+from tradebus.cli import run_backtest
+from tradebus.reports.compare import render_compare
+from tradebus.reports.rundata import load_run
+
+REPO = Path(__file__).resolve().parents[2]
+BARS = REPO / "tests" / "fixtures" / "kernel" / "coinbase_btc_usd_4h_2022_1200.csv"
+
+
+class _MetricsTable(HTMLParser):
+    """The rows of the table in ``<section id="metrics">``, as lists of cell texts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self._in_section = self._in_cell = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "section":
+            self._in_section = ("id", "metrics") in attrs
+        elif self._in_section and tag == "tr":
+            self.rows.append([])
+        elif self._in_section and tag in ("td", "th"):
+            self._in_cell = True
+            self.rows[-1].append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "section":
+            self._in_section = False
+        elif tag in ("td", "th"):
+            self._in_cell = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_section and self._in_cell:
+            self.rows[-1][-1] += data
+
+
+def _run(tmp: Path, fast: int) -> Path:
+    config = {
+        "data": {"sources": [{"instrument": "BTC-USD.COINBASE", "file": str(tmp / "bars.csv")}]},
+        "instruments": [{"venue": "COINBASE", "symbol": "BTC-USD", "base": "BTC", "quote": "USD", "tick_size": 0.01,
+                         "lot_size": 1.0e-8, "min_notional": 1.0, "maker_fee": 0.004, "taker_fee": 0.006}],
+        "strategy": {"name": "ema_cross", "instruments": ["BTC-USD.COINBASE"],
+                     "params": {"fast": fast, "slow": 30, "mode": "long_only", "quantity": 0.5}},
+        "initial_cash": 100_000.0,
+        "report": {"equity_interval": "4h"},
+    }
+    path = tmp / f"fast{fast}.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    _, _, run_dir = run_backtest(path, tmp / f"run{fast}")
+    return run_dir
+
+
+def test_compare_labels_market_trades_and_round_trips_as_the_summary_does(tmp_path: Path) -> None:
+    # Two bar runs: metrics.json "trades" counts the market trades the run saw (0 on bars), the
+    # page's own row the round trips of trades.csv. Both rows were labelled "trades", the first
+    # showing 0 beside runs of dozens of fills.
+    shutil.copy(BARS, tmp_path / "bars.csv")
+    a, b = _run(tmp_path, 10), _run(tmp_path, 12)
+    parser = _MetricsTable()
+    parser.feed(render_compare(load_run(a), load_run(b)))
+    rows = {row[0]: row[1:3] for row in parser.rows[1:]}
+    assert len(rows) == len(parser.rows) - 1, [row[0] for row in parser.rows]  # no label twice
+
+    def count(run: Path, name: str) -> str:
+        with (run / name).open() as handle:
+            return f"{sum(1 for _ in csv.DictReader(handle)):,}"
+
+    assert rows["trades"] == [count(a, "trades.csv"), count(b, "trades.csv")]
+    assert int(rows["trades"][0]) > 3
+    market = [json.loads((run / "metrics.json").read_text())["trades"] for run in (a, b)]
+    assert rows["market trades"] == [f"{n:,}" for n in market] == ["0", "0"]
