@@ -6,6 +6,7 @@ five minutes (a gap the exchange has), and answers the first klines request with
 Its aggTrades are 2,001 real BTCUSDT trades of 2021-01-08 (22 of them in one millisecond),
 served like Binance: startTime/endTime inclusive, or from the id ``fromId`` on (refused with
 startTime/endTime, as Binance refuses that combination), sorted by id, at most ``limit``.
+Two more local servers speak Bybit's recent-trade (refused) and OKX's history-trades (``OkxVenue``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tradebus.data.backfill import backfill_ohlcv, backfill_trades, make_exchang
 from tradebus.data.catalog import Catalog
 from tradebus.data.cli import data_app
 from tradebus.data.ingest import read_bars
+from tradebus.errors import DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 KLINES = FIXTURES / "data" / "ADABTC-1m-2021-11-27_head120.csv"
@@ -455,3 +457,150 @@ def test_cli_backfill_trades_refuses_a_venue_serving_only_its_recent_trades(bybi
     assert "--exchange bybit: a trades backfill cannot page through its history" in result.output
     assert "serves only its recent trades" in result.output
     assert not (tmp_path / "bybit").exists()
+
+
+OKX_HOLE = range(300, 550)  # fixture trades OKX does not serve: a whole page of ids whatever the alignment
+
+
+class OkxVenue:
+    """A local server speaking OKX v5's spot instruments and ``GET /api/v5/market/history-trades``.
+
+    The 2,001 fixture trades as BTC-USDT's (their ids, times, prices, sizes; ``side`` the taker's), less
+    ``hole`` (ids the venue does not serve: more than one page of them). history-trades as OKX documents it:
+    ``type`` 1 (default) pages by trade id, 2 by time (``after`` only); ``after``: records earlier than it,
+    ``before``: newer; newest first; at most 100 whatever the ``limit`` (more than 100 answered with the
+    newest 100 of the range, so ``before`` alone answers the latest trades).
+    """
+
+    hole = OKX_HOLE
+    served = [i for i in range(len(TRADES)) if i not in OKX_HOLE]
+
+    def __init__(self) -> None:
+        info = (FIXTURES / "okx" / "public_instruments_SPOT_2022-05-13_cut.json").read_bytes()
+        ms = trade_millis()
+        self.rows = {int(TRADES.trade_id[i]): {
+            "instId": "BTC-USDT", "tradeId": str(TRADES.trade_id[i]), "px": f"{TRADES.price[i]:.2f}",
+            "sz": f"{TRADES.quantity[i]:.6f}", "side": "sell" if TRADES.buyer_maker[i] == "True" else "buy",
+            "ts": str(ms[i])} for i in self.served}
+        self.requests: list[dict[str, str]] = []
+        venue = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                url = urlsplit(self.path)
+                query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                if url.path == "/api/v5/public/instruments" and query.get("instType") == "SPOT":
+                    return self._send(info)
+                if url.path == "/api/v5/market/history-trades" and query.get("instId") == "BTC-USDT":
+                    venue.requests.append(query)
+                    return self._send(json.dumps(venue.history(query)).encode())
+                return self._send(json.dumps({"code": "51001", "msg": "Instrument ID does not exist", "data": []})
+                                  .encode())
+
+            def _send(self, body: bytes) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def history(self, query: dict[str, str]) -> dict[str, object]:
+        rows = sorted(self.rows.values(), key=lambda r: -int(r["tradeId"]))
+        if query.get("type", "1") == "2":
+            if "before" in query:
+                return {"code": "51000", "msg": "Parameter before error", "data": []}
+            rows = [r for r in rows if "after" not in query or int(r["ts"]) < int(query["after"])]
+        else:
+            rows = [r for r in rows if ("after" not in query or int(r["tradeId"]) < int(query["after"]))
+                    and ("before" not in query or int(r["tradeId"]) > int(query["before"]))]
+        return {"code": "0", "msg": "", "data": rows[:min(100, int(query.get("limit", "100")))]}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+
+@pytest.fixture
+def okx() -> Iterator[OkxVenue]:
+    server = OkxVenue()
+    server.thread.start()
+    try:
+        yield server
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+
+
+def okx_exchange(venue: OkxVenue):
+    return make_exchange("okx", api_base=venue.url, rate_limit_ms=1, options={"fetchMarkets": {"types": ["spot"]}})
+
+
+BUSY_MS, UNTIL_MS = 1_610_064_002_573, 1_610_064_022_423  # 22 trades at the first, 19 at the second
+
+
+def okx_served(since_ms: int, until_ms: int) -> list[int]:
+    """Indices of the trades the OKX server serves in ``[since_ms, until_ms)``."""
+    ms = trade_millis()
+    return [i for i in OkxVenue.served if since_ms <= ms[i] < until_ms]
+
+
+def assert_stored_okx_trades(tmp_path: Path, served: list[int]) -> None:
+    stored = Catalog(tmp_path).read("okx", "spot", "BTC-USDT", "trades").to_pandas()
+    ts, side = expected_trades()
+    assert stored.trade_id.tolist() == [str(TRADES.trade_id[i]) for i in served]  # each served trade once, in order
+    assert np.array_equal(stored.ts_event.to_numpy(), ts[served])
+    assert np.array_equal(stored.aggressor.to_numpy(), side[served])
+    assert np.array_equal(stored.price.to_numpy(), TRADES.price.to_numpy()[served])
+    np.testing.assert_allclose(stored["size"].to_numpy(), TRADES.quantity.to_numpy()[served], rtol=0, atol=5e-7)
+
+
+@pytest.mark.parametrize("limit", [10, 1000])
+def test_okx_trades_backfill_pages_by_trade_id_through_busy_milliseconds(
+        okx: OkxVenue, tmp_path: Path, limit: int) -> None:
+    """Before, OKX was refused for --kind trades (ccxt's fetch_trades serves only the recent trades)."""
+    result = backfill_trades(tmp_path, okx_exchange(okx), "BTC/USDT", since_ms=BUSY_MS, until_ms=UNTIL_MS,
+                             venue="okx", market="spot", catalog_symbol="BTC-USDT", limit=limit)
+    served = okx_served(BUSY_MS, UNTIL_MS)
+    assert result.rows == len(served) == 732 - len(OkxVenue.hole)  # from the first of 22 trades at --since on
+    assert_stored_okx_trades(tmp_path, served)  # no trade at or after --until (19 of them), none of the hole
+    windows = [q for q in okx.requests if "before" in q]
+    assert all("after" in q and int(q["after"]) - int(q["before"]) - 1 == min(limit, 100) for q in windows)
+    assert all(int(q["limit"]) <= 100 for q in okx.requests)
+
+
+def test_okx_trades_backfill_resumes_inside_a_busy_millisecond(okx: OkxVenue, tmp_path: Path) -> None:
+    crowded = 1_610_064_006_929  # 15 trades
+    backfill_trades(tmp_path, okx_exchange(okx), "BTC/USDT", since_ms=BUSY_MS, until_ms=crowded + 1, venue="okx",
+                    market="spot", catalog_symbol="BTC-USDT", limit=30)
+    cat = Catalog(tmp_path)
+    held = cat.read("okx", "spot", "BTC-USDT", "trades")
+    held = held.slice(0, held.num_rows - 7)  # 8 of the 15 trades of that millisecond stored
+    cat.write(held, "okx", "spot", "BTC-USDT", "trades", kind="trades", mode="overwrite")
+    again = backfill_trades(tmp_path, okx_exchange(okx), "BTC/USDT", since_ms=BUSY_MS, until_ms=UNTIL_MS,
+                            venue="okx", market="spot", catalog_symbol="BTC-USDT", limit=30)
+    served = okx_served(BUSY_MS, UNTIL_MS)
+    assert held.num_rows + again.rows == len(served)
+    assert_stored_okx_trades(tmp_path, served)
+
+
+def test_okx_trades_backfill_refuses_a_since_before_the_venues_oldest_trade(okx: OkxVenue, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"OKX serves no trade before --since \(1610064000000 ms\)"):
+        backfill_trades(tmp_path, okx_exchange(okx), "BTC/USDT", since_ms=1_610_064_000_000, until_ms=UNTIL_MS,
+                        venue="okx", market="spot", catalog_symbol="BTC-USDT")
+    assert Catalog(tmp_path).datasets() == []
+
+
+def test_cli_backfill_trades_from_okx(okx: OkxVenue, tmp_path: Path) -> None:
+    result = CliRunner().invoke(data_app, [
+        "backfill", "--exchange", "okx", "--symbol", "BTC/USDT", "--kind", "trades",
+        "--since", "2021-01-08T00:00:02.573", "--until", "2021-01-08T00:00:22.423", "--api-base", okx.url,
+        "--rate-limit-ms", "1", "--market-types", "spot", "--catalog", str(tmp_path),
+    ])
+    assert result.exit_code == 0, result.output
+    assert "482 new trades" in result.output and "okx/spot/BTC-USDT/trades: 482 rows" in result.output

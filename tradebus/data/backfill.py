@@ -40,12 +40,16 @@ same way, with the rules trades need:
   cannot, an error names the millisecond. A page cut
   short by the venue's cap is otherwise paged on from like any other, so ``limit`` may
   exceed the cap;
+* OKX pages by trade id from the start, through ``GET /api/v5/market/history-trades``
+  (ccxt's ``publicGetMarketHistoryTrades``; its ``fetch_trades`` serves the recent trades
+  whatever the ``since``): see :func:`_okx_history`. The endpoint serves about the last
+  three months; a ``since`` before its oldest trade is an error;
 * on resume, the catalog's last trade time and the ids stored at that time play the
   same part; trades are stamped at their exchange time (ms), the aggressor is ccxt's
   ``side`` (the taker's), the trade id is kept;
 * an exchange whose public REST serves only its recent trades, whatever the ``since``
-  (Bybit; OKX through ccxt's ``fetch_trades``), is refused before any request: its pages
-  would hold the last trades, not those of the range asked;
+  (Bybit), is refused before any request: its pages would hold the last trades, not those
+  of the range asked;
 * an exchange that answers ``since`` with a bounded window (Binance's aggTrades: one
   hour) returns an empty page for a window without trades, which ends the backfill: run
   it again from a later ``--since`` for markets that trade less than once an hour.
@@ -65,6 +69,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import ccxt
@@ -85,10 +90,11 @@ _RETRYABLE = (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.NetworkError)
 _RECENT_TRADES_ONLY: dict[type[ccxt.Exchange], str] = {
     ccxt.bybit: "Bybit's public REST serves only its recent trades (v5/market/recent-trade takes no time or id "
                 "to page from); import its public trading-history files with `tradebus data import FILE --kind trades`",
-    ccxt.okx: "ccxt's okx fetch_trades serves the recent trades whatever the since; import OKX's trade-history "
-              "exports with `tradebus data import FILE --kind trades`",
 }
+#: Trades per request of OKX's ``GET /api/v5/market/history-trades``: its maximum, and its default.
+_OKX_PAGE = 100
 _BACKOFF_CAP_S = 30.0
+_T = TypeVar("_T")
 
 
 def _rebase(value: object, base: str) -> object:
@@ -297,11 +303,11 @@ def backfill_trades(
     Raises
     ------
     ConfigError
-        An exchange whose public REST serves only its recent trades (Bybit; OKX through ccxt).
+        An exchange whose public REST serves only its recent trades (Bybit).
     DataError
         An invalid trade (naming the page and row), a millisecond with more trades
-        than one page returns on a venue that cannot page by trade id, retries
-        exhausted, or an exchange error.
+        than one page returns on a venue that cannot page by trade id, OKX serving
+        no trade before ``since_ms``, retries exhausted, or an exchange error.
     """
     for cls, instead in _RECENT_TRADES_ONLY.items():
         if isinstance(exchange, cls):
@@ -319,21 +325,26 @@ def backfill_trades(
     check = QualityCheck("trades", None)
     pages = rows = retried = 0
     start = since_ms
-    by_id: Callable[[int, int], list] | None = None  # once a millisecond outgrew a page: trades from an id on
+    by_id: _IdPages | None = None  # from the start on OKX, or once a millisecond outgrew a page
     from_id = 0
+    if isinstance(exchange, ccxt.okx):
+        by_id, from_id, pages, retried = _okx_history(exchange, symbol, name, since_ms, until_ms, retries, sleep)
     with cat.writer(venue, market, catalog_symbol, "trades", "day", kind="trades", mode=mode) as writer:  # type: ignore[arg-type]
-        while since_ms < until_ms:
+        while since_ms < until_ms and not (by_id is not None and by_id.last_id is not None
+                                           and from_id > by_id.last_id):
             if by_id is None:
                 page, tries = _fetch(exchange, symbol, lambda: exchange.fetch_trades(symbol, since=since_ms,
                                                                                      limit=limit), retries, sleep)
             else:
                 pager = by_id
-                page, tries = _fetch(exchange, symbol, lambda: pager(from_id, limit), retries, sleep)
+                (page, from_id), tries = _fetch(exchange, symbol, lambda: pager.fetch(from_id, limit), retries, sleep)
             pages, retried = pages + 1, retried + tries
             fresh = [t for t in sorted(page, key=_trade_key) if _trade_ms(t, name) < until_ms
                      and not (_trade_ms(t, name) == last_ms and str(t.get("id")) in seen)
                      and (last_ms is None or _trade_ms(t, name) >= last_ms)]
             if not fresh:
+                if by_id is not None and by_id.last_id is not None:
+                    continue  # ids without a trade to keep: the next window of ids may hold some
                 if by_id is None and page and {_trade_ms(t, name) for t in page} == {since_ms} and _page_was_cut(
                         exchange, symbol, since_ms, len(page), limit, retries, sleep):
                     by_id = _by_trade_id(exchange, symbol, name, since_ms, len(page), limit)
@@ -342,8 +353,6 @@ def backfill_trades(
                                 since_ms, from_id)
                     continue
                 break
-            if by_id is not None:
-                from_id = max(_trade_number(str(t.get("id")), name) for t in page) + 1
             frame = Frame(f"{name} page {pages}", {
                 "time": pa.array([_trade_ms(t, name) for t in fresh], pa.int64()),
                 "price": pa.array([t.get("price") for t in fresh], pa.float64()),
@@ -383,8 +392,76 @@ def _page_was_cut(exchange: ccxt.Exchange, symbol: str, at_ms: int, got: int, li
     return bool(later)
 
 
+@dataclass(frozen=True)
+class _IdPages:
+    """A venue's trades paged by trade id.
+
+    ``fetch(from_id, size)`` returns up to ``size`` trades with ids from ``from_id`` on, and the id the
+    next page starts at. ``last_id`` is the last id to fetch when known in advance; then a page with no
+    trade to keep does not end the backfill (ids the venue skips), else it does.
+    """
+
+    fetch: Callable[[int, int], tuple[list, int]]
+    last_id: int | None = None
+
+
+def _okx_history(exchange: ccxt.okx, symbol: str, name: str, since_ms: int, until_ms: int, retries: int,
+                 sleep: Callable[[float], None]) -> tuple[_IdPages, int, int, int]:
+    """OKX's trades of ``[since_ms, until_ms)`` by trade id: the pages, the first id, and the requests and retries spent.
+
+    ``GET /api/v5/market/history-trades`` (instId, ``type`` 1: ``after``/``before`` are trade ids,
+    2: ``after`` is a time in ms; ``after``: records earlier than it, ``before``: newer; ``limit`` at
+    most 100; newest first). ``type=2&after=<ms>`` answers the trades before a time: the newest before
+    ``since_ms`` and the newest before ``until_ms`` bound the ids to fetch. Each page then asks for one
+    window of ids, ``type=1&before=<from_id - 1>&after=<from_id + size>`` (both bounds exclusive, so
+    at most ``size`` trades): ``before`` alone answers the venue's latest trades, not those right after
+    the id. A window may hold fewer trades than ids (ids the venue does not serve, such as the earlier
+    fills of a push standing for several); the next one starts after it whatever it held.
+
+    Raises
+    ------
+    DataError
+        OKX serves no trade before ``since_ms`` (the endpoint keeps about three months): the first
+        trade at ``since_ms`` cannot be told from the first the venue still has.
+    """
+    _fetch(exchange, symbol, exchange.load_markets, retries, sleep)
+    market = exchange.market(symbol)
+    spent = [0, 0]
+
+    def ask(params: dict[str, str]) -> list[dict[str, object]]:
+        answer = exchange.publicGetMarketHistoryTrades({"instId": market["id"], **params})
+        return exchange.parse_trades((answer or {}).get("data") or [], market)
+
+    def newest_before(ms: int) -> int | None:
+        after = {"type": "2", "after": str(ms)}
+        while True:
+            page, tries = _fetch(exchange, symbol, lambda: ask({**after, "limit": str(_OKX_PAGE)}), retries, sleep)
+            spent[0], spent[1] = spent[0] + 1, spent[1] + tries
+            if not page:
+                return None
+            ids = [(_trade_ms(t, name), _trade_number(str(t.get("id")), name)) for t in page]
+            older = [i for ts, i in ids if ts < ms]
+            if older:
+                return max(older)
+            after = {"type": "1", "after": str(min(i for _, i in ids))}  # a time read as inclusive: step back by id
+
+    def window(from_id: int, size: int) -> tuple[list, int]:
+        size = min(size, _OKX_PAGE)
+        page = ask({"type": "1", "before": str(from_id - 1), "after": str(from_id + size), "limit": str(size)})
+        return [t for t in page if from_id <= _trade_number(str(t.get("id")), name) < from_id + size], from_id + size
+
+    first = newest_before(since_ms)
+    if first is None:
+        raise DataError(f"{name}: OKX serves no trade before --since ({since_ms} ms), so the first trade at it cannot "
+                        "be found (history-trades keeps about the last three months): give a later --since, within "
+                        "that history and after the instrument's first trade")
+    last = newest_before(until_ms)
+    logger.info("{}: trade ids {} .. {} (the newest before {} and {} ms)", name, first + 1, last, since_ms, until_ms)
+    return _IdPages(window, last if last is not None else first), first + 1, spent[0], spent[1]
+
+
 def _by_trade_id(exchange: ccxt.Exchange, symbol: str, name: str, at_ms: int, got: int,
-                 limit: int) -> Callable[[int, int], list]:
+                 limit: int) -> _IdPages:
     """``fetch(from_id, limit)``: up to ``limit`` trades from trade id ``from_id`` on (inclusive), oldest first.
 
     Binance (spot, USD-M, COIN-M) takes ``fromId`` on ``aggTrades``, sent without ``startTime``/``endTime``,
@@ -397,11 +474,15 @@ def _by_trade_id(exchange: ccxt.Exchange, symbol: str, name: str, at_ms: int, go
     """
     method = str(exchange.options.get("fetchTradesMethod") or "AggTrades")
     if isinstance(exchange, ccxt.binance) and not exchange.market(symbol).get("option") and "AggTrades" in method:
-        return lambda from_id, size: exchange.fetch_trades(symbol, limit=size, params={"fromId": from_id})
+        def fetch(from_id: int, size: int) -> tuple[list, int]:
+            page = exchange.fetch_trades(symbol, limit=size, params={"fromId": from_id})
+            return page, max((_trade_number(str(t.get("id")), name) + 1 for t in page), default=from_id)
+
+        return _IdPages(fetch)
     cap = "--limit; raise it to get past them" if got >= limit else "the most the venue returns per request"
     raise DataError(f"{name}: the page starting at {at_ms} ms held only trades of that millisecond ({got}, {cap}); "
                     f"there may be more than {got} trades at {at_ms} ms, and {exchange.id}'s public REST cannot page "
-                    "by trade id to get past them (Binance can)")
+                    "by trade id to get past them (Binance and OKX can)")
 
 
 def _trade_number(ident: str, name: str) -> int:
@@ -441,8 +522,8 @@ def _stored_tail(cat: Catalog, venue: str, market: str, symbol: str) -> tuple[in
     return last, ids
 
 
-def _fetch(exchange: ccxt.Exchange, symbol: str, call: Callable[[], list], retries: int,
-           sleep: Callable[[float], None]) -> tuple[list, int]:
+def _fetch(exchange: ccxt.Exchange, symbol: str, call: Callable[[], _T], retries: int,
+           sleep: Callable[[float], None]) -> tuple[_T, int]:
     for attempt in range(retries + 1):
         try:
             return call(), attempt
