@@ -154,6 +154,18 @@ def test_stop_first_also_decides_emulated_children() -> None:
     assert conservative.portfolio.position(IID) == 0.0
 
 
+@pytest.mark.parametrize("contingent", ["emulated", "native"])
+def test_stop_first_takes_a_profit_the_bar_opens_through_before_a_later_stop(contingent: str) -> None:
+    """Long at 100 from bar 2 (stop-loss 95, take-profit 110). Bar 3 (112, 112, 94, 96) opens at
+    112, through the take-profit, then falls to 94: the open is the bar's first price, so the
+    target resting at 110 fills there (at the open, 112) before the path can reach the stop.
+    ``stop_first`` only decides what the bar's path leaves open (it used to stop out at 95)."""
+    bars = [FLAT, FLAT, (112.0, 112.0, 94.0, 96.0), FLAT]
+    kernel = run(bars, {1: bracket(**LONG)}, contingent=contingent, bar_path="stop_first")
+    assert fills(kernel) == [("BUY", 100.0, 2), ("SELL", 112.0, 3)]
+    assert kernel.portfolio.position(IID) == 0.0
+
+
 def test_a_child_crossed_at_the_fill_fills_at_the_fill_price() -> None:
     """A long filled at the open 100 with its stop at 101 (above the fill): the sell stop is
     already triggered where it goes live and fills there, at 100 (taker)."""

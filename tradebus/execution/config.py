@@ -114,6 +114,8 @@ class VenueConfig(StrictModel):
             The ``close_direction`` path, except that when a bar reaches both a stop order and a
             limit order of the same side (a bracket's stop-loss and take-profit), the stop fills
             first; the limit's fill is taken after it (conservative: a same-bar stop-out wins).
+            A limit the bar opens at or through still fills first, at the open: nothing inside
+            the bar comes before its open (unless the stop is crossed at the open too).
     contingent
         How a bracket's children and OCO groups work on this venue (``fill_on`` bars, trades or
         quotes): ``"emulated"`` -- plain orders sent when the entry has filled, live from the

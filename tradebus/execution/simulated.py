@@ -37,7 +37,9 @@ Bars (``fill_on="bars"``)
     (ties keep arrival order; a trigger precedes the fill it causes). ``"stop_first"`` walks
     the default path but, when a bar reaches both a stop and a limit order of the same side
     (a bracket's stop-loss and take-profit), takes the limit's fill just after the stop's:
-    the conservative assumption that the stop was hit first.
+    the conservative assumption that the stop was hit first. A limit the bar *opens* at or
+    through fills first all the same (the open is the bar's first price, so no stop inside
+    the bar came before it), unless the stop is crossed at the open too.
 
     * market: fills at the open (taker).
     * limit: marketable at the open -> fills at the open (taker; a buy limit at or above the
@@ -1180,7 +1182,8 @@ def _plan_key(plan: tuple[float, int, int, _SimOrder, float, Liquidity | None]) 
 def _stop_first(
     plans: list[tuple[float, int, int, _SimOrder, float, Liquidity | None]],
 ) -> list[tuple[float, int, int, _SimOrder, float, Liquidity | None]]:
-    """``plans`` in path order, with every limit fill taken just after the last stop fill of its side."""
+    """``plans`` in path order, with every limit fill taken just after the last stop fill of its side
+    (a limit filled at the open stays first unless that stop fills at the open too)."""
     last_stop = {True: -1.0, False: -1.0}
     for pos, _seq, kind, sim, _px, _liq in plans:
         if kind == _PLAN_FILL and sim.type in _STOPS and pos > last_stop[sim.buy]:
@@ -1189,7 +1192,8 @@ def _stop_first(
     for plan in plans:
         pos, seq, kind, sim, px, liq = plan
         stop = last_stop[sim.buy]
-        if kind == _PLAN_FILL and sim.type == _LIMIT and 0.0 <= stop and pos <= stop:
+        at_open_first = pos == 0.0 < stop
+        if kind == _PLAN_FILL and sim.type == _LIMIT and 0.0 <= stop and pos <= stop and not at_open_first:
             plan = (math.nextafter(stop, _INF), seq, kind, sim, px, liq)
         moved.append(plan)
     moved.sort(key=_plan_key)
