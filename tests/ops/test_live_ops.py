@@ -310,7 +310,7 @@ async def test_flatten_closes_a_live_spot_position(tmp_path: Path, monkeypatch: 
         await until(lambda: kernel.orders.get("buy-1").status is OrderStatus.ACCEPTED, timeout=5)
         tap.let()  # the next trade fills it
         await until(lambda: kernel.portfolio.position(IID) == pytest.approx(0.01), timeout=5)
-        reply = node.ops.command("/flatten", OPERATOR)
+        reply = await node.ops.command("/flatten", OPERATOR)
         (order,) = [o for o in kernel.orders.orders() if o.strategy_id == "ops"]
         await until(lambda: order.status not in (OrderStatus.INITIALIZED, OrderStatus.SUBMITTED), timeout=5)
         tap.let()
@@ -318,4 +318,36 @@ async def test_flatten_closes_a_live_spot_position(tmp_path: Path, monkeypatch: 
     assert reply == f"trading state REDUCING; flatten orders: {order.client_order_id}: SELL 0.01 {IID}"
     assert order.status is OrderStatus.FILLED, (order.status, order.reason)
     assert order.client_order_id in emulator.orders
+    assert kernel.portfolio.position(IID) == 0.0
+
+
+async def test_flatten_of_a_live_daemon_cancels_its_resting_orders_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``/flatten`` of a live long 0.01 with a resting SELL LIMIT 0.01 (a take-profit) sent a closing order the
+    risk gate denied ("trading_state: REDUCING allows only reducing orders; ... working on the order's side
+    -0.01") and canceled nothing; it now cancels both resting orders at the venue, waits for the venue's
+    confirmations, then sells."""
+    tap = _Tap(2)
+    async with _daemon(tmp_path, monkeypatch, gate=tap) as (node, emulator, _, _task):
+        kernel = node.kernel
+        assert node.ops is not None
+        await until(lambda: kernel.result.trades == 2 and node.guard.holds == {}, timeout=10)
+        now = node.clock.now_ns()
+        kernel.submit(SubmitOrder("s", IID, "buy-1", OrderSide.BUY, 0.01, now, now, OrderType.MARKET))
+        await until(lambda: kernel.orders.get("buy-1").status is OrderStatus.ACCEPTED, timeout=5)
+        tap.let()  # the next trade fills it
+        await until(lambda: kernel.portfolio.position(IID) == pytest.approx(0.01), timeout=5)
+        last = kernel.portfolio.last_price(IID)
+        now = node.clock.now_ns()
+        kernel.submit(SubmitOrder("s", IID, "tp-1", OrderSide.SELL, 0.01, now, now, OrderType.LIMIT, price=round(last * 1.2, 2)))
+        kernel.submit(SubmitOrder("s", IID, "buy-2", OrderSide.BUY, 0.01, now, now, OrderType.LIMIT, price=round(last * 0.8, 2)))
+        resting = [kernel.orders.get("tp-1"), kernel.orders.get("buy-2")]
+        await until(lambda: all(o.status is OrderStatus.ACCEPTED for o in resting), timeout=5)
+        reply = await node.ops.command("/flatten", OPERATOR)
+        (order,) = [o for o in kernel.orders.orders() if o.strategy_id == "ops"]
+        await until(lambda: order.status not in (OrderStatus.INITIALIZED, OrderStatus.SUBMITTED), timeout=5)
+        tap.let()
+        await until(lambda: order.status in (OrderStatus.FILLED, OrderStatus.REJECTED), timeout=5)
+    assert reply == f"trading state REDUCING; canceled 2: tp-1, buy-2; flatten orders: {order.client_order_id}: SELL 0.01 {IID}"
+    assert [o.status for o in resting] == [OrderStatus.CANCELED, OrderStatus.CANCELED]
+    assert order.status is OrderStatus.FILLED, (order.status, order.reason)
     assert kernel.portfolio.position(IID) == 0.0

@@ -360,6 +360,7 @@ class PaperNode:
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)
+            self.running.clear()  # stopping: an operator's /flatten still waiting for its cancels sends nothing
             try:
                 await self._shutdown(tasks)
             finally:

@@ -191,6 +191,10 @@ class OpsConfig(_Model):
         Telegram alerts and control (``None``: off).
     log
         Log sinks.
+    flatten_timeout
+        ``/flatten`` waits at most this long (seconds) for the venue to confirm the cancels of
+        the open orders before it sends the closing orders; a cancel still unconfirmed then is
+        reported in its answer.
     """
 
     port: int | None = Field(default=None, ge=0, le=65535)
@@ -199,3 +203,4 @@ class OpsConfig(_Model):
     health_max_age: PositiveFloat = 60.0
     telegram: TelegramConfig | None = None
     log: LogConfig = Field(default_factory=LogConfig)
+    flatten_timeout: PositiveFloat = 10.0

@@ -33,6 +33,7 @@ from loguru import logger
 from tradebus.engine.instrument import InstrumentKind
 from tradebus.engine.messages import (
     BookResynced,
+    CancelOrder,
     FeedStale,
     OrderAccepted,
     OrderDenied,
@@ -46,6 +47,7 @@ from tradebus.engine.messages import (
     TradingState,
     TradingStateChanged,
 )
+from tradebus.errors import TradebusError
 from tradebus.ops.config import OpsConfig
 from tradebus.ops.flapping import FlapDetector
 from tradebus.ops.health import health_report
@@ -249,7 +251,7 @@ class OpsHooks:
 
     # ------------------------------------------------------------------ control
 
-    def command(self, text: str, chat_id: int) -> str:
+    async def command(self, text: str, chat_id: int) -> str:
         """Answer one operator command (``/status``, ``/positions``, ``/pnl``, ``/halt``, ``/resume``, ``/flatten``)."""
         assert self.target is not None
         name = text.split()[0].lower()
@@ -267,23 +269,35 @@ class OpsHooks:
             risk.set_state(TradingState.ACTIVE, f"operator /resume (telegram chat {chat_id})")
             return f"trading state: {risk.state}"
         if name == "/flatten":
-            return self.flatten(f"operator /flatten (telegram chat {chat_id})")
+            return await self.flatten(f"operator /flatten (telegram chat {chat_id})")
         return "commands: /status /positions /pnl /halt /resume /flatten"
 
-    def flatten(self, reason: str) -> str:
-        """Allow only reducing orders (manual REDUCING) and send a market order closing each position.
+    async def flatten(self, reason: str) -> str:
+        """Allow only reducing orders (manual REDUCING), cancel every open order, then close each position at market.
 
-        The order is reduce-only on a derivative; a spot venue has no reduce-only orders (it would
+        As ``live-kill --flatten``: every open order of the run's instruments is canceled (the
+        risk gate denies a closing order beside a resting one on its side as not reducing, and
+        a resting order on the other side would reopen the position) and the venue's
+        confirmations are awaited, up to ``ops.flatten_timeout`` seconds; then a market order
+        closes each position. The order is reduce-only on a derivative; a spot venue has no reduce-only orders (it would
         reject one), and REDUCING already lets a spot order only reduce.
 
-        The answer lists the orders, each one refused at once (denied by the risk gate or the
-        market guard, or rejected) with its status and reason. From HALTED this lowers the
-        manual state to REDUCING (so the closing orders can pass); a tripped breaker more
-        severe than REDUCING stays in force.
+        The answer lists the orders canceled, those that closed otherwise meanwhile (filled),
+        the cancels that failed or were not confirmed in time, and the closing orders, each one
+        refused at once (denied by the risk gate or the market guard, or rejected) with its
+        status and reason. From HALTED this lowers the manual state to REDUCING (so the closing
+        orders can pass); a tripped breaker more severe than REDUCING stays in force. A daemon
+        not running (starting, or stopping during the wait) sends no closing order.
         """
         assert self.target is not None
-        kernel = self.target.kernel
+        target = self.target
+        kernel = target.kernel
         kernel.risk.set_state(TradingState.REDUCING, reason)
+        if not target.running.is_set():
+            return f"trading state {kernel.risk.state}; daemon not running (starting or stopping): nothing canceled or sent"
+        canceled = await self._cancel_open_orders(reason)
+        if not target.running.is_set():
+            return "; ".join([f"trading state {kernel.risk.state}", *canceled, "daemon stopping: no flatten order sent"])
         sent = []
         for iid, inst in kernel.instruments.items():
             qty = kernel.portfolio.position(iid)
@@ -303,8 +317,46 @@ class OpsHooks:
             if order is not None and order.status in (OrderStatus.DENIED, OrderStatus.REJECTED):
                 outcome = f" {order.status} ({order.reason})"
             sent.append(f"{coid}: {side.name} {abs(qty):g} {iid}{outcome}")
-        state = f"trading state {kernel.risk.state}"
-        return f"{state}; flatten orders: " + ("; ".join(sent) if sent else "none (flat)")
+        orders = "flatten orders: " + ("; ".join(sent) if sent else "none (flat)")
+        return "; ".join([f"trading state {kernel.risk.state}", *canceled, orders])
+
+    async def _cancel_open_orders(self, reason: str) -> list[str]:
+        """Cancel every open order and wait for the venue's answers (up to ``flatten_timeout``): what happened."""
+        assert self.target is not None
+        target = self.target
+        kernel = target.kernel
+        orders = kernel.orders.open_orders()
+        failed: dict[str, str] = {}
+        for order in orders:
+            if not order.is_open:  # closed by the cancel of another one (its OCO sibling, its bracket parent)
+                continue
+            now = kernel.clock.now_ns()
+            cancel = CancelOrder(order.strategy_id, order.instrument_id, order.client_order_id, now, now, reason)
+            try:
+                kernel.execution.cancel(cancel)
+            except TradebusError as exc:
+                logger.error("flatten: cancel of {} failed: {}", order.client_order_id, exc)
+                failed[order.client_order_id] = str(exc)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.flatten_timeout
+        waiting = [o for o in orders if o.client_order_id not in failed]
+        while any(o.is_open for o in waiting) and target.running.is_set() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        canceled = [o.client_order_id for o in orders if o.status is OrderStatus.CANCELED]
+        closed = [f"{o.client_order_id} {o.status}" for o in orders if o.is_closed and o.status is not OrderStatus.CANCELED]
+        unconfirmed = [o.client_order_id for o in waiting if o.is_open]
+        answer = []
+        if canceled:
+            answer.append(f"canceled {len(canceled)}: {', '.join(canceled)}")
+        if closed:
+            answer.append(f"closed before their cancel: {', '.join(closed)}")
+        if failed:
+            answer.append("cancel failed: " + ", ".join(f"{coid} ({why})" for coid, why in failed.items()))
+        if unconfirmed:
+            wait = self.config.flatten_timeout
+            logger.error("flatten: cancel of {} not confirmed after {:g} s", unconfirmed, wait)
+            answer.append(f"cancel not confirmed after {wait:g} s: {', '.join(unconfirmed)}")
+        return answer
 
     def status_text(self) -> str:
         """Running state, trading state, feeds, orders, fills, equity."""

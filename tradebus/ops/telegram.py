@@ -18,7 +18,9 @@ whose confirmation fails is read again and acted on once it succeeds. Telegram k
 ``getUpdates`` confirms it, so the first one after a start returns what was sent while the
 daemon was down: a command sent before the second the bot started (the message's ``date``,
 whole seconds), or more than ``command_max_age`` seconds ago (a Bot API unreachable for a
-while), is not acted on; it is answered as ignored, with when it was sent, and logged.
+while), is not acted on; it is answered as ignored, with when it was sent, and logged. A
+command whose answer is awaitable (``/flatten`` waits for the venue's cancels) is answered when
+it is done, while the poller goes on reading: a ``/halt`` sent meanwhile acts at once.
 
 The bot token comes from the environment variable the config names. It is part of every
 Bot API URL, so no URL is ever logged: errors are logged with the token replaced by
@@ -30,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import inspect
 import logging
 import os
 import time
@@ -132,7 +135,7 @@ class TelegramBot:
         The bot token (:func:`read_token`).
     on_command
         ``(text, chat_id) -> reply`` for a command from an allowed chat, given without the
-        bot's ``@username`` (``None``: commands off).
+        bot's ``@username`` (``None``: commands off); the reply may be awaitable.
     on_drop
         Called once per dropped message.
     on_fail
@@ -145,7 +148,7 @@ class TelegramBot:
         self,
         config: TelegramConfig,
         token: str,
-        on_command: Callable[[str, int], str] | None = None,
+        on_command: Callable[[str, int], str | Awaitable[str]] | None = None,
         on_drop: Callable[[], None] | None = None,
         on_fail: Callable[[], None] | None = None,
         wall: Callable[[], float] = time.time,
@@ -172,6 +175,8 @@ class TelegramBot:
         self._sending = False
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: Commands whose answer is still awaited.
+        self._commands: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"TelegramBot(chats={sorted(self._allowed)}, base_url={self.config.base_url!r})"
@@ -336,7 +341,21 @@ class TelegramBot:
         except Exception as exc:  # a command must never take the bot (or the daemon) down
             logger.exception("telegram: command {!r} failed", text[:32])
             reply = f"command failed: {type(exc).__name__}: {exc}"
+        if inspect.isawaitable(reply):
+            task = asyncio.create_task(self._answer(chat, text, reply), name=f"telegram:{name}")
+            self._commands.add(task)
+            task.add_done_callback(self._commands.discard)
+            return
         self._enqueue(chat, reply)
+
+    async def _answer(self, chat: int, text: str, reply: Awaitable[str]) -> None:
+        """Send the answer of a command once it is done."""
+        try:
+            answer = await reply
+        except Exception as exc:  # a command must never take the bot (or the daemon) down
+            logger.exception("telegram: command {!r} failed", text[:32])
+            answer = f"command failed: {type(exc).__name__}: {exc}"
+        self._enqueue(chat, answer)
 
     def _too_old(self, date: Any) -> str | None:
         """Why a command sent at ``date`` (Unix seconds) must not be acted on, or ``None``."""
@@ -373,6 +392,12 @@ class TelegramBot:
 
         Messages still queued or being sent then are counted as not delivered, and logged.
         """
+        if self._commands:  # their answers are still to come
+            _, late = await asyncio.wait(self._commands, timeout=timeout)
+            for task in late:
+                logger.warning("telegram: {} not done before the stop; canceled", task.get_name())
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         if self._tasks:  # join() also waits for a message taken from the queue and not yet sent
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.queue.join(), timeout)
