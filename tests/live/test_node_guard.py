@@ -56,6 +56,27 @@ def test_stale_feed_denies_orders_on_its_instruments_until_data_arrives() -> Non
     assert risk.check(submit()) is None
 
 
+def test_a_stale_trades_only_feed_is_live_again_once_its_connection_answers_a_book_feed_only_with_data() -> None:
+    """A trades-only feed stale over a dead connection stayed blocked on a quiet market after a healthy
+    reconnect, until its next trade; its connection's proof of life (received after the FeedStale) now ends
+    the episode. A feed without that proof (a book feed) still waits for its data."""
+    other = "ETHUSDT.BINANCE"
+    live_ns = [T0 - 3_000_000_000]  # the dead connection's last frame
+    guard = MarketGuard()
+    guard.register_feed("binance-trades", [IID], {}, connection_live_ns=lambda: live_ns[0])
+    guard.register_feed("binance-book", [other], {})
+    guard.on_stale(FeedStale("binance-trades", T0 - 3_000_000_000, T0, T0))
+    guard.on_stale(FeedStale("binance-book", T0 - 3_000_000_000, T0, T0))
+    assert guard.block_reason(IID) == "feed stale: binance-trades delivered nothing for 3.0 s"
+    live_ns[0] = T0  # nothing received after the FeedStale yet
+    assert guard.stale(IID)
+    live_ns[0] = T0 + 1  # the new connection answered
+    assert guard.block_reason(IID) is None and not guard.stale(IID)
+    assert guard.stale_reason(other) == "feed stale: binance-book delivered nothing for 3.0 s"
+    guard.on_data(other)
+    assert guard.block_reason(other) is None
+
+
 def test_unsynced_book_denies_orders_and_the_risk_limits_still_apply_once_synced() -> None:
     synced = [False]
     guard = MarketGuard()

@@ -113,3 +113,35 @@ async def test_a_trades_only_feed_whose_connection_dies_silently_goes_stale_and_
     assert client is not None and client.connections >= 2
     assert blocked and stale[0].source == node.feeds[0].name
     assert stale[0].ts_event - stale[0].last_message_ns >= STALE_AFTER * 1e9
+
+
+async def test_a_trades_only_feed_stale_over_a_dead_connection_allows_orders_once_a_new_connection_answers() -> None:
+    """The connection dies without a close, the feed goes stale and reconnects; the new connection is healthy
+    (it answers pings) but its market prints no trade: orders stayed denied "feed stale: ..." until the next
+    trade, however long the quiet lasted, though the watchdog judged the feed live again by its connection."""
+    faults = [
+        Fault(FaultKind.HANG, at=40, match="@trade"),
+        Fault(FaultKind.SILENCE, at=0, match="@trade", connection=1, seconds=math.inf),  # no trade on the new one
+    ]
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, faults, lifetime=60.0) as srv:
+        node = PaperNode(config_of(_binance(srv)), handle_signals=False)
+        stale: list[FeedStale] = []
+        trades: list[Trade] = []
+        node.kernel.bus.subscribe(FeedStale, stale.append)
+        node.kernel.bus.subscribe(Trade, trades.append)
+        task = asyncio.create_task(node.run())
+        try:
+            await _until(lambda: bool(stale), 60.0)
+            blocked = node.guard.block_reason(IID)
+            client = node.feeds[0].client
+            assert client is not None
+            await _until(lambda: client.connections >= 2 and client.connected.is_set(), 30.0)
+            await _until(lambda: node.guard.block_reason(IID) is None, 4 * STALE_AFTER)
+            ok, report = health_report(node, {}, 2 * STALE_AFTER)
+        finally:
+            node.stop("test done")
+            await asyncio.wait_for(task, 20)
+    assert blocked is not None and blocked.startswith("feed stale: ")
+    assert len(trades) == 40  # the block was lifted by the connection, not by a trade
+    assert len(stale) == 1 and client.connections == 2
+    assert ok, report["problems"]

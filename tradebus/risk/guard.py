@@ -1,7 +1,8 @@
 """The market guard: no new order on an instrument whose market data cannot be trusted.
 
 :class:`MarketGuard` tracks, per instrument, whether its feed went stale (``FeedStale``
-until its stream's next market-data message), whether its subscribed L2 book is in sync with the
+until its stream's next market-data message; for a feed of trade channels alone, also until its
+connection proves live again), whether its subscribed L2 book is in sync with the
 venue (asked of the adapter at decision time) and whether its book is frozen
 (:mod:`tradebus.risk.liveness`). :class:`GuardedRiskGate` is the risk gate with the guard
 asked first; a blocked order is denied with ``"feed stale: ..."`` or ``"book unsynced: ..."``.
@@ -42,6 +43,8 @@ class GuardedFeed(Protocol):
 
     def book_checks(self) -> dict[str, Callable[[], bool]]: ...
 
+    def connection_live_ns(self) -> Callable[[], int] | None: ...
+
     def resync_book(self, instrument_id: str, reason: str) -> None: ...
 
 
@@ -50,17 +53,24 @@ class MarketGuard:
 
     An instrument is blocked while its feed is stale (from ``FeedStale`` until the next
     market-data message of that instrument its stream delivers: a trade, quote, bar or book
-    change, not the book snapshot of a resync, which may come from REST), while its subscribed L2 book is out of sync
+    change, not the book snapshot of a resync, which may come from REST; a feed of trade channels
+    alone, silent whenever its market does not trade, is live again as soon as its connection
+    proves it, by the rule its watchdog follows: any frame or an answered ping received after
+    the ``FeedStale``, asked when an order is checked), while its subscribed L2 book is out of sync
     (asked of the adapter when an order is checked, so no transition can be missed), or
     while its book is frozen (:class:`~tradebus.risk.liveness.BookLiveness`:
     trades or quotes flow but the book has not changed for the feed's ``book_max_idle``;
     the book is resynced).
     """
 
-    __slots__ = ("_book_checks", "_feeds", "_stale", "liveness")
+    __slots__ = ("_book_checks", "_connection_live", "_feeds", "_stale", "_stale_since", "liveness")
 
     def __init__(self) -> None:
         self._stale: dict[str, str] = {}
+        #: instrument -> (its stale feed, the FeedStale's time, on the feed's clock)
+        self._stale_since: dict[str, tuple[str, int]] = {}
+        #: feed -> receive time (ns) of its connection's latest proof of life (trades-only feeds)
+        self._connection_live: dict[str, Callable[[], int]] = {}
         self._feeds: dict[str, tuple[str, ...]] = {}
         self._book_checks: dict[str, Callable[[], bool]] = {}
         self.liveness = BookLiveness()
@@ -73,13 +83,18 @@ class MarketGuard:
         *,
         book_max_idle: float | None = None,
         resync: Callable[[str, str], None] | None = None,
+        connection_live_ns: Callable[[], int] | None = None,
     ) -> None:
         """Declare a feed's instruments and, per instrument with a book, its in-sync test.
 
         With ``book_max_idle`` (seconds) and ``resync(instrument_id, reason)``, those books
-        are also watched for liveness.
+        are also watched for liveness. ``connection_live_ns`` (a feed of trade channels alone):
+        the receive time (ns) of its connection's latest proof of life, which ends a stale
+        episode as market data does.
         """
         self._feeds[name] = tuple(instrument_ids)
+        if connection_live_ns is not None:
+            self._connection_live[name] = connection_live_ns
         self._book_checks.update(book_checks)
         if book_max_idle is not None and resync is not None:
             for iid, in_sync in book_checks.items():
@@ -93,13 +108,15 @@ class MarketGuard:
             feed.book_checks(),
             book_max_idle=feed.config.book_max_idle,
             resync=feed.resync_book,
+            connection_live_ns=feed.connection_live_ns(),
         )
 
     def block_reason(self, instrument_id: str) -> str | None:
         """Why no new order may be sent on ``instrument_id`` now, or ``None``."""
-        reason = self._stale.get(instrument_id)
-        if reason is not None:
-            return reason
+        if self._stale:
+            reason = self.stale_reason(instrument_id)
+            if reason is not None:
+                return reason
         check = self._book_checks.get(instrument_id)
         if check is not None and not check():
             return f"book unsynced: the {instrument_id} order book is not in sync with the venue"
@@ -122,6 +139,7 @@ class MarketGuard:
         silent = (msg.ts_event - msg.last_message_ns) / 1e9
         for iid in self._feeds.get(msg.source, ()):
             self._stale[iid] = f"feed stale: {msg.source} delivered nothing for {silent:.1f} s"
+            self._stale_since[iid] = (msg.source, msg.ts_event)
         logger.warning(
             "feed {} stale: orders on {} stop until data flows again", msg.source, self._feeds.get(msg.source, ())
         )
@@ -129,15 +147,25 @@ class MarketGuard:
     def on_data(self, instrument_id: str) -> None:
         """The stream delivered a market-data message of ``instrument_id``: it is not stale any more."""
         if self._stale and self._stale.pop(instrument_id, None) is not None:
+            del self._stale_since[instrument_id]
             logger.info("feed of {} live again: orders allowed", instrument_id)
 
     def stale(self, instrument_id: str) -> bool:
         """Whether ``instrument_id``'s feed is currently stale."""
-        return instrument_id in self._stale
+        return self.stale_reason(instrument_id) is not None
 
     def stale_reason(self, instrument_id: str) -> str | None:
         """Why orders on ``instrument_id`` are denied for a stale feed (``"feed stale: ..."``), or ``None``."""
-        return self._stale.get(instrument_id)
+        reason = self._stale.get(instrument_id)
+        if reason is None:
+            return None
+        source, since = self._stale_since[instrument_id]
+        live_ns = self._connection_live.get(source)
+        if live_ns is None or live_ns() <= since:
+            return reason
+        del self._stale[instrument_id], self._stale_since[instrument_id]
+        logger.info("feed of {} live again (its connection answers; its market may be quiet): orders allowed", instrument_id)
+        return None
 
 
 class GuardedRiskGate(RiskGate):

@@ -281,6 +281,19 @@ class Feed(ABC):
     def book_checks(self) -> dict[str, Callable[[], bool]]:
         """``instrument_id -> in-sync test`` of every instrument with a subscribed L2 book."""
 
+    def connection_live_ns(self) -> Callable[[], int] | None:
+        """How a stale episode of this feed ends without market data, or ``None``: it ends only with data.
+
+        A live feed of trade channels alone (``policy.quiet_data``) is silent whenever its market
+        does not trade: its connection's :meth:`~tradebus.adapters.common.client.WsClient.live_ns`
+        (any frame, or an answered ping) proves it live, as for its watchdog. A book or quote
+        feed must deliver again (a book needs its snapshot).
+        """
+        client = self.client
+        if client is None or not client.policy.quiet_data:
+            return None
+        return client.live_ns
+
     @abstractmethod
     def book(self, instrument_id: str) -> OrderBook | None:
         """The adapter's L2 book of ``instrument_id`` (``None`` before its first snapshot or without one)."""
