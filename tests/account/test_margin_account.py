@@ -31,6 +31,7 @@ from tradebus.engine.messages import (
     OrderFilled,
     OrderSide,
     PositionLiquidated,
+    Trade,
 )
 from tradebus.engine.portfolio import Portfolio, Position
 from tradebus.errors import DataError
@@ -700,6 +701,39 @@ def test_a_funding_is_settled_when_the_next_announcement_is_the_first_message_af
         (t + 8 * H, pytest.approx(2.0)), (t + 16 * H, pytest.approx(4.0))
     ]
     assert kernel.portfolio.funding_paid == pytest.approx(6.0)
+
+
+def test_funding_is_paid_on_the_position_held_at_its_time_not_after_the_first_trade_s_fill() -> None:
+    """Mark 20,000, 0.1 % announced for T and again for T + 8h. The first trade after T fills a
+    resting bid of 1 BTC: flat at T, the account pays nothing (it paid 1 * 20000 * 0.001 = 20 on
+    the position the trade opened). The first trade after T + 8h fills a resting ask of the 1 BTC:
+    long at T + 8h, the account pays 20 (it paid nothing on the position the trade closed)."""
+    inst = perp()
+    iid = inst.instrument_id
+
+    class RestingOrders(Strategy):
+        def on_trade(self, trade: Trade) -> None:
+            if trade.trade_id == "1":
+                self.submit_limit(iid, OrderSide.BUY, 1.0, 19_900.0, reason="bid")
+            elif trade.trade_id == "3":
+                self.submit_limit(iid, OrderSide.SELL, 1.0, 20_100.0, reason="ask")
+
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="trades"), initial_cash=10_000.0)
+    kernel.add_strategy(RestingOrders(iid, strategy_id="resting"))
+    t = T0 + 8 * H
+    kernel.process(MarkPrice(iid, T0, T0, 20_000.0, math.nan))
+    kernel.process(FundingRate(iid, T0 + 1, T0 + 1, 0.001, t))
+    kernel.process(Trade(iid, T0 + 2, T0 + 2, 20_000.0, 0.5, 1, "1"))
+    kernel.process(Trade(iid, t + 1_000, t + 1_000, 19_900.0, 2.0, -1, "2"))  # fills the bid after T
+    assert kernel.portfolio.position(iid) == 1.0
+    assert kernel.result.funding == [] and kernel.portfolio.funding_paid == 0.0
+    kernel.process(FundingRate(iid, t + 2_000, t + 2_000, 0.001, t + 8 * H))
+    kernel.process(Trade(iid, t + 3_000, t + 3_000, 20_000.0, 0.5, 1, "3"))
+    kernel.process(Trade(iid, t + 8 * H + 1_000, t + 8 * H + 1_000, 20_100.0, 2.0, 1, "4"))  # fills the ask
+    assert kernel.portfolio.position(iid) == 0.0
+    [paid] = kernel.result.funding
+    assert (paid.ts_event, paid.quantity, paid.mark_price) == (t + 8 * H, 1.0, 20_000.0)
+    assert paid.payment == pytest.approx(20.0) and kernel.portfolio.funding_paid == pytest.approx(20.0)
 
 
 def test_every_bad_row_of_a_mark_or_funding_file_is_named(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ stays in the batch: its liquidation is checked at the trades priced at or beyond
 the liquidation price gives (:attr:`Perpetuals.lo`, :attr:`Perpetuals.hi`) and at every trade
 shown to the venue (a fill of any instrument moves the wallet that backs it); bar loops check
 any watched position's at closes beyond the same bounds. As in :meth:`Kernel.process`, due
-funding is settled and liquidation checked after a message's handlers, so an order decided on
+funding is settled and liquidation checked after a bar's handlers, so an order decided on
 the liquidating bar is canceled by the liquidation. Several instruments' bars
 (``mixed_bars`` batches) are walked with one *lane* per instrument.
 

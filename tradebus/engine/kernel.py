@@ -128,6 +128,10 @@ _EVENT_HANDLERS: dict[type, str] = {
 #: Events an ``OrderResolved`` may stand for (:func:`~tradebus.execution.orders.closing_event`).
 _CLOSING_EVENTS = (OrderCanceled, OrderExpired, OrderRejected)
 _DATA_HANDLERS: dict[type, str] = {Bar: "on_bar", Trade: "on_trade", Quote: "on_quote"}
+#: Messages after whose handling due funding is settled: a bar's fills happen within it, before the
+#: close it is stamped at; a mark first values the position at that time. Any other message settles
+#: it before its handlers, so a trade or quote at or after a funding time fills after the payment.
+_SETTLED_AFTER = (Bar, MarkPrice)
 #: The last price of a position (an equity sample's marks).
 _LAST_PRICE = operator.attrgetter("last_price")
 #: ``Liquidity -> its value`` (``Enum.value`` is a slow descriptor; fills are recorded in the hot path).
@@ -734,8 +738,10 @@ class Kernel:
         clock = self.clock
         if isinstance(clock, SimulatedClock):
             clock.advance_to(msg.ts_init)
-        handler(msg)
         perps = self.perpetuals
+        if perps is not None and msg.ts_init >= perps.next_funding_ns and type(msg) not in _SETTLED_AFTER:
+            perps.settle_due(msg.ts_init)  # the position held at the funding time pays, not this message's fills
+        handler(msg)
         if perps is not None:
             perps.settle_due(msg.ts_init)
             if perps.watching and type(msg) is not MarkPrice:

@@ -15,13 +15,15 @@ Mark price
 Funding
     A ``FundingRate`` announces ``rate`` for the funding at ``next_funding_ns`` (a later one for
     the same time replaces it). It is settled by the first mark, funding or market-data message
-    at or after that time, once the message is handled (at once when the announcement itself is
+    at or after that time: before a trade's or quote's fills (the position held at the funding time
+    pays), once a bar (whose fills happen within it, before its close stamp) or a mark (which
+    values the position at that time first) is handled (at once when the announcement itself is
     stamped at or after it, as historical funding rows are; before it is recorded when it
     announces the next funding time), and only once (an announcement for a time already settled
     is ignored; after a restart, the journaled payments count as settled, :meth:`restore`): the
     position then pays
     ``quantity * contract_size * mark * rate`` (a long pays a positive rate, a short
-    receives it) at the latest mark. :meth:`Kernel.process` asks after each message, and
+    receives it) at the latest mark. :meth:`Kernel.process` asks at each message, and
     the backtest's bar loops after each bar (:attr:`next_funding_ns`). Each settlement is a
     :class:`FundingPaid` event, published and kept in :attr:`RunResult.funding`.
 
