@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from tests.live.live_harness import KEY, SECRET, harness, until
 from tests.live.node_testdata import BINANCE_INSTRUMENT, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config
+from tests.live.venue_kits import KITS, KitTape, VenueKit, kit_harness
 from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol
 from tradebus.adapters.common.local_server import LocalVenueServer
 from tradebus.engine.instrument import Instrument
@@ -270,3 +271,29 @@ def test_a_balance_of_an_asset_neither_traded_nor_charged_is_refused_naming_it()
     # a paper run's simulated venue charges fees in the quote asset only: BNB would never move
     with pytest.raises(ConfigError, match=r"balances\.BNB: no instrument has 'BNB'.*charges fees in no other asset"):
         parse_paper_config({**base, "balances": {"USDT": 1.0, "BNB": 1.0}})
+
+
+# ---------------------------------------------------------------- OKX and Bybit: a spot buy's fee in the coin bought
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_an_okx_or_bybit_spot_buy_paying_its_fee_in_btc_says_so_on_the_wire_and_books_as_the_venue(kit: VenueKit) -> None:
+    """OKX and Bybit charge a spot buy's fee in the coin it receives. Before, their emulators with
+    ``fee_in_received`` took the fee out of the BTC bought but wrote it on every wire form as USDT, so
+    the daemon booked a USDT fee the account never paid and held 0.00001 BTC less than it."""
+    async with kit_harness(kit) as h:
+        h.emulator.fee_in_received = True
+        tape = KitTape(h, kit.iid, 1_723_161_255_000_000_000)
+        tape.trade(60_000.0)
+        buy = tape.submit(OrderSide.BUY, 0.01)
+        await until(lambda: buy.status is OrderStatus.ACCEPTED)
+        tape.trade(60_000.0)
+        await until(lambda: buy.status is OrderStatus.FILLED)
+        # hand-derived: 0.1 % of 600 USDT is 0.6 USDT, i.e. 0.00001 BTC at 60 000: 0.00999 BTC received
+        assert h.emulator.balances == {"USDT": 100_000.0 - 600.0, "BTC": 0.00999}
+        account = h.kernel.portfolio.account
+        assert (account.balance("BTC"), account.balance("USDT")) == (0.00999, 100_000.0 - 600.0)
+        assert h.kernel.context.position("s1", kit.iid) == 0.00999
+        report = await h.venue.api.query(buy)  # the fills list, as a reconciliation reads them
+        assert report is not None
+        assert [(f.fee, f.fee_asset) for f in report.fills] == [(0.00001, "BTC")]

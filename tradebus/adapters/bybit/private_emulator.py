@@ -30,6 +30,9 @@ authenticated answer carries Bybit's per-endpoint limit headers: ``X-Bapi-Limit`
 (:attr:`BybitPrivateEmulator.endpoint_limit` requests per second, every endpoint alike),
 ``X-Bapi-Limit-Status`` (requests left to that endpoint in the current wall second) and
 ``X-Bapi-Limit-Reset-Timestamp`` (the next second, ms); going over is not refused.
+Fees are in the quote asset unless a test sets ``fee_in_received``: a spot buy's fee is then taken
+out of the coin it receives, as Bybit charges it, and ``execFee`` / ``feeCurrency`` (stream and
+``/v5/execution/list``) and ``cumExecFee`` tell it in that coin.
 Departures from Bybit: a MARKET order is acknowledged ``New`` and fills at the next public
 trade, its size in the base asset (``marketUnit=baseCoin``).
 
@@ -479,8 +482,8 @@ class BybitPrivateEmulator(AccountEmulator):
             "execPrice": repr(fill.last_px),
             "execQty": repr(fill.last_qty),
             "execValue": repr(fill.last_qty * fill.last_px),
-            "execFee": repr(fill.fee),
-            "feeCurrency": self.instruments[f.rec.symbol].quote,
+            "execFee": repr(f.fee),
+            "feeCurrency": f.fee_asset or self.instruments[f.rec.symbol].quote,
             "execType": "Trade",
             "execTime": str(fill.ts_event // 1_000_000),
             "isMaker": fill.liquidity == "MAKER",
@@ -489,7 +492,8 @@ class BybitPrivateEmulator(AccountEmulator):
     def _row(self, rec: EmulatedOrder) -> dict[str, Any]:
         order = rec.order
         trigger, direction = self.conditions.get(order.client_order_id, (0.0, 0))
-        mine = [f.fill for f in self.fills if f.rec is rec]
+        booked = [f for f in self.fills if f.rec is rec]
+        mine = [f.fill for f in booked]
         filled = sum(f.last_qty for f in mine)
         value = sum(f.last_qty * f.last_px for f in mine)
         return {
@@ -511,7 +515,7 @@ class BybitPrivateEmulator(AccountEmulator):
             "rejectReason": "EC_NoError" if not rec.reason else rec.reason,
             "cumExecQty": repr(filled),
             "cumExecValue": repr(value),
-            "cumExecFee": repr(sum(f.fee for f in mine)),
+            "cumExecFee": repr(sum(f.fee for f in booked)),
             "avgPrice": repr(value / filled) if filled else "",
             "leavesQty": repr(max(order.quantity - filled, 0.0) if rec.status in (OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED) else 0.0),
             "createdTime": str(rec.time_ms),

@@ -27,7 +27,9 @@ private stream of :mod:`tradebus.adapters.okx.user_stream` to run unchanged:
   every balance change an ``account`` push.
 
 Matching, balances and faults are the :class:`~tradebus.adapters.common.account_emulator.AccountEmulator`'s.
-Departures from OKX: a MARKET order is acknowledged ``live`` and fills at the next public
+Fees are in the quote asset unless a test sets ``fee_in_received``: a spot buy's fee is then taken
+out of the coin it receives, as OKX charges it, and every wire form names that coin (``fillFeeCcy``,
+``feeCcy`` of the order and of ``/trade/fills``). Departures from OKX: a MARKET order is acknowledged ``live`` and fills at the next public
 trade; a market order must give its size in the base asset (``tgtCcy=base_ccy``, as
 :mod:`~tradebus.adapters.okx.trading` sends it).
 
@@ -548,14 +550,15 @@ class OkxPrivateEmulator(AccountEmulator):
             "fillSz": repr(fill.last_qty),
             "side": "buy" if fill.side is OrderSide.BUY else "sell",
             "execType": "M" if fill.liquidity == "MAKER" else "T",
-            "feeCcy": self.instruments[f.rec.symbol].quote,
-            "fee": repr(-fill.fee),
+            "feeCcy": f.fee_asset or self.instruments[f.rec.symbol].quote,
+            "fee": repr(-f.fee),
             "ts": str(fill.ts_event // 1_000_000),
         }
 
     def _row(self, rec: EmulatedOrder, fill: EmulatedFill | None) -> dict[str, Any]:
         order = rec.order
-        mine = [f.fill for f in self.fills if f.rec is rec]
+        booked = [f for f in self.fills if f.rec is rec]
+        mine = [f.fill for f in booked]
         filled = sum(f.last_qty for f in mine)
         quote = self.instruments[rec.symbol].quote
         kind = "market" if order.order_type is OrderType.MARKET else "post_only" if order.post_only else {
@@ -579,8 +582,8 @@ class OkxPrivateEmulator(AccountEmulator):
             "accFillSz": repr(filled),
             "avgPx": repr(sum(f.last_qty * f.last_px for f in mine) / filled) if filled else "",
             "state": _STATE[rec.status],
-            "fee": repr(-sum(f.fee for f in mine)),
-            "feeCcy": quote,
+            "fee": repr(-sum(f.fee for f in booked)),
+            "feeCcy": booked[-1].fee_asset or quote if booked else quote,
             "fillPx": "",
             "fillSz": "0",
             "tradeId": "",
@@ -600,8 +603,8 @@ class OkxPrivateEmulator(AccountEmulator):
                 "fillSz": repr(f.last_qty),
                 "tradeId": str(fill.trade_id),
                 "fillTime": str(f.ts_event // 1_000_000),
-                "fillFee": repr(-f.fee),
-                "fillFeeCcy": quote,
+                "fillFee": repr(-fill.fee),
+                "fillFeeCcy": fill.fee_asset or quote,
                 "execType": "M" if f.liquidity == "MAKER" else "T",
             }
         return row
