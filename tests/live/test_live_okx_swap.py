@@ -443,6 +443,8 @@ def emulator_instruments(emulator: AccountEmulator) -> dict[str, Instrument]:
     [
         ({}, {"leverage": 20.0}, "BTC-USDT-SWAP.OKX: leverage 5 in the config, 20 at the venue"),
         ({"margin_mode": "isolated"}, {"position": True}, "BTC-USDT-SWAP.OKX: margin_mode isolated in the config, cross at the venue"),
+        # contract_size left at its default: sizes agree in contracts, but PnL here would be 100 times the venue's
+        ({"contract_size": 1.0}, {}, "BTC-USDT-SWAP.OKX: contract_size 1 in the config, 0.01 at the venue"),
     ],
 )
 async def test_an_account_whose_swap_leverage_or_margin_mode_differs_from_the_config_is_refused_at_start(
@@ -473,7 +475,7 @@ async def test_the_swap_emulator_answers_its_instrument_s_leverage_and_margin_mo
         await _open_a_position_by_hand(emulator)  # ordered tdMode=isolated, as the instrument says
         api = OkxSwapTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE), emulator_instruments(emulator), 2.0)
         try:
-            assert await api.margin_settings() == [AccountMargin(SWAP_IID, 3.0, "isolated")]
+            assert await api.margin_settings() == [AccountMargin(SWAP_IID, 3.0, "isolated", contract_size=0.01)]
         finally:
             await api.close()
 

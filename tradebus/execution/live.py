@@ -221,13 +221,16 @@ class AccountMargin(msgspec.Struct, frozen=True):
 
     ``leverage`` and ``margin_mode`` (``cross`` or ``isolated``) are the account's settings
     for the instrument; ``one_way`` is false when the account holds long and short positions
-    apart (hedge mode), which the orders here (one-way) cannot trade.
+    apart (hedge mode), which the orders here (one-way) cannot trade. ``contract_size`` is what
+    one contract of an order's size is worth in the base asset at the venue (OKX ``ctVal``; 0:
+    the venue does not say, or counts sizes in the base asset).
     """
 
     instrument_id: str
     leverage: float
     margin_mode: str
     one_way: bool = True
+    contract_size: float = 0.0
 
 
 class TradingApi(ABC):

@@ -64,7 +64,9 @@ margin settings (start-up, before anything is sent)
     computes with (initial margin, buying power); the venue margins the position with its
     own. :func:`margin_differences` lists where the venue's
     (:meth:`~tradebus.execution.live.TradingApi.margin_settings`) differ, or its account holds
-    positions per side (hedge mode), and the live daemon refuses to start on any.
+    positions per side (hedge mode), or one contract is worth another amount of the base asset
+    there (OKX ``ctVal``: sizes agree in contracts while PnL and notional here would be off by
+    their ratio), and the live daemon refuses to start on any.
 balances and positions
     After the queries above are answered, each spot instrument's base-asset holding here
     (config ``balances`` plus booked fills) is compared with the venue's balance, and each
@@ -176,6 +178,9 @@ def margin_differences(instruments: Mapping[str, Instrument], settings: list[Acc
             out.append(f"{iid}: leverage {inst.leverage:g} in the config, {venue.leverage:g} at the venue")
         if venue.margin_mode != str(inst.margin_mode):
             out.append(f"{iid}: margin_mode {inst.margin_mode} in the config, {venue.margin_mode} at the venue")
+        if venue.contract_size > 0.0 and not math.isclose(venue.contract_size, inst.contract_size, rel_tol=1e-9):
+            out.append(f"{iid}: contract_size {inst.contract_size:g} in the config, {venue.contract_size:g} at the venue "
+                       "(the base asset one contract of an order's size is worth)")
     return out
 
 

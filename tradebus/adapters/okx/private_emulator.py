@@ -679,7 +679,8 @@ class OkxSwapEmulator(OkxPrivateEmulator):
     ``GET /api/v5/account/positions`` lists the open ones (``mgnMode`` and ``lever`` the swap's
     :attr:`margin_mode` and :attr:`leverage`, the instrument's unless a test sets them),
     ``GET /api/v5/account/leverage-info`` (``instId`` and ``mgnMode`` required) answers the
-    :attr:`leverage` of either margin mode, and a ``positions`` push (with
+    :attr:`leverage` of either margin mode, ``GET /api/v5/account/instruments`` (``instType``
+    required) each swap's ``ctVal`` (its instrument's ``contract_size``), ``lotSz`` and ``tickSz``, and a ``positions`` push (with
     ``pos`` ``0`` when closed) follows every fill, after the ``account`` push. Funding only when
     a test calls :meth:`settle_funding`: the wallet moves, an ``account`` push tells the new
     balance only (OKX itemises no payment on a private channel), and a bill of ``type`` ``8``
@@ -712,7 +713,18 @@ class OkxSwapEmulator(OkxPrivateEmulator):
             ("GET", "/api/v5/account/positions"): self._positions,
             ("GET", "/api/v5/account/config"): self._config,
             ("GET", "/api/v5/account/leverage-info"): self._leverage_info,
+            ("GET", "/api/v5/account/instruments"): self._instruments,
         }
+
+    def _instruments(self, p: dict[str, Any]) -> web.Response:
+        """The account's swaps (``instType`` required), with OKX's contract fields."""
+        if p.get("instType") != self.inst_type:
+            return self._ok([]) if p.get("instType") else self.error(200, 51000, "Parameter instType error")
+        return self._ok([
+            {"instType": self.inst_type, "instId": s, "ctType": "linear", "ctVal": f"{inst.contract_size:g}", "ctValCcy": inst.base,
+             "settleCcy": inst.quote, "lotSz": f"{inst.lot_size:g}", "tickSz": f"{inst.tick_size:g}", "state": "live"}
+            for s, inst in sorted(self.instruments.items()) if p.get("instId") in (None, s)
+        ])
 
     def td_mode_of(self, symbol: str) -> str:
         return self.margin_mode.get(symbol, self.td_mode)
