@@ -91,6 +91,18 @@ def test_compute_features_reports_a_missing_column() -> None:
         compute_features(df, CHAIN)
 
 
+def test_compute_features_refuses_a_time_reading_feature_on_a_frame_without_times() -> None:
+    bars = {k: BARS[k] for k in ("open", "high", "low", "close", "volume")}
+    spec = [{"name": "sv", "kind": "session_vwap"}]
+    with pytest.raises(FeatureError, match=r"\['sv'\] read the event time.*'ts_event'"):
+        compute_features(pd.DataFrame(bars), spec)
+    timed = compute_features(pd.DataFrame({"ts_event": TS, **bars}), spec)["sv"].to_numpy()
+    day = (TS - 1) // 86_400_000_000_000  # right-closed sessions: a bar closing at 00:00 ends the day before
+    first = np.flatnonzero(day != day[-1])[-1] + 1
+    c, v = BARS["close"][first:], BARS["volume"][first:]
+    assert timed[-1] == pytest.approx((c * v).sum() / v.sum(), rel=1e-12)
+
+
 TARDIS_BOOK5 = Path(__file__).parents[1] / "fixtures" / "data" / "tardis_binance-futures_book_snapshot_5_BTCUSDT.csv"
 BOOK5_SPECS = [
     {"name": "ofi", "kind": "ofi", "params": {"levels": 5, "window": 2}},

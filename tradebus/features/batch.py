@@ -74,7 +74,8 @@ def compute_features(
     ------
     FeatureError
         Invalid specs, features driven by several event types without ``event``,
-        or a field column a feature reads is missing.
+        a field column a feature reads is missing, or a feature reads ``time``
+        (``session_vwap``) and the frame has no times.
     """
     bank = FeatureBank(specs)
     driving = sorted({bank.event_of(name) for name in bank.names})
@@ -88,6 +89,12 @@ def compute_features(
     missing = _missing_read_fields(bank, event, df)
     if missing:
         raise FeatureError(f"compute_features: column(s) {missing} needed by the features are missing from the frame")
+    timeless = "ts_event" not in df.columns and not isinstance(df.index, pd.DatetimeIndex)
+    if timeless and (readers := _readers(bank, f"{event}.time")):
+        raise FeatureError(
+            f"compute_features: feature(s) {readers} read the event time, but the frame has neither a "
+            "'ts_event' column nor a DatetimeIndex"
+        )
     ts = _timestamps(df)
 
     def column(name: str) -> np.ndarray:
@@ -108,6 +115,12 @@ def compute_features(
         runner = {"bar": bank.run_bars, "trade": bank.run_trades, "quote": bank.run_quotes}[event]
         out = runner(ts, *cols)
     return pd.DataFrame(out, index=df.index, columns=list(bank.columns))
+
+
+def _readers(bank: FeatureBank, field: str) -> list[str]:
+    """Features of ``bank`` that read the event field ``field`` (``bar.time``) directly."""
+    slot = bank.slot(field)
+    return [name for name in bank.names if slot in bank.input_slots(name)]
 
 
 def _missing_read_fields(bank: FeatureBank, event: str, df: pd.DataFrame) -> list[str]:
