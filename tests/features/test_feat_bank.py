@@ -103,6 +103,12 @@ def test_compute_features_refuses_a_time_reading_feature_on_a_frame_without_time
     assert timed[-1] == pytest.approx((c * v).sum() / v.sum(), rel=1e-12)
 
 
+def test_compute_features_names_a_column_that_is_not_numeric() -> None:
+    trades = pd.DataFrame({"price": [100.0, 101.0, 100.5], "size": [1.0, 2.0, 0.5], "side": ["buy", "sell", "buy"]})
+    with pytest.raises(FeatureError, match=r"column 'side' \(.*\) is not numeric.*'buy'"):
+        compute_features(trades, [{"name": "sv", "kind": "signed_volume", "params": {"window": 2}}])
+
+
 TARDIS_BOOK5 = Path(__file__).parents[1] / "fixtures" / "data" / "tardis_binance-futures_book_snapshot_5_BTCUSDT.csv"
 BOOK5_SPECS = [
     {"name": "ofi", "kind": "ofi", "params": {"levels": 5, "window": 2}},

@@ -74,7 +74,8 @@ def compute_features(
     ------
     FeatureError
         Invalid specs, features driven by several event types without ``event``,
-        a field column a feature reads is missing, or a feature reads ``time``
+        a field column a feature reads is missing or not numeric (a trade ``side``
+        of ``'buy'``/``'sell'`` rather than 1/-1), or a feature reads ``time``
         (``session_vwap``) and the frame has no times.
     """
     bank = FeatureBank(specs)
@@ -98,9 +99,12 @@ def compute_features(
     ts = _timestamps(df)
 
     def column(name: str) -> np.ndarray:
-        if name in df.columns:
+        if name not in df.columns:
+            return np.full(n, np.nan)
+        try:
             return df[name].to_numpy(dtype=np.float64)
-        return np.full(n, np.nan)
+        except (TypeError, ValueError) as exc:
+            raise FeatureError(f"compute_features: column {name!r} ({df[name].dtype}) is not numeric: {exc}") from None
 
     if event == "book":
         sides = [
