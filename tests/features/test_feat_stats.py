@@ -200,6 +200,17 @@ def test_kalman_hedge_rejects_zero_observation_variance() -> None:
         S.KALMAN_HEDGE.pack({"obs_var": 0.0})
 
 
+def test_kalman_hedge_refuses_a_filter_without_state_uncertainty() -> None:
+    # delta = 0 and prior_var = 0: R = P + V_w = 0, so K = 0 and beta stays 0 on every update
+    with pytest.raises(FeatureError, match="delta = 0 with prior_var = 0"):
+        S.KALMAN_HEDGE.pack({"delta": 0.0})
+    rng = np.random.default_rng(5)
+    x = 100.0 + np.cumsum(rng.normal(size=300))
+    y = 1.5 * x + 3.0 + rng.normal(0.0, 0.1, size=300)
+    static = KalmanHedge(delta=0.0, prior_var=1.0).run(y, x)  # recursive least squares: still allowed
+    np.testing.assert_allclose(static[-1, :2], np.polyfit(x, y, 1), rtol=1e-2)
+
+
 CASES = [
     (S.ROLLING_OLS, {"window": 12}),
     (S.ROLLING_CORR, {"window": 12}),

@@ -396,6 +396,8 @@ def kalman_hedge_step(state: np.ndarray, params: np.ndarray, x: np.ndarray, out:
 
     Initial state: :math:`\theta = 0`, :math:`P = \text{prior\_var}\cdot I`
     (``prior_var = 0`` is the set-up of E. Chan, *Algorithmic Trading*, ex. 3.3).
+    ``delta = 0`` (fixed coefficients, recursive least squares) needs ``prior_var > 0``:
+    with both 0 the gain is 0 and the state would never leave 0, so it is refused.
     ``ready`` after ``warmup`` valid observations.
 
     Reference: a direct numpy implementation of these equations (tests).
@@ -470,6 +472,13 @@ def _kalman_normalize(kwargs: dict[str, float]) -> dict[str, float]:
     v = kwargs.get("obs_var")
     if isinstance(v, int | float) and not v > 0.0:
         raise FeatureError(f"feature 'kalman_hedge': parameter 'obs_var' must be > 0 (Q_t >= obs_var), got {v!r}")
+    delta = kwargs.get("delta", 1e-4)
+    prior = kwargs.get("prior_var", 0.0)
+    if isinstance(delta, int | float) and isinstance(prior, int | float) and delta == 0.0 and prior == 0.0:
+        raise FeatureError(
+            "feature 'kalman_hedge': delta = 0 with prior_var = 0 has no state uncertainty, so the filter "
+            "never moves from beta = alpha = 0; give delta > 0 or prior_var > 0"
+        )
     return kwargs
 
 
