@@ -829,3 +829,71 @@ def test_perturbing_both_instruments_after_t_changes_nothing_decided_or_filled_b
     assert created[0] == created[1]
     assert [s for s in runs[0].result.equity if s.ts <= t] == [s for s in runs[1].result.equity if s.ts <= t]
     assert fills_of(runs[0]) != fills_of(runs[1]), "the perturbation must matter after t"
+
+
+HOUR = 60 * MIN
+
+
+def holdings_kernel() -> tuple[Kernel, list[str]]:
+    """C0USD.SIM and C1USD.SIM (cash-only spot), starting with 1 C0 and 40 C1 and no USD."""
+    ids = ["C0USD.SIM", "C1USD.SIM"]
+    instruments = [
+        Instrument(venue="SIM", symbol=iid.split(".")[0], base=iid[:2], quote="USD", tick_size=0.01, lot_size=0.001)
+        for iid in ids
+    ]
+    kernel = Kernel(instruments, balances={"C0": 1.0, "C1": 40.0, "USD": 0.0}, equity_interval_ns=HOUR)
+    kernel.add_strategy(Recorder(ids[0]))
+    return kernel, ids
+
+
+def late_holding_sources(root: Path) -> list[ReplaySource]:
+    """C0 closes 100, 110, ... from hour 1; C1 has no bar before hour 3, then closes 10, 11, ...."""
+    c0 = stepped_bars([100.0 + 10.0 * k for k in range(6)], HOUR)
+    c1 = stepped_bars([10.0, 10.0, 10.0, 11.0, 12.0, 13.0], HOUR).slice(2)
+    return hourly_sources(root, [c0, c1])
+
+
+def test_a_daemon_samples_equity_from_the_first_time_every_starting_balance_has_a_price(tmp_path: Path) -> None:
+    """40 C1 priced from hour 3 only: the equity series and initial_cash start at hour 3, with C1 in them.
+
+    The first sample was taken at hour 1 valuing the 40 C1 at 0: initial_cash 100 (C0 alone),
+    then a jump to 120 + 400 at hour 3 counted as a 420 % return.
+    """
+    kernel, _ = holdings_kernel()
+    for msg in Replay(late_holding_sources(tmp_path / "c")):
+        kernel.process(msg)
+    kernel.stop()
+    result = kernel.result
+    assert result.initial_cash == 1 * 120.0 + 40 * 10.0
+    assert [((s.ts - T0) // HOUR, s.equity) for s in result.equity] == [
+        (3, 520.0), (4, 130.0 + 40 * 11.0), (5, 140.0 + 40 * 12.0), (6, 150.0 + 40 * 13.0)
+    ]
+
+
+def test_a_backtest_whose_starting_balance_has_no_price_at_its_start_is_refused_naming_it(tmp_path: Path) -> None:
+    kernel, _ = holdings_kernel()
+    sources = late_holding_sources(tmp_path / "c")
+    with pytest.raises(ConfigError) as exc:
+        kernel.run(Replay(sources))
+    assert str(exc.value) == (
+        "balances.C1: C1 is valued by C1USD.SIM, whose first price comes at 2023-11-15T03:00:00Z, after the run's "
+        "start 2023-11-15T01:00:00Z: until then equity counts it 0, so initial_cash and every return would leave it "
+        "out; set data.start to 2023-11-15T03:00:00Z or later (or leave it out of balances)"
+    )
+    # From there on every starting balance has a price: the run's returns start from 1 * 120 + 40 * 10.
+    kernel, _ = holdings_kernel()
+    kernel.run(Replay(sources, start_ns=T0 + 3 * HOUR))
+    assert kernel.result.initial_cash == 520.0
+    assert kernel.result.equity[-1].equity == 150.0 + 40 * 13.0
+
+
+def test_a_backtest_whose_starting_balance_never_gets_a_price_is_refused_naming_it(tmp_path: Path) -> None:
+    kernel, _ = holdings_kernel()
+    c0 = stepped_bars([100.0, 110.0, 120.0], HOUR)
+    with pytest.raises(ConfigError) as exc:
+        kernel.run(Replay(hourly_sources(tmp_path / "c", [c0])))
+    assert str(exc.value) == (
+        "balances.C1: C1 is valued by C1USD.SIM, which got no price in the run (2023-11-15T01:00:00Z to "
+        "2023-11-15T03:00:00Z): equity would count it 0; give C1USD.SIM data in data.sources or leave C1 out of "
+        "balances"
+    )

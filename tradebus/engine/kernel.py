@@ -36,6 +36,7 @@ import math
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -273,6 +274,7 @@ class Kernel:
     balances
         Starting balance of every asset (``{"USDT": 10_000, "BTC": 0.5}``), instead of
         ``initial_cash``; see :class:`~tradebus.engine.portfolio.Portfolio` for how equity values them.
+        The equity samples start once every coin held has a price (:meth:`sample_equity`).
     fee_assets
         Assets no instrument trades that the venue charges fees in (a live Binance account's
         ``BNB``): ``balances`` may name them (:class:`~tradebus.engine.portfolio.Portfolio`).
@@ -406,6 +408,12 @@ class Kernel:
         #: A message at or after this ``ts_init`` calls :meth:`before_time` first.
         self.watch_ns = -(2**63)
         self._sample_due: int | None = None  # the time of a due sample not taken yet
+        # The starting holdings the first sample waited for a price of (asset -> valuing instrument;
+        # None: it did not wait), and the time each got one.
+        self._holdings_wait: dict[str, str] | None = None
+        self._holdings_priced_at: dict[str, int] = {}
+        # run() refuses a backtest whose starting holdings are not all priced from its start.
+        self._refuse_unpriced_holdings = False
         # Venue-time span of the quotes: the run's span only when it has no trades or bars.
         self._quote_first_ns: int | None = None
         self._quote_last_ns: int | None = None
@@ -918,6 +926,7 @@ class Kernel:
                     self.clock.set_time(int(batch.ts_init[0]))
                 break
         self.start()
+        self._refuse_unpriced_holdings = True
         try:
             self._loop.run(itertools.chain(head, batches), on_batch)
         except Exception as exc:  # once, around the loop: no cost per event
@@ -1020,12 +1029,34 @@ class Kernel:
             self._sample_due = None
             self.sample_equity(due)
 
-    def sample_equity(self, ts: int) -> None:
-        """Mark every instrument at its latest price and append an equity sample."""
+    def sample_equity(self, ts: int, *, final: bool = False) -> None:
+        """Mark every instrument at its latest price and append an equity sample.
+
+        The first sample (and ``RunResult.initial_cash``, the value of the starting balances it
+        holds) waits until every starting holding (``balances: {ETH: 40}``) has a price: a
+        holding without one would count 0 and every return would be measured from too low a
+        start. A daemon waits (logged); :meth:`run` refuses such a backtest.
+
+        Parameters
+        ----------
+        ts
+            The sample's time (``ts_init``).
+        final
+            The run's last sample (:meth:`stop`): taken even if a holding still has no price
+            (a daemon's, valued 0, with a warning).
+
+        Raises
+        ------
+        ConfigError
+            In :meth:`run`, a starting holding whose instrument has no price at the run's first
+            market data (named, with its first price time or that it got none).
+        """
         portfolio = self.portfolio
         self.sync_marks()
         samples = self.result.equity
         if not samples and portfolio.has_holdings:
+            if not self._holdings_priced(ts, final):
+                return
             # Returns are measured from the first valuation of the initial holdings.
             self.result.initial_cash = portfolio.initial_cash + portfolio.holdings_value()
         equity, cash, value, realized, unrealized, fees, funding, interest = portfolio.valuation()
@@ -1052,6 +1083,51 @@ class Kernel:
         )
         interval = self._equity_interval
         self.next_sample_ns = (ts // interval + 1) * interval
+
+    def _holdings_priced(self, ts: int, final: bool) -> bool:
+        """Whether the first equity sample, at ``ts``, can be taken (see :meth:`sample_equity`)."""
+        unpriced = self.portfolio.unpriced_holdings()
+        waited = self._holdings_wait
+        if waited is None:
+            if not unpriced:
+                return True
+            self._holdings_wait = waited = dict(unpriced)
+            if not self._refuse_unpriced_holdings:
+                logger.info(
+                    "equity samples wait for a price of every starting balance: {} has none yet; initial_cash and "
+                    "the returns are measured from the first time all have one",
+                    _holdings_text(unpriced),
+                )
+        for asset in waited:
+            if asset not in unpriced:
+                self._holdings_priced_at.setdefault(asset, ts)
+        if not unpriced:
+            start = self.result.start_ns if self.result.start_ns is not None else ts
+            late = {asset: at for asset, at in self._holdings_priced_at.items() if at > start}
+            if self._refuse_unpriced_holdings and late:
+                named = "; ".join(
+                    f"balances.{asset}: {asset} is valued by {waited[asset]}, whose first price comes at {_iso(at)}"
+                    for asset, at in late.items()
+                )
+                raise ConfigError(
+                    f"{named}, after the run's start {_iso(start)}: until then equity counts it 0, so initial_cash "
+                    f"and every return would leave it out; set data.start to {_iso(max(late.values()))} or later "
+                    "(or leave it out of balances)"
+                )
+            logger.info("equity samples start at {}: every starting balance has a price from then", _iso(ts))
+            return True
+        if not final:
+            return False
+        if self._refuse_unpriced_holdings:
+            asset, iid = next(iter(unpriced.items()))
+            start = self.result.start_ns if self.result.start_ns is not None else ts
+            raise ConfigError(
+                f"balances.{asset}: {asset} is valued by {iid}, which got no price in the run ({_iso(start)} to "
+                f"{_iso(ts)}): equity would count it 0; give {iid} data in data.sources or leave {asset} out of "
+                "balances"
+            )
+        logger.warning("the run stops before {} got a price: its equity counts it 0", _holdings_text(unpriced))
+        return True
 
     def stop(self) -> None:
         """End every strategy's run, take the final equity sample and collect the orders.
@@ -1084,7 +1160,7 @@ class Kernel:
             self.result.first_event_ns, self.result.last_event_ns = self._quote_first_ns, self._quote_last_ns
         end = self.result.end_ns
         if end is not None and (not self.result.equity or self.result.equity[-1].ts != end):
-            self.sample_equity(end)
+            self.sample_equity(end, final=True)
         self.result.orders = self.orders.orders()
         last_prices = {iid: self.portfolio.last_price(iid) for iid in self.cache.prices}
         for iid in self.instruments:
@@ -1104,6 +1180,18 @@ class Kernel:
         if failed is not None:
             raise_strategy_failure(failed, self.clock.now_ns())
 
+
+
+def _iso(ts_ns: int) -> str:
+    """ISO-8601 UTC text of an epoch-ns time (``2020-03-01T00:00:00Z``, a fraction of a second if any)."""
+    seconds, rest = divmod(ts_ns, 1_000_000_000)
+    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return text + (f".{rest:09d}".rstrip("0") if rest else "") + "Z"
+
+
+def _holdings_text(unpriced: Mapping[str, str]) -> str:
+    """``ETH (valued by ETH-USD.COINBASE)``, for each ``asset -> instrument_id``."""
+    return ", ".join(f"{asset} (valued by {iid})" for asset, iid in unpriced.items())
 
 
 def _only_for(strategy_id: str, handler: Callable[[Any], None]) -> Callable[[Any], None]:

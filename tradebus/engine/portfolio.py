@@ -51,7 +51,8 @@ Equity is in the *reporting currency*, the quote asset of the first instrument:
   in neither cash nor equity;
 - an initial balance of any other asset (``balances: {BTC: 0.5}``) is a *holding*, valued at
   the last price of an instrument whose base it is (quoted in the reporting currency if one
-  is, else the first in instrument order), and 0 until that instrument is priced. Positions
+  is, else the first in instrument order), and 0 until that instrument is priced
+  (:meth:`Portfolio.unpriced_holdings`; the kernel's first equity sample waits for them). Positions
   count only what the run traded, so with holdings
   ``equity - initial_cash - holdings_value == realized_pnl + unrealized_pnl - fees_paid``,
   where ``fees_paid`` leaves out the fees paid out of a holding (the item above: the
@@ -584,6 +585,14 @@ class Portfolio:
         """
         held = self._held.get(asset)
         return 0.0 if held is None else held[1]
+
+    def unpriced_holdings(self) -> dict[str, str]:
+        """``asset -> instrument_id`` of each holding whose valuing instrument has no price yet (valued 0)."""
+        return {
+            asset: pos.instrument_id
+            for asset, (pos, amount) in self._held.items()
+            if amount and pos.last_price != pos.last_price
+        }
 
     @property
     def holdings(self) -> dict[str, float]:
