@@ -73,6 +73,13 @@ def csv_bytes(table: pa.Table) -> bytes:
     return table.to_pandas().to_csv(index=False).encode()
 
 
+def test_executor_accepts_a_running_clusters_address_also_through_the_loopback_host(ray_address: str) -> None:
+    """The reachability check of --address lets a live GCS through, as ray.init reaches it (loopback included)."""
+    port = ray_address.rpartition(":")[2]
+    for address in (ray_address, f"127.0.0.1:{port}", f"localhost:{port}"):
+        assert RayExecutor(address=address).address == address
+
+
 def test_quick_trials_share_tasks_and_each_comes_back_once_with_its_own_row(ray_address: str, workdir: Path) -> None:
     """Trials of a few milliseconds run several to a Ray task; every spec gets its own row, as in-process."""
     specs = [TrialSpec(n, str(workdir / "run.yaml"), {"strategy.params.fast": 3 + n % 9, "strategy.params.slow": 40},

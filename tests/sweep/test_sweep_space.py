@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from sweep_helpers import catalog_config, write_yaml
+from sweep_helpers import REPO, catalog_config, write_yaml
 from typer.testing import CliRunner
 
 from tradebus.cli import app
@@ -241,6 +244,37 @@ def test_sweep_with_workers_0_exits_2_and_leaves_no_directory(tmp_path: Path) ->
                                       "--workers", "0"])
     assert result.exit_code == 2, result.output
     assert "--workers must be >= 1, got 0" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_sweep_with_an_address_nobody_listens_on_exits_2_naming_it_and_leaves_out_untouched(tmp_path: Path) -> None:
+    """--address 127.0.0.1:PORT with no cluster there hung for minutes in Ray's GCS retries, sweep.json written."""
+    config = write_yaml(tmp_path / "run.yaml", catalog_config())
+    space = space_file(tmp_path, {"params": {"strategy.params.fast": [5]}})
+    out = tmp_path / "o"
+    with socket.socket() as held:  # bound, never listening: a connection to it is refused
+        held.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{held.getsockname()[1]}"
+        command = [sys.executable, "-m", "tradebus.cli", "sweep", str(config), "--space", str(space),
+                   "--out", str(out), "--address", address]
+        try:
+            done = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                                  text=True, timeout=90)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"sweep --address {address} still waiting after 90 s")
+    assert done.returncode == 2, done.stderr + done.stdout
+    text = " ".join((done.stdout + done.stderr).split())
+    assert f"--address {address}: no Ray cluster reachable ({address}: Connection refused" in text
+    assert not out.exists()
+
+
+def test_sweep_with_an_address_without_a_port_exits_2(tmp_path: Path) -> None:
+    config = write_yaml(tmp_path / "run.yaml", catalog_config())
+    space = space_file(tmp_path, {"params": {"strategy.params.fast": [5]}})
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(tmp_path / "o"),
+                                      "--address", "headnode"])
+    assert result.exit_code == 2, result.output
+    assert "--address headnode: not an address; give host:port" in " ".join(result.output.split())
     assert not (tmp_path / "o").exists()
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import time
 from collections.abc import Iterable, Iterator, Sized
 from itertools import islice
@@ -31,12 +32,14 @@ from loguru import logger
 from tradebus.errors import ConfigError, TradebusError
 from tradebus.sweep.trial import TrialSpec, run_trial
 
-__all__ = ["MAX_TRIALS_PER_TASK", "TASK_SECONDS", "RayExecutor", "run_trials"]
+__all__ = ["CONNECT_TIMEOUT_S", "MAX_TRIALS_PER_TASK", "TASK_SECONDS", "RayExecutor", "run_trials"]
 
 #: A task runs as many trials as take about this long (estimated from the last task's trials).
 TASK_SECONDS = 0.1
 #: At most this many trials in one task.
 MAX_TRIALS_PER_TASK = 64
+#: Seconds to wait for a TCP connection to ``--address`` before refusing it (Ray's own wait has no bound).
+CONNECT_TIMEOUT_S = 5.0
 
 
 def run_trials(specs: list[TrialSpec]) -> list[dict[str, Any]]:
@@ -54,6 +57,13 @@ class RayExecutor:
     address
         Address of an existing cluster (``"ray://host:10001"`` or a GCS ``"host:port"``);
         ``workers`` is then the cluster's CPU count (giving both is a :class:`ConfigError`).
+
+    Raises
+    ------
+    ConfigError
+        ``workers`` below 1, ``workers`` with ``address``, an ``address`` that is not ``host:port``,
+        ``ray://host:port``, ``auto`` or ``local``, or one where nothing accepts a TCP connection
+        within :data:`CONNECT_TIMEOUT_S` (``ray.init`` would retry for minutes).
     """
 
     def __init__(self, workers: int | None = None, address: str | None = None) -> None:
@@ -65,6 +75,8 @@ class RayExecutor:
                 f"--workers {workers} with --address {address}: an existing cluster uses all its CPUs; "
                 "give one or the other"
             )
+        if address is not None:
+            _check_reachable(address)
         self.workers = workers or os.cpu_count() or 1
         self.address = address
         self._owned = False
@@ -135,6 +147,37 @@ class RayExecutor:
             for spec, row in zip(batch, rows, strict=True):
                 row["wall_s"] = wall
                 yield spec, row
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse a cluster ``address`` that is malformed or where nothing accepts a TCP connection.
+
+    ``auto`` and ``local`` are left to Ray. Ray connects to a loopback host through this node's
+    address, so either one accepting will do.
+    """
+    if address in ("auto", "local"):
+        return
+    host, _, port_text = address.removeprefix("ray://").rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    port = int(port_text) if port_text.isdigit() else 0
+    if not host or not 0 < port < 65536:
+        raise ConfigError(f"--address {address}: not an address; give host:port, ray://host:port, auto or local")
+    hosts = [host]
+    if host in ("localhost", "127.0.0.1", "::1"):
+        import ray.util
+
+        hosts.append(ray.util.get_node_ip_address())
+    problems = []
+    for name in dict.fromkeys(hosts):
+        try:
+            with socket.create_connection((name, port), timeout=CONNECT_TIMEOUT_S):
+                return
+        except OSError as exc:
+            problems.append(f"{name}:{port}: {exc.strerror or exc}")
+    raise ConfigError(
+        f"--address {address}: no Ray cluster reachable ({'; '.join(problems)}); start one "
+        "(ray start --head) or check the host and port"
+    )
 
 
 def _task_failed(batch: list[TrialSpec], exc: Exception) -> TradebusError:
