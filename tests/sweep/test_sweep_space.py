@@ -236,6 +236,28 @@ def test_a_second_sweep_on_a_directory_a_running_sweep_holds_is_refused_naming_i
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.parametrize("path", ["data.start", "data.end"])
+def test_space_sweeping_the_data_window_under_walk_forward_exits_2_naming_the_parameter(
+    tmp_path: Path, path: str
+) -> None:
+    """Each fold's window overrode a swept data.start/data.end while the param column showed the swept value."""
+    config = write_yaml(tmp_path / "run.yaml", catalog_config())
+    space = space_file(tmp_path, {
+        "params": {"strategy.params.fast": [5, 10], path: ["2022-02-01", "2022-03-01"]},
+        "walk_forward": {"train": "30d", "test": "15d"},
+    })
+    with pytest.raises(ConfigError, match="space.yaml") as info:
+        load_space(space)
+    assert f"params.{path}: walk_forward sets data.start and data.end of each fold's trials" in str(info.value)
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"params.{path}: walk_forward sets" in result.output
+    assert not out.exists()
+    space_file(tmp_path, {"params": {path: ["2022-02-01", "2022-03-01"]}})
+    assert len(load_space(space).params) == 1  # without walk_forward the window is the swept value's own
+
+
 def test_sweep_with_workers_0_exits_2_and_leaves_no_directory(tmp_path: Path) -> None:
     """--workers 0 was refused only after sweep.json and space.yaml were written into --out."""
     config = write_yaml(tmp_path / "run.yaml", catalog_config())

@@ -15,6 +15,7 @@ Example::
       venue.slippage_bps: {low: 0.0, high: 5.0, step: 2.5}   # floats: a float range
       risk.max_position: {low: 0.1, high: 1.0, log: true}    # tpe only (a grid needs values or a step)
     walk_forward: {train: 365d, test: 90d}                   # optional, see tradebus.sweep.walkforward
+                                                             # (then data.start/data.end cannot be swept)
     stress:                                                  # optional, see tradebus.sweep.stress
       - {name: fees_x2, costs: 2}
     tier: auto               # auto | event | accelerated: how each trial's backtest runs (below)
@@ -160,6 +161,14 @@ class SweepSpace(_Model):
         paths = [p.path for p in self.params]
         if len(set(paths)) != len(paths):
             raise ValueError(f"params: a path is listed twice in {paths}")
+        if self.walk_forward is not None:
+            for path in paths:
+                if path in _WINDOW_PATHS:
+                    raise ValueError(
+                        f"params.{path}: walk_forward sets data.start and data.end of each fold's trials to the "
+                        "fold's train or test window, overriding the swept value while the results would still "
+                        "show it; bound the folds with walk_forward's start and end instead"
+                    )
         if self.method == "tpe" and self.trials is None:
             raise ValueError("trials: a tpe sweep needs the number of trials")
         if self.stress is not None:
@@ -191,6 +200,10 @@ class SweepSpace(_Model):
         """A hash of everything that decides the trials and their results (not the stress block or tier)."""
         data = self.model_dump(mode="json", exclude={"stress", "tier"})
         return hashlib.sha256(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: Config paths each walk-forward trial overrides with its fold's window (:meth:`~tradebus.sweep.trial.TrialSpec.overrides`).
+_WINDOW_PATHS = ("data.start", "data.end")
 
 
 def _param_data(path: Any, spec: Any) -> dict[str, Any]:
