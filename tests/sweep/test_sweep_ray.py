@@ -445,3 +445,34 @@ def test_walk_forward_fold_with_no_best_trial_is_warned_of_and_listed_as_unteste
             "metrics.json (untested_folds)") in text
     assert "walk-forward fold 2 (2022-01-31T00:00:00Z" in text
     assert "walk-forward untested_folds [0, 2]" in re.sub(r"[│\s]+", " ", result.output)
+
+
+def test_walk_forward_stress_runs_the_latest_fold_with_a_best_trial_when_the_last_has_none(
+    ray_address: str, tmp_path: Path
+) -> None:
+    """The last fold had no best trial (fold 1 had one): the stress variants were skipped, warning
+    "no trial succeeded: the stress variants were not run", though a trial of fold 1 had succeeded.
+    """
+    config = write_yaml(tmp_path / "run.yaml", catalog_config(end="2022-03-01"))
+    space = write_yaml(tmp_path / "wf.yaml", {
+        "params": {"strategy.params.fast": [5], "strategy.params.slow": [28]},
+        "objectives": {"hit_rate": "maximize"},
+        "walk_forward": {"train": "6d", "test": "15d"},
+        "stress": [{"name": "costs_x2", "costs": 2}],
+    })
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["sweep", str(config), "--space", str(space), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    folds = pd.read_csv(out / "walk_forward" / "folds.csv")
+    assert list(folds["best_trial"].isna()) == [True, False, True]
+    text = " ".join(result.output.split())
+    assert "no trial succeeded" not in text
+    assert ("stress variants: the last walk-forward fold (2) has no best trial; they run fold 1's best parameters "
+            "(trial 0), the latest fold that has one") in text
+    stress = json.loads((out / "stress.json").read_text())
+    params = {"strategy.params.fast": int(folds["param.strategy.params.fast"].iloc[1]),
+              "strategy.params.slow": int(folds["param.strategy.params.slow"].iloc[1])}
+    expected = run_trial(TrialSpec(0, str(config), params, stress={"name": "costs_x2", "costs": 2}))
+    assert [entry["variant"] for entry in stress] == ["costs_x2"]
+    assert expected["status"] == "ok" and expected["fills"] > 0
+    assert {k: stress[0][k] for k in STRESS_KEYS} == {k: expected[k] for k in STRESS_KEYS}

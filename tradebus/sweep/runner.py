@@ -12,7 +12,8 @@ Outputs in the sweep directory (``--out``)::
     results.csv         every trial, sorted by trial number (written at the end)
     best.json           the best trial by the first objective (and the Pareto front's trials)
     stress.json         [{variant, total_return, sharpe, max_drawdown, fills[, note]}]: the best parameters
-                        (of the last fold, with walk_forward) over the config's whole span, per
+                        (with walk_forward, of the latest fold that has a best trial: the last fold
+                        unless it has none, then warned of) over the config's whole span, per
                         stress variant; sharpe is null for a run shorter than 30 days
     walk_forward/       fold-NN/trials/, folds.csv, equity.csv, metrics.json (tradebus.sweep.walkforward)
 
@@ -505,6 +506,24 @@ def _walk_forward(
     return metrics, fold_rows, best, ran
 
 
+def _stress_params(space: SweepSpace, fold_rows: list[dict[str, Any]], stress: bool) -> dict[str, Any] | None:
+    """The parameters the stress variants run after a walk-forward: the best of the latest fold that has one.
+
+    ``None`` when no fold has a best trial. When the last fold has none (and ``stress``) a warning
+    names the fold whose parameters are used.
+    """
+    tested = [row for row in fold_rows if row["best_trial"] is not None]
+    if not tested:
+        return None
+    latest = tested[-1]
+    if stress and latest is not fold_rows[-1]:
+        logger.warning(
+            "stress variants: the last walk-forward fold ({}) has no best trial; they run fold {}'s best parameters "
+            "(trial {}), the latest fold that has one", fold_rows[-1]["fold"], latest["fold"], latest["best_trial"],
+        )
+    return {p.path: latest[p.column] for p in space.params}
+
+
 def _stress(
     executor: RayExecutor, space: SweepSpace, config_path: Path, config: RunConfig, params: dict[str, Any], out: Path
 ) -> list[dict[str, Any]]:
@@ -624,7 +643,7 @@ def run_sweep(
                     on_start(total, skipped)
                 metrics, fold_rows, best, ran = _walk_forward(executor, space, config_path, config, out, callback)
                 result = SweepResult(out, total, ran, skipped, best, walk_forward=metrics, folds=fold_rows)
-                best_params = None if best is None else {p.path: best[p.column] for p in space.params}
+                best_params = _stress_params(space, fold_rows, stress or space.stress is not None)
                 if all(row["best_trial"] is None for row in fold_rows):
                     stores = [TrialStore(out / "walk_forward" / f"fold-{f.index:02d}" / "trials", space.params)
                               for f in wf_folds]
