@@ -277,17 +277,37 @@ def test_sweep_with_an_address_nobody_listens_on_exits_2_naming_it_and_leaves_ou
     with socket.socket() as held:  # bound, never listening: a connection to it is refused
         held.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{held.getsockname()[1]}"
-        command = [sys.executable, "-m", "tradebus.cli", "sweep", str(config), "--space", str(space),
-                   "--out", str(out), "--address", address]
-        try:
-            done = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
-                                  text=True, timeout=90)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"sweep --address {address} still waiting after 90 s")
+        done = _sweep_process(config, space, out, address)
     assert done.returncode == 2, done.stderr + done.stdout
     text = " ".join((done.stdout + done.stderr).split())
     assert f"--address {address}: no Ray cluster reachable ({address}: Connection refused" in text
     assert not out.exists()
+
+
+def test_sweep_with_address_auto_and_ray_address_nobody_listens_on_exits_2_naming_it(tmp_path: Path) -> None:
+    """--address auto with RAY_ADDRESS set to a cluster since stopped hung in Ray's GCS retries, --out written."""
+    config = write_yaml(tmp_path / "run.yaml", catalog_config())
+    space = space_file(tmp_path, {"params": {"strategy.params.fast": [5]}})
+    out = tmp_path / "o"
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{held.getsockname()[1]}"
+        done = _sweep_process(config, space, out, "auto", RAY_ADDRESS=address)
+    assert done.returncode == 2, done.stderr + done.stdout
+    text = " ".join((done.stdout + done.stderr).split())
+    assert f"--address auto is RAY_ADDRESS={address}: --address {address}: no Ray cluster reachable" in text
+    assert not out.exists()
+
+
+def _sweep_process(config: Path, space: Path, out: Path, address: str, **env: str) -> subprocess.CompletedProcess:
+    """``tradebus sweep ... --address ADDRESS`` in a subprocess; a test failure when it has not ended in 90 s."""
+    command = [sys.executable, "-m", "tradebus.cli", "sweep", str(config), "--space", str(space),
+               "--out", str(out), "--address", address]
+    try:
+        return subprocess.run(command, env={**os.environ, "PYTHONPATH": str(REPO), **env}, capture_output=True,
+                              text=True, timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"sweep --address {address} still waiting after 90 s")
 
 
 def test_sweep_with_an_address_without_a_port_exits_2(tmp_path: Path) -> None:

@@ -152,9 +152,16 @@ class RayExecutor:
 def _check_reachable(address: str) -> None:
     """Refuse a cluster ``address`` that is malformed or where nothing accepts a TCP connection.
 
-    ``auto`` and ``local`` are left to Ray. Ray connects to a loopback host through this node's
-    address, so either one accepting will do.
+    ``auto`` is the ``RAY_ADDRESS`` environment variable's address when it is set (as for
+    ``ray.init``), else left to Ray, as is ``local``. Ray connects to a loopback host through this
+    node's address, so either one accepting will do.
     """
+    if address == "auto" and os.environ.get("RAY_ADDRESS"):
+        try:
+            _check_reachable(os.environ["RAY_ADDRESS"])
+        except ConfigError as exc:
+            raise ConfigError(f"--address auto is RAY_ADDRESS={os.environ['RAY_ADDRESS']}: {exc}") from None
+        return
     if address in ("auto", "local"):
         return
     host, _, port_text = address.removeprefix("ray://").rpartition(":")
