@@ -337,6 +337,29 @@ def test_bybit_archive_frame_going_back_in_time_is_refused_naming_its_line(tmp_p
     assert not Catalog(tmp_path / "cat").datasets()
 
 
+
+@pytest.mark.parametrize(
+    ("side", "level", "field"),
+    [
+        ("b", ["abc", "1"], r"\$\.data\.b\[0\]\[0\]"),
+        ("b", ["NaN", "1"], r"\$\.data\.b\[0\]\[0\]"),
+        ("a", ["0", "5"], r"\$\.data\.a\[0\]\[0\]"),
+        ("a", ["inf", "5"], r"\$\.data\.a\[0\]\[0\]"),
+        ("a", ["0.5123", "-5"], r"\$\.data\.a\[0\]\[1\]"),
+        ("b", ["0.5123", "nan"], r"\$\.data\.b\[0\]\[1\]"),
+    ],
+)
+def test_bybit_archive_level_the_live_parser_refuses_is_refused_naming_line_and_level(
+    tmp_path: Path, side: str, level: list[str], field: str
+) -> None:
+    """A NaN, zero, infinite or non-numeric price, or a negative size, was stored (or died with a bare ValueError)."""
+    frames = _bybit_frames()
+    frames[3]["data"][side][0] = level
+    with pytest.raises(DataError, match=r"edited_XRPUSDT_ob500.data line 4: malformed frame: .*" + field):
+        import_bybit_archive(_bybit_zip_of(tmp_path, frames), tmp_path / "cat", "XRPUSDT")
+    assert not Catalog(tmp_path / "cat").datasets()
+
+
 @pytest.mark.parametrize("restart_type", ["snapshot", "delta"])
 def test_bybit_archive_restart_with_u_1_replaces_the_book(tmp_path: Path, restart_type: str) -> None:
     """Bybit docs: after a service restart ``u`` is 1 and the message is a full book to overwrite the local one."""

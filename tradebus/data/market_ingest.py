@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import io
 import math
+import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
@@ -312,10 +313,14 @@ def _tardis_rows(sink: CatalogSink, tkind: str, table: pa.Table, path: Path, fir
 # ----------------------------------------------------------------------------- Bybit archive
 
 
+_Price = Annotated[float, msgspec.Meta(gt=0.0, le=sys.float_info.max)]  # NaN fails too
+_Size = Annotated[float, msgspec.Meta(ge=0.0, le=sys.float_info.max)]
+
+
 class _BybitBook(msgspec.Struct):
     u: int
-    b: list[tuple[str, str]] = []
-    a: list[tuple[str, str]] = []
+    b: list[tuple[_Price, _Size]] = []  # the strings Bybit sends, read as numbers (the decoder is not strict)
+    a: list[tuple[_Price, _Size]] = []
 
 
 class _BybitFrame(msgspec.Struct):
@@ -346,7 +351,9 @@ def import_bybit_archive(
     Raises
     ------
     DataError
-        Not a zip, a malformed frame or one without ``u`` (names the member and line),
+        Not a zip, a malformed frame, one without ``u`` or with a level whose price is not
+        finite and > 0 or whose size is not finite and >= 0, as the live parser refuses it
+        (names the member, line and level),
         another symbol's topic, a ``type`` other than ``snapshot`` or ``delta``, a ``ts``
         going back, a delta before the first snapshot, a delta whose ``u`` does
         not follow the previous one (a lost or repeated message: names the member, the line
@@ -358,7 +365,7 @@ def import_bybit_archive(
 
     path = Path(path)
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
-    decoder = msgspec.json.Decoder(_BybitFrame)
+    decoder = msgspec.json.Decoder(_BybitFrame, strict=False)
     sink = CatalogSink(cat, lambda _iid: ("bybit", market, symbol), suffix, mode, notes=(f"imported from Bybit archive {path.name}",))
     rule = BybitRule(str(path))
     last_ts = -1
@@ -383,8 +390,7 @@ def import_bybit_archive(
                         last_ts = frame.ts
                         ts = frame.ts * _MS
                         d = frame.data
-                        bids = [(float(p), float(q)) for p, q in d.b]
-                        asks = [(float(p), float(q)) for p, q in d.a]
+                        bids, asks = d.b, d.a
                         msg: BookSnapshot | BookDelta
                         if is_snapshot(frame.type, d.u):
                             msg = BookSnapshot("", ts, ts, bids, asks, d.u)
