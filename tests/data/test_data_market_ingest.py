@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -236,6 +237,53 @@ def test_tardis_bad_side_names_the_row_and_writes_nothing(tmp_path: Path) -> Non
     with pytest.raises(DataError, match=r"bad.csv row 5: side 'middle'"):
         import_tardis(path, tmp_path / "cat", "deribit", "perp", "X")
     assert not Catalog(tmp_path / "cat").datasets()
+
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "error"),
+    [
+        ("price", "abc", "price 'abc' is not a finite number > 0"),
+        ("price", "NaN", r"price \(empty or NaN\) is not a finite number > 0"),
+        ("price", "0", "price 0.0 is not a finite number > 0"),
+        ("price", "-6422", "price -6422.0 is not a finite number > 0"),
+        ("amount", "", r"amount \(empty or NaN\) is not a finite number >= 0"),
+        ("amount", "-3", "amount -3 is not a finite number >= 0"),
+    ],
+)
+def test_tardis_incremental_level_not_a_price_or_size_names_the_row_and_writes_nothing(
+    tmp_path: Path, column: str, value: str, error: str
+) -> None:
+    """Such a row was stored (or died with a bare ValueError) and replayed as a level or a delete."""
+    src = [r.split(",") for r in (FIXTURES / "data" / "tardis_deribit_incremental_book_L2_BTC-PERPETUAL.csv").read_text().splitlines()]
+    src[3][src[0].index(column)] = value
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join(",".join(r) for r in src) + "\n")
+    with pytest.raises(DataError, match=r"bad.csv row 4: " + error):
+        import_tardis(path, tmp_path / "cat", "deribit", "perp", "X")
+    assert not Catalog(tmp_path / "cat").datasets()
+
+
+@pytest.mark.parametrize(("column", "value"), [("asks[2].amount", "-0.5"), ("bids[1].price", "abc"), ("bids[3].amount", "")])
+def test_tardis_snapshot_level_not_a_price_or_size_names_the_row_and_column(tmp_path: Path, column: str, value: str) -> None:
+    src = [r.split(",") for r in (FIXTURES / "data" / "tardis_binance-futures_book_snapshot_5_BTCUSDT.csv").read_text().splitlines()]
+    src[5][src[0].index(column)] = value
+    path = tmp_path / "snap.csv"
+    path.write_text("\n".join(",".join(r) for r in src) + "\n")
+    with pytest.raises(DataError, match=r"snap.csv row 6: " + re.escape(column) + " .* is not a finite number"):
+        import_tardis(path, tmp_path / "cat", "binance", "usdm", "X")
+    assert not Catalog(tmp_path / "cat").datasets()
+
+
+def test_tardis_snapshot_rows_with_fewer_levels_leave_the_empty_ones_out(tmp_path: Path) -> None:
+    src = [r.split(",") for r in (FIXTURES / "data" / "tardis_binance-futures_book_snapshot_5_BTCUSDT.csv").read_text().splitlines()]
+    for name in ("asks[4].price", "asks[4].amount"):
+        src[2][src[0].index(name)] = ""
+    path = tmp_path / "short.csv"
+    path.write_text("\n".join(",".join(r) for r in src) + "\n")
+    import_tardis(path, tmp_path / "cat", "binance", "usdm", "BTCUSDT")
+    msgs = list(Replay([ReplaySource.from_catalog(tmp_path / "cat", "BTCUSDT.B", "binance", "usdm", "BTCUSDT", "book")]))
+    assert [len(m.asks) for m in msgs[:3]] == [5, 4, 5]
 
 
 def _bybit_zip(tmp_path: Path) -> Path:

@@ -230,7 +230,8 @@ def import_tardis(
     Raises
     ------
     DataError
-        Unknown columns, a side other than bid/ask or buy/sell, unsorted local timestamps.
+        Unknown columns, a side other than bid/ask or buy/sell, a book price that is not a
+        finite number > 0 or an amount not one >= 0 (naming the row), unsorted local timestamps.
     """
     path = Path(path)
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
@@ -283,8 +284,8 @@ def _tardis_rows(sink: CatalogSink, tkind: str, table: pa.Table, path: Path, fir
         return
     if tkind == "book_snapshot":
         depth = sum(1 for n in table.column_names if n.startswith("asks[") and n.endswith("].price"))
-        asks = [(table.column(f"asks[{k}].price").to_numpy(), table.column(f"asks[{k}].amount").to_numpy()) for k in range(depth)]
-        bids = [(table.column(f"bids[{k}].price").to_numpy(), table.column(f"bids[{k}].amount").to_numpy()) for k in range(depth)]
+        asks = [_level_columns(table, f"asks[{k}]", path, first) for k in range(depth)]
+        bids = [_level_columns(table, f"bids[{k}]", path, first) for k in range(depth)]
         for i, (te, ti) in enumerate(zip(ts_event, ts_init, strict=True)):
             b = [(float(p[i]), float(a[i])) for p, a in bids if not math.isnan(float(p[i]))]
             a_ = [(float(p[i]), float(a[i])) for p, a in asks if not math.isnan(float(p[i]))]
@@ -293,8 +294,8 @@ def _tardis_rows(sink: CatalogSink, tkind: str, table: pa.Table, path: Path, fir
         return
     snap = table.column("is_snapshot").to_pylist()
     sides = table.column("side").to_pylist()
-    price = table.column("price").to_numpy().astype(np.float64).tolist()
-    amount = table.column("amount").to_numpy().astype(np.float64).tolist()
+    price = _level_column(table, "price", path, first).tolist()
+    amount = _level_column(table, "amount", path, first).tolist()
     for i, (te, ti, s, side, p, a) in enumerate(zip(ts_event, ts_init, snap, sides, price, amount, strict=True)):
         is_snap = s is True or s == "true"
         key = (te, ti, is_snap)
@@ -308,6 +309,50 @@ def _tardis_rows(sink: CatalogSink, tkind: str, table: pa.Table, path: Path, fir
         else:
             raise DataError(f"{path} row {first + i + 2}: side {side!r} is not bid or ask")
         sink.add("", "book", te, ti, state["seq"], sign, p, a, BOOK_SNAPSHOT if is_snap else 0)
+
+
+
+def _level_column(table: pa.Table, name: str, path: Path, first: int, absent: np.ndarray | None = None) -> np.ndarray:
+    """Column ``name`` (``price``: finite and > 0, else finite and >= 0) as float64, rows ``absent`` left as read.
+
+    Raises
+    ------
+    DataError
+        A value that is not such a number, naming the file, row, column and value.
+    """
+    column = table.column(name)
+    try:
+        values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+    except (ValueError, TypeError):  # text in the column: every unreadable cell becomes NaN and is named below
+        values = np.array([_float_or_nan(v) for v in column.to_pylist()], dtype=np.float64)
+    price = name.endswith("price")
+    ok = np.isfinite(values) & ((values > 0.0) if price else (values >= 0.0))
+    if absent is not None:
+        ok |= absent
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        cell = column[i].as_py()
+        shown = "(empty or NaN)" if cell is None else repr(cell)
+        need = "> 0" if price else ">= 0"
+        raise DataError(f"{path} row {first + i + 2}: {name} {shown} is not a finite number {need}")
+    return values
+
+
+def _level_columns(table: pa.Table, level: str, path: Path, first: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(price, amount)`` of the snapshot level ``level`` (``asks[0]``); an empty price is a level the row lacks."""
+    raw = table.column(f"{level}.price")
+    absent = np.asarray(raw.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    if raw.type != pa.string():
+        absent |= np.isnan(raw.to_numpy(zero_copy_only=False).astype(np.float64))
+    price = _level_column(table, f"{level}.price", path, first, absent)
+    return price, _level_column(table, f"{level}.amount", path, first, absent)
+
+
+def _float_or_nan(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
 
 
 # ----------------------------------------------------------------------------- Bybit archive
