@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -20,11 +22,22 @@ class FakeBotApi:
     ``confirm`` is false (the requests of a daemon that dies before they reach the API). ``sent`` holds every
     ``(chat_id, text)`` the bot sent; ``send_delay`` slows ``sendMessage`` down; a wrong
     token gets 401 like the real API; ``throttle``, ``garble`` and ``fail`` make the next
-    ``sendMessage`` calls fail (429, a JSON list, an HTTP 5xx page).
+    ``sendMessage`` calls fail (429, a JSON list, an HTTP 5xx page). ``flood(method, seconds)``
+    puts ``method`` under flood control for ``seconds`` of ``clock``, as Telegram does: every call
+    before then gets HTTP 429 with the seconds left in ``parameters.retry_after`` (whole seconds,
+    rounded up).
     """
 
-    def __init__(self, token: str, send_delay: float = 0.0, username: str = "tradebus_test_bot") -> None:
+    def __init__(
+        self,
+        token: str,
+        send_delay: float = 0.0,
+        username: str = "tradebus_test_bot",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.token = token
+        self.clock = clock
+        self._flooded: dict[str, float] = {}
         self.username = username
         self.send_delay = send_delay
         #: answer this many sendMessage calls with HTTP 429 (flood control) first
@@ -51,6 +64,9 @@ class FakeBotApi:
         self._next_id += 1
         self._arrived.set()
 
+    def flood(self, method: str, seconds: float) -> None:
+        self._flooded[method] = self.clock() + seconds
+
     def texts(self, chat_id: int | None = None) -> list[str]:
         return [t for c, t in self.sent if chat_id is None or c == chat_id]
 
@@ -60,6 +76,11 @@ class FakeBotApi:
         if token != self.token:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         body = await request.json() if request.can_read_body else {}
+        left = self._flooded.get(method, 0.0) - self.clock()
+        if left > 0.0:
+            retry = math.ceil(left)
+            body429 = {"ok": False, "error_code": 429, "description": f"Too Many Requests: retry after {retry}"}
+            return web.json_response({**body429, "parameters": {"retry_after": retry}}, status=429)
         if self.garble > 0 and method in ("sendMessage", "getUpdates"):
             self.garble -= 1
             return web.json_response([1, 2])

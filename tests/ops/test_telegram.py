@@ -827,3 +827,37 @@ def test_a_flapping_window_is_printed_in_seconds_under_a_minute_and_in_minutes_a
         f"user stream u flapping: 2 disconnects in the last {printed}; its disconnect and reconnect alerts are held "
         f"until it stays connected {printed} (a summary every {printed} at most)"
     ]
+
+
+class VirtualClock:
+    """A monotonic clock that only a bot's retry waits move forward (the waits are recorded, not slept)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("method", ["getMe", "getUpdates"])
+async def test_the_poller_under_flood_control_waits_its_retry_after_and_calls_again_once(method: str) -> None:
+    """A 429 with ``retry_after: 2`` on ``getMe`` or ``getUpdates``: the poller waited 1 s, was refused again
+    (1 s left), then waited 2 s, whatever Telegram asked; it must wait the 2 s asked and call again once."""
+    clock = VirtualClock()
+    async with FakeBotApi(TOKEN, clock=clock) as api:
+        api.flood(method, 2.0)
+        config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, poll_timeout=1)
+        bot = TelegramBot(config, TOKEN, on_command=lambda text, chat: f"pong {text}", sleep=clock.sleep)
+        await bot.start()
+        try:
+            api.push(OPERATOR, "/status")
+            await until(lambda: "pong /status" in api.texts(), 10.0)
+        finally:
+            await bot.stop()
+    assert clock.sleeps == [2.0]  # one wait, of the 2 s asked: one call again

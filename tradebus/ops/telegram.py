@@ -8,8 +8,9 @@ retried ``send_retries`` times with a capped, jittered backoff (a 429 waits its 
 and a message still not taken (or refused: 4xx) is counted (``failed``, and the ``on_fail``
 callback: the ``tradebus_alerts_failed_total`` metric), as is one still queued or being sent
 when the bot stops. A poller task asks the Bot API who the bot is (``getMe``), then reads
-commands and answers only chats of the allow-list (``chat_ids``) -- a command from any other
-chat is ignored, counted and logged by chat id. In a group chat a command may name the bot it
+commands (``getUpdates``; both are retried with a capped backoff, a 429 after the Bot API's
+``ResponseParameters.retry_after``) and answers only chats of the allow-list (``chat_ids``) --
+a command from any other chat is ignored, counted and logged by chat id. In a group chat a command may name the bot it
 is for (``/halt@OtherBot``): only a command naming none or naming this bot (its username, in
 any case, as Telegram compares them) is acted on. Updates are confirmed to Telegram (a
 ``getUpdates`` with the next ``offset``, answered before any of them is acted on), so a daemon
@@ -142,6 +143,8 @@ class TelegramBot:
         Called once per message the Bot API did not take (after the retries).
     wall
         The wall clock (Unix seconds) a command's ``date`` is compared with.
+    sleep
+        Waits before a retry (seconds).
     """
 
     def __init__(
@@ -152,6 +155,7 @@ class TelegramBot:
         on_drop: Callable[[], None] | None = None,
         on_fail: Callable[[], None] | None = None,
         wall: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.config = config
         self._token = token
@@ -159,6 +163,7 @@ class TelegramBot:
         self._on_drop = on_drop
         self._on_fail = on_fail
         self._wall = wall
+        self._sleep = sleep
         #: Wall-clock second the bot started (a command sent before it is not acted on).
         self.started_s: int | None = None
         self._kinds = frozenset(config.alerts)
@@ -196,6 +201,13 @@ class TelegramBot:
             self.dropped += 1
             if self._on_drop is not None:
                 self._on_drop()
+
+    @staticmethod
+    def _retry_in(exc: BaseException, delay: float) -> float:
+        """The wait before calling again after ``exc``: flood control's ``retry_after``, else ``delay``."""
+        if isinstance(exc, _Retryable) and exc.retry_after is not None:
+            return exc.retry_after
+        return delay
 
     def _redact(self, exc: BaseException) -> str:
         return f"{type(exc).__name__}: {exc}".replace(self._token, "<token>")
@@ -238,7 +250,7 @@ class TelegramBot:
                     "telegram: sendMessage to chat {} failed ({}); retry {} of {} in {:.2f} s",
                     chat, self._redact(exc), attempt + 1, retries, delay,
                 )  # fmt: skip
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
 
     def _not_delivered(self, count: int = 1) -> None:
         self.failed += count
@@ -275,8 +287,9 @@ class TelegramBot:
                     return username
                 raise RuntimeError(f"Bot API getMe: no username in {str(me)[:80]!r}")
             except (httpx.HTTPError, RuntimeError, ValueError, _Retryable) as exc:
-                logger.warning("telegram: getMe failed, retrying in {:.0f} s: {}", delay, self._redact(exc))
-                await asyncio.sleep(delay)
+                wait = self._retry_in(exc, delay)
+                logger.warning("telegram: getMe failed, retrying in {:.0f} s: {}", wait, self._redact(exc))
+                await self._sleep(wait)
                 delay = min(delay * 2, 30.0)
 
     async def _poller(self) -> None:
@@ -292,8 +305,9 @@ class TelegramBot:
                 updates = await self._post("getUpdates", params)
                 delay = 1.0
             except (httpx.HTTPError, RuntimeError, ValueError, _Retryable) as exc:
-                logger.warning("telegram: getUpdates failed, retrying in {:.0f} s: {}", delay, self._redact(exc))
-                await asyncio.sleep(delay)
+                wait = self._retry_in(exc, delay)
+                logger.warning("telegram: getUpdates failed, retrying in {:.0f} s: {}", wait, self._redact(exc))
+                await self._sleep(wait)
                 delay = min(delay * 2, 30.0)
                 continue
             if not isinstance(updates, list) or not all(isinstance(u, dict) and "update_id" in u for u in updates):
@@ -305,8 +319,9 @@ class TelegramBot:
             try:  # confirmed before acting: a daemon stopped after acting must not get the command again
                 await self._post("getUpdates", {"offset": last, "timeout": 0, "limit": 1, "allowed_updates": ["message"]})
             except (httpx.HTTPError, RuntimeError, ValueError, _Retryable) as exc:
-                logger.warning("telegram: confirming updates failed, retrying in {:.0f} s: {}", delay, self._redact(exc))
-                await asyncio.sleep(delay)
+                wait = self._retry_in(exc, delay)
+                logger.warning("telegram: confirming updates failed, retrying in {:.0f} s: {}", wait, self._redact(exc))
+                await self._sleep(wait)
                 delay = min(delay * 2, 30.0)
                 continue
             offset = last
