@@ -861,3 +861,42 @@ async def test_the_poller_under_flood_control_waits_its_retry_after_and_calls_ag
         finally:
             await bot.stop()
     assert clock.sleeps == [2.0]  # one wait, of the 2 s asked: one call again
+
+
+async def test_an_alert_under_a_long_flood_wait_waits_it_out_once_and_is_delivered() -> None:
+    """A 429 with ``retry_after: 120``: the sender waited 60 s (its cap), was refused again, and with one retry
+    left gave the alert up; it must wait the 120 s asked and send once."""
+    clock = VirtualClock()
+    async with FakeBotApi(TOKEN, clock=clock) as api:
+        api.flood("sendMessage", 120.0)
+        config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, commands=False, send_retries=1)
+        bot = TelegramBot(config, TOKEN, sleep=clock.sleep, clock=clock)
+        await bot.start()
+        bot.alert("fill", "after a long flood wait")
+        await until(lambda: bot.sent + bot.failed == 1, 5.0)
+        await bot.stop()
+    assert api.texts() == ["after a long flood wait"]
+    assert clock.sleeps == [120.0] and (bot.throttled, bot.retried, bot.failed) == (1, 1, 0)
+
+
+async def test_an_alert_flood_control_would_hold_past_alert_max_age_is_given_up_at_once_and_logged() -> None:
+    clock = VirtualClock()
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        async with FakeBotApi(TOKEN, clock=clock) as api:
+            api.flood("sendMessage", 900.0)
+            config = TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, commands=False, alert_max_age=600)
+            bot = TelegramBot(config, TOKEN, sleep=clock.sleep, clock=clock)
+            await bot.start()
+            bot.alert("fill", "too late")
+            await until(lambda: bot.sent + bot.failed == 1, 5.0)
+            await bot.stop()
+    finally:
+        logger.remove(sink)
+    assert api.sent == [] and api.requests == ["sendMessage"] and clock.sleeps == [] and bot.failed == 1
+    assert any(
+        "sendMessage to chat 4242 failed, message not delivered: flood control (429) asks to wait 900 s, "
+        "after which the message would be 900 s old (ops.telegram.alert_max_age: 600 s)" in line
+        for line in lines
+    ), lines

@@ -86,6 +86,10 @@ class TelegramConfig(_Model):
     retry_delay
         Longest wait before the first retry (seconds); the ceiling doubles per retry up to
         30 s, the wait is drawn below it (full jitter). A 429 waits its ``retry_after`` instead.
+    alert_max_age
+        A message flood control (429) would hold so long that it would be older than this
+        (seconds since it was queued) is not waited for: it is counted as not delivered at once
+        and logged with the wait Telegram asked for.
     """
 
     chat_ids: list[int] = Field(min_length=1)
@@ -101,6 +105,7 @@ class TelegramConfig(_Model):
     flap_window: PositiveFloat = 600.0
     send_retries: NonNegativeInt = 4
     retry_delay: PositiveFloat = 1.0
+    alert_max_age: PositiveFloat = 600.0
 
     @field_validator("daily_summary_utc")
     @classmethod

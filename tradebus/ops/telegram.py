@@ -4,8 +4,9 @@
 when the queue is full the message is dropped and counted (``dropped``, and the
 ``on_drop`` callback: the ``tradebus_alerts_dropped_total`` metric). A sender task drains
 the queue; a send that fails with an HTTP 5xx, a connection error or flood control (429) is
-retried ``send_retries`` times with a capped, jittered backoff (a 429 waits its ``retry_after``),
-and a message still not taken (or refused: 4xx) is counted (``failed``, and the ``on_fail``
+retried ``send_retries`` times with a capped, jittered backoff (a 429 waits its ``retry_after``,
+however long, unless the message would then be older than ``alert_max_age``: it is given up at
+once), and a message still not taken (or refused: 4xx) is counted (``failed``, and the ``on_fail``
 callback: the ``tradebus_alerts_failed_total`` metric), as is one still queued or being sent
 when the bot stops. A poller task asks the Bot API who the bot is (``getMe``), then reads
 commands (``getUpdates``; both are retried with a capped backoff, a 429 after the Bot API's
@@ -50,6 +51,10 @@ from tradebus.ops.config import TelegramConfig
 __all__ = ["TelegramBot", "every_day_at", "next_at", "read_token", "seconds_until"]
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry the request URL, i.e. the token
+
+
+class _Expired(Exception):
+    """A message that flood control would hold past ``alert_max_age`` (the message says by how much)."""
 
 
 class _Retryable(Exception):
@@ -145,6 +150,8 @@ class TelegramBot:
         The wall clock (Unix seconds) a command's ``date`` is compared with.
     sleep
         Waits before a retry (seconds).
+    clock
+        The monotonic clock (seconds) a queued message's age is measured on.
     """
 
     def __init__(
@@ -156,6 +163,7 @@ class TelegramBot:
         on_fail: Callable[[], None] | None = None,
         wall: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self._token = token
@@ -164,11 +172,13 @@ class TelegramBot:
         self._on_fail = on_fail
         self._wall = wall
         self._sleep = sleep
+        self._clock = clock
         #: Wall-clock second the bot started (a command sent before it is not acted on).
         self.started_s: int | None = None
         self._kinds = frozenset(config.alerts)
         self._allowed = frozenset(config.chat_ids)
-        self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(config.queue_size)
+        #: ``(chat, text, queued at)`` on ``clock``.
+        self.queue: asyncio.Queue[tuple[int, str, float]] = asyncio.Queue(config.queue_size)
         self.dropped = 0
         self.sent = 0
         self.failed = 0
@@ -196,7 +206,7 @@ class TelegramBot:
 
     def _enqueue(self, chat: int, text: str) -> None:
         try:
-            self.queue.put_nowait((chat, text[:4000]))
+            self.queue.put_nowait((chat, text[:4000], self._clock()))
         except asyncio.QueueFull:
             self.dropped += 1
             if self._on_drop is not None:
@@ -228,8 +238,15 @@ class TelegramBot:
             raise RuntimeError(description)
         return body.get("result")
 
-    async def _send(self, chat: int, text: str) -> None:
-        """``sendMessage``, retried after an HTTP 5xx, a connection error or flood control (module docstring)."""
+    async def _send(self, chat: int, text: str, queued: float) -> None:
+        """``sendMessage``, retried after an HTTP 5xx, a connection error or flood control (module docstring).
+
+        Raises
+        ------
+        _Expired
+            Flood control asks for a wait after which the message (queued at ``queued``) would be
+            older than ``alert_max_age``.
+        """
         retries = self.config.send_retries
         backoff = Backoff(base=self.config.retry_delay, cap=max(30.0, self.config.retry_delay), min_delay=0.0)
         for attempt in range(retries + 1):
@@ -242,7 +259,13 @@ class TelegramBot:
                 throttle = exc.retry_after if isinstance(exc, _Retryable) else None
                 if throttle is not None:
                     self.throttled += 1
-                    delay = min(throttle, 60.0)
+                    delay = throttle
+                    age = self._clock() + delay - queued
+                    if age > self.config.alert_max_age:
+                        raise _Expired(
+                            f"flood control (429) asks to wait {delay:g} s, after which the message would be "
+                            f"{age:.0f} s old (ops.telegram.alert_max_age: {self.config.alert_max_age:g} s)"
+                        ) from exc
                 else:
                     delay = backoff.next_delay(0.0)
                 self.retried += 1
@@ -260,16 +283,15 @@ class TelegramBot:
 
     async def _sender(self) -> None:
         while True:
-            chat, text = await self.queue.get()
+            chat, text, queued = await self.queue.get()
             self._sending = True
             try:
-                await self._send(chat, text)
+                await self._send(chat, text, queued)
                 self.sent += 1
-            except (httpx.HTTPError, RuntimeError, ValueError, _Retryable) as exc:
+            except (httpx.HTTPError, RuntimeError, ValueError, _Retryable, _Expired) as exc:
                 self._not_delivered()
-                logger.warning(
-                    "telegram: sendMessage to chat {} failed, message not delivered: {}", chat, self._redact(exc)
-                )
+                reason = str(exc) if isinstance(exc, _Expired) else self._redact(exc)
+                logger.warning("telegram: sendMessage to chat {} failed, message not delivered: {}", chat, reason)
             finally:
                 self._sending = False
                 self.queue.task_done()
