@@ -21,7 +21,8 @@ class FakeBotApi:
     which are then forgotten (``confirmed``: the highest offset), as Telegram does, unless
     ``confirm`` is false (the requests of a daemon that dies before they reach the API). ``sent`` holds every
     ``(chat_id, text)`` the bot sent; ``send_delay`` slows ``sendMessage`` down; a wrong
-    token gets 401 like the real API; ``throttle``, ``garble`` and ``fail`` make the next
+    token gets 401 like the real API, and a text that is empty or longer than 4096 UTF-16 code units
+    400; ``throttle``, ``garble`` and ``fail`` make the next
     ``sendMessage`` calls fail (429, a JSON list, an HTTP 5xx page). ``flood(method, seconds)``
     puts ``method`` under flood control for ``seconds`` of ``clock``, as Telegram does: every call
     before then gets HTTP 429 with the seconds left in ``parameters.retry_after`` (whole seconds,
@@ -92,6 +93,14 @@ class FakeBotApi:
                 self.throttle -= 1
                 body429 = {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 0.2"}
                 return web.json_response({**body429, "parameters": {"retry_after": 0.2}}, status=429)
+            text = str(body.get("text", ""))
+            refused = None
+            if not text.strip():
+                refused = "Bad Request: message text is empty"
+            elif len(text.encode("utf-16-le")) // 2 > 4096:  # Telegram counts UTF-16 code units
+                refused = "Bad Request: message is too long"
+            if refused is not None:
+                return web.json_response({"ok": False, "error_code": 400, "description": refused}, status=400)
             if self.send_delay:
                 await asyncio.sleep(self.send_delay)
             self.sent.append((int(body["chat_id"]), str(body["text"])))

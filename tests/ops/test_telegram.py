@@ -35,7 +35,7 @@ from tradebus.ops.flapping import FlapDetector
 from tradebus.ops.hooks import OpsHooks
 from tradebus.ops.metrics import DaemonMetrics
 from tradebus.risk.config import RiskConfig
-from tradebus.ops.telegram import TelegramBot, every_day_at, read_token, seconds_until
+from tradebus.ops.telegram import TelegramBot, every_day_at, read_token, seconds_until, split_message
 
 from live.node_testdata import USDM_IID, config_of
 
@@ -900,3 +900,37 @@ async def test_an_alert_flood_control_would_hold_past_alert_max_age_is_given_up_
         "after which the message would be 900 s old (ops.telegram.alert_max_age: 600 s)" in line
         for line in lines
     ), lines
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\n".join(f"BTC{i:04d}-USDT-SWAP.okx: {i / 1000:g} @ 61234.5 (last 61240.1)" for i in range(200)),
+        "trading state REDUCING; canceled 600: " + ", ".join(f"TickE{i:010d}" for i in range(600)),
+        "fill 📈 " * 700,  # 5600 characters, 6300 UTF-16 code units: Telegram counts an emoji as two
+    ],
+    ids=["positions", "flatten", "emoji"],
+)
+async def test_a_message_longer_than_telegram_takes_arrives_whole_in_numbered_parts(text: str) -> None:
+    """A /positions of 200 instruments or a /flatten canceling 600 orders was cut at 4000 characters with no
+    mark (the closing orders, named last, never arrived); 4000 characters of emoji are 6300 of Telegram's, over
+    its 4096, so the message was refused (400) and lost."""
+    async with FakeBotApi(TOKEN) as api:
+        bot = TelegramBot(TelegramConfig(chat_ids=[OPERATOR], base_url=api.base_url, commands=False), TOKEN)
+        await bot.start()
+        bot.alert("fill", text)
+        await until(lambda: bot.queue.empty() and not bot._sending, 5.0)
+        await bot.stop()
+    parts = api.texts()
+    assert bot.failed == 0 and len(parts) > 1
+    assert [p.split(" ", 1)[0] for p in parts] == [f"[{i}/{len(parts)}]" for i in range(1, len(parts) + 1)]
+    whole = "".join(p.split(" ", 1)[1] for p in parts)
+    assert whole.replace("\n", "").replace(" ", "") == text.replace("\n", "").replace(" ", "")
+
+
+def test_a_text_beyond_max_parts_is_cut_with_a_mark_saying_how_much() -> None:
+    parts = split_message("x" * 100_000, limit=4096, max_parts=3)
+    assert len(parts) == 3 and all(len(p) <= 4096 for p in parts)
+    sent = sum(len(p.split(" ", 1)[1]) for p in parts[:2]) + len(parts[2].split(" ", 1)[1].split("\n")[0])
+    assert parts[-1].endswith(f"\n[{100_000 - sent} more characters not sent]")
+    assert split_message("flat") == ["flat"]

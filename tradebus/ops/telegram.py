@@ -2,7 +2,8 @@
 
 :meth:`TelegramBot.alert` never waits: it puts the message in a bounded queue and returns;
 when the queue is full the message is dropped and counted (``dropped``, and the
-``on_drop`` callback: the ``tradebus_alerts_dropped_total`` metric). A sender task drains
+``on_drop`` callback: the ``tradebus_alerts_dropped_total`` metric). A text longer than
+Telegram takes (4096 UTF-16 code units) is queued as numbered parts (:func:`split_message`). A sender task drains
 the queue; a send that fails with an HTTP 5xx, a connection error or flood control (429) is
 retried ``send_retries`` times with a capped, jittered backoff (a 429 waits its ``retry_after``,
 however long, unless the message would then be older than ``alert_max_age``: it is given up at
@@ -48,9 +49,24 @@ from tradebus.adapters.common.policy import Backoff
 from tradebus.errors import ConfigError
 from tradebus.ops.config import TelegramConfig
 
-__all__ = ["TelegramBot", "every_day_at", "next_at", "read_token", "seconds_until"]
+__all__ = [
+    "MAX_PARTS",
+    "MESSAGE_LIMIT",
+    "TelegramBot",
+    "every_day_at",
+    "next_at",
+    "read_token",
+    "seconds_until",
+    "split_message",
+]
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry the request URL, i.e. the token
+
+#: Longest ``sendMessage`` text, in UTF-16 code units (as Telegram counts; an emoji is two).
+MESSAGE_LIMIT = 4096
+#: Most messages one text is sent as; the rest is cut, and the last message says how much.
+MAX_PARTS = 5
+_BREAKS = ("\n", "; ", ", ", " ")
 
 
 class _Expired(Exception):
@@ -95,6 +111,67 @@ def next_at(hhmm: str, after: dt.datetime) -> dt.datetime:
 def seconds_until(hhmm: str, now: dt.datetime) -> float:
     """Seconds from ``now`` (aware) to the next ``HH:MM`` UTC (a full day when it is exactly now)."""
     return (next_at(hhmm, now) - now).total_seconds()
+
+
+def _units(text: str) -> int:
+    """Length in UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _fit(text: str, limit: int) -> int:
+    """How many characters of ``text`` fit in ``limit`` UTF-16 code units."""
+    units = 0
+    for i, ch in enumerate(text):
+        units += 2 if ord(ch) > 0xFFFF else 1
+        if units > limit:
+            return i
+    return len(text)
+
+
+def split_message(text: str, limit: int = MESSAGE_LIMIT, max_parts: int = MAX_PARTS) -> list[str]:
+    """``text`` as messages Telegram takes: each at most ``limit`` UTF-16 code units.
+
+    A longer text is split, at a line break where one fits (else after ``"; "``, ``", "`` or a
+    space, else anywhere), and each part is numbered (``[2/3]``). Beyond ``max_parts`` parts the
+    rest is cut: the last part ends saying how many characters were not sent.
+
+    Parameters
+    ----------
+    text
+        The message.
+    limit
+        Longest part, in UTF-16 code units (Telegram's ``sendMessage`` takes 4096).
+    max_parts
+        Most parts.
+
+    Returns
+    -------
+    list[str]
+        ``[text]`` when it fits.
+    """
+    if _units(text) <= limit:
+        return [text]
+    room = limit - len(f"[{max_parts}/{max_parts}] ")
+    cut_mark = "\n[{} more characters not sent]"
+    chunks: list[str] = []
+    rest = text
+    while rest and len(chunks) < max_parts:
+        last = len(chunks) == max_parts - 1
+        budget = room - (_units(cut_mark.format(len(text))) if last else 0)
+        end = _fit(rest, budget)
+        if end < len(rest):
+            for mark in _BREAKS:
+                at = rest.rfind(mark, 0, end)
+                if at > 0:
+                    end = at + len(mark)
+                    break
+        if last and _units(rest) <= room:
+            end = len(rest)
+        chunks.append(rest[:end].rstrip())
+        rest = rest[end:].lstrip("\n")
+    if rest:
+        chunks[-1] += cut_mark.format(len(rest))
+    return [f"[{i}/{len(chunks)}] {chunk}" for i, chunk in enumerate(chunks, 1)]
 
 
 def _utc(seconds: int) -> str:
@@ -205,12 +282,13 @@ class TelegramBot:
                 self._enqueue(chat, text)
 
     def _enqueue(self, chat: int, text: str) -> None:
-        try:
-            self.queue.put_nowait((chat, text[:4000], self._clock()))
-        except asyncio.QueueFull:
-            self.dropped += 1
-            if self._on_drop is not None:
-                self._on_drop()
+        for part in split_message(text):
+            try:
+                self.queue.put_nowait((chat, part, self._clock()))
+            except asyncio.QueueFull:
+                self.dropped += 1
+                if self._on_drop is not None:
+                    self._on_drop()
 
     @staticmethod
     def _retry_in(exc: BaseException, delay: float) -> float:
