@@ -934,3 +934,25 @@ def test_a_text_beyond_max_parts_is_cut_with_a_mark_saying_how_much() -> None:
     sent = sum(len(p.split(" ", 1)[1]) for p in parts[:2]) + len(parts[2].split(" ", 1)[1].split("\n")[0])
     assert parts[-1].endswith(f"\n[{100_000 - sent} more characters not sent]")
     assert split_message("flat") == ["flat"]
+
+
+def test_alerts_dropped_on_a_full_queue_are_logged_when_it_happens_not_only_at_the_stop() -> None:
+    """A queue full for hours (a flood wait, a Bot API down) dropped alerts in silence: only a metric and, at the
+    stop, a count said so."""
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="WARNING", format="{message}")
+    try:
+        bot = TelegramBot(TelegramConfig(chat_ids=[OPERATOR], queue_size=1, commands=False), TOKEN)
+        for n in range(4):
+            bot.alert("fill", f"alert {n}")
+        assert bot.dropped == 3
+        drops = [line for line in lines if "queue full" in line]
+        assert drops == [
+            "telegram: queue full (1 messages, ops.telegram.queue_size): messages dropped until the sender "
+            "catches up; first dropped: 'alert 1'\n"
+        ]
+        bot.queue.get_nowait()
+        bot.alert("fill", "alert 4")
+        assert lines[-1] == "telegram: queue has room again; 3 message(s) were dropped\n"
+    finally:
+        logger.remove(sink)

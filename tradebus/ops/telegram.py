@@ -2,7 +2,8 @@
 
 :meth:`TelegramBot.alert` never waits: it puts the message in a bounded queue and returns;
 when the queue is full the message is dropped and counted (``dropped``, and the
-``on_drop`` callback: the ``tradebus_alerts_dropped_total`` metric). A text longer than
+``on_drop`` callback: the ``tradebus_alerts_dropped_total`` metric) and logged (the first of a run
+of drops, and how many once the queue has room again). A text longer than
 Telegram takes (4096 UTF-16 code units) is queued as numbered parts (:func:`split_message`). A sender task drains
 the queue; a send that fails with an HTTP 5xx, a connection error or flood control (429) is
 retried ``send_retries`` times with a capped, jittered backoff (a 429 waits its ``retry_after``,
@@ -257,6 +258,8 @@ class TelegramBot:
         #: ``(chat, text, queued at)`` on ``clock``.
         self.queue: asyncio.Queue[tuple[int, str, float]] = asyncio.Queue(config.queue_size)
         self.dropped = 0
+        #: Messages dropped since the queue last had room (0: it has room).
+        self._dropping = 0
         self.sent = 0
         self.failed = 0
         self.ignored_commands = 0
@@ -286,9 +289,20 @@ class TelegramBot:
             try:
                 self.queue.put_nowait((chat, part, self._clock()))
             except asyncio.QueueFull:
+                if not self._dropping:
+                    logger.warning(
+                        "telegram: queue full ({} messages, ops.telegram.queue_size): messages dropped until "
+                        "the sender catches up; first dropped: {!r}",
+                        self.queue.maxsize, part[:64],
+                    )  # fmt: skip
+                self._dropping += 1
                 self.dropped += 1
                 if self._on_drop is not None:
                     self._on_drop()
+                continue
+            if self._dropping:
+                logger.warning("telegram: queue has room again; {} message(s) were dropped", self._dropping)
+                self._dropping = 0
 
     @staticmethod
     def _retry_in(exc: BaseException, delay: float) -> float:
