@@ -330,3 +330,20 @@ async def test_an_account_whose_leverage_margin_type_or_position_mode_differs_fr
         assert refusal in str(err.value)
     assert not emulator.orders and all(m == "GET" or "listenKey" not in p for m, p, _ in emulator.requests)
     assert [p for m, p, _ in emulator.requests if m != "GET"] == []  # nothing placed, no stream opened
+
+
+@pytest.mark.parametrize(("kind", "status"), [("rate_limit", "429"), ("ban", "418")])
+async def test_a_429_or_418_answer_pauses_every_usdm_request_for_retry_after(kind: str, status: str) -> None:
+    """The USD-M client's errors read ``binanceusdm 429 ...``: the pause must not depend on the spot client's name."""
+    from tradebus.adapters.binance.private_emulator import RestFault
+
+    fault = RestFault(kind, "GET", "/fapi/v2/balance", retry_after=2)
+    async with BinanceFuturesEmulator(KEY, SECRET, {USDM_IID: INST}, {"USDT": 10_000.0}, [fault]) as emulator:
+        api = BinanceFuturesTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {USDM_IID: INST}, timeout=2.0)
+        try:
+            with pytest.raises(Exception, match=status):
+                await api.balances()
+            assert fault.fired
+            assert api.budget.blocked_until - api.budget._now() > 1.5 and status in api.budget.block_reason
+        finally:
+            await api.close()

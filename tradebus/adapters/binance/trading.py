@@ -128,7 +128,7 @@ STATUS: dict[str, OrderStatus] = {
 
 _ORDER_NOT_FOUND = -2013
 _QUERY = re.compile(r"\?[^\s{]*")
-_STATUS = re.compile(r"^binance (\d{3}) ")
+_STATUS = re.compile(r"^binance\w* (\d{3}) ")  # ccxt ids: binance, binanceusdm
 
 #: Request weight of each endpoint (Binance spot documentation; openOrders with a symbol).
 WEIGHTS: dict[str, int] = {
