@@ -77,15 +77,19 @@ async def test_submit_answered_5xx_becomes_rejected_only_after_the_grace_and_is_
 
 
 @pytest.mark.parametrize("kind", ["rate_limit", "ban"])
-async def test_429_and_418_pause_every_request_for_retry_after_and_nothing_is_resent(kind: str) -> None:
+async def test_429_and_418_reject_the_submit_at_once_pause_every_request_for_retry_after_and_nothing_is_resent(kind: str) -> None:
+    """Binance: "HTTP 4XX return codes are used for malformed requests; the issue is on the sender's side"
+    (429: a request rate limit broken, 418: the IP banned); only a 5XX leaves the outcome unknown."""
     async with harness([RestFault(kind, retry_after=1)]) as h:
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: order.status is OrderStatus.REJECTED, timeout=4.0)
+        assert "rate limit" in order.reason and "-1003" in order.reason and "never arrived" not in order.reason
+        assert h.venue.requests["query"] == 0
         assert h.posts(order.client_order_id) == 1
-        times = h.emulator.request_times
-        assert len(times) >= 2 and times[1] - times[0] >= 1.0  # the query waited for Retry-After
         after = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: after.status is OrderStatus.ACCEPTED)
+        times = h.emulator.request_times
+        assert len(times) >= 2 and times[1] - times[0] >= 1.0  # the next submit waited for Retry-After
         assert h.venue.api.budget.peak <= 6000 * 0.8  # type: ignore[attr-defined]
 
 

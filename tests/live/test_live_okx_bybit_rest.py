@@ -16,7 +16,7 @@ from tradebus.adapters.common.account_emulator import RestFault, StreamFault
 from tradebus.adapters.okx.trading import OkxTrading
 from tradebus.adapters.okx.trading import order_params as okx_params
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder, TimeInForce
-from tradebus.execution.live import VenueRejected
+from tradebus.execution.live import RateLimited, VenueRejected
 from tradebus.execution.orders import Order
 from tradebus.node.live import LiveSettings
 
@@ -90,6 +90,24 @@ async def test_a_lost_acknowledgement_is_settled_by_a_query_never_a_resubmission
 
 
 @pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
+async def test_a_rate_limited_submit_is_rejected_at_once_with_the_venues_code_and_never_resent(kit: VenueKit) -> None:
+    """OKX 50011 (HTTP 429) and Bybit 10006 refuse the request unprocessed: the order is not placed.
+    It was left SUBMITTED, queried, and rejected as "never arrived" once the grace ran out."""
+    fault = RestFault("rate_limit", "POST", kit.place_path, retry_after=2)
+    async with kit_harness(kit, rest_faults=[fault]) as h:
+        order = h.kernel.execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: order.status is OrderStatus.REJECTED, timeout=5.0)
+        assert fault.fired
+        assert "rate limit" in order.reason and ("50011" if kit is OKX else "10006") in order.reason
+        assert h.venue.requests["query"] == 0
+        after = h.kernel.execution.submit(SubmitOrder("s1", kit.iid, "", OrderSide.BUY, 0.002, 0, 0, OrderType.LIMIT, 1_000.0))
+        await until(lambda: after.status is OrderStatus.ACCEPTED, timeout=5.0)
+        assert h.venue.api.budget.waits >= 1  # the next request waited out the pause
+    posts = [c for m, p, c in h.emulator.requests if m == "POST" and p == kit.place_path]
+    assert posts == [order.client_order_id, after.client_order_id]
+
+
+@pytest.mark.parametrize("kit", list(KITS.values()), ids=list(KITS))
 async def test_a_rate_limited_answer_pauses_every_request_as_long_as_the_venue_says(kit: VenueKit) -> None:
     """OKX: 429 with ``Retry-After``; Bybit: retCode 10006 in an HTTP 200 with ``X-Bapi-Limit-Reset-Timestamp``
     (the budget paused 1 s, its default, whatever the reset time)."""
@@ -100,7 +118,7 @@ async def test_a_rate_limited_answer_pauses_every_request_as_long_as_the_venue_s
             emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), kit.instruments(), 2.0, passphrase=SecretStr(PASSPHRASE)
         )
         try:
-            with pytest.raises(Exception, match="RateLimitExceeded"):
+            with pytest.raises(RateLimited, match="rate limit (50011|10006)"):
                 await api.balances()
             assert api.budget.blocked_until - api.budget._now() > 1.5 and "429" in api.budget.block_reason
         finally:

@@ -6,9 +6,9 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
 ``submit`` / ``cancel``
     start a task that sends the request through the venue's :class:`TradingApi`. The answer
     is turned into events on arrival: an acknowledgement -> ``OrderAccepted``, a definitive
-    refusal (:class:`VenueRejected`) -> ``OrderRejected`` (submit) or a query (cancel: the
-    order may be closed already). **No answer** (timeout, dropped connection, 5xx, 429: any
-    :class:`NoAnswer`) emits nothing: the order stays SUBMITTED until the execution engine's
+    refusal (:class:`VenueRejected`, a rate-limited request's :class:`RateLimited` too) -> ``OrderRejected``
+    (submit) or a query (cancel: the order may be closed already). **No answer** (timeout, dropped
+    connection, 5xx: any :class:`NoAnswer`) emits nothing: the order stays SUBMITTED until the execution engine's
     :class:`~tradebus.execution.engine.OrderTimeouts` move it to ``UNKNOWN`` and query it. A
     request is never re-sent: only a query by client order id settles it.
 ``modify``
@@ -106,6 +106,7 @@ __all__ = [
     "LiveVenue",
     "NoAnswer",
     "OcoPair",
+    "RateLimited",
     "ReplacementRejected",
     "TradingApi",
     "VenueRejected",
@@ -123,6 +124,12 @@ class NoAnswer(VenueError):
 
 class VenueRejected(VenueError):
     """A definitive refusal by the venue (the request was processed and refused)."""
+
+
+class RateLimited(VenueRejected):
+    """A request the venue refused for its rate limit (HTTP 429, Binance's 418 ban, OKX ``50011``, Bybit
+    ``10006``): refused unprocessed, so nothing was done (Binance: a 4XX is "on the sender's side", only a
+    5XX leaves the outcome unknown). The client pauses every request for as long as the answer says."""
 
 
 class ReplacementRejected(VenueRejected):

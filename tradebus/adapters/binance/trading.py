@@ -29,8 +29,10 @@ Every request first takes its weight (:data:`WEIGHTS`) from the account's shared
 :class:`~tradebus.adapters.common.ratelimit.WeightBudget`, and every answer updates it.
 
 Prices go to the nearest tick, quantities down to a whole number of lots, written as
-plain decimals. Errors: ccxt's ``NetworkError`` family (timeouts, dropped connections, 5xx,
-429/418) is :class:`NoAnswer`; any other answer with a Binance error code is
+plain decimals. Errors: ccxt's ``NetworkError`` family (timeouts, dropped connections, 5xx)
+is :class:`NoAnswer`, except an HTTP 429 or 418: :class:`RateLimited` (Binance: "HTTP 4XX return
+codes are used for malformed requests; the issue is on the sender's side", a 5XX alone leaves
+the execution status unknown); any other answer with a Binance error code is
 :class:`VenueRejected` (``-2013`` on a query means the venue has no such order).
 
 USD-M perpetuals
@@ -103,7 +105,8 @@ from tradebus.adapters.common.user_stream import venue_fee
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import FundingPaid, Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
 from tradebus.execution.live import (
-    AccountBalance, AccountMargin, AccountPosition, Ack, FundingOutsideRun, NoAnswer, ReplacementRejected, TradingApi, VenueRejected, cancel_one, lots_to_send,
+    AccountBalance, AccountMargin, AccountPosition, Ack, FundingOutsideRun, NoAnswer, RateLimited, ReplacementRejected, TradingApi, VenueRejected,
+    cancel_one, lots_to_send,
 )
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
@@ -367,6 +370,8 @@ class BinanceTrading(TradingApi):
         except NetworkError as exc:
             found = _STATUS.search(str(exc))
             status = int(found.group(1)) if found else 0
+            if status in (429, 418):
+                raise RateLimited(f"{name}: Binance rate limit {error_code(exc)}: {_redacted(exc)}") from None
             raise NoAnswer(f"{name}: {type(exc).__name__}: {_redacted(exc)}") from None
         except ExchangeError as exc:
             status = 400
@@ -774,6 +779,8 @@ class BinanceFuturesTrading(BinanceTrading):
             try:
                 await self._call("fapiprivate_delete_algoorder", {"clientAlgoId": order.client_order_id})
                 return
+            except RateLimited:
+                raise
             except VenueRejected:
                 pass  # triggered since this process last heard of it (else the row below says why)
         algo = await self._algo_row(order)

@@ -4,8 +4,10 @@
 :meth:`CcxtTrading.call`: the request first takes its weight from the account's shared
 :class:`~tradebus.adapters.common.ratelimit.WeightBudget`, and the answer feeds it back
 (a 429 pauses every caller for ``Retry-After``). ccxt's own throttle is off. Errors:
-ccxt's ``NetworkError`` family (timeouts, dropped connections, 5xx, 429, the venues'
-"system busy" codes) is :class:`~tradebus.execution.live.NoAnswer`; any other refusal is
+ccxt's ``NetworkError`` family (timeouts, dropped connections, 5xx, the venues'
+"system busy" codes) is :class:`~tradebus.execution.live.NoAnswer`; its ``RateLimitExceeded``
+(HTTP 429, OKX ``50011``, Bybit ``10006``: refused unprocessed) is
+:class:`~tradebus.execution.live.RateLimited`; any other refusal is
 :class:`~tradebus.execution.live.VenueRejected` with the venue's error code
 (:func:`error_code`). Messages never carry the request's query (it may carry a signature).
 """
@@ -21,7 +23,7 @@ from ccxt.base.errors import ExchangeError, NetworkError, RateLimitExceeded
 
 from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.engine.instrument import Instrument
-from tradebus.execution.live import NoAnswer, TradingApi, VenueRejected
+from tradebus.execution.live import NoAnswer, RateLimited, TradingApi, VenueRejected
 from tradebus.execution.orders import Order
 
 __all__ = ["CcxtTrading", "decimal_text", "error_code"]
@@ -120,9 +122,13 @@ class CcxtTrading(TradingApi):
         status = 200
         try:
             return await getattr(self._ccxt, name)(params)
+        except RateLimitExceeded as exc:
+            found = _STATUS.search(str(exc))
+            status = int(found.group(1)) if found else 429
+            raise RateLimited(f"{name}: {self.venue} rate limit {error_code(exc)}: {redacted(exc)}") from None
         except NetworkError as exc:
             found = _STATUS.search(str(exc))
-            status = int(found.group(1)) if found else 429 if isinstance(exc, RateLimitExceeded) else 0
+            status = int(found.group(1)) if found else 0
             raise NoAnswer(f"{name}: {type(exc).__name__}: {redacted(exc)}") from None
         except ExchangeError as exc:
             status = 400

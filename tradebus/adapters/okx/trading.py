@@ -100,7 +100,7 @@ from tradebus.adapters.common.user_stream import venue_fee
 from tradebus.adapters.okx.user_stream import positions_from_rows
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import FundingPaid, Liquidity, OrderFilled, OrderSide, OrderStatus, OrderType, TimeInForce
-from tradebus.execution.live import AccountBalance, AccountMargin, AccountPosition, Ack, VenueRejected, cancel_one, lots_to_send
+from tradebus.execution.live import AccountBalance, AccountMargin, AccountPosition, Ack, RateLimited, VenueRejected, cancel_one, lots_to_send
 from tradebus.execution.orders import Order
 from tradebus.execution.venue import OrderStatusReport
 
@@ -361,6 +361,8 @@ class OkxTrading(CcxtTrading):
             try:
                 await self.call("private_post_trade_cancel_algos", [{"instId": inst.symbol, **ident}])  # type: ignore[arg-type]
                 return
+            except RateLimited:
+                raise
             except VenueRejected:
                 pass  # triggered since this process last heard of it (else the query below says why)
         algo = await self._algo_row(order)
