@@ -77,6 +77,26 @@ def test_a_stale_trades_only_feed_is_live_again_once_its_connection_answers_a_bo
     assert guard.block_reason(other) is None
 
 
+def test_an_instrument_on_two_stale_feeds_stays_blocked_until_each_is_live_again_by_its_own_rule() -> None:
+    """A trades feed and a book feed of one instrument both stale: the guard kept only the latest FeedStale,
+    so the trades feed's connection proof alone lifted the block while the book feed was still silent."""
+    live_ns = [T0 - 3_000_000_000]
+    guard = MarketGuard()
+    guard.register_feed("binance-book", [IID], {})
+    guard.register_feed("binance-trades", [IID], {}, connection_live_ns=lambda: live_ns[0])
+    guard.on_stale(FeedStale("binance-book", T0 - 5_000_000_000, T0, T0))
+    guard.on_stale(FeedStale("binance-trades", T0 - 3_000_000_000, T0 + 1, T0 + 1))
+    assert guard.block_reason(IID) == (
+        "feed stale: binance-book delivered nothing for 5.0 s; feed stale: binance-trades delivered nothing for 3.0 s"
+    )
+    live_ns[0] = T0 + 2  # the trades feed's new connection answered
+    assert guard.block_reason(IID) == "feed stale: binance-book delivered nothing for 5.0 s"
+    assert guard.stale(IID)
+    guard.on_stale(FeedStale("binance-trades", T0 - 1_000_000_000, T0 + 3, T0 + 3))  # silent again
+    guard.on_data(IID)  # the instrument's market data flows
+    assert guard.block_reason(IID) is None and not guard.stale(IID)
+
+
 def test_unsynced_book_denies_orders_and_the_risk_limits_still_apply_once_synced() -> None:
     synced = [False]
     guard = MarketGuard()

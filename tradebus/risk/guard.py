@@ -51,8 +51,8 @@ class GuardedFeed(Protocol):
 class MarketGuard:
     """Per-instrument market-data health, asked before every order.
 
-    An instrument is blocked while its feed is stale (from ``FeedStale`` until the next
-    market-data message of that instrument its stream delivers: a trade, quote, bar or book
+    An instrument is blocked while any of its feeds is stale, each until live again by its own rule
+    (from its ``FeedStale`` until the next market-data message of that instrument a stream delivers: a trade, quote, bar or book
     change, not the book snapshot of a resync, which may come from REST; a feed of trade channels
     alone, silent whenever its market does not trade, is live again as soon as its connection
     proves it, by the rule its watchdog follows: any frame or an answered ping received after
@@ -63,12 +63,11 @@ class MarketGuard:
     the book is resynced).
     """
 
-    __slots__ = ("_book_checks", "_connection_live", "_feeds", "_stale", "_stale_since", "liveness")
+    __slots__ = ("_book_checks", "_connection_live", "_feeds", "_stale", "liveness")
 
     def __init__(self) -> None:
-        self._stale: dict[str, str] = {}
-        #: instrument -> (its stale feed, the FeedStale's time, on the feed's clock)
-        self._stale_since: dict[str, tuple[str, int]] = {}
+        #: instrument -> {each of its stale feeds: (the reason, its latest FeedStale's time, on the feed's clock)}
+        self._stale: dict[str, dict[str, tuple[str, int]]] = {}
         #: feed -> receive time (ns) of its connection's latest proof of life (trades-only feeds)
         self._connection_live: dict[str, Callable[[], int]] = {}
         self._feeds: dict[str, tuple[str, ...]] = {}
@@ -138,16 +137,15 @@ class MarketGuard:
         """Block every instrument of the silent feed."""
         silent = (msg.ts_event - msg.last_message_ns) / 1e9
         for iid in self._feeds.get(msg.source, ()):
-            self._stale[iid] = f"feed stale: {msg.source} delivered nothing for {silent:.1f} s"
-            self._stale_since[iid] = (msg.source, msg.ts_event)
+            self._stale.setdefault(iid, {})[msg.source] = (f"feed stale: {msg.source} delivered nothing for {silent:.1f} s", msg.ts_event)
         logger.warning(
             "feed {} stale: orders on {} stop until data flows again", msg.source, self._feeds.get(msg.source, ())
         )
 
     def on_data(self, instrument_id: str) -> None:
-        """The stream delivered a market-data message of ``instrument_id``: it is not stale any more."""
+        """A stream delivered a market-data message of ``instrument_id``: none of its feeds is stale any more
+        (a message does not name its feed)."""
         if self._stale and self._stale.pop(instrument_id, None) is not None:
-            del self._stale_since[instrument_id]
             logger.info("feed of {} live again: orders allowed", instrument_id)
 
     def stale(self, instrument_id: str) -> bool:
@@ -155,16 +153,19 @@ class MarketGuard:
         return self.stale_reason(instrument_id) is not None
 
     def stale_reason(self, instrument_id: str) -> str | None:
-        """Why orders on ``instrument_id`` are denied for a stale feed (``"feed stale: ..."``), or ``None``."""
-        reason = self._stale.get(instrument_id)
-        if reason is None:
+        """Why orders on ``instrument_id`` are denied for stale feeds (``"feed stale: ..."``, one per feed), or ``None``."""
+        stale = self._stale.get(instrument_id)
+        if stale is None:
             return None
-        source, since = self._stale_since[instrument_id]
-        live_ns = self._connection_live.get(source)
-        if live_ns is None or live_ns() <= since:
-            return reason
-        del self._stale[instrument_id], self._stale_since[instrument_id]
-        logger.info("feed of {} live again (its connection answers; its market may be quiet): orders allowed", instrument_id)
+        for source, (_, since) in list(stale.items()):
+            live_ns = self._connection_live.get(source)
+            if live_ns is not None and live_ns() > since:
+                del stale[source]
+                logger.info("feed {} of {} live again (its connection answers; its market may be quiet)", source, instrument_id)
+        if stale:
+            return "; ".join(reason for reason, _ in stale.values())
+        del self._stale[instrument_id]
+        logger.info("feeds of {} live again: orders allowed", instrument_id)
         return None
 
 
