@@ -136,6 +136,84 @@ def test_book_rows_rebuild_the_book_of_the_raw_depth_stream(usdm_catalog: Catalo
     assert bids == ref_bids and asks == ref_asks
 
 
+def _capture_lines() -> list[str]:
+    return gzip.decompress(USDM_CAPTURE.read_bytes()).decode().splitlines()
+
+
+def _write_capture(path: Path, lines: list[str]) -> Path:
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    return path
+
+
+def _rebuilt_book(rows: pa.Table) -> tuple[dict[float, float], dict[float, float]]:
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    seq = None
+    for s, side, price, size, flag in zip(*(rows.column(c).to_pylist() for c in ("sequence", "side", "price", "size",
+                                                                                    "flags")), strict=True):
+        if flag & BOOK_SNAPSHOT and s != seq:
+            bids, asks = {}, {}
+        seq = s
+        book = bids if side > 0 else asks
+        if size == 0.0:
+            book.pop(price, None)
+        else:
+            book[price] = size
+    return bids, asks
+
+
+def test_recording_import_refuses_a_book_gap_no_snapshot_resyncs_and_writes_nothing(tmp_path: Path) -> None:
+    lines = _capture_lines()
+    depth = [i for i, line in enumerate(lines) if "@depth" in line]
+    cut = depth[len(depth) // 2]
+    del lines[cut]  # one lost depth update: the book sync goes out of sync at the next one
+    recording = _write_capture(tmp_path / "cut.gz", lines)
+    next_depth = next(i for i in range(cut, len(lines)) if "@depth" in lines[i])
+    gap_ts = int(lines[next_depth].partition(" ")[0]) * 1000
+    root = tmp_path / "cat"
+    with pytest.raises(DataError) as err:
+        import_recording(recording, _usdm_config(), root)
+    message = str(err.value)
+    assert message.startswith(f"{recording}: frame {next_depth + 1} (received {np.datetime64(gap_ts, 'ns')}Z): ")
+    assert f"the {USDM_IID} book went out of sync there" in message
+    assert "no snapshot follows in the recording to resync it" in message
+    assert not [p for p in root.rglob("*") if p.is_file()]  # nothing written
+
+
+def test_recording_import_names_a_book_gap_a_later_snapshot_resyncs_in_every_manifest(tmp_path: Path) -> None:
+    lines = _capture_lines()
+    frames = _raw_frames()
+    depth = [i for i, line in enumerate(lines) if "@depth" in line]
+    cut, resync = depth[len(depth) // 2], depth[len(depth) // 2 + 50]
+    # A snapshot as the live sync would have fetched after the gap: the book of the uncut stream
+    # (the test's own reference) after the depth update of line ``resync``, with that update's id.
+    bids, asks, _ = _reference_book(frames[: resync + 1])
+    last = frames[resync][1]["data"]["u"]
+    snapshot = {"lastUpdateId": last, "bids": [[str(p), str(q)] for p, q in sorted(bids.items(), reverse=True)],
+                "asks": [[str(p), str(q)] for p, q in sorted(asks.items())]}
+    recv_us = lines[resync].partition(" ")[0]
+    lines.insert(resync + 1, f"{recv_us} {json.dumps(snapshot)}")
+    gap_us = int(lines[cut + 1].partition(" ")[0])
+    del lines[cut]
+    recording = _write_capture(tmp_path / "resynced.gz", lines)
+    manifests = import_recording(recording, _usdm_config(), tmp_path / "cat")
+    stretch = (f"book {USDM_IID} out of sync from frame {cut + 1} ({np.datetime64(gap_us * 1000, 'ns')}Z) to the "
+               f"snapshot of frame {resync + 1} ({np.datetime64(int(recv_us) * 1000, 'ns')}Z): no book rows in between")
+    for manifest in manifests.values():
+        assert manifest.notes == ["imported from recording resynced.gz", stretch]
+    rows = Catalog(tmp_path / "cat").read("binance_usdm", "usdm", "BTCUSDT", "book")
+    ts = np.asarray(rows.column("ts_init"))
+    assert not np.any((ts > gap_us * 1000) & (ts < int(recv_us) * 1000))  # the stretch has no rows
+    assert ts[-1] == int(lines[max(i for i, line in enumerate(lines) if "@depth" in line)].partition(" ")[0]) * 1000
+    ref_bids, ref_asks, _ = _reference_book(frames)
+    assert _rebuilt_book(rows) == (ref_bids, ref_asks)
+
+
+def test_recording_import_of_a_capture_without_gap_adds_no_note(usdm_catalog: Catalog) -> None:
+    for ref in usdm_catalog.datasets():
+        assert usdm_catalog.manifest(*ref.relpath().parts).notes == [f"imported from recording {USDM_CAPTURE.name}"]
+
+
 def test_replay_merges_every_kind_in_ts_init_order_and_books_by_sequence(usdm_catalog: Catalog) -> None:
     kinds = ("book", "quotes", "trades", "mark_prices", "funding_rates")
     msgs = list(Replay(_sources(usdm_catalog, *kinds), batch_rows=257))

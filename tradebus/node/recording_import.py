@@ -7,15 +7,22 @@ every message they emit into catalog datasets through
 the book sync seeded, then every delta it applied), mark prices, funding rates and bars.
 ``ts_init`` is the frame's recorded receive time. A frame a parser rejects (a garbled
 payload) is left out, counted, logged at WARNING with the first one's number and reason, and
-noted in every manifest written. The command is ``tradebus data import-recording``
-(registered on the data CLI by :mod:`tradebus.cli`).
+noted in every manifest written.
+
+A book that goes out of sync (a lost update, a connection that ended) has no rows until a
+snapshot resyncs it, as live. When a later snapshot in the recording does, the stretch
+without book rows is named in every manifest; when none does, the book rows would stop there
+while the other streams go on, so the import is refused, naming the frame and its time.
+The command is ``tradebus data import-recording`` (registered on the data CLI by :mod:`tradebus.cli`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from loguru import logger
 from rich.console import Console
@@ -58,7 +65,8 @@ def import_recording(
     ------
     DataError
         Unreadable recording (names the file and frame), a dataset that exists (``mode="create"``),
-        or receive times that go back (the rows must be in time order).
+        receive times that go back (the rows must be in time order), or a book that goes out of
+        sync with no later snapshot to resync it (names the frame and its time); nothing is written.
     """
     from tradebus.node.feeds import build_feeds
     from tradebus.node.playback import read_recording
@@ -74,6 +82,7 @@ def import_recording(
     sink = CatalogSink(cat, locate, suffix, mode, notes=(f"imported from recording {Path(recording).name}",))
     clock = [0]
     feeds = build_feeds(config, sink, live=False, clock_ns=lambda: clock[0])
+    books = _BookWatch([check for f in feeds for check in f.book_checks().items()])
     frame = 0
     rejected = 0
     first_rejected = ""
@@ -92,10 +101,14 @@ def import_recording(
             except ParseError as exc:
                 rejected += 1
                 first_rejected = first_rejected or f"frame {frame}: {exc}"
+            books.after(frame, recv_ns)
+        books.check_resynced(recording)
+        notes = list(books.stretches)
         if rejected:
-            note = f"{rejected} frame(s) rejected by the parsers and left out (first: {first_rejected})"
+            notes.append(f"{rejected} frame(s) rejected by the parsers and left out (first: {first_rejected})")
+        for note in notes:
             logger.warning("{}: {}", Path(recording).name, note)
-            sink.notes = (*sink.notes, note)
+        sink.notes = (*sink.notes, *notes)
         return sink.commit()
     except DatasetExists:
         sink.abort()
@@ -108,6 +121,66 @@ def import_recording(
     except BaseException:
         sink.abort()
         raise
+
+
+def _when(ns: int) -> str:
+    return f"{np.datetime64(ns, 'ns')}Z"
+
+
+class _BookWatch:
+    """Where each book of a recording went out of sync, frame by frame, and whether a snapshot brought it back.
+
+    Parameters
+    ----------
+    checks
+        ``(instrument_id, in-sync test)`` of every subscribed book (the feeds' ``book_checks``).
+
+    Attributes
+    ----------
+    stretches
+        One note per stretch a later snapshot closed (from which frame and time to which).
+    """
+
+    def __init__(self, checks: list[tuple[str, Callable[[], bool]]]) -> None:
+        self._checks = checks
+        self._synced = {iid: False for iid, _ in checks}
+        self._lost: dict[str, tuple[int, int]] = {}
+        self.stretches: list[str] = []
+
+    def after(self, frame: int, recv_ns: int) -> None:
+        """Note the books that went out of sync or came back with frame ``frame``."""
+        synced = self._synced
+        for iid, check in self._checks:
+            now = check()
+            if now is synced[iid]:
+                continue
+            synced[iid] = now
+            if not now:
+                self._lost[iid] = (frame, recv_ns)
+            elif iid in self._lost:  # not the first snapshot: a resync
+                lost_frame, lost_ns = self._lost.pop(iid)
+                self.stretches.append(
+                    f"book {iid} out of sync from frame {lost_frame} ({_when(lost_ns)}) to the snapshot of frame "
+                    f"{frame} ({_when(recv_ns)}): no book rows in between"
+                )
+
+    def check_resynced(self, recording: str | Path) -> None:
+        """Refuse a recording that ends with a book out of sync since a frame (its rows would stop there).
+
+        Raises
+        ------
+        DataError
+            Naming the file, the book, the frame where it went out of sync and its receive time.
+        """
+        if not self._lost:
+            return
+        iid, (frame, recv_ns) = min(self._lost.items(), key=lambda item: item[1])
+        raise DataError(
+            f"{recording}: frame {frame} (received {_when(recv_ns)}): the {iid} book went out of sync there "
+            "(the warning logged above says why) and no snapshot follows in the recording to resync it: its "
+            "book rows would stop there while the other streams go on; nothing written (cut the recording "
+            "before that frame, or import it with a config that does not subscribe that book)"
+        )
 
 
 def import_recording_cmd(
