@@ -209,6 +209,16 @@ def test_recording_import_names_a_book_gap_a_later_snapshot_resyncs_in_every_man
     assert _rebuilt_book(rows) == (ref_bids, ref_asks)
 
 
+def test_recording_import_refused_midway_leaves_no_directory_in_the_catalog(tmp_path: Path) -> None:
+    lines = _capture_lines()
+    lines[3000] = "not a capture line"  # after every dataset (book, quotes, trades ...) was opened
+    root = tmp_path / "cat"
+    root.mkdir()
+    with pytest.raises(DataError, match="line 3001: expected '<recv_ts> <json>'"):
+        import_recording(_write_capture(tmp_path / "bad.gz", lines), _usdm_config(), root)
+    assert list(root.rglob("*")) == []
+
+
 def test_recording_import_of_a_capture_without_gap_adds_no_note(usdm_catalog: Catalog) -> None:
     for ref in usdm_catalog.datasets():
         assert usdm_catalog.manifest(*ref.relpath().parts).notes == [f"imported from recording {USDM_CAPTURE.name}"]

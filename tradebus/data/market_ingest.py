@@ -189,7 +189,9 @@ class CatalogSink:
 
     def abort(self) -> None:
         """Drop every dataset not committed yet (the catalog is left as it was)."""
-        for buf in self._buffers.values():
+        # last opened first: the first writer made the directories the later ones share, and
+        # can remove them only once those writers have removed their staging directories
+        for buf in reversed(self._buffers.values()):
             buf.writer.abort()
 
 
