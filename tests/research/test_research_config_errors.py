@@ -33,6 +33,8 @@ def test_the_sample_research_config_loads(tmp_path: Path) -> None:
         ({"labelz": {"horizon": 3}}, "labelz: unknown key (not allowed here)"),
         ({"dataset": {"warmup_rows": 5}}, "dataset.warmup_rows: unknown key (not allowed here)"),
         ({"dataset": {"timeframes": None}}, "dataset.timeframes: "),
+        ({"dataset": {"sources": [{"instrument": "BTC-USD.COINBASE", "dataset": "coinbase/spot/BTC-USD/bars_4h"}] * 2}},
+         "dataset.sources: sources 0 and 1 are both instrument 'BTC-USD.COINBASE'"),
         ({"dataset": {"features": [{"name": "x", "kind": "ema", "params": {"span": 3}, "input": "clsoe"}]}},
          "dataset.features: feature 'x': unknown input 'clsoe' (not an event field or feature)"),
         ({"dataset": {"timeframes": {"1d": [{"name": "m", "kind": "no_such_kind", "input": "close"}]}}},

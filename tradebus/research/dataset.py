@@ -111,6 +111,19 @@ class DatasetConfig(_Model):
     start_ns: int | None = None
     end_ns: int | None = None
 
+    @field_validator("sources")
+    @classmethod
+    def _one_source_per_instrument(cls, value: list[SourceConfig]) -> list[SourceConfig]:
+        # rows, labels and forward returns are keyed by (instrument, ts_event)
+        first: dict[str, int] = {}
+        for k, source in enumerate(value):
+            if source.instrument in first:
+                raise ValueError(f"sources {first[source.instrument]} and {k} are both instrument "
+                                 f"{source.instrument!r}: its rows would be stacked twice; give each "
+                                 "instrument once (another timeframe goes under its 'timeframes')")
+            first[source.instrument] = k
+        return value
+
 
 def load_config(data: Mapping[str, Any], base: Path | None = None) -> DatasetConfig:
     """Validate a dataset config mapping; relative ``catalog`` paths are resolved against ``base``.
