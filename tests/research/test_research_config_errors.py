@@ -67,6 +67,8 @@ def test_a_bad_research_config_names_the_file_the_key_and_the_problem(tmp_path: 
          "model.params: RandomForestClassifier refuses these parameters: The 'n_estimators' parameter of "
          "RandomForestClassifier must be an int in the range [1, inf). Got 0 instead."),
         ({"kind": "logistic", "params": {"C": -1.0}}, "model.params: LogisticRegression refuses these parameters: The 'C' parameter"),
+        ({"params": {"random_state": 7}}, "model.params: 'random_state' is set by walkforward.seed"),
+        ({"kind": "random_forest", "params": {"random_state": 7}}, "model.params: 'random_state' is set by walkforward.seed"),
     ],
 )
 def test_model_params_the_estimator_would_ignore_or_refuse_are_config_errors(tmp_path: Path, model: dict, message: str) -> None:

@@ -234,10 +234,13 @@ _XGBOOST_PREFIX = re.compile(r"^\[[0-9:]+\] \S+: ")
 def params_problem(kind: str, params: dict[str, Any], n_columns: int) -> str | None:
     """Why the estimator ``kind`` would ignore or refuse ``params`` (``None``: it takes them).
 
-    A name the estimator does not know is refused (XGBoost would only warn and ignore it);
+    A name the estimator does not know is refused (XGBoost would only warn and ignore it), and so
+    is ``random_state``, which ``walkforward.seed`` sets;
     the values are checked by fitting the estimator on a few rows of ``n_columns`` columns,
     as XGBoost and scikit-learn check them only when fitting.
     """
+    if "random_state" in params:
+        return "'random_state' is set by walkforward.seed (every segment's model is seeded with it); give walkforward.seed"
     estimator = _estimator(kind, {})
     known = set(estimator.get_params()) | (_XGBOOST_ALIASES if kind == "xgboost" else set())
     unknown = sorted(set(params) - known)
