@@ -88,3 +88,17 @@ def test_walk_forward_retrains_every_n_days() -> None:
     marks = ts[1000] + 60 * day * np.arange(len(starts))
     assert np.array_equal(starts, ts[np.searchsorted(ts, marks)])
     assert len(starts) == int((ts[-1] - ts[1000]) // (60 * day)) + 1
+
+
+def test_walk_forward_without_a_training_row_or_with_one_class_says_which() -> None:
+    bars = btc_bars(600)
+    fwd = forward_returns(bars, [12])
+    ret, t1 = fwd["fwd_12"].to_numpy(), fwd["t1_12"].to_numpy()
+    kwargs = {"retrain_every": 100, "quantity": 1.0}
+    # rsi, z and macd are not ready at bar 20 (the z-score's 50-bar window): nothing to train on
+    with pytest.raises(ConfigError, match=r"no training row before bar 20 \(.*\): no earlier bar has every model column"):
+        walk_forward(bars, INSTRUMENT, SPECS, COLUMNS, ret, t1, XGBClassifier(n_estimators=2), min_train=20, **kwargs)
+    # every ready row before bar 500 has a label that rose
+    with pytest.raises(ConfigError, match=r"the \d+ training rows before bar 500 .* all have a label return > 0"):
+        walk_forward(bars, INSTRUMENT, SPECS, COLUMNS, np.abs(ret), t1, XGBClassifier(n_estimators=2), min_train=500,
+                     **kwargs)

@@ -66,6 +66,10 @@ class WalkForwardResult:
         }
 
 
+def _utc(ts: int) -> str:
+    return pd.Timestamp(int(ts), unit="ns", tz="UTC").isoformat()
+
+
 def _seeded(estimator: Any, seed: int) -> Any:
     model = clone(estimator)
     if "random_state" in model.get_params():
@@ -151,8 +155,13 @@ def walk_forward(
         for s in starts:
             train = np.flatnonzero(usable[:s] & (t1[:s] < ts[s]))
             y = (ret[train] > 0).astype(np.int64)
+            if len(train) == 0:
+                raise ConfigError(f"walk-forward: no training row before bar {s} ({_utc(ts[s])}): no earlier bar has "
+                                  f"every model column ready and a label ended before it; raise min_train")
             if len(np.unique(y)) < 2:
-                raise ConfigError(f"walk-forward: the training set before bar {s} has a single class")
+                raise ConfigError(f"walk-forward: the {len(train)} training rows before bar {s} ({_utc(ts[s])}) all "
+                                  f"have a label return {'> 0' if y[0] else '<= 0'}: a classifier needs both classes; "
+                                  f"raise min_train")
             model = _seeded(estimator, seed).fit(X[train], y)
             steps.append(ModelStep(model, tuple(columns), tuple(specs)))
             train_counts.append(len(train))
