@@ -40,6 +40,8 @@ def test_the_sample_research_config_loads(tmp_path: Path) -> None:
         ({"dataset": {"timeframes": {"1d": [{"name": "m", "kind": "no_such_kind", "input": "close"}]}}},
          "dataset.timeframes.1d: "),
         ({"walkforward": {"upper": 0.3, "lower": 0.7}}, "walkforward: upper (0.3) is below lower (0.7)"),
+        ({"walkforward": {"upper": 55, "lower": 45}}, "walkforward.upper: Input should be less than or equal to 1 (got 55)"),
+        ({"walkforward": {"lower": -0.2}}, "walkforward.lower: Input should be greater than or equal to 0 (got -0.2)"),
         ({"labels": {"method": "forward", "horizons": [1, 0]}}, "labels.horizons.1: Input should be greater than 0 (got 0)"),
         ({"labels": {"method": "forward", "clip_quantile": 0.7}}, "labels.clip_quantile: Input should be less than 0.5 (got 0.7)"),
         ({"alpha": {"horizons": [-6]}}, "alpha.horizons.0: Input should be greater than 0 (got -6)"),

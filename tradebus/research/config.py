@@ -113,8 +113,8 @@ class WalkForwardConfig(_Model):
     retrain_every_time: str | None = Field(default=None, description="segment length as a duration ('30d')")
     min_train: int = Field(gt=0)
     quantity: float = Field(gt=0)
-    upper: float = 0.55
-    lower: float = 0.45
+    upper: float = Field(default=0.55, ge=0, le=1, description="long above this probability of a rising label")
+    lower: float = Field(default=0.45, ge=0, le=1, description="flat (long_short: short) below this probability")
     mode: Literal["long_only", "long_short"] = "long_only"
     venue: VenueConfig = Field(default_factory=VenueConfig)
     initial_cash: float = Field(default=100_000.0, gt=0)
