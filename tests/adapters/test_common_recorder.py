@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from loguru import logger
 
 from tradebus.adapters.binance.client import BinanceRouter
 from tradebus.adapters.binance.config import BinanceConfig
@@ -147,6 +148,23 @@ def test_capture_line_without_timestamp_raises(tmp_path: Path) -> None:
         fh.write('{"stream":"x"}\n')
     with pytest.raises(DataError, match="line 1"):
         list(iter_hftbacktest(path))
+
+
+def test_a_capture_cut_short_by_a_crash_reads_every_whole_line_and_says_what_it_dropped(tmp_path: Path) -> None:
+    """A capture whose collector was killed (no gzip trailer, its last line half-written) raised EOFError."""
+    whole = list(iter_hftbacktest(SPOT_CAPTURE))
+    data = SPOT_CAPTURE.read_bytes()
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    warnings: list[str] = []
+    sink = logger.add(lambda message: warnings.append(str(message)), level="WARNING", format="{message}")
+    try:
+        got = list(iter_hftbacktest(cut))
+    finally:
+        logger.remove(sink)
+    assert 0 < len(got) < len(whole) and got == whole[: len(got)]
+    assert len(warnings) == 1 and "cut.gz: skipped an incomplete last line" in warnings[0]
+    assert f"after line {len(got)}" in warnings[0]
 
 
 KEY = "recKey0123456789abcdef"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -154,6 +155,19 @@ def test_replay_of_a_missing_or_foreign_file_is_a_data_error_naming_it(tmp_path:
     with pytest.raises(DataError, match="odd.gz: line 1 is neither"):
         detect_format(odd)
     assert not (tmp_path / "o").exists()
+
+
+def test_replay_of_a_capture_cut_short_by_a_crash_plays_its_whole_lines(tmp_path: Path) -> None:
+    """A capture whose collector was killed mid-line ended the replay with 'Aborted.' (exit 1) and no outputs."""
+    cfg = write_config(tmp_path, ["trade", "bookTicker"])
+    data = SPOT_CAPTURE.read_bytes()
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    res = CliRunner().invoke(app, ["replay", str(cut), "--config", str(cfg), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert "cut.gz: skipped an incomplete last line" in res.output
+    frames = json.loads((tmp_path / "o" / "playback.json").read_text())["frames"]
+    assert 0 < frames < len(SPOT_LINES) - 1
 
 
 def test_replay_with_an_invalid_config_fails_before_reading_the_recording(tmp_path: Path) -> None:

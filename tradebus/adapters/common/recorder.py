@@ -349,6 +349,29 @@ def _next_member(fh: BinaryIO, start: int, chunk_size: int = 1 << 16) -> int | N
         carry = window[-(len(_GZIP_MAGIC) - 1) :]
 
 
+def _complete_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(lineno, line)`` for every complete (newline-ended) line of a gzip file, without the newline.
+
+    An incomplete line (a writer killed mid-line, before a later run appended a member, or at
+    the end of the file) is skipped with a warning naming its size and the line before it.
+    """
+    rest = b""
+    lineno = 0
+    for chunk in _decompressed_chunks(path):
+        if chunk is None:  # the member before was cut short: its incomplete last line is not a frame
+            if rest:
+                logger.warning("{}: skipped an incomplete line ({} bytes) after line {}", path, len(rest), lineno)
+            rest = b""
+            continue
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            lineno += 1
+            yield lineno, line
+    if rest:
+        logger.warning("{}: skipped an incomplete last line ({} bytes) after line {}", path, len(rest), lineno)
+
+
 def read_frames(path: str | Path, *, private: bool = False) -> Iterator[tuple[int, str, str | bytes]]:
     """Yield ``(recv_ns, conn, raw)`` for every complete frame line of a recording.
 
@@ -358,53 +381,49 @@ def read_frames(path: str | Path, *, private: bool = False) -> Iterator[tuple[in
     record; a final incomplete line (crash before flush) is skipped with a warning.
     """
     path = Path(path)
-    rest = b""
-    lineno = 0
-    for chunk in _decompressed_chunks(path):
-        if chunk is None:  # the member before was cut short: its incomplete last line is not a frame
-            if rest:
-                logger.warning("{}: skipped an incomplete line ({} bytes) after line {}", path, len(rest), lineno)
-            rest = b""
+    for lineno, raw_line in _complete_lines(path):
+        if not raw_line:
             continue
-        buf = rest + chunk
-        lines = buf.split(b"\n")
-        rest = lines.pop()
-        for raw_line in lines:
-            lineno += 1
-            if not raw_line:
-                continue
-            try:
-                rec = _decoder.decode(raw_line)
-            except msgspec.DecodeError as exc:
-                raise DataError(f"{path}: line {lineno} is not a frame record ({exc})") from None
-            if not private and rec.c.startswith(PRIVATE_PREFIX):
-                continue
-            if rec.d is not None:
-                yield rec.t, rec.c, rec.d
-            elif rec.b is not None:
-                yield rec.t, rec.c, base64.b64decode(rec.b)
-            else:
-                raise DataError(f"{path}: line {lineno} has neither 'd' (text) nor 'b' (binary)")
-    if rest:
-        logger.warning("{}: skipped an incomplete last line ({} bytes) after line {}", path, len(rest), lineno)
+        try:
+            rec = _decoder.decode(raw_line)
+        except msgspec.DecodeError as exc:
+            raise DataError(f"{path}: line {lineno} is not a frame record ({exc})") from None
+        if not private and rec.c.startswith(PRIVATE_PREFIX):
+            continue
+        if rec.d is not None:
+            yield rec.t, rec.c, rec.d
+        elif rec.b is not None:
+            yield rec.t, rec.c, base64.b64decode(rec.b)
+        else:
+            raise DataError(f"{path}: line {lineno} has neither 'd' (text) nor 'b' (binary)")
 
 
 def iter_hftbacktest(path: str | Path) -> Iterator[tuple[int, str]]:
     """Yield ``(recv_ns, raw_json)`` from a hftbacktest capture (``"<recv_ts> <json>"`` gzip lines).
 
     Receive times below 1e17 are taken as microseconds (the 2023 captures) and scaled to ns.
+    A capture cut short (its collector killed) is read up to its last complete line, as
+    :func:`read_frames` reads a recording.
+
+    Raises
+    ------
+    DataError
+        A line that is not ``"<recv_ts> <json>"`` or not UTF-8 (names the file and line),
+        or gzip data damaged before its end.
     """
     path = Path(path)
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.rstrip("\n")
-            if not line:
-                continue
-            ts_text, sep, raw = line.partition(" ")
-            if not sep or not ts_text.isdigit():
-                raise DataError(f"{path}: line {lineno}: expected '<recv_ts> <json>', got {line[:60]!r}")
-            ts = int(ts_text)
-            yield (ts * 1000 if ts < 10**17 else ts), raw
+    for lineno, data in _complete_lines(path):
+        try:
+            line = data.rstrip(b"\r").decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: line {lineno}: not UTF-8 text ({exc})") from None
+        if not line:
+            continue
+        ts_text, sep, raw = line.partition(" ")
+        if not sep or not ts_text.isdigit():
+            raise DataError(f"{path}: line {lineno}: expected '<recv_ts> <json>', got {line[:60]!r}")
+        ts = int(ts_text)
+        yield (ts * 1000 if ts < 10**17 else ts), raw
 
 
 def convert_hftbacktest(src: str | Path, dst: str | Path, conn: str = "hftbacktest", limit: int | None = None) -> int:
