@@ -228,3 +228,12 @@ def test_a_run_whose_fills_have_no_reason_reports_them_as_text(tmp_path: Path, t
     assert run.fills["reason"].tolist() == ["", ""]
     assert run.trades["entry_reason"].tolist() == [""] and run.trades["exit_reason"].tolist() == [""]
     assert invoke("report", str(tmp_path / "run")).exit_code == 0  # type: ignore[attr-defined]
+
+
+def test_a_run_whose_config_yaml_is_binary_is_a_clear_error(tmp_path: Path) -> None:
+    a = _run_dir(tmp_path / "a", 110.0)
+    (a / "config.yaml").write_bytes(b"\x00\xf6\xff" * 8)
+    result = invoke("report", str(a))
+    assert result.exit_code == 2  # type: ignore[attr-defined]
+    assert f"{a / 'config.yaml'}: cannot read run config: not UTF-8 text" in result.output  # type: ignore[attr-defined]
+    assert not (a / "tearsheet.html").exists()

@@ -427,7 +427,7 @@ def test_bad_configs_are_named(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "missing.yaml" in result.output
     path.write_text("system: [ml_gated\n")
     result = CliRunner().invoke(app, ["research", "run", str(path)])
-    assert result.exit_code == 2 and "cannot read config" in result.output
+    assert result.exit_code == 2 and "not valid YAML" in result.output
 
 
 def _edit(raw: dict[str, Any], where: str, value: Any) -> None:

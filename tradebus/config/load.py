@@ -15,7 +15,7 @@ from tradebus.config.run import RunBase, RunConfig
 from tradebus.config.strategy import StrategyConfig, strategy_entries
 from tradebus.errors import ConfigError
 
-__all__ = ["apply_overrides", "dump_config", "load_config", "parse_config", "parse_yaml"]
+__all__ = ["apply_overrides", "dump_config", "load_config", "parse_config", "parse_yaml", "read_yaml"]
 
 #: libyaml's safe loader when PyYAML was built with it: the same documents, parsed several
 #: times faster (a sweep reads its config once per trial).
@@ -40,6 +40,38 @@ def parse_yaml(text: str) -> Any:
         except yaml.YAMLError:
             pass  # the Python parser below raises it again, with the line quoted
     return yaml.safe_load(text)
+
+
+def read_yaml(path: Path, what: str = "config file") -> Any:
+    """The parsed YAML of the file at ``path`` (:func:`parse_yaml`).
+
+    Parameters
+    ----------
+    path
+        The file.
+    what
+        What the file is, for the messages (``"config file"``, ``"space file"``).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``path``: it does not exist, cannot be read (a directory, no permission), is
+        not UTF-8 text (a binary file) or is not valid YAML.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: cannot read {what}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        ) from None
+    try:
+        return parse_yaml(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
 
 
 def parse_config(
@@ -180,16 +212,7 @@ def load_config(
         invalid; the message names the file and the field path.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
-    try:
-        data = parse_yaml(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = read_yaml(path)
     if overrides:
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of config sections, got {type(data).__name__}")

@@ -401,12 +401,12 @@ def read_local_config(config: Path, venue: str) -> dict[str, Any]:
         The file cannot be read, is not a mapping, or has a feed of another venue (its client
         could never subscribe to this server).
     """
-    import yaml
+    from tradebus.config.load import read_yaml
 
     try:
-        data = yaml.safe_load(config.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"--config {config}: cannot read it ({exc})") from None
+        data = read_yaml(config)
+    except ConfigError as exc:
+        raise ConfigError(f"--config {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"--config {config}: not a paper config (a YAML mapping)")
     for i, feed in enumerate(data.get("feeds") or []):

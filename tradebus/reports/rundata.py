@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
+from tradebus.config.load import read_yaml
 from tradebus.engine.kernel import FillRecord
 from tradebus.errors import ConfigError
 from tradebus.reports.attribution import ATTRIBUTION_COLUMNS, attribute
@@ -203,10 +203,7 @@ def load_run(path: str | Path) -> RunData:
     config: dict[str, Any] = {}
     config_path = path / "config.yaml"
     if config_path.is_file():
-        try:
-            loaded = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{config_path}: not valid YAML ({exc})") from None
+        loaded = read_yaml(config_path, "run config")
         config = loaded if isinstance(loaded, dict) else {}
     trades = _read_csv(path / "trades.csv", _TRADES, required=False)
     if trades is None:

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import Field, PositiveInt, ValidationError, ValidationInfo, field_validator, model_validator
 
 from tradebus.config import InstrumentConfig, parse_duration
 from tradebus.config.base import StrictModel, describe_errors, refuse_system_config
+from tradebus.config.load import read_yaml as read_config_yaml
 from tradebus.errors import ConfigError
 from tradebus.execution.config import VenueConfig
 from tradebus.research.dataset import DatasetConfig
@@ -178,14 +178,9 @@ def read_yaml(path: Path) -> Any:
     Raises
     ------
     ConfigError
-        Missing file or bad YAML (naming the file).
+        Missing, unreadable or binary file, or bad YAML (naming the file).
     """
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({exc})") from None
+    return read_config_yaml(path)
 
 
 def validation_problems(exc: ValidationError) -> str:

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
+from tradebus.config.load import read_yaml
 from tradebus.errors import ConfigError, TradebusError
 
 __all__ = ["SYSTEMS", "run", "run_system", "system_name"]
@@ -32,10 +32,7 @@ SYSTEMS: dict[str, str] = {
 def system_name(config_path: str | Path) -> str:
     """The ``system:`` key of a config, checked against :data:`SYSTEMS`."""
     path = Path(config_path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    data = read_yaml(path)
     name = data.get("system") if isinstance(data, dict) else None
     if name not in SYSTEMS:
         raise ConfigError(f"{path}: system: must be one of {sorted(SYSTEMS)}, got {name!r}")

@@ -49,6 +49,7 @@ from pydantic import Field, PositiveInt, ValidationError, field_validator, model
 
 from tradebus.config import config_error_from
 from tradebus.config.base import StrictModel, describe_errors
+from tradebus.config.load import read_yaml
 from tradebus.errors import ConfigError
 from tradebus.sweep.stress import StressVariant
 from tradebus.sweep.trial import METRIC_COLUMNS
@@ -226,12 +227,7 @@ def load_space(path: str | Path) -> SweepSpace:
         The file is missing, not YAML, or a field is invalid (naming the file and field).
     """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: space file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = read_yaml(path, "space file")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping (method, params, objectives, ...)")
     if isinstance(data.get("params"), dict):  # errors name the parameter, not its position in the list

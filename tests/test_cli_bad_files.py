@@ -1,0 +1,53 @@
+"""Every command that reads a YAML file refuses one it cannot read: exit 2, the file named, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tradebus.cli import app
+
+REPO = Path(__file__).resolve().parent.parent
+QUICKSTART = REPO / "configs" / "quickstart.yaml"
+
+
+def _commands(bad: Path, tmp: Path) -> dict[str, list[str]]:
+    out = str(tmp / "out")
+    return {
+        "backtest": ["backtest", str(bad), "--out", out],
+        "paper": ["paper", str(bad), "--max-seconds", "1"],
+        "replay": ["replay", str(bad), "--config", str(bad), "--out", out],
+        "sweep --space": ["sweep", str(QUICKSTART), "--space", str(bad), "--out", out],
+        "research dataset": ["research", "dataset", str(bad), "--out", out],
+        "research run": ["research", "run", str(bad), "--out", out],
+        "live": ["live", str(bad)],
+        "live-kill": ["live-kill", str(bad)],
+        "live-resume": ["live-resume", str(bad)],
+        "serve --config": ["serve", str(bad), "--config", str(bad), "--write-config", str(tmp / "copy.yaml")],
+    }
+
+
+COMMANDS = list(_commands(Path("x"), Path("y")))
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_binary_yaml_file_is_refused_naming_it(tmp_path: Path, command: str) -> None:
+    bad = tmp_path / "run.yaml"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xf6\xff" * 8)
+    result = CliRunner().invoke(app, _commands(bad, tmp_path)[command])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 2, result.output
+    flat = "".join(result.output.split())
+    assert f"{bad}:cannotread" in flat and "notUTF-8text" in flat
+    assert not (tmp_path / "copy.yaml").exists()
+
+
+def test_a_space_file_that_is_a_directory_is_refused_naming_it(tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    space.mkdir()
+    result = CliRunner().invoke(app, _commands(space, tmp_path)["sweep --space"])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 2, result.output
+    assert f"{space}: cannot read space file" in result.output
