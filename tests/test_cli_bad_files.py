@@ -51,3 +51,26 @@ def test_a_space_file_that_is_a_directory_is_refused_naming_it(tmp_path: Path) -
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert result.exit_code == 2, result.output
     assert f"{space}: cannot read space file" in result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_impossible_date_in_a_yaml_file_is_refused_naming_its_line(tmp_path: Path, command: str) -> None:
+    bad = tmp_path / "run.yaml"
+    bad.write_text("data:\n  start: 2021-13-01\n", encoding="utf-8")
+    result = CliRunner().invoke(app, _commands(bad, tmp_path)[command])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 2, result.output
+    flat = "".join(result.output.split())
+    assert f"{bad}:notvalidYAML:'2021-13-01'isnotavalidtimestamp(monthmustbein1..12)" in flat
+    assert "line2,column10" in flat
+
+
+@pytest.mark.parametrize("value", ["2021-13-01", "2021-02-30"])
+def test_set_with_an_impossible_date_is_refused_naming_it(tmp_path: Path, value: str) -> None:
+    result = CliRunner().invoke(
+        app, ["backtest", str(QUICKSTART), "--out", str(tmp_path / "out"), "--set", f"data.start={value}"]
+    )
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 2, result.output
+    assert f"--set 'data.start={value}': the value is not valid YAML: '{value}' is not a valid timestamp" in result.output
+    assert not (tmp_path / "out").exists()

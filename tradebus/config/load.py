@@ -17,9 +17,29 @@ from tradebus.errors import ConfigError
 
 __all__ = ["apply_overrides", "dump_config", "load_config", "parse_config", "parse_yaml", "read_yaml"]
 
+class _RefusingValueErrors:
+    """A loader mixin: a scalar its tag cannot hold (``2021-13-01`` as a timestamp) is a
+    ``ConstructorError`` at its line, not the ``ValueError`` PyYAML's constructors raise."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)  # type: ignore[misc]
+        except ValueError as exc:
+            kind = node.tag.rsplit(":", 1)[-1]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value!r} is not a valid {kind} ({exc})", node.start_mark
+            ) from None
+
+
+class _SafeLoader(_RefusingValueErrors, yaml.SafeLoader):
+    pass
+
+
 #: libyaml's safe loader when PyYAML was built with it: the same documents, parsed several
 #: times faster (a sweep reads its config once per trial).
-_FAST_LOADER = getattr(yaml, "CSafeLoader", None)
+_FAST_LOADER = (
+    type("_CSafeLoader", (_RefusingValueErrors, yaml.CSafeLoader), {}) if hasattr(yaml, "CSafeLoader") else None
+)
 
 
 ConfigT = TypeVar("ConfigT", bound=RunBase)
@@ -31,15 +51,15 @@ def parse_yaml(text: str) -> Any:
     Raises
     ------
     yaml.YAMLError
-        The text is not valid YAML; raised by the pure-Python parser, whose message quotes
-        the offending line.
+        The text is not valid YAML, or a value cannot be what its form says (``2021-13-01``, a
+        timestamp); raised by the pure-Python parser, whose message quotes the offending line.
     """
     if _FAST_LOADER is not None:
         try:
             return yaml.load(text, Loader=_FAST_LOADER)  # noqa: S506 (a safe loader)
         except yaml.YAMLError:
             pass  # the Python parser below raises it again, with the line quoted
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 (a safe loader)
 
 
 def read_yaml(path: Path, what: str = "config file") -> Any:
@@ -169,8 +189,9 @@ def apply_overrides(data: Any, overrides: Sequence[str], source: str = "<config>
             raise ConfigError(f"--set {override!r}: expected 'section.key=value', e.g. strategy.params.fast=12")
         try:
             value = parse_yaml(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {override!r}: the value is not valid YAML") from None
+        except yaml.YAMLError as exc:
+            why = getattr(exc, "problem", None)
+            raise ConfigError(f"--set {override!r}: the value is not valid YAML" + (f": {why}" if why else "")) from None
         node = result
         depth = 0
         while depth < len(keys):
