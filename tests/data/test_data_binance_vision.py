@@ -297,3 +297,24 @@ def test_monthly_trades_download_keeps_only_the_asked_days(server: Server, tmp_p
                     "--catalog", str(tmp_path / "cat"))
     assert code == 0, out
     assert Catalog(tmp_path / "cat").read("binance", "spot", "BTCUSDT", "trades").num_rows == 2001
+
+
+@pytest.mark.parametrize(("symbol", "interval"), [("../../../../../../x/ADABTC", "1m"), ("ADABTC", "1m/../../x")])
+def test_a_symbol_or_interval_that_is_not_a_name_is_refused_before_anything_is_fetched(
+    server: Server, tmp_path: Path, symbol: str, interval: str
+) -> None:
+    # what the server answers for the traversing path (it normalises the ".." away): a verified archive
+    archive = server.root / "x" / "ADABTC-1m-2021-11-27.zip"
+    archive.parent.mkdir(parents=True)
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr(archive.name.replace(".zip", ".csv"), klines("2021-11-27"))
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    (archive.parent / (archive.name + ".CHECKSUM")).write_text(f"{digest}  {archive.name}\n")
+    cache = tmp_path / "a" / "b" / "c" / "d" / "e" / "f" / "cache"
+    code, out = run("download", "binance", "--symbol", symbol, "--interval", interval, "--start", "2021-11-27",
+                    "--end", "2021-11-27", "--base-url", server.url, "--cache-dir", str(cache),
+                    "--catalog", str(tmp_path / "cat"))
+    assert code == 2, out
+    assert "is not a valid name" in out and repr(symbol if interval == "1m" else interval) in out
+    assert server.requests == []
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and server.root not in p.parents] == []

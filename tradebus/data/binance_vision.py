@@ -49,7 +49,7 @@ from typing import Literal
 from loguru import logger
 
 from tradebus.data.book_depth import import_book_depth
-from tradebus.data.catalog import Catalog, sha256_file
+from tradebus.data.catalog import Catalog, check_name, sha256_file
 from tradebus.data.ingest import ImportResult, import_path
 from tradebus.errors import DataError
 
@@ -129,9 +129,13 @@ def archives(
     Raises
     ------
     DataError
-        On an unknown market or data type, klines without an interval, monthly bookDepth (Binance
-        publishes it daily only), or ``end < start``.
+        On an unknown market or data type, a symbol or interval that is not a catalog name (each
+        is a directory of the archive's path in the cache), klines without an interval, monthly
+        bookDepth (Binance publishes it daily only), or ``end < start``.
     """
+    check_name("symbol", symbol)
+    if interval is not None:
+        check_name("interval", interval)
     if market not in _PREFIX:
         raise DataError(f"binance market {market!r} is not one of {sorted(_PREFIX)}")
     if data not in ("klines", "trades", "aggTrades", "bookDepth"):
