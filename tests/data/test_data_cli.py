@@ -238,3 +238,26 @@ def test_a_bad_interval_or_ts_unit_option_exits_2_not_3(tmp_path: Path, args: li
     assert code == 2, out
     assert named in " ".join(out.split()) and "Traceback" not in out
     assert not (tmp_path / "binance" / "spot" / "X").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "value"),
+    [
+        (["import", str(FIXTURES / "bars_valid.csv"), "--venue", "binance", "--market", "spot"], "--symbol", "BTC/USDT"),
+        (["import", str(FIXTURES / "bars_valid.csv"), "--market", "spot", "--symbol", "BTCUSDT"], "--venue", "bïnance"),
+        (["import", str(FIXTURES / "bars_valid.csv"), "--venue", "binance", "--market", "spot", "--symbol", "BTCUSDT"],
+         "--dataset", "../x"),
+        (["import-tardis", str(FIXTURES / "tardis_huobi-dm-swap_quotes_BTC-USD.csv"), "--venue", "huobi",
+          "--symbol", "BTC-USD"], "--market", "perp swap"),
+        (["import-okx-candles", str(FIXTURES / "coinbase_candles_duplicate.json"), "--market", "spot"],
+         "--symbol", "BTC USDT"),
+    ],
+)
+def test_a_dataset_name_option_that_is_not_a_catalog_name_is_a_bad_option(
+    tmp_path: Path, command: list[str], flag: str, value: str
+) -> None:
+    # each file would fail as data (the wrong format, or valid): the option is refused before it is read
+    code, out = run(*command, flag, value, "--catalog", str(tmp_path / "cat"))
+    assert code == 2, out
+    assert f"{flag}: catalog {flag[2:]} {value!r} is not a valid name" in " ".join(out.split())
+    assert not (tmp_path / "cat").exists()

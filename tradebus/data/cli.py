@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tradebus.data.catalog import Catalog, DatasetExists, Manifest, quality_report
+from tradebus.data.catalog import Catalog, DatasetExists, Manifest, check_name, quality_report
 from tradebus.data.ingest import TsUnit, format_interval, import_path, parse_interval
 from tradebus.errors import ConfigError, DataError, TradebusError
 from tradebus.ops.logs import LOG_LEVELS, setup_logging
@@ -80,6 +80,17 @@ def _interval_option(value: str, flag: str) -> int:
         return parse_interval(value)
     except DataError as exc:
         raise _fail(ConfigError(f"{flag}: {exc}")) from None
+
+
+def _name_options(**values: str | None) -> None:
+    """Refuse an option that names a part of a dataset's path (``--venue``, ``--symbol``, ...) and is not a
+    catalog name: a bad option (exit 2), before any file is read, not bad data."""
+    for flag, value in values.items():
+        if value is not None:
+            try:
+                check_name(flag, value)
+            except DataError as exc:
+                raise _fail(ConfigError(f"--{flag}: {exc}")) from None
 
 
 def _summary(manifest: Manifest) -> str:
@@ -140,6 +151,7 @@ def import_cmd(
         raise _fail(ConfigError(f"--ts-unit {ts_unit!r} is not one of {', '.join(get_args(TsUnit))}"))
     if interval is not None:
         _interval_option(interval, "--interval")
+    _name_options(venue=venue, market=market, symbol=symbol, dataset=dataset)
     mode: Literal["create", "append", "overwrite"] = "append" if append else "overwrite" if overwrite else "create"
     try:
         result = import_path(
@@ -195,6 +207,7 @@ def import_tardis_cmd(
     """Import a Tardis-style CSV as a book, quotes or trades dataset."""
     from tradebus.data.market_ingest import import_tardis
 
+    _name_options(venue=venue, market=market, symbol=symbol)
     _import_one(path.name, lambda: import_tardis(path, catalog, venue, market, symbol, suffix=suffix, mode=_mode(overwrite)))
 
 
@@ -210,6 +223,7 @@ def import_bybit_book_cmd(
     """Import a Bybit orderbook archive as a book dataset."""
     from tradebus.data.market_ingest import import_bybit_archive
 
+    _name_options(market=market, symbol=symbol)
     _import_one(
         path.name, lambda: import_bybit_archive(path, catalog, symbol, market=market, suffix=suffix, mode=_mode(overwrite))
     )
@@ -227,6 +241,7 @@ def import_okx_book_cmd(
     """Import an OKX L2 order-book archive as a book dataset."""
     from tradebus.data.okx_history import import_okx_book
 
+    _name_options(market=market, symbol=symbol)
     _import_one(path.name, lambda: import_okx_book(path, catalog, symbol, market=market, suffix=suffix, mode=_mode(overwrite)))
 
 
@@ -244,6 +259,7 @@ def import_okx_candles_cmd(
     """Import OKX v5 candle pages as a bar dataset (unfinished candles refused unless newest)."""
     from tradebus.data.okx_candles import import_okx_candles
 
+    _name_options(market=market, symbol=symbol, name=name)
     _import_one(paths[0].name if len(paths) == 1 else f"{len(paths)} pages", lambda: import_okx_candles(
         paths, catalog, symbol, interval=interval, market=market, dataset=name, mode=_mode(overwrite)))
 
@@ -260,6 +276,7 @@ def import_book_depth_cmd(
     """Import Binance Vision bookDepth (percentage-depth) files as a book_depth dataset."""
     from tradebus.data.book_depth import import_book_depth
 
+    _name_options(market=market, symbol=symbol)
     _import_one(
         f"{len(paths)} file(s)",
         lambda: import_book_depth(paths, catalog, symbol, market=market, suffix=suffix, mode=_mode(overwrite)),
@@ -279,6 +296,7 @@ def import_open_interest_cmd(
     """Import an open-interest history file as an open_interest dataset."""
     from tradebus.data.open_interest import import_open_interest
 
+    _name_options(venue=venue, market=market, symbol=symbol)
     _import_one(
         path.name, lambda: import_open_interest(path, catalog, venue, market, symbol, suffix=suffix, mode=_mode(overwrite))
     )
