@@ -234,6 +234,55 @@ def test_a_window_outside_the_data_is_an_error_naming_where_the_data_lies(workdi
     assert result.exit_code == 3 and "no source has a row before data.end 2021-06-01T00:00:00Z" in result.output
 
 
+@pytest.fixture(scope="module")
+def resynced_book(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """A catalog imported from a USD-M capture whose book lost a depth update and was resynced by a snapshot."""
+    from tests.data.test_data_market_ingest import _usdm_config, write_resynced_capture
+    from tradebus.node.recording_import import import_recording
+
+    root = tmp_path_factory.mktemp("resynced")
+    capture = write_resynced_capture(root / "resynced.gz", depth_updates=200)
+    import_recording(capture.recording, _usdm_config(), root / "cat")
+    return root / "cat", capture
+
+
+def test_a_book_run_over_a_resynced_stretch_is_refused_naming_it_and_runs_outside_it(
+    tmp_path: Path, resynced_book: tuple[Path, Any]
+) -> None:
+    """It ran and exited 0: in the stretch the venue matched orders against the book frozen before the lost
+    update (six of its 11 TouchQuoter fills fell there), though the import named the stretch in its notes."""
+    from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
+    from tradebus.reports.metrics import format_ns
+
+    catalog, capture = resynced_book
+    config = {
+        "instruments": [USDM_INSTRUMENT],
+        "strategy": {"name": "tradebus.strategies.touch_quoter:TouchQuoter", "instruments": [USDM_IID],
+                     "params": {"interval_ns": 500_000_000, "quantity": 0.001, "max_position": 0.005}},
+        "venue": {"fill_on": "book"},
+        "data": {"catalog": str(catalog), "sources": [
+            {"instrument": USDM_IID, "kind": "book", "dataset": "binance_usdm/usdm/BTCUSDT/book"},
+            {"instrument": USDM_IID, "kind": "trades", "dataset": "binance_usdm/usdm/BTCUSDT/trades"}]},
+    }
+    start, end = format_ns(capture.last_row_us * 1000), format_ns(capture.snapshot_us * 1000)
+    result = invoke("backtest", str(write_config(tmp_path, config)), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 3
+    assert (
+        f"run.yaml: data.sources.0.dataset: the {USDM_IID} book ({catalog}/binance_usdm/usdm/BTCUSDT/book) was out "
+        f"of sync from {start} (its last row before the stretch) to the snapshot at {end}, with no book rows in "
+        "between: fill_on: book would match orders against the book as it was before the stretch; set data.start "
+        f"to {end} (the snapshot) or data.end at or before {start} to run outside it"
+    ) in " ".join(result.output.split())
+    assert leftovers(tmp_path, "out") == []
+    inside = dict(config, data={**config["data"], "start": format_ns(capture.snapshot_us * 1000 - 1000)})
+    assert invoke("backtest", str(write_config(tmp_path, inside)), "--out", str(tmp_path / "out")).exit_code == 3
+    for n, window in enumerate(({"start": end}, {"end": start})):
+        outside = dict(config, data={**config["data"], **window})
+        result = invoke("backtest", str(write_config(tmp_path, outside)), "--out", str(tmp_path / f"out{n}"))
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / f"out{n}" / "fills.csv").is_file()
+
+
 # ----------------------------------------------------------------------------- bad config
 
 

@@ -154,7 +154,8 @@ def build_replay(config: RunConfig) -> Replay:
         If a data file or catalog dataset does not exist (names the field
         ``data.sources.N.file`` / ``data.sources.N.dataset``).
     DataError
-        If a catalog dataset's manifest is invalid.
+        If a catalog dataset's manifest is invalid, or a ``fill_on: book`` run's window overlaps a
+        stretch where a book dataset was out of sync (:func:`check_unsynced_books`).
     """
     sources = []
     for n, src in enumerate(config.data.sources):
@@ -178,9 +179,39 @@ def build_replay(config: RunConfig) -> Replay:
                     f"data.sources.{n}.kind: {src.kind!r}, but dataset {src.dataset!r} holds {source.kind}"
                 )
             sources.append(source)
+    check_unsynced_books(config, sources)
     end_ns = config.data.end_ns
     # The config's end is exclusive, the replay's inclusive.
     return Replay(sources, start_ns=config.data.start_ns, end_ns=None if end_ns is None else end_ns - 1)
+
+
+def check_unsynced_books(config: RunConfig, sources: Sequence[ReplaySource]) -> None:
+    """Refuse a ``fill_on: book`` run whose window overlaps a stretch where a book source was out of sync.
+
+    In such a stretch (:meth:`ReplaySource.unsynced`, from a recording that lost a book update) the
+    dataset has no book rows until a snapshot resyncs it, so the venue would match orders against the
+    book as it was before the stretch. A run outside every stretch is not affected.
+
+    Raises
+    ------
+    DataError
+        Naming the source, its instrument, the stretch and the ``data.start``/``data.end`` that avoid it.
+    """
+    if config.venue.fill_on != "book":
+        return
+    start, end = config.data.start_ns, config.data.end_ns
+    for n, src in enumerate(sources):
+        if src.kind != "book":
+            continue
+        for a, b in src.unsynced():
+            if (start is None or start < b) and (end is None or end > a):
+                raise DataError(
+                    f"data.sources.{n}.dataset: the {src.instrument_id} book ({src.describe()}) was out of sync "
+                    f"from {format_ns(a)} (its last row before the stretch) to the snapshot at {format_ns(b)}, "
+                    "with no book rows in between: fill_on: book would match orders against the book as it was "
+                    f"before the stretch; set data.start to {format_ns(b)} (the snapshot) or data.end at or before "
+                    f"{format_ns(a)} to run outside it"
+                )
 
 
 def perpetual_data(config: RunConfig) -> list[MarkPrice | FundingRate]:

@@ -9,14 +9,17 @@ import re
 import tracemalloc
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from typer.testing import CliRunner
 
 from tests.live.node_testdata import USDM_CAPTURE, USDM_IID, config_of, usdm_config
 from tradebus.adapters.common.recorder import read_frames
 from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog
+from tradebus.data.cli import data_app
 from tradebus.data.market_ingest import import_bybit_archive, import_tardis
 from tradebus.node.recording_import import import_recording
 from tradebus.data.replay import Replay, ReplaySource
@@ -180,11 +183,25 @@ def test_recording_import_refuses_a_book_gap_no_snapshot_resyncs_and_writes_noth
     assert not [p for p in root.rglob("*") if p.is_file()]  # nothing written
 
 
-def test_recording_import_names_a_book_gap_a_later_snapshot_resyncs_in_every_manifest(tmp_path: Path) -> None:
+class ResyncedCapture(NamedTuple):
+    """A USD-M capture that lost one depth update and got a snapshot later (see :func:`write_resynced_capture`)."""
+
+    recording: Path
+    lines: list[str]  # as written
+    cut: int  # index of the frame after the lost one (where the sync finds the gap)
+    resync: int  # index of the snapshot
+    last_row_us: int  # receive time of the last depth update before the lost one
+    gap_us: int  # receive time of the frame at ``cut``
+    snapshot_us: int  # receive time of the snapshot
+
+
+def write_resynced_capture(path: Path, depth_updates: int = 50) -> ResyncedCapture:
+    """:data:`USDM_CAPTURE` with its middle depth update lost and a snapshot ``depth_updates`` updates later."""
     lines = _capture_lines()
     frames = _raw_frames()
     depth = [i for i, line in enumerate(lines) if "@depth" in line]
-    cut, resync = depth[len(depth) // 2], depth[len(depth) // 2 + 50]
+    at = len(depth) // 2
+    cut, resync = depth[at], depth[at + depth_updates]
     # A snapshot as the live sync would have fetched after the gap: the book of the uncut stream
     # (the test's own reference) after the depth update of line ``resync``, with that update's id.
     bids, asks, _ = _reference_book(frames[: resync + 1])
@@ -194,19 +211,49 @@ def test_recording_import_names_a_book_gap_a_later_snapshot_resyncs_in_every_man
     recv_us = lines[resync].partition(" ")[0]
     lines.insert(resync + 1, f"{recv_us} {json.dumps(snapshot)}")
     gap_us = int(lines[cut + 1].partition(" ")[0])
+    last_row_us = int(lines[depth[at - 1]].partition(" ")[0])
     del lines[cut]
-    recording = _write_capture(tmp_path / "resynced.gz", lines)
+    return ResyncedCapture(_write_capture(path, lines), lines, cut, resync, last_row_us, gap_us, int(recv_us))
+
+
+def test_recording_import_names_a_book_gap_a_later_snapshot_resyncs_in_every_manifest(tmp_path: Path) -> None:
+    frames = _raw_frames()
+    recording, lines, cut, resync, _, gap_us, recv_us = write_resynced_capture(tmp_path / "resynced.gz")
     manifests = import_recording(recording, _usdm_config(), tmp_path / "cat")
     stretch = (f"book {USDM_IID} out of sync from frame {cut + 1} ({np.datetime64(gap_us * 1000, 'ns')}Z) to the "
-               f"snapshot of frame {resync + 1} ({np.datetime64(int(recv_us) * 1000, 'ns')}Z): no book rows in between")
+               f"snapshot of frame {resync + 1} ({np.datetime64(recv_us * 1000, 'ns')}Z): no book rows in between")
     for manifest in manifests.values():
         assert manifest.notes == ["imported from recording resynced.gz", stretch]
     rows = Catalog(tmp_path / "cat").read("binance_usdm", "usdm", "BTCUSDT", "book")
     ts = np.asarray(rows.column("ts_init"))
-    assert not np.any((ts > gap_us * 1000) & (ts < int(recv_us) * 1000))  # the stretch has no rows
+    assert not np.any((ts > gap_us * 1000) & (ts < recv_us * 1000))  # the stretch has no rows
     assert ts[-1] == int(lines[max(i for i, line in enumerate(lines) if "@depth" in line)].partition(" ")[0]) * 1000
     ref_bids, ref_asks, _ = _reference_book(frames)
     assert _rebuilt_book(rows) == (ref_bids, ref_asks)
+
+
+def test_recording_import_stores_a_resynced_stretch_in_the_book_manifest(tmp_path: Path) -> None:
+    """The stretch was only a text note: a ``fill_on: book`` backtest could not know of it. It runs from
+    the last book row before the lost update to the snapshot; the other datasets have rows all through."""
+    capture = write_resynced_capture(tmp_path / "resynced.gz")
+    manifests = import_recording(capture.recording, _usdm_config(), tmp_path / "cat")
+    stretch = (capture.last_row_us * 1000, capture.snapshot_us * 1000)
+    assert manifests[(USDM_IID, "book")].unsynced == [stretch]
+    assert {kind for (_, kind), m in manifests.items() if m.unsynced} == {"book"}
+    cat = Catalog(tmp_path / "cat")
+    assert cat.manifest("binance_usdm", "usdm", "BTCUSDT", "book").unsynced == [stretch]  # as read back
+    ts = np.asarray(cat.read("binance_usdm", "usdm", "BTCUSDT", "book").column("ts_init"))
+    assert ts[ts <= stretch[0]][-1] == stretch[0] and ts[ts > stretch[0]][0] == stretch[1]
+    info = CliRunner().invoke(data_app, ["info", "--catalog", str(tmp_path / "cat")], terminal_width=250)
+    assert info.exit_code == 0
+    assert (f"binance_usdm/usdm/BTCUSDT/book: book out of sync from {np.datetime64(stretch[0], 'ns')}Z to the "
+            f"snapshot at {np.datetime64(stretch[1], 'ns')}Z") in " ".join(info.output.split())
+    assert info.output.count("out of sync") == 1
+
+
+def test_recording_import_of_a_capture_without_gap_stores_no_stretch(usdm_catalog: Catalog) -> None:
+    for ref in usdm_catalog.datasets():
+        assert usdm_catalog.manifest(*ref.relpath().parts).unsynced == []
 
 
 def test_recording_import_refused_midway_leaves_no_directory_in_the_catalog(tmp_path: Path) -> None:

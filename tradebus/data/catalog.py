@@ -250,6 +250,12 @@ class Manifest(msgspec.Struct, frozen=True):
     quality
         Summary of the quality report run on import (``status`` and the count
         of each finding; ``None`` when none was run).
+    unsynced
+        Book datasets: ``[start_ns, end_ns]`` of each stretch where the recorded book went out of
+        sync (a lost update) until a snapshot resynced it: the rows stop at ``start_ns`` (the last
+        row before the stretch) and resume with the snapshot at ``end_ns``, so the book the rows
+        rebuild is unreliable from ``start_ns`` until ``end_ns`` (a manifest without the field:
+        none).
     """
 
     schema_version: int
@@ -271,6 +277,7 @@ class Manifest(msgspec.Struct, frozen=True):
     files: list[FileEntry]
     notes: list[str] = []
     quality: dict[str, object] | None = None
+    unsynced: list[tuple[int, int]] = []
 
     def ref(self) -> DatasetRef:
         """Return the :class:`DatasetRef` of this dataset."""
@@ -967,7 +974,12 @@ class DatasetWriter:
 
     # ------------------------------------------------------------------ end
 
-    def commit(self, notes: Iterable[str] = (), quality: dict[str, object] | None = None) -> Manifest:
+    def commit(
+        self,
+        notes: Iterable[str] = (),
+        quality: dict[str, object] | None = None,
+        unsynced: Iterable[tuple[int, int]] = (),
+    ) -> Manifest:
         """Finish the last file, write the manifest and swap the dataset in; return the manifest.
 
         Parameters
@@ -979,6 +991,9 @@ class DatasetWriter:
             or the existing one on an append). An append stores the summary of the whole
             dataset it leaves instead, checked over all its files (the rows written are only
             part of it, and a gap or a stale run may straddle the join).
+        unsynced
+            ``(start_ns, end_ns)`` of each stretch the book rows written leave out (see
+            :attr:`Manifest.unsynced`; appended to the existing ones).
 
         Raises
         ------
@@ -989,7 +1004,7 @@ class DatasetWriter:
             self.check()
             self._close_part()
             self._entries.sort(key=lambda e: (e.start_ns, e.path))
-            manifest = self._manifest(notes, quality)
+            manifest = self._manifest(notes, quality, unsynced)
             (self._tmp / MANIFEST_NAME).write_bytes(
                 msgspec.json.format(_manifest_encoder.encode(manifest), indent=2) + b"\n"
             )
@@ -1068,7 +1083,9 @@ class DatasetWriter:
                 break
         self._done = True
 
-    def _manifest(self, notes: Iterable[str], quality: dict[str, object] | None) -> Manifest:
+    def _manifest(
+        self, notes: Iterable[str], quality: dict[str, object] | None, unsynced: Iterable[tuple[int, int]]
+    ) -> Manifest:
         gaps = missing = None
         if self.kind == "bars" and self.interval_ns is not None and self.old is None:
             gaps, missing = self._gap_stats
@@ -1106,4 +1123,5 @@ class DatasetWriter:
             files=self._entries,
             notes=[*(old.notes if old is not None else []), *notes],
             quality=quality if quality is not None else (old.quality if old is not None else None),
+            unsynced=[*(old.unsynced if old is not None else []), *((int(a), int(b)) for a, b in unsynced)],
         )

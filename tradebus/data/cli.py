@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
+import numpy as np
 import pandas as pd
 import typer
 from rich.console import Console
@@ -314,6 +315,7 @@ def _size(nbytes: int) -> str:
 def info_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
     """List the datasets of the catalog: rows, time range, files, size, gaps and quality status.
 
+    Below the table, each stretch where a book dataset was out of sync (its manifest's ``unsynced``).
     A dataset whose manifest cannot be read is listed as unreadable and the command exits 3
     naming it, after listing the others.
     """
@@ -330,6 +332,7 @@ def info_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
     for column in columns:
         table.add_column(column, justify="right" if column in ("rows", "files", "size", "gaps") else "left")
     broken: list[str] = []
+    unsynced: list[str] = []
     for ref in refs:
         try:
             m = cat.manifest(ref.venue, ref.market, ref.symbol, ref.dataset)
@@ -344,7 +347,14 @@ def info_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
             m.venue, m.market, m.symbol, m.dataset, m.kind, f"{m.rows:,}", _iso(m.start_ns), _iso(m.end_ns),
             str(len(m.files)), _size(size), m.period, "" if m.gaps is None else str(m.gaps), quality,
         )
+        unsynced.extend(
+            f"{ref.relpath().as_posix()}: book out of sync from {np.datetime64(a, 'ns')}Z to the snapshot at "
+            f"{np.datetime64(b, 'ns')}Z (no book rows in between; a fill_on: book run over it is refused)"
+            for a, b in m.unsynced
+        )
     _console().print(table)
+    for line in unsynced:
+        _console().print(line, highlight=False, soft_wrap=True)
     if broken:
         raise _fail(DataError("; ".join(broken)))
 

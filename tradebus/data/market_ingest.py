@@ -91,6 +91,16 @@ class CatalogSink:
         Appended to the kind to name each dataset (``"book"`` + ``"_20240808"``).
     mode
         :class:`DatasetWriter` mode (``"create"`` refuses to replace a dataset).
+    notes
+        Stored in every manifest.
+
+    Attributes
+    ----------
+    unsynced
+        ``instrument_id -> [(start_ns, end_ns), ...]``: the stretches its book rows leave out, stored
+        in its book dataset's manifest (:attr:`~tradebus.data.catalog.Manifest.unsynced`).
+    last_book_ns
+        ``instrument_id -> ts_init`` of its last book row so far.
 
     Call it with each message, then :meth:`commit` (or :meth:`abort`).
     """
@@ -108,6 +118,8 @@ class CatalogSink:
         self.suffix = suffix
         self.mode = mode
         self.notes = notes
+        self.unsynced: dict[str, list[tuple[int, int]]] = {}
+        self.last_book_ns: dict[str, int] = {}
         self._buffers: dict[tuple[str, str], _KindBuffer] = {}
         self._seq: dict[str, int] = {}
         self.skipped: dict[str, int] = {}
@@ -135,6 +147,7 @@ class CatalogSink:
         if seq < 0:
             seq = self._seq.get(iid, 0) + 1
         self._seq[iid] = seq
+        self.last_book_ns[iid] = ts_init
         buf = self._buffer(iid, "book")
         cols = buf.columns
         for side, levels in ((1, bids), (-1, asks)):
@@ -181,7 +194,9 @@ class CatalogSink:
                 buf = self._buffers[key]
                 buf.flush()
             for key in sorted(self._buffers):
-                out[key] = self._buffers[key].writer.commit(notes=self.notes)
+                iid, kind = key
+                unsynced = self.unsynced.get(iid, ()) if kind == "book" else ()
+                out[key] = self._buffers[key].writer.commit(notes=self.notes, unsynced=unsynced)
         except BaseException:
             self.abort()
             raise

@@ -171,6 +171,18 @@ class ReplaySource:
         bounds = [(int(b.ts_init[0]), int(b.ts_init[-1])) for b in Replay([self]).batches() if len(b)]
         return (min(b[0] for b in bounds), max(b[1] for b in bounds)) if bounds else None
 
+    def unsynced(self) -> list[tuple[int, int]]:
+        """``(start_ns, end_ns)`` of each stretch where a book dataset's recorded book was out of sync.
+
+        From the manifest (:attr:`~tradebus.data.catalog.Manifest.unsynced`): the book the rows
+        rebuild is unreliable from ``start_ns`` until the snapshot at ``end_ns``. Empty for a file
+        and for a dataset that has none.
+        """
+        if self.catalog_root is None:
+            return []
+        manifest = Catalog(self.catalog_root).manifest(self.venue, self.market, self.symbol, self.dataset)
+        return [(int(a), int(b)) for a, b in manifest.unsynced]
+
 
 class ReplayBatch:
     """A run of consecutive rows of ONE source, in replay order.

@@ -11,7 +11,9 @@ noted in every manifest written.
 
 A book that goes out of sync (a lost update, a connection that ended) has no rows until a
 snapshot resyncs it, as live. When a later snapshot in the recording does, the stretch
-without book rows is named in every manifest; when none does, the book rows would stop there
+without book rows is named in every manifest, and stored in the book dataset's manifest as
+``unsynced`` (from its last row before the stretch to the snapshot; a ``fill_on: book``
+backtest refuses a window that overlaps it); when none does, the book rows would stop there
 while the other streams go on, so the import is refused, naming the frame and its time.
 The command is ``tradebus data import-recording`` (registered on the data CLI by :mod:`tradebus.cli`).
 """
@@ -19,7 +21,7 @@ The command is ``tradebus data import-recording`` (registered on the data CLI by
 from __future__ import annotations
 
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 import numpy as np
@@ -82,7 +84,7 @@ def import_recording(
     sink = CatalogSink(cat, locate, suffix, mode, notes=(f"imported from recording {Path(recording).name}",))
     clock = [0]
     feeds = build_feeds(config, sink, live=False, clock_ns=lambda: clock[0])
-    books = _BookWatch([check for f in feeds for check in f.book_checks().items()])
+    books = _BookWatch([check for f in feeds for check in f.book_checks().items()], sink.last_book_ns)
     frame = 0
     rejected = 0
     first_rejected = ""
@@ -109,6 +111,7 @@ def import_recording(
         for note in notes:
             logger.warning("{}: {}", Path(recording).name, note)
         sink.notes = (*sink.notes, *notes)
+        sink.unsynced = books.unsynced
         return sink.commit()
     except DatasetExists:
         sink.abort()
@@ -134,18 +137,25 @@ class _BookWatch:
     ----------
     checks
         ``(instrument_id, in-sync test)`` of every subscribed book (the feeds' ``book_checks``).
+    last_row_ns
+        ``instrument_id -> ts_init`` of its last book row written (:attr:`CatalogSink.last_book_ns`).
 
     Attributes
     ----------
     stretches
         One note per stretch a later snapshot closed (from which frame and time to which).
+    unsynced
+        ``instrument_id -> [(start_ns, end_ns), ...]`` of the same stretches: from the last book row
+        before it (the lost update came after that row) to the snapshot that closed it.
     """
 
-    def __init__(self, checks: list[tuple[str, Callable[[], bool]]]) -> None:
+    def __init__(self, checks: list[tuple[str, Callable[[], bool]]], last_row_ns: Mapping[str, int]) -> None:
         self._checks = checks
+        self._last_row_ns = last_row_ns
         self._synced = {iid: False for iid, _ in checks}
-        self._lost: dict[str, tuple[int, int]] = {}
+        self._lost: dict[str, tuple[int, int, int]] = {}
         self.stretches: list[str] = []
+        self.unsynced: dict[str, list[tuple[int, int]]] = {}
 
     def after(self, frame: int, recv_ns: int) -> None:
         """Note the books that went out of sync or came back with frame ``frame``."""
@@ -156,13 +166,14 @@ class _BookWatch:
                 continue
             synced[iid] = now
             if not now:
-                self._lost[iid] = (frame, recv_ns)
+                self._lost[iid] = (frame, recv_ns, self._last_row_ns.get(iid, recv_ns))
             elif iid in self._lost:  # not the first snapshot: a resync
-                lost_frame, lost_ns = self._lost.pop(iid)
+                lost_frame, lost_ns, last_row_ns = self._lost.pop(iid)
                 self.stretches.append(
                     f"book {iid} out of sync from frame {lost_frame} ({_when(lost_ns)}) to the snapshot of frame "
                     f"{frame} ({_when(recv_ns)}): no book rows in between"
                 )
+                self.unsynced.setdefault(iid, []).append((last_row_ns, recv_ns))
 
     def check_resynced(self, recording: str | Path) -> None:
         """Refuse a recording that ends with a book out of sync since a frame (its rows would stop there).
@@ -174,7 +185,7 @@ class _BookWatch:
         """
         if not self._lost:
             return
-        iid, (frame, recv_ns) = min(self._lost.items(), key=lambda item: item[1])
+        iid, (frame, recv_ns, _) = min(self._lost.items(), key=lambda item: item[1])
         raise DataError(
             f"{recording}: frame {frame} (received {_when(recv_ns)}): the {iid} book went out of sync there "
             "(the warning logged above says why) and no snapshot follows in the recording to resync it: its "
