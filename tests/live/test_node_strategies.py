@@ -13,8 +13,10 @@ from loguru import logger
 from typer.testing import CliRunner
 
 from tradebus.cli import app
+from tradebus.errors import ConfigError
+from tradebus.node.playback import play
 
-from .node_testdata import IID, SPOT_CAPTURE, binance_config
+from .node_testdata import IID, SPOT_CAPTURE, binance_config, config_of
 
 
 @pytest.fixture(autouse=True)
@@ -53,3 +55,23 @@ def test_two_strategies_of_a_paper_config_trade_side_by_side_with_attribution(tm
                 assert abs(position) <= 0.01 + 1e-12
     recorded = yaml.safe_load((tmp_path / "o" / "config.yaml").read_text())
     assert [s["id"] for s in recorded["strategies"]] == ["quick", "calm"] and "strategy" not in recorded
+
+
+def touch_quoter_config(channels: list[str]) -> dict[str, object]:
+    data = binance_config("ws://unused", "http://unused", channels)
+    data["strategy"] = {"name": "tradebus.strategies.touch_quoter:TouchQuoter", "instruments": [IID],
+                        "params": {"quantity": 0.01, "max_position": 0.05}}
+    data["venue"] = {"fill_on": "quotes"}
+    return data
+
+
+def test_a_book_strategy_runs_on_a_paper_feed_subscribing_the_book() -> None:
+    # refused as "acts on book, but the run has only quotes, trades": the depth channel's books were not counted
+    playback = play(SPOT_CAPTURE, config_of(touch_quoter_config(["trade", "bookTicker", "depth"])))
+    result = playback.kernel.result
+    assert len(result.orders) > 20 and len(result.fills) > 5  # it quoted the book it was given, and was filled
+
+
+def test_a_book_strategy_on_a_paper_feed_without_a_book_channel_is_refused() -> None:
+    with pytest.raises(ConfigError, match="acts on book, but the run has only quotes, trades"):
+        config_of(touch_quoter_config(["trade", "bookTicker"]))

@@ -164,7 +164,7 @@ class PaperConfig(RunBase):
         return self
 
     def data_kinds(self) -> dict[str, set[str]]:
-        """``instrument_id -> {"trades", "quotes", "bars"}``: what the feeds' channels deliver."""
+        """``instrument_id -> {"trades", "quotes", "bars", "book"}``: what the feeds' channels deliver."""
         kinds: dict[str, set[str]] = {}
         for feed in self.feeds:
             for iid, channels in feed.subscriptions.items():
@@ -176,6 +176,8 @@ class PaperConfig(RunBase):
                 }
                 if iid in self.bars and "trades" in kinds[iid]:
                     kinds[iid].add("bars")
+                if feed.has_book(iid):
+                    kinds[iid].add("book")
         return kinds
 
     def journal_owner(self) -> JournalOwner:
