@@ -24,6 +24,7 @@ from tradebus.strategies.base import Strategy
 
 from .node_testdata import (
     IID,
+    OKX_RECORDING,
     SPOT_CAPTURE,
     SPOT_LINES,
     SPOT_QUOTES,
@@ -215,3 +216,21 @@ def test_serve_refuses_a_config_whose_feeds_are_of_another_venue_before_serving(
     message = " ".join(res.stderr.split())
     assert f"--config {config}: feed 0 is of venue okx; this server speaks binance" in message
     assert not written.exists()
+
+
+@pytest.mark.parametrize(
+    ("recording", "venue", "recorded_by"),
+    [(SPOT_CAPTURE, "okx", "binance"), (OKX_RECORDING, "binance", "okx"), (OKX_RECORDING, "bybit", "okx")],
+)
+def test_serve_refuses_a_recording_of_another_venue_before_serving(recording: Path, venue: str, recorded_by: str) -> None:
+    """A Binance capture served as OKX: the server said 'serving 4000 frames' and a daemon got none of them."""
+    # A subprocess, bounded: a server that starts serving runs until a signal.
+    res = subprocess.run(
+        [sys.executable, "-m", "tradebus.cli", "serve", str(recording), "--venue", venue, "--speed", "0"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    assert res.returncode == 3, res.stderr
+    message = " ".join(res.stderr.split())
+    assert f"{recording}: none of its" in message and f"frames is {venue} stream data" in message
+    assert "serve it with the --venue of the venue that recorded it" in message and recorded_by in message
+    assert "serving" not in message

@@ -347,6 +347,14 @@ async def serve_recording(
     to the emulator (Binance serves them on ``/api/v3/depth``, ``/fapi/v1/depth`` with ``futures``).
     With ``config`` and ``write_config``, a copy of that paper config whose feeds point at
     this server is written to ``write_config`` (run ``tradebus paper`` on it).
+
+    Raises
+    ------
+    DataError
+        The recording is missing or unreadable, or none of its frames is data of a ``venue`` stream
+        (another venue's recording: a daemon would be sent nothing it could use).
+    ConfigError
+        ``config`` is invalid or of another venue's feeds, or the copy cannot be written.
     """
     from tradebus.adapters.common.local_server import LocalVenueServer
 
@@ -369,6 +377,11 @@ async def serve_recording(
         else:
             frames.append((t, text))
     protocol = adapter.emulator(frames, snapshot, futures)
+    if not any(protocol.is_stream_frame(raw) for _, raw in frames):
+        raise DataError(
+            f"{path}: none of its {len(frames)} frames is {venue} stream data: serve it with the --venue "
+            f"of the venue that recorded it (one of {', '.join(VENUES)})"
+        )
     server = LocalVenueServer(protocol, frames, speed=speed, lifetime=lifetime, resume_overlap=50)
     await server.start()
     logger.info(

@@ -84,6 +84,9 @@ class BybitProtocol(StreamBookProtocol):
     def topic_of(self, raw: str) -> str | None:
         return self._head.decode(raw).topic or "control"
 
+    def is_stream_frame(self, raw: str) -> bool:
+        return self.topic_of(raw) != "control"
+
     def unknown_message(self) -> str:
         return '{"topic":"brandNewTopic.BTCUSDT","type":"snapshot","ts":1,"data":{"x":"1"}}'
 

@@ -153,6 +153,11 @@ class VenueProtocol(ABC):
     def topic_of(self, raw: str) -> str | None:
         """The subscription topic a recorded frame belongs to (``None``: send it to every connection)."""
 
+    def is_stream_frame(self, raw: str) -> bool:
+        """Whether a recorded frame is data of one of this venue's streams (not a control frame, not another
+        venue's). Default: it has a topic."""
+        return self.topic_of(raw) is not None
+
     def render(self, raw: str, session: Session) -> str:
         """The frame as sent to this session (default: unchanged)."""
         return raw

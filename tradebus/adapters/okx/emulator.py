@@ -121,6 +121,9 @@ class OkxProtocol(StreamBookProtocol):
             return "event"
         return book_key(head.arg.channel, head.arg.instId)
 
+    def is_stream_frame(self, raw: str) -> bool:
+        return self.topic_of(raw) != "event"
+
     def on_sent(self, raw: str) -> None:
         super().on_sent(raw)
         if '"trades' not in raw:
