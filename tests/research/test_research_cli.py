@@ -517,3 +517,33 @@ def test_alpha_with_an_ic_block_longer_than_the_rows_exits_2_naming_the_field_an
     result = runner.invoke(app, ["research", "alpha", str(config), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "alpha.json").read_text())["factors"]["rsi"]["ic"][0]["n"] == 1
+
+
+def test_walkforward_clip_quantile_bounds_know_no_later_bar(tmp_path: Path) -> None:
+    # extreme returns from 6 bars into segment 1 on: no label of segment 0 nor of segment 1's training rows reads them
+    bars = random_walk(3000, seed=11)
+    perturbed = bars.copy()
+    jump = np.exp(0.5 * (-1.0) ** np.arange(3000 - 2006))
+    for col in ("open", "high", "low", "close"):
+        perturbed.loc[2006:, col] = perturbed.loc[2006:, col].to_numpy() * jump
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["labels"] = {"method": "forward", "horizons": [6], "clip_quantile": 0.2}
+    raw["walkforward"].update({"retrain_every": 1000, "min_train": 1000})
+    raw["walkforward"]["instrument"].update({"venue": "SIM", "symbol": "WALK-USD"})
+    raw["model"]["params"] = {"n_estimators": 10, "max_depth": 2}
+    runs = []
+    for name, frame in (("calm", bars), ("wild", perturbed)):
+        dataset = write_bars(tmp_path / name, frame, "WALK-USD", "bars", H4)
+        raw["dataset"].update({"catalog": str(tmp_path / name), "sources": [{"instrument": "WALK-USD.SIM",
+                                                                             "dataset": dataset}]})
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(raw))
+        out = tmp_path / f"out_{name}"
+        result = runner.invoke(app, ["research", "walkforward", str(tmp_path / f"{name}.yaml"), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        runs.append((pd.read_parquet(out / "walkforward_segments.parquet"),
+                     pd.read_parquet(out / "walkforward_fills.parquet")))
+    (calm, calm_fills), (wild, wild_fills) = runs
+    assert calm.iloc[0].equals(wild.iloc[0])  # segment 0: its IC, hit rate, fills and PnL
+    assert calm["train_rows"].iat[1] == wild["train_rows"].iat[1]
+    start = bars["ts_event"].iat[2000]
+    assert calm_fills[calm_fills["ts_event"] < start].equals(wild_fills[wild_fills["ts_event"] < start])

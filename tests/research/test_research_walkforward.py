@@ -102,3 +102,32 @@ def test_walk_forward_without_a_training_row_or_with_one_class_says_which() -> N
     with pytest.raises(ConfigError, match=r"the \d+ training rows before bar 500 .* all have a label return > 0"):
         walk_forward(bars, INSTRUMENT, SPECS, COLUMNS, np.abs(ret), t1, XGBClassifier(n_estimators=2), min_train=500,
                      **kwargs)
+
+
+def test_walk_forward_clips_each_segment_by_its_training_rows_only() -> None:
+    bars = btc_bars(2000)
+    fwd = forward_returns(bars, [12])
+    ret, t1 = fwd["fwd_12"].to_numpy(), fwd["t1_12"].to_numpy()
+    wild = ret.copy()
+    wild[1500:] = np.where(np.arange(len(ret) - 1500) % 2, 5.0, -0.9)  # extreme labels from segment 1's start on
+
+    def run(labels: np.ndarray):  # type: ignore[no-untyped-def]
+        model = XGBClassifier(n_estimators=10, max_depth=2, n_jobs=1)
+        return walk_forward(bars, INSTRUMENT, SPECS, COLUMNS, labels, t1, model, retrain_every=500, min_train=1000,
+                            quantity=0.5, clip_quantile=0.1)
+
+    calm, out = run(ret), run(wild)
+    # segment 1 trains on labels known before bar 1500, with bounds from them: same model, same predictions
+    assert np.array_equal(calm.outputs[:2000], out.outputs[:2000], equal_nan=True)
+    assert calm.segments["train_rows"].equals(out.segments["train_rows"])
+    # segment 1's IC: its labels clipped to the 10 % / 90 % quantiles of its training rows' returns
+    ts = bars["ts_event"].to_numpy()
+    X = compute_features(bars, SPECS, event="bar")[list(COLUMNS)].to_numpy()
+    train = ~np.isnan(X[:1500]).any(axis=1) & ~np.isnan(ret[:1500]) & (t1[:1500] < ts[1500])
+    lo, hi = np.quantile(ret[:1500][train], [0.1, 0.9])
+    o, r = calm.outputs[1500:2000], ret[1500:2000]
+    ok = ~np.isnan(r)
+    assert calm.segments["ic"].iat[1] == pytest.approx(spearmanr(o[ok], np.clip(r[ok], lo, hi)).statistic, rel=1e-12)
+    with pytest.raises(ConfigError, match=r"clip_quantile must be in \(0, 0.5\), got 0.5"):
+        walk_forward(bars, INSTRUMENT, SPECS, COLUMNS, ret, t1, XGBClassifier(), retrain_every=500, min_train=1000,
+                     quantity=0.5, clip_quantile=0.5)

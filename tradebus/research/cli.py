@@ -277,7 +277,9 @@ def walkforward(config: ConfigArg, out: OutOption = None) -> None:
         wf = cfg.walkforward
         # the bars before the window warm up the features and are not traded
         bars, lo, _ = _window_bars(ds, ds.sources[0])
-        frame = _labels(cfg, ds.model_copy(update={"sources": ds.sources[:1]}))
+        # walk_forward clips each segment's labels by its training rows: whole-sample bounds would know the future
+        unclipped = cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"clip_quantile": None})})
+        frame = _labels(unclipped, ds.model_copy(update={"sources": ds.sources[:1]}))
         if lo + wf.min_train >= len(bars):
             raise ConfigError(f"{config}: walkforward.min_train {wf.min_train} leaves no bar to trade: "
                               f"{ds.sources[0].dataset} has {len(bars) - lo} bars in the dataset window")
@@ -297,7 +299,7 @@ def walkforward(config: ConfigArg, out: OutOption = None) -> None:
                                   retrain_every_ns=wf.retrain_every_ns,
                                   min_train=lo + wf.min_train, quantity=wf.quantity, upper=wf.upper, lower=wf.lower,
                                   mode=wf.mode, venue=wf.venue, initial_cash=wf.initial_cash, seed=wf.seed,
-                                  on_segment=step)
+                                  clip_quantile=cfg.labels.clip_quantile, on_segment=step)
         target = _out_dir(out, config)
         write_parquet(result.segments, target / "walkforward_segments.parquet")
         write_parquet(result.equity, target / "walkforward_equity.parquet")

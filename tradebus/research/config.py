@@ -48,7 +48,11 @@ class LabelsConfig(_Model):
     method: Literal["forward", "triple_barrier"] = "triple_barrier"
     horizons: list[PositiveInt] = Field(default_factory=lambda: [1], min_length=1)
     kind: Literal["raw", "log", "bps"] = "raw"
-    clip_quantile: float | None = Field(default=None, gt=0, lt=0.5)
+    clip_quantile: float | None = Field(
+        default=None, gt=0, lt=0.5,
+        description="forward labels: clip to the [q, 1 - q] quantiles; labels.parquet by quantiles of every row (a "
+                    "description of the sample), research walkforward per segment by its training rows",
+    )
     vol_method: Literal["ewm", "atr"] = "ewm"
     vol_span: int = Field(default=20, gt=1)
     pt: float = Field(default=1.0, gt=0)

@@ -95,7 +95,10 @@ def forward_returns(
     kind
         ``"raw"`` (``c[i+h]/c[i] - 1``), ``"log"`` or ``"bps"`` (raw × 10 000).
     clip_quantile
-        If set (``0 < q < 0.5``), clip each column to its ``[q, 1 - q]`` quantiles.
+        If set (``0 < q < 0.5``), clip each column to its ``[q, 1 - q]`` quantiles over
+        every row: each label's bounds know the returns after it, a description of the
+        sample, not labels to train on over time (:func:`~tradebus.research.walkforward.walk_forward`
+        clips each segment by its training rows instead).
 
     Returns
     -------

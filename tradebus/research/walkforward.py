@@ -13,6 +13,11 @@ segment boundaries as they would live.
 Per segment: the rank IC (Spearman) and hit rate of the model output against the
 label return, the number of fills and the PnL (equity change over the segment).
 
+With ``clip_quantile``, segment ``k``'s labels (its training rows and the returns its IC
+is measured on) are clipped to the ``[q, 1 - q]`` quantiles of its training rows' returns:
+bounds known at ``s_k``. Clipping every label with quantiles of the whole sample would let
+each segment's labels depend on the returns of later segments.
+
 Determinism: estimators get ``random_state=seed`` when they take one, and fitting runs
 under a one-thread limit for BLAS/OpenMP (``threadpoolctl``); the same inputs give
 byte-identical outputs.
@@ -96,6 +101,7 @@ def walk_forward(
     venue: VenueConfig | None = None,
     initial_cash: float = 100_000.0,
     seed: int = 0,
+    clip_quantile: float | None = None,
     on_segment: Callable[[int, int], None] | None = None,
 ) -> WalkForwardResult:
     """Run a walk-forward retraining backtest of one instrument's bars.
@@ -124,6 +130,9 @@ def walk_forward(
         Simulated venue settings and starting cash.
     seed
         ``random_state`` of the estimators.
+    clip_quantile
+        If set (``0 < q < 0.5``), clip each segment's labels to the ``[q, 1 - q]`` quantiles
+        of its training rows' returns (pass unclipped ``label_ret``).
     on_segment
         Called with ``(segments trained, total)`` after each model is fitted (progress).
     """
@@ -133,6 +142,8 @@ def walk_forward(
         raise ConfigError("walk-forward: give one of retrain_every (bars) and retrain_every_ns")
     if (retrain_every or retrain_every_ns or 0) < 1 or not 0 < min_train < n:
         raise ConfigError(f"walk-forward: need a positive retrain period and 0 < min_train < {n} bars")
+    if clip_quantile is not None and not 0.0 < clip_quantile < 0.5:
+        raise ConfigError(f"walk-forward: clip_quantile must be in (0, 0.5), got {clip_quantile}")
     ts = bars["ts_event"].to_numpy(dtype=np.int64)
     features = compute_features(bars, specs, event="bar")
     missing = [c for c in columns if c not in features.columns]
@@ -151,13 +162,18 @@ def walk_forward(
         starts = sorted(set(np.searchsorted(ts, marks, side="left").tolist()))
     steps: list[ModelStep] = []
     train_counts = []
+    clip_bounds = []
     with threadpool_limits(1):
         for s in starts:
             train = np.flatnonzero(usable[:s] & (t1[:s] < ts[s]))
-            y = (ret[train] > 0).astype(np.int64)
             if len(train) == 0:
                 raise ConfigError(f"walk-forward: no training row before bar {s} ({_utc(ts[s])}): no earlier bar has "
                                   f"every model column ready and a label ended before it; raise min_train")
+            lo, hi = -np.inf, np.inf
+            if clip_quantile is not None:
+                lo, hi = np.quantile(ret[train], [clip_quantile, 1.0 - clip_quantile])
+            clip_bounds.append((lo, hi))
+            y = (np.clip(ret[train], lo, hi) > 0).astype(np.int64)
             if len(np.unique(y)) < 2:
                 raise ConfigError(f"walk-forward: the {len(train)} training rows before bar {s} ({_utc(ts[s])}) all "
                                   f"have a label return {'> 0' if y[0] else '<= 0'}: a classifier needs both classes; "
@@ -185,7 +201,7 @@ def walk_forward(
     for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
         seg = slice(a, b)
         ok = ~np.isnan(outputs[seg]) & ~np.isnan(ret[seg])
-        o, r = outputs[seg][ok], ret[seg][ok]
+        o, r = outputs[seg][ok], np.clip(ret[seg][ok], *clip_bounds[k])
         ic = float(spearmanr(o, r).statistic) if ok.sum() > 2 and np.ptp(o) > 0 and np.ptp(r) > 0 else float("nan")
         hit = float(np.mean((o > 0.5) == (r > 0))) if ok.any() else float("nan")
         # equity just before the segment's first bar and at its last bar
