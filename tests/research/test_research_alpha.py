@@ -112,3 +112,19 @@ def test_cost_stress_scales_fees_and_lowers_equity(tmp_path: Path) -> None:
     fees = table["fees"].to_numpy()
     assert fees[1] / fees[0] == pytest.approx(2.0, rel=0.01) and fees[2] / fees[0] == pytest.approx(5.0, rel=0.01)
     assert (np.diff(table["final_equity"].to_numpy()) < 0).all()
+
+
+def test_quantile_returns_put_equal_factor_values_in_one_quantile() -> None:
+    # sorted factor: -1 x3, 0 x4, 1 x3; its 20/40/60/80 % quantiles are -1, 0, 0, 1, so -1 falls in
+    # quantile 1, 0 in (-1, 0] = quantile 2, 1 in (0, 1] = quantile 4; quantiles 3 and 5 are empty
+    f = pd.Series([0.0, 1, -1, 0, 1, -1, 0, 0, -1, 1])
+    r = pd.Series([1.0, 5, -3, 3, 7, -1, 2, 6, -2, 9])
+    q = quantile_returns(f, r, 5)
+    assert q["quantile"].tolist() == [1, 2, 4]
+    assert q["mean_return"].tolist() == pytest.approx([-2.0, 3.0, 7.0])  # (-3-1-2)/3, (1+3+2+6)/4, (5+7+9)/3
+    assert q["count"].tolist() == [3, 4, 3]
+    # distinct values: the same buckets as pandas' qcut of the values
+    rng = np.random.default_rng(4)
+    f, r = pd.Series(rng.normal(size=103)), pd.Series(rng.normal(size=103))
+    means = r.groupby(pd.qcut(f, 5, labels=False) + 1).mean()
+    assert quantile_returns(f, r, 5)["mean_return"].tolist() == pytest.approx(means.tolist(), rel=1e-12)
