@@ -547,3 +547,30 @@ def test_walkforward_clip_quantile_bounds_know_no_later_bar(tmp_path: Path) -> N
     assert calm["train_rows"].iat[1] == wild["train_rows"].iat[1]
     start = bars["ts_event"].iat[2000]
     assert calm_fills[calm_fills["ts_event"] < start].equals(wild_fills[wild_fills["ts_event"] < start])
+
+
+def test_labels_clip_quantile_bounds_come_from_the_window_rows_only(tmp_path: Path) -> None:
+    # extreme returns before dataset.start_ns (warm-up bars): they must not move the window's clipping bounds
+    bars = random_walk(600, seed=12)
+    wild = bars.copy()
+    jump = np.exp(0.5 * (-1.0) ** np.arange(200))
+    for col in ("open", "high", "low", "close"):
+        wild.loc[:199, col] = wild.loc[:199, col].to_numpy() * jump
+    start = int(bars["ts_event"].iat[200])
+    frames = []
+    for name, frame in (("calm", bars), ("wild", wild)):
+        dataset = write_bars(tmp_path / name, frame, "WALK-USD", "bars", H4)
+        raw = {"dataset": {"catalog": str(tmp_path / name), "start_ns": start,
+                           "sources": [{"instrument": "WALK-USD.SIM", "dataset": dataset}],
+                           "features": [{"name": "r", "kind": "log_ret", "input": "close"}]},
+               "labels": {"method": "forward", "horizons": [1, 3], "clip_quantile": 0.1}}
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(raw))
+        result = runner.invoke(app, ["research", "labels", str(tmp_path / f"{name}.yaml"), "--out", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        frames.append(pd.read_parquet(tmp_path / name / "labels.parquet"))
+    calm, wild_labels = frames
+    pd.testing.assert_frame_equal(calm, wild_labels)
+    close = bars["close"].to_numpy()
+    fwd = close[203:] / close[200:-3] - 1.0  # the window's 3-bar returns (its last 3 rows have none)
+    lo, hi = np.quantile(fwd, [0.1, 0.9])
+    assert calm["fwd_3"].to_numpy()[:-3] == pytest.approx(np.clip(fwd, lo, hi), rel=1e-12)

@@ -106,11 +106,12 @@ def _labels(config: Any, dataset: Any) -> pd.DataFrame:
 
     Only bars before ``dataset.end_ns`` are read: a label that needs later bars is incomplete
     (triple barrier) or NaN (forward). Bars before ``dataset.start_ns`` warm up the
-    volatility and the CUSUM filter but carry no label.
+    volatility and the CUSUM filter but carry no label (nor set ``clip_quantile``'s bounds).
     """
     from tradebus.research.dataset import empty_window
     from tradebus.research.labels import (
         average_uniqueness,
+        clip_forward_returns,
         cusum_events,
         forward_returns,
         triple_barrier,
@@ -128,7 +129,9 @@ def _labels(config: Any, dataset: Any) -> pd.DataFrame:
             continue
         longest = max(longest, len(bars) - 1 - lo)
         if lab.method == "forward":
-            out = forward_returns(bars, lab.horizons, lab.kind, lab.clip_quantile).iloc[lo:].reset_index(drop=True)
+            out = forward_returns(bars, lab.horizons, lab.kind).iloc[lo:].reset_index(drop=True)
+            if lab.clip_quantile is not None:  # by the window's rows only
+                out = clip_forward_returns(out, lab.horizons, lab.clip_quantile)
         else:
             vol = volatility(bars, lab.vol_method, lab.vol_span)
             vol_ready += int((vol[lo:] > 0).sum())

@@ -50,8 +50,8 @@ class LabelsConfig(_Model):
     kind: Literal["raw", "log", "bps"] = "raw"
     clip_quantile: float | None = Field(
         default=None, gt=0, lt=0.5,
-        description="forward labels: clip to the [q, 1 - q] quantiles; labels.parquet by quantiles of every row (a "
-                    "description of the sample), research walkforward per segment by its training rows",
+        description="forward labels: clip to the [q, 1 - q] quantiles; labels.parquet by quantiles of the window's "
+                    "rows (a description of the sample), research walkforward per segment by its training rows",
     )
     vol_method: Literal["ewm", "atr"] = "ewm"
     vol_span: int = Field(default=20, gt=1)

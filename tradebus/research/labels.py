@@ -43,6 +43,7 @@ from tradebus.features.batch import compute_features
 
 __all__ = [
     "average_uniqueness",
+    "clip_forward_returns",
     "concurrency",
     "cusum_events",
     "forward_label_end",
@@ -129,11 +130,43 @@ def forward_returns(
                 values = values * 1e4
         else:
             raise DataError(f"labels: unknown return kind {kind!r}; expected raw, log or bps")
-        if clip_quantile is not None:
-            lo, hi = np.nanquantile(values, [clip_quantile, 1.0 - clip_quantile])
-            values = np.clip(values, lo, hi)
         out[f"fwd_{h}"] = values
         out[f"t1_{h}"] = t1
+    return out if clip_quantile is None else clip_forward_returns(out, horizons, clip_quantile)
+
+
+def clip_forward_returns(labels: pd.DataFrame, horizons: list[int] | tuple[int, ...], q: float) -> pd.DataFrame:
+    """Clip every ``fwd_<h>`` column of ``labels`` to its ``[q, 1 - q]`` quantiles over the frame's rows.
+
+    The bounds come from every row given, later ones included: a description of those rows
+    (pass the rows of the window the labels describe), not labels to train on over time.
+
+    Parameters
+    ----------
+    labels
+        A frame of :func:`forward_returns`.
+    horizons
+        Its horizons.
+    q
+        ``0 < q < 0.5``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy with the clipped columns.
+    """
+    if not 0.0 < q < 0.5:
+        raise DataError(f"labels: clip_quantile must be in (0, 0.5), got {q}")
+    out = labels.copy()
+    for h in horizons:
+        name = f"fwd_{h}"
+        if name not in out.columns:
+            raise DataError(f"labels: forward-return frame has no column {name!r}")
+        values = out[name].to_numpy(dtype=np.float64)
+        if np.isnan(values).all():
+            continue
+        lo, hi = np.nanquantile(values, [q, 1.0 - q])
+        out[name] = np.clip(values, lo, hi)
     return out
 
 
