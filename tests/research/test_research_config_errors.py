@@ -44,6 +44,8 @@ def test_the_sample_research_config_loads(tmp_path: Path) -> None:
         ({"walkforward": {"lower": -0.2}}, "walkforward.lower: Input should be greater than or equal to 0 (got -0.2)"),
         ({"labels": {"method": "forward", "horizons": [1, 0]}}, "labels.horizons.1: Input should be greater than 0 (got 0)"),
         ({"labels": {"method": "forward", "clip_quantile": 0.7}}, "labels.clip_quantile: Input should be less than 0.5 (got 0.7)"),
+        ({"labels": {"clip_quantile": 0.1}},
+         "labels.clip_quantile: only with labels.method: forward (triple_barrier labels are not clipped)"),
         ({"alpha": {"horizons": [-6]}}, "alpha.horizons.0: Input should be greater than 0 (got -6)"),
         ({"cv": {"embargo": 1.5}},
          "cv.embargo: embargo 1.5 is neither a number of samples (a whole number) nor a fraction of the samples (< 1)"),

@@ -210,6 +210,9 @@ def load_research_config(path: str | Path) -> tuple[ResearchConfig, DatasetConfi
     except ValidationError as exc:
         raise ConfigError(f"{path}: {validation_problems(exc)}") from None
     wf, labels = config.walkforward, config.labels
+    if labels.clip_quantile is not None and labels.method != "forward":
+        raise ConfigError(f"{path}: labels.clip_quantile: only with labels.method: forward "
+                          f"({labels.method} labels are not clipped)")
     if wf is not None and wf.horizon is not None:
         if labels.method != "forward":
             raise ConfigError(f"{path}: walkforward.horizon: only with labels.method: forward "
