@@ -574,3 +574,30 @@ def test_labels_clip_quantile_bounds_come_from_the_window_rows_only(tmp_path: Pa
     fwd = close[203:] / close[200:-3] - 1.0  # the window's 3-bar returns (its last 3 rows have none)
     lo, hi = np.quantile(fwd, [0.1, 0.9])
     assert calm["fwd_3"].to_numpy()[:-3] == pytest.approx(np.clip(fwd, lo, hi), rel=1e-12)
+
+
+@pytest.mark.parametrize("config", ["list", "unknown_system", "bad_system_field"])
+def test_research_run_on_a_refused_config_leaves_no_output_directory(tmp_path: Path, config: str) -> None:
+    path = tmp_path / f"{config}.yaml"
+    if config == "list":
+        path.write_text("- a\n")
+    elif config == "unknown_system":
+        path.write_text("system: nope\n")
+    else:
+        raw = yaml.safe_load((REPO / "configs" / "systems" / "ml_gated.yaml").read_text())
+        raw["strategy"]["gates"]["zscore"]["treshold"] = 2
+        path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "new" / "out"
+    result = runner.invoke(app, ["research", "run", str(path), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "new").exists()
+
+
+def test_research_run_refuses_an_out_that_cannot_be_a_directory_before_reading_the_config(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file", tmp_path / "file" / "sub"):
+        result = runner.invoke(app, ["research", "run", str(tmp_path / "missing.yaml"), "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.split())
+        assert f"--out {out}: cannot create the output directory (" in text
+    assert (tmp_path / "file").read_text() == "x"

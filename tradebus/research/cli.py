@@ -10,6 +10,8 @@ lookahead command exits 4 when it finds a lookahead.
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -53,6 +55,25 @@ def _fail(exc: TradebusError) -> None:
     code = next(code for cls, code in _EXIT if isinstance(exc, cls))
     Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _out_path(out: Path | None, config: Path) -> Path:
+    """The output directory, checked to be one the run can create or write into; nothing is created.
+
+    A command whose config is refused leaves no directory behind, and a path that cannot be a
+    directory fails before a long run.
+    """
+    path = out if out is not None else Path("runs") / "research" / config.stem
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        _fail(ConfigError(f"--out {path}: cannot create the output directory ({os.strerror(errno.ENOTDIR)}: "
+                          f"{existing})"))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        _fail(ConfigError(f"--out {path}: cannot create the output directory ({os.strerror(errno.EACCES)}: "
+                          f"{existing})"))
+    return path
 
 
 def _out_dir(out: Path | None, config: Path) -> Path:

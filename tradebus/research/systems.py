@@ -51,9 +51,9 @@ def run(
     = None,
 ) -> None:
     """Run a shipped research-to-trading system end to end (data, training, backtests, report)."""
-    from tradebus.research.cli import LOOKAHEAD_FOUND, _fail, _out_dir  # the command lives in research_app
+    from tradebus.research.cli import LOOKAHEAD_FOUND, _fail, _out_path  # the command lives in research_app
 
-    target = _out_dir(out, config)  # created before the run: a path that cannot be one fails now
+    target = _out_path(out, config)  # the system creates it when it writes its outputs
     try:
         report = run_system(config, target)
     except TradebusError as exc:
