@@ -80,6 +80,13 @@ def test_executor_accepts_a_running_clusters_address_also_through_the_loopback_h
         assert RayExecutor(address=address).address == address
 
 
+def test_executor_accepts_address_auto_when_a_cluster_runs_on_this_machine(ray_address: str,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without RAY_ADDRESS, auto finds the raylet of this module's runtime and lets its live GCS through."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert RayExecutor(address="auto").address == "auto"
+
+
 def test_quick_trials_share_tasks_and_each_comes_back_once_with_its_own_row(ray_address: str, workdir: Path) -> None:
     """Trials of a few milliseconds run several to a Ray task; every spec gets its own row, as in-process."""
     specs = [TrialSpec(n, str(workdir / "run.yaml"), {"strategy.params.fast": 3 + n % 9, "strategy.params.slow": 40},

@@ -299,6 +299,47 @@ def test_sweep_with_address_auto_and_ray_address_nobody_listens_on_exits_2_namin
     assert not out.exists()
 
 
+def _raylets_running() -> bool:
+    """Whether a raylet runs on this machine: ``--address auto`` without RAY_ADDRESS would join its cluster."""
+    from ray._private.services import find_gcs_addresses
+
+    return bool(find_gcs_addresses())
+
+
+@pytest.mark.parametrize("recorded", [False, True])
+def test_sweep_with_address_auto_and_no_cluster_exits_2_and_leaves_out_as_it_was(tmp_path: Path,
+                                                                                  recorded: bool) -> None:
+    """--address auto, RAY_ADDRESS unset and no cluster: a ConnectionError traceback (exit 1), sweep.json written.
+
+    Ray's lookup is pointed at an empty temp directory (RAY_TMPDIR), or at one whose address file
+    names a closed port (a cluster killed without ``ray stop``); it also joins any raylet running
+    on this machine, so the test is skipped while one does.
+    """
+    config = write_yaml(tmp_path / "run.yaml", catalog_config())
+    space = space_file(tmp_path, {"params": {"strategy.params.fast": [5]}})
+    out = tmp_path / "o"
+    out.mkdir()
+    ray_tmp = tmp_path / "ray_tmp"
+    (ray_tmp / "ray").mkdir(parents=True)
+    if _raylets_running():
+        pytest.skip("a Ray cluster runs on this machine: --address auto would join it")
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{held.getsockname()[1]}"
+        if recorded:
+            (ray_tmp / "ray" / "ray_current_cluster").write_text(address)
+        done = _sweep_process(config, space, out, "auto", RAY_ADDRESS="", RAY_TMPDIR=str(ray_tmp))
+    assert done.returncode == 2, done.stderr + done.stdout
+    text = " ".join((done.stdout + done.stderr).split())
+    if recorded:
+        assert f"--address auto found {address} (RAY_ADDRESS is not set): --address {address}: no Ray cluster " \
+               "reachable" in text
+    else:
+        assert "--address auto: no running Ray cluster found (RAY_ADDRESS is not set, no " \
+               f"{ray_tmp / 'ray' / 'ray_current_cluster'} and no raylet on this machine)" in text
+    assert list(out.iterdir()) == []
+
+
 def _sweep_process(config: Path, space: Path, out: Path, address: str, **env: str) -> subprocess.CompletedProcess:
     """``tradebus sweep ... --address ADDRESS`` in a subprocess; a test failure when it has not ended in 90 s."""
     command = [sys.executable, "-m", "tradebus.cli", "sweep", str(config), "--space", str(space),

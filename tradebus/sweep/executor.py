@@ -152,9 +152,10 @@ class RayExecutor:
 def _check_reachable(address: str) -> None:
     """Refuse a cluster ``address`` that is malformed or where nothing accepts a TCP connection.
 
-    ``auto`` is the ``RAY_ADDRESS`` environment variable's address when it is set (as for
-    ``ray.init``), else left to Ray, as is ``local``. Ray connects to a loopback host through this
-    node's address, so either one accepting will do.
+    ``auto`` is the address ``ray.init`` would join: the ``RAY_ADDRESS`` environment variable's
+    when it is set, else the last ``ray start``'s or a raylet's on this machine (:func:`_auto_address`).
+    ``local`` is left to Ray. Ray connects to a loopback host through this node's address, so
+    either one accepting will do.
     """
     if address == "auto" and os.environ.get("RAY_ADDRESS"):
         try:
@@ -162,7 +163,14 @@ def _check_reachable(address: str) -> None:
         except ConfigError as exc:
             raise ConfigError(f"--address auto is RAY_ADDRESS={os.environ['RAY_ADDRESS']}: {exc}") from None
         return
-    if address in ("auto", "local"):
+    if address == "auto":
+        found = _auto_address()
+        try:
+            _check_reachable(found)
+        except ConfigError as exc:
+            raise ConfigError(f"--address auto found {found} (RAY_ADDRESS is not set): {exc}") from None
+        return
+    if address == "local":
         return
     host, _, port_text = address.removeprefix("ray://").rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
@@ -185,6 +193,27 @@ def _check_reachable(address: str) -> None:
         f"--address {address}: no Ray cluster reachable ({'; '.join(problems)}); start one "
         "(ray start --head) or check the host and port"
     )
+
+
+def _auto_address() -> str:
+    """The cluster ``ray.init(address="auto")`` joins when ``RAY_ADDRESS`` is not set.
+
+    Ray reads the address the last ``ray start`` wrote into its temp directory (``RAY_TMPDIR``,
+    else ``TMPDIR``, else ``/tmp``) and any raylet process running on this machine; finding
+    none, ``ray.init`` raises a ``ConnectionError``, refused here as a :class:`ConfigError`.
+    """
+    # ray.init's own lookup (ray has no public function for it), so that both find the same cluster
+    from ray._common.utils import get_ray_address_file
+    from ray._private.services import get_ray_address_from_environment
+
+    try:
+        return str(get_ray_address_from_environment("auto", None))
+    except ConnectionError:
+        raise ConfigError(
+            f"--address auto: no running Ray cluster found (RAY_ADDRESS is not set, no {get_ray_address_file(None)} "
+            "and no raylet on this machine); start one (ray start --head), give its address, or leave --address "
+            "out to run on a local runtime"
+        ) from None
 
 
 def _task_failed(batch: list[TrialSpec], exc: Exception) -> TradebusError:
