@@ -557,6 +557,8 @@ def serve(
         raise typer.BadParameter(f"{venue!r}: use {', '.join(VENUES)}", param_hint="--venue")
     if (config is None) != (write_config is None):
         raise typer.BadParameter("give both --config and --write-config, or neither", param_hint="--config")
+    if not speed >= 0:
+        _fail(ConfigError(f"--speed must be > 0, or 0 for at once; got {speed:g}"), Console(stderr=True))
     if not recording.is_file():
         _fail(ConfigError(f"{recording}: no such recording"), Console(stderr=True))
     if config is not None and not config.is_file():

@@ -201,6 +201,15 @@ def test_serve_refuses_a_garbled_recording_or_config_with_a_clear_error(tmp_path
         assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+@pytest.mark.parametrize("speed", ["-1", "nan"])
+def test_serve_refuses_a_negative_speed_naming_the_option(speed: str) -> None:
+    """--speed -1 said 'local server: speed must be > 0 or None, got -1.0', after reading the recording."""
+    result = CliRunner().invoke(app, ["serve", str(SPOT_CAPTURE), "--speed", speed])
+    assert result.exit_code == 2, result.output
+    assert f"--speed must be > 0, or 0 for at once; got {speed}" in " ".join(result.output.split())
+    assert "local server" not in result.output
+
+
 def test_serve_refuses_a_config_whose_feeds_are_of_another_venue_before_serving(tmp_path: Path) -> None:
     """A Binance server and an OKX config: the written config's feed could never subscribe (a paper run saw 0 messages, exit 0)."""
     config = tmp_path / "paper_okx.yaml"
