@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,6 +170,47 @@ def test_replay_of_a_capture_cut_short_by_a_crash_plays_its_whole_lines(tmp_path
     assert "cut.gz: skipped an incomplete last line" in res.output
     frames = json.loads((tmp_path / "o" / "playback.json").read_text())["frames"]
     assert 0 < frames < len(SPOT_LINES) - 1
+
+
+def _cut_before_first_newline(data: bytes) -> bytes:
+    """The longest prefix of gzip ``data`` whose decompressed bytes hold no newline (zlib as the reference)."""
+    for end in range(11, len(data)):
+        if b"\n" in zlib.decompressobj(wbits=31).decompress(data[:end]):
+            return data[: end - 1]
+    raise AssertionError("no newline in the data")
+
+
+@pytest.mark.parametrize("recording", [SPOT_CAPTURE, OKX_RECORDING], ids=["capture", "recorder"])
+def test_a_recording_cut_before_its_first_line_ends_is_refused_as_holding_no_complete_frame(
+    tmp_path: Path, recording: Path
+) -> None:
+    """It was refused as 'not a gzip recording (Compressed file ended before the end-of-stream marker ...)'."""
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(_cut_before_first_newline(recording.read_bytes()))
+    assert zlib.decompressobj(wbits=31).decompress(cut.read_bytes())  # some bytes of line 1, no whole line
+    for command in (["serve", str(cut)], ["replay", str(cut), "--config", str(write_config(tmp_path, ["trade"])),
+                                          "--out", str(tmp_path / "o")]):
+        res = CliRunner().invoke(app, command)
+        assert res.exit_code == 3, res.output
+        text = " ".join(res.output.split())
+        assert f"{cut}: holds no complete frame: the recording is cut short before its first line ends" in text
+        assert "not a gzip recording" not in text
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_capture_cut_before_its_first_line_ends_then_appended_to_replays_the_appended_member(tmp_path: Path) -> None:
+    """The readers skip the cut member's incomplete line and read on; the format check refused the file as not gzip."""
+    cfg = write_config(tmp_path, ["trade", "bookTicker"])
+    data = SPOT_CAPTURE.read_bytes()
+    appended = tmp_path / "appended.gz"
+    appended.write_bytes(_cut_before_first_newline(data) + data)
+    assert detect_format(appended) == "hftbacktest"
+    for name, path in (("whole", SPOT_CAPTURE), ("appended", appended)):
+        res = CliRunner().invoke(app, ["replay", str(path), "--config", str(cfg), "--out", str(tmp_path / name)])
+        assert res.exit_code == 0, res.output
+    assert (tmp_path / "appended" / "fills.csv").read_bytes() == (tmp_path / "whole" / "fills.csv").read_bytes()
+    frames = [json.loads((tmp_path / name / "playback.json").read_text())["frames"] for name in ("whole", "appended")]
+    assert frames[0] == frames[1] > 0
 
 
 def test_replay_with_an_invalid_config_fails_before_reading_the_recording(tmp_path: Path) -> None:

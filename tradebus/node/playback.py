@@ -58,7 +58,7 @@ from typing import Any, Literal
 
 from loguru import logger
 
-from tradebus.adapters.common.recorder import iter_hftbacktest, read_frames
+from tradebus.adapters.common.recorder import first_line, iter_hftbacktest, read_frames
 from tradebus.adapters.registry import VENUES, venue_adapter
 from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.kernel import Kernel, RunResult
@@ -93,15 +93,22 @@ def detect_format(path: str | Path) -> RecordingFormat:
     Raises
     ------
     DataError
-        The file is missing, not gzip, empty, or its first line is neither format.
+        The file is missing, not gzip, empty, cut short before its first line ends, or its
+        first line is neither format.
     """
     path = Path(path)
     try:
         with gzip.open(path, "rb") as fh:
-            head = fh.readline(4096)
+            head: bytes | None = fh.readline(4096)
     except FileNotFoundError:
         raise DataError(f"{path}: recording not found") from None
-    except (OSError, EOFError, zlib.error) as exc:
+    except (EOFError, zlib.error):
+        # cut short (a recorder killed), perhaps appended to by a restarted one: read as the readers read it
+        head = first_line(path)
+        if head is None:
+            raise DataError(f"{path}: holds no complete frame: the recording is cut short before its first line "
+                            "ends (a recorder killed before it flushed?)") from None
+    except OSError as exc:
         raise DataError(f"{path}: not a gzip recording ({exc})") from None
     if head.startswith(b"{"):
         return "recorder"

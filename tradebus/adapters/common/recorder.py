@@ -50,6 +50,7 @@ __all__ = [
     "FrameWriter",
     "PrivateFrames",
     "convert_hftbacktest",
+    "first_line",
     "is_private",
     "iter_hftbacktest",
     "read_frames",
@@ -370,6 +371,26 @@ def _complete_lines(path: Path) -> Iterator[tuple[int, bytes]]:
             yield lineno, line
     if rest:
         logger.warning("{}: skipped an incomplete last line ({} bytes) after line {}", path, len(rest), lineno)
+
+
+def first_line(path: str | Path) -> bytes | None:
+    """The first complete line of a gzip recording or capture, with its newline, as the readers find it.
+
+    A member cut short before its first line ends and followed by another is read on as
+    :func:`read_frames` and :func:`iter_hftbacktest` read it; ``None`` when no line is complete.
+
+    Raises
+    ------
+    DataError
+        Gzip data damaged with no member after the damage.
+    """
+    lines = _complete_lines(Path(path))
+    try:
+        return next(lines)[1] + b"\n"
+    except StopIteration:
+        return None
+    finally:
+        lines.close()
 
 
 def read_frames(path: str | Path, *, private: bool = False) -> Iterator[tuple[int, str, str | bytes]]:
