@@ -18,7 +18,11 @@ Recording formats
 -----------------
 * the recorder's gzip JSON lines (``{"t": recv_ns, "c": conn, "d": frame}``): each frame
   goes to the feed whose name is the connection id's prefix (``"binance-spot:3"``);
-  ``"rest:<SYMBOL>"`` lines (Binance depth snapshots) to the Binance feed with that book;
+  ``"rest:<SYMBOL>@<feed>"`` lines (Binance depth snapshots; ``"rest-trades:"`` trade
+  histories) to the feed named after the ``@``; in a recording made before those ids named
+  their feed (``"rest:<SYMBOL>"``), to the Binance feed with that book, and the replay stops
+  with a :class:`~tradebus.errors.DataError` when two feeds have it (a spot and a USD-M feed
+  of one symbol);
   a connection named after a feed's market (``"linear"``, as in converted captures) to the
   only feed of that market. Frames of other connections are skipped and counted; the
   account's frames of a live recording (``private:`` connections) are not read at all
@@ -67,7 +71,7 @@ from tradebus.config.load import parse_config
 from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_config
 from tradebus.node.daemon import build_paper_kernel, kept_files
 from tradebus.adapters.common.feed import Feed
-from tradebus.node.feeds import attach_feeds, build_feeds
+from tradebus.node.feeds import attach_feeds, build_feeds, feed_of_connection
 from tradebus.node.router import NodeRouter
 from tradebus.reports.outputs import write_outputs
 from tradebus.reports.writers import RunDirectory
@@ -210,11 +214,7 @@ class Playback:
         feed = self._routes.get(conn, False)
         if feed is not False:
             return feed  # type: ignore[return-value]
-        found = next((f for f in self.feeds if f.accepts(conn)), None)
-        if found is None:
-            prefix = conn.partition(":")[0]
-            by_market = [f for f in self.feeds if f.config.market == prefix]
-            found = by_market[0] if len(by_market) == 1 else None
+        found = feed_of_connection(self.feeds, conn)
         if found is None:
             logger.warning("playback: frames of connection {!r} match no configured feed; skipped", conn)
         self._routes[conn] = found

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -33,6 +33,9 @@ from rich.markup import escape
 from tradebus.data.catalog import Catalog, DatasetExists, Manifest
 from tradebus.data.market_ingest import CatalogSink
 from tradebus.errors import DataError, ParseError, TradebusError
+
+if TYPE_CHECKING:
+    from tradebus.adapters.common.feed import Feed
 
 __all__ = ["import_recording", "import_recording_cmd"]
 
@@ -70,7 +73,7 @@ def import_recording(
         receive times that go back (the rows must be in time order), or a book that goes out of
         sync with no later snapshot to resync it (names the frame and its time); nothing is written.
     """
-    from tradebus.node.feeds import build_feeds
+    from tradebus.node.feeds import build_feeds, feed_of_connection
     from tradebus.node.playback import read_recording
 
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
@@ -85,17 +88,16 @@ def import_recording(
     clock = [0]
     feeds = build_feeds(config, sink, live=False, clock_ns=lambda: clock[0])
     books = _BookWatch([check for f in feeds for check in f.book_checks().items()], sink.last_book_ns)
+    routes: dict[str, Feed | None] = {}
     frame = 0
     rejected = 0
     first_rejected = ""
     try:
         for frame, (recv_ns, conn, raw) in enumerate(read_recording(recording, feeds), 1):
             clock[0] = recv_ns
-            feed = next((f for f in feeds if f.accepts(conn)), None)
-            if feed is None:
-                prefix = conn.partition(":")[0]
-                by_market = [f for f in feeds if f.config.market == prefix]
-                feed = by_market[0] if len(by_market) == 1 else None
+            if conn not in routes:
+                routes[conn] = feed_of_connection(feeds, conn)
+            feed = routes[conn]
             if feed is None:
                 continue
             try:

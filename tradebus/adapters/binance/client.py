@@ -63,11 +63,15 @@ from tradebus.errors import DataError, ParseError, VenueError
 
 __all__ = [
     "MAX_CONNECTION_AGE",
+    "SNAPSHOT_CONN",
     "TRADES_CONN",
     "BinanceClient", "BinanceRouter", "CcxtDepthFetcher", "DepthFetcher", "BinanceFeedHandle",
     "HttpDepthFetcher",
     "binance_keepalive",
     "binance_policy",
+    "feed_name",
+    "rest_answer",
+    "rest_conn",
 ]
 
 Handler = Callable[[str | bytes, int], None]
@@ -84,6 +88,38 @@ TRADES_TIMEOUT = 10.0
 
 #: Seconds after which a connection is recycled: 23 h 50 min (Binance cuts every connection at 24 h).
 MAX_CONNECTION_AGE = 23 * 3600 + 50 * 60
+
+
+#: Recorder connection prefix of a REST depth snapshot: ``"rest:<SYMBOL>@<feed name>"``.
+SNAPSHOT_CONN = "rest:"
+
+
+def feed_name(market: BinanceMarket) -> str:
+    """The name of the feed of ``market`` (``"binance-usdm"``): its logs, FeedStale source and recorded connections."""
+    return f"binance-{market.value}"
+
+
+def rest_conn(prefix: str, symbol: str, feed: str) -> str:
+    """The recorded connection id of a REST answer about ``symbol`` fetched by feed ``feed``.
+
+    ``rest_conn("rest:", "BTCUSDT", "binance-usdm") == "rest:BTCUSDT@binance-usdm"``: a spot and
+    a USD-M feed of one symbol fetch their snapshots and trade histories under one symbol, so
+    the id names the feed that asked, for a playback to hand the answer to that feed.
+    """
+    return f"{prefix}{symbol}@{feed}"
+
+
+def rest_answer(conn: str) -> tuple[str, str, str | None] | None:
+    """``(prefix, symbol, feed)`` of a recorded REST answer's connection id, ``None`` for a stream frame's.
+
+    ``"rest-trades:BTCUSDT@binance-spot"`` gives ``("rest-trades:", "BTCUSDT", "binance-spot")``;
+    an id of a recording made before the ids named their feed (``"rest:BTCUSDT"``) gives feed ``None``.
+    """
+    for prefix in (SNAPSHOT_CONN, TRADES_CONN):
+        if conn.startswith(prefix):
+            symbol, at, feed = conn[len(prefix) :].partition("@")
+            return prefix, symbol, feed if at else None
+    return None
 
 
 def binance_keepalive() -> KeepAlive:
@@ -368,17 +404,24 @@ class BinanceRouter:
         """Run recorded ``(recv_ns, conn, raw)`` frames through the same path as live frames.
 
         Frames whose ``conn`` starts with ``"rest:"`` are REST depth snapshots
-        (``"rest:<SYMBOL>"``), with ``"rest-trades:"`` trade-history answers. Rejected frames
-        are logged and skipped, as live.
+        (``"rest:<SYMBOL>@<feed>"``, :func:`rest_conn`), with ``"rest-trades:"`` trade-history
+        answers; those another feed fetched are skipped. Rejected frames are logged and
+        skipped, as live.
         """
+        name = feed_name(self.config.market)
         for recv_ns, conn, raw in frames:
+            answer = rest_answer(conn)
             try:
-                if conn.startswith("rest:"):
-                    self.on_snapshot_frame(raw, recv_ns, conn[5:])
-                elif conn.startswith(TRADES_CONN):
-                    self.on_trades_frame(raw, recv_ns, conn[len(TRADES_CONN):])
-                else:
+                if answer is None:
                     self.on_frame(raw, recv_ns)
+                    continue
+                prefix, symbol, feed = answer
+                if feed is not None and feed != name:
+                    continue
+                if prefix == SNAPSHOT_CONN:
+                    self.on_snapshot_frame(raw, recv_ns, symbol)
+                else:
+                    self.on_trades_frame(raw, recv_ns, symbol)
             except ParseError as exc:
                 logger.warning("binance replay: frame rejected: {}", exc)
 
@@ -503,7 +546,8 @@ class BinanceClient(WsClient):
     policy
         Connection policy (default :func:`binance_policy`).
     recorder
-        Records every frame and REST snapshot (``conn`` = ``"rest:<SYMBOL>"``); default:
+        Records every frame and REST answer (``conn`` = ``"rest:<SYMBOL>@<name>"`` for a
+        depth snapshot, ``"rest-trades:<SYMBOL>@<name>"`` for trades, :func:`rest_conn`); default:
         one opened on ``config.record_path`` if set.
     fetcher
         REST depth fetcher (default from ``config.snapshot_fetcher``).
@@ -522,7 +566,7 @@ class BinanceClient(WsClient):
             recorder = FrameRecorder(config.record_path)
         policy = policy or binance_policy()
         policy.stale_after = config.stale_after
-        super().__init__(f"binance-{config.market.value}", sink, policy, recorder, clock_ns)
+        super().__init__(feed_name(config.market), sink, policy, recorder, clock_ns)
         self.config = config
         self._aggregated = "aggTrade" in config.channels
         trades = self._aggregated or "trade" in config.channels
@@ -544,7 +588,7 @@ class BinanceClient(WsClient):
         body = await self.fetcher.fetch(symbol, self.config.depth_limit)
         recv_ns = self.clock_ns()
         if self.recorder is not None:
-            self.recorder.write(recv_ns, f"rest:{symbol}", body.decode())
+            self.recorder.write(recv_ns, rest_conn(SNAPSHOT_CONN, symbol, self.name), body.decode())
         sync = self.feed.books[symbol]
         return parse_depth_snapshot(body, recv_ns, sync.instrument_id)
 
@@ -580,7 +624,7 @@ class BinanceClient(WsClient):
         raw = b"[" + b",".join(bytes(item) for item in items) + b"]"
         recv_ns = self.clock_ns()
         if self.recorder is not None:
-            self.recorder.write(recv_ns, f"{TRADES_CONN}{symbol}", raw.decode())
+            self.recorder.write(recv_ns, rest_conn(TRADES_CONN, symbol, self.name), raw.decode())
         return parse_rest_trades(raw, recv_ns, instrument_id, self._aggregated), recv_ns
 
     def connect_url(self) -> str:
@@ -643,7 +687,7 @@ class BinanceFeedHandle(Feed):
             snapshot_fetcher=options.snapshot_fetcher,
             **({"depth_speed": options.depth_speed} if options.depth_speed else {}),
         )
-        self.name = f"binance-{config.market}"
+        self.name = feed_name(self.binance.market)
         self._reseeded: set[str] = set()  # books given a recorded snapshot since the last stream frame
         if live:
             policy = connection_policy(config, binance_keepalive(), MAX_CONNECTION_AGE)
@@ -657,11 +701,13 @@ class BinanceFeedHandle(Feed):
             self.feed = BinanceRouter(self.binance, sink, None, clock_ns, strict_streams=True)
 
     def on_frame(self, raw: str | bytes, recv_ns: int, conn: str) -> None:
-        if conn.startswith("rest:"):
-            self._on_recorded_snapshot(raw, recv_ns, conn[5:])
-            return
-        if conn.startswith(TRADES_CONN):
-            self.feed.on_trades_frame(raw, recv_ns, conn[len(TRADES_CONN):])
+        answer = rest_answer(conn)
+        if answer is not None:
+            prefix, symbol, _ = answer
+            if prefix == SNAPSHOT_CONN:
+                self._on_recorded_snapshot(raw, recv_ns, symbol)
+            else:
+                self.feed.on_trades_frame(raw, recv_ns, symbol)
             return
         if conn != self.recorded_conn:
             self.follow_connection(conn)
@@ -689,11 +735,19 @@ class BinanceFeedHandle(Feed):
         self._reseeded.clear()
 
     def accepts(self, conn: str) -> bool:
-        if conn.startswith("rest:"):
-            return conn[5:] in self.feed.books
-        if conn.startswith(TRADES_CONN):
-            return conn[len(TRADES_CONN):] in self.binance.symbols
-        return super().accepts(conn)
+        """Whether ``conn`` is this feed's: its stream connection, or a REST answer it fetched (:func:`rest_conn`).
+
+        A REST answer of a recording made before the ids named their feed (``"rest:BTCUSDT"``)
+        is accepted by every Binance feed with that book (snapshot) or symbol (trades): the
+        playback refuses such an id when two feeds accept it.
+        """
+        answer = rest_answer(conn)
+        if answer is None:
+            return super().accepts(conn)
+        prefix, symbol, feed = answer
+        if feed is not None and feed != self.name:
+            return False
+        return symbol in (self.feed.books if prefix == SNAPSHOT_CONN else self.binance.symbols)
 
     def book_checks(self) -> dict[str, Callable[[], bool]]:
         books = self.feed.books

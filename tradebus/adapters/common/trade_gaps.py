@@ -48,7 +48,8 @@ from tradebus.errors import ConfigError
 
 __all__ = ["RETRIES", "RETRY_DELAY", "TRADES_CONN", "TradeFetch", "TradeGaps", "TradeLine"]
 
-#: Recorder connection prefix of a REST trade-history answer: ``"rest-trades:<venue symbol>"``.
+#: Recorder connection prefix of a REST trade-history answer: ``"rest-trades:<venue symbol>"`` (Binance adds
+#: ``"@<feed name>"``: its spot and USD-M markets share symbols).
 TRADES_CONN = "rest-trades:"
 
 #: Times the ids a REST answer left missing are asked for again (the venue's history may lag its stream).
