@@ -7,17 +7,29 @@ from pathlib import Path
 import pytest
 import yaml
 
+from typer.testing import CliRunner
+
+from tradebus.cli import app
 from tradebus.errors import ConfigError
-from tradebus.research.config import load_research_config
+from tradebus.research.config import LabelsConfig, load_research_config
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+class Whole(dict):
+    """A section that replaces the shipped one instead of being merged into it."""
 
 
 def write(tmp: Path, change: dict) -> Path:
     data = yaml.safe_load((ROOT / "configs" / "research_btc.yaml").read_text())
     data["dataset"]["catalog"] = str(ROOT / "data" / "catalog")
     for section, values in change.items():
-        data[section] = {**data.get(section, {}), **values} if isinstance(values, dict) else values
+        if isinstance(values, Whole):
+            data[section] = dict(values)
+        elif isinstance(values, dict):
+            data[section] = {**data.get(section, {}), **values}
+        else:
+            data[section] = values
     path = tmp / "research.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
@@ -42,8 +54,8 @@ def test_the_sample_research_config_loads(tmp_path: Path) -> None:
         ({"walkforward": {"upper": 0.3, "lower": 0.7}}, "walkforward: upper (0.3) is below lower (0.7)"),
         ({"walkforward": {"upper": 55, "lower": 45}}, "walkforward.upper: Input should be less than or equal to 1 (got 55)"),
         ({"walkforward": {"lower": -0.2}}, "walkforward.lower: Input should be greater than or equal to 0 (got -0.2)"),
-        ({"labels": {"method": "forward", "horizons": [1, 0]}}, "labels.horizons.1: Input should be greater than 0 (got 0)"),
-        ({"labels": {"method": "forward", "clip_quantile": 0.7}}, "labels.clip_quantile: Input should be less than 0.5 (got 0.7)"),
+        ({"labels": Whole(method="forward", horizons=[1, 0])}, "labels.horizons.1: Input should be greater than 0 (got 0)"),
+        ({"labels": Whole(method="forward", clip_quantile=0.7)}, "labels.clip_quantile: Input should be less than 0.5 (got 0.7)"),
         ({"labels": {"clip_quantile": 0.1}},
          "labels.clip_quantile: only with labels.method: forward (triple_barrier labels are not clipped)"),
         ({"alpha": {"horizons": [-6]}}, "alpha.horizons.0: Input should be greater than 0 (got -6)"),
@@ -89,3 +101,61 @@ def test_model_params_each_estimator_takes_load(tmp_path: Path, kind: str) -> No
               "logistic": {"C": 0.5}, "random_forest": {"n_estimators": 5, "max_depth": 2}}[kind]
     config, _ = load_research_config(write(tmp_path, {"model": {"kind": kind, "columns": ["vol"], "params": params}}))
     assert config.model is not None and config.model.params == params
+
+
+_BARRIER_FIELDS = {"vol_method": "atr", "vol_span": 30, "pt": 2.0, "sl": 1.0, "max_bars": 24, "side": -1,
+                   "tie_break": "profit", "cusum": 2.0}
+_FORWARD_FIELDS = {"horizons": [6], "kind": "log", "clip_quantile": None}
+
+
+@pytest.mark.parametrize(("labels", "field", "method"), [
+    *((Whole(method="forward", horizons=[6], **{f: v}), f, "forward") for f, v in _BARRIER_FIELDS.items()),
+    # at its default, written, it is still a setting the researcher believes acts
+    (Whole(method="forward", pt=1.0), "pt", "forward"),
+    *(({f: v}, f, "triple_barrier") for f, v in _FORWARD_FIELDS.items()),
+    (Whole(horizons=[1]), "horizons", "triple_barrier"),  # triple_barrier is the default method
+])
+def test_a_label_field_the_method_does_not_read_is_refused_naming_the_field_and_the_method(
+        tmp_path: Path, labels: dict, field: str, method: str) -> None:
+    path = write(tmp_path, {"labels": labels})
+    with pytest.raises(ConfigError) as info:
+        load_research_config(path)
+    reader = "forward" if method == "triple_barrier" else "triple_barrier"
+    assert str(info.value) == (f"{path}: labels.{field}: only with labels.method: {reader} "
+                               f"({method} labels do not read it; remove it or change labels.method)")
+
+
+def test_research_labels_with_a_field_the_method_ignores_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    path = write(tmp_path, {"labels": Whole(method="forward", horizons=[6], pt=3.0)})
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["research", "labels", str(path), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "labels.pt: only with labels.method: triple_barrier" in " ".join(result.output.split())
+    assert not out.exists()
+
+
+def test_every_label_field_belongs_to_one_method() -> None:
+    from tradebus.research.config import _READ_BY
+
+    assert set(_READ_BY) == set(LabelsConfig.model_fields) - {"method"}
+    assert set(_READ_BY.values()) == {"forward", "triple_barrier"}
+
+
+@pytest.mark.parametrize("labels", [Whole(method="forward", horizons=[3, 6], kind="bps", clip_quantile=0.05), {}])
+def test_a_dumped_research_config_reloads_as_itself(tmp_path: Path, labels: dict) -> None:
+    config, _ = load_research_config(write(tmp_path, {"labels": labels}))
+    dumped = tmp_path / "dumped.yaml"
+    dumped.write_text(yaml.safe_dump(config.model_dump(mode="json")), encoding="utf-8")
+    reloaded, _ = load_research_config(dumped)
+    assert reloaded == config
+
+
+def test_a_dumped_labels_section_edited_to_set_a_field_the_method_ignores_is_refused(tmp_path: Path) -> None:
+    config, _ = load_research_config(write(tmp_path, {"labels": Whole(method="forward", horizons=[3])}))
+    data = config.model_dump(mode="json")
+    data["labels"]["pt"] = 2.5
+    dumped = tmp_path / "dumped.yaml"
+    dumped.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"labels\.pt: only with labels\.method: triple_barrier"):
+        load_research_config(dumped)
+
