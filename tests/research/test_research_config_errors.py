@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from tradebus.cli import app
 from tradebus.errors import ConfigError
-from tradebus.research.config import LabelsConfig, load_research_config
+from tradebus.research.config import CVConfig, LabelsConfig, load_research_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -135,15 +135,17 @@ def test_research_labels_with_a_field_the_method_ignores_exits_2_and_writes_noth
 
 
 def test_every_label_field_belongs_to_one_method() -> None:
-    from tradebus.research.config import _READ_BY
+    from tradebus.research.config import _LABELS_READ_BY
 
-    assert set(_READ_BY) == set(LabelsConfig.model_fields) - {"method"}
-    assert set(_READ_BY.values()) == {"forward", "triple_barrier"}
+    assert set(_LABELS_READ_BY) == set(LabelsConfig.model_fields) - {"method"}
+    assert set(_LABELS_READ_BY.values()) == {"forward", "triple_barrier"}
 
 
-@pytest.mark.parametrize("labels", [Whole(method="forward", horizons=[3, 6], kind="bps", clip_quantile=0.05), {}])
-def test_a_dumped_research_config_reloads_as_itself(tmp_path: Path, labels: dict) -> None:
-    config, _ = load_research_config(write(tmp_path, {"labels": labels}))
+@pytest.mark.parametrize("change", [{"labels": Whole(method="forward", horizons=[3, 6], kind="bps", clip_quantile=0.05)},
+                                    {"cv": Whole(method="walkforward", test_size=50, gap=2)},
+                                    {"cv": Whole(method="cpcv", n_test_folds=3)}, {}])
+def test_a_dumped_research_config_reloads_as_itself(tmp_path: Path, change: dict) -> None:
+    config, _ = load_research_config(write(tmp_path, change))
     dumped = tmp_path / "dumped.yaml"
     dumped.write_text(yaml.safe_dump(config.model_dump(mode="json")), encoding="utf-8")
     reloaded, _ = load_research_config(dumped)
@@ -159,3 +161,38 @@ def test_a_dumped_labels_section_edited_to_set_a_field_the_method_ignores_is_ref
     with pytest.raises(ConfigError, match=r"labels\.pt: only with labels\.method: triple_barrier"):
         load_research_config(dumped)
 
+
+
+@pytest.mark.parametrize(("cv", "field", "reader"), [
+    ({"test_size": 100}, "test_size", "walkforward"),  # the shipped kfold section
+    ({"train_size": 500}, "train_size", "walkforward"),
+    ({"expanding": False}, "expanding", "walkforward"),
+    ({"gap": 3}, "gap", "walkforward"),
+    ({"n_test_folds": 3}, "n_test_folds", "cpcv"),
+    (Whole(method="cpcv", n_splits=6, test_size=10), "test_size", "walkforward"),
+    (Whole(method="walkforward", n_splits=3, n_test_folds=2), "n_test_folds", "cpcv"),
+])
+def test_a_cv_field_the_splitter_does_not_read_is_refused_naming_the_field_and_the_method(
+        tmp_path: Path, cv: dict, field: str, reader: str) -> None:
+    path = write(tmp_path, {"cv": cv})
+    method = cv.get("method", "kfold")
+    with pytest.raises(ConfigError) as info:
+        load_research_config(path)
+    assert str(info.value) == (f"{path}: cv.{field}: only with cv.method: {reader} "
+                               f"({method} splits do not read it; remove it or change cv.method)")
+
+
+def test_research_cv_with_a_field_the_splitter_ignores_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    path = write(tmp_path, {"cv": {"test_size": 100}})
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["research", "cv", str(path), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "cv.test_size: only with cv.method: walkforward" in " ".join(result.output.split())
+    assert not out.exists()
+
+
+def test_every_cv_field_a_splitter_alone_reads_names_a_splitter() -> None:
+    from tradebus.research.config import _CV_READ_BY
+
+    assert set(_CV_READ_BY) == set(CVConfig.model_fields) - {"method", "n_splits", "embargo"}
+    assert set(_CV_READ_BY.values()) == {"cpcv", "walkforward"}

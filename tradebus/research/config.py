@@ -14,7 +14,7 @@ Example (``configs/research_btc.yaml``)::
     alpha:    {factors: [rsi, z], horizons: [1, 6, 24], period: 200}
 
 Relative paths are resolved against the config file's directory. Unknown keys are
-errors naming the field, and so is a ``labels`` field the chosen ``labels.method`` does not read.
+errors naming the field, and so is a ``labels`` or ``cv`` field its section's ``method`` does not read.
 """
 
 from __future__ import annotations
@@ -62,23 +62,9 @@ class LabelsConfig(_Model):
     tie_break: Literal["stop", "profit", "open"] = "stop"
     cusum: float | None = Field(default=None, gt=0, description="CUSUM threshold as a multiple of the volatility")
 
-    def unread_fields(self) -> list[str]:
-        """The fields written in the section that ``method`` does not read, in declaration order.
-
-        A section that spells out every key (as ``model_dump`` writes it) may hold the other
-        method's fields at their defaults.
-        """
-        written = self.model_fields_set
-        dumped = written >= set(type(self).model_fields)
-        return [
-            name for name, info in type(self).model_fields.items()
-            if name in written and _READ_BY.get(name, self.method) != self.method
-            and not (dumped and getattr(self, name) == info.get_default(call_default_factory=True))
-        ]
-
 
 #: The label method that reads each field (``method`` itself is read by both).
-_READ_BY: dict[str, str] = {
+_LABELS_READ_BY: dict[str, str] = {
     **dict.fromkeys(("horizons", "kind", "clip_quantile"), "forward"),
     **dict.fromkeys(("vol_method", "vol_span", "pt", "sl", "max_bars", "side", "tie_break", "cusum"), "triple_barrier"),
 }
@@ -111,6 +97,29 @@ class CVConfig(_Model):
         if problem is not None:
             raise ValueError(problem)
         return value
+
+
+#: The splitter that alone reads a field (``method``, ``n_splits`` and ``embargo`` are read by every one).
+_CV_READ_BY: dict[str, str] = {
+    "n_test_folds": "cpcv",
+    **dict.fromkeys(("test_size", "train_size", "expanding", "gap"), "walkforward"),
+}
+
+
+def _unread_fields(section: LabelsConfig | CVConfig, read_by: dict[str, str]) -> list[str]:
+    """The fields written in ``section`` that its ``method`` does not read, in declaration order.
+
+    ``read_by`` maps a field to the one method reading it (a field absent from it is read by all).
+    A section that spells out every key (as ``model_dump`` writes it) may hold the other
+    methods' fields at their defaults.
+    """
+    written = section.model_fields_set
+    dumped = written >= set(type(section).model_fields)
+    return [
+        name for name, info in type(section).model_fields.items()
+        if name in written and read_by.get(name, section.method) != section.method
+        and not (dumped and getattr(section, name) == info.get_default(call_default_factory=True))
+    ]
 
 
 class ModelConfig(_Model):
@@ -234,10 +243,12 @@ def load_research_config(path: str | Path) -> tuple[ResearchConfig, DatasetConfi
     if labels.clip_quantile is not None and labels.method != "forward":
         raise ConfigError(f"{path}: labels.clip_quantile: only with labels.method: forward "
                           f"({labels.method} labels are not clipped)")
-    unread = labels.unread_fields()
-    if unread:
-        raise ConfigError(f"{path}: labels.{unread[0]}: only with labels.method: {_READ_BY[unread[0]]} "
-                          f"({labels.method} labels do not read it; remove it or change labels.method)")
+    for name, section, read_by, what in (("labels", labels, _LABELS_READ_BY, "labels"),
+                                         ("cv", config.cv, _CV_READ_BY, "splits")):
+        unread = _unread_fields(section, read_by)
+        if unread:
+            raise ConfigError(f"{path}: {name}.{unread[0]}: only with {name}.method: {read_by[unread[0]]} "
+                              f"({section.method} {what} do not read it; remove it or change {name}.method)")
     if wf is not None and wf.horizon is not None:
         if labels.method != "forward":
             raise ConfigError(f"{path}: walkforward.horizon: only with labels.method: forward "
