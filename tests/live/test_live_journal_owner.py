@@ -69,7 +69,7 @@ async def test_a_live_daemon_on_a_paper_journal_is_refused_before_any_request(tm
     async with emulator:
         config = parse_live_config(binance_live_config(tmp_path, "ws://127.0.0.1:9", "http://127.0.0.1:9", emulator), "<test>")
         assert config.journal is not None
-        paper = parse_paper_config({k: v for k, v in config.model_dump(mode="json", exclude_none=True).items()
+        paper = parse_paper_config({k: v for k, v in config.model_dump(mode="json", exclude_none=True, exclude_unset=True).items()
                                     if k != "live"}, "<test>")
         Journal(config.journal, owner=paper.journal_owner()).close()
         with pytest.raises(DataError, match=r"written by a paper \(binance spot, simulated\) run, opened by a live \(binance spot, testnet\)"):
