@@ -12,13 +12,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from tradebus.cli import app
 from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog, schema_for
+from tradebus.reports.metrics import format_ns
 from tradebus.reports.writers import EQUITY_COLUMNS, FILL_COLUMNS, ORDER_COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -252,7 +255,6 @@ def test_a_book_run_over_a_resynced_stretch_is_refused_naming_it_and_runs_outsid
     """It ran and exited 0: in the stretch the venue matched orders against the book frozen before the lost
     update (six of its 11 TouchQuoter fills fell there), though the import named the stretch in its notes."""
     from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
-    from tradebus.reports.metrics import format_ns
 
     catalog, capture = resynced_book
     config = {
@@ -281,6 +283,128 @@ def test_a_book_run_over_a_resynced_stretch_is_refused_naming_it_and_runs_outsid
         result = invoke("backtest", str(write_config(tmp_path, outside)), "--out", str(tmp_path / f"out{n}"))
         assert result.exit_code == 0, result.output
         assert (tmp_path / f"out{n}" / "fills.csv").is_file()
+
+
+@pytest.fixture(scope="module")
+def usdm_book(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pa.Table]:
+    """A catalog imported from the USD-M capture (its only snapshot at 23:58:20.599) and its book rows."""
+    from tests.data.test_data_market_ingest import _usdm_config
+    from tests.live.node_testdata import USDM_CAPTURE
+    from tradebus.node.recording_import import import_recording
+
+    root = tmp_path_factory.mktemp("usdm_book") / "cat"
+    import_recording(USDM_CAPTURE, _usdm_config(), root)
+    return root, Catalog(root).read("binance_usdm", "usdm", "BTCUSDT", "book")
+
+
+def _touch_config(catalog: Path, start: str) -> dict[str, Any]:
+    from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
+
+    return {
+        "instruments": [USDM_INSTRUMENT],
+        "strategy": {"name": "tradebus.strategies.touch_quoter:TouchQuoter", "instruments": [USDM_IID],
+                     "params": {"interval_ns": 100_000_000, "quantity": 0.001, "max_position": 0.005}},
+        "venue": {"fill_on": "book"},
+        "data": {"catalog": str(catalog), "start": start, "sources": [
+            {"instrument": USDM_IID, "kind": "book", "dataset": "binance_usdm/usdm/BTCUSDT/book"},
+            {"instrument": USDM_IID, "kind": "trades", "dataset": "binance_usdm/usdm/BTCUSDT/trades"}]},
+    }
+
+
+def _touches(rows: pa.Table, times: list[int]) -> list[tuple[float, float]]:
+    """(best bid, best ask) of the book the rows with ``ts_init`` before each time leave (dicts, row by row)."""
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    prev = None
+    out = []
+    columns = ("ts_init", "sequence", "side", "price", "size", "flags")
+    it = iter(zip(*(rows.column(c).to_pylist() for c in columns), strict=True))
+    row = next(it, None)
+    for t in times:
+        while row is not None and row[0] < t:
+            ts, seq, side, price, size, flags = row
+            snapshot = bool(flags & BOOK_SNAPSHOT)
+            if snapshot and prev != (ts, seq, snapshot):
+                bids, asks = {}, {}
+            prev = (ts, seq, snapshot)
+            book = bids if side > 0 else asks
+            if size > 0.0:
+                book[price] = size
+            else:
+                book.pop(price, None)
+            row = next(it, None)
+        out.append((max(bids), min(asks)))
+    return out
+
+
+def test_a_book_run_starting_between_snapshots_quotes_and_fills_against_the_book_at_its_start(
+    tmp_path: Path, usdm_book: tuple[Path, pa.Table]
+) -> None:
+    """It replayed the diffs after data.start onto an EMPTY book, exit 0, no warning: 2 s after the start the
+    book had 181 of 1,344 bid levels, the quoter posted at touches the venue never had and the fills differed."""
+    catalog, rows = usdm_book
+    start = "2023-04-04T23:58:37Z"
+    start_ns = int(np.datetime64(start.rstrip("Z"), "ns").astype(np.int64))
+    path = write_config(tmp_path, _touch_config(catalog, start))
+    result = invoke("backtest", str(path), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    with (tmp_path / "out" / "orders.csv").open() as fh:
+        orders = list(csv.DictReader(fh))
+    with (tmp_path / "out" / "fills.csv").open() as fh:
+        fills = list(csv.DictReader(fh))
+    assert len(orders) > 100 and fills
+    assert min(int(o["ts_created"]) for o in orders) >= start_ns and min(int(f["ts_event"]) for f in fills) >= start_ns
+    # Every quote is at the touch of the book the rows up to its time rebuild (the first one 100 ms after the start).
+    touches = _touches(rows, [int(o["ts_created"]) for o in orders])
+    assert [float(o["price"]) for o in orders] == [bid if o["side"] == "BUY" else ask
+                                                   for o, (bid, ask) in zip(orders, touches, strict=True)]
+    # The run over the rows from the start on alone (an empty book at the start) fills otherwise.
+    empty = Catalog(tmp_path / "empty")
+    late = rows.filter(pc.greater_equal(rows.column("ts_init"), start_ns))
+    empty.write(late, "binance_usdm", "usdm", "BTCUSDT", "book", kind="book")
+    trades = Catalog(catalog).read("binance_usdm", "usdm", "BTCUSDT", "trades")
+    empty.write(trades, "binance_usdm", "usdm", "BTCUSDT", "trades", kind="trades")
+    config = _touch_config(tmp_path / "empty", start)
+    result = invoke("backtest", str(write_config(tmp_path, config)), "--out", str(tmp_path / "out_empty"))
+    assert result.exit_code == 0, result.output
+    with (tmp_path / "out_empty" / "fills.csv").open() as fh:
+        empty_fills = list(csv.DictReader(fh))
+    assert [(f["ts_event"], f["side"], f["price"]) for f in empty_fills] != [
+        (f["ts_event"], f["side"], f["price"]) for f in fills
+    ]
+
+
+def test_a_book_run_starting_where_no_snapshot_precedes_it_is_refused_naming_the_first_snapshot(
+    tmp_path: Path, usdm_book: tuple[Path, pa.Table]
+) -> None:
+    """Diffs before data.start and no snapshot among them: it replayed the window onto an empty book, exit 0."""
+    from tests.live.node_testdata import USDM_IID
+
+    _, rows = usdm_book
+    ts = np.asarray(rows.column("ts_init"))
+    flags = np.asarray(rows.column("flags")).copy()
+    later = int(ts[np.searchsorted(ts, ts[0] + 30 * 1_000_000_000)])
+    flags[:] = 0
+    flags[ts == later] = BOOK_SNAPSHOT  # the first snapshot: a diff's levels, 30 s in
+    cat = Catalog(tmp_path / "cat")
+    table = rows.set_column(rows.schema.get_field_index("flags"), "flags", pa.array(flags))
+    cat.write(table, "binance_usdm", "usdm", "BTCUSDT", "book", kind="book")
+    cat.write(pa.table({"ts_event": ts[:1], "ts_init": ts[:1], "price": [28_000.0], "size": [0.001],
+                        "aggressor": pa.array([1], pa.int8()), "trade_id": ["1"]}),
+              "binance_usdm", "usdm", "BTCUSDT", "trades", kind="trades")
+    config = _touch_config(tmp_path / "cat", "2023-04-04T23:58:40Z")
+    result = invoke("backtest", str(write_config(tmp_path, config)), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 3
+    text = " ".join(result.output.split())
+    assert (
+        f"the {USDM_IID} book cannot be rebuilt at the start 2023-04-04T23:58:40Z: no snapshot at or before it (the "
+        "dataset's rows begin at 2023-04-04T23:58:20.599351Z; the window's deltas would update an empty book); its "
+        f"first snapshot is at {format_ns(later)}; set data.start at or after it"
+    ) in text
+    assert leftovers(tmp_path, "out") == []
+    config["data"]["start"] = format_ns(later)
+    result = invoke("backtest", str(write_config(tmp_path, config)), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
 
 
 # ----------------------------------------------------------------------------- bad config

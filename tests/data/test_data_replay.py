@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -15,10 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tradebus.data.catalog import Catalog
+from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog
 from tradebus.data.replay import Replay, ReplayBatch, ReplaySource
-from tradebus.engine.messages import Bar, Trade
+from tradebus.engine.messages import Bar, BookDelta, BookSnapshot, Trade
 from tradebus.errors import DataError
+from tradebus.reports.metrics import format_ns
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "data"
@@ -331,3 +333,138 @@ def test_messages_of_trade_batch_are_trades(tmp_path: Path) -> None:
     (trade_a, trade_b) = list(Replay([source]))
     assert trade_a == Trade("T.V", T0_NS, T0_NS, 100.0, 1.0, 1, "T-0")
     assert isinstance(trade_b, Trade)
+
+
+# ----------------------------------------------------------------------------- a book window starting late
+
+
+def _book_key(msg: Any) -> tuple[Any, ...]:
+    return type(msg).__name__, msg.ts_event, msg.ts_init, msg.last_seq, msg.bids.tolist(), msg.asks.tolist()
+
+
+def _reference_book(rows: pa.Table, before_ns: int) -> tuple[dict[float, float], dict[float, float]]:
+    """The book the stored rows with ``ts_init < before_ns`` leave, applied one by one to two dicts."""
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    prev = None
+    columns = ("ts_init", "sequence", "side", "price", "size", "flags")
+    for ts, seq, side, price, size, flags in zip(*(rows.column(c).to_pylist() for c in columns), strict=True):
+        if ts >= before_ns:
+            break
+        snapshot = bool(flags & BOOK_SNAPSHOT)
+        if snapshot and prev != (ts, seq, snapshot):
+            bids, asks = {}, {}
+        prev = (ts, seq, snapshot)
+        book = bids if side > 0 else asks
+        if size > 0.0:
+            book[price] = size
+        else:
+            book.pop(price, None)
+    return bids, asks
+
+
+@pytest.fixture(scope="module")
+def usdm_late(tmp_path_factory: pytest.TempPathFactory) -> tuple[Catalog, pa.Table, int]:
+    """The USD-M capture's book and trades, with a second snapshot holding every other level of the
+    book at a diff's time (so the book at a later start comes from it), in row groups of 1,000 rows."""
+    from tests.data.test_data_market_ingest import _usdm_config
+    from tests.live.node_testdata import USDM_CAPTURE
+    from tradebus.node.recording_import import import_recording
+
+    root = tmp_path_factory.mktemp("usdm_late")
+    import_recording(USDM_CAPTURE, _usdm_config(), root / "imported")
+    imported = Catalog(root / "imported")
+    rows = imported.read("binance_usdm", "usdm", "BTCUSDT", "book")
+    ts = np.asarray(rows.column("ts_init"))
+    at = int(np.searchsorted(ts, ts[0] + 15 * SEC_NS))  # the first row of a diff 15 s in
+    end = at + int(np.count_nonzero(ts == ts[at]))
+    bids, asks = _reference_book(rows, int(ts[at]) + 1)
+    levels = [(1, p, s) for p, s in sorted(bids.items(), reverse=True)[::2]]
+    levels += [(-1, p, s) for p, s in sorted(asks.items())[::2]]
+    n = len(levels)
+    second = pa.table({
+        "ts_event": np.full(n, rows.column("ts_event")[end - 1].as_py(), dtype=np.int64),
+        "ts_init": np.full(n, ts[at], dtype=np.int64),
+        "sequence": np.full(n, rows.column("sequence")[end - 1].as_py() + 1, dtype=np.int64),
+        "side": pa.array([lv[0] for lv in levels], pa.int8()),
+        "price": [lv[1] for lv in levels],
+        "size": [lv[2] for lv in levels],
+        "flags": pa.array(np.full(n, BOOK_SNAPSHOT, dtype=np.int8)),
+    }).cast(rows.schema)
+    rows = pa.concat_tables([rows.slice(0, end), second, rows.slice(end)])
+    cat = Catalog(root / "cat")
+    cat.write(rows, "binance_usdm", "usdm", "BTCUSDT", "book", kind="book", row_group_rows=1000)
+    trades = imported.read("binance_usdm", "usdm", "BTCUSDT", "trades")
+    cat.write(trades, "binance_usdm", "usdm", "BTCUSDT", "trades", kind="trades")
+    return cat, rows, int(ts[at])
+
+
+def _usdm_sources(cat: Catalog) -> list[ReplaySource]:
+    iid = "BTCUSDT.BINANCE_USDM"
+    return [ReplaySource.from_catalog(cat, iid, "binance_usdm", "usdm", "BTCUSDT", k) for k in ("book", "trades")]
+
+
+@pytest.mark.parametrize("batch_rows", [700, 65_536])
+def test_a_book_window_starting_between_snapshots_starts_from_the_book_at_its_start(
+    usdm_late: tuple[Catalog, pa.Table, int], batch_rows: int
+) -> None:
+    """It replayed the diffs after the start onto an EMPTY book: 20 s into the capture the book rebuilt
+    2 s later had 181 of 1,344 bid levels, and a fill_on: book run matched orders against that book."""
+    cat, rows, second_ns = usdm_late
+    sources = _usdm_sources(cat)
+    full = list(Replay(sources, batch_rows=batch_rows))
+    ts = np.asarray(rows.column("ts_init"))
+    first_ns = int(ts[0])
+    for start in (first_ns + 1, first_ns + 7 * SEC_NS, int(ts[5000]), second_ns - 1, second_ns + 1,
+                  first_ns + 20 * SEC_NS, int(ts[-1])):
+        replay = Replay(sources, start_ns=start, batch_rows=batch_rows)
+        messages = list(replay)
+        assert [_book_key(m) if hasattr(m, "bids") else m for m in messages] == [
+            _book_key(m) if hasattr(m, "bids") else m for b in replay.batches() for m in b.messages()
+        ]
+        assert all(m.ts_init >= start for m in messages)  # nothing before the start
+        book = [m for m in messages if isinstance(m, BookSnapshot | BookDelta)]
+        first = book[0]
+        assert type(first) is BookSnapshot and first.ts_init == start
+        bids, asks = _reference_book(rows, start)
+        assert len(bids) > 100
+        assert dict(first.bids.tolist()) == bids and dict(first.asks.tolist()) == asks
+        # ... and then exactly the messages the whole replay has from the start on
+        after = [_book_key(m) for m in full if isinstance(m, BookSnapshot | BookDelta) and m.ts_init >= start]
+        assert [_book_key(m) for m in book[1:]] == after
+        trades = [m for m in full if isinstance(m, Trade) and m.ts_init >= start]
+        assert [m for m in messages if isinstance(m, Trade)] == trades
+    for start in (None, 0, first_ns, second_ns):  # from the first row or a snapshot's time: the rows as they are
+        messages = list(Replay(sources, start_ns=start, batch_rows=batch_rows))
+        assert [_book_key(m) if hasattr(m, "bids") else m for m in messages] == [
+            _book_key(m) if hasattr(m, "bids") else m for m in full if m.ts_init >= (start or 0)
+        ]
+
+
+def test_a_book_window_starting_where_no_snapshot_precedes_it_is_refused(
+    tmp_path: Path, usdm_late: tuple[Catalog, pa.Table, int]
+) -> None:
+    """Diffs before the start and no snapshot to rebuild the book from: it replayed onto an empty book."""
+    _, rows, second_ns = usdm_late
+    ts = np.asarray(rows.column("ts_init"))
+    flags = np.asarray(rows.column("flags")).copy()
+    flags[ts < second_ns] = 0  # the first snapshot is now the one at second_ns
+    cat = Catalog(tmp_path / "cat")
+    table = rows.set_column(rows.schema.get_field_index("flags"), "flags", pa.array(flags))
+    cat.write(table, "binance_usdm", "usdm", "BTCUSDT", "book", kind="book", row_group_rows=1000)
+    source = ReplaySource.from_catalog(cat, "BTCUSDT.BINANCE_USDM", "binance_usdm", "usdm", "BTCUSDT", "book")
+    start = int(ts[0]) + 5 * SEC_NS
+    with pytest.raises(DataError) as err:
+        list(Replay([source], start_ns=start))
+    assert str(err.value) == (
+        f"{source.describe()}: the BTCUSDT.BINANCE_USDM book cannot be rebuilt at the start {format_ns(start)}: "
+        f"no snapshot at or before it (the dataset's rows begin at {format_ns(int(ts[0]))}; the window's deltas "
+        f"would update an empty book); its first snapshot is at {format_ns(second_ns)}; set data.start at or after it"
+    )
+    assert type(next(iter(Replay([source], start_ns=second_ns)))) is BookDelta  # the diff before it at that time
+    assert len(list(Replay([source], start_ns=second_ns + 1))) > 0
+    flags[:] = 0
+    table = rows.set_column(rows.schema.get_field_index("flags"), "flags", pa.array(flags))
+    cat.write(table, "binance_usdm", "usdm", "BTCUSDT", "book", kind="book", mode="overwrite")
+    with pytest.raises(DataError, match="no snapshot at or before it .*; it holds no snapshot$"):
+        list(Replay([source], start_ns=start))

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import yaml
 
 from tradebus.config import load_config
+from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog
 from tradebus.sweep.inputs import changes, data_inputs
 
 IID = "BTCUSDT.BINANCE"
@@ -30,3 +33,37 @@ def test_a_model_file_a_strategy_parameter_names_is_an_input_whose_change_is_not
     models.write_text(json.dumps({"meta": [], "hazard": [], "retrained": True}))
     after = data_inputs(load_config(path), (None, None))
     assert changes(before, after) == [f"strategy.params.models ({models}): bytes 26 -> 45"]
+
+
+def test_a_book_dataset_s_rows_before_the_window_are_an_input_whose_change_is_noticed(tmp_path: Path) -> None:
+    """A window starting on day 2 starts from the book day 1's snapshot rebuilds: re-importing day 1 went unseen."""
+    day = 86_400_000_000_000
+    t0 = 1_704_067_200_000_000_000  # 2024-01-01
+
+    def book(bid_size: float) -> pa.Table:
+        ts = np.array([t0, t0, t0 + day + 5, t0 + day + 9], dtype=np.int64)
+        return pa.table({
+            "ts_event": ts, "ts_init": ts, "sequence": np.array([1, 1, 2, 3], dtype=np.int64),
+            "side": pa.array([1, -1, 1, -1], pa.int8()), "price": [99.0, 101.0, 99.5, 100.5],
+            "size": [bid_size, 1.0, 2.0, 2.0],
+            "flags": pa.array([BOOK_SNAPSHOT, BOOK_SNAPSHOT, 0, 0], pa.int8()),
+        })
+
+    catalog = Catalog(tmp_path / "cat")
+    catalog.write(book(1.0), "binance", "spot", "BTCUSDT", "book", kind="book")
+    config = {
+        "data": {"catalog": "cat",
+                 "sources": [{"instrument": IID, "kind": "book", "dataset": "binance/spot/BTCUSDT/book"}]},
+        "instruments": [{"venue": "BINANCE", "symbol": "BTCUSDT", "base": "BTC", "quote": "USDT",
+                         "tick_size": 0.01, "lot_size": 1.0e-5}],
+        "strategy": {"name": "tradebus.strategies.touch_quoter:TouchQuoter", "instruments": [IID],
+                     "params": {"quantity": 0.01, "max_position": 0.05}},
+        "venue": {"fill_on": "book"},
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    window = (t0 + day, None)
+    before = data_inputs(load_config(path), window)
+    catalog.write(book(3.0), "binance", "spot", "BTCUSDT", "book", kind="book", mode="overwrite")
+    after = data_inputs(load_config(path), window)
+    assert changes(before, after) == ["data.sources.0.dataset (binance/spot/BTCUSDT/book): content differs"]

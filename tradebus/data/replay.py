@@ -28,7 +28,14 @@ on a book: the second part of a cut snapshot comes as a delta adding its levels)
 
 Time filtering keeps rows with ``start_ns <= ts_init <= end_ns`` (both
 inclusive, ``None`` = unbounded); catalog files and row groups outside the
-range are skipped using the manifest and the Parquet statistics.
+range are skipped using the manifest and the Parquet statistics. A book source
+with rows before ``start_ns`` (and some in the range) starts with the book as it
+was then: one :class:`~tradebus.engine.messages.BookSnapshot` at ``start_ns`` holding
+the levels the last snapshot before ``start_ns`` and the rows after it up to
+``start_ns`` leave (stamped with the ``ts_event`` and ``sequence`` of the last of those
+rows), which are never replayed themselves; a book with rows before ``start_ns`` but
+no snapshot at or before it is refused. A window that starts at or before a book's
+first row, or at a snapshot's time, replays its rows as they are.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from __future__ import annotations
 import heapq
 import os
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -60,6 +67,7 @@ from tradebus.engine.messages import (
     Trade,
 )
 from tradebus.errors import DataError
+from tradebus.reports.metrics import format_ns
 
 __all__ = ["MixedBatch", "Replay", "ReplayBatch", "ReplaySource"]
 
@@ -475,6 +483,45 @@ def _last_message_start(chunk: _Chunk) -> int:
     return int(other[-1]) + 1 if other.size else 0
 
 
+def _snapshot_times(path: Path, pf: pq.ParquetFile, group: int) -> np.ndarray:
+    """The ``ts_init`` of the snapshot rows of one row group of a book file."""
+    times = []
+    for batch in _batches(pf, path, group, ["ts_init", "flags"], DEFAULT_BATCH_ROWS):
+        ts, flags = batch.column(0).to_numpy(), batch.column(1).to_numpy()
+        times.append(ts[(flags & BOOK_SNAPSHOT) != 0])
+    return np.concatenate(times) if times else np.empty(0, dtype=np.int64)
+
+
+def _last_snapshot(entries: list[tuple[Path, Any]], start_ns: int) -> int | None:
+    """``ts_init`` of the last snapshot row at or before ``start_ns`` in a book dataset's files (``None``: none).
+
+    Reads the files and row groups from the last one back, two columns at a time, until one has a snapshot.
+    """
+    for path, _ in reversed(entries):
+        pf = open_parquet(path, "book")
+        ts_col = pf.schema_arrow.get_field_index("ts_init")
+        for group in reversed(range(pf.metadata.num_row_groups)):
+            stats = pf.metadata.row_group(group).column(ts_col).statistics
+            if stats is not None and stats.has_min_max and stats.min > start_ns:
+                continue
+            times = _snapshot_times(path, pf, group)
+            times = times[times <= start_ns]
+            if times.size:
+                return int(times[-1])
+    return None
+
+
+def _first_snapshot(entries: list[tuple[Path, Any]]) -> int | None:
+    """``ts_init`` of the first snapshot row in a book dataset's files (``None``: none)."""
+    for path, _ in entries:
+        pf = open_parquet(path, "book")
+        for group in range(pf.metadata.num_row_groups):
+            times = _snapshot_times(path, pf, group)
+            if times.size:
+                return int(times[0])
+    return None
+
+
 def _range_mask(ts_init: np.ndarray, start_ns: int | None, end_ns: int | None) -> tuple[int, int]:
     """Return the [lo, hi) index range of sorted ``ts_init`` inside [start_ns, end_ns]."""
     lo = 0 if start_ns is None else int(np.searchsorted(ts_init, start_ns, side="left"))
@@ -544,7 +591,8 @@ class Replay:
     sources
         The streams; their order breaks ties at equal ``ts_init``.
     start_ns, end_ns
-        Inclusive ``ts_init`` range to replay (``None`` = unbounded).
+        Inclusive ``ts_init`` range to replay (``None`` = unbounded); a book source starts
+        with its book at ``start_ns`` (see the module docstring).
     batch_rows
         Maximum rows read at once from a source (bounds memory per source).
     verify
@@ -657,9 +705,108 @@ class Replay:
             validate_trades(pa.table(arrays, schema=schema_for("trades")), chunk.origin, rows)
 
     def _catalog_chunks(self, src: ReplaySource) -> Iterator[_Chunk]:
+        rows = self._catalog_rows(src, self.start_ns, self.end_ns)
+        try:
+            if src.kind != "book" or self.start_ns is None:
+                yield from rows
+                return
+            first = next((chunk for chunk in rows if len(chunk)), None)
+            if first is None:
+                return
+            book = self._book_at_start(src)
+            if book is not None:
+                yield book
+            yield first
+            yield from rows
+        finally:
+            rows.close()
+
+    def _book_at_start(self, src: ReplaySource) -> _Chunk | None:
+        """The book of ``src`` at :attr:`start_ns` as one snapshot message there (``None``: nothing to rebuild).
+
+        The rows before the window hold the book's state at its start: without them the
+        deltas in the window would update an empty book. The book is rebuilt from the last
+        snapshot before ``start_ns`` and the rows after it up to ``start_ns`` (exclusive), read
+        here and never delivered as messages. Nothing is rebuilt when the dataset has no row
+        before ``start_ns`` or a snapshot at ``start_ns``.
+
+        Raises
+        ------
+        DataError
+            If the dataset has rows before ``start_ns`` but no snapshot at or before it (naming
+            the instrument, the start and the dataset's first snapshot).
+        """
+        start = self.start_ns
+        assert start is not None
+        cat = Catalog(src.catalog_root)  # type: ignore[arg-type]
+        manifest, entries = cat.entries(src.venue, src.market, src.symbol, src.dataset, end_ns=start)
+        if not manifest.rows or manifest.start_ns >= start:
+            return None
+        snapshot_ns = _last_snapshot(entries, start)
+        if snapshot_ns == start:
+            return None
+        if snapshot_ns is None:
+            later = _first_snapshot(cat.entries(src.venue, src.market, src.symbol, src.dataset, start_ns=start)[1])
+            since = (
+                f"its first snapshot is at {format_ns(later)}; set data.start at or after it"
+                if later is not None
+                else "it holds no snapshot"
+            )
+            raise DataError(
+                f"{src.describe()}: the {src.instrument_id} book cannot be rebuilt at the start "
+                f"{format_ns(start)}: no snapshot at or before it (the dataset's rows begin at "
+                f"{format_ns(manifest.start_ns)}; the window's deltas would update an empty book); {since}"
+            )
+        bids: dict[float, float] = {}
+        asks: dict[float, float] = {}
+        last: tuple[int, int, bool] | None = None  # (ts_init, sequence, snapshot) of the previous row
+        ts_event = sequence = 0
+        for chunk in self._catalog_rows(src, snapshot_ns, start - 1):
+            n = len(chunk)
+            if not n:
+                continue
+            ts, seq = chunk.ts_init, chunk.columns["sequence"]
+            snap = (chunk.columns["flags"] & BOOK_SNAPSHOT) != 0
+            new = np.empty(n, dtype=bool)
+            new[1:] = (np.diff(ts) != 0) | (np.diff(seq) != 0) | (np.diff(snap) != 0)
+            new[0] = last != (int(ts[0]), int(seq[0]), bool(snap[0]))
+            starts = np.flatnonzero(new & snap)
+            begin = 0
+            if starts.size:  # a snapshot replaces the book: only the rows from the last one count
+                begin = int(starts[-1])
+                bids, asks = {}, {}
+            side = chunk.columns["side"][begin:]
+            price = chunk.columns["price"][begin:]
+            size = chunk.columns["size"][begin:]
+            is_bid = side > 0
+            bids.update(zip(price[is_bid].tolist(), size[is_bid].tolist(), strict=True))
+            asks.update(zip(price[~is_bid].tolist(), size[~is_bid].tolist(), strict=True))
+            last = (int(ts[-1]), int(seq[-1]), bool(snap[-1]))
+            ts_event, sequence = int(chunk.ts_event[-1]), int(seq[-1])
+        levels = [
+            (side, price, size)
+            for side, book, descending in ((1, bids, True), (-1, asks, False))
+            for price, size in sorted(book.items(), reverse=descending)
+            if size > 0.0
+        ]
+        n = len(levels)
+        columns = {
+            "sequence": np.full(n, sequence, dtype=np.int64),
+            "side": np.array([lv[0] for lv in levels], dtype=np.int8),
+            "price": np.array([lv[1] for lv in levels], dtype=np.float64),
+            "size": np.array([lv[2] for lv in levels], dtype=np.float64),
+            "flags": np.full(n, BOOK_SNAPSHOT, dtype=np.int8),
+        }
+        origin = f"{src.describe()} (book rebuilt at {format_ns(start)})"
+        return _Chunk(origin, 1, np.full(n, ts_event, dtype=np.int64), np.full(n, start, dtype=np.int64), columns, None)
+
+    def _catalog_rows(
+        self, src: ReplaySource, start_ns: int | None, end_ns: int | None
+    ) -> Generator[_Chunk, None, None]:
+        """The rows of a catalog source with ``start_ns <= ts_init <= end_ns``, in stored order."""
         cat = Catalog(src.catalog_root)  # type: ignore[arg-type]
         manifest, entries = cat.entries(
-            src.venue, src.market, src.symbol, src.dataset, start_ns=self.start_ns, end_ns=self.end_ns, verify=self.verify
+            src.venue, src.market, src.symbol, src.dataset, start_ns=start_ns, end_ns=end_ns, verify=self.verify
         )
         if manifest.kind != src.kind:
             raise DataError(f"{src.describe()}: dataset holds {manifest.kind}, the source expects {src.kind}")
@@ -669,10 +816,8 @@ class Replay:
             pf = open_parquet(path, src.kind)
             if pf.metadata.num_rows != entry.rows:
                 raise DataError(f"{path}: {pf.metadata.num_rows} rows, the manifest says {entry.rows}")
-            inside = (self.start_ns is None or entry.start_ns >= self.start_ns) and (
-                self.end_ns is None or entry.end_ns <= self.end_ns
-            )
-            for group, first in _row_groups_in_range(pf, self.start_ns, self.end_ns):
+            inside = (start_ns is None or entry.start_ns >= start_ns) and (end_ns is None or entry.end_ns <= end_ns)
+            for group, first in _row_groups_in_range(pf, start_ns, end_ns):
                 offset = first
                 bounds = _time_bounds(pf, group)
                 for batch in _batches(pf, path, group, names, self.batch_rows):
@@ -689,7 +834,7 @@ class Replay:
                     _check_time_bounds(chunk, bounds)
                     offset += batch.num_rows
                     if not inside:
-                        lo, hi = _range_mask(ts_init, self.start_ns, self.end_ns)
+                        lo, hi = _range_mask(ts_init, start_ns, end_ns)
                         if (lo, hi) != (0, len(chunk)):
                             chunk = chunk.cut(lo, hi)
                     yield chunk
@@ -762,7 +907,8 @@ class Replay:
         ------
         DataError
             If a source is unsorted, a catalog file is missing, corrupt or of the
-            wrong schema, or a file source fails validation.
+            wrong schema, a file source fails validation, or a book source has rows
+            before ``start_ns`` but no snapshot there to rebuild its book from.
         """
         sources = self.sources
         new = object.__new__

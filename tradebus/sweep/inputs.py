@@ -8,6 +8,8 @@ fingerprint of each input is kept beside it (``sweep.json``, key ``data``) and c
   sha256) of the files the run's window reads, and each file's size (a file replaced behind the
   manifest's back). Bars appended after ``data.end`` change nothing the run reads; a re-import or
   an append inside the window does. Nothing is hashed: the manifest holds each file's sha256.
+  A book dataset's files before the window are inputs too: a window starting after its first row
+  starts from the book its rows before the start rebuild (:mod:`tradebus.data.replay`).
 * a file (``data.sources.N.file``, ``data.marks.N.file``, ``data.funding.N.file``,
   ``venue.book.ack_latency_samples``, a strategy parameter typed as a path such as a saved model's
   ``strategy.params.model``): the sha256 of its bytes (a file is read whole; about
@@ -93,7 +95,8 @@ def _file(path: Path) -> dict[str, Any]:
 def _dataset(
     catalog: Catalog, key: tuple[str, str, str, str], window: tuple[int | None, int | None]
 ) -> dict[str, Any]:
-    manifest, entries = catalog.entries(*key, start_ns=window[0], end_ns=window[1])
+    first = None if catalog.manifest(*key).kind == "book" else window[0]
+    manifest, entries = catalog.entries(*key, start_ns=first, end_ns=window[1])
     files = [(e.path, e.rows, e.start_ns, e.end_ns, e.sha256, path.stat().st_size) for path, e in entries]
     digest = hashlib.sha256(json.dumps([manifest.kind, files], separators=(",", ":")).encode()).hexdigest()
     return {
