@@ -105,6 +105,7 @@ from tradebus.data.catalog import (
 )
 from tradebus.data.quality import QualityCheck
 from tradebus.data.sources import DEFAULT_BLOCK_BYTES, Frame, Source, is_number, open_source
+from tradebus.engine.clock import iso_ns
 from tradebus.errors import DataError
 
 __all__ = [
@@ -268,13 +269,6 @@ def detect_interval(ts: np.ndarray) -> int:
 def _v(value: object) -> str:
     """Format a cell value for an error message (numpy scalars as plain Python values)."""
     return repr(value.item() if isinstance(value, np.generic) else value)
-
-
-def _iso(ns: int | np.integer) -> str:
-    """Format ns since the epoch as ISO-8601 UTC (``2024-01-01T04:00:00Z``; sub-second digits if any)."""
-    text = str(np.datetime64(int(ns), "ns"))
-    text = text.rstrip("0").rstrip(".") if "." in text else text
-    return text + "Z"
 
 
 def _pick(frame: Frame, aliases: Sequence[str], field: str, *, required: bool = True) -> str | None:
@@ -479,12 +473,12 @@ def _check_time_order(
     if back is not None and (dup is None or back < dup):
         raise frame.error(
             back + 1 - s,
-            f"{field} {_iso(full[back + 1])} is before the previous row's {_iso(full[back])} (rows must be sorted by time)",
+            f"{field} {iso_ns(full[back + 1])} is before the previous row's {iso_ns(full[back])} (rows must be sorted by time)",
         )
     if dup is not None:
         i = dup + 1 - s
         before = frame.row(i - 1) if i > 0 else prev_row
-        raise frame.error(i, f"duplicate {field} {_iso(full[dup + 1])} (same as row {before})")
+        raise frame.error(i, f"duplicate {field} {iso_ns(full[dup + 1])} (same as row {before})")
 
 
 def _bar_checks(
@@ -765,7 +759,7 @@ class BarStream:
         if back is not None:
             raise frame.error(
                 back + 1 - s,
-                f"{self.display_ts} {_iso(full[back + 1])} is before the previous row's {_iso(full[back])} "
+                f"{self.display_ts} {iso_ns(full[back + 1])} is before the previous row's {iso_ns(full[back])} "
                 "(rows must be sorted by time)",
             )
         dup = np.flatnonzero(step == 0) + 1 - s
@@ -1343,7 +1337,7 @@ def import_path(
         first = next(iter(streams.values()))
         shown = ", ".join(sources) if len(sources) <= 3 else f"{sources[0]} ... {sources[-1]} ({len(sources)} files)"
         if not writers and window_ns is not None:
-            raise DataError(f"{shown}: no {kind} from {_iso(window_ns[0])} to before {_iso(window_ns[1])} UTC")
+            raise DataError(f"{shown}: no {kind} from {iso_ns(window_ns[0])} to before {iso_ns(window_ns[1])} UTC")
         if isinstance(first, BarStream):
             result = ImportResult([], first.display_ts, first.bar_time, first.shift_ns, first.interval_ns,
                                   first.interval_detected, sum(s.dropped for s in streams.values()))  # type: ignore[union-attr]

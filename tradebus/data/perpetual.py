@@ -34,17 +34,13 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from tradebus.data.ingest import to_float, to_ns
+from tradebus.engine.clock import iso_ns
 from tradebus.engine.messages import FundingRate, MarkPrice
 from tradebus.errors import DataError
 
 __all__ = ["funding_gaps", "read_funding_rates", "read_mark_prices"]
 
 _ISO = "%Y-%m-%dT%H:%M:%S%z"
-
-
-def _iso(ns: int) -> str:
-    text = str(np.datetime64(int(ns), "ns"))  # always with nine decimals
-    return text.rstrip("0").rstrip(".") + "Z"
 
 
 def _read(path: Path) -> pa.Table:
@@ -84,7 +80,7 @@ def _times(table: pa.Table, path: Path) -> np.ndarray:
     if behind.size:
         row = int(behind[0]) + 2
         raise DataError(
-            f"{path} row {row}: times must strictly increase ({_iso(ts[row - 1])} after row {row - 1}'s {_iso(ts[row - 2])})"
+            f"{path} row {row}: times must strictly increase ({iso_ns(ts[row - 1])} after row {row - 1}'s {iso_ns(ts[row - 2])})"
         )
     return ts
 
@@ -112,9 +108,9 @@ def read_mark_prices(path: str | Path, instrument_id: str) -> list[MarkPrice]:
     out: list[MarkPrice] = []
     for row, (t, mark) in enumerate(zip(ts.tolist(), marks.tolist(), strict=True), start=1):
         if not math.isfinite(mark):
-            raise DataError(f"{path} row {row}: mark price {mark} at {_iso(t)} is not a finite number")
+            raise DataError(f"{path} row {row}: mark price {mark} at {iso_ns(t)} is not a finite number")
         if mark <= 0.0:
-            raise DataError(f"{path} row {row}: mark price {mark} at {_iso(t)} must be > 0")
+            raise DataError(f"{path} row {row}: mark price {mark} at {iso_ns(t)} must be > 0")
         out.append(MarkPrice(instrument_id, t, t, mark, math.nan))
     return out
 
@@ -135,9 +131,9 @@ def read_funding_rates(path: str | Path, instrument_id: str) -> list[FundingRate
     out: list[FundingRate] = []
     for row, (t, rate) in enumerate(zip(ts.tolist(), rates.tolist(), strict=True), start=1):
         if not math.isfinite(rate):
-            raise DataError(f"{path} row {row}: funding rate {rate} at {_iso(t)} is not a finite number")
+            raise DataError(f"{path} row {row}: funding rate {rate} at {iso_ns(t)} is not a finite number")
         if abs(rate) >= 1.0:
-            raise DataError(f"{path} row {row}: funding rate {rate} at {_iso(t)} is not a plausible fraction")
+            raise DataError(f"{path} row {row}: funding rate {rate} at {iso_ns(t)} is not a plausible fraction")
         out.append(FundingRate(instrument_id, t, t, rate, t))
     return out
 

@@ -55,6 +55,7 @@ import pyarrow.parquet as pq
 from tradebus.data.catalog import BOOK_SNAPSHOT, Catalog, open_parquet, schema_for
 from tradebus.data.ingest import read_bars, read_trades, validate_bars, validate_trades
 from tradebus.data.prefetch import prefetched
+from tradebus.engine.clock import iso_ns
 from tradebus.engine.messages import (
     Bar,
     BookDelta,
@@ -67,7 +68,6 @@ from tradebus.engine.messages import (
     Trade,
 )
 from tradebus.errors import DataError
-from tradebus.reports.metrics import format_ns
 
 __all__ = ["MixedBatch", "Replay", "ReplayBatch", "ReplaySource"]
 
@@ -748,14 +748,14 @@ class Replay:
         if snapshot_ns is None:
             later = _first_snapshot(cat.entries(src.venue, src.market, src.symbol, src.dataset, start_ns=start)[1])
             since = (
-                f"its first snapshot is at {format_ns(later)}; set data.start at or after it"
+                f"its first snapshot is at {iso_ns(later)}; set data.start at or after it"
                 if later is not None
                 else "it holds no snapshot"
             )
             raise DataError(
                 f"{src.describe()}: the {src.instrument_id} book cannot be rebuilt at the start "
-                f"{format_ns(start)}: no snapshot at or before it (the dataset's rows begin at "
-                f"{format_ns(manifest.start_ns)}; the window's deltas would update an empty book); {since}"
+                f"{iso_ns(start)}: no snapshot at or before it (the dataset's rows begin at "
+                f"{iso_ns(manifest.start_ns)}; the window's deltas would update an empty book); {since}"
             )
         bids: dict[float, float] = {}
         asks: dict[float, float] = {}
@@ -797,7 +797,7 @@ class Replay:
             "size": np.array([lv[2] for lv in levels], dtype=np.float64),
             "flags": np.full(n, BOOK_SNAPSHOT, dtype=np.int8),
         }
-        origin = f"{src.describe()} (book rebuilt at {format_ns(start)})"
+        origin = f"{src.describe()} (book rebuilt at {iso_ns(start)})"
         return _Chunk(origin, 1, np.full(n, ts_event, dtype=np.int64), np.full(n, start, dtype=np.int64), columns, None)
 
     def _catalog_rows(

@@ -15,13 +15,21 @@ import itertools
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from tradebus.engine.messages import TimeEvent
 from tradebus.errors import ConfigError
 
-__all__ = ["Clock", "LiveClock", "SimulatedClock", "TimerCallback"]
+__all__ = ["Clock", "LiveClock", "SimulatedClock", "TimerCallback", "iso_ns"]
 
 TimerCallback = Callable[[TimeEvent], None]
+
+
+def iso_ns(ts_ns: int) -> str:
+    """ISO-8601 UTC text of an epoch-ns time: ``2024-01-02T03:04:05Z``, with the fraction of a second if any."""
+    seconds, rest = divmod(int(ts_ns), 1_000_000_000)
+    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return text + (f".{rest:09d}".rstrip("0") if rest else "") + "Z"
 
 
 class Clock(ABC):

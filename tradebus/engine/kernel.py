@@ -36,7 +36,6 @@ import math
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
@@ -47,7 +46,7 @@ from tradebus.account import MarginAccount, asset_names
 from tradebus.engine.batch import BatchLoop
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.cache import Cache, FeatureView
-from tradebus.engine.clock import Clock, SimulatedClock
+from tradebus.engine.clock import Clock, SimulatedClock, iso_ns
 from tradebus.engine.history import History
 from tradebus.engine.instrument import Instrument
 from tradebus.engine.interest import BorrowInterest
@@ -1106,15 +1105,15 @@ class Kernel:
             late = {asset: at for asset, at in self._holdings_priced_at.items() if at > start}
             if self._refuse_unpriced_holdings and late:
                 named = "; ".join(
-                    f"balances.{asset}: {asset} is valued by {waited[asset]}, whose first price comes at {_iso(at)}"
+                    f"balances.{asset}: {asset} is valued by {waited[asset]}, whose first price comes at {iso_ns(at)}"
                     for asset, at in late.items()
                 )
                 raise ConfigError(
-                    f"{named}, after the run's start {_iso(start)}: until then equity counts it 0, so initial_cash "
-                    f"and every return would leave it out; set data.start to {_iso(max(late.values()))} or later "
+                    f"{named}, after the run's start {iso_ns(start)}: until then equity counts it 0, so initial_cash "
+                    f"and every return would leave it out; set data.start to {iso_ns(max(late.values()))} or later "
                     "(or leave it out of balances)"
                 )
-            logger.info("equity samples start at {}: every starting balance has a price from then", _iso(ts))
+            logger.info("equity samples start at {}: every starting balance has a price from then", iso_ns(ts))
             return True
         if not final:
             return False
@@ -1122,8 +1121,8 @@ class Kernel:
             asset, iid = next(iter(unpriced.items()))
             start = self.result.start_ns if self.result.start_ns is not None else ts
             raise ConfigError(
-                f"balances.{asset}: {asset} is valued by {iid}, which got no price in the run ({_iso(start)} to "
-                f"{_iso(ts)}): equity would count it 0; give {iid} data in data.sources or leave {asset} out of "
+                f"balances.{asset}: {asset} is valued by {iid}, which got no price in the run ({iso_ns(start)} to "
+                f"{iso_ns(ts)}): equity would count it 0; give {iid} data in data.sources or leave {asset} out of "
                 "balances"
             )
         logger.warning("the run stops before {} got a price: its equity counts it 0", _holdings_text(unpriced))
@@ -1179,14 +1178,6 @@ class Kernel:
         )
         if failed is not None:
             raise_strategy_failure(failed, self.clock.now_ns())
-
-
-
-def _iso(ts_ns: int) -> str:
-    """ISO-8601 UTC text of an epoch-ns time (``2020-03-01T00:00:00Z``, a fraction of a second if any)."""
-    seconds, rest = divmod(ts_ns, 1_000_000_000)
-    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return text + (f".{rest:09d}".rstrip("0") if rest else "") + "Z"
 
 
 def _holdings_text(unpriced: Mapping[str, str]) -> str:

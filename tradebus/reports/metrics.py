@@ -73,11 +73,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
+from tradebus.engine.clock import iso_ns
 from tradebus.engine.kernel import EquitySample, FillRecord, RunResult
 
 __all__ = [
@@ -100,13 +100,7 @@ MIN_ANNUALISED_DAYS = 30.0
 
 def format_ns(ts_ns: int | None) -> str | None:
     """ISO-8601 UTC text of an epoch-ns timestamp (``2024-01-02T03:04:05Z``, fraction if any)."""
-    if ts_ns is None:
-        return None
-    seconds, rest = divmod(ts_ns, 1_000_000_000)
-    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    if rest:
-        text += f".{rest:09d}".rstrip("0")
-    return text + "Z"
+    return None if ts_ns is None else iso_ns(ts_ns)
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,12 @@ per event:
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
 import tradebus
+from tradebus.engine.clock import iso_ns
 from tradebus.errors import StrategyError, TradebusError
 from tradebus.strategies.base import Strategy
 
@@ -75,7 +75,7 @@ def strategy_failure(exc: BaseException, ts_ns: int | None) -> StrategyError | N
         i for i in range(len(frames) - 1, entry - 1, -1) if owners[i] is strategy or _users(frames[i][0].f_code.co_filename)
     )
     frame, lineno = frames[line]
-    when = "" if ts_ns is None else f" at {_iso(ts_ns)}"
+    when = "" if ts_ns is None else f" at {iso_ns(ts_ns)}"
     message = (
         f"strategy {strategy.strategy_id!r} {hook}{when}: {type(exc).__name__}: {exc} "
         f"(at {frame.f_code.co_filename}:{lineno} in {frame.f_code.co_name})"
@@ -102,10 +102,3 @@ def _users(filename: str) -> bool:
         return False
     path = str(Path(filename).resolve())
     return not any(path == d or path.startswith(d + "/") for d in _LIBRARY_DIRS)
-
-
-def _iso(ts_ns: int) -> str:
-    """ISO-8601 UTC text of an epoch-ns time (``2024-01-02T03:04:05Z``, fraction if any)."""
-    seconds, rest = divmod(ts_ns, 1_000_000_000)
-    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return text + (f".{rest:09d}".rstrip("0") if rest else "") + "Z"
