@@ -44,6 +44,7 @@ def journal_with_an_order(path: Path, owner: JournalOwner | None) -> None:
 def unowned_version_3(path: Path) -> None:
     """Make the journal at ``path`` as an earlier tradebus (schema version 3) left it: naming no owner."""
     db = sqlite3.connect(path)
+    db.execute("DROP TABLE equity")
     db.execute("DELETE FROM meta WHERE key IN ('mode', 'venue', 'market', 'environment')")
     db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     db.commit()
@@ -125,7 +126,7 @@ def test_a_journal_of_an_earlier_tradebus_is_taken_by_its_first_owner_and_stampe
         journal.begin_epoch()  # its first write
     finally:
         logger.remove(sink)
-    assert journal.written_by == TESTNET and journal.schema_version == SCHEMA_VERSION == 4
+    assert journal.written_by == TESTNET and journal.schema_version == SCHEMA_VERSION == 5
     journal.close()
     assert any(f"journal {path}: it named no owner" in line and str(TESTNET) in line for line in infos)
     meta, entries = rows(path)

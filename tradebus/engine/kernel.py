@@ -106,7 +106,7 @@ from tradebus.strategies.failure import raise_strategy_failure
 if TYPE_CHECKING:
     from tradebus.execution.journal import Journal
 
-__all__ = ["EquitySample", "FillRecord", "Kernel", "RiskFactory", "RunResult"]
+__all__ = ["EquitySample", "FillRecord", "JournaledSample", "Kernel", "RiskFactory", "RunResult"]
 
 #: Builds a risk gate from ``(risk_config, portfolio, clock, bus)``.
 RiskFactory = Callable[[RiskConfig, Portfolio, Clock, MessageBus], RiskGate]
@@ -196,6 +196,31 @@ class EquitySample(msgspec.Struct, frozen=True, gc=False):
     marks: tuple[float, ...] = ()
 
 
+class JournaledSample(msgspec.Struct, frozen=True):
+    """An equity sample as a daemon journals it (:meth:`Journal.record_sample`), with the run so far.
+
+    A daemon restarted on its journal takes the samples back (:meth:`Kernel.restore_samples`):
+    its ``equity.csv`` and metrics then cover every session on the journal. The latest sample's
+    span and counts are the run's up to it (every session's, as each restart restores them).
+    """
+
+    sample: EquitySample
+    #: The instruments of ``sample.marks``, in their order.
+    instruments: tuple[str, ...]
+    #: :attr:`RunResult.initial_cash` (the first sample's valuation of the starting balances).
+    initial_cash: float
+    start_ns: int | None
+    end_ns: int | None
+    #: The venue-time span of the trades and bars (``None``: none yet), and of the quotes.
+    first_event_ns: int | None
+    last_event_ns: int | None
+    quote_first_ns: int | None
+    quote_last_ns: int | None
+    bars: int
+    trades: int
+    quotes: int
+
+
 @dataclass(slots=True)
 class RunResult:
     """Everything a run produced, in memory (the writers turn it into files).
@@ -267,7 +292,8 @@ class Kernel:
         portfolio and bus); :class:`RiskGate` when omitted. Daemons pass a gate with extra
         checks (a :class:`RiskGate` subclass, or a ``functools.partial`` binding its extras).
     journal
-        Journal of every order command and event (paper and live daemons); none in a backtest.
+        Journal of every order command and event (paper and live daemons), and of every equity
+        sample (:class:`JournaledSample`); none in a backtest.
     initial_cash
         Starting balance of the reporting currency (the first instrument's quote asset).
     balances
@@ -402,6 +428,7 @@ class Kernel:
             None if bar_instruments is None else frozenset(bar_instruments) | frozenset(self.trade_bars)
         )
         self._equity_interval = equity_interval_ns
+        self._journal = journal
         #: ``ts_init`` at or after which the next equity sample is due.
         self.next_sample_ns = -(2**63)
         #: A message at or after this ``ts_init`` calls :meth:`before_time` first.
@@ -1064,24 +1091,67 @@ class Kernel:
             margin, maintenance = account.initial_margin(), account.maintenance_margin()
         else:
             margin = maintenance = 0.0
-        samples.append(
-            EquitySample(
-                ts,
-                equity,
-                cash,
-                value,
-                realized,
-                unrealized,
-                fees,
-                funding,
-                margin,
-                maintenance,
-                interest,
-                tuple(map(_LAST_PRICE, self._positions.values())),
-            )
+        sample = EquitySample(
+            ts,
+            equity,
+            cash,
+            value,
+            realized,
+            unrealized,
+            fees,
+            funding,
+            margin,
+            maintenance,
+            interest,
+            tuple(map(_LAST_PRICE, self._positions.values())),
         )
+        journal = self._journal
+        if journal is not None and journal.failure is None:  # a failed journal stopped the daemon already
+            # committed before the sample is appended (a daemon writes its equity.csv row then)
+            journal.record_sample(ts, self._journaled(sample))
+        samples.append(sample)
         interval = self._equity_interval
         self.next_sample_ns = (ts // interval + 1) * interval
+
+    def _journaled(self, sample: EquitySample) -> JournaledSample:
+        result = self.result
+        return JournaledSample(
+            sample, result.instruments, result.initial_cash, result.start_ns, result.end_ns, result.first_event_ns,
+            result.last_event_ns, self._quote_first_ns, self._quote_last_ns, result.bars, result.trades, result.quotes,
+        )  # fmt: skip
+
+    def restore_samples(self, journaled: Sequence[JournaledSample]) -> None:
+        """Take back the equity samples and the run's span and counts of a previous process (journal replay).
+
+        Call it after :meth:`Journal.replay` and before :meth:`start`. The samples come first in
+        :attr:`RunResult.equity`, each with its marks of this run's instruments (NaN for one the
+        journal's samples did not price); the next sample falls due as if the run had gone on
+        (:meth:`sample_equity`): the time the process was down has no sample, and nothing is
+        interpolated over it. ``start``, the venue-time span's beginning and the counts of bars,
+        trades and quotes go on from the latest journaled sample's (what came after it in the
+        stopped process, killed before its next sample, is not counted).
+        """
+        if not journaled:
+            return
+        result = self.result
+        samples = []
+        for record in journaled:
+            sample = record.sample
+            if record.instruments != result.instruments:
+                marks = dict(zip(record.instruments, sample.marks, strict=False))
+                sample = msgspec.structs.replace(
+                    sample, marks=tuple(marks.get(iid, math.nan) for iid in result.instruments)
+                )
+            samples.append(sample)
+        result.equity[:0] = samples
+        last = journaled[-1]
+        result.initial_cash = last.initial_cash
+        result.start_ns, result.end_ns = last.start_ns, last.end_ns
+        result.first_event_ns, result.last_event_ns = last.first_event_ns, last.last_event_ns
+        self._quote_first_ns, self._quote_last_ns = last.quote_first_ns, last.quote_last_ns
+        result.bars, result.trades, result.quotes = last.bars, last.trades, last.quotes
+        interval = self._equity_interval
+        self.next_sample_ns = (last.sample.ts // interval + 1) * interval
 
     def _holdings_priced(self, ts: int, final: bool) -> bool:
         """Whether the first equity sample, at ``ts``, can be taken (see :meth:`sample_equity`)."""
@@ -1155,11 +1225,11 @@ class Kernel:
                 strategy.end_run()
             except Exception as exc:  # the others still stop, and the results are still collected
                 failed = failed or exc
-        if self.result.first_event_ns is None:
-            self.result.first_event_ns, self.result.last_event_ns = self._quote_first_ns, self._quote_last_ns
         end = self.result.end_ns
         if end is not None and (not self.result.equity or self.result.equity[-1].ts != end):
             self.sample_equity(end, final=True)
+        if self.result.first_event_ns is None:  # after the sample: a journaled one keeps the spans apart
+            self.result.first_event_ns, self.result.last_event_ns = self._quote_first_ns, self._quote_last_ns
         self.result.orders = self.orders.orders()
         last_prices = {iid: self.portfolio.last_price(iid) for iid in self.cache.prices}
         for iid in self.instruments:

@@ -47,7 +47,14 @@ Storage (WAL mode), schema version :data:`SCHEMA_VERSION`:
   OCO group's, trailing stop's or GTD order's links, :mod:`tradebus.execution.contingent`)
   are journaled as commands: the replay hands them to ``on_message`` and the kernel gives them
   to its contingent-order manager at start;
-* ``risk_state(id = 1, ts, payload)``: the risk gate's last trading and breaker state.
+* ``risk_state(id = 1, ts, payload)``: the risk gate's last trading and breaker state;
+* ``equity(seq INTEGER PRIMARY KEY AUTOINCREMENT, ts, payload)``: every equity sample the kernel
+  takes (at its ``equity_interval``, and the last one at a clean stop), msgpack, committed as it is
+  taken (:meth:`Journal.record_sample`): the payload is the kernel's
+  :class:`~tradebus.engine.kernel.JournaledSample`, the sample with the run's span and counts of
+  market data at that time. A restart reads them back (:meth:`Journal.samples`), so the restarted
+  run's ``equity.csv`` and metrics cover every session; a process killed (even by SIGKILL) loses
+  only what it would have sampled after its last sample.
 
 A journal of a newer schema, or an SQLite database of other tables, is refused
 (:class:`~tradebus.errors.DataError` naming the file) and left as it was; an older journal is
@@ -56,7 +63,9 @@ replay's checks refuse, leaves it as it was, so the tradebus that wrote it still
 version 2 (whose entries are order commands and events only) is marked version 3, so that an
 older tradebus refuses the journal by its version rather than at its first wallet entry; version 3
 is marked version 4 (``meta`` names its owner), so that an older tradebus, which would not compare
-the owner, refuses it. A field added to a journaled message with a default (``OrderResolved.filled_qty``,
+the owner, refuses it; version 4 gets the ``equity`` table and is marked version 5, so that an older
+tradebus, which would trade on without journaling its samples (a later restart's outputs would then
+lack that session's equity), refuses it. A field added to a journaled message with a default (``OrderResolved.filled_qty``,
 the venue's filled quantity in a query's answer) changes no version: payloads are msgpack maps, so an
 earlier journal's entry reads as the default and an earlier tradebus ignores the field.
 
@@ -88,7 +97,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
 from loguru import logger
@@ -107,12 +116,14 @@ from tradebus.risk.breakers import BreakerState
 if TYPE_CHECKING:
     from tradebus.risk.gate import RiskGate
 
+T = TypeVar("T")
+
 __all__ = ["SCHEMA_VERSION", "WAL_SIZE_LIMIT", "Journal", "JournalEntry", "JournalOwner"]
 
 #: Version of the journal's tables written by this code (1: ``journal`` only; 2: ``meta`` and
 #: ``risk_state`` added; 3: ``InterestCharged`` and ``FundingPaid`` entries; 4: ``meta`` names
-#: the journal's owner).
-SCHEMA_VERSION = 4
+#: the journal's owner; 5: ``equity`` samples).
+SCHEMA_VERSION = 5
 
 #: Bytes of write-ahead log (the ``-wal`` file) past which the commit that passed them checkpoints
 #: the whole log into the database and truncates it (see ``Journal(checkpoint_every=...)``); also
@@ -163,6 +174,13 @@ _META_TABLE = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT
 _RISK_TABLE = """
 CREATE TABLE IF NOT EXISTS risk_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
+    ts INTEGER NOT NULL,
+    payload BLOB NOT NULL
+)
+"""
+_EQUITY_TABLE = """
+CREATE TABLE IF NOT EXISTS equity (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
     ts INTEGER NOT NULL,
     payload BLOB NOT NULL
 )
@@ -351,8 +369,8 @@ class Journal:
         """Add what an older journal (or a new file) lacks and mark it :data:`SCHEMA_VERSION`; return its ``meta``.
 
         ``meta``: the rows read at open (a stored row wins). Begins the transaction (``BEGIN IMMEDIATE``)
-        the caller commits; rolls it back if it raises. Versions 1 (a journal table only), 2 and 3 differ
-        from version 4 by tables and ``meta`` rows only.
+        the caller commits; rolls it back if it raises. Versions 1 (a journal table only) to 4 differ
+        from version 5 by tables and ``meta`` rows only.
         """
         db = self._db
         db.execute("BEGIN IMMEDIATE")
@@ -360,6 +378,7 @@ class Journal:
             db.execute(_JOURNAL_TABLE)
             db.execute(_META_TABLE)
             db.execute(_RISK_TABLE)
+            db.execute(_EQUITY_TABLE)
             stored = dict(db.execute("SELECT key, value FROM meta").fetchall())
             self._check_owner(stored)  # another opener may have stamped it since it was read
             migrated = {"run_id": new_run_id(), "epoch": "0"} | dict(meta) | stored
@@ -369,7 +388,7 @@ class Journal:
             db.execute("ROLLBACK")
             raise
         self._outdated = False
-        self._tables = {"journal", "meta", "risk_state"}
+        self._tables = {"journal", "meta", "risk_state", "equity"}
         return migrated
 
     def _store_owner(self, owner: JournalOwner) -> dict[str, str]:
@@ -567,6 +586,48 @@ class Journal:
         except sqlite3.Error as exc:
             raise self._failed(exc) from None
         return seq
+
+    def record_sample(self, ts: int, sample: Any) -> None:
+        """Journal (and commit) an equity sample taken at ``ts``: ``sample`` is a msgspec struct (see the module docstring).
+
+        Raises
+        ------
+        DataError
+            The journal cannot be written (:attr:`failure`).
+        """
+        try:
+            self._check_writable()
+            self._db.execute("INSERT INTO equity (ts, payload) VALUES (?, ?)", (ts, self._encoder.encode(sample)))
+            self._commit()
+            self._bound_log()
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
+
+    def samples(self, cls: type[T]) -> list[T]:
+        """Every journaled equity sample, decoded as ``cls``, in the order they were taken (``[]``: none yet).
+
+        Raises
+        ------
+        DataError
+            An undecodable sample (names the file and its seq), or a damaged database file.
+        """
+        if "equity" not in self._tables:  # a journal of schema version 4 or earlier, not yet written
+            return []
+        decoder = msgspec.msgpack.Decoder(cls)
+        out: list[T] = []
+        seq = 0
+        try:
+            for seq, payload in self._db.execute("SELECT seq, payload FROM equity ORDER BY seq"):
+                try:
+                    out.append(decoder.decode(payload))
+                except msgspec.DecodeError as exc:
+                    raise DataError(f"journal {self.path}: equity sample seq {seq}: bad payload: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise DataError(
+                f"journal {self.path}: the database file is damaged after equity sample seq {seq} ({exc}); "
+                "restore it from a backup"
+            ) from exc
+        return out
 
     def _insert(self, kind: str, msg: Any, client_order_id: str) -> int:
         name = type(msg).__name__

@@ -29,7 +29,8 @@ Lifecycle of :meth:`PaperNode.run`:
 
 1. warm up the Numba feature kernels (before any socket is opened);
 2. replay the SQLite journal (:class:`~tradebus.execution.journal.Journal`): orders,
-   positions, the risk gate's trading and breaker state and the run's fills are rebuilt, and
+   positions, the risk gate's trading and breaker state, the run's fills and its equity samples
+   (with the span and counts of market data of the earlier sessions) are rebuilt, and
    client order ids begin a new epoch; orders left UNKNOWN are resolved by querying the venue, per the
    journal's contract. The simulated venue of the previous process stopped with it, so an
    order it was working resolves to CANCELED with that reason: nothing is re-sent,
@@ -66,7 +67,7 @@ from loguru import logger
 from tradebus.adapters.common.recorder import FrameRecorder
 from tradebus.config import strategy_entries
 from tradebus.engine.clock import Clock, LiveClock
-from tradebus.engine.kernel import Kernel, RunResult
+from tradebus.engine.kernel import JournaledSample, Kernel, RunResult
 from tradebus.errors import ConfigError, DataError, StrategyError, TradebusError
 from tradebus.execution.engine import OrderTimeouts
 from tradebus.execution.journal import Journal, JournalOwner
@@ -135,7 +136,11 @@ def build_paper_kernel(
 
 @dataclass
 class NodeSummary:
-    """What a daemon run did (written as ``node.json`` next to the run outputs)."""
+    """What a daemon run did (written as ``node.json`` next to the run outputs).
+
+    This session's: a daemon restarted on its journal counts only what it received since it
+    started (``messages``, ``counts``), while ``metrics.json`` counts every session's market data.
+    """
 
     stop_reason: str = ""
     started_ns: int = 0
@@ -229,6 +234,8 @@ class PaperNode:
         self._stop: asyncio.Event | None = None
         self._stop_reason = ""
         self._strategy_failure: StrategyError | None = None
+        # The counts of market data the journal's earlier sessions left in the results (node.json is this session's).
+        self._counted_before = {"bars": 0, "trades": 0, "quotes": 0}
 
     def _build_kernel(self) -> tuple[Kernel, Any]:
         """The run's kernel and venue (the live daemon overrides it with the exchange's venue)."""
@@ -429,7 +436,13 @@ class PaperNode:
         summary.stopped_ns = self.clock.now_ns()
         summary.messages = self.router.messages
         result = self.kernel.result
-        counts = {"bars": result.bars, "trades": result.trades, "quotes": result.quotes, **self.router.counts}
+        before = self._counted_before
+        counts = {
+            "bars": result.bars - before["bars"],
+            "trades": result.trades - before["trades"],
+            "quotes": result.quotes - before["quotes"],
+            **self.router.counts,
+        }
         summary.counts = dict(sorted(counts.items()))
         for feed in self.feeds:
             client = feed.client
@@ -471,6 +484,9 @@ class PaperNode:
         unknown = journal.replay(
             kernel.orders, kernel.portfolio, self.clock.now_ns(), risk=kernel.risk, on_message=kernel.record_journaled
         )
+        kernel.restore_samples(journal.samples(JournaledSample))
+        result = kernel.result
+        self._counted_before = {"bars": result.bars, "trades": result.trades, "quotes": result.quotes}
         orders = kernel.orders.orders()
         if not orders:
             return

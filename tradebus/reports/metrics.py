@@ -62,6 +62,11 @@ Definitions (amounts in the quote currency, rates as fractions, 0.1 = 10 %):
   that sets ``annual_borrow_rates``. Round-trip PnL does not include interest.
 * **max_drawdown**, **annualised_volatility**, **sharpe** and **sortino** are computed
   from the equity samples, which the kernel takes on its own clock (receive time).
+* A daemon restarted on its journal: every figure covers every session (the journal holds the
+  equity samples and the counts of market data, :class:`~tradebus.engine.kernel.JournaledSample`).
+  The time the daemon was down has no sample: the drawdown and turnover see the samples on either
+  side of it, a UTC day without a sample has no daily return, and **exposure** counts the down time
+  as time with the position held then (it was held).
 
 A metric that is undefined for the run (shorter than 30 days, fewer than two days of
 returns, no losing round trip, ...) is ``None``, and ``null_reasons`` (the last key)

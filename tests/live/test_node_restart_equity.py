@@ -1,0 +1,103 @@
+"""A paper daemon restarted on its journal and ``--out`` writes the equity and metrics of every session.
+
+The equity samples are journaled as they are taken (with the run's span and counts of market data):
+a restart writes the earlier sessions' ``equity.csv`` and ``prices.csv`` rows again, from the journal,
+before its own, and its metrics start at the first session's start. Before, ``equity.csv`` began at
+the restart, and ``metrics.json`` changed although the fills were the same (``start`` moved to the
+restart, ``trades`` counted only the last session's, ``exposure``, ``max_drawdown`` and ``turnover``
+were measured on the last session's samples).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tradebus.adapters.binance.emulator import BinanceProtocol
+from tradebus.adapters.common.local_server import LocalVenueServer
+from tradebus.engine.messages import Trade
+from tradebus.features.warmup import warm_up
+from tradebus.node.config import dump_paper_config
+from tradebus.node.daemon import PaperNode, kept_files
+from tradebus.reports.outputs import write_outputs
+from tradebus.reports.writers import RunDirectory
+
+from .node_testdata import SPOT_FRAMES, SPOT_SNAPSHOT, binance_config, config_of, run_node
+
+
+async def run_session(
+    data: dict[str, Any], out: Path, frames: Sequence[tuple[int, str]], trades: int | None, max_seconds: float | None = None
+) -> PaperNode:
+    """Run the daemon on ``out`` (as ``tradebus paper --out`` does) until it handled ``trades`` trades; return it.
+
+    ``None``: run until ``max_seconds``.
+    """
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), frames) as srv:
+        data["feeds"][0].update(ws_url=srv.ws_url, rest_url=srv.http_url)
+        config = config_of(data)
+        run_dir = RunDirectory(out, "paper", keep=kept_files(config))
+        try:
+            node = PaperNode(config, handle_signals=False, run_dir=run_dir, max_seconds=max_seconds)
+            counted = node.summary
+            if trades is None:
+                await run_node(node, lambda: False, timeout=30.0)
+            else:
+                seen: list[Trade] = []
+                node.kernel.bus.subscribe(Trade, seen.append)
+                await run_node(node, lambda: len(seen) >= trades and bool(node.kernel.result.equity))
+            write_outputs(run_dir, node.kernel.result, node.kernel.instruments, dump_paper_config(config),
+                          {"node.json": counted.to_json()}, node.outputs)
+        finally:
+            run_dir.close()
+    return node
+
+
+def trades_in(frames: Sequence[tuple[int, str]]) -> int:
+    return sum("@trade" in raw for _, raw in frames)
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+async def test_a_restart_writes_every_sessions_equity_and_metrics_from_the_journal(tmp_path: Path) -> None:
+    warm_up()  # compiled before the servers start: a cold compile on a loaded machine outlasts their lifetime
+    data = binance_config("ws://unused", "http://unused", ["trade", "bookTicker"], tmp=tmp_path, journal=True)
+    data["report"] = {"equity_interval": "20ms"}
+    out = tmp_path / "out"
+    half = len(SPOT_FRAMES) // 2
+    first_frames, second_frames = SPOT_FRAMES[:half], SPOT_FRAMES[half:]
+
+    await run_session(data, out, first_frames, trades_in(first_frames))
+    equity1 = (out / "equity.csv").read_text(encoding="utf-8")
+    prices1 = (out / "prices.csv").read_text(encoding="utf-8")
+    metrics1 = json.loads((out / "metrics.json").read_text())
+    samples1 = rows(out / "equity.csv")
+    assert len(samples1) >= 2 and metrics1["trades"] == trades_in(first_frames) and metrics1["fills"] >= 2
+
+    second = await run_session(data, out, second_frames, trades_in(second_frames))
+    equity2 = (out / "equity.csv").read_text(encoding="utf-8")
+    metrics2 = json.loads((out / "metrics.json").read_text())
+    node2 = json.loads((out / "node.json").read_text())
+    # The first session's rows, as it wrote them, then the second's, in time order.
+    assert equity2.startswith(equity1) and (out / "prices.csv").read_text(encoding="utf-8").startswith(prices1)
+    samples2 = rows(out / "equity.csv")[len(samples1):]
+    assert samples2
+    times = [int(r["ts"]) for r in rows(out / "equity.csv")]
+    assert times == sorted(times) and len(set(times)) == len(times)
+    # No row for the time the daemon was down: the second session's samples are its own.
+    assert int(samples2[0]["ts"]) >= second.summary.started_ns > int(samples1[-1]["ts"])
+    # The metrics cover both sessions; node.json counts this session's market data only.
+    assert metrics2["start"] == metrics1["start"] and metrics2["end"] > metrics1["end"]
+    assert metrics2["trades"] == trades_in(SPOT_FRAMES) and node2["counts"]["trades"] == trades_in(second_frames)
+    assert metrics2["fills"] > metrics1["fills"]
+    assert metrics2["final_equity"] == float(samples2[-1]["equity"])
+
+    # A restart that sees no market data changes nothing: the same fills, the same equity and metrics.
+    await run_session(data, out, [], None, max_seconds=1.0)
+    assert (out / "equity.csv").read_text(encoding="utf-8") == equity2
+    assert json.loads((out / "metrics.json").read_text()) == metrics2
