@@ -492,6 +492,49 @@ async def test_a_halt_cancels_the_resting_order_at_the_venue(tmp_path: Path) -> 
     assert [(c.client_order_id, c.reason) for c in cancels] == [(resting.client_order_id, "trading state HALTED: operator /halt")]
 
 
+async def test_a_restart_on_a_halted_journal_cancels_the_order_left_working_at_the_venue(tmp_path: Path) -> None:
+    """A journal HALTED while an order of the daemon still worked at the venue (a breaker's trip whose cancels a
+    crash kept from the venue, a ``live-kill`` whose cancels failed): the restored state canceled nothing and the
+    order kept working, fillable, until someone canceled it. Once the start-up reconciliation settled it, the
+    restart cancels it (journaled, with the restored state as the reason), and sends nothing else."""
+    from tradebus.engine.messages import CancelOrder, TradingState
+    from tradebus.execution.journal import Journal
+    from tradebus.node.live import set_trading_state
+
+    emulator = BinancePrivateEmulator(KEY, SECRET, {IID: parse_live_config({"instruments": [SPOT], **_minimal()}).instrument_map()[IID]}, {"USDT": 100_000.0})
+    async with emulator:
+        protocol = MatchingProtocol(SPOT_SNAPSHOT, account=emulator, instrument_ids={"btcusdt": IID})
+        async with LocalVenueServer(protocol, SPOT_FRAMES) as srv:
+            data = _config(tmp_path, srv.ws_url, srv.http_url, emulator)
+            data["strategy"] = {"name": "tests.live.resting_strategy:RestingBuy", "instruments": [IID],
+                                "params": {"quantity": 0.01, "price": 20_000.0}}  # fmt: skip
+            data["live"]["cancel_on_stop"] = False  # the stop leaves it working, as a crash does
+            config = parse_live_config(data, "<test>")
+            keys = ApiKeys(SecretStr(KEY), SecretStr(SECRET))
+            first = LiveNode(config, keys, handle_signals=False)
+            await _run_until(first, lambda: [o.status for o in first.kernel.orders.orders()] == [OrderStatus.ACCEPTED])
+            (resting,) = (o.client_order_id for o in first.kernel.orders.orders())
+            assert emulator.orders[resting].status is OrderStatus.ACCEPTED
+            set_trading_state(config, TradingState.HALTED, "operator kill")
+            sent_before = len(emulator.requests)
+
+            second = LiveNode(config, keys, handle_signals=False)
+            await _run_until(
+                second,
+                lambda: not second.guard.holds and second.kernel.orders.order(resting).status is OrderStatus.CANCELED,
+            )
+            assert second.kernel.risk.state is TradingState.HALTED
+            assert emulator.orders[resting].status is OrderStatus.CANCELED
+            sent = [(m, coid) for m, path, coid in emulator.requests[sent_before:] if m != "GET" and "userDataStream" not in path]
+            assert sent == [("DELETE", resting)]
+    journal = Journal(tmp_path / "journal.sqlite")
+    cancels = [e.message for e in journal.entries() if type(e.message) is CancelOrder]
+    journal.close()
+    assert [(c.client_order_id, c.reason) for c in cancels] == [
+        (resting, "trading state HALTED: restored from the journal: operator kill")
+    ]
+
+
 def test_the_live_section_sets_every_order_timeout_of_the_engine() -> None:
     """``OrderTimeouts.fill_grace_ns`` (how long a Bybit order push ahead of its fills waits before a query)
     had no config key: ``live.fill_grace`` was refused as unknown and the 1 s default could not be changed."""

@@ -35,7 +35,11 @@ Start-up
        (:meth:`~tradebus.node.reconcile.Reconciler.catch_up_funding`; also after every
        reconnect of the user stream, every reconciliation round on a venue whose user
        stream does not push its payments: ``TradingApi.streams_funding``, OKX swaps, and a
-       payment the stream tells without its instrument: ``FundingUnattributed``);
+       payment the stream tells without its instrument: ``FundingUnattributed``); once the
+       orders are settled and the holdings compared, the working orders a trading state restored
+       from the journal (HALTED, REDUCING) no longer allows are canceled
+       (:meth:`~tradebus.risk.gate.RiskGate.cancel_disallowed`: a breaker's trip whose cancels a
+       crash kept from the venue, a ``live-kill`` whose cancels failed);
     3. feeds, strategies and trading as in paper mode; every ``live.reconcile_interval``
        seconds a :class:`~tradebus.node.reconcile.Reconciler` round compares open orders and
        balances with the venue again.
@@ -733,12 +737,15 @@ class LiveNode(PaperNode):
 
         An instrument whose base asset (spot; config ``balances`` plus booked fills) or
         position (perpetual; booked fills) differs from the venue's balance or position by
-        more than half a lot stays held with the reason; the others resume. Then the two-request
-        cancel-replaces the previous process left in flight are finished (:meth:`LiveVenue.replace_resumed`).
+        more than half a lot stays held with the reason; the others resume. Then the working orders
+        the trading state no longer allows (one restored from the journal: HALTED or REDUCING) are
+        canceled, and the two-request cancel-replaces the previous process left in flight are finished
+        (:meth:`LiveVenue.replace_resumed`).
         """
         await self.reconciler.startup(self._recovered, self._venue_open)
         await self.venue.drain(self.config.live.stop_timeout)
         await self.reconciler.compare_balances(startup=True)
+        self.kernel.risk.cancel_disallowed()
         self.venue.replace_resumed()  # once the holds are released: the replacements pass the risk gate
 
     def _on_stream_event(self, event: Any) -> None:

@@ -57,8 +57,9 @@ gross_exposure    gross notional / equity above                automatically onc
 
 A move to a more severe state cancels the working orders it no longer allows
 (:meth:`RiskGate.disallowed_orders`) through the ``cancel`` the execution engine binds
-(:meth:`RiskGate.bind_orders`), before ``TradingStateChanged`` is published; a state restored from the
-journal cancels nothing.
+(:meth:`RiskGate.bind_orders`), before ``TradingStateChanged`` is published. A state restored from the
+journal cancels nothing by itself (its orders are not yet checked against the venue): the daemon calls
+:meth:`RiskGate.cancel_disallowed` once it has settled them.
 
 ``set_state(state)`` re-arms every tripped breaker more severe than ``state`` (so
 ``set_state(ACTIVE)`` re-arms them all) and sets the manual state. Once
@@ -203,6 +204,7 @@ class RiskGate:
         "_portfolio",
         "_rate",
         "_rate_window",
+        "_reason",
         "_sizes",
         "_specs",
         "_store",
@@ -219,6 +221,7 @@ class RiskGate:
         # Contract size per instrument: notionals are quantity * contract_size * price.
         self._sizes = {iid: inst.contract_size for iid, inst in portfolio.instruments.items()}
         self.state = TradingState.ACTIVE
+        self._reason = ""  # why the trading state is what it is (as published)
         self._manual = TradingState.ACTIVE
         self._manual_reason = ""
         self._last: dict[str, float] = {}
@@ -599,17 +602,37 @@ class RiskGate:
             logger.warning("risk: trading state {} -> {}: {}", self.state, state, reason)
             stricter = _SEVERITY[state] > _SEVERITY[self.state]
             self.state = state
-            cancel = self._cancel
+            self._reason = reason
             # A restored state meets orders the venue has not confirmed yet: the reconciliation settles them.
-            if stricter and not restored and cancel is not None:
-                why = f"trading state {state}: {reason}"
-                for order in self.disallowed_orders():
-                    logger.warning("risk: canceling order {} ({})", order.client_order_id, why)
-                    cancel(order, why)
+            if stricter and not restored:
+                self.cancel_disallowed()
             self._bus.publish(TradingStateChanged(state, reason, now, now))
         store = self._store
         if store is not None:
             store(self._breakers.snapshot(now, self._manual, self._manual_reason))
+
+    def cancel_disallowed(self) -> list[Order]:
+        """Cancel the working orders the trading state no longer allows (:meth:`disallowed_orders`).
+
+        Each through the ``cancel`` :meth:`bind_orders` bound (nothing without one), with the reason
+        ``"trading state <state>: <why>"``. A move to a stricter state calls it; a daemon calls it
+        once its start-up has settled the orders a restored state met (the reason then reads
+        ``"restored from the journal: ..."``).
+
+        Returns
+        -------
+        list[Order]
+            The orders whose cancel was sent.
+        """
+        cancel = self._cancel
+        if cancel is None:
+            return []
+        why = f"trading state {self.state}: {self._reason}"
+        orders = self.disallowed_orders()
+        for order in orders:
+            logger.warning("risk: canceling order {} ({})", order.client_order_id, why)
+            cancel(order, why)
+        return orders
 
     def disallowed_orders(self) -> list[Order]:
         """The working orders the trading state no longer allows, in creation order.
