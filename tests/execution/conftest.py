@@ -145,6 +145,7 @@ def build_stack(
     venue: VenueConfig | None = None,
     risk: RiskConfig | None = None,
     cash: float = 100_000.0,
+    arrival_alerts: bool | None = None,
     **instrument: Any,
 ) -> Stack:
     inst = make_instrument(**instrument)
@@ -154,7 +155,7 @@ def build_stack(
     portfolio = Portfolio(instruments, cash)
     gate = RiskGate(risk or RiskConfig(), portfolio, clock, bus)
     om = OrderManager(bus, clock)
-    sim = simulated_venue(clock, instruments, venue or VenueConfig())
+    sim = simulated_venue(clock, instruments, venue or VenueConfig(), arrival_alerts=arrival_alerts)
     engine = ExecutionEngine(bus, clock, instruments, gate, om, sim, portfolio)
     stack = Stack(bus, clock, inst, portfolio, gate, om, sim, engine)
     for t in EVENT_TYPES:

@@ -21,9 +21,12 @@ from tradebus.engine.messages import (
     OrderTriggered,
     OrderType,
     SubmitOrder,
+    Quote,
     TimeInForce,
+    Trade,
 )
 from tradebus.execution.config import VenueConfig
+from tradebus.execution.simulated import SimulatedVenue
 
 from .conftest import BAR_NS, IID, bar, build_stack, quote, trade
 
@@ -360,6 +363,32 @@ def test_trade_mode_fills_only_at_trade_strictly_after_arrival() -> None:
     s.feed_trade(trade(1_011, 102.0))
     (fill,) = s.fills(coid)
     assert fill.last_px == 102.0 and fill.ts_event == 1_011
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+@pytest.mark.parametrize("fill_on", ["trades", "quotes"])
+def test_order_accepted_on_its_arrival_alert_never_fills_on_an_event_received_before_it_arrived(
+    monkeypatch: pytest.MonkeyPatch, fill_on: str, fast_path: bool
+) -> None:
+    # a paper venue's alert accepts the order when it is due; the feed then releases events it
+    # held back (trades behind a gap in the trade ids), received before the order arrived
+    monkeypatch.setattr(SimulatedVenue, "fast_path", fast_path)
+    s = build_stack(venue=VenueConfig(fill_on=fill_on, latency_ns=10), arrival_alerts=True)
+    feed = s.feed_trade if fill_on == "trades" else s.feed_quote
+
+    def event(ts: int, px: float) -> Trade | Quote:
+        return trade(ts, px) if fill_on == "trades" else quote(ts, px - 1.0, px)
+
+    feed(event(1_000, 100.0))
+    coid = s.submit(BUY, 1.0)  # arrives at 1_010
+    s.clock.advance_to(2_000)  # its alert
+    assert [e.ts_event for e in s.of_type(OrderAccepted)] == [1_010]
+    for ts in (1_005, 1_010):  # held back, released after the acceptance
+        feed(event(ts, 99.0))
+    assert s.fills() == []
+    feed(event(2_001, 102.0))
+    (fill,) = s.fills(coid)
+    assert fill.last_px == 102.0 and fill.ts_event == 2_001
 
 
 def test_trade_mode_resting_limit_fills_at_limit_as_maker() -> None:

@@ -19,11 +19,11 @@ from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
 from tradebus.adapters.common.recorder import read_frames
 from tradebus.adapters.okx.emulator import OkxProtocol
-from tradebus.engine.messages import Trade, TradesMissed
+from tradebus.engine.messages import OrderSubmitted, Trade, TradesMissed
 from tradebus.features.warmup import warm_up
 from tradebus.node.daemon import PaperNode
 from tradebus.node.feeds import build_feeds
-from tradebus.node.playback import Playback
+from tradebus.node.playback import Playback, play
 
 from .node_testdata import (
     BYBIT_IID,
@@ -33,8 +33,10 @@ from .node_testdata import (
     OKX_INSTRUMENT,
     SPOT_FRAMES,
     SPOT_SNAPSHOT,
+    SPOT_TRADE_IDS,
     binance_config,
     config_of,
+    fill_keys,
     okx_frames,
     run_node,
     stream_config,
@@ -110,6 +112,35 @@ async def test_a_trade_frame_lost_mid_stream_is_fetched_without_reconnecting(tmp
     assert _keys(trades) == CAPTURE_TRADES
     (missed,) = [m for m in seen if isinstance(m, TradesMissed)]
     assert (missed.first_id, missed.last_id, missed.recovered) == (int(CAPTURE_TRADES[300][0]), int(CAPTURE_TRADES[300][0]), 1)
+
+
+async def test_orders_decided_on_trades_released_after_a_lost_frame_fill_as_in_a_replay(tmp_path: Path) -> None:
+    # the trades held behind the gap are released after the REST answer, with their own (earlier)
+    # receive times: an order decided on one of them arrives after all of them were received, so
+    # it fills on the first trade received after it, as the replay of the recording fills it
+    faults = [Fault(FaultKind.SKIP, at=300, match="@trade")]
+    warm_up()
+    decided_on_held: list[OrderSubmitted] = []
+    state: dict[str, Any] = {"missed": None, "trade": None}
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, faults, lifetime=60.0) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["trade", "depth"], tmp=tmp_path, record=True)
+        data["feeds"][0]["depth_speed"] = "100ms"
+        node = PaperNode(config_of(data), handle_signals=False)
+        result = node.kernel.result
+        bus = node.kernel.bus
+        bus.subscribe(TradesMissed, lambda m: state.update(missed=m))
+        bus.subscribe(Trade, lambda t: state.update(trade=t), IID)
+
+        def on_submitted(event: OrderSubmitted) -> None:
+            missed, trade = state["missed"], state["trade"]
+            if missed is not None and trade is not None and trade.ts_init < missed.ts_init:
+                decided_on_held.append(event)
+
+        bus.subscribe(OrderSubmitted, on_submitted)
+        await run_node(node, lambda: result.trades == len(SPOT_TRADE_IDS))
+    assert state["missed"] is not None and decided_on_held  # the case at stake happened
+    replayed = play(tmp_path / "frames.jsonl.gz", node.config)
+    assert fill_keys(result.fills) == fill_keys(replayed.kernel.result.fills)
 
 
 # ----------------------------------------------------------------------------- OKX

@@ -14,6 +14,11 @@ Arrival and latency
     market event of its instrument comes first (trades and quotes only: a bar-filled order
     arrives at the next bar's open by definition). Either way it is handled once, at the
     earlier of the two, with the last trade/quote known at that moment as reference price.
+    An order accepted there matches only trades and quotes whose ``ts_init`` is after its
+    arrival, whenever they are delivered: trades a feed held back behind a gap in its trade
+    ids are released after the recovery with their own, earlier, receive times, and the venue
+    had seen them before the order arrived (a replay on a simulated clock never shows the
+    order those trades either).
 
 Bars (``fill_on="bars"``)
     A bar is stamped at its close; it opens where the previous bar of its instrument closed
@@ -222,6 +227,8 @@ class _SimOrder(msgspec.Struct, gc=False, eq=False):
     filled: float = 0.0
     triggered: bool = False
     aggressive: bool = False
+    # When a submitted order reached the venue (0: a native child, live from its parent's fill).
+    arrived: int = 0
     # The latest fill, and every fill from the second on (a list per order would be one more
     # object for the collector to walk).
     last_fill: OrderFilled | None = None
@@ -331,6 +338,9 @@ class SimulatedVenue(Venue):
         self._closed: deque[str] = deque()
         self._positions: dict[str, float] = dict.fromkeys(instruments, 0.0)
         self._last: dict[str, float] = dict.fromkeys(instruments, _NAN)
+        # The latest arrival of an order accepted per instrument: an event received at or before it
+        # (held back by its feed) is matched only against the orders that had arrived before it.
+        self._arrived: dict[str, int] = dict.fromkeys(instruments, -1)
         # ts_init of the latest bar of each instrument: the open time of its next bar.
         self._bar_close: dict[str, int] = {}
         #: Where an instrument's latest bar closed (``ts_init``; ``None``: no bar yet), asked when an
@@ -568,6 +578,8 @@ class SimulatedVenue(Venue):
                 self._arrive(iid, pending, trade.ts_init, ref_buy, ref_sell)
                 self._prune(iid)
             working = self._working[iid]
+            if working and trade.ts_init <= self._arrived[iid]:
+                working = self._arrived_before(working, trade.ts_init)
             if working:
                 px, size = trade.price, trade.size
                 self._match_tick(iid, working, px, size, px, size, trade.ts_event)
@@ -586,12 +598,19 @@ class SimulatedVenue(Venue):
                 self._arrive(iid, pending, quote.ts_init, self._ask[iid], self._bid[iid])
                 self._prune(iid)
             working = self._working[iid]
+            if working and quote.ts_init <= self._arrived[iid]:
+                working = self._arrived_before(working, quote.ts_init)
             if working:
                 self._match_tick(
                     iid, working, quote.ask_price, quote.ask_size, quote.bid_price, quote.bid_size, quote.ts_event
                 )
         self._bid[iid] = quote.bid_price
         self._ask[iid] = quote.ask_price
+
+    @staticmethod
+    def _arrived_before(working: list[_SimOrder], ts_init: int) -> list[_SimOrder]:
+        """The orders of ``working`` that reached the venue before an event received at ``ts_init``."""
+        return [sim for sim in working if sim.arrived < ts_init]
 
     # ------------------------------------------------------------------ arrivals
 
@@ -610,6 +629,9 @@ class SimulatedVenue(Venue):
                 assert isinstance(target, _SimOrder)
                 if target.status is not _SUBMITTED:
                     continue  # canceled before it arrived (an OCO sibling filled)
+                target.arrived = arrival
+                if arrival > self._arrived[iid]:
+                    self._arrived[iid] = arrival
                 self._accept(iid, target, arrival, ref_buy if target.buy else ref_sell)
             elif action == _CANCEL:
                 sim = self._orders.get(target.client_order_id)
