@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 
 from tradebus.engine.bus import MessageBus
@@ -21,6 +22,7 @@ from tradebus.engine.messages import (
     Trade,
 )
 from tradebus.node.daemon import PaperNode
+from tradebus.node.playback import Playback
 from tradebus.risk.guard import GuardedRiskGate, MarketGuard
 from tradebus.engine.portfolio import Portfolio
 from tradebus.execution.config import VenueConfig
@@ -28,7 +30,16 @@ from tradebus.execution.orders import Order
 from tradebus.execution.simulated import SimulatedVenue
 from tradebus.risk.config import RiskConfig
 
-from .node_testdata import USDM_CAPTURE, USDM_IID, config_of, run_node, usdm_config
+from .node_testdata import (
+    OKX_IID,
+    OKX_INSTRUMENT,
+    USDM_CAPTURE,
+    USDM_IID,
+    config_of,
+    run_node,
+    stream_config,
+    usdm_config,
+)
 
 IID = "BTCUSDT.BINANCE"
 INSTRUMENT = Instrument(venue="BINANCE", symbol="BTCUSDT", tick_size=0.01, lot_size=1e-5)
@@ -95,6 +106,47 @@ def test_an_instrument_on_two_stale_feeds_stays_blocked_until_each_is_live_again
     guard.on_stale(FeedStale("binance-trades", T0 - 1_000_000_000, T0 + 3, T0 + 3))  # silent again
     guard.on_data(IID)  # the instrument's market data flows
     assert guard.block_reason(IID) is None and not guard.stale(IID)
+
+
+def _okx_books5(i: int, ts_ms: int) -> str:
+    """An OKX ``books5`` push: a whole 5-level book, with no ``action`` (every push is a snapshot)."""
+    px = 30_000 + i
+    return json.dumps(
+        {
+            "arg": {"channel": "books5", "instId": "BTC-USDT"},
+            "data": [{"asks": [[str(px + 1), "1", "0", "1"]], "bids": [[str(px), "1", "0", "1"]], "ts": str(ts_ms)}],
+        }
+    )
+
+
+def test_a_stale_feed_whose_stream_pushes_book_snapshots_is_live_again_at_the_next_one() -> None:
+    """An OKX feed of trades and books5 went stale; its new connection's books5 pushes (all snapshots) kept
+    orders denied until the next trade, however long the market stayed quiet (every snapshot was taken for a
+    REST resync's). A snapshot a Binance feed fetches over REST still proves nothing (the daemon test below)."""
+    playback = Playback(config_of(stream_config(OKX_INSTRUMENT, OKX_IID, "okx", "spot", ["trades", "books5"])))
+    start = 1_652_459_225_000_000_000
+    playback.clock.set_time(start)
+    playback.kernel.start()
+    playback.feed_frame(start, "okx-public:1", _okx_books5(0, start // 1_000_000))
+    assert playback.guard.block_reason(OKX_IID) is None
+    stale_at = start + 40_000_000_000
+    playback.router(FeedStale("okx-public", start, stale_at, stale_at))
+    assert playback.guard.block_reason(OKX_IID) == "feed stale: okx-public delivered nothing for 40.0 s"
+    recv = stale_at + 100_000_000
+    playback.feed_frame(recv, "okx-public:2", _okx_books5(1, recv // 1_000_000))  # the resubscription's snapshot
+    assert playback.guard.block_reason(OKX_IID) is None
+    assert playback.router.counts["BookSnapshot"] == 2
+
+
+def test_a_book_snapshot_lifts_no_stale_block_of_a_feed_whose_snapshots_come_over_rest() -> None:
+    guard = MarketGuard()
+    guard.register_feed("binance-spot", [IID], {})
+    guard.register_feed("okx-public", ["BTC-USDT.OKX"], {}, snapshots_on_stream=True)
+    guard.on_stale(FeedStale("binance-spot", T0 - 3_000_000_000, T0, T0))
+    guard.on_stale(FeedStale("okx-public", T0 - 3_000_000_000, T0, T0))
+    guard.on_snapshot(IID)
+    guard.on_snapshot("BTC-USDT.OKX")
+    assert guard.stale(IID) and not guard.stale("BTC-USDT.OKX")
 
 
 def test_unsynced_book_denies_orders_and_the_risk_limits_still_apply_once_synced() -> None:

@@ -102,6 +102,7 @@ class NodeRouter:
         self._publish = kernel.bus.publish
         self._instruments = kernel.instruments
         self._liveness = guard.liveness
+        self._on_snapshot = guard.on_snapshot
         self._dispatch: dict[type, Callable[[Any], None]] = {
             Trade: self._activity,
             Quote: self._activity,
@@ -187,9 +188,10 @@ class NodeRouter:
             self._process(msg)
 
     def _snapshot(self, msg: BookSnapshot) -> None:
-        # the book of a resync may come from REST while the stream is still silent: a stale feed stays stale
         if not self._admit(msg, live=False):
             return
+        # data only if the stream pushed it: a REST snapshot is answered while the stream is silent
+        self._on_snapshot(msg.instrument_id)
         self._liveness.on_book(msg.instrument_id, snapshot=True)
         self.counts["BookSnapshot"] += 1
         self._publish(msg)

@@ -1,8 +1,8 @@
 """The market guard: no new order on an instrument whose market data cannot be trusted.
 
 :class:`MarketGuard` tracks, per instrument, whether its feed went stale (``FeedStale``
-until its stream's next market-data message; for a feed of trade channels alone, also until its
-connection proves live again), whether its subscribed L2 book is in sync with the
+until its stream's next market-data message, a book snapshot only if the stream pushed it; for a
+feed of trade channels alone, also until its connection proves live again), whether its subscribed L2 book is in sync with the
 venue (asked of the adapter at decision time) and whether its book is frozen
 (:mod:`tradebus.risk.liveness`). :class:`GuardedRiskGate` is the risk gate with the guard
 asked first; a blocked order is denied with ``"feed stale: ..."`` or ``"book unsynced: ..."``.
@@ -37,6 +37,7 @@ class GuardedFeed(Protocol):
 
     name: str
     instrument_ids: tuple[str, ...]
+    snapshots_on_stream: bool
 
     @property
     def config(self) -> _FeedSettings: ...
@@ -53,7 +54,9 @@ class MarketGuard:
 
     An instrument is blocked while any of its feeds is stale, each until live again by its own rule
     (from its ``FeedStale`` until the next market-data message of that instrument a stream delivers: a trade, quote, bar or book
-    change, not the book snapshot of a resync, which may come from REST; a feed of trade channels
+    change, or a book snapshot of a feed whose snapshots come on its stream (OKX, Bybit: a resubscription's, every
+    ``books5`` push, Bybit's repeat of an unchanged book), not one fetched over REST (Binance), which a silent stream
+    does not prove; a feed of trade channels
     alone, silent whenever its market does not trade, is live again as soon as its connection
     proves it, by the rule its watchdog follows: any frame or an answered ping received after
     the ``FeedStale``, asked when an order is checked), while its subscribed L2 book is out of sync
@@ -63,7 +66,7 @@ class MarketGuard:
     the book is resynced).
     """
 
-    __slots__ = ("_book_checks", "_connection_live", "_feeds", "_stale", "liveness")
+    __slots__ = ("_book_checks", "_connection_live", "_feeds", "_snapshots_on_stream", "_stale", "liveness")
 
     def __init__(self) -> None:
         #: instrument -> {each of its stale feeds: (the reason, its latest FeedStale's time, on the feed's clock)}
@@ -72,6 +75,8 @@ class MarketGuard:
         self._connection_live: dict[str, Callable[[], int]] = {}
         self._feeds: dict[str, tuple[str, ...]] = {}
         self._book_checks: dict[str, Callable[[], bool]] = {}
+        #: instruments whose book snapshots come on their feed's stream
+        self._snapshots_on_stream: set[str] = set()
         self.liveness = BookLiveness()
 
     def register_feed(
@@ -83,15 +88,19 @@ class MarketGuard:
         book_max_idle: float | None = None,
         resync: Callable[[str, str], None] | None = None,
         connection_live_ns: Callable[[], int] | None = None,
+        snapshots_on_stream: bool = False,
     ) -> None:
         """Declare a feed's instruments and, per instrument with a book, its in-sync test.
 
         With ``book_max_idle`` (seconds) and ``resync(instrument_id, reason)``, those books
         are also watched for liveness. ``connection_live_ns`` (a feed of trade channels alone):
         the receive time (ns) of its connection's latest proof of life, which ends a stale
-        episode as market data does.
+        episode as market data does. ``snapshots_on_stream``: its book snapshots arrive on its
+        stream, so one ends a stale episode as market data does (:meth:`on_snapshot`).
         """
         self._feeds[name] = tuple(instrument_ids)
+        if snapshots_on_stream:
+            self._snapshots_on_stream.update(self._feeds[name])
         if connection_live_ns is not None:
             self._connection_live[name] = connection_live_ns
         self._book_checks.update(book_checks)
@@ -108,6 +117,7 @@ class MarketGuard:
             book_max_idle=feed.config.book_max_idle,
             resync=feed.resync_book,
             connection_live_ns=feed.connection_live_ns(),
+            snapshots_on_stream=feed.snapshots_on_stream,
         )
 
     def block_reason(self, instrument_id: str) -> str | None:
@@ -147,6 +157,11 @@ class MarketGuard:
         (a message does not name its feed)."""
         if self._stale and self._stale.pop(instrument_id, None) is not None:
             logger.info("feed of {} live again: orders allowed", instrument_id)
+
+    def on_snapshot(self, instrument_id: str) -> None:
+        """A book snapshot of ``instrument_id`` arrived: market data (:meth:`on_data`) if its feed's stream pushed it."""
+        if self._stale and instrument_id in self._snapshots_on_stream:
+            self.on_data(instrument_id)
 
     def stale(self, instrument_id: str) -> bool:
         """Whether ``instrument_id``'s feed is currently stale."""

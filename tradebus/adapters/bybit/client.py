@@ -115,6 +115,8 @@ class BybitClient(StreamBookClient):
 class BybitFeedHandle(ParserFeed):
     """A Bybit v5 public feed of one category (topics ``channel.SYMBOL``; books checked by update id)."""
 
+    snapshots_on_stream = True
+
     def __init__(
         self,
         config: FeedConfig,

@@ -242,6 +242,9 @@ class Feed(ABC):
     client: WsClient | None
     #: The recorded connection of the last frame played (:meth:`follow_connection`), ``None`` before the first.
     recorded_conn: str | None = None
+    #: Whether its book snapshots arrive on its stream (a resubscription's, a ``books5`` push), so that one
+    #: proves the stream delivers; ``False``: they are fetched over REST (Binance), which a silent stream answers too.
+    snapshots_on_stream: ClassVar[bool] = False
 
     def __init__(self, config: FeedConfig, instruments: dict[str, Instrument], sink: Sink) -> None:
         self.config = config

@@ -225,6 +225,8 @@ def _split(key: str) -> tuple[str, str]:
 class OkxFeedHandle(ParserFeed):
     """An OKX v5 public feed (``(channel, instId)`` subscriptions; books checked by seqId and CRC32)."""
 
+    snapshots_on_stream = True
+
     def __init__(
         self,
         config: FeedConfig,
