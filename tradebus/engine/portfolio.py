@@ -145,6 +145,7 @@ class Portfolio:
         "_interest",
         "_positions",
         "_realized",
+        "_spot_positions",
         "account",
         "cash",
         "initial_cash",
@@ -212,6 +213,11 @@ class Portfolio:
             elif amount:
                 self._held[asset] = [self._holding_pricing[asset], float(amount)]
         self._holdings: list[list] = list(self._held.values())
+        # base asset -> the positions of the cash-only instruments trading it
+        self._spot_positions: dict[str, tuple[Position, ...]] = {}
+        for iid, (base, _) in zip(instruments, names, strict=True):
+            if instruments[iid].cash_only:
+                self._spot_positions[base] = (*self._spot_positions.get(base, ()), self._positions[iid])
         self._initial_holdings: dict[str, float] = {}
         for pos, amount in self._holdings:
             self._initial_holdings[pos.instrument_id] = self._initial_holdings.get(pos.instrument_id, 0.0) + amount
@@ -585,6 +591,20 @@ class Portfolio:
         """
         held = self._held.get(asset)
         return 0.0 if held is None else held[1]
+
+    def spot_holding(self, asset: str) -> float:
+        """Amount of base asset ``asset`` the account holds for its cash-only instruments to sell.
+
+        :meth:`holding` (the initial balance less the fees paid in it) plus the positions of the
+        cash-only instruments trading ``asset`` (several share it: ``BTC-USDT`` and ``BTC-USD``):
+        the account's balance of ``asset`` when no margin spot instrument trades it too. A
+        position of one of them below zero is coins of the holding (or of another's position) sold.
+        """
+        held = self._held.get(asset)
+        total = 0.0 if held is None else held[1]
+        for pos in self._spot_positions.get(asset, ()):
+            total += pos.quantity
+        return total
 
     def unpriced_holdings(self) -> dict[str, str]:
         """``asset -> instrument_id`` of each holding whose valuing instrument has no price yet (valued 0)."""

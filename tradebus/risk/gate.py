@@ -5,7 +5,12 @@ it is denied, always in the form ``"<check>: <what> <op> <limit>"`` (for example
 ``"max_order_notional: 12500.0 > 10000.0"``). Checks, in order:
 
 1. ``trading_state``: HALTED denies everything; REDUCING allows only an order that reduces the
-   absolute position, net of the working orders on the order's side, without flipping it.
+   absolute position, net of the working orders on the order's side, without flipping it. The
+   position of a cash-only (spot) instrument is the base asset held
+   (:meth:`Portfolio.spot_holding <tradebus.engine.portfolio.Portfolio.spot_holding>`: the starting
+   ``balances`` of it, less the fees paid in it, plus the positions of every cash-only instrument
+   trading it): a sell reduces it up to that, less the working sells of the asset on all those
+   instruments (``BTC-USDT`` and ``BTC-USD`` share ``BTC``); a buy never does.
 2. ``instrument``: unknown instrument; quantity/price against the instrument's lot size, tick
    size, minimum quantity and minimum notional (:meth:`Instrument.validate_order`; market orders
    are valued at the last price for the minimum notional).
@@ -77,6 +82,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from tradebus.account import asset_names
 from tradebus.engine.bus import MessageBus
 from tradebus.engine.clock import Clock
 from tradebus.engine.instrument import LOTS_RTOL, Instrument
@@ -118,7 +124,11 @@ HALTED_REASON = "trading_state: HALTED denies every order"
 
 
 def reducing_reason(position: float, working: float, signed: float) -> str:
-    """The denial of an order that would not reduce ``position + working`` while trading is REDUCING."""
+    """The denial of an order that would not reduce ``position + working`` while trading is REDUCING.
+
+    For a cash-only instrument ``position`` is the base asset held and ``working`` the working sells
+    of that asset (of a buy: the instrument's working buys); see the module docstring.
+    """
     return (
         f"trading_state: REDUCING allows only reducing orders; position {position}, "
         f"working on the order's side {working}, order {signed}"
@@ -207,6 +217,7 @@ class RiskGate:
         "_reason",
         "_sizes",
         "_specs",
+        "_spot",
         "_store",
         "instruments",
         "state",
@@ -220,6 +231,11 @@ class RiskGate:
         self.instruments = portfolio.instruments
         # Contract size per instrument: notionals are quantity * contract_size * price.
         self._sizes = {iid: inst.contract_size for iid, inst in portfolio.instruments.items()}
+        # cash-only instrument -> (its base asset, the cash-only instruments trading that asset)
+        bases = {iid: asset_names(inst)[0] for iid, inst in portfolio.instruments.items() if inst.cash_only}
+        self._spot: dict[str, tuple[str, frozenset[str]]] = {
+            iid: (base, frozenset(other for other, asset in bases.items() if asset == base)) for iid, base in bases.items()
+        }
         self.state = TradingState.ACTIVE
         self._reason = ""  # why the trading state is what it is (as published)
         self._manual = TradingState.ACTIVE
@@ -300,10 +316,18 @@ class RiskGate:
         if state is not _ACTIVE:
             if state is _HALTED:
                 return HALTED_REASON
-            working = self._working(iid, signed > 0.0, cmd.client_order_id)
-            base = pos + working
+            spot = self._spot.get(iid)
+            if spot is None:
+                held = pos
+                working = self._working(iid, signed > 0.0, cmd.client_order_id)
+            else:  # a cash-only instrument: its position is the base asset held, which only a sell reduces
+                held = self._portfolio.spot_holding(spot[0])
+                working = self._working(iid if signed > 0.0 else spot[1], signed > 0.0, cmd.client_order_id)
+                if signed > 0.0:
+                    return reducing_reason(held, working, signed)
+            base = held + working
             if base == 0.0 or (base > 0.0) == (signed > 0.0) or abs(signed) > abs(base) * (1.0 + LIMIT_RTOL):
-                return reducing_reason(pos, working, signed)
+                return reducing_reason(held, working, signed)
         if spec is None:
             return f"instrument: unknown instrument {iid!r}"
         inst, _, lot, minimum = spec
@@ -394,9 +418,9 @@ class RiskGate:
             rate.append(now)
         return None
 
-    def _working(self, instrument_id: str, buy: bool, exclude: str) -> float:
-        """Signed remaining quantity of the working orders on one side of an instrument, except order
-        ``exclude`` and its OCO group; an OCO group counts once, as its largest member."""
+    def _working(self, instruments: str | frozenset[str], buy: bool, exclude: str) -> float:
+        """Signed remaining quantity of the working orders on one side of an instrument (or of a set of
+        instruments), except order ``exclude`` and its OCO group; an OCO group counts once, as its largest member."""
         orders = self._orders
         if orders is None or not orders.open_count:
             return 0.0
@@ -404,7 +428,11 @@ class RiskGate:
         skip = oco.get(exclude, (exclude,)) if oco else (exclude,)
         total = 0.0
         groups: dict[tuple[str, ...], float] = {}
-        for order in orders.open_orders(instrument_id):
+        if isinstance(instruments, str):
+            working = orders.open_orders(instruments)
+        else:
+            working = [order for order in orders.open_orders() if order.instrument_id in instruments]
+        for order in working:
             if (order.side > 0) == buy and order.client_order_id not in skip:
                 group = oco.get(order.client_order_id) if oco else None
                 if group is None:
@@ -641,7 +669,9 @@ class RiskGate:
         position; a reduce-only order never does. That is every order on the side that adds to the
         position (either side when flat), and on the side that reduces it the orders beyond the
         position, the working orders of that side counted in creation order as :meth:`check`
-        counts them (an OCO group once, as its largest member). ACTIVE: none.
+        counts them (an OCO group once, as its largest member). On cash-only instruments the
+        position is the base asset held (module docstring): every buy (reduce-only or not), and the
+        sells beyond the holding, counted across the instruments sharing the asset. ACTIVE: none.
         """
         orders = self._orders
         state = self.state
@@ -650,25 +680,37 @@ class RiskGate:
         working = orders.open_orders()
         if state is _HALTED:
             return working
-        oco = self._portfolio.account.oco_groups()
-        counted: dict[str, float] = {}  # instrument -> working quantity counted on its reducing side
+        pf = self._portfolio
+        oco = pf.account.oco_groups()
+        # (instrument, or base asset of cash-only instruments) -> working quantity counted on its reducing side
+        counted: dict[tuple[bool, str], float] = {}
         largest: dict[tuple[str, ...], float] = {}  # OCO group -> its largest member counted
         disallowed: list[Order] = []
         for order in working:
             iid = order.instrument_id
-            pos = self._portfolio.position(iid)
-            if pos == 0.0 or (order.side > 0) == (pos > 0.0):
-                if not order.reduce_only:
+            spot = self._spot.get(iid)
+            if spot is None:
+                key = (False, iid)
+                pos = pf.position(iid)
+                grows = pos == 0.0 or (order.side > 0) == (pos > 0.0)
+                if grows and not order.reduce_only:
                     disallowed.append(order)
+            else:
+                key = (True, spot[0])
+                pos = pf.spot_holding(spot[0])
+                grows = order.side > 0 or pos <= 0.0
+                if order.side > 0 or (grows and not order.reduce_only):
+                    disallowed.append(order)
+            if grows:
                 continue
             leaves = order.leaves_qty
             group = oco.get(order.client_order_id) if oco else None
             added = leaves if group is None else max(leaves - largest.get(group, 0.0), 0.0)
-            used = counted.get(iid, 0.0)
+            used = counted.get(key, 0.0)
             if not order.reduce_only and used + added > abs(pos) * (1.0 + LIMIT_RTOL):
                 disallowed.append(order)
                 continue
-            counted[iid] = used + added
+            counted[key] = used + added
             if group is not None and leaves > largest.get(group, 0.0):
                 largest[group] = leaves
         return disallowed
