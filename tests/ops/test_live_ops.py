@@ -351,3 +351,28 @@ async def test_flatten_of_a_live_daemon_cancels_its_resting_orders_first(tmp_pat
     assert [o.status for o in resting] == [OrderStatus.CANCELED, OrderStatus.CANCELED]
     assert order.status is OrderStatus.FILLED, (order.status, order.reason)
     assert kernel.portfolio.position(IID) == 0.0
+
+
+async def test_flatten_buys_nothing_back_when_a_spot_run_sold_coins_of_its_starting_balance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live spot run that sold 0.01 of its 0.05 starting BTC holds -0.01 of the instrument: ``/flatten`` sent a
+    BUY 0.01 at market (buying BTC while flattening; live-kill --flatten sells only, "spot holds no shorts")."""
+    tap = _Tap(2)
+    async with _daemon(tmp_path, monkeypatch, gate=tap) as (node, emulator, _, _task):
+        kernel = node.kernel
+        assert node.ops is not None
+        await until(lambda: kernel.result.trades == 2 and node.guard.holds == {}, timeout=10)
+        now = node.clock.now_ns()
+        kernel.submit(SubmitOrder("s", IID, "sell-1", OrderSide.SELL, 0.01, now, now, OrderType.MARKET))
+        await until(lambda: kernel.orders.get("sell-1").status is OrderStatus.ACCEPTED, timeout=5)
+        tap.let()  # the next trade fills it
+        await until(lambda: kernel.portfolio.position(IID) == pytest.approx(-0.01), timeout=5)
+        reply = await node.ops.command("/flatten", OPERATOR)
+        flatten_orders = [o for o in kernel.orders.orders() if o.strategy_id == "ops"]
+    assert reply == (
+        f"trading state REDUCING; flatten orders: none ({IID}: spot position -0.01 is coins of the starting "
+        "balances sold; a buy would add to the 0.04 BTC held)"
+    )
+    assert flatten_orders == []
+    assert kernel.portfolio.spot_holding("BTC") == pytest.approx(0.04)

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from loguru import logger
 
+from tradebus.account import asset_names
 from tradebus.engine.instrument import InstrumentKind
 from tradebus.engine.messages import (
     BookResynced,
@@ -280,7 +281,9 @@ class OpsHooks:
         a resting order on the other side would reopen the position) and the venue's
         confirmations are awaited, up to ``ops.flatten_timeout`` seconds; then a market order
         closes each position. The order is reduce-only on a derivative; a spot venue has no reduce-only orders (it would
-        reject one), and REDUCING already lets a spot order only reduce.
+        reject one), and REDUCING already lets a spot order only reduce. A cash-only spot position is closed
+        only when long, as ``live-kill --flatten`` closes it: one below zero is coins of the starting
+        ``balances`` sold, which a buy would add back to the asset held (the answer says so; no order).
 
         The answer lists the orders canceled, those that closed otherwise meanwhile (filled),
         the cancels that failed or were not confirmed in time, and the closing orders, each one
@@ -299,9 +302,18 @@ class OpsHooks:
         if not target.running.is_set():
             return "; ".join([f"trading state {kernel.risk.state}", *canceled, "daemon stopping: no flatten order sent"])
         sent = []
+        kept = []  # spot positions below zero: no order
         for iid, inst in kernel.instruments.items():
             qty = kernel.portfolio.position(iid)
             if qty == 0.0:
+                continue
+            if inst.cash_only and qty < 0.0:
+                asset = asset_names(inst)[0]
+                held = kernel.portfolio.spot_holding(asset)
+                kept.append(
+                    f"{iid}: spot position {qty:g} is coins of the starting balances sold; "
+                    f"a buy would add to the {held:g} {asset} held"
+                )
                 continue
             coid = kernel.orders.next_client_order_id(FLATTEN_STRATEGY)
             now = kernel.clock.now_ns()
@@ -317,7 +329,8 @@ class OpsHooks:
             if order is not None and order.status in (OrderStatus.DENIED, OrderStatus.REJECTED):
                 outcome = f" {order.status} ({order.reason})"
             sent.append(f"{coid}: {side.name} {abs(qty):g} {iid}{outcome}")
-        orders = "flatten orders: " + ("; ".join(sent) if sent else "none (flat)")
+        why = "; ".join(kept) if kept else ("" if sent else "flat")
+        orders = "flatten orders: " + ("; ".join(sent) if sent else "none") + (f" ({why})" if why else "")
         return "; ".join([f"trading state {kernel.risk.state}", *canceled, orders])
 
     async def _cancel_open_orders(self, reason: str) -> list[str]:
