@@ -9,21 +9,26 @@ must see the same.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from loguru import logger
 
 from tradebus.adapters.binance.emulator import BinanceProtocol
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
 from tradebus.adapters.common.recorder import read_frames
 from tradebus.adapters.okx.emulator import OkxProtocol
-from tradebus.engine.messages import OrderSubmitted, Trade, TradesMissed
+from tradebus.config.base import StrictModel
+from tradebus.engine.messages import OrderSide, OrderSubmitted, Trade, TradesMissed
 from tradebus.features.warmup import warm_up
 from tradebus.node.daemon import PaperNode
 from tradebus.node.feeds import build_feeds
 from tradebus.node.playback import Playback, play
+from tradebus.strategies.base import Strategy
 
 from .node_testdata import (
     BYBIT_IID,
@@ -38,6 +43,7 @@ from .node_testdata import (
     config_of,
     fill_keys,
     okx_frames,
+    order_keys,
     run_node,
     stream_config,
 )
@@ -141,6 +147,107 @@ async def test_orders_decided_on_trades_released_after_a_lost_frame_fill_as_in_a
     assert state["missed"] is not None and decided_on_held  # the case at stake happened
     replayed = play(tmp_path / "frames.jsonl.gz", node.config)
     assert fill_keys(result.fills) == fill_keys(replayed.kernel.result.fills)
+
+
+class OnTradeIdsParams(StrictModel):
+    """See :class:`OnTradeIds`."""
+
+    side: OrderSide = OrderSide.BUY
+    price: float
+    submit_on: str
+    cancel_on: str = ""
+    quantity: float = 0.001
+
+
+class OnTradeIds(Strategy):
+    """A limit order at ``price`` decided on the trade of id ``submit_on``, canceled on the trade of id ``cancel_on``.
+
+    ``decided`` holds the trades the decisions were taken on.
+    """
+
+    Params = OnTradeIdsParams
+
+    def __init__(self, instrument_ids: str | Sequence[str], *, price: float, submit_on: str, cancel_on: str = "",
+                 side: OrderSide = OrderSide.BUY, quantity: float = 0.001, strategy_id: str | None = None) -> None:
+        super().__init__(instrument_ids, strategy_id=strategy_id)
+        self.side, self.price, self.quantity = side, price, quantity
+        self.submit_on, self.cancel_on = submit_on, cancel_on
+        self.order = ""
+        self.decided: list[Trade] = []
+
+    def on_trade(self, trade: Trade) -> None:
+        if trade.trade_id == self.submit_on:
+            self.decided.append(trade)
+            self.order = self.submit_limit(self.instrument_id, self.side, self.quantity, self.price)
+        elif trade.trade_id == self.cancel_on:
+            self.decided.append(trade)
+            self.cancel(self.order)
+
+
+async def _decide_on_released_trades(tmp: Path, params: dict[str, Any]) -> tuple[PaperNode, Playback, TradesMissed]:
+    """A paper run of :class:`OnTradeIds` over the capture whose 300th trade frame is lost, and the replay of its
+    recording. The server holds the 320th trade frame back until the daemon has released the trades held behind
+    the gap: the trades after it are received after the recovery."""
+    faults = [Fault(FaultKind.SKIP, at=300, match="@trade")]
+    missed: list[TradesMissed] = []
+    released = asyncio.Event()
+    trade_frames = 0
+
+    async def gate(raw: str) -> None:
+        nonlocal trade_frames
+        if "@trade" in raw:
+            trade_frames += 1
+            if trade_frames == 321:
+                await released.wait()
+
+    def on_missed(msg: TradesMissed) -> None:
+        missed.append(msg)
+        released.set()
+
+    warm_up()
+    strategy = {"name": f"{__name__}:OnTradeIds", "instruments": [IID], "params": params}
+    async with LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, faults, gate=gate, lifetime=60.0) as srv:
+        data = binance_config(srv.ws_url, srv.http_url, ["trade"], tmp=tmp, record=True, strategy=strategy)
+        node = PaperNode(config_of(data), handle_signals=False)
+        node.kernel.bus.subscribe(TradesMissed, on_missed)
+        result = node.kernel.result
+        await run_node(node, lambda: result.trades == len(SPOT_TRADE_IDS))
+    assert len(missed) == 1 and missed[0].first_id == int(CAPTURE_TRADES[300][0])
+    return node, play(tmp / "frames.jsonl.gz", node.config), missed[0]
+
+
+def _outcomes(node: PaperNode | Playback) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    result = node.kernel.result
+    return order_keys(result.orders), fill_keys(result.fills)
+
+
+@pytest.mark.parametrize("cancel_on", [300, 301], ids=["recovered", "held"])
+async def test_a_cancel_decided_on_a_trade_released_after_a_lost_frame_arrives_as_in_a_replay(
+    tmp_path: Path, cancel_on: int
+) -> None:
+    # a buy resting at 61829.9 (the 299th trade is at 61830.01) is canceled on the trade recovered by REST
+    # (received with its answer) or on the first trade held behind the gap (received before it): the cancel
+    # reaches the venue after every held trade was received, so the order still works during them and fills
+    # at its limit on the 316th (61829.77), as in the replay; it was canceled at once, before them
+    params = {"price": 61829.9, "submit_on": CAPTURE_TRADES[299][0], "cancel_on": CAPTURE_TRADES[cancel_on][0]}
+    node, replayed, missed = await _decide_on_released_trades(tmp_path, params)
+    canceled_on = node.kernel.strategies[0].decided[1]
+    assert canceled_on.ts_init <= missed.ts_init  # the case at stake: decided during the release
+    assert _outcomes(node) == _outcomes(replayed)
+    assert [(f.price, f.liquidity) for f in node.kernel.result.fills] == [(61829.9, "MAKER")]
+
+
+async def test_a_limit_decided_on_a_trade_released_after_a_lost_frame_is_judged_on_arrival_as_in_a_replay(
+    tmp_path: Path,
+) -> None:
+    # a buy at 61829.9 decided on the first held trade (61830.0) reaches the venue after the last held
+    # one (61829.77): it is marketable there and takes the next trade (61829.77), as in the replay; it
+    # was accepted at once against 61830.0, rested and filled at its limit as a maker
+    params = {"price": 61829.9, "submit_on": CAPTURE_TRADES[301][0]}
+    node, replayed, missed = await _decide_on_released_trades(tmp_path, params)
+    assert node.kernel.strategies[0].decided[0].ts_init < missed.ts_init  # the case at stake: a held trade
+    assert _outcomes(node) == _outcomes(replayed)
+    assert [(f.price, f.liquidity) for f in node.kernel.result.fills] == [(61829.77, "TAKER")]
 
 
 # ----------------------------------------------------------------------------- OKX

@@ -40,7 +40,15 @@ class NodeRouter:
     arrival is handled before the first message received after it, as in a replay, even
     when frames were waiting while the loop could not run its timer callbacks. After each
     message, those due by then fire too (an order decided on it with no latency arrives at
-    once, not when the event loop next runs its callbacks). The kernel's mark-driven breakers
+    once, not when the event loop next runs its callbacks), unless the message was received no
+    later than the answer of the latest trade recovery: a
+    :class:`~tradebus.engine.messages.TradesMissed` and the trades its feed releases after it,
+    synchronously (those recovered, stamped with the answer's receive time, then those held back
+    behind the gap, received before it). The venue had printed every released trade before an
+    order, cancel or modification decided on one of them reached it, and a good-till-date expiry
+    due after their receipt did not end an order before them: what falls due during the release
+    fires before the first message received after it (or when the loop next runs its callbacks,
+    once the release is over), as a replay's clock fires it. The kernel's mark-driven breakers
     are evaluated after each message (:meth:`~tradebus.risk.gate.RiskGate.evaluate_marks`):
     live, a message is a time of its own, and a breaker trips on it without waiting for the
     next one.
@@ -95,6 +103,8 @@ class NodeRouter:
         self._on_failure = on_failure
         self.failure: StrategyError | None = None
         self._closed = False
+        # Receive time of the latest trade recovery's answer: a message received by then is part of its release.
+        self._recovered_ns = -1
         self._process = kernel.process
         self._evaluate_marks = kernel.risk.evaluate_marks
         self._run_due = kernel.clock.run_due
@@ -135,7 +145,8 @@ class NodeRouter:
             run_due(msg.ts_init)
             handler(msg)
             self._evaluate_marks()  # a message is a time of its own: a breaker trips without waiting for the next
-            run_due(self._now_ns())
+            if msg.ts_init > self._recovered_ns:
+                run_due(self._now_ns())
         except Exception as exc:
             if self._on_failure is None:
                 raise_strategy_failure(exc, self._now_ns())
@@ -210,6 +221,8 @@ class NodeRouter:
 
     def _trades_missed(self, msg: TradesMissed) -> None:
         self.counts["TradesMissed"] += 1
+        if msg.ts_init > self._recovered_ns:
+            self._recovered_ns = msg.ts_init
         if msg.instrument_id in self._instruments:
             self.kernel.on_trades_missed(msg)  # before the recovered trades, which follow it
         self._publish(msg)
