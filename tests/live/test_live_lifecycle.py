@@ -87,7 +87,7 @@ async def test_429_and_418_reject_the_submit_at_once_pause_every_request_for_ret
         assert h.venue.requests["query"] == 0
         assert h.posts(order.client_order_id) == 1
         after = h.submit(OrderSide.BUY, 0.01, 50_000.0)
-        await until(lambda: after.status is OrderStatus.ACCEPTED)
+        await until(lambda: after.status is OrderStatus.ACCEPTED, timeout=15.0)  # waits out Retry-After (1 s) first
         times = h.emulator.request_times
         assert len(times) >= 2 and times[1] - times[0] >= 1.0  # the next submit waited for Retry-After
         assert h.venue.api.budget.peak <= 6000 * 0.8  # type: ignore[attr-defined]
