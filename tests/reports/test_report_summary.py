@@ -103,10 +103,8 @@ def test_interest_paid_is_an_amount_shown_to_the_quote_precision_as_funding_is()
         assert format_metric(key, 0.001234567891, 8) == "0.00123457", key
 
 
-def test_instrument_rows_net_pnl_adds_up_to_the_run_pnl_with_positions_open_at_the_end(tmp_path: Path) -> None:
-    # Long one venue, short the other, rebalanced daily: both legs are open when the data ends.
-    # Before, each row's net PnL was that of its closed round trips alone, while its fees were
-    # those of every fill: the rows summed to -24,195 against the run's -24,370.
+def _xs_momentum_run(tmp_path: Path) -> tuple[str, Path]:
+    """Long one venue, short the other, rebalanced daily (with --report)."""
     fixtures = REPO / "tests" / "fixtures" / "strategies"
     config = {
         "data": {"sources": [
@@ -133,6 +131,14 @@ def test_instrument_rows_net_pnl_adds_up_to_the_run_pnl_with_positions_open_at_t
     result = CliRunner().invoke(app, ["backtest", str(tmp_path / "run.yaml"), "--out", str(out), "--report"],
                                 catch_exceptions=False, terminal_width=200)
     assert result.exit_code == 0, result.output
+    return result.output, out
+
+
+def test_instrument_rows_net_pnl_adds_up_to_the_run_pnl_with_positions_open_at_the_end(tmp_path: Path) -> None:
+    # Long one venue, short the other, rebalanced daily: both legs are open when the data ends.
+    # Before, each row's net PnL was that of its closed round trips alone, while its fees were
+    # those of every fill: the rows summed to -24,195 against the run's -24,370.
+    output, out = _xs_momentum_run(tmp_path)
     metrics = json.loads((out / "metrics.json").read_text())
     with (out / "attribution.csv").open(newline="") as handle:
         attribution = [r for r in csv.DictReader(handle) if r["instrument"] != "ALL"]
@@ -140,7 +146,7 @@ def test_instrument_rows_net_pnl_adds_up_to_the_run_pnl_with_positions_open_at_t
     # Hand-derived per instrument: realised + unrealised - fees (no funding, no interest here).
     expected = {r["instrument"]: float(r["realized_pnl"]) + float(r["unrealized_pnl"]) - float(r["fees"])
                 for r in attribution}
-    shown = {r[0]: r for r in _rows(result.output) if r[0] in expected}
+    shown = {r[0]: r for r in _rows(output) if r[0] in expected}
     assert {iid: float(r[3].replace(",", "")) for iid, r in shown.items()} == pytest.approx(expected, abs=0.005)
     total = sum(float(r[3].replace(",", "")) for r in shown.values())
     assert total == pytest.approx(metrics["final_equity"] - metrics["initial_cash"], abs=0.01 * len(shown))
@@ -150,6 +156,35 @@ def test_instrument_rows_net_pnl_adds_up_to_the_run_pnl_with_positions_open_at_t
     # A directory written before attribution.csv existed: the same figures, from its fills and prices.
     (out / "attribution.csv").unlink()
     assert instrument_rows(load_run(out)) == [tuple(shown[iid]) for iid in metrics["instruments"]]
+
+
+def test_summary_shows_the_round_trips_hit_rate_counts_when_trades_csv_has_more_rows(tmp_path: Path) -> None:
+    # A daily rebalance closes positions in parts: trades.csv has a row per part closed, while
+    # hit_rate, profit_factor and average_win/loss count positions from flat back to flat. The
+    # summary printed "trades 704" above a hit_rate over 246 such round trips, and no count of them.
+    output, out = _xs_momentum_run(tmp_path)
+    rows = _rows(output)
+    labels = [r[0] for r in rows]
+    with (out / "fills.csv").open(newline="") as handle:
+        fills = list(csv.DictReader(handle))
+    with (out / "trades.csv").open(newline="") as handle:
+        trades = list(csv.DictReader(handle))
+    # Flat back to flat (or through flat) per instrument, counted from the fills by hand.
+    position: dict[str, float] = {}
+    closed = 0
+    for fill in fills:
+        before = position.get(fill["instrument"], 0.0)
+        after = before + float(fill["quantity"]) * (1.0 if fill["side"] == "BUY" else -1.0)
+        if before != 0.0 and (abs(after) < 1e-9 or (after > 0.0) != (before > 0.0)):
+            closed += 1
+        position[fill["instrument"]] = 0.0 if abs(after) < 1e-9 else after
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["round_trips"] == closed < len(trades)
+    at = labels.index("trades")
+    assert rows[at] == ["trades", f"{len(trades):,}"]
+    assert rows[at + 1] == ["round_trips", f"{closed:,}"]
+    page = (out / "tearsheet.html").read_text(encoding="utf-8")
+    assert f'data-metric="round_trips">{closed:,}<' in page
 
 
 def test_buy_and_hold_curve_keeps_an_instrument_in_cash_until_its_data_starts(tmp_path: Path) -> None:

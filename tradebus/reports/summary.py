@@ -3,7 +3,10 @@
 Read back from the run directory (:func:`tradebus.reports.rundata.load_run`), so a backtest,
 a paper run and a replay print the same thing. ``trades`` are the round trips of
 ``trades.csv``, shown next to ``fills``; the market data the run saw are ``bars`` and
-``market trades``. Amounts are shown to the quote's precision
+``market trades``. ``hit_rate``, ``profit_factor``, ``average_win`` and ``average_loss`` are
+figures of ``round_trips`` (a position from flat back to flat,
+:func:`tradebus.reports.metrics.round_trips`), which a run that scales in or closes in parts has
+fewer of than rows of ``trades.csv``: it is then shown after ``trades``. Amounts are shown to the quote's precision
 (:func:`tradebus.reports.formatting.quote_decimals`).
 
 An instrument's ``net PnL`` is its row of ``attribution.csv`` summed over the strategies
@@ -22,7 +25,7 @@ from tradebus.reports.rundata import RunData, buy_and_hold
 
 __all__ = ["INSTRUMENT_COLUMNS", "instrument_rows", "summary_rows", "summary_tables"]
 
-# Not shown: ``trades`` (the round trips of trades.csv) says it more plainly.
+# ``round_trips`` is shown after ``trades`` only where the two counts differ.
 _SKIP = {"null_reasons", "round_trips"}
 
 
@@ -30,7 +33,8 @@ def summary_rows(run: RunData) -> list[tuple[str | None, str, str]]:
     """``(metrics.json key or None, label, text)`` of every row of the main table, in order.
 
     The key is ``None`` for the rows that are not in ``metrics.json``: ``trades`` (after
-    ``fills``) and ``buy & hold`` (after ``total_return``).
+    ``fills``) and ``buy & hold`` (after ``total_return``). ``round_trips`` follows ``trades``
+    when it is not the number of rows of ``trades.csv``.
     """
     m = run.metrics
     reasons = m.get("null_reasons", {}) or {}
@@ -42,6 +46,9 @@ def summary_rows(run: RunData) -> list[tuple[str | None, str, str]]:
         rows.append((key, metric_label(key), format_metric(key, value, run.decimals, reasons)))
         if key == "fills":
             rows.append((None, "trades", f"{len(run.trades):,}"))
+            trips = m.get("round_trips")
+            if trips is not None and trips != len(run.trades):
+                rows.append(("round_trips", metric_label("round_trips"), f"{trips:,}"))
         elif key == "total_return":
             rows.append((None, "buy & hold", format_metric("benchmark_return", bench)))
     return rows
