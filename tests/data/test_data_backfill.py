@@ -459,6 +459,39 @@ def test_cli_backfill_trades_refuses_a_venue_serving_only_its_recent_trades(bybi
     assert not (tmp_path / "bybit").exists()
 
 
+
+def test_cli_backfill_trades_refuses_bybit_before_any_request(tmp_path: Path) -> None:
+    """Before, the CLI loaded Bybit's markets first: with the venue unreachable (here a server
+    answering 503 to everything) it exited 3 'cannot load the market BTC/USDT: ExchangeNotAvailable'."""
+    requests: list[str] = []
+
+    class Down(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            requests.append(self.path)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Down)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = CliRunner().invoke(data_app, [
+            "backfill", "--exchange", "bybit", "--symbol", "BTC/USDT", "--kind", "trades",
+            "--since", "2021-01-08T00:00:00", "--until", "2021-01-08T00:01:00",
+            "--api-base", f"http://127.0.0.1:{httpd.server_address[1]}", "--rate-limit-ms", "1",
+            "--catalog", str(tmp_path),
+        ])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert result.exit_code == 2, result.output
+    assert "--exchange bybit: a trades backfill cannot page through its history" in result.output
+    assert requests == []
+
 OKX_HOLE = range(300, 550)  # fixture trades OKX does not serve: a whole page of ids whatever the alignment
 
 

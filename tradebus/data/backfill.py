@@ -83,7 +83,7 @@ from tradebus.data.quality import QualityCheck
 from tradebus.data.sources import Frame, Source
 from tradebus.errors import ConfigError, DataError
 
-__all__ = ["BackfillResult", "backfill_ohlcv", "backfill_trades", "close_before", "make_exchange"]
+__all__ = ["BackfillResult", "backfill_ohlcv", "backfill_trades", "check_trades_history", "close_before", "make_exchange"]
 
 _RETRYABLE = (ccxt.RateLimitExceeded, ccxt.DDoSProtection, ccxt.NetworkError)
 #: Exchanges whose ccxt ``fetch_trades`` serves the most recent trades whatever the ``since``, and what to do instead.
@@ -281,6 +281,19 @@ def _fresh(page: list[list[float]], last_open: int | None, until_ms: int) -> np.
     return rows
 
 
+def check_trades_history(exchange: ccxt.Exchange) -> None:
+    """Refuse, before any request, an exchange whose public REST serves only its recent trades.
+
+    Raises
+    ------
+    ConfigError
+        ``exchange`` is one of them (Bybit), naming what to do instead.
+    """
+    for cls, instead in _RECENT_TRADES_ONLY.items():
+        if isinstance(exchange, cls):
+            raise ConfigError(f"--exchange {exchange.id}: a trades backfill cannot page through its history: {instead}")
+
+
 def backfill_trades(
     catalog: Catalog | str | os.PathLike[str],
     exchange: ccxt.Exchange,
@@ -309,9 +322,7 @@ def backfill_trades(
         than one page returns on a venue that cannot page by trade id, OKX serving
         no trade before ``since_ms``, retries exhausted, or an exchange error.
     """
-    for cls, instead in _RECENT_TRADES_ONLY.items():
-        if isinstance(exchange, cls):
-            raise ConfigError(f"--exchange {exchange.id}: a trades backfill cannot page through its history: {instead}")
+    check_trades_history(exchange)
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
     mode = "create"
     seen: set[str] = set()

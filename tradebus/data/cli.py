@@ -608,7 +608,7 @@ def backfill_cmd(
     """Backfill OHLCV bars or trades from a ccxt exchange: paginated, rate-limited, resumable, deduplicated."""
     import ccxt
 
-    from tradebus.data.backfill import backfill_ohlcv, backfill_trades, make_exchange
+    from tradebus.data.backfill import backfill_ohlcv, backfill_trades, check_trades_history, make_exchange
 
     if kind not in ("bars", "trades"):
         raise _fail(ConfigError(f"--kind {kind!r} is not bars or trades"))
@@ -627,6 +627,8 @@ def backfill_cmd(
     options = {"fetchMarkets": {"types": market_types.split(",")}} if market_types else None
     try:
         exchange = make_exchange(exchange_id, api_base=api_base, rate_limit_ms=rate_limit_ms, options=options)
+        if kind == "trades":
+            check_trades_history(exchange)
         try:
             exchange.load_markets()
             info = exchange.market(symbol)
