@@ -14,8 +14,9 @@ Arrival and latency
     market event of its instrument comes first (trades and quotes only: a bar-filled order
     arrives at the next bar's open by definition). Either way it is handled once, at the
     earlier of the two, with the last trade/quote known at that moment as reference price.
-    An order accepted there matches only trades and quotes whose ``ts_init`` is after its
-    arrival, whenever they are delivered: trades a feed held back behind a gap in its trade
+    An order accepted there matches no trade or quote whose ``ts_init`` is before its
+    arrival, whenever it is delivered (one received at the arrival's very time may fill it, as on an
+    account emulator whose clock is the last trade's time): trades a feed held back behind a gap in its trade
     ids are released after the recovery with their own, earlier, receive times, and the venue
     had seen them before the order arrived (a replay on a simulated clock never shows the
     order those trades either).
@@ -338,7 +339,7 @@ class SimulatedVenue(Venue):
         self._closed: deque[str] = deque()
         self._positions: dict[str, float] = dict.fromkeys(instruments, 0.0)
         self._last: dict[str, float] = dict.fromkeys(instruments, _NAN)
-        # The latest arrival of an order accepted per instrument: an event received at or before it
+        # The latest arrival of an order accepted per instrument: an event received before it
         # (held back by its feed) is matched only against the orders that had arrived before it.
         self._arrived: dict[str, int] = dict.fromkeys(instruments, -1)
         # ts_init of the latest bar of each instrument: the open time of its next bar.
@@ -578,7 +579,7 @@ class SimulatedVenue(Venue):
                 self._arrive(iid, pending, trade.ts_init, ref_buy, ref_sell)
                 self._prune(iid)
             working = self._working[iid]
-            if working and trade.ts_init <= self._arrived[iid]:
+            if working and trade.ts_init < self._arrived[iid]:
                 working = self._arrived_before(working, trade.ts_init)
             if working:
                 px, size = trade.price, trade.size
@@ -598,7 +599,7 @@ class SimulatedVenue(Venue):
                 self._arrive(iid, pending, quote.ts_init, self._ask[iid], self._bid[iid])
                 self._prune(iid)
             working = self._working[iid]
-            if working and quote.ts_init <= self._arrived[iid]:
+            if working and quote.ts_init < self._arrived[iid]:
                 working = self._arrived_before(working, quote.ts_init)
             if working:
                 self._match_tick(
@@ -609,8 +610,8 @@ class SimulatedVenue(Venue):
 
     @staticmethod
     def _arrived_before(working: list[_SimOrder], ts_init: int) -> list[_SimOrder]:
-        """The orders of ``working`` that reached the venue before an event received at ``ts_init``."""
-        return [sim for sim in working if sim.arrived < ts_init]
+        """The orders of ``working`` that reached the venue by the time an event received at ``ts_init`` was."""
+        return [sim for sim in working if sim.arrived <= ts_init]
 
     # ------------------------------------------------------------------ arrivals
 
