@@ -25,6 +25,8 @@ from tradebus.execution.config import VenueConfig
 from tradebus.research.lookahead import MemoryReplay, SourceFrame
 from tradebus.strategies.base import Strategy
 
+from tests.account.test_spot_account import exact_free_run
+
 ETH = "ETH-USD.SIM"
 
 
@@ -182,3 +184,18 @@ def test_trade_batches_liquidate_at_the_cash_fill_that_breaches_as_process() -> 
         [event] = result.liquidations
         assert (event.ts_event, event.quantity, event.price) == (eth_fill, -50.0, 20_000.0)
     assert ran.fills == one.fills and ran.equity == one.equity
+
+
+def test_a_cash_buy_of_exactly_the_free_settle_asset_passes_and_one_lot_more_is_denied() -> None:
+    # USDT settles ETHUSDT (margin, never traded): 1.0 - 0.3 spent is 0.7, less 0.5 held by a resting
+    # buy is 0.19999999999999996 in floats, and the margin check denied a buy of the 0.2 left.
+    beside = (Instrument("SIM", "ETHUSDT", base="ETH", quote="USDT", tick_size=0.01, lot_size=0.001, margin=True),)
+    kernel = exact_free_run(buy=True, last_qty=0.2, beside=beside)
+    assert isinstance(kernel.portfolio.account, MarginAccount)
+    assert kernel.result.denials == []
+    assert [(f.quantity, f.price) for f in kernel.result.fills] == [(0.3, 1.0), (0.2, 1.0)]
+    kernel = exact_free_run(buy=True, last_qty=0.201, beside=beside)
+    assert [d.reason for d in kernel.result.denials] == [
+        "buying_power: BUY 0.201 BTCUSDT.SIM needs 0.201 USDT > available 0.2 USDT "
+        "(balance 0.7, held by working orders 0.5)"
+    ]

@@ -22,6 +22,8 @@ from tradebus.engine.messages import Liquidity, OrderFilled, OrderSide, SubmitOr
 from tradebus.engine.portfolio import Portfolio, Position
 from tradebus.errors import OrderError
 
+from tests.account.test_spot_account import exact_free_run
+
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 IID = "BTC-USD.SIM"
 
@@ -177,3 +179,17 @@ def test_the_shipped_multi_strategy_run_stays_solvent(tmp_path: Path) -> None:
         denied = [row["status_reason"] for row in csv.DictReader(handle) if row["status"] == "DENIED"]
     assert denied and all(reason.startswith("margin: ") for reason in denied)
     assert json.loads((out / "metrics.json").read_text())["final_equity"] == metrics["final_equity"]
+
+
+def test_a_margin_spot_buy_of_exactly_the_available_margin_passes_and_one_lot_more_is_denied() -> None:
+    # Leverage 1: wallet 0.7 after 0.3 bought at 1.0, plus the position's value 0.375 at 1.25 less its
+    # margin 0.375, less 0.5 for a resting buy of 1.0 at 0.5, is 0.2 but for float noise, which denied
+    # a buy of 0.2 at 1.0 ("needs initial margin and fee 0.2 USDT > available 0.2 USDT").
+    kernel = exact_free_run(buy=True, last_qty=0.2, margin=True)
+    assert kernel.result.denials == []
+    assert [(f.quantity, f.price) for f in kernel.result.fills] == [(0.3, 1.0), (0.2, 1.0)]
+    kernel = exact_free_run(buy=True, last_qty=0.201, margin=True)
+    assert [d.reason for d in kernel.result.denials] == [
+        "margin: BUY 0.201 BTCUSDT.SIM needs initial margin and fee 0.201 USDT > available 0.2 USDT "
+        "(wallet 0.7, position margin 0.375)"
+    ]

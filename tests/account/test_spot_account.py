@@ -296,3 +296,69 @@ def test_balances_per_asset_and_the_equity_identity_hold_for_any_fills(
     scale = 51_000.0 + sum(q * p for _, _, q, p, _ in fills) + sum(marks) * 10
     lhs = pf.equity() - pf.initial_cash - pf.holdings_value()
     assert abs(lhs - (pf.realized_pnl + pf.unrealized_pnl() - pf.fees_paid)) <= 1e-9 * scale
+
+
+# ------------------------------------------------------------------------ float noise of the free balance
+
+
+def exact_free_run(buy: bool, last_qty: float, margin: bool = False, beside: tuple[Instrument, ...] = ()) -> Kernel:
+    """1.0 of the asset spent, 0.3 of it spent at market, 0.5 held by a resting limit, then ``last_qty``.
+
+    Sells: 1.0 BTC, prices 100, the 0.5 at 120 and the last sell at 110. Buys (no fee): 1.0 USDT,
+    0.3 BTC bought at 1.0, then at a last price of 1.25 a buy of 1.0 at 0.5 (holds 0.5) and the
+    last buy at 1.0. The third bar reaches the last order's limit only. ``margin``: BTCUSDT is a
+    margin spot instrument; ``beside``: more instruments in the run, never traded.
+    """
+    inst = spot(maker_fee=0.0, taker_fee=0.0, margin=margin)
+    iid = inst.instrument_id
+    if buy:
+        kernel = Kernel([inst, *beside], balances={"USDT": 1.0})
+        levels = [(1.0, 1.0, 1.0, 1.0), (1.0, 1.25, 1.0, 1.25), (1.25, 1.25, 0.9, 1.2)]
+        resting = [(iid, BUY, OrderType.LIMIT, 1.0, -0.6), (iid, BUY, OrderType.LIMIT, last_qty, -0.2)]
+    else:
+        kernel = Kernel([inst, *beside], balances={"BTC": 1.0})
+        levels = [(100.0, 100.0, 100.0, 100.0), (100.0, 100.0, 100.0, 100.0), (100.0, 115.0, 100.0, 100.0)]
+        resting = [(iid, SELL, OrderType.LIMIT, 0.5, 0.2), (iid, SELL, OrderType.LIMIT, last_qty, 0.1)]
+    kernel.add_strategy(Script((iid,), {1: [(iid, BUY if buy else SELL, OrderType.MARKET, 0.3, 0.0)], 2: resting}))
+    for k, (o, h, lo, c) in enumerate(levels, start=1):
+        kernel.process(bar(iid, k, o, h, lo, c))
+    return kernel
+
+
+def test_a_spot_sell_of_exactly_the_free_balance_passes_and_fills() -> None:
+    # 1.0 BTC - 0.3 sold is 0.7; 0.7 - 0.5 held is 0.19999999999999996 in floats: the sell of the
+    # 0.2 left was denied "needs 0.2 BTC > available 0.2 BTC (balance 0.7, held by working orders 0.5)".
+    kernel = exact_free_run(buy=False, last_qty=0.2)
+    assert kernel.result.denials == []
+    assert [(f.quantity, f.price) for f in kernel.result.fills] == [(0.3, 100.0), (0.2, 110.0)]
+    (working,) = kernel.orders.open_orders()
+    assert working.quantity == 0.5 and working.status.name == "ACCEPTED"
+    assert kernel.portfolio.account.free("BTC") == pytest.approx(0.0, abs=1e-15)
+
+
+def test_a_spot_sell_of_one_lot_more_than_the_free_balance_is_still_denied() -> None:
+    kernel = exact_free_run(buy=False, last_qty=0.201)
+    (denied,) = kernel.result.denials
+    assert denied.reason == (
+        "buying_power: SELL 0.201 BTCUSDT.SIM needs 0.201 BTC > available 0.2 BTC "
+        "(balance 0.7, held by working orders 0.5)"
+    )
+    assert len(kernel.result.fills) == 1
+
+
+def test_a_spot_buy_of_exactly_the_free_cash_passes_and_fills() -> None:
+    # 1.0 USDT - 0.3 spent is 0.7; 0.7 - 0.5 held is 0.19999999999999996: 0.2 at 1.0 was denied.
+    kernel = exact_free_run(buy=True, last_qty=0.2)
+    assert kernel.result.denials == []
+    assert [(f.quantity, f.price) for f in kernel.result.fills] == [(0.3, 1.0), (0.2, 1.0)]
+    (working,) = kernel.orders.open_orders()
+    assert working.quantity == 1.0 and working.price == 0.5
+
+
+def test_a_spot_buy_of_one_lot_more_than_the_free_cash_is_still_denied() -> None:
+    kernel = exact_free_run(buy=True, last_qty=0.201)
+    (denied,) = kernel.result.denials
+    assert denied.reason == (
+        "buying_power: BUY 0.201 BTCUSDT.SIM needs 0.201 USDT > available 0.2 USDT "
+        "(balance 0.7, held by working orders 0.5)"
+    )

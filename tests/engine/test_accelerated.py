@@ -380,6 +380,34 @@ def test_an_order_at_max_order_notional_but_for_float_noise_passes_in_both_tiers
     assert_same_run(event, fast)
 
 
+@pytest.mark.parametrize(
+    ("mode", "margin", "cash", "reason"),
+    [
+        # 0.2 x (62668.26 x 1.02) x 1.006 is 12861.03099024 (12861.030990240002 in floats)
+        ("long_only", False, 12_861.03099024, "buying_power: BUY 0.2 BTC-USD.COINBASE needs "),
+        # 0.2 x 62668.26 / 1 + 0.2 x 62668.26 x 0.006 is 12608.853912 (12608.853912000002 in floats)
+        ("long_short", True, 12_608.853912, "margin: BUY 0.2 BTC-USD.COINBASE needs initial margin and fee "),
+    ],
+)
+def test_a_buy_of_exactly_the_cash_but_for_float_noise_passes_in_both_tiers(
+    mode: str, margin: bool, cash: float, reason: str
+) -> None:
+    """The first buy (at the close 62668.26 of 2024-07-01 00:00 UTC) needs the whole cash; one lot more is
+    denied. The first 300 bars: later a short of the whole cash at leverage 1 reaches its liquidation."""
+    for quantity, passes in ((0.2, True), (0.20000001, False)):
+        make = lambda q=quantity: EmaCross(IID, fast=10, slow=30, quantity=q, mode=mode)  # noqa: E731
+        event, fast = both(make, VENUES["fees"], BARS.iloc[:300], margin=margin, cash=cash)
+        first = event.orders[0]
+        assert (first.ts_created, first.side) == (1_719_792_000_000_000_000, OrderSide.BUY)
+        if passes and margin:  # the next open is above the close: the fill needs more margin than the order
+            assert first.status is OrderStatus.CANCELED and first.reason.startswith("margin: fill 0.2 ")
+        elif passes:
+            assert (first.status, first.reason) == (OrderStatus.FILLED, "")
+        else:
+            assert first.status is OrderStatus.DENIED and first.reason.startswith(reason.replace("0.2 ", "0.20000001 "))
+        assert_same_run(event, fast)
+
+
 def test_the_loops_gross_exposure_breaker_has_the_gates_slack_as_the_event_tiers_has() -> None:
     """1.1 BTC at 100 on an equity of 10_000 is 0.011000000000000001 in floats: within a limit of 0.011
     (the gate passes such an order; tests/risk covers the event tier's breaker)."""

@@ -62,7 +62,8 @@ Checks
     cross position's initial margin, an isolated one's margin plus its unrealised PnL; only
     the part beyond the position needs margin), or whose resulting position's notional falls
     in a tier whose ``max_leverage`` is below the instrument's leverage; the reason starts
-    with ``"margin: "``. A cash-only order (or fill) is checked as in the cash account and,
+    with ``"margin: "`` (both up to the float noise of the wallet balance, as the cash account's
+    :func:`~tradebus.account.spot.exceeds`). A cash-only order (or fill) is checked as in the cash account and,
     when it spends a settle asset, may use no more than the available balance less what other
     cash-only orders hold (it may not spend the margin of the positions).
 
@@ -92,7 +93,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from tradebus.account.spot import SpotCashAccount, asset_names
+from tradebus.account.spot import SpotCashAccount, asset_names, exceeds
 from tradebus.engine.instrument import Instrument, MarginMode
 from tradebus.engine.messages import OrderFilled, OrderType, SubmitOrder
 
@@ -567,7 +568,7 @@ class MarginAccount:
                 available += self._isolated[iid] + self.unrealized(iid)
             else:
                 available += self.position_notional(iid) / inst.leverage
-        if need > available:
+        if exceeds(need, available, self._spot.balance(asset)):
             return margin_reason(
                 what, quantity, iid, need, asset, available, self._spot.balance(asset), self.initial_margin(asset)
             )
@@ -582,7 +583,7 @@ class MarginAccount:
             return None
         held = self._spot.held(asset, exclude)
         available = self.available(asset) - held
-        if need > available:
+        if exceeds(need, available, self._spot.balance(asset)):
             return (
                 f"margin: {what} {quantity} {iid} needs {need:.10g} {asset} > available {available:.10g} {asset} "
                 f"(wallet {self._spot.balance(asset):.10g}, position margin {self.initial_margin(asset):.10g}, "

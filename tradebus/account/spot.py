@@ -33,8 +33,11 @@ Checks
     exchange's own check at match time (the simulated venue calls it before each fill of a
     cash-only instrument and cancels the order when it fails): a market order may fill above
     its estimate, and it is never allowed to spend what other working orders hold. Together they keep every balance
-    of a cash-only instrument at or above zero: a fill passes only if it needs no more than
-    the free balance.
+    of a cash-only instrument at or above zero but for float noise: a fill passes only if it needs
+    no more than the free balance, up to :func:`exceeds`' slack of ``LOTS_RTOL`` of the balance (a
+    sell of exactly the 0.2 left of 0.7 less 0.5 held passes though ``0.7 - 0.5`` is
+    0.19999999999999996, and selling 0.3, 0.2 and 0.5 of 1.0 BTC leaves -5.6e-17; a shortfall of one
+    lot of 1e-8 passes only on a balance of 1e6 coins).
 
 Instruments that are not cash-only (``Instrument.margin``, perpetuals) are booked in the
 same balances but never checked here: a base balance below zero is a short, a quote balance
@@ -47,11 +50,11 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from tradebus.engine.instrument import Instrument
+from tradebus.engine.instrument import LOTS_RTOL, Instrument
 from tradebus.engine.messages import OrderFilled, OrderType, SubmitOrder
 from tradebus.errors import ConfigError
 
-__all__ = ["SpotCashAccount", "asset_names", "buying_power_reason", "insufficient_balance_reason"]
+__all__ = ["SpotCashAccount", "asset_names", "buying_power_reason", "exceeds", "insufficient_balance_reason"]
 
 _NAN = math.nan
 _LIMIT = OrderType.LIMIT
@@ -74,6 +77,27 @@ def _no_price(instrument_id: str) -> float:
 
 def _no_count() -> int:
     return 0
+
+
+def exceeds(need: float, available: float, balance: float) -> bool:
+    """Whether ``need`` is more than ``available`` beyond the float noise of ``balance`` it was taken from.
+
+    Parameters
+    ----------
+    need
+        What an order or a fill spends (NaN: nothing priced, never more).
+    available
+        What it may spend: ``balance`` less what working orders hold (or margin).
+    balance
+        The wallet balance of the asset; the slack is ``LOTS_RTOL * |balance|`` (the gate's
+        ``LIMIT_RTOL``, 1e-9, would let one more lot of 1e-8 through on a balance of 10 BTC).
+
+    Returns
+    -------
+    bool
+        ``True`` when ``need`` cannot be paid.
+    """
+    return need - available > LOTS_RTOL * abs(balance)
 
 
 def buying_power_reason(
@@ -258,7 +282,7 @@ class SpotCashAccount:
         # The order being checked is not working yet: with nothing working nothing is held.
         held = self._held(asset, cmd.client_order_id) if self._count() else 0.0
         available = self._total[asset] - held
-        if need > available:
+        if exceeds(need, available, self._total[asset]):
             return buying_power_reason(cmd.side > 0, qty, cmd.instrument_id, need, asset, self._total[asset], held)
         return None
 
@@ -272,7 +296,7 @@ class SpotCashAccount:
         # Only the filling order itself working: nothing else holds funds.
         held = self._held(asset, order.client_order_id) if count > 1 or not order.is_open else 0.0
         available = self._total[asset] - held
-        if need > available:
+        if exceeds(need, available, self._total[asset]):
             return insufficient_balance_reason(need, asset, quantity, price, available, held)
         return None
 

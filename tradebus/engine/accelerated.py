@@ -171,7 +171,7 @@ def _short_of_margin(pos, signed, unit, leverage, cost, quote, cs, mark):
         available -= margin
         if opening < abs(signed):  # a reversal releases the position's margin
             available += margin
-    return opening * unit / leverage + cost > available
+    return opening * unit / leverage + cost - available > {lots_rtol!r} * abs(quote)  # account.spot.exceeds
 
 
 @njit(cache=True, error_model="numpy", _nrt=False, inline="always")
@@ -308,7 +308,9 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
             ord_f[j, 2] = px
             ord_f[j, 3] = fee
             # The account's check at fill time: a fill the balance cannot pay cancels the order.
-            if cash_only and (qty * px + fee > quote if side > 0 else qty > base):
+            if cash_only and (
+                qty * px + fee - quote > {lots_rtol!r} * abs(quote) if side > 0 else qty - base > {lots_rtol!r} * abs(base)
+            ):
                 ord_i[j, 3] = {unpaid}
                 ord_f[j, 6] = quote if side > 0 else base
             elif not cash_only and _short_of_margin(pos, qty if side > 0 else -qty, cs * px, leverage, fee, quote, cs,
@@ -411,7 +413,10 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                         code = {reducing}
                     elif cfg[10] > 0.0 and size * cs * last < cfg[10] - 1e-12:
                         code = {min_notional}
-                    elif cash_only and (size * (last * cfg[20]) * (1.0 + cfg[21]) > quote if buy else size > base):
+                    elif cash_only and (  # SpotCashAccount.check_order, account.spot.exceeds
+                        size * (last * cfg[20]) * (1.0 + cfg[21]) - quote > {lots_rtol!r} * abs(quote) if buy
+                        else size - base > {lots_rtol!r} * abs(base)
+                    ):
                         code = {buying_power}
                     elif not cash_only and last == last and _short_of_margin(
                         pos, signed, cs * last, leverage, size * (cs * last) * cfg[21], quote, cs, last
