@@ -538,3 +538,69 @@ def test_an_oco_member_that_is_no_working_order_or_given_twice_is_refused(
 
     with pytest.raises(OrderError, match=f"oco: order .*{why}; an OCO group links working orders"):
         _linked(act, [FLAT, FLAT, FLAT])
+
+
+def _warnings_of(
+    act: Callable[[Scripted], Any], bars: list[tuple[float, float, float, float]], halted: bool = False, **risk: Any
+) -> tuple[Kernel, list[str]]:
+    """Run ``act`` on every bar (HALTED from the start when ``halted``); the warnings logged."""
+    inst = Instrument(venue="SIM", symbol="BTCUSD", tick_size=0.01, lot_size=0.001, margin=True)
+    kernel = Kernel([inst], venue_config=VenueConfig(fill_on="bars"), initial_cash=1e6, risk_config=RiskConfig(**risk))
+    kernel.add_strategy(Scripted({k: act for k in range(1, len(bars) + 1)}))
+    if halted:
+        kernel.risk.set_state(TradingState.HALTED, "test")
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
+    try:
+        for k, (o, h, lo, c) in enumerate(bars, start=1):
+            kernel.process(Bar(IID, T0 + k * H, T0 + k * H, o, h, lo, c, 10.0))
+        kernel.stop()
+    finally:
+        logger.remove(sink)
+    return kernel, warnings
+
+
+def test_an_oco_member_the_gate_denied_in_the_same_call_is_left_out_with_a_warning_not_raised() -> None:
+    """max_open_orders 2: buy limits at 95 (a) and 94 (b) work, one at 93 (c) is denied; submit_oco([a, b, c])
+    raised an OrderError (c "is DENIED, not working"), which stopped a live daemon. c is left out with a
+    warning naming it and the denial; a and b are linked: a fills at 95 in bar 2 and b is canceled."""
+    def act(s: Scripted) -> None:
+        if s.n == 1:
+            s.ids.update(a=s.submit_limit(IID, BUY, 1.0, 95.0), b=s.submit_limit(IID, BUY, 1.0, 94.0))
+            s.ids["c"] = s.submit_limit(IID, BUY, 1.0, 93.0)
+            s.ids["group"] = s.submit_oco([s.ids["a"], s.ids["b"], s.ids["c"]])  # type: ignore[list-item, assignment]
+
+    kernel, warnings = _warnings_of(act, [FLAT, (100.0, 100.0, 94.5, 99.0), FLAT, FLAT], max_open_orders=2)
+    ids = strategy(kernel).ids
+    assert ids["group"] == [ids["a"], ids["b"], ids["c"]]
+    assert [str(kernel.orders.order(ids[n]).status) for n in "abc"] == ["FILLED", "CANCELED", "DENIED"]  # type: ignore[arg-type]
+    assert fills(kernel) == [("BUY", 95.0, 2)]
+    [warning] = [w for w in warnings if "left out" in w]
+    assert f"{ids['c']} DENIED" in warning and "max_open_orders" in warning
+    assert f"{[ids['a'], ids['b']]} linked" in warning
+
+
+def test_an_oco_of_members_the_gate_denied_links_nothing_and_a_lone_working_member_stays_a_plain_order() -> None:
+    """HALTED: both buys of the group are denied (a strategy cannot know a breaker tripped): no group, a
+    warning. max_open_orders 1: of a buy limit 95 and a buy stop 105, the stop is denied; the limit alone stays
+    a plain order (the warning says so) and fills in bar 2; no cancel is sent for it."""
+    def halted(s: Scripted) -> None:
+        if s.n == 1:
+            s.submit_oco([s.submit_limit(IID, BUY, 1.0, 95.0), s.submit_limit(IID, BUY, 1.0, 94.0)])
+
+    kernel, warnings = _warnings_of(halted, [FLAT, FLAT], halted=True)
+    assert len(kernel.result.denials) == 2 and kernel.contingent is not None and kernel.contingent._oco == {}
+    [warning] = [w for w in warnings if "left out" in w]
+    assert warning.count("DENIED") == 2 and "no group" in warning
+
+    def one_left(s: Scripted) -> None:
+        if s.n == 1:
+            s.ids.update(a=s.submit_limit(IID, BUY, 1.0, 95.0), b=s.submit_stop(IID, BUY, 1.0, 105.0))
+            s.submit_oco([s.ids["a"], s.ids["b"]])  # type: ignore[list-item]
+
+    kernel, warnings = _warnings_of(one_left, [FLAT, (100.0, 100.0, 94.5, 99.0), FLAT], max_open_orders=1)
+    ids = strategy(kernel).ids
+    assert fills(kernel) == [("BUY", 95.0, 2)]
+    [warning] = [w for w in warnings if "left out" in w]
+    assert f"{ids['b']} DENIED" in warning and f"{ids['a']} stays a plain order" in warning
+    assert not any("not reduce-only" in w for w in warnings)  # one order alone cannot fill with another

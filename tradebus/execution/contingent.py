@@ -48,6 +48,10 @@ Bracket
 OCO
     Members are working orders or :class:`OrderSpec` orders submitted after the group is linked
     (in the account, as a bracket's children are), so each is checked with the group counted once.
+    A member the risk gate denied or the venue rejected at its submit never worked: it is left
+    out (a warning names it and why), the others are linked if two or more work, a lone one
+    stays a plain order. An id of an order that worked and no longer does, or that is in a group
+    already, is refused (``OrderError``).
     When a member fills, every other member of the group is reduced to the member's
     unfilled quantity (on a cash-only instrument to what the group may still fill, when less:
     a member the venue capped), canceled when that is none. The cancel is an action like any
@@ -179,6 +183,8 @@ if TYPE_CHECKING:
 __all__ = ["Bracket", "ContingentOrders", "OrderSpec", "TrailingStop"]
 
 _NAN = math.nan
+#: Statuses of an order refused at its submit (by the risk gate, or by the venue): it never worked.
+_REFUSED = frozenset({OrderStatus.DENIED, OrderStatus.REJECTED})
 #: Statuses of an order the venue has: a replacement in one of them means its cancel-replace was done.
 _AT_VENUE = frozenset({OrderStatus.ACCEPTED, OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED})
 
@@ -411,14 +417,20 @@ class ContingentOrders:
         ``strategy_id`` after the group is linked, so the risk gate and the cash account check it
         with the group counted once (a stop and a limit that sell the same position both pass).
 
+        A member that never worked -- denied by the risk gate or rejected by the venue at its
+        submit (a start-up reconciliation, a tripped breaker, a limit: nothing a strategy can
+        foresee) -- is left out of the group with a warning naming it and the reason; the members
+        that work are linked if two or more do, a lone one stays a plain order. The ids returned
+        include the members left out.
+
         Raises
         ------
         OrderError
             Fewer than two members, members of more than one instrument, an order spec without
             ``strategy_id``, of an unknown instrument, or with neither a price nor a trigger; an id
-            given twice, of no order, of an order no longer working (filled, canceled, ...), of
-            one already in an OCO group (a bracket's exits are one), or of another strategy's
-            order than ``strategy_id``'s.
+            given twice, of no order, of an order that worked and no longer does (filled,
+            canceled, expired), of one already in an OCO group (a bracket's exits are one), or of
+            another strategy's order than ``strategy_id``'s.
         """
         if len(members) < 2:
             raise OrderError("oco: a group needs at least two orders")
@@ -441,23 +453,26 @@ class ContingentOrders:
         iids = {specs[c].instrument_id if c in specs else orders.order(c).instrument_id for c in group}
         if len(iids) != 1:
             raise OrderError(f"oco: every order must be of one instrument, got {sorted(iids)}")
-        plain = [c for c in group if not (specs[c].reduce_only if c in specs else orders.order(c).reduce_only)]
+        linked = [c for c in group if c in specs or self._is_open(c)]  # not the orders refused at submit
+        plain = [c for c in linked if not (specs[c].reduce_only if c in specs else orders.order(c).reduce_only)]
         cash_only = self._kernel.instruments[next(iter(iids))].cash_only  # the account caps the group's fills
-        if plain and not cash_only and not self.native and not set(group) <= self._venue_oco:
+        if len(linked) > 1 and plain and not cash_only and not self.native and not set(linked) <= self._venue_oco:
             logger.warning(
                 "oco {}: {} not reduce-only; the cancel reaches the venue one action after a fill (on bars "
                 "the next bar), so several members may fill; venue.contingent: native cancels at the fill",
-                group, plain,
+                linked, plain,
             )  # fmt: skip
         if not specs:
-            self._group(group)
+            if len(linked) > 1:
+                self._group(linked)
+            self._left_out(group, linked)
             return group
         (iid,) = iids
-        sid = strategy_id if group[0] in specs else orders.order(group[0]).strategy_id
+        sid = strategy_id if linked[0] in specs else orders.order(linked[0]).strategy_id
         # As a bracket's children: linked (and journaled) before they are sent, so each is checked
         # against the group counted once.
-        self._kernel.portfolio.account.link_oco(group)
-        self._link("oco", sid, iid, group[0], group)
+        self._kernel.portfolio.account.link_oco(linked)
+        self._link("oco", sid, iid, linked[0], linked)
         for coid, spec in specs.items():
             order_type = (
                 OrderType.LIMIT if spec.trigger_price is None
@@ -470,23 +485,41 @@ class ContingentOrders:
                 time_in_force=spec.time_in_force, post_only=spec.post_only, reduce_only=spec.reduce_only,
                 reason=spec.reason, coid=coid,
             )  # fmt: skip
-        live = [c for c in group if self._is_open(c)]
+        live = [c for c in linked if self._is_open(c)]
         if len(live) > 1:
             self._group(live, journal=False)
         else:
             for coid in live:
                 self._kernel.portfolio.account.unlink_oco(coid)
+        self._left_out(group, live)
         return group
 
+    def _left_out(self, group: list[str], live: list[str]) -> None:
+        """Warn of the members of ``group`` refused at their submit (denied or rejected), left out of it."""
+        orders = self._kernel.orders
+        refused = [orders.order(c) for c in group if orders.order(c).status in _REFUSED]
+        if not refused:
+            return
+        rest = (
+            f"{live} linked" if len(live) > 1
+            else f"{live[0]} stays a plain order, with no group" if live
+            else "no group"
+        )  # fmt: skip
+        logger.warning(
+            "oco {}: left out, refused at submit: {}; {}",
+            group, "; ".join(f"{o.client_order_id} {o.status} ({o.reason})" for o in refused), rest,
+        )  # fmt: skip
+
     def _check_member(self, coid: str, strategy_id: str | None, times: int) -> None:
-        """Refuse an order id as a new OCO member: given ``times`` > 1, unknown, not working, already grouped,
-        or not ``strategy_id``'s (``None``: any strategy's)."""
+        """Refuse an order id as a new OCO member: given ``times`` > 1, unknown, no longer working (one refused at
+        its submit never worked: :meth:`oco` leaves it out), already grouped, or not ``strategy_id``'s (``None``:
+        any strategy's)."""
         order = self._kernel.orders.get(coid)
         grouped = [c for c in self._oco.get(coid, ()) if c != coid]  # a group's closed members have left it
         why = (
             f"given {times} times" if times > 1
             else "no such order" if order is None
-            else f"is {order.status}, not working" if not order.is_open
+            else f"is {order.status}, not working" if not order.is_open and order.status not in _REFUSED
             else f"is already in an OCO group with {grouped}" if grouped
             else f"is an order of strategy {order.strategy_id!r}" if strategy_id not in (None, order.strategy_id)
             else ""

@@ -533,11 +533,16 @@ class Strategy:
         that both sell the whole position pass in REDUCING and on a cash-only spot instrument,
         where orders submitted first and linked after are checked as if both could fill.
 
+        A member denied by the risk gate or rejected by the venue at its submit (a start-up
+        reconciliation, a tripped breaker, a limit) is left out with a warning; the others are
+        linked if two or more work, a lone one stays a plain order. The ids returned include it.
+
         Raises
         ------
         OrderError
-            An id given twice, of no order, of an order no longer working, of one already in an
-            OCO group (a bracket's exits are one) or of another strategy (and the refusals of
+            An id given twice, of no order, of an order that worked and no longer does (filled,
+            canceled, expired), of one already in an OCO group (a bracket's exits are one) or of
+            another strategy (and the refusals of
             :meth:`ContingentOrders.oco <tradebus.execution.contingent.ContingentOrders.oco>`).
         """
         return self._contingent().oco(orders, self.strategy_id)
