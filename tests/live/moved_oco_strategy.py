@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from tradebus.engine.messages import OrderSide, Trade
+from tradebus.engine.messages import OrderDenied, OrderSide, Trade
 from tradebus.strategies.base import Strategy
 
 
@@ -23,7 +23,9 @@ class MovedOcoParams(BaseModel):
 
 class MovedOco(Strategy):
     """On its first trade (if ``enter``) buys ``quantity`` by a limit at ``near`` and by one at ``far``, one
-    OCO group; at the first trade at or above ``move_at`` moves the ``near`` buy to ``move_to`` (once)."""
+    OCO group (on a later trade again if the risk gate denied both: a trade before the start-up
+    reconciliation ended); at the first trade at or above ``move_at`` moves the ``near`` buy to
+    ``move_to`` (once)."""
 
     Params = MovedOcoParams
     contingent = True
@@ -45,14 +47,21 @@ class MovedOco(Strategy):
         self.move_at, self.move_to = move_at, move_to
         self.enter = enter
         self.moving: str | None = None
+        self.entry: tuple[str, str] | None = None
+        self.denied: set[str] = set()
 
     def on_trade(self, trade: Trade) -> None:
         iid = trade.instrument_id
+        if self.entry is not None and self.denied.issuperset(self.entry):
+            self.enter, self.entry, self.moving = True, None, None  # both buys denied: enter again
         if self.enter:
             self.enter = False
             self.moving = self.submit_limit(iid, OrderSide.BUY, self.quantity, self.near)
-            other = self.submit_limit(iid, OrderSide.BUY, self.quantity, self.far)
-            self.submit_oco([self.moving, other])
+            self.entry = (self.moving, self.submit_limit(iid, OrderSide.BUY, self.quantity, self.far))
+            self.submit_oco(list(self.entry))
         elif self.moving is not None and trade.price >= self.move_at:
             self.modify(self.moving, price=self.move_to)
             self.moving = None
+
+    def on_order_denied(self, event: OrderDenied) -> None:
+        self.denied.add(event.client_order_id)

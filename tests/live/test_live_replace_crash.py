@@ -88,6 +88,8 @@ async def _kill_in_the_replace_and_restart(tmp: Path, srv: LocalVenueServer, emu
     await first.start()
     assert first.proc is not None
     try:
+        # a trade before the start-up reconciliation ended would meet the entry denied
+        await wait_for(lambda: "reconciled BTCUSDT.BINANCE" in first.text(), first.proc, 90, "the start-up reconciliation", first.log)
         gate.allowed = 1  # 60,000: the entry, a market buy
         await wait_for(lambda: any(m == "POST" for m, _, _ in emulator.requests), first.proc, 90, "the entry", first.log)
         gate.allowed = 2  # 60,000: fills it

@@ -61,6 +61,8 @@ async def _kill_in_the_cancel_and_restart(tmp: Path, srv: LocalVenueServer, emul
     await first.start()
     assert first.proc is not None
     try:
+        # a trade before the start-up reconciliation ended would meet the buys denied
+        await wait_for(lambda: "reconciled BTCUSDT.BINANCE_USDM" in first.text(), first.proc, 90, "the start-up reconciliation", first.log)
         gate.allowed = 2  # 28,000: the two buys
         await wait_for(lambda: _venue_buys(emulator) == [26_000.0, 27_000.0], first.proc, 90, "the two buys working", first.log)
         gate.allowed = 3  # 28,100: the buy at 27,000 is canceled, to be placed again at 27,500

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from tradebus.engine.messages import OrderFilled, OrderSide, Trade
+from tradebus.engine.messages import OrderDenied, OrderFilled, OrderSide, Trade
 from tradebus.strategies.base import Strategy
 
 
@@ -20,7 +20,8 @@ class TrailingOcoParams(BaseModel):
 
 
 class TrailingOco(Strategy):
-    """Buys twice ``quantity`` at market on its first trade (if ``enter``); once filled, sells ``quantity``
+    """Buys twice ``quantity`` at market on its first trade (if ``enter``; on a later one again if the risk gate
+    denied it: a trade before the start-up reconciliation ended); once filled, sells ``quantity``
     by a trailing stop ``offset`` below and ``quantity`` by a limit at ``take_profit``, one OCO group
     (given by the ids of the two working orders)."""
 
@@ -43,8 +44,14 @@ class TrailingOco(Strategy):
         self.take_profit = take_profit
         self.enter = enter
         self.entry: str | None = None
+        self.denied: set[str] = set()
+
+    def on_order_denied(self, event: OrderDenied) -> None:
+        self.denied.add(event.client_order_id)
 
     def on_trade(self, trade: Trade) -> None:
+        if self.entry in self.denied:
+            self.enter, self.entry = True, None  # enter again
         if self.enter:
             self.enter = False
             self.entry = self.submit_market(trade.instrument_id, OrderSide.BUY, 2 * self.quantity)
