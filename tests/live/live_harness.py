@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +65,19 @@ class Harness:
 
     def posts(self, coid: str) -> int:
         return sum(1 for method, path, c in self.emulator.requests if method == "POST" and c == coid)
+
+
+def session_trades(kernel: Kernel) -> Callable[[], int]:
+    """How many trades ``kernel`` handles from now on (``RunResult.trades`` of a daemon restarted on its
+    journal also counts every earlier session's, taken back from the journal)."""
+    seen = [0]
+
+    def count(_: Trade) -> None:
+        seen[0] += 1
+
+    for iid in kernel.instruments:
+        kernel.bus.subscribe(Trade, count, iid)
+    return lambda: seen[0]
 
 
 async def until(check: object, timeout: float = 3.0) -> None:

@@ -22,7 +22,7 @@ import pytest
 from loguru import logger
 from pydantic import SecretStr
 
-from tests.live.live_harness import KEY, SECRET, answered, open_long, until
+from tests.live.live_harness import KEY, SECRET, answered, open_long, session_trades, until
 from tests.live.node_testdata import BYBIT_IID, BYBIT_INSTRUMENT, bybit_linear_frames
 from tradebus.account import MarginAccount
 from tradebus.adapters.bybit.private_emulator import BybitLinearEmulator, MatchingProtocol
@@ -415,9 +415,10 @@ async def _run(tmp: Path, emulator: BybitLinearEmulator, frames: list[tuple[int,
     async with LocalVenueServer(protocol, frames, speed=16.0) as srv:
         config = parse_live_config(_config(tmp, srv.ws_url, emulator, journal), "<test>")
         node = LiveNode(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+        seen = session_trades(node.kernel)
         task = asyncio.create_task(node.run())
         try:
-            await until(lambda: node.running.is_set() and node.kernel.result.trades == trades, timeout=60)
+            await until(lambda: node.running.is_set() and seen() == trades, timeout=60)
             await answered(node.kernel)
             if act is not None:
                 await act(node)

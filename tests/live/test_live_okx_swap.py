@@ -19,7 +19,7 @@ import pytest
 from loguru import logger
 from pydantic import SecretStr
 
-from tests.live.live_harness import KEY, SECRET, open_long, until
+from tests.live.live_harness import KEY, SECRET, open_long, session_trades, until
 from tests.live.node_testdata import FIXTURES, okx_frames, run_node
 from tests.live.venue_kits import PASSPHRASE, VenueKit, kit_harness
 from tradebus.adapters.okx import private_emulator as okx_emu
@@ -255,8 +255,9 @@ async def _run(tmp: Path, emulator: AccountEmulator, frames: list[tuple[int, str
     async with LocalVenueServer(_protocol(frames, emulator), frames, speed=16.0) as srv:
         data = _config(tmp, srv.ws_url, emulator, reconcile_interval=0.5)
         node = LiveNode(parse_live_config(data, "<test>"), ApiKeys(SecretStr(KEY), SecretStr(SECRET), SecretStr(PASSPHRASE)), handle_signals=False)
-        await run_node(node, lambda: node.kernel.result.trades == len(frames), 60.0, None if act is None else lambda: act(node))
-    assert node.kernel.result.trades == len(frames), "the session saw every trade"
+        seen = session_trades(node.kernel)
+        await run_node(node, lambda: seen() == len(frames), 60.0, None if act is None else lambda: act(node))
+    assert seen() == len(frames), "the session saw every trade"
     return node
 
 

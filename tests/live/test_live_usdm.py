@@ -17,7 +17,7 @@ import pytest
 from loguru import logger
 from pydantic import SecretStr
 
-from tests.live.live_harness import KEY, SECRET, answered, until
+from tests.live.live_harness import KEY, SECRET, answered, session_trades, until
 from tests.live.node_testdata import USDM_CAPTURE, USDM_IID, USDM_INSTRUMENT
 from tradebus.account import MarginAccount
 from tradebus.adapters.binance.emulator import split_capture
@@ -94,9 +94,10 @@ async def _run(
             edit(raw)
         config = parse_live_config(raw, "<test>")
         node = LiveNode(config, ApiKeys(SecretStr(KEY), SecretStr(SECRET)), handle_signals=False)
+        seen = session_trades(node.kernel)
         task = asyncio.create_task(node.run())
         try:
-            await until(lambda: node.running.is_set() and node.kernel.result.trades == len(frames), timeout=60)
+            await until(lambda: node.running.is_set() and seen() == len(frames), timeout=60)
             await answered(node.kernel)
             if act is not None:
                 await act(node)
