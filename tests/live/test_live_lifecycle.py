@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 from loguru import logger
 
@@ -80,7 +81,8 @@ async def test_submit_answered_5xx_becomes_rejected_only_after_the_grace_and_is_
 async def test_429_and_418_reject_the_submit_at_once_pause_every_request_for_retry_after_and_nothing_is_resent(kind: str) -> None:
     """Binance: "HTTP 4XX return codes are used for malformed requests; the issue is on the sender's side"
     (429: a request rate limit broken, 418: the IP banned); only a 5XX leaves the outcome unknown."""
-    async with harness([RestFault(kind, retry_after=1)]) as h:
+    # the next submit waits out Retry-After in the client: its submit timeout is longer than that wait
+    async with harness([RestFault(kind, retry_after=1)], timeouts=msgspec.structs.replace(FAST, submit_ns=5_000_000_000)) as h:
         order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
         await until(lambda: order.status is OrderStatus.REJECTED, timeout=4.0)
         assert "rate limit" in order.reason and "-1003" in order.reason and "never arrived" not in order.reason
