@@ -172,9 +172,10 @@ async def usdm_harness(
     trade_size_limit: bool = False,
     rest_faults: list[RestFault] | None = None,
     timeout: float = 0.25,
+    timeouts: OrderTimeouts = FAST,
 ) -> AsyncIterator[Harness]:
     """As :func:`harness` on the Binance USD-M account emulator (a perpetual; listen-key user stream;
-    ``timeout``: the REST client's, s)."""
+    ``timeout``: the REST client's, s; ``timeouts``: the engine's)."""
     emulator = BinanceFuturesEmulator(
         KEY, SECRET, {USDM_IID: USDM_INST}, {"USDT": 100_000.0}, rest_faults, stream_faults, trade_size_limit=trade_size_limit
     )
@@ -182,7 +183,7 @@ async def usdm_harness(
     clock = LiveClock()
     api = BinanceFuturesTrading(emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {USDM_IID: USDM_INST}, timeout=timeout)
     venue = LiveVenue(api, clock)
-    kernel = Kernel([USDM_INST], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0)
+    kernel = Kernel([USDM_INST], clock=clock, venue=venue, timeouts=timeouts, initial_cash=100_000.0)
     venue.on_answer = kernel.execution.reconcile_order
     venue.on_cancel = kernel.execution.cancel
     venue.on_replace = kernel.execution.submit
