@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 
-from tradebus.adapters.binance.emulator import BinanceProtocol
+from tradebus.adapters.binance.emulator import BinanceProtocol, split_capture
 from tradebus.adapters.common.local_server import Fault, FaultKind, LocalVenueServer
+from tradebus.adapters.common.recorder import iter_hftbacktest
 from tradebus.engine.messages import BookDelta, BookResynced, OrderDenied
 from tradebus.node.playback import Playback, play
 from tradebus.node.daemon import PaperNode
 
 from .node_testdata import (
+    BINANCE_INSTRUMENT,
     IID,
     OKX_IID,
     OKX_INSTRUMENT,
@@ -21,6 +24,9 @@ from .node_testdata import (
     SPOT_QUOTES,
     SPOT_SNAPSHOT,
     SPOT_TRADE_IDS,
+    USDM_CAPTURE,
+    USDM_IID,
+    USDM_INSTRUMENT,
     binance_config,
     binance_reference_book,
     config_of,
@@ -29,6 +35,7 @@ from .node_testdata import (
     order_keys,
     run_node,
     stream_config,
+    usdm_config,
 )
 
 
@@ -127,3 +134,46 @@ def test_replayed_reconnect_resyncs_the_binance_book_from_the_snapshot_fetched_f
     sync = playback.feeds[0].feed.books["BTCUSDT"]  # type: ignore[attr-defined]
     assert sync.synced and sync.book.last_seq == binance_reference_book()[2]
     assert [m.reason.startswith("connection lost") for m in resynced] == [True]
+
+
+async def test_replay_of_a_recording_with_a_stale_stretch_denies_and_fills_what_the_daemon_did(tmp_path: Path) -> None:
+    """The spot feed goes silent twice (its connection and the next): the daemon's watchdog declares it stale and
+    the orders a strategy decides on the USD-M trades meanwhile are denied, until spot data flows again. The
+    replay of its recording had no watchdog: it placed and filled those orders. The recording now holds the
+    watchdog's FeedStale lines, and the replay denies the same orders."""
+    usdm_frames, usdm_snapshot = split_capture(list(iter_hftbacktest(USDM_CAPTURE)))
+    silent = [Fault(FaultKind.SILENCE, at=500, seconds=math.inf), Fault(FaultKind.SILENCE, at=0, connection=1, seconds=math.inf)]
+    spot_server = LocalVenueServer(BinanceProtocol(SPOT_SNAPSHOT), SPOT_FRAMES, silent, speed=8.0, lifetime=60.0)
+    usdm_server = LocalVenueServer(BinanceProtocol(usdm_snapshot, futures=True), usdm_frames, speed=8.0, lifetime=60.0)
+    async with spot_server as spot, usdm_server as usdm:
+        spot_feed = binance_config(spot.ws_url, spot.http_url, ["trade", "bookTicker"], stale_after=0.5)["feeds"][0]
+        usdm_feed = {**usdm_config(usdm.ws_url, usdm.http_url)["feeds"][0], "subscriptions": {USDM_IID: ["trade"]}}
+        data = {
+            "instruments": [BINANCE_INSTRUMENT, USDM_INSTRUMENT],
+            "strategy": {
+                "name": "tests.live.cross_market_strategy:CrossMarket",
+                "instruments": [USDM_IID, IID],  # orders spot on every 10th USD-M trade
+                "params": {"every": 10, "quantity": 0.001},
+            },
+            "venue": {"fill_on": "trades"},
+            "feeds": [spot_feed, usdm_feed],
+            "warm_up": False,
+            "record": str(tmp_path / "frames.jsonl.gz"),
+        }
+        node = PaperNode(config_of(data), handle_signals=False)
+        denied: list[OrderDenied] = []
+        node.kernel.bus.subscribe(OrderDenied, denied.append)
+        await run_node(node, lambda: spot.cursor >= len(SPOT_FRAMES) and usdm.cursor >= len(usdm_frames), timeout=40.0)
+    result = node.kernel.result
+    assert node.summary.feeds["binance-spot"]["connections"] >= 3
+    assert denied and all(m.reason.startswith("feed stale: binance-spot delivered nothing") for m in denied)
+    ids = [o.client_order_id for o in result.orders]
+    later = result.orders[ids.index(denied[-1].client_order_id) + 1 :]
+    assert any(o.filled_qty > 0 for o in later)  # the block was lifted when spot data flowed again
+    replay = Playback(node.config)
+    replayed: list[OrderDenied] = []
+    replay.kernel.bus.subscribe(OrderDenied, replayed.append)
+    replay.run(tmp_path / "frames.jsonl.gz")
+    assert [(m.client_order_id, m.reason) for m in replayed] == [(m.client_order_id, m.reason) for m in denied]
+    assert fill_keys(replay.kernel.result.fills) == fill_keys(result.fills)
+    assert order_keys(replay.kernel.result.orders) == order_keys(result.orders)

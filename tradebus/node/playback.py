@@ -13,6 +13,10 @@ and ``tradebus replay`` writes the outputs of ``tradebus backtest``. The first f
 feed's next connection (``binance-spot:2`` after ``binance-spot:1``: a reconnect) marks that
 feed's books out of sync, as the live client did when the connection ended, so they resync
 from the snapshot the new connection brought and orders on them are denied until then.
+The daemon's stale-feed episodes are recorded too (``stale:<feed>`` lines: the watchdog's
+``FeedStale``, at the time it fired): played through the same router into the same
+:class:`~tradebus.risk.guard.MarketGuard`, they deny orders on the feed's instruments from that
+moment until the guard's own rules lift the block, as the daemon did.
 
 Recording formats
 -----------------
@@ -62,10 +66,11 @@ from typing import Any, Literal
 
 from loguru import logger
 
-from tradebus.adapters.common.recorder import first_line, iter_hftbacktest, read_frames
+from tradebus.adapters.common.recorder import STALE_PREFIX, first_line, iter_hftbacktest, read_frames
 from tradebus.adapters.registry import VENUES, venue_adapter
 from tradebus.engine.clock import SimulatedClock
 from tradebus.engine.kernel import Kernel, RunResult
+from tradebus.engine.messages import FeedStale
 from tradebus.errors import ConfigError, DataError, ParseError
 from tradebus.config.load import parse_config
 from tradebus.node.config import PaperConfig, dump_paper_config, load_paper_config
@@ -126,8 +131,13 @@ def detect_format(path: str | Path) -> RecordingFormat:
     )
 
 
-def read_recording(path: str | Path, feeds: list[Feed]) -> Iterator[tuple[int, str, str | bytes]]:
+def read_recording(
+    path: str | Path, feeds: list[Feed], *, stale: bool = False
+) -> Iterator[tuple[int, str, str | bytes]]:
     """Yield ``(recv_ns, conn, raw)`` of every frame of a recording in either format.
+
+    With ``stale``, also the recorder's stale-feed lines (``conn`` ``"stale:<feed>"``, ``raw`` the
+    receive time of the feed's last message; a hftbacktest capture has none).
 
     A hftbacktest capture is given the connection id of the only feed, and its REST
     depth snapshot line the id ``"rest:<SYMBOL>"`` of that feed's only book (skipped when
@@ -141,7 +151,7 @@ def read_recording(path: str | Path, feeds: list[Feed]) -> Iterator[tuple[int, s
     """
     path = Path(path)
     if detect_format(path) == "recorder":
-        yield from read_frames(path)
+        yield from read_frames(path, stale=stale)
         return
     if len(feeds) != 1:
         raise DataError(f"{path}: a hftbacktest capture holds one connection; the config has {len(feeds)} feeds")
@@ -239,6 +249,19 @@ class Playback:
             self._rejected[feed.name] += 1
             logger.debug("playback: {} frame rejected: {}", feed.name, exc)
 
+    def feed_stale(self, ts_ns: int, source: str, last_message_ns: int) -> None:
+        """Play a recorded stale-feed episode: at ``ts_ns``, the daemon's watchdog declared feed ``source`` stale.
+
+        The ``FeedStale`` goes through the router to the market guard, as the daemon's did; the
+        guard lifts the block by its own rules on the frames that follow. A feed the config does
+        not have is skipped.
+        """
+        if not any(feed.name == source for feed in self.feeds):
+            self._skipped[STALE_PREFIX + source] += 1
+            return
+        self.clock.advance_to(ts_ns)
+        self.router(FeedStale(source, last_message_ns, ts_ns, ts_ns))
+
     def run(self, path: str | Path) -> RunResult:
         """Play a whole recording and stop the kernel; return the run result.
 
@@ -252,12 +275,15 @@ class Playback:
         """
         lineno = 0
         try:
-            for lineno, (recv_ns, conn, raw) in enumerate(read_recording(path, self.feeds), 1):
+            for lineno, (recv_ns, conn, raw) in enumerate(read_recording(path, self.feeds, stale=True), 1):
                 if lineno == 1:
                     # on_start at the first frame's receive time, as the daemon's just before its first frame
                     self.clock.set_time(recv_ns)
                     self.kernel.start()
-                self.feed_frame(recv_ns, conn, raw)
+                if conn.startswith(STALE_PREFIX):
+                    self.feed_stale(recv_ns, conn[len(STALE_PREFIX):], _last_message_ns(raw, conn))
+                else:
+                    self.feed_frame(recv_ns, conn, raw)
         except DataError as exc:
             if str(exc).startswith(str(path)):
                 raise
@@ -282,6 +308,15 @@ class Playback:
                 held = "it holds no frames"
             raise DataError(f"{path}: nothing to replay: {held}; replay it with the paper config that recorded it")
         return self.kernel.result
+
+
+def _last_message_ns(raw: str | bytes, conn: str) -> int:
+    """The receive time a recorded stale-feed line carries (raises :class:`DataError` if it is not one)."""
+    try:
+        return int(raw)
+    except ValueError:
+        raise DataError(f"{conn}: a stale-feed line holds the receive time of the feed's last message, "
+                        f"not {raw[:40]!r}") from None
 
 
 def play(recording: str | Path, config: PaperConfig) -> Playback:

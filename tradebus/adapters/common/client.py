@@ -53,9 +53,10 @@ from tradebus.adapters.common.policy import (
     SubscriptionSet,
     classify_error,
 )
-from tradebus.adapters.common.recorder import FrameRecorder, FrameWriter
+from tradebus.adapters.common.recorder import STALE_PREFIX, FrameRecorder, FrameWriter
 from tradebus.adapters.common.stream_books import StreamBooks
 from tradebus.adapters.common.watchdog import StaleWatchdog
+from tradebus.engine.messages import FeedStale
 from tradebus.errors import ParseError, VenueError
 
 __all__ = ["ConnectionListener", "Sink", "StreamBookClient", "StreamParser", "WsClient"]
@@ -98,7 +99,7 @@ class WsClient(ABC):
         self.recorder = recorder
         self.clock_ns = clock_ns
         self.subscriptions = SubscriptionSet()
-        self.watchdog = StaleWatchdog(name, policy.stale_after, sink)
+        self.watchdog = StaleWatchdog(name, policy.stale_after, self._on_stale)
         self.connections = 0
         #: Frames received over every connection; one is counted as it is handed to :meth:`on_frame`, which
         #: runs without yielding: another task that sees the count sees those frames handled.
@@ -263,6 +264,12 @@ class WsClient(ABC):
             if self.connections and not self.connected.is_set():
                 self._data_to_watchdog()
                 self.watchdog.check(self.clock_ns())
+
+    def _on_stale(self, msg: FeedStale) -> None:
+        """Record the watchdog's ``FeedStale`` (a replay blocks from the same moment), then hand it to the sink."""
+        if self.recorder is not None:
+            self.recorder.write(msg.ts_init, STALE_PREFIX + self.name, str(msg.last_message_ns))
+        self.sink(msg)
 
     def _data_to_watchdog(self) -> None:
         """Tell the watchdog of the latest market data (:meth:`live_ns`; once a tick: a frame only writes its clock)."""

@@ -23,6 +23,13 @@ Private frames
     them, so every reader of market data (``tradebus replay``, ``tradebus serve``, imports)
     sees a live recording exactly as a paper one.
 
+Stale-feed episodes
+    When a feed's watchdog declares it stale, the client records the ``FeedStale`` as a line
+    of its own, ``{"t": <when>, "c": "stale:<feed>", "d": "<its last message's receive time>"}``
+    (:data:`STALE_PREFIX`): the watchdog fires on a timer between frames, a moment the frames'
+    receive times do not give, so a replay blocks the feed's instruments from the same
+    moment as the daemon did. :func:`read_frames` yields these lines only if asked for them.
+
 :func:`convert_hftbacktest` turns the shared Binance captures (``"<recv_ts> <json>"``
 lines, ns or µs) into this format.
 """
@@ -46,6 +53,7 @@ from tradebus.errors import ConfigError, DataError, describe_os_error
 
 __all__ = [
     "PRIVATE_PREFIX",
+    "STALE_PREFIX",
     "FrameRecorder",
     "FrameWriter",
     "PrivateFrames",
@@ -58,6 +66,8 @@ __all__ = [
 
 #: Connection-id prefix of the frames of a private (account) stream.
 PRIVATE_PREFIX = "private:"
+#: Connection-id prefix of a recorded stale-feed episode (``"stale:<feed>"``; not a frame).
+STALE_PREFIX = "stale:"
 #: What replaces a credential in a recorded private frame.
 REDACTED = "<redacted>"
 #: JSON string fields whose values are credentials whatever the venue (a listen key reads the account).
@@ -393,10 +403,13 @@ def first_line(path: str | Path) -> bytes | None:
         lines.close()
 
 
-def read_frames(path: str | Path, *, private: bool = False) -> Iterator[tuple[int, str, str | bytes]]:
+def read_frames(
+    path: str | Path, *, private: bool = False, stale: bool = False
+) -> Iterator[tuple[int, str, str | bytes]]:
     """Yield ``(recv_ns, conn, raw)`` for every complete frame line of a recording.
 
-    Frames of private streams (:func:`is_private`) are skipped unless ``private``.
+    Frames of private streams (:func:`is_private`) are skipped unless ``private``, the
+    stale-feed lines (:data:`STALE_PREFIX`) unless ``stale``.
 
     Raises :class:`DataError` naming the file and line for a line that is not a frame
     record; a final incomplete line (crash before flush) is skipped with a warning.
@@ -410,6 +423,8 @@ def read_frames(path: str | Path, *, private: bool = False) -> Iterator[tuple[in
         except msgspec.DecodeError as exc:
             raise DataError(f"{path}: line {lineno} is not a frame record ({exc})") from None
         if not private and rec.c.startswith(PRIVATE_PREFIX):
+            continue
+        if not stale and rec.c.startswith(STALE_PREFIX):
             continue
         if rec.d is not None:
             yield rec.t, rec.c, rec.d
