@@ -15,6 +15,7 @@ from tradebus.adapters.common.recorder import iter_hftbacktest
 from tradebus.engine.messages import (
     BookResynced,
     FeedStale,
+    MarkPrice,
     OrderAccepted,
     OrderSide,
     OrderType,
@@ -231,3 +232,28 @@ async def test_a_stale_feed_stays_stale_after_the_rest_snapshot_of_its_reconnect
     still_stale, reason = after_resync[0]
     assert still_stale
     assert reason is not None and reason.startswith("feed stale: binance-usdm delivered nothing for")
+
+
+def test_a_stale_feed_is_live_again_at_the_next_mark_price_its_stream_pushes() -> None:
+    """A USD-M feed of trades and mark prices went stale; its new connection pushed mark prices every second, which
+    the watchdog counts as data (the feed never went stale again), but the guard kept orders denied until the next
+    trade, however long the market stayed quiet. A mark price on the stream now lifts the block, as any pushed
+    market data of the instrument does; the daemon and its replay share the router that decides it."""
+    frames, _ = split_capture(list(iter_hftbacktest(USDM_CAPTURE)))
+    data = usdm_config(None, None)
+    data["feeds"][0]["subscriptions"] = {USDM_IID: ["trade", "markPrice"]}
+    playback = Playback(config_of(data))
+    published: list[MarkPrice] = []
+    playback.kernel.bus.subscribe(MarkPrice, published.append)
+    marks = [i for i, (_, raw) in enumerate(frames) if "@markPrice" in raw]
+    start = frames[0][0]
+    playback.clock.set_time(start)
+    playback.kernel.start()
+    for recv_ns, raw in frames[: marks[1]]:
+        playback.feed_frame(recv_ns, "binance-usdm:1", raw)
+    recv_ns, raw = frames[marks[1]]
+    playback.feed_stale(recv_ns - 1, "binance-usdm", frames[marks[1] - 1][0])
+    assert (playback.guard.block_reason(USDM_IID) or "").startswith("feed stale: binance-usdm delivered nothing")
+    playback.feed_frame(recv_ns, "binance-usdm:2", raw)  # the new connection's first push: a mark price
+    assert len(published) == 2
+    assert playback.guard.block_reason(USDM_IID) is None

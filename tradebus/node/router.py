@@ -122,8 +122,8 @@ class NodeRouter:
             BookResynced: self._resynced,
             FeedStale: self._stale,
             TradesMissed: self._trades_missed,
-            MarkPrice: self._publish,
-            FundingRate: self._publish,
+            MarkPrice: self._pushed,
+            FundingRate: self._pushed,
         }
         # Decisions taken while a message is handled, logged after it.
         self._decided: list[OrderSubmitted | OrderDenied] = []
@@ -188,6 +188,11 @@ class NodeRouter:
         if live:
             self.guard.on_data(iid)
         return True
+
+    def _pushed(self, msg: MarkPrice | FundingRate) -> None:
+        # pushed by the instrument's stream: the feed delivers, as its watchdog counts it (no trading data, no admit)
+        self.guard.on_data(msg.instrument_id)
+        self._publish(msg)
 
     def _data(self, msg: Bar) -> None:
         if self._admit(msg):

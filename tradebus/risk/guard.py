@@ -54,7 +54,7 @@ class MarketGuard:
 
     An instrument is blocked while any of its feeds is stale, each until live again by its own rule
     (from its ``FeedStale`` until the next market-data message of that instrument a stream delivers: a trade, quote, bar or book
-    change, or a book snapshot of a feed whose snapshots come on its stream (OKX, Bybit: a resubscription's, every
+    change, a mark price or funding rate, or a book snapshot of a feed whose snapshots come on its stream (OKX, Bybit: a resubscription's, every
     ``books5`` push, Bybit's repeat of an unchanged book), not one fetched over REST (Binance), which a silent stream
     does not prove; a feed of trade channels
     alone, silent whenever its market does not trade, is live again as soon as its connection
@@ -64,6 +64,11 @@ class MarketGuard:
     while its book is frozen (:class:`~tradebus.risk.liveness.BookLiveness`:
     trades or quotes flow but the book has not changed for the feed's ``book_max_idle``;
     the book is resynced).
+
+    A mark price (or funding rate) ends a stale episode: it is the stream pushing data of the instrument, which
+    the feed's watchdog counts as such (a feed whose only live channel is mark price never goes stale), so an
+    instrument blocked after a reconnection while its market is quiet would otherwise stay blocked by history
+    alone. It proves the stream, not the book: an unsynced or frozen book still blocks by its own rule.
     """
 
     __slots__ = ("_book_checks", "_connection_live", "_feeds", "_snapshots_on_stream", "_stale", "liveness")
