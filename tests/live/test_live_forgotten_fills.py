@@ -9,6 +9,8 @@ counts it) is read again until it lists the fill, which is booked once and the h
 
 from __future__ import annotations
 
+import math
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from tradebus.adapters.binance.trading import BinanceTrading
 from tradebus.engine.clock import LiveClock
 from tradebus.engine.kernel import Kernel
 from tradebus.adapters.binance.private_emulator import StreamFault
-from tradebus.engine.messages import AnomalyKind, CancelOrder, OrderAnomaly, OrderSide, OrderStatus, OrderType
+from tradebus.engine.messages import AnomalyKind, CancelOrder, ModifyOrder, OrderAnomaly, OrderSide, OrderStatus, OrderType
 from tradebus.execution.engine import MISSING_FILLS_READS
 from tradebus.execution.journal import Journal
 from tradebus.execution.live import LiveVenue
@@ -345,3 +347,73 @@ async def test_an_okx_or_bybit_order_whose_fill_the_venue_no_longer_lists_is_fla
         assert "says 0.001 filled but lists fills for 0.0" in anomaly.detail
         assert order.client_order_id in holds[kit.iid]
         await reconciler.aclose()
+
+
+def _canceled_filled_qty(path: Path, strip: bool) -> list[float]:
+    """The ``filled_qty`` of the ``OrderCanceled`` entries journaled at ``path`` (``strip``: first removed, as an
+    earlier tradebus journaled a cancel-replace's close: NaN when read)."""
+    db = sqlite3.connect(path)
+    try:
+        rows = db.execute("SELECT seq, payload FROM journal WHERE type = 'OrderCanceled'").fetchall()
+        told = []
+        for seq, payload in rows:
+            entry = msgspec.msgpack.decode(payload)
+            told.append(entry.get("filled_qty", math.nan))
+            if strip:
+                entry.pop("filled_qty", None)
+                db.execute("UPDATE journal SET payload = ? WHERE seq = ?", (msgspec.msgpack.encode(entry), seq))
+        db.commit()
+        return told
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("journaled_by", ["this tradebus", "an earlier tradebus"])
+async def test_a_restart_books_the_late_fill_of_an_order_whose_cancel_replace_answer_closed_it(
+    tmp_path: Path, journaled_by: str
+) -> None:
+    """Binance spot's ``cancelReplace``: the partial fill's frame is lost and the venue lists it late, the user
+    stream's cancel frame is lost too; the order's cancel comes from the request's answer. It told no filled
+    quantity (its ``cancelResponse.executedQty`` was not read), and the restart did not query a close that told
+    none: the process stopped before a read listed the fill, which was never booked, and the instrument stayed
+    held (0.0 BTC here, 0.01 at the venue). Now the close tells 0.01, and one that tells nothing (an earlier
+    tradebus's journal) is queried."""
+    slow = msgspec.structs.replace(FAST, retry_ns=60_000_000_000)  # the first process stops before it reads again
+    faults = [StreamFault("drop", '"x": "TRADE"'), StreamFault("drop", '"x": "CANCELED"')]
+    path = tmp_path / "journal.sqlite"
+    first = Journal(path)
+    async with harness(stream_faults=faults, trade_size_limit=True, timeouts=slow, journal=first) as h:
+        h.venue.on_replace = h.kernel.execution.submit  # as the live node wires it
+        anomalies: list[OrderAnomaly] = []
+        h.kernel.bus.subscribe(OrderAnomaly, anomalies.append)
+        order = h.submit(OrderSide.BUY, 0.02, 60_000.0)
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        h.trade(59_000.0, 0.01)  # fills half at the venue; its frame is lost
+        [fill] = h.emulator.fills
+        h.emulator.listed_late[fill.trade_id] = 10**6
+        h.kernel.execution.modify(ModifyOrder("s1", IID, order.client_order_id, 0, 0, price=58_000.0))
+        await until(lambda: order.status is OrderStatus.CANCELED and any(a.kind is AnomalyKind.MISSING_FILLS for a in anomalies))
+        assert order.filled_qty == 0.0 and h.venue.requests["replace"] == 1
+        first.close()  # the process stops: its journal holds the order CANCELED with nothing booked
+        assert _canceled_filled_qty(path, strip=journaled_by != "this tradebus") == [pytest.approx(0.01)]
+        h.emulator.listed_late.clear()  # the venue's trade history lists the fill now
+        journal = Journal(path)
+        clock = LiveClock()
+        api = BinanceTrading(h.emulator.rest_url, SecretStr(KEY), SecretStr(SECRET), {IID: INST}, timeout=0.25)
+        venue = LiveVenue(api, clock)
+        kernel = Kernel([INST], clock=clock, venue=venue, timeouts=FAST, initial_cash=100_000.0, journal=journal)
+        try:
+            unknown = journal.replay(kernel.orders, kernel.portfolio, clock.now_ns(), on_message=kernel.record_journaled)
+            venue.on_answer = kernel.execution.reconcile_order
+            holds: dict[str, str] = {IID: "live start-up: reconciling positions with the venue"}
+            reconciler = Reconciler(kernel, venue, _hold_to(holds), 2.0)
+            await reconciler.startup(unknown, [])
+            await venue.drain(2.0)
+            await reconciler.compare_balances(startup=True)
+            restored = kernel.orders.order(order.client_order_id)
+            assert restored.status is OrderStatus.CANCELED and restored.filled_qty == pytest.approx(0.01)
+            assert kernel.portfolio.account.balance("BTC") == pytest.approx(0.01) and holds == {}
+            assert [f.trade_id for f in kernel.result.fills] == [str(fill.trade_id)]
+        finally:
+            await venue.aclose()
+            journal.close()

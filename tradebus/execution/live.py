@@ -165,11 +165,16 @@ async def cancel_one(client_order_id: str, request: Awaitable[Any]) -> bool:
 
 
 class Ack(msgspec.Struct, frozen=True):
-    """The venue's acknowledgement of a new order."""
+    """The venue's acknowledgement of a new order.
+
+    ``canceled_filled_qty``: of a cancel-replace's replacement (:meth:`TradingApi.replace`), the
+    canceled order's cumulative filled quantity as the answer reports it (NaN: it does not).
+    """
 
     client_order_id: str
     venue_order_id: str
     ts_event: int
+    canceled_filled_qty: float = math.nan
 
 
 class AccountBalance(msgspec.Struct, frozen=True):
@@ -882,7 +887,7 @@ class LiveVenue(Venue):
             self._pass_cancel(order, ack.ts_event, "canceled")
             return
         self.emit(OrderReplaced(order.strategy_id, order.instrument_id, coid, new, ack.ts_event, now))
-        self._pass_cancel(order, ack.ts_event)
+        self._pass_cancel(order, ack.ts_event, filled_qty=ack.canceled_filled_qty)
         logger.info("order {} replaced by {} in one request", coid, new)
 
     def _cancel_replacement(self, replacement: Order) -> None:
@@ -901,12 +906,13 @@ class LiveVenue(Venue):
         self._swaps_canceled.discard(coid)
         return canceled
 
-    def _pass_cancel(self, order: Order, ts_event: int, reason: str = "replaced") -> None:
-        """Emit the cancel of a cancel-replaced order: the user stream's, held, else one from the answer."""
+    def _pass_cancel(self, order: Order, ts_event: int, reason: str = "replaced", filled_qty: float = math.nan) -> None:
+        """Emit the cancel of a cancel-replaced order: the user stream's, held, else one from the answer
+        (``filled_qty``: the order's filled quantity the answer reported, NaN: none)."""
         held = self._held.pop(order.client_order_id, None)
         if held is None:
             now = self.clock.now_ns()
-            held = OrderCanceled(order.strategy_id, order.instrument_id, order.client_order_id, reason, ts_event, now)
+            held = OrderCanceled(order.strategy_id, order.instrument_id, order.client_order_id, reason, ts_event, now, filled_qty)
         self.emit(held)
 
     def _release_held(self, coid: str) -> None:

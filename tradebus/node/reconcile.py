@@ -47,8 +47,9 @@ fills the venue no longer lists
     seconds after its order counts it), booking each fill listed since once (by trade id); a
     restart queries again each order the journal holds FILLED with less booked than its
     quantity, or CANCELED or EXPIRED with less booked than the venue's filled quantity its
-    closing event or query answer reported (``Order.venue_filled_qty``), whose last event is
-    younger than the venue lists an order's fills
+    closing event or query answer reported (``Order.venue_filled_qty``), or with none reported
+    (a close that did not tell it: a fill's frame lost before it could not be told from none),
+    whose last event is younger than the venue lists an order's fills
     (:attr:`~tradebus.execution.live.TradingApi.fills_history_ns`: Binance USD-M and Bybit 7
     days, OKX 3; Binance spot has no window). Once the reads have booked the fills of every
     order on the instrument that lacked them, its holding is compared with the venue's at once
@@ -137,12 +138,16 @@ def _in_flight(order: Order) -> bool:
     return order.order_type is OrderType.MARKET or order.status in _IN_FLIGHT
 
 
+#: Closes that end an order short of its quantity; the venue may tell its filled quantity then (``Order.venue_filled_qty``) or not.
+_CLOSED_UNFILLED = frozenset({OrderStatus.CANCELED, OrderStatus.EXPIRED})
+
+
 def _venue_filled(order: Order) -> float:
     """How much of a closed ``order`` the venue filled, as far as the journal knows (NaN: open, or not known)."""
     status = order.status
     if status is OrderStatus.FILLED:
         return order.quantity
-    if status is OrderStatus.CANCELED or status is OrderStatus.EXPIRED:
+    if status in _CLOSED_UNFILLED:
         return order.venue_filled_qty
     return math.nan
 
@@ -512,7 +517,8 @@ class Reconciler:
         history gets a query of each. An order the journal holds closed with less booked than
         the venue filled (FILLED: its quantity; CANCELED or EXPIRED: the venue's filled quantity
         its closing event or query answer reported; a query found the venue's trade history
-        lacking fills: ``MISSING_FILLS``) is queried again, its fills listed since booked, unless its last
+        lacking fills: ``MISSING_FILLS``), or CANCELED or EXPIRED by a close that did not tell
+        the venue's filled quantity, is queried again, its fills listed since booked, unless its last
         event is older than the venue lists an order's fills
         (:attr:`~tradebus.execution.live.TradingApi.fills_history_ns`).
         """
@@ -543,16 +549,17 @@ class Reconciler:
         oldest = None if window is None else kernel.clock.now_ns() - window
         for order in self.kernel.orders.orders():
             venue_filled = _venue_filled(order)
-            if venue_filled > order.filled_qty * (1.0 + 1e-9):
+            untold = venue_filled != venue_filled and order.status in _CLOSED_UNFILLED
+            if untold or venue_filled > order.filled_qty * (1.0 + 1e-9):
+                of = "of a quantity its close did not tell" if untold else f"of {venue_filled:g}"
                 if oldest is not None and order.ts_last < oldest:
-                    logger.info("reconciliation: order {} ({}) journaled {} with {} booked of {} the venue filled, last heard "
+                    logger.info("reconciliation: order {} ({}) journaled {} with {:g} booked {} the venue filled, last heard "
                                 "of {:.1f} h ago: beyond the {:g} h the venue lists an order's fills, not queried",
-                                order.client_order_id, order.instrument_id, order.status, order.filled_qty, venue_filled,
+                                order.client_order_id, order.instrument_id, order.status, order.filled_qty, of,
                                 (oldest + window - order.ts_last) / 3.6e12, window / 3.6e12)  # fmt: skip
                     continue
-                logger.warning("reconciliation: order {} ({}) journaled {} with {} booked of {} the venue filled; querying "
-                               "its fills", order.client_order_id, order.instrument_id, order.status, order.filled_qty,
-                               venue_filled)  # fmt: skip
+                logger.warning("reconciliation: order {} ({}) journaled {} with {:g} booked {} the venue filled; querying "
+                               "its fills", order.client_order_id, order.instrument_id, order.status, order.filled_qty, of)  # fmt: skip
                 self.venue.track(order)
                 execution.reconcile_order(order.client_order_id)
         if paged:

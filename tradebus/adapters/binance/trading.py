@@ -404,7 +404,8 @@ class BinanceTrading(TradingApi):
 
         Binance answers ``-2022`` when the cancel failed (the new order not attempted: nothing
         changed) and ``-2021`` when the cancel was done but the new order refused
-        (:class:`ReplacementRejected`).
+        (:class:`ReplacementRejected`). The answer's ``cancelResponse.executedQty`` is the canceled
+        order's filled quantity (:attr:`Ack.canceled_filled_qty`).
         """
         params = self.order_params(replacement, self._instrument(replacement))
         params |= {"cancelReplaceMode": "STOP_ON_FAILURE", "cancelOrigClientOrderId": order.client_order_id}
@@ -416,7 +417,8 @@ class BinanceTrading(TradingApi):
             raise
         new = raw["newOrderResponse"]
         ts = int(new.get("transactTime") or new.get("updateTime") or 0) * 1_000_000
-        return Ack(str(new["clientOrderId"]), str(new["orderId"]), ts)
+        executed = (raw.get("cancelResponse") or {}).get("executedQty")
+        return Ack(str(new["clientOrderId"]), str(new["orderId"]), ts, math.nan if executed is None else float(executed))
 
     def trails_in_oco(self, percent: float) -> bool:
         """Binance takes a trailing stop leg in an OCO list (``belowTrailingDelta``/``aboveTrailingDelta``)
