@@ -407,6 +407,41 @@ def test_a_book_run_starting_where_no_snapshot_precedes_it_is_refused_naming_the
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.parametrize("fill_on", ["trades", "quotes"])
+def test_a_run_reading_the_book_over_a_resynced_stretch_is_refused_whatever_it_fills_on(
+    tmp_path: Path, resynced_book: tuple[Path, Any], fill_on: str
+) -> None:
+    """Only fill_on: book was refused: a TouchQuoter filling on trades or quotes ran and exited 0, quoting
+    the best bid and ask of the book frozen before the lost update all through the stretch."""
+    from tests.live.node_testdata import USDM_IID, USDM_INSTRUMENT
+    from tradebus.reports.metrics import format_ns
+
+    catalog, capture = resynced_book
+    config = {
+        "instruments": [USDM_INSTRUMENT],
+        "strategy": {"name": "tradebus.strategies.touch_quoter:TouchQuoter", "instruments": [USDM_IID],
+                     "params": {"interval_ns": 500_000_000, "quantity": 0.001, "max_position": 0.005}},
+        "venue": {"fill_on": fill_on},
+        "data": {"catalog": str(catalog), "sources": [
+            {"instrument": USDM_IID, "kind": "book", "dataset": "binance_usdm/usdm/BTCUSDT/book"},
+            {"instrument": USDM_IID, "kind": fill_on, "dataset": f"binance_usdm/usdm/BTCUSDT/{fill_on}"}]},
+    }
+    start, end = format_ns(capture.last_row_us * 1000), format_ns(capture.snapshot_us * 1000)
+    result = invoke("backtest", str(write_config(tmp_path, config)), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 3
+    assert (
+        f"run.yaml: data.sources.0.dataset: the {USDM_IID} book ({catalog}/binance_usdm/usdm/BTCUSDT/book) was out "
+        f"of sync from {start} (its last row before the stretch) to the snapshot at {end}, with no book rows in "
+        "between: the run replays it to strategy (tradebus.strategies.touch_quoter:TouchQuoter), whose book "
+        f"handlers would read the book as it was before the stretch; set data.start to {end} (the snapshot) or "
+        f"data.end at or before {start} to run outside it, or leave data.sources.0 out if no strategy reads the book"
+    ) in " ".join(result.output.split())
+    assert leftovers(tmp_path, "out") == []
+    outside = dict(config, data={**config["data"], "start": end})
+    result = invoke("backtest", str(write_config(tmp_path, outside)), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+
+
 # ----------------------------------------------------------------------------- bad config
 
 

@@ -154,8 +154,8 @@ def build_replay(config: RunConfig) -> Replay:
         If a data file or catalog dataset does not exist (names the field
         ``data.sources.N.file`` / ``data.sources.N.dataset``).
     DataError
-        If a catalog dataset's manifest is invalid, or a ``fill_on: book`` run's window overlaps a
-        stretch where a book dataset was out of sync (:func:`check_unsynced_books`).
+        If a catalog dataset's manifest is invalid, or the window overlaps a stretch where a book
+        dataset it replays was out of sync (:func:`check_unsynced_books`).
     """
     sources = []
     for n, src in enumerate(config.data.sources):
@@ -186,31 +186,40 @@ def build_replay(config: RunConfig) -> Replay:
 
 
 def check_unsynced_books(config: RunConfig, sources: Sequence[ReplaySource]) -> None:
-    """Refuse a ``fill_on: book`` run whose window overlaps a stretch where a book source was out of sync.
+    """Refuse a run whose window overlaps a stretch where a book source it replays was out of sync.
 
     In such a stretch (:meth:`ReplaySource.unsynced`, from a recording that lost a book update) the
-    dataset has no book rows until a snapshot resyncs it, so the venue would match orders against the
-    book as it was before the stretch. A run outside every stretch is not affected.
+    dataset has no book rows until a snapshot resyncs it, so whatever reads the replayed book -- a
+    ``fill_on: book`` venue matching orders, a strategy's book handler or the quotes it derives
+    from the book (``TouchQuoter``) -- would read the book as it was before the stretch, whatever
+    the run fills on. A run outside every stretch is not affected.
 
     Raises
     ------
     DataError
-        Naming the source, its instrument, the stretch and the ``data.start``/``data.end`` that avoid it.
+        Naming the source, its instrument, the stretch, what would read the stale book and the
+        ``data.start``/``data.end`` that avoid it.
     """
-    if config.venue.fill_on != "book":
-        return
     start, end = config.data.start_ns, config.data.end_ns
     for n, src in enumerate(sources):
         if src.kind != "book":
             continue
         for a, b in src.unsynced():
             if (start is None or start < b) and (end is None or end > a):
+                drop = ""
+                if config.venue.fill_on == "book":
+                    reader = "fill_on: book would match orders against the book as it was before the stretch"
+                else:
+                    drop = f", or leave data.sources.{n} out if no strategy reads the book"
+                    readers = [f"{path} ({entry.name})" for path, entry in strategy_entries(config)
+                               if src.instrument_id in entry.instruments]
+                    reader = (f"the run replays it to {', '.join(readers) or 'its strategies'}, whose book "
+                              "handlers would read the book as it was before the stretch")
                 raise DataError(
                     f"data.sources.{n}.dataset: the {src.instrument_id} book ({src.describe()}) was out of sync "
                     f"from {format_ns(a)} (its last row before the stretch) to the snapshot at {format_ns(b)}, "
-                    "with no book rows in between: fill_on: book would match orders against the book as it was "
-                    f"before the stretch; set data.start to {format_ns(b)} (the snapshot) or data.end at or before "
-                    f"{format_ns(a)} to run outside it"
+                    f"with no book rows in between: {reader}; set data.start to {format_ns(b)} (the snapshot) "
+                    f"or data.end at or before {format_ns(a)} to run outside it{drop}"
                 )
 
 

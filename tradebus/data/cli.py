@@ -349,7 +349,7 @@ def info_cmd(catalog: CatalogOpt = DEFAULT_CATALOG) -> None:
         )
         unsynced.extend(
             f"{ref.relpath().as_posix()}: book out of sync from {np.datetime64(a, 'ns')}Z to the snapshot at "
-            f"{np.datetime64(b, 'ns')}Z (no book rows in between; a fill_on: book run over it is refused)"
+            f"{np.datetime64(b, 'ns')}Z (no book rows in between; a backtest replaying the book over it is refused)"
             for a, b in m.unsynced
         )
     _console().print(table)

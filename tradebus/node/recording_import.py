@@ -12,8 +12,8 @@ noted in every manifest written.
 A book that goes out of sync (a lost update, a connection that ended) has no rows until a
 snapshot resyncs it, as live. When a later snapshot in the recording does, the stretch
 without book rows is named in every manifest, and stored in the book dataset's manifest as
-``unsynced`` (from its last row before the stretch to the snapshot; a ``fill_on: book``
-backtest refuses a window that overlaps it); when none does, the book rows would stop there
+``unsynced`` (from its last row before the stretch to the snapshot; a backtest that
+replays the book refuses a window that overlaps it); when none does, the book rows would stop there
 while the other streams go on, so the import is refused, naming the frame and its time.
 The command is ``tradebus data import-recording`` (registered on the data CLI by :mod:`tradebus.cli`).
 """
