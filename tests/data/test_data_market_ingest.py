@@ -183,6 +183,29 @@ def test_recording_import_refuses_a_book_gap_no_snapshot_resyncs_and_writes_noth
     assert not [p for p in root.rglob("*") if p.is_file()]  # nothing written
 
 
+def test_recording_import_refuses_a_subscribed_book_that_never_syncs_and_imports_it_without_the_book(
+    tmp_path: Path,
+) -> None:
+    """A capture without its REST snapshot imported trades, quotes and marks, exited 0 and wrote no book
+    dataset at all, though the config subscribed the depth stream: nothing said the book was missing."""
+    lines = [line for line in _capture_lines() if "lastUpdateId" not in line]  # the one snapshot left out
+    recording = _write_capture(tmp_path / "nosnapshot.gz", lines)
+    root = tmp_path / "cat"
+    with pytest.raises(DataError) as err:
+        import_recording(recording, _usdm_config(), root)
+    assert str(err.value) == (
+        f"{recording}: the {USDM_IID} book the config subscribes never came in sync in the recording (no snapshot "
+        "in it seeded the book its depth updates apply to): there would be no book rows at all while the other "
+        "streams go on; nothing written (import it with a config that does not subscribe that book to keep the "
+        "other streams)"
+    )
+    assert not [p for p in root.rglob("*") if p.is_file()]  # nothing written
+    cfg = usdm_config(None, None, depth_speed="0ms")
+    cfg["feeds"][0]["subscriptions"] = {USDM_IID: ["trade", "bookTicker", "markPrice"]}  # no depth: no book asked
+    manifests = import_recording(recording, config_of(cfg), root)
+    assert {kind for _, kind in manifests} == {"trades", "quotes", "mark_prices", "funding_rates"}
+
+
 class ResyncedCapture(NamedTuple):
     """A USD-M capture that lost one depth update and got a snapshot later (see :func:`write_resynced_capture`)."""
 

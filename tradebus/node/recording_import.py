@@ -14,7 +14,9 @@ snapshot resyncs it, as live. When a later snapshot in the recording does, the s
 without book rows is named in every manifest, and stored in the book dataset's manifest as
 ``unsynced`` (from its last row before the stretch to the snapshot; a backtest that
 replays the book refuses a window that overlaps it); when none does, the book rows would stop there
-while the other streams go on, so the import is refused, naming the frame and its time.
+while the other streams go on, so the import is refused, naming the frame and its time. A
+subscribed book that never comes in sync (no snapshot in the recording seeds it) would have no
+rows at all: the import is refused too, naming the book.
 The command is ``tradebus data import-recording`` (registered on the data CLI by :mod:`tradebus.cli`).
 """
 
@@ -70,8 +72,9 @@ def import_recording(
     ------
     DataError
         Unreadable recording (names the file and frame), a dataset that exists (``mode="create"``),
-        receive times that go back (the rows must be in time order), or a book that goes out of
-        sync with no later snapshot to resync it (names the frame and its time); nothing is written.
+        receive times that go back (the rows must be in time order), a book that goes out of
+        sync with no later snapshot to resync it (names the frame and its time), or a subscribed
+        book that never comes in sync (names it); nothing is written.
     """
     from tradebus.node.feeds import build_feeds, feed_of_connection
     from tradebus.node.playback import read_recording
@@ -155,6 +158,7 @@ class _BookWatch:
         self._checks = checks
         self._last_row_ns = last_row_ns
         self._synced = {iid: False for iid, _ in checks}
+        self._never_synced = {iid for iid, _ in checks}
         self._lost: dict[str, tuple[int, int, int]] = {}
         self.stretches: list[str] = []
         self.unsynced: dict[str, list[tuple[int, int]]] = {}
@@ -167,6 +171,7 @@ class _BookWatch:
             if now is synced[iid]:
                 continue
             synced[iid] = now
+            self._never_synced.discard(iid)
             if not now:
                 self._lost[iid] = (frame, recv_ns, self._last_row_ns.get(iid, recv_ns))
             elif iid in self._lost:  # not the first snapshot: a resync
@@ -178,13 +183,23 @@ class _BookWatch:
                 self.unsynced.setdefault(iid, []).append((last_row_ns, recv_ns))
 
     def check_resynced(self, recording: str | Path) -> None:
-        """Refuse a recording that ends with a book out of sync since a frame (its rows would stop there).
+        """Refuse a recording that ends with a book out of sync since a frame (its rows would stop there),
+        or with a subscribed book that never came in sync (it would have no rows at all).
 
         Raises
         ------
         DataError
-            Naming the file, the book, the frame where it went out of sync and its receive time.
+            Naming the file, the book, the frame where it went out of sync and its receive time; or
+            the book that never came in sync.
         """
+        if self._never_synced:
+            books = " and ".join(sorted(self._never_synced))
+            raise DataError(
+                f"{recording}: the {books} book the config subscribes never came in sync in the recording (no "
+                "snapshot in it seeded the book its depth updates apply to): there would be no book rows at all "
+                "while the other streams go on; nothing written "
+                "(import it with a config that does not subscribe that book to keep the other streams)"
+            )
         if not self._lost:
             return
         iid, (frame, recv_ns, _) = min(self._lost.items(), key=lambda item: item[1])
