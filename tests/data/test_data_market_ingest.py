@@ -398,6 +398,25 @@ def test_tardis_bad_side_names_the_row_and_writes_nothing(tmp_path: Path) -> Non
 
 
 
+
+def test_tardis_incremental_update_before_the_first_snapshot_names_the_row_and_writes_nothing(tmp_path: Path) -> None:
+    """A file cut after its initial snapshot imported with exit 0: its updates built a book from nothing
+    (half a book, replayed as it was), where the Bybit and OKX imports refuse a delta before the first snapshot."""
+    src = (FIXTURES / "data" / "tardis_deribit_incremental_book_L2_BTC-PERPETUAL.csv").read_text().splitlines()
+    updates = [row.replace(",true,", ",false,") for row in src[1:]]
+    path = tmp_path / "cut.csv"
+    path.write_text("\n".join([src[0], *updates, *src[1:]]) + "\n")  # updates, then a snapshot
+    with pytest.raises(DataError) as err:
+        import_tardis(path, tmp_path / "cat", "deribit", "perp", "BTC-PERPETUAL")
+    assert str(err.value) == (
+        f"{path} row 2: an update (is_snapshot false) before the file's first snapshot: it would update a book "
+        "that was never seeded (a Tardis incremental_book_L2 file starts with the snapshot of the book; was it cut?)"
+    )
+    assert not Catalog(tmp_path / "cat").datasets()
+    path.write_text("\n".join([src[0], *src[1:], *updates]) + "\n")  # the snapshot first: imported
+    assert import_tardis(path, tmp_path / "cat", "deribit", "perp", "BTC-PERPETUAL").rows == 2 * len(updates)
+
+
 @pytest.mark.parametrize(
     ("column", "value", "error"),
     [

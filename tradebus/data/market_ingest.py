@@ -242,13 +242,15 @@ def import_tardis(
     ``incremental_book_L2`` and ``book_snapshot_N`` become a ``book`` dataset (a
     ``book_snapshot_N`` row is a full snapshot of N levels a side), ``quotes`` a ``quotes``
     dataset, ``trades`` a ``trades`` one. Tardis files carry no venue update ids, so a lost
-    book update cannot be detected here (the stored sequence is a running message number).
+    book update cannot be detected here (the stored sequence is a running message number);
+    an ``incremental_book_L2`` file must start with a snapshot (``is_snapshot`` rows).
 
     Raises
     ------
     DataError
         Unknown columns, a side other than bid/ask or buy/sell, a book price that is not a
-        finite number > 0 or an amount not one >= 0 (naming the row), unsorted local timestamps.
+        finite number > 0 or an amount not one >= 0, an update before the first snapshot
+        (naming the row), unsorted local timestamps.
     """
     path = Path(path)
     cat = catalog if isinstance(catalog, Catalog) else Catalog(catalog)
@@ -265,7 +267,7 @@ def import_tardis(
     kind: Kind = "book" if tkind in ("incremental_book_L2", "book_snapshot") else tkind  # type: ignore[assignment]
     sink = CatalogSink(cat, lambda _iid: (venue, market, symbol), suffix, mode, notes=(f"imported from Tardis CSV {path.name}",))
     row = 0
-    state = {"seq": 0, "key": None}
+    state = {"seq": 0, "key": None, "seeded": False}
     try:
         for batch in reader:
             table = pa.Table.from_batches([batch])
@@ -315,6 +317,13 @@ def _tardis_rows(sink: CatalogSink, tkind: str, table: pa.Table, path: Path, fir
     amount = _level_column(table, "amount", path, first).tolist()
     for i, (te, ti, s, side, p, a) in enumerate(zip(ts_event, ts_init, snap, sides, price, amount, strict=True)):
         is_snap = s is True or s == "true"
+        if not is_snap and not state["seeded"]:
+            raise DataError(
+                f"{path} row {first + i + 2}: an update (is_snapshot false) before the file's first snapshot: it "
+                "would update a book that was never seeded (a Tardis incremental_book_L2 file starts with the "
+                "snapshot of the book; was it cut?)"
+            )
+        state["seeded"] = True
         key = (te, ti, is_snap)
         if key != state["key"]:
             state["seq"] += 1
