@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from tradebus.adapters.common.account_emulator import AccountEmulator
+from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.adapters.binance.private_emulator import BinanceFuturesEmulator, BinancePrivateEmulator, RestFault, StreamFault
 from tradebus.adapters.binance.trading import BinanceFuturesTrading, BinanceTrading
 from tradebus.adapters.binance.user_stream import (
@@ -132,17 +133,18 @@ async def harness(
     trade_size_limit: bool = False,
     timeouts: OrderTimeouts = FAST,
     journal: Journal | None = None,
+    budget: WeightBudget | None = None,
 ) -> AsyncIterator[Harness]:
     """The kernel and the account emulator of ``inst`` (``balances``: the emulator's, default 100 000 USDT;
     ``trade_size_limit``: a public trade fills at most its own size; ``timeouts``: the engine's;
-    ``journal``: the kernel's, replayed into it)."""
+    ``journal``: the kernel's, replayed into it; ``budget``: the REST client's weight budget, default Binance spot's)."""
     iid = inst.instrument_id
     emulator = BinancePrivateEmulator(
         KEY, SECRET, {iid: inst}, balances or {"USDT": 100_000.0}, rest_faults, stream_faults, trade_size_limit=trade_size_limit
     )
     await emulator.start()
     clock = LiveClock()
-    api = trading(emulator.rest_url, SecretStr(KEY), SecretStr(secret), {iid: inst}, timeout=0.25)
+    api = trading(emulator.rest_url, SecretStr(KEY), SecretStr(secret), {iid: inst}, timeout=0.25, budget=budget)
     venue = LiveVenue(api, clock)
     kernel = Kernel([inst], clock=clock, venue=venue, timeouts=timeouts, initial_cash=100_000.0, journal=journal)
     if journal is not None:

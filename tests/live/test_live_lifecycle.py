@@ -7,6 +7,7 @@ trades the test feeds it; faults are injected by the emulator.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -15,6 +16,8 @@ from loguru import logger
 
 from tests.live.live_harness import FAST, IID, Harness, harness, later_than, settled, until
 from tradebus.adapters.binance.private_emulator import RestFault, StreamFault
+from tradebus.adapters.binance.trading import WEIGHT_HEADER, WEIGHT_LIMIT
+from tradebus.adapters.common.ratelimit import WeightBudget
 from tradebus.engine.messages import CancelOrder, OrderSide, OrderStatus
 
 
@@ -93,6 +96,55 @@ async def test_429_and_418_reject_the_submit_at_once_pause_every_request_for_ret
         times = h.emulator.request_times
         assert len(times) >= 2 and times[1] - times[0] >= 1.0  # the next submit waited for Retry-After
         assert h.venue.api.budget.peak <= 6000 * 0.8  # type: ignore[attr-defined]
+
+
+def _holding_budget(resume: asyncio.Event) -> WeightBudget:
+    """Binance spot's budget, whose pause holds the first request it stops (the held submit) until ``resume`` is set
+    (the waiters on a pause resume in no set order); the others wait it out."""
+    paused: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        paused.append(delay)
+        await (resume.wait() if len(paused) == 1 else asyncio.sleep(delay))
+
+    return WeightBudget(WEIGHT_LIMIT, 60.0, header=WEIGHT_HEADER, sleep=sleep)
+
+
+async def test_a_query_that_passes_the_429_pause_before_the_held_submit_does_not_reject_it() -> None:
+    """A submit held by a 429's pause past its timeout is queried; the query passes the pause first and the
+    venue does not know the order: no proof that the submit never arrives, as it leaves after. Believed,
+    the order was REJECTED while the venue then placed it."""
+    resume = asyncio.Event()
+    async with harness([RestFault("rate_limit", retry_after=1)], budget=_holding_budget(resume)) as h:
+        refused = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: refused.status is OrderStatus.REJECTED)
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        coid = order.client_order_id
+        # UNKNOWN at its timeout, queried once the pause (1 s, past the 0.6 s grace) is over: asked twice
+        await until(lambda: _queries(h, coid) >= 2 or order.status is OrderStatus.REJECTED, timeout=5.0)
+        assert order.status is OrderStatus.UNKNOWN and h.posts(coid) == 0
+        resume.set()
+        await until(lambda: order.status is OrderStatus.ACCEPTED)
+        assert [m for m, _, c in h.emulator.requests if c == coid][:3] == ["GET", "GET", "POST"]
+        assert h.posts(coid) == 1 and h.emulator.orders[coid].status is OrderStatus.ACCEPTED
+
+
+async def test_a_submit_held_by_the_429_pause_then_unanswered_is_rejected_only_the_grace_after_it_left() -> None:
+    """The grace in which a venue that does not know an order is not believed runs from when its submit
+    left, not from when it was queued behind the pause."""
+    resume = asyncio.Event()
+    faults = [RestFault("rate_limit", retry_after=1), RestFault("error5xx")]  # the next POST
+    async with harness(faults, budget=_holding_budget(resume)) as h:
+        refused = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        await until(lambda: refused.status is OrderStatus.REJECTED)
+        order = h.submit(OrderSide.BUY, 0.01, 50_000.0)
+        coid = order.client_order_id
+        await until(lambda: _queries(h, coid) >= 2 or order.status is OrderStatus.REJECTED, timeout=5.0)
+        left = h.kernel.clock.now_ns()
+        resume.set()  # its POST is answered 503: not processed
+        await until(lambda: order.status is OrderStatus.REJECTED, timeout=5.0)
+        assert faults[1].fired and coid not in h.emulator.orders and "never arrived" in order.reason
+        assert order.ts_last - left >= FAST.not_found_grace_ns
 
 
 async def test_duplicated_and_reordered_stream_events_are_booked_once() -> None:

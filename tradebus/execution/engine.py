@@ -27,8 +27,9 @@ order to ``UNKNOWN`` (``OrderTimedOut``) and the venue is queried at once. With
 not close the order, within its timeout on the clock does the same; an ``UNKNOWN`` order the
 query cannot settle is asked again every ``retry_ns``; and every open order silent for
 ``check_ns`` is queried, which recovers events lost on the way. A venue that does not know an
-order is believed only once the order is older than ``not_found_grace_ns`` (a request cannot
-arrive later than that); only then does the order become ``REJECTED``.
+order is believed only once its submit request ended (:meth:`Venue.submit_ended_ns`: a submit held
+by a rate-limit pause may leave after a query of the order) more than ``not_found_grace_ns`` ago
+(a request cannot arrive later than that); only then does the order become ``REJECTED``.
 
 The kernel calls the data hooks (:meth:`ExecutionEngine.on_bar`, ``on_trade``, ``on_quote``)
 *before* strategies see the data: the venue matches working orders, then the portfolio is
@@ -111,9 +112,9 @@ class OrderTimeouts(msgspec.Struct, frozen=True):
         Every open order without an event for this long is queried (``None``: never): recovers
         events the venue sent but that never arrived.
     not_found_grace_ns
-        A venue that does not know an order younger than this may not have received it yet;
-        an older one never arrived (the venue's request window, e.g. Binance ``recvWindow``),
-        and the order is ``REJECTED``.
+        A venue that does not know an order whose submit request ended less than this ago may
+        not have received it yet; one that ended earlier never arrived (the venue's request window,
+        e.g. Binance ``recvWindow``), and the order is ``REJECTED``.
     fill_grace_ns
         A venue's push saying more of an order filled than is booked (``OrderFillsReported``,
         Bybit's ``order`` topic) may come before the fills' own frames: the order is queried only
@@ -438,7 +439,8 @@ class ExecutionEngine:
         ``UNKNOWN``), :class:`~tradebus.engine.messages.OrderResolved` moves it to the venue's
         status, even when the missing fills moved it already (a partly filled, then canceled
         order ends CANCELED). A venue that does not know the order is believed only for a
-        ``SUBMITTED`` or ``UNKNOWN`` order older than ``not_found_grace_ns`` (REJECTED then);
+        ``SUBMITTED`` or ``UNKNOWN`` order whose submit request ended more than ``not_found_grace_ns``
+        ago (REJECTED then; never while it is on its way, :meth:`Venue.submit_ended_ns`);
         a query that raises or cannot settle an ``UNKNOWN`` order is retried after ``retry_ns``
         (with :class:`OrderTimeouts`) unless an answer was applied in the meantime. Of a closed
         order only missing fills are booked. A venue whose answer says more filled than the fills it
@@ -477,12 +479,19 @@ class ExecutionEngine:
             return
         now = self._clock.now_ns()
         timeouts = self._timeouts
-        age = now - order.ts_created
+        ended = self._venue.submit_ended_ns(order.client_order_id)
+        if timeouts is not None and ended is None:
+            logger.info("order {}: the venue does not know it, but its submit is still on its way; asking again",
+                        order.client_order_id)
+            if status is _S.UNKNOWN:
+                self._retry(order)
+            return
+        age = now - max(order.ts_created, ended or 0)
         if timeouts is not None and age < timeouts.not_found_grace_ns:
             if status is _S.UNKNOWN:
                 self._retry(order)  # the submit may still be on its way
             return
-        reason = f"venue has no such order {age / 1e9:.3f} s after it was sent (the submit never arrived)"
+        reason = f"venue has no such order {age / 1e9:.3f} s after its submit was sent (the submit never arrived)"
         self._event(OrderResolved(order.strategy_id, order.instrument_id, order.client_order_id, _S.REJECTED, reason, now, now))
 
     def _apply_report(self, order: Order, report: OrderStatusReport) -> None:

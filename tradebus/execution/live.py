@@ -50,7 +50,9 @@ exchange answers over the network. :class:`LiveVenue` bridges the two without bl
     query of that order if one arrived since; otherwise it starts the query and raises
     (no answer yet). When the reply arrives, :attr:`LiveVenue.on_answer` (the engine's
     ``reconcile_order``) is called, which asks again and gets it. A venue that does not know
-    the order answers ``None``: the engine believes it only after its grace period.
+    the order answers ``None``: the engine believes it only once the order's submit request ended
+    (:meth:`LiveVenue.submit_ended_ns`; one held by a rate-limit pause may leave after a later
+    query) more than its grace period ago.
 user stream
     the venue's private stream is parsed into the same order events, handed to :meth:`emit`
     as they arrive; they may come before the REST answer, after it, twice or out of order
@@ -69,7 +71,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from loguru import logger
@@ -115,6 +117,7 @@ __all__ = [
 ]
 
 
+_T = TypeVar("_T")
 _UNACKNOWLEDGED = frozenset({OrderStatus.SUBMITTED, OrderStatus.UNKNOWN})
 
 
@@ -438,6 +441,8 @@ class LiveVenue(Venue):
         self.clock = clock
         self.dry_run = dry_run
         self._orders: dict[str, Order] = {}
+        # Client order id -> when its submit request ended (clock ns); None while on its way.
+        self._submits: dict[str, int | None] = {}
         self._answers: dict[str, OrderStatusReport | None] = {}
         self._querying: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -490,6 +495,7 @@ class LiveVenue(Venue):
             logger.info("dry run: order {} not sent", order.client_order_id)
             self.emit(OrderRejected(order.strategy_id, order.instrument_id, order.client_order_id, "dry run: not sent", now, now))
             return
+        self._submits[order.client_order_id] = None
         if self._pairing is not None:
             self._pairing.append(order)
             return
@@ -734,6 +740,21 @@ class LiveVenue(Venue):
         if coid not in self._swaps:  # the replacement was denied before it was sent
             self._modify_rejected(order, f"replacement {getattr(replacement, 'status', '?')}")
 
+    def submit_ended_ns(self, client_order_id: str) -> int | None:
+        """When the submit request of this order ended, clock ns; ``None`` while it is on its way (it may
+        still wait behind a rate-limit pause, which a later query can pass first); ``0`` for an order not
+        sent by this process."""
+        return self._submits.get(client_order_id, 0)
+
+    async def _submitting(self, request: Awaitable[_T], *orders: Order) -> _T:
+        """``request``'s answer, the submit of ``orders``: when it ends is :meth:`submit_ended_ns`."""
+        try:
+            return await request
+        finally:
+            now = self.clock.now_ns()
+            for order in orders:
+                self._submits[order.client_order_id] = now
+
     def query_order(self, client_order_id: str) -> OrderStatusReport | None:
         """The latest answer of the venue about this order, or start asking (raises until it arrives)."""
         if client_order_id in self._answers:
@@ -785,7 +806,7 @@ class LiveVenue(Venue):
         coid = order.client_order_id
         self.requests["place"] += 1
         try:
-            ack = await self.api.place(order)
+            ack = await self._submitting(self.api.place(order), order)
         except VenueRejected as exc:
             now = self.clock.now_ns()
             logger.info("order {} rejected by the venue: {}", coid, exc)
@@ -802,7 +823,7 @@ class LiveVenue(Venue):
         self.requests["place"] += 1
         ids = f"{first.client_order_id}, {second.client_order_id}"
         try:
-            acks = await self.api.place_oco(first, second, trail_percent)
+            acks = await self._submitting(self.api.place_oco(first, second, trail_percent), first, second)
         except VenueRejected as exc:
             now = self.clock.now_ns()
             logger.info("OCO order list {} rejected by the venue: {}", ids, exc)
@@ -841,7 +862,7 @@ class LiveVenue(Venue):
         coid, new = order.client_order_id, replacement.client_order_id
         self.requests["replace"] += 1
         try:
-            ack = await self.api.replace(order, replacement)
+            ack = await self._submitting(self.api.replace(order, replacement), replacement)
         except VenueRejected as exc:
             self._swaps.pop(coid, None)
             canceled = self._take_swap_canceled(coid)

@@ -102,6 +102,16 @@ class Venue(ABC):
         (no answer); the execution engine asks again later.
         """
 
+    def submit_ended_ns(self, client_order_id: str) -> int | None:
+        """When the request that sent this order ended (answered, refused or given up), clock ns.
+
+        ``None`` while it is still on its way: it may not even have left yet (a rate-limit pause
+        holds it), and may reach the venue after a query of the order sent later, so a venue that
+        does not know the order proves nothing. ``0`` (this default): no later than the order was
+        submitted (a venue that takes the order at once, an order sent by an earlier process).
+        """
+        return 0
+
     def on_bar(self, bar: Bar) -> None:  # noqa: B027 - optional hook, no-op for live venues
         """Market data hook: match working orders against a bar (no-op unless simulated)."""
 
