@@ -380,6 +380,21 @@ def test_an_order_at_max_order_notional_but_for_float_noise_passes_in_both_tiers
     assert_same_run(event, fast)
 
 
+def test_a_position_one_lot_over_max_position_is_denied_in_both_tiers() -> None:
+    """A lot of 1e-8 is less than LIMIT_RTOL (1e-9) of a limit of 20 BTC: the slack is float noise, not a lot."""
+    for quantity, passes in ((20.0, True), (sum([0.1] * 200), True), (20.00000001, False)):
+        make = lambda q=quantity: EmaCross(IID, fast=10, slow=30, quantity=q)  # noqa: E731
+        event, fast = both(make, VENUES["fees"], BARS.iloc[:300], cash=1e7, risk=RiskConfig(max_position=20.0))
+        first = event.orders[0]
+        assert first.side is OrderSide.BUY
+        if passes:
+            assert (first.status, first.reason) == (OrderStatus.FILLED, "")
+        else:
+            assert first.status is OrderStatus.DENIED
+            assert first.reason == "max_position: |0.0 + 20.00000001| = 20.00000001 > 20.0"
+        assert_same_run(event, fast)
+
+
 @pytest.mark.parametrize(
     ("mode", "margin", "cash", "reason"),
     [

@@ -21,6 +21,14 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from tradebus.engine.bus import MessageBus
+from tradebus.engine.clock import SimulatedClock
+from tradebus.engine.messages import Liquidity, OrderAccepted, OrderFilled, OrderSubmitted
+from tradebus.engine.portfolio import Portfolio
+from tradebus.execution.orders import OrderManager
+from tradebus.risk.config import RiskConfig
+from tradebus.risk.guard import GuardedRiskGate
+
 from tests.live.live_harness import KEY, SECRET, until
 from tests.live.node_testdata import BINANCE_INSTRUMENT, IID, SPOT_FRAMES, SPOT_SNAPSHOT, binance_config
 from tradebus.adapters.binance.private_emulator import BinancePrivateEmulator, MatchingProtocol
@@ -29,7 +37,7 @@ from tradebus.engine.instrument import Instrument
 from tradebus.engine.messages import OrderSide, OrderStatus, OrderType, SubmitOrder, Trade, TradingState
 from tradebus.errors import ConfigError
 from tradebus.execution.orders import Order
-from tradebus.node.live import ApiKeys, InstrumentHeld, LiveNode, parse_live_config
+from tradebus.node.live import ApiKeys, InstrumentHeld, LiveGuard, LiveNode, parse_live_config
 
 SPOT = {**BINANCE_INSTRUMENT, "margin": False}
 #: The first trades of the capture: prices for the marks, too few for the strategy's EMAs.
@@ -102,6 +110,7 @@ async def test_reducing_lets_only_orders_through_that_reduce_the_holding_here_an
     async with _node("reducing") as (node, emulator, events):
         assert events[-1].state is TradingState.REDUCING and "0.05 BTC held here but 0.02 at the venue" in events[-1].reason
         assert IID not in node.guard.holds and node.guard.reducing[IID][1] == pytest.approx(0.03)
+        assert node.guard.lot_sizes == {IID: SPOT["lot_size"]}
         buy = _submit(node, OrderSide.BUY, 0.001)
         assert buy.status is OrderStatus.DENIED and buy.reason.startswith("REDUCING")
         too_much = _submit(node, OrderSide.SELL, 0.03)  # reduces here (0.05) but would oversell the venue (0.02)
@@ -134,3 +143,42 @@ def test_on_mismatch_takes_hold_or_reducing_only() -> None:
     data = _data("ws://x", "http://x", "http://x", "ws://x", "flatten")
     with pytest.raises(ConfigError, match="on_mismatch"):
         parse_live_config(data, "<test>")
+
+
+class Guarded:
+    """A live guard before the risk gate over a portfolio of ``instruments``, every order book on one manager."""
+
+    def __init__(self, instruments: list[Instrument], cash: float, balances: dict[str, float] | None = None) -> None:
+        bus, self.clock = MessageBus(), SimulatedClock(0)
+        self.portfolio = Portfolio({i.instrument_id: i for i in instruments}, cash, balances)
+        self.guard = LiveGuard()
+        self.guard.lot_sizes = {i.instrument_id: i.lot_size for i in instruments}
+        self.gate = GuardedRiskGate(RiskConfig(), self.portfolio, self.clock, bus, self.guard)
+        self.orders = OrderManager(bus, self.clock)
+        self.gate.bind_orders(self.orders)
+        for inst in instruments:
+            self.portfolio.mark(inst.instrument_id, 100.0)
+            self.gate.on_price(inst.instrument_id, 100.0)
+
+    def check(self, iid: str, side: OrderSide, qty: float) -> str | None:
+        return self.gate.check(SubmitOrder("s", iid, "new", side, qty, 0, 0, OrderType.LIMIT, 100.0))
+
+    def work(self, iid: str, side: OrderSide, qty: float) -> None:
+        coid = self.orders.next_client_order_id("s")
+        self.orders.create(SubmitOrder("s", iid, coid, side, qty, 0, 0, OrderType.LIMIT, 200.0))
+        self.orders.apply(OrderSubmitted("s", iid, coid, 0, 0))
+        self.orders.apply(OrderAccepted("s", iid, coid, "v" + coid, 0, 0))
+
+
+def test_reducing_denies_a_sell_one_lot_of_1e8_beyond_a_holding_of_20() -> None:
+    """The slack is float noise, never a lot (1e-9 of 20 BTC is two lots of 1e-8)."""
+    perp = Instrument("BINANCE", "BTCUSDT", kind="perpetual", tick_size=0.1, lot_size=1e-8, leverage=100.0)
+    iid = perp.instrument_id
+    g = Guarded([perp], 1e6)
+    g.portfolio.apply_fill(OrderFilled("s", iid, "c", "v", "t", OrderSide.BUY, 20.0, 100.0, 0.0, Liquidity.TAKER, 0, 0))
+    g.guard.holding = g.portfolio.position
+    g.guard.reducing[iid] = ("reconciliation: mismatch", 0.0)
+    assert g.check(iid, OrderSide.SELL, 20.0) is None
+    assert g.check(iid, OrderSide.SELL, sum([0.1] * 200)) is None  # 20.000000000000014: 20 but for float noise
+    reason = g.check(iid, OrderSide.SELL, 20.00000001)
+    assert reason is not None and reason.startswith("REDUCING: only orders reducing the holding here (20.0)")

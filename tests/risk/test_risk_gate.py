@@ -31,14 +31,16 @@ from tradebus.risk.gate import RiskGate
 # covers buying power and margin).
 INST = Instrument("BINANCE", "BTCUSDT", tick_size=0.5, lot_size=0.01, min_notional=10.0, margin=True, leverage=100.0)
 IID = INST.instrument_id
+#: The same instrument at a lot of 1e-8: a lot is less than LIMIT_RTOL (1e-9) of 20 BTC.
+FINE = Instrument("BINANCE", "BTCUSDT", tick_size=0.5, lot_size=1e-8, min_notional=10.0, margin=True, leverage=100.0)
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
 
 
 class Gate:
-    def __init__(self, cash: float = 10_000.0, **limits: object) -> None:
+    def __init__(self, cash: float = 10_000.0, inst: Instrument = INST, **limits: object) -> None:
         self.bus = MessageBus()
         self.clock = SimulatedClock(0)
-        self.portfolio = Portfolio({IID: INST}, cash)
+        self.portfolio = Portfolio({IID: inst}, cash)
         self.gate = RiskGate(RiskConfig(**limits), self.portfolio, self.clock, self.bus)  # type: ignore[arg-type]
         self.orders = OrderManager(self.bus, self.clock)
         self.gate.bind_orders(self.orders)
@@ -120,6 +122,15 @@ def test_max_position_checks_projected_position_after_fill() -> None:
     g.hold(2.0)
     assert g.check(qty=1.0) is None
     assert g.check(qty=1.5) == "max_position: |2.0 + 1.5| = 3.5 > 3.0"
+
+
+def test_max_position_denies_one_lot_of_1e8_over_a_limit_of_20() -> None:
+    g = Gate(inst=FINE, max_position=20.0)
+    assert g.check(qty=20.0) is None
+    assert g.check(qty=sum([0.1] * 200)) is None  # 20.000000000000014: the limit but for float noise
+    assert g.check(qty=20.00000001) == "max_position: |0.0 + 20.00000001| = 20.00000001 > 20.0"
+    g.hold(19.9)
+    assert g.check(qty=0.10000001) == "max_position: |19.9 + 0.10000001| = 20.000000009999997 > 20.0"
 
 
 def test_max_position_allows_an_order_that_reduces_an_oversized_position() -> None:
@@ -225,6 +236,23 @@ def test_reducing_allows_only_orders_that_reduce_without_flipping() -> None:
     assert g.check(SELL, qty=3.0) is not None  # would flip
     reason = g.check(BUY, qty=1.0)
     assert reason is not None and reason.startswith("trading_state: REDUCING")
+
+
+def test_reducing_denies_a_sell_of_20_btc_and_one_lot_of_1e8_on_a_position_of_20() -> None:
+    g = Gate(inst=FINE)
+    g.hold(20.0)
+    g.gate.set_state(TradingState.REDUCING, "manual")
+    noisy = sum([0.1] * 200)  # 20.000000000000014: exactly the position but for float noise
+    assert noisy != 20.0
+    assert g.check(SELL, qty=20.0) is None
+    assert g.check(SELL, qty=noisy) is None
+    assert g.check(SELL, qty=20.00000001) == (
+        "trading_state: REDUCING allows only reducing orders; position 20.0, working on the order's side 0.0, "
+        "order -20.00000001"
+    )
+    # a working sell one lot beyond the position would flip it: REDUCING no longer allows it
+    beyond = g.work(SELL, 20.00000001, price=101.0)
+    assert [o.client_order_id for o in g.gate.disallowed_orders()] == [beyond]
 
 
 def test_a_reduce_only_order_larger_than_the_position_counts_as_the_position_it_closes() -> None:

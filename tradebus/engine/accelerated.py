@@ -408,7 +408,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                     if state == {halted_state}:
                         code = {halted}
                     elif state == {reducing_state} and (
-                        pos == 0.0 or (pos > 0.0) == buy or size > abs(pos) * (1.0 + 1e-9)
+                        pos == 0.0 or (pos > 0.0) == buy or size > abs(pos) + min(abs(pos) * {limit_rtol!r}, 0.5 * lot)
                     ):
                         code = {reducing}
                     elif cfg[10] > 0.0 and size * cs * last < cfg[10] - 1e-12:
@@ -426,7 +426,7 @@ def simulate(ws, n_fields, n_cols, ts_event, ts_init, op, hi, lo, cl, vol, spara
                         code = {max_quantity}
                     elif cfg[23] == cfg[23] and not size * cs * last <= cfg[23] * (1.0 + 1e-9):
                         code = {max_notional}
-                    elif abs(pos + signed) > cfg[24] * (1.0 + 1e-9) and abs(pos + signed) > abs(pos):
+                    elif abs(pos + signed) > cfg[24] + min(cfg[24] * {limit_rtol!r}, 0.5 * lot) and abs(pos + signed) > abs(pos):
                         code = {max_position}
                     elif gross == gross:  # RiskGate._check_gross: the worst case after the order
                         if last != last:

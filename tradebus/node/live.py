@@ -64,6 +64,7 @@ Recording
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import time
@@ -93,6 +94,7 @@ from tradebus.execution.venue import OrderStatusReport
 from tradebus.node.config import PaperConfig
 from tradebus.node.reconcile import ExternalOrder, InstrumentHeld, Reconciler, hedge_mode, margin_differences
 from tradebus.risk.breakers import BreakerState
+from tradebus.risk.config import quantity_slack
 from tradebus.node.daemon import NodeSummary, PaperNode, build_paper_kernel, close_recorder, kept_files, outputs_to_write
 from tradebus.reports.outputs import write_outputs
 from tradebus.risk.guard import MarketGuard
@@ -131,10 +133,11 @@ class LiveGuard(MarketGuard):
     (reason, difference)`` where ``difference`` is the holding here minus the venue's
     (constant while the mismatch persists: a fill moves both); an order passes only if it
     reduces, without crossing zero, both the holding here (``holding(instrument_id)``) and
-    the venue's (the holding here minus the difference), working orders on its side included.
+    the venue's (the holding here minus the difference), working orders on its side included, up
+    to float noise (:func:`~tradebus.risk.config.quantity_slack`: never one of ``lot_sizes``).
     """
 
-    __slots__ = ("holding", "holds", "reducing")
+    __slots__ = ("holding", "holds", "lot_sizes", "reducing")
 
     def __init__(self) -> None:
         super().__init__()
@@ -142,6 +145,8 @@ class LiveGuard(MarketGuard):
         self.reducing: dict[str, tuple[str, float]] = {}
         #: The holding compared with the venue (set by the daemon: :meth:`~tradebus.node.reconcile.Reconciler.holding`).
         self.holding: Callable[[str], float] = lambda _iid: 0.0
+        #: ``instrument_id -> lot size`` (set by the daemon; an instrument not in it: ``LIMIT_RTOL`` alone).
+        self.lot_sizes: dict[str, float] = {}
 
     def block_reason(self, instrument_id: str) -> str | None:
         """The hold's reason first, else the market-data checks."""
@@ -162,8 +167,9 @@ class LiveGuard(MarketGuard):
         pending = working(iid, signed > 0.0, cmd.client_order_id)
         here = self.holding(iid)
         there = here - difference
+        lot = self.lot_sizes.get(iid, math.inf)
         for base in (here + pending, there + pending):
-            if base == 0.0 or (base > 0.0) == (signed > 0.0) or abs(signed) > abs(base) * (1.0 + 1e-9):
+            if base == 0.0 or (base > 0.0) == (signed > 0.0) or abs(signed) > abs(base) + quantity_slack(base, lot):
                 return (
                     f"REDUCING: only orders reducing the holding here ({here}) and at the venue ({there}) pass; "
                     f"working on the order's side {pending}, order {signed} ({why})"
@@ -491,6 +497,7 @@ class LiveNode(PaperNode):
             self.kernel, self.venue, self._hold, config.live.stop_timeout, self._mismatch, config.fee_assets()
         )
         self.guard.holding = self.reconciler.holding
+        self.guard.lot_sizes = {iid: inst.lot_size for iid, inst in self.kernel.instruments.items()}
         rest_url, ws_url = config.live.endpoints()
         self.stream = config.live.account().user_stream(
             ws_url,

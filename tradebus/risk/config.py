@@ -9,11 +9,28 @@ from pydantic import Field, model_validator
 from tradebus.config.base import StrictModel
 
 
-__all__ = ["LIMIT_RTOL", "RiskConfig"]
+__all__ = ["LIMIT_RTOL", "RiskConfig", "quantity_slack"]
 
 #: Relative slack of a limit, in the gate and the breakers alike: a figure at the limit but for
 #: float noise (105 / 100 - 1 > 0.05) is within it.
 LIMIT_RTOL = 1e-9
+
+
+def quantity_slack(limit: float, lot: float) -> float:
+    """The slack of a quantity compared with ``limit`` (a position, a holding): float noise, never a lot.
+
+    ``LIMIT_RTOL`` of ``limit``, but at most half a ``lot``: quantities on the lot grid differ by a
+    whole lot or not at all, and ``LIMIT_RTOL`` alone would let one lot of 1e-8 through on 20 BTC
+    (``20 * 1e-9 = 2e-8``).
+
+    Parameters
+    ----------
+    limit
+        The quantity compared with (its sign does not matter).
+    lot
+        The instrument's lot size (``inf``: no lot known, ``LIMIT_RTOL`` alone).
+    """
+    return min(abs(limit) * LIMIT_RTOL, 0.5 * lot)
 
 
 class RiskConfig(StrictModel):

@@ -95,7 +95,7 @@ from tradebus.engine.messages import (
 )
 from tradebus.engine.portfolio import Portfolio, Position
 from tradebus.risk.breakers import BreakerState, Breakers
-from tradebus.risk.config import LIMIT_RTOL, RiskConfig
+from tradebus.risk.config import LIMIT_RTOL, RiskConfig, quantity_slack
 
 if TYPE_CHECKING:
     from tradebus.execution.orders import Order, OrderManager
@@ -326,7 +326,11 @@ class RiskGate:
                 if signed > 0.0:
                     return reducing_reason(held, working, signed)
             base = held + working
-            if base == 0.0 or (base > 0.0) == (signed > 0.0) or abs(signed) > abs(base) * (1.0 + LIMIT_RTOL):
+            if (
+                base == 0.0
+                or (base > 0.0) == (signed > 0.0)
+                or abs(signed) > abs(base) + quantity_slack(base, _INF if spec is None else spec[2])
+            ):
                 return reducing_reason(held, working, signed)
         if spec is None:
             return f"instrument: unknown instrument {iid!r}"
@@ -367,11 +371,19 @@ class RiskGate:
         if why is not None:
             return why
         if self._limited:
-            return self._check_limits(cmd, qty, signed, pos, px, last, open_orders)
+            return self._check_limits(cmd, qty, signed, pos, px, last, open_orders, lot)
         return None
 
     def _check_limits(
-        self, cmd: SubmitOrder, qty: float, signed: float, pos: float, px: float, last: float, open_orders: int
+        self,
+        cmd: SubmitOrder,
+        qty: float,
+        signed: float,
+        pos: float,
+        px: float,
+        last: float,
+        open_orders: int,
+        lot: float,
     ) -> str | None:
         """The configured limits of :meth:`check` (steps 3 to 7), for an order that passed 1 and 2."""
         limit = self._max_quantity
@@ -387,7 +399,7 @@ class RiskGate:
             working = self._working(cmd.instrument_id, signed > 0.0, cmd.client_order_id)
             base = pos + working
             projected = abs(base + signed)
-            if projected > limit * (1.0 + LIMIT_RTOL) and projected > abs(base):
+            if projected > limit + quantity_slack(limit, lot) and projected > abs(base):
                 return max_position_reason(pos, working, signed, projected, limit)
         band = self._band
         if band is not None and cmd.order_type != _MARKET:
@@ -707,7 +719,8 @@ class RiskGate:
             group = oco.get(order.client_order_id) if oco else None
             added = leaves if group is None else max(leaves - largest.get(group, 0.0), 0.0)
             used = counted.get(key, 0.0)
-            if not order.reduce_only and used + added > abs(pos) * (1.0 + LIMIT_RTOL):
+            inst = self.instruments.get(iid)
+            if not order.reduce_only and used + added > abs(pos) + quantity_slack(pos, _INF if inst is None else inst.lot_size):
                 disallowed.append(order)
                 continue
             counted[key] = used + added
